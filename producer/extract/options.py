@@ -1,0 +1,31 @@
+"""Options that steer extraction (file -> STAC Item). Immutable, so one
+instance can be shared by many calls and threads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: default order in which datetime sources are tried
+DEFAULT_DATETIME_SOURCES: tuple[str, ...] = ("explicit", "filename", "tags")
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    #: explicit datetime: ISO 8601 instant, or ``start/end`` for a range
+    datetime: str | None = None
+    #: order of sources tried: any of "explicit", "filename", "tags"
+    datetime_sources: tuple[str, ...] = DEFAULT_DATETIME_SOURCES
+    #: user regex tried on the file name before the built-in patterns
+    datetime_pattern: str | None = None
+    #: item id template; fields: {stem}, {name}, {parent}, {collection}
+    id_template: str = "{stem}"
+    #: (from_prefix, to_prefix) pairs applied to the asset href, first match wins
+    href_rewrites: tuple[tuple[str, str], ...] = ()
+    #: compute per-band statistics (reads pixels, from overviews when present)
+    stats: bool = False
+    #: add a sha2-256 multihash ``file:checksum`` (reads the whole file)
+    checksum: bool = False
+    #: collection id written into the item
+    collection: str | None = None
+    #: fsspec/S3 storage options used to read remote products
+    storage_options: dict = field(default_factory=dict, hash=False, compare=False)

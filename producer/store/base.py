@@ -1,0 +1,62 @@
+"""The storage interface: the only way the rest of the package touches bytes.
+
+A store is rooted at a catalog URL; keys are ``/``-separated paths relative to
+that root (``catalog.json``, ``ndvi/collection.json``). Versions are opaque
+strings (an S3 ETag, a local file's inode/mtime/size token, a content hash):
+the commit layer only compares them and hands them back to :meth:`put`.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Versioned key/value access to one catalog root.
+
+    Implementations: :class:`producer.store.local.LocalStore` (plain paths and
+    ``file://``; a lock plus write-to-temp and atomic rename),
+    :class:`producer.store.s3.S3Store` (``s3://``; ETag ``IfMatch`` and
+    ``IfNoneMatch='*'``), :class:`producer.store.fsspec_store.FsspecStore`
+    (any other fsspec backend, e.g. ``memory://``; single-writer mode).
+    """
+
+    #: the catalog root URL the store was opened on (no trailing slash)
+    url: str
+    #: True when conditional writes are atomic across processes/hosts
+    concurrent_safe: bool
+
+    def get(self, key: str) -> tuple[bytes, str]:
+        """Return ``(data, version)``; raise :class:`~producer.errors.NotFound`."""
+        ...
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_version: str | None = None,
+        create_only: bool = False,
+    ) -> str:
+        """Write ``data`` at ``key`` and return the new version.
+
+        ``if_version``: write only if the current version is still this one.
+        ``create_only``: write only if ``key`` does not exist.
+        Either condition failing raises
+        :class:`~producer.errors.PreconditionFailed` and writes nothing.
+        Readers never see a partial document.
+        """
+        ...
+
+    def delete(self, key: str, *, if_version: str | None = None) -> None:
+        """Delete ``key``; :class:`~producer.errors.NotFound` if absent."""
+        ...
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Yield every key under ``prefix`` (recursive), in no set order."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """True if ``key`` exists."""
+        ...
