@@ -1,0 +1,439 @@
+"""The public verbs: :func:`register`, :func:`remove`, :func:`validate_catalog`,
+:func:`reconcile`.
+
+Each takes the catalog as a URL (local path, ``file://``, ``memory://``,
+``s3://``) or an already-open :class:`~producer.store.base.Store`, and
+returns plain result objects; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import glob as globmod
+import os
+import posixpath
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+from producer.catalog import documents as docs
+from producer.catalog.layout import Layout
+from producer.commit import Committer, item_start
+from producer.errors import InputError, NotFound, ProducerError
+from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
+from producer.store.base import Store
+
+#: file name suffixes picked up when a directory or prefix is expanded
+PRODUCT_SUFFIXES = (".tif", ".tiff", ".nc", ".nc4")
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class RegisterResult:
+    """What happened to one product.
+
+    ``action``: ``created``, ``updated``, ``unchanged`` or ``error``. With
+    ``dry_run`` the action is what *would* happen.
+    """
+
+    source: str
+    id: str | None = None
+    href: str | None = None
+    action: str = "error"
+    error: str | None = None
+    item: dict | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.action != "error"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k != "item"}
+        if out["error"] is None:
+            out.pop("error")
+        return out
+
+
+@dataclass
+class RemoveResult:
+    """``action``: ``removed`` or ``absent`` (nothing to remove)."""
+
+    id: str
+    href: str | None
+    action: str
+    extent_recomputed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- helpers -------------------------------------------------------------------
+
+def _open(catalog: str | Store, storage_options: dict | None) -> Store:
+    if not isinstance(catalog, str):
+        return catalog
+    from producer.store import open_store
+
+    return open_store(catalog, storage_options)
+
+
+def _validator() -> Callable[[dict, str], None]:
+    from producer.validate import default_validator
+
+    return default_validator().check
+
+
+def parse_rewrites(rewrites: Iterable[str | tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """``["FROM=TO", ...]`` or pairs → pairs; raises :class:`InputError` on bad syntax."""
+    out = []
+    for rule in rewrites or ():
+        if isinstance(rule, str):
+            if "=" not in rule:
+                raise InputError(f"--href-rewrite {rule!r}: expected FROM=TO, e.g. /data=s3://bucket/data")
+            src, dst = rule.split("=", 1)
+        else:
+            src, dst = rule
+        if not src:
+            raise InputError(f"--href-rewrite {rule!r}: the FROM prefix is empty")
+        out.append((src, dst))
+    return tuple(out)
+
+
+def _is_url(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike],
+                 storage_options: dict | None = None) -> list[str]:
+    """Directories (recursively) and globs → product paths, in sorted order.
+
+    Plain file paths are kept even if they do not exist, so extraction can
+    report them by name. Remote prefixes are expanded through fsspec.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out: list[str] = []
+    for raw in paths:
+        path = os.fspath(raw)
+        if _is_url(path):
+            out.extend(_expand_remote(path, storage_options))
+            continue
+        if path.startswith("file://"):
+            path = path[len("file://"):]
+        if any(ch in path for ch in "*?["):
+            matches = sorted(globmod.glob(path, recursive=True))
+            out.extend(m for m in matches if os.path.isfile(m))
+        elif os.path.isdir(path):
+            for dirpath, dirnames, filenames in os.walk(path):
+                dirnames.sort()
+                for name in sorted(filenames):
+                    if name.lower().endswith(PRODUCT_SUFFIXES):
+                        out.append(os.path.join(dirpath, name))
+        else:
+            out.append(path)
+    return out
+
+
+def _expand_remote(url: str, storage_options: dict | None) -> list[str]:
+    import fsspec
+
+    fs, _, (root,) = fsspec.get_fs_token_paths(url, storage_options=storage_options or {})
+    proto = url.split("://", 1)[0]
+    if any(ch in url for ch in "*?["):
+        found = fs.glob(root)
+    elif fs.isdir(root):
+        found = [p for p in fs.find(root) if p.lower().endswith(PRODUCT_SUFFIXES)]
+    else:
+        return [url]
+    return [f"{proto}://{p}" for p in sorted(found)]
+
+
+def item_id_for(url: str, *, id_template: str = "{stem}", collection: str | None = None) -> str:
+    """The id :func:`register` gives the product at ``url`` (raises UnsafeIdError)."""
+    from producer.extract.ids import make_item_id
+
+    return make_item_id(url, ExtractOptions(id_template=id_template, collection=collection))
+
+
+def _check_collection_id(collection: str) -> None:
+    from producer.extract.ids import check_id
+
+    check_id(collection, what="collection id")
+
+
+# --- register -----------------------------------------------------------------
+
+def register(
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    *,
+    catalog: str | Store,
+    collection: str,
+    storage_options: dict | None = None,
+    collection_meta: dict | None = None,
+    root_meta: dict | None = None,
+    partition: str | None = None,
+    datetime: str | None = None,
+    datetime_pattern: str | None = None,
+    datetime_sources: Sequence[str] | None = None,
+    id_template: str = "{stem}",
+    href_rewrites: Iterable[str | tuple[str, str]] = (),
+    stats: bool = False,
+    checksum: bool = False,
+    dry_run: bool = False,
+    batch_size: int = 500,
+    max_retries: int = 10,
+    progress: Progress | None = None,
+) -> list[RegisterResult]:
+    """Extract, validate and upsert one STAC Item per product; link and extend parents.
+
+    Returns one :class:`RegisterResult` per product, in input order. A bad
+    product gets an ``error`` result and changes nothing; the others are
+    still registered. Writes (unless ``dry_run``): each item document, then
+    one compare-and-swap per parent per batch of ``batch_size`` products.
+    Raises :class:`~producer.errors.InputError` only for unusable options
+    (bad collection id, bad rewrite rule, unknown partition scheme).
+    """
+    _check_collection_id(collection)
+    layout = Layout(partition)
+    options = ExtractOptions(
+        datetime=datetime,
+        datetime_sources=tuple(datetime_sources or DEFAULT_DATETIME_SOURCES),
+        datetime_pattern=datetime_pattern,
+        id_template=id_template,
+        href_rewrites=parse_rewrites(href_rewrites),
+        stats=stats,
+        checksum=checksum,
+        collection=collection,
+        storage_options=dict(storage_options or {}),
+    )
+    sources = expand_paths(paths, storage_options)
+    store = _open(catalog, storage_options)
+    committer = Committer(store, _validator(), layout=layout, root_meta=root_meta,
+                          max_retries=max_retries)
+    results: list[RegisterResult] = []
+    done = 0
+    for start in range(0, len(sources), max(1, batch_size)):
+        chunk = sources[start:start + batch_size]
+        results.extend(_register_chunk(chunk, committer, collection, options, collection_meta,
+                                       dry_run, progress, done, len(sources)))
+        done += len(chunk)
+    return results
+
+
+def _prepare(source: str, committer: Committer, collection: str, options: ExtractOptions,
+             coll_title: str) -> tuple[RegisterResult, str | None, dict | None]:
+    """Extract and validate one product; returns (result, key, doc) or an error result."""
+    from producer.extract import create_item
+
+    result = RegisterResult(source=source)
+    try:
+        item = create_item(source, options)
+        doc = item.to_dict(include_self_link=False, transform_hrefs=False)
+        result.id = doc["id"]
+        layout = committer.layout
+        when = item_start(doc) if layout.partition else None
+        key = layout.item_key(collection, doc["id"], when)
+        docs.set_item_links(doc, key, layout, collection, layout.chain(collection, when)[0],
+                            collection_title=coll_title)
+        stamp = "1970-01-01T00:00:00Z"  # replaced at commit; validated as a date-time here
+        doc["properties"].setdefault("created", stamp)
+        doc["properties"].setdefault("updated", stamp)
+        committer.validate(doc, f"{committer.store_path(key)} (item for {source})")
+        doc["properties"].pop("created")
+        doc["properties"].pop("updated")
+        result.href = committer.store_path(key)
+        return result, key, doc
+    except ProducerError as exc:
+        result.error = str(exc)
+    except Exception as exc:  # one broken product must not sink the batch
+        result.error = f"{source}: unexpected {type(exc).__name__}: {exc}"
+    return result, None, None
+
+
+def _register_chunk(chunk: list[str], committer: Committer, collection: str,
+                    options: ExtractOptions, collection_meta: dict | None, dry_run: bool,
+                    progress: Progress | None, done: int, total: int) -> list[RegisterResult]:
+    coll_title = (collection_meta or {}).get("title") or collection
+    prepared: list[tuple[RegisterResult, str, dict]] = []
+    results: list[RegisterResult] = []
+    seen: dict[str, str] = {}
+    for i, source in enumerate(chunk):
+        result, key, doc = _prepare(source, committer, collection, options, coll_title)
+        results.append(result)
+        if key is not None and doc is not None:
+            if key in seen:
+                result.error = (f"{source}: maps to the same item id {doc['id']!r} as {seen[key]}; "
+                                "use --id-template to tell them apart")
+                result.href = None
+            else:
+                seen[key] = source
+                prepared.append((result, key, doc))
+        if progress:
+            progress(done + i + 1, total)
+    if not prepared:
+        return results
+
+    layout = committer.layout
+    parents: list[str] = []
+    for _, _, doc in prepared:
+        for key in layout.chain(collection, item_start(doc) if layout.partition else None):
+            if key not in parents:
+                parents.append(key)
+    try:
+        preread = committer.preflight(parents)
+        _check_new_parents(committer, preread, collection, collection_meta)
+    except ProducerError as exc:
+        for result, _, _ in prepared:
+            result.error = f"{result.source}: not registered: {exc}"
+            result.href = None
+        return results
+
+    if dry_run:
+        for result, key, doc in prepared:
+            try:
+                existing, _ = committer.read(key, ("Feature",))
+            except ProducerError as exc:
+                result.error = str(exc)
+                continue
+            if existing is None:
+                result.action = "created"
+            elif docs_equal_ignoring_timestamps(existing, doc):
+                result.action = "unchanged"
+            else:
+                result.action = "updated"
+            result.item = doc
+        return results
+
+    written: list[tuple[str, dict]] = []
+    for result, key, doc in prepared:
+        try:
+            result.action = committer.put_item(key, doc)
+            result.item = doc
+            written.append((key, doc))
+        except ProducerError as exc:
+            result.error = f"{result.source}: {exc}"
+            result.action = "error"
+    if written:
+        try:
+            committer.link_items(collection, written, collection_meta, preread)
+        except ProducerError as exc:
+            for result, _, _ in prepared:
+                if result.ok:
+                    result.action = "error"
+                    result.error = (f"{result.source}: item written but not linked ({exc}); "
+                                    "rerun the registration or `stac-producer reconcile --fix`")
+    return results
+
+
+def docs_equal_ignoring_timestamps(a: dict, b: dict) -> bool:
+    strip = lambda d: {**d, "properties": {k: v for k, v in d.get("properties", {}).items()  # noqa: E731
+                                           if k not in ("created", "updated")}}
+    return strip(a) == strip(b)
+
+
+def _check_new_parents(committer: Committer, preread: dict, collection: str,
+                       collection_meta: dict | None) -> None:
+    """Validate the collection and root documents a batch would create, before any write."""
+    layout = committer.layout
+    coll_key = layout.collection_key(collection)
+    if preread.get(coll_key, (None, None))[0] is None:
+        doc = docs.new_collection(collection, collection_meta, layout,
+                                  (committer.root_meta or {}).get("title"))
+        committer.validate(doc, f"{committer.store_path(coll_key)} (new collection; check the collection metadata)")
+    if preread.get(layout.root_key, (None, None))[0] is None:
+        committer.validate(docs.new_root(committer.root_meta),
+                           f"{committer.store_path(layout.root_key)} (new root catalog)")
+
+
+# --- remove -------------------------------------------------------------------
+
+def _find_item_key(store: Store, layout: Layout, collection: str, item_id: str) -> str | None:
+    key = Layout().item_key(collection, item_id)
+    if store.exists(key):
+        return key
+    suffix = f"/{item_id}/{item_id}.json"
+    for candidate in store.list(f"{collection}/"):
+        if candidate.endswith(suffix):
+            return candidate
+    return None
+
+
+def _parent_of(item_key: str, collection: str) -> str:
+    folder = posixpath.dirname(posixpath.dirname(item_key))
+    return f"{folder}/collection.json" if folder == collection else f"{folder}/catalog.json"
+
+
+def remove(
+    item_id: str,
+    *,
+    catalog: str | Store,
+    collection: str,
+    storage_options: dict | None = None,
+    max_retries: int = 10,
+) -> RemoveResult:
+    """Unlink an item from its parent, delete its document, fix the extent.
+
+    Order: unlink first (compare-and-swap), then delete, so no link ever
+    points at a missing item. The collection extent is recomputed exactly
+    from the remaining items, but only when the removed item touched one of
+    its edges (otherwise the union of the others is unchanged): that case
+    reads every item of the collection once.
+    """
+    from producer.audit import collection_items
+    from producer.extract.ids import check_id
+
+    _check_collection_id(collection)
+    check_id(item_id, what="item id")
+    store = _open(catalog, storage_options)
+    committer = Committer(store, _validator(), max_retries=max_retries)
+    key = _find_item_key(store, committer.layout, collection, item_id)
+    if key is None:
+        return RemoveResult(id=item_id, href=None, action="absent")
+    item, _ = committer.read(key, ("Feature",))
+    parent = _parent_of(key, collection)
+    coll_key = Layout().collection_key(collection)
+    committer.unlink_item(parent, key)
+    try:
+        store.delete(key)
+    except NotFound:
+        pass
+    recomputed = False
+    if item is not None:
+        def compute(coll: dict) -> dict | None:
+            if not docs.touches_boundary(coll.get("extent", {}), item):
+                return None
+            remaining = [doc for k, doc in collection_items(store, coll_key) if k != key]
+            return docs.exact_extent(remaining)
+
+        recomputed = committer.set_extent(coll_key, compute)
+    return RemoveResult(id=item_id, href=committer.store_path(key), action="removed",
+                        extent_recomputed=recomputed)
+
+
+# --- validate / reconcile --------------------------------------------------------
+
+def validate_catalog(catalog: str | Store, *, storage_options: dict | None = None,
+                     check_assets: bool = False) -> list:
+    """Check a whole catalog tree; return a list of :class:`producer.audit.Problem`.
+
+    Reads every document once. Checks schemas, links that resolve, dangling
+    and duplicate links, orphan documents and extents that contain their items.
+    """
+    from producer.audit import audit
+
+    store = _open(catalog, storage_options)
+    return audit(store, _validator_obj(), check_assets=check_assets,
+                 storage_options=storage_options).problems
+
+
+def _validator_obj():
+    from producer.validate import default_validator
+
+    return default_validator()
+
+
+def reconcile(catalog: str | Store, *, storage_options: dict | None = None, **kwargs: Any):
+    """Find and (with ``fix=True``) repair catalog problems; see :mod:`producer.audit`."""
+    from producer.audit import reconcile as _reconcile
+
+    store = _open(catalog, storage_options)
+    return _reconcile(store, _validator_obj(), storage_options=storage_options, **kwargs)

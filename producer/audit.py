@@ -1,0 +1,256 @@
+"""Walking a whole catalog: what is wrong with it, and (reconcile) repairing it.
+
+:func:`audit` reads every document once, breadth-first from the root,
+following ``child`` and ``item`` links, then lists the store to find
+documents nothing links (orphans). It never writes.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from producer.catalog import documents as docs
+from producer.catalog.extent import bbox_contains, interval_contains, item_interval
+from producer.catalog.layout import resolve_href
+from producer.errors import CatalogError, NotFound, ProducerError
+from producer.store.base import Store
+
+#: problem kinds that make a catalog invalid (validate exits 1)
+ERRORS = {
+    "missing-root", "unreadable", "schema", "dangling-link", "duplicate-link",
+    "orphan", "extent", "wrong-type", "collection-mismatch",
+}
+#: kinds reported but not invalid: the catalog is still correct STAC
+WARNINGS = {"stale-extent", "missing-asset"}
+
+
+@dataclass
+class Problem:
+    """One finding: ``kind`` (see ERRORS / WARNINGS), the document ``key``, a message."""
+
+    kind: str
+    key: str
+    message: str
+    target: str | None = None  # the linked key, for link problems
+
+    @property
+    def is_error(self) -> bool:
+        return self.kind in ERRORS
+
+    def __str__(self) -> str:
+        return f"{self.key}: [{self.kind}] {self.message}"
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "key": self.key, "message": self.message,
+                "severity": "error" if self.is_error else "warning"}
+
+
+@dataclass
+class ItemInfo:
+    key: str
+    id: str
+    bbox: list[float]
+    interval: tuple[str, str]
+    collection_key: str | None
+    parent_key: str
+    assets: dict[str, str] = field(default_factory=dict)  # asset key -> href
+
+
+@dataclass
+class AuditReport:
+    problems: list[Problem] = field(default_factory=list)
+    #: key -> type of every document reached from the root
+    reached: dict[str, str] = field(default_factory=dict)
+    items: dict[str, ItemInfo] = field(default_factory=dict)
+    #: collection key -> extent as stored
+    extents: dict[str, dict] = field(default_factory=dict)
+    collection_ids: dict[str, str] = field(default_factory=dict)
+    #: orphan document key -> its parsed content (None if unreadable)
+    orphans: dict[str, dict | None] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.is_error]
+
+    def items_of(self, collection_key: str) -> list[ItemInfo]:
+        return [i for i in self.items.values() if i.collection_key == collection_key]
+
+
+def _read(store: Store, key: str) -> dict:
+    data, _ = store.get(key)
+    return docs.loads(data, key)
+
+
+def audit(store: Store, validator, *, check_assets: bool = False,
+          storage_options: dict | None = None, schemas: bool = True) -> AuditReport:
+    """Check the catalog under ``store``; returns every problem found. Writes nothing."""
+    report = AuditReport()
+    keys = {k for k in store.list("") if k.endswith(".json")}
+    root = "catalog.json"
+    if root not in keys:
+        report.problems.append(Problem("missing-root", root, "no root catalog.json"))
+        for key in sorted(keys):
+            report.orphans[key] = None
+            report.problems.append(Problem("orphan", key, "not reachable: there is no root"))
+        return report
+
+    # (key, expected types, collection key this document belongs to, parent key)
+    queue: deque[tuple[str, tuple[str, ...], str | None, str | None]] = deque(
+        [(root, ("Catalog", "Collection"), None, None)]
+    )
+    while queue:
+        key, expect, coll_key, parent_key = queue.popleft()
+        if key in report.reached:
+            continue
+        try:
+            doc = _read(store, key)
+        except (CatalogError, NotFound) as exc:
+            report.reached[key] = "?"
+            report.problems.append(Problem("unreadable", key, str(exc)))
+            continue
+        kind = doc.get("type")
+        report.reached[key] = str(kind)
+        if kind not in expect:
+            report.problems.append(Problem(
+                "wrong-type", key, f"linked as {' or '.join(expect)} but has type {kind!r}"))
+            continue
+        if schemas:
+            for message in validator.errors(doc):
+                report.problems.append(Problem("schema", key, message))
+        if kind == "Collection":
+            coll_key = key
+            report.extents[key] = doc.get("extent", {})
+            report.collection_ids[key] = str(doc.get("id"))
+        if kind == "Feature":
+            _note_item(report, key, doc, coll_key, parent_key)
+        seen_links: set[tuple[str, str]] = set()
+        for link in doc.get("links", []):
+            rel, href = link.get("rel"), link.get("href", "")
+            if rel not in ("child", "item", "root", "parent", "collection"):
+                continue
+            target = resolve_href(key, href)
+            if target is None:
+                continue  # absolute links point outside the catalog: not ours to check
+            if rel in docs.CHILD_RELS:
+                if (rel, target) in seen_links:
+                    report.problems.append(Problem("duplicate-link", key,
+                                                   f"links {href} ({rel}) more than once", target))
+                    continue
+                seen_links.add((rel, target))
+            if target not in keys:
+                report.problems.append(Problem(
+                    "dangling-link", key, f"{rel} link {href} points at a missing document", target))
+                continue
+            if rel == "child":
+                queue.append((target, ("Catalog", "Collection"), coll_key, key))
+            elif rel == "item":
+                queue.append((target, ("Feature",), coll_key, key))
+
+    for key in sorted(keys - set(report.reached)):
+        try:
+            report.orphans[key] = _read(store, key)
+        except ProducerError:
+            report.orphans[key] = None
+        report.problems.append(Problem("orphan", key, "no document links it"))
+
+    _check_extents(report)
+    if check_assets:
+        _check_assets(report, storage_options)
+    return report
+
+
+def _note_item(report: AuditReport, key: str, doc: dict, coll_key: str | None,
+               parent_key: str | None) -> None:
+    try:
+        interval = item_interval(doc)
+        bbox = list(doc["bbox"])
+    except (KeyError, TypeError, ValueError):
+        return  # the schema check reports it
+    expected = report.collection_ids.get(coll_key or "")
+    if expected is not None and doc.get("collection") not in (None, expected):
+        report.problems.append(Problem(
+            "collection-mismatch", key,
+            f"item says collection {doc.get('collection')!r} but sits under {coll_key} ({expected!r})"))
+    assets = {name: a.get("href") for name, a in (doc.get("assets") or {}).items()
+              if isinstance(a, dict) and isinstance(a.get("href"), str)}
+    report.items[key] = ItemInfo(key, str(doc.get("id")), bbox, interval, coll_key,
+                                 parent_key or "", assets)
+
+
+def _check_extents(report: AuditReport) -> None:
+    members: dict[str, list[ItemInfo]] = {}
+    for info in report.items.values():
+        if info.collection_key:
+            members.setdefault(info.collection_key, []).append(info)
+    for coll_key, extent in report.extents.items():
+        infos = members.get(coll_key, [])
+        try:
+            bbox = extent["spatial"]["bbox"][0]
+            interval = extent["temporal"]["interval"][0]
+        except (KeyError, IndexError, TypeError):
+            report.problems.append(Problem("extent", coll_key, "collection has no usable extent"))
+            continue
+        outside = [i for i in infos if not (bbox_contains(bbox, i.bbox)
+                                           and interval_contains(interval, i.interval))]
+        for info in outside[:20]:
+            report.problems.append(Problem(
+                "extent", coll_key, f"extent does not contain item {info.id} ({info.key})"))
+        if len(outside) > 20:
+            report.problems.append(Problem(
+                "extent", coll_key, f"... and {len(outside) - 20} more items outside the extent"))
+        exact = docs.exact_extent({"bbox": i.bbox, "properties": {
+            "start_datetime": i.interval[0], "end_datetime": i.interval[1]}, "id": i.id}
+            for i in infos)
+        if not outside and _norm_extent(exact) != _norm_extent(extent):
+            report.problems.append(Problem(
+                "stale-extent", coll_key,
+                "extent is larger than the union of its items (reconcile --fix recomputes it)"))
+
+
+def _norm_extent(extent: dict) -> tuple:
+    bbox = tuple(round(v, 7) for v in extent["spatial"]["bbox"][0])
+    interval = tuple(extent["temporal"]["interval"][0])
+    return bbox, interval
+
+
+def _asset_exists(href: str, storage_options: dict | None) -> bool:
+    import fsspec
+
+    try:
+        fs, _, (path,) = fsspec.get_fs_token_paths(href, storage_options=storage_options or {})
+        return bool(fs.exists(path))
+    except Exception:
+        return False
+
+
+def _check_assets(report: AuditReport, storage_options: dict | None) -> None:
+    for info in report.items.values():
+        for name, href in info.assets.items():
+            if not _asset_exists(href, storage_options):
+                report.problems.append(Problem(
+                    "missing-asset", info.key, f"asset {name!r} at {href} does not exist"))
+
+
+def collection_items(store: Store, collection_key: str) -> Iterator[tuple[str, dict]]:
+    """Yield ``(key, item)`` for every item linked under a collection (via partitions)."""
+    queue = deque([collection_key])
+    seen = set()
+    while queue:
+        key = queue.popleft()
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            doc = _read(store, key)
+        except NotFound:
+            continue
+        if doc.get("type") == "Feature":
+            yield key, doc
+            continue
+        for link in doc.get("links", []):
+            if link.get("rel") in docs.CHILD_RELS:
+                target = resolve_href(key, link.get("href", ""))
+                if target is not None:
+                    queue.append(target)

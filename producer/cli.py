@@ -1,0 +1,225 @@
+"""``stac-producer``: parse arguments, call :mod:`producer.api`, print.
+
+Exit codes: 0 all done, 1 some products (or checks) failed, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Sequence
+
+import click
+
+from producer.errors import InputError, ProducerError
+
+
+def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    """A plain aligned text table."""
+    cells = [[str(h) for h in headers]] + [[("" if c is None else str(c)) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _storage_options(pairs: Sequence[str]) -> dict:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise click.BadParameter(f"{pair!r}: expected KEY=VALUE", param_hint="--storage-option")
+        key, value = pair.split("=", 1)
+        if key == "endpoint_url":
+            out.setdefault("client_kwargs", {})["endpoint_url"] = value
+        else:
+            out[key] = value
+    return out
+
+
+def _provider(text: str) -> dict:
+    name, _, rest = text.partition(":")
+    roles, _, url = rest.partition(":") if not rest.startswith("http") else ("", "", rest)
+    provider: dict[str, Any] = {"name": name}
+    if roles:
+        provider["roles"] = [r for r in roles.split(",") if r]
+    if url:
+        provider["url"] = url
+    return provider
+
+
+catalog_option = click.option(
+    "--catalog", "-c", required=True, envvar="STAC_CATALOG", show_envvar=True,
+    help="Catalog root: a local path, file://, memory:// or s3:// URL.")
+collection_option = click.option(
+    "--collection", required=True, envvar="STAC_COLLECTION", show_envvar=True,
+    help="Collection id (created on first use).")
+storage_option = click.option(
+    "--storage-option", "-o", "storage_pairs", multiple=True, metavar="KEY=VALUE",
+    help="fsspec storage option, repeatable (endpoint_url=... sets the S3 endpoint).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="stac-producer")
+def main() -> None:
+    """Register raster products into a static STAC catalog, and keep it valid."""
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@catalog_option
+@collection_option
+@click.option("--datetime", "datetime_", metavar="ISO|START/END",
+              help="Explicit datetime or range for every product.")
+@click.option("--datetime-pattern", metavar="REGEX",
+              help="Regex on the file name: named groups year/month/day[/hour/minute/second], "
+                   "start/end, or one group holding a date.")
+@click.option("--datetime-source", "datetime_sources", multiple=True,
+              type=click.Choice(["explicit", "filename", "tags"]),
+              help="Order of datetime sources to try (repeatable; default explicit, filename, tags).")
+@click.option("--id-template", default="{stem}", show_default=True,
+              help="Item id template: {stem}, {name}, {parent}, {collection}.")
+@click.option("--href-rewrite", "href_rewrites", multiple=True, metavar="FROM=TO",
+              help="Rewrite asset href prefixes, e.g. /data=s3://bucket/data (repeatable).")
+@click.option("--partition", type=click.Choice(["year", "year/month"]),
+              help="Put items under <collection>/<YYYY>[/<MM>]/ sub-catalogs.")
+@click.option("--stats", is_flag=True, help="Compute band statistics (from overviews when present).")
+@click.option("--checksum", is_flag=True, help="Add a sha2-256 file:checksum (reads whole files).")
+@click.option("--dry-run", is_flag=True, help="Extract and validate; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per product.")
+@click.option("--collection-title", help="Title of a new collection.")
+@click.option("--collection-description", help="Description of a new collection.")
+@click.option("--license", "license_", help="SPDX license id of a new collection (default: other).")
+@click.option("--keyword", "keywords", multiple=True, help="Keyword of a new collection (repeatable).")
+@click.option("--provider", "providers", multiple=True, metavar="NAME[:ROLES[:URL]]",
+              help="Provider of a new collection, e.g. 'ESA:producer,licensor:https://esa.int'.")
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1),
+              help="Products committed per parent compare-and-swap.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr (default: when stderr is a terminal).")
+@storage_option
+def register(paths: tuple[str, ...], catalog: str, collection: str, datetime_: str | None,
+             datetime_pattern: str | None, datetime_sources: tuple[str, ...], id_template: str,
+             href_rewrites: tuple[str, ...], partition: str | None, stats: bool, checksum: bool,
+             dry_run: bool, as_json: bool, collection_title: str | None,
+             collection_description: str | None, license_: str | None, keywords: tuple[str, ...],
+             providers: tuple[str, ...], batch_size: int, progress: bool | None,
+             storage_pairs: tuple[str, ...]) -> None:
+    """Register PATHS (files, directories, globs, URLs) into the catalog."""
+    from producer import api
+
+    meta: dict[str, Any] = {}
+    if collection_title:
+        meta["title"] = collection_title
+    if collection_description:
+        meta["description"] = collection_description
+    if license_:
+        meta["license"] = license_
+    if keywords:
+        meta["keywords"] = list(keywords)
+    if providers:
+        meta["providers"] = [_provider(p) for p in providers]
+    storage_options = _storage_options(storage_pairs)
+    sources = api.expand_paths(paths, storage_options)
+    if not sources:
+        raise click.UsageError(f"no products found in {' '.join(paths)}")
+    show_bar = (sys.stderr.isatty() if progress is None else progress) and len(sources) > 1
+    bar = click.progressbar(length=len(sources), label="registering", file=sys.stderr) if show_bar else None
+
+    def tick(done: int, total: int) -> None:
+        if bar is not None:
+            bar.update(done - bar.pos)
+
+    try:
+        results = api.register(
+            sources, catalog=catalog, collection=collection, storage_options=storage_options,
+            collection_meta=meta or None, partition=partition, datetime=datetime_,
+            datetime_pattern=datetime_pattern, datetime_sources=datetime_sources or None,
+            id_template=id_template, href_rewrites=href_rewrites, stats=stats,
+            checksum=checksum, dry_run=dry_run, batch_size=batch_size, progress=tick)
+    except InputError as exc:
+        raise click.UsageError(str(exc)) from exc
+    except ProducerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        if bar is not None:
+            bar.render_finish()
+
+    failed = [r for r in results if not r.ok]
+    if as_json:
+        for r in results:
+            click.echo(json.dumps({**r.to_dict(), **({"dry_run": True} if dry_run else {})}))
+    else:
+        rows = [(r.id or "-", r.action, r.href if r.ok else r.error) for r in results]
+        click.echo(_table(rows, ["id", "action", "item / error"]))
+        counts: dict[str, int] = {}
+        for r in results:
+            counts[r.action] = counts.get(r.action, 0) + 1
+        summary = ", ".join(f"{n} {a}" for a, n in sorted(counts.items()))
+        click.echo(f"\n{len(results)} products: {summary}{' (dry run: nothing written)' if dry_run else ''}")
+    for r in failed:
+        if as_json:
+            click.echo(f"error: {r.error}", err=True)
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.argument("catalog", envvar="STAC_CATALOG")
+@click.option("--check-assets", is_flag=True, help="Also check that asset hrefs exist.")
+@click.option("--json", "as_json", is_flag=True, help="Print problems as JSON lines.")
+@storage_option
+def validate(catalog: str, check_assets: bool, as_json: bool, storage_pairs: tuple[str, ...]) -> None:
+    """Check the whole CATALOG: schemas (offline), links, orphans, extents."""
+    from producer import api
+
+    try:
+        problems = api.validate_catalog(catalog, storage_options=_storage_options(storage_pairs),
+                                        check_assets=check_assets)
+    except ProducerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    errors = [p for p in problems if p.is_error]
+    for p in problems:
+        click.echo(json.dumps(p.to_dict()) if as_json else
+                   f"{'ERROR' if p.is_error else 'warning'} {p}")
+    if not as_json:
+        click.echo(f"{catalog}: {len(errors)} errors, {len(problems) - len(errors)} warnings"
+                   + (" — valid" if not errors else ""))
+    sys.exit(1 if errors else 0)
+
+
+@main.command()
+@click.argument("item_id")
+@catalog_option
+@collection_option
+@storage_option
+def remove(item_id: str, catalog: str, collection: str, storage_pairs: tuple[str, ...]) -> None:
+    """Unlink and delete ITEM_ID; recompute the collection extent exactly."""
+    from producer import api
+
+    try:
+        result = api.remove(item_id, catalog=catalog, collection=collection,
+                            storage_options=_storage_options(storage_pairs))
+    except InputError as exc:
+        raise click.UsageError(str(exc)) from exc
+    except ProducerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if result.action == "absent":
+        click.echo(f"{item_id}: no such item in collection {collection}", err=True)
+        sys.exit(1)
+    extra = " (extent recomputed)" if result.extent_recomputed else ""
+    click.echo(f"removed {item_id} ({result.href}){extra}")
+
+
+@main.command()
+@click.option("--dir", "workdir", default="demo", show_default=True,
+              help="Folder for the sample data and the catalog.")
+@click.option("--count", default=6, show_default=True, type=click.IntRange(1, 500))
+def demo(workdir: str, count: int) -> None:
+    """Write sample COGs, register them into a local catalog, validate it."""
+    from producer.demo import run_demo
+
+    code = run_demo(workdir, count=count, echo=click.echo, table=_table)
+    sys.exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,307 @@
+"""The commit protocol: item first, then its parents by compare-and-swap.
+
+Only this module (and :mod:`producer.audit`) decides what gets written.
+Everything goes through a :class:`~producer.store.base.Store` passed in.
+
+For one item the I/O is constant whatever the catalog size: GET+PUT of the
+item, GET+PUT of each ancestor that changes (the partition catalogs, the
+collection), and one GET of the root. A batch costs one compare-and-swap per
+parent, however many items it adds there.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Iterable, Sequence
+
+from producer.catalog import documents as docs
+from producer.catalog.extent import format_time, item_interval, parse_time
+from producer.catalog.layout import Layout, relative_href
+from producer.errors import ConflictError, NotFound, PreconditionFailed
+from producer.store.base import Store
+
+Mutation = Callable[[dict | None], dict | None]
+TIMESTAMPS = ("created", "updated")
+
+
+def utcnow() -> datetime:
+    """Clock for the ``created``/``updated`` bookkeeping fields only."""
+    return datetime.now(timezone.utc)
+
+
+def item_start(item: dict) -> datetime:
+    """Start time of an item document (datetime or start_datetime)."""
+    return parse_time(item_interval(item)[0])
+
+
+def _without_timestamps(item: dict) -> dict:
+    props = {k: v for k, v in item.get("properties", {}).items() if k not in TIMESTAMPS}
+    return {**item, "properties": props}
+
+
+@dataclass
+class CasOutcome:
+    """What a compare-and-swap did: ``changed`` (wrote), ``created`` (new doc)."""
+
+    doc: dict | None
+    changed: bool = False
+    created: bool = False
+
+
+@dataclass
+class Committer:
+    """Writes items and parent documents of one catalog through ``store``.
+
+    ``validate(doc, where)`` must raise for an invalid document; it is called
+    on every document before it is written. ``conflicts`` counts
+    compare-and-swap attempts that lost a race and were retried.
+    """
+
+    store: Store
+    validate: Callable[[dict, str], None]
+    layout: Layout = field(default_factory=Layout)
+    root_meta: dict | None = None
+    max_retries: int = 10
+    backoff: float = 0.02
+    clock: Callable[[], datetime] = utcnow
+    rng: random.Random = field(default_factory=random.Random)
+    conflicts: int = 0
+
+    # -- reading -------------------------------------------------------------
+
+    def read(self, key: str, expect: Sequence[str] | None = None) -> tuple[dict | None, str | None]:
+        """``(doc, version)``, or ``(None, None)`` if the key does not exist."""
+        try:
+            data, version = self.store.get(key)
+        except NotFound:
+            return None, None
+        return docs.loads(data, self.store_path(key), expect=expect), version
+
+    def store_path(self, key: str) -> str:
+        return f"{self.store.url}/{key}"
+
+    # -- compare-and-swap ---------------------------------------------------
+
+    def _sleep(self, attempt: int) -> None:
+        cap = min(2.0, self.backoff * (2 ** attempt))
+        time.sleep(self.rng.uniform(0, cap))
+
+    def check_update(self, key: str, old: dict | None, new: dict) -> None:
+        """Validate ``new`` before it replaces ``old``.
+
+        Links already present in ``old`` were validated when they were
+        written, and the core schemas check each link on its own, so only
+        links that are new or changed are validated again: a parent holding
+        100,000 links costs the same to check as one holding ten.
+        """
+        if old is None:
+            self.validate(new, self.store_path(key))
+            return
+        seen = {docs.link_identity(link) for link in old.get("links", ())}
+        light = dict(new)
+        light["links"] = [link for link in new["links"] if docs.link_identity(link) not in seen]
+        self.validate(light, self.store_path(key))
+
+    def cas(self, key: str, mutate: Mutation, *, expect: Sequence[str],
+            first: tuple[dict | None, str | None] | None = None) -> CasOutcome:
+        """Apply ``mutate`` to the document at ``key`` until the write wins.
+
+        ``mutate`` gets a private copy of the current document (or ``None``
+        if absent) and returns the new document, or ``None`` for no change.
+        It may run several times, on fresher documents, so it must be a pure
+        function of its argument. ``first`` is an already-read
+        ``(doc, version)`` to start from. Raises :class:`ConflictError` after
+        ``max_retries`` lost races.
+        """
+        for attempt in range(self.max_retries + 1):
+            if first is not None and attempt == 0:
+                current, version = first
+            else:
+                current, version = self.read(key, expect)
+            new = mutate(copy.deepcopy(current) if current is not None else None)
+            if new is None:
+                return CasOutcome(current)
+            self.check_update(key, current, new)
+            try:
+                if version is None:
+                    self.store.put(key, docs.dumps(new), create_only=True)
+                else:
+                    self.store.put(key, docs.dumps(new), if_version=version)
+            except PreconditionFailed:
+                self.conflicts += 1
+                if attempt < self.max_retries:
+                    self._sleep(attempt)
+                continue
+            return CasOutcome(new, changed=True, created=version is None)
+        raise ConflictError(
+            f"{self.store_path(key)}: gave up after {self.max_retries + 1} attempts because "
+            "other writers kept changing it; retry later, or raise max_retries / "
+            "reduce the number of concurrent writers"
+        )
+
+    # -- items ------------------------------------------------------------------
+
+    def put_item(self, key: str, item: dict) -> str:
+        """Write one item document; return ``created``, ``updated`` or ``unchanged``.
+
+        Keeps an existing item's ``created`` and sets ``updated``; writes
+        nothing when only those two would differ. ``item`` is not mutated.
+        """
+        outcome = {"action": "unchanged"}
+
+        def mutate(existing: dict | None) -> dict | None:
+            now = format_time(self.clock())
+            new = copy.deepcopy(item)
+            props = new["properties"]
+            if existing is None:
+                props["created"] = props["updated"] = now
+                outcome["action"] = "created"
+                return new
+            if _without_timestamps(existing) == _without_timestamps(new):
+                outcome["action"] = "unchanged"
+                return None
+            props["created"] = existing.get("properties", {}).get("created", now)
+            props["updated"] = now
+            outcome["action"] = "updated"
+            return new
+
+        self.cas(key, mutate, expect=("Feature",))
+        return outcome["action"]
+
+    # -- parents ----------------------------------------------------------------
+
+    def link_items(self, collection_id: str, items: Sequence[tuple[str, dict]],
+                   collection_meta: dict | None = None,
+                   preread: dict[str, tuple[dict | None, str | None]] | None = None) -> None:
+        """Link already-written items into their parents, bottom-up.
+
+        ``items`` are ``(key, doc)`` pairs of one collection. One
+        compare-and-swap per parent document: the partition catalogs, the
+        collection (links + extent) and the root (link to the collection).
+        ``preread`` holds documents read during the pre-flight check.
+        """
+        preread = dict(preread or {})
+        layout = self.layout
+        coll_key = layout.collection_key(collection_id)
+        coll_title = (collection_meta or {}).get("title") or collection_id
+        root_title = (self.root_meta or {}).get("title")
+
+        # level 0: the documents that link items directly
+        by_parent: dict[str, list[dict]] = {}
+        child_of: dict[str, str] = {}  # partition key -> its parent key
+        for key, item in items:
+            when = item_start(item) if layout.partition else None
+            chain = layout.chain(collection_id, when)
+            parent = chain[0]
+            by_parent.setdefault(parent, []).append(
+                {"rel": "item", "href": relative_href(parent, key), "type": docs.GEOJSON,
+                 "title": item.get("properties", {}).get("title") or item["id"]}
+            )
+            for child, up in zip(chain[:-2], chain[1:-1]):
+                child_of[child] = up
+
+        # partitions, deepest first, then the collection
+        partitions = sorted(child_of, key=lambda k: k.count("/"), reverse=True)
+        for pkey in partitions:
+            links = by_parent.pop(pkey, [])
+            up = child_of[pkey]
+            label = pkey[len(collection_id) + 1 : -len("/catalog.json")]
+            self.cas(pkey, self._partition_mutation(pkey, up, collection_id, label, coll_title, links),
+                     expect=("Catalog",), first=preread.pop(pkey, None))
+            by_parent.setdefault(up, []).append(
+                {"rel": "child", "href": relative_href(up, pkey), "type": docs.JSON,
+                 "title": f"{coll_title} {label}"}
+            )
+
+        coll_links = by_parent.pop(coll_key, [])
+        item_docs = [doc for _, doc in items]
+        self.cas(coll_key, self._collection_mutation(collection_id, collection_meta, coll_links, item_docs),
+                 expect=("Collection",), first=preread.pop(coll_key, None))
+        self.cas(layout.root_key, self._root_mutation(coll_key, coll_title),
+                 expect=("Catalog", "Collection"), first=preread.pop(layout.root_key, None))
+
+    def _partition_mutation(self, key: str, parent_key: str, collection_id: str, label: str,
+                            coll_title: str, links: list[dict]) -> Mutation:
+        def mutate(doc: dict | None) -> dict | None:
+            created = doc is None
+            if doc is None:
+                doc = docs.new_partition(key, parent_key, self.layout, collection_id, label, coll_title)
+            changed = docs.add_links(doc, links)
+            return doc if (changed or created) else None
+        return mutate
+
+    def _collection_mutation(self, collection_id: str, meta: dict | None, links: list[dict],
+                             items: list[dict]) -> Mutation:
+        root_title = (self.root_meta or {}).get("title")
+
+        def mutate(doc: dict | None) -> dict | None:
+            created = doc is None
+            if doc is None:
+                doc = docs.new_collection(collection_id, meta, self.layout, root_title)
+            was_empty = docs.is_empty(doc)
+            changed = docs.add_links(doc, links)
+            changed |= docs.merge_extent(doc, items, was_empty=was_empty)
+            return doc if (changed or created) else None
+        return mutate
+
+    def _root_mutation(self, coll_key: str, coll_title: str) -> Mutation:
+        link = {"rel": "child", "href": relative_href(self.layout.root_key, coll_key),
+                "type": docs.JSON, "title": coll_title}
+
+        def mutate(doc: dict | None) -> dict | None:
+            created = doc is None
+            if doc is None:
+                doc = docs.new_root(self.root_meta)
+            changed = docs.add_links(doc, [link])
+            return doc if (changed or created) else None
+        return mutate
+
+    def preflight(self, keys: Iterable[str]) -> dict[str, tuple[dict | None, str | None]]:
+        """Read the parent documents a batch will update, before any write.
+
+        A malformed or foreign existing parent raises :class:`CatalogError`
+        here, so bad catalog state aborts the batch with storage untouched.
+        The documents read seed the first compare-and-swap attempt.
+        """
+        out: dict[str, tuple[dict | None, str | None]] = {}
+        for key in keys:
+            if key == self.layout.root_key:
+                expect: Sequence[str] = ("Catalog", "Collection")
+            elif key.endswith("/collection.json"):
+                expect = ("Collection",)
+            else:
+                expect = ("Catalog",)
+            out[key] = self.read(key, expect)
+        return out
+
+    # -- removal -----------------------------------------------------------------
+
+    def unlink_item(self, parent_key: str, item_key: str) -> bool:
+        """Remove every link to ``item_key`` from its parent; True if one existed."""
+        href = relative_href(parent_key, item_key)
+
+        def mutate(doc: dict | None) -> dict | None:
+            if doc is None:
+                return None
+            return doc if docs.remove_links(doc, "item", href) else None
+
+        expect = ("Collection",) if parent_key.endswith("/collection.json") else ("Catalog",)
+        return self.cas(parent_key, mutate, expect=expect).changed
+
+    def set_extent(self, collection_key: str, compute: Callable[[dict], dict | None]) -> bool:
+        """Replace a collection's extent with ``compute(doc)`` if it differs."""
+
+        def mutate(doc: dict | None) -> dict | None:
+            if doc is None:
+                return None
+            extent = compute(doc)
+            if extent is None or extent == doc.get("extent"):
+                return None
+            doc["extent"] = extent
+            return doc
+
+        return self.cas(collection_key, mutate, expect=("Collection",)).changed

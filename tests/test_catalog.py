@@ -1,0 +1,157 @@
+"""The pure catalog layer: layout keys, relative hrefs, extents across the antimeridian."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from producer.catalog import documents as docs
+from producer.catalog.extent import (
+    bbox_contains,
+    format_time,
+    interval_contains,
+    parse_time,
+    union_bbox,
+    union_interval,
+)
+from producer.catalog.layout import Layout, relative_href, resolve_href
+from producer.errors import CatalogError, InputError
+
+
+def item(bbox, start, end=None, id_="x"):
+    props = {"datetime": start} if end is None else {
+        "datetime": None, "start_datetime": start, "end_datetime": end}
+    return {"type": "Feature", "id": id_, "bbox": bbox, "properties": props, "links": []}
+
+
+# --- layout -------------------------------------------------------------------
+
+def test_default_layout_keys_and_chain():
+    lay = Layout()
+    assert lay.item_key("ndvi", "s1") == "ndvi/s1/s1.json"
+    assert lay.parent_key("ndvi") == "ndvi/collection.json"
+    assert lay.chain("ndvi") == ["ndvi/collection.json", "catalog.json"]
+
+
+def test_partitioned_layout_uses_item_start_time():
+    lay = Layout("year/month")
+    when = datetime(2024, 3, 9, tzinfo=timezone.utc)
+    assert lay.item_key("ndvi", "s1", when) == "ndvi/2024/03/s1/s1.json"
+    assert lay.chain("ndvi", when) == [
+        "ndvi/2024/03/catalog.json", "ndvi/2024/catalog.json", "ndvi/collection.json", "catalog.json"]
+    assert Layout("year").parent_key("ndvi", when) == "ndvi/2024/catalog.json"
+
+
+def test_unknown_partition_is_an_input_error():
+    with pytest.raises(InputError, match="partition"):
+        Layout("week")
+
+
+@pytest.mark.parametrize("src,dst,href", [
+    ("ndvi/s1/s1.json", "ndvi/collection.json", "../collection.json"),
+    ("ndvi/s1/s1.json", "catalog.json", "../../catalog.json"),
+    ("ndvi/collection.json", "ndvi/s1/s1.json", "./s1/s1.json"),
+    ("catalog.json", "ndvi/collection.json", "./ndvi/collection.json"),
+    ("ndvi/2024/03/catalog.json", "ndvi/2024/03/a/a.json", "./a/a.json"),
+])
+def test_relative_href_round_trips(src, dst, href):
+    assert relative_href(src, dst) == href
+    assert resolve_href(src, href) == dst
+
+
+def test_resolve_href_refuses_escapes_and_absolute_urls():
+    assert resolve_href("catalog.json", "../outside.json") is None
+    assert resolve_href("a/b.json", "s3://bucket/x.json") is None
+    assert resolve_href("a/b.json", "/etc/passwd") is None
+
+
+# --- extents -------------------------------------------------------------------
+
+def test_union_of_plain_boxes():
+    assert union_bbox([[0, 0, 10, 1], [20, -5, 30, 2]]) == [0, -5, 30, 2]
+
+
+def test_union_across_antimeridian_takes_the_short_way():
+    # 175..179E and 179W..175W: 10 degrees wide across 180, not 350 degrees around
+    assert union_bbox([[175, 0, 179, 1], [-179, 0, -175, 2]]) == [175, 0, -175, 2]
+    # a crossing box grows to the east
+    assert union_bbox([[170, 0, -170, 1], [-175, 0, -160, 2]]) == [170, 0, -160, 2]
+
+
+def test_union_with_world_or_gapless_arcs_is_the_world():
+    assert union_bbox([[-180, -1, 180, 1], [20, 0, 30, 2]]) == [-180, -1, 180, 2]
+    arcs = [[-180, 0, -60, 1], [-60, 0, 60, 1], [60, 0, 180, 1]]
+    assert union_bbox(arcs)[0::2] == [-180, 180]
+
+
+def test_union_is_order_independent():
+    boxes = [[170, 0, 175, 1], [-170, 0, -160, 1], [100, 0, 110, 1], [-20, 0, -10, 1]]
+    expected = union_bbox(boxes)
+    assert union_bbox(list(reversed(boxes))) == expected
+    assert union_bbox(boxes[1:] + boxes[:1]) == expected
+
+
+def test_bbox_contains_handles_crossing_boxes():
+    assert bbox_contains([170, -10, -170, 10], [175, 0, 179, 1])
+    assert bbox_contains([170, -10, -170, 10], [178, 0, -178, 1])
+    assert not bbox_contains([170, -10, -170, 10], [160, 0, 179, 1])
+    assert not bbox_contains([0, 0, 10, 10], [1, 1, 2, 11])
+
+
+def test_intervals():
+    assert union_interval([("2024-01-02T00:00:00Z", "2024-01-02T00:00:00Z"),
+                           ("2023-12-31T23:00:00+00:00", "2024-02-01T00:00:00Z")]) == [
+        "2023-12-31T23:00:00Z", "2024-02-01T00:00:00Z"]
+    assert interval_contains(["2024-01-01T00:00:00Z", None], ("2030-01-01T00:00:00Z",) * 2)
+    assert not interval_contains(["2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z"],
+                                 ("2023-01-01T00:00:00Z", "2024-01-05T00:00:00Z"))
+    assert format_time(parse_time("2024-05-01T12:00:00.250+02:00")) == "2024-05-01T10:00:00.25Z"
+
+
+def test_merge_extent_replaces_placeholder_then_grows():
+    coll = docs.new_collection("c", None, Layout())
+    assert coll["extent"]["spatial"]["bbox"] == [[-180.0, -90.0, 180.0, 90.0]]
+    assert docs.merge_extent(coll, [item([1, 2, 3, 4], "2024-01-01T00:00:00Z")], was_empty=True)
+    assert coll["extent"]["spatial"]["bbox"][0] == [1, 2, 3, 4]
+    assert coll["extent"]["temporal"]["interval"][0] == ["2024-01-01T00:00:00Z"] * 2
+    # contained: no change
+    assert not docs.merge_extent(coll, [item([1.5, 2.5, 2, 3], "2024-01-01T00:00:00Z")], was_empty=False)
+    # grows
+    assert docs.merge_extent(coll, [item([0, 2, 3, 4], "2023-01-01T00:00:00Z", "2024-06-01T00:00:00Z")],
+                             was_empty=False)
+    assert coll["extent"]["spatial"]["bbox"][0] == [0, 2, 3, 4]
+    assert coll["extent"]["temporal"]["interval"][0] == ["2023-01-01T00:00:00Z", "2024-06-01T00:00:00Z"]
+
+
+def test_touches_boundary_only_for_edge_items():
+    items = [item([0, 0, 10, 10], "2024-01-01T00:00:00Z"), item([2, 2, 3, 3], "2024-01-05T00:00:00Z"),
+             item([5, 5, 20, 6], "2024-01-09T00:00:00Z")]
+    extent = docs.exact_extent(items)
+    assert extent["spatial"]["bbox"][0] == [0, 0, 20, 10]
+    assert docs.touches_boundary(extent, items[0])
+    assert not docs.touches_boundary(extent, items[1])   # strictly inside in space and time
+    assert docs.touches_boundary(extent, items[2])
+
+
+def test_add_links_is_idempotent_and_updates_titles():
+    doc = {"links": []}
+    link = {"rel": "item", "href": "./a/a.json", "type": docs.GEOJSON, "title": "a"}
+    assert docs.add_links(doc, [link])
+    assert not docs.add_links(doc, [link])
+    assert docs.add_links(doc, [{**link, "title": "A"}])
+    assert doc["links"] == [{**link, "title": "A"}]
+    assert docs.remove_links(doc, "item", "./a/a.json") == 1 and doc["links"] == []
+
+
+@pytest.mark.parametrize("data,match", [
+    (b"{not json", "not valid JSON"),
+    (b"[1, 2]", "not a JSON object"),
+    (b'{"type": "FeatureCollection", "id": "x", "links": []}', "expected Collection"),
+    (b'{"type": "Collection", "links": []}', "lacks a string 'id'"),
+    (b'{"type": "Collection", "id": "c", "links": [{"rel": "item"}]}', "without an 'href'"),
+])
+def test_loads_rejects_malformed_documents_with_the_key(data, match):
+    with pytest.raises(CatalogError, match=match) as info:
+        docs.loads(data, "ndvi/collection.json", expect=("Collection",))
+    assert "ndvi/collection.json" in str(info.value)
