@@ -254,3 +254,199 @@ def collection_items(store: Store, collection_key: str) -> Iterator[tuple[str, d
                 target = resolve_href(key, link.get("href", ""))
                 if target is not None:
                     queue.append(target)
+
+
+# --- reconcile ------------------------------------------------------------------
+
+@dataclass
+class ReconcileReport:
+    """Findings per kind before any fix, what was fixed, and what is left."""
+
+    found: dict[str, int] = field(default_factory=dict)
+    fixed: dict[str, int] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    remaining: list[Problem] = field(default_factory=list)
+    registered: list = field(default_factory=list)  # RegisterResult of missing products
+
+    def rows(self) -> list[tuple[str, int, int]]:
+        kinds = sorted(set(self.found) | set(self.fixed))
+        return [(k, self.found.get(k, 0), self.fixed.get(k, 0)) for k in kinds]
+
+
+def _layout_for(key: str, collection_id: str):
+    """Infer the partition scheme from where an item document sits."""
+    from producer.catalog.layout import Layout
+
+    depth = key.count("/") - 2  # <coll>/<parts...>/<id>/<id>.json
+    return Layout({0: None, 1: "year", 2: "year/month"}.get(depth, None))
+
+
+def _bump(counter: dict[str, int], kind: str, n: int = 1) -> None:
+    counter[kind] = counter.get(kind, 0) + n
+
+
+def reconcile(store: Store, validator, *, data: str | list[str] | None = None, fix: bool = False,
+              dead: str = "flag", collection: str | None = None, check_assets: bool | None = None,
+              storage_options: dict | None = None, register_options: dict | None = None,
+              max_retries: int = 10) -> ReconcileReport:
+    """Find orphans, dangling and duplicate links, stale extents, dead items and
+    unregistered products; with ``fix=True`` repair them all.
+
+    Without ``fix`` nothing is written. ``dead``: what to do with items whose
+    assets are gone — ``flag`` sets ``deprecated: true`` on the item,
+    ``remove`` unlinks and deletes it. ``data``: product prefixes/paths to
+    compare against the catalog; products no item points at are registered
+    into ``collection`` with ``register_options``.
+    """
+    from producer.catalog.layout import resolve_href
+    from producer.commit import Committer
+
+    if dead not in ("flag", "remove"):
+        raise ValueError("dead must be 'flag' or 'remove'")
+    if check_assets is None:
+        check_assets = data is not None
+    report = ReconcileReport()
+    first = audit(store, validator, check_assets=check_assets, storage_options=storage_options)
+    report.problems = list(first.problems)
+    for p in first.problems:
+        _bump(report.found, p.kind)
+
+    missing_products: list[str] = []
+    if data is not None:
+        from producer.api import expand_paths, parse_rewrites
+
+        rewrites = parse_rewrites((register_options or {}).get("href_rewrites", ()))
+        known = {href for info in first.items.values() for href in info.assets.values()}
+        for path in expand_paths(data, storage_options):
+            href = _rewritten_href(path, rewrites)
+            if href not in known:
+                missing_products.append(path)
+        report.found["missing-product"] = len(missing_products)
+        for path in missing_products:
+            report.problems.append(Problem("missing-product", path, "no item describes this product"))
+
+    if not fix:
+        report.remaining = list(report.problems)
+        return report
+
+    committer = Committer(store, validator.check, max_retries=max_retries)
+
+    # 1. links: dangling and duplicate, one compare-and-swap per document
+    bad_links: dict[str, list[Problem]] = {}
+    for p in first.problems:
+        if p.kind in ("dangling-link", "duplicate-link"):
+            bad_links.setdefault(p.key, []).append(p)
+    for key, problems in bad_links.items():
+        def mutate(doc, key=key):
+            if doc is None:
+                return None
+            seen: set[tuple[str, str]] = set()
+            kept = []
+            for link in doc["links"]:
+                rel = link.get("rel")
+                target = resolve_href(key, link.get("href", ""))
+                if target is not None and rel in docs.CHILD_RELS + ("root", "parent", "collection"):
+                    if rel in docs.CHILD_RELS and (rel, target) in seen:
+                        continue
+                    if not store.exists(target):
+                        continue
+                    seen.add((rel, target))
+                kept.append(link)
+            if len(kept) == len(doc["links"]):
+                return None
+            doc["links"] = kept
+            return doc
+        if committer.cas(key, mutate, expect=("Catalog", "Collection", "Feature")).changed:
+            for p in problems:
+                _bump(report.fixed, p.kind)
+
+    # 2. dead items
+    dead_items = sorted({p.key for p in first.problems if p.kind == "missing-asset"})
+    for key in dead_items:
+        info = first.items[key]
+        if dead == "remove":
+            committer.unlink_item(info.parent_key, key)
+            try:
+                store.delete(key)
+            except NotFound:
+                pass
+        else:
+            def flag(doc):
+                if doc is None or doc.get("properties", {}).get("deprecated") is True:
+                    return None
+                doc["properties"]["deprecated"] = True
+                return doc
+            committer.cas(key, flag, expect=("Feature",))
+        _bump(report.fixed, "missing-asset")
+
+    # 3. orphans: link them where they sit (items bottom-up through their chain)
+    for key, doc in sorted(first.orphans.items()):
+        if doc is None:
+            continue
+        parts = key.split("/")
+        if doc.get("type") == "Feature" and len(parts) >= 3:
+            coll_id = parts[0]
+            lay = _layout_for(key, coll_id)
+            orphan_committer = Committer(store, validator.check, layout=lay, max_retries=max_retries)
+            orphan_committer.link_items(coll_id, [(key, doc)])
+            _bump(report.fixed, "orphan")
+        elif doc.get("type") in ("Catalog", "Collection") and len(parts) >= 2:
+            folder = "/".join(parts[:-2])
+            parent = "catalog.json" if not folder else (
+                f"{folder}/collection.json" if store.exists(f"{folder}/collection.json")
+                else f"{folder}/catalog.json")
+            from producer.catalog.layout import relative_href
+
+            link = {"rel": "child", "href": relative_href(parent, key), "type": docs.JSON,
+                    "title": doc.get("title") or doc.get("id")}
+            committer.cas(parent, lambda d, link=link: d if d is not None and docs.add_links(d, [link]) else None,
+                          expect=("Catalog", "Collection"))
+            _bump(report.fixed, "orphan")
+
+    # 4. products nobody registered
+    if missing_products:
+        if not collection:
+            raise ValueError("registering missing products needs a collection")
+        from producer.api import register
+
+        opts = dict(register_options or {})
+        report.registered = register(missing_products, catalog=store, collection=collection,
+                                     storage_options=storage_options, **opts)
+        _bump(report.fixed, "missing-product", sum(1 for r in report.registered if r.ok))
+
+    # 5. extents: exact union of what is now linked
+    mid = audit(store, validator, schemas=False)
+    for coll_key in mid.extents:
+        infos = mid.items_of(coll_key)
+        exact = docs.exact_extent({"id": i.id, "bbox": i.bbox, "properties": {
+            "start_datetime": i.interval[0], "end_datetime": i.interval[1]}} for i in infos)
+
+        def compute(doc, exact=exact):
+            current = doc.get("extent")
+            try:
+                if current and _norm_extent(current) == _norm_extent(exact):
+                    return None
+            except (KeyError, IndexError, TypeError):
+                pass
+            return exact
+
+        if committer.set_extent(coll_key, compute):
+            stale = [p for p in first.problems if p.key == coll_key and p.kind in ("stale-extent", "extent")]
+            kinds = {p.kind for p in stale} or {"stale-extent"}
+            for kind in kinds:
+                _bump(report.fixed, kind)
+
+    final = audit(store, validator, check_assets=False)
+    report.remaining = final.problems
+    return report
+
+
+def _rewritten_href(path: str, rewrites) -> str:
+    import os
+
+    href = path if "://" in path and not path.startswith("file://") else os.path.abspath(
+        path.removeprefix("file://"))
+    for src, dst in rewrites:
+        if href.startswith(src):
+            return dst + href[len(src):]
+    return href

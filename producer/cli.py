@@ -210,6 +210,57 @@ def remove(item_id: str, catalog: str, collection: str, storage_pairs: tuple[str
 
 
 @main.command()
+@click.argument("catalog", envvar="STAC_CATALOG")
+@click.option("--data", "data", multiple=True, metavar="PREFIX",
+              help="Product prefix/folder/glob to compare with the catalog (repeatable); "
+                   "also checks that asset hrefs exist.")
+@click.option("--fix", is_flag=True, help="Repair what was found (default: report only).")
+@click.option("--dead", type=click.Choice(["flag", "remove"]), default="flag", show_default=True,
+              help="Items whose assets are gone: flag (deprecated: true) or remove.")
+@click.option("--collection", help="Collection for products found under --data with no item.")
+@click.option("--check-assets/--no-check-assets", default=None,
+              help="Check asset hrefs exist (default: on when --data is given).")
+@click.option("--id-template", default="{stem}", show_default=True)
+@click.option("--href-rewrite", "href_rewrites", multiple=True, metavar="FROM=TO")
+@click.option("--datetime-pattern", metavar="REGEX")
+@click.option("--partition", type=click.Choice(["year", "year/month"]))
+@storage_option
+def reconcile(catalog: str, data: tuple[str, ...], fix: bool, dead: str, collection: str | None,
+              check_assets: bool | None, id_template: str, href_rewrites: tuple[str, ...],
+              datetime_pattern: str | None, partition: str | None,
+              storage_pairs: tuple[str, ...]) -> None:
+    """Find (and with --fix repair) orphans, dangling/duplicate links, stale
+    extents, items whose assets are gone and products with no item."""
+    from producer import api
+
+    if fix and data and not collection:
+        raise click.UsageError("--fix with --data needs --collection for the missing products")
+    try:
+        report = api.reconcile(
+            catalog, storage_options=_storage_options(storage_pairs), data=list(data) or None,
+            fix=fix, dead=dead, collection=collection, check_assets=check_assets,
+            register_options={"id_template": id_template, "href_rewrites": href_rewrites,
+                              "datetime_pattern": datetime_pattern, "partition": partition})
+    except InputError as exc:
+        raise click.UsageError(str(exc)) from exc
+    except ProducerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(_table(report.rows() or [("(nothing)", 0, 0)], ["finding", "found", "fixed"]))
+    shown = report.remaining if fix else report.problems
+    for p in shown:
+        click.echo(f"{'ERROR' if p.is_error else 'warning'} {p}")
+    for r in report.registered:
+        if not r.ok:
+            click.echo(f"ERROR {r.error}")
+    blocking = [p for p in shown if p.is_error or p.kind == "missing-product"]
+    if fix:
+        click.echo(f"\n{catalog}: " + ("valid after repair" if not blocking else f"{len(blocking)} problems left"))
+    elif report.problems:
+        click.echo("\nnothing written; rerun with --fix to repair")
+    sys.exit(1 if blocking else 0)
+
+
+@main.command()
 @click.option("--dir", "workdir", default="demo", show_default=True,
               help="Folder for the sample data and the catalog.")
 @click.option("--count", default=6, show_default=True, type=click.IntRange(1, 500))

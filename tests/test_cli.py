@@ -1,0 +1,150 @@
+"""The CLI as a user runs it: a real subprocess for the exit codes, click's
+runner for the rest."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from producer.cli import main
+from tests import rasters
+from tests.test_register import tree_hash
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return rasters.write_all(tmp_path_factory.mktemp("cli-rasters"))
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("stac-producer")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120)
+
+
+def test_exit_codes_from_a_real_process(data, catalog_dir):
+    ok = run("register", str(data["utm"]), "--catalog", str(catalog_dir), "--collection", "c")
+    assert ok.returncode == 0, ok.stderr
+    assert "created" in ok.stdout and "1 products: 1 created" in ok.stdout
+
+    partial = run("register", str(data["nocrs"]), str(data["wgs84"]), "--catalog", str(catalog_dir),
+                  "--collection", "c")
+    assert partial.returncode == 1
+    assert "nocrs_20240513.tif" in partial.stdout and "created" in partial.stdout
+
+    usage = run("register", str(data["utm"]), "--catalog", str(catalog_dir))  # no --collection
+    assert usage.returncode == 2 and "--collection" in usage.stderr
+
+    bad_id = run("register", str(data["utm"]), "-c", str(catalog_dir), "--collection", "../x")
+    assert bad_id.returncode == 2 and "collection id" in bad_id.stderr
+
+    valid = run("validate", str(catalog_dir))
+    assert valid.returncode == 0 and "valid" in valid.stdout
+
+
+def test_json_lines_one_object_per_product(data, catalog_dir):
+    runner = CliRunner()
+    res = runner.invoke(main, ["register", str(data["utm"]), str(data["nodate"]), "--json",
+                               "-c", str(catalog_dir), "--collection", "c"])
+    assert res.exit_code == 1
+    lines = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    assert [(l["id"], l["action"]) for l in lines] == [("utm_20240513", "created"), ("nodate", "error")]
+    assert lines[0]["href"].endswith("c/utm_20240513/utm_20240513.json")
+    assert "--datetime" in lines[1]["error"]
+
+
+def test_directory_and_glob_expansion_with_progress(data, catalog_dir, tmp_path):
+    folder = tmp_path / "products"
+    (folder / "sub").mkdir(parents=True)
+    for key, sub in (("utm", ""), ("cog", "sub"), ("wgs84", "sub")):
+        src = Path(data[key])
+        (folder / sub / src.name).write_bytes(src.read_bytes())
+    (folder / "readme.txt").write_text("not a product")
+    runner = CliRunner()
+    res = runner.invoke(main, ["register", str(folder), "--progress", "--json",
+                               "-c", str(catalog_dir), "--collection", "c"])
+    assert res.exit_code == 0, res.output
+    assert len([l for l in res.stdout.splitlines() if l.startswith("{")]) == 3
+    assert "registering" in res.stderr  # the progress bar
+    res = runner.invoke(main, ["register", str(folder / "sub" / "*.tif"), "--json",
+                               "-c", str(catalog_dir), "--collection", "c"])
+    actions = [json.loads(l)["action"] for l in res.stdout.splitlines() if l.startswith("{")]
+    assert actions == ["unchanged", "unchanged"]
+
+
+def test_options_reach_the_items(data, catalog_dir):
+    runner = CliRunner()
+    res = runner.invoke(main, [
+        "register", str(data["nodate"]), "-c", str(catalog_dir), "--collection", "c",
+        "--datetime", "2023-01-01T00:00:00Z/2023-01-31T00:00:00Z", "--id-template", "x-{stem}",
+        "--href-rewrite", f"{Path(data['nodate']).parent}=s3://bucket/data", "--checksum",
+        "--collection-title", "My C", "--license", "CC0-1.0", "--keyword", "k1",
+        "--provider", "ACME:producer,host:https://acme.example.com"])
+    assert res.exit_code == 0, res.output
+    item = json.loads((catalog_dir / "c/x-nodate/x-nodate.json").read_text())
+    assert item["properties"]["start_datetime"] == "2023-01-01T00:00:00Z"
+    assert item["assets"]["data"]["href"] == "s3://bucket/data/nodate.tif"
+    assert item["assets"]["data"]["file:checksum"].startswith("1220")
+    coll = json.loads((catalog_dir / "c/collection.json").read_text())
+    assert coll["title"] == "My C" and coll["license"] == "CC0-1.0" and coll["keywords"] == ["k1"]
+    assert coll["providers"] == [{"name": "ACME", "roles": ["producer", "host"],
+                                  "url": "https://acme.example.com"}]
+
+
+def test_dry_run_cli(data, catalog_dir):
+    res = CliRunner().invoke(main, ["register", str(data["utm"]), "--dry-run",
+                                    "-c", str(catalog_dir), "--collection", "c"])
+    assert res.exit_code == 0 and "dry run" in res.stdout
+    assert tree_hash(catalog_dir) == {}
+
+
+def test_validate_reports_each_problem_with_its_path(data, catalog_dir):
+    runner = CliRunner()
+    runner.invoke(main, ["register", str(data["utm"]), str(data["cog"]), "-c", str(catalog_dir),
+                         "--collection", "c"])
+    # an orphan item file, a dangling link, an item outside the extent, a schema error
+    orphan = json.loads((catalog_dir / "c/utm_20240513/utm_20240513.json").read_text())
+    orphan["id"] = "stray"
+    (catalog_dir / "c/stray").mkdir()
+    (catalog_dir / "c/stray/stray.json").write_text(json.dumps(orphan))
+    coll = json.loads((catalog_dir / "c/collection.json").read_text())
+    coll["links"].append({"rel": "item", "href": "./gone/gone.json", "type": "application/geo+json"})
+    coll["extent"]["spatial"]["bbox"][0] = [0, 0, 1, 1]
+    (catalog_dir / "c/collection.json").write_text(json.dumps(coll))
+    cog = catalog_dir / "c/cog_20240105/cog_20240105.json"
+    doc = json.loads(cog.read_text())
+    doc["properties"]["proj:code"] = 32633
+    cog.write_text(json.dumps(doc))
+
+    res = runner.invoke(main, ["validate", str(catalog_dir)])
+    assert res.exit_code == 1
+    out = res.stdout
+    assert "c/stray/stray.json: [orphan]" in out
+    assert "c/collection.json: [dangling-link]" in out and "./gone/gone.json" in out
+    assert "c/collection.json: [extent]" in out
+    assert "c/cog_20240105/cog_20240105.json: [schema]" in out and "proj:code" in out
+
+
+def test_remove_cli(data, catalog_dir):
+    runner = CliRunner()
+    runner.invoke(main, ["register", str(data["utm"]), "-c", str(catalog_dir), "--collection", "c"])
+    res = runner.invoke(main, ["remove", "utm_20240513", "-c", str(catalog_dir), "--collection", "c"])
+    assert res.exit_code == 0 and "removed utm_20240513" in res.stdout
+    res = runner.invoke(main, ["remove", "utm_20240513", "-c", str(catalog_dir), "--collection", "c"])
+    assert res.exit_code == 1
+
+
+def test_demo_runs_and_is_idempotent(tmp_path):
+    workdir = tmp_path / "demo"
+    res = CliRunner().invoke(main, ["demo", "--dir", str(workdir), "--count", "6"])
+    assert res.exit_code == 0, res.output
+    assert "validation: valid" in res.stdout and "6/6 products registered" in res.stdout
+    before = tree_hash(workdir / "catalog")
+    res = CliRunner().invoke(main, ["demo", "--dir", str(workdir), "--count", "6"])
+    assert res.exit_code == 0 and res.stdout.count("unchanged") == 6
+    assert tree_hash(workdir / "catalog") == before
+
