@@ -1,0 +1,476 @@
+"""Pixel grid -> STAC ``geometry`` and ``bbox`` in WGS84 (lon/lat order).
+
+The outline of the pixel grid (its outer pixel *edges*, not pixel centres) is
+densified in pixel space, pushed through the affine geotransform (so rotated
+and sheared grids are right) and reprojected to EPSG:4326 with
+:func:`rasterio.warp.transform`. The lon/lat ring is then made GeoJSON-proper:
+
+* longitudes are unwrapped along the ring (a step of more than 180 degrees
+  between consecutive points is an antimeridian crossing);
+* a ring whose unwrapped longitudes wind once around the globe encloses a pole
+  and becomes a polygon running along the raster edge and over the pole, with
+  ``bbox = [-180, south, 180, 90]`` (or ``[-180, -90, 180, north]``);
+* a ring spanning 360 degrees or more of longitude without enclosing a pole
+  (a global grid) becomes the latitude band ``[-180, south, 180, north]``;
+* a ring leaving [-180, 180] is split at the antimeridian into a MultiPolygon
+  whose parts are shifted back into range, and ``bbox`` has ``west > east``
+  (RFC 7946 section 5.2).
+
+Exterior rings are counter-clockwise (RFC 7946 right-hand rule) and closed,
+coordinates are rounded to :data:`DECIMALS` places (about 1 cm), consecutive
+duplicates and exactly collinear intermediate points are dropped. Everything
+here is pure computation: no file or network I/O, no work at import time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+import rasterio.transform
+import rasterio.warp
+from affine import Affine
+from rasterio.control import GroundControlPoint
+from rasterio.crs import CRS
+
+from producer.errors import InputError, NoGeoreferenceError
+
+__all__ = ["DECIMALS", "footprint", "footprint_from_gcps", "native_bbox"]
+
+#: decimal places kept in output coordinates (1e-7 degree is about 1 cm)
+DECIMALS = 7
+
+# Target CRS, as a string so that no CRS object is built at import time.
+_WGS84 = "EPSG:4326"
+
+# A pixel grid whose axes are closer to parallel than this (|sin(angle)|)
+# is treated as degenerate.
+_MIN_AXIS_SINE = 1e-12
+
+# If rounding to DECIMALS collapses a ring (sub-centimetre raster), more
+# places are tried before giving up.
+_FALLBACK_DECIMALS = (DECIMALS, 10, 13)
+
+Ring = np.ndarray  # shape (n, 2): an *open* ring of (lon, lat) points
+
+
+# --------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------
+
+
+def native_bbox(transform: Affine, width: int, height: int) -> list[float]:
+    """Return ``[minx, miny, maxx, maxy]`` of the pixel grid in its own CRS.
+
+    The four outer corners of the grid (pixel edges ``(0, 0)``,
+    ``(width, 0)``, ``(width, height)``, ``(0, height)``) are mapped through
+    ``transform`` and their extremes taken, so the result is right for
+    rotated and sheared geotransforms too. Intended for ``proj:bbox``; an
+    affine map keeps straight lines straight, so the corners suffice.
+    """
+    _check_grid(transform, width, height)
+    cols = np.array([0.0, width, width, 0.0])
+    rows = np.array([0.0, 0.0, height, height])
+    xs, ys = _apply(transform, cols, rows)
+    return [float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())]
+
+
+def footprint(
+    crs: CRS,
+    transform: Affine,
+    width: int,
+    height: int,
+    *,
+    densify: int = 32,
+) -> tuple[dict, list[float]]:
+    """Return ``(GeoJSON geometry dict, bbox [west, south, east, north])`` in WGS84.
+
+    :param crs: CRS of the raster (a :class:`rasterio.crs.CRS`, or anything
+        :meth:`CRS.from_user_input` accepts).
+    :param transform: pixel -> CRS geotransform (pixel edges, GDAL convention).
+    :param width: number of columns (> 0).
+    :param height: number of rows (> 0).
+    :param densify: number of segments each of the four grid edges is cut
+        into before reprojection (>= 1). The bbox is computed from all of
+        these points, not only the corners.
+
+    The geometry is a ``Polygon``, or a ``MultiPolygon`` of two parts when
+    the footprint crosses the antimeridian (then ``west > east`` in the
+    bbox). Footprints enclosing a pole, and footprints spanning the whole
+    globe in longitude, are single polygons with ``west = -180`` and
+    ``east = 180``; see the module docstring.
+
+    :raises NoGeoreferenceError: ``crs`` is ``None`` or empty.
+    :raises InputError: degenerate transform, bad size, or a grid that does
+        not reproject to WGS84.
+    """
+    crs = _check_crs(crs)
+    _check_grid(transform, width, height)
+    if isinstance(densify, bool) or not isinstance(densify, Integral) or densify < 1:
+        raise InputError(f"densify must be an integer >= 1, got {densify!r}")
+
+    lon, lat, winding = _wgs84_ring(crs, transform, width, height, int(densify))
+    pole = 0
+    if abs(winding) > 180.0:
+        pole = _enclosed_pole(crs, transform, width, height, lat)
+
+    for decimals in _FALLBACK_DECIMALS:
+        result = _build(lon, lat, winding, pole, decimals)
+        if result is not None:
+            return result
+    raise InputError(
+        f"footprint of the {width}x{height} pixel grid collapses to a point "
+        f"or a line in WGS84 (transform {tuple(transform)[:6]})"
+    )
+
+
+def footprint_from_gcps(
+    gcps: Sequence[GroundControlPoint],
+    gcp_crs: Any,
+    width: int,
+    height: int,
+    *,
+    densify: int = 32,
+) -> tuple[dict, list[float]]:
+    """Same as :func:`footprint`, for a raster georeferenced by GCPs.
+
+    The GCPs are reduced to an *affine approximation* of the georeferencing
+    with :func:`rasterio.transform.from_gcps` (a least-squares fit), and the
+    footprint of that affine grid is returned. Rasters whose true
+    GCP warp is strongly non-affine (e.g. swath data needing thin-plate
+    splines or higher-order polynomials) get an approximate outline.
+
+    :raises NoGeoreferenceError: no GCPs, or ``gcp_crs`` is ``None``/empty.
+    :raises InputError: fewer than 3 GCPs, or GCPs that are collinear in
+        pixel or in map space (no affine fit exists).
+    """
+    gcps = list(gcps or [])
+    if not gcps:
+        raise NoGeoreferenceError("raster has no ground control points (GCPs) to georeference it")
+    crs = _check_crs(gcp_crs, what="the GCPs")
+    if len(gcps) < 3:
+        raise InputError(
+            f"an affine fit needs at least 3 ground control points, got {len(gcps)}"
+        )
+    pixel = np.array([(g.col, g.row) for g in gcps], dtype=float)
+    world = np.array([(g.x, g.y) for g in gcps], dtype=float)
+    if not (np.isfinite(pixel).all() and np.isfinite(world).all()):
+        raise InputError("ground control points contain NaN or infinite coordinates")
+    for name, pts in (("pixel", pixel), ("map", world)):
+        if not _spans_plane(pts):
+            raise InputError(
+                f"the {len(gcps)} ground control points are collinear in {name} "
+                "space; an affine georeference cannot be derived from them"
+            )
+    transform = rasterio.transform.from_gcps(gcps)
+    return footprint(crs, transform, width, height, densify=densify)
+
+
+# --------------------------------------------------------------------------
+# validation
+# --------------------------------------------------------------------------
+
+
+def _check_crs(crs: Any, what: str = "the raster") -> CRS:
+    """Return ``crs`` as a non-empty :class:`CRS` or raise."""
+    if crs is None:
+        raise NoGeoreferenceError(f"{what} has no CRS; cannot compute a footprint")
+    if not isinstance(crs, CRS):
+        try:
+            crs = CRS.from_user_input(crs)
+        except Exception as exc:  # rasterio raises CRSError; keep the cause
+            raise InputError(f"unusable CRS {crs!r}: {exc}") from exc
+    if not crs:
+        raise NoGeoreferenceError(f"{what} has an empty CRS; cannot compute a footprint")
+    return crs
+
+
+def _check_grid(transform: Affine, width: int, height: int) -> None:
+    """Raise :class:`InputError` for a bad grid size or a degenerate transform."""
+    for name, value in (("width", width), ("height", height)):
+        if isinstance(value, bool) or not isinstance(value, Integral) or value <= 0:
+            raise InputError(f"raster {name} must be a positive integer, got {value!r}")
+    if not isinstance(transform, Affine):
+        raise InputError(f"geotransform must be an affine.Affine, got {type(transform).__name__}")
+    a, b, c, d, e, f = (float(v) for v in tuple(transform)[:6])
+    if not all(math.isfinite(v) for v in (a, b, c, d, e, f)):
+        raise InputError(f"geotransform {(a, b, c, d, e, f)} contains NaN or infinite values")
+    det = a * e - b * d
+    scale = math.hypot(a, d) * math.hypot(b, e)
+    if scale == 0.0 or abs(det) <= _MIN_AXIS_SINE * scale:
+        raise InputError(
+            f"degenerate geotransform {(a, b, c, d, e, f)}: determinant {det!r} is zero "
+            "(a pixel size is 0 or the pixel axes are parallel), so the pixel grid "
+            "has no area; fix the raster's georeferencing"
+        )
+
+
+def _spans_plane(points: np.ndarray) -> bool:
+    """True when ``points`` (n, 2) are not all on one line."""
+    centred = points - points.mean(axis=0)
+    singular = np.linalg.svd(centred, compute_uv=False)
+    return bool(singular[0] > 0 and singular[-1] > 1e-9 * singular[0])
+
+
+# --------------------------------------------------------------------------
+# outline -> unwrapped lon/lat ring
+# --------------------------------------------------------------------------
+
+
+def _apply(transform: Affine, cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised ``transform * (cols, rows)``."""
+    a, b, c, d, e, f = tuple(transform)[:6]
+    return a * cols + b * rows + c, d * cols + e * rows + f
+
+
+def _outline(width: int, height: int, densify: int) -> tuple[np.ndarray, np.ndarray]:
+    """Open ring of pixel-edge coordinates, ``densify`` segments per side."""
+    t = np.arange(densify, dtype=float) / densify
+    zeros, ones = np.zeros(densify), np.ones(densify)
+    # top edge left->right, right edge down, bottom edge right->left, left edge up
+    cols = np.concatenate([t, ones, 1.0 - t, zeros]) * width
+    rows = np.concatenate([zeros, t, ones, 1.0 - t]) * height
+    return cols, rows
+
+
+def _reproject(crs: CRS, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Transform to WGS84; points PROJ cannot transform come back as NaN."""
+    try:
+        lon, lat = rasterio.warp.transform(crs, _WGS84, xs, ys)
+    except Exception:  # PROJ failure (rasterio._err.CPLE_*, not public): go point by point
+        lon, lat = [], []
+        for x, y in zip(xs, ys):
+            try:
+                (lo,), (la,) = rasterio.warp.transform(crs, _WGS84, [x], [y])
+            except Exception:
+                lo = la = math.nan
+            lon.append(lo)
+            lat.append(la)
+    return np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
+
+
+def _degrees_per_unit(crs: CRS) -> float | None:
+    """Degrees per native unit of a geographic CRS, None if unknown."""
+    try:
+        _, radians_per_unit = crs.units_factor
+    except Exception:  # unusual CRS without a readable unit
+        return None
+    if not radians_per_unit or not math.isfinite(radians_per_unit):
+        return None
+    return math.degrees(radians_per_unit)
+
+
+def _wrap180(values: np.ndarray) -> np.ndarray:
+    """Map angles in degrees into [-180, 180)."""
+    return (values + 180.0) % 360.0 - 180.0
+
+
+def _wgs84_ring(
+    crs: CRS, transform: Affine, width: int, height: int, densify: int
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Densified outline in WGS84 with longitudes unwrapped along the ring.
+
+    Returns ``(lon, lat, winding)``: an open ring and the net longitude
+    change around it when closed (0, or +-360 when it encircles a pole).
+    """
+    cols, rows = _outline(width, height, densify)
+    xs, ys = _apply(transform, cols, rows)
+    lon, lat = _reproject(crs, xs, ys)
+    ok = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lat) <= 90.0 + 1e-9)
+    if ok.sum() < 3:
+        raise InputError(
+            f"the {width}x{height} pixel grid (transform {tuple(transform)[:6]}) "
+            f"cannot be reprojected from {crs.to_string() or 'its CRS'} to WGS84"
+        )
+    lon, lat, xs = lon[ok], np.clip(lat[ok], -90.0, 90.0), xs[ok]
+
+    degrees = _degrees_per_unit(crs) if crs.is_geographic else None
+    if degrees is not None:
+        # Native x already is a longitude: keep each point on the same turn as
+        # its native value (which may run past 180, e.g. a 0..360 grid).
+        native = xs * degrees
+        lon = native + _wrap180(lon - native)
+        return lon, lat, 0.0
+    closed = np.unwrap(np.append(lon, lon[0]), period=360.0)
+    return closed[:-1], lat, float(closed[-1] - closed[0])
+
+
+def _enclosed_pole(crs: CRS, transform: Affine, width: int, height: int, lat: np.ndarray) -> int:
+    """+1 / -1 for the pole a winding ring encloses.
+
+    The pole whose position in the raster CRS falls inside the pixel grid is
+    chosen; if neither (or both) test positive, the hemisphere the ring lies
+    in decides.
+    """
+    inside = [_pole_in_grid(crs, transform, width, height, sign) for sign in (1, -1)]
+    if inside[0] != inside[1]:
+        return 1 if inside[0] else -1
+    return 1 if float(np.mean(lat)) >= 0.0 else -1
+
+
+def _pole_in_grid(crs: CRS, transform: Affine, width: int, height: int, sign: int) -> bool:
+    """Whether the north (+1) or south (-1) pole lies inside the pixel grid."""
+    try:
+        (x,), (y,) = rasterio.warp.transform(_WGS84, crs, [0.0], [90.0 * sign])
+    except Exception:  # pole outside the projection's domain
+        return False
+    if not (math.isfinite(x) and math.isfinite(y)):
+        return False
+    col, row = _apply(~transform, np.array([x]), np.array([y]))
+    col, row = float(col[0]), float(row[0])
+    tol = 1e-9 * max(width, height)
+    return -tol <= col <= width + tol and -tol <= row <= height + tol
+
+
+# --------------------------------------------------------------------------
+# lon/lat ring -> GeoJSON
+# --------------------------------------------------------------------------
+
+
+def _build(
+    lon: np.ndarray, lat: np.ndarray, winding: float, pole: int, decimals: int
+) -> tuple[dict, list[float]] | None:
+    """Geometry and bbox at ``decimals`` places; None if the ring collapses."""
+    south, north = float(lat.min()), float(lat.max())
+    if pole:
+        ring = _pole_ring(lon, lat, winding, pole)
+        coords = _finish_ring(ring, decimals)
+        if coords is None:
+            return None
+        bbox = [-180.0, south, 180.0, 90.0] if pole > 0 else [-180.0, -90.0, 180.0, north]
+        return _polygon(coords), _round_list(bbox, decimals)
+
+    # shift the whole ring by a multiple of 360 so that west lies in [-180, 180)
+    pts = np.column_stack([lon, lat])
+    pts[:, 0] -= 360.0 * math.floor((pts[:, 0].min() + 180.0) / 360.0)
+    pts = np.round(pts, decimals)
+    if pts[:, 0].min() >= 180.0:  # rounding pushed west up to 180
+        pts[:, 0] -= 360.0
+    west, east = float(pts[:, 0].min()), float(pts[:, 0].max())
+
+    if east - west >= 360.0:
+        band = np.array([[-180.0, south], [180.0, south], [180.0, north], [-180.0, north]])
+        coords = _finish_ring(band, decimals)
+        if coords is None:
+            return None
+        return _polygon(coords), _round_list([-180.0, south, 180.0, north], decimals)
+
+    if east <= 180.0:
+        coords = _finish_ring(pts, decimals)
+        if coords is None:
+            return None
+        return _polygon(coords), _round_list([west, south, east, north], decimals)
+
+    # crosses the antimeridian: cut at lon = 180 and bring the eastern part back
+    western = _finish_ring(_clip(pts, 180.0, keep_east=False), decimals)
+    eastern_pts = _clip(pts, 180.0, keep_east=True)
+    eastern_pts[:, 0] -= 360.0
+    eastern = _finish_ring(eastern_pts, decimals)
+    parts = [p for p in (western, eastern) if p is not None]
+    if not parts:
+        return None
+    if len(parts) == 1:  # the other side was a sliver below the precision
+        only = np.array(parts[0])
+        box = [only[:, 0].min(), only[:, 1].min(), only[:, 0].max(), only[:, 1].max()]
+        return _polygon(parts[0]), _round_list(box, decimals)
+    geometry = {"type": "MultiPolygon", "coordinates": [[p] for p in parts]}
+    return geometry, _round_list([west, south, east - 360.0, north], decimals)
+
+
+def _pole_ring(lon: np.ndarray, lat: np.ndarray, winding: float, pole: int) -> Ring:
+    """Polygon ring (open) from a ring encircling a pole, cut at +-180.
+
+    The raster edge is walked eastwards from lon -180 to 180, then the ring
+    is closed along the pole (lat +-90) so the polygon contains it.
+    """
+    if winding < 0:  # walk eastwards: reversing the ring flips the winding sign
+        lon, lat = lon[::-1], lat[::-1]
+    n = len(lon)
+    # the edge over one full turn, start repeated one turn later
+    c_lon = np.append(lon, lon[0] + 360.0)
+    c_lat = np.append(lat, lat[0])
+    # first cut line -180 + 360k strictly east of the start
+    cut = -180.0 + 360.0 * (math.floor((lon[0] + 180.0) / 360.0) + 1)
+    i = int(np.nonzero((c_lon[:-1] < cut) & (c_lon[1:] >= cut))[0][0])
+    t = (cut - c_lon[i]) / (c_lon[i + 1] - c_lon[i])
+    cut_lat = c_lat[i] + t * (c_lat[i + 1] - c_lat[i])
+    edge_lon = np.concatenate(
+        [[cut], c_lon[i + 1 : n + 1], c_lon[1 : i + 1] + 360.0, [cut + 360.0]]
+    )
+    edge_lat = np.concatenate([[cut_lat], c_lat[i + 1 : n + 1], c_lat[1 : i + 1], [cut_lat]])
+    edge = np.column_stack([edge_lon - (cut + 180.0), edge_lat])
+    cap = 90.0 * pole
+    if pole > 0:  # edge eastwards, then back west along the north pole
+        ring = np.vstack([edge, [[180.0, cap], [-180.0, cap]]])
+    else:  # along the south pole eastwards, then back west along the edge
+        ring = np.vstack([[[-180.0, cap], [180.0, cap]], edge[::-1]])
+    # an edge that is not monotonic in longitude may poke past +-180
+    return _clip(_clip(ring, -180.0, keep_east=True), 180.0, keep_east=False)
+
+
+def _clip(points: Ring, bound: float, *, keep_east: bool) -> Ring:
+    """Sutherland-Hodgman clip of an open ring against ``lon >= bound``
+    (``keep_east``) or ``lon <= bound``. Cut points lie exactly on ``bound``."""
+
+    def inside(x: float) -> bool:
+        return x >= bound if keep_east else x <= bound
+
+    out: list[tuple[float, float]] = []
+    count = len(points)
+    for k in range(count):
+        x0, y0 = points[k - 1]
+        x1, y1 = points[k]
+        in0, in1 = inside(x0), inside(x1)
+        if in1 != in0:
+            t = (bound - x0) / (x1 - x0)
+            out.append((bound, y0 + t * (y1 - y0)))
+        if in1:
+            out.append((x1, y1))
+    return np.array(out, dtype=float).reshape(-1, 2)
+
+
+def _finish_ring(points: Ring, decimals: int) -> list[list[float]] | None:
+    """Round, drop duplicate and collinear points, orient CCW, close.
+
+    Returns None when fewer than three distinct, non-collinear points remain.
+    """
+    if len(points) < 3:
+        return None
+    pts = np.round(np.asarray(points, dtype=float), decimals) + 0.0  # +0.0: no -0.0
+    # consecutive duplicates, cyclically (this also drops a repeated closing point)
+    keep = np.any(pts != np.roll(pts, 1, axis=0), axis=1)
+    pts = pts[keep] if keep.any() else pts[:1]
+    # intermediate points exactly on the straight line between their neighbours
+    changed = True
+    while changed and len(pts) >= 3:
+        prev, nxt = np.roll(pts, 1, axis=0), np.roll(pts, -1, axis=0)
+        u, v = pts - prev, nxt - pts
+        cross = u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
+        dot = (u * v).sum(axis=1)
+        straight = (cross == 0.0) & (dot > 0.0)
+        # never drop two neighbours in one pass: the second's line changes
+        straight &= ~np.roll(straight, 1)
+        changed = bool(straight.any())
+        pts = pts[~straight]
+    if len(pts) < 3:
+        return None
+    x, y = pts[:, 0], pts[:, 1]
+    area2 = float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
+    if area2 == 0.0:
+        return None
+    if area2 < 0.0:  # clockwise: reverse, keeping the same first point
+        pts = np.vstack([pts[:1], pts[:0:-1]])
+    ring = [[float(px), float(py)] for px, py in pts]
+    ring.append(list(ring[0]))
+    return ring
+
+
+def _polygon(ring: list[list[float]]) -> dict:
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
+def _round_list(values: Sequence[float], decimals: int) -> list[float]:
+    return [round(float(v), decimals) + 0.0 for v in values]
