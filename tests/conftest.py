@@ -58,3 +58,6 @@ socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
 def catalog_dir(tmp_path):
     """A fresh local catalog root (not created yet)."""
     return tmp_path / "catalog"
+
+
+from tests.s3server import s3_server  # noqa: E402,F401  (session fixture: moto on 127.0.0.1)

@@ -1,0 +1,260 @@
+"""A store on S3 (or an S3-compatible server) with real conditional writes.
+
+Versions are the object's ETag, exactly as S3 returns it (with its quotes).
+``put(if_version=etag)`` is a PutObject with ``If-Match``; ``create_only`` is
+``If-None-Match: *``. S3 evaluates the condition and stores the object
+atomically (AWS since 2024; MinIO and moto too), so concurrent writers on any
+number of hosts cannot lose an update: ``concurrent_safe = True``.
+
+A ``get`` is one GetObject: body and ETag come from the same response, so the
+version always describes exactly the bytes returned.
+
+Every request goes through the store's own :class:`s3fs.S3FileSystem`
+(``skip_instance_cache=True``; credentials, region and endpoint from
+``storage_options`` or else the standard AWS environment/config, including
+``AWS_ENDPOINT_URL``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Iterator
+
+from producer.errors import InputError, NotFound, PreconditionFailed, StoreError
+from producer.store.keys import check_key, check_prefix, is_listable, under_prefix
+
+_INSTALL_HINT = "install the S3 extra: pip install 'stac-producer[s3]'"
+
+
+def _client_error(exc: BaseException) -> Any | None:
+    """The botocore ``ClientError`` behind ``exc`` (s3fs wraps it as the
+    ``__cause__`` of an ``OSError``), or None."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(getattr(cur, "response", None), dict) and "Error" in cur.response:  # type: ignore[attr-defined]
+            return cur
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def _is_storage_failure(exc: BaseException) -> bool:
+    """True for failures of the storage/network (to translate), False for
+    programming errors (to propagate unchanged)."""
+    if isinstance(exc, (OSError, TimeoutError)) or _client_error(exc) is not None:
+        return True
+    try:
+        from botocore.exceptions import BotoCoreError
+    except ImportError:  # pragma: no cover - s3fs depends on botocore
+        return False
+    return isinstance(exc, BotoCoreError)
+
+
+class S3Store:
+    """Catalog documents as objects under ``s3://bucket/prefix``.
+
+    ``S3Store("s3://bucket/stac", {"client_kwargs": {"endpoint_url": ...}})``.
+    Writes whole objects with PutObject (conditional when asked); deletes with
+    DeleteObject. Nothing is written at construction.
+    """
+
+    concurrent_safe: bool = True
+    #: keys per ListObjectsV2 page (S3's maximum; tests lower it)
+    list_page_size: int = 1000
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme.lower() not in ("s3", "s3a"):
+            raise StoreError(f"cannot open {url!r} as S3: expected s3://bucket/prefix")
+        bucket, _, prefix = rest.partition("/")
+        if not bucket:
+            raise StoreError(f"cannot open {url!r} as S3: the URL names no bucket")
+        prefix = prefix.strip("/")
+        if prefix:
+            check_prefix(prefix)  # same rules as keys: no '..', '//', ...
+        try:
+            import s3fs
+        except ImportError as exc:
+            raise StoreError(f"cannot open {url!r}: s3fs is not installed; {_INSTALL_HINT}") from exc
+        options = dict(storage_options or {})
+        options["skip_instance_cache"] = True
+        try:
+            self.fs: Any = s3fs.S3FileSystem(**options)
+        except Exception as exc:
+            raise StoreError(f"cannot open {url!r}: bad storage_options for s3fs ({exc})") from exc
+        self.bucket = bucket
+        self.prefix = prefix
+        self.url = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+
+    def __repr__(self) -> str:
+        return f"S3Store({self.url!r})"
+
+    # -- helpers -----------------------------------------------------------
+
+    def _key(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _run(self, coro_fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run an s3fs coroutine function on the file system's event loop."""
+        from fsspec.asyn import sync
+
+        return sync(self.fs.loop, coro_fn, *args, **kwargs)
+
+    def _call(self, method: str, key: str, **params: Any) -> dict[str, Any]:
+        """One S3 request (botocore ``method`` name), errors translated (see
+        :meth:`_translate`)."""
+        try:
+            return self._run(self.fs._call_s3, method, Bucket=self.bucket, **params)  # type: ignore[no-any-return]
+        except Exception as exc:
+            if not _is_storage_failure(exc):
+                raise
+            raise self._translate(exc, method, key) from exc
+
+    def _translate(self, exc: BaseException, op: str, key: str) -> StoreError:
+        """Map an s3fs/botocore failure to the package's errors.
+
+        s3fs raises ``OSError`` subclasses whose ``__cause__`` is the botocore
+        ``ClientError``; we decide on its error code and HTTP status:
+        412 ``PreconditionFailed`` and 409 ``ConditionalRequestConflict`` (a
+        concurrent conditional write won) -> :class:`PreconditionFailed`;
+        ``NoSuchKey`` / 404 -> :class:`NotFound`; anything else (``NoSuchBucket``,
+        ``AccessDenied``, network) -> :class:`StoreError` naming the URL.
+        """
+        where = f"{self.url}/{key}" if key else self.url
+        err = _client_error(exc)
+        if err is None:
+            if isinstance(exc, StoreError):
+                return exc
+            return StoreError(f"S3 {op} failed for {where}: {exc}; check the endpoint and network")
+        info = err.response.get("Error", {})
+        code = str(info.get("Code", ""))
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        message = info.get("Message") or str(err)
+        if code == "PreconditionFailed" or status == 412:
+            return PreconditionFailed(f"{key!r} in catalog {self.url} changed or exists ({message})")
+        if code == "ConditionalRequestConflict" or status == 409:
+            return PreconditionFailed(f"{key!r} in catalog {self.url}: concurrent conditional write ({message})")
+        if code == "NoSuchBucket":
+            return StoreError(f"bucket {self.bucket!r} of catalog {self.url} does not exist; create it or fix the URL")
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return NotFound(f"{key!r} not found in catalog {self.url}")
+        if code in ("AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            return StoreError(f"access denied: S3 {op} on {where} ({code}); check the credentials and bucket policy")
+        if code in ("NotImplemented", "501"):
+            return StoreError(f"S3 {op} on {where}: the server does not support this request ({message})")
+        return StoreError(f"S3 {op} failed for {where}: {code}: {message}")
+
+    async def _get_object(self, s3key: str) -> tuple[bytes, str]:
+        resp = await self.fs._call_s3("get_object", Bucket=self.bucket, Key=s3key)
+        async with resp["Body"] as body:
+            data = await body.read()
+        return bytes(data), str(resp["ETag"])
+
+    def _iter_s3_keys(self, s3prefix: str, max_keys: int | None = None) -> Iterator[str]:
+        """Object keys starting with ``s3prefix``, one ListObjectsV2 page at a time."""
+        params: dict[str, Any] = {"Prefix": s3prefix, "MaxKeys": max_keys or self.list_page_size}
+        while True:
+            resp = self._call("list_objects_v2", "", **params)
+            for obj in resp.get("Contents", []):
+                yield str(obj["Key"])
+            token = resp.get("NextContinuationToken")
+            if max_keys is not None or not resp.get("IsTruncated") or not token:
+                return
+            params["ContinuationToken"] = token
+
+    # -- Store protocol ----------------------------------------------------
+
+    def get(self, key: str) -> tuple[bytes, str]:
+        """Return ``(bytes, ETag)`` from a single GetObject."""
+        s3key = self._key(key)
+        try:
+            return self._run(self._get_object, s3key)  # type: ignore[no-any-return]
+        except Exception as exc:
+            if not _is_storage_failure(exc):
+                raise
+            raise self._translate(exc, "get_object", key) from exc
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_version: str | None = None,
+        create_only: bool = False,
+    ) -> str:
+        """PutObject ``data`` at ``key`` (``If-Match`` / ``If-None-Match: *``
+        when asked); return the new ETag.
+
+        Note: if a conditional PutObject succeeds on the server but the
+        response is lost and the client retries, the retry reports
+        :class:`PreconditionFailed` although our write landed; the commit layer
+        re-reads and finds its change already applied.
+        """
+        if if_version is not None and create_only:
+            raise InputError("put(): pass either if_version or create_only, not both")
+        s3key = self._key(key)
+        params: dict[str, Any] = {"Key": s3key, "Body": bytes(data)}
+        if if_version is not None:
+            params["IfMatch"] = if_version
+        if create_only:
+            params["IfNoneMatch"] = "*"
+        try:
+            resp = self._call("put_object", key, **params)
+        except NotFound:
+            # If-Match on a key deleted since it was read: S3 answers 404.
+            raise PreconditionFailed(f"{key!r} in catalog {self.url} was deleted since it was read") from None
+        etag = resp.get("ETag")
+        if etag:
+            return str(etag)
+        head = self._call("head_object", key, Key=s3key)
+        return str(head["ETag"])
+
+    def delete(self, key: str, *, if_version: str | None = None) -> None:
+        """DeleteObject ``key``; with ``if_version`` an ``If-Match`` delete.
+
+        S3 answers a delete of a missing key with success, so without
+        ``if_version`` a HeadObject runs first to raise :class:`NotFound`.
+        Conditional deletes need a server that supports ``If-Match`` on
+        DeleteObject (AWS S3, moto); one that does not yields a
+        :class:`StoreError` (``NotImplemented``).
+        """
+        s3key = self._key(key)
+        if if_version is None:
+            self._call("head_object", key, Key=s3key)
+            self._call("delete_object", key, Key=s3key)
+        else:
+            self._call("delete_object", key, Key=s3key, IfMatch=if_version)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Yield document keys under ``prefix`` (segment-wise, recursive), via
+        paginated ListObjectsV2; keys that are not valid store keys (folder
+        markers, reserved names) are skipped."""
+        prefix = check_prefix(prefix)
+        base = f"{self.prefix}/" if self.prefix else ""
+        # ListObjectsV2 matches string prefixes: list prefix + "/" (so "ndvi"
+        # does not match "ndvi2/...") and check the exact key separately (it
+        # sorts first among keys starting with it, so one MaxKeys=1 page).
+        if prefix:
+            exact = f"{base}{prefix}"
+            found = itertools.chain(
+                (k for k in self._iter_s3_keys(exact, max_keys=1) if k == exact),
+                self._iter_s3_keys(exact + "/"),
+            )
+        else:
+            found = self._iter_s3_keys(base)
+        for s3key in found:
+            if not s3key.startswith(base):
+                continue
+            key = s3key[len(base):]
+            if is_listable(key) and under_prefix(key, prefix):
+                yield key
+
+    def exists(self, key: str) -> bool:
+        """True if ``key`` exists (HeadObject)."""
+        try:
+            self._call("head_object", key, Key=self._key(key))
+        except NotFound:
+            return False
+        return True

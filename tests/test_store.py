@@ -1,0 +1,486 @@
+"""Contract tests for every store (local directory, memory://, S3 on moto),
+plus the races that prove compare-and-swap never loses an update."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from producer.errors import InputError, NotFound, PreconditionFailed, ProducerError, StoreError
+from producer.store import CountingStore, FsspecStore, LocalStore, S3Store, Store, open_store
+from tests.s3server import S3Server, s3_server  # noqa: F401  (session fixture)
+
+BACKENDS = ["local", "memory", "s3"]
+
+
+def _cleanup_memory(url: str) -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    root = fs._strip_protocol(url)
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
+
+
+@pytest.fixture
+def make_store(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[[str], Store]]:
+    """``make_store(backend)`` -> a fresh, empty store; memory roots are removed after the test."""
+    memory_roots: list[str] = []
+
+    def make(backend: str) -> Store:
+        name = uuid.uuid4().hex[:10]
+        if backend == "local":
+            return open_store(str(tmp_path / f"stac-{name}"))
+        if backend == "memory":
+            url = f"memory://stac-{name}"
+            memory_roots.append(url)
+            return open_store(url)
+        if backend == "s3":
+            srv: S3Server = request.getfixturevalue("s3_server")
+            return open_store(srv.url(f"stac-{name}"), srv.storage_options)
+        raise AssertionError(backend)
+
+    yield make
+    for url in memory_roots:
+        _cleanup_memory(url)
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, make_store: Callable[[str], Store]) -> Store:
+    return make_store(request.param)
+
+
+# -- basics --------------------------------------------------------------------
+
+
+def test_open_store_picks_the_backend(tmp_path: Path, s3_server: S3Server) -> None:
+    local = open_store(str(tmp_path / "cat"))
+    assert isinstance(local, LocalStore) and local.concurrent_safe
+    assert local.url == str(tmp_path / "cat")
+    assert open_store(f"file://{tmp_path}/cat/").url == f"file://{tmp_path}/cat"
+    mem = open_store("memory://somewhere/stac/")
+    assert isinstance(mem, FsspecStore) and not mem.concurrent_safe
+    assert mem.url == "memory://somewhere/stac"
+    s3 = open_store(s3_server.url("stac") + "/", s3_server.storage_options)
+    assert isinstance(s3, S3Store) and s3.concurrent_safe
+    assert s3.url == f"s3://{s3_server.bucket}/stac"
+    for st in (local, mem, s3):
+        assert isinstance(st, Store)
+
+
+def test_open_store_rejects_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="local paths take none"):
+        open_store(str(tmp_path), {"anon": True})
+    with pytest.raises(StoreError, match="nosuchscheme"):
+        open_store("nosuchscheme://x/y")
+    with pytest.raises(StoreError, match="'..' segments"):
+        open_store("s3://bucket/../x")
+
+
+def test_missing_s3fs_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "s3fs", None)  # import s3fs -> ImportError
+    with pytest.raises(StoreError, match=r"pip install 'stac-producer\[s3\]'"):
+        open_store("s3://bucket/stac")
+
+
+def test_round_trip(store: Store) -> None:
+    version = store.put("catalog.json", b'{"id": "root"}')
+    data, got_version = store.get("catalog.json")
+    assert data == b'{"id": "root"}'
+    assert got_version == version
+    assert store.exists("catalog.json")
+    assert not store.exists("other.json")
+    store.put("ndvi/2024/01/item/item.json", b"{}")  # parents created as needed
+    assert store.get("ndvi/2024/01/item/item.json")[0] == b"{}"
+
+
+def test_version_changes_on_every_change(store: Store) -> None:
+    versions = [store.put("doc.json", b"0")]
+    for i in range(1, 6):  # same size, back-to-back: same mtime tick locally
+        versions.append(store.put("doc.json", str(i).encode()))
+        assert store.get("doc.json")[1] == versions[-1]
+    assert len(set(versions)) == len(versions)
+
+
+def test_stale_version_is_refused_and_nothing_changes(store: Store) -> None:
+    v1 = store.put("doc.json", b"one")
+    v2 = store.put("doc.json", b"two", if_version=v1)
+    with pytest.raises(PreconditionFailed):
+        store.put("doc.json", b"three", if_version=v1)
+    assert store.get("doc.json") == (b"two", v2)
+    assert isinstance(PreconditionFailed("x"), StoreError)
+
+
+def test_if_version_on_missing_key_fails(store: Store) -> None:
+    v = store.put("doc.json", b"one")
+    store.delete("doc.json")
+    with pytest.raises(PreconditionFailed):
+        store.put("doc.json", b"two", if_version=v)
+    assert not store.exists("doc.json")
+
+
+@pytest.mark.parametrize("data", [b"", b"{}"], ids=["empty", "json"])
+def test_create_only(store: Store, data: bytes) -> None:
+    v = store.put("new.json", data, create_only=True)
+    with pytest.raises(PreconditionFailed):
+        store.put("new.json", b"other", create_only=True)
+    with pytest.raises(PreconditionFailed):
+        store.put("new.json", b"", create_only=True)
+    assert store.get("new.json") == (data, v)
+
+
+def test_both_conditions_is_a_usage_error(store: Store) -> None:
+    with pytest.raises(InputError):
+        store.put("doc.json", b"x", if_version="abc", create_only=True)
+
+
+def test_missing_key(store: Store) -> None:
+    with pytest.raises(NotFound):
+        store.get("nope.json")
+    with pytest.raises(FileNotFoundError):  # NotFound is also the built-in
+        store.get("dir/nope.json")
+    with pytest.raises(NotFound):
+        store.delete("nope.json")
+    with pytest.raises(NotFound):
+        store.delete("nope.json", if_version="whatever")
+
+
+def test_delete(store: Store) -> None:
+    v1 = store.put("a/b/c.json", b"1")
+    store.put("a/b/c.json", b"2")
+    with pytest.raises(PreconditionFailed):
+        store.delete("a/b/c.json", if_version=v1)
+    assert store.exists("a/b/c.json")
+    store.delete("a/b/c.json", if_version=store.get("a/b/c.json")[1])
+    assert not store.exists("a/b/c.json")
+    store.put("x.json", b"x")
+    store.delete("x.json")
+    assert list(store.list()) == []
+
+
+def test_list(store: Store) -> None:
+    keys = {
+        "catalog.json",
+        "ndvi/collection.json",
+        "ndvi/i1/i1.json",
+        "ndvi/2024/01/i2/i2.json",
+        "ndvi2/collection.json",
+    }
+    for key in keys:
+        store.put(key, b"{}")
+    assert set(store.list()) == keys
+    assert set(store.list("")) == keys
+    ndvi = {k for k in keys if k.startswith("ndvi/")}
+    assert set(store.list("ndvi")) == ndvi  # segment-wise: not ndvi2/
+    assert set(store.list("ndvi/")) == ndvi
+    assert set(store.list("ndvi/2024")) == {"ndvi/2024/01/i2/i2.json"}
+    assert set(store.list("ndvi/collection.json")) == {"ndvi/collection.json"}
+    assert set(store.list("nothing")) == set()
+
+
+def test_list_of_an_empty_store(store: Store) -> None:
+    assert list(store.list()) == []
+    assert list(store.list("a/b")) == []
+
+
+BAD_KEYS = ["../x", "/abs", "a//b", "a/../../b", "./a", "a/", "", "a\\b", "..", ".stac-producer.lock", "a/.stac-producer.tmp.x"]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+def test_unsafe_keys_are_rejected(store: Store, key: str) -> None:
+    with pytest.raises(StoreError, match="invalid store key"):
+        store.put(key, b"x")
+    with pytest.raises(StoreError, match="invalid store key"):
+        store.get(key)
+    with pytest.raises(StoreError, match="invalid store key"):
+        store.delete(key)
+    with pytest.raises(StoreError, match="invalid store key"):
+        store.exists(key)
+    assert list(store.list()) == []
+
+
+@pytest.mark.parametrize("prefix", ["../", "/abs", "a//b"])
+def test_unsafe_list_prefix_is_rejected(store: Store, prefix: str) -> None:
+    with pytest.raises(StoreError):
+        list(store.list(prefix))
+
+
+def test_local_keys_cannot_escape_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "inner" / "stac"
+    store = LocalStore(str(root))
+    for key in ("../escape.json", "../../escape.json", "/tmp/escape.json"):
+        with pytest.raises(StoreError):
+            store.put(key, b"x")
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == []
+
+
+def test_lock_and_temp_files_are_never_listed(store: Store) -> None:
+    store.put("catalog.json", b"{}")
+    store.put("ndvi/collection.json", b"{}")
+    # leftovers of a crashed writer, or a lock file, dropped next to documents
+    if isinstance(store, LocalStore):
+        assert (store.root / ".stac-producer.lock").exists()
+        (store.root / "ndvi" / ".stac-producer.tmp.collection.json.1.abc").write_bytes(b"partial")
+    elif isinstance(store, S3Store):
+        store.fs.pipe_file(f"{store.bucket}/{store.prefix}/ndvi/.stac-producer.tmp.x", b"partial")
+        store.fs.pipe_file(f"{store.bucket}/{store.prefix}/.stac-producer.lock", b"")
+    else:
+        assert isinstance(store, FsspecStore)
+        store.fs.pipe_file(f"{store._root}/ndvi/.stac-producer.tmp.x", b"partial")
+    assert set(store.list()) == {"catalog.json", "ndvi/collection.json"}
+    assert set(store.list("ndvi")) == {"ndvi/collection.json"}
+
+
+def test_errors_are_producer_errors(store: Store) -> None:
+    with pytest.raises(ProducerError):
+        store.get("missing.json")
+    with pytest.raises(OSError):
+        store.get("missing.json")
+
+
+# -- local specifics -------------------------------------------------------------
+
+
+def test_local_writes_leave_no_temp_files_and_prune_empty_dirs(tmp_path: Path) -> None:
+    root = tmp_path / "stac"
+    store = LocalStore(f"file://{root}")
+    v = store.put("ndvi/2024/01/i/i.json", b"1")
+    with pytest.raises(PreconditionFailed):
+        store.put("ndvi/2024/01/i/i.json", b"2", if_version="stale")
+    with pytest.raises(PreconditionFailed):
+        store.put("ndvi/2024/01/i/i.json", b"2", create_only=True)
+    names = sorted(p.name for p in root.rglob("*"))
+    assert names == [".stac-producer.lock", "01", "2024", "i", "i.json", "ndvi"]
+    store.put("ndvi/collection.json", b"{}")
+    store.delete("ndvi/2024/01/i/i.json", if_version=v)
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == [
+        ".stac-producer.lock",
+        "ndvi",
+        "ndvi/collection.json",
+    ]
+    store.delete("ndvi/collection.json")
+    assert root.is_dir()  # the root itself stays
+    assert [p.name for p in root.iterdir()] == [".stac-producer.lock"]
+
+
+def test_local_version_is_the_content_hash(tmp_path: Path) -> None:
+    store = LocalStore(str(tmp_path))
+    v = store.put("a.json", b"abc")
+    assert v == hashlib.sha256(b"abc").hexdigest()
+
+
+def test_local_readers_never_see_partial_documents(tmp_path: Path) -> None:
+    store = LocalStore(str(tmp_path))
+    store.put("big.json", b"a" * 200_000)
+    stop = threading.Event()
+    bad: list[str] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            data, version = store.get("big.json")
+            if len(data) != 200_000 or len(set(data)) != 1 or version != hashlib.sha256(data).hexdigest():
+                bad.append(f"{len(data)} bytes, {len(set(data))} distinct")
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for i in range(40):
+        store.put("big.json", bytes([97 + i % 26]) * 200_000)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert bad == []
+
+
+# -- S3 specifics ----------------------------------------------------------------
+
+
+def test_s3_versions_are_etags(s3_server: S3Server) -> None:
+    store = open_store(s3_server.url(f"etag-{uuid.uuid4().hex[:8]}"), s3_server.storage_options)
+    v = store.put("a.json", b"abc")
+    assert v == '"' + hashlib.md5(b"abc").hexdigest() + '"'  # single-part ETag
+    head = s3_server.client().head_object(Bucket=s3_server.bucket, Key=f"{store.prefix}/a.json")  # type: ignore[attr-defined]
+    assert head["ETag"] == v
+
+
+def test_s3_uses_standard_aws_environment(s3_server: S3Server) -> None:
+    # AWS_ENDPOINT_URL and dummy credentials are set by the server fixture
+    store = open_store(s3_server.url(f"env-{uuid.uuid4().hex[:8]}"))
+    store.put("catalog.json", b"{}", create_only=True)
+    assert store.get("catalog.json")[0] == b"{}"
+
+
+def test_s3_missing_bucket_is_a_store_error_naming_it(s3_server: S3Server) -> None:
+    store = open_store("s3://no-such-bucket-here/stac", s3_server.storage_options)
+    for call in (lambda: store.get("catalog.json"), lambda: store.put("catalog.json", b"{}"), lambda: list(store.list())):
+        with pytest.raises(StoreError, match="no-such-bucket-here") as info:
+            call()
+        assert not isinstance(info.value, NotFound)
+
+
+def test_s3_list_paginates(s3_server: S3Server) -> None:
+    store = open_store(s3_server.url(f"page-{uuid.uuid4().hex[:8]}"), s3_server.storage_options)
+    assert isinstance(store, S3Store)
+    store.list_page_size = 2
+    keys = {f"c/i{n}/i{n}.json" for n in range(7)} | {"c", "c/collection.json", "c2/x.json"}
+    for key in keys:
+        store.put(key, b"{}")
+    assert set(store.list()) == keys
+    assert set(store.list("c")) == keys - {"c2/x.json"}
+
+
+def _client_error(code: str, status: int, op: str = "PutObject") -> OSError:
+    from botocore.exceptions import ClientError
+
+    cause = ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, op)
+    wrapped = OSError(5, code)  # the shape s3fs raises: OSError from ClientError
+    wrapped.__cause__ = cause
+    return wrapped
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "expected"),
+    [
+        ("PreconditionFailed", 412, PreconditionFailed),
+        ("ConditionalRequestConflict", 409, PreconditionFailed),
+        ("NoSuchKey", 404, NotFound),
+        ("404", 404, NotFound),
+        ("NoSuchBucket", 404, StoreError),
+        ("AccessDenied", 403, StoreError),
+        ("InternalError", 500, StoreError),
+    ],
+)
+def test_s3_error_translation(s3_server: S3Server, code: str, status: int, expected: type) -> None:
+    store = open_store(s3_server.url("stac"), s3_server.storage_options)
+    assert isinstance(store, S3Store)
+    err = store._translate(_client_error(code, status), "put_object", "catalog.json")
+    assert type(err) is expected
+    if code == "AccessDenied":
+        assert "access denied" in str(err) and store.url in str(err)
+
+
+# -- races: no lost update ---------------------------------------------------------
+
+
+def _increment(store: Store, key: str, times: int) -> int:
+    """Add 1 to the counter document ``times`` times by read-modify-write with
+    CAS retries; return the number of conflicts seen."""
+    conflicts = 0
+    for _ in range(times):
+        while True:
+            data, version = store.get(key)
+            try:
+                store.put(key, str(int(data) + 1).encode(), if_version=version)
+                break
+            except PreconditionFailed:
+                conflicts += 1
+    return conflicts
+
+
+def _threaded_increments(store: Store, threads: int, times: int) -> int:
+    store.put("counter", b"0", create_only=True)
+    conflicts: list[int] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            conflicts.append(_increment(store, "counter", times))
+        except BaseException as exc:  # surface in the main thread
+            errors.append(exc)
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert errors == []
+    assert int(store.get("counter")[0]) == threads * times
+    return sum(conflicts)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_threads_never_lose_an_update(make_store: Callable[[str], Store], backend: str) -> None:
+    store = make_store(backend)
+    threads, times = (6, 12) if backend == "s3" else (8, 40)
+    _threaded_increments(store, threads, times)
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_create_only_race_has_one_winner(make_store: Callable[[str], Store], backend: str) -> None:
+    store = make_store(backend)
+    barrier = threading.Barrier(8)
+    winners: list[int] = []
+
+    def work(i: int) -> None:
+        barrier.wait()
+        try:
+            store.put("parent/collection.json", str(i).encode(), create_only=True)
+            winners.append(i)
+        except PreconditionFailed:
+            pass
+
+    pool = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert len(winners) == 1
+    assert store.get("parent/collection.json")[0] == str(winners[0]).encode()
+
+
+def _process_worker(url: str, times: int, start: Any) -> None:
+    start.wait()
+    _increment(open_store(url), "counter", times)
+
+
+@pytest.mark.slow
+def test_processes_never_lose_an_update_local(tmp_path: Path) -> None:
+    url = str(tmp_path / "stac")
+    store = open_store(url)
+    store.put("counter", b"0", create_only=True)
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    procs, times = 4, 50
+    workers = [ctx.Process(target=_process_worker, args=(url, times, start)) for _ in range(procs)]
+    for p in workers:
+        p.start()
+    start.set()
+    for p in workers:
+        p.join(timeout=60)
+    assert [p.exitcode for p in workers] == [0] * procs
+    assert int(store.get("counter")[0]) == procs * times
+    assert sorted(os.listdir(url)) == [".stac-producer.lock", "counter"]  # no temp files left
+
+
+# -- CountingStore ---------------------------------------------------------------
+
+
+def test_counting_store(tmp_path: Path) -> None:
+    store = CountingStore(LocalStore(str(tmp_path)))
+    assert isinstance(store, Store)
+    assert store.url == str(tmp_path) and store.concurrent_safe
+    v = store.put("a.json", b"1", create_only=True)
+    store.get("a.json")
+    store.put("a.json", b"2", if_version=v)
+    with pytest.raises(PreconditionFailed):
+        store.put("a.json", b"3", if_version=v)  # failed calls count too
+    store.exists("b.json")
+    assert list(store.list("")) == ["a.json"]
+    store.delete("a.json")
+    assert store.puts == {"a.json": 3}
+    assert store.gets == {"a.json": 1}
+    assert store.deletes == {"a.json": 1}
+    assert store.lists == {"": 1}
+    assert store.exists_calls == {"b.json": 1}
+    assert store.totals() == {"get": 1, "put": 3, "delete": 1, "list": 1, "exists": 1}
+    assert store.total() == 7
+    store.reset()
+    assert store.total() == 0
