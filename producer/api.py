@@ -223,9 +223,11 @@ def _prepare(source: str, committer: Committer, collection: str, options: Extrac
              coll_title: str) -> tuple[RegisterResult, str | None, dict | None]:
     """Extract and validate one product; returns (result, key, doc) or an error result."""
     from producer.extract import create_item
+    from producer.extract.ids import make_item_id
 
     result = RegisterResult(source=source)
     try:
+        result.id = make_item_id(source, options)  # known even if extraction fails
         item = create_item(source, options)
         doc = item.to_dict(include_self_link=False, transform_hrefs=False)
         result.id = doc["id"]

@@ -97,6 +97,6 @@ def run_demo(workdir: str, *, count: int, echo: Callable[[str], None],
     echo(f"\ncatalog: {os.path.join(catalog, 'catalog.json')}")
     echo(f"validation: {'valid' if not errors else f'{len(errors)} errors'}; "
          f"{sum(r.ok for r in results)}/{len(results)} products registered")
-    if ok:
+    if ok and any(r.action == "created" for r in results):
         echo("next: run `stac-producer demo` again — every product is 'unchanged' and no byte moves.")
     return 0 if ok else 1
