@@ -1,0 +1,209 @@
+"""Partitioned layout and reconcile, on a local catalog and on the S3 endpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pystac
+import pytest
+import rasterio
+from click.testing import CliRunner
+from rasterio.transform import from_origin
+
+import producer
+from producer.catalog.documents import exact_extent
+from producer.cli import main
+from producer.store import CountingStore, open_store
+from tests.test_register import tree_hash
+
+
+def write_tile(folder: Path, name: str, lon: float, lat: float) -> Path:
+    """A tiny EPSG:4326 GeoTIFF at (lon, lat); the date comes from ``name``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    with rasterio.open(path, "w", driver="GTiff", width=16, height=16, count=1, dtype="uint8",
+                       crs="EPSG:4326", transform=from_origin(lon, lat, 0.01, 0.01)) as dst:
+        dst.write(np.arange(256, dtype="uint8").reshape(1, 16, 16))
+    return path
+
+
+@pytest.fixture
+def tiles(tmp_path) -> list[Path]:
+    folder = tmp_path / "tiles"
+    return [
+        write_tile(folder, "t_20230105.tif", 10.0, 50.0),
+        write_tile(folder, "t_20230220.tif", 11.0, 51.0),
+        write_tile(folder, "t_20240310.tif", 12.0, 52.0),
+        write_tile(folder, "t_20240311.tif", 13.0, 53.0),
+    ]
+
+
+def load(root: Path, key: str) -> dict:
+    return json.loads((root / key).read_text())
+
+
+# --- partitioned layout ------------------------------------------------------------
+
+def test_partitioned_layout_structure_and_validity(tiles, catalog_dir):
+    results = producer.register(tiles, catalog=str(catalog_dir), collection="c", partition="year/month")
+    assert all(r.action == "created" for r in results), [r.error for r in results]
+    assert (catalog_dir / "c/2023/01/t_20230105/t_20230105.json").exists()
+    assert (catalog_dir / "c/2024/03/t_20240311/t_20240311.json").exists()
+    coll = load(catalog_dir, "c/collection.json")
+    assert sorted(l["href"] for l in coll["links"] if l["rel"] == "child") == [
+        "./2023/catalog.json", "./2024/catalog.json"]
+    assert not [l for l in coll["links"] if l["rel"] == "item"]
+    year = load(catalog_dir, "c/2024/catalog.json")
+    assert [l["href"] for l in year["links"] if l["rel"] == "child"] == ["./03/catalog.json"]
+    month = load(catalog_dir, "c/2024/03/catalog.json")
+    assert sorted(l["href"] for l in month["links"] if l["rel"] == "item") == [
+        "./t_20240310/t_20240310.json", "./t_20240311/t_20240311.json"]
+    item = load(catalog_dir, "c/2024/03/t_20240310/t_20240310.json")
+    rels = {l["rel"]: l["href"] for l in item["links"]}
+    assert rels == {"root": "../../../../catalog.json", "parent": "../catalog.json",
+                    "collection": "../../../collection.json"}
+    # the collection extent covers every partition's items
+    items = [load(catalog_dir, str(p.relative_to(catalog_dir)))
+             for p in catalog_dir.rglob("t_*.json")]
+    assert coll["extent"] == exact_extent(items)
+    assert producer.validate_catalog(str(catalog_dir)) == []
+    cat = pystac.Catalog.from_file(str(catalog_dir / "catalog.json"))
+    assert sorted(i.id for i in cat.get_items(recursive=True)) == sorted(r.id for r in results)
+
+
+def test_partitioned_upsert_touches_a_constant_set_of_documents(tiles, catalog_dir):
+    producer.register(tiles[:3], catalog=str(catalog_dir), collection="c", partition="year/month")
+    store = CountingStore(open_store(str(catalog_dir)))
+    (res,) = producer.register([tiles[3]], catalog=store, collection="c", partition="year/month")
+    assert res.action == "created"
+    assert set(store.gets) | set(store.puts) == {
+        "c/2024/03/t_20240311/t_20240311.json", "c/2024/03/catalog.json", "c/2024/catalog.json",
+        "c/collection.json", "catalog.json"}
+    # the month catalog changed; nothing else needed a write (extent already covers? no: it grew)
+    assert "c/2024/03/catalog.json" in store.puts and "c/2024/catalog.json" not in store.puts
+
+
+def test_remove_in_a_partitioned_collection(tiles, catalog_dir):
+    producer.register(tiles, catalog=str(catalog_dir), collection="c", partition="year/month")
+    res = producer.remove("t_20240311", catalog=str(catalog_dir), collection="c")
+    assert res.action == "removed" and res.extent_recomputed
+    month = load(catalog_dir, "c/2024/03/catalog.json")
+    assert [l["href"] for l in month["links"] if l["rel"] == "item"] == ["./t_20240310/t_20240310.json"]
+    coll = load(catalog_dir, "c/collection.json")
+    assert coll["extent"]["temporal"]["interval"][0][1] == "2024-03-10T00:00:00Z"
+    assert producer.validate_catalog(str(catalog_dir)) == []
+
+
+# --- reconcile ------------------------------------------------------------------
+
+def damage(catalog_dir: Path) -> None:
+    """Make an orphan, a dangling link, a duplicate link and a stale extent."""
+    coll_path = catalog_dir / "c/collection.json"
+    coll = json.loads(coll_path.read_text())
+    links = coll["links"]
+    orphan = next(l for l in links if l["href"] == "./t_20230105/t_20230105.json")
+    links.remove(orphan)                                    # orphan item
+    dup = next(l for l in links if l["href"] == "./t_20230220/t_20230220.json")
+    links.append(dict(dup))                                  # duplicate link
+    links.append({"rel": "item", "href": "./ghost/ghost.json", "type": "application/geo+json"})
+    coll["extent"]["spatial"]["bbox"][0] = [-10.0, -10.0, 40.0, 60.0]  # stale: too big
+    coll_path.write_text(json.dumps(coll, indent=2))
+
+
+def test_reconcile_reports_without_writing_then_fixes(tiles, catalog_dir):
+    producer.register(tiles, catalog=str(catalog_dir), collection="c")
+    damage(catalog_dir)
+    before = tree_hash(catalog_dir)
+    report = producer.reconcile(str(catalog_dir))
+    assert tree_hash(catalog_dir) == before
+    assert report.found == {"orphan": 1, "duplicate-link": 1, "dangling-link": 1, "stale-extent": 1}
+    assert report.remaining == report.problems
+
+    fixed = producer.reconcile(str(catalog_dir), fix=True)
+    assert fixed.remaining == []
+    assert fixed.fixed == {"orphan": 1, "duplicate-link": 1, "dangling-link": 1, "stale-extent": 1}
+    assert producer.validate_catalog(str(catalog_dir)) == []
+    coll = load(catalog_dir, "c/collection.json")
+    hrefs = [l["href"] for l in coll["links"] if l["rel"] == "item"]
+    assert sorted(hrefs) == sorted(set(hrefs)) and len(hrefs) == 4
+    items = [load(catalog_dir, f"c/{p.stem}/{p.stem}.json") for p in tiles]
+    assert coll["extent"] == exact_extent(items)
+
+
+def test_reconcile_shrinks_a_stale_extent_after_a_manual_removal(tiles, catalog_dir):
+    producer.register(tiles, catalog=str(catalog_dir), collection="c")
+    coll_path = catalog_dir / "c/collection.json"
+    coll = json.loads(coll_path.read_text())
+    coll["links"] = [l for l in coll["links"] if "t_20240311" not in l["href"]]
+    coll_path.write_text(json.dumps(coll))
+    for f in (catalog_dir / "c/t_20240311").iterdir():
+        f.unlink()
+    (catalog_dir / "c/t_20240311").rmdir()
+    report = producer.reconcile(str(catalog_dir))
+    assert [p.kind for p in report.problems] == ["stale-extent"]
+    producer.reconcile(str(catalog_dir), fix=True)
+    coll = load(catalog_dir, "c/collection.json")
+    assert coll["extent"]["temporal"]["interval"][0][1] == "2024-03-10T00:00:00Z"
+    assert coll["extent"]["spatial"]["bbox"][0][3] == pytest.approx(52.0)
+
+
+def test_reconcile_dead_items_and_missing_products(tmp_path, catalog_dir):
+    data = tmp_path / "data"
+    a = write_tile(data, "a_20240101.tif", 1, 1)
+    b = write_tile(data, "b_20240102.tif", 2, 2)
+    producer.register([a, b], catalog=str(catalog_dir), collection="c")
+    c = write_tile(data, "c_20240103.tif", 3, 3)   # never registered
+    b.unlink()                                     # b's asset is gone
+    report = producer.reconcile(str(catalog_dir), data=str(data), collection="c")
+    assert report.found.get("missing-asset") == 1 and report.found.get("missing-product") == 1
+    # flag (default): b stays, marked deprecated; c gets registered
+    fixed = producer.reconcile(str(catalog_dir), data=str(data), collection="c", fix=True)
+    assert [r.id for r in fixed.registered] == ["c_20240103"]
+    assert load(catalog_dir, "c/b_20240102/b_20240102.json")["properties"]["deprecated"] is True
+    assert (catalog_dir / "c/c_20240103/c_20240103.json").exists()
+    # remove: b disappears and the extent shrinks to a and c
+    producer.reconcile(str(catalog_dir), data=str(data), collection="c", fix=True, dead="remove")
+    assert not (catalog_dir / "c/b_20240102").exists()
+    coll = load(catalog_dir, "c/collection.json")
+    assert sorted(l["href"] for l in coll["links"] if l["rel"] == "item") == [
+        "./a_20240101/a_20240101.json", "./c_20240103/c_20240103.json"]
+    assert producer.validate_catalog(str(catalog_dir)) == []
+    assert os.path.exists(a)
+
+
+def test_reconcile_cli(tiles, catalog_dir):
+    producer.register(tiles, catalog=str(catalog_dir), collection="c")
+    damage(catalog_dir)
+    runner = CliRunner()
+    res = runner.invoke(main, ["reconcile", str(catalog_dir)])
+    assert res.exit_code == 1
+    assert "orphan" in res.stdout and "nothing written" in res.stdout
+    res = runner.invoke(main, ["reconcile", str(catalog_dir), "--fix"])
+    assert res.exit_code == 0, res.output
+    assert "valid after repair" in res.stdout
+    res = runner.invoke(main, ["validate", str(catalog_dir)])
+    assert res.exit_code == 0
+
+
+def test_partitioned_and_reconcile_on_s3(s3_server, tiles):
+    bucket = s3_server.new_bucket()
+    url = f"s3://{bucket}/stac"
+    opts = s3_server.storage_options
+    results = producer.register(tiles, catalog=url, collection="c", partition="year",
+                                storage_options=opts)
+    assert all(r.action == "created" for r in results), [r.error for r in results]
+    assert results[0].href == f"{url}/c/2023/t_20230105/t_20230105.json"
+    assert producer.validate_catalog(url, storage_options=opts) == []
+    # orphan on S3: drop the month link to one item, then reconcile --fix
+    client = s3_server.client()
+    key = "stac/c/2023/catalog.json"
+    doc = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    doc["links"] = [l for l in doc["links"] if "t_20230105" not in l["href"]]
+    client.put_object(Bucket=bucket, Key=key, Body=json.dumps(doc).encode())
+    assert sorted(p.kind for p in producer.validate_catalog(url, storage_options=opts)) == [
+        "orphan", "stale-extent"]
+    report = producer.reconcile(url, storage_options=opts, fix=True)
+    assert report.fixed.get("orphan") == 1 and report.remaining == []
