@@ -1,0 +1,162 @@
+"""The data asset: where it lives (href), what it is (media type), file facts.
+
+- :func:`resolve_location` and :func:`rewrite_href` are pure string work.
+- :func:`media_type` reads only GDAL header metadata of an open dataset.
+- :func:`file_info` stats the file and, when asked, reads all of its bytes to
+  hash them (local files with ``open``, remote URLs in chunks through fsspec).
+
+Nothing is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from rasterio.io import DatasetReader
+
+from producer.errors import InputError
+
+MEDIA_COG = "image/tiff; application=geotiff; profile=cloud-optimized"
+MEDIA_GEOTIFF = "image/tiff; application=geotiff"
+MEDIA_NETCDF = "application/netcdf"
+#: GDAL driver short name → media type, for drivers other than GTiff
+_DRIVER_MEDIA: dict[str, str] = {
+    "netCDF": MEDIA_NETCDF,
+    "JP2OpenJPEG": "image/jp2",
+    "PNG": "image/png",
+    "JPEG": "image/jpeg",
+    "HDF5": "application/x-hdf5",
+    "HDF4": "application/x-hdf",
+    "Zarr": "application/vnd+zarr",
+    "VRT": "application/xml",
+}
+_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+#: GDAL virtual file systems that have a URL equivalent
+_VSI_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("/vsis3/", "s3://"),
+    ("/vsigs/", "gs://"),
+    ("/vsiaz/", "az://"),
+    ("/vsiadls/", "abfs://"),
+    ("/vsicurl/", ""),
+)
+CHUNK_SIZE = 1 << 20
+#: multihash prefix: 0x12 = sha2-256, 0x20 = 32-byte digest
+_SHA256_MULTIHASH = "1220"
+
+
+def is_url(location: str) -> bool:
+    """True for ``scheme://...`` locations (``file://`` included)."""
+    return bool(_URL_RE.match(location))
+
+
+def resolve_location(source: str | os.PathLike[str]) -> str:
+    """Absolute location of a product: an absolute local path, or a URL.
+
+    ``file://`` URLs become local paths; GDAL ``/vsis3/``-style paths become the
+    matching ``s3://`` (``gs://``, ``az://``, plain http) URL; other URLs are kept.
+    """
+    text = os.fspath(source)
+    if isinstance(text, bytes):  # pragma: no cover - os.PathLike[bytes]
+        text = os.fsdecode(text)
+    for prefix, scheme in _VSI_PREFIXES:
+        if text.startswith(prefix):
+            return scheme + text[len(prefix) :]
+    if text.startswith("/vsi"):
+        return text
+    if text.lower().startswith("file://"):
+        return os.path.abspath(unquote(urlsplit(text).path))
+    if is_url(text):
+        return text
+    return os.path.abspath(os.path.expanduser(text))
+
+
+def rewrite_href(location: str, rewrites: tuple[tuple[str, str], ...] = ()) -> str:
+    """Apply the first ``(from_prefix, to_prefix)`` whose prefix matches ``location``."""
+    for old, new in rewrites:
+        if old and location.startswith(old):
+            return new + location[len(old) :]
+    return location
+
+
+def media_type(src: DatasetReader) -> str | None:
+    """IANA media type of an open dataset, from its driver and header metadata.
+
+    A GTiff whose ``IMAGE_STRUCTURE`` metadata says ``LAYOUT=COG`` (what GDAL's
+    COG driver writes, and reports when it reads such a file) is a COG; any other
+    GTiff is a plain GeoTIFF. Unknown drivers give ``None`` (no ``type`` field).
+    """
+    if src.driver in ("GTiff", "COG"):
+        layout = (src.tags(ns="IMAGE_STRUCTURE") or {}).get("LAYOUT", "")
+        return MEDIA_COG if layout.upper() == "COG" else MEDIA_GEOTIFF
+    return _DRIVER_MEDIA.get(src.driver)
+
+
+def _fs_and_path(location: str, storage_options: Mapping[str, Any]) -> tuple[Any, str]:
+    try:
+        import fsspec
+    except ImportError as exc:  # pragma: no cover - fsspec is a dependency
+        raise InputError(f"{location}: install fsspec to read remote products") from exc
+    try:
+        return fsspec.core.url_to_fs(location, **dict(storage_options))
+    except (ImportError, ValueError) as exc:
+        raise InputError(
+            f"{location}: no filesystem for this URL ({exc}); for s3:// install the [s3] extra"
+        ) from exc
+
+
+def _chunks(location: str, storage_options: Mapping[str, Any]) -> Iterator[bytes]:
+    if is_url(location):
+        fs, path = _fs_and_path(location, storage_options)
+        handle = fs.open(path, "rb")
+    else:
+        handle = open(location, "rb")  # noqa: SIM115 - closed below
+    with handle:
+        while chunk := handle.read(CHUNK_SIZE):
+            yield chunk
+
+
+def sha256_multihash(location: str, storage_options: Mapping[str, Any] | None = None) -> str:
+    """``file:checksum`` value: sha2-256 multihash, hex (``"1220"`` + sha256 hexdigest).
+
+    Reads the whole file in 1 MiB chunks (fsspec for URLs).
+    """
+    digest = hashlib.sha256()
+    for chunk in _chunks(location, storage_options or {}):
+        digest.update(chunk)
+    return _SHA256_MULTIHASH + digest.hexdigest()
+
+
+def file_info(
+    location: str, *, checksum: bool = False, storage_options: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """File extension fields for the bytes at ``location`` (what was opened).
+
+    ``file:size`` always when the size can be known (local path, or a URL fsspec
+    can stat); ``file:checksum`` only when ``checksum`` is true. Locations GDAL
+    alone understands (``/vsimem/``...) give no size; asking for their checksum
+    is an :class:`InputError`.
+    """
+    info: dict[str, Any] = {}
+    options = storage_options or {}
+    try:
+        if location.startswith("/vsi"):
+            if checksum:
+                raise InputError(f"{location}: cannot compute file:checksum of a GDAL virtual file")
+            return info
+        if is_url(location):
+            fs, path = _fs_and_path(location, options)
+            size = fs.size(path)
+            if size is not None:
+                info["file:size"] = int(size)
+        else:
+            info["file:size"] = os.path.getsize(location)
+        if checksum:
+            info["file:checksum"] = sha256_multihash(location, options)
+    except OSError as exc:
+        raise InputError(f"{location}: cannot read file for size/checksum: {exc}") from exc
+    return info

@@ -1,0 +1,404 @@
+"""Where an item's datetime comes from: an explicit option, the file name, or tags.
+
+Rules (the same everywhere in this module):
+
+- Naive times (no offset, no ``Z``) are taken as **UTC**; every value returned
+  is time-zone aware and converted to UTC.
+- A date without a time is midnight UTC when it is an instant or a range start,
+  and the last second of that day (``23:59:59Z``) when it ends a range, so that
+  ``20240101_20240131`` covers all of January.
+- Nothing is ever invented: when no source yields a value,
+  :class:`~producer.errors.NoDatetimeError` is raised (never ``datetime.now()``).
+
+Nothing here opens files: the tag source gets the tags from the caller.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+
+from producer.errors import InputError, NoDatetimeError
+
+#: the names accepted in ``ExtractOptions.datetime_sources``
+SOURCES: tuple[str, ...] = ("explicit", "filename", "tags")
+
+_END_OF_DAY = time(23, 59, 59)
+
+# ISO 8601 / RFC 3339 flavours we accept from users and tags.
+_ISO_RE = re.compile(
+    r"""^(?P<year>\d{4})-?(?P<month>\d{2})-?(?P<day>\d{2})
+        (?:[T\s_]
+           (?P<hour>\d{2}):?(?P<minute>\d{2})(?::?(?P<second>\d{2})(?P<frac>[.,]\d+)?)?
+           \s*(?P<tz>Z|z|[+-]\d{2}(?::?\d{2})?)?
+        )?$""",
+    re.VERBOSE,
+)
+# TIFF 6.0 DateTime tag: "YYYY:MM:DD HH:MM:SS"
+_TIFF_RE = re.compile(r"^(\d{4}):(\d{2}):(\d{2})[ T](\d{2}):(\d{2}):(\d{2})$")
+
+_NOT_DIGIT_BEFORE = r"(?<!\d)"
+_NOT_DIGIT_AFTER = r"(?!\d)"
+#: built-in file-name patterns, tried in this order; the first that yields a valid
+#: date decides. Digit look-arounds keep them from matching inside longer numbers.
+_BUILTIN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "YYYYMMDDTHHMMSS",
+        re.compile(_NOT_DIGIT_BEFORE + r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z?" + _NOT_DIGIT_AFTER),
+    ),
+    (
+        "YYYY-MM-DD",
+        re.compile(
+            _NOT_DIGIT_BEFORE
+            + r"(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2})Z?)?"
+            + _NOT_DIGIT_AFTER
+        ),
+    ),
+    ("YYYYMMDD", re.compile(_NOT_DIGIT_BEFORE + r"(\d{4})(\d{2})(\d{2})" + _NOT_DIGIT_AFTER)),
+)
+#: two dates separated by at most this (e.g. "_", "-", "_to_") form a range
+_RANGE_SEPARATOR = re.compile(r"^(?:[_\-. ]{1,3}|_to_|-to-)$", re.IGNORECASE)
+#: plausible years for the compact built-in patterns (fewer false positives)
+_MIN_YEAR, _MAX_YEAR = 1900, 2199
+
+
+@dataclass(frozen=True)
+class DatetimeResult:
+    """An instant (``datetime``) or a range (``start``/``end``), plus its origin.
+
+    Exactly one of the two forms is set; all values are UTC-aware.
+    """
+
+    datetime: datetime | None
+    start: datetime | None
+    end: datetime | None
+    #: which source produced it: "explicit", "filename" or "tags"
+    source: str
+    #: human-readable detail (pattern or tag name), for logs and errors
+    detail: str = ""
+
+    def properties(self) -> dict[str, str | None]:
+        """STAC item properties for this value (``datetime`` null for a range)."""
+        if self.datetime is not None:
+            return {"datetime": _rfc3339(self.datetime)}
+        assert self.start is not None and self.end is not None
+        return {
+            "datetime": None,
+            "start_datetime": _rfc3339(self.start),
+            "end_datetime": _rfc3339(self.end),
+        }
+
+
+def _rfc3339(value: datetime) -> str:
+    text = value.astimezone(timezone.utc).replace(tzinfo=None).isoformat()
+    return text + "Z"
+
+
+def _aware(value: datetime) -> datetime:
+    """Naive → UTC; aware → converted to UTC."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def _tz(text: str | None) -> timezone | None:
+    if not text:
+        return None
+    if text in ("Z", "z"):
+        return timezone.utc
+    sign = -1 if text[0] == "-" else 1
+    digits = text[1:].replace(":", "")
+    hours, minutes = int(digits[:2]), int(digits[2:4] or 0)
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))
+
+
+def parse_datetime(text: str, *, end: bool = False) -> datetime:
+    """Parse an ISO 8601 / compact / TIFF date or date-time into an aware UTC datetime.
+
+    Accepts ``2024-05-13``, ``20240513``, ``2024-05-13T10:00:00[.fff][Z|±hh:mm]``,
+    ``20240513T100000Z`` and ``2024:05:13 10:00:00``. A date without time is
+    midnight, or ``23:59:59`` when ``end`` is true (end of a range).
+
+    Raises :class:`ValueError` (not ours: callers add the context) when ``text``
+    is not such a value or not a real calendar date.
+    """
+    text = text.strip()
+    tiff = _TIFF_RE.match(text)
+    if tiff:
+        return _aware(datetime(*(int(g) for g in tiff.groups())))
+    match = _ISO_RE.match(text)
+    if not match:
+        raise ValueError(f"not an ISO 8601 date or date-time: {text!r}")
+    day = date(int(match["year"]), int(match["month"]), int(match["day"]))
+    if match["hour"] is None:
+        return _aware(datetime.combine(day, _END_OF_DAY if end else time()))
+    micro = 0
+    if match["frac"]:
+        micro = int(round(float("0." + match["frac"][1:]) * 1_000_000))
+        micro = min(micro, 999_999)
+    value = datetime(
+        day.year,
+        day.month,
+        day.day,
+        int(match["hour"]),
+        int(match["minute"]),
+        int(match["second"] or 0),
+        micro,
+        tzinfo=_tz(match["tz"]),
+    )
+    return _aware(value)
+
+
+def _instant_or_range(
+    first: datetime, second: datetime | None, source: str, detail: str, where: str
+) -> DatetimeResult:
+    if second is None:
+        return DatetimeResult(first, None, None, source, detail)
+    if second < first:
+        raise InputError(f"{where}: datetime range ends before it starts ({_rfc3339(first)} > {_rfc3339(second)})")
+    return DatetimeResult(None, first, second, source, detail)
+
+
+# --------------------------------------------------------------------------- explicit
+
+
+def from_explicit(value: str | None, *, where: str = "--datetime") -> DatetimeResult | None:
+    """``--datetime``: an ISO 8601 instant or ``start/end``; ``None`` when not given.
+
+    An unparsable value is an :class:`InputError` (an explicit wish must not be
+    skipped silently).
+    """
+    if value is None or not value.strip():
+        return None
+    parts = value.split("/")
+    try:
+        if len(parts) == 1:
+            return DatetimeResult(parse_datetime(parts[0]), None, None, "explicit", value)
+        if len(parts) == 2 and all(p.strip() for p in parts):
+            start = parse_datetime(parts[0])
+            end = parse_datetime(parts[1], end=True)
+            return _instant_or_range(start, end, "explicit", value, where)
+    except ValueError as exc:
+        raise InputError(
+            f"{where}: cannot parse datetime {value!r} ({exc}); "
+            "use ISO 8601, e.g. 2024-05-13T10:00:00Z or 2024-05-01/2024-05-31"
+        ) from exc
+    raise InputError(
+        f"{where}: cannot parse datetime {value!r}; use ISO 8601, "
+        "e.g. 2024-05-13T10:00:00Z or an interval 2024-05-01/2024-05-31"
+    )
+
+
+# --------------------------------------------------------------------------- filename
+
+
+def _from_user_pattern(name: str, pattern: str) -> DatetimeResult | None:
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise InputError(f"--datetime-pattern {pattern!r} is not a valid regular expression: {exc}") from exc
+    match = regex.search(name)
+    if match is None:
+        return None
+    groups = match.groupdict()
+    where = f"{name}: --datetime-pattern {pattern!r}"
+    try:
+        if groups.get("start") is not None or groups.get("end") is not None:
+            if groups.get("start") is None or groups.get("end") is None:
+                raise ValueError("named groups 'start' and 'end' must both match")
+            start = parse_datetime(groups["start"])
+            end = parse_datetime(groups["end"], end=True)
+            return _instant_or_range(start, end, "filename", pattern, where)
+        if groups.get("year") is not None:
+            value = datetime(
+                int(groups["year"]),
+                int(groups.get("month") or 1),
+                int(groups.get("day") or 1),
+                int(groups.get("hour") or 0),
+                int(groups.get("minute") or 0),
+                int(groups.get("second") or 0),
+                tzinfo=timezone.utc,
+            )
+            return DatetimeResult(value, None, None, "filename", pattern)
+        if groups.get("datetime") is not None:
+            return DatetimeResult(parse_datetime(groups["datetime"]), None, None, "filename", pattern)
+        unnamed = [g for g in match.groups() if g is not None]
+        text = unnamed[0] if len(unnamed) == 1 else match.group(0)
+        return DatetimeResult(parse_datetime(text), None, None, "filename", pattern)
+    except (ValueError, TypeError) as exc:
+        raise InputError(
+            f"{where} matched {match.group(0)!r} but it is not a valid date ({exc}); use named groups "
+            "(?P<start>…)/(?P<end>…), (?P<year>…)(?P<month>…)(?P<day>…), or one group holding an ISO date"
+        ) from exc
+
+
+def _valid(groups: tuple[str | None, ...]) -> datetime | None:
+    year, month, day = int(groups[0]), int(groups[1]), int(groups[2])  # type: ignore[arg-type]
+    if not _MIN_YEAR <= year <= _MAX_YEAR:
+        return None
+    try:
+        if len(groups) > 3 and groups[3] is not None:
+            return datetime(year, month, day, int(groups[3]), int(groups[4]), int(groups[5]),  # type: ignore[arg-type]
+                            tzinfo=timezone.utc)
+        return datetime(year, month, day, tzinfo=timezone.utc)
+    except ValueError:  # month 13, 31 February, hour 25...
+        return None
+
+
+def _has_time(groups: tuple[str | None, ...]) -> bool:
+    return len(groups) > 3 and groups[3] is not None
+
+
+def from_filename(name: str, pattern: str | None = None) -> DatetimeResult | None:
+    """Date(s) in a file name: the user pattern first, then the built-in ones.
+
+    Built-in patterns, in order: ``YYYYMMDDTHHMMSS[Z]``, ``YYYY-MM-DD[THH:MM:SS]``,
+    ``YYYYMMDD``; digits must not touch other digits, impossible dates (month 13)
+    and years outside 1900–2199 are skipped. Two valid matches of the same pattern
+    separated only by a short separator (``_``, ``-``, ``.``, ``_to_``) form a
+    range; otherwise the first match is the instant (so a processing date later
+    in a name such as ``S2A_..._20240513T101559_N0510_..._20240513T124256`` is
+    ignored). Returns ``None`` when nothing matches.
+    """
+    if pattern:
+        found = _from_user_pattern(name, pattern)
+        if found is not None:
+            return found
+    for label, regex in _BUILTIN_PATTERNS:
+        hits = [(m, _valid(m.groups())) for m in regex.finditer(name)]
+        hits = [(m, v) for m, v in hits if v is not None]
+        if not hits:
+            continue
+        (first_match, first), rest = hits[0], hits[1:]
+        if rest:
+            second_match, second = rest[0]
+            gap = name[first_match.end() : second_match.start()]
+            if _RANGE_SEPARATOR.match(gap) and second >= first:
+                if not _has_time(second_match.groups()):
+                    second = datetime.combine(second.date(), _END_OF_DAY, tzinfo=timezone.utc)
+                return DatetimeResult(None, first, second, "filename", label)
+        return DatetimeResult(first, None, None, "filename", label)
+    return None
+
+
+# --------------------------------------------------------------------------- tags
+
+
+def _netcdf_time(tags: Mapping[str, str], band_tags: Mapping[str, str]) -> datetime | None:
+    raw = band_tags.get("NETCDF_DIM_time") or tags.get("NETCDF_DIM_time")
+    units = tags.get("time#units")
+    if raw is None or not units:
+        return None
+    match = re.match(r"^\s*(seconds|minutes|hours|days)\s+since\s+(.+?)\s*$", units, re.IGNORECASE)
+    calendar = tags.get("time#calendar", "standard").lower()
+    if not match or calendar not in ("standard", "gregorian", "proleptic_gregorian"):
+        return None
+    try:
+        epoch = parse_datetime(match.group(2))
+        amount = float(raw)
+    except ValueError:
+        return None
+    return epoch + timedelta(**{match.group(1).lower(): amount})
+
+
+def from_tags(
+    tags: Mapping[str, str],
+    imagery: Mapping[str, str] | None = None,
+    band_tags: Mapping[str, str] | None = None,
+) -> DatetimeResult | None:
+    """Datetime from raster metadata; ``None`` when no usable tag is present.
+
+    Tried in this order (acquisition before file-creation time):
+
+    1. ``ACQUISITIONDATETIME`` in GDAL's ``IMAGERY`` domain (``imagery``);
+    2. NetCDF ACDD globals ``NC_GLOBAL#time_coverage_start``/``_end`` (a range;
+       the ``GDAL_``-prefixed copies GDAL writes are accepted too);
+    3. NetCDF time coordinate: ``NETCDF_DIM_time`` (band or dataset tag) with
+       ``time#units`` = ``<unit> since <epoch>`` on a standard calendar;
+    4. ``TIFFTAG_DATETIME`` (``YYYY:MM:DD HH:MM:SS``; note that TIFF defines it as
+       the image *creation* time).
+
+    Unparsable tag values are skipped, not fatal (tags are written by anyone).
+    """
+    imagery = imagery or {}
+    band_tags = band_tags or {}
+
+    def parse(value: str | None, *, end: bool = False) -> datetime | None:
+        if not value:
+            return None
+        try:
+            return parse_datetime(value, end=end)
+        except ValueError:
+            return None
+
+    acquired = parse(imagery.get("ACQUISITIONDATETIME"))
+    if acquired is not None:
+        return DatetimeResult(acquired, None, None, "tags", "IMAGERY:ACQUISITIONDATETIME")
+
+    for prefix in ("NC_GLOBAL#", "NC_GLOBAL#GDAL_"):
+        start = parse(tags.get(prefix + "time_coverage_start"))
+        end = parse(tags.get(prefix + "time_coverage_end"), end=True)
+        if start is not None and end is not None and end >= start:
+            return DatetimeResult(None, start, end, "tags", prefix + "time_coverage_start/end")
+        if start is not None and end is None:
+            return DatetimeResult(start, None, None, "tags", prefix + "time_coverage_start")
+
+    nc_time = _netcdf_time(tags, band_tags)
+    if nc_time is not None:
+        return DatetimeResult(nc_time, None, None, "tags", "NETCDF_DIM_time")
+
+    tiff = parse(tags.get("TIFFTAG_DATETIME"))
+    if tiff is not None:
+        return DatetimeResult(tiff, None, None, "tags", "TIFFTAG_DATETIME")
+    return None
+
+
+# --------------------------------------------------------------------------- resolve
+
+TagReader = Callable[[], tuple[Mapping[str, str], Mapping[str, str], Mapping[str, str]]]
+
+
+def resolve_datetime(
+    name: str,
+    *,
+    explicit: str | None = None,
+    sources: tuple[str, ...] = SOURCES,
+    pattern: str | None = None,
+    read_tags: TagReader | None = None,
+    where: str | None = None,
+) -> DatetimeResult:
+    """Try ``sources`` in order and return the first value found.
+
+    ``name`` is the file name matched by the filename source; ``read_tags`` is
+    called (at most once, only when the "tags" source is reached) and returns
+    ``(dataset tags, IMAGERY tags, first band tags)``. ``where`` names the product
+    in messages (defaults to ``name``).
+
+    Raises :class:`InputError` for an unknown source name or a malformed explicit
+    value / user pattern, and :class:`NoDatetimeError` when no source yields one.
+    """
+    where = where or name
+    unknown = [s for s in sources if s not in SOURCES]
+    if unknown or not sources:
+        raise InputError(
+            f"unknown datetime source(s) {unknown or list(sources)!r}; choose from {', '.join(SOURCES)}"
+        )
+    for source in sources:
+        found: DatetimeResult | None = None
+        if source == "explicit":
+            found = from_explicit(explicit)
+        elif source == "filename":
+            found = from_filename(name, pattern)
+        elif source == "tags" and read_tags is not None:
+            tags, imagery, band = read_tags()
+            found = from_tags(tags, imagery, band)
+        if found is not None:
+            return found
+    raise NoDatetimeError(
+        f"{where}: no datetime found (tried {', '.join(sources)}). Fix it with one of: "
+        "--datetime 2024-05-13T10:00:00Z (or start/end), "
+        "--datetime-pattern '(?P<year>\\d{4})(?P<month>\\d{2})(?P<day>\\d{2})' matching the file name, "
+        "or write a TIFFTAG_DATETIME tag (e.g. gdal_edit.py -mo TIFFTAG_DATETIME='2024:05:13 10:00:00')"
+    )

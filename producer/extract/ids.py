@@ -1,0 +1,126 @@
+"""Item ids: built from a template over the product's name, and checked to be
+safe as a path segment (ids become directory and file names in the catalog).
+
+Pure string work: nothing is read or written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+from urllib.parse import urlsplit
+
+from producer.errors import InputError, UnsafeIdError
+from producer.extract.options import ExtractOptions
+
+#: template fields understood by :func:`make_item_id`
+ID_FIELDS: tuple[str, ...] = ("stem", "name", "parent", "collection")
+#: longest id accepted (file systems limit a name to 255 bytes; leave room for ".json")
+MAX_ID_LENGTH = 200
+#: extensions stripped (repeatedly, case-insensitively) to form ``{stem}``
+STEM_SUFFIXES: tuple[str, ...] = (
+    ".tif", ".tiff", ".gtif", ".geotiff", ".cog", ".nc", ".nc4", ".cdf", ".netcdf",
+    ".h5", ".hdf", ".hdf5", ".he5", ".jp2", ".vrt", ".img", ".zarr",
+    ".gz", ".bz2", ".zip", ".zst",
+)  # fmt: skip
+_SAFE_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def split_location(source: str | os.PathLike[str]) -> tuple[str, str]:
+    """(parent directory name, file name) of a local path or URL."""
+    text = os.fspath(source)
+    path = urlsplit(text).path if _URL_RE.match(text) else text
+    path = path.replace("\\", "/").rstrip("/")
+    parts = path.split("/")
+    name = parts[-1] if parts else ""
+    parent = parts[-2] if len(parts) > 1 else ""
+    if not _URL_RE.match(text) and not parent:
+        parent = os.path.basename(os.path.dirname(os.path.abspath(text)))
+    return parent, name
+
+
+def stem_of(name: str) -> str:
+    """File name without its known raster/compression extensions.
+
+    ``scene.tif`` → ``scene``, ``scene.nc.gz`` → ``scene``, ``S2A.L2A.tif`` → ``S2A.L2A``
+    (unknown extensions are kept).
+    """
+    stem = name
+    while True:
+        lowered = stem.lower()
+        for suffix in STEM_SUFFIXES:
+            if lowered.endswith(suffix) and len(stem) > len(suffix):
+                stem = stem[: -len(suffix)]
+                break
+        else:
+            return stem
+
+
+def check_id(value: str, what: str = "item id", *, source: str | None = None) -> str:
+    """Return ``value`` unchanged if it is a safe id, else raise :class:`UnsafeIdError`.
+
+    Safe means: 1–200 characters from ``[A-Za-z0-9._-]``, not starting with a dot
+    or dash, not ``.``/``..`` and without ``..``, path separators or control
+    characters. ``source`` (the product) is named in the message when given.
+    """
+    reason = None
+    if not isinstance(value, str) or value == "":
+        reason = "it is empty"
+    elif value in (".", ".."):
+        reason = "it is a relative path component"
+    elif "/" in value or "\\" in value:
+        reason = "it contains a path separator"
+    elif ".." in value:
+        reason = "it contains '..'"
+    elif _CONTROL_RE.search(value):
+        reason = "it contains control characters"
+    elif value[0] in ".-":
+        reason = "it starts with a dot or a dash"
+    elif not _SAFE_RE.match(value):
+        bad = sorted({c for c in value if not re.match(r"[A-Za-z0-9._-]", c)})
+        reason = f"it contains characters outside [A-Za-z0-9._-]: {''.join(bad)!r}"
+    elif len(value) > MAX_ID_LENGTH:
+        reason = f"it is longer than {MAX_ID_LENGTH} characters ({len(value)})"
+    if reason is None:
+        return value
+    origin = f" for {source}" if source else ""
+    raise UnsafeIdError(
+        f"unsafe {what} {value!r}{origin}: {reason}. Choose another with --id-template "
+        "(fields {stem}, {name}, {parent}, {collection}; e.g. --id-template '{parent}_{stem}') "
+        "or rename the file"
+    )
+
+
+def make_item_id(source: str | os.PathLike[str], options: ExtractOptions = ExtractOptions()) -> str:
+    """Item id for ``source`` (path or URL) from ``options.id_template``.
+
+    Fields: ``{stem}`` (file name minus known extensions), ``{name}`` (file
+    name), ``{parent}`` (name of the directory holding it), ``{collection}``
+    (``options.collection``). Raises :class:`InputError` for an unknown or
+    unusable field and :class:`UnsafeIdError` when the result is not safe.
+    """
+    template = options.id_template
+    collection = options.collection
+    location = os.fspath(source)
+    parent, name = split_location(location)
+    values = {"stem": stem_of(name), "name": name, "parent": parent, "collection": collection}
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise InputError(f"--id-template {template!r} is malformed: {exc}") from exc
+    for _, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if field not in ID_FIELDS or spec or conversion:
+            raise InputError(
+                f"--id-template {template!r}: unknown field {{{field}}}"
+                f"{' with a format spec or conversion' if field in ID_FIELDS else ''}; "
+                f"use only {', '.join('{' + f + '}' for f in ID_FIELDS)}"
+            )
+        if field == "collection" and not collection:
+            raise InputError(f"--id-template {template!r} uses {{collection}} but no collection was given")
+    item_id = template.format(**values)
+    return check_id(item_id, "item id", source=location)

@@ -1,0 +1,265 @@
+"""Raster product → STAC 1.1.0 Item: the pure builder :func:`create_item`.
+
+One function per concern, each "dataset in, dict out":
+
+- :func:`get_geometry`: WGS84 ``geometry`` + ``bbox`` (via ``footprint.py``);
+- :func:`get_projection_info`: projection v2.0.0 fields (item properties);
+- :func:`producer.extract.bands.get_bands_info`: the asset's ``bands``;
+- :func:`get_raster_asset_info`: raster v2.0.0 fields that hold for the whole asset;
+- :func:`producer.extract.assets.file_info`: file v2.1.0 fields.
+
+Where each field goes (single-asset items)::
+
+    item.properties   datetime | start_datetime/end_datetime, proj:code,
+                      proj:wkt2 + proj:projjson (only when proj:code is null),
+                      proj:shape, proj:transform, proj:bbox
+    assets["data"]    href, type, title, roles, file:size, file:checksum,
+                      raster:sampling, bands[]
+    bands[i]          name, description, eo:common_name, data_type, nodata, unit,
+                      statistics, raster:scale, raster:offset,
+                      raster:spatial_resolution, raster:bits_per_sample
+
+``stac_extensions`` lists exactly the extensions whose fields were emitted.
+Headers only are read (pixels for ``options.stats``, all bytes for
+``options.checksum``); nothing is written; no links are added (the commit
+layer does that, and sets ``created``/``updated``).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import ExitStack
+from typing import Any
+
+import pystac
+from rasterio.crs import CRS
+
+from producer.errors import InputError, NoGeoreferenceError, ProducerError
+from producer.extract import footprint as _footprint
+from producer.extract.assets import file_info, media_type, resolve_location, rewrite_href
+from producer.extract.bands import get_bands_info, spatial_resolution
+from producer.extract.datetimes import resolve_datetime
+from producer.extract.ids import split_location, make_item_id
+from producer.extract.options import ExtractOptions
+from producer.extract.source import RASTERIO_ERRORS, open_source
+
+PROJECTION_EXT = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+RASTER_EXT = "https://stac-extensions.github.io/raster/v2.0.0/schema.json"
+EO_EXT = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"
+FILE_EXT = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
+#: field prefix → extension schema URL, in the order they are declared
+EXTENSIONS: dict[str, str] = {
+    "proj:": PROJECTION_EXT,
+    "raster:": RASTER_EXT,
+    "eo:": EO_EXT,
+    "file:": FILE_EXT,
+}
+#: key of the single data asset
+DATA_ASSET = "data"
+
+
+def _has_gcps(src: Any) -> bool:
+    gcps, gcp_crs = src.gcps
+    return bool(gcps) and gcp_crs is not None and bool(gcp_crs)
+
+
+def _has_geotransform(src: Any) -> bool:
+    return src.crs is not None and bool(src.crs) and not src.transform.is_identity
+
+
+def get_geometry(src: Any, where: str) -> tuple[dict[str, Any], list[float]]:
+    """WGS84 ``(geometry, bbox)`` of the dataset's pixel grid.
+
+    A CRS with a geotransform wins; else GCPs (affine approximation). Neither →
+    :class:`NoGeoreferenceError`; never a whole-world default. Errors from the
+    footprint computation are re-raised with the product named.
+    """
+    try:
+        if _has_geotransform(src):
+            return _footprint.footprint(src.crs, src.transform, src.width, src.height)
+        if _has_gcps(src):
+            gcps, gcp_crs = src.gcps
+            return _footprint.footprint_from_gcps(gcps, gcp_crs, src.width, src.height)
+    except ProducerError as exc:
+        raise type(exc)(f"{where}: {exc}") from exc
+    missing = "no CRS" if src.crs is None or not src.crs else "a CRS but no geotransform"
+    raise NoGeoreferenceError(
+        f"{where}: the raster has {missing} and no ground control points, so its "
+        "footprint is unknown. Assign a CRS and geotransform, e.g. "
+        "`gdal_edit.py -a_srs EPSG:xxxx` (and `-a_ullr ulx uly lrx lry` if the "
+        "geotransform is missing), then register it again"
+    )
+
+
+def crs_fields(crs: CRS) -> dict[str, Any]:
+    """``proj:code`` when the CRS matches an authority code exactly, else
+    ``proj:code: null`` with ``proj:wkt2`` and ``proj:projjson``.
+
+    "Exactly" means GDAL's match confidence is 100 (the file declares the code,
+    or its definition is identical). Approximate matches are not trusted:
+    GDAL matches e.g. a bare Lambert conformal conic PROJ string to an
+    unrelated ESRI code at confidence 70.
+    """
+    authority = crs.to_authority(confidence_threshold=100)
+    if authority:
+        return {"proj:code": f"{authority[0]}:{authority[1]}"}
+    return {
+        "proj:code": None,
+        "proj:wkt2": crs.to_wkt(version="WKT2_2019"),
+        "proj:projjson": crs.to_dict(projjson=True),
+    }
+
+
+def get_projection_info(src: Any) -> dict[str, Any]:
+    """Projection extension v2.0.0 fields for item properties.
+
+    CRS + geotransform: :func:`crs_fields`, ``proj:shape`` ``[rows, cols]``,
+    ``proj:transform`` (the 6 affine coefficients ``a, b, c, d, e, f`` in the
+    order the extension documents, i.e. rasterio's ``Affine`` order, not GDAL's),
+    and ``proj:bbox`` in the native CRS. GCP-only rasters have no native grid
+    CRS: only ``proj:shape``.
+    """
+    info: dict[str, Any] = {}
+    if _has_geotransform(src):
+        info.update(crs_fields(src.crs))
+        info["proj:shape"] = [int(src.height), int(src.width)]
+        info["proj:transform"] = [float(v) for v in tuple(src.transform)[:6]]
+        info["proj:bbox"] = _footprint.native_bbox(src.transform, src.width, src.height)
+    else:
+        info["proj:shape"] = [int(src.height), int(src.width)]
+    return info
+
+
+def get_raster_asset_info(src: Any) -> dict[str, Any]:
+    """Raster extension fields common to all bands: ``raster:sampling`` from
+    GDAL's ``AREA_OR_POINT`` metadata (``Area``/``Point``), when present (for
+    NetCDF, the ``GDAL_AREA_OR_POINT`` global attribute GDAL writes)."""
+    tags = src.tags()
+    raw = tags.get("AREA_OR_POINT") or tags.get("NC_GLOBAL#GDAL_AREA_OR_POINT") or ""
+    sampling = raw.strip().lower()
+    return {"raster:sampling": sampling} if sampling in ("area", "point") else {}
+
+
+def _resolution(src: Any) -> float | None:
+    """``raster:spatial_resolution`` (metres) from the geotransform, or the GCP affine fit."""
+    if _has_geotransform(src):
+        bounds = _footprint.native_bbox(src.transform, src.width, src.height)
+        return spatial_resolution(src.crs, src.transform, bounds)
+    if _has_gcps(src):
+        import rasterio.transform
+
+        gcps, gcp_crs = src.gcps
+        try:
+            transform = rasterio.transform.from_gcps(gcps)
+            bounds = _footprint.native_bbox(transform, src.width, src.height)
+        except (ProducerError, ValueError, ArithmeticError):
+            return None
+        return spatial_resolution(gcp_crs, transform, bounds)
+    return None
+
+
+def _datetime_tags(src: Any) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    return dict(src.tags()), dict(src.tags(ns="IMAGERY") or {}), dict(src.tags(1) if src.count else {})
+
+
+def used_extensions(item: dict[str, Any]) -> list[str]:
+    """Schema URLs of the extensions whose fields occur in an item dict
+    (properties, assets, and bands in either)."""
+    keys: set[str] = set()
+
+    def collect(obj: dict[str, Any]) -> None:
+        keys.update(obj)
+        for band in obj.get("bands") or []:
+            keys.update(band)
+
+    collect(item.get("properties", {}))
+    for asset in (item.get("assets") or {}).values():
+        collect(asset)
+    return [url for prefix, url in EXTENSIONS.items() if any(k.startswith(prefix) for k in keys)]
+
+
+def create_item(
+    source: str | os.PathLike[str] | Any,
+    options: ExtractOptions = ExtractOptions(),
+    *,
+    href: str | None = None,
+) -> pystac.Item:
+    """Build the STAC Item of one raster product (pure: nothing is written).
+
+    :param source: local path, URL (``s3://``, ``https://``, ``/vsis3/``...), an
+        ``os.PathLike``, or an already-open rasterio dataset (left open; whatever
+        this function opens itself is closed before it returns). A product with
+        subdatasets and no bands (multi-variable NetCDF) is described by its
+        first subdataset; the asset still points at the whole file.
+    :param options: see :class:`ExtractOptions`; not mutated.
+    :param href: where the product really lives, when that is not what
+        ``source`` says (a local copy, or an open dataset): used for the item id,
+        the file-name datetime and the asset href. ``options.href_rewrites`` are
+        applied to it (or to the absolute source location) either way.
+    :returns: a :class:`pystac.Item` with one asset ``"data"``, no links, and
+        ``collection_id = options.collection`` when given.
+    :raises InputError: unreadable/missing/empty/corrupt product, bad option.
+    :raises NoGeoreferenceError: neither CRS + geotransform nor GCPs.
+    :raises NoDatetimeError: no datetime source yielded a value.
+    :raises UnsafeIdError: the id from ``options.id_template`` is unsafe.
+    """
+    with ExitStack() as stack:
+        opened = open_source(source, options, stack)
+        src = opened.dataset
+        location = resolve_location(href) if href else opened.location
+        if not location:
+            raise InputError(f"{getattr(src, 'name', src)!r}: cannot tell where the product lives; pass href=")
+        try:
+            return _build_item(src, location, opened.location, options)
+        except ProducerError:
+            raise
+        except RASTERIO_ERRORS as exc:
+            raise InputError(f"{location}: cannot read raster metadata: {exc}") from exc
+
+
+def _build_item(src: Any, location: str, data_location: str | None, options: ExtractOptions) -> pystac.Item:
+    item_id = make_item_id(location, options)
+    geometry, bbox = get_geometry(src, location)
+    _, name = split_location(location)
+    when = resolve_datetime(
+        name,
+        explicit=options.datetime,
+        sources=tuple(options.datetime_sources),
+        pattern=options.datetime_pattern,
+        read_tags=lambda: _datetime_tags(src),
+        where=location,
+    )
+    properties: dict[str, Any] = get_projection_info(src)
+
+    asset_fields: dict[str, Any] = {}
+    if data_location:
+        asset_fields.update(
+            file_info(data_location, checksum=options.checksum, storage_options=options.storage_options)
+        )
+    elif options.checksum:
+        raise InputError(f"{location}: cannot compute file:checksum, the product's bytes are not addressable")
+    asset_fields.update(get_raster_asset_info(src))
+    asset_fields["bands"] = get_bands_info(src, stats=options.stats, resolution=_resolution(src))
+
+    item = pystac.Item(
+        id=item_id,
+        geometry=geometry,
+        bbox=bbox,
+        datetime=when.datetime,
+        start_datetime=when.start,
+        end_datetime=when.end,
+        properties=properties,
+        collection=options.collection,
+    )
+    item.add_asset(
+        DATA_ASSET,
+        pystac.Asset(
+            href=rewrite_href(location, tuple(options.href_rewrites)),
+            title=name,
+            media_type=media_type(src),
+            roles=["data"],
+            extra_fields=asset_fields,
+        ),
+    )
+    item.stac_extensions = used_extensions(item.to_dict(include_self_link=False, transform_hrefs=False))
+    return item

@@ -1,0 +1,126 @@
+"""Opening a product: a path, a URL or an already-open rasterio dataset.
+
+Only what this module opens is registered on the caller's
+:class:`contextlib.ExitStack` (so it is closed when the stack unwinds); a
+dataset passed in by the caller is used as is and never closed. rasterio and
+GDAL errors are re-raised as :class:`~producer.errors.InputError` naming the
+product. Nothing is written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+from producer.errors import InputError
+from producer.extract.assets import is_url, resolve_location
+from producer.extract.options import ExtractOptions
+
+try:  # GDAL errors rasterio raises without wrapping (private module, may move)
+    from rasterio._err import CPLE_BaseError as _CPLE_BaseError
+except ImportError:  # pragma: no cover
+    _CPLE_BaseError = RasterioError  # type: ignore[assignment,misc]
+
+#: every error rasterio/GDAL may raise while opening or reading headers
+RASTERIO_ERRORS: tuple[type[BaseException], ...] = (RasterioError, _CPLE_BaseError, OSError)
+
+_SUBDATASET_RE = re.compile(r'^(?P<driver>[A-Za-z0-9_]+):"?(?P<path>.+?)"?:(?P<var>[^:"]+)$')
+_REMOTE_NOT_LOCAL = ("http://", "https://")
+
+
+@dataclass(frozen=True)
+class OpenedSource:
+    """What :func:`open_source` opened: the dataset to read metadata from."""
+
+    #: the dataset to read (a subdataset when the product has subdatasets)
+    dataset: Any
+    #: absolute local path or URL of the product's bytes (``None`` if unknown)
+    location: str | None
+    #: subdataset name used, when the product itself has no bands
+    subdataset: str | None = None
+
+
+def is_dataset(obj: object) -> bool:
+    """True for an open rasterio dataset (reader, writer, MemoryFile dataset)."""
+    # look on the type: a closed dataset raises (not AttributeError) on property access
+    return all(hasattr(type(obj), attr) for attr in ("crs", "transform", "closed", "read", "profile"))
+
+
+def dataset_location(dataset: Any) -> str | None:
+    """The product location behind an open dataset's ``name`` (subdataset syntax removed)."""
+    name = getattr(dataset, "name", None)
+    if not name:
+        return None
+    match = _SUBDATASET_RE.match(name)
+    if match and not is_url(name) and not name.startswith("/"):
+        name = match["path"]
+    return resolve_location(name)
+
+
+def _open(path: str, options: ExtractOptions, stack: ExitStack) -> Any:
+    kwargs: dict[str, Any] = {}
+    if options.storage_options and is_url(path) and not path.startswith(_REMOTE_NOT_LOCAL):
+        import fsspec  # only for remote products with explicit storage options
+
+        kwargs["opener"] = fsspec.core.url_to_fs(path, **dict(options.storage_options))[0]
+    with warnings.catch_warnings():  # georeferencing is checked (with a clear error) later
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return stack.enter_context(rasterio.open(path, **kwargs))
+
+
+def open_source(
+    source: str | os.PathLike[str] | Any, options: ExtractOptions, stack: ExitStack
+) -> OpenedSource:
+    """Open ``source`` for reading headers; datasets opened here go on ``stack``.
+
+    A product without bands but with subdatasets (e.g. a NetCDF file with
+    several variables) is represented by its **first** subdataset.
+
+    Raises :class:`InputError` (naming the file) for a missing, empty, corrupt
+    or non-raster product, or a closed dataset.
+    """
+    if is_dataset(source):
+        if source.closed:
+            raise InputError(f"{getattr(source, 'name', source)}: the dataset passed in is closed; pass an open one or a path")
+        dataset, location = source, dataset_location(source)
+    else:
+        try:
+            text = os.fspath(source)
+        except TypeError as exc:
+            raise InputError(
+                f"cannot read a product from a {type(source).__name__}: pass a path, a URL or an open rasterio dataset"
+            ) from exc
+        if isinstance(text, bytes):
+            text = os.fsdecode(text)
+        location = resolve_location(text)
+        if not is_url(location) and not location.startswith("/vsi"):
+            if not os.path.exists(location):
+                raise InputError(f"{location}: file not found; check the path")
+            if os.path.isdir(location):
+                raise InputError(f"{location}: is a directory, not a raster file")
+            if os.path.getsize(location) == 0:
+                raise InputError(f"{location}: file is empty (0 bytes); was it completely written?")
+        try:
+            dataset = _open(location, options, stack)
+        except RASTERIO_ERRORS as exc:
+            raise InputError(
+                f"{location}: not a readable raster (corrupt, truncated, or not a format GDAL knows): {exc}"
+            ) from exc
+    subdataset = None
+    try:
+        if dataset.count == 0:
+            subdatasets = list(dataset.subdatasets or [])
+            if not subdatasets:
+                raise InputError(f"{location}: the raster has no bands and no subdatasets")
+            subdataset = subdatasets[0]
+            dataset = _open(subdataset, options, stack)
+    except RASTERIO_ERRORS as exc:
+        raise InputError(f"{location}: cannot open subdataset {subdataset!r}: {exc}") from exc
+    return OpenedSource(dataset, location, subdataset)

@@ -1,0 +1,224 @@
+"""Datetime sources: explicit option, file name (user + built-in patterns), tags."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from producer.errors import InputError, NoDatetimeError
+from producer.extract.datetimes import (
+    from_explicit,
+    from_filename,
+    from_tags,
+    parse_datetime,
+    resolve_datetime,
+)
+
+UTC = timezone.utc
+
+
+def dt(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-05-13", dt(2024, 5, 13)),
+        ("20240513", dt(2024, 5, 13)),
+        ("2024-05-13T10:11:12Z", dt(2024, 5, 13, 10, 11, 12)),
+        ("2024-05-13T10:11:12", dt(2024, 5, 13, 10, 11, 12)),  # naive = UTC
+        ("2024-05-13 10:11", dt(2024, 5, 13, 10, 11)),
+        ("20240513T101112Z", dt(2024, 5, 13, 10, 11, 12)),
+        ("2024-05-13T10:11:12.5+02:00", dt(2024, 5, 13, 8, 11, 12, 500000)),
+        ("2024-05-13T00:30:00-0100", dt(2024, 5, 13, 1, 30)),
+        ("2024:05:13 10:11:12", dt(2024, 5, 13, 10, 11, 12)),  # TIFF
+    ],
+)
+def test_parse_datetime(text: str, expected: datetime) -> None:
+    value = parse_datetime(text)
+    assert value == expected
+    assert value.tzinfo is not None and value.utcoffset() == timedelta(0)
+
+
+def test_parse_datetime_end_of_day_and_invalid() -> None:
+    assert parse_datetime("2024-02-29", end=True) == dt(2024, 2, 29, 23, 59, 59)
+    assert parse_datetime("2024-02-29T06:00:00", end=True) == dt(2024, 2, 29, 6)
+    for bad in ("2023-02-29", "2024-13-01", "yesterday", "2024/05/13", ""):
+        with pytest.raises(ValueError):
+            parse_datetime(bad)
+
+
+# --------------------------------------------------------------------------- explicit
+
+
+def test_explicit_instant_and_range() -> None:
+    assert from_explicit(None) is None and from_explicit("  ") is None
+    instant = from_explicit("2024-05-13T12:00:00+02:00")
+    assert instant is not None and instant.source == "explicit"
+    assert instant.properties() == {"datetime": "2024-05-13T10:00:00Z"}
+    rng = from_explicit("2024-05-01/2024-05-31")
+    assert rng is not None
+    assert rng.properties() == {
+        "datetime": None,
+        "start_datetime": "2024-05-01T00:00:00Z",
+        "end_datetime": "2024-05-31T23:59:59Z",
+    }
+
+
+@pytest.mark.parametrize("bad", ["tomorrow", "2024-05-31/2024-05-01", "2024-01-01/", "a/b/c", "2024-02-30"])
+def test_explicit_invalid_is_an_input_error(bad: str) -> None:
+    with pytest.raises(InputError, match="--datetime"):
+        from_explicit(bad)
+
+
+# --------------------------------------------------------------------------- filename
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("cog_20240105.tif", dt(2024, 1, 5)),
+        ("scene_20240513T101559Z.tif", dt(2024, 5, 13, 10, 15, 59)),
+        ("scene_20240513T101559.tif", dt(2024, 5, 13, 10, 15, 59)),
+        ("ndvi_2024-05-13.tif", dt(2024, 5, 13)),
+        ("ndvi_2024-05-13T08:30:00.tif", dt(2024, 5, 13, 8, 30)),
+        ("20240513.tif", dt(2024, 5, 13)),
+        ("x-20240513-v2.tif", dt(2024, 5, 13)),
+        # the YYYYMMDDTHHMMSS pattern wins over an earlier plain date
+        ("v20200101_scene_20240513T101559.tif", dt(2024, 5, 13, 10, 15, 59)),
+        # invalid month skipped, the next candidate is used
+        ("x_20241313_y_20240102.tif", dt(2024, 1, 2)),
+        # acquisition + later processing time, not adjacent: the first one, not a range
+        ("S2A_MSIL2A_20240513T101559_N0510_R065_T32TQM_20240513T124256.tif", dt(2024, 5, 13, 10, 15, 59)),
+    ],
+)
+def test_builtin_patterns(name: str, expected: datetime) -> None:
+    found = from_filename(name)
+    assert found is not None and found.source == "filename"
+    assert found.datetime == expected and found.start is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "id_120240513.tif",  # eight digits inside a longer digit run
+        "tile_202405131.tif",
+        "x_20241340.tif",  # month 13
+        "x_20230229.tif",  # not a leap year
+        "x_12345678.tif",  # year 1234 is out of range
+        "nodate.tif",
+        "v2.tif",
+    ],
+)
+def test_no_date_in_name(name: str) -> None:
+    assert from_filename(name) is None
+
+
+def test_two_adjacent_dates_are_a_range() -> None:
+    found = from_filename("chirps_20240101_20240131_monthly.tif")
+    assert found is not None
+    assert (found.datetime, found.start, found.end) == (None, dt(2024, 1, 1), dt(2024, 1, 31, 23, 59, 59))
+    timed = from_filename("s_20240101T000000_20240101T120000.tif")
+    assert timed is not None and (timed.start, timed.end) == (dt(2024, 1, 1), dt(2024, 1, 1, 12))
+    dashed = from_filename("m_2024-01-01_to_2024-01-31.tif")
+    assert dashed is not None and dashed.end == dt(2024, 1, 31, 23, 59, 59)
+    backwards = from_filename("x_20240131_20240101.tif")  # end before start: not a range
+    assert backwards is not None and backwards.datetime == dt(2024, 1, 31)
+
+
+def test_user_pattern_forms() -> None:
+    ymd = from_filename("prod_2024_05_13.tif", r"(?P<year>\d{4})_(?P<month>\d{2})_(?P<day>\d{2})")
+    assert ymd is not None and ymd.datetime == dt(2024, 5, 13)
+    ymdh = from_filename("p_2024.05.13.07h.tif", r"(?P<year>\d{4})\.(?P<month>\d\d)\.(?P<day>\d\d)\.(?P<hour>\d\d)h")
+    assert ymdh is not None and ymdh.datetime == dt(2024, 5, 13, 7)
+    doy_free = from_filename("A2024-05-13B.tif", r"A(.+)B")
+    assert doy_free is not None and doy_free.datetime == dt(2024, 5, 13)
+    rng = from_filename("m_from20240101to20240229.tif", r"from(?P<start>\d{8})to(?P<end>\d{8})")
+    assert rng is not None and (rng.start, rng.end) == (dt(2024, 1, 1), dt(2024, 2, 29, 23, 59, 59))
+    # the user pattern is tried first, before the built-in ones
+    first = from_filename("x_20240513_2020.tif", r"_(?P<year>\d{4})\.tif$")
+    assert first is not None and first.datetime == dt(2020, 1, 1)
+    # no match: fall through to the built-in patterns
+    fallback = from_filename("x_20240513.tif", r"nothing(\d+)")
+    assert fallback is not None and fallback.datetime == dt(2024, 5, 13)
+
+
+def test_user_pattern_errors() -> None:
+    with pytest.raises(InputError, match="not a valid regular expression"):
+        from_filename("x.tif", "(")
+    with pytest.raises(InputError, match="not a valid date"):
+        from_filename("x_20241399.tif", r"(\d{8})")
+    with pytest.raises(InputError, match="not a valid date"):
+        from_filename("x_2024_13_01.tif", r"(?P<year>\d{4})_(?P<month>\d{2})_(?P<day>\d{2})")
+
+
+# --------------------------------------------------------------------------- tags
+
+
+def test_tags_sources_and_order() -> None:
+    assert from_tags({}) is None
+    tiff = from_tags({"TIFFTAG_DATETIME": "2023:07:01 12:30:00"})
+    assert tiff is not None and tiff.datetime == dt(2023, 7, 1, 12, 30) and tiff.detail == "TIFFTAG_DATETIME"
+    both = from_tags({"TIFFTAG_DATETIME": "2023:07:01 12:30:00"}, {"ACQUISITIONDATETIME": "2023-06-30 09:00:00"})
+    assert both is not None and both.datetime == dt(2023, 6, 30, 9)  # acquisition beats file creation
+    garbage = from_tags({"TIFFTAG_DATETIME": "sometime"})
+    assert garbage is None
+
+
+def test_netcdf_tags() -> None:
+    acdd = from_tags({"NC_GLOBAL#time_coverage_start": "2024-01-01", "NC_GLOBAL#time_coverage_end": "2024-01-31"})
+    assert acdd is not None and (acdd.start, acdd.end) == (dt(2024, 1, 1), dt(2024, 1, 31, 23, 59, 59))
+    gdal_copy = from_tags({"NC_GLOBAL#GDAL_time_coverage_start": "2024-01-15T06:00:00Z"})
+    assert gdal_copy is not None and gdal_copy.datetime == dt(2024, 1, 15, 6)
+    days = from_tags({"time#units": "days since 1970-01-01 00:00:00"}, band_tags={"NETCDF_DIM_time": "19000"})
+    assert days is not None and days.datetime == dt(2022, 1, 8)
+    hours = from_tags({"time#units": "hours since 2000-01-01", "NETCDF_DIM_time": "36"})
+    assert hours is not None and hours.datetime == dt(2000, 1, 2, 12)
+    noleap = from_tags({"time#units": "days since 2000-01-01", "time#calendar": "noleap", "NETCDF_DIM_time": "60"})
+    assert noleap is None  # non-standard calendars are not guessed
+
+
+# --------------------------------------------------------------------------- resolve
+
+
+def test_resolve_order_and_laziness() -> None:
+    calls: list[int] = []
+
+    def read_tags() -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+        calls.append(1)
+        return {"TIFFTAG_DATETIME": "2023:07:01 12:30:00"}, {}, {}
+
+    name = "scene_20240513.tif"
+    explicit = resolve_datetime(name, explicit="2000-01-01", read_tags=read_tags)
+    assert explicit.source == "explicit" and explicit.datetime == dt(2000, 1, 1) and calls == []
+    by_name = resolve_datetime(name, read_tags=read_tags)
+    assert by_name.source == "filename" and calls == []
+    by_tags = resolve_datetime(name, sources=("tags", "filename"), read_tags=read_tags)
+    assert by_tags.source == "tags" and by_tags.datetime == dt(2023, 7, 1, 12, 30) and calls == [1]
+    skipped = resolve_datetime(name, explicit="2000-01-01", sources=("filename",))
+    assert skipped.datetime == dt(2024, 5, 13)
+
+
+def test_resolve_errors() -> None:
+    with pytest.raises(NoDatetimeError) as info:
+        resolve_datetime("nodate.tif", read_tags=lambda: ({}, {}, {}), where="s3://b/nodate.tif")
+    message = str(info.value)
+    assert message.startswith("s3://b/nodate.tif")
+    for fix in ("--datetime", "--datetime-pattern", "TIFFTAG_DATETIME"):
+        assert fix in message
+    assert isinstance(info.value, InputError)
+    with pytest.raises(InputError, match="unknown datetime source"):
+        resolve_datetime("x_20240101.tif", sources=("filename", "mtime"))
+    with pytest.raises(InputError, match="unknown datetime source"):
+        resolve_datetime("x_20240101.tif", sources=())
+
+
+def test_never_now() -> None:
+    """No source → an error, never the current time."""
+    with pytest.raises(NoDatetimeError):
+        resolve_datetime("scene.tif", sources=("explicit", "filename"))
