@@ -1,0 +1,560 @@
+"""Object-storage event payloads → records, and the one event handler.
+
+Every trigger (the Lambda entry point, the CLI, the Prefect event flow) calls
+:func:`handle` with the payload it received, a ``dict``, and gets a ``dict``
+back. Nothing here imports a cloud SDK: payloads are plain JSON, and the work
+is delegated to :mod:`producer.api`, imported lazily inside :func:`handle` so
+that parsing stays cheap and dependency-free.
+
+Shapes understood by :func:`parse_event`, nested in any of these ways:
+
+* an S3 event notification (``{"Records": [{"eventSource": "aws:s3", ...}]}``),
+  delivered straight to a function;
+* an SQS batch (``{"Records": [{"eventSource": "aws:sqs", "body": ...}]}``)
+  whose bodies hold an S3 notification, an SNS envelope (SNS → SQS without raw
+  delivery) or an EventBridge event (EventBridge → SQS);
+* SNS delivered straight to a function (``"EventSource": "aws:sns"``), whose
+  ``Sns.Message`` holds an S3 notification;
+* an EventBridge event (``"source": "aws.s3"``, ``"detail-type": "Object
+  Created" | "Object Deleted"``).
+
+Object keys arrive URL-encoded the HTML-form way (``"red flower.jpg"`` becomes
+``"red+flower.jpg"``, a literal ``+`` becomes ``%2B``); they are decoded with
+:func:`urllib.parse.unquote_plus`. The same decoding is applied to EventBridge
+keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import unquote_plus
+
+from producer.errors import InputError
+
+__all__ = [
+    "ObjectEvent",
+    "HandlerConfig",
+    "parse_event",
+    "handle",
+    "DEFAULT_SUFFIXES",
+]
+
+log = logging.getLogger(__name__)
+
+EventKind = Literal["created", "removed"]
+
+#: product file endings registered when no ``suffixes`` are configured
+DEFAULT_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".nc")
+
+# Envelopes can nest (SQS → SNS → S3); real payloads are at most 3 deep.
+_MAX_DEPTH = 6
+
+_EVENTBRIDGE_KINDS: dict[str, EventKind] = {
+    "Object Created": "created",
+    "Object Deleted": "removed",
+}
+
+
+@dataclass(frozen=True)
+class ObjectEvent:
+    """One object created in or removed from a bucket.
+
+    ``key`` is already URL-decoded (the real object key). ``message_id`` is the
+    SQS ``messageId`` the record arrived in, or ``None`` when the payload did
+    not come through SQS; it is what a partial batch failure reports.
+    """
+
+    kind: EventKind
+    bucket: str
+    key: str
+    message_id: str | None = None
+    size: int | None = None
+    etag: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The object's URL, ``s3://bucket/key``."""
+        return f"s3://{self.bucket}/{self.key}"
+
+
+class _Malformed(Exception):
+    """A record that cannot be understood; becomes an entry in the failures."""
+
+
+# --------------------------------------------------------------------------
+# parsing
+# --------------------------------------------------------------------------
+
+
+def parse_event(payload: Mapping[str, Any]) -> tuple[list[ObjectEvent], list[dict[str, Any]]]:
+    """Turn any supported payload into object events and per-record failures.
+
+    Returns ``(events, failures)``. ``events`` keeps payload order. Each
+    failure is ``{"message_id": str | None, "error": str}`` and stands for one
+    record (an SQS message, an SNS record, an S3 record) that could not be
+    understood; the other records are still returned. Test events
+    (``s3:TestEvent``) and event types other than object created/removed are
+    ignored: they produce neither an event nor a failure. Nothing is mutated.
+    """
+    events: list[ObjectEvent] = []
+    failures: list[dict[str, Any]] = []
+    if not isinstance(payload, Mapping):
+        failures.append(
+            {"message_id": None, "error": f"event payload must be a JSON object, got {type(payload).__name__}"}
+        )
+        return events, failures
+    _walk(payload, None, 0, events, failures)
+    return events, failures
+
+
+def _walk(
+    doc: Any,
+    message_id: str | None,
+    depth: int,
+    events: list[ObjectEvent],
+    failures: list[dict[str, Any]],
+) -> None:
+    """Parse one document (a payload or an unwrapped message) into ``events``.
+
+    Errors in a record are appended to ``failures`` under the record's SQS
+    ``message_id`` (inherited from the enclosing SQS record, if any).
+    """
+    try:
+        if depth > _MAX_DEPTH:
+            raise _Malformed("envelopes nested too deep")
+        if not isinstance(doc, Mapping):
+            raise _Malformed(f"expected a JSON object, got {type(doc).__name__}")
+
+        if "Records" in doc:
+            records = doc["Records"]
+            if not isinstance(records, list):
+                raise _Malformed("'Records' is not a list")
+            for record in records:
+                _record(record, message_id, depth, events, failures)
+            return
+        if doc.get("Event") == "s3:TestEvent":  # sent once when notifications are configured
+            return
+        if "detail-type" in doc and "detail" in doc:
+            event = _eventbridge(doc, message_id)
+            if event is not None:
+                events.append(event)
+            return
+        if doc.get("Type") == "Notification" and "Message" in doc:  # SNS envelope inside SQS
+            _walk(_loads(doc["Message"], "SNS Message"), message_id, depth + 1, events, failures)
+            return
+        raise _Malformed(f"unrecognised payload (keys: {sorted(map(str, doc))[:8]})")
+    except _Malformed as exc:
+        failures.append({"message_id": message_id, "error": str(exc)})
+
+
+def _record(
+    record: Any,
+    message_id: str | None,
+    depth: int,
+    events: list[ObjectEvent],
+    failures: list[dict[str, Any]],
+) -> None:
+    """Parse one element of a ``Records`` list (SQS, SNS or S3)."""
+    try:
+        if not isinstance(record, Mapping):
+            raise _Malformed(f"record is not a JSON object but {type(record).__name__}")
+        source = record.get("eventSource") or record.get("EventSource")
+        if source == "aws:sqs" or ("messageId" in record and "body" in record):
+            sqs_id = record.get("messageId")
+            if not isinstance(sqs_id, str) or not sqs_id:
+                raise _Malformed("SQS record without a messageId")
+            message_id = sqs_id  # from here on failures are charged to this message
+            if "body" not in record:
+                raise _Malformed("SQS record without a body")
+            _walk(_loads(record["body"], "SQS body"), message_id, depth + 1, events, failures)
+        elif source == "aws:sns" or "Sns" in record:
+            sns = record.get("Sns")
+            if not isinstance(sns, Mapping) or "Message" not in sns:
+                raise _Malformed("SNS record without Sns.Message")
+            _walk(_loads(sns["Message"], "SNS Message"), message_id, depth + 1, events, failures)
+        elif "s3" in record:  # aws:s3, and S3-compatible stores (minio:s3, ceph:s3)
+            event = _s3_record(record, message_id)
+            if event is not None:
+                events.append(event)
+        else:
+            raise _Malformed(f"unrecognised record (eventSource={source!r})")
+    except _Malformed as exc:
+        failures.append({"message_id": message_id, "error": str(exc)})
+
+
+def _s3_record(record: Mapping[str, Any], message_id: str | None) -> ObjectEvent | None:
+    """One S3 notification record → an event, or ``None`` for other event types."""
+    name = record.get("eventName")
+    if not isinstance(name, str):
+        raise _Malformed("S3 record without an eventName")
+    name = name.removeprefix("s3:")  # S3-compatible stores spell it "s3:ObjectCreated:Put"
+    if name.startswith("ObjectCreated:"):
+        kind: EventKind = "created"
+    elif name.startswith("ObjectRemoved:"):
+        kind = "removed"
+    else:
+        return None  # restore, replication, lifecycle transition, tagging, ACL ...
+    s3 = record["s3"]
+    if not isinstance(s3, Mapping):
+        raise _Malformed("S3 record whose 's3' is not an object")
+    bucket = _str_at(s3, ("bucket", "name"), "s3.bucket.name")
+    raw_key = _str_at(s3, ("object", "key"), "s3.object.key")
+    obj = s3.get("object")
+    return ObjectEvent(
+        kind=kind,
+        bucket=bucket,
+        key=_decode_key(raw_key),
+        message_id=message_id,
+        size=_opt_int(obj.get("size")),
+        etag=_opt_str(obj.get("eTag")),
+    )
+
+
+def _eventbridge(doc: Mapping[str, Any], message_id: str | None) -> ObjectEvent | None:
+    """One EventBridge event → an event, or ``None`` for other S3 event types."""
+    if doc.get("source") != "aws.s3":
+        raise _Malformed(f"EventBridge event from {doc.get('source')!r}, expected 'aws.s3'")
+    kind = _EVENTBRIDGE_KINDS.get(str(doc.get("detail-type")))
+    if kind is None:
+        return None  # "Object Restore Completed", "Object Tags Added", ...
+    detail = doc["detail"]
+    if not isinstance(detail, Mapping):
+        raise _Malformed("EventBridge 'detail' is not an object")
+    bucket = _str_at(detail, ("bucket", "name"), "detail.bucket.name")
+    raw_key = _str_at(detail, ("object", "key"), "detail.object.key")
+    obj = detail.get("object")
+    return ObjectEvent(
+        kind=kind,
+        bucket=bucket,
+        key=_decode_key(raw_key),
+        message_id=message_id,
+        size=_opt_int(obj.get("size")),
+        etag=_opt_str(obj.get("etag")),
+    )
+
+
+def _loads(text: Any, what: str) -> Any:
+    """Decode an embedded JSON string (an SQS body, an SNS message)."""
+    if isinstance(text, Mapping):  # already decoded by a caller or a test harness
+        return text
+    if not isinstance(text, (str, bytes, bytearray)):
+        raise _Malformed(f"{what} is {type(text).__name__}, expected a JSON string")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        snippet = text[:60] if isinstance(text, str) else repr(bytes(text[:60]))
+        raise _Malformed(f"{what} is not JSON ({exc.msg} at char {exc.pos}): {snippet!r}") from None
+
+
+def _str_at(doc: Mapping[str, Any], path: tuple[str, str], label: str) -> str:
+    """``doc[path[0]][path[1]]`` as a non-empty string, or :class:`_Malformed`."""
+    outer = doc.get(path[0])
+    value = outer.get(path[1]) if isinstance(outer, Mapping) else None
+    if not isinstance(value, str) or not value:
+        raise _Malformed(f"missing {label}")
+    return value
+
+
+def _decode_key(raw: str) -> str:
+    """Undo S3's form-style URL encoding of an object key."""
+    key = unquote_plus(raw)
+    if not key:
+        raise _Malformed("empty object key")
+    return key
+
+
+def _opt_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+# --------------------------------------------------------------------------
+# configuration
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HandlerConfig:
+    """What :func:`handle` registers into, and which objects it accepts.
+
+    ``prefixes``: an object is handled only if its key starts with one of them
+    (none configured: every key). A prefix written as a URL (``s3://bucket/p/``)
+    is matched against the object URL instead, which also pins the bucket.
+    ``suffixes``: case-insensitive file endings; empty accepts every key.
+    The remaining fields are passed to :func:`producer.api.register`.
+    """
+
+    catalog: str
+    collection: str
+    prefixes: tuple[str, ...] = ()
+    suffixes: tuple[str, ...] = DEFAULT_SUFFIXES
+    id_template: str = "{stem}"
+    storage_options: dict[str, Any] | None = None
+    collection_meta: dict[str, Any] | None = None
+    datetime_pattern: str | None = None
+    href_rewrites: tuple[Any, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.catalog:
+            raise InputError("HandlerConfig.catalog is empty: give the catalog URL, e.g. s3://bucket/stac")
+        if not self.collection:
+            raise InputError("HandlerConfig.collection is empty: give the collection id, e.g. ndvi")
+        # accept lists (or a lone string) from callers; keep the frozen value a tuple
+        object.__setattr__(self, "prefixes", _as_tuple(self.prefixes))
+        object.__setattr__(self, "suffixes", tuple(s.lower() for s in _as_tuple(self.suffixes)))
+        object.__setattr__(self, "href_rewrites", tuple(self.href_rewrites or ()))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> HandlerConfig:
+        """Build a config from environment variables (``os.environ`` by default).
+
+        Required: ``STAC_CATALOG``, ``STAC_COLLECTION``. Optional:
+        ``STAC_PREFIXES`` and ``STAC_SUFFIXES`` (comma-separated; ``*`` as
+        suffixes accepts every file ending), ``STAC_ID_TEMPLATE``,
+        ``STAC_DATETIME_PATTERN``, ``STAC_COLLECTION_META`` and
+        ``STAC_STORAGE_OPTIONS`` (JSON objects). S3 endpoint and credentials
+        are left to s3fs/botocore (``AWS_ENDPOINT_URL``, the Lambda role).
+        Raises :class:`~producer.errors.InputError` naming a missing or bad
+        variable.
+        """
+        env = os.environ if environ is None else environ
+
+        def required(name: str) -> str:
+            value = (env.get(name) or "").strip()
+            if not value:
+                raise InputError(f"environment variable {name} is not set; set it for the event handler")
+            return value
+
+        catalog = required("STAC_CATALOG")
+        collection = required("STAC_COLLECTION")
+        suffixes_raw = (env.get("STAC_SUFFIXES") or "").strip()
+        if suffixes_raw == "*":
+            suffixes: tuple[str, ...] = ()
+        elif suffixes_raw:
+            suffixes = _split_csv(suffixes_raw)
+        else:
+            suffixes = DEFAULT_SUFFIXES
+        return cls(
+            catalog=catalog,
+            collection=collection,
+            prefixes=_split_csv(env.get("STAC_PREFIXES") or ""),
+            suffixes=suffixes,
+            id_template=(env.get("STAC_ID_TEMPLATE") or "").strip() or "{stem}",
+            storage_options=_json_object(env, "STAC_STORAGE_OPTIONS"),
+            collection_meta=_json_object(env, "STAC_COLLECTION_META"),
+            datetime_pattern=(env.get("STAC_DATETIME_PATTERN") or "").strip() or None,
+        )
+
+
+def _as_tuple(value: str | Iterable[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,) if value else ()
+    return tuple(v for v in value if v)
+
+
+def _split_csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any] | None:
+    text = (env.get(name) or "").strip()
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"environment variable {name} is not valid JSON ({exc}); give a JSON object") from None
+    if not isinstance(value, dict):
+        raise InputError(f"environment variable {name} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+# --------------------------------------------------------------------------
+# the handler
+# --------------------------------------------------------------------------
+
+
+def handle(payload: Mapping[str, Any], config: HandlerConfig) -> dict[str, Any]:
+    """Register created objects and remove deleted ones; report per record.
+
+    ``payload`` is any shape :func:`parse_event` understands. Records pass
+    through three filters, in order: inside the catalog itself (never
+    registered, so the catalog's own writes cannot loop), key prefixes, file
+    suffixes. Created objects go to :func:`producer.api.register` (consecutive
+    creations in one call, so parents are updated once per batch), removed
+    ones to :func:`producer.api.remove` under the id
+    :func:`producer.api.item_id_for` gives them. Order between a creation and
+    a removal of the same object is kept.
+
+    Writes to the catalog (through the api); mutates nothing it was given.
+    Returns::
+
+        {"registered": [RegisterResult.to_dict(), ...],
+         "removed": [RemoveResult.to_dict(), ...],
+         "skipped": [{"url", "reason"}, ...],
+         "failed": [{"url" and/or "message_id", "error"}, ...],
+         "batchItemFailures": [{"itemIdentifier": sqs_message_id}, ...]}
+
+    ``batchItemFailures`` (Lambda's ``ReportBatchItemFailures`` contract)
+    lists, once each, the SQS messages holding a malformed record or a record
+    whose registration/removal failed, so SQS redelivers only those.
+    """
+    from producer import api  # lazy: parsing must not pay for rasterio & co.
+
+    events, parse_failures = parse_event(payload)
+    out: dict[str, Any] = {"registered": [], "removed": [], "skipped": [], "failed": [], "batchItemFailures": []}
+    failed_messages: list[str] = []
+
+    def fail(error: str, *, url: str | None = None, message_id: str | None = None) -> None:
+        entry: dict[str, Any] = {}
+        if url is not None:
+            entry["url"] = url
+        entry["message_id"] = message_id
+        entry["error"] = error
+        out["failed"].append(entry)
+        if message_id is not None and message_id not in failed_messages:
+            failed_messages.append(message_id)
+
+    for failure in parse_failures:
+        log.warning("malformed event record (message %s): %s", failure["message_id"], failure["error"])
+        fail(failure["error"], message_id=failure["message_id"])
+
+    accepted: list[ObjectEvent] = []
+    for event in events:
+        reason = _skip_reason(event, config)
+        if reason is None:
+            accepted.append(event)
+        else:
+            out["skipped"].append({"url": event.url, "reason": reason})
+
+    for kind, run in _runs(accepted):
+        if kind == "created":
+            _register_run(api, run, config, out, fail)
+        else:
+            for event in run:
+                _remove_one(api, event, config, out, fail)
+
+    out["batchItemFailures"] = [{"itemIdentifier": mid} for mid in failed_messages]
+    return out
+
+
+def _skip_reason(event: ObjectEvent, config: HandlerConfig) -> str | None:
+    """Why ``event`` is not handled under ``config``, or ``None`` to handle it."""
+    if _inside(event.url, config.catalog):
+        return f"inside the catalog {config.catalog}"
+    if config.prefixes and not any(
+        (event.url if p.startswith("s3://") else event.key).startswith(p) for p in config.prefixes
+    ):
+        return f"key does not start with any of the prefixes {list(config.prefixes)}"
+    if config.suffixes and not event.key.lower().endswith(config.suffixes):
+        return f"file ending not one of {list(config.suffixes)}"
+    return None
+
+
+def _inside(url: str, catalog: str) -> bool:
+    """True when ``url`` is the catalog root or below it (same scheme and bucket)."""
+    root = catalog.strip().rstrip("/")
+    if "://" not in root:
+        return False  # a local catalog cannot contain s3:// objects
+    scheme, rest = root.split("://", 1)
+    if scheme.lower() in ("s3", "s3a"):  # both name the same bucket
+        root = f"s3://{rest}"
+    root = root.removesuffix("/catalog.json")
+    return url == root or url.startswith(root + "/")
+
+
+def _runs(events: list[ObjectEvent]) -> list[tuple[EventKind, list[ObjectEvent]]]:
+    """Split ``events`` into maximal consecutive runs of the same kind."""
+    runs: list[tuple[EventKind, list[ObjectEvent]]] = []
+    for event in events:
+        if runs and runs[-1][0] == event.kind:
+            runs[-1][1].append(event)
+        else:
+            runs.append((event.kind, [event]))
+    return runs
+
+
+def _register_run(api: Any, run: list[ObjectEvent], config: HandlerConfig, out: dict[str, Any], fail: Any) -> None:
+    """Register one run of created objects with a single api call."""
+    by_url: dict[str, list[ObjectEvent]] = {}
+    for event in run:  # the same object twice (at-least-once delivery): register once
+        by_url.setdefault(event.url, []).append(event)
+    urls = list(by_url)
+    try:
+        results = api.register(
+            urls,
+            catalog=config.catalog,
+            collection=config.collection,
+            storage_options=_copy(config.storage_options),
+            collection_meta=_copy(config.collection_meta),
+            id_template=config.id_template,
+            datetime_pattern=config.datetime_pattern,
+            href_rewrites=config.href_rewrites,
+        )
+    except Exception as exc:  # noqa: BLE001 - one bad batch must not hide which messages failed
+        log.exception("register failed for %d object(s)", len(urls))
+        for url, evs in by_url.items():
+            for mid in _message_ids(evs):
+                fail(_describe(exc), url=url, message_id=mid)
+        return
+
+    seen: set[str] = set()
+    for result in results:
+        source = str(getattr(result, "source", ""))
+        evs = by_url.get(source, [])
+        seen.add(source)
+        if getattr(result, "ok", getattr(result, "action", "error") != "error"):
+            out["registered"].append(result.to_dict())
+        else:
+            error = getattr(result, "error", None) or "registration failed"
+            log.warning("registering %s failed: %s", source, error)
+            for mid in _message_ids(evs) or [None]:
+                fail(error, url=source, message_id=mid)
+    for url, evs in by_url.items():
+        if url not in seen:
+            for mid in _message_ids(evs) or [None]:
+                fail("producer.api.register returned no result for this object", url=url, message_id=mid)
+
+
+def _remove_one(api: Any, event: ObjectEvent, config: HandlerConfig, out: dict[str, Any], fail: Any) -> None:
+    """Remove the item registered for one deleted object."""
+    try:
+        item_id = api.item_id_for(event.url, id_template=config.id_template, collection=config.collection)
+        result = api.remove(
+            item_id,
+            catalog=config.catalog,
+            collection=config.collection,
+            storage_options=_copy(config.storage_options),
+        )
+    except Exception as exc:  # noqa: BLE001 - reported per record, see _register_run
+        log.exception("removing the item for %s failed", event.url)
+        fail(_describe(exc), url=event.url, message_id=event.message_id)
+        return
+    out["removed"].append(result.to_dict())
+
+
+def _message_ids(events: list[ObjectEvent]) -> list[str | None]:
+    ids: list[str | None] = []
+    for event in events:
+        if event.message_id not in ids:
+            ids.append(event.message_id)
+    return ids
+
+
+def _copy(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A shallow copy, so nothing downstream can mutate the shared config."""
+    return dict(value) if value is not None else None
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

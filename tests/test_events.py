@@ -1,0 +1,545 @@
+"""Event payloads → records, and the one handler end to end.
+
+Parsing tests read the real-shaped payloads in ``tests/events/`` and assert
+exact values. Handler tests use the real :mod:`producer.api` against a local
+moto S3 server on 127.0.0.1 (``tests/s3server.py``): rasters are uploaded to
+a fresh bucket, payloads are pointed at it, and the catalog JSON is read back.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from producer.errors import InputError
+from producer.events import DEFAULT_SUFFIXES, HandlerConfig, ObjectEvent, handle, parse_event
+from tests.s3server import S3Server, s3_server  # noqa: F401  (session fixture)
+
+EVENTS = Path(__file__).parent / "events"
+FIXTURE_BUCKET = "amzn-s3-demo-bucket"  # the bucket name written in every fixture
+
+
+def load(name: str, bucket: str | None = None) -> dict[str, Any]:
+    """A fixture payload, optionally with its bucket renamed (nested bodies too)."""
+    text = (EVENTS / name).read_text()
+    if bucket is not None:
+        text = text.replace(FIXTURE_BUCKET, bucket)
+    return json.loads(text)
+
+
+def ev(kind: str, key: str, message_id: str | None = None, *, size: int | None = None, etag: str | None = None,
+       bucket: str = FIXTURE_BUCKET) -> ObjectEvent:
+    return ObjectEvent(kind=kind, bucket=bucket, key=key, message_id=message_id, size=size, etag=etag)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------
+# parsing: every fixture, exact values
+# ---------------------------------------------------------------------------
+
+ETAG = "0123456789abcdef0123456789abcdef"
+
+EXPECTED: dict[str, list[ObjectEvent]] = {
+    "s3_put.json": [ev("created", "products/ndvi/S2_20240601_T31UFQ.tif", size=4096, etag=ETAG)],
+    "s3_batch.json": [
+        ev("created", "products/ndvi/S2_20240602_T31UFQ.tif", size=5120, etag="1b2cf535f27731c974343645a3985328"),
+        # "+" is a space, "%2B" a literal plus, "%20" a space, "%3D" "=", "%28" "("
+        ev("created", "products/ndvi/field plots/NDVI 2024-06-03.tif", size=73400320,
+           etag="4af981f98d22a0b9979da24b259e5e42-12"),
+        ev("created", "products/ndvi/run 42+1.TIF", size=6144, etag="b1946ac92492d2347c6235b4d2611184"),
+        ev("created", "products/ndvi/date=2024-06-04/tile (00).nc", size=2048, etag="d8e8fca2dc0f896fd7cb4cb0031ba249"),
+        # ObjectRestore:Completed is ignored
+        ev("removed", "products/ndvi/S2_20240530_T31UFQ.tif"),
+    ],
+    "s3_delete.json": [
+        ev("removed", "products/ndvi/S2_20240601_T31UFQ.tif"),
+        ev("removed", "products/ndvi/S2_20240602_T31UFQ.tif"),  # DeleteMarkerCreated
+    ],
+    "sqs_s3.json": [
+        ev("created", "products/ndvi/S2_20240601_T31UFQ.tif", "059f36b4-87a3-44ab-83d2-661975830a7d",
+           size=4096, etag=ETAG),
+        ev("removed", "products/ndvi/S2_20240530_T31UFQ.tif", "2e1424d4-f796-459a-8184-9c92662be6da"),
+    ],
+    "sqs_sns_s3.json": [
+        ev("created", "products/ndvi/S2 20240605 T31UFQ.tif", "c80e8021-a70a-42c7-a470-796e1186f753",
+           size=4096, etag=ETAG),
+    ],
+    "sns_s3.json": [ev("created", "products/ndvi/S2_20240601_T31UFQ.tif", size=4096, etag=ETAG)],
+    "eventbridge_created.json": [ev("created", "products/ndvi/S2_20240601_T31UFQ.tif", size=4096, etag=ETAG)],
+    "eventbridge_deleted.json": [
+        ev("removed", "products/ndvi/S2_20240601_T31UFQ.tif", etag="d41d8cd98f00b204e9800998ecf8427e"),
+    ],
+    "sqs_eventbridge.json": [
+        ev("created", "products/ndvi/S2_20240607_T31UFQ.tif", "a9b8c7d6-1111-4e2f-9a3b-5c6d7e8f9a0b",
+           size=8192, etag="4af981f98d22a0b9979da24b259e5e42-2"),
+        ev("removed", "products/ndvi/S2_20240530_T31UFQ.tif", "b0c1d2e3-2222-4f30-8b4c-6d7e8f9a0b1c",
+           etag="d41d8cd98f00b204e9800998ecf8427e"),
+    ],
+    "s3_test_event.json": [],
+    "sqs_s3_test_event.json": [],
+    "sqs_malformed.json": [
+        ev("created", "products/ndvi/S2_20240608_T31UFQ.tif", "3a9b5f4e-6c1d-4e7f-8a2b-9c0d1e2f3a4b",
+           size=4096, etag=ETAG),
+    ],
+}
+
+
+def test_every_fixture_has_expectations() -> None:
+    assert sorted(p.name for p in EVENTS.glob("*.json")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_parse_fixture(name: str) -> None:
+    payload = load(name)
+    before = copy.deepcopy(payload)
+    events, failures = parse_event(payload)
+    assert events == EXPECTED[name]
+    if name == "sqs_malformed.json":
+        assert len(failures) == 1
+        assert failures[0]["message_id"] == "7e6d5c4b-3a29-4180-9f7e-6d5c4b3a2918"
+        assert "SQS body is not JSON" in failures[0]["error"]
+    else:
+        assert failures == []
+    assert payload == before  # nothing mutated
+
+
+def test_object_event_url() -> None:
+    event = ev("created", "products/ndvi/field plots/a b.tif")
+    assert event.url == "s3://amzn-s3-demo-bucket/products/ndvi/field plots/a b.tif"
+    with pytest.raises(AttributeError):
+        event.key = "other"  # type: ignore[misc]  # frozen
+
+
+def _s3_notification(key: str = "p/a.tif", name: str = "ObjectCreated:Put") -> dict[str, Any]:
+    """The ``s3_put.json`` notification for another (raw, still encoded) key and event name."""
+    record = load("s3_put.json")["Records"][0]
+    record["eventName"] = name
+    record["s3"]["object"] = {"key": key, "size": 1, "eTag": "e", "sequencer": "01"}
+    return {"Records": [record]}
+
+
+def retarget(payload: dict[str, Any], bucket: str) -> dict[str, Any]:
+    """``payload`` with the fixture bucket renamed, nested JSON bodies included."""
+    return json.loads(json.dumps(payload).replace(FIXTURE_BUCKET, bucket))
+
+
+def _sqs(*bodies: Any) -> dict[str, Any]:
+    """An SQS batch (``sqs_s3.json``'s record shape), messageIds m0, m1, ..."""
+    template = load("sqs_s3.json")["Records"][0]
+    return {"Records": [
+        {**template, "messageId": f"m{i}", "body": body if isinstance(body, str) else json.dumps(body)}
+        for i, body in enumerate(bodies)
+    ]}
+
+
+def test_missing_key_is_a_failure_and_others_survive() -> None:
+    broken = _s3_notification()
+    del broken["Records"][0]["s3"]["object"]["key"]
+    events, failures = parse_event(_sqs(_s3_notification("p/good.tif"), broken, "plain text, not JSON"))
+    assert [e.key for e in events] == ["p/good.tif"]
+    assert [e.message_id for e in events] == ["m0"]
+    assert failures == [
+        {"message_id": "m1", "error": "missing s3.object.key"},
+        {"message_id": "m2", "error": failures[1]["error"]},
+    ]
+    assert failures[1]["error"].startswith("SQS body is not JSON")
+
+
+def test_eventbridge_missing_key_and_foreign_source() -> None:
+    doc = load("eventbridge_created.json")
+    del doc["detail"]["object"]["key"]
+    assert parse_event(doc) == ([], [{"message_id": None, "error": "missing detail.object.key"}])
+    foreign = load("eventbridge_created.json") | {"source": "aws.ec2"}
+    events, failures = parse_event(foreign)
+    assert events == [] and "aws.ec2" in failures[0]["error"]
+
+
+def test_other_eventbridge_types_ignored() -> None:
+    doc = load("eventbridge_created.json") | {"detail-type": "Object Restore Completed"}
+    assert parse_event(doc) == ([], [])
+
+
+@pytest.mark.parametrize(
+    "name", ["ObjectRestore:Completed", "ObjectTagging:Put", "LifecycleTransition", "ObjectAcl:Put",
+             "Replication:OperationFailedReplication"],
+)
+def test_other_s3_event_names_ignored(name: str) -> None:
+    assert parse_event(_s3_notification(name=name)) == ([], [])
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [("ObjectCreated:Post", "created"), ("ObjectCreated:Copy", "created"),
+     ("ObjectCreated:CompleteMultipartUpload", "created"), ("ObjectRemoved:Delete", "removed"),
+     ("ObjectRemoved:DeleteMarkerCreated", "removed"), ("s3:ObjectCreated:Put", "created")],
+)
+def test_event_names(name: str, kind: str) -> None:
+    events, failures = parse_event(_s3_notification(name=name))
+    assert failures == [] and [e.kind for e in events] == [kind]
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [("a+b.tif", "a b.tif"), ("a%20b.tif", "a b.tif"), ("a%2Bb.tif", "a+b.tif"),
+     ("dt%3D2024-01-01/x.tif", "dt=2024-01-01/x.tif"), ("caf%C3%A9.tif", "café.tif"),
+     ("plain/key.tif", "plain/key.tif")],
+)
+def test_key_decoding(raw: str, key: str) -> None:
+    events, _ = parse_event(_s3_notification(raw))
+    assert events[0].key == key
+    doc = load("eventbridge_created.json")
+    doc["detail"]["object"]["key"] = raw
+    assert parse_event(doc)[0][0].key == key
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [[], "text", None, {"Records": "nope"}, {"hello": "world"}, {"Records": [{"eventSource": "aws:kinesis"}]},
+     {"Records": [42]}],
+)
+def test_unrecognised_payloads_fail_without_raising(payload: Any) -> None:
+    events, failures = parse_event(payload)
+    assert events == [] and len(failures) == 1 and failures[0]["message_id"] is None
+
+
+def test_sqs_record_without_message_id() -> None:
+    payload = _sqs(_s3_notification())
+    del payload["Records"][0]["messageId"]
+    payload["Records"][0]["eventSource"] = "aws:sqs"
+    events, failures = parse_event(payload)
+    assert events == [] and failures == [{"message_id": None, "error": "SQS record without a messageId"}]
+
+
+def test_body_already_decoded_is_accepted() -> None:
+    payload = _sqs(_s3_notification("p/x.tif"))
+    payload["Records"][0]["body"] = _s3_notification("p/x.tif")
+    events, failures = parse_event(payload)
+    assert failures == [] and events[0].key == "p/x.tif" and events[0].message_id == "m0"
+
+
+# ---------------------------------------------------------------------------
+# configuration
+# ---------------------------------------------------------------------------
+
+
+def test_config_from_env_full() -> None:
+    env = {
+        "STAC_CATALOG": "s3://cat/stac",
+        "STAC_COLLECTION": "ndvi",
+        "STAC_PREFIXES": "products/ndvi/, s3://other/p/ ,",
+        "STAC_SUFFIXES": ".TIF, .nc",
+        "STAC_ID_TEMPLATE": "{parent}-{stem}",
+        "STAC_DATETIME_PATTERN": r"(\d{8})",
+        "STAC_COLLECTION_META": '{"description": "NDVI", "license": "CC-BY-4.0"}',
+        "STAC_STORAGE_OPTIONS": '{"anon": false}',
+    }
+    cfg = HandlerConfig.from_env(env)
+    assert cfg == HandlerConfig(
+        catalog="s3://cat/stac", collection="ndvi", prefixes=("products/ndvi/", "s3://other/p/"),
+        suffixes=(".tif", ".nc"), id_template="{parent}-{stem}", datetime_pattern=r"(\d{8})",
+        collection_meta={"description": "NDVI", "license": "CC-BY-4.0"}, storage_options={"anon": False},
+    )
+
+
+def test_config_from_env_defaults() -> None:
+    cfg = HandlerConfig.from_env({"STAC_CATALOG": "s3://cat/stac", "STAC_COLLECTION": "ndvi", "STAC_PREFIXES": ""})
+    assert cfg.prefixes == () and cfg.suffixes == DEFAULT_SUFFIXES == (".tif", ".tiff", ".nc")
+    assert cfg.id_template == "{stem}" and cfg.datetime_pattern is None
+    assert cfg.storage_options is None and cfg.collection_meta is None
+    star = HandlerConfig.from_env({"STAC_CATALOG": "x", "STAC_COLLECTION": "y", "STAC_SUFFIXES": "*"})
+    assert star.suffixes == ()
+
+
+@pytest.mark.parametrize("missing", ["STAC_CATALOG", "STAC_COLLECTION"])
+def test_config_missing_variable_is_named(missing: str) -> None:
+    env = {"STAC_CATALOG": "s3://cat/stac", "STAC_COLLECTION": "ndvi"}
+    env[missing] = "  "
+    with pytest.raises(InputError, match=missing):
+        HandlerConfig.from_env(env)
+    del env[missing]
+    with pytest.raises(InputError, match=missing):
+        HandlerConfig.from_env(env)
+
+
+@pytest.mark.parametrize(("value", "match"), [("{not json", "not valid JSON"), ("[1, 2]", "JSON object")])
+def test_config_bad_json_variable(value: str, match: str) -> None:
+    env = {"STAC_CATALOG": "s3://c/s", "STAC_COLLECTION": "n", "STAC_COLLECTION_META": value}
+    with pytest.raises(InputError, match=f"STAC_COLLECTION_META.*{match}"):
+        HandlerConfig.from_env(env)
+
+
+def test_config_from_env_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STAC_CATALOG", "s3://cat/stac")
+    monkeypatch.setenv("STAC_COLLECTION", "ndvi")
+    monkeypatch.delenv("STAC_PREFIXES", raising=False)
+    assert HandlerConfig.from_env().catalog == "s3://cat/stac"
+
+
+def test_config_coerces_lists() -> None:
+    cfg = HandlerConfig(catalog="c", collection="n", prefixes=["a/", "b/"], suffixes=[".TIF"])  # type: ignore[arg-type]
+    assert cfg.prefixes == ("a/", "b/") and cfg.suffixes == (".tif",)
+    assert HandlerConfig(catalog="c", collection="n", prefixes="a/").prefixes == ("a/",)  # type: ignore[arg-type]
+    with pytest.raises(InputError):
+        HandlerConfig(catalog="", collection="n")
+
+
+# ---------------------------------------------------------------------------
+# the handler, end to end against a local S3 (real api, real catalog)
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def s3(s3_server: S3Server) -> S3Server:  # noqa: F811
+    """A fresh bucket per test on the session's local S3 server."""
+    return s3_server._replace(bucket=s3_server.new_bucket())
+
+
+@pytest.fixture
+def raster_bytes(tmp_path: Path) -> bytes:
+    """A small real GeoTIFF (EPSG:32633)."""
+    from tests.rasters import write_utm
+
+    return write_utm(tmp_path / "src").read_bytes()
+
+
+def config(s3: S3Server, **kw: Any) -> HandlerConfig:
+    """Catalog in the same bucket as the data, under ``stac/``."""
+    return HandlerConfig(catalog=s3.url("stac"), collection="ndvi", storage_options=s3.storage_options, **kw)
+
+
+def put(s3: S3Server, key: str, body: bytes) -> None:
+    s3.client().put_object(Bucket=s3.bucket, Key=key, Body=body)
+
+
+def read_json(s3: S3Server, key: str) -> dict[str, Any] | None:
+    client = s3.client()
+    try:
+        return json.loads(client.get_object(Bucket=s3.bucket, Key=key)["Body"].read())
+    except client.exceptions.NoSuchKey:
+        return None
+
+
+def keys(s3: S3Server, prefix: str = "") -> list[str]:
+    listing = s3.client().list_objects_v2(Bucket=s3.bucket, Prefix=prefix)
+    return sorted(obj["Key"] for obj in listing.get("Contents", []))
+
+
+def item_links(s3: S3Server) -> list[str]:
+    collection = read_json(s3, "stac/ndvi/collection.json")
+    assert collection is not None
+    return sorted(link["href"] for link in collection["links"] if link["rel"] == "item")
+
+
+def assert_item(s3: S3Server, item_id: str, source_key: str) -> dict[str, Any]:
+    item = read_json(s3, f"stac/ndvi/{item_id}/{item_id}.json")
+    assert item is not None, keys(s3)
+    assert item["id"] == item_id and item["collection"] == "ndvi"
+    assert any(a["href"] == f"s3://{s3.bucket}/{source_key}" for a in item["assets"].values())
+    assert f"./{item_id}/{item_id}.json" in item_links(s3)
+    return item
+
+
+@pytest.mark.parametrize(
+    "fixture", ["s3_put.json", "sns_s3.json", "eventbridge_created.json", "sqs_s3.json"],
+)
+def test_created_object_is_registered(s3: S3Server, raster_bytes: bytes, fixture: str) -> None:
+    key = "products/ndvi/S2_20240601_T31UFQ.tif"
+    put(s3, key, raster_bytes)
+    out = handle(load(fixture, s3.bucket), config(s3))
+    assert [r["id"] for r in out["registered"]] == ["S2_20240601_T31UFQ"]
+    assert out["registered"][0]["action"] == "created"
+    assert out["registered"][0]["source"] == f"s3://{s3.bucket}/{key}"
+    assert out["failed"] == [] and out["batchItemFailures"] == [] and out["skipped"] == []
+    item = assert_item(s3, "S2_20240601_T31UFQ", key)
+    assert item["properties"]["datetime"].startswith("2024-06-01")
+    assert read_json(s3, "stac/catalog.json") is not None
+    if fixture == "sqs_s3.json":  # the second message removes an item that was never registered
+        assert out["removed"] == [{"id": "S2_20240530_T31UFQ", "href": None, "action": "absent",
+                                   "extent_recomputed": False}]
+
+    again = handle(load(fixture, s3.bucket), config(s3))  # at-least-once delivery: harmless
+    assert [r["action"] for r in again["registered"]] == ["unchanged"]
+    assert item_links(s3) == ["./S2_20240601_T31UFQ/S2_20240601_T31UFQ.json"]
+
+
+def test_sqs_eventbridge_created_then_removed(s3: S3Server, raster_bytes: bytes) -> None:
+    put(s3, "products/ndvi/S2_20240607_T31UFQ.tif", raster_bytes)
+    put(s3, "products/ndvi/S2_20240530_T31UFQ.tif", raster_bytes)
+    registered = handle(retarget(_s3_notification("products/ndvi/S2_20240530_T31UFQ.tif"), s3.bucket), config(s3))
+    assert [r["id"] for r in registered["registered"]] == ["S2_20240530_T31UFQ"]
+
+    out = handle(load("sqs_eventbridge.json", s3.bucket), config(s3))
+    assert [r["id"] for r in out["registered"]] == ["S2_20240607_T31UFQ"]
+    assert [(r["id"], r["action"]) for r in out["removed"]] == [("S2_20240530_T31UFQ", "removed")]
+    assert out["batchItemFailures"] == []
+    assert_item(s3, "S2_20240607_T31UFQ", "products/ndvi/S2_20240607_T31UFQ.tif")
+    assert read_json(s3, "stac/ndvi/S2_20240530_T31UFQ/S2_20240530_T31UFQ.json") is None
+    assert item_links(s3) == ["./S2_20240607_T31UFQ/S2_20240607_T31UFQ.json"]
+
+
+@pytest.mark.parametrize("delete_fixture", ["s3_delete.json", "eventbridge_deleted.json"])
+def test_deleted_object_removes_item(s3: S3Server, raster_bytes: bytes, delete_fixture: str) -> None:
+    key = "products/ndvi/S2_20240601_T31UFQ.tif"
+    put(s3, key, raster_bytes)
+    assert handle(load("s3_put.json", s3.bucket), config(s3))["registered"][0]["action"] == "created"
+    assert_item(s3, "S2_20240601_T31UFQ", key)
+    s3.client().delete_object(Bucket=s3.bucket, Key=key)
+
+    out = handle(load(delete_fixture, s3.bucket), config(s3))
+    removed = {r["id"]: r["action"] for r in out["removed"]}
+    assert removed["S2_20240601_T31UFQ"] == "removed"
+    if delete_fixture == "s3_delete.json":  # second record: never registered
+        assert removed["S2_20240602_T31UFQ"] == "absent"
+    assert out["failed"] == [] and out["registered"] == []
+    assert read_json(s3, "stac/ndvi/S2_20240601_T31UFQ/S2_20240601_T31UFQ.json") is None
+    assert item_links(s3) == []
+
+
+def test_batch_with_encoded_keys(s3: S3Server, raster_bytes: bytes) -> None:
+    """Decoded keys reach the api: the good product registers, unsafe ids fail by name."""
+    for key in ["products/ndvi/S2_20240602_T31UFQ.tif", "products/ndvi/field plots/NDVI 2024-06-03.tif",
+                "products/ndvi/run 42+1.TIF", "products/ndvi/date=2024-06-04/tile (00).nc"]:
+        put(s3, key, raster_bytes)
+    out = handle(load("s3_batch.json", s3.bucket), config(s3))
+    assert [r["id"] for r in out["registered"]] == ["S2_20240602_T31UFQ"]
+    failed_urls = sorted(f["url"] for f in out["failed"])
+    assert failed_urls == sorted(f"s3://{s3.bucket}/{k}" for k in [
+        "products/ndvi/field plots/NDVI 2024-06-03.tif", "products/ndvi/run 42+1.TIF",
+        "products/ndvi/date=2024-06-04/tile (00).nc"])
+    assert all(f["message_id"] is None and f["error"] for f in out["failed"])
+    assert out["batchItemFailures"] == []  # not from SQS: nothing to report per message
+    assert [(r["id"], r["action"]) for r in out["removed"]] == [("S2_20240530_T31UFQ", "absent")]
+    assert_item(s3, "S2_20240602_T31UFQ", "products/ndvi/S2_20240602_T31UFQ.tif")
+
+
+def test_unsafe_id_from_decoded_key_fails_its_message(s3: S3Server, raster_bytes: bytes) -> None:
+    key = "products/ndvi/S2 20240605 T31UFQ.tif"
+    put(s3, key, raster_bytes)
+    out = handle(load("sqs_sns_s3.json", s3.bucket), config(s3))
+    assert out["batchItemFailures"] == [{"itemIdentifier": "c80e8021-a70a-42c7-a470-796e1186f753"}]
+    assert "S2 20240605 T31UFQ" in out["failed"][0]["error"]
+
+
+def test_malformed_record_fails_alone(s3: S3Server, raster_bytes: bytes) -> None:
+    put(s3, "products/ndvi/S2_20240608_T31UFQ.tif", raster_bytes)
+    out = handle(load("sqs_malformed.json", s3.bucket), config(s3))
+    assert [r["id"] for r in out["registered"]] == ["S2_20240608_T31UFQ"]
+    assert len(out["failed"]) == 1
+    assert out["failed"][0]["message_id"] == "7e6d5c4b-3a29-4180-9f7e-6d5c4b3a2918"
+    assert "not JSON" in out["failed"][0]["error"]
+    assert out["batchItemFailures"] == [{"itemIdentifier": "7e6d5c4b-3a29-4180-9f7e-6d5c4b3a2918"}]
+    assert_item(s3, "S2_20240608_T31UFQ", "products/ndvi/S2_20240608_T31UFQ.tif")
+
+
+def test_registration_error_fails_only_its_messages(s3: S3Server, raster_bytes: bytes) -> None:
+    put(s3, "products/ndvi/good_20240601.tif", raster_bytes)
+    put(s3, "products/ndvi/broken_20240601.tif", b"this is not a GeoTIFF")
+    bad = _s3_notification("products/ndvi/broken_20240601.tif")
+    bad2 = _s3_notification("products/ndvi/broken_20240601.tif")
+    bad2["Records"].append(_s3_notification("products/ndvi/missing_20240601.tif")["Records"][0])
+    payload = retarget(_sqs(_s3_notification("products/ndvi/good_20240601.tif"), bad, bad2), s3.bucket)
+    out = handle(payload, config(s3))
+    assert [r["id"] for r in out["registered"]] == ["good_20240601"]
+    # broken twice (m1, m2, one register call) and missing (m2): m2 listed once
+    assert out["batchItemFailures"] == [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]
+    assert sorted((f["message_id"], f["url"].rsplit("/", 1)[1]) for f in out["failed"]) == [
+        ("m1", "broken_20240601.tif"), ("m2", "broken_20240601.tif"), ("m2", "missing_20240601.tif")]
+    assert item_links(s3) == ["./good_20240601/good_20240601.json"]
+
+
+def test_suffix_and_prefix_filters(s3: S3Server, raster_bytes: bytes) -> None:
+    payload = _sqs(_s3_notification("products/ndvi/notes.txt"), _s3_notification("other/S2_20240601.tif"),
+                   _s3_notification("products/ndvi/UPPER_20240601.TIFF"))
+    payload = retarget(payload, s3.bucket)
+    put(s3, "products/ndvi/UPPER_20240601.TIFF", raster_bytes)
+    out = handle(payload, config(s3, prefixes=("products/",)))
+    assert [(Path(s["url"]).name, s["reason"].split(" ")[0]) for s in out["skipped"]] == [
+        ("notes.txt", "file"), ("S2_20240601.tif", "key")]
+    assert [r["id"] for r in out["registered"]] == ["UPPER_20240601"]
+
+    # a prefix given as a URL also pins the bucket
+    url_prefix = config(s3, prefixes=("s3://someone-else/products/",))
+    out = handle(payload, url_prefix)
+    assert out["registered"] == [] and len(out["skipped"]) == 3
+
+
+def test_nothing_matching_writes_nothing(s3: S3Server) -> None:
+    payload = retarget(_s3_notification("products/ndvi/readme.md"), s3.bucket)
+    out = handle(payload, config(s3))
+    assert out == {"registered": [], "removed": [], "batchItemFailures": [], "failed": [],
+                   "skipped": [{"url": f"s3://{s3.bucket}/products/ndvi/readme.md",
+                                "reason": "file ending not one of ['.tif', '.tiff', '.nc']"}]}
+    assert keys(s3, "stac/") == []
+
+
+def test_catalog_writes_never_trigger_registration(s3: S3Server, raster_bytes: bytes) -> None:
+    """The catalog shares the data bucket: its own documents must be ignored."""
+    put(s3, "stac/ndvi/x_20240601.tif", raster_bytes)  # even a raster inside the catalog prefix
+    payload = _sqs(_s3_notification("stac/ndvi/collection.json"), _s3_notification("stac/catalog.json"),
+                   _s3_notification("stac/ndvi/x_20240601.tif"), _s3_notification("stac"),
+                   _s3_notification("stac-other/y_20240601.tif", name="ObjectRemoved:Delete"))
+    payload = retarget(payload, s3.bucket)
+    out = handle(payload, config(s3, suffixes=()))  # every file ending accepted
+    inside = [s["url"] for s in out["skipped"] if s["reason"].startswith("inside the catalog")]
+    assert inside == [f"s3://{s3.bucket}/{k}" for k in
+                      ["stac/ndvi/collection.json", "stac/catalog.json", "stac/ndvi/x_20240601.tif", "stac"]]
+    # a sibling prefix that merely starts with the same letters is not the catalog
+    assert [r["id"] for r in out["removed"]] == ["y_20240601"]
+    assert out["registered"] == [] and keys(s3, "stac/") == ["stac/ndvi/x_20240601.tif"]
+
+
+@pytest.mark.parametrize("fixture", ["s3_test_event.json", "sqs_s3_test_event.json"])
+def test_test_event_is_ignored(s3: S3Server, fixture: str) -> None:
+    out = handle(load(fixture, s3.bucket), config(s3))
+    assert out == {"registered": [], "removed": [], "skipped": [], "failed": [], "batchItemFailures": []}
+    assert keys(s3, "stac/") == []
+
+
+def test_create_then_delete_in_one_batch_keeps_order(s3: S3Server, raster_bytes: bytes) -> None:
+    key = "products/ndvi/S2_20240601_T31UFQ.tif"
+    put(s3, key, raster_bytes)
+    created = load("sqs_s3.json", s3.bucket)["Records"][0]
+    deleted = load("s3_delete.json", s3.bucket)["Records"][0]
+    payload = {"Records": [created, {**created, "messageId": "del", "body": json.dumps({"Records": [deleted]})}]}
+    out = handle(payload, config(s3))
+    assert [r["action"] for r in out["registered"]] == ["created"]
+    assert [r["action"] for r in out["removed"]] == ["removed"]
+    assert item_links(s3) == []
+
+
+def test_handler_does_not_mutate_config(s3: S3Server, raster_bytes: bytes) -> None:
+    put(s3, "products/ndvi/S2_20240601_T31UFQ.tif", raster_bytes)
+    meta = {"description": "NDVI products", "license": "CC-BY-4.0"}
+    cfg = config(s3, collection_meta=meta)
+    options_before = copy.deepcopy(cfg.storage_options)
+    handle(load("s3_put.json", s3.bucket), cfg)
+    assert cfg.collection_meta == {"description": "NDVI products", "license": "CC-BY-4.0"}
+    assert cfg.storage_options == options_before
+    collection = read_json(s3, "stac/ndvi/collection.json")
+    assert collection is not None and collection["description"] == "NDVI products"
+
+
+@pytest.mark.parametrize(
+    ("catalog", "inside"),
+    [("s3://amzn-s3-demo-bucket/stac", True), ("s3://amzn-s3-demo-bucket/stac/", True),
+     ("s3a://amzn-s3-demo-bucket/stac", True), ("s3://amzn-s3-demo-bucket/stac/catalog.json", True),
+     ("s3://amzn-s3-demo-bucket", True), ("s3://amzn-s3-demo-bucket/sta", False),
+     ("s3://other-bucket/stac", False), ("/local/stac", False)],
+)
+def test_catalog_prefix_detection(catalog: str, inside: bool) -> None:
+    """The catalog check comes first, whatever the catalog URL's spelling.
+
+    The prefix filter stops every record that is not inside, so no api call
+    (and no I/O) happens here.
+    """
+    cfg = HandlerConfig(catalog=catalog, collection="n", prefixes=("elsewhere/",))
+    out = handle(_s3_notification("stac/ndvi/item_20240601.tif"), cfg)
+    assert out["registered"] == out["removed"] == out["failed"] == []
+    (skipped,) = out["skipped"]
+    if inside:
+        assert skipped["reason"] == f"inside the catalog {catalog}"
+    else:
+        assert skipped["reason"].startswith("key does not start with")
