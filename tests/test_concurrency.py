@@ -1,0 +1,217 @@
+"""Many writers, conflicts and crashes, on the local filesystem and on S3.
+
+Writers are real processes (spawn); the S3 endpoint is the moto server on
+127.0.0.1. Faults are injected by wrapping a real store, never by replacing it.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+import producer
+from producer.catalog.documents import exact_extent
+from producer.commit import Committer
+from producer.errors import ConflictError
+from producer.store import open_store
+from producer.validate import default_validator
+
+WRITERS = 8
+PER_WRITER = 50
+
+
+def write_tile(path: Path, lon: float, lat: float) -> Path:
+    with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8",
+                       crs="EPSG:4326", transform=from_origin(lon, lat, 0.05, 0.05)) as dst:
+        dst.write(np.full((1, 8, 8), 7, dtype="uint8"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiles(tmp_path_factory) -> list[list[str]]:
+    """WRITERS x PER_WRITER distinct tiles: own place and date each."""
+    folder = tmp_path_factory.mktemp("tiles")
+    out = []
+    for w in range(WRITERS):
+        share = []
+        for i in range(PER_WRITER):
+            day = date(2024, 1, 1) + timedelta(days=w * PER_WRITER + i)
+            path = folder / f"w{w}_{i:02d}_{day:%Y%m%d}.tif"
+            share.append(str(write_tile(path, -20.0 + i * 0.8, 60.0 - w * 5.0)))
+        out.append(share)
+    return out
+
+
+# --- helpers run in child processes (module level so spawn can import them) ----------
+
+def _writer(catalog: str, options: dict | None, files: list[str]) -> list[tuple[str, str, str | None]]:
+    out = []
+    for path in files:  # one commit per file: the most contention
+        (res,) = producer.register([path], catalog=catalog, collection="c", storage_options=options)
+        out.append((res.id, res.action, res.error))
+    return out
+
+
+class CrashBeforeParent:
+    """A real store that kills the process when the parent update is attempted."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.url = inner.url
+        self.concurrent_safe = inner.concurrent_safe
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def put(self, key, data, **kwargs):
+        if key.endswith("collection.json"):
+            os._exit(3)
+        return self.inner.put(key, data, **kwargs)
+
+
+def _crashing_writer(catalog: str, options: dict | None, path: str) -> None:
+    store = CrashBeforeParent(open_store(catalog, options))
+    producer.register([path], catalog=store, collection="c")
+
+
+# --- fixtures -----------------------------------------------------------------------
+
+@pytest.fixture(params=["local", "s3"])
+def backend(request, tmp_path):
+    """(catalog url, storage options, reader) for a fresh catalog on each backend."""
+    if request.param == "local":
+        root = tmp_path / "catalog"
+        return str(root), None, lambda key: json.loads((root / key).read_text())
+    server = request.getfixturevalue("s3_server")
+    bucket = server.new_bucket()
+    client = server.client()
+
+    def read(key):
+        return json.loads(client.get_object(Bucket=bucket, Key=f"stac/{key}")["Body"].read())
+
+    return f"s3://{bucket}/stac", server.storage_options, read
+
+
+# --- tests --------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_many_writers_lose_nothing(backend, tiles):
+    catalog, options, read = backend
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(WRITERS) as pool:
+        outcomes = pool.starmap(_writer, [(catalog, options, share) for share in tiles])
+    flat = [o for share in outcomes for o in share]
+    assert [o for o in flat if o[1] != "created"] == []
+    ids = sorted(o[0] for o in flat)
+    assert len(ids) == WRITERS * PER_WRITER
+
+    coll = read("c/collection.json")
+    hrefs = [link["href"] for link in coll["links"] if link["rel"] == "item"]
+    assert len(hrefs) == len(set(hrefs)) == len(ids)                 # each linked exactly once
+    assert sorted(h.split("/")[1] for h in hrefs) == ids
+    items = [read(f"c/{i}/{i}.json") for i in ids]
+    assert coll["extent"] == exact_extent(items)                     # no lost extent update
+    root = read("catalog.json")
+    assert [l["href"] for l in root["links"] if l["rel"] == "child"] == ["./c/collection.json"]
+    assert producer.validate_catalog(catalog, storage_options=options) == []
+
+
+def test_crash_between_item_and_parent_leaves_a_harmless_orphan(backend, tiles):
+    catalog, options, read = backend
+    first, second = tiles[0][0], tiles[0][1]
+    producer.register([first], catalog=catalog, collection="c", storage_options=options)
+    ctx = mp.get_context("spawn")
+    proc = ctx.Process(target=_crashing_writer, args=(catalog, options, second))
+    proc.start()
+    proc.join(120)
+    assert proc.exitcode == 3  # died at the parent update, after writing the item
+
+    orphan_id = Path(second).stem
+    assert read(f"c/{orphan_id}/{orphan_id}.json")["id"] == orphan_id
+    problems = producer.validate_catalog(catalog, storage_options=options)
+    # readers see a consistent catalog: every document valid, no dangling link
+    assert [(p.kind, p.key) for p in problems] == [("orphan", f"c/{orphan_id}/{orphan_id}.json")]
+
+    report = producer.reconcile(catalog, storage_options=options, fix=True)
+    assert report.fixed.get("orphan") == 1 and report.remaining == []
+    coll = read("c/collection.json")
+    assert f"./{orphan_id}/{orphan_id}.json" in [l["href"] for l in coll["links"]]
+    items = [read(f"c/{i}/{i}.json") for i in (Path(first).stem, orphan_id)]
+    assert coll["extent"] == exact_extent(items)
+
+
+class Interfering:
+    """A real store where another writer changes ``target`` just before our
+    conditional write to it, ``times`` times (or forever)."""
+
+    def __init__(self, inner, target: str, times: int | None):
+        self.inner, self.target, self.times = inner, target, times
+        self.url, self.concurrent_safe = inner.url, inner.concurrent_safe
+        self.interfered = 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def put(self, key, data, **kwargs):
+        if key == self.target and kwargs.get("if_version") and (
+                self.times is None or self.interfered < self.times):
+            self.interfered += 1
+            doc = json.loads(self.inner.get(key)[0])
+            doc["links"].append({"rel": "item", "href": f"./other{self.interfered}/other{self.interfered}.json",
+                                 "type": "application/geo+json"})
+            self.inner.put(key, json.dumps(doc).encode())  # the other writer wins the race
+        return self.inner.put(key, data, **kwargs)
+
+
+def test_conflicts_are_retried_and_both_changes_survive(backend, tiles):
+    catalog, options, read = backend
+    producer.register([tiles[1][0]], catalog=catalog, collection="c", storage_options=options)
+    store = Interfering(open_store(catalog, options), "c/collection.json", times=3)
+    committer = Committer(store, default_validator().check, backoff=0.001)
+    second = tiles[1][1]
+    from producer.api import register
+    (res,) = register([second], catalog=store, collection="c")
+    assert res.action == "created", res.error
+    assert store.interfered == 3
+    hrefs = [l["href"] for l in read("c/collection.json")["links"] if l["rel"] == "item"]
+    stem = Path(second).stem
+    assert f"./{stem}/{stem}.json" in hrefs                       # our link
+    assert {"./other1/other1.json", "./other2/other2.json", "./other3/other3.json"} <= set(hrefs)
+    del committer
+
+
+def test_exhausted_retries_give_a_clear_error(backend, tiles):
+    catalog, options, read = backend
+    producer.register([tiles[2][0]], catalog=catalog, collection="c", storage_options=options)
+    store = Interfering(open_store(catalog, options), "c/collection.json", times=None)
+    committer = Committer(store, default_validator().check, max_retries=3, backoff=0.001)
+
+    def add_link(doc):
+        doc["links"].append({"rel": "item", "href": "./x/x.json", "type": "application/geo+json"})
+        return doc
+
+    with pytest.raises(ConflictError, match=r"c/collection.json: gave up after 4 attempts"):
+        committer.cas("c/collection.json", add_link, expect=("Collection",))
+    assert committer.conflicts == 4
+
+    (res,) = producer.register([tiles[2][1]], catalog=store, collection="c", max_retries=2)
+    assert res.action == "error"
+    assert "gave up after 3 attempts" in res.error and "reconcile" in res.error
+
+
+def test_non_stac_existing_root_is_not_overwritten(backend, tiles, tmp_path):
+    catalog, options, read = backend
+    store = open_store(catalog, options)
+    store.put("catalog.json", b'{"hello": "not stac"}')
+    (res,) = producer.register([tiles[3][0]], catalog=catalog, collection="c", storage_options=options)
+    assert res.action == "error" and "catalog.json" in res.error
+    assert read("catalog.json") == {"hello": "not stac"}
+    assert sorted(store.list("")) == ["catalog.json"]
