@@ -73,7 +73,9 @@ def _open(catalog: str | Store, storage_options: dict | None) -> Store:
         return catalog
     from producer.store import open_store
 
-    return open_store(catalog, storage_options)
+    # storage options describe remote storage; a local catalog beside remote
+    # data (S3 products, catalog on disk) takes none
+    return open_store(catalog, storage_options if _is_url(catalog) else None)
 
 
 def _validator() -> Callable[[dict, str], None]:

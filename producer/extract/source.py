@@ -66,8 +66,12 @@ def dataset_location(dataset: Any) -> str | None:
 
 def _open(path: str, options: ExtractOptions, stack: ExitStack) -> Any:
     kwargs: dict[str, Any] = {}
-    if options.storage_options and is_url(path) and not path.startswith(_REMOTE_NOT_LOCAL):
-        import fsspec  # only for remote products with explicit storage options
+    if is_url(path) and not path.startswith(_REMOTE_NOT_LOCAL):
+        # Object stores go through fsspec (ranged reads: headers, not whole
+        # files), which honours storage_options and the standard AWS
+        # configuration including AWS_ENDPOINT_URL, as the catalog store does;
+        # GDAL's /vsis3/ would ignore a custom endpoint.
+        import fsspec
 
         kwargs["opener"] = fsspec.core.url_to_fs(path, **dict(options.storage_options))[0]
     with warnings.catch_warnings():  # georeferencing is checked (with a clear error) later

@@ -1,0 +1,49 @@
+"""Products read in place on S3 (ranged reads through fsspec), with the
+endpoint from the standard AWS environment or from explicit options."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+import producer
+from producer.cli import main
+from tests import rasters
+
+
+def upload(server, bucket, path, key):
+    server.client().put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+    return f"s3://{bucket}/{key}"
+
+
+def test_s3_product_into_local_catalog_with_environment_endpoint(s3_server, tmp_path, catalog_dir):
+    bucket = s3_server.new_bucket()
+    url = upload(s3_server, bucket, rasters.write_cog(tmp_path), "data/2024/cog_20240105.tif")
+    # no storage options: AWS_ENDPOINT_URL (set by the test server) is honoured
+    (res,) = producer.register([url], catalog=str(catalog_dir), collection="c")
+    assert res.action == "created", res.error
+    item = json.loads((catalog_dir / "c/cog_20240105/cog_20240105.json").read_text())
+    asset = item["assets"]["data"]
+    assert asset["href"] == url
+    assert asset["type"] == "image/tiff; application=geotiff; profile=cloud-optimized"
+    assert asset["file:size"] == (tmp_path / "cog_20240105.tif").stat().st_size
+    assert producer.validate_catalog(str(catalog_dir)) == []
+
+
+def test_s3_prefix_expansion_and_s3_catalog_from_the_cli(s3_server, tmp_path):
+    bucket = s3_server.new_bucket()
+    for writer in (rasters.write_utm, rasters.write_wgs84, rasters.write_nocrs):
+        path = writer(tmp_path)
+        upload(s3_server, bucket, path, f"data/{path.name}")
+    s3_server.client().put_object(Bucket=bucket, Key="data/notes.txt", Body=b"x")
+    runner = CliRunner()
+    res = runner.invoke(main, ["register", f"s3://{bucket}/data/", "--json",
+                               "-c", f"s3://{bucket}/stac", "--collection", "c",
+                               "-o", f"endpoint_url={s3_server.endpoint_url}"])
+    assert res.exit_code == 1  # nocrs fails, the others register
+    lines = [json.loads(l) for l in res.stdout.splitlines() if l.startswith("{")]
+    assert sorted((l["id"], l["action"]) for l in lines) == [
+        ("nocrs_20240513", "error"), ("utm_20240513", "created"), ("wgs84_20240301", "created")]
+    res = runner.invoke(main, ["validate", f"s3://{bucket}/stac"])
+    assert res.exit_code == 0, res.output
