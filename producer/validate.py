@@ -1,0 +1,652 @@
+"""Offline JSON-schema validation of the STAC documents stac-producer writes.
+
+Every schema comes from an installed package, never from the network:
+
+- STAC core 1.1.0 (item, catalog, collection and the item-spec fragments) and
+  the GeoJSON ``Feature``/``Geometry`` schemas ship inside pystac
+  (``pystac/validation/jsonschemas/``);
+- the extension schemas (projection, raster, eo, file, datacube) and the
+  PROJJSON schemas they reference are bundled in ``producer/schemas/``, laid out
+  by canonical URL: ``producer/schemas/<host>/<path>`` is ``https://<host>/<path>``.
+  Provenance and licences: ``producer/schemas/README.md``.
+
+Two entry points:
+
+- :class:`Validator` (or the shared :func:`default_validator`) validates a
+  document against the core schema for its type and every extension it lists;
+  :meth:`Validator.errors` returns messages, :meth:`Validator.check` raises
+  :class:`producer.errors.ValidationError`.
+- :func:`schema_map` gives canonical URL → local file, in the form
+  stac-valid's ``StacValidate(schema_map=...)`` expects, so the reference
+  validator can run offline too::
+
+      from stac_validator.validate import StacValidate
+      v = StacValidate("collection.json", schema_map=schema_map())
+      v.run()  # True / False; details in v.message
+
+  (stac-valid 4.6.1 looks every schema URL it meets, including ``$ref``
+  targets, up in ``schema_map`` before fetching it; with this map it fetches
+  nothing for documents that only use the bundled extensions.)
+
+Nothing is read or compiled at import time: the registry is built on the first
+validation and one compiled validator per schema URL is cached per
+:class:`Validator`.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+from jsonschema import Draft7Validator
+from jsonschema.exceptions import ValidationError as SchemaError
+from jsonschema.protocols import Validator as SchemaValidator
+from jsonschema.validators import SPECIFICATIONS, validator_for
+from referencing import Registry, Resource
+from referencing.exceptions import NoSuchResource, Unresolvable
+from referencing.jsonschema import DRAFT7
+
+from producer.errors import ProducerError, ValidationError
+
+__all__ = [
+    "STAC_VERSION",
+    "CORE_SCHEMAS",
+    "Validator",
+    "default_validator",
+    "schema_map",
+]
+
+STAC_VERSION = "1.1.0"
+"""The only STAC version stac-producer emits (and therefore validates)."""
+
+_STAC_SCHEMAS = f"https://schemas.stacspec.org/v{STAC_VERSION}"
+
+CORE_SCHEMAS: Mapping[str, str] = {
+    "Feature": f"{_STAC_SCHEMAS}/item-spec/json-schema/item.json",
+    "Collection": f"{_STAC_SCHEMAS}/collection-spec/json-schema/collection.json",
+    "Catalog": f"{_STAC_SCHEMAS}/catalog-spec/json-schema/catalog.json",
+}
+"""Document ``type`` → URL of the STAC core schema that applies to it."""
+
+_BUNDLE_PACKAGE = "producer"
+_BUNDLE_DIR = "schemas"
+_PYSTAC_PACKAGE = "pystac.validation.jsonschemas"
+_PYSTAC_DIRS = (("stac-spec", f"v{STAC_VERSION}"), ("geojson",))
+
+_MAX_MESSAGE = 300  # characters of one jsonschema message (they repr the instance)
+_SHOWN_IN_CHECK = 3  # problems quoted in the message of check()'s exception
+
+_OFFLINE_HINT = (
+    "stac-producer validates offline only: add the schema file under "
+    "producer/schemas/<host>/<path> (see producer/schemas/README.md) "
+    "or drop the extension from the document"
+)
+
+
+# --------------------------------------------------------------------------
+# Locating the schema files
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _SchemaFile:
+    """One schema file: its canonical URL, where it is, and its parsed JSON."""
+
+    url: str
+    file: Traversable
+    contents: Mapping[str, Any]
+
+
+def _walk(folder: Traversable, prefix: str = "") -> Iterator[tuple[str, Traversable]]:
+    """Yield ``(relative/posix/path, file)`` for every file below ``folder``."""
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        rel = f"{prefix}{entry.name}"
+        if entry.is_dir():
+            yield from _walk(entry, rel + "/")
+        elif entry.is_file():
+            yield rel, entry
+
+
+def _read_json(file: Traversable) -> Mapping[str, Any]:
+    with file.open("r", encoding="utf-8") as f:
+        contents = json.load(f)
+    if not isinstance(contents, dict):
+        raise ProducerError(f"schema file {file} does not hold a JSON object; reinstall stac-producer")
+    return contents
+
+
+def _strip_empty_fragment(url: str) -> str:
+    """``https://x/schema.json#`` → ``https://x/schema.json`` (same resource)."""
+    return url[:-1] if url.endswith("#") else url
+
+
+@functools.lru_cache(maxsize=1)
+def _schema_files() -> tuple[_SchemaFile, ...]:
+    """Every schema available offline, keyed by the URL documents use for it.
+
+    Bundled files get their URL from their place in ``producer/schemas/``.
+    pystac's files get ``urljoin($id, file name)``: the ``$id`` gives the
+    folder (``.../item-spec/json-schema/`` for the fragments) and the file name
+    the last segment, which also repairs pystac's ``common.json`` whose ``$id``
+    reads ``.../json-schema/commonjson``. (The literal ``$id`` is registered
+    as well when the registry is crawled.)
+    """
+    found: dict[str, _SchemaFile] = {}
+
+    bundle = resources.files(_BUNDLE_PACKAGE).joinpath(_BUNDLE_DIR)
+    for rel, file in _walk(bundle):
+        if rel.endswith(".json"):
+            url = f"https://{rel}"
+            found[url] = _SchemaFile(url, file, _read_json(file))
+
+    pystac_root = resources.files(_PYSTAC_PACKAGE)
+    for parts in _PYSTAC_DIRS:
+        folder = pystac_root.joinpath(*parts)
+        if not folder.is_dir():
+            raise ProducerError(
+                f"pystac has no {'/'.join(parts)} schemas in {pystac_root}; "
+                f"install a pystac that ships STAC {STAC_VERSION} (pystac>=1.15,<2)"
+            )
+        for file in sorted(folder.iterdir(), key=lambda e: e.name):
+            if not (file.is_file() and file.name.endswith(".json")):
+                continue
+            contents = _read_json(file)
+            schema_id = contents.get("$id")
+            if not isinstance(schema_id, str):
+                raise ProducerError(f"pystac schema {file} has no $id; install a supported pystac")
+            url = urljoin(schema_id, file.name)
+            found.setdefault(url, _SchemaFile(url, file, contents))
+
+    missing = [url for url in CORE_SCHEMAS.values() if url not in found]
+    if missing:
+        raise ProducerError(
+            f"STAC core schemas {missing} not found in pystac; "
+            f"install a pystac that ships STAC {STAC_VERSION} (pystac>=1.15,<2)"
+        )
+    return tuple(found.values())
+
+
+def schema_map() -> dict[str, str]:
+    """Canonical schema URL → absolute path of the local copy, for every schema.
+
+    Covers the bundled extension and PROJJSON schemas, and the STAC core
+    1.1.0 schemas (item/catalog/collection and the item-spec fragments they
+    ``$ref``: ``common.json``, ``basics.json``, …) plus the GeoJSON
+    ``Feature``/``Geometry`` schemas shipped inside pystac.
+
+    The map is what stac-valid 4.6.1 expects: pass it as
+    ``StacValidate(stac_file, schema_map=schema_map())`` and every schema URL
+    stac-valid asks for (the core schema
+    ``https://schemas.stacspec.org/v1.1.0/<type>-spec/json-schema/<type>.json``,
+    each ``stac_extensions`` URL, and every ``$ref`` they follow) is read from
+    disk. A new dict is returned on each call: stac-valid mutates the map it
+    is given.
+
+    Raises:
+        ProducerError: the package is installed in a form without real files
+            (e.g. zipped), so there are no paths to hand out.
+    """
+    out: dict[str, str] = {}
+    for schema in _schema_files():
+        if not isinstance(schema.file, Path):
+            raise ProducerError(
+                f"schema {schema.url} is not a file on disk ({schema.file!r}); "
+                "install stac-producer and pystac unzipped to use schema_map()"
+            )
+        out[schema.url] = str(schema.file.resolve())
+    return out
+
+
+# --------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------
+
+
+def _refuse_retrieval(uri: str) -> Resource[Any]:
+    """Registry fallback for unknown URIs: fail instead of downloading."""
+    raise NoSuchResource(ref=uri)
+
+
+class Validator:
+    """Validates STAC 1.1.0 documents against offline schemas.
+
+    The :class:`referencing.Registry` of all schemas is built on first use, and
+    one compiled jsonschema validator per schema URL is cached on the instance
+    (:meth:`compiled` returns the cached object). Instances are thread-safe;
+    most code should share :func:`default_validator`.
+
+    jsonschema (Draft 7, no format assertion, like pystac and stac-valid) is
+    the reference: every reported problem comes from it. A document with
+    more than ``accelerate_links`` links (links are the only part of our
+    documents that grows without bound) is first checked by fastjsonschema,
+    if installed, which compiles each schema to Python code and is ~40x
+    faster on such documents (a collection with 100,000 links: ~0.8 s instead
+    of ~35 s). Compiling costs 0.02-0.8 s per schema (projection, with
+    PROJJSON, is the slow one), once per instance, which is why small
+    documents (items: ~8 ms with jsonschema) skip it. ``0`` accelerates every
+    document, ``None`` never. fastjsonschema is only trusted to *accept*:
+    when it rejects a document, or cannot compile a schema, jsonschema
+    decides and words the messages.
+    fastjsonschema runs with ``use_default=False`` (it would otherwise write
+    schema defaults such as a link's ``"method": "GET"`` into the document)
+    and with every ``format`` treated as an annotation, as jsonschema does.
+    """
+
+    def __init__(self, *, accelerate_links: int | None = 1_000) -> None:
+        self._accelerate_links = accelerate_links
+        self._lock = threading.Lock()
+        self._registry: Registry[Any] | None = None
+        self._urls: frozenset[str] | None = None
+        self._compiled: dict[str, SchemaValidator] = {}
+        self._fast: dict[str, Callable[[Any], Any] | None] = {}
+
+    # -- schema access -----------------------------------------------------
+
+    @property
+    def registry(self) -> Registry[Any]:
+        """All offline schemas, crawled (every ``$id`` registered); built once."""
+        with self._lock:
+            return self._registry_locked()
+
+    def _registry_locked(self) -> Registry[Any]:
+        if self._registry is None:
+            pairs = [
+                (schema.url, Resource.from_contents(schema.contents, default_specification=DRAFT7))
+                for schema in _schema_files()
+            ]
+            self._registry = Registry(retrieve=_refuse_retrieval).with_resources(pairs).crawl()
+            self._urls = frozenset(schema.url for schema in _schema_files())
+        return self._registry
+
+    def bundled(self, url: str) -> bool:
+        """Whether a schema URL (e.g. a ``stac_extensions`` entry) is available offline."""
+        if self._urls is None:
+            self.registry  # noqa: B018 - builds the registry and the URL set
+        assert self._urls is not None
+        return _strip_empty_fragment(url) in self._urls
+
+    def compiled(self, url: str) -> SchemaValidator:
+        """The compiled validator for a schema URL, built once and cached.
+
+        Raises:
+            ValidationError: the URL is not among the offline schemas.
+        """
+        url = _strip_empty_fragment(url)
+        with self._lock:
+            validator = self._compiled.get(url)
+            if validator is None:
+                registry = self._registry_locked()
+                assert self._urls is not None
+                if url not in self._urls:
+                    raise ValidationError(f"schema {url} is not bundled; {_OFFLINE_HINT}", errors=[])
+                schema = registry[url].contents
+                cls = validator_for(schema, default=Draft7Validator)
+                validator = cls(schema, registry=registry)
+                self._compiled[url] = validator
+            return validator
+
+    def accelerated(self, url: str) -> Callable[[Any], Any] | None:
+        """The fastjsonschema function for a schema URL, or None; built once.
+
+        None when acceleration is off (``accelerate_links=None``),
+        fastjsonschema is not installed, or it cannot compile the schema (e.g.
+        a ``$ref`` to a schema that is not bundled); jsonschema alone is used
+        then.
+        """
+        url = _strip_empty_fragment(url)
+        if self._accelerate_links is None:
+            return None
+        with self._lock:
+            if url not in self._fast:
+                self._fast[url] = _compile_fast(url)
+            return self._fast[url]
+
+    # -- validation --------------------------------------------------------
+
+    def errors(
+        self,
+        doc: Mapping[str, Any],
+        *,
+        changed_links: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[str]:
+        """Every schema problem of ``doc``; an empty list means valid. Mutates nothing.
+
+        ``doc`` is checked for ``stac_version == "1.1.0"``, against the core
+        schema for its ``type`` ("Feature" → item, "Collection", "Catalog";
+        anything else is an error) and against every URL in
+        ``stac_extensions``. Extension URLs that are not bundled are reported
+        (nothing is ever downloaded). Each message starts with the JSON path
+        of the problem (``properties.proj:code: ...``, ``links[3].href: ...``,
+        ``(root): ...``) and ends with the schema that reported it.
+
+        Cheap re-validation of a parent whose links changed: pass
+        ``changed_links`` (the new or modified link objects, ideally the same
+        dict objects that sit in ``doc["links"]``). ``doc`` is then validated
+        as a shallow copy whose ``links`` holds only those links, so the cost
+        no longer grows with the number of existing links; pass ``()`` to
+        skip link validation altogether. For catalogs and collections this
+        is exact, not an approximation, provided the other links were valid
+        when the document was last written: their core schemas check
+        ``links`` only through ``item.json#/definitions/links`` =
+        ``{"type": "array", "items": {"$ref": "#/definitions/link"}}``, i.e.
+        each link independently, with no ``minItems``, ``uniqueItems`` or
+        ``contains`` on the array; of the bundled extensions only ``file``
+        touches links, again one link at a time. Items are different (their
+        schema ties a ``rel: collection`` link to the ``collection`` field
+        with ``contains``), so for items ``changed_links`` is ignored and the
+        whole document is validated; items have a handful of links anyway.
+        ``changed_links`` is also ignored when ``doc`` has no ``links`` list.
+        Paths of link errors are reported as indexes into ``doc["links"]``
+        when the link object is found there, else as ``links(changed)[i]``.
+        """
+        if not isinstance(doc, Mapping):
+            return [f"(root): a STAC document is a JSON object, not {type(doc).__name__}"]
+
+        problems: list[str] = []
+        version = doc.get("stac_version")
+        if version != STAC_VERSION:
+            problems.append(
+                f"stac_version: {version!r} is not supported; stac-producer emits and "
+                f"validates STAC {STAC_VERSION} only: set stac_version to {STAC_VERSION!r}"
+            )
+        doc_type = doc.get("type")
+        core = CORE_SCHEMAS.get(doc_type) if isinstance(doc_type, str) else None
+        if core is None:
+            problems.append(
+                f"type: {doc_type!r} is not a STAC document type; expected 'Feature' "
+                "(item), 'Collection' or 'Catalog'"
+            )
+        if problems:  # the 1.1.0 schemas do not apply; their noise would hide the cause
+            return problems
+
+        urls = [core]
+        extensions = doc.get("stac_extensions", [])
+        if isinstance(extensions, list):  # anything else is reported by the core schema
+            for i, extension in enumerate(extensions):
+                if not isinstance(extension, str):
+                    continue  # reported by the core schema
+                if self.bundled(extension):
+                    urls.append(_strip_empty_fragment(extension))
+                else:
+                    problems.append(
+                        f"stac_extensions[{i}]: extension schema {extension} is not bundled; "
+                        + _OFFLINE_HINT
+                    )
+
+        instance: Mapping[str, Any] = doc
+        links_map: _LinkIndex | None = None
+        all_links = doc.get("links")
+        if changed_links is not None and isinstance(all_links, list) and doc_type != "Feature":
+            instance = {**doc, "links": list(changed_links)}
+            links_map = _LinkIndex(all_links, instance["links"])
+
+        links = instance.get("links")
+        accelerate = self._accelerate_links is not None and (
+            isinstance(links, list) and len(links) > self._accelerate_links
+        )
+        for url in dict.fromkeys(urls):  # a URL listed twice is checked once
+            problems.extend(self._schema_errors(url, instance, links_map, accelerate))
+        return list(dict.fromkeys(problems))
+
+    def check(
+        self,
+        doc: Mapping[str, Any],
+        where: str,
+        *,
+        changed_links: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Raise if ``doc`` is not valid; ``where`` names it (key, URL, file).
+
+        Same checks and ``changed_links`` meaning as :meth:`errors`.
+
+        Raises:
+            ValidationError: with a message naming ``where`` and the first few
+                problems; ``.errors`` holds all of them.
+        """
+        problems = self.errors(doc, changed_links=changed_links)
+        if not problems:
+            return
+        shown = "; ".join(problems[:_SHOWN_IN_CHECK])
+        more = len(problems) - _SHOWN_IN_CHECK
+        tail = f"; and {more} more (see .errors)" if more > 0 else ""
+        raise ValidationError(
+            f"{where} is not valid STAC {STAC_VERSION} ({len(problems)} problem"
+            f"{'s' if len(problems) != 1 else ''}); fix the document or the code "
+            f"that built it: {shown}{tail}",
+            errors=problems,
+        )
+
+    def _schema_errors(
+        self,
+        url: str,
+        instance: Mapping[str, Any],
+        links_map: _LinkIndex | None,
+        accelerate: bool,
+    ) -> list[str]:
+        validator = self.compiled(url)
+        fast = self.accelerated(url) if accelerate else None
+        if fast is not None:
+            try:
+                fast(instance)
+                return []
+            except Exception:  # noqa: BLE001 - any doubt: let the reference decide
+                pass
+        messages: list[str] = []
+        try:
+            leaves = [leaf for error in validator.iter_errors(instance) for leaf in _relevant(error)]
+        except Unresolvable as exc:
+            ref = getattr(exc, "ref", None) or str(exc)
+            messages.append(
+                f"(root): cannot finish validating against {url}: it references {ref}, "
+                f"which is not bundled; {_OFFLINE_HINT}"
+            )
+            return messages
+        # A value of the wrong JSON type also trips the other keywords at its
+        # path (a oneOf on minItems "passes twice" for a string): keep the cause.
+        wrong_type = {
+            tuple(leaf.absolute_path)
+            for leaf in leaves
+            if isinstance(leaf, SchemaError) and leaf.validator == "type"
+        }
+        for leaf in leaves:
+            if (
+                isinstance(leaf, SchemaError)
+                and leaf.validator != "type"
+                and tuple(leaf.absolute_path) in wrong_type
+            ):
+                continue
+            messages.append(_describe(leaf, url, links_map))
+        return messages
+
+
+def _compile_fast(url: str) -> Callable[[Any], Any] | None:
+    """Compile one schema with fastjsonschema, resolving ``$ref`` offline only."""
+    try:
+        import fastjsonschema
+    except ImportError:
+        return None
+    schemas = {schema.url: schema.contents for schema in _schema_files()}
+
+    def local_only(uri: str) -> Any:
+        key = _strip_empty_fragment(uri)
+        if key in schemas:
+            return copy.deepcopy(schemas[key])
+        try:  # JSON Schema meta-schemas (collection summaries $ref draft-07)
+            return copy.deepcopy(SPECIFICATIONS.contents(key))
+        except LookupError:
+            raise NoSuchResource(ref=uri) from None
+
+    formats: dict[str, Callable[[Any], bool]] = {}
+    for contents in (*schemas.values(), SPECIFICATIONS.contents("http://json-schema.org/draft-07/schema")):
+        for name in _format_names(contents):
+            formats[name] = _any_value
+    try:
+        return fastjsonschema.compile(
+            copy.deepcopy(schemas[url]),
+            handlers={"http": local_only, "https": local_only},
+            formats=formats,
+            use_default=False,
+        )
+    except Exception:  # noqa: BLE001 - unresolvable $ref, unsupported keyword…
+        return None
+
+
+def _any_value(value: Any) -> bool:
+    """fastjsonschema format check that accepts everything (formats annotate)."""
+    return True
+
+
+def _format_names(node: Any) -> Iterator[str]:
+    """Every ``"format": "<name>"`` value in a schema."""
+    if isinstance(node, dict):
+        name = node.get("format")
+        if isinstance(name, str):
+            yield name
+        for value in node.values():
+            yield from _format_names(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _format_names(value)
+
+
+@functools.lru_cache(maxsize=1)
+def default_validator() -> Validator:
+    """The shared :class:`Validator` (created on first call, then reused)."""
+    return Validator()
+
+
+# --------------------------------------------------------------------------
+# Turning jsonschema errors into messages
+# --------------------------------------------------------------------------
+
+
+class _LinkIndex:
+    """Maps an index into the changed-links copy back to ``doc["links"]``."""
+
+    def __init__(self, all_links: list[Any], changed: list[Any]) -> None:
+        self._all = all_links
+        self._changed = changed
+        self._by_id: dict[int, int] | None = None
+
+    def original(self, i: int) -> int | None:
+        if not 0 <= i < len(self._changed):
+            return None
+        link = self._changed[i]
+        if self._by_id is None:  # built only when a link error is reported
+            self._by_id = {id(each): n for n, each in enumerate(self._all)}
+        n = self._by_id.get(id(link))
+        if n is None:
+            n = next((k for k, each in enumerate(self._all) if each == link), None)
+        return n
+
+
+def _format_path(path: Iterable[Any], links_map: _LinkIndex | None = None) -> str:
+    parts = list(path)
+    out = ""
+    for k, part in enumerate(parts):
+        if isinstance(part, int):
+            if links_map is not None and k == 1 and parts[0] == "links":
+                n = links_map.original(part)
+                out = "links" + (f"[{n}]" if n is not None else f"(changed)[{part}]")
+            else:
+                out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(root)"
+
+
+def _missing_property(error: SchemaError) -> str | None:
+    """The property a ``required`` error is about (jsonschema says it only in text)."""
+    if error.validator != "required" or not isinstance(error.validator_value, list):
+        return None
+    for name in error.validator_value:
+        if error.message == f"{name!r} is a required property":
+            return str(name)
+    return None
+
+
+def _describe(error: SchemaError | _Alternatives, url: str, links_map: _LinkIndex | None) -> str:
+    if isinstance(error, _Alternatives):
+        where = _format_path(error.error.absolute_path, links_map)
+        forms = " | ".join(
+            _short(f"{_format_path(_error_path(errs[0]), links_map)}: {errs[0].message}", 120)
+            for errs in error.branches
+        )
+        message = f"matches none of the {len(error.branches)} allowed forms ({error.error.validator}): {forms}"
+        return f"{where}: {message} (schema {url})"
+    return f"{_format_path(_error_path(error), links_map)}: {_short(error.message)} (schema {url})"
+
+
+def _error_path(error: SchemaError) -> list[Any]:
+    """The instance path, plus the missing member for ``required`` errors."""
+    path = list(error.absolute_path)
+    missing = _missing_property(error)
+    if missing is not None:
+        path.append(missing)
+    return path
+
+
+def _short(text: str, limit: int = _MAX_MESSAGE) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _selects_other_type(error: SchemaError, base: list[Any]) -> bool:
+    """Whether ``error`` says "this branch is for another ``type``".
+
+    STAC extension schemas and the GeoJSON schemas pick their ``oneOf`` branch
+    by a ``const``/``enum`` on the ``type`` member of the object at ``base``;
+    a JSON-type mismatch on the object itself ("null or object") rules a
+    branch out the same way, and so does a member that must be ``null`` but
+    is not (the item branch "geometry is null, so no bbox").
+    """
+    path = list(error.absolute_path)
+    if error.validator in ("const", "enum") and path == [*base, "type"]:
+        return True
+    if error.validator != "type":
+        return False
+    return path == base or (error.validator_value == "null" and path[:-1] == base and len(path) == len(base) + 1)
+
+
+def _relevant(error: SchemaError) -> list[SchemaError | _Alternatives]:
+    """The errors worth reporting for one top-level jsonschema error.
+
+    ``oneOf``/``anyOf`` failures only say "not valid under any of the given
+    schemas" about a whole object. Branches meant for another ``type`` (the
+    item branch of an extension schema vs. its collection branch; Point vs.
+    Polygon) are dropped; if one branch remains, or one has strictly fewer
+    errors than every other, its errors are what the user must fix, so
+    descend. Otherwise report the alternatives side by side.
+    """
+    if error.validator not in ("oneOf", "anyOf") or not error.context:
+        return [error]
+    base = list(error.absolute_path)
+    branches: dict[Any, list[SchemaError]] = {}
+    for sub in error.context:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    candidates = [errs for errs in branches.values() if not any(_selects_other_type(e, base) for e in errs)]
+    if not candidates:
+        candidates = list(branches.values())
+    if len(candidates) > 1:
+        fewest = min(len(errs) for errs in candidates)
+        if sum(len(errs) == fewest for errs in candidates) == 1:
+            candidates = [next(errs for errs in candidates if len(errs) == fewest)]
+    if len(candidates) == 1:
+        return [leaf for sub in candidates[0] for leaf in _relevant(sub)]
+    return [_Alternatives(error, candidates)]
+
+
+@dataclass(frozen=True)
+class _Alternatives:
+    """A ``oneOf``/``anyOf`` failure with no obvious culprit branch."""
+
+    error: SchemaError
+    branches: list[list[SchemaError]]
