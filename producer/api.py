@@ -182,7 +182,7 @@ def register(
     checksum: bool = False,
     dry_run: bool = False,
     batch_size: int = 500,
-    max_retries: int = 10,
+    max_retries: int = 25,
     progress: Progress | None = None,
 ) -> list[RegisterResult]:
     """Extract, validate and upsert one STAC Item per product; link and extend parents.
@@ -372,7 +372,7 @@ def remove(
     catalog: str | Store,
     collection: str,
     storage_options: dict | None = None,
-    max_retries: int = 10,
+    max_retries: int = 25,
 ) -> RemoveResult:
     """Unlink an item from its parent, delete its document, fix the extent.
 

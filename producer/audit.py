@@ -288,7 +288,7 @@ def _bump(counter: dict[str, int], kind: str, n: int = 1) -> None:
 def reconcile(store: Store, validator, *, data: str | list[str] | None = None, fix: bool = False,
               dead: str = "flag", collection: str | None = None, check_assets: bool | None = None,
               storage_options: dict | None = None, register_options: dict | None = None,
-              max_retries: int = 10) -> ReconcileReport:
+              max_retries: int = 25) -> ReconcileReport:
     """Find orphans, dangling and duplicate links, stale extents, dead items and
     unregistered products; with ``fix=True`` repair them all.
 

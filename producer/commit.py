@@ -65,8 +65,8 @@ class Committer:
     validate: Callable[[dict, str], None]
     layout: Layout = field(default_factory=Layout)
     root_meta: dict | None = None
-    max_retries: int = 10
-    backoff: float = 0.02
+    max_retries: int = 25
+    backoff: float = 0.05
     clock: Callable[[], datetime] = utcnow
     rng: random.Random = field(default_factory=random.Random)
     conflicts: int = 0
@@ -87,7 +87,7 @@ class Committer:
     # -- compare-and-swap ---------------------------------------------------
 
     def _sleep(self, attempt: int) -> None:
-        cap = min(2.0, self.backoff * (2 ** attempt))
+        cap = min(5.0, self.backoff * (2 ** attempt))
         time.sleep(self.rng.uniform(0, cap))
 
     def check_update(self, key: str, old: dict | None, new: dict) -> None:
