@@ -314,11 +314,12 @@ def reconcile(store: Store, validator, *, data: str | list[str] | None = None, f
     missing_products: list[str] = []
     if data is not None:
         from producer.api import expand_paths, parse_rewrites
+        from producer.extract.assets import resolve_location, rewrite_href
 
         rewrites = parse_rewrites((register_options or {}).get("href_rewrites", ()))
         known = {href for info in first.items.values() for href in info.assets.values()}
         for path in expand_paths(data, storage_options):
-            href = _rewritten_href(path, rewrites)
+            href = rewrite_href(resolve_location(path), rewrites)
             if href not in known:
                 missing_products.append(path)
         report.found["missing-product"] = len(missing_products)
@@ -439,14 +440,3 @@ def reconcile(store: Store, validator, *, data: str | list[str] | None = None, f
     final = audit(store, validator, check_assets=False)
     report.remaining = final.problems
     return report
-
-
-def _rewritten_href(path: str, rewrites) -> str:
-    import os
-
-    href = path if "://" in path and not path.startswith("file://") else os.path.abspath(
-        path.removeprefix("file://"))
-    for src, dst in rewrites:
-        if href.startswith(src):
-            return dst + href[len(src):]
-    return href
