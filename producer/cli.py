@@ -260,6 +260,44 @@ def reconcile(catalog: str, data: tuple[str, ...], fix: bool, dead: str, collect
     sys.exit(1 if blocking else 0)
 
 
+@main.command("handle-event")
+@click.argument("payload", type=click.File("r"), default="-")
+@catalog_option
+@collection_option
+@click.option("--prefix", "prefixes", multiple=True, help="Accept only keys under this prefix (repeatable).")
+@click.option("--suffix", "suffixes", multiple=True,
+              help="Accept only keys with this ending (repeatable; default .tif .tiff .nc).")
+@click.option("--id-template", default="{stem}", show_default=True)
+@click.option("--datetime-pattern", metavar="REGEX")
+@click.option("--href-rewrite", "href_rewrites", multiple=True, metavar="FROM=TO")
+@storage_option
+def handle_event(payload, catalog: str, collection: str, prefixes: tuple[str, ...],
+                 suffixes: tuple[str, ...], id_template: str, datetime_pattern: str | None,
+                 href_rewrites: tuple[str, ...], storage_pairs: tuple[str, ...]) -> None:
+    """Apply an S3 event PAYLOAD (JSON file or - for stdin; direct, SQS, SNS or
+    EventBridge shape): created objects are registered, removed ones removed.
+    Prints the handler's result as JSON."""
+    from producer.events import DEFAULT_SUFFIXES, HandlerConfig, handle
+
+    try:
+        event = json.load(payload)
+    except json.JSONDecodeError as exc:
+        raise click.UsageError(f"{payload.name}: not JSON ({exc})") from exc
+    try:
+        config = HandlerConfig(
+            catalog=catalog, collection=collection, prefixes=prefixes,
+            suffixes=suffixes or DEFAULT_SUFFIXES, id_template=id_template,
+            storage_options=_storage_options(storage_pairs) or None,
+            datetime_pattern=datetime_pattern, href_rewrites=href_rewrites)
+        result = handle(event, config)
+    except InputError as exc:
+        raise click.UsageError(str(exc)) from exc
+    except ProducerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(result, indent=2))
+    sys.exit(1 if result.get("failed") else 0)
+
+
 @main.command()
 @click.option("--dir", "workdir", default="demo", show_default=True,
               help="Folder for the sample data and the catalog.")

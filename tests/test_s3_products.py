@@ -47,3 +47,26 @@ def test_s3_prefix_expansion_and_s3_catalog_from_the_cli(s3_server, tmp_path):
         ("nocrs_20240513", "error"), ("utm_20240513", "created"), ("wgs84_20240301", "created")]
     res = runner.invoke(main, ["validate", f"s3://{bucket}/stac"])
     assert res.exit_code == 0, res.output
+
+
+def test_handle_event_cli_registers_the_object_of_a_real_shaped_payload(s3_server, tmp_path):
+    from pathlib import Path
+
+    bucket = s3_server.new_bucket()
+    key = "products/ndvi/S2_20240601_T31UFQ.tif"
+    upload(s3_server, bucket, rasters.write_utm(tmp_path), key)
+    payload = (Path(__file__).parent / "events" / "s3_put.json").read_text()
+    event_file = tmp_path / "event.json"
+    event_file.write_text(payload.replace("amzn-s3-demo-bucket", bucket))
+    catalog = f"s3://{bucket}/stac"
+    res = CliRunner().invoke(main, ["handle-event", str(event_file), "-c", catalog,
+                                    "--collection", "c", "--prefix", "products/"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert [r["id"] for r in out["registered"]] == ["S2_20240601_T31UFQ"]
+    assert out["failed"] == [] and out["batchItemFailures"] == []
+    assert producer.validate_catalog(catalog) == []
+    # a prefix that does not match: skipped, nothing fails
+    res = CliRunner().invoke(main, ["handle-event", str(event_file), "-c", catalog,
+                                    "--collection", "c", "--prefix", "elsewhere/"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["skipped"]
