@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from producer.catalog import documents as docs
 from producer.catalog.layout import Layout
-from producer.commit import Committer, item_start
+from producer.commit import Committer, item_start, same_content
 from producer.errors import InputError, NotFound, ProducerError
 from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
 from producer.store.base import Store
@@ -78,10 +78,10 @@ def _open(catalog: str | Store, storage_options: dict | None) -> Store:
     return open_store(catalog, storage_options if _is_url(catalog) else None)
 
 
-def _validator() -> Callable[[dict, str], None]:
+def _validator():
     from producer.validate import default_validator
 
-    return default_validator().check
+    return default_validator()
 
 
 def parse_rewrites(rewrites: Iterable[str | tuple[str, str]]) -> tuple[tuple[str, str], ...]:
@@ -209,7 +209,7 @@ def register(
     )
     sources = expand_paths(paths, storage_options)
     store = _open(catalog, storage_options)
-    committer = Committer(store, _validator(), layout=layout, root_meta=root_meta,
+    committer = Committer(store, _validator().check, layout=layout, root_meta=root_meta,
                           max_retries=max_retries)
     results: list[RegisterResult] = []
     done = 0
@@ -300,7 +300,7 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
                 continue
             if existing is None:
                 result.action = "created"
-            elif docs_equal_ignoring_timestamps(existing, doc):
+            elif same_content(existing, doc):
                 result.action = "unchanged"
             else:
                 result.action = "updated"
@@ -326,12 +326,6 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
                     result.error = (f"{result.source}: item written but not linked ({exc}); "
                                     "rerun the registration or `stac-producer reconcile --fix`")
     return results
-
-
-def docs_equal_ignoring_timestamps(a: dict, b: dict) -> bool:
-    strip = lambda d: {**d, "properties": {k: v for k, v in d.get("properties", {}).items()  # noqa: E731
-                                           if k not in ("created", "updated")}}
-    return strip(a) == strip(b)
 
 
 def _check_new_parents(committer: Committer, preread: dict, collection: str,
@@ -388,7 +382,7 @@ def remove(
     _check_collection_id(collection)
     check_id(item_id, what="item id")
     store = _open(catalog, storage_options)
-    committer = Committer(store, _validator(), max_retries=max_retries)
+    committer = Committer(store, _validator().check, max_retries=max_retries)
     key = _find_item_key(store, committer.layout, collection, item_id)
     if key is None:
         return RemoveResult(id=item_id, href=None, action="absent")
@@ -425,14 +419,8 @@ def validate_catalog(catalog: str | Store, *, storage_options: dict | None = Non
     from producer.audit import audit
 
     store = _open(catalog, storage_options)
-    return audit(store, _validator_obj(), check_assets=check_assets,
+    return audit(store, _validator(), check_assets=check_assets,
                  storage_options=storage_options).problems
-
-
-def _validator_obj():
-    from producer.validate import default_validator
-
-    return default_validator()
 
 
 def reconcile(catalog: str | Store, *, storage_options: dict | None = None, **kwargs: Any):
@@ -440,4 +428,4 @@ def reconcile(catalog: str | Store, *, storage_options: dict | None = None, **kw
     from producer.audit import reconcile as _reconcile
 
     store = _open(catalog, storage_options)
-    return _reconcile(store, _validator_obj(), storage_options=storage_options, **kwargs)
+    return _reconcile(store, _validator(), storage_options=storage_options, **kwargs)

@@ -43,6 +43,11 @@ def _without_timestamps(item: dict) -> dict:
     return {**item, "properties": props}
 
 
+def same_content(a: dict, b: dict) -> bool:
+    """True if two item documents differ at most in ``created``/``updated``."""
+    return _without_timestamps(a) == _without_timestamps(b)
+
+
 @dataclass
 class CasOutcome:
     """What a compare-and-swap did: ``changed`` (wrote), ``created`` (new doc)."""
@@ -165,7 +170,7 @@ class Committer:
                 props["created"] = props["updated"] = now
                 outcome["action"] = "created"
                 return new
-            if _without_timestamps(existing) == _without_timestamps(new):
+            if same_content(existing, new):
                 outcome["action"] = "unchanged"
                 return None
             props["created"] = existing.get("properties", {}).get("created", now)
@@ -192,7 +197,6 @@ class Committer:
         layout = self.layout
         coll_key = layout.collection_key(collection_id)
         coll_title = (collection_meta or {}).get("title") or collection_id
-        root_title = (self.root_meta or {}).get("title")
 
         # level 0: the documents that link items directly
         by_parent: dict[str, list[dict]] = {}

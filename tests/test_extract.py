@@ -36,7 +36,6 @@ from producer.extract.assets import (
 from producer.extract.bands import common_names, data_type, nodata_value, stats_shape
 from producer.extract.raster import EO_EXT, FILE_EXT, PROJECTION_EXT, RASTER_EXT, crs_fields
 from tests import rasters
-from tests.s3server import s3_server  # noqa: F401  (session fixture)
 
 # --------------------------------------------------------------------------- schemas
 

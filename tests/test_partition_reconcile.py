@@ -155,7 +155,7 @@ def test_reconcile_dead_items_and_missing_products(tmp_path, catalog_dir):
     a = write_tile(data, "a_20240101.tif", 1, 1)
     b = write_tile(data, "b_20240102.tif", 2, 2)
     producer.register([a, b], catalog=str(catalog_dir), collection="c")
-    c = write_tile(data, "c_20240103.tif", 3, 3)   # never registered
+    write_tile(data, "c_20240103.tif", 3, 3)   # never registered
     b.unlink()                                     # b's asset is gone
     report = producer.reconcile(str(catalog_dir), data=str(data), collection="c")
     assert report.found.get("missing-asset") == 1 and report.found.get("missing-product") == 1

@@ -16,7 +16,7 @@ import pytest
 
 from producer.errors import InputError, NotFound, PreconditionFailed, ProducerError, StoreError
 from producer.store import CountingStore, FsspecStore, LocalStore, S3Store, Store, open_store
-from tests.s3server import S3Server, s3_server  # noqa: F401  (session fixture)
+from tests.s3server import S3Server
 
 BACKENDS = ["local", "memory", "s3"]
 
