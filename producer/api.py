@@ -276,14 +276,8 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
     if not prepared:
         return results
 
-    layout = committer.layout
-    parents: list[str] = []
-    for _, _, doc in prepared:
-        for key in layout.chain(collection, item_start(doc) if layout.partition else None):
-            if key not in parents:
-                parents.append(key)
     try:
-        preread = committer.preflight(parents)
+        preread = committer.preflight(collection, [doc for _, _, doc in prepared])
         _check_new_parents(committer, preread, collection, collection_meta)
     except ProducerError as exc:
         for result, _, _ in prepared:
@@ -333,11 +327,11 @@ def _check_new_parents(committer: Committer, preread: dict, collection: str,
     """Validate the collection and root documents a batch would create, before any write."""
     layout = committer.layout
     coll_key = layout.collection_key(collection)
-    if preread.get(coll_key, (None, None))[0] is None:
+    if coll_key in preread and preread[coll_key][0] is None:
         doc = docs.new_collection(collection, collection_meta, layout,
                                   (committer.root_meta or {}).get("title"))
         committer.validate(doc, f"{committer.store_path(coll_key)} (new collection; check the collection metadata)")
-    if preread.get(layout.root_key, (None, None))[0] is None:
+    if layout.root_key in preread and preread[layout.root_key][0] is None:
         committer.validate(docs.new_root(committer.root_meta),
                            f"{committer.store_path(layout.root_key)} (new root catalog)")
 

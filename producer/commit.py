@@ -16,7 +16,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 from producer.catalog import documents as docs
 from producer.catalog.extent import format_time, item_interval, parse_time
@@ -188,10 +188,15 @@ class Committer:
                    preread: dict[str, tuple[dict | None, str | None]] | None = None) -> None:
         """Link already-written items into their parents, bottom-up.
 
-        ``items`` are ``(key, doc)`` pairs of one collection. One
-        compare-and-swap per parent document: the partition catalogs, the
-        collection (links + extent) and the root (link to the collection).
-        ``preread`` holds documents read during the pre-flight check.
+        ``items`` are ``(key, doc)`` pairs of one collection. At most one
+        compare-and-swap per parent document: the catalogs that link the
+        items, the partitions above them that got a new child, the
+        collection (links + extent; written only if they changed) and, when
+        the collection is new, the root. ``preread`` holds documents read by
+        :meth:`preflight`.
+
+        A writer that dies after creating a parent but before linking it
+        upward leaves that parent an orphan until ``reconcile`` links it.
         """
         preread = dict(preread or {})
         layout = self.layout
@@ -212,25 +217,32 @@ class Committer:
             for child, up in zip(chain[:-2], chain[1:-1]):
                 child_of[child] = up
 
-        # partitions, deepest first, then the collection
+        # Partitions deepest first, then the collection. An ancestor is only
+        # touched when a document below it is new (it needs a child link) or,
+        # for the collection, when the extent grew: the root is read only
+        # when the collection itself was created.
         partitions = sorted(child_of, key=lambda k: k.count("/"), reverse=True)
         for pkey in partitions:
             links = by_parent.pop(pkey, [])
+            if not links:
+                continue
             up = child_of[pkey]
             label = pkey[len(collection_id) + 1 : -len("/catalog.json")]
-            self.cas(pkey, self._partition_mutation(pkey, up, collection_id, label, coll_title, links),
-                     expect=("Catalog",), first=preread.pop(pkey, None))
-            by_parent.setdefault(up, []).append(
-                {"rel": "child", "href": relative_href(up, pkey), "type": docs.JSON,
-                 "title": f"{coll_title} {label}"}
-            )
+            outcome = self.cas(pkey, self._partition_mutation(pkey, up, collection_id, label, coll_title, links),
+                               expect=("Catalog",), first=preread.pop(pkey, None))
+            if outcome.created:
+                by_parent.setdefault(up, []).append(
+                    {"rel": "child", "href": relative_href(up, pkey), "type": docs.JSON,
+                     "title": f"{coll_title} {label}"}
+                )
 
         coll_links = by_parent.pop(coll_key, [])
         item_docs = [doc for _, doc in items]
-        self.cas(coll_key, self._collection_mutation(collection_id, collection_meta, coll_links, item_docs),
-                 expect=("Collection",), first=preread.pop(coll_key, None))
-        self.cas(layout.root_key, self._root_mutation(coll_key, coll_title),
-                 expect=("Catalog", "Collection"), first=preread.pop(layout.root_key, None))
+        outcome = self.cas(coll_key, self._collection_mutation(collection_id, collection_meta, coll_links, item_docs),
+                           expect=("Collection",), first=preread.pop(coll_key, None))
+        if outcome.created:
+            self.cas(layout.root_key, self._root_mutation(coll_key, coll_title),
+                     expect=("Catalog", "Collection"), first=preread.pop(layout.root_key, None))
 
     def _partition_mutation(self, key: str, parent_key: str, collection_id: str, label: str,
                             coll_title: str, links: list[dict]) -> Mutation:
@@ -268,22 +280,37 @@ class Committer:
             return doc if (changed or created) else None
         return mutate
 
-    def preflight(self, keys: Iterable[str]) -> dict[str, tuple[dict | None, str | None]]:
+    def preflight(self, collection_id: str, items: Sequence[dict]) -> dict[str, tuple[dict | None, str | None]]:
         """Read the parent documents a batch will update, before any write.
 
-        A malformed or foreign existing parent raises :class:`CatalogError`
+        Reads each item's direct parent and the collection; a partition above
+        a missing one, and the root when the collection is missing. A
+        malformed or foreign existing parent raises :class:`CatalogError`
         here, so bad catalog state aborts the batch with storage untouched.
-        The documents read seed the first compare-and-swap attempt.
+        The documents read seed the first compare-and-swap attempts.
         """
         out: dict[str, tuple[dict | None, str | None]] = {}
-        for key in keys:
-            if key == self.layout.root_key:
-                expect: Sequence[str] = ("Catalog", "Collection")
-            elif key.endswith("/collection.json"):
-                expect = ("Collection",)
-            else:
-                expect = ("Catalog",)
-            out[key] = self.read(key, expect)
+
+        def read(key: str) -> dict | None:
+            if key not in out:
+                if key == self.layout.root_key:
+                    expect: Sequence[str] = ("Catalog", "Collection")
+                elif key.endswith("/collection.json"):
+                    expect = ("Collection",)
+                else:
+                    expect = ("Catalog",)
+                out[key] = self.read(key, expect)
+            return out[key][0]
+
+        coll_key = self.layout.collection_key(collection_id)
+        for item in items:
+            when = item_start(item) if self.layout.partition else None
+            chain = self.layout.chain(collection_id, when)
+            for key in chain[:-2]:  # partitions, nearest first
+                if read(key) is not None:
+                    break
+        if read(coll_key) is None:
+            read(self.layout.root_key)
         return out
 
     # -- removal -----------------------------------------------------------------

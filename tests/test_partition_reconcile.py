@@ -79,11 +79,19 @@ def test_partitioned_upsert_touches_a_constant_set_of_documents(tiles, catalog_d
     store = CountingStore(open_store(str(catalog_dir)))
     (res,) = producer.register([tiles[3]], catalog=store, collection="c", partition="year/month")
     assert res.action == "created"
+    # the item, its month catalog and the collection (whose extent grows);
+    # the year catalog and the root are not even read: no new parent below them
     assert set(store.gets) | set(store.puts) == {
-        "c/2024/03/t_20240311/t_20240311.json", "c/2024/03/catalog.json", "c/2024/catalog.json",
-        "c/collection.json", "catalog.json"}
-    # the month catalog changed; nothing else needed a write (extent already covers? no: it grew)
-    assert "c/2024/03/catalog.json" in store.puts and "c/2024/catalog.json" not in store.puts
+        "c/2024/03/t_20240311/t_20240311.json", "c/2024/03/catalog.json", "c/collection.json"}
+    assert set(store.puts) == set(store.gets)
+    # a new month: the year catalog gets its child link, the root still untouched
+    late = write_tile(tiles[0].parent, "t_20241224.tif", 14.0, 54.0)
+    store = CountingStore(open_store(str(catalog_dir)))
+    producer.register([late], catalog=store, collection="c", partition="year/month")
+    assert set(store.puts) == {"c/2024/12/t_20241224/t_20241224.json", "c/2024/12/catalog.json",
+                               "c/2024/catalog.json", "c/collection.json"}
+    assert "catalog.json" not in store.gets
+    assert producer.validate_catalog(str(catalog_dir)) == []
 
 
 def test_remove_in_a_partitioned_collection(tiles, catalog_dir):
@@ -207,3 +215,21 @@ def test_partitioned_and_reconcile_on_s3(s3_server, tiles):
         "orphan", "stale-extent"]
     report = producer.reconcile(url, storage_options=opts, fix=True)
     assert report.fixed.get("orphan") == 1 and report.remaining == []
+
+
+def test_reconcile_relinks_an_orphaned_partition(tiles, catalog_dir):
+    producer.register(tiles, catalog=str(catalog_dir), collection="c", partition="year/month")
+    coll_path = catalog_dir / "c/collection.json"
+    coll = json.loads(coll_path.read_text())
+    coll["links"] = [l for l in coll["links"] if l["href"] != "./2024/catalog.json"]
+    coll_path.write_text(json.dumps(coll, indent=2))
+    report = producer.reconcile(str(catalog_dir))
+    orphans = sorted(p.key for p in report.problems if p.kind == "orphan")
+    assert orphans == ["c/2024/03/catalog.json", "c/2024/03/t_20240310/t_20240310.json",
+                       "c/2024/03/t_20240311/t_20240311.json", "c/2024/catalog.json"]
+    fixed = producer.reconcile(str(catalog_dir), fix=True)
+    assert fixed.remaining == []
+    coll = load(catalog_dir, "c/collection.json")
+    assert "./2024/catalog.json" in [l["href"] for l in coll["links"] if l["rel"] == "child"]
+    month = load(catalog_dir, "c/2024/03/catalog.json")
+    assert len([l for l in month["links"] if l["rel"] == "item"]) == 2
