@@ -122,6 +122,9 @@ def test_many_writers_lose_nothing(backend, tiles):
     root = read("catalog.json")
     assert [l["href"] for l in root["links"] if l["rel"] == "child"] == ["./c/collection.json"]
     assert producer.validate_catalog(catalog, storage_options=options) == []
+    if options is None:
+        from tests.test_register import assert_stac_valid_tree
+        assert_stac_valid_tree(Path(catalog))
 
 
 def test_crash_between_item_and_parent_leaves_a_harmless_orphan(backend, tiles):

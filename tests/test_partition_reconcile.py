@@ -17,7 +17,7 @@ import producer
 from producer.catalog.documents import exact_extent
 from producer.cli import main
 from producer.store import CountingStore, open_store
-from tests.test_register import tree_hash
+from tests.test_register import assert_stac_valid_tree, tree_hash
 
 
 def write_tile(folder: Path, name: str, lon: float, lat: float) -> Path:
@@ -70,6 +70,7 @@ def test_partitioned_layout_structure_and_validity(tiles, catalog_dir):
              for p in catalog_dir.rglob("t_*.json")]
     assert coll["extent"] == exact_extent(items)
     assert producer.validate_catalog(str(catalog_dir)) == []
+    assert_stac_valid_tree(catalog_dir)
     cat = pystac.Catalog.from_file(str(catalog_dir / "catalog.json"))
     assert sorted(i.id for i in cat.get_items(recursive=True)) == sorted(r.id for r in results)
 
@@ -132,6 +133,7 @@ def test_reconcile_reports_without_writing_then_fixes(tiles, catalog_dir):
 
     fixed = producer.reconcile(str(catalog_dir), fix=True)
     assert fixed.remaining == []
+    assert_stac_valid_tree(catalog_dir)
     assert fixed.fixed == {"orphan": 1, "duplicate-link": 1, "dangling-link": 1, "stale-extent": 1}
     assert producer.validate_catalog(str(catalog_dir)) == []
     coll = load(catalog_dir, "c/collection.json")
