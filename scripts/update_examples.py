@@ -1,0 +1,55 @@
+"""Regenerate examples/: the items stac-producer emits for each edge-case fixture.
+
+A change in what extraction emits shows up as a diff of examples/ in review;
+tests/test_examples.py fails until this script is rerun::
+
+    .venv/bin/python scripts/update_examples.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+#: fixtures worth showing, one per edge case (keys of tests.rasters.write_all)
+EXAMPLES = ("utm", "polar", "rotated", "dateline", "custom_crs", "multiband", "nodata",
+            "cog", "gcps", "range", "netcdf")
+#: stands in for the temporary folder the fixtures are written to
+DATA_URL = "https://data.example.com/products"
+
+
+def build(folder: Path) -> dict[str, str]:
+    """Return {file name: JSON text} of every example item."""
+    from producer.extract import ExtractOptions, create_item
+    from tests import rasters
+
+    paths = rasters.write_all(folder)
+    options = ExtractOptions(collection=None, href_rewrites=((str(folder), DATA_URL),))
+    out = {}
+    for key in EXAMPLES:
+        item = create_item(paths[key], options)
+        doc = item.to_dict(include_self_link=False, transform_hrefs=False)
+        out[f"{key}.json"] = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    return out
+
+
+def main() -> None:
+    target = ROOT / "examples"
+    target.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        docs = build(Path(tmp))
+    for old in target.glob("*.json"):
+        if old.name not in docs:
+            old.unlink()
+    for name, text in docs.items():
+        (target / name).write_text(text)
+    print(f"wrote {len(docs)} examples to {target}")
+
+
+if __name__ == "__main__":
+    main()
