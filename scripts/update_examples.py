@@ -23,11 +23,21 @@ EXAMPLES = ("utm", "polar", "rotated", "dateline", "custom_crs", "multiband", "n
 DATA_URL = "https://data.example.com/products"
 
 
-def build(folder: Path) -> dict[str, str]:
+#: fixtures are written here, always: GDAL's netCDF driver records the file's
+#: path inside the file, so its size (file:size) depends on the folder name
+DATA_DIR = Path(tempfile.gettempdir()) / "stac-producer-examples"
+
+
+def build() -> dict[str, str]:
     """Return {file name: JSON text} of every example item."""
+    import shutil
+
     from producer.extract import ExtractOptions, create_item
     from tests import rasters
 
+    folder = DATA_DIR
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
     paths = rasters.write_all(folder)
     options = ExtractOptions(collection=None, href_rewrites=((str(folder), DATA_URL),))
     out = {}
@@ -41,8 +51,7 @@ def build(folder: Path) -> dict[str, str]:
 def main() -> None:
     target = ROOT / "examples"
     target.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        docs = build(Path(tmp))
+    docs = build()
     for old in target.glob("*.json"):
         if old.name not in docs:
             old.unlink()
