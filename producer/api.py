@@ -32,7 +32,11 @@ class RegisterResult:
     """What happened to one product.
 
     ``action``: ``created``, ``updated``, ``unchanged`` or ``error``. With
-    ``dry_run`` the action is what *would* happen.
+    ``dry_run`` the action is what *would* happen. ``error_type`` tells a
+    failure worth retrying from one that is not: ``input`` (the product,
+    an option or an existing document is bad: fix it, retrying will not
+    help), ``storage`` (the store failed or compare-and-swap gave up:
+    transient, retry) or ``internal`` (a bug: please report it).
     """
 
     source: str
@@ -40,7 +44,14 @@ class RegisterResult:
     href: str | None = None
     action: str = "error"
     error: str | None = None
+    error_type: str | None = None
     item: dict | None = field(default=None, repr=False)
+
+    def fail(self, message: str, exc: BaseException) -> None:
+        """Mark this result failed with ``message``, classified from ``exc``."""
+        self.action = "error"
+        self.error = message
+        self.error_type = error_type_of(exc)
 
     @property
     def ok(self) -> bool:
@@ -50,7 +61,20 @@ class RegisterResult:
         out = {k: v for k, v in asdict(self).items() if k != "item"}
         if out["error"] is None:
             out.pop("error")
+            out.pop("error_type")
         return out
+
+
+def error_type_of(exc: BaseException) -> str:
+    """``storage`` for store failures and exhausted retries, ``input`` for the
+    other deliberate errors, ``internal`` for anything unexpected."""
+    from producer.errors import ConflictError, StoreError
+
+    if isinstance(exc, (StoreError, ConflictError)):
+        return "storage"
+    if isinstance(exc, ProducerError):
+        return "input"
+    return "internal"
 
 
 @dataclass
@@ -247,9 +271,9 @@ def _prepare(source: str, committer: Committer, collection: str, options: Extrac
         result.href = committer.store_path(key)
         return result, key, doc
     except ProducerError as exc:
-        result.error = str(exc)
+        result.fail(str(exc), exc)
     except Exception as exc:  # one broken product must not sink the batch
-        result.error = f"{source}: unexpected {type(exc).__name__}: {exc}"
+        result.fail(f"{source}: unexpected {type(exc).__name__}: {exc}", exc)
     return result, None, None
 
 
@@ -265,8 +289,8 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
         results.append(result)
         if key is not None and doc is not None:
             if key in seen:
-                result.error = (f"{source}: maps to the same item id {doc['id']!r} as {seen[key]}; "
-                                "use --id-template to tell them apart")
+                result.fail(f"{source}: maps to the same item id {doc['id']!r} as {seen[key]}; "
+                            "use --id-template to tell them apart", InputError())
                 result.href = None
             else:
                 seen[key] = source
@@ -281,7 +305,7 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
         _check_new_parents(committer, preread, collection, collection_meta)
     except ProducerError as exc:
         for result, _, _ in prepared:
-            result.error = f"{result.source}: not registered: {exc}"
+            result.fail(f"{result.source}: not registered: {exc}", exc)
             result.href = None
         return results
 
@@ -290,7 +314,7 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
             try:
                 existing, _ = committer.read(key, ("Feature",))
             except ProducerError as exc:
-                result.error = str(exc)
+                result.fail(str(exc), exc)
                 continue
             if existing is None:
                 result.action = "created"
@@ -308,17 +332,15 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
             result.item = doc
             written.append((key, doc))
         except ProducerError as exc:
-            result.error = f"{result.source}: {exc}"
-            result.action = "error"
+            result.fail(f"{result.source}: {exc}", exc)
     if written:
         try:
             committer.link_items(collection, written, collection_meta, preread)
         except ProducerError as exc:
             for result, _, _ in prepared:
                 if result.ok:
-                    result.action = "error"
-                    result.error = (f"{result.source}: item written but not linked ({exc}); "
-                                    "rerun the registration or `stac-producer reconcile --fix`")
+                    result.fail(f"{result.source}: item written but not linked ({exc}); "
+                                "rerun the registration or `stac-producer reconcile --fix`", exc)
     return results
 
 

@@ -160,6 +160,7 @@ def test_bad_input_gets_clear_error_and_changes_nothing(data, catalog_dir, name)
     results = producer.register([data[name], data["utm"]], catalog=str(catalog_dir), collection="c")
     bad, good = results
     assert bad.action == "error" and good.action == "unchanged"
+    assert bad.error_type == "input"
     assert Path(data[name]).name in bad.error
     assert BAD[name].lower() in bad.error.lower()
     assert tree_hash(catalog_dir) == before

@@ -1,0 +1,94 @@
+"""Event-driven registration: one object-storage event payload → the catalog.
+
+The flow hands the payload (an S3 notification, or SQS/SNS/EventBridge
+around one; see :mod:`producer.events`) to the one event handler,
+:func:`producer.events.handle`: created objects are registered, removed ones
+unlinked. It publishes a table artifact of what happened to each object and
+fails — after every record was processed — if any record failed. In a
+deployment the payload arrives from a Prefect event trigger (see
+``deploy/prefect.yaml``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+
+from producer.events import DEFAULT_SUFFIXES, HandlerConfig
+from producer.prefect import RegistrationFailed, artifact_key_for
+
+
+@task(name="handle-event", cache_policy=NO_CACHE)
+def handle_event(payload: dict[str, Any], config: HandlerConfig) -> dict[str, Any]:
+    """:func:`producer.events.handle` as a task run (it never raises per record)."""
+    from producer.events import handle
+
+    return handle(payload, config)
+
+
+def _rows(out: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = [{"object": r.get("source", ""), "outcome": r.get("action", ""), "id": r.get("id") or "",
+             "detail": r.get("href") or ""} for r in out.get("registered", [])]
+    rows += [{"object": "", "outcome": r.get("action", ""), "id": r.get("id", ""),
+              "detail": r.get("href") or ""} for r in out.get("removed", [])]
+    rows += [{"object": r.get("url", ""), "outcome": "skipped", "id": "", "detail": r.get("reason", "")}
+             for r in out.get("skipped", [])]
+    rows += [{"object": r.get("url") or f"message {r.get('message_id')}", "outcome": "failed", "id": "",
+              "detail": r.get("error", "")} for r in out.get("failed", [])]
+    return rows
+
+
+@flow(name="stac-event")
+def handle_s3_event(
+    payload: dict[str, Any],
+    catalog: str,
+    collection: str,
+    prefixes: list[str] | None = None,
+    suffixes: list[str] | None = None,
+    id_template: str = "{stem}",
+    storage_options: dict[str, Any] | None = None,
+    collection_meta: dict[str, Any] | None = None,
+    datetime_pattern: str | None = None,
+    href_rewrites: list[str] | None = None,
+) -> dict[str, Any]:
+    """Register/remove the objects of one event ``payload``; return the handler's dict.
+
+    The parameters other than ``payload`` build the
+    :class:`~producer.events.HandlerConfig` (``suffixes=None``: the default
+    product endings, ``[]``: every key). Writes to the catalog through the
+    api; publishes a table artifact ``event-<collection>``. Raises
+    :class:`~producer.prefect.RegistrationFailed` listing the failed records
+    when any failed (the others were handled).
+    """
+    logger = get_run_logger()
+    config = HandlerConfig(
+        catalog=catalog,
+        collection=collection,
+        prefixes=tuple(prefixes or ()),
+        suffixes=DEFAULT_SUFFIXES if suffixes is None else tuple(suffixes),
+        id_template=id_template,
+        storage_options=storage_options,
+        collection_meta=collection_meta,
+        datetime_pattern=datetime_pattern,
+        href_rewrites=tuple(href_rewrites or ()),
+    )
+    out = handle_event(payload, config)
+    logger.info("event: %d registered, %d removed, %d skipped, %d failed", len(out["registered"]),
+                len(out["removed"]), len(out["skipped"]), len(out["failed"]))
+    rows = _rows(out)
+    if rows:
+        create_table_artifact(table=rows, key=artifact_key_for("event", collection),
+                              description=f"Event handled into collection {collection!r} of {catalog}.")
+    if out["failed"]:
+        listed = "\n".join(f"  - {f.get('url') or 'message ' + str(f.get('message_id'))}: {f.get('error')}"
+                           for f in out["failed"][:20])
+        results = out["registered"] + [
+            {"source": f.get("url") or "", "action": "error", "error": f.get("error")} for f in out["failed"]
+        ]
+        raise RegistrationFailed(f"{len(out['failed'])} event record(s) failed (the others were handled):\n"
+                                 f"{listed}", results)
+    return out

@@ -1,0 +1,135 @@
+"""Reconcile: audit a whole catalog and (with ``fix``) repair it — the nightly job.
+
+Wraps :func:`producer.api.reconcile`: orphans, dangling and duplicate links,
+stale extents, items whose assets are gone (``dead``: ``flag`` or
+``remove``) and, given ``data``, products nobody registered (registered into
+``collection``). Publishes two table artifacts: per problem kind how many were
+found, fixed and remain (``<artifact_key>``), and every problem found
+(``<artifact_key>-problems``). The run fails when errors remain (after the
+fix, or found by an audit without ``fix``); warnings do not fail it.
+
+    python -m flows.reconcile s3://bucket/stac --fix --data s3://bucket/ndvi --collection ndvi
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+
+from producer.prefect import CatalogProblemsRemain, retry_on_storage_errors
+
+_MAX_PROBLEM_ROWS = 1000
+
+
+@task(name="reconcile-catalog", retries=2, retry_delay_seconds=[5, 30],
+      retry_condition_fn=retry_on_storage_errors, cache_policy=NO_CACHE)
+def run_reconcile(
+    catalog: str,
+    data: str | list[str] | None,
+    fix: bool,
+    dead: str,
+    collection: str | None,
+    storage_options: dict[str, Any] | None,
+    register_options: dict[str, Any] | None,
+) -> Any:
+    """One :func:`producer.api.reconcile` call; returns its ``ReconcileReport``.
+
+    Writes to the catalog only with ``fix``. Retried on storage errors only
+    (reconcile is idempotent).
+    """
+    from producer import api
+
+    return api.reconcile(catalog, storage_options=storage_options, data=data, fix=fix, dead=dead,
+                         collection=collection, register_options=register_options)
+
+
+@flow(name="stac-reconcile")
+def reconcile_catalog(
+    catalog: str,
+    data: str | list[str] | None = None,
+    fix: bool = False,
+    dead: str = "flag",
+    collection: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    register_options: dict[str, Any] | None = None,
+    artifact_key: str = "stac-reconcile",
+) -> dict[str, Any]:
+    """Find (and with ``fix`` repair) the problems of ``catalog``.
+
+    Returns ``{"found": {kind: n}, "fixed": {kind: n}, "remaining": [problem
+    dicts], "registered": [result dicts]}``. Raises
+    :class:`~producer.prefect.CatalogProblemsRemain` when errors remain.
+    """
+    if dead not in ("flag", "remove"):
+        raise ValueError(f"dead must be 'flag' or 'remove', got {dead!r}")
+    logger = get_run_logger()
+    report = run_reconcile(catalog, data, fix, dead, collection, storage_options, register_options)
+
+    left = Counter(p.kind for p in report.remaining)
+    kinds = sorted(set(report.found) | set(report.fixed) | set(left))
+    found = dict(report.found)
+    rows = [{"kind": kind, "found": found.get(kind, 0), "fixed": report.fixed.get(kind, 0),
+             "remaining": left.get(kind, 0)} for kind in kinds]
+    for kind, n_found, n_fixed in report.rows():
+        logger.info("%s: %d found, %d fixed", kind, n_found, n_fixed)
+    create_table_artifact(
+        table=rows or [{"kind": "(none)", "found": 0, "fixed": 0, "remaining": 0}],
+        key=artifact_key,
+        description=f"Reconcile of {catalog}{' with fix' if fix else ' (audit only)'}: "
+                    f"{sum(found.values())} problem(s) found, {sum(report.fixed.values())} fixed, "
+                    f"{len(report.remaining)} remaining.",
+    )
+    remaining_ids = {(p.kind, p.key) for p in report.remaining}
+    problems = [
+        {**p.to_dict(), "status": "remaining" if (p.kind, p.key) in remaining_ids else
+         ("fixed" if fix else "found")}
+        for p in report.problems[:_MAX_PROBLEM_ROWS]
+    ]
+    if problems:
+        create_table_artifact(
+            table=problems,
+            key=f"{artifact_key}-problems",
+            description=f"Problems found in {catalog}"
+                        + (f" (first {_MAX_PROBLEM_ROWS})" if len(report.problems) > _MAX_PROBLEM_ROWS else ""),
+        )
+
+    out = {
+        "found": found,
+        "fixed": dict(report.fixed),
+        "remaining": [p.to_dict() for p in report.remaining],
+        "registered": [r.to_dict() for r in report.registered],
+    }
+    errors = [p for p in report.remaining if p.is_error]
+    if errors:
+        listed = "\n".join(f"  - {p}" for p in errors[:20])
+        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+        hint = "" if fix else " (run with fix=True to repair them)"
+        raise CatalogProblemsRemain(f"{catalog}: {len(errors)} error(s) remain{hint}:\n{listed}{more}",
+                                    out["remaining"])
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m flows.reconcile``: run :func:`reconcile_catalog` from the command line."""
+    parser = argparse.ArgumentParser(prog="python -m flows.reconcile", description=__doc__.split("\n\n")[0])
+    parser.add_argument("catalog")
+    parser.add_argument("--fix", action="store_true")
+    parser.add_argument("--dead", choices=("flag", "remove"), default="flag")
+    parser.add_argument("--data", action="append", help="product prefix to compare (repeatable)")
+    parser.add_argument("--collection")
+    args = parser.parse_args(argv)
+    print(json.dumps(reconcile_catalog(args.catalog, args.data, args.fix, args.dead, args.collection)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,517 @@
+"""Prefect adapters: the ``register_in_stac`` task and the ``@registers_in_stac``
+decorator. The only module of the package that imports Prefect
+(``pip install 'stac-producer[prefect]'``); ``import producer`` never loads it.
+
+Make registration the last step of a flow::
+
+    from prefect import allow_failure, flow, task
+    from producer.prefect import register_in_stac, registers_in_stac
+
+    @task
+    def make_ndvi(scene: str) -> str:
+        ...                        # write the COG
+        return "s3://bucket/ndvi/scene_20240501.tif"
+
+    @flow
+    def pipeline(scenes: list[str]) -> list[dict]:
+        outputs = make_ndvi.map(scenes)            # futures are resolved for you
+        return register_in_stac(allow_failure(outputs), catalog="s3://bucket/stac", collection="ndvi")
+
+or let the task that writes a product register it itself::
+
+    @task
+    @registers_in_stac(catalog="s3://bucket/stac", collection="ndvi")
+    def make_ndvi(scene: str) -> str:
+        ...
+        return "s3://bucket/ndvi/scene_20240501.tif"
+
+``allow_failure`` (from ``prefect``) matters when an upstream task can fail:
+with it, the products that were written are registered and each failed
+upstream becomes a failed row, so the task (and the flow) fails listing it.
+Without it Prefect does not run the task at all (``NotReady``), and a flow
+that only returns the task's value ends ``Completed`` with ``None``.
+
+What the task does on each run: registers every product (one bad product does
+not stop the others), logs one line per product, publishes a table artifact
+(``id``, ``action``, ``href``, ``error``, ``source``), and then fails the task
+run with :class:`RegistrationFailed` if any product failed. Transient storage
+failures (:class:`~producer.errors.StoreError`,
+:class:`~producer.errors.ConflictError`, other ``OSError``) are retried; bad
+input is not (see :func:`retry_on_storage_errors`). Registering is idempotent,
+so a retry re-registers the good products as ``unchanged``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from prefect import Flow, Task, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
+from prefect.context import FlowRunContext, TaskRunContext
+from prefect.futures import PrefectFuture
+from prefect.logging import get_run_logger
+from prefect.states import State
+
+from producer.errors import (
+    ConflictError,
+    InputError,
+    ProducerError,
+    StoreError,
+)
+from producer.store.base import Store
+
+__all__ = [
+    "REGISTER_OPTIONS",
+    "CatalogProblemsRemain",
+    "RegistrationFailed",
+    "artifact_key_for",
+    "product_urls",
+    "register_and_report",
+    "register_in_stac",
+    "registers_in_stac",
+    "retry_on_storage_errors",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger(__name__)
+
+#: keyword options of :func:`producer.api.register` that the task and the
+#: decorator pass through (``progress`` is left out: runs log per product)
+REGISTER_OPTIONS: frozenset[str] = frozenset({
+    "storage_options", "collection_meta", "root_meta", "partition", "datetime",
+    "datetime_pattern", "datetime_sources", "id_template", "href_rewrites", "stats",
+    "checksum", "dry_run", "batch_size", "max_retries",
+})
+
+#: the task's default retry schedule for transient storage errors (seconds)
+RETRY_DELAYS: list[float] = [2.0, 10.0, 30.0]
+
+_MAX_LISTED_FAILURES = 20
+
+
+# --------------------------------------------------------------------------
+# errors
+# --------------------------------------------------------------------------
+
+
+class RegistrationFailed(ProducerError, RuntimeError):
+    """One or more products could not be registered; the others were.
+
+    ``results``: every product's result dict (:meth:`RegisterResult.to_dict`),
+    the failed ones with an ``error``. ``transient``: the failure involved a
+    storage error (so :func:`retry_on_storage_errors` retries the run).
+    """
+
+    def __init__(self, message: str, results: Sequence[Mapping[str, Any]] | None = None,
+                 *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.results: list[dict[str, Any]] = [dict(r) for r in results or ()]
+        self.transient: bool = transient
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        """The result dicts of the products that failed."""
+        return [r for r in self.results if r.get("action") == "error"]
+
+
+class CatalogProblemsRemain(ProducerError, RuntimeError):
+    """A catalog still has errors (after a reconcile fix, or an audit).
+
+    ``problems``: one dict per remaining problem (``Problem.to_dict()``).
+    """
+
+    def __init__(self, message: str, problems: Sequence[Mapping[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[dict[str, Any]] = [dict(p) for p in problems or ()]
+
+
+# --------------------------------------------------------------------------
+# inputs
+# --------------------------------------------------------------------------
+
+
+def product_urls(value: Any) -> list[str]:
+    """Flatten what upstream tasks returned into product URLs/paths.
+
+    Accepts a ``str`` or ``os.PathLike``, a :class:`~prefect.futures.PrefectFuture`
+    or :class:`~prefect.states.State` (its result is taken, which waits for it
+    and raises if it failed), and lists/tuples/sets/generators of any of these,
+    nested to any depth. ``None`` entries are skipped (a task that wrote
+    nothing). Duplicates are dropped, first occurrence kept. Anything else
+    (a number, a mapping, bytes) raises :class:`~producer.errors.InputError`;
+    an exception object (a failed upstream passed with
+    :func:`prefect.allow_failure`) is raised.
+    """
+    urls, upstream = _collect(value)
+    if upstream:
+        raise upstream[0]
+    return urls
+
+
+def _collect(value: Any) -> tuple[list[str], list[BaseException]]:
+    """:func:`product_urls`, but upstream failures are returned, not raised.
+
+    With ``register_in_stac(allow_failure(futures), ...)`` Prefect hands the
+    task the exception of each failed upstream in place of its result.
+    """
+    out: list[str] = []
+    upstream: list[BaseException] = []
+    seen: set[str] = set()
+
+    def visit(item: Any) -> None:
+        if item is None:
+            return
+        if isinstance(item, BaseException):
+            upstream.append(item)
+            return
+        if isinstance(item, (str, os.PathLike)):
+            url = os.fspath(item)
+            if not isinstance(url, str) or not url:
+                raise InputError(f"cannot register {item!r}: the path is empty or not text")
+            if url not in seen:
+                seen.add(url)
+                out.append(url)
+            return
+        if isinstance(item, PrefectFuture):
+            visit(item.result(raise_on_failure=False))
+            return
+        if isinstance(item, State):
+            visit(item.result(raise_on_failure=False))
+            return
+        if isinstance(item, (Mapping, bytes, bytearray)) or not isinstance(item, Iterable):
+            raise InputError(
+                f"cannot register {item!r} ({type(item).__name__}): expected a product URL or path "
+                "(str or pathlib.Path), a list of them, or the futures of tasks that return them"
+            )
+        for sub in item:
+            visit(sub)
+
+    visit(value)
+    return out, upstream
+
+
+def artifact_key_for(*parts: str) -> str:
+    """A Prefect artifact key (lowercase letters, digits, dashes) from ``parts``."""
+    text = "-".join(p for p in parts if p)
+    key = re.sub(r"[^a-z0-9-]+", "-", text.lower())
+    return re.sub(r"-{2,}", "-", key).strip("-") or "stac"
+
+
+def _check_options(options: Mapping[str, Any]) -> None:
+    unknown = sorted(set(options) - REGISTER_OPTIONS)
+    if unknown:
+        raise TypeError(
+            f"unknown registration option(s) {unknown}; "
+            f"producer.api.register accepts {sorted(REGISTER_OPTIONS)}"
+        )
+
+
+# --------------------------------------------------------------------------
+# the core: register, log, publish, fail
+# --------------------------------------------------------------------------
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The run logger inside a flow or task run, this module's logger outside."""
+    if TaskRunContext.get() is not None or FlowRunContext.get() is not None:
+        return get_run_logger()
+    return log
+
+
+def _in_run() -> bool:
+    return TaskRunContext.get() is not None or FlowRunContext.get() is not None
+
+
+def _table_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": r.get("id") or "",
+            "action": r.get("action", "error"),
+            "href": r.get("href") or "",
+            "error": r.get("error") or "",
+            "source": r.get("source", ""),
+        }
+        for r in results
+    ]
+
+
+def _describe_failures(failed: Sequence[Mapping[str, Any]]) -> str:
+    lines = []
+    for r in failed[:_MAX_LISTED_FAILURES]:
+        source, error = str(r.get("source", "?")), str(r.get("error") or "registration failed")
+        lines.append(f"  - {error}" if error.startswith(source) else f"  - {source}: {error}")
+    if len(failed) > _MAX_LISTED_FAILURES:
+        lines.append(f"  ... and {len(failed) - _MAX_LISTED_FAILURES} more (see the table artifact)")
+    return "\n".join(lines)
+
+
+def register_and_report(
+    products: Any,
+    *,
+    catalog: str | Store,
+    collection: str,
+    artifact_key: str | None = None,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Register ``products`` and report: the body of :func:`register_in_stac`.
+
+    ``products``: anything :func:`product_urls` accepts; exception objects in
+    it (failed upstream tasks passed with :func:`prefect.allow_failure`) are
+    reported as failed rows. ``options``: the keyword options of
+    :func:`producer.api.register` (:data:`REGISTER_OPTIONS`). Writes the
+    catalog (items, parents); inside a flow or task run also logs one line
+    per product to the run logger and creates a table artifact keyed
+    ``artifact_key`` (default ``stac-<collection>``). Returns one result dict
+    per product. Raises :class:`RegistrationFailed` (after registering the
+    others) when any product failed, with ``transient=True`` when a storage
+    error was involved; :class:`~producer.errors.InputError` for unusable
+    options or inputs.
+    """
+    from producer import api
+
+    _check_options(options)
+    logger = _logger()
+    urls, upstream = _collect(products)
+    where = f"collection {collection!r} of catalog {getattr(catalog, 'url', catalog)}"
+    dicts: list[dict[str, Any]] = []
+    if urls:
+        dicts = [r.to_dict() for r in api.register(urls, catalog=catalog, collection=collection, **options)]
+    elif not upstream:
+        logger.warning("nothing to register into %s: no product URLs were given", where)
+        return []
+    dicts += [{"source": "(upstream task)", "id": None, "href": None, "action": "error",
+               "error": f"upstream task failed: {type(exc).__name__}: {exc}"} for exc in upstream]
+
+    for d in dicts:
+        if d["action"] == "error":
+            logger.error("failed %s: %s", d["source"], d.get("error"))
+        else:
+            logger.info("%s %s -> %s", d["action"], d["id"], d["href"])
+    counts = Counter(d["action"] for d in dicts)
+    summary = ", ".join(f"{counts[a]} {a}" for a in ("created", "updated", "unchanged", "error") if counts[a])
+    logger.info("registered into %s: %s", where, summary)
+
+    if _in_run():
+        # _sync: this code is synchronous, also when an async task called it
+        # (through a worker thread), where Prefect would hand back a coroutine
+        create_table_artifact(  # type: ignore[call-arg]
+            table=_table_rows(dicts),
+            key=artifact_key or artifact_key_for("stac", collection),
+            description=(f"STAC registration into {where}"
+                         f"{' (dry run)' if options.get('dry_run') else ''}: {summary}."),
+            _sync=True,
+        )
+
+    failed = [d for d in dicts if d["action"] == "error"]
+    if failed:
+        # error_type "storage": the store failed or compare-and-swap gave up
+        transient = any(d.get("error_type") == "storage" for d in failed)
+        cause = upstream[0] if upstream else None
+        message = (
+            f"{len(failed)} of {len(dicts)} product(s) failed to register into {where}"
+            f" (the others were registered):\n{_describe_failures(failed)}"
+        )
+        if transient:
+            message += "\nA storage error was involved: the run can be retried."
+        raise RegistrationFailed(message, dicts, transient=transient) from cause
+    return dicts
+
+
+def retry_on_storage_errors(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """``retry_condition_fn``: retry transient storage failures, never bad input.
+
+    Retries :class:`~producer.errors.StoreError`,
+    :class:`~producer.errors.ConflictError`, other ``OSError`` (network), and
+    :class:`RegistrationFailed` whose failures involved storage
+    (``transient``). Does not retry :class:`~producer.errors.InputError` and
+    friends, a failed registration caused only by bad products, or anything
+    else. (Prefect calls this only for plain functions, hence no partial.)
+    """
+    try:
+        state.result()
+    except RegistrationFailed as exc:
+        return exc.transient
+    except (StoreError, ConflictError):
+        return True
+    except ProducerError:
+        return False
+    except OSError:
+        return True
+    except Exception:  # noqa: BLE001 - anything else is not a storage hiccup
+        return False
+    return False
+
+
+# --------------------------------------------------------------------------
+# the task
+# --------------------------------------------------------------------------
+
+
+@task(
+    name="register-in-stac",
+    task_run_name="register-in-stac-{collection}",
+    retries=len(RETRY_DELAYS),
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=retry_on_storage_errors,
+    cache_policy=NO_CACHE,
+)
+def register_in_stac(
+    products: Any,
+    *,
+    catalog: str | Store,
+    collection: str,
+    artifact_key: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    collection_meta: dict[str, Any] | None = None,
+    root_meta: dict[str, Any] | None = None,
+    partition: str | None = None,
+    datetime: str | None = None,
+    datetime_pattern: str | None = None,
+    datetime_sources: Sequence[str] | None = None,
+    id_template: str = "{stem}",
+    href_rewrites: Iterable[str | tuple[str, str]] = (),
+    stats: bool = False,
+    checksum: bool = False,
+    dry_run: bool = False,
+    batch_size: int = 500,
+    max_retries: int = 25,
+) -> list[dict[str, Any]]:
+    """Register products into a STAC collection; fail the run if any failed.
+
+    ``products``: a URL/path, a list of them, or upstream futures/results
+    (nested lists too; wrap futures in :func:`prefect.allow_failure` to
+    register what was written when some upstream runs failed). The other parameters are those of
+    :func:`producer.api.register`, plus ``artifact_key`` for the table
+    artifact (default ``stac-<collection>``). Returns the result dicts.
+    Retried (3 times, 2/10/30 s apart) on transient storage errors only.
+    """
+    return register_and_report(
+        products,
+        catalog=catalog,
+        collection=collection,
+        artifact_key=artifact_key,
+        storage_options=storage_options,
+        collection_meta=collection_meta,
+        root_meta=root_meta,
+        partition=partition,
+        datetime=datetime,
+        datetime_pattern=datetime_pattern,
+        datetime_sources=datetime_sources,
+        id_template=id_template,
+        href_rewrites=href_rewrites,
+        stats=stats,
+        checksum=checksum,
+        dry_run=dry_run,
+        batch_size=batch_size,
+        max_retries=max_retries,
+    )
+
+
+# --------------------------------------------------------------------------
+# the decorator
+# --------------------------------------------------------------------------
+
+
+def registers_in_stac(
+    *,
+    catalog: str | Store,
+    collection: str,
+    artifact_key: str | None = None,
+    **options: Any,
+) -> Callable[[F], F]:
+    """Register what a function or task returns, right after it returns it.
+
+    The decorated callable must return the written product URL(s): a ``str``
+    or ``Path``, or a (nested) list of them; ``None`` registers nothing. Its
+    return value is passed through unchanged. When registration fails the
+    call raises :class:`RegistrationFailed` (naming the function, each failed
+    product and its error), so a Prefect task fails; a return value of another
+    type raises :class:`~producer.errors.InputError`.
+
+    Both orders work:
+
+    * ``@task`` above ``@registers_in_stac(...)``: the plain function is
+      wrapped, so registration runs inside the task run (its logs and table
+      artifact belong to the task run, and the task's own ``retries`` cover
+      it).
+    * ``@registers_in_stac(...)`` above ``@task``: a new :class:`~prefect.Task`
+      with the same name and options is returned around the wrapped function
+      (``.submit``/``.map`` keep working); same behaviour as above.
+
+    Sync and ``async`` functions are supported, generators are not; a
+    :class:`~prefect.Flow` is refused (decorate the function under ``@flow``
+    instead). ``options``: :func:`producer.api.register` keyword options,
+    checked here, at decoration time.
+    """
+    _check_options(options)
+
+    def register_output(name: str, value: Any) -> None:
+        try:
+            urls = product_urls(value)
+        except InputError as exc:
+            raise InputError(
+                f"{name} returned {value!r}, which @registers_in_stac cannot register: {exc}"
+            ) from None
+        if not urls:
+            _logger().warning("%s returned no product URL: nothing registered", name)
+            return
+        try:
+            register_and_report(urls, catalog=catalog, collection=collection,
+                                artifact_key=artifact_key, **options)
+        except RegistrationFailed as exc:
+            raise RegistrationFailed(f"{name}: registration in STAC failed: {exc}",
+                                     exc.results, transient=exc.transient) from exc.__cause__
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            raise TypeError(f"@registers_in_stac cannot wrap the generator {fn.__qualname__}; "
+                            "return the product URL(s) instead of yielding them")
+        name = getattr(fn, "__qualname__", repr(fn))
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                value = await fn(*args, **kwargs)
+                # registration is blocking I/O: run it off the event loop
+                # (to_thread copies the context, so run logging still works)
+                await asyncio.to_thread(register_output, name, value)
+                return value
+
+            return async_wrapper
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            value = fn(*args, **kwargs)
+            register_output(name, value)
+            return value
+
+        return wrapper
+
+    def decorate(obj: F) -> F:
+        if isinstance(obj, Flow):
+            raise TypeError(
+                f"@registers_in_stac cannot wrap the flow {obj.name!r}: put it below @flow "
+                "(on the function) or use the register_in_stac task inside the flow"
+            )
+        if isinstance(obj, Task):
+            # a copy with every option of the original (retries, hooks, cache,
+            # name, ...), running the wrapped function
+            new: Task[..., Any] = obj.with_options()
+            new.fn = wrap(obj.fn)
+            new.task_key = f"{obj.task_key}-registers-in-stac"
+            return new  # type: ignore[return-value]
+        if not callable(obj):
+            raise TypeError(f"@registers_in_stac decorates a function or a Prefect task, not {obj!r}")
+        return wrap(obj)  # type: ignore[return-value]
+
+    return decorate

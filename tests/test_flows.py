@@ -1,0 +1,297 @@
+"""flows/ end to end on a real Prefect engine, local catalogs and the local S3,
+plus deploy/prefect.yaml checked with Prefect's own loaders."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import rasterio
+import yaml
+from prefect import Flow
+
+from producer import api
+from producer.prefect import CatalogProblemsRemain, RegistrationFailed
+from tests.prefect_harness import (  # noqa: F401  (session fixture)
+    flow_run_id,
+    read_artifacts,
+    table_rows,
+)
+from tests.rasters import (
+    write_cog,
+    write_dateline,
+    write_nocrs,
+    write_polar,
+    write_rotated,
+    write_utm,
+    write_wgs84,
+)
+from tests.s3server import S3Server
+
+ROOT = Path(__file__).resolve().parent.parent
+PREFECT_YAML = ROOT / "deploy" / "prefect.yaml"
+EVENTS = Path(__file__).parent / "events"
+
+
+def _errors(catalog: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+    return [str(p) for p in api.validate_catalog(catalog, storage_options=storage_options)]
+
+
+# ---------------------------------------------------------------------------
+# ndvi
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_ndvi_flow_writes_cogs_and_registers_them(tmp_path: Path) -> None:
+    from flows.ndvi import NDVI_NODATA, ndvi_flow, write_red_nir_inputs
+
+    inputs = write_red_nir_inputs(str(tmp_path / "in"), 2, size=32)
+    catalog = str(tmp_path / "catalog")
+    results = ndvi_flow(str(tmp_path / "in"), str(tmp_path / "out"), catalog, "ndvi")
+
+    assert [r["action"] for r in results] == ["created", "created"]
+    for src, result in zip(sorted(inputs), results, strict=True):
+        out = tmp_path / "out" / (Path(src).stem + "_ndvi.tif")
+        assert result["source"] == str(out)
+        with rasterio.open(out) as ds:
+            assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+            assert ds.count == 1 and ds.dtypes[0] == "float32" and ds.nodata == NDVI_NODATA
+            band = ds.read(1, masked=True)
+            assert band.mask[0, 0]  # the inputs' nodata corner
+            assert -1.0 <= float(band.min()) and float(band.max()) <= 1.0
+        item = json.loads(Path(result["href"]).read_text())
+        assert item["assets"]["data"]["type"].endswith("profile=cloud-optimized")
+        assert item["properties"]["datetime"].startswith("2024-05-")
+    assert _errors(catalog) == []
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_ndvi_flow_registers_the_good_outputs_and_fails_on_a_single_band_input(tmp_path: Path) -> None:
+    from flows.ndvi import ndvi_flow, write_red_nir_inputs
+
+    write_red_nir_inputs(str(tmp_path / "in"), 1, size=32)
+    single = write_utm(tmp_path / "in")  # one band: no NDVI
+    catalog = tmp_path / "catalog"
+    state = ndvi_flow(str(tmp_path / "in"), str(tmp_path / "out"), str(catalog), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(RegistrationFailed, match="NDVI needs 2 bands") as info:
+        state.result()
+    assert "1 of 2 product(s) failed" in str(info.value) and str(single) in str(info.value)
+    item = "rednir_rhine_20240501_ndvi"
+    assert (catalog / "ndvi" / item / f"{item}.json").is_file()  # the good one IS registered
+
+
+# ---------------------------------------------------------------------------
+# backfill
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_backfill_registers_an_s3_prefix_in_concurrent_batches(tmp_path: Path, s3_server: S3Server) -> None:
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from flows.backfill import backfill
+
+    assert isinstance(backfill.task_runner, ThreadPoolTaskRunner) and backfill.task_runner._max_workers > 1
+    run = f"backfill-{uuid.uuid4().hex[:8]}"
+    client = s3_server.client()
+    writers = (write_utm, write_wgs84, write_polar, write_cog, write_rotated, write_dateline)
+    for i, writer in enumerate(writers):
+        path = writer(tmp_path / "data")
+        client.upload_file(str(path), s3_server.bucket, f"{run}/data/{i % 2}/{path.name}")
+    catalog = s3_server.url(f"{run}/stac")
+    options = s3_server.storage_options
+
+    summary = backfill(s3_server.url(f"{run}/data"), catalog, "backfilled", batch_size=2,
+                       storage_options=options)
+    assert summary == {"products": 6, "batches": 3, "created": 6, "updated": 0, "unchanged": 0,
+                       "error": 0, "failed_batches": 0}
+    assert _errors(catalog, options) == []
+    collection = json.loads(client.get_object(Bucket=s3_server.bucket,
+                                              Key=f"{run}/stac/backfilled/collection.json")["Body"].read())
+    assert sum(1 for link in collection["links"] if link["rel"] == "item") == 6
+
+    state = backfill(s3_server.url(f"{run}/data"), catalog, "backfilled", batch_size=2,
+                     storage_options=options, return_state=True)
+    assert state.result()["unchanged"] == 6  # a rerun changes nothing
+    (artifact,) = read_artifacts(key="backfill-backfilled", flow_run=flow_run_id(state))
+    assert {r["action"]: r["count"] for r in table_rows(artifact)}["unchanged"] == 6
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_backfill_fails_after_registering_the_good_products(tmp_path: Path) -> None:
+    from flows.backfill import backfill
+
+    write_utm(tmp_path / "data")
+    write_nocrs(tmp_path / "data")
+    write_cog(tmp_path / "data")
+    catalog = str(tmp_path / "catalog")
+    state = backfill(str(tmp_path / "data"), catalog, "partial", batch_size=1, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(RegistrationFailed, match=r"1 of 3 product\(s\) failed") as info:
+        state.result()
+    assert "nocrs_20240513.tif" in str(info.value)
+    assert (tmp_path / "catalog" / "partial" / "utm_20240513" / "utm_20240513.json").is_file()
+    assert (tmp_path / "catalog" / "partial" / "cog_20240105" / "cog_20240105.json").is_file()
+
+
+# ---------------------------------------------------------------------------
+# reconcile
+# ---------------------------------------------------------------------------
+
+
+def _orphaned_catalog(tmp_path: Path) -> tuple[str, str]:
+    """A local catalog of two items whose collection lost the link to one."""
+    catalog = str(tmp_path / "catalog")
+    api.register([write_utm(tmp_path / "data"), write_cog(tmp_path / "data")], catalog=catalog,
+                 collection="rec")
+    coll_path = tmp_path / "catalog" / "rec" / "collection.json"
+    coll = json.loads(coll_path.read_text())
+    coll["links"] = [link for link in coll["links"] if "cog_20240105" not in link.get("href", "")]
+    coll_path.write_text(json.dumps(coll))
+    return catalog, "rec/cog_20240105/cog_20240105.json"
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_reconcile_flow_finds_and_fixes_an_orphan(tmp_path: Path) -> None:
+    from flows.reconcile import reconcile_catalog
+
+    catalog, orphan = _orphaned_catalog(tmp_path)
+    assert any("[orphan]" in e for e in _errors(catalog))
+
+    audit = reconcile_catalog(catalog, return_state=True)  # no fix: fails, writes nothing
+    assert audit.is_failed()
+    with pytest.raises(CatalogProblemsRemain, match="run with fix=True"):
+        audit.result()
+
+    state = reconcile_catalog(catalog, fix=True, artifact_key="rec-test", return_state=True)
+    out = state.result()
+    assert out["found"]["orphan"] == 1 and out["fixed"]["orphan"] == 1
+    assert not [p for p in out["remaining"] if p["severity"] == "error"]
+    assert _errors(catalog) == []
+
+    (summary,) = read_artifacts(key="rec-test", flow_run=flow_run_id(state))
+    assert {"kind": "orphan", "found": 1, "fixed": 1, "remaining": 0} in table_rows(summary)
+    (problems,) = read_artifacts(key="rec-test-problems", flow_run=flow_run_id(state))
+    (row,) = [r for r in table_rows(problems) if r["kind"] == "orphan"]
+    assert row["key"] == orphan and row["status"] == "fixed"
+
+
+# ---------------------------------------------------------------------------
+# events
+# ---------------------------------------------------------------------------
+
+
+def _s3_put_event(bucket: str, *keys: str) -> dict[str, Any]:
+    """The recorded S3 notification (tests/events/s3_put.json), one record per key."""
+    template = json.loads((EVENTS / "s3_put.json").read_text())["Records"][0]
+    records = []
+    for key in keys:
+        record = json.loads(json.dumps(template))
+        record["s3"]["bucket"]["name"] = bucket
+        record["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{bucket}"
+        record["s3"]["object"]["key"] = key
+        records.append(record)
+    return {"Records": records}
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_event_flow_registers_the_object(tmp_path: Path, s3_server: S3Server) -> None:
+    from flows.events import handle_s3_event
+
+    run = f"event-{uuid.uuid4().hex[:8]}"
+    client = s3_server.client()
+    path = write_utm(tmp_path / "data")
+    key = f"{run}/products/{path.name}"
+    client.upload_file(str(path), s3_server.bucket, key)
+
+    out = handle_s3_event(_s3_put_event(s3_server.bucket, key), catalog=s3_server.url(f"{run}/stac"),
+                          collection="events", prefixes=[f"{run}/products/"],
+                          storage_options=s3_server.storage_options)
+    assert [(r["id"], r["action"]) for r in out["registered"]] == [("utm_20240513", "created")]
+    assert out["failed"] == [] and out["batchItemFailures"] == []
+    item = json.loads(client.get_object(Bucket=s3_server.bucket,
+                                        Key=f"{run}/stac/events/utm_20240513/utm_20240513.json")["Body"].read())
+    assert item["assets"]["data"]["href"] == f"s3://{s3_server.bucket}/{key}"
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_event_flow_fails_when_a_record_fails_after_handling_the_rest(tmp_path: Path,
+                                                                     s3_server: S3Server) -> None:
+    from flows.events import handle_s3_event
+
+    run = f"event-{uuid.uuid4().hex[:8]}"
+    client = s3_server.client()
+    keys = []
+    for writer in (write_nocrs, write_cog):
+        path = writer(tmp_path / "data")
+        keys.append(f"{run}/products/{path.name}")
+        client.upload_file(str(path), s3_server.bucket, keys[-1])
+
+    state = handle_s3_event(_s3_put_event(s3_server.bucket, *keys), catalog=s3_server.url(f"{run}/stac"),
+                            collection="events", storage_options=s3_server.storage_options,
+                            return_state=True)
+    assert state.is_failed()
+    with pytest.raises(RegistrationFailed, match="1 event record") as info:
+        state.result()
+    assert "nocrs_20240513.tif" in str(info.value)
+    client.head_object(Bucket=s3_server.bucket, Key=f"{run}/stac/events/cog_20240105/cog_20240105.json")
+    (artifact,) = read_artifacts(key="event-events", flow_run=flow_run_id(state))
+    assert sorted(r["outcome"] for r in table_rows(artifact)) == ["created", "failed"]
+
+
+# ---------------------------------------------------------------------------
+# deploy/prefect.yaml
+# ---------------------------------------------------------------------------
+
+
+def _deployments() -> dict[str, dict[str, Any]]:
+    doc = yaml.safe_load(PREFECT_YAML.read_text())
+    return {d["name"]: d for d in doc["deployments"]}
+
+
+def test_prefect_yaml_entrypoints_are_flows() -> None:
+    from prefect.flows import load_flow_from_entrypoint
+
+    deployments = _deployments()
+    assert set(deployments) == {"nightly-reconcile", "backfill", "s3-events"}
+    for name, deployment in deployments.items():
+        path, func = deployment["entrypoint"].split(":")
+        assert (ROOT / path).is_file(), name
+        loaded = load_flow_from_entrypoint(f"{ROOT / path}:{func}")
+        assert isinstance(loaded, Flow), name
+        params = set(loaded.parameters.properties)
+        assert set(deployment.get("parameters", {})) <= params, (name, params)
+        assert deployment["work_pool"]["name"]
+
+
+def test_prefect_yaml_is_what_prefect_deploy_accepts() -> None:
+    """Validated with the models and helpers `prefect deploy` itself uses."""
+    from prefect.cli.deploy._models import PrefectYamlModel
+    from prefect.cli.deploy._schedules import _schedule_config_to_deployment_schedule
+    from prefect.cli.deploy._triggers import _initialize_deployment_triggers
+    from prefect.utilities.importtools import import_object
+
+    raw = yaml.safe_load(PREFECT_YAML.read_text())
+    model = PrefectYamlModel.model_validate(raw)
+    for step in model.pull or []:
+        (name,) = step
+        assert callable(import_object(name)), name
+
+    configs = {d.name: d.model_dump(exclude_unset=True, mode="json") for d in model.deployments}
+    nightly = configs["nightly-reconcile"]
+    (schedule,) = [_schedule_config_to_deployment_schedule(s) for s in nightly["schedules"]]
+    assert schedule["schedule"].cron == "0 2 * * *" and schedule["schedule"].timezone == "UTC"
+    assert nightly["parameters"]["fix"] is True
+    assert "schedules" not in configs["backfill"] and "triggers" not in configs["backfill"]
+
+    (trigger,) = _initialize_deployment_triggers("s3-events", configs["s3-events"]["triggers"])
+    trigger.set_deployment_id(uuid.uuid4())
+    automation = trigger.as_automation()
+    assert automation.trigger.expect == {"aws.s3.object.created", "aws.s3.object.deleted"}
+    (action,) = automation.actions
+    assert action.parameters == {"payload": "{{ event.payload }}"}

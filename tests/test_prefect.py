@@ -1,0 +1,334 @@
+"""producer.prefect on a real Prefect engine and server (no mocks).
+
+The ``register_in_stac`` task inside real flows against local catalogs and
+the local S3 server, the table artifacts read back through the Prefect
+client, failure after registering the good products, retries of storage
+errors only, and the ``@registers_in_stac`` decorator in both orders.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect import Task, flow, task
+
+from producer.errors import InputError
+from producer.prefect import (
+    RegistrationFailed,
+    artifact_key_for,
+    product_urls,
+    register_in_stac,
+    registers_in_stac,
+)
+from tests.prefect_harness import (  # noqa: F401  (session fixture)
+    flow_run_id,
+    read_artifacts,
+    read_task_run,
+    table_rows,
+)
+from tests.rasters import write_cog, write_nocrs, write_utm
+from tests.s3server import S3Server
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _item(catalog: Path, collection: str, item_id: str) -> Path:
+    return catalog / collection / item_id / f"{item_id}.json"
+
+
+def _run_task(call: Any) -> tuple[Any, Any, Any]:
+    """Run ``call()`` (a task call with ``return_state=True``) in a flow.
+
+    Returns ``(task_run_id, task_state, result_or_exception)`` and the flow's id
+    through the flow state.
+    """
+    @flow(name="run-one-task")
+    def one() -> tuple[Any, Any, Any]:
+        state = call()
+        return state.state_details.task_run_id, state, state.result(raise_on_failure=False)
+
+    return one()  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------------------
+# import hygiene and inputs
+# ---------------------------------------------------------------------------
+
+
+def test_import_producer_does_not_import_prefect() -> None:
+    code = ("import sys, producer, producer.api, producer.events, producer.cli; "
+            "assert 'prefect' not in sys.modules, 'prefect imported'; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_product_urls_flattens_paths_lists_and_skips_none(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.tif", "s3://bucket/b.tif"
+    assert product_urls(a) == [str(a)]
+    assert product_urls([[a, None], (b,), [[str(a)]]]) == [str(a), b]  # nested, deduplicated
+    assert product_urls(None) == []
+    for bad in (42, {"href": b}, b"x.tif"):
+        with pytest.raises(InputError, match="expected a product URL or path"):
+            product_urls(bad)
+
+
+def test_artifact_key_is_valid_for_prefect() -> None:
+    assert artifact_key_for("stac", "NDVI_v2.1") == "stac-ndvi-v2-1"
+
+
+# ---------------------------------------------------------------------------
+# the task
+# ---------------------------------------------------------------------------
+
+
+def test_task_registers_items_and_publishes_a_table(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog"
+    products = [write_utm(tmp_path / "data"), write_cog(tmp_path / "data")]
+
+    @flow(name="register-two")
+    def register_two() -> list[dict[str, Any]]:
+        return register_in_stac(products, catalog=str(catalog), collection="prefect-table")
+
+    first = register_two(return_state=True)
+    assert first.is_completed()
+    results = first.result()
+    assert [r["action"] for r in results] == ["created", "created"]
+    for item_id in ("utm_20240513", "cog_20240105"):
+        assert _item(catalog, "prefect-table", item_id).is_file()
+
+    (artifact,) = read_artifacts(key="stac-prefect-table", flow_run=flow_run_id(first))
+    rows = table_rows(artifact)
+    assert [(r["id"], r["action"]) for r in rows] == [("utm_20240513", "created"), ("cog_20240105", "created")]
+    assert all(r["href"].endswith(f"{r['id']}.json") and r["error"] == "" for r in rows)
+    assert artifact.task_run_id is not None  # attached to the task run
+
+    second = register_two(return_state=True)  # idempotent: nothing changes
+    (again,) = read_artifacts(key="stac-prefect-table", flow_run=flow_run_id(second))
+    assert [r["action"] for r in table_rows(again)] == ["unchanged", "unchanged"]
+
+
+def test_task_resolves_upstream_futures(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog"
+    data = tmp_path / "data"
+
+    @task
+    def produce(kind: str) -> Path:
+        return write_utm(data) if kind == "utm" else write_cog(data)
+
+    @flow(name="futures-to-stac")
+    def pipeline() -> list[dict[str, Any]]:
+        futures = produce.map(["utm", "cog"])
+        return register_in_stac([futures], catalog=str(catalog), collection="from-futures")
+
+    assert sorted(r["id"] for r in pipeline()) == ["cog_20240105", "utm_20240513"]
+    assert _item(catalog, "from-futures", "cog_20240105").is_file()
+
+
+def test_bad_product_fails_the_task_after_registering_the_rest_and_is_not_retried(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog"
+    good, bad = write_utm(tmp_path / "data"), write_nocrs(tmp_path / "data")
+    attempts: list[int] = []
+
+    def count(task: Any, task_run: Any, state: Any) -> None:
+        attempts.append(task_run.run_count)
+
+    counted = register_in_stac.with_options(on_running=[count], retry_delay_seconds=0)
+    task_run_id, state, exc = _run_task(
+        lambda: counted([good, bad], catalog=str(catalog), collection="mixed", return_state=True))
+
+    assert state.is_failed()
+    assert isinstance(exc, RegistrationFailed) and not exc.transient
+    assert "1 of 2 product(s) failed" in str(exc) and str(bad) in str(exc) and "no CRS" in str(exc)
+    assert _item(catalog, "mixed", "utm_20240513").is_file()  # the good one IS registered
+    assert not _item(catalog, "mixed", "nocrs_20240513").exists()
+    assert [r["action"] for r in exc.results] == ["created", "error"]
+
+    assert attempts == [1]  # retries=3 configured, bad input not retried
+    run = read_task_run(task_run_id)
+    assert run.run_count == 1 and run.state.is_failed()
+    (artifact,) = read_artifacts(key="stac-mixed", task_run=task_run_id)
+    rows = table_rows(artifact)
+    assert [(r["id"], r["action"]) for r in rows] == [("utm_20240513", "created"), ("nocrs_20240513", "error")]
+    assert "no CRS" in rows[1]["error"] and rows[1]["href"] == ""
+
+
+def test_storage_error_is_retried_until_the_bucket_exists(tmp_path: Path, s3_server: S3Server) -> None:
+    """A catalog bucket that does not exist yet: a real StoreError (NoSuchBucket)
+    on the first attempt; the on_running hook of the second attempt creates the
+    bucket, and the retry registers the product."""
+    bucket = f"retry-{uuid.uuid4().hex[:10]}"
+    product = write_utm(tmp_path / "data")
+    attempts: list[int] = []
+
+    def create_bucket_on_retry(task: Any, task_run: Any, state: Any) -> None:
+        attempts.append(task_run.run_count)
+        if len(attempts) == 2:
+            s3_server.new_bucket(bucket)
+
+    retried = register_in_stac.with_options(on_running=[create_bucket_on_retry], retry_delay_seconds=0)
+    task_run_id, state, results = _run_task(lambda: retried(
+        product, catalog=f"s3://{bucket}/stac", collection="retried",
+        storage_options=s3_server.storage_options, return_state=True))
+
+    assert state.is_completed(), results
+    assert [r["action"] for r in results] == ["created"]
+    assert len(attempts) == 2
+    assert read_task_run(task_run_id).run_count == 2
+    body = s3_server.client().get_object(Bucket=bucket, Key="stac/retried/utm_20240513/utm_20240513.json")["Body"]
+    assert json.loads(body.read())["id"] == "utm_20240513"
+
+    first, second = read_artifacts(key="stac-retried", task_run=task_run_id)
+    (row,) = table_rows(first)
+    assert row["action"] == "error" and "does not exist" in row["error"]
+    assert [r["action"] for r in table_rows(second)] == ["created"]
+
+
+def test_unusable_options_are_not_retried(tmp_path: Path) -> None:
+    attempts: list[int] = []
+    counted = register_in_stac.with_options(
+        on_running=[lambda t, r, s: attempts.append(r.run_count)], retry_delay_seconds=0)
+    _, state, exc = _run_task(lambda: counted(
+        write_utm(tmp_path), catalog=str(tmp_path / "c"), collection="bad id!", return_state=True))
+    assert state.is_failed() and isinstance(exc, InputError)
+    assert attempts == [1]
+
+
+# ---------------------------------------------------------------------------
+# the decorator
+# ---------------------------------------------------------------------------
+
+
+def test_decorator_under_task_registers_inside_the_task_run(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog"
+    product = write_utm(tmp_path / "data")
+
+    @task(name="make-product")
+    @registers_in_stac(catalog=str(catalog), collection="decorated")
+    def make_product(path: Path) -> Path:
+        """Pretend to process; return the written product."""
+        return path
+
+    @flow(name="decorated-under")
+    def pipeline() -> Any:
+        return make_product(product, return_state=True)
+
+    state = pipeline()
+    value = state.result()
+    assert value == product and isinstance(value, Path)  # passed through unchanged
+    assert _item(catalog, "decorated", "utm_20240513").is_file()
+    (artifact,) = read_artifacts(key="stac-decorated", task_run=state.state_details.task_run_id)
+    assert [r["action"] for r in table_rows(artifact)] == ["created"]
+
+
+def test_decorator_above_task_keeps_a_task(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog"
+    products = [str(write_utm(tmp_path / "data")), str(write_cog(tmp_path / "data"))]
+
+    @registers_in_stac(catalog=str(catalog), collection="decorated-above")
+    @task(name="make-products", retries=1)
+    def make_products(paths: list[str]) -> list[str]:
+        return paths
+
+    assert isinstance(make_products, Task)
+    assert make_products.name == "make-products" and make_products.retries == 1
+
+    @flow(name="decorated-above")
+    def pipeline() -> list[str]:
+        return make_products.submit(products).result()
+
+    assert pipeline() == products
+    for item_id in ("utm_20240513", "cog_20240105"):
+        assert _item(catalog, "decorated-above", item_id).is_file()
+
+
+def test_decorator_on_an_async_task(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog"
+    product = str(write_cog(tmp_path / "data"))
+
+    @task(name="make-async")
+    @registers_in_stac(catalog=str(catalog), collection="decorated-async")
+    async def make_async() -> str:
+        return product
+
+    @flow(name="decorated-async")
+    async def pipeline() -> tuple[str, Any]:
+        from prefect.runtime import flow_run
+
+        return await make_async(), flow_run.id
+
+    import asyncio
+
+    value, run_id = asyncio.run(pipeline())
+    assert value == product
+    assert _item(catalog, "decorated-async", "cog_20240105").is_file()
+    (artifact,) = read_artifacts(key="stac-decorated-async", flow_run=run_id)
+    assert [r["action"] for r in table_rows(artifact)] == ["created"]
+
+
+def test_decorator_fails_the_task_with_a_clear_message(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog"
+    bad = write_nocrs(tmp_path / "data")
+
+    @task(name="make-bad")
+    @registers_in_stac(catalog=str(catalog), collection="decorated-bad")
+    def make_bad() -> Path:
+        return bad
+
+    _, state, exc = _run_task(lambda: make_bad(return_state=True))
+    assert state.is_failed()
+    assert isinstance(exc, RegistrationFailed)
+    message = str(exc)
+    assert "make_bad" in message and "registration in STAC failed" in message
+    assert str(bad) in message and "no CRS" in message
+    assert not (catalog / "decorated-bad").exists() or not any((catalog / "decorated-bad").rglob("*.json"))
+
+
+def test_decorator_rejects_a_wrong_return_value_and_unknown_options() -> None:
+    @registers_in_stac(catalog="/nonexistent/catalog", collection="x")
+    def returns_a_number() -> int:
+        return 42
+
+    with pytest.raises(InputError, match=r"returns_a_number returned 42"):
+        returns_a_number()
+    with pytest.raises(TypeError, match="unknown registration option"):
+        registers_in_stac(catalog="c", collection="x", colection_meta={})
+
+
+def test_decorator_on_a_plain_function_outside_prefect(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog"
+    product = write_utm(tmp_path / "data")
+
+    @registers_in_stac(catalog=str(catalog), collection="plain")
+    def make() -> list[Path]:
+        return [product]
+
+    assert make() == [product]
+    assert _item(catalog, "plain", "utm_20240513").is_file()
+
+
+def test_store_errors_and_bad_input_are_told_apart_without_prefect(tmp_path: Path) -> None:
+    """The classification the retry condition relies on, on a read-only store
+    error that even root cannot bypass: a catalog path under a regular file."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    from producer.prefect import register_and_report
+
+    with pytest.raises(RegistrationFailed) as info:
+        register_and_report(write_utm(tmp_path / "data"), catalog=str(blocker / "catalog"), collection="x")
+    assert info.value.transient
+    assert [r["error_type"] for r in info.value.failed] == ["storage"]
+    # bad input into a healthy catalog: not transient
+    with pytest.raises(RegistrationFailed) as info:
+        register_and_report(write_nocrs(tmp_path / "data"), catalog=str(tmp_path / "ok"), collection="x")
+    assert not info.value.transient
+    assert [r["error_type"] for r in info.value.failed] == ["input"]
