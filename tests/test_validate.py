@@ -540,3 +540,24 @@ def test_every_ref_resolves_locally() -> None:
             if target not in mapping and target != METASCHEMA:
                 missing.add((url, target))
     assert missing == KNOWN_MISSING
+
+
+def test_a_busy_validator_compiles_and_still_words_every_problem() -> None:
+    """After ACCELERATE_AFTER uses a schema is checked by compiled code; valid
+    documents still pass and a broken one still gets jsonschema's messages."""
+    from producer.validate import ACCELERATE_AFTER, Validator
+
+    validator = Validator()
+    item = make_item()
+
+    for _ in range(ACCELERATE_AFTER + 5):
+        assert validator.errors(item) == []
+    assert validator._fast, "no schema was compiled after many uses"
+    broken = make_item()
+    broken["properties"]["proj:code"] = 32633
+    broken["bbox"] = "not a bbox"
+    messages = validator.errors(broken)
+    assert any(m.startswith("properties.proj:code:") for m in messages)
+    assert any(m.startswith("bbox:") for m in messages)
+    assert messages == Validator(accelerate_links=None).errors(broken)
+
