@@ -116,7 +116,8 @@ class Committer:
         self.validate(light, self.store_path(key))
 
     def cas(self, key: str, mutate: Mutation, *, expect: Sequence[str],
-            first: tuple[dict | None, str | None] | None = None) -> CasOutcome:
+            first: tuple[dict | None, str | None] | None = None,
+            validated: bool = False) -> CasOutcome:
         """Apply ``mutate`` to the document at ``key`` until the write wins.
 
         ``mutate`` gets a private copy of the current document (or ``None``
@@ -124,7 +125,9 @@ class Committer:
         It may run several times, on fresher documents, so it must be a pure
         function of its argument. ``first`` is an already-read
         ``(doc, version)`` to start from. Raises :class:`ConflictError` after
-        ``max_retries`` lost races.
+        ``max_retries`` lost races. ``validated``: the caller has already
+        validated what ``mutate`` returns (up to bookkeeping fields), so it is
+        not validated again.
         """
         for attempt in range(self.max_retries + 1):
             if first is not None and attempt == 0:
@@ -134,7 +137,8 @@ class Committer:
             new = mutate(copy.deepcopy(current) if current is not None else None)
             if new is None:
                 return CasOutcome(current)
-            self.check_update(key, current, new)
+            if not validated:
+                self.check_update(key, current, new)
             try:
                 if version is None:
                     self.store.put(key, docs.dumps(new), create_only=True)
@@ -158,7 +162,9 @@ class Committer:
         """Write one item document; return ``created``, ``updated`` or ``unchanged``.
 
         Keeps an existing item's ``created`` and sets ``updated``; writes
-        nothing when only those two would differ. ``item`` is not mutated.
+        nothing when only those two would differ. ``item`` is not mutated and
+        must have been validated by the caller (the timestamps set here are
+        the only change).
         """
         outcome = {"action": "unchanged"}
 
@@ -178,7 +184,7 @@ class Committer:
             outcome["action"] = "updated"
             return new
 
-        self.cas(key, mutate, expect=("Feature",))
+        self.cas(key, mutate, expect=("Feature",), validated=True)
         return outcome["action"]
 
     # -- parents ----------------------------------------------------------------
