@@ -287,6 +287,22 @@ def write_corrupt(dirpath: str | os.PathLike[str]) -> Path:
     return path
 
 
+def write_truncated(dirpath: str | os.PathLike[str]) -> Path:
+    """``truncated_20240107.tif``: a COG cut off halfway through its pixel data.
+
+    Header and IFDs are intact, so it opens and its metadata reads; only
+    the block offsets in the header tell that the data ends past the file.
+    """
+    directory = _dir(dirpath)
+    whole = write_cog(directory / ".truncated-source")
+    data = whole.read_bytes()
+    path = directory / "truncated_20240107.tif"
+    path.write_bytes(data[: len(data) - len(data) // 4])
+    whole.unlink()
+    whole.parent.rmdir()
+    return path
+
+
 def write_empty(dirpath: str | os.PathLike[str]) -> Path:
     """``empty.tif``: zero bytes."""
     path = _dir(dirpath) / "empty.tif"
@@ -411,6 +427,7 @@ WRITERS: dict[str, Callable[[str | os.PathLike[str]], Path]] = {
     "cog": write_cog,
     "overviews": write_overviews,
     "corrupt": write_corrupt,
+    "truncated": write_truncated,
     "empty": write_empty,
     "notraster": write_notraster,
     "tagsdate": write_tagsdate,
@@ -429,6 +446,7 @@ VALID = (
 INVALID = {
     "nocrs": "NoGeoreferenceError",
     "corrupt": "InputError",
+    "truncated": "InputError",
     "empty": "InputError",
     "notraster": "InputError",
     "nodate": "NoDatetimeError",

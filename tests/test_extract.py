@@ -560,19 +560,53 @@ def test_href_helpers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_header_only_without_stats(data: dict[str, Path]) -> None:
-    """Without stats/checksum no pixel is decoded: a COG cut off right where its
-    pixel data starts (header intact) still yields an item; with stats it fails
-    with our error."""
+    """Without stats/checksum no pixel is decoded: a COG whose every data
+    block is overwritten with garbage (same length, header intact) still
+    yields the same item; with stats it fails with our error."""
     with rasterio.open(data["cog"]) as src:
         first_block = int(src.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
-    truncated = data["cog"].with_name("headeronly_20240105.tif")
-    truncated.write_bytes(data["cog"].read_bytes()[:first_block])
-    item = create_item(truncated)
-    assert item.id == "headeronly_20240105"
-    assert item.assets["data"].extra_fields["file:size"] == first_block
-    with pytest.raises(InputError, match="headeronly_20240105.tif") as info:
-        create_item(truncated, ExtractOptions(stats=True))
+    whole = data["cog"].read_bytes()
+    garbled = data["cog"].with_name("garbled_20240105.tif")
+    garbled.write_bytes(whole[:first_block] + b"\xff" * (len(whole) - first_block))
+    item = create_item(garbled).to_dict()
+    reference = create_item(data["cog"]).to_dict()
+    assert item["id"] == "garbled_20240105"
+    assert item["assets"]["data"]["file:size"] == len(whole)
+    assert item["assets"]["data"]["bands"] == reference["assets"]["data"]["bands"]
+    assert item["geometry"] == reference["geometry"]
+    with pytest.raises(InputError, match="garbled_20240105.tif") as info:
+        create_item(garbled, ExtractOptions(stats=True))
     assert info.value.__cause__ is not None
+
+
+@pytest.mark.parametrize("cut", ["8 bytes", "last block", "all data"])
+def test_truncated_tiff_is_refused_from_its_header(data: dict[str, Path], tmp_path: Path, cut: str) -> None:
+    """A file still being written (intact header, data cut short) is an
+    error naming the file, found without reading pixels; the whole file is fine."""
+    with rasterio.open(data["cog"]) as src:
+        first_block = int(src.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
+    whole = data["cog"].read_bytes()
+    keep = {"8 bytes": len(whole) - 8, "last block": len(whole) - 64, "all data": first_block}[cut]
+    path = tmp_path / "partial_20240105.tif"
+    path.write_bytes(whole[:keep])
+    with pytest.raises(InputError, match=r"partial_20240105\.tif: truncated.*not completely written"):
+        create_item(path)
+    path.write_bytes(whole)
+    assert create_item(path).id == "partial_20240105"
+
+
+def test_truncated_striped_multiband_geotiff(tmp_path: Path) -> None:
+    """Band-interleaved striped GeoTIFF: the check covers every band's strips."""
+    path = tmp_path / "striped_20240105.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=40, height=30, count=3, dtype="uint16",
+                       crs="EPSG:32633", transform=rasterio.transform.from_origin(500000, 6000000, 10, 10),
+                       interleave="band") as dst:
+        dst.write(np.arange(3 * 30 * 40, dtype="uint16").reshape(3, 30, 40))
+    assert create_item(path).id == "striped_20240105"
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) - 10])
+    with pytest.raises(InputError, match="band 3"):
+        create_item(path)
 
 
 def test_numpy_not_needed_by_callers() -> None:

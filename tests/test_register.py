@@ -147,6 +147,7 @@ def test_memory_catalog(data):
 BAD = {
     "nocrs": "CRS",
     "corrupt": "corrupt.tif",
+    "truncated": "not completely written",
     "empty": "empty.tif",
     "notraster": "notraster.tif",
     "nodate": "datetime",

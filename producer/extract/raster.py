@@ -41,7 +41,7 @@ from producer.extract.bands import get_bands_info, spatial_resolution
 from producer.extract.datetimes import resolve_datetime
 from producer.extract.ids import split_location, make_item_id
 from producer.extract.options import ExtractOptions
-from producer.extract.source import RASTERIO_ERRORS, open_source
+from producer.extract.source import RASTERIO_ERRORS, check_complete, open_source
 
 PROJECTION_EXT = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 RASTER_EXT = "https://stac-extensions.github.io/raster/v2.0.0/schema.json"
@@ -238,6 +238,7 @@ def _build_item(src: Any, location: str, data_location: str | None, options: Ext
         )
     elif options.checksum:
         raise InputError(f"{location}: cannot compute file:checksum, the product's bytes are not addressable")
+    check_complete(src, asset_fields.get("file:size"), location)
     asset_fields.update(get_raster_asset_info(src))
     asset_fields["bands"] = get_bands_info(src, stats=options.stats, resolution=_resolution(src))
 

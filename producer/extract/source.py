@@ -128,3 +128,63 @@ def open_source(
     except RASTERIO_ERRORS as exc:
         raise InputError(f"{location}: cannot open subdataset {subdataset!r}: {exc}") from exc
     return OpenedSource(dataset, location, subdataset)
+
+
+#: beyond this many blocks per band only the last ones are checked (striped giants)
+_MAX_BLOCKS_CHECKED = 250_000
+
+
+def _tiff_block_ends(dataset: Any) -> tuple[int, str] | None:
+    """``(end, which)``: the byte where the last full-resolution block ends.
+
+    Reads the offsets and byte counts GDAL already has from the TIFF header
+    (``BLOCK_OFFSET_x_y`` / ``BLOCK_SIZE_x_y``), no pixel data. ``None`` for
+    other formats. Pixel-interleaved files share one set of blocks, band 1;
+    band-interleaved ones are checked band by band. Sparse (never written)
+    blocks have offset 0 and are skipped.
+    """
+    if getattr(dataset, "driver", None) not in ("GTiff", "COG"):
+        return None
+    block_h, block_w = dataset.block_shapes[0]
+    cols = -(-dataset.width // block_w)
+    rows = -(-dataset.height // block_h)
+    bands = [1] if getattr(dataset.interleaving, "name", "") == "pixel" else range(1, dataset.count + 1)
+    blocks = [(x, y) for y in range(rows) for x in range(cols)] if rows * cols <= _MAX_BLOCKS_CHECKED else \
+        [(x, rows - 1) for x in range(cols)] + [(cols - 1, y) for y in range(rows)]
+    best = (0, "")
+    for band in bands:
+        for x, y in blocks:
+            offset = dataset.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=band)
+            size = dataset.get_tag_item(f"BLOCK_SIZE_{x}_{y}", "TIFF", bidx=band)
+            if not offset or size is None:
+                continue
+            end = int(offset) + int(size)
+            if end > best[0]:
+                best = (end, f"block ({x}, {y}) of band {band}")
+    return best if best[0] else None
+
+
+def check_complete(dataset: Any, size: int | None, where: str) -> None:
+    """Raise :class:`InputError` when a TIFF's pixel data runs past its end.
+
+    A product caught while it is still being written (or cut short by a
+    failed copy) often has an intact header, so it opens and its metadata
+    reads fine; only its last blocks are missing. Registering it would
+    publish a broken asset. Checks the full-resolution blocks against the
+    file size (``size``; ``None`` skips the check). Overviews appended after
+    the data by an in-place ``gdaladdo`` are not checked; in a COG they come
+    before the full-resolution data, so any cut is caught.
+    """
+    if size is None:
+        return
+    try:
+        found = _tiff_block_ends(dataset)
+    except RASTERIO_ERRORS:  # offsets unreadable: leave the verdict to the readers
+        return
+    if found and found[0] > size:
+        end, which = found
+        raise InputError(
+            f"{where}: truncated: its {which} ends at byte {end:,} but the file has "
+            f"{size:,} bytes; it was not completely written (still being copied, or "
+            "a failed upload). Write it again, then register it"
+        )
