@@ -1,0 +1,239 @@
+"""Concurrent writers into ONE collection: throughput and CAS conflicts retried.
+
+    .venv/bin/python bench/concurrency.py --quick     # smoke test, prints only
+    .venv/bin/python bench/concurrency.py             # full run, writes BENCHMARKS.md
+
+W writer processes (multiprocessing, spawn) each register their share of the
+items, one ``producer.register([path])`` call per product (one commit per
+product: the most contention, like a pipeline that registers each product as
+it lands). Every worker warms up (imports, schemas) before a barrier; the
+wall time runs from the barrier to the last worker's end. Conflicts are the
+``PreconditionFailed`` answers to conditional puts, counted by a store
+wrapper (each is one compare-and-swap the Committer lost and retried:
+``producer.register`` does not expose ``Committer.conflicts``).
+
+Afterwards the catalog is checked: every item linked exactly once, nothing
+else linked, ``producer.validate_catalog`` reports no error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import common as c  # noqa: E402
+
+FULL = {"writers": [1, 2, 4, 8], "items": 400, "backends": ["local", "s3"], "repeats": 2}
+QUICK = {"writers": [1, 4], "items": 40, "backends": ["local", "s3"], "repeats": 1}
+WARM_COG = 998
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _worker(index: int, catalog: str, options: dict | None, files: list[str],
+            barrier: Any, out: Any) -> None:
+    """One writer process: warm up, wait for the others, register one by one."""
+    try:
+        import producer
+        from producer import commit as commit_mod
+        from producer.store import open_store
+
+        slept = [0.0]
+        original_sleep = getattr(commit_mod.Committer, "_sleep", None)
+        if original_sleep is not None:  # measure the CAS backoff (the bench's view only)
+            def timed_sleep(self: Any, attempt: int) -> None:
+                t = time.perf_counter()
+                original_sleep(self, attempt)
+                slept[0] += time.perf_counter() - t
+            commit_mod.Committer._sleep = timed_sleep  # type: ignore[method-assign]
+
+        scratch = c.fresh_work_dir(f"conc-warm-{os.getpid()}")
+        producer.register([str(c.cog_path(WARM_COG))], catalog=str(scratch), collection="warm")
+        shutil.rmtree(scratch)
+        store = c.ConflictCountingStore(open_store(catalog, options))
+        barrier.wait()
+        t0 = time.time()
+        cpu0 = time.process_time()
+        results = []
+        for path in files:
+            (res,) = producer.register([path], catalog=store, collection=c.COLLECTION)
+            results.append((res.id, res.action, res.error))
+        t1 = time.time()
+        out.put({"index": index, "t0": t0, "t1": t1, "cpu": time.process_time() - cpu0,
+                 "slept": slept[0] if original_sleep is not None else None,
+                 "conflicts": store.conflicts,
+                 "by_key": store.by_key, "results": results})
+    except BaseException as exc:  # report instead of hanging the parent
+        out.put({"index": index, "fatal": f"{type(exc).__name__}: {exc}"})
+        raise
+
+
+def run_writers(catalog: str, options: dict | None, files: list[str], writers: int) -> dict:
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(writers)
+    out = ctx.Queue()
+    shares = [files[w::writers] for w in range(writers)]
+    procs = [ctx.Process(target=_worker, args=(w, catalog, options, shares[w], barrier, out))
+             for w in range(writers)]
+    for p in procs:
+        p.start()
+    reports = []
+    for _ in procs:
+        reports.append(out.get(timeout=1800))
+    for p in procs:
+        p.join(timeout=60)
+    fatal = [r["fatal"] for r in reports if "fatal" in r]
+    if fatal:
+        raise RuntimeError(f"writer failed: {fatal[0]}")
+    wall = max(r["t1"] for r in reports) - min(r["t0"] for r in reports)
+    results = [x for r in reports for x in r["results"]]
+    by_key: Counter[str] = Counter()
+    for r in reports:
+        by_key.update(r["by_key"])
+    slept = [r["slept"] for r in reports]
+    return {"wall": wall, "conflicts": sum(r["conflicts"] for r in reports),
+            "cpu": sum(r["cpu"] for r in reports),
+            "slept": None if None in slept else sum(slept),
+            "per_worker": [r["conflicts"] for r in sorted(reports, key=lambda r: r["index"])],
+            "by_key": dict(by_key), "results": results}
+
+
+def verify(catalog: str, options: dict | None, expected_ids: list[str]) -> dict:
+    """Every expected item linked exactly once from the collection, nothing else; valid."""
+    import producer
+    from producer.store import open_store
+
+    store = open_store(catalog, options)
+    coll = json.loads(store.get(f"{c.COLLECTION}/collection.json")[0])
+    hrefs = Counter(link["href"] for link in coll["links"] if link["rel"] == "item")
+    want = Counter(f"./{i}/{i}.json" for i in expected_ids)
+    problems = [str(p) for p in producer.validate_catalog(catalog, storage_options=options) if p.is_error]
+    return {"linked_once": hrefs == want,
+            "missing": sorted(set(want) - set(hrefs))[:5],
+            "duplicates": [h for h, k in hrefs.items() if k > 1][:5],
+            "extra": sorted(set(hrefs) - set(want))[:5],
+            "errors": problems[:5], "n_errors": len(problems)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="2 writer counts, 40 items (< 30 s)")
+    ap.add_argument("--writers", help="comma-separated writer counts (default 1,2,4,8)")
+    ap.add_argument("--items", type=int, help="items in total (default 400)")
+    ap.add_argument("--backends", help="local,s3")
+    ap.add_argument("--repeats", type=int, help="runs per (backend, writers); the median is shown")
+    ap.add_argument("--write", dest="write", action="store_true", default=None,
+                    help="write the table into BENCHMARKS.md (default: full runs only)")
+    ap.add_argument("--no-write", dest="write", action="store_false")
+    ap.add_argument("--out", type=Path, default=c.BENCHMARKS_MD)
+    ap.add_argument("--json", type=Path, help="also dump the raw numbers here")
+    args = ap.parse_args(argv)
+    cfg = dict(QUICK if args.quick else FULL)
+    if args.writers:
+        cfg["writers"] = [int(x) for x in args.writers.split(",")]
+    if args.items:
+        cfg["items"] = args.items
+    if args.backends:
+        cfg["backends"] = args.backends.split(",")
+    if args.repeats:
+        cfg["repeats"] = args.repeats
+    write = (not args.quick) if args.write is None else args.write
+
+    t_start = time.perf_counter()
+    log(f"{'quick' if args.quick else 'full'} run on {c.machine_note()}")
+    files = c.ensure_cogs(cfg["items"], log)
+    if not c.cog_path(WARM_COG).exists():
+        c._write_cog(WARM_COG)
+    from producer.api import item_id_for
+
+    ids = [item_id_for(f) for f in files]
+    assert len(set(ids)) == len(ids)
+    rows, raw = [], []
+    s3 = c.S3Process() if "s3" in cfg["backends"] else None
+    try:
+        for backend in cfg["backends"]:
+            base_rate = None
+            for w in cfg["writers"]:
+                runs = []
+                for rep in range(cfg["repeats"]):
+                    if backend == "local":
+                        catalog, options = str(c.fresh_work_dir(f"conc-{w}")), None
+                    else:
+                        assert s3 is not None
+                        catalog, options = s3.url(f"conc-{w}-{rep}"), s3.storage_options
+                    server_cpu0 = s3.cpu_seconds() if s3 is not None and backend == "s3" else 0.0
+                    r = run_writers(catalog, options, files, w)
+                    r["server_cpu"] = (s3.cpu_seconds() - server_cpu0
+                                       if s3 is not None and backend == "s3" else None)
+                    bad = [x for x in r["results"] if x[1] != "created"]
+                    check = verify(catalog, options, ids)
+                    log(f"  {backend:>5} W={w}: {r['wall']:.1f} s, {len(files) / r['wall']:.1f} items/s, "
+                        f"cpu {r['cpu']:.1f} s (server {r['server_cpu'] or 0:.1f} s), backoff {r['slept'] or 0:.1f} s, "
+                        f"load {os.getloadavg()[0]:.1f}, conflicts {r['conflicts']} {r['by_key']}, not created {len(bad)}, "
+                        f"linked once {check['linked_once']}, errors {check['n_errors']}")
+                    if bad or not check["linked_once"] or check["n_errors"]:
+                        log(f"    PROBLEM: {bad[:3]} {check}")
+                    runs.append({"backend": backend, "writers": w, **r, "check": check,
+                                 "results": None, "not_created": bad[:5], "n_bad": len(bad)})
+                    if backend == "local":
+                        shutil.rmtree(catalog)
+                    else:
+                        assert s3 is not None
+                        s3.drop(f"conc-{w}-{rep}")
+                raw.extend(runs)
+                walls = sorted(r["wall"] for r in runs)
+                wall = c.median(walls)
+                rate = len(files) / wall
+                base_rate = base_rate or rate
+                conflicts = sorted(r["conflicts"] for r in runs)
+                n_bad = sum(r["n_bad"] for r in runs)
+                linked = all(r["check"]["linked_once"] for r in runs)
+                n_err = sum(r["check"]["n_errors"] for r in runs)
+                spread = "" if len(walls) == 1 else f" ({c.fmt_s(walls[0])}–{c.fmt_s(walls[-1])})"
+                crange = (str(conflicts[0]) if len(conflicts) == 1
+                          else f"{c.median(conflicts):.0f} ({conflicts[0]}–{conflicts[-1]})")
+                mid = sorted(runs, key=lambda r: r["wall"])[(len(runs) - 1) // 2]
+                rows.append([
+                    "local filesystem" if backend == "local" else "S3 (moto, 127.0.0.1)", w,
+                    c.fmt_s(wall) + spread, f"{rate:.1f}", f"{rate / base_rate:.2f}×",
+                    f"{crange}; {c.median(conflicts) / len(files):.2f}/item",
+                    f"{mid['cpu'] / mid['wall']:.2f}" + (
+                        "" if mid["server_cpu"] is None
+                        else f" (+{mid['server_cpu'] / mid['wall']:.2f} server)"),
+                    "–" if mid["slept"] is None else f"{mid['slept']:.1f} s",
+                    "yes" if linked and not n_bad else f"NO ({n_bad} failed)",
+                    "valid" if not n_err else f"{n_err} errors"])
+    finally:
+        if s3 is not None:
+            s3.close()
+    body = c.table(["catalog", "writers", "wall time", "items/s", "vs 1 writer",
+                    "CAS conflicts retried", "writer CPU / wall", "backoff sleep (all writers)",
+                    f"all {len(files)} linked exactly once", "validate_catalog"], rows)
+    log("\n" + body)
+    if args.json:
+        args.json.write_text(json.dumps({"config": cfg, "runs": raw}, indent=1, default=str))
+    if write:
+        c.write_section("concurrency", f"_{c.machine_note()}; "
+                                       f"{'quick' if args.quick else 'full'} mode; "
+                                       f"{len(files)} items, one register() call per item; "
+                                       f"median of {cfg['repeats']} runs (min–max)._\n\n{body}",
+                        args.out)
+        log(f"updated {args.out}")
+    log(f"done in {time.perf_counter() - t_start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
