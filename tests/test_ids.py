@@ -90,9 +90,12 @@ def test_safe_ids(value: str) -> None:
     assert check_id(value) == value
 
 
-def test_what_is_named() -> None:
-    with pytest.raises(UnsafeIdError, match="unsafe collection id"):
+def test_what_is_named_and_the_fix_fits_it() -> None:
+    """A typed id (collection, item to remove) gets the allowed characters as
+    its fix, not the --id-template hint meant for ids made from file names."""
+    with pytest.raises(UnsafeIdError, match="unsafe collection id") as info:
         check_id("../c", "collection id")
+    assert "A-Z a-z 0-9 . _ -" in str(info.value) and "--id-template" not in str(info.value)
 
 
 def test_unsafe_file_name_names_the_file() -> None:

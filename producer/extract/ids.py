@@ -87,11 +87,12 @@ def check_id(value: str, what: str = "item id", *, source: str | None = None) ->
     if reason is None:
         return value
     origin = f" for {source}" if source else ""
-    raise UnsafeIdError(
-        f"unsafe {what} {value!r}{origin}: {reason}. Choose another with --id-template "
-        "(fields {stem}, {name}, {parent}, {collection}; e.g. --id-template '{parent}_{stem}') "
-        "or rename the file"
-    )
+    if source:  # an id made from a product's name: the template or the name must change
+        fix = ("Choose another with --id-template (fields {stem}, {name}, {parent}, {collection}; "
+               "e.g. --id-template '{parent}_{stem}') or rename the file")
+    else:  # an id the caller typed
+        fix = f"Use 1-{MAX_ID_LENGTH} characters from A-Z a-z 0-9 . _ - (not starting with . or -), e.g. 'ndvi-v2'"
+    raise UnsafeIdError(f"unsafe {what} {value!r}{origin}: {reason}. {fix}")
 
 
 def make_item_id(source: str | os.PathLike[str], options: ExtractOptions = ExtractOptions()) -> str:
