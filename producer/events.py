@@ -396,6 +396,14 @@ def handle(payload: Mapping[str, Any], config: HandlerConfig) -> dict[str, Any]:
     :func:`producer.api.item_id_for` gives them. Order between a creation and
     a removal of the same object is kept.
 
+    Notifications arrive at least once and in no guaranteed order, so each
+    record is checked against the object as it is now, not as the event
+    says: a creation whose object is already gone again (deleted since) and
+    a removal whose object exists again (re-created since; its own creation
+    event registers it) are skipped, with the reason, rather than failed or
+    applied. Such records would otherwise fail on every redelivery, or
+    remove the item of a product that exists.
+
     Writes to the catalog (through the api); mutates nothing it was given.
     Returns::
 
@@ -515,6 +523,10 @@ def _register_run(api: Any, run: list[ObjectEvent], config: HandlerConfig, out: 
         seen.add(source)
         if getattr(result, "ok", getattr(result, "action", "error") != "error"):
             out["registered"].append(result.to_dict())
+        elif _object_exists(source, config.storage_options) is False:
+            log.info("%s: gone since its creation event; nothing to register", source)
+            out["skipped"].append({"url": source, "reason": "the object no longer exists (deleted after "
+                                   "this creation event); nothing to register"})
         else:
             error = getattr(result, "error", None) or "registration failed"
             log.warning("registering %s failed: %s", source, error)
@@ -527,7 +539,12 @@ def _register_run(api: Any, run: list[ObjectEvent], config: HandlerConfig, out: 
 
 
 def _remove_one(api: Any, event: ObjectEvent, config: HandlerConfig, out: dict[str, Any], fail: Any) -> None:
-    """Remove the item registered for one deleted object."""
+    """Remove the item registered for one deleted object, unless it exists again."""
+    if _object_exists(event.url, config.storage_options):
+        log.info("%s: exists again; its removal event is stale, the item stays", event.url)
+        out["skipped"].append({"url": event.url, "reason": "the object exists again (re-created after "
+                               "this deletion event); its item stays"})
+        return
     try:
         item_id = api.item_id_for(event.url, id_template=config.id_template, collection=config.collection)
         result = api.remove(
@@ -541,6 +558,24 @@ def _remove_one(api: Any, event: ObjectEvent, config: HandlerConfig, out: dict[s
         fail(_describe(exc), url=event.url, message_id=event.message_id)
         return
     out["removed"].append(result.to_dict())
+
+
+def _object_exists(url: str, storage_options: Mapping[str, Any] | None) -> bool | None:
+    """Whether the object at ``url`` exists now: True, False, or None when
+    storage cannot tell (no permission, network): callers then act as if
+    the check had not been made. One fresh HEAD (listing caches bypassed)."""
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+        fs.invalidate_cache(path)
+        fs.info(path)
+    except FileNotFoundError:
+        return False
+    except Exception as exc:  # noqa: BLE001 - an unknown answer, not a verdict
+        log.warning("cannot tell whether %s exists: %s", url, exc)
+        return None
+    return True
 
 
 def _message_ids(events: list[ObjectEvent]) -> list[str | None]:

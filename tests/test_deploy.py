@@ -290,8 +290,9 @@ def test_entry_point_raises_for_failures_outside_sqs(lambda_env: S3Server) -> No
     """A direct S3 invocation cannot report per message: it must fail so Lambda retries."""
     s3 = lambda_env
     module = _load_entry()
+    s3.client().put_object(Bucket=s3.bucket, Key="products/ndvi/S2_20240601_T31UFQ.tif", Body=b"not a raster")
     payload = json.loads((EVENTS / "s3_put.json").read_text().replace("amzn-s3-demo-bucket", s3.bucket))
     with pytest.raises(module.EventHandlingError, match="S2_20240601_T31UFQ"):
-        module.handler(payload, _Context())  # the object was never uploaded
+        module.handler(payload, _Context())
     ignored = json.loads((EVENTS / "s3_test_event.json").read_text())
     assert module.handler(ignored, _Context())["failed"] == []

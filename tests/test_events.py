@@ -371,6 +371,7 @@ def test_sqs_eventbridge_created_then_removed(s3: S3Server, raster_bytes: bytes)
     registered = handle(retarget(_s3_notification("products/ndvi/S2_20240530_T31UFQ.tif"), s3.bucket), config(s3))
     assert [r["id"] for r in registered["registered"]] == ["S2_20240530_T31UFQ"]
 
+    s3.client().delete_object(Bucket=s3.bucket, Key="products/ndvi/S2_20240530_T31UFQ.tif")
     out = handle(load("sqs_eventbridge.json", s3.bucket), config(s3))
     assert [r["id"] for r in out["registered"]] == ["S2_20240607_T31UFQ"]
     assert [(r["id"], r["action"]) for r in out["removed"]] == [("S2_20240530_T31UFQ", "removed")]
@@ -443,10 +444,11 @@ def test_registration_error_fails_only_its_messages(s3: S3Server, raster_bytes: 
     payload = retarget(_sqs(_s3_notification("products/ndvi/good_20240601.tif"), bad, bad2), s3.bucket)
     out = handle(payload, config(s3))
     assert [r["id"] for r in out["registered"]] == ["good_20240601"]
-    # broken twice (m1, m2, one register call) and missing (m2): m2 listed once
+    # broken twice (m1, m2, one register call); missing (m2) is gone, so skipped, not failed
     assert out["batchItemFailures"] == [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]
     assert sorted((f["message_id"], f["url"].rsplit("/", 1)[1]) for f in out["failed"]) == [
-        ("m1", "broken_20240601.tif"), ("m2", "broken_20240601.tif"), ("m2", "missing_20240601.tif")]
+        ("m1", "broken_20240601.tif"), ("m2", "broken_20240601.tif")]
+    assert [s["url"].rsplit("/", 1)[1] for s in out["skipped"]] == ["missing_20240601.tif"]
     assert item_links(s3) == ["./good_20240601/good_20240601.json"]
 
 
@@ -498,16 +500,55 @@ def test_test_event_is_ignored(s3: S3Server, fixture: str) -> None:
     assert keys(s3, "stac/") == []
 
 
-def test_create_then_delete_in_one_batch_keeps_order(s3: S3Server, raster_bytes: bytes) -> None:
+def test_create_then_delete_in_one_batch_ends_with_no_item(s3: S3Server, raster_bytes: bytes) -> None:
+    """Uploaded and deleted before the batch is handled: the creation finds
+    the object gone (skipped, not failed: a redelivery would fail the same
+    way forever), the removal finds nothing to remove."""
     key = "products/ndvi/S2_20240601_T31UFQ.tif"
     put(s3, key, raster_bytes)
+    s3.client().delete_object(Bucket=s3.bucket, Key=key)
     created = load("sqs_s3.json", s3.bucket)["Records"][0]
     deleted = load("s3_delete.json", s3.bucket)["Records"][0]
     payload = {"Records": [created, {**created, "messageId": "del", "body": json.dumps({"Records": [deleted]})}]}
     out = handle(payload, config(s3))
-    assert [r["action"] for r in out["registered"]] == ["created"]
-    assert [r["action"] for r in out["removed"]] == ["removed"]
+    assert out["registered"] == [] and out["failed"] == [] and out["batchItemFailures"] == []
+    assert [s["url"] for s in out["skipped"]] == [f"s3://{s3.bucket}/{key}"]
+    assert "no longer exists" in out["skipped"][0]["reason"]
+    assert [r["action"] for r in out["removed"]] == ["absent"]
+    assert read_json(s3, "stac/ndvi/S2_20240601_T31UFQ/S2_20240601_T31UFQ.json") is None
+
+
+def test_stale_removal_of_a_recreated_object_keeps_its_item(s3: S3Server, raster_bytes: bytes) -> None:
+    """Deleted and uploaded again, the removal delivered last (no ordering
+    across messages): the object exists, so its item stays."""
+    key = "products/ndvi/S2_20240601_T31UFQ.tif"
+    put(s3, key, raster_bytes)
+    assert handle(load("s3_put.json", s3.bucket), config(s3))["registered"][0]["action"] == "created"
+    out = handle(load("eventbridge_deleted.json", s3.bucket), config(s3))
+    assert out["removed"] == [] and out["failed"] == []
+    assert "exists again" in out["skipped"][0]["reason"]
+    assert_item(s3, "S2_20240601_T31UFQ", key)
+    s3.client().delete_object(Bucket=s3.bucket, Key=key)  # now really gone: the same event removes it
+    again = handle(load("eventbridge_deleted.json", s3.bucket), config(s3))
+    assert [(r["id"], r["action"]) for r in again["removed"]] == [("S2_20240601_T31UFQ", "removed")]
     assert item_links(s3) == []
+
+
+def test_unknown_object_state_does_not_hide_a_failure(s3: S3Server, raster_bytes: bytes) -> None:
+    """When storage cannot say whether the object exists (here: nothing
+    listens at the endpoint), a failed registration stays a failure, to be
+    retried, and a removal is still applied."""
+    import socket
+
+    with socket.socket() as sock:  # a port on 127.0.0.1 that nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    options = {**s3.storage_options, "endpoint_url": dead, "config_kwargs": {"retries": {"max_attempts": 1}}}
+    payload = retarget(_s3_notification("products/ndvi/S2_20240601_T31UFQ.tif"), s3.bucket)
+    unreachable = HandlerConfig(catalog=s3.url("stac"), collection="ndvi", storage_options=options)
+    out = handle(payload, unreachable)
+    assert out["registered"] == [] and out["skipped"] == []
+    assert len(out["failed"]) == 1 and out["failed"][0]["url"].endswith("S2_20240601_T31UFQ.tif")
 
 
 def test_handler_does_not_mutate_config(s3: S3Server, raster_bytes: bytes) -> None:
