@@ -108,11 +108,8 @@ class Committer:
         if old is None or new.get("type") not in ("Catalog", "Collection"):
             self.validate(new, self.store_path(key))  # items: few links, cross-link rules
             return
-        seen = {docs.link_identity(link) for link in old.get("links", ())}
         light = dict(new)
-        light["links"] = [link for link in new["links"]
-                          if link.get("rel") not in docs.CHILD_RELS
-                          or docs.link_identity(link) not in seen]
+        light["links"] = docs.new_or_changed_links(old.get("links", []), new["links"])
         self.validate(light, self.store_path(key))
 
     def cas(self, key: str, mutate: Mutation, *, expect: Sequence[str],
@@ -134,7 +131,7 @@ class Committer:
                 current, version = first
             else:
                 current, version = self.read(key, expect)
-            new = mutate(copy.deepcopy(current) if current is not None else None)
+            new = mutate(docs.copy_doc(current) if current is not None else None)
             if new is None:
                 return CasOutcome(current)
             if not validated:

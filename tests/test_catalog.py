@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import random
 from datetime import datetime, timezone
 
 import pytest
@@ -155,3 +157,55 @@ def test_loads_rejects_malformed_documents_with_the_key(data, match):
     with pytest.raises(CatalogError, match=match) as info:
         docs.loads(data, "ndvi/collection.json", expect=("Collection",))
     assert "ndvi/collection.json" in str(info.value)
+
+
+def test_dumps_fast_path_is_byte_identical_to_json_dumps():
+    """Parents with many links take the C-encoder path of ``dumps``; its bytes
+    must equal plain ``json.dumps(indent=2)`` whatever the links hold: escapes,
+    newlines, the separator text itself inside strings, non-ASCII, numbers,
+    NaN, nested values (slow path), an empty link, the placeholder text."""
+    rng = random.Random(20261201)
+    alphabet = ["a", "é", '"', "\\", "\n", "},\n      {", "\x00", "\u2028", "/", " ", "{", "}", ","]
+
+    def text() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
+
+    def value():
+        return rng.choice([text(), rng.randint(-5, 5), rng.random() * 1e10, True, False, None, float("nan")])
+
+    fast = 0
+    for _ in range(600):
+        links = [{text() or "k": value() for _ in range(rng.randint(1, 5))} for _ in range(rng.randint(0, 150))]
+        if links and rng.random() < 0.1:
+            links[rng.randrange(len(links))] = {"headers": {"nested": [1, 2]}}
+        if links and rng.random() < 0.05:
+            links[0] = {}
+        doc = {"type": "Collection", "id": text(), "links": links, "extent": {"a": [1, 2]},
+               "description": "\x00links\x00" if rng.random() < 0.05 else text()}
+        expected = (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        assert docs.dumps(doc) == expected
+        fast += len(links) > 64
+    assert fast > 100  # the fast path was exercised, not only the fallback
+
+
+def test_copy_doc_is_independent_where_mutations_reach():
+    doc = {"type": "Collection", "id": "c", "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]}},
+           "links": [{"rel": "item", "href": "./a/a.json", "title": "a"}]}
+    copied = docs.copy_doc(doc)
+    assert copied == doc
+    copied["links"][0]["title"] = "changed"
+    copied["links"].append({"rel": "item", "href": "./b/b.json"})
+    copied["extent"]["spatial"]["bbox"][0][0] = -5
+    assert doc["links"] == [{"rel": "item", "href": "./a/a.json", "title": "a"}]
+    assert doc["extent"]["spatial"]["bbox"] == [[0, 0, 1, 1]]
+
+
+def test_new_or_changed_links_are_the_ones_to_validate():
+    old = [{"rel": "root", "href": "../catalog.json"}] + [
+        {"rel": "item", "href": f"./{i}/{i}.json", "title": str(i)} for i in range(5)]
+    new = [dict(link) for link in old] + [{"rel": "item", "href": "./9/9.json"}]
+    new[3]["title"] = "retitled"
+    got = docs.new_or_changed_links(old, new)
+    assert got == [new[0], new[3], new[-1]]  # structural always, changed, appended
+    shifted = [old[0]] + old[2:]  # a removal: what moved is validated again, never less
+    assert docs.new_or_changed_links(old, shifted) == shifted

@@ -7,6 +7,7 @@ callers pass a fresh copy of what they read, never a caller's object.
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any, Iterable, Sequence
 
@@ -31,9 +32,57 @@ CHILD_RELS = ("child", "item")
 STRUCTURAL_RELS = ("root", "parent", "collection", "self")
 
 
+#: a parent with more links than this is serialised through the fast path
+_FAST_LINKS = 64
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+#: the C encoder, compact, with separators that hold the newline and indent of
+#: the keys of a link object (depth 3: doc → "links" → link). A newline never
+#: occurs inside an encoded string (it is escaped), so the separators can be
+#: told from the content.
+_LINK_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",\n      ", ": "))
+_PLACEHOLDER = "\x00links\x00"
+
+
+def _flat(link: Any) -> bool:
+    return type(link) is dict and bool(link) and _SCALARS.issuperset(map(type, link.values()))
+
+
 def dumps(doc: dict) -> bytes:
-    """Canonical bytes of a document: stable key order as built, 2-space indent."""
-    return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    """Canonical bytes of a document: stable key order as built, 2-space indent.
+
+    Always the bytes of ``json.dumps(doc, indent=2, ensure_ascii=False)`` plus
+    a newline. CPython's C encoder does not indent, so a parent with many
+    links would go through the pure-Python one (about 1 s for 100,000 links).
+    When every link is a flat object (scalar values), the links are encoded
+    in one call of the C encoder whose separators carry the indentation, and
+    spliced into the rest.
+    """
+    slow = lambda: (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")  # noqa: E731
+    links = doc.get("links")
+    if not isinstance(links, list) or len(links) <= _FAST_LINKS or not all(map(_flat, links)):
+        return slow()
+    head = json.dumps({**doc, "links": _PLACEHOLDER}, indent=2, ensure_ascii=False)
+    marker = json.dumps(_PLACEHOLDER, ensure_ascii=False)
+    if head.count(marker) != 1:  # the marker's text occurs elsewhere: take the slow road
+        return slow()
+    # "[{k: v,\n      k: v},\n      {k: v}]" → one link object per indented block
+    compact = _LINK_ENCODER.encode(links)
+    body = compact[2:-2].replace("},\n      {", "\n    },\n    {\n      ")
+    text = head.replace(marker, "[\n    {\n      " + body + "\n    }\n  ]", 1)
+    return (text + "\n").encode("utf-8")
+
+
+def copy_doc(doc: dict) -> dict:
+    """A copy of a document that the mutations of this module may change.
+
+    Like ``copy.deepcopy``, but each link object is copied with ``dict()``
+    (ten times faster for a parent with 100,000 links): the mutations here
+    replace or add links and set a link's ``title``, never change a value
+    nested inside a link.
+    """
+    return {key: ([dict(link) if type(link) is dict else copy.deepcopy(link) for link in value]
+                  if key == "links" and isinstance(value, list) else copy.deepcopy(value))
+            for key, value in doc.items()}
 
 
 def loads(data: bytes, key: str, *, expect: Sequence[str] | None = None) -> dict:
@@ -114,9 +163,17 @@ def remove_links(doc: dict, rel: str, href: str) -> int:
     return before - len(doc["links"])
 
 
-def link_identity(link: dict) -> tuple:
-    """Hashable identity of a link, for telling new links from old ones."""
-    return tuple(sorted((k, repr(v)) for k, v in link.items()))
+def new_or_changed_links(old: list[dict], new: list[dict]) -> list[dict]:
+    """The links of ``new`` to validate when ``old`` was valid.
+
+    Structural links (root, parent, self, ...) always; a child or item link
+    unless the link at the same position in ``old`` is equal. Appends and
+    title changes keep positions, so only the new and changed links come
+    back, without hashing 100,000 links; after a removal the links behind it
+    shift and are validated again, which costs time, never correctness.
+    """
+    return [link for i, link in enumerate(new)
+            if link.get("rel") not in CHILD_RELS or i >= len(old) or link != old[i]]
 
 
 def child_links(doc: dict) -> list[dict]:
