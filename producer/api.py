@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Sequence
 from producer.catalog import documents as docs
 from producer.catalog.layout import Layout
 from producer.commit import Committer, item_start, same_content
-from producer.errors import InputError, NotFound, ProducerError
+from producer.errors import InputError, NotFound, ProducerError, StoreError
 from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
 from producer.store.base import Store
 
@@ -303,6 +303,13 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
     try:
         preread = committer.preflight(collection, [doc for _, _, doc in prepared])
         _check_new_parents(committer, preread, collection, collection_meta)
+    except OSError as exc:
+        if not isinstance(exc, ProducerError):
+            exc = StoreError(f"cannot read the catalog: {_os_error(exc)}")
+        for result, _, _ in prepared:
+            result.fail(f"{result.source}: not registered: {exc}", exc)
+            result.href = None
+        return results
     except ProducerError as exc:
         for result, _, _ in prepared:
             result.fail(f"{result.source}: not registered: {exc}", exc)
@@ -333,15 +340,33 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
             written.append((key, doc))
         except ProducerError as exc:
             result.fail(f"{result.source}: {exc}", exc)
+        except OSError as exc:  # disk full, permission denied, ... in a store: this product only
+            result.fail(f"{result.source}: not registered: cannot write "
+                        f"{committer.store_path(key)}: {_os_error(exc)}", StoreError(str(exc)))
+            result.href = None
     if written:
         try:
             committer.link_items(collection, written, collection_meta, preread)
-        except ProducerError as exc:
+        except (ProducerError, OSError) as exc:
+            detail = exc if isinstance(exc, ProducerError) else _os_error(exc)
+            kind = exc if isinstance(exc, ProducerError) else StoreError(str(exc))
             for result, _, _ in prepared:
                 if result.ok:
-                    result.fail(f"{result.source}: item written but not linked ({exc}); "
-                                "rerun the registration or `stac-producer reconcile --fix`", exc)
+                    result.fail(f"{result.source}: item written but not linked ({detail}); "
+                                "rerun the registration or reconcile with fixing", kind)
     return results
+
+
+def _os_error(exc: OSError) -> str:
+    """An OS error as one line with its cause, and what to do about it."""
+    import errno
+
+    text = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{text} (free space on the catalog's storage, then register again)"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) or isinstance(exc, PermissionError):
+        return f"{text} (give this process write access to the catalog, then register again)"
+    return text
 
 
 def _check_new_parents(committer: Committer, preread: dict, collection: str,
@@ -392,7 +417,7 @@ def remove(
     its edges (otherwise the union of the others is unchanged): that case
     reads every item of the collection once.
     """
-    from producer.audit import collection_items
+    from producer.audit import collection_items, usable_items
     from producer.extract.ids import check_id
 
     _check_collection_id(collection)
@@ -405,6 +430,9 @@ def remove(
     item, _ = committer.read(key, ("Feature",))
     parent = _parent_of(key, collection)
     coll_key = Layout().collection_key(collection)
+    # the documents this removal rewrites are checked before any write
+    committer.check_parents({k: committer.read(k, ("Catalog", "Collection"))
+                             for k in dict.fromkeys((coll_key, parent))}, collection)
     committer.unlink_item(parent, key)
     try:
         store.delete(key)
@@ -412,13 +440,12 @@ def remove(
         pass
     recomputed = False
     if item is not None:
-        def compute(coll: dict) -> dict | None:
-            if not docs.touches_boundary(coll.get("extent", {}), item):
-                return None
-            remaining = [doc for k, doc in collection_items(store, coll_key) if k != key]
-            return docs.exact_extent(remaining)
-
-        recomputed = committer.set_extent(coll_key, compute)
+        # two-phase, so a register racing this removal is never left outside
+        # the shrunk extent (Committer.recompute_extent)
+        recomputed = committer.recompute_extent(
+            coll_key,
+            lambda coll: docs.touches_boundary(coll.get("extent", {}), item),
+            lambda: usable_items(collection_items(store, coll_key)))
     return RemoveResult(id=item_id, href=committer.store_path(key), action="removed",
                         extent_recomputed=recomputed)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from producer.catalog import documents as docs
-from producer.catalog.extent import bbox_contains, interval_contains, item_interval
+from producer.catalog.extent import bbox_contains, box2d, interval_contains, item_interval, parse_time
 from producer.catalog.layout import resolve_href
 from producer.errors import CatalogError, NotFound, ProducerError
 from producer.store.base import Store
@@ -20,7 +20,7 @@ from producer.store.base import Store
 #: problem kinds that make a catalog invalid (validate exits 1)
 ERRORS = {
     "missing-root", "unreadable", "schema", "dangling-link", "duplicate-link",
-    "orphan", "extent", "wrong-type", "collection-mismatch",
+    "orphan", "extent", "wrong-type", "collection-mismatch", "malformed",
 }
 #: kinds reported but not invalid: the catalog is still correct STAC
 WARNINGS = {"stale-extent", "missing-asset"}
@@ -119,6 +119,9 @@ def audit(store: Store, validator, *, check_assets: bool = False,
         if schemas:
             for message in validator.errors(doc):
                 report.problems.append(Problem("schema", key, message))
+        if kind in ("Catalog", "Collection"):
+            for message in docs.parent_problems(doc, collection_id=_folder_id(key)):
+                report.problems.append(Problem("malformed", key, message))
         if kind == "Collection":
             coll_key = key
             report.extents[key] = doc.get("extent", {})
@@ -140,6 +143,18 @@ def audit(store: Store, validator, *, check_assets: bool = False,
                     continue
                 seen_links.add((rel, target))
             if target not in keys:
+                try:
+                    store.get(target)  # not listed: missing, or not a document (a directory)
+                except CatalogError as exc:
+                    report.problems.append(Problem("malformed", target, str(exc)))
+                    continue
+                except (NotFound, ProducerError):
+                    pass
+                else:
+                    if rel in docs.CHILD_RELS:
+                        queue.append((target, ("Catalog", "Collection") if rel == "child" else ("Feature",),
+                                      coll_key, key))
+                    continue
                 report.problems.append(Problem(
                     "dangling-link", key, f"{rel} link {href} points at a missing document", target))
                 continue
@@ -161,13 +176,39 @@ def audit(store: Store, validator, *, check_assets: bool = False,
     return report
 
 
-def _note_item(report: AuditReport, key: str, doc: dict, coll_key: str | None,
-               parent_key: str | None) -> None:
+def _folder_id(key: str) -> str | None:
+    """The collection id the layout implies for ``<id>/collection.json``."""
+    parts = key.split("/")
+    return parts[0] if len(parts) == 2 and parts[1] == "collection.json" else None
+
+
+def _footprint(doc: dict) -> tuple[list[float], tuple[str, str]] | None:
+    """An item's (2D bbox, interval), or None if either is unusable."""
+    raw = doc.get("bbox")
+    if not isinstance(raw, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v == v for v in raw):
+        return None
     try:
         interval = item_interval(doc)
-        bbox = list(doc["bbox"])
-    except (KeyError, TypeError, ValueError):
+        bbox = box2d(raw)
+        parse_time(interval[0]), parse_time(interval[1])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return bbox, interval
+
+
+def usable_items(pairs: Iterable[tuple[str, dict]]) -> list[dict]:
+    """The item documents of ``(key, doc)`` pairs whose bbox and datetime can
+    enter an extent (the others are reported by the schema check)."""
+    return [doc for _, doc in pairs if _footprint(doc) is not None]
+
+
+def _note_item(report: AuditReport, key: str, doc: dict, coll_key: str | None,
+               parent_key: str | None) -> None:
+    footprint = _footprint(doc)
+    if footprint is None:
         return  # the schema check reports it
+    bbox, interval = footprint
     expected = report.collection_ids.get(coll_key or "")
     if expected is not None and doc.get("collection") not in (None, expected):
         report.problems.append(Problem(
@@ -186,12 +227,12 @@ def _check_extents(report: AuditReport) -> None:
             members.setdefault(info.collection_key, []).append(info)
     for coll_key, extent in report.extents.items():
         infos = members.get(coll_key, [])
-        try:
-            bbox = extent["spatial"]["bbox"][0]
-            interval = extent["temporal"]["interval"][0]
-        except (KeyError, IndexError, TypeError):
-            report.problems.append(Problem("extent", coll_key, "collection has no usable extent"))
+        problem = docs.extent_problem(extent)
+        if problem is not None:
+            report.problems.append(Problem("extent", coll_key, f"collection has no usable extent: {problem}"))
             continue
+        bbox = extent["spatial"]["bbox"][0]
+        interval = extent["temporal"]["interval"][0]
         outside = [i for i in infos if not (bbox_contains(bbox, i.bbox)
                                            and interval_contains(interval, i.interval))]
         for info in outside[:20]:
@@ -206,13 +247,18 @@ def _check_extents(report: AuditReport) -> None:
         if not outside and _norm_extent(exact) != _norm_extent(extent):
             report.problems.append(Problem(
                 "stale-extent", coll_key,
-                "extent is larger than the union of its items (reconcile --fix recomputes it)"))
+                "extent is not the exact union of its items: larger than it, or its sub-boxes "
+                "(clusters) differ (reconcile --fix recomputes it)"))
 
 
 def _norm_extent(extent: dict) -> tuple:
-    bbox = tuple(round(v, 7) for v in extent["spatial"]["bbox"][0])
+    """Comparable form of an extent: every bbox (overall and clusters) and the
+    first interval, rounded; raises for a malformed extent."""
+    bboxes = tuple(tuple(round(v, 7) for v in box2d(b)) for b in extent["spatial"]["bbox"])
+    if len(bboxes) == 2 and bboxes[0] == bboxes[1]:
+        bboxes = bboxes[:1]  # one cluster written as a sub-box too: the same extent
     interval = tuple(extent["temporal"]["interval"][0])
-    return bbox, interval
+    return bboxes, interval
 
 
 def _asset_exists(href: str, storage_options: dict | None) -> bool:
@@ -330,6 +376,13 @@ def reconcile(store: Store, validator, *, data: str | list[str] | None = None, f
         report.remaining = list(report.problems)
         return report
 
+    # Documents this tool cannot update safely stop the repair before any
+    # write: fixing around them could drop or rewrite a collection.
+    malformed = [p for p in first.problems if p.kind == "malformed"]
+    if malformed:
+        raise CatalogError("nothing was repaired, because existing documents must be fixed by hand "
+                           "first: " + "; ".join(f"{p.key}: {p.message}" for p in malformed))
+
     committer = Committer(store, validator.check, max_retries=max_retries)
 
     # 1. links: dangling and duplicate, one compare-and-swap per document
@@ -415,23 +468,29 @@ def reconcile(store: Store, validator, *, data: str | list[str] | None = None, f
                                      storage_options=storage_options, **opts)
         _bump(report.fixed, "missing-product", sum(1 for r in report.registered if r.ok))
 
-    # 5. extents: exact union of what is now linked
+    # 5. extents: exact union of what is now linked. The snapshot only
+    # decides which collections to recompute; the value comes from a walk
+    # made after a shrink marker is in place (Committer.recompute_extent), so
+    # a register racing this step is not left outside the extent.
     mid = audit(store, validator, schemas=False)
     for coll_key in mid.extents:
         infos = mid.items_of(coll_key)
         exact = docs.exact_extent({"id": i.id, "bbox": i.bbox, "properties": {
             "start_datetime": i.interval[0], "end_datetime": i.interval[1]}} for i in infos)
 
-        def compute(doc, exact=exact):
+        def needed(doc, exact=exact):
+            if docs.SHRINK_FIELD in doc:
+                return True  # a leftover marker: clear it
             current = doc.get("extent")
             try:
-                if current and _norm_extent(current) == _norm_extent(exact):
-                    return None
-            except (KeyError, IndexError, TypeError):
-                pass
-            return exact
+                return not (current and _norm_extent(current) == _norm_extent(exact))
+            except (KeyError, IndexError, TypeError, ValueError):
+                return True
 
-        if committer.set_extent(coll_key, compute):
+        def walk(coll_key=coll_key):
+            return usable_items(collection_items(store, coll_key))
+
+        if committer.recompute_extent(coll_key, needed, walk):
             stale = [p for p in first.problems if p.key == coll_key and p.kind in ("stale-extent", "extent")]
             kinds = {p.kind for p in stale} or {"stale-extent"}
             for kind in kinds:

@@ -241,8 +241,14 @@ class Committer:
 
         coll_links = by_parent.pop(coll_key, [])
         item_docs = [doc for _, doc in items]
+        # With partitions, the items were linked below the collection after
+        # preflight read it: read it again, so a shrink marker put meanwhile
+        # is seen (a shrink's walk may have missed those links).
+        coll_first = preread.pop(coll_key, None)
+        if partitions:
+            coll_first = None
         outcome = self.cas(coll_key, self._collection_mutation(collection_id, collection_meta, coll_links, item_docs),
-                           expect=("Collection",), first=preread.pop(coll_key, None))
+                           expect=("Collection",), first=coll_first)
         if outcome.created:
             self.cas(layout.root_key, self._root_mutation(coll_key, coll_title),
                      expect=("Catalog", "Collection"), first=preread.pop(layout.root_key, None))
@@ -268,6 +274,9 @@ class Committer:
             was_empty = docs.is_empty(doc)
             changed = docs.add_links(doc, links)
             changed |= docs.merge_extent(doc, items, was_empty=was_empty)
+            # a shrink in progress must learn of these items even when the
+            # extent did not grow (see documents.begin_shrink)
+            changed |= docs.record_in_shrink(doc, items, self.clock())
             return doc if (changed or created) else None
         return mutate
 
@@ -313,8 +322,21 @@ class Committer:
                 if read(key) is not None:
                     break
         if read(coll_key) is None:
-            read(self.layout.root_key)
+            read(self.layout.root_key)  # read (and checked) only when it will be written
+        self.check_parents(out, collection_id)
         return out
+
+    def check_parents(self, documents: dict[str, tuple[dict | None, str | None]],
+                      collection_id: str) -> None:
+        """Raise :class:`CatalogError` if an existing parent read before any
+        write cannot be updated safely (no ``stac_version``, a missing or
+        malformed extent, a collection whose id is another collection's);
+        see :func:`producer.catalog.documents.parent_problems`."""
+        coll_key = self.layout.collection_key(collection_id)
+        for key, (doc, _) in documents.items():
+            if doc is not None:
+                docs.check_parent(doc, self.store_path(key),
+                                  collection_id=collection_id if key == coll_key else None)
 
     # -- removal -----------------------------------------------------------------
 
@@ -330,16 +352,52 @@ class Committer:
         expect = ("Collection",) if parent_key.endswith("/collection.json") else ("Catalog",)
         return self.cas(parent_key, mutate, expect=expect).changed
 
-    def set_extent(self, collection_key: str, compute: Callable[[dict], dict | None]) -> bool:
-        """Replace a collection's extent with ``compute(doc)`` if it differs."""
+    def recompute_extent(self, collection_key: str, needed: Callable[[dict], bool],
+                         walk: Callable[[], list[dict]],
+                         give_up_after: float = docs.SHRINK_TTL / 2) -> bool:
+        """Set a collection's extent to the exact union of its items, safely
+        against concurrent registers (two-phase, see documents.begin_shrink).
 
-        def mutate(doc: dict | None) -> dict | None:
-            if doc is None:
+        1. compare-and-swap: if ``needed(collection)``, put a shrink marker
+           into the collection (else stop: nothing written);
+        2. ``walk()`` returns every item linked under the collection now;
+        3. compare-and-swap: if the marker is still ours, write the exact
+           union of the walk and of what registers recorded in the marker,
+           and remove the marker. Another shrink that replaced the marker
+           writes instead; a walk longer than ``give_up_after`` seconds only
+           removes the marker (registers stop recording after SHRINK_TTL).
+
+        The extent covers every item at each step, so a crash anywhere leaves
+        a valid collection (a leftover marker is ignored after SHRINK_TTL and
+        cleared by the next recompute). Returns True if the extent changed.
+        """
+        import secrets
+
+        token = secrets.token_hex(8)
+
+        def begin(doc: dict | None) -> dict | None:
+            if doc is None or not needed(doc):
                 return None
-            extent = compute(doc)
-            if extent is None or extent == doc.get("extent"):
-                return None
-            doc["extent"] = extent
+            docs.begin_shrink(doc, token, self.clock())
             return doc
 
-        return self.cas(collection_key, mutate, expect=("Collection",)).changed
+        if not self.cas(collection_key, begin, expect=("Collection",)).changed:
+            return False
+        started = time.monotonic()
+        items = walk()
+        result = {"changed": False}
+
+        def finish(doc: dict | None) -> dict | None:
+            result["changed"] = False
+            if doc is None:
+                return None
+            if time.monotonic() - started > give_up_after:
+                return doc if docs.drop_shrink(doc, token) else None
+            before = doc.get("extent")
+            if not docs.finish_shrink(doc, token, items):
+                return None
+            result["changed"] = doc.get("extent") != before
+            return doc
+
+        self.cas(collection_key, finish, expect=("Collection",))
+        return result["changed"]

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import datetime
 from typing import Any, Iterable, Sequence
 
 from producer.catalog.extent import (
     WORLD,
     bbox_contains,
+    box2d,
+    clusters,
+    extent_bboxes,
+    format_time,
+    stored_clusters,
     interval_contains,
     item_interval,
     parse_time,
-    union_bbox,
     union_interval,
 )
 from producer.catalog.layout import Layout, relative_href
@@ -290,74 +295,263 @@ def is_empty(doc: dict) -> bool:
     return not child_links(doc)
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def _time_ok(value: Any) -> bool:
+    if value is None:
+        return True
+    if not isinstance(value, str):
+        return False
+    try:
+        parse_time(value)
+    except ValueError:
+        return False
+    return True
+
+
+def extent_problem(extent: Any) -> str | None:
+    """What is wrong with a stored collection extent, or ``None`` if usable."""
+    if not isinstance(extent, dict):
+        return "'extent' is not an object"
+    spatial, temporal = extent.get("spatial"), extent.get("temporal")
+    if not isinstance(spatial, dict) or not isinstance(spatial.get("bbox"), list) or not spatial["bbox"]:
+        return "'extent.spatial.bbox' is missing or empty"
+    for box in spatial["bbox"]:
+        if not isinstance(box, list) or len(box) not in (4, 6) or not all(map(_number, box)):
+            return f"'extent.spatial.bbox' holds {json.dumps(box)[:80]}, not a list of 4 or 6 numbers"
+    if not isinstance(temporal, dict) or not isinstance(temporal.get("interval"), list) or not temporal["interval"]:
+        return "'extent.temporal.interval' is missing or empty"
+    for interval in temporal["interval"]:
+        if not isinstance(interval, list) or len(interval) != 2 or not all(map(_time_ok, interval)):
+            return (f"'extent.temporal.interval' holds {json.dumps(interval)[:80]}, "
+                    "not [start, end] RFC 3339 times or null")
+    return None
+
+
+def parent_problems(doc: dict, *, collection_id: str | None = None) -> list[str]:
+    """What stops this tool from updating an existing catalog or collection
+    document safely, each phrased with the fix; empty if nothing.
+
+    ``collection_id``: the id the collection at this place must have (its
+    folder name in the layout).
+    """
+    out: list[str] = []
+    if not isinstance(doc.get("stac_version"), str) or not doc.get("stac_version"):
+        out.append(f'it lacks "stac_version": add "stac_version": "{STAC_VERSION}"')
+    if doc.get("type") == "Collection":
+        placeholder = json.dumps(empty_extent())
+        if "extent" not in doc:
+            out.append(f'it lacks "extent": add "extent": {placeholder} and let a reconcile '
+                       "with fixing recompute it from the items")
+        else:
+            problem = extent_problem(doc["extent"])
+            if problem is not None:
+                out.append(f"its extent is malformed ({problem}): replace it with {placeholder} "
+                           "and let a reconcile with fixing recompute it from the items")
+        if collection_id is not None and doc.get("id") != collection_id:
+            out.append(f"its id is {doc.get('id')!r}, so it is another collection's document, not "
+                       f"the one of {collection_id!r}: set its \"id\" to {collection_id!r} "
+                       "(or move it away and register into the collection it belongs to)")
+    return out
+
+
+def check_parent(doc: dict, where: str, *, collection_id: str | None = None) -> None:
+    """Raise :class:`CatalogError` naming ``where`` if :func:`parent_problems`
+    finds anything; called on what is read before any write."""
+    problems = parent_problems(doc, collection_id=collection_id)
+    if problems:
+        raise CatalogError(f"{where}: existing {doc.get('type')} document cannot be updated: "
+                           + "; ".join(problems) + " (nothing was written)")
+
+
+def _extent_of(boxes: list[list[float]], intervals: list[tuple[str | None, str | None]]) -> dict:
+    if not boxes:
+        return empty_extent()
+    return {"spatial": {"bbox": extent_bboxes(boxes)},
+            "temporal": {"interval": [union_interval(intervals)]}}
+
+
+def _footprints(items: Iterable[dict]) -> tuple[list[list[float]], list[tuple[str, str]]]:
+    boxes, intervals = [], []
+    for item in items:
+        boxes.append(box2d(item["bbox"]))
+        intervals.append(item_interval(item))
+    return boxes, intervals
+
+
 def merge_extent(collection: dict, items: Iterable[dict], *, was_empty: bool) -> bool:
     """Grow ``collection['extent']`` to cover ``items``. Mutates ``collection``.
 
     ``was_empty``: the collection linked nothing before this change, so its
-    extent is a placeholder to replace rather than to union with.
+    extent is a placeholder to replace rather than to union with. The
+    spatial extent is ``[overall, *clusters]`` (see
+    :func:`~producer.catalog.extent.extent_bboxes`); an item inside one of
+    the clusters and inside the interval changes nothing (no write).
     """
     items = list(items)
     if not items:
         return False
-    boxes = [item["bbox"][:2] + item["bbox"][-2:] if len(item["bbox"]) == 6 else item["bbox"]
-             for item in items]
-    intervals = [item_interval(item) for item in items]
+    boxes, intervals = _footprints(items)
     extent = collection.setdefault("extent", empty_extent())
-    try:
-        old_bbox = extent["spatial"]["bbox"][0]
-        old_interval = extent["temporal"]["interval"][0]
-    except (KeyError, IndexError, TypeError) as exc:
+    problem = extent_problem(extent)
+    if problem is not None:
         raise CatalogError(
-            f"collection {collection.get('id')!r} has a malformed extent; repair it "
-            "(stac-producer reconcile --fix recomputes it)"
-        ) from exc
+            f"collection {collection.get('id')!r} has a malformed extent ({problem}); replace it "
+            f"with {json.dumps(empty_extent())} and let a reconcile with fixing recompute it"
+        )
+    old_bboxes = extent["spatial"]["bbox"]
+    old_interval = extent["temporal"]["interval"][0]
     if was_empty:
-        new_bbox = union_bbox(boxes)
+        new_bboxes = extent_bboxes(boxes)
         new_interval = union_interval(intervals)
     else:
-        if all(bbox_contains(old_bbox, b) for b in boxes) and all(
+        parts = stored_clusters(old_bboxes)
+        if all(any(bbox_contains(part, b) for part in parts) for b in boxes) and all(
             interval_contains(old_interval, iv) for iv in intervals
         ):
             return False
-        new_bbox = union_bbox([old_bbox, *boxes])
+        new_bboxes = extent_bboxes(parts + boxes)
         new_interval = union_interval([tuple(old_interval), *intervals])
-    changed = new_bbox != old_bbox or new_interval != old_interval
-    extent["spatial"]["bbox"][0] = new_bbox
+    changed = new_bboxes != old_bboxes or new_interval != old_interval
+    extent["spatial"]["bbox"] = new_bboxes
     extent["temporal"]["interval"][0] = new_interval
     return changed
 
 
 def exact_extent(items: Iterable[dict]) -> dict:
-    """The extent that is exactly the union of ``items`` (empty if none)."""
+    """The extent that is exactly the union of ``items`` (empty if none):
+    the same, value for value, as merging them in any order and batches."""
+    return _extent_of(*_footprints(items))
+
+
+# --- shrinking an extent safely ------------------------------------------------
+#
+# Growing an extent is a pure merge under compare-and-swap. Shrinking it needs
+# the union of every item, which only a walk of the tree gives, and a walk is
+# not atomic: a register that links an item after the walk read its parent,
+# and whose item lies inside the old extent, does not write the collection,
+# so a shrink written from the walk would leave that item outside. So a shrink
+# is two-phase: a compare-and-swap puts a marker into the collection; every
+# register whose collection compare-and-swap sees a live marker records its
+# items' boxes and intervals in it (a write even when the extent did not
+# grow); after the walk, a compare-and-swap writes walk ∪ recorded, and only
+# if the marker is still the one it put.
+
+#: collection field holding a shrink in progress (valid STAC: a foreign field)
+SHRINK_FIELD = "stac_producer:shrink"
+#: a marker older than this is ignored by registers (a crashed shrink stops
+#: costing writes) and dropped by the next write; a shrink that takes more
+#: than half of it gives up instead of writing (clock skew margin)
+SHRINK_TTL = 3600.0
+
+
+def live_shrink(doc: dict, now: datetime) -> dict | None:
+    """The shrink marker of ``doc`` if there is one younger than SHRINK_TTL."""
+    marker = doc.get(SHRINK_FIELD)
+    if not isinstance(marker, dict) or not isinstance(marker.get("token"), str):
+        return None
+    try:
+        started = parse_time(marker["started"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if (now - started).total_seconds() > SHRINK_TTL:
+        return None
+    return marker
+
+
+def begin_shrink(doc: dict, token: str, now: datetime) -> None:
+    """Put a fresh shrink marker into ``doc`` (replacing any other: the walk
+    that follows sees every item linked before this write). Mutates ``doc``."""
+    doc[SHRINK_FIELD] = {"token": token, "started": format_time(now), "bbox": [], "interval": None}
+
+
+def record_in_shrink(doc: dict, items: Iterable[dict], now: datetime) -> bool:
+    """Record ``items``' boxes and intervals in ``doc``'s live shrink marker;
+    drop an expired marker. Mutates ``doc``; True if anything changed."""
+    if SHRINK_FIELD not in doc:
+        return False
+    marker = live_shrink(doc, now)
+    if marker is None:
+        del doc[SHRINK_FIELD]
+        return True
     items = list(items)
     if not items:
-        return empty_extent()
-    boxes = [item["bbox"][:2] + item["bbox"][-2:] if len(item["bbox"]) == 6 else item["bbox"]
-             for item in items]
-    return {
-        "spatial": {"bbox": [union_bbox(boxes)]},
-        "temporal": {"interval": [union_interval(item_interval(i) for i in items)]},
-    }
+        return False
+    boxes, intervals = _footprints(items)
+    try:
+        old_boxes = [box2d(b) for b in marker.get("bbox") or []]
+        old_interval = marker.get("interval")
+        new_boxes = clusters(old_boxes + boxes)
+        new_interval = union_interval(([tuple(old_interval)] if old_interval else []) + intervals)
+    except (TypeError, ValueError):  # a damaged marker: make it unusable, the shrink gives up
+        doc[SHRINK_FIELD] = {"token": "", "started": marker.get("started")}
+        return True
+    if new_boxes == old_boxes and new_interval == old_interval:
+        return False
+    marker["bbox"], marker["interval"] = new_boxes, new_interval
+    return True
+
+
+def finish_shrink(doc: dict, token: str, items: Iterable[dict]) -> bool:
+    """If ``doc`` still holds the marker ``token``, set its extent to the
+    exact union of ``items`` (the walk) and what registers recorded meanwhile,
+    and remove the marker. Mutates ``doc``; False (no change) otherwise."""
+    marker = doc.get(SHRINK_FIELD)
+    if not isinstance(marker, dict) or marker.get("token") != token:
+        return False
+    del doc[SHRINK_FIELD]
+    boxes, intervals = _footprints(items)
+    try:
+        boxes += [box2d(b) for b in marker.get("bbox") or []]
+        if marker.get("interval"):
+            intervals.append(tuple(marker["interval"]))
+        extent = _extent_of(boxes, intervals)
+    except (TypeError, ValueError):
+        return True  # damaged records: give up the shrink, keep the (covering) extent
+    doc["extent"] = extent
+    return True
+
+
+def drop_shrink(doc: dict, token: str) -> bool:
+    """Remove the marker ``token`` from ``doc`` (a shrink that gave up). Mutates ``doc``."""
+    marker = doc.get(SHRINK_FIELD)
+    if isinstance(marker, dict) and marker.get("token") == token:
+        del doc[SHRINK_FIELD]
+        return True
+    return False
 
 
 def touches_boundary(extent: dict, item: dict) -> bool:
-    """True if removing ``item`` could shrink ``extent`` (it attains an edge).
+    """True if removing ``item`` could shrink ``extent`` (it attains an edge
+    of the overall box, of the cluster holding it, or of the interval).
 
-    If an item lies strictly inside every edge of the extent, some other item
-    defines each edge, so the union of the others is unchanged.
+    If an item lies strictly inside every edge, some other item defines each
+    edge, so the union of the others has the same edges. (An item strictly
+    inside a cluster can still be the only bridge between two halves of it:
+    the cluster then stays one box, larger than its items; it still covers
+    them all, and validate reports it as a stale extent that reconcile fixes.)
     """
-    try:
-        bbox = extent["spatial"]["bbox"][0]
-        interval = extent["temporal"]["interval"][0]
-    except (KeyError, IndexError, TypeError):
+    if extent_problem(extent) is not None:
         return True
-    ib = item["bbox"][:2] + item["bbox"][-2:] if len(item["bbox"]) == 6 else item["bbox"]
+    bboxes = extent["spatial"]["bbox"]
+    bbox = bboxes[0]
+    interval = extent["temporal"]["interval"][0]
+    try:
+        ib = box2d(item["bbox"])
+        start, end = item_interval(item)
+    except (KeyError, TypeError, ValueError):
+        return True
     eps = 1e-9
     if bbox[0] <= -180.0 + eps and bbox[2] >= 180.0 - eps:
         return True  # a whole-world span can open a gap anywhere
     if any(abs(ib[i] - bbox[i]) <= eps for i in range(4)):
         return True
-    start, end = item_interval(item)
+    if len(bboxes) > 1:
+        for part in bboxes[1:]:
+            if bbox_contains(part, ib) and any(abs(ib[i] - part[i]) <= eps for i in range(4)):
+                return True
     if interval[0] is not None and parse_time(start) <= parse_time(interval[0]):
         return True
     if interval[1] is not None and parse_time(end) >= parse_time(interval[1]):

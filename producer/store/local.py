@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import unquote, urlsplit
 
-from producer.errors import InputError, NotFound, PreconditionFailed, StoreError
+from producer.errors import CatalogError, InputError, NotFound, PreconditionFailed, StoreError
 from producer.store.keys import RESERVED_PREFIX, check_key, check_prefix, is_listable, under_prefix
 
 LOCK_NAME = RESERVED_PREFIX + ".lock"
@@ -106,7 +106,11 @@ class LocalStore:
         except FileNotFoundError:
             raise NotFound(f"{key!r} not found in catalog {self.url}") from None
         except IsADirectoryError:
-            raise NotFound(f"{key!r} in catalog {self.url} is a directory, not a document") from None
+            # not "missing": a create-only write could never succeed there
+            raise CatalogError(
+                f"{self.url}/{key} is a directory, not a document: move that directory away "
+                "(or delete it if it holds nothing you need), then run the command again"
+            ) from None
         except OSError as exc:
             raise StoreError(f"cannot read {key!r} in catalog {self.url}: {exc}") from exc
 
@@ -133,6 +137,10 @@ class LocalStore:
                     f.write(data)
                     f.flush()
                     os.fsync(f.fileno())
+            except OSError as exc:  # disk full, quota, I/O error: a store error naming the key
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
@@ -173,7 +181,12 @@ class LocalStore:
             raise InputError("put(): pass either if_version or create_only, not both")
         path = self._path(key)
         data = bytes(data)
-        tmp = self._write_temp(key, path, data)
+        created = self._missing_dirs(path)
+        try:
+            tmp = self._write_temp(key, path, data)
+        except BaseException:
+            self._prune(created)
+            raise
         try:
             with self._locked():
                 if create_only and (path.exists() or path.is_symlink()):
@@ -196,9 +209,28 @@ class LocalStore:
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            self._prune(created)
             raise
         self._fsync_dir(path.parent)
         return _version(data)
+
+    def _missing_dirs(self, path: Path) -> list[Path]:
+        """The directories above ``path`` (below the root) that do not exist yet, deepest first."""
+        out = []
+        parent = path.parent
+        while parent != self.root and self.root in parent.parents and not parent.exists():
+            out.append(parent)
+            parent = parent.parent
+        return out
+
+    def _prune(self, dirs: list[Path]) -> None:
+        """After a failed write, remove the directories it created, deepest
+        first, while they are empty (a concurrent writer's file keeps one)."""
+        for directory in dirs:
+            try:
+                directory.rmdir()
+            except OSError:
+                break
 
     def delete(self, key: str, *, if_version: str | None = None) -> None:
         """Remove ``key`` (under the lock) and then every parent directory it
