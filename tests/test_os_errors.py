@@ -1,0 +1,137 @@
+"""Issue 8 point 8: OS errors in the middle of a batch (disk full, permission
+denied) give per-product results, no traceback and no half-written item
+folders.
+
+Faults are injected at the operating-system call the local store really
+makes (``os.fsync`` failing with ENOSPC, as a full disk does with delayed
+allocation; ``os.open`` failing with EACCES), only for one product's item
+folder, so the store's own code path runs. Running as root, ``chmod`` would
+not stop a write, hence the injection. A wrapper around a real store raising
+raw ``OSError`` covers backends whose errors are not translated.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+import producer
+from producer.store import open_store
+
+
+def _tile(folder: Path, name: str, lon: float) -> str:
+    path = folder / f"{name}_20240101.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8",
+                       crs="EPSG:4326", transform=from_origin(lon, 10.0, 0.05, 0.05)) as dst:
+        dst.write(np.full((1, 8, 8), 7, dtype="uint8"))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def products(tmp_path_factory) -> list[str]:
+    folder = tmp_path_factory.mktemp("os-errors-data")
+    return [_tile(folder, name, lon) for name, lon in (("p1", 0.0), ("p2", 1.0), ("p3", 2.0))]
+
+
+def _fd_path(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return ""
+
+
+@pytest.mark.parametrize("fault", ["disk-full", "permission-denied"])
+def test_os_error_mid_batch_fails_only_that_product_and_leaves_no_item_folder(
+        fault, products, tmp_path, monkeypatch):
+    root = tmp_path / "catalog"
+    producer.register([products[0]], catalog=str(root), collection="c")  # catalog exists
+    victim = str(root / "c" / "p2_20240101")
+    if fault == "disk-full":
+        real_fsync = os.fsync
+
+        def fsync(fd):
+            if _fd_path(fd).startswith(victim + "/"):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        expected = "No space left on device"
+    else:
+        real_open = os.open
+
+        def os_open(path, flags, *args, **kwargs):
+            if str(path).startswith(victim + "/"):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+            return real_open(path, flags, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", os_open)
+        expected = "Permission denied"
+
+    results = producer.register(products, catalog=str(root), collection="c")  # no exception
+    monkeypatch.undo()
+
+    assert [r.action for r in results] == ["unchanged", "error", "created"]
+    bad = results[1]
+    assert bad.error_type == "storage" and expected in bad.error and products[1] in bad.error
+    assert "Traceback" not in bad.error
+    assert not Path(victim).exists()  # no empty (or half-written) item folder
+    assert not list(root.rglob(".stac-producer.tmp.*"))
+    assert [str(p) for p in producer.validate_catalog(str(root))] == []
+    coll = json.loads((root / "c/collection.json").read_text())
+    assert sorted(link["href"] for link in coll["links"] if link["rel"] == "item") == [
+        "./p1_20240101/p1_20240101.json", "./p3_20240101/p3_20240101.json"]
+    # once the fault is gone, registering again completes the batch
+    again = producer.register(products, catalog=str(root), collection="c")
+    assert [r.action for r in again] == ["unchanged", "created", "unchanged"]
+
+
+class RawOSErrorOnPut:
+    """A real store whose puts of keys containing ``needle`` raise a raw
+    (untranslated) OSError, as a backend without error translation would."""
+
+    def __init__(self, inner, needle: str, exc: OSError) -> None:
+        self.inner, self.needle, self.exc = inner, needle, exc
+        self.url, self.concurrent_safe = inner.url, inner.concurrent_safe
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def put(self, key, data, **kwargs):
+        if self.needle in key:
+            raise self.exc
+        return self.inner.put(key, data, **kwargs)
+
+
+def test_raw_permission_error_from_a_store_is_a_per_product_result(products, tmp_path):
+    root = tmp_path / "catalog"
+    store = RawOSErrorOnPut(open_store(str(root)), "p2_",
+                            PermissionError(errno.EACCES, "Permission denied"))
+    results = producer.register(products, catalog=store, collection="c")
+    assert [r.action for r in results] == ["created", "error", "created"]
+    assert results[1].error_type == "storage" and "Permission denied" in results[1].error
+    assert [str(p) for p in producer.validate_catalog(str(root))] == []
+
+
+def test_disk_full_on_the_collection_write_reports_every_product_and_reconcile_links_them(
+        products, tmp_path):
+    root = tmp_path / "catalog"
+    producer.register([products[0]], catalog=str(root), collection="c")
+    store = RawOSErrorOnPut(open_store(str(root)), "collection.json",
+                            OSError(errno.ENOSPC, "No space left on device"))
+    results = producer.register(products[1:], catalog=store, collection="c")
+    assert [r.action for r in results] == ["error", "error"]
+    for res in results:
+        assert res.error_type == "storage" and "written but not linked" in res.error
+        assert "No space left on device" in res.error
+    # the catalog is valid but for the two orphans, which one reconcile --fix links
+    problems = producer.validate_catalog(str(root))
+    assert sorted(p.kind for p in problems) == ["orphan", "orphan"]
+    report = producer.reconcile(str(root), fix=True)
+    assert report.remaining == []
