@@ -231,7 +231,7 @@ def _check_extents(report: AuditReport) -> None:
         if problem is not None:
             report.problems.append(Problem("extent", coll_key, f"collection has no usable extent: {problem}"))
             continue
-        bbox = extent["spatial"]["bbox"][0]
+        bbox = box2d(extent["spatial"]["bbox"][0])
         interval = extent["temporal"]["interval"][0]
         outside = [i for i in infos if not (bbox_contains(bbox, i.bbox)
                                            and interval_contains(interval, i.interval))]

@@ -271,7 +271,9 @@ class Committer:
             created = doc is None
             if doc is None:
                 doc = docs.new_collection(collection_id, meta, self.layout, root_title)
-            was_empty = docs.is_empty(doc)
+            # an extent still the placeholder (no item ever merged, or all
+            # removed while partition catalogs stayed) is replaced, not unioned
+            was_empty = docs.is_empty(doc) or doc.get("extent") == docs.empty_extent()
             changed = docs.add_links(doc, links)
             changed |= docs.merge_extent(doc, items, was_empty=was_empty)
             # a shrink in progress must learn of these items even when the

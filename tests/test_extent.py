@@ -177,3 +177,17 @@ def test_concurrent_writers_give_the_exact_extent(tiles, catalog_dir):
     assert coll["extent"] == docs.exact_extent(_items(catalog_dir))
     assert coll["extent"]["spatial"]["bbox"][0][0::2] == [0.0, -159.6]
     assert producer.validate_catalog(str(catalog_dir)) == []
+
+
+def test_register_after_the_last_item_left_a_partitioned_collection_gives_its_exact_extent(
+        tiles, catalog_dir):
+    """Removing the last item leaves the placeholder extent but keeps the
+    (now empty) partition catalogs; the next item replaces the placeholder
+    instead of being unioned into a whole-world, open-ended extent."""
+    producer.register([tiles["zero"]], catalog=str(catalog_dir), collection="c", partition="year")
+    assert producer.remove("zero_20240101", catalog=str(catalog_dir), collection="c").action == "removed"
+    producer.register([tiles["east100"]], catalog=str(catalog_dir), collection="c", partition="year")
+    coll = json.loads((catalog_dir / "c/collection.json").read_text())
+    items = [json.loads(p.read_text()) for p in catalog_dir.rglob("east100_*.json")]
+    assert coll["extent"] == docs.exact_extent(items)
+    assert producer.validate_catalog(str(catalog_dir)) == []

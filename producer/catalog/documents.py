@@ -535,7 +535,7 @@ def touches_boundary(extent: dict, item: dict) -> bool:
     """
     if extent_problem(extent) is not None:
         return True
-    bboxes = extent["spatial"]["bbox"]
+    bboxes = [box2d(b) for b in extent["spatial"]["bbox"]]
     bbox = bboxes[0]
     interval = extent["temporal"]["interval"][0]
     try:

@@ -193,7 +193,7 @@ def stored_clusters(bbox_list: Sequence[Sequence[float]]) -> list[list[float]]:
     """The clusters a stored ``spatial.bbox`` list describes: its sub-boxes,
     or the one box when there are none (an extent written before sub-boxes
     were kept counts as one cluster)."""
-    return [list(b) for b in (bbox_list[1:] if len(bbox_list) > 1 else bbox_list[:1])]
+    return [box2d(b) for b in (bbox_list[1:] if len(bbox_list) > 1 else bbox_list[:1])]
 
 
 def bbox_contains(outer: Sequence[float], inner: Sequence[float]) -> bool:
