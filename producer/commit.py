@@ -386,7 +386,17 @@ class Committer:
         if not self.cas(collection_key, begin, expect=("Collection",)).changed:
             return False
         started = time.monotonic()
-        items = walk()
+        try:
+            items = walk()
+        except BaseException:
+            # no half-done shrink left behind when the walk fails (a crash
+            # that skips this is covered by the marker's expiry)
+            try:
+                self.cas(collection_key, lambda d: d if d is not None and docs.drop_shrink(d, token) else None,
+                         expect=("Collection",))
+            except Exception:
+                pass
+            raise
         result = {"changed": False}
 
         def finish(doc: dict | None) -> dict | None:

@@ -238,3 +238,38 @@ def test_an_expired_shrink_marker_is_ignored_and_dropped():
     late = now + timedelta(seconds=docs.SHRINK_TTL + 1)
     assert docs.live_shrink(coll, late) is None
     assert docs.record_in_shrink(coll, [item], late) and docs.SHRINK_FIELD not in coll
+
+
+class FailOnGet:
+    """A real store whose reads of ``key`` fail with a storage error."""
+
+    def __init__(self, inner, key: str) -> None:
+        self.inner, self.key = inner, key
+        self.url, self.concurrent_safe = inner.url, inner.concurrent_safe
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def get(self, key):
+        if key == self.key:
+            from producer.errors import StoreError
+
+            raise StoreError(f"injected: cannot read {key}")
+        return self.inner.get(key)
+
+
+def test_remove_whose_walk_fails_leaves_no_shrink_marker(tmp_path):
+    """A walk that fails (storage error reading an item) takes its marker
+    back, so registers do not keep writing the collection for an hour."""
+    data = tmp_path / "data"
+    data.mkdir()
+    a = _tile(data, "a", "20240105", 0.0, 10.0, 0.05)
+    b = _tile(data, "b", "20240220", 2.0, 10.0, 0.05)
+    root = tmp_path / "catalog"
+    assert all(r.ok for r in producer.register([a, b], catalog=str(root), collection="c"))
+    failing = FailOnGet(open_store(str(root)), "c/b_20240220/b_20240220.json")
+    with pytest.raises(Exception, match="injected"):
+        producer.remove("a_20240105", catalog=failing, collection="c")
+    coll = json.loads((root / "c/collection.json").read_text())
+    assert docs.SHRINK_FIELD not in coll
+    assert [p for p in producer.validate_catalog(str(root)) if p.is_error] == []
