@@ -649,3 +649,17 @@ def test_record_with_non_utf8_bytes_fails_alone(s3: S3Server, raster_bytes: byte
     errors = {f["message_id"]: f["error"] for f in out["failed"]}
     assert "not UTF-8" in errors["m1"] and "not valid UTF-8" in errors["m2"] and "not valid UTF-8" in errors["m3"]
     assert item_links(s3) == ["./good_20240601/good_20240601.json"]
+
+
+def test_removal_event_for_a_key_with_hash_keeps_the_item_of_the_key_without(s3: S3Server, raster_bytes: bytes) -> None:
+    """``scene#v2.tif`` is its own object, not ``scene.tif`` with a fragment:
+    its removal must not delete the item of ``scene.tif``."""
+    key = "products/ndvi/S2_20240601_T31UFQ.tif"
+    put(s3, key, raster_bytes)
+    assert handle(retarget(_s3_notification(key), s3.bucket), config(s3))["registered"][0]["action"] == "created"
+    before = read_json(s3, "stac/ndvi/S2_20240601_T31UFQ/S2_20240601_T31UFQ.json")
+    hashed = "products/ndvi/S2_20240601_T31UFQ%23v2.tif"  # '#' arrives URL-encoded
+    out = handle(retarget(_s3_notification(hashed, "ObjectRemoved:Delete"), s3.bucket), config(s3))
+    assert [(r["id"], r["action"]) for r in out["removed"]] == [("S2_20240601_T31UFQ_v2", "absent")]
+    assert read_json(s3, "stac/ndvi/S2_20240601_T31UFQ/S2_20240601_T31UFQ.json") == before
+    assert item_links(s3) == ["./S2_20240601_T31UFQ/S2_20240601_T31UFQ.json"]
