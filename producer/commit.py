@@ -48,6 +48,10 @@ def _without_timestamps(item: dict) -> dict:
 DATA_ASSET = "data"
 
 
+_SIGNING_PREFIXES = ("x-amz-", "x-goog-")
+_SIGNING_PARAMS = ("awsaccesskeyid", "signature", "expires")
+
+
 def product_href(item: dict | None) -> str | None:
     """The href of ``item``'s data asset: the product the item describes.
 
@@ -66,9 +70,14 @@ def normalise_href(href: str) -> str:
     """``href`` in one spelling per location, for comparisons only.
 
     Lower-case scheme, ``s3a://``/``s3n://`` → ``s3://``, ``file://`` URLs and
-    local paths → a normalised absolute path. Object keys are otherwise kept
-    as they are (``a//b`` and ``a/b`` are different S3 objects).
+    local paths → a normalised absolute path; ``http(s)://`` URLs lose their
+    credentials (``user:pw@``) and request-signing query parameters
+    (``X-Amz-*``, ``AWSAccessKeyId``, ``Signature``, ``Expires``, ``X-Goog-*``),
+    which change between two signings of the same object. Object keys are
+    otherwise kept as they are (``a//b`` and ``a/b`` are different S3 objects).
     """
+    from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
     text = href.strip()
     scheme, sep, rest = text.partition("://")
     if sep and scheme.replace("+", "").replace(".", "").replace("-", "").isalnum():
@@ -76,9 +85,13 @@ def normalise_href(href: str) -> str:
         if scheme in ("s3a", "s3n"):
             scheme = "s3"
         if scheme == "file":
-            from urllib.parse import unquote, urlsplit
-
             return posixpath.normpath(unquote(urlsplit(text).path))
+        if scheme in ("http", "https"):
+            parts = urlsplit(text)
+            host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+            query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                           if not k.lower().startswith(_SIGNING_PREFIXES) and k.lower() not in _SIGNING_PARAMS)
+            return f"{scheme}://{host}{parts.path}" + (f"?{urlencode(query)}" if query else "")
         return f"{scheme}://{rest}"
     return posixpath.normpath(text)
 

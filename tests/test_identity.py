@@ -203,3 +203,34 @@ def test_two_products_racing_for_one_id_the_loser_is_refused(two_folders, catalo
     assert loser.action == "error" and str(first) in loser.error and str(second) in loser.error
     assert data_href(catalog_dir) == str(first)
     assert producer.validate_catalog(str(catalog_dir)) == []
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("s3a://bucket/k/x.tif", "s3://bucket/k/x.tif", True),
+        ("S3://bucket/k/x.tif", "s3://bucket/k/x.tif", True),
+        ("s3://bucket/k//x.tif", "s3://bucket/k/x.tif", False),  # two different S3 keys
+        ("s3://bucket/k/x#1.tif", "s3://bucket/k/x.tif", False),
+        ("file:///data/a/../x%20y.tif", "/data/x y.tif", True),
+        ("/data/./x.tif", "/data/x.tif", True),
+        ("https://user:pw@host/x.tif?X-Amz-Signature=aa&X-Amz-Expires=60", "https://host/x.tif", True),
+        ("https://host/x.tif?AWSAccessKeyId=K&Signature=s&Expires=1&v=2", "https://host/x.tif?v=2", True),
+        ("https://host/x.tif?v=1", "https://host/x.tif?v=2", False),
+        ("https://host/2024/x.tif", "https://host/2025/x.tif", False),
+    ],
+)
+def test_two_spellings_of_one_product_are_the_same_product(a: str, b: str, same: bool) -> None:
+    """Identity compares normalised hrefs: a re-signed URL or another spelling
+    of the same object is not a different product; a different key is."""
+    from producer.commit import same_product
+
+    assert same_product(a, b) is same
+
+
+def test_an_explicit_id_to_remove_is_still_strictly_checked(catalog_dir):
+    from producer.errors import UnsafeIdError
+
+    with pytest.raises(UnsafeIdError, match="outside"):
+        remove("my scene", catalog=str(catalog_dir), collection="ndvi")
+    assert not catalog_dir.exists()
