@@ -79,15 +79,21 @@ def error_type_of(exc: BaseException) -> str:
 
 @dataclass
 class RemoveResult:
-    """``action``: ``removed`` or ``absent`` (nothing to remove)."""
+    """``action``: ``removed``, ``absent`` (nothing to remove) or ``kept``
+    (the item describes another product than the one given; ``reason`` says
+    which, and nothing changed)."""
 
     id: str
     href: str | None
     action: str
     extent_recomputed: bool = False
+    reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if out["reason"] is None:
+            out.pop("reason")
+        return out
 
 
 # --- helpers -------------------------------------------------------------------
@@ -208,6 +214,7 @@ def register(
     batch_size: int = 500,
     max_retries: int = 25,
     progress: Progress | None = None,
+    replace: bool = False,
 ) -> list[RegisterResult]:
     """Extract, validate and upsert one STAC Item per product; link and extend parents.
 
@@ -217,6 +224,12 @@ def register(
     one compare-and-swap per parent per batch of ``batch_size`` products.
     Raises :class:`~producer.errors.InputError` only for unusable options
     (bad collection id, bad rewrite rule, unknown partition scheme).
+
+    An existing item with the same id that describes another product (its
+    ``data`` asset href differs) is left alone and the product gets an
+    ``input`` error naming both (same file name in two folders: use an
+    ``id_template`` such as ``'{parent}_{stem}'``); ``replace=True``
+    overwrites it instead.
     """
     _check_collection_id(collection)
     layout = Layout(partition)
@@ -240,7 +253,7 @@ def register(
     for start in range(0, len(sources), max(1, batch_size)):
         chunk = sources[start:start + batch_size]
         results.extend(_register_chunk(chunk, committer, collection, options, collection_meta,
-                                       dry_run, progress, done, len(sources)))
+                                       dry_run, progress, done, len(sources), replace))
         done += len(chunk)
     return results
 
@@ -279,7 +292,8 @@ def _prepare(source: str, committer: Committer, collection: str, options: Extrac
 
 def _register_chunk(chunk: list[str], committer: Committer, collection: str,
                     options: ExtractOptions, collection_meta: dict | None, dry_run: bool,
-                    progress: Progress | None, done: int, total: int) -> list[RegisterResult]:
+                    progress: Progress | None, done: int, total: int,
+                    replace: bool = False) -> list[RegisterResult]:
     coll_title = (collection_meta or {}).get("title") or collection
     prepared: list[tuple[RegisterResult, str, dict]] = []
     results: list[RegisterResult] = []
@@ -320,8 +334,10 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
         for result, key, doc in prepared:
             try:
                 existing, _ = committer.read(key, ("Feature",))
+                if not replace:
+                    committer.check_identity(key, existing, doc)
             except ProducerError as exc:
-                result.fail(str(exc), exc)
+                result.fail(f"{result.source}: {exc}", exc)
                 continue
             if existing is None:
                 result.action = "created"
@@ -335,7 +351,7 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
     written: list[tuple[str, dict]] = []
     for result, key, doc in prepared:
         try:
-            result.action = committer.put_item(key, doc)
+            result.action = committer.put_item(key, doc, replace=replace)
             result.item = doc
             written.append((key, doc))
         except ProducerError as exc:
@@ -408,8 +424,17 @@ def remove(
     collection: str,
     storage_options: dict | None = None,
     max_retries: int = 25,
+    product: str | None = None,
+    href_rewrites: Iterable[str | tuple[str, str]] = (),
 ) -> RemoveResult:
     """Unlink an item from its parent, delete its document, fix the extent.
+
+    ``product``: the URL/path of the product whose item is to go (what an
+    object-removed event names). The item is then removed only if it
+    describes that product (its ``data`` href equals ``product`` after
+    ``href_rewrites``, as :func:`register` would write it); an item of
+    another product that shares the id is kept (``action="kept"`` with a
+    ``reason``) and nothing is written.
 
     Order: unlink first (compare-and-swap), then delete, so no link ever
     points at a missing item. The collection extent is recomputed exactly
@@ -428,6 +453,15 @@ def remove(
     if key is None:
         return RemoveResult(id=item_id, href=None, action="absent")
     item, _ = committer.read(key, ("Feature",))
+    if product is not None and item is not None:
+        from producer.commit import product_href, same_product
+        from producer.extract.assets import resolve_location, rewrite_href
+
+        wanted = rewrite_href(resolve_location(product), parse_rewrites(href_rewrites))
+        described = product_href(item)
+        if described is not None and not same_product(described, wanted):
+            return RemoveResult(id=item_id, href=committer.store_path(key), action="kept",
+                                reason=f"the item describes {described}, not {wanted}; it stays")
     parent = _parent_of(key, collection)
     coll_key = Layout().collection_key(collection)
     # the documents this removal rewrites are checked before any write

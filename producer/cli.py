@@ -23,6 +23,14 @@ def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def _cli_phrasing(message: str | None) -> str | None:
+    """Api messages name Python parameters (``id_template=``, ``replace=True``);
+    a CLI user needs the matching flags."""
+    if message is None:
+        return None
+    return message.replace("id_template=", "--id-template ").replace("replace=True", "--replace")
+
+
 def _storage_options(pairs: Sequence[str]) -> dict:
     out: dict[str, Any] = {}
     for pair in pairs:
@@ -85,6 +93,9 @@ def main() -> None:
 @click.option("--stats", is_flag=True, help="Compute band statistics (from overviews when present).")
 @click.option("--checksum", is_flag=True, help="Add a sha2-256 file:checksum (reads whole files).")
 @click.option("--dry-run", is_flag=True, help="Extract and validate; write nothing.")
+@click.option("--replace", is_flag=True,
+              help="Overwrite an existing item that has the same id but describes another product "
+                   "(default: refuse; or tell them apart with --id-template '{parent}_{stem}').")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per product.")
 @click.option("--collection-title", help="Title of a new collection.")
 @click.option("--collection-description", help="Description of a new collection.")
@@ -100,7 +111,7 @@ def main() -> None:
 def register(paths: tuple[str, ...], catalog: str, collection: str, datetime_: str | None,
              datetime_pattern: str | None, datetime_sources: tuple[str, ...], id_template: str,
              href_rewrites: tuple[str, ...], partition: str | None, stats: bool, checksum: bool,
-             dry_run: bool, as_json: bool, collection_title: str | None,
+             dry_run: bool, replace: bool, as_json: bool, collection_title: str | None,
              collection_description: str | None, license_: str | None, keywords: tuple[str, ...],
              providers: tuple[str, ...], batch_size: int, progress: bool | None,
              storage_pairs: tuple[str, ...]) -> None:
@@ -135,7 +146,8 @@ def register(paths: tuple[str, ...], catalog: str, collection: str, datetime_: s
             collection_meta=meta or None, partition=partition, datetime=datetime_,
             datetime_pattern=datetime_pattern, datetime_sources=datetime_sources or None,
             id_template=id_template, href_rewrites=href_rewrites, stats=stats,
-            checksum=checksum, dry_run=dry_run, batch_size=batch_size, progress=tick)
+            checksum=checksum, dry_run=dry_run, batch_size=batch_size, progress=tick,
+            replace=replace)
     except InputError as exc:
         raise click.UsageError(str(exc)) from exc
     except ProducerError as exc:
@@ -145,6 +157,8 @@ def register(paths: tuple[str, ...], catalog: str, collection: str, datetime_: s
             bar.render_finish()
 
     failed = [r for r in results if not r.ok]
+    for r in failed:
+        r.error = _cli_phrasing(r.error)
     if as_json:
         for r in results:
             click.echo(json.dumps({**r.to_dict(), **({"dry_run": True} if dry_run else {})}))
@@ -251,7 +265,7 @@ def reconcile(catalog: str, data: tuple[str, ...], fix: bool, dead: str, collect
         click.echo(f"{'ERROR' if p.is_error else 'warning'} {p}")
     for r in report.registered:
         if not r.ok:
-            click.echo(f"ERROR {r.error}")
+            click.echo(f"ERROR {_cli_phrasing(r.error)}")
     blocking = [p for p in shown if p.is_error or p.kind == "missing-product"]
     if fix:
         click.echo(f"\n{catalog}: " + ("valid after repair" if not blocking else f"{len(blocking)} problems left"))
@@ -281,7 +295,7 @@ def handle_event(payload, catalog: str, collection: str, prefixes: tuple[str, ..
 
     try:
         event = json.load(payload)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise click.UsageError(f"{payload.name}: not JSON ({exc})") from exc
     try:
         config = HandlerConfig(

@@ -12,6 +12,7 @@ parent, however many items it adds there.
 from __future__ import annotations
 
 import copy
+import posixpath
 import random
 import time
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import Callable, Sequence
 from producer.catalog import documents as docs
 from producer.catalog.extent import format_time, item_interval, parse_time
 from producer.catalog.layout import Layout, relative_href
-from producer.errors import ConflictError, NotFound, PreconditionFailed
+from producer.errors import ConflictError, InputError, NotFound, PreconditionFailed
 from producer.store.base import Store
 
 Mutation = Callable[[dict | None], dict | None]
@@ -41,6 +42,80 @@ def item_start(item: dict) -> datetime:
 def _without_timestamps(item: dict) -> dict:
     props = {k: v for k, v in item.get("properties", {}).items() if k not in TIMESTAMPS}
     return {**item, "properties": props}
+
+
+#: the asset whose href says which product an item describes
+DATA_ASSET = "data"
+
+
+_SIGNING_PREFIXES = ("x-amz-", "x-goog-")
+_SIGNING_PARAMS = ("awsaccesskeyid", "signature", "expires")
+
+
+def product_href(item: dict | None) -> str | None:
+    """The href of ``item``'s data asset: the product the item describes.
+
+    That href is the product's location after href rewrites, written by
+    every registration, so it already records the item's identity and no
+    extra field is needed. ``None`` when the item has no data asset (then
+    nothing is known about the product and no identity check is made).
+    """
+    assets = (item or {}).get("assets")
+    asset = assets.get(DATA_ASSET) if isinstance(assets, dict) else None
+    href = asset.get("href") if isinstance(asset, dict) else None
+    return href if isinstance(href, str) and href else None
+
+
+def normalise_href(href: str) -> str:
+    """``href`` in one spelling per location, for comparisons only.
+
+    Lower-case scheme, ``s3a://``/``s3n://`` → ``s3://``, ``file://`` URLs and
+    local paths → a normalised absolute path; ``http(s)://`` URLs lose their
+    credentials (``user:pw@``) and request-signing query parameters
+    (``X-Amz-*``, ``AWSAccessKeyId``, ``Signature``, ``Expires``, ``X-Goog-*``),
+    which change between two signings of the same object. Object keys are
+    otherwise kept as they are (``a//b`` and ``a/b`` are different S3 objects).
+    """
+    from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+    text = href.strip()
+    scheme, sep, rest = text.partition("://")
+    if sep and scheme.replace("+", "").replace(".", "").replace("-", "").isalnum():
+        scheme = scheme.lower()
+        if scheme in ("s3a", "s3n"):
+            scheme = "s3"
+        if scheme == "file":
+            return posixpath.normpath(unquote(urlsplit(text).path))
+        if scheme in ("http", "https"):
+            parts = urlsplit(text)
+            host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+            query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                           if not k.lower().startswith(_SIGNING_PREFIXES) and k.lower() not in _SIGNING_PARAMS)
+            return f"{scheme}://{host}{parts.path}" + (f"?{urlencode(query)}" if query else "")
+        return f"{scheme}://{rest}"
+    return posixpath.normpath(text)
+
+
+def same_product(a: str, b: str) -> bool:
+    """True when two data hrefs name the same product (see :func:`normalise_href`)."""
+    return normalise_href(a) == normalise_href(b)
+
+
+class IdentityConflict(InputError):
+    """Registering a product under an id that already describes another one.
+
+    ``existing`` and ``incoming`` are the two products' hrefs. Nothing was
+    written. The message phrases the way out for Python callers
+    (``id_template=``, ``replace=True``); the CLI rephrases it with its flags.
+    """
+
+    def __init__(self, item_id: str, where: str, existing: str, incoming: str) -> None:
+        self.item_id, self.where, self.existing, self.incoming = item_id, where, existing, incoming
+        super().__init__(
+            f"item id {item_id!r} is taken: {where} describes {existing}, not {incoming}; "
+            f"nothing was written. Give the products different ids with id_template='{{parent}}_{{stem}}', "
+            f"or replace the item with replace=True"
+        )
 
 
 def same_content(a: dict, b: dict) -> bool:
@@ -155,13 +230,26 @@ class Committer:
 
     # -- items ------------------------------------------------------------------
 
-    def put_item(self, key: str, item: dict) -> str:
+    def check_identity(self, key: str, existing: dict | None, item: dict) -> None:
+        """Raise :class:`IdentityConflict` if ``existing`` (the document now at
+        ``key``) describes another product than ``item``. Reads nothing."""
+        if existing is None:
+            return
+        old, new = product_href(existing), product_href(item)
+        if old is not None and new is not None and not same_product(old, new):
+            raise IdentityConflict(str(item.get("id")), self.store_path(key), old, new)
+
+    def put_item(self, key: str, item: dict, *, replace: bool = False) -> str:
         """Write one item document; return ``created``, ``updated`` or ``unchanged``.
 
         Keeps an existing item's ``created`` and sets ``updated``; writes
-        nothing when only those two would differ. ``item`` is not mutated and
-        must have been validated by the caller (the timestamps set here are
-        the only change).
+        nothing when only those two would differ. An existing item that
+        describes another product (another data href) is not overwritten:
+        :class:`IdentityConflict` is raised and nothing is written, unless
+        ``replace`` is true. The check sees the document the compare-and-swap
+        replaces, so a concurrent writer cannot slip another product in
+        between. ``item`` is not mutated and must have been validated by the
+        caller (the timestamps set here are the only change).
         """
         outcome = {"action": "unchanged"}
 
@@ -173,6 +261,8 @@ class Committer:
                 props["created"] = props["updated"] = now
                 outcome["action"] = "created"
                 return new
+            if not replace:
+                self.check_identity(key, existing, item)
             if same_content(existing, new):
                 outcome["action"] = "unchanged"
                 return None

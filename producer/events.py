@@ -244,11 +244,15 @@ def _loads(text: Any, what: str) -> Any:
         return text
     if not isinstance(text, (str, bytes, bytearray)):
         raise _Malformed(f"{what} is {type(text).__name__}, expected a JSON string")
+    snippet = text[:60] if isinstance(text, str) else repr(bytes(text[:60]))
     try:
         return json.loads(text)
-    except ValueError as exc:
-        snippet = text[:60] if isinstance(text, str) else repr(bytes(text[:60]))
+    except UnicodeDecodeError as exc:  # bytes that are not UTF-8 (a ValueError without .msg)
+        raise _Malformed(f"{what} is not UTF-8 text (byte {exc.start}: {exc.reason}): {snippet}") from None
+    except json.JSONDecodeError as exc:
         raise _Malformed(f"{what} is not JSON ({exc.msg} at char {exc.pos}): {snippet!r}") from None
+    except ValueError as exc:  # any other decoding failure is still this record's alone
+        raise _Malformed(f"{what} is not JSON ({exc}): {snippet!r}") from None
 
 
 def _str_at(doc: Mapping[str, Any], path: tuple[str, str], label: str) -> str:
@@ -261,8 +265,18 @@ def _str_at(doc: Mapping[str, Any], path: tuple[str, str], label: str) -> str:
 
 
 def _decode_key(raw: str) -> str:
-    """Undo S3's form-style URL encoding of an object key."""
-    key = unquote_plus(raw)
+    """Undo S3's form-style URL encoding of an object key.
+
+    Object keys are UTF-8: a key whose escapes decode to other bytes, or
+    that holds lone surrogates (``"\\udcff"`` in the JSON), makes its record
+    malformed here, so it fails alone instead of failing later, inside a
+    registration shared with the other records of the batch.
+    """
+    try:
+        key = unquote_plus(raw, errors="strict")
+        key.encode("utf-8")
+    except UnicodeError:
+        raise _Malformed(f"object key {raw!r} is not valid UTF-8") from None
     if not key:
         raise _Malformed("empty object key")
     return key
@@ -469,15 +483,30 @@ def _skip_reason(event: ObjectEvent, config: HandlerConfig) -> str | None:
     return None
 
 
-def _inside(url: str, catalog: str) -> bool:
-    """True when ``url`` is the catalog root or below it (same scheme and bucket)."""
-    root = catalog.strip().rstrip("/")
+def _catalog_root(catalog: str) -> str | None:
+    """The catalog URL in the spelling object URLs use, or ``None`` for a
+    local catalog. Empty path segments are dropped (``s3://b//stac/`` is
+    ``s3://b/stac``, where the store writes), ``s3a`` is ``s3``, and a
+    trailing ``/catalog.json`` names its folder."""
+    root = catalog.strip()
     if "://" not in root:
-        return False  # a local catalog cannot contain s3:// objects
+        return None  # a local catalog cannot contain s3:// objects
     scheme, rest = root.split("://", 1)
-    if scheme.lower() in ("s3", "s3a"):  # both name the same bucket
-        root = f"s3://{rest}"
-    root = root.removesuffix("/catalog.json")
+    scheme = scheme.lower()
+    if scheme == "s3a":  # both name the same bucket
+        scheme = "s3"
+    segments = [seg for seg in rest.split("/") if seg]
+    if len(segments) > 1 and segments[-1] == "catalog.json":
+        segments.pop()
+    return f"{scheme}://{'/'.join(segments)}"
+
+
+def _inside(url: str, catalog: str) -> bool:
+    """True when ``url`` is the catalog root or below it (same scheme and bucket),
+    however the catalog URL is spelled (see :func:`_catalog_root`)."""
+    root = _catalog_root(catalog)
+    if root is None:
+        return False
     return url == root or url.startswith(root + "/")
 
 
@@ -552,10 +581,16 @@ def _remove_one(api: Any, event: ObjectEvent, config: HandlerConfig, out: dict[s
             catalog=config.catalog,
             collection=config.collection,
             storage_options=_copy(config.storage_options),
+            product=event.url,  # only the item that describes this object goes
+            href_rewrites=config.href_rewrites,
         )
     except Exception as exc:  # noqa: BLE001 - reported per record, see _register_run
         log.exception("removing the item for %s failed", event.url)
         fail(_describe(exc), url=event.url, message_id=event.message_id)
+        return
+    if result.action == "kept":  # the id is another product's: not ours to remove
+        log.info("%s: item %s kept: %s", event.url, item_id, result.reason)
+        out["skipped"].append({"url": event.url, "reason": f"item {item_id!r} kept: {result.reason}"})
         return
     out["removed"].append(result.to_dict())
 

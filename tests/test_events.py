@@ -400,28 +400,31 @@ def test_deleted_object_removes_item(s3: S3Server, raster_bytes: bytes, delete_f
 
 
 def test_batch_with_encoded_keys(s3: S3Server, raster_bytes: bytes) -> None:
-    """Decoded keys reach the api: the good product registers, unsafe ids fail by name."""
+    """Decoded keys reach the api: names with spaces get normalised ids and
+    register; products without a datetime fail by name."""
     for key in ["products/ndvi/S2_20240602_T31UFQ.tif", "products/ndvi/field plots/NDVI 2024-06-03.tif",
                 "products/ndvi/run 42+1.TIF", "products/ndvi/date=2024-06-04/tile (00).nc"]:
         put(s3, key, raster_bytes)
     out = handle(load("s3_batch.json", s3.bucket), config(s3))
-    assert [r["id"] for r in out["registered"]] == ["S2_20240602_T31UFQ"]
+    assert [r["id"] for r in out["registered"]] == ["S2_20240602_T31UFQ", "NDVI_2024-06-03"]
     failed_urls = sorted(f["url"] for f in out["failed"])
     assert failed_urls == sorted(f"s3://{s3.bucket}/{k}" for k in [
-        "products/ndvi/field plots/NDVI 2024-06-03.tif", "products/ndvi/run 42+1.TIF",
-        "products/ndvi/date=2024-06-04/tile (00).nc"])
-    assert all(f["message_id"] is None and f["error"] for f in out["failed"])
+        "products/ndvi/run 42+1.TIF", "products/ndvi/date=2024-06-04/tile (00).nc"])
+    assert all(f["message_id"] is None and "no datetime" in f["error"] for f in out["failed"])
     assert out["batchItemFailures"] == []  # not from SQS: nothing to report per message
     assert [(r["id"], r["action"]) for r in out["removed"]] == [("S2_20240530_T31UFQ", "absent")]
     assert_item(s3, "S2_20240602_T31UFQ", "products/ndvi/S2_20240602_T31UFQ.tif")
 
 
-def test_unsafe_id_from_decoded_key_fails_its_message(s3: S3Server, raster_bytes: bytes) -> None:
+def test_key_with_spaces_registers_under_a_normalised_id(s3: S3Server, raster_bytes: bytes) -> None:
+    """Spaces are common in S3 keys: the default id replaces them by '_'
+    (documented) rather than failing the message on every redelivery."""
     key = "products/ndvi/S2 20240605 T31UFQ.tif"
     put(s3, key, raster_bytes)
     out = handle(load("sqs_sns_s3.json", s3.bucket), config(s3))
-    assert out["batchItemFailures"] == [{"itemIdentifier": "c80e8021-a70a-42c7-a470-796e1186f753"}]
-    assert "S2 20240605 T31UFQ" in out["failed"][0]["error"]
+    assert out["batchItemFailures"] == [] and out["failed"] == []
+    assert [r["id"] for r in out["registered"]] == ["S2_20240605_T31UFQ"]
+    assert_item(s3, "S2_20240605_T31UFQ", key)
 
 
 def test_malformed_record_fails_alone(s3: S3Server, raster_bytes: bytes) -> None:
@@ -584,3 +587,79 @@ def test_catalog_prefix_detection(catalog: str, inside: bool) -> None:
         assert skipped["reason"] == f"inside the catalog {catalog}"
     else:
         assert skipped["reason"].startswith("key does not start with")
+
+
+# ---------------------------------------------------------------------------
+# identity, loop guard and undecodable records (issue 8, points 4, 11, 12)
+# ---------------------------------------------------------------------------
+
+
+def test_removal_event_for_one_folder_keeps_the_other_folders_item(s3: S3Server, raster_bytes: bytes) -> None:
+    """``2024/tile.tif`` and ``2025/tile.tif`` map to one id. The second's
+    creation is refused (naming both), and its removal must not delete the
+    item of the first, which still exists."""
+    first, second = "products/ndvi/2024/S2_20240601_T31UFQ.tif", "products/ndvi/2025/S2_20240601_T31UFQ.tif"
+    put(s3, first, raster_bytes)
+    put(s3, second, raster_bytes)
+    out = handle(retarget(_sqs(_s3_notification(first)), s3.bucket), config(s3))
+    assert [r["action"] for r in out["registered"]] == ["created"]
+
+    out = handle(retarget(_sqs(_s3_notification(second)), s3.bucket), config(s3))
+    assert out["registered"] == [] and out["batchItemFailures"] == [{"itemIdentifier": "m0"}]
+    assert first in out["failed"][0]["error"] and second in out["failed"][0]["error"]
+    before = read_json(s3, "stac/ndvi/S2_20240601_T31UFQ/S2_20240601_T31UFQ.json")
+
+    s3.client().delete_object(Bucket=s3.bucket, Key=second)
+    out = handle(retarget(_sqs(_s3_notification(second, "ObjectRemoved:Delete")), s3.bucket), config(s3))
+    assert out["removed"] == [] and out["failed"] == [] and out["batchItemFailures"] == []
+    (skipped,) = out["skipped"]
+    assert skipped["url"].endswith(second) and "kept" in skipped["reason"] and first in skipped["reason"]
+    assert read_json(s3, "stac/ndvi/S2_20240601_T31UFQ/S2_20240601_T31UFQ.json") == before
+    assert_item(s3, "S2_20240601_T31UFQ", first)
+
+    s3.client().delete_object(Bucket=s3.bucket, Key=first)  # the item's own product goes: so does the item
+    out = handle(retarget(_sqs(_s3_notification(first, "ObjectRemoved:Delete")), s3.bucket), config(s3))
+    assert [(r["id"], r["action"]) for r in out["removed"]] == [("S2_20240601_T31UFQ", "removed")]
+    assert item_links(s3) == []
+
+
+@pytest.mark.parametrize("catalog", ["s3://amzn-s3-demo-bucket//stac", "s3://amzn-s3-demo-bucket//stac//",
+                                     "S3A://amzn-s3-demo-bucket///stac/catalog.json"])
+def test_catalog_url_with_double_slash_still_guards_its_own_writes(catalog: str) -> None:
+    """``s3://b//stac`` writes under ``stac/`` (the store drops empty
+    segments); the loop guard must see those writes as the catalog's own."""
+    cfg = HandlerConfig(catalog=catalog, collection="n", suffixes=())
+    out = handle(_s3_notification("stac/ndvi/collection.json"), cfg)
+    assert out["registered"] == out["removed"] == out["failed"] == []
+    assert [s["reason"] for s in out["skipped"]] == [f"inside the catalog {catalog}"]
+
+
+def test_record_with_non_utf8_bytes_fails_alone(s3: S3Server, raster_bytes: bytes) -> None:
+    """An SQS body of bytes that are not UTF-8, and a key whose escapes are
+    not UTF-8, are each one failed record; the rest of the batch registers."""
+    put(s3, "products/ndvi/good_20240601.tif", raster_bytes)
+    payload = retarget(_sqs(_s3_notification("products/ndvi/good_20240601.tif"),
+                            "placeholder", _s3_notification("products/ndvi/bad%FF_20240601.tif"),
+                            _s3_notification("products/ndvi/bad\udcff_20240601.tif")), s3.bucket)
+    payload["Records"][1]["body"] = b'{"Records": [{"s3": "\xff\xfe not utf-8"}]}'
+    out = handle(payload, config(s3))
+    assert [r["id"] for r in out["registered"]] == ["good_20240601"]
+    assert out["batchItemFailures"] == [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"},
+                                        {"itemIdentifier": "m3"}]
+    errors = {f["message_id"]: f["error"] for f in out["failed"]}
+    assert "not UTF-8" in errors["m1"] and "not valid UTF-8" in errors["m2"] and "not valid UTF-8" in errors["m3"]
+    assert item_links(s3) == ["./good_20240601/good_20240601.json"]
+
+
+def test_removal_event_for_a_key_with_hash_keeps_the_item_of_the_key_without(s3: S3Server, raster_bytes: bytes) -> None:
+    """``scene#v2.tif`` is its own object, not ``scene.tif`` with a fragment:
+    its removal must not delete the item of ``scene.tif``."""
+    key = "products/ndvi/S2_20240601_T31UFQ.tif"
+    put(s3, key, raster_bytes)
+    assert handle(retarget(_s3_notification(key), s3.bucket), config(s3))["registered"][0]["action"] == "created"
+    before = read_json(s3, "stac/ndvi/S2_20240601_T31UFQ/S2_20240601_T31UFQ.json")
+    hashed = "products/ndvi/S2_20240601_T31UFQ%23v2.tif"  # '#' arrives URL-encoded
+    out = handle(retarget(_s3_notification(hashed, "ObjectRemoved:Delete"), s3.bucket), config(s3))
+    assert [(r["id"], r["action"]) for r in out["removed"]] == [("S2_20240601_T31UFQ_v2", "absent")]
+    assert read_json(s3, "stac/ndvi/S2_20240601_T31UFQ/S2_20240601_T31UFQ.json") == before
+    assert item_links(s3) == ["./S2_20240601_T31UFQ/S2_20240601_T31UFQ.json"]

@@ -508,8 +508,11 @@ def test_unsafe_and_bad_ids(data: dict[str, Path], tmp_path: Path) -> None:
         create_item(data["utm"], ExtractOptions(id_template="{date}"))
     spaced = tmp_path / "my scene_20240101.tif"
     spaced.write_bytes(data["utm"].read_bytes())
-    with pytest.raises(UnsafeIdError, match="my scene_20240101"):
-        create_item(spaced)
+    assert create_item(spaced).id == "my_scene_20240101"  # names are normalised, not refused
+    hidden = tmp_path / ".hidden_20240101.tif"
+    hidden.write_bytes(data["utm"].read_bytes())
+    with pytest.raises(UnsafeIdError, match=".hidden_20240101"):
+        create_item(hidden)
 
 
 def test_bad_datetime_options(data: dict[str, Path]) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from producer.errors import InputError, UnsafeIdError
 from producer.extract import ExtractOptions
-from producer.extract.ids import MAX_ID_LENGTH, check_id, make_item_id, stem_of
+from producer.extract.ids import MAX_ID_LENGTH, check_id, make_item_id, split_location, stem_of
 
 
 @pytest.mark.parametrize(
@@ -36,7 +36,8 @@ def test_template_fields() -> None:
     assert make_item_id(path, ExtractOptions(id_template="{name}")) == "scene_20240513.tif"
     options = ExtractOptions(id_template="{collection}-{stem}", collection="ndvi")
     assert make_item_id(path, options) == "ndvi-scene_20240513"
-    assert make_item_id("s3://bucket/prefix/x_1.tif?versionId=3", ExtractOptions(id_template="{parent}.{stem}")) == (
+    # an http(s) query is not part of the name; an object-store key is taken literally
+    assert make_item_id("https://host/prefix/x_1.tif?versionId=3", ExtractOptions(id_template="{parent}.{stem}")) == (
         "prefix.x_1"
     )
 
@@ -99,8 +100,57 @@ def test_what_is_named_and_the_fix_fits_it() -> None:
 
 
 def test_unsafe_file_name_names_the_file() -> None:
-    with pytest.raises(UnsafeIdError, match="my scene") as info:
-        make_item_id("/data/my scene.tif")
-    assert "/data/my scene.tif" in str(info.value)
+    """What normalisation cannot make safe (a leading dot, '..') is still
+    refused, naming the file."""
+    with pytest.raises(UnsafeIdError, match="starts with a dot") as info:
+        make_item_id("/data/.hidden scene.tif")
+    assert "/data/.hidden scene.tif" in str(info.value)
+    with pytest.raises(UnsafeIdError, match=r"'\.\.'"):
+        make_item_id("/data/a..b.tif")
     with pytest.raises(UnsafeIdError):
         make_item_id("/data/x.tif", ExtractOptions(id_template="../{stem}"))
+
+
+@pytest.mark.parametrize(
+    ("source", "item_id"),
+    [
+        ("/data/my scene.tif", "my_scene"),
+        ("s3://b/products/NDVI 2024-06-03.tif", "NDVI_2024-06-03"),
+        ("s3://b/products/run 42+1.TIF", "run_42_1"),
+        ("s3://b/products/tile (00).nc", "tile_00_"),
+        ("s3://b/products/scène.tif", "sc_ne"),
+        ("s3://b/products/a  +  b.tif", "a_b"),  # a run becomes one '_'
+    ],
+)
+def test_default_id_from_name_with_spaces_or_plus_is_normalised(source: str, item_id: str) -> None:
+    assert make_item_id(source) == item_id
+
+
+@pytest.mark.parametrize(
+    ("source", "item_id"),
+    [
+        ("s3://b/data/scene?v3.tif", "scene_v3"),
+        ("s3://b/data/scene#v2.tif", "scene_v2"),
+        ("s3://b/data/scene.tif", "scene"),
+        ("gs://b/data/x#1?.tif", "x_1_"),
+    ],
+)
+def test_object_key_with_hash_or_question_mark_is_not_cut(source: str, item_id: str) -> None:
+    """'#' and '?' in an object key are part of the name: three different
+    objects get three different ids (before: all three were 'scene')."""
+    assert make_item_id(source) == item_id
+    assert split_location(source)[0] == "data" or source.startswith("gs://")
+
+
+def test_name_fields_are_normalised_but_literals_stay_strict() -> None:
+    path = "s3://b/field plots/NDVI 1.tif"
+    assert make_item_id(path, ExtractOptions(id_template="{parent}_{name}")) == "field_plots_NDVI_1.tif"
+    with pytest.raises(UnsafeIdError, match="outside"):  # the space is the caller's own text
+        make_item_id(path, ExtractOptions(id_template="my {stem}"))
+    with pytest.raises(UnsafeIdError, match="outside"):  # a collection id is never rewritten
+        make_item_id(path, ExtractOptions(id_template="{collection}_{stem}", collection="my coll"))
+
+
+def test_http_url_name_is_decoded_and_query_dropped() -> None:
+    assert make_item_id("https://host/d/NDVI%202024.tif?X-Amz-Signature=abc#frag") == "NDVI_2024"
+    assert make_item_id("file:///data/my%20scene.tif") == "my_scene"

@@ -1,6 +1,19 @@
 """Item ids: built from a template over the product's name, and checked to be
 safe as a path segment (ids become directory and file names in the catalog).
 
+Default ids are derived from names, and names in object stores often hold
+characters an id may not (spaces, ``+``, ``#``, ``?``, accents). The template
+fields ``{stem}``, ``{name}`` and ``{parent}`` are therefore normalised: every
+run of characters outside ``[A-Za-z0-9._-]`` becomes one ``_``
+(``"NDVI 2024+v2.tif"`` → ``NDVI_2024_v2``, ``"scene?v3.tif"`` → ``scene_v3``).
+What the caller typed (the literal parts of a template, ``{collection}``, an
+id passed to ``remove``) is checked strictly and never rewritten.
+
+Object-store keys (``s3://``, ``gs://``, ...) are taken literally: a ``#`` or
+``?`` in a key is part of the name, not a URL fragment or query. Only
+``http(s)://`` and ``file://`` URLs are parsed as URLs (query and fragment
+dropped, percent-escapes decoded).
+
 Pure string work: nothing is read or written.
 """
 
@@ -9,7 +22,7 @@ from __future__ import annotations
 import os
 import re
 import string
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from producer.errors import InputError, UnsafeIdError
 from producer.extract.options import ExtractOptions
@@ -27,12 +40,31 @@ STEM_SUFFIXES: tuple[str, ...] = (
 _SAFE_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_UNSAFE_RUN_RE = re.compile(r"[^A-Za-z0-9._-]+")
+#: URL schemes whose ``?``/``#`` start a query/fragment; other schemes name object-store keys
+_PARSED_SCHEMES = ("http", "https", "file")
+#: template fields derived from the product's location, normalised by :func:`normalise_name`
+NAME_FIELDS: tuple[str, ...] = ("stem", "name", "parent")
+
+
+def _location_path(text: str) -> str:
+    """The path part of a local path or URL: object-store keys literally."""
+    if not _URL_RE.match(text):
+        return text
+    scheme, _, rest = text.partition("://")
+    if scheme.lower() in _PARSED_SCHEMES:
+        return unquote(urlsplit(text).path)
+    return "/" + rest.partition("/")[2]  # s3://bucket/key#1?.tif: the key, '#'/'?' included
 
 
 def split_location(source: str | os.PathLike[str]) -> tuple[str, str]:
-    """(parent directory name, file name) of a local path or URL."""
+    """(parent directory name, file name) of a local path or URL.
+
+    ``s3://b/data/scene?v3.tif`` → ``("data", "scene?v3.tif")`` (object keys
+    are literal); ``https://h/d/x.tif?sig=1`` → ``("d", "x.tif")``.
+    """
     text = os.fspath(source)
-    path = urlsplit(text).path if _URL_RE.match(text) else text
+    path = _location_path(text)
     path = path.replace("\\", "/").rstrip("/")
     parts = path.split("/")
     name = parts[-1] if parts else ""
@@ -57,6 +89,17 @@ def stem_of(name: str) -> str:
                 break
         else:
             return stem
+
+
+def normalise_name(value: str) -> str:
+    """A name made fit for an id: each run of characters outside
+    ``[A-Za-z0-9._-]`` becomes one ``_`` (``"a b+c"`` → ``"a_b_c"``).
+
+    Applied to the ``{stem}``, ``{name}`` and ``{parent}`` template fields
+    only; everything else about the id (no leading dot or dash, no ``..``,
+    at most 200 characters) is still checked by :func:`check_id`.
+    """
+    return _UNSAFE_RUN_RE.sub("_", value)
 
 
 def check_id(value: str, what: str = "item id", *, source: str | None = None) -> str:
@@ -100,14 +143,18 @@ def make_item_id(source: str | os.PathLike[str], options: ExtractOptions = Extra
 
     Fields: ``{stem}`` (file name minus known extensions), ``{name}`` (file
     name), ``{parent}`` (name of the directory holding it), ``{collection}``
-    (``options.collection``). Raises :class:`InputError` for an unknown or
+    (``options.collection``). ``{stem}``, ``{name}`` and ``{parent}`` are
+    normalised by :func:`normalise_name` (runs of characters outside
+    ``[A-Za-z0-9._-]`` → ``_``); the template's literal text and
+    ``{collection}`` are not. Raises :class:`InputError` for an unknown or
     unusable field and :class:`UnsafeIdError` when the result is not safe.
     """
     template = options.id_template
     collection = options.collection
     location = os.fspath(source)
     parent, name = split_location(location)
-    values = {"stem": stem_of(name), "name": name, "parent": parent, "collection": collection}
+    values = {"stem": normalise_name(stem_of(name)), "name": normalise_name(name),
+              "parent": normalise_name(parent), "collection": collection}
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:

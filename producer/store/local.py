@@ -11,6 +11,14 @@ Atomicity comes from two things:
   threads and processes on this host (and across hosts where the file system
   honours ``flock``, e.g. NFSv4; not guaranteed on every network mount).
 
+Symbolic links are never followed out of the root: every key is resolved to
+its real path first, and a key that leaves the root through a symlinked
+folder or file is refused with a :class:`StoreError` (nothing is read, written
+or deleted outside); symlinked files that leave the root are not listed. The
+lock file is opened with ``O_NOFOLLOW``. Links that stay inside the root are
+allowed. (A link swapped in between the check and the write is not caught:
+whoever can write into the catalog folder can also write the catalog.)
+
 Versions are the SHA-256 of the document bytes. A token made of inode, mtime
 and size would be cheaper, but after temp+rename the freed inode number is
 often reused by the very next write, mtime only advances once per kernel tick,
@@ -79,7 +87,30 @@ class LocalStore:
     # -- helpers -----------------------------------------------------------
 
     def _path(self, key: str) -> Path:
-        return self.root.joinpath(*check_key(key).split("/"))
+        """The file for ``key``; :class:`StoreError` if it leads out of the root."""
+        path = self.root.joinpath(*check_key(key).split("/"))
+        self._check_inside(key, path)
+        return path
+
+    def _check_inside(self, key: str, path: Path) -> None:
+        """Raise :class:`StoreError` naming ``key``, the symlink and the fix
+        when ``path`` resolves (through symlinks) to outside the root."""
+        root = os.path.realpath(self.root)
+        real = os.path.realpath(path)
+        if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+            return
+        link, current = path, self.root  # name the first link on the way that leaves
+        for part in path.relative_to(self.root).parts:
+            current = current / part
+            if current.is_symlink():
+                link = current
+                break
+        raise StoreError(
+            f"{key!r} in catalog {self.url} leads outside the catalog through the symbolic link "
+            f"{link} -> {os.path.realpath(link)}; the producer never writes, reads or deletes through "
+            "such links: replace the link by a real folder/file inside the catalog, or use the "
+            "link's target as the catalog"
+        )
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -88,8 +119,13 @@ class LocalStore:
 
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:  # the lock file is a symlink: never create its target
+                raise StoreError(
+                    f"cannot lock catalog {self.url}: its lock file {self.root / LOCK_NAME} is a symbolic "
+                    "link; delete that link (the producer recreates the lock file)"
+                ) from exc
             raise StoreError(f"cannot lock catalog {self.url}: {exc}; check that the directory is writable") from exc
         try:
             # flock locks belong to the open file description: each call opens
@@ -263,6 +299,9 @@ class LocalStore:
         lock file and temporary files."""
         prefix = check_prefix(prefix)
         start = self.root.joinpath(*prefix.split("/")) if prefix else self.root
+        if prefix:
+            self._check_inside(prefix, start)
+        root_real = os.path.realpath(self.root).rstrip(os.sep) + os.sep
         if start.is_file():
             if is_listable(prefix):
                 yield prefix
@@ -277,9 +316,12 @@ class LocalStore:
             rel = Path(dirpath).relative_to(self.root).as_posix()
             for name in filenames:
                 key = name if rel == "." else f"{rel}/{name}"
+                full = os.path.join(dirpath, name)
+                if os.path.islink(full) and not os.path.realpath(full).startswith(root_real):
+                    continue  # a file linked in from outside is not a document of this catalog
                 if is_listable(key) and under_prefix(key, prefix):
                     yield key
 
     def exists(self, key: str) -> bool:
-        """True if ``key`` is a file."""
+        """True if ``key`` is a file (:class:`StoreError` if it leads out of the root)."""
         return self._path(key).is_file()
