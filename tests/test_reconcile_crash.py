@@ -148,7 +148,7 @@ def test_reconcile_fix_crash_after_chosen_writes_s3(s3_server, tmp_path):
     writes = probe.writes
     dead_key = next(k for v, k in writes if v == "delete")
     picks = sorted({
-        writes.index(("put", dead_key)) + 1,                                  # marked, still linked
+        *(n for n, w in enumerate(writes, 1) if w == ("put", dead_key)),      # marked, still linked
         writes.index(("delete", dead_key)),                                   # unlinked, not deleted
         writes.index(("put", "c/k9_20240409/k9_20240409.json")) + 1,           # product item, unlinked
         len(writes),
