@@ -163,3 +163,45 @@ def test_reconcile_fix_crash_after_chosen_writes_s3(s3_server, tmp_path):
         report = _reconcile(open_store(url, opts), data, opts)
         assert report.remaining == [], f"{where}: {[str(p) for p in report.remaining]}"
         _assert_valid_and_complete(open_store(url, opts), expected, data, where, opts)
+
+
+def test_reconcile_fix_crash_after_every_write_partitioned_local(tmp_path):
+    """year/month partitions: an orphaned year (with its month and items), a
+    dangling link in a month, a stale extent, and a missing product that
+    needs a new year and month."""
+    data = tmp_path / "data"
+    tiles = [write_tile(data, name, lon, 45.0) for name, lon in
+             (("m_20230105.tif", 1.0), ("m_20240310.tif", 2.0), ("m_20240311.tif", 3.0))]
+    template = tmp_path / "template"
+    results = producer.register(tiles, catalog=str(template), collection="c", partition="year/month")
+    assert all(r.ok for r in results), [r.error for r in results]
+    coll_path = template / "c" / "collection.json"
+    coll = json.loads(coll_path.read_text())
+    coll["links"] = [l for l in coll["links"] if l["href"] != "./2024/catalog.json"]
+    coll["extent"]["spatial"]["bbox"][0] = [-50.0, -50.0, 50.0, 50.0]
+    coll_path.write_text(json.dumps(coll, indent=2))
+    month_path = template / "c" / "2023" / "01" / "catalog.json"
+    month = json.loads(month_path.read_text())
+    month["links"].append({"rel": "item", "href": "./gone/gone.json", "type": "application/geo+json"})
+    month_path.write_text(json.dumps(month, indent=2))
+    late = write_tile(data, "m_20250101.tif", 4.0, 46.0)
+    expected = sorted([t.stem for t in tiles] + [late.stem])
+
+    def run(store: Store):
+        return producer.reconcile(store, data=str(data), collection="c", fix=True,
+                                  register_options={"partition": "year/month"})
+
+    shutil.copytree(template, tmp_path / "probe")
+    probe = CrashingStore(open_store(str(tmp_path / "probe")))
+    run(probe)
+    _assert_valid_and_complete(probe, expected, data, "no crash")
+    for n in range(1, len(probe.writes) + 1):
+        root = tmp_path / f"crash-{n}"
+        shutil.copytree(template, root)
+        crashing = CrashingStore(open_store(str(root)), crash_after=n)
+        with pytest.raises(Crash):
+            run(crashing)
+        where = f"crash after write {n} ({crashing.writes[-1]})"
+        report = run(open_store(str(root)))
+        assert report.remaining == [], f"{where}: {[str(p) for p in report.remaining]}"
+        _assert_valid_and_complete(open_store(str(root)), expected, data, where)
