@@ -480,11 +480,13 @@ def _finish_interrupted_removals(committer, store: Store, first: AuditReport,
 
 def _handle_dead_items(committer, store: Store, first: AuditReport, report: ReconcileReport,
                        dead: str) -> None:
-    """Items with an asset that is definitely gone (never one that could not
-    be checked): ``flag`` sets ``deprecated: true`` (one compare-and-swap);
+    """Items with an asset that is definitely gone and none that could not be
+    checked: ``flag`` sets ``deprecated: true`` (one compare-and-swap);
     ``remove`` marks, unlinks, then deletes the item, so a crash in between is
     finished by the next ``reconcile --fix``."""
-    dead_items = sorted({p.key for p in first.problems if p.kind == "missing-asset"})
+    unchecked = {p.key for p in first.problems if p.kind == "asset-unchecked"}
+    # an item with another asset that could not be checked is left alone too
+    dead_items = sorted({p.key for p in first.problems if p.kind == "missing-asset"} - unchecked)
     for key in dead_items:
         info = first.items[key]
         if dead == "remove":

@@ -203,18 +203,13 @@ def test_reconcile_with_unreachable_data_endpoint_changes_nothing_and_exits_1(s3
 def test_reconcile_with_data_endpoint_on_a_closed_port_changes_nothing(tmp_path, monkeypatch):
     """Local catalog whose assets live on an S3 endpoint that is down."""
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()  # nothing listens there any more
     catalog = tmp_path / "catalog"
     tiles = [write_tile(tmp_path / "tiles", f"q{i}_2024020{i + 1}.tif", 5.0 + i, 40.0) for i in range(3)]
     results = producer.register(tiles, catalog=str(catalog), collection="c",
                                 href_rewrites=[f"{tmp_path / 'tiles'}=s3://gone/data"])
     assert all(r.ok for r in results), [r.error for r in results]
     before = tree_hash(catalog)
-    opts = {"key": "testing", "secret": "testing",
-            "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}", "region_name": "us-east-1"}}
+    opts = _closed_port_options()
     for dead in ("remove", "flag"):
         report = producer.reconcile(open_store(str(catalog)), storage_options=opts, check_assets=True,
                                     fix=True, dead=dead)
@@ -223,6 +218,35 @@ def test_reconcile_with_data_endpoint_on_a_closed_port_changes_nothing(tmp_path,
         assert "missing-asset" not in report.fixed
         assert sorted(p.kind for p in report.remaining) == ["asset-unchecked"] * 3
         assert all(p.is_error and "could not be reached" in p.message for p in report.remaining)
+
+
+def _closed_port_options() -> dict:
+    """S3 storage options for an endpoint on 127.0.0.1 where nothing listens."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return {"key": "testing", "secret": "testing",
+            "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}", "region_name": "us-east-1"}}
+
+
+def test_reconcile_leaves_an_item_with_one_gone_and_one_unchecked_asset_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    tile = write_tile(tmp_path / "tiles", "two_20240501.tif", 7.0, 7.0)
+    catalog = tmp_path / "catalog"
+    (res,) = producer.register([tile], catalog=str(catalog), collection="c")
+    path = catalog / "c" / tile.stem / f"{tile.stem}.json"
+    item = json.loads(path.read_text())
+    item["assets"]["mirror"] = {"href": "s3://mirror/two_20240501.tif", "type": "image/tiff",
+                                "roles": ["data"]}
+    path.write_text(json.dumps(item, indent=2))
+    tile.unlink()  # the local copy is gone; the mirror cannot be checked
+    before = tree_hash(catalog)
+    report = producer.reconcile(open_store(str(catalog)), storage_options=_closed_port_options(),
+                                check_assets=True, fix=True, dead="remove")
+    assert tree_hash(catalog) == before
+    assert sorted(p.kind for p in report.problems) == ["asset-unchecked", "missing-asset"]
+    assert [p.kind for p in report.remaining] == ["asset-unchecked"]
 
 
 def test_reconcile_mix_gone_asset_is_handled_unknown_asset_is_untouched(s3_server, proxy, tmp_path):
