@@ -6,7 +6,10 @@ stale extents, items whose assets are gone (``dead``: ``flag`` or
 ``collection``). Publishes two table artifacts: per problem kind how many were
 found, fixed and remain (``<artifact_key>``), and every problem found
 (``<artifact_key>-problems``). The run fails when errors remain (after the
-fix, or found by an audit without ``fix``); warnings do not fail it.
+fix, or found by an audit without ``fix``): among them assets whose existence
+could not be checked (``asset-unchecked``: their items are left unchanged) and
+products that could not be registered (``register-failed``). Warnings do not
+fail it.
 
     python -m flows.reconcile s3://bucket/stac --fix --data s3://bucket/ndvi --collection ndvi
 """
@@ -65,9 +68,10 @@ def reconcile_catalog(
 ) -> dict[str, Any]:
     """Find (and with ``fix`` repair) the problems of ``catalog``.
 
-    Returns ``{"found": {kind: n}, "fixed": {kind: n}, "remaining": [problem
-    dicts], "registered": [result dicts]}``. Raises
-    :class:`~producer.prefect.CatalogProblemsRemain` when errors remain.
+    Returns ``{"found": {kind: n}, "fixed": {kind: n}, "failed": {kind: n},
+    "remaining": [problem dicts], "registered": [result dicts]}``. Raises
+    :class:`~producer.prefect.CatalogProblemsRemain` when errors remain,
+    including assets that could not be checked and failed registrations.
     """
     if dead not in ("flag", "remove"):
         raise ValueError(f"dead must be 'flag' or 'remove', got {dead!r}")
@@ -77,16 +81,17 @@ def reconcile_catalog(
     left = Counter(p.kind for p in report.remaining)
     kinds = sorted(set(report.found) | set(report.fixed) | set(left))
     found = dict(report.found)
+    failed = dict(report.failed)
     rows = [{"kind": kind, "found": found.get(kind, 0), "fixed": report.fixed.get(kind, 0),
-             "remaining": left.get(kind, 0)} for kind in kinds]
+             "failed": failed.get(kind, 0), "remaining": left.get(kind, 0)} for kind in kinds]
     for kind, n_found, n_fixed in report.rows():
         logger.info("%s: %d found, %d fixed", kind, n_found, n_fixed)
     create_table_artifact(
-        table=rows or [{"kind": "(none)", "found": 0, "fixed": 0, "remaining": 0}],
+        table=rows or [{"kind": "(none)", "found": 0, "fixed": 0, "failed": 0, "remaining": 0}],
         key=artifact_key,
         description=f"Reconcile of {catalog}{' with fix' if fix else ' (audit only)'}: "
                     f"{sum(found.values())} problem(s) found, {sum(report.fixed.values())} fixed, "
-                    f"{len(report.remaining)} remaining.",
+                    f"{sum(failed.values())} failed, {len(report.remaining)} remaining.",
     )
     remaining_ids = {(p.kind, p.key) for p in report.remaining}
     problems = [
@@ -105,14 +110,23 @@ def reconcile_catalog(
     out = {
         "found": found,
         "fixed": dict(report.fixed),
+        "failed": failed,
         "remaining": [p.to_dict() for p in report.remaining],
         "registered": [r.to_dict() for r in report.registered],
     }
     errors = [p for p in report.remaining if p.is_error]
+    for p in errors:
+        if p.kind in ("asset-unchecked", "register-failed"):
+            logger.error("%s", p)
     if errors:
         listed = "\n".join(f"  - {p}" for p in errors[:20])
         more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
         hint = "" if fix else " (run with fix=True to repair them)"
+        kinds_left = {p.kind for p in errors}
+        if "asset-unchecked" in kinds_left:
+            hint += "; assets that could not be checked left their items unchanged: make the data reachable"
+        if "register-failed" in kinds_left:
+            hint += "; products that could not be registered must be fixed or moved"
         raise CatalogProblemsRemain(f"{catalog}: {len(errors)} error(s) remain{hint}:\n{listed}{more}",
                                     out["remaining"])
     return out

@@ -7,6 +7,7 @@ documents nothing links (orphans). It never writes.
 
 from __future__ import annotations
 
+import posixpath
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
@@ -21,9 +22,13 @@ from producer.store.base import Store
 ERRORS = {
     "missing-root", "unreadable", "schema", "dangling-link", "duplicate-link",
     "orphan", "extent", "wrong-type", "collection-mismatch", "malformed",
+    # the run could not do its job: an asset whose existence could not be
+    # checked (never treated as missing), a product reconcile could not register
+    "asset-unchecked", "register-failed",
 }
 #: kinds reported but not invalid: the catalog is still correct STAC
-WARNINGS = {"stale-extent", "missing-asset"}
+#: (``interrupted-removal``: an item marked by a ``remove`` that did not finish)
+WARNINGS = {"stale-extent", "missing-asset", "interrupted-removal"}
 
 
 @dataclass
@@ -56,6 +61,8 @@ class ItemInfo:
     collection_key: str | None
     parent_key: str
     assets: dict[str, str] = field(default_factory=dict)  # asset key -> href
+    #: the item carries the removal marker (:data:`docs.REMOVING`)
+    removing: bool = False
 
 
 @dataclass
@@ -168,7 +175,7 @@ def audit(store: Store, validator, *, check_assets: bool = False,
             report.orphans[key] = _read(store, key)
         except ProducerError:
             report.orphans[key] = None
-        report.problems.append(Problem("orphan", key, "no document links it"))
+        report.problems.append(_orphan_problem(key, report.orphans[key]))
 
     _check_extents(report)
     if check_assets:
@@ -216,8 +223,36 @@ def _note_item(report: AuditReport, key: str, doc: dict, coll_key: str | None,
             f"item says collection {doc.get('collection')!r} but sits under {coll_key} ({expected!r})"))
     assets = {name: a.get("href") for name, a in (doc.get("assets") or {}).items()
               if isinstance(a, dict) and isinstance(a.get("href"), str)}
+    removing = _removal_started(doc)
+    if removing is not None:
+        report.problems.append(Problem(
+            "interrupted-removal", key,
+            f"a removal started at {removing} did not finish: the item is still linked "
+            "(reconcile --fix unlinks and deletes it)"))
     report.items[key] = ItemInfo(key, str(doc.get("id")), bbox, interval, coll_key,
-                                 parent_key or "", assets)
+                                 parent_key or "", assets, removing=removing is not None)
+
+
+def _removal_started(doc: dict | None) -> str | None:
+    """The removal marker of an item document (when ``remove`` started), or None."""
+    if not isinstance(doc, dict) or doc.get("type") != "Feature":
+        return None
+    props = doc.get("properties")
+    if not isinstance(props, dict) or docs.REMOVING not in props:
+        return None
+    return str(props[docs.REMOVING])
+
+
+def _orphan_problem(key: str, doc: dict | None) -> Problem:
+    """An unlinked document: an ``orphan`` error, unless it is an item whose
+    removal was interrupted after the unlink (a warning: readers no longer
+    reach it, and ``reconcile --fix`` deletes it)."""
+    removing = _removal_started(doc)
+    if removing is not None:
+        return Problem("interrupted-removal", key,
+                       f"a removal started at {removing} did not finish: the item is unlinked "
+                       "but not deleted (reconcile --fix deletes it)")
+    return Problem("orphan", key, "no document links it")
 
 
 def _check_extents(report: AuditReport) -> None:
@@ -261,22 +296,81 @@ def _norm_extent(extent: dict) -> tuple:
     return bboxes, interval
 
 
-def _asset_exists(href: str, storage_options: dict | None) -> bool:
-    import fsspec
+#: names of exception classes (anywhere in the class hierarchy) that mean the
+#: storage endpoint itself could not be reached: builtins, botocore, aiohttp
+_UNREACHABLE = frozenset({
+    "ConnectionError", "TimeoutError", "EndpointConnectionError", "ConnectTimeoutError",
+    "ConnectionClosedError", "ReadTimeoutError", "ClientConnectorError",
+    "ServerDisconnectedError", "ServerTimeoutError",
+})
+#: schemes whose hrefs get no catalog storage options (they are not of that file system)
+_PLAIN_SCHEMES = ("", "file", "local", "http", "https")
 
+
+def _why(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or "no message"
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+def _asset_exists(href: str, storage_options: dict | None,
+                  unreachable: dict[str, str] | None = None) -> tuple[bool | None, str]:
+    """Whether the asset at ``href`` exists, as one of three answers.
+
+    ``(True, "")`` it exists; ``(False, "")`` only on a definite not-found
+    (:class:`FileNotFoundError`, e.g. S3 404); ``(None, why)`` when it could
+    not be checked: connection error, timeout, 403, 5xx, a bad URL. An unknown
+    is never to be treated as missing. Nothing is written. The file system's
+    listing cache is dropped for ``href`` first, so a stale listing never
+    answers "missing".
+
+    ``unreachable`` (mutated): file system token -> why its endpoint could not
+    be reached; once an endpoint failed, further hrefs on it are answered
+    unknown without trying (each try can take seconds of retries).
+    """
+    from fsspec.core import url_to_fs
+
+    scheme = href.partition("://")[0].lower() if "://" in href else ""
+    options = {} if scheme in _PLAIN_SCHEMES else dict(storage_options or {})
     try:
-        fs, _, (path,) = fsspec.get_fs_token_paths(href, storage_options=storage_options or {})
-        return bool(fs.exists(path))
-    except Exception:
-        return False
+        fs, path = url_to_fs(href, **options)
+    except Exception as exc:
+        return None, _why(exc)
+    token = str(getattr(fs, "_fs_token", id(fs)))
+    if unreachable is not None and token in unreachable:
+        return None, f"not tried: {unreachable[token]}"
+    try:
+        fs.invalidate_cache(path)
+        fs.info(path)
+        return True, ""
+    except FileNotFoundError:
+        return False, ""
+    except Exception as exc:
+        why = _why(exc)
+        if unreachable is not None and _UNREACHABLE & {c.__name__ for c in type(exc).__mro__}:
+            unreachable[token] = f"the storage endpoint could not be reached ({why})"
+            return None, unreachable[token]
+        return None, why
 
 
 def _check_assets(report: AuditReport, storage_options: dict | None) -> None:
+    """Add a ``missing-asset`` problem per asset that is definitely gone, an
+    ``asset-unchecked`` one per asset whose existence could not be checked.
+    Items being removed are skipped. Writes nothing."""
+    unreachable: dict[str, str] = {}
     for info in report.items.values():
+        if info.removing:
+            continue
         for name, href in info.assets.items():
-            if not _asset_exists(href, storage_options):
+            exists, why = _asset_exists(href, storage_options, unreachable)
+            if exists is False:
                 report.problems.append(Problem(
                     "missing-asset", info.key, f"asset {name!r} at {href} does not exist"))
+            elif exists is None:
+                report.problems.append(Problem(
+                    "asset-unchecked", info.key,
+                    f"asset {name!r} at {href} could not be checked ({why}); the item is left "
+                    "as it is: make the data reachable (endpoint, credentials, permissions) "
+                    "and run again"))
 
 
 def collection_items(store: Store, collection_key: str) -> Iterator[tuple[str, dict]]:
@@ -306,13 +400,20 @@ def collection_items(store: Store, collection_key: str) -> Iterator[tuple[str, d
 
 @dataclass
 class ReconcileReport:
-    """Findings per kind before any fix, what was fixed, and what is left."""
+    """Findings per kind before any fix, what was fixed, what failed, and what is left.
+
+    ``failed``: per kind, how many could not be handled (``asset-unchecked``:
+    assets whose existence could not be checked, their items left unchanged;
+    ``missing-product``: products that failed to register). Those also appear
+    in ``remaining`` as errors (``asset-unchecked``, ``register-failed``).
+    """
 
     found: dict[str, int] = field(default_factory=dict)
     fixed: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     remaining: list[Problem] = field(default_factory=list)
     registered: list = field(default_factory=list)  # RegisterResult of missing products
+    failed: dict[str, int] = field(default_factory=dict)
 
     def rows(self) -> list[tuple[str, int, int]]:
         kinds = sorted(set(self.found) | set(self.fixed))
@@ -331,61 +432,29 @@ def _bump(counter: dict[str, int], kind: str, n: int = 1) -> None:
     counter[kind] = counter.get(kind, 0) + n
 
 
-def reconcile(store: Store, validator, *, data: str | list[str] | None = None, fix: bool = False,
-              dead: str = "flag", collection: str | None = None, check_assets: bool | None = None,
-              storage_options: dict | None = None, register_options: dict | None = None,
-              max_retries: int = 25) -> ReconcileReport:
-    """Find orphans, dangling and duplicate links, stale extents, dead items and
-    unregistered products; with ``fix=True`` repair them all.
+def _missing_products(first: AuditReport, data: str | list[str], storage_options: dict | None,
+                      register_options: dict | None) -> list[str]:
+    """Products under ``data`` that no item describes. Items reached from the
+    root count, and so do orphan items (reconcile links them) unless their
+    removal was started. Reads the data listing only."""
+    from producer.api import expand_paths, parse_rewrites
+    from producer.extract.assets import resolve_location, rewrite_href
 
-    Without ``fix`` nothing is written. ``dead``: what to do with items whose
-    assets are gone — ``flag`` sets ``deprecated: true`` on the item,
-    ``remove`` unlinks and deletes it. ``data``: product prefixes/paths to
-    compare against the catalog; products no item points at are registered
-    into ``collection`` with ``register_options``.
-    """
-    from producer.catalog.layout import resolve_href
-    from producer.commit import Committer
+    rewrites = parse_rewrites((register_options or {}).get("href_rewrites", ()))
+    known = {href for info in first.items.values() for href in info.assets.values()}
+    for doc in first.orphans.values():
+        if isinstance(doc, dict) and doc.get("type") == "Feature" and _removal_started(doc) is None:
+            known.update(a["href"] for a in (doc.get("assets") or {}).values()
+                         if isinstance(a, dict) and isinstance(a.get("href"), str))
+    missing = []
+    for path in expand_paths(data, storage_options):
+        if rewrite_href(resolve_location(path), rewrites) not in known:
+            missing.append(path)
+    return missing
 
-    if dead not in ("flag", "remove"):
-        raise ValueError("dead must be 'flag' or 'remove'")
-    if check_assets is None:
-        check_assets = data is not None
-    report = ReconcileReport()
-    first = audit(store, validator, check_assets=check_assets, storage_options=storage_options)
-    report.problems = list(first.problems)
-    for p in first.problems:
-        _bump(report.found, p.kind)
 
-    missing_products: list[str] = []
-    if data is not None:
-        from producer.api import expand_paths, parse_rewrites
-        from producer.extract.assets import resolve_location, rewrite_href
-
-        rewrites = parse_rewrites((register_options or {}).get("href_rewrites", ()))
-        known = {href for info in first.items.values() for href in info.assets.values()}
-        for path in expand_paths(data, storage_options):
-            href = rewrite_href(resolve_location(path), rewrites)
-            if href not in known:
-                missing_products.append(path)
-        report.found["missing-product"] = len(missing_products)
-        for path in missing_products:
-            report.problems.append(Problem("missing-product", path, "no item describes this product"))
-
-    if not fix:
-        report.remaining = list(report.problems)
-        return report
-
-    # Documents this tool cannot update safely stop the repair before any
-    # write: fixing around them could drop or rewrite a collection.
-    malformed = [p for p in first.problems if p.kind == "malformed"]
-    if malformed:
-        raise CatalogError("nothing was repaired, because existing documents must be fixed by hand "
-                           "first: " + "; ".join(f"{p.key}: {p.message}" for p in malformed))
-
-    committer = Committer(store, validator.check, max_retries=max_retries)
-
-    # 1. links: dangling and duplicate, one compare-and-swap per document
+def _repair_links(committer, store: Store, first: AuditReport, report: ReconcileReport) -> None:
+    """Drop dangling and duplicate links: one compare-and-swap per document."""
     bad_links: dict[str, list[Problem]] = {}
     for p in first.problems:
         if p.kind in ("dangling-link", "duplicate-link"):
@@ -414,16 +483,61 @@ def reconcile(store: Store, validator, *, data: str | list[str] | None = None, f
             for p in problems:
                 _bump(report.fixed, p.kind)
 
-    # 2. dead items
-    dead_items = sorted({p.key for p in first.problems if p.kind == "missing-asset"})
+
+def _mark_removing(committer, key: str) -> None:
+    """Set the removal marker on the item at ``key`` (one compare-and-swap), so
+    that a crash before the removal is finished is finished by the next run."""
+    from producer.catalog.extent import format_time
+    from producer.commit import utcnow
+
+    def mark(doc: dict | None) -> dict | None:
+        if doc is None or _removal_started(doc) is not None:
+            return None
+        doc.setdefault("properties", {})[docs.REMOVING] = format_time(utcnow())
+        return doc
+
+    committer.cas(key, mark, expect=("Feature",))
+
+
+def _finish_removal(committer, store: Store, key: str, parent_key: str | None) -> None:
+    """Unlink the (marked) item from ``parent_key`` if given, then delete it.
+    Unlink first, so no link ever points at a deleted item."""
+    if parent_key:
+        committer.unlink_item(parent_key, key)
+    try:
+        store.delete(key)
+    except NotFound:
+        pass
+
+
+def _finish_interrupted_removals(committer, store: Store, first: AuditReport,
+                                 report: ReconcileReport) -> None:
+    """Items carrying the removal marker: linked ones are unlinked and
+    deleted, orphan ones deleted; never linked again."""
+    for key, info in sorted(first.items.items()):
+        if info.removing:
+            _finish_removal(committer, store, key, info.parent_key)
+            _bump(report.fixed, "interrupted-removal")
+    for key, doc in sorted(first.orphans.items()):
+        if _removal_started(doc) is not None:
+            _finish_removal(committer, store, key, None)
+            _bump(report.fixed, "interrupted-removal")
+
+
+def _handle_dead_items(committer, store: Store, first: AuditReport, report: ReconcileReport,
+                       dead: str) -> None:
+    """Items with an asset that is definitely gone and none that could not be
+    checked: ``flag`` sets ``deprecated: true`` (one compare-and-swap);
+    ``remove`` marks, unlinks, then deletes the item, so a crash in between is
+    finished by the next ``reconcile --fix``."""
+    unchecked = {p.key for p in first.problems if p.kind == "asset-unchecked"}
+    # an item with another asset that could not be checked is left alone too
+    dead_items = sorted({p.key for p in first.problems if p.kind == "missing-asset"} - unchecked)
     for key in dead_items:
         info = first.items[key]
         if dead == "remove":
-            committer.unlink_item(info.parent_key, key)
-            try:
-                store.delete(key)
-            except NotFound:
-                pass
+            _mark_removing(committer, key)
+            _finish_removal(committer, store, key, info.parent_key)
         else:
             def flag(doc):
                 if doc is None or doc.get("properties", {}).get("deprecated") is True:
@@ -433,40 +547,181 @@ def reconcile(store: Store, validator, *, data: str | list[str] | None = None, f
             committer.cas(key, flag, expect=("Feature",))
         _bump(report.fixed, "missing-asset")
 
-    # 3. orphans: link them where they sit (items bottom-up through their chain)
+
+def _parent_of(store: Store, key: str) -> str:
+    """The document that should link the catalog or collection at ``key``:
+    the root for a top-level folder, else the collection or catalog of the
+    folder above (an existing one first; a collection for a top-level folder)."""
+    from producer.catalog.layout import ROOT_KEY
+
+    folder = posixpath.dirname(posixpath.dirname(key))
+    if not folder:
+        return ROOT_KEY
+    for name in ("collection.json", "catalog.json"):
+        if store.exists(f"{folder}/{name}"):
+            return f"{folder}/{name}"
+    return f"{folder}/{'collection.json' if '/' not in folder else 'catalog.json'}"
+
+
+def _new_parent(store: Store, key: str) -> dict:
+    """A new document for a missing parent at ``key`` (root, collection or
+    partition catalog), built like the commit protocol builds them."""
+    from producer.catalog.layout import ROOT_KEY, Layout
+
+    if key == ROOT_KEY:
+        return docs.new_root(None)
+    coll_id = key.split("/")[0]
+    if key == f"{coll_id}/collection.json":
+        return docs.new_collection(coll_id, None, Layout())
+    label = key[len(coll_id) + 1: -len("/catalog.json")]
+    return docs.new_partition(key, _parent_of(store, key), Layout(), coll_id, label)
+
+
+def _link_orphan_catalog(committer, store: Store, key: str, doc: dict) -> None:
+    """Link an orphan catalog or collection from the document above it. A
+    missing parent (partition catalog, collection, root: left so by a crash
+    between its child's creation and its own) is created and linked in turn."""
+    from producer.catalog.layout import ROOT_KEY, relative_href
+
+    title = doc.get("title") or doc.get("id")
+    while key != ROOT_KEY:
+        parent = _parent_of(store, key)
+        link = {"rel": "child", "href": relative_href(parent, key), "type": docs.JSON}
+        if isinstance(title, str) and title:
+            link["title"] = title
+        fresh = _new_parent(store, parent) if not store.exists(parent) else None
+
+        def add(d: dict | None, link=link, fresh=fresh) -> dict | None:
+            if d is None:
+                if fresh is None:
+                    return None
+                d = docs.copy_doc(fresh)
+                docs.add_links(d, [link])
+                return d
+            return d if docs.add_links(d, [link]) else None
+
+        expect = ("Collection",) if parent.endswith("/collection.json") else ("Catalog", "Collection")
+        outcome = committer.cas(parent, add, expect=expect)
+        if not outcome.created:
+            return  # it existed: linked already, or an orphan handled on its own
+        key, title = parent, (outcome.doc or {}).get("title")
+
+
+def _link_orphans(store: Store, validator, committer, first: AuditReport, report: ReconcileReport,
+                  max_retries: int) -> None:
+    """Link orphan items and catalogs where they sit (items through their
+    partition chain, bottom-up). An orphan item is read again first: one
+    deleted meanwhile is skipped, one marked for removal meanwhile deleted."""
+    from producer.commit import Committer
+
     for key, doc in sorted(first.orphans.items()):
-        if doc is None:
+        if doc is None or _removal_started(doc) is not None:
             continue
         parts = key.split("/")
         if doc.get("type") == "Feature" and len(parts) >= 3:
+            try:
+                doc = _read(store, key)
+            except NotFound:
+                continue
+            if _removal_started(doc) is not None:
+                _finish_removal(committer, store, key, None)
+                _bump(report.fixed, "interrupted-removal")
+                continue
             coll_id = parts[0]
             lay = _layout_for(key, coll_id)
             orphan_committer = Committer(store, validator.check, layout=lay, max_retries=max_retries)
             orphan_committer.link_items(coll_id, [(key, doc)])
             _bump(report.fixed, "orphan")
         elif doc.get("type") in ("Catalog", "Collection") and len(parts) >= 2:
-            folder = "/".join(parts[:-2])
-            parent = "catalog.json" if not folder else (
-                f"{folder}/collection.json" if store.exists(f"{folder}/collection.json")
-                else f"{folder}/catalog.json")
-            from producer.catalog.layout import relative_href
-
-            link = {"rel": "child", "href": relative_href(parent, key), "type": docs.JSON,
-                    "title": doc.get("title") or doc.get("id")}
-            committer.cas(parent, lambda d, link=link: d if d is not None and docs.add_links(d, [link]) else None,
-                          expect=("Catalog", "Collection"))
+            _link_orphan_catalog(committer, store, key, doc)
             _bump(report.fixed, "orphan")
 
+
+def _register_missing(store: Store, missing_products: list[str], collection: str | None,
+                      storage_options: dict | None, register_options: dict | None,
+                      report: ReconcileReport) -> list[Problem]:
+    """Register the products no item describes; return a ``register-failed``
+    problem (an error) per product that could not be registered."""
+    if not collection:
+        raise ValueError("registering missing products needs a collection")
+    from producer.api import register
+
+    opts = dict(register_options or {})
+    report.registered = register(missing_products, catalog=store, collection=collection,
+                                 storage_options=storage_options, **opts)
+    _bump(report.fixed, "missing-product", sum(1 for r in report.registered if r.ok))
+    failed = [Problem("register-failed", str(r.source), f"not registered: {r.error}")
+              for r in report.registered if not r.ok]
+    if failed:
+        _bump(report.failed, "missing-product", len(failed))
+    return failed
+
+
+def reconcile(store: Store, validator, *, data: str | list[str] | None = None, fix: bool = False,
+              dead: str = "flag", collection: str | None = None, check_assets: bool | None = None,
+              storage_options: dict | None = None, register_options: dict | None = None,
+              max_retries: int = 25) -> ReconcileReport:
+    """Find orphans, dangling and duplicate links, stale extents, dead items,
+    interrupted removals and unregistered products; with ``fix=True`` repair them.
+
+    Without ``fix`` nothing is written. ``dead``: what to do with items whose
+    assets are definitely gone — ``flag`` sets ``deprecated: true`` on the
+    item, ``remove`` marks, unlinks and deletes it. An asset that could not be
+    checked (unreachable endpoint, 403, 5xx, timeout) leaves its item
+    untouched and is an ``asset-unchecked`` error in ``remaining``. Items
+    carrying the removal marker are unlinked and deleted, never linked again.
+    ``data``: product prefixes/paths to compare against the catalog; products
+    no item points at are registered into ``collection`` with
+    ``register_options``; each one that fails is a ``register-failed`` error in
+    ``remaining``. Each repair is a single write or a compare-and-swap, so a
+    crash after any write leaves a state the next ``fix`` run completes.
+    """
+    from producer.commit import Committer
+
+    if dead not in ("flag", "remove"):
+        raise ValueError("dead must be 'flag' or 'remove'")
+    if check_assets is None:
+        check_assets = data is not None
+    report = ReconcileReport()
+    first = audit(store, validator, check_assets=check_assets, storage_options=storage_options)
+    report.problems = list(first.problems)
+    for p in first.problems:
+        _bump(report.found, p.kind)
+    # could not be checked: nothing is done about them, and they stay errors
+    unresolved = [p for p in first.problems if p.kind == "asset-unchecked"]
+    if unresolved:
+        report.failed["asset-unchecked"] = len(unresolved)
+
+    missing_products: list[str] = []
+    if data is not None:
+        missing_products = _missing_products(first, data, storage_options, register_options)
+        report.found["missing-product"] = len(missing_products)
+        for path in missing_products:
+            report.problems.append(Problem("missing-product", path, "no item describes this product"))
+
+    if not fix:
+        report.remaining = list(report.problems)
+        return report
+
+    # Documents this tool cannot update safely stop the repair before any
+    # write: fixing around them could drop or rewrite a collection.
+    malformed = [p for p in first.problems if p.kind == "malformed"]
+    if malformed:
+        raise CatalogError("nothing was repaired, because existing documents must be fixed by hand "
+                           "first: " + "; ".join(f"{p.key}: {p.message}" for p in malformed))
+
+    committer = Committer(store, validator.check, max_retries=max_retries)
+    # 1. links: dangling and duplicate
+    _repair_links(committer, store, first, report)
+    # 2. removals that a crash interrupted, then items whose assets are gone
+    _finish_interrupted_removals(committer, store, first, report)
+    _handle_dead_items(committer, store, first, report, dead)
+    # 3. orphans: link them where they sit
+    _link_orphans(store, validator, committer, first, report, max_retries)
     # 4. products nobody registered
     if missing_products:
-        if not collection:
-            raise ValueError("registering missing products needs a collection")
-        from producer.api import register
-
-        opts = dict(register_options or {})
-        report.registered = register(missing_products, catalog=store, collection=collection,
-                                     storage_options=storage_options, **opts)
-        _bump(report.fixed, "missing-product", sum(1 for r in report.registered if r.ok))
+        unresolved += _register_missing(store, missing_products, collection, storage_options,
+                                        register_options, report)
 
     # 5. extents: exact union of what is now linked. The snapshot only
     # decides which collections to recompute; the value comes from a walk
@@ -497,5 +752,5 @@ def reconcile(store: Store, validator, *, data: str | list[str] | None = None, f
                 _bump(report.fixed, kind)
 
     final = audit(store, validator, check_assets=False)
-    report.remaining = final.problems
+    report.remaining = final.problems + unresolved
     return report

@@ -244,7 +244,11 @@ def reconcile(catalog: str, data: tuple[str, ...], fix: bool, dead: str, collect
               datetime_pattern: str | None, partition: str | None,
               storage_pairs: tuple[str, ...]) -> None:
     """Find (and with --fix repair) orphans, dangling/duplicate links, stale
-    extents, items whose assets are gone and products with no item."""
+    extents, items whose assets are gone and products with no item.
+
+    Exit 0: nothing left to do. Exit 1: problems remain, an asset could not be
+    checked (its item is left unchanged), or a missing product could not be
+    registered. Exit 2: usage error."""
     from producer import api
 
     if fix and data and not collection:
@@ -259,18 +263,26 @@ def reconcile(catalog: str, data: tuple[str, ...], fix: bool, dead: str, collect
         raise click.UsageError(str(exc)) from exc
     except ProducerError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(_table(report.rows() or [("(nothing)", 0, 0)], ["finding", "found", "fixed"]))
+    rows = [(kind, found, fixed, report.failed.get(kind, 0)) for kind, found, fixed in report.rows()]
+    click.echo(_table(rows or [("(nothing)", 0, 0, 0)], ["finding", "found", "fixed", "failed"]))
     shown = report.remaining if fix else report.problems
     for p in shown:
-        click.echo(f"{'ERROR' if p.is_error else 'warning'} {p}")
-    for r in report.registered:
-        if not r.ok:
-            click.echo(f"ERROR {_cli_phrasing(r.error)}")
+        click.echo(f"{'ERROR' if p.is_error else 'warning'} {_cli_phrasing(str(p))}")
     blocking = [p for p in shown if p.is_error or p.kind == "missing-product"]
+    unchecked = sum(1 for p in shown if p.kind == "asset-unchecked")
+    not_registered = sum(1 for p in shown if p.kind == "register-failed")
+    click.echo("")
+    if unchecked:
+        click.echo(f"{unchecked} asset(s) could not be checked (see the reasons above): their items "
+                   "were left unchanged, neither flagged nor removed; make the data reachable "
+                   "(--storage-option endpoint_url=..., credentials, permissions) and rerun", err=True)
+    if not_registered:
+        click.echo(f"{not_registered} product(s) under --data could not be registered (see the errors "
+                   "above); fix or move them and rerun reconcile --fix", err=True)
     if fix:
-        click.echo(f"\n{catalog}: " + ("valid after repair" if not blocking else f"{len(blocking)} problems left"))
+        click.echo(f"{catalog}: " + ("valid after repair" if not blocking else f"{len(blocking)} problems left"))
     elif report.problems:
-        click.echo("\nnothing written; rerun with --fix to repair")
+        click.echo("nothing written; rerun with --fix to repair")
     sys.exit(1 if blocking else 0)
 
 

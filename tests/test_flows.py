@@ -175,10 +175,34 @@ def test_reconcile_flow_finds_and_fixes_an_orphan(tmp_path: Path) -> None:
     assert _errors(catalog) == []
 
     (summary,) = read_artifacts(key="rec-test", flow_run=flow_run_id(state))
-    assert {"kind": "orphan", "found": 1, "fixed": 1, "remaining": 0} in table_rows(summary)
+    assert {"kind": "orphan", "found": 1, "fixed": 1, "failed": 0, "remaining": 0} in table_rows(summary)
     (problems,) = read_artifacts(key="rec-test-problems", flow_run=flow_run_id(state))
     (row,) = [r for r in table_rows(problems) if r["kind"] == "orphan"]
     assert row["key"] == orphan and row["status"] == "fixed"
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_reconcile_flow_fails_when_a_missing_product_cannot_be_registered(tmp_path: Path) -> None:
+    from flows.reconcile import reconcile_catalog
+    from tests.rasters import write_corrupt
+
+    data = tmp_path / "data"
+    catalog = str(tmp_path / "catalog")
+    api.register([write_utm(data)], catalog=catalog, collection="rec")
+    write_cog(data)             # a product nobody registered: reconcile registers it
+    bad = write_corrupt(data)   # one that cannot be registered: the run must fail
+    state = reconcile_catalog(catalog, data=str(data), fix=True, collection="rec",
+                              artifact_key="rec-failed", return_state=True)
+    assert state.is_failed()
+    with pytest.raises(CatalogProblemsRemain, match=r"register-failed") as info:
+        state.result()
+    assert str(bad) in str(info.value) and "could not be registered" in str(info.value)
+    assert [p["kind"] for p in info.value.problems] == ["register-failed"]
+    assert (tmp_path / "catalog" / "rec" / "cog_20240105" / "cog_20240105.json").is_file()
+    assert _errors(catalog) == []  # the catalog itself is valid; the run still failed
+    (summary,) = read_artifacts(key="rec-failed", flow_run=flow_run_id(state))
+    assert {"kind": "missing-product", "found": 2, "fixed": 1, "failed": 1,
+            "remaining": 0} in table_rows(summary)
 
 
 # ---------------------------------------------------------------------------

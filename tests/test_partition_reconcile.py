@@ -235,3 +235,29 @@ def test_reconcile_relinks_an_orphaned_partition(tiles, catalog_dir):
     assert "./2024/catalog.json" in [l["href"] for l in coll["links"] if l["rel"] == "child"]
     month = load(catalog_dir, "c/2024/03/catalog.json")
     assert len([l for l in month["links"] if l["rel"] == "item"]) == 2
+
+
+def test_reconcile_creates_the_missing_year_above_an_orphaned_month(tiles, catalog_dir):
+    """A register killed after creating a month catalog but before its year
+    catalog existed leaves the month (and its items) orphan, with no parent to
+    link it from: reconcile --fix creates the year catalog and links it."""
+    producer.register(tiles, catalog=str(catalog_dir), collection="c", partition="year/month")
+    year = catalog_dir / "c/2024/catalog.json"
+    year.unlink()
+    coll_path = catalog_dir / "c/collection.json"
+    coll = json.loads(coll_path.read_text())
+    coll["links"] = [l for l in coll["links"] if l["href"] != "./2024/catalog.json"]
+    coll_path.write_text(json.dumps(coll, indent=2))
+    assert "orphan" in {p.kind for p in producer.validate_catalog(str(catalog_dir))}
+
+    fixed = producer.reconcile(str(catalog_dir), fix=True)
+    assert fixed.remaining == []
+    assert producer.validate_catalog(str(catalog_dir)) == []
+    assert [l["href"] for l in load(catalog_dir, "c/2024/catalog.json")["links"]
+            if l["rel"] == "child"] == ["./03/catalog.json"]
+    coll = load(catalog_dir, "c/collection.json")
+    assert sorted(l["href"] for l in coll["links"] if l["rel"] == "child") == [
+        "./2023/catalog.json", "./2024/catalog.json"]
+    cat = pystac.Catalog.from_file(str(catalog_dir / "catalog.json"))
+    assert sorted(i.id for i in cat.get_items(recursive=True)) == sorted(t.stem for t in tiles)
+    assert_stac_valid_tree(catalog_dir)

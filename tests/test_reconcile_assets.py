@@ -1,0 +1,336 @@
+"""Reconcile's asset checks have three answers (exists / missing / unknown), and
+reconcile fails loudly when it could not do its job.
+
+Faults are real: a reverse proxy on 127.0.0.1 in front of the local S3 (moto)
+resets the connection or answers 403 for chosen key prefixes and forwards
+everything else; a closed port stands for an endpoint that is down; a corrupt
+GeoTIFF stands for a product that cannot be registered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import socket
+import struct
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+from click.testing import CliRunner
+
+import producer
+from producer.audit import ERRORS, WARNINGS
+from producer.catalog.documents import REMOVING
+from producer.cli import main
+from producer.store import open_store
+from tests.rasters import write_corrupt
+from tests.s3server import S3Server
+from tests.test_partition_reconcile import write_tile
+from tests.test_register import tree_hash
+
+_HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
+
+
+class FaultProxy:
+    """A reverse proxy on 127.0.0.1 in front of ``upstream`` (the moto endpoint).
+
+    ``faults`` maps a path prefix (``/bucket/key-prefix``, unquoted) to what
+    happens to every request under it: ``"reset"`` (the TCP connection is
+    reset, as by an endpoint that went away) or an HTTP status (e.g. ``403``,
+    answered with an S3 error body). Other requests are forwarded unchanged.
+    ``hits`` counts the faulted requests.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        parts = urlsplit(upstream)
+        self.upstream = (parts.hostname, parts.port)
+        self.faults: dict[str, str | int] = {}
+        self.hits = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                fault = proxy.fault_for(unquote(urlsplit(self.path).path))
+                if fault == "reset":
+                    proxy.hits += 1
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                if fault is not None:
+                    proxy.hits += 1
+                    payload = (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code>"
+                               f"<Message>injected {fault}</Message></Error>").encode()
+                    self.send_response(int(fault))
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(payload)
+                    return
+                conn = http.client.HTTPConnection(*proxy.upstream, timeout=30)
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS}
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    self.send_response(resp.status, resp.reason)
+                    for k, v in resp.getheaders():
+                        if k.lower() not in _HOP_HEADERS and k.lower() != "content-length":
+                            self.send_header(k, v)
+                    if self.command == "HEAD":
+                        self.send_header("Content-Length", resp.getheader("Content-Length", "0"))
+                    else:
+                        self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
+                finally:
+                    conn.close()
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def endpoint_url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def fault_for(self, path: str) -> str | int | None:
+        for prefix, fault in self.faults.items():
+            if path.startswith(prefix):
+                return fault
+        return None
+
+    def __enter__(self) -> "FaultProxy":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def proxy(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch):
+    """A fault proxy in front of the session's S3; botocore makes one attempt
+    per request, so an injected fault costs milliseconds, not retries."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with FaultProxy(s3_server.endpoint_url) as p:
+        yield p
+
+
+def _bucket_hash(s3_server: S3Server, bucket: str) -> dict[str, str]:
+    client = s3_server.client()
+    out = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            body = client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+            out[obj["Key"]] = hashlib.sha256(body).hexdigest()
+    return out
+
+
+def _s3_catalog(s3_server: S3Server, tmp_path: Path, n: int) -> tuple[str, list[str]]:
+    """A new bucket with ``n`` tiny products under ``data/`` and a catalog of
+    them under ``stac/``. Returns (bucket, item ids).
+
+    The catalog is registered locally with the hrefs rewritten to the bucket,
+    then uploaded: the same documents as registering from S3 (links are
+    relative), at a fraction of the round trips.
+    """
+    bucket = s3_server.new_bucket()
+    client = s3_server.client()
+    tiles = [write_tile(tmp_path / "tiles", f"p{i}_2024010{i + 1}.tif", 10.0 + i, 50.0) for i in range(n)]
+    local = tmp_path / "local-catalog"
+    results = producer.register(tiles, catalog=str(local), collection="c",
+                                href_rewrites=[f"{tmp_path / 'tiles'}=s3://{bucket}/data"])
+    assert all(r.ok for r in results), [r.error for r in results]
+    for tile in tiles:
+        client.upload_file(str(tile), bucket, f"data/{tile.name}")
+    for path in local.rglob("*.json"):
+        client.upload_file(str(path), bucket, f"stac/{path.relative_to(local).as_posix()}")
+    return bucket, [r.id for r in results]
+
+
+def _item(s3_server: S3Server, bucket: str, item_id: str) -> dict:
+    body = s3_server.client().get_object(Bucket=bucket, Key=f"stac/c/{item_id}/{item_id}.json")["Body"]
+    return json.loads(body.read())
+
+
+def test_problem_kinds_have_a_severity():
+    assert {"asset-unchecked", "register-failed"} <= ERRORS
+    assert "interrupted-removal" in WARNINGS
+
+
+def test_reconcile_with_unreachable_data_endpoint_changes_nothing_and_exits_1(s3_server, proxy, tmp_path):
+    bucket, ids = _s3_catalog(s3_server, tmp_path, 3)
+    proxy.faults[f"/{bucket}/data/"] = "reset"  # the catalog is reachable, the data is not
+    before = _bucket_hash(s3_server, bucket)
+    for dead in ("remove", "flag"):
+        proxy.hits = 0
+        res = CliRunner().invoke(main, ["reconcile", f"s3://{bucket}/stac", "--check-assets", "--fix",
+                                        "--dead", dead, "-o", f"endpoint_url={proxy.endpoint_url}"])
+        assert res.exit_code == 1, res.output
+        assert _bucket_hash(s3_server, bucket) == before  # 0 bytes changed
+        assert "valid after repair" not in res.output
+        assert res.output.count("[asset-unchecked]") == 3
+        assert "could not be checked" in res.output
+        assert "could not be reached" in res.output  # ... and why
+        assert "3 asset(s) could not be checked" in res.output
+        # the endpoint was tried, then given up on: not one round of retries per item
+        assert 1 <= proxy.hits <= 2
+    # validate --check-assets says the same: unchecked (an error), never missing
+    res = CliRunner().invoke(main, ["validate", f"s3://{bucket}/stac", "--check-assets",
+                                    "-o", f"endpoint_url={proxy.endpoint_url}"])
+    assert res.exit_code == 1, res.output
+    assert res.output.count("[asset-unchecked]") == 3 and "[missing-asset]" not in res.output
+
+
+def test_reconcile_with_data_endpoint_on_a_closed_port_changes_nothing(tmp_path, monkeypatch):
+    """Local catalog whose assets live on an S3 endpoint that is down."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    catalog = tmp_path / "catalog"
+    tiles = [write_tile(tmp_path / "tiles", f"q{i}_2024020{i + 1}.tif", 5.0 + i, 40.0) for i in range(3)]
+    results = producer.register(tiles, catalog=str(catalog), collection="c",
+                                href_rewrites=[f"{tmp_path / 'tiles'}=s3://gone/data"])
+    assert all(r.ok for r in results), [r.error for r in results]
+    before = tree_hash(catalog)
+    opts = _closed_port_options()
+    for dead in ("remove", "flag"):
+        report = producer.reconcile(open_store(str(catalog)), storage_options=opts, check_assets=True,
+                                    fix=True, dead=dead)
+        assert tree_hash(catalog) == before
+        assert report.found == {"asset-unchecked": 3} and report.failed == {"asset-unchecked": 3}
+        assert "missing-asset" not in report.fixed
+        assert sorted(p.kind for p in report.remaining) == ["asset-unchecked"] * 3
+        assert all(p.is_error and "could not be reached" in p.message for p in report.remaining)
+
+
+def _closed_port_options() -> dict:
+    """S3 storage options for an endpoint on 127.0.0.1 where nothing listens."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return {"key": "testing", "secret": "testing",
+            "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}", "region_name": "us-east-1"}}
+
+
+def test_reconcile_leaves_an_item_with_one_gone_and_one_unchecked_asset_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    tile = write_tile(tmp_path / "tiles", "two_20240501.tif", 7.0, 7.0)
+    catalog = tmp_path / "catalog"
+    (res,) = producer.register([tile], catalog=str(catalog), collection="c")
+    path = catalog / "c" / tile.stem / f"{tile.stem}.json"
+    item = json.loads(path.read_text())
+    item["assets"]["mirror"] = {"href": "s3://mirror/two_20240501.tif", "type": "image/tiff",
+                                "roles": ["data"]}
+    path.write_text(json.dumps(item, indent=2))
+    tile.unlink()  # the local copy is gone; the mirror cannot be checked
+    before = tree_hash(catalog)
+    report = producer.reconcile(open_store(str(catalog)), storage_options=_closed_port_options(),
+                                check_assets=True, fix=True, dead="remove")
+    assert tree_hash(catalog) == before
+    assert sorted(p.kind for p in report.problems) == ["asset-unchecked", "missing-asset"]
+    assert [p.kind for p in report.remaining] == ["asset-unchecked"]
+
+
+def test_reconcile_mix_gone_asset_is_handled_unknown_asset_is_untouched(s3_server, proxy, tmp_path):
+    bucket, (ok_id, gone_id, denied_id) = _s3_catalog(s3_server, tmp_path, 3)
+    client = s3_server.client()
+    client.delete_object(Bucket=bucket, Key=f"data/{gone_id}.tif")       # really gone: 404
+    proxy.faults[f"/{bucket}/data/{denied_id}.tif"] = 403                # e.g. SSE-KMS, no decrypt
+    before = _bucket_hash(s3_server, bucket)
+    gone_key = f"stac/c/{gone_id}/{gone_id}.json"
+    for dead in ("flag", "remove"):
+        res = CliRunner().invoke(main, ["reconcile", f"s3://{bucket}/stac", "--check-assets", "--fix",
+                                        "--dead", dead, "-o", f"endpoint_url={proxy.endpoint_url}"])
+        assert res.exit_code == 1, res.output
+        after = _bucket_hash(s3_server, bucket)
+        for item_id in (ok_id, denied_id):  # untouched, byte for byte
+            key = f"stac/c/{item_id}/{item_id}.json"
+            assert after[key] == before[key]
+        coll = json.loads(client.get_object(Bucket=bucket, Key="stac/c/collection.json")["Body"].read())
+        linked = sorted(l["href"] for l in coll["links"] if l["rel"] == "item")
+        if dead == "remove":
+            assert gone_key not in after
+            assert linked == sorted(f"./{i}/{i}.json" for i in (ok_id, denied_id))
+        else:
+            assert _item(s3_server, bucket, gone_id)["properties"]["deprecated"] is True
+            assert len(linked) == 3
+        unchecked = [line for line in res.output.splitlines() if "[asset-unchecked]" in line]
+        assert len(unchecked) == 1 and denied_id in unchecked[0]
+        assert "PermissionError" in unchecked[0] and "Forbidden" in unchecked[0]
+    assert producer.validate_catalog(f"s3://{bucket}/stac", storage_options=s3_server.storage_options) == []
+
+
+def test_reconcile_fix_exits_1_when_a_missing_product_cannot_be_registered(tmp_path):
+    data = tmp_path / "data"
+    good = write_tile(data, "g_20240101.tif", 1.0, 1.0)
+    catalog = tmp_path / "catalog"
+    producer.register([good], catalog=str(catalog), collection="c")
+    new = write_tile(data, "n_20240102.tif", 2.0, 2.0)
+    bad = write_corrupt(data)
+    res = CliRunner().invoke(main, ["reconcile", str(catalog), "--data", str(data), "--fix",
+                                    "--collection", "c"])
+    assert res.exit_code == 1, res.output
+    assert "valid after repair" not in res.output
+    (line,) = [line for line in res.output.splitlines() if "[register-failed]" in line]
+    assert line.startswith("ERROR") and str(bad) in line
+    assert "1 product(s) under --data could not be registered" in res.output
+    assert (catalog / "c" / new.stem / f"{new.stem}.json").is_file()  # the good one is registered
+
+    report = producer.reconcile(str(catalog), data=str(data), collection="c", fix=True)
+    assert report.failed == {"missing-product": 1}
+    assert [(p.kind, p.key) for p in report.remaining] == [("register-failed", str(bad))]
+
+
+def _drop_link(catalog: Path, item_id: str) -> None:
+    path = catalog / "c" / "collection.json"
+    coll = json.loads(path.read_text())
+    coll["links"] = [l for l in coll["links"] if item_id not in l.get("href", "")]
+    path.write_text(json.dumps(coll, indent=2))
+
+
+def _mark(catalog: Path, item_id: str) -> None:
+    path = catalog / "c" / item_id / f"{item_id}.json"
+    item = json.loads(path.read_text())
+    item["properties"][REMOVING] = "2026-01-01T00:00:00Z"
+    path.write_text(json.dumps(item, indent=2))
+
+
+@pytest.mark.parametrize("linked", [False, True], ids=["orphan", "linked"])
+def test_reconcile_finishes_an_interrupted_removal(tmp_path, linked):
+    tiles = [write_tile(tmp_path / "tiles", f"r{i}_2024030{i + 1}.tif", 20.0 + i, 30.0) for i in range(3)]
+    catalog = tmp_path / "catalog"
+    producer.register(tiles, catalog=str(catalog), collection="c")
+    victim = tiles[2].stem  # the edge item: its removal shrinks the extent
+    _mark(catalog, victim)
+    if not linked:
+        _drop_link(catalog, victim)  # remove was killed between unlink and delete
+    problems = producer.validate_catalog(str(catalog))
+    assert [p.kind for p in problems if p.key.endswith(f"{victim}.json")] == ["interrupted-removal"]
+    assert not [p for p in problems if p.is_error]
+
+    report = producer.reconcile(str(catalog), fix=True)
+    assert report.fixed.get("interrupted-removal") == 1 and "orphan" not in report.fixed
+    assert not (catalog / "c" / victim / f"{victim}.json").exists()
+    coll = json.loads((catalog / "c" / "collection.json").read_text())
+    assert sorted(l["href"] for l in coll["links"] if l["rel"] == "item") == [
+        f"./{t.stem}/{t.stem}.json" for t in tiles[:2]]
+    assert coll["extent"]["temporal"]["interval"][0][1] == "2024-03-02T00:00:00Z"
+    assert producer.validate_catalog(str(catalog)) == []
