@@ -650,3 +650,19 @@ def test_entry_point_raises_for_failures_outside_sqs(lambda_env: S3Server) -> No
         module.handler(payload, _Context())
     ignored = json.loads((EVENTS / "s3_test_event.json").read_text())
     assert module.handler(ignored, _Context())["failed"] == []
+
+
+# ---------------------------------------------------------------------------
+# the documents the deployment files point at
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["prefect.yaml", "template.yaml", "README.md"])
+def test_deploy_files_point_only_at_docs_that_exist(name: str) -> None:
+    """deploy/prefect.yaml sent readers to docs/PREFECT.md, which did not exist."""
+    text = (DEPLOY / name).read_text()
+    pointed = set(re.findall(r"\b((?:docs|deploy)/[\w./-]+\.(?:md|yaml|py))\b", text))
+    missing = sorted(p for p in pointed if not (ROOT / p).is_file())
+    assert not missing, f"deploy/{name} points at {missing}"
+    if name == "prefect.yaml":
+        assert "docs/PREFECT.md" in pointed
