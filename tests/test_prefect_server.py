@@ -138,6 +138,28 @@ class PrefectServer:
         )
         return done.stdout
 
+    def ok_together(self, *commands: tuple[str, ...]) -> list[str]:
+        """Run several ``prefect`` commands at once (saves their start-up time); each must exit 0."""
+        procs = [
+            subprocess.Popen([sys.executable, "-m", "prefect", *args], cwd=ROOT, env=self.env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for args in commands
+        ]
+        outputs = []
+        for args, proc in zip(commands, procs, strict=True):
+            try:
+                stdout, stderr = proc.communicate(timeout=CLI_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                for p in procs:
+                    p.kill()
+                raise
+            assert proc.returncode == 0, (
+                f"`prefect {' '.join(args)}` exited {proc.returncode}\n"
+                f"--- stdout\n{stdout[-4000:]}\n--- stderr\n{stderr[-4000:]}"
+            )
+            outputs.append(stdout)
+        return outputs
+
     def spawn(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start a long-running ``prefect`` subprocess in its own session; stopped at module end."""
         with log.open("wb") as out:
@@ -233,6 +255,8 @@ class Deployed:
     data: str
     yaml_copy: Path
     deploy_output: str
+    worker: subprocess.Popen[bytes]
+    worker_log: Path
 
 
 def _filled_prefect_yaml(dest: Path, catalog: str, data: str, endpoint_url: str) -> Path:
@@ -267,8 +291,28 @@ def deployed(prefect_server: PrefectServer, s3_server: S3Server,
     catalog, data = f"s3://{s3.bucket}/stac", f"s3://{s3.bucket}/products/ndvi/"
     copy = _filled_prefect_yaml(tmp_path_factory.mktemp("deploy") / "prefect.yaml", catalog, data, s3.endpoint_url)
     prefect_server.ok("work-pool", "create", POOL, "--type", "process")
+    # the worker starts while the deployments are created (its start-up overlaps)
+    worker_log = prefect_server.home / "worker.log"
+    worker = prefect_server.spawn(["worker", "start", "--pool", POOL, "--type", "process"], worker_log,
+                                  env=_worker_env(prefect_server))
     out = prefect_server.ok("deploy", "--prefect-file", str(copy), "--all")
-    return Deployed(prefect_server, s3, catalog, data, copy, out)
+    return Deployed(prefect_server, s3, catalog, data, copy, out, worker, worker_log)
+
+
+def _worker_env(server: PrefectServer) -> dict[str, str]:
+    """The worker's environment: AWS credentials (as an instance role would
+    give them) but no endpoint, which comes from the deployment's job
+    variables. Any request that does not get it goes to a dead proxy on
+    127.0.0.1 and fails here."""
+    dead = f"http://127.0.0.1:{_free_port()}"
+    env = {k: v for k, v in server.env.items() if k != "AWS_ENDPOINT_URL"}
+    env.update({
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true", "HTTP_PROXY": dead, "HTTPS_PROXY": dead,
+        "http_proxy": dead, "https_proxy": dead, "GDAL_HTTP_MAX_RETRY": "0",
+        "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5",
+    })
+    return env
 
 
 # ---------------------------------------------------------------------------
@@ -305,8 +349,8 @@ def test_deploy_all_creates_every_deployment_of_prefect_yaml(deployed: Deployed)
 def test_cli_lists_work_pools_and_deployments_against_the_server(deployed: Deployed) -> None:
     """`work-pool ls` and `deployment ls` answered 422 with fastapi 0.154."""
     server = deployed.server
-    assert POOL in server.ok("work-pool", "ls")
-    listed = server.ok("deployment", "ls")
+    pools, listed = server.ok_together(("work-pool", "ls"), ("deployment", "ls"))
+    assert POOL in pools
     for name in ("stac-reconcile/nightly-reconcile", "stac-backfill/backfill", "stac-event/s3-events"):
         assert name in listed, listed
 
@@ -353,19 +397,7 @@ def test_worker_runs_backfill_deployment_to_completed(deployed: Deployed, tmp_pa
         client.put_object(Bucket=s3.bucket, Key=f"products/ndvi/{2023 + i % 2}/{path.name}",
                           Body=path.read_bytes())
 
-    # The worker's environment: AWS credentials (as an instance role would
-    # give), but no endpoint: that comes from the deployment's job variables.
-    # Any request that does not get it goes to a dead proxy on 127.0.0.1.
-    dead = f"http://127.0.0.1:{_free_port()}"
-    worker_env = {k: v for k, v in server.env.items() if k not in ("AWS_ENDPOINT_URL",)}
-    worker_env.update({
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true", "HTTP_PROXY": dead, "HTTPS_PROXY": dead,
-        "http_proxy": dead, "https_proxy": dead, "GDAL_HTTP_MAX_RETRY": "0",
-        "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5",
-    })
-    worker_log = tmp_path / "worker.log"
-    worker = server.spawn(["worker", "start", "--pool", POOL, "--type", "process"], worker_log, env=worker_env)
+    worker, worker_log = deployed.worker, deployed.worker_log
 
     out = server.ok("deployment", "run", "stac-backfill/backfill", "--param", f"prefix={deployed.data}")
     match = re.search(r"UUID:\s*([0-9a-f-]{36})", out) or re.search(r"([0-9a-f]{8}-[0-9a-f-]{27})", out)
