@@ -42,7 +42,8 @@ def prefect_harness() -> Iterator[None]:
         return
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    # generous: on a loaded 2-core machine the server takes about a minute to start
+    with prefect_test_harness(server_startup_timeout=150):
         _started = True
         try:
             yield

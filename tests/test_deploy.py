@@ -77,13 +77,18 @@ def _function(template: dict[str, Any]) -> dict[str, Any]:
 
 
 def _statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every statement the role may hold: a conditional one (``!If [C, s, NoValue]``) counts."""
     role_name = _function(template)["Properties"]["Role"]["Fn::GetAtt"][0]
     role = template["Resources"][role_name]
     assert role["Type"] == "AWS::IAM::Role"
     assert "ManagedPolicyArns" not in role["Properties"]  # nothing broader sneaks in
     out: list[dict[str, Any]] = []
     for policy in role["Properties"]["Policies"]:
-        out.extend(policy["PolicyDocument"]["Statement"])
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if list(statement) == ["Fn::If"]:
+                _, statement, otherwise = statement["Fn::If"]
+                assert otherwise == {"Ref": "AWS::NoValue"}
+            out.append(statement)
     return out
 
 
@@ -159,14 +164,11 @@ def test_iam_writes_only_under_the_catalog_prefix(template: dict[str, Any]) -> N
     assert s3_actions["s3:ListBucket"] == {"arn:${AWS::Partition}:s3:::${CatalogBucket}",
                                            "arn:${AWS::Partition}:s3:::${DataBucket}"}
     assert set(s3_actions) == {"s3:PutObject", "s3:DeleteObject", "s3:GetObject", "s3:ListBucket"}
-
+    # ListBucket has no s3:prefix condition: see
+    # test_first_registration_into_an_empty_catalog_is_allowed_by_the_policy
     for s in statements:
         if "s3:ListBucket" in _as_list(s["Action"]):
-            prefixes = {_sub(p) for p in _as_list(s["Condition"]["StringLike"]["s3:prefix"])}
-            if _sub(s["Resource"]).endswith("${CatalogBucket}"):
-                assert prefixes == {"${CatalogPrefix}", "${CatalogPrefix}/*"}
-            else:
-                assert prefixes == {"${DataPrefix}*"}
+            assert "Condition" not in s, s
 
 
 def test_catalog_prefix_parameter_cannot_widen_the_grant(template: dict[str, Any]) -> None:
@@ -218,6 +220,358 @@ def test_event_source_reports_batch_item_failures(template: dict[str, Any]) -> N
     assert sqs[0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert sqs[0]["Queue"] == {"Fn::GetAtt": ["EventQueue", "Arn"]}
     assert sqs[0]["BatchSize"] == {"Ref": "BatchSize"}
+
+
+# ---------------------------------------------------------------------------
+# the template, resolved for one set of parameters
+# ---------------------------------------------------------------------------
+
+_NO_VALUE = object()
+_PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012",
+           "AWS::StackName": "stack", "AWS::URLSuffix": "amazonaws.com"}
+
+
+def _resolve(template: dict[str, Any], node: Any, params: dict[str, Any]) -> Any:
+    """``node`` with the intrinsic functions this template uses evaluated for ``params``.
+
+    ``params`` overrides the parameters' defaults. A resource reference
+    becomes ``<Name>`` / ``<Name.Attr>``; ``AWS::NoValue`` drops the key or
+    list entry, as CloudFormation does.
+    """
+    values = {name: p.get("Default") for name, p in template["Parameters"].items()}
+    values.update(params)
+
+    def ref(name: str) -> Any:
+        if name == "AWS::NoValue":
+            return _NO_VALUE
+        if name in _PSEUDO:
+            return _PSEUDO[name]
+        if name in values:
+            return values[name]
+        assert name in template["Resources"], name
+        return f"<{name}>"
+
+    def condition(name: str) -> bool:
+        return bool(walk(template["Conditions"][name]))
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, list):
+            return [v for v in (walk(v) for v in value) if v is not _NO_VALUE]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            (key, arg), = value.items()
+            if key == "Ref":
+                return ref(arg)
+            if key == "Fn::Sub":
+                return re.sub(r"\$\{([^}]+)\}",
+                              lambda m: str(ref(m.group(1)) if "." not in m.group(1) else f"<{m.group(1)}>"), arg)
+            if key == "Fn::GetAtt":
+                return f"<{'.'.join(arg)}>"
+            if key == "Fn::If":
+                return walk(arg[1] if condition(arg[0]) else arg[2])
+            if key == "Fn::Equals":
+                return walk(arg[0]) == walk(arg[1])
+            if key == "Fn::Not":
+                return not walk(arg[0])
+            if key == "Condition":
+                return condition(arg)
+        return {k: v for k, v in ((k, walk(v)) for k, v in value.items()) if v is not _NO_VALUE}
+
+    return walk(node)
+
+
+def _policy(template: dict[str, Any], **params: Any) -> list[dict[str, Any]]:
+    """The role's statements as deployed with ``params`` (all intrinsics resolved)."""
+    role_name = _function(template)["Properties"]["Role"]["Fn::GetAtt"][0]
+    policies = _resolve(template, template["Resources"][role_name]["Properties"]["Policies"], params)
+    return [s for policy in policies for s in policy["PolicyDocument"]["Statement"]]
+
+
+def _matches(pattern: str, value: str) -> bool:
+    """IAM wildcard match (``*`` any run, ``?`` one character)."""
+    return re.fullmatch(".*".join(".".join(map(re.escape, p.split("?"))) for p in pattern.split("*")),
+                        value, re.S) is not None
+
+
+def _allowed(statements: list[dict[str, Any]], action: str, resource: str,
+             context: dict[str, str] | None = None) -> bool:
+    """Whether an Allow statement grants ``action`` on ``resource`` with the request ``context``.
+
+    Conditions: ``StringEquals``/``StringLike`` and their ``IfExists``
+    forms; a key the request does not carry fails the plain forms and
+    passes the ``IfExists`` ones, as in IAM.
+    """
+    context = context or {}
+    for s in statements:
+        if s["Effect"] != "Allow":
+            continue
+        if not any(_matches(a.lower(), action.lower()) for a in _as_list(s["Action"])):
+            continue
+        if not any(_matches(r, resource) for r in _as_list(s["Resource"])):
+            continue
+        ok = True
+        for operator, tests in s.get("Condition", {}).items():
+            if_exists = operator.endswith("IfExists")
+            base = operator.removesuffix("IfExists")
+            assert base in ("StringEquals", "StringLike"), operator
+            for key, wanted in tests.items():
+                if key not in context:
+                    ok &= if_exists
+                    continue
+                compare = (lambda w, v: w == v) if base == "StringEquals" else _matches
+                ok &= any(compare(w, context[key]) for w in _as_list(wanted))
+        if ok:
+            return True
+    return False
+
+
+_ACCESS_DENIED = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
+                  b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>")
+
+
+class _PolicyProxy:
+    """A reverse proxy on 127.0.0.1 in front of the local S3 that answers as S3
+    would to a caller holding ``policy`` (resolved IAM statements).
+
+    A request the policy does not allow gets 403 ``AccessDenied`` and is not
+    forwarded; a request for a missing key gets S3's 404 only if the policy
+    also allows listing the bucket (no ``s3:prefix`` in that check), else 403.
+    ``buckets`` are the buckets the policy is about; requests to any other
+    bucket are forwarded as they are. ``requests`` records ``(method, path,
+    query, status sent back)`` of each request, in order.
+    """
+
+    def __init__(self, upstream: str, policy: list[dict[str, Any]], buckets: tuple[str, ...]) -> None:
+        import http.client
+        import http.server
+        import threading
+        from urllib.parse import parse_qs, urlsplit
+
+        self.requests: list[tuple[str, str, dict[str, list[str]], int]] = []
+        target = urlsplit(upstream)
+        proxy = self
+
+        def allowed(checks: list[tuple[str, str, dict[str, str]]]) -> bool:
+            return all(_allowed(policy, action, resource, context) for action, resource, context in checks)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _answer(self, status: int, headers: list[tuple[str, str]], data: bytes, length: str | None) -> None:
+                self.send_response(status)
+                for k, v in headers:
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", length or str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                url = urlsplit(self.path)
+                query = parse_qs(url.query, keep_blank_values=True)
+                bucket = url.path.lstrip("/").partition("/")[0]
+                governed = bucket in buckets
+                if governed and not allowed(_iam_checks(self.command, url.path, query)):
+                    proxy.requests.append((self.command, url.path, query, 403))
+                    self._answer(403, [("Content-Type", "application/xml")], _ACCESS_DENIED, None)
+                    return
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                headers["Host"] = target.netloc
+                conn.request(self.command, self.path, body=body, headers=headers)
+                answer = conn.getresponse()
+                data = answer.read()
+                conn.close()
+                status = answer.status
+                if governed and status == 404 and not allowed([("s3:ListBucket", f"arn:aws:s3:::{bucket}", {})]):
+                    proxy.requests.append((self.command, url.path, query, 403))
+                    self._answer(403, [("Content-Type", "application/xml")], _ACCESS_DENIED, None)
+                    return
+                proxy.requests.append((self.command, url.path, query, status))
+                # a HEAD answer's length is the object's, not the empty body's
+                head_length = answer.getheader("Content-Length") if self.command == "HEAD" else None
+                self._answer(status, answer.getheaders(), data, head_length)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _iam_checks(method: str, path: str, query: dict[str, list[str]]) -> list[tuple[str, str, dict[str, str]]]:
+    """The IAM checks S3 makes for one path-style request: ``(action, resource, context)``."""
+    from urllib.parse import unquote
+
+    bucket, _, key = path.lstrip("/").partition("/")
+    bucket_arn = f"arn:aws:s3:::{bucket}"
+    if not key:
+        if method == "GET" and ("list-type" in query or "prefix" in query or not query):
+            context = {"s3:prefix": query["prefix"][0]} if "prefix" in query else {}
+            return [("s3:ListBucket", bucket_arn, context)]
+        if method == "HEAD":
+            return [("s3:ListBucket", bucket_arn, {})]
+        raise AssertionError(f"an S3 request the policy test does not know: {method} {path} {query}")
+    action = {"GET": "s3:GetObject", "HEAD": "s3:GetObject", "PUT": "s3:PutObject",
+              "DELETE": "s3:DeleteObject", "POST": "s3:PutObject"}[method]
+    return [(action, f"{bucket_arn}/{unquote(key)}", {})]
+
+
+def _sqs_event(bucket: str, key: str, kind: str) -> dict[str, Any]:
+    notification = {"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2024-06-01T10:15:30.512Z",
+        "eventName": "ObjectCreated:Put" if kind == "created" else "ObjectRemoved:Delete",
+        "s3": {"bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"}, "object": {"key": key}},
+    }]}
+    return {"Records": [{
+        "messageId": f"00000000-0000-4000-8000-00000000000{1 if kind == 'created' else 2}",
+        "receiptHandle": "r", "body": json.dumps(notification), "attributes": {}, "messageAttributes": {},
+        "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1",
+    }]}
+
+
+def test_first_registration_into_an_empty_catalog_is_allowed_by_the_policy(
+    template: dict[str, Any], s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,  # noqa: F811
+) -> None:
+    """The Lambda entry, holding only the template's policy, registers into an empty catalog.
+
+    S3 is reached through a proxy that answers as S3 does to a caller with
+    the resolved policy: the store first GETs catalog.json/collection.json,
+    which do not exist yet, and S3 answers 404 there only if ListBucket is
+    granted without an s3:prefix condition (a prefix-conditioned grant gives
+    403, and the first write failed with "access denied"). A removal then
+    works too.
+    """
+    from tests.rasters import write_utm
+
+    data_bucket, catalog_bucket = s3_server.new_bucket(), s3_server.new_bucket()
+    product = write_utm(tmp_path)
+    key = f"products/ndvi/{product.name}"
+    s3_server.client().put_object(Bucket=data_bucket, Key=key, Body=product.read_bytes())
+    params = {"DataBucket": data_bucket, "DataPrefix": "products/", "CatalogBucket": catalog_bucket,
+              "CatalogPrefix": "stac", "CollectionId": "ndvi"}
+    env = _resolve(template, _function(template)["Properties"]["Environment"]["Variables"], params)
+    proxy = _PolicyProxy(s3_server.endpoint_url, _policy(template, **params), (data_bucket, catalog_bucket))
+    try:
+        for name, value in env.items():
+            monkeypatch.setenv(name, str(value))
+        options = {**s3_server.storage_options, "client_kwargs": {
+            **s3_server.storage_options["client_kwargs"], "endpoint_url": proxy.endpoint_url}}
+        monkeypatch.setenv("STAC_STORAGE_OPTIONS", json.dumps(options))
+        handler = _load_entry().handler
+        created = handler(_sqs_event(data_bucket, key, "created"), _Context())
+        s3_server.client().delete_object(Bucket=data_bucket, Key=key)
+        removed = handler(_sqs_event(data_bucket, key, "removed"), _Context())
+    finally:
+        proxy.close()
+
+    denied = [r for r in proxy.requests if r[3] == 403]
+    assert not denied, f"requests the template's role may not make: {denied}\n{created}"
+    assert [r["id"] for r in created["registered"]] == [product.stem], created
+    assert created["batchItemFailures"] == []
+    assert removed["batchItemFailures"] == [] and len(removed["removed"]) == 1, removed
+    # the premise: the first registration did read documents that did not exist yet
+    assert ("GET", f"/{catalog_bucket}/stac/catalog.json", {}, 404) in proxy.requests
+    client = s3_server.client()
+    collection = json.loads(client.get_object(Bucket=catalog_bucket, Key="stac/ndvi/collection.json")["Body"].read())
+    assert not [link for link in collection["links"] if link["rel"] == "item"]
+
+
+def test_policy_grants_nothing_outside_the_two_prefixes(template: dict[str, Any]) -> None:
+    params = {"DataBucket": "data", "DataPrefix": "products/", "CatalogBucket": "cat", "CatalogPrefix": "stac",
+              "CollectionId": "ndvi"}
+    policy = _policy(template, **params)
+    assert _allowed(policy, "s3:GetObject", "arn:aws:s3:::data/products/a.tif")
+    assert not _allowed(policy, "s3:GetObject", "arn:aws:s3:::data/private/a.tif")
+    assert not _allowed(policy, "s3:PutObject", "arn:aws:s3:::data/products/a.tif")
+    assert _allowed(policy, "s3:PutObject", "arn:aws:s3:::cat/stac/catalog.json")
+    assert not _allowed(policy, "s3:PutObject", "arn:aws:s3:::cat/stacked/catalog.json")
+    assert not _allowed(policy, "s3:GetObject", "arn:aws:s3:::cat/other/x.json")
+    assert not _allowed(policy, "s3:ListBucket", "arn:aws:s3:::elsewhere")
+    assert not any(a.startswith("kms:") for s in policy for a in _as_list(s["Action"]))
+
+
+def test_kms_key_parameters_grant_decrypt_on_data_and_encrypt_on_catalog(template: dict[str, Any]) -> None:
+    """SSE-KMS buckets: kms:Decrypt on the data key, GenerateDataKey/Encrypt on the catalog key, via S3 only."""
+    data_key = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+    catalog_key = "arn:aws:kms:us-east-1:123456789012:key/66666666-7777-8888-9999-000000000000"
+    via_s3 = {"kms:ViaService": "s3.us-east-1.amazonaws.com"}
+    base = {"DataBucket": "data", "CatalogBucket": "cat", "CollectionId": "ndvi"}
+    for pattern_of in ("DataKmsKeyArn", "CatalogKmsKeyArn"):
+        pattern = re.compile(template["Parameters"][pattern_of]["AllowedPattern"])
+        assert template["Parameters"][pattern_of]["Default"] == ""
+        assert pattern.fullmatch("") and pattern.fullmatch(data_key)
+        assert not pattern.fullmatch("*") and not pattern.fullmatch("alias/aws/s3")
+
+    data_only = _policy(template, **base, DataKmsKeyArn=data_key)
+    assert _allowed(data_only, "kms:Decrypt", data_key, via_s3)
+    assert not _allowed(data_only, "kms:Decrypt", data_key, {"kms:ViaService": "ec2.us-east-1.amazonaws.com"})
+    assert not _allowed(data_only, "kms:GenerateDataKey", data_key, via_s3)
+    assert not _allowed(data_only, "kms:Decrypt", catalog_key, via_s3)
+
+    catalog_only = _policy(template, **base, CatalogKmsKeyArn=catalog_key)
+    for action in ("kms:Decrypt", "kms:GenerateDataKey", "kms:Encrypt"):
+        assert _allowed(catalog_only, action, catalog_key, via_s3), action
+        assert not _allowed(catalog_only, action, catalog_key), f"{action} without kms:ViaService"
+    assert not _allowed(catalog_only, "kms:Decrypt", data_key, via_s3)
+
+    # a data bucket created by the stack is encrypted with the given key
+    bucket = _resolve(template, template["Resources"]["DataBucketResource"], {**base, "DataKmsKeyArn": data_key})
+    (rule,) = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": data_key}
+    bucket = _resolve(template, template["Resources"]["DataBucketResource"], base)
+    (rule,) = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+
+
+def test_dead_letter_queue_alarm_fires_on_the_first_parked_message(template: dict[str, Any]) -> None:
+    queues = _resources(template, "AWS::SQS::Queue")
+    (main,) = [q for q in queues.values() if "RedrivePolicy" in q["Properties"]]
+    dlq = main["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    _, alarm = _one(template, "AWS::CloudWatch::Alarm")
+    props = alarm["Properties"]
+    assert (props["Namespace"], props["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert props["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq, "QueueName"]}}]
+    assert props["ComparisonOperator"] == "GreaterThanThreshold" and props["Threshold"] == 0
+    assert props["Statistic"] == "Maximum" and props["TreatMissingData"] == "notBreaching"
+    topic = "arn:aws:sns:us-east-1:123456789012:stac-alerts"
+    with_topic = _resolve(template, props, {"AlarmTopicArn": topic})
+    assert with_topic["AlarmActions"] == [topic] and with_topic["OKActions"] == [topic]
+    without = _resolve(template, props, {})
+    assert "AlarmActions" not in without and "OKActions" not in without
+
+
+def test_lambda_concurrency_is_bounded(template: dict[str, Any]) -> None:
+    """Reserved concurrency caps the writers; the SQS source never polls for more than that."""
+    props = _function(template)["Properties"]
+    assert props["ReservedConcurrentExecutions"] == {"Ref": "MaxConcurrency"}
+    (sqs,) = [e["Properties"] for e in props["Events"].values() if e["Type"] == "SQS"]
+    assert sqs["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "MaxConcurrency"}
+    param = template["Parameters"]["MaxConcurrency"]
+    assert param["Type"] == "Number"
+    # SQS event sources take a maximum concurrency of at least 2
+    assert 2 <= param["MinValue"] <= param["Default"] <= param["MaxValue"] <= 1000
+
+
+def test_queues_survive_stack_deletion_with_their_messages(template: dict[str, Any]) -> None:
+    queues = _resources(template, "AWS::SQS::Queue")
+    assert len(queues) == 2
+    for name, queue in queues.items():
+        assert queue.get("DeletionPolicy") == "Retain", name
+        assert queue.get("UpdateReplacePolicy") == "Retain", name
 
 
 # ---------------------------------------------------------------------------
@@ -296,3 +650,19 @@ def test_entry_point_raises_for_failures_outside_sqs(lambda_env: S3Server) -> No
         module.handler(payload, _Context())
     ignored = json.loads((EVENTS / "s3_test_event.json").read_text())
     assert module.handler(ignored, _Context())["failed"] == []
+
+
+# ---------------------------------------------------------------------------
+# the documents the deployment files point at
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["prefect.yaml", "template.yaml", "README.md"])
+def test_deploy_files_point_only_at_docs_that_exist(name: str) -> None:
+    """deploy/prefect.yaml sent readers to docs/PREFECT.md, which did not exist."""
+    text = (DEPLOY / name).read_text()
+    pointed = set(re.findall(r"\b((?:docs|deploy)/[\w./-]+\.(?:md|yaml|py))\b", text))
+    missing = sorted(p for p in pointed if not (ROOT / p).is_file())
+    assert not missing, f"deploy/{name} points at {missing}"
+    if name == "prefect.yaml":
+        assert "docs/PREFECT.md" in pointed
