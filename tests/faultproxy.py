@@ -12,7 +12,8 @@ match a rule, which get the rule's fault instead::
 
 Rules match the HTTP method (``"*"`` for any) and a regular expression
 searched in the request path (``/<bucket>/<key>``, URL-decoded, without the
-query string). ``limit`` makes a rule fire only that many times. The proxy
+query string). ``limit`` makes a rule fire only that many times, ``skip`` lets that many
+matching requests through before it fires. The proxy
 counts requests per method and records the ``Range`` header of every GET, so
 tests can check that extraction read headers only.
 
@@ -51,7 +52,9 @@ class Rule:
     pattern: str
     fault: str
     limit: int | None = None
+    skip: int = 0
     hits: int = 0
+    seen: int = 0
     _regex: Any = field(default=None, repr=False)
 
     def matches(self, method: str, path: str) -> bool:
@@ -61,7 +64,10 @@ class Rule:
             return False
         if self._regex is None:
             self._regex = re.compile(self.pattern)
-        return bool(self._regex.search(path))
+        if not self._regex.search(path):
+            return False
+        self.seen += 1
+        return self.seen > self.skip
 
 
 class FaultProxy:
@@ -84,11 +90,14 @@ class FaultProxy:
 
     # --- rules -----------------------------------------------------------------
 
-    def add(self, method: str, pattern: str, fault: str, limit: int | None = None) -> Rule:
-        """Add a rule; returns it (its ``hits`` count how often it fired)."""
+    def add(self, method: str, pattern: str, fault: str, limit: int | None = None,
+            skip: int = 0) -> Rule:
+        """Add a rule; returns it (its ``hits`` count how often it fired).
+        ``skip`` lets that many matching requests through first (a fault in
+        the middle of a read); ``limit`` stops it after that many faults."""
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; use one of {FAULTS}")
-        rule = Rule(method.upper(), pattern, fault, limit)
+        rule = Rule(method.upper(), pattern, fault, limit, skip)
         with self._lock:
             self.rules.append(rule)
         return rule

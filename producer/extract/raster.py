@@ -88,6 +88,12 @@ def get_geometry(src: Any, where: str) -> tuple[dict[str, Any], list[float]]:
             return _footprint.footprint(src.crs, src.transform, src.width, src.height)
         if _has_gcps(src):
             gcps, gcp_crs = src.gcps
+            if len(gcps) == 1 and src.driver in ("GTiff", "COG"):
+                raise InputError(
+                    "the geotransform has a zero (or missing) pixel size: the GeoTIFF holds one "
+                    "tie point and no usable pixel scale, so its pixel grid has no area. Set the "
+                    "pixel size, e.g. `gdal_edit.py -a_ullr ulx uly lrx lry`, then register it again"
+                )
             return _footprint.footprint_from_gcps(gcps, gcp_crs, src.width, src.height)
     except ProducerError as exc:
         raise type(exc)(f"{where}: {exc}") from exc

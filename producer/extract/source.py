@@ -72,7 +72,7 @@ def dataset_location(dataset: Any) -> str | None:
 #: (fsspec's default, 5 MiB, would fetch that much of every product)
 HEADER_BLOCK = 256 * 1024
 #: block size when pixels are read too (statistics)
-PIXEL_BLOCK = 4 * 1024 * 1024
+PIXEL_BLOCK = 1024 * 1024
 
 
 class _GuardedFile:
