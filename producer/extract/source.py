@@ -5,6 +5,13 @@ Only what this module opens is registered on the caller's
 dataset passed in by the caller is used as is and never closed. rasterio and
 GDAL errors are re-raised as :class:`~producer.errors.InputError` naming the
 product. Nothing is written.
+
+Products on object stores (``s3://``, ``gs://``...) are read through fsspec:
+stat'ed and their first block fetched before GDAL sees them, then read by
+GDAL through :class:`GuardedOpener`, whose failures never propagate into
+GDAL (rasterio's opener bridge aborts the process when a Python read
+raises); they become a retryable :class:`~producer.errors.StoreError`, or
+"not found" for a missing object or bucket (:func:`storage_failure`).
 """
 
 from __future__ import annotations
