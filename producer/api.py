@@ -8,7 +8,6 @@ returns plain result objects; nothing here prints.
 
 from __future__ import annotations
 
-import glob as globmod
 import os
 import posixpath
 from dataclasses import asdict, dataclass, field
@@ -19,10 +18,9 @@ from producer.catalog.layout import Layout
 from producer.commit import Committer, item_start, same_content
 from producer.errors import InputError, NotFound, ProducerError, StoreError
 from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
+from producer.redact import redact
+from producer.sources import PRODUCT_SUFFIXES, expand_paths  # noqa: F401 (re-exported)
 from producer.store.base import Store
-
-#: file name suffixes picked up when a directory or prefix is expanded
-PRODUCT_SUFFIXES = (".tif", ".tiff", ".nc", ".nc4")
 
 Progress = Callable[[int, int], None]
 
@@ -48,9 +46,10 @@ class RegisterResult:
     item: dict | None = field(default=None, repr=False)
 
     def fail(self, message: str, exc: BaseException) -> None:
-        """Mark this result failed with ``message``, classified from ``exc``."""
+        """Mark this result failed with ``message`` (credentials in it redacted),
+        classified from ``exc``."""
         self.action = "error"
-        self.error = message
+        self.error = redact(message)
         self.error_type = error_type_of(exc)
 
     @property
@@ -59,6 +58,7 @@ class RegisterResult:
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "item"}
+        out["source"] = redact(self.source)
         if out["error"] is None:
             out.pop("error")
             out.pop("error_type")
@@ -132,51 +132,6 @@ def parse_rewrites(rewrites: Iterable[str | tuple[str, str]]) -> tuple[tuple[str
 
 def _is_url(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
-
-
-def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike],
-                 storage_options: dict | None = None) -> list[str]:
-    """Directories (recursively) and globs → product paths, in sorted order.
-
-    Plain file paths are kept even if they do not exist, so extraction can
-    report them by name. Remote prefixes are expanded through fsspec.
-    """
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    out: list[str] = []
-    for raw in paths:
-        path = os.fspath(raw)
-        if _is_url(path):
-            out.extend(_expand_remote(path, storage_options))
-            continue
-        if path.startswith("file://"):
-            path = path[len("file://"):]
-        if any(ch in path for ch in "*?["):
-            matches = sorted(globmod.glob(path, recursive=True))
-            out.extend(m for m in matches if os.path.isfile(m))
-        elif os.path.isdir(path):
-            for dirpath, dirnames, filenames in os.walk(path):
-                dirnames.sort()
-                for name in sorted(filenames):
-                    if name.lower().endswith(PRODUCT_SUFFIXES):
-                        out.append(os.path.join(dirpath, name))
-        else:
-            out.append(path)
-    return out
-
-
-def _expand_remote(url: str, storage_options: dict | None) -> list[str]:
-    import fsspec
-
-    fs, _, (root,) = fsspec.get_fs_token_paths(url, storage_options=storage_options or {})
-    proto = url.split("://", 1)[0]
-    if any(ch in url for ch in "*?["):
-        found = fs.glob(root)
-    elif fs.isdir(root):
-        found = [p for p in fs.find(root) if p.lower().endswith(PRODUCT_SUFFIXES)]
-    else:
-        return [url]
-    return [f"{proto}://{p}" for p in sorted(found)]
 
 
 def item_id_for(url: str, *, id_template: str = "{stem}", collection: str | None = None) -> str:

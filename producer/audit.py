@@ -308,7 +308,9 @@ _PLAIN_SCHEMES = ("", "file", "local", "http", "https")
 
 
 def _why(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or "no message"
+    from producer.redact import redact
+
+    text = redact(" ".join(str(exc).split())) or "no message"
     return f"{type(exc).__name__}: {text[:300]}"
 
 

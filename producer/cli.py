@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import click
 
 from producer.errors import InputError, ProducerError
+from producer.redact import redact
 
 
 def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
@@ -130,9 +131,14 @@ def register(paths: tuple[str, ...], catalog: str, collection: str, datetime_: s
     if providers:
         meta["providers"] = [_provider(p) for p in providers]
     storage_options = _storage_options(storage_pairs)
-    sources = api.expand_paths(paths, storage_options)
+    try:
+        sources = api.expand_paths(paths, storage_options)
+    except InputError as exc:
+        raise click.UsageError(redact(str(exc))) from exc
+    except ProducerError as exc:
+        raise click.ClickException(redact(str(exc))) from exc
     if not sources:
-        raise click.UsageError(f"no products found in {' '.join(paths)}")
+        raise click.UsageError(redact(f"no products found in {' '.join(paths)}"))
     show_bar = (sys.stderr.isatty() if progress is None else progress) and len(sources) > 1
     bar = click.progressbar(length=len(sources), label="registering", file=sys.stderr) if show_bar else None
 
@@ -149,9 +155,9 @@ def register(paths: tuple[str, ...], catalog: str, collection: str, datetime_: s
             checksum=checksum, dry_run=dry_run, batch_size=batch_size, progress=tick,
             replace=replace)
     except InputError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise click.UsageError(redact(str(exc))) from exc
     except ProducerError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(redact(str(exc))) from exc
     finally:
         if bar is not None:
             bar.render_finish()
@@ -189,7 +195,7 @@ def validate(catalog: str, check_assets: bool, as_json: bool, storage_pairs: tup
         problems = api.validate_catalog(catalog, storage_options=_storage_options(storage_pairs),
                                         check_assets=check_assets)
     except ProducerError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(redact(str(exc))) from exc
     errors = [p for p in problems if p.is_error]
     for p in problems:
         click.echo(json.dumps(p.to_dict()) if as_json else
@@ -213,9 +219,9 @@ def remove(item_id: str, catalog: str, collection: str, storage_pairs: tuple[str
         result = api.remove(item_id, catalog=catalog, collection=collection,
                             storage_options=_storage_options(storage_pairs))
     except InputError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise click.UsageError(redact(str(exc))) from exc
     except ProducerError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(redact(str(exc))) from exc
     if result.action == "absent":
         click.echo(f"{item_id}: no such item in collection {collection}", err=True)
         sys.exit(1)
@@ -260,14 +266,14 @@ def reconcile(catalog: str, data: tuple[str, ...], fix: bool, dead: str, collect
             register_options={"id_template": id_template, "href_rewrites": href_rewrites,
                               "datetime_pattern": datetime_pattern, "partition": partition})
     except InputError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise click.UsageError(redact(str(exc))) from exc
     except ProducerError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(redact(str(exc))) from exc
     rows = [(kind, found, fixed, report.failed.get(kind, 0)) for kind, found, fixed in report.rows()]
     click.echo(_table(rows or [("(nothing)", 0, 0, 0)], ["finding", "found", "fixed", "failed"]))
     shown = report.remaining if fix else report.problems
     for p in shown:
-        click.echo(f"{'ERROR' if p.is_error else 'warning'} {_cli_phrasing(str(p))}")
+        click.echo(f"{'ERROR' if p.is_error else 'warning'} {redact(_cli_phrasing(str(p)) or '')}")
     blocking = [p for p in shown if p.is_error or p.kind == "missing-product"]
     unchecked = sum(1 for p in shown if p.kind == "asset-unchecked")
     not_registered = sum(1 for p in shown if p.kind == "register-failed")
@@ -317,9 +323,9 @@ def handle_event(payload, catalog: str, collection: str, prefixes: tuple[str, ..
             datetime_pattern=datetime_pattern, href_rewrites=href_rewrites)
         result = handle(event, config)
     except InputError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise click.UsageError(redact(str(exc))) from exc
     except ProducerError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(redact(str(exc))) from exc
     click.echo(json.dumps(result, indent=2))
     sys.exit(1 if result.get("failed") else 0)
 

@@ -22,6 +22,7 @@ from rasterio.io import MemoryFile
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
+import producer.validate as producer_validate
 from producer.errors import InputError, NoDatetimeError, NoGeoreferenceError, UnsafeIdError
 from producer.extract import ExtractOptions, create_item
 from producer.extract.assets import (
@@ -39,10 +40,11 @@ from tests import rasters
 
 # --------------------------------------------------------------------------- schemas
 
-_PYSTAC_SCHEMAS = Path(pystac.__file__).parent / "validation" / "jsonschemas"
-_SHARED_SCHEMAS = Path("/work/shared/stac-schemas")
 _ITEM_SCHEMA = "https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/item.json"
 _ALLOWED_EXTENSIONS = {PROJECTION_EXT, RASTER_EXT, EO_EXT, FILE_EXT}
+#: where the schema files may come from: the package's own bundle and pystac's
+_SCHEMA_ROOTS = (Path(producer_validate.__file__).parent / "schemas",
+                 Path(pystac.__file__).parent / "validation" / "jsonschemas")
 
 
 def _no_network(uri: str) -> Resource[Any]:
@@ -50,22 +52,35 @@ def _no_network(uri: str) -> Resource[Any]:
 
 
 @pytest.fixture(scope="module")
-def schema_registry() -> Registry[Any]:
-    """Every bundled schema, under its ``$id`` (without an empty fragment)."""
+def schema_files() -> dict[str, Path]:
+    """Schema URL → local file, as the package resolves them (producer.validate)."""
+    return {url: Path(path) for url, path in producer_validate.schema_map().items()}
+
+
+@pytest.fixture(scope="module")
+def schema_registry(schema_files: dict[str, Path]) -> Registry[Any]:
+    """Every schema the package ships or takes from pystac, under its URL and its ``$id``."""
     resources = []
-    roots = [_PYSTAC_SCHEMAS, _SHARED_SCHEMAS]
-    for root in roots:
-        for path in root.rglob("*.json"):
-            doc = json.loads(path.read_text())
-            resource = Resource(contents=doc, specification=DRAFT7)
-            uri = doc.get("$id", "").rstrip("#")
-            if uri:
-                resources.append((uri, resource))
-            if path.parent.name == "v1.1.0":  # item-spec fragments, by their canonical URL
-                # (common.json's own $id is misspelt ".../commonjson")
-                resources.append((f"{_ITEM_SCHEMA.rsplit('/', 1)[0]}/{path.name}", resource))
+    for url, path in schema_files.items():
+        doc = json.loads(path.read_text())
+        resource = Resource(contents=doc, specification=DRAFT7)
+        resources.append((url, resource))
+        schema_id = doc.get("$id", "").rstrip("#")
+        if schema_id and schema_id != url:
+            resources.append((schema_id, resource))
     assert len(resources) >= 15
     return Registry(retrieve=_no_network).with_resources(resources)  # type: ignore[call-arg]
+
+
+def test_schemas_are_read_from_the_package_not_a_path_outside_the_repository(
+        schema_files: dict[str, Path]) -> None:
+    roots = [root.resolve() for root in _SCHEMA_ROOTS]
+    for url, path in schema_files.items():
+        assert any(path.resolve().is_relative_to(root) for root in roots), (url, path)
+    for url in (_ITEM_SCHEMA, *sorted(_ALLOWED_EXTENSIONS)):
+        assert url in schema_files, url
+    source = Path(__file__).read_text()
+    assert "/work/" + "shared" not in source
 
 
 def schema_errors(doc: dict[str, Any], registry: Registry[Any]) -> list[str]:
@@ -132,8 +147,7 @@ def test_every_item_valid_roundtrips_and_declares_only_used_extensions(
 
 
 def test_validator_module_agrees_when_present(items: dict[str, dict[str, Any]]) -> None:
-    validate = pytest.importorskip("producer.validate")
-    validator = validate.Validator()
+    validator = producer_validate.Validator()
     for key, doc in items.items():
         assert validator.errors(doc) == [], key
 

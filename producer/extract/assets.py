@@ -132,14 +132,17 @@ def sha256_multihash(location: str, storage_options: Mapping[str, Any] | None = 
 
 
 def file_info(
-    location: str, *, checksum: bool = False, storage_options: Mapping[str, Any] | None = None
+    location: str, *, checksum: bool = False, storage_options: Mapping[str, Any] | None = None,
+    size: int | None = None,
 ) -> dict[str, Any]:
     """File extension fields for the bytes at ``location`` (what was opened).
 
     ``file:size`` always when the size can be known (local path, or a URL fsspec
     can stat); ``file:checksum`` only when ``checksum`` is true. Locations GDAL
     alone understands (``/vsimem/``...) give no size; asking for their checksum
-    is an :class:`InputError`.
+    is an :class:`InputError`. ``size``, when the caller already knows it,
+    saves a request. A remote store that fails raises the retryable
+    :class:`~producer.errors.StoreError` (a missing object: "not found").
     """
     info: dict[str, Any] = {}
     options = storage_options or {}
@@ -148,7 +151,9 @@ def file_info(
             if checksum:
                 raise InputError(f"{location}: cannot compute file:checksum of a GDAL virtual file")
             return info
-        if is_url(location):
+        if size is not None:
+            info["file:size"] = int(size)
+        elif is_url(location):
             fs, path = _fs_and_path(location, options)
             size = fs.size(path)
             if size is not None:
@@ -158,5 +163,9 @@ def file_info(
         if checksum:
             info["file:checksum"] = sha256_multihash(location, options)
     except OSError as exc:
+        if is_url(location):
+            from producer.extract.source import storage_failure
+
+            raise storage_failure(location, exc) from None
         raise InputError(f"{location}: cannot read file for size/checksum: {exc}") from exc
     return info

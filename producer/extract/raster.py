@@ -36,12 +36,21 @@ from rasterio.crs import CRS
 
 from producer.errors import InputError, NoGeoreferenceError, ProducerError
 from producer.extract import footprint as _footprint
-from producer.extract.assets import file_info, media_type, resolve_location, rewrite_href
+from producer.extract.assets import file_info, is_url, media_type, resolve_location, rewrite_href
 from producer.extract.bands import get_bands_info, spatial_resolution
 from producer.extract.datetimes import resolve_datetime
 from producer.extract.ids import split_location, make_item_id
 from producer.extract.options import ExtractOptions
-from producer.extract.source import RASTERIO_ERRORS, check_complete, open_source
+from producer.extract.source import (
+    RASTERIO_ERRORS,
+    GuardedOpener,
+    check_complete,
+    check_netcdf_complete,
+    open_source,
+    raise_read_errors,
+    storage_failure,
+)
+from producer.redact import clean_href, redact
 
 PROJECTION_EXT = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 RASTER_EXT = "https://stac-extensions.github.io/raster/v2.0.0/schema.json"
@@ -79,6 +88,12 @@ def get_geometry(src: Any, where: str) -> tuple[dict[str, Any], list[float]]:
             return _footprint.footprint(src.crs, src.transform, src.width, src.height)
         if _has_gcps(src):
             gcps, gcp_crs = src.gcps
+            if len(gcps) == 1 and src.driver in ("GTiff", "COG"):
+                raise InputError(
+                    "the geotransform has a zero (or missing) pixel size: the GeoTIFF holds one "
+                    "tie point and no usable pixel scale, so its pixel grid has no area. Set the "
+                    "pixel size, e.g. `gdal_edit.py -a_ullr ulx uly lrx lry`, then register it again"
+                )
             return _footprint.footprint_from_gcps(gcps, gcp_crs, src.width, src.height)
     except ProducerError as exc:
         raise type(exc)(f"{where}: {exc}") from exc
@@ -210,14 +225,44 @@ def create_item(
         if not location:
             raise InputError(f"{getattr(src, 'name', src)!r}: cannot tell where the product lives; pass href=")
         try:
-            return _build_item(src, location, opened.location, options)
-        except ProducerError:
-            raise
-        except RASTERIO_ERRORS as exc:
-            raise InputError(f"{location}: cannot read raster metadata: {exc}") from exc
+            item = _build_item(src, location, opened.location, options, opened.opener)
+        except (ProducerError, *RASTERIO_ERRORS) as exc:
+            # a read that failed in storage shows up in GDAL as a short file:
+            # report the storage failure, not "corrupt" or "truncated"
+            raise_read_errors(opened.opener, location)
+            if isinstance(exc, ProducerError):
+                raise
+            raise InputError(f"{redact(location)}: cannot read raster metadata: {redact(str(exc))}") from exc
+        raise_read_errors(opened.opener, location)
+        return item
 
 
-def _build_item(src: Any, location: str, data_location: str | None, options: ExtractOptions) -> pystac.Item:
+def _byte_reader(location: str, opener: GuardedOpener | None) -> Any:
+    """``read(start, length) -> bytes`` over the product at ``location``
+    (local file, or the object behind ``opener``); storage failures raise
+    what :func:`~producer.extract.source.storage_failure` says."""
+    def read(start: int, length: int) -> bytes:
+        try:
+            if opener is not None:
+                fs = opener.fs
+                return fs.cat_file(fs._strip_protocol(location), start=start, end=start + length)
+            with open(location, "rb") as handle:
+                handle.seek(start)
+                return handle.read(length)
+        except OSError as exc:
+            raise storage_failure(location, exc) from None
+    return read
+
+
+def _check_complete(src: Any, location: str, size: int | None, opener: GuardedOpener | None) -> None:
+    """Refuse a product cut short: TIFF blocks or NetCDF data past its end."""
+    check_complete(src, size, location)
+    if getattr(src, "driver", None) == "netCDF" and (opener is not None or not is_url(location)):
+        check_netcdf_complete(_byte_reader(location, opener), size, location)
+
+
+def _build_item(src: Any, location: str, data_location: str | None, options: ExtractOptions,
+                opener: GuardedOpener | None = None) -> pystac.Item:
     item_id = make_item_id(location, options)
     geometry, bbox = get_geometry(src, location)
     _, name = split_location(location)
@@ -233,12 +278,15 @@ def _build_item(src: Any, location: str, data_location: str | None, options: Ext
 
     asset_fields: dict[str, Any] = {}
     if data_location:
+        known = opener.known.get(opener.fs._strip_protocol(data_location)) if opener else None
         asset_fields.update(
-            file_info(data_location, checksum=options.checksum, storage_options=options.storage_options)
+            file_info(data_location, checksum=options.checksum, storage_options=options.storage_options,
+                      size=known)
         )
     elif options.checksum:
         raise InputError(f"{location}: cannot compute file:checksum, the product's bytes are not addressable")
-    check_complete(src, asset_fields.get("file:size"), location)
+    if data_location:
+        _check_complete(src, data_location, asset_fields.get("file:size"), opener)
     asset_fields.update(get_raster_asset_info(src))
     asset_fields["bands"] = get_bands_info(src, stats=options.stats, resolution=_resolution(src))
 
@@ -255,7 +303,7 @@ def _build_item(src: Any, location: str, data_location: str | None, options: Ext
     item.add_asset(
         DATA_ASSET,
         pystac.Asset(
-            href=rewrite_href(location, tuple(options.href_rewrites)),
+            href=clean_href(rewrite_href(location, tuple(options.href_rewrites))),
             title=name,
             media_type=media_type(src),
             roles=["data"],

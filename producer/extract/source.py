@@ -5,10 +5,18 @@ Only what this module opens is registered on the caller's
 dataset passed in by the caller is used as is and never closed. rasterio and
 GDAL errors are re-raised as :class:`~producer.errors.InputError` naming the
 product. Nothing is written.
+
+Products on object stores (``s3://``, ``gs://``...) are read through fsspec:
+stat'ed and their first block fetched before GDAL sees them, then read by
+GDAL through :class:`GuardedOpener`, whose failures never propagate into
+GDAL (rasterio's opener bridge aborts the process when a Python read
+raises); they become a retryable :class:`~producer.errors.StoreError`, or
+"not found" for a missing object or bucket (:func:`storage_failure`).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import warnings
@@ -19,7 +27,7 @@ from typing import Any
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
-from producer.errors import InputError
+from producer.errors import InputError, ProducerError, StoreError
 from producer.extract.assets import is_url, resolve_location
 from producer.extract.options import ExtractOptions
 
@@ -45,6 +53,9 @@ class OpenedSource:
     location: str | None
     #: subdataset name used, when the product itself has no bands
     subdataset: str | None = None
+    #: the guarded opener of a product read from an object store: check its
+    #: ``errors`` (:func:`raise_read_errors`) after reading metadata
+    opener: "GuardedOpener | None" = None
 
 
 def is_dataset(obj: object) -> bool:
@@ -64,16 +75,219 @@ def dataset_location(dataset: Any) -> str | None:
     return resolve_location(name)
 
 
-def _open(path: str, options: ExtractOptions, stack: ExitStack) -> Any:
+#: bytes fetched per request while reading headers from an object store
+#: (fsspec's default, 5 MiB, would fetch that much of every product)
+HEADER_BLOCK = 256 * 1024
+#: block size when pixels are read too (statistics)
+PIXEL_BLOCK = 1024 * 1024
+
+
+class _GuardedFile:
+    """A read-only file over an fsspec file whose failures never reach GDAL.
+
+    GDAL reads through rasterio's Python-opener bridge, which aborts the
+    whole process (``std::length_error``, SIGABRT) when a Python read
+    raises. Here a failing ``read``/``seek`` records the exception in
+    ``errors`` and answers like the end of the file; the caller checks
+    ``errors`` after GDAL is done and reports a storage error.
+    """
+
+    def __init__(self, handle: Any, errors: list[BaseException]) -> None:
+        self._handle = handle
+        self._errors = errors
+
+    def read(self, size: int = -1) -> bytes:
+        if self._errors:
+            return b""
+        try:
+            return self._handle.read(size)
+        except Exception as exc:  # noqa: BLE001 - recorded, reported after GDAL
+            self._errors.append(exc)
+            return b""
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        try:
+            return self._handle.seek(offset, whence)
+        except Exception as exc:  # noqa: BLE001
+            self._errors.append(exc)
+            return 0
+
+    def tell(self) -> int:
+        try:
+            return self._handle.tell()
+        except Exception as exc:  # noqa: BLE001
+            self._errors.append(exc)
+            return 0
+
+    def close(self) -> None:
+        try:
+            self._handle.close()
+        except Exception:  # noqa: BLE001 - nothing was written, nothing to lose
+            pass
+
+    def __enter__(self) -> "_GuardedFile":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class GuardedOpener:
+    """rasterio opener (its ``FileContainer`` protocol) over an fsspec
+    filesystem: every call that touches storage records its exception in
+    :attr:`errors` instead of raising into GDAL.
+
+    ``known`` maps the product path to its size, read (with a HEAD) before
+    GDAL is involved, so GDAL's stat of the product costs no request.
+    Directory listings (GDAL looks for sidecar files) that fail answer
+    "empty", as GDAL's own ``/vsis3/`` does.
+    """
+
+    def __init__(self, fs: Any, known: dict[str, int], block_size: int) -> None:
+        self.fs = fs
+        self.known = dict(known)
+        self.block_size = block_size
+        self.errors: list[BaseException] = []
+        self._spare: tuple[str, _GuardedFile] | None = None
+
+    def open(self, path: str, mode: str = "rb", **kwargs: Any) -> _GuardedFile:
+        if "r" not in mode or "+" in mode:
+            raise PermissionError(f"{path}: products are opened read-only")
+        spare, self._spare = self._spare, None
+        if spare is not None and spare[0] == path:
+            spare[1].seek(0)
+            return spare[1]  # the probe's handle: its first block is already here
+        try:
+            handle = self.fs.open(path, "rb", block_size=self.block_size)
+        except Exception as exc:  # noqa: BLE001
+            self.errors.append(exc)
+            raise FileNotFoundError(path) from None
+        return _GuardedFile(handle, self.errors)
+
+    def _guard(self, default: Any, func: Any, *args: Any) -> Any:
+        try:
+            return func(*args)
+        except FileNotFoundError:
+            return default
+        except Exception as exc:  # noqa: BLE001
+            self.errors.append(exc)
+            return default
+
+    def isfile(self, path: str) -> bool:
+        return path in self.known or bool(self._guard(False, self.fs.isfile, path))
+
+    def isdir(self, path: str) -> bool:
+        return path not in self.known and bool(self._guard(False, self.fs.isdir, path))
+
+    def ls(self, path: str) -> list[str]:
+        try:
+            return [os.path.basename(str(p).rstrip("/")) for p in self.fs.ls(path, detail=False)]
+        except Exception:  # noqa: BLE001 - no sidecar files, like GDAL when it cannot list
+            return []
+
+    def mtime(self, path: str) -> int:
+        return 0
+
+    def modified(self, path: str) -> Any:
+        """Modification time GDAL asks for in a stat: not needed, the epoch."""
+        import datetime as _dt
+
+        return _dt.datetime.fromtimestamp(0, _dt.timezone.utc)
+
+    def size(self, path: str) -> int:
+        if path in self.known:
+            return self.known[path]
+        return int(self._guard(0, self.fs.size, path) or 0)
+
+    def rm(self, path: str) -> None:
+        raise PermissionError(f"{path}: products are never deleted by stac-producer")
+
+
+def storage_failure(location: str, exc: BaseException) -> ProducerError:
+    """The error for a product whose bytes could not be read: "not found"
+    (:class:`InputError`) for a missing object or bucket, else a retryable
+    :class:`StoreError` naming the product and what to check."""
+    from producer.redact import redact
+
+    where = redact(location)
+    detail = redact(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, FileNotFoundError) or _status(exc) == 404:
+        return InputError(f"{where}: not found (no such object or bucket); check the URL")
+    if isinstance(exc, PermissionError) or _status(exc) == 403:
+        return StoreError(
+            f"{where}: access denied while reading the product ({detail}); grant read access "
+            "to it (s3:GetObject, and kms:Decrypt for an SSE-KMS encrypted bucket), then retry"
+        )
+    return StoreError(
+        f"{where}: storage failed while reading the product ({detail}); this is usually "
+        "transient (throttling, network): retry"
+    )
+
+
+def _status(exc: BaseException) -> int | None:
+    """HTTP status behind an (s3fs/botocore) exception, if it says."""
+    for err in (exc, exc.__cause__, exc.__context__):
+        response = getattr(err, "response", None)
+        if isinstance(response, dict):
+            status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+            if isinstance(status, int):
+                return status
+    return None
+
+
+def _object_store_opener(path: str, options: ExtractOptions) -> GuardedOpener:
+    """Stat the product and read its first bytes through fsspec, before GDAL
+    sees it; raise what :func:`storage_failure` says when that fails."""
+    import fsspec
+
+    try:
+        fs, fs_path = fsspec.core.url_to_fs(path, **dict(options.storage_options))
+    except (ImportError, ValueError) as exc:
+        raise InputError(
+            f"{_redacted(path)}: no filesystem for this URL ({exc}); for s3:// install the [s3] extra"
+        ) from exc
+    try:
+        info = fs.info(fs_path)
+    except Exception as exc:  # noqa: BLE001 - classified: not found / denied / transient
+        raise storage_failure(path, exc) from None
+    if info.get("type") == "directory":
+        raise InputError(f"{_redacted(path)}: is a folder (prefix), not a raster file")
+    size = int(info.get("size") or 0)
+    if size == 0:
+        raise InputError(f"{_redacted(path)}: object is empty (0 bytes); was it completely written?")
+    opener = GuardedOpener(fs, {fs_path: size}, PIXEL_BLOCK if options.stats else HEADER_BLOCK)
+    probe = opener.open(fs_path)
+    probe.read(1)
+    if opener.errors:
+        probe.close()
+        raise_read_errors(opener, path)
+    opener._spare = (fs_path, probe)
+    return opener
+
+
+def raise_read_errors(opener: GuardedOpener | None, location: str) -> None:
+    """Raise the storage error behind the first failed read of ``opener``, if any."""
+    if opener is not None and opener.errors:
+        raise storage_failure(location, opener.errors[0])
+
+
+def _redacted(text: str) -> str:
+    from producer.redact import redact
+
+    return redact(text)
+
+
+def _open(path: str, options: ExtractOptions, stack: ExitStack,
+          opener: GuardedOpener | None = None) -> Any:
     kwargs: dict[str, Any] = {}
-    if is_url(path) and not path.startswith(_REMOTE_NOT_LOCAL):
+    if opener is not None:
         # Object stores go through fsspec (ranged reads: headers, not whole
         # files), which honours storage_options and the standard AWS
         # configuration including AWS_ENDPOINT_URL, as the catalog store does;
-        # GDAL's /vsis3/ would ignore a custom endpoint.
-        import fsspec
-
-        kwargs["opener"] = fsspec.core.url_to_fs(path, **dict(options.storage_options))[0]
+        # GDAL's /vsis3/ would ignore a custom endpoint. The guarded opener
+        # keeps storage failures away from GDAL (see _GuardedFile).
+        kwargs["opener"] = opener
+        path = opener.fs._strip_protocol(path) if "://" in path else path
     with warnings.catch_warnings():  # georeferencing is checked (with a clear error) later
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         return stack.enter_context(rasterio.open(path, **kwargs))
@@ -88,8 +302,12 @@ def open_source(
     several variables) is represented by its **first** subdataset.
 
     Raises :class:`InputError` (naming the file) for a missing, empty, corrupt
-    or non-raster product, or a closed dataset.
+    or non-raster product, or a closed dataset, and
+    :class:`~producer.errors.StoreError` (retryable) when an object store
+    fails to deliver the bytes (throttling, access denied, network): such a
+    failure never reaches GDAL (see :class:`GuardedOpener`).
     """
+    opener: GuardedOpener | None = None
     if is_dataset(source):
         if source.closed:
             raise InputError(f"{getattr(source, 'name', source)}: the dataset passed in is closed; pass an open one or a path")
@@ -105,29 +323,56 @@ def open_source(
             text = os.fsdecode(text)
         location = resolve_location(text)
         if not is_url(location) and not location.startswith("/vsi"):
-            if not os.path.exists(location):
-                raise InputError(f"{location}: file not found; check the path")
-            if os.path.isdir(location):
-                raise InputError(f"{location}: is a directory, not a raster file")
-            if os.path.getsize(location) == 0:
-                raise InputError(f"{location}: file is empty (0 bytes); was it completely written?")
+            check_local_file(location)
+        if is_url(location) and not location.startswith(_REMOTE_NOT_LOCAL):
+            opener = _object_store_opener(location, options)
         try:
-            dataset = _open(location, options, stack)
+            dataset = _open(location, options, stack, opener)
         except RASTERIO_ERRORS as exc:
+            raise_read_errors(opener, location)
             raise InputError(
-                f"{location}: not a readable raster (corrupt, truncated, or not a format GDAL knows): {exc}"
+                f"{_redacted(location)}: not a readable raster (corrupt, truncated, or not a "
+                f"format GDAL knows): {_redacted(str(exc))}"
             ) from exc
     subdataset = None
     try:
         if dataset.count == 0:
             subdatasets = list(dataset.subdatasets or [])
             if not subdatasets:
+                raise_read_errors(opener, location)
                 raise InputError(f"{location}: the raster has no bands and no subdatasets")
             subdataset = subdatasets[0]
             dataset = _open(subdataset, options, stack)
     except RASTERIO_ERRORS as exc:
+        raise_read_errors(opener, location)
         raise InputError(f"{location}: cannot open subdataset {subdataset!r}: {exc}") from exc
-    return OpenedSource(dataset, location, subdataset)
+    raise_read_errors(opener, location)
+    return OpenedSource(dataset, location, subdataset, opener)
+
+
+def check_local_file(location: str) -> None:
+    """Raise :class:`InputError` naming ``location`` unless it is a non-empty
+    regular file: missing, a symlink loop, a dangling symlink, a directory or
+    an empty file each get their own message. Reads metadata only."""
+    if not os.path.exists(location):
+        if os.path.islink(location):
+            try:
+                os.stat(location)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise InputError(
+                        f"{location}: symlink loop (the link points, directly or through other "
+                        "links, back at itself); point it at the real file"
+                    ) from None
+            raise InputError(
+                f"{location}: broken symlink to {os.readlink(location)!r}, which does not exist; "
+                "fix the link or register the real file"
+            )
+        raise InputError(f"{location}: file not found; check the path")
+    if os.path.isdir(location):
+        raise InputError(f"{location}: is a directory, not a raster file")
+    if os.path.getsize(location) == 0:
+        raise InputError(f"{location}: file is empty (0 bytes); was it completely written?")
 
 
 #: beyond this many blocks per band only the last ones are checked (striped giants)
@@ -187,4 +432,131 @@ def check_complete(dataset: Any, size: int | None, where: str) -> None:
             f"{where}: truncated: its {which} ends at byte {end:,} but the file has "
             f"{size:,} bytes; it was not completely written (still being copied, or "
             "a failed upload). Write it again, then register it"
+        )
+
+
+# --- NetCDF classic: where the data must end --------------------------------------
+
+#: nc_type → bytes per value (CDF-1/2 types 1-6, CDF-5 adds 7-11)
+_NC_TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 4, 6: 8, 7: 1, 8: 2, 9: 4, 10: 8, 11: 8}
+_NC_DIMENSION, _NC_VARIABLE, _NC_ATTRIBUTE = 10, 11, 12
+_NC_STREAMING = 0xFFFFFFFF
+#: largest header read while looking for the end of the data (a bigger one is not checked)
+_MAX_NETCDF_HEADER = 16 * 1024 * 1024
+
+
+class _Header:
+    """Big-endian cursor over the first bytes of a file, fetched on demand."""
+
+    def __init__(self, read: Any, size: int) -> None:
+        self._read, self._size = read, size
+        self._data = b""
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        end = self.pos + n
+        if end > len(self._data):
+            if end > self._size or end > _MAX_NETCDF_HEADER:
+                raise EOFError
+            want = min(self._size, _MAX_NETCDF_HEADER, max(end, 2 * len(self._data), 64 * 1024))
+            self._data = self._read(0, want)
+            if len(self._data) < end:
+                raise EOFError
+        out = self._data[self.pos:end]
+        self.pos = end
+        return out
+
+    def uint(self, n: int) -> int:
+        return int.from_bytes(self.take(n), "big")
+
+    def skip_padded(self, n: int) -> None:
+        self.take(n + (-n % 4))
+
+
+def _netcdf_classic_end(read: Any, size: int) -> tuple[int, str] | None:
+    """``(end, which)``: the byte where the data of the last variable of a
+    NetCDF classic (CDF-1/2/5) file ends, from its header; ``None`` for other
+    formats (NetCDF-4 is HDF5, which checks its own end of file) and for
+    files whose record count is unknown (streaming). ``read(start, length)``
+    returns bytes of the file. Raises :class:`EOFError` when the header
+    itself is cut off."""
+    head = _Header(read, size)
+    magic = head.take(4)
+    if magic[:3] != b"CDF" or magic[3] not in (1, 2, 5):
+        return None
+    version = magic[3]
+    count = 8 if version == 5 else 4  # nelems / dim lengths / numrecs
+    offset = 4 if version == 1 else 8  # variable begin
+    numrecs = head.uint(count)
+
+    def skip_attributes() -> None:
+        tag, n = head.uint(4), head.uint(count)
+        if tag not in (0, _NC_ATTRIBUTE):
+            raise EOFError
+        for _ in range(n if tag else 0):
+            head.skip_padded(head.uint(count))  # name
+            nc_type, nvals = head.uint(4), head.uint(count)
+            head.skip_padded(nvals * _NC_TYPE_SIZE.get(nc_type, 1))
+
+    tag, ndims = head.uint(4), head.uint(count)
+    dims = []
+    for _ in range(ndims if tag == _NC_DIMENSION else 0):
+        head.skip_padded(head.uint(count))
+        dims.append(head.uint(count))
+    skip_attributes()
+    tag, nvars = head.uint(4), head.uint(count)
+    variables = []
+    for _ in range(nvars if tag == _NC_VARIABLE else 0):
+        name = head.take(head.uint(count))
+        head.take(-len(name) % 4)
+        dimids = [head.uint(count) for _ in range(head.uint(count))]
+        skip_attributes()
+        nc_type = head.uint(4)
+        vsize = head.uint(count)
+        begin = head.uint(offset)
+        shape = [dims[d] if d < len(dims) else 0 for d in dimids]
+        is_record = bool(shape) and shape[0] == 0
+        values = 1
+        for length in shape[1:] if is_record else shape:
+            values *= length
+        variables.append((name.decode("utf-8", "replace"), begin, values * _NC_TYPE_SIZE.get(nc_type, 1),
+                          vsize, is_record))
+    records = [v for v in variables if v[4]]
+    if records and numrecs == _NC_STREAMING:
+        return None
+    # one record holds a slice of every record variable, each padded to 4
+    # bytes, except when there is only one record variable
+    recsize = records[0][2] if len(records) == 1 else sum(v[3] for v in records)
+    best = (0, "")
+    for name, begin, nbytes, _, is_record in variables:
+        if is_record:
+            if numrecs == 0:
+                continue
+            end = begin + (numrecs - 1) * recsize + nbytes
+        else:
+            end = begin + nbytes
+        if end > best[0]:
+            best = (end, f"variable {name!r}")
+    return best if best[0] else None
+
+
+def check_netcdf_complete(read: Any, size: int | None, where: str) -> None:
+    """Raise :class:`InputError` when a NetCDF classic file is shorter than
+    its header says (a truncated copy). ``read(start, length)`` returns the
+    file's bytes; only the header is read. ``size`` ``None`` skips the check."""
+    if size is None:
+        return
+    try:
+        found = _netcdf_classic_end(read, size)
+    except EOFError:
+        raise InputError(
+            f"{where}: truncated: the NetCDF header runs past the end of the file "
+            f"({size:,} bytes); it was not completely written. Write it again, then register it"
+        ) from None
+    if found and found[0] > size:
+        end, which = found
+        raise InputError(
+            f"{where}: truncated: the data of its {which} ends at byte {end:,} but the file has "
+            f"{size:,} bytes; it was not completely written (still being copied, or a failed "
+            "upload). Write it again, then register it"
         )

@@ -1,0 +1,89 @@
+"""Keeping credentials out of documents, messages and logs.
+
+Product URLs can carry secrets: userinfo (``http://user:pw@host/x.tif``,
+``s3://KEY:SECRET@bucket/x.tif``) and the signing parameters of presigned
+URLs (``X-Amz-Signature``, ``X-Amz-Credential``, ``X-Amz-Security-Token``,
+``AWSAccessKeyId``, ``Signature``, ...). Two pure functions, nothing is read
+or written:
+
+- :func:`clean_href`: the URL to publish as an asset href: userinfo and
+  signing parameters removed, every other query parameter kept in order;
+- :func:`redact`: any text (an error message, a traceback line) with every
+  URL's userinfo and signing parameter values replaced by ``***``.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+__all__ = ["SIGNING_PARAMETERS", "clean_href", "redact"]
+
+#: query parameters (compared case-insensitively) that sign or authorise a
+#: URL: removed from hrefs, their values masked in messages
+SIGNING_PARAMETERS = frozenset(p.lower() for p in (
+    # AWS SigV4 and SigV2 presigned URLs
+    "X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token", "AWSAccessKeyId",
+    "Signature",
+    # Google Cloud Storage V4 and V2 signed URLs
+    "X-Goog-Signature", "X-Goog-Credential", "GoogleAccessId",
+    # Azure shared access signatures
+    "sig",
+    # generic bearer tokens in URLs
+    "token", "access_token", "api_key", "apikey",
+))
+#: parameters that only describe a signature (expiry, algorithm, scope):
+#: not secret, but meaningless without it, so dropped from an href along
+#: with it (and only then: a plain URL keeps e.g. its ``sr=`` or ``Expires=``)
+SIGNATURE_COMPANIONS = frozenset(p.lower() for p in (
+    "X-Amz-Algorithm", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders",
+    "X-Amz-Content-Sha256", "x-id", "Expires",
+    "X-Goog-Algorithm", "X-Goog-Date", "X-Goog-Expires", "X-Goog-SignedHeaders",
+    "se", "sp", "sv", "sr", "st", "spr", "sip", "skoid", "sktid", "skt", "ske", "sks", "skv",
+))
+_MASK = "***"
+#: scheme://userinfo@ : userinfo is everything before the '@' of the authority
+_USERINFO_RE = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/\s@'\"]+)@")
+_PARAM_RE = re.compile(
+    r"(?<=[?&;])(?P<key>(?:"
+    + "|".join(re.escape(p) for p in sorted(SIGNING_PARAMETERS, key=len, reverse=True))
+    + r"))=(?P<value>[^&\s'\"#]*)",
+    re.IGNORECASE,
+)
+
+
+def _has_userinfo(netloc: str) -> bool:
+    return "@" in netloc
+
+
+def clean_href(url: str) -> str:
+    """``url`` without userinfo and without signing query parameters.
+
+    Other query parameters (``?version=3``) and the fragment are kept. Local
+    paths and URLs that carry no credentials are returned unchanged (byte for
+    byte: no re-encoding).
+    """
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[1] if _has_userinfo(parts.netloc) else parts.netloc
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        signed = any(k.lower() in SIGNING_PARAMETERS for k, _ in pairs)
+        drop = SIGNING_PARAMETERS | SIGNATURE_COMPANIONS if signed else SIGNING_PARAMETERS
+        kept = [(k, v) for k, v in pairs if k.lower() not in drop]
+        if len(kept) != len(pairs):
+            query = urlencode(kept, safe="/:")
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact(text: str) -> str:
+    """``text`` with the userinfo of every URL in it, and the value of every
+    signing query parameter, replaced by ``***``."""
+    if not text or ("@" not in text and "=" not in text):
+        return text
+    text = _USERINFO_RE.sub(lambda m: f"{m['scheme']}{_MASK}@", text)
+    return _PARAM_RE.sub(lambda m: f"{m['key']}={_MASK}", text)

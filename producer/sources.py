@@ -1,0 +1,134 @@
+"""Product paths and URLs → the list of products to register.
+
+:func:`expand_paths` turns what a caller passed (files, folders, globs,
+object-store prefixes and globs, http(s) URLs) into product locations.
+Only storage metadata is read (stat, HEAD, LIST); nothing is written.
+
+Names are taken literally first: an existing local file called
+``br[1]_20240101.tif`` is that file, not a glob; an S3 key
+``data/scene?v3.tif`` is that key (``?`` and ``#`` are characters of an
+object key, not a query or a fragment). Only a name that does not exist as
+such is expanded as a glob. http(s) URLs are never listed or globbed: their
+``?`` starts a real query (e.g. a presigned URL), so they are kept as given.
+"""
+
+from __future__ import annotations
+
+import glob as globmod
+import os
+from typing import Iterable
+
+from producer.errors import InputError, ProducerError, StoreError
+from producer.redact import redact
+
+__all__ = ["PRODUCT_SUFFIXES", "GLOB_CHARS", "expand_paths", "is_remote"]
+
+#: file name suffixes picked up when a directory or prefix is expanded
+PRODUCT_SUFFIXES = (".tif", ".tiff", ".nc", ".nc4")
+#: characters that make a name that does not exist literally a glob pattern
+GLOB_CHARS = "*?["
+#: URL schemes whose locations are requested, never listed or globbed
+_HTTP = ("http://", "https://")
+
+
+def is_remote(path: str) -> bool:
+    """True for ``scheme://`` URLs other than ``file://``."""
+    return "://" in path and not path.startswith("file://")
+
+
+def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike],
+                 storage_options: dict | None = None) -> list[str]:
+    """Directories (recursively) and globs → product paths, in sorted order.
+
+    Plain file paths are kept even if they do not exist, so extraction can
+    report them by name. Remote prefixes and globs are expanded through
+    fsspec. Raises :class:`InputError` for an unusable URL (no bucket,
+    credentials inside an ``s3://`` URL) and :class:`StoreError` (retryable)
+    when listing fails (endpoint unreachable, access denied, throttled).
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out: list[str] = []
+    for raw in paths:
+        path = os.fspath(raw)
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        if path.startswith(_HTTP):
+            out.append(path)
+        elif is_remote(path):
+            out.extend(_expand_remote(path, storage_options))
+        else:
+            out.extend(_expand_local(path[len("file://"):] if path.startswith("file://") else path))
+    return out
+
+
+def _expand_local(path: str) -> list[str]:
+    if os.path.isdir(path):
+        found = []
+        for dirpath, dirnames, filenames in os.walk(path):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if name.lower().endswith(PRODUCT_SUFFIXES):
+                    found.append(os.path.join(dirpath, name))
+        return found
+    if os.path.lexists(path) or not any(ch in path for ch in GLOB_CHARS):
+        return [path]  # a file (or a broken name, reported at extraction), taken literally
+    matches = sorted(globmod.glob(path, recursive=True))
+    return [m for m in matches if os.path.isfile(m)]
+
+
+def _split_url(url: str) -> tuple[str, str]:
+    """``(protocol, rest)``; raises :class:`InputError` for a URL without a
+    bucket (``s3://``) or with credentials in it."""
+    proto, rest = url.split("://", 1)
+    bucket = rest.split("/", 1)[0]
+    if "@" in bucket:
+        raise InputError(
+            f"{redact(url)}: credentials inside a {proto}:// URL are not supported (and would "
+            "end up in logs); pass them as storage options (key=..., secret=...) or through "
+            "the standard environment / credential files, and give the URL without them"
+        )
+    if not bucket:
+        raise InputError(f"{url!r}: no bucket name; give it as {proto}://BUCKET/prefix/")
+    return proto, rest
+
+
+def _expand_remote(url: str, storage_options: dict | None) -> list[str]:
+    import fsspec
+
+    proto, _ = _split_url(url)
+    try:
+        fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    except (ImportError, ValueError) as exc:
+        raise InputError(
+            f"{redact(url)}: no filesystem for this URL ({redact(str(exc))}); "
+            "for s3:// install the [s3] extra"
+        ) from None
+    key = root.split("/", 1)[1] if "/" in root else ""
+    try:
+        if key.lower().endswith(PRODUCT_SUFFIXES) and not any(ch in key for ch in GLOB_CHARS):
+            return [url]  # a product key: no request needed to know what it is
+        if any(ch in key for ch in GLOB_CHARS):
+            if fs.isfile(root):  # a key whose name holds * ? [ : literally that object
+                return [url]
+            found = [p for p, info in fs.glob(root, detail=True).items()
+                     if info.get("type") != "directory"]
+        elif fs.isdir(root):
+            found = [p for p in fs.find(root) if p.lower().endswith(PRODUCT_SUFFIXES)]
+        else:
+            return [url]
+    except ProducerError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the store failed: retryable, named
+        raise _listing_failure(url, exc) from None
+    return [f"{proto}://{p}" for p in sorted(found)]
+
+
+def _listing_failure(url: str, exc: BaseException) -> ProducerError:
+    detail = redact(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, PermissionError):
+        return StoreError(f"{redact(url)}: access denied while listing products ({detail}); "
+                          "grant s3:ListBucket on the prefix, or pass product URLs one by one")
+    return StoreError(f"{redact(url)}: cannot list products ({detail}); check the endpoint "
+                      "and the network, then retry")
+

@@ -1,0 +1,226 @@
+"""A fault-injecting HTTP proxy on 127.0.0.1, in front of the moto S3 server.
+
+Point a client's ``endpoint_url`` at :attr:`FaultProxy.endpoint_url`; every
+request is forwarded to the upstream endpoint unchanged, except those that
+match a rule, which get the rule's fault instead::
+
+    with FaultProxy(s3_server.endpoint_url) as proxy:
+        proxy.add("GET", r"/data/bad\\.tif$", "503")    # 503 SlowDown XML
+        proxy.add("GET", r"/data/kms\\.tif$", "403")    # 403 AccessDenied XML
+        proxy.add("GET", r"\\.tif$", "reset")            # connection reset (RST)
+        proxy.add("GET", r"\\.tif$", "stall")            # never answers (until stopped)
+
+Rules match the HTTP method (``"*"`` for any) and a regular expression
+searched in the request path (``/<bucket>/<key>``, URL-decoded, without the
+query string). ``limit`` makes a rule fire only that many times, ``skip`` lets that many
+matching requests through before it fires. The proxy
+counts requests per method and records the ``Range`` header of every GET, so
+tests can check that extraction read headers only.
+
+Nothing is written anywhere; the proxy listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import socket
+import struct
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+__all__ = ["FaultProxy", "Rule"]
+
+FAULTS = ("503", "403", "reset", "stall")
+
+_SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+             b"<Message>Please reduce your request rate.</Message></Error>")
+_DENIED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+           b"<Message>User is not authorized to perform: kms:Decrypt</Message></Error>")
+_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
+               "trailer", "upgrade"}
+
+
+@dataclass
+class Rule:
+    """Answer requests with ``method`` whose path matches ``pattern`` with ``fault``."""
+
+    method: str
+    pattern: str
+    fault: str
+    limit: int | None = None
+    skip: int = 0
+    hits: int = 0
+    seen: int = 0
+    _regex: Any = field(default=None, repr=False)
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.limit is not None and self.hits >= self.limit:
+            return False
+        if self.method not in ("*", method):
+            return False
+        if self._regex is None:
+            self._regex = re.compile(self.pattern)
+        if not self._regex.search(path):
+            return False
+        self.seen += 1
+        return self.seen > self.skip
+
+
+class FaultProxy:
+    """A threaded HTTP reverse proxy to ``upstream`` (``http://127.0.0.1:PORT``)
+    that injects the faults of its rules. Use as a context manager, or call
+    :meth:`start` / :meth:`stop`."""
+
+    def __init__(self, upstream: str) -> None:
+        parts = urlsplit(upstream)
+        if parts.hostname not in ("127.0.0.1", "localhost"):
+            raise ValueError(f"the fault proxy only forwards to 127.0.0.1, not {upstream}")
+        self.upstream = (parts.hostname, parts.port or 80)
+        self.rules: list[Rule] = []
+        self.requests: dict[str, int] = {}
+        self.get_ranges: list[tuple[str, str | None]] = []
+        self._lock = threading.Lock()
+        self._release = threading.Event()  # set on stop: stalled handlers give up
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- rules -----------------------------------------------------------------
+
+    def add(self, method: str, pattern: str, fault: str, limit: int | None = None,
+            skip: int = 0) -> Rule:
+        """Add a rule; returns it (its ``hits`` count how often it fired).
+        ``skip`` lets that many matching requests through first (a fault in
+        the middle of a read); ``limit`` stops it after that many faults."""
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; use one of {FAULTS}")
+        rule = Rule(method.upper(), pattern, fault, limit, skip)
+        with self._lock:
+            self.rules.append(rule)
+        return rule
+
+    def clear(self) -> None:
+        """Drop every rule and counter: the proxy forwards everything again."""
+        with self._lock:
+            self.rules.clear()
+            self.requests.clear()
+            self.get_ranges.clear()
+
+    def _match(self, method: str, path: str) -> Rule | None:
+        with self._lock:
+            self.requests[method] = self.requests.get(method, 0) + 1
+            for rule in self.rules:
+                if rule.matches(method, path):
+                    rule.hits += 1
+                    return rule
+        return None
+
+    # --- server ----------------------------------------------------------------
+
+    @property
+    def endpoint_url(self) -> str:
+        assert self._server is not None, "start the proxy first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "FaultProxy":
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # no access log on stderr
+                pass
+
+            def _body(self) -> bytes:
+                if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                    out = b""
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                        if size == 0:
+                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                                pass
+                            return out
+                        out += self.rfile.read(size)
+                        self.rfile.readline()
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else b""
+
+            def _fault(self, rule: Rule) -> None:
+                if rule.fault == "reset":
+                    # SO_LINGER 0: close() sends RST instead of FIN
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                               struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                if rule.fault == "stall":
+                    proxy._release.wait()
+                    self.close_connection = True
+                    return
+                status, body = (503, _SLOWDOWN) if rule.fault == "503" else (403, _DENIED)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/xml")
+                # a HEAD response carries no body, but says how long it would be
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def _forward(self) -> None:
+                body = self._body()
+                path = unquote(urlsplit(self.path).path)
+                if self.command == "GET":
+                    with proxy._lock:
+                        proxy.get_ranges.append((path, self.headers.get("Range")))
+                rule = proxy._match(self.command, path)
+                if rule is not None:
+                    self._fault(rule)
+                    return
+                conn = http.client.HTTPConnection(*proxy.upstream, timeout=30)
+                try:
+                    headers = {k: v for k, v in self.headers.items()
+                               if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"}
+                    if body or self.command in ("PUT", "POST"):
+                        headers["Content-Length"] = str(len(body))
+                    conn.request(self.command, self.path, body=body or None, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    self.send_response_only(resp.status, resp.reason)
+                    for key, value in resp.getheaders():
+                        if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
+                            self.send_header(key, value)
+                    length = resp.getheader("Content-Length") if self.command == "HEAD" else None
+                    self.send_header("Content-Length", length or str(len(data)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
+                finally:
+                    conn.close()
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
+
+        self._release.clear()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Release stalled requests, stop serving and close the socket."""
+        self._release.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "FaultProxy":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

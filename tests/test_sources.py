@@ -1,0 +1,173 @@
+"""What a product argument means (producer/sources.py), and credentials in
+product URLs (producer/redact.py): names are taken literally before any
+globbing, s3 globs match any number of objects, http(s) URLs keep their query,
+and no secret reaches an href, a result, the CLI output or a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from click.testing import CliRunner
+
+import producer
+from producer.api import expand_paths as api_expand_paths
+from producer.cli import main
+from producer.extract import ExtractOptions, create_item
+from producer.redact import clean_href, redact
+from producer.sources import expand_paths
+from tests import rasters
+
+REPO = Path(__file__).resolve().parent.parent
+SECRET = "wJalrXUtnFEMIK7MDENGbPxRfiCYzEXAMPLEKEY"
+
+
+def _upload(s3_server, bucket: str, path: Path, key: str) -> str:
+    s3_server.client().put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+    return f"s3://{bucket}/{key}"
+
+
+def _run(args: list[str]):
+    return CliRunner().invoke(main, args)
+
+
+# --- local names -------------------------------------------------------------------------
+
+def test_existing_local_name_with_brackets_is_taken_literally_not_globbed(tmp_path):
+    literal = tmp_path / "br[1]_20240101.tif"
+    shutil.copy(rasters.write_utm(tmp_path / "src"), literal)
+    shutil.copy(rasters.write_wgs84(tmp_path / "src"), tmp_path / "br1_20240101.tif")
+    assert expand_paths([str(literal)]) == [str(literal)]
+    assert api_expand_paths(str(literal)) == [str(literal)]  # the re-export audit.py uses
+    catalog = tmp_path / "catalog"
+    res = _run(["register", str(literal), "-c", str(catalog), "--collection", "c", "--json"])
+    # br1_20240101.tif, which the pattern would match, is never registered
+    assert not (catalog / "c" / "br1_20240101").exists()
+    (out,) = [json.loads(l) for l in res.stdout.splitlines() if l.startswith("{")]
+    assert out["source"] == str(literal)
+
+
+def test_local_glob_still_expands_when_no_file_has_that_name(tmp_path):
+    for writer in (rasters.write_utm, rasters.write_wgs84):
+        writer(tmp_path)
+    found = expand_paths([str(tmp_path / "*_2024*.tif")])
+    assert [Path(p).name for p in found] == ["utm_20240513.tif", "wgs84_20240301.tif"]
+
+
+# --- s3 keys -------------------------------------------------------------------------------
+
+def test_s3_glob_matching_several_objects_registers_them_all(s3_server, tmp_path):
+    bucket = s3_server.new_bucket()
+    for writer in (rasters.write_utm, rasters.write_wgs84):
+        path = writer(tmp_path)
+        _upload(s3_server, bucket, path, f"data/{path.name}")
+    s3_server.client().put_object(Bucket=bucket, Key="data/notes.txt", Body=b"x")
+    catalog = tmp_path / "catalog"
+    res = _run(["register", f"s3://{bucket}/data/*.tif", "-c", str(catalog), "--collection", "c",
+                "--json", "-o", f"endpoint_url={s3_server.endpoint_url}"])
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(l) for l in res.stdout.splitlines() if l.startswith("{")]
+    assert sorted((l["id"], l["action"]) for l in lines) == [
+        ("utm_20240513", "created"), ("wgs84_20240301", "created")]
+    res = _run(["register", f"s3://{bucket}/data/*.nc", "-c", str(catalog), "--collection", "c",
+                "-o", f"endpoint_url={s3_server.endpoint_url}"])
+    assert res.exit_code == 2 and "no products found" in res.output
+
+
+@pytest.mark.parametrize("name", ["scene?v3.tif", "scene#v2.tif", "scene[1].tif"])
+def test_s3_key_with_question_mark_hash_or_brackets_is_taken_literally(name, s3_server, tmp_path):
+    bucket = s3_server.new_bucket()
+    _upload(s3_server, bucket, rasters.write_utm(tmp_path), "data/scene.tif")
+    special = rasters.write_wgs84(tmp_path)
+    url = _upload(s3_server, bucket, special, f"data/{name}")
+    options = s3_server.storage_options
+    assert expand_paths([url], options) == [url]
+    # the bytes read are those of that very key, not of data/scene.tif
+    item = create_item(url, ExtractOptions(id_template="{parent}", datetime="2024-03-01T00:00:00Z",
+                                             storage_options=options))
+    asset = item.assets["data"]
+    assert asset.href == url
+    assert asset.extra_fields["file:size"] == special.stat().st_size
+    assert item.bbox[0] == pytest.approx(rasters.WGS84_ORIGIN[0])
+
+
+def test_empty_bucket_name_is_a_clear_error_not_a_traceback(tmp_path):
+    res = _run(["register", "s3://", "-c", str(tmp_path / "catalog"), "--collection", "c"])
+    assert res.exit_code == 2, res.output
+    assert "no bucket name" in res.output
+    assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit)
+    assert not (tmp_path / "catalog").exists()
+
+
+# --- http(s) URLs and credentials ----------------------------------------------------------
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_presigned_https_url_with_query_is_registered_without_its_signature(s3_server, tmp_path):
+    bucket = s3_server.new_bucket()
+    _upload(s3_server, bucket, rasters.write_utm(tmp_path), "data/utm_20240513.tif")
+    presigned = s3_server.client().generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": "data/utm_20240513.tif",
+                              "ResponseCacheControl": "no-cache"}, ExpiresIn=600)
+    assert "X-Amz-Signature=" in presigned or "Signature=" in presigned
+    catalog = tmp_path / "catalog"
+    # GDAL holds the GIL while it reads an http URL, so the server (in this
+    # process) is only reachable from another one: the CLI runs in a subprocess
+    res = subprocess.run([sys.executable, "-m", "producer.cli", "register", presigned, "-c",
+                          str(catalog), "--collection", "c", "--json"], cwd=REPO, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True)
+    assert res.returncode == 0, (res.stdout, res.stderr)
+    output = res.stdout + res.stderr
+    (item_file,) = catalog.glob("c/*/*.json")
+    text = item_file.read_text()
+    href = json.loads(text)["assets"]["data"]["href"]
+    assert href == f"{s3_server.endpoint_url}/{bucket}/data/utm_20240513.tif?response-cache-control=no-cache"
+    signing = {k: v for k, v in parse_qsl(urlsplit(presigned).query)
+               if k in ("Signature", "X-Amz-Signature", "AWSAccessKeyId", "X-Amz-Credential")}
+    assert signing
+    for value in signing.values():
+        assert value not in text and value not in output
+
+
+def test_credentials_in_a_product_url_are_redacted_in_results_cli_and_hrefs(tmp_path):
+    base = f"http://reader:{SECRET}@127.0.0.1:{_closed_port()}"
+    missing = f"{base}/gone_20240101.tif?X-Amz-Signature={SECRET}&token={SECRET}"
+    (res,) = producer.register([missing], catalog=str(tmp_path / "catalog"), collection="c")
+    assert res.action == "error"
+    assert SECRET not in res.error and SECRET not in json.dumps(res.to_dict())
+    out = _run(["register", missing, "-c", str(tmp_path / "catalog"), "--collection", "c", "--json"])
+    assert out.exit_code == 1 and SECRET not in out.output
+    # credentials inside an s3:// URL are refused, and never echoed
+    s3 = f"s3://AKIAEXAMPLE:{SECRET}@bucket/data/x_20240101.tif"
+    out = _run(["register", s3, "-c", str(tmp_path / "catalog"), "--collection", "c"])
+    assert out.exit_code == 2 and "credentials inside" in out.output
+    assert SECRET not in out.output and "AKIAEXAMPLE" not in out.output
+    assert not (tmp_path / "catalog").exists()
+    # the href of a product read with userinfo carries none
+    item = create_item(rasters.write_utm(tmp_path), href=f"{base}/utm_20240513.tif")
+    assert item.assets["data"].href == f"http://127.0.0.1:{base.rsplit(':', 1)[1]}/utm_20240513.tif"
+
+
+@pytest.mark.parametrize("url, href", [
+    ("http://user:pw@host/x.tif", "http://host/x.tif"),
+    ("https://h/x.tif?AWSAccessKeyId=AKIA&Signature=s&Expires=1", "https://h/x.tif"),
+    ("https://h/x.tif?sv=2024&sr=b&sig=s&se=2", "https://h/x.tif"),
+    ("https://h/x.tif?sr=b&Expires=1", "https://h/x.tif?sr=b&Expires=1"),
+    ("s3://b/data/scene?v3.tif", "s3://b/data/scene?v3.tif"),
+    ("/data/x.tif", "/data/x.tif"),
+])
+def test_clean_href_strips_userinfo_and_signing_parameters_only(url, href):
+    assert clean_href(url) == href
+    assert "pw" not in redact(f"cannot read {url}: boom").replace("pw@", "")
+    assert redact("x s3://KEY:SECRET@bucket/k y") == "x s3://***@bucket/k y"
