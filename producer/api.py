@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import glob as globmod
 import os
-import posixpath
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from producer.catalog import documents as docs
 from producer.catalog.layout import Layout
 from producer.commit import Committer, item_start, same_content
-from producer.errors import InputError, NotFound, ProducerError
+from producer.errors import InputError, ProducerError
 from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
 from producer.store.base import Store
 
@@ -79,7 +78,8 @@ def error_type_of(exc: BaseException) -> str:
 
 @dataclass
 class RemoveResult:
-    """``action``: ``removed`` or ``absent`` (nothing to remove)."""
+    """``action``: ``removed``, ``absent`` (nothing to remove) or ``kept`` (a
+    register rewrote the item while it was being removed; it stays, linked)."""
 
     id: str
     href: str | None
@@ -325,6 +325,28 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
             result.item = doc
         return results
 
+    # Partitioned: where each id sits now (id index, one GET per item), so a
+    # product whose datetime moved it to another period is moved, not doubled.
+    index: dict[str, tuple[str | None, str | None]] = {}
+    if committer.layout.partition:
+        try:
+            for _, key, doc in prepared:
+                index[key] = committer.read_index(collection, doc["id"])
+        except ProducerError as exc:
+            for result, _, _ in prepared:
+                result.fail(f"{result.source}: not registered: {exc}", exc)
+                result.href = None
+            return results
+
+    # the root first: nothing is ever written below a missing root
+    try:
+        committer.ensure_root(preread)
+    except ProducerError as exc:
+        for result, _, _ in prepared:
+            result.fail(f"{result.source}: not registered: {exc}", exc)
+            result.href = None
+        return results
+
     written: list[tuple[str, dict]] = []
     for result, key, doc in prepared:
         try:
@@ -341,7 +363,38 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
                 if result.ok:
                     result.fail(f"{result.source}: item written but not linked ({exc}); "
                                 "rerun the registration or `stac-producer reconcile --fix`", exc)
+            return results
+    if index:
+        _finish_moves(committer, collection, prepared, index)
     return results
+
+
+def _finish_moves(committer: Committer, collection: str,
+                  prepared: list[tuple[RegisterResult, str, dict]],
+                  index: dict[str, tuple[str | None, str | None]]) -> None:
+    """Partitioned collections, after the new items are written and linked:
+    remove the item each id had in another period (remove protocol), then
+    point the id index at the new key.
+
+    The index is updated last, so a crash anywhere before leaves it naming
+    the old item, and a re-run of the registration finds and finishes the
+    move. Writes: per moved item the removal's writes; per new or moved id
+    one index entry.
+    """
+    for result, key, doc in prepared:
+        if not result.ok:
+            continue
+        old_key, version = index.get(key, (None, None))
+        try:
+            if old_key is not None and old_key != key:
+                committer.remove_item(collection, old_key)
+                if result.action == "created":
+                    result.action = "updated"  # the id existed: it moved period
+            committer.write_index(collection, doc["id"], key, (old_key, version))
+        except ProducerError as exc:
+            result.fail(f"{result.source}: item written and linked, but its old copy at "
+                        f"{committer.store_path(old_key or key)} was not removed ({exc}); "
+                        "rerun the registration to finish the move", exc)
 
 
 def _check_new_parents(committer: Committer, preread: dict, collection: str,
@@ -361,19 +414,22 @@ def _check_new_parents(committer: Committer, preread: dict, collection: str,
 # --- remove -------------------------------------------------------------------
 
 def _find_item_key(store: Store, layout: Layout, collection: str, item_id: str) -> str | None:
+    """Key of the item ``item_id``: the unpartitioned key, else the id index
+    of a partitioned collection (O(1) either way); a listing of the collection
+    only for catalogs written before the id index existed."""
     key = Layout().item_key(collection, item_id)
     if store.exists(key):
         return key
+    indexed, _ = Committer(store, lambda doc, where: None).read_index(collection, item_id)
+    if indexed is not None:
+        if store.exists(indexed):
+            return indexed
+        return None  # index names a removed item: nothing left to remove
     suffix = f"/{item_id}/{item_id}.json"
     for candidate in store.list(f"{collection}/"):
         if candidate.endswith(suffix):
             return candidate
     return None
-
-
-def _parent_of(item_key: str, collection: str) -> str:
-    folder = posixpath.dirname(posixpath.dirname(item_key))
-    return f"{folder}/collection.json" if folder == collection else f"{folder}/catalog.json"
 
 
 def remove(
@@ -384,15 +440,18 @@ def remove(
     storage_options: dict | None = None,
     max_retries: int = 25,
 ) -> RemoveResult:
-    """Unlink an item from its parent, delete its document, fix the extent.
+    """Mark the item as being removed, unlink it, fix the extent, delete it.
 
-    Order: unlink first (compare-and-swap), then delete, so no link ever
-    points at a missing item. The collection extent is recomputed exactly
-    from the remaining items, but only when the removed item touched one of
-    its edges (otherwise the union of the others is unchanged): that case
-    reads every item of the collection once.
+    See :meth:`producer.commit.Committer.remove_item`: the item is marked
+    (property ``producer:removing``) by compare-and-swap, unlinked from its
+    parent, the collection extent recomputed exactly from the remaining items
+    when the item touched one of its edges (that case reads every item of the
+    collection once), and the document deleted only if it is still the marked
+    version. No link ever points at a missing item; a crash at any point is
+    finished by running ``remove`` again or ``reconcile --fix``. If a
+    ``register`` of the same product rewrites the item meanwhile, the
+    register wins: action ``kept``.
     """
-    from producer.audit import collection_items
     from producer.extract.ids import check_id
 
     _check_collection_id(collection)
@@ -402,25 +461,10 @@ def remove(
     key = _find_item_key(store, committer.layout, collection, item_id)
     if key is None:
         return RemoveResult(id=item_id, href=None, action="absent")
-    item, _ = committer.read(key, ("Feature",))
-    parent = _parent_of(key, collection)
-    coll_key = Layout().collection_key(collection)
-    committer.unlink_item(parent, key)
-    try:
-        store.delete(key)
-    except NotFound:
-        pass
-    recomputed = False
-    if item is not None:
-        def compute(coll: dict) -> dict | None:
-            if not docs.touches_boundary(coll.get("extent", {}), item):
-                return None
-            remaining = [doc for k, doc in collection_items(store, coll_key) if k != key]
-            return docs.exact_extent(remaining)
-
-        recomputed = committer.set_extent(coll_key, compute)
-    return RemoveResult(id=item_id, href=committer.store_path(key), action="removed",
-                        extent_recomputed=recomputed)
+    outcome = committer.remove_item(collection, key)
+    action = "absent" if outcome.action == "absent" else outcome.action
+    return RemoveResult(id=item_id, href=committer.store_path(key), action=action,
+                        extent_recomputed=outcome.extent_recomputed)
 
 
 # --- validate / reconcile --------------------------------------------------------

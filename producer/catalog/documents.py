@@ -30,6 +30,10 @@ GEOJSON = "application/geo+json"
 CHILD_RELS = ("child", "item")
 #: link relations a writer maintains itself on every document
 STRUCTURAL_RELS = ("root", "parent", "collection", "self")
+#: item property set by ``remove`` before it unlinks and deletes the item (a
+#: UTC ISO timestamp): an item carrying it is being removed, and ``reconcile
+#: --fix`` finishes the removal instead of linking it again
+REMOVING = "producer:removing"
 
 
 #: a parent with more links than this is serialised through the fast path

@@ -1,0 +1,122 @@
+"""Crash injection for the commit protocol: kill a verb right after its N-th
+storage write, for N = 1, 2, ... until it completes, and hand the state left
+behind to the checks of ``tests/test_crash.py``.
+
+A "kill" is :class:`SimulatedKill`, a :class:`BaseException` subclass, so no
+``except Exception`` in the package can swallow it: like a SIGKILL, the verb
+stops with its N-th write done and nothing after it. Only writes (``put``,
+``delete``) are counted; reads are free. Also here: copying a catalog's
+state (local directory or S3 prefix) so one crash state can be repaired in
+two ways, and the tiny rasters the scenarios register.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+
+from producer.store import open_store
+from producer.store.base import Store
+from producer.store.local import LocalStore
+
+
+class SimulatedKill(BaseException):
+    """The process 'died' right after a storage write (not an ``Exception``)."""
+
+
+class CrashingStore:
+    """Forward every call to ``inner``; raise :class:`SimulatedKill` right
+    after write number ``crash_after`` (1-based) has been carried out.
+
+    ``crash_after=None`` never crashes (counts only). ``writes`` lists the
+    keys written, in order (``"delete:<key>"`` for deletes). Thread-safe.
+    Writes only what the wrapped verb asks for.
+    """
+
+    def __init__(self, inner: Store, crash_after: int | None = None) -> None:
+        self.inner = inner
+        self.url: str = inner.url
+        self.concurrent_safe: bool = inner.concurrent_safe
+        self.crash_after = crash_after
+        self.writes: list[str] = []
+        self._lock = threading.Lock()
+
+    def _wrote(self, what: str) -> None:
+        with self._lock:
+            self.writes.append(what)
+            n = len(self.writes)
+        if self.crash_after is not None and n == self.crash_after:
+            raise SimulatedKill(f"killed after write {n} ({what})")
+
+    def get(self, key: str) -> tuple[bytes, str]:
+        return self.inner.get(key)
+
+    def put(self, key: str, data: bytes, *, if_version: str | None = None,
+            create_only: bool = False) -> str:
+        version = self.inner.put(key, data, if_version=if_version, create_only=create_only)
+        self._wrote(key)
+        return version
+
+    def delete(self, key: str, *, if_version: str | None = None) -> None:
+        self.inner.delete(key, if_version=if_version)
+        self._wrote(f"delete:{key}")
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        return self.inner.list(prefix)
+
+    def exists(self, key: str) -> bool:
+        return self.inner.exists(key)
+
+
+def crash_runs(make_store: Callable[[], Store], verb: Callable[[Store], object],
+               limit: int = 40) -> Iterator[tuple[int, Store, list[str]]]:
+    """For N = 1, 2, ...: run ``verb`` on a fresh state (``make_store()``)
+    killed after write N; yield ``(N, the real store it ran on, writes done)``.
+
+    Stops when a run completes without being killed (that run is not
+    yielded). Fails if no crash ever happened or ``limit`` is reached.
+    """
+    for n in range(1, limit + 1):
+        real = make_store()
+        crashing = CrashingStore(real, crash_after=n)
+        try:
+            verb(crashing)
+        except SimulatedKill:
+            yield n, real, list(crashing.writes)
+            continue
+        assert n > 1, "the verb wrote nothing: no crash point to test"
+        return
+    raise AssertionError(f"still crashing after {limit} writes")
+
+
+def copy_state(store: Store, s3_options: dict | None = None) -> Store:
+    """A new store holding a copy of every object of ``store`` (local: a new
+    sibling directory; S3: a new prefix in the same bucket). Writes only the copy."""
+    if isinstance(store, LocalStore):
+        dest = store.root.parent / f"{store.root.name}-copy-{uuid.uuid4().hex[:8]}"
+        if store.root.exists():
+            shutil.copytree(store.root, dest, symlinks=True)
+        return LocalStore(str(dest))
+    bucket, prefix = store.bucket, store.prefix  # type: ignore[attr-defined]
+    new_prefix = f"{prefix}-copy-{uuid.uuid4().hex[:8]}"
+    fs = store.fs  # type: ignore[attr-defined]
+    for path in fs.find(f"{bucket}/{prefix}/"):
+        fs.copy(path, f"{bucket}/{new_prefix}/{path[len(bucket) + len(prefix) + 2:]}")
+    return open_store(f"s3://{bucket}/{new_prefix}", s3_options)
+
+
+def write_tile(folder: Path, name: str, lon: float, lat: float) -> Path:
+    """A 4x4 EPSG:4326 GeoTIFF at (lon, lat); its date comes from ``name``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    with rasterio.open(path, "w", driver="GTiff", width=4, height=4, count=1, dtype="uint8",
+                       crs="EPSG:4326", transform=from_origin(lon, lat, 0.05, 0.05)) as dst:
+        dst.write(np.arange(16, dtype="uint8").reshape(1, 4, 4))
+    return path
