@@ -20,10 +20,11 @@ from producer.store.base import Store
 #: problem kinds that make a catalog invalid (validate exits 1)
 ERRORS = {
     "missing-root", "unreadable", "schema", "dangling-link", "duplicate-link",
-    "orphan", "extent", "wrong-type", "collection-mismatch",
+    "orphan", "extent", "wrong-type", "collection-mismatch", "duplicate-id",
 }
 #: kinds reported but not invalid: the catalog is still correct STAC
-WARNINGS = {"stale-extent", "missing-asset"}
+#: (``removing``: a linked item marked by an unfinished ``remove``)
+WARNINGS = {"stale-extent", "missing-asset", "removing"}
 
 
 @dataclass
@@ -56,6 +57,8 @@ class ItemInfo:
     collection_key: str | None
     parent_key: str
     assets: dict[str, str] = field(default_factory=dict)  # asset key -> href
+    updated: str = ""  # the item's ``updated`` property ("" if none)
+    removing: bool = False  # carries the mark of an unfinished ``remove``
 
 
 @dataclass
@@ -155,6 +158,7 @@ def audit(store: Store, validator, *, check_assets: bool = False,
             report.orphans[key] = None
         report.problems.append(Problem("orphan", key, "no document links it"))
 
+    _check_duplicate_ids(report)
     _check_extents(report)
     if check_assets:
         _check_assets(report, storage_options)
@@ -175,8 +179,27 @@ def _note_item(report: AuditReport, key: str, doc: dict, coll_key: str | None,
             f"item says collection {doc.get('collection')!r} but sits under {coll_key} ({expected!r})"))
     assets = {name: a.get("href") for name, a in (doc.get("assets") or {}).items()
               if isinstance(a, dict) and isinstance(a.get("href"), str)}
+    props = doc.get("properties") or {}
     report.items[key] = ItemInfo(key, str(doc.get("id")), bbox, interval, coll_key,
-                                 parent_key or "", assets)
+                                 parent_key or "", assets, str(props.get("updated") or ""),
+                                 bool(props.get(docs.REMOVING)))
+    if props.get(docs.REMOVING):
+        report.problems.append(Problem(
+            "removing", key, f"item {doc.get('id')} is marked as being removed since "
+            f"{props.get(docs.REMOVING)}; run the removal again or reconcile --fix to finish it"))
+
+
+def _check_duplicate_ids(report: AuditReport) -> None:
+    """Two linked items of one collection with the same id (e.g. one product
+    registered under two periods of a partitioned collection): an error."""
+    seen: dict[tuple[str | None, str], str] = {}
+    for key in sorted(report.items):
+        info = report.items[key]
+        first = seen.setdefault((info.collection_key, info.id), key)
+        if first != key:
+            report.problems.append(Problem(
+                "duplicate-id", key, f"item id {info.id!r} is also used by {first} in the same "
+                "collection; reconcile --fix keeps the most recently updated one", first))
 
 
 def _check_extents(report: AuditReport) -> None:
@@ -257,6 +280,46 @@ def collection_items(store: Store, collection_key: str) -> Iterator[tuple[str, d
 
 
 # --- reconcile ------------------------------------------------------------------
+
+def _finish_removals(store: Store, validator, first: AuditReport, report: "ReconcileReport",
+                     max_retries: int) -> set[str]:
+    """Finish every removal a crash or a racing verb left half done, and drop
+    all but the most recently updated item of each id within a collection.
+
+    Items (linked or orphan) carrying :data:`docs.REMOVING` are removed with
+    :meth:`Committer.remove_item`. Duplicates are removed the same way; the
+    kept one's id index entry is pointed at it (partitioned collections).
+    Returns the keys removed (later steps must not link them again).
+    Writes: per removed item the removal's writes; per duplicate group one
+    index entry at most.
+    """
+    from producer.commit import Committer
+
+    committer = Committer(store, validator.check, max_retries=max_retries)
+    # (collection id, item id) -> [(updated, key, marked)]
+    by_id: dict[tuple[str, str], list[tuple[str, str, bool]]] = {}
+    for info in first.items.values():
+        by_id.setdefault((info.key.split("/")[0], info.id), []).append(
+            (info.updated, info.key, info.removing))
+    for key, doc in first.orphans.items():
+        if doc is None or doc.get("type") != "Feature" or key.count("/") < 2:
+            continue
+        props = doc.get("properties") or {}
+        by_id.setdefault((key.split("/")[0], str(doc.get("id"))), []).append(
+            (str(props.get("updated") or ""), key, bool(props.get(docs.REMOVING))))
+    removed: set[str] = set()
+    for (coll_id, item_id), entries in sorted(by_id.items()):
+        live = sorted((e for e in entries if not e[2]), reverse=True)
+        doomed = [e[1] for e in entries if e[2]] + [e[1] for e in live[1:]]
+        for key in doomed:
+            committer.remove_item(coll_id, key)
+            removed.add(key)
+            _bump(report.fixed, "orphan" if key in first.orphans else
+                  "duplicate-id" if key in {e[1] for e in live} else "removing")
+        if live[1:] and live[0][1].count("/") > 2:
+            committer.write_index(coll_id, item_id, live[0][1])
+    return removed
+
 
 @dataclass
 class ReconcileReport:
@@ -380,9 +443,14 @@ def reconcile(store: Store, validator, *, data: str | list[str] | None = None, f
             committer.cas(key, flag, expect=("Feature",))
         _bump(report.fixed, "missing-asset")
 
+    # 2b. removals left half done (the item carries the mark) are finished,
+    #     never undone; of items sharing an id in a collection the most
+    #     recently updated one is kept
+    finished = _finish_removals(store, validator, first, report, max_retries)
+
     # 3. orphans: link them where they sit (items bottom-up through their chain)
     for key, doc in sorted(first.orphans.items()):
-        if doc is None:
+        if doc is None or key in finished:
             continue
         parts = key.split("/")
         if doc.get("type") == "Feature" and len(parts) >= 3:
