@@ -358,6 +358,7 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
     if written:
         try:
             committer.link_items(collection, written, collection_meta, preread)
+            committer.settle_items(collection, written, collection_meta)
         except ProducerError as exc:
             for result, _, _ in prepared:
                 if result.ok:

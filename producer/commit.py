@@ -300,6 +300,33 @@ class Committer:
         self.cas(layout.root_key, self._root_mutation(coll_key, coll_title),
                  expect=("Catalog", "Collection"), first=preread.pop(layout.root_key, None))
 
+    def settle_items(self, collection_id: str, items: Sequence[tuple[str, dict]],
+                     collection_meta: dict | None = None) -> list[str]:
+        """After :meth:`link_items`: make sure no link points at an item a
+        concurrent ``remove`` marked or deleted meanwhile.
+
+        Re-reads each item (one GET per item). One that is gone or carries
+        :data:`docs.REMOVING` is written again (``put_item``: recreated, or
+        rewritten without the mark, which makes the remover's conditional
+        delete fail so it keeps the item) and linked again: a register that
+        overlaps a remove of the same item wins, as it does when it runs
+        while the remover is paused before its delete. Returns the keys
+        written again. Writes: those items and their chain links.
+        """
+        redone: list[str] = []
+        for key, item in items:
+            for _attempt in range(self.max_retries + 1):
+                current, _ = self.read(key, ("Feature",))
+                if current is not None and not current.get("properties", {}).get(docs.REMOVING):
+                    break
+                self.put_item(key, item)
+                self.link_items(collection_id, [(key, item)], collection_meta)
+                redone.append(key)
+            else:
+                raise ConflictError(f"{self.store_path(key)}: a concurrent remove kept deleting it; "
+                                    "register it again later")
+        return redone
+
     def ensure_root(self, preread: dict[str, tuple[dict | None, str | None]]) -> None:
         """Create the root catalog (no children yet) if :meth:`preflight` found none.
 

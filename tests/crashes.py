@@ -125,3 +125,60 @@ def write_tile(folder: Path, name: str, lon: float, lat: float) -> Path:
                        crs="EPSG:4326", transform=from_origin(lon, lat, 0.05, 0.05)) as dst:
         dst.write(np.arange(16, dtype="uint8").reshape(1, 4, 4))
     return path
+
+
+class PausingStore(CrashingStore):
+    """Forward every call to ``inner``; the first write whose description
+    (``key``, or ``delete:<key>``) equals ``pause_before`` waits: it sets
+    ``reached`` and blocks until ``resume`` is set, then runs. Used to force
+    a race at the critical point of one verb while another verb runs.
+    """
+
+    def __init__(self, inner: Store, pause_before: str, timeout: float = 30.0) -> None:
+        super().__init__(inner)
+        self.pause_before = pause_before
+        self.reached = threading.Event()
+        self.resume = threading.Event()
+        self.timeout = timeout
+
+    def _maybe_pause(self, what: str) -> None:
+        if what == self.pause_before and not self.reached.is_set():
+            self.reached.set()
+            if not self.resume.wait(self.timeout):
+                raise TimeoutError(f"nobody resumed the write {what}")
+
+    def put(self, key: str, data: bytes, *, if_version: str | None = None,
+            create_only: bool = False) -> str:
+        self._maybe_pause(key)
+        return super().put(key, data, if_version=if_version, create_only=create_only)
+
+    def delete(self, key: str, *, if_version: str | None = None) -> None:
+        self._maybe_pause(f"delete:{key}")
+        super().delete(key, if_version=if_version)
+
+
+def run_paused(store: PausingStore, verb: Callable[[], object],
+               meanwhile: Callable[[], object]) -> object:
+    """Run ``verb`` in a thread until ``store`` pauses it, run ``meanwhile``
+    here, then let ``verb`` finish; return what ``verb`` returned (re-raise
+    what it raised)."""
+    out: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            out["result"] = verb()
+        except BaseException as exc:  # handed back to the test below
+            out["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    assert store.reached.wait(30), "the verb never reached its pause point"
+    try:
+        meanwhile()
+    finally:
+        store.resume.set()
+        thread.join(30)
+    assert not thread.is_alive(), "the paused verb did not finish"
+    if "error" in out:
+        raise out["error"]  # type: ignore[misc]
+    return out.get("result")
