@@ -134,3 +134,36 @@ def test_crash_after_any_write_is_repaired_by_rerun_and_by_reconcile_s3(
         return open_store(s3_server.url(f"crash-{uuid.uuid4().hex[:8]}"), s3_server.storage_options)
 
     assert _run_matrix(make_empty, products, scenario, partition) >= 3
+
+
+_KILLED_WRITER = """
+import os, sys
+import producer.store.local as local
+local.os.replace = lambda *args: os._exit(137)  # die between temp write and rename
+local.LocalStore(sys.argv[1]).put("c/collection.json", b"{}")
+"""
+
+
+def test_temp_file_left_by_a_killed_local_writer_is_removed_by_the_next_write_into_its_folder(tmp_path):
+    """A writer killed between its temp file and the rename leaves the temp
+    file behind; before, nothing ever removed it. A live writer's (young)
+    temp file is left alone."""
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "cat"
+    proc = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(root)],
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 137, proc.stderr
+    (dead,) = [p for p in (root / "c").iterdir() if p.name.startswith(".stac-producer.tmp")]
+    hour_ago = time.time() - 3600
+    os.utime(dead, (hour_ago, hour_ago))  # the killed writer died an hour ago
+    live = root / "c" / ".stac-producer.tmp.collection.json.999.abcdef"
+    live.write_bytes(b"{")  # a writer still at work
+    store = LocalStore(str(root))
+    store.put("c/collection.json", b"{}")
+    assert not dead.exists()
+    assert live.exists()
+    assert sorted(p.name for p in (root / "c").iterdir()) == [live.name, "collection.json"]

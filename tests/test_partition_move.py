@@ -83,7 +83,8 @@ def test_validate_reports_two_items_with_the_same_id_and_reconcile_keeps_the_new
     holds the same id in two periods. Before: validate said valid."""
     store = LocalStore(str(tmp_path / "cat"))
     register(store, tile)
-    store.delete(f"c/.ids/{X}")  # as written by a version without the index
+    if store.exists(f"c/.ids/{X}"):
+        store.delete(f"c/.ids/{X}")  # as written by a version without the index
     register(store, tile, MOVED)
     problems = producer.validate_catalog(store)
     assert [p.kind for p in problems if p.is_error] == ["duplicate-id"]
