@@ -330,12 +330,16 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
     index: dict[str, tuple[str | None, str | None]] = {}
     if committer.layout.partition:
         try:
-            for _, key, doc in prepared:
+            for result, key, doc in prepared:
                 index[key] = committer.read_index(collection, doc["id"])
+                _check_same_product(committer, collection, result, key, doc, index[key][0])
         except ProducerError as exc:
             for result, _, _ in prepared:
                 result.fail(f"{result.source}: not registered: {exc}", exc)
                 result.href = None
+            return results
+        prepared = [entry for entry in prepared if entry[0].error is None]
+        if not prepared:
             return results
 
     # the root first: nothing is ever written below a missing root
@@ -368,6 +372,29 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
     if index:
         _finish_moves(committer, collection, prepared, index)
     return results
+
+
+def _asset_hrefs(item: dict) -> set[str]:
+    return {a["href"] for a in (item.get("assets") or {}).values()
+            if isinstance(a, dict) and isinstance(a.get("href"), str)}
+
+
+def _check_same_product(committer: Committer, collection: str, result: RegisterResult, key: str,
+                        doc: dict, old_key: str | None) -> None:
+    """Before a move: the item the id index names in another period must
+    describe the same product (an asset href in common); otherwise ``result``
+    fails and nothing is written for it. One GET, only when the period changed."""
+    if old_key is None or old_key == key:
+        return
+    old, _ = committer.read(old_key, ("Feature",))
+    if old is None or _asset_hrefs(old) & _asset_hrefs(doc):
+        return
+    others = ", ".join(sorted(_asset_hrefs(old))) or "no assets"
+    result.fail(f"{result.source}: item id {doc['id']!r} is already used in collection {collection!r} "
+                f"by another product ({others}) at {committer.store_path(old_key)}; give the products "
+                "distinct ids with an id template (e.g. '{parent}_{stem}'), or remove that item first",
+                InputError())
+    result.href = None
 
 
 def _finish_moves(committer: Committer, collection: str,

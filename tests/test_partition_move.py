@@ -126,3 +126,21 @@ def test_move_on_s3_finds_the_old_item_through_the_id_index(s3_server, tile):
     register(counting, tile, MOVED)
     assert not counting.lists
     assert items_by_key(store) == {NEW_KEY: X}
+
+
+def test_same_id_from_another_product_in_another_period_is_refused_not_moved(tmp_path, tile):
+    """Two products named alike in two folders, dated into two periods: the
+    second must not 'move' (delete) the item of the first. Nothing written."""
+    store = LocalStore(str(tmp_path / "cat"))
+    register(store, tile)
+    twin = write_tile(tmp_path / "elsewhere", f"{X}.tif", 20.0, 40.0)
+    before = sorted((p.relative_to(tmp_path / "cat").as_posix(), p.read_bytes())
+                    for p in (tmp_path / "cat").rglob("*") if p.is_file())
+    (res,) = producer.register([twin], catalog=store, collection="c", partition="year/month",
+                               datetime=MOVED)
+    assert not res.ok and res.error_type == "input"
+    assert str(tile) in res.error and "id template" in res.error
+    after = sorted((p.relative_to(tmp_path / "cat").as_posix(), p.read_bytes())
+                   for p in (tmp_path / "cat").rglob("*") if p.is_file())
+    assert after == before
+    assert items_by_key(store) == {OLD_KEY: X}
