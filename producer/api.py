@@ -9,14 +9,13 @@ returns plain result objects; nothing here prints.
 from __future__ import annotations
 
 import os
-import posixpath
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from producer.catalog import documents as docs
-from producer.catalog.layout import Layout
+from producer.catalog.layout import Layout, item_parent_key
 from producer.commit import Committer, item_start, same_content
-from producer.errors import InputError, NotFound, ProducerError, StoreError
+from producer.errors import InputError, ProducerError, StoreError
 from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
 from producer.redact import redact
 from producer.sources import PRODUCT_SUFFIXES, expand_paths  # noqa: F401 (re-exported)
@@ -79,9 +78,10 @@ def error_type_of(exc: BaseException) -> str:
 
 @dataclass
 class RemoveResult:
-    """``action``: ``removed``, ``absent`` (nothing to remove) or ``kept``
-    (the item describes another product than the one given; ``reason`` says
-    which, and nothing changed)."""
+    """``action``: ``removed``, ``absent`` (nothing to remove) or ``kept``:
+    either the item describes another product than the one given (``reason``
+    says which, and nothing changed), or a register rewrote the item while it
+    was being removed (it stays, linked)."""
 
     id: str
     href: str | None
@@ -303,6 +303,32 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
             result.item = doc
         return results
 
+    # Partitioned: where each id sits now (id index, one GET per item), so a
+    # product whose datetime moved it to another period is moved, not doubled.
+    index: dict[str, tuple[str | None, str | None]] = {}
+    if committer.layout.partition:
+        try:
+            for result, key, doc in prepared:
+                index[key] = committer.read_index(collection, doc["id"])
+                _check_same_product(committer, collection, result, key, doc, index[key][0])
+        except ProducerError as exc:
+            for result, _, _ in prepared:
+                result.fail(f"{result.source}: not registered: {exc}", exc)
+                result.href = None
+            return results
+        prepared = [entry for entry in prepared if entry[0].error is None]
+        if not prepared:
+            return results
+
+    # the root first: nothing is ever written below a missing root
+    try:
+        committer.ensure_root(preread)
+    except ProducerError as exc:
+        for result, _, _ in prepared:
+            result.fail(f"{result.source}: not registered: {exc}", exc)
+            result.href = None
+        return results
+
     written: list[tuple[str, dict]] = []
     for result, key, doc in prepared:
         try:
@@ -318,6 +344,7 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
     if written:
         try:
             committer.link_items(collection, written, collection_meta, preread)
+            committer.settle_items(collection, written, collection_meta)
         except (ProducerError, OSError) as exc:
             detail = exc if isinstance(exc, ProducerError) else _os_error(exc)
             kind = exc if isinstance(exc, ProducerError) else StoreError(str(exc))
@@ -325,6 +352,9 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
                 if result.ok:
                     result.fail(f"{result.source}: item written but not linked ({detail}); "
                                 "rerun the registration or reconcile with fixing", kind)
+            return results
+    if index:
+        _finish_moves(committer, collection, prepared, index)
     return results
 
 
@@ -338,6 +368,57 @@ def _os_error(exc: OSError) -> str:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) or isinstance(exc, PermissionError):
         return f"{text} (give this process write access to the catalog, then register again)"
     return text
+
+
+def _asset_hrefs(item: dict) -> set[str]:
+    return {a["href"] for a in (item.get("assets") or {}).values()
+            if isinstance(a, dict) and isinstance(a.get("href"), str)}
+
+
+def _check_same_product(committer: Committer, collection: str, result: RegisterResult, key: str,
+                        doc: dict, old_key: str | None) -> None:
+    """Before a move: the item the id index names in another period must
+    describe the same product (an asset href in common); otherwise ``result``
+    fails and nothing is written for it. One GET, only when the period changed."""
+    if old_key is None or old_key == key:
+        return
+    old, _ = committer.read(old_key, ("Feature",))
+    if old is None or _asset_hrefs(old) & _asset_hrefs(doc):
+        return
+    others = ", ".join(sorted(_asset_hrefs(old))) or "no assets"
+    result.fail(f"{result.source}: item id {doc['id']!r} is already used in collection {collection!r} "
+                f"by another product ({others}) at {committer.store_path(old_key)}; give the products "
+                "distinct ids with an id template (e.g. '{parent}_{stem}'), or remove that item first",
+                InputError())
+    result.href = None
+
+
+def _finish_moves(committer: Committer, collection: str,
+                  prepared: list[tuple[RegisterResult, str, dict]],
+                  index: dict[str, tuple[str | None, str | None]]) -> None:
+    """Partitioned collections, after the new items are written and linked:
+    remove the item each id had in another period (remove protocol), then
+    point the id index at the new key.
+
+    The index is updated last, so a crash anywhere before leaves it naming
+    the old item, and a re-run of the registration finds and finishes the
+    move. Writes: per moved item the removal's writes; per new or moved id
+    one index entry.
+    """
+    for result, key, doc in prepared:
+        if not result.ok:
+            continue
+        old_key, version = index.get(key, (None, None))
+        try:
+            if old_key is not None and old_key != key:
+                committer.remove_item(collection, old_key)
+                if result.action == "created":
+                    result.action = "updated"  # the id existed: it moved period
+            committer.write_index(collection, doc["id"], key, (old_key, version))
+        except ProducerError as exc:
+            result.fail(f"{result.source}: item written and linked, but its old copy at "
+                        f"{committer.store_path(old_key or key)} was not removed ({exc}); "
+                        "rerun the registration to finish the move", exc)
 
 
 def _check_new_parents(committer: Committer, preread: dict, collection: str,
@@ -357,19 +438,22 @@ def _check_new_parents(committer: Committer, preread: dict, collection: str,
 # --- remove -------------------------------------------------------------------
 
 def _find_item_key(store: Store, layout: Layout, collection: str, item_id: str) -> str | None:
+    """Key of the item ``item_id``: the unpartitioned key, else the id index
+    of a partitioned collection (O(1) either way); a listing of the collection
+    only for catalogs written before the id index existed."""
     key = Layout().item_key(collection, item_id)
     if store.exists(key):
         return key
+    indexed, _ = Committer(store, lambda doc, where: None).read_index(collection, item_id)
+    if indexed is not None:
+        if store.exists(indexed):
+            return indexed
+        return None  # index names a removed item: nothing left to remove
     suffix = f"/{item_id}/{item_id}.json"
     for candidate in store.list(f"{collection}/"):
         if candidate.endswith(suffix):
             return candidate
     return None
-
-
-def _parent_of(item_key: str, collection: str) -> str:
-    folder = posixpath.dirname(posixpath.dirname(item_key))
-    return f"{folder}/collection.json" if folder == collection else f"{folder}/catalog.json"
 
 
 def remove(
@@ -382,7 +466,7 @@ def remove(
     product: str | None = None,
     href_rewrites: Iterable[str | tuple[str, str]] = (),
 ) -> RemoveResult:
-    """Unlink an item from its parent, delete its document, fix the extent.
+    """Mark the item as being removed, unlink it, fix the extent, delete it.
 
     ``product``: the URL/path of the product whose item is to go (what an
     object-removed event names). The item is then removed only if it
@@ -391,13 +475,16 @@ def remove(
     another product that shares the id is kept (``action="kept"`` with a
     ``reason``) and nothing is written.
 
-    Order: unlink first (compare-and-swap), then delete, so no link ever
-    points at a missing item. The collection extent is recomputed exactly
-    from the remaining items, but only when the removed item touched one of
-    its edges (otherwise the union of the others is unchanged): that case
-    reads every item of the collection once.
+    See :meth:`producer.commit.Committer.remove_item`: the item is marked
+    (property ``producer:removing``) by compare-and-swap, unlinked from its
+    parent, the collection extent recomputed exactly from the remaining items
+    when the item touched one of its edges (that case reads every item of the
+    collection once), and the document deleted only if it is still the marked
+    version. No link ever points at a missing item; a crash at any point is
+    finished by running ``remove`` again or ``reconcile --fix``. If a
+    ``register`` of the same product rewrites the item meanwhile, the
+    register wins: action ``kept``.
     """
-    from producer.audit import collection_items, usable_items
     from producer.extract.ids import check_id
 
     _check_collection_id(collection)
@@ -417,26 +504,15 @@ def remove(
         if described is not None and not same_product(described, wanted):
             return RemoveResult(id=item_id, href=committer.store_path(key), action="kept",
                                 reason=f"the item describes {described}, not {wanted}; it stays")
-    parent = _parent_of(key, collection)
+    parent = item_parent_key(key, collection)
     coll_key = Layout().collection_key(collection)
     # the documents this removal rewrites are checked before any write
     committer.check_parents({k: committer.read(k, ("Catalog", "Collection"))
                              for k in dict.fromkeys((coll_key, parent))}, collection)
-    committer.unlink_item(parent, key)
-    try:
-        store.delete(key)
-    except NotFound:
-        pass
-    recomputed = False
-    if item is not None:
-        # two-phase, so a register racing this removal is never left outside
-        # the shrunk extent (Committer.recompute_extent)
-        recomputed = committer.recompute_extent(
-            coll_key,
-            lambda coll: docs.touches_boundary(coll.get("extent", {}), item),
-            lambda: usable_items(collection_items(store, coll_key)))
-    return RemoveResult(id=item_id, href=committer.store_path(key), action="removed",
-                        extent_recomputed=recomputed)
+    outcome = committer.remove_item(collection, key)
+    action = "absent" if outcome.action == "absent" else outcome.action
+    return RemoveResult(id=item_id, href=committer.store_path(key), action=action,
+                        extent_recomputed=outcome.extent_recomputed)
 
 
 # --- validate / reconcile --------------------------------------------------------

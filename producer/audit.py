@@ -22,6 +22,7 @@ from producer.store.base import Store
 ERRORS = {
     "missing-root", "unreadable", "schema", "dangling-link", "duplicate-link",
     "orphan", "extent", "wrong-type", "collection-mismatch", "malformed",
+    "duplicate-id",
     # the run could not do its job: an asset whose existence could not be
     # checked (never treated as missing), a product reconcile could not register
     "asset-unchecked", "register-failed",
@@ -61,8 +62,8 @@ class ItemInfo:
     collection_key: str | None
     parent_key: str
     assets: dict[str, str] = field(default_factory=dict)  # asset key -> href
-    #: the item carries the removal marker (:data:`docs.REMOVING`)
-    removing: bool = False
+    updated: str = ""  # the item's ``updated`` property ("" if none)
+    removing: bool = False  # carries the mark of an unfinished ``remove``
 
 
 @dataclass
@@ -177,6 +178,7 @@ def audit(store: Store, validator, *, check_assets: bool = False,
             report.orphans[key] = None
         report.problems.append(_orphan_problem(key, report.orphans[key]))
 
+    _check_duplicate_ids(report)
     _check_extents(report)
     if check_assets:
         _check_assets(report, storage_options)
@@ -229,8 +231,10 @@ def _note_item(report: AuditReport, key: str, doc: dict, coll_key: str | None,
             "interrupted-removal", key,
             f"a removal started at {removing} did not finish: the item is still linked "
             "(reconcile --fix unlinks and deletes it)"))
+    props = doc.get("properties") or {}
     report.items[key] = ItemInfo(key, str(doc.get("id")), bbox, interval, coll_key,
-                                 parent_key or "", assets, removing=removing is not None)
+                                 parent_key or "", assets, str(props.get("updated") or ""),
+                                 removing is not None)
 
 
 def _removal_started(doc: dict | None) -> str | None:
@@ -253,6 +257,19 @@ def _orphan_problem(key: str, doc: dict | None) -> Problem:
                        f"a removal started at {removing} did not finish: the item is unlinked "
                        "but not deleted (reconcile --fix deletes it)")
     return Problem("orphan", key, "no document links it")
+
+
+def _check_duplicate_ids(report: AuditReport) -> None:
+    """Two linked items of one collection with the same id (e.g. one product
+    registered under two periods of a partitioned collection): an error."""
+    seen: dict[tuple[str | None, str], str] = {}
+    for key in sorted(report.items):
+        info = report.items[key]
+        first = seen.setdefault((info.collection_key, info.id), key)
+        if first != key:
+            report.problems.append(Problem(
+                "duplicate-id", key, f"item id {info.id!r} is also used by {first} in the same "
+                "collection; reconcile --fix keeps the most recently updated one", first))
 
 
 def _check_extents(report: AuditReport) -> None:
@@ -400,6 +417,45 @@ def collection_items(store: Store, collection_key: str) -> Iterator[tuple[str, d
 
 # --- reconcile ------------------------------------------------------------------
 
+def _finish_removals(store: Store, validator, first: AuditReport, report: "ReconcileReport",
+                     max_retries: int) -> set[str]:
+    """Finish every removal a crash or a racing verb left half done, and drop
+    all but the most recently updated item of each id within a collection.
+
+    Items (linked or orphan) carrying :data:`docs.REMOVING` are removed with
+    :meth:`Committer.remove_item`. Duplicates are removed the same way; the
+    kept one's id index entry is pointed at it (partitioned collections).
+    Returns the keys removed (later steps must not link them again).
+    Writes: per removed item the removal's writes; per duplicate group one
+    index entry at most.
+    """
+    from producer.commit import Committer
+
+    committer = Committer(store, validator.check, max_retries=max_retries)
+    # (collection id, item id) -> [(updated, key, marked)]
+    by_id: dict[tuple[str, str], list[tuple[str, str, bool]]] = {}
+    for info in first.items.values():
+        by_id.setdefault((info.key.split("/")[0], info.id), []).append(
+            (info.updated, info.key, info.removing))
+    for key, doc in first.orphans.items():
+        if doc is None or doc.get("type") != "Feature" or key.count("/") < 2:
+            continue
+        props = doc.get("properties") or {}
+        by_id.setdefault((key.split("/")[0], str(doc.get("id"))), []).append(
+            (str(props.get("updated") or ""), key, bool(props.get(docs.REMOVING))))
+    removed: set[str] = set()
+    for (coll_id, item_id), entries in sorted(by_id.items()):
+        live = sorted((e for e in entries if not e[2]), reverse=True)
+        doomed = [e[1] for e in entries if e[2]] + [e[1] for e in live[1:]]
+        for key in doomed:
+            committer.remove_item(coll_id, key)
+            removed.add(key)
+            _bump(report.fixed, "duplicate-id" if key in {e[1] for e in live} else "interrupted-removal")
+        if live[1:] and live[0][1].count("/") > 2:
+            committer.write_index(coll_id, item_id, live[0][1])
+    return removed
+
+
 @dataclass
 class ReconcileReport:
     """Findings per kind before any fix, what was fixed, what failed, and what is left.
@@ -486,46 +542,6 @@ def _repair_links(committer, store: Store, first: AuditReport, report: Reconcile
                 _bump(report.fixed, p.kind)
 
 
-def _mark_removing(committer, key: str) -> None:
-    """Set the removal marker on the item at ``key`` (one compare-and-swap), so
-    that a crash before the removal is finished is finished by the next run."""
-    from producer.catalog.extent import format_time
-    from producer.commit import utcnow
-
-    def mark(doc: dict | None) -> dict | None:
-        if doc is None or _removal_started(doc) is not None:
-            return None
-        doc.setdefault("properties", {})[docs.REMOVING] = format_time(utcnow())
-        return doc
-
-    committer.cas(key, mark, expect=("Feature",))
-
-
-def _finish_removal(committer, store: Store, key: str, parent_key: str | None) -> None:
-    """Unlink the (marked) item from ``parent_key`` if given, then delete it.
-    Unlink first, so no link ever points at a deleted item."""
-    if parent_key:
-        committer.unlink_item(parent_key, key)
-    try:
-        store.delete(key)
-    except NotFound:
-        pass
-
-
-def _finish_interrupted_removals(committer, store: Store, first: AuditReport,
-                                 report: ReconcileReport) -> None:
-    """Items carrying the removal marker: linked ones are unlinked and
-    deleted, orphan ones deleted; never linked again."""
-    for key, info in sorted(first.items.items()):
-        if info.removing:
-            _finish_removal(committer, store, key, info.parent_key)
-            _bump(report.fixed, "interrupted-removal")
-    for key, doc in sorted(first.orphans.items()):
-        if _removal_started(doc) is not None:
-            _finish_removal(committer, store, key, None)
-            _bump(report.fixed, "interrupted-removal")
-
-
 def _handle_dead_items(committer, store: Store, first: AuditReport, report: ReconcileReport,
                        dead: str) -> None:
     """Items with an asset that is definitely gone and none that could not be
@@ -536,10 +552,8 @@ def _handle_dead_items(committer, store: Store, first: AuditReport, report: Reco
     # an item with another asset that could not be checked is left alone too
     dead_items = sorted({p.key for p in first.problems if p.kind == "missing-asset"} - unchecked)
     for key in dead_items:
-        info = first.items[key]
         if dead == "remove":
-            _mark_removing(committer, key)
-            _finish_removal(committer, store, key, info.parent_key)
+            committer.remove_item(key.split("/")[0], key)
         else:
             def flag(doc):
                 if doc is None or doc.get("properties", {}).get("deprecated") is True:
@@ -626,7 +640,7 @@ def _link_orphans(store: Store, validator, committer, first: AuditReport, report
             except NotFound:
                 continue
             if _removal_started(doc) is not None:
-                _finish_removal(committer, store, key, None)
+                committer.remove_item(parts[0], key)
                 _bump(report.fixed, "interrupted-removal")
                 continue
             coll_id = parts[0]
@@ -716,7 +730,7 @@ def reconcile(store: Store, validator, *, data: str | list[str] | None = None, f
     # 1. links: dangling and duplicate
     _repair_links(committer, store, first, report)
     # 2. removals that a crash interrupted, then items whose assets are gone
-    _finish_interrupted_removals(committer, store, first, report)
+    _finish_removals(store, validator, first, report, max_retries)
     _handle_dead_items(committer, store, first, report, dead)
     # 3. orphans: link them where they sit
     _link_orphans(store, validator, committer, first, report, max_retries)

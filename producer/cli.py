@@ -225,6 +225,10 @@ def remove(item_id: str, catalog: str, collection: str, storage_pairs: tuple[str
     if result.action == "absent":
         click.echo(f"{item_id}: no such item in collection {collection}", err=True)
         sys.exit(1)
+    if result.action == "kept":
+        click.echo(f"{item_id}: not removed: it was registered again while being removed "
+                   f"({result.href}); run remove again to remove the new version", err=True)
+        sys.exit(1)
     extra = " (extent recomputed)" if result.extent_recomputed else ""
     click.echo(f"removed {item_id} ({result.href}){extra}")
 

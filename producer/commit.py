@@ -4,24 +4,34 @@ Only this module (and :mod:`producer.audit`) decides what gets written.
 Everything goes through a :class:`~producer.store.base.Store` passed in.
 
 For one item the I/O is constant whatever the catalog size: GET+PUT of the
-item, GET+PUT of each ancestor that changes (the partition catalogs, the
-collection), and one GET of the root. A batch costs one compare-and-swap per
-parent, however many items it adds there.
+item, one GET of every ancestor (partition catalogs, collection, root: read
+once per batch by :meth:`Committer.preflight`) and a PUT of each ancestor that
+changes. A batch costs one compare-and-swap per parent, however many items it
+adds there.
+
+Restartable: every write is idempotent and the order is chosen so that a
+process killed after any single write leaves a state that re-running the
+same command (or ``reconcile --fix``) completes: the root exists before
+anything below it, an item exists before any link to it, and every link up
+an item's chain is checked on every run, not only below a parent this run
+created. Removal marks the item first (:data:`~producer.catalog.documents.REMOVING`),
+so a half-done removal is recognisable and finished, never undone.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import posixpath
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable, Sequence
 
 from producer.catalog import documents as docs
 from producer.catalog.extent import format_time, item_interval, parse_time
-from producer.catalog.layout import Layout, relative_href
+from producer.catalog.layout import Layout, item_parent_key, relative_href
 from producer.errors import ConflictError, InputError, NotFound, PreconditionFailed
 from producer.store.base import Store
 
@@ -130,6 +140,47 @@ class CasOutcome:
     doc: dict | None
     changed: bool = False
     created: bool = False
+    #: version of ``doc`` on storage (what was written, or read when unchanged)
+    version: str | None = None
+
+
+@dataclass
+class RemoveOutcome:
+    """What :meth:`Committer.remove_item` did.
+
+    ``action``: ``removed`` (the item is gone and unlinked), ``absent`` (there
+    was no item document; any link to it was dropped) or ``kept`` (a register
+    rewrote the item while it was being removed: the newer item stays, linked).
+    """
+
+    action: str
+    item: dict | None = None
+    extent_recomputed: bool = False
+
+
+def _add_missing(doc: dict, links: Sequence[dict]) -> bool:
+    """Append each link whose (rel, href) ``doc`` lacks; True if any was added.
+
+    Unlike :func:`docs.add_links` an existing link is left as it is (its title
+    is not refreshed), so making sure of a chain link never rewrites a parent.
+    """
+    if not links:
+        return False
+    present = {(link.get("rel"), link.get("href")) for link in doc["links"]}
+    changed = False
+    for link in links:
+        if (link["rel"], link["href"]) not in present:
+            doc["links"].append(dict(link))
+            present.add((link["rel"], link["href"]))
+            changed = True
+    return changed
+
+
+def layout_of_item(item_key: str) -> Layout:
+    """The partition scheme an item document's key was made with
+    (``<coll>/[YYYY/[MM/]]<id>/<id>.json``)."""
+    depth = item_key.count("/") - 2
+    return Layout({1: "year", 2: "year/month"}.get(depth))
 
 
 @dataclass
@@ -208,20 +259,20 @@ class Committer:
                 current, version = self.read(key, expect)
             new = mutate(docs.copy_doc(current) if current is not None else None)
             if new is None:
-                return CasOutcome(current)
+                return CasOutcome(current, version=version)
             if not validated:
                 self.check_update(key, current, new)
             try:
                 if version is None:
-                    self.store.put(key, docs.dumps(new), create_only=True)
+                    written = self.store.put(key, docs.dumps(new), create_only=True)
                 else:
-                    self.store.put(key, docs.dumps(new), if_version=version)
+                    written = self.store.put(key, docs.dumps(new), if_version=version)
             except PreconditionFailed:
                 self.conflicts += 1
                 if attempt < self.max_retries:
                     self._sleep(attempt)
                 continue
-            return CasOutcome(new, changed=True, created=version is None)
+            return CasOutcome(new, changed=True, created=version is None, version=written)
         raise ConflictError(
             f"{self.store_path(key)}: gave up after {self.max_retries + 1} attempts because "
             "other writers kept changing it; retry later, or raise max_retries / "
@@ -279,17 +330,23 @@ class Committer:
     def link_items(self, collection_id: str, items: Sequence[tuple[str, dict]],
                    collection_meta: dict | None = None,
                    preread: dict[str, tuple[dict | None, str | None]] | None = None) -> None:
-        """Link already-written items into their parents, bottom-up.
+        """Link already-written items into their parents, bottom-up, and make
+        sure every link up their chains exists.
 
         ``items`` are ``(key, doc)`` pairs of one collection. At most one
         compare-and-swap per parent document: the catalogs that link the
-        items, the partitions above them that got a new child, the
-        collection (links + extent; written only if they changed) and, when
-        the collection is new, the root. ``preread`` holds documents read by
-        :meth:`preflight`.
+        items, every partition above them, the collection (links + extent)
+        and the root. ``preread`` holds documents read by :meth:`preflight`.
 
-        A writer that dies after creating a parent but before linking it
-        upward leaves that parent an orphan until ``reconcile`` links it.
+        Each ancestor is checked for its link to the document below, whether
+        or not this call created that document: a writer killed after
+        creating a partition (or the collection) but before linking it upward
+        leaves a state that the next call completes, be it a re-run of the
+        registration or ``reconcile --fix`` linking an orphan item. Cost: with
+        ``preread`` the check is free (the first compare-and-swap attempt
+        starts from the pre-read document and writes nothing when the link is
+        there); without it, one GET per ancestor. A parent is written only if
+        a link or the extent really changed.
         """
         preread = dict(preread or {})
         layout = self.layout
@@ -298,6 +355,7 @@ class Committer:
 
         # level 0: the documents that link items directly
         by_parent: dict[str, list[dict]] = {}
+        ensure: dict[str, list[dict]] = {}  # child links an ancestor must hold
         child_of: dict[str, str] = {}  # partition key -> its parent key
         for key, item in items:
             when = item_start(item) if layout.partition else None
@@ -310,24 +368,19 @@ class Committer:
             for child, up in zip(chain[:-2], chain[1:-1]):
                 child_of[child] = up
 
-        # Partitions deepest first, then the collection. An ancestor is only
-        # touched when a document below it is new (it needs a child link) or,
-        # for the collection, when the extent grew: the root is read only
-        # when the collection itself was created.
+        # Partitions deepest first, then the collection, then the root.
         partitions = sorted(child_of, key=lambda k: k.count("/"), reverse=True)
         for pkey in partitions:
             links = by_parent.pop(pkey, [])
-            if not links:
-                continue
+            below = ensure.pop(pkey, [])
             up = child_of[pkey]
             label = pkey[len(collection_id) + 1 : -len("/catalog.json")]
-            outcome = self.cas(pkey, self._partition_mutation(pkey, up, collection_id, label, coll_title, links),
-                               expect=("Catalog",), first=preread.pop(pkey, None))
-            if outcome.created:
-                by_parent.setdefault(up, []).append(
-                    {"rel": "child", "href": relative_href(up, pkey), "type": docs.JSON,
-                     "title": f"{coll_title} {label}"}
-                )
+            self.cas(pkey, self._partition_mutation(pkey, up, collection_id, label, coll_title, links, below),
+                     expect=("Catalog",), first=preread.pop(pkey, None))
+            ensure.setdefault(up, []).append(
+                {"rel": "child", "href": relative_href(up, pkey), "type": docs.JSON,
+                 "title": f"{coll_title} {label}"}
+            )
 
         coll_links = by_parent.pop(coll_key, [])
         item_docs = [doc for _, doc in items]
@@ -337,24 +390,73 @@ class Committer:
         coll_first = preread.pop(coll_key, None)
         if partitions:
             coll_first = None
-        outcome = self.cas(coll_key, self._collection_mutation(collection_id, collection_meta, coll_links, item_docs),
-                           expect=("Collection",), first=coll_first)
-        if outcome.created:
-            self.cas(layout.root_key, self._root_mutation(coll_key, coll_title),
-                     expect=("Catalog", "Collection"), first=preread.pop(layout.root_key, None))
+        self.cas(coll_key, self._collection_mutation(collection_id, collection_meta, coll_links, item_docs,
+                                                     ensure.pop(coll_key, [])),
+                 expect=("Collection",), first=coll_first)
+        self.cas(layout.root_key, self._root_mutation(coll_key, coll_title),
+                 expect=("Catalog", "Collection"), first=preread.pop(layout.root_key, None))
+
+    def settle_items(self, collection_id: str, items: Sequence[tuple[str, dict]],
+                     collection_meta: dict | None = None) -> list[str]:
+        """After :meth:`link_items`: make sure no link points at an item a
+        concurrent ``remove`` marked or deleted meanwhile.
+
+        Re-reads each item (one GET per item). One that is gone or carries
+        :data:`docs.REMOVING` is written again (``put_item``: recreated, or
+        rewritten without the mark, which makes the remover's conditional
+        delete fail so it keeps the item) and linked again: a register that
+        overlaps a remove of the same item wins, as it does when it runs
+        while the remover is paused before its delete. Returns the keys
+        written again. Writes: those items and their chain links.
+        """
+        redone: list[str] = []
+        for key, item in items:
+            for _attempt in range(self.max_retries + 1):
+                current, _ = self.read(key, ("Feature",))
+                if current is not None and not current.get("properties", {}).get(docs.REMOVING):
+                    break
+                self.put_item(key, item)
+                self.link_items(collection_id, [(key, item)], collection_meta)
+                redone.append(key)
+            else:
+                raise ConflictError(f"{self.store_path(key)}: a concurrent remove kept deleting it; "
+                                    "register it again later")
+        return redone
+
+    def ensure_root(self, preread: dict[str, tuple[dict | None, str | None]]) -> None:
+        """Create the root catalog (no children yet) if :meth:`preflight` found none.
+
+        Called before the first item of a batch is written, so storage never
+        holds a collection or item without a root above it (a state no later
+        run could tell from a foreign directory). Mutates ``preread``: the
+        root entry then holds the document written, or is dropped when
+        another writer created the root first (it is read fresh later).
+        Writes at most one document (create-only); the caller has validated it.
+        """
+        key = self.layout.root_key
+        if key not in preread or preread[key][0] is not None:
+            return
+        doc = docs.new_root(self.root_meta)
+        try:
+            version = self.store.put(key, docs.dumps(doc), create_only=True)
+        except PreconditionFailed:
+            preread.pop(key, None)
+            return
+        preread[key] = (doc, version)
 
     def _partition_mutation(self, key: str, parent_key: str, collection_id: str, label: str,
-                            coll_title: str, links: list[dict]) -> Mutation:
+                            coll_title: str, links: list[dict], below: Sequence[dict] = ()) -> Mutation:
         def mutate(doc: dict | None) -> dict | None:
             created = doc is None
             if doc is None:
                 doc = docs.new_partition(key, parent_key, self.layout, collection_id, label, coll_title)
             changed = docs.add_links(doc, links)
+            changed |= _add_missing(doc, below)
             return doc if (changed or created) else None
         return mutate
 
     def _collection_mutation(self, collection_id: str, meta: dict | None, links: list[dict],
-                             items: list[dict]) -> Mutation:
+                             items: list[dict], below: Sequence[dict] = ()) -> Mutation:
         root_title = (self.root_meta or {}).get("title")
 
         def mutate(doc: dict | None) -> dict | None:
@@ -365,6 +467,7 @@ class Committer:
             # removed while partition catalogs stayed) is replaced, not unioned
             was_empty = docs.is_empty(doc) or doc.get("extent") == docs.empty_extent()
             changed = docs.add_links(doc, links)
+            changed |= _add_missing(doc, below)
             changed |= docs.merge_extent(doc, items, was_empty=was_empty)
             # a shrink in progress must learn of these items even when the
             # extent did not grow (see documents.begin_shrink)
@@ -380,18 +483,20 @@ class Committer:
             created = doc is None
             if doc is None:
                 doc = docs.new_root(self.root_meta)
-            changed = docs.add_links(doc, [link])
+            changed = _add_missing(doc, [link])
             return doc if (changed or created) else None
         return mutate
 
     def preflight(self, collection_id: str, items: Sequence[dict]) -> dict[str, tuple[dict | None, str | None]]:
         """Read the parent documents a batch will update, before any write.
 
-        Reads each item's direct parent and the collection; a partition above
-        a missing one, and the root when the collection is missing. A
-        malformed or foreign existing parent raises :class:`CatalogError`
-        here, so bad catalog state aborts the batch with storage untouched.
-        The documents read seed the first compare-and-swap attempts.
+        Reads the whole chain of every item once: its partitions, the
+        collection and the root (a few GETs per batch, whatever the catalog
+        size: one per distinct partition, plus two). A malformed or foreign
+        existing parent raises :class:`CatalogError` here, so bad catalog
+        state aborts the batch with storage untouched. The documents read
+        seed the first compare-and-swap attempts, so :meth:`link_items` can
+        check every link up the chain without reading again.
         """
         out: dict[str, tuple[dict | None, str | None]] = {}
 
@@ -411,10 +516,9 @@ class Committer:
             when = item_start(item) if self.layout.partition else None
             chain = self.layout.chain(collection_id, when)
             for key in chain[:-2]:  # partitions, nearest first
-                if read(key) is not None:
-                    break
-        if read(coll_key) is None:
-            read(self.layout.root_key)  # read (and checked) only when it will be written
+                read(key)
+        read(coll_key)
+        read(self.layout.root_key)
         self.check_parents(out, collection_id)
         return out
 
@@ -443,6 +547,131 @@ class Committer:
 
         expect = ("Collection",) if parent_key.endswith("/collection.json") else ("Catalog",)
         return self.cas(parent_key, mutate, expect=expect).changed
+
+    def remove_item(self, collection_id: str, item_key: str) -> RemoveOutcome:
+        """Remove the item document at ``item_key``: crash-safe and race-safe.
+
+        1. Mark: compare-and-swap sets property :data:`docs.REMOVING` (a UTC
+           timestamp) on the item; an item already marked keeps its mark.
+        2. Unlink it from its parent (compare-and-swap).
+        3. Shrink the collection extent to the exact union of the remaining
+           items, only if the item touched an edge of it (that case reads
+           every item of the collection once).
+        4. Delete the item only if it is still the marked version
+           (conditional delete). If a ``register`` rewrote it meanwhile (the
+           new document has no mark), the newer item is kept and linked again.
+
+        Every step is idempotent, so calling this again after a crash at any
+        point finishes the removal: this is also how ``reconcile --fix``
+        finishes the removal of an item that carries the mark (linked or
+        orphan), instead of linking it again. Writes: the item (mark, then
+        delete), its parent, maybe the collection; with ``kept`` the chain
+        links of the kept item. Returns what happened.
+        """
+        parent = item_parent_key(item_key, collection_id)
+        coll_key = Layout().collection_key(collection_id)
+        stamp = format_time(self.clock())
+
+        def mark(doc: dict | None) -> dict | None:
+            if doc is None:
+                return None
+            props = doc.setdefault("properties", {})
+            if props.get(docs.REMOVING):
+                return None
+            props[docs.REMOVING] = stamp
+            return doc
+
+        # the mark adds one string property to a stored item: nothing to validate
+        marked = self.cas(item_key, mark, expect=("Feature",), validated=True)
+        item, version = marked.doc, marked.version
+        self.unlink_item(parent, item_key)
+        if item is None:
+            return RemoveOutcome("absent")
+        recomputed = self._shrink_extent(coll_key, item_key, item)
+        for _attempt in range(self.max_retries + 1):
+            try:
+                self.store.delete(item_key, if_version=version)
+                return RemoveOutcome("removed", item, recomputed)
+            except NotFound:
+                return RemoveOutcome("removed", item, recomputed)  # another remover finished it
+            except PreconditionFailed:
+                current, version = self.read(item_key, ("Feature",))
+            if current is None:
+                return RemoveOutcome("removed", item, recomputed)
+            if not current.get("properties", {}).get(docs.REMOVING):
+                # re-registered since it was marked: the register wins, keep it linked
+                replace(self, layout=layout_of_item(item_key)).link_items(collection_id, [(item_key, current)])
+                return RemoveOutcome("kept", current, recomputed)
+            # re-marked by another remover after a register: delete that version
+        raise ConflictError(
+            f"{self.store_path(item_key)}: gave up removing it after {self.max_retries + 1} attempts "
+            "because other writers kept changing it; retry the removal later"
+        )
+
+    def _shrink_extent(self, coll_key: str, item_key: str, item: dict) -> bool:
+        """Recompute the collection extent without ``item`` if it touched an
+        edge: two-phase (:meth:`recompute_extent`), so a register racing this
+        removal is never left outside the shrunk extent."""
+        from producer.audit import collection_items, usable_items
+
+        def needed(coll: dict) -> bool:
+            try:
+                return bool(docs.touches_boundary(coll.get("extent", {}), item))
+            except (KeyError, TypeError, ValueError):
+                return True  # unreadable item geometry: recompute to be safe
+
+        def walk() -> list[dict]:
+            return usable_items((k, doc) for k, doc in collection_items(self.store, coll_key)
+                                if k != item_key and not doc.get("properties", {}).get(docs.REMOVING))
+
+        return self.recompute_extent(coll_key, needed, walk)
+
+    # -- id index (partitioned collections) -----------------------------------
+
+    def read_index(self, collection_id: str, item_id: str) -> tuple[str | None, str | None]:
+        """``(item key, version)`` from the id index, or ``(None, None)``.
+
+        One GET. An unreadable entry counts as absent (it is rewritten by
+        the next registration of that id).
+        """
+        try:
+            data, version = self.store.get(self.layout.index_key(collection_id, item_id))
+        except NotFound:
+            return None, None
+        try:
+            key = json.loads(data).get("item")
+        except (ValueError, AttributeError):
+            return None, version
+        return (key if isinstance(key, str) else None), version
+
+    def write_index(self, collection_id: str, item_id: str, item_key: str,
+                    current: tuple[str | None, str | None] | None = None) -> bool:
+        """Point the id index entry of ``item_id`` at ``item_key``; True if written.
+
+        Compare-and-swap (create-only when absent) starting from ``current``
+        (a :meth:`read_index` result) when given. Writes one small object,
+        ``<collection>/.ids/<item_id>``, or nothing if it already points there.
+        """
+        ikey = self.layout.index_key(collection_id, item_id)
+        data = json.dumps({"id": item_id, "item": item_key}).encode("utf-8")
+        for attempt in range(self.max_retries + 1):
+            if current is None or attempt > 0:
+                current = self.read_index(collection_id, item_id)
+            key, version = current
+            if key == item_key:
+                return False
+            try:
+                if version is None:
+                    self.store.put(ikey, data, create_only=True)
+                else:
+                    self.store.put(ikey, data, if_version=version)
+                return True
+            except PreconditionFailed:
+                self.conflicts += 1
+                if attempt < self.max_retries:
+                    self._sleep(attempt)
+        raise ConflictError(f"{self.store_path(ikey)}: gave up after {self.max_retries + 1} attempts "
+                            "because other writers kept changing it; retry later")
 
     def recompute_extent(self, collection_key: str, needed: Callable[[dict], bool],
                          walk: Callable[[], list[dict]],

@@ -80,18 +80,19 @@ def test_partitioned_upsert_touches_a_constant_set_of_documents(tiles, catalog_d
     store = CountingStore(open_store(str(catalog_dir)))
     (res,) = producer.register([tiles[3]], catalog=store, collection="c", partition="year/month")
     assert res.action == "created"
-    # the item, its month catalog and the collection (whose extent grows);
-    # the year catalog and the root are not even read: no new parent below them
-    assert set(store.gets) | set(store.puts) == {
-        "c/2024/03/t_20240311/t_20240311.json", "c/2024/03/catalog.json", "c/collection.json"}
-    assert set(store.puts) == set(store.gets)
+    # written: the item, its month catalog, the collection (whose extent grows)
+    # and the id's index entry; the year catalog and the root are read once
+    # (their links are checked, crash recovery) but not written
+    assert set(store.puts) == {"c/2024/03/t_20240311/t_20240311.json", "c/2024/03/catalog.json",
+                               "c/collection.json", "c/.ids/t_20240311"}
+    assert set(store.gets) == set(store.puts) | {"c/2024/catalog.json", "catalog.json"}
     # a new month: the year catalog gets its child link, the root still untouched
     late = write_tile(tiles[0].parent, "t_20241224.tif", 14.0, 54.0)
     store = CountingStore(open_store(str(catalog_dir)))
     producer.register([late], catalog=store, collection="c", partition="year/month")
     assert set(store.puts) == {"c/2024/12/t_20241224/t_20241224.json", "c/2024/12/catalog.json",
-                               "c/2024/catalog.json", "c/collection.json"}
-    assert "catalog.json" not in store.gets
+                               "c/2024/catalog.json", "c/collection.json", "c/.ids/t_20241224"}
+    assert "catalog.json" not in store.puts
     assert producer.validate_catalog(str(catalog_dir)) == []
 
 

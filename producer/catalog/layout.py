@@ -27,6 +27,8 @@ from producer.errors import InputError
 
 ROOT_KEY = "catalog.json"
 PARTITIONS = (None, "year", "year/month")
+#: folder (inside a collection) of the id index of partitioned collections
+INDEX_DIR = ".ids"
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,15 @@ class Layout:
         parts = self.partition_keys(collection_id, when)
         return parts[-1] if parts else self.collection_key(collection_id)
 
+    def index_key(self, collection_id: str, item_id: str) -> str:
+        """Key of the id index entry of ``item_id`` in a partitioned collection.
+
+        ``<collection>/.ids/<item_id>`` holds the key of the item's document,
+        so the item of an id is found in O(1) whatever its period (no listing).
+        Not a ``.json`` document: walkers and validators ignore it.
+        """
+        return f"{collection_id}/{INDEX_DIR}/{item_id}"
+
     def chain(self, collection_id: str, when: datetime | None = None) -> list[str]:
         """Ancestors of an item, nearest first: partitions..., collection, root."""
         return [
@@ -85,6 +96,18 @@ class Layout:
             self.collection_key(collection_id),
             self.root_key,
         ]
+
+
+def item_parent_key(item_key: str, collection_id: str) -> str:
+    """The document that links the item at ``item_key`` (whatever the layout).
+
+    >>> item_parent_key("c/2024/03/x/x.json", "c")
+    'c/2024/03/catalog.json'
+    >>> item_parent_key("c/x/x.json", "c")
+    'c/collection.json'
+    """
+    folder = posixpath.dirname(posixpath.dirname(item_key))
+    return f"{folder}/collection.json" if folder == collection_id else f"{folder}/catalog.json"
 
 
 def relative_href(from_key: str, to_key: str) -> str:

@@ -19,6 +19,14 @@ lock file is opened with ``O_NOFOLLOW``. Links that stay inside the root are
 allowed. (A link swapped in between the check and the write is not caught:
 whoever can write into the catalog folder can also write the catalog.)
 
+A writer killed between writing its temp file and the rename leaves the
+temp file behind (hidden, never listed). :meth:`LocalStore.put` sweeps the
+directory it writes into, at most once per ``sweep_interval`` seconds per
+directory and store, and deletes temp files older than ``temp_max_age``
+(default 15 minutes): a live writer holds its temp file for the time of one
+write plus a lock wait (milliseconds), so age tells a dead writer's file from
+a live one's without any coordination between hosts.
+
 Versions are the SHA-256 of the document bytes. A token made of inode, mtime
 and size would be cheaper, but after temp+rename the freed inode number is
 often reused by the very next write, mtime only advances once per kernel tick,
@@ -35,6 +43,7 @@ import errno
 import hashlib
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import unquote, urlsplit
@@ -77,9 +86,14 @@ class LocalStore:
     """
 
     concurrent_safe: bool = True
+    #: temp files older than this (seconds) belong to a dead writer and are deleted
+    temp_max_age: float = 900.0
+    #: a directory is swept for such files at most once per this many seconds
+    sweep_interval: float = 300.0
 
     def __init__(self, url: str) -> None:
         self.root, self.url = _root_from_url(url)
+        self._swept: dict[Path, float] = {}  # directory -> monotonic time of last sweep
 
     def __repr__(self) -> str:
         return f"LocalStore({self.url!r})"
@@ -248,6 +262,7 @@ class LocalStore:
             self._prune(created)
             raise
         self._fsync_dir(path.parent)
+        self._sweep_temps(path.parent)
         return _version(data)
 
     def _missing_dirs(self, path: Path) -> list[Path]:
@@ -267,6 +282,38 @@ class LocalStore:
                 directory.rmdir()
             except OSError:
                 break
+
+    def _sweep_temps(self, directory: Path) -> int:
+        """Delete temp files older than :attr:`temp_max_age` in ``directory``
+        (left by writers killed before their rename); return how many.
+
+        At most once per :attr:`sweep_interval` per directory, so its cost
+        (one directory scan) is spread over many writes. Never raises: a
+        file that vanished or cannot be removed is skipped.
+        """
+        now = time.monotonic()
+        last = self._swept.get(directory)
+        if last is not None and now - last < self.sweep_interval:
+            return 0
+        if len(self._swept) >= 4096:  # bounded memory in long backfills
+            self._swept.clear()
+        self._swept[directory] = now
+        cutoff = time.time() - self.temp_max_age
+        removed = 0
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            return 0
+        for entry in entries:
+            if not entry.name.startswith(_TMP_PREFIX):
+                continue
+            try:
+                if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except OSError:
+                continue
+        return removed
 
     def delete(self, key: str, *, if_version: str | None = None) -> None:
         """Remove ``key`` (under the lock) and then every parent directory it

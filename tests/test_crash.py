@@ -1,0 +1,169 @@
+"""A crash after any single storage write is repaired by re-running the same
+command, and separately by one ``reconcile --fix``, into a valid AND complete
+catalog (issue 8, point 5).
+
+Each scenario is run killed after write 1, 2, ... (``tests/crashes.py``)
+until it completes; every crash state is copied, then repaired both ways.
+Local runs cover every scenario; S3 (moto on 127.0.0.1) runs the smallest set
+that still crosses every kind of write: a first partitioned registration
+(root, item, month, year, collection, root link, id index) and a partitioned
+remove (mark, unlink, extent, conditional delete).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+import producer
+from producer.audit import audit
+from producer.store import open_store
+from producer.store.base import Store
+from producer.store.local import LocalStore
+from producer.validate import default_validator
+from tests.crashes import copy_state, crash_runs, write_tile
+
+A_ID, B_ID = "a_20240310", "b_20240115"
+
+
+@pytest.fixture(scope="module")
+def products(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("crash-products")
+    return {
+        A_ID: write_tile(folder, f"{A_ID}.tif", 12.0, 52.0),
+        B_ID: write_tile(folder, f"{B_ID}.tif", 10.0, 50.0),
+    }
+
+
+def _register(store: Store, paths: list[Path], partition: str | None) -> None:
+    results = producer.register(paths, catalog=store, collection="c", partition=partition)
+    assert all(r.ok for r in results), [r.error for r in results]
+
+
+# scenario -> (products in the catalog before, verb, item ids expected after)
+SCENARIOS = {
+    "first-registration": ([], "register", {A_ID}),
+    "registration-into-existing": ([B_ID], "register", {A_ID, B_ID}),
+    "remove": ([A_ID, B_ID], "remove", {B_ID}),
+}
+
+
+def assert_valid_and_complete(store: Store, expected: set[str], partition: str | None) -> None:
+    """No problem at all (errors or warnings), exactly ``expected`` items,
+    each linked from the root down and inside the collection extent."""
+    # validate_catalog(store) is exactly audit(store).problems; one walk gives
+    # both the verdict and the items (S3 round trips are the slow part here)
+    report = audit(store, default_validator())
+    assert report.problems == [], [str(p) for p in report.problems]
+    assert not report.orphans  # nothing left behind, e.g. an unlinked removed item
+    ids = sorted(info.id for info in report.items.values())
+    assert ids == sorted(expected)
+    depth = 4 if partition == "year/month" else 2
+    assert all(key.count("/") == depth for key in report.items)
+    if isinstance(store, LocalStore):
+        leftovers = [name for _, _, names in os.walk(store.root) for name in names
+                     if name.startswith(".stac-producer.tmp")]
+        assert leftovers == []
+
+
+def _run_matrix(make_empty: Callable[[], Store], products: dict[str, Path], scenario: str,
+                partition: str | None) -> int:
+    """Run ``scenario`` killed after each write; check both repairs of every
+    crash state. Returns the number of crash points."""
+    before, verb, expected = SCENARIOS[scenario]
+    template = make_empty()
+    if before:
+        _register(template, [products[i] for i in before], partition)
+
+    def run(store: Store) -> None:
+        if verb == "register":
+            _register(store, [products[A_ID]], partition)
+        else:
+            result = producer.remove(A_ID, catalog=store, collection="c")
+            assert result.action in ("removed", "absent")
+
+    points = 0
+    for n, real, writes in crash_runs(lambda: copy_state(template), run):
+        points += 1
+        snapshot = copy_state(real)
+        # (a) the same command again, on the crashed state itself
+        run(real)
+        try:
+            assert_valid_and_complete(real, expected, partition)
+        except AssertionError as exc:
+            raise AssertionError(f"re-run after a crash after write {n} {writes}: {exc}") from exc
+        # (b) one reconcile --fix on a copy of the crashed state
+        if verb == "register":
+            report = producer.reconcile(snapshot, fix=True, data=[str(products[A_ID])], collection="c",
+                                        register_options={"partition": partition})
+        else:
+            report = producer.reconcile(snapshot, fix=True)
+        assert all(r.ok for r in report.registered), [r.error for r in report.registered]
+        try:
+            assert_valid_and_complete(snapshot, expected, partition)
+        except AssertionError as exc:
+            raise AssertionError(f"reconcile --fix after a crash after write {n} {writes}: {exc}") from exc
+    return points
+
+
+@pytest.mark.parametrize("partition", [None, "year/month"], ids=["flat", "year-month"])
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_crash_after_any_write_is_repaired_by_rerun_and_by_reconcile_local(
+        tmp_path, products, scenario, partition):
+    """Local catalog. Before the fix: a month catalog written but never linked
+    to its year, a collection written before the root (never created after),
+    states only a new registration repaired, and a remove killed between unlink
+    and delete undone by reconcile --fix."""
+    def make_empty() -> Store:
+        return LocalStore(str(tmp_path / f"cat-{uuid.uuid4().hex[:8]}"))
+
+    assert _run_matrix(make_empty, products, scenario, partition) >= 2
+
+
+@pytest.mark.parametrize("scenario, partition", [("first-registration", "year/month"), ("remove", None)],
+                         ids=["first-registration-year-month", "remove-flat"])
+def test_crash_after_any_write_is_repaired_by_rerun_and_by_reconcile_s3(
+        s3_server, products, scenario, partition):
+    """S3 catalog (moto): every kind of write is crossed (create-only, If-Match
+    puts, the id index, the mark, conditional delete)."""
+    def make_empty() -> Store:
+        return open_store(s3_server.url(f"crash-{uuid.uuid4().hex[:8]}"), s3_server.storage_options)
+
+    assert _run_matrix(make_empty, products, scenario, partition) >= 3
+
+
+_KILLED_WRITER = """
+import os, sys
+import producer.store.local as local
+local.os.replace = lambda *args: os._exit(137)  # die between temp write and rename
+local.LocalStore(sys.argv[1]).put("c/collection.json", b"{}")
+"""
+
+
+def test_temp_file_left_by_a_killed_local_writer_is_removed_by_the_next_write_into_its_folder(tmp_path):
+    """A writer killed between its temp file and the rename leaves the temp
+    file behind; before, nothing ever removed it. A live writer's (young)
+    temp file is left alone."""
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "cat"
+    proc = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(root)],
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 137, proc.stderr
+    (dead,) = [p for p in (root / "c").iterdir() if p.name.startswith(".stac-producer.tmp")]
+    hour_ago = time.time() - 3600
+    os.utime(dead, (hour_ago, hour_ago))  # the killed writer died an hour ago
+    live = root / "c" / ".stac-producer.tmp.collection.json.999.abcdef"
+    live.write_bytes(b"{")  # a writer still at work
+    store = LocalStore(str(root))
+    store.put("c/collection.json", b"{}")
+    assert not dead.exists()
+    assert live.exists()
+    assert sorted(p.name for p in (root / "c").iterdir()) == [live.name, "collection.json"]

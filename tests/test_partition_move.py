@@ -1,0 +1,146 @@
+"""Partitioned collections: a product whose datetime moved it to another
+period is moved, crash-safely, found through the id index in O(1) (issue 8,
+point 9); two items sharing an id are an error that reconcile --fix repairs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+import producer
+from producer.audit import audit
+from producer.store import CountingStore
+from producer.store.base import Store
+from producer.store.local import LocalStore
+from producer.validate import default_validator
+from tests.crashes import copy_state, crash_runs, write_tile
+
+X = "x_20240310"
+OLD_KEY = f"c/2024/03/{X}/{X}.json"
+NEW_KEY = f"c/2023/07/{X}/{X}.json"
+MOVED = "2023-07-01T00:00:00Z"
+
+
+@pytest.fixture
+def tile(tmp_path) -> Path:
+    return write_tile(tmp_path / "tiles", f"{X}.tif", 12.0, 52.0)
+
+
+@pytest.fixture
+def other(tmp_path) -> Path:
+    return write_tile(tmp_path / "tiles", "y_20240115.tif", 10.0, 50.0)
+
+
+def register(store: Store | str, tile: Path, when: str | None = None):
+    (res,) = producer.register([tile], catalog=store, collection="c", partition="year/month",
+                               datetime=when)
+    assert res.ok, res.error
+    return res
+
+
+def items_by_key(store: Store) -> dict[str, str]:
+    """key -> id of every linked item; asserts the catalog has no problem at all."""
+    report = audit(store, default_validator())
+    assert report.problems == [], [str(p) for p in report.problems]
+    assert not report.orphans
+    return {key: info.id for key, info in report.items.items()}
+
+
+def test_reregistering_a_product_whose_datetime_moved_it_to_another_period_moves_the_item(
+        tmp_path, tile, other):
+    """Before: two items with the same id (old and new period), and validate
+    said valid."""
+    store = LocalStore(str(tmp_path / "cat"))
+    register(store, tile)
+    register(store, other)
+    counting = CountingStore(store)
+    res = register(counting, tile, MOVED)
+    assert res.action == "updated"
+    assert items_by_key(store) == {NEW_KEY: X, "c/2024/01/y_20240115/y_20240115.json": "y_20240115"}
+    assert not store.exists(OLD_KEY)
+    # found through the id index: no listing of the collection
+    assert not counting.lists
+    # and moving back works the same way
+    register(store, tile)
+    assert set(items_by_key(store)) == {OLD_KEY, "c/2024/01/y_20240115/y_20240115.json"}
+
+
+def test_remove_in_a_partitioned_collection_finds_the_item_through_the_id_index(tmp_path, tile):
+    """Before: remove listed the whole collection to find the item's period."""
+    store = LocalStore(str(tmp_path / "cat"))
+    register(store, tile)
+    counting = CountingStore(store)
+    assert producer.remove(X, catalog=counting, collection="c").action == "removed"
+    assert not counting.lists
+    assert items_by_key(store) == {}
+
+
+def test_validate_reports_two_items_with_the_same_id_and_reconcile_keeps_the_newest(tmp_path, tile):
+    """A catalog written before the id index (or by a writer that lost it)
+    holds the same id in two periods. Before: validate said valid."""
+    store = LocalStore(str(tmp_path / "cat"))
+    register(store, tile)
+    if store.exists(f"c/.ids/{X}"):
+        store.delete(f"c/.ids/{X}")  # as written by a version without the index
+    register(store, tile, MOVED)
+    problems = producer.validate_catalog(store)
+    assert [p.kind for p in problems if p.is_error] == ["duplicate-id"]
+    report = producer.reconcile(store, fix=True)
+    assert report.fixed.get("duplicate-id") == 1
+    assert items_by_key(store) == {NEW_KEY: X}  # the most recently registered one
+    # the index now names the kept item: a later move finds it
+    register(store, tile)
+    assert items_by_key(store) == {OLD_KEY: X}
+
+
+def test_move_killed_after_any_write_is_finished_by_rerun_and_by_reconcile(tmp_path, tile):
+    """Crash after each write of a move (new item, its partitions, the
+    collection, the old item's mark, unlink, extent, delete, the index)."""
+    template = LocalStore(str(tmp_path / "template"))
+    register(template, tile)
+    points = 0
+    for n, real, writes in crash_runs(lambda: copy_state(template),
+                                      lambda store: register(store, tile, MOVED)):
+        points += 1
+        snapshot = copy_state(real)
+        register(real, tile, MOVED)
+        assert items_by_key(real) == {NEW_KEY: X}, (n, writes)
+        producer.reconcile(snapshot, fix=True)
+        assert list(items_by_key(snapshot).values()) == [X], (n, writes)
+        # and a re-run after the reconcile still ends with the item moved
+        register(snapshot, tile, MOVED)
+        assert items_by_key(snapshot) == {NEW_KEY: X}, (n, writes)
+    assert points >= 5
+    assert not any(p.name.startswith(".stac-producer.tmp") for p in tmp_path.rglob("*"))
+
+
+def test_move_on_s3_finds_the_old_item_through_the_id_index(s3_server, tile):
+    from producer.store import open_store
+
+    store = open_store(s3_server.url(f"move-{uuid.uuid4().hex[:8]}"), s3_server.storage_options)
+    register(store, tile)
+    counting = CountingStore(store)
+    register(counting, tile, MOVED)
+    assert not counting.lists
+    assert items_by_key(store) == {NEW_KEY: X}
+
+
+def test_same_id_from_another_product_in_another_period_is_refused_not_moved(tmp_path, tile):
+    """Two products named alike in two folders, dated into two periods: the
+    second must not 'move' (delete) the item of the first. Nothing written."""
+    store = LocalStore(str(tmp_path / "cat"))
+    register(store, tile)
+    twin = write_tile(tmp_path / "elsewhere", f"{X}.tif", 20.0, 40.0)
+    before = sorted((p.relative_to(tmp_path / "cat").as_posix(), p.read_bytes())
+                    for p in (tmp_path / "cat").rglob("*") if p.is_file())
+    (res,) = producer.register([twin], catalog=store, collection="c", partition="year/month",
+                               datetime=MOVED)
+    assert not res.ok and res.error_type == "input"
+    assert str(tile) in res.error and "id template" in res.error
+    after = sorted((p.relative_to(tmp_path / "cat").as_posix(), p.read_bytes())
+                   for p in (tmp_path / "cat").rglob("*") if p.is_file())
+    assert after == before
+    assert items_by_key(store) == {OLD_KEY: X}

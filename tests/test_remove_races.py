@@ -1,0 +1,105 @@
+"""Races between ``remove`` and the other verbs, forced by pausing one side
+at its critical point (issue 8, point 6: register X while remove X, reconcile
+--fix while remove). Each must end valid, never with a link to a deleted item.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import producer
+from producer.audit import audit
+from producer.catalog.documents import REMOVING
+from producer.store import open_store
+from producer.store.base import Store
+from producer.store.local import LocalStore
+from producer.validate import default_validator
+from tests.crashes import PausingStore, run_paused, write_tile
+
+X, Y = "x_20240310", "y_20240115"
+
+
+@pytest.fixture
+def tiles(tmp_path) -> dict[str, Path]:
+    folder = tmp_path / "tiles"
+    return {X: write_tile(folder, f"{X}.tif", 12.0, 52.0), Y: write_tile(folder, f"{Y}.tif", 10.0, 50.0)}
+
+
+@pytest.fixture
+def store(request, tmp_path) -> Store:
+    """A fresh catalog: ``local`` (default) or ``s3`` (indirect parameter)."""
+    if getattr(request, "param", "local") == "local":
+        return LocalStore(str(tmp_path / "cat"))
+    srv = request.getfixturevalue("s3_server")
+    return open_store(srv.url(f"races-{tmp_path.name}"), srv.storage_options)
+
+
+def linked_items(store: Store) -> dict[str, dict]:
+    """id -> item document of every item reached from the root; asserts the
+    catalog is valid (no problem at all)."""
+    report = audit(store, default_validator())
+    assert report.problems == [], [str(p) for p in report.problems]
+    return {info.id: store.get(key)[0] for key, info in report.items.items()}
+
+
+def item_key(partition: str | None, item_id: str) -> str:
+    return f"c/2024/03/{item_id}/{item_id}.json" if partition else f"c/{item_id}/{item_id}.json"
+
+
+@pytest.mark.parametrize("store, partition", [("local", None), ("local", "year/month"), ("s3", None)],
+                         ids=["local-flat", "local-year-month", "s3-flat"], indirect=["store"])
+def test_register_while_remove_is_paused_between_unlink_and_delete_keeps_the_item_linked(
+        store, tiles, partition):
+    """Before: remove deleted the item the register had just rewritten and
+    linked, leaving a link to a deleted item."""
+    producer.register([tiles[X], tiles[Y]], catalog=store, collection="c", partition=partition)
+    paused = PausingStore(store, pause_before=f"delete:{item_key(partition, X)}")
+
+    def register_again() -> None:
+        (res,) = producer.register([tiles[X]], catalog=store, collection="c", partition=partition)
+        assert res.ok, res.error
+
+    result = run_paused(paused, lambda: producer.remove(X, catalog=paused, collection="c"), register_again)
+    assert result.action == "kept"
+    items = linked_items(store)
+    assert set(items) == {X, Y}
+    assert REMOVING.encode() not in items[X]
+
+
+@pytest.mark.parametrize("store", ["local", "s3"], indirect=True)
+def test_remove_while_register_is_paused_before_linking_leaves_no_dangling_link(store, tiles):
+    """The other order: the item is written, the remove runs whole (mark,
+    unlink, delete), then the register links it. Before: a link to a deleted
+    item. Now the register notices and writes the item again."""
+    producer.register([tiles[Y]], catalog=store, collection="c")
+    paused = PausingStore(store, pause_before="c/collection.json")
+
+    def remove_meanwhile() -> None:
+        res = producer.remove(X, catalog=store, collection="c")
+        assert res.action == "removed"
+
+    results = run_paused(
+        paused, lambda: producer.register([tiles[X]], catalog=paused, collection="c"), remove_meanwhile)
+    assert all(r.ok for r in results), [r.error for r in results]
+    assert set(linked_items(store)) == {X, Y}
+
+
+@pytest.mark.parametrize("store, partition", [("local", None), ("local", "year/month"), ("s3", None)],
+                         ids=["local-flat", "local-year-month", "s3-flat"], indirect=["store"])
+def test_reconcile_fix_while_remove_is_paused_between_unlink_and_delete_does_not_link_it_again(
+        store, tiles, partition):
+    """Before: reconcile --fix saw the unlinked item as an orphan and linked
+    it again; the remove then deleted it: a link to a deleted item."""
+    producer.register([tiles[X], tiles[Y]], catalog=store, collection="c", partition=partition)
+    paused = PausingStore(store, pause_before=f"delete:{item_key(partition, X)}")
+
+    def reconcile_meanwhile() -> None:
+        producer.reconcile(store, fix=True)
+
+    result = run_paused(paused, lambda: producer.remove(X, catalog=paused, collection="c"),
+                        reconcile_meanwhile)
+    assert result.action == "removed"
+    assert set(linked_items(store)) == {Y}
+    assert not store.exists(item_key(partition, X))
