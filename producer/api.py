@@ -494,25 +494,26 @@ def remove(
     key = _find_item_key(store, committer.layout, collection, item_id)
     if key is None:
         return RemoveResult(id=item_id, href=None, action="absent")
-    item, _ = committer.read(key, ("Feature",))
-    if product is not None and item is not None:
+    keep_if = None
+    if product is not None:
         from producer.commit import product_href, same_product
         from producer.extract.assets import resolve_location, rewrite_href
 
         wanted = rewrite_href(resolve_location(product), parse_rewrites(href_rewrites))
-        described = product_href(item)
-        if described is not None and not same_product(described, wanted):
-            return RemoveResult(id=item_id, href=committer.store_path(key), action="kept",
-                                reason=f"the item describes {described}, not {wanted}; it stays")
+
+        def keep_if(item: dict) -> str | None:
+            described = product_href(item)
+            if described is not None and not same_product(described, wanted):
+                return f"the item describes {described}, not {wanted}; it stays"
+            return None
     parent = item_parent_key(key, collection)
     coll_key = Layout().collection_key(collection)
     # the documents this removal rewrites are checked before any write
     committer.check_parents({k: committer.read(k, ("Catalog", "Collection"))
                              for k in dict.fromkeys((coll_key, parent))}, collection)
-    outcome = committer.remove_item(collection, key)
-    action = "absent" if outcome.action == "absent" else outcome.action
-    return RemoveResult(id=item_id, href=committer.store_path(key), action=action,
-                        extent_recomputed=outcome.extent_recomputed)
+    outcome = committer.remove_item(collection, key, keep_if=keep_if)
+    return RemoveResult(id=item_id, href=committer.store_path(key), action=outcome.action,
+                        extent_recomputed=outcome.extent_recomputed, reason=outcome.reason)
 
 
 # --- validate / reconcile --------------------------------------------------------

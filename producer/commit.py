@@ -156,6 +156,7 @@ class RemoveOutcome:
     action: str
     item: dict | None = None
     extent_recomputed: bool = False
+    reason: str | None = None  # why the item was kept, when ``keep_if`` said so
 
 
 def _add_missing(doc: dict, links: Sequence[dict]) -> bool:
@@ -548,7 +549,8 @@ class Committer:
         expect = ("Collection",) if parent_key.endswith("/collection.json") else ("Catalog",)
         return self.cas(parent_key, mutate, expect=expect).changed
 
-    def remove_item(self, collection_id: str, item_key: str) -> RemoveOutcome:
+    def remove_item(self, collection_id: str, item_key: str,
+                    keep_if: Callable[[dict], str | None] | None = None) -> RemoveOutcome:
         """Remove the item document at ``item_key``: crash-safe and race-safe.
 
         1. Mark: compare-and-swap sets property :data:`docs.REMOVING` (a UTC
@@ -561,6 +563,12 @@ class Committer:
            (conditional delete). If a ``register`` rewrote it meanwhile (the
            new document has no mark), the newer item is kept and linked again.
 
+        ``keep_if(item)``: a reason to keep the item instead (e.g. it
+        describes another product than the one whose removal was asked for),
+        or None; it is asked inside the marking compare-and-swap, on the very
+        document the mark would replace, so a concurrent rewrite is judged on
+        its own content. A refusal writes nothing: action ``kept``, ``reason``.
+
         Every step is idempotent, so calling this again after a crash at any
         point finishes the removal: this is also how ``reconcile --fix``
         finishes the removal of an item that carries the mark (linked or
@@ -572,8 +580,18 @@ class Committer:
         coll_key = Layout().collection_key(collection_id)
         stamp = format_time(self.clock())
 
+        refused: dict[str, str] = {}
+
         def mark(doc: dict | None) -> dict | None:
+            refused.clear()
             if doc is None:
+                return None
+            # decided on the very document the mark would replace, so a
+            # concurrent rewrite (e.g. register with replace) is never removed
+            # on the strength of a check made on its predecessor
+            reason = keep_if(doc) if keep_if is not None else None
+            if reason is not None:
+                refused["reason"] = reason
                 return None
             props = doc.setdefault("properties", {})
             if props.get(docs.REMOVING):
@@ -583,6 +601,8 @@ class Committer:
 
         # the mark adds one string property to a stored item: nothing to validate
         marked = self.cas(item_key, mark, expect=("Feature",), validated=True)
+        if refused:
+            return RemoveOutcome("kept", marked.doc, reason=refused["reason"])
         item, version = marked.doc, marked.version
         self.unlink_item(parent, item_key)
         if item is None:
