@@ -362,13 +362,45 @@ def _asset_exists(href: str, storage_options: dict | None,
         fs.info(path)
         return True, ""
     except FileNotFoundError:
-        return False, ""
+        why = _bucket_unknown(fs, path, unreachable)
+        return (None, why) if why else (False, "")
     except Exception as exc:
         why = _why(exc)
         if unreachable is not None and _UNREACHABLE & {c.__name__ for c in type(exc).__mro__}:
             unreachable[token] = f"the storage endpoint could not be reached ({why})"
             return None, unreachable[token]
         return None, why
+
+
+#: object stores whose first path segment is a bucket (container)
+_BUCKET_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
+
+
+def _bucket_unknown(fs, path: str, checked: dict[str, str] | None) -> str:
+    """After a not-found on an object-store ``path``: why that answer cannot
+    be trusted ("" if it can). A bucket that does not exist (a typo, or
+    another endpoint than the data's) or cannot be looked at makes every
+    object in it "not found", which says nothing about the object. One check
+    per bucket; ``checked`` (mutated) remembers the answers."""
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    if not _BUCKET_PROTOCOLS & set(protocols):
+        return ""
+    bucket = path.split("/", 1)[0]
+    key = f"bucket:{protocols[0]}://{bucket}"
+    if checked is not None and key in checked:
+        return checked[key]
+    try:
+        fs.invalidate_cache(bucket)
+        fs.info(bucket)
+        why = ""
+    except FileNotFoundError:
+        why = (f"its bucket {bucket!r} does not exist at this endpoint, so the object's absence "
+               "says nothing: check the bucket name and the endpoint/credentials of the data")
+    except Exception as exc:
+        why = f"could not check that its bucket {bucket!r} exists ({_why(exc)})"
+    if checked is not None:
+        checked[key] = why
+    return why
 
 
 def _check_assets(report: AuditReport, storage_options: dict | None) -> None:

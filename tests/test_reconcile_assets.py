@@ -334,3 +334,39 @@ def test_reconcile_finishes_an_interrupted_removal(tmp_path, linked):
         f"./{t.stem}/{t.stem}.json" for t in tiles[:2]]
     assert coll["extent"]["temporal"]["interval"][0][1] == "2024-03-02T00:00:00Z"
     assert producer.validate_catalog(str(catalog)) == []
+
+
+def test_reconcile_with_assets_in_a_bucket_that_does_not_exist_changes_nothing(s3_server, tmp_path):
+    """A wrong bucket name or a wrong endpoint (another S3 that has no such
+    bucket) answers 404 for every asset. That says nothing about the assets:
+    their items must not be removed or flagged; the run fails naming the bucket."""
+    catalog = tmp_path / "catalog"
+    tiles = [write_tile(tmp_path / "tiles", f"nb{i}_2024030{i + 1}.tif", 3.0 + i, 30.0) for i in range(2)]
+    results = producer.register(tiles, catalog=str(catalog), collection="c",
+                                href_rewrites=[f"{tmp_path / 'tiles'}=s3://no-such-bucket-here/data"])
+    assert all(r.ok for r in results), [r.error for r in results]
+    before = tree_hash(catalog)
+    for dead in ("remove", "flag"):
+        report = producer.reconcile(open_store(str(catalog)), storage_options=s3_server.storage_options,
+                                    check_assets=True, fix=True, dead=dead)
+        assert tree_hash(catalog) == before
+        assert "missing-asset" not in report.found
+        assert sorted(p.kind for p in report.remaining) == ["asset-unchecked"] * 2
+        assert all("no-such-bucket-here" in p.message and "does not exist" in p.message
+                   for p in report.remaining)
+
+
+def test_reconcile_still_finds_a_missing_object_in_a_bucket_that_exists(s3_server, tmp_path):
+    """The bucket check does not blunt the real answer: an object gone from a
+    bucket that exists is missing, and --dead remove removes its item."""
+    bucket = s3_server.new_bucket()
+    catalog = tmp_path / "catalog"
+    tile = write_tile(tmp_path / "tiles", "gone_20240401.tif", 2.0, 20.0)
+    (res,) = producer.register([tile], catalog=str(catalog), collection="c",
+                               href_rewrites=[f"{tmp_path / 'tiles'}=s3://{bucket}/data"])
+    assert res.ok, res.error
+    report = producer.reconcile(open_store(str(catalog)), storage_options=s3_server.storage_options,
+                                check_assets=True, fix=True, dead="remove")
+    assert report.found.get("missing-asset") == 1 and report.fixed.get("missing-asset") == 1
+    assert not (catalog / "c" / tile.stem).exists()
+    assert producer.validate_catalog(str(catalog)) == []
