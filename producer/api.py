@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from producer.catalog import documents as docs
 from producer.catalog.layout import Layout, item_parent_key
-from producer.commit import Committer, item_start, same_content
+from producer.commit import Committer, IdentityConflict, item_start, same_content
 from producer.errors import InputError, ProducerError, StoreError
 from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
 from producer.redact import redact
@@ -307,15 +307,14 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
     # product whose datetime moved it to another period is moved, not doubled.
     index: dict[str, tuple[str | None, str | None]] = {}
     if committer.layout.partition:
-        try:
-            for result, key, doc in prepared:
+        for result, key, doc in prepared:
+            try:
                 index[key] = committer.read_index(collection, doc["id"])
-                _check_same_product(committer, collection, result, key, doc, index[key][0])
-        except ProducerError as exc:
-            for result, _, _ in prepared:
-                result.fail(f"{result.source}: not registered: {exc}", exc)
+                _check_same_product(committer, key, doc, index[key][0], replace)
+            except (ProducerError, OSError) as exc:
+                kind = exc if isinstance(exc, ProducerError) else StoreError(_os_error(exc))
+                result.fail(f"{result.source}: not registered: {redact(str(exc))}", kind)
                 result.href = None
-            return results
         prepared = [entry for entry in prepared if entry[0].error is None]
         if not prepared:
             return results
@@ -354,7 +353,7 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
                                 "rerun the registration or reconcile with fixing", kind)
             return results
     if index:
-        _finish_moves(committer, collection, prepared, index)
+        _finish_moves(committer, collection, prepared, index, replace)
     return results
 
 
@@ -370,32 +369,21 @@ def _os_error(exc: OSError) -> str:
     return text
 
 
-def _asset_hrefs(item: dict) -> set[str]:
-    return {a["href"] for a in (item.get("assets") or {}).values()
-            if isinstance(a, dict) and isinstance(a.get("href"), str)}
-
-
-def _check_same_product(committer: Committer, collection: str, result: RegisterResult, key: str,
-                        doc: dict, old_key: str | None) -> None:
+def _check_same_product(committer: Committer, key: str, doc: dict, old_key: str | None,
+                        replace: bool) -> None:
     """Before a move: the item the id index names in another period must
-    describe the same product (an asset href in common); otherwise ``result``
-    fails and nothing is written for it. One GET, only when the period changed."""
-    if old_key is None or old_key == key:
+    describe the same product, by the rule :meth:`Committer.put_item` applies
+    within a period (raises :class:`IdentityConflict`, nothing written),
+    unless ``replace``. One GET, only when the period changed."""
+    if replace or old_key is None or old_key == key:
         return
     old, _ = committer.read(old_key, ("Feature",))
-    if old is None or _asset_hrefs(old) & _asset_hrefs(doc):
-        return
-    others = ", ".join(sorted(_asset_hrefs(old))) or "no assets"
-    result.fail(f"{result.source}: item id {doc['id']!r} is already used in collection {collection!r} "
-                f"by another product ({others}) at {committer.store_path(old_key)}; give the products "
-                "distinct ids with an id template (e.g. '{parent}_{stem}'), or remove that item first",
-                InputError())
-    result.href = None
+    committer.check_identity(old_key, old, doc)
 
 
 def _finish_moves(committer: Committer, collection: str,
                   prepared: list[tuple[RegisterResult, str, dict]],
-                  index: dict[str, tuple[str | None, str | None]]) -> None:
+                  index: dict[str, tuple[str | None, str | None]], replace: bool = False) -> None:
     """Partitioned collections, after the new items are written and linked:
     remove the item each id had in another period (remove protocol), then
     point the id index at the new key.
@@ -411,11 +399,30 @@ def _finish_moves(committer: Committer, collection: str,
         old_key, version = index.get(key, (None, None))
         try:
             if old_key is not None and old_key != key:
-                committer.remove_item(collection, old_key)
+                # judged again inside the removal's marking compare-and-swap:
+                # another product may have replaced the old item meanwhile
+                def keep_if(old: dict, doc: dict = doc, old_key: str = old_key) -> str | None:
+                    try:
+                        committer.check_identity(old_key, old, doc)
+                    except IdentityConflict as exc:
+                        return str(exc)
+                    return None
+
+                # no shrink walk here: the moved item's new copy is linked and
+                # inside the extent; the extent keeps covering the old period
+                # until the next shrink or reconcile tightens it
+                outcome = committer.remove_item(collection, old_key, keep_if=None if replace else keep_if,
+                                                shrink=False)
+                if outcome.action == "kept":
+                    result.fail(f"{result.source}: item written at {committer.store_path(key)}, but its "
+                                f"old copy at {committer.store_path(old_key)} was kept "
+                                f"({outcome.reason or 'it was registered again meanwhile'}); "
+                                "remove one of the two items", InputError())
+                    continue
                 if result.action == "created":
                     result.action = "updated"  # the id existed: it moved period
             committer.write_index(collection, doc["id"], key, (old_key, version))
-        except ProducerError as exc:
+        except (ProducerError, OSError) as exc:
             result.fail(f"{result.source}: item written and linked, but its old copy at "
                         f"{committer.store_path(old_key or key)} was not removed ({exc}); "
                         "rerun the registration to finish the move", exc)
@@ -445,10 +452,10 @@ def _find_item_key(store: Store, layout: Layout, collection: str, item_id: str) 
     if store.exists(key):
         return key
     indexed, _ = Committer(store, lambda doc, where: None).read_index(collection, item_id)
-    if indexed is not None:
-        if store.exists(indexed):
-            return indexed
-        return None  # index names a removed item: nothing left to remove
+    if indexed is not None and store.exists(indexed):
+        return indexed
+    # no index entry, or a stale one (a move killed before its last write):
+    # the listing finds the item; reconcile --fix rewrites the entry
     suffix = f"/{item_id}/{item_id}.json"
     for candidate in store.list(f"{collection}/"):
         if candidate.endswith(suffix):
@@ -494,18 +501,20 @@ def remove(
     key = _find_item_key(store, committer.layout, collection, item_id)
     if key is None:
         return RemoveResult(id=item_id, href=None, action="absent")
-    keep_if = None
+    keep_if: Callable[[dict], str | None] | None = None
     if product is not None:
         from producer.commit import product_href, same_product
         from producer.extract.assets import resolve_location, rewrite_href
 
         wanted = rewrite_href(resolve_location(product), parse_rewrites(href_rewrites))
 
-        def keep_if(item: dict) -> str | None:
+        def keep_other_product(item: dict) -> str | None:
             described = product_href(item)
             if described is not None and not same_product(described, wanted):
                 return f"the item describes {described}, not {wanted}; it stays"
             return None
+
+        keep_if = keep_other_product
     parent = item_parent_key(key, collection)
     coll_key = Layout().collection_key(collection)
     # the documents this removal rewrites are checked before any write

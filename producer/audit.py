@@ -449,6 +449,22 @@ def collection_items(store: Store, collection_key: str) -> Iterator[tuple[str, d
 
 # --- reconcile ------------------------------------------------------------------
 
+def _unchanged_since(updated: str, was_marked: bool):
+    """A ``keep_if`` for :meth:`Committer.remove_item` acting on an audit
+    snapshot: remove the item only if it is still as the audit saw it (still
+    marked, or the same ``updated``); one registered again since is kept."""
+    def keep_if(doc: dict) -> str | None:
+        props = doc.get("properties") or {}
+        if props.get(docs.REMOVING):
+            return None
+        if was_marked:
+            return "registered again since its removal started"
+        if str(props.get("updated") or "") != updated:
+            return "updated since the audit"
+        return None
+    return keep_if
+
+
 def _finish_removals(store: Store, validator, first: AuditReport, report: "ReconcileReport",
                      max_retries: int) -> set[str]:
     """Finish every removal a crash or a racing verb left half done, and drop
@@ -479,8 +495,11 @@ def _finish_removals(store: Store, validator, first: AuditReport, report: "Recon
     for (coll_id, item_id), entries in sorted(by_id.items()):
         live = sorted((e for e in entries if not e[2]), reverse=True)
         doomed = [e[1] for e in entries if e[2]] + [e[1] for e in live[1:]]
+        snapshot = {e[1]: e for e in entries}
         for key in doomed:
-            committer.remove_item(coll_id, key)
+            outcome = committer.remove_item(coll_id, key, keep_if=_unchanged_since(*snapshot[key][::2]))
+            if outcome.action == "kept":
+                continue  # registered again since the audit: that register wins
             removed.add(key)
             _bump(report.fixed, "duplicate-id" if key in {e[1] for e in live} else "interrupted-removal")
         if live[1:] and live[0][1].count("/") > 2:
@@ -585,7 +604,10 @@ def _handle_dead_items(committer, store: Store, first: AuditReport, report: Reco
     dead_items = sorted({p.key for p in first.problems if p.kind == "missing-asset"} - unchecked)
     for key in dead_items:
         if dead == "remove":
-            committer.remove_item(key.split("/")[0], key)
+            outcome = committer.remove_item(key.split("/")[0], key,
+                                            keep_if=_unchanged_since(first.items[key].updated, False))
+            if outcome.action == "kept":
+                continue
         else:
             def flag(doc):
                 if doc is None or doc.get("properties", {}).get("deprecated") is True:
@@ -685,6 +707,20 @@ def _link_orphans(store: Store, validator, committer, first: AuditReport, report
             _bump(report.fixed, "orphan")
 
 
+def _repair_index(committer, linked: AuditReport, report: ReconcileReport) -> None:
+    """Point the id index entry of every linked item of a partitioned
+    collection at that item (a move killed before its last write, or a
+    catalog from before the index existed). One GET per such item; one write
+    per entry that was missing or stale."""
+    for key, info in sorted(linked.items.items()):
+        if key.count("/") < 3:
+            continue  # flat layout: no index
+        coll_id = key.split("/")[0]
+        if committer.read_index(coll_id, info.id)[0] != key:
+            committer.write_index(coll_id, info.id, key)
+            _bump(report.fixed, "stale-index")
+
+
 def _register_missing(store: Store, missing_products: list[str], collection: str | None,
                       storage_options: dict | None, register_options: dict | None,
                       report: ReconcileReport) -> list[Problem]:
@@ -751,6 +787,10 @@ def reconcile(store: Store, validator, *, data: str | list[str] | None = None, f
         report.remaining = list(report.problems)
         return report
 
+    # 0. temp files of killed writers (local catalogs; O(tree), like the audit)
+    sweep = getattr(store, "sweep_temps", None)
+    if callable(sweep):
+        sweep()
     # Documents this tool cannot update safely stop the repair before any
     # write: fixing around them could drop or rewrite a collection.
     malformed = [p for p in first.problems if p.kind == "malformed"]
@@ -776,6 +816,7 @@ def reconcile(store: Store, validator, *, data: str | list[str] | None = None, f
     # made after a shrink marker is in place (Committer.recompute_extent), so
     # a register racing this step is not left outside the extent.
     mid = audit(store, validator, schemas=False)
+    _repair_index(committer, mid, report)
     for coll_key in mid.extents:
         infos = mid.items_of(coll_key)
         exact = docs.exact_extent({"id": i.id, "bbox": i.bbox, "properties": {

@@ -550,7 +550,8 @@ class Committer:
         return self.cas(parent_key, mutate, expect=expect).changed
 
     def remove_item(self, collection_id: str, item_key: str,
-                    keep_if: Callable[[dict], str | None] | None = None) -> RemoveOutcome:
+                    keep_if: Callable[[dict], str | None] | None = None,
+                    shrink: bool = True) -> RemoveOutcome:
         """Remove the item document at ``item_key``: crash-safe and race-safe.
 
         1. Mark: compare-and-swap sets property :data:`docs.REMOVING` (a UTC
@@ -568,6 +569,8 @@ class Committer:
         or None; it is asked inside the marking compare-and-swap, on the very
         document the mark would replace, so a concurrent rewrite is judged on
         its own content. A refusal writes nothing: action ``kept``, ``reason``.
+        ``shrink=False`` skips step 3 (the extent stays a valid superset;
+        used when the item moves, so a register never walks the collection).
 
         Every step is idempotent, so calling this again after a crash at any
         point finishes the removal: this is also how ``reconcile --fix``
@@ -607,7 +610,7 @@ class Committer:
         self.unlink_item(parent, item_key)
         if item is None:
             return RemoveOutcome("absent")
-        recomputed = self._shrink_extent(coll_key, item_key, item)
+        recomputed = self._shrink_extent(coll_key, item_key, item) if shrink else False
         for _attempt in range(self.max_retries + 1):
             try:
                 self.store.delete(item_key, if_version=version)
@@ -641,8 +644,10 @@ class Committer:
                 return True  # unreadable item geometry: recompute to be safe
 
         def walk() -> list[dict]:
+            # the item is unlinked, so the walk only meets it again if a
+            # register re-linked a new version: that one counts (unmarked)
             return usable_items((k, doc) for k, doc in collection_items(self.store, coll_key)
-                                if k != item_key and not doc.get("properties", {}).get(docs.REMOVING))
+                                if not doc.get("properties", {}).get(docs.REMOVING))
 
         return self.recompute_extent(coll_key, needed, walk)
 

@@ -144,15 +144,20 @@ local.LocalStore(sys.argv[1]).put("c/collection.json", b"{}")
 """
 
 
-def test_temp_file_left_by_a_killed_local_writer_is_removed_by_the_next_write_into_its_folder(tmp_path):
+def test_temp_file_left_by_a_killed_local_writer_is_removed_by_reconcile_fix(tmp_path):
     """A writer killed between its temp file and the rename leaves the temp
     file behind; before, nothing ever removed it. A live writer's (young)
-    temp file is left alone."""
+    temp file is left alone. Parent folders (large in a flat collection) are
+    swept by reconcile --fix, not on every write."""
     import subprocess
     import sys
     import time
 
     root = tmp_path / "cat"
+    from tests import rasters
+
+    (first,) = producer.register([rasters.write_utm(tmp_path / "data")], catalog=str(root), collection="c")
+    assert first.ok, first.error
     proc = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(root)],
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
                           capture_output=True, timeout=60)
@@ -163,7 +168,24 @@ def test_temp_file_left_by_a_killed_local_writer_is_removed_by_the_next_write_in
     live = root / "c" / ".stac-producer.tmp.collection.json.999.abcdef"
     live.write_bytes(b"{")  # a writer still at work
     store = LocalStore(str(root))
-    store.put("c/collection.json", b"{}")
+    store.put("c/collection.json", store.get("c/collection.json")[0])
+    assert dead.exists()  # a write into a parent folder does not scan it
+    report = producer.reconcile(store, fix=True)
+    assert report.remaining == []
     assert not dead.exists()
     assert live.exists()
-    assert sorted(p.name for p in (root / "c").iterdir()) == [live.name, "collection.json"]
+    assert live.name in [p.name for p in (root / "c").iterdir()]
+
+
+def test_temp_file_left_in_an_item_folder_is_removed_by_the_next_write_into_it(tmp_path):
+    """An item folder holds one document, so the next write into it sweeps it."""
+    import time
+
+    store = LocalStore(str(tmp_path / "cat"))
+    store.put("c/x/x.json", b"{}")
+    dead = tmp_path / "cat" / "c" / "x" / ".stac-producer.tmp.x.json.1.dead"
+    dead.write_bytes(b"{")
+    hour_ago = time.time() - 3600
+    os.utime(dead, (hour_ago, hour_ago))
+    LocalStore(str(tmp_path / "cat")).put("c/x/x.json", b"{ }")
+    assert not dead.exists()

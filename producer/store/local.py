@@ -20,9 +20,12 @@ allowed. (A link swapped in between the check and the write is not caught:
 whoever can write into the catalog folder can also write the catalog.)
 
 A writer killed between writing its temp file and the rename leaves the
-temp file behind (hidden, never listed). :meth:`LocalStore.put` sweeps the
-directory it writes into, at most once per ``sweep_interval`` seconds per
-directory and store, and deletes temp files older than ``temp_max_age``
+temp file behind (hidden, never listed). :meth:`LocalStore.put` of an item
+sweeps the item's folder (one document: O(1)), at most once per
+``sweep_interval`` seconds per directory and store; parent folders, which can
+hold every item folder of a flat collection, are swept by
+:meth:`LocalStore.sweep_temps`, which ``reconcile --fix`` calls. A sweep
+deletes temp files older than ``temp_max_age``
 (default 15 minutes): a live writer holds its temp file for the time of one
 write plus a lock wait (milliseconds), so age tells a dead writer's file from
 a live one's without any coordination between hosts.
@@ -52,6 +55,8 @@ from producer.errors import CatalogError, InputError, NotFound, PreconditionFail
 from producer.store.keys import RESERVED_PREFIX, check_key, check_prefix, is_listable, under_prefix
 
 LOCK_NAME = RESERVED_PREFIX + ".lock"
+#: documents that link others: their folders can be large (not swept per write)
+_PARENT_NAMES = ("catalog.json", "collection.json")
 _TMP_PREFIX = RESERVED_PREFIX + ".tmp."
 
 
@@ -262,7 +267,11 @@ class LocalStore:
             self._prune(created)
             raise
         self._fsync_dir(path.parent)
-        self._sweep_temps(path.parent)
+        if path.name not in _PARENT_NAMES:
+            # an item folder holds one document: sweeping it is O(1). Parent
+            # folders (a flat collection holds every item folder) are swept
+            # by sweep_temps(), which reconcile --fix calls.
+            self._sweep_temps(path.parent)
         return _version(data)
 
     def _missing_dirs(self, path: Path) -> list[Path]:
@@ -282,6 +291,18 @@ class LocalStore:
                 directory.rmdir()
             except OSError:
                 break
+
+    def sweep_temps(self, prefix: str = "") -> int:
+        """Delete the temp files of killed writers (older than
+        :attr:`temp_max_age`) in every folder under ``prefix``; return how
+        many. Reads the whole tree: called by ``reconcile --fix``, not per write."""
+        start = self.root.joinpath(*check_prefix(prefix).split("/")) if prefix else self.root
+        removed = 0
+        for dirpath, dirnames, _ in os.walk(start):
+            dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+            self._swept.pop(Path(dirpath), None)
+            removed += self._sweep_temps(Path(dirpath))
+        return removed
 
     def _sweep_temps(self, directory: Path) -> int:
         """Delete temp files older than :attr:`temp_max_age` in ``directory``
