@@ -408,11 +408,10 @@ def _finish_moves(committer: Committer, collection: str,
                         return str(exc)
                     return None
 
-                # no shrink walk here: the moved item's new copy is linked and
-                # inside the extent; the extent keeps covering the old period
-                # until the next shrink or reconcile tightens it
-                outcome = committer.remove_item(collection, old_key, keep_if=None if replace else keep_if,
-                                                shrink=False)
+                # the extent stays exact: when the old copy sat on an edge this
+                # walks the collection once (a move is rare: the product's
+                # datetime changed), like remove does
+                outcome = committer.remove_item(collection, old_key, keep_if=None if replace else keep_if)
                 if outcome.action == "kept":
                     result.fail(f"{result.source}: item written at {committer.store_path(key)}, but its "
                                 f"old copy at {committer.store_path(old_key)} was kept "

@@ -5,6 +5,8 @@ point 9); two items sharing an id are an error that reconcile --fix repairs.
 
 from __future__ import annotations
 
+import json
+
 import uuid
 from pathlib import Path
 
@@ -139,8 +141,24 @@ def test_same_id_from_another_product_in_another_period_is_refused_not_moved(tmp
     (res,) = producer.register([twin], catalog=store, collection="c", partition="year/month",
                                datetime=MOVED)
     assert not res.ok and res.error_type == "input"
-    assert str(tile) in res.error and "id template" in res.error
+    # the same rule and the same way out as within one period
+    assert str(tile) in res.error and str(twin) in res.error
+    assert "id_template=" in res.error and "replace=True" in res.error
     after = sorted((p.relative_to(tmp_path / "cat").as_posix(), p.read_bytes())
                    for p in (tmp_path / "cat").rglob("*") if p.is_file())
     assert after == before
     assert items_by_key(store) == {OLD_KEY: X}
+
+
+def test_same_id_from_another_product_in_another_period_with_replace_moves_it(tmp_path, tile):
+    """replace=True works across periods as within one: the other product's
+    item is replaced (moved), never left beside it under the same id."""
+    store = LocalStore(str(tmp_path / "cat"))
+    register(store, tile)
+    twin = write_tile(tmp_path / "elsewhere", f"{X}.tif", 20.0, 40.0)
+    (res,) = producer.register([twin], catalog=store, collection="c", partition="year/month",
+                               datetime=MOVED, replace=True)
+    assert res.ok, res.error
+    assert items_by_key(store) == {NEW_KEY: X}
+    doc = json.loads((tmp_path / "cat" / NEW_KEY).read_text())
+    assert doc["assets"]["data"]["href"] == str(twin)
