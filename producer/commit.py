@@ -101,7 +101,7 @@ def normalise_href(href: str) -> str:
             host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
             query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
                            if not k.lower().startswith(_SIGNING_PREFIXES) and k.lower() not in _SIGNING_PARAMS)
-            return f"{scheme}://{host}{parts.path}" + (f"?{urlencode(query)}" if query else "")
+            return f"{scheme}://{host}{unquote(parts.path)}" + (f"?{urlencode(query)}" if query else "")
         return f"{scheme}://{rest}"
     return posixpath.normpath(text)
 

@@ -91,7 +91,7 @@ log = logging.getLogger(__name__)
 REGISTER_OPTIONS: frozenset[str] = frozenset({
     "storage_options", "collection_meta", "root_meta", "partition", "datetime",
     "datetime_pattern", "datetime_sources", "id_template", "href_rewrites", "stats",
-    "checksum", "dry_run", "batch_size", "max_retries",
+    "checksum", "dry_run", "batch_size", "max_retries", "replace",
 })
 
 #: the task's default retry schedule for transient storage errors (seconds)
@@ -386,6 +386,7 @@ def register_in_stac(
     dry_run: bool = False,
     batch_size: int = 500,
     max_retries: int = 25,
+    replace: bool = False,
 ) -> list[dict[str, Any]]:
     """Register products into a STAC collection; fail the run if any failed.
 
@@ -415,6 +416,7 @@ def register_in_stac(
         dry_run=dry_run,
         batch_size=batch_size,
         max_retries=max_retries,
+        replace=replace,
     )
 
 

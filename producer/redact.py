@@ -43,11 +43,13 @@ SIGNATURE_COMPANIONS = frozenset(p.lower() for p in (
 ))
 _MASK = "***"
 #: scheme://userinfo@ : userinfo is everything before the '@' of the authority
-_USERINFO_RE = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/\s@'\"]+)@")
+#: (to the LAST '@' before whitespace or a quote: an AWS secret may hold '/',
+#: a password may hold '@'; masking a little too much beats leaking a secret)
+_USERINFO_RE = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s'\"]+)@")
 _PARAM_RE = re.compile(
     r"(?<=[?&;])(?P<key>(?:"
     + "|".join(re.escape(p) for p in sorted(SIGNING_PARAMETERS, key=len, reverse=True))
-    + r"))=(?P<value>[^&\s'\"#]*)",
+    + r"))=(?P<value>[^&\s'\"#:]*)",
     re.IGNORECASE,
 )
 
@@ -64,6 +66,14 @@ def clean_href(url: str) -> str:
     byte: no re-encoding).
     """
     if "://" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() not in ("http", "https"):
+        # object-store URLs (s3://bucket/key) are not parsed as http URLs: a
+        # key may hold '?', '#' or '=' literally; only userinfo is removed
+        authority, sep, key = rest.partition("/")
+        if "@" in authority:
+            return f"{scheme}://{authority.rsplit('@', 1)[1]}{sep}{key}"
         return url
     parts = urlsplit(url)
     netloc = parts.netloc.rsplit("@", 1)[1] if _has_userinfo(parts.netloc) else parts.netloc

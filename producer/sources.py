@@ -82,7 +82,9 @@ def _split_url(url: str) -> tuple[str, str]:
     bucket (``s3://``) or with credentials in it."""
     proto, rest = url.split("://", 1)
     bucket = rest.split("/", 1)[0]
-    if "@" in bucket:
+    # '@' anywhere in the authority part, or ':' in a bucket name (which S3
+    # forbids): credentials, e.g. a secret holding '/' splits the bucket early
+    if "@" in bucket or ":" in bucket:
         raise InputError(
             f"{redact(url)}: credentials inside a {proto}:// URL are not supported (and would "
             "end up in logs); pass them as storage options (key=..., secret=...) or through "
@@ -125,7 +127,12 @@ def _expand_remote(url: str, storage_options: dict | None) -> list[str]:
 
 
 def _listing_failure(url: str, exc: BaseException) -> ProducerError:
+    from producer.extract.source import _is_configuration_error
+
     detail = redact(f"{type(exc).__name__}: {exc}")
+    if _is_configuration_error(exc):
+        return InputError(f"{redact(url)}: the storage options or the URL are not usable ({detail}); "
+                          "fix them (retrying will not help)")
     if isinstance(exc, PermissionError):
         return StoreError(f"{redact(url)}: access denied while listing products ({detail}); "
                           "grant s3:ListBucket on the prefix, or pass product URLs one by one")

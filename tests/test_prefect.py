@@ -332,3 +332,30 @@ def test_store_errors_and_bad_input_are_told_apart_without_prefect(tmp_path: Pat
         register_and_report(write_nocrs(tmp_path / "data"), catalog=str(tmp_path / "ok"), collection="x")
     assert not info.value.transient
     assert [r["error_type"] for r in info.value.failed] == ["input"]
+
+
+def test_decorator_and_task_take_replace_for_another_products_item(tmp_path: Path) -> None:
+    """The identity error tells Python callers to pass replace=True: the
+    Prefect task and decorator must accept it and pass it on."""
+    catalog = tmp_path / "catalog"
+    first = write_utm(tmp_path / "a")
+    second = write_utm(tmp_path / "b")  # same file name, another product
+
+    @registers_in_stac(catalog=str(catalog), collection="twins")
+    def make(path: Path) -> Path:
+        return path
+
+    make(first)
+    with pytest.raises(Exception, match="replace=True"):
+        make(second)
+    replacing = registers_in_stac(catalog=str(catalog), collection="twins", replace=True)(lambda: second)
+    assert replacing() == second
+    assert json.loads(_item(catalog, "twins", "utm_20240513").read_text())["assets"]["data"]["href"] == str(second)
+
+    @flow(name="replace-in-task")
+    def pipeline() -> Any:
+        return register_in_stac(first, catalog=str(catalog), collection="twins", replace=True)
+
+    (row,) = pipeline()
+    assert row["action"] == "updated"
+    assert json.loads(_item(catalog, "twins", "utm_20240513").read_text())["assets"]["data"]["href"] == str(first)

@@ -171,3 +171,54 @@ def test_clean_href_strips_userinfo_and_signing_parameters_only(url, href):
     assert clean_href(url) == href
     assert "pw" not in redact(f"cannot read {url}: boom").replace("pw@", "")
     assert redact("x s3://KEY:SECRET@bucket/k y") == "x s3://***@bucket/k y"
+
+
+def test_secret_holding_a_slash_in_an_s3_url_is_refused_and_never_printed(tmp_path):
+    """AWS secrets often hold '/': the credentials then look like a bucket
+    'KEY:SECRET-PART'. Refused as credentials (usage error), nothing echoed."""
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    url = f"s3://AKIAIOSFODNN7EXAMPLE:{secret}@bucket/data/"
+    res = CliRunner().invoke(main, ["register", url, "--catalog", str(tmp_path / "c"), "--collection", "c"])
+    assert res.exit_code == 2, res.output
+    for part in secret.split("/") + ["AKIAIOSFODNN7EXAMPLE"]:
+        assert part not in res.output
+    assert "credentials" in res.output
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("text", [
+    "https://user:p@ss@host/x.tif failed",
+    "s3://AKIA:wJal/K7MD/bPx@bucket/k.tif: boom",
+])
+def test_redact_masks_userinfo_holding_slashes_or_at_signs(text):
+    out = redact(text)
+    assert "p@ss" not in out and "ss@host" not in out and "wJal" not in out and "K7MD" not in out
+    assert "***@" in out
+
+
+def test_redact_keeps_the_text_after_a_masked_signature():
+    out = redact("https://h/x.tif?token=abc123: no datetime found")
+    assert "abc123" not in out and out.endswith(": no datetime found")
+
+
+def test_object_store_hrefs_are_not_parsed_as_http_urls():
+    """An s3 key may hold '?', '#', '=' literally: the href is the key."""
+    for href in ("s3://b/data/scene?token=a.tif", "s3://b/data/scene#v2.tif", "s3://b/k/a=1&sig=2.tif"):
+        assert clean_href(href) == href
+
+
+def test_local_name_with_query_characters_rewritten_to_https_is_escaped(tmp_path):
+    """A name becomes part of a URL through --href-rewrite: '?', '#', spaces
+    and '+' are percent-escaped, so the href fetches that very object."""
+    src = rasters.write_utm(tmp_path / "data")
+    odd = src.with_name("scene?v3 #2+x_20240513.tif")
+    src.rename(odd)
+    (res,) = producer.register([str(odd)], catalog=str(tmp_path / "c"), collection="c",
+                               href_rewrites=[f"{tmp_path / 'data'}=https://host/data"])
+    assert res.ok, res.error
+    href = res.item["assets"]["data"]["href"]
+    assert href == "https://host/data/scene%3Fv3%20%232%2Bx_20240513.tif"
+    # the same product registered again is the same product (not a collision)
+    (again,) = producer.register([str(odd)], catalog=str(tmp_path / "c"), collection="c",
+                                 href_rewrites=[f"{tmp_path / 'data'}=https://host/data"])
+    assert again.action == "unchanged"

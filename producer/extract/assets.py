@@ -79,7 +79,15 @@ def rewrite_href(location: str, rewrites: tuple[tuple[str, str], ...] = ()) -> s
     """Apply the first ``(from_prefix, to_prefix)`` whose prefix matches ``location``."""
     for old, new in rewrites:
         if old and location.startswith(old):
-            return new + location[len(old) :]
+            rest = location[len(old) :]
+            if new.lower().startswith(("http://", "https://")) and not location.lower().startswith(
+                    ("http://", "https://")):
+                # a file name or object key becomes part of a URL: escape what a
+                # URL would read otherwise ('?', '#', '%', spaces, '+')
+                from urllib.parse import quote
+
+                rest = quote(rest, safe="/-_.~")
+            return new + rest
     return location
 
 
