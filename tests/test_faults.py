@@ -230,3 +230,16 @@ def test_symlink_loop_says_symlink_loop_not_file_not_found(tmp_path):
     assert "symlink loop" in results[0].error, results[0].error
     assert "broken symlink" in results[1].error and "gone.tif" in results[1].error
     assert not (tmp_path / "catalog").exists()
+
+
+def test_unusable_storage_options_are_an_input_error_not_a_retried_storage_error(s3_server, tmp_path):
+    """Options the S3 client cannot be built with fail the same way every
+    time: an `input` error that says so, which the Prefect task does not retry."""
+    bucket = s3_server.new_bucket()
+    s3_server.client().put_object(Bucket=bucket, Key="data/x_20240101.tif", Body=b"II*\x00")
+    opts = {**s3_server.storage_options, "config_kwargs": {"no_such_botocore_option": 1}}
+    (res,) = producer.register([f"s3://{bucket}/data/x_20240101.tif"], catalog=str(tmp_path / "c"),
+                               collection="c", storage_options=opts)
+    assert res.error_type == "input", res.error
+    assert "retrying will not help" in res.error
+    assert not (tmp_path / "c").exists()
