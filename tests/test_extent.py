@@ -25,6 +25,7 @@ from producer.catalog import documents as docs
 from producer.catalog.extent import bbox_contains, union_bbox
 from producer.catalog.layout import Layout
 from producer.store import open_store
+from tests.pausing import PauseAfterGet
 
 
 def _item(bbox: list[float], start: str, end: str) -> dict:
@@ -139,31 +140,11 @@ def test_register_in_two_batches_gives_the_exact_extent(tiles, catalog_dir):
     assert producer.validate_catalog(str(catalog_dir)) == []  # no stale-extent warning
 
 
-class PauseAfterFirstGet:
-    """A real store that, the first time ``key`` is read, signals ``reached``
-    and waits for ``resume`` before handing the (now stale) document back."""
-
-    def __init__(self, inner, key: str) -> None:
-        self.inner, self.key = inner, key
-        self.url, self.concurrent_safe = inner.url, inner.concurrent_safe
-        self.reached, self.resume = threading.Event(), threading.Event()
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def get(self, key):
-        out = self.inner.get(key)
-        if key == self.key and not self.reached.is_set():
-            self.reached.set()
-            assert self.resume.wait(30)
-        return out
-
-
 def test_concurrent_writers_give_the_exact_extent(tiles, catalog_dir):
     """Writer B reads the collection, pauses; writer A commits; B's
     compare-and-swap loses and re-applies its merge on A's extent."""
     producer.register([tiles["zero"]], catalog=str(catalog_dir), collection="c")
-    paused = PauseAfterFirstGet(open_store(str(catalog_dir)), "c/collection.json")
+    paused = PauseAfterGet(open_store(str(catalog_dir)), "c/collection.json")
     out: dict[str, list] = {}
     writer_b = threading.Thread(target=lambda: out.setdefault("b", producer.register(
         [tiles["east100"]], catalog=paused, collection="c")))

@@ -23,6 +23,7 @@ import producer
 from producer.catalog import documents as docs
 from producer.catalog.layout import Layout
 from producer.store import open_store
+from tests.pausing import PauseAfterGet
 
 
 def _tile(folder: Path, name: str, day: str, lon: float, lat: float, res: float) -> str:
@@ -31,28 +32,6 @@ def _tile(folder: Path, name: str, day: str, lon: float, lat: float, res: float)
                        crs="EPSG:4326", transform=from_origin(lon, lat, res, res)) as dst:
         dst.write(np.full((1, 8, 8), 7, dtype="uint8"))
     return str(path)
-
-
-class PauseAfterGet:
-    """A real store that pauses the caller after its ``nth`` read of ``key``
-    (the read has happened: what it returned is what the caller works on)."""
-
-    def __init__(self, inner, key: str, nth: int = 1) -> None:
-        self.inner, self.key, self.nth, self.seen = inner, key, nth, 0
-        self.url, self.concurrent_safe = inner.url, inner.concurrent_safe
-        self.reached, self.resume = threading.Event(), threading.Event()
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def get(self, key):
-        out = self.inner.get(key)
-        if key == self.key:
-            self.seen += 1
-            if self.seen == self.nth:
-                self.reached.set()
-                assert self.resume.wait(30), "the test never resumed the paused side"
-        return out
 
 
 def _run_paused(paused: PauseAfterGet, target, meanwhile) -> object:

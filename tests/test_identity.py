@@ -23,6 +23,7 @@ from producer.cli import main
 from producer.errors import PreconditionFailed
 from producer.store import open_store
 from tests import rasters
+from tests.pausing import PauseAfterGet
 from tests.test_register import tree_hash
 
 ITEM = "utm_20240513"
@@ -205,26 +206,6 @@ def test_two_products_racing_for_one_id_the_loser_is_refused(two_folders, catalo
     assert producer.validate_catalog(str(catalog_dir)) == []
 
 
-class PauseAfterItemRead:
-    """A real store that pauses after the first read of ``key``: the remover
-    has the item it will judge in hand, and has not marked it yet."""
-
-    def __init__(self, inner, key: str) -> None:
-        self.inner, self.key = inner, key
-        self.url, self.concurrent_safe = inner.url, inner.concurrent_safe
-        self.reached, self.release = threading.Event(), threading.Event()
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def get(self, key):
-        out = self.inner.get(key)
-        if key == self.key and not self.reached.is_set():
-            self.reached.set()
-            assert self.release.wait(30)
-        return out
-
-
 def test_remove_of_one_product_racing_a_replace_by_another_keeps_the_new_item(two_folders, catalog_dir):
     """A removal event for `first` reads the item (it describes `first`),
     then `second` replaces it (replace=True) before the mark is written. The
@@ -232,7 +213,7 @@ def test_remove_of_one_product_racing_a_replace_by_another_keeps_the_new_item(tw
     new document and keeps it, instead of deleting `second`'s item."""
     _, first, second = two_folders
     producer.register([first], catalog=str(catalog_dir), collection="ndvi")
-    slow = PauseAfterItemRead(open_store(str(catalog_dir)), ITEM_KEY)
+    slow = PauseAfterGet(open_store(str(catalog_dir)), ITEM_KEY)
     out: dict[str, object] = {}
     thread = threading.Thread(target=lambda: out.setdefault(
         "removed", remove(ITEM, catalog=slow, collection="ndvi", product=str(first))))
@@ -240,7 +221,7 @@ def test_remove_of_one_product_racing_a_replace_by_another_keeps_the_new_item(tw
     assert slow.reached.wait(30)
     (replaced,) = producer.register([second], catalog=str(catalog_dir), collection="ndvi", replace=True)
     assert replaced.action == "updated"
-    slow.release.set()
+    slow.resume.set()
     thread.join(30)
     result = out["removed"]
     assert result.action == "kept" and str(second) in result.reason

@@ -1,0 +1,38 @@
+"""Store wrappers that force a race: pause one side at the critical point.
+
+Random schedules almost never hit the windows that matter, so a race test
+wraps a real store, lets one writer run until it has read (or is about to
+write) a chosen document, runs the other side to completion, then resumes
+the first. Shared by the extent, identity and removal race tests.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+
+class PauseAfterGet:
+    """A real store that pauses the caller after its ``nth`` read of ``key``
+    (the read has happened: what it returned is what the caller works on).
+
+    ``reached`` is set when the caller is held; set ``resume`` to let it go on.
+    Everything else is the wrapped store's.
+    """
+
+    def __init__(self, inner: Any, key: str, nth: int = 1) -> None:
+        self.inner, self.key, self.nth, self.seen = inner, key, nth, 0
+        self.url, self.concurrent_safe = inner.url, inner.concurrent_safe
+        self.reached, self.resume = threading.Event(), threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def get(self, key: str) -> tuple[bytes, str]:
+        out = self.inner.get(key)
+        if key == self.key:
+            self.seen += 1
+            if self.seen == self.nth:
+                self.reached.set()
+                assert self.resume.wait(30), "the test never resumed the paused side"
+        return out
