@@ -291,8 +291,9 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
                 existing, _ = committer.read(key, ("Feature",))
                 if not replace:
                     committer.check_identity(key, existing, doc)
-            except ProducerError as exc:
-                result.fail(f"{result.source}: {exc}", exc)
+            except (ProducerError, OSError) as exc:
+                kind = exc if isinstance(exc, ProducerError) else StoreError(_os_error(exc))
+                result.fail(f"{result.source}: {redact(str(exc))}", kind)
                 continue
             if existing is None:
                 result.action = "created"
@@ -322,7 +323,9 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
     # the root first: nothing is ever written below a missing root
     try:
         committer.ensure_root(preread)
-    except ProducerError as exc:
+    except (ProducerError, OSError) as exc:
+        if not isinstance(exc, ProducerError):
+            exc = StoreError(f"cannot write the root catalog: {_os_error(exc)}")
         for result, _, _ in prepared:
             result.fail(f"{result.source}: not registered: {exc}", exc)
             result.href = None

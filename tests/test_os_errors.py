@@ -135,3 +135,17 @@ def test_disk_full_on_the_collection_write_reports_every_product_and_reconcile_l
     assert sorted(p.kind for p in problems) == ["orphan", "orphan"]
     report = producer.reconcile(str(root), fix=True)
     assert report.remaining == []
+
+
+def test_raw_os_error_on_the_first_write_of_a_new_catalog_is_a_result_for_every_product(products, tmp_path):
+    """The root is written first into a new catalog: a raw OSError there (read-
+    only mount, disk full) fails every product of the batch with a storage
+    result, no traceback, and nothing is left in storage."""
+    root = tmp_path / "catalog"
+    store = RawOSErrorOnPut(open_store(str(root)), "catalog.json",
+                            OSError(errno.EROFS, "Read-only file system"))
+    results = producer.register(products, catalog=store, collection="c")
+    assert [r.action for r in results] == ["error", "error", "error"]
+    for res in results:
+        assert res.error_type == "storage" and "Read-only file system" in res.error
+    assert not root.exists() or not any(p.is_file() for p in root.rglob("*") if p.name != ".stac-producer.lock")
