@@ -272,17 +272,8 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
     try:
         preread = committer.preflight(collection, [doc for _, _, doc in prepared])
         _check_new_parents(committer, preread, collection, collection_meta)
-    except OSError as exc:
-        if not isinstance(exc, ProducerError):
-            exc = StoreError(f"cannot read the catalog: {_os_error(exc)}")
-        for result, _, _ in prepared:
-            result.fail(f"{result.source}: not registered: {exc}", exc)
-            result.href = None
-        return results
-    except ProducerError as exc:
-        for result, _, _ in prepared:
-            result.fail(f"{result.source}: not registered: {exc}", exc)
-            result.href = None
+    except (ProducerError, OSError) as exc:
+        _fail_all(prepared, _as_project_error(exc, "cannot read the catalog: "))
         return results
 
     if dry_run:
@@ -292,8 +283,7 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
                 if not replace:
                     committer.check_identity(key, existing, doc)
             except (ProducerError, OSError) as exc:
-                kind = exc if isinstance(exc, ProducerError) else StoreError(_os_error(exc))
-                result.fail(f"{result.source}: {redact(str(exc))}", kind)
+                result.fail(f"{result.source}: {exc}", _as_project_error(exc))
                 continue
             if existing is None:
                 result.action = "created"
@@ -313,8 +303,7 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
                 index[key] = committer.read_index(collection, doc["id"])
                 _check_same_product(committer, key, doc, index[key][0], replace)
             except (ProducerError, OSError) as exc:
-                kind = exc if isinstance(exc, ProducerError) else StoreError(_os_error(exc))
-                result.fail(f"{result.source}: not registered: {redact(str(exc))}", kind)
+                result.fail(f"{result.source}: not registered: {exc}", _as_project_error(exc))
                 result.href = None
         prepared = [entry for entry in prepared if entry[0].error is None]
         if not prepared:
@@ -324,11 +313,7 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
     try:
         committer.ensure_root(preread)
     except (ProducerError, OSError) as exc:
-        if not isinstance(exc, ProducerError):
-            exc = StoreError(f"cannot write the root catalog: {_os_error(exc)}")
-        for result, _, _ in prepared:
-            result.fail(f"{result.source}: not registered: {exc}", exc)
-            result.href = None
+        _fail_all(prepared, _as_project_error(exc, "cannot write the root catalog: "))
         return results
 
     written: list[tuple[str, dict]] = []
@@ -358,6 +343,21 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
     if index:
         _finish_moves(committer, collection, prepared, index, replace)
     return results
+
+
+def _as_project_error(exc: BaseException, doing: str = "") -> BaseException:
+    """``exc`` if it is a project error, else a :class:`StoreError` (an OS
+    error from a store: retryable) saying ``doing`` and the cause."""
+    if isinstance(exc, ProducerError) or not isinstance(exc, OSError):
+        return exc
+    return StoreError(f"{doing}{_os_error(exc)}")
+
+
+def _fail_all(prepared: list[tuple[RegisterResult, str, dict]], exc: BaseException) -> None:
+    """Fail every product of a batch with ``exc`` (nothing of it was written)."""
+    for result, _, _ in prepared:
+        result.fail(f"{result.source}: not registered: {exc}", exc)
+        result.href = None
 
 
 def _os_error(exc: OSError) -> str:
