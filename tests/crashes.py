@@ -19,12 +19,10 @@ import uuid
 from pathlib import Path
 from typing import Callable, Iterator
 
-import numpy as np
-import rasterio
-from rasterio.transform import from_origin
 
 from producer.store.base import Store
 from producer.store.local import LocalStore
+from tests import rasters
 
 
 class SimulatedKill(BaseException):
@@ -119,12 +117,7 @@ def copy_state(store: Store) -> Store:
 
 def write_tile(folder: Path, name: str, lon: float, lat: float) -> Path:
     """A 4x4 EPSG:4326 GeoTIFF at (lon, lat); its date comes from ``name``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    with rasterio.open(path, "w", driver="GTiff", width=4, height=4, count=1, dtype="uint8",
-                       crs="EPSG:4326", transform=from_origin(lon, lat, 0.05, 0.05)) as dst:
-        dst.write(np.arange(16, dtype="uint8").reshape(1, 4, 4))
-    return path
+    return rasters.write_tile(folder, name, lon, lat, size=4, pixel=0.05)
 
 
 class PausingStore(CrashingStore):

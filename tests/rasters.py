@@ -456,3 +456,17 @@ INVALID = {
 def write_all(dirpath: str | os.PathLike[str]) -> dict[str, Path]:
     """Write every fixture into ``dirpath``; returns ``{key: path}`` (keys of :data:`WRITERS`)."""
     return {key: writer(dirpath) for key, writer in WRITERS.items()}
+
+
+def write_tile(folder: str | os.PathLike[str], name: str, lon: float, lat: float, *,
+               size: int = 16, pixel: float = 0.01) -> Path:
+    """A tiny ``size`` x ``size`` EPSG:4326 GeoTIFF whose top-left corner is at
+    (lon, lat), ``pixel`` degrees per pixel; its date comes from ``name``
+    (e.g. ``x_20240101.tif``). Creates ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1, dtype="uint8",
+                       crs="EPSG:4326", transform=from_origin(lon, lat, pixel, pixel)) as dst:
+        dst.write((np.arange(size * size) % 256).astype("uint8").reshape(1, size, size))
+    return path

@@ -18,24 +18,18 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pytest
-import rasterio
-from rasterio.transform import from_origin
 
 import producer
 from producer.catalog import documents as docs
 from producer.errors import CatalogError
+from tests import rasters
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _tile(folder: Path, name: str, lon: float) -> str:
-    path = folder / f"{name}_20240101.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8",
-                       crs="EPSG:4326", transform=from_origin(lon, 10.0, 0.05, 0.05)) as dst:
-        dst.write(np.full((1, 8, 8), 7, dtype="uint8"))
-    return str(path)
+    return str(rasters.write_tile(folder, f"{name}_20240101.tif", lon, 10.0, size=8, pixel=0.05))
 
 
 def tree_hash(root: Path) -> dict[str, str]:

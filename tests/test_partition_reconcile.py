@@ -6,28 +6,16 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pystac
 import pytest
-import rasterio
 from click.testing import CliRunner
-from rasterio.transform import from_origin
 
 import producer
 from producer.catalog.documents import exact_extent
 from producer.cli import main
 from producer.store import CountingStore, open_store
+from tests.rasters import write_tile
 from tests.test_register import assert_stac_valid_tree, tree_hash
-
-
-def write_tile(folder: Path, name: str, lon: float, lat: float) -> Path:
-    """A tiny EPSG:4326 GeoTIFF at (lon, lat); the date comes from ``name``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    with rasterio.open(path, "w", driver="GTiff", width=16, height=16, count=1, dtype="uint8",
-                       crs="EPSG:4326", transform=from_origin(lon, lat, 0.01, 0.01)) as dst:
-        dst.write(np.arange(256, dtype="uint8").reshape(1, 16, 16))
-    return path
 
 
 @pytest.fixture

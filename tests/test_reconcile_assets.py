@@ -27,9 +27,8 @@ from producer.audit import ERRORS, WARNINGS
 from producer.catalog.documents import REMOVING
 from producer.cli import main
 from producer.store import open_store
-from tests.rasters import write_corrupt
+from tests.rasters import write_corrupt, write_tile
 from tests.s3server import S3Server
-from tests.test_partition_reconcile import write_tile
 from tests.test_register import tree_hash
 
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}

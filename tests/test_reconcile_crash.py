@@ -23,7 +23,7 @@ from producer.catalog.documents import exact_extent
 from producer.store import open_store
 from producer.store.base import Store
 from tests.s3server import S3Server
-from tests.test_partition_reconcile import write_tile
+from tests.rasters import write_tile
 
 
 class Crash(BaseException):
