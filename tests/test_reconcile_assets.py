@@ -1,23 +1,19 @@
 """Reconcile's asset checks have three answers (exists / missing / unknown), and
 reconcile fails loudly when it could not do its job.
 
-Faults are real: a reverse proxy on 127.0.0.1 in front of the local S3 (moto)
-resets the connection or answers 403 for chosen key prefixes and forwards
-everything else; a closed port stands for an endpoint that is down; a corrupt
+Faults are real: the reverse proxy of ``tests/faultproxy.py`` on 127.0.0.1 in
+front of the local S3 (moto) resets the connection or answers 403 for chosen
+keys and forwards everything else; a closed port stands for an endpoint that is down; a corrupt
 GeoTIFF stands for a product that cannot be registered.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
+import re
 import socket
-import struct
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import pytest
 from click.testing import CliRunner
@@ -27,102 +23,10 @@ from producer.audit import ERRORS, WARNINGS
 from producer.catalog.documents import REMOVING
 from producer.cli import main
 from producer.store import open_store
+from tests.faultproxy import FaultProxy
 from tests.rasters import write_corrupt, write_tile
 from tests.s3server import S3Server
 from tests.test_register import tree_hash
-
-_HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"}
-
-
-class FaultProxy:
-    """A reverse proxy on 127.0.0.1 in front of ``upstream`` (the moto endpoint).
-
-    ``faults`` maps a path prefix (``/bucket/key-prefix``, unquoted) to what
-    happens to every request under it: ``"reset"`` (the TCP connection is
-    reset, as by an endpoint that went away) or an HTTP status (e.g. ``403``,
-    answered with an S3 error body). Other requests are forwarded unchanged.
-    ``hits`` counts the faulted requests.
-    """
-
-    def __init__(self, upstream: str) -> None:
-        parts = urlsplit(upstream)
-        self.upstream = (parts.hostname, parts.port)
-        self.faults: dict[str, str | int] = {}
-        self.hits = 0
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                fault = proxy.fault_for(unquote(urlsplit(self.path).path))
-                if fault == "reset":
-                    proxy.hits += 1
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    self.close_connection = True
-                    self.connection.close()
-                    return
-                if fault is not None:
-                    proxy.hits += 1
-                    payload = (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code>"
-                               f"<Message>injected {fault}</Message></Error>").encode()
-                    self.send_response(int(fault))
-                    self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(payload)
-                    return
-                conn = http.client.HTTPConnection(*proxy.upstream, timeout=30)
-                try:
-                    headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS}
-                    conn.request(self.command, self.path, body=body, headers=headers)
-                    resp = conn.getresponse()
-                    data = resp.read()
-                    self.send_response(resp.status, resp.reason)
-                    for k, v in resp.getheaders():
-                        if k.lower() not in _HOP_HEADERS and k.lower() != "content-length":
-                            self.send_header(k, v)
-                    if self.command == "HEAD":
-                        self.send_header("Content-Length", resp.getheader("Content-Length", "0"))
-                    else:
-                        self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(data)
-                finally:
-                    conn.close()
-
-            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def endpoint_url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def fault_for(self, path: str) -> str | int | None:
-        for prefix, fault in self.faults.items():
-            if path.startswith(prefix):
-                return fault
-        return None
-
-    def __enter__(self) -> "FaultProxy":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
 
 @pytest.fixture
 def proxy(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch):
@@ -177,10 +81,11 @@ def test_problem_kinds_have_a_severity():
 
 def test_reconcile_with_unreachable_data_endpoint_changes_nothing_and_exits_1(s3_server, proxy, tmp_path):
     bucket, ids = _s3_catalog(s3_server, tmp_path, 3)
-    proxy.faults[f"/{bucket}/data/"] = "reset"  # the catalog is reachable, the data is not
+    # the catalog is reachable, the data is not
+    rule = proxy.add("*", "^" + re.escape(f"/{bucket}/data/"), "reset")
     before = _bucket_hash(s3_server, bucket)
     for dead in ("remove", "flag"):
-        proxy.hits = 0
+        rule.hits = 0
         res = CliRunner().invoke(main, ["reconcile", f"s3://{bucket}/stac", "--check-assets", "--fix",
                                         "--dead", dead, "-o", f"endpoint_url={proxy.endpoint_url}"])
         assert res.exit_code == 1, res.output
@@ -191,7 +96,7 @@ def test_reconcile_with_unreachable_data_endpoint_changes_nothing_and_exits_1(s3
         assert "could not be reached" in res.output  # ... and why
         assert "3 asset(s) could not be checked" in res.output
         # the endpoint was tried, then given up on: not one round of retries per item
-        assert 1 <= proxy.hits <= 2
+        assert 1 <= rule.hits <= 2
     # validate --check-assets says the same: unchecked (an error), never missing
     res = CliRunner().invoke(main, ["validate", f"s3://{bucket}/stac", "--check-assets",
                                     "-o", f"endpoint_url={proxy.endpoint_url}"])
@@ -252,7 +157,7 @@ def test_reconcile_mix_gone_asset_is_handled_unknown_asset_is_untouched(s3_serve
     bucket, (ok_id, gone_id, denied_id) = _s3_catalog(s3_server, tmp_path, 3)
     client = s3_server.client()
     client.delete_object(Bucket=bucket, Key=f"data/{gone_id}.tif")       # really gone: 404
-    proxy.faults[f"/{bucket}/data/{denied_id}.tif"] = 403                # e.g. SSE-KMS, no decrypt
+    proxy.add("*", "^" + re.escape(f"/{bucket}/data/{denied_id}.tif") + "$", "403")  # e.g. SSE-KMS
     before = _bucket_hash(s3_server, bucket)
     gone_key = f"stac/c/{gone_id}/{gone_id}.json"
     for dead in ("flag", "remove"):
