@@ -14,7 +14,6 @@ import json
 import shutil
 import uuid
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -23,48 +22,8 @@ from producer.catalog.documents import exact_extent
 from producer.store import open_store
 from producer.store.base import Store
 from tests.s3server import S3Server
+from tests.crashes import CrashingStore, SimulatedKill
 from tests.rasters import write_tile
-
-
-class Crash(BaseException):
-    """The process 'died' right after a storage write."""
-
-
-class CrashingStore:
-    """Forwards every call to ``inner``; right after the ``crash_after``-th
-    write (put or delete) has reached storage, raises :class:`Crash`.
-    ``writes`` logs ``(verb, key)`` of every completed write."""
-
-    def __init__(self, inner: Store, crash_after: int | None = None) -> None:
-        self.inner = inner
-        self.url = inner.url
-        self.concurrent_safe = inner.concurrent_safe
-        self.crash_after = crash_after
-        self.writes: list[tuple[str, str]] = []
-
-    def _wrote(self, verb: str, key: str) -> None:
-        self.writes.append((verb, key))
-        if self.crash_after is not None and len(self.writes) == self.crash_after:
-            raise Crash(f"crash after write {len(self.writes)}: {verb} {key}")
-
-    def get(self, key: str) -> tuple[bytes, str]:
-        return self.inner.get(key)
-
-    def put(self, key: str, data: bytes, *, if_version: str | None = None,
-            create_only: bool = False) -> str:
-        version = self.inner.put(key, data, if_version=if_version, create_only=create_only)
-        self._wrote("put", key)
-        return version
-
-    def delete(self, key: str, *, if_version: str | None = None) -> None:
-        self.inner.delete(key, if_version=if_version)
-        self._wrote("delete", key)
-
-    def list(self, prefix: str = "") -> Iterator[str]:
-        return self.inner.list(prefix)
-
-    def exists(self, key: str) -> bool:
-        return self.inner.exists(key)
 
 
 def _damaged_catalog(tmp_path: Path) -> tuple[Path, Path, list[str]]:
@@ -121,7 +80,7 @@ def test_reconcile_fix_crash_after_every_write_local(tmp_path):
         root = tmp_path / f"crash-{n}"
         shutil.copytree(template, root)
         crashing = CrashingStore(open_store(str(root)), crash_after=n)
-        with pytest.raises(Crash):
+        with pytest.raises(SimulatedKill):
             _reconcile(crashing, data)
         where = f"crash after write {n} ({crashing.writes[-1]})"
         report = _reconcile(open_store(str(root)), data)
@@ -146,18 +105,18 @@ def test_reconcile_fix_crash_after_chosen_writes_s3(s3_server, tmp_path):
     probe = CrashingStore(open_store(f"s3://{bucket}/probe", opts))
     _reconcile(probe, data, opts)
     writes = probe.writes
-    dead_key = next(k for v, k in writes if v == "delete")
+    dead_key = next(w[len("delete:"):] for w in writes if w.startswith("delete:"))
     picks = sorted({
-        *(n for n, w in enumerate(writes, 1) if w == ("put", dead_key)),      # marked, still linked
-        writes.index(("delete", dead_key)),                                   # unlinked, not deleted
-        writes.index(("put", "c/k9_20240409/k9_20240409.json")) + 1,           # product item, unlinked
+        *(n for n, w in enumerate(writes, 1) if w == dead_key),      # marked, still linked
+        writes.index(f"delete:{dead_key}"),                                   # unlinked, not deleted
+        writes.index("c/k9_20240409/k9_20240409.json") + 1,           # product item, unlinked
         len(writes),
     })
     for n in picks:
         prefix = f"crash-{n}-{uuid.uuid4().hex[:6]}"
         _copy_prefix(s3_server, bucket, template, prefix)
         url = f"s3://{bucket}/{prefix}"
-        with pytest.raises(Crash):
+        with pytest.raises(SimulatedKill):
             _reconcile(CrashingStore(open_store(url, opts), crash_after=n), data, opts)
         where = f"crash after write {n} ({writes[n - 1]})"
         report = _reconcile(open_store(url, opts), data, opts)
@@ -199,7 +158,7 @@ def test_reconcile_fix_crash_after_every_write_partitioned_local(tmp_path):
         root = tmp_path / f"crash-{n}"
         shutil.copytree(template, root)
         crashing = CrashingStore(open_store(str(root)), crash_after=n)
-        with pytest.raises(Crash):
+        with pytest.raises(SimulatedKill):
             run(crashing)
         where = f"crash after write {n} ({crashing.writes[-1]})"
         report = run(open_store(str(root)))
