@@ -33,6 +33,7 @@ from producer.catalog import documents as docs
 from producer.catalog.extent import format_time, item_interval, parse_time
 from producer.catalog.layout import Layout, item_parent_key, relative_href
 from producer.errors import ConflictError, InputError, NotFound, PreconditionFailed
+from producer.redact import clean_href
 from producer.store.base import Store
 
 Mutation = Callable[[dict | None], dict | None]
@@ -58,10 +59,6 @@ def _without_timestamps(item: dict) -> dict:
 DATA_ASSET = "data"
 
 
-_SIGNING_PREFIXES = ("x-amz-", "x-goog-")
-_SIGNING_PARAMS = ("awsaccesskeyid", "signature", "expires")
-
-
 def product_href(item: dict | None) -> str | None:
     """The href of ``item``'s data asset: the product the item describes.
 
@@ -82,8 +79,9 @@ def normalise_href(href: str) -> str:
     Lower-case scheme, ``s3a://``/``s3n://`` → ``s3://``, ``file://`` URLs and
     local paths → a normalised absolute path; ``http(s)://`` URLs lose their
     credentials (``user:pw@``) and request-signing query parameters
-    (``X-Amz-*``, ``AWSAccessKeyId``, ``Signature``, ``Expires``, ``X-Goog-*``),
-    which change between two signings of the same object. Object keys are
+    (:func:`producer.redact.clean_href`: ``X-Amz-*``, ``AWSAccessKeyId``,
+    ``Signature``, ``X-Goog-*``, ...), which change between two signings of
+    the same object. Object keys are
     otherwise kept as they are (``a//b`` and ``a/b`` are different S3 objects).
     """
     from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
@@ -97,10 +95,9 @@ def normalise_href(href: str) -> str:
         if scheme == "file":
             return posixpath.normpath(unquote(urlsplit(text).path))
         if scheme in ("http", "https"):
-            parts = urlsplit(text)
+            parts = urlsplit(clean_href(text))  # one list of signing parameters
             host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-            query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-                           if not k.lower().startswith(_SIGNING_PREFIXES) and k.lower() not in _SIGNING_PARAMS)
+            query = sorted(parse_qsl(parts.query, keep_blank_values=True))
             return f"{scheme}://{host}{unquote(parts.path)}" + (f"?{urlencode(query)}" if query else "")
         return f"{scheme}://{rest}"
     return posixpath.normpath(text)
