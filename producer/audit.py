@@ -14,7 +14,7 @@ from typing import Iterable, Iterator
 
 from producer.catalog import documents as docs
 from producer.catalog.extent import bbox_contains, box2d, interval_contains, item_interval, parse_time
-from producer.catalog.layout import resolve_href
+from producer.catalog.layout import layout_of_item, resolve_href
 from producer.errors import CatalogError, NotFound, ProducerError
 from producer.store.base import Store
 
@@ -529,14 +529,6 @@ class ReconcileReport:
         return [(k, self.found.get(k, 0), self.fixed.get(k, 0)) for k in kinds]
 
 
-def _layout_for(key: str, collection_id: str):
-    """Infer the partition scheme from where an item document sits."""
-    from producer.catalog.layout import Layout
-
-    depth = key.count("/") - 2  # <coll>/<parts...>/<id>/<id>.json
-    return Layout({0: None, 1: "year", 2: "year/month"}.get(depth, None))
-
-
 def _bump(counter: dict[str, int], kind: str, n: int = 1) -> None:
     counter[kind] = counter.get(kind, 0) + n
 
@@ -698,7 +690,7 @@ def _link_orphans(store: Store, validator, committer, first: AuditReport, report
                 _bump(report.fixed, "interrupted-removal")
                 continue
             coll_id = parts[0]
-            lay = _layout_for(key, coll_id)
+            lay = layout_of_item(key)
             orphan_committer = Committer(store, validator.check, layout=lay, max_retries=max_retries)
             orphan_committer.link_items(coll_id, [(key, doc)])
             _bump(report.fixed, "orphan")

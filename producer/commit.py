@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 
 from producer.catalog import documents as docs
 from producer.catalog.extent import format_time, item_interval, parse_time
-from producer.catalog.layout import Layout, item_parent_key, relative_href
+from producer.catalog.layout import Layout, item_parent_key, layout_of_item, relative_href
 from producer.errors import ConflictError, InputError, NotFound, PreconditionFailed
 from producer.redact import clean_href
 from producer.store.base import Store
@@ -172,13 +172,6 @@ def _add_missing(doc: dict, links: Sequence[dict]) -> bool:
             present.add((link["rel"], link["href"]))
             changed = True
     return changed
-
-
-def layout_of_item(item_key: str) -> Layout:
-    """The partition scheme an item document's key was made with
-    (``<coll>/[YYYY/[MM/]]<id>/<id>.json``)."""
-    depth = item_key.count("/") - 2
-    return Layout({1: "year", 2: "year/month"}.get(depth))
 
 
 @dataclass

@@ -110,6 +110,17 @@ def item_parent_key(item_key: str, collection_id: str) -> str:
     return f"{folder}/collection.json" if folder == collection_id else f"{folder}/catalog.json"
 
 
+def layout_of_item(item_key: str) -> "Layout":
+    """The partition scheme an item document's key was made with
+    (``<coll>/[YYYY/[MM/]]<id>/<id>.json``).
+
+    >>> layout_of_item("c/2024/03/x/x.json").partition
+    'year/month'
+    """
+    depth = item_key.count("/") - 2
+    return Layout({1: "year", 2: "year/month"}.get(depth))
+
+
 def relative_href(from_key: str, to_key: str) -> str:
     """Href of ``to_key`` as seen from the document at ``from_key``.
 
