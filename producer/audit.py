@@ -465,21 +465,18 @@ def _unchanged_since(updated: str, was_marked: bool):
     return keep_if
 
 
-def _finish_removals(store: Store, validator, first: AuditReport, report: "ReconcileReport",
-                     max_retries: int) -> set[str]:
+def _finish_removals(committer, first: AuditReport, report: "ReconcileReport") -> None:
     """Finish every removal a crash or a racing verb left half done, and drop
     all but the most recently updated item of each id within a collection.
 
     Items (linked or orphan) carrying :data:`docs.REMOVING` are removed with
     :meth:`Committer.remove_item`. Duplicates are removed the same way; the
     kept one's id index entry is pointed at it (partitioned collections).
-    Returns the keys removed (later steps must not link them again).
+    Each removal is judged on the document as it is then (an item registered
+    again since the audit is kept); later steps re-read what they link.
     Writes: per removed item the removal's writes; per duplicate group one
     index entry at most.
     """
-    from producer.commit import Committer
-
-    committer = Committer(store, validator.check, max_retries=max_retries)
     # (collection id, item id) -> [(updated, key, marked)]
     by_id: dict[tuple[str, str], list[tuple[str, str, bool]]] = {}
     for info in first.items.values():
@@ -491,7 +488,6 @@ def _finish_removals(store: Store, validator, first: AuditReport, report: "Recon
         props = doc.get("properties") or {}
         by_id.setdefault((key.split("/")[0], str(doc.get("id"))), []).append(
             (str(props.get("updated") or ""), key, bool(props.get(docs.REMOVING))))
-    removed: set[str] = set()
     for (coll_id, item_id), entries in sorted(by_id.items()):
         live = sorted((e for e in entries if not e[2]), reverse=True)
         doomed = [e[1] for e in entries if e[2]] + [e[1] for e in live[1:]]
@@ -500,11 +496,9 @@ def _finish_removals(store: Store, validator, first: AuditReport, report: "Recon
             outcome = committer.remove_item(coll_id, key, keep_if=_unchanged_since(*snapshot[key][::2]))
             if outcome.action == "kept":
                 continue  # registered again since the audit: that register wins
-            removed.add(key)
             _bump(report.fixed, "duplicate-id" if key in {e[1] for e in live} else "interrupted-removal")
         if live[1:] and live[0][1].count("/") > 2:
             committer.write_index(coll_id, item_id, live[0][1])
-    return removed
 
 
 @dataclass
@@ -794,7 +788,7 @@ def reconcile(store: Store, validator, *, data: str | list[str] | None = None, f
     # 1. links: dangling and duplicate
     _repair_links(committer, store, first, report)
     # 2. removals that a crash interrupted, then items whose assets are gone
-    _finish_removals(store, validator, first, report, max_retries)
+    _finish_removals(committer, first, report)
     _handle_dead_items(committer, store, first, report, dead)
     # 3. orphans: link them where they sit
     _link_orphans(store, validator, committer, first, report, max_retries)
