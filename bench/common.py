@@ -19,10 +19,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `python bench/x.py` puts bench/ first, not the repo
@@ -40,8 +41,8 @@ COLLECTION = "ndvi"
 #: bump when the seeded documents change, so cached seeds are rewritten
 SEED_VERSION = "3"
 #: seeded items are spread evenly over these ten years (120 month partitions)
-SEED_START = datetime(2015, 1, 1, tzinfo=timezone.utc)
-SEED_END = datetime(2024, 12, 31, 23, 0, tzinfo=timezone.utc)
+SEED_START = datetime(2015, 1, 1, tzinfo=UTC)
+SEED_END = datetime(2024, 12, 31, 23, 0, tzinfo=UTC)
 #: COG pool: 64x64 float32, one every 3 days from this date (inside the seed span)
 COG_SIZE = 64
 COG_START = date(2015, 1, 3)
@@ -49,6 +50,7 @@ COG_STEP_DAYS = 3
 
 
 # --- sample rasters -------------------------------------------------------------
+
 
 def cog_path(i: int) -> Path:
     day = COG_START + timedelta(days=COG_STEP_DAYS * i)
@@ -61,8 +63,15 @@ def _write_cog(i: int) -> None:
     path = cog_path(i)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     # UTM 32N, 30 m pixels, each tile at its own place (a 30 x 34 grid of 2 km steps)
-    write_sample_cog(str(tmp), 32632, 400000.0 + (i % 30) * 2000.0,
-                     5600000.0 - (i // 30) * 2000.0, 30.0, seed=i, size=COG_SIZE)
+    write_sample_cog(
+        str(tmp),
+        32632,
+        400000.0 + (i % 30) * 2000.0,
+        5600000.0 - (i // 30) * 2000.0,
+        30.0,
+        seed=i,
+        size=COG_SIZE,
+    )
     os.replace(tmp, path)
 
 
@@ -74,12 +83,15 @@ def ensure_cogs(n: int, log: Callable[[str], None] = print) -> list[str]:
         t0 = time.perf_counter()
         for i in missing:
             _write_cog(i)
-        log(f"  wrote {len(missing)} COGs ({COG_SIZE}x{COG_SIZE}) to {COG_DIR} "
-            f"in {time.perf_counter() - t0:.1f} s")
+        log(
+            f"  wrote {len(missing)} COGs ({COG_SIZE}x{COG_SIZE}) to {COG_DIR} "
+            f"in {time.perf_counter() - t0:.1f} s"
+        )
     return [str(cog_path(i)) for i in range(n)]
 
 
 # --- seeded catalogs ------------------------------------------------------------
+
 
 def _seed_time(i: int, n: int) -> datetime:
     span = (SEED_END - SEED_START).total_seconds()
@@ -109,8 +121,14 @@ class SeedTemplate:
         doc = item.to_dict(include_self_link=False, transform_hrefs=False)
         when = SEED_START
         key = self.layout.item_key(COLLECTION, "X", when)
-        docs.set_item_links(doc, key, self.layout, COLLECTION,
-                            self.layout.chain(COLLECTION, when)[0], collection_title=COLLECTION)
+        docs.set_item_links(
+            doc,
+            key,
+            self.layout,
+            COLLECTION,
+            self.layout.chain(COLLECTION, when)[0],
+            collection_title=COLLECTION,
+        )
         doc["properties"]["created"] = doc["properties"]["updated"] = "2025-01-01T00:00:00Z"
         ring = doc["geometry"]["coordinates"][0]
         west, south = doc["bbox"][0], doc["bbox"][1]
@@ -159,10 +177,18 @@ def _list_text(values: Sequence[float], indent: int) -> str:
 def _geometry_text(ring: Sequence[tuple[float, float]], lon: float, lat: float) -> str:
     """The polygon as ``json.dumps(indent=2)`` would lay it out at depth 1."""
     p6, p8, p10 = " " * 6, " " * 8, " " * 10
-    points = ",\n".join(f"{p8}[\n{p10}{round(lon + dx, 7)!r},\n{p10}{round(lat + dy, 7)!r}\n{p8}]"
-                        for dx, dy in ring)
-    return ('{\n    "type": "Polygon",\n    "coordinates": [\n' + p6 + "[\n" + points + "\n"
-            + p6 + "]\n    ]\n  }")
+    points = ",\n".join(
+        f"{p8}[\n{p10}{round(lon + dx, 7)!r},\n{p10}{round(lat + dy, 7)!r}\n{p8}]" for dx, dy in ring
+    )
+    return (
+        '{\n    "type": "Polygon",\n    "coordinates": [\n'
+        + p6
+        + "[\n"
+        + points
+        + "\n"
+        + p6
+        + "]\n    ]\n  }"
+    )
 
 
 def seed_documents(partition: str | None, n: int) -> Iterator[tuple[str, bytes]]:
@@ -188,31 +214,43 @@ def seed_documents(partition: str | None, n: int) -> Iterator[tuple[str, bytes]]
         for i in range(n):
             item_id, key, when, bbox, data = tmpl.item(i, n)
             yield key, data
-            extent_items.append({"bbox": bbox, "properties": {
-                "datetime": when.strftime("%Y-%m-%dT%H:%M:%SZ")}})
+            extent_items.append(
+                {"bbox": bbox, "properties": {"datetime": when.strftime("%Y-%m-%dT%H:%M:%SZ")}}
+            )
             chain = layout.chain(COLLECTION, when)
             by_parent.setdefault(chain[0], []).append(
-                {"rel": "item", "href": relative_href(chain[0], key), "type": docs.GEOJSON,
-                 "title": item_id})
+                {"rel": "item", "href": relative_href(chain[0], key), "type": docs.GEOJSON, "title": item_id}
+            )
             for child, up in zip(chain[:-2], chain[1:-1]):
                 child_of[child] = up
     for pkey in sorted(child_of, key=lambda k: (-k.count("/"), k)):
         up = child_of[pkey]
-        label = pkey[len(COLLECTION) + 1: -len("/catalog.json")]
+        label = pkey[len(COLLECTION) + 1 : -len("/catalog.json")]
         doc = docs.new_partition(pkey, up, layout, COLLECTION, label, COLLECTION)
         doc["links"].extend(by_parent.pop(pkey, []))
         yield pkey, docs.dumps(doc)
         by_parent.setdefault(up, []).append(
-            {"rel": "child", "href": relative_href(up, pkey), "type": docs.JSON,
-             "title": f"{COLLECTION} {label}"})
+            {
+                "rel": "child",
+                "href": relative_href(up, pkey),
+                "type": docs.JSON,
+                "title": f"{COLLECTION} {label}",
+            }
+        )
     coll = docs.new_collection(COLLECTION, None, layout)
     coll["links"].extend(by_parent.pop(coll_key, []))
     if n:
         coll["extent"] = docs.exact_extent(extent_items)
     yield coll_key, docs.dumps(coll)
     root = docs.new_root(None)
-    root["links"].append({"rel": "child", "href": relative_href(layout.root_key, coll_key),
-                          "type": docs.JSON, "title": COLLECTION})
+    root["links"].append(
+        {
+            "rel": "child",
+            "href": relative_href(layout.root_key, coll_key),
+            "type": docs.JSON,
+            "title": COLLECTION,
+        }
+    )
     yield layout.root_key, docs.dumps(root)
 
 
@@ -245,8 +283,10 @@ def seed_local(partition: str | None, n: int, log: Callable[[str], None] = print
     with contextlib.suppress(FileNotFoundError):
         dirty.unlink()
     ok.write_text(SEED_VERSION)
-    log(f"  seeded {n:,} items ({layout_name(partition)} layout) in {root} "
-        f"in {time.perf_counter() - t0:.1f} s")
+    log(
+        f"  seeded {n:,} items ({layout_name(partition)} layout) in {root} "
+        f"in {time.perf_counter() - t0:.1f} s"
+    )
     return root
 
 
@@ -277,7 +317,7 @@ def check_seed_with_pystac(root: str, sample: int = 20, full: bool = False) -> d
         node = stack.pop()
         links = node.get_links("item")
         step = max(1, len(links) // max(1, sample))
-        for link in links[::step][:sample - seen]:
+        for link in links[::step][: sample - seen]:
             obj = link.resolve_stac_object(root=cat).target
             assert isinstance(obj, pystac.Item) and obj.collection_id == COLLECTION
             seen += 1
@@ -286,6 +326,7 @@ def check_seed_with_pystac(root: str, sample: int = 20, full: bool = False) -> d
 
 
 # --- store wrappers -------------------------------------------------------------
+
 
 class UndoStore:
     """A store wrapper that remembers what each key held before its first
@@ -351,15 +392,20 @@ class ConflictCountingStore:
 
 # --- local S3 in its own process ---------------------------------------------------
 
+
 class S3Process:
     """The serialized moto server of ``tests/s3server.py``, run in a child
     process (its own interpreter and GIL, like a remote S3). ``seed()`` puts
     documents with boto3 PutObject from a thread pool."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([PY, str(Path(__file__).resolve()), "_s3server"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     cwd=str(REPO))
+        self.proc = subprocess.Popen(
+            [PY, str(Path(__file__).resolve()), "_s3server"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=str(REPO),
+        )
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         if not line:
             raise RuntimeError("the moto S3 server process did not start")
@@ -378,9 +424,13 @@ class S3Process:
             from botocore.config import Config
 
             self._client = boto3.client(
-                "s3", endpoint_url=self.endpoint_url, region_name="us-east-1",
-                aws_access_key_id="testing", aws_secret_access_key="testing",
-                config=Config(max_pool_connections=16, retries={"max_attempts": 5}))
+                "s3",
+                endpoint_url=self.endpoint_url,
+                region_name="us-east-1",
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+                config=Config(max_pool_connections=16, retries={"max_attempts": 5}),
+            )
         return self._client
 
     def seed(self, prefix: str, docs: Iterable[tuple[str, bytes]], threads: int = 8) -> int:
@@ -389,8 +439,9 @@ class S3Process:
         with ThreadPoolExecutor(threads) as pool:
             futures = []
             for key, data in docs:
-                futures.append(pool.submit(client.put_object, Bucket=self.bucket,
-                                           Key=f"{prefix}/{key}", Body=data))
+                futures.append(
+                    pool.submit(client.put_object, Bucket=self.bucket, Key=f"{prefix}/{key}", Body=data)
+                )
                 count += 1
                 if len(futures) >= 2000:
                     for f in futures:
@@ -436,7 +487,7 @@ class S3Process:
                 self.proc.kill()
                 self.proc.wait()
 
-    def __enter__(self) -> "S3Process":
+    def __enter__(self) -> S3Process:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -448,8 +499,16 @@ def _serve_s3() -> None:
     from tests.s3server import moto_s3
 
     with moto_s3("bench") as srv:
-        print(json.dumps({"endpoint_url": srv.endpoint_url, "bucket": srv.bucket,
-                          "storage_options": srv.storage_options}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "endpoint_url": srv.endpoint_url,
+                    "bucket": srv.bucket,
+                    "storage_options": srv.storage_options,
+                }
+            ),
+            flush=True,
+        )
         for line in sys.stdin:  # until the parent closes our stdin
             cmd = json.loads(line)
             try:
@@ -480,8 +539,7 @@ def _s3_command(bucket: str, cmd: dict) -> dict:
                 n += 1
         return {"count": n, "seconds": time.perf_counter() - t0, **_proc_mem(os.getpid())}
     if cmd["op"] == "drop":
-        keys = [k for k in list(backend.get_bucket(bucket).keys.keys())
-                if k.startswith(cmd["prefix"] + "/")]
+        keys = [k for k in list(backend.get_bucket(bucket).keys.keys()) if k.startswith(cmd["prefix"] + "/")]
         with _serve_lock():
             for k in keys:
                 backend.delete_object(bucket, k)
@@ -497,6 +555,7 @@ def _serve_lock() -> Iterator[None]:
 
 
 # --- measuring --------------------------------------------------------------------
+
 
 def rss_mb() -> float:
     """Current resident set size of this process, MB."""
@@ -544,8 +603,7 @@ def median(values: Sequence[float]) -> float:
 
 def run_json(args: Sequence[str], timeout: float | None = None) -> dict:
     """Run ``python <args>`` in a fresh process; its last stdout line is JSON."""
-    proc = subprocess.run([PY, *args], capture_output=True, text=True, cwd=str(REPO),
-                          timeout=timeout)
+    proc = subprocess.run([PY, *args], capture_output=True, text=True, cwd=str(REPO), timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args[:2])} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
@@ -565,7 +623,7 @@ class Ticker:
         while not self._stop.wait(self.every):
             print(f"    ... {self.label}: {time.perf_counter() - self._t0:.0f} s", flush=True)
 
-    def __enter__(self) -> "Ticker":
+    def __enter__(self) -> Ticker:
         self._thread.start()
         return self
 
@@ -574,6 +632,7 @@ class Ticker:
 
 
 # --- output -------------------------------------------------------------------------
+
 
 def fmt_s(seconds: float | None) -> str:
     if seconds is None or seconds != seconds:
@@ -590,8 +649,10 @@ def fmt_n(n: float) -> str:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |",
-             "| " + " | ".join("---" if i == 0 else "---:" for i in range(len(headers))) + " |"]
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "| " + " | ".join("---" if i == 0 else "---:" for i in range(len(headers))) + " |",
+    ]
     for row in rows:
         lines.append("| " + " | ".join(str(c) for c in row) + " |")
     return "\n".join(lines)
@@ -605,8 +666,10 @@ def machine_note() -> str:
             model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?")
     except OSError:
         model = "?"
-    return (f"{os.cpu_count()} cores ({model}), Linux {platform.release()}, "
-            f"Python {platform.python_version()}; run {datetime.now():%Y-%m-%d %H:%M}")
+    return (
+        f"{os.cpu_count()} cores ({model}), Linux {platform.release()}, "
+        f"Python {platform.python_version()}; run {datetime.now():%Y-%m-%d %H:%M}"
+    )
 
 
 def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import common as c  # noqa: E402
+from bench import common as c
 
 FULL = {"writers": [1, 2, 4, 8], "items": 400, "backends": ["local", "s3"], "repeats": 2}
 QUICK = {"writers": [1, 4], "items": 40, "backends": ["local", "s3"], "repeats": 1}
@@ -42,8 +42,7 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def _worker(index: int, catalog: str, options: dict | None, files: list[str],
-            barrier: Any, out: Any) -> None:
+def _worker(index: int, catalog: str, options: dict | None, files: list[str], barrier: Any, out: Any) -> None:
     """One writer process: warm up, wait for the others, register one by one."""
     try:
         import producer
@@ -53,10 +52,12 @@ def _worker(index: int, catalog: str, options: dict | None, files: list[str],
         slept = [0.0]
         original_sleep = getattr(commit_mod.Committer, "_sleep", None)
         if original_sleep is not None:  # measure the CAS backoff (the bench's view only)
+
             def timed_sleep(self: Any, attempt: int) -> None:
                 t = time.perf_counter()
                 original_sleep(self, attempt)
                 slept[0] += time.perf_counter() - t
+
             commit_mod.Committer._sleep = timed_sleep  # type: ignore[method-assign]
 
         scratch = c.fresh_work_dir(f"conc-warm-{os.getpid()}")
@@ -71,10 +72,18 @@ def _worker(index: int, catalog: str, options: dict | None, files: list[str],
             (res,) = producer.register([path], catalog=store, collection=c.COLLECTION)
             results.append((res.id, res.action, res.error))
         t1 = time.time()
-        out.put({"index": index, "t0": t0, "t1": t1, "cpu": time.process_time() - cpu0,
-                 "slept": slept[0] if original_sleep is not None else None,
-                 "conflicts": store.conflicts,
-                 "by_key": store.by_key, "results": results})
+        out.put(
+            {
+                "index": index,
+                "t0": t0,
+                "t1": t1,
+                "cpu": time.process_time() - cpu0,
+                "slept": slept[0] if original_sleep is not None else None,
+                "conflicts": store.conflicts,
+                "by_key": store.by_key,
+                "results": results,
+            }
+        )
     except BaseException as exc:  # report instead of hanging the parent
         out.put({"index": index, "fatal": f"{type(exc).__name__}: {exc}"})
         raise
@@ -85,8 +94,10 @@ def run_writers(catalog: str, options: dict | None, files: list[str], writers: i
     barrier = ctx.Barrier(writers)
     out = ctx.Queue()
     shares = [files[w::writers] for w in range(writers)]
-    procs = [ctx.Process(target=_worker, args=(w, catalog, options, shares[w], barrier, out))
-             for w in range(writers)]
+    procs = [
+        ctx.Process(target=_worker, args=(w, catalog, options, shares[w], barrier, out))
+        for w in range(writers)
+    ]
     for p in procs:
         p.start()
     reports = []
@@ -103,11 +114,15 @@ def run_writers(catalog: str, options: dict | None, files: list[str], writers: i
     for r in reports:
         by_key.update(r["by_key"])
     slept = [r["slept"] for r in reports]
-    return {"wall": wall, "conflicts": sum(r["conflicts"] for r in reports),
-            "cpu": sum(r["cpu"] for r in reports),
-            "slept": None if None in slept else sum(slept),
-            "per_worker": [r["conflicts"] for r in sorted(reports, key=lambda r: r["index"])],
-            "by_key": dict(by_key), "results": results}
+    return {
+        "wall": wall,
+        "conflicts": sum(r["conflicts"] for r in reports),
+        "cpu": sum(r["cpu"] for r in reports),
+        "slept": None if None in slept else sum(slept),
+        "per_worker": [r["conflicts"] for r in sorted(reports, key=lambda r: r["index"])],
+        "by_key": dict(by_key),
+        "results": results,
+    }
 
 
 def verify(catalog: str, options: dict | None, expected_ids: list[str]) -> dict:
@@ -120,11 +135,14 @@ def verify(catalog: str, options: dict | None, expected_ids: list[str]) -> dict:
     hrefs = Counter(link["href"] for link in coll["links"] if link["rel"] == "item")
     want = Counter(f"./{i}/{i}.json" for i in expected_ids)
     problems = [str(p) for p in producer.validate_catalog(catalog, storage_options=options) if p.is_error]
-    return {"linked_once": hrefs == want,
-            "missing": sorted(set(want) - set(hrefs))[:5],
-            "duplicates": [h for h, k in hrefs.items() if k > 1][:5],
-            "extra": sorted(set(hrefs) - set(want))[:5],
-            "errors": problems[:5], "n_errors": len(problems)}
+    return {
+        "linked_once": hrefs == want,
+        "missing": sorted(set(want) - set(hrefs))[:5],
+        "duplicates": [h for h, k in hrefs.items() if k > 1][:5],
+        "extra": sorted(set(hrefs) - set(want))[:5],
+        "errors": problems[:5],
+        "n_errors": len(problems),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,8 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--items", type=int, help="items in total (default 400)")
     ap.add_argument("--backends", help="local,s3")
     ap.add_argument("--repeats", type=int, help="runs per (backend, writers); the median is shown")
-    ap.add_argument("--write", dest="write", action="store_true", default=None,
-                    help="write the table into BENCHMARKS.md (default: full runs only)")
+    ap.add_argument(
+        "--write",
+        dest="write",
+        action="store_true",
+        default=None,
+        help="write the table into BENCHMARKS.md (default: full runs only)",
+    )
     ap.add_argument("--no-write", dest="write", action="store_false")
     ap.add_argument("--out", type=Path, default=c.BENCHMARKS_MD)
     ap.add_argument("--json", type=Path, help="also dump the raw numbers here")
@@ -175,18 +198,30 @@ def main(argv: list[str] | None = None) -> int:
                         catalog, options = s3.url(f"conc-{w}-{rep}"), s3.storage_options
                     server_cpu0 = s3.cpu_seconds() if s3 is not None and backend == "s3" else 0.0
                     r = run_writers(catalog, options, files, w)
-                    r["server_cpu"] = (s3.cpu_seconds() - server_cpu0
-                                       if s3 is not None and backend == "s3" else None)
+                    r["server_cpu"] = (
+                        s3.cpu_seconds() - server_cpu0 if s3 is not None and backend == "s3" else None
+                    )
                     bad = [x for x in r["results"] if x[1] != "created"]
                     check = verify(catalog, options, ids)
-                    log(f"  {backend:>5} W={w}: {r['wall']:.1f} s, {len(files) / r['wall']:.1f} items/s, "
+                    log(
+                        f"  {backend:>5} W={w}: {r['wall']:.1f} s, {len(files) / r['wall']:.1f} items/s, "
                         f"cpu {r['cpu']:.1f} s (server {r['server_cpu'] or 0:.1f} s), backoff {r['slept'] or 0:.1f} s, "
                         f"load {os.getloadavg()[0]:.1f}, conflicts {r['conflicts']} {r['by_key']}, not created {len(bad)}, "
-                        f"linked once {check['linked_once']}, errors {check['n_errors']}")
+                        f"linked once {check['linked_once']}, errors {check['n_errors']}"
+                    )
                     if bad or not check["linked_once"] or check["n_errors"]:
                         log(f"    PROBLEM: {bad[:3]} {check}")
-                    runs.append({"backend": backend, "writers": w, **r, "check": check,
-                                 "results": None, "not_created": bad[:5], "n_bad": len(bad)})
+                    runs.append(
+                        {
+                            "backend": backend,
+                            "writers": w,
+                            **r,
+                            "check": check,
+                            "results": None,
+                            "not_created": bad[:5],
+                            "n_bad": len(bad),
+                        }
+                    )
                     if backend == "local":
                         shutil.rmtree(catalog)
                     else:
@@ -202,34 +237,61 @@ def main(argv: list[str] | None = None) -> int:
                 linked = all(r["check"]["linked_once"] for r in runs)
                 n_err = sum(r["check"]["n_errors"] for r in runs)
                 spread = "" if len(walls) == 1 else f" ({c.fmt_s(walls[0])}–{c.fmt_s(walls[-1])})"
-                crange = (str(conflicts[0]) if len(conflicts) == 1
-                          else f"{c.median(conflicts):.0f} ({conflicts[0]}–{conflicts[-1]})")
+                crange = (
+                    str(conflicts[0])
+                    if len(conflicts) == 1
+                    else f"{c.median(conflicts):.0f} ({conflicts[0]}–{conflicts[-1]})"
+                )
                 mid = sorted(runs, key=lambda r: r["wall"])[(len(runs) - 1) // 2]
-                rows.append([
-                    "local filesystem" if backend == "local" else "S3 (moto, 127.0.0.1)", w,
-                    c.fmt_s(wall) + spread, f"{rate:.1f}", f"{rate / base_rate:.2f}×",
-                    f"{crange}; {c.median(conflicts) / len(files):.2f}/item",
-                    f"{mid['cpu'] / mid['wall']:.2f}" + (
-                        "" if mid["server_cpu"] is None
-                        else f" (+{mid['server_cpu'] / mid['wall']:.2f} server)"),
-                    "–" if mid["slept"] is None else f"{mid['slept']:.1f} s",
-                    "yes" if linked and not n_bad else f"NO ({n_bad} failed)",
-                    "valid" if not n_err else f"{n_err} errors"])
+                rows.append(
+                    [
+                        "local filesystem" if backend == "local" else "S3 (moto, 127.0.0.1)",
+                        w,
+                        c.fmt_s(wall) + spread,
+                        f"{rate:.1f}",
+                        f"{rate / base_rate:.2f}×",
+                        f"{crange}; {c.median(conflicts) / len(files):.2f}/item",
+                        f"{mid['cpu'] / mid['wall']:.2f}"
+                        + (
+                            ""
+                            if mid["server_cpu"] is None
+                            else f" (+{mid['server_cpu'] / mid['wall']:.2f} server)"
+                        ),
+                        "–" if mid["slept"] is None else f"{mid['slept']:.1f} s",
+                        "yes" if linked and not n_bad else f"NO ({n_bad} failed)",
+                        "valid" if not n_err else f"{n_err} errors",
+                    ]
+                )
     finally:
         if s3 is not None:
             s3.close()
-    body = c.table(["catalog", "writers", "wall time", "items/s", "vs 1 writer",
-                    "CAS conflicts retried", "writer CPU / wall", "backoff sleep (all writers)",
-                    f"all {len(files)} linked exactly once", "validate_catalog"], rows)
+    body = c.table(
+        [
+            "catalog",
+            "writers",
+            "wall time",
+            "items/s",
+            "vs 1 writer",
+            "CAS conflicts retried",
+            "writer CPU / wall",
+            "backoff sleep (all writers)",
+            f"all {len(files)} linked exactly once",
+            "validate_catalog",
+        ],
+        rows,
+    )
     log("\n" + body)
     if args.json:
         args.json.write_text(json.dumps({"config": cfg, "runs": raw}, indent=1, default=str))
     if write:
-        c.write_section("concurrency", f"_{c.machine_note()}; "
-                                       f"{'quick' if args.quick else 'full'} mode; "
-                                       f"{len(files)} items, one register() call per item; "
-                                       f"median of {cfg['repeats']} runs (min–max)._\n\n{body}",
-                        args.out)
+        c.write_section(
+            "concurrency",
+            f"_{c.machine_note()}; "
+            f"{'quick' if args.quick else 'full'} mode; "
+            f"{len(files)} items, one register() call per item; "
+            f"median of {cfg['repeats']} runs (min–max)._\n\n{body}",
+            args.out,
+        )
         log(f"updated {args.out}")
     log(f"done in {time.perf_counter() - t_start:.0f} s")
     return 0

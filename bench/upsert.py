@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import common as c  # noqa: E402
+from bench import common as c
 
 SECTIONS = ("local", "partitioned", "s3", "throughput", "reconcile")
 
@@ -71,16 +71,20 @@ def log(msg: str) -> None:
 # measurements, each run in a fresh process by `python bench/upsert.py _cell <json>`
 # =====================================================================================
 
+
 def _warm_ours(spec: dict) -> None:
     import producer
 
     scratch = c.fresh_work_dir(f"warm-{os.getpid()}")
-    producer.register([str(c.cog_path(WARM_COG))], catalog=str(scratch), collection=c.COLLECTION,
-                      partition=spec.get("partition"))
+    producer.register(
+        [str(c.cog_path(WARM_COG))],
+        catalog=str(scratch),
+        collection=c.COLLECTION,
+        partition=spec.get("partition"),
+    )
     if spec.get("storage_options"):  # open the connection pool too
-        from producer.store import open_store
-
         from producer.errors import NotFound
+        from producer.store import open_store
 
         store = open_store(spec["catalog"], spec["storage_options"])
         try:
@@ -145,8 +149,9 @@ def cell_ours(spec: dict) -> dict:
         base = c.rss_mb()
         c.reset_peak_rss()
         t0 = time.perf_counter()
-        (res,) = producer.register([cog], catalog=counting, collection=c.COLLECTION,
-                                   partition=spec.get("partition"))
+        (res,) = producer.register(
+            [cog], catalog=counting, collection=c.COLLECTION, partition=spec.get("partition")
+        )
         times.append(time.perf_counter() - t0)
         mems.append(c.hwm_mb() - base)
         if res.action != "created":
@@ -155,13 +160,20 @@ def cell_ours(spec: dict) -> dict:
         counts.append((tot["get"], tot["put"], tot["list"] + tot["exists"] + tot["delete"]))
         sizes.append((nbytes.read, nbytes.written))
         undo.undo()
-    return {"times": times, "median": c.median(times), "counts": counts, "bytes": sizes,
-            "mem_mb": max(mems), "rss_base_mb": c.rss_mb()}
+    return {
+        "times": times,
+        "median": c.median(times),
+        "counts": counts,
+        "bytes": sizes,
+        "mem_mb": max(mems),
+        "rss_base_mb": c.rss_mb(),
+    }
 
 
 def _tutorial(root: str, cog: str) -> None:
     """The pystac tutorial way of adding one item to a static catalog."""
     import pystac
+
     from producer.extract import ExtractOptions, create_item
 
     catalog = pystac.Catalog.from_file(os.path.join(root, "catalog.json"))
@@ -221,8 +233,7 @@ def cell_tutorial(spec: dict) -> dict:
         if errors:
             raise RuntimeError(f"catalog after the tutorial upsert is invalid: {errors[:3]}")
     shutil.rmtree(work)
-    return {"times": times, "median": c.median(times), "counts": counts, "bytes": sizes,
-            "mem_mb": max(mems)}
+    return {"times": times, "median": c.median(times), "counts": counts, "bytes": sizes, "mem_mb": max(mems)}
 
 
 def cell_throughput(spec: dict) -> dict:
@@ -241,11 +252,18 @@ def cell_throughput(spec: dict) -> dict:
     bad = [r for r in results if r.action != "created"]
     if bad:
         raise RuntimeError(f"{len(bad)} products not created, e.g. {bad[0]}")
-    problems = [str(p) for p in producer.validate_catalog(spec["catalog"],
-                                                          storage_options=spec.get("storage_options"))
-                if p.is_error]
-    return {"seconds": dt, "n": len(results), "items_per_s": len(results) / dt, "mem_mb": mem,
-            "errors": problems[:5]}
+    problems = [
+        str(p)
+        for p in producer.validate_catalog(spec["catalog"], storage_options=spec.get("storage_options"))
+        if p.is_error
+    ]
+    return {
+        "seconds": dt,
+        "n": len(results),
+        "items_per_s": len(results) / dt,
+        "mem_mb": mem,
+        "errors": problems[:5],
+    }
 
 
 def cell_reconcile(spec: dict) -> dict:
@@ -289,8 +307,12 @@ def cell_reconcile(spec: dict) -> dict:
     return out
 
 
-CELLS = {"ours": cell_ours, "tutorial": cell_tutorial, "throughput": cell_throughput,
-         "reconcile": cell_reconcile}
+CELLS = {
+    "ours": cell_ours,
+    "tutorial": cell_tutorial,
+    "throughput": cell_throughput,
+    "reconcile": cell_reconcile,
+}
 
 
 def run_cell(spec: dict, timeout: float = 1800) -> dict:
@@ -301,9 +323,16 @@ def run_cell(spec: dict, timeout: float = 1800) -> dict:
 # sections (parent process)
 # =====================================================================================
 
+
 def _ours_spec(catalog: str, partition: str | None, repeats: int, **extra: Any) -> dict:
-    return {"kind": "ours", "catalog": catalog, "partition": partition, "repeats": repeats,
-            "cogs": [str(c.cog_path(i)) for i in OURS_COGS], **extra}
+    return {
+        "kind": "ours",
+        "catalog": catalog,
+        "partition": partition,
+        "repeats": repeats,
+        "cogs": [str(c.cog_path(i)) for i in OURS_COGS],
+        **extra,
+    }
 
 
 def _io_text(counts: list, sizes: list) -> tuple[str, str]:
@@ -332,34 +361,63 @@ def section_local(cfg: dict, results: dict) -> str:
             log(f"  pystac read of the seeded catalog (sample): {c.check_seed_with_pystac(str(seed))}")
         with c.mark_dirty(seed):
             ours = run_cell(_ours_spec(str(seed), None, cfg["ours_repeats"]))
-        log(f"  N={n:>7,}  ours      median {c.fmt_s(ours['median'])}  "
+        log(
+            f"  N={n:>7,}  ours      median {c.fmt_s(ours['median'])}  "
             f"runs {[round(t, 4) for t in ours['times']]}  get/put {ours['counts'][-1][:2]}  "
-            f"mem +{ours['mem_mb']:.1f} MB")
+            f"mem +{ours['mem_mb']:.1f} MB"
+        )
         tut = None
         if n <= cfg["tutorial_max_n"]:
             reps = cfg["tutorial_repeats"].get(n, 1)
             with c.Ticker(f"tutorial N={n:,}"):
-                tut = run_cell({"kind": "tutorial", "catalog": str(seed), "repeats": reps,
-                                "cogs": [str(c.cog_path(i)) for i in TUTORIAL_COGS],
-                                "check": n == 0})
-            log(f"  N={n:>7,}  tutorial  median {c.fmt_s(tut['median'])}  "
+                tut = run_cell(
+                    {
+                        "kind": "tutorial",
+                        "catalog": str(seed),
+                        "repeats": reps,
+                        "cogs": [str(c.cog_path(i)) for i in TUTORIAL_COGS],
+                        "check": n == 0,
+                    }
+                )
+            log(
+                f"  N={n:>7,}  tutorial  median {c.fmt_s(tut['median'])}  "
                 f"runs {[round(t, 3) for t in tut['times']]}  read/write {tut['counts'][-1][:2]}  "
-                f"mem +{tut['mem_mb']:.1f} MB")
+                f"mem +{tut['mem_mb']:.1f} MB"
+            )
         raw[n] = {"ours": ours, "tutorial": tut}
         io, nbytes = _io_text(ours["counts"], ours["bytes"])
         if tut:
             tio, tbytes = _io_text(tut["counts"], tut["bytes"])
             ratio = f"**{fmt_ratio(tut['median'] / ours['median'])}**"
-            trow = [f"{c.fmt_s(tut['median'])} ({len(tut['times'])})", ratio, tio,
-                    f"{tut['mem_mb']:.1f} MB"]
+            trow = [f"{c.fmt_s(tut['median'])} ({len(tut['times'])})", ratio, tio, f"{tut['mem_mb']:.1f} MB"]
         else:
             trow = ["not run: O(N), ~N × 2 ms", "–", f"≈ {n + 2:,} / {n + 3:,}", "–"]
-        rows.append([fmt_int(n), f"{c.fmt_s(ours['median'])} ({len(ours['times'])})", *trow[:2],
-                     io, nbytes, trow[2], f"{ours['mem_mb']:.1f} MB", trow[3]])
-    return c.table(["N items", "ours: median (runs)", "tutorial: median (runs)", "tutorial / ours",
-                    "ours: docs read / written", "ours: bytes read / written",
-                    "tutorial: docs read / written", "ours: peak RSS +", "tutorial: peak RSS +"],
-                   rows)
+        rows.append(
+            [
+                fmt_int(n),
+                f"{c.fmt_s(ours['median'])} ({len(ours['times'])})",
+                *trow[:2],
+                io,
+                nbytes,
+                trow[2],
+                f"{ours['mem_mb']:.1f} MB",
+                trow[3],
+            ]
+        )
+    return c.table(
+        [
+            "N items",
+            "ours: median (runs)",
+            "tutorial: median (runs)",
+            "tutorial / ours",
+            "ours: docs read / written",
+            "ours: bytes read / written",
+            "tutorial: docs read / written",
+            "ours: peak RSS +",
+            "tutorial: peak RSS +",
+        ],
+        rows,
+    )
 
 
 def fmt_ratio(x: float) -> str:
@@ -378,10 +436,20 @@ def _scaling_table(raw: dict, ns: list[int]) -> str:
     for n in ns:
         r = raw[n]
         io, nbytes = _io_text(r["counts"], r["bytes"])
-        rows.append([fmt_int(n), f"{c.fmt_s(r['median'])} ({len(r['times'])})",
-                     f"{r['median'] / base:.2f}", io, nbytes, f"{r['mem_mb']:.1f} MB"])
-    return c.table(["N items", "median (runs)", "vs N=0", "docs read / written",
-                    "bytes read / written", "peak RSS +"], rows)
+        rows.append(
+            [
+                fmt_int(n),
+                f"{c.fmt_s(r['median'])} ({len(r['times'])})",
+                f"{r['median'] / base:.2f}",
+                io,
+                nbytes,
+                f"{r['mem_mb']:.1f} MB",
+            ]
+        )
+    return c.table(
+        ["N items", "median (runs)", "vs N=0", "docs read / written", "bytes read / written", "peak RSS +"],
+        rows,
+    )
 
 
 def section_partitioned(cfg: dict, results: dict) -> str:
@@ -389,12 +457,13 @@ def section_partitioned(cfg: dict, results: dict) -> str:
     raw = results.setdefault("partitioned", {})
     for n in cfg["partitioned_n"]:
         seed = c.seed_local("year/month", n, log)
-        log(f"  pystac read of the seeded catalog: "
-            f"{c.check_seed_with_pystac(str(seed), full=n <= 1000)}")
+        log(f"  pystac read of the seeded catalog: {c.check_seed_with_pystac(str(seed), full=n <= 1000)}")
         with c.mark_dirty(seed):
             raw[n] = run_cell(_ours_spec(str(seed), "year/month", cfg["ours_repeats"]))
-        log(f"  N={n:>7,}  median {c.fmt_s(raw[n]['median'])}  "
-            f"runs {[round(t, 4) for t in raw[n]['times']]}  get/put {raw[n]['counts'][-1][:2]}")
+        log(
+            f"  N={n:>7,}  median {c.fmt_s(raw[n]['median'])}  "
+            f"runs {[round(t, 4) for t in raw[n]['times']]}  get/put {raw[n]['counts'][-1][:2]}"
+        )
     return _scaling_table(raw, cfg["partitioned_n"])
 
 
@@ -409,16 +478,25 @@ def section_s3(cfg: dict, results: dict) -> str:
             for n in cfg["s3_n"]:
                 prefix = f"{name}-{n}"
                 seeded = s3.seed_direct(prefix, partition, n)
-                log(f"  seeded s3://{s3.bucket}/{prefix}: {seeded['count']:,} documents in "
-                    f"{seeded['seconds']:.1f} s (server RSS {seeded['rss']:.0f} MB)")
-                raw[name][n] = run_cell(_ours_spec(s3.url(prefix), partition, cfg["s3_repeats"],
-                                                   storage_options=s3.storage_options))
+                log(
+                    f"  seeded s3://{s3.bucket}/{prefix}: {seeded['count']:,} documents in "
+                    f"{seeded['seconds']:.1f} s (server RSS {seeded['rss']:.0f} MB)"
+                )
+                raw[name][n] = run_cell(
+                    _ours_spec(
+                        s3.url(prefix), partition, cfg["s3_repeats"], storage_options=s3.storage_options
+                    )
+                )
                 r = raw[name][n]
-                log(f"  {name:>10} N={n:>7,}  median {c.fmt_s(r['median'])}  "
-                    f"runs {[round(t, 4) for t in r['times']]}  get/put {r['counts'][-1][:2]}")
+                log(
+                    f"  {name:>10} N={n:>7,}  median {c.fmt_s(r['median'])}  "
+                    f"runs {[round(t, 4) for t in r['times']]}  get/put {r['counts'][-1][:2]}"
+                )
                 s3.drop(prefix)
-            blocks.append(f"**{'default layout' if partition is None else 'partition=year/month'}**"
-                          f"\n\n{_scaling_table(raw[name], cfg['s3_n'])}")
+            blocks.append(
+                f"**{'default layout' if partition is None else 'partition=year/month'}**"
+                f"\n\n{_scaling_table(raw[name], cfg['s3_n'])}"
+            )
     return "\n\n".join(blocks)
 
 
@@ -432,17 +510,35 @@ def section_throughput(cfg: dict, results: dict) -> str:
     raw["local"] = run_cell({"kind": "throughput", "catalog": str(local), "cogs": cogs})
     shutil.rmtree(local)
     with c.S3Process() as s3:
-        raw["s3"] = run_cell({"kind": "throughput", "catalog": s3.url("throughput"), "cogs": cogs,
-                              "storage_options": s3.storage_options})
+        raw["s3"] = run_cell(
+            {
+                "kind": "throughput",
+                "catalog": s3.url("throughput"),
+                "cogs": cogs,
+                "storage_options": s3.storage_options,
+            }
+        )
     for where, r in (("local filesystem", raw["local"]), ("S3 (moto, 127.0.0.1)", raw["s3"])):
-        log(f"  {where}: {r['n']} items in {r['seconds']:.1f} s = {r['items_per_s']:.0f} items/s; "
-            f"validation errors after: {len(r['errors'])}")
+        log(
+            f"  {where}: {r['n']} items in {r['seconds']:.1f} s = {r['items_per_s']:.0f} items/s; "
+            f"validation errors after: {len(r['errors'])}"
+        )
         if r["errors"]:
             raise RuntimeError(f"catalog invalid after throughput run: {r['errors']}")
-        rows.append([where, fmt_int(r["n"]), c.fmt_s(r["seconds"]), f"{r['items_per_s']:.0f}",
-                     f"{1000 * r['seconds'] / r['n']:.1f} ms", f"{r['mem_mb']:.0f} MB", "valid"])
-    return c.table(["catalog", "COGs", "wall time", "items/s", "per item", "peak RSS +",
-                    "validate_catalog after"], rows)
+        rows.append(
+            [
+                where,
+                fmt_int(r["n"]),
+                c.fmt_s(r["seconds"]),
+                f"{r['items_per_s']:.0f}",
+                f"{1000 * r['seconds'] / r['n']:.1f} ms",
+                f"{r['mem_mb']:.0f} MB",
+                "valid",
+            ]
+        )
+    return c.table(
+        ["catalog", "COGs", "wall time", "items/s", "per item", "peak RSS +", "validate_catalog after"], rows
+    )
 
 
 def section_reconcile(cfg: dict, results: dict) -> str:
@@ -454,25 +550,48 @@ def section_reconcile(cfg: dict, results: dict) -> str:
         shutil.rmtree(work)
     shutil.copytree(seed, work)
     with c.Ticker("reconcile"):
-        r = run_cell({"kind": "reconcile", "catalog": str(work), "n": n,
-                      "orphans": cfg["reconcile_orphans"]})
+        r = run_cell({"kind": "reconcile", "catalog": str(work), "n": n, "orphans": cfg["reconcile_orphans"]})
     shutil.rmtree(work)
     results["reconcile"] = r
-    log(f"  check {r['check_s']:.1f} s, found {r['found']}; fix {r['fix_s']:.1f} s, "
-        f"fixed {r['fixed']}; remaining {r['remaining']}; linked {r['linked']}")
+    log(
+        f"  check {r['check_s']:.1f} s, found {r['found']}; fix {r['fix_s']:.1f} s, "
+        f"fixed {r['fixed']}; remaining {r['remaining']}; linked {r['linked']}"
+    )
     if r["remaining"] or r["linked"] != n + cfg["reconcile_orphans"]:
         raise RuntimeError(f"reconcile left problems: {r['remaining']}, linked {r['linked']}")
     found = ", ".join(f"{k} {v}" for k, v in sorted(r["found"].items()))
     fixed = ", ".join(f"{k} {v}" for k, v in sorted(r["fixed"].items()))
-    return c.table(["catalog", "reconcile (check only)", "reconcile --fix", "found", "fixed",
-                    "left after fix", "peak RSS + (check / fix)"],
-                   [[f"{n:,} items + {cfg['reconcile_orphans']} orphans + stale extent",
-                     c.fmt_s(r["check_s"]), c.fmt_s(r["fix_s"]), found, fixed, "nothing",
-                     f"{r['check_mem_mb']:.0f} / {r['fix_mem_mb']:.0f} MB"]])
+    return c.table(
+        [
+            "catalog",
+            "reconcile (check only)",
+            "reconcile --fix",
+            "found",
+            "fixed",
+            "left after fix",
+            "peak RSS + (check / fix)",
+        ],
+        [
+            [
+                f"{n:,} items + {cfg['reconcile_orphans']} orphans + stale extent",
+                c.fmt_s(r["check_s"]),
+                c.fmt_s(r["fix_s"]),
+                found,
+                fixed,
+                "nothing",
+                f"{r['check_mem_mb']:.0f} / {r['fix_mem_mb']:.0f} MB",
+            ]
+        ],
+    )
 
 
-RUNNERS = {"local": section_local, "partitioned": section_partitioned, "s3": section_s3,
-           "throughput": section_throughput, "reconcile": section_reconcile}
+RUNNERS = {
+    "local": section_local,
+    "partitioned": section_partitioned,
+    "s3": section_s3,
+    "throughput": section_throughput,
+    "reconcile": section_reconcile,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -483,10 +602,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small N, few repeats (< 1 minute)")
-    ap.add_argument("--sections", default=",".join(SECTIONS),
-                    help=f"comma-separated subset of {','.join(SECTIONS)}")
-    ap.add_argument("--write", dest="write", action="store_true", default=None,
-                    help="write the tables into BENCHMARKS.md (default: full runs only)")
+    ap.add_argument(
+        "--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}"
+    )
+    ap.add_argument(
+        "--write",
+        dest="write",
+        action="store_true",
+        default=None,
+        help="write the tables into BENCHMARKS.md (default: full runs only)",
+    )
     ap.add_argument("--no-write", dest="write", action="store_false")
     ap.add_argument("--out", type=Path, default=c.BENCHMARKS_MD, help="markdown file to update")
     ap.add_argument("--json", type=Path, help="also dump the raw numbers here")
@@ -515,12 +640,17 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(results, indent=1, default=str))
     if write:
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-        c.write_section("machine", f"Machine of the run below: {c.machine_note()}. The machine is "
-                                   f"shared with other jobs and noisy (load average {load} at the "
-                                   f"end of the upsert run on 2 cores).", args.out)
+        c.write_section(
+            "machine",
+            f"Machine of the run below: {c.machine_note()}. The machine is "
+            f"shared with other jobs and noisy (load average {load} at the "
+            f"end of the upsert run on 2 cores).",
+            args.out,
+        )
         for name, body in tables.items():
-            c.write_section(name, f"_{c.machine_note()}; "
-                                  f"{'quick' if args.quick else 'full'} mode._\n\n{body}", args.out)
+            c.write_section(
+                name, f"_{c.machine_note()}; {'quick' if args.quick else 'full'} mode._\n\n{body}", args.out
+            )
         log(f"updated {args.out}")
     log(f"done in {results['seconds']:.0f} s")
     return 0

@@ -66,9 +66,10 @@ def backfill(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     logger = get_run_logger()
     products = list_products(prefix, storage_options)
-    batches = [products[i:i + batch_size] for i in range(0, len(products), batch_size)]
-    logger.info("%d product(s) under %s: %d batch(es) of up to %d", len(products), prefix,
-                len(batches), batch_size)
+    batches = [products[i : i + batch_size] for i in range(0, len(products), batch_size)]
+    logger.info(
+        "%d product(s) under %s: %d batch(es) of up to %d", len(products), prefix, len(batches), batch_size
+    )
 
     futures = [
         register_in_stac.with_options(task_run_name=f"register-batch-{n:04d}").submit(
@@ -94,21 +95,27 @@ def backfill(
             results: list[dict[str, Any]] = outcome.results
             failed_batches += 1
         elif isinstance(outcome, BaseException):  # the batch did not get to register
-            results = [{"source": s, "action": "error", "error": f"{type(outcome).__name__}: {outcome}"}
-                       for s in batch]
+            results = [
+                {"source": s, "action": "error", "error": f"{type(outcome).__name__}: {outcome}"}
+                for s in batch
+            ]
             failed_batches += 1
         else:
             results = outcome
         counts.update(r.get("action", "error") for r in results)
         failures.extend(r for r in results if r.get("action") == "error")
 
-    summary: dict[str, Any] = {"products": len(products), "batches": len(batches),
-                               **{a: counts[a] for a in _ACTIONS}, "failed_batches": failed_batches}
+    summary: dict[str, Any] = {
+        "products": len(products),
+        "batches": len(batches),
+        **{a: counts[a] for a in _ACTIONS},
+        "failed_batches": failed_batches,
+    }
     create_table_artifact(
         table=[{"action": a, "count": counts[a]} for a in _ACTIONS],
         key=artifact_key_for("backfill", collection),
         description=f"Backfill of {prefix} into collection {collection!r} of {catalog}: "
-                    f"{len(products)} product(s) in {len(batches)} batch(es).",
+        f"{len(products)} product(s) in {len(batches)} batch(es).",
     )
     logger.info("backfill summary: %s", summary)
     if failures:

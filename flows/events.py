@@ -31,14 +31,32 @@ def handle_event(payload: dict[str, Any], config: HandlerConfig) -> dict[str, An
 
 
 def _rows(out: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = [{"object": r.get("source", ""), "outcome": r.get("action", ""), "id": r.get("id") or "",
-             "detail": r.get("href") or ""} for r in out.get("registered", [])]
-    rows += [{"object": "", "outcome": r.get("action", ""), "id": r.get("id", ""),
-              "detail": r.get("href") or ""} for r in out.get("removed", [])]
-    rows += [{"object": r.get("url", ""), "outcome": "skipped", "id": "", "detail": r.get("reason", "")}
-             for r in out.get("skipped", [])]
-    rows += [{"object": r.get("url") or f"message {r.get('message_id')}", "outcome": "failed", "id": "",
-              "detail": r.get("error", "")} for r in out.get("failed", [])]
+    rows = [
+        {
+            "object": r.get("source", ""),
+            "outcome": r.get("action", ""),
+            "id": r.get("id") or "",
+            "detail": r.get("href") or "",
+        }
+        for r in out.get("registered", [])
+    ]
+    rows += [
+        {"object": "", "outcome": r.get("action", ""), "id": r.get("id", ""), "detail": r.get("href") or ""}
+        for r in out.get("removed", [])
+    ]
+    rows += [
+        {"object": r.get("url", ""), "outcome": "skipped", "id": "", "detail": r.get("reason", "")}
+        for r in out.get("skipped", [])
+    ]
+    rows += [
+        {
+            "object": r.get("url") or f"message {r.get('message_id')}",
+            "outcome": "failed",
+            "id": "",
+            "detail": r.get("error", ""),
+        }
+        for r in out.get("failed", [])
+    ]
     return rows
 
 
@@ -77,18 +95,29 @@ def handle_s3_event(
         href_rewrites=tuple(href_rewrites or ()),
     )
     out = handle_event(payload, config)
-    logger.info("event: %d registered, %d removed, %d skipped, %d failed", len(out["registered"]),
-                len(out["removed"]), len(out["skipped"]), len(out["failed"]))
+    logger.info(
+        "event: %d registered, %d removed, %d skipped, %d failed",
+        len(out["registered"]),
+        len(out["removed"]),
+        len(out["skipped"]),
+        len(out["failed"]),
+    )
     rows = _rows(out)
     if rows:
-        create_table_artifact(table=rows, key=artifact_key_for("event", collection),
-                              description=f"Event handled into collection {collection!r} of {catalog}.")
+        create_table_artifact(
+            table=rows,
+            key=artifact_key_for("event", collection),
+            description=f"Event handled into collection {collection!r} of {catalog}.",
+        )
     if out["failed"]:
-        listed = "\n".join(f"  - {f.get('url') or 'message ' + str(f.get('message_id'))}: {f.get('error')}"
-                           for f in out["failed"][:20])
+        listed = "\n".join(
+            f"  - {f.get('url') or 'message ' + str(f.get('message_id'))}: {f.get('error')}"
+            for f in out["failed"][:20]
+        )
         results = out["registered"] + [
             {"source": f.get("url") or "", "action": "error", "error": f.get("error")} for f in out["failed"]
         ]
-        raise RegistrationFailed(f"{len(out['failed'])} event record(s) failed (the others were handled):\n"
-                                 f"{listed}", results)
+        raise RegistrationFailed(
+            f"{len(out['failed'])} event record(s) failed (the others were handled):\n{listed}", results
+        )
     return out

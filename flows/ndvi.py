@@ -64,8 +64,14 @@ def write_red_nir_inputs(dirpath: str, count: int, size: int = 64) -> list[str]:
         red[:4, :4] = 0  # nodata corner
         nir[:4, :4] = 0
         profile = {
-            "driver": "GTiff", "width": size, "height": size, "count": 2, "dtype": "uint16",
-            "crs": f"EPSG:{epsg}", "transform": from_origin(ulx, uly, res * 4, res * 4), "nodata": 0,
+            "driver": "GTiff",
+            "width": size,
+            "height": size,
+            "count": 2,
+            "dtype": "uint16",
+            "crs": f"EPSG:{epsg}",
+            "transform": from_origin(ulx, uly, res * 4, res * 4),
+            "nodata": 0,
         }
         with rasterio.open(path, "w", **profile) as dst:
             dst.write(np.stack([red, nir]))
@@ -96,9 +102,16 @@ def compute_ndvi(src: str, output_dir: str) -> str:
         red = ds.read(1, masked=True).astype("float32")
         nir = ds.read(2, masked=True).astype("float32")
         profile = {
-            "driver": "COG", "width": ds.width, "height": ds.height, "count": 1,
-            "dtype": "float32", "crs": ds.crs, "transform": ds.transform,
-            "nodata": NDVI_NODATA, "compress": "deflate", "blocksize": 256,
+            "driver": "COG",
+            "width": ds.width,
+            "height": ds.height,
+            "count": 1,
+            "dtype": "float32",
+            "crs": ds.crs,
+            "transform": ds.transform,
+            "nodata": NDVI_NODATA,
+            "compress": "deflate",
+            "blocksize": 256,
         }
         tags = {k: v for k, v in ds.tags().items() if k == "TIFFTAG_DATETIME"}
     total = nir + red
@@ -142,14 +155,15 @@ def ndvi_flow(
     meta = collection_meta or {
         "title": "NDVI",
         "description": "Normalized difference vegetation index, (NIR - red) / (NIR + red), "
-                       "computed by the ndvi-to-stac flow.",
+        "computed by the ndvi-to-stac flow.",
         "license": "CC-BY-4.0",
         "keywords": ["ndvi"],
     }
     # allow_failure: the NDVIs that were written are registered even if others
     # failed; each failure is then listed and fails the run.
-    return register_in_stac(allow_failure(outputs), catalog=catalog, collection=collection,
-                            collection_meta=meta)
+    return register_in_stac(
+        allow_failure(outputs), catalog=catalog, collection=collection, collection_meta=meta
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -159,8 +173,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output-dir", required=True, help="where the NDVI COGs are written")
     parser.add_argument("--catalog", required=True, help="catalog root (path or s3://bucket/prefix)")
     parser.add_argument("--collection", default="ndvi", help="collection id (default: ndvi)")
-    parser.add_argument("--make-inputs", type=int, metavar="N", default=0,
-                        help="first write N synthetic red/NIR scenes into INPUT_DIR")
+    parser.add_argument(
+        "--make-inputs",
+        type=int,
+        metavar="N",
+        default=0,
+        help="first write N synthetic red/NIR scenes into INPUT_DIR",
+    )
     args = parser.parse_args(argv)
     if args.make_inputs:
         write_red_nir_inputs(args.input_dir, args.make_inputs)

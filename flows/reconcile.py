@@ -33,8 +33,13 @@ from producer.prefect import CatalogProblemsRemain, retry_on_storage_errors
 _MAX_PROBLEM_ROWS = 1000
 
 
-@task(name="reconcile-catalog", retries=2, retry_delay_seconds=[5, 30],
-      retry_condition_fn=retry_on_storage_errors, cache_policy=NO_CACHE)
+@task(
+    name="reconcile-catalog",
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=retry_on_storage_errors,
+    cache_policy=NO_CACHE,
+)
 def run_reconcile(
     catalog: str,
     data: str | list[str] | None,
@@ -51,8 +56,15 @@ def run_reconcile(
     """
     from producer import api
 
-    return api.reconcile(catalog, storage_options=storage_options, data=data, fix=fix, dead=dead,
-                         collection=collection, register_options=register_options)
+    return api.reconcile(
+        catalog,
+        storage_options=storage_options,
+        data=data,
+        fix=fix,
+        dead=dead,
+        collection=collection,
+        register_options=register_options,
+    )
 
 
 @flow(name="stac-reconcile")
@@ -82,21 +94,31 @@ def reconcile_catalog(
     kinds = sorted(set(report.found) | set(report.fixed) | set(left))
     found = dict(report.found)
     failed = dict(report.failed)
-    rows = [{"kind": kind, "found": found.get(kind, 0), "fixed": report.fixed.get(kind, 0),
-             "failed": failed.get(kind, 0), "remaining": left.get(kind, 0)} for kind in kinds]
+    rows = [
+        {
+            "kind": kind,
+            "found": found.get(kind, 0),
+            "fixed": report.fixed.get(kind, 0),
+            "failed": failed.get(kind, 0),
+            "remaining": left.get(kind, 0),
+        }
+        for kind in kinds
+    ]
     for kind, n_found, n_fixed in report.rows():
         logger.info("%s: %d found, %d fixed", kind, n_found, n_fixed)
     create_table_artifact(
         table=rows or [{"kind": "(none)", "found": 0, "fixed": 0, "failed": 0, "remaining": 0}],
         key=artifact_key,
         description=f"Reconcile of {catalog}{' with fix' if fix else ' (audit only)'}: "
-                    f"{sum(found.values())} problem(s) found, {sum(report.fixed.values())} fixed, "
-                    f"{sum(failed.values())} failed, {len(report.remaining)} remaining.",
+        f"{sum(found.values())} problem(s) found, {sum(report.fixed.values())} fixed, "
+        f"{sum(failed.values())} failed, {len(report.remaining)} remaining.",
     )
     remaining_ids = {(p.kind, p.key) for p in report.remaining}
     problems = [
-        {**p.to_dict(), "status": "remaining" if (p.kind, p.key) in remaining_ids else
-         ("fixed" if fix else "found")}
+        {
+            **p.to_dict(),
+            "status": "remaining" if (p.kind, p.key) in remaining_ids else ("fixed" if fix else "found"),
+        }
         for p in report.problems[:_MAX_PROBLEM_ROWS]
     ]
     if problems:
@@ -104,7 +126,7 @@ def reconcile_catalog(
             table=problems,
             key=f"{artifact_key}-problems",
             description=f"Problems found in {catalog}"
-                        + (f" (first {_MAX_PROBLEM_ROWS})" if len(report.problems) > _MAX_PROBLEM_ROWS else ""),
+            + (f" (first {_MAX_PROBLEM_ROWS})" if len(report.problems) > _MAX_PROBLEM_ROWS else ""),
         )
 
     out = {
@@ -127,8 +149,9 @@ def reconcile_catalog(
             hint += "; assets that could not be checked left their items unchanged: make the data reachable"
         if "register-failed" in kinds_left:
             hint += "; products that could not be registered must be fixed or moved"
-        raise CatalogProblemsRemain(f"{catalog}: {len(errors)} error(s) remain{hint}:\n{listed}{more}",
-                                    out["remaining"])
+        raise CatalogProblemsRemain(
+            f"{catalog}: {len(errors)} error(s) remain{hint}:\n{listed}{more}", out["remaining"]
+        )
     return out
 
 

@@ -9,8 +9,9 @@ returns plain result objects; nothing here prints.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from producer.catalog import documents as docs
 from producer.catalog.layout import Layout, item_parent_key
@@ -98,6 +99,7 @@ class RemoveResult:
 
 # --- helpers -------------------------------------------------------------------
 
+
 def _open(catalog: str | Store, storage_options: dict | None) -> Store:
     if not isinstance(catalog, str):
         return catalog
@@ -148,6 +150,7 @@ def _check_collection_id(collection: str) -> None:
 
 
 # --- register -----------------------------------------------------------------
+
 
 def register(
     paths: str | os.PathLike | Iterable[str | os.PathLike],
@@ -201,20 +204,34 @@ def register(
     )
     sources = expand_paths(paths, storage_options)
     store = _open(catalog, storage_options)
-    committer = Committer(store, _validator().check, layout=layout, root_meta=root_meta,
-                          max_retries=max_retries)
+    committer = Committer(
+        store, _validator().check, layout=layout, root_meta=root_meta, max_retries=max_retries
+    )
     results: list[RegisterResult] = []
     done = 0
     for start in range(0, len(sources), max(1, batch_size)):
-        chunk = sources[start:start + batch_size]
-        results.extend(_register_chunk(chunk, committer, collection, options, collection_meta,
-                                       dry_run, progress, done, len(sources), replace))
+        chunk = sources[start : start + batch_size]
+        results.extend(
+            _register_chunk(
+                chunk,
+                committer,
+                collection,
+                options,
+                collection_meta,
+                dry_run,
+                progress,
+                done,
+                len(sources),
+                replace,
+            )
+        )
         done += len(chunk)
     return results
 
 
-def _prepare(source: str, committer: Committer, collection: str, options: ExtractOptions,
-             coll_title: str) -> tuple[RegisterResult, str | None, dict | None]:
+def _prepare(
+    source: str, committer: Committer, collection: str, options: ExtractOptions, coll_title: str
+) -> tuple[RegisterResult, str | None, dict | None]:
     """Extract and validate one product; returns (result, key, doc) or an error result."""
     from producer.extract import create_item
     from producer.extract.ids import make_item_id
@@ -228,8 +245,9 @@ def _prepare(source: str, committer: Committer, collection: str, options: Extrac
         layout = committer.layout
         when = item_start(doc) if layout.partition else None
         key = layout.item_key(collection, doc["id"], when)
-        docs.set_item_links(doc, key, layout, collection, layout.chain(collection, when)[0],
-                            collection_title=coll_title)
+        docs.set_item_links(
+            doc, key, layout, collection, layout.chain(collection, when)[0], collection_title=coll_title
+        )
         stamp = "1970-01-01T00:00:00Z"  # replaced at commit; validated as a date-time here
         doc["properties"].setdefault("created", stamp)
         doc["properties"].setdefault("updated", stamp)
@@ -245,10 +263,18 @@ def _prepare(source: str, committer: Committer, collection: str, options: Extrac
     return result, None, None
 
 
-def _register_chunk(chunk: list[str], committer: Committer, collection: str,
-                    options: ExtractOptions, collection_meta: dict | None, dry_run: bool,
-                    progress: Progress | None, done: int, total: int,
-                    replace: bool = False) -> list[RegisterResult]:
+def _register_chunk(
+    chunk: list[str],
+    committer: Committer,
+    collection: str,
+    options: ExtractOptions,
+    collection_meta: dict | None,
+    dry_run: bool,
+    progress: Progress | None,
+    done: int,
+    total: int,
+    replace: bool = False,
+) -> list[RegisterResult]:
     coll_title = (collection_meta or {}).get("title") or collection
     prepared: list[tuple[RegisterResult, str, dict]] = []
     results: list[RegisterResult] = []
@@ -258,8 +284,11 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
         results.append(result)
         if key is not None and doc is not None:
             if key in seen:
-                result.fail(f"{source}: maps to the same item id {doc['id']!r} as {seen[key]}; "
-                            "use --id-template to tell them apart", InputError())
+                result.fail(
+                    f"{source}: maps to the same item id {doc['id']!r} as {seen[key]}; "
+                    "use --id-template to tell them apart",
+                    InputError(),
+                )
                 result.href = None
             else:
                 seen[key] = source
@@ -325,8 +354,11 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
         except ProducerError as exc:
             result.fail(f"{result.source}: {exc}", exc)
         except OSError as exc:  # disk full, permission denied, ... in a store: this product only
-            result.fail(f"{result.source}: not registered: cannot write "
-                        f"{committer.store_path(key)}: {_os_error(exc)}", StoreError(str(exc)))
+            result.fail(
+                f"{result.source}: not registered: cannot write "
+                f"{committer.store_path(key)}: {_os_error(exc)}",
+                StoreError(str(exc)),
+            )
             result.href = None
     if written:
         try:
@@ -337,8 +369,11 @@ def _register_chunk(chunk: list[str], committer: Committer, collection: str,
             kind = exc if isinstance(exc, ProducerError) else StoreError(str(exc))
             for result, _, _ in prepared:
                 if result.ok:
-                    result.fail(f"{result.source}: item written but not linked ({detail}); "
-                                "rerun the registration or reconcile with fixing", kind)
+                    result.fail(
+                        f"{result.source}: item written but not linked ({detail}); "
+                        "rerun the registration or reconcile with fixing",
+                        kind,
+                    )
             return results
     if index:
         _finish_moves(committer, collection, prepared, index, replace)
@@ -372,8 +407,9 @@ def _os_error(exc: OSError) -> str:
     return text
 
 
-def _check_same_product(committer: Committer, key: str, doc: dict, old_key: str | None,
-                        replace: bool) -> None:
+def _check_same_product(
+    committer: Committer, key: str, doc: dict, old_key: str | None, replace: bool
+) -> None:
     """Before a move: the item the id index names in another period must
     describe the same product, by the rule :meth:`Committer.put_item` applies
     within a period (raises :class:`IdentityConflict`, nothing written),
@@ -384,9 +420,13 @@ def _check_same_product(committer: Committer, key: str, doc: dict, old_key: str 
     committer.check_identity(old_key, old, doc)
 
 
-def _finish_moves(committer: Committer, collection: str,
-                  prepared: list[tuple[RegisterResult, str, dict]],
-                  index: dict[str, tuple[str | None, str | None]], replace: bool = False) -> None:
+def _finish_moves(
+    committer: Committer,
+    collection: str,
+    prepared: list[tuple[RegisterResult, str, dict]],
+    index: dict[str, tuple[str | None, str | None]],
+    replace: bool = False,
+) -> None:
     """Partitioned collections, after the new items are written and linked:
     remove the item each id had in another period (remove protocol), then
     point the id index at the new key.
@@ -416,35 +456,47 @@ def _finish_moves(committer: Committer, collection: str,
                 # datetime changed), like remove does
                 outcome = committer.remove_item(collection, old_key, keep_if=None if replace else keep_if)
                 if outcome.action == "kept":
-                    result.fail(f"{result.source}: item written at {committer.store_path(key)}, but its "
-                                f"old copy at {committer.store_path(old_key)} was kept "
-                                f"({outcome.reason or 'it was registered again meanwhile'}); "
-                                "remove one of the two items", InputError())
+                    result.fail(
+                        f"{result.source}: item written at {committer.store_path(key)}, but its "
+                        f"old copy at {committer.store_path(old_key)} was kept "
+                        f"({outcome.reason or 'it was registered again meanwhile'}); "
+                        "remove one of the two items",
+                        InputError(),
+                    )
                     continue
                 if result.action == "created":
                     result.action = "updated"  # the id existed: it moved period
             committer.write_index(collection, doc["id"], key, (old_key, version))
         except (ProducerError, OSError) as exc:
-            result.fail(f"{result.source}: item written and linked, but its old copy at "
-                        f"{committer.store_path(old_key or key)} was not removed ({exc}); "
-                        "rerun the registration to finish the move", exc)
+            result.fail(
+                f"{result.source}: item written and linked, but its old copy at "
+                f"{committer.store_path(old_key or key)} was not removed ({exc}); "
+                "rerun the registration to finish the move",
+                exc,
+            )
 
 
-def _check_new_parents(committer: Committer, preread: dict, collection: str,
-                       collection_meta: dict | None) -> None:
+def _check_new_parents(
+    committer: Committer, preread: dict, collection: str, collection_meta: dict | None
+) -> None:
     """Validate the collection and root documents a batch would create, before any write."""
     layout = committer.layout
     coll_key = layout.collection_key(collection)
     if coll_key in preread and preread[coll_key][0] is None:
-        doc = docs.new_collection(collection, collection_meta, layout,
-                                  (committer.root_meta or {}).get("title"))
-        committer.validate(doc, f"{committer.store_path(coll_key)} (new collection; check the collection metadata)")
+        doc = docs.new_collection(
+            collection, collection_meta, layout, (committer.root_meta or {}).get("title")
+        )
+        committer.validate(
+            doc, f"{committer.store_path(coll_key)} (new collection; check the collection metadata)"
+        )
     if layout.root_key in preread and preread[layout.root_key][0] is None:
-        committer.validate(docs.new_root(committer.root_meta),
-                           f"{committer.store_path(layout.root_key)} (new root catalog)")
+        committer.validate(
+            docs.new_root(committer.root_meta), f"{committer.store_path(layout.root_key)} (new root catalog)"
+        )
 
 
 # --- remove -------------------------------------------------------------------
+
 
 def _find_item_key(store: Store, layout: Layout, collection: str, item_id: str) -> str | None:
     """Key of the item ``item_id``: the unpartitioned key, else the id index
@@ -520,17 +572,26 @@ def remove(
     parent = item_parent_key(key, collection)
     coll_key = Layout().collection_key(collection)
     # the documents this removal rewrites are checked before any write
-    committer.check_parents({k: committer.read(k, ("Catalog", "Collection"))
-                             for k in dict.fromkeys((coll_key, parent))}, collection)
+    committer.check_parents(
+        {k: committer.read(k, ("Catalog", "Collection")) for k in dict.fromkeys((coll_key, parent))},
+        collection,
+    )
     outcome = committer.remove_item(collection, key, keep_if=keep_if)
-    return RemoveResult(id=item_id, href=committer.store_path(key), action=outcome.action,
-                        extent_recomputed=outcome.extent_recomputed, reason=outcome.reason)
+    return RemoveResult(
+        id=item_id,
+        href=committer.store_path(key),
+        action=outcome.action,
+        extent_recomputed=outcome.extent_recomputed,
+        reason=outcome.reason,
+    )
 
 
 # --- validate / reconcile --------------------------------------------------------
 
-def validate_catalog(catalog: str | Store, *, storage_options: dict | None = None,
-                     check_assets: bool = False) -> list:
+
+def validate_catalog(
+    catalog: str | Store, *, storage_options: dict | None = None, check_assets: bool = False
+) -> list:
     """Check a whole catalog tree; return a list of :class:`producer.audit.Problem`.
 
     Reads every document once. Checks schemas, links that resolve, dangling
@@ -539,8 +600,7 @@ def validate_catalog(catalog: str | Store, *, storage_options: dict | None = Non
     from producer.audit import audit
 
     store = _open(catalog, storage_options)
-    return audit(store, _validator(), check_assets=check_assets,
-                 storage_options=storage_options).problems
+    return audit(store, _validator(), check_assets=check_assets, storage_options=storage_options).problems
 
 
 def reconcile(catalog: str | Store, *, storage_options: dict | None = None, **kwargs: Any):

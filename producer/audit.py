@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import posixpath
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
 from producer.catalog import documents as docs
 from producer.catalog.extent import bbox_contains, box2d, interval_contains, item_interval, parse_time
@@ -20,12 +20,21 @@ from producer.store.base import Store
 
 #: problem kinds that make a catalog invalid (validate exits 1)
 ERRORS = {
-    "missing-root", "unreadable", "schema", "dangling-link", "duplicate-link",
-    "orphan", "extent", "wrong-type", "collection-mismatch", "malformed",
+    "missing-root",
+    "unreadable",
+    "schema",
+    "dangling-link",
+    "duplicate-link",
+    "orphan",
+    "extent",
+    "wrong-type",
+    "collection-mismatch",
+    "malformed",
     "duplicate-id",
     # the run could not do its job: an asset whose existence could not be
     # checked (never treated as missing), a product reconcile could not register
-    "asset-unchecked", "register-failed",
+    "asset-unchecked",
+    "register-failed",
 }
 #: kinds reported but not invalid: the catalog is still correct STAC
 #: (``interrupted-removal``: an item marked by a ``remove`` that did not finish)
@@ -49,8 +58,12 @@ class Problem:
         return f"{self.key}: [{self.kind}] {self.message}"
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "key": self.key, "message": self.message,
-                "severity": "error" if self.is_error else "warning"}
+        return {
+            "kind": self.kind,
+            "key": self.key,
+            "message": self.message,
+            "severity": "error" if self.is_error else "warning",
+        }
 
 
 @dataclass
@@ -91,8 +104,14 @@ def _read(store: Store, key: str) -> dict:
     return docs.loads(data, key)
 
 
-def audit(store: Store, validator, *, check_assets: bool = False,
-          storage_options: dict | None = None, schemas: bool = True) -> AuditReport:
+def audit(
+    store: Store,
+    validator,
+    *,
+    check_assets: bool = False,
+    storage_options: dict | None = None,
+    schemas: bool = True,
+) -> AuditReport:
     """Check the catalog under ``store``; returns every problem found. Writes nothing."""
     report = AuditReport()
     keys = {k for k in store.list("") if k.endswith(".json")}
@@ -121,8 +140,9 @@ def audit(store: Store, validator, *, check_assets: bool = False,
         kind = doc.get("type")
         report.reached[key] = str(kind)
         if kind not in expect:
-            report.problems.append(Problem(
-                "wrong-type", key, f"linked as {' or '.join(expect)} but has type {kind!r}"))
+            report.problems.append(
+                Problem("wrong-type", key, f"linked as {' or '.join(expect)} but has type {kind!r}")
+            )
             continue
         if schemas:
             for message in validator.errors(doc):
@@ -146,8 +166,9 @@ def audit(store: Store, validator, *, check_assets: bool = False,
                 continue  # absolute links point outside the catalog: not ours to check
             if rel in docs.CHILD_RELS:
                 if (rel, target) in seen_links:
-                    report.problems.append(Problem("duplicate-link", key,
-                                                   f"links {href} ({rel}) more than once", target))
+                    report.problems.append(
+                        Problem("duplicate-link", key, f"links {href} ({rel}) more than once", target)
+                    )
                     continue
                 seen_links.add((rel, target))
             if target not in keys:
@@ -160,11 +181,18 @@ def audit(store: Store, validator, *, check_assets: bool = False,
                     pass
                 else:
                     if rel in docs.CHILD_RELS:
-                        queue.append((target, ("Catalog", "Collection") if rel == "child" else ("Feature",),
-                                      coll_key, key))
+                        queue.append(
+                            (
+                                target,
+                                ("Catalog", "Collection") if rel == "child" else ("Feature",),
+                                coll_key,
+                                key,
+                            )
+                        )
                     continue
-                report.problems.append(Problem(
-                    "dangling-link", key, f"{rel} link {href} points at a missing document", target))
+                report.problems.append(
+                    Problem("dangling-link", key, f"{rel} link {href} points at a missing document", target)
+                )
                 continue
             if rel == "child":
                 queue.append((target, ("Catalog", "Collection"), coll_key, key))
@@ -195,7 +223,8 @@ def _footprint(doc: dict) -> tuple[list[float], tuple[str, str]] | None:
     """An item's (2D bbox, interval), or None if either is unusable."""
     raw = doc.get("bbox")
     if not isinstance(raw, list) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and v == v for v in raw):
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v == v for v in raw
+    ):
         return None
     try:
         interval = item_interval(doc)
@@ -212,29 +241,49 @@ def usable_items(pairs: Iterable[tuple[str, dict]]) -> list[dict]:
     return [doc for _, doc in pairs if _footprint(doc) is not None]
 
 
-def _note_item(report: AuditReport, key: str, doc: dict, coll_key: str | None,
-               parent_key: str | None) -> None:
+def _note_item(
+    report: AuditReport, key: str, doc: dict, coll_key: str | None, parent_key: str | None
+) -> None:
     footprint = _footprint(doc)
     if footprint is None:
         return  # the schema check reports it
     bbox, interval = footprint
     expected = report.collection_ids.get(coll_key or "")
     if expected is not None and doc.get("collection") not in (None, expected):
-        report.problems.append(Problem(
-            "collection-mismatch", key,
-            f"item says collection {doc.get('collection')!r} but sits under {coll_key} ({expected!r})"))
-    assets = {name: a.get("href") for name, a in (doc.get("assets") or {}).items()
-              if isinstance(a, dict) and isinstance(a.get("href"), str)}
+        report.problems.append(
+            Problem(
+                "collection-mismatch",
+                key,
+                f"item says collection {doc.get('collection')!r} but sits under {coll_key} ({expected!r})",
+            )
+        )
+    assets = {
+        name: a.get("href")
+        for name, a in (doc.get("assets") or {}).items()
+        if isinstance(a, dict) and isinstance(a.get("href"), str)
+    }
     removing = _removal_started(doc)
     if removing is not None:
-        report.problems.append(Problem(
-            "interrupted-removal", key,
-            f"a removal started at {removing} did not finish: the item is still linked "
-            "(reconcile --fix unlinks and deletes it)"))
+        report.problems.append(
+            Problem(
+                "interrupted-removal",
+                key,
+                f"a removal started at {removing} did not finish: the item is still linked "
+                "(reconcile --fix unlinks and deletes it)",
+            )
+        )
     props = doc.get("properties") or {}
-    report.items[key] = ItemInfo(key, str(doc.get("id")), bbox, interval, coll_key,
-                                 parent_key or "", assets, str(props.get("updated") or ""),
-                                 removing is not None)
+    report.items[key] = ItemInfo(
+        key,
+        str(doc.get("id")),
+        bbox,
+        interval,
+        coll_key,
+        parent_key or "",
+        assets,
+        str(props.get("updated") or ""),
+        removing is not None,
+    )
 
 
 def _removal_started(doc: dict | None) -> str | None:
@@ -253,9 +302,12 @@ def _orphan_problem(key: str, doc: dict | None) -> Problem:
     reach it, and ``reconcile --fix`` deletes it)."""
     removing = _removal_started(doc)
     if removing is not None:
-        return Problem("interrupted-removal", key,
-                       f"a removal started at {removing} did not finish: the item is unlinked "
-                       "but not deleted (reconcile --fix deletes it)")
+        return Problem(
+            "interrupted-removal",
+            key,
+            f"a removal started at {removing} did not finish: the item is unlinked "
+            "but not deleted (reconcile --fix deletes it)",
+        )
     return Problem("orphan", key, "no document links it")
 
 
@@ -267,9 +319,15 @@ def _check_duplicate_ids(report: AuditReport) -> None:
         info = report.items[key]
         first = seen.setdefault((info.collection_key, info.id), key)
         if first != key:
-            report.problems.append(Problem(
-                "duplicate-id", key, f"item id {info.id!r} is also used by {first} in the same "
-                "collection; reconcile --fix keeps the most recently updated one", first))
+            report.problems.append(
+                Problem(
+                    "duplicate-id",
+                    key,
+                    f"item id {info.id!r} is also used by {first} in the same "
+                    "collection; reconcile --fix keeps the most recently updated one",
+                    first,
+                )
+            )
 
 
 def _check_extents(report: AuditReport) -> None:
@@ -285,22 +343,34 @@ def _check_extents(report: AuditReport) -> None:
             continue
         bbox = box2d(extent["spatial"]["bbox"][0])
         interval = extent["temporal"]["interval"][0]
-        outside = [i for i in infos if not (bbox_contains(bbox, i.bbox)
-                                           and interval_contains(interval, i.interval))]
+        outside = [
+            i for i in infos if not (bbox_contains(bbox, i.bbox) and interval_contains(interval, i.interval))
+        ]
         for info in outside[:20]:
-            report.problems.append(Problem(
-                "extent", coll_key, f"extent does not contain item {info.id} ({info.key})"))
+            report.problems.append(
+                Problem("extent", coll_key, f"extent does not contain item {info.id} ({info.key})")
+            )
         if len(outside) > 20:
-            report.problems.append(Problem(
-                "extent", coll_key, f"... and {len(outside) - 20} more items outside the extent"))
-        exact = docs.exact_extent({"bbox": i.bbox, "properties": {
-            "start_datetime": i.interval[0], "end_datetime": i.interval[1]}, "id": i.id}
-            for i in infos)
+            report.problems.append(
+                Problem("extent", coll_key, f"... and {len(outside) - 20} more items outside the extent")
+            )
+        exact = docs.exact_extent(
+            {
+                "bbox": i.bbox,
+                "properties": {"start_datetime": i.interval[0], "end_datetime": i.interval[1]},
+                "id": i.id,
+            }
+            for i in infos
+        )
         if not outside and _norm_extent(exact) != _norm_extent(extent):
-            report.problems.append(Problem(
-                "stale-extent", coll_key,
-                "extent is not the exact union of its items: larger than it, or its sub-boxes "
-                "(clusters) differ (reconcile --fix recomputes it)"))
+            report.problems.append(
+                Problem(
+                    "stale-extent",
+                    coll_key,
+                    "extent is not the exact union of its items: larger than it, or its sub-boxes "
+                    "(clusters) differ (reconcile --fix recomputes it)",
+                )
+            )
 
 
 def _norm_extent(extent: dict) -> tuple:
@@ -315,11 +385,19 @@ def _norm_extent(extent: dict) -> tuple:
 
 #: names of exception classes (anywhere in the class hierarchy) that mean the
 #: storage endpoint itself could not be reached: builtins, botocore, aiohttp
-_UNREACHABLE = frozenset({
-    "ConnectionError", "TimeoutError", "EndpointConnectionError", "ConnectTimeoutError",
-    "ConnectionClosedError", "ReadTimeoutError", "ClientConnectorError",
-    "ServerDisconnectedError", "ServerTimeoutError",
-})
+_UNREACHABLE = frozenset(
+    {
+        "ConnectionError",
+        "TimeoutError",
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ConnectionClosedError",
+        "ReadTimeoutError",
+        "ClientConnectorError",
+        "ServerDisconnectedError",
+        "ServerTimeoutError",
+    }
+)
 #: schemes whose hrefs get no catalog storage options (they are not of that file system)
 _PLAIN_SCHEMES = ("", "file", "local", "http", "https")
 
@@ -331,8 +409,9 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}"
 
 
-def _asset_exists(href: str, storage_options: dict | None,
-                  unreachable: dict[str, str] | None = None) -> tuple[bool | None, str]:
+def _asset_exists(
+    href: str, storage_options: dict | None, unreachable: dict[str, str] | None = None
+) -> tuple[bool | None, str]:
     """Whether the asset at ``href`` exists, as one of three answers.
 
     ``(True, "")`` it exists; ``(False, "")`` only on a definite not-found
@@ -394,8 +473,10 @@ def _bucket_unknown(fs, path: str, checked: dict[str, str] | None) -> str:
         fs.info(bucket)
         why = ""
     except FileNotFoundError:
-        why = (f"its bucket {bucket!r} does not exist at this endpoint, so the object's absence "
-               "says nothing: check the bucket name and the endpoint/credentials of the data")
+        why = (
+            f"its bucket {bucket!r} does not exist at this endpoint, so the object's absence "
+            "says nothing: check the bucket name and the endpoint/credentials of the data"
+        )
     except Exception as exc:
         why = f"could not check that its bucket {bucket!r} exists ({_why(exc)})"
     if checked is not None:
@@ -414,14 +495,19 @@ def _check_assets(report: AuditReport, storage_options: dict | None) -> None:
         for name, href in info.assets.items():
             exists, why = _asset_exists(href, storage_options, unreachable)
             if exists is False:
-                report.problems.append(Problem(
-                    "missing-asset", info.key, f"asset {name!r} at {href} does not exist"))
+                report.problems.append(
+                    Problem("missing-asset", info.key, f"asset {name!r} at {href} does not exist")
+                )
             elif exists is None:
-                report.problems.append(Problem(
-                    "asset-unchecked", info.key,
-                    f"asset {name!r} at {href} could not be checked ({why}); the item is left "
-                    "as it is: make the data reachable (endpoint, credentials, permissions) "
-                    "and run again"))
+                report.problems.append(
+                    Problem(
+                        "asset-unchecked",
+                        info.key,
+                        f"asset {name!r} at {href} could not be checked ({why}); the item is left "
+                        "as it is: make the data reachable (endpoint, credentials, permissions) "
+                        "and run again",
+                    )
+                )
 
 
 def collection_items(store: Store, collection_key: str) -> Iterator[tuple[str, dict]]:
@@ -449,10 +535,12 @@ def collection_items(store: Store, collection_key: str) -> Iterator[tuple[str, d
 
 # --- reconcile ------------------------------------------------------------------
 
+
 def _unchanged_since(updated: str, was_marked: bool):
     """A ``keep_if`` for :meth:`Committer.remove_item` acting on an audit
     snapshot: remove the item only if it is still as the audit saw it (still
     marked, or the same ``updated``); one registered again since is kept."""
+
     def keep_if(doc: dict) -> str | None:
         props = doc.get("properties") or {}
         if props.get(docs.REMOVING):
@@ -462,10 +550,11 @@ def _unchanged_since(updated: str, was_marked: bool):
         if str(props.get("updated") or "") != updated:
             return "updated since the audit"
         return None
+
     return keep_if
 
 
-def _finish_removals(committer, first: AuditReport, report: "ReconcileReport") -> None:
+def _finish_removals(committer, first: AuditReport, report: ReconcileReport) -> None:
     """Finish every removal a crash or a racing verb left half done, and drop
     all but the most recently updated item of each id within a collection.
 
@@ -481,13 +570,15 @@ def _finish_removals(committer, first: AuditReport, report: "ReconcileReport") -
     by_id: dict[tuple[str, str], list[tuple[str, str, bool]]] = {}
     for info in first.items.values():
         by_id.setdefault((info.key.split("/")[0], info.id), []).append(
-            (info.updated, info.key, info.removing))
+            (info.updated, info.key, info.removing)
+        )
     for key, doc in first.orphans.items():
         if doc is None or doc.get("type") != "Feature" or key.count("/") < 2:
             continue
         props = doc.get("properties") or {}
         by_id.setdefault((key.split("/")[0], str(doc.get("id"))), []).append(
-            (str(props.get("updated") or ""), key, bool(props.get(docs.REMOVING))))
+            (str(props.get("updated") or ""), key, bool(props.get(docs.REMOVING)))
+        )
     for (coll_id, item_id), entries in sorted(by_id.items()):
         live = sorted((e for e in entries if not e[2]), reverse=True)
         doomed = [e[1] for e in entries if e[2]] + [e[1] for e in live[1:]]
@@ -527,8 +618,9 @@ def _bump(counter: dict[str, int], kind: str, n: int = 1) -> None:
     counter[kind] = counter.get(kind, 0) + n
 
 
-def _missing_products(first: AuditReport, data: str | list[str], storage_options: dict | None,
-                      register_options: dict | None) -> list[str]:
+def _missing_products(
+    first: AuditReport, data: str | list[str], storage_options: dict | None, register_options: dict | None
+) -> list[str]:
     """Products under ``data`` that no item describes. Items reached from the
     root count, and so do orphan items (reconcile links them) unless their
     removal was started. Reads the data listing only."""
@@ -539,8 +631,11 @@ def _missing_products(first: AuditReport, data: str | list[str], storage_options
     known = {href for info in first.items.values() for href in info.assets.values()}
     for doc in first.orphans.values():
         if isinstance(doc, dict) and doc.get("type") == "Feature" and _removal_started(doc) is None:
-            known.update(a["href"] for a in (doc.get("assets") or {}).values()
-                         if isinstance(a, dict) and isinstance(a.get("href"), str))
+            known.update(
+                a["href"]
+                for a in (doc.get("assets") or {}).values()
+                if isinstance(a, dict) and isinstance(a.get("href"), str)
+            )
     missing = []
     for path in expand_paths(data, storage_options):
         if rewrite_href(resolve_location(path), rewrites) not in known:
@@ -555,6 +650,7 @@ def _repair_links(committer, store: Store, first: AuditReport, report: Reconcile
         if p.kind in ("dangling-link", "duplicate-link"):
             bad_links.setdefault(p.key, []).append(p)
     for key, problems in bad_links.items():
+
         def mutate(doc, key=key):
             if doc is None:
                 return None
@@ -574,13 +670,15 @@ def _repair_links(committer, store: Store, first: AuditReport, report: Reconcile
                 return None
             doc["links"] = kept
             return doc
+
         if committer.cas(key, mutate, expect=("Catalog", "Collection", "Feature")).changed:
             for p in problems:
                 _bump(report.fixed, p.kind)
 
 
-def _handle_dead_items(committer, store: Store, first: AuditReport, report: ReconcileReport,
-                       dead: str) -> None:
+def _handle_dead_items(
+    committer, store: Store, first: AuditReport, report: ReconcileReport, dead: str
+) -> None:
     """Items with an asset that is definitely gone and none that could not be
     checked: ``flag`` sets ``deprecated: true`` (one compare-and-swap);
     ``remove`` marks, unlinks, then deletes the item, so a crash in between is
@@ -590,16 +688,19 @@ def _handle_dead_items(committer, store: Store, first: AuditReport, report: Reco
     dead_items = sorted({p.key for p in first.problems if p.kind == "missing-asset"} - unchecked)
     for key in dead_items:
         if dead == "remove":
-            outcome = committer.remove_item(key.split("/")[0], key,
-                                            keep_if=_unchanged_since(first.items[key].updated, False))
+            outcome = committer.remove_item(
+                key.split("/")[0], key, keep_if=_unchanged_since(first.items[key].updated, False)
+            )
             if outcome.action == "kept":
                 continue
         else:
+
             def flag(doc):
                 if doc is None or doc.get("properties", {}).get("deprecated") is True:
                     return None
                 doc["properties"]["deprecated"] = True
                 return doc
+
             committer.cas(key, flag, expect=("Feature",))
         _bump(report.fixed, "missing-asset")
 
@@ -629,7 +730,7 @@ def _new_parent(store: Store, key: str) -> dict:
     coll_id = key.split("/")[0]
     if key == f"{coll_id}/collection.json":
         return docs.new_collection(coll_id, None, Layout())
-    label = key[len(coll_id) + 1: -len("/catalog.json")]
+    label = key[len(coll_id) + 1 : -len("/catalog.json")]
     return docs.new_partition(key, _parent_of(store, key), Layout(), coll_id, label)
 
 
@@ -663,8 +764,9 @@ def _link_orphan_catalog(committer, store: Store, key: str, doc: dict) -> None:
         key, title = parent, (outcome.doc or {}).get("title")
 
 
-def _link_orphans(store: Store, validator, committer, first: AuditReport, report: ReconcileReport,
-                  max_retries: int) -> None:
+def _link_orphans(
+    store: Store, validator, committer, first: AuditReport, report: ReconcileReport, max_retries: int
+) -> None:
     """Link orphan items and catalogs where they sit (items through their
     partition chain, bottom-up). An orphan item is read again first: one
     deleted meanwhile is skipped, one marked for removal meanwhile deleted."""
@@ -707,9 +809,14 @@ def _repair_index(committer, linked: AuditReport, report: ReconcileReport) -> No
             _bump(report.fixed, "stale-index")
 
 
-def _register_missing(store: Store, missing_products: list[str], collection: str | None,
-                      storage_options: dict | None, register_options: dict | None,
-                      report: ReconcileReport) -> list[Problem]:
+def _register_missing(
+    store: Store,
+    missing_products: list[str],
+    collection: str | None,
+    storage_options: dict | None,
+    register_options: dict | None,
+    report: ReconcileReport,
+) -> list[Problem]:
     """Register the products no item describes; return a ``register-failed``
     problem (an error) per product that could not be registered."""
     if not collection:
@@ -717,20 +824,33 @@ def _register_missing(store: Store, missing_products: list[str], collection: str
     from producer.api import register
 
     opts = dict(register_options or {})
-    report.registered = register(missing_products, catalog=store, collection=collection,
-                                 storage_options=storage_options, **opts)
+    report.registered = register(
+        missing_products, catalog=store, collection=collection, storage_options=storage_options, **opts
+    )
     _bump(report.fixed, "missing-product", sum(1 for r in report.registered if r.ok))
-    failed = [Problem("register-failed", str(r.source), f"not registered: {r.error}")
-              for r in report.registered if not r.ok]
+    failed = [
+        Problem("register-failed", str(r.source), f"not registered: {r.error}")
+        for r in report.registered
+        if not r.ok
+    ]
     if failed:
         _bump(report.failed, "missing-product", len(failed))
     return failed
 
 
-def reconcile(store: Store, validator, *, data: str | list[str] | None = None, fix: bool = False,
-              dead: str = "flag", collection: str | None = None, check_assets: bool | None = None,
-              storage_options: dict | None = None, register_options: dict | None = None,
-              max_retries: int = 25) -> ReconcileReport:
+def reconcile(
+    store: Store,
+    validator,
+    *,
+    data: str | list[str] | None = None,
+    fix: bool = False,
+    dead: str = "flag",
+    collection: str | None = None,
+    check_assets: bool | None = None,
+    storage_options: dict | None = None,
+    register_options: dict | None = None,
+    max_retries: int = 25,
+) -> ReconcileReport:
     """Find orphans, dangling and duplicate links, stale extents, dead items,
     interrupted removals and unregistered products; with ``fix=True`` repair them.
 
@@ -781,8 +901,10 @@ def reconcile(store: Store, validator, *, data: str | list[str] | None = None, f
     # write: fixing around them could drop or rewrite a collection.
     malformed = [p for p in first.problems if p.kind == "malformed"]
     if malformed:
-        raise CatalogError("nothing was repaired, because existing documents must be fixed by hand "
-                           "first: " + "; ".join(f"{p.key}: {p.message}" for p in malformed))
+        raise CatalogError(
+            "nothing was repaired, because existing documents must be fixed by hand "
+            "first: " + "; ".join(f"{p.key}: {p.message}" for p in malformed)
+        )
 
     committer = Committer(store, validator.check, max_retries=max_retries)
     # 1. links: dangling and duplicate
@@ -794,8 +916,9 @@ def reconcile(store: Store, validator, *, data: str | list[str] | None = None, f
     _link_orphans(store, validator, committer, first, report, max_retries)
     # 4. products nobody registered
     if missing_products:
-        unresolved += _register_missing(store, missing_products, collection, storage_options,
-                                        register_options, report)
+        unresolved += _register_missing(
+            store, missing_products, collection, storage_options, register_options, report
+        )
 
     # 5. extents: exact union of what is now linked. The snapshot only
     # decides which collections to recompute; the value comes from a walk
@@ -805,8 +928,14 @@ def reconcile(store: Store, validator, *, data: str | list[str] | None = None, f
     _repair_index(committer, mid, report)
     for coll_key in mid.extents:
         infos = mid.items_of(coll_key)
-        exact = docs.exact_extent({"id": i.id, "bbox": i.bbox, "properties": {
-            "start_datetime": i.interval[0], "end_datetime": i.interval[1]}} for i in infos)
+        exact = docs.exact_extent(
+            {
+                "id": i.id,
+                "bbox": i.bbox,
+                "properties": {"start_datetime": i.interval[0], "end_datetime": i.interval[1]},
+            }
+            for i in infos
+        )
 
         def needed(doc, exact=exact):
             if docs.SHRINK_FIELD in doc:

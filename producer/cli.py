@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -57,14 +58,28 @@ def _provider(text: str) -> dict:
 
 
 catalog_option = click.option(
-    "--catalog", "-c", required=True, envvar="STAC_CATALOG", show_envvar=True,
-    help="Catalog root: a local path, file://, memory:// or s3:// URL.")
+    "--catalog",
+    "-c",
+    required=True,
+    envvar="STAC_CATALOG",
+    show_envvar=True,
+    help="Catalog root: a local path, file://, memory:// or s3:// URL.",
+)
 collection_option = click.option(
-    "--collection", required=True, envvar="STAC_COLLECTION", show_envvar=True,
-    help="Collection id (created on first use).")
+    "--collection",
+    required=True,
+    envvar="STAC_COLLECTION",
+    show_envvar=True,
+    help="Collection id (created on first use).",
+)
 storage_option = click.option(
-    "--storage-option", "-o", "storage_pairs", multiple=True, metavar="KEY=VALUE",
-    help="fsspec storage option, repeatable (endpoint_url=... sets the S3 endpoint).")
+    "--storage-option",
+    "-o",
+    "storage_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="fsspec storage option, repeatable (endpoint_url=... sets the S3 endpoint).",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -77,45 +92,98 @@ def main() -> None:
 @click.argument("paths", nargs=-1, required=True)
 @catalog_option
 @collection_option
-@click.option("--datetime", "datetime_", metavar="ISO|START/END",
-              help="Explicit datetime or range for every product.")
-@click.option("--datetime-pattern", metavar="REGEX",
-              help="Regex on the file name: named groups year/month/day[/hour/minute/second], "
-                   "start/end, or one group holding a date.")
-@click.option("--datetime-source", "datetime_sources", multiple=True,
-              type=click.Choice(["explicit", "filename", "tags"]),
-              help="Order of datetime sources to try (repeatable; default explicit, filename, tags).")
-@click.option("--id-template", default="{stem}", show_default=True,
-              help="Item id template: {stem}, {name}, {parent}, {collection}.")
-@click.option("--href-rewrite", "href_rewrites", multiple=True, metavar="FROM=TO",
-              help="Rewrite asset href prefixes, e.g. /data=s3://bucket/data (repeatable).")
-@click.option("--partition", type=click.Choice(["year", "year/month"]),
-              help="Put items under <collection>/<YYYY>[/<MM>]/ sub-catalogs.")
+@click.option(
+    "--datetime", "datetime_", metavar="ISO|START/END", help="Explicit datetime or range for every product."
+)
+@click.option(
+    "--datetime-pattern",
+    metavar="REGEX",
+    help="Regex on the file name: named groups year/month/day[/hour/minute/second], "
+    "start/end, or one group holding a date.",
+)
+@click.option(
+    "--datetime-source",
+    "datetime_sources",
+    multiple=True,
+    type=click.Choice(["explicit", "filename", "tags"]),
+    help="Order of datetime sources to try (repeatable; default explicit, filename, tags).",
+)
+@click.option(
+    "--id-template",
+    default="{stem}",
+    show_default=True,
+    help="Item id template: {stem}, {name}, {parent}, {collection}.",
+)
+@click.option(
+    "--href-rewrite",
+    "href_rewrites",
+    multiple=True,
+    metavar="FROM=TO",
+    help="Rewrite asset href prefixes, e.g. /data=s3://bucket/data (repeatable).",
+)
+@click.option(
+    "--partition",
+    type=click.Choice(["year", "year/month"]),
+    help="Put items under <collection>/<YYYY>[/<MM>]/ sub-catalogs.",
+)
 @click.option("--stats", is_flag=True, help="Compute band statistics (from overviews when present).")
 @click.option("--checksum", is_flag=True, help="Add a sha2-256 file:checksum (reads whole files).")
 @click.option("--dry-run", is_flag=True, help="Extract and validate; write nothing.")
-@click.option("--replace", is_flag=True,
-              help="Overwrite an existing item that has the same id but describes another product "
-                   "(default: refuse; or tell them apart with --id-template '{parent}_{stem}').")
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Overwrite an existing item that has the same id but describes another product "
+    "(default: refuse; or tell them apart with --id-template '{parent}_{stem}').",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per product.")
 @click.option("--collection-title", help="Title of a new collection.")
 @click.option("--collection-description", help="Description of a new collection.")
 @click.option("--license", "license_", help="SPDX license id of a new collection (default: other).")
 @click.option("--keyword", "keywords", multiple=True, help="Keyword of a new collection (repeatable).")
-@click.option("--provider", "providers", multiple=True, metavar="NAME[:ROLES[:URL]]",
-              help="Provider of a new collection, e.g. 'ESA:producer,licensor:https://esa.int'.")
-@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1),
-              help="Products committed per parent compare-and-swap.")
-@click.option("--progress/--no-progress", default=None,
-              help="Progress bar on stderr (default: when stderr is a terminal).")
+@click.option(
+    "--provider",
+    "providers",
+    multiple=True,
+    metavar="NAME[:ROLES[:URL]]",
+    help="Provider of a new collection, e.g. 'ESA:producer,licensor:https://esa.int'.",
+)
+@click.option(
+    "--batch-size",
+    default=500,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Products committed per parent compare-and-swap.",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar on stderr (default: when stderr is a terminal).",
+)
 @storage_option
-def register(paths: tuple[str, ...], catalog: str, collection: str, datetime_: str | None,
-             datetime_pattern: str | None, datetime_sources: tuple[str, ...], id_template: str,
-             href_rewrites: tuple[str, ...], partition: str | None, stats: bool, checksum: bool,
-             dry_run: bool, replace: bool, as_json: bool, collection_title: str | None,
-             collection_description: str | None, license_: str | None, keywords: tuple[str, ...],
-             providers: tuple[str, ...], batch_size: int, progress: bool | None,
-             storage_pairs: tuple[str, ...]) -> None:
+def register(
+    paths: tuple[str, ...],
+    catalog: str,
+    collection: str,
+    datetime_: str | None,
+    datetime_pattern: str | None,
+    datetime_sources: tuple[str, ...],
+    id_template: str,
+    href_rewrites: tuple[str, ...],
+    partition: str | None,
+    stats: bool,
+    checksum: bool,
+    dry_run: bool,
+    replace: bool,
+    as_json: bool,
+    collection_title: str | None,
+    collection_description: str | None,
+    license_: str | None,
+    keywords: tuple[str, ...],
+    providers: tuple[str, ...],
+    batch_size: int,
+    progress: bool | None,
+    storage_pairs: tuple[str, ...],
+) -> None:
     """Register PATHS (files, directories, globs, URLs) into the catalog."""
     from producer import api
 
@@ -148,12 +216,24 @@ def register(paths: tuple[str, ...], catalog: str, collection: str, datetime_: s
 
     try:
         results = api.register(
-            sources, catalog=catalog, collection=collection, storage_options=storage_options,
-            collection_meta=meta or None, partition=partition, datetime=datetime_,
-            datetime_pattern=datetime_pattern, datetime_sources=datetime_sources or None,
-            id_template=id_template, href_rewrites=href_rewrites, stats=stats,
-            checksum=checksum, dry_run=dry_run, batch_size=batch_size, progress=tick,
-            replace=replace)
+            sources,
+            catalog=catalog,
+            collection=collection,
+            storage_options=storage_options,
+            collection_meta=meta or None,
+            partition=partition,
+            datetime=datetime_,
+            datetime_pattern=datetime_pattern,
+            datetime_sources=datetime_sources or None,
+            id_template=id_template,
+            href_rewrites=href_rewrites,
+            stats=stats,
+            checksum=checksum,
+            dry_run=dry_run,
+            batch_size=batch_size,
+            progress=tick,
+            replace=replace,
+        )
     except InputError as exc:
         raise click.UsageError(redact(str(exc))) from exc
     except ProducerError as exc:
@@ -192,17 +272,19 @@ def validate(catalog: str, check_assets: bool, as_json: bool, storage_pairs: tup
     from producer import api
 
     try:
-        problems = api.validate_catalog(catalog, storage_options=_storage_options(storage_pairs),
-                                        check_assets=check_assets)
+        problems = api.validate_catalog(
+            catalog, storage_options=_storage_options(storage_pairs), check_assets=check_assets
+        )
     except ProducerError as exc:
         raise click.ClickException(redact(str(exc))) from exc
     errors = [p for p in problems if p.is_error]
     for p in problems:
-        click.echo(json.dumps(p.to_dict()) if as_json else
-                   f"{'ERROR' if p.is_error else 'warning'} {p}")
+        click.echo(json.dumps(p.to_dict()) if as_json else f"{'ERROR' if p.is_error else 'warning'} {p}")
     if not as_json:
-        click.echo(f"{catalog}: {len(errors)} errors, {len(problems) - len(errors)} warnings"
-                   + (" — valid" if not errors else ""))
+        click.echo(
+            f"{catalog}: {len(errors)} errors, {len(problems) - len(errors)} warnings"
+            + (" — valid" if not errors else "")
+        )
     sys.exit(1 if errors else 0)
 
 
@@ -216,8 +298,9 @@ def remove(item_id: str, catalog: str, collection: str, storage_pairs: tuple[str
     from producer import api
 
     try:
-        result = api.remove(item_id, catalog=catalog, collection=collection,
-                            storage_options=_storage_options(storage_pairs))
+        result = api.remove(
+            item_id, catalog=catalog, collection=collection, storage_options=_storage_options(storage_pairs)
+        )
     except InputError as exc:
         raise click.UsageError(redact(str(exc))) from exc
     except ProducerError as exc:
@@ -226,8 +309,11 @@ def remove(item_id: str, catalog: str, collection: str, storage_pairs: tuple[str
         click.echo(f"{item_id}: no such item in collection {collection}", err=True)
         sys.exit(1)
     if result.action == "kept":
-        click.echo(f"{item_id}: not removed: it was registered again while being removed "
-                   f"({result.href}); run remove again to remove the new version", err=True)
+        click.echo(
+            f"{item_id}: not removed: it was registered again while being removed "
+            f"({result.href}); run remove again to remove the new version",
+            err=True,
+        )
         sys.exit(1)
     extra = " (extent recomputed)" if result.extent_recomputed else ""
     click.echo(f"removed {item_id} ({result.href}){extra}")
@@ -235,24 +321,46 @@ def remove(item_id: str, catalog: str, collection: str, storage_pairs: tuple[str
 
 @main.command()
 @click.argument("catalog", envvar="STAC_CATALOG")
-@click.option("--data", "data", multiple=True, metavar="PREFIX",
-              help="Product prefix/folder/glob to compare with the catalog (repeatable); "
-                   "also checks that asset hrefs exist.")
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    metavar="PREFIX",
+    help="Product prefix/folder/glob to compare with the catalog (repeatable); "
+    "also checks that asset hrefs exist.",
+)
 @click.option("--fix", is_flag=True, help="Repair what was found (default: report only).")
-@click.option("--dead", type=click.Choice(["flag", "remove"]), default="flag", show_default=True,
-              help="Items whose assets are gone: flag (deprecated: true) or remove.")
+@click.option(
+    "--dead",
+    type=click.Choice(["flag", "remove"]),
+    default="flag",
+    show_default=True,
+    help="Items whose assets are gone: flag (deprecated: true) or remove.",
+)
 @click.option("--collection", help="Collection for products found under --data with no item.")
-@click.option("--check-assets/--no-check-assets", default=None,
-              help="Check asset hrefs exist (default: on when --data is given).")
+@click.option(
+    "--check-assets/--no-check-assets",
+    default=None,
+    help="Check asset hrefs exist (default: on when --data is given).",
+)
 @click.option("--id-template", default="{stem}", show_default=True)
 @click.option("--href-rewrite", "href_rewrites", multiple=True, metavar="FROM=TO")
 @click.option("--datetime-pattern", metavar="REGEX")
 @click.option("--partition", type=click.Choice(["year", "year/month"]))
 @storage_option
-def reconcile(catalog: str, data: tuple[str, ...], fix: bool, dead: str, collection: str | None,
-              check_assets: bool | None, id_template: str, href_rewrites: tuple[str, ...],
-              datetime_pattern: str | None, partition: str | None,
-              storage_pairs: tuple[str, ...]) -> None:
+def reconcile(
+    catalog: str,
+    data: tuple[str, ...],
+    fix: bool,
+    dead: str,
+    collection: str | None,
+    check_assets: bool | None,
+    id_template: str,
+    href_rewrites: tuple[str, ...],
+    datetime_pattern: str | None,
+    partition: str | None,
+    storage_pairs: tuple[str, ...],
+) -> None:
     """Find (and with --fix repair) orphans, dangling/duplicate links, stale
     extents, items whose assets are gone and products with no item.
 
@@ -265,10 +373,20 @@ def reconcile(catalog: str, data: tuple[str, ...], fix: bool, dead: str, collect
         raise click.UsageError("--fix with --data needs --collection for the missing products")
     try:
         report = api.reconcile(
-            catalog, storage_options=_storage_options(storage_pairs), data=list(data) or None,
-            fix=fix, dead=dead, collection=collection, check_assets=check_assets,
-            register_options={"id_template": id_template, "href_rewrites": href_rewrites,
-                              "datetime_pattern": datetime_pattern, "partition": partition})
+            catalog,
+            storage_options=_storage_options(storage_pairs),
+            data=list(data) or None,
+            fix=fix,
+            dead=dead,
+            collection=collection,
+            check_assets=check_assets,
+            register_options={
+                "id_template": id_template,
+                "href_rewrites": href_rewrites,
+                "datetime_pattern": datetime_pattern,
+                "partition": partition,
+            },
+        )
     except InputError as exc:
         raise click.UsageError(redact(str(exc))) from exc
     except ProducerError as exc:
@@ -283,14 +401,22 @@ def reconcile(catalog: str, data: tuple[str, ...], fix: bool, dead: str, collect
     not_registered = sum(1 for p in shown if p.kind == "register-failed")
     click.echo("")
     if unchecked:
-        click.echo(f"{unchecked} asset(s) could not be checked (see the reasons above): their items "
-                   "were left unchanged, neither flagged nor removed; make the data reachable "
-                   "(--storage-option endpoint_url=..., credentials, permissions) and rerun", err=True)
+        click.echo(
+            f"{unchecked} asset(s) could not be checked (see the reasons above): their items "
+            "were left unchanged, neither flagged nor removed; make the data reachable "
+            "(--storage-option endpoint_url=..., credentials, permissions) and rerun",
+            err=True,
+        )
     if not_registered:
-        click.echo(f"{not_registered} product(s) under --data could not be registered (see the errors "
-                   "above); fix or move them and rerun reconcile --fix", err=True)
+        click.echo(
+            f"{not_registered} product(s) under --data could not be registered (see the errors "
+            "above); fix or move them and rerun reconcile --fix",
+            err=True,
+        )
     if fix:
-        click.echo(f"{catalog}: " + ("valid after repair" if not blocking else f"{len(blocking)} problems left"))
+        click.echo(
+            f"{catalog}: " + ("valid after repair" if not blocking else f"{len(blocking)} problems left")
+        )
     elif report.problems:
         click.echo("nothing written; rerun with --fix to repair")
     sys.exit(1 if blocking else 0)
@@ -301,15 +427,27 @@ def reconcile(catalog: str, data: tuple[str, ...], fix: bool, dead: str, collect
 @catalog_option
 @collection_option
 @click.option("--prefix", "prefixes", multiple=True, help="Accept only keys under this prefix (repeatable).")
-@click.option("--suffix", "suffixes", multiple=True,
-              help="Accept only keys with this ending (repeatable; default .tif .tiff .nc).")
+@click.option(
+    "--suffix",
+    "suffixes",
+    multiple=True,
+    help="Accept only keys with this ending (repeatable; default .tif .tiff .nc).",
+)
 @click.option("--id-template", default="{stem}", show_default=True)
 @click.option("--datetime-pattern", metavar="REGEX")
 @click.option("--href-rewrite", "href_rewrites", multiple=True, metavar="FROM=TO")
 @storage_option
-def handle_event(payload, catalog: str, collection: str, prefixes: tuple[str, ...],
-                 suffixes: tuple[str, ...], id_template: str, datetime_pattern: str | None,
-                 href_rewrites: tuple[str, ...], storage_pairs: tuple[str, ...]) -> None:
+def handle_event(
+    payload,
+    catalog: str,
+    collection: str,
+    prefixes: tuple[str, ...],
+    suffixes: tuple[str, ...],
+    id_template: str,
+    datetime_pattern: str | None,
+    href_rewrites: tuple[str, ...],
+    storage_pairs: tuple[str, ...],
+) -> None:
     """Apply an S3 event PAYLOAD (JSON file or - for stdin; direct, SQS, SNS or
     EventBridge shape): created objects are registered, removed ones removed.
     Prints the handler's result as JSON."""
@@ -321,10 +459,15 @@ def handle_event(payload, catalog: str, collection: str, prefixes: tuple[str, ..
         raise click.UsageError(f"{payload.name}: not JSON ({exc})") from exc
     try:
         config = HandlerConfig(
-            catalog=catalog, collection=collection, prefixes=prefixes,
-            suffixes=suffixes or DEFAULT_SUFFIXES, id_template=id_template,
+            catalog=catalog,
+            collection=collection,
+            prefixes=prefixes,
+            suffixes=suffixes or DEFAULT_SUFFIXES,
+            id_template=id_template,
             storage_options=_storage_options(storage_pairs) or None,
-            datetime_pattern=datetime_pattern, href_rewrites=href_rewrites)
+            datetime_pattern=datetime_pattern,
+            href_rewrites=href_rewrites,
+        )
         result = handle(event, config)
     except InputError as exc:
         raise click.UsageError(redact(str(exc))) from exc
@@ -335,8 +478,9 @@ def handle_event(payload, catalog: str, collection: str, prefixes: tuple[str, ..
 
 
 @main.command()
-@click.option("--dir", "workdir", default="demo", show_default=True,
-              help="Folder for the sample data and the catalog.")
+@click.option(
+    "--dir", "workdir", default="demo", show_default=True, help="Folder for the sample data and the catalog."
+)
 @click.option("--count", default=6, show_default=True, type=click.IntRange(1, 500))
 def demo(workdir: str, count: int) -> None:
     """Write sample COGs, register them into a local catalog, validate it."""

@@ -25,9 +25,9 @@ import json
 import posixpath
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from typing import Callable, Sequence
+from datetime import UTC, datetime
 
 from producer.catalog import documents as docs
 from producer.catalog.extent import format_time, item_interval, parse_time
@@ -42,7 +42,7 @@ TIMESTAMPS = ("created", "updated")
 
 def utcnow() -> datetime:
     """Clock for the ``created``/``updated`` bookkeeping fields only."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def item_start(item: dict) -> datetime:
@@ -209,7 +209,7 @@ class Committer:
     # -- compare-and-swap ---------------------------------------------------
 
     def _sleep(self, attempt: int) -> None:
-        cap = min(5.0, self.backoff * (2 ** attempt))
+        cap = min(5.0, self.backoff * (2**attempt))
         time.sleep(self.rng.uniform(0, cap))
 
     def check_update(self, key: str, old: dict | None, new: dict) -> None:
@@ -229,9 +229,15 @@ class Committer:
         light["links"] = docs.new_or_changed_links(old.get("links", []), new["links"])
         self.validate(light, self.store_path(key))
 
-    def cas(self, key: str, mutate: Mutation, *, expect: Sequence[str],
-            first: tuple[dict | None, str | None] | None = None,
-            validated: bool = False) -> CasOutcome:
+    def cas(
+        self,
+        key: str,
+        mutate: Mutation,
+        *,
+        expect: Sequence[str],
+        first: tuple[dict | None, str | None] | None = None,
+        validated: bool = False,
+    ) -> CasOutcome:
         """Apply ``mutate`` to the document at ``key`` until the write wins.
 
         ``mutate`` gets a private copy of the current document (or ``None``
@@ -318,9 +324,13 @@ class Committer:
 
     # -- parents ----------------------------------------------------------------
 
-    def link_items(self, collection_id: str, items: Sequence[tuple[str, dict]],
-                   collection_meta: dict | None = None,
-                   preread: dict[str, tuple[dict | None, str | None]] | None = None) -> None:
+    def link_items(
+        self,
+        collection_id: str,
+        items: Sequence[tuple[str, dict]],
+        collection_meta: dict | None = None,
+        preread: dict[str, tuple[dict | None, str | None]] | None = None,
+    ) -> None:
         """Link already-written items into their parents, bottom-up, and make
         sure every link up their chains exists.
 
@@ -353,8 +363,12 @@ class Committer:
             chain = layout.chain(collection_id, when)
             parent = chain[0]
             by_parent.setdefault(parent, []).append(
-                {"rel": "item", "href": relative_href(parent, key), "type": docs.GEOJSON,
-                 "title": item.get("properties", {}).get("title") or item["id"]}
+                {
+                    "rel": "item",
+                    "href": relative_href(parent, key),
+                    "type": docs.GEOJSON,
+                    "title": item.get("properties", {}).get("title") or item["id"],
+                }
             )
             for child, up in zip(chain[:-2], chain[1:-1]):
                 child_of[child] = up
@@ -366,11 +380,19 @@ class Committer:
             below = ensure.pop(pkey, [])
             up = child_of[pkey]
             label = pkey[len(collection_id) + 1 : -len("/catalog.json")]
-            self.cas(pkey, self._partition_mutation(pkey, up, collection_id, label, coll_title, links, below),
-                     expect=("Catalog",), first=preread.pop(pkey, None))
+            self.cas(
+                pkey,
+                self._partition_mutation(pkey, up, collection_id, label, coll_title, links, below),
+                expect=("Catalog",),
+                first=preread.pop(pkey, None),
+            )
             ensure.setdefault(up, []).append(
-                {"rel": "child", "href": relative_href(up, pkey), "type": docs.JSON,
-                 "title": f"{coll_title} {label}"}
+                {
+                    "rel": "child",
+                    "href": relative_href(up, pkey),
+                    "type": docs.JSON,
+                    "title": f"{coll_title} {label}",
+                }
             )
 
         coll_links = by_parent.pop(coll_key, [])
@@ -381,14 +403,24 @@ class Committer:
         coll_first = preread.pop(coll_key, None)
         if partitions:
             coll_first = None
-        self.cas(coll_key, self._collection_mutation(collection_id, collection_meta, coll_links, item_docs,
-                                                     ensure.pop(coll_key, [])),
-                 expect=("Collection",), first=coll_first)
-        self.cas(layout.root_key, self._root_mutation(coll_key, coll_title),
-                 expect=("Catalog", "Collection"), first=preread.pop(layout.root_key, None))
+        self.cas(
+            coll_key,
+            self._collection_mutation(
+                collection_id, collection_meta, coll_links, item_docs, ensure.pop(coll_key, [])
+            ),
+            expect=("Collection",),
+            first=coll_first,
+        )
+        self.cas(
+            layout.root_key,
+            self._root_mutation(coll_key, coll_title),
+            expect=("Catalog", "Collection"),
+            first=preread.pop(layout.root_key, None),
+        )
 
-    def settle_items(self, collection_id: str, items: Sequence[tuple[str, dict]],
-                     collection_meta: dict | None = None) -> list[str]:
+    def settle_items(
+        self, collection_id: str, items: Sequence[tuple[str, dict]], collection_meta: dict | None = None
+    ) -> list[str]:
         """After :meth:`link_items`: make sure no link points at an item a
         concurrent ``remove`` marked or deleted meanwhile.
 
@@ -410,8 +442,9 @@ class Committer:
                 self.link_items(collection_id, [(key, item)], collection_meta)
                 redone.append(key)
             else:
-                raise ConflictError(f"{self.store_path(key)}: a concurrent remove kept deleting it; "
-                                    "register it again later")
+                raise ConflictError(
+                    f"{self.store_path(key)}: a concurrent remove kept deleting it; register it again later"
+                )
         return redone
 
     def ensure_root(self, preread: dict[str, tuple[dict | None, str | None]]) -> None:
@@ -435,8 +468,16 @@ class Committer:
             return
         preread[key] = (doc, version)
 
-    def _partition_mutation(self, key: str, parent_key: str, collection_id: str, label: str,
-                            coll_title: str, links: list[dict], below: Sequence[dict] = ()) -> Mutation:
+    def _partition_mutation(
+        self,
+        key: str,
+        parent_key: str,
+        collection_id: str,
+        label: str,
+        coll_title: str,
+        links: list[dict],
+        below: Sequence[dict] = (),
+    ) -> Mutation:
         def mutate(doc: dict | None) -> dict | None:
             created = doc is None
             if doc is None:
@@ -444,10 +485,17 @@ class Committer:
             changed = docs.add_links(doc, links)
             changed |= _add_missing(doc, below)
             return doc if (changed or created) else None
+
         return mutate
 
-    def _collection_mutation(self, collection_id: str, meta: dict | None, links: list[dict],
-                             items: list[dict], below: Sequence[dict] = ()) -> Mutation:
+    def _collection_mutation(
+        self,
+        collection_id: str,
+        meta: dict | None,
+        links: list[dict],
+        items: list[dict],
+        below: Sequence[dict] = (),
+    ) -> Mutation:
         root_title = (self.root_meta or {}).get("title")
 
         def mutate(doc: dict | None) -> dict | None:
@@ -464,11 +512,16 @@ class Committer:
             # extent did not grow (see documents.begin_shrink)
             changed |= docs.record_in_shrink(doc, items, self.clock())
             return doc if (changed or created) else None
+
         return mutate
 
     def _root_mutation(self, coll_key: str, coll_title: str) -> Mutation:
-        link = {"rel": "child", "href": relative_href(self.layout.root_key, coll_key),
-                "type": docs.JSON, "title": coll_title}
+        link = {
+            "rel": "child",
+            "href": relative_href(self.layout.root_key, coll_key),
+            "type": docs.JSON,
+            "title": coll_title,
+        }
 
         def mutate(doc: dict | None) -> dict | None:
             created = doc is None
@@ -476,9 +529,12 @@ class Committer:
                 doc = docs.new_root(self.root_meta)
             changed = _add_missing(doc, [link])
             return doc if (changed or created) else None
+
         return mutate
 
-    def preflight(self, collection_id: str, items: Sequence[dict]) -> dict[str, tuple[dict | None, str | None]]:
+    def preflight(
+        self, collection_id: str, items: Sequence[dict]
+    ) -> dict[str, tuple[dict | None, str | None]]:
         """Read the parent documents a batch will update, before any write.
 
         Reads the whole chain of every item once: its partitions, the
@@ -513,8 +569,7 @@ class Committer:
         self.check_parents(out, collection_id)
         return out
 
-    def check_parents(self, documents: dict[str, tuple[dict | None, str | None]],
-                      collection_id: str) -> None:
+    def check_parents(self, documents: dict[str, tuple[dict | None, str | None]], collection_id: str) -> None:
         """Raise :class:`CatalogError` if an existing parent read before any
         write cannot be updated safely (no ``stac_version``, a missing or
         malformed extent, a collection whose id is another collection's);
@@ -522,8 +577,9 @@ class Committer:
         coll_key = self.layout.collection_key(collection_id)
         for key, (doc, _) in documents.items():
             if doc is not None:
-                docs.check_parent(doc, self.store_path(key),
-                                  collection_id=collection_id if key == coll_key else None)
+                docs.check_parent(
+                    doc, self.store_path(key), collection_id=collection_id if key == coll_key else None
+                )
 
     # -- removal -----------------------------------------------------------------
 
@@ -539,9 +595,13 @@ class Committer:
         expect = ("Collection",) if parent_key.endswith("/collection.json") else ("Catalog",)
         return self.cas(parent_key, mutate, expect=expect).changed
 
-    def remove_item(self, collection_id: str, item_key: str,
-                    keep_if: Callable[[dict], str | None] | None = None,
-                    shrink: bool = True) -> RemoveOutcome:
+    def remove_item(
+        self,
+        collection_id: str,
+        item_key: str,
+        keep_if: Callable[[dict], str | None] | None = None,
+        shrink: bool = True,
+    ) -> RemoveOutcome:
         """Remove the item document at ``item_key``: crash-safe and race-safe.
 
         1. Mark: compare-and-swap sets property :data:`docs.REMOVING` (a UTC
@@ -613,7 +673,9 @@ class Committer:
                 return RemoveOutcome("removed", item, recomputed)
             if not current.get("properties", {}).get(docs.REMOVING):
                 # re-registered since it was marked: the register wins, keep it linked
-                replace(self, layout=layout_of_item(item_key)).link_items(collection_id, [(item_key, current)])
+                replace(self, layout=layout_of_item(item_key)).link_items(
+                    collection_id, [(item_key, current)]
+                )
                 return RemoveOutcome("kept", current, recomputed)
             # re-marked by another remover after a register: delete that version
         raise ConflictError(
@@ -636,8 +698,11 @@ class Committer:
         def walk() -> list[dict]:
             # the item is unlinked, so the walk only meets it again if a
             # register re-linked a new version: that one counts (unmarked)
-            return usable_items((k, doc) for k, doc in collection_items(self.store, coll_key)
-                                if not doc.get("properties", {}).get(docs.REMOVING))
+            return usable_items(
+                (k, doc)
+                for k, doc in collection_items(self.store, coll_key)
+                if not doc.get("properties", {}).get(docs.REMOVING)
+            )
 
         return self.recompute_extent(coll_key, needed, walk)
 
@@ -659,8 +724,13 @@ class Committer:
             return None, version
         return (key if isinstance(key, str) else None), version
 
-    def write_index(self, collection_id: str, item_id: str, item_key: str,
-                    current: tuple[str | None, str | None] | None = None) -> bool:
+    def write_index(
+        self,
+        collection_id: str,
+        item_id: str,
+        item_key: str,
+        current: tuple[str | None, str | None] | None = None,
+    ) -> bool:
         """Point the id index entry of ``item_id`` at ``item_key``; True if written.
 
         Compare-and-swap (create-only when absent) starting from ``current``
@@ -685,12 +755,18 @@ class Committer:
                 self.conflicts += 1
                 if attempt < self.max_retries:
                     self._sleep(attempt)
-        raise ConflictError(f"{self.store_path(ikey)}: gave up after {self.max_retries + 1} attempts "
-                            "because other writers kept changing it; retry later")
+        raise ConflictError(
+            f"{self.store_path(ikey)}: gave up after {self.max_retries + 1} attempts "
+            "because other writers kept changing it; retry later"
+        )
 
-    def recompute_extent(self, collection_key: str, needed: Callable[[dict], bool],
-                         walk: Callable[[], list[dict]],
-                         give_up_after: float = docs.SHRINK_TTL / 2) -> bool:
+    def recompute_extent(
+        self,
+        collection_key: str,
+        needed: Callable[[dict], bool],
+        walk: Callable[[], list[dict]],
+        give_up_after: float = docs.SHRINK_TTL / 2,
+    ) -> bool:
         """Set a collection's extent to the exact union of its items, safely
         against concurrent registers (two-phase, see documents.begin_shrink).
 
@@ -726,8 +802,11 @@ class Committer:
             # no half-done shrink left behind when the walk fails (a crash
             # that skips this is covered by the marker's expiry)
             try:
-                self.cas(collection_key, lambda d: d if d is not None and docs.drop_shrink(d, token) else None,
-                         expect=("Collection",))
+                self.cas(
+                    collection_key,
+                    lambda d: d if d is not None and docs.drop_shrink(d, token) else None,
+                    expect=("Collection",),
+                )
             except Exception:
                 pass
             raise

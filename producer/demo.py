@@ -7,8 +7,8 @@ places, dates in the file names) and ``<dir>/catalog/``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -17,14 +17,15 @@ SCENES: Sequence[tuple[str, int, float, float, float]] = (
     ("rhine", 32632, 400000.0, 5600000.0, 30.0),
     ("alps", 32632, 360000.0, 5200000.0, 30.0),
     ("nile", 32636, 300000.0, 3400000.0, 60.0),
-    ("fiji", 4326, 179.5, -17.0, 0.01),        # crosses the antimeridian
+    ("fiji", 4326, 179.5, -17.0, 0.01),  # crosses the antimeridian
     ("greenland", 3413, -100000.0, -1000000.0, 1000.0),
     ("andes", 32719, 350000.0, 8200000.0, 30.0),
 )
 
 
-def write_sample_cog(path: str, epsg: int, ulx: float, uly: float, res: float,
-                     seed: int, size: int = 256) -> None:
+def write_sample_cog(
+    path: str, epsg: int, ulx: float, uly: float, res: float, seed: int, size: int = 256
+) -> None:
     """Write one tiled, overviewed COG with an NDVI-like float band."""
     import rasterio.shutil
     from rasterio.io import MemoryFile
@@ -36,8 +37,14 @@ def write_sample_cog(path: str, epsg: int, ulx: float, uly: float, res: float,
     data = np.clip(field, -1, 1).astype("float32")
     data[:8, :8] = -9999.0
     profile = {
-        "driver": "GTiff", "width": size, "height": size, "count": 1, "dtype": "float32",
-        "crs": f"EPSG:{epsg}", "transform": from_origin(ulx, uly, res, res), "nodata": -9999.0,
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "count": 1,
+        "dtype": "float32",
+        "crs": f"EPSG:{epsg}",
+        "transform": from_origin(ulx, uly, res, res),
+        "nodata": -9999.0,
     }
     with MemoryFile() as mem:
         with mem.open(**profile) as tmp:
@@ -45,8 +52,9 @@ def write_sample_cog(path: str, epsg: int, ulx: float, uly: float, res: float,
             tmp.set_band_description(1, "ndvi")
             tmp.update_tags(1, units="1")
         with mem.open() as src:
-            rasterio.shutil.copy(src, path, driver="COG", compress="deflate",
-                                 blocksize=128, overview_resampling="average")
+            rasterio.shutil.copy(
+                src, path, driver="COG", compress="deflate", blocksize=128, overview_resampling="average"
+            )
 
 
 def make_samples(data_dir: str, count: int) -> list[str]:
@@ -65,8 +73,13 @@ def make_samples(data_dir: str, count: int) -> list[str]:
     return paths
 
 
-def run_demo(workdir: str, *, count: int, echo: Callable[[str], None],
-             table: Callable[[Sequence[Sequence[object]], Sequence[str]], str]) -> int:
+def run_demo(
+    workdir: str,
+    *,
+    count: int,
+    echo: Callable[[str], None],
+    table: Callable[[Sequence[Sequence[object]], Sequence[str]], str],
+) -> int:
     """Run the whole demo; returns the exit code (0 when everything is valid)."""
     from producer import api
 
@@ -75,19 +88,31 @@ def run_demo(workdir: str, *, count: int, echo: Callable[[str], None],
     echo(f"writing {count} sample COGs to {data_dir}/ ...")
     paths = make_samples(data_dir, count)
     results = api.register(
-        paths, catalog=catalog, collection="demo-ndvi",
-        collection_meta={"title": "Demo NDVI", "description": "Synthetic NDVI COGs written by `stac-producer demo`.",
-                         "license": "CC0-1.0", "keywords": ["ndvi", "demo"]},
+        paths,
+        catalog=catalog,
+        collection="demo-ndvi",
+        collection_meta={
+            "title": "Demo NDVI",
+            "description": "Synthetic NDVI COGs written by `stac-producer demo`.",
+            "license": "CC0-1.0",
+            "keywords": ["ndvi", "demo"],
+        },
         root_meta={"id": "demo", "title": "stac-producer demo catalog"},
     )
     rows = []
     for r in results:
         item = r.item or {}
         bbox = item.get("bbox")
-        rows.append((r.id, r.action, item.get("properties", {}).get("proj:code", "-"),
-                     item.get("properties", {}).get("datetime", "-"),
-                     "-" if not bbox else "[" + ", ".join(f"{v:.2f}" for v in bbox) + "]",
-                     r.error or ""))
+        rows.append(
+            (
+                r.id,
+                r.action,
+                item.get("properties", {}).get("proj:code", "-"),
+                item.get("properties", {}).get("datetime", "-"),
+                "-" if not bbox else "[" + ", ".join(f"{v:.2f}" for v in bbox) + "]",
+                r.error or "",
+            )
+        )
     echo(table(rows, ["item", "action", "crs", "datetime", "bbox (W, S, E, N)", "error"]))
     problems = api.validate_catalog(catalog)
     errors = [p for p in problems if p.is_error]
@@ -95,8 +120,10 @@ def run_demo(workdir: str, *, count: int, echo: Callable[[str], None],
         echo(f"{'ERROR' if p.is_error else 'warning'} {p}")
     ok = all(r.ok for r in results) and not errors
     echo(f"\ncatalog: {os.path.join(catalog, 'catalog.json')}")
-    echo(f"validation: {'valid' if not errors else f'{len(errors)} errors'}; "
-         f"{sum(r.ok for r in results)}/{len(results)} products registered")
+    echo(
+        f"validation: {'valid' if not errors else f'{len(errors)} errors'}; "
+        f"{sum(r.ok for r in results)}/{len(results)} products registered"
+    )
     if ok and any(r.action == "created" for r in results):
         echo("next: run `stac-producer demo` again — every product is 'unchanged' and no byte moves.")
     return 0 if ok else 1

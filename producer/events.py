@@ -105,7 +105,10 @@ def parse_event(payload: Mapping[str, Any]) -> tuple[list[ObjectEvent], list[dic
     failures: list[dict[str, Any]] = []
     if not isinstance(payload, Mapping):
         failures.append(
-            {"message_id": None, "error": f"event payload must be a JSON object, got {type(payload).__name__}"}
+            {
+                "message_id": None,
+                "error": f"event payload must be a JSON object, got {type(payload).__name__}",
+            }
         )
         return events, failures
     _walk(payload, None, 0, events, failures)
@@ -387,7 +390,9 @@ def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any] | None:
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise InputError(f"environment variable {name} is not valid JSON ({exc}); give a JSON object") from None
+        raise InputError(
+            f"environment variable {name} is not valid JSON ({exc}); give a JSON object"
+        ) from None
     if not isinstance(value, dict):
         raise InputError(f"environment variable {name} must be a JSON object, got {type(value).__name__}")
     return value
@@ -434,7 +439,13 @@ def handle(payload: Mapping[str, Any], config: HandlerConfig) -> dict[str, Any]:
     from producer import api  # lazy: parsing must not pay for rasterio & co.
 
     events, parse_failures = parse_event(payload)
-    out: dict[str, Any] = {"registered": [], "removed": [], "skipped": [], "failed": [], "batchItemFailures": []}
+    out: dict[str, Any] = {
+        "registered": [],
+        "removed": [],
+        "skipped": [],
+        "failed": [],
+        "batchItemFailures": [],
+    }
     failed_messages: list[str] = []
 
     def fail(error: str, *, url: str | None = None, message_id: str | None = None) -> None:
@@ -521,7 +532,9 @@ def _runs(events: list[ObjectEvent]) -> list[tuple[EventKind, list[ObjectEvent]]
     return runs
 
 
-def _register_run(api: Any, run: list[ObjectEvent], config: HandlerConfig, out: dict[str, Any], fail: Any) -> None:
+def _register_run(
+    api: Any, run: list[ObjectEvent], config: HandlerConfig, out: dict[str, Any], fail: Any
+) -> None:
     """Register one run of created objects with a single api call."""
     by_url: dict[str, list[ObjectEvent]] = {}
     for event in run:  # the same object twice (at-least-once delivery): register once
@@ -538,7 +551,7 @@ def _register_run(api: Any, run: list[ObjectEvent], config: HandlerConfig, out: 
             datetime_pattern=config.datetime_pattern,
             href_rewrites=config.href_rewrites,
         )
-    except Exception as exc:  # noqa: BLE001 - one bad batch must not hide which messages failed
+    except Exception as exc:
         log.exception("register failed for %d object(s)", len(urls))
         for url, evs in by_url.items():
             for mid in _message_ids(evs):
@@ -554,8 +567,13 @@ def _register_run(api: Any, run: list[ObjectEvent], config: HandlerConfig, out: 
             out["registered"].append(result.to_dict())
         elif _object_exists(source, config.storage_options) is False:
             log.info("%s: gone since its creation event; nothing to register", source)
-            out["skipped"].append({"url": source, "reason": "the object no longer exists (deleted after "
-                                   "this creation event); nothing to register"})
+            out["skipped"].append(
+                {
+                    "url": source,
+                    "reason": "the object no longer exists (deleted after "
+                    "this creation event); nothing to register",
+                }
+            )
         else:
             error = getattr(result, "error", None) or "registration failed"
             log.warning("registering %s failed: %s", source, error)
@@ -571,8 +589,12 @@ def _remove_one(api: Any, event: ObjectEvent, config: HandlerConfig, out: dict[s
     """Remove the item registered for one deleted object, unless it exists again."""
     if _object_exists(event.url, config.storage_options):
         log.info("%s: exists again; its removal event is stale, the item stays", event.url)
-        out["skipped"].append({"url": event.url, "reason": "the object exists again (re-created after "
-                               "this deletion event); its item stays"})
+        out["skipped"].append(
+            {
+                "url": event.url,
+                "reason": "the object exists again (re-created after this deletion event); its item stays",
+            }
+        )
         return
     try:
         item_id = api.item_id_for(event.url, id_template=config.id_template, collection=config.collection)
@@ -584,7 +606,7 @@ def _remove_one(api: Any, event: ObjectEvent, config: HandlerConfig, out: dict[s
             product=event.url,  # only the item that describes this object goes
             href_rewrites=config.href_rewrites,
         )
-    except Exception as exc:  # noqa: BLE001 - reported per record, see _register_run
+    except Exception as exc:
         log.exception("removing the item for %s failed", event.url)
         fail(_describe(exc), url=event.url, message_id=event.message_id)
         return
@@ -607,7 +629,7 @@ def _object_exists(url: str, storage_options: Mapping[str, Any] | None) -> bool 
         fs.info(path)
     except FileNotFoundError:
         return False
-    except Exception as exc:  # noqa: BLE001 - an unknown answer, not a verdict
+    except Exception as exc:
         log.warning("cannot tell whether %s exists: %s", url, exc)
         return None
     return True

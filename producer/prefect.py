@@ -88,11 +88,25 @@ log = logging.getLogger(__name__)
 
 #: keyword options of :func:`producer.api.register` that the task and the
 #: decorator pass through (``progress`` is left out: runs log per product)
-REGISTER_OPTIONS: frozenset[str] = frozenset({
-    "storage_options", "collection_meta", "root_meta", "partition", "datetime",
-    "datetime_pattern", "datetime_sources", "id_template", "href_rewrites", "stats",
-    "checksum", "dry_run", "batch_size", "max_retries", "replace",
-})
+REGISTER_OPTIONS: frozenset[str] = frozenset(
+    {
+        "storage_options",
+        "collection_meta",
+        "root_meta",
+        "partition",
+        "datetime",
+        "datetime_pattern",
+        "datetime_sources",
+        "id_template",
+        "href_rewrites",
+        "stats",
+        "checksum",
+        "dry_run",
+        "batch_size",
+        "max_retries",
+        "replace",
+    }
+)
 
 #: the task's default retry schedule for transient storage errors (seconds)
 RETRY_DELAYS: list[float] = [2.0, 10.0, 30.0]
@@ -113,8 +127,9 @@ class RegistrationFailed(ProducerError, RuntimeError):
     storage error (so :func:`retry_on_storage_errors` retries the run).
     """
 
-    def __init__(self, message: str, results: Sequence[Mapping[str, Any]] | None = None,
-                 *, transient: bool = False) -> None:
+    def __init__(
+        self, message: str, results: Sequence[Mapping[str, Any]] | None = None, *, transient: bool = False
+    ) -> None:
         super().__init__(message)
         self.results: list[dict[str, Any]] = [dict(r) for r in results or ()]
         self.transient: bool = transient
@@ -290,8 +305,16 @@ def register_and_report(
     elif not upstream:
         logger.warning("nothing to register into %s: no product URLs were given", where)
         return []
-    dicts += [{"source": "(upstream task)", "id": None, "href": None, "action": "error",
-               "error": f"upstream task failed: {type(exc).__name__}: {exc}"} for exc in upstream]
+    dicts += [
+        {
+            "source": "(upstream task)",
+            "id": None,
+            "href": None,
+            "action": "error",
+            "error": f"upstream task failed: {type(exc).__name__}: {exc}",
+        }
+        for exc in upstream
+    ]
 
     for d in dicts:
         if d["action"] == "error":
@@ -308,8 +331,9 @@ def register_and_report(
         create_table_artifact(  # type: ignore[call-arg]
             table=_table_rows(dicts),
             key=artifact_key or artifact_key_for("stac", collection),
-            description=(f"STAC registration into {where}"
-                         f"{' (dry run)' if options.get('dry_run') else ''}: {summary}."),
+            description=(
+                f"STAC registration into {where}{' (dry run)' if options.get('dry_run') else ''}: {summary}."
+            ),
             _sync=True,
         )
 
@@ -348,7 +372,7 @@ def retry_on_storage_errors(task: Task[..., Any], task_run: TaskRun, state: Stat
         return False
     except OSError:
         return True
-    except Exception:  # noqa: BLE001 - anything else is not a storage hiccup
+    except Exception:
         return False
     return False
 
@@ -469,18 +493,23 @@ def registers_in_stac(
             _logger().warning("%s returned no product URL: nothing registered", name)
             return
         try:
-            register_and_report(urls, catalog=catalog, collection=collection,
-                                artifact_key=artifact_key, **options)
+            register_and_report(
+                urls, catalog=catalog, collection=collection, artifact_key=artifact_key, **options
+            )
         except RegistrationFailed as exc:
-            raise RegistrationFailed(f"{name}: registration in STAC failed: {exc}",
-                                     exc.results, transient=exc.transient) from exc.__cause__
+            raise RegistrationFailed(
+                f"{name}: registration in STAC failed: {exc}", exc.results, transient=exc.transient
+            ) from exc.__cause__
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
-            raise TypeError(f"@registers_in_stac cannot wrap the generator {fn.__qualname__}; "
-                            "return the product URL(s) instead of yielding them")
+            raise TypeError(
+                f"@registers_in_stac cannot wrap the generator {fn.__qualname__}; "
+                "return the product URL(s) instead of yielding them"
+            )
         name = getattr(fn, "__qualname__", repr(fn))
         if inspect.iscoroutinefunction(fn):
+
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 value = await fn(*args, **kwargs)

@@ -21,26 +21,60 @@ __all__ = ["SIGNING_PARAMETERS", "clean_href", "redact"]
 
 #: query parameters (compared case-insensitively) that sign or authorise a
 #: URL: removed from hrefs, their values masked in messages
-SIGNING_PARAMETERS = frozenset(p.lower() for p in (
-    # AWS SigV4 and SigV2 presigned URLs
-    "X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token", "AWSAccessKeyId",
-    "Signature",
-    # Google Cloud Storage V4 and V2 signed URLs
-    "X-Goog-Signature", "X-Goog-Credential", "GoogleAccessId",
-    # Azure shared access signatures
-    "sig",
-    # generic bearer tokens in URLs
-    "token", "access_token", "api_key", "apikey",
-))
+SIGNING_PARAMETERS = frozenset(
+    p.lower()
+    for p in (
+        # AWS SigV4 and SigV2 presigned URLs
+        "X-Amz-Signature",
+        "X-Amz-Credential",
+        "X-Amz-Security-Token",
+        "AWSAccessKeyId",
+        "Signature",
+        # Google Cloud Storage V4 and V2 signed URLs
+        "X-Goog-Signature",
+        "X-Goog-Credential",
+        "GoogleAccessId",
+        # Azure shared access signatures
+        "sig",
+        # generic bearer tokens in URLs
+        "token",
+        "access_token",
+        "api_key",
+        "apikey",
+    )
+)
 #: parameters that only describe a signature (expiry, algorithm, scope):
 #: not secret, but meaningless without it, so dropped from an href along
 #: with it (and only then: a plain URL keeps e.g. its ``sr=`` or ``Expires=``)
-SIGNATURE_COMPANIONS = frozenset(p.lower() for p in (
-    "X-Amz-Algorithm", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders",
-    "X-Amz-Content-Sha256", "x-id", "Expires",
-    "X-Goog-Algorithm", "X-Goog-Date", "X-Goog-Expires", "X-Goog-SignedHeaders",
-    "se", "sp", "sv", "sr", "st", "spr", "sip", "skoid", "sktid", "skt", "ske", "sks", "skv",
-))
+SIGNATURE_COMPANIONS = frozenset(
+    p.lower()
+    for p in (
+        "X-Amz-Algorithm",
+        "X-Amz-Date",
+        "X-Amz-Expires",
+        "X-Amz-SignedHeaders",
+        "X-Amz-Content-Sha256",
+        "x-id",
+        "Expires",
+        "X-Goog-Algorithm",
+        "X-Goog-Date",
+        "X-Goog-Expires",
+        "X-Goog-SignedHeaders",
+        "se",
+        "sp",
+        "sv",
+        "sr",
+        "st",
+        "spr",
+        "sip",
+        "skoid",
+        "sktid",
+        "skt",
+        "ske",
+        "sks",
+        "skv",
+    )
+)
 _MASK = "***"
 #: scheme://userinfo@ : userinfo is everything before the '@' of the authority
 #: (to the LAST '@' before whitespace or a quote: an AWS secret may hold '/',

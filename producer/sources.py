@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import glob as globmod
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 from producer.errors import InputError, ProducerError, StoreError
 from producer.redact import redact
@@ -36,8 +36,9 @@ def is_remote(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
 
 
-def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike],
-                 storage_options: dict | None = None) -> list[str]:
+def expand_paths(
+    paths: str | os.PathLike | Iterable[str | os.PathLike], storage_options: dict | None = None
+) -> list[str]:
     """Directories (recursively) and globs → product paths, in sorted order.
 
     Plain file paths are kept even if they do not exist, so extraction can
@@ -58,7 +59,7 @@ def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike],
         elif is_remote(path):
             out.extend(_expand_remote(path, storage_options))
         else:
-            out.extend(_expand_local(path[len("file://"):] if path.startswith("file://") else path))
+            out.extend(_expand_local(path[len("file://") :] if path.startswith("file://") else path))
     return out
 
 
@@ -113,15 +114,14 @@ def _expand_remote(url: str, storage_options: dict | None) -> list[str]:
         if any(ch in key for ch in GLOB_CHARS):
             if fs.isfile(root):  # a key whose name holds * ? [ : literally that object
                 return [url]
-            found = [p for p, info in fs.glob(root, detail=True).items()
-                     if info.get("type") != "directory"]
+            found = [p for p, info in fs.glob(root, detail=True).items() if info.get("type") != "directory"]
         elif fs.isdir(root):
             found = [p for p in fs.find(root) if p.lower().endswith(PRODUCT_SUFFIXES)]
         else:
             return [url]
     except ProducerError:
         raise
-    except Exception as exc:  # noqa: BLE001 - the store failed: retryable, named
+    except Exception as exc:
         raise _listing_failure(url, exc) from None
     return [f"{proto}://{p}" for p in sorted(found)]
 
@@ -131,11 +131,15 @@ def _listing_failure(url: str, exc: BaseException) -> ProducerError:
 
     detail = redact(f"{type(exc).__name__}: {exc}")
     if _is_configuration_error(exc):
-        return InputError(f"{redact(url)}: the storage options or the URL are not usable ({detail}); "
-                          "fix them (retrying will not help)")
+        return InputError(
+            f"{redact(url)}: the storage options or the URL are not usable ({detail}); "
+            "fix them (retrying will not help)"
+        )
     if isinstance(exc, PermissionError):
-        return StoreError(f"{redact(url)}: access denied while listing products ({detail}); "
-                          "grant s3:ListBucket on the prefix, or pass product URLs one by one")
-    return StoreError(f"{redact(url)}: cannot list products ({detail}); check the endpoint "
-                      "and the network, then retry")
-
+        return StoreError(
+            f"{redact(url)}: access denied while listing products ({detail}); "
+            "grant s3:ListBucket on the prefix, or pass product URLs one by one"
+        )
+    return StoreError(
+        f"{redact(url)}: cannot list products ({detail}); check the endpoint and the network, then retry"
+    )

@@ -387,8 +387,7 @@ class Validator:
                     urls.append(_strip_empty_fragment(extension))
                 else:
                     problems.append(
-                        f"stac_extensions[{i}]: extension schema {extension} is not bundled; "
-                        + _OFFLINE_HINT
+                        f"stac_extensions[{i}]: extension schema {extension} is not bundled; " + _OFFLINE_HINT
                     )
 
         instance: Mapping[str, Any] = doc
@@ -451,7 +450,7 @@ class Validator:
             try:
                 fast(instance)
                 return []
-            except Exception:  # noqa: BLE001 - any doubt: let the reference decide
+            except Exception:
                 pass
         messages: list[str] = []
         try:
@@ -509,7 +508,7 @@ def _compile_fast(url: str) -> Callable[[Any], Any] | None:
             formats=formats,
             use_default=False,
         )
-    except Exception:  # noqa: BLE001 - unresolvable $ref, unsupported keyword…
+    except Exception:
         return None
 
 
@@ -594,7 +593,9 @@ def _describe(error: SchemaError | _Alternatives, url: str, links_map: _LinkInde
             _short(f"{_format_path(_error_path(errs[0]), links_map)}: {errs[0].message}", 120)
             for errs in error.branches
         )
-        message = f"matches none of the {len(error.branches)} allowed forms ({error.error.validator}): {forms}"
+        message = (
+            f"matches none of the {len(error.branches)} allowed forms ({error.error.validator}): {forms}"
+        )
         return f"{where}: {message} (schema {url})"
     return f"{_format_path(_error_path(error), links_map)}: {_short(error.message)} (schema {url})"
 
@@ -626,7 +627,9 @@ def _selects_other_type(error: SchemaError, base: list[Any]) -> bool:
         return True
     if error.validator != "type":
         return False
-    return path == base or (error.validator_value == "null" and path[:-1] == base and len(path) == len(base) + 1)
+    return path == base or (
+        error.validator_value == "null" and path[:-1] == base and len(path) == len(base) + 1
+    )
 
 
 def _relevant(error: SchemaError) -> list[SchemaError | _Alternatives]:

@@ -17,8 +17,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 #: fixtures worth showing, one per edge case (keys of tests.rasters.write_all)
-EXAMPLES = ("utm", "polar", "rotated", "dateline", "custom_crs", "multiband", "nodata",
-            "cog", "gcps", "range", "netcdf")
+EXAMPLES = (
+    "utm",
+    "polar",
+    "rotated",
+    "dateline",
+    "custom_crs",
+    "multiband",
+    "nodata",
+    "cog",
+    "gcps",
+    "range",
+    "netcdf",
+)
 #: stands in for the temporary folder the fixtures are written to
 DATA_URL = "https://data.example.com/products"
 

@@ -13,8 +13,9 @@ import pytest
 _PREFECT_HOME = tempfile.mkdtemp(prefix="stac-producer-prefect-")
 os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_API_DATABASE_CONNECTION_URL",
-                      f"sqlite+aiosqlite:///{_PREFECT_HOME}/prefect.db")
+os.environ.setdefault(
+    "PREFECT_API_DATABASE_CONNECTION_URL", f"sqlite+aiosqlite:///{_PREFECT_HOME}/prefect.db"
+)
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 for _var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
     os.environ.pop(_var, None)
@@ -60,5 +61,5 @@ def catalog_dir(tmp_path):
     return tmp_path / "catalog"
 
 
-from tests.s3server import s3_server  # noqa: E402,F401  (session fixture: moto on 127.0.0.1)
 from tests.prefect_harness import prefect_harness  # noqa: E402,F401  (session fixture: one Prefect server)
+from tests.s3server import s3_server  # noqa: E402,F401  (session fixture: moto on 127.0.0.1)

@@ -16,9 +16,8 @@ import copy
 import shutil
 import threading
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
-
 
 from producer.store.base import Store
 from producer.store.local import LocalStore
@@ -56,8 +55,7 @@ class CrashingStore:
     def get(self, key: str) -> tuple[bytes, str]:
         return self.inner.get(key)
 
-    def put(self, key: str, data: bytes, *, if_version: str | None = None,
-            create_only: bool = False) -> str:
+    def put(self, key: str, data: bytes, *, if_version: str | None = None, create_only: bool = False) -> str:
         version = self.inner.put(key, data, if_version=if_version, create_only=create_only)
         self._wrote(key)
         return version
@@ -73,8 +71,9 @@ class CrashingStore:
         return self.inner.exists(key)
 
 
-def crash_runs(make_store: Callable[[], Store], verb: Callable[[Store], object],
-               limit: int = 40) -> Iterator[tuple[int, Store, list[str]]]:
+def crash_runs(
+    make_store: Callable[[], Store], verb: Callable[[Store], object], limit: int = 40
+) -> Iterator[tuple[int, Store, list[str]]]:
     """For N = 1, 2, ...: run ``verb`` on a fresh state (``make_store()``)
     killed after write N; yield ``(N, the real store it ran on, writes done)``.
 
@@ -107,7 +106,7 @@ def copy_state(store: Store) -> Store:
     fs = store.fs  # type: ignore[attr-defined]
     fs.invalidate_cache()
     for path in fs.find(f"{bucket}/{prefix}/"):
-        fs.copy(path, f"{bucket}/{new_prefix}/{path[len(bucket) + len(prefix) + 2:]}")
+        fs.copy(path, f"{bucket}/{new_prefix}/{path[len(bucket) + len(prefix) + 2 :]}")
     # same bucket, same client (a new s3fs file system costs a second of set-up)
     clone = copy.copy(store)
     clone.prefix = new_prefix  # type: ignore[attr-defined]
@@ -140,8 +139,7 @@ class PausingStore(CrashingStore):
             if not self.resume.wait(self.timeout):
                 raise TimeoutError(f"nobody resumed the write {what}")
 
-    def put(self, key: str, data: bytes, *, if_version: str | None = None,
-            create_only: bool = False) -> str:
+    def put(self, key: str, data: bytes, *, if_version: str | None = None, create_only: bool = False) -> str:
         self._maybe_pause(key)
         return super().put(key, data, if_version=if_version, create_only=create_only)
 
@@ -150,8 +148,7 @@ class PausingStore(CrashingStore):
         super().delete(key, if_version=if_version)
 
 
-def run_paused(store: PausingStore, verb: Callable[[], object],
-               meanwhile: Callable[[], object]) -> object:
+def run_paused(store: PausingStore, verb: Callable[[], object], meanwhile: Callable[[], object]) -> object:
     """Run ``verb`` in a thread until ``store`` pauses it, run ``meanwhile``
     here, then let ``verb`` finish; return what ``verb`` returned (re-raise
     what it raised)."""

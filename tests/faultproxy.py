@@ -36,12 +36,23 @@ __all__ = ["FaultProxy", "Rule"]
 
 FAULTS = ("503", "403", "reset", "stall")
 
-_SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
-             b"<Message>Please reduce your request rate.</Message></Error>")
-_DENIED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
-           b"<Message>User is not authorized to perform: kms:Decrypt</Message></Error>")
-_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
-               "trailer", "upgrade"}
+_SLOWDOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
+_DENIED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+    b"<Message>User is not authorized to perform: kms:Decrypt</Message></Error>"
+)
+_HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+}
 
 
 @dataclass
@@ -90,8 +101,7 @@ class FaultProxy:
 
     # --- rules -----------------------------------------------------------------
 
-    def add(self, method: str, pattern: str, fault: str, limit: int | None = None,
-            skip: int = 0) -> Rule:
+    def add(self, method: str, pattern: str, fault: str, limit: int | None = None, skip: int = 0) -> Rule:
         """Add a rule; returns it (its ``hits`` count how often it fired).
         ``skip`` lets that many matching requests through first (a fault in
         the middle of a read); ``limit`` stops it after that many faults."""
@@ -126,7 +136,7 @@ class FaultProxy:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -152,8 +162,7 @@ class FaultProxy:
             def _fault(self, rule: Rule) -> None:
                 if rule.fault == "reset":
                     # SO_LINGER 0: close() sends RST instead of FIN
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                               struct.pack("ii", 1, 0))
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     self.close_connection = True
                     self.connection.close()
                     return
@@ -182,8 +191,11 @@ class FaultProxy:
                     return
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=30)
                 try:
-                    headers = {k: v for k, v in self.headers.items()
-                               if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"}
+                    headers = {
+                        k: v
+                        for k, v in self.headers.items()
+                        if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"
+                    }
                     if body or self.command in ("PUT", "POST"):
                         headers["Content-Length"] = str(len(body))
                     conn.request(self.command, self.path, body=body or None, headers=headers)
@@ -206,8 +218,7 @@ class FaultProxy:
         self._release.clear()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
         self._thread.start()
         return self
 
@@ -219,7 +230,7 @@ class FaultProxy:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

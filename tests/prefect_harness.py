@@ -56,8 +56,9 @@ def flow_run_id(state: Any) -> UUID:
     return state.state_details.flow_run_id  # type: ignore[no-any-return]
 
 
-def read_artifacts(*, key: str | None = None, flow_run: UUID | None = None,
-                   task_run: UUID | None = None) -> list[Any]:
+def read_artifacts(
+    *, key: str | None = None, flow_run: UUID | None = None, task_run: UUID | None = None
+) -> list[Any]:
     """Artifacts from the API, oldest first, filtered by key / flow run / task run."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (

@@ -128,11 +128,7 @@ def write_wgs84(dirpath: str | os.PathLike[str]) -> Path:
 
 def rotated_transform() -> Affine:
     """The geotransform of ``rotated.tif``: UTM origin, rotated by 30°, 10 m pixels."""
-    return (
-        Affine.translation(*UTM_ORIGIN)
-        @ Affine.rotation(ROTATION_DEG)
-        @ Affine.scale(UTM_RES, -UTM_RES)
-    )
+    return Affine.translation(*UTM_ORIGIN) @ Affine.rotation(ROTATION_DEG) @ Affine.scale(UTM_RES, -UTM_RES)
 
 
 def write_rotated(dirpath: str | os.PathLike[str]) -> Path:
@@ -362,9 +358,7 @@ def write_gcps(dirpath: str | os.PathLike[str]) -> Path:
     gcps = [GroundControlPoint(row=r, col=c, x=x, y=y, z=0.0) for r, c, x, y in GCPS]
     with warnings.catch_warnings():  # no geotransform on purpose
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(
-            path, "w", driver="GTiff", width=SIZE, height=SIZE, count=1, dtype="uint8"
-        ) as dst:
+        with rasterio.open(path, "w", driver="GTiff", width=SIZE, height=SIZE, count=1, dtype="uint8") as dst:
             dst.write(_ramp())
             dst.gcps = (gcps, CRS.from_epsg(4326))
     return path
@@ -458,15 +452,25 @@ def write_all(dirpath: str | os.PathLike[str]) -> dict[str, Path]:
     return {key: writer(dirpath) for key, writer in WRITERS.items()}
 
 
-def write_tile(folder: str | os.PathLike[str], name: str, lon: float, lat: float, *,
-               size: int = 16, pixel: float = 0.01) -> Path:
+def write_tile(
+    folder: str | os.PathLike[str], name: str, lon: float, lat: float, *, size: int = 16, pixel: float = 0.01
+) -> Path:
     """A tiny ``size`` x ``size`` EPSG:4326 GeoTIFF whose top-left corner is at
     (lon, lat), ``pixel`` degrees per pixel; its date comes from ``name``
     (e.g. ``x_20240101.tif``). Creates ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1, dtype="uint8",
-                       crs="EPSG:4326", transform=from_origin(lon, lat, pixel, pixel)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:4326",
+        transform=from_origin(lon, lat, pixel, pixel),
+    ) as dst:
         dst.write((np.arange(size * size) % 256).astype("uint8").reshape(1, size, size))
     return path

@@ -36,7 +36,8 @@ import os
 import tempfile
 import threading
 import uuid
-from typing import Any, Callable, Iterable, Iterator, NamedTuple
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -130,7 +131,7 @@ def _make_server_class() -> type:
     return _Serialized
 
 
-def SerializedMotoServer(port: int = 0) -> Any:  # noqa: N802 (a class factory)
+def SerializedMotoServer(port: int = 0) -> Any:
     """A :class:`moto.server.ThreadedMotoServer` on 127.0.0.1 whose requests
     are serialized (see the module docstring). ``port=0`` picks a free port;
     read it back with ``get_host_and_port()`` after ``start()``."""
@@ -143,9 +144,7 @@ def _sandboxed_aws_env(endpoint_url: str) -> Iterator[None]:
     credentials; restore the previous environment afterwards."""
     with tempfile.TemporaryDirectory(prefix="stac-producer-aws-") as empty:
         missing = os.path.join(empty, "none")
-        no_proxy = ",".join(
-            p for p in (os.environ.get("NO_PROXY", ""), _HOST, "localhost") if p
-        )
+        no_proxy = ",".join(p for p in (os.environ.get("NO_PROXY", ""), _HOST, "localhost") if p)
         new = {
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
@@ -160,8 +159,14 @@ def _sandboxed_aws_env(endpoint_url: str) -> Iterator[None]:
             "NO_PROXY": no_proxy,
             "no_proxy": no_proxy,
         }
-        removed = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
-                   "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        removed = (
+            "AWS_PROFILE",
+            "AWS_DEFAULT_PROFILE",
+            "AWS_ROLE_ARN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        )
         saved = {k: os.environ.get(k) for k in (*new, *removed)}
         os.environ.update(new)
         for k in removed:

@@ -15,8 +15,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -64,29 +64,36 @@ CASES: dict[str, tuple[Callable[[Path], None], Callable[[Path], None], str]] = {
     "collection-without-stac_version": (
         lambda r: _edit(r, "c/collection.json", lambda d: d.pop("stac_version")),
         lambda r: _edit(r, "c/collection.json", lambda d: d.update(stac_version="1.1.0")),
-        "c/collection.json"),
+        "c/collection.json",
+    ),
     "collection-without-extent": (
         lambda r: _edit(r, "c/collection.json", lambda d: d.pop("extent")),
         lambda r: _edit(r, "c/collection.json", lambda d: d.update(extent=PLACEHOLDER)),
-        "c/collection.json"),
+        "c/collection.json",
+    ),
     "extent-with-empty-spatial": (
         lambda r: _edit(r, "c/collection.json", lambda d: d["extent"].update(spatial={})),
         lambda r: _edit(r, "c/collection.json", lambda d: d.update(extent=PLACEHOLDER)),
-        "c/collection.json"),
+        "c/collection.json",
+    ),
     "extent-bbox-holding-strings": (
-        lambda r: _edit(r, "c/collection.json",
-                        lambda d: d["extent"]["spatial"].update(bbox=[["0", "9.6", "0.4", "10"]])),
+        lambda r: _edit(
+            r, "c/collection.json", lambda d: d["extent"]["spatial"].update(bbox=[["0", "9.6", "0.4", "10"]])
+        ),
         lambda r: _edit(r, "c/collection.json", lambda d: d.update(extent=PLACEHOLDER)),
-        "c/collection.json"),
+        "c/collection.json",
+    ),
     "collection-whose-id-is-another-collection": (
         lambda r: _edit(r, "c/collection.json", lambda d: d.update(id="other")),
         lambda r: _edit(r, "c/collection.json", lambda d: d.update(id="c")),
-        "c/collection.json"),
+        "c/collection.json",
+    ),
     "collection-json-is-a-directory": (_make_directory, _unmake_directory, "c/collection.json"),
     "root-without-stac_version": (
         lambda r: _edit(r, "catalog.json", lambda d: d.pop("stac_version")),
         lambda r: _edit(r, "catalog.json", lambda d: d.update(stac_version="1.1.0")),
-        "catalog.json"),
+        "catalog.json",
+    ),
 }
 
 
@@ -101,8 +108,9 @@ def damaged(request, products, tmp_path) -> tuple[Path, str, Callable[[Path], No
     """A catalog with items a and b in collection c, then damaged one way."""
     damage, repair, key = CASES[request.param]
     root = tmp_path / "catalog"
-    assert all(r.ok for r in producer.register([products["a"], products["b"]], catalog=str(root),
-                                               collection="c"))
+    assert all(
+        r.ok for r in producer.register([products["a"], products["b"]], catalog=str(root), collection="c")
+    )
     damage(root)
     return root, key, repair
 
@@ -167,9 +175,23 @@ def test_cli_register_into_a_directory_collection_exits_1_without_traceback(prod
     _make_directory(root)
     before = tree_hash(root)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "producer.cli", "register", products["n"],
-                           "--catalog", str(root), "--collection", "c"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "producer.cli",
+            "register",
+            products["n"],
+            "--catalog",
+            str(root),
+            "--collection",
+            "c",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     out = proc.stdout + proc.stderr
     assert "Traceback" not in out and "is a directory" in out and "c/collection.json" in out

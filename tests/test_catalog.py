@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -22,12 +22,16 @@ from producer.errors import CatalogError, InputError
 
 
 def item(bbox, start, end=None, id_="x"):
-    props = {"datetime": start} if end is None else {
-        "datetime": None, "start_datetime": start, "end_datetime": end}
+    props = (
+        {"datetime": start}
+        if end is None
+        else {"datetime": None, "start_datetime": start, "end_datetime": end}
+    )
     return {"type": "Feature", "id": id_, "bbox": bbox, "properties": props, "links": []}
 
 
 # --- layout -------------------------------------------------------------------
+
 
 def test_default_layout_keys_and_chain():
     lay = Layout()
@@ -38,10 +42,14 @@ def test_default_layout_keys_and_chain():
 
 def test_partitioned_layout_uses_item_start_time():
     lay = Layout("year/month")
-    when = datetime(2024, 3, 9, tzinfo=timezone.utc)
+    when = datetime(2024, 3, 9, tzinfo=UTC)
     assert lay.item_key("ndvi", "s1", when) == "ndvi/2024/03/s1/s1.json"
     assert lay.chain("ndvi", when) == [
-        "ndvi/2024/03/catalog.json", "ndvi/2024/catalog.json", "ndvi/collection.json", "catalog.json"]
+        "ndvi/2024/03/catalog.json",
+        "ndvi/2024/catalog.json",
+        "ndvi/collection.json",
+        "catalog.json",
+    ]
     assert Layout("year").parent_key("ndvi", when) == "ndvi/2024/catalog.json"
 
 
@@ -50,13 +58,16 @@ def test_unknown_partition_is_an_input_error():
         Layout("week")
 
 
-@pytest.mark.parametrize("src,dst,href", [
-    ("ndvi/s1/s1.json", "ndvi/collection.json", "../collection.json"),
-    ("ndvi/s1/s1.json", "catalog.json", "../../catalog.json"),
-    ("ndvi/collection.json", "ndvi/s1/s1.json", "./s1/s1.json"),
-    ("catalog.json", "ndvi/collection.json", "./ndvi/collection.json"),
-    ("ndvi/2024/03/catalog.json", "ndvi/2024/03/a/a.json", "./a/a.json"),
-])
+@pytest.mark.parametrize(
+    "src,dst,href",
+    [
+        ("ndvi/s1/s1.json", "ndvi/collection.json", "../collection.json"),
+        ("ndvi/s1/s1.json", "catalog.json", "../../catalog.json"),
+        ("ndvi/collection.json", "ndvi/s1/s1.json", "./s1/s1.json"),
+        ("catalog.json", "ndvi/collection.json", "./ndvi/collection.json"),
+        ("ndvi/2024/03/catalog.json", "ndvi/2024/03/a/a.json", "./a/a.json"),
+    ],
+)
 def test_relative_href_round_trips(src, dst, href):
     assert relative_href(src, dst) == href
     assert resolve_href(src, href) == dst
@@ -69,6 +80,7 @@ def test_resolve_href_refuses_escapes_and_absolute_urls():
 
 
 # --- extents -------------------------------------------------------------------
+
 
 def test_union_of_plain_boxes():
     assert union_bbox([[0, 0, 10, 1], [20, -5, 30, 2]]) == [0, -5, 30, 2]
@@ -102,12 +114,16 @@ def test_bbox_contains_handles_crossing_boxes():
 
 
 def test_intervals():
-    assert union_interval([("2024-01-02T00:00:00Z", "2024-01-02T00:00:00Z"),
-                           ("2023-12-31T23:00:00+00:00", "2024-02-01T00:00:00Z")]) == [
-        "2023-12-31T23:00:00Z", "2024-02-01T00:00:00Z"]
+    assert union_interval(
+        [
+            ("2024-01-02T00:00:00Z", "2024-01-02T00:00:00Z"),
+            ("2023-12-31T23:00:00+00:00", "2024-02-01T00:00:00Z"),
+        ]
+    ) == ["2023-12-31T23:00:00Z", "2024-02-01T00:00:00Z"]
     assert interval_contains(["2024-01-01T00:00:00Z", None], ("2030-01-01T00:00:00Z",) * 2)
-    assert not interval_contains(["2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z"],
-                                 ("2023-01-01T00:00:00Z", "2024-01-05T00:00:00Z"))
+    assert not interval_contains(
+        ["2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z"], ("2023-01-01T00:00:00Z", "2024-01-05T00:00:00Z")
+    )
     assert format_time(parse_time("2024-05-01T12:00:00.250+02:00")) == "2024-05-01T10:00:00.25Z"
 
 
@@ -120,19 +136,23 @@ def test_merge_extent_replaces_placeholder_then_grows():
     # contained: no change
     assert not docs.merge_extent(coll, [item([1.5, 2.5, 2, 3], "2024-01-01T00:00:00Z")], was_empty=False)
     # grows
-    assert docs.merge_extent(coll, [item([0, 2, 3, 4], "2023-01-01T00:00:00Z", "2024-06-01T00:00:00Z")],
-                             was_empty=False)
+    assert docs.merge_extent(
+        coll, [item([0, 2, 3, 4], "2023-01-01T00:00:00Z", "2024-06-01T00:00:00Z")], was_empty=False
+    )
     assert coll["extent"]["spatial"]["bbox"][0] == [0, 2, 3, 4]
     assert coll["extent"]["temporal"]["interval"][0] == ["2023-01-01T00:00:00Z", "2024-06-01T00:00:00Z"]
 
 
 def test_touches_boundary_only_for_edge_items():
-    items = [item([0, 0, 10, 10], "2024-01-01T00:00:00Z"), item([2, 2, 3, 3], "2024-01-05T00:00:00Z"),
-             item([5, 5, 20, 6], "2024-01-09T00:00:00Z")]
+    items = [
+        item([0, 0, 10, 10], "2024-01-01T00:00:00Z"),
+        item([2, 2, 3, 3], "2024-01-05T00:00:00Z"),
+        item([5, 5, 20, 6], "2024-01-09T00:00:00Z"),
+    ]
     extent = docs.exact_extent(items)
     assert extent["spatial"]["bbox"][0] == [0, 0, 20, 10]
     assert docs.touches_boundary(extent, items[0])
-    assert not docs.touches_boundary(extent, items[1])   # strictly inside in space and time
+    assert not docs.touches_boundary(extent, items[1])  # strictly inside in space and time
     assert docs.touches_boundary(extent, items[2])
 
 
@@ -146,13 +166,16 @@ def test_add_links_is_idempotent_and_updates_titles():
     assert docs.remove_links(doc, "item", "./a/a.json") == 1 and doc["links"] == []
 
 
-@pytest.mark.parametrize("data,match", [
-    (b"{not json", "not valid JSON"),
-    (b"[1, 2]", "not a JSON object"),
-    (b'{"type": "FeatureCollection", "id": "x", "links": []}', "expected Collection"),
-    (b'{"type": "Collection", "links": []}', "lacks a string 'id'"),
-    (b'{"type": "Collection", "id": "c", "links": [{"rel": "item"}]}', "without an 'href'"),
-])
+@pytest.mark.parametrize(
+    "data,match",
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"type": "FeatureCollection", "id": "x", "links": []}', "expected Collection"),
+        (b'{"type": "Collection", "links": []}', "lacks a string 'id'"),
+        (b'{"type": "Collection", "id": "c", "links": [{"rel": "item"}]}', "without an 'href'"),
+    ],
+)
 def test_loads_rejects_malformed_documents_with_the_key(data, match):
     with pytest.raises(CatalogError, match=match) as info:
         docs.loads(data, "ndvi/collection.json", expect=("Collection",))
@@ -175,13 +198,20 @@ def test_dumps_fast_path_is_byte_identical_to_json_dumps():
 
     fast = 0
     for _ in range(600):
-        links = [{text() or "k": value() for _ in range(rng.randint(1, 5))} for _ in range(rng.randint(0, 150))]
+        links = [
+            {text() or "k": value() for _ in range(rng.randint(1, 5))} for _ in range(rng.randint(0, 150))
+        ]
         if links and rng.random() < 0.1:
             links[rng.randrange(len(links))] = {"headers": {"nested": [1, 2]}}
         if links and rng.random() < 0.05:
             links[0] = {}
-        doc = {"type": "Collection", "id": text(), "links": links, "extent": {"a": [1, 2]},
-               "description": "\x00links\x00" if rng.random() < 0.05 else text()}
+        doc = {
+            "type": "Collection",
+            "id": text(),
+            "links": links,
+            "extent": {"a": [1, 2]},
+            "description": "\x00links\x00" if rng.random() < 0.05 else text(),
+        }
         expected = (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
         assert docs.dumps(doc) == expected
         fast += len(links) > 64
@@ -189,8 +219,12 @@ def test_dumps_fast_path_is_byte_identical_to_json_dumps():
 
 
 def test_copy_doc_is_independent_where_mutations_reach():
-    doc = {"type": "Collection", "id": "c", "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]}},
-           "links": [{"rel": "item", "href": "./a/a.json", "title": "a"}]}
+    doc = {
+        "type": "Collection",
+        "id": "c",
+        "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]}},
+        "links": [{"rel": "item", "href": "./a/a.json", "title": "a"}],
+    }
     copied = docs.copy_doc(doc)
     assert copied == doc
     copied["links"][0]["title"] = "changed"
@@ -202,7 +236,8 @@ def test_copy_doc_is_independent_where_mutations_reach():
 
 def test_new_or_changed_links_are_the_ones_to_validate():
     old = [{"rel": "root", "href": "../catalog.json"}] + [
-        {"rel": "item", "href": f"./{i}/{i}.json", "title": str(i)} for i in range(5)]
+        {"rel": "item", "href": f"./{i}/{i}.json", "title": str(i)} for i in range(5)
+    ]
     new = [dict(link) for link in old] + [{"rel": "item", "href": "./9/9.json"}]
     new[3]["title"] = "retitled"
     got = docs.new_or_changed_links(old, new)

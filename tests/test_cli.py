@@ -31,8 +31,9 @@ def test_exit_codes_from_a_real_process(data, catalog_dir):
     assert ok.returncode == 0, ok.stderr
     assert "created" in ok.stdout and "1 products: 1 created" in ok.stdout
 
-    partial = run("register", str(data["nocrs"]), str(data["wgs84"]), "--catalog", str(catalog_dir),
-                  "--collection", "c")
+    partial = run(
+        "register", str(data["nocrs"]), str(data["wgs84"]), "--catalog", str(catalog_dir), "--collection", "c"
+    )
     assert partial.returncode == 1
     assert "nocrs_20240513.tif" in partial.stdout and "created" in partial.stdout
 
@@ -48,8 +49,19 @@ def test_exit_codes_from_a_real_process(data, catalog_dir):
 
 def test_json_lines_one_object_per_product(data, catalog_dir):
     runner = CliRunner()
-    res = runner.invoke(main, ["register", str(data["utm"]), str(data["nodate"]), "--json",
-                               "-c", str(catalog_dir), "--collection", "c"])
+    res = runner.invoke(
+        main,
+        [
+            "register",
+            str(data["utm"]),
+            str(data["nodate"]),
+            "--json",
+            "-c",
+            str(catalog_dir),
+            "--collection",
+            "c",
+        ],
+    )
     assert res.exit_code == 1
     lines = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
     assert [(l["id"], l["action"]) for l in lines] == [("utm_20240513", "created"), ("nodate", "error")]
@@ -65,25 +77,48 @@ def test_directory_and_glob_expansion_with_progress(data, catalog_dir, tmp_path)
         (folder / sub / src.name).write_bytes(src.read_bytes())
     (folder / "readme.txt").write_text("not a product")
     runner = CliRunner()
-    res = runner.invoke(main, ["register", str(folder), "--progress", "--json",
-                               "-c", str(catalog_dir), "--collection", "c"])
+    res = runner.invoke(
+        main, ["register", str(folder), "--progress", "--json", "-c", str(catalog_dir), "--collection", "c"]
+    )
     assert res.exit_code == 0, res.output
     assert len([l for l in res.stdout.splitlines() if l.startswith("{")]) == 3
     assert "registering" in res.stderr  # the progress bar
-    res = runner.invoke(main, ["register", str(folder / "sub" / "*.tif"), "--json",
-                               "-c", str(catalog_dir), "--collection", "c"])
+    res = runner.invoke(
+        main,
+        ["register", str(folder / "sub" / "*.tif"), "--json", "-c", str(catalog_dir), "--collection", "c"],
+    )
     actions = [json.loads(l)["action"] for l in res.stdout.splitlines() if l.startswith("{")]
     assert actions == ["unchanged", "unchanged"]
 
 
 def test_options_reach_the_items(data, catalog_dir):
     runner = CliRunner()
-    res = runner.invoke(main, [
-        "register", str(data["nodate"]), "-c", str(catalog_dir), "--collection", "c",
-        "--datetime", "2023-01-01T00:00:00Z/2023-01-31T00:00:00Z", "--id-template", "x-{stem}",
-        "--href-rewrite", f"{Path(data['nodate']).parent}=s3://bucket/data", "--checksum",
-        "--collection-title", "My C", "--license", "CC0-1.0", "--keyword", "k1",
-        "--provider", "ACME:producer,host:https://acme.example.com"])
+    res = runner.invoke(
+        main,
+        [
+            "register",
+            str(data["nodate"]),
+            "-c",
+            str(catalog_dir),
+            "--collection",
+            "c",
+            "--datetime",
+            "2023-01-01T00:00:00Z/2023-01-31T00:00:00Z",
+            "--id-template",
+            "x-{stem}",
+            "--href-rewrite",
+            f"{Path(data['nodate']).parent}=s3://bucket/data",
+            "--checksum",
+            "--collection-title",
+            "My C",
+            "--license",
+            "CC0-1.0",
+            "--keyword",
+            "k1",
+            "--provider",
+            "ACME:producer,host:https://acme.example.com",
+        ],
+    )
     assert res.exit_code == 0, res.output
     item = json.loads((catalog_dir / "c/x-nodate/x-nodate.json").read_text())
     assert item["properties"]["start_datetime"] == "2023-01-01T00:00:00Z"
@@ -91,21 +126,24 @@ def test_options_reach_the_items(data, catalog_dir):
     assert item["assets"]["data"]["file:checksum"].startswith("1220")
     coll = json.loads((catalog_dir / "c/collection.json").read_text())
     assert coll["title"] == "My C" and coll["license"] == "CC0-1.0" and coll["keywords"] == ["k1"]
-    assert coll["providers"] == [{"name": "ACME", "roles": ["producer", "host"],
-                                  "url": "https://acme.example.com"}]
+    assert coll["providers"] == [
+        {"name": "ACME", "roles": ["producer", "host"], "url": "https://acme.example.com"}
+    ]
 
 
 def test_dry_run_cli(data, catalog_dir):
-    res = CliRunner().invoke(main, ["register", str(data["utm"]), "--dry-run",
-                                    "-c", str(catalog_dir), "--collection", "c"])
+    res = CliRunner().invoke(
+        main, ["register", str(data["utm"]), "--dry-run", "-c", str(catalog_dir), "--collection", "c"]
+    )
     assert res.exit_code == 0 and "dry run" in res.stdout
     assert tree_hash(catalog_dir) == {}
 
 
 def test_validate_reports_each_problem_with_its_path(data, catalog_dir):
     runner = CliRunner()
-    runner.invoke(main, ["register", str(data["utm"]), str(data["cog"]), "-c", str(catalog_dir),
-                         "--collection", "c"])
+    runner.invoke(
+        main, ["register", str(data["utm"]), str(data["cog"]), "-c", str(catalog_dir), "--collection", "c"]
+    )
     # an orphan item file, a dangling link, an item outside the extent, a schema error
     orphan = json.loads((catalog_dir / "c/utm_20240513/utm_20240513.json").read_text())
     orphan["id"] = "stray"
@@ -147,4 +185,3 @@ def test_demo_runs_and_is_idempotent(tmp_path):
     res = CliRunner().invoke(main, ["demo", "--dir", str(workdir), "--count", "6"])
     assert res.exit_code == 0 and res.stdout.count("unchanged") == 6
     assert tree_hash(workdir / "catalog") == before
-

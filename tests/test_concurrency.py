@@ -29,8 +29,17 @@ PER_WRITER = 50
 
 
 def write_tile(path: Path, lon: float, lat: float) -> Path:
-    with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8",
-                       crs="EPSG:4326", transform=from_origin(lon, lat, 0.05, 0.05)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=8,
+        height=8,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:4326",
+        transform=from_origin(lon, lat, 0.05, 0.05),
+    ) as dst:
         dst.write(np.full((1, 8, 8), 7, dtype="uint8"))
     return path
 
@@ -51,6 +60,7 @@ def tiles(tmp_path_factory) -> list[list[str]]:
 
 
 # --- helpers run in child processes (module level so spawn can import them) ----------
+
 
 def _writer(catalog: str, options: dict | None, files: list[str]) -> list[tuple[str, str, str | None]]:
     out = []
@@ -84,6 +94,7 @@ def _crashing_writer(catalog: str, options: dict | None, path: str) -> None:
 
 # --- fixtures -----------------------------------------------------------------------
 
+
 @pytest.fixture(params=["local", "s3"])
 def backend(request, tmp_path):
     """(catalog url, storage options, reader) for a fresh catalog on each backend."""
@@ -102,6 +113,7 @@ def backend(request, tmp_path):
 
 # --- tests --------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_many_writers_lose_nothing(backend, tiles):
     catalog, options, read = backend
@@ -115,15 +127,16 @@ def test_many_writers_lose_nothing(backend, tiles):
 
     coll = read("c/collection.json")
     hrefs = [link["href"] for link in coll["links"] if link["rel"] == "item"]
-    assert len(hrefs) == len(set(hrefs)) == len(ids)                 # each linked exactly once
+    assert len(hrefs) == len(set(hrefs)) == len(ids)  # each linked exactly once
     assert sorted(h.split("/")[1] for h in hrefs) == ids
     items = [read(f"c/{i}/{i}.json") for i in ids]
-    assert coll["extent"] == exact_extent(items)                     # no lost extent update
+    assert coll["extent"] == exact_extent(items)  # no lost extent update
     root = read("catalog.json")
     assert [l["href"] for l in root["links"] if l["rel"] == "child"] == ["./c/collection.json"]
     assert producer.validate_catalog(catalog, storage_options=options) == []
     if options is None:
         from tests.test_register import assert_stac_valid_tree
+
         assert_stac_valid_tree(Path(catalog))
 
 
@@ -164,12 +177,20 @@ class Interfering:
         return getattr(self.inner, name)
 
     def put(self, key, data, **kwargs):
-        if key == self.target and kwargs.get("if_version") and (
-                self.times is None or self.interfered < self.times):
+        if (
+            key == self.target
+            and kwargs.get("if_version")
+            and (self.times is None or self.interfered < self.times)
+        ):
             self.interfered += 1
             doc = json.loads(self.inner.get(key)[0])
-            doc["links"].append({"rel": "item", "href": f"./other{self.interfered}/other{self.interfered}.json",
-                                 "type": "application/geo+json"})
+            doc["links"].append(
+                {
+                    "rel": "item",
+                    "href": f"./other{self.interfered}/other{self.interfered}.json",
+                    "type": "application/geo+json",
+                }
+            )
             self.inner.put(key, json.dumps(doc).encode())  # the other writer wins the race
         return self.inner.put(key, data, **kwargs)
 
@@ -181,12 +202,13 @@ def test_conflicts_are_retried_and_both_changes_survive(backend, tiles):
     committer = Committer(store, default_validator().check, backoff=0.001)
     second = tiles[1][1]
     from producer.api import register
+
     (res,) = register([second], catalog=store, collection="c")
     assert res.action == "created", res.error
     assert store.interfered == 3
     hrefs = [l["href"] for l in read("c/collection.json")["links"] if l["rel"] == "item"]
     stem = Path(second).stem
-    assert f"./{stem}/{stem}.json" in hrefs                       # our link
+    assert f"./{stem}/{stem}.json" in hrefs  # our link
     assert {"./other1/other1.json", "./other2/other2.json", "./other3/other3.json"} <= set(hrefs)
     del committer
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -65,13 +65,18 @@ def assert_valid_and_complete(store: Store, expected: set[str], partition: str |
     depth = 4 if partition == "year/month" else 2
     assert all(key.count("/") == depth for key in report.items)
     if isinstance(store, LocalStore):
-        leftovers = [name for _, _, names in os.walk(store.root) for name in names
-                     if name.startswith(".stac-producer.tmp")]
+        leftovers = [
+            name
+            for _, _, names in os.walk(store.root)
+            for name in names
+            if name.startswith(".stac-producer.tmp")
+        ]
         assert leftovers == []
 
 
-def _run_matrix(make_empty: Callable[[], Store], products: dict[str, Path], scenario: str,
-                partition: str | None) -> int:
+def _run_matrix(
+    make_empty: Callable[[], Store], products: dict[str, Path], scenario: str, partition: str | None
+) -> int:
     """Run ``scenario`` killed after each write; check both repairs of every
     crash state. Returns the number of crash points."""
     before, verb, expected = SCENARIOS[scenario]
@@ -98,8 +103,13 @@ def _run_matrix(make_empty: Callable[[], Store], products: dict[str, Path], scen
             raise AssertionError(f"re-run after a crash after write {n} {writes}: {exc}") from exc
         # (b) one reconcile --fix on a copy of the crashed state
         if verb == "register":
-            report = producer.reconcile(snapshot, fix=True, data=[str(products[A_ID])], collection="c",
-                                        register_options={"partition": partition})
+            report = producer.reconcile(
+                snapshot,
+                fix=True,
+                data=[str(products[A_ID])],
+                collection="c",
+                register_options={"partition": partition},
+            )
         else:
             report = producer.reconcile(snapshot, fix=True)
         assert all(r.ok for r in report.registered), [r.error for r in report.registered]
@@ -113,23 +123,30 @@ def _run_matrix(make_empty: Callable[[], Store], products: dict[str, Path], scen
 @pytest.mark.parametrize("partition", [None, "year/month"], ids=["flat", "year-month"])
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_crash_after_any_write_is_repaired_by_rerun_and_by_reconcile_local(
-        tmp_path, products, scenario, partition):
+    tmp_path, products, scenario, partition
+):
     """Local catalog. Before the fix: a month catalog written but never linked
     to its year, a collection written before the root (never created after),
     states only a new registration repaired, and a remove killed between unlink
     and delete undone by reconcile --fix."""
+
     def make_empty() -> Store:
         return LocalStore(str(tmp_path / f"cat-{uuid.uuid4().hex[:8]}"))
 
     assert _run_matrix(make_empty, products, scenario, partition) >= 2
 
 
-@pytest.mark.parametrize("scenario, partition", [("first-registration", "year/month"), ("remove", None)],
-                         ids=["first-registration-year-month", "remove-flat"])
+@pytest.mark.parametrize(
+    "scenario, partition",
+    [("first-registration", "year/month"), ("remove", None)],
+    ids=["first-registration-year-month", "remove-flat"],
+)
 def test_crash_after_any_write_is_repaired_by_rerun_and_by_reconcile_s3(
-        s3_server, products, scenario, partition):
+    s3_server, products, scenario, partition
+):
     """S3 catalog (moto): every kind of write is crossed (create-only, If-Match
     puts, the id index, the mark, conditional delete)."""
+
     def make_empty() -> Store:
         return open_store(s3_server.url(f"crash-{uuid.uuid4().hex[:8]}"), s3_server.storage_options)
 
@@ -158,9 +175,12 @@ def test_temp_file_left_by_a_killed_local_writer_is_removed_by_reconcile_fix(tmp
 
     (first,) = producer.register([rasters.write_utm(tmp_path / "data")], catalog=str(root), collection="c")
     assert first.ok, first.error
-    proc = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(root)],
-                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-                          capture_output=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_WRITER, str(root)],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        capture_output=True,
+        timeout=60,
+    )
     assert proc.returncode == 137, proc.stderr
     (dead,) = [p for p in (root / "c").iterdir() if p.name.startswith(".stac-producer.tmp")]
     hour_ago = time.time() - 3600

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -15,7 +15,7 @@ from producer.extract.datetimes import (
     resolve_datetime,
 )
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def dt(*args: int) -> datetime:
@@ -134,7 +134,9 @@ def test_two_adjacent_dates_are_a_range() -> None:
 def test_user_pattern_forms() -> None:
     ymd = from_filename("prod_2024_05_13.tif", r"(?P<year>\d{4})_(?P<month>\d{2})_(?P<day>\d{2})")
     assert ymd is not None and ymd.datetime == dt(2024, 5, 13)
-    ymdh = from_filename("p_2024.05.13.07h.tif", r"(?P<year>\d{4})\.(?P<month>\d\d)\.(?P<day>\d\d)\.(?P<hour>\d\d)h")
+    ymdh = from_filename(
+        "p_2024.05.13.07h.tif", r"(?P<year>\d{4})\.(?P<month>\d\d)\.(?P<day>\d\d)\.(?P<hour>\d\d)h"
+    )
     assert ymdh is not None and ymdh.datetime == dt(2024, 5, 13, 7)
     doy_free = from_filename("A2024-05-13B.tif", r"A(.+)B")
     assert doy_free is not None and doy_free.datetime == dt(2024, 5, 13)
@@ -164,14 +166,18 @@ def test_tags_sources_and_order() -> None:
     assert from_tags({}) is None
     tiff = from_tags({"TIFFTAG_DATETIME": "2023:07:01 12:30:00"})
     assert tiff is not None and tiff.datetime == dt(2023, 7, 1, 12, 30) and tiff.detail == "TIFFTAG_DATETIME"
-    both = from_tags({"TIFFTAG_DATETIME": "2023:07:01 12:30:00"}, {"ACQUISITIONDATETIME": "2023-06-30 09:00:00"})
+    both = from_tags(
+        {"TIFFTAG_DATETIME": "2023:07:01 12:30:00"}, {"ACQUISITIONDATETIME": "2023-06-30 09:00:00"}
+    )
     assert both is not None and both.datetime == dt(2023, 6, 30, 9)  # acquisition beats file creation
     garbage = from_tags({"TIFFTAG_DATETIME": "sometime"})
     assert garbage is None
 
 
 def test_netcdf_tags() -> None:
-    acdd = from_tags({"NC_GLOBAL#time_coverage_start": "2024-01-01", "NC_GLOBAL#time_coverage_end": "2024-01-31"})
+    acdd = from_tags(
+        {"NC_GLOBAL#time_coverage_start": "2024-01-01", "NC_GLOBAL#time_coverage_end": "2024-01-31"}
+    )
     assert acdd is not None and (acdd.start, acdd.end) == (dt(2024, 1, 1), dt(2024, 1, 31, 23, 59, 59))
     gdal_copy = from_tags({"NC_GLOBAL#GDAL_time_coverage_start": "2024-01-15T06:00:00Z"})
     assert gdal_copy is not None and gdal_copy.datetime == dt(2024, 1, 15, 6)
@@ -179,7 +185,9 @@ def test_netcdf_tags() -> None:
     assert days is not None and days.datetime == dt(2022, 1, 8)
     hours = from_tags({"time#units": "hours since 2000-01-01", "NETCDF_DIM_time": "36"})
     assert hours is not None and hours.datetime == dt(2000, 1, 2, 12)
-    noleap = from_tags({"time#units": "days since 2000-01-01", "time#calendar": "noleap", "NETCDF_DIM_time": "60"})
+    noleap = from_tags(
+        {"time#units": "days since 2000-01-01", "time#calendar": "noleap", "NETCDF_DIM_time": "60"}
+    )
     assert noleap is None  # non-standard calendars are not guessed
 
 

@@ -57,7 +57,7 @@ _CfnLoader.add_multi_constructor("!", _cfn_tag)
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    doc = yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+    doc = yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)
     assert isinstance(doc, dict)
     return doc
 
@@ -109,7 +109,9 @@ def _sub(value: Any) -> str:
 
 def test_template_parses_as_sam(template: dict[str, Any]) -> None:
     assert template["Transform"] == "AWS::Serverless-2016-10-31"
-    assert {"DataBucket", "DataPrefix", "CatalogBucket", "CatalogPrefix", "CollectionId"} <= set(template["Parameters"])
+    assert {"DataBucket", "DataPrefix", "CatalogBucket", "CatalogPrefix", "CollectionId"} <= set(
+        template["Parameters"]
+    )
 
 
 def test_template_passes_cfn_lint() -> None:
@@ -161,8 +163,10 @@ def test_iam_writes_only_under_the_catalog_prefix(template: dict[str, Any]) -> N
     assert s3_actions["s3:PutObject"] == {catalog_objects}
     assert s3_actions["s3:DeleteObject"] == {catalog_objects}
     assert s3_actions["s3:GetObject"] == {catalog_objects, data_objects}
-    assert s3_actions["s3:ListBucket"] == {"arn:${AWS::Partition}:s3:::${CatalogBucket}",
-                                           "arn:${AWS::Partition}:s3:::${DataBucket}"}
+    assert s3_actions["s3:ListBucket"] == {
+        "arn:${AWS::Partition}:s3:::${CatalogBucket}",
+        "arn:${AWS::Partition}:s3:::${DataBucket}",
+    }
     assert set(s3_actions) == {"s3:PutObject", "s3:DeleteObject", "s3:GetObject", "s3:ListBucket"}
     # ListBucket has no s3:prefix condition: see
     # test_first_registration_into_an_empty_catalog_is_allowed_by_the_policy
@@ -197,7 +201,9 @@ def test_queue_policy_allows_only_the_data_bucket(template: dict[str, Any]) -> N
     (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
     assert statement["Action"] == "sqs:SendMessage"
-    assert _sub(statement["Condition"]["ArnLike"]["aws:SourceArn"]) == "arn:${AWS::Partition}:s3:::${DataBucket}"
+    assert (
+        _sub(statement["Condition"]["ArnLike"]["aws:SourceArn"]) == "arn:${AWS::Partition}:s3:::${DataBucket}"
+    )
     assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
 
 
@@ -227,8 +233,13 @@ def test_event_source_reports_batch_item_failures(template: dict[str, Any]) -> N
 # ---------------------------------------------------------------------------
 
 _NO_VALUE = object()
-_PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012",
-           "AWS::StackName": "stack", "AWS::URLSuffix": "amazonaws.com"}
+_PSEUDO = {
+    "AWS::Partition": "aws",
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+    "AWS::StackName": "stack",
+    "AWS::URLSuffix": "amazonaws.com",
+}
 
 
 def _resolve(template: dict[str, Any], node: Any, params: dict[str, Any]) -> Any:
@@ -260,12 +271,15 @@ def _resolve(template: dict[str, Any], node: Any, params: dict[str, Any]) -> Any
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return ref(arg)
             if key == "Fn::Sub":
-                return re.sub(r"\$\{([^}]+)\}",
-                              lambda m: str(ref(m.group(1)) if "." not in m.group(1) else f"<{m.group(1)}>"), arg)
+                return re.sub(
+                    r"\$\{([^}]+)\}",
+                    lambda m: str(ref(m.group(1)) if "." not in m.group(1) else f"<{m.group(1)}>"),
+                    arg,
+                )
             if key == "Fn::GetAtt":
                 return f"<{'.'.join(arg)}>"
             if key == "Fn::If":
@@ -290,12 +304,17 @@ def _policy(template: dict[str, Any], **params: Any) -> list[dict[str, Any]]:
 
 def _matches(pattern: str, value: str) -> bool:
     """IAM wildcard match (``*`` any run, ``?`` one character)."""
-    return re.fullmatch(".*".join(".".join(map(re.escape, p.split("?"))) for p in pattern.split("*")),
-                        value, re.S) is not None
+    return (
+        re.fullmatch(
+            ".*".join(".".join(map(re.escape, p.split("?"))) for p in pattern.split("*")), value, re.S
+        )
+        is not None
+    )
 
 
-def _allowed(statements: list[dict[str, Any]], action: str, resource: str,
-             context: dict[str, str] | None = None) -> bool:
+def _allowed(
+    statements: list[dict[str, Any]], action: str, resource: str, context: dict[str, str] | None = None
+) -> bool:
     """Whether an Allow statement grants ``action`` on ``resource`` with the request ``context``.
 
     Conditions: ``StringEquals``/``StringLike`` and their ``IfExists``
@@ -326,8 +345,10 @@ def _allowed(statements: list[dict[str, Any]], action: str, resource: str,
     return False
 
 
-_ACCESS_DENIED = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
-                  b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>")
+_ACCESS_DENIED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+)
 
 
 class _PolicyProxy:
@@ -361,10 +382,18 @@ class _PolicyProxy:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _answer(self, status: int, headers: list[tuple[str, str]], data: bytes, length: str | None) -> None:
+            def _answer(
+                self, status: int, headers: list[tuple[str, str]], data: bytes, length: str | None
+            ) -> None:
                 self.send_response(status)
                 for k, v in headers:
-                    if k.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date"):
+                    if k.lower() not in (
+                        "transfer-encoding",
+                        "connection",
+                        "content-length",
+                        "server",
+                        "date",
+                    ):
                         self.send_header(k, v)
                 self.send_header("Content-Length", length or str(len(data)))
                 self.end_headers()
@@ -390,7 +419,11 @@ class _PolicyProxy:
                 data = answer.read()
                 conn.close()
                 status = answer.status
-                if governed and status == 404 and not allowed([("s3:ListBucket", f"arn:aws:s3:::{bucket}", {})]):
+                if (
+                    governed
+                    and status == 404
+                    and not allowed([("s3:ListBucket", f"arn:aws:s3:::{bucket}", {})])
+                ):
                     proxy.requests.append((self.command, url.path, query, 403))
                     self._answer(403, [("Content-Type", "application/xml")], _ACCESS_DENIED, None)
                     return
@@ -424,27 +457,50 @@ def _iam_checks(method: str, path: str, query: dict[str, list[str]]) -> list[tup
         if method == "HEAD":
             return [("s3:ListBucket", bucket_arn, {})]
         raise AssertionError(f"an S3 request the policy test does not know: {method} {path} {query}")
-    action = {"GET": "s3:GetObject", "HEAD": "s3:GetObject", "PUT": "s3:PutObject",
-              "DELETE": "s3:DeleteObject", "POST": "s3:PutObject"}[method]
+    action = {
+        "GET": "s3:GetObject",
+        "HEAD": "s3:GetObject",
+        "PUT": "s3:PutObject",
+        "DELETE": "s3:DeleteObject",
+        "POST": "s3:PutObject",
+    }[method]
     return [(action, f"{bucket_arn}/{unquote(key)}", {})]
 
 
 def _sqs_event(bucket: str, key: str, kind: str) -> dict[str, Any]:
-    notification = {"Records": [{
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-        "eventTime": "2024-06-01T10:15:30.512Z",
-        "eventName": "ObjectCreated:Put" if kind == "created" else "ObjectRemoved:Delete",
-        "s3": {"bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"}, "object": {"key": key}},
-    }]}
-    return {"Records": [{
-        "messageId": f"00000000-0000-4000-8000-00000000000{1 if kind == 'created' else 2}",
-        "receiptHandle": "r", "body": json.dumps(notification), "attributes": {}, "messageAttributes": {},
-        "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1",
-    }]}
+    notification = {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": "us-east-1",
+                "eventTime": "2024-06-01T10:15:30.512Z",
+                "eventName": "ObjectCreated:Put" if kind == "created" else "ObjectRemoved:Delete",
+                "s3": {"bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"}, "object": {"key": key}},
+            }
+        ]
+    }
+    return {
+        "Records": [
+            {
+                "messageId": f"00000000-0000-4000-8000-00000000000{1 if kind == 'created' else 2}",
+                "receiptHandle": "r",
+                "body": json.dumps(notification),
+                "attributes": {},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
+                "awsRegion": "us-east-1",
+            }
+        ]
+    }
 
 
 def test_first_registration_into_an_empty_catalog_is_allowed_by_the_policy(
-    template: dict[str, Any], s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,  # noqa: F811
+    template: dict[str, Any],
+    s3_server: S3Server,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     """The Lambda entry, holding only the template's policy, registers into an empty catalog.
 
@@ -461,15 +517,25 @@ def test_first_registration_into_an_empty_catalog_is_allowed_by_the_policy(
     product = write_utm(tmp_path)
     key = f"products/ndvi/{product.name}"
     s3_server.client().put_object(Bucket=data_bucket, Key=key, Body=product.read_bytes())
-    params = {"DataBucket": data_bucket, "DataPrefix": "products/", "CatalogBucket": catalog_bucket,
-              "CatalogPrefix": "stac", "CollectionId": "ndvi"}
+    params = {
+        "DataBucket": data_bucket,
+        "DataPrefix": "products/",
+        "CatalogBucket": catalog_bucket,
+        "CatalogPrefix": "stac",
+        "CollectionId": "ndvi",
+    }
     env = _resolve(template, _function(template)["Properties"]["Environment"]["Variables"], params)
     proxy = _PolicyProxy(s3_server.endpoint_url, _policy(template, **params), (data_bucket, catalog_bucket))
     try:
         for name, value in env.items():
             monkeypatch.setenv(name, str(value))
-        options = {**s3_server.storage_options, "client_kwargs": {
-            **s3_server.storage_options["client_kwargs"], "endpoint_url": proxy.endpoint_url}}
+        options = {
+            **s3_server.storage_options,
+            "client_kwargs": {
+                **s3_server.storage_options["client_kwargs"],
+                "endpoint_url": proxy.endpoint_url,
+            },
+        }
         monkeypatch.setenv("STAC_STORAGE_OPTIONS", json.dumps(options))
         handler = _load_entry().handler
         created = handler(_sqs_event(data_bucket, key, "created"), _Context())
@@ -486,13 +552,20 @@ def test_first_registration_into_an_empty_catalog_is_allowed_by_the_policy(
     # the premise: the first registration did read documents that did not exist yet
     assert ("GET", f"/{catalog_bucket}/stac/catalog.json", {}, 404) in proxy.requests
     client = s3_server.client()
-    collection = json.loads(client.get_object(Bucket=catalog_bucket, Key="stac/ndvi/collection.json")["Body"].read())
+    collection = json.loads(
+        client.get_object(Bucket=catalog_bucket, Key="stac/ndvi/collection.json")["Body"].read()
+    )
     assert not [link for link in collection["links"] if link["rel"] == "item"]
 
 
 def test_policy_grants_nothing_outside_the_two_prefixes(template: dict[str, Any]) -> None:
-    params = {"DataBucket": "data", "DataPrefix": "products/", "CatalogBucket": "cat", "CatalogPrefix": "stac",
-              "CollectionId": "ndvi"}
+    params = {
+        "DataBucket": "data",
+        "DataPrefix": "products/",
+        "CatalogBucket": "cat",
+        "CatalogPrefix": "stac",
+        "CollectionId": "ndvi",
+    }
     policy = _policy(template, **params)
     assert _allowed(policy, "s3:GetObject", "arn:aws:s3:::data/products/a.tif")
     assert not _allowed(policy, "s3:GetObject", "arn:aws:s3:::data/private/a.tif")
@@ -529,7 +602,9 @@ def test_kms_key_parameters_grant_decrypt_on_data_and_encrypt_on_catalog(templat
     assert not _allowed(catalog_only, "kms:Decrypt", data_key, via_s3)
 
     # a data bucket created by the stack is encrypted with the given key
-    bucket = _resolve(template, template["Resources"]["DataBucketResource"], {**base, "DataKmsKeyArn": data_key})
+    bucket = _resolve(
+        template, template["Resources"]["DataBucketResource"], {**base, "DataKmsKeyArn": data_key}
+    )
     (rule,) = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": data_key}
     bucket = _resolve(template, template["Resources"]["DataBucketResource"], base)
@@ -629,9 +704,12 @@ def test_entry_point_sqs_batch_end_to_end(lambda_env: S3Server, tmp_path: Path) 
     from tests.rasters import write_utm
 
     s3 = lambda_env
-    s3.client().put_object(Bucket=s3.bucket, Key="products/ndvi/S2_20240608_T31UFQ.tif",
-                           Body=write_utm(tmp_path).read_bytes())
-    payload = json.loads((EVENTS / "sqs_malformed.json").read_text().replace("amzn-s3-demo-bucket", s3.bucket))
+    s3.client().put_object(
+        Bucket=s3.bucket, Key="products/ndvi/S2_20240608_T31UFQ.tif", Body=write_utm(tmp_path).read_bytes()
+    )
+    payload = json.loads(
+        (EVENTS / "sqs_malformed.json").read_text().replace("amzn-s3-demo-bucket", s3.bucket)
+    )
     result = _load_entry().handler(payload, _Context())
     assert [r["id"] for r in result["registered"]] == ["S2_20240608_T31UFQ"]
     assert result["batchItemFailures"] == [{"itemIdentifier": "7e6d5c4b-3a29-4180-9f7e-6d5c4b3a2918"}]

@@ -31,8 +31,15 @@ def load(name: str, bucket: str | None = None) -> dict[str, Any]:
     return json.loads(text)
 
 
-def ev(kind: str, key: str, message_id: str | None = None, *, size: int | None = None, etag: str | None = None,
-       bucket: str = FIXTURE_BUCKET) -> ObjectEvent:
+def ev(
+    kind: str,
+    key: str,
+    message_id: str | None = None,
+    *,
+    size: int | None = None,
+    etag: str | None = None,
+    bucket: str = FIXTURE_BUCKET,
+) -> ObjectEvent:
     return ObjectEvent(kind=kind, bucket=bucket, key=key, message_id=message_id, size=size, etag=etag)  # type: ignore[arg-type]
 
 
@@ -45,12 +52,26 @@ ETAG = "0123456789abcdef0123456789abcdef"
 EXPECTED: dict[str, list[ObjectEvent]] = {
     "s3_put.json": [ev("created", "products/ndvi/S2_20240601_T31UFQ.tif", size=4096, etag=ETAG)],
     "s3_batch.json": [
-        ev("created", "products/ndvi/S2_20240602_T31UFQ.tif", size=5120, etag="1b2cf535f27731c974343645a3985328"),
+        ev(
+            "created",
+            "products/ndvi/S2_20240602_T31UFQ.tif",
+            size=5120,
+            etag="1b2cf535f27731c974343645a3985328",
+        ),
         # "+" is a space, "%2B" a literal plus, "%20" a space, "%3D" "=", "%28" "("
-        ev("created", "products/ndvi/field plots/NDVI 2024-06-03.tif", size=73400320,
-           etag="4af981f98d22a0b9979da24b259e5e42-12"),
+        ev(
+            "created",
+            "products/ndvi/field plots/NDVI 2024-06-03.tif",
+            size=73400320,
+            etag="4af981f98d22a0b9979da24b259e5e42-12",
+        ),
         ev("created", "products/ndvi/run 42+1.TIF", size=6144, etag="b1946ac92492d2347c6235b4d2611184"),
-        ev("created", "products/ndvi/date=2024-06-04/tile (00).nc", size=2048, etag="d8e8fca2dc0f896fd7cb4cb0031ba249"),
+        ev(
+            "created",
+            "products/ndvi/date=2024-06-04/tile (00).nc",
+            size=2048,
+            etag="d8e8fca2dc0f896fd7cb4cb0031ba249",
+        ),
         # ObjectRestore:Completed is ignored
         ev("removed", "products/ndvi/S2_20240530_T31UFQ.tif"),
     ],
@@ -59,13 +80,23 @@ EXPECTED: dict[str, list[ObjectEvent]] = {
         ev("removed", "products/ndvi/S2_20240602_T31UFQ.tif"),  # DeleteMarkerCreated
     ],
     "sqs_s3.json": [
-        ev("created", "products/ndvi/S2_20240601_T31UFQ.tif", "059f36b4-87a3-44ab-83d2-661975830a7d",
-           size=4096, etag=ETAG),
+        ev(
+            "created",
+            "products/ndvi/S2_20240601_T31UFQ.tif",
+            "059f36b4-87a3-44ab-83d2-661975830a7d",
+            size=4096,
+            etag=ETAG,
+        ),
         ev("removed", "products/ndvi/S2_20240530_T31UFQ.tif", "2e1424d4-f796-459a-8184-9c92662be6da"),
     ],
     "sqs_sns_s3.json": [
-        ev("created", "products/ndvi/S2 20240605 T31UFQ.tif", "c80e8021-a70a-42c7-a470-796e1186f753",
-           size=4096, etag=ETAG),
+        ev(
+            "created",
+            "products/ndvi/S2 20240605 T31UFQ.tif",
+            "c80e8021-a70a-42c7-a470-796e1186f753",
+            size=4096,
+            etag=ETAG,
+        ),
     ],
     "sns_s3.json": [ev("created", "products/ndvi/S2_20240601_T31UFQ.tif", size=4096, etag=ETAG)],
     "eventbridge_created.json": [ev("created", "products/ndvi/S2_20240601_T31UFQ.tif", size=4096, etag=ETAG)],
@@ -73,16 +104,30 @@ EXPECTED: dict[str, list[ObjectEvent]] = {
         ev("removed", "products/ndvi/S2_20240601_T31UFQ.tif", etag="d41d8cd98f00b204e9800998ecf8427e"),
     ],
     "sqs_eventbridge.json": [
-        ev("created", "products/ndvi/S2_20240607_T31UFQ.tif", "a9b8c7d6-1111-4e2f-9a3b-5c6d7e8f9a0b",
-           size=8192, etag="4af981f98d22a0b9979da24b259e5e42-2"),
-        ev("removed", "products/ndvi/S2_20240530_T31UFQ.tif", "b0c1d2e3-2222-4f30-8b4c-6d7e8f9a0b1c",
-           etag="d41d8cd98f00b204e9800998ecf8427e"),
+        ev(
+            "created",
+            "products/ndvi/S2_20240607_T31UFQ.tif",
+            "a9b8c7d6-1111-4e2f-9a3b-5c6d7e8f9a0b",
+            size=8192,
+            etag="4af981f98d22a0b9979da24b259e5e42-2",
+        ),
+        ev(
+            "removed",
+            "products/ndvi/S2_20240530_T31UFQ.tif",
+            "b0c1d2e3-2222-4f30-8b4c-6d7e8f9a0b1c",
+            etag="d41d8cd98f00b204e9800998ecf8427e",
+        ),
     ],
     "s3_test_event.json": [],
     "sqs_s3_test_event.json": [],
     "sqs_malformed.json": [
-        ev("created", "products/ndvi/S2_20240608_T31UFQ.tif", "3a9b5f4e-6c1d-4e7f-8a2b-9c0d1e2f3a4b",
-           size=4096, etag=ETAG),
+        ev(
+            "created",
+            "products/ndvi/S2_20240608_T31UFQ.tif",
+            "3a9b5f4e-6c1d-4e7f-8a2b-9c0d1e2f3a4b",
+            size=4096,
+            etag=ETAG,
+        ),
     ],
 }
 
@@ -129,10 +174,12 @@ def retarget(payload: dict[str, Any], bucket: str) -> dict[str, Any]:
 def _sqs(*bodies: Any) -> dict[str, Any]:
     """An SQS batch (``sqs_s3.json``'s record shape), messageIds m0, m1, ..."""
     template = load("sqs_s3.json")["Records"][0]
-    return {"Records": [
-        {**template, "messageId": f"m{i}", "body": body if isinstance(body, str) else json.dumps(body)}
-        for i, body in enumerate(bodies)
-    ]}
+    return {
+        "Records": [
+            {**template, "messageId": f"m{i}", "body": body if isinstance(body, str) else json.dumps(body)}
+            for i, body in enumerate(bodies)
+        ]
+    }
 
 
 def test_missing_key_is_a_failure_and_others_survive() -> None:
@@ -163,8 +210,14 @@ def test_other_eventbridge_types_ignored() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["ObjectRestore:Completed", "ObjectTagging:Put", "LifecycleTransition", "ObjectAcl:Put",
-             "Replication:OperationFailedReplication"],
+    "name",
+    [
+        "ObjectRestore:Completed",
+        "ObjectTagging:Put",
+        "LifecycleTransition",
+        "ObjectAcl:Put",
+        "Replication:OperationFailedReplication",
+    ],
 )
 def test_other_s3_event_names_ignored(name: str) -> None:
     assert parse_event(_s3_notification(name=name)) == ([], [])
@@ -172,9 +225,14 @@ def test_other_s3_event_names_ignored(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "kind"),
-    [("ObjectCreated:Post", "created"), ("ObjectCreated:Copy", "created"),
-     ("ObjectCreated:CompleteMultipartUpload", "created"), ("ObjectRemoved:Delete", "removed"),
-     ("ObjectRemoved:DeleteMarkerCreated", "removed"), ("s3:ObjectCreated:Put", "created")],
+    [
+        ("ObjectCreated:Post", "created"),
+        ("ObjectCreated:Copy", "created"),
+        ("ObjectCreated:CompleteMultipartUpload", "created"),
+        ("ObjectRemoved:Delete", "removed"),
+        ("ObjectRemoved:DeleteMarkerCreated", "removed"),
+        ("s3:ObjectCreated:Put", "created"),
+    ],
 )
 def test_event_names(name: str, kind: str) -> None:
     events, failures = parse_event(_s3_notification(name=name))
@@ -183,9 +241,14 @@ def test_event_names(name: str, kind: str) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "key"),
-    [("a+b.tif", "a b.tif"), ("a%20b.tif", "a b.tif"), ("a%2Bb.tif", "a+b.tif"),
-     ("dt%3D2024-01-01/x.tif", "dt=2024-01-01/x.tif"), ("caf%C3%A9.tif", "café.tif"),
-     ("plain/key.tif", "plain/key.tif")],
+    [
+        ("a+b.tif", "a b.tif"),
+        ("a%20b.tif", "a b.tif"),
+        ("a%2Bb.tif", "a+b.tif"),
+        ("dt%3D2024-01-01/x.tif", "dt=2024-01-01/x.tif"),
+        ("caf%C3%A9.tif", "café.tif"),
+        ("plain/key.tif", "plain/key.tif"),
+    ],
 )
 def test_key_decoding(raw: str, key: str) -> None:
     events, _ = parse_event(_s3_notification(raw))
@@ -197,8 +260,15 @@ def test_key_decoding(raw: str, key: str) -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [[], "text", None, {"Records": "nope"}, {"hello": "world"}, {"Records": [{"eventSource": "aws:kinesis"}]},
-     {"Records": [42]}],
+    [
+        [],
+        "text",
+        None,
+        {"Records": "nope"},
+        {"hello": "world"},
+        {"Records": [{"eventSource": "aws:kinesis"}]},
+        {"Records": [42]},
+    ],
 )
 def test_unrecognised_payloads_fail_without_raising(payload: Any) -> None:
     events, failures = parse_event(payload)
@@ -238,14 +308,21 @@ def test_config_from_env_full() -> None:
     }
     cfg = HandlerConfig.from_env(env)
     assert cfg == HandlerConfig(
-        catalog="s3://cat/stac", collection="ndvi", prefixes=("products/ndvi/", "s3://other/p/"),
-        suffixes=(".tif", ".nc"), id_template="{parent}-{stem}", datetime_pattern=r"(\d{8})",
-        collection_meta={"description": "NDVI", "license": "CC-BY-4.0"}, storage_options={"anon": False},
+        catalog="s3://cat/stac",
+        collection="ndvi",
+        prefixes=("products/ndvi/", "s3://other/p/"),
+        suffixes=(".tif", ".nc"),
+        id_template="{parent}-{stem}",
+        datetime_pattern=r"(\d{8})",
+        collection_meta={"description": "NDVI", "license": "CC-BY-4.0"},
+        storage_options={"anon": False},
     )
 
 
 def test_config_from_env_defaults() -> None:
-    cfg = HandlerConfig.from_env({"STAC_CATALOG": "s3://cat/stac", "STAC_COLLECTION": "ndvi", "STAC_PREFIXES": ""})
+    cfg = HandlerConfig.from_env(
+        {"STAC_CATALOG": "s3://cat/stac", "STAC_COLLECTION": "ndvi", "STAC_PREFIXES": ""}
+    )
     assert cfg.prefixes == () and cfg.suffixes == DEFAULT_SUFFIXES == (".tif", ".tiff", ".nc")
     assert cfg.id_template == "{stem}" and cfg.datetime_pattern is None
     assert cfg.storage_options is None and cfg.collection_meta is None
@@ -343,7 +420,8 @@ def assert_item(s3: S3Server, item_id: str, source_key: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    "fixture", ["s3_put.json", "sns_s3.json", "eventbridge_created.json", "sqs_s3.json"],
+    "fixture",
+    ["s3_put.json", "sns_s3.json", "eventbridge_created.json", "sqs_s3.json"],
 )
 def test_created_object_is_registered(s3: S3Server, raster_bytes: bytes, fixture: str) -> None:
     key = "products/ndvi/S2_20240601_T31UFQ.tif"
@@ -357,8 +435,9 @@ def test_created_object_is_registered(s3: S3Server, raster_bytes: bytes, fixture
     assert item["properties"]["datetime"].startswith("2024-06-01")
     assert read_json(s3, "stac/catalog.json") is not None
     if fixture == "sqs_s3.json":  # the second message removes an item that was never registered
-        assert out["removed"] == [{"id": "S2_20240530_T31UFQ", "href": None, "action": "absent",
-                                   "extent_recomputed": False}]
+        assert out["removed"] == [
+            {"id": "S2_20240530_T31UFQ", "href": None, "action": "absent", "extent_recomputed": False}
+        ]
 
     again = handle(load(fixture, s3.bucket), config(s3))  # at-least-once delivery: harmless
     assert [r["action"] for r in again["registered"]] == ["unchanged"]
@@ -368,7 +447,9 @@ def test_created_object_is_registered(s3: S3Server, raster_bytes: bytes, fixture
 def test_sqs_eventbridge_created_then_removed(s3: S3Server, raster_bytes: bytes) -> None:
     put(s3, "products/ndvi/S2_20240607_T31UFQ.tif", raster_bytes)
     put(s3, "products/ndvi/S2_20240530_T31UFQ.tif", raster_bytes)
-    registered = handle(retarget(_s3_notification("products/ndvi/S2_20240530_T31UFQ.tif"), s3.bucket), config(s3))
+    registered = handle(
+        retarget(_s3_notification("products/ndvi/S2_20240530_T31UFQ.tif"), s3.bucket), config(s3)
+    )
     assert [r["id"] for r in registered["registered"]] == ["S2_20240530_T31UFQ"]
 
     s3.client().delete_object(Bucket=s3.bucket, Key="products/ndvi/S2_20240530_T31UFQ.tif")
@@ -402,14 +483,20 @@ def test_deleted_object_removes_item(s3: S3Server, raster_bytes: bytes, delete_f
 def test_batch_with_encoded_keys(s3: S3Server, raster_bytes: bytes) -> None:
     """Decoded keys reach the api: names with spaces get normalised ids and
     register; products without a datetime fail by name."""
-    for key in ["products/ndvi/S2_20240602_T31UFQ.tif", "products/ndvi/field plots/NDVI 2024-06-03.tif",
-                "products/ndvi/run 42+1.TIF", "products/ndvi/date=2024-06-04/tile (00).nc"]:
+    for key in [
+        "products/ndvi/S2_20240602_T31UFQ.tif",
+        "products/ndvi/field plots/NDVI 2024-06-03.tif",
+        "products/ndvi/run 42+1.TIF",
+        "products/ndvi/date=2024-06-04/tile (00).nc",
+    ]:
         put(s3, key, raster_bytes)
     out = handle(load("s3_batch.json", s3.bucket), config(s3))
     assert [r["id"] for r in out["registered"]] == ["S2_20240602_T31UFQ", "NDVI_2024-06-03"]
     failed_urls = sorted(f["url"] for f in out["failed"])
-    assert failed_urls == sorted(f"s3://{s3.bucket}/{k}" for k in [
-        "products/ndvi/run 42+1.TIF", "products/ndvi/date=2024-06-04/tile (00).nc"])
+    assert failed_urls == sorted(
+        f"s3://{s3.bucket}/{k}"
+        for k in ["products/ndvi/run 42+1.TIF", "products/ndvi/date=2024-06-04/tile (00).nc"]
+    )
     assert all(f["message_id"] is None and "no datetime" in f["error"] for f in out["failed"])
     assert out["batchItemFailures"] == []  # not from SQS: nothing to report per message
     assert [(r["id"], r["action"]) for r in out["removed"]] == [("S2_20240530_T31UFQ", "absent")]
@@ -450,19 +537,26 @@ def test_registration_error_fails_only_its_messages(s3: S3Server, raster_bytes: 
     # broken twice (m1, m2, one register call); missing (m2) is gone, so skipped, not failed
     assert out["batchItemFailures"] == [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]
     assert sorted((f["message_id"], f["url"].rsplit("/", 1)[1]) for f in out["failed"]) == [
-        ("m1", "broken_20240601.tif"), ("m2", "broken_20240601.tif")]
+        ("m1", "broken_20240601.tif"),
+        ("m2", "broken_20240601.tif"),
+    ]
     assert [s["url"].rsplit("/", 1)[1] for s in out["skipped"]] == ["missing_20240601.tif"]
     assert item_links(s3) == ["./good_20240601/good_20240601.json"]
 
 
 def test_suffix_and_prefix_filters(s3: S3Server, raster_bytes: bytes) -> None:
-    payload = _sqs(_s3_notification("products/ndvi/notes.txt"), _s3_notification("other/S2_20240601.tif"),
-                   _s3_notification("products/ndvi/UPPER_20240601.TIFF"))
+    payload = _sqs(
+        _s3_notification("products/ndvi/notes.txt"),
+        _s3_notification("other/S2_20240601.tif"),
+        _s3_notification("products/ndvi/UPPER_20240601.TIFF"),
+    )
     payload = retarget(payload, s3.bucket)
     put(s3, "products/ndvi/UPPER_20240601.TIFF", raster_bytes)
     out = handle(payload, config(s3, prefixes=("products/",)))
     assert [(Path(s["url"]).name, s["reason"].split(" ")[0]) for s in out["skipped"]] == [
-        ("notes.txt", "file"), ("S2_20240601.tif", "key")]
+        ("notes.txt", "file"),
+        ("S2_20240601.tif", "key"),
+    ]
     assert [r["id"] for r in out["registered"]] == ["UPPER_20240601"]
 
     # a prefix given as a URL also pins the bucket
@@ -474,23 +568,38 @@ def test_suffix_and_prefix_filters(s3: S3Server, raster_bytes: bytes) -> None:
 def test_nothing_matching_writes_nothing(s3: S3Server) -> None:
     payload = retarget(_s3_notification("products/ndvi/readme.md"), s3.bucket)
     out = handle(payload, config(s3))
-    assert out == {"registered": [], "removed": [], "batchItemFailures": [], "failed": [],
-                   "skipped": [{"url": f"s3://{s3.bucket}/products/ndvi/readme.md",
-                                "reason": "file ending not one of ['.tif', '.tiff', '.nc']"}]}
+    assert out == {
+        "registered": [],
+        "removed": [],
+        "batchItemFailures": [],
+        "failed": [],
+        "skipped": [
+            {
+                "url": f"s3://{s3.bucket}/products/ndvi/readme.md",
+                "reason": "file ending not one of ['.tif', '.tiff', '.nc']",
+            }
+        ],
+    }
     assert keys(s3, "stac/") == []
 
 
 def test_catalog_writes_never_trigger_registration(s3: S3Server, raster_bytes: bytes) -> None:
     """The catalog shares the data bucket: its own documents must be ignored."""
     put(s3, "stac/ndvi/x_20240601.tif", raster_bytes)  # even a raster inside the catalog prefix
-    payload = _sqs(_s3_notification("stac/ndvi/collection.json"), _s3_notification("stac/catalog.json"),
-                   _s3_notification("stac/ndvi/x_20240601.tif"), _s3_notification("stac"),
-                   _s3_notification("stac-other/y_20240601.tif", name="ObjectRemoved:Delete"))
+    payload = _sqs(
+        _s3_notification("stac/ndvi/collection.json"),
+        _s3_notification("stac/catalog.json"),
+        _s3_notification("stac/ndvi/x_20240601.tif"),
+        _s3_notification("stac"),
+        _s3_notification("stac-other/y_20240601.tif", name="ObjectRemoved:Delete"),
+    )
     payload = retarget(payload, s3.bucket)
     out = handle(payload, config(s3, suffixes=()))  # every file ending accepted
     inside = [s["url"] for s in out["skipped"] if s["reason"].startswith("inside the catalog")]
-    assert inside == [f"s3://{s3.bucket}/{k}" for k in
-                      ["stac/ndvi/collection.json", "stac/catalog.json", "stac/ndvi/x_20240601.tif", "stac"]]
+    assert inside == [
+        f"s3://{s3.bucket}/{k}"
+        for k in ["stac/ndvi/collection.json", "stac/catalog.json", "stac/ndvi/x_20240601.tif", "stac"]
+    ]
     # a sibling prefix that merely starts with the same letters is not the catalog
     assert [r["id"] for r in out["removed"]] == ["y_20240601"]
     assert out["registered"] == [] and keys(s3, "stac/") == ["stac/ndvi/x_20240601.tif"]
@@ -512,7 +621,9 @@ def test_create_then_delete_in_one_batch_ends_with_no_item(s3: S3Server, raster_
     s3.client().delete_object(Bucket=s3.bucket, Key=key)
     created = load("sqs_s3.json", s3.bucket)["Records"][0]
     deleted = load("s3_delete.json", s3.bucket)["Records"][0]
-    payload = {"Records": [created, {**created, "messageId": "del", "body": json.dumps({"Records": [deleted]})}]}
+    payload = {
+        "Records": [created, {**created, "messageId": "del", "body": json.dumps({"Records": [deleted]})}]
+    }
     out = handle(payload, config(s3))
     assert out["registered"] == [] and out["failed"] == [] and out["batchItemFailures"] == []
     assert [s["url"] for s in out["skipped"]] == [f"s3://{s3.bucket}/{key}"]
@@ -568,10 +679,16 @@ def test_handler_does_not_mutate_config(s3: S3Server, raster_bytes: bytes) -> No
 
 @pytest.mark.parametrize(
     ("catalog", "inside"),
-    [("s3://amzn-s3-demo-bucket/stac", True), ("s3://amzn-s3-demo-bucket/stac/", True),
-     ("s3a://amzn-s3-demo-bucket/stac", True), ("s3://amzn-s3-demo-bucket/stac/catalog.json", True),
-     ("s3://amzn-s3-demo-bucket", True), ("s3://amzn-s3-demo-bucket/sta", False),
-     ("s3://other-bucket/stac", False), ("/local/stac", False)],
+    [
+        ("s3://amzn-s3-demo-bucket/stac", True),
+        ("s3://amzn-s3-demo-bucket/stac/", True),
+        ("s3a://amzn-s3-demo-bucket/stac", True),
+        ("s3://amzn-s3-demo-bucket/stac/catalog.json", True),
+        ("s3://amzn-s3-demo-bucket", True),
+        ("s3://amzn-s3-demo-bucket/sta", False),
+        ("s3://other-bucket/stac", False),
+        ("/local/stac", False),
+    ],
 )
 def test_catalog_prefix_detection(catalog: str, inside: bool) -> None:
     """The catalog check comes first, whatever the catalog URL's spelling.
@@ -623,8 +740,14 @@ def test_removal_event_for_one_folder_keeps_the_other_folders_item(s3: S3Server,
     assert item_links(s3) == []
 
 
-@pytest.mark.parametrize("catalog", ["s3://amzn-s3-demo-bucket//stac", "s3://amzn-s3-demo-bucket//stac//",
-                                     "S3A://amzn-s3-demo-bucket///stac/catalog.json"])
+@pytest.mark.parametrize(
+    "catalog",
+    [
+        "s3://amzn-s3-demo-bucket//stac",
+        "s3://amzn-s3-demo-bucket//stac//",
+        "S3A://amzn-s3-demo-bucket///stac/catalog.json",
+    ],
+)
 def test_catalog_url_with_double_slash_still_guards_its_own_writes(catalog: str) -> None:
     """``s3://b//stac`` writes under ``stac/`` (the store drops empty
     segments); the loop guard must see those writes as the catalog's own."""
@@ -638,25 +761,42 @@ def test_record_with_non_utf8_bytes_fails_alone(s3: S3Server, raster_bytes: byte
     """An SQS body of bytes that are not UTF-8, and a key whose escapes are
     not UTF-8, are each one failed record; the rest of the batch registers."""
     put(s3, "products/ndvi/good_20240601.tif", raster_bytes)
-    payload = retarget(_sqs(_s3_notification("products/ndvi/good_20240601.tif"),
-                            "placeholder", _s3_notification("products/ndvi/bad%FF_20240601.tif"),
-                            _s3_notification("products/ndvi/bad\udcff_20240601.tif")), s3.bucket)
+    payload = retarget(
+        _sqs(
+            _s3_notification("products/ndvi/good_20240601.tif"),
+            "placeholder",
+            _s3_notification("products/ndvi/bad%FF_20240601.tif"),
+            _s3_notification("products/ndvi/bad\udcff_20240601.tif"),
+        ),
+        s3.bucket,
+    )
     payload["Records"][1]["body"] = b'{"Records": [{"s3": "\xff\xfe not utf-8"}]}'
     out = handle(payload, config(s3))
     assert [r["id"] for r in out["registered"]] == ["good_20240601"]
-    assert out["batchItemFailures"] == [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"},
-                                        {"itemIdentifier": "m3"}]
+    assert out["batchItemFailures"] == [
+        {"itemIdentifier": "m1"},
+        {"itemIdentifier": "m2"},
+        {"itemIdentifier": "m3"},
+    ]
     errors = {f["message_id"]: f["error"] for f in out["failed"]}
-    assert "not UTF-8" in errors["m1"] and "not valid UTF-8" in errors["m2"] and "not valid UTF-8" in errors["m3"]
+    assert (
+        "not UTF-8" in errors["m1"]
+        and "not valid UTF-8" in errors["m2"]
+        and "not valid UTF-8" in errors["m3"]
+    )
     assert item_links(s3) == ["./good_20240601/good_20240601.json"]
 
 
-def test_removal_event_for_a_key_with_hash_keeps_the_item_of_the_key_without(s3: S3Server, raster_bytes: bytes) -> None:
+def test_removal_event_for_a_key_with_hash_keeps_the_item_of_the_key_without(
+    s3: S3Server, raster_bytes: bytes
+) -> None:
     """``scene#v2.tif`` is its own object, not ``scene.tif`` with a fragment:
     its removal must not delete the item of ``scene.tif``."""
     key = "products/ndvi/S2_20240601_T31UFQ.tif"
     put(s3, key, raster_bytes)
-    assert handle(retarget(_s3_notification(key), s3.bucket), config(s3))["registered"][0]["action"] == "created"
+    assert (
+        handle(retarget(_s3_notification(key), s3.bucket), config(s3))["registered"][0]["action"] == "created"
+    )
     before = read_json(s3, "stac/ndvi/S2_20240601_T31UFQ/S2_20240601_T31UFQ.json")
     hashed = "products/ndvi/S2_20240601_T31UFQ%23v2.tif"  # '#' arrives URL-encoded
     out = handle(retarget(_s3_notification(hashed, "ObjectRemoved:Delete"), s3.bucket), config(s3))

@@ -16,5 +16,7 @@ def test_checked_in_examples_match_what_the_code_emits():
     checked_in = {p.name: p.read_text() for p in (ROOT / "examples").glob("*.json")}
     assert sorted(checked_in) == sorted(fresh)
     stale = [name for name in fresh if fresh[name] != checked_in[name]]
-    assert not stale, (f"examples/ is out of date for {stale}: review the change and run "
-                       "`.venv/bin/python scripts/update_examples.py`")
+    assert not stale, (
+        f"examples/ is out of date for {stale}: review the change and run "
+        "`.venv/bin/python scripts/update_examples.py`"
+    )

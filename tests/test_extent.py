@@ -29,8 +29,13 @@ from tests.pausing import PauseAfterGet
 
 
 def _item(bbox: list[float], start: str, end: str) -> dict:
-    return {"type": "Feature", "id": "x", "bbox": bbox, "links": [],
-            "properties": {"datetime": None, "start_datetime": start, "end_datetime": end}}
+    return {
+        "type": "Feature",
+        "id": "x",
+        "bbox": bbox,
+        "links": [],
+        "properties": {"datetime": None, "start_datetime": start, "end_datetime": end},
+    }
 
 
 def _random_item(rng: random.Random) -> dict:
@@ -43,8 +48,11 @@ def _random_item(rng: random.Random) -> dict:
     north = round(south + rng.uniform(0.1, 10), 3)
     day = rng.randint(1, 28)
     month = rng.randint(1, 12)
-    return _item([west, south, round(east, 3), north], f"2024-{month:02d}-{day:02d}T00:00:00Z",
-                 f"2024-{month:02d}-{day:02d}T12:00:00Z")
+    return _item(
+        [west, south, round(east, 3), north],
+        f"2024-{month:02d}-{day:02d}T00:00:00Z",
+        f"2024-{month:02d}-{day:02d}T12:00:00Z",
+    )
 
 
 def _merge_in_batches(items: list[dict], rng: random.Random) -> dict:
@@ -91,15 +99,20 @@ def test_two_batches_on_three_sides_of_the_world_give_the_shortest_arc():
     assert coll["extent"] == docs.exact_extent([a, b, c])
     assert coll["extent"]["spatial"]["bbox"][0] == [0.0, 0.0, -159.6, 1.0]
     assert coll["extent"]["spatial"]["bbox"][1:] == [
-        [-160.0, 0.0, -159.6, 1.0], [0.0, 0.0, 0.4, 1.0], [100.0, 0.0, 100.4, 1.0]]
+        [-160.0, 0.0, -159.6, 1.0],
+        [0.0, 0.0, 0.4, 1.0],
+        [100.0, 0.0, 100.4, 1.0],
+    ]
     # the overall box is the same as the one-shot union of every item
     assert coll["extent"]["spatial"]["bbox"][0] == union_bbox([a["bbox"], b["bbox"], c["bbox"]])
 
 
 def test_cluster_count_is_bounded_and_still_covers_every_item():
     rng = random.Random(3)
-    items = [_item([x, 0, x + 0.1, 1], "2024-01-01T00:00:00Z", "2024-01-01T00:00:00Z")
-             for x in rng.sample(range(-179, 179), 200)]
+    items = [
+        _item([x, 0, x + 0.1, 1], "2024-01-01T00:00:00Z", "2024-01-01T00:00:00Z")
+        for x in rng.sample(range(-179, 179), 200)
+    ]
     extent = docs.exact_extent(items)
     assert len(extent["spatial"]["bbox"]) <= 1 + 64
     for item in items:
@@ -108,10 +121,20 @@ def test_cluster_count_is_bounded_and_still_covers_every_item():
 
 # --- through register, on real rasters -----------------------------------------------
 
+
 def _tile(folder: Path, name: str, lon: float, lat: float = 10.0) -> str:
     path = folder / f"{name}_20240101.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8",
-                       crs="EPSG:4326", transform=from_origin(lon, lat, 0.05, 0.05)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=8,
+        height=8,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:4326",
+        transform=from_origin(lon, lat, 0.05, 0.05),
+    ) as dst:
         dst.write(np.full((1, 8, 8), 7, dtype="uint8"))
     return str(path)
 
@@ -124,14 +147,19 @@ def _items(root: Path) -> list[dict]:
 def tiles(tmp_path) -> dict[str, str]:
     folder = tmp_path / "tiles"
     folder.mkdir()
-    return {"zero": _tile(folder, "zero", 0.0), "west160": _tile(folder, "west160", -160.0),
-            "east100": _tile(folder, "east100", 100.0), "dateline": _tile(folder, "dateline", 179.8)}
+    return {
+        "zero": _tile(folder, "zero", 0.0),
+        "west160": _tile(folder, "west160", -160.0),
+        "east100": _tile(folder, "east100", 100.0),
+        "dateline": _tile(folder, "dateline", 179.8),
+    }
 
 
 def test_register_in_two_batches_gives_the_exact_extent(tiles, catalog_dir):
     first = producer.register([tiles["zero"], tiles["west160"]], catalog=str(catalog_dir), collection="c")
-    second = producer.register([tiles["east100"], tiles["dateline"]], catalog=str(catalog_dir),
-                               collection="c")
+    second = producer.register(
+        [tiles["east100"], tiles["dateline"]], catalog=str(catalog_dir), collection="c"
+    )
     assert all(r.ok for r in first + second)
     coll = json.loads((catalog_dir / "c/collection.json").read_text())
     assert coll["extent"] == docs.exact_extent(_items(catalog_dir))
@@ -146,8 +174,11 @@ def test_concurrent_writers_give_the_exact_extent(tiles, catalog_dir):
     producer.register([tiles["zero"]], catalog=str(catalog_dir), collection="c")
     paused = PauseAfterGet(open_store(str(catalog_dir)), "c/collection.json")
     out: dict[str, list] = {}
-    writer_b = threading.Thread(target=lambda: out.setdefault("b", producer.register(
-        [tiles["east100"]], catalog=paused, collection="c")))
+    writer_b = threading.Thread(
+        target=lambda: out.setdefault(
+            "b", producer.register([tiles["east100"]], catalog=paused, collection="c")
+        )
+    )
     writer_b.start()
     assert paused.reached.wait(30)
     out["a"] = producer.register([tiles["west160"]], catalog=str(catalog_dir), collection="c")
@@ -161,7 +192,8 @@ def test_concurrent_writers_give_the_exact_extent(tiles, catalog_dir):
 
 
 def test_register_after_the_last_item_left_a_partitioned_collection_gives_its_exact_extent(
-        tiles, catalog_dir):
+    tiles, catalog_dir
+):
     """Removing the last item leaves the placeholder extent but keeps the
     (now empty) partition catalogs; the next item replaces the placeholder
     instead of being unioned into a whole-world, open-ended extent."""

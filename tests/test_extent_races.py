@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +28,17 @@ from tests.pausing import PauseAfterGet
 
 def _tile(folder: Path, name: str, day: str, lon: float, lat: float, res: float) -> str:
     path = folder / f"{name}_{day}.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8",
-                       crs="EPSG:4326", transform=from_origin(lon, lat, res, res)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=8,
+        height=8,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:4326",
+        transform=from_origin(lon, lat, res, res),
+    ) as dst:
         dst.write(np.full((1, 8, 8), 7, dtype="uint8"))
     return str(path)
 
@@ -59,8 +68,11 @@ def _run_paused(paused: PauseAfterGet, target, meanwhile) -> object:
 
 
 def _items(root: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((root / "c").rglob("*.json"))
-            if json.loads(p.read_text()).get("type") == "Feature"]
+    return [
+        json.loads(p.read_text())
+        for p in sorted((root / "c").rglob("*.json"))
+        if json.loads(p.read_text()).get("type") == "Feature"
+    ]
 
 
 def _assert_valid_and_exact(root: Path) -> None:
@@ -93,12 +105,11 @@ def test_partitioned_remove_of_an_edge_item_while_register_keeps_the_new_item(tm
     catalog, options = backend
     data = tmp_path / "data"
     data.mkdir()
-    a = _tile(data, "a", "20240105", 0.0, 10.0, 0.1)    # west edge, January: [0, 0.8]
-    b = _tile(data, "b", "20240220", 0.8, 10.0, 0.05)   # February: [0.8, 1.2]
-    z = _tile(data, "z", "20240210", 0.1, 9.9, 0.05)    # inside a's box and the interval
+    a = _tile(data, "a", "20240105", 0.0, 10.0, 0.1)  # west edge, January: [0, 0.8]
+    b = _tile(data, "b", "20240220", 0.8, 10.0, 0.05)  # February: [0.8, 1.2]
+    z = _tile(data, "z", "20240210", 0.1, 9.9, 0.05)  # inside a's box and the interval
     store = open_store(catalog, options)
-    assert all(r.ok for r in producer.register([a, b], catalog=store, collection="c",
-                                               partition="year/month"))
+    assert all(r.ok for r in producer.register([a, b], catalog=store, collection="c", partition="year/month"))
     paused = PauseAfterGet(open_store(catalog, options), "c/2024/02/catalog.json")
     seen: dict[str, bool] = {}
 
@@ -107,8 +118,9 @@ def test_partitioned_remove_of_an_edge_item_while_register_keeps_the_new_item(tm
         (res,) = producer.register([z], catalog=store, collection="c", partition="year/month")
         assert res.action == "created", res.error
 
-    removed = _run_paused(paused, lambda: producer.remove("a_20240105", catalog=paused, collection="c"),
-                          register_z)
+    removed = _run_paused(
+        paused, lambda: producer.remove("a_20240105", catalog=paused, collection="c"), register_z
+    )
     assert removed.action == "removed" and removed.extent_recomputed
     items = _store_items(store)
     assert sorted(i["id"] for i in items) == ["b_20240220", "z_20240210"]
@@ -205,11 +217,16 @@ def test_crash_between_shrink_phases_leaves_a_valid_catalog_and_reconcile_clears
 
 def test_an_expired_shrink_marker_is_ignored_and_dropped():
     """A marker left by a crashed shrink stops costing writes after SHRINK_TTL."""
-    item = {"type": "Feature", "id": "x", "bbox": [0, 0, 1, 1], "links": [],
-            "properties": {"datetime": "2024-01-01T00:00:00Z"}}
+    item = {
+        "type": "Feature",
+        "id": "x",
+        "bbox": [0, 0, 1, 1],
+        "links": [],
+        "properties": {"datetime": "2024-01-01T00:00:00Z"},
+    }
     coll = docs.new_collection("c", None, Layout())
     docs.merge_extent(coll, [item], was_empty=True)
-    now = datetime(2024, 6, 1, tzinfo=timezone.utc)
+    now = datetime(2024, 6, 1, tzinfo=UTC)
     docs.begin_shrink(coll, "t1", now)
     assert docs.live_shrink(coll, now + timedelta(seconds=60)) is not None
     assert docs.record_in_shrink(coll, [item], now)  # live: recorded (a write)

@@ -43,8 +43,10 @@ from tests import rasters
 _ITEM_SCHEMA = "https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/item.json"
 _ALLOWED_EXTENSIONS = {PROJECTION_EXT, RASTER_EXT, EO_EXT, FILE_EXT}
 #: where the schema files may come from: the package's own bundle and pystac's
-_SCHEMA_ROOTS = (Path(producer_validate.__file__).parent / "schemas",
-                 Path(pystac.__file__).parent / "validation" / "jsonschemas")
+_SCHEMA_ROOTS = (
+    Path(producer_validate.__file__).parent / "schemas",
+    Path(pystac.__file__).parent / "validation" / "jsonschemas",
+)
 
 
 def _no_network(uri: str) -> Resource[Any]:
@@ -73,7 +75,8 @@ def schema_registry(schema_files: dict[str, Path]) -> Registry[Any]:
 
 
 def test_schemas_are_read_from_the_package_not_a_path_outside_the_repository(
-        schema_files: dict[str, Path]) -> None:
+    schema_files: dict[str, Path],
+) -> None:
     roots = [root.resolve() for root in _SCHEMA_ROOTS]
     for url, path in schema_files.items():
         assert any(path.resolve().is_relative_to(root) for root in roots), (url, path)
@@ -89,7 +92,9 @@ def schema_errors(doc: dict[str, Any], registry: Registry[Any]) -> list[str]:
     for url in [_ITEM_SCHEMA, *doc.get("stac_extensions", [])]:
         schema = registry.contents(url.rstrip("#"))
         validator = Draft7Validator(schema, registry=registry, format_checker=FormatChecker())
-        errors += [f"{url}: {'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
+        errors += [
+            f"{url}: {'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)
+        ]
     return errors
 
 
@@ -258,7 +263,9 @@ def test_crs_fields_only_trust_exact_authority_matches() -> None:
     assert crs_fields(CRS.from_epsg(32633)) == {"proj:code": "EPSG:32633"}
     assert crs_fields(CRS.from_string("ESRI:54009")) == {"proj:code": "ESRI:54009"}
     # GDAL matches this bare PROJ string to an unrelated code at confidence 70
-    lcc = CRS.from_proj4("+proj=lcc +lat_1=33 +lat_2=45 +lat_0=39 +lon_0=-96 +x_0=0 +y_0=0 +ellps=GRS80 +units=m")
+    lcc = CRS.from_proj4(
+        "+proj=lcc +lat_1=33 +lat_2=45 +lat_0=39 +lon_0=-96 +x_0=0 +y_0=0 +ellps=GRS80 +units=m"
+    )
     fields = crs_fields(lcc)
     assert fields["proj:code"] is None and CRS.from_wkt(fields["proj:wkt2"]) == lcc
 
@@ -366,9 +373,9 @@ def test_statistics_from_overviews(data: dict[str, Path]) -> None:
         assert stats_shape(src) == (256, 256)
         decimated = src.read(1, out_shape=(256, 256)).astype("float64")
         full = src.read(1).astype("float64")
-    stats = create_item(data["overviews"], ExtractOptions(stats=True)).to_dict()["assets"]["data"]["bands"][0][
-        "statistics"
-    ]
+    stats = create_item(data["overviews"], ExtractOptions(stats=True)).to_dict()["assets"]["data"]["bands"][
+        0
+    ]["statistics"]
     assert stats["mean"] == pytest.approx(decimated.mean(), abs=1e-9)
     assert stats["stddev"] == pytest.approx(decimated.std(), abs=1e-9)
     assert abs(full.mean() - decimated.mean()) > 1e-6  # proves it was not the full-resolution read
@@ -388,7 +395,10 @@ def test_checksum_and_size_through_fsspec(data: dict[str, Path]) -> None:
     fs.pipe("/extract-test/cog.tif", payload)
     try:
         info = file_info("memory://extract-test/cog.tif", checksum=True)
-        assert info == {"file:size": len(payload), "file:checksum": "1220" + hashlib.sha256(payload).hexdigest()}
+        assert info == {
+            "file:size": len(payload),
+            "file:checksum": "1220" + hashlib.sha256(payload).hexdigest(),
+        }
         assert sha256_multihash("memory://extract-test/cog.tif") == info["file:checksum"]
     finally:
         fs.rm("/extract-test", recursive=True)
@@ -398,11 +408,16 @@ def test_datetime_precedence(data: dict[str, Path]) -> None:
     path = data["utm"]  # name says 2024-05-13
     explicit = create_item(path, ExtractOptions(datetime="2020-02-02T02:02:02+01:00")).to_dict()
     assert explicit["properties"]["datetime"] == "2020-02-02T01:02:02Z"
-    by_name = create_item(path, ExtractOptions(datetime="2020-02-02", datetime_sources=("filename", "explicit")))
+    by_name = create_item(
+        path, ExtractOptions(datetime="2020-02-02", datetime_sources=("filename", "explicit"))
+    )
     assert by_name.to_dict()["properties"]["datetime"] == "2024-05-13T00:00:00Z"
     ranged = create_item(path, ExtractOptions(datetime="2024-01-01/2024-03-31")).to_dict()["properties"]
     assert ranged["datetime"] is None
-    assert (ranged["start_datetime"], ranged["end_datetime"]) == ("2024-01-01T00:00:00Z", "2024-03-31T23:59:59Z")
+    assert (ranged["start_datetime"], ranged["end_datetime"]) == (
+        "2024-01-01T00:00:00Z",
+        "2024-03-31T23:59:59Z",
+    )
     tags_first = ExtractOptions(datetime_sources=("tags", "filename"))
     renamed = data["tagsdate"].with_name("tagsdate_20990101.tif")
     renamed.write_bytes(data["tagsdate"].read_bytes())
@@ -420,7 +435,11 @@ def test_options_collection_id_and_rewrites(data: dict[str, Path], schema_regist
     options = ExtractOptions(
         collection="ndvi",
         id_template="{collection}-{stem}",
-        href_rewrites=(("/nowhere/", "s3://x/"), (folder + "/", "s3://bucket/data/"), (folder, "s3://second/")),
+        href_rewrites=(
+            ("/nowhere/", "s3://x/"),
+            (folder + "/", "s3://bucket/data/"),
+            (folder, "s3://second/"),
+        ),
     )
     item = create_item(data["utm"], options)
     assert item.collection_id == "ndvi"
@@ -615,9 +634,18 @@ def test_truncated_tiff_is_refused_from_its_header(data: dict[str, Path], tmp_pa
 def test_truncated_striped_multiband_geotiff(tmp_path: Path) -> None:
     """Band-interleaved striped GeoTIFF: the check covers every band's strips."""
     path = tmp_path / "striped_20240105.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=40, height=30, count=3, dtype="uint16",
-                       crs="EPSG:32633", transform=rasterio.transform.from_origin(500000, 6000000, 10, 10),
-                       interleave="band") as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=40,
+        height=30,
+        count=3,
+        dtype="uint16",
+        crs="EPSG:32633",
+        transform=rasterio.transform.from_origin(500000, 6000000, 10, 10),
+        interleave="band",
+    ) as dst:
         dst.write(np.arange(3 * 30 * 40, dtype="uint16").reshape(3, 30, 40))
     assert create_item(path).id == "striped_20240105"
     whole = path.read_bytes()
@@ -629,11 +657,21 @@ def test_truncated_striped_multiband_geotiff(tmp_path: Path) -> None:
 def test_numpy_not_needed_by_callers() -> None:
     """Band values are plain JSON types (no numpy scalars leak into the item)."""
     with MemoryFile() as memfile:
-        with memfile.open(driver="GTiff", width=4, height=4, count=1, dtype="int16", crs="EPSG:4326",
-                          transform=rasterio.transform.from_origin(0, 1, 0.25, 0.25), nodata=-1) as dst:
+        with memfile.open(
+            driver="GTiff",
+            width=4,
+            height=4,
+            count=1,
+            dtype="int16",
+            crs="EPSG:4326",
+            transform=rasterio.transform.from_origin(0, 1, 0.25, 0.25),
+            nodata=-1,
+        ) as dst:
             dst.write(np.arange(16, dtype="int16").reshape(1, 4, 4))
         with memfile.open() as src:
-            doc = create_item(src, ExtractOptions(stats=True, datetime="2024-01-01"), href="/x/mem.tif").to_dict()
+            doc = create_item(
+                src, ExtractOptions(stats=True, datetime="2024-01-01"), href="/x/mem.tif"
+            ).to_dict()
     json.dumps(doc)  # raises on numpy types
     band = doc["assets"]["data"]["bands"][0]
     assert type(band["nodata"]) is int and type(band["statistics"]["mean"]) is float
@@ -643,7 +681,9 @@ def test_numpy_not_needed_by_callers() -> None:
 # --------------------------------------------------------------------------- remote
 
 
-def test_s3_product_through_fsspec(data: dict[str, Path], s3_server: Any, schema_registry: Registry[Any]) -> None:
+def test_s3_product_through_fsspec(
+    data: dict[str, Path], s3_server: Any, schema_registry: Registry[Any]
+) -> None:
     """An s3:// product read with storage_options (rasterio opener = s3fs), on a local moto S3."""
     pytest.importorskip("s3fs")
     payload = data["cog"].read_bytes()

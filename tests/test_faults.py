@@ -46,9 +46,12 @@ def faults(proxy):
 
 
 def _proxied_options(proxy: FaultProxy, **config) -> dict:
-    return {"key": "testing", "secret": "testing",
-            "client_kwargs": {"endpoint_url": proxy.endpoint_url, "region_name": "us-east-1"},
-            "config_kwargs": {"retries": {"max_attempts": 1}, **config}}
+    return {
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"endpoint_url": proxy.endpoint_url, "region_name": "us-east-1"},
+        "config_kwargs": {"retries": {"max_attempts": 1}, **config},
+    }
 
 
 def _upload(s3_server, bucket: str, path: Path, key: str) -> str:
@@ -65,8 +68,14 @@ def _two_products(s3_server, tmp_path) -> tuple[str, str, str]:
 
 def _cli(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO), AWS_MAX_ATTEMPTS="1", AWS_RETRY_MODE="standard")
-    return subprocess.run([sys.executable, "-m", "producer.cli", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "producer.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _json_lines(stdout: str) -> dict[str, dict]:
@@ -76,23 +85,47 @@ def _json_lines(stdout: str) -> dict[str, dict]:
 def _write_large(path: Path, side: int = 1024) -> Path:
     """An uncompressed tiled GeoTIFF of side x side x 4 bytes (4 MiB at 1024)."""
     rows, cols = np.indices((side, side))
-    with rasterio.open(path, "w", driver="GTiff", width=side, height=side, count=1,
-                       dtype="float32", crs="EPSG:32633", tiled=True, blockxsize=256,
-                       blockysize=256, transform=Affine(10, 0, 500_000, 0, -10, 5_000_000)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=side,
+        height=side,
+        count=1,
+        dtype="float32",
+        crs="EPSG:32633",
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        transform=Affine(10, 0, 500_000, 0, -10, 5_000_000),
+    ) as dst:
         dst.write(((rows + cols) % 97).astype("float32")[None])
     return path
 
 
 # --- point 2: a product GET that fails never kills the process ------------------------
 
+
 @pytest.mark.parametrize("fault", ["503", "403", "reset"])
 def test_product_get_fault_is_a_storage_error_others_registered_cli_exits_1(
-        fault, faults, s3_server, tmp_path):
+    fault, faults, s3_server, tmp_path
+):
     bucket, bad, good = _two_products(s3_server, tmp_path)
     faults.add("GET", r"/data/utm_20240513\.tif$", fault)
     catalog = tmp_path / "catalog"
-    res = _cli(["register", f"s3://{bucket}/data/", "--json", "-c", str(catalog),
-                "--collection", "c", "-o", f"endpoint_url={faults.endpoint_url}"])
+    res = _cli(
+        [
+            "register",
+            f"s3://{bucket}/data/",
+            "--json",
+            "-c",
+            str(catalog),
+            "--collection",
+            "c",
+            "-o",
+            f"endpoint_url={faults.endpoint_url}",
+        ]
+    )
     assert res.returncode == 1, (res.returncode, res.stderr[-2000:])  # not 134 / -6 (SIGABRT)
     out = _json_lines(res.stdout)
     assert out["utm_20240513"]["action"] == "error"
@@ -109,11 +142,22 @@ def test_product_get_fault_in_the_middle_of_a_read_is_a_storage_error(faults, s3
     """The first ranged GET works, a later one (pixels for --stats) fails:
     the failure is caught inside the opener, not only by the probe."""
     bucket = s3_server.new_bucket()
-    url = _upload(s3_server, bucket, _write_large(tmp_path / "large_20240101.tif"),
-                  "data/large_20240101.tif")
+    url = _upload(s3_server, bucket, _write_large(tmp_path / "large_20240101.tif"), "data/large_20240101.tif")
     rule = faults.add("GET", r"/data/large_20240101\.tif$", "503", skip=1)
-    res = _cli(["register", url, "--stats", "--json", "-c", str(tmp_path / "catalog"),
-                "--collection", "c", "-o", f"endpoint_url={faults.endpoint_url}"])
+    res = _cli(
+        [
+            "register",
+            url,
+            "--stats",
+            "--json",
+            "-c",
+            str(tmp_path / "catalog"),
+            "--collection",
+            "c",
+            "-o",
+            f"endpoint_url={faults.endpoint_url}",
+        ]
+    )
     assert res.returncode == 1, (res.returncode, res.stderr[-2000:])
     assert rule.hits >= 1
     (out,) = _json_lines(res.stdout).values()
@@ -130,18 +174,24 @@ def test_stalled_product_get_is_a_storage_error_not_a_hang(faults, s3_server, tm
     faults.add("GET", r"/data/utm_20240513\.tif$", "stall")
     options = _proxied_options(faults, read_timeout=0.3, connect_timeout=1)
     started = time.monotonic()
-    results = producer.register([bad, good], catalog=str(tmp_path / "catalog"), collection="c",
-                                storage_options=options)
+    results = producer.register(
+        [bad, good], catalog=str(tmp_path / "catalog"), collection="c", storage_options=options
+    )
     assert time.monotonic() - started < 30
     assert [(r.id, r.action, r.error_type) for r in results] == [
-        ("utm_20240513", "error", "storage"), ("wgs84_20240301", "created", None)]
+        ("utm_20240513", "error", "storage"),
+        ("wgs84_20240301", "created", None),
+    ]
 
 
 def test_missing_object_or_bucket_is_not_found_not_corrupt(s3_server, tmp_path):
     bucket = s3_server.new_bucket()
     results = producer.register(
         [f"s3://{bucket}/data/missing_20240101.tif", "s3://no-such-bucket-8a1f/data/x_20240101.tif"],
-        catalog=str(tmp_path / "catalog"), collection="c", storage_options=s3_server.storage_options)
+        catalog=str(tmp_path / "catalog"),
+        collection="c",
+        storage_options=s3_server.storage_options,
+    )
     for r in results:
         assert r.action == "error" and "not found" in r.error, r.error
         assert "corrupt" not in r.error and "truncated" not in r.error
@@ -152,14 +202,15 @@ def test_header_only_extraction_reads_a_bounded_range_of_a_large_product(faults,
     bucket = s3_server.new_bucket()
     path = _write_large(tmp_path / "large_20240101.tif")
     url = _upload(s3_server, bucket, path, "data/large_20240101.tif")
-    (res,) = producer.register([url], catalog=str(tmp_path / "catalog"), collection="c",
-                               storage_options=_proxied_options(faults))
+    (res,) = producer.register(
+        [url], catalog=str(tmp_path / "catalog"), collection="c", storage_options=_proxied_options(faults)
+    )
     assert res.action == "created", res.error
     fetched = 0
     for key, header in faults.get_ranges:
         if key.endswith("/data/large_20240101.tif"):
             assert header and header.startswith("bytes="), header
-            start, end = (int(v) for v in header[len("bytes="):].split("-"))
+            start, end = (int(v) for v in header[len("bytes=") :].split("-"))
             fetched += end - start + 1
     size = path.stat().st_size
     assert size > 4_000_000
@@ -167,6 +218,7 @@ def test_header_only_extraction_reads_a_bounded_range_of_a_large_product(faults,
 
 
 # --- point 2: listing ---------------------------------------------------------------------
+
 
 def _closed_port() -> int:
     with socket.socket() as sock:
@@ -176,20 +228,35 @@ def _closed_port() -> int:
 
 def test_unreachable_endpoint_while_listing_is_a_storage_error_cli_exit_1(tmp_path):
     endpoint = f"http://127.0.0.1:{_closed_port()}"
-    options = {"key": "testing", "secret": "testing",
-               "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
-               "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 0.5}}
+    options = {
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+        "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 0.5},
+    }
     with pytest.raises(StoreError, match="cannot list products"):
-        producer.register(["s3://bucket/data/"], catalog=str(tmp_path / "catalog"),
-                          collection="c", storage_options=options)
-    res = _cli(["register", "s3://bucket/data/", "-c", str(tmp_path / "catalog"),
-                "--collection", "c", "-o", f"endpoint_url={endpoint}"])
+        producer.register(
+            ["s3://bucket/data/"], catalog=str(tmp_path / "catalog"), collection="c", storage_options=options
+        )
+    res = _cli(
+        [
+            "register",
+            "s3://bucket/data/",
+            "-c",
+            str(tmp_path / "catalog"),
+            "--collection",
+            "c",
+            "-o",
+            f"endpoint_url={endpoint}",
+        ]
+    )
     assert res.returncode == 1, res.stderr
     assert "Traceback" not in res.stderr and "cannot list products" in res.stderr
     assert not (tmp_path / "catalog").exists()
 
 
 # --- point 13: products cut short or broken -----------------------------------------------
+
 
 def test_truncated_netcdf_half_the_file_is_refused_cli_exit_1(tmp_path):
     whole = rasters.write_netcdf(tmp_path / "src").read_bytes()
@@ -201,15 +268,23 @@ def test_truncated_netcdf_half_the_file_is_refused_cli_exit_1(tmp_path):
     assert "truncated" in res.stdout and "half_20240115.nc" in res.stdout
     assert not catalog.exists()
     # the whole file still registers
-    (ok,) = producer.register([str(rasters.write_netcdf(tmp_path))], catalog=str(catalog),
-                              collection="c")
+    (ok,) = producer.register([str(rasters.write_netcdf(tmp_path))], catalog=str(catalog), collection="c")
     assert ok.action == "created", ok.error
 
 
 def test_zero_pixel_size_says_zero_pixel_size_not_gcps(tmp_path):
     path = tmp_path / "zeropx_20240101.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8",
-                       crs="EPSG:32633", transform=Affine(0, 0, 500_000, 0, -10, 5_000_000)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=8,
+        height=8,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=Affine(0, 0, 500_000, 0, -10, 5_000_000),
+    ) as dst:
         dst.write(np.zeros((1, 8, 8), "uint8"))
     (res,) = producer.register([str(path)], catalog=str(tmp_path / "catalog"), collection="c")
     assert res.action == "error" and res.error_type == "input"
@@ -225,8 +300,7 @@ def test_symlink_loop_says_symlink_loop_not_file_not_found(tmp_path):
     other.symlink_to(loop)
     dangling = tmp_path / "dangling_20240101.tif"
     dangling.symlink_to(tmp_path / "gone.tif")
-    results = producer.register([str(loop), str(dangling)], catalog=str(tmp_path / "catalog"),
-                                collection="c")
+    results = producer.register([str(loop), str(dangling)], catalog=str(tmp_path / "catalog"), collection="c")
     assert "symlink loop" in results[0].error, results[0].error
     assert "broken symlink" in results[1].error and "gone.tif" in results[1].error
     assert not (tmp_path / "catalog").exists()
@@ -238,8 +312,12 @@ def test_unusable_storage_options_are_an_input_error_not_a_retried_storage_error
     bucket = s3_server.new_bucket()
     s3_server.client().put_object(Bucket=bucket, Key="data/x_20240101.tif", Body=b"II*\x00")
     opts = {**s3_server.storage_options, "config_kwargs": {"no_such_botocore_option": 1}}
-    (res,) = producer.register([f"s3://{bucket}/data/x_20240101.tif"], catalog=str(tmp_path / "c"),
-                               collection="c", storage_options=opts)
+    (res,) = producer.register(
+        [f"s3://{bucket}/data/x_20240101.tif"],
+        catalog=str(tmp_path / "c"),
+        collection="c",
+        storage_options=opts,
+    )
     assert res.error_type == "input", res.error
     assert "retrying will not help" in res.error
     assert not (tmp_path / "c").exists()

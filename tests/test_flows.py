@@ -15,7 +15,7 @@ from prefect import Flow
 
 from producer import api
 from producer.prefect import CatalogProblemsRemain, RegistrationFailed
-from tests.prefect_harness import (  # noqa: F401  (session fixture)
+from tests.prefect_harness import (
     flow_run_id,
     read_artifacts,
     table_rows,
@@ -62,7 +62,7 @@ def test_ndvi_flow_writes_cogs_and_registers_them(tmp_path: Path) -> None:
             assert ds.count == 1 and ds.dtypes[0] == "float32" and ds.nodata == NDVI_NODATA
             band = ds.read(1, masked=True)
             assert band.mask[0, 0]  # the inputs' nodata corner
-            assert -1.0 <= float(band.min()) and float(band.max()) <= 1.0
+            assert float(band.min()) >= -1.0 and float(band.max()) <= 1.0
         item = json.loads(Path(result["href"]).read_text())
         assert item["assets"]["data"]["type"].endswith("profile=cloud-optimized")
         assert item["properties"]["datetime"].startswith("2024-05-")
@@ -106,17 +106,34 @@ def test_backfill_registers_an_s3_prefix_in_concurrent_batches(tmp_path: Path, s
     catalog = s3_server.url(f"{run}/stac")
     options = s3_server.storage_options
 
-    summary = backfill(s3_server.url(f"{run}/data"), catalog, "backfilled", batch_size=2,
-                       storage_options=options)
-    assert summary == {"products": 6, "batches": 3, "created": 6, "updated": 0, "unchanged": 0,
-                       "error": 0, "failed_batches": 0}
+    summary = backfill(
+        s3_server.url(f"{run}/data"), catalog, "backfilled", batch_size=2, storage_options=options
+    )
+    assert summary == {
+        "products": 6,
+        "batches": 3,
+        "created": 6,
+        "updated": 0,
+        "unchanged": 0,
+        "error": 0,
+        "failed_batches": 0,
+    }
     assert _errors(catalog, options) == []
-    collection = json.loads(client.get_object(Bucket=s3_server.bucket,
-                                              Key=f"{run}/stac/backfilled/collection.json")["Body"].read())
+    collection = json.loads(
+        client.get_object(Bucket=s3_server.bucket, Key=f"{run}/stac/backfilled/collection.json")[
+            "Body"
+        ].read()
+    )
     assert sum(1 for link in collection["links"] if link["rel"] == "item") == 6
 
-    state = backfill(s3_server.url(f"{run}/data"), catalog, "backfilled", batch_size=2,
-                     storage_options=options, return_state=True)
+    state = backfill(
+        s3_server.url(f"{run}/data"),
+        catalog,
+        "backfilled",
+        batch_size=2,
+        storage_options=options,
+        return_state=True,
+    )
     assert state.result()["unchanged"] == 6  # a rerun changes nothing
     (artifact,) = read_artifacts(key="backfill-backfilled", flow_run=flow_run_id(state))
     assert {r["action"]: r["count"] for r in table_rows(artifact)}["unchanged"] == 6
@@ -147,8 +164,9 @@ def test_backfill_fails_after_registering_the_good_products(tmp_path: Path) -> N
 def _orphaned_catalog(tmp_path: Path) -> tuple[str, str]:
     """A local catalog of two items whose collection lost the link to one."""
     catalog = str(tmp_path / "catalog")
-    api.register([write_utm(tmp_path / "data"), write_cog(tmp_path / "data")], catalog=catalog,
-                 collection="rec")
+    api.register(
+        [write_utm(tmp_path / "data"), write_cog(tmp_path / "data")], catalog=catalog, collection="rec"
+    )
     coll_path = tmp_path / "catalog" / "rec" / "collection.json"
     coll = json.loads(coll_path.read_text())
     coll["links"] = [link for link in coll["links"] if "cog_20240105" not in link.get("href", "")]
@@ -189,10 +207,11 @@ def test_reconcile_flow_fails_when_a_missing_product_cannot_be_registered(tmp_pa
     data = tmp_path / "data"
     catalog = str(tmp_path / "catalog")
     api.register([write_utm(data)], catalog=catalog, collection="rec")
-    write_cog(data)             # a product nobody registered: reconcile registers it
-    bad = write_corrupt(data)   # one that cannot be registered: the run must fail
-    state = reconcile_catalog(catalog, data=str(data), fix=True, collection="rec",
-                              artifact_key="rec-failed", return_state=True)
+    write_cog(data)  # a product nobody registered: reconcile registers it
+    bad = write_corrupt(data)  # one that cannot be registered: the run must fail
+    state = reconcile_catalog(
+        catalog, data=str(data), fix=True, collection="rec", artifact_key="rec-failed", return_state=True
+    )
     assert state.is_failed()
     with pytest.raises(CatalogProblemsRemain, match=r"register-failed") as info:
         state.result()
@@ -201,8 +220,9 @@ def test_reconcile_flow_fails_when_a_missing_product_cannot_be_registered(tmp_pa
     assert (tmp_path / "catalog" / "rec" / "cog_20240105" / "cog_20240105.json").is_file()
     assert _errors(catalog) == []  # the catalog itself is valid; the run still failed
     (summary,) = read_artifacts(key="rec-failed", flow_run=flow_run_id(state))
-    assert {"kind": "missing-product", "found": 2, "fixed": 1, "failed": 1,
-            "remaining": 0} in table_rows(summary)
+    assert {"kind": "missing-product", "found": 2, "fixed": 1, "failed": 1, "remaining": 0} in table_rows(
+        summary
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -233,19 +253,27 @@ def test_event_flow_registers_the_object(tmp_path: Path, s3_server: S3Server) ->
     key = f"{run}/products/{path.name}"
     client.upload_file(str(path), s3_server.bucket, key)
 
-    out = handle_s3_event(_s3_put_event(s3_server.bucket, key), catalog=s3_server.url(f"{run}/stac"),
-                          collection="events", prefixes=[f"{run}/products/"],
-                          storage_options=s3_server.storage_options)
+    out = handle_s3_event(
+        _s3_put_event(s3_server.bucket, key),
+        catalog=s3_server.url(f"{run}/stac"),
+        collection="events",
+        prefixes=[f"{run}/products/"],
+        storage_options=s3_server.storage_options,
+    )
     assert [(r["id"], r["action"]) for r in out["registered"]] == [("utm_20240513", "created")]
     assert out["failed"] == [] and out["batchItemFailures"] == []
-    item = json.loads(client.get_object(Bucket=s3_server.bucket,
-                                        Key=f"{run}/stac/events/utm_20240513/utm_20240513.json")["Body"].read())
+    item = json.loads(
+        client.get_object(Bucket=s3_server.bucket, Key=f"{run}/stac/events/utm_20240513/utm_20240513.json")[
+            "Body"
+        ].read()
+    )
     assert item["assets"]["data"]["href"] == f"s3://{s3_server.bucket}/{key}"
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_event_flow_fails_when_a_record_fails_after_handling_the_rest(tmp_path: Path,
-                                                                     s3_server: S3Server) -> None:
+def test_event_flow_fails_when_a_record_fails_after_handling_the_rest(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
     from flows.events import handle_s3_event
 
     run = f"event-{uuid.uuid4().hex[:8]}"
@@ -256,9 +284,13 @@ def test_event_flow_fails_when_a_record_fails_after_handling_the_rest(tmp_path: 
         keys.append(f"{run}/products/{path.name}")
         client.upload_file(str(path), s3_server.bucket, keys[-1])
 
-    state = handle_s3_event(_s3_put_event(s3_server.bucket, *keys), catalog=s3_server.url(f"{run}/stac"),
-                            collection="events", storage_options=s3_server.storage_options,
-                            return_state=True)
+    state = handle_s3_event(
+        _s3_put_event(s3_server.bucket, *keys),
+        catalog=s3_server.url(f"{run}/stac"),
+        collection="events",
+        storage_options=s3_server.storage_options,
+        return_state=True,
+    )
     assert state.is_failed()
     with pytest.raises(RegistrationFailed, match="1 event record") as info:
         state.result()

@@ -75,9 +75,7 @@ def check_geojson(geometry: dict, bbox: list[float]) -> None:
         assert west > east
 
 
-def corners_wgs84(
-    crs: CRS, transform: Affine, width: int, height: int
-) -> list[tuple[float, float]]:
+def corners_wgs84(crs: CRS, transform: Affine, width: int, height: int) -> list[tuple[float, float]]:
     pixel = [(0, 0), (width, 0), (width, height), (0, height)]
     xs, ys = zip(*(transform @ p for p in pixel))
     lons, lats = warp_transform(crs, WGS84, list(xs), list(ys))
@@ -142,9 +140,7 @@ def test_rotated_geotransform():
 
 def test_rotated_projected_grid_contains_its_corners():
     crs = CRS.from_epsg(32633)
-    transform = (
-        Affine.translation(400000.0, 5200000.0) @ Affine.rotation(-20.0) @ Affine.scale(50.0, -50.0)
-    )
+    transform = Affine.translation(400000.0, 5200000.0) @ Affine.rotation(-20.0) @ Affine.scale(50.0, -50.0)
     geometry, bbox = footprint(crs, transform, 2000, 1000)
     check_geojson(geometry, bbox)
     ring = geometry["coordinates"][0]
@@ -155,9 +151,7 @@ def test_rotated_projected_grid_contains_its_corners():
 
 
 def test_native_bbox_rotated():
-    transform = (
-        Affine.translation(1000.0, 2000.0) @ Affine.rotation(90.0) @ Affine.scale(10.0, -10.0)
-    )
+    transform = Affine.translation(1000.0, 2000.0) @ Affine.rotation(90.0) @ Affine.scale(10.0, -10.0)
     # rotating by 90 degrees maps (col, row) -> (1000 + 10 row, 2000 + 10 col)
     assert native_bbox(transform, 30, 20) == pytest.approx([1000.0, 2000.0, 1200.0, 2300.0])
     assert native_bbox(Affine(10.0, 0.0, 0.0, 0.0, -10.0, 100.0), 5, 4) == [0.0, 60.0, 50.0, 100.0]
@@ -268,9 +262,7 @@ def test_polar_stereographic_grid_containing_north_pole():
 def test_polar_grid_with_off_centre_pole_and_rotation():
     crs = CRS.from_epsg(3413)
     transform = (
-        Affine.translation(-900000.0, 1200000.0)
-        @ Affine.rotation(25.0)
-        @ Affine.scale(20000.0, -20000.0)
+        Affine.translation(-900000.0, 1200000.0) @ Affine.rotation(25.0) @ Affine.scale(20000.0, -20000.0)
     )
     geometry, bbox = footprint(crs, transform, 100, 100)
     check_geojson(geometry, bbox)

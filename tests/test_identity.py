@@ -80,8 +80,9 @@ def test_same_name_in_two_folders_replace_true_replaces(two_folders, catalog_dir
 
 def test_same_name_in_two_folders_with_an_id_template_both_exist(two_folders, catalog_dir):
     _, first, second = two_folders
-    results = producer.register([first, second], catalog=str(catalog_dir), collection="ndvi",
-                                id_template="{parent}_{stem}")
+    results = producer.register(
+        [first, second], catalog=str(catalog_dir), collection="ndvi", id_template="{parent}_{stem}"
+    )
     assert [(r.id, r.action) for r in results] == [(f"2024_{ITEM}", "created"), (f"2025_{ITEM}", "created")]
     assert data_href(catalog_dir, f"ndvi/2024_{ITEM}/2024_{ITEM}.json") == str(first)
     assert data_href(catalog_dir, f"ndvi/2025_{ITEM}/2025_{ITEM}.json") == str(second)
@@ -129,8 +130,9 @@ def test_reconcile_fix_does_not_flip_between_two_products_with_one_id(two_folder
         assert data_href(catalog_dir) == str(first)
 
     # the CLI says what to do, with its own flags
-    out = CliRunner().invoke(main, ["reconcile", str(catalog_dir), "--data", str(data / "ndvi"), "--fix",
-                                    "--collection", "ndvi"])
+    out = CliRunner().invoke(
+        main, ["reconcile", str(catalog_dir), "--data", str(data / "ndvi"), "--fix", "--collection", "ndvi"]
+    )
     assert f"ERROR {second}" in out.output and "--id-template '{parent}_{stem}'" in out.output
     assert tree_hash(catalog_dir) == before
 
@@ -146,14 +148,28 @@ def test_remove_with_product_keeps_the_item_of_another_product(two_folders, cata
     assert tree_hash(catalog_dir) == before
 
     # href rewrites are applied to the product as register applies them
-    rewritten = producer.register([second], catalog=str(catalog_dir), collection="other",
-                                  href_rewrites=[f"{second.parent}=s3://bucket/ndvi/2025"])
+    rewritten = producer.register(
+        [second],
+        catalog=str(catalog_dir),
+        collection="other",
+        href_rewrites=[f"{second.parent}=s3://bucket/ndvi/2025"],
+    )
     assert rewritten[0].ok
-    kept = remove(ITEM, catalog=str(catalog_dir), collection="other", product=str(first),
-                  href_rewrites=[f"{second.parent}=s3://bucket/ndvi/2025"])
+    kept = remove(
+        ITEM,
+        catalog=str(catalog_dir),
+        collection="other",
+        product=str(first),
+        href_rewrites=[f"{second.parent}=s3://bucket/ndvi/2025"],
+    )
     assert kept.action == "kept"
-    gone = remove(ITEM, catalog=str(catalog_dir), collection="other", product=str(second),
-                  href_rewrites=[f"{second.parent}=s3://bucket/ndvi/2025"])
+    gone = remove(
+        ITEM,
+        catalog=str(catalog_dir),
+        collection="other",
+        product=str(second),
+        href_rewrites=[f"{second.parent}=s3://bucket/ndvi/2025"],
+    )
     assert gone.action == "removed" and "reason" not in gone.to_dict()
 
     removed = remove(ITEM, catalog=str(catalog_dir), collection="ndvi", product=str(first))
@@ -191,8 +207,9 @@ def test_two_products_racing_for_one_id_the_loser_is_refused(two_folders, catalo
     _, first, second = two_folders
     slow = PauseBeforeItemWrite(open_store(str(catalog_dir)), ITEM_KEY)
     out: dict[str, list] = {}
-    thread = threading.Thread(target=lambda: out.setdefault(
-        "slow", producer.register([second], catalog=slow, collection="ndvi")))
+    thread = threading.Thread(
+        target=lambda: out.setdefault("slow", producer.register([second], catalog=slow, collection="ndvi"))
+    )
     thread.start()
     assert slow.reached.wait(30)  # the slow writer is about to create the item for `second`
     (fast,) = producer.register([first], catalog=str(catalog_dir), collection="ndvi")
@@ -215,8 +232,11 @@ def test_remove_of_one_product_racing_a_replace_by_another_keeps_the_new_item(tw
     producer.register([first], catalog=str(catalog_dir), collection="ndvi")
     slow = PauseAfterGet(open_store(str(catalog_dir)), ITEM_KEY)
     out: dict[str, object] = {}
-    thread = threading.Thread(target=lambda: out.setdefault(
-        "removed", remove(ITEM, catalog=slow, collection="ndvi", product=str(first))))
+    thread = threading.Thread(
+        target=lambda: out.setdefault(
+            "removed", remove(ITEM, catalog=slow, collection="ndvi", product=str(first))
+        )
+    )
     thread.start()
     assert slow.reached.wait(30)
     (replaced,) = producer.register([second], catalog=str(catalog_dir), collection="ndvi", replace=True)

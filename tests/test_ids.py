@@ -37,9 +37,9 @@ def test_template_fields() -> None:
     options = ExtractOptions(id_template="{collection}-{stem}", collection="ndvi")
     assert make_item_id(path, options) == "ndvi-scene_20240513"
     # an http(s) query is not part of the name; an object-store key is taken literally
-    assert make_item_id("https://host/prefix/x_1.tif?versionId=3", ExtractOptions(id_template="{parent}.{stem}")) == (
-        "prefix.x_1"
-    )
+    assert make_item_id(
+        "https://host/prefix/x_1.tif?versionId=3", ExtractOptions(id_template="{parent}.{stem}")
+    ) == ("prefix.x_1")
 
 
 def test_parent_of_relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -47,7 +47,9 @@ def test_parent_of_relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert make_item_id("a.tif", ExtractOptions(id_template="{parent}-{stem}")) == f"{tmp_path.name}-a"
 
 
-@pytest.mark.parametrize("template", ["{date}", "{stem.upper}", "{stem!r}", "{stem:>30}", "{}", "{0}", "{stem"])
+@pytest.mark.parametrize(
+    "template", ["{date}", "{stem.upper}", "{stem!r}", "{stem:>30}", "{}", "{0}", "{stem"]
+)
 def test_bad_templates(template: str) -> None:
     with pytest.raises(InputError, match="id-template") as info:
         make_item_id("/d/x.tif", ExtractOptions(id_template=template))

@@ -43,7 +43,8 @@ def _fd_path(fd: int) -> str:
 
 @pytest.mark.parametrize("fault", ["disk-full", "permission-denied"])
 def test_os_error_mid_batch_fails_only_that_product_and_leaves_no_item_folder(
-        fault, products, tmp_path, monkeypatch):
+    fault, products, tmp_path, monkeypatch
+):
     root = tmp_path / "catalog"
     producer.register([products[0]], catalog=str(root), collection="c")  # catalog exists
     victim = str(root / "c" / "p2_20240101")
@@ -80,7 +81,9 @@ def test_os_error_mid_batch_fails_only_that_product_and_leaves_no_item_folder(
     assert [str(p) for p in producer.validate_catalog(str(root))] == []
     coll = json.loads((root / "c/collection.json").read_text())
     assert sorted(link["href"] for link in coll["links"] if link["rel"] == "item") == [
-        "./p1_20240101/p1_20240101.json", "./p3_20240101/p3_20240101.json"]
+        "./p1_20240101/p1_20240101.json",
+        "./p3_20240101/p3_20240101.json",
+    ]
     # once the fault is gone, registering again completes the batch
     again = producer.register(products, catalog=str(root), collection="c")
     assert [r.action for r in again] == ["unchanged", "created", "unchanged"]
@@ -105,20 +108,19 @@ class RawOSErrorOnPut:
 
 def test_raw_permission_error_from_a_store_is_a_per_product_result(products, tmp_path):
     root = tmp_path / "catalog"
-    store = RawOSErrorOnPut(open_store(str(root)), "p2_",
-                            PermissionError(errno.EACCES, "Permission denied"))
+    store = RawOSErrorOnPut(open_store(str(root)), "p2_", PermissionError(errno.EACCES, "Permission denied"))
     results = producer.register(products, catalog=store, collection="c")
     assert [r.action for r in results] == ["created", "error", "created"]
     assert results[1].error_type == "storage" and "Permission denied" in results[1].error
     assert [str(p) for p in producer.validate_catalog(str(root))] == []
 
 
-def test_disk_full_on_the_collection_write_reports_every_product_and_reconcile_links_them(
-        products, tmp_path):
+def test_disk_full_on_the_collection_write_reports_every_product_and_reconcile_links_them(products, tmp_path):
     root = tmp_path / "catalog"
     producer.register([products[0]], catalog=str(root), collection="c")
-    store = RawOSErrorOnPut(open_store(str(root)), "collection.json",
-                            OSError(errno.ENOSPC, "No space left on device"))
+    store = RawOSErrorOnPut(
+        open_store(str(root)), "collection.json", OSError(errno.ENOSPC, "No space left on device")
+    )
     results = producer.register(products[1:], catalog=store, collection="c")
     assert [r.action for r in results] == ["error", "error"]
     for res in results:
@@ -136,10 +138,13 @@ def test_raw_os_error_on_the_first_write_of_a_new_catalog_is_a_result_for_every_
     only mount, disk full) fails every product of the batch with a storage
     result, no traceback, and nothing is left in storage."""
     root = tmp_path / "catalog"
-    store = RawOSErrorOnPut(open_store(str(root)), "catalog.json",
-                            OSError(errno.EROFS, "Read-only file system"))
+    store = RawOSErrorOnPut(
+        open_store(str(root)), "catalog.json", OSError(errno.EROFS, "Read-only file system")
+    )
     results = producer.register(products, catalog=store, collection="c")
     assert [r.action for r in results] == ["error", "error", "error"]
     for res in results:
         assert res.error_type == "storage" and "Read-only file system" in res.error
-    assert not root.exists() or not any(p.is_file() for p in root.rglob("*") if p.name != ".stac-producer.lock")
+    assert not root.exists() or not any(
+        p.is_file() for p in root.rglob("*") if p.name != ".stac-producer.lock"
+    )

@@ -6,7 +6,6 @@ point 9); two items sharing an id are an error that reconcile --fix repairs.
 from __future__ import annotations
 
 import json
-
 import uuid
 from pathlib import Path
 
@@ -37,8 +36,7 @@ def other(tmp_path) -> Path:
 
 
 def register(store: Store | str, tile: Path, when: str | None = None):
-    (res,) = producer.register([tile], catalog=store, collection="c", partition="year/month",
-                               datetime=when)
+    (res,) = producer.register([tile], catalog=store, collection="c", partition="year/month", datetime=when)
     assert res.ok, res.error
     return res
 
@@ -52,7 +50,8 @@ def items_by_key(store: Store) -> dict[str, str]:
 
 
 def test_reregistering_a_product_whose_datetime_moved_it_to_another_period_moves_the_item(
-        tmp_path, tile, other):
+    tmp_path, tile, other
+):
     """Before: two items with the same id (old and new period), and validate
     said valid."""
     store = LocalStore(str(tmp_path / "cat"))
@@ -104,8 +103,9 @@ def test_move_killed_after_any_write_is_finished_by_rerun_and_by_reconcile(tmp_p
     template = LocalStore(str(tmp_path / "template"))
     register(template, tile)
     points = 0
-    for n, real, writes in crash_runs(lambda: copy_state(template),
-                                      lambda store: register(store, tile, MOVED)):
+    for n, real, writes in crash_runs(
+        lambda: copy_state(template), lambda store: register(store, tile, MOVED)
+    ):
         points += 1
         snapshot = copy_state(real)
         register(real, tile, MOVED)
@@ -136,16 +136,21 @@ def test_same_id_from_another_product_in_another_period_is_refused_not_moved(tmp
     store = LocalStore(str(tmp_path / "cat"))
     register(store, tile)
     twin = write_tile(tmp_path / "elsewhere", f"{X}.tif", 20.0, 40.0)
-    before = sorted((p.relative_to(tmp_path / "cat").as_posix(), p.read_bytes())
-                    for p in (tmp_path / "cat").rglob("*") if p.is_file())
-    (res,) = producer.register([twin], catalog=store, collection="c", partition="year/month",
-                               datetime=MOVED)
+    before = sorted(
+        (p.relative_to(tmp_path / "cat").as_posix(), p.read_bytes())
+        for p in (tmp_path / "cat").rglob("*")
+        if p.is_file()
+    )
+    (res,) = producer.register([twin], catalog=store, collection="c", partition="year/month", datetime=MOVED)
     assert not res.ok and res.error_type == "input"
     # the same rule and the same way out as within one period
     assert str(tile) in res.error and str(twin) in res.error
     assert "id_template=" in res.error and "replace=True" in res.error
-    after = sorted((p.relative_to(tmp_path / "cat").as_posix(), p.read_bytes())
-                   for p in (tmp_path / "cat").rglob("*") if p.is_file())
+    after = sorted(
+        (p.relative_to(tmp_path / "cat").as_posix(), p.read_bytes())
+        for p in (tmp_path / "cat").rglob("*")
+        if p.is_file()
+    )
     assert after == before
     assert items_by_key(store) == {OLD_KEY: X}
 
@@ -156,8 +161,9 @@ def test_same_id_from_another_product_in_another_period_with_replace_moves_it(tm
     store = LocalStore(str(tmp_path / "cat"))
     register(store, tile)
     twin = write_tile(tmp_path / "elsewhere", f"{X}.tif", 20.0, 40.0)
-    (res,) = producer.register([twin], catalog=store, collection="c", partition="year/month",
-                               datetime=MOVED, replace=True)
+    (res,) = producer.register(
+        [twin], catalog=store, collection="c", partition="year/month", datetime=MOVED, replace=True
+    )
     assert res.ok, res.error
     assert items_by_key(store) == {NEW_KEY: X}
     doc = json.loads((tmp_path / "cat" / NEW_KEY).read_text())

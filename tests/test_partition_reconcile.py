@@ -35,6 +35,7 @@ def load(root: Path, key: str) -> dict:
 
 # --- partitioned layout ------------------------------------------------------------
 
+
 def test_partitioned_layout_structure_and_validity(tiles, catalog_dir):
     results = producer.register(tiles, catalog=str(catalog_dir), collection="c", partition="year/month")
     assert all(r.action == "created" for r in results), [r.error for r in results]
@@ -42,20 +43,26 @@ def test_partitioned_layout_structure_and_validity(tiles, catalog_dir):
     assert (catalog_dir / "c/2024/03/t_20240311/t_20240311.json").exists()
     coll = load(catalog_dir, "c/collection.json")
     assert sorted(l["href"] for l in coll["links"] if l["rel"] == "child") == [
-        "./2023/catalog.json", "./2024/catalog.json"]
+        "./2023/catalog.json",
+        "./2024/catalog.json",
+    ]
     assert not [l for l in coll["links"] if l["rel"] == "item"]
     year = load(catalog_dir, "c/2024/catalog.json")
     assert [l["href"] for l in year["links"] if l["rel"] == "child"] == ["./03/catalog.json"]
     month = load(catalog_dir, "c/2024/03/catalog.json")
     assert sorted(l["href"] for l in month["links"] if l["rel"] == "item") == [
-        "./t_20240310/t_20240310.json", "./t_20240311/t_20240311.json"]
+        "./t_20240310/t_20240310.json",
+        "./t_20240311/t_20240311.json",
+    ]
     item = load(catalog_dir, "c/2024/03/t_20240310/t_20240310.json")
     rels = {l["rel"]: l["href"] for l in item["links"]}
-    assert rels == {"root": "../../../../catalog.json", "parent": "../catalog.json",
-                    "collection": "../../../collection.json"}
+    assert rels == {
+        "root": "../../../../catalog.json",
+        "parent": "../catalog.json",
+        "collection": "../../../collection.json",
+    }
     # the collection extent covers every partition's items
-    items = [load(catalog_dir, str(p.relative_to(catalog_dir)))
-             for p in catalog_dir.rglob("t_*.json")]
+    items = [load(catalog_dir, str(p.relative_to(catalog_dir))) for p in catalog_dir.rglob("t_*.json")]
     assert coll["extent"] == exact_extent(items)
     assert producer.validate_catalog(str(catalog_dir)) == []
     assert_stac_valid_tree(catalog_dir)
@@ -71,15 +78,24 @@ def test_partitioned_upsert_touches_a_constant_set_of_documents(tiles, catalog_d
     # written: the item, its month catalog, the collection (whose extent grows)
     # and the id's index entry; the year catalog and the root are read once
     # (their links are checked, crash recovery) but not written
-    assert set(store.puts) == {"c/2024/03/t_20240311/t_20240311.json", "c/2024/03/catalog.json",
-                               "c/collection.json", "c/.ids/t_20240311"}
+    assert set(store.puts) == {
+        "c/2024/03/t_20240311/t_20240311.json",
+        "c/2024/03/catalog.json",
+        "c/collection.json",
+        "c/.ids/t_20240311",
+    }
     assert set(store.gets) == set(store.puts) | {"c/2024/catalog.json", "catalog.json"}
     # a new month: the year catalog gets its child link, the root still untouched
     late = write_tile(tiles[0].parent, "t_20241224.tif", 14.0, 54.0)
     store = CountingStore(open_store(str(catalog_dir)))
     producer.register([late], catalog=store, collection="c", partition="year/month")
-    assert set(store.puts) == {"c/2024/12/t_20241224/t_20241224.json", "c/2024/12/catalog.json",
-                               "c/2024/catalog.json", "c/collection.json", "c/.ids/t_20241224"}
+    assert set(store.puts) == {
+        "c/2024/12/t_20241224/t_20241224.json",
+        "c/2024/12/catalog.json",
+        "c/2024/catalog.json",
+        "c/collection.json",
+        "c/.ids/t_20241224",
+    }
     assert "catalog.json" not in store.puts
     assert producer.validate_catalog(str(catalog_dir)) == []
 
@@ -97,15 +113,16 @@ def test_remove_in_a_partitioned_collection(tiles, catalog_dir):
 
 # --- reconcile ------------------------------------------------------------------
 
+
 def damage(catalog_dir: Path) -> None:
     """Make an orphan, a dangling link, a duplicate link and a stale extent."""
     coll_path = catalog_dir / "c/collection.json"
     coll = json.loads(coll_path.read_text())
     links = coll["links"]
     orphan = next(l for l in links if l["href"] == "./t_20230105/t_20230105.json")
-    links.remove(orphan)                                    # orphan item
+    links.remove(orphan)  # orphan item
     dup = next(l for l in links if l["href"] == "./t_20230220/t_20230220.json")
-    links.append(dict(dup))                                  # duplicate link
+    links.append(dict(dup))  # duplicate link
     links.append({"rel": "item", "href": "./ghost/ghost.json", "type": "application/geo+json"})
     coll["extent"]["spatial"]["bbox"][0] = [-10.0, -10.0, 40.0, 60.0]  # stale: too big
     coll_path.write_text(json.dumps(coll, indent=2))
@@ -154,8 +171,8 @@ def test_reconcile_dead_items_and_missing_products(tmp_path, catalog_dir):
     a = write_tile(data, "a_20240101.tif", 1, 1)
     b = write_tile(data, "b_20240102.tif", 2, 2)
     producer.register([a, b], catalog=str(catalog_dir), collection="c")
-    write_tile(data, "c_20240103.tif", 3, 3)   # never registered
-    b.unlink()                                     # b's asset is gone
+    write_tile(data, "c_20240103.tif", 3, 3)  # never registered
+    b.unlink()  # b's asset is gone
     report = producer.reconcile(str(catalog_dir), data=str(data), collection="c")
     assert report.found.get("missing-asset") == 1 and report.found.get("missing-product") == 1
     # flag (default): b stays, marked deprecated; c gets registered
@@ -168,7 +185,9 @@ def test_reconcile_dead_items_and_missing_products(tmp_path, catalog_dir):
     assert not (catalog_dir / "c/b_20240102").exists()
     coll = load(catalog_dir, "c/collection.json")
     assert sorted(l["href"] for l in coll["links"] if l["rel"] == "item") == [
-        "./a_20240101/a_20240101.json", "./c_20240103/c_20240103.json"]
+        "./a_20240101/a_20240101.json",
+        "./c_20240103/c_20240103.json",
+    ]
     assert producer.validate_catalog(str(catalog_dir)) == []
     assert os.path.exists(a)
 
@@ -191,8 +210,7 @@ def test_partitioned_and_reconcile_on_s3(s3_server, tiles):
     bucket = s3_server.new_bucket()
     url = f"s3://{bucket}/stac"
     opts = s3_server.storage_options
-    results = producer.register(tiles, catalog=url, collection="c", partition="year",
-                                storage_options=opts)
+    results = producer.register(tiles, catalog=url, collection="c", partition="year", storage_options=opts)
     assert all(r.action == "created" for r in results), [r.error for r in results]
     assert results[0].href == f"{url}/c/2023/t_20230105/t_20230105.json"
     assert producer.validate_catalog(url, storage_options=opts) == []
@@ -203,7 +221,9 @@ def test_partitioned_and_reconcile_on_s3(s3_server, tiles):
     doc["links"] = [l for l in doc["links"] if "t_20230105" not in l["href"]]
     client.put_object(Bucket=bucket, Key=key, Body=json.dumps(doc).encode())
     assert sorted(p.kind for p in producer.validate_catalog(url, storage_options=opts)) == [
-        "orphan", "stale-extent"]
+        "orphan",
+        "stale-extent",
+    ]
     report = producer.reconcile(url, storage_options=opts, fix=True)
     assert report.fixed.get("orphan") == 1 and report.remaining == []
 
@@ -216,8 +236,12 @@ def test_reconcile_relinks_an_orphaned_partition(tiles, catalog_dir):
     coll_path.write_text(json.dumps(coll, indent=2))
     report = producer.reconcile(str(catalog_dir))
     orphans = sorted(p.key for p in report.problems if p.kind == "orphan")
-    assert orphans == ["c/2024/03/catalog.json", "c/2024/03/t_20240310/t_20240310.json",
-                       "c/2024/03/t_20240311/t_20240311.json", "c/2024/catalog.json"]
+    assert orphans == [
+        "c/2024/03/catalog.json",
+        "c/2024/03/t_20240310/t_20240310.json",
+        "c/2024/03/t_20240311/t_20240311.json",
+        "c/2024/catalog.json",
+    ]
     fixed = producer.reconcile(str(catalog_dir), fix=True)
     assert fixed.remaining == []
     coll = load(catalog_dir, "c/collection.json")
@@ -242,11 +266,14 @@ def test_reconcile_creates_the_missing_year_above_an_orphaned_month(tiles, catal
     fixed = producer.reconcile(str(catalog_dir), fix=True)
     assert fixed.remaining == []
     assert producer.validate_catalog(str(catalog_dir)) == []
-    assert [l["href"] for l in load(catalog_dir, "c/2024/catalog.json")["links"]
-            if l["rel"] == "child"] == ["./03/catalog.json"]
+    assert [l["href"] for l in load(catalog_dir, "c/2024/catalog.json")["links"] if l["rel"] == "child"] == [
+        "./03/catalog.json"
+    ]
     coll = load(catalog_dir, "c/collection.json")
     assert sorted(l["href"] for l in coll["links"] if l["rel"] == "child") == [
-        "./2023/catalog.json", "./2024/catalog.json"]
+        "./2023/catalog.json",
+        "./2024/catalog.json",
+    ]
     cat = pystac.Catalog.from_file(str(catalog_dir / "catalog.json"))
     assert sorted(i.id for i in cat.get_items(recursive=True)) == sorted(t.stem for t in tiles)
     assert_stac_valid_tree(catalog_dir)

@@ -26,7 +26,7 @@ from producer.prefect import (
     register_in_stac,
     registers_in_stac,
 )
-from tests.prefect_harness import (  # noqa: F401  (session fixture)
+from tests.prefect_harness import (
     flow_run_id,
     read_artifacts,
     read_task_run,
@@ -50,6 +50,7 @@ def _run_task(call: Any) -> tuple[Any, Any, Any]:
     Returns ``(task_run_id, task_state, result_or_exception)`` and the flow's id
     through the flow state.
     """
+
     @flow(name="run-one-task")
     def one() -> tuple[Any, Any, Any]:
         state = call()
@@ -64,10 +65,13 @@ def _run_task(call: Any) -> tuple[Any, Any, Any]:
 
 
 def test_import_producer_does_not_import_prefect() -> None:
-    code = ("import sys, producer, producer.api, producer.events, producer.cli; "
-            "assert 'prefect' not in sys.modules, 'prefect imported'; print('ok')")
-    out = subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, capture_output=True,
-                         text=True, timeout=60)
+    code = (
+        "import sys, producer, producer.api, producer.events, producer.cli; "
+        "assert 'prefect' not in sys.modules, 'prefect imported'; print('ok')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=False, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 
@@ -108,7 +112,10 @@ def test_task_registers_items_and_publishes_a_table(tmp_path: Path) -> None:
 
     (artifact,) = read_artifacts(key="stac-prefect-table", flow_run=flow_run_id(first))
     rows = table_rows(artifact)
-    assert [(r["id"], r["action"]) for r in rows] == [("utm_20240513", "created"), ("cog_20240105", "created")]
+    assert [(r["id"], r["action"]) for r in rows] == [
+        ("utm_20240513", "created"),
+        ("cog_20240105", "created"),
+    ]
     assert all(r["href"].endswith(f"{r['id']}.json") and r["error"] == "" for r in rows)
     assert artifact.task_run_id is not None  # attached to the task run
 
@@ -144,7 +151,8 @@ def test_bad_product_fails_the_task_after_registering_the_rest_and_is_not_retrie
 
     counted = register_in_stac.with_options(on_running=[count], retry_delay_seconds=0)
     task_run_id, state, exc = _run_task(
-        lambda: counted([good, bad], catalog=str(catalog), collection="mixed", return_state=True))
+        lambda: counted([good, bad], catalog=str(catalog), collection="mixed", return_state=True)
+    )
 
     assert state.is_failed()
     assert isinstance(exc, RegistrationFailed) and not exc.transient
@@ -158,7 +166,10 @@ def test_bad_product_fails_the_task_after_registering_the_rest_and_is_not_retrie
     assert run.run_count == 1 and run.state.is_failed()
     (artifact,) = read_artifacts(key="stac-mixed", task_run=task_run_id)
     rows = table_rows(artifact)
-    assert [(r["id"], r["action"]) for r in rows] == [("utm_20240513", "created"), ("nocrs_20240513", "error")]
+    assert [(r["id"], r["action"]) for r in rows] == [
+        ("utm_20240513", "created"),
+        ("nocrs_20240513", "error"),
+    ]
     assert "no CRS" in rows[1]["error"] and rows[1]["href"] == ""
 
 
@@ -176,15 +187,23 @@ def test_storage_error_is_retried_until_the_bucket_exists(tmp_path: Path, s3_ser
             s3_server.new_bucket(bucket)
 
     retried = register_in_stac.with_options(on_running=[create_bucket_on_retry], retry_delay_seconds=0)
-    task_run_id, state, results = _run_task(lambda: retried(
-        product, catalog=f"s3://{bucket}/stac", collection="retried",
-        storage_options=s3_server.storage_options, return_state=True))
+    task_run_id, state, results = _run_task(
+        lambda: retried(
+            product,
+            catalog=f"s3://{bucket}/stac",
+            collection="retried",
+            storage_options=s3_server.storage_options,
+            return_state=True,
+        )
+    )
 
     assert state.is_completed(), results
     assert [r["action"] for r in results] == ["created"]
     assert len(attempts) == 2
     assert read_task_run(task_run_id).run_count == 2
-    body = s3_server.client().get_object(Bucket=bucket, Key="stac/retried/utm_20240513/utm_20240513.json")["Body"]
+    body = s3_server.client().get_object(Bucket=bucket, Key="stac/retried/utm_20240513/utm_20240513.json")[
+        "Body"
+    ]
     assert json.loads(body.read())["id"] == "utm_20240513"
 
     first, second = read_artifacts(key="stac-retried", task_run=task_run_id)
@@ -196,9 +215,13 @@ def test_storage_error_is_retried_until_the_bucket_exists(tmp_path: Path, s3_ser
 def test_unusable_options_are_not_retried(tmp_path: Path) -> None:
     attempts: list[int] = []
     counted = register_in_stac.with_options(
-        on_running=[lambda t, r, s: attempts.append(r.run_count)], retry_delay_seconds=0)
-    _, state, exc = _run_task(lambda: counted(
-        write_utm(tmp_path), catalog=str(tmp_path / "c"), collection="bad id!", return_state=True))
+        on_running=[lambda t, r, s: attempts.append(r.run_count)], retry_delay_seconds=0
+    )
+    _, state, exc = _run_task(
+        lambda: counted(
+            write_utm(tmp_path), catalog=str(tmp_path / "c"), collection="bad id!", return_state=True
+        )
+    )
     assert state.is_failed() and isinstance(exc, InputError)
     assert attempts == [1]
 
@@ -350,7 +373,9 @@ def test_decorator_and_task_take_replace_for_another_products_item(tmp_path: Pat
         make(second)
     replacing = registers_in_stac(catalog=str(catalog), collection="twins", replace=True)(lambda: second)
     assert replacing() == second
-    assert json.loads(_item(catalog, "twins", "utm_20240513").read_text())["assets"]["data"]["href"] == str(second)
+    assert json.loads(_item(catalog, "twins", "utm_20240513").read_text())["assets"]["data"]["href"] == str(
+        second
+    )
 
     @flow(name="replace-in-task")
     def pipeline() -> Any:
@@ -358,4 +383,6 @@ def test_decorator_and_task_take_replace_for_another_products_item(tmp_path: Pat
 
     (row,) = pipeline()
     assert row["action"] == "updated"
-    assert json.loads(_item(catalog, "twins", "utm_20240513").read_text())["assets"]["data"]["href"] == str(first)
+    assert json.loads(_item(catalog, "twins", "utm_20240513").read_text())["assets"]["data"]["href"] == str(
+        first
+    )

@@ -120,12 +120,17 @@ class PrefectServer:
     log: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def cli(self, *args: str, env: dict[str, str] | None = None,
-            timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = CLI_TIMEOUT
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``prefect <args>`` from the repository root (as the README does)."""
         return subprocess.run(
             [sys.executable, "-m", "prefect", *args],
-            cwd=ROOT, env=env or self.env, capture_output=True, text=True, timeout=timeout,
+            cwd=ROOT,
+            env=env or self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
             stdin=subprocess.DEVNULL,
         )
 
@@ -141,8 +146,15 @@ class PrefectServer:
     def ok_together(self, *commands: tuple[str, ...]) -> list[str]:
         """Run several ``prefect`` commands at once (saves their start-up time); each must exit 0."""
         procs = [
-            subprocess.Popen([sys.executable, "-m", "prefect", *args], cwd=ROOT, env=self.env,
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            subprocess.Popen(
+                [sys.executable, "-m", "prefect", *args],
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             for args in commands
         ]
         outputs = []
@@ -164,8 +176,13 @@ class PrefectServer:
         """Start a long-running ``prefect`` subprocess in its own session; stopped at module end."""
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "prefect", *args], cwd=ROOT, env=env or self.env,
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                [sys.executable, "-m", "prefect", *args],
+                cwd=ROOT,
+                env=env or self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self.procs.append(proc)
         return proc
@@ -200,23 +217,25 @@ def _server_env(home: Path, api_url: str) -> dict[str, str]:
     dropped so nothing reaches another server or database.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update({
-        "PREFECT_HOME": str(home),
-        "PREFECT_PROFILES_PATH": str(home / "profiles.toml"),
-        "PREFECT_API_URL": api_url,
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home}/prefect.db",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-        "PREFECT_CLI_PROMPT": "false",
-        "PREFECT_CLI_COLORS": "false",
-        "PREFECT_CLI_WRAP_LINES": "false",
-        "COLUMNS": "250",  # rich tables: full names, not "stac-produ…"
-        # the code under test must come from this checkout, in every subprocess
-        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
-        "NO_PROXY": "127.0.0.1,localhost",
-        "no_proxy": "127.0.0.1,localhost",
-    })
+    env.update(
+        {
+            "PREFECT_HOME": str(home),
+            "PREFECT_PROFILES_PATH": str(home / "profiles.toml"),
+            "PREFECT_API_URL": api_url,
+            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home}/prefect.db",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_UI_ENABLED": "false",
+            "PREFECT_UI_ENABLED": "false",
+            "PREFECT_CLI_PROMPT": "false",
+            "PREFECT_CLI_COLORS": "false",
+            "PREFECT_CLI_WRAP_LINES": "false",
+            "COLUMNS": "250",  # rich tables: full names, not "stac-produ…"
+            # the code under test must come from this checkout, in every subprocess
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+        }
+    )
     return env
 
 
@@ -239,7 +258,9 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"prefect server not healthy after {SERVER_START_TIMEOUT} s:\n{_tail(server.log)}")
+                pytest.fail(
+                    f"prefect server not healthy after {SERVER_START_TIMEOUT} s:\n{_tail(server.log)}"
+                )
             time.sleep(0.5)
         yield server
     finally:
@@ -284,17 +305,21 @@ def _filled_prefect_yaml(dest: Path, catalog: str, data: str, endpoint_url: str)
 
 
 @pytest.fixture(scope="module")
-def deployed(prefect_server: PrefectServer, s3_server: S3Server,
-             tmp_path_factory: pytest.TempPathFactory) -> Deployed:
+def deployed(
+    prefect_server: PrefectServer, s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory
+) -> Deployed:
     """The work pool and every deployment of deploy/prefect.yaml, created with the CLI."""
     s3 = s3_server._replace(bucket=s3_server.new_bucket())
     catalog, data = f"s3://{s3.bucket}/stac", f"s3://{s3.bucket}/products/ndvi/"
-    copy = _filled_prefect_yaml(tmp_path_factory.mktemp("deploy") / "prefect.yaml", catalog, data, s3.endpoint_url)
+    copy = _filled_prefect_yaml(
+        tmp_path_factory.mktemp("deploy") / "prefect.yaml", catalog, data, s3.endpoint_url
+    )
     prefect_server.ok("work-pool", "create", POOL, "--type", "process")
     # the worker starts while the deployments are created (its start-up overlaps)
     worker_log = prefect_server.home / "worker.log"
-    worker = prefect_server.spawn(["worker", "start", "--pool", POOL, "--type", "process"], worker_log,
-                                  env=_worker_env(prefect_server))
+    worker = prefect_server.spawn(
+        ["worker", "start", "--pool", POOL, "--type", "process"], worker_log, env=_worker_env(prefect_server)
+    )
     out = prefect_server.ok("deploy", "--prefect-file", str(copy), "--all")
     return Deployed(prefect_server, s3, catalog, data, copy, out, worker, worker_log)
 
@@ -306,12 +331,21 @@ def _worker_env(server: PrefectServer) -> dict[str, str]:
     127.0.0.1 and fails here."""
     dead = f"http://127.0.0.1:{_free_port()}"
     env = {k: v for k, v in server.env.items() if k != "AWS_ENDPOINT_URL"}
-    env.update({
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true", "HTTP_PROXY": dead, "HTTPS_PROXY": dead,
-        "http_proxy": dead, "https_proxy": dead, "GDAL_HTTP_MAX_RETRY": "0",
-        "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5",
-    })
+    env.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "HTTP_PROXY": dead,
+            "HTTPS_PROXY": dead,
+            "http_proxy": dead,
+            "https_proxy": dead,
+            "GDAL_HTTP_MAX_RETRY": "0",
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PREFECT_WORKER_PREFETCH_SECONDS": "5",
+        }
+    )
     return env
 
 
@@ -342,7 +376,8 @@ def test_deploy_all_creates_every_deployment_of_prefect_yaml(deployed: Deployed)
     automations = server.api("POST", "/automations/filter", {})
     assert any(
         action.get("deployment_id") == events["id"]
-        for automation in automations for action in automation["actions"]
+        for automation in automations
+        for action in automation["actions"]
     ), automations
 
 
@@ -366,8 +401,10 @@ def test_nightly_cron_schedule_gets_scheduled_runs_from_the_scheduler(deployed: 
             break
         if time.monotonic() > deadline:
             errors = [line for line in _tail(server.log, 20000).splitlines() if "rror" in line]
-            pytest.fail(f"{len(runs)} scheduled run(s) after {SCHEDULER_TIMEOUT} s; server errors:\n"
-                        + "\n".join(errors[-20:]))
+            pytest.fail(
+                f"{len(runs)} scheduled run(s) after {SCHEDULER_TIMEOUT} s; server errors:\n"
+                + "\n".join(errors[-20:])
+            )
         time.sleep(1)
     starts = sorted(run["expected_start_time"] for run in runs)
     for start in starts:
@@ -384,8 +421,10 @@ def _wait_final(server: PrefectServer, flow_run_id: str, worker_log: Path) -> di
         if state.get("type") in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
             return run  # type: ignore[no-any-return]
         if time.monotonic() > deadline:
-            pytest.fail(f"flow run {flow_run_id} still {state.get('type')} after {FLOW_RUN_TIMEOUT} s; "
-                        f"worker log:\n{_tail(worker_log)}")
+            pytest.fail(
+                f"flow run {flow_run_id} still {state.get('type')} after {FLOW_RUN_TIMEOUT} s; "
+                f"worker log:\n{_tail(worker_log)}"
+            )
         time.sleep(1)
 
 
@@ -394,8 +433,9 @@ def test_worker_runs_backfill_deployment_to_completed(deployed: Deployed, tmp_pa
     client = s3.client()
     products = [write_utm(tmp_path), write_wgs84(tmp_path), write_cog(tmp_path)]
     for i, path in enumerate(products):
-        client.put_object(Bucket=s3.bucket, Key=f"products/ndvi/{2023 + i % 2}/{path.name}",
-                          Body=path.read_bytes())
+        client.put_object(
+            Bucket=s3.bucket, Key=f"products/ndvi/{2023 + i % 2}/{path.name}", Body=path.read_bytes()
+        )
 
     worker, worker_log = deployed.worker, deployed.worker_log
 

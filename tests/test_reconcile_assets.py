@@ -28,6 +28,7 @@ from tests.rasters import write_corrupt, write_tile
 from tests.s3server import S3Server
 from tests.test_register import tree_hash
 
+
 @pytest.fixture
 def proxy(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch):
     """A fault proxy in front of the session's S3; botocore makes one attempt
@@ -59,8 +60,9 @@ def _s3_catalog(s3_server: S3Server, tmp_path: Path, n: int) -> tuple[str, list[
     client = s3_server.client()
     tiles = [write_tile(tmp_path / "tiles", f"p{i}_2024010{i + 1}.tif", 10.0 + i, 50.0) for i in range(n)]
     local = tmp_path / "local-catalog"
-    results = producer.register(tiles, catalog=str(local), collection="c",
-                                href_rewrites=[f"{tmp_path / 'tiles'}=s3://{bucket}/data"])
+    results = producer.register(
+        tiles, catalog=str(local), collection="c", href_rewrites=[f"{tmp_path / 'tiles'}=s3://{bucket}/data"]
+    )
     assert all(r.ok for r in results), [r.error for r in results]
     for tile in tiles:
         client.upload_file(str(tile), bucket, f"data/{tile.name}")
@@ -86,8 +88,19 @@ def test_reconcile_with_unreachable_data_endpoint_changes_nothing_and_exits_1(s3
     before = _bucket_hash(s3_server, bucket)
     for dead in ("remove", "flag"):
         rule.hits = 0
-        res = CliRunner().invoke(main, ["reconcile", f"s3://{bucket}/stac", "--check-assets", "--fix",
-                                        "--dead", dead, "-o", f"endpoint_url={proxy.endpoint_url}"])
+        res = CliRunner().invoke(
+            main,
+            [
+                "reconcile",
+                f"s3://{bucket}/stac",
+                "--check-assets",
+                "--fix",
+                "--dead",
+                dead,
+                "-o",
+                f"endpoint_url={proxy.endpoint_url}",
+            ],
+        )
         assert res.exit_code == 1, res.output
         assert _bucket_hash(s3_server, bucket) == before  # 0 bytes changed
         assert "valid after repair" not in res.output
@@ -98,8 +111,10 @@ def test_reconcile_with_unreachable_data_endpoint_changes_nothing_and_exits_1(s3
         # the endpoint was tried, then given up on: not one round of retries per item
         assert 1 <= rule.hits <= 2
     # validate --check-assets says the same: unchecked (an error), never missing
-    res = CliRunner().invoke(main, ["validate", f"s3://{bucket}/stac", "--check-assets",
-                                    "-o", f"endpoint_url={proxy.endpoint_url}"])
+    res = CliRunner().invoke(
+        main,
+        ["validate", f"s3://{bucket}/stac", "--check-assets", "-o", f"endpoint_url={proxy.endpoint_url}"],
+    )
     assert res.exit_code == 1, res.output
     assert res.output.count("[asset-unchecked]") == 3 and "[missing-asset]" not in res.output
 
@@ -109,14 +124,16 @@ def test_reconcile_with_data_endpoint_on_a_closed_port_changes_nothing(tmp_path,
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     catalog = tmp_path / "catalog"
     tiles = [write_tile(tmp_path / "tiles", f"q{i}_2024020{i + 1}.tif", 5.0 + i, 40.0) for i in range(3)]
-    results = producer.register(tiles, catalog=str(catalog), collection="c",
-                                href_rewrites=[f"{tmp_path / 'tiles'}=s3://gone/data"])
+    results = producer.register(
+        tiles, catalog=str(catalog), collection="c", href_rewrites=[f"{tmp_path / 'tiles'}=s3://gone/data"]
+    )
     assert all(r.ok for r in results), [r.error for r in results]
     before = tree_hash(catalog)
     opts = _closed_port_options()
     for dead in ("remove", "flag"):
-        report = producer.reconcile(open_store(str(catalog)), storage_options=opts, check_assets=True,
-                                    fix=True, dead=dead)
+        report = producer.reconcile(
+            open_store(str(catalog)), storage_options=opts, check_assets=True, fix=True, dead=dead
+        )
         assert tree_hash(catalog) == before
         assert report.found == {"asset-unchecked": 3} and report.failed == {"asset-unchecked": 3}
         assert "missing-asset" not in report.fixed
@@ -130,8 +147,11 @@ def _closed_port_options() -> dict:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    return {"key": "testing", "secret": "testing",
-            "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}", "region_name": "us-east-1"}}
+    return {
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}", "region_name": "us-east-1"},
+    }
 
 
 def test_reconcile_leaves_an_item_with_one_gone_and_one_unchecked_asset_alone(tmp_path, monkeypatch):
@@ -141,13 +161,21 @@ def test_reconcile_leaves_an_item_with_one_gone_and_one_unchecked_asset_alone(tm
     (res,) = producer.register([tile], catalog=str(catalog), collection="c")
     path = catalog / "c" / tile.stem / f"{tile.stem}.json"
     item = json.loads(path.read_text())
-    item["assets"]["mirror"] = {"href": "s3://mirror/two_20240501.tif", "type": "image/tiff",
-                                "roles": ["data"]}
+    item["assets"]["mirror"] = {
+        "href": "s3://mirror/two_20240501.tif",
+        "type": "image/tiff",
+        "roles": ["data"],
+    }
     path.write_text(json.dumps(item, indent=2))
     tile.unlink()  # the local copy is gone; the mirror cannot be checked
     before = tree_hash(catalog)
-    report = producer.reconcile(open_store(str(catalog)), storage_options=_closed_port_options(),
-                                check_assets=True, fix=True, dead="remove")
+    report = producer.reconcile(
+        open_store(str(catalog)),
+        storage_options=_closed_port_options(),
+        check_assets=True,
+        fix=True,
+        dead="remove",
+    )
     assert tree_hash(catalog) == before
     assert sorted(p.kind for p in report.problems) == ["asset-unchecked", "missing-asset"]
     assert [p.kind for p in report.remaining] == ["asset-unchecked"]
@@ -156,13 +184,24 @@ def test_reconcile_leaves_an_item_with_one_gone_and_one_unchecked_asset_alone(tm
 def test_reconcile_mix_gone_asset_is_handled_unknown_asset_is_untouched(s3_server, proxy, tmp_path):
     bucket, (ok_id, gone_id, denied_id) = _s3_catalog(s3_server, tmp_path, 3)
     client = s3_server.client()
-    client.delete_object(Bucket=bucket, Key=f"data/{gone_id}.tif")       # really gone: 404
+    client.delete_object(Bucket=bucket, Key=f"data/{gone_id}.tif")  # really gone: 404
     proxy.add("*", "^" + re.escape(f"/{bucket}/data/{denied_id}.tif") + "$", "403")  # e.g. SSE-KMS
     before = _bucket_hash(s3_server, bucket)
     gone_key = f"stac/c/{gone_id}/{gone_id}.json"
     for dead in ("flag", "remove"):
-        res = CliRunner().invoke(main, ["reconcile", f"s3://{bucket}/stac", "--check-assets", "--fix",
-                                        "--dead", dead, "-o", f"endpoint_url={proxy.endpoint_url}"])
+        res = CliRunner().invoke(
+            main,
+            [
+                "reconcile",
+                f"s3://{bucket}/stac",
+                "--check-assets",
+                "--fix",
+                "--dead",
+                dead,
+                "-o",
+                f"endpoint_url={proxy.endpoint_url}",
+            ],
+        )
         assert res.exit_code == 1, res.output
         after = _bucket_hash(s3_server, bucket)
         for item_id in (ok_id, denied_id):  # untouched, byte for byte
@@ -189,8 +228,9 @@ def test_reconcile_fix_exits_1_when_a_missing_product_cannot_be_registered(tmp_p
     producer.register([good], catalog=str(catalog), collection="c")
     new = write_tile(data, "n_20240102.tif", 2.0, 2.0)
     bad = write_corrupt(data)
-    res = CliRunner().invoke(main, ["reconcile", str(catalog), "--data", str(data), "--fix",
-                                    "--collection", "c"])
+    res = CliRunner().invoke(
+        main, ["reconcile", str(catalog), "--data", str(data), "--fix", "--collection", "c"]
+    )
     assert res.exit_code == 1, res.output
     assert "valid after repair" not in res.output
     (line,) = [line for line in res.output.splitlines() if "[register-failed]" in line]
@@ -235,7 +275,8 @@ def test_reconcile_finishes_an_interrupted_removal(tmp_path, linked):
     assert not (catalog / "c" / victim / f"{victim}.json").exists()
     coll = json.loads((catalog / "c" / "collection.json").read_text())
     assert sorted(l["href"] for l in coll["links"] if l["rel"] == "item") == [
-        f"./{t.stem}/{t.stem}.json" for t in tiles[:2]]
+        f"./{t.stem}/{t.stem}.json" for t in tiles[:2]
+    ]
     assert coll["extent"]["temporal"]["interval"][0][1] == "2024-03-02T00:00:00Z"
     assert producer.validate_catalog(str(catalog)) == []
 
@@ -246,18 +287,28 @@ def test_reconcile_with_assets_in_a_bucket_that_does_not_exist_changes_nothing(s
     their items must not be removed or flagged; the run fails naming the bucket."""
     catalog = tmp_path / "catalog"
     tiles = [write_tile(tmp_path / "tiles", f"nb{i}_2024030{i + 1}.tif", 3.0 + i, 30.0) for i in range(2)]
-    results = producer.register(tiles, catalog=str(catalog), collection="c",
-                                href_rewrites=[f"{tmp_path / 'tiles'}=s3://no-such-bucket-here/data"])
+    results = producer.register(
+        tiles,
+        catalog=str(catalog),
+        collection="c",
+        href_rewrites=[f"{tmp_path / 'tiles'}=s3://no-such-bucket-here/data"],
+    )
     assert all(r.ok for r in results), [r.error for r in results]
     before = tree_hash(catalog)
     for dead in ("remove", "flag"):
-        report = producer.reconcile(open_store(str(catalog)), storage_options=s3_server.storage_options,
-                                    check_assets=True, fix=True, dead=dead)
+        report = producer.reconcile(
+            open_store(str(catalog)),
+            storage_options=s3_server.storage_options,
+            check_assets=True,
+            fix=True,
+            dead=dead,
+        )
         assert tree_hash(catalog) == before
         assert "missing-asset" not in report.found
         assert sorted(p.kind for p in report.remaining) == ["asset-unchecked"] * 2
-        assert all("no-such-bucket-here" in p.message and "does not exist" in p.message
-                   for p in report.remaining)
+        assert all(
+            "no-such-bucket-here" in p.message and "does not exist" in p.message for p in report.remaining
+        )
 
 
 def test_reconcile_still_finds_a_missing_object_in_a_bucket_that_exists(s3_server, tmp_path):
@@ -266,11 +317,20 @@ def test_reconcile_still_finds_a_missing_object_in_a_bucket_that_exists(s3_serve
     bucket = s3_server.new_bucket()
     catalog = tmp_path / "catalog"
     tile = write_tile(tmp_path / "tiles", "gone_20240401.tif", 2.0, 20.0)
-    (res,) = producer.register([tile], catalog=str(catalog), collection="c",
-                               href_rewrites=[f"{tmp_path / 'tiles'}=s3://{bucket}/data"])
+    (res,) = producer.register(
+        [tile],
+        catalog=str(catalog),
+        collection="c",
+        href_rewrites=[f"{tmp_path / 'tiles'}=s3://{bucket}/data"],
+    )
     assert res.ok, res.error
-    report = producer.reconcile(open_store(str(catalog)), storage_options=s3_server.storage_options,
-                                check_assets=True, fix=True, dead="remove")
+    report = producer.reconcile(
+        open_store(str(catalog)),
+        storage_options=s3_server.storage_options,
+        check_assets=True,
+        fix=True,
+        dead="remove",
+    )
     assert report.found.get("missing-asset") == 1 and report.fixed.get("missing-asset") == 1
     assert not (catalog / "c" / tile.stem).exists()
     assert producer.validate_catalog(str(catalog)) == []

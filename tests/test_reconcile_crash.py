@@ -21,9 +21,9 @@ import producer
 from producer.catalog.documents import exact_extent
 from producer.store import open_store
 from producer.store.base import Store
-from tests.s3server import S3Server
 from tests.crashes import CrashingStore, SimulatedKill
 from tests.rasters import write_tile
+from tests.s3server import S3Server
 
 
 def _damaged_catalog(tmp_path: Path) -> tuple[Path, Path, list[str]]:
@@ -37,22 +37,25 @@ def _damaged_catalog(tmp_path: Path) -> tuple[Path, Path, list[str]]:
     coll_path = catalog / "c" / "collection.json"
     coll = json.loads(coll_path.read_text())
     coll["links"] = [l for l in coll["links"] if tiles[0].stem not in l.get("href", "")]  # orphan
-    coll["links"].append({"rel": "item", "href": "./ghost/ghost.json",
-                          "type": "application/geo+json"})                           # dangling
-    coll["extent"]["spatial"]["bbox"][0] = [-20.0, -20.0, 60.0, 60.0]                # stale
+    coll["links"].append(
+        {"rel": "item", "href": "./ghost/ghost.json", "type": "application/geo+json"}
+    )  # dangling
+    coll["extent"]["spatial"]["bbox"][0] = [-20.0, -20.0, 60.0, 60.0]  # stale
     coll_path.write_text(json.dumps(coll, indent=2))
-    tiles[3].unlink()                                                          # dead item
-    late = write_tile(data, "k9_20240409.tif", 40.0, 20.0)                     # missing product
+    tiles[3].unlink()  # dead item
+    late = write_tile(data, "k9_20240409.tif", 40.0, 20.0)  # missing product
     return catalog, data, sorted([t.stem for t in tiles[:3]] + [late.stem])
 
 
 def _reconcile(store: Store, data: Path, storage_options: dict | None = None):
-    return producer.reconcile(store, data=str(data), collection="c", fix=True, dead="remove",
-                              storage_options=storage_options)
+    return producer.reconcile(
+        store, data=str(data), collection="c", fix=True, dead="remove", storage_options=storage_options
+    )
 
 
-def _assert_valid_and_complete(store: Store, expected_ids: list[str], data: Path,
-                               where: str, storage_options: dict | None = None) -> None:
+def _assert_valid_and_complete(
+    store: Store, expected_ids: list[str], data: Path, where: str, storage_options: dict | None = None
+) -> None:
     problems = producer.validate_catalog(store, storage_options=storage_options, check_assets=True)
     assert problems == [], f"{where}: {[str(p) for p in problems]}"
     items = {}
@@ -62,7 +65,8 @@ def _assert_valid_and_complete(store: Store, expected_ids: list[str], data: Path
             items[doc["id"]] = doc
     assert sorted(items) == expected_ids, where
     assert sorted(i["assets"]["data"]["href"] for i in items.values()) == sorted(
-        str(p) for p in data.glob("*.tif")), where
+        str(p) for p in data.glob("*.tif")
+    ), where
     coll = json.loads(store.get("c/collection.json")[0])
     assert coll["extent"] == exact_extent(items.values()), where
 
@@ -105,13 +109,15 @@ def test_reconcile_fix_crash_after_chosen_writes_s3(s3_server, tmp_path):
     probe = CrashingStore(open_store(f"s3://{bucket}/probe", opts))
     _reconcile(probe, data, opts)
     writes = probe.writes
-    dead_key = next(w[len("delete:"):] for w in writes if w.startswith("delete:"))
-    picks = sorted({
-        *(n for n, w in enumerate(writes, 1) if w == dead_key),      # marked, still linked
-        writes.index(f"delete:{dead_key}"),                                   # unlinked, not deleted
-        writes.index("c/k9_20240409/k9_20240409.json") + 1,           # product item, unlinked
-        len(writes),
-    })
+    dead_key = next(w[len("delete:") :] for w in writes if w.startswith("delete:"))
+    picks = sorted(
+        {
+            *(n for n, w in enumerate(writes, 1) if w == dead_key),  # marked, still linked
+            writes.index(f"delete:{dead_key}"),  # unlinked, not deleted
+            writes.index("c/k9_20240409/k9_20240409.json") + 1,  # product item, unlinked
+            len(writes),
+        }
+    )
     for n in picks:
         prefix = f"crash-{n}-{uuid.uuid4().hex[:6]}"
         _copy_prefix(s3_server, bucket, template, prefix)
@@ -129,8 +135,10 @@ def test_reconcile_fix_crash_after_every_write_partitioned_local(tmp_path):
     dangling link in a month, a stale extent, and a missing product that
     needs a new year and month."""
     data = tmp_path / "data"
-    tiles = [write_tile(data, name, lon, 45.0) for name, lon in
-             (("m_20230105.tif", 1.0), ("m_20240310.tif", 2.0), ("m_20240311.tif", 3.0))]
+    tiles = [
+        write_tile(data, name, lon, 45.0)
+        for name, lon in (("m_20230105.tif", 1.0), ("m_20240310.tif", 2.0), ("m_20240311.tif", 3.0))
+    ]
     template = tmp_path / "template"
     results = producer.register(tiles, catalog=str(template), collection="c", partition="year/month")
     assert all(r.ok for r in results), [r.error for r in results]
@@ -147,8 +155,9 @@ def test_reconcile_fix_crash_after_every_write_partitioned_local(tmp_path):
     expected = sorted([t.stem for t in tiles] + [late.stem])
 
     def run(store: Store):
-        return producer.reconcile(store, data=str(data), collection="c", fix=True,
-                                  register_options={"partition": "year/month"})
+        return producer.reconcile(
+            store, data=str(data), collection="c", fix=True, register_options={"partition": "year/month"}
+        )
 
     shutil.copytree(template, tmp_path / "probe")
     probe = CrashingStore(open_store(str(tmp_path / "probe")))

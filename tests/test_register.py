@@ -16,16 +16,30 @@ from producer.api import RegisterResult
 from producer.store import CountingStore, open_store
 from tests import rasters
 
-GOOD = ["utm", "polar", "wgs84", "rotated", "dateline", "custom_crs", "multiband",
-        "nodata", "cog", "gcps", "range"]
+GOOD = [
+    "utm",
+    "polar",
+    "wgs84",
+    "rotated",
+    "dateline",
+    "custom_crs",
+    "multiband",
+    "nodata",
+    "cog",
+    "gcps",
+    "range",
+]
 
 
 def tree_hash(root: Path) -> dict[str, str]:
     """sha256 of every file under root (missing root → empty)."""
     if not root.exists():
         return {}
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def read(root: Path, key: str) -> dict:
@@ -57,11 +71,17 @@ def assert_stac_valid_tree(root: Path) -> None:
 
 
 def test_register_many_products_builds_a_valid_catalog(data, catalog_dir):
-    results = producer.register([data[k] for k in GOOD], catalog=str(catalog_dir),
-                                collection="ndvi",
-                                collection_meta={"title": "NDVI", "license": "CC-BY-4.0",
-                                                 "keywords": ["ndvi"],
-                                                 "providers": [{"name": "ACME", "roles": ["producer"]}]})
+    results = producer.register(
+        [data[k] for k in GOOD],
+        catalog=str(catalog_dir),
+        collection="ndvi",
+        collection_meta={
+            "title": "NDVI",
+            "license": "CC-BY-4.0",
+            "keywords": ["ndvi"],
+            "providers": [{"name": "ACME", "roles": ["producer"]}],
+        },
+    )
     assert [r.action for r in results] == ["created"] * len(GOOD), [r.error for r in results]
 
     # read back with pystac: every item is reachable from the root
@@ -77,7 +97,11 @@ def test_register_many_products_builds_a_valid_catalog(data, catalog_dir):
     assert len(item_links) == len(GOOD)
     assert all(l["href"].startswith("./") and l["title"] for l in item_links)
     assert read(catalog_dir, "catalog.json")["links"][1] == {
-        "rel": "child", "href": "./ndvi/collection.json", "type": "application/json", "title": "NDVI"}
+        "rel": "child",
+        "href": "./ndvi/collection.json",
+        "type": "application/json",
+        "title": "NDVI",
+    }
 
     # our validator: the whole tree is clean
     problems = producer.validate_catalog(str(catalog_dir))
@@ -124,8 +148,7 @@ def test_one_item_touches_only_its_own_documents(data, tmp_path):
         cat = root / f"n{n_before}"
         # N items already in the collection (same raster under different ids)
         for i in range(n_before):
-            producer.register([data["utm"]], catalog=str(cat), collection="c",
-                              id_template=f"old{i}-{{stem}}")
+            producer.register([data["utm"]], catalog=str(cat), collection="c", id_template=f"old{i}-{{stem}}")
         store = CountingStore(open_store(str(cat)))
         (res,) = producer.register([data["wgs84"]], catalog=store, collection="c")
         assert res.action == "created"
@@ -177,8 +200,7 @@ def test_bad_input_into_a_new_catalog_creates_nothing(data, catalog_dir):
 
 @pytest.mark.parametrize("template", ["../{stem}", "{parent}/{stem}", "x\x07{stem}", ".."])
 def test_unsafe_ids_are_refused(data, catalog_dir, template):
-    results = producer.register([data["utm"]], catalog=str(catalog_dir), collection="c",
-                                id_template=template)
+    results = producer.register([data["utm"]], catalog=str(catalog_dir), collection="c", id_template=template)
     assert results[0].action == "error"
     assert "id" in results[0].error and "utm" in results[0].error
     assert tree_hash(catalog_dir) == {}
@@ -200,8 +222,9 @@ def test_malformed_existing_collection_is_left_alone(data, catalog_dir):
 
 
 def test_invalid_collection_metadata_writes_nothing(data, catalog_dir):
-    (res,) = producer.register([data["utm"]], catalog=str(catalog_dir), collection="c",
-                               collection_meta={"license": "not a licence!"})
+    (res,) = producer.register(
+        [data["utm"]], catalog=str(catalog_dir), collection="c", collection_meta={"license": "not a licence!"}
+    )
     assert res.action == "error" and "collection" in res.error
     assert tree_hash(catalog_dir) == {}
 
@@ -217,15 +240,17 @@ def test_duplicate_ids_in_one_batch(data, tmp_path, catalog_dir):
 
 
 def test_dry_run_writes_nothing(data, catalog_dir):
-    results = producer.register([data["utm"], data["nodate"]], catalog=str(catalog_dir),
-                                collection="c", dry_run=True)
+    results = producer.register(
+        [data["utm"], data["nodate"]], catalog=str(catalog_dir), collection="c", dry_run=True
+    )
     assert [r.action for r in results] == ["created", "error"]
     assert tree_hash(catalog_dir) == {}
 
 
 def test_remove_unlinks_deletes_and_shrinks_extent(data, catalog_dir):
-    results = producer.register([data["utm"], data["wgs84"], data["cog"]],
-                                catalog=str(catalog_dir), collection="c")
+    results = producer.register(
+        [data["utm"], data["wgs84"], data["cog"]], catalog=str(catalog_dir), collection="c"
+    )
     ids = {Path(r.source).stem: r.id for r in results}
     full = read(catalog_dir, "c/collection.json")["extent"]
     removed = producer.remove(ids["wgs84_20240301"], catalog=str(catalog_dir), collection="c")
@@ -235,6 +260,7 @@ def test_remove_unlinks_deletes_and_shrinks_extent(data, catalog_dir):
     assert all(ids["wgs84_20240301"] not in l["href"] for l in coll["links"])
     remaining = [read(catalog_dir, f"c/{i}/{i}.json") for k, i in ids.items() if k != "wgs84_20240301"]
     from producer.catalog.documents import exact_extent
+
     assert coll["extent"] == exact_extent(remaining)
     assert coll["extent"] != full
     assert producer.validate_catalog(str(catalog_dir)) == []

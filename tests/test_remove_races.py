@@ -48,10 +48,15 @@ def item_key(partition: str | None, item_id: str) -> str:
     return f"c/2024/03/{item_id}/{item_id}.json" if partition else f"c/{item_id}/{item_id}.json"
 
 
-@pytest.mark.parametrize("store, partition", [("local", None), ("local", "year/month"), ("s3", None)],
-                         ids=["local-flat", "local-year-month", "s3-flat"], indirect=["store"])
+@pytest.mark.parametrize(
+    "store, partition",
+    [("local", None), ("local", "year/month"), ("s3", None)],
+    ids=["local-flat", "local-year-month", "s3-flat"],
+    indirect=["store"],
+)
 def test_register_while_remove_is_paused_between_unlink_and_delete_keeps_the_item_linked(
-        store, tiles, partition):
+    store, tiles, partition
+):
     """Before: remove deleted the item the register had just rewritten and
     linked, leaving a link to a deleted item."""
     producer.register([tiles[X], tiles[Y]], catalog=store, collection="c", partition=partition)
@@ -81,15 +86,21 @@ def test_remove_while_register_is_paused_before_linking_leaves_no_dangling_link(
         assert res.action == "removed"
 
     results = run_paused(
-        paused, lambda: producer.register([tiles[X]], catalog=paused, collection="c"), remove_meanwhile)
+        paused, lambda: producer.register([tiles[X]], catalog=paused, collection="c"), remove_meanwhile
+    )
     assert all(r.ok for r in results), [r.error for r in results]
     assert set(linked_items(store)) == {X, Y}
 
 
-@pytest.mark.parametrize("store, partition", [("local", None), ("local", "year/month"), ("s3", None)],
-                         ids=["local-flat", "local-year-month", "s3-flat"], indirect=["store"])
+@pytest.mark.parametrize(
+    "store, partition",
+    [("local", None), ("local", "year/month"), ("s3", None)],
+    ids=["local-flat", "local-year-month", "s3-flat"],
+    indirect=["store"],
+)
 def test_reconcile_fix_while_remove_is_paused_between_unlink_and_delete_does_not_link_it_again(
-        store, tiles, partition):
+    store, tiles, partition
+):
     """Before: reconcile --fix saw the unlinked item as an orphan and linked
     it again; the remove then deleted it: a link to a deleted item."""
     producer.register([tiles[X], tiles[Y]], catalog=store, collection="c", partition=partition)
@@ -98,8 +109,9 @@ def test_reconcile_fix_while_remove_is_paused_between_unlink_and_delete_does_not
     def reconcile_meanwhile() -> None:
         producer.reconcile(store, fix=True)
 
-    result = run_paused(paused, lambda: producer.remove(X, catalog=paused, collection="c"),
-                        reconcile_meanwhile)
+    result = run_paused(
+        paused, lambda: producer.remove(X, catalog=paused, collection="c"), reconcile_meanwhile
+    )
     assert result.action == "removed"
     assert set(linked_items(store)) == {Y}
     assert not store.exists(item_key(partition, X))

@@ -38,13 +38,27 @@ def test_s3_prefix_expansion_and_s3_catalog_from_the_cli(s3_server, tmp_path):
         upload(s3_server, bucket, path, f"data/{path.name}")
     s3_server.client().put_object(Bucket=bucket, Key="data/notes.txt", Body=b"x")
     runner = CliRunner()
-    res = runner.invoke(main, ["register", f"s3://{bucket}/data/", "--json",
-                               "-c", f"s3://{bucket}/stac", "--collection", "c",
-                               "-o", f"endpoint_url={s3_server.endpoint_url}"])
+    res = runner.invoke(
+        main,
+        [
+            "register",
+            f"s3://{bucket}/data/",
+            "--json",
+            "-c",
+            f"s3://{bucket}/stac",
+            "--collection",
+            "c",
+            "-o",
+            f"endpoint_url={s3_server.endpoint_url}",
+        ],
+    )
     assert res.exit_code == 1  # nocrs fails, the others register
     lines = [json.loads(l) for l in res.stdout.splitlines() if l.startswith("{")]
     assert sorted((l["id"], l["action"]) for l in lines) == [
-        ("nocrs_20240513", "error"), ("utm_20240513", "created"), ("wgs84_20240301", "created")]
+        ("nocrs_20240513", "error"),
+        ("utm_20240513", "created"),
+        ("wgs84_20240301", "created"),
+    ]
     res = runner.invoke(main, ["validate", f"s3://{bucket}/stac"])
     assert res.exit_code == 0, res.output
 
@@ -59,14 +73,16 @@ def test_handle_event_cli_registers_the_object_of_a_real_shaped_payload(s3_serve
     event_file = tmp_path / "event.json"
     event_file.write_text(payload.replace("amzn-s3-demo-bucket", bucket))
     catalog = f"s3://{bucket}/stac"
-    res = CliRunner().invoke(main, ["handle-event", str(event_file), "-c", catalog,
-                                    "--collection", "c", "--prefix", "products/"])
+    res = CliRunner().invoke(
+        main, ["handle-event", str(event_file), "-c", catalog, "--collection", "c", "--prefix", "products/"]
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert [r["id"] for r in out["registered"]] == ["S2_20240601_T31UFQ"]
     assert out["failed"] == [] and out["batchItemFailures"] == []
     assert producer.validate_catalog(catalog) == []
     # a prefix that does not match: skipped, nothing fails
-    res = CliRunner().invoke(main, ["handle-event", str(event_file), "-c", catalog,
-                                    "--collection", "c", "--prefix", "elsewhere/"])
+    res = CliRunner().invoke(
+        main, ["handle-event", str(event_file), "-c", catalog, "--collection", "c", "--prefix", "elsewhere/"]
+    )
     assert res.exit_code == 0 and json.loads(res.stdout)["skipped"]

@@ -40,6 +40,7 @@ def _run(args: list[str]):
 
 # --- local names -------------------------------------------------------------------------
 
+
 def test_existing_local_name_with_brackets_is_taken_literally_not_globbed(tmp_path):
     literal = tmp_path / "br[1]_20240101.tif"
     shutil.copy(rasters.write_utm(tmp_path / "src"), literal)
@@ -63,6 +64,7 @@ def test_local_glob_still_expands_when_no_file_has_that_name(tmp_path):
 
 # --- s3 keys -------------------------------------------------------------------------------
 
+
 def test_s3_glob_matching_several_objects_registers_them_all(s3_server, tmp_path):
     bucket = s3_server.new_bucket()
     for writer in (rasters.write_utm, rasters.write_wgs84):
@@ -70,14 +72,37 @@ def test_s3_glob_matching_several_objects_registers_them_all(s3_server, tmp_path
         _upload(s3_server, bucket, path, f"data/{path.name}")
     s3_server.client().put_object(Bucket=bucket, Key="data/notes.txt", Body=b"x")
     catalog = tmp_path / "catalog"
-    res = _run(["register", f"s3://{bucket}/data/*.tif", "-c", str(catalog), "--collection", "c",
-                "--json", "-o", f"endpoint_url={s3_server.endpoint_url}"])
+    res = _run(
+        [
+            "register",
+            f"s3://{bucket}/data/*.tif",
+            "-c",
+            str(catalog),
+            "--collection",
+            "c",
+            "--json",
+            "-o",
+            f"endpoint_url={s3_server.endpoint_url}",
+        ]
+    )
     assert res.exit_code == 0, res.output
     lines = [json.loads(l) for l in res.stdout.splitlines() if l.startswith("{")]
     assert sorted((l["id"], l["action"]) for l in lines) == [
-        ("utm_20240513", "created"), ("wgs84_20240301", "created")]
-    res = _run(["register", f"s3://{bucket}/data/*.nc", "-c", str(catalog), "--collection", "c",
-                "-o", f"endpoint_url={s3_server.endpoint_url}"])
+        ("utm_20240513", "created"),
+        ("wgs84_20240301", "created"),
+    ]
+    res = _run(
+        [
+            "register",
+            f"s3://{bucket}/data/*.nc",
+            "-c",
+            str(catalog),
+            "--collection",
+            "c",
+            "-o",
+            f"endpoint_url={s3_server.endpoint_url}",
+        ]
+    )
     assert res.exit_code == 2 and "no products found" in res.output
 
 
@@ -90,8 +115,9 @@ def test_s3_key_with_question_mark_hash_or_brackets_is_taken_literally(name, s3_
     options = s3_server.storage_options
     assert expand_paths([url], options) == [url]
     # the bytes read are those of that very key, not of data/scene.tif
-    item = create_item(url, ExtractOptions(id_template="{parent}", datetime="2024-03-01T00:00:00Z",
-                                             storage_options=options))
+    item = create_item(
+        url, ExtractOptions(id_template="{parent}", datetime="2024-03-01T00:00:00Z", storage_options=options)
+    )
     asset = item.assets["data"]
     assert asset.href == url
     assert asset.extra_fields["file:size"] == special.stat().st_size
@@ -108,6 +134,7 @@ def test_empty_bucket_name_is_a_clear_error_not_a_traceback(tmp_path):
 
 # --- http(s) URLs and credentials ----------------------------------------------------------
 
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -118,23 +145,44 @@ def test_presigned_https_url_with_query_is_registered_without_its_signature(s3_s
     bucket = s3_server.new_bucket()
     _upload(s3_server, bucket, rasters.write_utm(tmp_path), "data/utm_20240513.tif")
     presigned = s3_server.client().generate_presigned_url(
-        "get_object", Params={"Bucket": bucket, "Key": "data/utm_20240513.tif",
-                              "ResponseCacheControl": "no-cache"}, ExpiresIn=600)
+        "get_object",
+        Params={"Bucket": bucket, "Key": "data/utm_20240513.tif", "ResponseCacheControl": "no-cache"},
+        ExpiresIn=600,
+    )
     assert "X-Amz-Signature=" in presigned or "Signature=" in presigned
     catalog = tmp_path / "catalog"
     # GDAL holds the GIL while it reads an http URL, so the server (in this
     # process) is only reachable from another one: the CLI runs in a subprocess
-    res = subprocess.run([sys.executable, "-m", "producer.cli", "register", presigned, "-c",
-                          str(catalog), "--collection", "c", "--json"], cwd=REPO, timeout=120,
-                         env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "producer.cli",
+            "register",
+            presigned,
+            "-c",
+            str(catalog),
+            "--collection",
+            "c",
+            "--json",
+        ],
+        cwd=REPO,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, (res.stdout, res.stderr)
     output = res.stdout + res.stderr
     (item_file,) = catalog.glob("c/*/*.json")
     text = item_file.read_text()
     href = json.loads(text)["assets"]["data"]["href"]
     assert href == f"{s3_server.endpoint_url}/{bucket}/data/utm_20240513.tif?response-cache-control=no-cache"
-    signing = {k: v for k, v in parse_qsl(urlsplit(presigned).query)
-               if k in ("Signature", "X-Amz-Signature", "AWSAccessKeyId", "X-Amz-Credential")}
+    signing = {
+        k: v
+        for k, v in parse_qsl(urlsplit(presigned).query)
+        if k in ("Signature", "X-Amz-Signature", "AWSAccessKeyId", "X-Amz-Credential")
+    }
     assert signing
     for value in signing.values():
         assert value not in text and value not in output
@@ -159,14 +207,17 @@ def test_credentials_in_a_product_url_are_redacted_in_results_cli_and_hrefs(tmp_
     assert item.assets["data"].href == f"http://127.0.0.1:{base.rsplit(':', 1)[1]}/utm_20240513.tif"
 
 
-@pytest.mark.parametrize("url, href", [
-    ("http://user:pw@host/x.tif", "http://host/x.tif"),
-    ("https://h/x.tif?AWSAccessKeyId=AKIA&Signature=s&Expires=1", "https://h/x.tif"),
-    ("https://h/x.tif?sv=2024&sr=b&sig=s&se=2", "https://h/x.tif"),
-    ("https://h/x.tif?sr=b&Expires=1", "https://h/x.tif?sr=b&Expires=1"),
-    ("s3://b/data/scene?v3.tif", "s3://b/data/scene?v3.tif"),
-    ("/data/x.tif", "/data/x.tif"),
-])
+@pytest.mark.parametrize(
+    "url, href",
+    [
+        ("http://user:pw@host/x.tif", "http://host/x.tif"),
+        ("https://h/x.tif?AWSAccessKeyId=AKIA&Signature=s&Expires=1", "https://h/x.tif"),
+        ("https://h/x.tif?sv=2024&sr=b&sig=s&se=2", "https://h/x.tif"),
+        ("https://h/x.tif?sr=b&Expires=1", "https://h/x.tif?sr=b&Expires=1"),
+        ("s3://b/data/scene?v3.tif", "s3://b/data/scene?v3.tif"),
+        ("/data/x.tif", "/data/x.tif"),
+    ],
+)
 def test_clean_href_strips_userinfo_and_signing_parameters_only(url, href):
     assert clean_href(url) == href
     assert "pw" not in redact(f"cannot read {url}: boom").replace("pw@", "")
@@ -186,10 +237,13 @@ def test_secret_holding_a_slash_in_an_s3_url_is_refused_and_never_printed(tmp_pa
     assert not (tmp_path / "c").exists()
 
 
-@pytest.mark.parametrize("text", [
-    "https://user:p@ss@host/x.tif failed",
-    "s3://AKIA:wJal/K7MD/bPx@bucket/k.tif: boom",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "https://user:p@ss@host/x.tif failed",
+        "s3://AKIA:wJal/K7MD/bPx@bucket/k.tif: boom",
+    ],
+)
 def test_redact_masks_userinfo_holding_slashes_or_at_signs(text):
     out = redact(text)
     assert "p@ss" not in out and "ss@host" not in out and "wJal" not in out and "K7MD" not in out
@@ -213,12 +267,20 @@ def test_local_name_with_query_characters_rewritten_to_https_is_escaped(tmp_path
     src = rasters.write_utm(tmp_path / "data")
     odd = src.with_name("scene?v3 #2+x_20240513.tif")
     src.rename(odd)
-    (res,) = producer.register([str(odd)], catalog=str(tmp_path / "c"), collection="c",
-                               href_rewrites=[f"{tmp_path / 'data'}=https://host/data"])
+    (res,) = producer.register(
+        [str(odd)],
+        catalog=str(tmp_path / "c"),
+        collection="c",
+        href_rewrites=[f"{tmp_path / 'data'}=https://host/data"],
+    )
     assert res.ok, res.error
     href = res.item["assets"]["data"]["href"]
     assert href == "https://host/data/scene%3Fv3%20%232%2Bx_20240513.tif"
     # the same product registered again is the same product (not a collision)
-    (again,) = producer.register([str(odd)], catalog=str(tmp_path / "c"), collection="c",
-                                 href_rewrites=[f"{tmp_path / 'data'}=https://host/data"])
+    (again,) = producer.register(
+        [str(odd)],
+        catalog=str(tmp_path / "c"),
+        collection="c",
+        href_rewrites=[f"{tmp_path / 'data'}=https://host/data"],
+    )
     assert again.action == "unchanged"

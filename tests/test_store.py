@@ -9,8 +9,9 @@ import os
 import sys
 import threading
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -191,7 +192,19 @@ def test_list_of_an_empty_store(store: Store) -> None:
     assert list(store.list("a/b")) == []
 
 
-BAD_KEYS = ["../x", "/abs", "a//b", "a/../../b", "./a", "a/", "", "a\\b", "..", ".stac-producer.lock", "a/.stac-producer.tmp.x"]
+BAD_KEYS = [
+    "../x",
+    "/abs",
+    "a//b",
+    "a/../../b",
+    "./a",
+    "a/",
+    "",
+    "a\\b",
+    "..",
+    ".stac-producer.lock",
+    "a/.stac-producer.tmp.x",
+]
 
 
 @pytest.mark.parametrize("key", BAD_KEYS)
@@ -320,7 +333,11 @@ def test_s3_uses_standard_aws_environment(s3_server: S3Server) -> None:
 
 def test_s3_missing_bucket_is_a_store_error_naming_it(s3_server: S3Server) -> None:
     store = open_store("s3://no-such-bucket-here/stac", s3_server.storage_options)
-    for call in (lambda: store.get("catalog.json"), lambda: store.put("catalog.json", b"{}"), lambda: list(store.list())):
+    for call in (
+        lambda: store.get("catalog.json"),
+        lambda: store.put("catalog.json", b"{}"),
+        lambda: list(store.list()),
+    ):
         with pytest.raises(StoreError, match="no-such-bucket-here") as info:
             call()
         assert not isinstance(info.value, NotFound)
@@ -340,7 +357,9 @@ def test_s3_list_paginates(s3_server: S3Server) -> None:
 def _client_error(code: str, status: int, op: str = "PutObject") -> OSError:
     from botocore.exceptions import ClientError
 
-    cause = ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, op)
+    cause = ClientError(
+        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, op
+    )
     wrapped = OSError(5, code)  # the shape s3fs raises: OSError from ClientError
     wrapped.__cause__ = cause
     return wrapped

@@ -57,7 +57,9 @@ def test_register_through_a_symlinked_collection_folder_writes_nothing_outside(p
     assert "ndvi/collection.json" in result.error and str(outside / "ndvi") in result.error
     assert tree_hash(outside) == before_outside and tree_hash(catalog_dir) == before_catalog
 
-    cli = CliRunner().invoke(main, ["register", str(other), "--catalog", str(catalog_dir), "--collection", "ndvi"])
+    cli = CliRunner().invoke(
+        main, ["register", str(other), "--catalog", str(catalog_dir), "--collection", "ndvi"]
+    )
     assert cli.exit_code == 1 and "symbolic link" in cli.output
     assert tree_hash(outside) == before_outside
 
@@ -85,7 +87,9 @@ def test_register_over_a_symlinked_item_file_writes_nothing_outside(product, cat
     shutil.move(str(item), str(outside / "item.json"))
     os.symlink(outside / "item.json", item)
     before_outside = tree_hash(outside)
-    (result,) = producer.register([product], catalog=str(catalog_dir), collection="ndvi", datetime="2024-01-01")
+    (result,) = producer.register(
+        [product], catalog=str(catalog_dir), collection="ndvi", datetime="2024-01-01"
+    )
     assert result.action == "error" and "symbolic link" in result.error
     assert tree_hash(outside) == before_outside
 

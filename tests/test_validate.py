@@ -148,7 +148,11 @@ BROKEN = [
     ("missing-id", "id: ", "'id' is a required property"),
     ("bbox-type", "bbox: ", "is not of type 'array'"),
     ("proj-code-type", "properties.proj:code: ", PROJ),
-    ("unknown-extension", "stac_extensions[4]: ", f"extension schema {UNKNOWN} is not bundled; stac-producer validates offline only: "),
+    (
+        "unknown-extension",
+        "stac_extensions[4]: ",
+        f"extension schema {UNKNOWN} is not bundled; stac-producer validates offline only: ",
+    ),
     ("stac-version", "stac_version: ", "STAC 1.1.0 only"),
     ("unknown-type", "type: ", "'FeatureCollection' is not a STAC document type"),
 ]
@@ -209,10 +213,7 @@ def test_broken_documents_report_the_path(kind: str, prefix: str, text: str, no_
 
 def test_schema_problems_name_their_schema(no_network: None) -> None:
     (problem,) = Validator().errors(broken("proj-code-type"))
-    assert problem == (
-        "properties.proj:code: 32632 is not of type 'string', 'null' "
-        f"(schema {PROJ})"
-    )
+    assert problem == (f"properties.proj:code: 32632 is not of type 'string', 'null' (schema {PROJ})")
 
 
 @pytest.mark.parametrize(
@@ -235,14 +236,18 @@ def test_file_and_projection_asset_fields_are_checked() -> None:
     doc["assets"]["data"]["proj:unknown"] = 1
     problems = Validator().errors(doc)
     assert any(p.startswith("assets.data.file:size: ") and FILE in p for p in problems), problems
-    assert any(p.startswith("assets.data: ") and "proj:unknown" in p and PROJ in p for p in problems), problems
+    assert any(p.startswith("assets.data: ") and "proj:unknown" in p and PROJ in p for p in problems), (
+        problems
+    )
 
 
 def test_bad_geometry_points_at_the_ring() -> None:
     doc = make_item()
     doc["geometry"]["coordinates"] = [[[10.0, 50.0], [11.0, 50.0]]]
     problems = Validator().errors(doc)
-    assert problems == [f"geometry.coordinates[0]: [[10.0, 50.0], [11.0, 50.0]] is too short (schema {CORE_SCHEMAS['Feature']})"]
+    assert problems == [
+        f"geometry.coordinates[0]: [[10.0, 50.0], [11.0, 50.0]] is too short (schema {CORE_SCHEMAS['Feature']})"
+    ]
 
 
 def test_version_and_type_are_checked_before_schemas() -> None:
@@ -514,7 +519,10 @@ def test_schemas_are_package_resources() -> None:
 
 KNOWN_MISSING = {
     # projection v1.1.0's proj:projjson; only v0.4 and v0.7 are bundled.
-    ("https://stac-extensions.github.io/projection/v1.1.0/schema.json", "https://proj.org/schemas/v0.5/projjson.schema.json"),
+    (
+        "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
+        "https://proj.org/schemas/v0.5/projjson.schema.json",
+    ),
 }
 
 
@@ -560,4 +568,3 @@ def test_a_busy_validator_compiles_and_still_words_every_problem() -> None:
     assert any(m.startswith("properties.proj:code:") for m in messages)
     assert any(m.startswith("bbox:") for m in messages)
     assert messages == Validator(accelerate_links=None).errors(broken)
-

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from producer.catalog.extent import (
     WORLD,
@@ -19,10 +20,10 @@ from producer.catalog.extent import (
     clusters,
     extent_bboxes,
     format_time,
-    stored_clusters,
     interval_contains,
     item_interval,
     parse_time,
+    stored_clusters,
     union_interval,
 )
 from producer.catalog.layout import Layout, relative_href
@@ -89,9 +90,14 @@ def copy_doc(doc: dict) -> dict:
     replace or add links and set a link's ``title``, never change a value
     nested inside a link.
     """
-    return {key: ([dict(link) if type(link) is dict else copy.deepcopy(link) for link in value]
-                  if key == "links" and isinstance(value, list) else copy.deepcopy(value))
-            for key, value in doc.items()}
+    return {
+        key: (
+            [dict(link) if type(link) is dict else copy.deepcopy(link) for link in value]
+            if key == "links" and isinstance(value, list)
+            else copy.deepcopy(value)
+        )
+        for key, value in doc.items()
+    }
 
 
 def loads(data: bytes, key: str, *, expect: Sequence[str] | None = None) -> dict:
@@ -116,9 +122,7 @@ def loads(data: bytes, key: str, *, expect: Sequence[str] | None = None) -> dict
             "it is not a STAC document this catalog can update — move it away or fix it"
         )
     if not isinstance(doc.get("id"), str) or not isinstance(doc.get("links", None), list):
-        raise CatalogError(
-            f"{key}: existing STAC document lacks a string 'id' or a 'links' list; repair it"
-        )
+        raise CatalogError(f"{key}: existing STAC document lacks a string 'id' or a 'links' list; repair it")
     if any(not isinstance(link, dict) or not isinstance(link.get("href"), str) for link in doc["links"]):
         raise CatalogError(f"{key}: existing document has a link without an 'href'; repair it")
     return doc
@@ -126,8 +130,8 @@ def loads(data: bytes, key: str, *, expect: Sequence[str] | None = None) -> dict
 
 # --- links -----------------------------------------------------------------
 
-def add_link(doc: dict, rel: str, href: str, *, title: str | None = None,
-             media_type: str = JSON) -> bool:
+
+def add_link(doc: dict, rel: str, href: str, *, title: str | None = None, media_type: str = JSON) -> bool:
     """Add a link unless one with the same rel and href exists. Mutates ``doc``."""
     for link in doc["links"]:
         if link.get("rel") == rel and link.get("href") == href:
@@ -181,17 +185,26 @@ def new_or_changed_links(old: list[dict], new: list[dict]) -> list[dict]:
     back, without hashing 100,000 links; after a removal the links behind it
     shift and are validated again, which costs time, never correctness.
     """
-    return [link for i, link in enumerate(new)
-            if link.get("rel") not in CHILD_RELS or i >= len(old) or link != old[i]]
+    return [
+        link
+        for i, link in enumerate(new)
+        if link.get("rel") not in CHILD_RELS or i >= len(old) or link != old[i]
+    ]
 
 
 def child_links(doc: dict) -> list[dict]:
     return [link for link in doc.get("links", []) if link.get("rel") in CHILD_RELS]
 
 
-def structural_links(key: str, layout: Layout, collection_id: str | None,
-                     parent_key: str | None, *, parent_title: str | None = None,
-                     root_title: str | None = None) -> list[dict]:
+def structural_links(
+    key: str,
+    layout: Layout,
+    collection_id: str | None,
+    parent_key: str | None,
+    *,
+    parent_title: str | None = None,
+    root_title: str | None = None,
+) -> list[dict]:
     """root / parent / collection links for the document at ``key``."""
     links = [{"rel": "root", "href": relative_href(key, layout.root_key), "type": JSON}]
     if root_title:
@@ -205,6 +218,7 @@ def structural_links(key: str, layout: Layout, collection_id: str | None,
 
 
 # --- builders --------------------------------------------------------------
+
 
 def new_root(meta: dict | None = None) -> dict:
     """A root catalog document (no children yet)."""
@@ -223,8 +237,9 @@ def new_root(meta: dict | None = None) -> dict:
     return doc
 
 
-def new_collection(collection_id: str, meta: dict | None, layout: Layout,
-                   root_title: str | None = None) -> dict:
+def new_collection(
+    collection_id: str, meta: dict | None, layout: Layout, root_title: str | None = None
+) -> dict:
     """A collection document with an empty extent (no items yet).
 
     ``meta`` may hold title, description, license, providers, keywords and any
@@ -248,13 +263,20 @@ def new_collection(collection_id: str, meta: dict | None, layout: Layout,
             meta.pop(field, None)
     doc["extent"] = empty_extent()
     doc.update(meta)
-    doc["links"] = structural_links(key, layout, collection_id, layout.root_key,
-                                    parent_title=root_title, root_title=root_title)
+    doc["links"] = structural_links(
+        key, layout, collection_id, layout.root_key, parent_title=root_title, root_title=root_title
+    )
     return doc
 
 
-def new_partition(key: str, parent_key: str, layout: Layout, collection_id: str,
-                  label: str, collection_title: str | None = None) -> dict:
+def new_partition(
+    key: str,
+    parent_key: str,
+    layout: Layout,
+    collection_id: str,
+    label: str,
+    collection_title: str | None = None,
+) -> dict:
     """A sub-catalog holding one period of a partitioned collection."""
     return {
         "type": "Catalog",
@@ -267,8 +289,15 @@ def new_partition(key: str, parent_key: str, layout: Layout, collection_id: str,
     }
 
 
-def set_item_links(item: dict, key: str, layout: Layout, collection_id: str,
-                   parent_key: str, *, collection_title: str | None = None) -> None:
+def set_item_links(
+    item: dict,
+    key: str,
+    layout: Layout,
+    collection_id: str,
+    parent_key: str,
+    *,
+    collection_title: str | None = None,
+) -> None:
     """Replace an item's structural links with relative root/parent/collection ones.
 
     Mutates ``item``; non-structural links the producer set (e.g. ``license``,
@@ -276,8 +305,11 @@ def set_item_links(item: dict, key: str, layout: Layout, collection_id: str,
     """
     others = [link for link in item.get("links", []) if link.get("rel") not in STRUCTURAL_RELS]
     links = structural_links(key, layout, collection_id, parent_key)
-    coll = {"rel": "collection", "href": relative_href(key, layout.collection_key(collection_id)),
-            "type": JSON}
+    coll = {
+        "rel": "collection",
+        "href": relative_href(key, layout.collection_key(collection_id)),
+        "type": JSON,
+    }
     if collection_title:
         coll["title"] = collection_title
     links.append(coll)
@@ -286,6 +318,7 @@ def set_item_links(item: dict, key: str, layout: Layout, collection_id: str,
 
 
 # --- extents ---------------------------------------------------------------
+
 
 def empty_extent() -> dict:
     """Extent of a collection with no items: the spec requires one bbox and
@@ -325,12 +358,18 @@ def extent_problem(extent: Any) -> str | None:
     for box in spatial["bbox"]:
         if not isinstance(box, list) or len(box) not in (4, 6) or not all(map(_number, box)):
             return f"'extent.spatial.bbox' holds {json.dumps(box)[:80]}, not a list of 4 or 6 numbers"
-    if not isinstance(temporal, dict) or not isinstance(temporal.get("interval"), list) or not temporal["interval"]:
+    if (
+        not isinstance(temporal, dict)
+        or not isinstance(temporal.get("interval"), list)
+        or not temporal["interval"]
+    ):
         return "'extent.temporal.interval' is missing or empty"
     for interval in temporal["interval"]:
         if not isinstance(interval, list) or len(interval) != 2 or not all(map(_time_ok, interval)):
-            return (f"'extent.temporal.interval' holds {json.dumps(interval)[:80]}, "
-                    "not [start, end] RFC 3339 times or null")
+            return (
+                f"'extent.temporal.interval' holds {json.dumps(interval)[:80]}, "
+                "not [start, end] RFC 3339 times or null"
+            )
     return None
 
 
@@ -347,17 +386,23 @@ def parent_problems(doc: dict, *, collection_id: str | None = None) -> list[str]
     if doc.get("type") == "Collection":
         placeholder = json.dumps(empty_extent())
         if "extent" not in doc:
-            out.append(f'it lacks "extent": add "extent": {placeholder} and let a reconcile '
-                       "with fixing recompute it from the items")
+            out.append(
+                f'it lacks "extent": add "extent": {placeholder} and let a reconcile '
+                "with fixing recompute it from the items"
+            )
         else:
             problem = extent_problem(doc["extent"])
             if problem is not None:
-                out.append(f"its extent is malformed ({problem}): replace it with {placeholder} "
-                           "and let a reconcile with fixing recompute it from the items")
+                out.append(
+                    f"its extent is malformed ({problem}): replace it with {placeholder} "
+                    "and let a reconcile with fixing recompute it from the items"
+                )
         if collection_id is not None and doc.get("id") != collection_id:
-            out.append(f"its id is {doc.get('id')!r}, so it is another collection's document, not "
-                       f"the one of {collection_id!r}: set its \"id\" to {collection_id!r} "
-                       "(or move it away and register into the collection it belongs to)")
+            out.append(
+                f"its id is {doc.get('id')!r}, so it is another collection's document, not "
+                f'the one of {collection_id!r}: set its "id" to {collection_id!r} '
+                "(or move it away and register into the collection it belongs to)"
+            )
     return out
 
 
@@ -366,15 +411,17 @@ def check_parent(doc: dict, where: str, *, collection_id: str | None = None) -> 
     finds anything; called on what is read before any write."""
     problems = parent_problems(doc, collection_id=collection_id)
     if problems:
-        raise CatalogError(f"{where}: existing {doc.get('type')} document cannot be updated: "
-                           + "; ".join(problems) + " (nothing was written)")
+        raise CatalogError(
+            f"{where}: existing {doc.get('type')} document cannot be updated: "
+            + "; ".join(problems)
+            + " (nothing was written)"
+        )
 
 
 def _extent_of(boxes: list[list[float]], intervals: list[tuple[str | None, str | None]]) -> dict:
     if not boxes:
         return empty_extent()
-    return {"spatial": {"bbox": extent_bboxes(boxes)},
-            "temporal": {"interval": [union_interval(intervals)]}}
+    return {"spatial": {"bbox": extent_bboxes(boxes)}, "temporal": {"interval": [union_interval(intervals)]}}
 
 
 def _footprints(items: Iterable[dict]) -> tuple[list[list[float]], list[tuple[str, str]]]:

@@ -9,8 +9,8 @@ and 179°W gets a 2° wide extent, not a 358° one.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 
 WORLD = [-180.0, -90.0, 180.0, 90.0]
 _EPS = 1e-9
@@ -165,6 +165,7 @@ def clusters(bboxes: Iterable[Sequence[float]], limit: int = MAX_CLUSTERS) -> li
         # overall box, is kept)
         def gap(i: int) -> float:
             return (out[(i + 1) % len(out)][0] - out[i][2]) % 360.0
+
         i = min(range(len(out)), key=gap)
         j = (i + 1) % len(out)
         a, b = out[i], out[j]
@@ -209,17 +210,18 @@ def _r(value: float) -> float:
 
 # --- time -----------------------------------------------------------------
 
+
 def parse_time(value: str) -> datetime:
     """RFC 3339 string → aware datetime (``Z`` accepted)."""
     dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt
 
 
 def format_time(value: datetime) -> str:
     """Aware datetime → RFC 3339 in UTC with ``Z``."""
-    value = value.astimezone(timezone.utc)
+    value = value.astimezone(UTC)
     text = value.strftime("%Y-%m-%dT%H:%M:%S")
     if value.microsecond:
         text += f".{value.microsecond:06d}".rstrip("0")

@@ -40,8 +40,7 @@ class Layout:
     def __post_init__(self) -> None:
         if self.partition not in PARTITIONS:
             raise InputError(
-                f"unknown partition scheme {self.partition!r}: use one of "
-                "'year', 'year/month' or none"
+                f"unknown partition scheme {self.partition!r}: use one of 'year', 'year/month' or none"
             )
 
     @property
@@ -110,7 +109,7 @@ def item_parent_key(item_key: str, collection_id: str) -> str:
     return f"{folder}/collection.json" if folder == collection_id else f"{folder}/catalog.json"
 
 
-def layout_of_item(item_key: str) -> "Layout":
+def layout_of_item(item_key: str) -> Layout:
     """The partition scheme an item document's key was made with
     (``<coll>/[YYYY/[MM/]]<id>/<id>.json``).
 

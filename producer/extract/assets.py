@@ -81,7 +81,8 @@ def rewrite_href(location: str, rewrites: tuple[tuple[str, str], ...] = ()) -> s
         if old and location.startswith(old):
             rest = location[len(old) :]
             if new.lower().startswith(("http://", "https://")) and not location.lower().startswith(
-                    ("http://", "https://")):
+                ("http://", "https://")
+            ):
                 # a file name or object key becomes part of a URL: escape what a
                 # URL would read otherwise ('?', '#', '%', spaces, '+')
                 from urllib.parse import quote
@@ -140,7 +141,10 @@ def sha256_multihash(location: str, storage_options: Mapping[str, Any] | None = 
 
 
 def file_info(
-    location: str, *, checksum: bool = False, storage_options: Mapping[str, Any] | None = None,
+    location: str,
+    *,
+    checksum: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
     size: int | None = None,
 ) -> dict[str, Any]:
     """File extension fields for the bytes at ``location`` (what was opened).

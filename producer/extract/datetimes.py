@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 
 from producer.errors import InputError, NoDatetimeError
 
@@ -51,9 +51,7 @@ _BUILTIN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "YYYY-MM-DD",
         re.compile(
-            _NOT_DIGIT_BEFORE
-            + r"(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2})Z?)?"
-            + _NOT_DIGIT_AFTER
+            _NOT_DIGIT_BEFORE + r"(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2})Z?)?" + _NOT_DIGIT_AFTER
         ),
     ),
     ("YYYYMMDD", re.compile(_NOT_DIGIT_BEFORE + r"(\d{4})(\d{2})(\d{2})" + _NOT_DIGIT_AFTER)),
@@ -92,22 +90,22 @@ class DatetimeResult:
 
 
 def _rfc3339(value: datetime) -> str:
-    text = value.astimezone(timezone.utc).replace(tzinfo=None).isoformat()
+    text = value.astimezone(UTC).replace(tzinfo=None).isoformat()
     return text + "Z"
 
 
 def _aware(value: datetime) -> datetime:
     """Naive → UTC; aware → converted to UTC."""
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def _tz(text: str | None) -> timezone | None:
     if not text:
         return None
     if text in ("Z", "z"):
-        return timezone.utc
+        return UTC
     sign = -1 if text[0] == "-" else 1
     digits = text[1:].replace(":", "")
     hours, minutes = int(digits[:2]), int(digits[2:4] or 0)
@@ -157,7 +155,9 @@ def _instant_or_range(
     if second is None:
         return DatetimeResult(first, None, None, source, detail)
     if second < first:
-        raise InputError(f"{where}: datetime range ends before it starts ({_rfc3339(first)} > {_rfc3339(second)})")
+        raise InputError(
+            f"{where}: datetime range ends before it starts ({_rfc3339(first)} > {_rfc3339(second)})"
+        )
     return DatetimeResult(None, first, second, source, detail)
 
 
@@ -219,7 +219,7 @@ def _from_user_pattern(name: str, pattern: str) -> DatetimeResult | None:
                 int(groups.get("hour") or 0),
                 int(groups.get("minute") or 0),
                 int(groups.get("second") or 0),
-                tzinfo=timezone.utc,
+                tzinfo=UTC,
             )
             return DatetimeResult(value, None, None, "filename", pattern)
         if groups.get("datetime") is not None:
@@ -240,9 +240,16 @@ def _valid(groups: tuple[str | None, ...]) -> datetime | None:
         return None
     try:
         if len(groups) > 3 and groups[3] is not None:
-            return datetime(year, month, day, int(groups[3]), int(groups[4]), int(groups[5]),  # type: ignore[arg-type]
-                            tzinfo=timezone.utc)
-        return datetime(year, month, day, tzinfo=timezone.utc)
+            return datetime(
+                year,
+                month,
+                day,
+                int(groups[3]),
+                int(groups[4]),
+                int(groups[5]),  # type: ignore[arg-type]
+                tzinfo=UTC,
+            )
+        return datetime(year, month, day, tzinfo=UTC)
     except ValueError:  # month 13, 31 February, hour 25...
         return None
 
@@ -277,7 +284,7 @@ def from_filename(name: str, pattern: str | None = None) -> DatetimeResult | Non
             gap = name[first_match.end() : second_match.start()]
             if _RANGE_SEPARATOR.match(gap) and second >= first:
                 if not _has_time(second_match.groups()):
-                    second = datetime.combine(second.date(), _END_OF_DAY, tzinfo=timezone.utc)
+                    second = datetime.combine(second.date(), _END_OF_DAY, tzinfo=UTC)
                 return DatetimeResult(None, first, second, "filename", label)
         return DatetimeResult(first, None, None, "filename", label)
     return None

@@ -152,9 +152,7 @@ def footprint_from_gcps(
         raise NoGeoreferenceError("raster has no ground control points (GCPs) to georeference it")
     crs = _check_crs(gcp_crs, what="the GCPs")
     if len(gcps) < 3:
-        raise InputError(
-            f"an affine fit needs at least 3 ground control points, got {len(gcps)}"
-        )
+        raise InputError(f"an affine fit needs at least 3 ground control points, got {len(gcps)}")
     pixel = np.array([(g.col, g.row) for g in gcps], dtype=float)
     world = np.array([(g.x, g.y) for g in gcps], dtype=float)
     if not (np.isfinite(pixel).all() and np.isfinite(world).all()):
@@ -397,9 +395,7 @@ def _pole_ring(lon: np.ndarray, lat: np.ndarray, winding: float, pole: int) -> R
     i = int(np.nonzero((c_lon[:-1] < cut) & (c_lon[1:] >= cut))[0][0])
     t = (cut - c_lon[i]) / (c_lon[i + 1] - c_lon[i])
     cut_lat = c_lat[i] + t * (c_lat[i + 1] - c_lat[i])
-    edge_lon = np.concatenate(
-        [[cut], c_lon[i + 1 : n + 1], c_lon[1 : i + 1] + 360.0, [cut + 360.0]]
-    )
+    edge_lon = np.concatenate([[cut], c_lon[i + 1 : n + 1], c_lon[1 : i + 1] + 360.0, [cut + 360.0]])
     edge_lat = np.concatenate([[cut_lat], c_lat[i + 1 : n + 1], c_lat[1 : i + 1], [cut_lat]])
     edge = np.column_stack([edge_lon - (cut + 180.0), edge_lat])
     cap = 90.0 * pole

@@ -131,8 +131,10 @@ def check_id(value: str, what: str = "item id", *, source: str | None = None) ->
         return value
     origin = f" for {source}" if source else ""
     if source:  # an id made from a product's name: the template or the name must change
-        fix = ("Choose another with --id-template (fields {stem}, {name}, {parent}, {collection}; "
-               "e.g. --id-template '{parent}_{stem}') or rename the file")
+        fix = (
+            "Choose another with --id-template (fields {stem}, {name}, {parent}, {collection}; "
+            "e.g. --id-template '{parent}_{stem}') or rename the file"
+        )
     else:  # an id the caller typed
         fix = f"Use 1-{MAX_ID_LENGTH} characters from A-Z a-z 0-9 . _ - (not starting with . or -), e.g. 'ndvi-v2'"
     raise UnsafeIdError(f"unsafe {what} {value!r}{origin}: {reason}. {fix}")
@@ -153,8 +155,12 @@ def make_item_id(source: str | os.PathLike[str], options: ExtractOptions = Extra
     collection = options.collection
     location = os.fspath(source)
     parent, name = split_location(location)
-    values = {"stem": normalise_name(stem_of(name)), "name": normalise_name(name),
-              "parent": normalise_name(parent), "collection": collection}
+    values = {
+        "stem": normalise_name(stem_of(name)),
+        "name": normalise_name(name),
+        "parent": normalise_name(parent),
+        "collection": collection,
+    }
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:

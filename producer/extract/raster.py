@@ -39,7 +39,7 @@ from producer.extract import footprint as _footprint
 from producer.extract.assets import file_info, is_url, media_type, resolve_location, rewrite_href
 from producer.extract.bands import get_bands_info, spatial_resolution
 from producer.extract.datetimes import resolve_datetime
-from producer.extract.ids import split_location, make_item_id
+from producer.extract.ids import make_item_id, split_location
 from producer.extract.options import ExtractOptions
 from producer.extract.source import (
     RASTERIO_ERRORS,
@@ -223,7 +223,9 @@ def create_item(
         src = opened.dataset
         location = resolve_location(href) if href else opened.location
         if not location:
-            raise InputError(f"{getattr(src, 'name', src)!r}: cannot tell where the product lives; pass href=")
+            raise InputError(
+                f"{getattr(src, 'name', src)!r}: cannot tell where the product lives; pass href="
+            )
         try:
             item = _build_item(src, location, opened.location, options, opened.opener)
         except (ProducerError, *RASTERIO_ERRORS) as exc:
@@ -241,6 +243,7 @@ def _byte_reader(location: str, opener: GuardedOpener | None) -> Any:
     """``read(start, length) -> bytes`` over the product at ``location``
     (local file, or the object behind ``opener``); storage failures raise
     what :func:`~producer.extract.source.storage_failure` says."""
+
     def read(start: int, length: int) -> bytes:
         try:
             if opener is not None:
@@ -251,6 +254,7 @@ def _byte_reader(location: str, opener: GuardedOpener | None) -> Any:
                 return handle.read(length)
         except OSError as exc:
             raise storage_failure(location, exc) from None
+
     return read
 
 
@@ -261,8 +265,13 @@ def _check_complete(src: Any, location: str, size: int | None, opener: GuardedOp
         check_netcdf_complete(_byte_reader(location, opener), size, location)
 
 
-def _build_item(src: Any, location: str, data_location: str | None, options: ExtractOptions,
-                opener: GuardedOpener | None = None) -> pystac.Item:
+def _build_item(
+    src: Any,
+    location: str,
+    data_location: str | None,
+    options: ExtractOptions,
+    opener: GuardedOpener | None = None,
+) -> pystac.Item:
     item_id = make_item_id(location, options)
     geometry, bbox = get_geometry(src, location)
     _, name = split_location(location)
@@ -280,8 +289,9 @@ def _build_item(src: Any, location: str, data_location: str | None, options: Ext
     if data_location:
         known = opener.known.get(opener.fs._strip_protocol(data_location)) if opener else None
         asset_fields.update(
-            file_info(data_location, checksum=options.checksum, storage_options=options.storage_options,
-                      size=known)
+            file_info(
+                data_location, checksum=options.checksum, storage_options=options.storage_options, size=known
+            )
         )
     elif options.checksum:
         raise InputError(f"{location}: cannot compute file:checksum, the product's bytes are not addressable")

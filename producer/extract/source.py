@@ -55,7 +55,7 @@ class OpenedSource:
     subdataset: str | None = None
     #: the guarded opener of a product read from an object store: check its
     #: ``errors`` (:func:`raise_read_errors`) after reading metadata
-    opener: "GuardedOpener | None" = None
+    opener: GuardedOpener | None = None
 
 
 def is_dataset(obj: object) -> bool:
@@ -101,31 +101,31 @@ class _GuardedFile:
             return b""
         try:
             return self._handle.read(size)
-        except Exception as exc:  # noqa: BLE001 - recorded, reported after GDAL
+        except Exception as exc:
             self._errors.append(exc)
             return b""
 
     def seek(self, offset: int, whence: int = 0) -> int:
         try:
             return self._handle.seek(offset, whence)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._errors.append(exc)
             return 0
 
     def tell(self) -> int:
         try:
             return self._handle.tell()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._errors.append(exc)
             return 0
 
     def close(self) -> None:
         try:
             self._handle.close()
-        except Exception:  # noqa: BLE001 - nothing was written, nothing to lose
+        except Exception:
             pass
 
-    def __enter__(self) -> "_GuardedFile":
+    def __enter__(self) -> _GuardedFile:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -159,7 +159,7 @@ class GuardedOpener:
             return spare[1]  # the probe's handle: its first block is already here
         try:
             handle = self.fs.open(path, "rb", block_size=self.block_size)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.errors.append(exc)
             raise FileNotFoundError(path) from None
         return _GuardedFile(handle, self.errors)
@@ -169,7 +169,7 @@ class GuardedOpener:
             return func(*args)
         except FileNotFoundError:
             return default
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.errors.append(exc)
             return default
 
@@ -182,7 +182,7 @@ class GuardedOpener:
     def ls(self, path: str) -> list[str]:
         try:
             return [os.path.basename(str(p).rstrip("/")) for p in self.fs.ls(path, detail=False)]
-        except Exception:  # noqa: BLE001 - no sidecar files, like GDAL when it cannot list
+        except Exception:
             return []
 
     def mtime(self, path: str) -> int:
@@ -192,7 +192,7 @@ class GuardedOpener:
         """Modification time GDAL asks for in a stat: not needed, the epoch."""
         import datetime as _dt
 
-        return _dt.datetime.fromtimestamp(0, _dt.timezone.utc)
+        return _dt.datetime.fromtimestamp(0, _dt.UTC)
 
     def size(self, path: str) -> int:
         if path in self.known:
@@ -214,8 +214,10 @@ def storage_failure(location: str, exc: BaseException) -> ProducerError:
     if isinstance(exc, FileNotFoundError) or _status(exc) == 404:
         return InputError(f"{where}: not found (no such object or bucket); check the URL")
     if _is_configuration_error(exc):
-        return InputError(f"{where}: the storage options or the URL are not usable ({detail}); "
-                          "fix them (retrying will not help)")
+        return InputError(
+            f"{where}: the storage options or the URL are not usable ({detail}); "
+            "fix them (retrying will not help)"
+        )
     if isinstance(exc, PermissionError) or _status(exc) == 403:
         return StoreError(
             f"{where}: access denied while reading the product ({detail}); grant read access "
@@ -261,7 +263,7 @@ def _object_store_opener(path: str, options: ExtractOptions) -> GuardedOpener:
         ) from exc
     try:
         info = fs.info(fs_path)
-    except Exception as exc:  # noqa: BLE001 - classified: not found / denied / transient
+    except Exception as exc:
         raise storage_failure(path, exc) from None
     if info.get("type") == "directory":
         raise InputError(f"{_redacted(path)}: is a folder (prefix), not a raster file")
@@ -290,8 +292,7 @@ def _redacted(text: str) -> str:
     return redact(text)
 
 
-def _open(path: str, options: ExtractOptions, stack: ExitStack,
-          opener: GuardedOpener | None = None) -> Any:
+def _open(path: str, options: ExtractOptions, stack: ExitStack, opener: GuardedOpener | None = None) -> Any:
     kwargs: dict[str, Any] = {}
     if opener is not None:
         # Object stores go through fsspec (ranged reads: headers, not whole
@@ -323,7 +324,9 @@ def open_source(
     opener: GuardedOpener | None = None
     if is_dataset(source):
         if source.closed:
-            raise InputError(f"{getattr(source, 'name', source)}: the dataset passed in is closed; pass an open one or a path")
+            raise InputError(
+                f"{getattr(source, 'name', source)}: the dataset passed in is closed; pass an open one or a path"
+            )
         dataset, location = source, dataset_location(source)
     else:
         try:
@@ -407,8 +410,11 @@ def _tiff_block_ends(dataset: Any) -> tuple[int, str] | None:
     cols = -(-dataset.width // block_w)
     rows = -(-dataset.height // block_h)
     bands = [1] if getattr(dataset.interleaving, "name", "") == "pixel" else range(1, dataset.count + 1)
-    blocks = [(x, y) for y in range(rows) for x in range(cols)] if rows * cols <= _MAX_BLOCKS_CHECKED else \
-        [(x, rows - 1) for x in range(cols)] + [(cols - 1, y) for y in range(rows)]
+    blocks = (
+        [(x, y) for y in range(rows) for x in range(cols)]
+        if rows * cols <= _MAX_BLOCKS_CHECKED
+        else [(x, rows - 1) for x in range(cols)] + [(cols - 1, y) for y in range(rows)]
+    )
     best = (0, "")
     for band in bands:
         for x, y in blocks:
@@ -475,7 +481,7 @@ class _Header:
             self._data = self._read(0, want)
             if len(self._data) < end:
                 raise EOFError
-        out = self._data[self.pos:end]
+        out = self._data[self.pos : end]
         self.pos = end
         return out
 
@@ -532,8 +538,9 @@ def _netcdf_classic_end(read: Any, size: int) -> tuple[int, str] | None:
         values = 1
         for length in shape[1:] if is_record else shape:
             values *= length
-        variables.append((name.decode("utf-8", "replace"), begin, values * _NC_TYPE_SIZE.get(nc_type, 1),
-                          vsize, is_record))
+        variables.append(
+            (name.decode("utf-8", "replace"), begin, values * _NC_TYPE_SIZE.get(nc_type, 1), vsize, is_record)
+        )
     records = [v for v in variables if v[4]]
     if records and numrecs == _NC_STREAMING:
         return None

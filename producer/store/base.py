@@ -8,7 +8,8 @@ the commit layer only compares them and hands them back to :meth:`put`.
 
 from __future__ import annotations
 
-from typing import Iterator, Protocol, runtime_checkable
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
 
 
 @runtime_checkable

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from typing import Iterator
+from collections.abc import Iterator
 
 from producer.store.base import Store
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from producer.errors import InputError, NotFound, PreconditionFailed, StoreError
 from producer.store.keys import check_key, check_prefix, is_listable, under_prefix
@@ -117,7 +118,9 @@ class FsspecStore:
                 try:
                     current = _version(self._cat(key))
                 except NotFound:
-                    raise PreconditionFailed(f"{key!r} in catalog {self.url} was deleted since it was read") from None
+                    raise PreconditionFailed(
+                        f"{key!r} in catalog {self.url} was deleted since it was read"
+                    ) from None
                 if current != if_version:
                     raise PreconditionFailed(f"{key!r} in catalog {self.url} changed since it was read")
             try:
@@ -165,7 +168,7 @@ class FsspecStore:
             path = self.fs._strip_protocol(path)
             if not path.startswith(base):
                 continue
-            key = path[len(base):]
+            key = path[len(base) :]
             if is_listable(key) and under_prefix(key, prefix):
                 yield key
 

@@ -24,7 +24,9 @@ def check_key(key: str) -> str:
     if "\\" in key or "\x00" in key:
         raise StoreError(f"invalid store key {key!r}: use '/' as separator; no backslashes or NUL bytes")
     if key.startswith("/"):
-        raise StoreError(f"invalid store key {key!r}: keys are relative to the catalog root, drop the leading '/'")
+        raise StoreError(
+            f"invalid store key {key!r}: keys are relative to the catalog root, drop the leading '/'"
+        )
     for segment in key.split("/"):
         if segment == "":
             raise StoreError(f"invalid store key {key!r}: empty path segment ('//' or trailing '/')")

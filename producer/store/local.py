@@ -47,8 +47,8 @@ import hashlib
 import os
 import secrets
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import unquote, urlsplit
 
 from producer.errors import CatalogError, InputError, NotFound, PreconditionFailed, StoreError
@@ -145,7 +145,9 @@ class LocalStore:
                     f"cannot lock catalog {self.url}: its lock file {self.root / LOCK_NAME} is a symbolic "
                     "link; delete that link (the producer recreates the lock file)"
                 ) from exc
-            raise StoreError(f"cannot lock catalog {self.url}: {exc}; check that the directory is writable") from exc
+            raise StoreError(
+                f"cannot lock catalog {self.url}: {exc}; check that the directory is writable"
+            ) from exc
         try:
             # flock locks belong to the open file description: each call opens
             # its own, so threads of one process exclude each other too.
@@ -177,9 +179,13 @@ class LocalStore:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except (FileExistsError, NotADirectoryError) as exc:
-                raise StoreError(f"cannot write {key!r} in catalog {self.url}: a parent is a file ({exc})") from exc
+                raise StoreError(
+                    f"cannot write {key!r} in catalog {self.url}: a parent is a file ({exc})"
+                ) from exc
             except OSError as exc:
-                raise StoreError(f"cannot create the directory for {key!r} in catalog {self.url}: {exc}") from exc
+                raise StoreError(
+                    f"cannot create the directory for {key!r} in catalog {self.url}: {exc}"
+                ) from exc
             tmp = path.parent / f"{_TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(6)}"
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -258,7 +264,9 @@ class LocalStore:
                 try:
                     os.replace(tmp, path)
                 except IsADirectoryError as exc:
-                    raise StoreError(f"cannot write {key!r} in catalog {self.url}: it is a directory") from exc
+                    raise StoreError(
+                        f"cannot write {key!r} in catalog {self.url}: it is a directory"
+                    ) from exc
                 except OSError as exc:
                     raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
         except BaseException:
@@ -329,7 +337,10 @@ class LocalStore:
             if not entry.name.startswith(_TMP_PREFIX):
                 continue
             try:
-                if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                if (
+                    entry.is_file(follow_symlinks=False)
+                    and entry.stat(follow_symlinks=False).st_mtime < cutoff
+                ):
                     os.unlink(entry.path)
                     removed += 1
             except OSError:

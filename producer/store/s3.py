@@ -18,7 +18,8 @@ Every request goes through the store's own :class:`s3fs.S3FileSystem`
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from producer.errors import InputError, NotFound, PreconditionFailed, StoreError
 from producer.store.keys import check_key, check_prefix, is_listable, under_prefix
@@ -135,13 +136,19 @@ class S3Store:
         if code == "PreconditionFailed" or status == 412:
             return PreconditionFailed(f"{key!r} in catalog {self.url} changed or exists ({message})")
         if code == "ConditionalRequestConflict" or status == 409:
-            return PreconditionFailed(f"{key!r} in catalog {self.url}: concurrent conditional write ({message})")
+            return PreconditionFailed(
+                f"{key!r} in catalog {self.url}: concurrent conditional write ({message})"
+            )
         if code == "NoSuchBucket":
-            return StoreError(f"bucket {self.bucket!r} of catalog {self.url} does not exist; create it or fix the URL")
+            return StoreError(
+                f"bucket {self.bucket!r} of catalog {self.url} does not exist; create it or fix the URL"
+            )
         if code in ("NoSuchKey", "404", "NotFound"):
             return NotFound(f"{key!r} not found in catalog {self.url}")
         if code in ("AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-            return StoreError(f"access denied: S3 {op} on {where} ({code}); check the credentials and bucket policy")
+            return StoreError(
+                f"access denied: S3 {op} on {where} ({code}); check the credentials and bucket policy"
+            )
         if code in ("NotImplemented", "501"):
             return StoreError(f"S3 {op} on {where}: the server does not support this request ({message})")
         return StoreError(f"S3 {op} failed for {where}: {code}: {message}")
@@ -247,7 +254,7 @@ class S3Store:
         for s3key in found:
             if not s3key.startswith(base):
                 continue
-            key = s3key[len(base):]
+            key = s3key[len(base) :]
             if is_listable(key) and under_prefix(key, prefix):
                 yield key
 
