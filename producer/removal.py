@@ -58,7 +58,9 @@ def find_item_key(committer: Committer, collection: str, item_id: str, layout: L
     return item_key_in_listing(store.list(collection_prefix(collection)), collection, item_id)
 
 
-def _keep_other_product(product: str, href_rewrites: Iterable[str | tuple[str, str]]) -> Callable[[dict], str | None]:
+def _keep_other_product(
+    product: str, href_rewrites: Iterable[str | tuple[str, str]]
+) -> Callable[[dict], str | None]:
     """A ``keep_if`` refusing to remove an item that describes another product than ``product``."""
     wanted = rewrite_href(resolve_location(product), parse_rewrites(href_rewrites))
 

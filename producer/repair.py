@@ -76,7 +76,6 @@ def _bump(counter: dict[str, int], kind: str, n: int = 1) -> None:
     counter[kind] = counter.get(kind, 0) + n
 
 
-
 def _unchanged_since(updated: str, was_marked: bool) -> Callable[[dict], str | None]:
     """A ``keep_if`` for :meth:`Committer.remove_item` acting on an audit
     snapshot: remove the item only if it is still as the audit saw it (still
@@ -188,9 +187,7 @@ def _repair_links(committer: Committer, store: Store, first: AuditReport, report
                 _bump(report.fixed, p.kind)
 
 
-def _handle_dead_items(
-    committer: Committer, first: AuditReport, report: ReconcileReport, dead: str
-) -> None:
+def _handle_dead_items(committer: Committer, first: AuditReport, report: ReconcileReport, dead: str) -> None:
     """Items with an asset that is definitely gone and none that could not be
     checked: ``flag`` sets ``deprecated: true`` (one compare-and-swap);
     ``remove`` marks, unlinks, then deletes the item, so a crash in between is
