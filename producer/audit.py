@@ -16,10 +16,17 @@ from fsspec.core import url_to_fs
 
 from producer.catalog import documents as docs
 from producer.catalog.extent import bbox_contains, box2d, interval_contains, item_interval, parse_time
-from producer.catalog.layout import LAYOUT_FIELD, ROOT_KEY, folder_collection_id, resolve_href
+from producer.catalog.layout import (
+    LAYOUT_FIELD,
+    ROOT_KEY,
+    folder_collection_id,
+    is_document_key,
+    resolve_href,
+)
 from producer.errors import CatalogError, NotFound, ProducerError
 from producer.redact import redact
 from producer.store.base import Store
+from producer.validate import Validator
 
 #: problem kinds that make a catalog invalid (validate exits 1)
 ERRORS = {
@@ -110,9 +117,14 @@ def read_doc(store: Store, key: str) -> dict:
     return docs.loads(data, key)
 
 
+#: a document to visit: (key, expected types, key of the collection it
+#: belongs to, key of the document that links it)
+_Visit = tuple[str, tuple[str, ...], str | None, str | None]
+
+
 def audit(
     store: Store,
-    validator,
+    validator: Validator,
     *,
     check_assets: bool = False,
     storage_options: dict | None = None,
@@ -120,92 +132,24 @@ def audit(
 ) -> AuditReport:
     """Check the catalog under ``store``; returns every problem found. Writes nothing."""
     report = AuditReport()
-    keys = {k for k in store.list("") if k.endswith(".json")}
-    root = ROOT_KEY
-    if root not in keys:
-        report.problems.append(Problem("missing-root", root, "no root catalog.json"))
+    keys = {k for k in store.list("") if is_document_key(k)}
+    if ROOT_KEY not in keys:
+        report.problems.append(Problem("missing-root", ROOT_KEY, "no root catalog.json"))
         for key in sorted(keys):
             report.orphans[key] = None
             report.problems.append(Problem("orphan", key, "not reachable: there is no root"))
         return report
 
-    # (key, expected types, collection key this document belongs to, parent key)
-    queue: deque[tuple[str, tuple[str, ...], str | None, str | None]] = deque(
-        [(root, ("Catalog", "Collection"), None, None)]
-    )
+    queue: deque[_Visit] = deque([(ROOT_KEY, ("Catalog", "Collection"), None, None)])
     while queue:
         key, expect, coll_key, parent_key = queue.popleft()
         if key in report.reached:
             continue
-        try:
-            doc = read_doc(store, key)
-        except (CatalogError, NotFound) as exc:
-            report.reached[key] = "?"
-            report.problems.append(Problem("unreadable", key, str(exc)))
-            continue
-        kind = doc.get("type")
-        report.reached[key] = str(kind)
-        if kind not in expect:
-            report.problems.append(
-                Problem("wrong-type", key, f"linked as {' or '.join(expect)} but has type {kind!r}")
-            )
-            continue
-        if schemas:
-            for message in validator.errors(doc):
-                report.problems.append(Problem("schema", key, message))
-        if kind in ("Catalog", "Collection"):
-            for message in docs.parent_problems(doc, collection_id=folder_collection_id(key)):
-                report.problems.append(Problem("malformed", key, message))
-        if kind == "Collection":
-            coll_key = key
-            report.extents[key] = doc.get("extent", {})
-            report.collection_ids[key] = str(doc.get("id"))
-            if LAYOUT_FIELD not in doc:
-                report.unrecorded_layout.append(key)
-        if kind == "Feature":
-            _note_item(report, key, doc, coll_key, parent_key)
-        seen_links: set[tuple[str, str]] = set()
-        for link in doc.get("links", []):
-            rel, href = link.get("rel"), link.get("href", "")
-            if rel not in ("child", "item", "root", "parent", "collection"):
-                continue
-            target = resolve_href(key, href)
-            if target is None:
-                continue  # absolute links point outside the catalog: not ours to check
-            if rel in docs.CHILD_RELS:
-                if (rel, target) in seen_links:
-                    report.problems.append(
-                        Problem("duplicate-link", key, f"links {href} ({rel}) more than once", target)
-                    )
-                    continue
-                seen_links.add((rel, target))
-            if target not in keys:
-                try:
-                    store.get(target)  # not listed: missing, or not a document (a directory)
-                except CatalogError as exc:
-                    report.problems.append(Problem("malformed", target, str(exc)))
-                    continue
-                except (NotFound, ProducerError):
-                    pass
-                else:
-                    if rel in docs.CHILD_RELS:
-                        queue.append(
-                            (
-                                target,
-                                ("Catalog", "Collection") if rel == "child" else ("Feature",),
-                                coll_key,
-                                key,
-                            )
-                        )
-                    continue
-                report.problems.append(
-                    Problem("dangling-link", key, f"{rel} link {href} points at a missing document", target)
-                )
-                continue
-            if rel == "child":
-                queue.append((target, ("Catalog", "Collection"), coll_key, key))
-            elif rel == "item":
-                queue.append((target, ("Feature",), coll_key, key))
+        doc = _visit(store, validator if schemas else None, report, key, expect, coll_key, parent_key)
+        if doc is not None:
+            if doc.get("type") == "Collection":
+                coll_key = key
+            queue.extend(_follow_links(store, report, keys, key, doc, coll_key))
 
     for key in sorted(keys - set(report.reached)):
         try:
@@ -219,6 +163,96 @@ def audit(
     if check_assets:
         _check_assets(report, storage_options)
     return report
+
+
+def _visit(
+    store: Store,
+    validator: Validator | None,
+    report: AuditReport,
+    key: str,
+    expect: tuple[str, ...],
+    coll_key: str | None,
+    parent_key: str | None,
+) -> dict | None:
+    """Read and check one linked document into ``report`` (mutated); the
+    document if its links are to be followed, else None."""
+    try:
+        doc = read_doc(store, key)
+    except (CatalogError, NotFound) as exc:
+        report.reached[key] = "?"
+        report.problems.append(Problem("unreadable", key, str(exc)))
+        return None
+    kind = doc.get("type")
+    report.reached[key] = str(kind)
+    if kind not in expect:
+        report.problems.append(
+            Problem("wrong-type", key, f"linked as {' or '.join(expect)} but has type {kind!r}")
+        )
+        return None
+    if validator is not None:
+        for message in validator.errors(doc):
+            report.problems.append(Problem("schema", key, message))
+    if kind in ("Catalog", "Collection"):
+        for message in docs.parent_problems(doc, collection_id=folder_collection_id(key)):
+            report.problems.append(Problem("malformed", key, message))
+    if kind == "Collection":
+        report.extents[key] = doc.get("extent", {})
+        report.collection_ids[key] = str(doc.get("id"))
+        if LAYOUT_FIELD not in doc:
+            report.unrecorded_layout.append(key)
+    if kind == "Feature":
+        _note_item(report, key, doc, coll_key, parent_key)
+    return doc
+
+
+def _unlisted_target(store: Store, report: AuditReport, target: str) -> bool | None:
+    """A linked key the listing did not show: True if it exists after all,
+    False if it is missing, None if it is not a document (a directory:
+    reported as ``malformed`` into ``report``)."""
+    try:
+        store.get(target)
+    except CatalogError as exc:
+        report.problems.append(Problem("malformed", target, str(exc)))
+        return None
+    except (NotFound, ProducerError):
+        return False
+    return True
+
+
+def _follow_links(
+    store: Store, report: AuditReport, keys: set[str], key: str, doc: dict, coll_key: str | None
+) -> list[_Visit]:
+    """Check the links of the document at ``key`` (duplicate and dangling
+    ones into ``report``, mutated); return the documents it links down to."""
+    out: list[_Visit] = []
+    seen_links: set[tuple[str, str]] = set()
+    for link in doc.get("links", []):
+        rel, href = link.get("rel"), link.get("href", "")
+        if rel not in ("child", "item", "root", "parent", "collection"):
+            continue
+        target = resolve_href(key, href)
+        if target is None:
+            continue  # absolute links point outside the catalog: not ours to check
+        if rel in docs.CHILD_RELS:
+            if (rel, target) in seen_links:
+                report.problems.append(
+                    Problem("duplicate-link", key, f"links {href} ({rel}) more than once", target)
+                )
+                continue
+            seen_links.add((rel, target))
+        if target not in keys:
+            exists = _unlisted_target(store, report, target)
+            if exists is None:
+                continue
+            if not exists:
+                report.problems.append(
+                    Problem("dangling-link", key, f"{rel} link {href} points at a missing document", target)
+                )
+                continue
+        if rel in docs.CHILD_RELS:
+            expect = ("Catalog", "Collection") if rel == "child" else ("Feature",)
+            out.append((target, expect, coll_key, key))
+    return out
 
 
 def _footprint(doc: dict) -> tuple[list[float], tuple[str, str]] | None:

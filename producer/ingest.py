@@ -207,6 +207,10 @@ def _prepare(
     return result, None, None
 
 
+#: products of a batch ready to be written: (result, item key, item document)
+Prepared = list[tuple[RegisterResult, str, dict]]
+
+
 def _register_chunk(
     chunk: list[str],
     committer: Committer,
@@ -219,8 +223,65 @@ def _register_chunk(
     total: int,
     replace: bool = False,
 ) -> list[RegisterResult]:
+    """Register one batch: extract and validate every product, check the
+    parents (nothing written so far), then write the root if missing, the
+    items, one compare-and-swap per parent, and (partitioned) the moves and
+    the id index. Returns one result per product of ``chunk``, in order."""
     coll_title = (collection_meta or {}).get("title") or collection
-    prepared: list[tuple[RegisterResult, str, dict]] = []
+    results, prepared = _prepare_chunk(
+        chunk, committer, collection, options, coll_title, progress, done, total
+    )
+    if not prepared:
+        return results
+
+    try:
+        preread = committer.preflight(collection, [doc for _, _, doc in prepared])
+        _check_new_parents(committer, preread, collection, collection_meta)
+    except (ProducerError, OSError) as exc:
+        _fail_all(prepared, _as_project_error(exc, "cannot read the catalog: "))
+        return results
+
+    if dry_run:
+        _dry_run(committer, prepared, replace)
+        return results
+
+    # Partitioned: where each id sits now (id index, one GET per item), so a
+    # product whose datetime moved it to another period is moved, not doubled.
+    index: dict[str, tuple[str | None, str | None]] = {}
+    if committer.layout.partition:
+        prepared = _read_index(committer, collection, prepared, index, replace)
+        if not prepared:
+            return results
+
+    # the root first: nothing is ever written below a missing root
+    try:
+        committer.ensure_root(preread)
+    except (ProducerError, OSError) as exc:
+        _fail_all(prepared, _as_project_error(exc, "cannot write the root catalog: "))
+        return results
+
+    written = _write_items(committer, prepared, replace)
+    if written and not _link_written(committer, collection, written, collection_meta, preread, prepared):
+        return results
+    if index:
+        _finish_moves(committer, collection, prepared, index, replace)
+    return results
+
+
+def _prepare_chunk(
+    chunk: list[str],
+    committer: Committer,
+    collection: str,
+    options: ExtractOptions,
+    coll_title: str,
+    progress: Progress | None,
+    done: int,
+    total: int,
+) -> tuple[list[RegisterResult], Prepared]:
+    """Extract and validate each product (:func:`_prepare`); a second product
+    mapping to the key of an earlier one fails. Returns every result and the
+    products ready to be written. Reports ``progress`` per product."""
+    prepared: Prepared = []
     results: list[RegisterResult] = []
     seen: dict[str, str] = {}
     for i, source in enumerate(chunk):
@@ -239,56 +300,52 @@ def _register_chunk(
                 prepared.append((result, key, doc))
         if progress:
             progress(done + i + 1, total)
-    if not prepared:
-        return results
+    return results, prepared
 
-    try:
-        preread = committer.preflight(collection, [doc for _, _, doc in prepared])
-        _check_new_parents(committer, preread, collection, collection_meta)
-    except (ProducerError, OSError) as exc:
-        _fail_all(prepared, _as_project_error(exc, "cannot read the catalog: "))
-        return results
 
-    if dry_run:
-        for result, key, doc in prepared:
-            try:
-                existing, _ = committer.read(key, ("Feature",))
-                if not replace:
-                    committer.check_identity(key, existing, doc)
-            except (ProducerError, OSError) as exc:
-                result.fail(f"{result.source}: {exc}", _as_project_error(exc))
-                continue
-            if existing is None:
-                result.action = "created"
-            elif same_content(existing, doc):
-                result.action = "unchanged"
-            else:
-                result.action = "updated"
-            result.item = doc
-        return results
+def _dry_run(committer: Committer, prepared: Prepared, replace: bool) -> None:
+    """Set each result's action to what a registration would do (one GET per
+    item, nothing written)."""
+    for result, key, doc in prepared:
+        try:
+            existing, _ = committer.read(key, ("Feature",))
+            if not replace:
+                committer.check_identity(key, existing, doc)
+        except (ProducerError, OSError) as exc:
+            result.fail(f"{result.source}: {exc}", _as_project_error(exc))
+            continue
+        if existing is None:
+            result.action = "created"
+        elif same_content(existing, doc):
+            result.action = "unchanged"
+        else:
+            result.action = "updated"
+        result.item = doc
 
-    # Partitioned: where each id sits now (id index, one GET per item), so a
-    # product whose datetime moved it to another period is moved, not doubled.
-    index: dict[str, tuple[str | None, str | None]] = {}
-    if committer.layout.partition:
-        for result, key, doc in prepared:
-            try:
-                index[key] = committer.read_index(collection, doc["id"])
-                _check_same_product(committer, key, doc, index[key][0], replace)
-            except (ProducerError, OSError) as exc:
-                result.fail(f"{result.source}: not registered: {exc}", _as_project_error(exc))
-                result.href = None
-        prepared = [entry for entry in prepared if entry[0].error is None]
-        if not prepared:
-            return results
 
-    # the root first: nothing is ever written below a missing root
-    try:
-        committer.ensure_root(preread)
-    except (ProducerError, OSError) as exc:
-        _fail_all(prepared, _as_project_error(exc, "cannot write the root catalog: "))
-        return results
+def _read_index(
+    committer: Committer,
+    collection: str,
+    prepared: Prepared,
+    index: dict[str, tuple[str | None, str | None]],
+    replace: bool,
+) -> Prepared:
+    """Fill ``index`` (item key -> id index entry) for a partitioned
+    collection, and fail a product whose id is another product's in another
+    period. Returns the products still to be written."""
+    for result, key, doc in prepared:
+        try:
+            index[key] = committer.read_index(collection, doc["id"])
+            _check_same_product(committer, key, doc, index[key][0], replace)
+        except (ProducerError, OSError) as exc:
+            result.fail(f"{result.source}: not registered: {exc}", _as_project_error(exc))
+            result.href = None
+    return [entry for entry in prepared if entry[0].error is None]
 
+
+def _write_items(committer: Committer, prepared: Prepared, replace: bool) -> list[tuple[str, dict]]:
+    """Write each item document (a failure fails that product only);
+    returns the ``(key, doc)`` written."""
     written: list[tuple[str, dict]] = []
     for result, key, doc in prepared:
         try:
@@ -304,24 +361,35 @@ def _register_chunk(
                 StoreError(str(exc)),
             )
             result.href = None
-    if written:
-        try:
-            committer.link_items(collection, written, collection_meta, preread)
-            committer.settle_items(collection, written, collection_meta)
-        except (ProducerError, OSError) as exc:
-            detail = exc if isinstance(exc, ProducerError) else _os_error(exc)
-            kind = exc if isinstance(exc, ProducerError) else StoreError(str(exc))
-            for result, _, _ in prepared:
-                if result.ok:
-                    result.fail(
-                        f"{result.source}: item written but not linked ({detail}); "
-                        "rerun the registration or reconcile with fixing",
-                        kind,
-                    )
-            return results
-    if index:
-        _finish_moves(committer, collection, prepared, index, replace)
-    return results
+    return written
+
+
+def _link_written(
+    committer: Committer,
+    collection: str,
+    written: list[tuple[str, dict]],
+    collection_meta: dict | None,
+    preread: dict[str, tuple[dict | None, str | None]],
+    prepared: Prepared,
+) -> bool:
+    """Link the written items into their parents (and settle races with a
+    concurrent remove); on failure fail every product still ok, saying how
+    to finish, and return False."""
+    try:
+        committer.link_items(collection, written, collection_meta, preread)
+        committer.settle_items(collection, written, collection_meta)
+    except (ProducerError, OSError) as exc:
+        detail = exc if isinstance(exc, ProducerError) else _os_error(exc)
+        kind = exc if isinstance(exc, ProducerError) else StoreError(str(exc))
+        for result, _, _ in prepared:
+            if result.ok:
+                result.fail(
+                    f"{result.source}: item written but not linked ({detail}); "
+                    "rerun the registration or reconcile with fixing",
+                    kind,
+                )
+        return False
+    return True
 
 
 def _as_project_error(exc: BaseException, doing: str = "") -> BaseException:
@@ -332,7 +400,7 @@ def _as_project_error(exc: BaseException, doing: str = "") -> BaseException:
     return StoreError(f"{doing}{_os_error(exc)}")
 
 
-def _fail_all(prepared: list[tuple[RegisterResult, str, dict]], exc: BaseException) -> None:
+def _fail_all(prepared: Prepared, exc: BaseException) -> None:
     """Fail every product of a batch with ``exc`` (nothing of it was written)."""
     for result, _, _ in prepared:
         result.fail(f"{result.source}: not registered: {exc}", exc)
@@ -365,7 +433,7 @@ def _check_same_product(
 def _finish_moves(
     committer: Committer,
     collection: str,
-    prepared: list[tuple[RegisterResult, str, dict]],
+    prepared: Prepared,
     index: dict[str, tuple[str | None, str | None]],
     replace: bool = False,
 ) -> None:

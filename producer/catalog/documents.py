@@ -26,7 +26,7 @@ from producer.catalog.extent import (
     stored_clusters,
     union_interval,
 )
-from producer.catalog.layout import LAYOUT_FIELD, Layout, layout_record_problem, relative_href
+from producer.catalog.layout import LAYOUT_FIELD, ROOT_KEY, Layout, layout_record_problem, relative_href
 from producer.errors import CatalogError
 
 STAC_VERSION = "1.1.0"
@@ -230,7 +230,7 @@ def new_root(meta: dict | None = None) -> dict:
         "id": meta.pop("id", "catalog"),
         "title": meta.pop("title", "STAC catalog"),
         "description": meta.pop("description", "Static STAC catalog maintained by stac-producer."),
-        "links": [{"rel": "root", "href": "./catalog.json", "type": JSON}],
+        "links": [{"rel": "root", "href": relative_href(ROOT_KEY, ROOT_KEY), "type": JSON}],
     }
     doc["links"][0]["title"] = doc["title"]
     doc.update(meta)

@@ -141,6 +141,11 @@ def collection_of(key: str) -> str:
     return key.split("/", 1)[0]
 
 
+def is_document_key(key: str) -> bool:
+    """True for the key of a STAC document (not an id index entry, a lock, ...)."""
+    return key.endswith(".json")
+
+
 def below_collection(key: str) -> bool:
     """True for a key inside a collection's folder below its document
     (where items and partitions sit): ``<coll>/.../<name>``, not ``<coll>/collection.json``
