@@ -43,7 +43,7 @@ from producer.catalog.layout import (
 from producer.commit import Committer
 from producer.errors import CatalogError, NotFound
 from producer.extract.assets import resolve_location, rewrite_href
-from producer.ingest import parse_rewrites, register_products
+from producer.ingest import collection_layout, parse_rewrites, register_products
 from producer.results import RegisterResult
 from producer.sources import expand_paths
 from producer.store.base import Store
@@ -479,6 +479,10 @@ def reconcile(
         return report
 
     _refuse_malformed(store, first)
+    if missing_products and collection:
+        # a partition the collection's recorded layout contradicts: refused
+        # before the first repair write, not halfway through the run
+        collection_layout(store, collection, (register_options or {}).get("partition"))
     committer = Committer(store, validator.check, max_retries=max_retries)
     # 1. links: dangling and duplicate
     _repair_links(committer, store, first, report)

@@ -185,3 +185,27 @@ def test_a_layout_record_this_tool_did_not_write_is_reported_and_blocks_writes(
     (result,) = producer.register(tiles[1:2], catalog=store, collection="c")
     assert not result.ok and LAYOUT_FIELD in str(result.error)
     assert _tree(root) == before
+
+
+def test_reconcile_registering_with_a_contradicting_partition_is_refused_before_any_repair(
+    tmp_path: Path, tiles: list[Path]
+) -> None:
+    """The check comes before the first repair write, not halfway through."""
+    root = tmp_path / "cat"
+    store = LocalStore(str(root))
+    _register(store, tiles[:1])  # flat
+    # something to repair: the collection no longer links its item
+    path = root / "c" / "collection.json"
+    doc = json.loads(path.read_text())
+    doc["links"] = [link for link in doc["links"] if link["rel"] != "item"]
+    path.write_text(json.dumps(doc, indent=2))
+    before = _tree(root)
+    with pytest.raises(InputError, match="without a partition"):
+        producer.reconcile(
+            store,
+            data=str(tiles[0].parent),
+            fix=True,
+            collection="c",
+            register_options={"partition": "year/month"},
+        )
+    assert _tree(root) == before
