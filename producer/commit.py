@@ -1,6 +1,7 @@
 """The commit protocol: item first, then its parents by compare-and-swap.
 
-Only this module (and :mod:`producer.audit`) decides what gets written.
+Only this module writes documents (:mod:`producer.repair` decides some
+repairs itself, but writes them through :meth:`Committer.cas`).
 Everything goes through a :class:`~producer.store.base.Store` passed in.
 
 For one item the I/O is constant whatever the catalog size: GET+PUT of the
