@@ -231,7 +231,7 @@ def layout_record_problem(collection: dict) -> str | None:
     if isinstance(record, dict) and set(record) == {"partition"} and record["partition"] in PARTITIONS[1:]:
         return None
     return (
-        f"its {LAYOUT_FIELD!r} is {record!r}, not null or {{\"partition\": P}} with P one of "
+        f'its {LAYOUT_FIELD!r} is {record!r}, not null or {{"partition": P}} with P one of '
         f"{list(PARTITIONS[1:])}: set it to the layout its items sit in, or delete it and let a "
         "reconcile with fixing record it"
     )
