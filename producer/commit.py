@@ -1,6 +1,7 @@
 """The commit protocol: item first, then its parents by compare-and-swap.
 
-Only this module (and :mod:`producer.audit`) decides what gets written.
+Only this module writes documents (:mod:`producer.repair` decides some
+repairs itself, but writes them through :meth:`Committer.cas`).
 Everything goes through a :class:`~producer.store.base.Store` passed in.
 
 For one item the I/O is constant whatever the catalog size: GET+PUT of the
@@ -29,9 +30,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from producer.audit import collection_items, usable_items
 from producer.catalog import documents as docs
 from producer.catalog.extent import format_time, item_interval, parse_time
-from producer.catalog.layout import Layout, item_parent_key, layout_of_item, relative_href
+from producer.catalog.layout import (
+    Layout,
+    collection_key,
+    expected_type,
+    item_parent_key,
+    layout_of_item,
+    partition_label,
+    relative_href,
+)
 from producer.errors import ConflictError, InputError, NotFound, PreconditionFailed
 from producer.redact import clean_href
 from producer.store.base import Store
@@ -379,7 +389,7 @@ class Committer:
             links = by_parent.pop(pkey, [])
             below = ensure.pop(pkey, [])
             up = child_of[pkey]
-            label = pkey[len(collection_id) + 1 : -len("/catalog.json")]
+            label = partition_label(collection_id, pkey)
             self.cas(
                 pkey,
                 self._partition_mutation(pkey, up, collection_id, label, coll_title, links, below),
@@ -549,13 +559,7 @@ class Committer:
 
         def read(key: str) -> dict | None:
             if key not in out:
-                if key == self.layout.root_key:
-                    expect: Sequence[str] = ("Catalog", "Collection")
-                elif key.endswith("/collection.json"):
-                    expect = ("Collection",)
-                else:
-                    expect = ("Catalog",)
-                out[key] = self.read(key, expect)
+                out[key] = self.read(key, expected_type(key))
             return out[key][0]
 
         coll_key = self.layout.collection_key(collection_id)
@@ -592,8 +596,7 @@ class Committer:
                 return None
             return doc if docs.remove_links(doc, "item", href) else None
 
-        expect = ("Collection",) if parent_key.endswith("/collection.json") else ("Catalog",)
-        return self.cas(parent_key, mutate, expect=expect).changed
+        return self.cas(parent_key, mutate, expect=expected_type(parent_key)).changed
 
     def remove_item(
         self,
@@ -630,7 +633,7 @@ class Committer:
         links of the kept item. Returns what happened.
         """
         parent = item_parent_key(item_key, collection_id)
-        coll_key = Layout().collection_key(collection_id)
+        coll_key = collection_key(collection_id)
         stamp = format_time(self.clock())
 
         refused: dict[str, str] = {}
@@ -687,8 +690,6 @@ class Committer:
         """Recompute the collection extent without ``item`` if it touched an
         edge: two-phase (:meth:`recompute_extent`), so a register racing this
         removal is never left outside the shrunk extent."""
-        from producer.audit import collection_items, usable_items
-
         def needed(coll: dict) -> bool:
             try:
                 return bool(docs.touches_boundary(coll.get("extent", {}), item))

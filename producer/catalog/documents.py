@@ -26,7 +26,7 @@ from producer.catalog.extent import (
     stored_clusters,
     union_interval,
 )
-from producer.catalog.layout import Layout, relative_href
+from producer.catalog.layout import LAYOUT_FIELD, ROOT_KEY, Layout, layout_record_problem, relative_href
 from producer.errors import CatalogError
 
 STAC_VERSION = "1.1.0"
@@ -230,7 +230,7 @@ def new_root(meta: dict | None = None) -> dict:
         "id": meta.pop("id", "catalog"),
         "title": meta.pop("title", "STAC catalog"),
         "description": meta.pop("description", "Static STAC catalog maintained by stac-producer."),
-        "links": [{"rel": "root", "href": "./catalog.json", "type": JSON}],
+        "links": [{"rel": "root", "href": relative_href(ROOT_KEY, ROOT_KEY), "type": JSON}],
     }
     doc["links"][0]["title"] = doc["title"]
     doc.update(meta)
@@ -238,9 +238,16 @@ def new_root(meta: dict | None = None) -> dict:
 
 
 def new_collection(
-    collection_id: str, meta: dict | None, layout: Layout, root_title: str | None = None
+    collection_id: str,
+    meta: dict | None,
+    layout: Layout,
+    root_title: str | None = None,
+    *,
+    recorded: bool = True,
 ) -> dict:
-    """A collection document with an empty extent (no items yet).
+    """A collection document with an empty extent (no items yet), recording
+    ``layout`` in :data:`~producer.catalog.layout.LAYOUT_FIELD` (unless
+    ``recorded`` is false: a repair that cannot know it yet).
 
     ``meta`` may hold title, description, license, providers, keywords and any
     other top-level collection field; it is copied, never mutated.
@@ -263,10 +270,20 @@ def new_collection(
             meta.pop(field, None)
     doc["extent"] = empty_extent()
     doc.update(meta)
+    if recorded:
+        doc[LAYOUT_FIELD] = layout.record()
     doc["links"] = structural_links(
         key, layout, collection_id, layout.root_key, parent_title=root_title, root_title=root_title
     )
     return doc
+
+
+def record_layout(collection: dict, layout: Layout) -> bool:
+    """Record ``layout`` in a collection document (mutates it); True if it changed."""
+    if LAYOUT_FIELD in collection and collection[LAYOUT_FIELD] == layout.record():
+        return False
+    collection[LAYOUT_FIELD] = layout.record()
+    return True
 
 
 def new_partition(
@@ -397,6 +414,9 @@ def parent_problems(doc: dict, *, collection_id: str | None = None) -> list[str]
                     f"its extent is malformed ({problem}): replace it with {placeholder} "
                     "and let a reconcile with fixing recompute it from the items"
                 )
+        layout_problem = layout_record_problem(doc)
+        if layout_problem is not None:
+            out.append(layout_problem)
         if collection_id is not None and doc.get("id") != collection_id:
             out.append(
                 f"its id is {doc.get('id')!r}, so it is another collection's document, not "

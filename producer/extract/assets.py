@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 from rasterio.io import DatasetReader
 
 from producer.errors import InputError
+from producer.extract.failures import storage_failure
 
 MEDIA_COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 MEDIA_GEOTIFF = "image/tiff; application=geotiff"
@@ -176,8 +177,6 @@ def file_info(
             info["file:checksum"] = sha256_multihash(location, options)
     except OSError as exc:
         if is_url(location):
-            from producer.extract.source import storage_failure
-
             raise storage_failure(location, exc) from None
         raise InputError(f"{location}: cannot read file for size/checksum: {exc}") from exc
     return info

@@ -27,8 +27,9 @@ from typing import Any
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
-from producer.errors import InputError, ProducerError, StoreError
+from producer.errors import InputError
 from producer.extract.assets import is_url, resolve_location
+from producer.extract.failures import _is_configuration_error, storage_failure  # noqa: F401 (re-exported)
 from producer.extract.options import ExtractOptions
 
 try:  # GDAL errors rasterio raises without wrapping (private module, may move)
@@ -201,53 +202,6 @@ class GuardedOpener:
 
     def rm(self, path: str) -> None:
         raise PermissionError(f"{path}: products are never deleted by stac-producer")
-
-
-def storage_failure(location: str, exc: BaseException) -> ProducerError:
-    """The error for a product whose bytes could not be read: "not found"
-    (:class:`InputError`) for a missing object or bucket, else a retryable
-    :class:`StoreError` naming the product and what to check."""
-    from producer.redact import redact
-
-    where = redact(location)
-    detail = redact(f"{type(exc).__name__}: {exc}")
-    if isinstance(exc, FileNotFoundError) or _status(exc) == 404:
-        return InputError(f"{where}: not found (no such object or bucket); check the URL")
-    if _is_configuration_error(exc):
-        return InputError(
-            f"{where}: the storage options or the URL are not usable ({detail}); "
-            "fix them (retrying will not help)"
-        )
-    if isinstance(exc, PermissionError) or _status(exc) == 403:
-        return StoreError(
-            f"{where}: access denied while reading the product ({detail}); grant read access "
-            "to it (s3:GetObject, and kms:Decrypt for an SSE-KMS encrypted bucket), then retry"
-        )
-    return StoreError(
-        f"{where}: storage failed while reading the product ({detail}); this is usually "
-        "transient (throttling, network): retry"
-    )
-
-
-def _is_configuration_error(exc: BaseException) -> bool:
-    """A bad option or URL, not a storage fault: retrying cannot help.
-    (TypeError/ValueError from building the client, botocore's parameter
-    validation.) Connection and HTTP errors are never this."""
-    if isinstance(exc, OSError):
-        return False
-    names = {c.__name__ for c in type(exc).__mro__}
-    return bool(names & {"ParamValidationError", "TypeError", "ValueError", "NoRegionError"})
-
-
-def _status(exc: BaseException) -> int | None:
-    """HTTP status behind an (s3fs/botocore) exception, if it says."""
-    for err in (exc, exc.__cause__, exc.__context__):
-        response = getattr(err, "response", None)
-        if isinstance(response, dict):
-            status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-            if isinstance(status, int):
-                return status
-    return None
 
 
 def _object_store_opener(path: str, options: ExtractOptions) -> GuardedOpener:

@@ -1,0 +1,505 @@
+"""The register pipeline: products → items written → parents linked → id index.
+
+:func:`register_products` extracts and validates every product
+(:mod:`producer.extract`, :mod:`producer.validate`), then commits them in
+batches with :class:`~producer.commit.Committer`: items first, then one
+compare-and-swap per parent per batch, then (partitioned collections) the
+moves of items whose period changed and the id index. The public verb
+:func:`producer.api.register` and the repair (:mod:`producer.repair`, which
+registers products no item describes) both call it; it never prints.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable, Iterable, Sequence
+
+from producer.catalog import documents as docs
+from producer.catalog.layout import Layout, collection_key, recorded_layout
+from producer.commit import Committer, IdentityConflict, item_start, same_content
+from producer.errors import InputError, ProducerError, StoreError
+from producer.extract import create_item
+from producer.extract.ids import check_id, make_item_id
+from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
+from producer.results import RegisterResult
+from producer.sources import expand_paths
+from producer.store import open_store
+from producer.store.base import Store
+from producer.validate import Validator, default_validator
+
+Progress = Callable[[int, int], None]
+
+
+# --- helpers shared by the verbs ----------------------------------------------
+
+
+def open_catalog(catalog: str | Store, storage_options: dict | None) -> Store:
+    """The store of ``catalog`` (a URL or path; a :class:`Store` is returned as is)."""
+    if not isinstance(catalog, str):
+        return catalog
+    # storage options describe remote storage; a local catalog beside remote
+    # data (S3 products, catalog on disk) takes none
+    return open_store(catalog, storage_options if _is_url(catalog) else None)
+
+
+def validator() -> Validator:
+    """The shared offline validator."""
+    return default_validator()
+
+
+def _is_url(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def check_collection_id(collection: str) -> None:
+    """Raise :class:`~producer.errors.UnsafeIdError` for an unusable collection id."""
+    check_id(collection, what="collection id")
+
+
+def parse_rewrites(rewrites: Iterable[str | tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """``["FROM=TO", ...]`` or pairs → pairs; raises :class:`InputError` on bad syntax."""
+    out = []
+    for rule in rewrites or ():
+        if isinstance(rule, str):
+            if "=" not in rule:
+                raise InputError(f"--href-rewrite {rule!r}: expected FROM=TO, e.g. /data=s3://bucket/data")
+            src, dst = rule.split("=", 1)
+        else:
+            src, dst = rule
+        if not src:
+            raise InputError(f"--href-rewrite {rule!r}: the FROM prefix is empty")
+        out.append((src, dst))
+    return tuple(out)
+
+
+def collection_layout(store: Store, collection: str, partition: str | None) -> Layout:
+    """The layout to register into ``collection`` with: the one its document
+    records, else (a new collection, or one written before layouts were
+    recorded) ``partition``.
+
+    One GET of the collection document. Raises :class:`InputError`, before
+    anything is written, when ``partition`` is given and differs from the
+    recorded layout. A collection that cannot be read is left to the
+    batch's own checks (:meth:`Committer.preflight`), which report it per
+    product.
+    """
+    requested = Layout(partition)
+    key = collection_key(collection)
+    try:
+        data, _ = store.get(key)
+        doc = docs.loads(data, f"{store.url}/{key}", expect=("Collection",))
+        recorded = recorded_layout(doc, f"{store.url}/{key}")
+    except (ProducerError, OSError):
+        return requested  # absent, or malformed: preflight says so per product
+    if recorded is None:
+        return requested  # written before layouts were recorded: as told
+    if partition is not None and recorded != requested:
+        raise InputError(
+            f"collection {collection!r} at {store.url}/{key} is {recorded.describe()}, "
+            f"not {requested.describe()}: register without a partition to follow the "
+            "collection's layout, or into another collection (nothing was written)"
+        )
+    return recorded
+
+
+# --- register -------------------------------------------------------------------
+
+
+def register_products(
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    *,
+    catalog: str | Store,
+    collection: str,
+    storage_options: dict | None = None,
+    collection_meta: dict | None = None,
+    root_meta: dict | None = None,
+    partition: str | None = None,
+    datetime: str | None = None,
+    datetime_pattern: str | None = None,
+    datetime_sources: Sequence[str] | None = None,
+    id_template: str = "{stem}",
+    href_rewrites: Iterable[str | tuple[str, str]] = (),
+    stats: bool = False,
+    checksum: bool = False,
+    dry_run: bool = False,
+    batch_size: int = 500,
+    max_retries: int = 25,
+    progress: Progress | None = None,
+    replace: bool = False,
+) -> list[RegisterResult]:
+    """:func:`producer.api.register` (see there); the store may be passed open.
+
+    ``partition=None`` into an existing collection follows the layout its
+    document records (:func:`collection_layout`). Writes (unless
+    ``dry_run``): each item document, then one compare-and-swap per parent
+    per batch of ``batch_size`` products, then the id index entries.
+    """
+    check_collection_id(collection)
+    Layout(partition)  # an unknown scheme is an input error before any I/O
+    options = ExtractOptions(
+        datetime=datetime,
+        datetime_sources=tuple(datetime_sources or DEFAULT_DATETIME_SOURCES),
+        datetime_pattern=datetime_pattern,
+        id_template=id_template,
+        href_rewrites=parse_rewrites(href_rewrites),
+        stats=stats,
+        checksum=checksum,
+        collection=collection,
+        storage_options=dict(storage_options or {}),
+    )
+    sources = expand_paths(paths, storage_options)
+    store = open_catalog(catalog, storage_options)
+    layout = collection_layout(store, collection, partition)
+    committer = Committer(
+        store, validator().check, layout=layout, root_meta=root_meta, max_retries=max_retries
+    )
+    results: list[RegisterResult] = []
+    done = 0
+    for start in range(0, len(sources), max(1, batch_size)):
+        chunk = sources[start : start + batch_size]
+        results.extend(
+            _register_chunk(
+                chunk,
+                committer,
+                collection,
+                options,
+                collection_meta,
+                dry_run,
+                progress,
+                done,
+                len(sources),
+                replace,
+            )
+        )
+        done += len(chunk)
+    return results
+
+
+def _prepare(
+    source: str, committer: Committer, collection: str, options: ExtractOptions, coll_title: str
+) -> tuple[RegisterResult, str | None, dict | None]:
+    """Extract and validate one product; returns (result, key, doc) or an error result."""
+    result = RegisterResult(source=source)
+    try:
+        result.id = make_item_id(source, options)  # known even if extraction fails
+        item = create_item(source, options)
+        doc = item.to_dict(include_self_link=False, transform_hrefs=False)
+        result.id = doc["id"]
+        layout = committer.layout
+        when = item_start(doc) if layout.partition else None
+        key = layout.item_key(collection, doc["id"], when)
+        docs.set_item_links(
+            doc, key, layout, collection, layout.chain(collection, when)[0], collection_title=coll_title
+        )
+        stamp = "1970-01-01T00:00:00Z"  # replaced at commit; validated as a date-time here
+        doc["properties"].setdefault("created", stamp)
+        doc["properties"].setdefault("updated", stamp)
+        committer.validate(doc, f"{committer.store_path(key)} (item for {source})")
+        doc["properties"].pop("created")
+        doc["properties"].pop("updated")
+        result.href = committer.store_path(key)
+        return result, key, doc
+    except ProducerError as exc:
+        result.fail(str(exc), exc)
+    except Exception as exc:  # one broken product must not sink the batch
+        result.fail(f"{source}: unexpected {type(exc).__name__}: {exc}", exc)
+    return result, None, None
+
+
+#: products of a batch ready to be written: (result, item key, item document)
+Prepared = list[tuple[RegisterResult, str, dict]]
+
+
+def _register_chunk(
+    chunk: list[str],
+    committer: Committer,
+    collection: str,
+    options: ExtractOptions,
+    collection_meta: dict | None,
+    dry_run: bool,
+    progress: Progress | None,
+    done: int,
+    total: int,
+    replace: bool = False,
+) -> list[RegisterResult]:
+    """Register one batch: extract and validate every product, check the
+    parents (nothing written so far), then write the root if missing, the
+    items, one compare-and-swap per parent, and (partitioned) the moves and
+    the id index. Returns one result per product of ``chunk``, in order."""
+    coll_title = (collection_meta or {}).get("title") or collection
+    results, prepared = _prepare_chunk(
+        chunk, committer, collection, options, coll_title, progress, done, total
+    )
+    if not prepared:
+        return results
+
+    try:
+        preread = committer.preflight(collection, [doc for _, _, doc in prepared])
+        _check_new_parents(committer, preread, collection, collection_meta)
+    except (ProducerError, OSError) as exc:
+        _fail_all(prepared, _as_project_error(exc, "cannot read the catalog: "))
+        return results
+
+    if dry_run:
+        _dry_run(committer, prepared, replace)
+        return results
+
+    # Partitioned: where each id sits now (id index, one GET per item), so a
+    # product whose datetime moved it to another period is moved, not doubled.
+    index: dict[str, tuple[str | None, str | None]] = {}
+    if committer.layout.partition:
+        prepared = _read_index(committer, collection, prepared, index, replace)
+        if not prepared:
+            return results
+
+    # the root first: nothing is ever written below a missing root
+    try:
+        committer.ensure_root(preread)
+    except (ProducerError, OSError) as exc:
+        _fail_all(prepared, _as_project_error(exc, "cannot write the root catalog: "))
+        return results
+
+    written = _write_items(committer, prepared, replace)
+    if written and not _link_written(committer, collection, written, collection_meta, preread, prepared):
+        return results
+    if index:
+        _finish_moves(committer, collection, prepared, index, replace)
+    return results
+
+
+def _prepare_chunk(
+    chunk: list[str],
+    committer: Committer,
+    collection: str,
+    options: ExtractOptions,
+    coll_title: str,
+    progress: Progress | None,
+    done: int,
+    total: int,
+) -> tuple[list[RegisterResult], Prepared]:
+    """Extract and validate each product (:func:`_prepare`); a second product
+    mapping to the key of an earlier one fails. Returns every result and the
+    products ready to be written. Reports ``progress`` per product."""
+    prepared: Prepared = []
+    results: list[RegisterResult] = []
+    seen: dict[str, str] = {}
+    for i, source in enumerate(chunk):
+        result, key, doc = _prepare(source, committer, collection, options, coll_title)
+        results.append(result)
+        if key is not None and doc is not None:
+            if key in seen:
+                result.fail(
+                    f"{source}: maps to the same item id {doc['id']!r} as {seen[key]}; "
+                    "use --id-template to tell them apart",
+                    InputError(),
+                )
+                result.href = None
+            else:
+                seen[key] = source
+                prepared.append((result, key, doc))
+        if progress:
+            progress(done + i + 1, total)
+    return results, prepared
+
+
+def _dry_run(committer: Committer, prepared: Prepared, replace: bool) -> None:
+    """Set each result's action to what a registration would do (one GET per
+    item, nothing written)."""
+    for result, key, doc in prepared:
+        try:
+            existing, _ = committer.read(key, ("Feature",))
+            if not replace:
+                committer.check_identity(key, existing, doc)
+        except (ProducerError, OSError) as exc:
+            result.fail(f"{result.source}: {exc}", _as_project_error(exc))
+            continue
+        if existing is None:
+            result.action = "created"
+        elif same_content(existing, doc):
+            result.action = "unchanged"
+        else:
+            result.action = "updated"
+        result.item = doc
+
+
+def _read_index(
+    committer: Committer,
+    collection: str,
+    prepared: Prepared,
+    index: dict[str, tuple[str | None, str | None]],
+    replace: bool,
+) -> Prepared:
+    """Fill ``index`` (item key -> id index entry) for a partitioned
+    collection, and fail a product whose id is another product's in another
+    period. Returns the products still to be written."""
+    for result, key, doc in prepared:
+        try:
+            index[key] = committer.read_index(collection, doc["id"])
+            _check_same_product(committer, key, doc, index[key][0], replace)
+        except (ProducerError, OSError) as exc:
+            result.fail(f"{result.source}: not registered: {exc}", _as_project_error(exc))
+            result.href = None
+    return [entry for entry in prepared if entry[0].error is None]
+
+
+def _write_items(committer: Committer, prepared: Prepared, replace: bool) -> list[tuple[str, dict]]:
+    """Write each item document (a failure fails that product only);
+    returns the ``(key, doc)`` written."""
+    written: list[tuple[str, dict]] = []
+    for result, key, doc in prepared:
+        try:
+            result.action = committer.put_item(key, doc, replace=replace)
+            result.item = doc
+            written.append((key, doc))
+        except ProducerError as exc:
+            result.fail(f"{result.source}: {exc}", exc)
+        except OSError as exc:  # disk full, permission denied, ... in a store: this product only
+            result.fail(
+                f"{result.source}: not registered: cannot write "
+                f"{committer.store_path(key)}: {_os_error(exc)}",
+                StoreError(str(exc)),
+            )
+            result.href = None
+    return written
+
+
+def _link_written(
+    committer: Committer,
+    collection: str,
+    written: list[tuple[str, dict]],
+    collection_meta: dict | None,
+    preread: dict[str, tuple[dict | None, str | None]],
+    prepared: Prepared,
+) -> bool:
+    """Link the written items into their parents (and settle races with a
+    concurrent remove); on failure fail every product still ok, saying how
+    to finish, and return False."""
+    try:
+        committer.link_items(collection, written, collection_meta, preread)
+        committer.settle_items(collection, written, collection_meta)
+    except (ProducerError, OSError) as exc:
+        detail = exc if isinstance(exc, ProducerError) else _os_error(exc)
+        kind = exc if isinstance(exc, ProducerError) else StoreError(str(exc))
+        for result, _, _ in prepared:
+            if result.ok:
+                result.fail(
+                    f"{result.source}: item written but not linked ({detail}); "
+                    "rerun the registration or reconcile with fixing",
+                    kind,
+                )
+        return False
+    return True
+
+
+def _as_project_error(exc: BaseException, doing: str = "") -> BaseException:
+    """``exc`` if it is a project error, else a :class:`StoreError` (an OS
+    error from a store: retryable) saying ``doing`` and the cause."""
+    if isinstance(exc, ProducerError) or not isinstance(exc, OSError):
+        return exc
+    return StoreError(f"{doing}{_os_error(exc)}")
+
+
+def _fail_all(prepared: Prepared, exc: BaseException) -> None:
+    """Fail every product of a batch with ``exc`` (nothing of it was written)."""
+    for result, _, _ in prepared:
+        result.fail(f"{result.source}: not registered: {exc}", exc)
+        result.href = None
+
+
+def _os_error(exc: OSError) -> str:
+    """An OS error as one line with its cause, and what to do about it."""
+    text = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{text} (free space on the catalog's storage, then register again)"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) or isinstance(exc, PermissionError):
+        return f"{text} (give this process write access to the catalog, then register again)"
+    return text
+
+
+def _check_same_product(
+    committer: Committer, key: str, doc: dict, old_key: str | None, replace: bool
+) -> None:
+    """Before a move: the item the id index names in another period must
+    describe the same product, by the rule :meth:`Committer.put_item` applies
+    within a period (raises :class:`IdentityConflict`, nothing written),
+    unless ``replace``. One GET, only when the period changed."""
+    if replace or old_key is None or old_key == key:
+        return
+    old, _ = committer.read(old_key, ("Feature",))
+    committer.check_identity(old_key, old, doc)
+
+
+def _finish_moves(
+    committer: Committer,
+    collection: str,
+    prepared: Prepared,
+    index: dict[str, tuple[str | None, str | None]],
+    replace: bool = False,
+) -> None:
+    """Partitioned collections, after the new items are written and linked:
+    remove the item each id had in another period (remove protocol), then
+    point the id index at the new key.
+
+    The index is updated last, so a crash anywhere before leaves it naming
+    the old item, and a re-run of the registration finds and finishes the
+    move. Writes: per moved item the removal's writes; per new or moved id
+    one index entry.
+    """
+    for result, key, doc in prepared:
+        if not result.ok:
+            continue
+        old_key, version = index.get(key, (None, None))
+        try:
+            if old_key is not None and old_key != key:
+                # judged again inside the removal's marking compare-and-swap:
+                # another product may have replaced the old item meanwhile
+                def keep_if(old: dict, doc: dict = doc, old_key: str = old_key) -> str | None:
+                    try:
+                        committer.check_identity(old_key, old, doc)
+                    except IdentityConflict as exc:
+                        return str(exc)
+                    return None
+
+                # the extent stays exact: when the old copy sat on an edge this
+                # walks the collection once (a move is rare: the product's
+                # datetime changed), like remove does
+                outcome = committer.remove_item(collection, old_key, keep_if=None if replace else keep_if)
+                if outcome.action == "kept":
+                    result.fail(
+                        f"{result.source}: item written at {committer.store_path(key)}, but its "
+                        f"old copy at {committer.store_path(old_key)} was kept "
+                        f"({outcome.reason or 'it was registered again meanwhile'}); "
+                        "remove one of the two items",
+                        InputError(),
+                    )
+                    continue
+                if result.action == "created":
+                    result.action = "updated"  # the id existed: it moved period
+            committer.write_index(collection, doc["id"], key, (old_key, version))
+        except (ProducerError, OSError) as exc:
+            result.fail(
+                f"{result.source}: item written and linked, but its old copy at "
+                f"{committer.store_path(old_key or key)} was not removed ({exc}); "
+                "rerun the registration to finish the move",
+                exc,
+            )
+
+
+def _check_new_parents(
+    committer: Committer, preread: dict, collection: str, collection_meta: dict | None
+) -> None:
+    """Validate the collection and root documents a batch would create, before any write."""
+    layout = committer.layout
+    coll_key = layout.collection_key(collection)
+    if coll_key in preread and preread[coll_key][0] is None:
+        doc = docs.new_collection(
+            collection, collection_meta, layout, (committer.root_meta or {}).get("title")
+        )
+        committer.validate(
+            doc, f"{committer.store_path(coll_key)} (new collection; check the collection metadata)"
+        )
+    if layout.root_key in preread and preread[layout.root_key][0] is None:
+        committer.validate(
+            docs.new_root(committer.root_meta), f"{committer.store_path(layout.root_key)} (new root catalog)"
+        )

@@ -1,0 +1,117 @@
+"""Removing one item by id: find its document in O(1), then the crash-safe
+removal protocol of :meth:`producer.commit.Committer.remove_item`.
+
+The public verb :func:`producer.api.remove` and the event handler's
+removals come here; nothing here prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from producer.catalog.layout import (
+    Layout,
+    collection_key,
+    collection_prefix,
+    item_key_in_listing,
+    item_parent_key,
+    recorded_layout,
+)
+from producer.commit import Committer, product_href, same_product
+from producer.extract.assets import resolve_location, rewrite_href
+from producer.extract.ids import check_id
+from producer.ingest import check_collection_id, open_catalog, parse_rewrites, validator
+from producer.results import RemoveResult
+from producer.store.base import Store
+
+
+def find_item_key(committer: Committer, collection: str, item_id: str, layout: Layout | None) -> str | None:
+    """Key of the item ``item_id`` of ``collection``, or None if it has none.
+
+    ``layout``: the layout the collection document records (None: not
+    recorded, or no collection document). With a record, O(1) and no
+    listing: the flat key (one existence check), or the id index of a
+    partitioned collection (one GET, one existence check). Every item of a
+    collection that records its layout is in its id index (registered with
+    the index, or indexed by the ``reconcile --fix`` that recorded the
+    layout); an id with no entry is absent, except after a register killed
+    between linking and indexing, which ``reconcile --fix`` completes.
+
+    Listing the collection is the fallback only for a collection written
+    before layouts were recorded, and for an index entry naming a missing
+    document (a move killed before its last write; ``reconcile --fix``
+    rewrites the entry).
+    """
+    store = committer.store
+    if layout is not None and layout.partition is None:
+        key = layout.item_key(collection, item_id)
+        return key if store.exists(key) else None
+    if layout is None:
+        key = Layout().item_key(collection, item_id)
+        if store.exists(key):
+            return key
+    indexed, _ = committer.read_index(collection, item_id)
+    if indexed is not None and store.exists(indexed):
+        return indexed
+    if layout is not None and indexed is None:
+        return None
+    return item_key_in_listing(store.list(collection_prefix(collection)), collection, item_id)
+
+
+def _keep_other_product(
+    product: str, href_rewrites: Iterable[str | tuple[str, str]]
+) -> Callable[[dict], str | None]:
+    """A ``keep_if`` refusing to remove an item that describes another product than ``product``."""
+    wanted = rewrite_href(resolve_location(product), parse_rewrites(href_rewrites))
+
+    def keep_other_product(item: dict) -> str | None:
+        described = product_href(item)
+        if described is not None and not same_product(described, wanted):
+            return f"the item describes {described}, not {wanted}; it stays"
+        return None
+
+    return keep_other_product
+
+
+def remove_item(
+    item_id: str,
+    *,
+    catalog: str | Store,
+    collection: str,
+    storage_options: dict | None = None,
+    max_retries: int = 25,
+    product: str | None = None,
+    href_rewrites: Iterable[str | tuple[str, str]] = (),
+) -> RemoveResult:
+    """:func:`producer.api.remove` (see there for the protocol).
+
+    Reads: the collection document (its layout), the item's key (see
+    :func:`find_item_key`), the item's parent; then the removal's own reads
+    and writes. Raises :class:`~producer.errors.CatalogError`, nothing
+    written, when the collection or the parent cannot be updated safely.
+    """
+    check_collection_id(collection)
+    check_id(item_id, what="item id")
+    store = open_catalog(catalog, storage_options)
+    committer = Committer(store, validator().check, max_retries=max_retries)
+    coll_key = collection_key(collection)
+    coll = committer.read(coll_key, ("Catalog", "Collection"))
+    layout = recorded_layout(coll[0], committer.store_path(coll_key)) if coll[0] is not None else None
+    key = find_item_key(committer, collection, item_id, layout)
+    if key is None:
+        return RemoveResult(id=item_id, href=None, action="absent")
+    keep_if = _keep_other_product(product, href_rewrites) if product is not None else None
+    parent = item_parent_key(key, collection)
+    documents = {coll_key: coll}
+    if parent != coll_key:
+        documents[parent] = committer.read(parent, ("Catalog", "Collection"))
+    # the documents this removal rewrites are checked before any write
+    committer.check_parents(documents, collection)
+    outcome = committer.remove_item(collection, key, keep_if=keep_if)
+    return RemoveResult(
+        id=item_id,
+        href=committer.store_path(key),
+        action=outcome.action,
+        extent_recomputed=outcome.extent_recomputed,
+        reason=outcome.reason,
+    )

@@ -1,0 +1,507 @@
+"""Repairing a catalog: what :func:`producer.audit.audit` finds, fixed.
+
+:func:`reconcile` audits the catalog (read-only), then with ``fix=True``
+repairs it step by step, each step a single write or a compare-and-swap, so
+a crash after any write leaves a state the next run completes: dangling and
+duplicate links, interrupted removals and duplicate ids, items whose assets
+are gone, orphans, products no item describes (registered through
+:mod:`producer.ingest`), the id index, the layout record of collections
+written before layouts were recorded, and extents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from producer.audit import (
+    AuditReport,
+    ItemInfo,
+    Problem,
+    audit,
+    collection_items,
+    norm_extent,
+    read_doc,
+    removal_started,
+    usable_items,
+)
+from producer.catalog import documents as docs
+from producer.catalog.layout import (
+    LAYOUT_FIELD,
+    ROOT_KEY,
+    Layout,
+    below_collection,
+    collection_of,
+    is_collection_key,
+    is_partitioned_item_key,
+    layout_of_item,
+    parent_of_folder_document,
+    partition_label,
+    relative_href,
+    resolve_href,
+)
+from producer.commit import Committer
+from producer.errors import CatalogError, NotFound
+from producer.extract.assets import resolve_location, rewrite_href
+from producer.ingest import collection_layout, parse_rewrites, register_products
+from producer.results import RegisterResult
+from producer.sources import expand_paths
+from producer.store.base import Store
+from producer.validate import Validator
+
+
+@dataclass
+class ReconcileReport:
+    """Findings per kind before any fix, what was fixed, what failed, and what is left.
+
+    ``failed``: per kind, how many could not be handled (``asset-unchecked``:
+    assets whose existence could not be checked, their items left unchanged;
+    ``missing-product``: products that failed to register). Those also appear
+    in ``remaining`` as errors (``asset-unchecked``, ``register-failed``).
+    """
+
+    found: dict[str, int] = field(default_factory=dict)
+    fixed: dict[str, int] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    remaining: list[Problem] = field(default_factory=list)
+    registered: list[RegisterResult] = field(default_factory=list)  # of missing products
+    failed: dict[str, int] = field(default_factory=dict)
+
+    def rows(self) -> list[tuple[str, int, int]]:
+        kinds = sorted(set(self.found) | set(self.fixed))
+        return [(k, self.found.get(k, 0), self.fixed.get(k, 0)) for k in kinds]
+
+
+def _bump(counter: dict[str, int], kind: str, n: int = 1) -> None:
+    counter[kind] = counter.get(kind, 0) + n
+
+
+def _unchanged_since(updated: str, was_marked: bool) -> Callable[[dict], str | None]:
+    """A ``keep_if`` for :meth:`Committer.remove_item` acting on an audit
+    snapshot: remove the item only if it is still as the audit saw it (still
+    marked, or the same ``updated``); one registered again since is kept."""
+
+    def keep_if(doc: dict) -> str | None:
+        props = doc.get("properties") or {}
+        if props.get(docs.REMOVING):
+            return None
+        if was_marked:
+            return "registered again since its removal started"
+        if str(props.get("updated") or "") != updated:
+            return "updated since the audit"
+        return None
+
+    return keep_if
+
+
+def _finish_removals(committer: Committer, first: AuditReport, report: ReconcileReport) -> None:
+    """Finish every removal a crash or a racing verb left half done, and drop
+    all but the most recently updated item of each id within a collection.
+
+    Items (linked or orphan) carrying :data:`docs.REMOVING` are removed with
+    :meth:`Committer.remove_item`. Duplicates are removed the same way; the
+    kept one's id index entry is pointed at it (partitioned collections).
+    Each removal is judged on the document as it is then (an item registered
+    again since the audit is kept); later steps re-read what they link.
+    Writes: per removed item the removal's writes; per duplicate group one
+    index entry at most.
+    """
+    # (collection id, item id) -> [(updated, key, marked)]
+    by_id: dict[tuple[str, str], list[tuple[str, str, bool]]] = {}
+    for info in first.items.values():
+        by_id.setdefault((collection_of(info.key), info.id), []).append(
+            (info.updated, info.key, info.removing)
+        )
+    for key, doc in first.orphans.items():
+        if doc is None or doc.get("type") != "Feature" or not below_collection(key):
+            continue
+        props = doc.get("properties") or {}
+        by_id.setdefault((collection_of(key), str(doc.get("id"))), []).append(
+            (str(props.get("updated") or ""), key, bool(props.get(docs.REMOVING)))
+        )
+    for (coll_id, item_id), entries in sorted(by_id.items()):
+        live = sorted((e for e in entries if not e[2]), reverse=True)
+        doomed = [e[1] for e in entries if e[2]] + [e[1] for e in live[1:]]
+        snapshot = {e[1]: e for e in entries}
+        for key in doomed:
+            outcome = committer.remove_item(coll_id, key, keep_if=_unchanged_since(*snapshot[key][::2]))
+            if outcome.action == "kept":
+                continue  # registered again since the audit: that register wins
+            _bump(report.fixed, "duplicate-id" if key in {e[1] for e in live} else "interrupted-removal")
+        if live[1:] and is_partitioned_item_key(live[0][1]):
+            committer.write_index(coll_id, item_id, live[0][1])
+
+
+def _missing_products(
+    first: AuditReport, data: str | list[str], storage_options: dict | None, register_options: dict | None
+) -> list[str]:
+    """Products under ``data`` that no item describes. Items reached from the
+    root count, and so do orphan items (reconcile links them) unless their
+    removal was started. Reads the data listing only."""
+    rewrites = parse_rewrites((register_options or {}).get("href_rewrites", ()))
+    known = {href for info in first.items.values() for href in info.assets.values()}
+    for doc in first.orphans.values():
+        if isinstance(doc, dict) and doc.get("type") == "Feature" and removal_started(doc) is None:
+            known.update(
+                a["href"]
+                for a in (doc.get("assets") or {}).values()
+                if isinstance(a, dict) and isinstance(a.get("href"), str)
+            )
+    missing = []
+    for path in expand_paths(data, storage_options):
+        if rewrite_href(resolve_location(path), rewrites) not in known:
+            missing.append(path)
+    return missing
+
+
+def _repair_links(committer: Committer, store: Store, first: AuditReport, report: ReconcileReport) -> None:
+    """Drop dangling and duplicate links: one compare-and-swap per document."""
+    bad_links: dict[str, list[Problem]] = {}
+    for p in first.problems:
+        if p.kind in ("dangling-link", "duplicate-link"):
+            bad_links.setdefault(p.key, []).append(p)
+    for key, problems in bad_links.items():
+
+        def mutate(doc: dict | None, key: str = key) -> dict | None:
+            if doc is None:
+                return None
+            seen: set[tuple[str, str]] = set()
+            kept = []
+            for link in doc["links"]:
+                rel = link.get("rel")
+                target = resolve_href(key, link.get("href", ""))
+                if target is not None and rel in docs.CHILD_RELS + ("root", "parent", "collection"):
+                    if rel in docs.CHILD_RELS and (rel, target) in seen:
+                        continue
+                    if not store.exists(target):
+                        continue
+                    seen.add((rel, target))
+                kept.append(link)
+            if len(kept) == len(doc["links"]):
+                return None
+            doc["links"] = kept
+            return doc
+
+        if committer.cas(key, mutate, expect=("Catalog", "Collection", "Feature")).changed:
+            for p in problems:
+                _bump(report.fixed, p.kind)
+
+
+def _handle_dead_items(committer: Committer, first: AuditReport, report: ReconcileReport, dead: str) -> None:
+    """Items with an asset that is definitely gone and none that could not be
+    checked: ``flag`` sets ``deprecated: true`` (one compare-and-swap);
+    ``remove`` marks, unlinks, then deletes the item, so a crash in between is
+    finished by the next ``reconcile --fix``."""
+    unchecked = {p.key for p in first.problems if p.kind == "asset-unchecked"}
+    # an item with another asset that could not be checked is left alone too
+    dead_items = sorted({p.key for p in first.problems if p.kind == "missing-asset"} - unchecked)
+    for key in dead_items:
+        if dead == "remove":
+            outcome = committer.remove_item(
+                collection_of(key), key, keep_if=_unchanged_since(first.items[key].updated, False)
+            )
+            if outcome.action == "kept":
+                continue
+        else:
+
+            def flag(doc: dict | None) -> dict | None:
+                if doc is None or doc.get("properties", {}).get("deprecated") is True:
+                    return None
+                doc["properties"]["deprecated"] = True
+                return doc
+
+            committer.cas(key, flag, expect=("Feature",))
+        _bump(report.fixed, "missing-asset")
+
+
+def _new_parent(store: Store, key: str) -> dict:
+    """A new document for a missing parent at ``key`` (root, collection or
+    partition catalog), built like the commit protocol builds them. A
+    collection made here records no layout yet: the layout step of the same
+    run records the one its items sit in."""
+    if key == ROOT_KEY:
+        return docs.new_root(None)
+    coll_id = collection_of(key)
+    if is_collection_key(key):
+        return docs.new_collection(coll_id, None, Layout(), recorded=False)
+    label = partition_label(coll_id, key)
+    parent = parent_of_folder_document(key, store.exists)
+    return docs.new_partition(key, parent, Layout(), coll_id, label)
+
+
+def _link_orphan_catalog(committer: Committer, store: Store, key: str, doc: dict) -> None:
+    """Link an orphan catalog or collection from the document above it. A
+    missing parent (partition catalog, collection, root: left so by a crash
+    between its child's creation and its own) is created and linked in turn."""
+    title = doc.get("title") or doc.get("id")
+    while key != ROOT_KEY:
+        parent = parent_of_folder_document(key, store.exists)
+        link = {"rel": "child", "href": relative_href(parent, key), "type": docs.JSON}
+        if isinstance(title, str) and title:
+            link["title"] = title
+        fresh = _new_parent(store, parent) if not store.exists(parent) else None
+
+        def add(d: dict | None, link: dict = link, fresh: dict | None = fresh) -> dict | None:
+            if d is None:
+                if fresh is None:
+                    return None
+                d = docs.copy_doc(fresh)
+                docs.add_links(d, [link])
+                return d
+            return d if docs.add_links(d, [link]) else None
+
+        expect = ("Collection",) if is_collection_key(parent) else ("Catalog", "Collection")
+        outcome = committer.cas(parent, add, expect=expect)
+        if not outcome.created:
+            return  # it existed: linked already, or an orphan handled on its own
+        key, title = parent, (outcome.doc or {}).get("title")
+
+
+def _link_orphans(store: Store, committer: Committer, first: AuditReport, report: ReconcileReport) -> None:
+    """Link orphan items and catalogs where they sit (items through their
+    partition chain, bottom-up). An orphan item is read again first: one
+    deleted meanwhile is skipped, one marked for removal meanwhile deleted."""
+    for key, doc in sorted(first.orphans.items()):
+        if doc is None or removal_started(doc) is not None:
+            continue
+        if doc.get("type") == "Feature" and below_collection(key):
+            try:
+                doc = read_doc(store, key)
+            except NotFound:
+                continue
+            if removal_started(doc) is not None:
+                committer.remove_item(collection_of(key), key)
+                _bump(report.fixed, "interrupted-removal")
+                continue
+            # linked through the chain its key was made with
+            replace(committer, layout=layout_of_item(key)).link_items(collection_of(key), [(key, doc)])
+            _bump(report.fixed, "orphan")
+        elif doc.get("type") in ("Catalog", "Collection") and "/" in key:
+            _link_orphan_catalog(committer, store, key, doc)
+            _bump(report.fixed, "orphan")
+
+
+def _repair_index(committer: Committer, linked: AuditReport, report: ReconcileReport) -> None:
+    """Point the id index entry of every linked item of a partitioned
+    collection at that item (a move killed before its last write, or a
+    catalog from before the index existed). One GET per such item; one write
+    per entry that was missing or stale."""
+    for key, info in sorted(linked.items.items()):
+        if not is_partitioned_item_key(key):
+            continue  # flat layout: no index
+        coll_id = collection_of(key)
+        if committer.read_index(coll_id, info.id)[0] != key:
+            committer.write_index(coll_id, info.id, key)
+            _bump(report.fixed, "stale-index")
+
+
+def _register_missing(
+    store: Store,
+    missing_products: list[str],
+    collection: str | None,
+    storage_options: dict | None,
+    register_options: dict | None,
+    report: ReconcileReport,
+) -> list[Problem]:
+    """Register the products no item describes; return a ``register-failed``
+    problem (an error) per product that could not be registered."""
+    if not collection:
+        raise ValueError("registering missing products needs a collection")
+    opts = dict(register_options or {})
+    report.registered = register_products(
+        missing_products, catalog=store, collection=collection, storage_options=storage_options, **opts
+    )
+    _bump(report.fixed, "missing-product", sum(1 for r in report.registered if r.ok))
+    failed = [
+        Problem("register-failed", str(r.source), f"not registered: {r.error}")
+        for r in report.registered
+        if not r.ok
+    ]
+    if failed:
+        _bump(report.failed, "missing-product", len(failed))
+    return failed
+
+
+def _record_layouts(committer: Committer, linked: AuditReport, report: ReconcileReport) -> None:
+    """Record in each collection written before layouts were recorded the
+    layout its linked items sit in (one compare-and-swap per such collection),
+    so later verbs find its items without listing it. Run after the id index
+    is repaired: a collection that records a partitioned layout has every
+    item in its index. A collection with no item, or with items in two
+    layouts, is left unrecorded (nothing says which layout is right)."""
+    for coll_key in sorted(linked.unrecorded_layout):
+        kinds = {layout_of_item(info.key) for info in linked.items_of(coll_key)}
+        if len(kinds) != 1:
+            continue
+        (layout,) = kinds
+
+        def record(doc: dict | None, layout: Layout = layout) -> dict | None:
+            if doc is None or LAYOUT_FIELD in doc:
+                return None  # gone, or recorded meanwhile (by a new register)
+            docs.record_layout(doc, layout)
+            return doc
+
+        if committer.cas(coll_key, record, expect=("Collection",)).changed:
+            _bump(report.fixed, "unrecorded-layout")
+
+
+def _exact_extent(infos: list[ItemInfo]) -> dict:
+    """The exact extent of the items an audit saw."""
+    return docs.exact_extent(
+        {
+            "id": i.id,
+            "bbox": i.bbox,
+            "properties": {"start_datetime": i.interval[0], "end_datetime": i.interval[1]},
+        }
+        for i in infos
+    )
+
+
+def _extent_needed(exact: dict) -> Callable[[dict], bool]:
+    """Whether a collection document needs its extent recomputed: a leftover
+    shrink marker, or an extent other than ``exact``."""
+
+    def needed(doc: dict) -> bool:
+        if docs.SHRINK_FIELD in doc:
+            return True  # a leftover marker: clear it
+        current = doc.get("extent")
+        try:
+            return not (current and norm_extent(current) == norm_extent(exact))
+        except (KeyError, IndexError, TypeError, ValueError):
+            return True
+
+    return needed
+
+
+def _repair_extents(
+    committer: Committer, store: Store, first: AuditReport, linked: AuditReport, report: ReconcileReport
+) -> None:
+    """Set every collection extent to the exact union of what is now linked.
+
+    The ``linked`` snapshot only decides which collections to recompute; the
+    value comes from a walk made after a shrink marker is in place
+    (:meth:`Committer.recompute_extent`), so a register racing this step is
+    not left outside the extent. Writes: two compare-and-swaps per
+    collection whose extent changed."""
+    for coll_key in linked.extents:
+        needed = _extent_needed(_exact_extent(linked.items_of(coll_key)))
+
+        def walk(coll_key: str = coll_key) -> list[dict]:
+            return usable_items(collection_items(store, coll_key))
+
+        if committer.recompute_extent(coll_key, needed, walk):
+            stale = [p for p in first.problems if p.key == coll_key and p.kind in ("stale-extent", "extent")]
+            for kind in {p.kind for p in stale} or {"stale-extent"}:
+                _bump(report.fixed, kind)
+
+
+def _note_findings(
+    report: ReconcileReport,
+    first: AuditReport,
+    data: str | list[str] | None,
+    storage_options: dict | None,
+    register_options: dict | None,
+) -> tuple[list[Problem], list[str]]:
+    """Count what the audit found into ``report`` (mutated) and look for
+    products under ``data`` no item describes. Returns the problems nothing
+    will resolve (assets that could not be checked) and the missing products."""
+    report.problems = list(first.problems)
+    for p in first.problems:
+        _bump(report.found, p.kind)
+    # could not be checked: nothing is done about them, and they stay errors
+    unresolved = [p for p in first.problems if p.kind == "asset-unchecked"]
+    if unresolved:
+        report.failed["asset-unchecked"] = len(unresolved)
+    missing: list[str] = []
+    if data is not None:
+        missing = _missing_products(first, data, storage_options, register_options)
+        report.found["missing-product"] = len(missing)
+        for path in missing:
+            report.problems.append(Problem("missing-product", path, "no item describes this product"))
+    return unresolved, missing
+
+
+def _refuse_malformed(store: Store, first: AuditReport) -> None:
+    """Before the first repair write: sweep temp files of killed writers
+    (local catalogs; O(tree), like the audit), and raise :class:`CatalogError`
+    if a document this tool cannot update safely is present (fixing around
+    it could drop or rewrite a collection)."""
+    sweep = getattr(store, "sweep_temps", None)
+    if callable(sweep):
+        sweep()
+    malformed = [p for p in first.problems if p.kind == "malformed"]
+    if malformed:
+        raise CatalogError(
+            "nothing was repaired, because existing documents must be fixed by hand "
+            "first: " + "; ".join(f"{p.key}: {p.message}" for p in malformed)
+        )
+
+
+def reconcile(
+    store: Store,
+    validator: Validator,
+    *,
+    data: str | list[str] | None = None,
+    fix: bool = False,
+    dead: str = "flag",
+    collection: str | None = None,
+    check_assets: bool | None = None,
+    storage_options: dict | None = None,
+    register_options: dict | None = None,
+    max_retries: int = 25,
+) -> ReconcileReport:
+    """Find orphans, dangling and duplicate links, stale extents, dead items,
+    interrupted removals and unregistered products; with ``fix=True`` repair them.
+
+    Without ``fix`` nothing is written. ``dead``: what to do with items whose
+    assets are definitely gone — ``flag`` sets ``deprecated: true`` on the
+    item, ``remove`` marks, unlinks and deletes it. An asset that could not be
+    checked (unreachable endpoint, 403, 5xx, timeout) leaves its item
+    untouched and is an ``asset-unchecked`` error in ``remaining``. Items
+    carrying the removal marker are unlinked and deleted, never linked again.
+    ``data``: product prefixes/paths to compare against the catalog; products
+    no item points at are registered into ``collection`` with
+    ``register_options``; each one that fails is a ``register-failed`` error in
+    ``remaining``. A collection written before layouts were recorded gets the
+    layout its items sit in recorded (``fixed["unrecorded-layout"]``). Each
+    repair is a single write or a compare-and-swap, so a crash after any
+    write leaves a state the next ``fix`` run completes.
+    """
+    if dead not in ("flag", "remove"):
+        raise ValueError("dead must be 'flag' or 'remove'")
+    if check_assets is None:
+        check_assets = data is not None
+    report = ReconcileReport()
+    first = audit(store, validator, check_assets=check_assets, storage_options=storage_options)
+    unresolved, missing_products = _note_findings(report, first, data, storage_options, register_options)
+    if not fix:
+        report.remaining = list(report.problems)
+        return report
+
+    _refuse_malformed(store, first)
+    if missing_products and collection:
+        # a partition the collection's recorded layout contradicts: refused
+        # before the first repair write, not halfway through the run
+        collection_layout(store, collection, (register_options or {}).get("partition"))
+    committer = Committer(store, validator.check, max_retries=max_retries)
+    # 1. links: dangling and duplicate
+    _repair_links(committer, store, first, report)
+    # 2. removals that a crash interrupted, then items whose assets are gone
+    _finish_removals(committer, first, report)
+    _handle_dead_items(committer, first, report, dead)
+    # 3. orphans: link them where they sit
+    _link_orphans(store, committer, first, report)
+    # 4. products nobody registered
+    if missing_products:
+        unresolved += _register_missing(
+            store, missing_products, collection, storage_options, register_options, report
+        )
+    # 5. from what is linked now: the id index, the layout record, extents
+    linked = audit(store, validator, schemas=False)
+    _repair_index(committer, linked, report)
+    _record_layouts(committer, linked, report)
+    _repair_extents(committer, store, first, linked, report)
+
+    final = audit(store, validator, check_assets=False)
+    report.remaining = final.problems + unresolved
+    return report

@@ -1,0 +1,211 @@
+"""The collection records its layout (issue 9, point 2): register follows it,
+remove finds an item through it in O(1) without listing, an explicit
+partition that contradicts it is refused before any write, and an old
+collection without the record still works and gets it from reconcile --fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+import producer
+from producer.catalog.layout import LAYOUT_FIELD
+from producer.errors import InputError
+from producer.store import CountingStore
+from producer.store.local import LocalStore
+from tests.crashes import write_tile
+
+#: (name, lon, lat) of 0.2 degree tiles in three months of 2024, overlapping
+#: (one cluster); the middle one lies strictly inside the extent of the
+#: others, so removing it does not shrink the extent (no walk)
+TILES = [
+    ("a_20240110", 10.0, 50.0),
+    ("b_20240215", 10.1, 50.05),
+    ("c_20240320", 10.2, 50.1),
+]
+
+
+@pytest.fixture
+def tiles(tmp_path: Path) -> list[Path]:
+    return [write_tile(tmp_path / "tiles", f"{name}.tif", lon, lat) for name, lon, lat in TILES]
+
+
+def _register(store: LocalStore, paths: list[Path], partition: str | None = None) -> list[str]:
+    results = producer.register(paths, catalog=store, collection="c", partition=partition)
+    assert all(r.ok for r in results), [r.error for r in results]
+    return [str(r.href) for r in results]
+
+
+def _collection(root: Path) -> dict:
+    return json.loads((root / "c" / "collection.json").read_text())
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under ``root``."""
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _forget_layout(root: Path) -> None:
+    """Make the collection look written before layouts were recorded."""
+    path = root / "c" / "collection.json"
+    doc = json.loads(path.read_text())
+    del doc[LAYOUT_FIELD]
+    path.write_text(json.dumps(doc, indent=2))
+
+
+def test_a_new_collection_records_its_layout(tmp_path: Path, tiles: list[Path]) -> None:
+    flat, parted = tmp_path / "flat", tmp_path / "parted"
+    _register(LocalStore(str(flat)), tiles[:1])
+    _register(LocalStore(str(parted)), tiles[:1], partition="year/month")
+    assert _collection(flat)[LAYOUT_FIELD] is None
+    assert _collection(parted)[LAYOUT_FIELD] == {"partition": "year/month"}
+    assert producer.validate_catalog(str(flat)) == []
+    assert producer.validate_catalog(str(parted)) == []
+
+
+def test_remove_in_a_year_month_collection_lists_nothing_and_reads_a_few_documents(
+    tmp_path: Path, tiles: list[Path]
+) -> None:
+    store = LocalStore(str(tmp_path / "cat"))
+    _register(store, tiles, partition="year/month")
+    counting = CountingStore(store)
+    result = producer.remove("b_20240215", catalog=counting, collection="c")
+    assert result.action == "removed" and not result.extent_recomputed
+    assert not counting.lists
+    # the collection (layout), the id index, the month catalog (checked), then
+    # the removal's own reads of the item and the month catalog: nothing else
+    assert set(counting.gets) <= {
+        "c/collection.json",
+        "c/.ids/b_20240215",
+        "c/2024/02/catalog.json",
+        "c/2024/02/b_20240215/b_20240215.json",
+    }
+    assert sum(counting.gets.values()) <= 6
+    # an object-removed event for a product never registered (the common
+    # case of a Lambda delete): one GET of the collection, one of the index
+    counting.reset()
+    assert producer.remove("never_registered", catalog=counting, collection="c").action == "absent"
+    assert not counting.lists and set(counting.gets) == {"c/collection.json", "c/.ids/never_registered"}
+
+
+def test_remove_in_a_flat_collection_lists_nothing(tmp_path: Path, tiles: list[Path]) -> None:
+    store = LocalStore(str(tmp_path / "cat"))
+    _register(store, tiles)
+    counting = CountingStore(store)
+    assert producer.remove("b_20240215", catalog=counting, collection="c").action == "removed"
+    assert producer.remove("nothing_here", catalog=counting, collection="c").action == "absent"
+    assert not counting.lists
+    assert not counting.gets.get("c/.ids/b_20240215")
+
+
+def test_register_without_partition_follows_the_recorded_layout(tmp_path: Path, tiles: list[Path]) -> None:
+    store = LocalStore(str(tmp_path / "cat"))
+    _register(store, tiles[:1], partition="year/month")
+    (href,) = _register(store, tiles[1:2])  # no partition given
+    assert href.endswith("/c/2024/02/b_20240215/b_20240215.json")
+    assert producer.validate_catalog(store) == []
+
+
+@pytest.mark.parametrize(("recorded", "asked"), [("year/month", "year"), (None, "year/month")])
+def test_register_with_a_partition_the_collection_does_not_record_is_refused_and_writes_nothing(
+    tmp_path: Path, tiles: list[Path], recorded: str | None, asked: str
+) -> None:
+    """Before: the items went into a second layout beside the first, so one
+    collection held both and remove could no longer find them by its record."""
+    root = tmp_path / "cat"
+    store = LocalStore(str(root))
+    _register(store, tiles[:1], partition=recorded)
+    before = _tree(root)
+    with pytest.raises(InputError) as caught:
+        producer.register(tiles[1:], catalog=store, collection="c", partition=asked)
+    message = str(caught.value)
+    assert "'c'" in message and asked in message
+    assert ("partitioned by year/month" if recorded else "flat") in message
+    assert "without a partition" in message  # the way out
+    assert _tree(root) == before
+
+
+def test_an_old_collection_without_the_record_still_works_and_reconcile_fix_records_it(
+    tmp_path: Path, tiles: list[Path]
+) -> None:
+    root = tmp_path / "cat"
+    store = LocalStore(str(root))
+    _register(store, tiles, partition="year/month")
+    _forget_layout(root)
+    # still found, by the fallback (flat key, id index, then a listing)
+    assert producer.remove("a_20240110", catalog=store, collection="c").action == "removed"
+    assert producer.validate_catalog(store) == []  # an old collection is valid as it is
+
+    report = producer.reconcile(store, fix=True)
+    assert report.fixed.get("unrecorded-layout") == 1 and report.remaining == []
+    assert _collection(root)[LAYOUT_FIELD] == {"partition": "year/month"}
+    counting = CountingStore(store)
+    assert producer.remove("b_20240215", catalog=counting, collection="c").action == "removed"
+    assert not counting.lists
+
+
+def test_reconcile_fix_records_the_flat_layout_of_an_old_collection(
+    tmp_path: Path, tiles: list[Path]
+) -> None:
+    root = tmp_path / "cat"
+    store = LocalStore(str(root))
+    _register(store, tiles[:2])
+    _forget_layout(root)
+    (href,) = _register(store, tiles[2:])  # as before: flat
+    assert href.endswith("/c/c_20240320/c_20240320.json")
+    assert LAYOUT_FIELD not in _collection(root)  # register does not add it
+    producer.reconcile(store, fix=True)
+    assert _collection(root)[LAYOUT_FIELD] is None
+    # and a second run has nothing left to record
+    assert "unrecorded-layout" not in producer.reconcile(store, fix=True).fixed
+
+
+def test_a_layout_record_this_tool_did_not_write_is_reported_and_blocks_writes(
+    tmp_path: Path, tiles: list[Path]
+) -> None:
+    root = tmp_path / "cat"
+    store = LocalStore(str(root))
+    _register(store, tiles[:1])
+    path = root / "c" / "collection.json"
+    doc = json.loads(path.read_text())
+    doc[LAYOUT_FIELD] = {"partition": "decade"}
+    path.write_text(json.dumps(doc, indent=2))
+    before = _tree(root)
+    problems = producer.validate_catalog(store)
+    assert [p.kind for p in problems] == ["malformed"]
+    assert LAYOUT_FIELD in problems[0].message
+    (result,) = producer.register(tiles[1:2], catalog=store, collection="c")
+    assert not result.ok and LAYOUT_FIELD in str(result.error)
+    assert _tree(root) == before
+
+
+def test_reconcile_registering_with_a_contradicting_partition_is_refused_before_any_repair(
+    tmp_path: Path, tiles: list[Path]
+) -> None:
+    """The check comes before the first repair write, not halfway through."""
+    root = tmp_path / "cat"
+    store = LocalStore(str(root))
+    _register(store, tiles[:1])  # flat
+    # something to repair: the collection no longer links its item
+    path = root / "c" / "collection.json"
+    doc = json.loads(path.read_text())
+    doc["links"] = [link for link in doc["links"] if link["rel"] != "item"]
+    path.write_text(json.dumps(doc, indent=2))
+    before = _tree(root)
+    with pytest.raises(InputError, match="without a partition"):
+        producer.reconcile(
+            store,
+            data=str(tiles[0].parent),
+            fix=True,
+            collection="c",
+            register_options={"partition": "year/month"},
+        )
+    assert _tree(root) == before
