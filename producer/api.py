@@ -8,6 +8,7 @@ returns plain result objects; nothing here prints.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -17,9 +18,12 @@ from producer.catalog.layout import Layout, item_parent_key
 from producer.commit import Committer, IdentityConflict, item_start, same_content
 from producer.errors import InputError, ProducerError, StoreError
 from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
+from producer.logs import log_register_summary, log_result
 from producer.results import RegisterResult, RemoveResult, error_type_of  # noqa: F401 (re-exported)
 from producer.sources import PRODUCT_SUFFIXES, expand_paths  # noqa: F401 (re-exported)
 from producer.store.base import Store
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 
@@ -152,7 +156,18 @@ def register(
                 replace,
             )
         )
+        for result in results[done:]:  # one INFO line per product
+            log_result(log, result, dry_run=dry_run)
         done += len(chunk)
+    log_register_summary(
+        log,
+        results,
+        collection=collection,
+        catalog=store.url,
+        conflicts=committer.conflicts,
+        backoff_seconds=committer.backoff_seconds,
+        dry_run=dry_run,
+    )
     return results
 
 
