@@ -201,3 +201,59 @@ def test_cli_verbosity_flags_send_records_to_stderr(tmp_path: Path) -> None:
     # the setting ends with the command: the package's logger is as before
     assert logging.getLogger("producer").level == logging.NOTSET
     assert not logging.getLogger("producer").handlers
+
+
+def _run_logs(flow_run: Any, needle: str, timeout: float = 20.0) -> list[Any]:
+    """The logs of a flow run (its task runs' included) read back through the
+    client, once one holds ``needle`` (logs reach the server in batches)."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run])))
+            if any(needle in log.message for log in logs) or time.monotonic() > deadline:
+                return list(logs)
+            time.sleep(0.2)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_prefect_run_logs_hold_the_register_summary_with_conflicts_once(tmp_path: Path) -> None:
+    from prefect import flow
+    from prefect.logging.handlers import APILogHandler
+
+    from producer.prefect import register_in_stac
+
+    @flow(name="logging-summary")
+    def registering(store: Any, product: str) -> list[dict[str, Any]]:
+        return register_in_stac(product, catalog=store, collection="c")  # type: ignore[no-any-return]
+
+    summary = "into collection 'c' of "
+    for extra_loggers in (False, True):
+        store, product = _racing_catalog(tmp_path / str(extra_loggers))
+        producer_logger = logging.getLogger("producer")
+        # True: as PREFECT_LOGGING_EXTRA_LOGGERS=producer does, an API handler
+        # is already on the logger; records must still arrive once
+        added = APILogHandler() if extra_loggers else None
+        if added is not None:
+            producer_logger.addHandler(added)
+        try:
+            state = registering(store, product, return_state=True)  # type: ignore[call-overload]
+        finally:
+            if added is not None:
+                producer_logger.removeHandler(added)
+        assert state.is_completed(), state
+        logs = _run_logs(state.state_details.flow_run_id, "1 compare-and-swap conflict(s)")
+        late = [log for log in logs if summary in log.message and "1 compare-and-swap conflict(s)" in log.message]
+        assert len(late) == 1, [log.message for log in logs]
+        assert late[0].name == "producer.api" and late[0].level == logging.INFO
+        assert late[0].task_run_id is not None  # in the task run's logs
+        assert sum("created late_20240513 -> " in log.message for log in logs) == 1
+    # the forwarding ended with the registration
+    assert logging.getLogger("producer").level == logging.NOTSET
+    assert not logging.getLogger("producer").handlers
