@@ -235,7 +235,8 @@ class Committer:
     def _give_up(self, key: str, message: str) -> ConflictError:
         """The :class:`ConflictError` to raise after the last lost race on
         ``key``, logged as a WARNING."""
-        log.warning("gave up on %s after %d attempts: other writers kept changing it", key, self.max_retries + 1)
+        attempts = self.max_retries + 1
+        log.warning("gave up on %s after %d attempts: other writers kept changing it", key, attempts)
         return ConflictError(message)
 
     def check_update(self, key: str, old: dict | None, new: dict) -> None:
@@ -468,7 +469,8 @@ class Committer:
                 redone.append(key)
             else:
                 raise self._give_up(
-                    key, f"{self.store_path(key)}: a concurrent remove kept deleting it; register it again later"
+                    key,
+                    f"{self.store_path(key)}: a concurrent remove kept deleting it; register it again later",
                 )
         return redone
 

@@ -62,7 +62,9 @@ def _racing_catalog(tmp_path: Path, times: int = 1) -> tuple[RaceOnce, str]:
     write of ``c/collection.json`` loses ``times`` races; and a new product."""
     src = rasters.write_utm(tmp_path / "src")
     inner = open_store(str(tmp_path / "catalog"))
-    (first,) = api.register([_copy(src, tmp_path / "a" / "first_20240513.tif")], catalog=inner, collection="c")
+    (first,) = api.register(
+        [_copy(src, tmp_path / "a" / "first_20240513.tif")], catalog=inner, collection="c"
+    )
     assert first.action == "created"
     rival = iter(_copy(src, tmp_path / "b" / f"rival{i}_20240513.tif") for i in range(times))
 
@@ -87,7 +89,9 @@ def test_store_io_and_cas_retry_are_logged_at_debug(tmp_path: Path, caplog: pyte
     assert any(" put c/late_20240513/late_20240513.json (create-only): " in m for m in reads)
     assert any(" put c/collection.json (if-version " in m and "new version" in m for m in reads)
     (retry,) = [m for m in _messages(caplog, "producer.commit", logging.DEBUG) if "conflict" in m]
-    assert retry.startswith("compare-and-swap conflict on c/collection.json (attempt 1 of 26): retrying after ")
+    assert retry.startswith(
+        "compare-and-swap conflict on c/collection.json (attempt 1 of 26): retrying after "
+    )
     listing = open_store(str(tmp_path / "catalog"))
     caplog.clear()
     keys = list(listing.list("c"))
@@ -118,7 +122,11 @@ def test_committer_counts_conflicts_and_backoff(tmp_path: Path) -> None:
 
     store, _ = _racing_catalog(tmp_path)
     committer = Committer(store, default_validator().check, backoff=0.001)
-    committer.cas("c/collection.json", lambda doc: {**doc, "title": "renamed"}, expect=("Collection",))
+
+    def rename(doc: dict | None) -> dict | None:
+        return None if doc is None else {**doc, "title": "renamed"}
+
+    committer.cas("c/collection.json", rename, expect=("Collection",))
     assert committer.conflicts == 1
     assert 0 <= committer.backoff_seconds <= 0.001
 
@@ -138,7 +146,9 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_no_secret_in_any_record_at_debug_on_s3(s3_server: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_no_secret_in_any_record_at_debug_on_s3(
+    s3_server: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Storage options holding a secret, a product read with them and a
     presigned-looking product URL: nothing secret in any record, DEBUG on."""
     bucket = s3_server.new_bucket()
@@ -182,7 +192,9 @@ def test_cli_verbosity_flags_send_records_to_stderr(tmp_path: Path) -> None:
     assert info.exit_code == 0, info.output
     assert json.loads(info.stdout)["action"] == "unchanged"  # stdout stays parseable
     lines = info.stderr.splitlines()
-    assert lines[0] == f"INFO producer.api: unchanged utm_20240513 -> {catalog}/c/utm_20240513/utm_20240513.json"
+    assert (
+        lines[0] == f"INFO producer.api: unchanged utm_20240513 -> {catalog}/c/utm_20240513/utm_20240513.json"
+    )
     assert lines[-1].startswith("INFO producer.api: registered 1 product(s) into collection 'c' of ")
     assert "0 compare-and-swap conflict(s)" in lines[-1]
     assert not any(line.startswith("DEBUG ") for line in lines)
@@ -231,7 +243,7 @@ def test_prefect_run_logs_hold_the_register_summary_with_conflicts_once(tmp_path
 
     @flow(name="logging-summary")
     def registering(store: Any, product: str) -> list[dict[str, Any]]:
-        return register_in_stac(product, catalog=store, collection="c")  # type: ignore[no-any-return]
+        return register_in_stac(product, catalog=store, collection="c")
 
     summary = "into collection 'c' of "
     for extra_loggers in (False, True):
@@ -243,13 +255,15 @@ def test_prefect_run_logs_hold_the_register_summary_with_conflicts_once(tmp_path
         if added is not None:
             producer_logger.addHandler(added)
         try:
-            state = registering(store, product, return_state=True)  # type: ignore[call-overload]
+            state = registering(store, product, return_state=True)
         finally:
             if added is not None:
                 producer_logger.removeHandler(added)
         assert state.is_completed(), state
         logs = _run_logs(state.state_details.flow_run_id, "1 compare-and-swap conflict(s)")
-        late = [log for log in logs if summary in log.message and "1 compare-and-swap conflict(s)" in log.message]
+        late = [
+            log for log in logs if summary in log.message and "1 compare-and-swap conflict(s)" in log.message
+        ]
         assert len(late) == 1, [log.message for log in logs]
         assert late[0].name == "producer.api" and late[0].level == logging.INFO
         assert late[0].task_run_id is not None  # in the task run's logs

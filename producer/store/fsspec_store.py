@@ -20,6 +20,7 @@ from typing import Any
 
 from producer.errors import InputError, NotFound, PreconditionFailed, StoreError
 from producer.redact import redact
+from producer.store.base import describe_condition
 from producer.store.keys import check_key, check_prefix, is_listable, under_prefix
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ class FsspecStore:
             finally:
                 self.fs.invalidate_cache(path)
         version = _version(data)
-        condition = "create-only" if create_only else f"if-version {if_version}" if if_version else "unconditional"
+        condition = describe_condition(if_version, create_only)
         log.debug("%r put %s (%s): %d bytes, new version %s", self, key, condition, len(data), version)
         return version
 
@@ -160,7 +161,7 @@ class FsspecStore:
                 raise StoreError(f"cannot delete {key!r} in catalog {self.url}: {exc}") from exc
             finally:
                 self.fs.invalidate_cache(path)
-        log.debug("%r delete %s (%s)", self, key, f"if-version {if_version}" if if_version else "unconditional")
+        log.debug("%r delete %s (%s)", self, key, describe_condition(if_version))
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Yield document keys under ``prefix`` (segment-wise, recursive)."""

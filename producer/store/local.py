@@ -53,6 +53,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from producer.errors import CatalogError, InputError, NotFound, PreconditionFailed, StoreError
+from producer.store.base import describe_condition
 from producer.store.keys import RESERVED_PREFIX, check_key, check_prefix, is_listable, under_prefix
 
 log = logging.getLogger(__name__)
@@ -65,13 +66,6 @@ _TMP_PREFIX = RESERVED_PREFIX + ".tmp."
 
 def _version(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _condition(if_version: str | None, create_only: bool) -> str:
-    """How a write or delete was conditioned, for log records."""
-    if create_only:
-        return "create-only"
-    return f"if-version {if_version}" if if_version is not None else "unconditional"
 
 
 def _root_from_url(url: str) -> tuple[Path, str]:
@@ -297,7 +291,7 @@ class LocalStore:
             "%r put %s (%s): %d bytes, new version %s",
             self,
             key,
-            _condition(if_version, create_only),
+            describe_condition(if_version, create_only),
             len(data),
             version,
         )
@@ -384,7 +378,7 @@ class LocalStore:
                 raise NotFound(f"{key!r} in catalog {self.url} is a directory, not a document") from None
             except OSError as exc:
                 raise StoreError(f"cannot delete {key!r} in catalog {self.url}: {exc}") from exc
-            log.debug("%r delete %s (%s)", self, key, _condition(if_version, False))
+            log.debug("%r delete %s (%s)", self, key, describe_condition(if_version))
             parent = path.parent
             while parent != self.root and self.root in parent.parents:
                 try:

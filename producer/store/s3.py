@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from producer.errors import InputError, NotFound, PreconditionFailed, StoreError
+from producer.store.base import describe_condition
 from producer.store.keys import check_key, check_prefix, is_listable, under_prefix
 
 log = logging.getLogger(__name__)
@@ -218,7 +219,7 @@ class S3Store:
             # If-Match on a key deleted since it was read: S3 answers 404.
             raise PreconditionFailed(f"{key!r} in catalog {self.url} was deleted since it was read") from None
         etag = resp.get("ETag") or self._call("head_object", key, Key=s3key)["ETag"]
-        condition = "create-only" if create_only else f"if-version {if_version}" if if_version else "unconditional"
+        condition = describe_condition(if_version, create_only)
         log.debug("%r put %s (%s): %d bytes, new version %s", self, key, condition, len(data), etag)
         return str(etag)
 
@@ -237,7 +238,7 @@ class S3Store:
             self._call("delete_object", key, Key=s3key)
         else:
             self._call("delete_object", key, Key=s3key, IfMatch=if_version)
-        log.debug("%r delete %s (%s)", self, key, f"if-version {if_version}" if if_version else "unconditional")
+        log.debug("%r delete %s (%s)", self, key, describe_condition(if_version))
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Yield document keys under ``prefix`` (segment-wise, recursive), via
