@@ -216,12 +216,15 @@ class Committer:
 
     def _lost_race(self, key: str, attempt: int) -> None:
         """Count a compare-and-swap on ``key`` that lost a race and, unless
-        it was the last attempt, sleep a jittered backoff before the next one."""
+        it was the last attempt, back off before the next one."""
         self.conflicts += 1
-        if attempt >= self.max_retries:
-            return
-        cap = min(5.0, self.backoff * (2**attempt))
-        delay = self.rng.uniform(0, cap)
+        if attempt < self.max_retries:
+            self._sleep(attempt, key)
+
+    def _sleep(self, attempt: int, key: str = "") -> None:
+        """Sleep a jittered exponential backoff after lost attempt ``attempt``
+        (0-based) on ``key``; adds it to :attr:`backoff_seconds`."""
+        delay = self.rng.uniform(0, min(5.0, self.backoff * (2**attempt)))
         log.debug(
             "compare-and-swap conflict on %s (attempt %d of %d): retrying after %.3f s",
             key,
