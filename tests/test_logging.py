@@ -161,6 +161,7 @@ def test_no_secret_in_any_record_at_debug_on_s3(
         f"?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIALOGTESTKEY%2F20240101&X-Amz-Signature={SIGNATURE}"
     )
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="producer")  # whatever level an earlier test left it at
     good, gone = api.register(
         [f"s3://{bucket}/data/utm_20240513.tif", presigned],
         catalog=f"s3://{bucket}/stac",
@@ -182,6 +183,8 @@ def test_cli_verbosity_flags_send_records_to_stderr(tmp_path: Path) -> None:
     product = str(rasters.write_utm(tmp_path / "data"))
     catalog = str(tmp_path / "catalog")
     args = ["register", product, "-c", catalog, "--collection", "c", "--json"]
+    producer_logger = logging.getLogger("producer")
+    before = (producer_logger.level, list(producer_logger.handlers))
 
     quiet_default = CliRunner().invoke(main, args)
     assert quiet_default.exit_code == 0, quiet_default.output
@@ -211,8 +214,7 @@ def test_cli_verbosity_flags_send_records_to_stderr(tmp_path: Path) -> None:
     assert quiet.exit_code == 1
     assert "INFO " not in quiet.stderr and "WARNING " not in quiet.stderr
     # the setting ends with the command: the package's logger is as before
-    assert logging.getLogger("producer").level == logging.NOTSET
-    assert not logging.getLogger("producer").handlers
+    assert (producer_logger.level, producer_logger.handlers) == before
 
 
 def _run_logs(flow_run: Any, needle: str, timeout: float = 20.0) -> list[Any]:
@@ -246,9 +248,10 @@ def test_prefect_run_logs_hold_the_register_summary_with_conflicts_once(tmp_path
         return register_in_stac(product, catalog=store, collection="c")
 
     summary = "into collection 'c' of "
+    producer_logger = logging.getLogger("producer")
+    before = (producer_logger.level, list(producer_logger.handlers))
     for extra_loggers in (False, True):
         store, product = _racing_catalog(tmp_path / str(extra_loggers))
-        producer_logger = logging.getLogger("producer")
         # True: as PREFECT_LOGGING_EXTRA_LOGGERS=producer does, an API handler
         # is already on the logger; records must still arrive once
         added = APILogHandler() if extra_loggers else None
@@ -269,5 +272,4 @@ def test_prefect_run_logs_hold_the_register_summary_with_conflicts_once(tmp_path
         assert late[0].task_run_id is not None  # in the task run's logs
         assert sum("created late_20240513 -> " in log.message for log in logs) == 1
     # the forwarding ended with the registration
-    assert logging.getLogger("producer").level == logging.NOTSET
-    assert not logging.getLogger("producer").handlers
+    assert (producer_logger.level, producer_logger.handlers) == before
