@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from producer.errors import InputError, ProducerError
+from producer.logs import configure_cli
 from producer.redact import redact
 
 
@@ -84,8 +85,18 @@ storage_option = click.option(
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="stac-producer")
-def main() -> None:
+@click.option(
+    "--verbose",
+    "-v",
+    count=True,
+    help="Log to stderr: -v one line per product and a summary (with compare-and-swap conflicts), "
+    "-vv every storage read and write.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Log errors only (default: warnings and errors).")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """Register raster products into a static STAC catalog, and keep it valid."""
+    ctx.call_on_close(configure_cli(verbose, quiet))
 
 
 @main.command()

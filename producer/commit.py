@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import posixpath
 import random
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from producer.audit import collection_items, usable_items
 from producer.catalog import documents as docs
@@ -45,6 +48,8 @@ from producer.catalog.layout import (
 from producer.errors import ConflictError, InputError, NotFound, PreconditionFailed
 from producer.redact import clean_href
 from producer.store.base import Store
+
+log = logging.getLogger(__name__)
 
 Mutation = Callable[[dict | None], dict | None]
 TIMESTAMPS = ("created", "updated")
@@ -94,8 +99,6 @@ def normalise_href(href: str) -> str:
     the same object. Object keys are
     otherwise kept as they are (``a//b`` and ``a/b`` are different S3 objects).
     """
-    from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
-
     text = href.strip()
     scheme, sep, rest = text.partition("://")
     if sep and scheme.replace("+", "").replace(".", "").replace("-", "").isalnum():
@@ -190,7 +193,9 @@ class Committer:
 
     ``validate(doc, where)`` must raise for an invalid document; it is called
     on every document before it is written. ``conflicts`` counts
-    compare-and-swap attempts that lost a race and were retried.
+    compare-and-swap attempts that lost a race (each retried, or the last
+    one given up) and ``backoff_seconds`` the time slept between retries;
+    both only grow, so a caller reads them before and after an operation.
     """
 
     store: Store
@@ -202,6 +207,7 @@ class Committer:
     clock: Callable[[], datetime] = utcnow
     rng: random.Random = field(default_factory=random.Random)
     conflicts: int = 0
+    backoff_seconds: float = 0.0
 
     # -- reading -------------------------------------------------------------
 
@@ -218,9 +224,33 @@ class Committer:
 
     # -- compare-and-swap ---------------------------------------------------
 
-    def _sleep(self, attempt: int) -> None:
-        cap = min(5.0, self.backoff * (2**attempt))
-        time.sleep(self.rng.uniform(0, cap))
+    def _lost_race(self, key: str, attempt: int) -> None:
+        """Count a compare-and-swap on ``key`` that lost a race and, unless
+        it was the last attempt, back off before the next one."""
+        self.conflicts += 1
+        if attempt < self.max_retries:
+            self._sleep(attempt, key)
+
+    def _sleep(self, attempt: int, key: str = "") -> None:
+        """Sleep a jittered exponential backoff after lost attempt ``attempt``
+        (0-based) on ``key``; adds it to :attr:`backoff_seconds`."""
+        delay = self.rng.uniform(0, min(5.0, self.backoff * (2**attempt)))
+        log.debug(
+            "compare-and-swap conflict on %s (attempt %d of %d): retrying after %.3f s",
+            key,
+            attempt + 1,
+            self.max_retries + 1,
+            delay,
+        )
+        self.backoff_seconds += delay
+        time.sleep(delay)
+
+    def _give_up(self, key: str, message: str) -> ConflictError:
+        """The :class:`ConflictError` to raise after the last lost race on
+        ``key``, logged as a WARNING."""
+        attempts = self.max_retries + 1
+        log.warning("gave up on %s after %d attempts: other writers kept changing it", key, attempts)
+        return ConflictError(message)
 
     def check_update(self, key: str, old: dict | None, new: dict) -> None:
         """Validate ``new`` before it replaces ``old``.
@@ -275,15 +305,14 @@ class Committer:
                 else:
                     written = self.store.put(key, docs.dumps(new), if_version=version)
             except PreconditionFailed:
-                self.conflicts += 1
-                if attempt < self.max_retries:
-                    self._sleep(attempt)
+                self._lost_race(key, attempt)
                 continue
             return CasOutcome(new, changed=True, created=version is None, version=written)
-        raise ConflictError(
+        raise self._give_up(
+            key,
             f"{self.store_path(key)}: gave up after {self.max_retries + 1} attempts because "
             "other writers kept changing it; retry later, or raise max_retries / "
-            "reduce the number of concurrent writers"
+            "reduce the number of concurrent writers",
         )
 
     # -- items ------------------------------------------------------------------
@@ -452,8 +481,9 @@ class Committer:
                 self.link_items(collection_id, [(key, item)], collection_meta)
                 redone.append(key)
             else:
-                raise ConflictError(
-                    f"{self.store_path(key)}: a concurrent remove kept deleting it; register it again later"
+                raise self._give_up(
+                    key,
+                    f"{self.store_path(key)}: a concurrent remove kept deleting it; register it again later",
                 )
         return redone
 
@@ -474,6 +504,7 @@ class Committer:
         try:
             version = self.store.put(key, docs.dumps(doc), create_only=True)
         except PreconditionFailed:
+            log.debug("root %s was created by another writer meanwhile", key)
             preread.pop(key, None)
             return
         preread[key] = (doc, version)
@@ -671,6 +702,7 @@ class Committer:
             except NotFound:
                 return RemoveOutcome("removed", item, recomputed)  # another remover finished it
             except PreconditionFailed:
+                log.debug("conditional delete of %s lost to a concurrent write: reading it again", item_key)
                 current, version = self.read(item_key, ("Feature",))
             if current is None:
                 return RemoveOutcome("removed", item, recomputed)
@@ -681,9 +713,10 @@ class Committer:
                 )
                 return RemoveOutcome("kept", current, recomputed)
             # re-marked by another remover after a register: delete that version
-        raise ConflictError(
+        raise self._give_up(
+            item_key,
             f"{self.store_path(item_key)}: gave up removing it after {self.max_retries + 1} attempts "
-            "because other writers kept changing it; retry the removal later"
+            "because other writers kept changing it; retry the removal later",
         )
 
     def _shrink_extent(self, coll_key: str, item_key: str, item: dict) -> bool:
@@ -722,6 +755,11 @@ class Committer:
         try:
             key = json.loads(data).get("item")
         except (ValueError, AttributeError):
+            log.warning(
+                "id index entry %s is unreadable: treated as absent (the next registration of %r rewrites it)",
+                self.layout.index_key(collection_id, item_id),
+                item_id,
+            )
             return None, version
         return (key if isinstance(key, str) else None), version
 
@@ -753,12 +791,11 @@ class Committer:
                     self.store.put(ikey, data, if_version=version)
                 return True
             except PreconditionFailed:
-                self.conflicts += 1
-                if attempt < self.max_retries:
-                    self._sleep(attempt)
-        raise ConflictError(
+                self._lost_race(ikey, attempt)
+        raise self._give_up(
+            ikey,
             f"{self.store_path(ikey)}: gave up after {self.max_retries + 1} attempts "
-            "because other writers kept changing it; retry later"
+            "because other writers kept changing it; retry later",
         )
 
     def recompute_extent(
@@ -784,8 +821,6 @@ class Committer:
         a valid collection (a leftover marker is ignored after SHRINK_TTL and
         cleared by the next recompute). Returns True if the extent changed.
         """
-        import secrets
-
         token = secrets.token_hex(8)
 
         def begin(doc: dict | None) -> dict | None:
@@ -808,8 +843,13 @@ class Committer:
                     lambda d: d if d is not None and docs.drop_shrink(d, token) else None,
                     expect=("Collection",),
                 )
-            except Exception:
-                pass
+            except Exception as exc:
+                log.warning(
+                    "could not remove the shrink marker from %s after a failed walk (%s): "
+                    "it expires on its own, or the next reconcile --fix clears it",
+                    collection_key,
+                    type(exc).__name__,
+                )
             raise
         result = {"changed": False}
 
@@ -818,6 +858,12 @@ class Committer:
             if doc is None:
                 return None
             if time.monotonic() - started > give_up_after:
+                log.warning(
+                    "shrinking the extent of %s: the walk took longer than %.0f s, so the extent "
+                    "stays as it is (a valid superset); only the marker is removed",
+                    collection_key,
+                    give_up_after,
+                )
                 return doc if docs.drop_shrink(doc, token) else None
             before = doc.get("extent")
             if not docs.finish_shrink(doc, token, items):

@@ -12,6 +12,7 @@ registers products no item describes) both call it; it never prints.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 
@@ -22,11 +23,14 @@ from producer.errors import InputError, ProducerError, StoreError
 from producer.extract import create_item
 from producer.extract.ids import check_id, make_item_id
 from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
+from producer.logs import log_register_summary, log_result
 from producer.results import RegisterResult
 from producer.sources import expand_paths
 from producer.store import open_store
 from producer.store.base import Store
 from producer.validate import Validator, default_validator
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 
@@ -172,7 +176,18 @@ def register_products(
                 replace,
             )
         )
+        for result in results[done:]:  # one INFO line per product
+            log_result(log, result, dry_run=dry_run)
         done += len(chunk)
+    log_register_summary(
+        log,
+        results,
+        collection=collection,
+        catalog=store.url,
+        conflicts=committer.conflicts,
+        backoff_seconds=committer.backoff_seconds,
+        dry_run=dry_run,
+    )
     return results
 
 

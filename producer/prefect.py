@@ -44,13 +44,15 @@ so a retry re-registers the good products as ``unchanged``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import logging
 import os
 import re
+import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from prefect import Flow, Task, task
@@ -60,6 +62,7 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
+from prefect.logging.handlers import APILogHandler
 from prefect.states import State
 
 from producer.errors import (
@@ -68,6 +71,7 @@ from producer.errors import (
     ProducerError,
     StoreError,
 )
+from producer.logs import ROOT_LOGGER
 from producer.store.base import Store
 
 __all__ = [
@@ -75,6 +79,7 @@ __all__ = [
     "CatalogProblemsRemain",
     "RegistrationFailed",
     "artifact_key_for",
+    "forward_logs",
     "product_urls",
     "register_and_report",
     "register_in_stac",
@@ -248,6 +253,72 @@ def _in_run() -> bool:
     return TaskRunContext.get() is not None or FlowRunContext.get() is not None
 
 
+class _RunLogs(APILogHandler):
+    """Sends a ``producer.*`` record to the logs of the flow or task run it
+    was emitted in (resolved per record, from the emitting thread's run
+    context, so concurrent runs each get their own); records emitted outside
+    any run are left to the other handlers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _in_run() and bool(super().filter(record))
+
+
+_forwarding_lock = threading.Lock()
+_forwarding: dict[str, Any] = {"users": 0, "handler": None, "level": None}
+
+
+def _reaches_api(logger: logging.Logger) -> bool:
+    """True if ``logger``'s records already reach a Prefect API handler
+    (``PREFECT_LOGGING_EXTRA_LOGGERS=producer`` attaches one)."""
+    current: logging.Logger | None = logger
+    while current is not None:
+        if any(isinstance(h, APILogHandler) for h in current.handlers):
+            return True
+        if not current.propagate:
+            return False
+        current = current.parent
+    return False
+
+
+@contextlib.contextmanager
+def forward_logs() -> Iterator[None]:
+    """Inside a flow or task run: the package's log records (``producer.*``:
+    one line per product, the register summary with its compare-and-swap
+    conflicts, warnings) go to the run's logs, for the duration of the block.
+
+    No ``PREFECT_LOGGING_EXTRA_LOGGERS`` needed; when it already names
+    ``producer`` nothing is added (no record is sent twice). While any block
+    is active, a ``producer`` logger without a level of its own logs at the
+    level of Prefect's run loggers (``PREFECT_LOGGING_LEVEL``, INFO by
+    default); the level is restored after the last block. Mutates the
+    ``producer`` logger (one handler, its level) and nothing else; reentrant
+    and thread-safe.
+    """
+    logger = logging.getLogger(ROOT_LOGGER)
+    with _forwarding_lock:
+        if _forwarding["users"] == 0:
+            if not _reaches_api(logger):
+                _forwarding["handler"] = _RunLogs()
+                logger.addHandler(_forwarding["handler"])
+            if logger.level == logging.NOTSET:
+                run_level = logging.getLogger("prefect.task_runs").getEffectiveLevel()
+                if run_level < logger.getEffectiveLevel():
+                    _forwarding["level"] = logger.level
+                    logger.setLevel(run_level)
+        _forwarding["users"] += 1
+    try:
+        yield
+    finally:
+        with _forwarding_lock:
+            _forwarding["users"] -= 1
+            if _forwarding["users"] == 0:
+                if _forwarding["handler"] is not None:
+                    logger.removeHandler(_forwarding["handler"])
+                if _forwarding["level"] is not None:
+                    logger.setLevel(_forwarding["level"])
+                _forwarding.update(handler=None, level=None)
+
+
 def _table_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
@@ -301,7 +372,11 @@ def register_and_report(
     where = f"collection {collection!r} of catalog {getattr(catalog, 'url', catalog)}"
     dicts: list[dict[str, Any]] = []
     if urls:
-        dicts = [r.to_dict() for r in api.register(urls, catalog=catalog, collection=collection, **options)]
+        # api.register logs each product and a summary (with compare-and-swap
+        # conflicts): forwarded into the run's logs
+        with forward_logs():
+            results = api.register(urls, catalog=catalog, collection=collection, **options)
+        dicts = [r.to_dict() for r in results]
     elif not upstream:
         logger.warning("nothing to register into %s: no product URLs were given", where)
         return []
@@ -316,11 +391,9 @@ def register_and_report(
         for exc in upstream
     ]
 
-    for d in dicts:
+    for d in dicts:  # api.register logged every product at INFO; failures stand out here
         if d["action"] == "error":
             logger.error("failed %s: %s", d["source"], d.get("error"))
-        else:
-            logger.info("%s %s -> %s", d["action"], d["id"], d["href"])
     counts = Counter(d["action"] for d in dicts)
     summary = ", ".join(f"{counts[a]} {a}" for a in ("created", "updated", "unchanged", "error") if counts[a])
     logger.info("registered into %s: %s", where, summary)

@@ -12,6 +12,13 @@ from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
 
+def describe_condition(if_version: str | None = None, create_only: bool = False) -> str:
+    """How a write or delete is conditioned, in words (for log records)."""
+    if create_only:
+        return "create-only"
+    return f"if-version {if_version}" if if_version is not None else "unconditional"
+
+
 @runtime_checkable
 class Store(Protocol):
     """Versioned key/value access to one catalog root.

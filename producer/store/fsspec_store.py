@@ -13,12 +13,17 @@ backend with real conditional writes (local paths, ``s3://``).
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 from producer.errors import InputError, NotFound, PreconditionFailed, StoreError
+from producer.redact import redact
+from producer.store.base import describe_condition
 from producer.store.keys import check_key, check_prefix, is_listable, under_prefix
+
+log = logging.getLogger(__name__)
 
 # One lock per root URL, created on first use (not at import) and shared by
 # every FsspecStore instance on that root, so re-opening a store does not
@@ -69,7 +74,7 @@ class FsspecStore:
         self._lock = _root_lock(self.url)
 
     def __repr__(self) -> str:
-        return f"FsspecStore({self.url!r})"
+        return f"FsspecStore({redact(self.url)!r})"
 
     def _path(self, key: str) -> str:
         return f"{self._root}/{check_key(key)}"
@@ -91,7 +96,9 @@ class FsspecStore:
     def get(self, key: str) -> tuple[bytes, str]:
         """Return ``(bytes, sha256 hex)``."""
         data = self._cat(key)
-        return data, _version(data)
+        version = _version(data)
+        log.debug("%r get %s: %d bytes, version %s", self, key, len(data), version)
+        return data, version
 
     def put(
         self,
@@ -132,7 +139,10 @@ class FsspecStore:
                 raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
             finally:
                 self.fs.invalidate_cache(path)
-        return _version(data)
+        version = _version(data)
+        condition = describe_condition(if_version, create_only)
+        log.debug("%r put %s (%s): %d bytes, new version %s", self, key, condition, len(data), version)
+        return version
 
     def delete(self, key: str, *, if_version: str | None = None) -> None:
         """Remove ``key`` (under the root's in-process lock)."""
@@ -151,6 +161,7 @@ class FsspecStore:
                 raise StoreError(f"cannot delete {key!r} in catalog {self.url}: {exc}") from exc
             finally:
                 self.fs.invalidate_cache(path)
+        log.debug("%r delete %s (%s)", self, key, describe_condition(if_version))
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Yield document keys under ``prefix`` (segment-wise, recursive)."""
@@ -164,13 +175,16 @@ class FsspecStore:
         except Exception as exc:
             raise StoreError(f"cannot list {prefix!r} in catalog {self.url}: {exc}") from exc
         base = self.fs._strip_protocol(self._root).rstrip("/") + "/"
+        count = 0
         for path in found:
             path = self.fs._strip_protocol(path)
             if not path.startswith(base):
                 continue
             key = path[len(base) :]
             if is_listable(key) and under_prefix(key, prefix):
+                count += 1
                 yield key
+        log.debug("%r list %r: %d key(s)", self, prefix, count)
 
     def exists(self, key: str) -> bool:
         """True if ``key`` is a document."""

@@ -44,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import logging
 import os
 import secrets
 import time
@@ -52,7 +53,10 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from producer.errors import CatalogError, InputError, NotFound, PreconditionFailed, StoreError
+from producer.store.base import describe_condition
 from producer.store.keys import RESERVED_PREFIX, check_key, check_prefix, is_listable, under_prefix
+
+log = logging.getLogger(__name__)
 
 LOCK_NAME = RESERVED_PREFIX + ".lock"
 #: documents that link others: their folders can be large (not swept per write)
@@ -134,7 +138,7 @@ class LocalStore:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """Hold the root's exclusive lock (creating root and lock file)."""
-        import fcntl  # POSIX only; imported here so the module imports anywhere
+        import fcntl  # noqa: PLC0415 (POSIX only: here, so the module imports on any OS)
 
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -222,7 +226,9 @@ class LocalStore:
     def get(self, key: str) -> tuple[bytes, str]:
         """Return ``(bytes, sha256 hex)``; no lock needed (renames are atomic)."""
         data = self._read(key, self._path(key))
-        return data, _version(data)
+        version = _version(data)
+        log.debug("%r get %s: %d bytes, version %s", self, key, len(data), version)
+        return data, version
 
     def put(
         self,
@@ -280,7 +286,16 @@ class LocalStore:
             # folders (a flat collection holds every item folder) are swept
             # by sweep_temps(), which reconcile --fix calls.
             self._sweep_temps(path.parent)
-        return _version(data)
+        version = _version(data)
+        log.debug(
+            "%r put %s (%s): %d bytes, new version %s",
+            self,
+            key,
+            describe_condition(if_version, create_only),
+            len(data),
+            version,
+        )
+        return version
 
     def _missing_dirs(self, path: Path) -> list[Path]:
         """The directories above ``path`` (below the root) that do not exist yet, deepest first."""
@@ -343,6 +358,7 @@ class LocalStore:
                 ):
                     os.unlink(entry.path)
                     removed += 1
+                    log.debug("%r removed the stale temp file %s", self, entry.path)
             except OSError:
                 continue
         return removed
@@ -352,9 +368,8 @@ class LocalStore:
         leaves empty, up to but not including the root."""
         path = self._path(key)
         with self._locked():
-            if if_version is not None:
-                if _version(self._read(key, path)) != if_version:
-                    raise PreconditionFailed(f"{key!r} in catalog {self.url} changed since it was read")
+            if if_version is not None and _version(self._read(key, path)) != if_version:
+                raise PreconditionFailed(f"{key!r} in catalog {self.url} changed since it was read")
             try:
                 os.unlink(path)
             except FileNotFoundError:
@@ -363,6 +378,7 @@ class LocalStore:
                 raise NotFound(f"{key!r} in catalog {self.url} is a directory, not a document") from None
             except OSError as exc:
                 raise StoreError(f"cannot delete {key!r} in catalog {self.url}: {exc}") from exc
+            log.debug("%r delete %s (%s)", self, key, describe_condition(if_version))
             parent = path.parent
             while parent != self.root and self.root in parent.parents:
                 try:
@@ -382,7 +398,9 @@ class LocalStore:
             self._check_inside(prefix, start)
         root_real = os.path.realpath(self.root).rstrip(os.sep) + os.sep
         if start.is_file():
-            if is_listable(prefix):
+            listable = is_listable(prefix)
+            log.debug("%r list %r: %d key(s)", self, prefix, int(listable))
+            if listable:
                 yield prefix
             return
 
@@ -390,6 +408,7 @@ class LocalStore:
             if not isinstance(exc, FileNotFoundError):
                 raise StoreError(f"cannot list {prefix!r} in catalog {self.url}: {exc}") from exc
 
+        count = 0
         for dirpath, dirnames, filenames in os.walk(start, onerror=onerror):
             dirnames[:] = [d for d in dirnames if not d.startswith(RESERVED_PREFIX)]
             rel = Path(dirpath).relative_to(self.root).as_posix()
@@ -399,7 +418,9 @@ class LocalStore:
                 if os.path.islink(full) and not os.path.realpath(full).startswith(root_real):
                     continue  # a file linked in from outside is not a document of this catalog
                 if is_listable(key) and under_prefix(key, prefix):
+                    count += 1
                     yield key
+        log.debug("%r list %r: %d key(s)", self, prefix, count)
 
     def exists(self, key: str) -> bool:
         """True if ``key`` is a file (:class:`StoreError` if it leads out of the root)."""

@@ -6,6 +6,9 @@ from typing import Any
 
 from producer.errors import InputError
 from producer.store.base import Store
+from producer.store.fsspec_store import FsspecStore
+from producer.store.local import LocalStore
+from producer.store.s3 import S3Store
 
 
 def open_store(url: str, storage_options: dict[str, Any] | None = None) -> Store:
@@ -30,13 +33,7 @@ def open_store(url: str, storage_options: dict[str, Any] | None = None) -> Store
                 f"storage_options {sorted(storage_options)} were given for the local catalog {url!r}; "
                 "local paths take none, drop them"
             )
-        from producer.store.local import LocalStore
-
         return LocalStore(url)
     if scheme in ("s3", "s3a"):
-        from producer.store.s3 import S3Store
-
         return S3Store(url, storage_options)
-    from producer.store.fsspec_store import FsspecStore
-
     return FsspecStore(url, storage_options)

@@ -18,11 +18,15 @@ Every request goes through the store's own :class:`s3fs.S3FileSystem`
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 from producer.errors import InputError, NotFound, PreconditionFailed, StoreError
+from producer.store.base import describe_condition
 from producer.store.keys import check_key, check_prefix, is_listable, under_prefix
+
+log = logging.getLogger(__name__)
 
 _INSTALL_HINT = "install the S3 extra: pip install 'stac-producer[s3]'"
 
@@ -177,11 +181,13 @@ class S3Store:
         """Return ``(bytes, ETag)`` from a single GetObject."""
         s3key = self._key(key)
         try:
-            return self._run(self._get_object, s3key)  # type: ignore[no-any-return]
+            data, etag = self._run(self._get_object, s3key)
         except Exception as exc:
             if not _is_storage_failure(exc):
                 raise
             raise self._translate(exc, "get_object", key) from exc
+        log.debug("%r get %s: %d bytes, version %s", self, key, len(data), etag)
+        return data, etag
 
     def put(
         self,
@@ -212,11 +218,10 @@ class S3Store:
         except NotFound:
             # If-Match on a key deleted since it was read: S3 answers 404.
             raise PreconditionFailed(f"{key!r} in catalog {self.url} was deleted since it was read") from None
-        etag = resp.get("ETag")
-        if etag:
-            return str(etag)
-        head = self._call("head_object", key, Key=s3key)
-        return str(head["ETag"])
+        etag = resp.get("ETag") or self._call("head_object", key, Key=s3key)["ETag"]
+        condition = describe_condition(if_version, create_only)
+        log.debug("%r put %s (%s): %d bytes, new version %s", self, key, condition, len(data), etag)
+        return str(etag)
 
     def delete(self, key: str, *, if_version: str | None = None) -> None:
         """DeleteObject ``key``; with ``if_version`` an ``If-Match`` delete.
@@ -233,6 +238,7 @@ class S3Store:
             self._call("delete_object", key, Key=s3key)
         else:
             self._call("delete_object", key, Key=s3key, IfMatch=if_version)
+        log.debug("%r delete %s (%s)", self, key, describe_condition(if_version))
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Yield document keys under ``prefix`` (segment-wise, recursive), via
@@ -251,12 +257,15 @@ class S3Store:
             )
         else:
             found = self._iter_s3_keys(base)
+        count = 0
         for s3key in found:
             if not s3key.startswith(base):
                 continue
             key = s3key[len(base) :]
             if is_listable(key) and under_prefix(key, prefix):
+                count += 1
                 yield key
+        log.debug("%r list %r: %d key(s)", self, prefix, count)
 
     def exists(self, key: str) -> bool:
         """True if ``key`` exists (HeadObject)."""
