@@ -20,6 +20,7 @@ from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
 from producer.results import RegisterResult, RemoveResult, error_type_of  # noqa: F401 (re-exported)
 from producer.sources import PRODUCT_SUFFIXES, expand_paths  # noqa: F401 (re-exported)
 from producer.store.base import Store
+from producer.urls import is_remote
 
 Progress = Callable[[int, int], None]
 
@@ -60,7 +61,7 @@ def parse_rewrites(rewrites: Iterable[str | tuple[str, str]]) -> tuple[tuple[str
 
 
 def _is_url(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
+    return is_remote(path)
 
 
 def item_id_for(url: str, *, id_template: str = "{stem}", collection: str | None = None) -> str:

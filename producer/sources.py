@@ -18,8 +18,11 @@ import glob as globmod
 import os
 from collections.abc import Iterable
 
+import fsspec
+
 from producer.errors import InputError, ProducerError, StoreError
 from producer.redact import redact
+from producer.urls import is_local, local_path, protocol
 
 __all__ = ["PRODUCT_SUFFIXES", "GLOB_CHARS", "expand_paths", "is_remote"]
 
@@ -27,13 +30,13 @@ __all__ = ["PRODUCT_SUFFIXES", "GLOB_CHARS", "expand_paths", "is_remote"]
 PRODUCT_SUFFIXES = (".tif", ".tiff", ".nc", ".nc4")
 #: characters that make a name that does not exist literally a glob pattern
 GLOB_CHARS = "*?["
-#: URL schemes whose locations are requested, never listed or globbed
-_HTTP = ("http://", "https://")
+#: URL protocols whose locations are requested, never listed or globbed
+_HTTP = ("http", "https")
 
 
 def is_remote(path: str) -> bool:
-    """True for ``scheme://`` URLs other than ``file://``."""
-    return "://" in path and not path.startswith("file://")
+    """True for URLs other than ``file://`` (see :mod:`producer.urls`)."""
+    return not is_local(path)
 
 
 def expand_paths(
@@ -54,12 +57,12 @@ def expand_paths(
         path = os.fspath(raw)
         if isinstance(path, bytes):
             path = os.fsdecode(path)
-        if path.startswith(_HTTP):
+        if protocol(path) in _HTTP:
             out.append(path)
         elif is_remote(path):
             out.extend(_expand_remote(path, storage_options))
         else:
-            out.extend(_expand_local(path[len("file://") :] if path.startswith("file://") else path))
+            out.extend(_expand_local(local_path(path)))
     return out
 
 
@@ -97,8 +100,6 @@ def _split_url(url: str) -> tuple[str, str]:
 
 
 def _expand_remote(url: str, storage_options: dict | None) -> list[str]:
-    import fsspec
-
     proto, _ = _split_url(url)
     try:
         fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))

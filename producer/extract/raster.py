@@ -248,7 +248,7 @@ def _byte_reader(location: str, opener: GuardedOpener | None) -> Any:
         try:
             if opener is not None:
                 fs = opener.fs
-                return fs.cat_file(fs._strip_protocol(location), start=start, end=start + length)
+                return fs.cat_file(opener.path_of(location), start=start, end=start + length)
             with open(location, "rb") as handle:
                 handle.seek(start)
                 return handle.read(length)
@@ -287,7 +287,7 @@ def _build_item(
 
     asset_fields: dict[str, Any] = {}
     if data_location:
-        known = opener.known.get(opener.fs._strip_protocol(data_location)) if opener else None
+        known = opener.known.get(opener.path_of(data_location)) if opener else None
         asset_fields.update(
             file_info(
                 data_location, checksum=options.checksum, storage_options=options.storage_options, size=known

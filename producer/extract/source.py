@@ -24,6 +24,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
+import fsspec
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
@@ -144,11 +145,17 @@ class GuardedOpener:
     """
 
     def __init__(self, fs: Any, known: dict[str, int], block_size: int) -> None:
-        self.fs = fs
+        self.fs: Any = fs
         self.known = dict(known)
         self.block_size = block_size
         self.errors: list[BaseException] = []
         self._spare: tuple[str, _GuardedFile] | None = None
+
+    def path_of(self, url: str) -> str:
+        """The path of ``url`` in this opener's file system (what
+        ``url_to_fs`` would give), through fsspec's public
+        :func:`fsspec.core.strip_protocol`."""
+        return str(fsspec.core.strip_protocol(url))
 
     def open(self, path: str, mode: str = "rb", **kwargs: Any) -> _GuardedFile:
         if "r" not in mode or "+" in mode:
@@ -253,8 +260,6 @@ def _status(exc: BaseException) -> int | None:
 def _object_store_opener(path: str, options: ExtractOptions) -> GuardedOpener:
     """Stat the product and read its first bytes through fsspec, before GDAL
     sees it; raise what :func:`storage_failure` says when that fails."""
-    import fsspec
-
     try:
         fs, fs_path = fsspec.core.url_to_fs(path, **dict(options.storage_options))
     except (ImportError, ValueError) as exc:
@@ -301,7 +306,7 @@ def _open(path: str, options: ExtractOptions, stack: ExitStack, opener: GuardedO
         # GDAL's /vsis3/ would ignore a custom endpoint. The guarded opener
         # keeps storage failures away from GDAL (see _GuardedFile).
         kwargs["opener"] = opener
-        path = opener.fs._strip_protocol(path) if "://" in path else path
+        path = opener.path_of(path) if "://" in path else path
     with warnings.catch_warnings():  # georeferencing is checked (with a clear error) later
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         return stack.enter_context(rasterio.open(path, **kwargs))
