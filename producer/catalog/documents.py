@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from pystac import MediaType
+
 from producer.catalog.extent import (
     WORLD,
     bbox_contains,
@@ -30,8 +32,9 @@ from producer.catalog.layout import Layout, relative_href
 from producer.errors import CatalogError
 
 STAC_VERSION = "1.1.0"
-JSON = "application/json"
-GEOJSON = "application/geo+json"
+# plain ``str`` values: the fast serialisation path takes exact scalar types only
+JSON: str = MediaType.JSON.value
+GEOJSON: str = MediaType.GEOJSON.value
 #: link relations that point down the tree
 CHILD_RELS = ("child", "item")
 #: link relations a writer maintains itself on every document

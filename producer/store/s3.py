@@ -21,10 +21,18 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
+from fsspec.asyn import sync
+
 from producer.errors import InputError, NotFound, PreconditionFailed, StoreError
 from producer.store.keys import check_key, check_prefix, is_listable, under_prefix
 
 _INSTALL_HINT = "install the S3 extra: pip install 'stac-producer[s3]'"
+
+
+async def _read_body(body: Any) -> bytes:
+    """All bytes of a streaming response body; the stream is closed."""
+    async with body as stream:
+        return bytes(await stream.read())
 
 
 def _client_error(exc: BaseException) -> Any | None:
@@ -97,17 +105,16 @@ class S3Store:
         check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _run(self, coro_fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run an s3fs coroutine function on the file system's event loop."""
-        from fsspec.asyn import sync
-
-        return sync(self.fs.loop, coro_fn, *args, **kwargs)
-
     def _call(self, method: str, key: str, **params: Any) -> dict[str, Any]:
         """One S3 request (botocore ``method`` name), errors translated (see
-        :meth:`_translate`)."""
+        :meth:`_translate`).
+
+        Through s3fs's public ``call_s3``: the file-system methods
+        (``cat_file``, ``pipe_file``, ``info``) do not return the ETag of the
+        bytes they moved, and conditional writes need ``If-Match``.
+        """
         try:
-            return self._run(self.fs._call_s3, method, Bucket=self.bucket, **params)  # type: ignore[no-any-return]
+            return dict(self.fs.call_s3(method, Bucket=self.bucket, **params))
         except Exception as exc:
             if not _is_storage_failure(exc):
                 raise
@@ -153,11 +160,17 @@ class S3Store:
             return StoreError(f"S3 {op} on {where}: the server does not support this request ({message})")
         return StoreError(f"S3 {op} failed for {where}: {code}: {message}")
 
-    async def _get_object(self, s3key: str) -> tuple[bytes, str]:
-        resp = await self.fs._call_s3("get_object", Bucket=self.bucket, Key=s3key)
-        async with resp["Body"] as body:
-            data = await body.read()
-        return bytes(data), str(resp["ETag"])
+    def _get_object(self, key: str, s3key: str) -> tuple[bytes, str]:
+        """Body and ETag of one GetObject. The body is an aiobotocore stream,
+        read on the file system's event loop with fsspec's public ``sync``."""
+        resp = self._call("get_object", key, Key=s3key)
+        try:
+            data = sync(self.fs.loop, _read_body, resp["Body"])
+        except Exception as exc:
+            if not _is_storage_failure(exc):
+                raise
+            raise self._translate(exc, "get_object", key) from exc
+        return data, str(resp["ETag"])
 
     def _iter_s3_keys(self, s3prefix: str, max_keys: int | None = None) -> Iterator[str]:
         """Object keys starting with ``s3prefix``, one ListObjectsV2 page at a time."""
@@ -175,13 +188,7 @@ class S3Store:
 
     def get(self, key: str) -> tuple[bytes, str]:
         """Return ``(bytes, ETag)`` from a single GetObject."""
-        s3key = self._key(key)
-        try:
-            return self._run(self._get_object, s3key)  # type: ignore[no-any-return]
-        except Exception as exc:
-            if not _is_storage_failure(exc):
-                raise
-            raise self._translate(exc, "get_object", key) from exc
+        return self._get_object(key, self._key(key))
 
     def put(
         self,
