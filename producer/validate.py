@@ -28,9 +28,13 @@ Two entry points:
   targets, up in ``schema_map`` before fetching it; with this map it fetches
   nothing for documents that only use the bundled extensions.)
 
-Nothing is read or compiled at import time: the registry is built on the first
-validation and one compiled validator per schema URL is cached per
-:class:`Validator`.
+How a document is checked: each schema is compiled once per process to
+Python code by fastjsonschema, on its first use, and every document is
+checked by that compiled code (~0.3 ms for an item). jsonschema, the
+reference, runs only when the compiled check rejects a document, to decide
+and to word the messages, and for a schema fastjsonschema cannot compile
+(of the bundled ones only projection v1.1.0, whose ``$ref`` to PROJJSON v0.5
+is not bundled). Nothing is read or compiled at import time.
 """
 
 from __future__ import annotations
@@ -39,8 +43,7 @@ import copy
 import functools
 import json
 import threading
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -48,6 +51,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
+import fastjsonschema
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError as SchemaError
 from jsonschema.protocols import Validator as SchemaValidator
@@ -217,46 +221,31 @@ def _refuse_retrieval(uri: str) -> Resource[Any]:
     raise NoSuchResource(ref=uri)
 
 
-#: schema uses after which an instance compiles it with fastjsonschema
-ACCELERATE_AFTER = 50
-
-
 class Validator:
     """Validates STAC 1.1.0 documents against offline schemas.
 
-    The :class:`referencing.Registry` of all schemas is built on first use, and
-    one compiled jsonschema validator per schema URL is cached on the instance
-    (:meth:`compiled` returns the cached object). Instances are thread-safe;
-    most code should share :func:`default_validator`.
+    Every document is checked by fastjsonschema's compiled code (compiled
+    once per process and schema, on first use, shared by all instances:
+    0.02-0.3 s per schema, projection with PROJJSON being the slow one).
+    The compiled code is only trusted to *accept*: when it rejects a
+    document, jsonschema (Draft 7, no format assertion, like pystac and
+    stac-valid) decides and words every reported problem, so messages do
+    not depend on the fast path. fastjsonschema runs with
+    ``use_default=False`` (it would otherwise write schema defaults such as
+    a link's ``"method": "GET"`` into the document) and with every
+    ``format`` treated as an annotation, as jsonschema does. A schema it
+    cannot compile is checked by jsonschema alone.
 
-    jsonschema (Draft 7, no format assertion, like pystac and stac-valid) is
-    the reference: every reported problem comes from it. A document with
-    more than ``accelerate_links`` links (links are the only part of our
-    documents that grows without bound) is first checked by fastjsonschema,
-    if installed, which compiles each schema to Python code and is ~40x
-    faster on such documents (a collection with 100,000 links: ~0.8 s instead
-    of ~35 s). Compiling costs 0.02-0.8 s per schema (projection, with
-    PROJJSON, is the slow one), once per instance, which is why small
-    documents (items: ~8 ms with jsonschema) skip it until the same schema
-    has been used :data:`ACCELERATE_AFTER` times by this instance (a batch
-    or a whole-catalog audit, where the compile pays for itself: items with
-    densified footprints take 10-15 ms with jsonschema, well under 1 ms
-    compiled). ``0`` accelerates every document, ``None`` never. fastjsonschema is only trusted to *accept*:
-    when it rejects a document, or cannot compile a schema, jsonschema
-    decides and words the messages.
-    fastjsonschema runs with ``use_default=False`` (it would otherwise write
-    schema defaults such as a link's ``"method": "GET"`` into the document)
-    and with every ``format`` treated as an annotation, as jsonschema does.
+    The :class:`referencing.Registry` of all schemas and one jsonschema
+    validator per schema URL are built on first need and cached on the
+    instance (:meth:`compiled` returns the cached object). Instances are
+    thread-safe; most code should share :func:`default_validator`.
     """
 
-    def __init__(self, *, accelerate_links: int | None = 1_000) -> None:
-        self._accelerate_links = accelerate_links
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._registry: Registry[Any] | None = None
-        self._urls: frozenset[str] | None = None
         self._compiled: dict[str, SchemaValidator] = {}
-        self._fast: dict[str, Callable[[Any], Any] | None] = {}
-        self._uses: Counter[str] = Counter()
 
     # -- schema access -----------------------------------------------------
 
@@ -273,15 +262,11 @@ class Validator:
                 for schema in _schema_files()
             ]
             self._registry = Registry(retrieve=_refuse_retrieval).with_resources(pairs).crawl()
-            self._urls = frozenset(schema.url for schema in _schema_files())
         return self._registry
 
     def bundled(self, url: str) -> bool:
         """Whether a schema URL (e.g. a ``stac_extensions`` entry) is available offline."""
-        if self._urls is None:
-            self.registry  # noqa: B018 - builds the registry and the URL set
-        assert self._urls is not None
-        return _strip_empty_fragment(url) in self._urls
+        return _strip_empty_fragment(url) in _bundled_urls()
 
     def compiled(self, url: str) -> SchemaValidator:
         """The compiled validator for a schema URL, built once and cached.
@@ -293,10 +278,9 @@ class Validator:
         with self._lock:
             validator = self._compiled.get(url)
             if validator is None:
-                registry = self._registry_locked()
-                assert self._urls is not None
-                if url not in self._urls:
+                if url not in _bundled_urls():
                     raise ValidationError(f"schema {url} is not bundled; {_OFFLINE_HINT}", errors=[])
+                registry = self._registry_locked()
                 schema = registry[url].contents
                 cls = validator_for(schema, default=Draft7Validator)
                 validator = cls(schema, registry=registry)
@@ -304,29 +288,15 @@ class Validator:
             return validator
 
     def accelerated(self, url: str) -> Callable[[Any], Any] | None:
-        """The fastjsonschema function for a schema URL, or None; built once.
-
-        None when acceleration is off (``accelerate_links=None``),
-        fastjsonschema is not installed, or it cannot compile the schema (e.g.
-        a ``$ref`` to a schema that is not bundled); jsonschema alone is used
-        then.
-        """
-        url = _strip_empty_fragment(url)
-        if self._accelerate_links is None:
-            return None
-        with self._lock:
-            if url not in self._fast:
-                self._fast[url] = _compile_fast(url)
-            return self._fast[url]
+        """The compiled (fastjsonschema) check for a schema URL, or None when
+        fastjsonschema cannot compile it (a ``$ref`` to a schema that is not
+        bundled); jsonschema alone checks that schema then. Compiled once per
+        process."""
+        return _compile_fast(_strip_empty_fragment(url))
 
     # -- validation --------------------------------------------------------
 
-    def errors(
-        self,
-        doc: Mapping[str, Any],
-        *,
-        changed_links: Sequence[Mapping[str, Any]] | None = None,
-    ) -> list[str]:
+    def errors(self, doc: Mapping[str, Any]) -> list[str]:
         """Every schema problem of ``doc``; an empty list means valid. Mutates nothing.
 
         ``doc`` is checked for ``stac_version == "1.1.0"``, against the core
@@ -336,26 +306,6 @@ class Validator:
         (nothing is ever downloaded). Each message starts with the JSON path
         of the problem (``properties.proj:code: ...``, ``links[3].href: ...``,
         ``(root): ...``) and ends with the schema that reported it.
-
-        Cheap re-validation of a parent whose links changed: pass
-        ``changed_links`` (the new or modified link objects, ideally the same
-        dict objects that sit in ``doc["links"]``). ``doc`` is then validated
-        as a shallow copy whose ``links`` holds only those links, so the cost
-        no longer grows with the number of existing links; pass ``()`` to
-        skip link validation altogether. For catalogs and collections this
-        is exact, not an approximation, provided the other links were valid
-        when the document was last written: their core schemas check
-        ``links`` only through ``item.json#/definitions/links`` =
-        ``{"type": "array", "items": {"$ref": "#/definitions/link"}}``, i.e.
-        each link independently, with no ``minItems``, ``uniqueItems`` or
-        ``contains`` on the array; of the bundled extensions only ``file``
-        touches links, again one link at a time. Items are different (their
-        schema ties a ``rel: collection`` link to the ``collection`` field
-        with ``contains``), so for items ``changed_links`` is ignored and the
-        whole document is validated; items have a handful of links anyway.
-        ``changed_links`` is also ignored when ``doc`` has no ``links`` list.
-        Paths of link errors are reported as indexes into ``doc["links"]``
-        when the link object is found there, else as ``links(changed)[i]``.
         """
         if not isinstance(doc, Mapping):
             return [f"(root): a STAC document is a JSON object, not {type(doc).__name__}"]
@@ -390,41 +340,20 @@ class Validator:
                         f"stac_extensions[{i}]: extension schema {extension} is not bundled; " + _OFFLINE_HINT
                     )
 
-        instance: Mapping[str, Any] = doc
-        links_map: _LinkIndex | None = None
-        all_links = doc.get("links")
-        if changed_links is not None and isinstance(all_links, list) and doc_type != "Feature":
-            instance = {**doc, "links": list(changed_links)}
-            links_map = _LinkIndex(all_links, instance["links"])
-
-        links = instance.get("links")
-        big = self._accelerate_links is not None and (
-            isinstance(links, list) and len(links) > self._accelerate_links
-        )
         for url in dict.fromkeys(urls):  # a URL listed twice is checked once
-            with self._lock:
-                self._uses[url] += 1
-                busy = self._uses[url] > ACCELERATE_AFTER
-            accelerate = self._accelerate_links is not None and (big or busy)
-            problems.extend(self._schema_errors(url, instance, links_map, accelerate))
+            problems.extend(self._schema_errors(url, doc))
         return list(dict.fromkeys(problems))
 
-    def check(
-        self,
-        doc: Mapping[str, Any],
-        where: str,
-        *,
-        changed_links: Sequence[Mapping[str, Any]] | None = None,
-    ) -> None:
+    def check(self, doc: Mapping[str, Any], where: str) -> None:
         """Raise if ``doc`` is not valid; ``where`` names it (key, URL, file).
 
-        Same checks and ``changed_links`` meaning as :meth:`errors`.
+        Same checks as :meth:`errors`.
 
         Raises:
             ValidationError: with a message naming ``where`` and the first few
                 problems; ``.errors`` holds all of them.
         """
-        problems = self.errors(doc, changed_links=changed_links)
+        problems = self.errors(doc)
         if not problems:
             return
         shown = "; ".join(problems[:_SHOWN_IN_CHECK])
@@ -437,21 +366,19 @@ class Validator:
             errors=problems,
         )
 
-    def _schema_errors(
-        self,
-        url: str,
-        instance: Mapping[str, Any],
-        links_map: _LinkIndex | None,
-        accelerate: bool,
-    ) -> list[str]:
-        validator = self.compiled(url)
-        fast = self.accelerated(url) if accelerate else None
+    def _schema_errors(self, url: str, instance: Mapping[str, Any]) -> list[str]:
+        fast = self.accelerated(url)
         if fast is not None:
             try:
                 fast(instance)
                 return []
-            except Exception:
+            except Exception:  # rejected (or the generated code tripped): jsonschema decides
                 pass
+        return self._schema_errors_reference(url, instance)
+
+    def _schema_errors_reference(self, url: str, instance: Mapping[str, Any]) -> list[str]:
+        """jsonschema's verdict on ``instance`` for one schema, as messages."""
+        validator = self.compiled(url)
         messages: list[str] = []
         try:
             leaves = [leaf for error in validator.iter_errors(instance) for leaf in _relevant(error)]
@@ -476,15 +403,37 @@ class Validator:
                 and tuple(leaf.absolute_path) in wrong_type
             ):
                 continue
-            messages.append(_describe(leaf, url, links_map))
+            messages.append(_describe(leaf, url))
         return messages
 
 
+@functools.lru_cache(maxsize=1)
+def _bundled_urls() -> frozenset[str]:
+    """URLs of every schema available offline."""
+    return frozenset(schema.url for schema in _schema_files())
+
+
+#: schema URL → its compiled check (None: fastjsonschema cannot compile it)
+_FAST: dict[str, Callable[[Any], Any] | None] = {}
+_FAST_LOCK = threading.Lock()
+
+
 def _compile_fast(url: str) -> Callable[[Any], Any] | None:
-    """Compile one schema with fastjsonschema, resolving ``$ref`` offline only."""
+    """One schema compiled by fastjsonschema, resolving ``$ref`` offline
+    only; None when it cannot be compiled. Once per process and URL: the
+    lock keeps two threads from compiling the same schema twice."""
     try:
-        import fastjsonschema
-    except ImportError:
+        return _FAST[url]
+    except KeyError:
+        pass
+    with _FAST_LOCK:
+        if url not in _FAST:
+            _FAST[url] = _compile_fast_uncached(url)
+        return _FAST[url]
+
+
+def _compile_fast_uncached(url: str) -> Callable[[Any], Any] | None:
+    if url not in _bundled_urls():
         return None
     schemas = {schema.url: schema.contents for schema in _schema_files()}
 
@@ -541,36 +490,11 @@ def default_validator() -> Validator:
 # --------------------------------------------------------------------------
 
 
-class _LinkIndex:
-    """Maps an index into the changed-links copy back to ``doc["links"]``."""
-
-    def __init__(self, all_links: list[Any], changed: list[Any]) -> None:
-        self._all = all_links
-        self._changed = changed
-        self._by_id: dict[int, int] | None = None
-
-    def original(self, i: int) -> int | None:
-        if not 0 <= i < len(self._changed):
-            return None
-        link = self._changed[i]
-        if self._by_id is None:  # built only when a link error is reported
-            self._by_id = {id(each): n for n, each in enumerate(self._all)}
-        n = self._by_id.get(id(link))
-        if n is None:
-            n = next((k for k, each in enumerate(self._all) if each == link), None)
-        return n
-
-
-def _format_path(path: Iterable[Any], links_map: _LinkIndex | None = None) -> str:
-    parts = list(path)
+def _format_path(path: Iterable[Any]) -> str:
     out = ""
-    for k, part in enumerate(parts):
+    for part in path:
         if isinstance(part, int):
-            if links_map is not None and k == 1 and parts[0] == "links":
-                n = links_map.original(part)
-                out = "links" + (f"[{n}]" if n is not None else f"(changed)[{part}]")
-            else:
-                out += f"[{part}]"
+            out += f"[{part}]"
         else:
             out += f".{part}" if out else str(part)
     return out or "(root)"
@@ -586,18 +510,18 @@ def _missing_property(error: SchemaError) -> str | None:
     return None
 
 
-def _describe(error: SchemaError | _Alternatives, url: str, links_map: _LinkIndex | None) -> str:
+def _describe(error: SchemaError | _Alternatives, url: str) -> str:
     if isinstance(error, _Alternatives):
-        where = _format_path(error.error.absolute_path, links_map)
+        where = _format_path(error.error.absolute_path)
         forms = " | ".join(
-            _short(f"{_format_path(_error_path(errs[0]), links_map)}: {errs[0].message}", 120)
+            _short(f"{_format_path(_error_path(errs[0]))}: {errs[0].message}", 120)
             for errs in error.branches
         )
         message = (
             f"matches none of the {len(error.branches)} allowed forms ({error.error.validator}): {forms}"
         )
         return f"{where}: {message} (schema {url})"
-    return f"{_format_path(_error_path(error), links_map)}: {_short(error.message)} (schema {url})"
+    return f"{_format_path(_error_path(error))}: {_short(error.message)} (schema {url})"
 
 
 def _error_path(error: SchemaError) -> list[Any]:
