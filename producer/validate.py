@@ -41,13 +41,18 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import json
+import marshal
+import os
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from types import CodeType
 from typing import Any
 from urllib.parse import urljoin
 
@@ -68,6 +73,8 @@ __all__ = [
     "Validator",
     "default_validator",
     "schema_map",
+    "cache_dir",
+    "precompile",
 ]
 
 STAC_VERSION = "1.1.0"
@@ -435,30 +442,122 @@ def _compile_fast(url: str) -> Callable[[Any], Any] | None:
 def _compile_fast_uncached(url: str) -> Callable[[Any], Any] | None:
     if url not in _bundled_urls():
         return None
-    schemas = {schema.url: schema.contents for schema in _schema_files()}
+    formats = _formats()
+    key = _cache_key(url)
+    code = _load_cached(key)
+    if code is None:
+        try:
+            source = fastjsonschema.compile_to_code(
+                copy.deepcopy(_schemas()[url]),
+                handlers={"http": _local_only, "https": _local_only},
+                formats=formats,
+                use_default=False,
+            )
+        except Exception:
+            return None
+        code = compile(source, f"<fastjsonschema {url}>", "exec")
+        _store_cached(key, code)
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)  # noqa: S102 - code generated from the bundled schemas, or our own cache
+    main = next(name for name in code.co_names if name.startswith("validate_"))
+    return functools.partial(namespace[main], custom_formats=formats)
 
-    def local_only(uri: str) -> Any:
-        key = _strip_empty_fragment(uri)
-        if key in schemas:
-            return copy.deepcopy(schemas[key])
-        try:  # JSON Schema meta-schemas (collection summaries $ref draft-07)
-            return copy.deepcopy(SPECIFICATIONS.contents(key))
-        except LookupError:
-            raise NoSuchResource(ref=uri) from None
 
+@functools.lru_cache(maxsize=1)
+def _schemas() -> dict[str, Mapping[str, Any]]:
+    return {schema.url: schema.contents for schema in _schema_files()}
+
+
+def _local_only(uri: str) -> Any:
+    """fastjsonschema ``$ref`` handler: bundled schemas only, never the network."""
+    key = _strip_empty_fragment(uri)
+    schemas = _schemas()
+    if key in schemas:
+        return copy.deepcopy(schemas[key])
+    try:  # JSON Schema meta-schemas (collection summaries $ref draft-07)
+        return copy.deepcopy(SPECIFICATIONS.contents(key))
+    except LookupError:
+        raise NoSuchResource(ref=uri) from None
+
+
+@functools.lru_cache(maxsize=1)
+def _formats() -> dict[str, Callable[[Any], bool]]:
+    """Every ``format`` name in the schemas → accept-all (formats annotate)."""
     formats: dict[str, Callable[[Any], bool]] = {}
-    for contents in (*schemas.values(), SPECIFICATIONS.contents("http://json-schema.org/draft-07/schema")):
+    for contents in (*_schemas().values(), SPECIFICATIONS.contents("http://json-schema.org/draft-07/schema")):
         for name in _format_names(contents):
             formats[name] = _any_value
-    try:
-        return fastjsonschema.compile(
-            copy.deepcopy(schemas[url]),
-            handlers={"http": local_only, "https": local_only},
-            formats=formats,
-            use_default=False,
-        )
-    except Exception:
+    return formats
+
+
+# --------------------------------------------------------------------------
+# On-disk cache of the compiled checks
+# --------------------------------------------------------------------------
+
+#: environment variable: folder of the compiled-check cache; empty disables it
+CACHE_ENV = "STAC_PRODUCER_CACHE_DIR"
+#: bump when the options of compile_to_code above change
+_CACHE_FORMAT = "1"
+
+
+def cache_dir() -> Path | None:
+    """Where compiled checks are cached: ``$STAC_PRODUCER_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/stac-producer/validators`` (``~/.cache/...``); None
+    when ``STAC_PRODUCER_CACHE_DIR`` is set empty."""
+    env = os.environ.get(CACHE_ENV)
+    if env is not None:
+        return Path(env) if env else None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "stac-producer" / "validators"
+
+
+@functools.lru_cache(maxsize=1)
+def _schemas_digest() -> str:
+    """Digest of every schema's content: a changed schema never meets a stale check."""
+    return hashlib.sha256(json.dumps(_schemas(), sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _cache_key(url: str) -> str:
+    parts = (_CACHE_FORMAT, fastjsonschema.VERSION, sys.implementation.cache_tag, url, _schemas_digest())
+    return hashlib.sha256("\n".join(map(str, parts)).encode("utf-8")).hexdigest()
+
+
+def _load_cached(key: str) -> CodeType | None:
+    """The cached code object for ``key``, or None (no cache, missing, unreadable)."""
+    folder = cache_dir()
+    if folder is None:
         return None
+    try:
+        code = marshal.loads((folder / f"{key}.marshal").read_bytes())
+    except (OSError, ValueError, EOFError, TypeError):
+        return None
+    return code if isinstance(code, CodeType) else None
+
+
+def _store_cached(key: str, code: CodeType) -> None:
+    """Write ``code`` to the cache (temp file + rename); a cache that cannot
+    be written (read-only home, as on AWS Lambda) is silently skipped."""
+    folder = cache_dir()
+    if folder is None:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = folder / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
+        tmp.write_bytes(marshal.dumps(code))
+        os.replace(tmp, folder / f"{key}.marshal")
+    except OSError:
+        pass
+
+
+def precompile() -> list[str]:
+    """Compile the check of every bundled schema now (and write the cache,
+    see :func:`cache_dir`); returns the URLs that have a compiled check.
+
+    For images and Lambda packages: run it at build time with
+    ``STAC_PRODUCER_CACHE_DIR`` pointing into the image, and set the same
+    variable at run time, so no process compiles a schema again.
+    """
+    return [url for url in sorted(_bundled_urls()) if _compile_fast(url) is not None]
 
 
 def _any_value(value: Any) -> bool:

@@ -523,3 +523,50 @@ def test_the_first_document_is_checked_by_compiled_code_and_problems_keep_their_
     assert any(m.startswith("properties.proj:code:") for m in messages)
     assert any(m.startswith("bbox:") for m in messages)
     assert messages == _reference_errors(Validator(), broken)
+
+
+# --------------------------------------------------------------------------
+# The on-disk cache of compiled checks
+# --------------------------------------------------------------------------
+
+CATALOG = CORE_SCHEMAS["Catalog"]
+
+
+def _forget_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(validate, "_FAST", {})
+
+
+def test_a_compiled_check_is_read_back_from_the_cache_without_compiling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(validate.CACHE_ENV, str(tmp_path))
+    _forget_compiled(monkeypatch)
+    assert Validator().accelerated(CATALOG) is not None
+    assert len(list(tmp_path.glob("*.marshal"))) == 1
+
+    _forget_compiled(monkeypatch)  # a new process, as far as the check goes
+
+    def no_compiling(*args: Any, **kwargs: Any) -> str:
+        raise AssertionError("compiled again although the cache holds the check")
+
+    monkeypatch.setattr(validate.fastjsonschema, "compile_to_code", no_compiling)
+    validator = Validator()
+    assert validator.errors(make_catalog()) == []
+    bad = make_catalog()
+    bad["links"][0]["href"] = 5
+    assert validator.errors(bad)[0].startswith("links[0].href: ")
+
+
+def test_an_unwritable_cache_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv(validate.CACHE_ENV, str(blocker / "cache"))
+    _forget_compiled(monkeypatch)
+    assert Validator().errors(make_catalog()) == []
+
+
+def test_an_empty_cache_variable_disables_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(validate.CACHE_ENV, "")
+    assert validate.cache_dir() is None
+    _forget_compiled(monkeypatch)
+    assert Validator().errors(make_catalog()) == []
