@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 
 from producer.errors import InputError, NoDatetimeError
+from producer.timestamps import format_time
 
 #: the names accepted in ``ExtractOptions.datetime_sources``
 SOURCES: tuple[str, ...] = ("explicit", "filename", "tags")
@@ -80,18 +81,13 @@ class DatetimeResult:
     def properties(self) -> dict[str, str | None]:
         """STAC item properties for this value (``datetime`` null for a range)."""
         if self.datetime is not None:
-            return {"datetime": _rfc3339(self.datetime)}
+            return {"datetime": format_time(self.datetime)}
         assert self.start is not None and self.end is not None
         return {
             "datetime": None,
-            "start_datetime": _rfc3339(self.start),
-            "end_datetime": _rfc3339(self.end),
+            "start_datetime": format_time(self.start),
+            "end_datetime": format_time(self.end),
         }
-
-
-def _rfc3339(value: datetime) -> str:
-    text = value.astimezone(UTC).replace(tzinfo=None).isoformat()
-    return text + "Z"
 
 
 def _aware(value: datetime) -> datetime:
@@ -156,7 +152,7 @@ def _instant_or_range(
         return DatetimeResult(first, None, None, source, detail)
     if second < first:
         raise InputError(
-            f"{where}: datetime range ends before it starts ({_rfc3339(first)} > {_rfc3339(second)})"
+            f"{where}: datetime range ends before it starts ({format_time(first)} > {format_time(second)})"
         )
     return DatetimeResult(None, first, second, source, detail)
 
