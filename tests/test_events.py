@@ -577,7 +577,7 @@ def test_nothing_matching_writes_nothing(s3: S3Server) -> None:
         "skipped": [
             {
                 "url": f"s3://{s3.bucket}/products/ndvi/readme.md",
-                "reason": "file ending not one of ['.tif', '.tiff', '.nc']",
+                "reason": "file ending not one of ['.tif', '.tiff', '.nc', '.nc4']",
             }
         ],
     }
