@@ -127,11 +127,19 @@ def _expand_remote(url: str, storage_options: dict | None) -> list[str]:
     return [f"{proto}://{p}" for p in sorted(found)]
 
 
-def _listing_failure(url: str, exc: BaseException) -> ProducerError:
-    from producer.extract.source import _is_configuration_error
+def is_configuration_error(exc: BaseException) -> bool:
+    """A bad option or URL, not a storage fault: retrying cannot help.
+    (TypeError/ValueError from building the client, botocore's parameter
+    validation.) Connection and HTTP errors are never this."""
+    if isinstance(exc, OSError):
+        return False
+    names = {c.__name__ for c in type(exc).__mro__}
+    return bool(names & {"ParamValidationError", "TypeError", "ValueError", "NoRegionError"})
 
+
+def _listing_failure(url: str, exc: BaseException) -> ProducerError:
     detail = redact(f"{type(exc).__name__}: {exc}")
-    if _is_configuration_error(exc):
+    if is_configuration_error(exc):
         return InputError(
             f"{redact(url)}: the storage options or the URL are not usable ({detail}); "
             "fix them (retrying will not help)"

@@ -458,7 +458,7 @@ def _compile_fast_uncached(url: str) -> Callable[[Any], Any] | None:
         code = compile(source, f"<fastjsonschema {url}>", "exec")
         _store_cached(key, code)
     namespace: dict[str, Any] = {}
-    exec(code, namespace)  # noqa: S102 - code generated from the bundled schemas, or our own cache
+    exec(code, namespace)  # code generated from the bundled schemas, or read back from our cache
     main = next(name for name in code.co_names if name.startswith("validate_"))
     return functools.partial(namespace[main], custom_formats=formats)
 

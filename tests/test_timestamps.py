@@ -17,7 +17,9 @@ RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?Z$")
 
 def test_format_time_spells_fractions_with_six_digits_and_utc_as_z() -> None:
     assert format_time(datetime(2024, 5, 13, 10, 0, 0, 500000, tzinfo=UTC)) == "2024-05-13T10:00:00.500000Z"
-    assert format_time(datetime(2024, 5, 13, 12, tzinfo=timezone(timedelta(hours=2)))) == "2024-05-13T10:00:00Z"
+    assert (
+        format_time(datetime(2024, 5, 13, 12, tzinfo=timezone(timedelta(hours=2)))) == "2024-05-13T10:00:00Z"
+    )
     assert parse_time("2024-05-13T10:00:00.5Z") == datetime(2024, 5, 13, 10, 0, 0, 500000, tzinfo=UTC)
 
 
@@ -30,7 +32,9 @@ def test_item_times_and_collection_interval_spell_one_instant_the_same_way(tmp_p
     assert result.ok, result
     item_path = next((catalog / "ndvi").glob("*/*.json"))
     props = json.loads(item_path.read_text())["properties"]
-    interval = json.loads((catalog / "ndvi" / "collection.json").read_text())["extent"]["temporal"]["interval"]
+    interval = json.loads((catalog / "ndvi" / "collection.json").read_text())["extent"]["temporal"][
+        "interval"
+    ]
     assert props["datetime"] == "2024-05-13T10:00:00.500000Z"
     assert interval[0] == [props["datetime"], props["datetime"]]  # was "...00.5Z" here
     for name in ("created", "updated"):

@@ -32,6 +32,7 @@ from contextlib import ExitStack
 from typing import Any
 
 import pystac
+import rasterio.transform
 from rasterio.crs import CRS
 
 from producer.errors import InputError, NoGeoreferenceError, ProducerError
@@ -161,8 +162,6 @@ def _resolution(src: Any) -> float | None:
         bounds = _footprint.native_bbox(src.transform, src.width, src.height)
         return spatial_resolution(src.crs, src.transform, bounds)
     if _has_gcps(src):
-        import rasterio.transform
-
         gcps, gcp_crs = src.gcps
         try:
             transform = rasterio.transform.from_gcps(gcps)

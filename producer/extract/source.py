@@ -22,6 +22,7 @@ import re
 import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import fsspec
@@ -31,6 +32,8 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from producer.errors import InputError, ProducerError, StoreError
 from producer.extract.assets import is_url, resolve_location
 from producer.extract.options import ExtractOptions
+from producer.redact import redact
+from producer.sources import is_configuration_error
 
 try:  # GDAL errors rasterio raises without wrapping (private module, may move)
     from rasterio._err import CPLE_BaseError as _CPLE_BaseError
@@ -197,9 +200,7 @@ class GuardedOpener:
 
     def modified(self, path: str) -> Any:
         """Modification time GDAL asks for in a stat: not needed, the epoch."""
-        import datetime as _dt
-
-        return _dt.datetime.fromtimestamp(0, _dt.UTC)
+        return datetime.fromtimestamp(0, UTC)
 
     def size(self, path: str) -> int:
         if path in self.known:
@@ -214,13 +215,11 @@ def storage_failure(location: str, exc: BaseException) -> ProducerError:
     """The error for a product whose bytes could not be read: "not found"
     (:class:`InputError`) for a missing object or bucket, else a retryable
     :class:`StoreError` naming the product and what to check."""
-    from producer.redact import redact
-
     where = redact(location)
     detail = redact(f"{type(exc).__name__}: {exc}")
     if isinstance(exc, FileNotFoundError) or _status(exc) == 404:
         return InputError(f"{where}: not found (no such object or bucket); check the URL")
-    if _is_configuration_error(exc):
+    if is_configuration_error(exc):
         return InputError(
             f"{where}: the storage options or the URL are not usable ({detail}); "
             "fix them (retrying will not help)"
@@ -234,16 +233,6 @@ def storage_failure(location: str, exc: BaseException) -> ProducerError:
         f"{where}: storage failed while reading the product ({detail}); this is usually "
         "transient (throttling, network): retry"
     )
-
-
-def _is_configuration_error(exc: BaseException) -> bool:
-    """A bad option or URL, not a storage fault: retrying cannot help.
-    (TypeError/ValueError from building the client, botocore's parameter
-    validation.) Connection and HTTP errors are never this."""
-    if isinstance(exc, OSError):
-        return False
-    names = {c.__name__ for c in type(exc).__mro__}
-    return bool(names & {"ParamValidationError", "TypeError", "ValueError", "NoRegionError"})
 
 
 def _status(exc: BaseException) -> int | None:
@@ -292,8 +281,6 @@ def raise_read_errors(opener: GuardedOpener | None, location: str) -> None:
 
 
 def _redacted(text: str) -> str:
-    from producer.redact import redact
-
     return redact(text)
 
 
