@@ -225,7 +225,7 @@ def schema_map() -> dict[str, str]:
 
 def _refuse_retrieval(uri: str) -> Resource[Any]:
     """Registry fallback for unknown URIs: fail instead of downloading."""
-    raise NoSuchResource(ref=uri)
+    raise NoSuchResource(uri)
 
 
 class Validator:
@@ -268,7 +268,9 @@ class Validator:
                 (schema.url, Resource.from_contents(schema.contents, default_specification=DRAFT7))
                 for schema in _schema_files()
             ]
-            self._registry = Registry(retrieve=_refuse_retrieval).with_resources(pairs).crawl()
+            # referencing's attrs classes are opaque to mypy; retrieve= is its documented argument
+            registry: Registry[Any] = Registry(retrieve=_refuse_retrieval)  # type: ignore[call-arg]
+            self._registry = registry.with_resources(pairs).crawl()
         return self._registry
 
     def bundled(self, url: str) -> bool:
@@ -331,10 +333,10 @@ class Validator:
                 f"type: {doc_type!r} is not a STAC document type; expected 'Feature' "
                 "(item), 'Collection' or 'Catalog'"
             )
-        if problems:  # the 1.1.0 schemas do not apply; their noise would hide the cause
+        if problems or core is None:  # the 1.1.0 schemas do not apply; their noise would hide the cause
             return problems
 
-        urls = [core]
+        urls: list[str] = [core]
         extensions = doc.get("stac_extensions", [])
         if isinstance(extensions, list):  # anything else is reported by the core schema
             for i, extension in enumerate(extensions):
@@ -448,7 +450,7 @@ def _compile_fast_uncached(url: str) -> Callable[[Any], Any] | None:
     if code is None:
         try:
             source = fastjsonschema.compile_to_code(
-                copy.deepcopy(_schemas()[url]),
+                dict(copy.deepcopy(_schemas()[url])),
                 handlers={"http": _local_only, "https": _local_only},
                 formats=formats,
                 use_default=False,
@@ -477,7 +479,7 @@ def _local_only(uri: str) -> Any:
     try:  # JSON Schema meta-schemas (collection summaries $ref draft-07)
         return copy.deepcopy(SPECIFICATIONS.contents(key))
     except LookupError:
-        raise NoSuchResource(ref=uri) from None
+        raise NoSuchResource(uri) from None
 
 
 @functools.lru_cache(maxsize=1)

@@ -421,14 +421,15 @@ def check_parent(doc: dict, where: str, *, collection_id: str | None = None) -> 
         )
 
 
-def _extent_of(boxes: list[list[float]], intervals: list[tuple[str | None, str | None]]) -> dict:
+def _extent_of(boxes: list[list[float]], intervals: Sequence[tuple[str | None, str | None]]) -> dict:
     if not boxes:
         return empty_extent()
     return {"spatial": {"bbox": extent_bboxes(boxes)}, "temporal": {"interval": [union_interval(intervals)]}}
 
 
 def _footprints(items: Iterable[dict]) -> tuple[list[list[float]], list[tuple[str, str]]]:
-    boxes, intervals = [], []
+    boxes: list[list[float]] = []
+    intervals: list[tuple[str, str]] = []
     for item in items:
         boxes.append(box2d(item["bbox"]))
         intervals.append(item_interval(item))

@@ -67,6 +67,9 @@ EXTENSIONS: dict[str, str] = {
 #: key of the single data asset
 DATA_ASSET = "data"
 
+#: what building an item may raise, reported per product
+_BUILD_ERRORS: tuple[type[BaseException], ...] = (ProducerError, *RASTERIO_ERRORS)
+
 
 def _has_gcps(src: Any) -> bool:
     gcps, gcp_crs = src.gcps
@@ -227,7 +230,7 @@ def create_item(
             )
         try:
             item = _build_item(src, location, opened.location, options, opened.opener)
-        except (ProducerError, *RASTERIO_ERRORS) as exc:
+        except _BUILD_ERRORS as exc:
             # a read that failed in storage shows up in GDAL as a short file:
             # report the storage failure, not "corrupt" or "truncated"
             raise_read_errors(opened.opener, location)

@@ -35,10 +35,13 @@ from producer.extract.options import ExtractOptions
 from producer.redact import redact
 from producer.sources import is_configuration_error
 
-try:  # GDAL errors rasterio raises without wrapping (private module, may move)
+# The one private import of a dependency: GDAL errors (CPLE_*) that rasterio
+# raises without wrapping them in a rasterio.errors class, and rasterio has no
+# public name for their base class. Kept here only, with a fallback if it moves.
+try:
     from rasterio._err import CPLE_BaseError as _CPLE_BaseError
 except ImportError:  # pragma: no cover
-    _CPLE_BaseError = RasterioError  # type: ignore[assignment,misc]
+    _CPLE_BaseError = RasterioError
 
 #: every error rasterio/GDAL may raise while opening or reading headers
 RASTERIO_ERRORS: tuple[type[BaseException], ...] = (RasterioError, _CPLE_BaseError, OSError)
@@ -274,10 +277,10 @@ def _object_store_opener(path: str, options: ExtractOptions) -> GuardedOpener:
     return opener
 
 
-def raise_read_errors(opener: GuardedOpener | None, location: str) -> None:
+def raise_read_errors(opener: GuardedOpener | None, location: str | None) -> None:
     """Raise the storage error behind the first failed read of ``opener``, if any."""
     if opener is not None and opener.errors:
-        raise storage_failure(location, opener.errors[0])
+        raise storage_failure(location or "the product", opener.errors[0])
 
 
 def _redacted(text: str) -> str:
@@ -314,12 +317,14 @@ def open_source(
     failure never reaches GDAL (see :class:`GuardedOpener`).
     """
     opener: GuardedOpener | None = None
+    dataset: Any
     if is_dataset(source):
-        if source.closed:
+        dataset = source
+        if dataset.closed:
             raise InputError(
-                f"{getattr(source, 'name', source)}: the dataset passed in is closed; pass an open one or a path"
+                f"{getattr(dataset, 'name', dataset)}: the dataset passed in is closed; pass an open one or a path"
             )
-        dataset, location = source, dataset_location(source)
+        location = dataset_location(dataset)
     else:
         try:
             text = os.fspath(source)
@@ -540,7 +545,7 @@ def _netcdf_classic_end(read: Any, size: int) -> tuple[int, str] | None:
     # bytes, except when there is only one record variable
     recsize = records[0][2] if len(records) == 1 else sum(v[3] for v in records)
     best = (0, "")
-    for name, begin, nbytes, _, is_record in variables:
+    for var_name, begin, nbytes, _, is_record in variables:
         if is_record:
             if numrecs == 0:
                 continue
@@ -548,7 +553,7 @@ def _netcdf_classic_end(read: Any, size: int) -> tuple[int, str] | None:
         else:
             end = begin + nbytes
         if end > best[0]:
-            best = (end, f"variable {name!r}")
+            best = (end, f"variable {var_name!r}")
     return best if best[0] else None
 
 

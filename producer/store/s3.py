@@ -253,6 +253,7 @@ class S3Store:
         # ListObjectsV2 matches string prefixes: list prefix + "/" (so "ndvi"
         # does not match "ndvi2/...") and check the exact key separately (it
         # sorts first among keys starting with it, so one MaxKeys=1 page).
+        found: Iterator[str]
         if prefix:
             exact = f"{base}{prefix}"
             found = itertools.chain(
