@@ -17,6 +17,7 @@ from producer.catalog.extent import bbox_contains, box2d, interval_contains, ite
 from producer.catalog.layout import layout_of_item, resolve_href
 from producer.errors import CatalogError, NotFound, ProducerError
 from producer.store.base import Store
+from producer.urls import protocol
 
 #: problem kinds that make a catalog invalid (validate exits 1)
 ERRORS = {
@@ -427,7 +428,7 @@ def _asset_exists(
     """
     from fsspec.core import url_to_fs
 
-    scheme = href.partition("://")[0].lower() if "://" in href else ""
+    scheme = protocol(href)
     options = {} if scheme in _PLAIN_SCHEMES else dict(storage_options or {})
     try:
         fs, path = url_to_fs(href, **options)
