@@ -34,7 +34,9 @@ checked by that compiled code (~0.3 ms for an item). jsonschema, the
 reference, runs only when the compiled check rejects a document, to decide
 and to word the messages, and for a schema fastjsonschema cannot compile
 (of the bundled ones only projection v1.1.0, whose ``$ref`` to PROJJSON v0.5
-is not bundled). Nothing is read or compiled at import time.
+is not bundled). The compiled code is also kept on disk (:func:`cache_dir`),
+so a fresh process loads it instead of compiling (:func:`precompile` fills
+the cache at image build time). Nothing is read or compiled at import time.
 """
 
 from __future__ import annotations
