@@ -91,6 +91,7 @@ CORE_SCHEMAS: Mapping[str, str] = {
 }
 """Document ``type`` → URL of the STAC core schema that applies to it."""
 
+_EXTENSIONS_HOST = "https://stac-extensions.github.io/"
 _BUNDLE_PACKAGE = "producer"
 _BUNDLE_DIR = "schemas"
 _PYSTAC_PACKAGE = "pystac.validation.jsonschemas"
@@ -554,14 +555,17 @@ def _store_cached(key: str, code: CodeType) -> None:
 
 
 def precompile() -> list[str]:
-    """Compile the check of every bundled schema now (and write the cache,
-    see :func:`cache_dir`); returns the URLs that have a compiled check.
+    """Compile the checks documents are validated against (the core schemas
+    and the bundled ``stac_extensions`` schemas; the fragments they ``$ref``
+    are compiled into them) now, and write the cache (see
+    :func:`cache_dir`); returns the URLs that have a compiled check.
 
     For images and Lambda packages: run it at build time with
     ``STAC_PRODUCER_CACHE_DIR`` pointing into the image, and set the same
     variable at run time, so no process compiles a schema again.
     """
-    return [url for url in sorted(_bundled_urls()) if _compile_fast(url) is not None]
+    extensions = sorted(url for url in _bundled_urls() if url.startswith(_EXTENSIONS_HOST))
+    return [url for url in [*CORE_SCHEMAS.values(), *extensions] if _compile_fast(url) is not None]
 
 
 def _any_value(value: Any) -> bool:
