@@ -26,6 +26,7 @@ from producer.catalog.layout import (
 from producer.errors import CatalogError, NotFound, ProducerError
 from producer.redact import redact
 from producer.store.base import Store
+from producer.urls import protocol
 from producer.validate import Validator
 
 #: problem kinds that make a catalog invalid (validate exits 1)
@@ -459,7 +460,7 @@ def _asset_exists(
     be reached; once an endpoint failed, further hrefs on it are answered
     unknown without trying (each try can take seconds of retries).
     """
-    scheme = href.partition("://")[0].lower() if "://" in href else ""
+    scheme = protocol(href)
     options = {} if scheme in _PLAIN_SCHEMES else dict(storage_options or {})
     try:
         fs, path = url_to_fs(href, **options)

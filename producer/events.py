@@ -35,6 +35,7 @@ from typing import Any, Literal
 from urllib.parse import unquote_plus
 
 from producer.errors import InputError
+from producer.sources import PRODUCT_SUFFIXES
 
 __all__ = [
     "ObjectEvent",
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 EventKind = Literal["created", "removed"]
 
 #: product file endings registered when no ``suffixes`` are configured
-DEFAULT_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".nc")
+DEFAULT_SUFFIXES: tuple[str, ...] = PRODUCT_SUFFIXES  # the one list, shared with folder expansion
 
 # Envelopes can nest (SQS → SNS → S3); real payloads are at most 3 deep.
 _MAX_DEPTH = 6

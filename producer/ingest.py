@@ -28,6 +28,7 @@ from producer.results import RegisterResult
 from producer.sources import expand_paths
 from producer.store import open_store
 from producer.store.base import Store
+from producer.urls import is_remote
 from producer.validate import Validator, default_validator
 
 log = logging.getLogger(__name__)
@@ -44,16 +45,12 @@ def open_catalog(catalog: str | Store, storage_options: dict | None) -> Store:
         return catalog
     # storage options describe remote storage; a local catalog beside remote
     # data (S3 products, catalog on disk) takes none
-    return open_store(catalog, storage_options if _is_url(catalog) else None)
+    return open_store(catalog, storage_options if is_remote(catalog) else None)
 
 
 def validator() -> Validator:
     """The shared offline validator."""
     return default_validator()
-
-
-def _is_url(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
 
 
 def check_collection_id(collection: str) -> None:

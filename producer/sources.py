@@ -18,8 +18,11 @@ import glob as globmod
 import os
 from collections.abc import Iterable
 
+import fsspec
+
 from producer.errors import InputError, ProducerError, StoreError
 from producer.redact import redact
+from producer.urls import is_local, local_path, protocol
 
 __all__ = ["PRODUCT_SUFFIXES", "GLOB_CHARS", "expand_paths", "is_remote"]
 
@@ -27,13 +30,13 @@ __all__ = ["PRODUCT_SUFFIXES", "GLOB_CHARS", "expand_paths", "is_remote"]
 PRODUCT_SUFFIXES = (".tif", ".tiff", ".nc", ".nc4")
 #: characters that make a name that does not exist literally a glob pattern
 GLOB_CHARS = "*?["
-#: URL schemes whose locations are requested, never listed or globbed
-_HTTP = ("http://", "https://")
+#: URL protocols whose locations are requested, never listed or globbed
+_HTTP = ("http", "https")
 
 
 def is_remote(path: str) -> bool:
-    """True for ``scheme://`` URLs other than ``file://``."""
-    return "://" in path and not path.startswith("file://")
+    """True for URLs other than ``file://`` (see :mod:`producer.urls`)."""
+    return not is_local(path)
 
 
 def expand_paths(
@@ -54,12 +57,12 @@ def expand_paths(
         path = os.fspath(raw)
         if isinstance(path, bytes):
             path = os.fsdecode(path)
-        if path.startswith(_HTTP):
+        if protocol(path) in _HTTP:
             out.append(path)
         elif is_remote(path):
             out.extend(_expand_remote(path, storage_options))
         else:
-            out.extend(_expand_local(path[len("file://") :] if path.startswith("file://") else path))
+            out.extend(_expand_local(local_path(path)))
     return out
 
 
@@ -97,8 +100,6 @@ def _split_url(url: str) -> tuple[str, str]:
 
 
 def _expand_remote(url: str, storage_options: dict | None) -> list[str]:
-    import fsspec
-
     proto, _ = _split_url(url)
     try:
         fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
@@ -126,11 +127,19 @@ def _expand_remote(url: str, storage_options: dict | None) -> list[str]:
     return [f"{proto}://{p}" for p in sorted(found)]
 
 
-def _listing_failure(url: str, exc: BaseException) -> ProducerError:
-    from producer.extract.source import _is_configuration_error
+def is_configuration_error(exc: BaseException) -> bool:
+    """A bad option or URL, not a storage fault: retrying cannot help.
+    (TypeError/ValueError from building the client, botocore's parameter
+    validation.) Connection and HTTP errors are never this."""
+    if isinstance(exc, OSError):
+        return False
+    names = {c.__name__ for c in type(exc).__mro__}
+    return bool(names & {"ParamValidationError", "TypeError", "ValueError", "NoRegionError"})
 
+
+def _listing_failure(url: str, exc: BaseException) -> ProducerError:
     detail = redact(f"{type(exc).__name__}: {exc}")
-    if _is_configuration_error(exc):
+    if is_configuration_error(exc):
         return InputError(
             f"{redact(url)}: the storage options or the URL are not usable ({detail}); "
             "fix them (retrying will not help)"

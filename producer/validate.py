@@ -28,26 +28,37 @@ Two entry points:
   targets, up in ``schema_map`` before fetching it; with this map it fetches
   nothing for documents that only use the bundled extensions.)
 
-Nothing is read or compiled at import time: the registry is built on the first
-validation and one compiled validator per schema URL is cached per
-:class:`Validator`.
+How a document is checked: each schema is compiled once per process to
+Python code by fastjsonschema, on its first use, and every document is
+checked by that compiled code (~0.3 ms for an item). jsonschema, the
+reference, runs only when the compiled check rejects a document, to decide
+and to word the messages, and for a schema fastjsonschema cannot compile
+(of the bundled ones only projection v1.1.0, whose ``$ref`` to PROJJSON v0.5
+is not bundled). The compiled code is also kept on disk (:func:`cache_dir`),
+so a fresh process loads it instead of compiling (:func:`precompile` fills
+the cache at image build time). Nothing is read or compiled at import time.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import json
+import marshal
+import os
+import sys
 import threading
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from types import CodeType
 from typing import Any
 from urllib.parse import urljoin
 
+import fastjsonschema
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError as SchemaError
 from jsonschema.protocols import Validator as SchemaValidator
@@ -64,6 +75,8 @@ __all__ = [
     "Validator",
     "default_validator",
     "schema_map",
+    "cache_dir",
+    "precompile",
 ]
 
 STAC_VERSION = "1.1.0"
@@ -78,6 +91,7 @@ CORE_SCHEMAS: Mapping[str, str] = {
 }
 """Document ``type`` → URL of the STAC core schema that applies to it."""
 
+_EXTENSIONS_HOST = "https://stac-extensions.github.io/"
 _BUNDLE_PACKAGE = "producer"
 _BUNDLE_DIR = "schemas"
 _PYSTAC_PACKAGE = "pystac.validation.jsonschemas"
@@ -214,49 +228,34 @@ def schema_map() -> dict[str, str]:
 
 def _refuse_retrieval(uri: str) -> Resource[Any]:
     """Registry fallback for unknown URIs: fail instead of downloading."""
-    raise NoSuchResource(ref=uri)
-
-
-#: schema uses after which an instance compiles it with fastjsonschema
-ACCELERATE_AFTER = 50
+    raise NoSuchResource(uri)
 
 
 class Validator:
     """Validates STAC 1.1.0 documents against offline schemas.
 
-    The :class:`referencing.Registry` of all schemas is built on first use, and
-    one compiled jsonschema validator per schema URL is cached on the instance
-    (:meth:`compiled` returns the cached object). Instances are thread-safe;
-    most code should share :func:`default_validator`.
+    Every document is checked by fastjsonschema's compiled code (compiled
+    once per process and schema, on first use, shared by all instances:
+    0.02-0.3 s per schema, projection with PROJJSON being the slow one).
+    The compiled code is only trusted to *accept*: when it rejects a
+    document, jsonschema (Draft 7, no format assertion, like pystac and
+    stac-valid) decides and words every reported problem, so messages do
+    not depend on the fast path. fastjsonschema runs with
+    ``use_default=False`` (it would otherwise write schema defaults such as
+    a link's ``"method": "GET"`` into the document) and with every
+    ``format`` treated as an annotation, as jsonschema does. A schema it
+    cannot compile is checked by jsonschema alone.
 
-    jsonschema (Draft 7, no format assertion, like pystac and stac-valid) is
-    the reference: every reported problem comes from it. A document with
-    more than ``accelerate_links`` links (links are the only part of our
-    documents that grows without bound) is first checked by fastjsonschema,
-    if installed, which compiles each schema to Python code and is ~40x
-    faster on such documents (a collection with 100,000 links: ~0.8 s instead
-    of ~35 s). Compiling costs 0.02-0.8 s per schema (projection, with
-    PROJJSON, is the slow one), once per instance, which is why small
-    documents (items: ~8 ms with jsonschema) skip it until the same schema
-    has been used :data:`ACCELERATE_AFTER` times by this instance (a batch
-    or a whole-catalog audit, where the compile pays for itself: items with
-    densified footprints take 10-15 ms with jsonschema, well under 1 ms
-    compiled). ``0`` accelerates every document, ``None`` never. fastjsonschema is only trusted to *accept*:
-    when it rejects a document, or cannot compile a schema, jsonschema
-    decides and words the messages.
-    fastjsonschema runs with ``use_default=False`` (it would otherwise write
-    schema defaults such as a link's ``"method": "GET"`` into the document)
-    and with every ``format`` treated as an annotation, as jsonschema does.
+    The :class:`referencing.Registry` of all schemas and one jsonschema
+    validator per schema URL are built on first need and cached on the
+    instance (:meth:`compiled` returns the cached object). Instances are
+    thread-safe; most code should share :func:`default_validator`.
     """
 
-    def __init__(self, *, accelerate_links: int | None = 1_000) -> None:
-        self._accelerate_links = accelerate_links
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._registry: Registry[Any] | None = None
-        self._urls: frozenset[str] | None = None
         self._compiled: dict[str, SchemaValidator] = {}
-        self._fast: dict[str, Callable[[Any], Any] | None] = {}
-        self._uses: Counter[str] = Counter()
 
     # -- schema access -----------------------------------------------------
 
@@ -272,16 +271,14 @@ class Validator:
                 (schema.url, Resource.from_contents(schema.contents, default_specification=DRAFT7))
                 for schema in _schema_files()
             ]
-            self._registry = Registry(retrieve=_refuse_retrieval).with_resources(pairs).crawl()
-            self._urls = frozenset(schema.url for schema in _schema_files())
+            # referencing's attrs classes are opaque to mypy; retrieve= is its documented argument
+            registry: Registry[Any] = Registry(retrieve=_refuse_retrieval)  # type: ignore[call-arg]
+            self._registry = registry.with_resources(pairs).crawl()
         return self._registry
 
     def bundled(self, url: str) -> bool:
         """Whether a schema URL (e.g. a ``stac_extensions`` entry) is available offline."""
-        if self._urls is None:
-            self.registry  # noqa: B018 - builds the registry and the URL set
-        assert self._urls is not None
-        return _strip_empty_fragment(url) in self._urls
+        return _strip_empty_fragment(url) in _bundled_urls()
 
     def compiled(self, url: str) -> SchemaValidator:
         """The compiled validator for a schema URL, built once and cached.
@@ -293,10 +290,9 @@ class Validator:
         with self._lock:
             validator = self._compiled.get(url)
             if validator is None:
-                registry = self._registry_locked()
-                assert self._urls is not None
-                if url not in self._urls:
+                if url not in _bundled_urls():
                     raise ValidationError(f"schema {url} is not bundled; {_OFFLINE_HINT}", errors=[])
+                registry = self._registry_locked()
                 schema = registry[url].contents
                 cls = validator_for(schema, default=Draft7Validator)
                 validator = cls(schema, registry=registry)
@@ -304,29 +300,15 @@ class Validator:
             return validator
 
     def accelerated(self, url: str) -> Callable[[Any], Any] | None:
-        """The fastjsonschema function for a schema URL, or None; built once.
-
-        None when acceleration is off (``accelerate_links=None``),
-        fastjsonschema is not installed, or it cannot compile the schema (e.g.
-        a ``$ref`` to a schema that is not bundled); jsonschema alone is used
-        then.
-        """
-        url = _strip_empty_fragment(url)
-        if self._accelerate_links is None:
-            return None
-        with self._lock:
-            if url not in self._fast:
-                self._fast[url] = _compile_fast(url)
-            return self._fast[url]
+        """The compiled (fastjsonschema) check for a schema URL, or None when
+        fastjsonschema cannot compile it (a ``$ref`` to a schema that is not
+        bundled); jsonschema alone checks that schema then. Compiled once per
+        process."""
+        return _compile_fast(_strip_empty_fragment(url))
 
     # -- validation --------------------------------------------------------
 
-    def errors(
-        self,
-        doc: Mapping[str, Any],
-        *,
-        changed_links: Sequence[Mapping[str, Any]] | None = None,
-    ) -> list[str]:
+    def errors(self, doc: Mapping[str, Any]) -> list[str]:
         """Every schema problem of ``doc``; an empty list means valid. Mutates nothing.
 
         ``doc`` is checked for ``stac_version == "1.1.0"``, against the core
@@ -336,26 +318,6 @@ class Validator:
         (nothing is ever downloaded). Each message starts with the JSON path
         of the problem (``properties.proj:code: ...``, ``links[3].href: ...``,
         ``(root): ...``) and ends with the schema that reported it.
-
-        Cheap re-validation of a parent whose links changed: pass
-        ``changed_links`` (the new or modified link objects, ideally the same
-        dict objects that sit in ``doc["links"]``). ``doc`` is then validated
-        as a shallow copy whose ``links`` holds only those links, so the cost
-        no longer grows with the number of existing links; pass ``()`` to
-        skip link validation altogether. For catalogs and collections this
-        is exact, not an approximation, provided the other links were valid
-        when the document was last written: their core schemas check
-        ``links`` only through ``item.json#/definitions/links`` =
-        ``{"type": "array", "items": {"$ref": "#/definitions/link"}}``, i.e.
-        each link independently, with no ``minItems``, ``uniqueItems`` or
-        ``contains`` on the array; of the bundled extensions only ``file``
-        touches links, again one link at a time. Items are different (their
-        schema ties a ``rel: collection`` link to the ``collection`` field
-        with ``contains``), so for items ``changed_links`` is ignored and the
-        whole document is validated; items have a handful of links anyway.
-        ``changed_links`` is also ignored when ``doc`` has no ``links`` list.
-        Paths of link errors are reported as indexes into ``doc["links"]``
-        when the link object is found there, else as ``links(changed)[i]``.
         """
         if not isinstance(doc, Mapping):
             return [f"(root): a STAC document is a JSON object, not {type(doc).__name__}"]
@@ -374,10 +336,10 @@ class Validator:
                 f"type: {doc_type!r} is not a STAC document type; expected 'Feature' "
                 "(item), 'Collection' or 'Catalog'"
             )
-        if problems:  # the 1.1.0 schemas do not apply; their noise would hide the cause
+        if problems or core is None:  # the 1.1.0 schemas do not apply; their noise would hide the cause
             return problems
 
-        urls = [core]
+        urls: list[str] = [core]
         extensions = doc.get("stac_extensions", [])
         if isinstance(extensions, list):  # anything else is reported by the core schema
             for i, extension in enumerate(extensions):
@@ -390,41 +352,20 @@ class Validator:
                         f"stac_extensions[{i}]: extension schema {extension} is not bundled; " + _OFFLINE_HINT
                     )
 
-        instance: Mapping[str, Any] = doc
-        links_map: _LinkIndex | None = None
-        all_links = doc.get("links")
-        if changed_links is not None and isinstance(all_links, list) and doc_type != "Feature":
-            instance = {**doc, "links": list(changed_links)}
-            links_map = _LinkIndex(all_links, instance["links"])
-
-        links = instance.get("links")
-        big = self._accelerate_links is not None and (
-            isinstance(links, list) and len(links) > self._accelerate_links
-        )
         for url in dict.fromkeys(urls):  # a URL listed twice is checked once
-            with self._lock:
-                self._uses[url] += 1
-                busy = self._uses[url] > ACCELERATE_AFTER
-            accelerate = self._accelerate_links is not None and (big or busy)
-            problems.extend(self._schema_errors(url, instance, links_map, accelerate))
+            problems.extend(self._schema_errors(url, doc))
         return list(dict.fromkeys(problems))
 
-    def check(
-        self,
-        doc: Mapping[str, Any],
-        where: str,
-        *,
-        changed_links: Sequence[Mapping[str, Any]] | None = None,
-    ) -> None:
+    def check(self, doc: Mapping[str, Any], where: str) -> None:
         """Raise if ``doc`` is not valid; ``where`` names it (key, URL, file).
 
-        Same checks and ``changed_links`` meaning as :meth:`errors`.
+        Same checks as :meth:`errors`.
 
         Raises:
             ValidationError: with a message naming ``where`` and the first few
                 problems; ``.errors`` holds all of them.
         """
-        problems = self.errors(doc, changed_links=changed_links)
+        problems = self.errors(doc)
         if not problems:
             return
         shown = "; ".join(problems[:_SHOWN_IN_CHECK])
@@ -437,21 +378,19 @@ class Validator:
             errors=problems,
         )
 
-    def _schema_errors(
-        self,
-        url: str,
-        instance: Mapping[str, Any],
-        links_map: _LinkIndex | None,
-        accelerate: bool,
-    ) -> list[str]:
-        validator = self.compiled(url)
-        fast = self.accelerated(url) if accelerate else None
+    def _schema_errors(self, url: str, instance: Mapping[str, Any]) -> list[str]:
+        fast = self.accelerated(url)
         if fast is not None:
             try:
                 fast(instance)
                 return []
-            except Exception:
+            except Exception:  # rejected (or the generated code tripped): jsonschema decides
                 pass
+        return self._schema_errors_reference(url, instance)
+
+    def _schema_errors_reference(self, url: str, instance: Mapping[str, Any]) -> list[str]:
+        """jsonschema's verdict on ``instance`` for one schema, as messages."""
+        validator = self.compiled(url)
         messages: list[str] = []
         try:
             leaves = [leaf for error in validator.iter_errors(instance) for leaf in _relevant(error)]
@@ -476,40 +415,157 @@ class Validator:
                 and tuple(leaf.absolute_path) in wrong_type
             ):
                 continue
-            messages.append(_describe(leaf, url, links_map))
+            messages.append(_describe(leaf, url))
         return messages
 
 
+@functools.lru_cache(maxsize=1)
+def _bundled_urls() -> frozenset[str]:
+    """URLs of every schema available offline."""
+    return frozenset(schema.url for schema in _schema_files())
+
+
+#: schema URL → its compiled check (None: fastjsonschema cannot compile it)
+_FAST: dict[str, Callable[[Any], Any] | None] = {}
+_FAST_LOCK = threading.Lock()
+
+
 def _compile_fast(url: str) -> Callable[[Any], Any] | None:
-    """Compile one schema with fastjsonschema, resolving ``$ref`` offline only."""
+    """One schema compiled by fastjsonschema, resolving ``$ref`` offline
+    only; None when it cannot be compiled. Once per process and URL: the
+    lock keeps two threads from compiling the same schema twice."""
     try:
-        import fastjsonschema
-    except ImportError:
+        return _FAST[url]
+    except KeyError:
+        pass
+    with _FAST_LOCK:
+        if url not in _FAST:
+            _FAST[url] = _compile_fast_uncached(url)
+        return _FAST[url]
+
+
+def _compile_fast_uncached(url: str) -> Callable[[Any], Any] | None:
+    if url not in _bundled_urls():
         return None
-    schemas = {schema.url: schema.contents for schema in _schema_files()}
+    formats = _formats()
+    key = _cache_key(url)
+    code = _load_cached(key)
+    if code is None:
+        try:
+            source = fastjsonschema.compile_to_code(
+                dict(copy.deepcopy(_schemas()[url])),
+                handlers={"http": _local_only, "https": _local_only},
+                formats=formats,
+                use_default=False,
+            )
+        except Exception:
+            return None
+        code = compile(source, f"<fastjsonschema {url}>", "exec")
+        _store_cached(key, code)
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)  # code generated from the bundled schemas, or read back from our cache
+    main = next(name for name in code.co_names if name.startswith("validate_"))
+    return functools.partial(namespace[main], custom_formats=formats)
 
-    def local_only(uri: str) -> Any:
-        key = _strip_empty_fragment(uri)
-        if key in schemas:
-            return copy.deepcopy(schemas[key])
-        try:  # JSON Schema meta-schemas (collection summaries $ref draft-07)
-            return copy.deepcopy(SPECIFICATIONS.contents(key))
-        except LookupError:
-            raise NoSuchResource(ref=uri) from None
 
+@functools.lru_cache(maxsize=1)
+def _schemas() -> dict[str, Mapping[str, Any]]:
+    return {schema.url: schema.contents for schema in _schema_files()}
+
+
+def _local_only(uri: str) -> Any:
+    """fastjsonschema ``$ref`` handler: bundled schemas only, never the network."""
+    key = _strip_empty_fragment(uri)
+    schemas = _schemas()
+    if key in schemas:
+        return copy.deepcopy(schemas[key])
+    try:  # JSON Schema meta-schemas (collection summaries $ref draft-07)
+        return copy.deepcopy(SPECIFICATIONS.contents(key))
+    except LookupError:
+        raise NoSuchResource(uri) from None
+
+
+@functools.lru_cache(maxsize=1)
+def _formats() -> dict[str, Callable[[Any], bool]]:
+    """Every ``format`` name in the schemas → accept-all (formats annotate)."""
     formats: dict[str, Callable[[Any], bool]] = {}
-    for contents in (*schemas.values(), SPECIFICATIONS.contents("http://json-schema.org/draft-07/schema")):
+    for contents in (*_schemas().values(), SPECIFICATIONS.contents("http://json-schema.org/draft-07/schema")):
         for name in _format_names(contents):
             formats[name] = _any_value
-    try:
-        return fastjsonschema.compile(
-            copy.deepcopy(schemas[url]),
-            handlers={"http": local_only, "https": local_only},
-            formats=formats,
-            use_default=False,
-        )
-    except Exception:
+    return formats
+
+
+# --------------------------------------------------------------------------
+# On-disk cache of the compiled checks
+# --------------------------------------------------------------------------
+
+#: environment variable: folder of the compiled-check cache; empty disables it
+CACHE_ENV = "STAC_PRODUCER_CACHE_DIR"
+#: bump when the options of compile_to_code above change
+_CACHE_FORMAT = "1"
+
+
+def cache_dir() -> Path | None:
+    """Where compiled checks are cached: ``$STAC_PRODUCER_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/stac-producer/validators`` (``~/.cache/...``); None
+    when ``STAC_PRODUCER_CACHE_DIR`` is set empty."""
+    env = os.environ.get(CACHE_ENV)
+    if env is not None:
+        return Path(env) if env else None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "stac-producer" / "validators"
+
+
+@functools.lru_cache(maxsize=1)
+def _schemas_digest() -> str:
+    """Digest of every schema's content: a changed schema never meets a stale check."""
+    return hashlib.sha256(json.dumps(_schemas(), sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _cache_key(url: str) -> str:
+    parts = (_CACHE_FORMAT, fastjsonschema.VERSION, sys.implementation.cache_tag, url, _schemas_digest())
+    return hashlib.sha256("\n".join(map(str, parts)).encode("utf-8")).hexdigest()
+
+
+def _load_cached(key: str) -> CodeType | None:
+    """The cached code object for ``key``, or None (no cache, missing, unreadable)."""
+    folder = cache_dir()
+    if folder is None:
         return None
+    try:
+        code = marshal.loads((folder / f"{key}.marshal").read_bytes())
+    except (OSError, ValueError, EOFError, TypeError):
+        return None
+    return code if isinstance(code, CodeType) else None
+
+
+def _store_cached(key: str, code: CodeType) -> None:
+    """Write ``code`` to the cache (temp file + rename); a cache that cannot
+    be written (read-only home, as on AWS Lambda) is silently skipped."""
+    folder = cache_dir()
+    if folder is None:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = folder / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
+        tmp.write_bytes(marshal.dumps(code))
+        os.replace(tmp, folder / f"{key}.marshal")
+    except OSError:
+        pass
+
+
+def precompile() -> list[str]:
+    """Compile the checks documents are validated against (the core schemas
+    and the bundled ``stac_extensions`` schemas; the fragments they ``$ref``
+    are compiled into them) now, and write the cache (see
+    :func:`cache_dir`); returns the URLs that have a compiled check.
+
+    For images and Lambda packages: run it at build time with
+    ``STAC_PRODUCER_CACHE_DIR`` pointing into the image, and set the same
+    variable at run time, so no process compiles a schema again.
+    """
+    extensions = sorted(url for url in _bundled_urls() if url.startswith(_EXTENSIONS_HOST))
+    return [url for url in [*CORE_SCHEMAS.values(), *extensions] if _compile_fast(url) is not None]
 
 
 def _any_value(value: Any) -> bool:
@@ -541,36 +597,11 @@ def default_validator() -> Validator:
 # --------------------------------------------------------------------------
 
 
-class _LinkIndex:
-    """Maps an index into the changed-links copy back to ``doc["links"]``."""
-
-    def __init__(self, all_links: list[Any], changed: list[Any]) -> None:
-        self._all = all_links
-        self._changed = changed
-        self._by_id: dict[int, int] | None = None
-
-    def original(self, i: int) -> int | None:
-        if not 0 <= i < len(self._changed):
-            return None
-        link = self._changed[i]
-        if self._by_id is None:  # built only when a link error is reported
-            self._by_id = {id(each): n for n, each in enumerate(self._all)}
-        n = self._by_id.get(id(link))
-        if n is None:
-            n = next((k for k, each in enumerate(self._all) if each == link), None)
-        return n
-
-
-def _format_path(path: Iterable[Any], links_map: _LinkIndex | None = None) -> str:
-    parts = list(path)
+def _format_path(path: Iterable[Any]) -> str:
     out = ""
-    for k, part in enumerate(parts):
+    for part in path:
         if isinstance(part, int):
-            if links_map is not None and k == 1 and parts[0] == "links":
-                n = links_map.original(part)
-                out = "links" + (f"[{n}]" if n is not None else f"(changed)[{part}]")
-            else:
-                out += f"[{part}]"
+            out += f"[{part}]"
         else:
             out += f".{part}" if out else str(part)
     return out or "(root)"
@@ -586,18 +617,18 @@ def _missing_property(error: SchemaError) -> str | None:
     return None
 
 
-def _describe(error: SchemaError | _Alternatives, url: str, links_map: _LinkIndex | None) -> str:
+def _describe(error: SchemaError | _Alternatives, url: str) -> str:
     if isinstance(error, _Alternatives):
-        where = _format_path(error.error.absolute_path, links_map)
+        where = _format_path(error.error.absolute_path)
         forms = " | ".join(
-            _short(f"{_format_path(_error_path(errs[0]), links_map)}: {errs[0].message}", 120)
+            _short(f"{_format_path(_error_path(errs[0]))}: {errs[0].message}", 120)
             for errs in error.branches
         )
         message = (
             f"matches none of the {len(error.branches)} allowed forms ({error.error.validator}): {forms}"
         )
         return f"{where}: {message} (schema {url})"
-    return f"{_format_path(_error_path(error), links_map)}: {_short(error.message)} (schema {url})"
+    return f"{_format_path(_error_path(error))}: {_short(error.message)} (schema {url})"
 
 
 def _error_path(error: SchemaError) -> list[Any]:

@@ -13,6 +13,8 @@ import pytest
 _PREFECT_HOME = tempfile.mkdtemp(prefix="stac-producer-prefect-")
 os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# compiled schema checks are cached in the session's temp dir, never in ~/.cache
+os.environ.setdefault("STAC_PRODUCER_CACHE_DIR", os.path.join(_PREFECT_HOME, "validators"))
 os.environ.setdefault(
     "PREFECT_API_DATABASE_CONNECTION_URL", f"sqlite+aiosqlite:///{_PREFECT_HOME}/prefect.db"
 )

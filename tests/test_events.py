@@ -323,7 +323,8 @@ def test_config_from_env_defaults() -> None:
     cfg = HandlerConfig.from_env(
         {"STAC_CATALOG": "s3://cat/stac", "STAC_COLLECTION": "ndvi", "STAC_PREFIXES": ""}
     )
-    assert cfg.prefixes == () and cfg.suffixes == DEFAULT_SUFFIXES == (".tif", ".tiff", ".nc")
+    # one list with folder expansion: NetCDF-4 (.nc4) events were skipped before
+    assert cfg.prefixes == () and cfg.suffixes == DEFAULT_SUFFIXES == (".tif", ".tiff", ".nc", ".nc4")
     assert cfg.id_template == "{stem}" and cfg.datetime_pattern is None
     assert cfg.storage_options is None and cfg.collection_meta is None
     star = HandlerConfig.from_env({"STAC_CATALOG": "x", "STAC_COLLECTION": "y", "STAC_SUFFIXES": "*"})
@@ -576,7 +577,7 @@ def test_nothing_matching_writes_nothing(s3: S3Server) -> None:
         "skipped": [
             {
                 "url": f"s3://{s3.bucket}/products/ndvi/readme.md",
-                "reason": "file ending not one of ['.tif', '.tiff', '.nc']",
+                "reason": "file ending not one of ['.tif', '.tiff', '.nc', '.nc4']",
             }
         ],
     }

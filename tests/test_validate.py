@@ -289,61 +289,6 @@ def test_extension_with_unbundled_ref_is_reported_not_fetched(no_network: None) 
 
 
 # --------------------------------------------------------------------------
-# Cheap re-validation of parents (changed_links)
-# --------------------------------------------------------------------------
-
-
-def test_changed_links_validates_only_those_links() -> None:
-    doc = make_collection(5)
-    doc["links"][2]["href"] = ""  # an old, broken link: not looked at in cheap mode
-    new = {"rel": "item", "href": "./scene-new/scene-new.json", "type": "application/geo+json"}
-    doc["links"].append(new)
-    before = copy.deepcopy(doc)
-    validator = Validator()
-    assert validator.errors(doc, changed_links=[new]) == []
-    assert validator.errors(doc, changed_links=()) == []
-    assert any(p.startswith("links[2].href: ") for p in validator.errors(doc))
-    assert doc == before
-
-
-def test_changed_links_errors_use_the_real_index() -> None:
-    doc = make_collection(5)
-    bad = {"rel": "item", "href": ""}
-    doc["links"].insert(3, bad)
-    validator = Validator()
-    assert validator.errors(doc, changed_links=[bad]) == validator.errors(doc)
-    assert validator.errors(doc, changed_links=[bad])[0].startswith("links[3].href: ")
-    # a link that is not in doc["links"] is named by its place in changed_links
-    (problem,) = validator.errors(doc, changed_links=[{"rel": "item"}])
-    assert problem.startswith("links(changed)[0].href: 'href' is a required property")
-
-
-def test_changed_links_still_checks_the_rest() -> None:
-    doc = make_collection(3)
-    del doc["extent"]["temporal"]
-    assert any(p.startswith("extent.temporal: ") for p in Validator().errors(doc, changed_links=()))
-    del doc["links"]
-    assert any(p.startswith("links: ") for p in Validator().errors(doc, changed_links=()))
-
-
-def test_changed_links_is_ignored_for_items() -> None:
-    """item.json ties a rel=collection link to the collection field (contains)."""
-    doc = make_item()
-    doc["links"] = [link for link in doc["links"] if link["rel"] != "collection"]
-    problems = Validator().errors(doc, changed_links=())
-    assert problems == Validator().errors(doc) and problems, problems
-    assert problems[0].startswith("collection: ")
-
-
-def test_file_extension_links_checked_in_cheap_mode() -> None:
-    doc = make_collection(3)
-    bad = {"rel": "item", "href": "./x.json", "file:size": -5}
-    doc["links"].append(bad)
-    (problem,) = Validator().errors(doc, changed_links=[bad])
-    assert problem.startswith("links[4].file:size: ") and FILE in problem
-
-
-# --------------------------------------------------------------------------
 # Offline: our validator and stac-valid with schema_map()
 # --------------------------------------------------------------------------
 
@@ -365,7 +310,7 @@ def test_stac_valid_offline_accepts_valid_documents(name: str, tmp_path: Path, n
     valid, message = _stac_valid(path)
     assert valid, message
     # the validator under test agrees, under the same network block
-    assert Validator(accelerate_links=0).errors(doc) == []
+    assert Validator().errors(doc) == []
 
 
 def test_stac_valid_offline_rejects_broken_documents(tmp_path: Path, no_network: None) -> None:
@@ -377,7 +322,7 @@ def test_stac_valid_offline_rejects_broken_documents(tmp_path: Path, no_network:
         valid, message = _stac_valid(path)
         assert not valid, (kind, message)
         assert message[0]["error_type"] == "JSONSchemaValidationError", message
-        assert Validator(accelerate_links=0).errors(doc)
+        assert Validator().errors(doc)
     # stac-valid tries to fetch an unbundled extension: the block stops it
     path = tmp_path / "unknown-extension.json"
     path.write_text(json.dumps(broken("unknown-extension")))
@@ -394,7 +339,6 @@ def test_stac_valid_offline_collection_with_schema_summary(tmp_path: Path, no_ne
     path.write_text(json.dumps(doc))
     assert _stac_valid(path)[0]
     assert Validator().errors(doc) == []
-    assert Validator(accelerate_links=0).errors(doc) == []
 
 
 def test_schema_map_is_fresh_and_absolute() -> None:
@@ -486,12 +430,20 @@ def test_accelerated_path_agrees_with_jsonschema(no_network: None) -> None:
             assert fast_ok == reference_ok, (url, doc)
 
 
+def _reference_errors(validator: Validator, doc: dict[str, Any]) -> list[str]:
+    """What jsonschema alone reports for ``doc`` (the compiled check bypassed)."""
+    urls = [CORE_SCHEMAS[doc["type"]], *doc.get("stac_extensions", [])]
+    return list(dict.fromkeys(m for url in urls for m in validator._schema_errors_reference(url, doc)))
+
+
 def test_large_collection_messages_are_the_reference_ones() -> None:
-    doc = make_collection(1_500)  # above the acceleration threshold
-    assert Validator().errors(doc) == []
+    validator = Validator()
+    doc = make_collection(1_500)
+    assert validator.errors(doc) == []
     doc["links"][700]["href"] = ""
-    assert Validator().errors(doc) == Validator(accelerate_links=None).errors(doc)
-    assert Validator().errors(doc)[0].startswith("links[700].href: ")
+    problems = validator.errors(doc)
+    assert problems == _reference_errors(validator, doc)
+    assert problems[0].startswith("links[700].href: ")
 
 
 # --------------------------------------------------------------------------
@@ -550,21 +502,82 @@ def test_every_ref_resolves_locally() -> None:
     assert missing == KNOWN_MISSING
 
 
-def test_a_busy_validator_compiles_and_still_words_every_problem() -> None:
-    """After ACCELERATE_AFTER uses a schema is checked by compiled code; valid
-    documents still pass and a broken one still gets jsonschema's messages."""
-    from producer.validate import ACCELERATE_AFTER, Validator
-
+def test_the_first_document_is_checked_by_compiled_code_and_problems_keep_their_words() -> None:
+    """No warm-up: the first document already goes through fastjsonschema's
+    compiled check (jsonschema ran for the first 50 uses of a schema before);
+    a broken one still gets jsonschema's messages."""
     validator = Validator()
-    item = make_item()
+    calls: list[str] = []
+    reference = validator._schema_errors_reference
 
-    for _ in range(ACCELERATE_AFTER + 5):
-        assert validator.errors(item) == []
-    assert validator._fast, "no schema was compiled after many uses"
+    def counting(url: str, instance: Any) -> list[str]:
+        calls.append(url)
+        return reference(url, instance)
+
+    validator._schema_errors_reference = counting  # type: ignore[method-assign]
+    assert validator.errors(make_item()) == []
+    assert calls == [], "jsonschema ran on a valid document"
     broken = make_item()
     broken["properties"]["proj:code"] = 32633
     broken["bbox"] = "not a bbox"
     messages = validator.errors(broken)
     assert any(m.startswith("properties.proj:code:") for m in messages)
     assert any(m.startswith("bbox:") for m in messages)
-    assert messages == Validator(accelerate_links=None).errors(broken)
+    assert messages == _reference_errors(Validator(), broken)
+
+
+# --------------------------------------------------------------------------
+# The on-disk cache of compiled checks
+# --------------------------------------------------------------------------
+
+CATALOG = CORE_SCHEMAS["Catalog"]
+
+
+def _forget_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(validate, "_FAST", {})
+
+
+def test_a_compiled_check_is_read_back_from_the_cache_without_compiling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(validate.CACHE_ENV, str(tmp_path))
+    _forget_compiled(monkeypatch)
+    assert Validator().accelerated(CATALOG) is not None
+    assert len(list(tmp_path.glob("*.marshal"))) == 1
+
+    _forget_compiled(monkeypatch)  # a new process, as far as the check goes
+
+    def no_compiling(*args: Any, **kwargs: Any) -> str:
+        raise AssertionError("compiled again although the cache holds the check")
+
+    monkeypatch.setattr(validate.fastjsonschema, "compile_to_code", no_compiling)
+    validator = Validator()
+    assert validator.errors(make_catalog()) == []
+    bad = make_catalog()
+    bad["links"][0]["href"] = 5
+    assert validator.errors(bad)[0].startswith("links[0].href: ")
+
+
+def test_an_unwritable_cache_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv(validate.CACHE_ENV, str(blocker / "cache"))
+    _forget_compiled(monkeypatch)
+    assert Validator().errors(make_catalog()) == []
+
+
+def test_an_empty_cache_variable_disables_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(validate.CACHE_ENV, "")
+    assert validate.cache_dir() is None
+    _forget_compiled(monkeypatch)
+    assert Validator().errors(make_catalog()) == []
+
+
+def test_precompile_covers_every_schema_a_document_can_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What an image build runs: every core and bundled extension schema, the
+    one that cannot be compiled (projection v1.1.0) left to jsonschema."""
+    monkeypatch.setenv(validate.CACHE_ENV, str(tmp_path))
+    compiled = validate.precompile()
+    assert set(CORE_SCHEMAS.values()) <= set(compiled)
+    assert PROJ in compiled and RASTER in compiled and FILE in compiled and EO in compiled
+    assert "https://stac-extensions.github.io/projection/v1.1.0/schema.json" not in compiled

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from pystac import MediaType
+
 from producer.catalog.extent import (
     WORLD,
     bbox_contains,
@@ -30,8 +32,9 @@ from producer.catalog.layout import LAYOUT_FIELD, ROOT_KEY, Layout, layout_recor
 from producer.errors import CatalogError
 
 STAC_VERSION = "1.1.0"
-JSON = "application/json"
-GEOJSON = "application/geo+json"
+# plain ``str`` values: the fast serialisation path takes exact scalar types only
+JSON: str = MediaType.JSON.value
+GEOJSON: str = MediaType.GEOJSON.value
 #: link relations that point down the tree
 CHILD_RELS = ("child", "item")
 #: link relations a writer maintains itself on every document
@@ -438,14 +441,15 @@ def check_parent(doc: dict, where: str, *, collection_id: str | None = None) -> 
         )
 
 
-def _extent_of(boxes: list[list[float]], intervals: list[tuple[str | None, str | None]]) -> dict:
+def _extent_of(boxes: list[list[float]], intervals: Sequence[tuple[str | None, str | None]]) -> dict:
     if not boxes:
         return empty_extent()
     return {"spatial": {"bbox": extent_bboxes(boxes)}, "temporal": {"interval": [union_interval(intervals)]}}
 
 
 def _footprints(items: Iterable[dict]) -> tuple[list[list[float]], list[tuple[str, str]]]:
-    boxes, intervals = [], []
+    boxes: list[list[float]] = []
+    intervals: list[tuple[str, str]] = []
     for item in items:
         boxes.append(box2d(item["bbox"]))
         intervals.append(item_interval(item))

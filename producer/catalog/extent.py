@@ -10,7 +10,9 @@ and 179°W gets a 2° wide extent, not a 358° one.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
+
+from producer.timestamps import format_time, parse_time
 
 WORLD = [-180.0, -90.0, 180.0, 90.0]
 _EPS = 1e-9
@@ -209,23 +211,6 @@ def _r(value: float) -> float:
 
 
 # --- time -----------------------------------------------------------------
-
-
-def parse_time(value: str) -> datetime:
-    """RFC 3339 string → aware datetime (``Z`` accepted)."""
-    dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt
-
-
-def format_time(value: datetime) -> str:
-    """Aware datetime → RFC 3339 in UTC with ``Z``."""
-    value = value.astimezone(UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
-    if value.microsecond:
-        text += f".{value.microsecond:06d}".rstrip("0")
-    return text + "Z"
 
 
 def item_interval(item: dict) -> tuple[str, str]:

@@ -12,31 +12,33 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote
 
+import fsspec
+from pystac import MediaType
 from rasterio.io import DatasetReader
 
 from producer.errors import InputError
 from producer.extract.failures import storage_failure
+from producer.urls import is_local, is_remote, local_path, protocol
 
-MEDIA_COG = "image/tiff; application=geotiff; profile=cloud-optimized"
-MEDIA_GEOTIFF = "image/tiff; application=geotiff"
-MEDIA_NETCDF = "application/netcdf"
+# plain ``str`` values (not the enum members), so documents hold exact strs
+MEDIA_COG: str = MediaType.COG.value
+MEDIA_GEOTIFF: str = MediaType.GEOTIFF.value
+MEDIA_NETCDF: str = MediaType.NETCDF.value
 #: GDAL driver short name → media type, for drivers other than GTiff
 _DRIVER_MEDIA: dict[str, str] = {
-    "netCDF": MEDIA_NETCDF,
-    "JP2OpenJPEG": "image/jp2",
-    "PNG": "image/png",
-    "JPEG": "image/jpeg",
-    "HDF5": "application/x-hdf5",
-    "HDF4": "application/x-hdf",
-    "Zarr": "application/vnd+zarr",
-    "VRT": "application/xml",
+    "netCDF": MediaType.NETCDF.value,
+    "JP2OpenJPEG": MediaType.JPEG2000.value,
+    "PNG": MediaType.PNG.value,
+    "JPEG": MediaType.JPEG.value,
+    "HDF5": MediaType.HDF5.value,
+    "HDF4": MediaType.HDF.value,
+    "Zarr": MediaType.ZARR.value,
+    "VRT": MediaType.XML.value,
 }
-_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 #: GDAL virtual file systems that have a URL equivalent
 _VSI_PREFIXES: tuple[tuple[str, str], ...] = (
     ("/vsis3/", "s3://"),
@@ -46,13 +48,16 @@ _VSI_PREFIXES: tuple[tuple[str, str], ...] = (
     ("/vsicurl/", ""),
 )
 CHUNK_SIZE = 1 << 20
+#: protocols whose URLs are requested over HTTP
+_HTTP = ("http", "https")
 #: multihash prefix: 0x12 = sha2-256, 0x20 = 32-byte digest
 _SHA256_MULTIHASH = "1220"
 
 
 def is_url(location: str) -> bool:
-    """True for ``scheme://...`` locations (``file://`` included)."""
-    return bool(_URL_RE.match(location))
+    """True for a location on a remote file system: a URL other than
+    ``file://`` (see :mod:`producer.urls`)."""
+    return is_remote(location)
 
 
 def resolve_location(source: str | os.PathLike[str]) -> str:
@@ -69,8 +74,8 @@ def resolve_location(source: str | os.PathLike[str]) -> str:
             return scheme + text[len(prefix) :]
     if text.startswith("/vsi"):
         return text
-    if text.lower().startswith("file://"):
-        return os.path.abspath(unquote(urlsplit(text).path))
+    if is_local(text) and "://" in text:
+        return os.path.abspath(local_path(text))
     if is_url(text):
         return text
     return os.path.abspath(os.path.expanduser(text))
@@ -81,13 +86,9 @@ def rewrite_href(location: str, rewrites: tuple[tuple[str, str], ...] = ()) -> s
     for old, new in rewrites:
         if old and location.startswith(old):
             rest = location[len(old) :]
-            if new.lower().startswith(("http://", "https://")) and not location.lower().startswith(
-                ("http://", "https://")
-            ):
+            if protocol(new) in _HTTP and protocol(location) not in _HTTP:
                 # a file name or object key becomes part of a URL: escape what a
                 # URL would read otherwise ('?', '#', '%', spaces, '+')
-                from urllib.parse import quote
-
                 rest = quote(rest, safe="/-_.~")
             return new + rest
     return location
@@ -107,10 +108,6 @@ def media_type(src: DatasetReader) -> str | None:
 
 
 def _fs_and_path(location: str, storage_options: Mapping[str, Any]) -> tuple[Any, str]:
-    try:
-        import fsspec
-    except ImportError as exc:  # pragma: no cover - fsspec is a dependency
-        raise InputError(f"{location}: install fsspec to read remote products") from exc
     try:
         return fsspec.core.url_to_fs(location, **dict(storage_options))
     except (ImportError, ValueError) as exc:

@@ -21,6 +21,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 
 from producer.errors import InputError, NoDatetimeError
+from producer.timestamps import format_time
+
+#: the type, for annotations inside DatetimeResult, whose field ``datetime`` shadows it
+_DateTime = datetime
 
 #: the names accepted in ``ExtractOptions.datetime_sources``
 SOURCES: tuple[str, ...] = ("explicit", "filename", "tags")
@@ -69,9 +73,9 @@ class DatetimeResult:
     Exactly one of the two forms is set; all values are UTC-aware.
     """
 
-    datetime: datetime | None
-    start: datetime | None
-    end: datetime | None
+    datetime: _DateTime | None
+    start: _DateTime | None
+    end: _DateTime | None
     #: which source produced it: "explicit", "filename" or "tags"
     source: str
     #: human-readable detail (pattern or tag name), for logs and errors
@@ -80,18 +84,13 @@ class DatetimeResult:
     def properties(self) -> dict[str, str | None]:
         """STAC item properties for this value (``datetime`` null for a range)."""
         if self.datetime is not None:
-            return {"datetime": _rfc3339(self.datetime)}
+            return {"datetime": format_time(self.datetime)}
         assert self.start is not None and self.end is not None
         return {
             "datetime": None,
-            "start_datetime": _rfc3339(self.start),
-            "end_datetime": _rfc3339(self.end),
+            "start_datetime": format_time(self.start),
+            "end_datetime": format_time(self.end),
         }
-
-
-def _rfc3339(value: datetime) -> str:
-    text = value.astimezone(UTC).replace(tzinfo=None).isoformat()
-    return text + "Z"
 
 
 def _aware(value: datetime) -> datetime:
@@ -125,7 +124,8 @@ def parse_datetime(text: str, *, end: bool = False) -> datetime:
     text = text.strip()
     tiff = _TIFF_RE.match(text)
     if tiff:
-        return _aware(datetime(*(int(g) for g in tiff.groups())))
+        y, mo, d, h, mi, s = (int(g) for g in tiff.groups())
+        return _aware(datetime(y, mo, d, h, mi, s))
     match = _ISO_RE.match(text)
     if not match:
         raise ValueError(f"not an ISO 8601 date or date-time: {text!r}")
@@ -156,7 +156,7 @@ def _instant_or_range(
         return DatetimeResult(first, None, None, source, detail)
     if second < first:
         raise InputError(
-            f"{where}: datetime range ends before it starts ({_rfc3339(first)} > {_rfc3339(second)})"
+            f"{where}: datetime range ends before it starts ({format_time(first)} > {format_time(second)})"
         )
     return DatetimeResult(None, first, second, source, detail)
 
@@ -235,20 +235,14 @@ def _from_user_pattern(name: str, pattern: str) -> DatetimeResult | None:
 
 
 def _valid(groups: tuple[str | None, ...]) -> datetime | None:
-    year, month, day = int(groups[0]), int(groups[1]), int(groups[2])  # type: ignore[arg-type]
+    # the date groups always match; the time groups only together (all or none)
+    year, month, day = (int(g or 0) for g in groups[:3])
     if not _MIN_YEAR <= year <= _MAX_YEAR:
         return None
     try:
         if len(groups) > 3 and groups[3] is not None:
-            return datetime(
-                year,
-                month,
-                day,
-                int(groups[3]),
-                int(groups[4]),
-                int(groups[5]),  # type: ignore[arg-type]
-                tzinfo=UTC,
-            )
+            hour, minute, second = (int(g or 0) for g in groups[3:6])
+            return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
         return datetime(year, month, day, tzinfo=UTC)
     except ValueError:  # month 13, 31 February, hour 25...
         return None
@@ -274,8 +268,7 @@ def from_filename(name: str, pattern: str | None = None) -> DatetimeResult | Non
         if found is not None:
             return found
     for label, regex in _BUILTIN_PATTERNS:
-        hits = [(m, _valid(m.groups())) for m in regex.finditer(name)]
-        hits = [(m, v) for m, v in hits if v is not None]
+        hits = [(m, v) for m in regex.finditer(name) if (v := _valid(m.groups())) is not None]
         if not hits:
             continue
         (first_match, first), rest = hits[0], hits[1:]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from producer.errors import InputError, ProducerError, StoreError
 from producer.redact import redact
+from producer.sources import is_configuration_error
 
 
 def storage_failure(location: str, exc: BaseException) -> ProducerError:
@@ -20,7 +21,7 @@ def storage_failure(location: str, exc: BaseException) -> ProducerError:
     detail = redact(f"{type(exc).__name__}: {exc}")
     if isinstance(exc, FileNotFoundError) or _status(exc) == 404:
         return InputError(f"{where}: not found (no such object or bucket); check the URL")
-    if _is_configuration_error(exc):
+    if is_configuration_error(exc):
         return InputError(
             f"{where}: the storage options or the URL are not usable ({detail}); "
             "fix them (retrying will not help)"
@@ -34,16 +35,6 @@ def storage_failure(location: str, exc: BaseException) -> ProducerError:
         f"{where}: storage failed while reading the product ({detail}); this is usually "
         "transient (throttling, network): retry"
     )
-
-
-def _is_configuration_error(exc: BaseException) -> bool:
-    """A bad option or URL, not a storage fault: retrying cannot help.
-    (TypeError/ValueError from building the client, botocore's parameter
-    validation.) Connection and HTTP errors are never this."""
-    if isinstance(exc, OSError):
-        return False
-    names = {c.__name__ for c in type(exc).__mro__}
-    return bool(names & {"ParamValidationError", "TypeError", "ValueError", "NoRegionError"})
 
 
 def _status(exc: BaseException) -> int | None:

@@ -317,8 +317,8 @@ def _pole_in_grid(crs: CRS, transform: Affine, width: int, height: int, sign: in
         return False
     if not (math.isfinite(x) and math.isfinite(y)):
         return False
-    col, row = _apply(~transform, np.array([x]), np.array([y]))
-    col, row = float(col[0]), float(row[0])
+    cols, rows = _apply(~transform, np.array([x]), np.array([y]))
+    col, row = float(cols[0]), float(rows[0])
     tol = 1e-9 * max(width, height)
     return -tol <= col <= width + tol and -tol <= row <= height + tol
 

@@ -32,6 +32,7 @@ from contextlib import ExitStack
 from typing import Any
 
 import pystac
+import rasterio.transform
 from rasterio.crs import CRS
 
 from producer.errors import InputError, NoGeoreferenceError, ProducerError
@@ -65,6 +66,9 @@ EXTENSIONS: dict[str, str] = {
 }
 #: key of the single data asset
 DATA_ASSET = "data"
+
+#: what building an item may raise, reported per product
+_BUILD_ERRORS: tuple[type[BaseException], ...] = (ProducerError, *RASTERIO_ERRORS)
 
 
 def _has_gcps(src: Any) -> bool:
@@ -161,8 +165,6 @@ def _resolution(src: Any) -> float | None:
         bounds = _footprint.native_bbox(src.transform, src.width, src.height)
         return spatial_resolution(src.crs, src.transform, bounds)
     if _has_gcps(src):
-        import rasterio.transform
-
         gcps, gcp_crs = src.gcps
         try:
             transform = rasterio.transform.from_gcps(gcps)
@@ -228,7 +230,7 @@ def create_item(
             )
         try:
             item = _build_item(src, location, opened.location, options, opened.opener)
-        except (ProducerError, *RASTERIO_ERRORS) as exc:
+        except _BUILD_ERRORS as exc:
             # a read that failed in storage shows up in GDAL as a short file:
             # report the storage failure, not "corrupt" or "truncated"
             raise_read_errors(opened.opener, location)
@@ -248,7 +250,7 @@ def _byte_reader(location: str, opener: GuardedOpener | None) -> Any:
         try:
             if opener is not None:
                 fs = opener.fs
-                return fs.cat_file(fs._strip_protocol(location), start=start, end=start + length)
+                return fs.cat_file(opener.path_of(location), start=start, end=start + length)
             with open(location, "rb") as handle:
                 handle.seek(start)
                 return handle.read(length)
@@ -287,7 +289,7 @@ def _build_item(
 
     asset_fields: dict[str, Any] = {}
     if data_location:
-        known = opener.known.get(opener.fs._strip_protocol(data_location)) if opener else None
+        known = opener.known.get(opener.path_of(data_location)) if opener else None
         asset_fields.update(
             file_info(
                 data_location, checksum=options.checksum, storage_options=options.storage_options, size=known

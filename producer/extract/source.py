@@ -22,8 +22,10 @@ import re
 import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import fsspec
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
@@ -31,11 +33,15 @@ from producer.errors import InputError
 from producer.extract.assets import is_url, resolve_location
 from producer.extract.failures import _is_configuration_error, storage_failure  # noqa: F401 (re-exported)
 from producer.extract.options import ExtractOptions
+from producer.redact import redact
 
-try:  # GDAL errors rasterio raises without wrapping (private module, may move)
+# The one private import of a dependency: GDAL errors (CPLE_*) that rasterio
+# raises without wrapping them in a rasterio.errors class, and rasterio has no
+# public name for their base class. Kept here only, with a fallback if it moves.
+try:
     from rasterio._err import CPLE_BaseError as _CPLE_BaseError
 except ImportError:  # pragma: no cover
-    _CPLE_BaseError = RasterioError  # type: ignore[assignment,misc]
+    _CPLE_BaseError = RasterioError
 
 #: every error rasterio/GDAL may raise while opening or reading headers
 RASTERIO_ERRORS: tuple[type[BaseException], ...] = (RasterioError, _CPLE_BaseError, OSError)
@@ -145,11 +151,17 @@ class GuardedOpener:
     """
 
     def __init__(self, fs: Any, known: dict[str, int], block_size: int) -> None:
-        self.fs = fs
+        self.fs: Any = fs
         self.known = dict(known)
         self.block_size = block_size
         self.errors: list[BaseException] = []
         self._spare: tuple[str, _GuardedFile] | None = None
+
+    def path_of(self, url: str) -> str:
+        """The path of ``url`` in this opener's file system (what
+        ``url_to_fs`` would give), through fsspec's public
+        :func:`fsspec.core.strip_protocol`."""
+        return str(fsspec.core.strip_protocol(url))
 
     def open(self, path: str, mode: str = "rb", **kwargs: Any) -> _GuardedFile:
         if "r" not in mode or "+" in mode:
@@ -191,9 +203,7 @@ class GuardedOpener:
 
     def modified(self, path: str) -> Any:
         """Modification time GDAL asks for in a stat: not needed, the epoch."""
-        import datetime as _dt
-
-        return _dt.datetime.fromtimestamp(0, _dt.UTC)
+        return datetime.fromtimestamp(0, UTC)
 
     def size(self, path: str) -> int:
         if path in self.known:
@@ -207,8 +217,6 @@ class GuardedOpener:
 def _object_store_opener(path: str, options: ExtractOptions) -> GuardedOpener:
     """Stat the product and read its first bytes through fsspec, before GDAL
     sees it; raise what :func:`storage_failure` says when that fails."""
-    import fsspec
-
     try:
         fs, fs_path = fsspec.core.url_to_fs(path, **dict(options.storage_options))
     except (ImportError, ValueError) as exc:
@@ -234,15 +242,13 @@ def _object_store_opener(path: str, options: ExtractOptions) -> GuardedOpener:
     return opener
 
 
-def raise_read_errors(opener: GuardedOpener | None, location: str) -> None:
+def raise_read_errors(opener: GuardedOpener | None, location: str | None) -> None:
     """Raise the storage error behind the first failed read of ``opener``, if any."""
     if opener is not None and opener.errors:
-        raise storage_failure(location, opener.errors[0])
+        raise storage_failure(location or "the product", opener.errors[0])
 
 
 def _redacted(text: str) -> str:
-    from producer.redact import redact
-
     return redact(text)
 
 
@@ -255,7 +261,7 @@ def _open(path: str, options: ExtractOptions, stack: ExitStack, opener: GuardedO
         # GDAL's /vsis3/ would ignore a custom endpoint. The guarded opener
         # keeps storage failures away from GDAL (see _GuardedFile).
         kwargs["opener"] = opener
-        path = opener.fs._strip_protocol(path) if "://" in path else path
+        path = opener.path_of(path) if "://" in path else path
     with warnings.catch_warnings():  # georeferencing is checked (with a clear error) later
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         return stack.enter_context(rasterio.open(path, **kwargs))
@@ -276,12 +282,14 @@ def open_source(
     failure never reaches GDAL (see :class:`GuardedOpener`).
     """
     opener: GuardedOpener | None = None
+    dataset: Any
     if is_dataset(source):
-        if source.closed:
+        dataset = source
+        if dataset.closed:
             raise InputError(
-                f"{getattr(source, 'name', source)}: the dataset passed in is closed; pass an open one or a path"
+                f"{getattr(dataset, 'name', dataset)}: the dataset passed in is closed; pass an open one or a path"
             )
-        dataset, location = source, dataset_location(source)
+        location = dataset_location(dataset)
     else:
         try:
             text = os.fspath(source)
@@ -502,7 +510,7 @@ def _netcdf_classic_end(read: Any, size: int) -> tuple[int, str] | None:
     # bytes, except when there is only one record variable
     recsize = records[0][2] if len(records) == 1 else sum(v[3] for v in records)
     best = (0, "")
-    for name, begin, nbytes, _, is_record in variables:
+    for var_name, begin, nbytes, _, is_record in variables:
         if is_record:
             if numrecs == 0:
                 continue
@@ -510,7 +518,7 @@ def _netcdf_classic_end(read: Any, size: int) -> tuple[int, str] | None:
         else:
             end = begin + nbytes
         if end > best[0]:
-            best = (end, f"variable {name!r}")
+            best = (end, f"variable {var_name!r}")
     return best if best[0] else None
 
 

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import fsspec
+
 from producer.errors import InputError, NotFound, PreconditionFailed, StoreError
 from producer.redact import redact
 from producer.store.base import describe_condition
@@ -58,8 +60,6 @@ class FsspecStore:
     concurrent_safe: bool = False
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
-        import fsspec
-
         options = dict(storage_options or {})
         options.setdefault("skip_instance_cache", True)
         try:
@@ -174,10 +174,13 @@ class FsspecStore:
             return
         except Exception as exc:
             raise StoreError(f"cannot list {prefix!r} in catalog {self.url}: {exc}") from exc
-        base = self.fs._strip_protocol(self._root).rstrip("/") + "/"
+        # find() answers in the file system's own path form, the form
+        # url_to_fs gave self._root in; a backend that answers with URLs is
+        # brought to that form by fsspec's public strip_protocol
+        base = self._root + "/"
         count = 0
         for path in found:
-            path = self.fs._strip_protocol(path)
+            path = fsspec.core.strip_protocol(path) if "://" in path else path
             if not path.startswith(base):
                 continue
             key = path[len(base) :]

@@ -50,11 +50,11 @@ import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from producer.errors import CatalogError, InputError, NotFound, PreconditionFailed, StoreError
 from producer.store.base import describe_condition
 from producer.store.keys import RESERVED_PREFIX, check_key, check_prefix, is_listable, under_prefix
+from producer.urls import is_local, local_path
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +70,11 @@ def _version(data: bytes) -> str:
 
 def _root_from_url(url: str) -> tuple[Path, str]:
     """``(absolute root path, url as reported)`` for a plain path or ``file://`` URL."""
-    if url.startswith(("file://", "local://")):
-        parts = urlsplit(url)
-        if parts.netloc not in ("", "localhost"):
-            raise StoreError(f"cannot open {url!r}: file:// URLs on another host are not supported")
-        path = Path(unquote(parts.path)).absolute()
+    if is_local(url) and "://" in url:
+        try:
+            path = Path(local_path(url)).absolute()
+        except InputError as exc:
+            raise StoreError(f"cannot open {url!r}: file:// URLs on another host are not supported") from exc
         return path, "file://" + str(path).rstrip("/")
     if "://" in url:
         raise StoreError(f"cannot open {url!r} as a local directory: not a path or file:// URL")

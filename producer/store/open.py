@@ -9,12 +9,14 @@ from producer.store.base import Store
 from producer.store.fsspec_store import FsspecStore
 from producer.store.local import LocalStore
 from producer.store.s3 import S3Store
+from producer.urls import is_local, protocol
 
 
 def open_store(url: str, storage_options: dict[str, Any] | None = None) -> Store:
     """Return the store for ``url``; nothing is read or written.
 
-    * plain paths and ``file://`` URLs -> :class:`~producer.store.local.LocalStore`
+    * plain paths and ``file://`` / ``local://`` URLs (any letter case; see
+      :mod:`producer.urls`) -> :class:`~producer.store.local.LocalStore`
       (``storage_options`` must be empty);
     * ``s3://`` (and ``s3a://``) -> :class:`~producer.store.s3.S3Store`;
     * any other fsspec URL (``memory://``, ``gcs://``, ...) ->
@@ -26,14 +28,13 @@ def open_store(url: str, storage_options: dict[str, Any] | None = None) -> Store
     if not isinstance(url, str) or not url.strip():
         raise InputError(f"catalog URL must be a non-empty string, got {url!r}")
     url = url.strip()
-    scheme = url.partition("://")[0].lower() if "://" in url else ""
-    if scheme in ("", "file", "local"):
+    if is_local(url):
         if storage_options:
             raise InputError(
                 f"storage_options {sorted(storage_options)} were given for the local catalog {url!r}; "
                 "local paths take none, drop them"
             )
         return LocalStore(url)
-    if scheme in ("s3", "s3a"):
+    if protocol(url) in ("s3", "s3a"):
         return S3Store(url, storage_options)
     return FsspecStore(url, storage_options)

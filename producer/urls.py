@@ -1,0 +1,70 @@
+"""What kind of location a string is: the one place that decides.
+
+Built on fsspec's public :func:`fsspec.core.split_protocol` (the same rule
+fsspec's ``url_to_fs`` uses, so what is called remote here is what fsspec
+opens): a location is *local* when it has no protocol (a plain path,
+relative or absolute; ``C:/x`` counts as a path, since a one-letter protocol
+is a Windows drive) or the protocol is ``file`` or ``local`` (fsspec's two
+names for the local file system), in any letter case. Everything else
+(``s3://``, ``memory://``, ``http(s)://``, chained ``simplecache::s3://``) is
+*remote*: it goes through fsspec, and storage options apply to it.
+
+``file://`` URLs follow RFC 8089: ``file:///a`` and ``file://localhost/a``
+are the path ``/a``, percent-escapes are decoded; ``file://a/b`` names the
+host ``a`` and is refused (fsspec would silently read it as the relative path
+``a/b``). Nothing here touches storage.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit
+
+from fsspec.core import split_protocol
+
+from producer.errors import InputError
+
+__all__ = ["LOCAL_PROTOCOLS", "is_local", "is_remote", "local_path", "protocol"]
+
+#: protocols naming the local file system (fsspec's LocalFileSystem answers to both)
+LOCAL_PROTOCOLS = frozenset({"file", "local"})
+
+
+def protocol(location: str) -> str:
+    """The lower-case protocol of ``location``; ``"file"`` for a plain path.
+
+    ``"s3"`` for ``S3://b/k``, ``"simplecache::s3"`` for a chained URL.
+    """
+    proto, _ = split_protocol(location)
+    return str(proto).lower() if proto else "file"
+
+
+def is_local(location: str) -> bool:
+    """True for a plain path and for ``file://`` / ``local://`` URLs."""
+    return protocol(location) in LOCAL_PROTOCOLS
+
+
+def is_remote(location: str) -> bool:
+    """True for every location that fsspec opens with another file system
+    than the local one (``s3://``, ``memory://``, ``http(s)://``, ...)."""
+    return not is_local(location)
+
+
+def local_path(location: str) -> str:
+    """The file-system path of a local location (see :func:`is_local`).
+
+    A plain path comes back unchanged (not made absolute); ``file:///a%20b``
+    gives ``/a b``. Raises :class:`~producer.errors.InputError` for a
+    ``file://`` URL naming another host, and :class:`ValueError` (a
+    programming error) for a remote location.
+    """
+    if not is_local(location):
+        raise ValueError(f"{location!r} is not a local path or file:// URL")
+    if "://" not in location:
+        return location
+    parts = urlsplit(location)
+    if parts.netloc not in ("", "localhost"):
+        raise InputError(
+            f"{location!r} names the host {parts.netloc!r}; file:// URLs are local only: "
+            f"write file:///path (three slashes) or a plain path"
+        )
+    return unquote(parts.path)
