@@ -9,17 +9,23 @@ returns plain result objects; nothing here prints.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 from producer.catalog import documents as docs
 from producer.catalog.layout import Layout, item_parent_key
 from producer.commit import Committer, IdentityConflict, item_start, same_content
-from producer.errors import InputError, ProducerError, StoreError
-from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
+from producer.errors import ID_TEMPLATE_HINT, InputError, ProducerError, StoreError
+from producer.extract.options import ExtractOptions
+from producer.options import RegisterOptions, changed_fields, parse_rewrites, resolve_options
 from producer.results import RegisterResult, RemoveResult, error_type_of  # noqa: F401 (re-exported)
 from producer.sources import PRODUCT_SUFFIXES, expand_paths  # noqa: F401 (re-exported)
 from producer.store.base import Store
+
+if TYPE_CHECKING:
+    from producer.audit import Problem, ReconcileReport
+
+__all__ = ["expand_paths", "item_id_for", "parse_rewrites", "reconcile", "register", "remove", "validate_catalog"]
 
 Progress = Callable[[int, int], None]
 
@@ -43,22 +49,6 @@ def _validator():
     return default_validator()
 
 
-def parse_rewrites(rewrites: Iterable[str | tuple[str, str]]) -> tuple[tuple[str, str], ...]:
-    """``["FROM=TO", ...]`` or pairs → pairs; raises :class:`InputError` on bad syntax."""
-    out = []
-    for rule in rewrites or ():
-        if isinstance(rule, str):
-            if "=" not in rule:
-                raise InputError(f"--href-rewrite {rule!r}: expected FROM=TO, e.g. /data=s3://bucket/data")
-            src, dst = rule.split("=", 1)
-        else:
-            src, dst = rule
-        if not src:
-            raise InputError(f"--href-rewrite {rule!r}: the FROM prefix is empty")
-        out.append((src, dst))
-    return tuple(out)
-
-
 def _is_url(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
 
@@ -80,28 +70,22 @@ def _check_collection_id(collection: str) -> None:
 
 
 def register(
-    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     *,
     catalog: str | Store,
     collection: str,
-    storage_options: dict | None = None,
-    collection_meta: dict | None = None,
-    root_meta: dict | None = None,
-    partition: str | None = None,
-    datetime: str | None = None,
-    datetime_pattern: str | None = None,
-    datetime_sources: Sequence[str] | None = None,
-    id_template: str = "{stem}",
-    href_rewrites: Iterable[str | tuple[str, str]] = (),
-    stats: bool = False,
-    checksum: bool = False,
-    dry_run: bool = False,
-    batch_size: int = 500,
-    max_retries: int = 25,
+    options: RegisterOptions | None = None,
     progress: Progress | None = None,
-    replace: bool = False,
+    storage_options: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> list[RegisterResult]:
     """Extract, validate and upsert one STAC Item per product; link and extend parents.
+
+    ``options``: a :class:`~producer.options.RegisterOptions` (default: all
+    defaults); ``overrides``: any of its fields by name (``id_template=...``),
+    applied on top; ``storage_options``: the storage options of both the data
+    and the catalog, where ``options`` sets neither. An unknown override is a
+    :class:`TypeError` naming the valid ones.
 
     Returns one :class:`RegisterResult` per product, in input order. A bad
     product gets an ``error`` result and changes nothing; the others are
@@ -112,27 +96,34 @@ def register(
 
     An existing item with the same id that describes another product (its
     ``data`` asset href differs) is left alone and the product gets an
-    ``input`` error naming both (same file name in two folders: use an
-    ``id_template`` such as ``'{parent}_{stem}'``); ``replace=True``
+    ``input`` error naming both, with hints (same file name in two folders:
+    an ``id_template`` such as ``'{parent}_{stem}'``); ``replace=True``
     overwrites it instead.
     """
+    opts = resolve_options(options, storage_options, **overrides)
     _check_collection_id(collection)
-    layout = Layout(partition)
-    options = ExtractOptions(
-        datetime=datetime,
-        datetime_sources=tuple(datetime_sources or DEFAULT_DATETIME_SOURCES),
-        datetime_pattern=datetime_pattern,
-        id_template=id_template,
-        href_rewrites=parse_rewrites(href_rewrites),
-        stats=stats,
-        checksum=checksum,
+    layout = Layout(opts.partition)
+    extract_options = ExtractOptions(
+        datetime=opts.datetime,
+        datetime_sources=opts.datetime_sources,
+        datetime_pattern=opts.datetime_pattern,
+        id_template=opts.id_template,
+        href_rewrites=opts.href_rewrites,
+        stats=opts.stats,
+        checksum=opts.checksum,
         collection=collection,
-        storage_options=dict(storage_options or {}),
+        storage_options=dict(opts.data_storage_options or {}),
     )
-    sources = expand_paths(paths, storage_options)
-    store = _open(catalog, storage_options)
+    sources = expand_paths(paths, opts.data_storage_options)
+    store = _open(catalog, opts.catalog_storage_options)
     committer = Committer(
-        store, _validator().check, layout=layout, root_meta=root_meta, max_retries=max_retries
+        store, _validator().check, layout=layout, root_meta=opts.root_meta, max_retries=opts.max_retries
+    )
+    collection_meta, dry_run, batch_size, replace = (
+        opts.collection_meta,
+        opts.dry_run,
+        opts.batch_size,
+        opts.replace,
     )
     results: list[RegisterResult] = []
     done = 0
@@ -143,7 +134,7 @@ def register(
                 chunk,
                 committer,
                 collection,
-                options,
+                extract_options,
                 collection_meta,
                 dry_run,
                 progress,
@@ -211,11 +202,11 @@ def _register_chunk(
         results.append(result)
         if key is not None and doc is not None:
             if key in seen:
-                result.fail(
-                    f"{source}: maps to the same item id {doc['id']!r} as {seen[key]}; "
-                    "use --id-template to tell them apart",
-                    InputError(),
+                clash = InputError(
+                    f"{source}: maps to the same item id {doc['id']!r} as {seen[key]}.",
+                    hints=(ID_TEMPLATE_HINT,),
                 )
+                result.fail(str(clash), clash)
                 result.href = None
             else:
                 seen[key] = source
@@ -517,8 +508,8 @@ def remove(
 
 
 def validate_catalog(
-    catalog: str | Store, *, storage_options: dict | None = None, check_assets: bool = False
-) -> list:
+    catalog: str | Store, *, storage_options: dict[str, Any] | None = None, check_assets: bool = False
+) -> list[Problem]:
     """Check a whole catalog tree; return a list of :class:`producer.audit.Problem`.
 
     Reads every document once. Checks schemas, links that resolve, dangling
@@ -530,9 +521,40 @@ def validate_catalog(
     return audit(store, _validator(), check_assets=check_assets, storage_options=storage_options).problems
 
 
-def reconcile(catalog: str | Store, *, storage_options: dict | None = None, **kwargs: Any):
-    """Find and (with ``fix=True``) repair catalog problems; see :mod:`producer.audit`."""
+def reconcile(
+    catalog: str | Store,
+    *,
+    storage_options: dict[str, Any] | None = None,
+    data: str | list[str] | None = None,
+    fix: bool = False,
+    dead: Literal["flag", "remove"] = "flag",
+    collection: str | None = None,
+    check_assets: bool | None = None,
+    options: RegisterOptions | None = None,
+    register_options: Mapping[str, Any] | None = None,
+    max_retries: int = 25,
+) -> ReconcileReport:
+    """Find and (with ``fix=True``) repair catalog problems; see :func:`producer.audit.reconcile`.
+
+    ``storage_options``: of the catalog and of ``data``. Products under
+    ``data`` that no item describes are registered into ``collection`` with
+    ``options`` (a :class:`~producer.options.RegisterOptions`), or with
+    ``register_options``, the same as keyword overrides by field name.
+    Writes only with ``fix``.
+    """
     from producer.audit import reconcile as _reconcile
 
+    opts = resolve_options(options, **dict(register_options or {}))
     store = _open(catalog, storage_options)
-    return _reconcile(store, _validator(), storage_options=storage_options, **kwargs)
+    return _reconcile(
+        store,
+        _validator(),
+        data=data,
+        fix=fix,
+        dead=dead,
+        collection=collection,
+        check_assets=check_assets,
+        storage_options=storage_options,
+        register_options=changed_fields(opts),
+        max_retries=max_retries,
+    )
