@@ -172,7 +172,9 @@ class RegisterOptions:
     )
     stats: bool = field(
         default=False,
-        metadata=_spec("Compute band statistics (from overviews when present).", "--stats", "STAC_STATS", "switch"),
+        metadata=_spec(
+            "Compute band statistics (from overviews when present).", "--stats", "STAC_STATS", "switch"
+        ),
     )
     checksum: bool = field(
         default=False,
@@ -186,7 +188,9 @@ class RegisterOptions:
     )
     batch_size: int = field(
         default=500,
-        metadata=_spec("Products committed per parent compare-and-swap.", "--batch-size", "STAC_BATCH_SIZE", "number"),
+        metadata=_spec(
+            "Products committed per parent compare-and-swap.", "--batch-size", "STAC_BATCH_SIZE", "number"
+        ),
     )
     max_retries: int = field(
         default=25,
@@ -243,7 +247,9 @@ class RegisterOptions:
                 raise TypeError(f"RegisterOptions.{f.name} must be an int, not {value!r}")
             if kind in ("json", "pairs") and value is not None:
                 if not isinstance(value, Mapping):
-                    raise TypeError(f"RegisterOptions.{f.name} must be a dict or None, not {type(value).__name__}")
+                    raise TypeError(
+                        f"RegisterOptions.{f.name} must be a dict or None, not {type(value).__name__}"
+                    )
                 object.__setattr__(self, f.name, dict(value))
             if kind in ("text", "choice") and value is not None and not isinstance(value, str):
                 raise TypeError(f"RegisterOptions.{f.name} must be a str, not {value!r}")
@@ -266,7 +272,9 @@ class RegisterOptions:
             )
         object.__setattr__(self, "datetime_sources", sources)
         if isinstance(self.href_rewrites, str):
-            raise TypeError(f"RegisterOptions.href_rewrites must be a sequence of rules, not {self.href_rewrites!r}")
+            raise TypeError(
+                f"RegisterOptions.href_rewrites must be a sequence of rules, not {self.href_rewrites!r}"
+            )
         object.__setattr__(self, "href_rewrites", parse_rewrites(self.href_rewrites))
 
     @classmethod
