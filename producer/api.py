@@ -108,7 +108,7 @@ def register(
         datetime_sources=opts.datetime_sources,
         datetime_pattern=opts.datetime_pattern,
         id_template=opts.id_template,
-        href_rewrites=opts.href_rewrites,
+        href_rewrites=parse_rewrites(opts.href_rewrites),
         stats=opts.stats,
         checksum=opts.checksum,
         collection=collection,

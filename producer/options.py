@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -62,7 +62,7 @@ def _spec(help: str, flag: str, env: str, kind: Kind = "text", **extra: Any) -> 
     return {"option": OptionSpec(help=help, flag=flag, env=env, kind=kind, **extra)}
 
 
-def parse_rewrites(rewrites: Iterable[str | tuple[str, str]] | None) -> tuple[tuple[str, str], ...]:
+def parse_rewrites(rewrites: Iterable[str | Sequence[str]] | None) -> tuple[tuple[str, str], ...]:
     """``["FROM=TO", ...]`` or pairs → pairs; raises :class:`InputError` on bad syntax."""
     hint = Hint("href_rewrites", ["/data=s3://bucket/data"], "rewrite the asset hrefs under /data")
     out = []
@@ -72,7 +72,7 @@ def parse_rewrites(rewrites: Iterable[str | tuple[str, str]] | None) -> tuple[tu
                 raise InputError(f"href rewrite {rule!r}: expected FROM=TO", hints=(hint,))
             src, dst = rule.split("=", 1)
         else:
-            src, dst = rule
+            src, dst = rule  # a pair (a list, once it went through JSON)
         if not src:
             raise InputError(f"href rewrite {rule!r}: the FROM prefix is empty", hints=(hint,))
         out.append((src, dst))
@@ -160,7 +160,8 @@ class RegisterOptions:
             "STAC_ID_TEMPLATE",
         ),
     )
-    href_rewrites: tuple[tuple[str, str], ...] = field(
+    #: ``FROM=TO`` texts or ``(FROM, TO)`` pairs on input; always pairs once created
+    href_rewrites: tuple[str | tuple[str, str], ...] = field(
         default=(),
         metadata=_spec(
             "Rewrite asset href prefixes, e.g. /data=s3://bucket/data (repeatable).",

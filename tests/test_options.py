@@ -243,3 +243,20 @@ def test_one_id_collision_phrased_for_python_cli_and_handler(s3_server: S3Server
     )
     (failure,) = handle(event, config)["failed"]
     assert "STAC_ID_TEMPLATE='{parent}_{stem}'" in failure["error"] and "--" not in failure["error"]
+
+
+def test_flow_parameters_take_the_options_as_a_json_object() -> None:
+    """A deployment gives ``options`` as JSON: Prefect turns it into a
+    RegisterOptions, and refuses values the options refuse."""
+    from prefect.exceptions import ParameterTypeError
+
+    from flows.backfill import backfill
+
+    given = {"prefix": "p", "catalog": "c", "collection": "n"}
+    params = backfill.validate_parameters(
+        {**given, "options": {"href_rewrites": ["/a=s3://b/a"], "replace": True}}
+    )
+    assert params["options"] == RegisterOptions(href_rewrites=(("/a", "s3://b/a"),), replace=True)
+    for bad in ({"batch_size": 0}, {"id_templat": "{stem}"}):
+        with pytest.raises(ParameterTypeError):
+            backfill.validate_parameters({**given, "options": bad})
