@@ -35,6 +35,9 @@ ERRORS = {
     # checked (never treated as missing), a product reconcile could not register
     "asset-unchecked",
     "register-failed",
+    # a product under reconcile's data that no item describes: the catalog is
+    # incomplete until it is registered
+    "missing-product",
 }
 
 

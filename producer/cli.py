@@ -385,7 +385,7 @@ def reconcile(
     for p in shown:
         text = rephrase(str(p), hints_of.get(p.key, ()), flag_spelling)
         click.echo(f"{'ERROR' if p.is_error else 'warning'} {redact(text)}")
-    blocking = [p for p in shown if p.is_error or p.kind == "missing-product"]
+    blocking = [p for p in shown if p.is_error]
     unchecked = sum(1 for p in shown if p.kind == "asset-unchecked")
     not_registered = sum(1 for p in shown if p.kind == "register-failed")
     click.echo("")

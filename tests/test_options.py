@@ -260,3 +260,18 @@ def test_flow_parameters_take_the_options_as_a_json_object() -> None:
     for bad in ({"batch_size": 0}, {"id_templat": "{stem}"}):
         with pytest.raises(ParameterTypeError):
             backfill.validate_parameters({**given, "options": bad})
+
+
+def test_a_missing_product_is_an_error_for_every_caller(tmp_path: Path) -> None:
+    """Reconcile without fix: a product nobody registered leaves the catalog
+    incomplete. Its problem is an error by its kind, so the CLI (exit 1) and
+    the reconcile flow (which fails on errors) agree without a special case."""
+    data = tmp_path / "data"
+    rasters.write_utm(data)
+    catalog = str(tmp_path / "catalog")
+    producer.register([rasters.write_cog(data)], catalog=catalog, collection="c")
+    report = producer.reconcile(catalog, data=str(data), collection="c")
+    (missing,) = [p for p in report.remaining if p.kind == "missing-product"]
+    assert missing.is_error and missing.to_dict()["severity"] == "error"
+    out = CliRunner().invoke(main, ["reconcile", catalog, "--data", str(data), "--collection", "c"])
+    assert out.exit_code == 1 and "ERROR" in out.output and "missing-product" in out.output
