@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from producer.catalog import documents as docs
 from producer.catalog.layout import Layout, item_parent_key
 from producer.commit import Committer, IdentityConflict, item_start, same_content
-from producer.errors import ID_TEMPLATE_HINT, InputError, ProducerError, StoreError
+from producer.errors import ID_TEMPLATE_HINT, Hint, InputError, ProducerError, StoreError
 from producer.extract.options import ExtractOptions
 from producer.options import RegisterOptions, changed_fields, parse_rewrites, resolve_options
 from producer.results import RegisterResult, RemoveResult, error_type_of  # noqa: F401 (re-exported)
@@ -545,6 +545,11 @@ def reconcile(
     from producer.audit import reconcile as _reconcile
 
     opts = resolve_options(options, **dict(register_options or {}))
+    if fix and data is not None and not collection:
+        raise InputError(
+            "repairing with data needs a collection for the products no item describes.",
+            hints=(Hint("collection", "ndvi", "register them into this collection"),),
+        )
     store = _open(catalog, storage_options)
     return _reconcile(
         store,

@@ -364,8 +364,6 @@ def reconcile(
     Exit 0: nothing left to do. Exit 1: problems remain, an asset could not be
     checked (its item is left unchanged), or a missing product could not be
     registered. Exit 2: usage error."""
-    if fix and data and not collection:
-        raise click.UsageError("--fix with --data needs --collection for the missing products")
     options = _options(register_overrides(fields_given))
     report = api.reconcile(
         catalog,

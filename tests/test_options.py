@@ -275,3 +275,16 @@ def test_a_missing_product_is_an_error_for_every_caller(tmp_path: Path) -> None:
     assert missing.is_error and missing.to_dict()["severity"] == "error"
     out = CliRunner().invoke(main, ["reconcile", catalog, "--data", str(data), "--collection", "c"])
     assert out.exit_code == 1 and "ERROR" in out.output and "missing-product" in out.output
+
+
+def test_repair_with_data_but_no_collection_is_the_callers_input_error(tmp_path: Path) -> None:
+    """Python gets an InputError naming the parameter (it was a bare
+    ValueError), the CLI a usage error naming the flag."""
+    data = tmp_path / "data"
+    rasters.write_utm(data)
+    catalog = str(tmp_path / "catalog")
+    with pytest.raises(InputError, match="collection='ndvi'") as info:
+        producer.reconcile(catalog, data=str(data), fix=True)
+    assert info.value.hint is not None and info.value.hint.option == "collection"
+    out = CliRunner().invoke(main, ["reconcile", catalog, "--data", str(data), "--fix"])
+    assert out.exit_code == 2 and "--collection ndvi" in out.output
