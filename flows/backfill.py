@@ -25,6 +25,8 @@ from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from producer.api import expand_paths
+from producer.options import RegisterOptions, resolve_options
 from producer.prefect import RegistrationFailed, artifact_key_for, register_in_stac
 
 #: how many batches run at once (override with ``backfill.with_options(task_runner=...)``)
@@ -35,25 +37,25 @@ _ACTIONS = ("created", "updated", "unchanged", "error")
 @task(name="list-products")
 def list_products(prefix: str | list[str], storage_options: dict[str, Any] | None = None) -> list[str]:
     """Every product under ``prefix`` (sorted; see :func:`producer.api.expand_paths`)."""
-    from producer.api import expand_paths
-
     return expand_paths(prefix, storage_options)
 
 
-@flow(name="stac-backfill", task_runner=ThreadPoolTaskRunner(max_workers=MAX_WORKERS))
+@flow(name="stac-backfill", task_runner=ThreadPoolTaskRunner(max_workers=MAX_WORKERS))  # type: ignore[arg-type]
 def backfill(
     prefix: str | list[str],
     catalog: str,
     collection: str,
     batch_size: int = 200,
     storage_options: dict[str, Any] | None = None,
-    collection_meta: dict[str, Any] | None = None,
-    id_template: str = "{stem}",
-    datetime_pattern: str | None = None,
-    href_rewrites: list[str] | None = None,
-    partition: str | None = None,
+    options: RegisterOptions | None = None,
 ) -> dict[str, Any]:
     """Register every product under ``prefix`` into ``collection`` of ``catalog``.
+
+    ``options``: how each product is registered (a
+    :class:`~producer.options.RegisterOptions`; in a deployment, a JSON object
+    of its fields). ``storage_options``: of the data and the catalog, where
+    ``options`` sets neither (``options.data_storage_options`` also lists
+    ``prefix``). ``batch_size`` is the number of products per task run.
 
     Writes items and parents (one compare-and-swap per parent per batch),
     a table artifact per batch (from the task) and a summary artifact
@@ -65,7 +67,8 @@ def backfill(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     logger = get_run_logger()
-    products = list_products(prefix, storage_options)
+    opts = resolve_options(options, storage_options)
+    products = list_products(prefix, opts.data_storage_options)
     batches = [products[i : i + batch_size] for i in range(0, len(products), batch_size)]
     logger.info(
         "%d product(s) under %s: %d batch(es) of up to %d", len(products), prefix, len(batches), batch_size
@@ -76,12 +79,7 @@ def backfill(
             batch,
             catalog=catalog,
             collection=collection,
-            storage_options=storage_options,
-            collection_meta=collection_meta,
-            id_template=id_template,
-            datetime_pattern=datetime_pattern,
-            href_rewrites=tuple(href_rewrites or ()),
-            partition=partition,
+            options=opts,
         )
         for n, batch in enumerate(batches)
     ]

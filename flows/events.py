@@ -18,15 +18,14 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from producer.events import DEFAULT_SUFFIXES, HandlerConfig
+from producer.events import DEFAULT_SUFFIXES, HandlerConfig, handle
+from producer.options import RegisterOptions
 from producer.prefect import RegistrationFailed, artifact_key_for
 
 
 @task(name="handle-event", cache_policy=NO_CACHE)
 def handle_event(payload: dict[str, Any], config: HandlerConfig) -> dict[str, Any]:
     """:func:`producer.events.handle` as a task run (it never raises per record)."""
-    from producer.events import handle
-
     return handle(payload, config)
 
 
@@ -67,17 +66,17 @@ def handle_s3_event(
     collection: str,
     prefixes: list[str] | None = None,
     suffixes: list[str] | None = None,
-    id_template: str = "{stem}",
     storage_options: dict[str, Any] | None = None,
-    collection_meta: dict[str, Any] | None = None,
-    datetime_pattern: str | None = None,
-    href_rewrites: list[str] | None = None,
+    options: RegisterOptions | None = None,
 ) -> dict[str, Any]:
     """Register/remove the objects of one event ``payload``; return the handler's dict.
 
     The parameters other than ``payload`` build the
     :class:`~producer.events.HandlerConfig` (``suffixes=None``: the default
-    product endings, ``[]``: every key). Writes to the catalog through the
+    product endings, ``[]``: every key; ``options``: a
+    :class:`~producer.options.RegisterOptions`, in a deployment a JSON object
+    of its fields; ``storage_options``: of the data and the catalog, where
+    ``options`` sets neither). Writes to the catalog through the
     api; publishes a table artifact ``event-<collection>``. Raises
     :class:`~producer.prefect.RegistrationFailed` listing the failed records
     when any failed (the others were handled).
@@ -88,11 +87,8 @@ def handle_s3_event(
         collection=collection,
         prefixes=tuple(prefixes or ()),
         suffixes=DEFAULT_SUFFIXES if suffixes is None else tuple(suffixes),
-        id_template=id_template,
+        options=options,
         storage_options=storage_options,
-        collection_meta=collection_meta,
-        datetime_pattern=datetime_pattern,
-        href_rewrites=tuple(href_rewrites or ()),
     )
     out = handle_event(payload, config)
     logger.info(

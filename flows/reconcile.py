@@ -21,13 +21,15 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
+from producer import ReconcileReport, api
+from producer.options import RegisterOptions
 from producer.prefect import CatalogProblemsRemain, retry_on_storage_errors
 
 _MAX_PROBLEM_ROWS = 1000
@@ -44,18 +46,16 @@ def run_reconcile(
     catalog: str,
     data: str | list[str] | None,
     fix: bool,
-    dead: str,
+    dead: Literal["flag", "remove"],
     collection: str | None,
     storage_options: dict[str, Any] | None,
-    register_options: dict[str, Any] | None,
-) -> Any:
+    options: RegisterOptions | None,
+) -> ReconcileReport:
     """One :func:`producer.api.reconcile` call; returns its ``ReconcileReport``.
 
     Writes to the catalog only with ``fix``. Retried on storage errors only
     (reconcile is idempotent).
     """
-    from producer import api
-
     return api.reconcile(
         catalog,
         storage_options=storage_options,
@@ -63,7 +63,7 @@ def run_reconcile(
         fix=fix,
         dead=dead,
         collection=collection,
-        register_options=register_options,
+        options=options,
     )
 
 
@@ -72,10 +72,10 @@ def reconcile_catalog(
     catalog: str,
     data: str | list[str] | None = None,
     fix: bool = False,
-    dead: str = "flag",
+    dead: Literal["flag", "remove"] = "flag",
     collection: str | None = None,
     storage_options: dict[str, Any] | None = None,
-    register_options: dict[str, Any] | None = None,
+    options: RegisterOptions | None = None,
     artifact_key: str = "stac-reconcile",
 ) -> dict[str, Any]:
     """Find (and with ``fix`` repair) the problems of ``catalog``.
@@ -84,11 +84,14 @@ def reconcile_catalog(
     "remaining": [problem dicts], "registered": [result dicts]}``. Raises
     :class:`~producer.prefect.CatalogProblemsRemain` when errors remain,
     including assets that could not be checked and failed registrations.
+    ``options``: how products under ``data`` that no item describes are
+    registered (a :class:`~producer.options.RegisterOptions`; in a
+    deployment, a JSON object of its fields).
     """
     if dead not in ("flag", "remove"):
         raise ValueError(f"dead must be 'flag' or 'remove', got {dead!r}")
     logger = get_run_logger()
-    report = run_reconcile(catalog, data, fix, dead, collection, storage_options, register_options)
+    report = run_reconcile(catalog, data, fix, dead, collection, storage_options, options)
 
     left = Counter(p.kind for p in report.remaining)
     kinds = sorted(set(report.found) | set(report.fixed) | set(left))
@@ -129,7 +132,7 @@ def reconcile_catalog(
             + (f" (first {_MAX_PROBLEM_ROWS})" if len(report.problems) > _MAX_PROBLEM_ROWS else ""),
         )
 
-    out = {
+    out: dict[str, Any] = {
         "found": found,
         "fixed": dict(report.fixed),
         "failed": failed,

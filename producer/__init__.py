@@ -4,19 +4,55 @@ One entry point per job::
 
     import producer
     results = producer.register(["scene.tif"], catalog="s3://bucket/stac", collection="ndvi")
+
+Options are declared once, in :class:`RegisterOptions`; every verb returns
+plain data (:class:`Result`, :class:`Problem`, :class:`ReconcileReport`) and
+raises :class:`ProducerError` subclasses.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from producer.api import reconcile, register, remove, validate_catalog
+from producer.audit import Problem, ReconcileReport
+from producer.errors import (
+    CatalogError,
+    ConflictError,
+    Hint,
+    InputError,
+    NoDatetimeError,
+    NoGeoreferenceError,
+    NotFound,
+    ProducerError,
+    StoreError,
+    UnsafeIdError,
+    ValidationError,
+)
+from producer.options import RegisterOptions
+from producer.results import Action, ErrorKind, RegisterResult, RemoveResult, Result
 
-__all__ = ["register", "remove", "reconcile", "validate_catalog"]
+__all__ = [
+    "Action",
+    "CatalogError",
+    "ConflictError",
+    "ErrorKind",
+    "Hint",
+    "InputError",
+    "NoDatetimeError",
+    "NoGeoreferenceError",
+    "NotFound",
+    "Problem",
+    "ProducerError",
+    "ReconcileReport",
+    "RegisterOptions",
+    "RegisterResult",
+    "RemoveResult",
+    "Result",
+    "StoreError",
+    "UnsafeIdError",
+    "ValidationError",
+    "reconcile",
+    "register",
+    "remove",
+    "validate_catalog",
+]
 __version__ = "0.1.0"
-
-
-def __getattr__(name: str) -> Any:  # lazy: importing producer stays cheap
-    if name in __all__:
-        from producer import api
-
-        return getattr(api, name)
-    raise AttributeError(name)

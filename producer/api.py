@@ -12,15 +12,16 @@ the work is done by :mod:`producer.ingest` (register), :mod:`producer.removal`
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 
 from producer import ingest, removal, repair
 from producer.audit import Problem, audit
-from producer.errors import InputError  # noqa: F401 (re-exported)
+from producer.errors import Hint, InputError
 from producer.extract.ids import make_item_id
 from producer.extract.options import ExtractOptions
-from producer.ingest import Progress, open_catalog, parse_rewrites, validator  # noqa: F401 (re-exported)
+from producer.ingest import Progress, open_catalog, validator
+from producer.options import RegisterOptions, parse_rewrites, resolve_options  # noqa: F401 (re-exported)
 from producer.repair import ReconcileReport
 from producer.results import RegisterResult, RemoveResult, error_type_of  # noqa: F401 (re-exported)
 from producer.sources import PRODUCT_SUFFIXES, expand_paths  # noqa: F401 (re-exported)
@@ -36,28 +37,22 @@ def item_id_for(url: str, *, id_template: str = "{stem}", collection: str | None
 
 
 def register(
-    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     *,
     catalog: str | Store,
     collection: str,
-    storage_options: dict | None = None,
-    collection_meta: dict | None = None,
-    root_meta: dict | None = None,
-    partition: str | None = None,
-    datetime: str | None = None,
-    datetime_pattern: str | None = None,
-    datetime_sources: Sequence[str] | None = None,
-    id_template: str = "{stem}",
-    href_rewrites: Iterable[str | tuple[str, str]] = (),
-    stats: bool = False,
-    checksum: bool = False,
-    dry_run: bool = False,
-    batch_size: int = 500,
-    max_retries: int = 25,
+    options: RegisterOptions | None = None,
     progress: Progress | None = None,
-    replace: bool = False,
+    storage_options: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> list[RegisterResult]:
     """Extract, validate and upsert one STAC Item per product; link and extend parents.
+
+    ``options``: a :class:`~producer.options.RegisterOptions` (default: all
+    defaults); ``overrides``: any of its fields by name (``id_template=...``),
+    applied on top; ``storage_options``: the storage options of both the data
+    and the catalog, where ``options`` sets neither. An unknown override is a
+    :class:`TypeError` naming the valid ones.
 
     Returns one :class:`RegisterResult` per product, in input order. A bad
     product gets an ``error`` result and changes nothing; the others are
@@ -72,31 +67,12 @@ def register(
 
     An existing item with the same id that describes another product (its
     ``data`` asset href differs) is left alone and the product gets an
-    ``input`` error naming both (same file name in two folders: use an
-    ``id_template`` such as ``'{parent}_{stem}'``); ``replace=True``
+    ``input`` error naming both, with hints (same file name in two folders:
+    an ``id_template`` such as ``'{parent}_{stem}'``); ``replace=True``
     overwrites it instead.
     """
-    return ingest.register_products(
-        paths,
-        catalog=catalog,
-        collection=collection,
-        storage_options=storage_options,
-        collection_meta=collection_meta,
-        root_meta=root_meta,
-        partition=partition,
-        datetime=datetime,
-        datetime_pattern=datetime_pattern,
-        datetime_sources=datetime_sources,
-        id_template=id_template,
-        href_rewrites=href_rewrites,
-        stats=stats,
-        checksum=checksum,
-        dry_run=dry_run,
-        batch_size=batch_size,
-        max_retries=max_retries,
-        progress=progress,
-        replace=replace,
-    )
+    opts = resolve_options(options, storage_options, **overrides)
+    return ingest.register_products(paths, catalog=catalog, collection=collection, options=opts, progress=progress)
 
 
 # --- remove -------------------------------------------------------------------
@@ -161,7 +137,43 @@ def validate_catalog(
     return audit(store, validator(), check_assets=check_assets, storage_options=storage_options).problems
 
 
-def reconcile(catalog: str | Store, *, storage_options: dict | None = None, **kwargs: Any) -> ReconcileReport:
-    """Find and (with ``fix=True``) repair catalog problems; see :func:`producer.repair.reconcile`."""
+def reconcile(
+    catalog: str | Store,
+    *,
+    storage_options: dict[str, Any] | None = None,
+    data: str | list[str] | None = None,
+    fix: bool = False,
+    dead: Literal["flag", "remove"] = "flag",
+    collection: str | None = None,
+    check_assets: bool | None = None,
+    options: RegisterOptions | None = None,
+    register_options: Mapping[str, Any] | None = None,
+    max_retries: int = 25,
+) -> ReconcileReport:
+    """Find and (with ``fix=True``) repair catalog problems; see :func:`producer.repair.reconcile`.
+
+    ``storage_options``: of the catalog and of ``data``. Products under
+    ``data`` that no item describes are registered into ``collection`` with
+    ``options`` (a :class:`~producer.options.RegisterOptions`), or with
+    ``register_options``, the same as keyword overrides by field name.
+    Writes only with ``fix``.
+    """
+    opts = resolve_options(options, storage_options, **dict(register_options or {}))
+    if fix and data is not None and not collection:
+        raise InputError(
+            "repairing with data needs a collection for the products no item describes.",
+            hints=(Hint("collection", "ndvi", "register them into this collection"),),
+        )
     store = open_catalog(catalog, storage_options)
-    return repair.reconcile(store, validator(), storage_options=storage_options, **kwargs)
+    return repair.reconcile(
+        store,
+        validator(),
+        data=data,
+        fix=fix,
+        dead=dead,
+        collection=collection,
+        check_assets=check_assets,
+        storage_options=storage_options,
+        options=opts,
+        max_retries=max_retries,
+    )

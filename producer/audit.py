@@ -46,15 +46,16 @@ ERRORS = {
     # checked (never treated as missing), a product reconcile could not register
     "asset-unchecked",
     "register-failed",
+    # a product under reconcile's data that no item describes: the catalog is
+    # incomplete until it is registered
+    "missing-product",
 }
-#: kinds reported but not invalid: the catalog is still correct STAC
-#: (``interrupted-removal``: an item marked by a ``remove`` that did not finish)
-WARNINGS = {"stale-extent", "missing-asset", "interrupted-removal"}
 
 
 @dataclass
 class Problem:
-    """One finding: ``kind`` (see ERRORS / WARNINGS), the document ``key``, a message."""
+    """One finding: ``kind`` (an error if in ERRORS, else a warning: the catalog
+    is still correct STAC), the document ``key``, a message."""
 
     kind: str
     key: str

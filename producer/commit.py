@@ -45,7 +45,14 @@ from producer.catalog.layout import (
     partition_label,
     relative_href,
 )
-from producer.errors import ConflictError, InputError, NotFound, PreconditionFailed
+from producer.errors import (
+    ID_TEMPLATE_HINT,
+    REPLACE_HINT,
+    ConflictError,
+    InputError,
+    NotFound,
+    PreconditionFailed,
+)
 from producer.redact import clean_href
 from producer.store.base import Store
 
@@ -125,16 +132,16 @@ class IdentityConflict(InputError):
     """Registering a product under an id that already describes another one.
 
     ``existing`` and ``incoming`` are the two products' hrefs. Nothing was
-    written. The message phrases the way out for Python callers
-    (``id_template=``, ``replace=True``); the CLI rephrases it with its flags.
+    written. Its hints (``id_template``, ``replace``) are phrased for Python
+    in the message; the CLI and the event handler phrase them for theirs.
     """
 
     def __init__(self, item_id: str, where: str, existing: str, incoming: str) -> None:
         self.item_id, self.where, self.existing, self.incoming = item_id, where, existing, incoming
         super().__init__(
             f"item id {item_id!r} is taken: {where} describes {existing}, not {incoming}; "
-            f"nothing was written. Give the products different ids with id_template='{{parent}}_{{stem}}', "
-            f"or replace the item with replace=True"
+            "nothing was written.",
+            hints=(ID_TEMPLATE_HINT, REPLACE_HINT),
         )
 
 

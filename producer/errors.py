@@ -7,9 +7,86 @@ key, catalog URL) and say how to fix the problem.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Hint:
+    """A way out of an error, independent of how the caller spells options.
+
+    ``option``: the :class:`~producer.options.RegisterOptions` field or verb
+    parameter it concerns (``id_template``); ``example``: a value to give it
+    (``True`` for a switch); ``does``: what giving it does. The library phrases
+    a hint for Python (``id_template='{parent}_{stem}'``); the CLI, the event
+    handler and the Prefect adapter phrase the same hint for their users.
+    """
+
+    option: str
+    example: Any
+    does: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"option": self.option, "example": self.example, "does": self.does}
+
+
+#: spells one hint's option and example for a kind of caller
+Spelling = Callable[[Hint], str]
+
+
+def python_spelling(hint: Hint) -> str:
+    """``id_template='{parent}_{stem}'``: a keyword argument (also a Prefect parameter)."""
+    return f"{hint.option}={hint.example!r}"
+
+
+def phrase_hints(hints: Iterable[Hint], spell: Spelling = python_spelling) -> str:
+    """The sentence that follows an error's fact: ``" Fix it with X (does), or Y (does)."``;
+    empty without hints."""
+    parts = [f"{spell(h)} ({h.does})" for h in hints]
+    if not parts:
+        return ""
+    return " Fix it with " + ", or ".join(parts)
+
+
+#: same file name in two folders, or a template that drops what tells products apart
+ID_TEMPLATE_HINT = Hint("id_template", "{parent}_{stem}", "give the products different ids")
+#: an existing item of another product is to be overwritten
+REPLACE_HINT = Hint("replace", True, "overwrite the existing item")
 
 class ProducerError(Exception):
-    """Base class of every error raised on purpose by stac-producer."""
+    """Base class of every error raised on purpose by stac-producer.
+
+    ``hints``: structured ways out (:class:`Hint`), phrased for Python at the
+    end of the message; ``fact``: the message without them, for callers that
+    phrase the hints themselves (:meth:`phrased`).
+    """
+
+    def __init__(self, *args: Any, hints: Iterable[Hint] = ()) -> None:
+        self.hints: tuple[Hint, ...] = tuple(hints)
+        self.fact: str = str(args[0]) if args else ""
+        if self.hints:
+            args = (self.fact + phrase_hints(self.hints), *args[1:])
+        super().__init__(*args)
+
+    @property
+    def hint(self) -> Hint | None:
+        """The first hint, or ``None``."""
+        return self.hints[0] if self.hints else None
+
+    def phrased(self, spell: Spelling) -> str:
+        """The message with the hints spelled by ``spell`` (a CLI flag, an env var)."""
+        return rephrase(str(self), self.hints, spell)
+
+
+def rephrase(message: str, hints: Iterable[Hint], spell: Spelling) -> str:
+    """``message`` (which ends with, or contains, the Python phrasing of
+    ``hints``) with the hints spelled by ``spell`` instead."""
+    hints = tuple(hints)
+    python = phrase_hints(hints)
+    if not python or python not in message:
+        return message
+    return message.replace(python, phrase_hints(hints, spell))
 
 
 class InputError(ProducerError, ValueError):

@@ -3,8 +3,8 @@
 Every trigger (the Lambda entry point, the CLI, the Prefect event flow) calls
 :func:`handle` with the payload it received, a ``dict``, and gets a ``dict``
 back. Nothing here imports a cloud SDK: payloads are plain JSON, and the work
-is delegated to :mod:`producer.api`, imported lazily inside :func:`handle` so
-that parsing stays cheap and dependency-free.
+is delegated to :mod:`producer.api` (imported at the top: ``import producer``
+loads it anyway).
 
 Shapes understood by :func:`parse_event`, nested in any of these ways:
 
@@ -30,12 +30,21 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 from urllib.parse import unquote_plus
 
-from producer.errors import InputError
+import fsspec
+
+from producer import api
+from producer.errors import InputError, ProducerError, Spelling
+from producer.options import RegisterOptions, env_spelling, resolve_options
+from producer.results import Action, Result
 from producer.sources import PRODUCT_SUFFIXES
+
+
+class _Fail(Protocol):
+    def __call__(self, error: str, *, url: str | None = None, message_id: str | None = None) -> None: ...
 
 __all__ = [
     "ObjectEvent",
@@ -209,6 +218,7 @@ def _s3_record(record: Mapping[str, Any], message_id: str | None) -> ObjectEvent
     bucket = _str_at(s3, ("bucket", "name"), "s3.bucket.name")
     raw_key = _str_at(s3, ("object", "key"), "s3.object.key")
     obj = s3.get("object")
+    assert isinstance(obj, Mapping)  # _str_at found the key in it
     return ObjectEvent(
         kind=kind,
         bucket=bucket,
@@ -232,6 +242,7 @@ def _eventbridge(doc: Mapping[str, Any], message_id: str | None) -> ObjectEvent 
     bucket = _str_at(detail, ("bucket", "name"), "detail.bucket.name")
     raw_key = _str_at(detail, ("object", "key"), "detail.object.key")
     obj = detail.get("object")
+    assert isinstance(obj, Mapping)  # _str_at found the key in it
     return ObjectEvent(
         kind=kind,
         bucket=bucket,
@@ -299,7 +310,7 @@ def _opt_str(value: Any) -> str | None:
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class HandlerConfig:
     """What :func:`handle` registers into, and which objects it accepts.
 
@@ -307,28 +318,39 @@ class HandlerConfig:
     (none configured: every key). A prefix written as a URL (``s3://bucket/p/``)
     is matched against the object URL instead, which also pins the bucket.
     ``suffixes``: case-insensitive file endings; empty accepts every key.
-    The remaining fields are passed to :func:`producer.api.register`.
+    ``options``: the :class:`~producer.options.RegisterOptions` of every
+    registration, built like :func:`producer.register` builds its own:
+    ``options`` with keyword ``overrides`` by field name on top, and
+    ``storage_options`` as the shorthand for the data and the catalog storage
+    options (the data's also serve to check whether an object still exists).
     """
 
     catalog: str
     collection: str
-    prefixes: tuple[str, ...] = ()
-    suffixes: tuple[str, ...] = DEFAULT_SUFFIXES
-    id_template: str = "{stem}"
-    storage_options: dict[str, Any] | None = None
-    collection_meta: dict[str, Any] | None = None
-    datetime_pattern: str | None = None
-    href_rewrites: tuple[Any, ...] = field(default=())
+    prefixes: tuple[str, ...]
+    suffixes: tuple[str, ...]
+    options: RegisterOptions
 
-    def __post_init__(self) -> None:
-        if not self.catalog:
+    def __init__(
+        self,
+        catalog: str,
+        collection: str,
+        prefixes: str | Iterable[str] = (),
+        suffixes: str | Iterable[str] = DEFAULT_SUFFIXES,
+        options: RegisterOptions | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> None:
+        if not catalog:
             raise InputError("HandlerConfig.catalog is empty: give the catalog URL, e.g. s3://bucket/stac")
-        if not self.collection:
+        if not collection:
             raise InputError("HandlerConfig.collection is empty: give the collection id, e.g. ndvi")
+        object.__setattr__(self, "catalog", catalog)
+        object.__setattr__(self, "collection", collection)
         # accept lists (or a lone string) from callers; keep the frozen value a tuple
-        object.__setattr__(self, "prefixes", _as_tuple(self.prefixes))
-        object.__setattr__(self, "suffixes", tuple(s.lower() for s in _as_tuple(self.suffixes)))
-        object.__setattr__(self, "href_rewrites", tuple(self.href_rewrites or ()))
+        object.__setattr__(self, "prefixes", _as_tuple(prefixes))
+        object.__setattr__(self, "suffixes", tuple(s.lower() for s in _as_tuple(suffixes)))
+        object.__setattr__(self, "options", resolve_options(options, storage_options, **overrides))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HandlerConfig:
@@ -336,12 +358,14 @@ class HandlerConfig:
 
         Required: ``STAC_CATALOG``, ``STAC_COLLECTION``. Optional:
         ``STAC_PREFIXES`` and ``STAC_SUFFIXES`` (comma-separated; ``*`` as
-        suffixes accepts every file ending), ``STAC_ID_TEMPLATE``,
-        ``STAC_DATETIME_PATTERN``, ``STAC_COLLECTION_META`` and
-        ``STAC_STORAGE_OPTIONS`` (JSON objects). S3 endpoint and credentials
-        are left to s3fs/botocore (``AWS_ENDPOINT_URL``, the Lambda role).
-        Raises :class:`~producer.errors.InputError` naming a missing or bad
-        variable.
+        suffixes accepts every file ending), ``STAC_STORAGE_OPTIONS`` (a JSON
+        object, for the data and the catalog), and one variable per
+        :class:`~producer.options.RegisterOptions` field, named in its
+        metadata (``STAC_ID_TEMPLATE``, ``STAC_DATETIME_PATTERN``,
+        ``STAC_COLLECTION_META``, ``STAC_DATA_STORAGE_OPTIONS``, ...). S3
+        endpoint and credentials are otherwise left to s3fs/botocore
+        (``AWS_ENDPOINT_URL``, the Lambda role). Raises
+        :class:`~producer.errors.InputError` naming a missing or bad variable.
         """
         env = os.environ if environ is None else environ
 
@@ -365,10 +389,8 @@ class HandlerConfig:
             collection=collection,
             prefixes=_split_csv(env.get("STAC_PREFIXES") or ""),
             suffixes=suffixes,
-            id_template=(env.get("STAC_ID_TEMPLATE") or "").strip() or "{stem}",
+            options=RegisterOptions.from_env(env),
             storage_options=_json_object(env, "STAC_STORAGE_OPTIONS"),
-            collection_meta=_json_object(env, "STAC_COLLECTION_META"),
-            datetime_pattern=(env.get("STAC_DATETIME_PATTERN") or "").strip() or None,
         )
 
 
@@ -404,7 +426,9 @@ def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------
 
 
-def handle(payload: Mapping[str, Any], config: HandlerConfig) -> dict[str, Any]:
+def handle(
+    payload: Mapping[str, Any], config: HandlerConfig, *, spell: Spelling = env_spelling
+) -> dict[str, Any]:
     """Register created objects and remove deleted ones; report per record.
 
     ``payload`` is any shape :func:`parse_event` understands. Records pass
@@ -433,12 +457,14 @@ def handle(payload: Mapping[str, Any], config: HandlerConfig) -> dict[str, Any]:
          "failed": [{"url" and/or "message_id", "error"}, ...],
          "batchItemFailures": [{"itemIdentifier": sqs_message_id}, ...]}
 
+    Errors phrase their hints with ``spell``: by default as the handler's
+    environment variables (``STAC_ID_TEMPLATE='{parent}_{stem}'``); the CLI
+    passes its flags.
+
     ``batchItemFailures`` (Lambda's ``ReportBatchItemFailures`` contract)
     lists, once each, the SQS messages holding a malformed record or a record
     whose registration/removal failed, so SQS redelivers only those.
     """
-    from producer import api  # lazy: parsing must not pay for rasterio & co.
-
     events, parse_failures = parse_event(payload)
     out: dict[str, Any] = {
         "registered": [],
@@ -473,10 +499,10 @@ def handle(payload: Mapping[str, Any], config: HandlerConfig) -> dict[str, Any]:
 
     for kind, run in _runs(accepted):
         if kind == "created":
-            _register_run(api, run, config, out, fail)
+            _register_run(run, config, out, fail, spell)
         else:
             for event in run:
-                _remove_one(api, event, config, out, fail)
+                _remove_one(event, config, out, fail, spell)
 
     out["batchItemFailures"] = [{"itemIdentifier": mid} for mid in failed_messages]
     return out
@@ -534,7 +560,11 @@ def _runs(events: list[ObjectEvent]) -> list[tuple[EventKind, list[ObjectEvent]]
 
 
 def _register_run(
-    api: Any, run: list[ObjectEvent], config: HandlerConfig, out: dict[str, Any], fail: Any
+    run: list[ObjectEvent],
+    config: HandlerConfig,
+    out: dict[str, Any],
+    fail: _Fail,
+    spell: Spelling,
 ) -> None:
     """Register one run of created objects with a single api call."""
     by_url: dict[str, list[ObjectEvent]] = {}
@@ -542,31 +572,24 @@ def _register_run(
         by_url.setdefault(event.url, []).append(event)
     urls = list(by_url)
     try:
-        results = api.register(
-            urls,
-            catalog=config.catalog,
-            collection=config.collection,
-            storage_options=_copy(config.storage_options),
-            collection_meta=_copy(config.collection_meta),
-            id_template=config.id_template,
-            datetime_pattern=config.datetime_pattern,
-            href_rewrites=config.href_rewrites,
+        results: list[Result] = api.register(
+            urls, catalog=config.catalog, collection=config.collection, options=config.options
         )
     except Exception as exc:
         log.exception("register failed for %d object(s)", len(urls))
         for url, evs in by_url.items():
             for mid in _message_ids(evs):
-                fail(_describe(exc), url=url, message_id=mid)
+                fail(_describe(exc, spell), url=url, message_id=mid)
         return
 
     seen: set[str] = set()
     for result in results:
-        source = str(getattr(result, "source", ""))
+        source = str(result.source)
         evs = by_url.get(source, [])
         seen.add(source)
-        if getattr(result, "ok", getattr(result, "action", "error") != "error"):
-            out["registered"].append(result.to_dict())
-        elif _object_exists(source, config.storage_options) is False:
+        if result.ok:
+            out["registered"].append(result.to_dict(spell))
+        elif _object_exists(source, config.options.data_storage_options) is False:
             log.info("%s: gone since its creation event; nothing to register", source)
             out["skipped"].append(
                 {
@@ -576,7 +599,7 @@ def _register_run(
                 }
             )
         else:
-            error = getattr(result, "error", None) or "registration failed"
+            error = result.error_for(spell) or "registration failed"
             log.warning("registering %s failed: %s", source, error)
             for mid in _message_ids(evs) or [None]:
                 fail(error, url=source, message_id=mid)
@@ -586,9 +609,12 @@ def _register_run(
                 fail("producer.api.register returned no result for this object", url=url, message_id=mid)
 
 
-def _remove_one(api: Any, event: ObjectEvent, config: HandlerConfig, out: dict[str, Any], fail: Any) -> None:
+def _remove_one(
+    event: ObjectEvent, config: HandlerConfig, out: dict[str, Any], fail: _Fail, spell: Spelling
+) -> None:
     """Remove the item registered for one deleted object, unless it exists again."""
-    if _object_exists(event.url, config.storage_options):
+    options = config.options
+    if _object_exists(event.url, options.data_storage_options):
         log.info("%s: exists again; its removal event is stale, the item stays", event.url)
         out["skipped"].append(
             {
@@ -598,32 +624,30 @@ def _remove_one(api: Any, event: ObjectEvent, config: HandlerConfig, out: dict[s
         )
         return
     try:
-        item_id = api.item_id_for(event.url, id_template=config.id_template, collection=config.collection)
-        result = api.remove(
+        item_id = api.item_id_for(event.url, id_template=options.id_template, collection=config.collection)
+        result: Result = api.remove(
             item_id,
             catalog=config.catalog,
             collection=config.collection,
-            storage_options=_copy(config.storage_options),
+            storage_options=_copy(options.catalog_storage_options),
             product=event.url,  # only the item that describes this object goes
-            href_rewrites=config.href_rewrites,
+            href_rewrites=options.href_rewrites,
         )
     except Exception as exc:
         log.exception("removing the item for %s failed", event.url)
-        fail(_describe(exc), url=event.url, message_id=event.message_id)
+        fail(_describe(exc, spell), url=event.url, message_id=event.message_id)
         return
-    if result.action == "kept":  # the id is another product's: not ours to remove
+    if result.action == Action.KEPT:  # the id is another product's: not ours to remove
         log.info("%s: item %s kept: %s", event.url, item_id, result.reason)
         out["skipped"].append({"url": event.url, "reason": f"item {item_id!r} kept: {result.reason}"})
         return
-    out["removed"].append(result.to_dict())
+    out["removed"].append(result.to_dict(spell))
 
 
 def _object_exists(url: str, storage_options: Mapping[str, Any] | None) -> bool | None:
     """Whether the object at ``url`` exists now: True, False, or None when
     storage cannot tell (no permission, network): callers then act as if
     the check had not been made. One fresh HEAD (listing caches bypassed)."""
-    import fsspec
-
     try:
         fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
         fs.invalidate_cache(path)
@@ -649,5 +673,6 @@ def _copy(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return dict(value) if value is not None else None
 
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+def _describe(exc: BaseException, spell: Spelling) -> str:
+    text = exc.phrased(spell) if isinstance(exc, ProducerError) else str(exc)
+    return f"{type(exc).__name__}: {text}"

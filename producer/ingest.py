@@ -14,16 +14,17 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 
 from producer.catalog import documents as docs
 from producer.catalog.layout import Layout, collection_key, recorded_layout
 from producer.commit import Committer, IdentityConflict, item_start, same_content
-from producer.errors import InputError, ProducerError, StoreError
+from producer.errors import ID_TEMPLATE_HINT, InputError, ProducerError, StoreError
 from producer.extract import create_item
 from producer.extract.ids import check_id, make_item_id
 from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
 from producer.logs import log_register_summary, log_result
+from producer.options import RegisterOptions, parse_rewrites
 from producer.results import RegisterResult
 from producer.sources import expand_paths
 from producer.store import open_store
@@ -56,22 +57,6 @@ def validator() -> Validator:
 def check_collection_id(collection: str) -> None:
     """Raise :class:`~producer.errors.UnsafeIdError` for an unusable collection id."""
     check_id(collection, what="collection id")
-
-
-def parse_rewrites(rewrites: Iterable[str | tuple[str, str]]) -> tuple[tuple[str, str], ...]:
-    """``["FROM=TO", ...]`` or pairs → pairs; raises :class:`InputError` on bad syntax."""
-    out = []
-    for rule in rewrites or ():
-        if isinstance(rule, str):
-            if "=" not in rule:
-                raise InputError(f"--href-rewrite {rule!r}: expected FROM=TO, e.g. /data=s3://bucket/data")
-            src, dst = rule.split("=", 1)
-        else:
-            src, dst = rule
-        if not src:
-            raise InputError(f"--href-rewrite {rule!r}: the FROM prefix is empty")
-        out.append((src, dst))
-    return tuple(out)
 
 
 def collection_layout(store: Store, collection: str, partition: str | None) -> Layout:
@@ -108,26 +93,12 @@ def collection_layout(store: Store, collection: str, partition: str | None) -> L
 
 
 def register_products(
-    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     *,
     catalog: str | Store,
     collection: str,
-    storage_options: dict | None = None,
-    collection_meta: dict | None = None,
-    root_meta: dict | None = None,
-    partition: str | None = None,
-    datetime: str | None = None,
-    datetime_pattern: str | None = None,
-    datetime_sources: Sequence[str] | None = None,
-    id_template: str = "{stem}",
-    href_rewrites: Iterable[str | tuple[str, str]] = (),
-    stats: bool = False,
-    checksum: bool = False,
-    dry_run: bool = False,
-    batch_size: int = 500,
-    max_retries: int = 25,
+    options: RegisterOptions,
     progress: Progress | None = None,
-    replace: bool = False,
 ) -> list[RegisterResult]:
     """:func:`producer.api.register` (see there); the store may be passed open.
 
@@ -137,23 +108,28 @@ def register_products(
     per batch of ``batch_size`` products, then the id index entries.
     """
     check_collection_id(collection)
-    Layout(partition)  # an unknown scheme is an input error before any I/O
-    options = ExtractOptions(
-        datetime=datetime,
-        datetime_sources=tuple(datetime_sources or DEFAULT_DATETIME_SOURCES),
-        datetime_pattern=datetime_pattern,
-        id_template=id_template,
-        href_rewrites=parse_rewrites(href_rewrites),
-        stats=stats,
-        checksum=checksum,
+    extract_options = ExtractOptions(
+        datetime=options.datetime,
+        datetime_sources=tuple(options.datetime_sources or DEFAULT_DATETIME_SOURCES),
+        datetime_pattern=options.datetime_pattern,
+        id_template=options.id_template,
+        href_rewrites=parse_rewrites(options.href_rewrites),
+        stats=options.stats,
+        checksum=options.checksum,
         collection=collection,
-        storage_options=dict(storage_options or {}),
+        storage_options=dict(options.data_storage_options or {}),
     )
-    sources = expand_paths(paths, storage_options)
-    store = open_catalog(catalog, storage_options)
-    layout = collection_layout(store, collection, partition)
+    sources = expand_paths(paths, options.data_storage_options)
+    store = open_catalog(catalog, options.catalog_storage_options)
+    layout = collection_layout(store, collection, options.partition)
     committer = Committer(
-        store, validator().check, layout=layout, root_meta=root_meta, max_retries=max_retries
+        store, validator().check, layout=layout, root_meta=options.root_meta, max_retries=options.max_retries
+    )
+    collection_meta, dry_run, batch_size, replace = (
+        options.collection_meta,
+        options.dry_run,
+        options.batch_size,
+        options.replace,
     )
     results: list[RegisterResult] = []
     done = 0
@@ -164,7 +140,7 @@ def register_products(
                 chunk,
                 committer,
                 collection,
-                options,
+                extract_options,
                 collection_meta,
                 dry_run,
                 progress,
@@ -301,11 +277,11 @@ def _prepare_chunk(
         results.append(result)
         if key is not None and doc is not None:
             if key in seen:
-                result.fail(
-                    f"{source}: maps to the same item id {doc['id']!r} as {seen[key]}; "
-                    "use --id-template to tell them apart",
-                    InputError(),
+                clash = InputError(
+                    f"{source}: maps to the same item id {doc['id']!r} as {seen[key]}.",
+                    hints=(ID_TEMPLATE_HINT,),
                 )
+                result.fail(str(clash), clash)
                 result.href = None
             else:
                 seen[key] = source

@@ -65,6 +65,7 @@ from prefect.logging import get_run_logger
 from prefect.logging.handlers import APILogHandler
 from prefect.states import State
 
+from producer import api
 from producer.errors import (
     ConflictError,
     InputError,
@@ -72,10 +73,11 @@ from producer.errors import (
     StoreError,
 )
 from producer.logs import ROOT_LOGGER
+from producer.options import RegisterOptions, resolve_options
+from producer.results import Action, ErrorKind
 from producer.store.base import Store
 
 __all__ = [
-    "REGISTER_OPTIONS",
     "CatalogProblemsRemain",
     "RegistrationFailed",
     "artifact_key_for",
@@ -90,28 +92,6 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 
 log = logging.getLogger(__name__)
-
-#: keyword options of :func:`producer.api.register` that the task and the
-#: decorator pass through (``progress`` is left out: runs log per product)
-REGISTER_OPTIONS: frozenset[str] = frozenset(
-    {
-        "storage_options",
-        "collection_meta",
-        "root_meta",
-        "partition",
-        "datetime",
-        "datetime_pattern",
-        "datetime_sources",
-        "id_template",
-        "href_rewrites",
-        "stats",
-        "checksum",
-        "dry_run",
-        "batch_size",
-        "max_retries",
-        "replace",
-    }
-)
 
 #: the task's default retry schedule for transient storage errors (seconds)
 RETRY_DELAYS: list[float] = [2.0, 10.0, 30.0]
@@ -228,15 +208,6 @@ def artifact_key_for(*parts: str) -> str:
     return re.sub(r"-{2,}", "-", key).strip("-") or "stac"
 
 
-def _check_options(options: Mapping[str, Any]) -> None:
-    unknown = sorted(set(options) - REGISTER_OPTIONS)
-    if unknown:
-        raise TypeError(
-            f"unknown registration option(s) {unknown}; "
-            f"producer.api.register accepts {sorted(REGISTER_OPTIONS)}"
-        )
-
-
 # --------------------------------------------------------------------------
 # the core: register, log, publish, fail
 # --------------------------------------------------------------------------
@@ -348,25 +319,27 @@ def register_and_report(
     catalog: str | Store,
     collection: str,
     artifact_key: str | None = None,
-    **options: Any,
+    options: RegisterOptions | None = None,
+    storage_options: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> list[dict[str, Any]]:
     """Register ``products`` and report: the body of :func:`register_in_stac`.
 
     ``products``: anything :func:`product_urls` accepts; exception objects in
     it (failed upstream tasks passed with :func:`prefect.allow_failure`) are
-    reported as failed rows. ``options``: the keyword options of
-    :func:`producer.api.register` (:data:`REGISTER_OPTIONS`). Writes the
-    catalog (items, parents); inside a flow or task run also logs one line
-    per product to the run logger and creates a table artifact keyed
-    ``artifact_key`` (default ``stac-<collection>``). Returns one result dict
-    per product. Raises :class:`RegistrationFailed` (after registering the
-    others) when any product failed, with ``transient=True`` when a storage
-    error was involved; :class:`~producer.errors.InputError` for unusable
-    options or inputs.
+    reported as failed rows. ``options``, ``storage_options`` and
+    ``overrides``: as for :func:`producer.register` (a
+    :class:`~producer.options.RegisterOptions`, the storage shorthand, its
+    fields by name). Writes the catalog (items, parents); inside a flow or
+    task run also logs one line per product to the run logger and creates a
+    table artifact keyed ``artifact_key`` (default ``stac-<collection>``).
+    Returns one result dict per product; errors phrase their hints with the
+    parameter names. Raises :class:`RegistrationFailed` (after registering
+    the others) when any product failed, with ``transient=True`` when a
+    storage error was involved; :class:`~producer.errors.InputError` for
+    unusable options or inputs, :class:`TypeError` for an unknown option.
     """
-    from producer import api
-
-    _check_options(options)
+    opts = resolve_options(options, storage_options, **overrides)
     logger = _logger()
     urls, upstream = _collect(products)
     where = f"collection {collection!r} of catalog {getattr(catalog, 'url', catalog)}"
@@ -375,7 +348,7 @@ def register_and_report(
         # api.register logs each product and a summary (with compare-and-swap
         # conflicts): forwarded into the run's logs
         with forward_logs():
-            results = api.register(urls, catalog=catalog, collection=collection, **options)
+            results = api.register(urls, catalog=catalog, collection=collection, options=opts)
         dicts = [r.to_dict() for r in results]
     elif not upstream:
         logger.warning("nothing to register into %s: no product URLs were given", where)
@@ -385,7 +358,7 @@ def register_and_report(
             "source": "(upstream task)",
             "id": None,
             "href": None,
-            "action": "error",
+            "action": Action.ERROR,
             "error": f"upstream task failed: {type(exc).__name__}: {exc}",
         }
         for exc in upstream
@@ -405,7 +378,7 @@ def register_and_report(
             table=_table_rows(dicts),
             key=artifact_key or artifact_key_for("stac", collection),
             description=(
-                f"STAC registration into {where}{' (dry run)' if options.get('dry_run') else ''}: {summary}."
+                f"STAC registration into {where}{' (dry run)' if opts.dry_run else ''}: {summary}."
             ),
             _sync=True,
         )
@@ -413,7 +386,7 @@ def register_and_report(
     failed = [d for d in dicts if d["action"] == "error"]
     if failed:
         # error_type "storage": the store failed or compare-and-swap gave up
-        transient = any(d.get("error_type") == "storage" for d in failed)
+        transient = any(d.get("error_type") == ErrorKind.STORAGE for d in failed)
         cause = upstream[0] if upstream else None
         message = (
             f"{len(failed)} of {len(dicts)} product(s) failed to register into {where}"
@@ -469,28 +442,18 @@ def register_in_stac(
     catalog: str | Store,
     collection: str,
     artifact_key: str | None = None,
+    options: RegisterOptions | None = None,
     storage_options: dict[str, Any] | None = None,
-    collection_meta: dict[str, Any] | None = None,
-    root_meta: dict[str, Any] | None = None,
-    partition: str | None = None,
-    datetime: str | None = None,
-    datetime_pattern: str | None = None,
-    datetime_sources: Sequence[str] | None = None,
-    id_template: str = "{stem}",
-    href_rewrites: Iterable[str | tuple[str, str]] = (),
-    stats: bool = False,
-    checksum: bool = False,
-    dry_run: bool = False,
-    batch_size: int = 500,
-    max_retries: int = 25,
-    replace: bool = False,
+    **overrides: Any,
 ) -> list[dict[str, Any]]:
     """Register products into a STAC collection; fail the run if any failed.
 
     ``products``: a URL/path, a list of them, or upstream futures/results
     (nested lists too; wrap futures in :func:`prefect.allow_failure` to
-    register what was written when some upstream runs failed). The other parameters are those of
-    :func:`producer.api.register`, plus ``artifact_key`` for the table
+    register what was written when some upstream runs failed). ``options``
+    (a :class:`~producer.options.RegisterOptions`), ``storage_options`` and
+    the keyword ``overrides`` (its fields by name, e.g. ``id_template=...``)
+    are those of :func:`producer.register`; ``artifact_key`` names the table
     artifact (default ``stac-<collection>``). Returns the result dicts.
     Retried (3 times, 2/10/30 s apart) on transient storage errors only.
     """
@@ -499,21 +462,9 @@ def register_in_stac(
         catalog=catalog,
         collection=collection,
         artifact_key=artifact_key,
+        options=options,
         storage_options=storage_options,
-        collection_meta=collection_meta,
-        root_meta=root_meta,
-        partition=partition,
-        datetime=datetime,
-        datetime_pattern=datetime_pattern,
-        datetime_sources=datetime_sources,
-        id_template=id_template,
-        href_rewrites=href_rewrites,
-        stats=stats,
-        checksum=checksum,
-        dry_run=dry_run,
-        batch_size=batch_size,
-        max_retries=max_retries,
-        replace=replace,
+        **overrides,
     )
 
 
@@ -527,7 +478,9 @@ def registers_in_stac(
     catalog: str | Store,
     collection: str,
     artifact_key: str | None = None,
-    **options: Any,
+    options: RegisterOptions | None = None,
+    storage_options: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> Callable[[F], F]:
     """Register what a function or task returns, right after it returns it.
 
@@ -550,10 +503,10 @@ def registers_in_stac(
 
     Sync and ``async`` functions are supported, generators are not; a
     :class:`~prefect.Flow` is refused (decorate the function under ``@flow``
-    instead). ``options``: :func:`producer.api.register` keyword options,
-    checked here, at decoration time.
+    instead). ``options``, ``storage_options``, ``overrides``: as for
+    :func:`producer.register`, checked here, at decoration time.
     """
-    _check_options(options)
+    opts = resolve_options(options, storage_options, **overrides)
 
     def register_output(name: str, value: Any) -> None:
         try:
@@ -566,9 +519,7 @@ def registers_in_stac(
             _logger().warning("%s returned no product URL: nothing registered", name)
             return
         try:
-            register_and_report(
-                urls, catalog=catalog, collection=collection, artifact_key=artifact_key, **options
-            )
+            register_and_report(urls, catalog=catalog, collection=collection, artifact_key=artifact_key, options=opts)
         except RegistrationFailed as exc:
             raise RegistrationFailed(
                 f"{name}: registration in STAC failed: {exc}", exc.results, transient=exc.transient

@@ -43,7 +43,8 @@ from producer.catalog.layout import (
 from producer.commit import Committer
 from producer.errors import CatalogError, NotFound
 from producer.extract.assets import resolve_location, rewrite_href
-from producer.ingest import collection_layout, parse_rewrites, register_products
+from producer.ingest import collection_layout, register_products
+from producer.options import RegisterOptions, parse_rewrites, resolve_options
 from producer.results import RegisterResult
 from producer.sources import expand_paths
 from producer.store.base import Store
@@ -133,12 +134,12 @@ def _finish_removals(committer: Committer, first: AuditReport, report: Reconcile
 
 
 def _missing_products(
-    first: AuditReport, data: str | list[str], storage_options: dict | None, register_options: dict | None
+    first: AuditReport, data: str | list[str], storage_options: dict | None, options: RegisterOptions
 ) -> list[str]:
     """Products under ``data`` that no item describes. Items reached from the
     root count, and so do orphan items (reconcile links them) unless their
     removal was started. Reads the data listing only."""
-    rewrites = parse_rewrites((register_options or {}).get("href_rewrites", ()))
+    rewrites = parse_rewrites(options.href_rewrites)
     known = {href for info in first.items.values() for href in info.assets.values()}
     for doc in first.orphans.values():
         if isinstance(doc, dict) and doc.get("type") == "Feature" and removal_started(doc) is None:
@@ -300,17 +301,14 @@ def _register_missing(
     missing_products: list[str],
     collection: str | None,
     storage_options: dict | None,
-    register_options: dict | None,
+    options: RegisterOptions,
     report: ReconcileReport,
 ) -> list[Problem]:
     """Register the products no item describes; return a ``register-failed``
     problem (an error) per product that could not be registered."""
     if not collection:
         raise ValueError("registering missing products needs a collection")
-    opts = dict(register_options or {})
-    report.registered = register_products(
-        missing_products, catalog=store, collection=collection, storage_options=storage_options, **opts
-    )
+    report.registered = register_products(missing_products, catalog=store, collection=collection, options=options)
     _bump(report.fixed, "missing-product", sum(1 for r in report.registered if r.ok))
     failed = [
         Problem("register-failed", str(r.source), f"not registered: {r.error}")
@@ -400,7 +398,7 @@ def _note_findings(
     first: AuditReport,
     data: str | list[str] | None,
     storage_options: dict | None,
-    register_options: dict | None,
+    options: RegisterOptions,
 ) -> tuple[list[Problem], list[str]]:
     """Count what the audit found into ``report`` (mutated) and look for
     products under ``data`` no item describes. Returns the problems nothing
@@ -414,7 +412,7 @@ def _note_findings(
         report.failed["asset-unchecked"] = len(unresolved)
     missing: list[str] = []
     if data is not None:
-        missing = _missing_products(first, data, storage_options, register_options)
+        missing = _missing_products(first, data, storage_options, options)
         report.found["missing-product"] = len(missing)
         for path in missing:
             report.problems.append(Problem("missing-product", path, "no item describes this product"))
@@ -447,7 +445,7 @@ def reconcile(
     collection: str | None = None,
     check_assets: bool | None = None,
     storage_options: dict | None = None,
-    register_options: dict | None = None,
+    options: RegisterOptions | None = None,
     max_retries: int = 25,
 ) -> ReconcileReport:
     """Find orphans, dangling and duplicate links, stale extents, dead items,
@@ -461,7 +459,8 @@ def reconcile(
     carrying the removal marker are unlinked and deleted, never linked again.
     ``data``: product prefixes/paths to compare against the catalog; products
     no item points at are registered into ``collection`` with
-    ``register_options``; each one that fails is a ``register-failed`` error in
+    ``options`` (default: the defaults, with ``storage_options`` for the
+    data and the catalog); each one that fails is a ``register-failed`` error in
     ``remaining``. A collection written before layouts were recorded gets the
     layout its items sit in recorded (``fixed["unrecorded-layout"]``). Each
     repair is a single write or a compare-and-swap, so a crash after any
@@ -472,8 +471,9 @@ def reconcile(
     if check_assets is None:
         check_assets = data is not None
     report = ReconcileReport()
+    options = resolve_options(options, storage_options)
     first = audit(store, validator, check_assets=check_assets, storage_options=storage_options)
-    unresolved, missing_products = _note_findings(report, first, data, storage_options, register_options)
+    unresolved, missing_products = _note_findings(report, first, data, storage_options, options)
     if not fix:
         report.remaining = list(report.problems)
         return report
@@ -482,7 +482,7 @@ def reconcile(
     if missing_products and collection:
         # a partition the collection's recorded layout contradicts: refused
         # before the first repair write, not halfway through the run
-        collection_layout(store, collection, (register_options or {}).get("partition"))
+        collection_layout(store, collection, options.partition)
     committer = Committer(store, validator.check, max_retries=max_retries)
     # 1. links: dangling and duplicate
     _repair_links(committer, store, first, report)
@@ -494,7 +494,7 @@ def reconcile(
     # 4. products nobody registered
     if missing_products:
         unresolved += _register_missing(
-            store, missing_products, collection, storage_options, register_options, report
+            store, missing_products, collection, storage_options, options, report
         )
     # 5. from what is linked now: the id index, the layout record, extents
     linked = audit(store, validator, schemas=False)

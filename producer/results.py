@@ -1,83 +1,139 @@
-"""What the verbs return: one result per product (register) or item (remove).
+"""What the verbs return: one :class:`Result` per product (register) or item (remove).
 
 Results are plain data: they never print, and ``to_dict`` gives the JSON
-shape the CLI, the Prefect adapter and the event handler report.
+shape the CLI, the Prefect adapter and the event handler report. Outcomes
+are :class:`Action` and :class:`ErrorKind` members, string enums: they
+compare equal to (and serialise as) the strings ``"created"``, ``"input"``...
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import enum
+from dataclasses import dataclass, field
 from typing import Any
 
-from producer.errors import ConflictError, ProducerError, StoreError
+from producer.errors import ConflictError, Hint, ProducerError, Spelling, StoreError, rephrase
 from producer.redact import redact
+
+__all__ = ["Action", "ErrorKind", "RegisterResult", "RemoveResult", "Result", "error_type_of"]
+
+
+class Action(enum.StrEnum):
+    """What a verb did (or, with ``dry_run``, would do) to one product or item."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    ERROR = "error"
+    #: remove: the item was unlinked and deleted
+    REMOVED = "removed"
+    #: remove: there was no such item
+    ABSENT = "absent"
+    #: remove: the item stays (another product's, or registered again meanwhile)
+    KEPT = "kept"
+
+
+class ErrorKind(enum.StrEnum):
+    """Whether a failure is worth retrying."""
+
+    #: the product, an option or an existing document is bad: fix it, retrying will not help
+    INPUT = "input"
+    #: the store failed or compare-and-swap gave up: transient, retry
+    STORAGE = "storage"
+    #: a bug: please report it
+    INTERNAL = "internal"
 
 
 @dataclass
-class RegisterResult:
-    """What happened to one product.
+class Result:
+    """What happened to one product (register) or item (remove).
 
-    ``action``: ``created``, ``updated``, ``unchanged`` or ``error``. With
-    ``dry_run`` the action is what *would* happen. ``error_type`` tells a
-    failure worth retrying from one that is not: ``input`` (the product,
-    an option or an existing document is bad: fix it, retrying will not
-    help), ``storage`` (the store failed or compare-and-swap gave up:
-    transient, retry) or ``internal`` (a bug: please report it).
+    ``action``: an :class:`Action`. Register results carry the ``source``
+    product, and on failure ``error`` (credentials redacted), ``error_type``
+    (an :class:`ErrorKind`) and ``hints`` (structured ways out; ``error``
+    phrases them for Python, :meth:`error_for` for other callers). Remove
+    results carry ``extent_recomputed`` and, when the item was kept, the
+    ``reason``.
     """
 
-    source: str
+    source: str | None = None
     id: str | None = None
     href: str | None = None
-    action: str = "error"
+    #: an :class:`Action`; a plain string assigned is turned into one
+    action: str = Action.ERROR
     error: str | None = None
+    #: an :class:`ErrorKind` or ``None``; a plain string assigned is turned into one
     error_type: str | None = None
-    item: dict | None = field(default=None, repr=False)
+    hints: tuple[Hint, ...] = ()
+    extent_recomputed: bool | None = None
+    reason: str | None = None
+    item: dict[str, Any] | None = field(default=None, repr=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "action":
+            value = Action(value)
+        elif name == "error_type" and value is not None:
+            value = ErrorKind(value)
+        super().__setattr__(name, value)
+
+    def __post_init__(self) -> None:
+        if self.extent_recomputed is None and self.action in _REMOVE_ACTIONS:
+            self.extent_recomputed = False
 
     def fail(self, message: str, exc: BaseException) -> None:
         """Mark this result failed with ``message`` (credentials in it redacted),
-        classified from ``exc``."""
-        self.action = "error"
+        classified from ``exc``, whose hints it takes over."""
+        self.action = Action.ERROR
         self.error = redact(message)
         self.error_type = error_type_of(exc)
+        self.hints = exc.hints if isinstance(exc, ProducerError) else ()
 
     @property
     def ok(self) -> bool:
-        return self.action != "error"
+        return self.action != Action.ERROR
 
-    def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "item"}
-        out["source"] = redact(self.source)
-        if out["error"] is None:
-            out.pop("error")
-            out.pop("error_type")
+    @property
+    def hint(self) -> Hint | None:
+        """The first hint, or ``None``."""
+        return self.hints[0] if self.hints else None
+
+    def error_for(self, spell: Spelling) -> str | None:
+        """``error`` with its hints spelled by ``spell`` (a CLI flag, an env var)."""
+        return None if self.error is None else rephrase(self.error, self.hints, spell)
+
+    def to_dict(self, spell: Spelling | None = None) -> dict[str, Any]:
+        """JSON-ready dict: ``id``, ``href``, ``action`` always; ``source``,
+        ``error``/``error_type``/``hints``, ``extent_recomputed`` and ``reason``
+        when they apply. ``spell``: how ``error`` phrases the hints (default
+        Python)."""
+        out: dict[str, Any] = {}
+        if self.source is not None:
+            out["source"] = redact(self.source)
+        out.update(id=self.id, href=self.href, action=self.action)
+        if self.error is not None:
+            out["error"] = self.error if spell is None else self.error_for(spell)
+            out["error_type"] = self.error_type
+            if self.hints:
+                out["hints"] = [h.to_dict() for h in self.hints]
+        if self.extent_recomputed is not None:
+            out["extent_recomputed"] = self.extent_recomputed
+        if self.reason is not None:
+            out["reason"] = self.reason
         return out
 
 
-def error_type_of(exc: BaseException) -> str:
+_REMOVE_ACTIONS = frozenset({Action.REMOVED, Action.ABSENT, Action.KEPT})
+
+#: the names callers know; one type
+RegisterResult = Result
+RemoveResult = Result
+
+
+def error_type_of(exc: BaseException) -> ErrorKind:
     """``storage`` for store failures and exhausted retries, ``input`` for the
     other deliberate errors, ``internal`` for anything unexpected."""
     if isinstance(exc, (StoreError, ConflictError)):
-        return "storage"
+        return ErrorKind.STORAGE
     if isinstance(exc, ProducerError):
-        return "input"
-    return "internal"
-
-
-@dataclass
-class RemoveResult:
-    """``action``: ``removed``, ``absent`` (nothing to remove) or ``kept``:
-    either the item describes another product than the one given (``reason``
-    says which, and nothing changed), or a register rewrote the item while it
-    was being removed (it stays, linked)."""
-
-    id: str
-    href: str | None
-    action: str
-    extent_recomputed: bool = False
-    reason: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        if out["reason"] is None:
-            out.pop("reason")
-        return out
+        return ErrorKind.INPUT
+    return ErrorKind.INTERNAL

@@ -72,8 +72,9 @@ def test_explicit_instant_and_range() -> None:
 
 @pytest.mark.parametrize("bad", ["tomorrow", "2024-05-31/2024-05-01", "2024-01-01/", "a/b/c", "2024-02-30"])
 def test_explicit_invalid_is_an_input_error(bad: str) -> None:
-    with pytest.raises(InputError, match="--datetime"):
+    with pytest.raises(InputError, match="datetime=") as info:
         from_explicit(bad)
+    assert info.value.hint is not None and info.value.hint.option == "datetime"
 
 
 # --------------------------------------------------------------------------- filename
@@ -217,8 +218,9 @@ def test_resolve_errors() -> None:
         resolve_datetime("nodate.tif", read_tags=lambda: ({}, {}, {}), where="s3://b/nodate.tif")
     message = str(info.value)
     assert message.startswith("s3://b/nodate.tif")
-    for fix in ("--datetime", "--datetime-pattern", "TIFFTAG_DATETIME"):
+    for fix in ("datetime=", "datetime_pattern=", "TIFFTAG_DATETIME"):
         assert fix in message
+    assert [h.option for h in info.value.hints] == ["datetime", "datetime_pattern"]
     assert isinstance(info.value, InputError)
     with pytest.raises(InputError, match="unknown datetime source"):
         resolve_datetime("x_20240101.tif", sources=("filename", "mtime"))

@@ -17,6 +17,7 @@ import pytest
 
 from producer.errors import InputError
 from producer.events import DEFAULT_SUFFIXES, HandlerConfig, ObjectEvent, handle, parse_event
+from producer.options import RegisterOptions
 from tests.s3server import S3Server, s3_server  # noqa: F401  (session fixture)
 
 EVENTS = Path(__file__).parent / "events"
@@ -325,8 +326,7 @@ def test_config_from_env_defaults() -> None:
     )
     # one list with folder expansion: NetCDF-4 (.nc4) events were skipped before
     assert cfg.prefixes == () and cfg.suffixes == DEFAULT_SUFFIXES == (".tif", ".tiff", ".nc", ".nc4")
-    assert cfg.id_template == "{stem}" and cfg.datetime_pattern is None
-    assert cfg.storage_options is None and cfg.collection_meta is None
+    assert cfg.options == RegisterOptions()  # every registration option at its default
     star = HandlerConfig.from_env({"STAC_CATALOG": "x", "STAC_COLLECTION": "y", "STAC_SUFFIXES": "*"})
     assert star.suffixes == ()
 
@@ -670,10 +670,10 @@ def test_handler_does_not_mutate_config(s3: S3Server, raster_bytes: bytes) -> No
     put(s3, "products/ndvi/S2_20240601_T31UFQ.tif", raster_bytes)
     meta = {"description": "NDVI products", "license": "CC-BY-4.0"}
     cfg = config(s3, collection_meta=meta)
-    options_before = copy.deepcopy(cfg.storage_options)
+    options_before = copy.deepcopy(cfg.options)
     handle(load("s3_put.json", s3.bucket), cfg)
-    assert cfg.collection_meta == {"description": "NDVI products", "license": "CC-BY-4.0"}
-    assert cfg.storage_options == options_before
+    assert cfg.options.collection_meta == {"description": "NDVI products", "license": "CC-BY-4.0"}
+    assert cfg.options == options_before
     collection = read_json(s3, "stac/ndvi/collection.json")
     assert collection is not None and collection["description"] == "NDVI products"
 

@@ -511,7 +511,7 @@ def test_error_messages_say_how_to_fix(data: dict[str, Path], tmp_path: Path) ->
         create_item(data["nocrs"])
     with pytest.raises(NoDatetimeError) as info:
         create_item(data["nodate"])
-    for fix in ("--datetime", "--datetime-pattern", "TIFFTAG_DATETIME"):
+    for fix in ("datetime=", "datetime_pattern=", "TIFFTAG_DATETIME"):
         assert fix in str(info.value)
     with pytest.raises(InputError, match="empty"):
         create_item(data["empty"])
@@ -535,7 +535,7 @@ def test_nodatetime_error_comes_after_georeference_check(data: dict[str, Path], 
 
 
 def test_unsafe_and_bad_ids(data: dict[str, Path], tmp_path: Path) -> None:
-    with pytest.raises(UnsafeIdError, match="--id-template"):
+    with pytest.raises(UnsafeIdError, match="id_template="):
         create_item(data["utm"], ExtractOptions(id_template="../{stem}"))
     with pytest.raises(InputError, match="unknown field"):
         create_item(data["utm"], ExtractOptions(id_template="{date}"))

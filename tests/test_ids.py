@@ -51,7 +51,7 @@ def test_parent_of_relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     "template", ["{date}", "{stem.upper}", "{stem!r}", "{stem:>30}", "{}", "{0}", "{stem"]
 )
 def test_bad_templates(template: str) -> None:
-    with pytest.raises(InputError, match="id-template") as info:
+    with pytest.raises(InputError, match="id template") as info:
         make_item_id("/d/x.tif", ExtractOptions(id_template=template))
     assert not isinstance(info.value, UnsafeIdError)
 
@@ -84,7 +84,8 @@ def test_unsafe_ids(value: str, reason: str) -> None:
     with pytest.raises(UnsafeIdError, match=reason) as info:
         check_id(value, source="/data/my file.tif")
     message = str(info.value)
-    assert "/data/my file.tif" in message and "--id-template" in message
+    assert "/data/my file.tif" in message and "id_template='{parent}_{stem}'" in message
+    assert info.value.hint is not None and info.value.hint.option == "id_template"
     assert isinstance(info.value, InputError) and isinstance(info.value, ValueError)
 
 
@@ -95,10 +96,11 @@ def test_safe_ids(value: str) -> None:
 
 def test_what_is_named_and_the_fix_fits_it() -> None:
     """A typed id (collection, item to remove) gets the allowed characters as
-    its fix, not the --id-template hint meant for ids made from file names."""
+    its fix, not the id_template hint meant for ids made from file names."""
     with pytest.raises(UnsafeIdError, match="unsafe collection id") as info:
         check_id("../c", "collection id")
-    assert "A-Z a-z 0-9 . _ -" in str(info.value) and "--id-template" not in str(info.value)
+    assert "A-Z a-z 0-9 . _ -" in str(info.value) and "id_template" not in str(info.value)
+    assert info.value.hints == ()
 
 
 def test_unsafe_file_name_names_the_file() -> None:

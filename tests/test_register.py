@@ -236,7 +236,8 @@ def test_duplicate_ids_in_one_batch(data, tmp_path, catalog_dir):
     twin.write_bytes(Path(data["utm"]).read_bytes())
     first, second = producer.register([data["utm"], twin], catalog=str(catalog_dir), collection="c")
     assert first.action == "created"
-    assert second.action == "error" and "--id-template" in second.error
+    assert second.action == "error" and "id_template='{parent}_{stem}'" in second.error
+    assert second.hint is not None and second.hint.option == "id_template"
 
 
 def test_dry_run_writes_nothing(data, catalog_dir):

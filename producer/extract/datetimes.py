@@ -20,11 +20,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 
-from producer.errors import InputError, NoDatetimeError
+from producer.errors import Hint, InputError, NoDatetimeError
 from producer.timestamps import format_time
 
 #: the type, for annotations inside DatetimeResult, whose field ``datetime`` shadows it
 _DateTime = datetime
+#: the options that give a product its datetime when the file does not
+DATETIME_HINT = Hint("datetime", "2024-05-13T10:00:00Z", "one datetime, or start/end, for every product")
+PATTERN_HINT = Hint(
+    "datetime_pattern", r"(?P<year>\d{4})(?P<month>\d{2})(?P<day>\d{2})", "read the date from the file name"
+)
 
 #: the names accepted in ``ExtractOptions.datetime_sources``
 SOURCES: tuple[str, ...] = ("explicit", "filename", "tags")
@@ -164,8 +169,8 @@ def _instant_or_range(
 # --------------------------------------------------------------------------- explicit
 
 
-def from_explicit(value: str | None, *, where: str = "--datetime") -> DatetimeResult | None:
-    """``--datetime``: an ISO 8601 instant or ``start/end``; ``None`` when not given.
+def from_explicit(value: str | None, *, where: str = "explicit datetime") -> DatetimeResult | None:
+    """The ``datetime`` option: an ISO 8601 instant or ``start/end``; ``None`` when not given.
 
     An unparsable value is an :class:`InputError` (an explicit wish must not be
     skipped silently).
@@ -183,11 +188,13 @@ def from_explicit(value: str | None, *, where: str = "--datetime") -> DatetimeRe
     except ValueError as exc:
         raise InputError(
             f"{where}: cannot parse datetime {value!r} ({exc}); "
-            "use ISO 8601, e.g. 2024-05-13T10:00:00Z or 2024-05-01/2024-05-31"
+            "use ISO 8601, e.g. 2024-05-13T10:00:00Z or 2024-05-01/2024-05-31.",
+            hints=(DATETIME_HINT,),
         ) from exc
     raise InputError(
         f"{where}: cannot parse datetime {value!r}; use ISO 8601, "
-        "e.g. 2024-05-13T10:00:00Z or an interval 2024-05-01/2024-05-31"
+        "e.g. 2024-05-13T10:00:00Z or an interval 2024-05-01/2024-05-31.",
+        hints=(DATETIME_HINT,),
     )
 
 
@@ -198,12 +205,14 @@ def _from_user_pattern(name: str, pattern: str) -> DatetimeResult | None:
     try:
         regex = re.compile(pattern)
     except re.error as exc:
-        raise InputError(f"--datetime-pattern {pattern!r} is not a valid regular expression: {exc}") from exc
+        raise InputError(
+            f"datetime pattern {pattern!r} is not a valid regular expression: {exc}.", hints=(PATTERN_HINT,)
+        ) from exc
     match = regex.search(name)
     if match is None:
         return None
     groups = match.groupdict()
-    where = f"{name}: --datetime-pattern {pattern!r}"
+    where = f"{name}: datetime pattern {pattern!r}"
     try:
         if groups.get("start") is not None or groups.get("end") is not None:
             if groups.get("start") is None or groups.get("end") is None:
@@ -397,8 +406,7 @@ def resolve_datetime(
         if found is not None:
             return found
     raise NoDatetimeError(
-        f"{where}: no datetime found (tried {', '.join(sources)}). Fix it with one of: "
-        "--datetime 2024-05-13T10:00:00Z (or start/end), "
-        "--datetime-pattern '(?P<year>\\d{4})(?P<month>\\d{2})(?P<day>\\d{2})' matching the file name, "
-        "or write a TIFFTAG_DATETIME tag (e.g. gdal_edit.py -mo TIFFTAG_DATETIME='2024:05:13 10:00:00')"
+        f"{where}: no datetime found (tried {', '.join(sources)}). Write a TIFFTAG_DATETIME tag into "
+        "the file (e.g. gdal_edit.py -mo TIFFTAG_DATETIME='2024:05:13 10:00:00').",
+        hints=(DATETIME_HINT, PATTERN_HINT),
     )

@@ -24,7 +24,7 @@ import re
 import string
 from urllib.parse import unquote, urlsplit
 
-from producer.errors import InputError, UnsafeIdError
+from producer.errors import ID_TEMPLATE_HINT, InputError, UnsafeIdError
 from producer.extract.options import ExtractOptions
 
 #: template fields understood by :func:`make_item_id`
@@ -131,12 +131,13 @@ def check_id(value: str, what: str = "item id", *, source: str | None = None) ->
         return value
     origin = f" for {source}" if source else ""
     if source:  # an id made from a product's name: the template or the name must change
-        fix = (
-            "Choose another with --id-template (fields {stem}, {name}, {parent}, {collection}; "
-            "e.g. --id-template '{parent}_{stem}') or rename the file"
+        raise UnsafeIdError(
+            f"unsafe {what} {value!r}{origin}: {reason}. Rename the file or choose another id "
+            "template (fields {stem}, {name}, {parent}, {collection}).",
+            hints=(ID_TEMPLATE_HINT,),
         )
-    else:  # an id the caller typed
-        fix = f"Use 1-{MAX_ID_LENGTH} characters from A-Z a-z 0-9 . _ - (not starting with . or -), e.g. 'ndvi-v2'"
+    # an id the caller typed
+    fix = f"Use 1-{MAX_ID_LENGTH} characters from A-Z a-z 0-9 . _ - (not starting with . or -), e.g. 'ndvi-v2'"
     raise UnsafeIdError(f"unsafe {what} {value!r}{origin}: {reason}. {fix}")
 
 
@@ -164,17 +165,17 @@ def make_item_id(source: str | os.PathLike[str], options: ExtractOptions = Extra
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
-        raise InputError(f"--id-template {template!r} is malformed: {exc}") from exc
+        raise InputError(f"id template {template!r} is malformed: {exc}.", hints=(ID_TEMPLATE_HINT,)) from exc
     for _, field, spec, conversion in parsed:
         if field is None:
             continue
         if field not in ID_FIELDS or spec or conversion:
             raise InputError(
-                f"--id-template {template!r}: unknown field {{{field}}}"
+                f"id template {template!r}: unknown field {{{field}}}"
                 f"{' with a format spec or conversion' if field in ID_FIELDS else ''}; "
                 f"use only {', '.join('{' + f + '}' for f in ID_FIELDS)}"
             )
         if field == "collection" and not collection:
-            raise InputError(f"--id-template {template!r} uses {{collection}} but no collection was given")
+            raise InputError(f"id template {template!r} uses {{collection}} but no collection was given")
     item_id = template.format(**values)
     return check_id(item_id, "item id", source=location)

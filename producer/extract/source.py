@@ -31,7 +31,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from producer.errors import InputError
 from producer.extract.assets import is_url, resolve_location
-from producer.extract.failures import storage_failure  # noqa: F401 (re-exported)
+from producer.extract.failures import storage_failure
 from producer.extract.options import ExtractOptions
 from producer.redact import redact
 

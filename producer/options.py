@@ -1,0 +1,399 @@
+"""The options of :func:`producer.register`, declared once.
+
+:class:`RegisterOptions` is the one declaration: each field carries its help
+text, its CLI flag and its event-handler environment variable in
+``field(metadata={"option": OptionSpec(...)})``. The CLI generates its
+register flags from these fields, the event handler reads its environment
+through them, the Prefect task and flows pass a ``RegisterOptions`` (or the
+same names as keyword overrides) through, and :func:`producer.register`
+takes one. Adding a field here adds it everywhere.
+
+Storage options are separate for the data (the products read) and the
+catalog (the documents written): they are often different buckets or
+accounts. Both are secrets: left out of ``repr`` and never logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from producer.catalog.layout import Layout
+from producer.errors import Hint, InputError
+from producer.extract.options import DEFAULT_DATETIME_SOURCES
+
+__all__ = [
+    "DATETIME_SOURCES",
+    "OptionSpec",
+    "RegisterOptions",
+    "env_spelling",
+    "flag_spelling",
+    "option_spec",
+    "parse_rewrites",
+    "resolve_options",
+]
+
+#: the datetime sources extraction knows, in their default order
+DATETIME_SOURCES: tuple[str, ...] = DEFAULT_DATETIME_SOURCES
+
+#: how an option's value is written outside Python (CLI flag, environment
+#: variable): one text, a switch, a whole number, one of ``choices``, a
+#: repeatable text, a JSON object, repeatable ``KEY=VALUE`` pairs
+Kind = Literal["text", "switch", "number", "choice", "repeat", "json", "pairs"]
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """How one :class:`RegisterOptions` field is offered to users."""
+
+    help: str
+    flag: str
+    env: str
+    kind: Kind = "text"
+    metavar: str | None = None
+    choices: tuple[str, ...] = ()
+
+
+def _spec(help: str, flag: str, env: str, kind: Kind = "text", **extra: Any) -> dict[str, OptionSpec]:
+    return {"option": OptionSpec(help=help, flag=flag, env=env, kind=kind, **extra)}
+
+
+def parse_rewrites(rewrites: Iterable[str | Sequence[str]] | None) -> tuple[tuple[str, str], ...]:
+    """``["FROM=TO", ...]`` or pairs → pairs; raises :class:`InputError` on bad syntax."""
+    hint = Hint("href_rewrites", ["/data=s3://bucket/data"], "rewrite the asset hrefs under /data")
+    out = []
+    for rule in rewrites or ():
+        if isinstance(rule, str):
+            if "=" not in rule:
+                raise InputError(f"href rewrite {rule!r}: expected FROM=TO", hints=(hint,))
+            src, dst = rule.split("=", 1)
+        else:
+            src, dst = rule  # a pair (a list, once it went through JSON)
+        if not src:
+            raise InputError(f"href rewrite {rule!r}: the FROM prefix is empty", hints=(hint,))
+        out.append((src, dst))
+    return tuple(out)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegisterOptions:
+    """Every option of :func:`producer.register`; immutable, validated on creation.
+
+    Bad values a user typed (an unknown partition scheme or datetime source,
+    a malformed href rewrite) raise :class:`~producer.errors.InputError`;
+    values no caller should pass (a batch size of 0, a number for a switch)
+    raise :class:`ValueError`/:class:`TypeError`. Dicts are copied, lists
+    become tuples; nothing the caller passed is kept or mutated.
+    """
+
+    collection_meta: dict[str, Any] | None = field(
+        default=None,
+        hash=False,
+        metadata=_spec(
+            "Metadata of a new collection as a JSON object (title, description, license, "
+            "keywords, providers, ...).",
+            "--collection-meta",
+            "STAC_COLLECTION_META",
+            "json",
+            metavar="JSON",
+        ),
+    )
+    root_meta: dict[str, Any] | None = field(
+        default=None,
+        hash=False,
+        metadata=_spec(
+            "Metadata of a new root catalog as a JSON object (id, title, description).",
+            "--root-meta",
+            "STAC_ROOT_META",
+            "json",
+            metavar="JSON",
+        ),
+    )
+    partition: str | None = field(
+        default=None,
+        metadata=_spec(
+            "Put items under <collection>/<YYYY>[/<MM>]/ sub-catalogs.",
+            "--partition",
+            "STAC_PARTITION",
+            "choice",
+            choices=("year", "year/month"),
+        ),
+    )
+    datetime: str | None = field(
+        default=None,
+        metadata=_spec(
+            "Explicit datetime or range for every product.",
+            "--datetime",
+            "STAC_DATETIME",
+            metavar="ISO|START/END",
+        ),
+    )
+    datetime_pattern: str | None = field(
+        default=None,
+        metadata=_spec(
+            "Regex on the file name: named groups year/month/day[/hour/minute/second], "
+            "start/end, or one group holding a date.",
+            "--datetime-pattern",
+            "STAC_DATETIME_PATTERN",
+            metavar="REGEX",
+        ),
+    )
+    datetime_sources: tuple[str, ...] = field(
+        default=DATETIME_SOURCES,
+        metadata=_spec(
+            "Order of datetime sources to try (repeatable; default explicit, filename, tags).",
+            "--datetime-source",
+            "STAC_DATETIME_SOURCES",
+            "repeat",
+            choices=DATETIME_SOURCES,
+        ),
+    )
+    id_template: str = field(
+        default="{stem}",
+        metadata=_spec(
+            "Item id template: {stem}, {name}, {parent}, {collection}.",
+            "--id-template",
+            "STAC_ID_TEMPLATE",
+        ),
+    )
+    #: ``FROM=TO`` texts or ``(FROM, TO)`` pairs on input; always pairs once created
+    href_rewrites: tuple[str | tuple[str, str], ...] = field(
+        default=(),
+        metadata=_spec(
+            "Rewrite asset href prefixes, e.g. /data=s3://bucket/data (repeatable).",
+            "--href-rewrite",
+            "STAC_HREF_REWRITES",
+            "repeat",
+            metavar="FROM=TO",
+        ),
+    )
+    stats: bool = field(
+        default=False,
+        metadata=_spec(
+            "Compute band statistics (from overviews when present).", "--stats", "STAC_STATS", "switch"
+        ),
+    )
+    checksum: bool = field(
+        default=False,
+        metadata=_spec(
+            "Add a sha2-256 file:checksum (reads whole files).", "--checksum", "STAC_CHECKSUM", "switch"
+        ),
+    )
+    dry_run: bool = field(
+        default=False,
+        metadata=_spec("Extract and validate; write nothing.", "--dry-run", "STAC_DRY_RUN", "switch"),
+    )
+    batch_size: int = field(
+        default=500,
+        metadata=_spec(
+            "Products committed per parent compare-and-swap.", "--batch-size", "STAC_BATCH_SIZE", "number"
+        ),
+    )
+    max_retries: int = field(
+        default=25,
+        metadata=_spec(
+            "Compare-and-swap attempts per parent document before giving up.",
+            "--max-retries",
+            "STAC_MAX_RETRIES",
+            "number",
+        ),
+    )
+    replace: bool = field(
+        default=False,
+        metadata=_spec(
+            "Overwrite an existing item that has the same id but describes another product "
+            "(default: refuse; or tell them apart with another id template).",
+            "--replace",
+            "STAC_REPLACE",
+            "switch",
+        ),
+    )
+    data_storage_options: dict[str, Any] | None = field(
+        default=None,
+        repr=False,
+        hash=False,
+        metadata=_spec(
+            "fsspec storage option for reading the products only, repeatable "
+            "(endpoint_url=... sets the S3 endpoint).",
+            "--data-storage-option",
+            "STAC_DATA_STORAGE_OPTIONS",
+            "pairs",
+            metavar="KEY=VALUE",
+        ),
+    )
+    catalog_storage_options: dict[str, Any] | None = field(
+        default=None,
+        repr=False,
+        hash=False,
+        metadata=_spec(
+            "fsspec storage option for the catalog only, repeatable (endpoint_url=... sets the S3 endpoint).",
+            "--catalog-storage-option",
+            "STAC_CATALOG_STORAGE_OPTIONS",
+            "pairs",
+            metavar="KEY=VALUE",
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            kind = option_spec(f).kind
+            value = getattr(self, f.name)
+            if kind == "switch" and not isinstance(value, bool):
+                raise TypeError(f"RegisterOptions.{f.name} must be True or False, not {value!r}")
+            if kind == "number" and (not isinstance(value, int) or isinstance(value, bool)):
+                raise TypeError(f"RegisterOptions.{f.name} must be an int, not {value!r}")
+            if kind in ("json", "pairs") and value is not None:
+                if not isinstance(value, Mapping):
+                    raise TypeError(
+                        f"RegisterOptions.{f.name} must be a dict or None, not {type(value).__name__}"
+                    )
+                object.__setattr__(self, f.name, dict(value))
+            if kind in ("text", "choice") and value is not None and not isinstance(value, str):
+                raise TypeError(f"RegisterOptions.{f.name} must be a str, not {value!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"RegisterOptions.batch_size must be at least 1, not {self.batch_size}")
+        if self.max_retries < 0:
+            raise ValueError(f"RegisterOptions.max_retries must not be negative, not {self.max_retries}")
+        if self.id_template is None:
+            raise TypeError("RegisterOptions.id_template must be a str, not None")
+        Layout(self.partition)  # an unknown scheme is the user's InputError
+        sources = self.datetime_sources
+        if isinstance(sources, str):
+            raise TypeError(f"RegisterOptions.datetime_sources must be a sequence of names, not {sources!r}")
+        sources = tuple(sources or DATETIME_SOURCES)
+        unknown = [s for s in sources if s not in DATETIME_SOURCES]
+        if unknown:
+            raise InputError(
+                f"unknown datetime source(s) {', '.join(map(repr, unknown))}: use {', '.join(DATETIME_SOURCES)}",
+                hints=(Hint("datetime_sources", list(DATETIME_SOURCES), "try every source in this order"),),
+            )
+        object.__setattr__(self, "datetime_sources", sources)
+        if isinstance(self.href_rewrites, str):
+            raise TypeError(
+                f"RegisterOptions.href_rewrites must be a sequence of rules, not {self.href_rewrites!r}"
+            )
+        object.__setattr__(self, "href_rewrites", parse_rewrites(self.href_rewrites))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> RegisterOptions:
+        """Options from the fields' environment variables (``STAC_ID_TEMPLATE``, ...);
+        unset or empty variables keep the defaults. Raises :class:`InputError`
+        naming a variable whose value cannot be read."""
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            spec = option_spec(f)
+            text = (environ.get(spec.env) or "").strip()
+            if text:
+                values[f.name] = _from_text(spec, text)
+        return cls(**values)
+
+
+def option_spec(f: dataclasses.Field[Any]) -> OptionSpec:
+    """The :class:`OptionSpec` of a :class:`RegisterOptions` field."""
+    spec = f.metadata["option"]
+    assert isinstance(spec, OptionSpec)
+    return spec
+
+
+def _specs() -> dict[str, OptionSpec]:
+    return {f.name: option_spec(f) for f in dataclasses.fields(RegisterOptions)}
+
+
+def _from_text(spec: OptionSpec, text: str) -> Any:
+    """An environment variable's text → the field value (see :data:`Kind`)."""
+    if spec.kind == "switch":
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise InputError(f"environment variable {spec.env}={text!r} is not a switch: use true or false")
+    if spec.kind == "number":
+        try:
+            return int(text)
+        except ValueError:
+            raise InputError(f"environment variable {spec.env}={text!r} is not a whole number") from None
+    if spec.kind == "repeat":
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    if spec.kind in ("json", "pairs"):
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise InputError(
+                f"environment variable {spec.env} is not valid JSON ({exc}); give a JSON object"
+            ) from None
+        if not isinstance(value, dict):
+            raise InputError(
+                f"environment variable {spec.env} must be a JSON object, got {type(value).__name__}"
+            )
+        return value
+    return text
+
+
+def resolve_options(
+    options: RegisterOptions | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    **overrides: Any,
+) -> RegisterOptions:
+    """``options`` (default: all defaults) with ``overrides`` applied by field
+    name, and ``storage_options`` as the shorthand for the data and the
+    catalog storage options that are not set otherwise.
+
+    Raises :class:`TypeError` naming the valid names for an unknown override,
+    and whatever :class:`RegisterOptions` raises for a bad value.
+    """
+    if options is not None and not isinstance(options, RegisterOptions):
+        raise TypeError(f"options must be a RegisterOptions, not {type(options).__name__}")
+    names = [f.name for f in dataclasses.fields(RegisterOptions)]
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise TypeError(f"unknown registration option(s) {unknown}; the options are {names}")
+    base = options if options is not None else RegisterOptions()
+    if storage_options is not None:
+        for name in ("data_storage_options", "catalog_storage_options"):
+            if overrides.get(name) is None and getattr(base, name) is None:
+                overrides[name] = storage_options
+    return dataclasses.replace(base, **overrides) if overrides else base
+
+
+def changed_fields(options: RegisterOptions) -> dict[str, Any]:
+    """The fields of ``options`` that differ from the defaults, by name."""
+    default = RegisterOptions()
+    return {
+        f.name: getattr(options, f.name)
+        for f in dataclasses.fields(RegisterOptions)
+        if getattr(options, f.name) != getattr(default, f.name)
+    }
+
+
+def _quoted(example: Any) -> str:
+    if isinstance(example, (list, tuple)):
+        return " ".join(shlex.quote(str(v)) for v in example)
+    return shlex.quote(str(example))
+
+
+def flag_spelling(hint: Hint) -> str:
+    """A hint as the CLI writes it: ``--id-template '{parent}_{stem}'``, ``--replace``."""
+    spec = _specs().get(hint.option)
+    flag = spec.flag if spec is not None else "--" + hint.option.replace("_", "-")
+    if isinstance(hint.example, bool) or (spec is not None and spec.kind == "switch"):
+        return flag
+    if isinstance(hint.example, (list, tuple)):
+        return " ".join(f"{flag} {shlex.quote(str(v))}" for v in hint.example)
+    return f"{flag} {_quoted(hint.example)}"
+
+
+def env_spelling(hint: Hint) -> str:
+    """A hint as the event handler's configuration writes it:
+    ``STAC_ID_TEMPLATE='{parent}_{stem}'``, ``STAC_REPLACE=true``."""
+    spec = _specs().get(hint.option)
+    name = spec.env if spec is not None else "STAC_" + hint.option.upper()
+    if isinstance(hint.example, bool):
+        return f"{name}={str(hint.example).lower()}"
+    if isinstance(hint.example, (list, tuple)):
+        return f"{name}={shlex.quote(','.join(map(str, hint.example)))}"
+    return f"{name}={_quoted(hint.example)}"

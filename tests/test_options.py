@@ -1,0 +1,290 @@
+"""Register options declared once (``RegisterOptions``), one result type,
+and hints that every caller phrases for its own users."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+import producer
+from producer.cli import main
+from producer.errors import InputError
+from producer.events import HandlerConfig, handle
+from producer.options import RegisterOptions, option_spec, resolve_options
+from producer.results import Action, ErrorKind, Result
+from tests import rasters
+from tests.faultproxy import FaultProxy
+from tests.s3server import S3Server
+
+# ---------------------------------------------------------------------------
+# one declaration
+# ---------------------------------------------------------------------------
+
+
+def test_register_help_lists_every_option_field() -> None:
+    """The CLI's register flags are generated from the fields: a new field
+    shows up in --help without touching cli.py."""
+    out = CliRunner().invoke(main, ["register", "--help"], terminal_width=200)
+    assert out.exit_code == 0, out.output
+    for f in dataclasses.fields(RegisterOptions):
+        spec = option_spec(f)
+        assert spec.flag in out.output, f.name
+        assert spec.help.split(".")[0][:40] in " ".join(out.output.split()), f.name
+
+
+def test_bad_values_raise_the_error_they_are() -> None:
+    with pytest.raises(ValueError, match="batch_size") as info:
+        RegisterOptions(batch_size=0)
+    assert not isinstance(info.value, InputError)  # programmer misuse, not the user's input
+    with pytest.raises(TypeError, match="stats"):
+        RegisterOptions(stats="yes")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="unknown partition scheme"):
+        RegisterOptions(partition="week")
+    with pytest.raises(InputError, match="unknown datetime source"):
+        RegisterOptions(datetime_sources=("mtime",))
+    with pytest.raises(InputError, match="FROM=TO") as rewrite:
+        RegisterOptions(href_rewrites=("no-equals-sign",))
+    assert rewrite.value.hint is not None and rewrite.value.hint.option == "href_rewrites"
+
+
+def test_unknown_override_names_the_valid_ones(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match=r"id_templat.*the options are \[.*'id_template'"):
+        producer.register([], catalog=str(tmp_path), collection="c", id_templat="{stem}")
+
+
+def test_overrides_apply_on_top_of_options_and_copy_what_they_take() -> None:
+    meta = {"title": "T"}
+    base = RegisterOptions(id_template="{parent}_{stem}", collection_meta=meta)
+    opts = resolve_options(base, {"anon": True}, replace=True, href_rewrites=["/a=s3://b/a"])
+    assert (opts.id_template, opts.replace, opts.href_rewrites) == (
+        "{parent}_{stem}",
+        True,
+        (("/a", "s3://b/a"),),
+    )
+    assert opts.data_storage_options == opts.catalog_storage_options == {"anon": True}
+    meta["title"] = "changed"
+    assert base.collection_meta == {"title": "T"}  # copied, not shared with the caller
+    # the shorthand never overrides a storage option set for one side
+    own = resolve_options(RegisterOptions(catalog_storage_options={"profile": "cat"}), {"anon": True})
+    assert own.catalog_storage_options == {"profile": "cat"} and own.data_storage_options == {"anon": True}
+
+
+def test_storage_options_are_never_shown() -> None:
+    opts = RegisterOptions(
+        data_storage_options={"secret": "s3cr3t-data"}, catalog_storage_options={"secret": "s3cr3t-cat"}
+    )
+    assert "s3cr3t" not in repr(opts) and "s3cr3t" not in str(opts)
+
+
+def test_handler_options_come_from_the_fields_environment_variables() -> None:
+    env = {
+        "STAC_CATALOG": "s3://cat/stac",
+        "STAC_COLLECTION": "ndvi",
+        "STAC_PARTITION": "year",
+        "STAC_REPLACE": "true",
+        "STAC_BATCH_SIZE": "7",
+        "STAC_HREF_REWRITES": "/data=s3://bucket/data",
+        "STAC_DATA_STORAGE_OPTIONS": '{"profile": "data"}',
+        "STAC_STORAGE_OPTIONS": '{"profile": "both"}',
+    }
+    cfg = HandlerConfig.from_env(env)
+    assert cfg.options == RegisterOptions(
+        partition="year",
+        replace=True,
+        batch_size=7,
+        href_rewrites=(("/data", "s3://bucket/data"),),
+        data_storage_options={"profile": "data"},
+        catalog_storage_options={"profile": "both"},
+    )
+    with pytest.raises(InputError, match="STAC_BATCH_SIZE"):
+        HandlerConfig.from_env({**env, "STAC_BATCH_SIZE": "many"})
+
+
+# ---------------------------------------------------------------------------
+# data and catalog storage options are separate
+# ---------------------------------------------------------------------------
+
+
+def _account(proxy: FaultProxy) -> dict[str, Any]:
+    """Storage options that reach S3 through ``proxy`` only, no retries."""
+    return {
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"endpoint_url": proxy.endpoint_url, "region_name": "us-east-1"},
+        "config_kwargs": {"retries": {"max_attempts": 1}},
+    }
+
+
+def test_data_and_catalog_are_read_and_written_with_their_own_storage_options(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """Two "accounts": through the data account's endpoint the catalog bucket
+    is forbidden (403), through the catalog account's the data bucket is. A
+    registration that used one set of storage options for both would fail."""
+    client = s3_server.client()
+    data_bucket, catalog_bucket = s3_server.new_bucket(), s3_server.new_bucket()
+    path = rasters.write_utm(tmp_path)
+    client.upload_file(str(path), data_bucket, f"products/{path.name}")
+    with (
+        FaultProxy(s3_server.endpoint_url) as data_account,
+        FaultProxy(s3_server.endpoint_url) as catalog_account,
+    ):
+        data_account.add("*", rf"^/{catalog_bucket}(/|$)", "403")
+        catalog_account.add("*", rf"^/{data_bucket}(/|$)", "403")
+        options = RegisterOptions(
+            data_storage_options=_account(data_account), catalog_storage_options=_account(catalog_account)
+        )
+        (result,) = producer.register(
+            [f"s3://{data_bucket}/products/{path.name}"],
+            catalog=f"s3://{catalog_bucket}/stac",
+            collection="split",
+            options=options,
+        )
+        assert result.action == Action.CREATED, result.error
+        assert sum(data_account.requests.values()) > 0 and sum(catalog_account.requests.values()) > 0
+        # the same with the options swapped fails: the accounts really differ
+        swapped = dataclasses.replace(
+            options,
+            data_storage_options=options.catalog_storage_options,
+            catalog_storage_options=options.data_storage_options,
+        )
+        (refused,) = producer.register(
+            [f"s3://{data_bucket}/products/{path.name}"],
+            catalog=f"s3://{catalog_bucket}/stac2",
+            collection="split",
+            options=swapped,
+        )
+        assert refused.action == Action.ERROR
+    item = json.loads(
+        client.get_object(Bucket=catalog_bucket, Key=f"stac/split/{result.id}/{result.id}.json")[
+            "Body"
+        ].read()
+    )
+    assert item["assets"]["data"]["href"] == f"s3://{data_bucket}/products/{path.name}"
+
+
+# ---------------------------------------------------------------------------
+# results and hints
+# ---------------------------------------------------------------------------
+
+
+def test_outcomes_are_string_enums() -> None:
+    result = Result(source="a.tif", id="a", href="x", action="created")
+    assert result.action is Action.CREATED and result.action == "created"
+    result.fail("a.tif: broken", InputError("broken"))
+    assert result.action is Action.ERROR and result.error_type is ErrorKind.INPUT
+    assert json.loads(json.dumps(result.to_dict()))["error_type"] == "input"
+    removed = producer.RemoveResult(id="a", href="x", action="removed")
+    assert removed.to_dict() == {"id": "a", "href": "x", "action": "removed", "extent_recomputed": False}
+
+
+def _twins(root: Path) -> tuple[Path, Path]:
+    """The same file name in two folders: one item id for two products."""
+    first = rasters.write_utm(root / "a")
+    second = root / "b" / first.name
+    second.parent.mkdir(parents=True)
+    second.write_bytes(first.read_bytes())
+    return first, second
+
+
+def test_one_id_collision_phrased_for_python_cli_and_handler(s3_server: S3Server, tmp_path: Path) -> None:
+    first, second = _twins(tmp_path / "data")
+
+    # Python: the keyword argument, and no CLI flag
+    _, clash = producer.register([first, second], catalog=str(tmp_path / "py"), collection="c")
+    assert clash.action == Action.ERROR and clash.hint is not None and clash.hint.option == "id_template"
+    assert "id_template='{parent}_{stem}'" in clash.error and "--" not in clash.error
+    assert clash.to_dict()["hints"][0] == {
+        "option": "id_template",
+        "example": "{parent}_{stem}",
+        "does": "give the products different ids",
+    }
+
+    # CLI: the flag, on stderr
+    out = CliRunner().invoke(
+        main,
+        [
+            "register",
+            str(first),
+            str(second),
+            "--catalog",
+            str(tmp_path / "cli"),
+            "--collection",
+            "c",
+            "--json",
+        ],
+    )
+    assert out.exit_code == 1
+    assert "--id-template '{parent}_{stem}'" in out.stderr and "id_template=" not in out.stderr
+
+    # event handler: its environment variable
+    client = s3_server.client()
+    bucket = s3_server.new_bucket()
+    keys = [f"a/{first.name}", f"b/{second.name}"]
+    for key, path in zip(keys, (first, second), strict=True):
+        client.upload_file(str(path), bucket, key)
+    event = {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": bucket}, "object": {"key": k}},
+            }
+            for k in keys
+        ]
+    }
+    config = HandlerConfig(
+        catalog=str(tmp_path / "events"), collection="c", storage_options=s3_server.storage_options
+    )
+    (failure,) = handle(event, config)["failed"]
+    assert "STAC_ID_TEMPLATE='{parent}_{stem}'" in failure["error"] and "--" not in failure["error"]
+
+
+def test_flow_parameters_take_the_options_as_a_json_object() -> None:
+    """A deployment gives ``options`` as JSON: Prefect turns it into a
+    RegisterOptions, and refuses values the options refuse."""
+    from prefect.exceptions import ParameterTypeError
+
+    from flows.backfill import backfill
+
+    given = {"prefix": "p", "catalog": "c", "collection": "n"}
+    params = backfill.validate_parameters(
+        {**given, "options": {"href_rewrites": ["/a=s3://b/a"], "replace": True}}
+    )
+    assert params["options"] == RegisterOptions(href_rewrites=(("/a", "s3://b/a"),), replace=True)
+    for bad in ({"batch_size": 0}, {"id_templat": "{stem}"}):
+        with pytest.raises(ParameterTypeError):
+            backfill.validate_parameters({**given, "options": bad})
+
+
+def test_a_missing_product_is_an_error_for_every_caller(tmp_path: Path) -> None:
+    """Reconcile without fix: a product nobody registered leaves the catalog
+    incomplete. Its problem is an error by its kind, so the CLI (exit 1) and
+    the reconcile flow (which fails on errors) agree without a special case."""
+    data = tmp_path / "data"
+    rasters.write_utm(data)
+    catalog = str(tmp_path / "catalog")
+    producer.register([rasters.write_cog(data)], catalog=catalog, collection="c")
+    report = producer.reconcile(catalog, data=str(data), collection="c")
+    (missing,) = [p for p in report.remaining if p.kind == "missing-product"]
+    assert missing.is_error and missing.to_dict()["severity"] == "error"
+    out = CliRunner().invoke(main, ["reconcile", catalog, "--data", str(data), "--collection", "c"])
+    assert out.exit_code == 1 and "ERROR" in out.output and "missing-product" in out.output
+
+
+def test_repair_with_data_but_no_collection_is_the_callers_input_error(tmp_path: Path) -> None:
+    """Python gets an InputError naming the parameter (it was a bare
+    ValueError), the CLI a usage error naming the flag."""
+    data = tmp_path / "data"
+    rasters.write_utm(data)
+    catalog = str(tmp_path / "catalog")
+    with pytest.raises(InputError, match="collection='ndvi'") as info:
+        producer.reconcile(catalog, data=str(data), fix=True)
+    assert info.value.hint is not None and info.value.hint.option == "collection"
+    out = CliRunner().invoke(main, ["reconcile", catalog, "--data", str(data), "--fix"])
+    assert out.exit_code == 2 and "--collection ndvi" in out.output
