@@ -13,7 +13,8 @@ raises :class:`ProducerError` subclasses.
 from __future__ import annotations
 
 from producer.api import reconcile, register, remove, validate_catalog
-from producer.audit import Problem, ReconcileReport
+from producer.audit import Problem
+from producer.repair import ReconcileReport
 from producer.errors import (
     CatalogError,
     ConflictError,

@@ -106,7 +106,7 @@ def test_register_logs_each_product_and_a_summary_with_conflicts(
     caplog.set_level(logging.INFO, logger="producer")
     created, failed = api.register([product, bad], catalog=store, collection="c")
     assert created.action == "created" and failed.action == "error"
-    lines = _messages(caplog, "producer.api", logging.INFO)
+    lines = _messages(caplog, "producer.ingest", logging.INFO)
     assert f"created late_20240513 -> {created.href}" in lines
     assert any(m.startswith(f"error {bad} (input): ") for m in lines)
     summary = lines[-1]
@@ -196,9 +196,9 @@ def test_cli_verbosity_flags_send_records_to_stderr(tmp_path: Path) -> None:
     assert json.loads(info.stdout)["action"] == "unchanged"  # stdout stays parseable
     lines = info.stderr.splitlines()
     assert (
-        lines[0] == f"INFO producer.api: unchanged utm_20240513 -> {catalog}/c/utm_20240513/utm_20240513.json"
+        lines[0] == f"INFO producer.ingest: unchanged utm_20240513 -> {catalog}/c/utm_20240513/utm_20240513.json"
     )
-    assert lines[-1].startswith("INFO producer.api: registered 1 product(s) into collection 'c' of ")
+    assert lines[-1].startswith("INFO producer.ingest: registered 1 product(s) into collection 'c' of ")
     assert "0 compare-and-swap conflict(s)" in lines[-1]
     assert not any(line.startswith("DEBUG ") for line in lines)
 
@@ -268,7 +268,7 @@ def test_prefect_run_logs_hold_the_register_summary_with_conflicts_once(tmp_path
             log for log in logs if summary in log.message and "1 compare-and-swap conflict(s)" in log.message
         ]
         assert len(late) == 1, [log.message for log in logs]
-        assert late[0].name == "producer.api" and late[0].level == logging.INFO
+        assert late[0].name == "producer.ingest" and late[0].level == logging.INFO
         assert late[0].task_run_id is not None  # in the task run's logs
         assert sum("created late_20240513 -> " in log.message for log in logs) == 1
     # the forwarding ended with the registration

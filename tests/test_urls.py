@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import producer
-import producer.api
+import producer.ingest
 from producer import urls
 from producer.errors import InputError, StoreError
 from producer.extract.assets import is_url, resolve_location
@@ -48,7 +48,7 @@ def test_every_check_classifies_a_location_the_same_way(location: str, proto: st
     # the modules that used to decide on their own now agree
     assert is_remote(location) is not local
     assert is_url(location) is not local
-    assert producer.api._is_url(location) is not local
+    assert producer.ingest.is_remote(location) is not local  # what open_catalog asks
 
 
 @pytest.mark.parametrize(
