@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.s3server import S3Server, s3_server  # noqa: F401  (session fixture)
+from tests.s3server import S3Server
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -498,7 +498,7 @@ def _sqs_event(bucket: str, key: str, kind: str) -> dict[str, Any]:
 
 def test_first_registration_into_an_empty_catalog_is_allowed_by_the_policy(
     template: dict[str, Any],
-    s3_server: S3Server,  # noqa: F811
+    s3_server: S3Server,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
@@ -679,7 +679,7 @@ def test_entry_point_needs_its_configuration(monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.fixture
-def lambda_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:  # noqa: F811
+def lambda_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
     """A fresh bucket, and the function's environment as template.yaml sets it.
 
     STAC_STORAGE_OPTIONS names the local endpoint explicitly: without storage
