@@ -17,7 +17,10 @@ UNROUTABLE = ("192.0.2.1", 80)
 
 def test_connect_to_a_non_local_address_fails_fast_with_a_clear_error() -> None:
     started = time.monotonic()
-    with socket.socket() as sock, pytest.raises(NetworkBlocked, match=r"only connect to 127\.0\.0\.1.*192\.0\.2\.1"):
+    with (
+        socket.socket() as sock,
+        pytest.raises(NetworkBlocked, match=r"only connect to 127\.0\.0\.1.*192\.0\.2\.1"),
+    ):
         sock.settimeout(10)
         sock.connect(UNROUTABLE)
     with socket.socket() as sock, pytest.raises(NetworkBlocked):
