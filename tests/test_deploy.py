@@ -144,6 +144,91 @@ def test_function_runs_the_lambda_entry_point(template: dict[str, Any]) -> None:
     assert env["STAC_PREFIXES"] == {"Ref": "DataPrefix"}
 
 
+def test_iam_writes_only_under_the_catalog_prefix(template: dict[str, Any]) -> None:
+    statements = _statements(template)
+    assert all(s["Effect"] == "Allow" for s in statements)
+    for s in statements:
+        for action in _as_list(s["Action"]):
+            assert "*" not in action, f"wildcard action {action} in {s.get('Sid')}"
+        for resource in _as_list(s["Resource"]):
+            assert resource != "*", f"wildcard resource in {s.get('Sid')}"
+
+    catalog_objects = "arn:${AWS::Partition}:s3:::${CatalogBucket}/${CatalogPrefix}/*"
+    data_objects = "arn:${AWS::Partition}:s3:::${DataBucket}/${DataPrefix}*"
+    s3_actions: dict[str, set[str]] = {}
+    for s in statements:
+        for action in _as_list(s["Action"]):
+            if action.startswith("s3:"):
+                for resource in _as_list(s["Resource"]):
+                    s3_actions.setdefault(action, set()).add(_sub(resource))
+    assert s3_actions["s3:PutObject"] == {catalog_objects}
+    assert s3_actions["s3:DeleteObject"] == {catalog_objects}
+    assert s3_actions["s3:GetObject"] == {catalog_objects, data_objects}
+    assert s3_actions["s3:ListBucket"] == {
+        "arn:${AWS::Partition}:s3:::${CatalogBucket}",
+        "arn:${AWS::Partition}:s3:::${DataBucket}",
+    }
+    assert set(s3_actions) == {"s3:PutObject", "s3:DeleteObject", "s3:GetObject", "s3:ListBucket"}
+    # ListBucket has no s3:prefix condition: see
+    # test_first_registration_into_an_empty_catalog_is_allowed_by_the_policy
+    for s in statements:
+        if "s3:ListBucket" in _as_list(s["Action"]):
+            assert "Condition" not in s, s
+
+
+def test_catalog_prefix_parameter_cannot_widen_the_grant(template: dict[str, Any]) -> None:
+    pattern = re.compile(template["Parameters"]["CatalogPrefix"]["AllowedPattern"])
+    assert pattern.fullmatch("stac") and pattern.fullmatch("team/stac")
+    for bad in ["", "/stac", "stac/", "/"]:
+        assert not pattern.fullmatch(bad), bad
+
+
+def test_queue_has_dead_letter_queue(template: dict[str, Any]) -> None:
+    queues = _resources(template, "AWS::SQS::Queue")
+    main = [q for q in queues.values() if "RedrivePolicy" in q["Properties"]]
+    assert len(main) == 1
+    redrive = main[0]["Properties"]["RedrivePolicy"]
+    dlq_name = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    assert dlq_name in queues and dlq_name != next(k for k, v in queues.items() if v is main[0])
+    assert redrive["maxReceiveCount"] == {"Ref": "MaxReceiveCount"}
+    assert template["Parameters"]["MaxReceiveCount"]["Default"] >= 1
+    # SQS visibility must outlast the function (AWS recommends 6x the timeout)
+    timeout = _function(template)["Properties"]["Timeout"]
+    assert main[0]["Properties"]["VisibilityTimeout"] >= 6 * timeout
+
+
+def test_queue_policy_allows_only_the_data_bucket(template: dict[str, Any]) -> None:
+    _, policy = _one(template, "AWS::SQS::QueuePolicy")
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    assert (
+        _sub(statement["Condition"]["ArnLike"]["aws:SourceArn"]) == "arn:${AWS::Partition}:s3:::${DataBucket}"
+    )
+    assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+
+
+def test_bucket_notifications_filtered_by_prefix(template: dict[str, Any]) -> None:
+    name, bucket = _one(template, "AWS::S3::Bucket")
+    assert bucket["Condition"] == "CreateBucket" and bucket["DependsOn"] == "EventQueuePolicy"
+    configs = bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    assert sorted(c["Event"] for c in configs) == ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+    for c in configs:
+        assert c["Queue"] == {"Fn::GetAtt": ["EventQueue", "Arn"]}
+        condition, with_prefix, without = c["Filter"]["Fn::If"]
+        assert condition == "HasDataPrefix" and without == {"Ref": "AWS::NoValue"}
+        assert with_prefix["S3Key"]["Rules"] == [{"Name": "prefix", "Value": {"Ref": "DataPrefix"}}]
+
+
+def test_event_source_reports_batch_item_failures(template: dict[str, Any]) -> None:
+    events = _function(template)["Properties"]["Events"]
+    sqs = [e["Properties"] for e in events.values() if e["Type"] == "SQS"]
+    assert len(sqs) == 1
+    assert sqs[0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert sqs[0]["Queue"] == {"Fn::GetAtt": ["EventQueue", "Arn"]}
+    assert sqs[0]["BatchSize"] == {"Ref": "BatchSize"}
+
+
 # ---------------------------------------------------------------------------
 # the Dockerfile, read as docker would (no docker here)
 # ---------------------------------------------------------------------------
