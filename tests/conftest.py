@@ -10,8 +10,8 @@ Fixtures every module may use without importing anything:
 
 Under pytest-xdist every worker is its own process: it gets its own
 ``PREFECT_HOME``, its own moto server and its own Prefect server, each on a
-free port, so workers never share state. The tests that need a Prefect server
-are grouped onto one worker, so it starts once (see ``_SERVER_GROUPS``).
+free port, so workers never share state. Work is handed out by module
+(``--dist loadscope``), so a module-scoped server or data set is made once.
 
 The ``slow`` marker: ``--skip-slow`` deselects the multi-process and
 server-starting tests for a quick inner loop; the default run (README, CI)
@@ -54,18 +54,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-#: Fixtures that start a server per xdist worker: every test using one runs on
-#: the same worker (``--dist loadgroup``), so each server starts once per run.
-_SERVER_GROUPS = {"prefect_harness": "prefect-harness", "prefect_server": "prefect-server"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the test ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        for fixture, group in _SERVER_GROUPS.items():
-            if fixture in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group(group))
-                break
     if not config.getoption("--skip-slow"):
         return
     kept = [item for item in items if item.get_closest_marker("slow") is None]
