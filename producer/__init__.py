@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from producer.api import reconcile, register, remove, validate_catalog
 from producer.audit import Problem
-from producer.repair import ReconcileReport
 from producer.errors import (
     CatalogError,
     ConflictError,
@@ -29,6 +28,7 @@ from producer.errors import (
     ValidationError,
 )
 from producer.options import RegisterOptions
+from producer.repair import ReconcileReport
 from producer.results import Action, ErrorKind, RegisterResult, RemoveResult, Result
 
 __all__ = [

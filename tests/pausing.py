@@ -16,7 +16,8 @@ class PauseAfterGet:
     """A real store that pauses the caller after its ``nth`` read of ``key``
     (the read has happened: what it returned is what the caller works on).
 
-    ``reached`` is set when the caller is held; set ``resume`` to let it go on.
+    ``reached`` is set when the caller is held, and ``held`` is then the
+    ``(data, version)`` that read returned; set ``resume`` to let it go on.
     Everything else is the wrapped store's.
     """
 
@@ -24,6 +25,7 @@ class PauseAfterGet:
         self.inner, self.key, self.nth, self.seen = inner, key, nth, 0
         self.url, self.concurrent_safe = inner.url, inner.concurrent_safe
         self.reached, self.resume = threading.Event(), threading.Event()
+        self.held: tuple[bytes, str] | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -33,6 +35,7 @@ class PauseAfterGet:
         if key == self.key:
             self.seen += 1
             if self.seen == self.nth:
+                self.held = out
                 self.reached.set()
                 assert self.resume.wait(30), "the test never resumed the paused side"
         return out

@@ -1,9 +1,8 @@
 """One Prefect test server for the whole session, and helpers to read it back.
 
-Import the fixture into a test module (the server starts once per session,
-however many modules import it; see :func:`prefect_harness`)::
-
-    from tests.prefect_harness import prefect_harness  # noqa: F401
+This module is a pytest plugin that ``tests/conftest.py`` loads: a test
+module asks for the fixture by name, with no import (the server starts once
+per session, in each xdist worker that runs such a test)::
 
     pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -32,9 +31,10 @@ _started = False
 def prefect_harness() -> Iterator[None]:
     """A temporary Prefect server + database for the session.
 
-    pytest makes one fixture per module that imports this function, so the
-    second instance finds the server already running and reuses it; the first
-    one stops it when the session ends.
+    Registered once through conftest. A test module that still imports this
+    function gets a second fixture instance from pytest: that one finds the
+    server already running and reuses it; the first one stops it when the
+    session ends.
     """
     global _started
     if _started:

@@ -1,8 +1,7 @@
 """A local S3 for the test suite: moto's threaded server on 127.0.0.1 only.
 
-Use the session fixture from ``tests/conftest.py``::
-
-    from tests.s3server import s3_server  # noqa: F401  (re-exported fixture)
+Use the session fixture ``s3_server`` (this module is a pytest plugin that
+``tests/conftest.py`` loads, so every test module sees it without an import)::
 
     def test_something(s3_server):
         endpoint_url, bucket, storage_options = s3_server

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from producer.cli import main
 from tests import rasters
-from tests.test_register import tree_hash
+from tests.trees import tree_hash
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import multiprocessing as mp
 import os
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,12 +21,16 @@ from rasterio.transform import from_origin
 import producer
 from producer.catalog.documents import exact_extent
 from producer.commit import Committer
-from producer.errors import ConflictError
+from producer.errors import ConflictError, PreconditionFailed
 from producer.store import open_store
 from producer.validate import default_validator
+from tests.trees import assert_stac_valid_tree
 
 WRITERS = 8
-PER_WRITER = 50
+#: Enough commits per writer for all of them to overlap once they start
+#: together (the test asserts that their writes did conflict); 50 took minutes
+#: on S3 without finding more (collection documents grow with every item).
+PER_WRITER = 15
 
 
 def write_tile(path: Path, lon: float, lat: float) -> Path:
@@ -62,12 +67,42 @@ def tiles(tmp_path_factory) -> list[list[str]]:
 # --- helpers run in child processes (module level so spawn can import them) ----------
 
 
-def _writer(catalog: str, options: dict | None, files: list[str]) -> list[tuple[str, str, str | None]]:
+class ConflictCounting:
+    """A real store that counts the conditional writes it saw lose a race."""
+
+    def __init__(self, inner):
+        self.inner, self.url, self.concurrent_safe = inner, inner.url, inner.concurrent_safe
+        self.conflicts = 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def put(self, key, data, **kwargs):
+        try:
+            return self.inner.put(key, data, **kwargs)
+        except PreconditionFailed:
+            self.conflicts += 1
+            raise
+
+
+_start: Any = None
+
+
+def _init_writer(start: Any) -> None:
+    global _start
+    _start = start
+
+
+def _writer(catalog: str, options: dict | None, files: list[str]) -> tuple[list[tuple[str, str, str | None]], int]:
+    """Register ``files`` one commit each (the most contention), starting
+    together with the other writers; return the outcomes and the conflicts seen."""
+    store = ConflictCounting(open_store(catalog, options))
+    _start.wait(120)
     out = []
-    for path in files:  # one commit per file: the most contention
-        (res,) = producer.register([path], catalog=catalog, collection="c", storage_options=options)
+    for path in files:
+        (res,) = producer.register([path], catalog=store, collection="c")
         out.append((res.id, res.action, res.error))
-    return out
+    return out, store.conflicts
 
 
 class CrashBeforeParent:
@@ -118,8 +153,11 @@ def backend(request, tmp_path):
 def test_many_writers_lose_nothing(backend, tiles):
     catalog, options, read = backend
     ctx = mp.get_context("spawn")
-    with ctx.Pool(WRITERS) as pool:
-        outcomes = pool.starmap(_writer, [(catalog, options, share) for share in tiles])
+    # one task per worker: each waits at the barrier until all eight are in
+    with ctx.Pool(WRITERS, initializer=_init_writer, initargs=(ctx.Barrier(WRITERS),)) as pool:
+        done = pool.starmap(_writer, [(catalog, options, share) for share in tiles], chunksize=1)
+    outcomes = [share for share, _ in done]
+    assert sum(conflicts for _, conflicts in done) > 0  # the writers did race for the same documents
     flat = [o for share in outcomes for o in share]
     assert [o for o in flat if o[1] != "created"] == []
     ids = sorted(o[0] for o in flat)
@@ -135,8 +173,6 @@ def test_many_writers_lose_nothing(backend, tiles):
     assert [l["href"] for l in root["links"] if l["rel"] == "child"] == ["./c/collection.json"]
     assert producer.validate_catalog(catalog, storage_options=options) == []
     if options is None:
-        from tests.test_register import assert_stac_valid_tree
-
         assert_stac_valid_tree(Path(catalog))
 
 

@@ -7,21 +7,30 @@ as the container's runtime does, and invoked against the local S3 server.
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import inspect
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
-from tests.s3server import S3Server, s3_server  # noqa: F401  (session fixture)
+from tests.rasters import write_utm
+from tests.s3server import S3Server
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -135,14 +144,6 @@ def test_function_runs_the_lambda_entry_point(template: dict[str, Any]) -> None:
     assert env["STAC_PREFIXES"] == {"Ref": "DataPrefix"}
 
 
-def test_dockerfile_matches_the_handler() -> None:
-    text = (DEPLOY / "Dockerfile").read_text()
-    assert re.search(r"^FROM public\.ecr\.aws/lambda/python:", text, re.M)
-    assert re.search(r'^CMD \["lambda_handler\.handler"\]$', text, re.M)
-    assert re.search(r"^COPY deploy/lambda_handler\.py \$\{LAMBDA_TASK_ROOT\}/$", text, re.M)
-    assert '".[s3]"' in text and "constraints.txt" in text
-
-
 def test_iam_writes_only_under_the_catalog_prefix(template: dict[str, Any]) -> None:
     statements = _statements(template)
     assert all(s["Effect"] == "Allow" for s in statements)
@@ -226,6 +227,270 @@ def test_event_source_reports_batch_item_failures(template: dict[str, Any]) -> N
     assert sqs[0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert sqs[0]["Queue"] == {"Fn::GetAtt": ["EventQueue", "Arn"]}
     assert sqs[0]["BatchSize"] == {"Ref": "BatchSize"}
+
+
+# ---------------------------------------------------------------------------
+# the Dockerfile, read as docker would (no docker here)
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Instruction:
+    name: str  # upper case: FROM, COPY, RUN, ...
+    args: str  # the rest, continuation lines joined, ARG defaults substituted
+    workdir: str  # the WORKDIR in force when it runs
+
+
+def _dockerfile(path: Path) -> list[Instruction]:
+    """The instructions of a Dockerfile: comments dropped, ``\\``-continued
+    lines joined, ``${NAME}`` of an ``ARG NAME=default`` substituted (others,
+    such as the base image's ``LAMBDA_TASK_ROOT``, are left as they are)."""
+    logical: list[str] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        logical.append(pending + line)
+        pending = ""
+    assert not pending, f"{path}: the last instruction ends with a continuation"
+    args: dict[str, str] = {}
+    workdir = "/"
+    out: list[Instruction] = []
+    for line in logical:
+        name, _, rest = line.partition(" ")
+        rest = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), rest.strip())
+        name = name.upper()
+        if name == "ARG" and "=" in rest:
+            key, _, value = rest.partition("=")
+            args[key] = value
+        out.append(Instruction(name, rest, workdir))
+        if name == "WORKDIR":
+            workdir = rest
+    return out
+
+
+def _one_instruction(instructions: list[Instruction], name: str) -> Instruction:
+    found = [i for i in instructions if i.name == name]
+    assert len(found) == 1, f"expected one {name} in deploy/Dockerfile, found {len(found)}"
+    return found[0]
+
+
+def _dockerignore_excludes(patterns: list[str], path: str) -> bool:
+    """Docker's rule: the last pattern that matches the path or one of its
+    parent folders decides; ``!`` re-includes; ``*`` stays within a folder."""
+
+    def regex(pattern: str) -> re.Pattern[str]:
+        out, i = "", 0
+        while i < len(pattern):
+            if pattern.startswith("**/", i):
+                out, i = out + "(?:.*/)?", i + 3
+            elif pattern.startswith("**", i):
+                out, i = out + ".*", i + 2
+            elif pattern[i] == "*":
+                out, i = out + "[^/]*", i + 1
+            elif pattern[i] == "?":
+                out, i = out + "[^/]", i + 1
+            elif pattern[i] == "[":
+                end = pattern.index("]", i)
+                out, i = out + pattern[i : end + 1], end + 1
+            else:
+                out, i = out + re.escape(pattern[i]), i + 1
+        return re.compile(out + r"\Z")
+
+    parts = path.split("/")
+    candidates = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    excluded = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        body = pattern.lstrip("!").strip("/")
+        if any(regex(body).match(c) for c in candidates):
+            excluded = not negated
+    return excluded
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> list[Instruction]:
+    return _dockerfile(DEPLOY / "Dockerfile")
+
+
+def test_dockerfile_builds_on_a_lambda_python_image_the_project_supports(dockerfile: list[Instruction]) -> None:
+    image = _one_instruction(dockerfile, "FROM").args
+    repository, _, tag = image.partition(":")
+    assert repository == "public.ecr.aws/lambda/python", image
+    requires = SpecifierSet(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"])
+    assert tag in requires, f"base image Python {tag} is outside requires-python {requires}"
+    # the pinned rasterio/numpy wheels are manylinux_2_28: the python3.11 image (Amazon
+    # Linux 2, glibc 2.26) would build GDAL bindings from source; 3.12+ is Amazon Linux 2023
+    assert Version(tag) >= Version("3.12"), image
+
+
+def test_dockerfile_cmd_is_a_handler_taking_event_and_context(dockerfile: list[Instruction]) -> None:
+    command = json.loads(_one_instruction(dockerfile, "CMD").args)  # exec form: a JSON list
+    assert isinstance(command, list) and len(command) == 1, command
+    module_name, _, function = command[0].rpartition(".")
+    # the runtime imports the module from LAMBDA_TASK_ROOT: some COPY must put it there
+    copied = [
+        i.args.split()
+        for i in dockerfile
+        if i.name == "COPY" and i.args.split()[-1].rstrip("/") == "${LAMBDA_TASK_ROOT}"
+    ]
+    sources = [Path(src) for *srcs, _ in copied for src in srcs]
+    (source,) = [src for src in sources if src.name == f"{module_name}.py"]
+    spec = importlib.util.spec_from_file_location(module_name, ROOT / source)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    handler = getattr(module, function)
+    assert callable(handler)
+    inspect.signature(handler).bind({"Records": []}, object())  # Lambda calls handler(event, context)
+
+
+def test_dockerfile_copies_files_that_exist_and_the_dockerignore_sends(dockerfile: list[Instruction]) -> None:
+    ignore = [
+        line.strip()
+        for line in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    copies = [i.args.split() for i in dockerfile if i.name == "COPY"]
+    assert copies
+    for *sources, _destination in copies:
+        for source in sources:
+            # "README.m[d]": a glob that may match nothing, so that the file stays optional
+            matched = sorted(ROOT.glob(source))
+            assert matched or any(c in source for c in "*?["), f"COPY {source}: no such file"
+            for path in matched:
+                files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+                files = [f for f in files if "__pycache__" not in f.parts]
+                assert files, f"COPY {source}: nothing to copy"
+                for f in files:
+                    rel = f.relative_to(ROOT).as_posix()
+                    assert not _dockerignore_excludes(ignore, rel), f"COPY {source}: {rel} is in .dockerignore"
+    # and what must never reach the image stays out of the build context
+    for rel in (".venv/bin/python", "tests/conftest.py", "producer/__pycache__/api.cpython-311.pyc"):
+        assert _dockerignore_excludes(ignore, rel), rel
+
+
+def _install_closure(project: str, extras: set[str]) -> set[str]:
+    """Normalized names of every distribution ``pip install project[extras]``
+    brings in, read from the installed metadata (markers evaluated here)."""
+    seen: set[str] = set()
+    todo: list[tuple[str, set[str]]] = [(project, extras)]
+    while todo:
+        name, wanted = todo.pop()
+        key = canonicalize_name(name)
+        if key in seen and not wanted:
+            continue
+        seen.add(key)
+        for text in importlib.metadata.requires(name) or []:
+            req = Requirement(text)
+            envs = [{"extra": e} for e in wanted] or [{"extra": ""}]
+            needed = req.marker is None or any(req.marker.evaluate(env) for env in envs)
+            if needed and (canonicalize_name(req.name) not in seen or req.extras):
+                todo.append((req.name, set(req.extras)))
+    return seen
+
+
+def test_dockerfile_installs_this_package_with_what_the_handler_imports(
+    dockerfile: list[Instruction], lambda_env: S3Server, tmp_path: Path
+) -> None:
+    (run,) = [i for i in dockerfile if i.name == "RUN" and "pip install" in i.args]
+    lexer = shlex.shlex(run.args, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    commands: list[list[str]] = [[]]
+    for token in lexer:
+        if token in (";", "&&", "||", "|"):
+            commands.append([])
+        else:
+            commands[-1].append(token)
+    (pip,) = [c for c in commands if c[:2] == ["pip", "install"]]
+    # "$constraints" expands to options (a constraints file), never to a target
+    target = [t for t in pip[2:] if not t.startswith(("-", "$"))]
+    assert len(target) == 1, run.args
+    match = re.fullmatch(r"(.+?)(?:\[([\w,\s-]*)\])?", target[0])
+    assert match, target
+    project_dir, extras_text = match.group(1), match.group(2) or ""
+    # "." is the WORKDIR, where pyproject.toml was copied
+    (copy_pyproject,) = [i for i in dockerfile if i.name == "COPY" and "pyproject.toml" in i.args.split()[:-1]]
+    assert copy_pyproject.workdir == run.workdir and copy_pyproject.args.split()[-1] in ("./", ".")
+    assert project_dir == "."
+    extras = {canonicalize_name(e) for e in extras_text.split(",") if e.strip()}
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert extras <= set(pyproject["optional-dependencies"]), extras
+    closure = _install_closure(pyproject["name"], extras)
+
+    # The handler registers a product from S3 in a process that can import only
+    # what that install brings (plus the standard library and this checkout):
+    # any other distribution of this virtualenv is hidden, as it is in the image.
+    # Its imports are lazy (cold start), so it has to run to show what it needs.
+    s3 = lambda_env
+    s3.client().put_object(
+        Bucket=s3.bucket, Key="products/ndvi/S2_20240608_T31UFQ.tif", Body=write_utm(tmp_path).read_bytes()
+    )
+    event = tmp_path / "event.json"
+    event.write_text((EVENTS / "sqs_malformed.json").read_text().replace("amzn-s3-demo-bucket", s3.bucket))
+    (tmp_path / "image_only.py").write_text(_IMAGE_ONLY)
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "image_only.py"), json.dumps(sorted(closure)), str(event)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    registered, loaded, hidden = json.loads(done.stdout.splitlines()[-1])
+    assert registered == ["S2_20240608_T31UFQ"], done.stderr[-4000:]
+    assert {"rasterio", "s3fs", "pystac"} <= set(loaded)  # it did the real work
+    assert "prefect" not in loaded and "prefect" in hidden  # and the hiding is real
+
+
+#: Run as a script: argv = [json list of distributions, event file]. Prints
+#: [registered ids, top-level modules loaded, modules it refused to import].
+_IMAGE_ONLY = f"""
+import importlib.abc, importlib.metadata, importlib.util, json, sys
+from packaging.utils import canonicalize_name
+
+allowed = set(json.loads(sys.argv[1]))
+owners = importlib.metadata.packages_distributions()
+hidden = set()
+
+class ImageOnly(importlib.abc.MetaPathFinder):
+    # wraps a finder: modules of distributions not in the image are not found
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def find_spec(self, name, path, target=None):
+        top = name.partition(".")[0]
+        dists = {{canonicalize_name(d) for d in owners.get(top, [])}}
+        if top not in sys.stdlib_module_names and dists and not dists & allowed:
+            hidden.add(top)
+            return None
+        return self.inner.find_spec(name, path, target)
+
+    def invalidate_caches(self):
+        getattr(self.inner, "invalidate_caches", lambda: None)()
+
+before = set(sys.modules)
+sys.meta_path[:] = [ImageOnly(finder) for finder in sys.meta_path]
+for loaded_here in [m for m in sys.modules if m.partition(".")[0] == "packaging"]:
+    del sys.modules[loaded_here]  # this script's tool: the handler must find it (or not) on its own
+try:
+    import prefect  # noqa: F401  (in this virtualenv, not in the image)
+    sys.exit("prefect was importable: the hiding does not work")
+except ModuleNotFoundError:
+    pass
+spec = importlib.util.spec_from_file_location("lambda_handler", {str(DEPLOY / "lambda_handler.py")!r})
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+result = module.handler(json.loads(open(sys.argv[2]).read()), None)
+loaded = sorted({{m.partition(".")[0] for m in set(sys.modules) - before}})
+print(json.dumps(result["failed"], default=str), file=sys.stderr)
+print(json.dumps([[r["id"] for r in result["registered"]], loaded, sorted(hidden)]))
+"""
 
 
 # ---------------------------------------------------------------------------
@@ -498,7 +763,7 @@ def _sqs_event(bucket: str, key: str, kind: str) -> dict[str, Any]:
 
 def test_first_registration_into_an_empty_catalog_is_allowed_by_the_policy(
     template: dict[str, Any],
-    s3_server: S3Server,  # noqa: F811
+    s3_server: S3Server,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
@@ -511,7 +776,6 @@ def test_first_registration_into_an_empty_catalog_is_allowed_by_the_policy(
     403, and the first write failed with "access denied"). A removal then
     works too.
     """
-    from tests.rasters import write_utm
 
     data_bucket, catalog_bucket = s3_server.new_bucket(), s3_server.new_bucket()
     product = write_utm(tmp_path)
@@ -679,7 +943,7 @@ def test_entry_point_needs_its_configuration(monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.fixture
-def lambda_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:  # noqa: F811
+def lambda_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
     """A fresh bucket, and the function's environment as template.yaml sets it.
 
     STAC_STORAGE_OPTIONS names the local endpoint explicitly: without storage
@@ -701,7 +965,6 @@ class _Context:
 
 
 def test_entry_point_sqs_batch_end_to_end(lambda_env: S3Server, tmp_path: Path) -> None:
-    from tests.rasters import write_utm
 
     s3 = lambda_env
     s3.client().put_object(

@@ -18,7 +18,7 @@ import pytest
 from producer.errors import InputError
 from producer.events import DEFAULT_SUFFIXES, HandlerConfig, ObjectEvent, handle, parse_event
 from producer.options import RegisterOptions
-from tests.s3server import S3Server, s3_server  # noqa: F401  (session fixture)
+from tests.s3server import S3Server
 
 EVENTS = Path(__file__).parent / "events"
 FIXTURE_BUCKET = "amzn-s3-demo-bucket"  # the bucket name written in every fixture
@@ -370,7 +370,7 @@ def test_config_coerces_lists() -> None:
 
 
 @pytest.fixture
-def s3(s3_server: S3Server) -> S3Server:  # noqa: F811
+def s3(s3_server: S3Server) -> S3Server:
     """A fresh bucket per test on the session's local S3 server."""
     return s3_server._replace(bucket=s3_server.new_bucket())
 

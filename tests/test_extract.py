@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 import pystac
 import pytest
@@ -389,7 +390,6 @@ def test_checksum_is_sha256_multihash(data: dict[str, Path]) -> None:
 
 
 def test_checksum_and_size_through_fsspec(data: dict[str, Path]) -> None:
-    fsspec = pytest.importorskip("fsspec")
     fs = fsspec.filesystem("memory")
     payload = data["cog"].read_bytes()
     fs.pipe("/extract-test/cog.tif", payload)
@@ -685,7 +685,6 @@ def test_s3_product_through_fsspec(
     data: dict[str, Path], s3_server: Any, schema_registry: Registry[Any]
 ) -> None:
     """An s3:// product read with storage_options (rasterio opener = s3fs), on a local moto S3."""
-    pytest.importorskip("s3fs")
     payload = data["cog"].read_bytes()
     s3_server.client().put_object(Bucket=s3_server.bucket, Key="products/cog_20240105.tif", Body=payload)
     url = s3_server.url("products/cog_20240105.tif")

@@ -24,7 +24,7 @@ from producer.errors import PreconditionFailed
 from producer.store import open_store
 from tests import rasters
 from tests.pausing import PauseAfterGet
-from tests.test_register import tree_hash
+from tests.trees import tree_hash
 
 ITEM = "utm_20240513"
 ITEM_KEY = f"ndvi/{ITEM}/{ITEM}.json"

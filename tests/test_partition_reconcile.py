@@ -15,7 +15,7 @@ from producer.catalog.documents import exact_extent
 from producer.cli import main
 from producer.store import CountingStore, open_store
 from tests.rasters import write_tile
-from tests.test_register import assert_stac_valid_tree, tree_hash
+from tests.trees import assert_stac_valid_tree, tree_hash
 
 
 @pytest.fixture

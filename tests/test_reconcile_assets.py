@@ -26,7 +26,7 @@ from producer.store import open_store
 from tests.faultproxy import FaultProxy
 from tests.rasters import write_corrupt, write_tile
 from tests.s3server import S3Server
-from tests.test_register import tree_hash
+from tests.trees import tree_hash
 
 
 @pytest.fixture

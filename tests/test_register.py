@@ -4,7 +4,6 @@ input changes nothing."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import producer
 from producer.api import RegisterResult
 from producer.store import CountingStore, open_store
 from tests import rasters
+from tests.trees import assert_stac_valid_tree, tree_hash
 
 GOOD = [
     "utm",
@@ -31,17 +31,6 @@ GOOD = [
 ]
 
 
-def tree_hash(root: Path) -> dict[str, str]:
-    """sha256 of every file under root (missing root → empty)."""
-    if not root.exists():
-        return {}
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
-
 def read(root: Path, key: str) -> dict:
     return json.loads((root / key).read_text())
 
@@ -49,25 +38,6 @@ def read(root: Path, key: str) -> dict:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, Path]:
     return rasters.write_all(tmp_path_factory.mktemp("rasters"))
-
-
-def stac_valid_ok(path: Path) -> tuple[bool, str]:
-    from stac_validator.validate import StacValidate
-
-    from producer.validate import schema_map
-
-    validator = StacValidate(str(path), schema_map=schema_map())
-    ok = validator.run()
-    return ok, json.dumps(validator.message)[:2000]
-
-
-def assert_stac_valid_tree(root: Path) -> None:
-    """Every JSON document under ``root`` passes stac-valid with the bundled schemas."""
-    documents = sorted(root.rglob("*.json"))
-    assert documents
-    for path in documents:
-        ok, message = stac_valid_ok(path)
-        assert ok, f"{path}: {message}"
 
 
 def test_register_many_products_builds_a_valid_catalog(data, catalog_dir):

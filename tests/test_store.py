@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 
 from producer.errors import InputError, NotFound, PreconditionFailed, ProducerError, StoreError
 from producer.store import CountingStore, FsspecStore, LocalStore, S3Store, Store, open_store
+from tests.pausing import PauseAfterGet
 from tests.s3server import S3Server
 
 BACKENDS = ["local", "memory", "s3"]
@@ -404,32 +406,50 @@ def _increment(store: Store, key: str, times: int) -> int:
     return conflicts
 
 
-def _threaded_increments(store: Store, threads: int, times: int) -> int:
+def _threaded_increments(store: Store, threads: int, times: int) -> list[int]:
+    """``threads`` threads each add 1 ``times`` times; return each thread's conflicts.
+
+    A conflict is forced, not left to the scheduler: the first thread is held
+    right after its first read of the counter until another thread has
+    committed a new version, so its compare-and-swap write must fail once and
+    be retried.
+    """
     store.put("counter", b"0", create_only=True)
-    conflicts: list[int] = []
+    held = PauseAfterGet(store, "counter")
+    conflicts: dict[int, int] = {}
     errors: list[BaseException] = []
 
-    def work() -> None:
+    def work(i: int) -> None:
         try:
-            conflicts.append(_increment(store, "counter", times))
+            conflicts[i] = _increment(held if i == 0 else store, "counter", times)
         except BaseException as exc:  # surface in the main thread
             errors.append(exc)
 
-    pool = [threading.Thread(target=work) for _ in range(threads)]
+    pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
     for t in pool:
         t.start()
-    for t in pool:
-        t.join()
+    try:
+        assert held.reached.wait(30), "the first thread never read the counter"
+        assert held.held is not None
+        deadline = time.monotonic() + 30
+        while store.get("counter")[1] == held.held[1]:  # until another thread has committed
+            assert time.monotonic() < deadline, "no other thread committed while the first was held"
+            time.sleep(0.001)
+    finally:
+        held.resume.set()
+        for t in pool:
+            t.join()
     assert errors == []
     assert int(store.get("counter")[0]) == threads * times
-    return sum(conflicts)
+    return [conflicts[i] for i in range(threads)]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_threads_never_lose_an_update(make_store: Callable[[str], Store], backend: str) -> None:
     store = make_store(backend)
     threads, times = (6, 12) if backend == "s3" else (8, 40)
-    _threaded_increments(store, threads, times)
+    conflicts = _threaded_increments(store, threads, times)
+    assert conflicts[0] >= 1  # the held thread's write lost, and its retry still counted
 
 
 @pytest.mark.parametrize("backend", ["local", "s3"])

@@ -20,7 +20,7 @@ from producer.cli import main
 from producer.errors import StoreError
 from producer.store.local import LOCK_NAME, LocalStore
 from tests import rasters
-from tests.test_register import tree_hash
+from tests.trees import tree_hash
 
 ITEM = "utm_20240513"
 
