@@ -26,8 +26,12 @@ from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
+import rasterio
 from prefect import allow_failure, flow, task, unmapped
+from rasterio.transform import from_origin
 
+from producer.api import expand_paths
+from producer.demo import SCENES
 from producer.errors import InputError
 from producer.prefect import register_in_stac
 
@@ -42,11 +46,6 @@ def write_red_nir_inputs(dirpath: str, count: int, size: int = 64) -> list[str]:
     antimeridian), one date each in the file name (``rednir_<place>_<YYYYMMDD>.tif``).
     Existing files are kept. Returns the paths.
     """
-    import rasterio
-    from rasterio.transform import from_origin
-
-    from producer.demo import SCENES
-
     os.makedirs(dirpath, exist_ok=True)
     paths = []
     for i in range(count):
@@ -94,8 +93,6 @@ def compute_ndvi(src: str, output_dir: str) -> str:
     deflate, 256-pixel blocks, overviews). Returns its path. Raises
     :class:`~producer.errors.InputError` when ``src`` has fewer than 2 bands.
     """
-    import rasterio
-
     with rasterio.open(src) as ds:
         if ds.count < 2:
             raise InputError(f"{src}: NDVI needs 2 bands (red, NIR), the file has {ds.count}")
@@ -146,8 +143,6 @@ def ndvi_flow(
     the run fails (after registering the others) if an NDVI could not be
     computed or registered.
     """
-    from producer.api import expand_paths
-
     sources = expand_paths(inputs)
     if not sources:
         raise InputError(f"no input rasters found in {inputs!r}")

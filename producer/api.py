@@ -72,7 +72,9 @@ def register(
     overwrites it instead.
     """
     opts = resolve_options(options, storage_options, **overrides)
-    return ingest.register_products(paths, catalog=catalog, collection=collection, options=opts, progress=progress)
+    return ingest.register_products(
+        paths, catalog=catalog, collection=collection, options=opts, progress=progress
+    )
 
 
 # --- remove -------------------------------------------------------------------

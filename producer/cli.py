@@ -262,7 +262,9 @@ def register(
             bar.update(done - bar.pos)
 
     try:
-        results = api.register(sources, catalog=catalog, collection=collection, options=options, progress=tick)
+        results = api.register(
+            sources, catalog=catalog, collection=collection, options=options, progress=tick
+        )
     finally:
         if bar is not None:
             bar.render_finish()

@@ -730,6 +730,7 @@ class Committer:
         """Recompute the collection extent without ``item`` if it touched an
         edge: two-phase (:meth:`recompute_extent`), so a register racing this
         removal is never left outside the shrunk extent."""
+
         def needed(coll: dict) -> bool:
             try:
                 return bool(docs.touches_boundary(coll.get("extent", {}), item))

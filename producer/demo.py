@@ -11,6 +11,11 @@ from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 
 import numpy as np
+import rasterio.shutil
+from rasterio.io import MemoryFile
+from rasterio.transform import from_origin
+
+from producer import api
 
 #: (name, EPSG code, upper-left x, upper-left y, pixel size) of the sample scenes
 SCENES: Sequence[tuple[str, int, float, float, float]] = (
@@ -27,10 +32,6 @@ def write_sample_cog(
     path: str, epsg: int, ulx: float, uly: float, res: float, seed: int, size: int = 256
 ) -> None:
     """Write one tiled, overviewed COG with an NDVI-like float band."""
-    import rasterio.shutil
-    from rasterio.io import MemoryFile
-    from rasterio.transform import from_origin
-
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size]
     field = np.sin(xx / 17.0 + seed) * np.cos(yy / 23.0) * 0.6 + rng.normal(0, 0.05, (size, size))
@@ -81,8 +82,6 @@ def run_demo(
     table: Callable[[Sequence[Sequence[object]], Sequence[str]], str],
 ) -> int:
     """Run the whole demo; returns the exit code (0 when everything is valid)."""
-    from producer import api
-
     data_dir = os.path.join(workdir, "data")
     catalog = os.path.abspath(os.path.join(workdir, "catalog"))
     echo(f"writing {count} sample COGs to {data_dir}/ ...")

@@ -54,6 +54,7 @@ ID_TEMPLATE_HINT = Hint("id_template", "{parent}_{stem}", "give the products dif
 #: an existing item of another product is to be overwritten
 REPLACE_HINT = Hint("replace", True, "overwrite the existing item")
 
+
 class ProducerError(Exception):
     """Base class of every error raised on purpose by stac-producer.
 

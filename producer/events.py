@@ -46,6 +46,7 @@ from producer.sources import PRODUCT_SUFFIXES
 class _Fail(Protocol):
     def __call__(self, error: str, *, url: str | None = None, message_id: str | None = None) -> None: ...
 
+
 __all__ = [
     "ObjectEvent",
     "HandlerConfig",

@@ -16,11 +16,11 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 
+from producer import extract
 from producer.catalog import documents as docs
 from producer.catalog.layout import Layout, collection_key, recorded_layout
 from producer.commit import Committer, IdentityConflict, item_start, same_content
 from producer.errors import ID_TEMPLATE_HINT, InputError, ProducerError, StoreError
-from producer.extract import create_item
 from producer.extract.ids import check_id, make_item_id
 from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
 from producer.logs import log_register_summary, log_result
@@ -171,7 +171,9 @@ def _prepare(
     result = RegisterResult(source=source)
     try:
         result.id = make_item_id(source, options)  # known even if extraction fails
-        item = create_item(source, options)
+        item = extract.create_item(
+            source, options
+        )  # rasterio loads here, not at import (see extract/__init__)
         doc = item.to_dict(include_self_link=False, transform_hrefs=False)
         result.id = doc["id"]
         layout = committer.layout

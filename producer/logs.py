@@ -96,7 +96,7 @@ def log_result(log: logging.Logger, result: RegisterResult, *, dry_run: bool = F
     if result.ok:
         log.info("%s%s %s -> %s", prefix, result.action, result.id, redact(result.href or ""))
     else:
-        log.info("error %s (%s): %s", redact(result.source), result.error_type, result.error)
+        log.info("error %s (%s): %s", redact(result.source or ""), result.error_type, result.error)
 
 
 def log_register_summary(

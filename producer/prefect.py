@@ -377,9 +377,7 @@ def register_and_report(
         create_table_artifact(  # type: ignore[call-arg]
             table=_table_rows(dicts),
             key=artifact_key or artifact_key_for("stac", collection),
-            description=(
-                f"STAC registration into {where}{' (dry run)' if opts.dry_run else ''}: {summary}."
-            ),
+            description=(f"STAC registration into {where}{' (dry run)' if opts.dry_run else ''}: {summary}."),
             _sync=True,
         )
 
@@ -519,7 +517,9 @@ def registers_in_stac(
             _logger().warning("%s returned no product URL: nothing registered", name)
             return
         try:
-            register_and_report(urls, catalog=catalog, collection=collection, artifact_key=artifact_key, options=opts)
+            register_and_report(
+                urls, catalog=catalog, collection=collection, artifact_key=artifact_key, options=opts
+            )
         except RegistrationFailed as exc:
             raise RegistrationFailed(
                 f"{name}: registration in STAC failed: {exc}", exc.results, transient=exc.transient

@@ -308,7 +308,9 @@ def _register_missing(
     problem (an error) per product that could not be registered."""
     if not collection:
         raise ValueError("registering missing products needs a collection")
-    report.registered = register_products(missing_products, catalog=store, collection=collection, options=options)
+    report.registered = register_products(
+        missing_products, catalog=store, collection=collection, options=options
+    )
     _bump(report.fixed, "missing-product", sum(1 for r in report.registered if r.ok))
     failed = [
         Problem("register-failed", str(r.source), f"not registered: {r.error}")
@@ -493,9 +495,7 @@ def reconcile(
     _link_orphans(store, committer, first, report)
     # 4. products nobody registered
     if missing_products:
-        unresolved += _register_missing(
-            store, missing_products, collection, storage_options, options, report
-        )
+        unresolved += _register_missing(store, missing_products, collection, storage_options, options, report)
     # 5. from what is linked now: the id index, the layout record, extents
     linked = audit(store, validator, schemas=False)
     _repair_index(committer, linked, report)

@@ -621,8 +621,7 @@ def _describe(error: SchemaError | _Alternatives, url: str) -> str:
     if isinstance(error, _Alternatives):
         where = _format_path(error.error.absolute_path)
         forms = " | ".join(
-            _short(f"{_format_path(_error_path(errs[0]))}: {errs[0].message}", 120)
-            for errs in error.branches
+            _short(f"{_format_path(_error_path(errs[0]))}: {errs[0].message}", 120) for errs in error.branches
         )
         message = (
             f"matches none of the {len(error.branches)} allowed forms ({error.error.validator}): {forms}"

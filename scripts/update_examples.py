@@ -9,12 +9,17 @@ tests/test_examples.py fails until this script is rerun::
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+# after the path is set: the script runs from a checkout, not an install
+from producer.extract import ExtractOptions, create_item  # noqa: E402
+from tests import rasters  # noqa: E402
 
 #: fixtures worth showing, one per edge case (keys of tests.rasters.write_all)
 EXAMPLES = (
@@ -41,11 +46,6 @@ DATA_DIR = Path(tempfile.gettempdir()) / "stac-producer-examples"
 
 def build() -> dict[str, str]:
     """Return {file name: JSON text} of every example item."""
-    import shutil
-
-    from producer.extract import ExtractOptions, create_item
-    from tests import rasters
-
     folder = DATA_DIR
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)

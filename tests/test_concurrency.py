@@ -93,7 +93,9 @@ def _init_writer(start: Any) -> None:
     _start = start
 
 
-def _writer(catalog: str, options: dict | None, files: list[str]) -> tuple[list[tuple[str, str, str | None]], int]:
+def _writer(
+    catalog: str, options: dict | None, files: list[str]
+) -> tuple[list[tuple[str, str, str | None]], int]:
     """Register ``files`` one commit each (the most contention), starting
     together with the other writers; return the outcomes and the conflicts seen."""
     store = ConflictCounting(open_store(catalog, options))

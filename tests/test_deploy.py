@@ -317,11 +317,15 @@ def dockerfile() -> list[Instruction]:
     return _dockerfile(DEPLOY / "Dockerfile")
 
 
-def test_dockerfile_builds_on_a_lambda_python_image_the_project_supports(dockerfile: list[Instruction]) -> None:
+def test_dockerfile_builds_on_a_lambda_python_image_the_project_supports(
+    dockerfile: list[Instruction],
+) -> None:
     image = _one_instruction(dockerfile, "FROM").args
     repository, _, tag = image.partition(":")
     assert repository == "public.ecr.aws/lambda/python", image
-    requires = SpecifierSet(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"])
+    requires = SpecifierSet(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    )
     assert tag in requires, f"base image Python {tag} is outside requires-python {requires}"
     # the pinned rasterio/numpy wheels are manylinux_2_28: the python3.11 image (Amazon
     # Linux 2, glibc 2.26) would build GDAL bindings from source; 3.12+ is Amazon Linux 2023
@@ -368,7 +372,9 @@ def test_dockerfile_copies_files_that_exist_and_the_dockerignore_sends(dockerfil
                 assert files, f"COPY {source}: nothing to copy"
                 for f in files:
                     rel = f.relative_to(ROOT).as_posix()
-                    assert not _dockerignore_excludes(ignore, rel), f"COPY {source}: {rel} is in .dockerignore"
+                    assert not _dockerignore_excludes(ignore, rel), (
+                        f"COPY {source}: {rel} is in .dockerignore"
+                    )
     # and what must never reach the image stays out of the build context
     for rel in (".venv/bin/python", "tests/conftest.py", "producer/__pycache__/api.cpython-311.pyc"):
         assert _dockerignore_excludes(ignore, rel), rel
@@ -414,7 +420,9 @@ def test_dockerfile_installs_this_package_with_what_the_handler_imports(
     assert match, target
     project_dir, extras_text = match.group(1), match.group(2) or ""
     # "." is the WORKDIR, where pyproject.toml was copied
-    (copy_pyproject,) = [i for i in dockerfile if i.name == "COPY" and "pyproject.toml" in i.args.split()[:-1]]
+    (copy_pyproject,) = [
+        i for i in dockerfile if i.name == "COPY" and "pyproject.toml" in i.args.split()[:-1]
+    ]
     assert copy_pyproject.workdir == run.workdir and copy_pyproject.args.split()[-1] in ("./", ".")
     assert project_dir == "."
     extras = {canonicalize_name(e) for e in extras_text.split(",") if e.strip()}

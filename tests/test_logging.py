@@ -196,7 +196,8 @@ def test_cli_verbosity_flags_send_records_to_stderr(tmp_path: Path) -> None:
     assert json.loads(info.stdout)["action"] == "unchanged"  # stdout stays parseable
     lines = info.stderr.splitlines()
     assert (
-        lines[0] == f"INFO producer.ingest: unchanged utm_20240513 -> {catalog}/c/utm_20240513/utm_20240513.json"
+        lines[0]
+        == f"INFO producer.ingest: unchanged utm_20240513 -> {catalog}/c/utm_20240513/utm_20240513.json"
     )
     assert lines[-1].startswith("INFO producer.ingest: registered 1 product(s) into collection 'c' of ")
     assert "0 compare-and-swap conflict(s)" in lines[-1]

@@ -545,7 +545,9 @@ def test_an_empty_cache_variable_disables_the_cache(monkeypatch: pytest.MonkeyPa
     assert Validator().errors(make_catalog()) == []
 
 
-def test_precompile_covers_every_schema_a_document_can_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_precompile_covers_every_schema_a_document_can_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """What an image build runs: every core and bundled extension schema, the
     one that cannot be compiled (projection v1.1.0) left to jsonschema."""
     monkeypatch.setenv(validate.CACHE_ENV, str(tmp_path))

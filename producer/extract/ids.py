@@ -137,7 +137,9 @@ def check_id(value: str, what: str = "item id", *, source: str | None = None) ->
             hints=(ID_TEMPLATE_HINT,),
         )
     # an id the caller typed
-    fix = f"Use 1-{MAX_ID_LENGTH} characters from A-Z a-z 0-9 . _ - (not starting with . or -), e.g. 'ndvi-v2'"
+    fix = (
+        f"Use 1-{MAX_ID_LENGTH} characters from A-Z a-z 0-9 . _ - (not starting with . or -), e.g. 'ndvi-v2'"
+    )
     raise UnsafeIdError(f"unsafe {what} {value!r}{origin}: {reason}. {fix}")
 
 
