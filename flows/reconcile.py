@@ -93,7 +93,7 @@ def reconcile_catalog(
     logger = get_run_logger()
     report = run_reconcile(catalog, data, fix, dead, collection, storage_options, options)
 
-    left = Counter(p.kind for p in report.remaining)
+    left: Counter[str] = Counter(p.kind for p in report.remaining)
     kinds = sorted(set(report.found) | set(report.fixed) | set(left))
     found = dict(report.found)
     failed = dict(report.failed)

@@ -25,31 +25,34 @@ from producer.catalog.layout import (
 )
 from producer.errors import CatalogError, NotFound, ProducerError
 from producer.redact import redact
+from producer.results import ProblemKind
 from producer.store.base import Store
 from producer.urls import protocol
 from producer.validate import Validator
 
 #: problem kinds that make a catalog invalid (validate exits 1)
-ERRORS = {
-    "missing-root",
-    "unreadable",
-    "schema",
-    "dangling-link",
-    "duplicate-link",
-    "orphan",
-    "extent",
-    "wrong-type",
-    "collection-mismatch",
-    "malformed",
-    "duplicate-id",
-    # the run could not do its job: an asset whose existence could not be
-    # checked (never treated as missing), a product reconcile could not register
-    "asset-unchecked",
-    "register-failed",
-    # a product under reconcile's data that no item describes: the catalog is
-    # incomplete until it is registered
-    "missing-product",
-}
+ERRORS: frozenset[ProblemKind] = frozenset(
+    {
+        "missing-root",
+        "unreadable",
+        "schema",
+        "dangling-link",
+        "duplicate-link",
+        "orphan",
+        "extent",
+        "wrong-type",
+        "collection-mismatch",
+        "malformed",
+        "duplicate-id",
+        # the run could not do its job: an asset whose existence could not be
+        # checked (never treated as missing), a product reconcile could not register
+        "asset-unchecked",
+        "register-failed",
+        # a product under reconcile's data that no item describes: the catalog is
+        # incomplete until it is registered
+        "missing-product",
+    }
+)
 
 
 @dataclass
@@ -57,7 +60,7 @@ class Problem:
     """One finding: ``kind`` (an error if in ERRORS, else a warning: the catalog
     is still correct STAC), the document ``key``, a message."""
 
-    kind: str
+    kind: ProblemKind
     key: str
     message: str
     target: str | None = None  # the linked key, for link problems

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from producer.errors import ConflictError, Hint, ProducerError, Spelling, StoreError, rephrase
 from producer.redact import redact
@@ -137,3 +137,28 @@ def error_type_of(exc: BaseException) -> ErrorKind:
     if isinstance(exc, ProducerError):
         return ErrorKind.INPUT
     return ErrorKind.INTERNAL
+
+
+#: what :func:`producer.validate_catalog` and :func:`producer.reconcile` can
+#: find; the errors among them are :data:`producer.audit.ERRORS`, the others
+#: are warnings (the catalog is still correct STAC)
+ProblemKind = Literal[
+    "missing-root",
+    "unreadable",
+    "schema",
+    "dangling-link",
+    "duplicate-link",
+    "orphan",
+    "extent",
+    "stale-extent",
+    "wrong-type",
+    "collection-mismatch",
+    "malformed",
+    "duplicate-id",
+    "missing-asset",
+    "asset-unchecked",
+    "interrupted-removal",
+    "register-failed",
+    "missing-product",
+]
+PROBLEM_KINDS: tuple[str, ...] = get_args(ProblemKind)
