@@ -63,3 +63,4 @@ def catalog_dir(tmp_path):
 
 from tests.prefect_harness import prefect_harness  # noqa: E402,F401  (session fixture: one Prefect server)
 from tests.s3server import s3_server  # noqa: E402,F401  (session fixture: moto on 127.0.0.1)
+from tests.pgserver import pg_server, pgstac_dsn  # noqa: E402,F401  (PostgreSQL + pgSTAC on 127.0.0.1)
