@@ -349,3 +349,16 @@ def test_stac_api_search_over_the_database_returns_exactly_the_items_in_the_wind
     body = asyncio.run(search())
     assert sorted(f["id"] for f in body["features"]) == ["in-window", "on-the-end-bound", "ranged"]
     assert all(f["collection"] == COLLECTION for f in body["features"])
+
+
+def test_missing_postgresql_fails_the_fixture_with_the_packages_to_install(monkeypatch, tmp_path):
+    import tests.pgserver as pgserver
+
+    installed = pgserver.PG_BINDIR
+    monkeypatch.setattr(pgserver, "PG_BINDIR", tmp_path / "no-postgresql")
+    with pytest.raises(pytest.fail.Exception, match="postgresql-15 postgresql-15-postgis-3"):
+        pgserver.postgres_server().__enter__()
+    monkeypatch.setattr(pgserver, "PG_BINDIR", installed)
+    monkeypatch.setattr(pgserver, "_POSTGIS_CONTROL", tmp_path / "postgis.control")
+    with pytest.raises(pytest.fail.Exception, match="PostGIS .*postgresql-15-postgis-3"):
+        pgserver.postgres_server().__enter__()
