@@ -150,7 +150,8 @@ class PgstacSink:
         committed state of each changed item: upserted (an item whose values
         are unchanged is not rewritten) or deleted. Raises
         :class:`PgstacError` on a database failure (nothing written) and
-        :class:`~producer.errors.InputError` for a change of another collection.
+        :class:`~producer.errors.InputError` (nothing written either) for a
+        change of another collection or an item pgSTAC cannot store.
         """
         cid = _collection_id(collection)
         final: dict[str, Change] = {}
@@ -343,11 +344,26 @@ def _upsert_items(loader: Loader, conn: Connection, cid: str, items: list[dict[s
     except psycopg.Error:
         raise
     except Exception as exc:  # an item pgSTAC cannot index (no datetime, bad geometry)
+        for item in items:  # find it, to name it (only on this failure path)
+            _format(loader, item)
         raise _PypgstacError(str(exc)) from None
 
 
+def _format(loader: Loader, item: dict[str, Any]) -> dict[str, Any]:
+    """pgSTAC's row for ``item``; an item it cannot store is an InputError naming it."""
+    try:
+        return loader.format_item(dict(item))
+    except psycopg.Error:
+        raise
+    except Exception as exc:
+        raise InputError(
+            f"item {item.get('id')!r} of collection {item.get('collection')!r} cannot be stored in pgSTAC "
+            f"({exc}): it needs a datetime (or start_datetime and end_datetime) and a valid geometry"
+        ) from None
+
+
 def _moved_items(loader: Loader, conn: Connection, cid: str, items: list[dict[str, Any]]) -> list[str]:
-    want = {str(item["id"]): loader.format_item(dict(item))["partition"] for item in items}
+    want = {str(item["id"]): _format(loader, item)["partition"] for item in items}
     rows = conn.execute(
         "SELECT id, tableoid::regclass::text FROM items WHERE collection = %s AND id = ANY(%s)",
         (cid, list(want)),
@@ -367,12 +383,7 @@ def _diff(
     # formatted before the COPY: formatting queries the connection the COPY holds
     wanted = []
     for doc in docs.values():
-        try:
-            out = loader.format_item(dict(doc))
-        except psycopg.Error:
-            raise
-        except Exception as exc:
-            raise _PypgstacError(f"item {doc.get('id')!r}: {exc}") from None
+        out = _format(loader, doc)
         wanted.append(tuple(out.get(c) for c in _ITEM_COLUMNS))
     conn.execute("CREATE TEMP TABLE producer_wanted ON COMMIT DROP AS SELECT * FROM items LIMIT 0")
     columns = ", ".join(_ITEM_COLUMNS)
