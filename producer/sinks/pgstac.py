@@ -22,7 +22,13 @@ so callers report it per product and retry it like a storage error.
 
 Needs the ``pgstac`` extra (``pip install 'stac-producer[pgstac]'``): pypgstac
 with psycopg 3, and a database whose pgSTAC schema was installed by the same
-minor version of pypgstac (``pypgstac migrate --dsn ...``).
+minor version of pypgstac (``pypgstac migrate --dsn ...``). On Debian 12,
+a database with the packages the test suite uses::
+
+    apt-get install -y --no-install-recommends postgresql-15 postgresql-15-postgis-3
+    pg_ctlcluster 15 main start
+    runuser -u postgres -- createuser --superuser "$USER"; createdb stac
+    pypgstac migrate --dsn postgresql:///stac
 """
 
 from __future__ import annotations
