@@ -27,7 +27,7 @@ a database with the packages the test suite uses::
 
     apt-get install -y --no-install-recommends postgresql-15 postgresql-15-postgis-3
     pg_ctlcluster 15 main start
-    runuser -u postgres -- createuser --superuser "$USER"; createdb stac
+    runuser -u postgres -- createuser --superuser "$(id -un)"; createdb stac
     pypgstac migrate --dsn postgresql:///stac
 """
 
