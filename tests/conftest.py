@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.netguard", "tests.s3server", "tests.prefect_harness"]
+pytest_plugins = ["tests.netguard", "tests.s3server", "tests.prefect_harness", "tests.pgserver"]
 
 # Not setdefault: an xdist worker inherits the controller's environment, and a
 # Prefect home (with its SQLite database) shared between workers would let

@@ -1,0 +1,8 @@
+"""Sinks: what follows the static catalog (see :mod:`producer.changes`).
+
+Each sink lives in its own module and imports its optional dependencies
+there, so ``import producer.sinks`` costs nothing:
+
+- :mod:`producer.sinks.pgstac`: :class:`~producer.sinks.pgstac.PgstacSink`,
+  a pgSTAC database kept in step (extra ``stac-producer[pgstac]``).
+"""

@@ -1,0 +1,422 @@
+"""A pgSTAC database that follows the static catalog.
+
+:class:`PgstacSink` implements the :class:`~producer.changes.Sink` protocol
+with pypgstac: ``apply`` upserts the collection (with its extent), then
+upserts created/updated items (pgSTAC's upsert: a row whose values are all
+unchanged is not rewritten) and deletes removed ones, all in ONE database
+transaction, so a failure leaves the database as it was and the batch can
+simply be applied again. ``diff`` and ``sync`` are for ``reconcile``: which
+items are missing, extra or differing in the database compared with the
+static catalog's, and bringing the database in line (the static catalog is
+the source of truth; the database is never read back into it).
+
+What goes into the database is the committed document minus its structural
+links (``root``, ``parent``, ``collection``, ``self``, ``child``, ``item``:
+relative paths inside the static catalog, meaningless behind an API, which
+makes its own). Everything else, asset hrefs included, is stored as is.
+
+The DSN may carry a password: it is never put in an error message, a log
+record or a ``repr`` (errors name ``host:port/dbname`` only). Every database
+failure raises :class:`PgstacError`, a :class:`~producer.errors.StoreError`,
+so callers report it per product and retry it like a storage error.
+
+Needs the ``pgstac`` extra (``pip install 'stac-producer[pgstac]'``): pypgstac
+with psycopg 3, and a database whose pgSTAC schema was installed by the same
+minor version of pypgstac (``pypgstac migrate --dsn ...``). On Debian 12,
+a database with the packages the test suite uses::
+
+    apt-get install -y --no-install-recommends postgresql-15 postgresql-15-postgis-3
+    pg_ctlcluster 15 main start
+    runuser -u postgres -- createuser --superuser "$(id -un)"; createdb stac
+    pypgstac migrate --dsn postgresql:///stac
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from producer.changes import Change, ChangeKind
+from producer.errors import InputError, StoreError
+from producer.redact import redact
+
+try:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+    from pypgstac.db import PgstacDB
+    from pypgstac.load import Loader, Methods
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "the pgSTAC sink needs pypgstac and psycopg: pip install 'stac-producer[pgstac]'"
+    ) from exc
+
+if TYPE_CHECKING:
+    from psycopg import Connection
+
+__all__ = ["PgstacDiff", "PgstacError", "PgstacSink", "pgstac_document"]
+
+#: links whose targets are paths inside the static catalog: an API makes its own
+_STRUCTURAL_RELS = frozenset({"root", "parent", "collection", "self", "child", "item"})
+#: the columns of pgSTAC's items table that hold an item's content (its key is
+#: (collection, id)); pgSTAC's upsert compares the same ones
+_ITEM_COLUMNS = ("id", "collection", "datetime", "end_datetime", "geometry", "content", "private")
+
+
+class PgstacError(StoreError):
+    """The pgSTAC database could not be reached or refused a statement.
+
+    A storage error (retryable): nothing was changed in the database by the
+    call that raised it. The message names the database as ``host:port/dbname``,
+    never the DSN (which may carry a password).
+    """
+
+
+@dataclass(frozen=True)
+class PgstacDiff:
+    """How a collection in the database differs from the static catalog.
+
+    Item ids, sorted: ``missing`` are in the catalog but not in the database,
+    ``extra`` in the database but not in the catalog, ``differing`` in both
+    with different content. ``collection_differs``: the collection row is
+    absent or its document is not the catalog's.
+    """
+
+    collection: str
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    differing: list[str] = field(default_factory=list)
+    collection_differs: bool = False
+
+    @property
+    def in_sync(self) -> bool:
+        return not (self.missing or self.extra or self.differing or self.collection_differs)
+
+
+def pgstac_document(doc: dict[str, Any]) -> dict[str, Any]:
+    """The item or collection document as pgSTAC stores it: a shallow copy of
+    ``doc`` without its structural links (``doc`` is not mutated)."""
+    out = dict(doc)
+    out["links"] = [
+        link
+        for link in doc.get("links", [])
+        if not (isinstance(link, dict) and link.get("rel") in _STRUCTURAL_RELS)
+    ]
+    return out
+
+
+class _OneConnection(PgstacDB):
+    """pypgstac's database wrapper on the one connection the sink opened
+    (PgstacDB would otherwise build a connection pool per instance), whose
+    queries leave transaction control to the sink (PgstacDB's roll back on
+    error, which is forbidden inside the sink's transaction and would hide
+    the real error)."""
+
+    def connect(self) -> Connection:
+        assert self.connection is not None
+        return self.connection
+
+    # (the base method is wrapped by tenacity: its type is not a plain method's)
+    def query(  # type: ignore[override, unused-ignore]
+        self, query: Any, args: Any = None, row_factory: Any = psycopg.rows.tuple_row
+    ) -> Generator[Any, None, None]:
+        """``PgstacDB.query`` without its rollback and retries."""
+        with self.connect().cursor(row_factory=row_factory) as cur:
+            cur.execute(query, args, prepare=False if args is None else None)
+            rows = cur.fetchall() if cur.description is not None else []
+        yield from rows
+
+
+class PgstacSink:
+    """Keeps a pgSTAC database in step with the static catalog.
+
+    ``dsn``: a libpq connection string or URL (``postgresql://user:pw@host:5432/db``);
+    it is kept private and never shown. ``connect_timeout``: seconds to wait
+    for the server before :class:`PgstacError`. Each call opens one
+    connection and closes it: the sink holds no connection between calls and
+    can be shared by threads.
+    """
+
+    def __init__(self, dsn: str, *, connect_timeout: int = 10) -> None:
+        self._dsn = dsn
+        self._connect_timeout = connect_timeout
+        self.database = _describe(dsn)
+
+    def __repr__(self) -> str:
+        return f"PgstacSink({self.database})"
+
+    # --- the Sink protocol -------------------------------------------------
+
+    def apply(self, collection: dict[str, Any], changes: Sequence[Change]) -> None:
+        """Apply one collection's committed ``changes`` to the database.
+
+        Writes, in one transaction: the collection row (created, or replaced
+        by ``collection``: its extent follows the catalog's), then the last
+        committed state of each changed item: upserted (an item whose values
+        are unchanged is not rewritten) or deleted. Raises
+        :class:`PgstacError` on a database failure (nothing written) and
+        :class:`~producer.errors.InputError` (nothing written either) for a
+        change of another collection or an item pgSTAC cannot store.
+        """
+        cid = _collection_id(collection)
+        final: dict[str, Change] = {}
+        for change in changes:
+            if change.collection != cid:
+                raise InputError(
+                    f"change of item {change.item_id!r} belongs to collection {change.collection!r}, "
+                    f"not {cid!r}: apply each collection's changes with its own collection document"
+                )
+            final.pop(change.item_id, None)  # commit order: the last change of an item wins
+            final[change.item_id] = change
+        upserts = [pgstac_document(c.item) for c in final.values() if c.kind != ChangeKind.REMOVED]
+        removed = [c.item_id for c in final.values() if c.kind == ChangeKind.REMOVED]
+        for item in upserts:
+            item["collection"] = cid
+        with self._session("applying changes to collection " + repr(cid)) as conn:
+            loader = _loader(conn)
+            with conn.transaction():
+                _upsert_collection(loader, collection)
+                _delete_items(conn, cid, removed)
+                _upsert_items(loader, conn, cid, upserts)
+
+    # --- reconcile ---------------------------------------------------------
+
+    def diff(self, collection: dict[str, Any], items: Iterable[dict[str, Any]]) -> PgstacDiff:
+        """Compare the database with the static catalog's ``collection`` and
+        its committed ``items`` (all of them). Reads only; see :class:`PgstacDiff`."""
+        cid = _collection_id(collection)
+        docs = _item_docs(cid, items)
+        with self._session("comparing collection " + repr(cid)) as conn:
+            loader = _loader(conn)
+            with conn.transaction():
+                return _diff(loader, conn, collection, docs)
+
+    def sync(self, collection: dict[str, Any], items: Iterable[dict[str, Any]]) -> PgstacDiff:
+        """Bring the database in line with the static catalog, in one transaction:
+        the collection row replaced when it differs, missing and differing
+        items upserted, extra items deleted. Returns what differed before
+        (``diff`` afterwards is in sync)."""
+        cid = _collection_id(collection)
+        docs = _item_docs(cid, items)
+        with self._session("synchronising collection " + repr(cid)) as conn:
+            loader = _loader(conn)
+            with conn.transaction():
+                before = _diff(loader, conn, collection, docs)
+                if before.collection_differs:
+                    _upsert_collection(loader, collection)
+                    # the items' stored form depends on the collection row
+                    # (pgSTAC strips what its item_assets repeat): compare again
+                    loader = _loader(conn, check=False)
+                    after = _diff(loader, conn, collection, docs)
+                else:
+                    after = before
+                _delete_items(conn, cid, after.extra)
+                wanted = set(after.missing) | set(after.differing)
+                _upsert_items(loader, conn, cid, [d for d in docs.values() if d["id"] in wanted])
+        return before
+
+    # --- connection and errors ---------------------------------------------
+
+    @contextmanager
+    def _session(self, doing: str) -> Iterator[Connection]:
+        """A fresh autocommit connection with pgSTAC on the search path; every
+        failure inside becomes a :class:`PgstacError` naming the database."""
+        try:
+            conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=self._connect_timeout)
+        except psycopg.Error as exc:
+            raise PgstacError(
+                f"cannot reach the pgSTAC database {self.database}: {self._scrub(exc)}; "
+                "check that the server is up and the DSN's host, port, database and user"
+            ) from None
+        try:
+            with conn:
+                conn.execute("SET search_path TO pgstac, public")
+                yield conn
+        except (psycopg.Error, _PypgstacError) as exc:
+            raise PgstacError(
+                f"pgSTAC database {self.database}: {doing} failed: {self._scrub(exc)}"
+            ) from None
+        finally:
+            Loader.collection_json.cache_clear()  # it keeps loaders (and connections) alive
+
+    def _scrub(self, exc: BaseException) -> str:
+        """``exc``'s message without the DSN's password (or any URL credentials)."""
+        text = " ".join(str(exc).split())
+        password = _password(self._dsn)
+        if password:
+            text = text.replace(password, "***")
+        return redact(text)
+
+
+#: pypgstac raises plain Exceptions for a schema version mismatch or a missing
+#: collection; psycopg errors are caught separately
+class _PypgstacError(Exception):
+    pass
+
+
+def _collection_id(collection: dict[str, Any]) -> str:
+    cid = collection.get("id")
+    if collection.get("type") != "Collection" or not isinstance(cid, str) or not cid:
+        raise InputError(
+            "the pgSTAC sink needs the committed collection document (type 'Collection' with an id), "
+            f"got type={collection.get('type')!r} id={cid!r}"
+        )
+    return cid
+
+
+def _item_docs(cid: str, items: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    docs: dict[str, dict[str, Any]] = {}
+    for item in items:
+        doc = pgstac_document(item)
+        if doc.get("collection", cid) != cid:
+            raise InputError(
+                f"item {doc.get('id')!r} belongs to collection {doc.get('collection')!r}, not {cid!r}"
+            )
+        doc["collection"] = cid
+        docs[str(doc["id"])] = doc
+    return docs
+
+
+def _describe(dsn: str) -> str:
+    """``host:port/dbname`` of a DSN (libpq defaults where absent); never the password."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.Error:
+        raise InputError(
+            "the pgSTAC DSN is not a valid connection string: use "
+            "postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME or 'host=... dbname=...'"
+        ) from None
+    host = str(params.get("host") or params.get("hostaddr") or "localhost")
+    port = str(params.get("port") or 5432)
+    dbname = str(params.get("dbname") or params.get("user") or "postgres")
+    return f"{host}:{port}/{dbname}"
+
+
+def _password(dsn: str) -> str | None:
+    try:
+        value = conninfo_to_dict(dsn).get("password")
+    except psycopg.Error:
+        return None
+    return str(value) if value else None
+
+
+def _loader(conn: Connection, *, check: bool = True) -> Loader:
+    """A pypgstac loader on ``conn``; ``check``: first verify that the schema is
+    installed and of pypgstac's version (outside any transaction: pypgstac
+    rolls back when the schema is missing)."""
+    loader = Loader(_OneConnection(connection=conn))
+    if not check:
+        return loader
+    try:
+        loader.check_version()
+    except psycopg.Error:
+        raise
+    except Exception as exc:  # pypgstac's own: the schema is missing or of another version
+        raise _PypgstacError(
+            f"{exc} Install or upgrade the schema with `pypgstac migrate` of the same version."
+        ) from None
+    return loader
+
+
+def _upsert_collection(loader: Loader, collection: dict[str, Any]) -> None:
+    """Create or replace the collection row (content, hence extent and base item)."""
+    loader.load_collections(iter([pgstac_document(collection)]), Methods.upsert)
+
+
+def _delete_items(conn: Connection, cid: str, ids: Sequence[str]) -> None:
+    if ids:
+        conn.execute("DELETE FROM items WHERE collection = %s AND id = ANY(%s)", (cid, list(ids)))
+
+
+def _upsert_items(loader: Loader, conn: Connection, cid: str, items: list[dict[str, Any]]) -> None:
+    """pgSTAC's upsert (``ON CONFLICT ... WHERE row IS DISTINCT FROM``): rows
+    whose values are all equal are left untouched (not even a new version)."""
+    if not items:
+        return
+    try:
+        _, _, partition_trunc = loader.collection_json(cid)
+    except psycopg.Error:
+        raise
+    except Exception as exc:
+        raise _PypgstacError(str(exc)) from None
+    if partition_trunc is not None:
+        # time-partitioned collection: an item whose datetime moved to another
+        # partition would be inserted there and its old row kept; delete those
+        moved = _moved_items(loader, conn, cid, items)
+        _delete_items(conn, cid, moved)
+    try:
+        loader.load_items(iter(items), insert_mode=Methods.upsert)
+    except psycopg.Error:
+        raise
+    except Exception as exc:  # an item pgSTAC cannot index (no datetime, bad geometry)
+        for item in items:  # find it, to name it (only on this failure path)
+            _format(loader, item)
+        raise _PypgstacError(str(exc)) from None
+
+
+def _format(loader: Loader, item: dict[str, Any]) -> dict[str, Any]:
+    """pgSTAC's row for ``item``; an item it cannot store is an InputError naming it."""
+    try:
+        return loader.format_item(dict(item))
+    except psycopg.Error:
+        raise
+    except Exception as exc:
+        raise InputError(
+            f"item {item.get('id')!r} of collection {item.get('collection')!r} cannot be stored in pgSTAC "
+            f"({exc}): it needs a datetime (or start_datetime and end_datetime) and a valid geometry"
+        ) from None
+
+
+def _moved_items(loader: Loader, conn: Connection, cid: str, items: list[dict[str, Any]]) -> list[str]:
+    want = {str(item["id"]): _format(loader, item)["partition"] for item in items}
+    rows = conn.execute(
+        "SELECT id, tableoid::regclass::text FROM items WHERE collection = %s AND id = ANY(%s)",
+        (cid, list(want)),
+    ).fetchall()
+    return [rid for rid, partition in rows if partition.split(".")[-1].strip('"') != want[rid]]
+
+
+def _diff(
+    loader: Loader, conn: Connection, collection: dict[str, Any], docs: dict[str, dict[str, Any]]
+) -> PgstacDiff:
+    cid = str(collection["id"])
+    row = conn.execute("SELECT content FROM collections WHERE id = %s", (cid,)).fetchone()
+    if row is None:
+        # nothing of this collection can be in the database (items need their collection)
+        return PgstacDiff(cid, missing=sorted(docs), collection_differs=True)
+    collection_differs = row[0] != pgstac_document(collection)
+    # formatted before the COPY: formatting queries the connection the COPY holds
+    wanted = []
+    for doc in docs.values():
+        out = _format(loader, doc)
+        wanted.append(tuple(out.get(c) for c in _ITEM_COLUMNS))
+    conn.execute("CREATE TEMP TABLE producer_wanted ON COMMIT DROP AS SELECT * FROM items LIMIT 0")
+    columns = ", ".join(_ITEM_COLUMNS)
+    with conn.cursor() as cur, cur.copy(f"COPY producer_wanted ({columns}) FROM STDIN") as copy:
+        for row in wanted:
+            copy.write_row(row)
+    missing = conn.execute(
+        "SELECT w.id FROM producer_wanted w WHERE NOT EXISTS "
+        "(SELECT 1 FROM items i WHERE i.collection = %s AND i.id = w.id) ORDER BY w.id",
+        (cid,),
+    ).fetchall()
+    extra = conn.execute(
+        "SELECT i.id FROM items i WHERE i.collection = %s AND NOT EXISTS "
+        "(SELECT 1 FROM producer_wanted w WHERE w.id = i.id) ORDER BY i.id",
+        (cid,),
+    ).fetchall()
+    differing = conn.execute(
+        "SELECT w.id FROM producer_wanted w JOIN items i ON i.collection = %s AND i.id = w.id "
+        "WHERE (i.datetime, i.end_datetime, i.geometry, i.content, i.private) IS DISTINCT FROM "
+        "(w.datetime, w.end_datetime, w.geometry, w.content, w.private) ORDER BY w.id",
+        (cid,),
+    ).fetchall()
+    conn.execute("DROP TABLE producer_wanted")
+    return PgstacDiff(
+        cid,
+        missing=[r[0] for r in missing],
+        extra=[r[0] for r in extra],
+        differing=[r[0] for r in differing],
+        collection_differs=collection_differs,
+    )
