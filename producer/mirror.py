@@ -50,7 +50,7 @@ import re
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +58,7 @@ from typing import Any
 
 try:
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
     import stac_geoparquet.arrow as sga
 except ImportError as _exc:  # pragma: no cover - depends on the installed extras
@@ -175,14 +176,18 @@ def _json_properties(items: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _encode(value: Any, key: str | None = None) -> Any:
-    """A copy of ``value`` with the mirror's normalisations applied (see module doc)."""
+    """A copy of ``value`` with the mirror's normalisations applied (see module
+    doc). Geometries and lists of scalars are shared, not copied: nothing here
+    or in stac-geoparquet (which copies every item) mutates them."""
+    if key == "geometry":
+        return value
     if key in JSON_TEXT_KEYS and isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"))
     if key == "nodata" and isinstance(value, str) and value.lower() in _NON_FINITE:
         return _NON_FINITE[value.lower()]
     if isinstance(value, dict):
         return {k: _encode(v, k) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
         return [_encode(v) for v in value]
     return value
 
@@ -198,10 +203,14 @@ def to_mirror_item(item: dict[str, Any], json_properties: Iterable[str] = ()) ->
 
 
 def _decode(value: Any, key: str | None = None) -> Any:
+    if key == "geometry":
+        return value
     if isinstance(value, dict):
         return {k: _decode(v, k) for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        return [_decode(v) for v in value]
+        if any(isinstance(v, dict | list) or (isinstance(v, float) and not math.isfinite(v)) for v in value):
+            return [_decode(v) for v in value]
+        return value
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if key in JSON_TEXT_KEYS and isinstance(value, str):
@@ -222,48 +231,62 @@ def from_mirror_item(row: dict[str, Any], json_properties: Iterable[str] = ()) -
     return item
 
 
+def _items_table(items: Sequence[dict[str, Any]], json_properties: Sequence[str], where: str) -> pa.Table:
+    """stac-geoparquet's Arrow table of ``items`` (at least one)."""
+    rows = [to_mirror_item(item, json_properties) for item in items]
+    try:
+        return sga.parse_stac_items_to_arrow(rows).read_all()
+    except (ValueError, TypeError, NotImplementedError) as exc:  # pyarrow's errors subclass these
+        ids = ", ".join(str(i.get("id")) for i in items[:5])
+        raise MirrorError(
+            f"items ({ids}{', ...' if len(items) > 5 else ''}) could not be converted to "
+            f"stac-geoparquet for {where}: {exc}; the JSON items are unaffected: report this "
+            "with one of the items"
+        ) from exc
+
+
+def _table_bytes(table: pa.Table, json_properties: Sequence[str]) -> bytes:
+    """The parquet bytes of a mirror table (GeoParquet and stac-geoparquet
+    metadata from the library, plus ours). Writes only a temporary file."""
+    with tempfile.TemporaryDirectory(prefix="stac-mirror-") as tmp:
+        path = Path(tmp) / MIRROR_NAME
+        sga.to_parquet(table, path)
+        if json_properties:  # to_parquet writes its own schema metadata: add ours
+            written = pq.read_table(path)
+            meta = dict(written.schema.metadata or {})
+            meta[JSON_PROPERTIES_KEY] = json.dumps(list(json_properties)).encode()
+            pq.write_table(written.replace_schema_metadata(meta), path)
+        return path.read_bytes()
+
+
 def encode_items(items: Sequence[dict[str, Any]], where: str) -> bytes:
     """A stac-geoparquet file (bytes) holding ``items`` (at least one). ``where``
     names the file in errors. Writes only a temporary file."""
     json_properties = _json_properties(items)
-    rows = [to_mirror_item(item, json_properties) for item in items]
-    with tempfile.TemporaryDirectory(prefix="stac-mirror-") as tmp:
-        path = Path(tmp) / MIRROR_NAME
-        try:
-            table = sga.parse_stac_items_to_arrow(rows).read_all()
-            if json_properties:
-                meta = dict(table.schema.metadata or {})
-                meta[JSON_PROPERTIES_KEY] = json.dumps(json_properties).encode()
-                table = table.replace_schema_metadata(meta)
-            sga.to_parquet(table, path)
-        except (ValueError, TypeError, NotImplementedError) as exc:  # pyarrow's errors subclass these
-            ids = ", ".join(str(i.get("id")) for i in items[:5])
-            raise MirrorError(
-                f"items ({ids}{', ...' if len(items) > 5 else ''}) could not be converted to "
-                f"stac-geoparquet for {where}: {exc}; the JSON items are unaffected: report this "
-                "with one of the items"
-            ) from exc
-        if json_properties:  # to_parquet rewrites the schema metadata: put ours back
-            pf = pq.read_table(path)
-            meta = dict(pf.schema.metadata or {})
-            meta[JSON_PROPERTIES_KEY] = json.dumps(json_properties).encode()
-            pq.write_table(pf.replace_schema_metadata(meta), path)
-        return path.read_bytes()
+    return _table_bytes(_items_table(items, json_properties, where), json_properties)
+
+
+def read_table(data: bytes, where: str) -> pa.Table:
+    """The Arrow table of a mirror file's bytes (MirrorError if unreadable)."""
+    try:
+        return pq.read_table(pa.BufferReader(data))
+    except (OSError, ValueError) as exc:
+        raise MirrorError(f"mirror file {where} is not readable parquet ({exc}): rebuild the mirror") from exc
 
 
 def decode_items(data: bytes, where: str) -> list[dict[str, Any]]:
     """The STAC items of a mirror file's bytes, in file order."""
-    try:
-        table = pq.read_table(pa.BufferReader(data))
-    except (OSError, ValueError) as exc:
-        raise MirrorError(f"mirror file {where} is not readable parquet ({exc}): rebuild the mirror") from exc
-    return table_items(table)
+    return table_items(read_table(data, where))
 
 
-def table_items(table: Any) -> list[dict[str, Any]]:
-    """The STAC items of an Arrow table read from a mirror file (all columns)."""
+def _file_json_properties(table: pa.Table) -> list[str]:
     raw = (table.schema.metadata or {}).get(JSON_PROPERTIES_KEY)
-    json_properties = json.loads(raw) if raw else []
+    return list(json.loads(raw)) if raw else []
+
+
+def table_items(table: pa.Table) -> list[dict[str, Any]]:
+    """The STAC items of an Arrow table read from a mirror file (all columns)."""
+    json_properties = _file_json_properties(table)
     return [from_mirror_item(row, json_properties) for row in sga.stac_table_to_items(table)]
 
 
@@ -310,31 +333,94 @@ def _write(store: Store, key: str, rows: dict[str, dict[str, Any]], version: str
             pass
 
 
+def merge_rows(
+    data: bytes | None,
+    upserts: Mapping[str, dict[str, Any]],
+    removals: Iterable[str],
+    where: str,
+) -> bytes | None:
+    """The new bytes of a mirror file (``data``, None if absent) after
+    upserting ``upserts`` (``{id: item}``) and dropping ``removals``; ``b""``
+    when no row is left, None when nothing changes (an upsert equal to its row
+    after :func:`canonical` is no change). Pure.
+
+    Works on Arrow: only the changed rows are converted to and from dicts,
+    the others are carried over as they are (a schema conflict between old and
+    new rows falls back to re-encoding the whole file from dicts)."""
+    if data is None:
+        return encode_items(list(upserts.values()), where) if upserts else None
+    table = read_table(data, where)
+    present = set(table.column("id").to_pylist())
+    gone = [i for i in removals if i in present and i not in upserts]
+    touched = [i for i in upserts if i in present]
+    current = {}
+    if touched:
+        rows = table.filter(pc.is_in(table.column("id"), value_set=pa.array(touched, pa.string())))
+        current = {item["id"]: item for item in table_items(rows)}
+    changed = {
+        i: it for i, it in upserts.items() if i not in current or canonical(current[i]) != canonical(it)
+    }
+    if not changed and not gone:
+        return None
+    drop = pa.array([*changed, *gone], pa.string())
+    keep = table.filter(pc.invert(pc.is_in(table.column("id"), value_set=drop)))
+    if not changed:
+        return _table_bytes(keep, _file_json_properties(table)) if keep.num_rows else b""
+    json_properties = _file_json_properties(table)
+    if set(_json_properties(list(changed.values()))) <= set(json_properties):
+        new = _items_table(list(changed.values()), json_properties, where)
+        try:
+            merged = pa.concat_tables([keep, new], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            pass  # e.g. a property that was a number is now a string: re-encode all
+        else:
+            return _table_bytes(merged, json_properties)
+    items = {item["id"]: item for item in table_items(keep)}
+    items.update(changed)
+    return encode_items(list(items.values()), where)
+
+
 def update_mirror(
     store: Store,
     key: str,
-    change: Callable[[dict[str, dict[str, Any]]], bool],
+    upserts: Mapping[str, dict[str, Any]],
+    removals: Iterable[str] = (),
     *,
     max_retries: int = 25,
     sleep: Callable[[float], None] = time.sleep,
-) -> None:
-    """Compare-and-swap on mirror file ``key``: read it, let ``change`` mutate
-    the ``{id: item}`` rows (it returns False when nothing changed: nothing is
-    written), write back only if nobody wrote in between; else retry with
-    jittered backoff, at most ``max_retries`` times (then ConflictError)."""
+) -> bool:
+    """Compare-and-swap on mirror file ``key``: read it with its version,
+    upsert/drop rows (:func:`merge_rows`), write back only if nobody wrote in
+    between (``create_only`` for a new file; an emptied file is deleted);
+    else re-read and retry with jittered backoff, at most ``max_retries``
+    times (then ConflictError). Returns True if the file was written."""
+    removals = list(removals)
+    where = f"{store.url}/{key}"
     for attempt in range(max_retries + 1):
-        rows, version = read_mirror(store, key)
-        if not change(rows):
-            return
         try:
-            _write(store, key, rows, version)
-            return
+            data, version = store.get(key)
+        except NotFound:
+            data, version = None, None
+        new = merge_rows(data, upserts, removals, where)
+        if new is None:
+            return False
+        try:
+            if new == b"":
+                assert version is not None
+                store.delete(key, if_version=version)
+            elif version is None:
+                store.put(key, new, create_only=True)
+            else:
+                store.put(key, new, if_version=version)
+            return True
+        except NotFound:
+            continue  # deleted meanwhile: start again from nothing
         except PreconditionFailed:
             if attempt == max_retries:
                 break
             sleep(random.uniform(0, min(1.0, 0.01 * 2**attempt)))
     raise ConflictError(
-        f"mirror file {store.url}/{key} kept changing under {max_retries} retries; "
+        f"mirror file {where} kept changing under {max_retries} retries; "
         "try again (or rebuild the mirror) when writers are quieter"
     )
 
@@ -363,25 +449,19 @@ class MirrorSink:
         for change in changes:
             by_file.setdefault(mirror_key(change.key), []).append(change)
         for key, group in by_file.items():
-            update_mirror(self.store, key, _applier(group), max_retries=self.max_retries, sleep=self.sleep)
+            upserts: dict[str, dict[str, Any]] = {}
+            removals: list[str] = []
+            for c in group:  # in commit order: the last change of an id wins
+                if c.kind is ChangeKind.REMOVED:
+                    upserts.pop(c.item_id, None)
+                    removals.append(c.item_id)
+                else:
+                    upserts[c.item_id] = c.item
+            update_mirror(self.store, key, upserts, removals, max_retries=self.max_retries, sleep=self.sleep)
 
     def touched(self, changes: Sequence[Change]) -> list[str]:
         """Mirror files ``apply`` writes for ``changes`` (for the collection's assets)."""
         return sorted({mirror_key(c.key) for c in changes})
-
-
-def _applier(changes: Sequence[Change]) -> Callable[[dict[str, dict[str, Any]]], bool]:
-    def change(rows: dict[str, dict[str, Any]]) -> bool:
-        dirty = False
-        for c in changes:
-            if c.kind is ChangeKind.REMOVED:
-                dirty = rows.pop(c.item_id, None) is not None or dirty
-            elif rows.get(c.item_id) is None or canonical(rows[c.item_id]) != canonical(c.item):
-                rows[c.item_id] = c.item
-                dirty = True
-        return dirty
-
-    return change
 
 
 # --- whole-collection operations (reconcile) --------------------------------------------
@@ -492,43 +572,30 @@ def _diff(state: MirrorState) -> MirrorDiff:
     return out
 
 
-def rebuild(store: Store, collection_id: str, *, only_stale: bool = True) -> list[str]:
+def rebuild(store: Store, collection_id: str, *, only_stale: bool = True, max_retries: int = 5) -> list[str]:
     """Rewrite the mirror files of ``collection_id`` from its JSON items and
     return the keys written or deleted. ``only_stale``: only the files
-    :func:`diff` finds different. Each write is conditional on the version
-    read before the walk's comparison; a file changed meanwhile by a writer
-    is re-read and merged rather than overwritten."""
+    :func:`diff` finds different. Each write is conditional on the version of
+    the file read after the walk; when a writer changed the file meanwhile the
+    tree is walked again and the file rebuilt from it (ConflictError after
+    ``max_retries``). A register that commits after the walk and applies its
+    change before the rebuild's write is overwritten only if its item is not
+    in the tree yet, which the next diff reports."""
     state = _state(store, collection_id)
     targets = _diff(state).stale_files if only_stale else sorted(state.files)
-    wanted: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in targets}
-    for item_id, (key, item) in state.tree.items():
-        if mirror_key(key) in wanted:
-            wanted[mirror_key(key)][item_id] = item
     done = []
     for key in targets:
-        rows = wanted[key]
-        try:
-            _write(store, key, rows, state.versions[key])
-        except PreconditionFailed:
-            # a writer applied changes after our read: rebuild that file from the
-            # tree as it is now, merged under compare-and-swap
-            fresh = {
-                i: it for i, (k, it) in _state_tree(store, collection_id).items() if mirror_key(k) == key
-            }
-
-            def replace(current: dict[str, dict[str, Any]], fresh: dict = fresh) -> bool:
-                current.clear()
-                current.update(fresh)
-                return True
-
-            update_mirror(store, key, replace)
+        for attempt in range(max_retries + 1):
+            rows = {i: item for i, (k, item) in state.tree.items() if mirror_key(k) == key}
+            try:
+                _write(store, key, rows, state.versions.get(key))
+                break
+            except (PreconditionFailed, NotFound):
+                if attempt == max_retries:
+                    raise ConflictError(
+                        f"mirror file {store.url}/{key} kept changing while it was rebuilt; "
+                        "run again when writers are quieter"
+                    ) from None
+                state = _state(store, collection_id)
         done.append(key)
     return done
-
-
-def _state_tree(store: Store, collection_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
-    return {
-        str(doc.get("id")): (key, doc)
-        for key, doc in walk_collection(store, collection_id)
-        if doc.get("type") == "Feature"
-    }

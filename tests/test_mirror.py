@@ -178,6 +178,25 @@ def test_heterogeneous_properties_convert(products, tmp_path):
     assert "platform" not in rows[odd[1].item_id]["properties"]
 
 
+def test_property_changing_kind_in_an_existing_file_converts(products, tmp_path):
+    """The Arrow fast path (carry old rows over) cannot merge a number column
+    with an object: the file is re-encoded with the property as JSON text."""
+    store = register({k: products[k] for k in ("utm", "wgs84")}, tmp_path / "catalog", None)
+    changes = [
+        Change(c.kind, c.collection, c.item_id, c.key, json.loads(json.dumps(c.item)))
+        for c in created(store, "c")
+    ]
+    for n, change in enumerate(changes):
+        change.item["properties"]["quality"] = n + 1
+    MirrorSink(store).apply({}, changes)
+    changes[0].item["properties"]["quality"] = {"cloud": 0.5}
+    MirrorSink(store).apply(
+        {}, [Change(ChangeKind.UPDATED, "c", changes[0].item_id, changes[0].key, changes[0].item)]
+    )
+    rows, _ = read_mirror(store, "c/items.parquet")
+    assert [rows[c.item_id]["properties"]["quality"] for c in changes] == [{"cloud": 0.5}, 2]
+
+
 # --- the sink -----------------------------------------------------------------------
 
 
