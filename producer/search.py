@@ -183,6 +183,22 @@ def mirror_files(store: Store, collection_key: str) -> list[str]:
 # --- the query -----------------------------------------------------------------------
 
 
+_PERIOD = re.compile(r"^(\d{4})(?:/(\d{2}))?$")
+
+
+def _starts_after(collection_id: str, key: str, end: Any) -> bool:
+    """True when ``key`` is the mirror file of a year or month partition that
+    begins after ``end`` (None: open end): none of its items can match."""
+    if end is None:
+        return False
+    folder = key.rsplit("/", 1)[0][len(collection_id) + 1 :]
+    found = _PERIOD.match(folder)
+    if not found:
+        return False
+    begins = datetime(int(found.group(1)), int(found.group(2) or 1), 1, tzinfo=UTC)
+    return bool(begins > end)
+
+
 def _filter_table(table: pa.Table, file_no: int, collection: str) -> pa.Table:
     """The filter columns of one mirror file, typed the same in every file."""
     n = table.num_rows
@@ -253,25 +269,28 @@ def search(
     else:
         chosen = known
 
-    tables: list[pa.Table] = []
+    files: list[pq.ParquetFile] = []
     where: list[tuple[str, str]] = []  # file_no -> (collection, mirror key)
     filters: list[pa.Table] = []
     for collection_id, collection_key in sorted(chosen.items()):
         for key in mirror_files(store, collection_key):
+            if window is not None and _starts_after(collection_id, key, window[1]):
+                continue  # a partition's items all start in its period
             try:
                 data, _ = store.get(key)
             except NotFound:
                 continue  # linked but removed (partition emptied)
-            table = pq.read_table(pa.BufferReader(data))
-            filters.append(_filter_table(table, len(tables), collection_id))
-            tables.append(table)
+            parquet = pq.ParquetFile(pa.BufferReader(data))
+            columns = [c for c in _FILTER_COLUMNS if c in parquet.schema_arrow.names]
+            filters.append(_filter_table(parquet.read(columns=columns), len(files), collection_id))
+            files.append(parquet)
             where.append((collection_id, key))
 
     matches = _query(filters, box, window, wanted_ids)
     total = len(matches)
     if limit is not None:
         matches = matches[:limit]
-    features = _features(store, tables, where, matches)
+    features = _features(store, files, where, matches)
     return {
         "type": "FeatureCollection",
         "numberMatched": total,
@@ -322,14 +341,14 @@ def _query(
 
 
 def _features(
-    store: Store, tables: list[pa.Table], where: list[tuple[str, str]], matches: list[tuple[int, int]]
+    store: Store, files: list[pq.ParquetFile], where: list[tuple[str, str]], matches: list[tuple[int, int]]
 ) -> list[dict[str, Any]]:
     by_file: dict[int, list[int]] = {}
     for file_no, row_no in matches:
         by_file.setdefault(file_no, []).append(row_no)
     items: dict[tuple[int, int], dict[str, Any]] = {}
     for file_no, rows in by_file.items():
-        for row_no, item in zip(rows, table_items(tables[file_no].take(rows))):
+        for row_no, item in zip(rows, table_items(files[file_no].read().take(rows))):
             items[(file_no, row_no)] = _absolute_links(store, where[file_no][1], item)
     return [items[m] for m in matches]
 
