@@ -199,6 +199,54 @@ def _starts_after(collection_id: str, key: str, end: Any) -> bool:
     return bool(begins > end)
 
 
+def _column_ranges(metadata: Any) -> dict[str, tuple[Any, Any] | None]:
+    """``{column path: (min, max)}`` over all row groups from the parquet
+    statistics; None for a column whose statistics are incomplete (then it
+    cannot rule anything out). All-null columns are left out."""
+    wanted = {"bbox.ymin", "bbox.ymax", "datetime", "start_datetime", "end_datetime"}
+    out: dict[str, tuple[Any, Any] | None] = {}
+    for g in range(metadata.num_row_groups):
+        group = metadata.row_group(g)
+        for c in range(group.num_columns):
+            column = group.column(c)
+            path = column.path_in_schema
+            if path not in wanted:
+                continue
+            stats = column.statistics
+            if stats is None or (not stats.has_min_max and stats.null_count != column.num_values):
+                out[path] = None
+            elif stats.has_min_max and (path not in out or out[path] is not None):
+                low, high = out.get(path) or (stats.min, stats.max)
+                out[path] = (min(low, stats.min), max(high, stats.max))
+    return out
+
+
+def _may_match(
+    metadata: Any,
+    box: tuple[float, float, float, float] | None,
+    window: tuple[Any, Any] | None,
+) -> bool:
+    """False when a file's statistics prove no row meets the latitude range or
+    the datetime window (longitude is left to the query: it wraps)."""
+    ranges = _column_ranges(metadata)
+    if box is not None:
+        ymin, ymax = ranges.get("bbox.ymin", ()), ranges.get("bbox.ymax", ())
+        if ymin is not None and ymax is not None and ymin and ymax and (ymin[0] > box[3] or ymax[1] < box[1]):
+            return False
+    if window is not None:
+        start, end = window
+        starts = [ranges.get(c, ()) for c in ("start_datetime", "datetime")]
+        ends = [ranges.get(c, ()) for c in ("end_datetime", "datetime")]
+        if all(r is not None for r in starts + ends):
+            earliest = [r[0] for r in starts if r]
+            latest = [r[1] for r in ends if r]
+            if end is not None and earliest and min(earliest) > end:
+                return False
+            if start is not None and latest and max(latest) < start:
+                return False
+    return True
+
+
 def _filter_table(table: pa.Table, file_no: int, collection: str) -> pa.Table:
     """The filter columns of one mirror file, typed the same in every file."""
     n = table.num_rows
@@ -281,7 +329,10 @@ def search(
             except NotFound:
                 continue  # linked but removed (partition emptied)
             parquet = pq.ParquetFile(pa.BufferReader(data))
-            columns = [c for c in _FILTER_COLUMNS if c in parquet.schema_arrow.names]
+            if not _may_match(parquet.metadata, box, window):
+                continue  # the file's column statistics rule every row out
+            names = set(parquet.schema_arrow.names)
+            columns = [c for c in _FILTER_COLUMNS if c in names]
             filters.append(_filter_table(parquet.read(columns=columns), len(files), collection_id))
             files.append(parquet)
             where.append((collection_id, key))
