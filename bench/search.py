@@ -187,7 +187,9 @@ def main() -> None:
                     f"×{estimate / warm:,.0f}",
                 ]
             )
-            print(f"  {name}: {matched} matches, warm {c.fmt_s(warm)}, pystac {c.fmt_s(estimate)}", flush=True)
+            print(
+                f"  {name}: {matched} matches, warm {c.fmt_s(warm)}, pystac {c.fmt_s(estimate)}", flush=True
+            )
     finally:
         collection_path.write_bytes(original)
 

@@ -224,12 +224,12 @@ def test_search_on_s3(catalog, s3_server, tmp_path):
         storage_options=s3_server.storage_options,
     )
     rebuild(open_store(url, s3_server.storage_options), "tiles")
-    query = {"bbox": "170,-30,-170,0", "datetime": "../2024-01-01"}
-    result = search(url, storage_options=s3_server.storage_options, **query)
+    bbox, window = "170,-30,-170,0", "../2024-01-01"
+    result = search(url, bbox=bbox, datetime=window, storage_options=s3_server.storage_options)
     assert [f["id"] for f in result["features"]] == ["fiji_20231120"]
     assert result["features"][0]["links"][-1]["href"].startswith(f"s3://{bucket}/stac/tiles/2023/11/")
-    local = search(str(catalog), collections="tiles", **query)
-    assert {f["id"] for f in local["features"]} & {"fiji_20231120"} == {"fiji_20231120"}
+    local = search(str(catalog), bbox=bbox, datetime=window, collections="tiles")
+    assert [f["id"] for f in local["features"]] == ["fiji_20231120"]  # same answer as the local copy
 
 
 def test_cli_search_prints_the_feature_collection(catalog):
