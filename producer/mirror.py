@@ -56,6 +56,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from producer.catalog.documents import CHILD_RELS
+from producer.catalog.layout import resolve_href
+from producer.changes import Change, ChangeKind
+from producer.errors import CatalogError, ConflictError, NotFound, PreconditionFailed, ProducerError
+from producer.store.base import Store
+
 try:
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -67,11 +73,12 @@ except ImportError as _exc:  # pragma: no cover - depends on the installed extra
         f"the stac-geoparquet mirror needs {_exc.name}: install stac-producer[mirror]"
     ) from _exc
 
-from producer.catalog.documents import CHILD_RELS
-from producer.catalog.layout import resolve_href
-from producer.changes import Change, ChangeKind
-from producer.errors import CatalogError, ConflictError, NotFound, PreconditionFailed, ProducerError
-from producer.store.base import Store
+_StacArrowBatch: Any
+try:  # the library's column-to-JSON step; without it, its public row loop
+    from stac_geoparquet.arrow._batch import StacArrowBatch as _StacArrowBatch
+except ImportError:  # pragma: no cover - another stac-geoparquet version
+    _StacArrowBatch = None
+
 
 #: file name of a mirror file, in the folder of the document linking its items
 MIRROR_NAME = "items.parquet"
@@ -95,7 +102,6 @@ TIMESTAMP_PROPERTIES = frozenset(
     }
 )
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
-_POINT_WKB = bytes.fromhex("010100000000000000000000000000000000000000")  # POINT (0 0)
 _ZERO_FRACTION = re.compile(r"(T\d\d:\d\d:\d\d)\.0+Z$")
 
 
@@ -289,20 +295,26 @@ def _file_json_properties(table: pa.Table) -> list[str]:
 def table_items(table: pa.Table) -> list[dict[str, Any]]:
     """The STAC items of an Arrow table read from a mirror file (all columns).
 
-    Geometries are converted to GeoJSON by GEOS in one vectorised call, not
-    by stac-geoparquet's per-coordinate Python loop (ten times slower for
-    densified footprints): the library is handed placeholder points."""
+    stac-geoparquet turns the columns back into STAC's JSON shape
+    (``StacArrowBatch.to_json_batch``); the rows are then converted in one
+    ``to_pylist`` and the geometries by GEOS in one vectorised call, instead
+    of the library's row-by-row loop (several times slower for hundreds of
+    densified footprints)."""
     json_properties = _file_json_properties(table)
-    geometries: list[Any] = []
-    if table.num_rows and "geometry" in table.column_names:
-        index = table.column_names.index("geometry")
-        field = table.schema.field(index)
-        shapes = shapely.from_wkb(table.column(index).to_pylist())
+    if _StacArrowBatch is None:  # pragma: no cover
+        return [from_mirror_item(row, json_properties) for row in sga.stac_table_to_items(table)]
+    items: list[dict[str, Any]] = []
+    for batch in table.to_batches():
+        if not batch.num_rows:
+            continue
+        shapes = shapely.from_wkb(batch.column("geometry").to_pylist())
         geometries = [None if text is None else json.loads(text) for text in shapely.to_geojson(shapes)]
-        table = table.set_column(index, field, pa.array([_POINT_WKB] * table.num_rows, field.type))
-    items = [from_mirror_item(row, json_properties) for row in sga.stac_table_to_items(table)]
-    for item, geometry in zip(items, geometries):
-        item["geometry"] = geometry
+        rows = _StacArrowBatch(batch.drop_columns(["geometry"])).to_json_batch().inner.to_pylist()
+        for row, geometry in zip(rows, geometries):
+            row["geometry"] = geometry
+            if not row.get("assets"):
+                row["assets"] = {}
+            items.append(from_mirror_item(row, json_properties))
     return items
 
 

@@ -29,16 +29,19 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from producer.catalog.documents import CHILD_RELS
 from producer.catalog.layout import resolve_href
 from producer.errors import CatalogError, InputError, NotFound
 from producer.mirror import MIRROR_NAME, linked_mirror_keys, table_items
 from producer.store import open_store
 from producer.store.base import Store
+
+try:
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+except ImportError as _exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(f"search needs {_exc.name}: install stac-producer[mirror]") from _exc
 
 _FILTER_COLUMNS = ("id", "bbox", "datetime", "start_datetime", "end_datetime")
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
