@@ -479,5 +479,49 @@ def demo(workdir: str, count: int) -> None:
     sys.exit(code)
 
 
+@main.command()
+@click.argument("catalog")
+@click.option("--bbox", metavar="W,S,E,N", help="Items meeting this box (west > east crosses the antimeridian).")
+@click.option(
+    "--datetime", "datetime_", metavar="START/END", help="Instant or range; '..' leaves an end open."
+)
+@click.option("--collections", metavar="A,B", help="Only these collections (comma-separated).")
+@click.option("--ids", metavar="X,Y", help="Only these item ids (comma-separated).")
+@click.option("--limit", type=click.IntRange(min=0), help="At most this many features (numberMatched counts all).")
+@storage_option
+def search(
+    catalog: str,
+    bbox: str | None,
+    datetime_: str | None,
+    collections: str | None,
+    ids: str | None,
+    limit: int | None,
+    storage_pairs: tuple[str, ...],
+) -> None:
+    """Search CATALOG's stac-geoparquet mirror; print a STAC API /search-like
+    FeatureCollection as JSON."""
+    from producer.search import search as run_search
+
+    try:
+        result = run_search(
+            catalog,
+            bbox=bbox,
+            datetime=datetime_,
+            collections=collections,
+            ids=ids,
+            limit=limit,
+            storage_options=_storage_options(storage_pairs) or None,
+        )
+    except InputError as exc:
+        message = redact(str(exc))
+        for flag in ("bbox", "datetime", "collections", "ids", "limit"):
+            if message.startswith(f"{flag} "):
+                message = f"--{message}"
+        raise click.UsageError(message) from exc
+    except ProducerError as exc:
+        raise click.ClickException(redact(str(exc))) from exc
+    click.echo(json.dumps(result, indent=2))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

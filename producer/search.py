@@ -1,0 +1,433 @@
+"""Search a static catalog by place, time, collection and id, from its
+stac-geoparquet mirror, with DuckDB in process (no server, no extension).
+
+:func:`search` reads the mirror files of the chosen collections through the
+catalog's :class:`~producer.store.base.Store` (local, ``s3://``, any fsspec
+backend), hands the few columns a filter needs (``id``, ``bbox``,
+``datetime``, ``start_datetime``, ``end_datetime``) to DuckDB as Arrow tables,
+and turns only the matching rows back into STAC items. The answer is shaped
+like a STAC API ``/search`` response.
+
+Semantics:
+
+* ``bbox`` ``[west, south, east, north]`` (or 6 numbers with heights, which
+  are ignored); ``west > east`` is a box crossing the antimeridian, and an
+  item whose bbox has ``west > east`` crosses it too. Boxes touching on an
+  edge match.
+* ``datetime``: an instant, or ``start/end`` with ``..`` (or nothing) for an
+  open end. A date without a time covers that whole day. An item matches when
+  its ``[start_datetime, end_datetime]`` (or its ``datetime``) meets the
+  interval, ends included.
+* results are ordered newest first (item start), then by collection and id.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from producer.catalog.documents import CHILD_RELS
+from producer.catalog.layout import resolve_href
+from producer.errors import CatalogError, InputError, NotFound
+from producer.mirror import MIRROR_NAME, linked_mirror_keys, table_items
+from producer.store import open_store
+from producer.store.base import Store
+
+try:
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+except ImportError as _exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(f"search needs {_exc.name}: install stac-producer[mirror]") from _exc
+
+_FILTER_COLUMNS = ("id", "bbox", "datetime", "start_datetime", "end_datetime")
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+_BBOX = pa.struct([(n, pa.float64()) for n in ("xmin", "ymin", "xmax", "ymax")])
+
+
+# --- parsing the query ---------------------------------------------------------------
+
+
+def parse_bbox(bbox: str | Sequence[float] | None) -> tuple[float, float, float, float] | None:
+    """``"W,S,E,N"`` or a sequence of 4 (or 6) numbers -> (W, S, E, N)."""
+    if bbox is None:
+        return None
+    if isinstance(bbox, str):
+        try:
+            values = [float(v) for v in bbox.split(",")]
+        except ValueError as exc:
+            raise InputError(f"bbox {bbox!r}: expected four numbers west,south,east,north") from exc
+    else:
+        values = [float(v) for v in bbox]
+    if len(values) == 6:
+        values = [values[0], values[1], values[3], values[4]]
+    if len(values) != 4:
+        raise InputError(f"bbox {bbox!r}: expected four numbers west,south,east,north")
+    west, south, east, north = values
+    if not (-180 <= west <= 180 and -180 <= east <= 180 and -90 <= south <= north <= 90):
+        raise InputError(
+            f"bbox {bbox!r}: longitudes must lie in [-180, 180] and latitudes in [-90, 90] with "
+            "south <= north (a box crossing the antimeridian has west > east)"
+        )
+    return west, south, east, north
+
+
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _instant(text: str, *, end: bool) -> datetime:
+    text = text.strip()
+    if _DATE_ONLY.match(text):
+        day = date.fromisoformat(text)
+        when = datetime.combine(day, time(0), tzinfo=UTC)
+        return when + timedelta(days=1, microseconds=-1) if end else when
+    try:
+        when = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InputError(
+            f"datetime {text!r} is not RFC 3339: use e.g. 2024-01-01T00:00:00Z or 2024-01-01"
+        ) from exc
+    if when.tzinfo is None:
+        raise InputError(f"datetime {text!r} has no time zone: add Z (UTC) or an offset such as +02:00")
+    return when.astimezone(UTC)
+
+
+def parse_datetime(value: str | None) -> tuple[datetime | None, datetime | None] | None:
+    """``"A"``, ``"A/B"``, ``"../B"``, ``"A/.."`` -> (start or None, end or None)."""
+    if value is None or not value.strip():
+        return None
+    if "/" not in value:
+        return _instant(value, end=False), _instant(value, end=True)
+    first, _, second = value.partition("/")
+    start = None if first.strip() in ("", "..") else _instant(first, end=False)
+    end = None if second.strip() in ("", "..") else _instant(second, end=True)
+    if start is None and end is None:
+        raise InputError(f"datetime {value!r} is open at both ends: give a start, an end or both")
+    if start is not None and end is not None and start > end:
+        raise InputError(f"datetime {value!r}: the start is after the end")
+    return start, end
+
+
+def _names(value: str | Iterable[str] | None, what: str) -> list[str] | None:
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v) for v in value]
+    names = [n for n in names if n]
+    if not names:
+        raise InputError(f"{what} is empty: give at least one, or leave it out")
+    return names
+
+
+# --- finding the mirror files ----------------------------------------------------------------
+
+
+def _read_json(store: Store, key: str) -> dict[str, Any]:
+    data, _ = store.get(key)
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise CatalogError(f"{store.url}/{key} is not JSON ({exc}): repair it with reconcile") from exc
+    if not isinstance(doc, dict):
+        raise CatalogError(f"{store.url}/{key} is not a STAC document: repair it with reconcile")
+    return doc
+
+
+def catalog_collections(store: Store) -> dict[str, str]:
+    """``{collection id: collection key}`` of the collections the root links."""
+    try:
+        root = _read_json(store, "catalog.json")
+    except NotFound as exc:
+        raise InputError(f"no catalog at {store.url} (catalog.json is missing): check the URL") from exc
+    out = {}
+    for link in root.get("links", []):
+        if isinstance(link, dict) and link.get("rel") == "child":
+            key = resolve_href("catalog.json", str(link.get("href", "")))
+            if key and key.endswith("/collection.json") and key.count("/") == 1:
+                out[key.split("/", 1)[0]] = key
+    return out
+
+
+def mirror_files(store: Store, collection_key: str) -> list[str]:
+    """Keys of a collection's mirror files: the ``collection-mirror`` assets of
+    the collection, else (mirror not linked yet) ``items.parquet`` beside the
+    collection and each catalog below it (items are not read)."""
+    collection = _read_json(store, collection_key)
+    linked = linked_mirror_keys(collection_key, collection)
+    if linked:
+        return linked
+    keys, queue = [], [(collection_key, collection)]
+    has_items = False
+    while queue:
+        key, doc = queue.pop()
+        keys.append(f"{key.rsplit('/', 1)[0]}/{MIRROR_NAME}")
+        for link in doc.get("links", []):
+            if not isinstance(link, dict) or link.get("rel") not in CHILD_RELS:
+                continue
+            has_items = has_items or link.get("rel") == "item"
+            target = resolve_href(key, str(link.get("href", "")))
+            if link.get("rel") == "child" and target and target.endswith("/catalog.json"):
+                try:
+                    queue.append((target, _read_json(store, target)))
+                except NotFound:
+                    continue
+    found = [k for k in keys if store.exists(k)]
+    if has_items and not found:
+        collection_id = collection_key.split("/", 1)[0]
+        raise InputError(
+            f"collection {collection_id!r} of {store.url} has no stac-geoparquet mirror yet: build it "
+            "with reconcile (Python: producer.mirror.rebuild(store, collection))"
+        )
+    return found
+
+
+# --- the query -----------------------------------------------------------------------
+
+
+_PERIOD = re.compile(r"^(\d{4})(?:/(\d{2}))?$")
+
+
+def _starts_after(collection_id: str, key: str, end: Any) -> bool:
+    """True when ``key`` is the mirror file of a year or month partition that
+    begins after ``end`` (None: open end): none of its items can match."""
+    if end is None:
+        return False
+    folder = key.rsplit("/", 1)[0][len(collection_id) + 1 :]
+    found = _PERIOD.match(folder)
+    if not found:
+        return False
+    begins = datetime(int(found.group(1)), int(found.group(2) or 1), 1, tzinfo=UTC)
+    return bool(begins > end)
+
+
+def _column_ranges(metadata: Any) -> dict[str, tuple[Any, Any] | None]:
+    """``{column path: (min, max)}`` over all row groups from the parquet
+    statistics; None for a column whose statistics are incomplete (then it
+    cannot rule anything out). All-null columns are left out."""
+    wanted = {"bbox.ymin", "bbox.ymax", "datetime", "start_datetime", "end_datetime"}
+    out: dict[str, tuple[Any, Any] | None] = {}
+    for g in range(metadata.num_row_groups):
+        group = metadata.row_group(g)
+        for c in range(group.num_columns):
+            column = group.column(c)
+            path = column.path_in_schema
+            if path not in wanted:
+                continue
+            stats = column.statistics
+            if stats is None or (not stats.has_min_max and stats.null_count != column.num_values):
+                out[path] = None
+            elif stats.has_min_max and (path not in out or out[path] is not None):
+                low, high = out.get(path) or (stats.min, stats.max)
+                out[path] = (min(low, stats.min), max(high, stats.max))
+    return out
+
+
+def _may_match(
+    metadata: Any,
+    box: tuple[float, float, float, float] | None,
+    window: tuple[Any, Any] | None,
+) -> bool:
+    """False when a file's statistics prove no row meets the latitude range or
+    the datetime window (longitude is left to the query: it wraps)."""
+    ranges = _column_ranges(metadata)
+    if box is not None:
+        ymin, ymax = ranges.get("bbox.ymin", ()), ranges.get("bbox.ymax", ())
+        if ymin is not None and ymax is not None and ymin and ymax and (ymin[0] > box[3] or ymax[1] < box[1]):
+            return False
+    if window is not None:
+        start, end = window
+        starts = [ranges.get(c, ()) for c in ("start_datetime", "datetime")]
+        ends = [ranges.get(c, ()) for c in ("end_datetime", "datetime")]
+        if all(r is not None for r in starts + ends):
+            earliest = [r[0] for r in starts if r]
+            latest = [r[1] for r in ends if r]
+            if end is not None and earliest and min(earliest) > end:
+                return False
+            if start is not None and latest and max(latest) < start:
+                return False
+    return True
+
+
+def _filter_table(table: pa.Table, file_no: int, collection: str) -> pa.Table:
+    """The filter columns of one mirror file, typed the same in every file."""
+    n = table.num_rows
+    cols: dict[str, pa.Array | pa.ChunkedArray] = {
+        "file_no": pa.array([file_no] * n, pa.int32()),
+        "row_no": pa.array(range(n), pa.int64()),
+        "collection": pa.array([collection] * n, pa.string()),
+        "id": table.column("id").cast(pa.string()),
+    }
+    bbox = table.column("bbox")
+    for name in ("xmin", "ymin", "xmax", "ymax"):
+        cols[name] = pa.chunked_array([chunk.field(name) for chunk in bbox.chunks], pa.float64())
+    for name in ("datetime", "start_datetime", "end_datetime"):
+        if name in table.column_names and not pa.types.is_null(table.column(name).type):
+            cols[name] = table.column(name).cast(_TIMESTAMP)
+        else:
+            cols[name] = pa.nulls(n, _TIMESTAMP)
+    return pa.table(cols)
+
+
+def _bbox_sql(bbox: tuple[float, float, float, float]) -> tuple[str, list[Any]]:
+    west, south, east, north = bbox
+    lat = "ymin <= ? AND ymax >= ?"
+    params: list[Any] = [north, south]
+    if west <= east:  # query box does not cross the antimeridian
+        lon = "CASE WHEN xmin <= xmax THEN xmin <= ? AND xmax >= ? ELSE xmin <= ? OR xmax >= ? END"
+        params += [east, west, east, west]
+    else:  # it does: it meets every item that crosses too
+        lon = "CASE WHEN xmin <= xmax THEN xmax >= ? OR xmin <= ? ELSE TRUE END"
+        params += [west, east]
+    return f"({lat}) AND ({lon})", params
+
+
+def search(
+    catalog: str | Store,
+    *,
+    bbox: str | Sequence[float] | None = None,
+    datetime: str | None = None,
+    collections: str | Iterable[str] | None = None,
+    ids: str | Iterable[str] | None = None,
+    limit: int | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Items of ``catalog`` matching every filter given, as a STAC API
+    ``/search``-like FeatureCollection (``numberMatched`` counts all matches,
+    ``features`` holds at most ``limit``). Reads the root, the collection
+    documents and the mirror files; writes nothing. Links in the features are
+    absolute (resolved against the catalog URL), plus a ``self`` link.
+    Raises :class:`~producer.errors.InputError` for a bad filter, an unknown
+    collection or a collection without a mirror."""
+    box = parse_bbox(bbox)
+    window = parse_datetime(datetime)
+    wanted_collections = _names(collections, "collections")
+    wanted_ids = _names(ids, "ids")
+    if limit is not None and limit < 0:
+        raise InputError(f"limit {limit} is negative: give 0 or more, or leave it out")
+    store = _open(catalog, storage_options)
+
+    known = catalog_collections(store)
+    if wanted_collections is not None:
+        unknown = [c for c in wanted_collections if c not in known]
+        if unknown:
+            raise InputError(
+                f"collection(s) {', '.join(unknown)} not in the catalog at {store.url}: "
+                f"it has {', '.join(sorted(known)) or 'none'}"
+            )
+        chosen = {c: known[c] for c in wanted_collections}
+    else:
+        chosen = known
+
+    files: list[pq.ParquetFile] = []
+    where: list[tuple[str, str]] = []  # file_no -> (collection, mirror key)
+    filters: list[pa.Table] = []
+    for collection_id, collection_key in sorted(chosen.items()):
+        for key in mirror_files(store, collection_key):
+            if window is not None and _starts_after(collection_id, key, window[1]):
+                continue  # a partition's items all start in its period
+            try:
+                data, _ = store.get(key)
+            except NotFound:
+                continue  # linked but removed (partition emptied)
+            parquet = pq.ParquetFile(pa.BufferReader(data))
+            if not _may_match(parquet.metadata, box, window):
+                continue  # the file's column statistics rule every row out
+            names = set(parquet.schema_arrow.names)
+            columns = [c for c in _FILTER_COLUMNS if c in names]
+            filters.append(_filter_table(parquet.read(columns=columns), len(files), collection_id))
+            files.append(parquet)
+            where.append((collection_id, key))
+
+    matches = _query(filters, box, window, wanted_ids)
+    total = len(matches)
+    if limit is not None:
+        matches = matches[:limit]
+    features = _features(store, files, where, matches)
+    return {
+        "type": "FeatureCollection",
+        "numberMatched": total,
+        "numberReturned": len(features),
+        "features": features,
+        "links": [],
+    }
+
+
+def _query(
+    filters: list[pa.Table],
+    box: tuple[float, float, float, float] | None,
+    window: tuple[Any, Any] | None,
+    ids: list[str] | None,
+) -> list[tuple[int, int]]:
+    """``(file_no, row_no)`` of the matching rows, in result order."""
+    if not filters:
+        return []
+    rows = pa.concat_tables(filters)
+    conditions, params = ["TRUE"], []
+    if box is not None:
+        sql, values = _bbox_sql(box)
+        conditions.append(sql)
+        params += values
+    if window is not None:
+        start, end = window
+        if end is not None:
+            conditions.append("COALESCE(start_datetime, datetime) <= ?")
+            params.append(end)
+        if start is not None:
+            conditions.append("COALESCE(end_datetime, datetime) >= ?")
+            params.append(start)
+    if ids is not None:
+        conditions.append("list_contains(?, id)")
+        params.append(ids)
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    try:
+        con.register("items", rows)
+        found = con.execute(
+            "SELECT file_no, row_no FROM items WHERE "
+            + " AND ".join(conditions)
+            + " ORDER BY COALESCE(start_datetime, datetime) DESC NULLS LAST, collection, id",
+            params,
+        ).fetchall()
+    finally:
+        con.close()
+    return [(int(f), int(r)) for f, r in found]
+
+
+def _features(
+    store: Store, files: list[pq.ParquetFile], where: list[tuple[str, str]], matches: list[tuple[int, int]]
+) -> list[dict[str, Any]]:
+    by_file: dict[int, list[int]] = {}
+    for file_no, row_no in matches:
+        by_file.setdefault(file_no, []).append(row_no)
+    items: dict[tuple[int, int], dict[str, Any]] = {}
+    for file_no, rows in by_file.items():
+        for row_no, item in zip(rows, table_items(files[file_no].read().take(rows))):
+            items[(file_no, row_no)] = _absolute_links(store, where[file_no][1], item)
+    return [items[m] for m in matches]
+
+
+def _absolute_links(store: Store, mirror_key: str, item: dict[str, Any]) -> dict[str, Any]:
+    """Resolve the item's relative links against the catalog URL and add ``self``
+    (the item's key follows from its mirror file: ``<folder>/<id>/<id>.json``)."""
+    folder = mirror_key.rsplit("/", 1)[0]
+    item_key = f"{folder}/{item['id']}/{item['id']}.json"
+    links = []
+    for link in item.get("links", []):
+        key = resolve_href(item_key, str(link.get("href", "")))
+        links.append(dict(link, href=f"{store.url}/{key}") if key is not None else link)
+    if not any(link.get("rel") == "self" for link in links):
+        links.append({"rel": "self", "href": f"{store.url}/{item_key}", "type": "application/geo+json"})
+    item["links"] = links
+    return item
+
+
+def _open(catalog: str | Store, storage_options: dict[str, Any] | None) -> Store:
+    if not isinstance(catalog, str):
+        if storage_options:
+            raise InputError(
+                "storage_options were given with an open store: open the store with them instead"
+            )
+        return catalog
+    is_remote = "://" in catalog and not catalog.startswith("file://")
+    return open_store(catalog, storage_options if is_remote else None)

@@ -1,0 +1,372 @@
+"""The stac-geoparquet mirror: real rasters registered into real catalogs
+(local and S3 through moto), mirrored with ``rebuild`` / ``MirrorSink.apply``,
+read back with stac-geoparquet and compared with the JSON items."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+import producer
+from producer import mirror
+from producer.changes import Change, ChangeKind
+from producer.errors import NotFound
+from producer.mirror import MirrorSink, canonical, diff, mirror_assets, read_mirror, rebuild
+from producer.store import CountingStore, open_store
+from producer.store.base import Store
+from tests import rasters
+from tests.pausing import PauseAfterGet
+
+TOWGS84_CRS = "+proj=utm +zone=33 +ellps=intl +towgs84=-87,-98,-121,0,0,0,0 +units=m +no_defs"
+
+
+def write_towgs84(folder: Path) -> Path:
+    """``towgs84_20240315.tif``: a UTM grid on the International ellipsoid with a
+    TOWGS84 shift, whose CRS is a BoundCRS in PROJJSON."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "towgs84_20240315.tif"
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=8,
+        height=8,
+        count=1,
+        dtype="uint8",
+        crs=TOWGS84_CRS,
+        transform=from_origin(500_000, 5_000_000, 10, 10),
+    ) as dst:
+        dst.write(np.arange(64, dtype="uint8").reshape(1, 8, 8))
+    return path
+
+
+def json_items(store: Store, collection: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    """``{id: (key, item)}`` of every item document linked in the collection."""
+    return {
+        doc["id"]: (key, doc)
+        for key, doc in mirror.walk_collection(store, collection)
+        if doc.get("type") == "Feature"
+    }
+
+
+def created(store: Store, collection: str, ids: list[str] | None = None) -> list[Change]:
+    """CREATED changes for the committed items (all, or ``ids``)."""
+    items = json_items(store, collection)
+    return [
+        Change(ChangeKind.CREATED, collection, item_id, key, item)
+        for item_id, (key, item) in sorted(items.items())
+        if ids is None or item_id in ids
+    ]
+
+
+def tree_hash(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*.json"))
+    }
+
+
+@pytest.fixture(scope="module")
+def products(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("mirror-rasters")
+    out = {
+        key: writer(folder)
+        for key, writer in rasters.WRITERS.items()
+        if key in ("utm", "wgs84", "dateline", "nodata", "nan_nodata", "range", "custom_crs", "netcdf")
+    }
+    out["towgs84"] = write_towgs84(folder)
+    return out
+
+
+def register(products: dict[str, Path], catalog: str | Path, partition: str | None, **kw: Any) -> Store:
+    results = producer.register(
+        [str(p) for p in products.values()], catalog=str(catalog), collection="c", partition=partition, **kw
+    )
+    assert all(r.error is None for r in results), [r.error for r in results if r.error]
+    return open_store(str(catalog), kw.get("storage_options"))
+
+
+@pytest.fixture(scope="module")
+def partitioned(products, tmp_path_factory) -> tuple[Store, Path]:
+    root = tmp_path_factory.mktemp("partitioned") / "catalog"
+    return register(products, root, "year/month"), root
+
+
+# --- layout and conversion ---------------------------------------------------------------
+
+
+def test_rebuild_writes_one_file_per_partition_beside_its_catalog(partitioned):
+    store, root = partitioned
+    before = tree_hash(root)
+    written = rebuild(store, "c")
+    items = json_items(store, "c")
+    expected = {mirror.mirror_key(key) for key, _ in items.values()}
+    assert set(written) == expected
+    assert all(
+        k.count("/") == 3 and k.endswith("/items.parquet") for k in expected
+    )  # c/YYYY/MM/items.parquet
+    for key in expected:
+        assert (root / key).with_name("catalog.json").exists()
+        rows, version = read_mirror(store, key)
+        assert version is not None
+        assert {i: canonical(it) for i, it in rows.items()} == {
+            i: canonical(it) for i, (k, it) in items.items() if mirror.mirror_key(k) == key
+        }
+    assert tree_hash(root) == before  # the JSON items are never changed
+    assert diff(store, "c").clean
+    assert rebuild(store, "c") == []  # nothing stale: nothing written
+
+
+def test_flat_collection_has_one_mirror_file(products, tmp_path):
+    store = register({k: products[k] for k in ("utm", "range", "dateline")}, tmp_path / "catalog", None)
+    assert rebuild(store, "c") == ["c/items.parquet"]
+    rows, _ = read_mirror(store, "c/items.parquet")
+    assert sorted(rows) == sorted(json_items(store, "c"))
+
+
+def test_nan_nodata_beside_numeric_nodata_converts_and_reads_back(products, tmp_path):
+    """stac-geoparquet (Arrow) rejects "nan" beside numbers in one field."""
+    store = register({k: products[k] for k in ("nodata", "nan_nodata")}, tmp_path / "catalog", None)
+    MirrorSink(store).apply({}, created(store, "c"))
+    rows, _ = read_mirror(store, "c/items.parquet")
+    nodata = {i: it["assets"]["data"]["bands"][0]["nodata"] for i, it in rows.items()}
+    assert nodata == {"nan_nodata_20240902": "nan", "nodata_20240901": rasters.NODATA_VALUE}
+    # the file itself holds the float NaN, so other readers see a number column
+    table = pq.read_table(tmp_path / "catalog" / "c" / "items.parquet")
+    band_type = table.schema.field("assets").type.field("data").type.field("bands").type.value_type
+    assert band_type.field("nodata").type == pa.float64()
+
+
+def test_boundcrs_projjson_converts(products, tmp_path):
+    """A BoundCRS (TOWGS84) PROJJSON mixes string and object units in one list."""
+    store = register({k: products[k] for k in ("towgs84", "utm", "custom_crs")}, tmp_path / "catalog", None)
+    items = json_items(store, "c")
+    assert items["towgs84_20240315"][1]["properties"]["proj:projjson"]["type"] == "BoundCRS"
+    rebuild(store, "c")
+    rows, _ = read_mirror(store, "c/items.parquet")
+    assert (
+        rows["towgs84_20240315"]["properties"]["proj:projjson"]
+        == (items["towgs84_20240315"][1]["properties"]["proj:projjson"])
+    )
+    assert diff(store, "c").clean
+
+
+def test_heterogeneous_properties_convert(products, tmp_path):
+    """Properties present in some items only, and one whose kind differs per item."""
+    store = register({k: products[k] for k in ("utm", "wgs84", "netcdf")}, tmp_path / "catalog", None)
+    changes = created(store, "c")
+    odd = [Change(c.kind, c.collection, c.item_id, c.key, json.loads(json.dumps(c.item))) for c in changes]
+    odd[0].item["properties"]["platform"] = "sentinel-2a"
+    odd[0].item["properties"]["quality"] = 3
+    odd[1].item["properties"]["quality"] = {"cloud": 0.1, "flags": ["ok"]}
+    odd[2].item["properties"]["quality"] = "good"
+    MirrorSink(store).apply({}, odd)
+    rows, _ = read_mirror(store, "c/items.parquet")
+    for change in odd:
+        assert canonical(rows[change.item_id]) == canonical(change.item)
+    assert rows[odd[1].item_id]["properties"]["quality"] == {"cloud": 0.1, "flags": ["ok"]}
+    assert "platform" not in rows[odd[1].item_id]["properties"]
+
+
+def test_property_changing_kind_in_an_existing_file_converts(products, tmp_path):
+    """The Arrow fast path (carry old rows over) cannot merge a number column
+    with an object: the file is re-encoded with the property as JSON text."""
+    store = register({k: products[k] for k in ("utm", "wgs84")}, tmp_path / "catalog", None)
+    changes = [
+        Change(c.kind, c.collection, c.item_id, c.key, json.loads(json.dumps(c.item)))
+        for c in created(store, "c")
+    ]
+    for n, change in enumerate(changes):
+        change.item["properties"]["quality"] = n + 1
+    MirrorSink(store).apply({}, changes)
+    changes[0].item["properties"]["quality"] = {"cloud": 0.5}
+    MirrorSink(store).apply(
+        {}, [Change(ChangeKind.UPDATED, "c", changes[0].item_id, changes[0].key, changes[0].item)]
+    )
+    rows, _ = read_mirror(store, "c/items.parquet")
+    assert [rows[c.item_id]["properties"]["quality"] for c in changes] == [{"cloud": 0.5}, 2]
+
+
+# --- the sink -----------------------------------------------------------------------
+
+
+def test_sink_upserts_and_removes_rows_and_deletes_an_emptied_file(products, tmp_path):
+    store = register({k: products[k] for k in ("utm", "wgs84")}, tmp_path / "catalog", None)
+    sink = MirrorSink(store)
+    sink.apply({}, created(store, "c", ["utm_20240513"]))
+    sink.apply({}, created(store, "c", ["wgs84_20240301"]))
+    rows, _ = read_mirror(store, "c/items.parquet")
+    assert sorted(rows) == ["utm_20240513", "wgs84_20240301"]
+
+    (change,) = created(store, "c", ["utm_20240513"])
+    item = json.loads(json.dumps(change.item))
+    item["properties"]["title"] = "updated title"
+    sink.apply({}, [Change(ChangeKind.UPDATED, "c", change.item_id, change.key, item)])
+    rows, _ = read_mirror(store, "c/items.parquet")
+    assert rows["utm_20240513"]["properties"]["title"] == "updated title"
+
+    for c in created(store, "c"):
+        sink.apply({}, [Change(ChangeKind.REMOVED, "c", c.item_id, c.key, c.item)])
+    assert not store.exists("c/items.parquet")
+
+
+def test_sink_writes_only_the_partitions_of_its_changes(partitioned):
+    store, _ = partitioned
+    rebuild(store, "c")
+    counting = CountingStore(store)
+    (change,) = created(store, "c", ["utm_20240513"])
+    item = json.loads(json.dumps(change.item))
+    item["properties"]["title"] = "touched"
+    MirrorSink(counting).apply({}, [Change(ChangeKind.UPDATED, "c", change.item_id, change.key, item)])
+    assert dict(counting.puts) == {"c/2024/05/items.parquet": 1}
+    assert set(counting.gets) == {"c/2024/05/items.parquet"}
+    assert sorted(diff(store, "c").differing) == ["utm_20240513"]
+    rebuild(store, "c")
+
+
+def test_unchanged_item_writes_nothing(partitioned):
+    store, _ = partitioned
+    rebuild(store, "c")
+    counting = CountingStore(store)
+    MirrorSink(counting).apply({}, created(store, "c", ["dateline_20240601"]))
+    assert not counting.puts
+
+
+class PauseAfterRead(PauseAfterGet):
+    """:class:`PauseAfterGet` that also holds the caller when the read found
+    nothing (a writer about to create the file)."""
+
+    def get(self, key: str) -> tuple[bytes, str]:
+        try:
+            return super().get(key)
+        except NotFound:
+            if key == self.key:
+                self.reached.set()
+                assert self.resume.wait(30), "the test never resumed the paused side"
+            raise
+
+
+def race(store: Store, key: str, first: list[Change], second: list[Change]) -> None:
+    """Writer 1 applies ``first`` and is held right after its GET of ``key``;
+    writer 2 applies ``second`` to completion; writer 1 then goes on."""
+    paused = PauseAfterRead(store, key)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            MirrorSink(paused, sleep=lambda s: None).apply({}, first)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert paused.reached.wait(30)
+    MirrorSink(store).apply({}, second)
+    paused.resume.set()
+    thread.join(30)
+    assert not errors, errors
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-file", "existing-file"])
+def test_two_writers_on_one_partition_file_both_rows_end_up_present(products, tmp_path, existing):
+    store = register({k: products[k] for k in ("utm", "wgs84", "nodata")}, tmp_path / "catalog", None)
+    if existing:
+        MirrorSink(store).apply({}, created(store, "c", ["nodata_20240901"]))
+    race(
+        store,
+        "c/items.parquet",
+        created(store, "c", ["utm_20240513"]),
+        created(store, "c", ["wgs84_20240301"]),
+    )
+    rows, _ = read_mirror(store, "c/items.parquet")
+    assert sorted(rows) == sorted(
+        ["utm_20240513", "wgs84_20240301"] + (["nodata_20240901"] if existing else [])
+    )
+
+
+def test_two_writers_on_s3_both_rows_end_up_present(products, s3_server):
+    bucket = s3_server.new_bucket()
+    url = f"s3://{bucket}/stac"
+    store = register(
+        {k: products[k] for k in ("utm", "wgs84")}, url, "year", storage_options=s3_server.storage_options
+    )
+    assert store.concurrent_safe
+    race(
+        store,
+        "c/2024/items.parquet",
+        created(store, "c", ["utm_20240513"]),
+        created(store, "c", ["wgs84_20240301"]),
+    )
+    rows, _ = read_mirror(store, "c/2024/items.parquet")
+    assert sorted(rows) == ["utm_20240513", "wgs84_20240301"]
+    assert diff(store, "c").clean
+
+
+# --- diff, rebuild, assets -----------------------------------------------------------------
+
+
+def test_diff_finds_missing_extra_and_differing_items_and_rebuild_repairs_them(products, tmp_path):
+    store = register({k: products[k] for k in ("utm", "wgs84", "nodata")}, tmp_path / "catalog", "year/month")
+    changes = {c.item_id: c for c in created(store, "c")}
+    sink = MirrorSink(store)
+    sink.apply({}, [changes["utm_20240513"], changes["wgs84_20240301"]])  # nodata missing
+    ghost = json.loads(json.dumps(changes["utm_20240513"].item))
+    ghost["id"] = "ghost"
+    sink.apply({}, [Change(ChangeKind.CREATED, "c", "ghost", "c/2024/05/ghost/ghost.json", ghost)])
+    edited = json.loads(json.dumps(changes["wgs84_20240301"].item))
+    edited["properties"]["title"] = "edited in the tree"
+    store.put(changes["wgs84_20240301"].key, json.dumps(edited).encode())
+
+    found = diff(store, "c")
+    assert (found.missing, found.extra, found.differing) == (
+        ["nodata_20240901"],
+        ["ghost"],
+        ["wgs84_20240301"],
+    )
+    assert found.stale_files == [
+        "c/2024/03/items.parquet",
+        "c/2024/05/items.parquet",
+        "c/2024/09/items.parquet",
+    ]
+    assert rebuild(store, "c") == found.stale_files
+    assert diff(store, "c").clean
+    rows, _ = read_mirror(store, "c/2024/03/items.parquet")
+    assert rows["wgs84_20240301"]["properties"]["title"] == "edited in the tree"
+
+
+def test_mirror_assets_are_relative_parquet_links_with_the_mirror_role():
+    flat = mirror_assets("c", ["c/items.parquet"])
+    assert flat == {
+        "mirror": {
+            "href": "./items.parquet",
+            "type": "application/vnd.apache.parquet",
+            "title": "stac-geoparquet mirror of the items",
+            "roles": ["collection-mirror"],
+        }
+    }
+    parts = mirror_assets("c", ["c/2024/03/items.parquet", "c/2023/12/items.parquet"])
+    assert {k: v["href"] for k, v in parts.items()} == {
+        "mirror-2023-12": "./2023/12/items.parquet",
+        "mirror-2024-03": "./2024/03/items.parquet",
+    }
+    assert mirror.linked_mirror_keys("c/collection.json", {"assets": parts}) == [
+        "c/2023/12/items.parquet",
+        "c/2024/03/items.parquet",
+    ]
+
+
+def test_unreadable_mirror_file_is_named_in_the_error(tmp_path):
+    store = open_store(str(tmp_path / "catalog"))
+    store.put("c/items.parquet", b"not parquet")
+    with pytest.raises(mirror.MirrorError, match=r"c/items\.parquet.*rebuild"):
+        read_mirror(store, "c/items.parquet")

@@ -1,0 +1,256 @@
+"""``search`` over the stac-geoparquet mirror of real registered rasters,
+checked against a brute-force filter over the JSON items: bbox (antimeridian
+both ways), open-ended datetime ranges, item ranges, collections, ids;
+local and S3 catalogs; the CLI."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+import producer
+from producer.cli import main
+from producer.errors import InputError
+from producer.mirror import canonical, rebuild
+from producer.search import search
+from producer.store import open_store
+from tests import rasters
+
+# (collection, file name, west, north): 16 x 16 pixels of 0.01° (0.16° wide)
+TILES = [
+    ("tiles", "alps_20240105.tif", 6.0, 47.0),
+    ("tiles", "swiss_20240212.tif", 7.0, 46.9),
+    ("tiles", "late_20240312.tif", 7.2, 46.8),
+    ("tiles", "usa_20240310.tif", -75.0, 40.0),
+    ("tiles", "fiji_20231120.tif", 179.9, -16.0),  # crosses 180°
+    ("tiles", "west_20250101.tif", -179.99, 60.0),
+    ("other", "lake_20240215.tif", 6.5, 46.5),
+    ("other", "east_20240401.tif", 179.5, 60.0),
+]
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("search-rasters")
+    root = tmp_path_factory.mktemp("search") / "catalog"
+    for collection, partition in (("tiles", "year/month"), ("other", None)):
+        paths = [
+            rasters.write_tile(data / collection, name, lon, lat)
+            for coll, name, lon, lat in TILES
+            if coll == collection
+        ]
+        if collection == "tiles":
+            paths += [rasters.write_range(data / collection), rasters.write_dateline(data / collection)]
+        results = producer.register(
+            [str(p) for p in paths], catalog=str(root), collection=collection, partition=partition
+        )
+        assert all(r.error is None for r in results), [r.error for r in results]
+    store = open_store(str(root))
+    for collection in ("tiles", "other"):
+        rebuild(store, collection)
+    return root
+
+
+def json_items(root: Path) -> list[dict[str, Any]]:
+    out = []
+    for path in root.rglob("*.json"):
+        doc = json.loads(path.read_text())
+        if doc.get("type") == "Feature":
+            out.append(doc)
+    return out
+
+
+# --- the brute force: independent of producer.search ----------------------------------
+
+
+def _spans(west: float, east: float) -> list[tuple[float, float]]:
+    return [(west, east)] if west <= east else [(west, 180.0), (-180.0, east)]
+
+
+def _meets_box(item: dict[str, Any], box: list[float]) -> bool:
+    b = item["bbox"]
+    w, s, e, n = (b[0], b[1], b[3], b[4]) if len(b) == 6 else b
+    if s > box[3] or n < box[1]:
+        return False
+    return any(a1 <= b2 and b1 <= a2 for a1, a2 in _spans(w, e) for b1, b2 in _spans(box[0], box[2]))
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _bounds(query: str) -> tuple[datetime, datetime]:
+    low, high = datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
+    first, _, second = query.partition("/") if "/" in query else (query, "", query)
+    start = low if first in ("", "..") else _when(first if "T" in first else first + "T00:00:00Z")
+    if second in ("", ".."):
+        return start, high
+    end = (
+        _when(second) if "T" in second else _when(second + "T00:00:00Z") + timedelta(days=1, microseconds=-1)
+    )
+    return start, end
+
+
+def _meets_time(item: dict[str, Any], query: str) -> bool:
+    props = item["properties"]
+    start = _when(props.get("start_datetime") or props["datetime"])
+    end = _when(props.get("end_datetime") or props["datetime"])
+    q_start, q_end = _bounds(query)
+    return start <= q_end and end >= q_start
+
+
+def brute_force(items: list[dict[str, Any]], bbox=None, datetime=None, collections=None, ids=None) -> set:
+    return {
+        (i["collection"], i["id"])
+        for i in items
+        if (bbox is None or _meets_box(i, [float(v) for v in bbox.split(",")]))
+        and (datetime is None or _meets_time(i, datetime))
+        and (collections is None or i["collection"] in collections.split(","))
+        and (ids is None or i["id"] in ids.split(","))
+    }
+
+
+BOXES = [
+    None,
+    "5.5,46,8,47.4",
+    "-180,-90,180,90",
+    "170,-30,-170,0",  # crosses 180°: holds the Fiji tiles
+    "179.95,-20,180,-10",  # east of 180° only: meets the items crossing it
+    "-180,-20,-179.95,-10",
+    "175,50,-175,70",  # crosses 180°: west_ (just east of -180) and east_ (at 179.5)
+    "-179.999,59,-179.995,61",  # inside west_ only
+    "100,0,120,10",  # nothing
+]
+WINDOWS = [
+    None,
+    "2024-02-12T00:00:00Z/2024-03-12T10:00:00Z",
+    "../2024-01-01",
+    "2024-01-01/..",
+    "2024-01-15",  # only the January range item covers it
+    "2024-01-20T00:00:00+02:00/2024-01-25T00:00:00Z",
+    "2023-11-20T00:00:00Z",
+]
+
+
+@pytest.mark.parametrize("bbox", BOXES)
+def test_search_equals_brute_force_over_the_json_items(catalog, bbox):
+    items = json_items(catalog)
+    by_id = {(i["collection"], i["id"]): i for i in items}
+    queries = [(w, None) for w in WINDOWS] + [(WINDOWS[1], "tiles"), (None, "other")]
+    for window, collections in queries:
+        result = search(str(catalog), bbox=bbox, datetime=window, collections=collections)
+        got = [(f["collection"], f["id"]) for f in result["features"]]
+        expected = brute_force(items, bbox, window, collections)
+        assert set(got) == expected, (bbox, window, collections)
+        assert len(got) == len(expected) == result["numberMatched"] == result["numberReturned"]
+    # the features are the JSON items (links resolved to absolute URLs)
+    for feature in search(str(catalog), bbox=bbox)["features"]:
+        item = by_id[(feature["collection"], feature["id"])]
+        assert canonical(dict(feature, links=[])) == canonical(dict(item, links=[]))
+        self_link = next(link for link in feature["links"] if link["rel"] == "self")
+        assert json.loads(Path(self_link["href"]).read_text())["id"] == feature["id"]
+
+
+def test_antimeridian_cases_by_name(catalog):
+    def ids(**query: Any) -> set[str]:
+        return {f["id"] for f in search(str(catalog), **query)["features"]}
+
+    assert ids(bbox="170,-30,-170,0") == {"fiji_20231120", "dateline_20240601"}
+    assert ids(bbox="-180,-20,-179.95,-10") == {"fiji_20231120", "dateline_20240601"}
+    assert ids(bbox="175,50,-175,70") == {"west_20250101", "east_20240401"}
+    assert ids(bbox="5.5,46,8,47.4", datetime="2024-02-12T00:00:00Z/2024-03-12T10:00:00Z") == {
+        "swiss_20240212",
+        "lake_20240215",
+        "late_20240312",  # 2024-03-12T00:00:00Z: before the window's end at 10:00
+    }
+
+
+def test_open_ended_and_range_datetimes(catalog):
+    def ids(window: str) -> set[str]:
+        return {f["id"] for f in search(str(catalog), datetime=window)["features"]}
+
+    assert ids("../2024-01-01") == {"fiji_20231120", "monthly_20240101_20240131"}
+    assert ids("2025-01-01/..") == {"west_20250101"}
+    assert ids("2024-01-15") == {"monthly_20240101_20240131"}  # only by its start/end range
+
+
+def test_ids_limit_and_order(catalog):
+    result = search(str(catalog), ids="alps_20240105,lake_20240215,nope", limit=1)
+    assert result["type"] == "FeatureCollection"
+    assert (result["numberMatched"], result["numberReturned"]) == (2, 1)
+    assert result["features"][0]["id"] == "lake_20240215"  # newest first
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"bbox": "1,2,3"}, "four numbers"),
+        ({"bbox": "0,10,5,-10"}, "south <= north"),
+        ({"datetime": "2024-01-01T00:00:00"}, "no time zone"),
+        ({"datetime": "yesterday"}, "not RFC 3339"),
+        ({"datetime": "../.."}, "open at both ends"),
+        ({"datetime": "2024-02-01/2024-01-01"}, "start is after the end"),
+        ({"collections": "nope"}, "nope not in the catalog"),
+    ],
+)
+def test_bad_queries_are_named(catalog, query, message):
+    with pytest.raises(InputError, match=message):
+        search(str(catalog), **query)
+
+
+def test_collection_without_mirror_says_how_to_build_it(tmp_path):
+    path = rasters.write_tile(tmp_path / "data", "x_20240101.tif", 1.0, 1.0)
+    producer.register([str(path)], catalog=str(tmp_path / "cat"), collection="c")
+    with pytest.raises(InputError, match=r"'c' .* no stac-geoparquet mirror yet.*rebuild"):
+        search(str(tmp_path / "cat"))
+
+
+def test_search_on_s3(catalog, s3_server, tmp_path):
+    bucket = s3_server.new_bucket()
+    url = f"s3://{bucket}/stac"
+    paths = [
+        rasters.write_tile(tmp_path, name, lon, lat) for coll, name, lon, lat in TILES if coll == "tiles"
+    ]
+    producer.register(
+        [str(p) for p in paths],
+        catalog=url,
+        collection="tiles",
+        partition="year/month",
+        storage_options=s3_server.storage_options,
+    )
+    rebuild(open_store(url, s3_server.storage_options), "tiles")
+    bbox, window = "170,-30,-170,0", "../2024-01-01"
+    result = search(url, bbox=bbox, datetime=window, storage_options=s3_server.storage_options)
+    assert [f["id"] for f in result["features"]] == ["fiji_20231120"]
+    assert result["features"][0]["links"][-1]["href"].startswith(f"s3://{bucket}/stac/tiles/2023/11/")
+    local = search(str(catalog), bbox=bbox, datetime=window, collections="tiles")
+    assert [f["id"] for f in local["features"]] == ["fiji_20231120"]  # same answer as the local copy
+
+
+def test_cli_search_prints_the_feature_collection(catalog):
+    runner = CliRunner()
+    out = runner.invoke(
+        main,
+        [
+            "search",
+            str(catalog),
+            "--bbox",
+            "5.5,46,8,47.4",
+            "--datetime",
+            "2024-02-12/2024-03-12",
+            "--limit",
+            "5",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.output)
+    assert {f["id"] for f in result["features"]} == {"swiss_20240212", "lake_20240215", "late_20240312"}
+    assert result["numberReturned"] == 3
+    bad = runner.invoke(main, ["search", str(catalog), "--bbox", "1,2"])
+    assert bad.exit_code == 2
+    assert "--bbox '1,2': expected four numbers" in bad.output
