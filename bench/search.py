@@ -12,7 +12,7 @@ mirror files (one per month partition) are written from the item dicts with
 * mirror build: converting every item dict and writing the 120 files;
 * one upsert: :class:`producer.mirror.MirrorSink` applying one changed item
   (reads and rewrites the item's partition file only);
-* search, warm: the median of ``--repeats`` runs of :func:`producer.search.search`
+* search, warm: the median of ``--repeats`` runs of :func:`producer.query.search`
   (bbox + datetime) in this process after one first (timed) run, returning
   every match, and with ``limit=10`` (a STAC API page: only ten rows are
   turned back into items);
@@ -102,7 +102,7 @@ def time_upsert(root: Path) -> tuple[float, int]:
 
 def time_search(root: Path, bbox: str, window: str, repeats: int) -> tuple[float, float, float, int]:
     """(first run seconds, warm median seconds, warm median with limit=10, numberMatched)."""
-    from producer.search import search
+    from producer.query import search
 
     t0 = time.perf_counter()
     result = search(str(root), bbox=bbox, datetime=window)
@@ -133,7 +133,7 @@ def time_pystac(root: Path, bbox: str, window: str) -> tuple[float, int]:
     """Walk every item with pystac and filter: (seconds, matches)."""
     import pystac
 
-    from producer.search import parse_bbox, parse_datetime
+    from producer.query import parse_bbox, parse_datetime
 
     box = list(parse_bbox(bbox) or ())
     start, end = parse_datetime(window) or (None, None)

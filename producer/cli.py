@@ -500,7 +500,7 @@ def search(
 ) -> None:
     """Search CATALOG's stac-geoparquet mirror; print a STAC API /search-like
     FeatureCollection as JSON."""
-    from producer.search import search as run_search
+    from producer.query import search as run_search
 
     try:
         result = run_search(

@@ -17,7 +17,7 @@ import producer
 from producer.cli import main
 from producer.errors import InputError
 from producer.mirror import canonical, rebuild
-from producer.search import search
+from producer.query import search
 from producer.store import open_store
 from tests import rasters
 
@@ -65,7 +65,7 @@ def json_items(root: Path) -> list[dict[str, Any]]:
     return out
 
 
-# --- the brute force: independent of producer.search ----------------------------------
+# --- the brute force: independent of producer.query ----------------------------------
 
 
 def _spans(west: float, east: float) -> list[tuple[float, float]]:
