@@ -191,7 +191,10 @@ def test_reconcile_checks_and_lists_data_with_data_options_and_writes_with_catal
         )
         catalog = f"s3://{catalog_bucket}/stac"
         (done,) = producer.register(
-            [f"s3://{data_bucket}/products/{first.name}"], catalog=catalog, collection="split", options=options
+            [f"s3://{data_bucket}/products/{first.name}"],
+            catalog=catalog,
+            collection="split",
+            options=options,
         )
         assert done.ok, done.error
         data_account.requests.clear()
