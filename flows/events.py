@@ -18,15 +18,19 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
+from producer.errors import python_spelling
 from producer.events import DEFAULT_SUFFIXES, HandlerConfig, handle
 from producer.options import RegisterOptions
-from producer.prefect import RegistrationFailed, artifact_key_for
+from producer.prefect import RegistrationFailed, artifact_key_for, forward_logs
 
 
 @task(name="handle-event", cache_policy=NO_CACHE)
 def handle_event(payload: dict[str, Any], config: HandlerConfig) -> dict[str, Any]:
-    """:func:`producer.events.handle` as a task run (it never raises per record)."""
-    return handle(payload, config)
+    """:func:`producer.events.handle` as a task run (it never raises per record).
+    Hints name the flow's ``options`` fields; the package's log records go to
+    the run's logs."""
+    with forward_logs():
+        return handle(payload, config, spell=python_spelling)
 
 
 def _rows(out: dict[str, Any]) -> list[dict[str, Any]]:

@@ -30,7 +30,7 @@ from prefect.logging import get_run_logger
 
 from producer import ReconcileReport, api
 from producer.options import RegisterOptions
-from producer.prefect import CatalogProblemsRemain, retry_on_storage_errors
+from producer.prefect import CatalogProblemsRemain, forward_logs, retry_on_storage_errors
 
 _MAX_PROBLEM_ROWS = 1000
 
@@ -56,15 +56,16 @@ def run_reconcile(
     Writes to the catalog only with ``fix``. Retried on storage errors only
     (reconcile is idempotent).
     """
-    return api.reconcile(
-        catalog,
-        storage_options=storage_options,
-        data=data,
-        fix=fix,
-        dead=dead,
-        collection=collection,
-        options=options,
-    )
+    with forward_logs():  # the package's records (register summary, give-ups) in the run's logs
+        return api.reconcile(
+            catalog,
+            storage_options=storage_options,
+            data=data,
+            fix=fix,
+            dead=dead,
+            collection=collection,
+            options=options,
+        )
 
 
 @flow(name="stac-reconcile")

@@ -166,7 +166,9 @@ def reconcile(
             "repairing with data needs a collection for the products no item describes.",
             hints=(Hint("collection", "ndvi", "register them into this collection"),),
         )
-    store = open_catalog(catalog, storage_options)
+    # the catalog with the catalog's storage options; asset checks and the
+    # listing of ``data`` read the data, with the data's
+    store = open_catalog(catalog, opts.catalog_storage_options)
     return repair.reconcile(
         store,
         validator(),
@@ -175,7 +177,7 @@ def reconcile(
         dead=dead,
         collection=collection,
         check_assets=check_assets,
-        storage_options=storage_options,
+        storage_options=opts.data_storage_options,
         options=opts,
         max_retries=max_retries,
     )

@@ -64,9 +64,8 @@ def _storage_options(pairs: Sequence[str], flag: str = "--storage-option") -> di
     return out
 
 
-#: the register options reconcile and handle-event offer (for the products they register)
-_RECONCILE_REGISTER_OPTIONS = ("id_template", "href_rewrites", "datetime_pattern", "partition")
-_EVENT_REGISTER_OPTIONS = ("id_template", "datetime_pattern", "href_rewrites")
+#: reconcile and handle-event register products too: they offer every register
+#: option, so each hint a registration error carries names a flag they have
 
 
 def _provider(text: str) -> dict[str, Any]:
@@ -150,7 +149,7 @@ def register_overrides(params: dict[str, Any]) -> dict[str, Any]:
         if f.name not in params:
             continue
         value = params.pop(f.name)
-        if value in (None, (), False):
+        if value is None or value is False or value == ():  # 0 is a value
             continue
         spec = option_spec(f)
         if spec.kind == "json":
@@ -357,7 +356,7 @@ def remove(item_id: str, catalog: str, collection: str, storage_pairs: tuple[str
     default=None,
     help="Check asset hrefs exist (default: on when --data is given).",
 )
-@register_option_flags(_RECONCILE_REGISTER_OPTIONS)
+@register_option_flags()
 @storage_option
 def reconcile(
     catalog: str,
@@ -431,7 +430,7 @@ def reconcile(
     multiple=True,
     help="Accept only keys with this ending (repeatable; default .tif .tiff .nc).",
 )
-@register_option_flags(_EVENT_REGISTER_OPTIONS)
+@register_option_flags()
 @storage_option
 def handle_event(
     payload: TextIO,

@@ -43,11 +43,13 @@ from producer.catalog.layout import (
     item_parent_key,
     layout_of_item,
     partition_label,
+    recorded_layout,
     relative_href,
 )
 from producer.errors import (
     ID_TEMPLATE_HINT,
     REPLACE_HINT,
+    CatalogError,
     ConflictError,
     InputError,
     NotFound,
@@ -550,6 +552,8 @@ class Committer:
             created = doc is None
             if doc is None:
                 doc = docs.new_collection(collection_id, meta, self.layout, root_title)
+            else:
+                self.check_layout(doc, collection_id)  # a racing creator may have chosen another
             # an extent still the placeholder (no item ever merged, or all
             # removed while partition catalogs stayed) is replaced, not unioned
             was_empty = docs.is_empty(doc) or doc.get("extent") == docs.empty_extent()
@@ -609,6 +613,9 @@ class Committer:
         read(coll_key)
         read(self.layout.root_key)
         self.check_parents(out, collection_id)
+        coll_doc = out.get(self.layout.collection_key(collection_id), (None, None))[0]
+        if coll_doc is not None:
+            self.check_layout(coll_doc, collection_id)
         return out
 
     def check_parents(self, documents: dict[str, tuple[dict | None, str | None]], collection_id: str) -> None:
@@ -622,6 +629,20 @@ class Committer:
                 docs.check_parent(
                     doc, self.store_path(key), collection_id=collection_id if key == coll_key else None
                 )
+
+    def check_layout(self, collection: dict, collection_id: str) -> None:
+        """Raise :class:`CatalogError` if ``collection`` records a layout other
+        than the one this committer writes: it was created (or recorded) by
+        another writer since this one chose its layout. Nothing of the batch
+        may be linked into it: its items' keys follow the other layout."""
+        where = self.store_path(self.layout.collection_key(collection_id))
+        recorded = recorded_layout(collection, where)
+        if recorded is not None and recorded != self.layout:
+            raise CatalogError(
+                f"{where} is {recorded.describe()}, but this registration chose "
+                f"{self.layout.describe()} (the collection was created or recorded by another writer "
+                "meanwhile); register again: it follows the collection's layout"
+            )
 
     # -- removal -----------------------------------------------------------------
 

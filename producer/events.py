@@ -624,6 +624,11 @@ def _remove_one(
             }
         )
         return
+    if options.dry_run:  # a dry run writes nothing, removals included
+        out["skipped"].append(
+            {"url": event.url, "reason": "dry run: the item of this deleted object would be removed"}
+        )
+        return
     try:
         item_id = api.item_id_for(event.url, id_template=options.id_template, collection=config.collection)
         result: Result = api.remove(
@@ -633,6 +638,7 @@ def _remove_one(
             storage_options=_copy(options.catalog_storage_options),
             product=event.url,  # only the item that describes this object goes
             href_rewrites=options.href_rewrites,
+            max_retries=options.max_retries,
         )
     except Exception as exc:
         log.exception("removing the item for %s failed", event.url)

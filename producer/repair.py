@@ -461,8 +461,8 @@ def reconcile(
     carrying the removal marker are unlinked and deleted, never linked again.
     ``data``: product prefixes/paths to compare against the catalog; products
     no item points at are registered into ``collection`` with
-    ``options`` (default: the defaults, with ``storage_options`` for the
-    data and the catalog); each one that fails is a ``register-failed`` error in
+    ``options`` (default: the defaults; ``storage_options`` are the data's: the
+    asset checks and the listing of ``data`` use them); each one that fails is a ``register-failed`` error in
     ``remaining``. A collection written before layouts were recorded gets the
     layout its items sit in recorded (``fixed["unrecorded-layout"]``). Each
     repair is a single write or a compare-and-swap, so a crash after any

@@ -481,6 +481,22 @@ def test_deleted_object_removes_item(s3: S3Server, raster_bytes: bytes, delete_f
     assert item_links(s3) == []
 
 
+def test_dry_run_removal_event_writes_nothing(s3: S3Server, raster_bytes: bytes) -> None:
+    """STAC_DRY_RUN covers removals too: the deleted object's item stays,
+    and the handler says what would have happened."""
+    key = "products/ndvi/S2_20240601_T31UFQ.tif"
+    put(s3, key, raster_bytes)
+    assert handle(load("s3_put.json", s3.bucket), config(s3))["registered"][0]["action"] == "created"
+    s3.client().delete_object(Bucket=s3.bucket, Key=key)
+    before = read_json(s3, "stac/ndvi/S2_20240601_T31UFQ/S2_20240601_T31UFQ.json")
+
+    out = handle(load("s3_delete.json", s3.bucket), config(s3, options=RegisterOptions(dry_run=True)))
+    assert out["removed"] == [] and out["failed"] == []
+    assert any("dry run" in s["reason"] for s in out["skipped"])
+    assert read_json(s3, "stac/ndvi/S2_20240601_T31UFQ/S2_20240601_T31UFQ.json") == before
+    assert len(item_links(s3)) == 1
+
+
 def test_batch_with_encoded_keys(s3: S3Server, raster_bytes: bytes) -> None:
     """Decoded keys reach the api: names with spaces get normalised ids and
     register; products without a datetime fail by name."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -209,3 +210,55 @@ def test_reconcile_registering_with_a_contradicting_partition_is_refused_before_
             register_options={"partition": "year/month"},
         )
     assert _tree(root) == before
+
+
+class _PauseOnCollectionRead:
+    """The catalog store of a register that is held after its ``nth`` read
+    of the collection document (found or not), until ``resume`` is set."""
+
+    def __init__(self, inner: LocalStore, nth: int) -> None:
+        self.inner, self.nth, self.seen = inner, nth, 0
+        self.url, self.concurrent_safe = inner.url, inner.concurrent_safe
+        self.reached, self.resume = threading.Event(), threading.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def get(self, key: str) -> tuple[bytes, str]:
+        try:
+            return self.inner.get(key)
+        finally:
+            if key == "c/collection.json":
+                self.seen += 1
+                if self.seen == self.nth:
+                    self.reached.set()
+                    assert self.resume.wait(30), "the test never resumed the paused register"
+
+
+def test_a_register_racing_the_creation_of_the_collection_in_another_layout_links_nothing(
+    tmp_path: Path, tiles: list[Path]
+) -> None:
+    """Register A (no partition: flat for a new collection) reads the absent
+    collection twice (layout, then the batch's preflight) and is held; register
+    B creates the collection partitioned by year/month; A goes on. A must not
+    link its flat item into the year/month collection (remove could never find
+    it there): its product fails with the reason, and the catalog stays valid
+    with only B's items linked."""
+    store = LocalStore(str(tmp_path / "cat"))
+    paused = _PauseOnCollectionRead(store, nth=2)
+    out: dict[str, list] = {}
+    racer = threading.Thread(
+        target=lambda: out.setdefault("a", producer.register([tiles[0]], catalog=paused, collection="c"))
+    )
+    racer.start()
+    assert paused.reached.wait(30)
+    _register(store, tiles[1:], partition="year/month")
+    paused.resume.set()
+    racer.join(30)
+    (a,) = out["a"]
+    assert not a.ok and "partitioned by year/month" in str(a.error), a.error
+    coll = _collection(tmp_path / "cat")
+    assert coll[LAYOUT_FIELD] == {"partition": "year/month"}
+    assert not any(link["href"].startswith("./a_") for link in coll["links"])
+    assert producer.register([tiles[0]], catalog=store, collection="c")[0].ok  # a rerun follows the layout
+    assert producer.remove("a_20240110", catalog=store, collection="c").action == "removed"

@@ -168,6 +168,49 @@ def test_data_and_catalog_are_read_and_written_with_their_own_storage_options(
     assert item["assets"]["data"]["href"] == f"s3://{data_bucket}/products/{path.name}"
 
 
+def test_reconcile_checks_and_lists_data_with_data_options_and_writes_with_catalog_options(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """Reconcile with the two accounts: the catalog is opened with the
+    catalog's options, the asset checks and the listing of ``data`` use the
+    data's, and the missing product it registers is read with the data's. With
+    one set for everything, the catalog bucket (or the data bucket) answers 403."""
+    client = s3_server.client()
+    data_bucket, catalog_bucket = s3_server.new_bucket(), s3_server.new_bucket()
+    first, second = rasters.write_utm(tmp_path / "a"), rasters.write_polar(tmp_path / "b")
+    for path in (first, second):
+        client.upload_file(str(path), data_bucket, f"products/{path.name}")
+    with (
+        FaultProxy(s3_server.endpoint_url) as data_account,
+        FaultProxy(s3_server.endpoint_url) as catalog_account,
+    ):
+        data_account.add("*", rf"^/{catalog_bucket}(/|$)", "403")
+        catalog_account.add("*", rf"^/{data_bucket}(/|$)", "403")
+        options = RegisterOptions(
+            data_storage_options=_account(data_account), catalog_storage_options=_account(catalog_account)
+        )
+        catalog = f"s3://{catalog_bucket}/stac"
+        (done,) = producer.register(
+            [f"s3://{data_bucket}/products/{first.name}"],
+            catalog=catalog,
+            collection="split",
+            options=options,
+        )
+        assert done.ok, done.error
+        data_account.requests.clear()
+        catalog_account.requests.clear()
+        report = producer.reconcile(
+            catalog, data=f"s3://{data_bucket}/products/", fix=True, collection="split", options=options
+        )
+        assert [r.action for r in report.registered] == [Action.CREATED], [r.error for r in report.registered]
+        assert not [p for p in report.remaining if p.is_error], report.remaining
+        # each side went through its own account: the catalog's documents
+        # (GET, PUT) through the catalog's, the data (listing, reads) through the data's
+        assert catalog_account.requests.get("PUT", 0) > 0 and catalog_account.requests.get("GET", 0) > 0
+        assert data_account.requests.get("GET", 0) > 0
+        assert "PUT" not in data_account.requests
+
+
 # ---------------------------------------------------------------------------
 # results and hints
 # ---------------------------------------------------------------------------

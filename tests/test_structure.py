@@ -8,6 +8,8 @@ function-local alike (a lazy import still makes a cycle, only a hidden one).
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "producer"
@@ -126,3 +128,14 @@ def test_cycle_finder_sees_function_local_imports(tmp_path: Path) -> None:
     source = tmp_path / "m.py"
     source.write_text("def f():\n    from producer.api import register\n", encoding="utf-8")
     assert _imports("producer.m", source, {"producer.api": source, "producer": source}) == {"producer.api"}
+
+
+def test_import_producer_and_the_cli_do_not_load_gdal() -> None:
+    """`import producer` and `stac-producer --help` stay cheap: rasterio (GDAL,
+    about 0.5 s) loads with the first extraction, not at import. One module
+    importing rasterio at its top (even for a type) undoes it."""
+    code = "import sys, producer, producer.cli; print(sorted(m for m in ('rasterio', 'numpy') if m in sys.modules))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent
+    )
+    assert out.stdout.strip() == "[]", out.stdout

@@ -13,16 +13,18 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import fsspec
 from pystac import MediaType
-from rasterio.io import DatasetReader
 
 from producer.errors import InputError
 from producer.extract.failures import storage_failure
 from producer.urls import is_local, is_remote, local_path, protocol
+
+if TYPE_CHECKING:  # a type only: importing rasterio here would load GDAL for `import producer`
+    from rasterio.io import DatasetReader
 
 # plain ``str`` values (not the enum members), so documents hold exact strs
 MEDIA_COG: str = MediaType.COG.value
