@@ -633,6 +633,7 @@ def _remove_one(
             storage_options=_copy(options.catalog_storage_options),
             product=event.url,  # only the item that describes this object goes
             href_rewrites=options.href_rewrites,
+            pgstac=options.pgstac,
         )
     except Exception as exc:
         log.exception("removing the item for %s failed", event.url)
