@@ -154,7 +154,10 @@ def _publish(
     try:
         coll_doc, _ = committer.read(coll_key, ("Collection",))
     except (ProducerError, OSError) as exc:
-        result.fail(f"item {result.id!r} removed from the catalog, but the sinks were not told: {exc}", exc)
+        result.fail(
+            f"item {result.id!r} removed from the catalog, but the sinks were not told: {exc}",
+            exc if isinstance(exc, ProducerError) else StoreError(str(exc)),
+        )
         return
     if coll_doc is None:
         return  # the collection went with it: nothing left to follow
