@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from producer import ingest, removal, repair
 from producer.audit import Problem, audit
+from producer.changes import Sink
 from producer.errors import Hint, InputError
 from producer.extract.ids import make_item_id
 from producer.extract.options import ExtractOptions
@@ -27,10 +28,34 @@ from producer.results import RegisterResult, RemoveResult, error_type_of  # noqa
 from producer.sources import PRODUCT_SUFFIXES, expand_paths  # noqa: F401 (re-exported)
 from producer.store.base import Store
 
+if TYPE_CHECKING:
+    from producer.sinks.pgstac import PgstacSink
+
 
 def item_id_for(url: str, *, id_template: str = "{stem}", collection: str | None = None) -> str:
     """The id :func:`register` gives the product at ``url`` (raises UnsafeIdError)."""
     return make_item_id(url, ExtractOptions(id_template=id_template, collection=collection))
+
+
+# --- what follows the catalog --------------------------------------------------
+
+
+def _pgstac_sink(dsn: str) -> PgstacSink:
+    """The pgSTAC sink of ``dsn`` (imported here: the ``pgstac`` extra is optional)."""
+    from producer.sinks.pgstac import PgstacSink  # noqa: PLC0415
+
+    return PgstacSink(dsn)
+
+
+def build_sinks(store: Store, *, pgstac: str | None = None) -> list[Sink]:
+    """The sinks that follow ``store``'s catalog for one verb call, in the
+    order they are handed each committed batch (see :mod:`producer.sinks`):
+    a pgSTAC database when ``pgstac`` (a DSN) is given. Connects to nothing
+    yet (the verbs check the sinks before their first write)."""
+    sinks: list[Sink] = []
+    if pgstac:
+        sinks.append(_pgstac_sink(pgstac))
+    return sinks
 
 
 # --- register -----------------------------------------------------------------
@@ -65,6 +90,14 @@ def register(
     A new collection records its layout (``partition``) in its document;
     ``partition=None`` into an existing collection follows that record.
 
+    ``pgstac`` (an option: a PostgreSQL DSN, a secret never shown): the
+    database is checked before each batch is written (unreachable: every
+    product of the batch gets a ``storage`` error and nothing is written),
+    and every committed item, unchanged ones included, is upserted there
+    after the batch is committed. If that fails, the catalog stays
+    committed and the products get a ``storage`` error saying the database
+    is behind: register again, or :func:`reconcile` with ``pgstac``.
+
     An existing item with the same id that describes another product (its
     ``data`` asset href differs) is left alone and the product gets an
     ``input`` error naming both, with hints (same file name in two folders:
@@ -72,8 +105,14 @@ def register(
     overwrites it instead.
     """
     opts = resolve_options(options, storage_options, **overrides)
+    store = open_catalog(catalog, opts.catalog_storage_options)
     return ingest.register_products(
-        paths, catalog=catalog, collection=collection, options=opts, progress=progress
+        paths,
+        catalog=store,
+        collection=collection,
+        options=opts,
+        progress=progress,
+        sinks=build_sinks(store, pgstac=opts.pgstac),
     )
 
 
@@ -89,6 +128,7 @@ def remove(
     max_retries: int = 25,
     product: str | None = None,
     href_rewrites: Iterable[str | tuple[str, str]] = (),
+    pgstac: str | None = None,
 ) -> RemoveResult:
     """Mark the item as being removed, unlink it, fix the extent, delete it.
 
@@ -111,15 +151,24 @@ def remove(
     finished by running ``remove`` again or ``reconcile --fix``. If a
     ``register`` of the same product rewrites the item meanwhile, the
     register wins: action ``kept``.
+
+    ``pgstac``: a PostgreSQL DSN (a secret, never shown) of a pgSTAC
+    database that follows the catalog. It is checked first (unreachable:
+    :class:`~producer.errors.StoreError`, nothing written); after the
+    delete the item is deleted there too (also when the catalog has no
+    such item any more, so a rerun converges). If that fails the result is
+    an ``error`` (``storage``) saying the catalog is done and the database
+    is behind.
     """
+    store = open_catalog(catalog, storage_options)
     return removal.remove_item(
         item_id,
-        catalog=catalog,
+        catalog=store,
         collection=collection,
-        storage_options=storage_options,
         max_retries=max_retries,
         product=product,
         href_rewrites=href_rewrites,
+        sinks=build_sinks(store, pgstac=pgstac),
     )
 
 
@@ -151,6 +200,7 @@ def reconcile(
     options: RegisterOptions | None = None,
     register_options: Mapping[str, Any] | None = None,
     max_retries: int = 25,
+    pgstac: str | None = None,
 ) -> ReconcileReport:
     """Find and (with ``fix=True``) repair catalog problems; see :func:`producer.repair.reconcile`.
 
@@ -159,6 +209,13 @@ def reconcile(
     ``options`` (a :class:`~producer.options.RegisterOptions`), or with
     ``register_options``, the same as keyword overrides by field name.
     Writes only with ``fix``.
+
+    ``pgstac`` (default: the ``pgstac`` of ``options``): a PostgreSQL DSN
+    (a secret, never shown) of a pgSTAC database, compared with the static
+    catalog, which is the source of truth: items missing, extra or
+    differing there are ``pgstac-*`` problems, and ``fix`` brings the
+    database in line. It is checked first: unreachable raises
+    :class:`~producer.errors.StoreError` before anything is written.
     """
     opts = resolve_options(options, storage_options, **dict(register_options or {}))
     if fix and data is not None and not collection:
@@ -169,6 +226,7 @@ def reconcile(
     # the catalog with the catalog's storage options; asset checks and the
     # listing of ``data`` read the data, with the data's
     store = open_catalog(catalog, opts.catalog_storage_options)
+    dsn = pgstac if pgstac is not None else opts.pgstac
     return repair.reconcile(
         store,
         validator(),
@@ -180,4 +238,6 @@ def reconcile(
         storage_options=opts.data_storage_options,
         options=opts,
         max_retries=max_retries,
+        sinks=build_sinks(store),
+        pgstac=_pgstac_sink(dsn) if dsn else None,
     )

@@ -51,6 +51,13 @@ ERRORS: frozenset[ProblemKind] = frozenset(
         # a product under reconcile's data that no item describes: the catalog is
         # incomplete until it is registered
         "missing-product",
+        # a sink or the pgSTAC database is behind the catalog: the catalog is
+        # fine, but the run's job (keeping them in step) is not done
+        "sink-failed",
+        "pgstac-missing",
+        "pgstac-extra",
+        "pgstac-differing",
+        "pgstac-collection",
     }
 )
 

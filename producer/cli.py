@@ -94,6 +94,18 @@ collection_option = click.option(
     show_envvar=True,
     help="Collection id (created on first use).",
 )
+
+#: remove and reconcile: the same flag and variable as register's --pgstac
+pgstac_option = click.option(
+    "--pgstac",
+    "pgstac",
+    default=None,
+    envvar="STAC_PGSTAC_DSN",
+    show_envvar=True,
+    metavar="DSN",
+    help="pgSTAC database that follows the catalog, as a PostgreSQL DSN "
+    "(postgresql://USER:PASSWORD@HOST:PORT/DBNAME).",
+)
 storage_option = click.option(
     "--storage-option",
     "-o",
@@ -113,6 +125,16 @@ def _click_option(name: str, spec: OptionSpec, default: Any) -> Callable[[F], F]
     kwargs["metavar"] = spec.metavar
     if spec.kind == "switch":
         return click.option(spec.flag, name, is_flag=True, default=False, help=spec.help)
+    if spec.kind == "secret":  # read from the environment too: no secret on a command line
+        return click.option(
+            spec.flag,
+            name,
+            default=None,
+            envvar=spec.env,
+            show_envvar=True,
+            metavar=spec.metavar,
+            help=spec.help,
+        )
     if spec.kind == "number":
         kwargs["type"] = click.INT
     elif spec.kind == "choice":
@@ -312,12 +334,23 @@ def validate(catalog: str, check_assets: bool, as_json: bool, storage_pairs: tup
 @click.argument("item_id")
 @catalog_option
 @collection_option
+@pgstac_option
 @storage_option
-def remove(item_id: str, catalog: str, collection: str, storage_pairs: tuple[str, ...]) -> None:
-    """Unlink and delete ITEM_ID; recompute the collection extent exactly."""
+def remove(
+    item_id: str, catalog: str, collection: str, pgstac: str | None, storage_pairs: tuple[str, ...]
+) -> None:
+    """Unlink and delete ITEM_ID; recompute the collection extent exactly.
+    With --pgstac, delete it from the database too (checked first)."""
     result = api.remove(
-        item_id, catalog=catalog, collection=collection, storage_options=_storage_options(storage_pairs)
+        item_id,
+        catalog=catalog,
+        collection=collection,
+        storage_options=_storage_options(storage_pairs),
+        pgstac=pgstac,
     )
+    if not result.ok:
+        click.echo(f"error: {result.error_for(flag_spelling)}", err=True)
+        sys.exit(1)
     if result.action == "absent":
         click.echo(f"{item_id}: no such item in collection {collection}", err=True)
         sys.exit(1)
@@ -365,11 +398,14 @@ def reconcile(
     dead: Literal["flag", "remove"],
     collection: str | None,
     check_assets: bool | None,
+    pgstac: str | None,
     storage_pairs: tuple[str, ...],
     **fields_given: Any,
 ) -> None:
     """Find (and with --fix repair) orphans, dangling/duplicate links, stale
-    extents, items whose assets are gone and products with no item.
+    extents, items whose assets are gone and products with no item. With
+    --pgstac, also compare the database with the catalog (missing, extra
+    and differing items; --fix brings it in line).
 
     Exit 0: nothing left to do. Exit 1: problems remain, an asset could not be
     checked (its item is left unchanged), or a missing product could not be
@@ -384,6 +420,7 @@ def reconcile(
         collection=collection,
         check_assets=check_assets,
         options=options,
+        pgstac=pgstac,
     )
     # a product that failed to register: its error's hints spelled as flags
     hints_of = {str(r.source): r.hints for r in report.registered}
@@ -480,13 +517,17 @@ def demo(workdir: str, count: int) -> None:
 
 @main.command()
 @click.argument("catalog")
-@click.option("--bbox", metavar="W,S,E,N", help="Items meeting this box (west > east crosses the antimeridian).")
+@click.option(
+    "--bbox", metavar="W,S,E,N", help="Items meeting this box (west > east crosses the antimeridian)."
+)
 @click.option(
     "--datetime", "datetime_", metavar="START/END", help="Instant or range; '..' leaves an end open."
 )
 @click.option("--collections", metavar="A,B", help="Only these collections (comma-separated).")
 @click.option("--ids", metavar="X,Y", help="Only these item ids (comma-separated).")
-@click.option("--limit", type=click.IntRange(min=0), help="At most this many features (numberMatched counts all).")
+@click.option(
+    "--limit", type=click.IntRange(min=0), help="At most this many features (numberMatched counts all)."
+)
 @storage_option
 def search(
     catalog: str,
@@ -499,7 +540,8 @@ def search(
 ) -> None:
     """Search CATALOG's stac-geoparquet mirror; print a STAC API /search-like
     FeatureCollection as JSON."""
-    from producer.query import search as run_search
+    # lazy: duckdb + pyarrow (the mirror extra) cost every other command their import time
+    from producer.query import search as run_search  # noqa: PLC0415
 
     try:
         result = run_search(

@@ -336,7 +336,13 @@ class Committer:
             raise IdentityConflict(str(item.get("id")), self.store_path(key), old, new)
 
     def put_item(self, key: str, item: dict, *, replace: bool = False) -> str:
-        """Write one item document; return ``created``, ``updated`` or ``unchanged``.
+        """:meth:`write_item`, returning only the action."""
+        return self.write_item(key, item, replace=replace)[0]
+
+    def write_item(self, key: str, item: dict, *, replace: bool = False) -> tuple[str, dict]:
+        """Write one item document; return ``created``, ``updated`` or
+        ``unchanged``, and the document as committed (the one written, or the
+        stored one when unchanged: what the sinks are handed).
 
         Keeps an existing item's ``created`` and sets ``updated``; writes
         nothing when only those two would differ. An existing item that
@@ -367,8 +373,9 @@ class Committer:
             outcome["action"] = "updated"
             return new
 
-        self.cas(key, mutate, expect=("Feature",), validated=True)
-        return outcome["action"]
+        committed = self.cas(key, mutate, expect=("Feature",), validated=True).doc
+        assert committed is not None  # written, or the existing document kept
+        return outcome["action"], committed
 
     # -- parents ----------------------------------------------------------------
 

@@ -639,6 +639,7 @@ def _remove_one(
             product=event.url,  # only the item that describes this object goes
             href_rewrites=options.href_rewrites,
             max_retries=options.max_retries,
+            pgstac=options.pgstac,
         )
     except Exception as exc:
         log.exception("removing the item for %s failed", event.url)

@@ -14,18 +14,20 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from producer import extract
 from producer.catalog import documents as docs
 from producer.catalog.layout import Layout, collection_key, recorded_layout
+from producer.changes import Change, ChangeKind, Sink
 from producer.commit import Committer, IdentityConflict, item_start, same_content
 from producer.errors import ID_TEMPLATE_HINT, InputError, ProducerError, StoreError
 from producer.extract.ids import check_id, make_item_id
 from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
 from producer.logs import log_register_summary, log_result
 from producer.options import RegisterOptions, parse_rewrites
-from producer.results import RegisterResult
+from producer.results import Action, RegisterResult
+from producer.sinks import SinkFailure, check_sinks, deliver, removed
 from producer.sources import expand_paths
 from producer.store import open_store
 from producer.store.base import Store
@@ -99,6 +101,7 @@ def register_products(
     collection: str,
     options: RegisterOptions,
     progress: Progress | None = None,
+    sinks: Sequence[Sink] = (),
 ) -> list[RegisterResult]:
     """:func:`producer.api.register` (see there); the store may be passed open.
 
@@ -106,6 +109,12 @@ def register_products(
     document records (:func:`collection_layout`). Writes (unless
     ``dry_run``): each item document, then one compare-and-swap per parent
     per batch of ``batch_size`` products, then the id index entries.
+
+    ``sinks`` (:mod:`producer.sinks`; ``options.pgstac`` is not read here,
+    :mod:`producer.api` builds the sinks): checked before each batch's first
+    write (a sink that cannot take changes fails the batch, nothing written),
+    then handed each committed batch's changes (:func:`_publish`). Nothing
+    is handed to them in a dry run.
     """
     check_collection_id(collection)
     extract_options = ExtractOptions(
@@ -147,6 +156,7 @@ def register_products(
                 done,
                 len(sources),
                 replace,
+                sinks,
             )
         )
         for result in results[done:]:  # one INFO line per product
@@ -212,11 +222,13 @@ def _register_chunk(
     done: int,
     total: int,
     replace: bool = False,
+    sinks: Sequence[Sink] = (),
 ) -> list[RegisterResult]:
     """Register one batch: extract and validate every product, check the
-    parents (nothing written so far), then write the root if missing, the
-    items, one compare-and-swap per parent, and (partitioned) the moves and
-    the id index. Returns one result per product of ``chunk``, in order."""
+    parents and the sinks (nothing written so far), then write the root if
+    missing, the items, one compare-and-swap per parent, (partitioned) the
+    moves and the id index, and hand what was committed to the sinks.
+    Returns one result per product of ``chunk``, in order."""
     coll_title = (collection_meta or {}).get("title") or collection
     results, prepared = _prepare_chunk(
         chunk, committer, collection, options, coll_title, progress, done, total
@@ -243,6 +255,16 @@ def _register_chunk(
         if not prepared:
             return results
 
+    # a sink that cannot take the batch (database down) fails it while the
+    # static catalog is untouched: nothing is committed that it would miss
+    if sinks:
+        try:
+            check_sinks(sinks)
+        except Exception as exc:
+            cause = exc if isinstance(exc, ProducerError) else StoreError(f"{type(exc).__name__}: {exc}")
+            _fail_all(prepared, StoreError(f"{cause}; nothing was written to the catalog"))
+            return results
+
     # the root first: nothing is ever written below a missing root
     try:
         committer.ensure_root(preread)
@@ -250,12 +272,75 @@ def _register_chunk(
         _fail_all(prepared, _as_project_error(exc, "cannot write the root catalog: "))
         return results
 
-    written = _write_items(committer, prepared, replace)
+    committed = _write_items(committer, prepared, replace)
+    written = [(key, doc) for key, doc, _ in committed]
     if written and not _link_written(committer, collection, written, collection_meta, preread, prepared):
         return results
+    moved: dict[str, tuple[str, dict]] = {}
     if index:
-        _finish_moves(committer, collection, prepared, index, replace)
+        moved = _finish_moves(committer, collection, prepared, index, replace)
+    if sinks:
+        _publish(committer, collection, prepared, {key: doc for key, _, doc in committed}, moved, sinks)
     return results
+
+
+def _publish(
+    committer: Committer,
+    collection: str,
+    prepared: Prepared,
+    committed: dict[str, dict],
+    moved: dict[str, tuple[str, dict]],
+    sinks: Sequence[Sink],
+) -> None:
+    """Hand a committed batch (items written and linked) to the sinks, with
+    the collection document as committed (one GET).
+
+    Changes, in commit order: ``created``/``updated`` per item; an item that
+    moved to another partition is ``REMOVED`` (old key) then ``CREATED``
+    (new key); ``unchanged`` items go only to the sinks that want them
+    (:func:`producer.sinks.wants_unchanged`). A sink that fails leaves the
+    catalog as committed: each product of the batch still ok gets a storage
+    error (retryable) saying the catalog is committed and that sink is
+    behind. Mutates the results; writes only through the sinks.
+    """
+    changes: list[Change] = []
+    unchanged: list[Change] = []
+    covered: list[RegisterResult] = []
+    for result, key, doc in prepared:
+        if not result.ok or key not in committed:
+            continue
+        covered.append(result)
+        item_id, item = doc["id"], committed[key]
+        if key in moved:
+            old_key, old_item = moved[key]
+            changes.append(removed(collection, item_id, old_key, old_item))
+            changes.append(Change(ChangeKind.CREATED, collection, item_id, key, item))
+        elif result.action == Action.UNCHANGED:
+            unchanged.append(Change(ChangeKind.UPDATED, collection, item_id, key, item))
+        else:
+            changes.append(Change(ChangeKind(str(result.action)), collection, item_id, key, item))
+    if not covered:
+        return
+    coll_key = committer.layout.collection_key(collection)
+    try:
+        coll_doc, _ = committer.read(coll_key, ("Collection",))
+        if coll_doc is None:
+            raise StoreError(f"{committer.store_path(coll_key)} is gone (removed meanwhile?)")
+    except (ProducerError, OSError) as exc:
+        failures = [SinkFailure("the sinks", _as_project_error(exc, "cannot read the collection: "))]
+    else:
+        failures = deliver(sinks, coll_doc, changes, unchanged)
+    if not failures:
+        return
+    behind = "; ".join(f"{f.sink} ({f.error})" for f in failures)
+    error = failures[0].error
+    kind = error if isinstance(error, ProducerError) else StoreError(str(error))
+    for result in covered:
+        result.fail(
+            f"{result.source}: committed to the catalog, but not applied to {behind}, which is now "
+            "behind the catalog: register again, or reconcile, to bring it in line",
+            kind,
+        )
 
 
 def _prepare_chunk(
@@ -333,15 +418,16 @@ def _read_index(
     return [entry for entry in prepared if entry[0].error is None]
 
 
-def _write_items(committer: Committer, prepared: Prepared, replace: bool) -> list[tuple[str, dict]]:
+def _write_items(committer: Committer, prepared: Prepared, replace: bool) -> list[tuple[str, dict, dict]]:
     """Write each item document (a failure fails that product only);
-    returns the ``(key, doc)`` written."""
-    written: list[tuple[str, dict]] = []
+    returns ``(key, doc, committed)`` per item written (``committed``: the
+    document on storage, timestamps included)."""
+    written: list[tuple[str, dict, dict]] = []
     for result, key, doc in prepared:
         try:
-            result.action = committer.put_item(key, doc, replace=replace)
+            result.action, committed = committer.write_item(key, doc, replace=replace)
             result.item = doc
-            written.append((key, doc))
+            written.append((key, doc, committed))
         except ProducerError as exc:
             result.fail(f"{result.source}: {exc}", exc)
         except OSError as exc:  # disk full, permission denied, ... in a store: this product only
@@ -426,16 +512,18 @@ def _finish_moves(
     prepared: Prepared,
     index: dict[str, tuple[str | None, str | None]],
     replace: bool = False,
-) -> None:
+) -> dict[str, tuple[str, dict]]:
     """Partitioned collections, after the new items are written and linked:
     remove the item each id had in another period (remove protocol), then
-    point the id index at the new key.
+    point the id index at the new key. Returns, per new key whose move is
+    finished, the old key and the old item's last document.
 
     The index is updated last, so a crash anywhere before leaves it naming
     the old item, and a re-run of the registration finds and finishes the
     move. Writes: per moved item the removal's writes; per new or moved id
     one index entry.
     """
+    moved: dict[str, tuple[str, dict]] = {}
     for result, key, doc in prepared:
         if not result.ok:
             continue
@@ -466,6 +554,8 @@ def _finish_moves(
                     continue
                 if result.action == "created":
                     result.action = "updated"  # the id existed: it moved period
+                if outcome.action == "removed" and outcome.item is not None:
+                    moved[key] = (old_key, outcome.item)
             committer.write_index(collection, doc["id"], key, (old_key, version))
         except (ProducerError, OSError) as exc:
             result.fail(
@@ -474,6 +564,7 @@ def _finish_moves(
                 "rerun the registration to finish the move",
                 exc,
             )
+    return moved
 
 
 def _check_new_parents(

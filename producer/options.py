@@ -10,7 +10,8 @@ takes one. Adding a field here adds it everywhere.
 
 Storage options are separate for the data (the products read) and the
 catalog (the documents written): they are often different buckets or
-accounts. Both are secrets: left out of ``repr`` and never logged.
+accounts. Both are secrets, and so is the pgSTAC DSN: left out of ``repr``
+and never logged.
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ DATETIME_SOURCES: tuple[str, ...] = DEFAULT_DATETIME_SOURCES
 
 #: how an option's value is written outside Python (CLI flag, environment
 #: variable): one text, a switch, a whole number, one of ``choices``, a
-#: repeatable text, a JSON object, repeatable ``KEY=VALUE`` pairs
-Kind = Literal["text", "switch", "number", "choice", "repeat", "json", "pairs"]
+#: repeatable text, a JSON object, repeatable ``KEY=VALUE`` pairs, a secret
+#: text (never shown; its CLI flag also reads its environment variable, so
+#: it need not be typed on a command line)
+Kind = Literal["text", "switch", "number", "choice", "repeat", "json", "pairs", "secret"]
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,20 @@ class RegisterOptions:
             metavar="KEY=VALUE",
         ),
     )
+    #: a secret (it may hold a password): never in ``repr``, logs or messages
+    pgstac: str | None = field(
+        default=None,
+        repr=False,
+        metadata=_spec(
+            "pgSTAC database to keep in step with the catalog, as a PostgreSQL DSN "
+            "(postgresql://USER:PASSWORD@HOST:PORT/DBNAME); checked before anything is written, "
+            "then every committed item is upserted there.",
+            "--pgstac",
+            "STAC_PGSTAC_DSN",
+            "secret",
+            metavar="DSN",
+        ),
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -252,8 +269,9 @@ class RegisterOptions:
                         f"RegisterOptions.{f.name} must be a dict or None, not {type(value).__name__}"
                     )
                 object.__setattr__(self, f.name, dict(value))
-            if kind in ("text", "choice") and value is not None and not isinstance(value, str):
-                raise TypeError(f"RegisterOptions.{f.name} must be a str, not {value!r}")
+            if kind in ("text", "choice", "secret") and value is not None and not isinstance(value, str):
+                shown = type(value).__name__ if kind == "secret" else repr(value)
+                raise TypeError(f"RegisterOptions.{f.name} must be a str, not {shown}")
         if self.batch_size < 1:
             raise ValueError(f"RegisterOptions.batch_size must be at least 1, not {self.batch_size}")
         if self.max_retries < 0:

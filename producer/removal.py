@@ -7,7 +7,7 @@ removals come here; nothing here prints.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from producer.catalog.layout import (
     Layout,
@@ -17,11 +17,14 @@ from producer.catalog.layout import (
     item_parent_key,
     recorded_layout,
 )
+from producer.changes import Change, Sink
 from producer.commit import Committer, product_href, same_product
+from producer.errors import ProducerError, StoreError
 from producer.extract.assets import resolve_location, rewrite_href
 from producer.extract.ids import check_id
 from producer.ingest import check_collection_id, open_catalog, parse_rewrites, validator
 from producer.results import RemoveResult
+from producer.sinks import check_sinks, deliver, removed, wants_unchanged
 from producer.store.base import Store
 
 
@@ -82,6 +85,7 @@ def remove_item(
     max_retries: int = 25,
     product: str | None = None,
     href_rewrites: Iterable[str | tuple[str, str]] = (),
+    sinks: Sequence[Sink] = (),
 ) -> RemoveResult:
     """:func:`producer.api.remove` (see there for the protocol).
 
@@ -89,6 +93,14 @@ def remove_item(
     :func:`find_item_key`), the item's parent; then the removal's own reads
     and writes. Raises :class:`~producer.errors.CatalogError`, nothing
     written, when the collection or the parent cannot be updated safely.
+
+    ``sinks`` (:mod:`producer.sinks`): checked before the first write (one
+    that cannot take changes raises its :class:`~producer.errors.StoreError`,
+    nothing written); after the delete they are handed the ``REMOVED``
+    change (and, for sinks that want them, a removal that found no item,
+    so a rerun after a sink failure converges). A sink that fails after the
+    delete makes the result an error (storage, retryable) saying the item
+    is removed from the catalog and that sink is behind.
     """
     check_collection_id(collection)
     check_id(item_id, what="item id")
@@ -97,9 +109,14 @@ def remove_item(
     coll_key = collection_key(collection)
     coll = committer.read(coll_key, ("Catalog", "Collection"))
     layout = recorded_layout(coll[0], committer.store_path(coll_key)) if coll[0] is not None else None
+    check_sinks(sinks)
     key = find_item_key(committer, collection, item_id, layout)
     if key is None:
-        return RemoveResult(id=item_id, href=None, action="absent")
+        result = RemoveResult(id=item_id, href=None, action="absent")
+        if coll[0] is not None and any(wants_unchanged(sink) for sink in sinks):
+            stub = removed(collection, item_id, Layout().item_key(collection, item_id), None)
+            _publish(committer, coll_key, result, sinks, [], [stub])
+        return result
     keep_if = _keep_other_product(product, href_rewrites) if product is not None else None
     parent = item_parent_key(key, collection)
     documents = {coll_key: coll}
@@ -108,10 +125,49 @@ def remove_item(
     # the documents this removal rewrites are checked before any write
     committer.check_parents(documents, collection)
     outcome = committer.remove_item(collection, key, keep_if=keep_if)
-    return RemoveResult(
+    result = RemoveResult(
         id=item_id,
         href=committer.store_path(key),
         action=outcome.action,
         extent_recomputed=outcome.extent_recomputed,
         reason=outcome.reason,
+    )
+    if sinks and outcome.action in ("removed", "absent"):
+        change = removed(collection, item_id, key, outcome.item)
+        if outcome.action == "removed":
+            _publish(committer, coll_key, result, sinks, [change], [])
+        else:
+            _publish(committer, coll_key, result, sinks, [], [change])
+    return result
+
+
+def _publish(
+    committer: Committer,
+    coll_key: str,
+    result: RemoveResult,
+    sinks: Sequence[Sink],
+    changes: list[Change],
+    unchanged: list[Change],
+) -> None:
+    """Hand a removal to the sinks with the collection as committed (one
+    GET); a failure fails ``result`` (mutated) with a storage error."""
+    try:
+        coll_doc, _ = committer.read(coll_key, ("Collection",))
+    except (ProducerError, OSError) as exc:
+        result.fail(
+            f"item {result.id!r} removed from the catalog, but the sinks were not told: {exc}",
+            exc if isinstance(exc, ProducerError) else StoreError(str(exc)),
+        )
+        return
+    if coll_doc is None:
+        return  # the collection went with it: nothing left to follow
+    failures = deliver(sinks, coll_doc, changes, unchanged)
+    if not failures:
+        return
+    behind = "; ".join(f"{f.sink} ({f.error})" for f in failures)
+    error = failures[0].error
+    result.fail(
+        f"item {result.id!r} removed from the catalog, but not from {behind}, which is now behind "
+        "the catalog: remove it again, or reconcile, to bring it in line",
+        error if isinstance(error, ProducerError) else StoreError(str(error)),
     )

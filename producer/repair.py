@@ -11,8 +11,9 @@ written before layouts were recorded, and extents.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from producer.audit import (
     AuditReport,
@@ -40,15 +41,20 @@ from producer.catalog.layout import (
     relative_href,
     resolve_href,
 )
+from producer.changes import Change, ChangeKind, Sink
 from producer.commit import Committer
-from producer.errors import CatalogError, NotFound
+from producer.errors import CatalogError, NotFound, ProducerError
 from producer.extract.assets import resolve_location, rewrite_href
 from producer.ingest import collection_layout, register_products
 from producer.options import RegisterOptions, parse_rewrites, resolve_options
-from producer.results import RegisterResult
+from producer.results import ProblemKind, RegisterResult
+from producer.sinks import check_sinks, deliver, removed
 from producer.sources import expand_paths
 from producer.store.base import Store
 from producer.validate import Validator
+
+if TYPE_CHECKING:
+    from producer.sinks.pgstac import PgstacSink
 
 
 @dataclass
@@ -95,7 +101,9 @@ def _unchanged_since(updated: str, was_marked: bool) -> Callable[[dict], str | N
     return keep_if
 
 
-def _finish_removals(committer: Committer, first: AuditReport, report: ReconcileReport) -> None:
+def _finish_removals(
+    committer: Committer, first: AuditReport, report: ReconcileReport, changes: list[Change]
+) -> None:
     """Finish every removal a crash or a racing verb left half done, and drop
     all but the most recently updated item of each id within a collection.
 
@@ -128,6 +136,8 @@ def _finish_removals(committer: Committer, first: AuditReport, report: Reconcile
             outcome = committer.remove_item(coll_id, key, keep_if=_unchanged_since(*snapshot[key][::2]))
             if outcome.action == "kept":
                 continue  # registered again since the audit: that register wins
+            if outcome.action == "removed":
+                changes.append(removed(coll_id, item_id, key, outcome.item))
             _bump(report.fixed, "duplicate-id" if key in {e[1] for e in live} else "interrupted-removal")
         if live[1:] and is_partitioned_item_key(live[0][1]):
             committer.write_index(coll_id, item_id, live[0][1])
@@ -188,7 +198,9 @@ def _repair_links(committer: Committer, store: Store, first: AuditReport, report
                 _bump(report.fixed, p.kind)
 
 
-def _handle_dead_items(committer: Committer, first: AuditReport, report: ReconcileReport, dead: str) -> None:
+def _handle_dead_items(
+    committer: Committer, first: AuditReport, report: ReconcileReport, dead: str, changes: list[Change]
+) -> None:
     """Items with an asset that is definitely gone and none that could not be
     checked: ``flag`` sets ``deprecated: true`` (one compare-and-swap);
     ``remove`` marks, unlinks, then deletes the item, so a crash in between is
@@ -203,6 +215,8 @@ def _handle_dead_items(committer: Committer, first: AuditReport, report: Reconci
             )
             if outcome.action == "kept":
                 continue
+            if outcome.action == "removed":
+                changes.append(removed(collection_of(key), first.items[key].id, key, outcome.item))
         else:
 
             def flag(doc: dict | None) -> dict | None:
@@ -211,7 +225,11 @@ def _handle_dead_items(committer: Committer, first: AuditReport, report: Reconci
                 doc["properties"]["deprecated"] = True
                 return doc
 
-            committer.cas(key, flag, expect=("Feature",))
+            flagged = committer.cas(key, flag, expect=("Feature",))
+            if flagged.changed and flagged.doc is not None:
+                changes.append(
+                    Change(ChangeKind.UPDATED, collection_of(key), first.items[key].id, key, flagged.doc)
+                )
         _bump(report.fixed, "missing-asset")
 
 
@@ -258,7 +276,9 @@ def _link_orphan_catalog(committer: Committer, store: Store, key: str, doc: dict
         key, title = parent, (outcome.doc or {}).get("title")
 
 
-def _link_orphans(store: Store, committer: Committer, first: AuditReport, report: ReconcileReport) -> None:
+def _link_orphans(
+    store: Store, committer: Committer, first: AuditReport, report: ReconcileReport, changes: list[Change]
+) -> None:
     """Link orphan items and catalogs where they sit (items through their
     partition chain, bottom-up). An orphan item is read again first: one
     deleted meanwhile is skipped, one marked for removal meanwhile deleted."""
@@ -271,11 +291,15 @@ def _link_orphans(store: Store, committer: Committer, first: AuditReport, report
             except NotFound:
                 continue
             if removal_started(doc) is not None:
-                committer.remove_item(collection_of(key), key)
+                outcome = committer.remove_item(collection_of(key), key)
+                if outcome.action == "removed":
+                    changes.append(removed(collection_of(key), str(doc.get("id")), key, outcome.item))
                 _bump(report.fixed, "interrupted-removal")
                 continue
             # linked through the chain its key was made with
             replace(committer, layout=layout_of_item(key)).link_items(collection_of(key), [(key, doc)])
+            # an orphan was no part of the catalog: linked, it is a new item to those following it
+            changes.append(Change(ChangeKind.CREATED, collection_of(key), str(doc.get("id")), key, doc))
             _bump(report.fixed, "orphan")
         elif doc.get("type") in ("Catalog", "Collection") and "/" in key:
             _link_orphan_catalog(committer, store, key, doc)
@@ -303,13 +327,15 @@ def _register_missing(
     storage_options: dict | None,
     options: RegisterOptions,
     report: ReconcileReport,
+    sinks: Sequence[Sink] = (),
 ) -> list[Problem]:
-    """Register the products no item describes; return a ``register-failed``
-    problem (an error) per product that could not be registered."""
+    """Register the products no item describes (handing them to ``sinks``);
+    return a ``register-failed`` problem (an error) per product that could
+    not be registered."""
     if not collection:
         raise ValueError("registering missing products needs a collection")
     report.registered = register_products(
-        missing_products, catalog=store, collection=collection, options=options
+        missing_products, catalog=store, collection=collection, options=options, sinks=sinks
     )
     _bump(report.fixed, "missing-product", sum(1 for r in report.registered if r.ok))
     failed = [
@@ -449,6 +475,8 @@ def reconcile(
     storage_options: dict | None = None,
     options: RegisterOptions | None = None,
     max_retries: int = 25,
+    sinks: Sequence[Sink] = (),
+    pgstac: PgstacSink | None = None,
 ) -> ReconcileReport:
     """Find orphans, dangling and duplicate links, stale extents, dead items,
     interrupted removals and unregistered products; with ``fix=True`` repair them.
@@ -467,41 +495,140 @@ def reconcile(
     layout its items sit in recorded (``fixed["unrecorded-layout"]``). Each
     repair is a single write or a compare-and-swap, so a crash after any
     write leaves a state the next ``fix`` run completes.
+
+    ``sinks`` (:mod:`producer.sinks`): checked before the first repair
+    write, then handed what the repairs changed (removed, flagged, linked
+    orphan and newly registered items); a sink that fails is a
+    ``sink-failed`` error in ``remaining``. ``pgstac``: a pgSTAC database
+    compared with the static catalog (the source of truth) after the
+    repairs: items missing there, extra there or differing there are
+    ``pgstac-missing``/``pgstac-extra``/``pgstac-differing`` problems (and a
+    collection row that differs ``pgstac-collection``); ``fix`` brings the
+    database in line (:meth:`~producer.sinks.pgstac.PgstacSink.sync`). The
+    database is checked first: one that cannot be reached raises its
+    :class:`~producer.errors.StoreError` before anything is written.
     """
     if dead not in ("flag", "remove"):
         raise ValueError("dead must be 'flag' or 'remove'")
     if check_assets is None:
         check_assets = data is not None
+    if pgstac is not None:
+        pgstac.check()
     report = ReconcileReport()
     options = resolve_options(options, storage_options)
     first = audit(store, validator, check_assets=check_assets, storage_options=storage_options)
     unresolved, missing_products = _note_findings(report, first, data, storage_options, options)
     if not fix:
+        if pgstac is not None:
+            report.problems += _compare_pgstac(store, first, pgstac, report, fix=False)
         report.remaining = list(report.problems)
         return report
 
+    check_sinks(sinks)
     _refuse_malformed(store, first)
     if missing_products and collection:
         # a partition the collection's recorded layout contradicts: refused
         # before the first repair write, not halfway through the run
         collection_layout(store, collection, options.partition)
     committer = Committer(store, validator.check, max_retries=max_retries)
+    changes: list[Change] = []  # what the repairs changed, in order, for the sinks
     # 1. links: dangling and duplicate
     _repair_links(committer, store, first, report)
     # 2. removals that a crash interrupted, then items whose assets are gone
-    _finish_removals(committer, first, report)
-    _handle_dead_items(committer, first, report, dead)
+    _finish_removals(committer, first, report, changes)
+    _handle_dead_items(committer, first, report, dead, changes)
     # 3. orphans: link them where they sit
-    _link_orphans(store, committer, first, report)
+    _link_orphans(store, committer, first, report, changes)
     # 4. products nobody registered
     if missing_products:
-        unresolved += _register_missing(store, missing_products, collection, storage_options, options, report)
+        unresolved += _register_missing(
+            store, missing_products, collection, storage_options, options, report, sinks
+        )
     # 5. from what is linked now: the id index, the layout record, extents
     linked = audit(store, validator, schemas=False)
     _repair_index(committer, linked, report)
     _record_layouts(committer, linked, report)
     _repair_extents(committer, store, first, linked, report)
+    # 6. the sinks: told what the repairs changed, with the repaired collections
+    if sinks and changes:
+        unresolved += _publish(committer, sinks, changes)
 
     final = audit(store, validator, check_assets=False)
     report.remaining = final.problems + unresolved
+    # 7. the pgSTAC database, brought in line with the repaired catalog
+    if pgstac is not None:
+        report.remaining += _compare_pgstac(store, final, pgstac, report, fix=True)
     return report
+
+
+def _publish(committer: Committer, sinks: Sequence[Sink], changes: list[Change]) -> list[Problem]:
+    """Hand the repairs' ``changes`` to the sinks, per collection with its
+    document as committed now (one GET each); returns a ``sink-failed``
+    error per collection a sink could not take."""
+    by_collection: dict[str, list[Change]] = {}
+    for change in changes:
+        by_collection.setdefault(change.collection, []).append(change)
+    problems = []
+    for coll_id, group in sorted(by_collection.items()):
+        coll_key = committer.layout.collection_key(coll_id)
+        try:
+            coll_doc, _ = committer.read(coll_key, ("Collection",))
+        except (ProducerError, OSError) as exc:
+            problems.append(Problem("sink-failed", coll_key, f"the sinks were not told the repairs: {exc}"))
+            continue
+        if coll_doc is None:
+            continue  # the collection is gone: nothing left to follow
+        for failure in deliver(sinks, coll_doc, group):
+            problems.append(
+                Problem(
+                    "sink-failed",
+                    coll_key,
+                    f"repaired in the catalog, but not applied to {failure.sink} ({failure.error}); "
+                    "reconcile again to bring it in line",
+                )
+            )
+    return problems
+
+
+def _compare_pgstac(
+    store: Store, tree: AuditReport, pgstac: PgstacSink, report: ReconcileReport, *, fix: bool
+) -> list[Problem]:
+    """Compare every collection of the catalog (``tree``, an audit) with the
+    pgSTAC database, items read from the catalog (O(items)); count what
+    differs into ``report.found`` (and, when ``fix`` brought the database
+    in line, ``report.fixed``). Returns the problems left: every difference
+    without ``fix``, none with it (a database failure raises)."""
+    problems: list[Problem] = []
+    for coll_key, coll_id in sorted(tree.collection_ids.items()):
+        coll_doc = read_doc(store, coll_key)
+        if coll_doc.get("type") != "Collection":
+            continue  # a catalog at a collection's place: the audit reports it
+        keys: dict[str, str] = {}
+        items: list[dict[str, Any]] = []
+        for key, doc in collection_items(store, coll_key):
+            if removal_started(doc) is None:
+                keys[str(doc.get("id"))] = key
+                items.append(doc)
+        diff = pgstac.sync(coll_doc, items) if fix else pgstac.diff(coll_doc, items)
+        found: list[tuple[ProblemKind, str, str]] = []
+        found += [("pgstac-missing", keys[i], f"item {i!r} is not in {pgstac!r}") for i in diff.missing]
+        found += [("pgstac-differing", keys[i], f"item {i!r} differs in {pgstac!r}") for i in diff.differing]
+        found += [
+            (
+                "pgstac-extra",
+                coll_key,
+                f"item {i!r} of collection {coll_id!r} is in {pgstac!r} but not in the catalog",
+            )
+            for i in diff.extra
+        ]
+        if diff.collection_differs:
+            found.append(
+                ("pgstac-collection", coll_key, f"collection {coll_id!r} is absent or differs in {pgstac!r}")
+            )
+        for kind, key, message in found:
+            _bump(report.found, kind)
+            if fix:
+                _bump(report.fixed, kind)
+            else:
+                problems.append(Problem(kind, key, message))
+    return problems

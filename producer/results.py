@@ -160,5 +160,12 @@ ProblemKind = Literal[
     "interrupted-removal",
     "register-failed",
     "missing-product",
+    # what follows the catalog: a sink that could not take the repairs, and a
+    # pgSTAC database that differs from the catalog (reconcile with pgstac)
+    "sink-failed",
+    "pgstac-missing",
+    "pgstac-extra",
+    "pgstac-differing",
+    "pgstac-collection",
 ]
 PROBLEM_KINDS: tuple[str, ...] = get_args(ProblemKind)

@@ -143,8 +143,20 @@ class PgstacSink:
         self._connect_timeout = connect_timeout
         self.database = _describe(dsn)
 
+    #: the database can fall behind the catalog (an apply failed after a
+    #: commit) and pgSTAC's upsert leaves identical rows alone: a rerun hands
+    #: it the unchanged items too (see :mod:`producer.sinks`)
+    wants_unchanged = True
+
     def __repr__(self) -> str:
         return f"PgstacSink({self.database})"
+
+    def check(self) -> None:
+        """Connect and check the pgSTAC schema's version (one query, no
+        writes); raises :class:`PgstacError` when the database cannot take
+        changes. Called before the static catalog is written."""
+        with self._session("checking the pgSTAC schema") as conn:
+            _loader(conn)
 
     # --- the Sink protocol -------------------------------------------------
 

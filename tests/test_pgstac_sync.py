@@ -1,0 +1,290 @@
+"""register / remove / reconcile keep a real pgSTAC database in step with the
+static catalog (issue 11, point 3): PostgreSQL + PostGIS + pgSTAC on
+127.0.0.1 (tests/pgserver.py, fixture ``pgstac_dsn``), rasters written here,
+S3 through moto for the event handler, a stac-fastapi-pgstac app in process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+import producer
+from producer import api
+from producer.cli import main
+from producer.errors import StoreError
+from producer.events import HandlerConfig, handle
+from producer.options import RegisterOptions
+from tests.crashes import write_tile
+from tests.pgserver import PgServer
+from tests.s3server import S3Server
+from tests.trees import tree_hash
+
+PASSWORD = "s3cr3t-DSN-pw"
+
+
+def rows(dsn: str, collection: str = "c") -> dict[str, dict[str, Any]]:
+    """id -> content of the collection's items in the database."""
+    with psycopg.connect(dsn) as conn:
+        found = conn.execute(
+            "SELECT id, content FROM pgstac.items WHERE collection = %s", (collection,)
+        ).fetchall()
+    return {rid: content for rid, content in found}
+
+
+def execute(dsn: str, sql: str, *args: Any) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET search_path TO pgstac, public")
+        conn.execute(sql, args or None)
+
+
+@pytest.fixture
+def tiles(tmp_path: Path) -> list[Path]:
+    folder = tmp_path / "tiles"
+    return [write_tile(folder, "a_20240110.tif", 6.0, 46.0), write_tile(folder, "b_20240215.tif", 7.0, 46.5)]
+
+
+@pytest.fixture
+def closed_dsn() -> Iterator[str]:
+    """A DSN with a password, to a 127.0.0.1 port nothing listens on."""
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield f"postgresql://producer:{PASSWORD}@127.0.0.1:{sock.getsockname()[1]}/stac?connect_timeout=2"
+    finally:
+        sock.close()
+
+
+def test_register_update_and_remove_follow_into_the_database(tmp_path, tiles, pgstac_dsn):
+    catalog = str(tmp_path / "cat")
+    results = producer.register(tiles, catalog=catalog, collection="c", pgstac=pgstac_dsn)
+    assert [r.action for r in results] == ["created", "created"], [r.error for r in results]
+    stored = rows(pgstac_dsn)
+    assert sorted(stored) == ["a_20240110", "b_20240215"]
+    item = json.loads((tmp_path / "cat/c/a_20240110/a_20240110.json").read_text())
+    assert stored["a_20240110"]["properties"]["created"] == item["properties"]["created"]
+    with psycopg.connect(pgstac_dsn) as conn:
+        row = conn.execute("SELECT content->'extent' FROM pgstac.collections WHERE id = 'c'").fetchone()
+    assert row is not None
+    (extent,) = row
+    collection = json.loads((tmp_path / "cat/c/collection.json").read_text())
+    assert extent == collection["extent"]
+
+    (updated,) = producer.register(
+        tiles[:1], catalog=catalog, collection="c", pgstac=pgstac_dsn, datetime="2024-01-20T00:00:00Z"
+    )
+    assert updated.action == "updated"
+    assert rows(pgstac_dsn)["a_20240110"]["properties"]["datetime"] == "2024-01-20T00:00:00Z"
+
+    removed = api.remove("a_20240110", catalog=catalog, collection="c", pgstac=pgstac_dsn)
+    assert removed.action == "removed", removed.error
+    assert sorted(rows(pgstac_dsn)) == ["b_20240215"]
+
+
+def test_a_rerun_after_the_database_fell_behind_brings_it_back_although_the_catalog_is_unchanged(
+    tmp_path, tiles, pgstac_dsn
+):
+    catalog = str(tmp_path / "cat")
+    producer.register(tiles, catalog=catalog, collection="c")  # committed, database not told
+    producer.register(tiles[:1], catalog=catalog, collection="c", pgstac=pgstac_dsn)
+    assert sorted(rows(pgstac_dsn)) == ["a_20240110"]
+    results = producer.register(tiles, catalog=catalog, collection="c", pgstac=pgstac_dsn)
+    assert [r.action for r in results] == ["unchanged", "unchanged"]
+    assert sorted(rows(pgstac_dsn)) == ["a_20240110", "b_20240215"]
+    # a removal whose database delete was lost: the rerun finds no item, and still deletes the row
+    api.remove("b_20240215", catalog=catalog, collection="c")
+    again = api.remove("b_20240215", catalog=catalog, collection="c", pgstac=pgstac_dsn)
+    assert again.action == "absent"
+    assert sorted(rows(pgstac_dsn)) == ["a_20240110"]
+
+
+def test_an_unreachable_database_leaves_the_catalog_untouched_and_never_shows_the_password(
+    tmp_path, tiles, closed_dsn, caplog
+):
+    catalog = tmp_path / "cat"
+    producer.register(tiles[:1], catalog=str(catalog), collection="c")
+    before = tree_hash(catalog)
+    caplog.set_level(logging.DEBUG)
+    results = producer.register(tiles, catalog=str(catalog), collection="c", pgstac=closed_dsn)
+    assert tree_hash(catalog) == before
+    for result in results:
+        assert result.error_type == "storage", result.error
+        assert "cannot reach the pgSTAC database 127.0.0.1:" in str(result.error)
+        assert "nothing was written" in str(result.error)
+    with pytest.raises(StoreError):
+        api.remove("a_20240110", catalog=str(catalog), collection="c", pgstac=closed_dsn)
+    with pytest.raises(StoreError):
+        api.reconcile(str(catalog), fix=True, pgstac=closed_dsn)
+    assert tree_hash(catalog) == before
+    assert "pgstac" not in repr(RegisterOptions(pgstac=closed_dsn))
+
+    runner = CliRunner()
+    outputs = [
+        runner.invoke(
+            main, ["register", str(tiles[1]), "-c", str(catalog), "--collection", "c", "--pgstac", closed_dsn]
+        ),
+        runner.invoke(
+            main,
+            ["register", str(tiles[1]), "-c", str(catalog), "--collection", "c", "--json"],
+            env={"STAC_PGSTAC_DSN": closed_dsn},
+        ),
+        runner.invoke(
+            main, ["remove", "a_20240110", "-c", str(catalog), "--collection", "c", "--pgstac", closed_dsn]
+        ),
+        runner.invoke(main, ["reconcile", str(catalog), "--pgstac", closed_dsn]),
+    ]
+    for out in outputs:
+        assert out.exit_code == 1, out.output
+        assert "127.0.0.1:" in out.output
+    assert tree_hash(catalog) == before
+    shown = "".join(o.output for o in outputs) + caplog.text + json.dumps([r.to_dict() for r in results])
+    assert PASSWORD not in shown
+
+
+def test_reconcile_finds_the_drift_of_the_database_and_fix_brings_it_in_line(tmp_path, tiles, pgstac_dsn):
+    catalog = str(tmp_path / "cat")
+    producer.register(tiles, catalog=catalog, collection="c", pgstac=pgstac_dsn)
+    assert api.reconcile(catalog, pgstac=pgstac_dsn).remaining == []
+    execute(pgstac_dsn, "DELETE FROM pgstac.items WHERE id = 'a_20240110'")
+    execute(
+        pgstac_dsn,
+        "UPDATE pgstac.items SET content = jsonb_set(content, '{properties,title}', '\"edited\"') "
+        "WHERE id = 'b_20240215'",
+    )
+    ghost = rows(pgstac_dsn)["b_20240215"] | {"id": "ghost"}
+    execute(pgstac_dsn, "SELECT pgstac.create_item(%s::jsonb)", json.dumps(ghost | {"collection": "c"}))
+
+    report = api.reconcile(catalog, pgstac=pgstac_dsn)
+    found = sorted((p.kind, p.message.split("'")[1]) for p in report.remaining)
+    assert found == [
+        ("pgstac-differing", "b_20240215"),
+        ("pgstac-extra", "ghost"),
+        ("pgstac-missing", "a_20240110"),
+    ]
+    assert all(p.is_error for p in report.remaining)
+    assert sorted(rows(pgstac_dsn)) == ["b_20240215", "ghost"]  # without fix nothing is written
+
+    out = CliRunner().invoke(main, ["reconcile", catalog, "--fix", "--pgstac", pgstac_dsn])
+    assert out.exit_code == 0, out.output
+    assert "pgstac-missing" in out.output
+    assert sorted(rows(pgstac_dsn)) == ["a_20240110", "b_20240215"]
+    assert "title" not in rows(pgstac_dsn)["b_20240215"]["properties"]
+    assert api.reconcile(catalog, pgstac=pgstac_dsn).remaining == []
+
+
+def test_the_event_handler_reads_the_dsn_from_its_environment(s3_server: S3Server, tmp_path, pgstac_dsn):
+    s3 = s3_server._replace(bucket=s3_server.new_bucket())
+    key = "products/ndvi/S2_20240601_T31UFQ.tif"
+    tile = write_tile(tmp_path / "src", "S2_20240601_T31UFQ.tif", 6.0, 46.0)
+    s3.client().put_object(Bucket=s3.bucket, Key=key, Body=tile.read_bytes())
+    config = HandlerConfig.from_env(
+        {
+            "STAC_CATALOG": s3.url("stac"),
+            "STAC_COLLECTION": "ndvi",
+            "STAC_STORAGE_OPTIONS": json.dumps(s3.storage_options),
+            "STAC_PGSTAC_DSN": pgstac_dsn,
+        }
+    )
+    events = Path(__file__).parent / "events"
+    created = json.loads((events / "s3_put.json").read_text().replace("amzn-s3-demo-bucket", s3.bucket))
+    out = handle(created, config)
+    assert out["failed"] == [], out
+    assert sorted(rows(pgstac_dsn, "ndvi")) == ["S2_20240601_T31UFQ"]
+    s3.client().delete_object(Bucket=s3.bucket, Key=key)
+    deleted = json.loads(
+        (events / "eventbridge_deleted.json").read_text().replace("amzn-s3-demo-bucket", s3.bucket)
+    )
+    out = handle(deleted, config)
+    assert out["failed"] == [] and out["removed"][0]["action"] == "removed", out
+    assert rows(pgstac_dsn, "ndvi") == {}
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_prefect_task_passes_the_option_through(tmp_path, tiles, pgstac_dsn):
+    from prefect import flow
+
+    from producer.prefect import register_in_stac
+
+    @flow(name="register-into-pgstac")
+    def register_both() -> list[dict[str, Any]]:
+        return register_in_stac(
+            tiles, catalog=str(tmp_path / "cat"), collection="c", options=RegisterOptions(pgstac=pgstac_dsn)
+        )
+
+    state = register_both(return_state=True)
+    assert state.is_completed(), state
+    assert sorted(rows(pgstac_dsn)) == ["a_20240110", "b_20240215"]
+
+
+def test_the_stac_api_over_the_database_and_search_over_the_mirror_return_the_same_ids(
+    tmp_path, pg_server: PgServer
+):
+    """The issue's query through stac-fastapi-pgstac (POST /search) and through
+    producer.query.search on the static catalog's stac-geoparquet mirror."""
+    from stac_fastapi.pgstac.app import instantiate_api
+    from stac_fastapi.pgstac.config import PostgresSettings, Settings
+    from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
+
+    from producer.mirror import rebuild
+    from producer.query import search
+    from producer.store.local import LocalStore
+
+    dsn = pg_server.new_database()
+    folder = tmp_path / "tiles"
+    tiles = [
+        write_tile(folder, "inside_20240220.tif", 6.0, 46.8),
+        write_tile(folder, "lastday_20240312.tif", 7.5, 47.0),
+        write_tile(folder, "late_20240313.tif", 6.0, 46.8),
+        write_tile(folder, "early_20240211.tif", 6.0, 46.8),
+        write_tile(folder, "east_20240301.tif", 8.5, 46.8),
+        write_tile(folder, "north_20240301.tif", 6.0, 48.5),
+    ]
+    catalog = tmp_path / "cat"
+    results = producer.register(tiles, catalog=str(catalog), collection="c", pgstac=dsn)
+    assert all(r.ok for r in results), [r.error for r in results]
+    store = LocalStore(str(catalog))
+    rebuild(store, "c", only_stale=False)
+    bbox, window = [5.5, 46, 8, 47.4], "2024-02-12T00:00:00Z/2024-03-12T10:00:00Z"
+
+    @asynccontextmanager
+    async def no_lifespan(app: Any) -> Any:
+        yield
+
+    async def api_search() -> dict[str, Any]:
+        import httpx
+
+        app = instantiate_api(lifespan=no_lifespan, settings=Settings())
+        db = PostgresSettings(
+            pguser="postgres",
+            pgpassword="",
+            pghost=pg_server.host,
+            pgport=pg_server.port,
+            pgdatabase=dsn.rsplit("/", 1)[1],
+            db_min_conn_size=1,
+            db_max_conn_size=2,
+        )
+        await connect_to_db(app.app, postgres_settings=db)
+        try:
+            transport = httpx.ASGITransport(app=app.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+                response = await client.post("/search", json={"bbox": bbox, "datetime": window, "limit": 100})
+                assert response.status_code == 200, response.text
+                return dict(response.json())
+        finally:
+            await close_db_connection(app.app)
+
+    from_api = sorted(f["id"] for f in asyncio.run(api_search())["features"])
+    found = search(str(catalog), bbox=",".join(str(v) for v in bbox), datetime=window)
+    from_mirror = sorted(f["id"] for f in found["features"])
+    assert from_api == from_mirror == ["inside_20240220", "lastday_20240312"]
