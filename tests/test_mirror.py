@@ -315,7 +315,7 @@ def race(store: Store, key: str, first: list[Change], second: list[Change]) -> N
     fragment of the partition of ``key``; writer 2 applies ``second`` to
     completion; writer 1 then goes on. Neither may fail."""
     paused = PauseBeforePut(store, mirror.fragments_prefix(key))
-    thread, errors = in_thread(lambda: MirrorSink(paused).apply({}, first))  # type: ignore[arg-type]
+    thread, errors = in_thread(lambda: MirrorSink(paused).apply({}, first))
     assert paused.reached.wait(30)
     MirrorSink(store).apply({}, second)
     paused.resume.set()
@@ -408,14 +408,15 @@ def test_compaction_racing_a_writer_loses_nothing(products, tmp_path, paused):
     MirrorSink(store).apply({}, first)
     MirrorSink(store).apply({}, second)
     folded = mirror.list_fragments(store, base)
+    held: PauseBeforePut | PauseAfterGet
     if paused == "writer":
         held = PauseBeforePut(store, mirror.fragments_prefix(base))
-        thread, errors = in_thread(lambda: MirrorSink(held).apply({}, late))  # type: ignore[arg-type]
+        thread, errors = in_thread(lambda: MirrorSink(held).apply({}, late))
         assert held.reached.wait(30)
         assert mirror.compact(store, base)
     else:
         held = PauseAfterGet(store, folded[-1])
-        thread, errors = in_thread(lambda: mirror.compact(held, base))  # type: ignore[arg-type]
+        thread, errors = in_thread(lambda: mirror.compact(held, base))
         assert held.reached.wait(30)
         if paused == "compaction":
             MirrorSink(store).apply({}, late)
@@ -477,7 +478,7 @@ def test_crash_after_each_write_of_compaction_leaves_search_correct(products, tm
         shutil.copytree(origin, root)
         crashing = CrashingStore(open_store(str(root)), crash_after=n)
         try:
-            mirror.compact(crashing, "c/items.parquet")  # type: ignore[arg-type]
+            mirror.compact(crashing, "c/items.parquet")
         except SimulatedKill:
             assert answer(root) == expected, crashing.writes
             mirror.compact(open_store(str(root)), "c/items.parquet")  # False if only the last delete was left
