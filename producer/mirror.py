@@ -1,23 +1,29 @@
-"""A stac-geoparquet mirror of each collection, kept current by compare-and-swap.
+"""A stac-geoparquet mirror of each collection: per-writer fragments, compacted later.
 
 The static catalog is the source of truth; the mirror is derived from it and
-may lag, never lead. One parquet file per folder that directly links items::
+may lag, never lead. Each folder that directly links items (a partition) has
+a base file, and beside it the fragments writers added since the last
+compaction::
 
     <collection>/items.parquet                    flat layout
     <collection>/<YYYY>/items.parquet             partition="year"
     <collection>/<YYYY>/<MM>/items.parquet        partition="year/month"
+    <folder>/items-fragments/<UTC stamp>-<random>.parquet
 
-i.e. beside the document that links the item (``collection.json`` or the
-partition ``catalog.json``), so rewriting a mirror file costs the size of one
-partition, never of the collection. Files are written with the
+Writers: :class:`MirrorSink` (a :class:`~producer.changes.Sink`) writes ONE
+create-only fragment per partition a batch touches (rows of the created and
+updated items, tombstones of the removed ones) and reads nothing, so a
+write costs the batch, whatever the size of the partition or collection,
+and writers never conflict. Readers (:func:`read_mirror`, ``diff``,
+:mod:`producer.query`) merge the base and its fragments, keeping per id the
+row with the newest stamp (the item's ``updated``; a tombstone hides the
+item). :func:`compact` folds fragments into the base by compare-and-swap on
+the base and then deletes exactly the fragments it read; ``MirrorSink``
+runs it when a partition has more than :data:`COMPACT_AFTER` fragments and
+:func:`rebuild` folds every fragment. Files are written with the
 stac-geoparquet library from the committed item dicts and stored through the
-:class:`~producer.store.base.Store` (local, S3, any fsspec backend).
-
-Writers: :class:`MirrorSink` (a :class:`~producer.changes.Sink`) reads each
-affected file with its version, upserts/deletes rows by item id and writes it
-back with ``put(if_version=...)`` (``create_only`` for a new file); on
-:class:`~producer.errors.PreconditionFailed` it re-reads and re-applies. See
-``docs/mirror.md`` for why compare-and-swap rather than per-writer fragments.
+:class:`~producer.store.base.Store` (local, S3, any fsspec backend). See
+``docs/mirror.md`` for why fragments and what is guaranteed.
 
 What stac-geoparquet cannot take as it is, and how the mirror (only the
 mirror: JSON items are never changed) stores it, undone on read by
