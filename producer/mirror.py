@@ -84,6 +84,14 @@ try:  # the library's column-to-JSON step; without it, its public row loop
 except ImportError:  # pragma: no cover - another stac-geoparquet version
     _StacArrowBatch = None
 
+_stac_items_to_arrow: Any
+try:  # the conversion parse_stac_items_to_arrow wraps, without its memory log:
+    # that builds its message eagerly from psutil (/proc/self/smaps_rollup),
+    # tens of ms per call in a large process: more than a one-item fragment
+    from stac_geoparquet.arrow._api import stac_items_to_arrow as _stac_items_to_arrow
+except ImportError:  # pragma: no cover - another stac-geoparquet version
+    _stac_items_to_arrow = None
+
 log = logging.getLogger(__name__)
 
 #: file name of a mirror file, in the folder of the document linking its items
@@ -249,7 +257,9 @@ def _items_table(items: Sequence[dict[str, Any]], json_properties: Sequence[str]
     """stac-geoparquet's Arrow table of ``items`` (at least one)."""
     rows = [to_mirror_item(item, json_properties) for item in items]
     try:
-        return sga.parse_stac_items_to_arrow(rows).read_all()
+        if _stac_items_to_arrow is not None:
+            return pa.Table.from_batches([_stac_items_to_arrow(rows)])
+        return sga.parse_stac_items_to_arrow(rows).read_all()  # pragma: no cover
     except (ValueError, TypeError, NotImplementedError) as exc:  # pyarrow's errors subclass these
         ids = ", ".join(str(i.get("id")) for i in items[:5])
         raise MirrorError(
