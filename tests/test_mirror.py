@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import threading
 from pathlib import Path
@@ -21,7 +22,7 @@ from rasterio.transform import from_origin
 import producer
 from producer import mirror
 from producer.changes import Change, ChangeKind
-from producer.errors import PreconditionFailed
+from producer.errors import PreconditionFailed, StoreError
 from producer.mirror import MirrorSink, canonical, diff, mirror_assets, read_mirror, rebuild
 from producer.query import search
 from producer.store import CountingStore, open_store
@@ -433,6 +434,35 @@ def test_compaction_racing_a_writer_loses_nothing(products, tmp_path, paused):
     assert not set(remaining) & set(folded)
     assert len(remaining) == 1  # the late writer's fragment, never folded unread
     assert sorted(read_mirror(store, base)[0]) == ["copy00", "copy01", "copy02"]
+
+
+class FailingBaseWrites:
+    """A real store whose writes of base mirror files fail (a full disk, a
+    denied PUT); fragments are written as usual."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner, self.url, self.concurrent_safe = inner, inner.url, inner.concurrent_safe
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def put(self, key: str, data: bytes, **kw: Any) -> Any:
+        if key.endswith("/" + mirror.MIRROR_NAME):
+            raise StoreError(f"cannot write {key}: no space left on device")
+        return self.inner.put(key, data, **kw)
+
+
+def test_failed_compaction_never_fails_the_writer(products, tmp_path, caplog):
+    store = register({k: products[k] for k in ("utm",)}, tmp_path / "catalog", None)
+    failing = FailingBaseWrites(store)
+    sink = MirrorSink(failing, compact_after=1)
+    changes = copies(created(store, "c")[0], 3)
+    with caplog.at_level(logging.WARNING, logger="producer.mirror"):
+        for change in changes:
+            sink.apply({}, [change])  # the 2nd and 3rd try to compact and fail
+    assert "no space left on device" in caplog.text and "rebuild will fold it" in caplog.text
+    assert len(mirror.list_fragments(store, "c/items.parquet")) == 3
+    assert sorted(read_mirror(store, "c/items.parquet")[0]) == [c.item_id for c in changes]
 
 
 def test_crash_after_each_write_of_compaction_leaves_search_correct(products, tmp_path):
