@@ -281,9 +281,9 @@ def _partition_sources(
             data, _ = store.get(frag_key)
         except NotFound:
             continue  # folded by a compaction since the LIST
-        parquet = pq.ParquetFile(pa.BufferReader(data))
-        info = fragment_info(frag_key, parquet.metadata.metadata, f"{store.url}/{frag_key}")
-        fragments.append((info, parquet))
+        metadata = pq.read_metadata(pa.BufferReader(data))  # the footer only: cheaper than a ParquetFile
+        info = fragment_info(frag_key, metadata.metadata, f"{store.url}/{frag_key}")
+        fragments.append((info, metadata, data))
     use_base = base is not None and _may_match(base.metadata, box, window)
     base_rows = None
     if use_base and fragments:
@@ -291,14 +291,14 @@ def _partition_sources(
         columns = [c for c in ("id", "updated") if c in base.schema_arrow.names]
         ids_stamps = base.read(columns=columns)
         base_rows = list(zip(ids_stamps.column("id").to_pylist(), table_stamps(ids_stamps)))
-    keep_base, kept = resolve(base_rows, [info for info, _ in fragments])
+    keep_base, kept = resolve(base_rows, [info for info, _, _ in fragments])
     out: list[tuple[pq.ParquetFile, list[int] | None]] = []
     if use_base:
         assert base is not None
         out.append((base, keep_base))
-    for (_, parquet), rows in zip(fragments, kept):
-        if rows and _may_match(parquet.metadata, box, window):
-            out.append((parquet, rows))
+    for (_, metadata, data), rows in zip(fragments, kept):
+        if rows and _may_match(metadata, box, window):
+            out.append((pq.ParquetFile(pa.BufferReader(data), metadata=metadata), rows))
     return out
 
 
