@@ -416,8 +416,11 @@ def table_stamps(table: pa.Table) -> list[int]:
     """The stamps of a base file's rows (its ``updated`` column), in row order."""
     if "updated" not in table.column_names or pa.types.is_null(table.column("updated").type):
         return [-1] * table.num_rows
-    column = table.column("updated").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    return [-1 if v is None else int(v) for v in column.to_pylist()]
+    column = table.column("updated")
+    if not pa.types.is_timestamp(column.type):  # e.g. text: parse each value
+        return [stamp_of({"properties": {"updated": v}}) for v in column.to_pylist()]
+    micros = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    return [-1 if v is None else int(v) for v in micros.to_pylist()]
 
 
 @dataclass
@@ -467,8 +470,9 @@ def resolve(
 ) -> tuple[list[int] | None, list[list[int]]]:
     """Which rows readers keep: ``(base row numbers or None for all, [row
     numbers of each fragment])``. ``base_rows`` gives ``(id, stamp)`` per base
-    row; it may be None when no fragment touches anything (then every base
-    row is kept). ``fragments`` oldest first. Pure."""
+    row; None when the base is not read (absent, or ruled out by the caller):
+    then the fragments are resolved among themselves. ``fragments`` oldest
+    first. Pure."""
     best: dict[str, tuple[int, int, int, int]] = {}  # id -> (stamp, rank, source, row)
 
     def offer(item_id: str, candidate: tuple[int, int, int, int]) -> None:

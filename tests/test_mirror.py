@@ -436,6 +436,25 @@ def test_compaction_racing_a_writer_loses_nothing(products, tmp_path, paused):
     assert sorted(read_mirror(store, base)[0]) == ["copy00", "copy01", "copy02"]
 
 
+def test_newest_stamp_wins_and_a_tombstone_hides_only_the_version_it_removes():
+    """The rules readers apply, on the stamps alone: the newest ``updated``
+    wins whatever the order the fragments were written in; a tombstone beats
+    the row of the version it removes (same stamp) but not a re-created item
+    (newer stamp); equal stamps go to the later source."""
+    frag = mirror.FragmentInfo
+    base = [("a", 10), ("b", 10), ("c", 10), ("d", 10)]
+    fragments = [
+        frag("f1", rows=[("a", 30), ("c", 10)], removed={"b": 10}),  # c: same stamp as the base
+        frag("f2", rows=[("a", 20), ("b", 20)], removed={"d": 10}),  # a: older, written later
+        frag("f3", rows=[], removed={"a": 20, "b": 10}),  # old tombstones
+    ]
+    keep_base, kept = mirror.resolve(base, fragments)
+    assert keep_base == []  # a, b, c, d are all decided by fragments
+    assert kept == [[0, 1], [1], []]  # a@30 and c from f1; b (re-created @20) from f2; d removed
+    assert mirror.resolve(None, fragments) == (None, [[0, 1], [1], []])
+    assert mirror.resolve(base, []) == (None, [])
+
+
 class FailingBaseWrites:
     """A real store whose writes of base mirror files fail (a full disk, a
     denied PUT); fragments are written as usual."""
