@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common as c
 
-BBOX = "0,-30,20,-10"
-WINDOW = "2020-01-01/2020-12-31"
+BBOX = "-180,-90,180,90"
+WINDOW = "2020-01-01/2020-01-31"
 
 
 def seed(root: Path, n: int) -> list[tuple[str, dict[str, Any]]]:
