@@ -11,7 +11,10 @@ mirror files (one per month partition) are written from the item dicts with
 
 * mirror build: converting every item dict and writing the 120 files;
 * one upsert: :class:`producer.mirror.MirrorSink` applying one changed item
-  (reads and rewrites the item's partition file only);
+  (writes one fragment beside the item's partition file, reads nothing; the
+  fragment is then compacted so the cached mirror stays clean; see
+  ``bench/mirror_upsert.py`` for upserts, compaction and search with
+  fragments pending);
 * search, warm: the median of ``--repeats`` runs of :func:`producer.query.search`
   (bbox + datetime) in this process after one first (timed) run, returning
   every match, and with ``limit=10`` (a STAC API page: only ten rows are
@@ -84,9 +87,10 @@ def link_assets(collection_path: Path, keys: list[str]) -> None:
 
 
 def time_upsert(root: Path) -> tuple[float, int]:
-    """One changed item through MirrorSink: (seconds, rows in its file)."""
+    """One changed item through MirrorSink: (seconds, rows in its partition).
+    The fragment it writes is compacted afterwards (not timed)."""
     from producer.changes import Change, ChangeKind
-    from producer.mirror import MirrorSink, read_mirror
+    from producer.mirror import MirrorSink, compact, read_mirror
     from producer.store import open_store
 
     store = open_store(str(root))
@@ -97,7 +101,9 @@ def time_upsert(root: Path) -> tuple[float, int]:
     item_key = f"{key.rsplit('/', 1)[0]}/{item['id']}/{item['id']}.json"
     t0 = time.perf_counter()
     MirrorSink(store).apply({}, [Change(ChangeKind.UPDATED, c.COLLECTION, item["id"], item_key, item)])
-    return time.perf_counter() - t0, len(rows)
+    seconds = time.perf_counter() - t0
+    compact(store, key)
+    return seconds, len(rows)
 
 
 def time_search(root: Path, bbox: str, window: str, repeats: int) -> tuple[float, float, float, int]:

@@ -1,23 +1,29 @@
-"""A stac-geoparquet mirror of each collection, kept current by compare-and-swap.
+"""A stac-geoparquet mirror of each collection: per-writer fragments, compacted later.
 
 The static catalog is the source of truth; the mirror is derived from it and
-may lag, never lead. One parquet file per folder that directly links items::
+may lag, never lead. Each folder that directly links items (a partition) has
+a base file, and beside it the fragments writers added since the last
+compaction::
 
     <collection>/items.parquet                    flat layout
     <collection>/<YYYY>/items.parquet             partition="year"
     <collection>/<YYYY>/<MM>/items.parquet        partition="year/month"
+    <folder>/items-fragments/<UTC stamp>-<random>.parquet
 
-i.e. beside the document that links the item (``collection.json`` or the
-partition ``catalog.json``), so rewriting a mirror file costs the size of one
-partition, never of the collection. Files are written with the
+Writers: :class:`MirrorSink` (a :class:`~producer.changes.Sink`) writes ONE
+create-only fragment per partition a batch touches (rows of the created and
+updated items, tombstones of the removed ones) and reads nothing, so a
+write costs the batch, whatever the size of the partition or collection,
+and writers never conflict. Readers (:func:`read_mirror`, ``diff``,
+:mod:`producer.query`) merge the base and its fragments, keeping per id the
+row with the newest stamp (the item's ``updated``; a tombstone hides the
+item). :func:`compact` folds fragments into the base by compare-and-swap on
+the base and then deletes exactly the fragments it read; ``MirrorSink``
+runs it when a partition has more than :data:`COMPACT_AFTER` fragments and
+:func:`rebuild` folds every fragment. Files are written with the
 stac-geoparquet library from the committed item dicts and stored through the
-:class:`~producer.store.base.Store` (local, S3, any fsspec backend).
-
-Writers: :class:`MirrorSink` (a :class:`~producer.changes.Sink`) reads each
-affected file with its version, upserts/deletes rows by item id and writes it
-back with ``put(if_version=...)`` (``create_only`` for a new file); on
-:class:`~producer.errors.PreconditionFailed` it re-reads and re-applies. See
-``docs/mirror.md`` for why compare-and-swap rather than per-writer fragments.
+:class:`~producer.store.base.Store` (local, S3, any fsspec backend). See
+``docs/mirror.md`` for why fragments and what is guaranteed.
 
 What stac-geoparquet cannot take as it is, and how the mirror (only the
 mirror: JSON items are never changed) stores it, undone on read by
@@ -43,14 +49,14 @@ mirror: JSON items are never changed) stores it, undone on read by
 from __future__ import annotations
 
 import json
+import logging
 import math
 import posixpath
-import random
 import re
+import secrets
 import tempfile
-import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,7 +70,6 @@ from producer.store.base import Store
 
 try:
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
     import shapely
     import stac_geoparquet.arrow as sga
@@ -79,6 +84,15 @@ try:  # the library's column-to-JSON step; without it, its public row loop
 except ImportError:  # pragma: no cover - another stac-geoparquet version
     _StacArrowBatch = None
 
+_stac_items_to_arrow: Any
+try:  # the conversion parse_stac_items_to_arrow wraps, without its memory log:
+    # that builds its message eagerly from psutil (/proc/self/smaps_rollup),
+    # tens of ms per call in a large process: more than a one-item fragment
+    from stac_geoparquet.arrow._api import stac_items_to_arrow as _stac_items_to_arrow
+except ImportError:  # pragma: no cover - another stac-geoparquet version
+    _stac_items_to_arrow = None
+
+log = logging.getLogger(__name__)
 
 #: file name of a mirror file, in the folder of the document linking its items
 MIRROR_NAME = "items.parquet"
@@ -243,7 +257,9 @@ def _items_table(items: Sequence[dict[str, Any]], json_properties: Sequence[str]
     """stac-geoparquet's Arrow table of ``items`` (at least one)."""
     rows = [to_mirror_item(item, json_properties) for item in items]
     try:
-        return sga.parse_stac_items_to_arrow(rows).read_all()
+        if _stac_items_to_arrow is not None:
+            return pa.Table.from_batches([_stac_items_to_arrow(rows)])
+        return sga.parse_stac_items_to_arrow(rows).read_all()  # pragma: no cover
     except (ValueError, TypeError, NotImplementedError) as exc:  # pyarrow's errors subclass these
         ids = ", ".join(str(i.get("id")) for i in items[:5])
         raise MirrorError(
@@ -253,16 +269,21 @@ def _items_table(items: Sequence[dict[str, Any]], json_properties: Sequence[str]
         ) from exc
 
 
-def _table_bytes(table: pa.Table, json_properties: Sequence[str]) -> bytes:
+def _table_bytes(
+    table: pa.Table, json_properties: Sequence[str], extra: Mapping[bytes, bytes] | None = None
+) -> bytes:
     """The parquet bytes of a mirror table (GeoParquet and stac-geoparquet
-    metadata from the library, plus ours). Writes only a temporary file."""
+    metadata from the library, plus ours and ``extra``). Writes only a
+    temporary file."""
     with tempfile.TemporaryDirectory(prefix="stac-mirror-") as tmp:
         path = Path(tmp) / MIRROR_NAME
         sga.to_parquet(table, path)
-        if json_properties:  # to_parquet writes its own schema metadata: add ours
+        if json_properties or extra:  # to_parquet writes its own schema metadata: add ours
             written = pq.read_table(path)
             meta = dict(written.schema.metadata or {})
-            meta[JSON_PROPERTIES_KEY] = json.dumps(list(json_properties)).encode()
+            if json_properties:
+                meta[JSON_PROPERTIES_KEY] = json.dumps(list(json_properties)).encode()
+            meta.update(extra or {})
             pq.write_table(written.replace_schema_metadata(meta), path)
         return path.read_bytes()
 
@@ -333,124 +354,270 @@ def canonical(item: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(out, sort_keys=True, default=str))
 
 
-# --- reading and writing one mirror file -----------------------------------------------
+# --- fragments: what a writer adds, what a reader merges ----------------------------------
+#
+# A partition's mirror is its base file (``items.parquet``, written only by
+# compaction and rebuild) plus the fragment files writers add beside it
+# (``items-fragments/<stamp>.parquet``, create-only, never rewritten). Every
+# row has a stamp: the item's ``updated`` (set under compare-and-swap by the
+# commit of the item document, so later commits of one item have later
+# stamps), ranked below a tombstone of the same version; ties go to the later
+# source (base first, then fragments by name, i.e. by write time). A reader
+# keeps, per id, the row or tombstone with the highest ``(stamp, rank, source)``.
+
+#: folder, beside a base mirror file, that holds its fragments
+FRAGMENTS_DIR = "items-fragments"
+#: parquet metadata key of a fragment: ``{"rows": [[id, stamp], ...], "removed": {id: stamp}}``
+FRAGMENT_KEY = b"stac_producer:fragment"
+#: fragments a partition may collect before ``MirrorSink.apply`` folds them
+#: into the base (see docs/mirror.md: reader cost vs amortised rewrite cost)
+COMPACT_AFTER = 32
+_ROW, _TOMBSTONE = 0, 1
+
+
+def fragments_prefix(key: str) -> str:
+    """Folder of the fragments of base mirror file ``key``.
+
+    >>> fragments_prefix("c/2024/03/items.parquet")
+    'c/2024/03/items-fragments'
+    """
+    return f"{posixpath.dirname(key)}/{FRAGMENTS_DIR}"
+
+
+def list_fragments(store: Store, key: str) -> list[str]:
+    """Keys of the fragments of base mirror file ``key``, oldest first (one LIST)."""
+    prefix = fragments_prefix(key)
+    return sorted(
+        k for k in store.list(prefix) if k.endswith(".parquet") and k.count("/") == prefix.count("/") + 1
+    )
+
+
+def _fragment_name() -> str:
+    """A unique fragment file name that sorts by write time (UTC, microseconds)."""
+    return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(6)}.parquet"
+
+
+def stamp_of(item: dict[str, Any]) -> int:
+    """An item's stamp: its ``updated`` in microseconds since 1970 (-1 without one)."""
+    value = (item.get("properties") or {}).get("updated")
+    if not isinstance(value, str):
+        return -1
+    try:
+        when = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        return -1
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    delta = when - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def table_stamps(table: pa.Table) -> list[int]:
+    """The stamps of a base file's rows (its ``updated`` column), in row order."""
+    if "updated" not in table.column_names or pa.types.is_null(table.column("updated").type):
+        return [-1] * table.num_rows
+    column = table.column("updated")
+    if not pa.types.is_timestamp(column.type):  # e.g. text: parse each value
+        return [stamp_of({"properties": {"updated": v}}) for v in column.to_pylist()]
+    micros = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    return [-1 if v is None else int(v) for v in micros.to_pylist()]
+
+
+@dataclass
+class FragmentInfo:
+    """What a fragment says, from its metadata alone."""
+
+    key: str
+    #: ``(id, stamp)`` of each row, in row order
+    rows: list[tuple[str, int]]
+    #: ``{id: stamp}`` of the tombstones (ids removed)
+    removed: dict[str, int]
+
+
+def fragment_info(key: str, metadata: Mapping[bytes, bytes] | None, where: str) -> FragmentInfo:
+    """The :class:`FragmentInfo` of a fragment's parquet schema metadata."""
+    raw = (metadata or {}).get(FRAGMENT_KEY)
+    if raw is None:
+        raise MirrorError(
+            f"mirror fragment {where} has no {FRAGMENT_KEY.decode()} metadata: delete it and rebuild"
+        )
+    doc = json.loads(raw)
+    return FragmentInfo(
+        key, [(str(i), int(s)) for i, s in doc["rows"]], {str(i): int(s) for i, s in doc["removed"].items()}
+    )
+
+
+def encode_fragment(upserts: Mapping[str, dict[str, Any]], removed: Mapping[str, int], where: str) -> bytes:
+    """The bytes of a fragment: a stac-geoparquet file of ``upserts`` (may be
+    none) whose metadata lists each row's stamp and the tombstones
+    ``removed`` (``{id: stamp}``). Writes only a temporary file."""
+    meta = json.dumps(
+        {"rows": [[i, stamp_of(it)] for i, it in upserts.items()], "removed": dict(removed)},
+        separators=(",", ":"),
+    ).encode()
+    if not upserts:  # tombstones only: an empty table carrying the metadata
+        sink = pa.BufferOutputStream()
+        empty = pa.table({"id": pa.array([], pa.string())}).replace_schema_metadata({FRAGMENT_KEY: meta})
+        pq.write_table(empty, sink)
+        return bytes(sink.getvalue())
+    items = list(upserts.values())
+    json_properties = _json_properties(items)
+    return _table_bytes(_items_table(items, json_properties, where), json_properties, {FRAGMENT_KEY: meta})
+
+
+def resolve(
+    base_rows: Sequence[tuple[str, int]] | None, fragments: Sequence[FragmentInfo]
+) -> tuple[list[int] | None, list[list[int]]]:
+    """Which rows readers keep: ``(base row numbers or None for all, [row
+    numbers of each fragment])``. ``base_rows`` gives ``(id, stamp)`` per base
+    row; None when the base is not read (absent, or ruled out by the caller):
+    then the fragments are resolved among themselves. ``fragments`` oldest
+    first. Pure."""
+    best: dict[str, tuple[int, int, int, int]] = {}  # id -> (stamp, rank, source, row)
+
+    def offer(item_id: str, candidate: tuple[int, int, int, int]) -> None:
+        if item_id not in best or candidate[:3] > best[item_id][:3]:
+            best[item_id] = candidate
+
+    for source, frag in enumerate(fragments, start=1):
+        for row, (item_id, stamp) in enumerate(frag.rows):
+            offer(item_id, (stamp, _ROW, source, row))
+        for item_id, stamp in frag.removed.items():
+            offer(item_id, (stamp, _TOMBSTONE, source, -1))
+    keep_base: list[int] | None = None
+    if best and base_rows is not None:
+        keep_base = []
+        for row, (item_id, stamp) in enumerate(base_rows):
+            if item_id in best:
+                offer(item_id, (stamp, _ROW, 0, row))
+                if best[item_id][2] != 0:
+                    continue
+            keep_base.append(row)
+    kept: list[list[int]] = [[] for _ in fragments]
+    for _, rank, source, row in best.values():
+        if rank == _ROW and source > 0:
+            kept[source - 1].append(row)
+    for rows in kept:
+        rows.sort()
+    return keep_base, kept
+
+
+@dataclass
+class Partition:
+    """A base mirror file and its fragments as read at one moment."""
+
+    key: str
+    base: pa.Table | None
+    version: str | None
+    #: fragments read (oldest first) with their tables
+    fragments: list[tuple[FragmentInfo, pa.Table]]
+
+    def tables(self) -> list[pa.Table]:
+        """The rows readers see, one table per source (base first), each
+        holding only its winning rows (a tombstone hides an item)."""
+        base_rows = None
+        if self.base is not None and self.fragments:
+            base_rows = list(zip(self.base.column("id").to_pylist(), table_stamps(self.base)))
+        keep_base, kept = resolve(base_rows, [info for info, _ in self.fragments])
+        out = []
+        if self.base is not None:
+            out.append(self.base if keep_base is None else self.base.take(pa.array(keep_base, pa.int64())))
+        for (_, table), rows in zip(self.fragments, kept):
+            if rows:
+                out.append(table.take(pa.array(rows, pa.int64())))
+        return [t for t in out if t.num_rows]
+
+    def items(self) -> dict[str, dict[str, Any]]:
+        """``{item id: item}`` readers see."""
+        return {item["id"]: item for table in self.tables() for item in table_items(table)}
+
+
+def read_partition(store: Store, key: str) -> Partition:
+    """Read base mirror file ``key`` (with its version) and then its fragments
+    (one LIST, one GET each; a fragment deleted meanwhile is skipped). Reads only."""
+    where = f"{store.url}/{key}"
+    try:
+        data, version = store.get(key)
+        base: pa.Table | None = read_table(data, where)
+    except NotFound:
+        base, version = None, None
+    fragments = []
+    for frag_key in list_fragments(store, key):
+        try:
+            data, _ = store.get(frag_key)
+        except NotFound:
+            continue  # folded and deleted by a compaction since the LIST
+        table = read_table(data, f"{store.url}/{frag_key}")
+        fragments.append((fragment_info(frag_key, table.schema.metadata, f"{store.url}/{frag_key}"), table))
+    return Partition(key, base, version, fragments)
 
 
 def read_mirror(store: Store, key: str) -> tuple[dict[str, dict[str, Any]], str | None]:
-    """``({item id: item}, version)`` of mirror file ``key``; ``({}, None)`` if absent."""
-    try:
-        data, version = store.get(key)
-    except NotFound:
-        return {}, None
-    return {item["id"]: item for item in decode_items(data, f"{store.url}/{key}")}, version
+    """``({item id: item}, base version)`` of the partition whose base mirror
+    file is ``key``: base plus fragments, newest row per id, tombstones
+    applied; ``({}, None)`` if neither exists."""
+    part = read_partition(store, key)
+    return part.items(), part.version
 
 
-def _write(store: Store, key: str, rows: dict[str, dict[str, Any]], version: str | None) -> None:
-    """Write ``rows`` at ``key`` if it is still at ``version`` (None: if absent);
-    delete the file when no rows are left. Raises PreconditionFailed."""
-    if rows:
-        data = encode_items(list(rows.values()), f"{store.url}/{key}")
-        if version is None:
-            store.put(key, data, create_only=True)
-        else:
-            store.put(key, data, if_version=version)
-    elif version is not None:
+def _merged_bytes(part: Partition, where: str) -> bytes:
+    """The bytes of a base file holding what readers of ``part`` see (``b""``
+    when nothing is left). Rows are carried over as Arrow data when every
+    source stores the same properties as JSON text and their schemas merge;
+    else everything is decoded and re-encoded from dicts."""
+    tables = part.tables()
+    if not tables:
+        return b""
+    kinds = {tuple(_file_json_properties(t)) for t in tables}
+    if len(kinds) == 1:
+        (json_properties,) = kinds
         try:
-            store.delete(key, if_version=version)
-        except NotFound:
-            pass
-
-
-def merge_rows(
-    data: bytes | None,
-    upserts: Mapping[str, dict[str, Any]],
-    removals: Iterable[str],
-    where: str,
-) -> bytes | None:
-    """The new bytes of a mirror file (``data``, None if absent) after
-    upserting ``upserts`` (``{id: item}``) and dropping ``removals``; ``b""``
-    when no row is left, None when nothing changes (an upsert equal to its row
-    after :func:`canonical` is no change). Pure.
-
-    Works on Arrow: only the changed rows are converted to and from dicts,
-    the others are carried over as they are (a schema conflict between old and
-    new rows falls back to re-encoding the whole file from dicts)."""
-    if data is None:
-        return encode_items(list(upserts.values()), where) if upserts else None
-    table = read_table(data, where)
-    present = set(table.column("id").to_pylist())
-    gone = [i for i in removals if i in present and i not in upserts]
-    touched = [i for i in upserts if i in present]
-    current = {}
-    if touched:
-        rows = table.filter(pc.is_in(table.column("id"), value_set=pa.array(touched, pa.string())))
-        current = {item["id"]: item for item in table_items(rows)}
-    changed = {
-        i: it for i, it in upserts.items() if i not in current or canonical(current[i]) != canonical(it)
-    }
-    if not changed and not gone:
-        return None
-    drop = pa.array([*changed, *gone], pa.string())
-    keep = table.filter(pc.invert(pc.is_in(table.column("id"), value_set=drop)))
-    if not changed:
-        return _table_bytes(keep, _file_json_properties(table)) if keep.num_rows else b""
-    json_properties = _file_json_properties(table)
-    if set(_json_properties(list(changed.values()))) <= set(json_properties):
-        new = _items_table(list(changed.values()), json_properties, where)
-        try:
-            merged = pa.concat_tables([keep, new], promote_options="permissive")
+            merged = pa.concat_tables(
+                [t.replace_schema_metadata(None) for t in tables], promote_options="permissive"
+            )
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             pass  # e.g. a property that was a number is now a string: re-encode all
         else:
-            return _table_bytes(merged, json_properties)
-    items = {item["id"]: item for item in table_items(keep)}
-    items.update(changed)
-    return encode_items(list(items.values()), where)
+            return _table_bytes(merged, list(json_properties))
+    return encode_items([item for t in tables for item in table_items(t)], where)
 
 
-def update_mirror(
-    store: Store,
-    key: str,
-    upserts: Mapping[str, dict[str, Any]],
-    removals: Iterable[str] = (),
-    *,
-    max_retries: int = 25,
-    sleep: Callable[[float], None] = time.sleep,
-) -> bool:
-    """Compare-and-swap on mirror file ``key``: read it with its version,
-    upsert/drop rows (:func:`merge_rows`), write back only if nobody wrote in
-    between (``create_only`` for a new file; an emptied file is deleted);
-    else re-read and retry with jittered backoff, at most ``max_retries``
-    times (then ConflictError). Returns True if the file was written."""
-    removals = list(removals)
-    where = f"{store.url}/{key}"
-    for attempt in range(max_retries + 1):
+def _put_base(store: Store, key: str, data: bytes, version: str | None) -> None:
+    """Write (or, ``data == b""``, delete) base file ``key`` if it is still at
+    ``version`` (None: if absent). Raises PreconditionFailed or NotFound."""
+    if data == b"":
+        if version is not None:
+            store.delete(key, if_version=version)
+    elif version is None:
+        store.put(key, data, create_only=True)
+    else:
+        store.put(key, data, if_version=version)
+
+
+def _drop_fragments(store: Store, keys: Iterable[str]) -> None:
+    """Delete folded fragments, oldest first (a crash leaves only newer ones,
+    which hold nothing older than the base)."""
+    for frag_key in sorted(keys):
         try:
-            data, version = store.get(key)
+            store.delete(frag_key)
         except NotFound:
-            data, version = None, None
-        new = merge_rows(data, upserts, removals, where)
-        if new is None:
-            return False
-        try:
-            if new == b"":
-                assert version is not None
-                store.delete(key, if_version=version)
-            elif version is None:
-                store.put(key, new, create_only=True)
-            else:
-                store.put(key, new, if_version=version)
-            return True
-        except NotFound:
-            continue  # deleted meanwhile: start again from nothing
-        except PreconditionFailed:
-            if attempt == max_retries:
-                break
-            sleep(random.uniform(0, min(1.0, 0.01 * 2**attempt)))
-    raise ConflictError(
-        f"mirror file {where} kept changing under {max_retries} retries; "
-        "try again (or rebuild the mirror) when writers are quieter"
-    )
+            pass  # another compaction got there first
+
+
+def compact(store: Store, key: str) -> bool:
+    """Fold the fragments of base mirror file ``key`` into it: read the base
+    (with its version) and the fragments present, write the merged base by
+    compare-and-swap on that version (``create_only`` when absent; deleted
+    when nothing is left), then delete exactly the fragments read. A fragment
+    written meanwhile is not read, so it stays. Returns False when there was
+    nothing to fold; raises PreconditionFailed/NotFound when another writer
+    changed the base meanwhile (its compaction then did the work)."""
+    part = read_partition(store, key)
+    if not part.fragments:
+        return False
+    _put_base(store, key, _merged_bytes(part, f"{store.url}/{key}"), part.version)
+    _drop_fragments(store, [info.key for info, _ in part.fragments])
+    return True
 
 
 # --- the sink ----------------------------------------------------------------------
@@ -460,35 +627,55 @@ def update_mirror(
 class MirrorSink:
     """Keeps the mirror files of a catalog in line with committed changes.
 
-    ``apply`` groups the changes by mirror file (the folder of each item's
-    key) and updates each file by compare-and-swap: only the files of the
-    partitions the changes touch are read and written. An item that moved
-    partition must come as REMOVED (old key) + CREATED (new key).
+    ``apply`` groups the changes by partition (the folder of each item's key)
+    and writes ONE new fragment per partition: the rows of the created and
+    updated items, tombstones for the removed ones. It reads nothing and
+    overwrites nothing, so its cost is that of the batch and writers never
+    conflict. A partition with more than ``compact_after`` fragments is then
+    compacted (:func:`compact`); a failed compaction is logged and left to
+    the next writer or to ``rebuild``. An item that moved partition must come
+    as REMOVED (old key) + CREATED (new key).
     """
 
     store: Store
-    max_retries: int = 25
-    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    compact_after: int = COMPACT_AFTER
 
     def apply(self, collection: dict[str, Any], changes: Sequence[Change]) -> None:
-        """Upsert created/updated items and drop removed ones in their mirror
-        files (writes each affected file once per successful attempt)."""
+        """Write one fragment per affected partition (create-only), then
+        compact partitions with too many fragments."""
         by_file: dict[str, list[Change]] = {}
         for change in changes:
             by_file.setdefault(mirror_key(change.key), []).append(change)
         for key, group in by_file.items():
             upserts: dict[str, dict[str, Any]] = {}
-            removals: list[str] = []
+            removed: dict[str, int] = {}
             for c in group:  # in commit order: the last change of an id wins
                 if c.kind is ChangeKind.REMOVED:
                     upserts.pop(c.item_id, None)
-                    removals.append(c.item_id)
+                    removed[c.item_id] = stamp_of(c.item)
                 else:
+                    removed.pop(c.item_id, None)
                     upserts[c.item_id] = c.item
-            update_mirror(self.store, key, upserts, removals, max_retries=self.max_retries, sleep=self.sleep)
+            frag_key = f"{fragments_prefix(key)}/{_fragment_name()}"
+            self.store.put(
+                frag_key, encode_fragment(upserts, removed, f"{self.store.url}/{frag_key}"), create_only=True
+            )
+            if self.compact_after >= 0:
+                self._maybe_compact(key)
+
+    def _maybe_compact(self, key: str) -> None:
+        try:
+            if len(list_fragments(self.store, key)) > self.compact_after:
+                compact(self.store, key)
+        except (PreconditionFailed, NotFound):
+            pass  # another writer compacted meanwhile
+        except Exception as exc:  # the fragment is written: never fail the writer for this
+            log.warning(
+                "compacting the mirror file %s/%s failed (%s); rebuild will fold it", self.store.url, key, exc
+            )
 
     def touched(self, changes: Sequence[Change]) -> list[str]:
-        """Mirror files ``apply`` writes for ``changes`` (for the collection's assets)."""
+        """Base mirror files of the partitions ``apply`` writes to (for the collection's assets)."""
         return sorted({mirror_key(c.key) for c in changes})
 
 
@@ -600,23 +787,40 @@ def _diff(state: MirrorState) -> MirrorDiff:
     return out
 
 
+def _listed_fragments(store: Store, collection_id: str) -> dict[str, list[str]]:
+    """``{base mirror key: [fragment keys]}`` of every fragment in the collection (one LIST)."""
+    out: dict[str, list[str]] = {}
+    for key in store.list(collection_id):
+        folder, _, name = key.rpartition("/")
+        if name.endswith(".parquet") and posixpath.basename(folder) == FRAGMENTS_DIR:
+            out.setdefault(posixpath.join(posixpath.dirname(folder), MIRROR_NAME), []).append(key)
+    return out
+
+
 def rebuild(store: Store, collection_id: str, *, only_stale: bool = True, max_retries: int = 5) -> list[str]:
-    """Rewrite the mirror files of ``collection_id`` from its JSON items and
-    return the keys written or deleted. ``only_stale``: only the files
-    :func:`diff` finds different. Each write is conditional on the version of
-    the file read after the walk; when a writer changed the file meanwhile the
-    tree is walked again and the file rebuilt from it (ConflictError after
-    ``max_retries``). A register that commits after the walk and applies its
-    change before the rebuild's write is overwritten only if its item is not
-    in the tree yet, which the next diff reports."""
+    """Rewrite the base mirror files of ``collection_id`` from its JSON items,
+    fold every fragment, and return the base keys written or deleted.
+    ``only_stale``: rewrite from the tree only the partitions :func:`diff`
+    finds different (the others are compacted when they have fragments).
+
+    The fragments are listed BEFORE the tree is walked, so each one listed
+    holds commits the walk sees (or newer ones); after a partition's base is
+    written (conditional on the version read after the walk; on a conflict
+    the tree is listed and walked again, ConflictError after ``max_retries``)
+    exactly those fragments are deleted. A fragment written after the listing
+    stays and is merged by stamp. Deletes of fragments never lose a row: a
+    crash between the write and the deletes leaves fragments whose rows
+    resolve against the base by stamp."""
+    listed = _listed_fragments(store, collection_id)
     state = _state(store, collection_id)
     targets = _diff(state).stale_files if only_stale else sorted(state.files)
     done = []
     for key in targets:
         for attempt in range(max_retries + 1):
             rows = {i: item for i, (k, item) in state.tree.items() if mirror_key(k) == key}
+            data = encode_items(list(rows.values()), f"{store.url}/{key}") if rows else b""
             try:
-                _write(store, key, rows, state.versions.get(key))
+                _put_base(store, key, data, state.versions.get(key))
                 break
             except (PreconditionFailed, NotFound):
                 if attempt == max_retries:
@@ -624,6 +828,14 @@ def rebuild(store: Store, collection_id: str, *, only_stale: bool = True, max_re
                         f"mirror file {store.url}/{key} kept changing while it was rebuilt; "
                         "run again when writers are quieter"
                     ) from None
+                listed = _listed_fragments(store, collection_id)
                 state = _state(store, collection_id)
+        _drop_fragments(store, listed.get(key, []))
         done.append(key)
+    for key in sorted(set(listed) - set(targets)):
+        try:
+            if compact(store, key):
+                done.append(key)
+        except (PreconditionFailed, NotFound):
+            continue  # a concurrent compaction folded them
     return done

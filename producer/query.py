@@ -32,7 +32,15 @@ from typing import Any
 from producer.catalog.documents import CHILD_RELS
 from producer.catalog.layout import resolve_href
 from producer.errors import CatalogError, InputError, NotFound
-from producer.mirror import MIRROR_NAME, linked_mirror_keys, table_items
+from producer.mirror import (
+    MIRROR_NAME,
+    fragment_info,
+    linked_mirror_keys,
+    list_fragments,
+    resolve,
+    table_items,
+    table_stamps,
+)
 from producer.store import open_store
 from producer.store.base import Store
 
@@ -173,7 +181,7 @@ def mirror_files(store: Store, collection_key: str) -> list[str]:
                     queue.append((target, _read_json(store, target)))
                 except NotFound:
                     continue
-    found = [k for k in keys if store.exists(k)]
+    found = [k for k in keys if store.exists(k) or list_fragments(store, k)]
     if has_items and not found:
         collection_id = collection_key.split("/", 1)[0]
         raise InputError(
@@ -248,6 +256,50 @@ def _may_match(
             if start is not None and latest and max(latest) < start:
                 return False
     return True
+
+
+def _partition_sources(
+    store: Store,
+    key: str,
+    box: tuple[float, float, float, float] | None,
+    window: tuple[Any, Any] | None,
+) -> list[tuple[pq.ParquetFile, list[int] | None]]:
+    """The files of the partition whose base mirror file is ``key`` that may
+    hold matches: the base, then its fragments (oldest first), each with the
+    row numbers readers keep (None: all), so that per item id only the newest
+    row counts and a tombstone hides the item. A file whose statistics rule
+    out the query is left out, after its rows and tombstones have had their
+    say over the others. Reads the base, one LIST and each fragment."""
+    try:
+        data, _ = store.get(key)
+        base: pq.ParquetFile | None = pq.ParquetFile(pa.BufferReader(data))
+    except NotFound:
+        base = None  # linked but emptied, or only fragments so far
+    fragments = []
+    for frag_key in list_fragments(store, key):
+        try:
+            data, _ = store.get(frag_key)
+        except NotFound:
+            continue  # folded by a compaction since the LIST
+        metadata = pq.read_metadata(pa.BufferReader(data))  # the footer only: cheaper than a ParquetFile
+        info = fragment_info(frag_key, metadata.metadata, f"{store.url}/{frag_key}")
+        fragments.append((info, metadata, data))
+    use_base = base is not None and _may_match(base.metadata, box, window)
+    base_rows = None
+    if use_base and fragments:
+        assert base is not None
+        columns = [c for c in ("id", "updated") if c in base.schema_arrow.names]
+        ids_stamps = base.read(columns=columns)
+        base_rows = list(zip(ids_stamps.column("id").to_pylist(), table_stamps(ids_stamps)))
+    keep_base, kept = resolve(base_rows, [info for info, _, _ in fragments])
+    out: list[tuple[pq.ParquetFile, list[int] | None]] = []
+    if use_base:
+        assert base is not None
+        out.append((base, keep_base))
+    for (_, metadata, data), rows in zip(fragments, kept):
+        if rows and _may_match(metadata, box, window):
+            out.append((pq.ParquetFile(pa.BufferReader(data), metadata=metadata), rows))
+    return out
 
 
 def _filter_table(table: pa.Table, file_no: int, collection: str) -> pa.Table:
@@ -327,18 +379,13 @@ def search(
         for key in mirror_files(store, collection_key):
             if window is not None and _starts_after(collection_id, key, window[1]):
                 continue  # a partition's items all start in its period
-            try:
-                data, _ = store.get(key)
-            except NotFound:
-                continue  # linked but removed (partition emptied)
-            parquet = pq.ParquetFile(pa.BufferReader(data))
-            if not _may_match(parquet.metadata, box, window):
-                continue  # the file's column statistics rule every row out
-            names = set(parquet.schema_arrow.names)
-            columns = [c for c in _FILTER_COLUMNS if c in names]
-            filters.append(_filter_table(parquet.read(columns=columns), len(files), collection_id))
-            files.append(parquet)
-            where.append((collection_id, key))
+            for parquet, rows in _partition_sources(store, key, box, window):
+                names = set(parquet.schema_arrow.names)
+                columns = [c for c in _FILTER_COLUMNS if c in names]
+                table = _filter_table(parquet.read(columns=columns), len(files), collection_id)
+                filters.append(table if rows is None else table.take(pa.array(rows, pa.int64())))
+                files.append(parquet)
+                where.append((collection_id, key))
 
     matches = _query(filters, box, window, wanted_ids)
     total = len(matches)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,11 +22,13 @@ from rasterio.transform import from_origin
 import producer
 from producer import mirror
 from producer.changes import Change, ChangeKind
-from producer.errors import NotFound
+from producer.errors import PreconditionFailed, StoreError
 from producer.mirror import MirrorSink, canonical, diff, mirror_assets, read_mirror, rebuild
+from producer.query import search
 from producer.store import CountingStore, open_store
 from producer.store.base import Store
 from tests import rasters
+from tests.crashes import CrashingStore, SimulatedKill
 from tests.pausing import PauseAfterGet
 
 TOWGS84_CRS = "+proj=utm +zone=33 +ellps=intl +towgs84=-87,-98,-121,0,0,0,0 +units=m +no_defs"
@@ -67,6 +71,11 @@ def created(store: Store, collection: str, ids: list[str] | None = None) -> list
         for item_id, (key, item) in sorted(items.items())
         if ids is None or item_id in ids
     ]
+
+
+def read_bytes_table(store: Store, key: str) -> pa.Table:
+    """The Arrow table of the parquet file at ``key``."""
+    return pq.read_table(pa.BufferReader(store.get(key)[0]))
 
 
 def tree_hash(root: Path) -> dict[str, str]:
@@ -138,13 +147,16 @@ def test_nan_nodata_beside_numeric_nodata_converts_and_reads_back(products, tmp_
     """stac-geoparquet (Arrow) rejects "nan" beside numbers in one field."""
     store = register({k: products[k] for k in ("nodata", "nan_nodata")}, tmp_path / "catalog", None)
     MirrorSink(store).apply({}, created(store, "c"))
+    (fragment,) = mirror.list_fragments(store, "c/items.parquet")
+    fragment_table = read_bytes_table(store, fragment)
+    assert mirror.compact(store, "c/items.parquet")
     rows, _ = read_mirror(store, "c/items.parquet")
     nodata = {i: it["assets"]["data"]["bands"][0]["nodata"] for i, it in rows.items()}
     assert nodata == {"nan_nodata_20240902": "nan", "nodata_20240901": rasters.NODATA_VALUE}
-    # the file itself holds the float NaN, so other readers see a number column
-    table = pq.read_table(tmp_path / "catalog" / "c" / "items.parquet")
-    band_type = table.schema.field("assets").type.field("data").type.field("bands").type.value_type
-    assert band_type.field("nodata").type == pa.float64()
+    # the fragment and the compacted base hold the float NaN, so other readers see a number column
+    for table in (pq.read_table(tmp_path / "catalog" / "c" / "items.parquet"), fragment_table):
+        band_type = table.schema.field("assets").type.field("data").type.field("bands").type.value_type
+        assert band_type.field("nodata").type == pa.float64()
 
 
 def test_boundcrs_projjson_converts(products, tmp_path):
@@ -189,12 +201,17 @@ def test_property_changing_kind_in_an_existing_file_converts(products, tmp_path)
     for n, change in enumerate(changes):
         change.item["properties"]["quality"] = n + 1
     MirrorSink(store).apply({}, changes)
+    assert mirror.compact(store, "c/items.parquet")
     changes[0].item["properties"]["quality"] = {"cloud": 0.5}
     MirrorSink(store).apply(
         {}, [Change(ChangeKind.UPDATED, "c", changes[0].item_id, changes[0].key, changes[0].item)]
     )
     rows, _ = read_mirror(store, "c/items.parquet")
     assert [rows[c.item_id]["properties"]["quality"] for c in changes] == [{"cloud": 0.5}, 2]
+    assert mirror.compact(store, "c/items.parquet")  # base (number) + fragment (object) fold
+    rows, _ = read_mirror(store, "c/items.parquet")
+    assert [rows[c.item_id]["properties"]["quality"] for c in changes] == [{"cloud": 0.5}, 2]
+    assert mirror.list_fragments(store, "c/items.parquet") == []
 
 
 # --- the sink -----------------------------------------------------------------------
@@ -214,10 +231,17 @@ def test_sink_upserts_and_removes_rows_and_deletes_an_emptied_file(products, tmp
     sink.apply({}, [Change(ChangeKind.UPDATED, "c", change.item_id, change.key, item)])
     rows, _ = read_mirror(store, "c/items.parquet")
     assert rows["utm_20240513"]["properties"]["title"] == "updated title"
+    assert mirror.compact(store, "c/items.parquet")
+    rows, _ = read_mirror(store, "c/items.parquet")
+    assert rows["utm_20240513"]["properties"]["title"] == "updated title"
 
     for c in created(store, "c"):
         sink.apply({}, [Change(ChangeKind.REMOVED, "c", c.item_id, c.key, c.item)])
+    assert read_mirror(store, "c/items.parquet")[0] == {}  # the tombstones hide the base rows
+    assert store.exists("c/items.parquet")
+    assert mirror.compact(store, "c/items.parquet")
     assert not store.exists("c/items.parquet")
+    assert mirror.list_fragments(store, "c/items.parquet") == []
 
 
 def test_sink_writes_only_the_partitions_of_its_changes(partitioned):
@@ -228,48 +252,71 @@ def test_sink_writes_only_the_partitions_of_its_changes(partitioned):
     item = json.loads(json.dumps(change.item))
     item["properties"]["title"] = "touched"
     MirrorSink(counting).apply({}, [Change(ChangeKind.UPDATED, "c", change.item_id, change.key, item)])
-    assert dict(counting.puts) == {"c/2024/05/items.parquet": 1}
-    assert set(counting.gets) == {"c/2024/05/items.parquet"}
+    (written,) = counting.puts
+    assert written.startswith("c/2024/05/items-fragments/") and counting.puts[written] == 1
+    assert not counting.gets  # a writer reads nothing: its cost is the batch, not the partition
+    assert not counting.deletes
     assert sorted(diff(store, "c").differing) == ["utm_20240513"]
     rebuild(store, "c")
 
 
-def test_unchanged_item_writes_nothing(partitioned):
+def test_reapplying_a_committed_item_changes_nothing_readers_see(partitioned):
+    """The commit path sends nothing for unchanged items; a repeated change is
+    one more fragment (a writer reads nothing to find out) that readers
+    resolve to the same row, and an empty batch writes nothing."""
     store, _ = partitioned
     rebuild(store, "c")
+    before = read_mirror(store, "c/2024/06/items.parquet")[0]
     counting = CountingStore(store)
-    MirrorSink(counting).apply({}, created(store, "c", ["dateline_20240601"]))
+    MirrorSink(counting).apply({}, [])
     assert not counting.puts
+    MirrorSink(counting).apply({}, created(store, "c", ["dateline_20240601"]))
+    assert len(counting.puts) == 1 and not counting.gets
+    assert read_mirror(store, "c/2024/06/items.parquet")[0] == before
+    assert rebuild(store, "c") == ["c/2024/06/items.parquet"]  # nothing stale: only folded
+    assert mirror.list_fragments(store, "c/2024/06/items.parquet") == []
 
 
-class PauseAfterRead(PauseAfterGet):
-    """:class:`PauseAfterGet` that also holds the caller when the read found
-    nothing (a writer about to create the file)."""
+class PauseBeforePut:
+    """A real store that holds the caller right before its first ``put`` of a
+    key under ``prefix`` (the write has not happened yet)."""
 
-    def get(self, key: str) -> tuple[bytes, str]:
-        try:
-            return super().get(key)
-        except NotFound:
-            if key == self.key:
-                self.reached.set()
-                assert self.resume.wait(30), "the test never resumed the paused side"
-            raise
+    def __init__(self, inner: Store, prefix: str) -> None:
+        self.inner, self.prefix = inner, prefix
+        self.url, self.concurrent_safe = inner.url, inner.concurrent_safe
+        self.reached, self.resume = threading.Event(), threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def put(self, key: str, data: bytes, **kw: Any) -> Any:
+        if key.startswith(self.prefix) and not self.reached.is_set():
+            self.reached.set()
+            assert self.resume.wait(30), "the test never resumed the paused side"
+        return self.inner.put(key, data, **kw)
 
 
-def race(store: Store, key: str, first: list[Change], second: list[Change]) -> None:
-    """Writer 1 applies ``first`` and is held right after its GET of ``key``;
-    writer 2 applies ``second`` to completion; writer 1 then goes on."""
-    paused = PauseAfterRead(store, key)
+def in_thread(work: Any) -> tuple[threading.Thread, list[BaseException]]:
+    """Start ``work()`` in a thread; exceptions are collected, not lost."""
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            MirrorSink(paused, sleep=lambda s: None).apply({}, first)
-        except BaseException as exc:  # reported below
+            work()
+        except BaseException as exc:  # reported by the caller
             errors.append(exc)
 
     thread = threading.Thread(target=run)
     thread.start()
+    return thread, errors
+
+
+def race(store: Store, key: str, first: list[Change], second: list[Change]) -> None:
+    """Writer 1 applies ``first`` and is held right before it writes its
+    fragment of the partition of ``key``; writer 2 applies ``second`` to
+    completion; writer 1 then goes on. Neither may fail."""
+    paused = PauseBeforePut(store, mirror.fragments_prefix(key))
+    thread, errors = in_thread(lambda: MirrorSink(paused).apply({}, first))
     assert paused.reached.wait(30)
     MirrorSink(store).apply({}, second)
     paused.resume.set()
@@ -278,10 +325,13 @@ def race(store: Store, key: str, first: list[Change], second: list[Change]) -> N
 
 
 @pytest.mark.parametrize("existing", [False, True], ids=["new-file", "existing-file"])
-def test_two_writers_on_one_partition_file_both_rows_end_up_present(products, tmp_path, existing):
+def test_two_writers_on_one_partition_never_conflict_and_both_rows_end_up_present(
+    products, tmp_path, existing
+):
     store = register({k: products[k] for k in ("utm", "wgs84", "nodata")}, tmp_path / "catalog", None)
     if existing:
         MirrorSink(store).apply({}, created(store, "c", ["nodata_20240901"]))
+        assert mirror.compact(store, "c/items.parquet")
     race(
         store,
         "c/items.parquet",
@@ -294,7 +344,7 @@ def test_two_writers_on_one_partition_file_both_rows_end_up_present(products, tm
     )
 
 
-def test_two_writers_on_s3_both_rows_end_up_present(products, s3_server):
+def test_two_writers_on_s3_never_conflict_and_both_rows_end_up_present(products, s3_server):
     bucket = s3_server.new_bucket()
     url = f"s3://{bucket}/stac"
     store = register(
@@ -310,6 +360,185 @@ def test_two_writers_on_s3_both_rows_end_up_present(products, s3_server):
     rows, _ = read_mirror(store, "c/2024/items.parquet")
     assert sorted(rows) == ["utm_20240513", "wgs84_20240301"]
     assert diff(store, "c").clean
+    assert mirror.compact(store, "c/2024/items.parquet")
+    assert diff(store, "c").clean
+
+
+def copies(change: Change, n: int) -> list[Change]:
+    """``n`` CREATED changes of distinct items in the partition of ``change``."""
+    out = []
+    folder = change.key.rsplit("/", 2)[0]
+    for i in range(n):
+        item = json.loads(json.dumps(change.item))
+        item["id"] = f"copy{i:02d}"
+        out.append(
+            Change(ChangeKind.CREATED, "c", item["id"], f"{folder}/{item['id']}/{item['id']}.json", item)
+        )
+    return out
+
+
+def test_many_writers_in_parallel_with_compactions_lose_nothing(products, tmp_path):
+    """Eight writers at once on one partition, each compacting once the
+    partition has more than 2 fragments: every row ends up present."""
+    store = register({k: products[k] for k in ("utm",)}, tmp_path / "catalog", None)
+    changes = copies(created(store, "c")[0], 8)
+    start = threading.Barrier(len(changes))
+
+    def writer(change: Change) -> None:
+        start.wait(30)
+        MirrorSink(store, compact_after=2).apply({}, [change])
+
+    threads = [in_thread(lambda c=c: writer(c)) for c in changes]
+    for thread, _ in threads:
+        thread.join(60)
+    assert not [e for _, errors in threads for e in errors]
+    assert sorted(read_mirror(store, "c/items.parquet")[0]) == [c.item_id for c in changes]
+    mirror.compact(store, "c/items.parquet")
+    assert sorted(read_mirror(store, "c/items.parquet")[0]) == [c.item_id for c in changes]
+
+
+@pytest.mark.parametrize("paused", ["compaction", "writer", "other-compaction"])
+def test_compaction_racing_a_writer_loses_nothing(products, tmp_path, paused):
+    """One side is held at its critical point while the other runs to the end:
+    the compaction after reading the fragments it will fold (a writer then adds
+    one it must not delete; or another compaction folds them first), or the
+    writer right before it writes its fragment."""
+    store = register({k: products[k] for k in ("utm",)}, tmp_path / "catalog", None)
+    first, second, late = [[c] for c in copies(created(store, "c")[0], 3)]
+    base = "c/items.parquet"
+    MirrorSink(store).apply({}, first)
+    MirrorSink(store).apply({}, second)
+    folded = mirror.list_fragments(store, base)
+    held: PauseBeforePut | PauseAfterGet
+    if paused == "writer":
+        held = PauseBeforePut(store, mirror.fragments_prefix(base))
+        thread, errors = in_thread(lambda: MirrorSink(held).apply({}, late))
+        assert held.reached.wait(30)
+        assert mirror.compact(store, base)
+    else:
+        held = PauseAfterGet(store, folded[-1])
+        thread, errors = in_thread(lambda: mirror.compact(held, base))
+        assert held.reached.wait(30)
+        if paused == "compaction":
+            MirrorSink(store).apply({}, late)
+        else:
+            assert mirror.compact(store, base)
+            MirrorSink(store).apply({}, late)
+    held.resume.set()
+    thread.join(30)
+    if paused == "other-compaction":  # its base changed meanwhile: it must write nothing
+        assert len(errors) == 1 and isinstance(errors[0], PreconditionFailed), errors
+    else:
+        assert not errors, errors
+    remaining = mirror.list_fragments(store, base)
+    assert not set(remaining) & set(folded)
+    assert len(remaining) == 1  # the late writer's fragment, never folded unread
+    assert sorted(read_mirror(store, base)[0]) == ["copy00", "copy01", "copy02"]
+
+
+def test_newest_stamp_wins_and_a_tombstone_hides_only_the_version_it_removes():
+    """The rules readers apply, on the stamps alone: the newest ``updated``
+    wins whatever the order the fragments were written in; a tombstone beats
+    the row of the version it removes (same stamp) but not a re-created item
+    (newer stamp); equal stamps go to the later source."""
+    frag = mirror.FragmentInfo
+    base = [("a", 10), ("b", 10), ("c", 10), ("d", 10)]
+    fragments = [
+        frag("f1", rows=[("a", 30), ("c", 10)], removed={"b": 10}),  # c: same stamp as the base
+        frag("f2", rows=[("a", 20), ("b", 20)], removed={"d": 10}),  # a: older, written later
+        frag("f3", rows=[], removed={"a": 20, "b": 10}),  # old tombstones
+    ]
+    keep_base, kept = mirror.resolve(base, fragments)
+    assert keep_base == []  # a, b, c, d are all decided by fragments
+    assert kept == [[0, 1], [1], []]  # a@30 and c from f1; b (re-created @20) from f2; d removed
+    assert mirror.resolve(None, fragments) == (None, [[0, 1], [1], []])
+    assert mirror.resolve(base, []) == (None, [])
+
+
+class FailingBaseWrites:
+    """A real store whose writes of base mirror files fail (a full disk, a
+    denied PUT); fragments are written as usual."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner, self.url, self.concurrent_safe = inner, inner.url, inner.concurrent_safe
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def put(self, key: str, data: bytes, **kw: Any) -> Any:
+        if key.endswith("/" + mirror.MIRROR_NAME):
+            raise StoreError(f"cannot write {key}: no space left on device")
+        return self.inner.put(key, data, **kw)
+
+
+def test_failed_compaction_never_fails_the_writer(products, tmp_path, caplog):
+    store = register({k: products[k] for k in ("utm",)}, tmp_path / "catalog", None)
+    failing = FailingBaseWrites(store)
+    sink = MirrorSink(failing, compact_after=1)
+    changes = copies(created(store, "c")[0], 3)
+    with caplog.at_level(logging.WARNING, logger="producer.mirror"):
+        for change in changes:
+            sink.apply({}, [change])  # the 2nd and 3rd try to compact and fail
+    assert "no space left on device" in caplog.text and "rebuild will fold it" in caplog.text
+    assert len(mirror.list_fragments(store, "c/items.parquet")) == 3
+    assert sorted(read_mirror(store, "c/items.parquet")[0]) == [c.item_id for c in changes]
+
+
+def test_crash_after_each_write_of_compaction_leaves_search_correct(products, tmp_path):
+    """Kill the compaction right after its 1st, 2nd, ... storage write (the
+    base, then each fragment delete): search still answers exactly the items
+    the fragments describe, and the next compaction finishes the job."""
+    origin = tmp_path / "origin"
+    store = register({k: products[k] for k in ("utm", "wgs84", "nodata")}, origin, None)
+    rebuild(store, "c")
+    changes = {c.item_id: c for c in created(store, "c")}
+    edited = json.loads(json.dumps(changes["utm_20240513"].item))
+    edited["properties"]["title"] = "edited after the base"
+    ghost = json.loads(json.dumps(edited))
+    ghost["id"] = "ghost"
+    sink = MirrorSink(store)
+    sink.apply({}, [Change(ChangeKind.UPDATED, "c", "utm_20240513", changes["utm_20240513"].key, edited)])
+    sink.apply(
+        {},
+        [
+            Change(
+                ChangeKind.REMOVED,
+                "c",
+                "wgs84_20240301",
+                changes["wgs84_20240301"].key,
+                changes["wgs84_20240301"].item,
+            ),
+            Change(ChangeKind.CREATED, "c", "ghost", "c/ghost/ghost.json", ghost),
+        ],
+    )
+    expected = {
+        "utm_20240513": "edited after the base",
+        "ghost": "edited after the base",
+        "nodata_20240901": None,
+    }
+
+    def answer(root: Path) -> dict[str, Any]:
+        features = search(str(root))["features"]
+        return {f["id"]: f["properties"].get("title") for f in features}
+
+    assert answer(origin) == expected
+    for n in range(1, 10):
+        root = tmp_path / f"crash{n}"
+        shutil.copytree(origin, root)
+        crashing = CrashingStore(open_store(str(root)), crash_after=n)
+        try:
+            mirror.compact(crashing, "c/items.parquet")
+        except SimulatedKill:
+            assert answer(root) == expected, crashing.writes
+            mirror.compact(open_store(str(root)), "c/items.parquet")  # False if only the last delete was left
+            assert answer(root) == expected
+            assert mirror.list_fragments(open_store(str(root)), "c/items.parquet") == []
+            continue
+        assert crashing.writes[0] == "c/items.parquet" and len(crashing.writes) == n - 1 == 3
+        assert answer(root) == expected
+        break
+    else:
+        pytest.fail("the compaction never completed")
 
 
 # --- diff, rebuild, assets -----------------------------------------------------------------

@@ -6,6 +6,7 @@ local and S3 catalogs; the CLI."""
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,11 @@ import pytest
 from click.testing import CliRunner
 
 import producer
+from producer import mirror
+from producer.changes import Change, ChangeKind
 from producer.cli import main
 from producer.errors import InputError
-from producer.mirror import canonical, rebuild
+from producer.mirror import MirrorSink, canonical, rebuild
 from producer.query import search
 from producer.store import open_store
 from tests import rasters
@@ -254,3 +257,78 @@ def test_cli_search_prints_the_feature_collection(catalog):
     bad = runner.invoke(main, ["search", str(catalog), "--bbox", "1,2"])
     assert bad.exit_code == 2
     assert "--bbox '1,2': expected four numbers" in bad.output
+
+
+# --- base files plus pending fragments -------------------------------------------------------
+
+
+def _shifted(item: dict[str, Any], dx: float, dy: float) -> dict[str, Any]:
+    """A copy of ``item`` moved by (dx, dy) degrees (geometry and bbox)."""
+    out = json.loads(json.dumps(item))
+    out["geometry"]["coordinates"] = [
+        [[x + dx, y + dy] for x, y in ring] for ring in out["geometry"]["coordinates"]
+    ]
+    w, s, e, n = out["bbox"]
+    out["bbox"] = [w + dx, s + dy, e + dx, n + dy]
+    return out
+
+
+def _later(item: dict[str, Any], seconds: int = 60) -> dict[str, Any]:
+    """``item`` as a later commit would leave it: ``updated`` moved on."""
+    out = json.loads(json.dumps(item))
+    when = _when(out["properties"]["updated"]) + timedelta(seconds=seconds)
+    out["properties"]["updated"] = when.isoformat().replace("+00:00", "Z")
+    return out
+
+
+@pytest.fixture(scope="module")
+def fragmented(catalog, tmp_path_factory) -> tuple[Path, list[dict[str, Any]]]:
+    """A copy of ``catalog`` whose mirror has base files AND pending fragments
+    (moves, edits, removals, a new item; one partition compacted in between),
+    with the item list the fragments describe."""
+    root = tmp_path_factory.mktemp("fragmented") / "catalog"
+    shutil.copytree(catalog, root)
+    store = open_store(str(root))
+    keyed = {
+        item["id"]: (str(path.relative_to(root)), item)
+        for path in root.rglob("*.json")
+        if (item := json.loads(path.read_text())).get("type") == "Feature"
+    }
+
+    def change(kind: ChangeKind, item: dict[str, Any], key: str | None = None) -> Change:
+        return Change(kind, item["collection"], item["id"], key or keyed[item["id"]][0], item)
+
+    lake = _shifted(_later(keyed["lake_20240215"][1]), 173.3, -62.6)  # to the Fiji area
+    lake["properties"]["datetime"] = "2023-11-21T00:00:00Z"
+    swiss = _shifted(_later(keyed["swiss_20240212"][1]), 0.5, 0.3)
+    swiss["properties"]["title"] = "moved a little"
+    late2 = _later(keyed["late_20240312"][1])
+    late2["id"] = "late2_20240313"
+    late2["properties"]["datetime"] = "2024-03-13T00:00:00Z"
+    late2_key = keyed["late_20240312"][0].replace("late_20240312", "late2_20240313")
+    sink = MirrorSink(store)
+    sink.apply({}, [change(ChangeKind.UPDATED, lake), change(ChangeKind.REMOVED, keyed["east_20240401"][1])])
+    sink.apply({}, [change(ChangeKind.UPDATED, swiss), change(ChangeKind.REMOVED, keyed["alps_20240105"][1])])
+    sink.apply({}, [change(ChangeKind.CREATED, late2, late2_key)])
+    assert mirror.compact(store, "tiles/2024/03/items.parquet")  # base now holds late2
+    late2b = _shifted(_later(late2, 120), -1.0, 0.0)
+    sink.apply({}, [change(ChangeKind.UPDATED, late2b, late2_key)])  # a fragment over the new base
+    assert mirror.list_fragments(store, "other/items.parquet")
+    assert mirror.list_fragments(store, "tiles/2024/02/items.parquet")
+
+    items = {i: it for i, (k, it) in keyed.items() if i not in ("east_20240401", "alps_20240105")}
+    items.update({"lake_20240215": lake, "swiss_20240212": swiss, "late2_20240313": late2b})
+    return root, list(items.values())
+
+
+@pytest.mark.parametrize("bbox", BOXES)
+def test_search_over_base_and_fragments_equals_brute_force(fragmented, bbox):
+    root, items = fragmented
+    by_id = {i["id"]: i for i in items}
+    for window in WINDOWS:
+        result = search(str(root), bbox=bbox, datetime=window)
+        got = [(f["collection"], f["id"]) for f in result["features"]]
+        assert set(got) == brute_force(items, bbox, window), (bbox, window)
+        assert len(got) == result["numberMatched"]
+        for feature in result["features"]:
+            assert canonical(dict(feature, links=[])) == canonical(dict(by_id[feature["id"]], links=[]))
