@@ -9,6 +9,7 @@ inside real flow runs on the test server, read back through its events API.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -439,3 +440,76 @@ def test_prefect_events_arrive_from_a_flow_run(changes: list[Change], items: dic
     assert events[0].payload["datetime"] == mine[0].item["properties"]["datetime"]
     assert events[2].payload["start_datetime"] == "2024-05-01T00:00:00Z"
     assert events[2].payload["end_datetime"] == "2024-05-31T23:59:59Z"
+
+
+# ---------------------------------------------------------------------------
+# deploy/template.yaml: the optional topic (cfn-lint runs in test_deploy)
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    import yaml
+
+    from tests.test_deploy import TEMPLATE, _CfnLoader
+
+    doc = yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)
+    assert isinstance(doc, dict)
+    return doc
+
+
+_STACK = {"DataBucket": "data", "CatalogBucket": "cat", "CollectionId": "ndvi"}
+_TOPIC = "arn:aws:sns:us-east-1:123456789012:stac-changes"
+
+
+def _deployed(
+    template: dict[str, Any], **params: str
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+    """(function environment, role statements, created resources) for ``params``."""
+    from tests.test_deploy import _function, _policy, _resolve
+
+    values = {**_STACK, **params}
+    env = _resolve(template, _function(template)["Properties"]["Environment"]["Variables"], values)
+    conditions = template["Conditions"]
+    created = [
+        name
+        for name, res in template["Resources"].items()
+        if "Condition" not in res or _resolve(template, conditions[res["Condition"]], values)
+    ]
+    return env, _policy(template, **values), created
+
+
+def test_template_notifications_are_off_by_default(template: dict[str, Any]) -> None:
+    from tests.test_deploy import _allowed
+
+    env, policy, created = _deployed(template)
+    assert "STAC_SNS_TOPIC" not in env
+    assert not any(str(s["Action"]).startswith("sns:") for s in policy)
+    assert not _allowed(policy, "sns:Publish", _TOPIC)
+    assert "NotificationTopic" not in created
+
+
+def test_template_existing_topic_gets_the_env_var_and_publish_on_it_only(template: dict[str, Any]) -> None:
+    from tests.test_deploy import _allowed
+
+    env, policy, created = _deployed(template, NotificationTopicArn=_TOPIC)
+    assert env["STAC_SNS_TOPIC"] == _TOPIC
+    assert _allowed(policy, "sns:Publish", _TOPIC)
+    assert not _allowed(policy, "sns:Publish", _TOPIC + "-other")
+    assert not _allowed(policy, "sns:Subscribe", _TOPIC)
+    assert "NotificationTopic" not in created
+
+
+def test_template_can_create_the_topic(template: dict[str, Any]) -> None:
+    from tests.test_deploy import _allowed
+
+    env, policy, created = _deployed(template, NotificationTopicArn="create")
+    assert env["STAC_SNS_TOPIC"] == "<NotificationTopic>"  # the created topic's ARN
+    assert _allowed(policy, "sns:Publish", "<NotificationTopic>")
+    assert "NotificationTopic" in created
+    assert template["Outputs"]["NotificationTopicArn"]["Condition"] == "CreateNotificationTopic"
+    pattern = re.compile(template["Parameters"]["NotificationTopicArn"]["AllowedPattern"])
+    for good in ("", "create", _TOPIC, _TOPIC + ".fifo"):
+        assert pattern.fullmatch(good), good
+    for bad in ("*", "arn:aws:sns:us-east-1:123456789012:*", "stac-changes"):
+        assert not pattern.fullmatch(bad), bad
