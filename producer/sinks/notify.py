@@ -43,9 +43,6 @@ __all__ = [
     "sns_message",
 ]
 
-#: the kinds a notification is sent for
-_KINDS = frozenset(ChangeKind)
-
 #: SNS: bytes of one message (body + attributes), and of one PublishBatch call
 SNS_MAX_BYTES = 262_144
 #: SNS: entries of one PublishBatch call
@@ -56,9 +53,13 @@ _TOPIC_ARN = re.compile(
 )
 
 
-def _known(change: Change) -> bool:
-    """True for a change a notification is sent for (created/updated/removed)."""
-    return change.kind in _KINDS
+def _kind(change: Change) -> ChangeKind | None:
+    """The change's kind if a notification is sent for it (created, updated,
+    removed), else None: a kind this module does not know is skipped."""
+    try:
+        return ChangeKind(change.kind)
+    except ValueError:
+        return None
 
 
 def item_href(change: Change, catalog_url: str | None) -> str:
@@ -113,7 +114,7 @@ class CallbackSink:
     def apply(self, collection: dict[str, Any], changes: Sequence[Change]) -> None:
         """Call ``fn`` once per change of a known kind; writes nothing itself."""
         for change in changes:
-            if _known(change):
+            if _kind(change) is not None:
                 self.fn(change)
 
 
@@ -138,7 +139,7 @@ def change_event(change: Change, catalog_url: str | None = None) -> dict[str, An
     if isinstance(change.item.get("bbox"), list):
         payload["bbox"] = list(change.item["bbox"])
     return {
-        "event": f"stac.item.{change.kind.value}",
+        "event": f"stac.item.{ChangeKind(change.kind).value}",
         "resource": {
             "prefect.resource.id": f"stac.item.{change.collection}.{change.item_id}",
             "prefect.resource.name": change.item_id,
@@ -177,7 +178,7 @@ class PrefectEventSink:
     def apply(self, collection: dict[str, Any], changes: Sequence[Change]) -> None:
         """Emit one event per change of a known kind, in commit order."""
         for change in changes:
-            if _known(change):
+            if _kind(change) is not None:
                 self.emit(**change_event(change, self.catalog_url))
 
 
@@ -228,7 +229,7 @@ def sns_message(change: Change, catalog_url: str | None = None) -> tuple[str, di
         links.insert(0, {"rel": "self", "href": item_href(change, catalog_url), "type": "application/json"})
         item = {**item, "links": links}
     attrs: dict[str, dict[str, str]] = {
-        "event": _attr(change.kind.value),
+        "event": _attr(ChangeKind(change.kind).value),
         "collection": _attr(change.collection),
         "id": _attr(change.item_id),
     }
@@ -305,7 +306,7 @@ class SnsSink:
 
     def _entries(self, changes: Sequence[Change]) -> Iterator[tuple[Change, dict[str, Any], int]]:
         for change in changes:
-            if not _known(change):
+            if _kind(change) is None:
                 continue
             body, attrs = sns_message(change, self.catalog_url)
             entry: dict[str, Any] = {"Message": body, "MessageAttributes": attrs}
@@ -315,7 +316,7 @@ class SnsSink:
                     group = hashlib.sha256(group.encode()).hexdigest()
                 entry["MessageGroupId"] = group
                 entry["MessageDeduplicationId"] = hashlib.sha256(
-                    f"{change.kind.value}\0{change.key}\0{body}".encode()
+                    f"{ChangeKind(change.kind).value}\0{change.key}\0{body}".encode()
                 ).hexdigest()
             yield change, entry, _size(body, attrs)
 
