@@ -147,6 +147,15 @@ def test_change_event_names_the_item_and_relates_the_collection(changes: list[Ch
     assert "datetime" not in ranged["payload"]
 
 
+def test_published_href_never_carries_catalog_credentials(changes: list[Change]) -> None:
+    url = "s3://AKIAEXAMPLE:wJalr-SECRET@bucket/stac"
+    body, attrs = sns_message(changes[0], url)
+    event = change_event(changes[0], url)
+    for text in (body, json.dumps(attrs), json.dumps(event)):
+        assert "SECRET" not in text and "AKIAEXAMPLE" not in text
+    assert event["payload"]["href"] == f"s3://bucket/stac/{changes[0].key}"
+
+
 def test_sns_message_sets_an_absolute_self_link_without_mutating_the_item(changes: list[Change]) -> None:
     before = json.dumps(changes[0].item, sort_keys=True)
     body, attrs = sns_message(changes[0], "s3://bucket/stac")

@@ -31,6 +31,7 @@ from typing import Any
 
 from producer.changes import Change, ChangeKind
 from producer.errors import InputError, ProducerError, StoreError
+from producer.redact import clean_href
 
 __all__ = [
     "CallbackSink",
@@ -63,11 +64,12 @@ def _kind(change: Change) -> ChangeKind | None:
 
 
 def item_href(change: Change, catalog_url: str | None) -> str:
-    """Where the item document is: ``catalog_url/key``, or the key (relative
-    to the catalog root) when the catalog URL is not known."""
+    """Where the item document is: ``catalog_url/key`` (without any
+    credentials the URL carried), or the key (relative to the catalog root)
+    when the catalog URL is not known."""
     if not catalog_url:
         return change.key
-    return f"{catalog_url.rstrip('/')}/{change.key}"
+    return f"{clean_href(catalog_url).rstrip('/')}/{change.key}"
 
 
 def _when(item: Mapping[str, Any]) -> dict[str, str]:
