@@ -28,6 +28,7 @@ from producer.sinks.notify import (
     SnsError,
     SnsSink,
     change_event,
+    notification_sinks,
     sns_message,
 )
 from tests.rasters import write_dateline, write_utm
@@ -368,6 +369,19 @@ def test_sns_missing_topic_is_a_storage_error_naming_it(s3_server: S3Server, cha
 def test_sns_topic_that_is_not_an_arn_is_refused() -> None:
     with pytest.raises(InputError, match=r"'my-topic' is not a topic ARN: give it as arn:aws:sns:"):
         SnsSink("my-topic")
+
+
+def test_notification_sinks_from_options(topic: Topic, changes: list[Change]) -> None:
+    assert notification_sinks() == [] and notification_sinks(sns_topic="") == []
+    seen: list[str] = []
+    sinks = notification_sinks(sns_topic=topic.arn, on_change=lambda c: seen.append(c.item_id))
+    assert [type(s) for s in sinks] == [SnsSink, CallbackSink]
+    for sink in sinks:
+        sink.apply(COLLECTION_DOC, changes[:1])
+    assert seen == ["utm_20240513"]
+    assert [json.loads(m["body"])["id"] for m in topic.receive("raw", 1)] == ["utm_20240513"]
+    with pytest.raises(InputError, match="not a topic ARN"):
+        notification_sinks(sns_topic="stac-changes")
 
 
 def test_sns_credentials_are_never_shown() -> None:

@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from producer.changes import Change, ChangeKind
+from producer.changes import Change, ChangeKind, Sink
 from producer.errors import InputError, ProducerError, StoreError
 from producer.redact import clean_href
 
@@ -41,6 +41,7 @@ __all__ = [
     "SnsSink",
     "change_event",
     "item_href",
+    "notification_sinks",
     "sns_message",
 ]
 
@@ -396,3 +397,24 @@ def _describe(exc: BaseException) -> str:
     if error:
         return f"{error.get('Code', type(exc).__name__)}: {error.get('Message', '')}".rstrip(": ")
     return f"{type(exc).__name__}: {exc}"
+
+
+def notification_sinks(
+    *,
+    sns_topic: str | None = None,
+    on_change: Callable[[Change], Any] | None = None,
+    catalog_url: str | None = None,
+    sns_session_kwargs: Mapping[str, Any] | None = None,
+) -> list[Sink]:
+    """The notification sinks the options ask for: an :class:`SnsSink` for
+    ``sns_topic`` (empty = none), a :class:`CallbackSink` for ``on_change``.
+    ``catalog_url`` makes published hrefs absolute. Prefect events come from
+    :func:`producer.prefect.prefect_event_sink` (inside runs). Raises
+    :class:`~producer.errors.InputError` for a topic that is not an ARN or a
+    callback that is not callable; nothing is sent here."""
+    sinks: list[Sink] = []
+    if sns_topic:
+        sinks.append(SnsSink(sns_topic, session_kwargs=sns_session_kwargs, catalog_url=catalog_url))
+    if on_change is not None:
+        sinks.append(CallbackSink(on_change))
+    return sinks
