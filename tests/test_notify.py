@@ -91,6 +91,20 @@ COLLECTION_DOC = {"type": "Collection", "id": "c1"}
 # ---------------------------------------------------------------------------
 
 
+def test_import_notify_does_not_load_prefect() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, producer.sinks.notify; "
+        "print([m for m in sys.modules if m.partition('.')[0] == 'prefect'])"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 def test_callback_gets_every_change_in_commit_order(changes: list[Change]) -> None:
     seen: list[Change] = []
     CallbackSink(seen.append).apply(COLLECTION_DOC, changes)
