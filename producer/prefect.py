@@ -60,6 +60,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.context import FlowRunContext, TaskRunContext
+from prefect.events import emit_event
 from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
 from prefect.logging.handlers import APILogHandler
@@ -75,6 +76,7 @@ from producer.errors import (
 from producer.logs import ROOT_LOGGER
 from producer.options import RegisterOptions, resolve_options
 from producer.results import Action, ErrorKind
+from producer.sinks.notify import PrefectEventSink
 from producer.store.base import Store
 
 __all__ = [
@@ -82,6 +84,7 @@ __all__ = [
     "RegistrationFailed",
     "artifact_key_for",
     "forward_logs",
+    "prefect_event_sink",
     "product_urls",
     "register_and_report",
     "register_in_stac",
@@ -288,6 +291,19 @@ def forward_logs() -> Iterator[None]:
                 if _forwarding["level"] is not None:
                     logger.setLevel(_forwarding["level"])
                 _forwarding.update(handler=None, level=None)
+
+
+def prefect_event_sink(catalog_url: str | None = None) -> PrefectEventSink | None:
+    """Inside a flow or task run: a sink that emits one Prefect event per
+    committed change (``stac.item.created|updated|removed``, resource
+    ``stac.item.<collection>.<item id>``, the collection as related resource;
+    see :func:`producer.sinks.notify.change_event`), related by Prefect to the
+    run. ``catalog_url`` makes the payload's ``href`` absolute. Outside any
+    run: ``None`` (no events). Emitting writes nothing to the catalog.
+    """
+    if not _in_run():
+        return None
+    return PrefectEventSink(emit_event, catalog_url=catalog_url)
 
 
 def _table_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
