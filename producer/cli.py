@@ -106,13 +106,11 @@ pgstac_option = click.option(
     help="pgSTAC database that follows the catalog, as a PostgreSQL DSN "
     "(postgresql://USER:PASSWORD@HOST:PORT/DBNAME).",
 )
-#: remove: the same flag and variable as register's --sns-topic
+#: remove: the same flag as register's --sns-topic
 sns_topic_option = click.option(
     "--sns-topic",
     "sns_topic",
     default=None,
-    envvar="STAC_SNS_TOPIC",
-    show_envvar=True,
     metavar="ARN",
     help="Amazon SNS topic to publish the removal to (arn:aws:sns:REGION:ACCOUNT:NAME).",
 )
