@@ -85,7 +85,7 @@ def test_cli_register_with_sns_topic_publishes_one_message_per_created_item(
     args = ["register", *map(str, tiles), "--catalog", str(tmp_path / "cat"), "--collection", "c"]
     done = CliRunner().invoke(main, [*args, "--sns-topic", topic.arn])
     assert done.exit_code == 0, done.output
-    got = topic.receive("raw", 3, timeout=3.0)
+    got = topic.receive("raw", 2) + topic.receive("raw", 1, timeout=0.3)
     assert sorted(json.loads(m["body"])["id"] for m in got) == ["a_20240110", "b_20240215"]
     assert {m["attrs"]["event"] for m in got} == {("String", "created")}
     self_links = [next(link["href"] for link in json.loads(m["body"])["links"] if link["rel"] == "self") for m in got]
@@ -93,7 +93,7 @@ def test_cli_register_with_sns_topic_publishes_one_message_per_created_item(
 
     rerun = CliRunner().invoke(main, [*args, "--sns-topic", topic.arn])  # unchanged: nothing published
     assert rerun.exit_code == 0, rerun.output
-    assert topic.receive("raw", 1, timeout=1.0) == []
+    assert topic.receive("raw", 1, timeout=0.3) == []
 
 
 def test_cli_remove_with_sns_topic_publishes_the_removal(
@@ -107,7 +107,7 @@ def test_cli_remove_with_sns_topic_publishes_the_removal(
     assert CliRunner().invoke(main, ["register", str(tiles[0]), *where]).exit_code == 0
     removed = CliRunner().invoke(main, ["remove", "a_20240110", *where])
     assert removed.exit_code == 0, removed.output
-    got = topic.receive("raw", 3, timeout=3.0)
+    got = topic.receive("raw", 2) + topic.receive("raw", 1, timeout=0.3)
     assert [m["attrs"]["event"][1] for m in got] == ["created", "removed"]
 
 
@@ -137,7 +137,7 @@ def test_event_handler_with_stac_sns_topic_publishes_a_created_and_a_removed_obj
     assert [(r["id"], r["action"]) for r in deleted["removed"]][0] == ("S2_20240601_T31UFQ", "removed")
     assert all(r["action"] == "absent" for r in deleted["removed"][1:])
 
-    got = topic.receive("raw", 3, timeout=3.0)
+    got = topic.receive("raw", 2) + topic.receive("raw", 1, timeout=0.3)
     assert [(m["attrs"]["event"][1], json.loads(m["body"])["id"]) for m in got] == [
         ("created", "S2_20240601_T31UFQ"),
         ("removed", "S2_20240601_T31UFQ"),
