@@ -166,7 +166,7 @@ def test_a_failed_publish_leaves_the_catalog_committed_and_is_a_storage_error_sa
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
-def test_a_prefect_task_run_registering_a_product_emits_stac_item_created(
+def test_a_prefect_task_run_registering_a_product_and_the_reconcile_flow_emit_stac_item_created(
     tmp_path: Path, tiles: list[Path]
 ) -> None:
     from prefect import flow
@@ -185,3 +185,13 @@ def test_a_prefect_task_run_registering_a_product_emits_stac_item_created(
     events = _read_events(f"stac.item.{cid}.", 1)
     assert [(e.event, e.resource.id) for e in events] == [("stac.item.created", f"stac.item.{cid}.a_20240110")]
     assert events[0].payload["href"] == f"{catalog}/{cid}/a_20240110/a_20240110.json"
+
+    # the reconcile flow registers the product no item describes: its event too
+    from flows.reconcile import reconcile_catalog
+
+    fixed = reconcile_catalog(catalog, data=str(tiles[0].parent), fix=True, collection=cid)
+    assert [r["id"] for r in fixed["registered"]] == ["b_20240215"]
+    events = _read_events(f"stac.item.{cid}.", 2)
+    assert [(e.event, e.resource.id) for e in events][1:] == [
+        ("stac.item.created", f"stac.item.{cid}.b_20240215")
+    ]
