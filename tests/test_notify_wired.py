@@ -60,7 +60,9 @@ def test_on_change_sees_created_then_nothing_for_an_unchanged_rerun_then_removed
     assert absent.action == "absent" and len(seen) == 2  # nothing removed: nothing told
 
 
-def test_reconcile_fix_tells_on_change_of_the_products_it_registers(tmp_path: Path, tiles: list[Path]) -> None:
+def test_reconcile_fix_tells_on_change_of_the_products_it_registers(
+    tmp_path: Path, tiles: list[Path]
+) -> None:
     catalog = str(tmp_path / "cat")
     api.register(tiles[:1], catalog=catalog, collection="c")
     seen: list[Change] = []
@@ -88,7 +90,9 @@ def test_cli_register_with_sns_topic_publishes_one_message_per_created_item(
     got = topic.receive("raw", 2) + topic.receive("raw", 1, timeout=0.3)
     assert sorted(json.loads(m["body"])["id"] for m in got) == ["a_20240110", "b_20240215"]
     assert {m["attrs"]["event"] for m in got} == {("String", "created")}
-    self_links = [next(link["href"] for link in json.loads(m["body"])["links"] if link["rel"] == "self") for m in got]
+    self_links = [
+        next(link["href"] for link in json.loads(m["body"])["links"] if link["rel"] == "self") for m in got
+    ]
     assert all(href.startswith(str(tmp_path / "cat")) for href in self_links)
 
     rerun = CliRunner().invoke(main, [*args, "--sns-topic", topic.arn])  # unchanged: nothing published
@@ -183,7 +187,9 @@ def test_a_prefect_task_run_registering_a_product_and_the_reconcile_flow_emit_st
     state = pipeline(return_state=True)
     assert state.is_completed(), state
     events = _read_events(f"stac.item.{cid}.", 1)
-    assert [(e.event, e.resource.id) for e in events] == [("stac.item.created", f"stac.item.{cid}.a_20240110")]
+    assert [(e.event, e.resource.id) for e in events] == [
+        ("stac.item.created", f"stac.item.{cid}.a_20240110")
+    ]
     assert events[0].payload["href"] == f"{catalog}/{cid}/a_20240110/a_20240110.json"
 
     # the reconcile flow registers the product no item describes: its event too
