@@ -30,7 +30,7 @@ from prefect.logging import get_run_logger
 
 from producer import ReconcileReport, api
 from producer.options import RegisterOptions
-from producer.prefect import CatalogProblemsRemain, forward_logs, retry_on_storage_errors
+from producer.prefect import CatalogProblemsRemain, forward_logs, retry_on_storage_errors, run_sinks
 
 _MAX_PROBLEM_ROWS = 1000
 
@@ -65,6 +65,7 @@ def run_reconcile(
             dead=dead,
             collection=collection,
             options=options,
+            sinks=run_sinks(catalog),  # stac.item.* Prefect events for what --fix changes
         )
 
 

@@ -12,12 +12,12 @@ the work is done by :mod:`producer.ingest` (register), :mod:`producer.removal`
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from producer import ingest, removal, repair
 from producer.audit import Problem, audit
-from producer.changes import Sink
+from producer.changes import Change, Sink
 from producer.errors import Hint, InputError
 from producer.extract.ids import make_item_id
 from producer.extract.options import ExtractOptions
@@ -47,14 +47,29 @@ def _pgstac_sink(dsn: str) -> PgstacSink:
     return PgstacSink(dsn)
 
 
-def build_sinks(store: Store, *, pgstac: str | None = None) -> list[Sink]:
+def build_sinks(
+    store: Store,
+    *,
+    pgstac: str | None = None,
+    sns_topic: str | None = None,
+    on_change: Callable[[Change], Any] | None = None,
+    extra: Sequence[Sink] = (),
+) -> list[Sink]:
     """The sinks that follow ``store``'s catalog for one verb call, in the
     order they are handed each committed batch (see :mod:`producer.sinks`):
-    a pgSTAC database when ``pgstac`` (a DSN) is given. Connects to nothing
-    yet (the verbs check the sinks before their first write)."""
+    a pgSTAC database when ``pgstac`` (a DSN) is given, an SNS topic when
+    ``sns_topic`` (an ARN) is, the ``on_change`` callback, then ``extra``
+    (e.g. Prefect events). Published hrefs are absolute under ``store.url``.
+    Connects to nothing yet (the verbs check the sinks before their first
+    write). Raises :class:`~producer.errors.InputError` for a topic that is
+    not an ARN or an ``on_change`` that is not callable."""
+    from producer.sinks.notify import notification_sinks  # noqa: PLC0415
+
     sinks: list[Sink] = []
     if pgstac:
         sinks.append(_pgstac_sink(pgstac))
+    sinks += notification_sinks(sns_topic=sns_topic, on_change=on_change, catalog_url=store.url)
+    sinks += extra
     return sinks
 
 
@@ -69,6 +84,8 @@ def register(
     options: RegisterOptions | None = None,
     progress: Progress | None = None,
     storage_options: dict[str, Any] | None = None,
+    on_change: Callable[[Change], Any] | None = None,
+    sinks: Sequence[Sink] = (),
     **overrides: Any,
 ) -> list[RegisterResult]:
     """Extract, validate and upsert one STAC Item per product; link and extend parents.
@@ -103,6 +120,15 @@ def register(
     ``input`` error naming both, with hints (same file name in two folders:
     an ``id_template`` such as ``'{parent}_{stem}'``); ``replace=True``
     overwrites it instead.
+
+    Change events: ``on_change`` (a function taking one
+    :class:`~producer.changes.Change`) is called for every item created or
+    updated, after its batch is committed (never for ``unchanged`` ones);
+    ``sns_topic`` (an option) publishes the same to Amazon SNS; ``sinks``:
+    more :class:`~producer.changes.Sink` objects to hand each committed
+    batch to. A sink that fails leaves the catalog committed and gives the
+    batch's products a ``storage`` error saying so (register again to
+    resend: delivery is at least once).
     """
     opts = resolve_options(options, storage_options, **overrides)
     store = open_catalog(catalog, opts.catalog_storage_options)
@@ -112,7 +138,9 @@ def register(
         collection=collection,
         options=opts,
         progress=progress,
-        sinks=build_sinks(store, pgstac=opts.pgstac),
+        sinks=build_sinks(
+            store, pgstac=opts.pgstac, sns_topic=opts.sns_topic, on_change=on_change, extra=sinks
+        ),
     )
 
 
@@ -129,6 +157,9 @@ def remove(
     product: str | None = None,
     href_rewrites: Iterable[str | tuple[str, str]] = (),
     pgstac: str | None = None,
+    sns_topic: str | None = None,
+    on_change: Callable[[Change], Any] | None = None,
+    sinks: Sequence[Sink] = (),
 ) -> RemoveResult:
     """Mark the item as being removed, unlink it, fix the extent, delete it.
 
@@ -159,6 +190,12 @@ def remove(
     such item any more, so a rerun converges). If that fails the result is
     an ``error`` (``storage``) saying the catalog is done and the database
     is behind.
+
+    ``sns_topic`` (an SNS topic ARN), ``on_change`` (a function taking one
+    :class:`~producer.changes.Change`) and ``sinks``: told of the removal
+    (kind ``removed``, the last committed item) once it is committed; not
+    told when there was nothing to remove. A failure there is a ``storage``
+    error as for pgSTAC.
     """
     store = open_catalog(catalog, storage_options)
     return removal.remove_item(
@@ -168,7 +205,7 @@ def remove(
         max_retries=max_retries,
         product=product,
         href_rewrites=href_rewrites,
-        sinks=build_sinks(store, pgstac=pgstac),
+        sinks=build_sinks(store, pgstac=pgstac, sns_topic=sns_topic, on_change=on_change, extra=sinks),
     )
 
 
@@ -201,6 +238,8 @@ def reconcile(
     register_options: Mapping[str, Any] | None = None,
     max_retries: int = 25,
     pgstac: str | None = None,
+    on_change: Callable[[Change], Any] | None = None,
+    sinks: Sequence[Sink] = (),
 ) -> ReconcileReport:
     """Find and (with ``fix=True``) repair catalog problems; see :func:`producer.repair.reconcile`.
 
@@ -216,6 +255,10 @@ def reconcile(
     differing there are ``pgstac-*`` problems, and ``fix`` brings the
     database in line. It is checked first: unreachable raises
     :class:`~producer.errors.StoreError` before anything is written.
+
+    Change events (with ``fix``): the ``sns_topic`` of ``options``,
+    ``on_change`` and ``sinks`` are told of the items ``fix`` registers,
+    updates or removes, as for :func:`register` and :func:`remove`.
     """
     opts = resolve_options(options, storage_options, **dict(register_options or {}))
     if fix and data is not None and not collection:
@@ -238,6 +281,6 @@ def reconcile(
         storage_options=opts.data_storage_options,
         options=opts,
         max_retries=max_retries,
-        sinks=build_sinks(store),
+        sinks=build_sinks(store, sns_topic=opts.sns_topic, on_change=on_change, extra=sinks),
         pgstac=_pgstac_sink(dsn) if dsn else None,
     )

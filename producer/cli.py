@@ -106,6 +106,14 @@ pgstac_option = click.option(
     help="pgSTAC database that follows the catalog, as a PostgreSQL DSN "
     "(postgresql://USER:PASSWORD@HOST:PORT/DBNAME).",
 )
+#: remove: the same flag as register's --sns-topic
+sns_topic_option = click.option(
+    "--sns-topic",
+    "sns_topic",
+    default=None,
+    metavar="ARN",
+    help="Amazon SNS topic to publish the removal to (arn:aws:sns:REGION:ACCOUNT:NAME).",
+)
 storage_option = click.option(
     "--storage-option",
     "-o",
@@ -335,18 +343,26 @@ def validate(catalog: str, check_assets: bool, as_json: bool, storage_pairs: tup
 @catalog_option
 @collection_option
 @pgstac_option
+@sns_topic_option
 @storage_option
 def remove(
-    item_id: str, catalog: str, collection: str, pgstac: str | None, storage_pairs: tuple[str, ...]
+    item_id: str,
+    catalog: str,
+    collection: str,
+    pgstac: str | None,
+    sns_topic: str | None,
+    storage_pairs: tuple[str, ...],
 ) -> None:
     """Unlink and delete ITEM_ID; recompute the collection extent exactly.
-    With --pgstac, delete it from the database too (checked first)."""
+    With --pgstac, delete it from the database too (checked first); with
+    --sns-topic, publish the removal there."""
     result = api.remove(
         item_id,
         catalog=catalog,
         collection=collection,
         storage_options=_storage_options(storage_pairs),
         pgstac=pgstac,
+        sns_topic=sns_topic,
     )
     if not result.ok:
         click.echo(f"error: {result.error_for(flag_spelling)}", err=True)

@@ -640,6 +640,7 @@ def _remove_one(
             href_rewrites=options.href_rewrites,
             max_retries=options.max_retries,
             pgstac=options.pgstac,
+            sns_topic=options.sns_topic,
         )
     except Exception as exc:
         log.exception("removing the item for %s failed", event.url)

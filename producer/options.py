@@ -255,6 +255,18 @@ class RegisterOptions:
         ),
     )
 
+    sns_topic: str | None = field(
+        default=None,
+        metadata=_spec(
+            "Amazon SNS topic to publish one message per created, updated or removed item to "
+            "(arn:aws:sns:REGION:ACCOUNT:NAME; the item JSON as the body, attributes to filter on). "
+            "Needs boto3 and the permission sns:Publish; AWS credentials come from the environment.",
+            "--sns-topic",
+            "STAC_SNS_TOPIC",
+            metavar="ARN",
+        ),
+    )
+
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             kind = option_spec(f).kind

@@ -90,6 +90,7 @@ __all__ = [
     "register_in_stac",
     "registers_in_stac",
     "retry_on_storage_errors",
+    "run_sinks",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -306,6 +307,14 @@ def prefect_event_sink(catalog_url: str | None = None) -> PrefectEventSink | Non
     return PrefectEventSink(emit_event, catalog_url=catalog_url)
 
 
+def run_sinks(catalog: str | Store) -> list[PrefectEventSink]:
+    """The sinks a Prefect run adds to a verb call on ``catalog``: inside a
+    flow or task run, the :func:`prefect_event_sink` (hrefs absolute under
+    the catalog's URL, without credentials); outside any run, none."""
+    sink = prefect_event_sink(catalog.url if isinstance(catalog, Store) else str(catalog))
+    return [sink] if sink is not None else []
+
+
 def _table_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
@@ -347,8 +356,10 @@ def register_and_report(
     ``overrides``: as for :func:`producer.register` (a
     :class:`~producer.options.RegisterOptions`, the storage shorthand, its
     fields by name). Writes the catalog (items, parents); inside a flow or
-    task run also logs one line per product to the run logger and creates a
-    table artifact keyed ``artifact_key`` (default ``stac-<collection>``).
+    task run also logs one line per product to the run logger, creates a
+    table artifact keyed ``artifact_key`` (default ``stac-<collection>``) and
+    emits a Prefect event per item created or updated (``stac.item.*``, see
+    :func:`prefect_event_sink`), for automations.
     Returns one result dict per product; errors phrase their hints with the
     parameter names. Raises :class:`RegistrationFailed` (after registering
     the others) when any product failed, with ``transient=True`` when a
@@ -364,7 +375,9 @@ def register_and_report(
         # api.register logs each product and a summary (with compare-and-swap
         # conflicts): forwarded into the run's logs
         with forward_logs():
-            results = api.register(urls, catalog=catalog, collection=collection, options=opts)
+            results = api.register(
+                urls, catalog=catalog, collection=collection, options=opts, sinks=run_sinks(catalog)
+            )
         dicts = [r.to_dict() for r in results]
     elif not upstream:
         logger.warning("nothing to register into %s: no product URLs were given", where)
