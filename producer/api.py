@@ -12,7 +12,7 @@ the work is done by :mod:`producer.ingest` (register), :mod:`producer.removal`
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from producer import ingest, removal, repair
@@ -47,12 +47,23 @@ def _pgstac_sink(dsn: str) -> PgstacSink:
     return PgstacSink(dsn)
 
 
+def _mirror_sink(store: Store) -> Sink:
+    """The stac-geoparquet mirror sink of ``store``. Imported here: producer.mirror
+    loads pyarrow and stac-geoparquet (1.1-1.9 s measured on the 2-core test
+    machine), which ``import producer`` and
+    ``stac-producer --help`` must not pay."""
+    from producer.mirror import MirrorSink  # noqa: PLC0415 (pyarrow + stac-geoparquet: 1.1-1.9 s measured)
+
+    return MirrorSink(store)
+
+
 def build_sinks(store: Store, *, pgstac: str | None = None) -> list[Sink]:
     """The sinks that follow ``store``'s catalog for one verb call, in the
     order they are handed each committed batch (see :mod:`producer.sinks`):
-    a pgSTAC database when ``pgstac`` (a DSN) is given. Connects to nothing
-    yet (the verbs check the sinks before their first write)."""
-    sinks: list[Sink] = []
+    always the catalog's stac-geoparquet mirror (:class:`producer.mirror.MirrorSink`,
+    first), then a pgSTAC database when ``pgstac`` (a DSN) is given. Connects
+    to nothing yet (the verbs check the sinks before their first write)."""
+    sinks: list[Sink] = [_mirror_sink(store)]
     if pgstac:
         sinks.append(_pgstac_sink(pgstac))
     return sinks
@@ -172,6 +183,46 @@ def remove(
     )
 
 
+# --- search -------------------------------------------------------------------
+
+
+def search(
+    catalog: str | Store,
+    *,
+    bbox: str | Sequence[float] | None = None,
+    datetime: str | None = None,
+    collections: str | Iterable[str] | None = None,
+    ids: str | Iterable[str] | None = None,
+    limit: int | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Items of ``catalog`` matching every filter given, read from its
+    stac-geoparquet mirror (which every :func:`register`, :func:`remove` and
+    :func:`reconcile` keeps current), as a STAC API ``/search``-like
+    FeatureCollection: ``numberMatched`` counts all matches, ``features``
+    holds at most ``limit`` items.
+
+    ``bbox``: ``(west, south, east, north)`` or ``"w,s,e,n"``; ``datetime``:
+    an instant or an interval ``"start/end"`` (``..`` open), RFC 3339;
+    ``collections``/``ids``: names, or one comma-separated string. Writes
+    nothing. Raises :class:`~producer.errors.InputError` for a bad filter or
+    an unknown collection. See :func:`producer.query.search`.
+    """
+    # lazy: producer.query loads duckdb and pyarrow (1.1 s measured), which
+    # `import producer` and every other verb must not pay
+    from producer.query import search as run_search  # noqa: PLC0415 (duckdb + pyarrow: 1.1 s measured)
+
+    return run_search(
+        catalog,
+        bbox=bbox,
+        datetime=datetime,
+        collections=collections,
+        ids=ids,
+        limit=limit,
+        storage_options=storage_options,
+    )
+
+
 # --- validate / reconcile --------------------------------------------------------
 
 
@@ -216,6 +267,10 @@ def reconcile(
     differing there are ``pgstac-*`` problems, and ``fix`` brings the
     database in line. It is checked first: unreachable raises
     :class:`~producer.errors.StoreError` before anything is written.
+
+    The stac-geoparquet mirror of each collection is compared with its JSON
+    items too: differing is a ``mirror-stale`` warning, and ``fix`` rebuilds
+    the mirror files that differ.
     """
     opts = resolve_options(options, storage_options, **dict(register_options or {}))
     if fix and data is not None and not collection:
@@ -240,4 +295,5 @@ def reconcile(
         max_retries=max_retries,
         sinks=build_sinks(store),
         pgstac=_pgstac_sink(dsn) if dsn else None,
+        mirror=True,
     )
