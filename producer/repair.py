@@ -596,7 +596,12 @@ def _compare_mirror(store: Store, tree: AuditReport, report: ReconcileReport, *,
             continue
         what = "; ".join(
             f"{name}: {', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''}"
-            for name, ids in (("missing", found.missing), ("extra", found.extra), ("differing", found.differing))
+            for name, ids in (
+                ("missing", found.missing),
+                ("extra", found.extra),
+                ("differing", found.differing),
+                ("linked files absent", found.absent_files),
+            )
             if ids
         )
         _bump(report.found, "mirror-stale")

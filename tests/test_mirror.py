@@ -226,7 +226,7 @@ def test_property_changing_kind_in_an_existing_file_converts(products, tmp_path)
 # --- the sink -----------------------------------------------------------------------
 
 
-def test_sink_upserts_and_removes_rows_and_deletes_an_emptied_file(products, tmp_path):
+def test_sink_upserts_and_removes_rows_and_keeps_an_emptied_file_empty(products, tmp_path):
     store = register({k: products[k] for k in ("utm", "wgs84")}, tmp_path / "catalog", None)
     sink = MirrorSink(store)
     sink.apply({}, created(store, "c", ["utm_20240513"]))
@@ -249,7 +249,8 @@ def test_sink_upserts_and_removes_rows_and_deletes_an_emptied_file(products, tmp
     assert read_mirror(store, "c/items.parquet")[0] == {}  # the tombstones hide the base rows
     assert store.exists("c/items.parquet")
     assert mirror.compact(store, "c/items.parquet")
-    assert not store.exists("c/items.parquet")
+    # kept, empty: the collection's asset linking it still resolves
+    assert store.exists("c/items.parquet") and read_mirror(store, "c/items.parquet")[0] == {}
     assert mirror.list_fragments(store, "c/items.parquet") == []
 
 

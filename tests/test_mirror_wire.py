@@ -4,6 +4,7 @@ answers right after ``register`` and ``remove`` with no explicit rebuild, and
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -71,8 +72,7 @@ def test_reconcile_finds_a_deleted_fragment_and_fix_rebuilds_it(
     _register_all(tiles, catalog)
     (fragment,) = _fragments(catalog)  # one batch: one fragment of the flat collection
     fragment.unlink()
-    with pytest.raises(producer.InputError, match="no stac-geoparquet mirror yet: build it with reconcile"):
-        producer.search(str(catalog))
+    assert producer.search(str(catalog))["numberMatched"] == 0
 
     found = producer.reconcile(str(catalog))
     assert found.found.get("mirror-stale") == 1
@@ -110,3 +110,50 @@ def test_reconcile_finds_a_corrupt_row_and_fix_rewrites_it(tiles: dict[str, Path
     assert "differing: af_20240115" in problem.message
     producer.reconcile(str(catalog), fix=True)
     assert _ids(producer.search(str(catalog), bbox=(9, 49, 12, 52))) == ["eu_20240110", "eu_20240305"]
+
+
+def _linked_mirror_files(catalog: Path) -> list[str]:
+    doc = json.loads((catalog / "c/collection.json").read_text())
+    return sorted(mirror.linked_mirror_keys("c/collection.json", doc))
+
+
+def test_collection_links_each_mirror_file_and_none_dangles_after_register_and_remove(
+    tiles: dict[str, Path], tmp_path: Path
+) -> None:
+    catalog = tmp_path / "cat"
+    _register_all(tiles, catalog, partition="year/month")
+    linked = _linked_mirror_files(catalog)
+    assert linked == ["c/2024/01/items.parquet", "c/2024/03/items.parquet"]
+    doc = json.loads((catalog / "c/collection.json").read_text())
+    assert doc["assets"]["mirror-2024-03"] == {
+        "href": "./2024/03/items.parquet",
+        "type": "application/vnd.apache.parquet",
+        "title": "stac-geoparquet mirror of the items of 2024/03",
+        "roles": ["collection-mirror"],
+    }
+    assert all((catalog / key).is_file() for key in linked)
+    assert producer.validate_catalog(str(catalog), check_assets=True) == []
+
+    # March's only item goes: its mirror file stays (empty after a compaction), the link resolves
+    assert producer.remove("eu_20240305", catalog=str(catalog), collection="c").action == "removed"
+    mirror.compact(open_store(str(catalog)), "c/2024/03/items.parquet")
+    assert _linked_mirror_files(catalog) == linked
+    assert all((catalog / key).is_file() for key in linked)
+    assert producer.validate_catalog(str(catalog), check_assets=True) == []
+    assert producer.search(str(catalog), datetime="2024-03-01/2024-03-31")["numberMatched"] == 0
+    assert "mirror-stale" not in producer.reconcile(str(catalog)).found
+
+
+def test_a_linked_mirror_file_lost_is_stale_and_fix_writes_it(tiles: dict[str, Path], tmp_path: Path) -> None:
+    """A crash after the collection's commit but before the mirror write leaves
+    the asset dangling: reconcile reports it and its fix writes the file."""
+    catalog = tmp_path / "cat"
+    _register_all(tiles, catalog)
+    (catalog / "c/items.parquet").unlink()
+    for fragment in _fragments(catalog):
+        fragment.unlink()
+    (problem,) = [p for p in producer.reconcile(str(catalog)).problems if p.kind == "mirror-stale"]
+    assert "linked files absent: c/items.parquet" in problem.message
+    producer.reconcile(str(catalog), fix=True)
+    assert (catalog / "c/items.parquet").is_file()
+    assert producer.search(str(catalog))["numberMatched"] == 3

@@ -214,7 +214,7 @@ def test_collection_without_mirror_says_how_to_build_it(tmp_path):
         shutil.rmtree(fragments)
     for base in (tmp_path / "cat").rglob("items.parquet"):
         base.unlink()
-    with pytest.raises(InputError, match=r"'c' .* no stac-geoparquet mirror yet.*rebuild"):
+    with pytest.raises(InputError, match=r"'c' .* mirror file that exists: build it with reconcile.*rebuild"):
         search(str(tmp_path / "cat"))
 
 
