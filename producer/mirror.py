@@ -84,7 +84,7 @@ try:
     import stac_geoparquet.arrow as sga
 except ImportError as _exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
-        f"the stac-geoparquet mirror needs {_exc.name}: install stac-producer[mirror]"
+        f"the stac-geoparquet mirror needs {_exc.name}, a dependency of stac-producer: reinstall it"
     ) from _exc
 
 _StacArrowBatch: Any

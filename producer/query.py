@@ -49,7 +49,7 @@ try:
     import pyarrow as pa
     import pyarrow.parquet as pq
 except ImportError as _exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(f"search needs {_exc.name}: install stac-producer[mirror]") from _exc
+    raise ImportError(f"search needs {_exc.name}, a dependency of stac-producer: reinstall it") from _exc
 
 _FILTER_COLUMNS = ("id", "bbox", "datetime", "start_datetime", "end_datetime")
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
