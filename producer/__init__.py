@@ -12,7 +12,7 @@ raises :class:`ProducerError` subclasses.
 
 from __future__ import annotations
 
-from producer.api import reconcile, register, remove, validate_catalog
+from producer.api import reconcile, register, remove, search, validate_catalog
 from producer.audit import Problem
 from producer.errors import (
     CatalogError,
@@ -54,6 +54,7 @@ __all__ = [
     "reconcile",
     "register",
     "remove",
+    "search",
     "validate_catalog",
 ]
 __version__ = "0.1.0"

@@ -28,7 +28,7 @@ import posixpath
 import random
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
@@ -46,6 +46,7 @@ from producer.catalog.layout import (
     recorded_layout,
     relative_href,
 )
+from producer.catalog.mirrorlinks import mirror_assets, mirror_key
 from producer.errors import (
     ID_TEMPLATE_HINT,
     REPLACE_HINT,
@@ -176,6 +177,17 @@ class RemoveOutcome:
     item: dict | None = None
     extent_recomputed: bool = False
     reason: str | None = None  # why the item was kept, when ``keep_if`` said so
+
+
+def _set_assets(doc: dict, assets: Mapping[str, dict]) -> bool:
+    """Add (or correct) ``assets`` in ``doc`` (mutated); True if it changed."""
+    current = doc.get("assets")
+    if not isinstance(current, dict):
+        current = {}
+    missing = {k: v for k, v in assets.items() if current.get(k) != v}
+    if missing:
+        doc["assets"] = {**current, **missing}
+    return bool(missing)
 
 
 def _add_missing(doc: dict, links: Sequence[dict]) -> bool:
@@ -452,6 +464,9 @@ class Committer:
 
         coll_links = by_parent.pop(coll_key, [])
         item_docs = [doc for _, doc in items]
+        # the stac-geoparquet mirror file of each partition written (the mirror
+        # sink creates it with its first write into the partition)
+        mirror = mirror_assets(collection_id, (mirror_key(key) for key, _ in items))
         # With partitions, the items were linked below the collection after
         # preflight read it: read it again, so a shrink marker put meanwhile
         # is seen (a shrink's walk may have missed those links).
@@ -461,7 +476,7 @@ class Committer:
         self.cas(
             coll_key,
             self._collection_mutation(
-                collection_id, collection_meta, coll_links, item_docs, ensure.pop(coll_key, [])
+                collection_id, collection_meta, coll_links, item_docs, ensure.pop(coll_key, []), mirror
             ),
             expect=("Collection",),
             first=coll_first,
@@ -552,7 +567,11 @@ class Committer:
         links: list[dict],
         items: list[dict],
         below: Sequence[dict] = (),
+        assets: Mapping[str, dict] | None = None,
     ) -> Mutation:
+        """The collection's compare-and-swap: created if absent, ``links`` and
+        ``below`` added, extent merged with ``items``, ``assets`` (the mirror
+        files) added or updated."""
         root_title = (self.root_meta or {}).get("title")
 
         def mutate(doc: dict | None) -> dict | None:
@@ -566,6 +585,7 @@ class Committer:
             was_empty = docs.is_empty(doc) or doc.get("extent") == docs.empty_extent()
             changed = docs.add_links(doc, links)
             changed |= _add_missing(doc, below)
+            changed |= _set_assets(doc, assets or {})
             changed |= docs.merge_extent(doc, items, was_empty=was_empty)
             # a shrink in progress must learn of these items even when the
             # extent did not grow (see documents.begin_shrink)

@@ -1,4 +1,4 @@
-"""The README's demo: sample COGs → local catalog → validation → summary.
+"""The README's demo: sample COGs → local catalog → validation → summary → one search.
 
 Writes ``<dir>/data/*.tif`` (small synthetic NDVI-like COGs over a few
 places, dates in the file names) and ``<dir>/catalog/``.
@@ -7,6 +7,7 @@ places, dates in the file names) and ``<dir>/catalog/``.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 
@@ -26,6 +27,9 @@ SCENES: Sequence[tuple[str, int, float, float, float]] = (
     ("greenland", 3413, -100000.0, -1000000.0, 1000.0),
     ("andes", 32719, 350000.0, 8200000.0, 30.0),
 )
+#: the demo's closing search: Central Europe in May 2024 (the Rhine and Alps scenes of the first six)
+SEARCH_BBOX = "5,45,10,52"
+SEARCH_DATETIME = "2024-05-01/2024-05-31"
 
 
 def write_sample_cog(
@@ -123,6 +127,22 @@ def run_demo(
         f"validation: {'valid' if not errors else f'{len(errors)} errors'}; "
         f"{sum(r.ok for r in results)}/{len(results)} products registered"
     )
+    if ok:
+        _search(catalog, os.path.join(workdir, "catalog"), echo)
     if ok and any(r.action == "created" for r in results):
         echo("next: run `stac-producer demo` again — every product is 'unchanged' and no byte moves.")
     return 0 if ok else 1
+
+
+def _search(catalog: str, shown: str, echo: Callable[[str], None]) -> None:
+    """Search the demo catalog (its mirror, kept current by the register) and
+    print how many items matched and the command that runs the same search.
+    ``shown``: the catalog path as the user gave it. Reads only."""
+    found = api.search(catalog, bbox=SEARCH_BBOX, datetime=SEARCH_DATETIME)
+    ids = ", ".join(f["id"] for f in found["features"])
+    echo(
+        f"search: {found['numberMatched']} item(s) in bbox {SEARCH_BBOX} during {SEARCH_DATETIME}"
+        + (f" ({ids})" if ids else "")
+    )
+    command = ["stac-producer", "search", shown, "--bbox", SEARCH_BBOX, "--datetime", SEARCH_DATETIME]
+    echo(f"run it yourself: {shlex.join(command)}")

@@ -64,6 +64,15 @@ from typing import Any
 
 from producer.catalog.documents import CHILD_RELS
 from producer.catalog.layout import resolve_href
+from producer.catalog.mirrorlinks import (  # noqa: F401 (re-exported: where mirror files live)
+    MIRROR_MEDIA_TYPE,
+    MIRROR_NAME,
+    MIRROR_ROLE,
+    linked_mirror_keys,
+    mirror_asset_key,
+    mirror_assets,
+    mirror_key,
+)
 from producer.changes import Change, ChangeKind
 from producer.errors import CatalogError, ConflictError, NotFound, PreconditionFailed, ProducerError
 from producer.store.base import Store
@@ -75,7 +84,7 @@ try:
     import stac_geoparquet.arrow as sga
 except ImportError as _exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
-        f"the stac-geoparquet mirror needs {_exc.name}: install stac-producer[mirror]"
+        f"the stac-geoparquet mirror needs {_exc.name}, a dependency of stac-producer: reinstall it"
     ) from _exc
 
 _StacArrowBatch: Any
@@ -94,10 +103,6 @@ except ImportError:  # pragma: no cover - another stac-geoparquet version
 
 log = logging.getLogger(__name__)
 
-#: file name of a mirror file, in the folder of the document linking its items
-MIRROR_NAME = "items.parquet"
-MIRROR_MEDIA_TYPE = "application/vnd.apache.parquet"
-MIRROR_ROLE = "collection-mirror"
 #: parquet metadata key listing the properties stored as JSON text
 JSON_PROPERTIES_KEY = b"stac_producer:json_properties"
 #: keys whose object values are always stored as JSON text (PROJJSON mixes types)
@@ -121,59 +126,6 @@ _ZERO_FRACTION = re.compile(r"(T\d\d:\d\d:\d\d)\.0+Z$")
 
 class MirrorError(ProducerError, ValueError):
     """Items could not be converted to (or read from) a mirror file."""
-
-
-# --- where mirror files live -----------------------------------------------------
-
-
-def mirror_key(item_key: str) -> str:
-    """Key of the mirror file holding the item stored at ``item_key``.
-
-    >>> mirror_key("c/2024/03/x/x.json")
-    'c/2024/03/items.parquet'
-    >>> mirror_key("c/x/x.json")
-    'c/items.parquet'
-    """
-    folder = posixpath.dirname(posixpath.dirname(item_key))
-    return f"{folder}/{MIRROR_NAME}"
-
-
-def mirror_asset_key(collection_id: str, key: str) -> str:
-    """Asset key of mirror file ``key`` in the collection: ``mirror`` for the
-    collection's own file, ``mirror-2024-03`` for a partition's."""
-    folder = posixpath.dirname(key)
-    rest = folder[len(collection_id) :].strip("/")
-    return "mirror" if not rest else "mirror-" + rest.replace("/", "-")
-
-
-def mirror_assets(collection_id: str, mirror_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Collection assets linking the mirror files ``mirror_keys`` (keys from
-    :func:`mirror_key`, all inside ``collection_id``): ``{asset key: asset}``,
-    hrefs relative to ``<collection_id>/collection.json``. Pure."""
-    collection_key = f"{collection_id}/collection.json"
-    out: dict[str, dict[str, Any]] = {}
-    for key in sorted(set(mirror_keys)):
-        if not key.startswith(f"{collection_id}/"):
-            raise ValueError(f"mirror file {key!r} is not inside collection {collection_id!r}")
-        folder = posixpath.dirname(key)[len(collection_id) + 1 :]
-        out[mirror_asset_key(collection_id, key)] = {
-            "href": "./" + posixpath.relpath(key, posixpath.dirname(collection_key)),
-            "type": MIRROR_MEDIA_TYPE,
-            "title": f"stac-geoparquet mirror of {'the items of ' + folder if folder else 'the items'}",
-            "roles": [MIRROR_ROLE],
-        }
-    return out
-
-
-def linked_mirror_keys(collection_key: str, collection: dict[str, Any]) -> list[str]:
-    """Keys of the mirror files a collection document links as assets."""
-    keys = []
-    for asset in (collection.get("assets") or {}).values():
-        if isinstance(asset, dict) and MIRROR_ROLE in (asset.get("roles") or []):
-            key = resolve_href(collection_key, str(asset.get("href", "")))
-            if key is not None:
-                keys.append(key)
-    return keys
 
 
 # --- encoding items for stac-geoparquet and back ---------------------------------------
@@ -582,13 +534,28 @@ def _merged_bytes(part: Partition, where: str) -> bytes:
     return encode_items([item for t in tables for item in table_items(t)], where)
 
 
-def _put_base(store: Store, key: str, data: bytes, version: str | None) -> None:
-    """Write (or, ``data == b""``, delete) base file ``key`` if it is still at
-    ``version`` (None: if absent). Raises PreconditionFailed or NotFound."""
+def empty_base() -> bytes:
+    """The bytes of a base file holding no item (an ``id`` column, no rows):
+    what a partition whose items are all gone keeps, so that the collection's
+    asset linking it still resolves."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"id": pa.array([], pa.string())}), sink)
+    return bytes(sink.getvalue())
+
+
+def _put_base(store: Store, key: str, data: bytes, version: str | None, *, keep: bool = True) -> None:
+    """Write base file ``key`` if it is still at ``version`` (None: if absent).
+    ``data == b""`` (no item left): an :func:`empty_base` when ``keep`` (the
+    collection links the file) and the file exists, else the file is deleted.
+    Raises PreconditionFailed or NotFound."""
     if data == b"":
-        if version is not None:
+        if version is None:
+            return
+        if not keep:
             store.delete(key, if_version=version)
-    elif version is None:
+            return
+        data = empty_base()
+    if version is None:
         store.put(key, data, create_only=True)
     else:
         store.put(key, data, if_version=version)
@@ -629,8 +596,10 @@ class MirrorSink:
 
     ``apply`` groups the changes by partition (the folder of each item's key)
     and writes ONE new fragment per partition: the rows of the created and
-    updated items, tombstones for the removed ones. It reads nothing and
-    overwrites nothing, so its cost is that of the batch and writers never
+    updated items, tombstones for the removed ones; the first write into a
+    partition also creates its base file, empty (create-only), so the
+    collection's mirror asset (added by the commit) resolves. It reads
+    nothing (one HEAD of the base) and overwrites nothing, so its cost is that of the batch and writers never
     conflict. A partition with more than ``compact_after`` fragments is then
     compacted (:func:`compact`); a failed compaction is logged and left to
     the next writer or to ``rebuild``. An item that moved partition must come
@@ -656,12 +625,32 @@ class MirrorSink:
                 else:
                     removed.pop(c.item_id, None)
                     upserts[c.item_id] = c.item
+            self._ensure_base(key)
             frag_key = f"{fragments_prefix(key)}/{_fragment_name()}"
             self.store.put(
                 frag_key, encode_fragment(upserts, removed, f"{self.store.url}/{frag_key}"), create_only=True
             )
             if self.compact_after >= 0:
                 self._maybe_compact(key)
+
+    def _ensure_base(self, key: str) -> None:
+        """The first write into a partition creates its base file ``key``
+        empty (create-only; another writer may win), so that the collection's
+        asset linking it (added by the commit) resolves. One HEAD per write.
+        A failure is logged, never raised: ``reconcile`` finds the dangling
+        asset (``mirror-stale``) and its fix writes the file."""
+        try:
+            if not self.store.exists(key):
+                self.store.put(key, empty_base(), create_only=True)
+        except PreconditionFailed:
+            pass  # another writer created it
+        except Exception as exc:  # the fragment still carries the rows: never fail the writer for this
+            log.warning(
+                "creating the mirror file %s/%s failed (%s); reconcile --fix writes it",
+                self.store.url,
+                key,
+                exc,
+            )
 
     def _maybe_compact(self, key: str) -> None:
         try:
@@ -720,11 +709,14 @@ class MirrorState:
     files: dict[str, dict[str, dict[str, Any]]]
     #: mirror file key -> version (None: absent)
     versions: dict[str, str | None]
+    #: mirror files the collection links as assets (kept, empty, when no item is left)
+    linked: set[str] = field(default_factory=set)
 
 
 def _state(store: Store, collection_id: str) -> MirrorState:
     tree: dict[str, tuple[str, dict[str, Any]]] = {}
     candidates: set[str] = set()
+    linked: set[str] = set()
     for key, doc in walk_collection(store, collection_id):
         if doc.get("type") == "Feature":
             tree[str(doc.get("id"))] = (key, doc)
@@ -732,11 +724,12 @@ def _state(store: Store, collection_id: str) -> MirrorState:
         else:
             candidates.add(posixpath.join(posixpath.dirname(key), MIRROR_NAME))
             if doc.get("type") == "Collection":
-                candidates.update(linked_mirror_keys(key, doc))
+                linked.update(linked_mirror_keys(key, doc))
+                candidates.update(linked)
     files, versions = {}, {}
     for key in sorted(candidates):
         files[key], versions[key] = read_mirror(store, key)
-    return MirrorState(tree, files, versions)
+    return MirrorState(tree, files, versions, linked)
 
 
 @dataclass
@@ -749,12 +742,14 @@ class MirrorDiff:
     extra: list[str] = field(default_factory=list)
     #: in both, with different content
     differing: list[str] = field(default_factory=list)
+    #: base files the collection links as assets that do not exist (dangling assets)
+    absent_files: list[str] = field(default_factory=list)
     #: mirror files that must be rewritten (or deleted) to remove the differences
     stale_files: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        return not (self.missing or self.extra or self.differing)
+        return not (self.missing or self.extra or self.differing or self.absent_files)
 
 
 def diff(store: Store, collection_id: str) -> MirrorDiff:
@@ -780,6 +775,8 @@ def _diff(state: MirrorState) -> MirrorDiff:
             if entry is None or mirror_key(entry[0]) != file_key:
                 out.extra.append(item_id)
                 stale.add(file_key)
+    out.absent_files = sorted(k for k in state.linked if state.versions.get(k) is None)
+    stale.update(out.absent_files)
     out.missing.sort()
     out.extra.sort()
     out.differing.sort()
@@ -820,7 +817,9 @@ def rebuild(store: Store, collection_id: str, *, only_stale: bool = True, max_re
             rows = {i: item for i, (k, item) in state.tree.items() if mirror_key(k) == key}
             data = encode_items(list(rows.values()), f"{store.url}/{key}") if rows else b""
             try:
-                _put_base(store, key, data, state.versions.get(key))
+                _put_base(store, key, data, state.versions.get(key), keep=key in state.linked)
+                if not data and key in state.linked and state.versions.get(key) is None:
+                    store.put(key, empty_base(), create_only=True)  # a linked file never written
                 break
             except (PreconditionFailed, NotFound):
                 if attempt == max_retries:

@@ -49,7 +49,7 @@ try:
     import pyarrow as pa
     import pyarrow.parquet as pq
 except ImportError as _exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(f"search needs {_exc.name}: install stac-producer[mirror]") from _exc
+    raise ImportError(f"search needs {_exc.name}, a dependency of stac-producer: reinstall it") from _exc
 
 _FILTER_COLUMNS = ("id", "bbox", "datetime", "start_datetime", "end_datetime")
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -165,7 +165,14 @@ def mirror_files(store: Store, collection_key: str) -> list[str]:
     collection = _read_json(store, collection_key)
     linked = linked_mirror_keys(collection_key, collection)
     if linked:
-        return linked
+        present = [k for k in linked if store.exists(k) or list_fragments(store, k)]
+        if not present:
+            collection_id = collection_key.split("/", 1)[0]
+            raise InputError(
+                f"collection {collection_id!r} of {store.url} links no stac-geoparquet mirror file that "
+                "exists: build it with reconcile (Python: producer.mirror.rebuild(store, collection))"
+            )
+        return present
     keys, queue = [], [(collection_key, collection)]
     has_items = False
     while queue:
@@ -275,6 +282,8 @@ def _partition_sources(
         base: pq.ParquetFile | None = pq.ParquetFile(pa.BufferReader(data))
     except NotFound:
         base = None  # linked but emptied, or only fragments so far
+    if base is not None and base.metadata.num_rows == 0:
+        base = None  # created empty by the first write, or every item removed: nothing to read
     fragments = []
     for frag_key in list_fragments(store, key):
         try:

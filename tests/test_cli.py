@@ -4,6 +4,7 @@ runner for the rest."""
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -185,3 +186,20 @@ def test_demo_runs_and_is_idempotent(tmp_path):
     res = CliRunner().invoke(main, ["demo", "--dir", str(workdir), "--count", "6"])
     assert res.exit_code == 0 and res.stdout.count("unchanged") == 6
     assert tree_hash(workdir / "catalog") == before
+
+
+def test_demo_ends_with_a_search_and_the_command_that_runs_it(tmp_path):
+    workdir = tmp_path / "demo"
+    res = CliRunner().invoke(main, ["demo", "--dir", str(workdir), "--count", "6"])
+    assert res.exit_code == 0, res.output
+    assert "search: 2 item(s) in bbox 5,45,10,52 during 2024-05-01/2024-05-31" in res.stdout
+    assert "(ndvi_alps_20240506, ndvi_rhine_20240501)" in res.stdout
+    command = next(line for line in res.stdout.splitlines() if line.startswith("run it yourself: "))
+    args = shlex.split(command.removeprefix("run it yourself: "))
+    assert args[:2] == ["stac-producer", "search"]
+    found = CliRunner().invoke(main, args[1:])  # the printed command, as the user would run it
+    assert found.exit_code == 0, found.output
+    assert sorted(f["id"] for f in json.loads(found.stdout)["features"]) == [
+        "ndvi_alps_20240506",
+        "ndvi_rhine_20240501",
+    ]

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import producer
+from producer import mirror
 from producer.audit import audit
 from producer.store import open_store
 from producer.store.base import Store
@@ -117,6 +118,10 @@ def _run_matrix(
             assert_valid_and_complete(snapshot, expected, partition)
         except AssertionError as exc:
             raise AssertionError(f"reconcile --fix after a crash after write {n} {writes}: {exc}") from exc
+        # the mirror's writes are crash points too: reconcile --fix brings it in line
+        # (a re-run does not: the item is unchanged, so nothing is handed to the mirror)
+        left = mirror.diff(snapshot, "c")
+        assert left.clean, f"mirror after reconcile --fix, crash after write {n} {writes}: {left}"
     return points
 
 

@@ -49,6 +49,12 @@ def items_by_key(store: Store) -> dict[str, str]:
     return {key: info.id for key, info in report.items.items()}
 
 
+def _catalog_lists(counting: CountingStore) -> list[str]:
+    """The prefixes ``counting`` listed, but the mirror's: the mirror sink lists
+    the fragment folder of each partition it wrote (to decide on compaction)."""
+    return sorted(p for p in counting.lists if p.rstrip("/").rsplit("/", 1)[-1] != "items-fragments")
+
+
 def test_reregistering_a_product_whose_datetime_moved_it_to_another_period_moves_the_item(
     tmp_path, tile, other
 ):
@@ -63,7 +69,7 @@ def test_reregistering_a_product_whose_datetime_moved_it_to_another_period_moves
     assert items_by_key(store) == {NEW_KEY: X, "c/2024/01/y_20240115/y_20240115.json": "y_20240115"}
     assert not store.exists(OLD_KEY)
     # found through the id index: no listing of the collection
-    assert not counting.lists
+    assert _catalog_lists(counting) == []
     # and moving back works the same way
     register(store, tile)
     assert set(items_by_key(store)) == {OLD_KEY, "c/2024/01/y_20240115/y_20240115.json"}
@@ -75,7 +81,7 @@ def test_remove_in_a_partitioned_collection_finds_the_item_through_the_id_index(
     register(store, tile)
     counting = CountingStore(store)
     assert producer.remove(X, catalog=counting, collection="c").action == "removed"
-    assert not counting.lists
+    assert _catalog_lists(counting) == []
     assert items_by_key(store) == {}
 
 
@@ -126,7 +132,7 @@ def test_move_on_s3_finds_the_old_item_through_the_id_index(s3_server, tile):
     register(store, tile)
     counting = CountingStore(store)
     register(counting, tile, MOVED)
-    assert not counting.lists
+    assert _catalog_lists(counting) == []
     assert items_by_key(store) == {NEW_KEY: X}
 
 

@@ -70,6 +70,11 @@ def test_partitioned_layout_structure_and_validity(tiles, catalog_dir):
     assert sorted(i.id for i in cat.get_items(recursive=True)) == sorted(r.id for r in results)
 
 
+def _json_puts(store: CountingStore) -> set[str]:
+    """The keys ``store`` wrote, but the mirror's (fragments and base files)."""
+    return {k for k in store.puts if "/items-fragments/" not in k and not k.endswith("/items.parquet")}
+
+
 def test_partitioned_upsert_touches_a_constant_set_of_documents(tiles, catalog_dir):
     producer.register(tiles[:3], catalog=str(catalog_dir), collection="c", partition="year/month")
     store = CountingStore(open_store(str(catalog_dir)))
@@ -78,18 +83,23 @@ def test_partitioned_upsert_touches_a_constant_set_of_documents(tiles, catalog_d
     # written: the item, its month catalog, the collection (whose extent grows)
     # and the id's index entry; the year catalog and the root are read once
     # (their links are checked, crash recovery) but not written
-    assert set(store.puts) == {
+    # (and the mirror: one fragment of the month, see _json_puts)
+    assert _json_puts(store) == {
         "c/2024/03/t_20240311/t_20240311.json",
         "c/2024/03/catalog.json",
         "c/collection.json",
         "c/.ids/t_20240311",
     }
-    assert set(store.gets) == set(store.puts) | {"c/2024/catalog.json", "catalog.json"}
+    assert len(store.puts) == 5
+    assert set(store.gets) == _json_puts(store) | {"c/2024/catalog.json", "catalog.json"}
     # a new month: the year catalog gets its child link, the root still untouched
     late = write_tile(tiles[0].parent, "t_20241224.tif", 14.0, 54.0)
     store = CountingStore(open_store(str(catalog_dir)))
     producer.register([late], catalog=store, collection="c", partition="year/month")
-    assert set(store.puts) == {
+    # the new month's mirror: its base file (created empty) and one fragment
+    mirror_puts = set(store.puts) - _json_puts(store)
+    assert "c/2024/12/items.parquet" in mirror_puts and len(mirror_puts) == 2
+    assert _json_puts(store) == {
         "c/2024/12/t_20241224/t_20241224.json",
         "c/2024/12/catalog.json",
         "c/2024/catalog.json",
@@ -134,13 +144,17 @@ def test_reconcile_reports_without_writing_then_fixes(tiles, catalog_dir):
     before = tree_hash(catalog_dir)
     report = producer.reconcile(str(catalog_dir))
     assert tree_hash(catalog_dir) == before
-    assert report.found == {"orphan": 1, "duplicate-link": 1, "dangling-link": 1, "stale-extent": 1}
+    # the mirror still holds the item damage() deleted by hand
+    expected = {"orphan": 1, "duplicate-link": 1, "dangling-link": 1, "stale-extent": 1, "mirror-stale": 1}
+    assert report.found == expected
     assert report.remaining == report.problems
 
     fixed = producer.reconcile(str(catalog_dir), fix=True)
     assert fixed.remaining == []
     assert_stac_valid_tree(catalog_dir)
-    assert fixed.fixed == {"orphan": 1, "duplicate-link": 1, "dangling-link": 1, "stale-extent": 1}
+    # the mirror is told the repairs (orphan linked, dangling link gone) like
+    # any sink, so it is in line before its own comparison: nothing to rebuild
+    assert fixed.fixed == {k: v for k, v in expected.items() if k != "mirror-stale"}
     assert producer.validate_catalog(str(catalog_dir)) == []
     coll = load(catalog_dir, "c/collection.json")
     hrefs = [l["href"] for l in coll["links"] if l["rel"] == "item"]
@@ -159,7 +173,8 @@ def test_reconcile_shrinks_a_stale_extent_after_a_manual_removal(tiles, catalog_
         f.unlink()
     (catalog_dir / "c/t_20240311").rmdir()
     report = producer.reconcile(str(catalog_dir))
-    assert [p.kind for p in report.problems] == ["stale-extent"]
+    # the mirror still holds the item removed by hand
+    assert [p.kind for p in report.problems] == ["stale-extent", "mirror-stale"]
     producer.reconcile(str(catalog_dir), fix=True)
     coll = load(catalog_dir, "c/collection.json")
     assert coll["extent"]["temporal"]["interval"][0][1] == "2024-03-10T00:00:00Z"

@@ -132,9 +132,11 @@ def test_cycle_finder_sees_function_local_imports(tmp_path: Path) -> None:
 
 def test_import_producer_and_the_cli_do_not_load_gdal() -> None:
     """`import producer` and `stac-producer --help` stay cheap: rasterio (GDAL,
-    about 0.5 s) loads with the first extraction, not at import. One module
-    importing rasterio at its top (even for a type) undoes it."""
-    code = "import sys, producer, producer.cli; print(sorted(m for m in ('rasterio', 'numpy') if m in sys.modules))"
+    about 0.5 s) loads with the first extraction, not at import, and pyarrow /
+    duckdb (the mirror and search) with the first write or search. One module
+    importing one of them at its top (even for a type) undoes it."""
+    heavy = ("rasterio", "numpy", "pyarrow", "duckdb", "stac_geoparquet")
+    code = f"import sys, producer, producer.cli; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent
     )

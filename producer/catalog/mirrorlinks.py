@@ -1,0 +1,69 @@
+"""Where the stac-geoparquet mirror files live and how a collection links them.
+
+Pure key arithmetic, without pyarrow, so that the commit path (which links
+the mirror files as collection assets) stays cheap to import; the files
+themselves are written by :mod:`producer.mirror`.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable
+from typing import Any
+
+from producer.catalog.layout import resolve_href
+
+#: file name of a mirror file, in the folder of the document linking its items
+MIRROR_NAME = "items.parquet"
+MIRROR_MEDIA_TYPE = "application/vnd.apache.parquet"
+MIRROR_ROLE = "collection-mirror"
+
+
+def mirror_key(item_key: str) -> str:
+    """Key of the mirror file holding the item stored at ``item_key``.
+
+    >>> mirror_key("c/2024/03/x/x.json")
+    'c/2024/03/items.parquet'
+    >>> mirror_key("c/x/x.json")
+    'c/items.parquet'
+    """
+    folder = posixpath.dirname(posixpath.dirname(item_key))
+    return f"{folder}/{MIRROR_NAME}"
+
+
+def mirror_asset_key(collection_id: str, key: str) -> str:
+    """Asset key of mirror file ``key`` in the collection: ``mirror`` for the
+    collection's own file, ``mirror-2024-03`` for a partition's."""
+    folder = posixpath.dirname(key)
+    rest = folder[len(collection_id) :].strip("/")
+    return "mirror" if not rest else "mirror-" + rest.replace("/", "-")
+
+
+def mirror_assets(collection_id: str, mirror_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Collection assets linking the mirror files ``mirror_keys`` (keys from
+    :func:`mirror_key`, all inside ``collection_id``): ``{asset key: asset}``,
+    hrefs relative to ``<collection_id>/collection.json``. Pure."""
+    collection_key = f"{collection_id}/collection.json"
+    out: dict[str, dict[str, Any]] = {}
+    for key in sorted(set(mirror_keys)):
+        if not key.startswith(f"{collection_id}/"):
+            raise ValueError(f"mirror file {key!r} is not inside collection {collection_id!r}")
+        folder = posixpath.dirname(key)[len(collection_id) + 1 :]
+        out[mirror_asset_key(collection_id, key)] = {
+            "href": "./" + posixpath.relpath(key, posixpath.dirname(collection_key)),
+            "type": MIRROR_MEDIA_TYPE,
+            "title": f"stac-geoparquet mirror of {'the items of ' + folder if folder else 'the items'}",
+            "roles": [MIRROR_ROLE],
+        }
+    return out
+
+
+def linked_mirror_keys(collection_key: str, collection: dict[str, Any]) -> list[str]:
+    """Keys of the mirror files a collection document links as assets."""
+    keys = []
+    for asset in (collection.get("assets") or {}).values():
+        if isinstance(asset, dict) and MIRROR_ROLE in (asset.get("roles") or []):
+            key = resolve_href(collection_key, str(asset.get("href", "")))
+            if key is not None:
+                keys.append(key)
+    return keys
