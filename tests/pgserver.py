@@ -44,7 +44,7 @@ PG_BINDIR = Path(os.environ.get("STAC_PRODUCER_PG_BINDIR", "/usr/lib/postgresql/
 _POSTGIS_CONTROL = Path("/usr/share/postgresql/15/extension/postgis.control")
 _INSTALL_HINT = (
     "apt-get install -y --no-install-recommends postgresql-15 postgresql-15-postgis-3 "
-    "(.ci/run does this on a fresh machine)"
+    "(or run scripts/system-packages.sh, the first step of the README's set-up command)"
 )
 _HOST = "127.0.0.1"
 _TEMPLATE_DB = "pgstac_template"
