@@ -23,6 +23,7 @@ Missing packages FAIL the fixture with the install command (never a skip).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import pwd
@@ -35,6 +36,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -217,3 +219,40 @@ def pg_server() -> Iterator[PgServer]:
 def pgstac_dsn(pg_server: PgServer) -> str:
     """The DSN of a fresh pgSTAC database (schema installed, no collection)."""
     return pg_server.new_database()
+
+
+def stac_api_search(server: PgServer, dsn: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST ``body`` to ``/search`` of stac-fastapi-pgstac serving the database
+    of ``dsn`` on ``server``, in process (an ASGI client, no port); the JSON
+    answer. Imported here: stac-fastapi loads only in the tests that use it."""
+    import httpx
+    from stac_fastapi.pgstac.app import instantiate_api
+    from stac_fastapi.pgstac.config import PostgresSettings, Settings
+    from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
+
+    @contextlib.asynccontextmanager
+    async def no_lifespan(app: Any) -> Any:
+        yield
+
+    async def post() -> dict[str, Any]:
+        api = instantiate_api(lifespan=no_lifespan, settings=Settings())
+        db = PostgresSettings(
+            pguser="postgres",
+            pgpassword="",
+            pghost=server.host,
+            pgport=server.port,
+            pgdatabase=dsn.rsplit("/", 1)[1],
+            db_min_conn_size=1,
+            db_max_conn_size=2,
+        )
+        await connect_to_db(api.app, postgres_settings=db)
+        try:
+            transport = httpx.ASGITransport(app=api.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+                response = await client.post("/search", json=body)
+                assert response.status_code == 200, response.text
+                return dict(response.json())
+        finally:
+            await close_db_connection(api.app)
+
+    return asyncio.run(post())

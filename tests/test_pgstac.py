@@ -14,7 +14,7 @@ import pytest
 from producer.changes import Change, ChangeKind
 from producer.errors import InputError, StoreError
 from producer.sinks.pgstac import PgstacError, PgstacSink, pgstac_document
-from tests.pgserver import PgServer  # fixtures pg_server, pgstac_dsn: loaded by conftest.py
+from tests.pgserver import PgServer, stac_api_search  # fixtures pg_server, pgstac_dsn: loaded by conftest.py
 
 COLLECTION = "alps"
 
@@ -290,14 +290,6 @@ class socket_closed_port:
 def test_stac_api_search_over_the_database_returns_exactly_the_items_in_the_window(pg_server: PgServer):
     """stac-fastapi-pgstac serves what the sink wrote: POST /search with a bbox
     and a datetime window (bounds inclusive; an item's start/end range counts)."""
-    import asyncio
-    from contextlib import asynccontextmanager
-
-    import httpx
-    from stac_fastapi.pgstac.app import instantiate_api
-    from stac_fastapi.pgstac.config import PostgresSettings, Settings
-    from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
-
     dsn = pg_server.new_database()
     inside = [6.0, 46.2, 6.5, 46.6]
     ranged = make_item("ranged", inside, "2024-01-01T00:00:00Z")
@@ -314,39 +306,11 @@ def test_stac_api_search_over_the_database_returns_exactly_the_items_in_the_wind
     ]
     PgstacSink(dsn).apply(make_collection(), [change(ChangeKind.CREATED, i) for i in items])
 
-    @asynccontextmanager
-    async def no_lifespan(app: Any) -> Any:
-        yield
-
-    async def search() -> dict[str, Any]:
-        api = instantiate_api(lifespan=no_lifespan, settings=Settings())
-        db = PostgresSettings(
-            pguser="postgres",
-            pgpassword="",
-            pghost=pg_server.host,
-            pgport=pg_server.port,
-            pgdatabase=dsn.rsplit("/", 1)[1],
-            db_min_conn_size=1,
-            db_max_conn_size=2,
-        )
-        await connect_to_db(api.app, postgres_settings=db)
-        try:
-            transport = httpx.ASGITransport(app=api.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-                response = await client.post(
-                    "/search",
-                    json={
-                        "bbox": [5.5, 46, 8, 47.4],
-                        "datetime": "2024-02-12T00:00:00Z/2024-03-12T10:00:00Z",
-                        "limit": 100,
-                    },
-                )
-                assert response.status_code == 200, response.text
-                return dict(response.json())
-        finally:
-            await close_db_connection(api.app)
-
-    body = asyncio.run(search())
+    body = stac_api_search(
+        pg_server,
+        dsn,
+        {"bbox": [5.5, 46, 8, 47.4], "datetime": "2024-02-12T00:00:00Z/2024-03-12T10:00:00Z", "limit": 100},
+    )
     assert sorted(f["id"] for f in body["features"]) == ["in-window", "on-the-end-bound", "ranged"]
     assert all(f["collection"] == COLLECTION for f in body["features"])
 

@@ -5,11 +5,9 @@ S3 through moto for the event handler, a stac-fastapi-pgstac app in process."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Iterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ from producer.errors import StoreError
 from producer.events import HandlerConfig, handle
 from producer.options import RegisterOptions
 from tests.crashes import write_tile
-from tests.pgserver import PgServer
+from tests.pgserver import PgServer, stac_api_search
 from tests.s3server import S3Server
 from tests.trees import tree_hash
 
@@ -232,10 +230,6 @@ def test_the_stac_api_over_the_database_and_search_over_the_mirror_return_the_sa
 ):
     """The issue's query through stac-fastapi-pgstac (POST /search) and through
     producer.query.search on the static catalog's stac-geoparquet mirror."""
-    from stac_fastapi.pgstac.app import instantiate_api
-    from stac_fastapi.pgstac.config import PostgresSettings, Settings
-    from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
-
     from producer.mirror import rebuild
     from producer.query import search
     from producer.store.local import LocalStore
@@ -257,34 +251,8 @@ def test_the_stac_api_over_the_database_and_search_over_the_mirror_return_the_sa
     rebuild(store, "c", only_stale=False)
     bbox, window = [5.5, 46, 8, 47.4], "2024-02-12T00:00:00Z/2024-03-12T10:00:00Z"
 
-    @asynccontextmanager
-    async def no_lifespan(app: Any) -> Any:
-        yield
-
-    async def api_search() -> dict[str, Any]:
-        import httpx
-
-        app = instantiate_api(lifespan=no_lifespan, settings=Settings())
-        db = PostgresSettings(
-            pguser="postgres",
-            pgpassword="",
-            pghost=pg_server.host,
-            pgport=pg_server.port,
-            pgdatabase=dsn.rsplit("/", 1)[1],
-            db_min_conn_size=1,
-            db_max_conn_size=2,
-        )
-        await connect_to_db(app.app, postgres_settings=db)
-        try:
-            transport = httpx.ASGITransport(app=app.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-                response = await client.post("/search", json={"bbox": bbox, "datetime": window, "limit": 100})
-                assert response.status_code == 200, response.text
-                return dict(response.json())
-        finally:
-            await close_db_connection(app.app)
-
-    from_api = sorted(f["id"] for f in asyncio.run(api_search())["features"])
+    answer = stac_api_search(pg_server, dsn, {"bbox": bbox, "datetime": window, "limit": 100})
+    from_api = sorted(f["id"] for f in answer["features"])
     found = search(str(catalog), bbox=",".join(str(v) for v in bbox), datetime=window)
     from_mirror = sorted(f["id"] for f in found["features"])
     assert from_api == from_mirror == ["inside_20240220", "lastday_20240312"]
