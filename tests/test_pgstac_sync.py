@@ -230,9 +230,7 @@ def test_the_stac_api_over_the_database_and_search_over_the_mirror_return_the_sa
 ):
     """The issue's query through stac-fastapi-pgstac (POST /search) and through
     producer.query.search on the static catalog's stac-geoparquet mirror."""
-    from producer.mirror import rebuild
     from producer.query import search
-    from producer.store.local import LocalStore
 
     dsn = pg_server.new_database()
     folder = tmp_path / "tiles"
@@ -247,8 +245,6 @@ def test_the_stac_api_over_the_database_and_search_over_the_mirror_return_the_sa
     catalog = tmp_path / "cat"
     results = producer.register(tiles, catalog=str(catalog), collection="c", pgstac=dsn)
     assert all(r.ok for r in results), [r.error for r in results]
-    store = LocalStore(str(catalog))
-    rebuild(store, "c", only_stale=False)
     bbox, window = [5.5, 46, 8, 47.4], "2024-02-12T00:00:00Z/2024-03-12T10:00:00Z"
 
     answer = stac_api_search(pg_server, dsn, {"bbox": bbox, "datetime": window, "limit": 100})
