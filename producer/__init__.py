@@ -12,7 +12,7 @@ raises :class:`ProducerError` subclasses.
 
 from __future__ import annotations
 
-from producer.api import reconcile, register, remove, search, validate_catalog
+from producer.api import reconcile, register, register_item, remove, search, validate_catalog
 from producer.audit import Problem
 from producer.errors import (
     CatalogError,
@@ -53,6 +53,7 @@ __all__ = [
     "ValidationError",
     "reconcile",
     "register",
+    "register_item",
     "remove",
     "search",
     "validate_catalog",

@@ -21,6 +21,7 @@ from producer.changes import Change, Sink
 from producer.errors import Hint, InputError
 from producer.extract.ids import make_item_id
 from producer.extract.options import ExtractOptions
+from producer.grouping import Grouping
 from producer.ingest import Progress, open_catalog, validator
 from producer.options import RegisterOptions, parse_rewrites, resolve_options  # noqa: F401 (re-exported)
 from producer.repair import ReconcileReport
@@ -153,6 +154,46 @@ def register(
         sinks=build_sinks(
             store, pgstac=opts.pgstac, sns_topic=opts.sns_topic, on_change=on_change, extra=sinks
         ),
+    )
+
+
+def register_item(
+    *,
+    assets: Mapping[str, str],
+    item_id: str,
+    catalog: str | Store,
+    collection: str,
+    options: RegisterOptions | None = None,
+    storage_options: dict[str, Any] | None = None,
+    on_change: Callable[[Change], Any] | None = None,
+    sinks: Sequence[Sink] = (),
+    **overrides: Any,
+) -> list[RegisterResult]:
+    """Register one multi-asset item ``item_id`` from ``assets``
+    (``{asset_key: url}``, e.g. ``{"B04": "s3://b/scene/B04.tif",
+    "thumbnail": "s3://b/scene/thumb.png"}``); see
+    :mod:`producer.grouping` for the roles, projection fields, geometry and
+    the identity rule. An item ``item_id`` registered earlier the same way
+    (or with ``group``) is merged into: these assets are added or replace
+    the same keys, the others stay. Options, sinks and the result list (one
+    per asset, in ``assets`` order) are as for :func:`register`; ``group``
+    and ``asset_key`` do not apply. Raises
+    :class:`~producer.errors.InputError` for an unusable id, asset key or
+    option (nothing written)."""
+    opts = resolve_options(options, storage_options, **overrides)
+    if opts.group or opts.asset_key:
+        raise InputError("register_item takes its asset keys from assets=: drop group and asset_key")
+    grouping = Grouping.explicit(item_id, assets)
+    store = open_catalog(catalog, opts.catalog_storage_options)
+    return ingest.register_products(
+        (),
+        catalog=store,
+        collection=collection,
+        options=opts,
+        sinks=build_sinks(
+            store, pgstac=opts.pgstac, sns_topic=opts.sns_topic, on_change=on_change, extra=sinks
+        ),
+        grouping=grouping,
     )
 
 

@@ -82,6 +82,10 @@ def _without_timestamps(item: dict) -> dict:
 
 #: the asset whose href says which product an item describes
 DATA_ASSET = "data"
+#: item property marking an item made of several products (a multi-asset
+#: item, :mod:`producer.grouping`): its identity is per asset key, and only
+#: products of a group merge into it
+GROUP = "producer:group"
 
 
 def product_href(item: dict | None) -> str | None:
@@ -343,6 +347,12 @@ class Committer:
         ``key``) describes another product than ``item``. Reads nothing."""
         if existing is None:
             return
+        if GROUP in existing.get("properties", {}) and GROUP not in item.get("properties", {}):
+            described = ", ".join(sorted(existing.get("assets") or {})) or "no asset"
+            incoming = product_href(item) or "a single product"
+            raise IdentityConflict(
+                str(item.get("id")), self.store_path(key), f"a multi-asset item ({described})", incoming
+            )
         old, new = product_href(existing), product_href(item)
         if old is not None and new is not None and not same_product(old, new):
             raise IdentityConflict(str(item.get("id")), self.store_path(key), old, new)
@@ -386,6 +396,41 @@ class Committer:
             return new
 
         committed = self.cas(key, mutate, expect=("Feature",), validated=True).doc
+        assert committed is not None  # written, or the existing document kept
+        return outcome["action"], committed
+
+    def merge_item(self, key: str, item: dict, merge: Callable[[dict | None, dict], dict]) -> tuple[str, dict]:
+        """:meth:`write_item` for an item made of several products (a
+        multi-asset item, :mod:`producer.grouping`): writes ``merge(existing,
+        item)`` under compare-and-swap on the item document, so writers of
+        other assets of the same item, running at the same time, never wipe
+        each other's assets (the loser re-reads and merges again).
+
+        ``merge`` gets a private copy of the stored document (``None`` if
+        absent) and returns the new one; it may raise (an identity conflict):
+        then nothing is written. Same ``created``/``updated``/``unchanged``
+        rules as :meth:`write_item`; the merged document is validated whole
+        before it is written. ``item`` is not mutated.
+        """
+        outcome = {"action": "unchanged"}
+
+        def mutate(existing: dict | None) -> dict | None:
+            now = format_time(self.clock())
+            new = merge(existing, item)
+            props = new["properties"]
+            if existing is None:
+                props["created"] = props["updated"] = now
+                outcome["action"] = "created"
+                return new
+            if same_content(existing, new):
+                outcome["action"] = "unchanged"
+                return None
+            props["created"] = existing.get("properties", {}).get("created", now)
+            props["updated"] = now
+            outcome["action"] = "updated"
+            return new
+
+        committed = self.cas(key, mutate, expect=("Feature",)).doc
         assert committed is not None  # written, or the existing document kept
         return outcome["action"], committed
 

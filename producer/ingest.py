@@ -24,11 +24,12 @@ from producer.commit import Committer, IdentityConflict, item_start, same_conten
 from producer.errors import ID_TEMPLATE_HINT, InputError, ProducerError, StoreError
 from producer.extract.ids import check_id, make_item_id
 from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
+from producer.grouping import GROUP_SUFFIXES, Grouping
 from producer.logs import log_register_summary, log_result
 from producer.options import RegisterOptions, parse_rewrites
 from producer.results import Action, RegisterResult
 from producer.sinks import SinkFailure, check_sinks, deliver, removed
-from producer.sources import expand_paths
+from producer.sources import PRODUCT_SUFFIXES, expand_paths
 from producer.store import open_store
 from producer.store.base import Store
 from producer.urls import is_remote
@@ -102,8 +103,12 @@ def register_products(
     options: RegisterOptions,
     progress: Progress | None = None,
     sinks: Sequence[Sink] = (),
+    grouping: Grouping | None = None,
 ) -> list[RegisterResult]:
     """:func:`producer.api.register` (see there); the store may be passed open.
+
+    ``grouping`` (default: from ``options.group`` / ``options.asset_key``):
+    how products become multi-asset items (:mod:`producer.grouping`).
 
     ``partition=None`` into an existing collection follows the layout its
     document records (:func:`collection_layout`). Writes (unless
@@ -128,9 +133,14 @@ def register_products(
         collection=collection,
         storage_options=dict(options.data_storage_options or {}),
     )
-    sources = expand_paths(paths, options.data_storage_options)
+    grouping = grouping or Grouping.from_options(options.group, options.asset_key)
+    sources = (grouping and grouping.sources()) or expand_paths(
+        paths, options.data_storage_options, GROUP_SUFFIXES if grouping else PRODUCT_SUFFIXES
+    )
     store = open_catalog(catalog, options.catalog_storage_options)
     layout = collection_layout(store, collection, options.partition)
+    if grouping:
+        grouping.check_layout(layout, collection)
     committer = Committer(
         store, validator().check, layout=layout, root_meta=options.root_meta, max_retries=options.max_retries
     )
@@ -142,8 +152,12 @@ def register_products(
     )
     results: list[RegisterResult] = []
     done = 0
-    for start in range(0, len(sources), max(1, batch_size)):
-        chunk = sources[start : start + batch_size]
+    chunks = (
+        grouping.chunks(sources, batch_size, extract_options)
+        if grouping
+        else [sources[start : start + batch_size] for start in range(0, len(sources), max(1, batch_size))]
+    )
+    for chunk in chunks:
         results.extend(
             _register_chunk(
                 chunk,
@@ -157,8 +171,11 @@ def register_products(
                 len(sources),
                 replace,
                 sinks,
+                grouping,
             )
         )
+        if grouping:
+            grouping.share()  # every product of an item gets the item's outcome
         for result in results[done:]:  # one INFO line per product
             log_result(log, result, dry_run=dry_run)
         done += len(chunk)
@@ -223,6 +240,7 @@ def _register_chunk(
     total: int,
     replace: bool = False,
     sinks: Sequence[Sink] = (),
+    grouping: Grouping | None = None,
 ) -> list[RegisterResult]:
     """Register one batch: extract and validate every product, check the
     parents and the sinks (nothing written so far), then write the root if
@@ -230,9 +248,8 @@ def _register_chunk(
     moves and the id index, and hand what was committed to the sinks.
     Returns one result per product of ``chunk``, in order."""
     coll_title = (collection_meta or {}).get("title") or collection
-    results, prepared = _prepare_chunk(
-        chunk, committer, collection, options, coll_title, progress, done, total
-    )
+    prepare = grouping.prepare_chunk if grouping else _prepare_chunk
+    results, prepared = prepare(chunk, committer, collection, options, coll_title, progress, done, total)
     if not prepared:
         return results
 
@@ -272,7 +289,8 @@ def _register_chunk(
         _fail_all(prepared, _as_project_error(exc, "cannot write the root catalog: "))
         return results
 
-    committed = _write_items(committer, prepared, replace)
+    write = grouping.write_items if grouping else _write_items
+    committed = write(committer, prepared, replace)
     written = [(key, doc) for key, doc, _ in committed]
     if written and not _link_written(committer, collection, written, collection_meta, preread, prepared):
         return results

@@ -163,6 +163,28 @@ class RegisterOptions:
             "STAC_ID_TEMPLATE",
         ),
     )
+    group: str | None = field(
+        default=None,
+        metadata=_spec(
+            "Make multi-asset items: a regex searched in each product's path or URL, whose named "
+            "groups id and asset give the item id and the asset key, e.g. "
+            "'(?P<id>[^/]+)/(?P<asset>[^/]+)\\.(tif|png)$'. Products of one id become one item; "
+            "a later product of it merges into the item.",
+            "--group",
+            "STAC_GROUP",
+            metavar="REGEX",
+        ),
+    )
+    asset_key: str | None = field(
+        default=None,
+        metadata=_spec(
+            "Key of the asset of single-product items (default data); such items take more "
+            "assets by later registrations under other keys.",
+            "--asset-key",
+            "STAC_ASSET_KEY",
+            metavar="KEY",
+        ),
+    )
     #: ``FROM=TO`` texts or ``(FROM, TO)`` pairs on input; always pairs once created
     href_rewrites: tuple[str | tuple[str, str], ...] = field(
         default=(),

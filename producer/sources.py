@@ -40,9 +40,12 @@ def is_remote(path: str) -> bool:
 
 
 def expand_paths(
-    paths: str | os.PathLike | Iterable[str | os.PathLike], storage_options: dict | None = None
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    storage_options: dict | None = None,
+    suffixes: tuple[str, ...] = PRODUCT_SUFFIXES,
 ) -> list[str]:
     """Directories (recursively) and globs → product paths, in sorted order.
+    ``suffixes``: the file names a directory or prefix is expanded to.
 
     Plain file paths are kept even if they do not exist, so extraction can
     report them by name. Remote prefixes and globs are expanded through
@@ -60,19 +63,19 @@ def expand_paths(
         if protocol(path) in _HTTP:
             out.append(path)
         elif is_remote(path):
-            out.extend(_expand_remote(path, storage_options))
+            out.extend(_expand_remote(path, storage_options, suffixes))
         else:
-            out.extend(_expand_local(local_path(path)))
+            out.extend(_expand_local(local_path(path), suffixes))
     return out
 
 
-def _expand_local(path: str) -> list[str]:
+def _expand_local(path: str, suffixes: tuple[str, ...] = PRODUCT_SUFFIXES) -> list[str]:
     if os.path.isdir(path):
         found = []
         for dirpath, dirnames, filenames in os.walk(path):
             dirnames.sort()
             for name in sorted(filenames):
-                if name.lower().endswith(PRODUCT_SUFFIXES):
+                if name.lower().endswith(suffixes):
                     found.append(os.path.join(dirpath, name))
         return found
     if os.path.lexists(path) or not any(ch in path for ch in GLOB_CHARS):
@@ -99,7 +102,9 @@ def _split_url(url: str) -> tuple[str, str]:
     return proto, rest
 
 
-def _expand_remote(url: str, storage_options: dict | None) -> list[str]:
+def _expand_remote(
+    url: str, storage_options: dict | None, suffixes: tuple[str, ...] = PRODUCT_SUFFIXES
+) -> list[str]:
     proto, _ = _split_url(url)
     try:
         fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
@@ -110,14 +115,14 @@ def _expand_remote(url: str, storage_options: dict | None) -> list[str]:
         ) from None
     key = root.split("/", 1)[1] if "/" in root else ""
     try:
-        if key.lower().endswith(PRODUCT_SUFFIXES) and not any(ch in key for ch in GLOB_CHARS):
+        if key.lower().endswith(suffixes) and not any(ch in key for ch in GLOB_CHARS):
             return [url]  # a product key: no request needed to know what it is
         if any(ch in key for ch in GLOB_CHARS):
             if fs.isfile(root):  # a key whose name holds * ? [ : literally that object
                 return [url]
             found = [p for p, info in fs.glob(root, detail=True).items() if info.get("type") != "directory"]
         elif fs.isdir(root):
-            found = [p for p in fs.find(root) if p.lower().endswith(PRODUCT_SUFFIXES)]
+            found = [p for p in fs.find(root) if p.lower().endswith(suffixes)]
         else:
             return [url]
     except ProducerError:

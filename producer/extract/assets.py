@@ -49,6 +49,19 @@ _VSI_PREFIXES: tuple[tuple[str, str], ...] = (
     ("/vsiadls/", "abfs://"),
     ("/vsicurl/", ""),
 )
+#: file suffix → (media type, roles) of the assets that are not data: previews,
+#: metadata, documentation (members of a multi-asset item; never opened by GDAL)
+SIDECAR_SUFFIXES: dict[str, tuple[str, tuple[str, ...]]] = {
+    ".png": (MediaType.PNG.value, ("overview",)),
+    ".jpg": (MediaType.JPEG.value, ("overview",)),
+    ".jpeg": (MediaType.JPEG.value, ("overview",)),
+    ".xml": (MediaType.XML.value, ("metadata",)),
+    ".json": (MediaType.JSON.value, ("metadata",)),
+    ".pdf": ("application/pdf", ("documentation",)),
+}
+#: words in a preview's asset key or file name that make it a ``thumbnail``
+#: (a small image for listings) rather than an ``overview``
+_THUMBNAIL_WORDS = ("thumb", "quicklook", "preview", "browse")
 CHUNK_SIZE = 1 << 20
 #: protocols whose URLs are requested over HTTP
 _HTTP = ("http", "https")
@@ -107,6 +120,23 @@ def media_type(src: DatasetReader) -> str | None:
         layout = (src.tags(ns="IMAGE_STRUCTURE") or {}).get("LAYOUT", "")
         return MEDIA_COG if layout.upper() == "COG" else MEDIA_GEOTIFF
     return _DRIVER_MEDIA.get(src.driver)
+
+
+def sidecar_kind(location: str, key: str = "") -> tuple[str, list[str]] | None:
+    """``(media type, roles)`` of a file that is not a raster product, from
+    its suffix (:data:`SIDECAR_SUFFIXES`); ``None`` for anything else (a
+    data file, read by GDAL). A PNG/JPEG whose asset ``key`` or file name
+    says thumbnail (``thumb``, ``quicklook``, ``preview``, ``browse``) gets
+    the role ``thumbnail``, any other one ``overview``. Pure string work."""
+    path = location.split("?", 1)[0].split("#", 1)[0]
+    name = path.rsplit("/", 1)[-1].lower()
+    suffix = "." + name.rsplit(".", 1)[-1] if "." in name else ""
+    if suffix not in SIDECAR_SUFFIXES:
+        return None
+    media, roles = SIDECAR_SUFFIXES[suffix]
+    if roles == ("overview",) and any(word in f"{key} {name}".lower() for word in _THUMBNAIL_WORDS):
+        roles = ("thumbnail",)
+    return media, list(roles)
 
 
 def _fs_and_path(location: str, storage_options: Mapping[str, Any]) -> tuple[Any, str]:

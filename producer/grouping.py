@@ -1,0 +1,635 @@
+"""Multi-asset items: several products (files) → one item, merged under
+compare-and-swap.
+
+A pipeline often writes one scene as several files (``B02.tif`` … ``B08.tif``,
+``qa.tif``, ``thumbnail.png``). Three ways to say which files make an item:
+
+- a **group pattern** (``register(..., group=REGEX)``): a regex with the
+  named groups ``id`` (the item id) and ``asset`` (the asset key), searched
+  in each product's path or URL; a product it does not match is an error;
+- an **explicit mapping** (:func:`producer.api.register_item`): ``{asset_key:
+  url}`` for one item id;
+- ``asset_key=KEY``: each product is its own item, its asset called ``KEY``
+  instead of ``data``.
+
+Per asset: media type, roles (``data`` for rasters; ``thumbnail``/``overview``
+for PNG/JPEG, ``metadata`` for XML/JSON, ``documentation`` for PDF: see
+:func:`producer.extract.assets.sidecar_kind`), title, ``bands`` (a
+single-band asset's band is named after its key: the name odc-stac loads it
+by). Projection fields sit on the item when every data asset has the same
+grid, else on each data asset; each data asset's datetime is on the item
+(that of the first data asset in key order) or, when it differs, on the asset.
+
+**The stored item is enough to merge into.** Every data asset's grid and time
+can be read back from the document (asset fields, else the item's), so
+adding, replacing or removing one asset recomputes geometry, bbox, datetime
+and where the projection fields go without opening the other files
+(:func:`compose`). Merges are order independent: the same assets give the
+same document whatever order (or concurrency) they arrived in.
+
+**Geometry.** The union of the data assets' footprints, computed in the CRS of
+the first data asset as the envelope of their grids (their native bounds,
+reprojected to that CRS when another), whose footprint is then computed the
+usual way (densified edges, antimeridian, poles). For the common case, bands
+of one tile at 10/20/60 m, the grids cover the same rectangle and this is
+exactly the tile's footprint; otherwise it is a covering polygon, never one
+that leaves data out (an exact polygon union needs GEOS/shapely, which is not
+a dependency, and a search must never miss an asset).
+
+**Identity.** An item made this way carries the property ``producer:group``
+(:data:`producer.commit.GROUP`: the pattern, or ``"assets"``). Products
+merge only into such an item: per asset key, the same product (href) updates
+its asset and a new key is added; another product under a taken key, or a
+group product onto a single-product item (and a single product onto a
+group's item), is an :class:`~producer.commit.IdentityConflict`, nothing
+written, unless ``replace``.
+
+Limitation: groups register into flat collections only (a partitioned item's
+key depends on its datetime, which a later asset may change).
+
+Nothing here writes except through :class:`~producer.commit.Committer`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from producer import extract
+from producer.catalog import documents as docs
+from producer.catalog.layout import Layout
+from producer.commit import GROUP, Committer, IdentityConflict, product_href, same_product
+from producer.errors import Hint, InputError, ProducerError, StoreError
+from producer.extract.assets import file_info, resolve_location, rewrite_href, sidecar_kind
+from producer.extract.datetimes import from_filename
+from producer.extract.ids import check_id, make_item_id, split_location
+from producer.extract.options import ExtractOptions
+from producer.redact import clean_href
+from producer.results import RegisterResult
+
+__all__ = [
+    "GROUP_HINT",
+    "Grouping",
+    "compile_group",
+    "compose",
+    "drop_assets",
+    "expanded_assets",
+    "is_data",
+    "merge",
+]
+
+GROUP_HINT = Hint(
+    "group",
+    r"(?P<id>[^/]+)/(?P<asset>[^/]+)\.(tif|png)$",
+    "one item per folder, one asset per file named after the file",
+)
+#: ``producer:group`` of an item registered from an explicit ``{key: url}`` mapping or ``asset_key``
+EXPLICIT = "assets"
+PROJ_FIELDS = ("proj:code", "proj:wkt2", "proj:projjson", "proj:shape", "proj:transform", "proj:bbox")
+TIME_FIELDS = ("datetime", "start_datetime", "end_datetime")
+_TIMESTAMPS = ("created", "updated")
+#: item properties that :func:`compose` derives from the assets
+_DERIVED = (*PROJ_FIELDS, *TIME_FIELDS, *_TIMESTAMPS, GROUP)
+#: file suffixes a folder or prefix is expanded to when grouping (rasters + sidecars)
+GROUP_SUFFIXES = (".tif", ".tiff", ".nc", ".nc4", ".png", ".jpg", ".jpeg", ".xml", ".json", ".pdf")
+
+
+# --- which product goes where ---------------------------------------------------
+
+
+def compile_group(pattern: str) -> re.Pattern[str]:
+    """The compiled group pattern; :class:`InputError` (with a hint) when it
+    is not a regex or lacks the named groups ``id`` and ``asset``."""
+    try:
+        rx = re.compile(pattern)
+    except re.error as exc:
+        raise InputError(f"group pattern {pattern!r} is not a regular expression ({exc})", hints=(GROUP_HINT,))
+    missing = [name for name in ("id", "asset") if name not in rx.groupindex]
+    if missing:
+        raise InputError(
+            f"group pattern {pattern!r} has no named group {' or '.join(map(repr, missing))}: "
+            "name the item id (?P<id>...) and the asset key (?P<asset>...)",
+            hints=(GROUP_HINT,),
+        )
+    return rx
+
+
+@dataclass(frozen=True)
+class Member:
+    """One product of a group: where it is, its item and its asset key."""
+
+    source: str
+    item_id: str
+    key: str
+
+
+@dataclass
+class Grouping:
+    """How the products of one registration become items: by ``pattern``
+    (a group regex), by an explicit ``members`` list, or one item per
+    product with the asset ``asset_key``. Used by :mod:`producer.ingest`
+    (its hooks: :meth:`chunks`, :meth:`prepare_chunk`, :meth:`write_items`,
+    :meth:`share`); holds per-run state, so one instance per registration."""
+
+    pattern: str | None = None
+    asset_key: str | None = None
+    members: dict[str, Member] | None = None
+    _rx: re.Pattern[str] | None = None
+    #: lead result (by id) → the other results of its item, filled by prepare_chunk
+    _followers: dict[int, tuple[RegisterResult, list[RegisterResult]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.pattern is not None:
+            self._rx = compile_group(self.pattern)
+        if self.asset_key is not None:
+            check_id(self.asset_key, what="asset key")
+
+    @classmethod
+    def from_options(cls, group: str | None, asset_key: str | None) -> Grouping | None:
+        """The grouping the ``group``/``asset_key`` options ask for (None: one
+        item per product with its asset ``data``, the default path)."""
+        if group and asset_key:
+            raise InputError(
+                "group and asset_key cannot be combined: with a group pattern the asset key is its "
+                "(?P<asset>...) group; drop asset_key",
+                hints=(GROUP_HINT,),
+            )
+        if group:
+            return cls(pattern=group)
+        if asset_key:
+            return cls(asset_key=asset_key)
+        return None
+
+    @classmethod
+    def explicit(cls, item_id: str, assets: Mapping[str, str]) -> Grouping:
+        """One item ``item_id`` made of ``assets`` (``{asset_key: url}``)."""
+        check_id(item_id)
+        if not assets:
+            raise InputError(f"item {item_id!r}: no assets given; pass assets={{'B04': 's3://.../B04.tif'}}")
+        members: dict[str, Member] = {}
+        for key, url in assets.items():
+            check_id(key, what="asset key")
+            if not isinstance(url, str) or not url:
+                raise InputError(f"item {item_id!r}: asset {key!r} has no URL ({url!r})")
+            if url in members:
+                raise InputError(f"item {item_id!r}: {url} is given for two assets ({members[url].key!r}, {key!r})")
+            members[url] = Member(url, item_id, key)
+        return cls(members=members)
+
+    @property
+    def marker(self) -> str:
+        """The ``producer:group`` value items of this grouping carry."""
+        return self.pattern if self.pattern is not None else EXPLICIT
+
+    def assign(self, source: str, options: ExtractOptions) -> Member:
+        """The item and asset key of ``source``; :class:`InputError` naming it
+        when the group pattern does not match it."""
+        if self.members is not None:
+            return self.members[source]
+        if self._rx is None:
+            return Member(source, make_item_id(source, options), self.asset_key or "data")
+        found = self._rx.search(source)
+        if found is None or not found["id"] or not found["asset"]:
+            raise InputError(
+                f"{source}: not registered: the group pattern {self._rx.pattern!r} does not match it "
+                "(or matches an empty id or asset); widen the pattern, or register this product "
+                "apart without a group",
+                hints=(GROUP_HINT,),
+            )
+        item_id = check_id(found["id"], source=source)
+        key = check_id(found["asset"], what="asset key", source=source)
+        return Member(source, item_id, key)
+
+    # -- ingest hooks ----------------------------------------------------------------
+
+    def check_layout(self, layout: Layout, collection: str) -> None:
+        """Refuse (:class:`InputError`, before anything is written) a
+        partitioned collection: a later asset could change the item's
+        datetime, hence its partition."""
+        if layout.partition:
+            raise InputError(
+                f"collection {collection!r} is partitioned by {layout.partition}: multi-asset items "
+                "register into flat collections only (a later asset could move the item to another "
+                "period); register them into a collection without partition"
+            )
+
+    def sources(self) -> list[str] | None:
+        """The products of an explicit mapping (None: expand the paths given)."""
+        return list(self.members) if self.members is not None else None
+
+    def chunks(self, sources: list[str], batch_size: int, options: ExtractOptions) -> list[list[str]]:
+        """``sources`` in batches of at most ``batch_size`` items, every
+        product of one item in the same batch (a product the pattern does not
+        match goes with the first batch, where it fails)."""
+        by_item: dict[str | None, list[str]] = {}
+        for source in sources:
+            try:
+                item_id: str | None = self.assign(source, options).item_id
+            except ProducerError:
+                item_id = None
+            by_item.setdefault(item_id, []).append(source)
+        out: list[list[str]] = []
+        for n, group in enumerate(by_item.values()):
+            if n % max(1, batch_size) == 0:
+                out.append([])
+            out[-1].extend(group)
+        return out
+
+    def prepare_chunk(
+        self,
+        chunk: list[str],
+        committer: Committer,
+        collection: str,
+        options: ExtractOptions,
+        coll_title: str,
+        progress: Any,
+        done: int,
+        total: int,
+    ) -> tuple[list[RegisterResult], list[tuple[RegisterResult, str, dict]]]:
+        """Extract every product of ``chunk`` and build one validated item per
+        group (:func:`compose`): returns one result per product and, per item,
+        ``(lead result, key, item)``; the other products' results follow the
+        lead's (:meth:`share`). A product that fails fails alone; the item is
+        made of the others. Nothing is written."""
+        results: list[RegisterResult] = []
+        groups: dict[str, list[tuple[Member, RegisterResult]]] = {}
+        for source in chunk:
+            result = RegisterResult(source=source)
+            results.append(result)
+            try:
+                member = self.assign(source, options)
+            except ProducerError as exc:
+                result.fail(str(exc), exc)
+                continue
+            result.id = member.item_id
+            groups.setdefault(member.item_id, []).append((member, result))
+        prepared: list[tuple[RegisterResult, str, dict]] = []
+        count = done
+        for item_id, members in groups.items():
+            parts: dict[str, dict] = {}
+            ok: list[RegisterResult] = []
+            when = _group_time(item_id, options) if self.pattern is not None or self.members else None
+            for member, result in members:
+                count += 1
+                try:
+                    if member.key in parts:
+                        raise InputError(
+                            f"{member.source}: maps to asset {member.key!r} of item {item_id!r} like "
+                            f"{parts[member.key]['href']}; give the files different asset keys",
+                            hints=(GROUP_HINT,),
+                        )
+                    parts[member.key] = build_asset(member, options, when)
+                    ok.append(result)
+                except ProducerError as exc:
+                    result.fail(str(exc), exc)
+                except Exception as exc:  # one broken product must not sink the batch
+                    result.fail(f"{member.source}: unexpected {type(exc).__name__}: {exc}", exc)
+                if progress:
+                    progress(count, total)
+            if not ok:
+                continue
+            lead = ok[0]
+            try:
+                doc = compose(item_id, parts, collection=collection, marker=self.marker)
+                key = committer.layout.item_key(collection, item_id)
+                docs.set_item_links(
+                    doc, key, committer.layout, collection, committer.layout.chain(collection)[0],
+                    collection_title=coll_title,
+                )
+                stamp = "1970-01-01T00:00:00Z"  # replaced at commit; validated as a date-time here
+                doc["properties"].update(created=stamp, updated=stamp)
+                committer.validate(doc, f"{committer.store_path(key)} (item {item_id} of {lead.source})")
+                for name in _TIMESTAMPS:
+                    doc["properties"].pop(name)
+            except ProducerError as exc:
+                for result in ok:
+                    result.fail(f"{result.source}: {exc}", exc)
+                continue
+            for result in ok:
+                result.href = committer.store_path(key)
+            self._followers[id(lead)] = (lead, ok[1:])
+            prepared.append((lead, key, doc))
+        return results, prepared
+
+    def write_items(
+        self, committer: Committer, prepared: list[tuple[RegisterResult, str, dict]], replace: bool
+    ) -> list[tuple[str, dict, dict]]:
+        """Merge each item into the stored one (:meth:`Committer.merge_item`);
+        returns ``(key, merged, merged)`` per item written, so parents are
+        linked and extended with the merged item (its bbox may be the union
+        of assets registered earlier)."""
+        written: list[tuple[str, dict, dict]] = []
+        for result, key, doc in prepared:
+            where = committer.store_path(key)
+            try:
+                result.action, committed = committer.merge_item(
+                    key, doc, lambda old, new, where=where: merge(old, new, where=where, replace=replace)
+                )
+                result.item = committed
+                written.append((key, committed, committed))
+            except ProducerError as exc:
+                result.fail(f"{result.source}: {exc}", exc)
+            except OSError as exc:
+                result.fail(f"{result.source}: not registered: cannot write {where}: {exc}", StoreError(str(exc)))
+                result.href = None
+        return written
+
+    def share(self) -> None:
+        """Give every product the outcome of its item (its lead's action,
+        error and document); call once a batch is done."""
+        for lead, others in self._followers.values():
+            for result in others:
+                result.action, result.href, result.item = lead.action, lead.href, lead.item
+                result.error_type, result.hints = lead.error_type, lead.hints
+                if lead.error is not None and lead.source and result.source:
+                    result.error = lead.error.replace(lead.source, result.source)
+        self._followers.clear()
+
+
+# --- one asset ------------------------------------------------------------------------
+
+
+def _group_time(item_id: str, options: ExtractOptions) -> str | None:
+    """The datetime the item id names (the ``filename`` source applied to
+    it), as an explicit value for every file of the group; None when the
+    user gave a datetime, does not use file names, or the id holds none."""
+    if options.datetime or "filename" not in options.datetime_sources:
+        return None
+    found = from_filename(item_id, options.datetime_pattern)
+    if found is None:
+        return None
+    if found.datetime is not None:
+        return found.datetime.isoformat()
+    assert found.start is not None and found.end is not None
+    return f"{found.start.isoformat()}/{found.end.isoformat()}"
+
+
+def is_data(asset: Mapping[str, Any]) -> bool:
+    """True for an asset with the role ``data``."""
+    return "data" in (asset.get("roles") or ())
+
+
+def build_asset(member: Member, options: ExtractOptions, when: str | None = None) -> dict:
+    """The asset of one product, with (data assets) its own grid (``proj:*``)
+    and time fields, as :func:`compose` takes it. Reads the product's
+    headers (a sidecar file: only its size). ``when``: the group's datetime,
+    used as the explicit one. Raises what extraction raises."""
+    kind = sidecar_kind(member.source, member.key)
+    location = resolve_location(member.source)
+    href = clean_href(rewrite_href(location, tuple(options.href_rewrites)))
+    _, name = split_location(location)
+    if kind is not None:
+        media, roles = kind
+        asset: dict[str, Any] = {"href": href, "type": media, "title": name, "roles": roles}
+        asset.update(file_info(location, checksum=options.checksum, storage_options=options.storage_options))
+        return asset
+    if when is not None:
+        sources = ("explicit", *(s for s in options.datetime_sources if s != "explicit"))
+        options = dataclasses.replace(options, datetime=when, datetime_sources=sources)
+    item = extract.create_item(member.source, options).to_dict(include_self_link=False, transform_hrefs=False)
+    asset = dict(item["assets"]["data"])
+    props = item["properties"]
+    if "proj:transform" not in props:
+        raise InputError(
+            f"{member.source}: georeferenced by ground control points only: a file of a multi-asset "
+            "item needs a geotransform, so the item's footprint can be recomputed when other assets "
+            "come and go; warp it onto a grid first (gdalwarp), or register it on its own"
+        )
+    asset.update({k: props[k] for k in PROJ_FIELDS if k in props})
+    asset.update({k: props[k] for k in TIME_FIELDS if props.get(k) is not None})
+    bands = asset.get("bands") or []
+    if len(bands) == 1:
+        bands[0]["name"] = member.key  # the band name odc-stac loads a single-band asset by
+    return asset
+
+
+# --- the item of a set of assets ----------------------------------------------------
+
+
+def expanded_assets(doc: Mapping[str, Any]) -> dict[str, dict]:
+    """The assets of a stored item, each data asset holding its grid and time
+    fields (its own, else the item's): the form :func:`compose` takes.
+    Returns copies; ``doc`` is not mutated."""
+    props = doc.get("properties") or {}
+    grid = {k: props[k] for k in PROJ_FIELDS if k in props}
+    time = {k: props[k] for k in TIME_FIELDS if props.get(k) is not None}
+    out: dict[str, dict] = {}
+    for key, asset in (doc.get("assets") or {}).items():
+        copied = copy.deepcopy(asset)
+        if is_data(copied):
+            if not any(k in copied for k in PROJ_FIELDS):
+                copied.update(copy.deepcopy(grid))
+            if not any(k in copied for k in TIME_FIELDS):
+                copied.update(time)
+        out[key] = copied
+    return out
+
+
+def _grid(asset: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: asset[k] for k in PROJ_FIELDS if k in asset}
+
+
+def _time(asset: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: asset[k] for k in TIME_FIELDS if asset.get(k) is not None}
+
+
+def compose(
+    item_id: str,
+    assets: Mapping[str, dict],
+    *,
+    collection: str | None,
+    marker: str,
+    properties: Mapping[str, Any] | None = None,
+    links: Iterable[dict] = (),
+) -> dict:
+    """The item document of ``assets`` (``key → asset`` as
+    :func:`build_asset` / :func:`expanded_assets` give them), without
+    ``created``/``updated``: geometry and bbox (union of the data assets'
+    grids, see the module docstring), datetime (the first data asset's, in
+    key order), projection fields on the item when all data grids agree,
+    else on each data asset; assets in key order. ``properties``: other
+    properties to keep (e.g. from the stored item). Raises
+    :class:`InputError` when no asset is a data asset. Pure."""
+    data = [key for key in sorted(assets) if is_data(assets[key])]
+    if not data:
+        names = ", ".join(sorted(assets))
+        raise InputError(
+            f"item {item_id!r}: none of its assets ({names}) is a data file (a raster), so its footprint "
+            "and datetime are unknown; register these files together with, or after, the group's "
+            "data files"
+        )
+    grids = [_grid(assets[key]) for key in data]
+    times = [_time(assets[key]) for key in data]
+    one_grid = all(grid == grids[0] for grid in grids)
+    geometry, bbox = union_footprint(grids)
+    props: dict[str, Any] = {k: v for k, v in (properties or {}).items() if k not in _DERIVED}
+    first_time = times[0]
+    props["datetime"] = first_time.get("datetime")
+    props.update({k: v for k, v in first_time.items() if k != "datetime"})
+    if one_grid:
+        props.update(copy.deepcopy(grids[0]))
+    props[GROUP] = marker
+    out_assets: dict[str, dict] = {}
+    for key in sorted(assets):
+        asset = {k: v for k, v in assets[key].items() if k not in PROJ_FIELDS and k not in TIME_FIELDS}
+        if key in data:
+            if not one_grid:
+                asset.update(copy.deepcopy(_grid(assets[key])))
+            if _time(assets[key]) != first_time:
+                asset.update(_time(assets[key]))
+        out_assets[key] = asset
+    doc: dict[str, Any] = {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "stac_extensions": [],
+        "id": item_id,
+        "geometry": geometry,
+        "bbox": bbox,
+        "properties": props,
+        "links": [dict(link) for link in links],
+        "assets": out_assets,
+    }
+    if collection is not None:
+        doc["collection"] = collection
+    doc["stac_extensions"] = _extensions(doc)
+    return doc
+
+
+def _extensions(doc: dict) -> list[str]:
+    # rasterio loads with producer.extract.raster: only when an item is composed
+    from producer.extract.raster import used_extensions  # noqa: PLC0415 (rasterio: ~0.8 s)
+
+    return used_extensions(doc)
+
+
+def union_footprint(grids: list[dict[str, Any]]) -> tuple[dict, list[float]]:
+    """WGS84 ``(geometry, bbox)`` covering every grid (``proj:*`` fields).
+
+    One grid, or grids in one CRS covering the same rectangle: that grid's
+    footprint. Otherwise the envelope of all grids in the first grid's CRS
+    (others' bounds reprojected, edges densified), whose footprint covers
+    every grid. Pure computation (no file is read)."""
+    from affine import Affine  # noqa: PLC0415 (with rasterio, see _extensions)
+    from rasterio.transform import from_bounds  # noqa: PLC0415
+    from rasterio.warp import transform_bounds  # noqa: PLC0415
+
+    from producer.extract import footprint as fp  # noqa: PLC0415
+
+    crs0 = _crs(grids[0])
+    boxes = []
+    for grid in grids:
+        box = _native_bbox(grid)
+        crs = _crs(grid)
+        boxes.append(box if crs == crs0 else list(transform_bounds(crs, crs0, *box, densify_pts=21)))
+    first = grids[0]
+    rows, cols = first["proj:shape"]
+    if all(box == boxes[0] for box in boxes):
+        return fp.footprint(crs0, Affine(*first["proj:transform"][:6]), int(cols), int(rows))
+    west, south = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    east, north = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    return fp.footprint(crs0, from_bounds(west, south, east, north, 1, 1), 1, 1)
+
+
+def _crs(grid: Mapping[str, Any]) -> Any:
+    from rasterio.crs import CRS  # noqa: PLC0415 (see _extensions)
+
+    if grid.get("proj:code"):
+        return CRS.from_user_input(grid["proj:code"])
+    if grid.get("proj:wkt2"):
+        return CRS.from_wkt(grid["proj:wkt2"])
+    if grid.get("proj:projjson"):
+        return CRS.from_dict(grid["proj:projjson"])
+    raise InputError("an asset of a multi-asset item has no CRS (proj:code, proj:wkt2 or proj:projjson)")
+
+
+def _native_bbox(grid: Mapping[str, Any]) -> list[float]:
+    if "proj:bbox" in grid:
+        return [float(v) for v in grid["proj:bbox"]]
+    from affine import Affine  # noqa: PLC0415 (see _extensions)
+
+    from producer.extract.footprint import native_bbox  # noqa: PLC0415
+
+    rows, cols = grid["proj:shape"]
+    return native_bbox(Affine(*grid["proj:transform"][:6]), int(cols), int(rows))
+
+
+# --- merging and removing ----------------------------------------------------------
+
+
+def _other_properties(doc: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in ((doc or {}).get("properties") or {}).items() if k not in _DERIVED}
+
+
+def merge(existing: dict | None, incoming: dict, *, where: str, replace: bool = False) -> dict:
+    """The item after ``incoming``'s assets are added to (or replace the same
+    keys of) ``existing``, everything derived recomputed (:func:`compose`).
+    Raises :class:`IdentityConflict` (see the module docstring) unless
+    ``replace``; then a single-product item is replaced, and an asset key
+    another product holds is taken over. Pure; mutates nothing."""
+    if existing is None:
+        return copy.deepcopy(incoming)
+    item_id = str(incoming.get("id"))
+    new = expanded_assets(incoming)
+    if GROUP not in (existing.get("properties") or {}):
+        if not replace:
+            raise IdentityConflict(
+                item_id, where, product_href(existing) or "another product",
+                f"the assets {', '.join(sorted(new))} of a multi-asset item",
+            )
+        return copy.deepcopy(incoming)
+    old = expanded_assets(existing)
+    for key, asset in new.items():
+        before = old.get(key)
+        if before is not None and not replace and not same_product(str(before.get("href")), str(asset["href"])):
+            raise IdentityConflict(item_id, where, f"asset {key!r} = {before.get('href')}", str(asset["href"]))
+    properties = {**_other_properties(existing), **_other_properties(incoming)}
+    marker = (incoming.get("properties") or {}).get(GROUP, EXPLICIT)
+    return compose(
+        item_id,
+        {**old, **new},
+        collection=incoming.get("collection", existing.get("collection")),
+        marker=marker,
+        properties=properties,
+        links=incoming.get("links") or existing.get("links") or (),
+    )
+
+
+def drop_assets(doc: dict, keys: Iterable[str]) -> dict | None:
+    """``doc`` without the assets ``keys``, everything derived recomputed;
+    ``None`` when no data asset would be left (the item itself must go).
+    Keeps ``created``/``updated`` as they are. Pure."""
+    gone = set(keys)
+    left = {key: asset for key, asset in expanded_assets(doc).items() if key not in gone}
+    if not any(is_data(asset) for asset in left.values()):
+        return None
+    props = doc.get("properties") or {}
+    new = compose(
+        str(doc["id"]),
+        left,
+        collection=doc.get("collection"),
+        marker=props.get(GROUP, EXPLICIT),
+        properties=_other_properties(doc),
+        links=doc.get("links") or (),
+    )
+    for name in _TIMESTAMPS:
+        if name in props:
+            new["properties"][name] = props[name]
+    return new
+
+
+def assets_of_product(doc: Mapping[str, Any], product_href: str) -> list[str]:
+    """Keys of ``doc``'s assets whose href names ``product_href``."""
+    return [
+        key
+        for key, asset in (doc.get("assets") or {}).items()
+        if isinstance(asset, dict) and isinstance(asset.get("href"), str) and same_product(asset["href"], product_href)
+    ]
+
+
+def is_group_item(doc: Mapping[str, Any] | None) -> bool:
+    """True for an item made of several products (``producer:group``)."""
+    return GROUP in ((doc or {}).get("properties") or {})
