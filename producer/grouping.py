@@ -55,7 +55,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,7 +107,9 @@ def compile_group(pattern: str) -> re.Pattern[str]:
     try:
         rx = re.compile(pattern)
     except re.error as exc:
-        raise InputError(f"group pattern {pattern!r} is not a regular expression ({exc})", hints=(GROUP_HINT,))
+        raise InputError(
+            f"group pattern {pattern!r} is not a regular expression ({exc})", hints=(GROUP_HINT,)
+        ) from None
     missing = [name for name in ("id", "asset") if name not in rx.groupindex]
     if missing:
         raise InputError(
@@ -176,7 +178,9 @@ class Grouping:
             if not isinstance(url, str) or not url:
                 raise InputError(f"item {item_id!r}: asset {key!r} has no URL ({url!r})")
             if url in members:
-                raise InputError(f"item {item_id!r}: {url} is given for two assets ({members[url].key!r}, {key!r})")
+                raise InputError(
+                    f"item {item_id!r}: {url} is given for two assets ({members[url].key!r}, {key!r})"
+                )
             members[url] = Member(url, item_id, key)
         return cls(members=members)
 
@@ -297,7 +301,11 @@ class Grouping:
                 doc = compose(item_id, parts, collection=collection, marker=self.marker)
                 key = committer.layout.item_key(collection, item_id)
                 docs.set_item_links(
-                    doc, key, committer.layout, collection, committer.layout.chain(collection)[0],
+                    doc,
+                    key,
+                    committer.layout,
+                    collection,
+                    committer.layout.chain(collection)[0],
                     collection_title=coll_title,
                 )
                 stamp = "1970-01-01T00:00:00Z"  # replaced at commit; validated as a date-time here
@@ -326,15 +334,15 @@ class Grouping:
         for result, key, doc in prepared:
             where = committer.store_path(key)
             try:
-                result.action, committed = committer.merge_item(
-                    key, doc, lambda old, new, where=where: merge(old, new, where=where, replace=replace)
-                )
+                result.action, committed = committer.merge_item(key, doc, _merger(where, replace))
                 result.item = committed
                 written.append((key, committed, committed))
             except ProducerError as exc:
                 result.fail(f"{result.source}: {exc}", exc)
             except OSError as exc:
-                result.fail(f"{result.source}: not registered: cannot write {where}: {exc}", StoreError(str(exc)))
+                result.fail(
+                    f"{result.source}: not registered: cannot write {where}: {exc}", StoreError(str(exc))
+                )
                 result.href = None
         return written
 
@@ -351,6 +359,15 @@ class Grouping:
 
 
 # --- one asset ------------------------------------------------------------------------
+
+
+def _merger(where: str, replace: bool) -> Callable[[dict | None, dict], dict]:
+    """:func:`merge` for the item at ``where``, as :meth:`Committer.merge_item` calls it."""
+
+    def merge_into(existing: dict | None, incoming: dict) -> dict:
+        return merge(existing, incoming, where=where, replace=replace)
+
+    return merge_into
 
 
 def _group_time(item_id: str, options: ExtractOptions) -> str | None:
@@ -577,15 +594,23 @@ def merge(existing: dict | None, incoming: dict, *, where: str, replace: bool = 
     if GROUP not in (existing.get("properties") or {}):
         if not replace:
             raise IdentityConflict(
-                item_id, where, product_href(existing) or "another product",
+                item_id,
+                where,
+                product_href(existing) or "another product",
                 f"the assets {', '.join(sorted(new))} of a multi-asset item",
             )
         return copy.deepcopy(incoming)
     old = expanded_assets(existing)
     for key, asset in new.items():
         before = old.get(key)
-        if before is not None and not replace and not same_product(str(before.get("href")), str(asset["href"])):
-            raise IdentityConflict(item_id, where, f"asset {key!r} = {before.get('href')}", str(asset["href"]))
+        if (
+            before is not None
+            and not replace
+            and not same_product(str(before.get("href")), str(asset["href"]))
+        ):
+            raise IdentityConflict(
+                item_id, where, f"asset {key!r} = {before.get('href')}", str(asset["href"])
+            )
     properties = {**_other_properties(existing), **_other_properties(incoming)}
     marker = (incoming.get("properties") or {}).get(GROUP, EXPLICIT)
     return compose(
@@ -626,7 +651,9 @@ def assets_of_product(doc: Mapping[str, Any], product_href: str) -> list[str]:
     return [
         key
         for key, asset in (doc.get("assets") or {}).items()
-        if isinstance(asset, dict) and isinstance(asset.get("href"), str) and same_product(asset["href"], product_href)
+        if isinstance(asset, dict)
+        and isinstance(asset.get("href"), str)
+        and same_product(asset["href"], product_href)
     ]
 
 
