@@ -33,9 +33,16 @@ if TYPE_CHECKING:
     from producer.sinks.pgstac import PgstacSink
 
 
-def item_id_for(url: str, *, id_template: str = "{stem}", collection: str | None = None) -> str:
-    """The id :func:`register` gives the product at ``url`` (raises UnsafeIdError)."""
-    return make_item_id(url, ExtractOptions(id_template=id_template, collection=collection))
+def item_id_for(
+    url: str, *, id_template: str = "{stem}", collection: str | None = None, group: str | None = None
+) -> str:
+    """The id :func:`register` gives the product at ``url`` (raises
+    UnsafeIdError); with a ``group`` pattern, its ``id`` group (raises
+    InputError when the pattern does not match ``url``)."""
+    options = ExtractOptions(id_template=id_template, collection=collection)
+    if group:
+        return Grouping(pattern=group).assign(url, options).item_id
+    return make_item_id(url, options)
 
 
 # --- what follows the catalog --------------------------------------------------

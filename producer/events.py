@@ -630,7 +630,9 @@ def _remove_one(
         )
         return
     try:
-        item_id = api.item_id_for(event.url, id_template=options.id_template, collection=config.collection)
+        item_id = api.item_id_for(
+            event.url, id_template=options.id_template, collection=config.collection, group=options.group
+        )
         result: Result = api.remove(
             item_id,
             catalog=config.catalog,

@@ -93,7 +93,8 @@ PROJ_FIELDS = ("proj:code", "proj:wkt2", "proj:projjson", "proj:shape", "proj:tr
 TIME_FIELDS = ("datetime", "start_datetime", "end_datetime")
 _TIMESTAMPS = ("created", "updated")
 #: item properties that :func:`compose` derives from the assets
-_DERIVED = (*PROJ_FIELDS, *TIME_FIELDS, *_TIMESTAMPS, GROUP)
+#: (and the removal mark: a merge is a register, which wins over a removal in progress)
+_DERIVED = (*PROJ_FIELDS, *TIME_FIELDS, *_TIMESTAMPS, GROUP, docs.REMOVING)
 #: file suffixes a folder or prefix is expanded to when grouping (rasters + sidecars)
 GROUP_SUFFIXES = (".tif", ".tiff", ".nc", ".nc4", ".png", ".jpg", ".jpeg", ".xml", ".json", ".pdf")
 
@@ -297,9 +298,12 @@ class Grouping:
             if not ok:
                 continue
             lead = ok[0]
+            key = committer.layout.item_key(collection, item_id)
             try:
-                doc = compose(item_id, parts, collection=collection, marker=self.marker)
-                key = committer.layout.item_key(collection, item_id)
+                if any(is_data(part) for part in parts.values()):
+                    doc = compose(item_id, parts, collection=collection, marker=self.marker)
+                else:  # previews/metadata only: can only merge into an item that has data
+                    doc = _partial(item_id, parts, collection, self.marker)
                 docs.set_item_links(
                     doc,
                     key,
@@ -308,11 +312,12 @@ class Grouping:
                     committer.layout.chain(collection)[0],
                     collection_title=coll_title,
                 )
-                stamp = "1970-01-01T00:00:00Z"  # replaced at commit; validated as a date-time here
-                doc["properties"].update(created=stamp, updated=stamp)
-                committer.validate(doc, f"{committer.store_path(key)} (item {item_id} of {lead.source})")
-                for name in _TIMESTAMPS:
-                    doc["properties"].pop(name)
+                if doc["geometry"] is not None:  # a partial one is validated once merged, at commit
+                    stamp = "1970-01-01T00:00:00Z"  # replaced at commit; validated as a date-time here
+                    doc["properties"].update(created=stamp, updated=stamp)
+                    committer.validate(doc, f"{committer.store_path(key)} (item {item_id} of {lead.source})")
+                    for name in _TIMESTAMPS:
+                        doc["properties"].pop(name)
             except ProducerError as exc:
                 for result in ok:
                     result.fail(f"{result.source}: {exc}", exc)
@@ -359,6 +364,23 @@ class Grouping:
 
 
 # --- one asset ------------------------------------------------------------------------
+
+
+def _partial(item_id: str, parts: Mapping[str, dict], collection: str, marker: str) -> dict:
+    """An item holding only assets that are not data (previews, metadata):
+    no geometry or datetime of its own, it only merges into a stored item
+    that has data (:func:`merge` refuses it on its own)."""
+    return {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "stac_extensions": [],
+        "id": item_id,
+        "geometry": None,
+        "properties": {"datetime": None, GROUP: marker},
+        "links": [],
+        "assets": {key: copy.deepcopy(parts[key]) for key in sorted(parts)},
+        "collection": collection,
+    }
 
 
 def _merger(where: str, replace: bool) -> Callable[[dict | None, dict], dict]:
@@ -587,19 +609,19 @@ def merge(existing: dict | None, incoming: dict, *, where: str, replace: bool = 
     Raises :class:`IdentityConflict` (see the module docstring) unless
     ``replace``; then a single-product item is replaced, and an asset key
     another product holds is taken over. Pure; mutates nothing."""
-    if existing is None:
-        return copy.deepcopy(incoming)
     item_id = str(incoming.get("id"))
     new = expanded_assets(incoming)
-    if GROUP not in (existing.get("properties") or {}):
-        if not replace:
-            raise IdentityConflict(
-                item_id,
-                where,
-                product_href(existing) or "another product",
-                f"the assets {', '.join(sorted(new))} of a multi-asset item",
-            )
+    if existing is None or (replace and GROUP not in (existing.get("properties") or {})):
+        if incoming.get("geometry") is None:
+            compose(item_id, new, collection=None, marker="")  # raises: no data asset
         return copy.deepcopy(incoming)
+    if GROUP not in (existing.get("properties") or {}):
+        raise IdentityConflict(
+            item_id,
+            where,
+            product_href(existing) or "another product",
+            f"the assets {', '.join(sorted(new))} of a multi-asset item",
+        )
     old = expanded_assets(existing)
     for key, asset in new.items():
         before = old.get(key)

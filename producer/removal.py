@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
+from producer.catalog.extent import format_time
 from producer.catalog.layout import (
     Layout,
     collection_key,
@@ -17,11 +18,12 @@ from producer.catalog.layout import (
     item_parent_key,
     recorded_layout,
 )
-from producer.changes import Change, Sink
+from producer.changes import Change, ChangeKind, Sink
 from producer.commit import Committer, product_href, same_product
-from producer.errors import ProducerError, StoreError
+from producer.errors import ConflictError, ProducerError, StoreError
 from producer.extract.assets import resolve_location, rewrite_href
 from producer.extract.ids import check_id
+from producer.grouping import assets_of_product, drop_assets, is_data, is_group_item
 from producer.ingest import check_collection_id, open_catalog, parse_rewrites, validator
 from producer.results import RemoveResult
 from producer.sinks import check_sinks, deliver, removed, wants_unchanged
@@ -124,6 +126,11 @@ def remove_item(
         documents[parent] = committer.read(parent, ("Catalog", "Collection"))
     # the documents this removal rewrites are checked before any write
     committer.check_parents(documents, collection)
+    if product is not None:
+        wanted = rewrite_href(resolve_location(product), parse_rewrites(href_rewrites))
+        done = _remove_group_asset(committer, collection, item_id, key, wanted, sinks)
+        if done is not None:
+            return done
     outcome = committer.remove_item(collection, key, keep_if=keep_if)
     result = RemoveResult(
         id=item_id,
@@ -139,6 +146,107 @@ def remove_item(
         else:
             _publish(committer, coll_key, result, sinks, [], [change])
     return result
+
+
+#: rounds of "drop the asset" / "remove the item" when registers keep adding
+#: data assets to an item whose last data asset is being removed
+_ASSET_ROUNDS = 10
+
+
+def _remove_group_asset(
+    committer: Committer, collection: str, item_id: str, key: str, wanted: str, sinks: Sequence[Sink]
+) -> RemoveResult | None:
+    """Remove the product ``wanted`` (an asset href) from the multi-asset
+    item at ``key`` (:mod:`producer.grouping`); ``None`` when that item is
+    not a multi-asset item (the caller removes it the usual way).
+
+    Under compare-and-swap on the item: its assets naming ``wanted`` are
+    dropped and geometry, bbox, datetime and projection fields recomputed
+    from the others (action ``updated``; the collection extent stays, a
+    valid superset, until a shrink or ``reconcile --fix``). When they held
+    the last data asset, the whole item goes by the removal protocol
+    (:meth:`Committer.remove_item`: unlinked, extent recomputed), unless a
+    register added a data asset meanwhile (judged inside the marking
+    compare-and-swap): then the asset alone is dropped, from that newer
+    document. An item with no asset of ``wanted``: action ``kept``, nothing
+    written. Sinks get the ``updated`` or ``removed`` change."""
+    coll_key = collection_key(collection)
+    state: dict[str, str] = {}
+
+    def drop(doc: dict | None) -> dict | None:
+        state.clear()
+        if doc is None:
+            state["kind"] = "gone"
+            return None
+        if not is_group_item(doc):
+            state["kind"] = "single"
+            return None
+        keys = assets_of_product(doc, wanted)
+        if not keys:
+            state["kind"] = "none"
+            return None
+        new = drop_assets(doc, keys)
+        state["keys"] = ", ".join(keys)
+        if new is None:
+            state["kind"] = "last"
+            return None
+        new["properties"]["updated"] = format_time(committer.clock())
+        state["kind"] = "dropped"
+        return new
+
+    def keep_if(item: dict) -> str | None:
+        ours = assets_of_product(item, wanted)
+        others = [k for k, asset in (item.get("assets") or {}).items() if is_data(asset) and k not in ours]
+        return f"data assets {', '.join(others)} were added meanwhile" if others else None
+
+    for _ in range(_ASSET_ROUNDS):
+        outcome = committer.cas(key, drop, expect=("Feature",))
+        kind = state["kind"]
+        if kind == "gone":
+            return RemoveResult(id=item_id, href=None, action="absent")
+        if kind == "single":
+            return None
+        href = committer.store_path(key)
+        if kind == "none":
+            return RemoveResult(
+                id=item_id, href=href, action="kept", reason=f"the item has no asset {wanted}; it stays"
+            )
+        if kind == "dropped":
+            assert outcome.doc is not None
+            result = RemoveResult(
+                id=item_id,
+                href=href,
+                action="updated",
+                reason=f"asset {state['keys']} removed; the item stays",
+            )
+            if sinks:
+                change = Change(ChangeKind.UPDATED, collection, item_id, key, outcome.doc)
+                _publish(committer, coll_key, result, sinks, [change], [])
+            return result
+
+        removed_outcome = committer.remove_item(collection, key, keep_if=keep_if)
+        if removed_outcome.action == "kept":
+            continue  # a register added a data asset: drop ours from that document
+        result = RemoveResult(
+            id=item_id,
+            href=href,
+            action=removed_outcome.action,
+            extent_recomputed=removed_outcome.extent_recomputed,
+        )
+        if sinks and removed_outcome.action == "removed":
+            _publish(
+                committer,
+                coll_key,
+                result,
+                sinks,
+                [removed(collection, item_id, key, removed_outcome.item)],
+                [],
+            )
+        return result
+    raise ConflictError(
+        f"{committer.store_path(key)}: gave up removing {wanted} after {_ASSET_ROUNDS} rounds: other "
+        "writers kept adding data assets to the item; retry later"
+    )
 
 
 def _publish(
