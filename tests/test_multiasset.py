@@ -1,0 +1,348 @@
+"""Multi-asset items (issue 10, point 1): a scene written as several files
+becomes one item, files of it registered apart (or at the same time) merge
+into it, and removing a file removes its asset only.
+
+Real files: a scene folder ``LE07_20240513/`` with six band GeoTIFFs (three
+on a 10 m grid, three on a 20 m grid of the same tile), a QA GeoTIFF (20 m)
+and a PNG thumbnail, written by rasterio here. Races are forced with
+:mod:`tests.pausing`; odc-stac loads the item from local files.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+import producer
+from producer.events import HandlerConfig, handle
+from producer.store import open_store
+from tests.pausing import PauseAfterGet
+from tests.s3server import S3Server
+from tests.trees import assert_stac_valid_tree
+
+SCENE = "LE07_20240513"
+GROUP = r"(?P<id>LE07_\d{8})/(?P<asset>[^/]+)\.(tif|png)$"
+ITEM_KEY = f"scene/{SCENE}/{SCENE}.json"
+ORIGIN = (500_000.0, 4_000_160.0)  # EPSG:32633
+BANDS_10M = ("B02", "B03", "B04")
+BANDS_20M = ("B05", "B06", "B07")
+DATA_KEYS = (*BANDS_10M, *BANDS_20M, "qa")
+PNG_1X1 = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
+)
+
+
+def _band(path: Path, res: float, seed: int, dtype: str = "uint16") -> Path:
+    size = int(160 / res)
+    data = (np.arange(size * size).reshape(size, size) * 7 + seed).astype(dtype)
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=1,
+        dtype=dtype,
+        crs="EPSG:32633",
+        transform=from_origin(*ORIGIN, res, res),
+    ) as dst:
+        dst.write(data, 1)
+    return path
+
+
+@pytest.fixture
+def scene(tmp_path: Path) -> Path:
+    """``LE07_20240513/``: 6 bands (10 m and 20 m), ``qa.tif``, ``thumbnail.png``."""
+    folder = tmp_path / "data" / SCENE
+    folder.mkdir(parents=True)
+    for i, name in enumerate(BANDS_10M):
+        _band(folder / f"{name}.tif", 10.0, i)
+    for i, name in enumerate(BANDS_20M):
+        _band(folder / f"{name}.tif", 20.0, 10 + i)
+    _band(folder / "qa.tif", 20.0, 99, dtype="uint8")
+    (folder / "thumbnail.png").write_bytes(PNG_1X1)
+    return folder
+
+
+def _item(catalog: Path) -> dict[str, Any]:
+    return json.loads((catalog / ITEM_KEY).read_text())
+
+
+def _register(paths: Any, catalog: Path | Any, **kw: Any) -> list[producer.RegisterResult]:
+    where = catalog if not isinstance(catalog, Path) else str(catalog)
+    return producer.register(paths, catalog=where, collection="scene", **{"group": GROUP, **kw})
+
+
+def _check_full_item(item: dict[str, Any], scene: Path) -> None:
+    assert sorted(item["assets"]) == sorted([*DATA_KEYS, "thumbnail"])
+    for key in DATA_KEYS:
+        asset = item["assets"][key]
+        assert asset["roles"] == ["data"] and asset["type"].startswith("image/tiff")
+        assert asset["href"] == str(scene / f"{key}.tif") and asset["title"] == f"{key}.tif"
+        assert [band["name"] for band in asset["bands"]] == [key]  # odc-stac band name
+        res = 10.0 if key in BANDS_10M else 20.0
+        assert asset["proj:code"] == "EPSG:32633"
+        assert asset["proj:transform"] == [res, 0.0, ORIGIN[0], 0.0, -res, ORIGIN[1]]
+        assert asset["proj:shape"] == [int(160 / res)] * 2
+    thumb = item["assets"]["thumbnail"]
+    assert thumb["type"] == "image/png" and thumb["roles"] == ["thumbnail"] and "proj:code" not in thumb
+    props = item["properties"]
+    assert not any(k.startswith("proj:") for k in props)  # the grids differ: asset level
+    assert props["datetime"] == "2024-05-13T00:00:00Z" and props["producer:group"] == GROUP
+    west, south, east, north = item["bbox"]
+    assert 14.99 < west < east < 15.01 and 36.1 < south < north < 36.2
+
+
+def test_scene_folder_becomes_one_item_with_roles_types_and_asset_proj(
+    scene: Path, catalog_dir: Path
+) -> None:
+    results = _register(scene, catalog_dir)
+    assert [r.action for r in results] == ["created"] * 8 and {r.id for r in results} == {SCENE}
+    item = _item(catalog_dir)
+    _check_full_item(item, scene)
+    collection = json.loads((catalog_dir / "scene" / "collection.json").read_text())
+    assert [link["href"] for link in collection["links"] if link["rel"] == "item"] == [
+        f"./{SCENE}/{SCENE}.json"
+    ]
+    assert producer.validate_catalog(str(catalog_dir)) == []
+    assert_stac_valid_tree(catalog_dir)
+    assert [r.action for r in _register(scene, catalog_dir)] == ["unchanged"] * 8
+
+
+def test_grids_that_agree_put_proj_on_the_item(scene: Path, catalog_dir: Path) -> None:
+    _register([scene / f"{key}.tif" for key in BANDS_10M], catalog_dir)
+    item = _item(catalog_dir)
+    assert item["properties"]["proj:code"] == "EPSG:32633"
+    assert item["properties"]["proj:shape"] == [16, 16]
+    assert not any(k.startswith("proj:") for a in item["assets"].values() for k in a)
+    assert_stac_valid_tree(catalog_dir)
+
+
+def test_files_of_a_group_registered_in_separate_runs_keep_every_asset(
+    scene: Path, catalog_dir: Path
+) -> None:
+    for path in sorted(scene.iterdir()):
+        (result,) = _register(path, catalog_dir)
+        assert result.ok, result.error
+    item = _item(catalog_dir)
+    _check_full_item(item, scene)
+    one_run = catalog_dir.parent / "one_run"
+    _register(scene, one_run)
+    alone = _item(one_run)
+    for doc in (item, alone):  # same document whatever the order the files came in
+        for name in ("created", "updated"):
+            doc["properties"].pop(name)
+    assert item == alone
+    assert_stac_valid_tree(catalog_dir)
+
+
+def test_concurrent_registrations_of_one_item_keep_every_asset(scene: Path, catalog_dir: Path) -> None:
+    """Writer A reads the item (B02 only), then stops; writer B adds B03; A
+    resumes: its write loses the compare-and-swap, it reads again and merges
+    B04 into the document that holds B03, so neither asset is wiped."""
+    _register(scene / "B02.tif", catalog_dir)
+    slow = PauseAfterGet(open_store(str(catalog_dir)), ITEM_KEY)
+    out: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: out.setdefault("a", _register(scene / "B04.tif", slow)))
+    thread.start()
+    assert slow.reached.wait(30)
+    (b,) = _register(scene / "B03.tif", catalog_dir)
+    slow.resume.set()
+    thread.join(30)
+    (a,) = out["a"]
+    assert a.action == b.action == "updated", (a.error, b.error)
+    assert sorted(_item(catalog_dir)["assets"]) == ["B02", "B03", "B04"]
+
+    # and plain threads, every file at once (mapped tasks): all eight assets stay
+    threads = [
+        threading.Thread(target=_register, args=(path, catalog_dir))
+        for path in sorted(scene.iterdir())
+        if path.suffix == ".tif"
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    _register(scene / "thumbnail.png", catalog_dir)
+    _check_full_item(_item(catalog_dir), scene)
+    assert producer.validate_catalog(str(catalog_dir)) == []
+    assert_stac_valid_tree(catalog_dir)
+
+
+def test_removing_one_asset_keeps_the_item_and_the_last_data_asset_removes_it(
+    scene: Path, catalog_dir: Path
+) -> None:
+    _register(scene, catalog_dir)
+    first = producer.remove(
+        SCENE, catalog=str(catalog_dir), collection="scene", product=str(scene / "B02.tif")
+    )
+    assert first.action == "updated" and "B02" in (first.reason or "")
+    item = _item(catalog_dir)
+    assert "B02" not in item["assets"] and len(item["assets"]) == 7
+    assert_stac_valid_tree(catalog_dir)
+    for key in DATA_KEYS[1:-1]:
+        producer.remove(
+            SCENE, catalog=str(catalog_dir), collection="scene", product=str(scene / f"{key}.tif")
+        )
+    # the item keeps its thumbnail while a data asset is left; the grids now agree
+    assert _item(catalog_dir)["properties"]["proj:shape"] == [8, 8]
+    last = producer.remove(SCENE, catalog=str(catalog_dir), collection="scene", product=str(scene / "qa.tif"))
+    assert last.action == "removed"
+    assert not (catalog_dir / ITEM_KEY).exists()
+    collection = json.loads((catalog_dir / "scene" / "collection.json").read_text())
+    assert not [link for link in collection["links"] if link["rel"] == "item"]
+    assert producer.validate_catalog(str(catalog_dir)) == []
+
+
+def test_removal_of_the_last_data_asset_racing_a_new_asset_keeps_the_new_one(
+    scene: Path, catalog_dir: Path
+) -> None:
+    """The remover of B02 (the only data asset) reads the item, then a register
+    adds B03 before the removal marks it: the item stays, with B03 only."""
+    _register([scene / "B02.tif", scene / "thumbnail.png"], catalog_dir)
+    slow = PauseAfterGet(open_store(str(catalog_dir)), ITEM_KEY)
+    out: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: out.setdefault(
+            "r", producer.remove(SCENE, catalog=slow, collection="scene", product=str(scene / "B02.tif"))
+        )
+    )
+    thread.start()
+    assert slow.reached.wait(30)
+    _register(scene / "B03.tif", catalog_dir)
+    slow.resume.set()
+    thread.join(30)
+    assert out["r"].action == "updated"
+    assert sorted(_item(catalog_dir)["assets"]) == ["B03", "thumbnail"]
+    assert producer.validate_catalog(str(catalog_dir)) == []
+
+
+def test_product_the_group_does_not_match_is_an_error_naming_it(scene: Path, catalog_dir: Path) -> None:
+    stray = scene.parent / "stray.tif"
+    _band(stray, 10.0, 1)
+    results = _register([scene / "B02.tif", stray], catalog_dir)
+    assert results[0].ok
+    assert results[1].action == "error" and str(stray) in (results[1].error or "")
+    assert "group" in (results[1].error or "") and results[1].hint is not None
+    with pytest.raises(producer.InputError, match="named group"):
+        _register(scene, catalog_dir.parent / "other", group=r"(?P<id>\w+)/")
+
+
+def test_thumbnail_alone_needs_the_data_first(scene: Path, catalog_dir: Path) -> None:
+    (result,) = _register(scene / "thumbnail.png", catalog_dir)
+    assert result.action == "error" and "data file" in (result.error or "")
+    assert not catalog_dir.exists() or not (catalog_dir / ITEM_KEY).exists()
+
+
+def test_group_does_not_merge_into_a_single_product_item(scene: Path, catalog_dir: Path) -> None:
+    producer.register(
+        scene / "B02.tif",
+        catalog=str(catalog_dir),
+        collection="scene",
+        id_template=SCENE,
+        datetime="2024-05-13T00:00:00Z",
+    )
+    before = _item(catalog_dir)
+    (result,) = _register(scene / "B03.tif", catalog_dir)
+    assert result.action == "error" and "taken" in (result.error or "")
+    assert _item(catalog_dir) == before
+    # and a single product does not overwrite a group's item
+    (result,) = _register(scene / "B03.tif", catalog_dir, replace=True)
+    assert result.action == "updated"
+    (single,) = producer.register(
+        scene / "B04.tif",
+        catalog=str(catalog_dir),
+        collection="scene",
+        id_template=SCENE,
+        datetime="2024-05-13T00:00:00Z",
+    )
+    assert single.action == "error" and "multi-asset" in (single.error or "")
+
+
+def test_register_item_from_an_explicit_mapping_and_asset_key(scene: Path, catalog_dir: Path) -> None:
+    results = producer.register_item(
+        assets={
+            "red": str(scene / "B04.tif"),
+            "nir": str(scene / "B07.tif"),
+            "preview": str(scene / "thumbnail.png"),
+        },
+        item_id="S2_20240513",
+        catalog=str(catalog_dir),
+        collection="scene",
+    )
+    assert [r.action for r in results] == ["created"] * 3
+    item = json.loads((catalog_dir / "scene/S2_20240513/S2_20240513.json").read_text())
+    assert sorted(item["assets"]) == ["nir", "preview", "red"]
+    assert item["assets"]["preview"]["roles"] == ["thumbnail"]
+    assert item["properties"]["datetime"] == "2024-05-13T00:00:00Z"
+
+    (keyed,) = producer.register(
+        scene / "B02.tif",
+        catalog=str(catalog_dir),
+        collection="scene",
+        asset_key="blue",
+        datetime="2024-05-13T00:00:00Z",
+    )
+    assert keyed.ok, keyed.error
+    single = json.loads((catalog_dir / "scene/B02/B02.json").read_text())
+    assert list(single["assets"]) == ["blue"] and single["properties"]["proj:code"] == "EPSG:32633"
+    assert_stac_valid_tree(catalog_dir)
+
+
+def test_odc_stac_loads_the_item_by_asset_name_with_the_file_pixels(scene: Path, catalog_dir: Path) -> None:
+    import odc.stac
+    import pystac
+
+    _register(scene, catalog_dir)
+    item = pystac.Item.from_dict(_item(catalog_dir))
+    data = odc.stac.load([item], bands=["B02", "B05"], resolution=10, chunks=None)
+    with rasterio.open(scene / "B02.tif") as src:
+        expected = src.read(1)
+    assert (data["B02"].isel(time=0).values == expected).all()
+    with rasterio.open(scene / "B05.tif") as src:
+        coarse = src.read(1)
+    assert (data["B05"].isel(time=0).values == np.repeat(np.repeat(coarse, 2, 0), 2, 1)).all()
+
+
+def test_s3_removed_event_removes_the_asset_only(s3_server: S3Server, scene: Path) -> None:
+    s3 = s3_server._replace(bucket=s3_server.new_bucket())
+    client = s3.client()
+    for name in ("B02.tif", "B05.tif"):
+        client.put_object(Bucket=s3.bucket, Key=f"data/{SCENE}/{name}", Body=(scene / name).read_bytes())
+    catalog = s3.url("stac")
+    producer.register(
+        [s3.url(f"data/{SCENE}")],
+        catalog=catalog,
+        collection="scene",
+        group=GROUP,
+        storage_options=s3.storage_options,
+    )
+    client.delete_object(Bucket=s3.bucket, Key=f"data/{SCENE}/B02.tif")
+    event = {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectRemoved:Delete",
+                "s3": {"bucket": {"name": s3.bucket}, "object": {"key": f"data/{SCENE}/B02.tif"}},
+            }
+        ]
+    }
+    config = HandlerConfig(
+        catalog=catalog,
+        collection="scene",
+        storage_options=s3.storage_options,
+        options=producer.RegisterOptions(group=GROUP),
+    )
+    out = handle(event, config)
+    assert out["failed"] == [], out
+    assert [(r["id"], r["action"]) for r in out["removed"]] == [(SCENE, "updated")]
+    body = client.get_object(Bucket=s3.bucket, Key=f"stac/scene/{SCENE}/{SCENE}.json")["Body"].read()
+    assert sorted(json.loads(body)["assets"]) == ["B05"]
