@@ -21,16 +21,26 @@ from producer.changes import Change, Sink
 from producer.errors import Hint, InputError
 from producer.extract.ids import make_item_id
 from producer.extract.options import ExtractOptions
-from producer.grouping import Grouping
+from producer.grouping import GROUP_SUFFIXES, Grouping
 from producer.ingest import Progress, open_catalog, validator
 from producer.options import RegisterOptions, parse_rewrites, resolve_options  # noqa: F401 (re-exported)
 from producer.repair import ReconcileReport
 from producer.results import RegisterResult, RemoveResult, error_type_of  # noqa: F401 (re-exported)
-from producer.sources import PRODUCT_SUFFIXES, expand_paths  # noqa: F401 (re-exported)
+from producer.sources import PRODUCT_SUFFIXES, expand_paths  # (also re-exported)
 from producer.store.base import Store
 
 if TYPE_CHECKING:
     from producer.sinks.pgstac import PgstacSink
+
+
+def expand_products(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], options: RegisterOptions
+) -> list[str]:
+    """:func:`expand_paths` as :func:`register` expands ``paths`` with
+    ``options``: with a ``group``, folders and prefixes give previews,
+    metadata and documentation files too (PNG, JPEG, XML, JSON, PDF)."""
+    suffixes = GROUP_SUFFIXES if options.group else PRODUCT_SUFFIXES
+    return expand_paths(paths, options.data_storage_options, suffixes)
 
 
 def item_id_for(

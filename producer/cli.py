@@ -280,7 +280,7 @@ def register(
     for name in ("data_storage_options", "catalog_storage_options"):
         given[name] = {**shared, **given.get(name, {})} or None
     options = _options(given)
-    sources = api.expand_paths(paths, options.data_storage_options)
+    sources = api.expand_products(paths, options)
     if not sources:
         raise click.UsageError(redact(f"no products found in {' '.join(paths)}"))
     show_bar = (sys.stderr.isatty() if progress is None else progress) and len(sources) > 1
@@ -345,6 +345,13 @@ def validate(catalog: str, check_assets: bool, as_json: bool, storage_pairs: tup
 @pgstac_option
 @sns_topic_option
 @storage_option
+@click.option(
+    "--product",
+    metavar="PATH",
+    default=None,
+    help="Remove only what describes this product: of a multi-asset item, its asset "
+    "(the item goes with its last data asset); else the item, if it describes it.",
+)
 def remove(
     item_id: str,
     catalog: str,
@@ -352,6 +359,7 @@ def remove(
     pgstac: str | None,
     sns_topic: str | None,
     storage_pairs: tuple[str, ...],
+    product: str | None,
 ) -> None:
     """Unlink and delete ITEM_ID; recompute the collection extent exactly.
     With --pgstac, delete it from the database too (checked first); with
@@ -363,12 +371,19 @@ def remove(
         storage_options=_storage_options(storage_pairs),
         pgstac=pgstac,
         sns_topic=sns_topic,
+        product=product,
     )
     if not result.ok:
         click.echo(f"error: {result.error_for(flag_spelling)}", err=True)
         sys.exit(1)
     if result.action == "absent":
         click.echo(f"{item_id}: no such item in collection {collection}", err=True)
+        sys.exit(1)
+    if result.action == "updated":  # one asset of a multi-asset item
+        click.echo(f"{item_id}: {result.reason} ({result.href})")
+        return
+    if result.action == "kept" and product is not None:
+        click.echo(f"{item_id}: not removed: {result.reason}", err=True)
         sys.exit(1)
     if result.action == "kept":
         click.echo(

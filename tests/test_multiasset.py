@@ -346,3 +346,36 @@ def test_s3_removed_event_removes_the_asset_only(s3_server: S3Server, scene: Pat
     assert [(r["id"], r["action"]) for r in out["removed"]] == [(SCENE, "updated")]
     body = client.get_object(Bucket=s3.bucket, Key=f"stac/scene/{SCENE}/{SCENE}.json")["Body"].read()
     assert sorted(json.loads(body)["assets"]) == ["B05"]
+
+
+def test_cli_group_asset_key_and_remove_product(scene: Path, catalog_dir: Path) -> None:
+    from click.testing import CliRunner
+
+    from producer.cli import main
+
+    runner = CliRunner()
+    done = runner.invoke(
+        main, ["register", str(scene), "-c", str(catalog_dir), "--collection", "scene", "--group", GROUP]
+    )
+    assert done.exit_code == 0, done.output
+    assert len(_item(catalog_dir)["assets"]) == 8
+    bad = runner.invoke(
+        main,
+        ["register", str(scene), "-c", str(catalog_dir), "--collection", "scene", "--group", "(?P<id>x)"],
+    )
+    assert bad.exit_code != 0 and "--group" in bad.output
+    gone = runner.invoke(
+        main,
+        [
+            "remove",
+            SCENE,
+            "-c",
+            str(catalog_dir),
+            "--collection",
+            "scene",
+            "--product",
+            str(scene / "B03.tif"),
+        ],
+    )
+    assert gone.exit_code == 0 and "B03 removed" in gone.output, gone.output
+    assert "B03" not in _item(catalog_dir)["assets"]
