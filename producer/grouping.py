@@ -141,9 +141,11 @@ class Grouping:
     pattern: str | None = None
     asset_key: str | None = None
     members: dict[str, Member] | None = None
-    _rx: re.Pattern[str] | None = None
+    _rx: re.Pattern[str] | None = field(default=None, init=False, repr=False)
     #: lead result (by id) → the other results of its item, filled by prepare_chunk
-    _followers: dict[int, tuple[RegisterResult, list[RegisterResult]]] = field(default_factory=dict)
+    _followers: dict[int, tuple[RegisterResult, list[RegisterResult]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         if self.pattern is not None:
