@@ -379,3 +379,37 @@ def test_cli_group_asset_key_and_remove_product(scene: Path, catalog_dir: Path) 
     )
     assert gone.exit_code == 0 and "B03 removed" in gone.output, gone.output
     assert "B03" not in _item(catalog_dir)["assets"]
+
+
+def test_compose_covers_grids_of_different_extents_and_keeps_differing_datetimes() -> None:
+    """Pure: two data assets on different tiles (one in another UTM zone) and
+    dates; the item covers both, takes the first key's datetime, and the
+    other asset keeps its own; dropping it recomputes a smaller footprint."""
+    from producer.grouping import compose, drop_assets
+
+    def asset(code: str, x0: float, when: str) -> dict[str, Any]:
+        return {
+            "href": f"/data/{code}_{x0}.tif",
+            "roles": ["data"],
+            "proj:code": code,
+            "proj:shape": [100, 100],
+            "proj:transform": [100.0, 0.0, x0, 0.0, -100.0, 5_000_000.0],
+            "proj:bbox": [x0, 4_990_000.0, x0 + 10_000.0, 5_000_000.0],
+            "datetime": when,
+        }
+
+    a = asset("EPSG:32633", 500_000.0, "2024-05-13T00:00:00Z")
+    b = asset("EPSG:32634", 300_000.0, "2024-05-14T00:00:00Z")
+    item = compose("x", {"a": a, "b": b}, collection="c", marker="assets")
+    assert item["properties"]["datetime"] == "2024-05-13T00:00:00Z"
+    assert "datetime" not in item["assets"]["a"] and item["assets"]["b"]["datetime"] == "2024-05-14T00:00:00Z"
+    assert item["assets"]["b"]["proj:code"] == "EPSG:32634" and "proj:code" not in item["properties"]
+    only_a = compose("x", {"a": a}, collection="c", marker="assets")
+    west, south, east, north = item["bbox"]
+    for part in (only_a, compose("x", {"b": b}, collection="c", marker="assets")):
+        w, s, e, n = part["bbox"]
+        assert west <= w and south <= s and e <= east and n <= north
+    dropped = drop_assets(item, ["b"])
+    assert dropped is not None and dropped["bbox"] == only_a["bbox"]
+    assert dropped["properties"]["proj:code"] == "EPSG:32633"
+    assert drop_assets(item, ["a", "b"]) is None
