@@ -312,40 +312,46 @@ def test_odc_stac_loads_the_item_by_asset_name_with_the_file_pixels(scene: Path,
     assert (data["B05"].isel(time=0).values == np.repeat(np.repeat(coarse, 2, 0), 2, 1)).all()
 
 
-def test_s3_removed_event_removes_the_asset_only(s3_server: S3Server, scene: Path) -> None:
+def test_s3_events_with_stac_group_merge_and_remove_one_asset(s3_server: S3Server, scene: Path) -> None:
+    """The handler configured by environment (STAC_GROUP, STAC_SUFFIXES):
+    created events of a scene's files make one item; the removed event of
+    one file removes its asset only."""
     s3 = s3_server._replace(bucket=s3_server.new_bucket())
     client = s3.client()
-    for name in ("B02.tif", "B05.tif"):
+    names = ("B02.tif", "B05.tif", "thumbnail.png")
+    for name in names:
         client.put_object(Bucket=s3.bucket, Key=f"data/{SCENE}/{name}", Body=(scene / name).read_bytes())
-    catalog = s3.url("stac")
-    producer.register(
-        [s3.url(f"data/{SCENE}")],
-        catalog=catalog,
-        collection="scene",
-        group=GROUP,
-        storage_options=s3.storage_options,
+
+    def event(kind: str, *names: str) -> dict[str, Any]:
+        return {
+            "Records": [
+                {
+                    "eventSource": "aws:s3",
+                    "eventName": kind,
+                    "s3": {"bucket": {"name": s3.bucket}, "object": {"key": f"data/{SCENE}/{name}"}},
+                }
+                for name in names
+            ]
+        }
+
+    config = HandlerConfig.from_env(
+        {
+            "STAC_CATALOG": s3.url("stac"),
+            "STAC_COLLECTION": "scene",
+            "STAC_GROUP": GROUP,
+            "STAC_SUFFIXES": ".tif,.png",
+            "STAC_STORAGE_OPTIONS": json.dumps(s3.storage_options),
+        }
     )
+    created = handle(event("ObjectCreated:Put", *names), config)
+    assert created["failed"] == [], created
+    assert {r["id"] for r in created["registered"]} == {SCENE}
     client.delete_object(Bucket=s3.bucket, Key=f"data/{SCENE}/B02.tif")
-    event = {
-        "Records": [
-            {
-                "eventSource": "aws:s3",
-                "eventName": "ObjectRemoved:Delete",
-                "s3": {"bucket": {"name": s3.bucket}, "object": {"key": f"data/{SCENE}/B02.tif"}},
-            }
-        ]
-    }
-    config = HandlerConfig(
-        catalog=catalog,
-        collection="scene",
-        storage_options=s3.storage_options,
-        options=producer.RegisterOptions(group=GROUP),
-    )
-    out = handle(event, config)
+    out = handle(event("ObjectRemoved:Delete", "B02.tif"), config)
     assert out["failed"] == [], out
     assert [(r["id"], r["action"]) for r in out["removed"]] == [(SCENE, "updated")]
     body = client.get_object(Bucket=s3.bucket, Key=f"stac/scene/{SCENE}/{SCENE}.json")["Body"].read()
-    assert sorted(json.loads(body)["assets"]) == ["B05"]
+    assert sorted(json.loads(body)["assets"]) == ["B05", "thumbnail"]
 
 
 def test_cli_group_asset_key_and_remove_product(scene: Path, catalog_dir: Path) -> None:
