@@ -151,6 +151,15 @@ def register(
     an ``id_template`` such as ``'{parent}_{stem}'``); ``replace=True``
     overwrites it instead.
 
+    Multi-asset items (:mod:`producer.grouping`): with ``group`` (a regex
+    with the named groups ``id`` and ``asset``, searched in each product's
+    path or URL) the products of one id become one item, one asset each
+    (folders also give their PNG/JPEG/XML/JSON/PDF files); a product it does
+    not match gets an ``input`` error. ``asset_key`` names the asset of
+    single-product items. Such an item is merged into, under
+    compare-and-swap, by later products of it: their assets are added or
+    replace the same keys, the others stay. Flat collections only.
+
     Change events: ``on_change`` (a function taking one
     :class:`~producer.changes.Change`) is called for every item created or
     updated, after its batch is committed (never for ``unchanged`` ones);
