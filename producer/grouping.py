@@ -224,6 +224,13 @@ class Grouping:
                 "period); register them into a collection without partition"
             )
 
+    def outside_catalog(self, sources: list[str], catalog_url: str) -> list[str]:
+        """``sources`` without the catalog's own documents: a group takes
+        JSON files, and a catalog written inside the data folder must not be
+        registered as metadata of its items."""
+        root = resolve_location(catalog_url).rstrip("/") + "/"
+        return [s for s in sources if not resolve_location(s).startswith(root)]
+
     def sources(self) -> list[str] | None:
         """The products of an explicit mapping (None: expand the paths given)."""
         return list(self.members) if self.members is not None else None

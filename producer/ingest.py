@@ -141,6 +141,7 @@ def register_products(
     layout = collection_layout(store, collection, options.partition)
     if grouping:
         grouping.check_layout(layout, collection)
+        sources = grouping.outside_catalog(sources, store.url)
     committer = Committer(
         store, validator().check, layout=layout, root_meta=options.root_meta, max_retries=options.max_retries
     )

@@ -115,6 +115,10 @@ def test_scene_folder_becomes_one_item_with_roles_types_and_asset_proj(
     assert producer.validate_catalog(str(catalog_dir)) == []
     assert_stac_valid_tree(catalog_dir)
     assert [r.action for r in _register(scene, catalog_dir)] == ["unchanged"] * 8
+    # a catalog written inside the data folder: its JSON documents are not products
+    inside = scene.parent / "stac"
+    assert len(_register(scene.parent, inside)) == 8
+    assert len(_register(scene.parent, inside)) == 8
 
 
 def test_grids_that_agree_put_proj_on_the_item(scene: Path, catalog_dir: Path) -> None:
