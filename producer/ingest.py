@@ -135,7 +135,7 @@ def register_products(
     )
     grouping = grouping or Grouping.from_options(options.group, options.asset_key)
     sources = (grouping and grouping.sources()) or expand_paths(
-        paths, options.data_storage_options, GROUP_SUFFIXES if grouping else PRODUCT_SUFFIXES
+        paths, options.data_storage_options, GROUP_SUFFIXES if options.group else PRODUCT_SUFFIXES
     )
     store = open_catalog(catalog, options.catalog_storage_options)
     layout = collection_layout(store, collection, options.partition)
