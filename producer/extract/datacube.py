@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Callable, Hashable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -86,7 +87,14 @@ _LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee",
 _LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn"}
 _LON_NAMES = ("lon", "longitude", "nav_lon", "x")
 _LAT_NAMES = ("lat", "latitude", "nav_lat", "y")
-_VERTICAL_NAMES = {"height", "depth", "altitude", "air_pressure", "model_level_number", "atmosphere_sigma_coordinate"}
+_VERTICAL_NAMES = {
+    "height",
+    "depth",
+    "altitude",
+    "air_pressure",
+    "model_level_number",
+    "atmosphere_sigma_coordinate",
+}
 #: GDAL's placeholder long_name for a variable it wrote without one
 _GDAL_PLACEHOLDER = re.compile(r"^GDAL Band Number \d+$")
 
@@ -138,7 +146,12 @@ class _Opened:
 
 #: how the cube is decoded: values as stored, so that nothing is computed
 #: from the data and fill values stay visible as attributes
-_DECODE: dict[str, Any] = {"decode_times": False, "mask_and_scale": False, "decode_coords": "all", "cache": False}
+_DECODE: dict[str, Any] = {
+    "decode_times": False,
+    "mask_and_scale": False,
+    "decode_coords": "all",
+    "cache": False,
+}
 
 
 def _unreadable(location: str, what: str, exc: BaseException) -> InputError:
@@ -248,7 +261,11 @@ def _open_zarr(location: str, options: ExtractOptions, stack: ExitStack) -> _Ope
     open_kwargs: dict[str, Any] = {"engine": "zarr", "consolidated": consolidated}
     extra: dict[str, Any] = {"storage_options": dict(options.storage_options)} if is_url(location) else {}
     try:
-        ds = xr.open_dataset(location.rstrip("/"), **open_kwargs, **extra, **_DECODE)
+        with (
+            warnings.catch_warnings()
+        ):  # zarr's notes on v3 consolidated metadata are not the user's business
+            warnings.simplefilter("ignore", UserWarning)
+            ds = xr.open_dataset(location.rstrip("/"), **open_kwargs, **extra, **_DECODE)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise _unreadable(location, "Zarr store", exc) from None
     stack.callback(ds.close)
@@ -271,7 +288,8 @@ def _is_lon(name: Hashable, var: Any) -> bool:
     return (
         _attr(var, "standard_name") in ("longitude", "grid_longitude")
         or _units(var) in _LON_UNITS
-        or _attr(var, "axis").upper() == "X" and _units(var).startswith("degree")
+        or _attr(var, "axis").upper() == "X"
+        and _units(var).startswith("degree")
         or str(name).lower() in _LON_NAMES[:3]
     )
 
@@ -280,7 +298,8 @@ def _is_lat(name: Hashable, var: Any) -> bool:
     return (
         _attr(var, "standard_name") in ("latitude", "grid_latitude")
         or _units(var) in _LAT_UNITS
-        or _attr(var, "axis").upper() == "Y" and _units(var).startswith("degree")
+        or _attr(var, "axis").upper() == "Y"
+        and _units(var).startswith("degree")
         or str(name).lower() in _LAT_NAMES[:3]
     )
 
@@ -436,7 +455,7 @@ def _ring_geometry(lon: Any, lat: Any, where: str) -> tuple[dict[str, Any], list
     south, north = float(lat.min()), float(lat.max())
     if float(unwrapped.min()) < -180.0 or float(unwrapped.max()) > 180.0:
         low, high = float(unwrapped.min()), float(unwrapped.max())
-        west, east = ((low + 360.0, high) if low < -180.0 else (low, high - 360.0))
+        west, east = (low + 360.0, high) if low < -180.0 else (low, high - 360.0)
 
         def box(w: float, e: float) -> list[list[list[float]]]:
             return [[[w, south], [e, south], [e, north], [w, north], [w, south]]]
@@ -549,8 +568,18 @@ def _irregular_grid(ds: Any, x_name: str, y_name: str, crs: Any, where: str) -> 
     geometry, bbox = _ring_geometry(np.asarray(lon), np.asarray(lat), where)
     system = _reference_system(crs)
     dims = {
-        x_name: {"type": "spatial", "axis": "x", "extent": [float(xs.min()), float(xs.max())], "reference_system": system},
-        y_name: {"type": "spatial", "axis": "y", "extent": [float(ys.min()), float(ys.max())], "reference_system": system},
+        x_name: {
+            "type": "spatial",
+            "axis": "x",
+            "extent": [float(xs.min()), float(xs.max())],
+            "reference_system": system,
+        },
+        y_name: {
+            "type": "spatial",
+            "axis": "y",
+            "extent": [float(ys.min()), float(ys.max())],
+            "reference_system": system,
+        },
     }
     properties = {**_crs_fields(crs), "proj:shape": [int(ys.size), int(xs.size)]}
     return _Grid(x_name, y_name, geometry, bbox, properties, dims)
@@ -570,7 +599,11 @@ def find_time(ds: Any) -> str | None:
         var = ds.variables[name]
         if " since " not in f" {_attr(var, 'units').lower()} ":
             continue
-        if _attr(var, "axis").upper() == "T" or _attr(var, "standard_name") == "time" or name.lower() in _TIME_NAMES:
+        if (
+            _attr(var, "axis").upper() == "T"
+            or _attr(var, "standard_name") == "time"
+            or name.lower() in _TIME_NAMES
+        ):
             return name
     return None
 
@@ -608,14 +641,20 @@ def get_time(ds: Any, where: str) -> _Time | None:
         return None
     ordered = sorted(set(values.tolist()))
     first, last = cf_datetimes([ordered[0], ordered[-1]], units, calendar, what)
-    bounds_name = _attr(var, "bounds")
+    # decode_coords="all" moves the bounds attribute into the encoding
+    bounds_name = str(var.attrs.get("bounds") or var.encoding.get("bounds") or "")
     start, end = first, last
     if bounds_name and bounds_name in ds.variables:
         edges = _valid_numbers(ds.variables[bounds_name])
         if edges.size:
             start, end = cf_datetimes([float(edges.min()), float(edges.max())], units, calendar, what)
     result = from_time_axis(
-        start, end, steps=len(ordered), bounded=bool(bounds_name and bounds_name in ds.variables), name=name, where=where
+        start,
+        end,
+        steps=len(ordered),
+        bounded=bool(bounds_name and bounds_name in ds.variables),
+        name=name,
+        where=where,
     )
     dimension: dict[str, Any] = {"type": "temporal", "extent": [format_time(first), format_time(last)]}
     if len(ordered) <= MAX_VALUES:
@@ -670,7 +709,9 @@ def _other_dimension(ds: Any, name: str) -> dict[str, Any]:
     )
     if raw.dtype.kind in "iuf":
         numbers = [_number(v) for v in raw.tolist()]
-        entry = {"type": "spatial", "axis": "z"} if vertical else {"type": _attr(var, "standard_name") or name}
+        entry = (
+            {"type": "spatial", "axis": "z"} if vertical else {"type": _attr(var, "standard_name") or name}
+        )
         entry["extent"] = [min(numbers), max(numbers)]
         if len(numbers) <= MAX_VALUES:
             entry["values"] = numbers
@@ -828,7 +869,9 @@ def _build(opened: _Opened, location: str, shown: str, options: ExtractOptions, 
     asset_fields: dict[str, Any] = {}
     if not zarr:
         asset_fields.update(
-            file_info(location, checksum=options.checksum, storage_options=options.storage_options, size=opened.size)
+            file_info(
+                location, checksum=options.checksum, storage_options=options.storage_options, size=opened.size
+            )
         )
         bands = single_band(ds, grid)
         if bands:
