@@ -7,6 +7,7 @@ an NCO subset writes), never through xarray's datetime encoding.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -216,11 +217,13 @@ def write_zarr(
     ds = two_variables_dataset()
     for var in ds.variables.values():
         var.encoding.clear()
-    ds.to_zarr(
-        os.fspath(target),
-        mode="w",
-        zarr_format=zarr_format,
-        consolidated=consolidated,
-        storage_options=storage_options,
-    )
+    with warnings.catch_warnings():  # zarr notes that v3 consolidated metadata is an extension
+        warnings.simplefilter("ignore", UserWarning)
+        ds.to_zarr(
+            os.fspath(target),
+            mode="w",
+            zarr_format=zarr_format,
+            consolidated=consolidated,
+            storage_options=storage_options,
+        )
     return os.fspath(target)

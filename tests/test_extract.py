@@ -35,8 +35,8 @@ from producer.extract.assets import (
     rewrite_href,
     sha256_multihash,
 )
-from producer.extract.datacube import DATACUBE_EXT, XARRAY_EXT
 from producer.extract.bands import common_names, data_type, nodata_value, stats_shape
+from producer.extract.datacube import DATACUBE_EXT, XARRAY_EXT
 from producer.extract.raster import EO_EXT, FILE_EXT, PROJECTION_EXT, RASTER_EXT, crs_fields
 from tests import rasters
 

@@ -213,9 +213,12 @@ def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _O
         handle = netCDF4.Dataset(os.path.basename(path), mode="r", memory=data)
     except (OSError, ValueError, RuntimeError) as exc:
         raise _unreadable(location, "NetCDF file", exc) from None
-    stack.callback(handle.close)
-    ds = xr.open_dataset(xr.backends.NetCDF4DataStore(handle), **_DECODE)
-    stack.callback(ds.close)
+    try:
+        ds = xr.open_dataset(xr.backends.NetCDF4DataStore(handle), **_DECODE)
+    except BaseException:
+        handle.close()
+        raise
+    stack.callback(ds.close)  # closes the netCDF4 handle too
     return _Opened(ds, size, {"engine": "h5netcdf"} if data[:4] == b"\x89HDF" else {})
 
 
