@@ -154,6 +154,21 @@ _DECODE: dict[str, Any] = {
 }
 
 
+class NotNetCDF(InputError):
+    """A product named like a NetCDF file whose bytes are not NetCDF (or
+    HDF5, which NetCDF-4 is): :func:`producer.extract.raster.create_item`
+    hands it to GDAL, which reads the format from the content."""
+
+
+#: first bytes of NetCDF classic (CDF-1/2/5) and of HDF5 (NetCDF-4)
+_NETCDF_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05", b"\x89HDF\r\n\x1a\n")
+
+
+def _check_magic(head: bytes, location: str) -> None:
+    if not head.startswith(_NETCDF_MAGIC):
+        raise NotNetCDF(f"{redact(location)}: named like a NetCDF file, but its bytes are another format")
+
+
 def _unreadable(location: str, what: str, exc: BaseException) -> InputError:
     return InputError(
         f"{redact(location)}: not a readable {what} (corrupt, truncated, or another format): "
@@ -182,6 +197,7 @@ def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _O
                 handle.seek(start)
                 return handle.read(length)
 
+        _check_magic(read(0, 8), location)
         check_netcdf_complete(read, size, location)
         try:
             ds = xr.open_dataset(location, engine="netcdf4", **_DECODE)
@@ -208,6 +224,7 @@ def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _O
         raise
     except Exception as exc:
         raise storage_failure(location, exc) from None
+    _check_magic(data[:8], location)
     check_netcdf_complete(lambda start, length: data[start : start + length], size, location)
     try:
         handle = netCDF4.Dataset(os.path.basename(path), mode="r", memory=data)
@@ -365,6 +382,12 @@ def _is_regular(values: Any) -> bool:
     return step != 0 and bool(np.all(np.abs(steps - step) <= 1e-4 * abs(step)))
 
 
+def _tidy(value: Any) -> float:
+    """A step computed from float coordinates, without the last digits of
+    rounding noise (``0.009999999999999927`` → ``0.01``)."""
+    return float(f"{float(value):.12g}")
+
+
 def _number(value: Any) -> Any:
     """A numpy scalar as the plain Python number JSON can hold."""
     return value.item() if hasattr(value, "item") else value
@@ -428,14 +451,14 @@ def _regular_grid(ds: Any, x_name: str, y_name: str, crs: Any, where: str) -> _G
             "type": "spatial",
             "axis": "x",
             "extent": [native[0], native[2]],
-            "step": float(step_x),
+            "step": _tidy(step_x),
             "reference_system": system,
         },
         y_name: {
             "type": "spatial",
             "axis": "y",
             "extent": [native[1], native[3]],
-            "step": float((ys[-1] - ys[0]) / (height - 1)),
+            "step": _tidy((ys[-1] - ys[0]) / (height - 1)),
             "reference_system": system,
         },
     }
@@ -719,7 +742,7 @@ def _other_dimension(ds: Any, name: str) -> dict[str, Any]:
         if len(numbers) <= MAX_VALUES:
             entry["values"] = numbers
         if _is_regular(raw) and raw.size > 1:
-            entry["step"] = float((raw[-1] - raw[0]) / (raw.size - 1))
+            entry["step"] = _tidy((raw[-1] - raw[0]) / (raw.size - 1))
     else:
         entry = {"type": _attr(var, "standard_name") or name, "values": [str(v) for v in raw.tolist()]}
     if _attr(var, "units"):
@@ -878,6 +901,9 @@ def _build(opened: _Opened, location: str, shown: str, options: ExtractOptions, 
         )
         bands = single_band(ds, grid)
         if bands:
+            sampling = str(attrs.get("GDAL_AREA_OR_POINT", "")).strip().lower()  # as GDAL reads it
+            if sampling in ("area", "point"):
+                asset_fields["raster:sampling"] = sampling
             asset_fields["bands"] = bands
     if opened.open_kwargs:
         asset_fields["xarray:open_kwargs"] = dict(opened.open_kwargs)

@@ -39,8 +39,8 @@ from producer.errors import InputError, NoGeoreferenceError, ProducerError
 from producer.extract import footprint as _footprint
 from producer.extract.assets import file_info, is_url, media_type, resolve_location, rewrite_href
 from producer.extract.bands import get_bands_info, spatial_resolution
+from producer.extract.datacube import NotNetCDF, is_datacube
 from producer.extract.datacube import create_item as create_datacube_item
-from producer.extract.datacube import is_datacube
 from producer.extract.datetimes import resolve_datetime
 from producer.extract.ids import make_item_id, split_location
 from producer.extract.options import ExtractOptions
@@ -225,7 +225,10 @@ def create_item(
     :raises UnsafeIdError: the id from ``options.id_template`` is unsafe.
     """
     if is_datacube(source):  # NetCDF and Zarr: read the CF way, with xarray
-        return create_datacube_item(source, options, href=href)
+        try:
+            return create_datacube_item(source, options, href=href)
+        except NotNetCDF:
+            pass  # misnamed: GDAL reads the format from the content
     with ExitStack() as stack:
         opened = open_source(source, options, stack)
         src = opened.dataset
