@@ -27,7 +27,7 @@ from producer.errors import InputError, ProducerError, StoreError
 from producer.redact import redact
 from producer.urls import is_local, local_path, protocol
 
-__all__ = ["PRODUCT_SUFFIXES", "STORE_SUFFIXES", "GLOB_CHARS", "expand_paths", "is_remote"]
+__all__ = ["PRODUCT_SUFFIXES", "STORE_SUFFIXES", "GLOB_CHARS", "expand_paths", "is_remote", "zarr_store_of"]
 
 #: file name suffixes picked up when a directory or prefix is expanded
 PRODUCT_SUFFIXES = (".tif", ".tiff", ".nc", ".nc4")
@@ -82,6 +82,21 @@ def _store_root(path: str) -> str | None:
         if _is_store(part):
             return "/".join(parts[: i + 1])
     return None
+
+
+#: the object whose creation means "this store is (re)written": its root metadata
+ZARR_ROOT_METADATA = ("zarr.json", ".zmetadata")
+
+
+def zarr_store_of(key: str) -> tuple[str, bool] | None:
+    """For an object key inside a ``.zarr`` store: ``(store key, whether the
+    key is the store's root metadata object)`` (``zarr.json`` at the root for
+    Zarr v3, ``.zmetadata`` for consolidated v2); ``None`` for any other key.
+    Chunk and array metadata objects give ``False``: they are not products."""
+    root = _store_root(key)
+    if root is None or root == key.rstrip("/"):
+        return None
+    return root, key[len(root) + 1 :] in ZARR_ROOT_METADATA
 
 
 def _expand_local(path: str) -> list[str]:

@@ -75,3 +75,34 @@ def test_folder_without_zarr_metadata_is_refused_by_name(tmp_path: Path) -> None
         create_item(tmp_path / "empty.zarr")
     with pytest.raises(InputError, match="file:checksum"):
         create_item(tmp_path / "empty.zarr", ExtractOptions(checksum=True))
+
+
+def _created(bucket: str, keys: list[str]) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": bucket}, "object": {"key": key, "size": 1}},
+            }
+            for key in keys
+        ]
+    }
+
+
+def test_event_handler_registers_a_store_once_by_its_root_metadata_and_skips_chunks(
+    s3_server: Any, tmp_path: Path
+) -> None:
+    from producer.events import HandlerConfig, handle
+
+    bucket = s3_server.new_bucket()
+    options = dict(s3_server.storage_options)
+    cubes.write_zarr(f"s3://{bucket}/cubes/v3.zarr", zarr_format=3, storage_options=options)
+    cubes.write_zarr(f"s3://{bucket}/cubes/v2.zarr", zarr_format=2, storage_options=options)
+    keys = sorted(o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"])
+    config = HandlerConfig(catalog=f"s3://{bucket}/stac", collection="cubes", storage_options=options)
+    out = handle(_created(bucket, keys), config)
+    assert out["failed"] == []
+    assert sorted(r["id"] for r in out["registered"]) == ["v2", "v3"]
+    assert len(out["skipped"]) == len(keys) - 2  # every chunk and array metadata object
+    assert all("part of the Zarr store" in s["reason"] for s in out["skipped"])
