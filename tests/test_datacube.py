@@ -185,3 +185,21 @@ def test_netcdf_on_the_local_s3_endpoint(s3_server: Any, tmp_path: Path) -> None
     asset = doc["assets"]["data"]
     assert asset["href"] == url and asset["file:size"] == path.stat().st_size
     assert set(doc["properties"]["cube:variables"]) == {"temperature", "humidity"}
+
+
+def test_a_cog_is_extracted_without_loading_xarray(tmp_path: Path) -> None:
+    """The datacube reader's libraries load with the first datacube only."""
+    import subprocess
+    import sys
+
+    from tests import rasters
+
+    cog = rasters.write_cog(tmp_path)
+    code = (
+        "import sys; from producer.extract import create_item; "
+        f"create_item({str(cog)!r}); "
+        "print(sorted(m for m in ('xarray', 'netCDF4', 'cftime', 'zarr') if m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert out.stdout.strip() == "[]", out.stdout
