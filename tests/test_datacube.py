@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 
 import producer
-from producer.errors import NoDatetimeError, NoGeoreferenceError
+from producer.errors import InputError, NoDatetimeError, NoGeoreferenceError
 from producer.extract import ExtractOptions, create_item
 from producer.extract.datacube import DATACUBE_EXT, XARRAY_EXT
 from tests import cubes
@@ -203,3 +203,25 @@ def test_a_cog_is_extracted_without_loading_xarray(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_statistics_option_on_a_single_variable_netcdf(tmp_path: Path) -> None:
+    path = cubes.write_latlon_no_grid_mapping(tmp_path)
+    band = create_item(path, ExtractOptions(stats=True)).to_dict()["assets"]["data"]["bands"][0]
+    with xr.open_dataset(path) as ds:
+        values = ds["sst"].values
+    assert band["statistics"]["minimum"] == values.min() and band["statistics"]["maximum"] == values.max()
+    assert band["statistics"]["mean"] == pytest.approx(values.mean())
+    assert band["statistics"]["valid_percent"] == 100.0
+
+
+def test_unreadable_time_units_do_not_block_an_explicit_datetime(tmp_path: Path) -> None:
+    ds = xr.Dataset(
+        {"v": (("time", "lat", "lon"), cubes._field(1, 5, 4))},
+        coords={"time": ("time", [1.0], {"units": "fortnights since the flood"}), **cubes._latlon()},
+    )
+    ds.to_netcdf(tmp_path / "odd_time.nc")
+    with pytest.raises(InputError, match="time coordinate 'time'"):
+        create_item(tmp_path / "odd_time.nc")
+    doc = create_item(tmp_path / "odd_time.nc", ExtractOptions(datetime="2024-01-01")).to_dict()
+    assert doc["properties"]["datetime"] == "2024-01-01T00:00:00Z"

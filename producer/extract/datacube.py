@@ -25,7 +25,9 @@ What the item says:
   calendar; ACDD ``time_coverage_*`` only without one
   (:func:`producer.extract.datetimes.resolve_datetime` says the order);
 - the ``data`` asset: ``bands`` only for a single-variable file GDAL reads
-  as one band (a loader is never told about a band it cannot read),
+  as one band (a loader is never told about a band it cannot read; with
+  ``options.stats`` its ``statistics``, read from the values; the datacube
+  extension has no place for statistics of other variables),
   ``xarray:open_kwargs`` (xarray-assets v1.0.0), ``file:*`` for NetCDF.
 
 xarray, netCDF4, cftime and pyproj are imported inside the functions that
@@ -799,7 +801,26 @@ def get_cube_info(ds: Any, grid: _Grid, time: _Time | None) -> dict[str, Any]:
     return {"cube:dimensions": dimensions, "cube:variables": variables}
 
 
-def single_band(ds: Any, grid: _Grid) -> list[dict[str, Any]] | None:
+def _statistics(var: Any) -> dict[str, float]:
+    """``statistics`` of one variable (reads its values): fill values and
+    NaN/inf are not valid; raw values (no scale/offset), population stddev."""
+    import numpy as np  # noqa: PLC0415
+
+    values = np.asarray(var.values, dtype="float64").ravel()
+    total = values.size
+    valid = _valid_numbers(var) if total else values
+    if valid.size == 0:
+        return {"valid_percent": 0.0}
+    return {
+        "minimum": float(valid.min()),
+        "maximum": float(valid.max()),
+        "mean": float(valid.mean()),
+        "stddev": float(valid.std()),
+        "valid_percent": 100.0 * valid.size / total,
+    }
+
+
+def single_band(ds: Any, grid: _Grid, *, stats: bool = False) -> list[dict[str, Any]] | None:
     """``bands`` of a NetCDF GDAL reads as one band: one data variable on
     the grid whose other axes all have length 1; ``None`` otherwise."""
     import math as _math  # noqa: PLC0415
@@ -817,6 +838,8 @@ def single_band(ds: Any, grid: _Grid) -> list[dict[str, Any]] | None:
     for key in ("description", "data_type", "nodata", "unit"):
         if key in entry:
             band[key] = entry[key]
+    if stats:
+        band["statistics"] = _statistics(var)
     if grid.resolution is not None:
         band["raster:spatial_resolution"] = grid.resolution
     return [band]
@@ -878,7 +901,12 @@ def _build(opened: _Opened, location: str, shown: str, options: ExtractOptions, 
     item_id = make_item_id(shown, options)
     _, name = split_location(shown)
     grid = get_grid(ds, shown)
-    time = get_time(ds, shown)
+    try:
+        time = get_time(ds, shown)
+    except InputError:
+        if options.datetime is None or "explicit" not in options.datetime_sources:
+            raise
+        time = None  # an unreadable time axis does not block the datetime the caller gave
     attrs: Mapping[str, Any] = dict(ds.attrs)
     axis: Callable[[], DatetimeResult | None] = lambda: time.result if time else None  # noqa: E731
     when = resolve_datetime(
@@ -899,7 +927,7 @@ def _build(opened: _Opened, location: str, shown: str, options: ExtractOptions, 
                 location, checksum=options.checksum, storage_options=options.storage_options, size=opened.size
             )
         )
-        bands = single_band(ds, grid)
+        bands = single_band(ds, grid, stats=options.stats)
         if bands:
             sampling = str(attrs.get("GDAL_AREA_OR_POINT", "")).strip().lower()  # as GDAL reads it
             if sampling in ("area", "point"):
