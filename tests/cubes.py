@@ -227,3 +227,48 @@ def write_zarr(
             storage_options=storage_options,
         )
     return os.fspath(target)
+
+
+def write_cf_parameters_only(dirpath: str | os.PathLike[str]) -> Path:
+    """``polar_cf.nc``: a polar stereographic grid (20 x 20 cells of 10 km
+    around the pole) whose grid_mapping variable holds CF parameters only,
+    no WKT; the date in ACDD."""
+    x = xr.Variable(
+        ("x",), -95_000.0 + 10_000.0 * np.arange(20), {"standard_name": "projection_x_coordinate"}
+    )
+    y = xr.Variable(("y",), 95_000.0 - 10_000.0 * np.arange(20), {"standard_name": "projection_y_coordinate"})
+    mapping = {
+        "grid_mapping_name": "polar_stereographic",
+        "straight_vertical_longitude_from_pole": -45.0,
+        "latitude_of_projection_origin": 90.0,
+        "standard_parallel": 70.0,
+        "false_easting": 0.0,
+        "false_northing": 0.0,
+        "semi_major_axis": 6378137.0,
+        "inverse_flattening": 298.257223563,
+    }
+    ds = xr.Dataset(
+        {
+            "ice": (("y", "x"), _field(20, 20), {"grid_mapping": "polar_stereographic"}),
+            "polar_stereographic": ((), np.int32(0), mapping),
+        },
+        coords={"x": x, "y": y},
+        attrs={"time_coverage_start": "2024-01-01T00:00:00Z"},
+    )
+    path = _dir(dirpath) / "polar_cf.nc"
+    ds.to_netcdf(path, engine="netcdf4")
+    return path
+
+
+def write_lon_0_360(dirpath: str | os.PathLike[str]) -> Path:
+    """``pacific.nc``: longitudes 176..184 E in the 0-360 convention (across
+    the antimeridian), 2-degree cells, latitudes 10..14 N."""
+    lat = xr.Variable(("lat",), 10.0 + np.arange(5), {"units": "degrees_north"})
+    lon = xr.Variable(("lon",), 176.0 + 2.0 * np.arange(5), {"units": "degrees_east"})
+    ds = xr.Dataset(
+        {"v": (("time", "lat", "lon"), _field(1, 5, 5))},
+        coords={"time": _time([0.0], "days since 2024-01-01"), "lat": lat, "lon": lon},
+    )
+    path = _dir(dirpath) / "pacific.nc"
+    ds.to_netcdf(path, engine="netcdf4")
+    return path

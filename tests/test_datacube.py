@@ -15,6 +15,7 @@ import producer
 from producer.errors import InputError, NoDatetimeError, NoGeoreferenceError
 from producer.extract import ExtractOptions, create_item
 from producer.extract.datacube import DATACUBE_EXT, XARRAY_EXT
+from producer.validate import Validator
 from tests import cubes
 from tests.trees import assert_stac_valid_tree
 
@@ -225,3 +226,17 @@ def test_unreadable_time_units_do_not_block_an_explicit_datetime(tmp_path: Path)
         create_item(tmp_path / "odd_time.nc")
     doc = create_item(tmp_path / "odd_time.nc", ExtractOptions(datetime="2024-01-01")).to_dict()
     assert doc["properties"]["datetime"] == "2024-01-01T00:00:00Z"
+
+
+def test_grid_mapping_with_cf_parameters_only_and_0_360_longitudes(tmp_path: Path) -> None:
+    polar = create_item(cubes.write_cf_parameters_only(tmp_path)).to_dict()
+    props = polar["properties"]
+    assert props["proj:code"] is None and "polar_stereographic" in props["proj:wkt2"].lower().replace(
+        " ", "_"
+    )
+    assert polar["bbox"][1] > 88.0 and polar["bbox"][3] == 90.0  # the pole is inside the grid
+    pacific = create_item(cubes.write_lon_0_360(tmp_path)).to_dict()
+    assert pacific["bbox"] == pytest.approx([175.0, 9.5, -175.0, 14.5])  # west > east: across 180
+    assert pacific["geometry"]["type"] == "MultiPolygon"
+    validator = Validator()
+    assert validator.errors(polar) == [] and validator.errors(pacific) == []
