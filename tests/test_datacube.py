@@ -5,6 +5,7 @@ validated offline, and opened again by xarray from what the item says."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import producer
 from producer.errors import InputError, NoDatetimeError, NoGeoreferenceError
 from producer.extract import ExtractOptions, create_item
 from producer.extract.datacube import DATACUBE_EXT, XARRAY_EXT
+from producer.extract.datetimes import cf_datetimes, from_acdd
 from producer.validate import Validator
 from tests import cubes
 from tests.trees import assert_stac_valid_tree
@@ -240,3 +242,27 @@ def test_grid_mapping_with_cf_parameters_only_and_0_360_longitudes(tmp_path: Pat
     assert pacific["geometry"]["type"] == "MultiPolygon"
     validator = Validator()
     assert validator.errors(polar) == [] and validator.errors(pacific) == []
+
+
+@pytest.mark.parametrize(
+    ("units", "expected"),
+    [
+        ("days since 1950-1-1", datetime(1950, 1, 3, tzinfo=UTC)),
+        ("days since 1970-01-01 00:00:00 UTC", datetime(1970, 1, 3, tzinfo=UTC)),
+        ("Hour since 2000-01-01", datetime(2000, 1, 1, 2, tzinfo=UTC)),
+        ("seconds since 2000-01-01T00:00:00Z", datetime(2000, 1, 1, 0, 0, 2, tzinfo=UTC)),
+    ],
+)
+def test_cf_units_spellings(units: str, expected: datetime) -> None:
+    assert cf_datetimes([2.0], units, None, "x.nc") == [expected]
+
+
+def test_acdd_attributes() -> None:
+    window = from_acdd({"time_coverage_start": "2024-01-01", "time_coverage_end": "2024-01-31"})
+    assert window is not None and (window.start, window.end) == (
+        datetime(2024, 1, 1, tzinfo=UTC),
+        datetime(2024, 1, 31, 23, 59, 59, tzinfo=UTC),
+    )
+    assert from_acdd({"time_coverage_start": "2020-01-01", "time_coverage_end": "present"}) is None
+    gdal_copy = from_acdd({"GDAL_time_coverage_start": "2024-01-15T06:00:00Z"})
+    assert gdal_copy is not None and gdal_copy.datetime == datetime(2024, 1, 15, 6, tzinfo=UTC)
