@@ -266,3 +266,21 @@ def test_acdd_attributes() -> None:
     assert from_acdd({"time_coverage_start": "2020-01-01", "time_coverage_end": "present"}) is None
     gdal_copy = from_acdd({"GDAL_time_coverage_start": "2024-01-15T06:00:00Z"})
     assert gdal_copy is not None and gdal_copy.datetime == datetime(2024, 1, 15, 6, tzinfo=UTC)
+
+
+def test_cubes_of_different_kinds_share_one_mirror_and_search_gives_the_items_back(tmp_path: Path) -> None:
+    # a CRS as PROJJSON beside EPSG codes, "nan" beside numeric nodata, other axes: one geoparquet file
+    data = tmp_path / "data"
+    paths = [
+        cubes.write_cf_parameters_only(data),
+        cubes.write_lon_0_360(data),
+        cubes.write_two_variables(data),
+        cubes.write_curvilinear(data),
+    ]
+    docs = _register(paths, tmp_path / "catalog")
+    found = producer.search(str(tmp_path / "catalog"), limit=10)
+    by_id = {f["id"]: f for f in found["features"]}
+    assert set(by_id) == {d["id"] for d in docs}
+    for doc in docs:
+        for key in ("cube:dimensions", "cube:variables"):
+            assert by_id[doc["id"]]["properties"][key] == doc["properties"][key]
