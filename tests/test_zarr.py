@@ -55,20 +55,6 @@ def test_local_zarr_store_registers_as_one_product(
     assert doc["assets"]["data"]["xarray:open_kwargs"] == {"engine": "zarr", "consolidated": consolidated}
 
 
-def test_zarr_store_on_the_local_s3_endpoint(s3_server: Any, tmp_path: Path) -> None:
-    bucket = s3_server.new_bucket()
-    options = dict(s3_server.storage_options)
-    url = f"s3://{bucket}/cubes/cube.zarr"
-    cubes.write_zarr(url, zarr_format=3, storage_options=options)
-    # the prefix above the store lists it once, whatever its number of objects
-    assert expand_paths(f"s3://{bucket}/cubes/", options) == [url]
-    (res,) = producer.register([url], catalog=str(tmp_path / "catalog"), collection="cubes")
-    assert res.error is None
-    assert_stac_valid_tree(tmp_path / "catalog")
-    doc = json.loads((tmp_path / "catalog/cubes/cube/cube.json").read_text())
-    _check_store_item(doc, url, options)
-
-
 def test_folder_without_zarr_metadata_is_refused_by_name(tmp_path: Path) -> None:
     (tmp_path / "empty.zarr").mkdir()
     with pytest.raises(InputError, match=r"empty\.zarr: not a Zarr store"):
@@ -90,7 +76,7 @@ def _created(bucket: str, keys: list[str]) -> dict[str, Any]:
     }
 
 
-def test_event_handler_registers_a_store_once_by_its_root_metadata_and_skips_chunks(
+def test_zarr_stores_on_the_local_s3_endpoint_registered_by_events_once_chunks_skipped(
     s3_server: Any, tmp_path: Path
 ) -> None:
     from producer.events import HandlerConfig, handle
@@ -99,10 +85,19 @@ def test_event_handler_registers_a_store_once_by_its_root_metadata_and_skips_chu
     options = dict(s3_server.storage_options)
     cubes.write_zarr(f"s3://{bucket}/cubes/v3.zarr", zarr_format=3, storage_options=options)
     cubes.write_zarr(f"s3://{bucket}/cubes/v2.zarr", zarr_format=2, storage_options=options)
+    # the prefix above the stores lists each store once, whatever its number of objects
+    assert expand_paths(f"s3://{bucket}/cubes/", options) == [
+        f"s3://{bucket}/cubes/{v}.zarr" for v in ("v2", "v3")
+    ]
     keys = sorted(o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"])
-    config = HandlerConfig(catalog=f"s3://{bucket}/stac", collection="cubes", storage_options=options)
+    catalog = tmp_path / "catalog"
+    config = HandlerConfig(catalog=str(catalog), collection="cubes", storage_options=options)
     out = handle(_created(bucket, keys), config)
     assert out["failed"] == []
     assert sorted(r["id"] for r in out["registered"]) == ["v2", "v3"]
     assert len(out["skipped"]) == len(keys) - 2  # every chunk and array metadata object
     assert all("part of the Zarr store" in s["reason"] for s in out["skipped"])
+    assert_stac_valid_tree(catalog)
+    for version in ("v2", "v3"):
+        doc = json.loads((catalog / f"cubes/{version}/{version}.json").read_text())
+        _check_store_item(doc, f"s3://{bucket}/cubes/{version}.zarr", options)
