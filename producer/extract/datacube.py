@@ -37,6 +37,7 @@ costs nothing.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import warnings
@@ -87,8 +88,8 @@ _OUTLINE_POINTS = 32
 _TIME_NAMES = ("time", "valid_time", "t")
 _LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese"}
 _LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn"}
-_LON_NAMES = ("lon", "longitude", "nav_lon", "x")
-_LAT_NAMES = ("lat", "latitude", "nav_lat", "y")
+_LON_NAMES = ("lon", "longitude", "nav_lon")
+_LAT_NAMES = ("lat", "latitude", "nav_lat")
 _VERTICAL_NAMES = {
     "height",
     "depth",
@@ -312,7 +313,7 @@ def _is_lon(name: Hashable, var: Any) -> bool:
         or _units(var) in _LON_UNITS
         or _attr(var, "axis").upper() == "X"
         and _units(var).startswith("degree")
-        or str(name).lower() in _LON_NAMES[:3]
+        or str(name).lower() in _LON_NAMES
     )
 
 
@@ -322,7 +323,7 @@ def _is_lat(name: Hashable, var: Any) -> bool:
         or _units(var) in _LAT_UNITS
         or _attr(var, "axis").upper() == "Y"
         and _units(var).startswith("degree")
-        or str(name).lower() in _LAT_NAMES[:3]
+        or str(name).lower() in _LAT_NAMES
     )
 
 
@@ -823,14 +824,12 @@ def _statistics(var: Any) -> dict[str, float]:
 def single_band(ds: Any, grid: _Grid, *, stats: bool = False) -> list[dict[str, Any]] | None:
     """``bands`` of a NetCDF GDAL reads as one band: one data variable on
     the grid whose other axes all have length 1; ``None`` otherwise."""
-    import math as _math  # noqa: PLC0415
-
     spatial = {grid.x_dim, grid.y_dim}
     data = [v for v in ds.data_vars.values() if spatial <= {str(d) for d in v.dims}]
     if len(data) != 1 or len(ds.data_vars) != 1:
         return None
     var = data[0]
-    if _math.prod(int(ds.sizes[d]) for d in var.dims if str(d) not in spatial) != 1:
+    if math.prod(int(ds.sizes[d]) for d in var.dims if str(d) not in spatial) != 1:
         return None
     name = str(var.name)
     entry = _variable(var, "data")
