@@ -30,7 +30,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 from urllib.parse import unquote_plus
 
@@ -40,7 +40,7 @@ from producer import api
 from producer.errors import InputError, ProducerError, Spelling
 from producer.options import RegisterOptions, env_spelling, resolve_options
 from producer.results import Action, Result
-from producer.sources import PRODUCT_SUFFIXES
+from producer.sources import PRODUCT_SUFFIXES, STORE_SUFFIXES, zarr_store_of
 
 
 class _Fail(Protocol):
@@ -492,7 +492,8 @@ def handle(
 
     accepted: list[ObjectEvent] = []
     for event in events:
-        reason = _skip_reason(event, config)
+        event, reason = _zarr_event(event)  # a Zarr store: registered by its root metadata only
+        reason = reason or _skip_reason(event, config)
         if reason is None:
             accepted.append(event)
         else:
@@ -509,6 +510,19 @@ def handle(
     return out
 
 
+def _zarr_event(event: ObjectEvent) -> tuple[ObjectEvent, str | None]:
+    """An object inside a ``.zarr`` store: its root metadata object stands
+    for the whole store (the event is returned for the store's prefix);
+    any other object of the store (chunks, array metadata) is skipped."""
+    found = zarr_store_of(event.key)
+    if found is None:
+        return event, None
+    store, is_root = found
+    if is_root:
+        return replace(event, key=store, size=None, etag=None), None
+    return event, f"part of the Zarr store s3://{event.bucket}/{store} (registered by its root metadata)"
+
+
 def _skip_reason(event: ObjectEvent, config: HandlerConfig) -> str | None:
     """Why ``event`` is not handled under ``config``, or ``None`` to handle it."""
     if _inside(event.url, config.catalog):
@@ -517,7 +531,7 @@ def _skip_reason(event: ObjectEvent, config: HandlerConfig) -> str | None:
         (event.url if p.startswith("s3://") else event.key).startswith(p) for p in config.prefixes
     ):
         return f"key does not start with any of the prefixes {list(config.prefixes)}"
-    if config.suffixes and not event.key.lower().endswith(config.suffixes):
+    if config.suffixes and not event.key.lower().endswith(config.suffixes + STORE_SUFFIXES):
         return f"file ending not one of {list(config.suffixes)}"
     return None
 

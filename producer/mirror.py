@@ -105,8 +105,10 @@ log = logging.getLogger(__name__)
 
 #: parquet metadata key listing the properties stored as JSON text
 JSON_PROPERTIES_KEY = b"stac_producer:json_properties"
-#: keys whose object values are always stored as JSON text (PROJJSON mixes types)
-JSON_TEXT_KEYS = frozenset({"proj:projjson"})
+#: keys whose object values are always stored as JSON text (PROJJSON mixes types;
+#: datacube fields are keyed by the file's own dimension and variable names, and
+#: their reference_system, values and nodata change JSON kind from file to file)
+JSON_TEXT_KEYS = frozenset({"proj:projjson", "cube:dimensions", "cube:variables"})
 #: item properties stac-geoparquet stores as timestamps
 TIMESTAMP_PROPERTIES = frozenset(
     {

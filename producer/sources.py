@@ -4,6 +4,9 @@
 object-store prefixes and globs, http(s) URLs) into product locations.
 Only storage metadata is read (stat, HEAD, LIST); nothing is written.
 
+A ``.zarr`` folder or prefix is one product (a Zarr store): it is listed
+as itself and never walked into, so its chunk objects are not products.
+
 Names are taken literally first: an existing local file called
 ``br[1]_20240101.tif`` is that file, not a glob; an S3 key
 ``data/scene?v3.tif`` is that key (``?`` and ``#`` are characters of an
@@ -24,10 +27,12 @@ from producer.errors import InputError, ProducerError, StoreError
 from producer.redact import redact
 from producer.urls import is_local, local_path, protocol
 
-__all__ = ["PRODUCT_SUFFIXES", "GLOB_CHARS", "expand_paths", "is_remote"]
+__all__ = ["PRODUCT_SUFFIXES", "STORE_SUFFIXES", "GLOB_CHARS", "expand_paths", "is_remote", "zarr_store_of"]
 
 #: file name suffixes picked up when a directory or prefix is expanded
 PRODUCT_SUFFIXES = (".tif", ".tiff", ".nc", ".nc4")
+#: folders (prefixes) that are ONE product each: never walked into
+STORE_SUFFIXES = (".zarr",)
 #: characters that make a name that does not exist literally a glob pattern
 GLOB_CHARS = "*?["
 #: URL protocols whose locations are requested, never listed or globbed
@@ -69,11 +74,43 @@ def expand_paths(
     return out
 
 
+def _is_store(name: str) -> bool:
+    return name.rstrip("/").lower().endswith(STORE_SUFFIXES)
+
+
+def _store_root(path: str) -> str | None:
+    """The ``.zarr`` store a path lies in (the path up to that folder), or ``None``."""
+    parts = path.split("/")
+    for i, part in enumerate(parts):
+        if _is_store(part):
+            return "/".join(parts[: i + 1])
+    return None
+
+
+#: the object whose creation means "this store is (re)written": its root metadata
+ZARR_ROOT_METADATA = ("zarr.json", ".zmetadata")
+
+
+def zarr_store_of(key: str) -> tuple[str, bool] | None:
+    """For an object key inside a ``.zarr`` store: ``(store key, whether the
+    key is the store's root metadata object)`` (``zarr.json`` at the root for
+    Zarr v3, ``.zmetadata`` for consolidated v2); ``None`` for any other key.
+    Chunk and array metadata objects give ``False``: they are not products."""
+    root = _store_root(key)
+    if root is None or root == key.rstrip("/"):
+        return None
+    return root, key[len(root) + 1 :] in ZARR_ROOT_METADATA
+
+
 def _expand_local(path: str, suffixes: tuple[str, ...] = PRODUCT_SUFFIXES) -> list[str]:
+    if os.path.isdir(path) and _is_store(path):
+        return [path.rstrip("/")]  # a Zarr store is one product
     if os.path.isdir(path):
-        found = []
+        found: list[str] = []
         for dirpath, dirnames, filenames in os.walk(path):
-            dirnames.sort()
+            stores = sorted(d for d in dirnames if _is_store(d))
+            dirnames[:] = sorted(d for d in dirnames if not _is_store(d))  # never walk into a store
+            found.extend(os.path.join(dirpath, d) for d in stores)
             for name in sorted(filenames):
                 if name.lower().endswith(suffixes):
                     found.append(os.path.join(dirpath, name))
@@ -115,14 +152,17 @@ def _expand_remote(
         ) from None
     key = root.split("/", 1)[1] if "/" in root else ""
     try:
-        if key.lower().endswith(suffixes) and not any(ch in key for ch in GLOB_CHARS):
-            return [url]  # a product key: no request needed to know what it is
+        if (key.lower().endswith(suffixes) or _is_store(key)) and not any(ch in key for ch in GLOB_CHARS):
+            return [url.rstrip("/") if _is_store(key) else url]  # a product: no request needed to know it
         if any(ch in key for ch in GLOB_CHARS):
             if fs.isfile(root):  # a key whose name holds * ? [ : literally that object
                 return [url]
             found = [p for p, info in fs.glob(root, detail=True).items() if info.get("type") != "directory"]
         elif fs.isdir(root):
-            found = [p for p in fs.find(root) if p.lower().endswith(suffixes)]
+            listed = fs.find(root)
+            stores = {r for p in listed if (r := _store_root(p)) is not None}
+            found = [p for p in listed if p.lower().endswith(suffixes) and _store_root(p) is None]
+            found.extend(stores)  # each Zarr store once, not its chunk objects
         else:
             return [url]
     except ProducerError:

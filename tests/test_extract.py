@@ -36,13 +36,14 @@ from producer.extract.assets import (
     sha256_multihash,
 )
 from producer.extract.bands import common_names, data_type, nodata_value, stats_shape
+from producer.extract.datacube import DATACUBE_EXT, XARRAY_EXT
 from producer.extract.raster import EO_EXT, FILE_EXT, PROJECTION_EXT, RASTER_EXT, crs_fields
 from tests import rasters
 
 # --------------------------------------------------------------------------- schemas
 
 _ITEM_SCHEMA = "https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/item.json"
-_ALLOWED_EXTENSIONS = {PROJECTION_EXT, RASTER_EXT, EO_EXT, FILE_EXT}
+_ALLOWED_EXTENSIONS = {PROJECTION_EXT, RASTER_EXT, EO_EXT, FILE_EXT, DATACUBE_EXT, XARRAY_EXT}
 #: where the schema files may come from: the package's own bundle and pystac's
 _SCHEMA_ROOTS = (
     Path(producer_validate.__file__).parent / "schemas",
@@ -140,14 +141,17 @@ def test_every_item_valid_roundtrips_and_declares_only_used_extensions(
     assert doc["stac_version"] == "1.1.0"
     declared = doc["stac_extensions"]
     assert set(declared) <= _ALLOWED_EXTENSIONS and len(declared) == len(set(declared))
-    prefix_of = {PROJECTION_EXT: "proj", RASTER_EXT: "raster", EO_EXT: "eo", FILE_EXT: "file"}
+    prefix_of = {
+        PROJECTION_EXT: "proj", RASTER_EXT: "raster", EO_EXT: "eo", FILE_EXT: "file",
+        DATACUBE_EXT: "cube", XARRAY_EXT: "xarray",
+    }  # fmt: skip
     assert {prefix_of[u] for u in declared} == used_prefixes(doc)
     assert doc["links"] == [] and "collection" not in doc
     asset = doc["assets"]["data"]
     assert list(doc["assets"]) == ["data"] and asset["roles"] == ["data"]
     assert os.path.isabs(asset["href"]) and asset["title"] == Path(asset["href"]).name
     assert asset["file:size"] == os.path.getsize(asset["href"])
-    assert "file:checksum" not in asset and all("statistics" not in b for b in asset["bands"])
+    assert "file:checksum" not in asset and all("statistics" not in b for b in asset.get("bands", []))
     assert "raster:bands" not in asset and "eo:bands" not in asset
     assert "created" not in doc["properties"] and "updated" not in doc["properties"]
 
@@ -342,11 +346,17 @@ def test_netcdf(items: dict[str, dict[str, Any]], data: dict[str, Path]) -> None
     }
 
 
-def test_netcdf_subdatasets_first_variable(items: dict[str, dict[str, Any]], data: dict[str, Path]) -> None:
+def test_netcdf_multivariable_describes_every_variable_and_no_bands(
+    items: dict[str, dict[str, Any]], data: dict[str, Path]
+) -> None:
+    # was: described by its first variable only, with bands GDAL cannot read (0 bands at the top)
     doc = items["netcdf_multivar"]
-    assert doc["assets"]["data"]["href"] == str(data["netcdf_multivar"].resolve())
-    assert [b["name"] for b in doc["assets"]["data"]["bands"]] == ["Band1"]
-    assert "description" not in doc["assets"]["data"]["bands"][0]  # GDAL's placeholder long_name dropped
+    asset = doc["assets"]["data"]
+    assert asset["href"] == str(data["netcdf_multivar"].resolve())
+    assert "bands" not in asset
+    variables = doc["properties"]["cube:variables"]
+    assert {k for k, v in variables.items() if v["type"] == "data"} == {"Band1", "Band2"}
+    assert "description" not in variables["Band1"]  # GDAL's placeholder long_name dropped
     assert doc["properties"]["datetime"] == "2024-01-20T00:00:00Z"
 
 

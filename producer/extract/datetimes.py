@@ -364,6 +364,87 @@ def from_tags(
     return None
 
 
+# --------------------------------------------------------------------------- CF time
+
+#: the ACDD global attributes that may give a datacube its time range
+ACDD_START, ACDD_END = "time_coverage_start", "time_coverage_end"
+
+
+def _cf_instant(value: object, where: str) -> datetime:
+    """A cftime date (any CF calendar) → aware UTC :class:`datetime`.
+
+    Calendar dates that do not exist in the proleptic Gregorian calendar
+    (30 February in ``360_day``) are clamped to the last day of that month:
+    STAC datetimes are Gregorian, and the month is what such dates mean.
+    """
+    import calendar as _calendar  # noqa: PLC0415 (rarely needed, keeps the module light)
+
+    year, month, day = (int(getattr(value, f)) for f in ("year", "month", "day"))
+    if not 1 <= year <= 9999:
+        raise InputError(f"{where}: time {value} is outside the years 1-9999 a STAC datetime can hold")
+    day = min(day, _calendar.monthrange(year, month)[1])
+    hour, minute, second = (int(getattr(value, f)) for f in ("hour", "minute", "second"))
+    micro = int(getattr(value, "microsecond", 0))
+    return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
+
+
+def cf_datetimes(values: object, units: str, calendar: str | None, where: str) -> list[datetime]:
+    """Numbers on a CF time axis (``<unit> since <epoch>`` in any spelling
+    cftime reads: ``days since 1950-1-1``, ``Hour since ...``, an epoch with a
+    ``UTC`` suffix or an offset) in any CF calendar → aware UTC datetimes.
+
+    Raises :class:`InputError` naming ``where`` when the units or calendar
+    are not CF or a value is out of range. Imports cftime (lazily).
+    """
+    import cftime  # noqa: PLC0415 (only datacubes need it)
+
+    try:
+        decoded = cftime.num2date(
+            values, units.strip(), calendar=(calendar or "standard").strip().lower(), only_use_cftime_datetimes=True
+        )
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InputError(
+            f"{where}: cannot read the time axis (units {units!r}, calendar {calendar or 'standard'!r}): {exc}; "
+            "CF time units are '<days|hours|minutes|seconds> since <date>'"
+        ) from None
+    return [_cf_instant(v, where) for v in list(getattr(decoded, "flat", decoded))]
+
+
+def from_time_axis(
+    first: datetime, last: datetime, *, steps: int, bounded: bool, name: str, where: str
+) -> DatetimeResult:
+    """The item datetime of a time axis spanning ``first``..``last``: one
+    step without bounds is an instant; several steps, or cell bounds, a range."""
+    if steps == 1 and not bounded:
+        return DatetimeResult(first, None, None, "tags", f"time coordinate {name!r}")
+    return _instant_or_range(first, last, "tags", f"time coordinate {name!r}", where)
+
+
+def from_acdd(attrs: Mapping[str, object]) -> DatetimeResult | None:
+    """ACDD ``time_coverage_start``/``_end`` global attributes → a range, or an
+    instant when only the start is given; ``None`` when there is no start, or
+    when the end is given but is not a date (``"present"``: an open-ended
+    dataset has no end a STAC item can hold). GDAL's ``GDAL_``-prefixed
+    copies of the attributes are read when the originals are absent."""
+    prefix = "" if ACDD_START in attrs else "GDAL_"  # the copies GDAL writes are accepted too
+    start_raw, end_raw = attrs.get(prefix + ACDD_START), attrs.get(prefix + ACDD_END)
+    try:
+        start = parse_datetime(str(start_raw)) if start_raw not in (None, "") else None
+    except ValueError:
+        return None
+    if start is None:
+        return None
+    if end_raw in (None, ""):
+        return DatetimeResult(start, None, None, "tags", ACDD_START)
+    try:
+        end = parse_datetime(str(end_raw), end=True)
+    except ValueError:
+        return None
+    if end < start:
+        return None
+    return DatetimeResult(None, start, end, "tags", f"{ACDD_START}/end")
+
+
 # --------------------------------------------------------------------------- resolve
 
 TagReader = Callable[[], tuple[Mapping[str, str], Mapping[str, str], Mapping[str, str]]]
@@ -377,6 +458,9 @@ def resolve_datetime(
     pattern: str | None = None,
     read_tags: TagReader | None = None,
     where: str | None = None,
+    time_axis: Callable[[], DatetimeResult | None] | None = None,
+    read_attrs: Callable[[], DatetimeResult | None] | None = None,
+    fix: str | None = None,
 ) -> DatetimeResult:
     """Try ``sources`` in order and return the first value found.
 
@@ -384,6 +468,13 @@ def resolve_datetime(
     called (at most once, only when the "tags" source is reached) and returns
     ``(dataset tags, IMAGERY tags, first band tags)``. ``where`` names the product
     in messages (defaults to ``name``).
+
+    Datacubes (NetCDF, Zarr) pass ``time_axis``, the file's own time
+    coordinate: when "tags" is among ``sources`` it is tried right after
+    "explicit" (before the file name: a name holds one date, the axis the
+    whole window), and ``read_attrs`` (ACDD attributes) replaces
+    ``read_tags`` at the place of "tags". ``fix`` replaces the GeoTIFF advice
+    in the "no datetime" message.
 
     Raises :class:`InputError` for an unknown source name or a malformed explicit
     value / user pattern, and :class:`NoDatetimeError` when no source yields one.
@@ -394,19 +485,28 @@ def resolve_datetime(
         raise InputError(
             f"unknown datetime source(s) {unknown or list(sources)!r}; choose from {', '.join(SOURCES)}"
         )
-    for source in sources:
+    order = list(sources)
+    if time_axis is not None and "tags" in order:
+        order.insert(1 if order[0] == "explicit" else 0, "axis")
+    for source in order:
         found: DatetimeResult | None = None
-        if source == "explicit":
+        if source == "axis" and time_axis is not None:
+            found = time_axis()
+        elif source == "explicit":
             found = from_explicit(explicit)
         elif source == "filename":
             found = from_filename(name, pattern)
+        elif source == "tags" and read_attrs is not None:
+            found = read_attrs()
         elif source == "tags" and read_tags is not None:
             tags, imagery, band = read_tags()
             found = from_tags(tags, imagery, band)
         if found is not None:
             return found
+    advice = fix or (
+        "Write a TIFFTAG_DATETIME tag into the file (e.g. gdal_edit.py -mo TIFFTAG_DATETIME='2024:05:13 10:00:00')."
+    )
     raise NoDatetimeError(
-        f"{where}: no datetime found (tried {', '.join(sources)}). Write a TIFFTAG_DATETIME tag into "
-        "the file (e.g. gdal_edit.py -mo TIFFTAG_DATETIME='2024:05:13 10:00:00').",
+        f"{where}: no datetime found (tried {', '.join(sources)}). {advice}",
         hints=(DATETIME_HINT, PATTERN_HINT),
     )

@@ -39,6 +39,8 @@ from producer.errors import InputError, NoGeoreferenceError, ProducerError
 from producer.extract import footprint as _footprint
 from producer.extract.assets import file_info, is_url, media_type, resolve_location, rewrite_href
 from producer.extract.bands import get_bands_info, spatial_resolution
+from producer.extract.datacube import NotNetCDF, is_datacube
+from producer.extract.datacube import create_item as create_datacube_item
 from producer.extract.datetimes import resolve_datetime
 from producer.extract.ids import make_item_id, split_location
 from producer.extract.options import ExtractOptions
@@ -205,9 +207,11 @@ def create_item(
 
     :param source: local path, URL (``s3://``, ``https://``, ``/vsis3/``...), an
         ``os.PathLike``, or an already-open rasterio dataset (left open; whatever
-        this function opens itself is closed before it returns). A product with
-        subdatasets and no bands (multi-variable NetCDF) is described by its
-        first subdataset; the asset still points at the whole file.
+        this function opens itself is closed before it returns). NetCDF files
+        and Zarr stores named by a path or URL are described by
+        :func:`producer.extract.datacube.create_item` (every variable); an
+        open dataset with subdatasets and no bands is described by its first
+        subdataset.
     :param options: see :class:`ExtractOptions`; not mutated.
     :param href: where the product really lives, when that is not what
         ``source`` says (a local copy, or an open dataset): used for the item id,
@@ -220,6 +224,11 @@ def create_item(
     :raises NoDatetimeError: no datetime source yielded a value.
     :raises UnsafeIdError: the id from ``options.id_template`` is unsafe.
     """
+    if is_datacube(source):  # NetCDF and Zarr: read the CF way, with xarray
+        try:
+            return create_datacube_item(source, options, href=href)
+        except NotNetCDF:
+            pass  # misnamed: GDAL reads the format from the content
     with ExitStack() as stack:
         opened = open_source(source, options, stack)
         src = opened.dataset

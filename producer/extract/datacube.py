@@ -1,0 +1,961 @@
+"""NetCDF and Zarr datacubes → STAC Item, read the CF way (xarray + cftime).
+
+One entry point, :func:`create_item`, used by
+:func:`producer.extract.raster.create_item` for every product
+:func:`is_datacube` recognises (``.nc``/``.nc4``/``.cdf``/``.netcdf`` files,
+``.zarr`` stores, local or on an object store). Nothing is written; the
+caller's file is never modified.
+
+What the item says:
+
+- ``cube:dimensions`` (datacube v2.3.0): the horizontal axes (``axis`` x/y,
+  extent over cell edges, step, reference system), the time axis (ISO 8601
+  extent, values, step) and every other axis (vertical ones as ``axis`` z;
+  others with their values or extent, unit);
+- ``cube:variables``: every data variable (``type: data``) and auxiliary
+  coordinate (2-D lat/lon, bounds: ``type: auxiliary``) with its
+  dimensions, unit, description, data type and nodata;
+- geometry: a regular grid (1-D x/y coordinates) through its CRS (the
+  ``grid_mapping`` variable; lat/lon coordinates without one are EPSG:4326, as
+  CF says) and the shared footprint code, with ``proj:*`` fields; a
+  curvilinear grid (2-D lat/lon arrays) from the outline of those arrays
+  (cell centres), with ``proj:shape`` only;
+- datetime: the time coordinate (``axis="T"``, ``standard_name="time"``
+  or named ``time``/``valid_time``/``t``), its bounds when present, any CF
+  calendar; ACDD ``time_coverage_*`` only without one
+  (:func:`producer.extract.datetimes.resolve_datetime` says the order);
+- the ``data`` asset: ``bands`` only for a single-variable file GDAL reads
+  as one band (a loader is never told about a band it cannot read; with
+  ``options.stats`` its ``statistics``, read from the values; the datacube
+  extension has no place for statistics of other variables),
+  ``xarray:open_kwargs`` (xarray-assets v1.0.0), ``file:*`` for NetCDF.
+
+xarray, netCDF4, cftime and pyproj are imported inside the functions that
+need them: importing this module (the dispatch test :func:`is_datacube`)
+costs nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import warnings
+from collections.abc import Callable, Hashable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import pystac
+
+from producer.errors import InputError, NoGeoreferenceError, ProducerError
+from producer.extract import footprint as _footprint
+from producer.extract.assets import file_info, is_url, resolve_location, rewrite_href
+from producer.extract.bands import data_type, nodata_value, spatial_resolution
+from producer.extract.datetimes import (
+    DatetimeResult,
+    cf_datetimes,
+    from_acdd,
+    from_time_axis,
+    resolve_datetime,
+)
+from producer.extract.failures import storage_failure
+from producer.extract.ids import make_item_id, split_location
+from producer.extract.options import ExtractOptions
+from producer.extract.source import check_local_file, check_netcdf_complete
+from producer.redact import clean_href, redact
+from producer.timestamps import format_time
+
+DATACUBE_EXT = "https://stac-extensions.github.io/datacube/v2.3.0/schema.json"
+XARRAY_EXT = "https://stac-extensions.github.io/xarray-assets/v1.0.0/schema.json"
+PROJECTION_EXT = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+RASTER_EXT = "https://stac-extensions.github.io/raster/v2.0.0/schema.json"
+FILE_EXT = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
+#: field prefix → extension schema URL, in the order they are declared
+_EXTENSIONS = {"cube:": DATACUBE_EXT, "proj:": PROJECTION_EXT, "raster:": RASTER_EXT, "file:": FILE_EXT}
+
+MEDIA_NETCDF = "application/netcdf"
+MEDIA_ZARR = "application/vnd+zarr"
+NETCDF_SUFFIXES = (".nc", ".nc4", ".cdf", ".netcdf")
+ZARR_SUFFIX = ".zarr"
+#: key of the single data asset (as for rasters)
+DATA_ASSET = "data"
+#: time axes with at most this many steps list them in ``values``
+MAX_VALUES = 100
+#: points per outline edge of a curvilinear grid
+_OUTLINE_POINTS = 32
+
+_TIME_NAMES = ("time", "valid_time", "t")
+_LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese"}
+_LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn"}
+_LON_NAMES = ("lon", "longitude", "nav_lon")
+_LAT_NAMES = ("lat", "latitude", "nav_lat")
+_VERTICAL_NAMES = {
+    "height",
+    "depth",
+    "altitude",
+    "air_pressure",
+    "model_level_number",
+    "atmosphere_sigma_coordinate",
+}
+#: GDAL's placeholder long_name for a variable it wrote without one
+_GDAL_PLACEHOLDER = re.compile(r"^GDAL Band Number \d+$")
+
+#: what to do about a cube without georeferencing: written into a NEW file
+GEOREF_FIX = (
+    "Write the georeferencing into a new file, never over the original: add CF coordinates "
+    "(1-D lat/lon in degrees_north/degrees_east, or x/y with a grid_mapping variable naming the CRS), "
+    "e.g. with xarray: ds.assign_coords(lat=..., lon=...).to_netcdf('fixed.nc'), or "
+    "`gdal_translate -a_srs EPSG:xxxx -a_ullr ulx uly lrx lry in.nc fixed.nc`; then register the new file"
+)
+TIME_FIX = (
+    "Give it a CF time coordinate in a new file (e.g. with xarray: "
+    "ds.expand_dims(time=[numpy.datetime64('2024-05-13')]).to_netcdf('fixed.nc')), "
+    "or an ACDD time_coverage_start attribute, or pass the datetime option."
+)
+
+
+def _suffix_of(location: str) -> str:
+    return location.rstrip("/").lower()
+
+
+def is_datacube(source: object) -> bool:
+    """True for a path or URL naming a NetCDF file or a Zarr store (by its
+    name; nothing is read). Open datasets are never datacubes here."""
+    if not isinstance(source, (str, os.PathLike)):
+        return False
+    text = os.fspath(source)
+    if isinstance(text, bytes):  # pragma: no cover - os.PathLike[bytes]
+        text = os.fsdecode(text)
+    name = _suffix_of(text.split("?", 1)[0] if text.startswith(("http://", "https://")) else text)
+    return name.endswith(NETCDF_SUFFIXES) or name.endswith(ZARR_SUFFIX)
+
+
+def is_zarr(location: str) -> bool:
+    return _suffix_of(location).endswith(ZARR_SUFFIX)
+
+
+# --------------------------------------------------------------------------- opening
+
+
+@dataclass
+class _Opened:
+    dataset: Any
+    #: ``file:size`` of a NetCDF (``None`` for a Zarr store)
+    size: int | None
+    #: what ``xarray.open_dataset(href, **open_kwargs)`` needs
+    open_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+#: how the cube is decoded: values as stored, so that nothing is computed
+#: from the data and fill values stay visible as attributes
+_DECODE: dict[str, Any] = {
+    "decode_times": False,
+    "mask_and_scale": False,
+    "decode_coords": "all",
+    "cache": False,
+}
+
+
+class NotNetCDF(InputError):
+    """A product named like a NetCDF file whose bytes are not NetCDF (or
+    HDF5, which NetCDF-4 is): :func:`producer.extract.raster.create_item`
+    hands it to GDAL, which reads the format from the content."""
+
+
+#: first bytes of NetCDF classic (CDF-1/2/5) and of HDF5 (NetCDF-4)
+_NETCDF_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05", b"\x89HDF\r\n\x1a\n")
+
+
+def _check_magic(head: bytes, location: str) -> None:
+    if not head.startswith(_NETCDF_MAGIC):
+        raise NotNetCDF(f"{redact(location)}: named like a NetCDF file, but its bytes are another format")
+
+
+def _unreadable(location: str, what: str, exc: BaseException) -> InputError:
+    return InputError(
+        f"{redact(location)}: not a readable {what} (corrupt, truncated, or another format): "
+        f"{redact(f'{type(exc).__name__}: {exc}')}"
+    )
+
+
+def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _Opened:
+    """Open a NetCDF (classic or NetCDF-4) with xarray's netCDF4 engine.
+
+    A local file is opened where it is. An object (``s3://``...) is fetched
+    once through fsspec (with ``options.storage_options``) and opened from
+    memory: netCDF4 cannot read through a Python file object, and the header
+    of a NetCDF-4 file is scattered through it. The classic-format
+    completeness check runs on the bytes before anything else.
+    """
+    import netCDF4  # noqa: PLC0415 (heavy, datacubes only)
+    import xarray as xr  # noqa: PLC0415 (heavy, datacubes only)
+
+    if not is_url(location):
+        check_local_file(location)
+        size = os.path.getsize(location)
+
+        def read(start: int, length: int) -> bytes:
+            with open(location, "rb") as handle:
+                handle.seek(start)
+                return handle.read(length)
+
+        _check_magic(read(0, 8), location)
+        check_netcdf_complete(read, size, location)
+        try:
+            ds = xr.open_dataset(location, engine="netcdf4", **_DECODE)
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            raise _unreadable(location, "NetCDF file", exc) from None
+        stack.callback(ds.close)
+        return _Opened(ds, size, {"engine": "netcdf4"})
+
+    import fsspec  # noqa: PLC0415
+
+    try:
+        fs, path = fsspec.core.url_to_fs(location, **dict(options.storage_options))
+    except (ImportError, ValueError) as exc:
+        raise InputError(f"{redact(location)}: no filesystem for this URL ({exc})") from None
+    try:
+        info = fs.info(path)
+        if info.get("type") == "directory":
+            raise InputError(f"{redact(location)}: is a folder (prefix), not a NetCDF file")
+        size = int(info.get("size") or 0)
+        if size == 0:
+            raise InputError(f"{redact(location)}: object is empty (0 bytes); was it completely written?")
+        data = fs.cat_file(path)
+    except ProducerError:
+        raise
+    except Exception as exc:
+        raise storage_failure(location, exc) from None
+    _check_magic(data[:8], location)
+    check_netcdf_complete(lambda start, length: data[start : start + length], size, location)
+    try:
+        handle = netCDF4.Dataset(os.path.basename(path), mode="r", memory=data)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise _unreadable(location, "NetCDF file", exc) from None
+    try:
+        ds = xr.open_dataset(xr.backends.NetCDF4DataStore(handle), **_DECODE)
+    except BaseException:
+        handle.close()
+        raise
+    stack.callback(ds.close)  # closes the netCDF4 handle too
+    return _Opened(ds, size, {"engine": "h5netcdf"} if data[:4] == b"\x89HDF" else {})
+
+
+def _zarr_consolidated(location: str, options: ExtractOptions) -> tuple[bool, int]:
+    """``(consolidated, zarr_format)`` of the store at ``location``, from its
+    root metadata (``.zmetadata``/``.zgroup`` for v2, ``zarr.json`` for v3).
+    Raises :class:`InputError` when the store has neither."""
+    import json  # noqa: PLC0415
+
+    import fsspec  # noqa: PLC0415
+
+    try:
+        fs, root = fsspec.core.url_to_fs(location, **dict(options.storage_options))
+    except (ImportError, ValueError) as exc:
+        raise InputError(f"{redact(location)}: no filesystem for this URL ({exc})") from None
+    root = root.rstrip("/")
+    try:
+        if fs.exists(f"{root}/zarr.json"):
+            meta = json.loads(fs.cat_file(f"{root}/zarr.json"))
+            return bool(meta.get("consolidated_metadata")), 3
+        if fs.exists(f"{root}/.zmetadata"):
+            return True, 2
+        if fs.exists(f"{root}/.zgroup"):
+            return False, 2
+        exists = fs.exists(root)
+    except ProducerError:
+        raise
+    except Exception as exc:
+        raise storage_failure(location, exc) from None
+    if not exists:
+        raise InputError(f"{redact(location)}: Zarr store not found; check the path or URL")
+    raise InputError(
+        f"{redact(location)}: not a Zarr store (no zarr.json, .zmetadata or .zgroup at its root); "
+        "register the store's root folder"
+    )
+
+
+def _open_zarr(location: str, options: ExtractOptions, stack: ExitStack) -> _Opened:
+    """Open a Zarr store (v2 or v3, consolidated or not) with xarray."""
+    import xarray as xr  # noqa: PLC0415 (heavy, datacubes only)
+
+    consolidated, _ = _zarr_consolidated(location, options)
+    open_kwargs: dict[str, Any] = {"engine": "zarr", "consolidated": consolidated}
+    extra: dict[str, Any] = {"storage_options": dict(options.storage_options)} if is_url(location) else {}
+    try:
+        with (
+            warnings.catch_warnings()
+        ):  # zarr's notes on v3 consolidated metadata are not the user's business
+            warnings.simplefilter("ignore", UserWarning)
+            ds = xr.open_dataset(location.rstrip("/"), **open_kwargs, **extra, **_DECODE)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise _unreadable(location, "Zarr store", exc) from None
+    stack.callback(ds.close)
+    return _Opened(ds, None, open_kwargs)
+
+
+# --------------------------------------------------------------------------- reading CF
+
+
+def _attr(var: Any, name: str) -> str:
+    value = var.attrs.get(name)
+    return str(value).strip() if value is not None else ""
+
+
+def _units(var: Any) -> str:
+    return _attr(var, "units").lower().replace(" ", "")
+
+
+def _is_lon(name: Hashable, var: Any) -> bool:
+    return (
+        _attr(var, "standard_name") in ("longitude", "grid_longitude")
+        or _units(var) in _LON_UNITS
+        or _attr(var, "axis").upper() == "X"
+        and _units(var).startswith("degree")
+        or str(name).lower() in _LON_NAMES
+    )
+
+
+def _is_lat(name: Hashable, var: Any) -> bool:
+    return (
+        _attr(var, "standard_name") in ("latitude", "grid_latitude")
+        or _units(var) in _LAT_UNITS
+        or _attr(var, "axis").upper() == "Y"
+        and _units(var).startswith("degree")
+        or str(name).lower() in _LAT_NAMES
+    )
+
+
+def _is_x(name: Hashable, var: Any) -> bool:
+    return (
+        _attr(var, "axis").upper() == "X"
+        or _attr(var, "standard_name") == "projection_x_coordinate"
+        or str(name).lower() == "x"
+        or _is_lon(name, var)
+    )
+
+
+def _is_y(name: Hashable, var: Any) -> bool:
+    return (
+        _attr(var, "axis").upper() == "Y"
+        or _attr(var, "standard_name") == "projection_y_coordinate"
+        or str(name).lower() == "y"
+        or _is_lat(name, var)
+    )
+
+
+def _grid_mapping_name(ds: Any) -> str | None:
+    """The grid mapping variable named by a data variable (``crs`` in
+    ``grid_mapping="crs"`` or the extended ``"crs: x y"`` form)."""
+    for var in ds.variables.values():
+        raw = var.attrs.get("grid_mapping") or var.encoding.get("grid_mapping")
+        if raw:
+            name = str(raw).split(":")[0].split()[0]
+            if name in ds.variables:
+                return name
+    return None
+
+
+def _crs_of(ds: Any, name: str, where: str) -> Any:
+    """pyproj CRS of the grid mapping variable ``name``: its ``crs_wkt`` or
+    GDAL's ``spatial_ref`` when present, else its CF parameters."""
+    from pyproj import CRS  # noqa: PLC0415
+    from pyproj.exceptions import CRSError  # noqa: PLC0415
+
+    attrs = dict(ds.variables[name].attrs)
+    try:
+        for key in ("crs_wkt", "spatial_ref"):
+            if attrs.get(key):
+                return CRS.from_wkt(str(attrs[key]))
+        return CRS.from_cf(attrs)
+    except CRSError as exc:
+        raise NoGeoreferenceError(
+            f"{where}: the grid_mapping variable {name!r} does not describe a CRS ({exc}). {GEOREF_FIX}"
+        ) from None
+
+
+def _is_regular(values: Any) -> bool:
+    import numpy as np  # noqa: PLC0415
+
+    if values.size < 2:
+        return False
+    steps = np.diff(values.astype("float64"))
+    step = float(steps.mean())
+    return step != 0 and bool(np.all(np.abs(steps - step) <= 1e-4 * abs(step)))
+
+
+def _tidy(value: Any) -> float:
+    """A step computed from float coordinates, without the last digits of
+    rounding noise (``0.009999999999999927`` → ``0.01``)."""
+    return float(f"{float(value):.12g}")
+
+
+def _number(value: Any) -> Any:
+    """A numpy scalar as the plain Python number JSON can hold."""
+    return value.item() if hasattr(value, "item") else value
+
+
+@dataclass
+class _Grid:
+    """Where the cube lies: its horizontal dimensions and footprint."""
+
+    x_dim: str
+    y_dim: str
+    geometry: dict[str, Any]
+    bbox: list[float]
+    properties: dict[str, Any]
+    dimensions: dict[str, dict[str, Any]]
+    #: ``raster:spatial_resolution`` in metres, when the grid is regular
+    resolution: float | None = None
+
+
+def _reference_system(crs: Any) -> int | dict[str, Any]:
+    code = crs.to_epsg(min_confidence=100)
+    return int(code) if code is not None else dict(crs.to_json_dict())
+
+
+def _crs_fields(crs: Any) -> dict[str, Any]:
+    """``proj:code`` for an exact authority match, else WKT2 + PROJJSON."""
+    authority = crs.to_authority(min_confidence=100)
+    if authority:
+        return {"proj:code": f"{authority[0]}:{authority[1]}"}
+    return {"proj:code": None, "proj:wkt2": crs.to_wkt("WKT2_2019"), "proj:projjson": crs.to_json_dict()}
+
+
+def _regular_grid(ds: Any, x_name: str, y_name: str, crs: Any, where: str) -> _Grid:
+    """A grid with 1-D x and y coordinates, regular in both: affine transform
+    (north-up, the way GDAL presents it), footprint through
+    :func:`producer.extract.footprint.footprint`."""
+    from affine import Affine  # noqa: PLC0415
+    from rasterio.crs import CRS as RioCRS  # noqa: PLC0415
+
+    xs = ds[x_name].values.astype("float64")
+    ys = ds[y_name].values.astype("float64")
+    width, height = int(xs.size), int(ys.size)
+    step_x = (xs[-1] - xs[0]) / (width - 1)
+    step_y = abs((ys[-1] - ys[0]) / (height - 1))
+    transform = Affine(step_x, 0.0, float(xs[0] - step_x / 2), 0.0, -step_y, float(ys.max() + step_y / 2))
+    rio_crs = RioCRS.from_wkt(crs.to_wkt())
+    try:
+        geometry, bbox = _footprint.footprint(rio_crs, transform, width, height)
+    except ProducerError as exc:
+        raise type(exc)(f"{where}: {exc}") from exc
+    native = _footprint.native_bbox(transform, width, height)
+    properties = {
+        **_crs_fields(crs),
+        "proj:shape": [height, width],
+        "proj:transform": [float(v) for v in tuple(transform)[:6]],
+        "proj:bbox": native,
+    }
+    system = _reference_system(crs)
+    dims = {
+        x_name: {
+            "type": "spatial",
+            "axis": "x",
+            "extent": [native[0], native[2]],
+            "step": _tidy(step_x),
+            "reference_system": system,
+        },
+        y_name: {
+            "type": "spatial",
+            "axis": "y",
+            "extent": [native[1], native[3]],
+            "step": _tidy((ys[-1] - ys[0]) / (height - 1)),
+            "reference_system": system,
+        },
+    }
+    resolution = spatial_resolution(rio_crs, transform, native)
+    return _Grid(x_name, y_name, geometry, bbox, properties, dims, resolution)
+
+
+def _ring_geometry(lon: Any, lat: Any, where: str) -> tuple[dict[str, Any], list[float]]:
+    """Polygon (counter-clockwise) and bbox of a closed outline of lon/lat
+    points. An outline crossing the antimeridian becomes the two boxes on
+    either side of it (``west > east`` in the bbox)."""
+    import numpy as np  # noqa: PLC0415
+
+    ok = np.isfinite(lon) & np.isfinite(lat)
+    lon, lat = lon[ok], lat[ok]
+    if lon.size < 3:
+        raise NoGeoreferenceError(f"{where}: the lat/lon arrays hold no valid coordinates. {GEOREF_FIX}")
+    lon = ((lon + 180.0) % 360.0) - 180.0
+    unwrapped = np.degrees(np.unwrap(np.radians(lon)))
+    south, north = float(lat.min()), float(lat.max())
+    if float(unwrapped.min()) < -180.0 or float(unwrapped.max()) > 180.0:
+        low, high = float(unwrapped.min()), float(unwrapped.max())
+        west, east = (low + 360.0, high) if low < -180.0 else (low, high - 360.0)
+
+        def box(w: float, e: float) -> list[list[list[float]]]:
+            return [[[w, south], [e, south], [e, north], [w, north], [w, south]]]
+
+        geometry = {"type": "MultiPolygon", "coordinates": [box(west, 180.0), box(-180.0, east)]}
+        return geometry, [west, south, east, north]
+    ring = [[round(float(x), 7), round(float(y), 7)] for x, y in zip(lon, lat, strict=True)]
+    area = sum(a[0] * b[1] - b[0] * a[1] for a, b in zip(ring, ring[1:] + ring[:1], strict=True))
+    if area < 0:
+        ring.reverse()
+    ring.append(ring[0])
+    bbox = [float(lon.min()), south, float(lon.max()), north]
+    return {"type": "Polygon", "coordinates": [ring]}, [round(v, 7) for v in bbox]
+
+
+def _outline(array: Any) -> Any:
+    """Points along the border of a 2-D array (clockwise in index space,
+    at most :data:`_OUTLINE_POINTS` per edge)."""
+    import numpy as np  # noqa: PLC0415
+
+    rows, cols = array.shape
+    r = np.unique(np.linspace(0, rows - 1, min(rows, _OUTLINE_POINTS)).round().astype(int))
+    c = np.unique(np.linspace(0, cols - 1, min(cols, _OUTLINE_POINTS)).round().astype(int))
+    return np.concatenate(
+        [array[0, c[:-1]], array[r[:-1], cols - 1], array[rows - 1, c[::-1][:-1]], array[r[::-1][:-1], 0]]
+    )
+
+
+def _curvilinear_grid(ds: Any, lon_name: str, lat_name: str, where: str) -> _Grid:
+    """A grid whose lat/lon are 2-D arrays: footprint from their outline
+    (cell centres), ``proj:shape`` only (no affine transform exists)."""
+    import numpy as np  # noqa: PLC0415
+
+    lon_var, lat_var = ds[lon_name], ds[lat_name]
+    if lon_var.dims != lat_var.dims:
+        lat_var = lat_var.transpose(*lon_var.dims)
+    lon, lat = lon_var.values.astype("float64"), lat_var.values.astype("float64")
+    geometry, bbox = _ring_geometry(_outline(lon), _outline(lat), where)
+    dim0, dim1 = (str(d) for d in lon_var.dims)
+    # the dimension along which longitude changes most is x
+    along0 = float(np.nanmean(np.abs(np.diff(lon, axis=0)))) if lon.shape[0] > 1 else 0.0
+    along1 = float(np.nanmean(np.abs(np.diff(lon, axis=1)))) if lon.shape[1] > 1 else 0.0
+    x_dim, y_dim = (dim0, dim1) if along0 > along1 else (dim1, dim0)
+    note = f"curvilinear grid index; coordinates in {lon_name!r} and {lat_name!r}"
+    dims = {
+        x_dim: {
+            "type": "spatial",
+            "axis": "x",
+            "extent": [float(np.nanmin(lon)), float(np.nanmax(lon))],
+            "reference_system": 4326,
+            "description": note,
+        },
+        y_dim: {
+            "type": "spatial",
+            "axis": "y",
+            "extent": [float(np.nanmin(lat)), float(np.nanmax(lat))],
+            "reference_system": 4326,
+            "description": note,
+        },
+    }
+    shape = [int(ds.sizes[y_dim]), int(ds.sizes[x_dim])]
+    return _Grid(x_dim, y_dim, geometry, bbox, {"proj:shape": shape}, dims)
+
+
+def get_grid(ds: Any, where: str) -> _Grid:
+    """Find the horizontal grid of ``ds`` (see the module docstring); raise
+    :class:`NoGeoreferenceError` with a fix that writes a new file when
+    there is none."""
+    from pyproj import CRS  # noqa: PLC0415
+
+    mapping = _grid_mapping_name(ds)
+    one_d = {name: var for name, var in ds.coords.items() if var.ndim == 1 and name in ds.dims}
+    x_name = next((str(n) for n, v in one_d.items() if _is_x(n, v)), None)
+    y_name = next((str(n) for n, v in one_d.items() if _is_y(n, v) and str(n) != x_name), None)
+    if x_name and y_name:
+        if mapping is not None:
+            crs = _crs_of(ds, mapping, where)
+        elif _is_lon(x_name, ds[x_name]) and _is_lat(y_name, ds[y_name]):
+            crs = CRS.from_epsg(4326)  # CF: latitude/longitude coordinates are geographic
+        else:
+            raise NoGeoreferenceError(
+                f"{where}: the x/y coordinates {x_name!r}/{y_name!r} have no grid_mapping naming their "
+                f"CRS. {GEOREF_FIX}"
+            )
+        if ds.sizes[x_name] < 2 or ds.sizes[y_name] < 2:
+            raise NoGeoreferenceError(
+                f"{where}: the grid has a single row or column, so its cell size is unknown. {GEOREF_FIX}"
+            )
+        if _is_regular(ds[x_name].values) and _is_regular(ds[y_name].values):
+            return _regular_grid(ds, x_name, y_name, crs, where)
+        # irregular 1-D axes (e.g. a Gaussian grid): outline of the mesh, no transform
+        return _irregular_grid(ds, x_name, y_name, crs, where)
+    two_d = {name: var for name, var in ds.coords.items() if var.ndim == 2}
+    lon_name = next((str(n) for n, v in two_d.items() if _is_lon(n, v)), None)
+    lat_name = next((str(n) for n, v in two_d.items() if _is_lat(n, v)), None)
+    if lon_name and lat_name:
+        return _curvilinear_grid(ds, lon_name, lat_name, where)
+    raise NoGeoreferenceError(f"{where}: no horizontal coordinates (x/y or lat/lon) found. {GEOREF_FIX}")
+
+
+def _irregular_grid(ds: Any, x_name: str, y_name: str, crs: Any, where: str) -> _Grid:
+    import numpy as np  # noqa: PLC0415
+    from pyproj import Transformer  # noqa: PLC0415
+
+    xs = ds[x_name].values.astype("float64")
+    ys = ds[y_name].values.astype("float64")
+    mesh_x, mesh_y = np.meshgrid(xs, ys)
+    transformer = Transformer.from_crs(crs, 4326, always_xy=True)
+    lon, lat = transformer.transform(_outline(mesh_x), _outline(mesh_y))
+    geometry, bbox = _ring_geometry(np.asarray(lon), np.asarray(lat), where)
+    system = _reference_system(crs)
+    dims = {
+        x_name: {
+            "type": "spatial",
+            "axis": "x",
+            "extent": [float(xs.min()), float(xs.max())],
+            "reference_system": system,
+        },
+        y_name: {
+            "type": "spatial",
+            "axis": "y",
+            "extent": [float(ys.min()), float(ys.max())],
+            "reference_system": system,
+        },
+    }
+    properties = {**_crs_fields(crs), "proj:shape": [int(ys.size), int(xs.size)]}
+    return _Grid(x_name, y_name, geometry, bbox, properties, dims)
+
+
+def find_time(ds: Any) -> str | None:
+    """Name of the time coordinate: ``axis="T"``, ``standard_name="time"``,
+    or a name in :data:`_TIME_NAMES`, with CF ``<unit> since <date>`` units.
+    Dimension coordinates first."""
+    candidates = [*ds.dims, *ds.coords, *ds.data_vars]
+    seen: set[str] = set()
+    for key in candidates:
+        name = str(key)
+        if name in seen or name not in ds.variables:
+            continue
+        seen.add(name)
+        var = ds.variables[name]
+        if " since " not in f" {_attr(var, 'units').lower()} ":
+            continue
+        if (
+            _attr(var, "axis").upper() == "T"
+            or _attr(var, "standard_name") == "time"
+            or name.lower() in _TIME_NAMES
+        ):
+            return name
+    return None
+
+
+def _valid_numbers(var: Any) -> Any:
+    """The values of ``var`` as float64, without its fill values and NaNs."""
+    import numpy as np  # noqa: PLC0415
+
+    values = np.asarray(var.values, dtype="float64").ravel()
+    for key in ("_FillValue", "missing_value"):
+        fill = var.attrs.get(key, var.encoding.get(key))
+        if fill is not None:
+            values = values[values != float(np.asarray(fill).ravel()[0])]
+    return values[np.isfinite(values)]
+
+
+@dataclass
+class _Time:
+    name: str
+    result: DatetimeResult
+    dimension: dict[str, Any]
+
+
+def get_time(ds: Any, where: str) -> _Time | None:
+    """The time coordinate's span (and of its bounds when present) as an
+    item datetime, and its ``cube:dimensions`` entry; ``None`` without one."""
+    name = find_time(ds)
+    if name is None:
+        return None
+    var = ds.variables[name]
+    units, calendar = _attr(var, "units"), _attr(var, "calendar") or None
+    what = f"{where}: time coordinate {name!r}"
+    values = _valid_numbers(var)
+    if values.size == 0:
+        return None
+    ordered = sorted(set(values.tolist()))
+    first, last = cf_datetimes([ordered[0], ordered[-1]], units, calendar, what)
+    # decode_coords="all" moves the bounds attribute into the encoding
+    bounds_name = str(var.attrs.get("bounds") or var.encoding.get("bounds") or "")
+    start, end = first, last
+    if bounds_name and bounds_name in ds.variables:
+        edges = _valid_numbers(ds.variables[bounds_name])
+        if edges.size:
+            start, end = cf_datetimes([float(edges.min()), float(edges.max())], units, calendar, what)
+    result = from_time_axis(
+        start,
+        end,
+        steps=len(ordered),
+        bounded=bool(bounds_name and bounds_name in ds.variables),
+        name=name,
+        where=where,
+    )
+    dimension: dict[str, Any] = {"type": "temporal", "extent": [format_time(first), format_time(last)]}
+    if len(ordered) <= MAX_VALUES:
+        dimension["values"] = [format_time(t) for t in cf_datetimes(ordered, units, calendar, what)]
+    step = _iso_step(ordered, units)
+    if step:
+        dimension["step"] = step
+    if _attr(var, "long_name"):
+        dimension["description"] = _attr(var, "long_name")
+    return _Time(name, result, dimension)
+
+
+_UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def _iso_step(ordered: list[float], units: str) -> str | None:
+    """ISO 8601 duration of a regular time axis in whole seconds, or ``None``."""
+    if len(ordered) < 2:
+        return None
+    word = units.strip().lower().split()[0]
+    scale = next((v for k, v in _UNIT_SECONDS.items() if word.startswith("mi" if k == "m" else k)), None)
+    if scale is None:
+        return None
+    steps = {round((b - a) * scale, 3) for a, b in zip(ordered, ordered[1:], strict=False)}
+    if len(steps) != 1:
+        return None
+    seconds = steps.pop()
+    if seconds <= 0 or not float(seconds).is_integer():
+        return None
+    whole = int(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = "P" + (f"{days}D" if days else "")
+    clock = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "") + (f"{secs}S" if secs else "")
+    return text + ("T" + clock if clock else "")
+
+
+def _other_dimension(ds: Any, name: str) -> dict[str, Any]:
+    """``cube:dimensions`` entry of an axis other than x, y and time."""
+    import numpy as np  # noqa: PLC0415
+
+    if name not in ds.variables:
+        return {"type": "index", "extent": [0, int(ds.sizes[name]) - 1], "step": 1}
+    var = ds.variables[name]
+    raw = np.asarray(var.values).ravel()
+    entry: dict[str, Any]
+    vertical = (
+        _attr(var, "axis").upper() == "Z"
+        or _attr(var, "positive").lower() in ("up", "down")
+        or _attr(var, "standard_name") in _VERTICAL_NAMES
+    )
+    if raw.dtype.kind in "iuf":
+        numbers = [_number(v) for v in raw.tolist()]
+        entry = (
+            {"type": "spatial", "axis": "z"} if vertical else {"type": _attr(var, "standard_name") or name}
+        )
+        entry["extent"] = [min(numbers), max(numbers)]
+        if len(numbers) <= MAX_VALUES:
+            entry["values"] = numbers
+        if _is_regular(raw) and raw.size > 1:
+            entry["step"] = _tidy((raw[-1] - raw[0]) / (raw.size - 1))
+    else:
+        entry = {"type": _attr(var, "standard_name") or name, "values": [str(v) for v in raw.tolist()]}
+    if _attr(var, "units"):
+        entry["unit"] = _attr(var, "units")
+    if _attr(var, "long_name"):
+        entry["description"] = _attr(var, "long_name")
+    return entry
+
+
+def _variable(var: Any, kind: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {"dimensions": [str(d) for d in var.dims], "type": kind}
+    description = _attr(var, "long_name") or _attr(var, "standard_name")
+    if description and not _GDAL_PLACEHOLDER.match(description):
+        entry["description"] = description
+    if _attr(var, "units"):
+        entry["unit"] = _attr(var, "units")
+    dtype = str(var.dtype)
+    stac_type = data_type(dtype) if var.dtype.kind in "iufc" else "other"
+    entry["data_type"] = stac_type
+    for key in ("_FillValue", "missing_value"):
+        fill = var.attrs.get(key, var.encoding.get(key))
+        if fill is not None and var.dtype.kind in "iuf":
+            value = nodata_value(float(_number(_first(fill))), dtype)
+            if value is not None:
+                entry["nodata"] = value
+            break
+    return entry
+
+
+def _first(value: Any) -> Any:
+    import numpy as np  # noqa: PLC0415
+
+    return np.asarray(value).ravel()[0]
+
+
+def get_cube_info(ds: Any, grid: _Grid, time: _Time | None) -> dict[str, Any]:
+    """``cube:dimensions`` and ``cube:variables`` of ``ds``."""
+    dimensions: dict[str, dict[str, Any]] = {}
+    for dim in ds.dims:
+        name = str(dim)
+        if name in grid.dimensions:
+            dimensions[name] = grid.dimensions[name]
+        elif time is not None and name == time.name:
+            dimensions[name] = time.dimension
+        else:
+            dimensions[name] = _other_dimension(ds, name)
+    variables: dict[str, dict[str, Any]] = {}
+    for name, var in ds.data_vars.items():
+        variables[str(name)] = _variable(var, "data")
+    for name, var in ds.coords.items():
+        if var.ndim == 0 or (var.ndim == 1 and name in ds.dims):
+            continue  # grid mapping variables; the dimensions themselves
+        variables[str(name)] = _variable(var, "auxiliary")
+    return {"cube:dimensions": dimensions, "cube:variables": variables}
+
+
+def _statistics(var: Any) -> dict[str, float]:
+    """``statistics`` of one variable (reads its values): fill values and
+    NaN/inf are not valid; raw values (no scale/offset), population stddev."""
+    import numpy as np  # noqa: PLC0415
+
+    values = np.asarray(var.values, dtype="float64").ravel()
+    total = values.size
+    valid = _valid_numbers(var) if total else values
+    if valid.size == 0:
+        return {"valid_percent": 0.0}
+    return {
+        "minimum": float(valid.min()),
+        "maximum": float(valid.max()),
+        "mean": float(valid.mean()),
+        "stddev": float(valid.std()),
+        "valid_percent": 100.0 * valid.size / total,
+    }
+
+
+def single_band(ds: Any, grid: _Grid, *, stats: bool = False) -> list[dict[str, Any]] | None:
+    """``bands`` of a NetCDF GDAL reads as one band: one data variable on
+    the grid whose other axes all have length 1; ``None`` otherwise."""
+    spatial = {grid.x_dim, grid.y_dim}
+    data = [v for v in ds.data_vars.values() if spatial <= {str(d) for d in v.dims}]
+    if len(data) != 1 or len(ds.data_vars) != 1:
+        return None
+    var = data[0]
+    if math.prod(int(ds.sizes[d]) for d in var.dims if str(d) not in spatial) != 1:
+        return None
+    name = str(var.name)
+    entry = _variable(var, "data")
+    band: dict[str, Any] = {"name": name}
+    for key in ("description", "data_type", "nodata", "unit"):
+        if key in entry:
+            band[key] = entry[key]
+    if stats:
+        band["statistics"] = _statistics(var)
+    if grid.resolution is not None:
+        band["raster:spatial_resolution"] = grid.resolution
+    return [band]
+
+
+# --------------------------------------------------------------------------- the item
+
+
+def _used_extensions(doc: dict[str, Any]) -> list[str]:
+    keys: set[str] = set(doc.get("properties", {}))
+    for asset in (doc.get("assets") or {}).values():
+        keys.update(asset)
+        for band in asset.get("bands") or []:
+            keys.update(band)
+    out = [url for prefix, url in _EXTENSIONS.items() if any(k.startswith(prefix) for k in keys)]
+    if any(k.startswith("xarray:") for k in keys):
+        out.append(XARRAY_EXT)
+    return out
+
+
+def create_item(
+    source: str | os.PathLike[str],
+    options: ExtractOptions = ExtractOptions(),
+    *,
+    href: str | None = None,
+) -> pystac.Item:
+    """Build the STAC Item of a NetCDF file or a Zarr store (pure: nothing
+    is written, the product is opened read-only and closed before return).
+
+    :param source: local path or URL (``s3://``...) of the file or store root.
+    :param options: see :class:`ExtractOptions`; not mutated.
+    :param href: where the product really lives when ``source`` is a copy.
+    :raises InputError: unreadable, missing, truncated product; checksum of a store.
+    :raises NoGeoreferenceError: no horizontal coordinates or CRS (the hint
+        writes a new file; the product itself is never edited).
+    :raises NoDatetimeError: no datetime source yielded a value.
+    """
+    text = os.fspath(source)
+    location = resolve_location(text).rstrip("/") if is_zarr(text) else resolve_location(text)
+    shown = resolve_location(href).rstrip("/") if href else location
+    zarr = is_zarr(location)
+    if zarr and options.checksum:
+        raise InputError(
+            f"{redact(shown)}: cannot compute file:checksum of a Zarr store (a folder of objects); "
+            "register it without the checksum option"
+        )
+    with ExitStack() as stack:
+        opened = (_open_zarr if zarr else _open_netcdf)(location, options, stack)
+        try:
+            return _build(opened, location, shown, options, zarr)
+        except ProducerError:
+            raise
+        except (ValueError, KeyError, TypeError, OSError, RuntimeError, ArithmeticError) as exc:
+            raise InputError(f"{redact(shown)}: cannot read datacube metadata: {redact(str(exc))}") from exc
+
+
+def _build(opened: _Opened, location: str, shown: str, options: ExtractOptions, zarr: bool) -> pystac.Item:
+    ds = opened.dataset
+    item_id = make_item_id(shown, options)
+    _, name = split_location(shown)
+    grid = get_grid(ds, shown)
+    try:
+        time = get_time(ds, shown)
+    except InputError:
+        if options.datetime is None or "explicit" not in options.datetime_sources:
+            raise
+        time = None  # an unreadable time axis does not block the datetime the caller gave
+    attrs: Mapping[str, Any] = dict(ds.attrs)
+    axis: Callable[[], DatetimeResult | None] = lambda: time.result if time else None  # noqa: E731
+    when = resolve_datetime(
+        name,
+        explicit=options.datetime,
+        sources=tuple(options.datetime_sources),
+        pattern=options.datetime_pattern,
+        time_axis=axis,
+        read_attrs=lambda: from_acdd(attrs) if time is None else None,
+        where=shown,
+        fix=TIME_FIX,
+    )
+    properties: dict[str, Any] = {**grid.properties, **get_cube_info(ds, grid, time)}
+    asset_fields: dict[str, Any] = {}
+    if not zarr:
+        asset_fields.update(
+            file_info(
+                location, checksum=options.checksum, storage_options=options.storage_options, size=opened.size
+            )
+        )
+        bands = single_band(ds, grid, stats=options.stats)
+        if bands:
+            sampling = str(attrs.get("GDAL_AREA_OR_POINT", "")).strip().lower()  # as GDAL reads it
+            if sampling in ("area", "point"):
+                asset_fields["raster:sampling"] = sampling
+            asset_fields["bands"] = bands
+    if opened.open_kwargs:
+        asset_fields["xarray:open_kwargs"] = dict(opened.open_kwargs)
+    item = pystac.Item(
+        id=item_id,
+        geometry=grid.geometry,
+        bbox=grid.bbox,
+        datetime=when.datetime,
+        start_datetime=when.start,
+        end_datetime=when.end,
+        properties=properties,
+        collection=options.collection,
+    )
+    item.add_asset(
+        DATA_ASSET,
+        pystac.Asset(
+            href=clean_href(rewrite_href(shown, tuple(options.href_rewrites))),
+            title=name,
+            media_type=MEDIA_ZARR if zarr else MEDIA_NETCDF,
+            roles=["data"],
+            extra_fields=asset_fields,
+        ),
+    )
+    item.stac_extensions = _used_extensions(item.to_dict(include_self_link=False, transform_hrefs=False))
+    return item
+
+
+__all__ = ["create_item", "is_datacube", "MEDIA_NETCDF", "MEDIA_ZARR", "DATACUBE_EXT", "XARRAY_EXT"]
