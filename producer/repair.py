@@ -48,7 +48,8 @@ from producer.extract.assets import resolve_location, rewrite_href
 from producer.ingest import collection_layout, register_products
 from producer.options import RegisterOptions, parse_rewrites, resolve_options
 from producer.results import ProblemKind, RegisterResult
-from producer.sinks import check_sinks, deliver, removed
+from producer.sinks import Outbox, check_sinks, deliver, remedy_text, removed
+from producer.sinks.outbox import outbox_id
 from producer.sources import expand_paths
 from producer.store.base import Store
 from producer.validate import Validator
@@ -559,8 +560,8 @@ def reconcile(
     _record_layouts(committer, linked, report)
     _repair_extents(committer, store, first, linked, report)
     # 6. the sinks: told what the repairs changed, with the repaired collections
-    if sinks and changes:
-        unresolved += _publish(committer, sinks, changes)
+    if sinks and (changes or any(outbox_id(sink) for sink in sinks)):
+        unresolved += _publish(committer, sinks, changes, sorted(set(linked.collection_ids.values())))
 
     final = audit(store, validator, check_assets=False)
     report.remaining = final.problems + unresolved
@@ -618,11 +619,17 @@ def _compare_mirror(store: Store, tree: AuditReport, report: ReconcileReport, *,
     return problems
 
 
-def _publish(committer: Committer, sinks: Sequence[Sink], changes: list[Change]) -> list[Problem]:
+def _publish(
+    committer: Committer, sinks: Sequence[Sink], changes: list[Change], collections: Sequence[str] = ()
+) -> list[Problem]:
     """Hand the repairs' ``changes`` to the sinks, per collection with its
-    document as committed now (one GET each); returns a ``sink-failed``
-    error per collection a sink could not take."""
+    document as committed now (one GET each); sinks with an outbox are also
+    handed what theirs holds in each of ``collections`` (the outbox entries
+    are deleted once delivered). Returns a ``sink-failed`` error per
+    collection a sink could not take."""
     by_collection: dict[str, list[Change]] = {}
+    if any(outbox_id(sink) for sink in sinks):
+        by_collection.update({coll_id: [] for coll_id in collections})
     for change in changes:
         by_collection.setdefault(change.collection, []).append(change)
     problems = []
@@ -635,13 +642,13 @@ def _publish(committer: Committer, sinks: Sequence[Sink], changes: list[Change])
             continue
         if coll_doc is None:
             continue  # the collection is gone: nothing left to follow
-        for failure in deliver(sinks, coll_doc, group):
+        for failure in deliver(sinks, coll_doc, group, outbox=Outbox(committer.store)):
             problems.append(
                 Problem(
                     "sink-failed",
                     coll_key,
-                    f"repaired in the catalog, but not applied to {failure.sink} ({failure.error}); "
-                    "reconcile again to bring it in line",
+                    f"repaired in the catalog, but not applied to {failure.sink} ({failure.error}): "
+                    + remedy_text([failure], coll_id, "reconcile again"),
                 )
             )
     return problems
