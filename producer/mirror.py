@@ -57,8 +57,8 @@ import secrets
 import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -504,6 +504,44 @@ def read_partition(store: Store, key: str) -> Partition:
     return Partition(key, base, version, fragments)
 
 
+def visible_stamps(store: Store, key: str) -> dict[str, int]:
+    """``{item id: stamp}`` of the rows readers of the partition whose base
+    mirror file is ``key`` see (tombstones applied), from the base's ``id``
+    and ``updated`` columns and the fragments' metadata: no item is decoded.
+    Reads the base (one GET) and each fragment (one LIST, one GET each)."""
+    where = f"{store.url}/{key}"
+    best: dict[str, tuple[int, int, int]] = {}  # id -> (stamp, rank, source)
+    try:
+        data, _ = store.get(key)
+    except NotFound:
+        data = b""
+    if data:
+        try:
+            parquet = pq.ParquetFile(pa.BufferReader(data))
+            names = [n for n in ("id", "updated") if n in parquet.schema_arrow.names]
+            table = parquet.read(columns=names) if "id" in names else None
+        except (OSError, ValueError) as exc:
+            raise MirrorError(f"mirror file {where} is not readable parquet ({exc}): rebuild the mirror") from exc
+        if table is not None:
+            for item_id, stamp in zip(table.column("id").to_pylist(), table_stamps(table)):
+                best[str(item_id)] = max(best.get(str(item_id), (stamp, _ROW, 0)), (stamp, _ROW, 0))
+    for source, frag_key in enumerate(list_fragments(store, key), start=1):
+        try:
+            frag, _ = store.get(frag_key)
+        except NotFound:
+            continue  # folded by a compaction since the LIST: its rows are in the base now
+        try:
+            metadata = pq.ParquetFile(pa.BufferReader(frag)).schema_arrow.metadata
+        except (OSError, ValueError) as exc:
+            raise MirrorError(f"mirror fragment {store.url}/{frag_key} is not readable parquet ({exc})") from exc
+        info = fragment_info(frag_key, metadata, f"{store.url}/{frag_key}")
+        for item_id, stamp in info.rows:
+            best[item_id] = max(best.get(item_id, (stamp, _ROW, source)), (stamp, _ROW, source))
+        for item_id, stamp in info.removed.items():
+            best[item_id] = max(best.get(item_id, (stamp, _TOMBSTONE, source)), (stamp, _TOMBSTONE, source))
+    return {item_id: stamp for item_id, (stamp, rank, _) in best.items() if rank == _ROW}
+
+
 def read_mirror(store: Store, key: str) -> tuple[dict[str, dict[str, Any]], str | None]:
     """``({item id: item}, base version)`` of the partition whose base mirror
     file is ``key``: base plus fragments, newest row per id, tombstones
@@ -608,6 +646,32 @@ class MirrorSink:
 
     store: Store
     compact_after: int = COMPACT_AFTER
+    #: also handed the items a run found unchanged, filtered by :meth:`lacking`
+    wants_unchanged = True
+
+    def lacking(self, collection: dict[str, Any], unchanged: Sequence[Change]) -> list[Change]:
+        """The ``unchanged`` changes the mirror does not reflect: an item it
+        lacks or holds with another stamp, a removed id it still shows. So a
+        rerun of the same register or remove repairs a mirror write that a
+        crash or a failure after the commit skipped. Reads, per partition of
+        ``unchanged``, the base's id/stamp columns and the fragments'
+        metadata (:func:`visible_stamps`): bounded by the partition, paid
+        only by runs with unchanged items. Writes nothing."""
+        by_file: dict[str, list[Change]] = {}
+        for change in unchanged:
+            by_file.setdefault(mirror_key(change.key), []).append(change)
+        out: list[Change] = []
+        for key, group in by_file.items():
+            seen = visible_stamps(self.store, key)
+            for change in group:
+                if change.kind is ChangeKind.REMOVED:
+                    if change.item_id in seen:  # a tombstone must outrank the row it hides
+                        when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=seen[change.item_id])
+                        props = {**(change.item.get("properties") or {}), "updated": when.isoformat()}
+                        out.append(replace(change, item={**change.item, "properties": props}))
+                elif seen.get(change.item_id) != stamp_of(change.item):
+                    out.append(change)
+        return out
 
     def apply(self, collection: dict[str, Any], changes: Sequence[Change]) -> None:
         """Write one fragment per affected partition (create-only), then
