@@ -521,7 +521,9 @@ def visible_stamps(store: Store, key: str) -> dict[str, int]:
             names = [n for n in ("id", "updated") if n in parquet.schema_arrow.names]
             table = parquet.read(columns=names) if "id" in names else None
         except (OSError, ValueError) as exc:
-            raise MirrorError(f"mirror file {where} is not readable parquet ({exc}): rebuild the mirror") from exc
+            raise MirrorError(
+                f"mirror file {where} is not readable parquet ({exc}): rebuild the mirror"
+            ) from exc
         if table is not None:
             for item_id, stamp in zip(table.column("id").to_pylist(), table_stamps(table)):
                 best[str(item_id)] = max(best.get(str(item_id), (stamp, _ROW, 0)), (stamp, _ROW, 0))
@@ -533,7 +535,9 @@ def visible_stamps(store: Store, key: str) -> dict[str, int]:
         try:
             metadata = pq.ParquetFile(pa.BufferReader(frag)).schema_arrow.metadata
         except (OSError, ValueError) as exc:
-            raise MirrorError(f"mirror fragment {store.url}/{frag_key} is not readable parquet ({exc})") from exc
+            raise MirrorError(
+                f"mirror fragment {store.url}/{frag_key} is not readable parquet ({exc})"
+            ) from exc
         info = fragment_info(frag_key, metadata, f"{store.url}/{frag_key}")
         for item_id, stamp in info.rows:
             best[item_id] = max(best.get(item_id, (stamp, _ROW, source)), (stamp, _ROW, source))

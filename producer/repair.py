@@ -207,8 +207,11 @@ def _handle_dead_items(
     ``remove`` marks, unlinks, then deletes the item, so a crash in between is
     finished by the next ``reconcile --fix``."""
     unchecked = {p.key for p in first.problems if p.kind == "asset-unchecked"}
-    # an item with another asset that could not be checked is left alone too
-    dead_items = sorted({p.key for p in first.problems if p.kind == "missing-asset"} - unchecked)
+    # an item with another asset that could not be checked is left alone too;
+    # items only: a collection's missing mirror file is the mirror's to repair (mirror-stale)
+    dead_items = sorted(
+        {p.key for p in first.problems if p.kind == "missing-asset" and p.key in first.items} - unchecked
+    )
     for key in dead_items:
         if dead == "remove":
             outcome = committer.remove_item(
@@ -282,9 +285,12 @@ def _link_orphans(
 ) -> None:
     """Link orphan items and catalogs where they sit (items through their
     partition chain, bottom-up). An orphan item is read again first: one
-    deleted meanwhile is skipped, one marked for removal meanwhile deleted."""
+    deleted meanwhile is skipped, one marked for removal meanwhile deleted.
+    An item the audit found ``misplaced`` (its key follows another layout
+    than its collection records) is left alone: the problem stays."""
+    misplaced = {p.key for p in first.problems if p.kind == "misplaced"}
     for key, doc in sorted(first.orphans.items()):
-        if doc is None or removal_started(doc) is not None:
+        if doc is None or removal_started(doc) is not None or key in misplaced:
             continue
         if doc.get("type") == "Feature" and below_collection(key):
             try:

@@ -25,7 +25,9 @@ def _ids(catalog: Path) -> list[str]:
 
 
 def _first_mirror_write(writes: list[str]) -> int:
-    return next(i for i, key in enumerate(writes, start=1) if key.removeprefix("delete:").endswith(".parquet"))
+    return next(
+        i for i, key in enumerate(writes, start=1) if key.removeprefix("delete:").endswith(".parquet")
+    )
 
 
 @pytest.mark.parametrize("partition", [None, "year/month"])

@@ -40,6 +40,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
 from producer.catalog.layout import outbox_prefix
 from producer.changes import Change, ChangeKind, Sink
 from producer.errors import NotFound
@@ -87,7 +88,13 @@ def _encode(changes: list[Change], state: str, written: str) -> bytes:
             "state": state,
             "written": written,
             "changes": [
-                {"kind": str(c.kind), "collection": c.collection, "id": c.item_id, "key": c.key, "item": c.item}
+                {
+                    "kind": str(c.kind),
+                    "collection": c.collection,
+                    "id": c.item_id,
+                    "key": c.key,
+                    "item": c.item,
+                }
                 for c in changes
             ],
         },
