@@ -20,7 +20,7 @@ options, and call:
 - :func:`deliver` after a batch is committed (items written and linked),
   once per collection, with the committed collection document.
 
-Two optional members of a sink, besides the :class:`~producer.changes.Sink`
+Optional members of a sink, besides the :class:`~producer.changes.Sink`
 protocol's ``apply``:
 
 - ``check()``: raise (a :class:`~producer.errors.StoreError`) if the sink
@@ -31,7 +31,11 @@ protocol's ``apply``:
   ``UPDATED``) and the removals that found nothing left to remove (as
   ``REMOVED``), so that rerunning the same command brings it back in line.
   Sinks that report changes (notifications) leave it unset: unchanged is
-  not a change.
+  not a change. ``lacking(collection, unchanged)``, if present, picks the
+  unchanged changes the sink does not hold yet (the mirror's cheap check).
+- ``outbox_id``: a stable, path-safe name; the sink's changes then go
+  through the collection's outbox (:mod:`producer.sinks.outbox`), so that a
+  call that failed is sent by the next verb of the collection.
 """
 
 from __future__ import annotations
