@@ -57,8 +57,8 @@ import secrets
 import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -654,27 +654,26 @@ class MirrorSink:
     wants_unchanged = True
 
     def lacking(self, collection: dict[str, Any], unchanged: Sequence[Change]) -> list[Change]:
-        """The ``unchanged`` changes the mirror does not reflect: an item it
-        lacks or holds with another stamp, a removed id it still shows. So a
-        rerun of the same register or remove repairs a mirror write that a
-        crash or a failure after the commit skipped. Reads, per partition of
+        """The unchanged items the mirror does not reflect (it lacks them or
+        holds them with another stamp), so that a rerun of the same register
+        repairs a mirror write that a crash or a failure after the commit
+        skipped. Removals that found nothing are skipped (reconcile repairs
+        a mirror that still shows such an item). Reads, per partition of
         ``unchanged``, the base's id/stamp columns and the fragments'
         metadata (:func:`visible_stamps`): bounded by the partition, paid
         only by runs with unchanged items. Writes nothing."""
         by_file: dict[str, list[Change]] = {}
         for change in unchanged:
+            if change.kind is ChangeKind.REMOVED:
+                # a removal that found no item (e.g. the delete event of a file never
+                # registered): its key is a guess, and reading the mirror for every
+                # such event would cost each one a partition read; reconcile repairs it
+                continue
             by_file.setdefault(mirror_key(change.key), []).append(change)
         out: list[Change] = []
         for key, group in by_file.items():
             seen = visible_stamps(self.store, key)
-            for change in group:
-                if change.kind is ChangeKind.REMOVED:
-                    if change.item_id in seen:  # a tombstone must outrank the row it hides
-                        when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=seen[change.item_id])
-                        props = {**(change.item.get("properties") or {}), "updated": when.isoformat()}
-                        out.append(replace(change, item={**change.item, "properties": props}))
-                elif seen.get(change.item_id) != stamp_of(change.item):
-                    out.append(change)
+            out += [c for c in group if seen.get(c.item_id) != stamp_of(c.item)]
         return out
 
     def apply(self, collection: dict[str, Any], changes: Sequence[Change]) -> None:

@@ -54,22 +54,3 @@ def test_register_killed_before_the_mirror_write_is_repaired_by_its_rerun(
     quiet = CrashingStore(LocalStore(str(catalog)))  # a third run: the mirror holds them, nothing written
     assert [r.action for r in producer.register(tiles, catalog=quiet, collection="c")] == ["unchanged"] * 2
     assert not any(key.endswith(".parquet") for key in quiet.writes)
-
-
-def test_remove_killed_before_the_mirror_write_is_repaired_by_removing_again(
-    tiles: list[Path], tmp_path: Path
-) -> None:
-    catalog = tmp_path / "cat"
-    producer.register(tiles, catalog=str(catalog), collection="c")
-    counted = CrashingStore(LocalStore(str(tmp_path / "count")))
-    producer.register(tiles, catalog=str(tmp_path / "count"), collection="c")
-    producer.remove("a_20240110", catalog=counted, collection="c")
-    crashing = CrashingStore(LocalStore(str(catalog)), crash_after=_first_mirror_write(counted.writes) - 1)
-    with pytest.raises(SimulatedKill):
-        producer.remove("a_20240110", catalog=crashing, collection="c")
-    assert _ids(catalog) == ["a_20240110", "b_20240315"]  # removed from the tree, still in the mirror
-
-    again = producer.remove("a_20240110", catalog=str(catalog), collection="c")
-    assert again.action == "absent"
-    assert _ids(catalog) == ["b_20240315"]
-    assert_stac_valid_tree(catalog)
