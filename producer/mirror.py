@@ -177,20 +177,43 @@ def to_mirror_item(item: dict[str, Any], json_properties: Iterable[str] = ()) ->
 
 
 def _decode(value: Any, key: str | None = None) -> Any:
-    if key == "geometry":
-        return value
-    if isinstance(value, dict):
+    # the hot loop of every search answer (every value of every returned
+    # item): exact type tests, no generator, the common cases first
+    kind = type(value)
+    if kind is dict:
+        if key == "geometry":
+            return value
         return {k: _decode(v, k) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        if any(isinstance(v, dict | list) or (isinstance(v, float) and not math.isfinite(v)) for v in value):
-            return [_decode(v) for v in value]
+    if kind is str:
+        if key in JSON_TEXT_KEYS:
+            return json.loads(value)
+        if value.endswith(".000000Z"):
+            return _ZERO_FRACTION.sub(r"\1Z", value)
         return value
-    if isinstance(value, float) and not math.isfinite(value):
+    if kind is list:
+        for v in value:
+            inner = type(v)
+            if inner is dict or inner is list or (inner is float and not math.isfinite(v)):
+                return [_decode(v) for v in value]
+        return value
+    if kind is float and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if key in JSON_TEXT_KEYS and isinstance(value, str):
-        return json.loads(value)
-    if isinstance(value, str) and value.endswith(".000000Z"):
-        return _ZERO_FRACTION.sub(r"\1Z", value)
+    if kind is not bool and kind is not int and kind is not float and value is not None:
+        return _decode_other(value, key)
+    return value
+
+
+def _decode_other(value: Any, key: str | None) -> Any:
+    """:func:`_decode` for subclasses of dict/list/str/float (never produced
+    by Arrow's ``to_pylist``, kept exact for other callers)."""
+    if isinstance(value, dict):
+        return value if key == "geometry" else {k: _decode(v, k) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if isinstance(value, float):
+        return _decode(float(value), key)
+    if isinstance(value, str):
+        return _decode(str(value), key)
     return value
 
 
@@ -270,7 +293,8 @@ def table_items(table: pa.Table) -> list[dict[str, Any]]:
 
     stac-geoparquet turns the columns back into STAC's JSON shape
     (``StacArrowBatch.to_json_batch``); the rows are then converted in one
-    ``to_pylist`` and the geometries by GEOS in one vectorised call, instead
+    ``to_pylist``, and the geometries from GEOS coordinate arrays
+    (:func:`geojson_geometries`: no GeoJSON text parsed per row), instead
     of the library's row-by-row loop (several times slower for hundreds of
     densified footprints)."""
     json_properties = _file_json_properties(table)
@@ -280,15 +304,57 @@ def table_items(table: pa.Table) -> list[dict[str, Any]]:
     for batch in table.to_batches():
         if not batch.num_rows:
             continue
-        shapes = shapely.from_wkb(batch.column("geometry").to_pylist())
-        geometries = [None if text is None else json.loads(text) for text in shapely.to_geojson(shapes)]
+        geometries = geojson_geometries(batch.column("geometry").to_pylist())
         rows = _StacArrowBatch(batch.drop_columns(["geometry"])).to_json_batch().inner.to_pylist()
         for row, geometry in zip(rows, geometries):
-            row["geometry"] = geometry
             if not row.get("assets"):
                 row["assets"] = {}
-            items.append(from_mirror_item(row, json_properties))
+            item = from_mirror_item(row, json_properties)
+            item["geometry"] = geometry
+            items.append(item)
     return items
+
+
+#: GEOS type ids of the geometries :func:`geojson_geometries` builds from coordinate arrays
+_POLYGON, _MULTIPOLYGON = 3, 6
+
+
+def geojson_geometries(wkb: Sequence[bytes | None]) -> list[dict[str, Any] | None]:
+    """GeoJSON geometry dicts of WKB values (None stays None), in order.
+
+    Polygons and multipolygons (every footprint this tool writes) are built
+    from one vectorised ``shapely.to_ragged_array`` per type: one
+    ``tolist`` of the coordinates, then slices per ring, so no JSON text is
+    written and parsed per row. Other types, and geometries with heights,
+    go through ``shapely.to_geojson``. Pure."""
+    shapes = shapely.from_wkb(list(wkb))
+    types = shapely.get_type_id(shapes)
+    out: list[dict[str, Any] | None] = [None] * len(shapes)
+    for type_id in (_POLYGON, _MULTIPOLYGON):
+        picked = [i for i, t in enumerate(types.tolist()) if t == type_id]
+        if not picked:
+            continue
+        group = shapes[picked]
+        if bool(shapely.has_z(group).any()):
+            continue  # heights: the text path keeps them exactly as GEOS writes them
+        _, coords, offsets = shapely.to_ragged_array(group, include_z=False)
+        points = coords.tolist()
+        rings_at = offsets[0].tolist()
+        rings = [points[a:b] for a, b in zip(rings_at, rings_at[1:])]
+        polygons_at = offsets[1].tolist()
+        polygons = [rings[a:b] for a, b in zip(polygons_at, polygons_at[1:])]
+        if type_id == _POLYGON:
+            for i, coordinates in zip(picked, polygons):
+                out[i] = {"type": "Polygon", "coordinates": coordinates}
+        else:
+            parts_at = offsets[2].tolist()
+            for i, a, b in zip(picked, parts_at, parts_at[1:]):
+                out[i] = {"type": "MultiPolygon", "coordinates": polygons[a:b]}
+    rest = [i for i, (shape, done) in enumerate(zip(shapes, out)) if done is None and shape is not None]
+    if rest:
+        for i, text in zip(rest, shapely.to_geojson(shapes[rest])):
+            out[i] = None if text is None else json.loads(text)
+    return out
 
 
 def canonical(item: dict[str, Any]) -> dict[str, Any]:
