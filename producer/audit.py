@@ -19,10 +19,17 @@ from producer.catalog.extent import bbox_contains, box2d, interval_contains, ite
 from producer.catalog.layout import (
     LAYOUT_FIELD,
     ROOT_KEY,
+    Layout,
+    below_collection,
+    collection_key,
+    collection_of,
     folder_collection_id,
     is_document_key,
+    layout_of_item,
+    layout_record_problem,
     resolve_href,
 )
+from producer.catalog.mirrorlinks import MIRROR_ROLE
 from producer.errors import CatalogError, NotFound, ProducerError
 from producer.redact import redact
 from producer.results import ProblemKind
@@ -39,6 +46,7 @@ ERRORS: frozenset[ProblemKind] = frozenset(
         "dangling-link",
         "duplicate-link",
         "orphan",
+        "misplaced",
         "extent",
         "wrong-type",
         "collection-mismatch",
@@ -115,6 +123,11 @@ class AuditReport:
     #: keys of the collections whose document records no layout (written
     #: before layouts were recorded; ``reconcile --fix`` records it)
     unrecorded_layout: list[str] = field(default_factory=list)
+    #: collection key -> the layout its document records (collections
+    #: without a usable record are absent)
+    layouts: dict[str, Layout] = field(default_factory=dict)
+    #: collection key -> {asset key: href} of its ``collection-mirror`` assets
+    mirror_assets: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Problem]:
@@ -168,12 +181,13 @@ def audit(
             report.orphans[key] = read_doc(store, key)
         except ProducerError:
             report.orphans[key] = None
-        report.problems.append(_orphan_problem(key, report.orphans[key]))
+        report.problems.append(_orphan_problem(key, report.orphans[key], report.layouts))
 
     _check_duplicate_ids(report)
     _check_extents(report)
     if check_assets:
         _check_assets(report, storage_options)
+        _check_mirror_assets(store, report, storage_options)
     return report
 
 
@@ -212,6 +226,19 @@ def _visit(
         report.collection_ids[key] = str(doc.get("id"))
         if LAYOUT_FIELD not in doc:
             report.unrecorded_layout.append(key)
+        elif layout_record_problem(doc) is None:
+            report.layouts[key] = Layout(
+                None if doc[LAYOUT_FIELD] is None else doc[LAYOUT_FIELD]["partition"]
+            )
+        mirrors = {
+            str(name): str(asset["href"])
+            for name, asset in (doc.get("assets") or {}).items()
+            if isinstance(asset, dict)
+            and isinstance(asset.get("href"), str)
+            and MIRROR_ROLE in (asset.get("roles") or [])
+        }
+        if mirrors:
+            report.mirror_assets[key] = mirrors
     if kind == "Feature":
         _note_item(report, key, doc, coll_key, parent_key)
     return doc
@@ -344,10 +371,13 @@ def removal_started(doc: dict | None) -> str | None:
     return str(props[docs.REMOVING])
 
 
-def _orphan_problem(key: str, doc: dict | None) -> Problem:
+def _orphan_problem(key: str, doc: dict | None, layouts: dict[str, Layout] | None = None) -> Problem:
     """An unlinked document: an ``orphan`` error, unless it is an item whose
     removal was interrupted after the unlink (a warning: readers no longer
-    reach it, and ``reconcile --fix`` deletes it)."""
+    reach it, and ``reconcile --fix`` deletes it), or an item whose key
+    follows another layout than its collection records (``misplaced``: an
+    error ``reconcile --fix`` leaves alone, since linking it would mix two
+    layouts in one collection)."""
     removing = removal_started(doc)
     if removing is not None:
         return Problem(
@@ -356,6 +386,19 @@ def _orphan_problem(key: str, doc: dict | None) -> Problem:
             f"a removal started at {removing} did not finish: the item is unlinked "
             "but not deleted (reconcile --fix deletes it)",
         )
+    if doc is not None and doc.get("type") == "Feature" and below_collection(key):
+        coll_id = collection_of(key)
+        recorded = (layouts or {}).get(collection_key(coll_id))
+        found = layout_of_item(key)
+        if recorded is not None and found != recorded:
+            return Problem(
+                "misplaced",
+                key,
+                f"no document links it, and its key follows the {found.describe()} layout, while "
+                f"collection {coll_id!r} records {recorded.describe()}: reconcile does not "
+                "link it; register its product again (it then lands where the collection's layout "
+                "puts it) and delete this document",
+            )
     return Problem("orphan", key, "no document links it")
 
 
@@ -550,6 +593,43 @@ def _check_assets(report: AuditReport, storage_options: dict | None) -> None:
                         f"asset {name!r} at {href} could not be checked ({why}); the item is left "
                         "as it is: make the data reachable (endpoint, credentials, permissions) "
                         "and run again",
+                    )
+                )
+
+
+def _check_mirror_assets(store: Store, report: AuditReport, storage_options: dict | None) -> None:
+    """Add a ``missing-asset`` problem (on the collection) per
+    ``collection-mirror`` asset whose file is gone, ``asset-unchecked`` where
+    it could not be checked. A relative href is resolved against the
+    collection document and looked up in ``store``. Writes nothing."""
+    unreachable: dict[str, str] = {}
+    for coll_key, assets in sorted(report.mirror_assets.items()):
+        for name, href in sorted(assets.items()):
+            target = resolve_href(coll_key, href)
+            why = ""
+            if target is not None:
+                try:
+                    exists: bool | None = store.exists(target)
+                except (ProducerError, OSError) as exc:
+                    exists, why = None, f"{type(exc).__name__}: {exc}"
+            elif "://" not in href and not href.startswith("/"):
+                exists, why = None, "a relative href that leaves the catalog root"
+            else:
+                exists, why = _asset_exists(href, storage_options, unreachable)
+            if exists is False:
+                report.problems.append(
+                    Problem(
+                        "missing-asset",
+                        coll_key,
+                        f"mirror asset {name!r} at {href} does not exist: reconcile with fix writes it",
+                    )
+                )
+            elif exists is None:
+                report.problems.append(
+                    Problem(
+                        "asset-unchecked",
+                        coll_key,
+                        f"mirror asset {name!r} at {href} could not be checked ({why})",
                     )
                 )
 

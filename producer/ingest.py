@@ -28,7 +28,7 @@ from producer.grouping import GROUP_SUFFIXES, Grouping
 from producer.logs import log_register_summary, log_result
 from producer.options import RegisterOptions, parse_rewrites
 from producer.results import Action, RegisterResult
-from producer.sinks import SinkFailure, check_sinks, deliver, removed
+from producer.sinks import Outbox, SinkFailure, check_sinks, deliver, remedy_text, removed
 from producer.sources import PRODUCT_SUFFIXES, expand_paths
 from producer.store import open_store
 from producer.store.base import Store
@@ -348,16 +348,17 @@ def _publish(
     except (ProducerError, OSError) as exc:
         failures = [SinkFailure("the sinks", _as_project_error(exc, "cannot read the collection: "))]
     else:
-        failures = deliver(sinks, coll_doc, changes, unchanged)
+        failures = deliver(sinks, coll_doc, changes, unchanged, Outbox(committer.store))
     if not failures:
         return
     behind = "; ".join(f"{f.sink} ({f.error})" for f in failures)
     error = failures[0].error
     kind = error if isinstance(error, ProducerError) else StoreError(str(error))
+    remedy = remedy_text(failures, collection, "register again, or reconcile")
     for result in covered:
         result.fail(
             f"{result.source}: committed to the catalog, but not applied to {behind}, which is now "
-            "behind the catalog: register again, or reconcile, to bring it in line",
+            f"behind the catalog: {remedy}",
             kind,
         )
 

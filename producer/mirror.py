@@ -179,20 +179,43 @@ def to_mirror_item(item: dict[str, Any], json_properties: Iterable[str] = ()) ->
 
 
 def _decode(value: Any, key: str | None = None) -> Any:
-    if key == "geometry":
-        return value
-    if isinstance(value, dict):
+    # the hot loop of every search answer (every value of every returned
+    # item): exact type tests, no generator, the common cases first
+    kind = type(value)
+    if kind is dict:
+        if key == "geometry":
+            return value
         return {k: _decode(v, k) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        if any(isinstance(v, dict | list) or (isinstance(v, float) and not math.isfinite(v)) for v in value):
-            return [_decode(v) for v in value]
+    if kind is str:
+        if key in JSON_TEXT_KEYS:
+            return json.loads(value)
+        if value.endswith(".000000Z"):
+            return _ZERO_FRACTION.sub(r"\1Z", value)
         return value
-    if isinstance(value, float) and not math.isfinite(value):
+    if kind is list:
+        for v in value:
+            inner = type(v)
+            if inner is dict or inner is list or (inner is float and not math.isfinite(v)):
+                return [_decode(v) for v in value]
+        return value
+    if kind is float and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if key in JSON_TEXT_KEYS and isinstance(value, str):
-        return json.loads(value)
-    if isinstance(value, str) and value.endswith(".000000Z"):
-        return _ZERO_FRACTION.sub(r"\1Z", value)
+    if kind is not bool and kind is not int and kind is not float and value is not None:
+        return _decode_other(value, key)
+    return value
+
+
+def _decode_other(value: Any, key: str | None) -> Any:
+    """:func:`_decode` for subclasses of dict/list/str/float (never produced
+    by Arrow's ``to_pylist``, kept exact for other callers)."""
+    if isinstance(value, dict):
+        return value if key == "geometry" else {k: _decode(v, k) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if isinstance(value, float):
+        return _decode(float(value), key)
+    if isinstance(value, str):
+        return _decode(str(value), key)
     return value
 
 
@@ -272,7 +295,8 @@ def table_items(table: pa.Table) -> list[dict[str, Any]]:
 
     stac-geoparquet turns the columns back into STAC's JSON shape
     (``StacArrowBatch.to_json_batch``); the rows are then converted in one
-    ``to_pylist`` and the geometries by GEOS in one vectorised call, instead
+    ``to_pylist``, and the geometries from GEOS coordinate arrays
+    (:func:`geojson_geometries`: no GeoJSON text parsed per row), instead
     of the library's row-by-row loop (several times slower for hundreds of
     densified footprints)."""
     json_properties = _file_json_properties(table)
@@ -282,15 +306,57 @@ def table_items(table: pa.Table) -> list[dict[str, Any]]:
     for batch in table.to_batches():
         if not batch.num_rows:
             continue
-        shapes = shapely.from_wkb(batch.column("geometry").to_pylist())
-        geometries = [None if text is None else json.loads(text) for text in shapely.to_geojson(shapes)]
+        geometries = geojson_geometries(batch.column("geometry").to_pylist())
         rows = _StacArrowBatch(batch.drop_columns(["geometry"])).to_json_batch().inner.to_pylist()
         for row, geometry in zip(rows, geometries):
-            row["geometry"] = geometry
             if not row.get("assets"):
                 row["assets"] = {}
-            items.append(from_mirror_item(row, json_properties))
+            item = from_mirror_item(row, json_properties)
+            item["geometry"] = geometry
+            items.append(item)
     return items
+
+
+#: GEOS type ids of the geometries :func:`geojson_geometries` builds from coordinate arrays
+_POLYGON, _MULTIPOLYGON = 3, 6
+
+
+def geojson_geometries(wkb: Sequence[bytes | None]) -> list[dict[str, Any] | None]:
+    """GeoJSON geometry dicts of WKB values (None stays None), in order.
+
+    Polygons and multipolygons (every footprint this tool writes) are built
+    from one vectorised ``shapely.to_ragged_array`` per type: one
+    ``tolist`` of the coordinates, then slices per ring, so no JSON text is
+    written and parsed per row. Other types, and geometries with heights,
+    go through ``shapely.to_geojson``. Pure."""
+    shapes = shapely.from_wkb(list(wkb))
+    types = shapely.get_type_id(shapes)
+    out: list[dict[str, Any] | None] = [None] * len(shapes)
+    for type_id in (_POLYGON, _MULTIPOLYGON):
+        picked = [i for i, t in enumerate(types.tolist()) if t == type_id]
+        if not picked:
+            continue
+        group = shapes[picked]
+        if bool(shapely.has_z(group).any()):
+            continue  # heights: the text path keeps them exactly as GEOS writes them
+        _, coords, offsets = shapely.to_ragged_array(group, include_z=False)
+        points = coords.tolist()
+        rings_at = offsets[0].tolist()
+        rings = [points[a:b] for a, b in zip(rings_at, rings_at[1:])]
+        polygons_at = offsets[1].tolist()
+        polygons = [rings[a:b] for a, b in zip(polygons_at, polygons_at[1:])]
+        if type_id == _POLYGON:
+            for i, coordinates in zip(picked, polygons):
+                out[i] = {"type": "Polygon", "coordinates": coordinates}
+        else:
+            parts_at = offsets[2].tolist()
+            for i, a, b in zip(picked, parts_at, parts_at[1:]):
+                out[i] = {"type": "MultiPolygon", "coordinates": polygons[a:b]}
+    rest = [i for i, (shape, done) in enumerate(zip(shapes, out)) if done is None and shape is not None]
+    if rest:
+        for i, text in zip(rest, shapely.to_geojson(shapes[rest])):
+            out[i] = None if text is None else json.loads(text)
+    return out
 
 
 def canonical(item: dict[str, Any]) -> dict[str, Any]:
@@ -506,6 +572,48 @@ def read_partition(store: Store, key: str) -> Partition:
     return Partition(key, base, version, fragments)
 
 
+def visible_stamps(store: Store, key: str) -> dict[str, int]:
+    """``{item id: stamp}`` of the rows readers of the partition whose base
+    mirror file is ``key`` see (tombstones applied), from the base's ``id``
+    and ``updated`` columns and the fragments' metadata: no item is decoded.
+    Reads the base (one GET) and each fragment (one LIST, one GET each)."""
+    where = f"{store.url}/{key}"
+    best: dict[str, tuple[int, int, int]] = {}  # id -> (stamp, rank, source)
+    try:
+        data, _ = store.get(key)
+    except NotFound:
+        data = b""
+    if data:
+        try:
+            parquet = pq.ParquetFile(pa.BufferReader(data))
+            names = [n for n in ("id", "updated") if n in parquet.schema_arrow.names]
+            table = parquet.read(columns=names) if "id" in names else None
+        except (OSError, ValueError) as exc:
+            raise MirrorError(
+                f"mirror file {where} is not readable parquet ({exc}): rebuild the mirror"
+            ) from exc
+        if table is not None:
+            for item_id, stamp in zip(table.column("id").to_pylist(), table_stamps(table)):
+                best[str(item_id)] = max(best.get(str(item_id), (stamp, _ROW, 0)), (stamp, _ROW, 0))
+    for source, frag_key in enumerate(list_fragments(store, key), start=1):
+        try:
+            frag, _ = store.get(frag_key)
+        except NotFound:
+            continue  # folded by a compaction since the LIST: its rows are in the base now
+        try:
+            metadata = pq.ParquetFile(pa.BufferReader(frag)).schema_arrow.metadata
+        except (OSError, ValueError) as exc:
+            raise MirrorError(
+                f"mirror fragment {store.url}/{frag_key} is not readable parquet ({exc})"
+            ) from exc
+        info = fragment_info(frag_key, metadata, f"{store.url}/{frag_key}")
+        for item_id, stamp in info.rows:
+            best[item_id] = max(best.get(item_id, (stamp, _ROW, source)), (stamp, _ROW, source))
+        for item_id, stamp in info.removed.items():
+            best[item_id] = max(best.get(item_id, (stamp, _TOMBSTONE, source)), (stamp, _TOMBSTONE, source))
+    return {item_id: stamp for item_id, (stamp, rank, _) in best.items() if rank == _ROW}
+
+
 def read_mirror(store: Store, key: str) -> tuple[dict[str, dict[str, Any]], str | None]:
     """``({item id: item}, base version)`` of the partition whose base mirror
     file is ``key``: base plus fragments, newest row per id, tombstones
@@ -610,6 +718,31 @@ class MirrorSink:
 
     store: Store
     compact_after: int = COMPACT_AFTER
+    #: also handed the items a run found unchanged, filtered by :meth:`lacking`
+    wants_unchanged = True
+
+    def lacking(self, collection: dict[str, Any], unchanged: Sequence[Change]) -> list[Change]:
+        """The unchanged items the mirror does not reflect (it lacks them or
+        holds them with another stamp), so that a rerun of the same register
+        repairs a mirror write that a crash or a failure after the commit
+        skipped. Removals that found nothing are skipped (reconcile repairs
+        a mirror that still shows such an item). Reads, per partition of
+        ``unchanged``, the base's id/stamp columns and the fragments'
+        metadata (:func:`visible_stamps`): bounded by the partition, paid
+        only by runs with unchanged items. Writes nothing."""
+        by_file: dict[str, list[Change]] = {}
+        for change in unchanged:
+            if change.kind is ChangeKind.REMOVED:
+                # a removal that found no item (e.g. the delete event of a file never
+                # registered): its key is a guess, and reading the mirror for every
+                # such event would cost each one a partition read; reconcile repairs it
+                continue
+            by_file.setdefault(mirror_key(change.key), []).append(change)
+        out: list[Change] = []
+        for key, group in by_file.items():
+            seen = visible_stamps(self.store, key)
+            out += [c for c in group if seen.get(c.item_id) != stamp_of(c.item)]
+        return out
 
     def apply(self, collection: dict[str, Any], changes: Sequence[Change]) -> None:
         """Write one fragment per affected partition (create-only), then

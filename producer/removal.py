@@ -26,7 +26,7 @@ from producer.extract.ids import check_id
 from producer.grouping import assets_of_product, drop_assets, is_data, is_group_item
 from producer.ingest import check_collection_id, open_catalog, parse_rewrites, validator
 from producer.results import RemoveResult
-from producer.sinks import check_sinks, deliver, removed, wants_unchanged
+from producer.sinks import Outbox, check_sinks, deliver, remedy_text, removed, wants_unchanged
 from producer.store.base import Store
 
 
@@ -269,13 +269,14 @@ def _publish(
         return
     if coll_doc is None:
         return  # the collection went with it: nothing left to follow
-    failures = deliver(sinks, coll_doc, changes, unchanged)
+    failures = deliver(sinks, coll_doc, changes, unchanged, Outbox(committer.store))
     if not failures:
         return
     behind = "; ".join(f"{f.sink} ({f.error})" for f in failures)
     error = failures[0].error
+    remedy = remedy_text(failures, str(coll_doc.get("id", "")), "remove it again, or reconcile")
     result.fail(
         f"item {result.id!r} removed from the catalog, but not from {behind}, which is now behind "
-        "the catalog: remove it again, or reconcile, to bring it in line",
+        f"the catalog: {remedy}",
         error if isinstance(error, ProducerError) else StoreError(str(error)),
     )

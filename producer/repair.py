@@ -48,7 +48,8 @@ from producer.extract.assets import resolve_location, rewrite_href
 from producer.ingest import collection_layout, register_products
 from producer.options import RegisterOptions, parse_rewrites, resolve_options
 from producer.results import ProblemKind, RegisterResult
-from producer.sinks import check_sinks, deliver, removed
+from producer.sinks import Outbox, check_sinks, deliver, remedy_text, removed
+from producer.sinks.outbox import outbox_id
 from producer.sources import expand_paths
 from producer.store.base import Store
 from producer.validate import Validator
@@ -206,8 +207,11 @@ def _handle_dead_items(
     ``remove`` marks, unlinks, then deletes the item, so a crash in between is
     finished by the next ``reconcile --fix``."""
     unchecked = {p.key for p in first.problems if p.kind == "asset-unchecked"}
-    # an item with another asset that could not be checked is left alone too
-    dead_items = sorted({p.key for p in first.problems if p.kind == "missing-asset"} - unchecked)
+    # an item with another asset that could not be checked is left alone too;
+    # items only: a collection's missing mirror file is the mirror's to repair (mirror-stale)
+    dead_items = sorted(
+        {p.key for p in first.problems if p.kind == "missing-asset" and p.key in first.items} - unchecked
+    )
     for key in dead_items:
         if dead == "remove":
             outcome = committer.remove_item(
@@ -281,9 +285,12 @@ def _link_orphans(
 ) -> None:
     """Link orphan items and catalogs where they sit (items through their
     partition chain, bottom-up). An orphan item is read again first: one
-    deleted meanwhile is skipped, one marked for removal meanwhile deleted."""
+    deleted meanwhile is skipped, one marked for removal meanwhile deleted.
+    An item the audit found ``misplaced`` (its key follows another layout
+    than its collection records) is left alone: the problem stays."""
+    misplaced = {p.key for p in first.problems if p.kind == "misplaced"}
     for key, doc in sorted(first.orphans.items()):
-        if doc is None or removal_started(doc) is not None:
+        if doc is None or removal_started(doc) is not None or key in misplaced:
             continue
         if doc.get("type") == "Feature" and below_collection(key):
             try:
@@ -559,8 +566,8 @@ def reconcile(
     _record_layouts(committer, linked, report)
     _repair_extents(committer, store, first, linked, report)
     # 6. the sinks: told what the repairs changed, with the repaired collections
-    if sinks and changes:
-        unresolved += _publish(committer, sinks, changes)
+    if sinks and (changes or any(outbox_id(sink) for sink in sinks)):
+        unresolved += _publish(committer, sinks, changes, sorted(set(linked.collection_ids.values())))
 
     final = audit(store, validator, check_assets=False)
     report.remaining = final.problems + unresolved
@@ -618,11 +625,17 @@ def _compare_mirror(store: Store, tree: AuditReport, report: ReconcileReport, *,
     return problems
 
 
-def _publish(committer: Committer, sinks: Sequence[Sink], changes: list[Change]) -> list[Problem]:
+def _publish(
+    committer: Committer, sinks: Sequence[Sink], changes: list[Change], collections: Sequence[str] = ()
+) -> list[Problem]:
     """Hand the repairs' ``changes`` to the sinks, per collection with its
-    document as committed now (one GET each); returns a ``sink-failed``
-    error per collection a sink could not take."""
+    document as committed now (one GET each); sinks with an outbox are also
+    handed what theirs holds in each of ``collections`` (the outbox entries
+    are deleted once delivered). Returns a ``sink-failed`` error per
+    collection a sink could not take."""
     by_collection: dict[str, list[Change]] = {}
+    if any(outbox_id(sink) for sink in sinks):
+        by_collection.update({coll_id: [] for coll_id in collections})
     for change in changes:
         by_collection.setdefault(change.collection, []).append(change)
     problems = []
@@ -635,13 +648,13 @@ def _publish(committer: Committer, sinks: Sequence[Sink], changes: list[Change])
             continue
         if coll_doc is None:
             continue  # the collection is gone: nothing left to follow
-        for failure in deliver(sinks, coll_doc, group):
+        for failure in deliver(sinks, coll_doc, group, outbox=Outbox(committer.store)):
             problems.append(
                 Problem(
                     "sink-failed",
                     coll_key,
-                    f"repaired in the catalog, but not applied to {failure.sink} ({failure.error}); "
-                    "reconcile again to bring it in line",
+                    f"repaired in the catalog, but not applied to {failure.sink} ({failure.error}): "
+                    + remedy_text([failure], coll_id, "reconcile again"),
                 )
             )
     return problems

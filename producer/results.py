@@ -149,6 +149,9 @@ ProblemKind = Literal[
     "dangling-link",
     "duplicate-link",
     "orphan",
+    # an orphan item whose key follows another layout than its collection
+    # records: never linked by reconcile (it would mix two layouts)
+    "misplaced",
     "extent",
     "stale-extent",
     "wrong-type",

@@ -16,6 +16,7 @@ of one period::
     <collection>/<YYYY>/<MM>/catalog.json
     <collection>/<YYYY>/<MM>/<item_id>/<item_id>.json
     <collection>/.ids/<item_id>          (id index: the key of the item)
+    <collection>/.outbox/<sink>/<entry>  (changes a sink has not taken yet)
 
 This module is the only owner of document keys: every other module asks it
 where a document lives rather than building a key itself. The layout of a
@@ -36,6 +37,9 @@ ROOT_KEY = "catalog.json"
 PARTITIONS = (None, "year", "year/month")
 #: folder (inside a collection) of the id index of partitioned collections
 INDEX_DIR = ".ids"
+#: folder (inside a collection) of the sinks' outbox: changes a sink has not
+#: taken yet (:mod:`producer.sinks.outbox`); not STAC documents
+OUTBOX_DIR = ".outbox"
 COLLECTION_FILE = "collection.json"
 CATALOG_FILE = "catalog.json"
 #: field of a collection document recording its layout:
@@ -130,6 +134,16 @@ def collection_prefix(collection_id: str) -> str:
 def index_key(collection_id: str, item_id: str) -> str:
     """Key of the id index entry of ``item_id`` (partitioned collections)."""
     return f"{collection_id}/{INDEX_DIR}/{item_id}"
+
+
+def outbox_prefix(collection_id: str, sink_id: str) -> str:
+    """Folder of the outbox entries of sink ``sink_id`` in a collection
+    (entries have no ``.json`` suffix: never taken for documents).
+
+    >>> outbox_prefix("c", "sns-alerts")
+    'c/.outbox/sns-alerts'
+    """
+    return f"{collection_id}/{OUTBOX_DIR}/{sink_id}"
 
 
 def collection_of(key: str) -> str:

@@ -20,7 +20,7 @@ options, and call:
 - :func:`deliver` after a batch is committed (items written and linked),
   once per collection, with the committed collection document.
 
-Two optional members of a sink, besides the :class:`~producer.changes.Sink`
+Optional members of a sink, besides the :class:`~producer.changes.Sink`
 protocol's ``apply``:
 
 - ``check()``: raise (a :class:`~producer.errors.StoreError`) if the sink
@@ -31,17 +31,34 @@ protocol's ``apply``:
   ``UPDATED``) and the removals that found nothing left to remove (as
   ``REMOVED``), so that rerunning the same command brings it back in line.
   Sinks that report changes (notifications) leave it unset: unchanged is
-  not a change.
+  not a change. ``lacking(collection, unchanged)``, if present, picks the
+  unchanged changes the sink does not hold yet (the mirror's cheap check).
+- ``outbox_id``: a stable, path-safe name; the sink's changes then go
+  through the collection's outbox (:mod:`producer.sinks.outbox`), so that a
+  call that failed is sent by the next verb of the collection.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from producer.changes import Change, ChangeKind, Sink
+from producer.sinks.outbox import Outbox, describe_entries, flatten, outbox_id
 
-__all__ = ["SinkFailure", "check_sinks", "deliver", "describe", "removed", "wants_unchanged"]
+__all__ = [
+    "Outbox",
+    "SinkFailure",
+    "check_sinks",
+    "deliver",
+    "describe",
+    "remedy_text",
+    "removed",
+    "wants_unchanged",
+]
+
+log = logging.getLogger(__name__)
 
 
 def describe(sink: Sink) -> str:
@@ -64,12 +81,41 @@ def check_sinks(sinks: Sequence[Sink]) -> None:
 
 
 class SinkFailure(Exception):
-    """One sink's ``apply`` failed: ``sink`` (as :func:`describe` names it) and the ``error``."""
+    """One sink's ``apply`` failed: ``sink`` (as :func:`describe` names it) and the ``error``.
 
-    def __init__(self, sink: str, error: BaseException) -> None:
+    ``remedy``, what brings the sink back in line: ``"rerun"`` (the sink
+    keeps a copy and takes unchanged items: rerunning the verb, or
+    reconcile, repairs it), ``"outbox"`` (the changes are kept in the
+    collection's outbox, ``kept``: the next register, remove or reconcile of
+    the collection sends them) or ``"none"`` (nothing will resend them).
+    """
+
+    def __init__(
+        self, sink: str, error: BaseException, remedy: str = "rerun", kept: str | None = None
+    ) -> None:
         super().__init__(f"{sink}: {error}")
         self.sink = sink
         self.error = error
+        self.remedy = remedy
+        self.kept = kept
+
+
+def remedy_text(failures: Sequence[SinkFailure], collection: str, rerun: str) -> str:
+    """What brings the failed sinks back in line, in words: ``rerun`` (e.g.
+    "register again, or reconcile") for sinks that keep a copy, the outbox
+    for notification sinks, a plain warning where nothing will resend."""
+    parts = []
+    if any(f.remedy == "rerun" for f in failures):
+        parts.append(f"{rerun}, to bring it in line")
+    if any(f.remedy == "outbox" for f in failures):
+        parts.append(
+            f"the missed notifications are kept in the outbox of collection {collection!r}: the next "
+            "register, remove or reconcile of that collection with the same sink sends them"
+        )
+    lost = [f.sink for f in failures if f.remedy == "none"]
+    if lost:
+        parts.append(f"{', '.join(lost)} will not be sent these changes again")
+    return "; ".join(parts)
 
 
 def deliver(
@@ -77,26 +123,86 @@ def deliver(
     collection: dict[str, Any],
     changes: Sequence[Change],
     unchanged: Iterable[Change] = (),
+    outbox: Outbox | None = None,
 ) -> list[SinkFailure]:
     """Hand one collection's committed ``changes`` (in commit order) to every
     sink; sinks that :func:`wants_unchanged` also get ``unchanged`` (changes
     of kind ``UPDATED`` or ``REMOVED`` that changed nothing in the catalog),
-    after the real ones. A sink with nothing to apply is not called.
+    after the real ones, filtered by the sink's ``lacking(collection,
+    unchanged)`` when it has one (a mirror that already holds them is not
+    rewritten). A sink with nothing to apply is not called.
+
+    ``outbox`` (:mod:`producer.sinks.outbox`): sinks with an ``outbox_id``
+    first get the entries of theirs that are due (an earlier failed call),
+    then their changes; those are written to the outbox before the call
+    (one create-only PUT), deleted after it (marked failed if it fails).
 
     Every sink is called even when one fails: returns the failures (empty:
-    all applied). Mutates nothing; what the sinks write is theirs.
+    all applied). Mutates nothing; writes only the outbox and what the
+    sinks write.
     """
     extra = list(unchanged)
     failures: list[SinkFailure] = []
+    coll_id = str(collection.get("id", ""))
     for sink in sinks:
-        batch = list(changes) + (extra if wants_unchanged(sink) else [])
-        if not batch:
-            continue
+        sink_id = outbox_id(sink) if outbox is not None else None
         try:
-            sink.apply(collection, batch)
-        except Exception as exc:  # each sink fails on its own; the caller reports per product
+            batch = list(changes)
+            if extra and wants_unchanged(sink):
+                lacking = getattr(sink, "lacking", None)
+                batch += list(lacking(collection, extra)) if callable(lacking) else extra
+        except Exception as exc:
             failures.append(SinkFailure(describe(sink), exc))
+            continue
+        if outbox is None or sink_id is None:
+            if not batch:
+                continue
+            try:
+                sink.apply(collection, batch)
+            except Exception as exc:  # each sink fails on its own; the caller reports per product
+                remedy = "rerun" if wants_unchanged(sink) else "none"
+                failures.append(SinkFailure(describe(sink), exc, remedy))
+            continue
+        failure = _deliver_kept(sink, sink_id, outbox, coll_id, collection, batch)
+        if failure is not None:
+            failures.append(failure)
     return failures
+
+
+def _deliver_kept(
+    sink: Sink, sink_id: str, outbox: Outbox, coll_id: str, collection: dict[str, Any], batch: list[Change]
+) -> SinkFailure | None:
+    """:func:`deliver` for a sink with an outbox: due entries first, then
+    ``batch`` recorded, applied, and the entries deleted (or ``batch``'s
+    entry marked failed). Returns the failure, or None."""
+    try:
+        due = outbox.due(coll_id, sink_id)
+    except Exception as exc:  # the outbox unreadable: deliver this batch anyway
+        log.warning("reading the outbox of %s in collection %r failed (%s)", describe(sink), coll_id, exc)
+        due = []
+    if not due and not batch:
+        return None
+    key: str | None = None
+    if batch:
+        try:
+            key = outbox.record(coll_id, sink_id, batch)
+        except Exception as exc:  # deliver anyway: the outbox is the safety net, not the path
+            log.warning("recording changes in the outbox of %s failed (%s)", describe(sink), exc)
+    if due:
+        log.info("sending %s to %s", describe_entries(due), describe(sink))
+    try:
+        sink.apply(collection, flatten(due) + batch)
+    except Exception as exc:
+        if key is not None:
+            try:
+                outbox.failed(key, batch)
+            except Exception as mark_exc:  # still pending: due once its lease ends
+                log.warning("marking outbox entry %s failed did not work (%s)", key, mark_exc)
+        if key is None and batch:
+            return SinkFailure(describe(sink), exc, "none")
+        return SinkFailure(describe(sink), exc, "outbox", key or due[0].key)
+    outbox.done([e.key for e in due] + ([key] if key is not None else []))
+    return None
 
 
 def removed(collection: str, item_id: str, key: str, item: dict[str, Any] | None) -> Change:

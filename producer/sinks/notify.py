@@ -16,9 +16,14 @@ passed to a sink; a kind a sink does not know is skipped, not guessed at):
   ``datetime`` or ``start_datetime``/``end_datetime``, ``bbox`` and its four
   corners as numbers), published with ``PublishBatch`` (10 per call).
 
-Delivery is at least once: a sink that raises is applied again by the caller,
-and an SNS batch that failed halfway is sent again whole, so a subscriber may
-see a change twice (FIFO topics deduplicate retries within five minutes).
+Delivery is at least once: each sink has an ``outbox_id``, so the verbs keep
+the changes of a call that failed in the collection's outbox
+(:mod:`producer.sinks.outbox`) and the next ``register``, ``remove`` or
+``reconcile`` of that collection configured with the same sink sends them
+(before its own). An SNS batch that failed halfway is sent again whole, so
+a subscriber may see a change twice (FIFO topics deduplicate retries within
+five minutes). Not covered: a process killed between the commit and the
+outbox write (one PUT).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any
 from producer.changes import Change, ChangeKind, Sink
 from producer.errors import InputError, ProducerError, StoreError
 from producer.redact import clean_href
+from producer.sinks.outbox import safe_sink_id
 
 __all__ = [
     "CallbackSink",
@@ -106,10 +112,15 @@ class CallbackSink:
     batch again, so ``fn`` may see a change twice and should be idempotent.
     """
 
-    def __init__(self, fn: Callable[[Change], Any]) -> None:
+    def __init__(self, fn: Callable[[Change], Any], *, outbox_id: str | None = None) -> None:
         if not callable(fn):
             raise InputError(f"on_change must be a function taking one Change, not {fn!r}")
         self.fn = fn
+        #: the outbox of this callback (default: from its module and name,
+        #: so the same function configured again finds the changes it missed)
+        self.outbox_id = outbox_id or safe_sink_id(
+            f"callback-{getattr(fn, '__module__', None) or 'fn'}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+        )
 
     def __repr__(self) -> str:
         return f"CallbackSink({getattr(self.fn, '__qualname__', self.fn)!r})"
@@ -170,6 +181,9 @@ class PrefectEventSink:
     payload's ``href`` absolute (else it is the key under the catalog root).
     Prefect sends events in the background; emitting never writes the catalog.
     """
+
+    #: the outbox of Prefect events (one per catalog collection)
+    outbox_id = "prefect-events"
 
     def __init__(self, emit: Callable[..., Any], *, catalog_url: str | None = None) -> None:
         self.emit = emit
@@ -284,6 +298,10 @@ class SnsSink:
             )
         self.topic_arn = topic_arn
         self.fifo = topic_arn.endswith(".fifo")
+        #: the outbox of this topic: its name plus a hash of the whole ARN
+        self.outbox_id = safe_sink_id(
+            f"sns-{match['name'][:60]}-{hashlib.sha256(topic_arn.encode()).hexdigest()[:12]}"
+        )
         self.catalog_url = catalog_url
         if client is None:
             try:

@@ -1,0 +1,56 @@
+"""The mirror repaired by a rerun: a crash between the commit and the mirror
+write (tests/crashes.py) leaves the items unchanged for the next run of the
+same command; that run still brings the mirror in line (no reconcile)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import producer
+from producer.store.local import LocalStore
+from tests.crashes import CrashingStore, SimulatedKill, write_tile
+from tests.trees import assert_stac_valid_tree
+
+
+@pytest.fixture
+def tiles(tmp_path: Path) -> list[Path]:
+    folder = tmp_path / "tiles"
+    return [write_tile(folder, "a_20240110.tif", 6.0, 46.0), write_tile(folder, "b_20240315.tif", 7.0, 46.5)]
+
+
+def _ids(catalog: Path) -> list[str]:
+    return sorted(f["id"] for f in producer.search(str(catalog))["features"])
+
+
+def _first_mirror_write(writes: list[str]) -> int:
+    return next(
+        i for i, key in enumerate(writes, start=1) if key.removeprefix("delete:").endswith(".parquet")
+    )
+
+
+@pytest.mark.parametrize("partition", [None, "year/month"])
+def test_register_killed_before_the_mirror_write_is_repaired_by_its_rerun(
+    tiles: list[Path], tmp_path: Path, partition: str | None
+) -> None:
+    counted = CrashingStore(LocalStore(str(tmp_path / "count")))
+    producer.register(tiles, catalog=counted, collection="c", partition=partition)
+    last_catalog_write = _first_mirror_write(counted.writes) - 1
+
+    catalog = tmp_path / "cat"
+    crashing = CrashingStore(LocalStore(str(catalog)), crash_after=last_catalog_write)
+    with pytest.raises(SimulatedKill):
+        producer.register(tiles, catalog=crashing, collection="c", partition=partition)
+    assert not any(key.endswith(".parquet") for key in crashing.writes)  # committed, mirror not written
+    assert not list(catalog.rglob("*.parquet"))
+
+    again = producer.register(tiles, catalog=str(catalog), collection="c")
+    assert [r.action for r in again] == ["unchanged", "unchanged"], again
+    assert _ids(catalog) == ["a_20240110", "b_20240315"]
+    assert "mirror-stale" not in producer.reconcile(str(catalog)).found
+    assert_stac_valid_tree(catalog)
+
+    quiet = CrashingStore(LocalStore(str(catalog)))  # a third run: the mirror holds them, nothing written
+    assert [r.action for r in producer.register(tiles, catalog=quiet, collection="c")] == ["unchanged"] * 2
+    assert not any(key.endswith(".parquet") for key in quiet.writes)

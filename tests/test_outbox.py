@@ -1,0 +1,132 @@
+"""The sinks' outbox: a notification that failed after the commit is sent by
+the next register, remove or reconcile of the collection (at least once, and
+only what was missed), with the real parts: moto SNS -> SQS on 127.0.0.1,
+the publish refused by tests/faultproxy.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from producer import api
+from producer.catalog.layout import OUTBOX_DIR
+from producer.changes import Change, ChangeKind
+from producer.sinks.notify import SnsSink
+from producer.sinks.outbox import Outbox
+from producer.store.local import LocalStore
+from tests.crashes import write_tile
+from tests.faultproxy import FaultProxy
+from tests.s3server import S3Server
+from tests.test_notify import REGION, Topic
+from tests.trees import assert_stac_valid_tree
+
+CREDS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": REGION}
+
+
+@pytest.fixture
+def tiles(tmp_path: Path) -> list[Path]:
+    folder = tmp_path / "tiles"
+    return [write_tile(folder, "a_20240110.tif", 6.0, 46.0), write_tile(folder, "b_20240215.tif", 7.0, 46.5)]
+
+
+def _entries(catalog: Path, collection: str = "c") -> list[Path]:
+    folder = catalog / collection / OUTBOX_DIR
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def _ids(messages: list[dict]) -> list[tuple[str, str]]:
+    return sorted((m["attrs"]["event"][1], json.loads(m["body"])["id"]) for m in messages)
+
+
+def test_sns_publish_refused_after_the_commit_is_sent_once_by_the_rerun_of_the_same_register(
+    s3_server: S3Server, tmp_path: Path, tiles: list[Path]
+) -> None:
+    topic = Topic(s3_server)
+    catalog = tmp_path / "cat"
+    with FaultProxy(s3_server.endpoint_url) as proxy:
+        proxy.add("POST", "^/", "403")  # every SNS call refused (AccessDenied: not retried by botocore)
+
+        def sns() -> SnsSink:
+            return SnsSink(topic.arn, endpoint_url=proxy.endpoint_url, session_kwargs=CREDS)
+
+        first = api.register(tiles, catalog=str(catalog), collection="c", sinks=[sns()])
+        assert [r.action for r in first] == ["error", "error"]
+        assert all(r.error_type == "storage" for r in first)
+        message = first[0].error or ""
+        assert "committed to the catalog" in message and "kept in the outbox of collection 'c'" in message
+        assert "next register, remove or reconcile" in message
+        assert "register again" not in message  # a rerun alone would not resend: the outbox does
+        assert topic.receive("raw", 1, timeout=0.3) == []
+        assert len(_entries(catalog)) == 1  # one entry: the batch, marked failed
+        assert_stac_valid_tree(catalog)
+
+        proxy.clear()  # SNS reachable again
+        again = api.register(tiles, catalog=str(catalog), collection="c", sinks=[sns()])
+        assert [r.action for r in again] == ["unchanged", "unchanged"]
+        got = topic.receive("raw", 2) + topic.receive("raw", 1, timeout=0.3)
+        assert _ids(got) == [("created", "a_20240110"), ("created", "b_20240215")]  # exactly the missed
+        assert _entries(catalog) == []  # delivered, then deleted
+
+        third = api.register(tiles, catalog=str(catalog), collection="c", sinks=[sns()])
+        assert [r.action for r in third] == ["unchanged", "unchanged"]
+        assert topic.receive("raw", 1, timeout=0.3) == []  # nothing twice
+    assert_stac_valid_tree(catalog)
+
+
+def test_callback_that_raised_is_called_again_by_the_next_remove_before_the_removal(
+    tmp_path: Path, tiles: list[Path]
+) -> None:
+    catalog = tmp_path / "cat"
+    seen: list[tuple[str, str]] = []
+    failing = [True]
+
+    def downstream(change: Change) -> None:
+        if failing[0]:
+            raise ConnectionError("downstream is down")
+        seen.append((str(change.kind), change.item_id))
+
+    first = api.register(tiles[:1], catalog=str(catalog), collection="c", on_change=downstream)
+    assert first[0].action == "error" and "kept in the outbox" in (first[0].error or "")
+    assert len(_entries(catalog)) == 1
+
+    failing[0] = False
+    gone = api.remove("a_20240110", catalog=str(catalog), collection="c", on_change=downstream)
+    assert gone.action == "removed", gone.error
+    assert seen == [("created", "a_20240110"), ("removed", "a_20240110")]  # commit order kept
+    assert _entries(catalog) == []
+    assert_stac_valid_tree(catalog)
+
+
+def test_reconcile_fix_sends_what_the_outbox_holds(tmp_path: Path, tiles: list[Path]) -> None:
+    catalog = tmp_path / "cat"
+    seen: list[tuple[str, str]] = []
+    failing = [True]
+
+    def downstream(change: Change) -> None:
+        if failing[0]:
+            raise ConnectionError("downstream is down")
+        seen.append((str(change.kind), change.item_id))
+
+    api.register(tiles, catalog=str(catalog), collection="c", on_change=downstream)
+    failing[0] = False
+    api.reconcile(str(catalog), fix=True, on_change=downstream)
+    assert sorted(seen) == [("created", "a_20240110"), ("created", "b_20240215")]
+    assert _entries(catalog) == []
+    api.reconcile(str(catalog), fix=True, on_change=downstream)
+    assert len(seen) == 2
+
+
+def test_outbox_leaves_a_fresh_pending_entry_to_its_writer_and_takes_it_after_the_lease(
+    tmp_path: Path,
+) -> None:
+    store = LocalStore(str(tmp_path / "cat"))
+    item = {"type": "Feature", "id": "x", "collection": "c"}
+    key = Outbox(store).record("c", "sns-t", [Change(ChangeKind.CREATED, "c", "x", "c/x/x.json", item)])
+    assert Outbox(store).due("c", "sns-t") == []  # its writer may still be delivering it
+    due = Outbox(store, lease=0).due("c", "sns-t")  # that writer died: taken
+    assert [e.key for e in due] == [key] and due[0].changes[0].item == item
+    Outbox(store).failed(key, due[0].changes)
+    assert [e.key for e in Outbox(store).due("c", "sns-t")] == [key]  # failed: due at once

@@ -1,0 +1,69 @@
+"""Orphans in another layout than their collection records are ``misplaced``
+(reported, never linked by ``reconcile --fix``), and ``--check-assets`` also
+checks the collection's stac-geoparquet mirror files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import producer
+from tests.crashes import write_tile
+from tests.trees import assert_stac_valid_tree
+
+
+@pytest.fixture
+def tiles(tmp_path: Path) -> list[Path]:
+    folder = tmp_path / "tiles"
+    return [write_tile(folder, "a_20240110.tif", 6.0, 46.0), write_tile(folder, "b_20240315.tif", 7.0, 46.5)]
+
+
+def test_reconcile_fix_reports_an_orphan_in_another_layout_as_misplaced_and_does_not_link_it(
+    tiles: list[Path], tmp_path: Path
+) -> None:
+    catalog = tmp_path / "cat"
+    producer.register(tiles[:1], catalog=str(catalog), collection="c")  # flat: the collection records it
+    other = tmp_path / "other"
+    producer.register(tiles[1:], catalog=str(other), collection="c", partition="year/month")
+    stray = "c/2024/03/b_20240315/b_20240315.json"
+    (catalog / stray).parent.mkdir(parents=True)
+    shutil.copy(other / stray, catalog / stray)  # an item document of the partitioned layout
+
+    (found,) = [p for p in producer.validate_catalog(str(catalog)) if p.key == stray]
+    assert found.kind == "misplaced" and found.is_error
+    assert "partitioned by year/month" in found.message and "flat (no partitions)" in found.message
+
+    report = producer.reconcile(str(catalog), fix=True)
+    assert "orphan" not in report.fixed
+    assert [p.kind for p in report.remaining if p.key == stray] == ["misplaced"]
+    collection = json.loads((catalog / "c/collection.json").read_text())
+    assert not (catalog / "c/2024/catalog.json").exists()  # no partition chain made for it
+    assert [link["href"] for link in collection["links"] if link["rel"] == "item"] == [
+        "./a_20240110/a_20240110.json"
+    ]
+    (catalog / stray).unlink()
+    assert_stac_valid_tree(catalog)
+
+
+def test_check_assets_reports_a_lost_collection_mirror_file_and_reconcile_fix_writes_it(
+    tiles: list[Path], tmp_path: Path
+) -> None:
+    catalog = tmp_path / "cat"
+    producer.register(tiles, catalog=str(catalog), collection="c")
+    assert producer.validate_catalog(str(catalog), check_assets=True) == []
+    (catalog / "c/items.parquet").unlink()
+    shutil.rmtree(catalog / "c/items-fragments")
+
+    (problem,) = producer.validate_catalog(str(catalog), check_assets=True)
+    assert (problem.kind, problem.key) == ("missing-asset", "c/collection.json")
+    assert "mirror asset 'mirror' at ./items.parquet does not exist" in problem.message
+
+    report = producer.reconcile(str(catalog), fix=True, check_assets=True)
+    assert "missing-asset" not in report.fixed  # the collection is not a dead item
+    assert (catalog / "c/items.parquet").is_file()
+    assert producer.validate_catalog(str(catalog), check_assets=True) == []
+    assert producer.search(str(catalog))["numberMatched"] == 2
+    assert_stac_valid_tree(catalog)
