@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
+from producer import thumbnail
 from producer.catalog.layout import (
     Layout,
     collection_key,
@@ -125,6 +126,8 @@ def remove_item(
     # the documents this removal rewrites are checked before any write
     committer.check_parents(documents, collection)
     outcome = committer.remove_item(collection, key, keep_if=keep_if)
+    if outcome.action == "removed":
+        thumbnail.delete(store, key)  # after the item: a PNG left by a crash is harmless
     result = RemoveResult(
         id=item_id,
         href=committer.store_path(key),

@@ -151,6 +151,8 @@ ProblemKind = Literal[
     "orphan",
     "extent",
     "stale-extent",
+    # summaries / item_assets not what the items give (removals do not shrink them)
+    "stale-summary",
     "wrong-type",
     "collection-mismatch",
     "malformed",
