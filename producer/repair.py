@@ -424,7 +424,9 @@ def _repair_extents(
 
 def _repair_summaries(committer: Committer, store: Store, linked: AuditReport, report: ReconcileReport) -> None:
     """Set the summaries and ``item_assets`` of every collection whose stored
-    ones are not what its linked items give to exactly what they give.
+    ones are not what its linked items give to exactly what they give (this
+    is where values of removed items go; only summaries that missed
+    something count as a fixed ``stale-summary``).
 
     Walk, compare-and-swap the exact value in, then walk again and merge (a
     union, never a loss): a register that linked an item after the first
@@ -433,7 +435,8 @@ def _repair_summaries(committer: Committer, store: Store, linked: AuditReport, r
     stale collection (the second writes nothing without a racer)."""
     for coll_key, (stored, tally) in linked.summaries.items():
         if tally.stale(stored) is None:
-            continue
+            continue  # exact already; values of removed items are dropped below
+        reported = tally.uncovered(stored) is not None
         exact = Tally()
         for _, item in collection_items(store, coll_key):
             exact.add(item)
@@ -450,7 +453,7 @@ def _repair_summaries(committer: Committer, store: Store, linked: AuditReport, r
             return doc if doc is not None and tally.merge_into(doc) else None
 
         committer.cas(coll_key, merge_into, expect=("Collection",))
-        if outcome.changed:
+        if outcome.changed and reported:
             _bump(report.fixed, "stale-summary")
 
 

@@ -80,7 +80,9 @@ def test_rerun_whose_only_change_is_processing_datetime_is_unchanged(utm, catalo
     assert props["processing:lineage"] == "another recipe" and props["processing:datetime"] > stamp
 
 
-@pytest.mark.parametrize("key", ["datetime", "created", "updated", "processing:datetime", "processing:software"])
+@pytest.mark.parametrize(
+    "key", ["datetime", "created", "updated", "processing:datetime", "processing:software"]
+)
 def test_reserved_property_is_refused_before_anything_is_written(utm, catalog_dir, key):
     with pytest.raises(InputError, match=f"property '{key}' is set by the producer"):
         producer.register([utm], catalog=str(catalog_dir), collection="c", properties={key: "x"})
@@ -135,7 +137,8 @@ def test_cli_property_values_are_json_when_json(utm, catalog_dir):
 
 def test_cli_reserved_property_names_the_flag_and_exits_non_zero(utm, catalog_dir):
     res = CliRunner().invoke(
-        main, ["register", str(utm), "-c", str(catalog_dir), "--collection", "c", "--property", "datetime=2024"]
+        main,
+        ["register", str(utm), "-c", str(catalog_dir), "--collection", "c", "--property", "datetime=2024"],
     )
     assert res.exit_code == 2
     assert "'datetime' is set by the producer" in res.output and "--property" in res.output

@@ -4,9 +4,9 @@ Every commit merges its items into the collection document inside the
 collection's compare-and-swap (:func:`merge`, called next to the extent
 merge): O(size of the batch + size of the summaries), no other item read,
 and the collection is written only when something new appeared.
-``reconcile`` recomputes them exactly from a walk (:func:`recompute`) and
-``validate`` reports a collection whose summaries are not what its items
-give (:class:`Tally`, problem ``stale-summary``, a warning).
+``reconcile --fix`` recomputes them exactly from a walk, and ``validate``
+reports a collection whose summaries miss what its items give
+(:class:`Tally`, problem ``stale-summary``, a warning).
 
 What is summarised (the *managed* fields; other summaries a collection's
 metadata gave are left alone):
@@ -31,7 +31,9 @@ gives for the same items.
 
 Removal does not shrink them (like a register, a remove writes in O(1));
 a summary value of removed items stays until ``reconcile --fix``
-recomputes them (``validate`` reports it as ``stale-summary`` meanwhile).
+recomputes them. ``validate`` reports ``stale-summary`` only for summaries
+that miss something of the items (a collection written before summaries
+existed, or edited by hand): values of removed items are expected.
 
 Pure dict work, nothing of I/O.
 """
@@ -292,6 +294,15 @@ class Tally:
                 if not state.assets_capped:
                     state.mixed.setdefault(key, set()).add(name)
         return state.write(doc)
+
+    def uncovered(self, collection: Mapping[str, Any]) -> str | None:
+        """What the collection's summaries miss of these items (None: they
+        cover them, maybe with values of removed items too)."""
+        stored = stored_summaries(collection)
+        merged = copy.deepcopy(stored)
+        if not self.merge_into(merged):
+            return None
+        return _difference(stored, merged)
 
     def stale(self, collection: Mapping[str, Any]) -> str | None:
         """Why the collection's summaries are not the exact ones, or None."""
