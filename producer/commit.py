@@ -57,7 +57,7 @@ from producer.errors import (
     NotFound,
     PreconditionFailed,
 )
-from producer.provenance import VOLATILE
+from producer.provenance import VOLATILE, VOLATILE_RELS
 from producer.redact import clean_href
 from producer.store.base import Store
 
@@ -81,7 +81,10 @@ def _without_timestamps(item: dict) -> dict:
     props = {
         k: v for k, v in item.get("properties", {}).items() if k not in TIMESTAMPS and k not in VOLATILE
     }
-    return {**item, "properties": props}
+    links = [
+        link for link in item.get("links", []) if not (isinstance(link, dict) and link.get("rel") in VOLATILE_RELS)
+    ]
+    return {**item, "properties": props, "links": links}
 
 
 #: the asset whose href says which product an item describes
@@ -153,7 +156,9 @@ class IdentityConflict(InputError):
 
 
 def same_content(a: dict, b: dict) -> bool:
-    """True if two item documents differ at most in ``created``/``updated``."""
+    """True if two item documents differ at most in ``created``/``updated``
+    and the run that wrote them (:data:`producer.provenance.VOLATILE`,
+    ``via`` links)."""
     return _without_timestamps(a) == _without_timestamps(b)
 
 

@@ -77,6 +77,7 @@ from producer.errors import (
 )
 from producer.logs import ROOT_LOGGER
 from producer.options import RegisterOptions, resolve_options
+from producer.provenance import FLOW_RUN_PROPERTY
 from producer.results import Action, ErrorKind
 from producer.sinks.notify import PrefectEventSink
 from producer.store.base import Store
@@ -319,10 +320,6 @@ def run_sinks(catalog: str | Store) -> list[PrefectEventSink]:
     return [sink] if sink is not None else []
 
 
-#: the item property holding the id of the Prefect flow run that registered it
-FLOW_RUN_PROPERTY = "prefect:flow_run_id"
-
-
 def _flow_run_id() -> str | None:
     """The id of the flow run this code runs in (from a flow or a task run), or None."""
     flow_ctx = FlowRunContext.get()
@@ -339,9 +336,10 @@ def with_flow_run(options: RegisterOptions) -> RegisterOptions:
     the property :data:`FLOW_RUN_PROPERTY` (its id) and a ``rel: via`` link
     to it (its page in the Prefect UI when ``PREFECT_UI_URL`` is set, else
     its API resource under ``PREFECT_API_URL``; no link without either).
-    Outside any run: ``options`` unchanged. A rerun in another flow run
-    updates the items (another id); a retry in the same run leaves them
-    unchanged."""
+    Outside any run: ``options`` unchanged. Like ``updated``, the run does
+    not count as a change: an item whose content a rerun (another flow run)
+    leaves as it was stays ``unchanged`` and keeps naming the run that wrote
+    that content."""
     run_id = _flow_run_id()
     if run_id is None:
         return options

@@ -22,10 +22,13 @@ What an item gets:
 - the processing extension v1.2.0, when ``software`` or ``lineage`` is given:
   ``processing:software`` (``{"stac-producer": <version>}`` plus the caller's
   ``software`` mapping), ``processing:lineage`` and ``processing:datetime``
-  (the registration time). ``processing:datetime`` is bookkeeping like
-  ``updated``: :data:`VOLATILE` lists it, and an item that differs from the
-  stored one only in it is ``unchanged`` (nothing written, the stored time
-  kept; see ``commit.same_content``).
+  (the registration time).
+
+``processing:datetime``, the Prefect flow run id and the ``via`` links say
+which run wrote the item's content: like ``updated`` they do not count as a
+change (:data:`VOLATILE`, :data:`VOLATILE_RELS`; ``commit.same_content``). An
+item that differs from the stored one only in them is ``unchanged``: nothing
+is written and the stored values (the run that wrote the content) stay.
 - ``license`` and ``providers`` as item properties (common metadata).
 
 Nothing here does I/O; :func:`apply` mutates only the document it is given.
@@ -48,6 +51,8 @@ __all__ = [
     "PROCESSING_EXT",
     "RESERVED",
     "VOLATILE",
+    "VOLATILE_RELS",
+    "FLOW_RUN_PROPERTY",
     "Provenance",
     "apply",
     "package_version",
@@ -70,9 +75,16 @@ RESERVED: frozenset[str] = frozenset(
     }
 )
 
+#: the item property holding the id of the Prefect flow run that registered
+#: it (set by :mod:`producer.prefect`)
+FLOW_RUN_PROPERTY = "prefect:flow_run_id"
+
 #: properties that change on every run without the item changing: compared
-#: like ``created``/``updated`` (an item differing only in them is unchanged)
-VOLATILE: frozenset[str] = frozenset({"processing:datetime"})
+#: like ``created``/``updated`` (an item differing only in them is unchanged,
+#: and keeps the stored values: those of the run that wrote its content)
+VOLATILE: frozenset[str] = frozenset({"processing:datetime", FLOW_RUN_PROPERTY})
+#: link relations compared the same way: the run or job that wrote the item
+VOLATILE_RELS: frozenset[str] = frozenset({"via"})
 
 _PROPERTY_HINT = Hint("properties", {"processing:level": "L2"}, "set extra item properties")
 _PROVIDER_HINT = Hint(

@@ -45,10 +45,11 @@ def test_task_records_its_flow_run_on_the_item(tmp_path: Path) -> None:
     assert run_id in via and via.startswith("http://127.0.0.1")
     assert_stac_valid_tree(catalog)
 
-    # a rerun in another flow run updates the item to name that run
+    # a rerun in another flow run that changes nothing leaves the item as it
+    # is: it keeps naming the run that wrote its content
     again = pipeline(return_state=True)
-    assert again.result()[0]["action"] == "updated"
-    assert _item(catalog, "runs")["properties"][FLOW_RUN_PROPERTY] == str(flow_run_id(again))
+    assert again.result()[0]["action"] == "unchanged"
+    assert _item(catalog, "runs")["properties"][FLOW_RUN_PROPERTY] == run_id
 
 
 def test_decorator_adds_properties_from_the_result_and_the_flow_run(tmp_path: Path) -> None:

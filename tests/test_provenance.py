@@ -63,7 +63,7 @@ def test_pipeline_metadata_lands_on_the_item_and_validates(utm, catalog_dir):
     assert_stac_valid_tree(catalog_dir)
 
 
-def test_rerun_whose_only_change_is_processing_datetime_is_unchanged(utm, catalog_dir):
+def test_rerun_whose_only_change_is_the_run_is_unchanged(utm, catalog_dir):
     first = producer.register([utm], catalog=str(catalog_dir), collection="c", **PIPELINE)
     stamp = read(catalog_dir)["properties"]["processing:datetime"]
     before = tree_hash(catalog_dir)
@@ -72,12 +72,20 @@ def test_rerun_whose_only_change_is_processing_datetime_is_unchanged(utm, catalo
     assert tree_hash(catalog_dir) == before  # nothing written
     assert read(catalog_dir)["properties"]["processing:datetime"] == stamp
 
+    other_run = producer.register(
+        [utm], catalog=str(catalog_dir), collection="c", **{**PIPELINE, "via": ["https://ci.example/runs/43"]}
+    )
+    assert other_run[0].action == "unchanged"  # another run, same content: the item names the first
+    assert tree_hash(catalog_dir) == before
+
     changed = producer.register(
         [utm], catalog=str(catalog_dir), collection="c", **{**PIPELINE, "lineage": "another recipe"}
     )
     assert changed[0].action == "updated"
-    props = read(catalog_dir)["properties"]
+    item = read(catalog_dir)
+    props = item["properties"]
     assert props["processing:lineage"] == "another recipe" and props["processing:datetime"] > stamp
+    assert [link["href"] for link in item["links"] if link["rel"] == "via"] == ["https://ci.example/runs/42"]
 
 
 @pytest.mark.parametrize(
