@@ -147,3 +147,30 @@ def test_thumbnail_of_other_data_types_with_nodata(tmp_path, dtype):
     with MemoryFile(png) as mem, mem.open() as img:
         alpha = img.read(2)
     assert alpha[0, 0] == 0 and alpha[-1, -1] == 255  # nodata is transparent
+
+
+def test_thumbnail_of_an_s3_product_goes_to_the_s3_catalog_not_the_data_bucket(s3_server, tmp_path):
+    data_bucket, catalog_bucket = s3_server.new_bucket(), s3_server.new_bucket()
+    client = s3_server.client()
+    path = rasters.write_utm(tmp_path)
+    client.upload_file(str(path), data_bucket, f"out/{path.name}")
+    options = {"client_kwargs": {"endpoint_url": s3_server.endpoint_url}}
+    catalog = f"s3://{catalog_bucket}/stac"
+    [result] = producer.register(
+        [f"s3://{data_bucket}/out/{path.name}"],
+        catalog=catalog,
+        collection="c",
+        thumbnail=True,
+        storage_options=options,
+    )
+    assert result.action == "created", result.error
+    png = client.get_object(Bucket=catalog_bucket, Key="stac/c/utm_20240513/utm_20240513.png")["Body"].read()
+    assert png.startswith(b"\x89PNG")
+    assert [o["Key"] for o in client.list_objects_v2(Bucket=data_bucket)["Contents"]] == [f"out/{path.name}"]
+    removed = producer.remove("utm_20240513", catalog=catalog, collection="c", storage_options=options)
+    assert removed.action == "removed"
+    left = [
+        o["Key"]
+        for o in client.list_objects_v2(Bucket=catalog_bucket, Prefix="stac/c/utm").get("Contents", [])
+    ]
+    assert left == []
