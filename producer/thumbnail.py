@@ -158,11 +158,19 @@ def attach(doc: dict[str, Any], png: bytes | None) -> None:
 
 def put_pending(store: Store, key: str, doc: dict[str, Any]) -> None:
     """Write the PNG ``doc`` carries (if any) to the thumbnail key beside the
-    item key ``key``, and drop it from ``doc`` (mutated). One PUT; called
-    before the item document is written."""
+    item key ``key``, and drop it from ``doc`` (mutated). One GET, and one
+    PUT unless the same PNG is there already (a rerun writes nothing);
+    called before the item document is written."""
     png = doc.pop(PENDING, None)
-    if png is not None:
-        store.put(thumbnail_key(key), png)
+    if png is None:
+        return
+    target = thumbnail_key(key)
+    try:
+        if store.get(target)[0] == png:
+            return
+    except NotFound:
+        pass
+    store.put(target, png)
 
 
 def discard_pending(doc: dict[str, Any]) -> None:

@@ -113,6 +113,9 @@ def test_thumbnail_is_written_before_the_item_and_removed_with_it(tmp_path, cata
     png, doc = "c/utm_20240513/utm_20240513.png", "c/utm_20240513/utm_20240513.json"
     order = [key for key in store.puts if key in (png, doc)]  # first writes, in order
     assert order == [png, doc]
+    store.reset()
+    [again] = producer.register([product], catalog=store, collection="c", thumbnail=True)
+    assert again.action == "unchanged" and store.puts[png] == 0  # the same PNG is not rewritten
     removed = producer.remove("utm_20240513", catalog=str(catalog_dir), collection="c")
     assert removed.action == "removed"
     assert not (catalog_dir / png).exists()
