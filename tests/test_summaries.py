@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import producer
 from producer.catalog import summaries
 from producer.store import CountingStore, open_store
 from tests import rasters
+from tests.pausing import PauseAfterGet
 from tests.trees import assert_stac_valid_tree
 
 
@@ -120,4 +122,29 @@ def test_reconcile_fills_summaries_of_a_collection_written_before_them(data, cat
     report = producer.reconcile(str(catalog_dir), fix=True)
     assert report.fixed.get("stale-summary") == 1
     assert collection(catalog_dir)["summaries"]["proj:code"] == ["EPSG:32633"]
+    assert producer.validate_catalog(str(catalog_dir)) == []
+
+
+def test_register_racing_the_summaries_repair_keeps_its_values(data, catalog_dir):
+    """reconcile --fix walks the items, then writes the exact summaries: an
+    item registered between the two is merged back by its second walk."""
+    producer.register([data["utm"]], catalog=str(catalog_dir), collection="c")
+    path = catalog_dir / "c" / "collection.json"
+    old = collection(catalog_dir)
+    for key in ("summaries", "item_assets", summaries.STATE_FIELD):
+        old.pop(key, None)
+    path.write_text(json.dumps(old))  # stale: reconcile --fix will recompute
+    item_key = "c/utm_20240513/utm_20240513.json"
+    # reads of the item: validate's audit, the audit of what is linked, then the first walk
+    paused = PauseAfterGet(open_store(str(catalog_dir)), item_key, nth=3)
+    outcome: dict = {}
+    worker = threading.Thread(target=lambda: outcome.update(report=producer.reconcile(paused, fix=True)))
+    worker.start()
+    assert paused.reached.wait(60)
+    [racer] = producer.register([data["wgs84"]], catalog=str(catalog_dir), collection="c")
+    assert racer.action == "created"
+    paused.resume.set()
+    worker.join(60)
+    assert outcome["report"].fixed.get("stale-summary") == 1
+    assert collection(catalog_dir)["summaries"]["proj:code"] == ["EPSG:32633", "EPSG:4326"]
     assert producer.validate_catalog(str(catalog_dir)) == []
