@@ -8,6 +8,7 @@ repair of what it finds is :mod:`producer.repair`.
 
 from __future__ import annotations
 
+import posixpath
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from producer.catalog.layout import (
     resolve_href,
 )
 from producer.catalog.mirrorlinks import MIRROR_ROLE
+from producer.catalog.summaries import Tally, stored_summaries
 from producer.errors import CatalogError, NotFound, ProducerError
 from producer.redact import redact
 from producer.results import ProblemKind
@@ -128,6 +130,8 @@ class AuditReport:
     layouts: dict[str, Layout] = field(default_factory=dict)
     #: collection key -> {asset key: href} of its ``collection-mirror`` assets
     mirror_assets: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: collection key -> (its managed summaries as stored, the tally of its items)
+    summaries: dict[str, tuple[dict, Tally]] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Problem]:
@@ -185,6 +189,10 @@ def audit(
 
     _check_duplicate_ids(report)
     _check_extents(report)
+    for coll_key, (stored, tally) in report.summaries.items():
+        why = tally.uncovered(stored)  # values of removed items stay by design (no O(N) remove)
+        if why is not None:
+            report.problems.append(Problem("stale-summary", coll_key, f"{why} (reconcile --fix recomputes them)"))
     if check_assets:
         _check_assets(report, storage_options)
         _check_mirror_assets(store, report, storage_options)
@@ -224,6 +232,7 @@ def _visit(
     if kind == "Collection":
         report.extents[key] = doc.get("extent", {})
         report.collection_ids[key] = str(doc.get("id"))
+        report.summaries[key] = (stored_summaries(doc), Tally())
         if LAYOUT_FIELD not in doc:
             report.unrecorded_layout.append(key)
         elif layout_record_problem(doc) is None:
@@ -241,6 +250,8 @@ def _visit(
             report.mirror_assets[key] = mirrors
     if kind == "Feature":
         _note_item(report, key, doc, coll_key, parent_key)
+        if coll_key in report.summaries:
+            report.summaries[coll_key][1].add(doc)
     return doc
 
 
@@ -580,6 +591,8 @@ def _check_assets(report: AuditReport, storage_options: dict | None) -> None:
         if info.removing:
             continue
         for name, href in info.assets.items():
+            if protocol(href) == "file" and not posixpath.isabs(href):
+                continue  # relative: beside the item in the catalog (a thumbnail), not data
             exists, why = _asset_exists(href, storage_options, unreachable)
             if exists is False:
                 report.problems.append(

@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from producer.audit import collection_items, usable_items
 from producer.catalog import documents as docs
+from producer.catalog import summaries
 from producer.catalog.extent import format_time, item_interval, parse_time
 from producer.catalog.layout import (
     Layout,
@@ -56,6 +57,7 @@ from producer.errors import (
     NotFound,
     PreconditionFailed,
 )
+from producer.provenance import VOLATILE, VOLATILE_RELS
 from producer.redact import clean_href
 from producer.store.base import Store
 
@@ -76,8 +78,13 @@ def item_start(item: dict) -> datetime:
 
 
 def _without_timestamps(item: dict) -> dict:
-    props = {k: v for k, v in item.get("properties", {}).items() if k not in TIMESTAMPS}
-    return {**item, "properties": props}
+    props = {
+        k: v for k, v in item.get("properties", {}).items() if k not in TIMESTAMPS and k not in VOLATILE
+    }
+    links = [
+        link for link in item.get("links", []) if not (isinstance(link, dict) and link.get("rel") in VOLATILE_RELS)
+    ]
+    return {**item, "properties": props, "links": links}
 
 
 #: the asset whose href says which product an item describes
@@ -153,7 +160,9 @@ class IdentityConflict(InputError):
 
 
 def same_content(a: dict, b: dict) -> bool:
-    """True if two item documents differ at most in ``created``/``updated``."""
+    """True if two item documents differ at most in ``created``/``updated``
+    and the run that wrote them (:data:`producer.provenance.VOLATILE`,
+    ``via`` links)."""
     return _without_timestamps(a) == _without_timestamps(b)
 
 
@@ -632,6 +641,7 @@ class Committer:
             changed |= _add_missing(doc, below)
             changed |= _set_assets(doc, assets or {})
             changed |= docs.merge_extent(doc, items, was_empty=was_empty)
+            changed |= summaries.merge(doc, items)  # summaries + item_assets, bounded
             # a shrink in progress must learn of these items even when the
             # extent did not grow (see documents.begin_shrink)
             changed |= docs.record_in_shrink(doc, items, self.clock())

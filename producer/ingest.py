@@ -16,7 +16,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 
-from producer import extract
+from producer import extract, provenance, thumbnail
 from producer.catalog import documents as docs
 from producer.catalog.layout import Layout, collection_key, recorded_layout
 from producer.changes import Change, ChangeKind, Sink
@@ -26,7 +26,7 @@ from producer.extract.ids import check_id, make_item_id
 from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
 from producer.grouping import GROUP_SUFFIXES, Grouping
 from producer.logs import log_register_summary, log_result
-from producer.options import RegisterOptions, parse_rewrites
+from producer.options import RegisterOptions, parse_rewrites, pipeline_metadata
 from producer.results import Action, RegisterResult
 from producer.sinks import Outbox, SinkFailure, check_sinks, deliver, remedy_text, removed
 from producer.sources import PRODUCT_SUFFIXES, expand_paths
@@ -132,6 +132,8 @@ def register_products(
         checksum=options.checksum,
         collection=collection,
         storage_options=dict(options.data_storage_options or {}),
+        provenance=pipeline_metadata(options),
+        thumbnail=options.thumbnail,
     )
     grouping = grouping or Grouping.from_options(options.group, options.asset_key)
     sources = (grouping and grouping.sources()) or expand_paths(
@@ -210,12 +212,15 @@ def _prepare(
         docs.set_item_links(
             doc, key, layout, collection, layout.chain(collection, when)[0], collection_title=coll_title
         )
+        provenance.apply(doc, options.provenance, committer.clock(), source)
+        png = thumbnail.prepare(doc, key, source, options)  # the asset, and the PNG to write
         stamp = "1970-01-01T00:00:00Z"  # replaced at commit; validated as a date-time here
         doc["properties"].setdefault("created", stamp)
         doc["properties"].setdefault("updated", stamp)
         committer.validate(doc, f"{committer.store_path(key)} (item for {source})")
         doc["properties"].pop("created")
         doc["properties"].pop("updated")
+        thumbnail.attach(doc, png)
         result.href = committer.store_path(key)
         return result, key, doc
     except ProducerError as exc:
@@ -402,6 +407,7 @@ def _dry_run(committer: Committer, prepared: Prepared, replace: bool) -> None:
     """Set each result's action to what a registration would do (one GET per
     item, nothing written)."""
     for result, key, doc in prepared:
+        thumbnail.discard_pending(doc)
         try:
             existing, _ = committer.read(key, ("Feature",))
             if not replace:
@@ -445,6 +451,7 @@ def _write_items(committer: Committer, prepared: Prepared, replace: bool) -> lis
     written: list[tuple[str, dict, dict]] = []
     for result, key, doc in prepared:
         try:
+            thumbnail.put_pending(committer.store, key, doc)  # before its item: an orphan PNG is harmless
             result.action, committed = committer.write_item(key, doc, replace=replace)
             result.item = doc
             written.append((key, doc, committed))

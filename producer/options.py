@@ -26,6 +26,7 @@ from typing import Any, Literal
 from producer.catalog.layout import Layout
 from producer.errors import Hint, InputError
 from producer.extract.options import DEFAULT_DATETIME_SOURCES
+from producer.provenance import Provenance, parse_properties, parse_providers
 
 __all__ = [
     "DATETIME_SOURCES",
@@ -289,6 +290,97 @@ class RegisterOptions:
         ),
     )
 
+    #: a mapping, or ``KEY=VALUE`` texts (VALUE read as JSON when it is JSON); a dict once created
+    properties: dict[str, Any] | tuple[str, ...] | None = field(
+        default=None,
+        hash=False,
+        metadata=_spec(
+            "Extra item property, repeatable; VALUE is read as JSON when it is JSON "
+            "(--property processing:level=L2 --property eo:cloud_cover=12.5).",
+            "--property",
+            "STAC_PROPERTIES",
+            "repeat",
+            metavar="KEY=VALUE",
+        ),
+    )
+    derived_from: tuple[str, ...] = field(
+        default=(),
+        metadata=_spec(
+            "An input the products were made from (a product URL or an item's href): "
+            "a rel=derived_from link on each item (repeatable).",
+            "--derived-from",
+            "STAC_DERIVED_FROM",
+            "repeat",
+            metavar="URL",
+        ),
+    )
+    via: tuple[str, ...] = field(
+        default=(),
+        metadata=_spec(
+            "The run or job that wrote the products (e.g. its web page): a rel=via link on each "
+            "item (repeatable; the Prefect task adds its flow run itself).",
+            "--via",
+            "STAC_VIA",
+            "repeat",
+            metavar="URL",
+        ),
+    )
+    software: dict[str, Any] | None = field(
+        default=None,
+        hash=False,
+        metadata=_spec(
+            "The pipeline's software and version, repeatable: processing:software of each item "
+            "(with stac-producer's own version), and processing:datetime.",
+            "--software",
+            "STAC_SOFTWARE",
+            "pairs",
+            metavar="NAME=VERSION",
+        ),
+    )
+    lineage: str | None = field(
+        default=None,
+        metadata=_spec(
+            "How the products were made, in words: processing:lineage of each item.",
+            "--lineage",
+            "STAC_LINEAGE",
+            metavar="TEXT",
+        ),
+    )
+    item_license: str | None = field(
+        default=None,
+        metadata=_spec(
+            "The products' licence (SPDX id, e.g. CC-BY-4.0, or 'other'): each item's license "
+            "(--license sets a new collection's).",
+            "--item-license",
+            "STAC_ITEM_LICENSE",
+            metavar="SPDX",
+        ),
+    )
+    #: mappings or texts (``NAME[:ROLES[:URL]]`` or a JSON object); provider dicts once created
+    item_providers: tuple[Any, ...] = field(
+        default=(),
+        hash=False,
+        metadata=_spec(
+            "A provider of the products as NAME[:ROLES[:URL]] or a JSON object: each item's "
+            "providers (repeatable; ROLES among licensor,producer,processor,host; --provider "
+            "sets a new collection's).",
+            "--item-provider",
+            "STAC_ITEM_PROVIDERS",
+            "repeat",
+            metavar="PROVIDER",
+        ),
+    )
+    thumbnail: bool = field(
+        default=False,
+        metadata=_spec(
+            "Render a PNG preview (at most 600 px, from overviews) into the catalog beside each "
+            "item, as its 'thumbnail' asset.",
+            "--thumbnail",
+            "STAC_THUMBNAIL",
+            "switch",
+        ),
+    )
+
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             kind = option_spec(f).kind
@@ -329,6 +421,14 @@ class RegisterOptions:
                 f"RegisterOptions.href_rewrites must be a sequence of rules, not {self.href_rewrites!r}"
             )
         object.__setattr__(self, "href_rewrites", parse_rewrites(self.href_rewrites))
+        # the pipeline's metadata (producer.provenance): checked once, here
+        object.__setattr__(self, "properties", parse_properties(self.properties))
+        object.__setattr__(self, "item_providers", parse_providers(self.item_providers))
+        for name in ("derived_from", "via"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                raise TypeError(f"RegisterOptions.{name} must be a sequence of URLs, not {value!r}")
+            object.__setattr__(self, name, tuple(value or ()))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RegisterOptions:
@@ -369,6 +469,12 @@ def _from_text(spec: OptionSpec, text: str) -> Any:
             return int(text)
         except ValueError:
             raise InputError(f"environment variable {spec.env}={text!r} is not a whole number") from None
+    if spec.kind == "repeat" and text[:1] in "{[":
+        # a JSON object or list (values that hold commas): STAC_PROPERTIES='{"a": [1, 2]}'
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise InputError(f"environment variable {spec.env} is not valid JSON ({exc})") from None
     if spec.kind == "repeat":
         return tuple(part.strip() for part in text.split(",") if part.strip())
     if spec.kind in ("json", "pairs"):
@@ -449,3 +555,17 @@ def env_spelling(hint: Hint) -> str:
     if isinstance(hint.example, (list, tuple)):
         return f"{name}={shlex.quote(','.join(map(str, hint.example)))}"
     return f"{name}={_quoted(hint.example)}"
+
+
+def pipeline_metadata(options: RegisterOptions) -> Provenance | None:
+    """The :class:`~producer.provenance.Provenance` ``options`` give each item (None: none)."""
+    meta = Provenance.of(
+        properties=options.properties if isinstance(options.properties, dict) else None,
+        derived_from=options.derived_from,
+        via=options.via,
+        software=options.software,
+        lineage=options.lineage,
+        license=options.item_license,
+        providers=options.item_providers,
+    )
+    return None if meta.empty else meta

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import inspect
 import logging
@@ -65,6 +66,7 @@ from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
 from prefect.logging.handlers import APILogHandler
 from prefect.states import State
+from prefect.utilities.urls import url_for
 
 from producer import api
 from producer.errors import (
@@ -75,6 +77,7 @@ from producer.errors import (
 )
 from producer.logs import ROOT_LOGGER
 from producer.options import RegisterOptions, resolve_options
+from producer.provenance import FLOW_RUN_PROPERTY
 from producer.results import Action, ErrorKind
 from producer.sinks.notify import PrefectEventSink
 from producer.store.base import Store
@@ -91,6 +94,8 @@ __all__ = [
     "registers_in_stac",
     "retry_on_storage_errors",
     "run_sinks",
+    "with_flow_run",
+    "FLOW_RUN_PROPERTY",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -315,6 +320,36 @@ def run_sinks(catalog: str | Store) -> list[PrefectEventSink]:
     return [sink] if sink is not None else []
 
 
+def _flow_run_id() -> str | None:
+    """The id of the flow run this code runs in (from a flow or a task run), or None."""
+    flow_ctx = FlowRunContext.get()
+    if flow_ctx is not None and flow_ctx.flow_run is not None:
+        return str(flow_ctx.flow_run.id)
+    task_ctx = TaskRunContext.get()
+    if task_ctx is not None and task_ctx.task_run.flow_run_id is not None:
+        return str(task_ctx.task_run.flow_run_id)
+    return None
+
+
+def with_flow_run(options: RegisterOptions) -> RegisterOptions:
+    """``options`` plus the flow run this code runs in, when it runs in one:
+    the property :data:`FLOW_RUN_PROPERTY` (its id) and a ``rel: via`` link
+    to it (its page in the Prefect UI when ``PREFECT_UI_URL`` is set, else
+    its API resource under ``PREFECT_API_URL``; no link without either).
+    Outside any run: ``options`` unchanged. Like ``updated``, the run does
+    not count as a change: an item whose content a rerun (another flow run)
+    leaves as it was stays ``unchanged`` and keeps naming the run that wrote
+    that content."""
+    run_id = _flow_run_id()
+    if run_id is None:
+        return options
+    given = options.properties if isinstance(options.properties, dict) else {}
+    properties = {**given, FLOW_RUN_PROPERTY: run_id}
+    url = url_for("flow-run", obj_id=run_id) or url_for("flow-run", obj_id=run_id, url_type="api")
+    via = tuple(options.via) + ((url,) if url and url not in options.via else ())
+    return dataclasses.replace(options, properties=properties, via=via)
+
+
 def _table_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
@@ -366,7 +401,7 @@ def register_and_report(
     storage error was involved; :class:`~producer.errors.InputError` for
     unusable options or inputs, :class:`TypeError` for an unknown option.
     """
-    opts = resolve_options(options, storage_options, **overrides)
+    opts = with_flow_run(resolve_options(options, storage_options, **overrides))
     logger = _logger()
     urls, upstream = _collect(products)
     where = f"collection {collection!r} of catalog {getattr(catalog, 'url', catalog)}"
@@ -507,6 +542,7 @@ def registers_in_stac(
     artifact_key: str | None = None,
     options: RegisterOptions | None = None,
     storage_options: dict[str, Any] | None = None,
+    properties: Mapping[str, Any] | Callable[[Any], Mapping[str, Any] | None] | None = None,
     **overrides: Any,
 ) -> Callable[[F], F]:
     """Register what a function or task returns, right after it returns it.
@@ -532,8 +568,37 @@ def registers_in_stac(
     :class:`~prefect.Flow` is refused (decorate the function under ``@flow``
     instead). ``options``, ``storage_options``, ``overrides``: as for
     :func:`producer.register`, checked here, at decoration time.
+
+    ``properties``: extra item properties, a mapping (as for
+    :func:`producer.register`) or a function of the returned value that
+    returns a mapping (or None), e.g. ``properties=lambda path:
+    {"processing:level": "L2"}``; called after each call, its properties
+    are merged over the static ones and checked like them (a reserved key
+    fails the call with :class:`~producer.errors.InputError`, nothing
+    registered). Inside a flow run the flow run is added too (see
+    :func:`with_flow_run`).
     """
+    if properties is not None and not callable(properties):
+        overrides["properties"] = properties
     opts = resolve_options(options, storage_options, **overrides)
+    extra = properties if callable(properties) else None
+
+    def options_for(name: str, value: Any) -> RegisterOptions:
+        if extra is None:
+            return opts
+        more = extra(value)
+        if more is None:
+            return opts
+        if not isinstance(more, Mapping):
+            raise InputError(
+                f"{name}: the properties function returned {type(more).__name__}, not a mapping "
+                "of item properties"
+            )
+        try:
+            given = opts.properties if isinstance(opts.properties, dict) else {}
+            return dataclasses.replace(opts, properties={**given, **more})
+        except InputError as exc:
+            raise InputError(f"{name}: the properties function: {exc}") from None
 
     def register_output(name: str, value: Any) -> None:
         try:
@@ -547,7 +612,11 @@ def registers_in_stac(
             return
         try:
             register_and_report(
-                urls, catalog=catalog, collection=collection, artifact_key=artifact_key, options=opts
+                urls,
+                catalog=catalog,
+                collection=collection,
+                artifact_key=artifact_key,
+                options=options_for(name, value),
             )
         except RegistrationFailed as exc:
             raise RegistrationFailed(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
+from producer import thumbnail
 from producer.catalog.extent import format_time
 from producer.catalog.layout import (
     Layout,
@@ -132,6 +133,8 @@ def remove_item(
         if done is not None:
             return done
     outcome = committer.remove_item(collection, key, keep_if=keep_if)
+    if outcome.action == "removed":
+        thumbnail.delete(store, key)  # after the item: a PNG left by a crash is harmless
     result = RemoveResult(
         id=item_id,
         href=committer.store_path(key),
@@ -227,6 +230,8 @@ def _remove_group_asset(
         removed_outcome = committer.remove_item(collection, key, keep_if=keep_if)
         if removed_outcome.action == "kept":
             continue  # a register added a data asset: drop ours from that document
+        if removed_outcome.action == "removed":
+            thumbnail.delete(committer.store, key)  # as for any removed item (see remove_item)
         result = RemoveResult(
             id=item_id,
             href=href,

@@ -41,6 +41,7 @@ from producer.catalog.layout import (
     relative_href,
     resolve_href,
 )
+from producer.catalog.summaries import Tally
 from producer.changes import Change, ChangeKind, Sink
 from producer.commit import Committer
 from producer.errors import CatalogError, NotFound, ProducerError
@@ -428,6 +429,41 @@ def _repair_extents(
                 _bump(report.fixed, kind)
 
 
+def _repair_summaries(committer: Committer, store: Store, linked: AuditReport, report: ReconcileReport) -> None:
+    """Set the summaries and ``item_assets`` of every collection whose stored
+    ones are not what its linked items give to exactly what they give (this
+    is where values of removed items go; only summaries that missed
+    something count as a fixed ``stale-summary``).
+
+    Walk, compare-and-swap the exact value in, then walk again and merge (a
+    union, never a loss): a register that linked an item after the first
+    walk read its parent either merged it itself after this write, or its
+    link is there for the second walk. Writes: two compare-and-swaps per
+    stale collection (the second writes nothing without a racer)."""
+    for coll_key, (stored, tally) in linked.summaries.items():
+        if tally.stale(stored) is None:
+            continue  # exact already; values of removed items are dropped below
+        reported = tally.uncovered(stored) is not None
+        exact = Tally()
+        for _, item in collection_items(store, coll_key):
+            exact.add(item)
+
+        def replace_in(doc: dict | None, tally: Tally = exact) -> dict | None:
+            return doc if doc is not None and tally.replace_in(doc) else None
+
+        outcome = committer.cas(coll_key, replace_in, expect=("Collection",))
+        again = Tally()
+        for _, item in collection_items(store, coll_key):
+            again.add(item)
+
+        def merge_into(doc: dict | None, tally: Tally = again) -> dict | None:
+            return doc if doc is not None and tally.merge_into(doc) else None
+
+        committer.cas(coll_key, merge_into, expect=("Collection",))
+        if outcome.changed and reported:
+            _bump(report.fixed, "stale-summary")
+
+
 def _note_findings(
     report: ReconcileReport,
     first: AuditReport,
@@ -565,6 +601,7 @@ def reconcile(
     _repair_index(committer, linked, report)
     _record_layouts(committer, linked, report)
     _repair_extents(committer, store, first, linked, report)
+    _repair_summaries(committer, store, linked, report)
     # 6. the sinks: told what the repairs changed, with the repaired collections
     if sinks and (changes or any(outbox_id(sink) for sink in sinks)):
         unresolved += _publish(committer, sinks, changes, sorted(set(linked.collection_ids.values())))

@@ -154,6 +154,8 @@ ProblemKind = Literal[
     "misplaced",
     "extent",
     "stale-extent",
+    # summaries / item_assets not what the items give (removals do not shrink them)
+    "stale-summary",
     "wrong-type",
     "collection-mismatch",
     "malformed",

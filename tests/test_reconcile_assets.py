@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 import producer
 from producer.audit import ERRORS, Problem
+from producer.catalog import summaries
 from producer.catalog.documents import REMOVING
 from producer.cli import main
 from producer.mirror import rebuild
@@ -171,6 +172,10 @@ def test_reconcile_leaves_an_item_with_one_gone_and_one_unchecked_asset_alone(tm
     path.write_text(json.dumps(item, indent=2))
     tile.unlink()  # the local copy is gone; the mirror cannot be checked
     rebuild(open_store(str(catalog)), "c")  # the stac-geoparquet mirror follows the hand edit
+    coll_path = catalog / "c" / "collection.json"  # and so does the collection's item_assets
+    coll = json.loads(coll_path.read_text())
+    summaries.recompute(coll, [item])
+    coll_path.write_text(json.dumps(coll, indent=2))
     before = tree_hash(catalog)
     report = producer.reconcile(
         open_store(str(catalog)),

@@ -126,6 +126,13 @@ def collection_key(collection_id: str) -> str:
     return f"{collection_id}/{COLLECTION_FILE}"
 
 
+def thumbnail_key(item_key: str) -> str:
+    """Key of an item's thumbnail PNG (``--thumbnail``), beside its document:
+    ``c/x/x.json`` → ``c/x/x.png``. Not a ``.json`` key: walkers ignore it."""
+    stem = item_key[: -len(".json")] if item_key.endswith(".json") else item_key
+    return f"{stem}.png"
+
+
 def collection_prefix(collection_id: str) -> str:
     """The prefix every key of the collection starts with (for a listing)."""
     return f"{collection_id}/"

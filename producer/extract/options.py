@@ -4,6 +4,7 @@ instance can be shared by many calls and threads."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 #: default order in which datetime sources are tried
 DEFAULT_DATETIME_SOURCES: tuple[str, ...] = ("explicit", "filename", "tags")
@@ -29,3 +30,7 @@ class ExtractOptions:
     collection: str | None = None
     #: fsspec/S3 storage options used to read remote products
     storage_options: dict = field(default_factory=dict, hash=False, compare=False)
+    #: the pipeline's metadata (a :class:`producer.provenance.Provenance`) and
+    #: the thumbnail switch, applied after extraction by the register pipeline
+    provenance: Any = field(default=None, hash=False, compare=False)
+    thumbnail: bool = False

@@ -27,6 +27,7 @@ layer does that, and sets ``created``/``updated``).
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import ExitStack
 from typing import Any
@@ -120,14 +121,33 @@ def crs_fields(crs: CRS) -> dict[str, Any]:
     or its definition is identical). Approximate matches are not trusted:
     GDAL matches e.g. a bare Lambert conformal conic PROJ string to an
     unrelated ESRI code at confidence 70.
+
+    A CRS with a datum shift attached (a GeoTIFF with ``TOWGS84``: PROJ reads
+    it as a ``BoundCRS``) is described by its source CRS, the one its
+    coordinates are in: ``proj:code`` of the source when exact, else its
+    PROJJSON; ``proj:wkt2`` keeps the whole definition, shift included. The
+    PROJJSON of a ``BoundCRS`` itself is not emitted: stac-geoparquet and
+    rustac cannot convert it (its transformation parameters mix types), so
+    one such item would stop a whole collection from converting.
     """
     authority = crs.to_authority(confidence_threshold=100)
     if authority:
         return {"proj:code": f"{authority[0]}:{authority[1]}"}
+    projjson = crs.to_dict(projjson=True)
+    if projjson.get("type") == "BoundCRS" and isinstance(projjson.get("source_crs"), dict):
+        source = projjson["source_crs"]
+        code = CRS.from_user_input(json.dumps(source)).to_authority(confidence_threshold=100)
+        fields: dict[str, Any] = {
+            "proj:code": f"{code[0]}:{code[1]}" if code else None,
+            "proj:wkt2": crs.to_wkt(version="WKT2_2019"),
+        }
+        if not code:
+            fields["proj:projjson"] = source
+        return fields
     return {
         "proj:code": None,
         "proj:wkt2": crs.to_wkt(version="WKT2_2019"),
-        "proj:projjson": crs.to_dict(projjson=True),
+        "proj:projjson": projjson,
     }
 
 

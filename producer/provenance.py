@@ -1,0 +1,306 @@
+"""The pipeline's own metadata on each item: what the file cannot say.
+
+A pipeline knows more than the file it wrote: the inputs it read, the
+software and version that made it, its licence and providers, extra
+properties (a processing level, a cloud cover it computed). The options
+(:class:`~producer.options.RegisterOptions` fields ``properties``,
+``derived_from``, ``software``, ``lineage``, ``item_license``,
+``item_providers``, ``via``) are checked here once, when the options are created, and applied to
+each extracted item by :func:`apply` (called by ``ingest._prepare`` before
+validation, so what the caller gave is validated with the item).
+
+What an item gets:
+
+- ``properties``: merged into the item's properties. Keys the producer owns
+  (:data:`RESERVED`) are refused when the options are created; a key that
+  extraction already set from the file (``proj:code``...) is refused for that
+  product unless the value is the same (no metadata contradicting the file).
+- ``derived_from``: one ``rel: derived_from`` link per input (a product URL or
+  an item's href; local paths made absolute, credentials removed).
+- ``via``: one ``rel: via`` link per URL: the run or job that wrote the
+  product (the Prefect adapter adds its flow run, see :mod:`producer.prefect`).
+- the processing extension v1.2.0, when ``software`` or ``lineage`` is given:
+  ``processing:software`` (``{"stac-producer": <version>}`` plus the caller's
+  ``software`` mapping), ``processing:lineage`` and ``processing:datetime``
+  (the registration time).
+
+``processing:datetime``, the Prefect flow run id and the ``via`` links say
+which run wrote the item's content: like ``updated`` they do not count as a
+change (:data:`VOLATILE`, :data:`VOLATILE_RELS`; ``commit.same_content``). An
+item that differs from the stored one only in them is ``unchanged``: nothing
+is written and the stored values (the run that wrote the content) stay.
+- ``license`` and ``providers`` as item properties (common metadata).
+
+Nothing here does I/O; :func:`apply` mutates only the document it is given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from producer.errors import Hint, InputError
+from producer.redact import clean_href
+from producer.timestamps import format_time
+
+__all__ = [
+    "PROCESSING_EXT",
+    "RESERVED",
+    "VOLATILE",
+    "VOLATILE_RELS",
+    "FLOW_RUN_PROPERTY",
+    "Provenance",
+    "apply",
+    "package_version",
+    "parse_properties",
+    "parse_providers",
+]
+
+PROCESSING_EXT = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
+
+#: item properties the producer sets itself: never taken from ``properties``
+RESERVED: frozenset[str] = frozenset(
+    {
+        "datetime",
+        "start_datetime",
+        "end_datetime",
+        "created",
+        "updated",
+        "processing:datetime",
+        "processing:software",
+    }
+)
+
+#: the item property holding the id of the Prefect flow run that registered
+#: it (set by :mod:`producer.prefect`)
+FLOW_RUN_PROPERTY = "prefect:flow_run_id"
+
+#: properties that change on every run without the item changing: compared
+#: like ``created``/``updated`` (an item differing only in them is unchanged,
+#: and keeps the stored values: those of the run that wrote its content)
+VOLATILE: frozenset[str] = frozenset({"processing:datetime", FLOW_RUN_PROPERTY})
+#: link relations compared the same way: the run or job that wrote the item
+VOLATILE_RELS: frozenset[str] = frozenset({"via"})
+
+_PROPERTY_HINT = Hint("properties", {"processing:level": "L2"}, "set extra item properties")
+_PROVIDER_HINT = Hint(
+    "item_providers",
+    ["ESA:producer,licensor:https://www.esa.int"],
+    "name a provider as NAME[:ROLES[:URL]] or a JSON object",
+)
+_PROVIDER_ROLES = ("licensor", "producer", "processor", "host")
+
+
+def package_version() -> str:
+    """This package's version (from its installed metadata, else ``producer.__version__``'s value)."""
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415 (stdlib, cheap)
+
+    try:
+        return version("stac-producer")
+    except PackageNotFoundError:
+        return "0.1.0"
+
+
+def _json_value(text: str) -> Any:
+    """``text`` as JSON when it is JSON (``3``, ``true``, ``[1, 2]``, ``{"a": 1}``), else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[str, Any] | None:
+    """``properties`` as given (a mapping, or ``KEY=VALUE`` texts from the
+    CLI or the environment, VALUE read as JSON when it is JSON) → a new dict.
+
+    Raises :class:`InputError` for a reserved key (:data:`RESERVED`), an
+    empty key, a text without ``=``, or a value that is not JSON data.
+    Nothing the caller passed is kept or mutated.
+    """
+    if value is None:
+        return None
+    out: dict[str, Any] = {}
+    if isinstance(value, Mapping):
+        out = {str(k): v for k, v in value.items()}
+    elif isinstance(value, str):
+        raise TypeError(f"properties must be a mapping or KEY=VALUE texts, not the text {value!r}")
+    else:
+        for pair in value:
+            if not isinstance(pair, str) or "=" not in pair:
+                raise InputError(f"property {pair!r}: expected KEY=VALUE", hints=(_PROPERTY_HINT,))
+            key, text = pair.split("=", 1)
+            out[key.strip()] = _json_value(text)
+    for key in out:
+        if not key:
+            raise InputError("a property has an empty name", hints=(_PROPERTY_HINT,))
+        if key in RESERVED:
+            raise InputError(
+                f"property {key!r} is set by the producer and cannot be given: " + _reserved_way(key),
+                hints=(_PROPERTY_HINT,),
+            )
+    try:
+        json.dumps(out, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"properties must be JSON data (text, numbers, lists, objects): {exc}") from None
+    return json.loads(json.dumps(out))  # a deep copy that shares nothing with the caller
+
+
+def _reserved_way(key: str) -> str:
+    if key in ("datetime", "start_datetime", "end_datetime"):
+        return "give the product's time with datetime= (or a datetime pattern) instead"
+    if key == "processing:software":
+        return "give the pipeline's software with software= instead"
+    return "it records when the item was registered"
+
+
+def parse_providers(value: Iterable[str | Mapping[str, Any]] | None) -> tuple[dict[str, Any], ...]:
+    """``providers`` as given → provider objects.
+
+    Each one is a mapping (``{"name": ..., "roles": [...], "url": ...}``), a
+    JSON object text, or ``NAME[:ROLES[:URL]]`` (ROLES comma-separated among
+    licensor, producer, processor, host). Raises :class:`InputError` for a
+    provider without a name or with an unknown role.
+    """
+    out: list[dict[str, Any]] = []
+    if isinstance(value, (str, Mapping)):
+        value = [value]
+    for entry in value or ():
+        provider: dict[str, Any]
+        if isinstance(entry, Mapping):
+            provider = json.loads(json.dumps(dict(entry)))
+        elif isinstance(entry, str) and entry.lstrip().startswith("{"):
+            parsed = _json_value(entry)
+            if not isinstance(parsed, dict):
+                raise InputError(f"provider {entry!r} is not a JSON object", hints=(_PROVIDER_HINT,))
+            provider = parsed
+        elif isinstance(entry, str):
+            name, _, rest = entry.partition(":")
+            roles, url = rest, ""
+            if "://" in rest:  # NAME:URL or NAME:ROLES:URL
+                head, sep, tail = rest.partition(":")
+                roles, url = ("", rest) if tail.startswith("//") else (head, tail)
+            provider = {"name": name.strip()}
+            if roles:
+                provider["roles"] = [r.strip() for r in roles.split(",") if r.strip()]
+            if url:
+                provider["url"] = url
+        else:
+            raise InputError(f"provider {entry!r}: expected a text or a mapping", hints=(_PROVIDER_HINT,))
+        if not isinstance(provider.get("name"), str) or not provider["name"]:
+            raise InputError(f"provider {entry!r} has no name", hints=(_PROVIDER_HINT,))
+        unknown = [r for r in provider.get("roles") or () if r not in _PROVIDER_ROLES]
+        if unknown:
+            raise InputError(
+                f"provider {provider['name']!r} has unknown role(s) {unknown}: use "
+                + ", ".join(_PROVIDER_ROLES),
+                hints=(_PROVIDER_HINT,),
+            )
+        out.append(provider)
+    return tuple(out)
+
+
+def _link_href(href: str, what: str) -> str:
+    if not isinstance(href, str) or not href.strip():
+        raise InputError(f"{what} {href!r}: expected a URL or a path")
+    href = href.strip()
+    if "://" not in href:
+        href = os.path.abspath(href)
+    return clean_href(href)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """The pipeline metadata one registration applies to each of its items."""
+
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    derived_from: tuple[str, ...] = ()
+    via: tuple[str, ...] = ()
+    software: Mapping[str, str] = field(default_factory=dict)
+    lineage: str | None = None
+    license: str | None = None
+    providers: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        """True when it adds nothing to an item."""
+        return not (
+            self.properties
+            or self.derived_from
+            or self.via
+            or self.software
+            or self.lineage
+            or self.license
+            or self.providers
+        )
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        properties: Mapping[str, Any] | None = None,
+        derived_from: Sequence[str] = (),
+        via: Sequence[str] = (),
+        software: Mapping[str, Any] | None = None,
+        lineage: str | None = None,
+        license: str | None = None,
+        providers: Sequence[Mapping[str, Any]] = (),
+    ) -> Provenance:
+        """Checked values (links absolute and without credentials)."""
+        soft = {str(k): str(v) for k, v in (software or {}).items()}
+        return cls(
+            properties=dict(properties or {}),
+            derived_from=tuple(_link_href(h, "derived_from") for h in derived_from),
+            via=tuple(_link_href(h, "via") for h in via),
+            software=soft,
+            lineage=lineage or None,
+            license=license or None,
+            providers=tuple(dict(p) for p in providers),
+        )
+
+
+def apply(doc: dict[str, Any], provenance: Provenance | None, now: datetime, where: str) -> None:
+    """Add ``provenance`` to the item document ``doc`` (mutated; nothing
+    else is). ``now``: the registration time (``processing:datetime``).
+    ``where`` names the product in errors.
+
+    Raises :class:`InputError` when a property contradicts what extraction
+    read from the product.
+    """
+    if provenance is None or provenance.empty:
+        return
+    props: dict[str, Any] = doc["properties"]
+    for key, value in provenance.properties.items():
+        if key in props and props[key] != value:
+            raise InputError(
+                f"{where}: property {key!r} is read from the product ({props[key]!r}); "
+                f"properties gives {value!r}: leave it out of properties",
+                hints=(_PROPERTY_HINT,),
+            )
+        props[key] = json.loads(json.dumps(value))
+    if provenance.license:
+        props["license"] = provenance.license
+    if provenance.providers:
+        props["providers"] = [dict(p) for p in provenance.providers]
+    if provenance.software or provenance.lineage:
+        props["processing:software"] = {"stac-producer": package_version(), **provenance.software}
+        props["processing:datetime"] = format_time(now)
+        if provenance.lineage:
+            props["processing:lineage"] = provenance.lineage
+    links = doc.setdefault("links", [])
+    present = {(link.get("rel"), link.get("href")) for link in links}
+    for rel, hrefs in (("derived_from", provenance.derived_from), ("via", provenance.via)):
+        for href in hrefs:
+            if (rel, href) in present:
+                continue
+            link: dict[str, Any] = {"rel": rel, "href": href}
+            if rel == "derived_from" and href.lower().endswith(".json"):
+                link["type"] = "application/geo+json"
+            links.append(link)
+            present.add((rel, href))
+    extensions = doc.setdefault("stac_extensions", [])
+    if any(k.startswith("processing:") for k in props) and PROCESSING_EXT not in extensions:
+        extensions.append(PROCESSING_EXT)

@@ -1,0 +1,174 @@
+"""The pipeline's own metadata on items: properties, derived_from, via, the
+processing extension, item license and providers (Python, CLI, environment)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import producer
+from producer.cli import main
+from producer.errors import InputError
+from producer.options import RegisterOptions
+from producer.provenance import PROCESSING_EXT
+from tests import rasters
+from tests.trees import assert_stac_valid_tree, tree_hash
+
+ITEM = "c/utm_20240513/utm_20240513.json"
+
+
+@pytest.fixture(scope="module")
+def utm(tmp_path_factory) -> Path:
+    return rasters.write_utm(tmp_path_factory.mktemp("rasters"))
+
+
+def read(root: Path, key: str = ITEM) -> dict:
+    return json.loads((root / key).read_text())
+
+
+PIPELINE = dict(
+    properties={"processing:level": "L2", "eo:cloud_cover": 12.5, "platform": "sentinel-2a"},
+    derived_from=["s3://inputs/S2A_20240513.SAFE/B04.jp2", "https://stac.example/items/S2A_20240513.json"],
+    via=["https://ci.example/runs/42"],
+    software={"ndvi-pipeline": "1.4.2"},
+    lineage="NDVI = (B08 - B04) / (B08 + B04) from the L2A scene",
+    item_license="CC-BY-4.0",
+    item_providers=["ESA:producer,licensor:https://www.esa.int", {"name": "ACME", "roles": ["processor"]}],
+)
+
+
+def test_pipeline_metadata_lands_on_the_item_and_validates(utm, catalog_dir):
+    [result] = producer.register([utm], catalog=str(catalog_dir), collection="c", **PIPELINE)
+    assert result.action == "created", result.error
+    item = read(catalog_dir)
+    props = item["properties"]
+    assert props["processing:level"] == "L2" and props["eo:cloud_cover"] == 12.5
+    assert props["platform"] == "sentinel-2a"
+    assert props["processing:software"] == {"stac-producer": producer.__version__, "ndvi-pipeline": "1.4.2"}
+    assert props["processing:lineage"].startswith("NDVI")
+    assert props["processing:datetime"].endswith("Z")
+    assert props["license"] == "CC-BY-4.0"
+    assert props["providers"] == [
+        {"name": "ESA", "roles": ["producer", "licensor"], "url": "https://www.esa.int"},
+        {"name": "ACME", "roles": ["processor"]},
+    ]
+    derived = [link for link in item["links"] if link["rel"] == "derived_from"]
+    assert [link["href"] for link in derived] == PIPELINE["derived_from"]
+    assert derived[1]["type"] == "application/geo+json"
+    assert [link["href"] for link in item["links"] if link["rel"] == "via"] == ["https://ci.example/runs/42"]
+    assert PROCESSING_EXT in item["stac_extensions"]
+    assert_stac_valid_tree(catalog_dir)
+
+
+def test_rerun_whose_only_change_is_the_run_is_unchanged(utm, catalog_dir):
+    first = producer.register([utm], catalog=str(catalog_dir), collection="c", **PIPELINE)
+    stamp = read(catalog_dir)["properties"]["processing:datetime"]
+    before = tree_hash(catalog_dir)
+    again = producer.register([utm], catalog=str(catalog_dir), collection="c", **PIPELINE)
+    assert [r.action for r in first + again] == ["created", "unchanged"]
+    assert tree_hash(catalog_dir) == before  # nothing written
+    assert read(catalog_dir)["properties"]["processing:datetime"] == stamp
+
+    other_run = producer.register(
+        [utm], catalog=str(catalog_dir), collection="c", **{**PIPELINE, "via": ["https://ci.example/runs/43"]}
+    )
+    assert other_run[0].action == "unchanged"  # another run, same content: the item names the first
+    assert tree_hash(catalog_dir) == before
+
+    changed = producer.register(
+        [utm], catalog=str(catalog_dir), collection="c", **{**PIPELINE, "lineage": "another recipe"}
+    )
+    assert changed[0].action == "updated"
+    item = read(catalog_dir)
+    props = item["properties"]
+    assert props["processing:lineage"] == "another recipe" and props["processing:datetime"] > stamp
+    assert [link["href"] for link in item["links"] if link["rel"] == "via"] == ["https://ci.example/runs/42"]
+
+
+@pytest.mark.parametrize(
+    "key", ["datetime", "created", "updated", "processing:datetime", "processing:software"]
+)
+def test_reserved_property_is_refused_before_anything_is_written(utm, catalog_dir, key):
+    with pytest.raises(InputError, match=f"property '{key}' is set by the producer"):
+        producer.register([utm], catalog=str(catalog_dir), collection="c", properties={key: "x"})
+    assert not catalog_dir.exists()
+
+
+def test_property_contradicting_the_product_fails_that_product_only(utm, catalog_dir):
+    [result] = producer.register(
+        [utm], catalog=str(catalog_dir), collection="c", properties={"proj:code": "EPSG:4326"}
+    )
+    assert result.action == "error"
+    assert "'proj:code' is read from the product ('EPSG:32633')" in (result.error or "")
+    assert not (catalog_dir / ITEM).exists()
+
+
+def test_cli_property_values_are_json_when_json(utm, catalog_dir):
+    res = CliRunner().invoke(
+        main,
+        [
+            "register",
+            str(utm),
+            "-c",
+            str(catalog_dir),
+            "--collection",
+            "c",
+            "--property",
+            "eo:cloud_cover=3",
+            "--property",
+            "processing:level=L2",
+            "--property",
+            'tags=["a", "b"]',
+            "--property",
+            "flag=true",
+            "--derived-from",
+            "s3://inputs/scene.tif",
+            "--software",
+            "ndvi=2.0",
+            "--item-license",
+            "CC0-1.0",
+            "--item-provider",
+            "ESA:producer",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    props = read(catalog_dir)["properties"]
+    assert props["eo:cloud_cover"] == 3 and props["processing:level"] == "L2"
+    assert props["tags"] == ["a", "b"] and props["flag"] is True
+    assert props["processing:software"]["ndvi"] == "2.0"
+    assert props["license"] == "CC0-1.0" and props["providers"] == [{"name": "ESA", "roles": ["producer"]}]
+    assert_stac_valid_tree(catalog_dir)
+
+
+def test_cli_reserved_property_names_the_flag_and_exits_non_zero(utm, catalog_dir):
+    res = CliRunner().invoke(
+        main,
+        ["register", str(utm), "-c", str(catalog_dir), "--collection", "c", "--property", "datetime=2024"],
+    )
+    assert res.exit_code == 2
+    assert "'datetime' is set by the producer" in res.output and "--property" in res.output
+    assert not catalog_dir.exists()
+
+
+def test_environment_gives_properties_as_pairs_or_json():
+    pairs = RegisterOptions.from_env({"STAC_PROPERTIES": "a=1,b=text", "STAC_ITEM_LICENSE": "MIT"})
+    assert pairs.properties == {"a": 1, "b": "text"} and pairs.item_license == "MIT"
+    obj = RegisterOptions.from_env(
+        {"STAC_PROPERTIES": '{"c": [1, 2]}', "STAC_ITEM_PROVIDERS": '[{"name": "X", "roles": ["host"]}]'}
+    )
+    assert obj.properties == {"c": [1, 2]} and obj.item_providers == ({"name": "X", "roles": ["host"]},)
+
+
+def test_unknown_provider_role_is_an_input_error():
+    with pytest.raises(InputError, match="unknown role"):
+        RegisterOptions(item_providers=["ESA:owner"])
+
+
+def test_caller_properties_are_not_mutated_nor_shared(utm, catalog_dir):
+    given = {"nested": {"k": [1]}}
+    options = RegisterOptions(properties=given)
+    given["nested"]["k"].append(2)
+    assert options.properties == {"nested": {"k": [1]}}

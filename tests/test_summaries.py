@@ -1,0 +1,150 @@
+"""Informative collections: summaries and item_assets merged on every commit,
+bounded, order-independent, recomputed exactly by reconcile."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+import producer
+from producer.catalog import summaries
+from producer.store import CountingStore, open_store
+from tests import rasters
+from tests.pausing import PauseAfterGet
+from tests.trees import assert_stac_valid_tree
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    return rasters.write_all(tmp_path_factory.mktemp("rasters"))
+
+
+def collection(root: Path, cid: str = "c") -> dict:
+    return json.loads((root / cid / "collection.json").read_text())
+
+
+def item(i: int, *, code: str = "EPSG:32633", dtype: str = "uint8", title: str | None = None) -> dict:
+    return {
+        "id": f"i{i}",
+        "properties": {"proj:code": code, "platform": f"sat-{i % 2}", "gsd": 10 + i, "instruments": ["msi"]},
+        "assets": {
+            "data": {
+                "href": f"/d/i{i}.tif",
+                "type": "image/tiff",
+                "roles": ["data"],
+                "title": title or f"i{i}.tif",
+                "bands": [{"name": "b1", "data_type": dtype}],
+            }
+        },
+    }
+
+
+def test_register_writes_summaries_and_item_assets(data, catalog_dir):
+    results = producer.register(
+        [data["utm"], data["wgs84"], data["multiband"]], catalog=str(catalog_dir), collection="c"
+    )
+    assert all(r.ok for r in results), [r.error for r in results]
+    coll = collection(catalog_dir)
+    assert coll["summaries"]["proj:code"] == ["EPSG:32633", "EPSG:4326"]
+    assert coll["summaries"]["data_type"] == ["float32", "uint8"]  # sorted
+    assert {"name": "b1"} in coll["summaries"]["bands"]
+    # the data asset's title is each file's name: the items disagree, so it is left out
+    assert coll["item_assets"] == {"data": {"type": "image/tiff; application=geotiff", "roles": ["data"]}}
+    assert producer.validate_catalog(str(catalog_dir)) == []
+    assert_stac_valid_tree(catalog_dir)
+
+
+def test_unchanged_rerun_does_not_write_the_collection(data, catalog_dir):
+    producer.register([data["utm"], data["wgs84"]], catalog=str(catalog_dir), collection="c")
+    store = CountingStore(open_store(str(catalog_dir)))
+    results = producer.register([data["utm"], data["wgs84"]], catalog=store, collection="c")
+    assert [r.action for r in results] == ["unchanged", "unchanged"]
+    assert store.puts["c/collection.json"] == 0
+
+
+def test_merge_in_any_order_and_split_equals_the_exact_recompute():
+    items = [item(i, code=f"EPSG:{32630 + i % 3}", dtype=("uint8", "int16")[i % 2]) for i in range(6)]
+    exact: dict = {"type": "Collection"}
+    summaries.recompute(exact, items)
+    for order in itertools.islice(itertools.permutations(items), 0, 720, 97):
+        for split in (1, 2, 5):
+            doc: dict = {"type": "Collection"}
+            for start in range(0, len(order), split):
+                summaries.merge(doc, order[start : start + split])
+            assert doc == exact
+    assert exact["summaries"]["gsd"] == {"minimum": 10, "maximum": 15}
+    assert exact["summaries"]["platform"] == ["sat-0", "sat-1"]
+    assert exact["summaries"]["instruments"] == ["msi"]
+    assert exact["item_assets"]["data"] == {"type": "image/tiff", "roles": ["data"]}
+
+
+def test_too_many_distinct_values_drop_that_summary_for_good():
+    doc: dict = {"type": "Collection"}
+    many = [item(i, code=f"EPSG:{32600 + i}") for i in range(summaries.MAX_VALUES + 1)]
+    summaries.merge(doc, many)
+    assert "proj:code" not in doc["summaries"]
+    assert doc[summaries.STATE_FIELD]["capped"] == ["proj:code"]
+    assert not summaries.merge(doc, [item(0)])  # a known value does not bring it back
+    assert "proj:code" not in doc["summaries"]
+    size = len(json.dumps(doc))
+    summaries.merge(doc, [item(i, code=f"EPSG:{i}") for i in range(1000)])
+    assert len(json.dumps(doc)) <= size + 100  # bounded however many items come
+
+
+def test_removal_keeps_summary_values_until_reconcile_fix_recomputes_them(data, catalog_dir):
+    producer.register([data["utm"], data["wgs84"]], catalog=str(catalog_dir), collection="c")
+    producer.remove("wgs84_20240301", catalog=str(catalog_dir), collection="c")
+    assert collection(catalog_dir)["summaries"]["proj:code"] == ["EPSG:32633", "EPSG:4326"]
+    assert producer.validate_catalog(str(catalog_dir)) == []  # a superset is expected after a removal
+
+    producer.reconcile(str(catalog_dir), fix=True)
+    coll = collection(catalog_dir)
+    assert coll["summaries"]["proj:code"] == ["EPSG:32633"]
+    assert coll["item_assets"]["data"]["title"] == "utm_20240513.tif"  # one item left: it agrees
+    assert producer.validate_catalog(str(catalog_dir)) == []
+    assert_stac_valid_tree(catalog_dir)
+
+
+def test_reconcile_fills_summaries_of_a_collection_written_before_them(data, catalog_dir):
+    producer.register([data["utm"], data["multiband"]], catalog=str(catalog_dir), collection="c")
+    path = catalog_dir / "c" / "collection.json"
+    old = collection(catalog_dir)
+    for key in ("summaries", "item_assets", summaries.STATE_FIELD):
+        old.pop(key, None)
+    path.write_text(json.dumps(old))
+    found = producer.validate_catalog(str(catalog_dir))
+    assert [(p.kind, p.key) for p in found] == [("stale-summary", "c/collection.json")]
+    assert "summaries.proj:code" in found[0].message
+    report = producer.reconcile(str(catalog_dir), fix=True)
+    assert report.fixed.get("stale-summary") == 1
+    assert collection(catalog_dir)["summaries"]["proj:code"] == ["EPSG:32633"]
+    assert producer.validate_catalog(str(catalog_dir)) == []
+
+
+def test_register_racing_the_summaries_repair_keeps_its_values(data, catalog_dir):
+    """reconcile --fix walks the items, then writes the exact summaries: an
+    item registered between the two is merged back by its second walk."""
+    producer.register([data["utm"]], catalog=str(catalog_dir), collection="c")
+    path = catalog_dir / "c" / "collection.json"
+    old = collection(catalog_dir)
+    for key in ("summaries", "item_assets", summaries.STATE_FIELD):
+        old.pop(key, None)
+    path.write_text(json.dumps(old))  # stale: reconcile --fix will recompute
+    item_key = "c/utm_20240513/utm_20240513.json"
+    # reads of the item: validate's audit, the audit of what is linked, then the first walk
+    paused = PauseAfterGet(open_store(str(catalog_dir)), item_key, nth=3)
+    outcome: dict = {}
+    worker = threading.Thread(target=lambda: outcome.update(report=producer.reconcile(paused, fix=True)))
+    worker.start()
+    assert paused.reached.wait(60)
+    [racer] = producer.register([data["wgs84"]], catalog=str(catalog_dir), collection="c")
+    assert racer.action == "created"
+    paused.resume.set()
+    worker.join(60)
+    assert outcome["report"].fixed.get("stale-summary") == 1
+    assert collection(catalog_dir)["summaries"]["proj:code"] == ["EPSG:32633", "EPSG:4326"]
+    assert producer.validate_catalog(str(catalog_dir)) == []
