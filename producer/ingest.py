@@ -11,12 +11,13 @@ registers products no item describes) both call it; it never prints.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 
-from producer import extract
+from producer import extract, parallel
 from producer.catalog import documents as docs
 from producer.catalog.layout import Layout, collection_key, recorded_layout
 from producer.changes import Change, ChangeKind, Sink
@@ -26,6 +27,7 @@ from producer.extract.ids import check_id, make_item_id
 from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
 from producer.logs import log_register_summary, log_result
 from producer.options import RegisterOptions, parse_rewrites
+from producer.parallel import extraction_workers, map_ordered, prepare_all, write_threads
 from producer.results import Action, RegisterResult
 from producer.sinks import SinkFailure, check_sinks, deliver, removed
 from producer.sources import expand_paths
@@ -157,6 +159,7 @@ def register_products(
                 len(sources),
                 replace,
                 sinks,
+                options.workers,
             )
         )
         for result in results[done:]:  # one INFO line per product
@@ -223,6 +226,7 @@ def _register_chunk(
     total: int,
     replace: bool = False,
     sinks: Sequence[Sink] = (),
+    workers: int = 1,
 ) -> list[RegisterResult]:
     """Register one batch: extract and validate every product, check the
     parents and the sinks (nothing written so far), then write the root if
@@ -231,7 +235,7 @@ def _register_chunk(
     Returns one result per product of ``chunk``, in order."""
     coll_title = (collection_meta or {}).get("title") or collection
     results, prepared = _prepare_chunk(
-        chunk, committer, collection, options, coll_title, progress, done, total
+        chunk, committer, collection, options, coll_title, progress, done, total, workers
     )
     if not prepared:
         return results
@@ -352,15 +356,34 @@ def _prepare_chunk(
     progress: Progress | None,
     done: int,
     total: int,
+    workers: int = 1,
 ) -> tuple[list[RegisterResult], Prepared]:
-    """Extract and validate each product (:func:`_prepare`); a second product
-    mapping to the key of an earlier one fails. Returns every result and the
-    products ready to be written. Reports ``progress`` per product."""
+    """Extract and validate each product (:func:`_prepare`), in worker
+    processes when the batch is large enough (``workers``: see
+    :func:`producer.parallel.extraction_workers`); a second product mapping
+    to the key of an earlier one fails. Returns every result, in order, and
+    the products ready to be written. Reports ``progress`` per product."""
     prepared: Prepared = []
     results: list[RegisterResult] = []
     seen: dict[str, str] = {}
-    for i, source in enumerate(chunk):
-        result, key, doc = _prepare(source, committer, collection, options, coll_title)
+
+    def job(source: str) -> tuple[RegisterResult, str | None, dict | None]:
+        return _prepare(source, committer, collection, options, coll_title)
+
+    def broken(source: str, exc: BaseException) -> tuple[RegisterResult, str | None, dict | None]:
+        result = RegisterResult(source=source)
+        with contextlib.suppress(ProducerError):
+            result.id = make_item_id(source, options)
+        result.fail(
+            f"{source}: not registered: the worker process extracting it died ({exc}); "
+            "register it again on its own to see the cause",
+            StoreError(str(exc)),
+        )
+        return result, None, None
+
+    pool = extraction_workers(workers, len(chunk))
+    for i, (result, key, doc) in enumerate(prepare_all(job, chunk, pool, broken, parallel.EXTRACT_KIND)):
+        source = chunk[i]
         results.append(result)
         if key is not None and doc is not None:
             if key in seen:
@@ -419,15 +442,18 @@ def _read_index(
 
 
 def _write_items(committer: Committer, prepared: Prepared, replace: bool) -> list[tuple[str, dict, dict]]:
-    """Write each item document (a failure fails that product only);
-    returns ``(key, doc, committed)`` per item written (``committed``: the
-    document on storage, timestamps included)."""
-    written: list[tuple[str, dict, dict]] = []
-    for result, key, doc in prepared:
+    """Write each item document, up to 16 at once on a store that takes
+    concurrent writes (:func:`producer.parallel.write_threads`); a failure
+    fails that product only. Returns ``(key, doc, committed)`` per item
+    written, in batch order (``committed``: the document on storage,
+    timestamps included). Mutates each product's result."""
+
+    def write(entry: tuple[RegisterResult, str, dict]) -> tuple[str, dict, dict] | None:
+        result, key, doc = entry
         try:
             result.action, committed = committer.write_item(key, doc, replace=replace)
             result.item = doc
-            written.append((key, doc, committed))
+            return key, doc, committed
         except ProducerError as exc:
             result.fail(f"{result.source}: {exc}", exc)
         except OSError as exc:  # disk full, permission denied, ... in a store: this product only
@@ -437,7 +463,10 @@ def _write_items(committer: Committer, prepared: Prepared, replace: bool) -> lis
                 StoreError(str(exc)),
             )
             result.href = None
-    return written
+        return None
+
+    threads = write_threads(len(prepared), committer.store.concurrent_safe)
+    return [w for w in map_ordered(write, prepared, threads) if w is not None]
 
 
 def _link_written(
