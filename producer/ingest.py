@@ -32,7 +32,7 @@ from producer.results import Action, RegisterResult
 from producer.sinks import SinkFailure, check_sinks, deliver, removed
 from producer.sources import expand_paths
 from producer.store import open_store
-from producer.store.base import Store
+from producer.store.base import Store, batch_durability
 from producer.urls import is_remote
 from producer.validate import Validator, default_validator
 
@@ -276,7 +276,19 @@ def _register_chunk(
         _fail_all(prepared, _as_project_error(exc, "cannot write the root catalog: "))
         return results
 
-    committed = _write_items(committer, prepared, replace)
+    try:
+        # local catalogs: one shared syncfs per group of writes instead of an
+        # fsync per file, and every new name durable before any parent links it
+        with batch_durability(committer.store):
+            committed = _write_items(committer, prepared, replace)
+    except (ProducerError, OSError) as exc:
+        for result, _, _ in prepared:
+            if result.ok:
+                result.fail(
+                    f"{result.source}: item written but not linked ({exc}); register it again",
+                    _as_project_error(exc),
+                )
+        return results
     written = [(key, doc) for key, doc, _ in committed]
     if written and not _link_written(committer, collection, written, collection_meta, preread, prepared):
         return results

@@ -15,6 +15,7 @@ Nothing here reads or writes the catalog itself: the callers' functions do.
 
 from __future__ import annotations
 
+import contextvars
 import multiprocessing
 import os
 import threading
@@ -72,14 +73,17 @@ def write_threads(items: int, concurrent_safe: bool) -> int:
 def map_ordered(fn: Callable[[T], R], items: Sequence[T], threads: int) -> list[R]:
     """``[fn(x) for x in items]`` on up to ``threads`` threads, in order.
 
-    ``fn`` must report per-item failures in what it returns; anything it
+    Each call sees the caller's context variables. ``fn`` must report
+    per-item failures in what it returns; anything it
     raises (a ``BaseException`` such as a kill included) is raised here
     after every started call has finished, the first in ``items`` order.
     """
     if threads <= 1 or len(items) <= 1:
         return [fn(x) for x in items]
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="stac-write") as pool:
-        futures = [pool.submit(fn, x) for x in items]
+        # each call runs in a copy of the caller's context (a store's batch
+        # durability is a context variable: see producer.store.local)
+        futures = [pool.submit(contextvars.copy_context().run, fn, x) for x in items]
     return [f.result() for f in futures]
 
 
