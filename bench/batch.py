@@ -136,9 +136,7 @@ def run_loop(cogs: list[str], root: str) -> float:
             proj.epsg = src.crs.to_epsg()
             proj.shape = [src.height, src.width]
             proj.transform = list(src.transform)[:6]
-            item.add_asset(
-                "data", pystac.Asset(cog, media_type=pystac.MediaType.COG, roles=["data"])
-            )
+            item.add_asset("data", pystac.Asset(cog, media_type=pystac.MediaType.COG, roles=["data"]))
         doc = item.to_dict(include_self_link=False)
         check(doc, cog)
         items.append(item)
@@ -217,7 +215,9 @@ def section_local(cogs: list[str], repeats: int) -> str:
         rows.append(
             [name, c.fmt_s(med), f"{n / med:.0f}", f"{1000 * med / n:.2f} ms", f"{loop / med:.2f}×", "valid"]
         )
-    return c.table(["configuration", "wall time (median)", "items/s", "per item", "loop / this", "catalog"], rows)
+    return c.table(
+        ["configuration", "wall time (median)", "items/s", "per item", "loop / this", "catalog"], rows
+    )
 
 
 class _DelayStore:
@@ -245,7 +245,7 @@ def section_s3(cogs: list[str], serial_cogs: list[str], repeats: int) -> str:
     try:
         from bench.latproxy import LatencyProxy  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
-        LatencyProxy = None  # noqa: N806
+        LatencyProxy = None
     with c.S3Process() as s3:
         how = "latency proxy (bench/latproxy.py)"
         proxy = None
@@ -270,7 +270,12 @@ def section_s3(cogs: list[str], serial_cogs: list[str], repeats: int) -> str:
 
         def ours(products: list[str], threads: int) -> Callable[[str], float]:
             return lambda where: run_ours(
-                products, catalog(where), workers=0, kind="process", write_threads=threads, storage_options=options
+                products,
+                catalog(where),
+                workers=0,
+                kind="process",
+                write_threads=threads,
+                storage_options=options,
             )
 
         def check(where: str) -> None:
@@ -280,7 +285,14 @@ def section_s3(cogs: list[str], serial_cogs: list[str], repeats: int) -> str:
             (f"16 write threads, {len(cogs)} COGs", ours(cogs, 16), check),
             (f"1 write thread, {len(serial_cogs)} COGs", ours(serial_cogs, 1), check),
         ]
-        run_ours(cogs[:20], catalog(fresh("warm")), workers=1, kind="process", write_threads=16, storage_options=options)
+        run_ours(
+            cogs[:20],
+            catalog(fresh("warm")),
+            workers=1,
+            kind="process",
+            write_threads=16,
+            storage_options=options,
+        )
         try:
             times = _measure(configs, fresh, repeats)
         finally:
@@ -294,13 +306,17 @@ def section_s3(cogs: list[str], serial_cogs: list[str], repeats: int) -> str:
         rate = sizes[name] / med
         rows.append([name, c.fmt_s(med), f"{rate:.0f}", f"{fastest / rate:.1f}×" if rate else "", "valid"])
     note = f"Latency: {DELAY * 1000:.0f} ms per request by {how}; both catalogs checked valid after their first run."
-    return note + "\n\n" + c.table(
-        ["items written by", "wall time (median)", "items/s", "16 threads / this", "catalog"], rows
+    return (
+        note
+        + "\n\n"
+        + c.table(["items written by", "wall time (median)", "items/s", "16 threads / this", "catalog"], rows)
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="100 COGs, 1 repeat, print only")
     parser.add_argument("--sections", default="local,s3")
     parser.add_argument("--repeats", type=int)

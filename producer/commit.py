@@ -391,8 +391,10 @@ class Committer:
         # is read and the usual compare-and-swap continues from there. That
         # 412 lost no race (nothing was read), so it is not a conflict and
         # costs no backoff.
-        first = mutate(None)
-        assert first is not None
+        # (a shallow copy: ``item`` is not mutated and the committed
+        # document only gains the timestamps, which are not shared)
+        now = format_time(self.clock())
+        first = {**item, "properties": {**item["properties"], "created": now, "updated": now}}
         try:
             self.store.put(key, docs.dumps(first), create_only=True)
         except PreconditionFailed:

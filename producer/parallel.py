@@ -16,12 +16,10 @@ Nothing here reads or writes the catalog itself: the callers' functions do.
 from __future__ import annotations
 
 import contextvars
-import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -94,6 +92,8 @@ def _run_job(source: str) -> Any:
 
 def _fork_context() -> Any | None:
     """The ``fork`` multiprocessing context, or None where there is none."""
+    import multiprocessing  # noqa: PLC0415 (0.1 s of imports that only a pooled batch needs)
+
     if "fork" not in multiprocessing.get_all_start_methods():
         return None
     return multiprocessing.get_context("fork")
@@ -126,6 +126,8 @@ def prepare_all(
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stac-extract") as threads:
             yield from threads.map(job, sources)
         return
+    from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor  # noqa: PLC0415 (see above)
+
     chunksize = max(1, min(16, len(sources) // (workers * 4)))
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         # a fork pool starts every worker at the first submit (inside map):

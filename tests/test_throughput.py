@@ -4,7 +4,10 @@ process pool, with results per product and in order either way."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import producer
@@ -135,3 +138,37 @@ def test_workers_option_rejects_a_negative_count_and_auto_pools_only_large_batch
         assert "workers" in str(exc)
     else:
         raise AssertionError("workers=-1 was accepted")
+
+
+def test_register_into_a_local_catalog_does_not_import_boto3(tmp_path):
+    """rasterio imports boto3 (and botocore) at import when installed; the
+    register path defers it until used, and a local catalog never uses it."""
+    source = rasters.write_cog(tmp_path / "data")
+    code = (
+        "import sys, producer\n"
+        f"(r,) = producer.register([{str(source)!r}], catalog={str(tmp_path / 'cat')!r}, collection='c')\n"
+        "assert r.action == 'created', r.error\n"
+        "print(sorted(m for m in ('boto3.session', 'botocore') if m in sys.modules))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=Path(__file__).parents[1]
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
+def test_deferred_boto3_loads_on_first_use():
+    code = (
+        "import sys\n"
+        "from producer.extract import defer_boto3\n"
+        "sys.modules.pop('boto3', None)\n"
+        "defer_boto3()\n"
+        "import boto3\n"
+        "assert 'botocore' not in sys.modules\n"
+        "print(boto3.Session.__name__, type(sys.modules['boto3']).__name__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1]
+    )
+    assert out.stdout.split() == ["Session", "module"], out.stderr[-2000:]
