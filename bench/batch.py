@@ -253,7 +253,10 @@ def section_s3(cogs: list[str], serial_cogs: list[str], repeats: int) -> str:
         if LatencyProxy is not None:
             proxy = LatencyProxy(s3.endpoint_url, delay=DELAY)
             proxy.__enter__()
-            options = {**s3.storage_options, "endpoint_url": proxy.endpoint_url}
+            options = {
+                **s3.storage_options,
+                "client_kwargs": {**s3.storage_options["client_kwargs"], "endpoint_url": proxy.endpoint_url},
+            }
         else:
             how = "a store wrapper sleeping per call (bench/latproxy.py missing)"
         counter = iter(range(10**6))

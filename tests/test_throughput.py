@@ -172,3 +172,37 @@ def test_deferred_boto3_loads_on_first_use():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1]
     )
     assert out.stdout.split() == ["Session", "module"], out.stderr[-2000:]
+
+
+def test_draft7_meta_format_list_matches_the_meta_schema():
+    """validate.py lists the draft-07 meta-schema's formats instead of
+    importing jsonschema in every process: the list must stay exact."""
+    from jsonschema.validators import SPECIFICATIONS
+
+    from producer.validate import DRAFT7_META_FORMATS, _format_names
+
+    meta = SPECIFICATIONS.contents("http://json-schema.org/draft-07/schema")
+    assert tuple(sorted(set(_format_names(meta)))) == DRAFT7_META_FORMATS
+
+
+def test_a_warm_valid_document_is_checked_without_importing_jsonschema(tmp_path):
+    """The compiled checks accept a valid item alone; jsonschema loads only
+    to word a rejection (its messages are unchanged: tests/test_validate.py)."""
+    source = rasters.write_cog(tmp_path / "data")
+    code = (
+        "import sys, producer\n"
+        "(r,) = producer.register([sys.argv[1]], catalog=sys.argv[2], collection='c')\n"
+        "assert r.action == 'created', r.error\n"
+        "print(sorted(m for m in ('jsonschema', 'referencing') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "STAC_PRODUCER_CACHE_DIR": str(tmp_path / "cache")}
+    for run in range(2):  # the first run compiles and caches, the second loads the cache
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(source), str(tmp_path / f"cat{run}")],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=Path(__file__).parents[1],
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
