@@ -28,11 +28,12 @@ first run (``validate_catalog``, untimed). Writes only under ``.bench/``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,8 @@ def run_loop(cogs: list[str], root: str) -> float:
         c.COLLECTION,
         "loop",
         pystac.Extent(
-            pystac.SpatialExtent([[-180.0, -90.0, 180.0, 90.0]]), pystac.TemporalExtent([[None, None]])
+            pystac.SpatialExtent([[-180.0, -90.0, 180.0, 90.0]]),
+            pystac.TemporalExtent([[datetime(2015, 1, 1, tzinfo=UTC), None]]),
         ),
     )
     catalog.add_child(collection)
@@ -168,7 +170,7 @@ def _valid(catalog: str, storage_options: Any = None) -> None:
 
 
 def _measure(
-    configs: list[tuple[str, Callable[[str], float], Callable[[str], None]]],
+    configs: Sequence[tuple[str, Callable[[Any], float], Callable[..., None]]],
     fresh: Callable[[str], str],
     repeats: int,
 ) -> dict[str, list[float]]:
@@ -242,16 +244,17 @@ class _DelayStore:
 
 def section_s3(cogs: list[str], serial_cogs: list[str], repeats: int) -> str:
     log(f"\n## s3: {len(cogs)} COGs, {DELAY * 1000:.0f} ms per request, {repeats} repeat(s)")
-    try:
-        from bench.latproxy import LatencyProxy  # type: ignore[import-not-found,unused-ignore]
+    proxy_cls: Any = None
+    try:  # the groupcommit branch's proxy (bench/latproxy.py)
+        proxy_cls = importlib.import_module("bench.latproxy").LatencyProxy
     except ImportError:
-        LatencyProxy = None
+        pass
     with c.S3Process() as s3:
         how = "latency proxy (bench/latproxy.py)"
         proxy = None
         options = s3.storage_options
-        if LatencyProxy is not None:
-            proxy = LatencyProxy(s3.endpoint_url, delay=DELAY)
+        if proxy_cls is not None:
+            proxy = proxy_cls(s3.endpoint_url, delay=DELAY)
             proxy.__enter__()
             options = {
                 **s3.storage_options,
