@@ -30,16 +30,15 @@ deletes temp files older than ``temp_max_age``
 write plus a lock wait (milliseconds), so age tells a dead writer's file from
 a live one's without any coordination between hosts.
 
-Durability per batch (:meth:`LocalStore.batch`): inside it, a write's temp
-file is not fsynced on its own; the writer waits for one ``syncfs`` of the
-catalog's file system that started after its temp file was written, shared
-by every thread waiting at that moment (a group commit), and only then
-renames. The rename's directory entry is not fsynced per write either: one
-``syncfs`` when the batch ends covers them all. So, as outside a batch, a
-document's bytes are durable before its name points at them; a name written
-in a batch is durable once the batch has ended, which the register pipeline
-waits for before any parent links it. Where ``syncfs`` does not exist (not
-Linux), every write fsyncs its own file and directory as outside a batch.
+Durability per batch (:meth:`LocalStore.batch`): inside it, a write still
+fsyncs its temp file before the rename (so its bytes are durable before its
+name points at them, and a write-back error such as a full disk is reported
+for that file alone; the batch's writer threads overlap these fsyncs, which
+the journal commits together), but the directory entry of the rename is not
+fsynced per write: one ``syncfs`` of the catalog's file system when the
+batch ends makes every name written in it durable, and the register
+pipeline waits for it before any parent links them. Where ``syncfs`` does
+not exist (not Linux), every write fsyncs its directory as outside a batch.
 
 Versions are the SHA-256 of the document bytes. A token made of inode, mtime
 and size would be cheaper, but after temp+rename the freed inode number is
@@ -60,7 +59,6 @@ import hashlib
 import logging
 import os
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,52 +110,6 @@ def syncfs(directory: Path) -> None:
         os.close(fd)
 
 
-class _GroupSync:
-    """One ``syncfs`` shared by every thread that needs one at the same time.
-
-    :meth:`wait` returns once a ``syncfs`` that *started after the call*
-    has finished: everything the caller wrote before calling is durable.
-    The first caller runs it; callers arriving meanwhile wait for the next
-    one, which one of them runs for all of them.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self._cond = threading.Condition()
-        self._started = 0  # number of syncs started
-        self._done = 0  # every sync up to this number has finished
-        self._running = False
-        self.syncs = 0  # syncs run (benchmarks report it)
-
-    def wait(self) -> None:
-        """Block until a sync started after this call has completed (raises
-        :class:`OSError` in the thread that ran a failed one; the others
-        then run their own)."""
-        with self._cond:
-            need = self._started + 1
-            while self._done < need:
-                if self._running:
-                    self._cond.wait()
-                    continue
-                self._running = True
-                self._started += 1
-                mine = self._started
-                self._cond.release()
-                ok = False
-                try:
-                    syncfs(self.directory)
-                    ok = True
-                finally:
-                    self._cond.acquire()
-                    self._running = False
-                    if ok:
-                        self._done = mine
-                        self.syncs += 1
-                    else:
-                        self._started = self._done  # not done: the next waiter runs it again
-                    self._cond.notify_all()
-
-
 def _version(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -197,8 +149,6 @@ class LocalStore:
     def __init__(self, url: str) -> None:
         self.root, self.url = _root_from_url(url)
         self._swept: dict[Path, float] = {}  # directory -> monotonic time of last sweep
-        self._group: _GroupSync | None = None
-        self._group_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"LocalStore({self.url!r})"
@@ -273,18 +223,16 @@ class LocalStore:
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
-        """Durability per batch for the writes made inside (from any thread;
-        see the module docstring): on a normal exit, one ``syncfs`` makes
-        every name written inside durable before this returns; on an
-        exception nothing more is synced (as if the process died there).
-        Without ``syncfs`` (not Linux) writes stay synced one by one."""
+        """Durability per batch for the writes made inside (this context and
+        the threads it is handed to; see the module docstring): their
+        directory entries are not fsynced one by one; on a normal exit one
+        ``syncfs`` makes every name written inside durable before this
+        returns; on an exception nothing more is synced (as if the process
+        died there). Without ``syncfs`` (not Linux) nothing changes."""
         if _SYNCFS is None:
             yield
             return
-        with self._group_lock:
-            if self._group is None:
-                self.root.mkdir(parents=True, exist_ok=True)
-                self._group = _GroupSync(self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
         token = _BATCHED.set(_BATCHED.get() | {id(self)})
         try:
             yield
@@ -299,11 +247,10 @@ class LocalStore:
         """True inside :meth:`batch` of this store, in the thread that
         opened it or a thread it handed its context to (see
         :func:`producer.parallel.map_ordered`)."""
-        return id(self) in _BATCHED.get() and self._group is not None
+        return id(self) in _BATCHED.get()
 
     def _write_temp(self, key: str, path: Path, data: bytes) -> Path:
-        """Write ``data`` to a hidden temp file beside ``path``, fsynced
-        (in a batch: written, then one shared ``syncfs`` awaited)."""
+        """Write ``data`` to a fsynced hidden temp file beside ``path``."""
         for _attempt in range(5):
             # A concurrent delete may remove a directory we just created
             # (it prunes empty ones): create it again and retry.
@@ -325,14 +272,10 @@ class LocalStore:
             except OSError as exc:
                 raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
             try:
-                batched, group = self._in_batch(), self._group
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
                     f.flush()
-                    if not batched:
-                        os.fsync(f.fileno())
-                if batched and group is not None:
-                    group.wait()
+                    os.fsync(f.fileno())
             except OSError as exc:  # disk full, quota, I/O error: a store error naming the key
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
