@@ -277,8 +277,9 @@ def _register_chunk(
         return results
 
     try:
-        # local catalogs: one shared syncfs per group of writes instead of an
-        # fsync per file, and every new name durable before any parent links it
+        # local catalogs: one syncfs for the batch's directory entries instead
+        # of a directory fsync per item; every new name is durable before any
+        # parent links it (docs/RELIABILITY.md)
         with batch_durability(committer.store):
             committed = _write_items(committer, prepared, replace)
     except (ProducerError, OSError) as exc:
