@@ -6,8 +6,8 @@ with 30 ms per request, against a rio-stac-like rasterio + pystac loop.
 
 Sections (``--sections local,s3``):
 
-``local``: the project with extraction serial, in 2 forked processes
-(the default for a batch this size) and in 2 threads, with items written
+``local``: the project with extraction serial, in 2 threads (the
+default for a batch this size) and in 2 forked processes, with items written
 by one thread or by 16; and the rio-stac-like loop doing the same work in
 one process: rasterio open, footprint densified 32 segments per edge and
 reprojected to WGS 84, a pystac Item (projection extension, one asset),
@@ -202,8 +202,8 @@ def section_local(cogs: list[str], repeats: int) -> str:
     configs = [
         ("serial extraction, 1 write thread", ours(1, "process", 1), _valid),
         ("serial extraction, 16 write threads", ours(1, "process", 16), _valid),
-        ("2 threads, 16 write threads", ours(2, "thread", 16), _valid),
-        ("2 processes, 16 write threads (default)", ours(0, "process", 16), _valid),
+        ("2 threads, 16 write threads (default)", ours(0, "thread", 16), _valid),
+        ("2 processes, 16 write threads", ours(2, "process", 16), _valid),
         ("rio-stac-like loop (rasterio + pystac)", lambda where: run_loop(cogs, where), _valid),
     ]
     run_ours(cogs[:40], fresh("warm"), workers=0, kind="process", write_threads=16)  # imports, schemas

@@ -371,8 +371,8 @@ def _prepare_chunk(
     total: int,
     workers: int = 1,
 ) -> tuple[list[RegisterResult], Prepared]:
-    """Extract and validate each product (:func:`_prepare`), in worker
-    processes when the batch is large enough (``workers``: see
+    """Extract and validate each product (:func:`_prepare`), by worker
+    threads (or processes) when the batch is large enough (``workers``: see
     :func:`producer.parallel.extraction_workers`); a second product mapping
     to the key of an earlier one fails. Returns every result, in order, and
     the products ready to be written. Reports ``progress`` per product."""

@@ -1,12 +1,18 @@
-"""Both cores for a batch: products extracted in worker processes, item
-documents written by a bounded pool of threads.
+"""Both cores for a batch: products extracted by a pool of threads (or
+forked processes), item documents written by a bounded pool of threads.
 
-Extraction (GDAL open, footprint, pystac, JSON-schema validation) is mostly
-Python holding the GIL: measured on 1,000 local COGs (``bench/batch.py``),
-threads gain little where processes use every core, so extraction runs in a
-pool of forked processes (:func:`prepare_all`). Writing item documents is
-I/O (an S3 PUT, a local temp file, its fsync and rename) that releases the
-GIL, so it runs in threads (:func:`map_ordered`).
+Extraction is GDAL (open, header reads: it releases the GIL) and Python
+(footprint, pystac, JSON-schema validation: it holds it). Measured side by
+side on 1,000 local COGs (``bench/batch.py``, BENCHMARKS.md) on the shared
+2-core machine, 2 threads beat 2 forked processes in both runs (37.7 s vs
+50.3 s, and 77 s vs 82 s, serial 63 s and 147 s): with other work on both
+cores a second process finds no idle core, and it pays the fork, the
+pickling of every item and a cold validator cache, while threads overlap
+GDAL's I/O with Python and share everything. Threads are the default
+(:data:`EXTRACT_KIND`); processes stay available (``"process"``) for a
+machine with idle cores, where the GIL-bound half would scale.
+Writing item documents is I/O (an S3 PUT, a local temp file, its fsync and
+rename) that releases the GIL, so it runs in threads (:func:`map_ordered`).
 
 Results stay per product and in order whatever the pool does: a product
 that fails in a worker fails alone, with the message it has serially.
@@ -25,14 +31,14 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: below this many products a batch is extracted in this process: starting
-#: workers (a fork each, warm imports) costs more than it saves
+#: below this many products a batch is extracted serially: starting workers
+#: costs more than it saves
 MIN_POOLED = 32
 #: at most this many threads write item documents at once
 MAX_WRITE_THREADS = 16
-#: how pooled extraction runs: "process" (default) or "thread" (measured by
+#: how pooled extraction runs: "thread" (default) or "process" (measured by
 #: bench/batch.py; see the module docstring)
-EXTRACT_KIND = "process"
+EXTRACT_KIND = "thread"
 
 #: the function a forked worker applies to each product; set in the parent
 #: just before the pool forks, so workers inherit it (closures included)
@@ -50,7 +56,7 @@ def cores() -> int:
 
 
 def extraction_workers(requested: int, products: int) -> int:
-    """How many processes extract a batch of ``products``: ``requested``
+    """How many workers (threads, or processes) extract a batch of ``products``: ``requested``
     when positive (never more than the products), else automatic: one per
     core for a batch of :data:`MIN_POOLED` or more products, else 1."""
     if requested > 0:

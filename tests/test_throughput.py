@@ -10,7 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import producer
+from producer import parallel
 from producer.commit import Committer
 from producer.ingest import register_products, validator
 from producer.options import RegisterOptions
@@ -111,7 +114,9 @@ def test_parallel_item_writes_keep_per_product_results_in_order(tmp_path):
     assert_stac_valid_tree(catalog)
 
 
-def test_broken_product_in_a_pooled_batch_fails_alone_with_its_serial_message(tmp_path):
+@pytest.mark.parametrize("kind", ["thread", "process"])
+def test_broken_product_in_a_pooled_batch_fails_alone_with_its_serial_message(tmp_path, kind, monkeypatch):
+    monkeypatch.setattr(parallel, "EXTRACT_KIND", kind)
     sources = _cogs(tmp_path / "data", 5)
     broken = str(rasters.write_corrupt(tmp_path / "data"))
     sources.insert(2, broken)  # an explicit workers=2 pools even a small batch
