@@ -4,10 +4,10 @@ Only this module writes documents (:mod:`producer.repair` decides some
 repairs itself, but writes them through :meth:`Committer.cas`).
 Everything goes through a :class:`~producer.store.base.Store` passed in.
 
-For one item the I/O is constant whatever the catalog size: GET+PUT of the
-item, one GET of every ancestor (partition catalogs, collection, root: read
-once per batch by :meth:`Committer.preflight`) and a PUT of each ancestor that
-changes. A batch costs one compare-and-swap per parent, however many items it
+For one item the I/O is constant whatever the catalog size: a create-only
+PUT of the item (then GET+PUT when it exists), one GET of every ancestor
+(partition catalogs, collection, root: read once per batch by
+:meth:`Committer.preflight`) and a PUT of each ancestor that changes. A batch costs one compare-and-swap per parent, however many items it
 adds there.
 
 Restartable: every write is idempotent and the order is chosen so that a
@@ -404,6 +404,22 @@ class Committer:
             outcome["action"] = "updated"
             return new
 
+        # Optimistic first attempt: most items of a batch are new, and
+        # If-None-Match: * already refuses to overwrite, so PUT without a GET
+        # (one request instead of two on S3). A 412 means the item exists: it
+        # is read and the usual compare-and-swap continues from there. That
+        # 412 lost no race (nothing was read), so it is not a conflict and
+        # costs no backoff.
+        # (a shallow copy: ``item`` is not mutated and the committed
+        # document only gains the timestamps, which are not shared)
+        now = format_time(self.clock())
+        first = {**item, "properties": {**item["properties"], "created": now, "updated": now}}
+        try:
+            self.store.put(key, docs.dumps(first), create_only=True)
+        except PreconditionFailed:
+            pass
+        else:
+            return "created", first
         committed = self.cas(key, mutate, expect=("Feature",), validated=True).doc
         assert committed is not None  # written, or the existing document kept
         return outcome["action"], committed

@@ -11,12 +11,13 @@ registers products no item describes) both call it; it never prints.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 
-from producer import extract, provenance, thumbnail
+from producer import extract, parallel, provenance, thumbnail
 from producer.catalog import documents as docs
 from producer.catalog.layout import Layout, collection_key, recorded_layout
 from producer.changes import Change, ChangeKind, Sink
@@ -27,11 +28,12 @@ from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
 from producer.grouping import GROUP_SUFFIXES, Grouping
 from producer.logs import log_register_summary, log_result
 from producer.options import RegisterOptions, parse_rewrites, pipeline_metadata
+from producer.parallel import extraction_workers, map_ordered, prepare_all, write_threads
 from producer.results import Action, RegisterResult
 from producer.sinks import Outbox, SinkFailure, check_sinks, deliver, remedy_text, removed
 from producer.sources import PRODUCT_SUFFIXES, expand_paths
 from producer.store import open_store
-from producer.store.base import Store
+from producer.store.base import Store, batch_durability
 from producer.urls import is_remote
 from producer.validate import Validator, default_validator
 
@@ -175,6 +177,7 @@ def register_products(
                 replace,
                 sinks,
                 grouping,
+                options.workers,
             )
         )
         if grouping:
@@ -247,6 +250,7 @@ def _register_chunk(
     replace: bool = False,
     sinks: Sequence[Sink] = (),
     grouping: Grouping | None = None,
+    workers: int = 1,
 ) -> list[RegisterResult]:
     """Register one batch: extract and validate every product, check the
     parents and the sinks (nothing written so far), then write the root if
@@ -254,8 +258,14 @@ def _register_chunk(
     moves and the id index, and hand what was committed to the sinks.
     Returns one result per product of ``chunk``, in order."""
     coll_title = (collection_meta or {}).get("title") or collection
-    prepare = grouping.prepare_chunk if grouping else _prepare_chunk
-    results, prepared = prepare(chunk, committer, collection, options, coll_title, progress, done, total)
+    if grouping:
+        results, prepared = grouping.prepare_chunk(
+            chunk, committer, collection, options, coll_title, progress, done, total
+        )
+    else:
+        results, prepared = _prepare_chunk(
+            chunk, committer, collection, options, coll_title, progress, done, total, workers
+        )
     if not prepared:
         return results
 
@@ -296,7 +306,20 @@ def _register_chunk(
         return results
 
     write = grouping.write_items if grouping else _write_items
-    committed = write(committer, prepared, replace)
+    try:
+        # local catalogs: one syncfs for the batch's directory entries instead
+        # of a directory fsync per item; every new name is durable before any
+        # parent links it (docs/RELIABILITY.md)
+        with batch_durability(committer.store):
+            committed = write(committer, prepared, replace)
+    except (ProducerError, OSError) as exc:
+        for result, _, _ in prepared:
+            if result.ok:
+                result.fail(
+                    f"{result.source}: item written but not linked ({exc}); register it again",
+                    _as_project_error(exc),
+                )
+        return results
     written = [(key, doc) for key, doc, _ in committed]
     if written and not _link_written(committer, collection, written, collection_meta, preread, prepared):
         return results
@@ -377,15 +400,34 @@ def _prepare_chunk(
     progress: Progress | None,
     done: int,
     total: int,
+    workers: int = 1,
 ) -> tuple[list[RegisterResult], Prepared]:
-    """Extract and validate each product (:func:`_prepare`); a second product
-    mapping to the key of an earlier one fails. Returns every result and the
-    products ready to be written. Reports ``progress`` per product."""
+    """Extract and validate each product (:func:`_prepare`), by worker
+    threads (or processes) when the batch is large enough (``workers``: see
+    :func:`producer.parallel.extraction_workers`); a second product mapping
+    to the key of an earlier one fails. Returns every result, in order, and
+    the products ready to be written. Reports ``progress`` per product."""
     prepared: Prepared = []
     results: list[RegisterResult] = []
     seen: dict[str, str] = {}
-    for i, source in enumerate(chunk):
-        result, key, doc = _prepare(source, committer, collection, options, coll_title)
+
+    def job(source: str) -> tuple[RegisterResult, str | None, dict | None]:
+        return _prepare(source, committer, collection, options, coll_title)
+
+    def broken(source: str, exc: BaseException) -> tuple[RegisterResult, str | None, dict | None]:
+        result = RegisterResult(source=source)
+        with contextlib.suppress(ProducerError):
+            result.id = make_item_id(source, options)
+        result.fail(
+            f"{source}: not registered: the worker process extracting it died ({exc}); "
+            "register it again on its own to see the cause",
+            StoreError(str(exc)),
+        )
+        return result, None, None
+
+    pool = extraction_workers(workers, len(chunk))
+    for i, (result, key, doc) in enumerate(prepare_all(job, chunk, pool, broken, parallel.EXTRACT_KIND)):
+        source = chunk[i]
         results.append(result)
         if key is not None and doc is not None:
             if key in seen:
@@ -445,16 +487,19 @@ def _read_index(
 
 
 def _write_items(committer: Committer, prepared: Prepared, replace: bool) -> list[tuple[str, dict, dict]]:
-    """Write each item document (a failure fails that product only);
-    returns ``(key, doc, committed)`` per item written (``committed``: the
-    document on storage, timestamps included)."""
-    written: list[tuple[str, dict, dict]] = []
-    for result, key, doc in prepared:
+    """Write each item document, up to 16 at once on a store that takes
+    concurrent writes (:func:`producer.parallel.write_threads`); a failure
+    fails that product only. Returns ``(key, doc, committed)`` per item
+    written, in batch order (``committed``: the document on storage,
+    timestamps included). Mutates each product's result."""
+
+    def write(entry: tuple[RegisterResult, str, dict]) -> tuple[str, dict, dict] | None:
+        result, key, doc = entry
         try:
             thumbnail.put_pending(committer.store, key, doc)  # before its item: an orphan PNG is harmless
             result.action, committed = committer.write_item(key, doc, replace=replace)
             result.item = doc
-            written.append((key, doc, committed))
+            return key, doc, committed
         except ProducerError as exc:
             result.fail(f"{result.source}: {exc}", exc)
         except OSError as exc:  # disk full, permission denied, ... in a store: this product only
@@ -464,7 +509,10 @@ def _write_items(committer: Committer, prepared: Prepared, replace: bool) -> lis
                 StoreError(str(exc)),
             )
             result.href = None
-    return written
+        return None
+
+    threads = write_threads(len(prepared), committer.store.concurrent_safe)
+    return [w for w in map_ordered(write, prepared, threads) if w is not None]
 
 
 def _link_written(
@@ -480,7 +528,12 @@ def _link_written(
     to finish, and return False."""
     try:
         committer.link_items(collection, written, collection_meta, preread)
-        committer.settle_items(collection, written, collection_meta)
+        # one GET per item, independent of each other: in parallel like the writes
+        map_ordered(
+            lambda entry: committer.settle_items(collection, [entry], collection_meta),
+            written,
+            write_threads(len(written), committer.store.concurrent_safe),
+        )
     except (ProducerError, OSError) as exc:
         detail = exc if isinstance(exc, ProducerError) else _os_error(exc)
         kind = exc if isinstance(exc, ProducerError) else StoreError(str(exc))

@@ -219,6 +219,16 @@ class RegisterOptions:
             "Products committed per parent compare-and-swap.", "--batch-size", "STAC_BATCH_SIZE", "number"
         ),
     )
+    workers: int = field(
+        default=0,
+        metadata=_spec(
+            "Workers extracting a batch's products in parallel (0: automatic, one per core for "
+            "batches of 32 products or more, else 1).",
+            "--workers",
+            "STAC_WORKERS",
+            "number",
+        ),
+    )
     max_retries: int = field(
         default=25,
         metadata=_spec(
@@ -400,6 +410,8 @@ class RegisterOptions:
                 raise TypeError(f"RegisterOptions.{f.name} must be a str, not {shown}")
         if self.batch_size < 1:
             raise ValueError(f"RegisterOptions.batch_size must be at least 1, not {self.batch_size}")
+        if self.workers < 0:
+            raise ValueError(f"RegisterOptions.workers must not be negative (0: automatic), not {self.workers}")
         if self.max_retries < 0:
             raise ValueError(f"RegisterOptions.max_retries must not be negative, not {self.max_retries}")
         if self.id_template is None:

@@ -44,6 +44,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import importlib.util
 import json
 import marshal
 import os
@@ -55,19 +56,21 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import CodeType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 import fastjsonschema
-from jsonschema import Draft7Validator
-from jsonschema.exceptions import ValidationError as SchemaError
-from jsonschema.protocols import Validator as SchemaValidator
-from jsonschema.validators import SPECIFICATIONS, validator_for
-from referencing import Registry, Resource
-from referencing.exceptions import NoSuchResource, Unresolvable
-from referencing.jsonschema import DRAFT7
 
 from producer.errors import ProducerError, ValidationError
+
+if TYPE_CHECKING:
+    # jsonschema and referencing (0.1-0.3 s of imports) are needed only to
+    # word the problems of a rejected document or to check a schema
+    # fastjsonschema cannot compile: imported there, not by every process
+    # that validates (a warm process accepts through the compiled checks)
+    from jsonschema.exceptions import ValidationError as SchemaError
+    from jsonschema.protocols import Validator as SchemaValidator
+    from referencing import Registry, Resource
 
 __all__ = [
     "STAC_VERSION",
@@ -145,6 +148,17 @@ def _strip_empty_fragment(url: str) -> str:
 
 
 @functools.lru_cache(maxsize=1)
+def _pystac_schemas() -> Traversable:
+    """pystac's schema folder (:data:`_PYSTAC_PACKAGE`), found without
+    importing ``pystac.validation``, whose ``__init__`` imports jsonschema."""
+    spec = importlib.util.find_spec("pystac")
+    if spec is not None and spec.submodule_search_locations:
+        folder = Path(list(spec.submodule_search_locations)[0], *_PYSTAC_PACKAGE.split(".")[1:])
+        if folder.is_dir():
+            return folder
+    return resources.files(_PYSTAC_PACKAGE)
+
+
 def _schema_files() -> tuple[_SchemaFile, ...]:
     """Every schema available offline, keyed by the URL documents use for it.
 
@@ -163,7 +177,7 @@ def _schema_files() -> tuple[_SchemaFile, ...]:
             url = f"https://{rel}"
             found[url] = _SchemaFile(url, file, _read_json(file))
 
-    pystac_root = resources.files(_PYSTAC_PACKAGE)
+    pystac_root = _pystac_schemas()
     for parts in _PYSTAC_DIRS:
         folder = pystac_root.joinpath(*parts)
         if not folder.is_dir():
@@ -228,6 +242,8 @@ def schema_map() -> dict[str, str]:
 
 def _refuse_retrieval(uri: str) -> Resource[Any]:
     """Registry fallback for unknown URIs: fail instead of downloading."""
+    from referencing.exceptions import NoSuchResource  # noqa: PLC0415 (see the imports)
+
     raise NoSuchResource(uri)
 
 
@@ -267,6 +283,9 @@ class Validator:
 
     def _registry_locked(self) -> Registry[Any]:
         if self._registry is None:
+            from referencing import Registry, Resource  # noqa: PLC0415 (see the imports)
+            from referencing.jsonschema import DRAFT7  # noqa: PLC0415
+
             pairs = [
                 (schema.url, Resource.from_contents(schema.contents, default_specification=DRAFT7))
                 for schema in _schema_files()
@@ -294,6 +313,9 @@ class Validator:
                     raise ValidationError(f"schema {url} is not bundled; {_OFFLINE_HINT}", errors=[])
                 registry = self._registry_locked()
                 schema = registry[url].contents
+                from jsonschema import Draft7Validator  # noqa: PLC0415 (see the imports)
+                from jsonschema.validators import validator_for  # noqa: PLC0415
+
                 cls = validator_for(schema, default=Draft7Validator)
                 validator = cls(schema, registry=registry)
                 self._compiled[url] = validator
@@ -390,6 +412,8 @@ class Validator:
 
     def _schema_errors_reference(self, url: str, instance: Mapping[str, Any]) -> list[str]:
         """jsonschema's verdict on ``instance`` for one schema, as messages."""
+        from referencing.exceptions import Unresolvable  # noqa: PLC0415 (see the imports)
+
         validator = self.compiled(url)
         messages: list[str] = []
         try:
@@ -406,11 +430,11 @@ class Validator:
         wrong_type = {
             tuple(leaf.absolute_path)
             for leaf in leaves
-            if isinstance(leaf, SchemaError) and leaf.validator == "type"
+            if not isinstance(leaf, _Alternatives) and leaf.validator == "type"
         }
         for leaf in leaves:
             if (
-                isinstance(leaf, SchemaError)
+                not isinstance(leaf, _Alternatives)
                 and leaf.validator != "type"
                 and tuple(leaf.absolute_path) in wrong_type
             ):
@@ -475,6 +499,9 @@ def _schemas() -> dict[str, Mapping[str, Any]]:
 
 def _local_only(uri: str) -> Any:
     """fastjsonschema ``$ref`` handler: bundled schemas only, never the network."""
+    from jsonschema.validators import SPECIFICATIONS  # noqa: PLC0415 (see the imports)
+    from referencing.exceptions import NoSuchResource  # noqa: PLC0415
+
     key = _strip_empty_fragment(uri)
     schemas = _schemas()
     if key in schemas:
@@ -488,11 +515,17 @@ def _local_only(uri: str) -> Any:
 @functools.lru_cache(maxsize=1)
 def _formats() -> dict[str, Callable[[Any], bool]]:
     """Every ``format`` name in the schemas → accept-all (formats annotate)."""
-    formats: dict[str, Callable[[Any], bool]] = {}
-    for contents in (*_schemas().values(), SPECIFICATIONS.contents("http://json-schema.org/draft-07/schema")):
+    formats: dict[str, Callable[[Any], bool]] = dict.fromkeys(DRAFT7_META_FORMATS, _any_value)
+    for contents in _schemas().values():
         for name in _format_names(contents):
             formats[name] = _any_value
     return formats
+
+
+#: the ``format`` names in the JSON Schema draft-07 meta-schema (collection
+#: summaries ``$ref`` it), listed so that a warm process need not import
+#: jsonschema to read them (tests/test_throughput.py checks the list)
+DRAFT7_META_FORMATS = ("regex", "uri", "uri-reference")
 
 
 # --------------------------------------------------------------------------

@@ -8,8 +8,9 @@ the commit layer only compares them and hands them back to :meth:`put`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 def describe_condition(if_version: str | None = None, create_only: bool = False) -> str:
@@ -17,6 +18,21 @@ def describe_condition(if_version: str | None = None, create_only: bool = False)
     if create_only:
         return "create-only"
     return f"if-version {if_version}" if if_version is not None else "unconditional"
+
+
+def batch_durability(store: Any) -> contextlib.AbstractContextManager[None]:
+    """The store's ``batch()`` (durability per batch, see
+    :meth:`producer.store.local.LocalStore.batch`), looked up through
+    wrappers that keep the store they wrap in ``inner``; a no-op context
+    for stores without one (S3: a PUT is durable when it returns)."""
+    seen = 0
+    while store is not None and seen < 16:
+        batch = getattr(type(store), "batch", None)
+        if callable(batch):
+            return store.batch()
+        store = getattr(store, "inner", None)
+        seen += 1
+    return contextlib.nullcontext()
 
 
 @runtime_checkable

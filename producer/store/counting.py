@@ -15,7 +15,9 @@ class CountingStore:
 
     ``gets``, ``puts``, ``deletes``, ``exists_calls`` are :class:`Counter`\\ s
     keyed by document key; ``lists`` is keyed by prefix (``""`` = whole
-    store). Counting is thread-safe. Writes nothing itself.
+    store). ``calls`` lists every call as ``(kind, key)`` in the order they
+    were made (to prove what comes before what, e.g. no GET before a PUT).
+    Counting is thread-safe. Writes nothing itself.
     """
 
     def __init__(self, inner: Store) -> None:
@@ -28,13 +30,15 @@ class CountingStore:
         self.deletes: Counter[str] = Counter()
         self.lists: Counter[str] = Counter()
         self.exists_calls: Counter[str] = Counter()
+        self.calls: list[tuple[str, str]] = []
 
     def __repr__(self) -> str:
         return f"CountingStore({self.inner!r}, {self.totals()})"
 
-    def _count(self, counter: Counter[str], key: str) -> None:
+    def _count(self, counter: Counter[str], key: str, kind: str) -> None:
         with self._lock:
             counter[key] += 1
+            self.calls.append((kind, key))
 
     def totals(self) -> dict[str, int]:
         """``{"get": n, "put": n, "delete": n, "list": n, "exists": n}``."""
@@ -56,10 +60,11 @@ class CountingStore:
         with self._lock:
             for counter in (self.gets, self.puts, self.deletes, self.lists, self.exists_calls):
                 counter.clear()
+            self.calls.clear()
 
     def get(self, key: str) -> tuple[bytes, str]:
         """Counted :meth:`Store.get`."""
-        self._count(self.gets, key)
+        self._count(self.gets, key, "get")
         return self.inner.get(key)
 
     def put(
@@ -71,20 +76,20 @@ class CountingStore:
         create_only: bool = False,
     ) -> str:
         """Counted :meth:`Store.put` (writes through to the inner store)."""
-        self._count(self.puts, key)
+        self._count(self.puts, key, "put")
         return self.inner.put(key, data, if_version=if_version, create_only=create_only)
 
     def delete(self, key: str, *, if_version: str | None = None) -> None:
         """Counted :meth:`Store.delete` (deletes in the inner store)."""
-        self._count(self.deletes, key)
+        self._count(self.deletes, key, "delete")
         self.inner.delete(key, if_version=if_version)
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Counted :meth:`Store.list` (one count per call, not per key)."""
-        self._count(self.lists, prefix)
+        self._count(self.lists, prefix, "list")
         return self.inner.list(prefix)
 
     def exists(self, key: str) -> bool:
         """Counted :meth:`Store.exists`."""
-        self._count(self.exists_calls, key)
+        self._count(self.exists_calls, key, "exists")
         return self.inner.exists(key)

@@ -30,6 +30,16 @@ deletes temp files older than ``temp_max_age``
 write plus a lock wait (milliseconds), so age tells a dead writer's file from
 a live one's without any coordination between hosts.
 
+Durability per batch (:meth:`LocalStore.batch`): inside it, a write still
+fsyncs its temp file before the rename (so its bytes are durable before its
+name points at them, and a write-back error such as a full disk is reported
+for that file alone; the batch's writer threads overlap these fsyncs, which
+the journal commits together), but the directory entry of the rename is not
+fsynced per write: one ``syncfs`` of the catalog's file system when the
+batch ends makes every name written in it durable, and the register
+pipeline waits for it before any parent links them. Where ``syncfs`` does
+not exist (not Linux), every write fsyncs its directory as outside a batch.
+
 Versions are the SHA-256 of the document bytes. A token made of inode, mtime
 and size would be cheaper, but after temp+rename the freed inode number is
 often reused by the very next write, mtime only advances once per kernel tick,
@@ -42,6 +52,8 @@ applying a change read from those bytes is exactly right.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import ctypes
 import errno
 import hashlib
 import logging
@@ -50,6 +62,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from producer.errors import CatalogError, InputError, NotFound, PreconditionFailed, StoreError
 from producer.store.base import describe_condition
@@ -62,6 +75,39 @@ LOCK_NAME = RESERVED_PREFIX + ".lock"
 #: documents that link others: their folders can be large (not swept per write)
 _PARENT_NAMES = ("catalog.json", "collection.json")
 _TMP_PREFIX = RESERVED_PREFIX + ".tmp."
+
+
+def _load_syncfs() -> Any | None:
+    """libc's ``syncfs(fd)`` (Linux), or None."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_SYNCFS = _load_syncfs()
+#: ids of the stores whose batch() is open in this context (a context
+#: variable, so another thread's writes outside any batch stay synced one by one)
+_BATCHED: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
+    "stac_producer_local_batches", default=frozenset()
+)
+
+
+def syncfs(directory: Path) -> None:
+    """Flush every dirty page and metadata change of the file system holding
+    ``directory`` to stable storage (one call, however many files)."""
+    assert _SYNCFS is not None
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if _SYNCFS(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"syncfs: {os.strerror(err)}")
+    finally:
+        os.close(fd)
 
 
 def _version(data: bytes) -> str:
@@ -175,6 +221,34 @@ class LocalStore:
         except OSError as exc:
             raise StoreError(f"cannot read {key!r} in catalog {self.url}: {exc}") from exc
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Durability per batch for the writes made inside (this context and
+        the threads it is handed to; see the module docstring): their
+        directory entries are not fsynced one by one; on a normal exit one
+        ``syncfs`` makes every name written inside durable before this
+        returns; on an exception nothing more is synced (as if the process
+        died there). Without ``syncfs`` (not Linux) nothing changes."""
+        if _SYNCFS is None:
+            yield
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        token = _BATCHED.set(_BATCHED.get() | {id(self)})
+        try:
+            yield
+        finally:
+            _BATCHED.reset(token)
+        try:
+            syncfs(self.root)
+        except OSError as exc:
+            raise StoreError(f"cannot make the writes to catalog {self.url} durable: {exc}") from exc
+
+    def _in_batch(self) -> bool:
+        """True inside :meth:`batch` of this store, in the thread that
+        opened it or a thread it handed its context to (see
+        :func:`producer.parallel.map_ordered`)."""
+        return id(self) in _BATCHED.get()
+
     def _write_temp(self, key: str, path: Path, data: bytes) -> Path:
         """Write ``data`` to a fsynced hidden temp file beside ``path``."""
         for _attempt in range(5):
@@ -280,7 +354,8 @@ class LocalStore:
                 os.unlink(tmp)
             self._prune(created)
             raise
-        self._fsync_dir(path.parent)
+        if not self._in_batch():  # in a batch: one syncfs when it ends
+            self._fsync_dir(path.parent)
         if path.name not in _PARENT_NAMES:
             # an item folder holds one document: sweeping it is O(1). Parent
             # folders (a flat collection holds every item folder) are swept

@@ -30,6 +30,8 @@ from producer.store.keys import check_key, check_prefix, is_listable, under_pref
 
 log = logging.getLogger(__name__)
 
+#: connections to S3 per store unless storage_options' config_kwargs say otherwise
+MAX_POOL_CONNECTIONS = 32
 _INSTALL_HINT = "install the S3 extra: pip install 'stac-producer[s3]'"
 
 
@@ -95,6 +97,11 @@ class S3Store:
             raise StoreError(f"cannot open {url!r}: s3fs is not installed; {_INSTALL_HINT}") from exc
         options = dict(storage_options or {})
         options["skip_instance_cache"] = True
+        # a batch writes its items from up to 16 threads (producer.parallel):
+        # botocore's default pool of 10 connections would queue them
+        config = options.get("config_kwargs") or {}
+        if isinstance(config, dict):  # anything else is s3fs's to refuse
+            options["config_kwargs"] = {"max_pool_connections": MAX_POOL_CONNECTIONS, **config}
         try:
             self.fs: Any = s3fs.S3FileSystem(**options)
         except Exception as exc:

@@ -1,0 +1,354 @@
+"""Batch throughput: 1,000 COGs in one register() call, locally and on S3
+with 30 ms per request, against a rio-stac-like rasterio + pystac loop.
+
+    python bench/batch.py --quick          # 100 COGs, 1 repeat, prints only
+    python bench/batch.py                  # 1,000 COGs, 3 repeats, writes BENCHMARKS.md
+
+Sections (``--sections local,s3``):
+
+``local``: the project with extraction serial, in 2 threads (the
+default for a batch this size) and in 2 forked processes, with items written
+by one thread or by 16; and the rio-stac-like loop doing the same work in
+one process: rasterio open, footprint densified 32 segments per edge and
+reprojected to WGS 84, a pystac Item (projection extension, one asset),
+the same offline validation (the project's compiled validator), the items
+and a collection written by pystac, then every written file fsynced (the
+project fsyncs every document before it is renamed into place).
+
+``s3``: the moto server in its own process behind a latency proxy adding
+30 ms per request (``bench/latproxy.py``; where that is missing, a store
+wrapper sleeps 30 ms per call instead, and the table says so), items
+written by 16 threads or one.
+
+Every configuration runs ``repeats`` times, interleaved, each into a fresh
+catalog; the table gives medians. Every catalog is checked valid after its
+first run (``validate_catalog``, untimed). Writes only under ``.bench/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import common as c
+
+DELAY = 0.030
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# --- the project ------------------------------------------------------------------
+
+
+def run_ours(
+    cogs: list[str], catalog: str, *, workers: int, kind: str, write_threads: int, storage_options: Any = None
+) -> float:
+    """One register() call; returns seconds. Raises unless every COG is created."""
+    import producer
+    from producer import parallel
+    from producer.options import RegisterOptions
+
+    parallel.EXTRACT_KIND, saved = kind, parallel.EXTRACT_KIND
+    parallel.MAX_WRITE_THREADS, saved_threads = write_threads, parallel.MAX_WRITE_THREADS
+    try:
+        t0 = time.perf_counter()
+        results = producer.register(
+            cogs,
+            catalog=catalog,
+            collection=c.COLLECTION,
+            options=RegisterOptions(
+                workers=workers, batch_size=len(cogs), catalog_storage_options=storage_options
+            ),
+        )
+        seconds = time.perf_counter() - t0
+    finally:
+        parallel.EXTRACT_KIND, parallel.MAX_WRITE_THREADS = saved, saved_threads
+    bad = [r for r in results if r.action != "created"]
+    if bad:
+        raise RuntimeError(f"{len(bad)} products not created, e.g. {bad[0].error}")
+    return seconds
+
+
+# --- the rio-stac-like loop -----------------------------------------------------------
+
+
+def _ring(src: Any, densify: int = 32) -> list[list[float]]:
+    """The grid outline, ``densify`` segments per edge, in WGS 84 (as the project)."""
+    import numpy as np
+    from rasterio.warp import transform
+
+    t = np.arange(densify) / densify
+    w, h = src.width, src.height
+    cols = np.concatenate([t * w, np.full(densify, w), (1 - t) * w, np.zeros(densify)])
+    rows = np.concatenate([np.zeros(densify), t * h, np.full(densify, h), (1 - t) * h])
+    xs, ys = src.transform * (cols, rows)
+    lon, lat = transform(src.crs, "EPSG:4326", list(xs), list(ys))
+    ring = [[round(x, 7), round(y, 7)] for x, y in zip(lon, lat, strict=True)]
+    return [*ring, ring[0]]
+
+
+def run_loop(cogs: list[str], root: str) -> float:
+    """rasterio + pystac, one product after another; returns seconds."""
+    from datetime import UTC, datetime
+
+    import pystac
+    import rasterio
+    from pystac.extensions.projection import ProjectionExtension
+
+    from producer.validate import default_validator
+
+    check = default_validator().check
+    t0 = time.perf_counter()
+    catalog = pystac.Catalog("root", "root catalog")
+    collection = pystac.Collection(
+        c.COLLECTION,
+        "loop",
+        pystac.Extent(
+            pystac.SpatialExtent([[-180.0, -90.0, 180.0, 90.0]]),
+            pystac.TemporalExtent([[datetime(2015, 1, 1, tzinfo=UTC), None]]),
+        ),
+    )
+    catalog.add_child(collection)
+    items = []
+    for cog in cogs:
+        with rasterio.open(cog) as src:
+            ring = _ring(src)
+            lons, lats = [p[0] for p in ring], [p[1] for p in ring]
+            stem = Path(cog).stem
+            day = datetime.strptime(stem.rsplit("_", 1)[1], "%Y%m%d").replace(tzinfo=UTC)
+            item = pystac.Item(
+                stem,
+                {"type": "Polygon", "coordinates": [ring]},
+                [min(lons), min(lats), max(lons), max(lats)],
+                day,
+                {},
+            )
+            proj = ProjectionExtension.ext(item, add_if_missing=True)
+            proj.epsg = src.crs.to_epsg()
+            proj.shape = [src.height, src.width]
+            proj.transform = list(src.transform)[:6]
+            item.add_asset("data", pystac.Asset(cog, media_type=pystac.MediaType.COG, roles=["data"]))
+        doc = item.to_dict(include_self_link=False)
+        check(doc, cog)
+        items.append(item)
+    collection.add_items(items)
+    collection.update_extent_from_items()
+    catalog.normalize_and_save(root, pystac.CatalogType.SELF_CONTAINED)
+    for dirpath, _, files in os.walk(root):  # the same durability: every document synced
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
+        fd = os.open(dirpath, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+    return time.perf_counter() - t0
+
+
+# --- sections -------------------------------------------------------------------------
+
+
+def _valid(catalog: str, storage_options: Any = None) -> None:
+    import producer
+
+    errors = [
+        str(p) for p in producer.validate_catalog(catalog, storage_options=storage_options) if p.is_error
+    ]
+    if errors:
+        raise RuntimeError(f"{catalog} is invalid: {errors[:3]}")
+
+
+def _measure(
+    configs: Sequence[tuple[str, Callable[[Any], float], Callable[..., None]]],
+    fresh: Callable[[str], str],
+    repeats: int,
+) -> dict[str, list[float]]:
+    """Run each config ``repeats`` times, interleaved; check validity after
+    the first run. ``fresh(name)`` gives a new catalog location."""
+    times: dict[str, list[float]] = {name: [] for name, _, _ in configs}
+    for rep in range(repeats):
+        for name, run, check in configs:
+            where = fresh(f"{name}-{rep}")
+            times[name].append(run(where))
+            log(f"  {name}: {times[name][-1]:.2f} s")
+            if rep == 0:
+                check(where)
+    return times
+
+
+def section_local(cogs: list[str], repeats: int) -> str:
+    log(f"\n## local: {len(cogs)} COGs, {repeats} repeat(s)")
+    n = len(cogs)
+    base = c.fresh_work_dir("batch")
+
+    def fresh(name: str) -> str:
+        path = base / name.replace(" ", "_").replace(",", "").replace("/", "-")
+        return str(path)
+
+    def ours(workers: int, kind: str, threads: int) -> Callable[[str], float]:
+        return lambda where: run_ours(cogs, where, workers=workers, kind=kind, write_threads=threads)
+
+    configs = [
+        ("serial extraction, 1 write thread", ours(1, "process", 1), _valid),
+        ("serial extraction, 16 write threads", ours(1, "process", 16), _valid),
+        ("2 threads, 16 write threads (default)", ours(0, "thread", 16), _valid),
+        ("2 processes, 16 write threads", ours(2, "process", 16), _valid),
+        ("rio-stac-like loop (rasterio + pystac)", lambda where: run_loop(cogs, where), _valid),
+    ]
+    run_ours(cogs[:40], fresh("warm"), workers=0, kind="process", write_threads=16)  # imports, schemas
+    run_loop(cogs[:5], fresh("warm-loop"))
+    times = _measure(configs, fresh, repeats)
+    shutil.rmtree(base, ignore_errors=True)
+    loop = c.median(times["rio-stac-like loop (rasterio + pystac)"])
+    rows = []
+    for name, _, _ in configs:
+        med = c.median(times[name])
+        rows.append(
+            [name, c.fmt_s(med), f"{n / med:.0f}", f"{1000 * med / n:.2f} ms", f"{loop / med:.2f}×", "valid"]
+        )
+    return c.table(
+        ["configuration", "wall time (median)", "items/s", "per item", "loop / this", "catalog"], rows
+    )
+
+
+class _DelayStore:
+    """Fallback latency where bench/latproxy.py is missing: sleep ``delay``
+    before each call (threads overlap their sleeps as requests would)."""
+
+    def __init__(self, inner: Any, delay: float) -> None:
+        self.inner, self.delay = inner, delay
+        self.url, self.concurrent_safe = inner.url, inner.concurrent_safe
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if name in ("get", "put", "delete", "exists", "list"):
+
+            def delayed(*args: Any, **kwargs: Any) -> Any:
+                time.sleep(self.delay)
+                return attr(*args, **kwargs)
+
+            return delayed
+        return attr
+
+
+def section_s3(cogs: list[str], serial_cogs: list[str], repeats: int) -> str:
+    log(f"\n## s3: {len(cogs)} COGs, {DELAY * 1000:.0f} ms per request, {repeats} repeat(s)")
+    proxy_cls: Any = None
+    try:  # the groupcommit branch's proxy (bench/latproxy.py)
+        proxy_cls = importlib.import_module("bench.latproxy").LatencyProxy
+    except ImportError:
+        pass
+    with c.S3Process() as s3:
+        how = "latency proxy (bench/latproxy.py)"
+        proxy = None
+        options = s3.storage_options
+        if proxy_cls is not None:
+            proxy = proxy_cls(s3.endpoint_url, delay=DELAY)
+            proxy.__enter__()
+            options = {
+                **s3.storage_options,
+                "client_kwargs": {**s3.storage_options["client_kwargs"], "endpoint_url": proxy.endpoint_url},
+            }
+        else:
+            how = "a store wrapper sleeping per call (bench/latproxy.py missing)"
+        counter = iter(range(10**6))
+
+        def fresh(name: str) -> str:
+            return s3.url(f"batch-{next(counter)}")
+
+        def catalog(where: str) -> Any:
+            if proxy is not None:
+                return where
+            from producer.store import open_store
+
+            return _DelayStore(open_store(where, options), DELAY)
+
+        def ours(products: list[str], threads: int) -> Callable[[str], float]:
+            return lambda where: run_ours(
+                products,
+                catalog(where),
+                workers=0,
+                kind="process",
+                write_threads=threads,
+                storage_options=options,
+            )
+
+        def check(where: str) -> None:
+            _valid(where, options)
+
+        configs = [
+            (f"16 write threads, {len(cogs)} COGs", ours(cogs, 16), check),
+            (f"1 write thread, {len(serial_cogs)} COGs", ours(serial_cogs, 1), check),
+        ]
+        run_ours(
+            cogs[:20],
+            catalog(fresh("warm")),
+            workers=1,
+            kind="process",
+            write_threads=16,
+            storage_options=options,
+        )
+        try:
+            times = _measure(configs, fresh, repeats)
+        finally:
+            if proxy is not None:
+                proxy.__exit__(None, None, None)
+    rows = []
+    sizes = {configs[0][0]: len(cogs), configs[1][0]: len(serial_cogs)}
+    fastest = len(cogs) / c.median(times[configs[0][0]])
+    for name, _, _ in configs:
+        med = c.median(times[name])
+        rate = sizes[name] / med
+        rows.append([name, c.fmt_s(med), f"{rate:.0f}", f"{fastest / rate:.1f}×" if rate else "", "valid"])
+    note = f"Latency: {DELAY * 1000:.0f} ms per request by {how}; both catalogs checked valid after their first run."
+    return (
+        note
+        + "\n\n"
+        + c.table(["items written by", "wall time (median)", "items/s", "16 threads / this", "catalog"], rows)
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="100 COGs, 1 repeat, print only")
+    parser.add_argument("--sections", default="local,s3")
+    parser.add_argument("--repeats", type=int)
+    args = parser.parse_args(argv)
+    n = 100 if args.quick else 1000
+    repeats = args.repeats or (1 if args.quick else 3)
+    cogs = c.ensure_cogs(n, log)[:n]
+    sections = args.sections.split(",")
+    load_before = os.getloadavg()
+    out = []
+    if "local" in sections:
+        out.append(("batch-local", section_local(cogs, repeats)))
+    if "s3" in sections:
+        out.append(("batch-s3", section_s3(cogs, cogs[: max(20, n // 5)], repeats)))
+    load_after = os.getloadavg()
+    note = (
+        f"{c.machine_note()}; load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after "
+        "(other engineers' tests share the 2 cores)"
+    )
+    for name, table in out:
+        log(f"\n{table}\n")
+        if not args.quick:
+            c.write_section(name, f"{note}\n\n{table}")
+    log(note)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Cold start: fresh Python processes running one CLI call or the Lambda
+handler's first invocation; medians of wall and CPU time.
+
+    python bench/coldstart.py --quick      # 3 processes per command, prints only
+    python bench/coldstart.py              # 9 per command, writes BENCHMARKS.md
+
+Commands: ``stac-producer --help``; ``stac-producer register one.tif``
+into a fresh local catalog (every process its own); the Lambda entry point
+(``deploy/lambda_handler.py``) imported and handed one S3 ObjectCreated
+event (a COG on the moto server, run in its own process; catalog on S3).
+CPU time (user + system of the child) is printed beside wall time because
+other engineers' tests share this machine's 2 cores: wall time follows the
+load, CPU time much less. The biggest imports of one ``register`` run
+(``python -X importtime``, cumulative, top level) follow the table. Writes
+only under ``.bench/`` and into the moto server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import common as c
+
+LAMBDA = (
+    "import sys; sys.path.insert(0, 'deploy'); import lambda_handler; "
+    "r = lambda_handler.handler({'Records': [{'eventSource': 'aws:s3', 'eventName': 'ObjectCreated:Put', "
+    "'s3': {'bucket': {'name': sys.argv[1]}, 'object': {'key': sys.argv[2]}}}]}); "
+    "assert r['registered'] and not r['failed'], r"
+)
+HELP = "stac-producer --help"
+REGISTER = "stac-producer register one.tif (local catalog)"
+HANDLER = "Lambda handler: import + one S3 event (moto; catalog on S3)"
+TARGETS = {HELP: 0.100, REGISTER: 0.300}
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "STAC_"))}
+    env["PYTHONPATH"] = str(c.REPO)
+    env.update(extra or {})
+    return env
+
+
+def run(args: list[str], extra: dict[str, str] | None = None) -> tuple[float, float]:
+    """(wall seconds, child CPU seconds) of one fresh process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(args, cwd=c.REPO, env=_env(extra), capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{args} exited {proc.returncode}: {proc.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def top_imports(args: list[str], n: int = 10) -> list[tuple[str, float]]:
+    """The ``n`` largest imports by cumulative time (ms), top level only."""
+    proc = subprocess.run(
+        [args[0], "-X", "importtime", *args[1:]], cwd=c.REPO, env=_env(), capture_output=True, text=True
+    )
+    rows = []
+    for line in proc.stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
+        if m and len(m.group(3)) <= 1:
+            rows.append((m.group(4), int(m.group(2)) / 1000))
+    return sorted(rows, key=lambda r: -r[1])[:n]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="3 processes per command, print only")
+    parser.add_argument("-n", type=int, help="processes per command")
+    args = parser.parse_args(argv)
+    n = args.n or (3 if args.quick else 9)
+    cog = c.ensure_cogs(1, print)[0]
+    one = c.fresh_work_dir("coldstart") / "one_20240513.tif"
+    shutil.copyfile(cog, one)
+    counter = iter(range(10**6))
+
+    def register() -> list[str]:
+        where = one.parent / f"cat-{next(counter)}"
+        return [c.PY, "-m", "producer.cli", "register", str(one), "-c", str(where), "--collection", "c"]
+
+    with c.S3Process() as s3:
+        key = "data/one_20240513.tif"
+        s3.client().put_object(Bucket=s3.bucket, Key=key, Body=one.read_bytes())
+        aws = {
+            "AWS_ENDPOINT_URL": s3.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "STAC_COLLECTION": "c",
+        }
+
+        def lambda_env() -> dict[str, str]:
+            return {**aws, "STAC_CATALOG": s3.url(f"lambda-{next(counter)}")}
+
+        commands: dict[str, tuple[Callable[[], list[str]], Callable[[], dict[str, str]]]] = {
+            HELP: (lambda: [c.PY, "-m", "producer.cli", "--help"], dict),
+            REGISTER: (register, dict),
+            HANDLER: (lambda: [c.PY, "-c", LAMBDA, s3.bucket, key], lambda_env),
+        }
+        load_before = os.getloadavg()[0]
+        for make, env in commands.values():  # warm the OS page cache: not a cold *disk*
+            run(make(), env())
+        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+        for _ in range(n):  # interleaved: load changes hit every command alike
+            for name, (make, env) in commands.items():
+                samples[name].append(run(make(), env()))
+        load_after = os.getloadavg()[0]
+    baseline = [run([c.PY, "-c", "pass"]) for _ in range(n)]
+    rows = []
+    for name in commands:
+        wall = c.median([s[0] for s in samples[name]])
+        cpu = c.median([s[1] for s in samples[name]])
+        target = TARGETS.get(name)
+        rows.append(
+            [
+                name,
+                f"{1000 * wall:.0f} ms",
+                f"{1000 * cpu:.0f} ms",
+                f"≤ {1000 * target:.0f} ms" if target else "",
+                ("met" if wall <= target else "not met") if target else "",
+            ]
+        )
+    rows.append(
+        [
+            "python -c pass (the interpreter alone)",
+            f"{1000 * c.median([b[0] for b in baseline]):.0f} ms",
+            f"{1000 * c.median([b[1] for b in baseline]):.0f} ms",
+            "",
+            "",
+        ]
+    )
+    table = c.table(["fresh process", "wall (median)", "CPU (median)", "target", "wall vs target"], rows)
+    imports = top_imports(register())
+    imp = "Largest imports of one `register` (`-X importtime`, cumulative, top level): " + ", ".join(
+        f"{name} {ms:.0f} ms" for name, ms in imports
+    )
+    note = (
+        f"{c.machine_note()}; {n} processes per command, medians; load average (1 min) "
+        f"{load_before:.1f} before, {load_after:.1f} after (other engineers' tests share the 2 cores)"
+    )
+    body = f"{note}\n\n{table}\n\n{imp}"
+    print(body)
+    if not args.quick:
+        c.write_section("coldstart", body)
+    shutil.rmtree(one.parent, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
