@@ -169,8 +169,10 @@ class Layout:
         """Partition keys (outermost first) a NEW item starting at ``when``
         goes under: the period's partition, then, while the deepest one read
         through ``lookup(key)`` (a document or None) is marked split, the
-        finer period below it. Empty when unpartitioned. ``lookup`` is called
-        once per key returned below the base period (the caller does the I/O).
+        finer period below it, unless the catalog already links the item
+        (linked before the split; its id index entry may not be written yet).
+        Empty when unpartitioned. ``lookup`` is called once per key returned
+        from the base period down (the caller does the I/O).
         """
         keys = self.partition_keys(collection_id, when)
         if not keys:
@@ -178,7 +180,7 @@ class Layout:
         assert when is not None
         while True:
             doc = lookup(keys[-1])
-            if not (isinstance(doc, dict) and doc.get(SPLIT_FIELD)):
+            if not (isinstance(doc, dict) and doc.get(SPLIT_FIELD)) or links_item(doc, item_id):
                 return keys
             keys.append(finer_partition_key(collection_id, keys[-1], when, item_id))
 
@@ -233,6 +235,15 @@ def finer_partition_key(collection_id: str, partition_key: str, when: datetime, 
         digest = hashlib.sha1(item_id.encode("utf-8")).hexdigest()
         segment = SHARD_PREFIX + digest[(depth - 4) % len(digest)]
     return f"{posixpath.dirname(partition_key)}/{segment}/{CATALOG_FILE}"
+
+
+def links_item(doc: dict, item_id: str) -> bool:
+    """True if the catalog ``doc`` links item ``item_id`` directly below it."""
+    href = f"./{item_id}/{item_id}.json"
+    return any(
+        isinstance(link, dict) and link.get("rel") == "item" and link.get("href") == href
+        for link in doc.get("links", [])
+    )
 
 
 def item_link_count(doc: dict) -> int:
