@@ -28,6 +28,8 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 
+from producer.errors import rephrase
+from producer.options import flag_spelling
 from producer.redact import redact
 from producer.results import RegisterResult
 
@@ -61,12 +63,9 @@ class _CliFormatter(logging.Formatter):
     """:data:`CLI_FORMAT`, with the hints a record carries (``extra={"hints": ...}``,
     phrased for Python in its message) spelled as CLI flags."""
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+    def formatMessage(self, record: logging.LogRecord) -> str:
         hints = getattr(record, "hints", None)
         if hints:
-            from producer.errors import rephrase
-            from producer.options import flag_spelling  # options imports the catalog layer
-
             record.message = rephrase(record.message, hints, flag_spelling)
         return super().formatMessage(record)
 

@@ -130,4 +130,3 @@ def warn_if_crowded(committer: Committer, collection: str, preread: Documents, n
         crowded_message(collection, committer.store_path(coll_key), links),
         extra={"hints": (PARTITION_HINT,)},
     )
-

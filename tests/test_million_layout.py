@@ -32,7 +32,9 @@ MONTH = "c/2024/03/catalog.json"
 
 def tiles(folder: Path, days: list[int], stem: str = "t") -> list[Path]:
     """One tiny GeoTIFF per entry of ``days``, dated 2024-03-<day>."""
-    return [write_tile(folder, f"{stem}{i}_202403{d:02d}.tif", 10 + i * 0.1, 50.0) for i, d in enumerate(days)]
+    return [
+        write_tile(folder, f"{stem}{i}_202403{d:02d}.tif", 10 + i * 0.1, 50.0) for i, d in enumerate(days)
+    ]
 
 
 def register(store: Store | str, path: Path, **kw) -> producer.RegisterResult:
@@ -72,7 +74,10 @@ def test_full_month_partition_sends_new_items_to_day_partitions(tmp_path):
         "c/2024/03/t1_20240302/t1_20240302.json",
     ]
     # the limit is recorded: a writer that does not pass it follows the collection
-    assert doc(store, "c/collection.json")["stac_producer:layout"] == {"partition": "year/month", "max_links": 2}
+    assert doc(store, "c/collection.json")["stac_producer:layout"] == {
+        "partition": "year/month",
+        "max_links": 2,
+    }
     assert doc(store, "c/2024/03/03/catalog.json")[SPLIT_FIELD] == "hour"
     assert_stac_valid_tree(store.root)
 

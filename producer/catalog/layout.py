@@ -161,7 +161,11 @@ class Layout:
         >>> Layout("year/month").item_chain("c", "c/2024/03/15/x/x.json")[:3]
         ['c/2024/03/15/catalog.json', 'c/2024/03/catalog.json', 'c/2024/catalog.json']
         """
-        return [*reversed(item_partition_keys(collection_id, item_key)), collection_key(collection_id), ROOT_KEY]
+        return [
+            *reversed(item_partition_keys(collection_id, item_key)),
+            collection_key(collection_id),
+            ROOT_KEY,
+        ]
 
     def placed_partition_keys(
         self, collection_id: str, when: datetime | None, item_id: str, lookup: Callable[[str], dict | None]
