@@ -65,6 +65,7 @@ def seed_parents(root: Path, n: int, max_links: int | None) -> dict[str, int]:
     from producer.catalog import documents as docs
     from producer.catalog.layout import (
         DEFAULT_MAX_LINKS,
+        SPLIT_FIELD,
         Layout,
         item_link_count,
         mark_if_full,
@@ -103,6 +104,10 @@ def seed_parents(root: Path, n: int, max_links: int | None) -> dict[str, int]:
         coll_links.extend(held.pop(layout.collection_key(coll), {"links": []})["links"])
         held.clear()
 
+    def split_mark(key: str) -> dict | None:
+        return {SPLIT_FIELD: True} if held.get(key, {}).get(SPLIT_FIELD) else None
+
+    counts: dict[str, int] = {}
     coll_links: list[dict] = []
     extent_items: list[dict] = []
     year = None
@@ -117,7 +122,8 @@ def seed_parents(root: Path, n: int, max_links: int | None) -> dict[str, int]:
         for parent, key in zip(chain, chain[1:]):
             if key not in held:
                 new(key, parent)
-        keys = base if max_links is None else layout.placed_partition_keys(coll, when, item_id, held.get)
+        # the seeded ids are new: a split mark is all the rule needs to see (no scan of the links)
+        keys = base if max_links is None else layout.placed_partition_keys(coll, when, item_id, split_mark)
         for parent, key in zip(keys, keys[1:]):
             if key not in held:
                 new(key, parent)
@@ -126,7 +132,8 @@ def seed_parents(root: Path, n: int, max_links: int | None) -> dict[str, int]:
         doc["links"].append(
             {"rel": "item", "href": relative_href(keys[-1], item_key), "type": docs.GEOJSON, "title": item_id}
         )
-        if max_links is not None:
+        counts[keys[-1]] = counts.get(keys[-1], 0) + 1
+        if max_links is not None and counts[keys[-1]] >= max_links:  # counted here: O(1) per item
             mark_if_full(doc, keys[-1], coll, max_links)
         if i % 5000 == 0 or i == n - 1:  # the extent: exact union of a sample (ends included)
             extent_items.append(
