@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 import producer
-from producer import placement
+from producer import mirror, placement
 from producer.audit import audit
 from producer.catalog.layout import SPLIT_FIELD, item_link_count
 from producer.cli import main as cli_main
@@ -79,6 +79,11 @@ def test_full_month_partition_sends_new_items_to_day_partitions(tmp_path):
         "max_links": 2,
     }
     assert doc(store, "c/2024/03/03/catalog.json")[SPLIT_FIELD] == "hour"
+    # the stac-geoparquet mirror: one file per month, split or not (the
+    # collection's assets do not grow with the splits), and in step
+    mirrors = [k for k in doc(store, "c/collection.json")["assets"] if k.startswith("mirror")]
+    assert mirrors == ["mirror-2024-03"]
+    assert mirror.diff(store, "c").clean
     assert_stac_valid_tree(store.root)
 
 
