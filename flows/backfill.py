@@ -1,20 +1,34 @@
 """Backfill: crawl a prefix and register every product, in concurrent batches.
 
 The prefix (a local directory, a glob, or ``s3://bucket/prefix``) is expanded
-with :func:`producer.api.expand_paths`; the products are cut into batches of
-``batch_size`` and each batch is one :func:`producer.prefect.register_in_stac`
-task run, submitted to a thread pool. Batches of the same collection can run
-at the same time: parents are updated by compare-and-swap, so no link is lost.
-Each batch is retried on its own on transient storage errors; registering is
-idempotent, so a rerun of the whole backfill only reports ``unchanged``.
+with :func:`producer.api.expand_paths`; the products are grouped by the
+parent document their items will be linked into (:func:`plan_batches`: the
+partition of the date in the file name, else the collection) and cut into
+batches of up to ``batch_size``, a parent's products in the same batch when
+they fit, so concurrent batches do not fight over one document. Each batch is
+one :func:`producer.prefect.register_in_stac` task run, on the task runner
+the parameters choose (:func:`task_runner_for`):
+
+* ``concurrency`` threads in the flow's process (the default: 4);
+* ``dask_address="tcp://scheduler:8786"``: an existing Dask cluster (prefect-dask's
+  ``DaskTaskRunner``; ``pip install 'stac-producer[dask]'`` on the flow's and
+  the workers' machines), batches spread over its workers;
+* ``dask=True``: a local Dask cluster of ``concurrency`` workers (processes).
+
+Batches of the same collection can run at the same time: parents are updated
+by compare-and-swap, so no link is lost. Each batch is retried on its own on
+transient storage errors; registering is idempotent, so a rerun of the whole
+backfill only reports ``unchanged``.
 
     python -m flows.backfill s3://bucket/ndvi --catalog s3://bucket/stac --collection ndvi
+    python -m flows.backfill s3://bucket/ndvi ... --dask-address tcp://10.0.0.5:8786
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import posixpath
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -23,13 +37,17 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from producer.api import expand_paths
+from producer.catalog.layout import Layout
+from producer.errors import InputError, ProducerError
+from producer.extract.datetimes import from_explicit, from_filename
+from producer.ingest import collection_layout, open_catalog
 from producer.options import RegisterOptions, resolve_options
 from producer.prefect import RegistrationFailed, artifact_key_for, register_in_stac
 
-#: how many batches run at once (override with ``backfill.with_options(task_runner=...)``)
+#: how many batches run at once by default (the ``concurrency`` parameter)
 MAX_WORKERS = 4
 _ACTIONS = ("created", "updated", "unchanged", "error")
 
@@ -40,6 +58,103 @@ def list_products(prefix: str | list[str], storage_options: dict[str, Any] | Non
     return expand_paths(prefix, storage_options)
 
 
+def task_runner_for(
+    concurrency: int = MAX_WORKERS, dask: bool = False, dask_address: str | None = None
+) -> TaskRunner[Any]:
+    """The task runner of the batches: ``concurrency`` threads, or a Dask
+    cluster (an existing one at ``dask_address``, else with ``dask`` a local
+    one of ``concurrency`` worker processes, listening on 127.0.0.1 only).
+
+    Raises :class:`~producer.errors.InputError` when Dask is asked for and
+    prefect-dask is not installed (the ``dask`` extra)."""
+    if concurrency < 1:
+        raise InputError(f"concurrency must be at least 1, got {concurrency}")
+    if not dask and not dask_address:
+        return ThreadPoolTaskRunner(max_workers=concurrency)
+    try:
+        from prefect_dask import DaskTaskRunner  # noqa: PLC0415 (the optional dask extra)
+    except ImportError:
+        raise InputError(
+            "running the backfill on Dask needs prefect-dask: pip install 'stac-producer[dask]' "
+            "(or leave dask and dask_address unset to run batches in threads)"
+        ) from None
+    if dask_address:
+        return DaskTaskRunner(address=dask_address)
+    return DaskTaskRunner(
+        cluster_kwargs={"n_workers": concurrency, "host": "127.0.0.1", "dashboard_address": None}
+    )
+
+
+def parent_hint(product: str, layout: Layout, collection: str, options: RegisterOptions) -> str:
+    """The parent document a product's item will most likely be linked into,
+    read from its name only (no file is opened): the partition of its
+    explicit or file-name datetime, else (no date in the name) its folder;
+    the collection in the flat layout."""
+    if layout.partition is None:
+        return layout.collection_key(collection)
+    try:
+        found = from_explicit(options.datetime) or from_filename(
+            posixpath.basename(product), options.datetime_pattern
+        )
+    except ProducerError:
+        found = None
+    when = None if found is None else (found.datetime or found.start)
+    if when is None:
+        return posixpath.dirname(product)
+    return layout.parent_key(collection, when)
+
+
+@task(name="plan-batches")
+def plan_batches(
+    products: list[str], catalog: str, collection: str, options: RegisterOptions, batch_size: int
+) -> list[list[str]]:
+    """Batches of up to ``batch_size`` products, grouped by :func:`parent_hint`:
+    a parent's products share a batch when they fit in one, small groups
+    are packed together, and a group larger than ``batch_size`` fills whole
+    batches of its own. Reads the collection's recorded layout (one GET)."""
+    try:
+        layout = collection_layout(
+            open_catalog(catalog, options.catalog_storage_options), collection, options.partition
+        )
+    except ProducerError:
+        layout = Layout(options.partition)  # the registrations report the problem per product
+    groups: dict[str, list[str]] = {}
+    for product in products:
+        groups.setdefault(parent_hint(product, layout, collection, options), []).append(product)
+    batches: list[list[str]] = []
+    current: list[str] = []
+    for _, group in sorted(groups.items()):
+        if len(group) > batch_size:
+            batches.extend(group[i : i + batch_size] for i in range(0, len(group), batch_size))
+            continue
+        if len(current) + len(group) > batch_size:
+            batches.append(current)
+            current = []
+        current.extend(group)
+    if current:
+        batches.append(current)
+    return batches
+
+
+@flow(name="stac-backfill-batches")
+def register_batches(
+    batches: list[list[str]], catalog: str, collection: str, options: RegisterOptions
+) -> list[Any]:
+    """Submit one :func:`register_in_stac` task run per batch to this flow's
+    task runner (chosen by :func:`backfill`); returns each batch's outcome
+    (its result dicts, or the exception it ended with)."""
+    futures = [
+        register_in_stac.with_options(task_run_name=f"register-batch-{n:04d}").submit(
+            batch,
+            catalog=catalog,
+            collection=collection,
+            options=options,
+        )
+        for n, batch in enumerate(batches)
+    ]
+    return [future.result(raise_on_failure=False) for future in futures]
+
+
 @flow(name="stac-backfill", task_runner=ThreadPoolTaskRunner(max_workers=MAX_WORKERS))  # type: ignore[arg-type]
 def backfill(
     prefix: str | list[str],
@@ -48,6 +163,9 @@ def backfill(
     batch_size: int = 200,
     storage_options: dict[str, Any] | None = None,
     options: RegisterOptions | None = None,
+    concurrency: int = MAX_WORKERS,
+    dask: bool = False,
+    dask_address: str | None = None,
 ) -> dict[str, Any]:
     """Register every product under ``prefix`` into ``collection`` of ``catalog``.
 
@@ -55,7 +173,11 @@ def backfill(
     :class:`~producer.options.RegisterOptions`; in a deployment, a JSON object
     of its fields). ``storage_options``: of the data and the catalog, where
     ``options`` sets neither (``options.data_storage_options`` also lists
-    ``prefix``). ``batch_size`` is the number of products per task run.
+    ``prefix``). ``batch_size`` is the number of products per task run;
+    batches are grouped by parent document (:func:`plan_batches`).
+    ``concurrency``, ``dask`` and ``dask_address`` choose where the batches
+    run (:func:`task_runner_for`): threads here, a local Dask cluster, or an
+    existing one; the batches run in a sub-flow on that runner.
 
     Writes items and parents (one compare-and-swap per parent per batch),
     a table artifact per batch (from the task) and a summary artifact
@@ -66,29 +188,25 @@ def backfill(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    runner = task_runner_for(concurrency, dask, dask_address)
     logger = get_run_logger()
     opts = resolve_options(options, storage_options)
     products = list_products(prefix, opts.data_storage_options)
-    batches = [products[i : i + batch_size] for i in range(0, len(products), batch_size)]
+    batches = plan_batches(products, catalog, collection, opts, batch_size)
     logger.info(
-        "%d product(s) under %s: %d batch(es) of up to %d", len(products), prefix, len(batches), batch_size
+        "%d product(s) under %s: %d batch(es) of up to %d on %s",
+        len(products),
+        prefix,
+        len(batches),
+        batch_size,
+        type(runner).__name__,
     )
-
-    futures = [
-        register_in_stac.with_options(task_run_name=f"register-batch-{n:04d}").submit(
-            batch,
-            catalog=catalog,
-            collection=collection,
-            options=opts,
-        )
-        for n, batch in enumerate(batches)
-    ]
+    outcomes = register_batches.with_options(task_runner=runner)(batches, catalog, collection, opts)
 
     counts: Counter[str] = Counter()
     failures: list[dict[str, Any]] = []
     failed_batches = 0
-    for batch, future in zip(batches, futures, strict=True):
-        outcome = future.result(raise_on_failure=False)
+    for batch, outcome in zip(batches, outcomes, strict=True):
         if isinstance(outcome, RegistrationFailed):
             results: list[dict[str, Any]] = outcome.results
             failed_batches += 1
@@ -134,8 +252,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--catalog", required=True)
     parser.add_argument("--collection", required=True)
     parser.add_argument("--batch-size", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=MAX_WORKERS, help="batches at once")
+    parser.add_argument("--dask", action="store_true", help="run the batches on a local Dask cluster")
+    parser.add_argument("--dask-address", default=None, help="scheduler of an existing Dask cluster")
     args = parser.parse_args(argv)
-    print(json.dumps(backfill(args.prefix, args.catalog, args.collection, args.batch_size)))
+    summary = backfill(
+        args.prefix,
+        args.catalog,
+        args.collection,
+        args.batch_size,
+        concurrency=args.concurrency,
+        dask=args.dask,
+        dask_address=args.dask_address,
+    )
+    print(json.dumps(summary))
     return 0
 
 

@@ -43,6 +43,7 @@ from producer.catalog.layout import (
     expected_type,
     item_parent_key,
     layout_of_item,
+    mark_if_full,
     partition_label,
     recorded_layout,
     relative_href,
@@ -242,6 +243,8 @@ class Committer:
     rng: random.Random = field(default_factory=random.Random)
     conflicts: int = 0
     backoff_seconds: float = 0.0
+    #: warnings this committer already logged (each once per run)
+    notices: set[str] = field(default_factory=set)
 
     # -- reading -------------------------------------------------------------
 
@@ -496,8 +499,7 @@ class Committer:
         ensure: dict[str, list[dict]] = {}  # child links an ancestor must hold
         child_of: dict[str, str] = {}  # partition key -> its parent key
         for key, item in items:
-            when = item_start(item) if layout.partition else None
-            chain = layout.chain(collection_id, when)
+            chain = layout.item_chain(collection_id, key)  # from the key: also below split partitions
             parent = chain[0]
             by_parent.setdefault(parent, []).append(
                 {
@@ -626,6 +628,7 @@ class Committer:
                 doc = docs.new_partition(key, parent_key, self.layout, collection_id, label, coll_title)
             changed = docs.add_links(doc, links)
             changed |= _add_missing(doc, below)
+            changed |= mark_if_full(doc, key, collection_id, self.layout.max_links)
             return doc if (changed or created) else None
 
         return mutate
@@ -689,7 +692,9 @@ class Committer:
 
         Reads the whole chain of every item once: its partitions, the
         collection and the root (a few GETs per batch, whatever the catalog
-        size: one per distinct partition, plus two). A malformed or foreign
+        size: one per distinct partition, plus two), and below a partition
+        marked split the finer partition a new item would go to
+        (:meth:`Layout.placed_partition_keys`). A malformed or foreign
         existing parent raises :class:`CatalogError` here, so bad catalog
         state aborts the batch with storage untouched. The documents read
         seed the first compare-and-swap attempts, so :meth:`link_items` can
@@ -705,8 +710,8 @@ class Committer:
         coll_key = self.layout.collection_key(collection_id)
         for item in items:
             when = item_start(item) if self.layout.partition else None
-            chain = self.layout.chain(collection_id, when)
-            for key in chain[:-2]:  # partitions, nearest first
+            placed = self.layout.placed_partition_keys(collection_id, when, str(item.get("id")), read)
+            for key in reversed(placed):  # partitions, nearest first
                 read(key)
         read(coll_key)
         read(self.layout.root_key)

@@ -17,9 +17,9 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 
-from producer import extract, parallel, provenance, thumbnail
+from producer import extract, parallel, placement, provenance, thumbnail
 from producer.catalog import documents as docs
-from producer.catalog.layout import Layout, collection_key, recorded_layout
+from producer.catalog.layout import DEFAULT_MAX_LINKS, Layout, collection_key, recorded_layout
 from producer.changes import Change, ChangeKind, Sink
 from producer.commit import Committer, IdentityConflict, item_start, same_content
 from producer.errors import ID_TEMPLATE_HINT, InputError, ProducerError, StoreError
@@ -64,10 +64,13 @@ def check_collection_id(collection: str) -> None:
     check_id(collection, what="collection id")
 
 
-def collection_layout(store: Store, collection: str, partition: str | None) -> Layout:
+def collection_layout(
+    store: Store, collection: str, partition: str | None, max_links: int = DEFAULT_MAX_LINKS
+) -> Layout:
     """The layout to register into ``collection`` with: the one its document
     records, else (a new collection, or one written before layouts were
-    recorded) ``partition``.
+    recorded) ``partition`` with ``max_links`` (recorded when it creates the
+    collection; a recorded layout keeps its own).
 
     One GET of the collection document. Raises :class:`InputError`, before
     anything is written, when ``partition`` is given and differs from the
@@ -75,7 +78,7 @@ def collection_layout(store: Store, collection: str, partition: str | None) -> L
     batch's own checks (:meth:`Committer.preflight`), which report it per
     product.
     """
-    requested = Layout(partition)
+    requested = Layout(partition, max_links)
     key = collection_key(collection)
     try:
         data, _ = store.get(key)
@@ -142,7 +145,7 @@ def register_products(
         paths, options.data_storage_options, GROUP_SUFFIXES if options.group else PRODUCT_SUFFIXES
     )
     store = open_catalog(catalog, options.catalog_storage_options)
-    layout = collection_layout(store, collection, options.partition)
+    layout = collection_layout(store, collection, options.partition, options.max_links)
     if grouping:
         grouping.check_layout(layout, collection)
         sources = grouping.outside_catalog(sources, store.url)
@@ -275,6 +278,8 @@ def _register_chunk(
     except (ProducerError, OSError) as exc:
         _fail_all(prepared, _as_project_error(exc, "cannot read the catalog: "))
         return results
+    prepared = placement.place_items(committer, collection, prepared, preread, coll_title)
+    placement.warn_if_crowded(committer, collection, preread, committer.notices)
 
     if dry_run:
         _dry_run(committer, prepared, replace)
@@ -285,6 +290,7 @@ def _register_chunk(
     index: dict[str, tuple[str | None, str | None]] = {}
     if committer.layout.partition:
         prepared = _read_index(committer, collection, prepared, index, replace)
+        prepared = placement.keep_where_linked(committer, collection, prepared, index, coll_title)
         if not prepared:
             return results
 

@@ -28,6 +28,8 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 
+from producer.errors import rephrase
+from producer.options import flag_spelling
 from producer.redact import redact
 from producer.results import RegisterResult
 
@@ -57,6 +59,17 @@ class _CliHandler(logging.StreamHandler):
     """The handler :func:`configure_cli` installs (recognised to replace it)."""
 
 
+class _CliFormatter(logging.Formatter):
+    """:data:`CLI_FORMAT`, with the hints a record carries (``extra={"hints": ...}``,
+    phrased for Python in its message) spelled as CLI flags."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        hints = getattr(record, "hints", None)
+        if hints:
+            record.message = rephrase(record.message, hints, flag_spelling)
+        return super().formatMessage(record)
+
+
 def configure_cli(verbose: int = 0, quiet: bool = False) -> Callable[[], None]:
     """Send ``producer.*`` records at the CLI's level to stderr as
     ``LEVEL logger: message``; stdout stays the command's output.
@@ -74,7 +87,7 @@ def configure_cli(verbose: int = 0, quiet: bool = False) -> Callable[[], None]:
     for handler in previous:
         logger.removeHandler(handler)
     handler = _CliHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(CLI_FORMAT))
+    handler.setFormatter(_CliFormatter(CLI_FORMAT))
     logger.addHandler(handler)
     logger.setLevel(cli_level(verbose, quiet))
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from producer.catalog.layout import Layout
+from producer.catalog.layout import DEFAULT_MAX_LINKS, Layout
 from producer.errors import Hint, InputError
 from producer.extract.options import DEFAULT_DATETIME_SOURCES
 from producer.provenance import Provenance, parse_properties, parse_providers
@@ -125,6 +125,16 @@ class RegisterOptions:
             "STAC_PARTITION",
             "choice",
             choices=("year", "year/month"),
+        ),
+    )
+    max_links: int = field(
+        default=DEFAULT_MAX_LINKS,
+        metadata=_spec(
+            "Item links a partition catalog of a new partitioned collection holds before new items "
+            "of its period go to a finer period below it (recorded in the collection).",
+            "--max-links",
+            "STAC_MAX_LINKS",
+            "number",
         ),
     )
     datetime: str | None = field(
@@ -416,7 +426,7 @@ class RegisterOptions:
             raise ValueError(f"RegisterOptions.max_retries must not be negative, not {self.max_retries}")
         if self.id_template is None:
             raise TypeError("RegisterOptions.id_template must be a str, not None")
-        Layout(self.partition)  # an unknown scheme is the user's InputError
+        Layout(self.partition, self.max_links)  # an unknown scheme is the user's InputError
         sources = self.datetime_sources
         if isinstance(sources, str):
             raise TypeError(f"RegisterOptions.datetime_sources must be a sequence of names, not {sources!r}")

@@ -18,6 +18,19 @@ of one period::
     <collection>/.ids/<item_id>          (id index: the key of the item)
     <collection>/.outbox/<sink>/<entry>  (changes a sink has not taken yet)
 
+No partition catalog grows without bound: once one links
+:attr:`Layout.max_links` items it is marked split (:data:`SPLIT_FIELD`), and
+new items of its period go to a finer period below it (month → day → hour,
+then 16 shards by a hash of the id, level after level)::
+
+    <collection>/<YYYY>/<MM>/catalog.json            (full: "stac_producer:split": "day")
+    <collection>/<YYYY>/<MM>/<DD>/catalog.json
+    <collection>/<YYYY>/<MM>/<DD>/<item_id>/<item_id>.json
+
+Items already linked stay where they are (the id index says where). A
+writer learns of a split from the partition document it reads anyway, so
+finding an item's parent stays O(1) in the size of the collection.
+
 This module is the only owner of document keys: every other module asks it
 where a document lives rather than building a key itself. The layout of a
 collection is recorded in its document (:data:`LAYOUT_FIELD`), so a verb
@@ -26,9 +39,10 @@ that is not told the partition scheme reads it there (:func:`recorded_layout`).
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from producer.errors import CatalogError, InputError
@@ -45,19 +59,37 @@ CATALOG_FILE = "catalog.json"
 #: field of a collection document recording its layout:
 #: ``{"partition": "year/month"}``, or ``null`` for the flat layout
 LAYOUT_FIELD = "stac_producer:layout"
+#: field of a partition catalog that is full: new items of its period go to
+#: the finer period it names (``"month"``, ``"day"``, ``"hour"``, ``"shard"``)
+SPLIT_FIELD = "stac_producer:split"
+#: item links a partition catalog holds before it is split (see :attr:`Layout.max_links`)
+DEFAULT_MAX_LINKS = 2000
+#: the finer period below a partition of depth 1, 2, 3 (year, month, day);
+#: deeper ones split into hash shards
+_FINER = {1: "month", 2: "day", 3: "hour"}
+#: prefix of a hash shard's folder name (``x`` + one hex digit of the id's SHA-1)
+SHARD_PREFIX = "x"
 
 
 @dataclass(frozen=True)
 class Layout:
-    """How keys are derived from (collection, item id, item time)."""
+    """How keys are derived from (collection, item id, item time).
+
+    ``max_links``: the item links a partition catalog holds before it is
+    split (recorded in the collection when not the default; not part of
+    equality: two layouts with the same scheme place items alike).
+    """
 
     partition: str | None = None
+    max_links: int = field(default=DEFAULT_MAX_LINKS, compare=False)
 
     def __post_init__(self) -> None:
         if self.partition not in PARTITIONS:
             raise InputError(
                 f"unknown partition scheme {self.partition!r}: use one of 'year', 'year/month' or none"
             )
+        if isinstance(self.max_links, bool) or not isinstance(self.max_links, int) or self.max_links < 1:
+            raise InputError(f"max_links must be a whole number of at least 1, not {self.max_links!r}")
 
     @property
     def root_key(self) -> str:
@@ -66,9 +98,15 @@ class Layout:
     def collection_key(self, collection_id: str) -> str:
         return collection_key(collection_id)
 
-    def record(self) -> dict[str, str] | None:
-        """The value of :data:`LAYOUT_FIELD` that describes this layout."""
-        return None if self.partition is None else {"partition": self.partition}
+    def record(self) -> dict[str, str | int] | None:
+        """The value of :data:`LAYOUT_FIELD` that describes this layout
+        (``max_links`` only when it is not the default)."""
+        if self.partition is None:
+            return None
+        out: dict[str, str | int] = {"partition": self.partition}
+        if self.max_links != DEFAULT_MAX_LINKS:
+            out["max_links"] = self.max_links
+        return out
 
     def describe(self) -> str:
         """This layout in words, for messages."""
@@ -119,6 +157,139 @@ class Layout:
             self.collection_key(collection_id),
             self.root_key,
         ]
+
+    def item_chain(self, collection_id: str, item_key: str) -> list[str]:
+        """Ancestors of the item at ``item_key``, nearest first, from its key
+        (so also below split partitions): partitions..., collection, root.
+
+        >>> Layout("year/month").item_chain("c", "c/2024/03/15/x/x.json")[:3]
+        ['c/2024/03/15/catalog.json', 'c/2024/03/catalog.json', 'c/2024/catalog.json']
+        """
+        return [
+            *reversed(item_partition_keys(collection_id, item_key)),
+            collection_key(collection_id),
+            ROOT_KEY,
+        ]
+
+    def placed_partition_keys(
+        self, collection_id: str, when: datetime | None, item_id: str, lookup: Callable[[str], dict | None]
+    ) -> list[str]:
+        """Partition keys (outermost first) a NEW item starting at ``when``
+        goes under: the period's partition, then, while the deepest one read
+        through ``lookup(key)`` (a document or None) is marked split, the
+        finer period below it, unless the catalog already links the item
+        (linked before the split; its id index entry may not be written yet).
+        Empty when unpartitioned. ``lookup`` is called once per key returned
+        from the base period down (the caller does the I/O).
+        """
+        keys = self.partition_keys(collection_id, when)
+        if not keys:
+            return keys
+        assert when is not None
+        while True:
+            doc = lookup(keys[-1])
+            if not (isinstance(doc, dict) and doc.get(SPLIT_FIELD)) or links_item(doc, item_id):
+                return keys
+            keys.append(finer_partition_key(collection_id, keys[-1], when, item_id))
+
+    def placed_item_key(self, collection_id: str, item_id: str, partition_keys: list[str]) -> str:
+        """Key of item ``item_id`` directly below the last of ``partition_keys``."""
+        if not partition_keys:
+            return self.item_key(collection_id, item_id)
+        return f"{posixpath.dirname(partition_keys[-1])}/{item_id}/{item_id}.json"
+
+
+def item_partition_keys(collection_id: str, item_key: str) -> list[str]:
+    """Partition catalog keys above the item at ``item_key``, outermost first
+    (empty for an item directly in the collection).
+
+    >>> item_partition_keys("c", "c/2024/03/x/x.json")
+    ['c/2024/catalog.json', 'c/2024/03/catalog.json']
+    """
+    folder = posixpath.dirname(posixpath.dirname(item_key))
+    parts = folder.split("/")[1:] if folder.startswith(f"{collection_id}/") else []
+    return [f"{collection_id}/{'/'.join(parts[: i + 1])}/{CATALOG_FILE}" for i in range(len(parts))]
+
+
+def partition_depth(collection_id: str, partition_key: str) -> int:
+    """How many folders below the collection a partition catalog sits (year: 1)."""
+    return partition_label(collection_id, partition_key).count("/") + 1
+
+
+def finer_level(collection_id: str, partition_key: str) -> str:
+    """What a full partition is split by: ``month``, ``day``, ``hour`` or ``shard``."""
+    return _FINER.get(partition_depth(collection_id, partition_key), "shard")
+
+
+def finer_partition_key(collection_id: str, partition_key: str, when: datetime, item_id: str) -> str:
+    """The partition below the full ``partition_key`` that an item starting at
+    ``when`` with id ``item_id`` goes to.
+
+    >>> from datetime import datetime
+    >>> finer_partition_key("c", "c/2024/03/catalog.json", datetime(2024, 3, 5, 7), "x")
+    'c/2024/03/05/catalog.json'
+    >>> finer_partition_key("c", "c/2024/03/05/07/catalog.json", datetime(2024, 3, 5, 7), "x")
+    'c/2024/03/05/07/x1/catalog.json'
+    """
+    depth = partition_depth(collection_id, partition_key)
+    level = _FINER.get(depth)
+    if level == "month":
+        segment = f"{when.month:02d}"
+    elif level == "day":
+        segment = f"{when.day:02d}"
+    elif level == "hour":
+        segment = f"{when.hour:02d}"
+    else:  # hash shards: one more hex digit of the id's digest per level
+        digest = hashlib.sha1(item_id.encode("utf-8")).hexdigest()
+        segment = SHARD_PREFIX + digest[(depth - 4) % len(digest)]
+    return f"{posixpath.dirname(partition_key)}/{segment}/{CATALOG_FILE}"
+
+
+def links_item(doc: dict, item_id: str) -> bool:
+    """True if the catalog ``doc`` links item ``item_id`` directly below it."""
+    href = f"./{item_id}/{item_id}.json"
+    return any(
+        isinstance(link, dict) and link.get("rel") == "item" and link.get("href") == href
+        for link in doc.get("links", [])
+    )
+
+
+def item_link_count(doc: dict) -> int:
+    """How many items a catalog document links."""
+    return sum(1 for link in doc.get("links", []) if isinstance(link, dict) and link.get("rel") == "item")
+
+
+def mark_if_full(doc: dict, key: str, collection_id: str, max_links: int) -> bool:
+    """Mark the partition catalog ``doc`` (at ``key``) split once it links
+    ``max_links`` items or more; True if it was marked now. Mutates ``doc``.
+
+    Called inside the compare-and-swap that adds the links, so the mark and
+    the link that fills the catalog are one write: a writer that read the
+    catalog before may still link the item it placed there (the bound is
+    ``max_links`` plus the items of the batches in flight), every later one
+    places new items below it.
+    """
+    if doc.get(SPLIT_FIELD) or item_link_count(doc) < max_links:
+        return False
+    doc[SPLIT_FIELD] = finer_level(collection_id, key)
+    return True
+
+
+def placed_within(old_key: str, new_key: str) -> bool:
+    """True if the item at ``old_key`` sits in a partition that contains the
+    one ``new_key`` (same id) was placed in: the item stays where it is
+    rather than moving below its full partition.
+
+    >>> placed_within("c/2024/03/x/x.json", "c/2024/03/05/x/x.json")
+    True
+    >>> placed_within("c/2024/04/x/x.json", "c/2024/03/05/x/x.json")
+    False
+    """
+    old_folder = posixpath.dirname(posixpath.dirname(old_key))
+    new_folder = posixpath.dirname(posixpath.dirname(new_key))
+    return posixpath.basename(old_key) == posixpath.basename(new_key) and (
+        new_folder == old_folder or new_folder.startswith(f"{old_folder}/")
+    )
 
 
 def collection_key(collection_id: str) -> str:
@@ -249,13 +420,22 @@ def layout_record_problem(collection: dict) -> str | None:
     record = collection[LAYOUT_FIELD]
     if record is None:
         return None
-    if isinstance(record, dict) and set(record) == {"partition"} and record["partition"] in PARTITIONS[1:]:
+    if (
+        isinstance(record, dict)
+        and set(record) in ({"partition"}, {"partition", "max_links"})
+        and record["partition"] in PARTITIONS[1:]
+        and _valid_max_links(record.get("max_links", DEFAULT_MAX_LINKS))
+    ):
         return None
     return (
         f'its {LAYOUT_FIELD!r} is {record!r}, not null or {{"partition": P}} with P one of '
-        f"{list(PARTITIONS[1:])}: set it to the layout its items sit in, or delete it and let a "
-        "reconcile with fixing record it"
+        f'{list(PARTITIONS[1:])} (and optionally "max_links": a whole number of at least 1): '
+        "set it to the layout its items sit in, or delete it and let a reconcile with fixing record it"
     )
+
+
+def _valid_max_links(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def recorded_layout(collection: dict, where: str) -> Layout | None:
@@ -268,7 +448,9 @@ def recorded_layout(collection: dict, where: str) -> Layout | None:
     if LAYOUT_FIELD not in collection:
         return None
     record = collection[LAYOUT_FIELD]
-    return Layout(None if record is None else record["partition"])
+    if record is None:
+        return Layout(None)
+    return Layout(record["partition"], record.get("max_links", DEFAULT_MAX_LINKS))
 
 
 def item_parent_key(item_key: str, collection_id: str) -> str:
@@ -285,13 +467,16 @@ def item_parent_key(item_key: str, collection_id: str) -> str:
 
 def layout_of_item(item_key: str) -> Layout:
     """The partition scheme an item document's key was made with
-    (``<coll>/[YYYY/[MM/]]<id>/<id>.json``).
+    (``<coll>/[YYYY/[MM/[...]]]<id>/<id>.json``; deeper than a month: a
+    month split into finer periods).
 
     >>> layout_of_item("c/2024/03/x/x.json").partition
     'year/month'
+    >>> layout_of_item("c/2024/03/05/x/x.json").partition
+    'year/month'
     """
     depth = item_key.count("/") - 2
-    return Layout({1: "year", 2: "year/month"}.get(depth))
+    return Layout(None if depth <= 0 else "year" if depth == 1 else "year/month")
 
 
 def relative_href(from_key: str, to_key: str) -> str:

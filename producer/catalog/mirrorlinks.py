@@ -26,8 +26,14 @@ def mirror_key(item_key: str) -> str:
     'c/2024/03/items.parquet'
     >>> mirror_key("c/x/x.json")
     'c/items.parquet'
+
+    Items below a split partition share their month's file, so the
+    collection's mirror assets stay one per month however far it splits:
+
+    >>> mirror_key("c/2024/03/05/x/x.json")
+    'c/2024/03/items.parquet'
     """
-    folder = posixpath.dirname(posixpath.dirname(item_key))
+    folder = "/".join(posixpath.dirname(posixpath.dirname(item_key)).split("/")[:3])
     return f"{folder}/{MIRROR_NAME}"
 
 
