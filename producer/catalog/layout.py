@@ -16,6 +16,7 @@ of one period::
     <collection>/<YYYY>/<MM>/catalog.json
     <collection>/<YYYY>/<MM>/<item_id>/<item_id>.json
     <collection>/.ids/<item_id>          (id index: the key of the item)
+    <collection>/_intents/<token>.intent (group commit: a pending change of the collection)
 
 This module is the only owner of document keys: every other module asks it
 where a document lives rather than building a key itself. The layout of a
@@ -37,6 +38,10 @@ PARTITIONS = (None, "year", "year/month")
 #: folder (inside a collection) of the id index of partitioned collections
 INDEX_DIR = ".ids"
 COLLECTION_FILE = "collection.json"
+#: folder (inside a collection) of the pending changes of its document (group
+#: commit, :mod:`producer.catalog.intents`); not STAC, never a document key
+INTENT_DIR = "_intents"
+INTENT_SUFFIX = ".intent"
 CATALOG_FILE = "catalog.json"
 #: field of a collection document recording its layout:
 #: ``{"partition": "year/month"}``, or ``null`` for the flat layout
@@ -130,6 +135,19 @@ def collection_prefix(collection_id: str) -> str:
 def index_key(collection_id: str, item_id: str) -> str:
     """Key of the id index entry of ``item_id`` (partitioned collections)."""
     return f"{collection_id}/{INDEX_DIR}/{item_id}"
+
+
+def intent_key(collection_id: str, token: str | None = None) -> str:
+    """Key of the intent ``token`` of a collection (group commit), or with
+    no token the folder holding them (the prefix to list)."""
+    folder = f"{collection_id}/{INTENT_DIR}"
+    return folder if token is None else f"{folder}/{token}{INTENT_SUFFIX}"
+
+
+def is_intent_key(key: str) -> bool:
+    """True for ``<collection>/_intents/<token>.intent`` (never a document key)."""
+    parts = key.split("/")
+    return len(parts) == 3 and parts[1] == INTENT_DIR and parts[2].endswith(INTENT_SUFFIX)
 
 
 def collection_of(key: str) -> str:
