@@ -11,16 +11,26 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from fsspec.core import url_to_fs
 
 from producer.catalog import documents as docs
-from producer.catalog.extent import bbox_contains, box2d, interval_contains, item_interval, parse_time
+from producer.catalog import intents
+from producer.catalog.extent import (
+    bbox_contains,
+    box2d,
+    format_time,
+    interval_contains,
+    item_interval,
+    parse_time,
+)
 from producer.catalog.layout import (
     LAYOUT_FIELD,
     ROOT_KEY,
     folder_collection_id,
     is_document_key,
+    is_intent_key,
     resolve_href,
 )
 from producer.errors import CatalogError, NotFound, ProducerError
@@ -115,6 +125,8 @@ class AuditReport:
     #: keys of the collections whose document records no layout (written
     #: before layouts were recorded; ``reconcile --fix`` records it)
     unrecorded_layout: list[str] = field(default_factory=list)
+    #: keys of the pending group-commit intents (``<collection>/_intents/...``)
+    intents: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Problem]:
@@ -122,6 +134,28 @@ class AuditReport:
 
     def items_of(self, collection_key: str) -> list[ItemInfo]:
         return [i for i in self.items.values() if i.collection_key == collection_key]
+
+
+def _check_intents(store: Store, report: AuditReport) -> None:
+    """A ``stale-intent`` warning for each intent older than
+    :data:`~producer.catalog.intents.INTENT_TTL` or unreadable (one GET each;
+    a fresh one belongs to a writer at work)."""
+    now = datetime.now(UTC)
+    for key in report.intents:
+        try:
+            data, _ = store.get(key)
+        except NotFound:
+            continue  # applied and deleted since the listing
+        written = intents.written_at(data)
+        if intents.parse(data, key) is None:
+            message = "not a group-commit intent this version can apply"
+        elif written is not None and (now - written).total_seconds() > intents.INTENT_TTL:
+            message = f"pending since {format_time(written)}: its writer died before applying it"
+        else:
+            continue
+        report.problems.append(
+            Problem("stale-intent", key, message + "; reconcile with fix deletes it (and links its items)")
+        )
 
 
 def read_doc(store: Store, key: str) -> dict:
@@ -144,7 +178,10 @@ def audit(
 ) -> AuditReport:
     """Check the catalog under ``store``; returns every problem found. Writes nothing."""
     report = AuditReport()
-    keys = {k for k in store.list("") if is_document_key(k)}
+    listed = list(store.list(""))
+    keys = {k for k in listed if is_document_key(k)}
+    report.intents = sorted(k for k in listed if is_intent_key(k))
+    _check_intents(store, report)
     if ROOT_KEY not in keys:
         report.problems.append(Problem("missing-root", ROOT_KEY, "no root catalog.json"))
         for key in sorted(keys):

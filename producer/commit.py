@@ -72,6 +72,11 @@ A = TypeVar("A")
 B = TypeVar("B")
 
 Mutation = Callable[[dict | None], dict | None]
+#: group commit: a writer whose intent is not the oldest pending one waits
+#: about this long (seconds, jittered) for the oldest one's writer to apply
+#: it, at most LEADER_WAITS times per leader, before it puts itself
+LEADER_WAIT = 0.1
+LEADER_WAITS = 3
 TIMESTAMPS = ("created", "updated")
 
 
@@ -557,16 +562,16 @@ class Committer:
             return CasOutcome(doc, version=version)  # a rerun: the change is there
         now = self.clock()
         own_key = intent_key(collection_id, secrets.token_hex(16))
-        self.store.put(
-            own_key,
-            intents.dumps(
-                intents.new_intent(collection_id, self.layout.record(), links, below, assets or {}, items, now)
-            ),
-            create_only=True,
+        own_data = intents.dumps(
+            intents.new_intent(collection_id, self.layout.record(), links, below, assets or {}, items, now)
         )
+        self.store.put(own_key, own_data, create_only=True)
         seen: dict[str, intents.Intent | None] = {}
+        own = intents.parse(own_data, own_key)
+        waited: dict[str, int] = {}
+        attempt = 0
         try:
-            for attempt in range(self.max_retries + 1):
+            while attempt <= self.max_retries:
                 listed, (doc, version) = _both(
                     lambda: self.list_intents(collection_id), lambda: self.read(coll_key, expect)
                 )
@@ -575,7 +580,8 @@ class Committer:
                 others = [
                     i
                     for i in fresh
-                    if i.collection == collection_id
+                    if i.key in listed
+                    and i.collection == collection_id
                     and i.layout == self.layout.record()
                     and i.age(now) <= intents.INTENT_FRESH
                 ]
@@ -591,6 +597,17 @@ class Committer:
                 if new is None:  # every change listed is in the stored document
                     self._drop_intents([own_key, *(i.key for i in others)], doc, collection_id, meta, seen)
                     return CasOutcome(doc, version=version)
+                # the writer of the oldest pending intent leads: the others give
+                # it a moment to apply theirs too, instead of racing its put
+                # (a leader that does not finish, e.g. died, is waited for only
+                # LEADER_WAITS times; then anyone applies its intent as well)
+                leader = min([*others, own] if own is not None else others, key=lambda i: (i.written, i.key))
+                if leader.key != own_key and waited.get(leader.key, 0) < LEADER_WAITS:
+                    waited[leader.key] = waited.get(leader.key, 0) + 1
+                    pause = self.rng.uniform(0.5, 1.5) * LEADER_WAIT
+                    self.backoff_seconds += pause
+                    time.sleep(pause)
+                    continue
                 self.check_update(coll_key, doc, new)
                 try:
                     if version is None:
@@ -606,6 +623,7 @@ class Committer:
                         return CasOutcome(current)
                     if attempt < self.max_retries:
                         self._sleep(attempt, coll_key)
+                    attempt += 1
                     continue
                 self._drop_intents([own_key, *(i.key for i in others)], new, collection_id, meta, seen)
                 return CasOutcome(new, changed=True, created=version is None, version=written)
@@ -703,10 +721,16 @@ class Committer:
             if intent.age(now) > intents.INTENT_TTL:
                 drop.append(key)
                 continue
-            mutate = self._collection_mutation(
-                collection_id, None, intent.links, intent.items, intent.below, intent.assets
-            )
-            if coll is not None and mutate(docs.copy_doc(coll)) is None:
+            partition = (intent.layout or {}).get("partition")
+            try:
+                writer = replace(self, layout=Layout(partition))
+                mutate = writer._collection_mutation(
+                    collection_id, None, intent.links, intent.items, intent.below, intent.assets
+                )
+                applied = coll is not None and mutate(docs.copy_doc(coll)) is None
+            except ProducerError:  # another layout than the collection's: it can never apply
+                applied = True
+            if applied:
                 drop.append(key)
         self._delete_quietly(drop)
         return drop

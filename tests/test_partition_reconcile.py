@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 import producer
 from producer.catalog.documents import exact_extent
+from producer.catalog.layout import is_intent_key
 from producer.cli import main
 from producer.store import CountingStore, open_store
 from tests.rasters import write_tile
@@ -71,8 +72,13 @@ def test_partitioned_layout_structure_and_validity(tiles, catalog_dir):
 
 
 def _json_puts(store: CountingStore) -> set[str]:
-    """The keys ``store`` wrote, but the mirror's (fragments and base files)."""
-    return {k for k in store.puts if "/items-fragments/" not in k and not k.endswith("/items.parquet")}
+    """The keys ``store`` wrote, but the mirror's (fragments and base files)
+    and the group commit's intents (one per commit, deleted once applied)."""
+    return {
+        k
+        for k in store.puts
+        if "/items-fragments/" not in k and not k.endswith("/items.parquet") and not is_intent_key(k)
+    }
 
 
 def test_partitioned_upsert_touches_a_constant_set_of_documents(tiles, catalog_dir):
