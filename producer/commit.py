@@ -545,8 +545,10 @@ class Committer:
         3. Each attempt: list the intents and read the collection (in
            parallel), read the intents not seen yet, apply this writer's and
            every other fresh one (:data:`intents.INTENT_FRESH`) of the same
-           layout in ONE compare-and-swap. The winner deletes every intent
-           it applied; a writer whose put lost, or whose intent is gone from
+           layout in ONE compare-and-swap. The writer of the oldest pending
+           intent leads: the others wait :data:`LEADER_WAIT` for it (at most
+           :data:`LEADER_WAITS` times per leader) before putting themselves.
+           The winner deletes every intent it applied; a writer whose put lost, or whose intent is gone from
            the listing, reads the collection and stops when its change is in
            it (applied by the winner), without retrying.
 

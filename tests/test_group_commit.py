@@ -224,7 +224,7 @@ def _init(start: Any) -> None:
     _start = start
 
 
-def _writer(catalog: str, options: dict, files: list[str]) -> tuple[list[tuple[str, str]], int]:
+def _writer(catalog: str, options: dict, files: list[str]) -> tuple[list[tuple[str | None, str]], int]:
     store = Recording(open_store(catalog, options))
     _start.wait(120)
     out = []
