@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({"config": cfg, "runs": raw}, indent=1, default=str))
     if write:
         c.write_section(
-            "concurrency",
+            "concurrency-latency",
             f"_{c.machine_note()}; "
             f"{'quick' if args.quick else 'full'} mode; "
             f"{len(files)} items, one register() call per item, one process per writer; "
