@@ -820,7 +820,10 @@ class Committer:
     ) -> Mutation:
         """The collection's compare-and-swap: created if absent, ``links`` and
         ``below`` added, extent merged with ``items``, ``assets`` (the mirror
-        files) added or updated."""
+        files) added or updated. With group commit ``items`` holds the
+        changes of several writers, each item as its intent keeps it
+        (:func:`producer.catalog.intents.item_summary`: id, bbox, properties,
+        assets; no geometry or links)."""
         root_title = (self.root_meta or {}).get("title")
 
         def mutate(doc: dict | None) -> dict | None:
