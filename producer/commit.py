@@ -605,10 +605,16 @@ class Committer:
                 # LEADER_WAITS times; then anyone applies its intent as well)
                 leader = min([*others, own] if own is not None else others, key=lambda i: (i.written, i.key))
                 if leader.key != own_key and waited.get(leader.key, 0) < LEADER_WAITS:
-                    waited[leader.key] = waited.get(leader.key, 0) + 1
-                    pause = self.rng.uniform(0.5, 1.5) * LEADER_WAIT
-                    self.backoff_seconds += pause
-                    time.sleep(pause)
+                    # each look is one GET of the collection (no listing)
+                    while waited.get(leader.key, 0) < LEADER_WAITS:
+                        waited[leader.key] = waited.get(leader.key, 0) + 1
+                        pause = self.rng.uniform(0.5, 1.5) * LEADER_WAIT
+                        self.backoff_seconds += pause
+                        time.sleep(pause)
+                        current, _ = self.read(coll_key, expect)
+                        if current is not None and own_mutation(docs.copy_doc(current)) is None:
+                            self._drop_intents([own_key], current, collection_id, meta, seen)
+                            return CasOutcome(current)
                     continue
                 self.check_update(coll_key, doc, new)
                 try:
