@@ -1,7 +1,12 @@
 """Concurrent writers into ONE collection: throughput and CAS conflicts retried.
 
-    .venv/bin/python bench/concurrency.py --quick     # smoke test, prints only
+    .venv/bin/python bench/concurrency.py --quick     # ~1 min smoke test (CI), prints only
     .venv/bin/python bench/concurrency.py             # full run, writes BENCHMARKS.md
+
+S3 runs go through ``bench/latproxy.py`` (asyncio, 127.0.0.1), which adds
+``--latency-ms`` to every request (0 and 30 by default: moto alone, and the
+round trip of real S3), so the table shows what one hot document costs when
+each request takes as long as it does in production.
 
 W writer processes (multiprocessing, spawn) each register their share of the
 items, one ``producer.register([path])`` call per product (one commit per
@@ -32,9 +37,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common as c
+from bench.latproxy import LatencyProxy
 
-FULL = {"writers": [1, 2, 4, 8], "items": 400, "backends": ["local", "s3"], "repeats": 2}
-QUICK = {"writers": [1, 4], "items": 40, "backends": ["local", "s3"], "repeats": 1}
+FULL: dict[str, Any] = {
+    "writers": [1, 2, 4, 8, 16],
+    "items": 160,
+    "backends": ["s3"],
+    "latency": [0.0, 30.0],
+    "repeats": 1,
+}
+QUICK: dict[str, Any] = {"writers": [1, 8], "items": 24, "backends": ["s3"], "latency": [30.0], "repeats": 1}
 WARM_COG = 998
 
 
@@ -53,9 +65,9 @@ def _worker(index: int, catalog: str, options: dict | None, files: list[str], ba
         original_sleep = getattr(commit_mod.Committer, "_sleep", None)
         if original_sleep is not None:  # measure the CAS backoff (the bench's view only)
 
-            def timed_sleep(self: Any, attempt: int) -> None:
+            def timed_sleep(self: Any, *args: Any, **kwargs: Any) -> None:
                 t = time.perf_counter()
-                original_sleep(self, attempt)
+                original_sleep(self, *args, **kwargs)
                 slept[0] += time.perf_counter() - t
 
             commit_mod.Committer._sleep = timed_sleep  # type: ignore[method-assign]
@@ -135,7 +147,9 @@ def verify(catalog: str, options: dict | None, expected_ids: list[str]) -> dict:
     hrefs = Counter(link["href"] for link in coll["links"] if link["rel"] == "item")
     want = Counter(f"./{i}/{i}.json" for i in expected_ids)
     problems = [str(p) for p in producer.validate_catalog(catalog, storage_options=options) if p.is_error]
+    left = [k for k in store.list(f"{c.COLLECTION}/_intents")]
     return {
+        "intents_left": len(left),
         "linked_once": hrefs == want,
         "missing": sorted(set(want) - set(hrefs))[:5],
         "duplicates": [h for h, k in hrefs.items() if k > 1][:5],
@@ -147,10 +161,11 @@ def verify(catalog: str, options: dict | None, expected_ids: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="2 writer counts, 40 items (< 30 s)")
-    ap.add_argument("--writers", help="comma-separated writer counts (default 1,2,4,8)")
-    ap.add_argument("--items", type=int, help="items in total (default 400)")
-    ap.add_argument("--backends", help="local,s3")
+    ap.add_argument("--quick", action="store_true", help="1 and 8 writers, 24 items, 30 ms (~1 min)")
+    ap.add_argument("--writers", help="comma-separated writer counts (default 1,2,4,8,16)")
+    ap.add_argument("--items", type=int, help="items in total (default 160)")
+    ap.add_argument("--backends", help="local,s3 (default s3)")
+    ap.add_argument("--latency-ms", help="comma-separated delays the proxy adds per S3 request (default 0,30)")
     ap.add_argument("--repeats", type=int, help="runs per (backend, writers); the median is shown")
     ap.add_argument(
         "--write",
@@ -172,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg["backends"] = args.backends.split(",")
     if args.repeats:
         cfg["repeats"] = args.repeats
+    if args.latency_ms:
+        cfg["latency"] = [float(x) for x in args.latency_ms.split(",")]
     write = (not args.quick) if args.write is None else args.write
 
     t_start = time.perf_counter()
@@ -186,8 +203,17 @@ def main(argv: list[str] | None = None) -> int:
     rows, raw = [], []
     s3 = c.S3Process() if "s3" in cfg["backends"] else None
     try:
-        for backend in cfg["backends"]:
+        settings = [
+            (backend, latency)
+            for backend in cfg["backends"]
+            for latency in (cfg["latency"] if backend == "s3" else [0.0])
+        ]
+        for backend, latency in settings:
             base_rate = None
+            proxy = None
+            if backend == "s3":  # also at 0 ms: the proxy counts the requests
+                assert s3 is not None
+                proxy = LatencyProxy(s3.endpoint_url, latency / 1000.0).start()
             for w in cfg["writers"]:
                 runs = []
                 for rep in range(cfg["repeats"]):
@@ -195,19 +221,28 @@ def main(argv: list[str] | None = None) -> int:
                         catalog, options = str(c.fresh_work_dir(f"conc-{w}")), None
                     else:
                         assert s3 is not None
-                        catalog, options = s3.url(f"conc-{w}-{rep}"), s3.storage_options
+                        catalog, options = s3.url(f"conc-{w}-{rep}-{latency:.0f}"), s3.storage_options
+                    writer_options = options
+                    if proxy is not None and options is not None:
+                        writer_options = {
+                            **options,
+                            "client_kwargs": {**options["client_kwargs"], "endpoint_url": proxy.endpoint_url},
+                        }
                     server_cpu0 = s3.cpu_seconds() if s3 is not None and backend == "s3" else 0.0
-                    r = run_writers(catalog, options, files, w)
+                    requests0 = sum(proxy.counts.values()) if proxy is not None else 0
+                    r = run_writers(catalog, writer_options, files, w)
+                    r["requests"] = sum(proxy.counts.values()) - requests0 if proxy is not None else None
                     r["server_cpu"] = (
                         s3.cpu_seconds() - server_cpu0 if s3 is not None and backend == "s3" else None
                     )
                     bad = [x for x in r["results"] if x[1] != "created"]
                     check = verify(catalog, options, ids)
                     log(
-                        f"  {backend:>5} W={w}: {r['wall']:.1f} s, {len(files) / r['wall']:.1f} items/s, "
+                        f"  {backend:>5} +{latency:.0f} ms W={w}: {r['wall']:.1f} s, {len(files) / r['wall']:.1f} items/s, "
                         f"cpu {r['cpu']:.1f} s (server {r['server_cpu'] or 0:.1f} s), backoff {r['slept'] or 0:.1f} s, "
                         f"load {os.getloadavg()[0]:.1f}, conflicts {r['conflicts']} {r['by_key']}, not created {len(bad)}, "
-                        f"linked once {check['linked_once']}, errors {check['n_errors']}"
+                        f"linked once {check['linked_once']}, errors {check['n_errors']}, "
+                        f"intents left {check['intents_left']}"
                     )
                     if bad or not check["linked_once"] or check["n_errors"]:
                         log(f"    PROBLEM: {bad[:3]} {check}")
@@ -226,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                         shutil.rmtree(catalog)
                     else:
                         assert s3 is not None
-                        s3.drop(f"conc-{w}-{rep}")
+                        s3.drop(f"conc-{w}-{rep}-{latency:.0f}")
                 raw.extend(runs)
                 walls = sorted(r["wall"] for r in runs)
                 wall = c.median(walls)
@@ -245,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
                 mid = sorted(runs, key=lambda r: r["wall"])[(len(runs) - 1) // 2]
                 rows.append(
                     [
-                        "local filesystem" if backend == "local" else "S3 (moto, 127.0.0.1)",
+                        "local filesystem" if backend == "local" else f"S3 (moto), +{latency:.0f} ms/request",
                         w,
                         c.fmt_s(wall) + spread,
                         f"{rate:.1f}",
@@ -258,10 +293,13 @@ def main(argv: list[str] | None = None) -> int:
                             else f" (+{mid['server_cpu'] / mid['wall']:.2f} server)"
                         ),
                         "–" if mid["slept"] is None else f"{mid['slept']:.1f} s",
+                        "–" if mid["requests"] is None else f"{mid['requests'] / len(files):.1f}",
                         "yes" if linked and not n_bad else f"NO ({n_bad} failed)",
                         "valid" if not n_err else f"{n_err} errors",
                     ]
                 )
+            if proxy is not None:
+                proxy.stop()
     finally:
         if s3 is not None:
             s3.close()
@@ -275,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             "CAS conflicts retried",
             "writer CPU / wall",
             "backoff sleep (all writers)",
+            "S3 requests/item",
             f"all {len(files)} linked exactly once",
             "validate_catalog",
         ],
@@ -285,10 +324,10 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({"config": cfg, "runs": raw}, indent=1, default=str))
     if write:
         c.write_section(
-            "concurrency",
+            "concurrency-latency",
             f"_{c.machine_note()}; "
             f"{'quick' if args.quick else 'full'} mode; "
-            f"{len(files)} items, one register() call per item; "
+            f"{len(files)} items, one register() call per item, one process per writer; "
             f"median of {cfg['repeats']} runs (min–max)._\n\n{body}",
             args.out,
         )

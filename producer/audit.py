@@ -12,11 +12,20 @@ import posixpath
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from fsspec.core import url_to_fs
 
 from producer.catalog import documents as docs
-from producer.catalog.extent import bbox_contains, box2d, interval_contains, item_interval, parse_time
+from producer.catalog import intents
+from producer.catalog.extent import (
+    bbox_contains,
+    box2d,
+    format_time,
+    interval_contains,
+    item_interval,
+    parse_time,
+)
 from producer.catalog.layout import (
     LAYOUT_FIELD,
     ROOT_KEY,
@@ -26,6 +35,7 @@ from producer.catalog.layout import (
     collection_of,
     folder_collection_id,
     is_document_key,
+    is_intent_key,
     layout_of_item,
     layout_record_problem,
     resolve_href,
@@ -132,6 +142,8 @@ class AuditReport:
     mirror_assets: dict[str, dict[str, str]] = field(default_factory=dict)
     #: collection key -> (its managed summaries as stored, the tally of its items)
     summaries: dict[str, tuple[dict, Tally]] = field(default_factory=dict)
+    #: keys of the pending group-commit intents (``<collection>/_intents/...``)
+    intents: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Problem]:
@@ -139,6 +151,28 @@ class AuditReport:
 
     def items_of(self, collection_key: str) -> list[ItemInfo]:
         return [i for i in self.items.values() if i.collection_key == collection_key]
+
+
+def _check_intents(store: Store, report: AuditReport) -> None:
+    """A ``stale-intent`` warning for each intent older than
+    :data:`~producer.catalog.intents.INTENT_TTL` or unreadable (one GET each;
+    a fresh one belongs to a writer at work)."""
+    now = datetime.now(UTC)
+    for key in report.intents:
+        try:
+            data, _ = store.get(key)
+        except NotFound:
+            continue  # applied and deleted since the listing
+        written = intents.written_at(data)
+        if intents.parse(data, key) is None:
+            message = "not a group-commit intent this version can apply"
+        elif written is not None and (now - written).total_seconds() > intents.INTENT_TTL:
+            message = f"pending since {format_time(written)}: its writer died before applying it"
+        else:
+            continue
+        report.problems.append(
+            Problem("stale-intent", key, message + "; reconcile with fix deletes it (and links its items)")
+        )
 
 
 def read_doc(store: Store, key: str) -> dict:
@@ -161,7 +195,10 @@ def audit(
 ) -> AuditReport:
     """Check the catalog under ``store``; returns every problem found. Writes nothing."""
     report = AuditReport()
-    keys = {k for k in store.list("") if is_document_key(k)}
+    listed = list(store.list(""))
+    keys = {k for k in listed if is_document_key(k)}
+    report.intents = sorted(k for k in listed if is_intent_key(k))
+    _check_intents(store, report)
     if ROOT_KEY not in keys:
         report.problems.append(Problem("missing-root", ROOT_KEY, "no root catalog.json"))
         for key in sorted(keys):

@@ -29,18 +29,22 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from producer.audit import collection_items, usable_items
 from producer.catalog import documents as docs
-from producer.catalog import summaries
+from producer.catalog import intents, summaries
 from producer.catalog.extent import format_time, item_interval, parse_time
 from producer.catalog.layout import (
     Layout,
     collection_key,
     expected_type,
+    intent_key,
+    is_intent_key,
     item_parent_key,
     layout_of_item,
     mark_if_full,
@@ -57,14 +61,24 @@ from producer.errors import (
     InputError,
     NotFound,
     PreconditionFailed,
+    ProducerError,
 )
 from producer.provenance import VOLATILE, VOLATILE_RELS
 from producer.redact import clean_href
 from producer.store.base import Store
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
+A = TypeVar("A")
+B = TypeVar("B")
 
 Mutation = Callable[[dict | None], dict | None]
+#: group commit: a writer whose intent is not the oldest pending one waits
+#: about this long (seconds, jittered) for the oldest one's writer to apply
+#: it, at most LEADER_WAITS times per leader, before it puts itself
+LEADER_WAIT = 0.1
+LEADER_WAITS = 3
 TIMESTAMPS = ("created", "updated")
 
 
@@ -191,6 +205,23 @@ class RemoveOutcome:
     item: dict | None = None
     extent_recomputed: bool = False
     reason: str | None = None  # why the item was kept, when ``keep_if`` said so
+
+
+def _parallel(fn: Callable[[T], R], args: Sequence[T]) -> list[R]:
+    """``[fn(a) for a in args]``, run on up to 8 threads when there are several
+    (independent small requests: one round trip of latency instead of n)."""
+    if len(args) <= 1:
+        return [fn(a) for a in args]
+    with ThreadPoolExecutor(max_workers=min(8, len(args))) as pool:
+        return list(pool.map(fn, args))
+
+
+def _both(first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
+    """``(first(), second())``, the two run concurrently."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(first)
+        other = second()
+        return pending.result(), other
 
 
 def _set_assets(doc: dict, assets: Mapping[str, dict]) -> bool:
@@ -545,20 +576,243 @@ class Committer:
         coll_first = preread.pop(coll_key, None)
         if partitions:
             coll_first = None
-        self.cas(
-            coll_key,
-            self._collection_mutation(
-                collection_id, collection_meta, coll_links, item_docs, ensure.pop(coll_key, []), mirror
-            ),
-            expect=("Collection",),
-            first=coll_first,
-        )
+        below = ensure.pop(coll_key, [])
+        if self.store.concurrent_safe:
+            self.group_commit(collection_id, collection_meta, coll_links, item_docs, below, mirror, coll_first)
+        else:  # one writer at a time by contract (see producer/store/fsspec_store.py)
+            self.cas(
+                coll_key,
+                self._collection_mutation(collection_id, collection_meta, coll_links, item_docs, below, mirror),
+                expect=("Collection",),
+                first=coll_first,
+            )
         self.cas(
             layout.root_key,
             self._root_mutation(coll_key, coll_title),
             expect=("Catalog", "Collection"),
             first=preread.pop(layout.root_key, None),
         )
+
+    # -- group commit of the collection document --------------------------------
+
+    def group_commit(
+        self,
+        collection_id: str,
+        meta: dict | None,
+        links: list[dict],
+        items: list[dict],
+        below: Sequence[dict] = (),
+        assets: Mapping[str, dict] | None = None,
+        first: tuple[dict | None, str | None] | None = None,
+    ) -> CasOutcome:
+        """The collection's compare-and-swap of :meth:`link_items`, shared by
+        every writer of the collection (group commit).
+
+        1. If the change (``links``, ``below``, extent of ``items``,
+           ``assets``) is already in ``first`` (or the stored collection),
+           nothing is written.
+        2. Announce it: create-only put of an intent
+           (``<collection>/_intents/<token>.intent``).
+        3. Each attempt: list the intents and read the collection (in
+           parallel), read the intents not seen yet, apply this writer's and
+           every other fresh one (:data:`intents.INTENT_FRESH`) of the same
+           layout in ONE compare-and-swap. The writer of the oldest pending
+           intent leads: the others wait :data:`LEADER_WAIT` for it (at most
+           :data:`LEADER_WAITS` times per leader) before putting themselves.
+           The winner deletes every intent it applied; a writer whose put lost, or whose intent is gone from
+           the listing, reads the collection and stops when its change is in
+           it (applied by the winner), without retrying.
+
+        Writes: the intent, at most one collection document per attempt, and
+        deletes of applied intents (any other writer's found applied too).
+        Crash-safe: see docs/ARCHITECTURE.md. ``conflicts`` counts lost puts.
+        """
+        coll_key = self.layout.collection_key(collection_id)
+        expect = ("Collection",)
+        own_mutation = self._collection_mutation(collection_id, meta, links, items, below, assets)
+        doc, version = first if first is not None else self.read(coll_key, expect)
+        if doc is not None and own_mutation(docs.copy_doc(doc)) is None:
+            return CasOutcome(doc, version=version)  # a rerun: the change is there
+        now = self.clock()
+        own_key = intent_key(collection_id, secrets.token_hex(16))
+        own_data = intents.dumps(
+            intents.new_intent(collection_id, self.layout.record(), links, below, assets or {}, items, now)
+        )
+        self.store.put(own_key, own_data, create_only=True)
+        seen: dict[str, intents.Intent | None] = {}
+        own = intents.parse(own_data, own_key)
+        waited: dict[str, int] = {}
+        attempt = 0
+        try:
+            while attempt <= self.max_retries:
+                listed, (doc, version) = _both(
+                    lambda: self.list_intents(collection_id), lambda: self.read(coll_key, expect)
+                )
+                fresh = self._read_intents([k for k in listed if k not in seen and k != own_key], seen)
+                now = self.clock()
+                others = [
+                    i
+                    for i in fresh
+                    if i.key in listed
+                    and i.collection == collection_id
+                    and i.layout == self.layout.record()
+                    and i.age(now) <= intents.INTENT_FRESH
+                ]
+                mutate = self._collection_mutation(
+                    collection_id,
+                    meta,
+                    [*links, *(link for i in others for link in i.links)],
+                    [*items, *(item for i in others for item in i.items)],
+                    [*below, *(link for i in others for link in i.below)],
+                    {**{k: v for i in others for k, v in i.assets.items()}, **(assets or {})},
+                )
+                new = mutate(docs.copy_doc(doc) if doc is not None else None)
+                if new is None:  # every change listed is in the stored document
+                    self._drop_intents([own_key, *(i.key for i in others)], doc, collection_id, meta, seen)
+                    return CasOutcome(doc, version=version)
+                # the writer of the oldest pending intent leads: the others give
+                # it a moment to apply theirs too, instead of racing its put
+                # (a leader that does not finish, e.g. died, is waited for only
+                # LEADER_WAITS times; then anyone applies its intent as well)
+                leader = min([*others, own] if own is not None else others, key=lambda i: (i.written, i.key))
+                if leader.key != own_key and waited.get(leader.key, 0) < LEADER_WAITS:
+                    # each look is one GET of the collection (no listing)
+                    while waited.get(leader.key, 0) < LEADER_WAITS:
+                        waited[leader.key] = waited.get(leader.key, 0) + 1
+                        pause = self.rng.uniform(0.5, 1.5) * LEADER_WAIT
+                        self.backoff_seconds += pause
+                        time.sleep(pause)
+                        current, _ = self.read(coll_key, expect)
+                        if current is not None and own_mutation(docs.copy_doc(current)) is None:
+                            self._drop_intents([own_key], current, collection_id, meta, seen)
+                            return CasOutcome(current)
+                    continue
+                self.check_update(coll_key, doc, new)
+                try:
+                    if version is None:
+                        written = self.store.put(coll_key, docs.dumps(new), create_only=True)
+                    else:
+                        written = self.store.put(coll_key, docs.dumps(new), if_version=version)
+                except PreconditionFailed:
+                    self.conflicts += 1
+                    current, _ = self.read(coll_key, expect)
+                    if current is not None and own_mutation(docs.copy_doc(current)) is None:
+                        log.debug("%s: lost the put, but the winner applied this change", coll_key)
+                        self._drop_intents([own_key], current, collection_id, meta, seen)
+                        return CasOutcome(current)
+                    if attempt < self.max_retries:
+                        self._sleep(attempt, coll_key)
+                    attempt += 1
+                    continue
+                self._drop_intents([own_key, *(i.key for i in others)], new, collection_id, meta, seen)
+                return CasOutcome(new, changed=True, created=version is None, version=written)
+        except Exception:
+            # not applied: take the announcement back (best effort; a leftover
+            # one is applied by the next writer while fresh, else cleared by reconcile)
+            self._delete_quietly([own_key])
+            raise
+        self._delete_quietly([own_key])
+        raise self._give_up(
+            coll_key,
+            f"{self.store_path(coll_key)}: gave up after {self.max_retries + 1} attempts because "
+            "other writers kept changing it; retry later, or raise max_retries / "
+            "reduce the number of concurrent writers",
+        )
+
+    def list_intents(self, collection_id: str) -> list[str]:
+        """Keys of the intents pending in a collection (one listing)."""
+        return [k for k in self.store.list(intent_key(collection_id)) if is_intent_key(k)]
+
+    def _read_intents(self, keys: Sequence[str], seen: dict[str, intents.Intent | None]) -> list[intents.Intent]:
+        """Read ``keys`` (in parallel) into ``seen`` (None: unreadable or gone);
+        returns every readable intent ``seen`` holds. Intents never change
+        (create-only, then deleted), so each is read once per commit."""
+
+        def one(key: str) -> intents.Intent | None:
+            try:
+                data, _ = self.store.get(key)
+            except NotFound:
+                return None  # applied and deleted meanwhile
+            return intents.parse(data, key)
+
+        for key, intent in zip(keys, _parallel(one, keys)):
+            seen[key] = intent
+        return [i for i in seen.values() if i is not None]
+
+    def _drop_intents(
+        self,
+        keys: Sequence[str],
+        doc: dict | None,
+        collection_id: str,
+        meta: dict | None,
+        seen: Mapping[str, intents.Intent | None],
+    ) -> None:
+        """Delete the intents ``keys`` (applied in ``doc``) and every other
+        one read during this commit whose change ``doc`` already holds (an
+        older writer's, applied but not deleted before it died)."""
+        done = set(keys)
+        if doc is not None:
+            for key, intent in seen.items():
+                if key in done or intent is None or intent.layout != self.layout.record():
+                    continue
+                mutate = self._collection_mutation(
+                    collection_id, meta, intent.links, intent.items, intent.below, intent.assets
+                )
+                if mutate(docs.copy_doc(doc)) is None:
+                    done.add(key)
+        self._delete_quietly(sorted(done))
+
+    def _delete_quietly(self, keys: Sequence[str]) -> None:
+        """Delete ``keys`` in parallel; a key already gone is fine, and a
+        failure is logged only (a leftover intent is harmless: see
+        :meth:`group_commit`)."""
+
+        def one(key: str) -> None:
+            try:
+                self.store.delete(key)
+            except NotFound:
+                pass
+            except (ProducerError, OSError) as exc:
+                log.warning("could not delete the applied intent %s (%s): reconcile --fix clears it", key, exc)
+
+        _parallel(one, keys)
+
+    def clear_intents(self, collection_id: str) -> list[str]:
+        """``reconcile --fix``: delete the intents of a collection that are
+        applied, unreadable, or older than :data:`intents.INTENT_TTL` (their
+        writer died: their items are orphans the repair links itself).
+        Returns the keys deleted. A fresh unapplied intent is left to its
+        writer."""
+        coll, _ = self.read(self.layout.collection_key(collection_id), ("Collection",))
+        now = self.clock()
+        drop: list[str] = []
+        for key in self.list_intents(collection_id):
+            try:
+                data, _ = self.store.get(key)
+            except NotFound:
+                continue
+            intent = intents.parse(data, key)
+            written = intents.written_at(data)
+            if intent is None or written is None:
+                if written is None or (now - written).total_seconds() > intents.INTENT_TTL:
+                    drop.append(key)
+                continue
+            if intent.age(now) > intents.INTENT_TTL:
+                drop.append(key)
+                continue
+            partition = (intent.layout or {}).get("partition")
+            try:
+                writer = replace(self, layout=Layout(partition))
+                mutate = writer._collection_mutation(
+                    collection_id, None, intent.links, intent.items, intent.below, intent.assets
+                )
+                applied = coll is not None and mutate(docs.copy_doc(coll)) is None
+            except ProducerError:  # another layout than the collection's: it can never apply
+                applied = True
+            if applied:
+                drop.append(key)
+        self._delete_quietly(drop)
+        return drop
 
     def settle_items(
         self, collection_id: str, items: Sequence[tuple[str, dict]], collection_meta: dict | None = None
@@ -644,7 +898,10 @@ class Committer:
     ) -> Mutation:
         """The collection's compare-and-swap: created if absent, ``links`` and
         ``below`` added, extent merged with ``items``, ``assets`` (the mirror
-        files) added or updated."""
+        files) added or updated. With group commit ``items`` holds the
+        changes of several writers, each item as its intent keeps it
+        (:func:`producer.catalog.intents.item_summary`: id, bbox, properties,
+        assets; no geometry or links)."""
         root_title = (self.root_meta or {}).get("title")
 
         def mutate(doc: dict | None) -> dict | None:

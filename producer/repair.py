@@ -602,6 +602,11 @@ def reconcile(
     _record_layouts(committer, linked, report)
     _repair_extents(committer, store, first, linked, report)
     _repair_summaries(committer, store, linked, report)
+    # group-commit intents applied, unreadable or stale (their items were linked in 3.)
+    for coll_id in sorted({collection_of(key) for key in first.intents}):
+        cleared = committer.clear_intents(coll_id)
+        if cleared:
+            _bump(report.fixed, "stale-intent", len(cleared))
     # 6. the sinks: told what the repairs changed, with the repaired collections
     if sinks and (changes or any(outbox_id(sink) for sink in sinks)):
         unresolved += _publish(committer, sinks, changes, sorted(set(linked.collection_ids.values())))

@@ -175,5 +175,8 @@ ProblemKind = Literal[
     # the stac-geoparquet mirror differs from the JSON items (a warning: the
     # catalog is right, only search lags; reconcile with fix rebuilds it)
     "mirror-stale",
+    # a group-commit intent left behind by a writer that died (a warning:
+    # never applied by others once stale; reconcile with fix deletes it)
+    "stale-intent",
 ]
 PROBLEM_KINDS: tuple[str, ...] = get_args(ProblemKind)

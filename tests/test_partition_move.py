@@ -13,6 +13,7 @@ import pytest
 
 import producer
 from producer.audit import audit
+from producer.catalog.layout import INTENT_DIR
 from producer.store import CountingStore
 from producer.store.base import Store
 from producer.store.local import LocalStore
@@ -51,8 +52,11 @@ def items_by_key(store: Store) -> dict[str, str]:
 
 def _catalog_lists(counting: CountingStore) -> list[str]:
     """The prefixes ``counting`` listed, but the mirror's: the mirror sink lists
-    the fragment folder of each partition it wrote (to decide on compaction)."""
-    return sorted(p for p in counting.lists if p.rstrip("/").rsplit("/", 1)[-1] != "items-fragments")
+    the fragment folder of each partition it wrote (to decide on compaction),
+    and the group commit lists the collection's pending intents (issue 12)."""
+    return sorted(
+        p for p in counting.lists if p.rstrip("/").rsplit("/", 1)[-1] not in ("items-fragments", INTENT_DIR)
+    )
 
 
 def test_reregistering_a_product_whose_datetime_moved_it_to_another_period_moves_the_item(

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 import producer
 from producer.catalog.documents import exact_extent
+from producer.catalog.layout import is_intent_key
 from producer.cli import main
 from producer.store import CountingStore, open_store
 from tests.rasters import write_tile
@@ -71,8 +72,13 @@ def test_partitioned_layout_structure_and_validity(tiles, catalog_dir):
 
 
 def _json_puts(store: CountingStore) -> set[str]:
-    """The keys ``store`` wrote, but the mirror's (fragments and base files)."""
-    return {k for k in store.puts if "/items-fragments/" not in k and not k.endswith("/items.parquet")}
+    """The keys ``store`` wrote, but the mirror's (fragments and base files)
+    and the group commit's intents (one per commit, deleted once applied)."""
+    return {
+        k
+        for k in store.puts
+        if "/items-fragments/" not in k and not k.endswith("/items.parquet") and not is_intent_key(k)
+    }
 
 
 def test_partitioned_upsert_touches_a_constant_set_of_documents(tiles, catalog_dir):
@@ -90,14 +96,15 @@ def test_partitioned_upsert_touches_a_constant_set_of_documents(tiles, catalog_d
         "c/collection.json",
         "c/.ids/t_20240311",
     }
-    assert len(store.puts) == 5
+    assert len(store.puts) == 6  # + the mirror fragment and the group commit's intent
+    assert len([k for k in store.puts if is_intent_key(k)]) == 1
     assert set(store.gets) == _json_puts(store) | {"c/2024/catalog.json", "catalog.json"}
     # a new month: the year catalog gets its child link, the root still untouched
     late = write_tile(tiles[0].parent, "t_20241224.tif", 14.0, 54.0)
     store = CountingStore(open_store(str(catalog_dir)))
     producer.register([late], catalog=store, collection="c", partition="year/month")
     # the new month's mirror: its base file (created empty) and one fragment
-    mirror_puts = set(store.puts) - _json_puts(store)
+    mirror_puts = {k for k in set(store.puts) - _json_puts(store) if not is_intent_key(k)}
     assert "c/2024/12/items.parquet" in mirror_puts and len(mirror_puts) == 2
     assert _json_puts(store) == {
         "c/2024/12/t_20241224/t_20241224.json",

@@ -12,6 +12,7 @@ import pytest
 
 import producer
 from producer.api import RegisterResult
+from producer.catalog.layout import is_intent_key
 from producer.store import CountingStore, open_store
 from tests import rasters
 from tests.trees import assert_stac_valid_tree, tree_hash
@@ -126,8 +127,12 @@ def test_one_item_touches_only_its_own_documents(data, tmp_path):
         # collection's partition and one LIST of that partition's fragments
         mirror = {k for k in set(store.gets) | set(store.puts) if k.startswith("c/items-fragments/")}
         assert len([k for k in store.puts if k in mirror]) == 1
-        assert {k.rstrip("/") for k in store.lists} <= {"c/items-fragments"}
-        touched = (set(store.gets) | set(store.puts)) - mirror
+        # group commit (issue 12): one intent announced, listed with the
+        # others, deleted once applied
+        intents = {k for k in store.puts if is_intent_key(k)}
+        assert len(intents) == 1 and set(store.deletes) == intents
+        assert {k.rstrip("/") for k in store.lists} <= {"c/items-fragments", "c/_intents"}
+        touched = (set(store.gets) | set(store.puts)) - mirror - intents
         # the item and its parent; the root is read once per batch (its link to
         # the collection is checked: crash recovery) but not written
         assert touched == {f"c/{res.id}/{res.id}.json", "c/collection.json", "catalog.json"}

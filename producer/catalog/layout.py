@@ -17,6 +17,7 @@ of one period::
     <collection>/<YYYY>/<MM>/<item_id>/<item_id>.json
     <collection>/.ids/<item_id>          (id index: the key of the item)
     <collection>/.outbox/<sink>/<entry>  (changes a sink has not taken yet)
+    <collection>/_intents/<token>.intent (group commit: a pending change of the collection)
 
 No partition catalog grows without bound: once one links
 :attr:`Layout.max_links` items it is marked split (:data:`SPLIT_FIELD`), and
@@ -55,6 +56,10 @@ INDEX_DIR = ".ids"
 #: taken yet (:mod:`producer.sinks.outbox`); not STAC documents
 OUTBOX_DIR = ".outbox"
 COLLECTION_FILE = "collection.json"
+#: folder (inside a collection) of the pending changes of its document (group
+#: commit, :mod:`producer.catalog.intents`); not STAC, never a document key
+INTENT_DIR = "_intents"
+INTENT_SUFFIX = ".intent"
 CATALOG_FILE = "catalog.json"
 #: field of a collection document recording its layout:
 #: ``{"partition": "year/month"}``, or ``null`` for the flat layout
@@ -322,6 +327,19 @@ def outbox_prefix(collection_id: str, sink_id: str) -> str:
     'c/.outbox/sns-alerts'
     """
     return f"{collection_id}/{OUTBOX_DIR}/{sink_id}"
+
+
+def intent_key(collection_id: str, token: str | None = None) -> str:
+    """Key of the intent ``token`` of a collection (group commit), or with
+    no token the folder holding them (the prefix to list)."""
+    folder = f"{collection_id}/{INTENT_DIR}"
+    return folder if token is None else f"{folder}/{token}{INTENT_SUFFIX}"
+
+
+def is_intent_key(key: str) -> bool:
+    """True for ``<collection>/_intents/<token>.intent`` (never a document key)."""
+    parts = key.split("/")
+    return len(parts) == 3 and parts[1] == INTENT_DIR and parts[2].endswith(INTENT_SUFFIX)
 
 
 def collection_of(key: str) -> str:

@@ -1,0 +1,153 @@
+"""Intents: the change a writer needs in a collection document, announced
+as a small create-only object so that another writer can apply it (group
+commit; see docs/ARCHITECTURE.md, "Group commit of the collection document").
+
+Pure: building, serialising and parsing intents; the I/O (create-only put,
+one listing per attempt, deletes) is :class:`producer.commit.Committer`'s.
+An intent lives at ``<collection>/_intents/<token>.intent``
+(:func:`producer.catalog.layout.intent_key`): not a ``.json`` key, so the
+tree walks, ``validate`` and the mirror never see it.
+
+An intent holds what the collection's compare-and-swap needs and nothing
+else: the links to add to the collection (item links in the flat layout,
+partition links in a partitioned one), the mirror assets, and for each item
+its id, bbox, properties and assets (the extent merge, a shrink marker's
+record, summaries), never its geometry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from producer.catalog.extent import box2d, item_interval
+from producer.timestamps import format_time, parse_time
+
+#: format version of the intent objects
+INTENT_FORMAT = 1
+#: another writer applies a pending intent only while it is younger than this
+#: (seconds, by the intent's own ``written`` stamp): an older one belongs to a
+#: writer that died, and its items are linked by a rerun or ``reconcile --fix``
+#: (which check the items still exist), never re-linked blindly by a stranger
+INTENT_FRESH = 60.0
+#: an unapplied intent older than this is reported by ``validate`` (warning)
+#: and deleted by ``reconcile --fix``
+INTENT_TTL = 3600.0
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A parsed intent (``key`` is where it is stored)."""
+
+    key: str
+    collection: str
+    written: datetime
+    layout: dict | None
+    links: list[dict] = field(default_factory=list)
+    below: list[dict] = field(default_factory=list)
+    assets: dict[str, dict] = field(default_factory=dict)
+    items: list[dict] = field(default_factory=list)
+
+    def age(self, now: datetime) -> float:
+        """Seconds since the intent was written (by ``now``'s clock)."""
+        return (now - self.written).total_seconds()
+
+
+def item_summary(item: dict) -> dict:
+    """What an intent keeps of an item document: type, id, bbox, properties
+    and assets (no geometry, no links). Returns a new dict."""
+    out: dict[str, Any] = {"type": "Feature", "id": item.get("id"), "bbox": list(item["bbox"])}
+    out["properties"] = dict(item.get("properties") or {})
+    if isinstance(item.get("assets"), dict):
+        out["assets"] = item["assets"]
+    return out
+
+
+def new_intent(
+    collection_id: str,
+    layout: dict | None,
+    links: Sequence[dict],
+    below: Sequence[dict],
+    assets: Mapping[str, dict],
+    items: Iterable[dict],
+    now: datetime,
+) -> dict:
+    """The JSON object of an intent (``items``: full item documents, kept as
+    :func:`item_summary`)."""
+    return {
+        "stac_producer:intent": INTENT_FORMAT,
+        "collection": collection_id,
+        "written": format_time(now),
+        "layout": layout,
+        "links": [dict(link) for link in links],
+        "below": [dict(link) for link in below],
+        "assets": dict(assets),
+        "items": [item_summary(item) for item in items],
+    }
+
+
+def dumps(intent: dict) -> bytes:
+    return json.dumps(intent, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _links_ok(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(link, dict) and isinstance(link.get("rel"), str) and isinstance(link.get("href"), str)
+        for link in value
+    )
+
+
+def _item_ok(item: Any) -> bool:
+    if not isinstance(item, dict) or not isinstance(item.get("properties"), dict):
+        return False
+    try:
+        box2d(item["bbox"])
+        start, end = item_interval(item)
+        parse_time(start)
+        parse_time(end)
+    except (KeyError, TypeError, ValueError):
+        return False
+    return True
+
+
+def parse(data: bytes, key: str) -> Intent | None:
+    """The intent stored at ``key``, or None when it is not one this version
+    can apply (unreadable JSON, another format, a malformed field): such an
+    object is never applied, ``validate`` reports it and ``reconcile --fix``
+    deletes it once it is older than :data:`INTENT_TTL`."""
+    try:
+        doc = json.loads(data)
+        if not isinstance(doc, dict) or doc.get("stac_producer:intent") != INTENT_FORMAT:
+            return None
+        written = parse_time(doc["written"])
+        collection = doc["collection"]
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return None
+    links, below = doc.get("links", []), doc.get("below", [])
+    assets, items = doc.get("assets"), doc.get("items")
+    layout = doc.get("layout")
+    if (
+        not isinstance(collection, str)
+        or not (layout is None or isinstance(layout, dict))
+        or not _links_ok(links)
+        or not _links_ok(below)
+        or not isinstance(assets, dict)
+        or not all(isinstance(v, dict) for v in assets.values())
+        or not isinstance(items, list)
+        or not all(map(_item_ok, items))
+    ):
+        return None
+    return Intent(key, collection, written, layout, links, below, assets, items)
+
+
+def written_at(data: bytes) -> datetime | None:
+    """The ``written`` stamp of a stored intent, even one :func:`parse`
+    refuses; None when there is none."""
+    try:
+        doc = json.loads(data)
+        return parse_time(doc["written"]) if isinstance(doc, dict) else None
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return None

@@ -1,0 +1,255 @@
+"""Group commit of the collection document (issue 12, point 2).
+
+A writer announces its change as an intent (``<collection>/_intents/``); the
+winner of the collection's compare-and-swap applies every fresh intent it
+lists. Races are forced with a paused store, crashes injected after each
+write, writers run as processes against moto on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import producer
+from producer.audit import audit
+from producer.catalog import intents
+from producer.catalog.documents import exact_extent
+from producer.catalog.layout import intent_key, is_intent_key
+from producer.errors import PreconditionFailed
+from producer.store import open_store
+from producer.store.base import Store
+from producer.store.local import LocalStore
+from producer.validate import default_validator
+from tests.crashes import SimulatedKill, copy_state, crash_runs, write_tile
+from tests.trees import assert_stac_valid_tree
+
+COLL = "c/collection.json"
+
+
+@pytest.fixture(scope="module")
+def tiles(tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("gc-tiles")
+    return [
+        write_tile(folder, f"t{i}_202403{10 + i:02d}.tif", 8.0 + i * 0.7, 50.0 - i * 0.4) for i in range(12)
+    ]
+
+
+class Recording:
+    """A real store that records its writes and counts lost conditional puts;
+    with ``pause_after_intent`` it holds the caller right after its intent
+    is written (``reached`` / ``resume``)."""
+
+    def __init__(self, inner: Store, pause_after_intent: bool = False) -> None:
+        self.inner, self.url, self.concurrent_safe = inner, inner.url, inner.concurrent_safe
+        self.puts: list[str] = []
+        self.conflicts = 0
+        self.pause = pause_after_intent
+        self.reached, self.resume = threading.Event(), threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def put(self, key: str, data: bytes, **kwargs: Any) -> str:
+        try:
+            version = self.inner.put(key, data, **kwargs)
+        except PreconditionFailed:
+            self.conflicts += 1
+            raise
+        self.puts.append(key)
+        if self.pause and is_intent_key(key) and not self.reached.is_set():
+            self.reached.set()
+            assert self.resume.wait(30), "the test never resumed the paused writer"
+        return version
+
+
+def _linked(store: Store) -> list[str]:
+    coll = json.loads(store.get(COLL)[0])
+    return sorted(link["href"] for link in coll["links"] if link["rel"] == "item")
+
+
+def _items(store: Store) -> list[dict]:
+    return [json.loads(store.get(f"c/{h[2:]}")[0]) for h in _linked(store)]
+
+
+def _intents_left(store: Store) -> list[str]:
+    return [k for k in store.list(intent_key("c")) if is_intent_key(k)]
+
+
+def test_a_paused_writers_intent_is_applied_by_the_other_and_it_stops_without_retrying(tmp_path, tiles):
+    """Writer A is held right after announcing its change; B commits, applying
+    A's intent with its own. A, resumed, finds its change in the collection:
+    it never writes the collection and loses no compare-and-swap."""
+    root = tmp_path / "cat"
+    producer.register([tiles[0]], catalog=str(root), collection="c")
+    paused = Recording(LocalStore(str(root)), pause_after_intent=True)
+    out: dict = {}
+
+    def run_a() -> None:
+        try:
+            out["a"] = producer.register([tiles[1]], catalog=paused, collection="c")
+        except BaseException as exc:
+            out["error"] = exc
+
+    thread = threading.Thread(target=run_a)
+    thread.start()
+    try:
+        assert paused.reached.wait(30), "A never announced its change"
+        other = Recording(LocalStore(str(root)))
+        (b,) = producer.register([tiles[2]], catalog=other, collection="c")
+        assert b.ok and COLL in other.puts
+    finally:
+        paused.resume.set()
+        thread.join(30)
+    assert "error" not in out, out.get("error")
+    (a,) = out["a"]
+    assert a.ok and a.action == "created"
+    assert COLL not in paused.puts and paused.conflicts == 0
+    store = LocalStore(str(root))
+    ids = sorted(f"./{t.stem}/{t.stem}.json" for t in tiles[:3])
+    assert _linked(store) == ids
+    assert json.loads(store.get(COLL)[0])["extent"] == exact_extent(_items(store))
+    assert _intents_left(store) == []
+    assert producer.validate_catalog(str(root)) == []
+    assert_stac_valid_tree(root)
+
+
+def _died_after_intent(store: Store, path: Path) -> None:
+    """Register ``path`` into ``store``, killed right after its intent is written."""
+
+    class Kill(Recording):
+        def put(self, key: str, data: bytes, **kwargs: Any) -> str:
+            version = super().put(key, data, **kwargs)
+            if is_intent_key(key):
+                raise SimulatedKill(f"killed after {key}")
+            return version
+
+    with pytest.raises(SimulatedKill):
+        producer.register([path], catalog=Kill(store), collection="c")
+
+
+def test_crash_after_each_write_with_another_writers_intent_pending(tmp_path, tiles):
+    """B died after announcing its change; A's registration, killed after each
+    of its writes (its intent, the collection carrying B's change too, the
+    deletes of both intents, ...), is completed by a rerun and separately by
+    reconcile --fix: both items linked, exact extent, nothing reported."""
+    template = LocalStore(str(tmp_path / "template"))
+    producer.register([tiles[3]], catalog=template, collection="c")
+    _died_after_intent(template, tiles[4])
+    expected = sorted(f"./{t.stem}/{t.stem}.json" for t in tiles[3:6])
+
+    def run(store: Store) -> None:
+        (res,) = producer.register([tiles[5]], catalog=store, collection="c")
+        assert res.ok, res.error
+
+    def check(store: Store, how: str) -> None:
+        report = audit(store, default_validator())
+        assert report.problems == [], (how, [str(p) for p in report.problems])
+        assert not report.orphans, how
+        assert _linked(store) == expected, how
+        assert json.loads(store.get(COLL)[0])["extent"] == exact_extent(_items(store)), how
+
+    def fresh_copy() -> Store:
+        # B died "just now" in every copy: its intent is one another writer applies
+        store = copy_state(template)
+        for key in _intents_left(store):
+            doc = json.loads(store.get(key)[0])
+            doc["written"] = datetime.now(UTC).isoformat()
+            store.put(key, json.dumps(doc).encode())
+        return store
+
+    points = 0
+    for n, real, writes in crash_runs(fresh_copy, run):
+        points += 1
+        snapshot = copy_state(real)
+        run(real)
+        check(real, f"rerun after write {n} {writes}")
+        report = producer.reconcile(snapshot, fix=True)
+        assert report.remaining == [], [str(p) for p in report.remaining]
+        check(snapshot, f"reconcile --fix after write {n} {writes}")
+    assert points >= 4
+
+
+def test_stale_and_applied_intents_are_reported_and_cleared_by_reconcile(tmp_path, tiles):
+    """An intent whose writer died an hour ago is never applied by another
+    writer: validate warns, reconcile --fix links its item (an orphan) and
+    deletes it; an intent already applied is deleted too."""
+    root = tmp_path / "cat"
+    store = LocalStore(str(root))
+    producer.register([tiles[6]], catalog=store, collection="c")
+    _died_after_intent(store, tiles[7])
+    (stale,) = _intents_left(store)
+    doc = json.loads(store.get(stale)[0])
+    doc["written"] = (datetime.now(UTC) - timedelta(seconds=intents.INTENT_TTL + 60)).isoformat()
+    store.put(stale, json.dumps(doc).encode())
+    # an intent already applied (its writer died before deleting it)
+    six = f"c/{tiles[6].stem}/{tiles[6].stem}.json"
+    link = {"rel": "item", "href": f"./{tiles[6].stem}/{tiles[6].stem}.json", "type": "application/geo+json"}
+    applied = intent_key("c", "0" * 32)
+    item = json.loads(store.get(six)[0])
+    store.put(
+        applied, intents.dumps(intents.new_intent("c", None, [link], [], {}, [item], datetime.now(UTC)))
+    )
+
+    producer.register([tiles[8]], catalog=store, collection="c")  # does not apply the stale one
+    assert f"./{tiles[7].stem}/{tiles[7].stem}.json" not in _linked(store)
+    assert _intents_left(store) == [stale]  # the applied one went with this commit
+    kinds = sorted((p.kind, p.key) for p in producer.validate_catalog(str(root)))
+    assert ("stale-intent", stale) in kinds
+    assert not [p for p in producer.validate_catalog(str(root)) if p.is_error and p.kind == "stale-intent"]
+
+    report = producer.reconcile(str(root), fix=True)
+    # linking the orphan applies nothing stale; the intent, now applied, is deleted
+    assert report.found.get("stale-intent") == 1 and report.fixed.get("orphan") == 1
+    assert report.remaining == []
+    assert _intents_left(store) == []
+    assert f"./{tiles[7].stem}/{tiles[7].stem}.json" in _linked(store)
+    assert_stac_valid_tree(root)
+
+
+# --- processes against moto -----------------------------------------------------
+
+_start: Any = None
+
+
+def _init(start: Any) -> None:
+    global _start
+    _start = start
+
+
+def _writer(catalog: str, options: dict, files: list[str]) -> tuple[list[tuple[str | None, str]], int]:
+    store = Recording(open_store(catalog, options))
+    _start.wait(120)
+    out = []
+    for path in files:
+        (res,) = producer.register([path], catalog=store, collection="c")
+        out.append((res.id, res.action))
+    return out, store.conflicts
+
+
+@pytest.mark.slow
+def test_writer_processes_on_s3_link_everything_once_with_fewer_conflicts_than_writers(s3_server, tiles):
+    writers = 4
+    catalog = s3_server.url(f"gc-{uuid.uuid4().hex[:8]}")
+    options = s3_server.storage_options
+    producer.register([str(tiles[0])], catalog=catalog, collection="c", storage_options=options)
+    shares = [[str(t) for t in tiles[1 + w :: writers]][:2] for w in range(writers)]
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(writers, initializer=_init, initargs=(ctx.Barrier(writers),)) as pool:
+        done = pool.starmap(_writer, [(catalog, options, share) for share in shares], chunksize=1)
+    outcomes = [o for share, _ in done for o in share]
+    assert [o for o in outcomes if o[1] != "created"] == []
+    store = open_store(catalog, options)
+    want = sorted(f"./{Path(p).stem}/{Path(p).stem}.json" for share in shares for p in share)
+    assert _linked(store) == sorted([*want, f"./{tiles[0].stem}/{tiles[0].stem}.json"])
+    assert json.loads(store.get(COLL)[0])["extent"] == exact_extent(_items(store))
+    assert sum(conflicts for _, conflicts in done) < writers
+    assert _intents_left(store) == []
+    assert producer.validate_catalog(catalog, storage_options=options) == []
