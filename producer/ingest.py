@@ -147,7 +147,12 @@ def register_products(
         grouping.check_layout(layout, collection)
         sources = grouping.outside_catalog(sources, store.url)
     committer = Committer(
-        store, validator().check, layout=layout, root_meta=options.root_meta, max_retries=options.max_retries
+        store,
+        validator().check,
+        layout=layout,
+        root_meta=options.root_meta,
+        max_retries=options.max_retries,
+        relative_hrefs=not options.absolute_hrefs,
     )
     collection_meta, dry_run, batch_size, replace = (
         options.collection_meta,
