@@ -82,6 +82,13 @@ def test_rerun_over_relative_hrefs_writes_nothing(site: Path) -> None:
     assert tree_hash(site) == before
 
 
+def test_dry_run_over_relative_items_says_unchanged(site: Path) -> None:
+    products = sorted((site / "data").glob("*.tif"))
+    producer.register(products, catalog=str(site), collection="c", thumbnail=True)
+    again = producer.register(products, catalog=str(site), collection="c", thumbnail=True, dry_run=True)
+    assert [r.action for r in again] == ["unchanged", "unchanged"]
+
+
 def test_same_product_in_an_old_absolute_item_is_not_an_identity_conflict(site: Path) -> None:
     """An item written before (absolute href) and a new registration
     (relative href) name the same product: no conflict, and the update
