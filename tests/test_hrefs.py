@@ -167,8 +167,9 @@ def test_search_output_and_pgstac_rows_carry_absolute_hrefs(site: Path, pgstac_d
 
     def row_href() -> str:
         with psycopg.connect(pgstac_dsn) as conn:
-            (content,) = conn.execute("SELECT content FROM pgstac.items WHERE id = 'a_20240110'").fetchone()
-        return str(content["assets"]["data"]["href"])
+            row = conn.execute("SELECT content FROM pgstac.items WHERE id = 'a_20240110'").fetchone()
+        assert row is not None
+        return str(row[0]["assets"]["data"]["href"])
 
     assert row_href() == str(path)
     with psycopg.connect(pgstac_dsn, autocommit=True) as conn:
