@@ -103,6 +103,19 @@ def test_same_product_in_an_old_absolute_item_is_not_an_identity_conflict(site: 
     assert not clash[0].ok and "is taken" in str(clash[0].error)
 
 
+def test_item_moved_to_another_partition_keeps_its_identity_and_a_working_href(site: Path) -> None:
+    """The old and the new item lie at different depths, so their relative
+    hrefs differ: the identity check compares them resolved."""
+    path = site / "data" / "a_20240110.tif"
+    producer.register([path], catalog=str(site), collection="c", partition="year/month")
+    moved = producer.register([path], catalog=str(site), collection="c", datetime="2023-05-01T00:00:00Z")
+    assert [r.action for r in moved] == ["updated"], moved[0].error
+    assert not (site / "c" / "2024" / "01" / "a_20240110").exists()
+    item = json.loads((site / "c" / "2023" / "05" / "a_20240110" / "a_20240110.json").read_text())
+    assert item["assets"]["data"]["href"] == "../../../../data/a_20240110.tif"
+    assert_stac_valid_tree(site)
+
+
 def test_remove_by_product_path_finds_the_item_with_a_relative_href(site: Path) -> None:
     path = site / "data" / "a_20240110.tif"
     producer.register([path], catalog=str(site), collection="c")
