@@ -103,8 +103,8 @@ def main() -> None:
     per_item = _median_ms(round_trip, args.repeats) / 1000
     print(f"load average {os.getloadavg()[0]:.2f} (2 cores, other engineers' tests running)")
     print("| case | relative (default), ms | absolute_hrefs, ms | ratio |\n| --- | ---: | ---: | ---: |")
-    for label, rel, absolute in rows:
-        print(f"| {label} | {rel:.0f} | {absolute:.0f} | {rel / absolute:.2f} |")
+    for label, rel, absolute_ms in rows:
+        print(f"| {label} | {rel:.0f} | {absolute_ms:.0f} | {rel / absolute_ms:.2f} |")
     print(f"| relative_assets + absolute_assets, one 10-asset item | {per_item:.3f} | n/a | |")
 
 
