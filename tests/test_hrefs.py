@@ -24,6 +24,7 @@ import psycopg
 import pytest
 
 import producer
+from producer.changes import Change
 from producer.hrefs import absolute_href, relative_to_item
 from tests.rasters import write_tile
 from tests.s3server import S3Server
@@ -190,6 +191,19 @@ def test_search_output_and_pgstac_rows_carry_absolute_hrefs(site: Path, pgstac_d
         conn.execute("DELETE FROM items WHERE id = 'a_20240110'")
     producer.reconcile(str(site), fix=True, pgstac=pgstac_dsn)  # rebuilt from the catalog
     assert row_href() == str(path)
+
+
+def test_change_events_carry_absolute_hrefs_on_register_update_and_remove(site: Path) -> None:
+    path = site / "data" / "a_20240110.tif"
+    seen: list[Change] = []
+    producer.register([path], catalog=str(site), collection="c", on_change=seen.append, thumbnail=True)
+    producer.register(
+        [path], catalog=str(site), collection="c", on_change=seen.append, datetime="2024-01-11T00:00:00Z"
+    )
+    producer.remove("a_20240110", catalog=str(site), collection="c", on_change=seen.append)
+    assert [c.kind.value for c in seen] == ["created", "updated", "removed"]
+    for change in seen:
+        assert change.item["assets"]["data"]["href"] == str(path), change
 
 
 def test_relative_hrefs_on_s3_under_the_catalog_prefix_only(s3_server: S3Server, tmp_path: Path) -> None:
