@@ -8,7 +8,6 @@ repair of what it finds is :mod:`producer.repair`.
 
 from __future__ import annotations
 
-import posixpath
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from producer.catalog.layout import (
 from producer.catalog.mirrorlinks import MIRROR_ROLE
 from producer.catalog.summaries import Tally, stored_summaries
 from producer.errors import CatalogError, NotFound, ProducerError
+from producer.hrefs import absolute_assets, document_url
 from producer.redact import redact
 from producer.results import ProblemKind
 from producer.store.base import Store
@@ -176,8 +176,11 @@ def _check_intents(store: Store, report: AuditReport) -> None:
 
 
 def read_doc(store: Store, key: str) -> dict:
+    """The document at ``key``; an item's relative asset hrefs resolved
+    (:func:`producer.hrefs.absolute_assets`), so reconcile compares, checks
+    and publishes absolute ones."""
     data, _ = store.get(key)
-    return docs.loads(data, key)
+    return absolute_assets(docs.loads(data, key), document_url(store.url, key))
 
 
 #: a document to visit: (key, expected types, key of the collection it
@@ -628,8 +631,6 @@ def _check_assets(report: AuditReport, storage_options: dict | None) -> None:
         if info.removing:
             continue
         for name, href in info.assets.items():
-            if protocol(href) == "file" and not posixpath.isabs(href):
-                continue  # relative: beside the item in the catalog (a thumbnail), not data
             exists, why = _asset_exists(href, storage_options, unreachable)
             if exists is False:
                 report.problems.append(

@@ -63,9 +63,11 @@ from producer.errors import (
     PreconditionFailed,
     ProducerError,
 )
+from producer.hrefs import absolute_assets, relative_assets
 from producer.provenance import VOLATILE, VOLATILE_RELS
 from producer.redact import clean_href
 from producer.store.base import Store
+from producer.thumbnail import THUMBNAIL_ASSET
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -276,6 +278,10 @@ class Committer:
     backoff_seconds: float = 0.0
     #: warnings this committer already logged (each once per run)
     notices: set[str] = field(default_factory=set)
+    #: write the asset hrefs of products under the catalog root relative to
+    #: the item document (:mod:`producer.hrefs`); False keeps them absolute
+    #: (a thumbnail, stored in the catalog, is relative either way)
+    relative_hrefs: bool = True
 
     # -- reading -------------------------------------------------------------
 
@@ -285,10 +291,17 @@ class Committer:
             data, version = self.store.get(key)
         except NotFound:
             return None, None
-        return docs.loads(data, self.store_path(key), expect=expect), version
+        doc = docs.loads(data, self.store_path(key), expect=expect)
+        return absolute_assets(doc, self.store_path(key)), version  # relative hrefs resolved
 
     def store_path(self, key: str) -> str:
         return f"{self.store.url}/{key}"
+
+    def stored_form(self, key: str, doc: dict) -> dict:
+        """``doc`` as written at ``key``: an item's asset hrefs under the
+        catalog root made relative (:func:`producer.hrefs.relative_assets`)."""
+        keys = None if self.relative_hrefs else (THUMBNAIL_ASSET,)
+        return relative_assets(doc, self.store_path(key), self.store.url, keys)
 
     # -- compare-and-swap ---------------------------------------------------
 
@@ -369,9 +382,9 @@ class Committer:
                 self.check_update(key, current, new)
             try:
                 if version is None:
-                    written = self.store.put(key, docs.dumps(new), create_only=True)
+                    written = self.store.put(key, docs.dumps(self.stored_form(key, new)), create_only=True)
                 else:
-                    written = self.store.put(key, docs.dumps(new), if_version=version)
+                    written = self.store.put(key, docs.dumps(self.stored_form(key, new)), if_version=version)
             except PreconditionFailed:
                 self._lost_race(key, attempt)
                 continue
@@ -419,6 +432,7 @@ class Committer:
         caller (the timestamps set here are the only change).
         """
         outcome = {"action": "unchanged"}
+        item = absolute_assets(item, self.store_path(key))  # as read back (a relative thumbnail)
 
         def mutate(existing: dict | None) -> dict | None:
             now = format_time(self.clock())
@@ -449,7 +463,7 @@ class Committer:
         now = format_time(self.clock())
         first = {**item, "properties": {**item["properties"], "created": now, "updated": now}}
         try:
-            self.store.put(key, docs.dumps(first), create_only=True)
+            self.store.put(key, docs.dumps(self.stored_form(key, first)), create_only=True)
         except PreconditionFailed:
             pass
         else:
@@ -472,6 +486,7 @@ class Committer:
         before it is written. ``item`` is not mutated.
         """
         outcome = {"action": "unchanged"}
+        item = absolute_assets(item, self.store_path(key))  # as read back (a relative thumbnail)
 
         def mutate(existing: dict | None) -> dict | None:
             now = format_time(self.clock())

@@ -61,7 +61,7 @@ from typing import Any
 
 from producer import extract
 from producer.catalog import documents as docs
-from producer.catalog.layout import Layout
+from producer.catalog.layout import Layout, thumbnail_key
 from producer.commit import GROUP, Committer, IdentityConflict, product_href, same_product
 from producer.errors import Hint, InputError, ProducerError, StoreError
 from producer.extract.assets import file_info, resolve_location, rewrite_href, sidecar_kind
@@ -225,11 +225,12 @@ class Grouping:
             )
 
     def outside_catalog(self, sources: list[str], catalog_url: str) -> list[str]:
-        """``sources`` without the catalog's own documents: a group takes
-        JSON files, and a catalog written inside the data folder must not be
-        registered as metadata of its items."""
+        """``sources`` without the catalog's own files: a group takes JSON
+        files, and a catalog written inside the data folder must not be
+        registered as metadata of its items. Data kept under the catalog
+        root (written with relative hrefs, :mod:`producer.hrefs`) stay."""
         root = resolve_location(catalog_url).rstrip("/") + "/"
-        return [s for s in sources if not resolve_location(s).startswith(root)]
+        return [s for s in sources if not _catalog_file(resolve_location(s), root)]
 
     def sources(self) -> list[str] | None:
         """The products of an explicit mapping (None: expand the paths given)."""
@@ -675,6 +676,19 @@ def drop_assets(doc: dict, keys: Iterable[str]) -> dict | None:
         if name in props:
             new["properties"][name] = props[name]
     return new
+
+
+def _catalog_file(location: str, root: str) -> bool:
+    """Whether ``location`` is a file the catalog at ``root`` writes itself:
+    a document, a mirror, its bookkeeping, or an item's thumbnail
+    (``c/x/x.png`` beside ``c/x/x.json``)."""
+    if not location.startswith(root):
+        return False
+    key = location[len(root) :]
+    parts = key.split("/")
+    if key.endswith((".json", ".parquet", ".lock")) or any(p.startswith(".") for p in parts):
+        return True
+    return len(parts) >= 3 and thumbnail_key(f"{'/'.join(parts[:-1])}/{parts[-2]}.json") == key
 
 
 def assets_of_product(doc: Mapping[str, Any], product_href: str) -> list[str]:

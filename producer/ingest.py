@@ -26,6 +26,7 @@ from producer.errors import ID_TEMPLATE_HINT, InputError, ProducerError, StoreEr
 from producer.extract.ids import check_id, make_item_id
 from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
 from producer.grouping import GROUP_SUFFIXES, Grouping
+from producer.hrefs import absolute_assets
 from producer.logs import log_register_summary, log_result
 from producer.options import RegisterOptions, parse_rewrites, pipeline_metadata
 from producer.parallel import extraction_workers, map_ordered, prepare_all, write_threads
@@ -150,7 +151,12 @@ def register_products(
         grouping.check_layout(layout, collection)
         sources = grouping.outside_catalog(sources, store.url)
     committer = Committer(
-        store, validator().check, layout=layout, root_meta=options.root_meta, max_retries=options.max_retries
+        store,
+        validator().check,
+        layout=layout,
+        root_meta=options.root_meta,
+        max_retries=options.max_retries,
+        relative_hrefs=not options.absolute_hrefs,
     )
     collection_meta, dry_run, batch_size, replace = (
         options.collection_meta,
@@ -465,7 +471,7 @@ def _dry_run(committer: Committer, prepared: Prepared, replace: bool) -> None:
             continue
         if existing is None:
             result.action = "created"
-        elif same_content(existing, doc):
+        elif same_content(existing, absolute_assets(doc, committer.store_path(key))):  # as read back
             result.action = "unchanged"
         else:
             result.action = "updated"

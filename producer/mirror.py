@@ -75,6 +75,7 @@ from producer.catalog.mirrorlinks import (  # noqa: F401 (re-exported: where mir
 )
 from producer.changes import Change, ChangeKind
 from producer.errors import CatalogError, ConflictError, NotFound, PreconditionFailed, ProducerError
+from producer.hrefs import absolute_assets, document_url
 from producer.store.base import Store
 
 try:
@@ -808,7 +809,8 @@ class MirrorSink:
 
 def walk_collection(store: Store, collection_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield ``(key, document)`` for the collection and every catalog and item
-    linked below it (child/item links), breadth first."""
+    linked below it (child/item links), breadth first; items with absolute
+    asset hrefs (:func:`producer.hrefs.absolute_assets`)."""
     start = f"{collection_id}/collection.json"
     queue, seen = deque([start]), {start}
     while queue:
@@ -823,6 +825,8 @@ def walk_collection(store: Store, collection_id: str) -> Iterator[tuple[str, dic
             doc = json.loads(data)
         except ValueError as exc:
             raise CatalogError(f"{store.url}/{key} is not JSON ({exc}): repair it with reconcile") from exc
+        if isinstance(doc, dict):
+            doc = absolute_assets(doc, document_url(store.url, key))  # the mirror stores absolute hrefs
         yield key, doc
         if doc.get("type") == "Feature":
             continue

@@ -207,6 +207,16 @@ class RegisterOptions:
             metavar="FROM=TO",
         ),
     )
+    absolute_hrefs: bool = field(
+        default=False,
+        metadata=_spec(
+            "Write absolute asset hrefs even for products under the catalog root (default: "
+            "relative to the item document there, so the catalog can be moved or served over HTTP).",
+            "--absolute-hrefs",
+            "STAC_ABSOLUTE_HREFS",
+            "switch",
+        ),
+    )
     stats: bool = field(
         default=False,
         metadata=_spec(

@@ -582,7 +582,7 @@ def reconcile(
         # a partition the collection's recorded layout contradicts: refused
         # before the first repair write, not halfway through the run
         collection_layout(store, collection, options.partition)
-    committer = Committer(store, validator.check, max_retries=max_retries)
+    committer = Committer(store, validator.check, max_retries=max_retries, relative_hrefs=not options.absolute_hrefs)
     changes: list[Change] = []  # what the repairs changed, in order, for the sinks
     # 1. links: dangling and duplicate
     _repair_links(committer, store, first, report)
