@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py="${1:-.venv/bin/python}"
-for bench in upsert batch coldstart concurrency mirror_upsert multiasset million; do
+for bench in upsert batch coldstart concurrency; do
     echo "== bench/$bench.py --quick"
     "$py" "bench/$bench.py" --quick
 done
