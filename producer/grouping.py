@@ -44,6 +44,19 @@ group product onto a single-product item (and a single product onto a
 group's item), is an :class:`~producer.commit.IdentityConflict`, nothing
 written, unless ``replace``.
 
+**Pipeline metadata and links.** ``properties``, ``derived_from``, ``via``,
+``processing:*``, license and providers are applied to each composed item
+(:func:`producer.provenance.apply`), and ``thumbnail`` renders the PNG from
+the batch's first data asset in key order (refused when the group has its own
+``thumbnail`` asset). A merge keeps the union of the non-structural links
+(:func:`merge_links`): an asset registered without ``derived_from`` keeps the
+earlier ones; a ``via`` link (the run) replaces the older ones.
+
+**Order.** A sidecar (preview, metadata) registered before any data file of
+its item fails with :class:`DataAssetsPending`, a retryable error (``error_type``
+``storage``): Prefect retries it and SQS redelivers its event, by when the data
+is in.
+
 Limitation: groups register into flat collections only (a partitioned item's
 key depends on its datetime, which a later asset may change).
 
@@ -73,6 +86,7 @@ from producer.results import RegisterResult
 
 __all__ = [
     "GROUP_HINT",
+    "DataAssetsPending",
     "Grouping",
     "compile_group",
     "compose",
@@ -80,6 +94,7 @@ __all__ = [
     "expanded_assets",
     "is_data",
     "merge",
+    "merge_links",
 ]
 
 GROUP_HINT = Hint(
