@@ -44,6 +44,19 @@ group product onto a single-product item (and a single product onto a
 group's item), is an :class:`~producer.commit.IdentityConflict`, nothing
 written, unless ``replace``.
 
+**Pipeline metadata and links.** ``properties``, ``derived_from``, ``via``,
+``processing:*``, license and providers are applied to each composed item
+(:func:`producer.provenance.apply`), and ``thumbnail`` renders the PNG from
+the batch's first data asset in key order (refused when the group has its own
+``thumbnail`` asset). A merge keeps the union of the non-structural links
+(:func:`merge_links`): an asset registered without ``derived_from`` keeps the
+earlier ones; a ``via`` link (the run) replaces the older ones.
+
+**Order.** A sidecar (preview, metadata) registered before any data file of
+its item fails with :class:`DataAssetsPending`, a retryable error (``error_type``
+``storage``): Prefect retries it and SQS redelivers its event, by when the data
+is in.
+
 Limitation: groups register into flat collections only (a partitioned item's
 key depends on its datetime, which a later asset may change).
 
@@ -59,11 +72,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from producer import extract
+from producer import extract, provenance, thumbnail
 from producer.catalog import documents as docs
 from producer.catalog.layout import Layout, thumbnail_key
 from producer.commit import GROUP, Committer, IdentityConflict, product_href, same_product
-from producer.errors import Hint, InputError, ProducerError, StoreError
+from producer.errors import ConflictError, Hint, InputError, ProducerError, StoreError
 from producer.extract.assets import file_info, resolve_location, rewrite_href, sidecar_kind
 from producer.extract.datetimes import from_filename
 from producer.extract.ids import check_id, make_item_id, split_location
@@ -73,6 +86,7 @@ from producer.results import RegisterResult
 
 __all__ = [
     "GROUP_HINT",
+    "DataAssetsPending",
     "Grouping",
     "compile_group",
     "compose",
@@ -80,6 +94,7 @@ __all__ = [
     "expanded_assets",
     "is_data",
     "merge",
+    "merge_links",
 ]
 
 GROUP_HINT = Hint(
@@ -322,12 +337,15 @@ class Grouping:
                     committer.layout.chain(collection)[0],
                     collection_title=coll_title,
                 )
+                provenance.apply(doc, options.provenance, committer.clock(), lead.source or item_id)
+                png = self._thumbnail(doc, key, item_id, members, parts, options)
                 if doc["geometry"] is not None:  # a partial one is validated once merged, at commit
                     stamp = "1970-01-01T00:00:00Z"  # replaced at commit; validated as a date-time here
                     doc["properties"].update(created=stamp, updated=stamp)
                     committer.validate(doc, f"{committer.store_path(key)} (item {item_id} of {lead.source})")
                     for name in _TIMESTAMPS:
                         doc["properties"].pop(name)
+                thumbnail.attach(doc, png)
             except ProducerError as exc:
                 for result in ok:
                     result.fail(f"{result.source}: {exc}", exc)
@@ -337,6 +355,37 @@ class Grouping:
             self._followers[id(lead)] = (lead, ok[1:])
             prepared.append((lead, key, doc))
         return results, prepared
+
+    def _thumbnail(
+        self,
+        doc: dict,
+        key: str,
+        item_id: str,
+        members: list[tuple[Member, RegisterResult]],
+        parts: Mapping[str, dict],
+        options: ExtractOptions,
+    ) -> bytes | None:
+        """When ``options.thumbnail``: render the item's PNG from its first
+        data asset (in key order) of this batch and add the ``thumbnail``
+        asset to ``doc`` (mutated; :func:`producer.thumbnail.prepare`).
+        Returns the PNG or None (none wanted, or no data asset in this batch:
+        a sidecar alone keeps the stored thumbnail). Raises
+        :class:`InputError` when the group has its own asset named
+        ``thumbnail`` (the rendered one would replace it). Writes nothing."""
+        if not options.thumbnail:
+            return None
+        if thumbnail.THUMBNAIL_ASSET in parts:
+            raise InputError(
+                f"item {item_id!r}: asset {thumbnail.THUMBNAIL_ASSET!r} is one of its files "
+                f"({parts[thumbnail.THUMBNAIL_ASSET]['href']}) and thumbnail would render another in "
+                "its place; drop thumbnail, or give that file another asset key",
+                hints=(GROUP_HINT,),
+            )
+        data = [k for k in sorted(parts) if is_data(parts[k])]
+        if not data:
+            return None
+        source = next(m.source for m, _ in members if m.key == data[0])
+        return thumbnail.prepare(doc, key, source, options)
 
     def write_items(
         self, committer: Committer, prepared: list[tuple[RegisterResult, str, dict]], replace: bool
@@ -349,6 +398,7 @@ class Grouping:
         for result, key, doc in prepared:
             where = committer.store_path(key)
             try:
+                thumbnail.put_pending(committer.store, key, doc)  # before its item: an orphan PNG is harmless
                 result.action, committed = committer.merge_item(key, doc, _merger(where, replace))
                 result.item = committed
                 written.append((key, committed, committed))
@@ -552,7 +602,10 @@ def _extensions(doc: dict) -> list[str]:
     # rasterio loads with producer.extract.raster: only when an item is composed
     from producer.extract.raster import used_extensions  # noqa: PLC0415 (rasterio: ~0.8 s)
 
-    return used_extensions(doc)
+    found = used_extensions(doc)
+    if any(k.startswith("processing:") for k in doc.get("properties") or {}):
+        found.append(provenance.PROCESSING_EXT)  # pipeline metadata (provenance.apply)
+    return found
 
 
 def union_footprint(grids: list[dict[str, Any]]) -> tuple[dict, list[float]]:
@@ -622,8 +675,8 @@ def merge(existing: dict | None, incoming: dict, *, where: str, replace: bool = 
     item_id = str(incoming.get("id"))
     new = expanded_assets(incoming)
     if existing is None or (replace and GROUP not in (existing.get("properties") or {})):
-        if incoming.get("geometry") is None:
-            compose(item_id, new, collection=None, marker="")  # raises: no data asset
+        if incoming.get("geometry") is None:  # sidecars only: their item's data is still to come
+            raise DataAssetsPending(item_id, where, sorted(new))
         return copy.deepcopy(incoming)
     if GROUP not in (existing.get("properties") or {}):
         raise IdentityConflict(
@@ -651,8 +704,45 @@ def merge(existing: dict | None, incoming: dict, *, where: str, replace: bool = 
         collection=incoming.get("collection", existing.get("collection")),
         marker=marker,
         properties=properties,
-        links=incoming.get("links") or existing.get("links") or (),
+        links=merge_links(existing.get("links") or (), incoming.get("links") or ()),
     )
+
+
+#: links :func:`docs.set_item_links` writes on every registration: the incoming ones win
+_STRUCTURAL = frozenset({"self", "root", "parent", "collection"})
+
+
+def merge_links(existing: Iterable[dict], incoming: Iterable[dict]) -> list[dict]:
+    """The links of a merged item: all of ``incoming``'s, then ``existing``'s
+    other (non-structural) links it lacks, so an asset registered without
+    ``derived_from`` keeps the earlier ones. ``via`` (the run that
+    registered): when ``incoming`` has one, it replaces the older ones, as
+    ``processing:datetime`` does. Pure."""
+    out = [dict(link) for link in incoming]
+    present = {(link.get("rel"), link.get("href")) for link in out}
+    rels = {link.get("rel") for link in out}
+    for link in existing:
+        rel = link.get("rel")
+        if rel in _STRUCTURAL or (rel == "via" and "via" in rels):
+            continue
+        if (rel, link.get("href")) not in present:
+            out.append(dict(link))
+            present.add((rel, link.get("href")))
+    return out
+
+
+class DataAssetsPending(ConflictError):
+    """Sidecar files (previews, metadata) arrived before any data file of
+    their item. Retryable (``error_type`` ``storage``, as an exhausted
+    compare-and-swap): Prefect retries the task and the event handler
+    leaves the event to be redelivered, by when the data assets are in."""
+
+    def __init__(self, item_id: str, where: str, keys: list[str]) -> None:
+        super().__init__(
+            f"item {item_id!r} ({where}) has no data file yet: its assets {', '.join(keys)} are "
+            "previews or metadata, so its footprint and datetime are unknown; retry after the data "
+            "assets are registered (or register them together)"
+        )
 
 
 def drop_assets(doc: dict, keys: Iterable[str]) -> dict | None:
