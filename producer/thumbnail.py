@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -159,6 +160,19 @@ def key_of(item_key: str, doc: dict[str, Any] | None) -> str:
     return thumbnail_key(item_key, normalise_href(href) if href is not None else None)
 
 
+def _linked(item_key: str, doc: dict[str, Any] | None) -> str | None:
+    """The key ``doc``'s thumbnail asset links, if it is one of this
+    module's keys beside ``item_key`` (``<stem>.png`` or
+    ``<stem>.<8 hex>.png``); None otherwise (no asset, or a user's file)."""
+    asset = ((doc or {}).get("assets") or {}).get(THUMBNAIL_ASSET)
+    href = asset.get("href") if isinstance(asset, dict) else None
+    target = resolve_href(item_key, href) if isinstance(href, str) else None
+    if target is None:
+        return None
+    stem = thumbnail_key(item_key)[: -len(".png")]
+    return target if re.fullmatch(rf"{re.escape(stem)}(\.[0-9a-f]{{8}})?\.png", target) else None
+
+
 def prepare(doc: dict[str, Any], key: str, source: str, options: ExtractOptions) -> bytes | None:
     """When ``options.thumbnail``: render the product's PNG and add the
     ``thumbnail`` asset to ``doc`` (mutated), linking :func:`key_of` beside
@@ -221,7 +235,7 @@ def _put(store: Store, key: str, doc: dict[str, Any]) -> str | None:
     png = doc.pop(PENDING, None)
     if png is None:
         return None
-    target = key_of(key, doc)
+    target = _linked(key, doc) or key_of(key, doc)  # what the item links, whatever its data href
     try:
         try:
             if store.get(target)[0] == png:
@@ -264,18 +278,15 @@ def discard_pending(doc: dict[str, Any]) -> None:
 
 def delete(store: Store, item_key: str, item: dict[str, Any] | None = None) -> None:
     """Delete the thumbnail of the removed item ``item`` (its last document)
-    at ``item_key``: the key named after its product, and the older
-    product-less key when the item links that one. One DELETE (two for an
-    item registered before keys named the product); a missing PNG is fine.
-    Never deletes what the item's thumbnail asset links outside these keys
-    (a multi-asset item's thumbnail is the user's file)."""
-    keys = [key_of(item_key, item)]
-    asset = ((item or {}).get("assets") or {}).get(THUMBNAIL_ASSET)
-    href = asset.get("href") if isinstance(asset, dict) else None
-    legacy = thumbnail_key(item_key)
-    if isinstance(href, str) and resolve_href(item_key, href) == legacy and legacy not in keys:
-        keys.append(legacy)
-    for target in keys:
+    at ``item_key``: the key its thumbnail asset links (only one of this
+    module's keys: a multi-asset item's thumbnail is the user's file, never
+    deleted) and the key named after its product (a PNG a crash left before
+    the item linked it). Usually one DELETE; a missing PNG is fine."""
+    targets = {key_of(item_key, item)}
+    linked = _linked(item_key, item)
+    if linked is not None:
+        targets.add(linked)
+    for target in sorted(targets):
         try:
             store.delete(target)
         except (NotFound, FileNotFoundError):
