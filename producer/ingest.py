@@ -508,8 +508,8 @@ def _write_items(committer: Committer, prepared: Prepared, replace: bool) -> lis
     def write(entry: tuple[RegisterResult, str, dict]) -> tuple[str, dict, dict] | None:
         result, key, doc = entry
         try:
-            thumbnail.put_pending(committer.store, key, doc)  # before its item: an orphan PNG is harmless
-            result.action, committed = committer.write_item(key, doc, replace=replace)
+            with thumbnail.pending(committer.store, key, doc):  # PNG first; deleted again if refused
+                result.action, committed = committer.write_item(key, doc, replace=replace)
             result.item = doc
             return key, doc, committed
         except ProducerError as exc:

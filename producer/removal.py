@@ -134,7 +134,7 @@ def remove_item(
             return done
     outcome = committer.remove_item(collection, key, keep_if=keep_if)
     if outcome.action == "removed":
-        thumbnail.delete(store, key)  # after the item: a PNG left by a crash is harmless
+        thumbnail.delete(store, key, outcome.item)  # after the item: a PNG left by a crash is harmless
     result = RemoveResult(
         id=item_id,
         href=committer.store_path(key),
@@ -231,7 +231,7 @@ def _remove_group_asset(
         if removed_outcome.action == "kept":
             continue  # a register added a data asset: drop ours from that document
         if removed_outcome.action == "removed":
-            thumbnail.delete(committer.store, key)  # as for any removed item (see remove_item)
+            thumbnail.delete(committer.store, key, removed_outcome.item)  # as for any removed item (see remove_item)
         result = RemoveResult(
             id=item_id,
             href=href,

@@ -13,30 +13,56 @@ first as grey. Each band is stretched from its 2nd to its 98th percentile
 of valid pixels to 0–255; nodata/masked pixels are transparent.
 
 Where it goes: the catalog key :func:`producer.catalog.layout.thumbnail_key`
-gives (beside the item document, not in the data bucket), linked from the
-item as the asset ``thumbnail`` (role ``thumbnail``, ``image/png``, a
-relative href). The register pipeline calls :func:`prepare` while it builds
-the item (the asset is then validated with it), and :func:`put_pending`
-just before it writes the item document, so a crash leaves at worst a PNG
-no item links (harmless; the next registration overwrites it). Removing
-the item removes it (:func:`delete`). An item that moves to another
-partition leaves its old PNG behind (harmless, like any orphan PNG).
+gives (beside the item document, not in the data bucket; its name carries a
+hash of the product's data href, so a registration of ANOTHER product under
+the same id, refused by the identity check or a ``replace``, never
+overwrites the PNG the stored item links), linked from the item as the asset
+``thumbnail`` (role ``thumbnail``, ``image/png``, a relative href). The
+register pipeline calls :func:`prepare` while it builds the item (the asset
+is then validated with it), and :func:`pending` around the write of the item
+document: the PNG is written first, so a crash leaves at worst a PNG no item
+links (harmless; the next registration of that product overwrites it), and
+a PNG written for a product the identity check then refuses is deleted
+again (bad input leaves storage untouched). Removing the item removes its
+PNG (:func:`delete`). An item that moves to another partition, or whose
+product is replaced, leaves its old PNG behind (harmless, like any orphan
+PNG).
+
+A thumbnail is a nicety: any failure to make one (a datacube, which has no
+single picture; an unreadable band; a bug) is a warning and the item is
+registered without it. Only a failure to WRITE the PNG fails the product,
+like any other storage error (:class:`~producer.errors.StoreError` naming
+the PNG's path).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 import warnings
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from producer.catalog.layout import relative_href, thumbnail_key
-from producer.errors import NotFound
+from producer.catalog.layout import relative_href, resolve_href, thumbnail_key
+from producer.commit import IdentityConflict, normalise_href, product_href
+from producer.errors import NotFound, StoreError
 from producer.extract.options import ExtractOptions
 from producer.store.base import Store
 
-__all__ = ["MAX_SIZE", "PENDING", "THUMBNAIL_ASSET", "attach", "delete", "prepare", "put_pending", "render"]
+__all__ = [
+    "MAX_SIZE",
+    "PENDING",
+    "THUMBNAIL_ASSET",
+    "attach",
+    "delete",
+    "discard_pending",
+    "key_of",
+    "pending",
+    "prepare",
+    "render",
+]
 
 log = logging.getLogger(__name__)
 
@@ -127,22 +153,58 @@ def render(src: Any, where: str) -> bytes | None:
         return bytes(memfile.read())
 
 
+def key_of(item_key: str, doc: dict[str, Any] | None) -> str:
+    """The thumbnail key of the item ``doc`` at ``item_key``: named after
+    the product its data asset links (see :func:`thumbnail_key`)."""
+    href = product_href(doc)
+    return thumbnail_key(item_key, normalise_href(href) if href is not None else None)
+
+
+def _linked(item_key: str, doc: dict[str, Any] | None) -> str | None:
+    """The key ``doc``'s thumbnail asset links, if it is one of this
+    module's keys beside ``item_key`` (``<stem>.png`` or
+    ``<stem>.<8 hex>.png``); None otherwise (no asset, or a user's file)."""
+    asset = ((doc or {}).get("assets") or {}).get(THUMBNAIL_ASSET)
+    href = asset.get("href") if isinstance(asset, dict) else None
+    target = resolve_href(item_key, href) if isinstance(href, str) else None
+    if target is None:
+        return None
+    stem = thumbnail_key(item_key)[: -len(".png")]
+    return target if re.fullmatch(rf"{re.escape(stem)}(\.[0-9a-f]{{8}})?\.png", target) else None
+
+
 def prepare(doc: dict[str, Any], key: str, source: str, options: ExtractOptions) -> bytes | None:
     """When ``options.thumbnail``: render the product's PNG and add the
-    ``thumbnail`` asset to ``doc`` (mutated), linking the key beside the item
-    document ``key``. Returns the PNG, or None (no thumbnail wanted, or none
-    could be made: no asset then). Reads the product; writes nothing."""
+    ``thumbnail`` asset to ``doc`` (mutated), linking :func:`key_of` beside
+    the item document ``key``. Returns the PNG, or None: no thumbnail wanted,
+    or none could be made (a datacube, or any failure to read or render:
+    logged as a warning naming the product; no asset then, and the product
+    is registered without it). Reads the product; writes nothing."""
     if not options.thumbnail:
         return None
-    from producer.extract.source import open_source  # noqa: PLC0415 (rasterio: loaded with extraction)
+    from producer.extract.datacube import is_datacube  # noqa: PLC0415 (loaded with extraction)
 
-    with ExitStack() as stack:
-        src = open_source(source, options, stack).dataset
-        png = render(src, source)
+    if is_datacube(source):
+        log.warning(
+            "%s: no thumbnail: NetCDF and Zarr datacubes have no single picture to preview; "
+            "the item is registered without one",
+            source,
+        )
+        return None
+    try:
+        png = _render_source(source, options)
+    except Exception as exc:  # a preview must never sink a registration
+        log.warning(
+            "%s: no thumbnail: it could not be rendered (%s: %s); the item is registered without one",
+            source,
+            type(exc).__name__,
+            exc,
+        )
+        return None
     if png is None:
         return None
     doc.setdefault("assets", {})[THUMBNAIL_ASSET] = {
-        "href": relative_href(key, thumbnail_key(key)),
+        "href": relative_href(key, key_of(key, doc)),
         "type": "image/png",
         "title": "Thumbnail",
         "roles": ["thumbnail"],
@@ -150,27 +212,63 @@ def prepare(doc: dict[str, Any], key: str, source: str, options: ExtractOptions)
     return png
 
 
+def _render_source(source: str, options: ExtractOptions) -> bytes | None:
+    from producer.extract.source import open_source  # noqa: PLC0415 (rasterio: loaded with extraction)
+
+    with ExitStack() as stack:
+        src = open_source(source, options, stack).dataset
+        return render(src, source)
+
+
 def attach(doc: dict[str, Any], png: bytes | None) -> None:
-    """Carry ``png`` in the validated ``doc`` (mutated) until :func:`put_pending` writes it."""
+    """Carry ``png`` in the validated ``doc`` (mutated) until :func:`pending` writes it."""
     if png is not None:
         doc[PENDING] = png
 
 
-def put_pending(store: Store, key: str, doc: dict[str, Any]) -> None:
-    """Write the PNG ``doc`` carries (if any) to the thumbnail key beside the
-    item key ``key``, and drop it from ``doc`` (mutated). One GET, and one
-    PUT unless the same PNG is there already (a rerun writes nothing);
-    called before the item document is written."""
+def _put(store: Store, key: str, doc: dict[str, Any]) -> str | None:
+    """Write the PNG ``doc`` carries (if any) to :func:`key_of` and drop it
+    from ``doc`` (mutated). One GET, and one PUT unless the same PNG is there
+    already (a rerun writes nothing). Returns the key when this call created
+    it (nothing was there before), else None. Raises :class:`StoreError`
+    naming the PNG's path when storage fails."""
     png = doc.pop(PENDING, None)
     if png is None:
-        return
-    target = thumbnail_key(key)
+        return None
+    target = _linked(key, doc) or key_of(key, doc)  # what the item links, whatever its data href
     try:
-        if store.get(target)[0] == png:
-            return
-    except NotFound:
-        pass
-    store.put(target, png)
+        try:
+            if store.get(target)[0] == png:
+                return None
+            existed = True
+        except NotFound:
+            existed = False
+        store.put(target, png)
+    except StoreError as exc:
+        raise StoreError(f"not registered: cannot write its thumbnail {store.url}/{target}: {exc}") from exc
+    except OSError as exc:  # disk full, permission denied, ...: like any other write of the product
+        text = exc.strerror or str(exc) or type(exc).__name__
+        raise StoreError(f"not registered: cannot write its thumbnail {store.url}/{target}: {text}") from exc
+    return None if existed else target
+
+
+@contextmanager
+def pending(store: Store, key: str, doc: dict[str, Any]) -> Iterator[None]:
+    """Around the write of the item document ``doc`` at ``key``: first write
+    the PNG ``doc`` carries (see :func:`_put`; ``doc`` is mutated), then run
+    the body (the item write). If the body refuses the product as another
+    one's (:class:`~producer.commit.IdentityConflict`), the PNG this call
+    created is deleted again: storage is left as it was."""
+    created = _put(store, key, doc)
+    try:
+        yield
+    except IdentityConflict:
+        if created is not None:
+            try:
+                store.delete(created)
+            except (NotFound, FileNotFoundError):
+                pass
+        raise
 
 
 def discard_pending(doc: dict[str, Any]) -> None:
@@ -178,10 +276,18 @@ def discard_pending(doc: dict[str, Any]) -> None:
     doc.pop(PENDING, None)
 
 
-def delete(store: Store, item_key: str) -> None:
-    """Delete the thumbnail beside the item key ``item_key`` if there is one
-    (one DELETE; a missing one is fine)."""
-    try:
-        store.delete(thumbnail_key(item_key))
-    except (NotFound, FileNotFoundError):
-        pass
+def delete(store: Store, item_key: str, item: dict[str, Any] | None = None) -> None:
+    """Delete the thumbnail of the removed item ``item`` (its last document)
+    at ``item_key``: the key its thumbnail asset links (only one of this
+    module's keys: a multi-asset item's thumbnail is the user's file, never
+    deleted) and the key named after its product (a PNG a crash left before
+    the item linked it). Usually one DELETE; a missing PNG is fine."""
+    targets = {key_of(item_key, item)}
+    linked = _linked(item_key, item)
+    if linked is not None:
+        targets.add(linked)
+    for target in sorted(targets):
+        try:
+            store.delete(target)
+        except (NotFound, FileNotFoundError):
+            pass

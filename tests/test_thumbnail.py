@@ -5,6 +5,8 @@ with the item."""
 from __future__ import annotations
 
 import json
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +17,9 @@ from rasterio.transform import from_origin
 
 import producer
 from producer import thumbnail
+from producer.catalog.layout import resolve_href
 from producer.store import CountingStore, open_store
-from tests import rasters
+from tests import cubes, rasters
 from tests.trees import assert_stac_valid_tree, tree_hash
 
 #: a PNG has no georeference: reading one back says so
@@ -55,6 +58,14 @@ def write_big_cog(folder: Path, *, overviews: bool = True) -> Path:
     return path
 
 
+def thumb_key(catalog: Path, item_key: str) -> str:
+    """The key of the PNG the item at ``item_key`` links as its thumbnail."""
+    item = json.loads((catalog / item_key).read_text())
+    key = resolve_href(item_key, item["assets"]["thumbnail"]["href"])
+    assert key is not None
+    return key
+
+
 def png_of(catalog: Path, key: str) -> np.ndarray:
     with rasterio.open(catalog / key) as src:
         assert src.driver == "PNG"
@@ -67,13 +78,10 @@ def test_thumbnail_is_stored_beside_the_item_and_linked(tmp_path, catalog_dir):
     assert result.action == "created", result.error
     key = "c/multiband_20240801/multiband_20240801.json"
     item = json.loads((catalog_dir / key).read_text())
-    assert item["assets"]["thumbnail"] == {
-        "href": "./multiband_20240801.png",
-        "type": "image/png",
-        "title": "Thumbnail",
-        "roles": ["thumbnail"],
-    }
-    pixels = png_of(catalog_dir, "c/multiband_20240801/multiband_20240801.png")
+    thumb = item["assets"]["thumbnail"]
+    assert re.fullmatch(r"\./multiband_20240801\.[0-9a-f]{8}\.png", thumb.pop("href"))  # named by product
+    assert thumb == {"type": "image/png", "title": "Thumbnail", "roles": ["thumbnail"]}
+    pixels = png_of(catalog_dir, thumb_key(catalog_dir, key))
     assert pixels.shape == (4, 64, 64)  # RGB + alpha from three bands, small enough to keep its size
     assert not (tmp_path / "data" / "multiband_20240801.png").exists()  # never in the data folder
     assert_stac_valid_tree(catalog_dir)
@@ -84,7 +92,7 @@ def test_thumbnail_of_a_big_cog_comes_from_its_overviews(tmp_path, catalog_dir):
     product = write_big_cog(tmp_path / "data")
     [result] = producer.register([product], catalog=str(catalog_dir), collection="c", thumbnail=True)
     assert result.ok, result.error
-    pixels = png_of(catalog_dir, "c/big_20240601/big_20240601.png")
+    pixels = png_of(catalog_dir, thumb_key(catalog_dir, "c/big_20240601/big_20240601.json"))
     assert pixels.shape == (2, 600, 600)  # grey + alpha, the long side at 600
     with rasterio.open(product, overview_level=1) as x4:
         assert x4.shape == (600, 600) and int(x4.read(1).max()) == 100
@@ -102,7 +110,7 @@ def test_big_raster_without_overviews_gets_no_thumbnail(tmp_path, catalog_dir, m
     assert result.action == "created", result.error
     item = json.loads((catalog_dir / "c/big_20240601/big_20240601.json").read_text())
     assert "thumbnail" not in item["assets"]
-    assert not (catalog_dir / "c/big_20240601/big_20240601.png").exists()
+    assert [p.name for p in (catalog_dir / "c/big_20240601").iterdir()] == ["big_20240601.json"]
     assert "add overviews" in caplog.text
 
 
@@ -110,7 +118,8 @@ def test_thumbnail_is_written_before_the_item_and_removed_with_it(tmp_path, cata
     product = rasters.write_utm(tmp_path / "data")
     store = CountingStore(open_store(str(catalog_dir)))
     producer.register([product], catalog=store, collection="c", thumbnail=True)
-    png, doc = "c/utm_20240513/utm_20240513.png", "c/utm_20240513/utm_20240513.json"
+    doc = "c/utm_20240513/utm_20240513.json"
+    png = thumb_key(catalog_dir, doc)
     order = [key for key in store.puts if key in (png, doc)]  # first writes, in order
     assert order == [png, doc]
     store.reset()
@@ -167,7 +176,10 @@ def test_thumbnail_of_an_s3_product_goes_to_the_s3_catalog_not_the_data_bucket(s
         storage_options=options,
     )
     assert result.action == "created", result.error
-    png = client.get_object(Bucket=catalog_bucket, Key="stac/c/utm_20240513/utm_20240513.png")["Body"].read()
+    item_key = "c/utm_20240513/utm_20240513.json"
+    item = json.loads(client.get_object(Bucket=catalog_bucket, Key=f"stac/{item_key}")["Body"].read())
+    png_key = resolve_href(item_key, item["assets"]["thumbnail"]["href"])
+    png = client.get_object(Bucket=catalog_bucket, Key=f"stac/{png_key}")["Body"].read()
     assert png.startswith(b"\x89PNG")
     assert [o["Key"] for o in client.list_objects_v2(Bucket=data_bucket)["Contents"]] == [f"out/{path.name}"]
     removed = producer.remove("utm_20240513", catalog=catalog, collection="c", storage_options=options)
@@ -177,3 +189,111 @@ def test_thumbnail_of_an_s3_product_goes_to_the_s3_catalog_not_the_data_bucket(s
         for o in client.list_objects_v2(Bucket=catalog_bucket, Prefix="stac/c/utm").get("Contents", [])
     ]
     assert left == []
+
+
+def _scene(folder: Path, *, flip: bool) -> Path:
+    """``scene_20240101.tif`` in ``folder``: a 32 x 32 ramp, reversed when
+    ``flip`` (so two such products render to different PNGs)."""
+    data = np.arange(32 * 32, dtype="uint16").reshape(1, 32, 32)
+    folder.mkdir(parents=True, exist_ok=True)
+    return rasters._write(
+        folder / "scene_20240101.tif",
+        data[:, ::-1, ::-1].copy() if flip else data,
+        crs="EPSG:32633",
+        transform=from_origin(500000, 5000000, 10, 10),
+    )
+
+
+def test_refused_product_under_a_taken_id_leaves_the_stored_thumbnail_untouched(tmp_path, catalog_dir):
+    a = _scene(tmp_path / "a", flip=False)
+    b = _scene(tmp_path / "b", flip=True)
+    [first] = producer.register([a], catalog=str(catalog_dir), collection="c", thumbnail=True)
+    assert first.action == "created", first.error
+    before = tree_hash(catalog_dir)
+    [second] = producer.register([b], catalog=str(catalog_dir), collection="c", thumbnail=True)
+    assert second.error is not None and "is taken" in second.error
+    assert tree_hash(catalog_dir) == before  # neither a's PNG overwritten nor a PNG of b left
+
+
+def test_replace_links_the_new_products_thumbnail_and_remove_deletes_it(tmp_path, catalog_dir):
+    a = _scene(tmp_path / "a", flip=False)
+    b = _scene(tmp_path / "b", flip=True)
+    item_key = "c/scene_20240101/scene_20240101.json"
+    producer.register([a], catalog=str(catalog_dir), collection="c", thumbnail=True)
+    png_a = thumb_key(catalog_dir, item_key)
+    [replaced] = producer.register(
+        [b], catalog=str(catalog_dir), collection="c", thumbnail=True, replace=True
+    )
+    assert replaced.action == "updated", replaced.error
+    png_b = thumb_key(catalog_dir, item_key)
+    assert png_b != png_a and (png_of(catalog_dir, png_a) != png_of(catalog_dir, png_b)).any()
+    assert_stac_valid_tree(catalog_dir)
+    assert producer.remove("scene_20240101", catalog=str(catalog_dir), collection="c").action == "removed"
+    assert not (catalog_dir / png_b).exists()  # the linked one; a's is a harmless orphan
+
+
+def test_remove_deletes_a_thumbnail_stored_under_the_key_without_product(tmp_path, catalog_dir):
+    """Items registered before thumbnail keys named the product link ``<id>.png``."""
+    product = rasters.write_utm(tmp_path / "data")
+    producer.register([product], catalog=str(catalog_dir), collection="c", thumbnail=True)
+    item_key = "c/utm_20240513/utm_20240513.json"
+    old = catalog_dir / "c/utm_20240513/utm_20240513.png"
+    (catalog_dir / thumb_key(catalog_dir, item_key)).rename(old)
+    item = json.loads((catalog_dir / item_key).read_text())
+    item["assets"]["thumbnail"]["href"] = "./utm_20240513.png"
+    (catalog_dir / item_key).write_text(json.dumps(item))
+    assert producer.remove("utm_20240513", catalog=str(catalog_dir), collection="c").action == "removed"
+    assert not old.exists()
+
+
+@pytest.mark.parametrize("kind", ["zarr", "netcdf-multivar"])
+def test_datacube_with_thumbnail_is_registered_without_one_and_a_warning(tmp_path, catalog_dir, kind, caplog):
+    if kind == "zarr":
+        product = cubes.write_zarr(tmp_path / "data" / "cube.zarr")
+    else:
+        product = str(rasters.write_netcdf_multivar(tmp_path / "data"))
+    with caplog.at_level(logging.WARNING, logger="producer.thumbnail"):
+        [result] = producer.register([product], catalog=str(catalog_dir), collection="c", thumbnail=True)
+    assert result.ok, result.error
+    assert result.item is not None and "thumbnail" not in result.item["assets"]
+    assert "no thumbnail" in caplog.text and "datacube" in caplog.text
+    assert not list(catalog_dir.rglob("*.png"))
+    assert_stac_valid_tree(catalog_dir)
+
+
+def test_thumbnail_that_cannot_be_rendered_is_a_warning_not_a_failed_product(
+    tmp_path, catalog_dir, monkeypatch, caplog
+):
+    product = rasters.write_utm(tmp_path / "data")
+
+    def broken(src, where):  # a rendering bug or a band GDAL cannot decode
+        raise ValueError("cannot decode band 1")
+
+    monkeypatch.setattr(thumbnail, "render", broken)
+    with caplog.at_level(logging.WARNING, logger="producer.thumbnail"):
+        [result] = producer.register([product], catalog=str(catalog_dir), collection="c", thumbnail=True)
+    assert result.action == "created", result.error
+    assert result.item is not None and "thumbnail" not in result.item["assets"]
+    assert "no thumbnail" in caplog.text and "cannot decode band 1" in caplog.text
+    assert_stac_valid_tree(catalog_dir)
+
+
+def test_storage_error_writing_the_thumbnail_fails_the_product_naming_the_png(
+    tmp_path, catalog_dir, monkeypatch
+):
+    import errno
+    import os
+
+    product = rasters.write_utm(tmp_path / "data")
+    real_open = os.open
+
+    def open_(path, flags, *args, **kwargs):  # the PNG's temp file only: permission denied
+        if ".png." in os.fspath(path) and os.fspath(path).startswith(str(catalog_dir)):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_)
+    [result] = producer.register([product], catalog=str(catalog_dir), collection="c", thumbnail=True)
+    assert result.error is not None and result.error_type is not None
+    assert "not registered: cannot write its thumbnail" in result.error and ".png" in result.error
+    assert not (catalog_dir / "c/utm_20240513/utm_20240513.json").exists()

@@ -302,11 +302,19 @@ def collection_key(collection_id: str) -> str:
     return f"{collection_id}/{COLLECTION_FILE}"
 
 
-def thumbnail_key(item_key: str) -> str:
-    """Key of an item's thumbnail PNG (``--thumbnail``), beside its document:
-    ``c/x/x.json`` → ``c/x/x.png``. Not a ``.json`` key: walkers ignore it."""
+def thumbnail_key(item_key: str, product: str | None = None) -> str:
+    """Key of an item's thumbnail PNG (``--thumbnail``), beside its document.
+
+    With ``product`` (the normalised data href of the product the PNG shows):
+    ``c/x/x.json`` → ``c/x/x.<8 hex of its SHA-256>.png``, so a registration
+    of another product under the same id (refused, or a ``replace``) can never
+    overwrite the PNG the stored item links. Without: ``c/x/x.png`` (items
+    registered before the key named the product). Not a ``.json`` key:
+    walkers ignore it."""
     stem = item_key[: -len(".json")] if item_key.endswith(".json") else item_key
-    return f"{stem}.png"
+    if product is None:
+        return f"{stem}.png"
+    return f"{stem}.{hashlib.sha256(product.encode('utf-8')).hexdigest()[:8]}.png"
 
 
 def collection_prefix(collection_id: str) -> str:
