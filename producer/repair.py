@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from producer import thumbnail
 from producer.audit import (
     AuditReport,
     ItemInfo,
@@ -27,6 +28,7 @@ from producer.audit import (
     usable_items,
 )
 from producer.catalog import documents as docs
+from producer.catalog.extent import format_time
 from producer.catalog.layout import (
     LAYOUT_FIELD,
     ROOT_KEY,
@@ -46,6 +48,7 @@ from producer.changes import Change, ChangeKind, Sink
 from producer.commit import Committer
 from producer.errors import CatalogError, NotFound, ProducerError
 from producer.extract.assets import resolve_location, rewrite_href
+from producer.grouping import drop_assets, is_data, is_group_item
 from producer.ingest import collection_layout, register_products
 from producer.options import RegisterOptions, parse_rewrites, resolve_options
 from producer.results import ProblemKind, RegisterResult
@@ -114,8 +117,8 @@ def _finish_removals(
     kept one's id index entry is pointed at it (partitioned collections).
     Each removal is judged on the document as it is then (an item registered
     again since the audit is kept); later steps re-read what they link.
-    Writes: per removed item the removal's writes; per duplicate group one
-    index entry at most.
+    Writes: per removed item the removal's writes and the DELETE of its
+    thumbnail; per duplicate group one index entry at most.
     """
     # (collection id, item id) -> [(updated, key, marked)]
     by_id: dict[tuple[str, str], list[tuple[str, str, bool]]] = {}
@@ -139,6 +142,7 @@ def _finish_removals(
             if outcome.action == "kept":
                 continue  # registered again since the audit: that register wins
             if outcome.action == "removed":
+                thumbnail.delete(committer.store, key)  # beside the removed document, not the kept one's
                 changes.append(removed(coll_id, item_id, key, outcome.item))
             _bump(report.fixed, "duplicate-id" if key in {e[1] for e in live} else "interrupted-removal")
         if live[1:] and is_partitioned_item_key(live[0][1]):
@@ -200,42 +204,135 @@ def _repair_links(committer: Committer, store: Store, first: AuditReport, report
                 _bump(report.fixed, p.kind)
 
 
+def _missing_assets(first: AuditReport) -> dict[str, dict[str, str]]:
+    """Item key -> {asset key: href} of its assets the audit found definitely
+    gone (its ``missing-asset`` problems, matched against the audited
+    assets). Pure."""
+    out: dict[str, dict[str, str]] = {}
+    for p in first.problems:
+        info = first.items.get(p.key)
+        if p.kind != "missing-asset" or info is None:
+            continue
+        for name, href in info.assets.items():
+            if p.message.startswith(f"asset {name!r} at {href} "):
+                out.setdefault(p.key, {})[name] = href
+    return out
+
+
 def _handle_dead_items(
     committer: Committer, first: AuditReport, report: ReconcileReport, dead: str, changes: list[Change]
-) -> None:
+) -> list[Problem]:
     """Items with an asset that is definitely gone and none that could not be
-    checked: ``flag`` sets ``deprecated: true`` (one compare-and-swap);
-    ``remove`` marks, unlinks, then deletes the item, so a crash in between is
-    finished by the next ``reconcile --fix``."""
+    checked. A single-product item: ``flag`` sets ``deprecated: true`` (one
+    compare-and-swap); ``remove`` marks, unlinks, then deletes the item (and
+    its thumbnail), so a crash in between is finished by the next
+    ``reconcile --fix``.
+
+    A multi-asset item (:func:`producer.grouping.is_group_item`) loses only
+    what is gone: ``remove`` drops the gone assets under compare-and-swap on
+    the item (geometry, bbox, datetime and projection recomputed, an
+    ``updated`` change for the sinks), and the item goes by the removal
+    protocol (a ``removed`` change, its thumbnail deleted) only when no data
+    asset is left. ``flag`` deprecates it only when a data asset is gone; a
+    gone sidecar (metadata, overview, documentation) leaves it as it is and
+    is returned as a ``missing-asset`` warning for ``remaining``. An item
+    changed since the audit is left for the next run. Writes: one
+    compare-and-swap per item, or the removal's writes."""
     unchecked = {p.key for p in first.problems if p.kind == "asset-unchecked"}
     # an item with another asset that could not be checked is left alone too;
     # items only: a collection's missing mirror file is the mirror's to repair (mirror-stale)
+    missing = _missing_assets(first)
     dead_items = sorted(
         {p.key for p in first.problems if p.kind == "missing-asset" and p.key in first.items} - unchecked
     )
+    left: list[Problem] = []
     for key in dead_items:
+        info = first.items[key]
+        coll_id = collection_of(key)
+        gone = missing.get(key, {})
         if dead == "remove":
-            outcome = committer.remove_item(
-                collection_of(key), key, keep_if=_unchanged_since(first.items[key].updated, False)
-            )
-            if outcome.action == "kept":
-                continue
-            if outcome.action == "removed":
-                changes.append(removed(collection_of(key), first.items[key].id, key, outcome.item))
+            kind, doc = _drop_gone_assets(committer, key, info.updated, gone)
+            if kind == "dropped":
+                assert doc is not None
+                changes.append(Change(ChangeKind.UPDATED, coll_id, info.id, key, doc))
+            elif kind in ("single", "last"):
+                outcome = committer.remove_item(coll_id, key, keep_if=_unchanged_since(info.updated, False))
+                if outcome.action == "kept":
+                    continue
+                if outcome.action == "removed":
+                    thumbnail.delete(committer.store, key)  # after the item: a PNG left by a crash is harmless
+                    changes.append(removed(coll_id, info.id, key, outcome.item))
+            else:
+                continue  # gone, or changed since the audit: the next run judges it again
         else:
+            state: dict[str, str] = {}
 
-            def flag(doc: dict | None) -> dict | None:
+            def flag(doc: dict | None, gone: dict[str, str] = gone, state: dict[str, str] = state) -> dict | None:
                 if doc is None or doc.get("properties", {}).get("deprecated") is True:
                     return None
+                if is_group_item(doc):
+                    assets = doc.get("assets") or {}
+                    if not any(isinstance(assets.get(k), dict) and is_data(assets[k]) for k in gone):
+                        state["sidecar"] = "yes"
+                        return None
                 doc["properties"]["deprecated"] = True
                 return doc
 
             flagged = committer.cas(key, flag, expect=("Feature",))
-            if flagged.changed and flagged.doc is not None:
-                changes.append(
-                    Change(ChangeKind.UPDATED, collection_of(key), first.items[key].id, key, flagged.doc)
+            if state.get("sidecar"):
+                names = ", ".join(repr(k) for k in sorted(gone))
+                left.append(
+                    Problem(
+                        "missing-asset",
+                        key,
+                        f"asset {names} (not data) is gone; the item keeps its data assets and is not "
+                        "deprecated: reconcile with dead='remove' drops the gone asset from it",
+                    )
                 )
+                continue
+            if flagged.changed and flagged.doc is not None:
+                changes.append(Change(ChangeKind.UPDATED, coll_id, info.id, key, flagged.doc))
         _bump(report.fixed, "missing-asset")
+    return left
+
+
+def _drop_gone_assets(
+    committer: Committer, key: str, updated: str, gone: dict[str, str]
+) -> tuple[str, dict | None]:
+    """Drop the assets ``gone`` from the multi-asset item at ``key`` under
+    compare-and-swap, if it is still as the audit saw it (same ``updated``,
+    not being removed). Returns what happened and the written document:
+    ``("dropped", doc)``; ``("last", None)`` when no data asset would be left
+    (nothing written: the caller removes the item); ``("single", None)`` for
+    an item that is not a multi-asset one (nothing written); ``("gone" |
+    "changed", None)`` when it is gone or changed since (nothing written)."""
+    state = {"kind": "gone"}
+
+    def drop(doc: dict | None) -> dict | None:
+        state["kind"] = "gone"
+        if doc is None:
+            return None
+        props = doc.get("properties") or {}
+        if not is_group_item(doc):
+            state["kind"] = "single"
+            return None
+        assets = doc.get("assets") or {}
+        keys = [k for k in gone if k in assets]
+        if props.get(docs.REMOVING) or str(props.get("updated") or "") != updated or not keys:
+            state["kind"] = "changed"
+            return None
+        new = drop_assets(doc, keys)
+        if new is None:
+            state["kind"] = "last"
+            return None
+        new["properties"]["updated"] = format_time(committer.clock())
+        state["kind"] = "dropped"
+        return new
+
+    outcome = committer.cas(key, drop, expect=("Feature",))
+    if state["kind"] == "dropped" and not outcome.changed:
+        return "changed", None
+    return state["kind"], outcome.doc if state["kind"] == "dropped" else None
 
 
 def _new_parent(store: Store, key: str) -> dict:
@@ -527,7 +624,11 @@ def reconcile(
 
     Without ``fix`` nothing is written. ``dead``: what to do with items whose
     assets are definitely gone — ``flag`` sets ``deprecated: true`` on the
-    item, ``remove`` marks, unlinks and deletes it. An asset that could not be
+    item, ``remove`` marks, unlinks and deletes it (and its thumbnail). A
+    multi-asset item (``group``) loses only its gone assets with ``remove``,
+    and goes with its last data asset; ``flag`` deprecates it only when a
+    data asset is gone (a gone sidecar is a ``missing-asset`` warning in
+    ``remaining``). An asset that could not be
     checked (unreachable endpoint, 403, 5xx, timeout) leaves its item
     untouched and is an ``asset-unchecked`` error in ``remaining``. Items
     carrying the removal marker are unlinked and deleted, never linked again.
@@ -588,7 +689,7 @@ def reconcile(
     _repair_links(committer, store, first, report)
     # 2. removals that a crash interrupted, then items whose assets are gone
     _finish_removals(committer, first, report, changes)
-    _handle_dead_items(committer, first, report, dead, changes)
+    unresolved += _handle_dead_items(committer, first, report, dead, changes)
     # 3. orphans: link them where they sit
     _link_orphans(store, committer, first, report, changes)
     # 4. products nobody registered
