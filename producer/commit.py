@@ -40,6 +40,7 @@ from producer.catalog import documents as docs
 from producer.catalog import intents, summaries
 from producer.catalog.extent import format_time, item_interval, parse_time
 from producer.catalog.layout import (
+    THUMBNAIL_ASSET,
     Layout,
     collection_key,
     expected_type,
@@ -67,7 +68,6 @@ from producer.hrefs import absolute_assets, relative_assets
 from producer.provenance import VOLATILE, VOLATILE_RELS
 from producer.redact import clean_href
 from producer.store.base import Store
-from producer.thumbnail import THUMBNAIL_ASSET
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -398,8 +398,8 @@ class Grouping:
         for result, key, doc in prepared:
             where = committer.store_path(key)
             try:
-                thumbnail.put_pending(committer.store, key, doc)  # before its item: an orphan PNG is harmless
-                result.action, committed = committer.merge_item(key, doc, _merger(where, replace))
+                with thumbnail.pending(committer.store, key, doc):  # PNG first; deleted again if refused
+                    result.action, committed = committer.merge_item(key, doc, _merger(where, replace))
                 result.item = committed
                 written.append((key, committed, committed))
             except ProducerError as exc:

@@ -142,7 +142,7 @@ def _finish_removals(
             if outcome.action == "kept":
                 continue  # registered again since the audit: that register wins
             if outcome.action == "removed":
-                thumbnail.delete(committer.store, key)  # beside the removed document, not the kept one's
+                thumbnail.delete(committer.store, key, outcome.item)  # beside the removed document, not the kept one's
                 changes.append(removed(coll_id, item_id, key, outcome.item))
             _bump(report.fixed, "duplicate-id" if key in {e[1] for e in live} else "interrupted-removal")
         if live[1:] and is_partitioned_item_key(live[0][1]):
@@ -260,7 +260,7 @@ def _handle_dead_items(
                 if outcome.action == "kept":
                     continue
                 if outcome.action == "removed":
-                    thumbnail.delete(committer.store, key)  # after the item: a PNG left by a crash is harmless
+                    thumbnail.delete(committer.store, key, outcome.item)  # after the item: a PNG left by a crash is harmless
                     changes.append(removed(coll_id, info.id, key, outcome.item))
             else:
                 continue  # gone, or changed since the audit: the next run judges it again

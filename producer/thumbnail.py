@@ -45,10 +45,11 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from producer.catalog.layout import relative_href, resolve_href, thumbnail_key
+from producer.catalog.layout import THUMBNAIL_ASSET, relative_href, resolve_href, thumbnail_key
 from producer.commit import IdentityConflict, normalise_href, product_href
 from producer.errors import NotFound, StoreError
 from producer.extract.options import ExtractOptions
+from producer.hrefs import document_url, relative_to_item
 from producer.store.base import Store
 
 __all__ = [
@@ -67,7 +68,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: the asset key of the thumbnail
-THUMBNAIL_ASSET = "thumbnail"
 #: longest side of a thumbnail, in pixels
 MAX_SIZE = 600
 #: a raster without a suitable overview is read whole only up to this many pixels
@@ -160,12 +160,16 @@ def key_of(item_key: str, doc: dict[str, Any] | None) -> str:
     return thumbnail_key(item_key, normalise_href(href) if href is not None else None)
 
 
-def _linked(item_key: str, doc: dict[str, Any] | None) -> str | None:
+def _linked(item_key: str, doc: dict[str, Any] | None, root_url: str | None = None) -> str | None:
     """The key ``doc``'s thumbnail asset links, if it is one of this
     module's keys beside ``item_key`` (``<stem>.png`` or
-    ``<stem>.<8 hex>.png``); None otherwise (no asset, or a user's file)."""
+    ``<stem>.<8 hex>.png``); None otherwise (no asset, or a user's file).
+    ``root_url``: the catalog's location, to read an href a reader made
+    absolute (:func:`producer.hrefs.absolute_assets`) back as a key."""
     asset = ((doc or {}).get("assets") or {}).get(THUMBNAIL_ASSET)
     href = asset.get("href") if isinstance(asset, dict) else None
+    if isinstance(href, str) and root_url is not None:
+        href = relative_to_item(document_url(root_url, item_key), root_url, href)
     target = resolve_href(item_key, href) if isinstance(href, str) else None
     if target is None:
         return None
@@ -235,7 +239,7 @@ def _put(store: Store, key: str, doc: dict[str, Any]) -> str | None:
     png = doc.pop(PENDING, None)
     if png is None:
         return None
-    target = _linked(key, doc) or key_of(key, doc)  # what the item links, whatever its data href
+    target = _linked(key, doc, store.url) or key_of(key, doc)  # what the item links, whatever its data href
     try:
         try:
             if store.get(target)[0] == png:
@@ -283,7 +287,7 @@ def delete(store: Store, item_key: str, item: dict[str, Any] | None = None) -> N
     deleted) and the key named after its product (a PNG a crash left before
     the item linked it). Usually one DELETE; a missing PNG is fine."""
     targets = {key_of(item_key, item)}
-    linked = _linked(item_key, item)
+    linked = _linked(item_key, item, store.url)
     if linked is not None:
         targets.add(linked)
     for target in sorted(targets):

@@ -141,8 +141,9 @@ def test_dead_single_product_item_goes_with_its_thumbnail(tmp_path: Path) -> Non
     root = tmp_path / "stac"
     [result] = producer.register([str(product)], catalog=str(root), collection="c", thumbnail=True)
     key = "c/x_20240101/x_20240101.json"
-    png = root / thumbnail_key(key)
-    assert result.ok and png.exists()
+    stored = json.loads((root / key).read_text())
+    png = ((root / key).parent / stored["assets"]["thumbnail"]["href"]).resolve()  # the PNG the item links
+    assert result.ok and png.exists() and png.parent == (root / key).parent
     product.unlink()
     report, sink = _reconcile(root, "remove")
     assert not (root / key).exists() and not png.exists()

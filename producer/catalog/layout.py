@@ -56,6 +56,9 @@ INDEX_DIR = ".ids"
 #: taken yet (:mod:`producer.sinks.outbox`); not STAC documents
 OUTBOX_DIR = ".outbox"
 COLLECTION_FILE = "collection.json"
+#: asset key of the thumbnail the producer renders (:mod:`producer.thumbnail`)
+#: and stores in the catalog beside its item
+THUMBNAIL_ASSET = "thumbnail"
 #: folder (inside a collection) of the pending changes of its document (group
 #: commit, :mod:`producer.catalog.intents`); not STAC, never a document key
 INTENT_DIR = "_intents"
