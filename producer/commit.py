@@ -1080,8 +1080,11 @@ class Committer:
             return RemoveOutcome("kept", marked.doc, reason=refused["reason"])
         item, version = marked.doc, marked.version
         # before the unlink: a fresh intent of a writer that died would make
-        # the next register of the collection link this item again (dangling)
-        self.drop_intents_naming(collection_id, item_key)
+        # the next register of the collection link this item again (dangling).
+        # Only the collection's own item links travel in intents: below
+        # partitions, the item link is written to its catalog before the intent.
+        if parent == coll_key:
+            self.drop_intents_naming(collection_id, item_key)
         self.unlink_item(parent, item_key)
         if item is None:
             return RemoveOutcome("absent")
@@ -1126,7 +1129,7 @@ class Committer:
         keys = self.list_intents(collection_id)
         if not keys:
             return []
-        coll_dir = posixpath.dirname(self.layout.collection_key(collection_id))
+        coll_dir = posixpath.dirname(collection_key(collection_id))
         naming: list[str] = []
         for intent in self._read_intents(keys, {}):
             targets = {
