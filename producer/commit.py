@@ -788,7 +788,7 @@ class Committer:
             except NotFound:
                 pass
             except (ProducerError, OSError) as exc:
-                log.warning("could not delete the applied intent %s (%s): reconcile --fix clears it", key, exc)
+                log.warning("could not delete the intent %s (%s): reconcile(fix=True) clears it", key, exc)
 
         _parallel(one, keys)
 
@@ -1094,6 +1094,12 @@ class Committer:
         if refused:
             return RemoveOutcome("kept", marked.doc, reason=refused["reason"])
         item, version = marked.doc, marked.version
+        # before the unlink: a fresh intent of a writer that died would make
+        # the next register of the collection link this item again (dangling).
+        # Only the collection's own item links travel in intents: below
+        # partitions, the item link is written to its catalog before the intent.
+        if parent == coll_key:
+            self.drop_intents_naming(collection_id, item_key)
         self.unlink_item(parent, item_key)
         if item is None:
             return RemoveOutcome("absent")
@@ -1121,6 +1127,37 @@ class Committer:
             f"{self.store_path(item_key)}: gave up removing it after {self.max_retries + 1} attempts "
             "because other writers kept changing it; retry the removal later",
         )
+
+    def drop_intents_naming(self, collection_id: str, item_key: str) -> list[str]:
+        """Delete every pending intent of the collection whose links name
+        ``item_key`` (a flat layout's item link), so that no other writer
+        applies it after the item is removed. Returns the keys deleted.
+
+        Reads: one LIST of ``<collection>/_intents/`` and each intent listed
+        (in parallel; usually none). Writes: the deletes. The intent's other
+        items, if any, become orphans that ``reconcile(fix=True)`` links; a
+        live writer still applies its own change from memory (the register
+        racing a remove is settled by the ``REMOVING`` mark, as before).
+        Chosen over appliers checking that foreign intents' items exist: a
+        remove is rare, while every register would pay those reads.
+        """
+        keys = self.list_intents(collection_id)
+        if not keys:
+            return []
+        coll_dir = posixpath.dirname(collection_key(collection_id))
+        naming: list[str] = []
+        for intent in self._read_intents(keys, {}):
+            targets = {
+                posixpath.normpath(posixpath.join(coll_dir, link["href"]))
+                for link in intent.links
+                if link.get("rel") == "item"
+            }
+            if item_key in targets:
+                naming.append(intent.key)
+        if naming:
+            log.info("%s: removing it withdraws the pending intents %s", item_key, naming)
+            self._delete_quietly(naming)
+        return naming
 
     def _shrink_extent(self, coll_key: str, item_key: str, item: dict) -> bool:
         """Recompute the collection extent without ``item`` if it touched an
@@ -1250,7 +1287,7 @@ class Committer:
             except Exception as exc:
                 log.warning(
                     "could not remove the shrink marker from %s after a failed walk (%s): "
-                    "it expires on its own, or the next reconcile --fix clears it",
+                    "it expires on its own, or the next reconcile(fix=True) clears it",
                     collection_key,
                     type(exc).__name__,
                 )

@@ -253,3 +253,42 @@ def test_writer_processes_on_s3_link_everything_once_with_fewer_conflicts_than_w
     assert sum(conflicts for _, conflicts in done) < writers
     assert _intents_left(store) == []
     assert producer.validate_catalog(catalog, storage_options=options) == []
+
+
+def test_removed_item_of_a_dead_writer_is_not_relinked_by_the_next_register(tmp_path, tiles):
+    """Writer A dies right after announcing its item (fresh intent); the item
+    is removed; writer B then registers another item. B must not apply A's
+    intent: the tree has no dangling link, and the remove deleted it."""
+    root = tmp_path / "cat"
+    store = LocalStore(str(root))
+    producer.register([tiles[9]], catalog=store, collection="c")
+    _died_after_intent(store, tiles[10])
+    assert len(_intents_left(store)) == 1
+    removed = producer.remove(tiles[10].stem, catalog=str(root), collection="c")
+    assert removed.action == "removed"
+    assert _intents_left(store) == []  # the remove took the announcement back
+    producer.register([tiles[11]], catalog=str(root), collection="c")
+    assert _linked(store) == sorted(f"./{t.stem}/{t.stem}.json" for t in (tiles[9], tiles[11]))
+    assert producer.validate_catalog(str(root)) == []
+    assert_stac_valid_tree(root)
+
+
+def test_an_intent_left_by_a_failed_delete_is_logged_with_the_python_spelling(tmp_path, tiles, caplog):
+    """The library's log says how to clear the leftover intent in Python
+    (``reconcile(fix=True)``), never with the CLI's ``--fix`` flag."""
+
+    class NoIntentDeletes(Recording):
+        def delete(self, key: str, **kwargs: Any) -> None:
+            if is_intent_key(key):
+                raise OSError("delete refused")
+            self.inner.delete(key, **kwargs)
+
+    root = tmp_path / "cat"
+    with caplog.at_level("WARNING", logger="producer"):
+        (res,) = producer.register([tiles[0]], catalog=NoIntentDeletes(LocalStore(str(root))), collection="c")
+    assert res.ok, res.error
+    (line,) = [r.getMessage() for r in caplog.records if "intent" in r.getMessage()]
+    assert "reconcile(fix=True)" in line and "--fix" not in line
+    report = producer.reconcile(str(root), fix=True)
+    assert report.remaining == [] and _intents_left(LocalStore(str(root))) == []
+    assert_stac_valid_tree(root)

@@ -107,14 +107,14 @@ def test_import_notify_does_not_load_prefect() -> None:
 
 def test_callback_gets_every_change_in_commit_order(changes: list[Change]) -> None:
     seen: list[Change] = []
-    CallbackSink(seen.append).apply(COLLECTION_DOC, changes)
+    CallbackSink(seen.append, outbox_id="seen").apply(COLLECTION_DOC, changes)
     assert seen == changes
 
 
 def test_callback_skips_a_kind_it_does_not_know(changes: list[Change], items: dict[str, Any]) -> None:
     seen: list[Change] = []
     unchanged = _change("unchanged", items["utm_20240513"])
-    CallbackSink(seen.append).apply(COLLECTION_DOC, [unchanged, changes[0]])
+    CallbackSink(seen.append, outbox_id="seen").apply(COLLECTION_DOC, [unchanged, changes[0]])
     assert seen == [changes[0]]
 
 
@@ -123,7 +123,7 @@ def test_callback_errors_propagate_to_the_caller(changes: list[Change]) -> None:
         raise RuntimeError(f"downstream down for {change.item_id}")
 
     with pytest.raises(RuntimeError, match="downstream down for utm_20240513"):
-        CallbackSink(fail).apply(COLLECTION_DOC, changes)
+        CallbackSink(fail, outbox_id="fail").apply(COLLECTION_DOC, changes)
 
 
 def test_callback_that_is_not_callable_is_refused() -> None:
@@ -388,7 +388,9 @@ def test_sns_topic_that_is_not_an_arn_is_refused() -> None:
 def test_notification_sinks_from_options(topic: Topic, changes: list[Change]) -> None:
     assert notification_sinks() == [] and notification_sinks(sns_topic="") == []
     seen: list[str] = []
-    sinks = notification_sinks(sns_topic=topic.arn, on_change=lambda c: seen.append(c.item_id))
+    sinks = notification_sinks(
+        sns_topic=topic.arn, on_change=CallbackSink(lambda c: seen.append(c.item_id), outbox_id="seen")
+    )
     assert [type(s) for s in sinks] == [SnsSink, CallbackSink]
     for sink in sinks:
         sink.apply(COLLECTION_DOC, changes[:1])

@@ -21,6 +21,7 @@ from producer import api
 from producer.changes import Change
 from producer.cli import main
 from producer.events import HandlerConfig, handle
+from producer.sinks.notify import CallbackSink
 from tests.crashes import write_tile
 from tests.s3server import S3Server
 from tests.test_events import load, put
@@ -42,21 +43,22 @@ def test_on_change_sees_created_then_nothing_for_an_unchanged_rerun_then_removed
 ) -> None:
     catalog = str(tmp_path / "cat")
     seen: list[Change] = []
-    first = api.register(tiles[:1], catalog=catalog, collection="c", on_change=seen.append)
+    tell = CallbackSink(seen.append, outbox_id="seen")  # a bound method needs a named outbox
+    first = api.register(tiles[:1], catalog=catalog, collection="c", on_change=tell)
     assert [r.action for r in first] == ["created"]
     assert _seen(seen) == [("created", "a_20240110")]
     assert seen[0].item["id"] == "a_20240110" and seen[0].collection == "c"
 
-    again = api.register(tiles[:1], catalog=catalog, collection="c", on_change=seen.append)
+    again = api.register(tiles[:1], catalog=catalog, collection="c", on_change=tell)
     assert [r.action for r in again] == ["unchanged"]
     assert len(seen) == 1  # unchanged is not a change
 
-    gone = api.remove("a_20240110", catalog=catalog, collection="c", on_change=seen.append)
+    gone = api.remove("a_20240110", catalog=catalog, collection="c", on_change=tell)
     assert gone.action == "removed"
     assert _seen(seen) == [("created", "a_20240110"), ("removed", "a_20240110")]
     assert seen[1].item["id"] == "a_20240110"  # the last committed document
 
-    absent = api.remove("a_20240110", catalog=catalog, collection="c", on_change=seen.append)
+    absent = api.remove("a_20240110", catalog=catalog, collection="c", on_change=tell)
     assert absent.action == "absent" and len(seen) == 2  # nothing removed: nothing told
 
 
@@ -66,7 +68,8 @@ def test_reconcile_fix_tells_on_change_of_the_products_it_registers(
     catalog = str(tmp_path / "cat")
     api.register(tiles[:1], catalog=catalog, collection="c")
     seen: list[Change] = []
-    api.reconcile(catalog, data=str(tiles[0].parent), fix=True, collection="c", on_change=seen.append)
+    tell = CallbackSink(seen.append, outbox_id="seen")
+    api.reconcile(catalog, data=str(tiles[0].parent), fix=True, collection="c", on_change=tell)
     assert _seen(seen) == [("created", "b_20240215")]
 
 

@@ -7,6 +7,7 @@ the publish refused by tests/faultproxy.py.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from producer import api
 from producer.catalog.layout import OUTBOX_DIR
 from producer.changes import Change, ChangeKind
-from producer.sinks.notify import SnsSink
+from producer.sinks.notify import CallbackSink, SnsSink
 from producer.sinks.outbox import Outbox
 from producer.store.local import LocalStore
 from tests.crashes import write_tile
@@ -88,12 +89,13 @@ def test_callback_that_raised_is_called_again_by_the_next_remove_before_the_remo
             raise ConnectionError("downstream is down")
         seen.append((str(change.kind), change.item_id))
 
-    first = api.register(tiles[:1], catalog=str(catalog), collection="c", on_change=downstream)
+    tell = CallbackSink(downstream, outbox_id="downstream")  # a local function needs a named outbox
+    first = api.register(tiles[:1], catalog=str(catalog), collection="c", on_change=tell)
     assert first[0].action == "error" and "kept in the outbox" in (first[0].error or "")
     assert len(_entries(catalog)) == 1
 
     failing[0] = False
-    gone = api.remove("a_20240110", catalog=str(catalog), collection="c", on_change=downstream)
+    gone = api.remove("a_20240110", catalog=str(catalog), collection="c", on_change=tell)
     assert gone.action == "removed", gone.error
     assert seen == [("created", "a_20240110"), ("removed", "a_20240110")]  # commit order kept
     assert _entries(catalog) == []
@@ -110,12 +112,13 @@ def test_reconcile_fix_sends_what_the_outbox_holds(tmp_path: Path, tiles: list[P
             raise ConnectionError("downstream is down")
         seen.append((str(change.kind), change.item_id))
 
-    api.register(tiles, catalog=str(catalog), collection="c", on_change=downstream)
+    tell = CallbackSink(downstream, outbox_id="downstream")  # a local function needs a named outbox
+    api.register(tiles, catalog=str(catalog), collection="c", on_change=tell)
     failing[0] = False
-    api.reconcile(str(catalog), fix=True, on_change=downstream)
+    api.reconcile(str(catalog), fix=True, on_change=tell)
     assert sorted(seen) == [("created", "a_20240110"), ("created", "b_20240215")]
     assert _entries(catalog) == []
-    api.reconcile(str(catalog), fix=True, on_change=downstream)
+    api.reconcile(str(catalog), fix=True, on_change=tell)
     assert len(seen) == 2
 
 
@@ -130,3 +133,40 @@ def test_outbox_leaves_a_fresh_pending_entry_to_its_writer_and_takes_it_after_th
     assert [e.key for e in due] == [key] and due[0].changes[0].item == item
     Outbox(store).failed(key, due[0].changes)
     assert [e.key for e in Outbox(store).due("c", "sns-t")] == [key]  # failed: due at once
+
+
+def test_two_closures_of_one_definition_never_share_an_outbox(tmp_path: Path, tiles: list[Path]) -> None:
+    """Two callbacks made by one factory (same module and qualname), and any
+    lambda, are refused without an outbox id before anything is written; with
+    their own ids, the changes one missed are never sent to, nor deleted by,
+    the other."""
+    from producer.errors import InputError
+
+    catalog = tmp_path / "cat"
+    got: dict[str, list[str]] = {"a": [], "b": []}
+    down = {"a": True, "b": False}
+
+    def consumer(name: str) -> Callable[[Change], None]:
+        def tell(change: Change) -> None:
+            if down[name]:
+                raise ConnectionError(f"{name} is down")
+            got[name].append(change.item_id)
+
+        return tell
+
+    for anonymous in (consumer("a"), lambda change: None):
+        with pytest.raises(InputError, match="outbox_id='my-consumer'"):
+            api.register(tiles[:1], catalog=str(catalog), collection="c", on_change=anonymous)
+    assert not catalog.exists()  # refused before any write
+
+    to_a = CallbackSink(consumer("a"), outbox_id="consumer-a")
+    to_b = CallbackSink(consumer("b"), outbox_id="consumer-b")
+    first = api.register(tiles[:1], catalog=str(catalog), collection="c", on_change=to_a)
+    assert first[0].action == "error" and len(_entries(catalog)) == 1  # kept for a
+    api.register(tiles[1:], catalog=str(catalog), collection="c", on_change=to_b)
+    assert got == {"a": [], "b": ["b_20240215"]}  # b never gets a's missed change
+    assert len(_entries(catalog)) == 1  # ... nor deletes it
+    down["a"] = False
+    api.reconcile(str(catalog), fix=True, on_change=to_a)
+    assert got["a"] == ["a_20240110"] and _entries(catalog) == []
+    assert_stac_valid_tree(catalog)

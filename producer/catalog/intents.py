@@ -31,7 +31,9 @@ INTENT_FORMAT = 1
 #: another writer applies a pending intent only while it is younger than this
 #: (seconds, by the intent's own ``written`` stamp): an older one belongs to a
 #: writer that died, and its items are linked by a rerun or ``reconcile --fix``
-#: (which check the items still exist), never re-linked blindly by a stranger
+#: (which check the items still exist), never re-linked blindly by a stranger;
+#: a younger one naming a removed item is deleted by the remove
+#: (:meth:`producer.commit.Committer.drop_intents_naming`), so no one applies it
 INTENT_FRESH = 60.0
 #: an unapplied intent older than this is reported by ``validate`` (warning)
 #: and deleted by ``reconcile --fix``

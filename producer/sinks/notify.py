@@ -32,6 +32,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import ModuleType
 from typing import Any
 
 from producer.changes import Change, ChangeKind, Sink
@@ -49,6 +50,7 @@ __all__ = [
     "item_href",
     "notification_sinks",
     "sns_message",
+    "stable_name",
 ]
 
 #: SNS: bytes of one message (body + attributes), and of one PublishBatch call
@@ -103,6 +105,23 @@ def _corners(item: Mapping[str, Any]) -> list[float] | None:
 # --------------------------------------------------------------------------
 
 
+def stable_name(fn: Callable[..., Any]) -> str | None:
+    """``module.qualname`` of ``fn`` when that names this very function, the
+    same in every run: a module-level function (also a builtin), a class or
+    static method. None for a lambda, a local function or closure
+    (``<locals>`` in its name: every closure of one definition shares it),
+    a method bound to an instance (every instance's method shares it), a
+    callable object or a ``functools.partial``: those need an explicit
+    outbox id."""
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
+        return None
+    bound = getattr(fn, "__self__", None)
+    if bound is not None and not isinstance(bound, (type, ModuleType)):
+        return None
+    return f"{module}.{qualname}"
+
+
 class CallbackSink:
     """Calls ``fn(change)`` for every committed change, in commit order.
 
@@ -110,17 +129,37 @@ class CallbackSink:
     ``collection``, ``item_id``, ``key``, ``item``: do not mutate ``item``).
     Whatever ``fn`` raises propagates: the caller reports it and applies the
     batch again, so ``fn`` may see a change twice and should be idempotent.
+
+    ``outbox_id``: the name of this callback's outbox, where the changes it
+    missed wait for the next call configured with the same id. Default: the
+    function's module and qualified name (:func:`stable_name`); a function
+    without a stable name of its own (lambda, closure, bound method, ...)
+    is refused without one (:class:`~producer.errors.InputError`, at
+    construction: nothing written), since two such callbacks would share an
+    outbox and one would be sent, then lose, the other's missed changes.
+    A sink is itself callable, so ``on_change=CallbackSink(fn, outbox_id=...)``
+    gives the verbs' ``on_change`` its id.
     """
 
     def __init__(self, fn: Callable[[Change], Any], *, outbox_id: str | None = None) -> None:
         if not callable(fn):
             raise InputError(f"on_change must be a function taking one Change, not {fn!r}")
+        name = stable_name(fn)
+        if not outbox_id and name is None:
+            raise InputError(
+                f"on_change={fn!r} has no stable name to keep the changes it misses under "
+                "(a lambda, a local function or closure, a bound method or a callable object "
+                "would share its outbox with others like it): pass a module-level function, "
+                "or name its outbox: on_change=CallbackSink(fn, outbox_id='my-consumer')"
+            )
         self.fn = fn
         #: the outbox of this callback (default: from its module and name,
         #: so the same function configured again finds the changes it missed)
-        self.outbox_id = outbox_id or safe_sink_id(
-            f"callback-{getattr(fn, '__module__', None) or 'fn'}.{getattr(fn, '__qualname__', type(fn).__name__)}"
-        )
+        self.outbox_id = outbox_id or safe_sink_id(f"callback-{name}")
+
+    def __call__(self, change: Change) -> Any:
+        """Call ``fn(change)`` (so a sink can be passed as ``on_change``)."""
+        return self.fn(change)
 
     def __repr__(self) -> str:
         return f"CallbackSink({getattr(self.fn, '__qualname__', self.fn)!r})"
@@ -426,13 +465,14 @@ def notification_sinks(
 ) -> list[Sink]:
     """The notification sinks the options ask for: an :class:`SnsSink` for
     ``sns_topic`` (empty = none), a :class:`CallbackSink` for ``on_change``.
+    ``on_change`` may be a :class:`CallbackSink` (to name its outbox).
     ``catalog_url`` makes published hrefs absolute. Prefect events come from
     :func:`producer.prefect.prefect_event_sink` (inside runs). Raises
     :class:`~producer.errors.InputError` for a topic that is not an ARN or a
-    callback that is not callable; nothing is sent here."""
+    callback that is not callable or has no outbox id (see :class:`CallbackSink`); nothing is sent here."""
     sinks: list[Sink] = []
     if sns_topic:
         sinks.append(SnsSink(sns_topic, session_kwargs=sns_session_kwargs, catalog_url=catalog_url))
     if on_change is not None:
-        sinks.append(CallbackSink(on_change))
+        sinks.append(on_change if isinstance(on_change, CallbackSink) else CallbackSink(on_change))
     return sinks
