@@ -165,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--writers", help="comma-separated writer counts (default 1,2,4,8,16)")
     ap.add_argument("--items", type=int, help="items in total (default 160)")
     ap.add_argument("--backends", help="local,s3 (default s3)")
-    ap.add_argument("--latency-ms", help="comma-separated delays the proxy adds per S3 request (default 0,30)")
+    ap.add_argument(
+        "--latency-ms", help="comma-separated delays the proxy adds per S3 request (default 0,30)"
+    )
     ap.add_argument("--repeats", type=int, help="runs per (backend, writers); the median is shown")
     ap.add_argument(
         "--write",

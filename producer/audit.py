@@ -232,7 +232,9 @@ def audit(
     for coll_key, (stored, tally) in report.summaries.items():
         why = tally.uncovered(stored)  # values of removed items stay by design (no O(N) remove)
         if why is not None:
-            report.problems.append(Problem("stale-summary", coll_key, f"{why} (reconcile --fix recomputes them)"))
+            report.problems.append(
+                Problem("stale-summary", coll_key, f"{why} (reconcile --fix recomputes them)")
+            )
     if check_assets:
         _check_assets(report, storage_options)
         _check_mirror_assets(store, report, storage_options)

@@ -95,11 +95,11 @@ def item_start(item: dict) -> datetime:
 
 
 def _without_timestamps(item: dict) -> dict:
-    props = {
-        k: v for k, v in item.get("properties", {}).items() if k not in TIMESTAMPS and k not in VOLATILE
-    }
+    props = {k: v for k, v in item.get("properties", {}).items() if k not in TIMESTAMPS and k not in VOLATILE}
     links = [
-        link for link in item.get("links", []) if not (isinstance(link, dict) and link.get("rel") in VOLATILE_RELS)
+        link
+        for link in item.get("links", [])
+        if not (isinstance(link, dict) and link.get("rel") in VOLATILE_RELS)
     ]
     return {**item, "properties": props, "links": links}
 
@@ -472,7 +472,9 @@ class Committer:
         assert committed is not None  # written, or the existing document kept
         return outcome["action"], committed
 
-    def merge_item(self, key: str, item: dict, merge: Callable[[dict | None, dict], dict]) -> tuple[str, dict]:
+    def merge_item(
+        self, key: str, item: dict, merge: Callable[[dict | None, dict], dict]
+    ) -> tuple[str, dict]:
         """:meth:`write_item` for an item made of several products (a
         multi-asset item, :mod:`producer.grouping`): writes ``merge(existing,
         item)`` under compare-and-swap on the item document, so writers of
@@ -593,11 +595,15 @@ class Committer:
             coll_first = None
         below = ensure.pop(coll_key, [])
         if self.store.concurrent_safe:
-            self.group_commit(collection_id, collection_meta, coll_links, item_docs, below, mirror, coll_first)
+            self.group_commit(
+                collection_id, collection_meta, coll_links, item_docs, below, mirror, coll_first
+            )
         else:  # one writer at a time by contract (see producer/store/fsspec_store.py)
             self.cas(
                 coll_key,
-                self._collection_mutation(collection_id, collection_meta, coll_links, item_docs, below, mirror),
+                self._collection_mutation(
+                    collection_id, collection_meta, coll_links, item_docs, below, mirror
+                ),
                 expect=("Collection",),
                 first=coll_first,
             )
@@ -738,7 +744,9 @@ class Committer:
         """Keys of the intents pending in a collection (one listing)."""
         return [k for k in self.store.list(intent_key(collection_id)) if is_intent_key(k)]
 
-    def _read_intents(self, keys: Sequence[str], seen: dict[str, intents.Intent | None]) -> list[intents.Intent]:
+    def _read_intents(
+        self, keys: Sequence[str], seen: dict[str, intents.Intent | None]
+    ) -> list[intents.Intent]:
         """Read ``keys`` (in parallel) into ``seen`` (None: unreadable or gone);
         returns every readable intent ``seen`` holds. Intents never change
         (create-only, then deleted), so each is read once per commit."""

@@ -431,7 +431,9 @@ class RegisterOptions:
         if self.batch_size < 1:
             raise ValueError(f"RegisterOptions.batch_size must be at least 1, not {self.batch_size}")
         if self.workers < 0:
-            raise ValueError(f"RegisterOptions.workers must not be negative (0: automatic), not {self.workers}")
+            raise ValueError(
+                f"RegisterOptions.workers must not be negative (0: automatic), not {self.workers}"
+            )
         if self.max_retries < 0:
             raise ValueError(f"RegisterOptions.max_retries must not be negative, not {self.max_retries}")
         if self.id_template is None:

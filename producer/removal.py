@@ -231,7 +231,9 @@ def _remove_group_asset(
         if removed_outcome.action == "kept":
             continue  # a register added a data asset: drop ours from that document
         if removed_outcome.action == "removed":
-            thumbnail.delete(committer.store, key, removed_outcome.item)  # as for any removed item (see remove_item)
+            thumbnail.delete(
+                committer.store, key, removed_outcome.item
+            )  # as for any removed item (see remove_item)
         result = RemoveResult(
             id=item_id,
             href=href,

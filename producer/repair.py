@@ -142,7 +142,9 @@ def _finish_removals(
             if outcome.action == "kept":
                 continue  # registered again since the audit: that register wins
             if outcome.action == "removed":
-                thumbnail.delete(committer.store, key, outcome.item)  # beside the removed document, not the kept one's
+                thumbnail.delete(
+                    committer.store, key, outcome.item
+                )  # beside the removed document, not the kept one's
                 changes.append(removed(coll_id, item_id, key, outcome.item))
             _bump(report.fixed, "duplicate-id" if key in {e[1] for e in live} else "interrupted-removal")
         if live[1:] and is_partitioned_item_key(live[0][1]):
@@ -260,14 +262,18 @@ def _handle_dead_items(
                 if outcome.action == "kept":
                     continue
                 if outcome.action == "removed":
-                    thumbnail.delete(committer.store, key, outcome.item)  # after the item: a PNG left by a crash is harmless
+                    thumbnail.delete(
+                        committer.store, key, outcome.item
+                    )  # after the item: a PNG left by a crash is harmless
                     changes.append(removed(coll_id, info.id, key, outcome.item))
             else:
                 continue  # gone, or changed since the audit: the next run judges it again
         else:
             state: dict[str, str] = {}
 
-            def flag(doc: dict | None, gone: dict[str, str] = gone, state: dict[str, str] = state) -> dict | None:
+            def flag(
+                doc: dict | None, gone: dict[str, str] = gone, state: dict[str, str] = state
+            ) -> dict | None:
                 if doc is None or doc.get("properties", {}).get("deprecated") is True:
                     return None
                 if is_group_item(doc):
@@ -526,7 +532,9 @@ def _repair_extents(
                 _bump(report.fixed, kind)
 
 
-def _repair_summaries(committer: Committer, store: Store, linked: AuditReport, report: ReconcileReport) -> None:
+def _repair_summaries(
+    committer: Committer, store: Store, linked: AuditReport, report: ReconcileReport
+) -> None:
     """Set the summaries and ``item_assets`` of every collection whose stored
     ones are not what its linked items give to exactly what they give (this
     is where values of removed items go; only summaries that missed
@@ -683,7 +691,9 @@ def reconcile(
         # a partition the collection's recorded layout contradicts: refused
         # before the first repair write, not halfway through the run
         collection_layout(store, collection, options.partition)
-    committer = Committer(store, validator.check, max_retries=max_retries, relative_hrefs=not options.absolute_hrefs)
+    committer = Committer(
+        store, validator.check, max_retries=max_retries, relative_hrefs=not options.absolute_hrefs
+    )
     changes: list[Change] = []  # what the repairs changed, in order, for the sinks
     # 1. links: dangling and duplicate
     _repair_links(committer, store, first, report)

@@ -66,11 +66,16 @@ def _racing_catalog(tmp_path: Path, times: int = 1) -> tuple[RaceOnce, str]:
         [_copy(src, tmp_path / "a" / "first_20240513.tif")], catalog=inner, collection="c"
     )
     assert first.action == "created"
-    rival = iter(_copy(src, tmp_path / "b" / f"rival{i}_20240513.tif") for i in range(times))
+    edits = iter(range(times))
 
     def race() -> None:
-        (res,) = api.register([next(rival)], catalog=inner, collection="c")
-        assert res.action == "created"
+        # another tool edits the collection in between (not a register: a
+        # register would apply this writer's pending change itself, the group
+        # commit, and there would be no conflict to log)
+        body, version = inner.get("c/collection.json")
+        doc = json.loads(body)
+        doc["description"] = f"edited elsewhere {next(edits)}"
+        inner.put("c/collection.json", json.dumps(doc).encode(), if_version=version)
 
     return RaceOnce(inner, "c/collection.json", race, times), _copy(src, tmp_path / "c" / "late_20240513.tif")
 

@@ -178,7 +178,10 @@ def test_boundcrs_projjson_converts(products, tmp_path):
     with rasterio.open(products["towgs84"]) as src:
         bound = src.crs.to_dict(projjson=True)
     assert bound["type"] == "BoundCRS"
-    old = [Change(c.kind, c.collection, c.item_id, c.key, json.loads(json.dumps(c.item))) for c in created(store, "c")]
+    old = [
+        Change(c.kind, c.collection, c.item_id, c.key, json.loads(json.dumps(c.item)))
+        for c in created(store, "c")
+    ]
     next(c for c in old if c.item_id == "towgs84_20240315").item["properties"]["proj:projjson"] = bound
     MirrorSink(store).apply({}, old)
     rows, _ = read_mirror(store, "c/items.parquet")

@@ -135,7 +135,17 @@ def test_import_producer_and_the_cli_do_not_load_gdal() -> None:
     about 0.5 s) loads with the first extraction, not at import, and pyarrow /
     duckdb (the mirror and search) with the first write or search. One module
     importing one of them at its top (even for a type) undoes it."""
-    heavy = ("rasterio", "numpy", "pyarrow", "duckdb", "stac_geoparquet", "xarray", "netCDF4", "cftime", "zarr")
+    heavy = (
+        "rasterio",
+        "numpy",
+        "pyarrow",
+        "duckdb",
+        "stac_geoparquet",
+        "xarray",
+        "netCDF4",
+        "cftime",
+        "zarr",
+    )
     code = f"import sys, producer, producer.cli; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent

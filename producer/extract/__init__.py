@@ -34,7 +34,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-
 class _DeferredModule(types.ModuleType):
     """Stands in for a module in ``sys.modules`` until one of its attributes
     is used; then imports the real module (which replaces it there) and

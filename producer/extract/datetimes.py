@@ -400,7 +400,10 @@ def cf_datetimes(values: object, units: str, calendar: str | None, where: str) -
 
     try:
         decoded = cftime.num2date(
-            values, units.strip(), calendar=(calendar or "standard").strip().lower(), only_use_cftime_datetimes=True
+            values,
+            units.strip(),
+            calendar=(calendar or "standard").strip().lower(),
+            only_use_cftime_datetimes=True,
         )
     except (ValueError, TypeError, OverflowError) as exc:
         raise InputError(
