@@ -90,3 +90,20 @@ def test_collection_mixing_a_towgs84_item_with_others_converts(tmp_path, catalog
 def test_bound_crs_whose_source_has_an_epsg_code_gives_that_code():
     # GDAL identifies the code through the bound: nothing else is needed
     assert crs_fields(CRS.from_wkt(BOUND_EPSG)) == {"proj:code": "EPSG:23032"}
+
+
+def test_rustac_writes_and_reads_back_a_collection_mixing_a_towgs84_item(tmp_path, catalog_dir):
+    # rustac rejects a BoundCRS proj:projjson (a unit given as a string) and
+    # "nodata": "nan"; the items this producer writes must pass through it
+    import rustac
+
+    data = tmp_path / "data"
+    products = [write_towgs84(data), rasters.write_utm(data), rasters.write_custom_crs(data)]
+    results = producer.register(products, catalog=str(catalog_dir), collection="rs")
+    assert all(r.ok for r in results), [r.error for r in results]
+    items = [json.loads(p.read_text()) for p in sorted((catalog_dir / "rs").glob("*/*.json"))]
+    rustac.write_sync(str(tmp_path / "rs.parquet"), items)
+    back = rustac.read_sync(str(tmp_path / "rs.parquet"))["features"]
+    assert sorted(f["id"] for f in back) == sorted(i["id"] for i in items)
+    towgs = next(f for f in back if f["id"] == "towgs84_20240110")
+    assert towgs["properties"]["proj:wkt2"].startswith("BOUNDCRS")
