@@ -62,7 +62,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from producer.errors import CatalogError, InputError, NotFound, PreconditionFailed, StoreError
 from producer.store.base import describe_condition
@@ -303,6 +303,24 @@ class LocalStore:
         version = _version(data)
         log.debug("%r get %s: %d bytes, version %s", self, key, len(data), version)
         return data, version
+
+    def open_read(self, key: str) -> BinaryIO:
+        """An open binary file of ``key``'s current bytes, for a reader that
+        reads only parts of a large file (the mirror's parquet footers, column
+        chunks and row groups) and needs no version: nothing is hashed. The
+        caller closes it. A write replaces the file by rename, so the open
+        file keeps the bytes it was opened on. Raises :class:`NotFound`."""
+        path = self._path(key)
+        try:
+            return open(path, "rb")  # handed to the caller, who closes it
+        except FileNotFoundError:
+            raise NotFound(f"{key!r} not found in catalog {self.url}") from None
+        except IsADirectoryError:
+            raise CatalogError(
+                f"{self.url}/{key} is a directory, not a document: move that directory away"
+            ) from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {key!r} in catalog {self.url}: {exc}") from exc
 
     def put(
         self,
