@@ -164,19 +164,19 @@ def catalog_collections(store: Store) -> dict[str, str]:
 
 def mirror_files(store: Store, collection_key: str) -> list[str]:
     """Keys of a collection's mirror files: the ``collection-mirror`` assets of
-    the collection, else (mirror not linked yet) ``items.parquet`` beside the
+    the collection (checked until one exists: a linked file that does not is
+    read as empty), else (mirror not linked yet) ``items.parquet`` beside the
     collection and each catalog below it (items are not read)."""
     collection = _read_json(store, collection_key)
     linked = linked_mirror_keys(collection_key, collection)
     if linked:
-        present = [k for k in linked if store.exists(k) or list_fragments(store, k)]
-        if not present:
+        if not any(store.exists(k) or list_fragments(store, k) for k in linked):
             collection_id = collection_key.split("/", 1)[0]
             raise InputError(
                 f"collection {collection_id!r} of {store.url} links no stac-geoparquet mirror file that "
                 "exists: build it with reconcile (Python: producer.mirror.rebuild(store, collection))"
             )
-        return present
+        return linked
     keys, queue = [], [(collection_key, collection)]
     has_items = False
     while queue:

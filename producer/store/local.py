@@ -149,6 +149,7 @@ class LocalStore:
     def __init__(self, url: str) -> None:
         self.root, self.url = _root_from_url(url)
         self._swept: dict[Path, float] = {}  # directory -> monotonic time of last sweep
+        self._real_root: str | None = None  # the root's real path + "/", for open_read
 
     def __repr__(self) -> str:
         return f"LocalStore({self.url!r})"
@@ -310,9 +311,14 @@ class LocalStore:
         chunks and row groups) and needs no version: nothing is hashed. The
         caller closes it. A write replaces the file by rename, so the open
         file keeps the bytes it was opened on. Raises :class:`NotFound`."""
-        path = self._path(key)
+        path = self.root.joinpath(*check_key(key).split("/"))
+        real = os.path.realpath(path)
+        if self._real_root is None:
+            self._real_root = os.path.realpath(self.root).rstrip(os.sep) + os.sep
+        if not real.startswith(self._real_root):
+            self._check_inside(key, path)  # names the link that leaves the root and raises
         try:
-            return open(path, "rb")  # handed to the caller, who closes it
+            return open(real, "rb")  # handed to the caller, who closes it
         except FileNotFoundError:
             raise NotFound(f"{key!r} not found in catalog {self.url}") from None
         except IsADirectoryError:
