@@ -226,61 +226,65 @@ _STAT_COLUMNS = frozenset(
 )
 
 
-_Ranges = dict[str, tuple[Any, Any] | None]
+_MISSING = ()
 
 
-def _group_ranges(metadata: Any) -> list[_Ranges]:
-    """Per row group, ``{column path: (min, max)}`` of the columns a query
-    can prune on, from the parquet statistics; None for a column without
-    usable statistics (then it cannot rule anything out); all-null columns
-    are left out. Touches only those columns' statistics."""
-    if metadata.num_row_groups == 0:
-        return []
-    first = metadata.row_group(0)
-    wanted = [c for c in range(first.num_columns) if first.column(c).path_in_schema in _STAT_COLUMNS]
-    out: list[_Ranges] = []
-    for g in range(metadata.num_row_groups):
-        group = metadata.row_group(g)
-        ranges: _Ranges = {}
-        for c in wanted:
-            column = group.column(c)
+class _GroupStats:
+    """``(min, max)`` of one row group's columns, read from the parquet
+    statistics on first use (a query ruled out by its datetime window never
+    touches the bbox columns): ``None`` for a column whose statistics are
+    unusable (it cannot rule anything out), ``()`` for a column absent or
+    all null."""
+
+    def __init__(self, group: Any, index: dict[str, int]) -> None:
+        self.group = group
+        self.index = index
+        self.cache: dict[str, tuple[Any, ...] | None] = {}
+
+    def get(self, path: str) -> tuple[Any, ...] | None:
+        if path in self.cache:
+            return self.cache[path]
+        found: tuple[Any, ...] | None = _MISSING
+        if path in self.index:
+            column = self.group.column(self.index[path])
             stats = column.statistics
             if stats is None or (not stats.has_min_max and stats.null_count != column.num_values):
-                ranges[column.path_in_schema] = None
+                found = None
             elif stats.has_min_max:
-                ranges[column.path_in_schema] = (stats.min, stats.max)
-        out.append(ranges)
-    return out
+                found = (stats.min, stats.max)
+        self.cache[path] = found
+        return found
 
 
 def _may_match(
-    ranges: _Ranges,
+    ranges: _GroupStats,
     box: tuple[float, float, float, float] | None,
     window: tuple[Any, Any] | None,
 ) -> bool:
     """False when the statistics ``ranges`` of a row group prove none of its
-    rows meets the bbox or the datetime window."""
-    if box is not None:
-        west, south, east, north = box
-        ymin, ymax = ranges.get("bbox.ymin", ()), ranges.get("bbox.ymax", ())
-        if ymin is not None and ymax is not None and ymin and ymax and (ymin[0] > north or ymax[1] < south):
-            return False
-        xmin, xmax = ranges.get("bbox.xmin", ()), ranges.get("bbox.xmax", ())
-        # a query box that does not cross the antimeridian misses every row
-        # whose west edge lies east of it and whose east edge lies west of it,
-        # whether the row crosses the antimeridian or not (see _bbox_sql)
-        if west <= east and xmin and xmax and xmin[0] > east and xmax[1] < west:
-            return False
+    rows meets the datetime window or the bbox."""
     if window is not None:
         start, end = window
-        starts = [ranges.get(c, ()) for c in ("start_datetime", "datetime")]
-        ends = [ranges.get(c, ()) for c in ("end_datetime", "datetime")]
+        starts = [ranges.get(c) for c in ("start_datetime", "datetime")]
+        ends = [ranges.get(c) for c in ("end_datetime", "datetime")]
         if all(r is not None for r in starts + ends):
             earliest = [r[0] for r in starts if r]
             latest = [r[1] for r in ends if r]
             if end is not None and earliest and min(earliest) > end:
                 return False
             if start is not None and latest and max(latest) < start:
+                return False
+    if box is not None:
+        west, south, east, north = box
+        ymin, ymax = ranges.get("bbox.ymin"), ranges.get("bbox.ymax")
+        if ymin and ymax and (ymin[0] > north or ymax[1] < south):
+            return False
+        # a query box that does not cross the antimeridian misses every row
+        # whose west edge lies east of it and whose east edge lies west of it,
+        # whether the row crosses the antimeridian or not (see _bbox_sql)
+        if west <= east:
+            xmin, xmax = ranges.get("bbox.xmin"), ranges.get("bbox.xmax")
+            if xmin and xmax and xmin[0] > east and xmax[1] < west:
                 return False
     return True
 
@@ -289,7 +293,17 @@ def _matching_groups(
     metadata: Any, box: tuple[float, float, float, float] | None, window: tuple[Any, Any] | None
 ) -> list[int]:
     """Row groups of a file whose statistics do not rule out the query."""
-    return [g for g, ranges in enumerate(_group_ranges(metadata)) if _may_match(ranges, box, window)]
+    if metadata.num_row_groups == 0:
+        return []
+    first = metadata.row_group(0)
+    index = {
+        path: c for c in range(first.num_columns) if (path := first.column(c).path_in_schema) in _STAT_COLUMNS
+    }
+    return [
+        g
+        for g in range(metadata.num_row_groups)
+        if _may_match(_GroupStats(metadata.row_group(g), index), box, window)
+    ]
 
 
 def _open_parquet(store: Store, key: str) -> tuple[pq.ParquetFile, Any]:
@@ -546,7 +560,7 @@ def _features(
         groups = sorted({bisect.bisect_right(source.starts, r) - 1 for r in rows})
         table, numbers = source.read(groups, None)
         position = {n: i for i, n in enumerate(numbers.to_pylist())}
-        picked = table.take(pa.array([position[r] for r in rows], pa.int64()))
+        picked = table.take(pa.array([position[r] for r in rows], pa.int64())).combine_chunks()
         for row_no, item in zip(rows, table_items(picked)):
             items[(file_no, row_no)] = _absolute_links(store, where[file_no][1], item)
     return [items[m] for m in matches]
