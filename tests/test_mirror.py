@@ -195,7 +195,9 @@ def test_mirror_file_rows_go_in_compact_row_groups_that_plain_readers_still_read
     # along the curve each group covers a block of it
     assert max(areas[:3]) < 0.6 * 360 * 180, areas
 
-    rows = duckdb.sql(f"SELECT id, bbox.xmin AS x FROM read_parquet('{path}') ORDER BY id").fetchall()
+    relation = duckdb.sql(f"SELECT id, bbox.xmin AS x FROM read_parquet('{path}') ORDER BY id")
+    assert relation is not None
+    rows = relation.fetchall()
     assert [r[0] for r in rows] == [i["id"] for i in items]
     back = {i["id"]: i for i in sga.stac_table_to_items(pq.read_table(path))}
     assert sorted(back) == [i["id"] for i in items]
