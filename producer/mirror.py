@@ -79,6 +79,7 @@ from producer.hrefs import absolute_assets, document_url
 from producer.store.base import Store
 
 try:
+    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
     import shapely
@@ -247,22 +248,98 @@ def _items_table(items: Sequence[dict[str, Any]], json_properties: Sequence[str]
         ) from exc
 
 
+#: rows per parquet row group in mirror files: readers skip a group whose
+#: statistics rule out the query and decode only the groups holding matches
+#: (64: a month partition of ~850 rows has ~14 groups, each a compact area
+#: once rows are in :func:`spatial_order`, for a footer of ~60 KB)
+ROW_GROUP_ROWS = 64
+#: columns whose min/max statistics mirror files carry (readers prune row
+#: groups on them; statistics of every other column would triple the footer
+#: every search parses, ~120 KB instead of ~40 KB for a 14-group file)
+STATISTICS_COLUMNS = (
+    "id",
+    "collection",
+    "bbox.xmin",
+    "bbox.ymin",
+    "bbox.xmax",
+    "bbox.ymax",
+    "datetime",
+    "start_datetime",
+    "end_datetime",
+    "created",
+    "updated",
+)
+_HILBERT_BITS = 16
+
+
+def spatial_order(table: pa.Table) -> pa.Array:
+    """Row numbers of ``table`` ordered along a Hilbert curve over the
+    centres of the rows' ``bbox`` (the covering column), so that each row
+    group of consecutive rows covers a compact area and its ``bbox``
+    statistics let readers skip it. Rows without a bbox go last; an item
+    crossing the antimeridian is placed by its west edge. Pure."""
+    n = table.num_rows
+    if "bbox" not in table.column_names or n < 2:
+        return pa.array(range(n), pa.int64())
+    bbox = table.column("bbox").combine_chunks()
+    xmin, ymin, xmax, ymax = (
+        np.asarray(bbox.field(name).fill_null(math.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
+        for name in ("xmin", "ymin", "xmax", "ymax")
+    )
+    x = np.where(xmin <= xmax, (xmin + xmax) / 2, xmin)
+    y = (ymin + ymax) / 2
+    side = 1 << _HILBERT_BITS
+    missing = ~(np.isfinite(x) & np.isfinite(y))
+    xi = np.clip(np.nan_to_num((x + 180) / 360 * side), 0, side - 1).astype(np.int64)
+    yi = np.clip(np.nan_to_num((y + 90) / 180 * side), 0, side - 1).astype(np.int64)
+    d = np.zeros(n, dtype=np.int64)
+    s = side // 2
+    while s > 0:  # the classic xy -> d walk, vectorised over the rows
+        rx = (xi & s) > 0
+        ry = (yi & s) > 0
+        d += s * s * ((3 * rx) ^ ry)
+        flip = ~ry
+        swap_x = np.where(flip & rx, side - 1 - xi, xi)
+        swap_y = np.where(flip & rx, side - 1 - yi, yi)
+        xi, yi = np.where(flip, swap_y, swap_x), np.where(flip, swap_x, swap_y)
+        s //= 2
+    d = np.where(missing, np.iinfo(np.int64).max, d)
+    return pa.array(np.argsort(d, kind="stable"), pa.int64())
+
+
 def _table_bytes(
-    table: pa.Table, json_properties: Sequence[str], extra: Mapping[bytes, bytes] | None = None
+    table: pa.Table,
+    json_properties: Sequence[str],
+    extra: Mapping[bytes, bytes] | None = None,
+    *,
+    sort: bool = True,
 ) -> bytes:
     """The parquet bytes of a mirror table (GeoParquet and stac-geoparquet
-    metadata from the library, plus ours and ``extra``). Writes only a
-    temporary file."""
+    metadata from the library, plus ours and ``extra``), in row groups of
+    :data:`ROW_GROUP_ROWS` with statistics, rows in :func:`spatial_order`
+    when ``sort`` (a fragment keeps its order: its metadata lists its rows).
+    Writes only a temporary file."""
+    if sort:
+        table = table.take(spatial_order(table))
     with tempfile.TemporaryDirectory(prefix="stac-mirror-") as tmp:
         path = Path(tmp) / MIRROR_NAME
-        sga.to_parquet(table, path)
+        sga.to_parquet(
+            pa.Table.from_batches(table.to_batches(max_chunksize=ROW_GROUP_ROWS), table.schema),
+            path,
+            write_statistics=list(STATISTICS_COLUMNS),
+        )
         if json_properties or extra:  # to_parquet writes its own schema metadata: add ours
             written = pq.read_table(path)
             meta = dict(written.schema.metadata or {})
             if json_properties:
                 meta[JSON_PROPERTIES_KEY] = json.dumps(list(json_properties)).encode()
             meta.update(extra or {})
-            pq.write_table(written.replace_schema_metadata(meta), path)
+            pq.write_table(
+                written.replace_schema_metadata(meta),
+                path,
+                row_group_size=ROW_GROUP_ROWS,
+                write_statistics=list(STATISTICS_COLUMNS),
+            )
         return path.read_bytes()
 
 
@@ -483,7 +560,9 @@ def encode_fragment(upserts: Mapping[str, dict[str, Any]], removed: Mapping[str,
         return bytes(sink.getvalue())
     items = list(upserts.values())
     json_properties = _json_properties(items)
-    return _table_bytes(_items_table(items, json_properties, where), json_properties, {FRAGMENT_KEY: meta})
+    return _table_bytes(
+        _items_table(items, json_properties, where), json_properties, {FRAGMENT_KEY: meta}, sort=False
+    )
 
 
 def resolve(

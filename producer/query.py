@@ -23,6 +23,8 @@ Semantics:
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -46,7 +48,9 @@ from producer.store.base import Store
 
 try:
     import duckdb
+    import numpy as np
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 except ImportError as _exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(f"search needs {_exc.name}, a dependency of stac-producer: reinstall it") from _exc
@@ -160,19 +164,19 @@ def catalog_collections(store: Store) -> dict[str, str]:
 
 def mirror_files(store: Store, collection_key: str) -> list[str]:
     """Keys of a collection's mirror files: the ``collection-mirror`` assets of
-    the collection, else (mirror not linked yet) ``items.parquet`` beside the
+    the collection (checked until one exists: a linked file that does not is
+    read as empty), else (mirror not linked yet) ``items.parquet`` beside the
     collection and each catalog below it (items are not read)."""
     collection = _read_json(store, collection_key)
     linked = linked_mirror_keys(collection_key, collection)
     if linked:
-        present = [k for k in linked if store.exists(k) or list_fragments(store, k)]
-        if not present:
+        if not any(store.exists(k) or list_fragments(store, k) for k in linked):
             collection_id = collection_key.split("/", 1)[0]
             raise InputError(
                 f"collection {collection_id!r} of {store.url} links no stac-geoparquet mirror file that "
                 "exists: build it with reconcile (Python: producer.mirror.rebuild(store, collection))"
             )
-        return present
+        return linked
     keys, queue = [], [(collection_key, collection)]
     has_items = False
     while queue:
@@ -217,44 +221,52 @@ def _starts_after(collection_id: str, key: str, end: Any) -> bool:
     return bool(begins > end)
 
 
-def _column_ranges(metadata: Any) -> dict[str, tuple[Any, Any] | None]:
-    """``{column path: (min, max)}`` over all row groups from the parquet
-    statistics; None for a column whose statistics are incomplete (then it
-    cannot rule anything out). All-null columns are left out."""
-    wanted = {"bbox.ymin", "bbox.ymax", "datetime", "start_datetime", "end_datetime"}
-    out: dict[str, tuple[Any, Any] | None] = {}
-    for g in range(metadata.num_row_groups):
-        group = metadata.row_group(g)
-        for c in range(group.num_columns):
-            column = group.column(c)
-            path = column.path_in_schema
-            if path not in wanted:
-                continue
+_STAT_COLUMNS = frozenset(
+    {"bbox.xmin", "bbox.ymin", "bbox.xmax", "bbox.ymax", "datetime", "start_datetime", "end_datetime"}
+)
+
+
+_MISSING = ()
+
+
+class _GroupStats:
+    """``(min, max)`` of one row group's columns, read from the parquet
+    statistics on first use (a query ruled out by its datetime window never
+    touches the bbox columns): ``None`` for a column whose statistics are
+    unusable (it cannot rule anything out), ``()`` for a column absent or
+    all null."""
+
+    def __init__(self, group: Any, index: dict[str, int]) -> None:
+        self.group = group
+        self.index = index
+        self.cache: dict[str, tuple[Any, ...] | None] = {}
+
+    def get(self, path: str) -> tuple[Any, ...] | None:
+        if path in self.cache:
+            return self.cache[path]
+        found: tuple[Any, ...] | None = _MISSING
+        if path in self.index:
+            column = self.group.column(self.index[path])
             stats = column.statistics
             if stats is None or (not stats.has_min_max and stats.null_count != column.num_values):
-                out[path] = None
-            elif stats.has_min_max and (path not in out or out[path] is not None):
-                low, high = out.get(path) or (stats.min, stats.max)
-                out[path] = (min(low, stats.min), max(high, stats.max))
-    return out
+                found = None
+            elif stats.has_min_max:
+                found = (stats.min, stats.max)
+        self.cache[path] = found
+        return found
 
 
 def _may_match(
-    metadata: Any,
+    ranges: _GroupStats,
     box: tuple[float, float, float, float] | None,
     window: tuple[Any, Any] | None,
 ) -> bool:
-    """False when a file's statistics prove no row meets the latitude range or
-    the datetime window (longitude is left to the query: it wraps)."""
-    ranges = _column_ranges(metadata)
-    if box is not None:
-        ymin, ymax = ranges.get("bbox.ymin", ()), ranges.get("bbox.ymax", ())
-        if ymin is not None and ymax is not None and ymin and ymax and (ymin[0] > box[3] or ymax[1] < box[1]):
-            return False
+    """False when the statistics ``ranges`` of a row group prove none of its
+    rows meets the datetime window or the bbox."""
     if window is not None:
         start, end = window
-        starts = [ranges.get(c, ()) for c in ("start_datetime", "datetime")]
-        ends = [ranges.get(c, ()) for c in ("end_datetime", "datetime")]
+        starts = [ranges.get(c) for c in ("start_datetime", "datetime")]
+        ends = [ranges.get(c) for c in ("end_datetime", "datetime")]
         if all(r is not None for r in starts + ends):
             earliest = [r[0] for r in starts if r]
             latest = [r[1] for r in ends if r]
@@ -262,7 +274,78 @@ def _may_match(
                 return False
             if start is not None and latest and max(latest) < start:
                 return False
+    if box is not None:
+        west, south, east, north = box
+        ymin, ymax = ranges.get("bbox.ymin"), ranges.get("bbox.ymax")
+        if ymin and ymax and (ymin[0] > north or ymax[1] < south):
+            return False
+        # a query box that does not cross the antimeridian misses every row
+        # whose west edge lies east of it and whose east edge lies west of it,
+        # whether the row crosses the antimeridian or not (see _bbox_sql)
+        if west <= east:
+            xmin, xmax = ranges.get("bbox.xmin"), ranges.get("bbox.xmax")
+            if xmin and xmax and xmin[0] > east and xmax[1] < west:
+                return False
     return True
+
+
+def _matching_groups(
+    metadata: Any, box: tuple[float, float, float, float] | None, window: tuple[Any, Any] | None
+) -> list[int]:
+    """Row groups of a file whose statistics do not rule out the query."""
+    if metadata.num_row_groups == 0:
+        return []
+    first = metadata.row_group(0)
+    index = {
+        path: c for c in range(first.num_columns) if (path := first.column(c).path_in_schema) in _STAT_COLUMNS
+    }
+    return [
+        g
+        for g in range(metadata.num_row_groups)
+        if _may_match(_GroupStats(metadata.row_group(g), index), box, window)
+    ]
+
+
+def _open_parquet(store: Store, key: str) -> tuple[pq.ParquetFile, Any]:
+    """A mirror file opened for partial reads, and what to close after.
+    A store with ``open_read`` (the local one) hands an open file: only the
+    footer and the column chunks read are touched, and nothing is hashed;
+    any other store is read whole with ``get``. Raises NotFound."""
+    opener = getattr(store, "open_read", None)
+    if opener is not None:
+        handle = opener(key)
+        try:
+            return pq.ParquetFile(handle), handle
+        except BaseException:
+            handle.close()
+            raise
+    data, _ = store.get(key)
+    return pq.ParquetFile(pa.BufferReader(data)), None
+
+
+class _Source:
+    """One mirror file a search reads: the file, the rows readers keep
+    (None: all), the row groups that may hold matches and the first row
+    number of each row group."""
+
+    def __init__(self, parquet: pq.ParquetFile, rows: list[int] | None, groups: list[int]) -> None:
+        self.parquet = parquet
+        self.rows = rows
+        self.groups = groups
+        starts = [0]
+        for g in range(parquet.metadata.num_row_groups):
+            starts.append(starts[-1] + parquet.metadata.row_group(g).num_rows)
+        self.starts = starts
+
+    def read(self, groups: list[int], columns: list[str] | None) -> tuple[pa.Table, pa.Array]:
+        """``columns`` (None: all) of row groups ``groups`` and the file row
+        number of each row read."""
+        table = self.parquet.read_row_groups(groups, columns=columns)
+        numbers = np.concatenate(
+            [np.arange(self.starts[g], self.starts[g + 1], dtype=np.int64) for g in groups]
+            or [np.zeros(0, dtype=np.int64)]
+        )
+        return table, pa.array(numbers, pa.int64())
 
 
 def _partition_sources(
@@ -270,16 +353,21 @@ def _partition_sources(
     key: str,
     box: tuple[float, float, float, float] | None,
     window: tuple[Any, Any] | None,
-) -> list[tuple[pq.ParquetFile, list[int] | None]]:
+    handles: contextlib.ExitStack,
+) -> list[_Source]:
     """The files of the partition whose base mirror file is ``key`` that may
     hold matches: the base, then its fragments (oldest first), each with the
     row numbers readers keep (None: all), so that per item id only the newest
     row counts and a tombstone hides the item. A file whose statistics rule
     out the query is left out, after its rows and tombstones have had their
-    say over the others. Reads the base, one LIST and each fragment."""
+    say over the others. Opens the base, one LIST and each fragment (their
+    footers; the base's ``id``/``updated`` columns only when fragments
+    exist); ``handles`` closes what was opened."""
     try:
-        data, _ = store.get(key)
-        base: pq.ParquetFile | None = pq.ParquetFile(pa.BufferReader(data))
+        base: pq.ParquetFile | None
+        base, handle = _open_parquet(store, key)
+        if handle is not None:
+            handles.enter_context(handle)
     except NotFound:
         base = None  # linked but emptied, or only fragments so far
     if base is not None and base.metadata.num_rows == 0:
@@ -287,36 +375,40 @@ def _partition_sources(
     fragments = []
     for frag_key in list_fragments(store, key):
         try:
-            data, _ = store.get(frag_key)
+            parquet, handle = _open_parquet(store, frag_key)
         except NotFound:
             continue  # folded by a compaction since the LIST
-        metadata = pq.read_metadata(pa.BufferReader(data))  # the footer only: cheaper than a ParquetFile
-        info = fragment_info(frag_key, metadata.metadata, f"{store.url}/{frag_key}")
-        fragments.append((info, metadata, data))
-    use_base = base is not None and _may_match(base.metadata, box, window)
+        if handle is not None:
+            handles.enter_context(handle)
+        info = fragment_info(frag_key, parquet.schema_arrow.metadata, f"{store.url}/{frag_key}")
+        fragments.append((info, parquet))
+    base_groups = [] if base is None else _matching_groups(base.metadata, box, window)
+    use_base = bool(base_groups)
     base_rows = None
     if use_base and fragments:
         assert base is not None
         columns = [c for c in ("id", "updated") if c in base.schema_arrow.names]
         ids_stamps = base.read(columns=columns)
         base_rows = list(zip(ids_stamps.column("id").to_pylist(), table_stamps(ids_stamps)))
-    keep_base, kept = resolve(base_rows, [info for info, _, _ in fragments])
-    out: list[tuple[pq.ParquetFile, list[int] | None]] = []
+    keep_base, kept = resolve(base_rows, [info for info, _ in fragments])
+    out: list[_Source] = []
     if use_base:
         assert base is not None
-        out.append((base, keep_base))
-    for (_, metadata, data), rows in zip(fragments, kept):
-        if rows and _may_match(metadata, box, window):
-            out.append((pq.ParquetFile(pa.BufferReader(data), metadata=metadata), rows))
+        out.append(_Source(base, keep_base, base_groups))
+    for (_, parquet), rows in zip(fragments, kept):
+        groups = _matching_groups(parquet.metadata, box, window) if rows else []
+        if groups:
+            out.append(_Source(parquet, rows, groups))
     return out
 
 
-def _filter_table(table: pa.Table, file_no: int, collection: str) -> pa.Table:
-    """The filter columns of one mirror file, typed the same in every file."""
+def _filter_table(table: pa.Table, row_numbers: pa.Array, file_no: int, collection: str) -> pa.Table:
+    """The filter columns of rows of one mirror file (``row_numbers``: their
+    row numbers in the file), typed the same in every file."""
     n = table.num_rows
     cols: dict[str, pa.Array | pa.ChunkedArray] = {
-        "file_no": pa.array([file_no] * n, pa.int32()),
-        "row_no": pa.array(range(n), pa.int64()),
+        "file_no": pa.array(np.full(n, file_no, dtype=np.int32), pa.int32()),
+        "row_no": row_numbers,
         "collection": pa.array([collection] * n, pa.string()),
         "id": table.column("id").cast(pa.string()),
     }
@@ -381,26 +473,30 @@ def search(
     else:
         chosen = known
 
-    files: list[pq.ParquetFile] = []
+    files: list[_Source] = []
     where: list[tuple[str, str]] = []  # file_no -> (collection, mirror key)
     filters: list[pa.Table] = []
-    for collection_id, collection_key in sorted(chosen.items()):
-        for key in mirror_files(store, collection_key):
-            if window is not None and _starts_after(collection_id, key, window[1]):
-                continue  # a partition's items all start in its period
-            for parquet, rows in _partition_sources(store, key, box, window):
-                names = set(parquet.schema_arrow.names)
-                columns = [c for c in _FILTER_COLUMNS if c in names]
-                table = _filter_table(parquet.read(columns=columns), len(files), collection_id)
-                filters.append(table if rows is None else table.take(pa.array(rows, pa.int64())))
-                files.append(parquet)
-                where.append((collection_id, key))
+    with contextlib.ExitStack() as handles:
+        for collection_id, collection_key in sorted(chosen.items()):
+            for key in mirror_files(store, collection_key):
+                if window is not None and _starts_after(collection_id, key, window[1]):
+                    continue  # a partition's items all start in its period
+                for source in _partition_sources(store, key, box, window, handles):
+                    names = set(source.parquet.schema_arrow.names)
+                    columns = [c for c in _FILTER_COLUMNS if c in names]
+                    table, numbers = source.read(source.groups, columns)
+                    table = _filter_table(table, numbers, len(files), collection_id)
+                    if source.rows is not None:  # only the rows readers keep
+                        table = table.filter(pc.is_in(numbers, pa.array(source.rows, pa.int64())))
+                    filters.append(table)
+                    files.append(source)
+                    where.append((collection_id, key))
 
-    matches = _query(filters, box, window, wanted_ids)
-    total = len(matches)
-    if limit is not None:
-        matches = matches[:limit]
-    features = _features(store, files, where, matches)
+        matches = _query(filters, box, window, wanted_ids)
+        total = len(matches)
+        if limit is not None:
+            matches = matches[:limit]
+        features = _features(store, files, where, matches)
     return {
         "type": "FeatureCollection",
         "numberMatched": total,
@@ -451,14 +547,21 @@ def _query(
 
 
 def _features(
-    store: Store, files: list[pq.ParquetFile], where: list[tuple[str, str]], matches: list[tuple[int, int]]
+    store: Store, files: list[_Source], where: list[tuple[str, str]], matches: list[tuple[int, int]]
 ) -> list[dict[str, Any]]:
+    """The items of the matching rows, in match order: per file, all the
+    columns of only the row groups holding matches, then only those rows."""
     by_file: dict[int, list[int]] = {}
     for file_no, row_no in matches:
         by_file.setdefault(file_no, []).append(row_no)
     items: dict[tuple[int, int], dict[str, Any]] = {}
     for file_no, rows in by_file.items():
-        for row_no, item in zip(rows, table_items(files[file_no].read().take(rows))):
+        source = files[file_no]
+        groups = sorted({bisect.bisect_right(source.starts, r) - 1 for r in rows})
+        table, numbers = source.read(groups, None)
+        position = {n: i for i, n in enumerate(numbers.to_pylist())}
+        picked = table.take(pa.array([position[r] for r in rows], pa.int64())).combine_chunks()
+        for row_no, item in zip(rows, table_items(picked)):
             items[(file_no, row_no)] = _absolute_links(store, where[file_no][1], item)
     return [items[m] for m in matches]
 

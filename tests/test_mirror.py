@@ -152,6 +152,59 @@ def test_flat_collection_has_one_mirror_file(products, tmp_path):
     assert sorted(rows) == sorted(json_items(store, "c"))
 
 
+def test_mirror_file_rows_go_in_compact_row_groups_that_plain_readers_still_read(products, tmp_path):
+    """Base files hold the rows along a space-filling curve in row groups of
+    ROW_GROUP_ROWS with bbox statistics (so readers skip groups), and stay
+    plain stac-geoparquet: DuckDB's read_parquet and the library read every row."""
+    import duckdb
+    import stac_geoparquet.arrow as sga
+
+    store = register({"wgs84": products["wgs84"]}, tmp_path / "catalog", None)
+    (template,) = [item for _, item in json_items(store, "c").values()]
+    rng = np.random.default_rng(5)
+    items = []
+    for n in range(3 * mirror.ROW_GROUP_ROWS + 5):  # 1° footprints anywhere, in no order
+        item = json.loads(json.dumps(template))
+        item["id"] = f"cell_{n:03d}"
+        w, s = float(rng.uniform(-179, 178)), float(rng.uniform(-89, 88))
+        item["bbox"] = [w, s, w + 1, s + 1]
+        item["geometry"] = {
+            "type": "Polygon",
+            "coordinates": [[[w, s], [w + 1, s], [w + 1, s + 1], [w, s + 1], [w, s]]],
+        }
+        items.append(item)
+    path = tmp_path / "items.parquet"
+    path.write_bytes(mirror.encode_items(items, "test"))
+
+    metadata = pq.ParquetFile(path).metadata
+    assert metadata.num_row_groups == 4
+    assert [metadata.row_group(g).num_rows for g in range(4)] == [64, 64, 64, 5]
+    columns = pq.ParquetFile(path).schema.names  # leaf names, in column order
+    areas = []
+    for g in range(metadata.num_row_groups):
+        group = metadata.row_group(g)
+        stats = {
+            group.column(c).path_in_schema: group.column(c).statistics
+            for c in range(len(columns))
+            if group.column(c).path_in_schema in ("bbox.xmin", "bbox.xmax", "bbox.ymin", "bbox.ymax")
+        }
+        assert all(s is not None and s.has_min_max for s in stats.values()), g
+        width = stats["bbox.xmax"].max - stats["bbox.xmin"].min
+        areas.append(width * (stats["bbox.ymax"].max - stats["bbox.ymin"].min))
+    # 64 footprints taken in input order would span nearly the whole world;
+    # along the curve each group covers a block of it
+    assert max(areas[:3]) < 0.6 * 360 * 180, areas
+
+    relation = duckdb.sql(f"SELECT id, bbox.xmin AS x FROM read_parquet('{path}') ORDER BY id")
+    assert relation is not None
+    rows = relation.fetchall()
+    assert [r[0] for r in rows] == [i["id"] for i in items]
+    back = {i["id"]: i for i in sga.stac_table_to_items(pq.read_table(path))}
+    assert sorted(back) == [i["id"] for i in items]
+    decoded = {i["id"]: i for i in mirror.decode_items(path.read_bytes(), "test")}
+    assert {k: canonical(v) for k, v in decoded.items()} == {i["id"]: canonical(i) for i in items}
+
+
 def test_nan_nodata_beside_numeric_nodata_converts_and_reads_back(products, tmp_path):
     """stac-geoparquet (Arrow) rejects "nan" beside numbers in one field."""
     store = register({k: products[k] for k in ("nodata", "nan_nodata")}, tmp_path / "catalog", None)

@@ -6,11 +6,13 @@ local and S3 catalogs; the CLI."""
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -337,3 +339,104 @@ def test_search_over_base_and_fragments_equals_brute_force(fragmented, bbox):
         assert len(got) == result["numberMatched"]
         for feature in result["features"]:
             assert canonical(dict(feature, links=[])) == canonical(dict(by_id[feature["id"]], links=[]))
+
+
+# --- many row groups: pruning by row-group statistics, and partial reads --------------------
+
+
+def _offset(item: dict[str, Any], dx: float, dy: float) -> dict[str, Any]:
+    """A copy of ``item`` moved by (dx, dy) degrees: any geometry, and bbox."""
+
+    def move(coords: Any) -> Any:
+        if isinstance(coords[0], int | float):
+            return [coords[0] + dx, coords[1] + dy]
+        return [move(c) for c in coords]
+
+    out = json.loads(json.dumps(item))
+    out["geometry"]["coordinates"] = move(out["geometry"]["coordinates"])
+    w, s, e, n = out["bbox"]
+    out["bbox"] = [w + dx, s + dy, e + dx, n + dy]
+    return out
+
+
+@pytest.fixture(scope="module")
+def crowded(catalog, tmp_path_factory) -> tuple[Path, list[dict[str, Any]]]:
+    """A copy of ``catalog`` whose flat collection ``other`` holds 400 items
+    over the whole globe (some crossing 180°) and two years, compacted into a
+    base file of several row groups, with a fragment (moves, removals) over it;
+    and the item list the mirror describes (search reads only the mirror)."""
+    root = tmp_path_factory.mktemp("crowded") / "catalog"
+    shutil.copytree(catalog, root)
+    store = open_store(str(root))
+    by_id = {i["id"]: i for i in json_items(root)}
+    plain, crossing = by_id["lake_20240215"], by_id["fiji_20231120"]
+    rng = random.Random(11)
+    made = []
+    for n in range(400):
+        template = crossing if n % 10 == 0 else plain
+        w, s, _, _ = template["bbox"]
+        dx = 0.0 if template is crossing else rng.uniform(-179.5, 179.5) - w
+        item = _offset(template, dx, rng.uniform(-85.0, 85.0) - s)
+        item["id"] = f"crowd_{n:03d}"
+        item["collection"] = "other"
+        when = datetime(2023, 1, 1, tzinfo=UTC) + timedelta(hours=rng.randrange(2 * 365 * 24))
+        item["properties"]["datetime"] = when.isoformat().replace("+00:00", "Z")
+        made.append(item)
+    keys = {i["id"]: f"other/{i['id']}/{i['id']}.json" for i in made}
+    sink = MirrorSink(store, compact_after=-1)
+    sink.apply({}, [Change(ChangeKind.CREATED, "other", i["id"], keys[i["id"]], i) for i in made])
+    assert mirror.compact(store, "other/items.parquet")
+    moved = [_offset(_later(i), 90.0 if i["bbox"][0] < 0 else -90.0, 0.0) for i in made[1:300:15]]
+    gone = made[2:300:30]
+    sink.apply(
+        {},
+        [Change(ChangeKind.UPDATED, "other", i["id"], keys[i["id"]], i) for i in moved]
+        + [Change(ChangeKind.REMOVED, "other", i["id"], keys[i["id"]], i) for i in gone],
+    )
+    assert len(mirror.list_fragments(store, "other/items.parquet")) == 1
+    items = {i["id"]: i for i in by_id.values() if i["collection"] == "other"}
+    items.update({i["id"]: i for i in made})
+    items.update({i["id"]: i for i in moved})
+    for i in gone:
+        del items[i["id"]]
+    return root, list(items.values())
+
+
+@pytest.mark.parametrize(
+    "bbox", [*BOXES, "-30,-40,10,0", "60,20,61,21", "-10,-90,10,90", "0,80,180,90", "179,-90,-179,90"]
+)
+def test_search_pruning_row_groups_equals_brute_force(crowded, bbox):
+    root, items = crowded
+    base = pq.ParquetFile(root / "other" / "items.parquet")
+    assert base.metadata.num_row_groups > 4  # the pruning is exercised
+    by_id = {i["id"]: i for i in items}
+    for window in [None, "2023-03-01/2023-09-30", "2024-06-01/..", "../2023-01-10"]:
+        result = search(str(root), bbox=bbox, datetime=window, collections="other")
+        got = [f["id"] for f in result["features"]]
+        expected = {i for c, i in brute_force(items, bbox, window) if c == "other"}
+        assert set(got) == expected, (bbox, window)
+        assert len(got) == result["numberMatched"]
+        for feature in result["features"]:
+            assert canonical(dict(feature, links=[])) == canonical(dict(by_id[feature["id"]], links=[]))
+
+
+def test_search_of_a_local_catalog_reads_mirror_files_in_part_without_hashing(crowded):
+    """The local store hands search open files (footers and the column chunks
+    of the row groups that may match are read); a GET, which reads a file
+    whole and hashes every byte for its version, is never made for them."""
+    root, items = crowded
+    store = open_store(str(root))
+    gets: list[str] = []
+    original = store.get
+
+    def get(key: str) -> tuple[bytes, str]:
+        gets.append(key)
+        return original(key)
+
+    store.get = get  # type: ignore[method-assign]
+    result = search(store, bbox="-30,-40,10,0", datetime="2023-03-01/2023-09-30")
+    assert result["numberMatched"] == len(
+        brute_force(items, "-30,-40,10,0", "2023-03-01/2023-09-30")
+        | brute_force(json_items(root), "-30,-40,10,0", "2023-03-01/2023-09-30", "tiles")
+    )
+    assert gets and not [k for k in gets if k.endswith(".parquet")], gets

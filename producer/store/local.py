@@ -62,7 +62,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from producer.errors import CatalogError, InputError, NotFound, PreconditionFailed, StoreError
 from producer.store.base import describe_condition
@@ -149,6 +149,7 @@ class LocalStore:
     def __init__(self, url: str) -> None:
         self.root, self.url = _root_from_url(url)
         self._swept: dict[Path, float] = {}  # directory -> monotonic time of last sweep
+        self._real_root: str | None = None  # the root's real path + "/", for open_read
 
     def __repr__(self) -> str:
         return f"LocalStore({self.url!r})"
@@ -303,6 +304,29 @@ class LocalStore:
         version = _version(data)
         log.debug("%r get %s: %d bytes, version %s", self, key, len(data), version)
         return data, version
+
+    def open_read(self, key: str) -> BinaryIO:
+        """An open binary file of ``key``'s current bytes, for a reader that
+        reads only parts of a large file (the mirror's parquet footers, column
+        chunks and row groups) and needs no version: nothing is hashed. The
+        caller closes it. A write replaces the file by rename, so the open
+        file keeps the bytes it was opened on. Raises :class:`NotFound`."""
+        path = self.root.joinpath(*check_key(key).split("/"))
+        real = os.path.realpath(path)
+        if self._real_root is None:
+            self._real_root = os.path.realpath(self.root).rstrip(os.sep) + os.sep
+        if not real.startswith(self._real_root):
+            self._check_inside(key, path)  # names the link that leaves the root and raises
+        try:
+            return open(real, "rb")  # handed to the caller, who closes it
+        except FileNotFoundError:
+            raise NotFound(f"{key!r} not found in catalog {self.url}") from None
+        except IsADirectoryError:
+            raise CatalogError(
+                f"{self.url}/{key} is a directory, not a document: move that directory away"
+            ) from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {key!r} in catalog {self.url}: {exc}") from exc
 
     def put(
         self,
