@@ -26,6 +26,7 @@ import pytest
 import producer
 from producer.changes import Change
 from producer.hrefs import absolute_href, relative_to_item
+from producer.sinks.notify import CallbackSink
 from tests.rasters import write_tile
 from tests.s3server import S3Server
 from tests.trees import assert_stac_valid_tree, tree_hash
@@ -196,11 +197,12 @@ def test_search_output_and_pgstac_rows_carry_absolute_hrefs(site: Path, pgstac_d
 def test_change_events_carry_absolute_hrefs_on_register_update_and_remove(site: Path) -> None:
     path = site / "data" / "a_20240110.tif"
     seen: list[Change] = []
-    producer.register([path], catalog=str(site), collection="c", on_change=seen.append, thumbnail=True)
+    sink = CallbackSink(seen.append, outbox_id="seen")  # a bound method needs a named outbox
+    producer.register([path], catalog=str(site), collection="c", on_change=sink, thumbnail=True)
     producer.register(
-        [path], catalog=str(site), collection="c", on_change=seen.append, datetime="2024-01-11T00:00:00Z"
+        [path], catalog=str(site), collection="c", on_change=sink, datetime="2024-01-11T00:00:00Z"
     )
-    producer.remove("a_20240110", catalog=str(site), collection="c", on_change=seen.append)
+    producer.remove("a_20240110", catalog=str(site), collection="c", on_change=sink)
     assert [c.kind.value for c in seen] == ["created", "updated", "removed"]
     for change in seen:
         assert change.item["assets"]["data"]["href"] == str(path), change
