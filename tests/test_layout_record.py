@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import producer
-from producer.catalog.layout import LAYOUT_FIELD
+from producer.catalog.layout import LAYOUT_FIELD, intent_key
 from producer.errors import InputError
 from producer.store import CountingStore
 from producer.store.local import LocalStore
@@ -105,13 +105,18 @@ def test_remove_in_a_year_month_collection_lists_nothing_and_reads_a_few_documen
     assert not counting.lists and set(counting.gets) == {"c/collection.json", "c/.ids/never_registered"}
 
 
-def test_remove_in_a_flat_collection_lists_nothing(tmp_path: Path, tiles: list[Path]) -> None:
+def test_remove_in_a_flat_collection_lists_no_items(tmp_path: Path, tiles: list[Path]) -> None:
+    """The item is found by the recorded layout, never by listing the
+    collection. The one listing left is the group commit's intents folder
+    (pending changes, not items: a remove withdraws the intents naming its
+    item, see docs/ARCHITECTURE.md), and only when an item is removed."""
     store = LocalStore(str(tmp_path / "cat"))
     _register(store, tiles)
     counting = CountingStore(store)
     assert producer.remove("b_20240215", catalog=counting, collection="c").action == "removed"
+    assert _catalog_lists(counting) == [intent_key("c")]
     assert producer.remove("nothing_here", catalog=counting, collection="c").action == "absent"
-    assert _catalog_lists(counting) == []
+    assert _catalog_lists(counting) == [intent_key("c")]  # an absent item lists nothing
     assert not counting.gets.get("c/.ids/b_20240215")
 
 
