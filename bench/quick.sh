@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every benchmark's quick mode, one after the other (not yet in CI: see
-# CHANGELOG): proves the benchmarks still run against the current code and prints
+# Every benchmark's quick mode, one after the other (not yet wired into
+# .ci/run): proves the benchmarks still run against the current code and prints
 # their tables. Quick-mode numbers are smoke, not measurements: BENCHMARKS.md
 # holds the full runs. Usage: bash bench/quick.sh [python]
 set -euo pipefail
