@@ -226,6 +226,23 @@ def _both(first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
         return pending.result(), other
 
 
+def _stamped(existing: dict | None, new: dict, now: str) -> tuple[str, dict | None]:
+    """The item write's action and the document to write (``None``: nothing
+    to write) when ``new`` replaces ``existing``: ``created`` stamps both
+    timestamps; ``unchanged`` when only the timestamps (and run fields)
+    would differ; ``updated`` keeps ``created`` and stamps ``updated``.
+    Mutates ``new``'s properties."""
+    props = new["properties"]
+    if existing is None:
+        props["created"] = props["updated"] = now
+        return "created", new
+    if same_content(existing, new):
+        return "unchanged", None
+    props["created"] = existing.get("properties", {}).get("created", now)
+    props["updated"] = now
+    return "updated", new
+
+
 def _set_assets(doc: dict, assets: Mapping[str, dict]) -> bool:
     """Add (or correct) ``assets`` in ``doc`` (mutated); True if it changed."""
     current = doc.get("assets")
@@ -435,21 +452,9 @@ class Committer:
         item = absolute_assets(item, self.store_path(key))  # as read back (a relative thumbnail)
 
         def mutate(existing: dict | None) -> dict | None:
-            now = format_time(self.clock())
-            new = copy.deepcopy(item)
-            props = new["properties"]
-            if existing is None:
-                props["created"] = props["updated"] = now
-                outcome["action"] = "created"
-                return new
-            if not replace:
+            if existing is not None and not replace:
                 self.check_identity(key, existing, item)
-            if same_content(existing, new):
-                outcome["action"] = "unchanged"
-                return None
-            props["created"] = existing.get("properties", {}).get("created", now)
-            props["updated"] = now
-            outcome["action"] = "updated"
+            outcome["action"], new = _stamped(existing, copy.deepcopy(item), format_time(self.clock()))
             return new
 
         # Optimistic first attempt: most items of a batch are new, and
@@ -491,19 +496,7 @@ class Committer:
         item = absolute_assets(item, self.store_path(key))  # as read back (a relative thumbnail)
 
         def mutate(existing: dict | None) -> dict | None:
-            now = format_time(self.clock())
-            new = merge(existing, item)
-            props = new["properties"]
-            if existing is None:
-                props["created"] = props["updated"] = now
-                outcome["action"] = "created"
-                return new
-            if same_content(existing, new):
-                outcome["action"] = "unchanged"
-                return None
-            props["created"] = existing.get("properties", {}).get("created", now)
-            props["updated"] = now
-            outcome["action"] = "updated"
+            outcome["action"], new = _stamped(existing, merge(existing, item), format_time(self.clock()))
             return new
 
         committed = self.cas(key, mutate, expect=("Feature",)).doc
