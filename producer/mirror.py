@@ -48,10 +48,14 @@ mirror: JSON items are never changed) stores it, undone on read by
 
 from __future__ import annotations
 
+import base64
+import functools
+import importlib
 import json
 import logging
 import math
 import posixpath
+import random
 import re
 import secrets
 import tempfile
@@ -60,7 +64,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from producer.catalog.documents import CHILD_RELS
 from producer.catalog.layout import resolve_href
@@ -78,30 +82,66 @@ from producer.errors import CatalogError, ConflictError, NotFound, PreconditionF
 from producer.hrefs import absolute_assets, document_url
 from producer.store.base import Store
 
-try:
+if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
     import shapely
     import stac_geoparquet.arrow as sga
-except ImportError as _exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        f"the stac-geoparquet mirror needs {_exc.name}, a dependency of stac-producer: reinstall it"
-    ) from _exc
 
-_StacArrowBatch: Any
-try:  # the library's column-to-JSON step; without it, its public row loop
-    from stac_geoparquet.arrow._batch import StacArrowBatch as _StacArrowBatch
-except ImportError:  # pragma: no cover - another stac-geoparquet version
-    _StacArrowBatch = None
 
-_stac_items_to_arrow: Any
-try:  # the conversion parse_stac_items_to_arrow wraps, without its memory log:
-    # that builds its message eagerly from psutil (/proc/self/smaps_rollup),
-    # tens of ms per call in a large process: more than a one-item fragment
-    from stac_geoparquet.arrow._api import stac_items_to_arrow as _stac_items_to_arrow
-except ImportError:  # pragma: no cover - another stac-geoparquet version
-    _stac_items_to_arrow = None
+class _LazyModule:
+    """A module imported on first attribute access. The write path
+    (:class:`MirrorSink`: NDJSON fragments) never touches Arrow, so that
+    ``import producer.mirror`` and a register do not pay pyarrow, pandas,
+    stac-geoparquet and shapely (0.65-0.9 s measured); readers, compaction
+    and rebuild import them when they first use them."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._module: Any = None
+
+    def __getattr__(self, attr: str) -> Any:
+        if self._module is None:
+            try:
+                self._module = importlib.import_module(self._name)
+            except ImportError as exc:  # pragma: no cover - depends on the installed extras
+                raise ImportError(
+                    f"the stac-geoparquet mirror needs {exc.name}, a dependency of stac-producer: reinstall it"
+                ) from exc
+        return getattr(self._module, attr)
+
+
+if not TYPE_CHECKING:
+    np = _LazyModule("numpy")
+    pa = _LazyModule("pyarrow")
+    pq = _LazyModule("pyarrow.parquet")
+    shapely = _LazyModule("shapely")
+    sga = _LazyModule("stac_geoparquet.arrow")
+
+
+@functools.cache
+def _stac_arrow_batch() -> Any:
+    """stac-geoparquet's column-to-JSON step (None without it: then its public row loop)."""
+    try:
+        from stac_geoparquet.arrow._batch import StacArrowBatch  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - another stac-geoparquet version
+        return None
+    return StacArrowBatch
+
+
+@functools.cache
+def _stac_items_to_arrow() -> Any:
+    """The conversion parse_stac_items_to_arrow wraps, without its memory log:
+    that builds its message eagerly from psutil (/proc/self/smaps_rollup),
+    tens of ms per call in a large process: more than a one-item fragment.
+    None with another stac-geoparquet version."""
+    try:
+        from stac_geoparquet.arrow._api import stac_items_to_arrow  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - another stac-geoparquet version
+        return None
+    return stac_items_to_arrow
+
 
 log = logging.getLogger(__name__)
 
@@ -236,8 +276,9 @@ def _items_table(items: Sequence[dict[str, Any]], json_properties: Sequence[str]
     """stac-geoparquet's Arrow table of ``items`` (at least one)."""
     rows = [to_mirror_item(item, json_properties) for item in items]
     try:
-        if _stac_items_to_arrow is not None:
-            return pa.Table.from_batches([_stac_items_to_arrow(rows)])
+        to_arrow = _stac_items_to_arrow()
+        if to_arrow is not None:
+            return pa.Table.from_batches([to_arrow(rows)])
         return sga.parse_stac_items_to_arrow(rows).read_all()  # pragma: no cover
     except (ValueError, TypeError, NotImplementedError) as exc:  # pyarrow's errors subclass these
         ids = ", ".join(str(i.get("id")) for i in items[:5])
@@ -378,14 +419,15 @@ def table_items(table: pa.Table) -> list[dict[str, Any]]:
     of the library's row-by-row loop (several times slower for hundreds of
     densified footprints)."""
     json_properties = _file_json_properties(table)
-    if _StacArrowBatch is None:  # pragma: no cover
+    batch_type = _stac_arrow_batch()
+    if batch_type is None:  # pragma: no cover
         return [from_mirror_item(row, json_properties) for row in sga.stac_table_to_items(table)]
     items: list[dict[str, Any]] = []
     for batch in table.to_batches():
         if not batch.num_rows:
             continue
         geometries = geojson_geometries(batch.column("geometry").to_pylist())
-        rows = _StacArrowBatch(batch.drop_columns(["geometry"])).to_json_batch().inner.to_pylist()
+        rows = batch_type(batch.drop_columns(["geometry"])).to_json_batch().inner.to_pylist()
         for row, geometry in zip(rows, geometries):
             if not row.get("assets"):
                 row["assets"] = {}
@@ -456,21 +498,41 @@ def canonical(item: dict[str, Any]) -> dict[str, Any]:
 #
 # A partition's mirror is its base file (``items.parquet``, written only by
 # compaction and rebuild) plus the fragment files writers add beside it
-# (``items-fragments/<stamp>.parquet``, create-only, never rewritten). Every
-# row has a stamp: the item's ``updated`` (set under compare-and-swap by the
+# (``items-fragments/<stamp>.ndjson``, create-only, never rewritten; catalogs
+# written before hold ``<stamp>.parquet`` fragments, still read). Every row
+# has a stamp: the item's ``updated`` (set under compare-and-swap by the
 # commit of the item document, so later commits of one item have later
 # stamps), ranked below a tombstone of the same version; ties go to the later
 # source (base first, then fragments by name, i.e. by write time). A reader
 # keeps, per id, the row or tombstone with the highest ``(stamp, rank, source)``.
+#
+# An NDJSON fragment is UTF-8 text, one JSON document per line: first a header
+# ``{"stac_producer:fragment": 1, "rows": [[id, stamp], ...], "removed": {id:
+# stamp}}``, then one line per row of ``rows``, in that order: the committed
+# item as it is (asset hrefs absolute). Writing one costs a ``json.dumps`` per
+# item, no Arrow; readers convert its items to Arrow when they need to.
 
 #: folder, beside a base mirror file, that holds its fragments
 FRAGMENTS_DIR = "items-fragments"
-#: parquet metadata key of a fragment: ``{"rows": [[id, stamp], ...], "removed": {id: stamp}}``
+#: parquet metadata key of a parquet fragment (written before NDJSON
+#: fragments), and the header key of an NDJSON fragment:
+#: ``{"rows": [[id, stamp], ...], "removed": {id: stamp}}``
 FRAGMENT_KEY = b"stac_producer:fragment"
+#: suffix of the fragments writers add
+FRAGMENT_SUFFIX = ".ndjson"
+#: suffix of the fragments of earlier versions (read, folded, never written)
+PARQUET_FRAGMENT_SUFFIX = ".parquet"
+#: every fragment suffix readers accept
+FRAGMENT_SUFFIXES = (FRAGMENT_SUFFIX, PARQUET_FRAGMENT_SUFFIX)
 #: fragments a partition may collect before ``MirrorSink.apply`` folds them
 #: into the base (see docs/mirror.md: reader cost vs amortised rewrite cost)
 COMPACT_AFTER = 32
+#: ``MirrorSink.apply`` lists a partition's fragments (to see whether it is
+#: due for compaction) after 1 in this many writes, drawn at random: the
+#: other writes cost one PUT (see docs/mirror.md for the bound)
+CHECK_EVERY = 8
 _ROW, _TOMBSTONE = 0, 1
+_HEADER = FRAGMENT_KEY.decode()
 
 
 def fragments_prefix(key: str) -> str:
@@ -483,16 +545,19 @@ def fragments_prefix(key: str) -> str:
 
 
 def list_fragments(store: Store, key: str) -> list[str]:
-    """Keys of the fragments of base mirror file ``key``, oldest first (one LIST)."""
+    """Keys of the fragments of base mirror file ``key`` (NDJSON and parquet),
+    oldest first: names begin with their UTC write time (one LIST)."""
     prefix = fragments_prefix(key)
+    depth = prefix.count("/") + 1
     return sorted(
-        k for k in store.list(prefix) if k.endswith(".parquet") and k.count("/") == prefix.count("/") + 1
+        (k for k in store.list(prefix) if k.endswith(FRAGMENT_SUFFIXES) and k.count("/") == depth),
+        key=posixpath.basename,
     )
 
 
 def _fragment_name() -> str:
     """A unique fragment file name that sorts by write time (UTC, microseconds)."""
-    return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(6)}.parquet"
+    return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(6)}{FRAGMENT_SUFFIX}"
 
 
 def stamp_of(item: dict[str, Any]) -> int:
@@ -523,7 +588,7 @@ def table_stamps(table: pa.Table) -> list[int]:
 
 @dataclass
 class FragmentInfo:
-    """What a fragment says, from its metadata alone."""
+    """What a fragment says, from its metadata (parquet) or header line (NDJSON) alone."""
 
     key: str
     #: ``(id, stamp)`` of each row, in row order
@@ -532,23 +597,82 @@ class FragmentInfo:
     removed: dict[str, int]
 
 
+def _info(key: str, doc: Any, where: str) -> FragmentInfo:
+    try:
+        return FragmentInfo(
+            key,
+            [(str(i), int(s)) for i, s in doc["rows"]],
+            {str(i): int(s) for i, s in doc["removed"].items()},
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise MirrorError(f"mirror fragment {where} has a malformed header ({exc}): delete it and rebuild") from exc
+
+
 def fragment_info(key: str, metadata: Mapping[bytes, bytes] | None, where: str) -> FragmentInfo:
-    """The :class:`FragmentInfo` of a fragment's parquet schema metadata."""
+    """The :class:`FragmentInfo` of a parquet fragment's schema metadata."""
     raw = (metadata or {}).get(FRAGMENT_KEY)
     if raw is None:
         raise MirrorError(
             f"mirror fragment {where} has no {FRAGMENT_KEY.decode()} metadata: delete it and rebuild"
         )
-    doc = json.loads(raw)
-    return FragmentInfo(
-        key, [(str(i), int(s)) for i, s in doc["rows"]], {str(i): int(s) for i, s in doc["removed"].items()}
-    )
+    return _info(key, json.loads(raw), where)
+
+
+def is_ndjson_fragment(key: str) -> bool:
+    """True for a fragment written as NDJSON (else: a parquet fragment)."""
+    return key.endswith(FRAGMENT_SUFFIX)
+
+
+def ndjson_info(key: str, data: bytes, where: str) -> FragmentInfo:
+    """The :class:`FragmentInfo` of an NDJSON fragment's bytes (its header line only)."""
+    header, _, _ = data.partition(b"\n")
+    try:
+        doc = json.loads(header)
+    except ValueError as exc:
+        raise MirrorError(f"mirror fragment {where} is not NDJSON ({exc}): delete it and rebuild") from exc
+    if not isinstance(doc, dict) or doc.get(_HEADER) != 1:
+        raise MirrorError(f"mirror fragment {where} has no {_HEADER} header line: delete it and rebuild")
+    return _info(key, doc, where)
+
+
+def ndjson_fragment(key: str, data: bytes, where: str) -> tuple[FragmentInfo, list[dict[str, Any]]]:
+    """The :class:`FragmentInfo` and the items (in row order) of an NDJSON fragment's bytes."""
+    info = ndjson_info(key, data, where)
+    lines = [line for line in data.split(b"\n")[1:] if line.strip()]
+    try:
+        items = [json.loads(line) for line in lines]
+    except ValueError as exc:
+        raise MirrorError(f"mirror fragment {where} is not NDJSON ({exc}): delete it and rebuild") from exc
+    if [str(i.get("id")) if isinstance(i, dict) else None for i in items] != [i for i, _ in info.rows]:
+        raise MirrorError(f"mirror fragment {where}: its items do not match its header: delete it and rebuild")
+    return info, items
 
 
 def encode_fragment(upserts: Mapping[str, dict[str, Any]], removed: Mapping[str, int], where: str) -> bytes:
-    """The bytes of a fragment: a stac-geoparquet file of ``upserts`` (may be
-    none) whose metadata lists each row's stamp and the tombstones
-    ``removed`` (``{id: stamp}``). Writes only a temporary file."""
+    """The bytes of an NDJSON fragment: a header line listing each row's id
+    and stamp and the tombstones ``removed`` (``{id: stamp}``), then one line
+    per item of ``upserts`` (may be none), as given. Pure (``where`` names
+    the file in errors: an item that is not JSON)."""
+    header = {
+        _HEADER: 1,
+        "rows": [[i, stamp_of(it)] for i, it in upserts.items()],
+        "removed": dict(removed),
+    }
+    try:
+        lines = [json.dumps(header, separators=(",", ":"))]
+        lines += [json.dumps(item, separators=(",", ":"), allow_nan=False) for item in upserts.values()]
+    except (TypeError, ValueError) as exc:
+        raise MirrorError(f"items for mirror fragment {where} are not JSON ({exc}): report this") from exc
+    return ("\n".join(lines) + "\n").encode()
+
+
+def encode_parquet_fragment(
+    upserts: Mapping[str, dict[str, Any]], removed: Mapping[str, int], where: str
+) -> bytes:
+    """The bytes of a fragment as earlier versions wrote it (readers still
+    read them): a stac-geoparquet file of ``upserts`` (may be none) whose
+    metadata lists each row's stamp and the tombstones ``removed``. Writes
+    only a temporary file."""
     meta = json.dumps(
         {"rows": [[i, stamp_of(it)] for i, it in upserts.items()], "removed": dict(removed)},
         separators=(",", ":"),
@@ -563,6 +687,22 @@ def encode_fragment(upserts: Mapping[str, dict[str, Any]], removed: Mapping[str,
     return _table_bytes(
         _items_table(items, json_properties, where), json_properties, {FRAGMENT_KEY: meta}, sort=False
     )
+
+
+def items_arrow(items: Sequence[dict[str, Any]], where: str) -> pa.Table:
+    """The Arrow table readers see for ``items`` (from NDJSON fragments), as
+    a mirror file would give it: converted like :func:`encode_items` (the
+    properties stored as JSON text listed in the table's metadata); an ``id``
+    column only when there is no item."""
+    if not items:
+        return pa.table({"id": pa.array([], pa.string())})
+    json_properties = _json_properties(items)
+    table = _items_table(items, json_properties, where)
+    if json_properties:
+        meta = dict(table.schema.metadata or {})
+        meta[JSON_PROPERTIES_KEY] = json.dumps(list(json_properties)).encode()
+        table = table.replace_schema_metadata(meta)
+    return table
 
 
 def resolve(
@@ -609,7 +749,8 @@ class Partition:
     key: str
     base: pa.Table | None
     version: str | None
-    #: fragments read (oldest first) with their tables
+    #: fragments read (oldest first) with their tables (an NDJSON fragment's
+    #: items converted to Arrow, see :func:`items_arrow`)
     fragments: list[tuple[FragmentInfo, pa.Table]]
 
     def tables(self) -> list[pa.Table]:
@@ -634,36 +775,52 @@ class Partition:
 
 def read_partition(store: Store, key: str) -> Partition:
     """Read base mirror file ``key`` (with its version) and then its fragments
-    (one LIST, one GET each; a fragment deleted meanwhile is skipped). Reads only."""
+    (one LIST, one GET each; a fragment deleted meanwhile is skipped). The
+    items of the NDJSON fragments are converted to Arrow in one call (one
+    table, sliced per fragment). Reads only."""
     where = f"{store.url}/{key}"
     try:
         data, version = store.get(key)
         base: pa.Table | None = read_table(data, where)
     except NotFound:
         base, version = None, None
-    fragments = []
+    read: list[tuple[FragmentInfo, pa.Table | list[dict[str, Any]]]] = []
     for frag_key in list_fragments(store, key):
         try:
             data, _ = store.get(frag_key)
         except NotFound:
             continue  # folded and deleted by a compaction since the LIST
-        table = read_table(data, f"{store.url}/{frag_key}")
-        fragments.append((fragment_info(frag_key, table.schema.metadata, f"{store.url}/{frag_key}"), table))
+        frag_where = f"{store.url}/{frag_key}"
+        if is_ndjson_fragment(frag_key):
+            read.append(ndjson_fragment(frag_key, data, frag_where))
+        else:
+            table = read_table(data, frag_where)
+            read.append((fragment_info(frag_key, table.schema.metadata, frag_where), table))
+    pending = [item for _, got in read if isinstance(got, list) for item in got]
+    converted = items_arrow(pending, f"{where} (its NDJSON fragments)") if pending else None
+    fragments: list[tuple[FragmentInfo, pa.Table]] = []
+    offset = 0
+    for info, got in read:
+        if not isinstance(got, list):
+            fragments.append((info, got))
+        elif converted is None or not got:
+            fragments.append((info, pa.table({"id": pa.array([], pa.string())})))
+        else:
+            fragments.append((info, converted.slice(offset, len(got))))
+            offset += len(got)
     return Partition(key, base, version, fragments)
 
 
-def visible_stamps(store: Store, key: str) -> dict[str, int]:
-    """``{item id: stamp}`` of the rows readers of the partition whose base
-    mirror file is ``key`` see (tombstones applied), from the base's ``id``
-    and ``updated`` columns and the fragments' metadata: no item is decoded.
-    Reads the base (one GET) and each fragment (one LIST, one GET each)."""
+def _visible(store: Store, key: str) -> tuple[dict[str, int], bool]:
+    """:func:`visible_stamps`, and whether the base file exists."""
     where = f"{store.url}/{key}"
     best: dict[str, tuple[int, int, int]] = {}  # id -> (stamp, rank, source)
     try:
         data, _ = store.get(key)
+        exists = True
     except NotFound:
-        data = b""
-    if data:
+        data, exists = b"", False
+    if data and data != EMPTY_BASE:  # the empty base needs no parquet reader
         try:
             parquet = pq.ParquetFile(pa.BufferReader(data))
             names = [n for n in ("id", "updated") if n in parquet.schema_arrow.names]
@@ -680,18 +837,29 @@ def visible_stamps(store: Store, key: str) -> dict[str, int]:
             frag, _ = store.get(frag_key)
         except NotFound:
             continue  # folded by a compaction since the LIST: its rows are in the base now
-        try:
-            metadata = pq.ParquetFile(pa.BufferReader(frag)).schema_arrow.metadata
-        except (OSError, ValueError) as exc:
-            raise MirrorError(
-                f"mirror fragment {store.url}/{frag_key} is not readable parquet ({exc})"
-            ) from exc
-        info = fragment_info(frag_key, metadata, f"{store.url}/{frag_key}")
+        frag_where = f"{store.url}/{frag_key}"
+        if is_ndjson_fragment(frag_key):
+            info = ndjson_info(frag_key, frag, frag_where)
+        else:
+            try:
+                metadata = pq.ParquetFile(pa.BufferReader(frag)).schema_arrow.metadata
+            except (OSError, ValueError) as exc:
+                raise MirrorError(f"mirror fragment {frag_where} is not readable parquet ({exc})") from exc
+            info = fragment_info(frag_key, metadata, frag_where)
         for item_id, stamp in info.rows:
             best[item_id] = max(best.get(item_id, (stamp, _ROW, source)), (stamp, _ROW, source))
         for item_id, stamp in info.removed.items():
             best[item_id] = max(best.get(item_id, (stamp, _TOMBSTONE, source)), (stamp, _TOMBSTONE, source))
-    return {item_id: stamp for item_id, (stamp, rank, _) in best.items() if rank == _ROW}
+    return {item_id: stamp for item_id, (stamp, rank, _) in best.items() if rank == _ROW}, exists
+
+
+def visible_stamps(store: Store, key: str) -> dict[str, int]:
+    """``{item id: stamp}`` of the rows readers of the partition whose base
+    mirror file is ``key`` see (tombstones applied), from the base's ``id``
+    and ``updated`` columns and the fragments' headers/metadata: no item is
+    decoded (no Arrow import when the base is empty and every fragment is
+    NDJSON). Reads the base (one GET) and each fragment (one LIST, one GET each)."""
+    return _visible(store, key)[0]
 
 
 def read_mirror(store: Store, key: str) -> tuple[dict[str, dict[str, Any]], str | None]:
@@ -724,13 +892,23 @@ def _merged_bytes(part: Partition, where: str) -> bytes:
     return encode_items([item for t in tables for item in table_items(t)], where)
 
 
+#: the bytes of a base file holding no item: a parquet file with an ``id``
+#: column and no row (written by pyarrow 26; kept as bytes so that the write
+#: path creates a partition's base without importing pyarrow)
+EMPTY_BASE = base64.b64decode(
+    "UEFSMRUEFQAVAkwVABUAEgAAABUEGSw1ABgGc2NoZW1hFQIAFQwlAhgCaWQlAEwcAAAAFgAZHBkcJgAcFQwZJQAGGRgCaWQV"
+    "AhYAFhwWHiYAJggpHBUEFQAVAgAAABYcFgAmCBYeABkcGAxBUlJPVzpzY2hlbWEYoAEvLy8vLzNBQUFBQVFBQUFBQUFBS0FB"
+    "d0FCZ0FGQUFnQUNnQUFBQUFCQkFBTUFBQUFDQUFJQUFBQUJBQUlBQUFBQkFBQUFBRUFBQUFVQUFBQUVBQVVBQWdBQmdBSEFB"
+    "d0FBQUFRQUJBQUFBQUFBQUVGRUFBQUFCZ0FBQUFFQUFBQUFBQUFBQUlBQUFCcFpBQUFCQUFFQUFRQUFBQUFBQUFBABggcGFy"
+    "cXVldC1jcHAtYXJyb3cgdmVyc2lvbiAyNi4wLjEZHBwAAAAwAQAAUEFSMQ=="
+)
+
+
 def empty_base() -> bytes:
     """The bytes of a base file holding no item (an ``id`` column, no rows):
     what a partition whose items are all gone keeps, so that the collection's
-    asset linking it still resolves."""
-    sink = pa.BufferOutputStream()
-    pq.write_table(pa.table({"id": pa.array([], pa.string())}), sink)
-    return bytes(sink.getvalue())
+    asset linking it still resolves (:data:`EMPTY_BASE`)."""
+    return EMPTY_BASE
 
 
 def _put_base(store: Store, key: str, data: bytes, version: str | None, *, keep: bool = True) -> None:
@@ -785,21 +963,35 @@ class MirrorSink:
     """Keeps the mirror files of a catalog in line with committed changes.
 
     ``apply`` groups the changes by partition (the folder of each item's key)
-    and writes ONE new fragment per partition: the rows of the created and
-    updated items, tombstones for the removed ones; the first write into a
-    partition also creates its base file, empty (create-only), so the
-    collection's mirror asset (added by the commit) resolves. It reads
-    nothing (one HEAD of the base) and overwrites nothing, so its cost is that of the batch and writers never
-    conflict. A partition with more than ``compact_after`` fragments is then
-    compacted (:func:`compact`); a failed compaction is logged and left to
-    the next writer or to ``rebuild``. An item that moved partition must come
-    as REMOVED (old key) + CREATED (new key).
+    and writes ONE new NDJSON fragment per partition (create-only): the
+    created and updated items, tombstones for the removed ones. It imports
+    no Arrow, reads nothing and overwrites nothing, so its cost is that of
+    the batch and writers never conflict. Besides that PUT:
+
+    * a batch that CREATES items in a partition makes sure its base file
+      exists (one HEAD, then a create-only PUT of :data:`EMPTY_BASE` if
+      absent; once per partition per sink), so that the collection's mirror
+      asset (added by the commit) resolves; an update or removal needs no
+      check: the item's creation made the base, and a rerun after a crash
+      in between finds it absent in :meth:`lacking`, which reads it anyway;
+    * 1 in ``check_every`` writes (at random) lists the partition's
+      fragments and, when there are more than ``compact_after``, compacts it
+      (:func:`compact`, which imports pyarrow); a failed compaction is
+      logged and left to the next writer or to ``rebuild``.
+
+    An item that moved partition must come as REMOVED (old key) + CREATED (new key).
     """
 
     store: Store
     compact_after: int = COMPACT_AFTER
+    #: list the fragments (for compaction) after 1 in this many writes (1: every write)
+    check_every: int = CHECK_EVERY
     #: also handed the items a run found unchanged, filtered by :meth:`lacking`
     wants_unchanged = True
+    #: base files this sink saw or made exist (no HEAD for them again)
+    _bases: set[str] = field(default_factory=set, repr=False)
+    #: base files :meth:`lacking` found absent (``apply`` creates them)
+    _absent: set[str] = field(default_factory=set, repr=False)
 
     def lacking(self, collection: dict[str, Any], unchanged: Sequence[Change]) -> list[Change]:
         """The unchanged items the mirror does not reflect (it lacks them or
@@ -808,8 +1000,9 @@ class MirrorSink:
         skipped. Removals that found nothing are skipped (reconcile repairs
         a mirror that still shows such an item). Reads, per partition of
         ``unchanged``, the base's id/stamp columns and the fragments'
-        metadata (:func:`visible_stamps`): bounded by the partition, paid
-        only by runs with unchanged items. Writes nothing."""
+        headers (:func:`visible_stamps`): bounded by the partition, paid
+        only by runs with unchanged items. Writes nothing; remembers the
+        partitions whose base file is absent, for ``apply`` to create."""
         by_file: dict[str, list[Change]] = {}
         for change in unchanged:
             if change.kind is ChangeKind.REMOVED:
@@ -820,43 +1013,52 @@ class MirrorSink:
             by_file.setdefault(mirror_key(change.key), []).append(change)
         out: list[Change] = []
         for key, group in by_file.items():
-            seen = visible_stamps(self.store, key)
+            seen, exists = _visible(self.store, key)
+            if exists:
+                self._bases.add(key)
+            else:
+                self._absent.add(key)
             out += [c for c in group if seen.get(c.item_id) != stamp_of(c.item)]
         return out
 
     def apply(self, collection: dict[str, Any], changes: Sequence[Change]) -> None:
-        """Write one fragment per affected partition (create-only), then
-        compact partitions with too many fragments."""
+        """Write one NDJSON fragment per affected partition (create-only),
+        create the base files of partitions gaining items if absent, and
+        compact a partition with too many fragments when the 1-in-``check_every``
+        draw says to look."""
         by_file: dict[str, list[Change]] = {}
         for change in changes:
             by_file.setdefault(mirror_key(change.key), []).append(change)
         for key, group in by_file.items():
             upserts: dict[str, dict[str, Any]] = {}
             removed: dict[str, int] = {}
+            creates = False
             for c in group:  # in commit order: the last change of an id wins
                 if c.kind is ChangeKind.REMOVED:
                     upserts.pop(c.item_id, None)
                     removed[c.item_id] = stamp_of(c.item)
                 else:
+                    creates = creates or c.kind is ChangeKind.CREATED
                     removed.pop(c.item_id, None)
                     upserts[c.item_id] = c.item
-            self._ensure_base(key)
+            if (creates or key in self._absent) and key not in self._bases:
+                self._ensure_base(key)
             frag_key = f"{fragments_prefix(key)}/{_fragment_name()}"
             self.store.put(
                 frag_key, encode_fragment(upserts, removed, f"{self.store.url}/{frag_key}"), create_only=True
             )
-            if self.compact_after >= 0:
+            if self.compact_after >= 0 and (self.check_every <= 1 or random.random() * self.check_every < 1):
                 self._maybe_compact(key)
 
     def _ensure_base(self, key: str) -> None:
-        """The first write into a partition creates its base file ``key``
-        empty (create-only; another writer may win), so that the collection's
-        asset linking it (added by the commit) resolves. One HEAD per write.
+        """Create base file ``key`` empty (create-only; another writer may
+        win) unless it exists, so that the collection's asset linking it
+        (added by the commit) resolves. One HEAD (+ one PUT the first time).
         A failure is logged, never raised: ``reconcile`` finds the dangling
         asset (``mirror-stale``) and its fix writes the file."""
         try:
             if not self.store.exists(key):
-                self.store.put(key, empty_base(), create_only=True)
+                self.store.put(key, EMPTY_BASE, create_only=True)
         except PreconditionFailed:
             pass  # another writer created it
         except Exception as exc:  # the fragment still carries the rows: never fail the writer for this
@@ -866,6 +1068,9 @@ class MirrorSink:
                 key,
                 exc,
             )
+            return
+        self._bases.add(key)
+        self._absent.discard(key)
 
     def _maybe_compact(self, key: str) -> None:
         try:
@@ -1007,7 +1212,7 @@ def _listed_fragments(store: Store, collection_id: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for key in store.list(collection_id):
         folder, _, name = key.rpartition("/")
-        if name.endswith(".parquet") and posixpath.basename(folder) == FRAGMENTS_DIR:
+        if name.endswith(FRAGMENT_SUFFIXES) and posixpath.basename(folder) == FRAGMENTS_DIR:
             out.setdefault(posixpath.join(posixpath.dirname(folder), MIRROR_NAME), []).append(key)
     return out
 

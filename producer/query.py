@@ -36,9 +36,12 @@ from producer.catalog.layout import resolve_href
 from producer.errors import CatalogError, InputError, NotFound
 from producer.mirror import (
     MIRROR_NAME,
+    FragmentInfo,
     fragment_info,
+    is_ndjson_fragment,
     linked_mirror_keys,
     list_fragments,
+    ndjson_fragment,
     resolve,
     table_items,
     table_stamps,
@@ -324,8 +327,8 @@ def _open_parquet(store: Store, key: str) -> tuple[pq.ParquetFile, Any]:
 
 
 class _Source:
-    """One mirror file a search reads: the file, the rows readers keep
-    (None: all), the row groups that may hold matches and the first row
+    """One parquet mirror file a search reads: the file, the rows readers
+    keep (None: all), the row groups that may hold matches and the first row
     number of each row group."""
 
     def __init__(self, parquet: pq.ParquetFile, rows: list[int] | None, groups: list[int]) -> None:
@@ -347,6 +350,85 @@ class _Source:
         )
         return table, pa.array(numbers, pa.int64())
 
+    def filters(self, file_no: int, collection: str) -> pa.Table:
+        """The filter columns (:func:`_filter_table`) of the rows readers keep."""
+        names = set(self.parquet.schema_arrow.names)
+        columns = [c for c in _FILTER_COLUMNS if c in names]
+        table, numbers = self.read(self.groups, columns)
+        table = _filter_table(table, numbers, file_no, collection)
+        if self.rows is not None:  # only the rows readers keep
+            table = table.filter(pc.is_in(numbers, pa.array(self.rows, pa.int64())))
+        return table
+
+    def items(self, rows: list[int]) -> list[dict[str, Any]]:
+        """The items of file rows ``rows``, in that order: all the columns of
+        only the row groups holding them, then only those rows."""
+        groups = sorted({bisect.bisect_right(self.starts, r) - 1 for r in rows})
+        table, numbers = self.read(groups, None)
+        position = {n: i for i, n in enumerate(numbers.to_pylist())}
+        picked = table.take(pa.array([position[r] for r in rows], pa.int64())).combine_chunks()
+        return table_items(picked)
+
+
+def _utc(value: Any) -> datetime | None:
+    """An item property's RFC 3339 text as a UTC datetime (None: absent or not a time)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+class _ItemsSource:
+    """The items of one NDJSON fragment a search reads (kept in memory: a
+    fragment holds one writer's batch), with the rows readers keep. Its
+    filter columns are computed from the item dicts, and a match is the
+    committed item itself: no Arrow conversion."""
+
+    def __init__(self, items: list[dict[str, Any]], rows: list[int]) -> None:
+        self.items_ = items
+        self.rows = rows
+
+    def filters(self, file_no: int, collection: str) -> pa.Table:
+        """The filter columns (as :func:`_filter_table` types them) of the rows readers keep."""
+        corners: list[list[float | None]] = [[], [], [], []]
+        times: dict[str, list[datetime | None]] = {n: [] for n in ("datetime", "start_datetime", "end_datetime")}
+        for r in self.rows:
+            item = self.items_[r]
+            box = item.get("bbox")
+            if (
+                isinstance(box, list)
+                and len(box) in (4, 6)
+                and all(isinstance(v, int | float) and not isinstance(v, bool) for v in box)
+            ):
+                at = (0, 1, 2, 3) if len(box) == 4 else (0, 1, 3, 4)
+                for corner, i in zip(corners, at):
+                    corner.append(float(box[i]))
+            else:
+                for corner in corners:
+                    corner.append(None)
+            props = item.get("properties") or {}
+            for name, column in times.items():
+                column.append(_utc(props.get(name)))
+        n = len(self.rows)
+        cols: dict[str, pa.Array] = {
+            "file_no": pa.array(np.full(n, file_no, dtype=np.int32), pa.int32()),
+            "row_no": pa.array(self.rows, pa.int64()),
+            "collection": pa.array([collection] * n, pa.string()),
+            "id": pa.array([str(self.items_[r].get("id")) for r in self.rows], pa.string()),
+        }
+        for name, corner in zip(("xmin", "ymin", "xmax", "ymax"), corners):
+            cols[name] = pa.array(corner, pa.float64())
+        for name, column in times.items():
+            cols[name] = pa.array(column, _TIMESTAMP)
+        return pa.table(cols)
+
+    def items(self, rows: list[int]) -> list[dict[str, Any]]:
+        """Copies of the items of rows ``rows``, in that order."""
+        return [json.loads(json.dumps(self.items_[r])) for r in rows]
+
 
 def _partition_sources(
     store: Store,
@@ -354,15 +436,16 @@ def _partition_sources(
     box: tuple[float, float, float, float] | None,
     window: tuple[Any, Any] | None,
     handles: contextlib.ExitStack,
-) -> list[_Source]:
+) -> list[_Source | _ItemsSource]:
     """The files of the partition whose base mirror file is ``key`` that may
     hold matches: the base, then its fragments (oldest first), each with the
     row numbers readers keep (None: all), so that per item id only the newest
     row counts and a tombstone hides the item. A file whose statistics rule
     out the query is left out, after its rows and tombstones have had their
-    say over the others. Opens the base, one LIST and each fragment (their
-    footers; the base's ``id``/``updated`` columns only when fragments
-    exist); ``handles`` closes what was opened."""
+    say over the others. Opens the base, one LIST and each fragment (the
+    footers of parquet ones, NDJSON ones read whole; the base's
+    ``id``/``updated`` columns only when fragments exist); ``handles``
+    closes what was opened."""
     try:
         base: pq.ParquetFile | None
         base, handle = _open_parquet(store, key)
@@ -372,16 +455,23 @@ def _partition_sources(
         base = None  # linked but emptied, or only fragments so far
     if base is not None and base.metadata.num_rows == 0:
         base = None  # created empty by the first write, or every item removed: nothing to read
-    fragments = []
+    fragments: list[tuple[FragmentInfo, pq.ParquetFile | list[dict[str, Any]]]] = []
     for frag_key in list_fragments(store, key):
+        where = f"{store.url}/{frag_key}"
+        if is_ndjson_fragment(frag_key):
+            try:
+                data, _ = store.get(frag_key)
+            except NotFound:
+                continue  # folded by a compaction since the LIST
+            fragments.append(ndjson_fragment(frag_key, data, where))
+            continue
         try:
             parquet, handle = _open_parquet(store, frag_key)
         except NotFound:
             continue  # folded by a compaction since the LIST
         if handle is not None:
             handles.enter_context(handle)
-        info = fragment_info(frag_key, parquet.schema_arrow.metadata, f"{store.url}/{frag_key}")
-        fragments.append((info, parquet))
+        fragments.append((fragment_info(frag_key, parquet.schema_arrow.metadata, where), parquet))
     base_groups = [] if base is None else _matching_groups(base.metadata, box, window)
     use_base = bool(base_groups)
     base_rows = None
@@ -391,14 +481,18 @@ def _partition_sources(
         ids_stamps = base.read(columns=columns)
         base_rows = list(zip(ids_stamps.column("id").to_pylist(), table_stamps(ids_stamps)))
     keep_base, kept = resolve(base_rows, [info for info, _ in fragments])
-    out: list[_Source] = []
+    out: list[_Source | _ItemsSource] = []
     if use_base:
         assert base is not None
         out.append(_Source(base, keep_base, base_groups))
-    for (_, parquet), rows in zip(fragments, kept):
-        groups = _matching_groups(parquet.metadata, box, window) if rows else []
+    for (_, got), rows in zip(fragments, kept):
+        if isinstance(got, list):
+            if rows:
+                out.append(_ItemsSource(got, rows))
+            continue
+        groups = _matching_groups(got.metadata, box, window) if rows else []
         if groups:
-            out.append(_Source(parquet, rows, groups))
+            out.append(_Source(got, rows, groups))
     return out
 
 
@@ -473,7 +567,7 @@ def search(
     else:
         chosen = known
 
-    files: list[_Source] = []
+    files: list[_Source | _ItemsSource] = []
     where: list[tuple[str, str]] = []  # file_no -> (collection, mirror key)
     filters: list[pa.Table] = []
     with contextlib.ExitStack() as handles:
@@ -482,13 +576,7 @@ def search(
                 if window is not None and _starts_after(collection_id, key, window[1]):
                     continue  # a partition's items all start in its period
                 for source in _partition_sources(store, key, box, window, handles):
-                    names = set(source.parquet.schema_arrow.names)
-                    columns = [c for c in _FILTER_COLUMNS if c in names]
-                    table, numbers = source.read(source.groups, columns)
-                    table = _filter_table(table, numbers, len(files), collection_id)
-                    if source.rows is not None:  # only the rows readers keep
-                        table = table.filter(pc.is_in(numbers, pa.array(source.rows, pa.int64())))
-                    filters.append(table)
+                    filters.append(source.filters(len(files), collection_id))
                     files.append(source)
                     where.append((collection_id, key))
 
@@ -547,21 +635,18 @@ def _query(
 
 
 def _features(
-    store: Store, files: list[_Source], where: list[tuple[str, str]], matches: list[tuple[int, int]]
+    store: Store,
+    files: list[_Source | _ItemsSource],
+    where: list[tuple[str, str]],
+    matches: list[tuple[int, int]],
 ) -> list[dict[str, Any]]:
-    """The items of the matching rows, in match order: per file, all the
-    columns of only the row groups holding matches, then only those rows."""
+    """The items of the matching rows, in match order (read per file)."""
     by_file: dict[int, list[int]] = {}
     for file_no, row_no in matches:
         by_file.setdefault(file_no, []).append(row_no)
     items: dict[tuple[int, int], dict[str, Any]] = {}
     for file_no, rows in by_file.items():
-        source = files[file_no]
-        groups = sorted({bisect.bisect_right(source.starts, r) - 1 for r in rows})
-        table, numbers = source.read(groups, None)
-        position = {n: i for i, n in enumerate(numbers.to_pylist())}
-        picked = table.take(pa.array([position[r] for r in rows], pa.int64())).combine_chunks()
-        for row_no, item in zip(rows, table_items(picked)):
+        for row_no, item in zip(rows, files[file_no].items(rows)):
             items[(file_no, row_no)] = _absolute_links(store, where[file_no][1], item)
     return [items[m] for m in matches]
 

@@ -210,12 +210,13 @@ def test_nan_nodata_beside_numeric_nodata_converts_and_reads_back(products, tmp_
     store = register({k: products[k] for k in ("nodata", "nan_nodata")}, tmp_path / "catalog", None)
     MirrorSink(store).apply({}, created(store, "c"))
     (fragment,) = mirror.list_fragments(store, "c/items.parquet")
-    fragment_table = read_bytes_table(store, fragment)
+    # the fragment is NDJSON (the committed items as they are); readers convert it to Arrow
+    ((_, fragment_table),) = mirror.read_partition(store, "c/items.parquet").fragments
     assert mirror.compact(store, "c/items.parquet")
     rows, _ = read_mirror(store, "c/items.parquet")
     nodata = {i: it["assets"]["data"]["bands"][0]["nodata"] for i, it in rows.items()}
     assert nodata == {"nan_nodata_20240902": "nan", "nodata_20240901": rasters.NODATA_VALUE}
-    # the fragment and the compacted base hold the float NaN, so other readers see a number column
+    # the fragment as read and the compacted base hold the float NaN, so other readers see a number column
     for table in (pq.read_table(tmp_path / "catalog" / "c" / "items.parquet"), fragment_table):
         band_type = table.schema.field("assets").type.field("data").type.field("bands").type.value_type
         assert band_type.field("nodata").type == pa.float64()
@@ -457,7 +458,7 @@ def test_many_writers_in_parallel_with_compactions_lose_nothing(products, tmp_pa
 
     def writer(change: Change) -> None:
         start.wait(30)
-        MirrorSink(store, compact_after=2).apply({}, [change])
+        MirrorSink(store, compact_after=2, check_every=1).apply({}, [change])
 
     threads = [in_thread(lambda c=c: writer(c)) for c in changes]
     for thread, _ in threads:
@@ -545,7 +546,7 @@ class FailingBaseWrites:
 def test_failed_compaction_never_fails_the_writer(products, tmp_path, caplog):
     store = register({k: products[k] for k in ("utm",)}, tmp_path / "catalog", None)
     failing = FailingBaseWrites(store)
-    sink = MirrorSink(failing, compact_after=1)
+    sink = MirrorSink(failing, compact_after=1, check_every=1)
     changes = copies(created(store, "c")[0], 3)
     with caplog.at_level(logging.WARNING, logger="producer.mirror"):
         for change in changes:

@@ -62,7 +62,7 @@ def test_search_is_exported_with_the_verbs() -> None:
 
 
 def _fragments(catalog: Path) -> list[Path]:
-    return sorted(catalog.glob("c/**/items-fragments/*.parquet"))
+    return sorted(p for p in catalog.glob("c/**/items-fragments/*") if p.suffix in (".ndjson", ".parquet"))
 
 
 def test_reconcile_finds_a_deleted_fragment_and_fix_rebuilds_it(
