@@ -776,7 +776,7 @@ def _catalog_file(location: str, root: str) -> bool:
         return False
     key = location[len(root) :]
     parts = key.split("/")
-    if key.endswith((".json", ".parquet", ".lock")) or any(p.startswith(".") for p in parts):
+    if key.endswith((".json", ".parquet", ".ndjson", ".lock")) or any(p.startswith(".") for p in parts):
         return True
     return len(parts) >= 3 and thumbnail_key(f"{'/'.join(parts[:-1])}/{parts[-2]}.json") == key
 

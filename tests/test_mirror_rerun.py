@@ -26,7 +26,7 @@ def _ids(catalog: Path) -> list[str]:
 
 def _first_mirror_write(writes: list[str]) -> int:
     return next(
-        i for i, key in enumerate(writes, start=1) if key.removeprefix("delete:").endswith(".parquet")
+        i for i, key in enumerate(writes, start=1) if key.removeprefix("delete:").endswith((".parquet", ".ndjson"))
     )
 
 
@@ -42,7 +42,7 @@ def test_register_killed_before_the_mirror_write_is_repaired_by_its_rerun(
     crashing = CrashingStore(LocalStore(str(catalog)), crash_after=last_catalog_write)
     with pytest.raises(SimulatedKill):
         producer.register(tiles, catalog=crashing, collection="c", partition=partition)
-    assert not any(key.endswith(".parquet") for key in crashing.writes)  # committed, mirror not written
+    assert not any(key.endswith((".parquet", ".ndjson")) for key in crashing.writes)  # committed, mirror not written
     assert not list(catalog.rglob("*.parquet"))
 
     again = producer.register(tiles, catalog=str(catalog), collection="c")
@@ -53,4 +53,4 @@ def test_register_killed_before_the_mirror_write_is_repaired_by_its_rerun(
 
     quiet = CrashingStore(LocalStore(str(catalog)))  # a third run: the mirror holds them, nothing written
     assert [r.action for r in producer.register(tiles, catalog=quiet, collection="c")] == ["unchanged"] * 2
-    assert not any(key.endswith(".parquet") for key in quiet.writes)
+    assert not any(key.endswith((".parquet", ".ndjson")) for key in quiet.writes)
