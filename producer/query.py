@@ -37,11 +37,12 @@ from producer.errors import CatalogError, InputError, NotFound
 from producer.mirror import (
     MIRROR_NAME,
     FragmentInfo,
+    MirrorError,
     fragment_info,
     is_ndjson_fragment,
     linked_mirror_keys,
     list_fragments,
-    ndjson_fragment,
+    ndjson_info,
     resolve,
     table_items,
     table_stamps,
@@ -387,8 +388,11 @@ class _ItemsSource:
     filter columns are computed from the item dicts, and a match is the
     committed item itself: no Arrow conversion."""
 
-    def __init__(self, items: list[dict[str, Any]], rows: list[int]) -> None:
-        self.items_ = items
+    def __init__(self, lines: list[bytes], rows: list[int], where: str) -> None:
+        try:  # only the rows readers keep are parsed
+            self.items_ = {r: json.loads(lines[r]) for r in rows}
+        except (ValueError, IndexError) as exc:
+            raise MirrorError(f"mirror fragment {where} is not NDJSON ({exc}): delete it and rebuild") from exc
         self.rows = rows
 
     def filters(self, file_no: int, collection: str) -> pa.Table:
@@ -455,7 +459,7 @@ def _partition_sources(
         base = None  # linked but emptied, or only fragments so far
     if base is not None and base.metadata.num_rows == 0:
         base = None  # created empty by the first write, or every item removed: nothing to read
-    fragments: list[tuple[FragmentInfo, pq.ParquetFile | list[dict[str, Any]]]] = []
+    fragments: list[tuple[FragmentInfo, pq.ParquetFile | tuple[list[bytes], str]]] = []
     for frag_key in list_fragments(store, key):
         where = f"{store.url}/{frag_key}"
         if is_ndjson_fragment(frag_key):
@@ -463,7 +467,8 @@ def _partition_sources(
                 data, _ = store.get(frag_key)
             except NotFound:
                 continue  # folded by a compaction since the LIST
-            fragments.append(ndjson_fragment(frag_key, data, where))
+            info = ndjson_info(frag_key, data, where)
+            fragments.append((info, (data.split(b"\n")[1 : 1 + len(info.rows)], where)))
             continue
         try:
             parquet, handle = _open_parquet(store, frag_key)
@@ -486,9 +491,9 @@ def _partition_sources(
         assert base is not None
         out.append(_Source(base, keep_base, base_groups))
     for (_, got), rows in zip(fragments, kept):
-        if isinstance(got, list):
+        if isinstance(got, tuple):
             if rows:
-                out.append(_ItemsSource(got, rows))
+                out.append(_ItemsSource(got[0], rows, got[1]))
             continue
         groups = _matching_groups(got.metadata, box, window) if rows else []
         if groups:
