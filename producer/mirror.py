@@ -8,20 +8,24 @@ compaction::
     <collection>/items.parquet                    flat layout
     <collection>/<YYYY>/items.parquet             partition="year"
     <collection>/<YYYY>/<MM>/items.parquet        partition="year/month"
-    <folder>/items-fragments/<UTC stamp>-<random>.parquet
+    <folder>/items-fragments/<UTC stamp>-<random>.ndjson
+    <folder>/items-fragments/<UTC stamp>-<random>.parquet   (earlier versions)
 
 Writers: :class:`MirrorSink` (a :class:`~producer.changes.Sink`) writes ONE
-create-only fragment per partition a batch touches (rows of the created and
-updated items, tombstones of the removed ones) and reads nothing, so a
-write costs the batch, whatever the size of the partition or collection,
-and writers never conflict. Readers (:func:`read_mirror`, ``diff``,
+create-only NDJSON fragment per partition a batch touches (the created and
+updated items as committed, tombstones of the removed ones) and reads
+nothing, so a write costs the batch, whatever the size of the partition or
+collection, writers never conflict, and the write path imports no Arrow
+(pyarrow, stac-geoparquet, shapely and numpy are bound to lazily imported
+modules: only readers, compaction and rebuild load them). Readers (:func:`read_mirror`, ``diff``,
 :mod:`producer.query`) merge the base and its fragments, keeping per id the
 row with the newest stamp (the item's ``updated``; a tombstone hides the
 item). :func:`compact` folds fragments into the base by compare-and-swap on
 the base and then deletes exactly the fragments it read; ``MirrorSink``
-runs it when a partition has more than :data:`COMPACT_AFTER` fragments and
-:func:`rebuild` folds every fragment. Files are written with the
-stac-geoparquet library from the committed item dicts and stored through the
+runs it when a partition has more than :data:`COMPACT_AFTER` fragments (it
+counts them after 1 write in :data:`CHECK_EVERY`) and :func:`rebuild` folds
+every fragment. Base files are written with the stac-geoparquet library
+from the committed item dicts and stored through the
 :class:`~producer.store.base.Store` (local, S3, any fsspec backend). See
 ``docs/mirror.md`` for why fragments and what is guaranteed.
 
