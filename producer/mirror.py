@@ -609,7 +609,9 @@ def _info(key: str, doc: Any, where: str) -> FragmentInfo:
             {str(i): int(s) for i, s in doc["removed"].items()},
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise MirrorError(f"mirror fragment {where} has a malformed header ({exc}): delete it and rebuild") from exc
+        raise MirrorError(
+            f"mirror fragment {where} has a malformed header ({exc}): delete it and rebuild"
+        ) from exc
 
 
 def fragment_info(key: str, metadata: Mapping[bytes, bytes] | None, where: str) -> FragmentInfo:
@@ -648,7 +650,9 @@ def ndjson_fragment(key: str, data: bytes, where: str) -> tuple[FragmentInfo, li
     except ValueError as exc:
         raise MirrorError(f"mirror fragment {where} is not NDJSON ({exc}): delete it and rebuild") from exc
     if [str(i.get("id")) if isinstance(i, dict) else None for i in items] != [i for i, _ in info.rows]:
-        raise MirrorError(f"mirror fragment {where}: its items do not match its header: delete it and rebuild")
+        raise MirrorError(
+            f"mirror fragment {where}: its items do not match its header: delete it and rebuild"
+        )
     return info, items
 
 

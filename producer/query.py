@@ -392,13 +392,17 @@ class _ItemsSource:
         try:  # only the rows readers keep are parsed
             self.items_ = {r: json.loads(lines[r]) for r in rows}
         except (ValueError, IndexError) as exc:
-            raise MirrorError(f"mirror fragment {where} is not NDJSON ({exc}): delete it and rebuild") from exc
+            raise MirrorError(
+                f"mirror fragment {where} is not NDJSON ({exc}): delete it and rebuild"
+            ) from exc
         self.rows = rows
 
     def filters(self, file_no: int, collection: str) -> pa.Table:
         """The filter columns (as :func:`_filter_table` types them) of the rows readers keep."""
         corners: list[list[float | None]] = [[], [], [], []]
-        times: dict[str, list[datetime | None]] = {n: [] for n in ("datetime", "start_datetime", "end_datetime")}
+        times: dict[str, list[datetime | None]] = {
+            n: [] for n in ("datetime", "start_datetime", "end_datetime")
+        }
         for r in self.rows:
             item = self.items_[r]
             box = item.get("bbox")
