@@ -205,3 +205,17 @@ def test_an_update_costs_one_put_and_a_create_one_head_per_sink(tiles: list[Path
     for n, (_, (key, item)) in enumerate(items, start=1):
         sink.apply({}, [_change(ChangeKind.CREATED, key, item, updated=f"2099-02-0{n}T00:00:00Z")])
     assert sum(counting.exists_calls.values()) == 1 and sum(counting.puts.values()) == 3
+
+
+def test_ndjson_fragments_on_s3_are_searched_before_any_compaction(tiles: list[Path], s3_server: Any) -> None:
+    url = f"s3://{s3_server.new_bucket()}/stac"
+    options = s3_server.storage_options
+    producer.register([str(p) for p in tiles], catalog=url, collection="c", storage_options=options)
+    store = open_store(url, options)
+    fragments = mirror.list_fragments(store, BASE)
+    assert len(fragments) == 1 and fragments[0].endswith(".ndjson")
+    assert store.exists(BASE)  # the collection's mirror asset resolves
+    found = search(url, bbox=[7.0, 46.3, 7.1, 46.5], storage_options=options)["features"]
+    assert [f["id"] for f in found] == ["b_20240315"]
+    assert found[0]["links"][-1]["href"] == f"{url}/c/b_20240315/b_20240315.json"
+    assert diff(store, "c").clean
