@@ -34,8 +34,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 from urllib.parse import unquote_plus
 
-import fsspec
-
 from producer import api
 from producer.errors import InputError, ProducerError, Spelling
 from producer.options import RegisterOptions, env_spelling, resolve_options
@@ -673,6 +671,8 @@ def _object_exists(url: str, storage_options: Mapping[str, Any] | None) -> bool 
     """Whether the object at ``url`` exists now: True, False, or None when
     storage cannot tell (no permission, network): callers then act as if
     the check had not been made. One fresh HEAD (listing caches bypassed)."""
+    import fsspec  # noqa: PLC0415 (imported with the first existence check: see the module doc)
+
     try:
         fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
         fs.invalidate_cache(path)
