@@ -266,6 +266,27 @@ def _options(base: dict[str, Any] | None = None, **overrides: Any) -> RegisterOp
         raise click.UsageError(redact(text)) from exc
 
 
+def _import_pystac_without_urllib3() -> None:
+    """Import pystac, in this CLI process, without letting it import urllib3.
+
+    pystac imports urllib3 at import time (http.client, ssl, email: about
+    0.1 s, the largest import of a local ``register`` that is not needed) only
+    to offer ``RetryStacIO`` and to read ``http(s)`` hrefs with it. The
+    producer reads and writes through its own stores and uses pystac only to
+    build items, so in the CLI's own process pystac is imported with urllib3
+    hidden: it then falls back to ``urllib.request`` for the reads it never
+    makes here. urllib3 itself stays importable (botocore loads it for an S3
+    catalog). Mutates ``sys.modules``: the library (``import producer``) never
+    does this; only the ``stac-producer`` process, which owns its imports."""
+    if "pystac" in sys.modules or "urllib3" in sys.modules:
+        return
+    sys.modules["urllib3"] = None  # type: ignore[assignment]  # `import urllib3` raises ImportError
+    try:
+        import pystac  # noqa: F401, PLC0415
+    finally:
+        del sys.modules["urllib3"]
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="stac-producer")
 @click.option(
@@ -281,6 +302,7 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """Register raster products into a static STAC catalog, and keep it valid."""
     from producer.logs import configure_cli  # noqa: PLC0415 (see the module doc)
 
+    _import_pystac_without_urllib3()
     ctx.call_on_close(configure_cli(verbose, quiet))
 
 
