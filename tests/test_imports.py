@@ -31,11 +31,14 @@ print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
 """
 
 
-def loaded_after(body: str, *args: str, cwd: Path = REPO) -> list[str]:
-    """The modules of HEAVY loaded once ``body`` has run in a fresh process."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def loaded_after(body: str, *args: str, cwd: Path = REPO, modules: tuple[str, ...] = HEAVY) -> list[str]:
+    """The ``modules`` (default: HEAVY) loaded once ``body`` has run in a fresh process."""
+    # no AWS credentials: with them, rasterio's default session imports boto3
+    # (and urllib3) for any file, local or not; that cost is rasterio's
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["PYTHONPATH"] = str(REPO)
     proc = subprocess.run(
-        [sys.executable, "-c", WRAPPER.format(body=body, heavy=HEAVY), *args],
+        [sys.executable, "-c", WRAPPER.format(body=body, heavy=modules), *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -129,4 +132,28 @@ def test_register_from_a_fresh_import_still_works(tmp_path: Path) -> None:
         "assert [x.action for x in r] == ['created'], r\n"
     )
     loaded_after(body, str(product), str(catalog))
+    assert_stac_valid_tree(catalog)
+
+
+def test_cli_register_into_a_local_catalog_imports_neither_fsspec_nor_urllib3(tmp_path: Path) -> None:
+    """A local product into a local catalog: fsspec (remote locations only)
+    and urllib3 (pystac's http reads, which the producer never makes) stay
+    unloaded, urllib3 stays importable, and the catalog is written and valid."""
+    data = tmp_path / "data"
+    data.mkdir()
+    product = rasters.WRITERS["utm"](data)
+    catalog = tmp_path / "cat"
+    body = (
+        "import runpy\n"
+        "sys.argv = ['stac-producer', 'register', sys.argv[1], '-c', sys.argv[2], '--collection', 'c']\n"
+        "try:\n"
+        "    runpy.run_module('producer.cli', run_name='__main__')\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code in (0, None), exc.code\n"
+        "loaded = [m for m in ('fsspec', 'urllib3') if m in sys.modules]\n"
+        "import urllib3  # botocore needs it on S3\n"
+        "assert loaded == [], loaded\n"
+    )
+    assert loaded_after(body, str(product), str(catalog), modules=()) == []
+    assert (catalog / "c" / "collection.json").exists()
     assert_stac_valid_tree(catalog)
