@@ -3,8 +3,9 @@
 Every trigger (the Lambda entry point, the CLI, the Prefect event flow) calls
 :func:`handle` with the payload it received, a ``dict``, and gets a ``dict``
 back. Nothing here imports a cloud SDK: payloads are plain JSON, and the work
-is delegated to :mod:`producer.api` (imported at the top: ``import producer``
-loads it anyway).
+is delegated to :mod:`producer.api` (imported at the top: every event
+registers or removes through it; fsspec is imported with the first
+existence check, and removal code with the first removal).
 
 Shapes understood by :func:`parse_event`, nested in any of these ways:
 
