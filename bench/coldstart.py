@@ -10,9 +10,20 @@ into a fresh local catalog (every process its own); the Lambda entry point
 event (a COG on the moto server, run in its own process; catalog on S3).
 CPU time (user + system of the child) is printed beside wall time because
 other engineers' tests share this machine's 2 cores: wall time follows the
-load, CPU time much less. The biggest imports of one ``register`` run
-(``python -X importtime``, cumulative, top level) follow the table. Writes
-only under ``.bench/`` and into the moto server.
+load, CPU time much less. The biggest imports of ``--help``, ``register``
+and the Lambda event (``python -X importtime``, cumulative, top level)
+follow the table, then where the import time of one ``register`` goes, by
+owner (self times summed: interpreter start-up, stdlib, click, pystac,
+rasterio + numpy, the mirror's pyarrow/pandas/stac-geoparquet, the
+producer's own modules). Writes only under ``.bench/`` and into the moto
+server.
+
+Bytecode: every process runs with ``PYTHONPYCACHEPREFIX=.bench/pycache`` and
+without ``PYTHONDONTWRITEBYTECODE``, so that the warm-up process writes the
+``.pyc`` files an installed package has (pip compiles them at install) and
+the timed ones read them; the row "register, no .pyc" shows what a start
+costs when they cannot be written (a read-only Lambda package shipped
+without them compiles every module of the producer on every cold start).
 """
 
 from __future__ import annotations
@@ -41,21 +52,64 @@ LAMBDA = (
 HELP = "stac-producer --help"
 REGISTER = "stac-producer register one.tif (local catalog)"
 HANDLER = "Lambda handler: import + one S3 event (moto; catalog on S3)"
+REGISTER_NO_PYC = "stac-producer register one.tif, no .pyc (compiled at every start)"
 TARGETS = {HELP: 0.100, REGISTER: 0.300}
+PYCACHE = c.BENCH_DIR / "pycache"
+
+#: owners of the import time of one register (top-level package -> owner);
+#: the rest is the standard library or "other third-party"
+OWNERS = {
+    "producer": "producer (own modules)",
+    "click": "click",
+    "pystac": "pystac",
+    "rasterio": "rasterio + numpy (+ affine, attrs)",
+    "numpy": "rasterio + numpy (+ affine, attrs)",
+    "affine": "rasterio + numpy (+ affine, attrs)",
+    "attr": "rasterio + numpy (+ affine, attrs)",
+    "attrs": "rasterio + numpy (+ affine, attrs)",
+    **dict.fromkeys(
+        [
+            "pyarrow",
+            "pandas",
+            "stac_geoparquet",
+            "geopandas",
+            "pyproj",
+            "shapely",
+            "psutil",
+            "dateutil",
+            "pytz",
+            "six",
+            "cloudpickle",
+            "packaging",
+            "tzdata",
+        ],
+        "mirror: pyarrow/pandas/stac-geoparquet (+ pyproj, shapely)",
+    ),
+    "fsspec": "fsspec",
+    "urllib3": "urllib3",
+}
 
 
-def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "STAC_"))}
+def _env(extra: dict[str, str] | None = None, pyc: bool = True) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "STAC_")) and k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+    }
     env["PYTHONPATH"] = str(c.REPO)
+    if pyc:
+        env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.update(extra or {})
     return env
 
 
-def run(args: list[str], extra: dict[str, str] | None = None) -> tuple[float, float]:
+def run(args: list[str], extra: dict[str, str] | None = None, pyc: bool = True) -> tuple[float, float]:
     """(wall seconds, child CPU seconds) of one fresh process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(args, cwd=c.REPO, env=_env(extra), capture_output=True, text=True)
+    proc = subprocess.run(args, cwd=c.REPO, env=_env(extra, pyc), capture_output=True, text=True)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -64,17 +118,39 @@ def run(args: list[str], extra: dict[str, str] | None = None) -> tuple[float, fl
     return wall, cpu
 
 
-def top_imports(args: list[str], n: int = 10) -> list[tuple[str, float]]:
-    """The ``n`` largest imports by cumulative time (ms), top level only."""
+def import_times(args: list[str], extra: dict[str, str] | None = None) -> list[tuple[str, int, float, float]]:
+    """``-X importtime`` of one run of ``args``: (module, depth, self ms, cumulative ms)."""
     proc = subprocess.run(
-        [args[0], "-X", "importtime", *args[1:]], cwd=c.REPO, env=_env(), capture_output=True, text=True
+        [args[0], "-X", "importtime", *args[1:]], cwd=c.REPO, env=_env(extra), capture_output=True, text=True
     )
     rows = []
     for line in proc.stderr.splitlines():
         m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
-        if m and len(m.group(3)) <= 1:
-            rows.append((m.group(4), int(m.group(2)) / 1000))
-    return sorted(rows, key=lambda r: -r[1])[:n]
+        if m:
+            rows.append((m.group(4), len(m.group(3)) // 2, int(m.group(1)) / 1000, int(m.group(2)) / 1000))
+    return rows
+
+
+def top_imports(rows: list[tuple[str, int, float, float]], n: int = 8) -> str:
+    """The ``n`` largest imports by cumulative time, top level only, as text."""
+    top = sorted((r for r in rows if r[1] == 0), key=lambda r: -r[3])[:n]
+    return ", ".join(f"{name} {cum:.0f} ms" for name, _, _, cum in top)
+
+
+def by_owner(rows: list[tuple[str, int, float, float]]) -> list[list[str]]:
+    """Self import time summed by owner (see :data:`OWNERS`), largest first."""
+    totals: dict[str, float] = {}
+    for name, _, self_ms, _ in rows:
+        top = name.split(".")[0]
+        if top in OWNERS:
+            owner = OWNERS[top]
+        elif top in sys.stdlib_module_names or top.startswith("_") or top in ("encodings", "site"):
+            owner = "standard library (site, encodings, json, logging, dataclasses, ...)"
+        else:
+            owner = "other third-party"
+        totals[owner] = totals.get(owner, 0.0) + self_ms
+    out = [[owner, f"{ms:.0f} ms"] for owner, ms in sorted(totals.items(), key=lambda kv: -kv[1])]
+    return out + [["all imports", f"{sum(totals.values()):.0f} ms"]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,16 +187,19 @@ def main(argv: list[str] | None = None) -> int:
         commands: dict[str, tuple[Callable[[], list[str]], Callable[[], dict[str, str]]]] = {
             HELP: (lambda: [c.PY, "-m", "producer.cli", "--help"], dict),
             REGISTER: (register, dict),
+            REGISTER_NO_PYC: (register, dict),
             HANDLER: (lambda: [c.PY, "-c", LAMBDA, s3.bucket, key], lambda_env),
         }
         load_before = os.getloadavg()[0]
-        for make, env in commands.values():  # warm the OS page cache: not a cold *disk*
+        for make, env in commands.values():  # warm the OS page cache (not a cold *disk*) and write the .pyc
             run(make(), env())
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
         for _ in range(n):  # interleaved: load changes hit every command alike
             for name, (make, env) in commands.items():
-                samples[name].append(run(make(), env()))
+                samples[name].append(run(make(), env(), pyc=name != REGISTER_NO_PYC))
         load_after = os.getloadavg()[0]
+        help_imports = import_times([c.PY, "-m", "producer.cli", "--help"])
+        lambda_imports = import_times([c.PY, "-c", LAMBDA, s3.bucket, key], lambda_env())
     baseline = [run([c.PY, "-c", "pass"]) for _ in range(n)]
     rows = []
     for name in commands:
@@ -146,9 +225,14 @@ def main(argv: list[str] | None = None) -> int:
         ]
     )
     table = c.table(["fresh process", "wall (median)", "CPU (median)", "target", "wall vs target"], rows)
-    imports = top_imports(register())
-    imp = "Largest imports of one `register` (`-X importtime`, cumulative, top level): " + ", ".join(
-        f"{name} {ms:.0f} ms" for name, ms in imports
+    register_imports = import_times(register())
+    imp = (
+        "Largest imports (`-X importtime`, cumulative, top level, one run each; importtime's own "
+        f"overhead included):\n\n- `--help`: {top_imports(help_imports)}\n"
+        f"- `register`: {top_imports(register_imports)}\n"
+        f"- Lambda event: {top_imports(lambda_imports)}\n\n"
+        "Where the import time of one `register` goes (self times summed by owner):\n\n"
+        + c.table(["owner", "self time"], by_owner(register_imports))
     )
     note = (
         f"{c.machine_note()}; {n} processes per command, medians; load average (1 min) "

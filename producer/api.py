@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from producer import ingest, removal, repair
+from producer import ingest
 from producer.audit import Problem, audit
 from producer.changes import Change, Sink
 from producer.errors import Hint, InputError
@@ -24,12 +24,12 @@ from producer.extract.options import ExtractOptions
 from producer.grouping import GROUP_SUFFIXES, Grouping
 from producer.ingest import Progress, open_catalog, validator
 from producer.options import RegisterOptions, parse_rewrites, resolve_options  # noqa: F401 (re-exported)
-from producer.repair import ReconcileReport
 from producer.results import RegisterResult, RemoveResult, error_type_of  # noqa: F401 (re-exported)
 from producer.sources import PRODUCT_SUFFIXES, expand_paths  # (also re-exported)
 from producer.store.base import Store
 
 if TYPE_CHECKING:
+    from producer.repair import ReconcileReport
     from producer.sinks.pgstac import PgstacSink
 
 
@@ -276,6 +276,8 @@ def remove(
     told when there was nothing to remove. A failure there is a ``storage``
     error as for pgSTAC.
     """
+    from producer import removal  # noqa: PLC0415 (cold start: register and the Lambda's first event need no remove)
+
     store = open_catalog(catalog, storage_options)
     return removal.remove_item(
         item_id,
@@ -392,6 +394,8 @@ def reconcile(
     # listing of ``data`` read the data, with the data's
     store = open_catalog(catalog, opts.catalog_storage_options)
     dsn = pgstac if pgstac is not None else opts.pgstac
+    from producer import repair  # noqa: PLC0415 (cold start: register and --help need no reconcile)
+
     return repair.reconcile(
         store,
         validator(),

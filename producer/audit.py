@@ -13,8 +13,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from fsspec.core import url_to_fs
-
 from producer.catalog import documents as docs
 from producer.catalog import intents
 from producer.catalog.extent import (
@@ -567,6 +565,8 @@ def _asset_exists(
     be reached; once an endpoint failed, further hrefs on it are answered
     unknown without trying (each try can take seconds of retries).
     """
+    from fsspec.core import url_to_fs  # noqa: PLC0415 (cold start: fsspec ~80 ms, only for asset checks)
+
     scheme = protocol(href)
     options = {} if scheme in _PLAIN_SCHEMES else dict(storage_options or {})
     try:

@@ -1,6 +1,13 @@
 """``stac-producer``: parse arguments, call :mod:`producer.api`, print.
 
 Exit codes: 0 all done, 1 some products (or checks) failed, 2 usage error.
+
+Cold start: importing this module loads click and nothing of the write path,
+so ``stac-producer --help`` costs the interpreter plus click. Each command
+imports what it uses when it runs (``producer.api``: pystac, fsspec, the
+extractors); the flags generated from :class:`~producer.options.RegisterOptions`
+are built when a command first needs its parameters (parsing its arguments or
+printing its own ``--help``), not when the group lists the commands.
 """
 
 from __future__ import annotations
@@ -8,16 +15,12 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import fields
-from typing import Any, Literal, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar
 
 import click
 
-from producer import api
-from producer.errors import InputError, ProducerError, rephrase
-from producer.logs import configure_cli
-from producer.options import OptionSpec, RegisterOptions, flag_spelling, option_spec
-from producer.redact import redact
+if TYPE_CHECKING:
+    from producer.options import OptionSpec, RegisterOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,12 +34,60 @@ def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+class _RegisterFlags:
+    """Stands in a command's parameter list for the options generated from
+    :class:`~producer.options.RegisterOptions` (see :func:`register_option_flags`)
+    until :attr:`_Command.params` first expands it: the options module and
+    everything it imports are loaded only when that command runs or shows its
+    own help."""
+
+    def __init__(self, names: Iterable[str] | None) -> None:
+        self.names = None if names is None else frozenset(names)
+
+    def expand(self) -> list[click.Parameter]:
+        """One click option per chosen field, in field order."""
+        from dataclasses import fields  # noqa: PLC0415 (dataclasses loads inspect: see the module doc)
+
+        from producer.options import RegisterOptions, option_spec  # noqa: PLC0415
+
+        chosen = [f for f in fields(RegisterOptions) if self.names is None or f.name in self.names]
+        out: list[click.Parameter] = []
+        for f in chosen:
+
+            def holder() -> None:  # pragma: no cover (never called: only collects the option)
+                pass
+
+            _click_option(f.name, option_spec(f), f.default)(holder)
+            out += holder.__click_params__  # type: ignore[attr-defined]
+        return out
+
+
 class _Command(click.Command):
     """A command whose library errors become CLI errors, in one place: bad
     input is a usage error (exit 2), any other project error exit 1; hints
-    are spelled as flags and credentials redacted."""
+    are spelled as flags and credentials redacted. Its :attr:`params` expand
+    the :class:`_RegisterFlags` placeholders on first use."""
+
+    _params: list[Any]
+
+    @property
+    def params(self) -> list[click.Parameter]:
+        if any(isinstance(p, _RegisterFlags) for p in self._params):
+            expanded: list[Any] = []
+            for p in self._params:
+                expanded += p.expand() if isinstance(p, _RegisterFlags) else [p]
+            self._params = expanded
+        return self._params
+
+    @params.setter
+    def params(self, value: list[click.Parameter]) -> None:
+        self._params = value
 
     def invoke(self, ctx: click.Context) -> Any:
+        from producer.errors import InputError, ProducerError  # noqa: PLC0415 (see the module doc)
+        from producer.options import flag_spelling  # noqa: PLC0415
+        from producer.redact import redact  # noqa: PLC0415
+
         try:
             return super().invoke(ctx)
         except InputError as exc:
@@ -160,12 +211,14 @@ def register_option_flags(names: Iterable[str] | None = None) -> Callable[[F], F
     """Add one click option per :class:`RegisterOptions` field (or per field
     in ``names``), generated from the field's metadata; a new field appears
     without touching this module. :func:`register_overrides` turns the parsed
-    values back into field values."""
-    chosen = [f for f in fields(RegisterOptions) if names is None or f.name in names]
+    values back into field values. For a :class:`_Command` only: the options
+    are generated when the command first needs its parameters (a placeholder
+    holds their place until then, see :class:`_RegisterFlags`)."""
 
     def decorate(fn: F) -> F:
-        for f in reversed(chosen):
-            fn = _click_option(f.name, option_spec(f), f.default)(fn)
+        if not hasattr(fn, "__click_params__"):
+            fn.__click_params__ = []  # type: ignore[attr-defined]
+        fn.__click_params__.append(_RegisterFlags(names))  # type: ignore[attr-defined]
         return fn
 
     return decorate
@@ -174,6 +227,10 @@ def register_option_flags(names: Iterable[str] | None = None) -> Callable[[F], F
 def register_overrides(params: dict[str, Any]) -> dict[str, Any]:
     """Pop the values of the generated options out of ``params`` (a command's
     keyword arguments) and return the ones the user gave, as field values."""
+    from dataclasses import fields  # noqa: PLC0415 (see _RegisterFlags)
+
+    from producer.options import RegisterOptions, option_spec  # noqa: PLC0415
+
     out: dict[str, Any] = {}
     for f in fields(RegisterOptions):
         if f.name not in params:
@@ -198,11 +255,36 @@ def register_overrides(params: dict[str, Any]) -> dict[str, Any]:
 def _options(base: dict[str, Any] | None = None, **overrides: Any) -> RegisterOptions:
     """A :class:`RegisterOptions` from CLI values; a value the options refuse
     is a usage error."""
+    from producer.errors import InputError  # noqa: PLC0415 (see the module doc)
+    from producer.options import RegisterOptions, flag_spelling  # noqa: PLC0415
+    from producer.redact import redact  # noqa: PLC0415
+
     try:
         return RegisterOptions(**{**(base or {}), **overrides})
     except (TypeError, ValueError) as exc:
         text = exc.phrased(flag_spelling) if isinstance(exc, InputError) else str(exc)
         raise click.UsageError(redact(text)) from exc
+
+
+def _import_pystac_without_urllib3() -> None:
+    """Import pystac, in this CLI process, without letting it import urllib3.
+
+    pystac imports urllib3 at import time (http.client, ssl, email: about
+    0.1 s, the largest import of a local ``register`` that is not needed) only
+    to offer ``RetryStacIO`` and to read ``http(s)`` hrefs with it. The
+    producer reads and writes through its own stores and uses pystac only to
+    build items, so in the CLI's own process pystac is imported with urllib3
+    hidden: it then falls back to ``urllib.request`` for the reads it never
+    makes here. urllib3 itself stays importable (botocore loads it for an S3
+    catalog). Mutates ``sys.modules``: the library (``import producer``) never
+    does this; only the ``stac-producer`` process, which owns its imports."""
+    if "pystac" in sys.modules or "urllib3" in sys.modules:
+        return
+    sys.modules["urllib3"] = None  # type: ignore[assignment]  # `import urllib3` raises ImportError
+    try:
+        import pystac  # noqa: F401, PLC0415
+    finally:
+        del sys.modules["urllib3"]
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -218,6 +300,9 @@ def _options(base: dict[str, Any] | None = None, **overrides: Any) -> RegisterOp
 @click.pass_context
 def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """Register raster products into a static STAC catalog, and keep it valid."""
+    from producer.logs import configure_cli  # noqa: PLC0415 (see the module doc)
+
+    _import_pystac_without_urllib3()
     ctx.call_on_close(configure_cli(verbose, quiet))
 
 
@@ -262,6 +347,9 @@ def register(
 
     -o/--storage-option applies to both the data and the catalog; the
     --data-/--catalog-storage-option ones to one of them (and win)."""
+    from producer import api  # noqa: PLC0415 (the write path: see the module doc)
+    from producer.options import flag_spelling  # noqa: PLC0415
+    from producer.redact import redact  # noqa: PLC0415
     given = register_overrides(fields_given)
     meta: dict[str, Any] = dict(given.get("collection_meta") or {})
     if collection_title:
@@ -324,6 +412,7 @@ def register(
 @storage_option
 def validate(catalog: str, check_assets: bool, as_json: bool, storage_pairs: tuple[str, ...]) -> None:
     """Check the whole CATALOG: schemas (offline), links, orphans, extents."""
+    from producer import api  # noqa: PLC0415 (the write path: see the module doc)
     problems = api.validate_catalog(
         catalog, storage_options=_storage_options(storage_pairs), check_assets=check_assets
     )
@@ -364,6 +453,8 @@ def remove(
     """Unlink and delete ITEM_ID; recompute the collection extent exactly.
     With --pgstac, delete it from the database too (checked first); with
     --sns-topic, publish the removal there."""
+    from producer import api  # noqa: PLC0415 (the write path: see the module doc)
+    from producer.options import flag_spelling  # noqa: PLC0415
     result = api.remove(
         item_id,
         catalog=catalog,
@@ -441,6 +532,10 @@ def reconcile(
     Exit 0: nothing left to do. Exit 1: problems remain, an asset could not be
     checked (its item is left unchanged), or a missing product could not be
     registered. Exit 2: usage error."""
+    from producer import api  # noqa: PLC0415 (the write path: see the module doc)
+    from producer.errors import rephrase  # noqa: PLC0415
+    from producer.options import flag_spelling  # noqa: PLC0415
+    from producer.redact import redact  # noqa: PLC0415
     options = _options(register_overrides(fields_given))
     report = api.reconcile(
         catalog,
@@ -515,6 +610,7 @@ def handle_event(
     # lazy, like demo's: fsspec (events) and numpy (demo) would add about
     # 0.4 s to every `stac-producer --help`
     from producer.events import DEFAULT_SUFFIXES, HandlerConfig, handle  # noqa: PLC0415
+    from producer.options import flag_spelling  # noqa: PLC0415
 
     try:
         event = json.load(payload)
@@ -572,7 +668,9 @@ def search(
     """Search CATALOG's stac-geoparquet mirror; print a STAC API /search-like
     FeatureCollection as JSON."""
     # lazy: duckdb + pyarrow (the mirror extra) cost every other command their import time
+    from producer.errors import InputError, ProducerError  # noqa: PLC0415 (see the module doc)
     from producer.query import search as run_search  # noqa: PLC0415
+    from producer.redact import redact  # noqa: PLC0415
 
     try:
         result = run_search(

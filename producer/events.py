@@ -3,8 +3,9 @@
 Every trigger (the Lambda entry point, the CLI, the Prefect event flow) calls
 :func:`handle` with the payload it received, a ``dict``, and gets a ``dict``
 back. Nothing here imports a cloud SDK: payloads are plain JSON, and the work
-is delegated to :mod:`producer.api` (imported at the top: ``import producer``
-loads it anyway).
+is delegated to :mod:`producer.api` (imported at the top: every event
+registers or removes through it; fsspec is imported with the first
+existence check, and removal code with the first removal).
 
 Shapes understood by :func:`parse_event`, nested in any of these ways:
 
@@ -33,8 +34,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 from urllib.parse import unquote_plus
-
-import fsspec
 
 from producer import api
 from producer.errors import InputError, ProducerError, Spelling
@@ -673,6 +672,8 @@ def _object_exists(url: str, storage_options: Mapping[str, Any] | None) -> bool 
     """Whether the object at ``url`` exists now: True, False, or None when
     storage cannot tell (no permission, network): callers then act as if
     the check had not been made. One fresh HEAD (listing caches bypassed)."""
+    import fsspec  # noqa: PLC0415 (imported with the first existence check: see the module doc)
+
     try:
         fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
         fs.invalidate_cache(path)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pystac.utils import datetime_to_str
-
 __all__ = ["format_time", "parse_time"]
 
 
@@ -19,6 +17,10 @@ def format_time(value: datetime) -> str:
     """Datetime → RFC 3339 in UTC with ``Z`` (``2024-05-13T10:00:00Z``,
     ``...T10:00:00.500000Z``): pystac's :func:`~pystac.utils.datetime_to_str`.
     A naive datetime is taken as local time (``astimezone``)."""
+    # imported here: pystac loads urllib3 (~0.1 s), which the options (and so
+    # `stac-producer --help`) import this module for but never call
+    from pystac.utils import datetime_to_str  # noqa: PLC0415
+
     return datetime_to_str(value.astimezone(UTC))
 
 

@@ -16,7 +16,6 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import fsspec
 from pystac import MediaType
 
 from producer.errors import InputError
@@ -140,6 +139,8 @@ def sidecar_kind(location: str, key: str = "") -> tuple[str, list[str]] | None:
 
 
 def _fs_and_path(location: str, storage_options: Mapping[str, Any]) -> tuple[Any, str]:
+    import fsspec  # noqa: PLC0415 (cold start: ~80 ms a local product never needs)
+
     try:
         return fsspec.core.url_to_fs(location, **dict(storage_options))
     except (ImportError, ValueError) as exc:

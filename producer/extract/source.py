@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import fsspec
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
@@ -161,6 +160,8 @@ class GuardedOpener:
         """The path of ``url`` in this opener's file system (what
         ``url_to_fs`` would give), through fsspec's public
         :func:`fsspec.core.strip_protocol`."""
+        import fsspec  # noqa: PLC0415 (see _object_store_opener)
+
         return str(fsspec.core.strip_protocol(url))
 
     def open(self, path: str, mode: str = "rb", **kwargs: Any) -> _GuardedFile:
@@ -217,6 +218,8 @@ class GuardedOpener:
 def _object_store_opener(path: str, options: ExtractOptions) -> GuardedOpener:
     """Stat the product and read its first bytes through fsspec, before GDAL
     sees it; raise what :func:`storage_failure` says when that fails."""
+    import fsspec  # noqa: PLC0415 (cold start: ~80 ms a local product never needs)
+
     try:
         fs, fs_path = fsspec.core.url_to_fs(path, **dict(options.storage_options))
     except (ImportError, ValueError) as exc:

@@ -6,9 +6,7 @@ from typing import Any
 
 from producer.errors import InputError
 from producer.store.base import Store
-from producer.store.fsspec_store import FsspecStore
 from producer.store.local import LocalStore
-from producer.store.s3 import S3Store
 from producer.urls import is_local, protocol
 
 
@@ -35,6 +33,11 @@ def open_store(url: str, storage_options: dict[str, Any] | None = None) -> Store
                 "local paths take none, drop them"
             )
         return LocalStore(url)
+    # imported here: both load fsspec (s3: s3fs too), which a local catalog never needs
     if protocol(url) in ("s3", "s3a"):
+        from producer.store.s3 import S3Store  # noqa: PLC0415
+
         return S3Store(url, storage_options)
+    from producer.store.fsspec_store import FsspecStore  # noqa: PLC0415
+
     return FsspecStore(url, storage_options)

@@ -1,0 +1,159 @@
+"""Cold start (issue 12 point 6): what a fresh process imports.
+
+Each case runs a tiny wrapper script in a fresh interpreter and lists the
+heavy third-party modules left in ``sys.modules``; no timing is asserted
+(bench/coldstart.py measures the time).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests import rasters
+from tests.trees import assert_stac_valid_tree
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: the write path's heavy imports: none of them is needed to list the commands
+#: or to import the package
+HEAVY = ("pystac", "rasterio", "numpy", "fsspec", "pyarrow", "pandas")
+
+#: run ``body`` (which may set ``sys.argv`` and run code), then print the heavy
+#: modules loaded, as JSON, on the last line of stdout
+WRAPPER = """
+import json, sys
+{body}
+print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
+"""
+
+
+def loaded_after(body: str, *args: str, cwd: Path = REPO, modules: tuple[str, ...] = HEAVY) -> list[str]:
+    """The ``modules`` (default: HEAVY) loaded once ``body`` has run in a fresh process."""
+    # no AWS credentials: with them, rasterio's default session imports boto3
+    # (and urllib3) for any file, local or not; that cost is rasterio's
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.run(
+        [sys.executable, "-c", WRAPPER.format(body=body, heavy=modules), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=cwd,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_cli_help_imports_no_write_path_module() -> None:
+    body = (
+        "import runpy\n"
+        "sys.argv = ['stac-producer', '--help']\n"
+        "try:\n"
+        "    runpy.run_module('producer.cli', run_name='__main__')\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code in (0, None), exc.code\n"
+    )
+    assert loaded_after(body) == []
+
+
+def test_console_script_help_imports_no_write_path_module() -> None:
+    """The console script's entry point (``producer.cli:main``), as installed."""
+    body = (
+        "from producer.cli import main\n"
+        "try:\n"
+        "    main(['--help'], prog_name='stac-producer')\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code in (0, None), exc.code\n"
+    )
+    assert loaded_after(body) == []
+
+
+def test_import_producer_imports_no_write_path_module() -> None:
+    assert loaded_after("import producer") == []
+
+
+def test_command_help_shows_the_generated_register_flags() -> None:
+    """The RegisterOptions flags, generated on first use, still show in a
+    command's own help, in field order, next to its hand-written ones."""
+    from click.testing import CliRunner
+
+    from producer.cli import main
+
+    out = CliRunner().invoke(main, ["register", "--help"])
+    assert out.exit_code == 0, out.output
+    assert "--collection-meta" in out.output and "--partition" in out.output
+    assert out.output.index("--collection-meta") < out.output.index("--partition")
+    assert out.output.index("--catalog") < out.output.index("--collection-meta")
+    assert out.output.index("--partition") < out.output.index("--collection-title")
+    for command in ("reconcile", "handle-event"):
+        out = CliRunner().invoke(main, [command, "--help"])
+        assert out.exit_code == 0 and "--partition" in out.output, out.output
+
+
+def test_public_names_are_all_reachable() -> None:
+    import producer
+
+    for name in producer.__all__:
+        assert getattr(producer, name) is not None, name
+    assert set(producer.__all__) <= set(dir(producer))
+    from producer import ProducerError, register
+    from producer.api import register as api_register
+    from producer.errors import ProducerError as errors_ProducerError
+
+    assert register is api_register and ProducerError is errors_ProducerError
+
+
+def test_unknown_name_is_an_attribute_error() -> None:
+    import producer
+
+    try:
+        producer.no_such_name  # noqa: B018
+    except AttributeError as exc:
+        assert "no_such_name" in str(exc)
+    else:
+        raise AssertionError("producer.no_such_name resolved")
+
+
+def test_register_from_a_fresh_import_still_works(tmp_path: Path) -> None:
+    """``from producer import register`` in a fresh process resolves the
+    lazy name and registers a product."""
+    data = tmp_path / "data"
+    data.mkdir()
+    product = rasters.WRITERS["utm"](data)
+    catalog = tmp_path / "cat"
+    body = (
+        "from producer import register, RegisterOptions\n"
+        "r = register([sys.argv[1]], catalog=sys.argv[2], collection='c', options=RegisterOptions())\n"
+        "assert [x.action for x in r] == ['created'], r\n"
+    )
+    loaded_after(body, str(product), str(catalog))
+    assert_stac_valid_tree(catalog)
+
+
+def test_cli_register_into_a_local_catalog_imports_neither_fsspec_nor_urllib3(tmp_path: Path) -> None:
+    """A local product into a local catalog: fsspec (remote locations only)
+    and urllib3 (pystac's http reads, which the producer never makes) stay
+    unloaded, urllib3 stays importable, and the catalog is written and valid."""
+    data = tmp_path / "data"
+    data.mkdir()
+    product = rasters.WRITERS["utm"](data)
+    catalog = tmp_path / "cat"
+    body = (
+        "import runpy\n"
+        "sys.argv = ['stac-producer', 'register', sys.argv[1], '-c', sys.argv[2], '--collection', 'c']\n"
+        "try:\n"
+        "    runpy.run_module('producer.cli', run_name='__main__')\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code in (0, None), exc.code\n"
+        "loaded = [m for m in ('fsspec', 'urllib3') if m in sys.modules]\n"
+        "import urllib3  # botocore needs it on S3\n"
+        "assert loaded == [], loaded\n"
+    )
+    assert loaded_after(body, str(product), str(catalog), modules=()) == []
+    assert (catalog / "c" / "collection.json").exists()
+    assert_stac_valid_tree(catalog)
