@@ -119,3 +119,49 @@ def test_callers_gdal_folder_listing_setting_is_kept(tmp_path: Path) -> None:
     # EMPTY_DIR: the caller tells GDAL to ignore side-cars; the world file is not read
     with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), pytest.raises(NoGeoreferenceError):
         create_item(str(product))
+
+
+def _registered_item(tmp_path: Path) -> dict:
+    catalog = tmp_path / "catalog"
+    (result,) = producer.register(
+        [str(rasters.write_utm(tmp_path / "data"))], catalog=str(catalog), collection="c"
+    )
+    assert result.ok, result.error
+    (path,) = [p for p in catalog.rglob("*.json") if json.loads(p.read_bytes())["type"] == "Feature"]
+    return json.loads(path.read_bytes())
+
+
+BROKEN_GEOMETRIES = {
+    "short_position": lambda ring: [*ring[:2], [1.0], *ring[3:]],
+    "three_position_ring": lambda ring: ring[:3],
+    "string_number": lambda ring: [["8.1", 50.5], *ring[1:]],
+    "bool_number": lambda ring: [[True, 50.5], *ring[1:]],
+    "ring_not_a_list": lambda ring: "ring",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_GEOMETRIES))
+def test_item_with_a_broken_footprint_is_still_refused_by_the_compiled_check(
+    tmp_path: Path, case: str
+) -> None:
+    from producer.validate import default_validator
+
+    validator = default_validator()
+    item = _registered_item(tmp_path)
+    assert validator.errors(item) == []
+    ring = item["geometry"]["coordinates"][0]
+    broken = {**item, "geometry": {"type": "Polygon", "coordinates": [BROKEN_GEOMETRIES[case](ring)]}}
+    problems = validator.errors(broken)
+    assert problems and all(p.startswith("geometry") for p in problems), problems
+    multi = {
+        **item,
+        "geometry": {"type": "MultiPolygon", "coordinates": [[ring], [BROKEN_GEOMETRIES[case](ring)]]},
+    }
+    assert validator.errors(multi)
+    fine = {
+        **item,
+        "geometry": {"type": "MultiPolygon", "coordinates": [[ring], [ring]], "bbox": item["bbox"]},
+    }
+    assert validator.errors(fine) == []
+    bad_bbox = {**item, "geometry": {**item["geometry"], "bbox": [1.0, 2.0]}}
+    assert validator.errors(bad_bbox)
