@@ -251,7 +251,7 @@ def create_item(
         except NotNetCDF:
             pass  # misnamed: GDAL reads the format from the content
     with ExitStack() as stack:
-        stack.enter_context(_no_folder_listing())
+        stack.enter_context(_no_folder_listing(source))
         opened = open_source(source, options, stack)
         src = opened.dataset
         location = resolve_location(href) if href else opened.location
@@ -277,8 +277,8 @@ def create_item(
 _READDIR = "GDAL_DISABLE_READDIR_ON_OPEN"
 
 
-def _no_folder_listing() -> AbstractContextManager[Any]:
-    """A GDAL environment in which opening a product does not list its folder.
+def _no_folder_listing(source: Any) -> AbstractContextManager[Any]:
+    """A GDAL environment in which opening a local product does not list its folder.
 
     By default GDAL lists the folder of every file it opens to find its
     side-car files; in a folder of 1,000 COGs that listing cost more CPU than
@@ -287,7 +287,15 @@ def _no_folder_listing() -> AbstractContextManager[Any]:
     which ignores them). A setting the caller made (environment variable, or
     an enclosing ``rasterio.Env``) is kept. The environment also serves the
     reads of :func:`_build_item`, which then need no environment of their own.
+    Products on object stores are read through fsspec (and GDAL's ``/vsi``
+    paths), where a probe for a missing side-car is a failed request: they,
+    and open datasets, keep GDAL's default.
     """
+    if not isinstance(source, str | os.PathLike):
+        return nullcontext()
+    text = os.fspath(source)
+    if not isinstance(text, str) or is_url(text) or text.startswith("/vsi"):
+        return nullcontext()
     if os.environ.get(_READDIR) or (rasterio.env.hasenv() and _READDIR in rasterio.env.getenv()):
         return nullcontext()
     return rasterio.Env(**{_READDIR: "TRUE"})
