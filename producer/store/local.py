@@ -11,8 +11,10 @@ Atomicity comes from two things:
   threads and processes on this host (and across hosts where the file system
   honours ``flock``, e.g. NFSv4; not guaranteed on every network mount).
 
-Symbolic links are never followed out of the root: every key is resolved to
-its real path first, and a key that leaves the root through a symlinked
+Symbolic links are never followed out of the root: every key is checked
+first (each of its components below the root's real path is ``lstat``-ed; a
+key passing through a link is resolved to its real path), and a key that
+leaves the root through a symlinked
 folder or file is refused with a :class:`StoreError` (nothing is read, written
 or deleted outside); symlinked files that leave the root are not listed. The
 lock file is opened with ``O_NOFOLLOW``. Links that stay inside the root are
