@@ -43,7 +43,7 @@ FULL = {
     "reconcile_n": 10000,
     "reconcile_orphans": 10,
 }
-#: CI smoke (bench/quick.sh): every section once, small N; N = 0 keeps 3
+#: CI smoke (bench/quick.sh): every section once, small N (S3: N = 0 only); N = 0 keeps 3
 #: repeats on both sides, the n0 comparison (point 5) is read from it
 QUICK = {
     "local_n": [0, 100],
@@ -51,7 +51,7 @@ QUICK = {
     "tutorial_repeats": {0: 3, 100: 1},
     "tutorial_max_n": 100,
     "partitioned_n": [0, 100],
-    "s3_n": [0, 100],
+    "s3_n": [0],
     "s3_repeats": 1,
     "throughput_n": 10,
     "reconcile_n": 50,
