@@ -43,16 +43,18 @@ FULL = {
     "reconcile_n": 10000,
     "reconcile_orphans": 10,
 }
+#: CI smoke (bench/quick.sh): every section once, small N (S3: N = 0 only); N = 0 keeps 3
+#: repeats on both sides, the n0 comparison (point 5) is read from it
 QUICK = {
-    "local_n": [0, 1000],
+    "local_n": [0, 100],
     "ours_repeats": 3,
-    "tutorial_repeats": {0: 1, 1000: 1},
-    "tutorial_max_n": 1000,
-    "partitioned_n": [0, 1000],
-    "s3_n": [0, 1000],
-    "s3_repeats": 2,
-    "throughput_n": 20,
-    "reconcile_n": 100,
+    "tutorial_repeats": {0: 3, 100: 1},
+    "tutorial_max_n": 100,
+    "partitioned_n": [0, 100],
+    "s3_n": [0],
+    "s3_repeats": 1,
+    "throughput_n": 10,
+    "reconcile_n": 50,
     "reconcile_orphans": 2,
 }
 

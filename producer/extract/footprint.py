@@ -25,7 +25,7 @@ here is pure computation: no file or network I/O, no work at import time.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from numbers import Integral
 from typing import Any
 
@@ -437,31 +437,72 @@ def _finish_ring(points: Ring, decimals: int) -> list[list[float]] | None:
         return None
     pts = np.round(np.asarray(points, dtype=float), decimals) + 0.0  # +0.0: no -0.0
     # consecutive duplicates, cyclically (this also drops a repeated closing point)
-    keep = np.any(pts != np.roll(pts, 1, axis=0), axis=1)
+    keep = np.any(pts != _roll(pts, 1), axis=1)
     pts = pts[keep] if keep.any() else pts[:1]
     # intermediate points exactly on the straight line between their neighbours
-    changed = True
-    while changed and len(pts) >= 3:
-        prev, nxt = np.roll(pts, 1, axis=0), np.roll(pts, -1, axis=0)
-        u, v = pts - prev, nxt - pts
-        cross = u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
-        dot = (u * v).sum(axis=1)
-        straight = (cross == 0.0) & (dot > 0.0)
-        # never drop two neighbours in one pass: the second's line changes
-        straight &= ~np.roll(straight, 1)
-        changed = bool(straight.any())
-        pts = pts[~straight]
+    if len(pts) >= 3:
+        pts = pts[_not_straight(pts[:, 0].tolist(), pts[:, 1].tolist())]
     if len(pts) < 3:
         return None
     x, y = pts[:, 0], pts[:, 1]
-    area2 = float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
+    area2 = float(np.sum(x * _roll(y, -1) - _roll(x, -1) * y))
     if area2 == 0.0:
         return None
     if area2 < 0.0:  # clockwise: reverse, keeping the same first point
         pts = np.vstack([pts[:1], pts[:0:-1]])
-    ring = [[float(px), float(py)] for px, py in pts]
+    ring: list[list[float]] = pts.tolist()  # Python floats, as float() of each
     ring.append(list(ring[0]))
     return ring
+
+
+def _not_straight(xs: list[float], ys: list[float]) -> list[int]:
+    """Indices of the points of a cyclic ring (3 or more) that stay when,
+    pass after pass, every point exactly on the straight line between its
+    neighbours (cross product 0, going on in the same direction) is dropped,
+    but never two neighbours in one pass (the second's line changes): the
+    first point of each run of such points goes.
+
+    A run of k collinear points takes k passes, so passes over the whole
+    ring cost O(n²) (a densified straight edge is such a run). Here the ring
+    is a linked list and a pass re-examines only the neighbours of what the
+    previous pass dropped: the only points whose test can change. Same
+    float operations as the array form, so the same points stay.
+    """
+    n = len(xs)
+    prv = [n - 1, *range(n - 1)]
+    nxt = [*range(1, n), 0]
+
+    def straight_at(i: int) -> bool:
+        p, q = prv[i], nxt[i]
+        ux, uy = xs[i] - xs[p], ys[i] - ys[p]
+        vx, vy = xs[q] - xs[i], ys[q] - ys[i]
+        return ux * vy - uy * vx == 0.0 and ux * vx + uy * vy > 0.0
+
+    straight = [straight_at(i) for i in range(n)]
+    alive = [True] * n
+    count = n
+    candidates: Iterable[int] = range(n)
+    while count >= 3:
+        drop = sorted({i for i in candidates if alive[i] and straight[i] and not straight[prv[i]]})
+        if not drop:
+            break
+        for i in drop:  # no two are neighbours: a dropped point's successor has a straight predecessor
+            alive[i] = False
+            nxt[prv[i]], prv[nxt[i]] = nxt[i], prv[i]
+        count -= len(drop)
+        touched = {j for i in drop for j in (prv[i], nxt[i]) if alive[j]}
+        for j in touched:
+            straight[j] = straight_at(j)
+        candidates = touched | {nxt[j] for j in touched}
+    return [i for i in range(n) if alive[i]]
+
+
+def _roll(values: np.ndarray, shift: int) -> np.ndarray:
+    """``np.roll(values, shift, axis=0)`` for ``shift`` of 1 or -1, without its
+    generic axis handling (a footprint rolls its ring some 15 times)."""
+    if shift == 1:
+        return np.concatenate((values[-1:], values[:-1]))
+    return np.concatenate((values[1:], values[:1]))
 
 
 def _polygon(ring: list[list[float]]) -> dict:

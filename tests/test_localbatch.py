@@ -1,0 +1,167 @@
+"""Local batches made cheaper (issue 12, points 4 and 5) without changing
+what is written or read.
+
+* ``documents.dumps`` indents through the C encoder: its bytes stay those of
+  ``json.dumps(doc, indent=2, ensure_ascii=False)`` for every document a
+  register writes and for unusual values.
+* GDAL no longer lists a product's folder on open, yet side-car files (a
+  world file) still georeference a product, and a caller's own GDAL setting
+  for folder listing wins.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+import producer
+from producer.catalog.documents import dumps
+from producer.errors import NoGeoreferenceError
+from producer.extract import create_item
+from tests import rasters
+from tests.trees import assert_stac_valid_tree
+
+WORLD_ORIGIN = (500000.0, 4000000.0)
+WORLD_RES = 20.0
+
+
+def _indent2(doc: object) -> bytes:
+    return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def test_dumps_bytes_equal_json_dumps_indent_for_every_document_a_register_writes(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    sources = [rasters.write_utm(data), rasters.write_dateline(data), rasters.write_polar(data)]
+    catalog = tmp_path / "catalog"
+    results = producer.register([str(s) for s in sources], catalog=str(catalog), collection="c")
+    assert all(r.ok for r in results), [r.error for r in results]
+    files = sorted(catalog.rglob("*.json"))
+    assert len(files) >= 5  # root, collection, three items
+    for path in files:
+        raw = path.read_bytes()
+        doc = json.loads(raw)
+        assert dumps(doc) == _indent2(doc) == raw, path
+    assert_stac_valid_tree(catalog)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {},
+        {"a": [], "b": {}, "c": [[], {}, [[]]]},
+        {"text": 'é "quoted"\nline\t\u2028', "nan": float("nan"), "inf": [float("-inf"), -0.0]},
+        {"rows": [[1, 2.5], [3, 4e-17]], "ragged": [[1], [2, 3, 4]], "empty_row": [[1], []]},
+        {"mixed_rows": [[1, True], [None, 2]], "strings": [["a", "b"]], "tuple": (1, (2, 3))},
+        {"deep": {"x": [{"y": [[[0.1, 0.2], [0.3, 0.4]]]}]}, "bool": False, "none": None},
+        {
+            "links": [
+                {"rel": "item", "href": f"./i{i}/i{i}.json", "type": "application/json"} for i in range(70)
+            ]
+        },
+    ],
+)
+def test_dumps_bytes_equal_json_dumps_indent_for_unusual_values(doc: dict) -> None:
+    assert dumps(doc) == _indent2(doc)
+
+
+def test_dumps_of_a_dict_subclass_or_an_int_key_falls_back_to_json_dumps() -> None:
+    class Ordered(dict):
+        pass
+
+    doc = {"a": Ordered(b=1), "c": {1: "one"}}
+    assert dumps(doc) == _indent2(doc)
+
+
+def _world_file_product(folder: Path) -> Path:
+    """``world_20240513.tif``: a CRS in the file, its geotransform only in a
+    ``.tfw`` side-car."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "world_20240513.tif"
+    data = rasters._ramp()
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=1,
+        dtype="uint8",
+        crs="EPSG:32633",
+    ) as dst:
+        dst.write(data)
+    half = WORLD_RES / 2  # a world file names the centre of the first pixel
+    x, y = WORLD_ORIGIN
+    path.with_suffix(".tfw").write_text(f"{WORLD_RES}\n0\n0\n{-WORLD_RES}\n{x + half}\n{y - half}\n")
+    for i in range(50):  # a folder worth listing
+        (folder / f"other_{i}.txt").write_text("x")
+    return path
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_world_file_side_car_still_georeferences_a_product_without_folder_listing(tmp_path: Path) -> None:
+    product = _world_file_product(tmp_path / "data")
+    doc = create_item(str(product)).to_dict(include_self_link=False)
+    expected = from_origin(*WORLD_ORIGIN, WORLD_RES, WORLD_RES)
+    assert doc["properties"]["proj:transform"][:6] == list(expected)[:6]
+    catalog = tmp_path / "catalog"
+    (result,) = producer.register([str(product)], catalog=str(catalog), collection="c")
+    assert result.ok, result.error
+    assert_stac_valid_tree(catalog)
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_callers_gdal_folder_listing_setting_is_kept(tmp_path: Path) -> None:
+    product = _world_file_product(tmp_path / "data")
+    # EMPTY_DIR: the caller tells GDAL to ignore side-cars; the world file is not read
+    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), pytest.raises(NoGeoreferenceError):
+        create_item(str(product))
+
+
+def _registered_item(tmp_path: Path) -> dict:
+    catalog = tmp_path / "catalog"
+    (result,) = producer.register(
+        [str(rasters.write_utm(tmp_path / "data"))], catalog=str(catalog), collection="c"
+    )
+    assert result.ok, result.error
+    (path,) = [p for p in catalog.rglob("*.json") if json.loads(p.read_bytes())["type"] == "Feature"]
+    return json.loads(path.read_bytes())
+
+
+BROKEN_GEOMETRIES = {
+    "short_position": lambda ring: [*ring[:2], [1.0], *ring[3:]],
+    "three_position_ring": lambda ring: ring[:3],
+    "string_number": lambda ring: [["8.1", 50.5], *ring[1:]],
+    "bool_number": lambda ring: [[True, 50.5], *ring[1:]],
+    "ring_not_a_list": lambda ring: "ring",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_GEOMETRIES))
+def test_item_with_a_broken_footprint_is_still_refused_by_the_compiled_check(
+    tmp_path: Path, case: str
+) -> None:
+    from producer.validate import default_validator
+
+    validator = default_validator()
+    item = _registered_item(tmp_path)
+    assert validator.errors(item) == []
+    ring = item["geometry"]["coordinates"][0]
+    broken = {**item, "geometry": {"type": "Polygon", "coordinates": [BROKEN_GEOMETRIES[case](ring)]}}
+    problems = validator.errors(broken)
+    assert problems and all(p.startswith("geometry") for p in problems), problems
+    multi = {
+        **item,
+        "geometry": {"type": "MultiPolygon", "coordinates": [[ring], [BROKEN_GEOMETRIES[case](ring)]]},
+    }
+    assert validator.errors(multi)
+    fine = {
+        **item,
+        "geometry": {"type": "MultiPolygon", "coordinates": [[ring], [ring]], "bbox": item["bbox"]},
+    }
+    assert validator.errors(fine) == []
+    bad_bbox = {**item, "geometry": {**item["geometry"], "bbox": [1.0, 2.0]}}
+    assert validator.errors(bad_bbox)
