@@ -23,6 +23,7 @@ from producer.audit import audit
 from producer.catalog import intents
 from producer.catalog.documents import exact_extent
 from producer.catalog.layout import intent_key, is_intent_key
+from producer.commit import note_contention
 from producer.errors import PreconditionFailed
 from producer.store import open_store
 from producer.store.base import Store
@@ -90,6 +91,7 @@ def test_a_paused_writers_intent_is_applied_by_the_other_and_it_stops_without_re
     root = tmp_path / "cat"
     producer.register([tiles[0]], catalog=str(root), collection="c")
     paused = Recording(LocalStore(str(root)), pause_after_intent=True)
+    note_contention(paused.url, "c")  # A announces (B, which lists A's intent, does too)
     out: dict = {}
 
     def run_a() -> None:
@@ -131,6 +133,7 @@ def _died_after_intent(store: Store, path: Path) -> None:
                 raise SimulatedKill(f"killed after {key}")
             return version
 
+    note_contention(store.url, "c")  # so that it announces an intent instead of a plain put
     with pytest.raises(SimulatedKill):
         producer.register([path], catalog=Kill(store), collection="c")
 

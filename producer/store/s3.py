@@ -260,14 +260,19 @@ class S3Store:
     def list(self, prefix: str = "") -> Iterator[str]:
         """Yield document keys under ``prefix`` (segment-wise, recursive), via
         paginated ListObjectsV2; keys that are not valid store keys (folder
-        markers, reserved names) are skipped."""
+        markers, reserved names) are skipped. A ``prefix`` ending in ``/``
+        names a folder: only what lies below it is listed (one request per
+        page, no check for a document at the prefix itself)."""
+        folder_only = prefix.endswith("/")
         prefix = check_prefix(prefix)
         base = f"{self.prefix}/" if self.prefix else ""
         # ListObjectsV2 matches string prefixes: list prefix + "/" (so "ndvi"
         # does not match "ndvi2/...") and check the exact key separately (it
         # sorts first among keys starting with it, so one MaxKeys=1 page).
         found: Iterator[str]
-        if prefix:
+        if prefix and folder_only:
+            found = self._iter_s3_keys(f"{base}{prefix}/")
+        elif prefix:
             exact = f"{base}{prefix}"
             found = itertools.chain(
                 (k for k in self._iter_s3_keys(exact, max_keys=1) if k == exact),
