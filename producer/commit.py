@@ -319,6 +319,9 @@ class Committer:
     #: intents listed by :meth:`preflight`, per collection id (consumed by
     #: the next :meth:`group_commit` of that collection)
     listed_intents: dict[str, list[str]] = field(default_factory=dict)
+    #: the collection document as this committer's last :meth:`link_items`
+    #: of it left it (written, or read back), per collection id
+    committed: dict[str, dict] = field(default_factory=dict)
     #: write the asset hrefs of products under the catalog root relative to
     #: the item document (:mod:`producer.hrefs`); False keeps them absolute
     #: (a thumbnail, stored in the catalog, is relative either way)
@@ -612,11 +615,11 @@ class Committer:
             coll_first = None
         below = ensure.pop(coll_key, [])
         if self.store.concurrent_safe:
-            self.group_commit(
+            outcome = self.group_commit(
                 collection_id, collection_meta, coll_links, item_docs, below, mirror, coll_first
             )
         else:  # one writer at a time by contract (see producer/store/fsspec_store.py)
-            self.cas(
+            outcome = self.cas(
                 coll_key,
                 self._collection_mutation(
                     collection_id, collection_meta, coll_links, item_docs, below, mirror
@@ -624,12 +627,23 @@ class Committer:
                 expect=("Collection",),
                 first=coll_first,
             )
+        if outcome.doc is not None:
+            self.committed[collection_id] = outcome.doc
         self.cas(
             layout.root_key,
             self._root_mutation(coll_key, coll_title),
             expect=("Catalog", "Collection"),
             first=preread.pop(layout.root_key, None),
         )
+
+    def collection_doc(self, collection_id: str) -> dict | None:
+        """The collection document for the sinks after a commit: the one
+        this committer's last :meth:`link_items` of it wrote or read back
+        (no request), else one GET (None: absent)."""
+        doc = self.committed.get(collection_id)
+        if doc is not None:
+            return doc
+        return self.read(self.layout.collection_key(collection_id), ("Collection",))[0]
 
     # -- group commit of the collection document --------------------------------
 
@@ -677,14 +691,13 @@ class Committer:
             if won is not None:
                 return won
         now = self.clock()
-        own_key = intent_key(collection_id, secrets.token_hex(16))
+        own_key = intent_key(collection_id, intents.new_token(now))
         own_data = intents.dumps(
             intents.new_intent(collection_id, self.layout.record(), links, below, assets or {}, items, now)
         )
         versions: dict[str, str | None] = {}
         versions[own_key] = self.store.put(own_key, own_data, create_only=True)
         seen: dict[str, intents.Intent | None] = {}
-        own = intents.parse(own_data, own_key)
         waited: dict[str, int] = {}
         attempt = 0
         try:
@@ -692,10 +705,41 @@ class Committer:
                 listed, (doc, version) = _both(
                     lambda: self.list_intents(collection_id), lambda: self.read(coll_key, expect)
                 )
+                if doc is not None and own_mutation(docs.copy_doc(doc)) is None:
+                    # applied by another writer, which deletes what it applied
+                    # (ours too, unless the listing shows it is still there)
+                    if own_key in listed:
+                        self._drop_intents([own_key], doc, collection_id, meta, seen, versions)
+                    return CasOutcome(doc, version=version)
+                # the writer of the oldest pending intent leads: the others give
+                # it a moment to apply theirs too, instead of racing its put
+                # (a leader that does not finish, e.g. died, is waited for only
+                # LEADER_WAITS times; then anyone applies its intent as well).
+                # The keys say their age: a writer that waits reads no intent.
+                now = self.clock()
+                ages = {k: intents.key_time(k) for k in {*listed, own_key}}
+                timed = sorted(
+                    (t, k)
+                    for k, t in ages.items()
+                    if t is not None and (now - t).total_seconds() <= intents.INTENT_FRESH
+                )
+                if any(k != own_key for _, k in timed):  # another writer commits here now
+                    note_contention(self.store.url, collection_id)
+                leader = timed[0][1] if timed else own_key
+                if leader != own_key and waited.get(leader, 0) < LEADER_WAITS:
+                    # each look is one GET of the collection (no listing)
+                    while waited.get(leader, 0) < LEADER_WAITS:
+                        waited[leader] = waited.get(leader, 0) + 1
+                        pause = self.rng.uniform(0.5, 1.5) * LEADER_WAIT
+                        self.backoff_seconds += pause
+                        time.sleep(pause)
+                        current, _ = self.read(coll_key, expect)
+                        if current is not None and own_mutation(docs.copy_doc(current)) is None:
+                            return CasOutcome(current)  # the leader deletes our intent with its own
+                    continue
                 fresh = self._read_intents(
                     [k for k in listed if k not in seen and k != own_key], seen, versions
                 )
-                now = self.clock()
                 others = [
                     i
                     for i in fresh
@@ -704,7 +748,7 @@ class Committer:
                     and i.layout == self.layout.record()
                     and i.age(now) <= intents.INTENT_FRESH
                 ]
-                if others:  # another writer commits here now: keep announcing for a while
+                if others:
                     note_contention(self.store.url, collection_id)
                 mutate = self._collection_mutation(
                     collection_id,
@@ -720,23 +764,6 @@ class Committer:
                         [own_key, *(i.key for i in others)], doc, collection_id, meta, seen, versions
                     )
                     return CasOutcome(doc, version=version)
-                # the writer of the oldest pending intent leads: the others give
-                # it a moment to apply theirs too, instead of racing its put
-                # (a leader that does not finish, e.g. died, is waited for only
-                # LEADER_WAITS times; then anyone applies its intent as well)
-                leader = min([*others, own] if own is not None else others, key=lambda i: (i.written, i.key))
-                if leader.key != own_key and waited.get(leader.key, 0) < LEADER_WAITS:
-                    # each look is one GET of the collection (no listing)
-                    while waited.get(leader.key, 0) < LEADER_WAITS:
-                        waited[leader.key] = waited.get(leader.key, 0) + 1
-                        pause = self.rng.uniform(0.5, 1.5) * LEADER_WAIT
-                        self.backoff_seconds += pause
-                        time.sleep(pause)
-                        current, _ = self.read(coll_key, expect)
-                        if current is not None and own_mutation(docs.copy_doc(current)) is None:
-                            self._drop_intents([own_key], current, collection_id, meta, seen, versions)
-                            return CasOutcome(current)
-                    continue
                 self.check_update(coll_key, doc, new)
                 try:
                     if version is None:
@@ -1087,9 +1114,10 @@ class Committer:
 
         def side() -> None:
             # alongside the chain: the root, and on stores shared by several
-            # writers the pending intents (group_commit's cheap path needs them)
+            # writers the pending intents (group_commit's plain path needs
+            # them; under recent contention it lists them itself)
             root = self.read(root_key, expected_type(root_key))
-            if self.store.concurrent_safe:
+            if self.store.concurrent_safe and not contended(self.store.url, collection_id):
                 self.listed_intents[collection_id] = self.list_intents(collection_id)
             out.setdefault(root_key, root)
 

@@ -382,7 +382,7 @@ def _publish(
         return
     coll_key = committer.layout.collection_key(collection)
     try:
-        coll_doc, _ = committer.read(coll_key, ("Collection",))
+        coll_doc = committer.collection_doc(collection)  # as committed: no GET
         if coll_doc is None:
             raise StoreError(f"{committer.store_path(coll_key)} is gone (removed meanwhile?)")
     except (ProducerError, OSError) as exc:

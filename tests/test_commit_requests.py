@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ import pytest
 
 import producer
 from producer import ingest
+from producer.catalog import intents
+from producer.catalog.layout import intent_key
 from producer.commit import contended
 from producer.errors import PreconditionFailed
 from producer.options import RegisterOptions
@@ -135,3 +138,18 @@ def test_a_writer_that_loses_its_plain_compare_and_swap_announces_an_intent_and_
     assert [k for k in plain.list("c/_intents/")] == []
     assert producer.validate_catalog(str(root)) == []
     assert_stac_valid_tree(root)
+
+
+def test_intent_keys_sort_by_their_writers_clock_and_an_old_format_key_has_no_time():
+    """The group commit's leader (oldest pending intent) is read off the keys
+    of a listing: no intent is read to decide who waits."""
+    t0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    keys = [intent_key("c", intents.new_token(t0 + timedelta(seconds=s))) for s in (5, 0.001, 60, 0)]
+    assert sorted(keys) == [keys[3], keys[1], keys[0], keys[2]]
+    assert [intents.key_time(k) for k in sorted(keys)] == [
+        t0,
+        t0 + timedelta(milliseconds=1),
+        t0 + timedelta(seconds=5),
+        t0 + timedelta(seconds=60),
+    ]
+    assert intents.key_time(intent_key("c", "0" * 32)) is None  # written by an older version
