@@ -102,7 +102,14 @@ def contended(store_url: str, collection_id: str) -> bool:
     """True while this process remembers contention on the collection
     (:func:`note_contention`)."""
     return _contended.get((store_url, collection_id), 0.0) > time.monotonic()
+
+
 TIMESTAMPS = ("created", "updated")
+#: a batch of at least this many items is settled with one listing of the
+#: folder they share (:meth:`Committer.settle_batch`) instead of a GET each
+SETTLE_LIST_MIN = 4
+#: keys beyond twice the batch that settle_batch lists before giving up
+SETTLE_LIST_SLACK = 1000
 
 
 def utcnow() -> datetime:
@@ -322,6 +329,9 @@ class Committer:
     #: the collection document as this committer's last :meth:`link_items`
     #: of it left it (written, or read back), per collection id
     committed: dict[str, dict] = field(default_factory=dict)
+    #: version of each item document as :meth:`write_item` left it (written
+    #: or found unchanged), so :meth:`settle_batch` can compare listings
+    written_versions: dict[str, str | None] = field(default_factory=dict)
     #: write the asset hrefs of products under the catalog root relative to
     #: the item document (:mod:`producer.hrefs`); False keeps them absolute
     #: (a thumbnail, stored in the catalog, is relative either way)
@@ -495,13 +505,17 @@ class Committer:
         now = format_time(self.clock())
         first = {**item, "properties": {**item["properties"], "created": now, "updated": now}}
         try:
-            self.store.put(key, docs.dumps(self.stored_form(key, first)), create_only=True)
+            self.written_versions[key] = self.store.put(
+                key, docs.dumps(self.stored_form(key, first)), create_only=True
+            )
         except PreconditionFailed:
             pass
         else:
             return "created", first
-        committed = self.cas(key, mutate, expect=("Feature",), validated=True).doc
+        result = self.cas(key, mutate, expect=("Feature",), validated=True)
+        committed = result.doc
         assert committed is not None  # written, or the existing document kept
+        self.written_versions[key] = result.version
         return outcome["action"], committed
 
     def merge_item(
@@ -980,6 +994,55 @@ class Committer:
                     f"{self.store_path(key)}: a concurrent remove kept deleting it; register it again later",
                 )
         return redone
+
+    def settle_batch(
+        self,
+        collection_id: str,
+        items: Sequence[tuple[str, dict]],
+        collection_meta: dict | None = None,
+        threads: int = 1,
+    ) -> list[str]:
+        """:meth:`settle_items` for a batch, with one listing instead of one
+        GET per item where the store lists versions (S3: ListObjectsV2 gives
+        each key's ETag).
+
+        After the link, the folder the batch's items share is listed once
+        (pages of 1,000 keys; given up after :data:`SETTLE_LIST_SLACK` keys
+        more than twice the batch, so a huge collection costs a bounded
+        listing). An item listed with the very version this committer wrote
+        is unmarked and present at the time of that listing, which is what
+        the GET of :meth:`settle_items` establishes; every other item (gone,
+        marked, rewritten, or not in a complete listing) is settled by
+        :meth:`settle_items` as before, on up to ``threads`` threads. Writes
+        only what :meth:`settle_items` writes. Returns the keys written again.
+        """
+        suspects = list(items)
+        lister = getattr(self.store, "list_versions", None)
+        if lister is not None and len(items) >= SETTLE_LIST_MIN:
+            folder = posixpath.commonpath([posixpath.dirname(key) for key, _ in items])
+            listed: dict[str, str] = {}
+            bound = 2 * len(items) + SETTLE_LIST_SLACK
+            complete = True
+            for key, version in lister(folder + "/"):
+                listed[key] = version
+                if len(listed) > bound:
+                    complete = False  # too many other documents there: GET each item
+                    break
+            if complete:
+                suspects = [
+                    (key, doc)
+                    for key, doc in items
+                    if self.written_versions.get(key) is None or listed.get(key) != self.written_versions[key]
+                ]
+        if not suspects:
+            return []
+        if threads <= 1 or len(suspects) == 1:
+            return self.settle_items(collection_id, suspects, collection_meta)
+        with ThreadPoolExecutor(max_workers=min(threads, len(suspects))) as pool:
+            redone = pool.map(
+                lambda entry: self.settle_items(collection_id, [entry], collection_meta), suspects
+            )
+            return [key for keys in redone for key in keys]
 
     def ensure_root(self, preread: dict[str, tuple[dict | None, str | None]]) -> None:
         """Create the root catalog (no children yet) if :meth:`preflight` found none.

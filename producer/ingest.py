@@ -540,11 +540,9 @@ def _link_written(
     to finish, and return False."""
     try:
         committer.link_items(collection, written, collection_meta, preread)
-        # one GET per item, independent of each other: in parallel like the writes
-        map_ordered(
-            lambda entry: committer.settle_items(collection, [entry], collection_meta),
-            written,
-            write_threads(len(written), committer.store.concurrent_safe),
+        # one listing (S3), else one GET per item in parallel like the writes
+        committer.settle_batch(
+            collection, written, collection_meta, write_threads(len(written), committer.store.concurrent_safe)
         )
     except (ProducerError, OSError) as exc:
         detail = exc if isinstance(exc, ProducerError) else _os_error(exc)

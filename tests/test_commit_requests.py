@@ -153,3 +153,66 @@ def test_intent_keys_sort_by_their_writers_clock_and_an_old_format_key_has_no_ti
         t0 + timedelta(seconds=60),
     ]
     assert intents.key_time(intent_key("c", "0" * 32)) is None  # written by an older version
+
+
+def test_a_batch_on_s3_settles_its_items_with_one_listing_instead_of_a_get_each(s3_server, tiles):
+    """After the link, a concurrent remove is ruled out for the whole batch
+    by one ListObjectsV2 (each item listed with the ETag this writer put),
+    not by a GET of every item."""
+    with FaultProxy(s3_server.endpoint_url) as proxy:
+        options = {
+            **s3_server.storage_options,
+            "client_kwargs": {
+                **s3_server.storage_options["client_kwargs"],
+                "endpoint_url": proxy.endpoint_url,
+            },
+        }
+        catalog = s3_server.url(f"req-{uuid.uuid4().hex[:8]}")
+        opts = RegisterOptions(catalog_storage_options=options)
+        results = ingest.register_products(
+            [str(t) for t in tiles], catalog=catalog, collection="c", options=opts
+        )
+        trace = list(proxy.trace)
+    assert [r.action for r in results] == ["created"] * len(tiles)
+    item_gets = [
+        p for m, p, q in trace if m in ("GET", "HEAD") and "list-type" not in q and p.endswith(".json")
+    ]
+    assert [p for p in item_gets if not p.endswith(("/catalog.json", "/collection.json"))] == []
+    assert len([q for m, _, q in trace if "list-type" in q and "prefix=" in q and "_intents" not in q]) == 1
+    store = open_store(catalog, s3_server.storage_options)
+    assert _linked(store) == sorted(f"./{t.stem}/{t.stem}.json" for t in tiles)
+    assert producer.validate_catalog(catalog, storage_options=s3_server.storage_options) == []
+
+
+class RemovedBeforeTheListing:
+    """A real S3 store whose first ``list_versions`` is preceded by a complete
+    ``remove`` of one item of the batch (marked, unlinked, deleted by another
+    process, between the register's link and its settle step)."""
+
+    def __init__(self, inner: Store, victim: str) -> None:
+        self.inner, self.url, self.concurrent_safe = inner, inner.url, inner.concurrent_safe
+        self.victim = victim
+        self.removed: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def list_versions(self, prefix: str) -> Any:
+        if not self.removed:
+            self.removed.append(producer.remove(self.victim, catalog=self.inner, collection="c").action)
+        return self.inner.list_versions(prefix)
+
+
+def test_a_remove_that_finishes_before_the_settle_listing_still_loses_to_the_register(s3_server, tiles):
+    """The listing misses the removed item, so it is settled one by one as
+    before: written again and linked (a register racing a remove wins)."""
+    catalog = s3_server.url(f"req-{uuid.uuid4().hex[:8]}")
+    store = RemovedBeforeTheListing(open_store(catalog, s3_server.storage_options), tiles[1].stem)
+    opts = RegisterOptions(catalog_storage_options=s3_server.storage_options)
+    results = ingest.register_products([str(t) for t in tiles], catalog=store, collection="c", options=opts)
+    assert store.removed == ["removed"]
+    assert [r.action for r in results] == ["created"] * len(tiles)
+    inner = open_store(catalog, s3_server.storage_options)
+    assert _linked(inner) == sorted(f"./{t.stem}/{t.stem}.json" for t in tiles)
+    assert inner.exists(f"c/{tiles[1].stem}/{tiles[1].stem}.json")
+    assert producer.validate_catalog(catalog, storage_options=s3_server.storage_options) == []

@@ -290,6 +290,26 @@ class S3Store:
                 yield key
         log.debug("%r list %r: %d key(s)", self, prefix, count)
 
+    def list_versions(self, prefix: str) -> Iterator[tuple[str, str]]:
+        """Yield ``(key, ETag)`` of the documents below the folder
+        ``prefix`` (which ends in ``/``), one ListObjectsV2 page at a time:
+        the ETag a GET of the key would return now, with its quotes."""
+        if not prefix.endswith("/"):
+            raise InputError("list_versions(): pass a folder, ending in '/'")
+        folder = check_prefix(prefix)
+        base = f"{self.prefix}/" if self.prefix else ""
+        params: dict[str, Any] = {"Prefix": f"{base}{folder}/", "MaxKeys": self.list_page_size}
+        while True:
+            resp = self._call("list_objects_v2", "", **params)
+            for obj in resp.get("Contents", []):
+                key = str(obj["Key"])[len(base) :]
+                if is_listable(key):
+                    yield key, str(obj["ETag"])
+            token = resp.get("NextContinuationToken")
+            if not resp.get("IsTruncated") or not token:
+                return
+            params["ContinuationToken"] = token
+
     def exists(self, key: str) -> bool:
         """True if ``key`` exists (HeadObject)."""
         try:
