@@ -218,6 +218,8 @@ class LatencyProxy:
                     up = None
         except (ConnectionError, asyncio.IncompleteReadError):
             return
+        except asyncio.CancelledError:  # stop() with a client connection open: just close it
+            return
         finally:
             if up is not None:
                 up[1].close()
