@@ -27,6 +27,7 @@ from producer.options import RegisterOptions
 from producer.store import open_store
 from producer.store.base import Store
 from producer.store.local import LocalStore
+from producer.store.s3 import S3Store
 from tests.crashes import write_tile
 from tests.faultproxy import FaultProxy
 from tests.trees import assert_stac_valid_tree
@@ -189,7 +190,7 @@ class RemovedBeforeTheListing:
     ``remove`` of one item of the batch (marked, unlinked, deleted by another
     process, between the register's link and its settle step)."""
 
-    def __init__(self, inner: Store, victim: str) -> None:
+    def __init__(self, inner: S3Store, victim: str) -> None:
         self.inner, self.url, self.concurrent_safe = inner, inner.url, inner.concurrent_safe
         self.victim = victim
         self.removed: list[str] = []
@@ -207,7 +208,7 @@ def test_a_remove_that_finishes_before_the_settle_listing_still_loses_to_the_reg
     """The listing misses the removed item, so it is settled one by one as
     before: written again and linked (a register racing a remove wins)."""
     catalog = s3_server.url(f"req-{uuid.uuid4().hex[:8]}")
-    store = RemovedBeforeTheListing(open_store(catalog, s3_server.storage_options), tiles[1].stem)
+    store = RemovedBeforeTheListing(S3Store(catalog, s3_server.storage_options), tiles[1].stem)
     opts = RegisterOptions(catalog_storage_options=s3_server.storage_options)
     results = ingest.register_products([str(t) for t in tiles], catalog=store, collection="c", options=opts)
     assert store.removed == ["removed"]
