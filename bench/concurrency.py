@@ -108,6 +108,24 @@ def _worker(index: int, catalog: str, options: dict | None, files: list[str], ba
         raise
 
 
+def _request_kind(method: str, path: str, query: str) -> str:
+    """What a request the proxy saw was about: ``<method> <document kind>``."""
+    if "list-type" in query:
+        what = "intents" if "_intents" in query else "mirror" if "items" in query else "other"
+        return f"LIST {what}"
+    if "/_intents/" in path:
+        what = "intent"
+    elif path.endswith("/collection.json"):
+        what = "collection"
+    elif path.endswith("/catalog.json"):
+        what = "root"
+    elif path.endswith(".json"):
+        what = "item"
+    else:
+        what = "mirror/other"
+    return f"{method} {what}"
+
+
 def run_writers(catalog: str, options: dict | None, files: list[str], writers: int) -> dict:
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(writers)
@@ -239,8 +257,12 @@ def main(argv: list[str] | None = None) -> int:
                         }
                     server_cpu0 = s3.cpu_seconds() if s3 is not None and backend == "s3" else 0.0
                     requests0 = sum(proxy.counts.values()) if proxy is not None else 0
+                    trace0 = len(proxy.trace) if proxy is not None else 0
                     r = run_writers(catalog, writer_options, files, w)
                     r["requests"] = sum(proxy.counts.values()) - requests0 if proxy is not None else None
+                    r["request_kinds"] = (
+                        dict(Counter(_request_kind(*t) for t in proxy.trace[trace0:])) if proxy is not None else {}
+                    )
                     r["server_cpu"] = (
                         s3.cpu_seconds() - server_cpu0 if s3 is not None and backend == "s3" else None
                     )
@@ -253,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"linked once {check['linked_once']}, errors {check['n_errors']}, "
                         f"intents left {check['intents_left']}"
                     )
+                    if r["request_kinds"]:
+                        per_item = {k: round(v / len(files), 1) for k, v in sorted(r["request_kinds"].items())}
+                        log(f"    requests per item by kind: {per_item}")
                     if bad or not check["linked_once"] or check["n_errors"]:
                         log(f"    PROBLEM: {bad[:3]} {check}")
                     runs.append(
