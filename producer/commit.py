@@ -110,6 +110,9 @@ TIMESTAMPS = ("created", "updated")
 SETTLE_LIST_MIN = 4
 #: keys beyond twice the batch that settle_batch lists before giving up
 SETTLE_LIST_SLACK = 1000
+#: seconds a document read before the batch (:attr:`Committer.seeded`)
+#: stands in for preflight's read of it; an older one is read again
+SEED_FRESH = 2.0
 
 
 def utcnow() -> datetime:
@@ -332,6 +335,11 @@ class Committer:
     #: version of each item document as :meth:`write_item` left it (written
     #: or found unchanged), so :meth:`settle_batch` can compare listings
     written_versions: dict[str, str | None] = field(default_factory=dict)
+    #: documents read just before this committer existed (key -> bytes,
+    #: version, ``time.monotonic()`` of the read; e.g. the collection read to
+    #: choose the layout): :meth:`preflight` uses one younger than
+    #: :data:`SEED_FRESH` instead of reading it again
+    seeded: dict[str, tuple[bytes, str, float]] = field(default_factory=dict)
     #: write the asset hrefs of products under the catalog root relative to
     #: the item document (:mod:`producer.hrefs`); False keeps them absolute
     #: (a thumbnail, stored in the catalog, is relative either way)
@@ -1161,7 +1169,12 @@ class Committer:
 
         def read(key: str) -> dict | None:
             if key not in out:
-                out[key] = self.read(key, expected_type(key))
+                seed = self.seeded.pop(key, None)
+                if seed is not None and time.monotonic() - seed[2] <= SEED_FRESH:
+                    doc = docs.loads(seed[0], self.store_path(key), expect=expected_type(key))
+                    out[key] = (absolute_assets(doc, self.store_path(key)), seed[1])
+                else:
+                    out[key] = self.read(key, expected_type(key))
             return out[key][0]
 
         coll_key = self.layout.collection_key(collection_id)

@@ -54,14 +54,14 @@ def _linked(store: Store) -> list[str]:
     return sorted(link["href"] for link in coll["links"] if link["rel"] == "item")
 
 
-def test_a_lone_register_into_an_existing_s3_collection_puts_no_intent_and_makes_at_most_7_requests(
+def test_a_lone_register_into_an_existing_s3_collection_puts_no_intent_and_makes_at_most_6_requests(
     s3_server, tiles
 ):
-    """Lone writer, collection there: GET collection (layout), GET collection
-    + GET root + LIST intents (preflight, in parallel), PUT item, PUT
-    collection (plain compare-and-swap), GET item (settle a racing remove).
-    Before: an intent PUT, two LISTs, another collection GET and a HEAD +
-    DELETE of the intent on top (12)."""
+    """Lone writer, collection there: GET collection (layout; preflight
+    reuses it), GET root + LIST intents (preflight, in parallel), PUT item,
+    PUT collection (plain compare-and-swap), GET item (settle a racing
+    remove). Before: a second collection GET, an intent PUT, two LISTs,
+    another collection GET and a HEAD + DELETE of the intent on top (12)."""
     prefix = f"req-{uuid.uuid4().hex[:8]}"
     with FaultProxy(s3_server.endpoint_url) as proxy:
         options = {
@@ -81,7 +81,7 @@ def test_a_lone_register_into_an_existing_s3_collection_puts_no_intent_and_makes
     assert not [m for m, p, _ in trace if "/_intents/" in p], lines  # no intent written, read or deleted
     lists = [q for m, p, q in trace if m == "GET" and "list-type" in q]
     assert len(lists) == 1 and "_intents/" in lists[0], lines  # one listing, folder only
-    assert len(trace) <= 7, lines
+    assert len(trace) <= 6, lines
     store = open_store(catalog, s3_server.storage_options)
     assert _linked(store) == sorted(f"./{t.stem}/{t.stem}.json" for t in tiles[:2])
     assert producer.validate_catalog(catalog, storage_options=s3_server.storage_options) == []
