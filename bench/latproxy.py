@@ -132,6 +132,8 @@ class LatencyProxy:
         self.port = port
         self.faults: list[Fault] = []
         self.counts: Counter[str] = Counter()
+        #: every request as ``(method, path, query)``, for request-count tests and traces
+        self.trace: list[tuple[str, str, str]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
@@ -168,6 +170,7 @@ class LatencyProxy:
                 body = await _read_body(reader, headers) or b""
                 name, path = method.decode(), unquote(urlsplit(target.decode()).path)
                 self.counts[name] += 1
+                self.trace.append((name, path, urlsplit(target.decode()).query))
                 delay = self.delay
                 fault = next((f.fault for f in self.faults if f.fires(name, path)), None)
                 if fault is not None and fault.startswith("delay:"):
@@ -214,6 +217,8 @@ class LatencyProxy:
                     up[1].close()
                     up = None
         except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        except asyncio.CancelledError:  # stop() with a client connection open: just close it
             return
         finally:
             if up is not None:

@@ -63,6 +63,7 @@ from producer.errors import (
     NotFound,
     PreconditionFailed,
     ProducerError,
+    StoreError,
 )
 from producer.hrefs import absolute_assets, relative_assets
 from producer.provenance import VOLATILE, VOLATILE_RELS
@@ -81,7 +82,37 @@ Mutation = Callable[[dict | None], dict | None]
 #: it, at most LEADER_WAITS times per leader, before it puts itself
 LEADER_WAIT = 0.1
 LEADER_WAITS = 3
+#: seconds a process keeps committing to a collection through intents after
+#: it last saw contention there (a lost compare-and-swap of the collection, or
+#: another writer's fresh intent); otherwise a writer that lists no pending
+#: intent tries a plain compare-and-swap first (see :meth:`Committer.group_commit`)
+CONTENDED_FOR = 30.0
+#: (store url, collection id) -> monotonic deadline of the contention seen
+_contended: dict[tuple[str, str], float] = {}
+
+
+def note_contention(store_url: str, collection_id: str) -> None:
+    """Remember, in this process, that writers of ``collection_id`` in the
+    catalog at ``store_url`` contend: its next commits announce intents
+    (group commit) for :data:`CONTENDED_FOR` seconds. Mutates process state only."""
+    _contended[(store_url, collection_id)] = time.monotonic() + CONTENDED_FOR
+
+
+def contended(store_url: str, collection_id: str) -> bool:
+    """True while this process remembers contention on the collection
+    (:func:`note_contention`)."""
+    return _contended.get((store_url, collection_id), 0.0) > time.monotonic()
+
+
 TIMESTAMPS = ("created", "updated")
+#: a batch of at least this many items is settled with one listing of the
+#: folder they share (:meth:`Committer.settle_batch`) instead of a GET each
+SETTLE_LIST_MIN = 4
+#: keys beyond twice the batch that settle_batch lists before giving up
+SETTLE_LIST_SLACK = 1000
+#: seconds a document read before the batch (:attr:`Committer.seeded`)
+#: stands in for preflight's read of it; an older one is read again
+SEED_FRESH = 2.0
 
 
 def utcnow() -> datetime:
@@ -295,6 +326,20 @@ class Committer:
     backoff_seconds: float = 0.0
     #: warnings this committer already logged (each once per run)
     notices: set[str] = field(default_factory=set)
+    #: intents listed by :meth:`preflight`, per collection id (consumed by
+    #: the next :meth:`group_commit` of that collection)
+    listed_intents: dict[str, list[str]] = field(default_factory=dict)
+    #: the collection document as this committer's last :meth:`link_items`
+    #: of it left it (written, or read back), per collection id
+    committed: dict[str, dict] = field(default_factory=dict)
+    #: version of each item document as :meth:`write_item` left it (written
+    #: or found unchanged), so :meth:`settle_batch` can compare listings
+    written_versions: dict[str, str | None] = field(default_factory=dict)
+    #: documents read just before this committer existed (key -> bytes,
+    #: version, ``time.monotonic()`` of the read; e.g. the collection read to
+    #: choose the layout): :meth:`preflight` uses one younger than
+    #: :data:`SEED_FRESH` instead of reading it again
+    seeded: dict[str, tuple[bytes, str, float]] = field(default_factory=dict)
     #: write the asset hrefs of products under the catalog root relative to
     #: the item document (:mod:`producer.hrefs`); False keeps them absolute
     #: (a thumbnail, stored in the catalog, is relative either way)
@@ -468,13 +513,17 @@ class Committer:
         now = format_time(self.clock())
         first = {**item, "properties": {**item["properties"], "created": now, "updated": now}}
         try:
-            self.store.put(key, docs.dumps(self.stored_form(key, first)), create_only=True)
+            self.written_versions[key] = self.store.put(
+                key, docs.dumps(self.stored_form(key, first)), create_only=True
+            )
         except PreconditionFailed:
             pass
         else:
             return "created", first
-        committed = self.cas(key, mutate, expect=("Feature",), validated=True).doc
+        result = self.cas(key, mutate, expect=("Feature",), validated=True)
+        committed = result.doc
         assert committed is not None  # written, or the existing document kept
+        self.written_versions[key] = result.version
         return outcome["action"], committed
 
     def merge_item(
@@ -588,11 +637,11 @@ class Committer:
             coll_first = None
         below = ensure.pop(coll_key, [])
         if self.store.concurrent_safe:
-            self.group_commit(
+            outcome = self.group_commit(
                 collection_id, collection_meta, coll_links, item_docs, below, mirror, coll_first
             )
         else:  # one writer at a time by contract (see producer/store/fsspec_store.py)
-            self.cas(
+            outcome = self.cas(
                 coll_key,
                 self._collection_mutation(
                     collection_id, collection_meta, coll_links, item_docs, below, mirror
@@ -600,12 +649,23 @@ class Committer:
                 expect=("Collection",),
                 first=coll_first,
             )
+        if outcome.doc is not None:
+            self.committed[collection_id] = outcome.doc
         self.cas(
             layout.root_key,
             self._root_mutation(coll_key, coll_title),
             expect=("Catalog", "Collection"),
             first=preread.pop(layout.root_key, None),
         )
+
+    def collection_doc(self, collection_id: str) -> dict | None:
+        """The collection document for the sinks after a commit: the one
+        this committer's last :meth:`link_items` of it wrote or read back
+        (no request), else one GET (None: absent)."""
+        doc = self.committed.get(collection_id)
+        if doc is not None:
+            return doc
+        return self.read(self.layout.collection_key(collection_id), ("Collection",))[0]
 
     # -- group commit of the collection document --------------------------------
 
@@ -644,17 +704,22 @@ class Committer:
         coll_key = self.layout.collection_key(collection_id)
         expect = ("Collection",)
         own_mutation = self._collection_mutation(collection_id, meta, links, items, below, assets)
+        listed_before = self.listed_intents.pop(collection_id, None)
         doc, version = first if first is not None else self.read(coll_key, expect)
         if doc is not None and own_mutation(docs.copy_doc(doc)) is None:
             return CasOutcome(doc, version=version)  # a rerun: the change is there
+        if doc is not None and not contended(self.store.url, collection_id):
+            won = self._optimistic_put(collection_id, own_mutation, doc, version, listed_before)
+            if won is not None:
+                return won
         now = self.clock()
-        own_key = intent_key(collection_id, secrets.token_hex(16))
+        own_key = intent_key(collection_id, intents.new_token(now))
         own_data = intents.dumps(
             intents.new_intent(collection_id, self.layout.record(), links, below, assets or {}, items, now)
         )
-        self.store.put(own_key, own_data, create_only=True)
+        versions: dict[str, str | None] = {}
+        versions[own_key] = self.store.put(own_key, own_data, create_only=True)
         seen: dict[str, intents.Intent | None] = {}
-        own = intents.parse(own_data, own_key)
         waited: dict[str, int] = {}
         attempt = 0
         try:
@@ -662,8 +727,41 @@ class Committer:
                 listed, (doc, version) = _both(
                     lambda: self.list_intents(collection_id), lambda: self.read(coll_key, expect)
                 )
-                fresh = self._read_intents([k for k in listed if k not in seen and k != own_key], seen)
+                if doc is not None and own_mutation(docs.copy_doc(doc)) is None:
+                    # applied by another writer, which deletes what it applied
+                    # (ours too, unless the listing shows it is still there)
+                    if own_key in listed:
+                        self._drop_intents([own_key], doc, collection_id, meta, seen, versions)
+                    return CasOutcome(doc, version=version)
+                # the writer of the oldest pending intent leads: the others give
+                # it a moment to apply theirs too, instead of racing its put
+                # (a leader that does not finish, e.g. died, is waited for only
+                # LEADER_WAITS times; then anyone applies its intent as well).
+                # The keys say their age: a writer that waits reads no intent.
                 now = self.clock()
+                ages = {k: intents.key_time(k) for k in {*listed, own_key}}
+                timed = sorted(
+                    (t, k)
+                    for k, t in ages.items()
+                    if t is not None and (now - t).total_seconds() <= intents.INTENT_FRESH
+                )
+                if any(k != own_key for _, k in timed):  # another writer commits here now
+                    note_contention(self.store.url, collection_id)
+                leader = timed[0][1] if timed else own_key
+                if leader != own_key and waited.get(leader, 0) < LEADER_WAITS:
+                    # each look is one GET of the collection (no listing)
+                    while waited.get(leader, 0) < LEADER_WAITS:
+                        waited[leader] = waited.get(leader, 0) + 1
+                        pause = self.rng.uniform(0.5, 1.5) * LEADER_WAIT
+                        self.backoff_seconds += pause
+                        time.sleep(pause)
+                        current, _ = self.read(coll_key, expect)
+                        if current is not None and own_mutation(docs.copy_doc(current)) is None:
+                            return CasOutcome(current)  # the leader deletes our intent with its own
+                    continue
+                fresh = self._read_intents(
+                    [k for k in listed if k not in seen and k != own_key], seen, versions
+                )
                 others = [
                     i
                     for i in fresh
@@ -672,6 +770,8 @@ class Committer:
                     and i.layout == self.layout.record()
                     and i.age(now) <= intents.INTENT_FRESH
                 ]
+                if others:
+                    note_contention(self.store.url, collection_id)
                 mutate = self._collection_mutation(
                     collection_id,
                     meta,
@@ -682,25 +782,10 @@ class Committer:
                 )
                 new = mutate(docs.copy_doc(doc) if doc is not None else None)
                 if new is None:  # every change listed is in the stored document
-                    self._drop_intents([own_key, *(i.key for i in others)], doc, collection_id, meta, seen)
+                    self._drop_intents(
+                        [own_key, *(i.key for i in others)], doc, collection_id, meta, seen, versions
+                    )
                     return CasOutcome(doc, version=version)
-                # the writer of the oldest pending intent leads: the others give
-                # it a moment to apply theirs too, instead of racing its put
-                # (a leader that does not finish, e.g. died, is waited for only
-                # LEADER_WAITS times; then anyone applies its intent as well)
-                leader = min([*others, own] if own is not None else others, key=lambda i: (i.written, i.key))
-                if leader.key != own_key and waited.get(leader.key, 0) < LEADER_WAITS:
-                    # each look is one GET of the collection (no listing)
-                    while waited.get(leader.key, 0) < LEADER_WAITS:
-                        waited[leader.key] = waited.get(leader.key, 0) + 1
-                        pause = self.rng.uniform(0.5, 1.5) * LEADER_WAIT
-                        self.backoff_seconds += pause
-                        time.sleep(pause)
-                        current, _ = self.read(coll_key, expect)
-                        if current is not None and own_mutation(docs.copy_doc(current)) is None:
-                            self._drop_intents([own_key], current, collection_id, meta, seen)
-                            return CasOutcome(current)
-                    continue
                 self.check_update(coll_key, doc, new)
                 try:
                     if version is None:
@@ -709,23 +794,26 @@ class Committer:
                         written = self.store.put(coll_key, docs.dumps(new), if_version=version)
                 except PreconditionFailed:
                     self.conflicts += 1
+                    note_contention(self.store.url, collection_id)
                     current, _ = self.read(coll_key, expect)
                     if current is not None and own_mutation(docs.copy_doc(current)) is None:
                         log.debug("%s: lost the put, but the winner applied this change", coll_key)
-                        self._drop_intents([own_key], current, collection_id, meta, seen)
+                        self._drop_intents([own_key], current, collection_id, meta, seen, versions)
                         return CasOutcome(current)
                     if attempt < self.max_retries:
                         self._sleep(attempt, coll_key)
                     attempt += 1
                     continue
-                self._drop_intents([own_key, *(i.key for i in others)], new, collection_id, meta, seen)
+                self._drop_intents(
+                    [own_key, *(i.key for i in others)], new, collection_id, meta, seen, versions
+                )
                 return CasOutcome(new, changed=True, created=version is None, version=written)
         except Exception:
             # not applied: take the announcement back (best effort; a leftover
             # one is applied by the next writer while fresh, else cleared by reconcile)
-            self._delete_quietly([own_key])
+            self._delete_quietly([own_key], versions)
             raise
-        self._delete_quietly([own_key])
+        self._delete_quietly([own_key], versions)
         raise self._give_up(
             coll_key,
             f"{self.store_path(coll_key)}: gave up after {self.max_retries + 1} attempts because "
@@ -733,22 +821,63 @@ class Committer:
             "reduce the number of concurrent writers",
         )
 
+    def _optimistic_put(
+        self,
+        collection_id: str,
+        mutate: Mutation,
+        doc: dict,
+        version: str | None,
+        listed: list[str] | None,
+    ) -> CasOutcome | None:
+        """The uncontended path of :meth:`group_commit`: when no intent is
+        pending (``listed``, from :meth:`preflight`, else one LIST now), one
+        conditional PUT of ``mutate(doc)`` against ``version``, no intent.
+        Returns the outcome when that PUT won; None when an intent is pending
+        or the PUT lost (counted in ``conflicts``, and the process then
+        announces intents on this collection for :data:`CONTENDED_FOR` s):
+        the caller goes on with the group commit. Writes at most the collection.
+        """
+        coll_key = self.layout.collection_key(collection_id)
+        if listed is None:
+            listed = self.list_intents(collection_id)
+        if listed:  # someone's change is pending (maybe of a writer that died): apply it too
+            return None
+        new = mutate(docs.copy_doc(doc))
+        if new is None:
+            return CasOutcome(doc, version=version)
+        self.check_update(coll_key, doc, new)
+        try:
+            written = self.store.put(coll_key, docs.dumps(new), if_version=version)
+        except PreconditionFailed:
+            self.conflicts += 1
+            note_contention(self.store.url, collection_id)
+            log.debug("%s: lost the plain compare-and-swap: announcing an intent", coll_key)
+            return None
+        return CasOutcome(new, changed=True, version=written)
+
     def list_intents(self, collection_id: str) -> list[str]:
-        """Keys of the intents pending in a collection (one listing)."""
-        return [k for k in self.store.list(intent_key(collection_id)) if is_intent_key(k)]
+        """Keys of the intents pending in a collection (one listing: the
+        trailing ``/`` asks for what lies below the folder only)."""
+        return [k for k in self.store.list(intent_key(collection_id) + "/") if is_intent_key(k)]
 
     def _read_intents(
-        self, keys: Sequence[str], seen: dict[str, intents.Intent | None]
+        self,
+        keys: Sequence[str],
+        seen: dict[str, intents.Intent | None],
+        versions: dict[str, str | None] | None = None,
     ) -> list[intents.Intent]:
-        """Read ``keys`` (in parallel) into ``seen`` (None: unreadable or gone);
-        returns every readable intent ``seen`` holds. Intents never change
-        (create-only, then deleted), so each is read once per commit."""
+        """Read ``keys`` (in parallel) into ``seen`` (None: unreadable or gone)
+        and their versions into ``versions``; returns every readable intent
+        ``seen`` holds. Intents never change (create-only, then deleted), so
+        each is read once per commit."""
 
         def one(key: str) -> intents.Intent | None:
             try:
-                data, _ = self.store.get(key)
+                data, version = self.store.get(key)
             except NotFound:
                 return None  # applied and deleted meanwhile
+            if versions is not None:
+                versions[key] = version
             return intents.parse(data, key)
 
         for key, intent in zip(keys, _parallel(one, keys)):
@@ -762,10 +891,12 @@ class Committer:
         collection_id: str,
         meta: dict | None,
         seen: Mapping[str, intents.Intent | None],
+        versions: Mapping[str, str | None] | None = None,
     ) -> None:
         """Delete the intents ``keys`` (applied in ``doc``) and every other
         one read during this commit whose change ``doc`` already holds (an
-        older writer's, applied but not deleted before it died)."""
+        older writer's, applied but not deleted before it died); ``versions``
+        as for :meth:`_delete_quietly`."""
         done = set(keys)
         if doc is not None:
             for key, intent in seen.items():
@@ -776,15 +907,27 @@ class Committer:
                 )
                 if mutate(docs.copy_doc(doc)) is None:
                     done.add(key)
-        self._delete_quietly(sorted(done))
+        self._delete_quietly(sorted(done), versions)
 
-    def _delete_quietly(self, keys: Sequence[str]) -> None:
+    def _delete_quietly(self, keys: Sequence[str], versions: Mapping[str, str | None] | None = None) -> None:
         """Delete ``keys`` in parallel; a key already gone is fine, and a
         failure is logged only (a leftover intent is harmless: see
-        :meth:`group_commit`)."""
+        :meth:`group_commit`). A key with a known version (``versions``:
+        written or read by this writer) is deleted with ``if_version``: one
+        request on S3, where a plain delete first checks that the key exists;
+        intents never change, so the condition only fails when it is gone."""
 
         def one(key: str) -> None:
+            version = (versions or {}).get(key)
             try:
+                if version is not None:
+                    try:
+                        self.store.delete(key, if_version=version)
+                        return
+                    except (PreconditionFailed, NotFound):
+                        return  # gone (intents never change)
+                    except StoreError:
+                        pass  # a server without conditional deletes: the plain one below
                 self.store.delete(key)
             except NotFound:
                 pass
@@ -859,6 +1002,55 @@ class Committer:
                     f"{self.store_path(key)}: a concurrent remove kept deleting it; register it again later",
                 )
         return redone
+
+    def settle_batch(
+        self,
+        collection_id: str,
+        items: Sequence[tuple[str, dict]],
+        collection_meta: dict | None = None,
+        threads: int = 1,
+    ) -> list[str]:
+        """:meth:`settle_items` for a batch, with one listing instead of one
+        GET per item where the store lists versions (S3: ListObjectsV2 gives
+        each key's ETag).
+
+        After the link, the folder the batch's items share is listed once
+        (pages of 1,000 keys; given up after :data:`SETTLE_LIST_SLACK` keys
+        more than twice the batch, so a huge collection costs a bounded
+        listing). An item listed with the very version this committer wrote
+        is unmarked and present at the time of that listing, which is what
+        the GET of :meth:`settle_items` establishes; every other item (gone,
+        marked, rewritten, or not in a complete listing) is settled by
+        :meth:`settle_items` as before, on up to ``threads`` threads. Writes
+        only what :meth:`settle_items` writes. Returns the keys written again.
+        """
+        suspects = list(items)
+        lister = getattr(self.store, "list_versions", None)
+        if lister is not None and len(items) >= SETTLE_LIST_MIN:
+            folder = posixpath.commonpath([posixpath.dirname(key) for key, _ in items])
+            listed: dict[str, str] = {}
+            bound = 2 * len(items) + SETTLE_LIST_SLACK
+            complete = True
+            for key, version in lister(folder + "/"):
+                listed[key] = version
+                if len(listed) > bound:
+                    complete = False  # too many other documents there: GET each item
+                    break
+            if complete:
+                suspects = [
+                    (key, doc)
+                    for key, doc in items
+                    if self.written_versions.get(key) is None or listed.get(key) != self.written_versions[key]
+                ]
+        if not suspects:
+            return []
+        if threads <= 1 or len(suspects) == 1:
+            return self.settle_items(collection_id, suspects, collection_meta)
+        with ThreadPoolExecutor(max_workers=min(threads, len(suspects))) as pool:
+            redone = pool.map(
+                lambda entry: self.settle_items(collection_id, [entry], collection_meta), suspects
+            )
+            return [key for keys in redone for key in keys]
 
     def ensure_root(self, preread: dict[str, tuple[dict | None, str | None]]) -> None:
         """Create the root catalog (no children yet) if :meth:`preflight` found none.
@@ -977,17 +1169,39 @@ class Committer:
 
         def read(key: str) -> dict | None:
             if key not in out:
-                out[key] = self.read(key, expected_type(key))
+                seed = self.seeded.pop(key, None)
+                if seed is not None and time.monotonic() - seed[2] <= SEED_FRESH:
+                    doc = docs.loads(seed[0], self.store_path(key), expect=expected_type(key))
+                    out[key] = (absolute_assets(doc, self.store_path(key)), seed[1])
+                else:
+                    out[key] = self.read(key, expected_type(key))
             return out[key][0]
 
         coll_key = self.layout.collection_key(collection_id)
-        for item in items:
-            when = item_start(item) if self.layout.partition else None
-            placed = self.layout.placed_partition_keys(collection_id, when, str(item.get("id")), read)
-            for key in reversed(placed):  # partitions, nearest first
-                read(key)
-        read(coll_key)
-        read(self.layout.root_key)
+        root_key = self.layout.root_key
+
+        def chain() -> None:
+            for item in items:
+                when = item_start(item) if self.layout.partition else None
+                placed = self.layout.placed_partition_keys(collection_id, when, str(item.get("id")), read)
+                for key in reversed(placed):  # partitions, nearest first
+                    read(key)
+            read(coll_key)
+
+        def side() -> None:
+            # alongside the chain: the root, and on stores shared by several
+            # writers the pending intents (group_commit's plain path needs
+            # them; under recent contention it lists them itself)
+            root = self.read(root_key, expected_type(root_key))
+            if self.store.concurrent_safe and not contended(self.store.url, collection_id):
+                self.listed_intents[collection_id] = self.list_intents(collection_id)
+            out.setdefault(root_key, root)
+
+        if root_key == coll_key:  # cannot be, but then the sequential order
+            chain()
+            read(root_key)
+        else:
+            _both(side, chain)
         self.check_parents(out, collection_id)
         coll_doc = out.get(self.layout.collection_key(collection_id), (None, None))[0]
         if coll_doc is not None:
@@ -1147,7 +1361,8 @@ class Committer:
             return []
         coll_dir = posixpath.dirname(collection_key(collection_id))
         naming: list[str] = []
-        for intent in self._read_intents(keys, {}):
+        versions: dict[str, str | None] = {}
+        for intent in self._read_intents(keys, {}, versions):
             targets = {
                 posixpath.normpath(posixpath.join(coll_dir, link["href"]))
                 for link in intent.links
@@ -1157,7 +1372,7 @@ class Committer:
                 naming.append(intent.key)
         if naming:
             log.info("%s: removing it withdraws the pending intents %s", item_key, naming)
-            self._delete_quietly(naming)
+            self._delete_quietly(naming, versions)
         return naming
 
     def _shrink_extent(self, coll_key: str, item_key: str, item: dict) -> bool:

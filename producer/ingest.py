@@ -15,6 +15,7 @@ import contextlib
 import errno
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 
 from producer import extract, parallel, placement, provenance, thumbnail
@@ -66,14 +67,19 @@ def check_collection_id(collection: str) -> None:
 
 
 def collection_layout(
-    store: Store, collection: str, partition: str | None, max_links: int = DEFAULT_MAX_LINKS
+    store: Store,
+    collection: str,
+    partition: str | None,
+    max_links: int = DEFAULT_MAX_LINKS,
+    seen: dict[str, tuple[bytes, str, float]] | None = None,
 ) -> Layout:
     """The layout to register into ``collection`` with: the one its document
     records, else (a new collection, or one written before layouts were
     recorded) ``partition`` with ``max_links`` (recorded when it creates the
     collection; a recorded layout keeps its own).
 
-    One GET of the collection document. Raises :class:`InputError`, before
+    One GET of the collection document (its bytes, version and monotonic
+    time go into ``seen`` when given, keyed by its key). Raises :class:`InputError`, before
     anything is written, when ``partition`` is given and differs from the
     recorded layout. A collection that cannot be read is left to the
     batch's own checks (:meth:`Committer.preflight`), which report it per
@@ -82,7 +88,9 @@ def collection_layout(
     requested = Layout(partition, max_links)
     key = collection_key(collection)
     try:
-        data, _ = store.get(key)
+        data, version = store.get(key)
+        if seen is not None:  # handed to Committer.seed: preflight need not GET it again
+            seen[key] = (data, version, time.monotonic())
         doc = docs.loads(data, f"{store.url}/{key}", expect=("Collection",))
         recorded = recorded_layout(doc, f"{store.url}/{key}")
     except (ProducerError, OSError):
@@ -146,7 +154,8 @@ def register_products(
         paths, options.data_storage_options, GROUP_SUFFIXES if options.group else PRODUCT_SUFFIXES
     )
     store = open_catalog(catalog, options.catalog_storage_options)
-    layout = collection_layout(store, collection, options.partition, options.max_links)
+    seen: dict[str, tuple[bytes, str, float]] = {}
+    layout = collection_layout(store, collection, options.partition, options.max_links, seen)
     if grouping:
         grouping.check_layout(layout, collection)
         sources = grouping.outside_catalog(sources, store.url)
@@ -158,6 +167,7 @@ def register_products(
         max_retries=options.max_retries,
         relative_hrefs=not options.absolute_hrefs,
     )
+    committer.seeded.update(seen)
     collection_meta, dry_run, batch_size, replace = (
         options.collection_meta,
         options.dry_run,
@@ -382,7 +392,7 @@ def _publish(
         return
     coll_key = committer.layout.collection_key(collection)
     try:
-        coll_doc, _ = committer.read(coll_key, ("Collection",))
+        coll_doc = committer.collection_doc(collection)  # as committed: no GET
         if coll_doc is None:
             raise StoreError(f"{committer.store_path(coll_key)} is gone (removed meanwhile?)")
     except (ProducerError, OSError) as exc:
@@ -540,11 +550,9 @@ def _link_written(
     to finish, and return False."""
     try:
         committer.link_items(collection, written, collection_meta, preread)
-        # one GET per item, independent of each other: in parallel like the writes
-        map_ordered(
-            lambda entry: committer.settle_items(collection, [entry], collection_meta),
-            written,
-            write_threads(len(written), committer.store.concurrent_safe),
+        # one listing (S3), else one GET per item in parallel like the writes
+        committer.settle_batch(
+            collection, written, collection_meta, write_threads(len(written), committer.store.concurrent_safe)
         )
     except (ProducerError, OSError) as exc:
         detail = exc if isinstance(exc, ProducerError) else _os_error(exc)

@@ -94,6 +94,8 @@ class FaultProxy:
         self.rules: list[Rule] = []
         self.requests: dict[str, int] = {}
         self.get_ranges: list[tuple[str, str | None]] = []
+        #: every request as ``(method, path, query string)``, in arrival order
+        self.trace: list[tuple[str, str, str]] = []
         self._lock = threading.Lock()
         self._release = threading.Event()  # set on stop: stalled handlers give up
         self._server: ThreadingHTTPServer | None = None
@@ -118,6 +120,7 @@ class FaultProxy:
             self.rules.clear()
             self.requests.clear()
             self.get_ranges.clear()
+            self.trace.clear()
 
     def _match(self, method: str, path: str) -> Rule | None:
         with self._lock:
@@ -182,6 +185,8 @@ class FaultProxy:
             def _forward(self) -> None:
                 body = self._body()
                 path = unquote(urlsplit(self.path).path)
+                with proxy._lock:
+                    proxy.trace.append((self.command, path, unquote(urlsplit(self.path).query)))
                 if self.command == "GET":
                     with proxy._lock:
                         proxy.get_ranges.append((path, self.headers.get("Range")))

@@ -23,6 +23,7 @@ from producer.audit import audit
 from producer.catalog import intents
 from producer.catalog.documents import exact_extent
 from producer.catalog.layout import intent_key, is_intent_key
+from producer.commit import note_contention
 from producer.errors import PreconditionFailed
 from producer.store import open_store
 from producer.store.base import Store
@@ -90,6 +91,7 @@ def test_a_paused_writers_intent_is_applied_by_the_other_and_it_stops_without_re
     root = tmp_path / "cat"
     producer.register([tiles[0]], catalog=str(root), collection="c")
     paused = Recording(LocalStore(str(root)), pause_after_intent=True)
+    note_contention(paused.url, "c")  # A announces (B, which lists A's intent, does too)
     out: dict = {}
 
     def run_a() -> None:
@@ -131,6 +133,7 @@ def _died_after_intent(store: Store, path: Path) -> None:
                 raise SimulatedKill(f"killed after {key}")
             return version
 
+    note_contention(store.url, "c")  # so that it announces an intent instead of a plain put
     with pytest.raises(SimulatedKill):
         producer.register([path], catalog=Kill(store), collection="c")
 
@@ -291,4 +294,62 @@ def test_an_intent_left_by_a_failed_delete_is_logged_with_the_python_spelling(tm
     assert "reconcile(fix=True)" in line and "--fix" not in line
     report = producer.reconcile(str(root), fix=True)
     assert report.remaining == [] and _intents_left(LocalStore(str(root))) == []
+    assert_stac_valid_tree(root)
+
+
+def test_a_writer_waiting_for_the_leader_reads_no_intent_and_the_leader_applies_its_change(tmp_path, tiles):
+    """A announced first (the leader) and is held; B announces after it. B
+    learns from the listing's keys alone that A leads, so it reads no
+    intent while it waits; A, resumed during B's first look, applies both
+    changes; B finds its change in the collection and never puts it."""
+    root = tmp_path / "cat"
+    producer.register([tiles[0]], catalog=str(root), collection="c")
+    paused = Recording(LocalStore(str(root)), pause_after_intent=True)
+    note_contention(paused.url, "c")  # both announce intents
+    out: dict = {}
+
+    def run_a() -> None:
+        try:
+            out["a"] = producer.register([tiles[1]], catalog=paused, collection="c")
+        except BaseException as exc:
+            out["error"] = exc
+
+    thread = threading.Thread(target=run_a)
+
+    class B(Recording):
+        gets: list[str]
+        announced = False
+        looks = 0
+
+        def get(self, key: str) -> tuple[bytes, str]:
+            self.gets.append(key)
+            if key == COLL and self.announced:
+                self.looks += 1
+                if self.looks == 2:  # the first look of its wait (the 1st read came with the listing)
+                    paused.resume.set()
+                    thread.join(30)
+            return self.inner.get(key)
+
+        def put(self, key: str, data: bytes, **kwargs: Any) -> str:
+            version = super().put(key, data, **kwargs)
+            self.announced = self.announced or is_intent_key(key)
+            return version
+
+    thread.start()
+    try:
+        assert paused.reached.wait(30), "A never announced its change"
+        other = B(LocalStore(str(root)))
+        other.gets = []
+        (b,) = producer.register([tiles[2]], catalog=other, collection="c")
+    finally:
+        paused.resume.set()
+        thread.join(30)
+    assert "error" not in out, out.get("error")
+    assert b.ok and out["a"][0].ok
+    assert [k for k in other.gets if is_intent_key(k)] == []  # B read no intent
+    assert COLL not in other.puts and COLL in paused.puts  # A applied both
+    store = LocalStore(str(root))
+    assert _linked(store) == sorted(f"./{t.stem}/{t.stem}.json" for t in tiles[:3])
+    assert _intents_left(store) == []
+    assert producer.validate_catalog(str(root)) == []
     assert_stac_valid_tree(root)

@@ -114,9 +114,9 @@ def test_remove_in_a_flat_collection_lists_no_items(tmp_path: Path, tiles: list[
     _register(store, tiles)
     counting = CountingStore(store)
     assert producer.remove("b_20240215", catalog=counting, collection="c").action == "removed"
-    assert _catalog_lists(counting) == [intent_key("c")]
+    assert _catalog_lists(counting) == [intent_key("c") + "/"]  # the folder form: one LIST on S3
     assert producer.remove("nothing_here", catalog=counting, collection="c").action == "absent"
-    assert _catalog_lists(counting) == [intent_key("c")]  # an absent item lists nothing
+    assert _catalog_lists(counting) == [intent_key("c") + "/"]  # an absent item lists nothing
     assert not counting.gets.get("c/.ids/b_20240215")
 
 

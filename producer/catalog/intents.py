@@ -18,9 +18,11 @@ record, summaries), never its geometry.
 from __future__ import annotations
 
 import json
+import posixpath
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from producer.catalog.extent import box2d, item_interval
@@ -56,6 +58,27 @@ class Intent:
     def age(self, now: datetime) -> float:
         """Seconds since the intent was written (by ``now``'s clock)."""
         return (now - self.written).total_seconds()
+
+
+def new_token(now: datetime) -> str:
+    """A fresh intent token that starts with its writer's clock:
+    ``<microseconds since the epoch, 14 hex digits>-<16 random hex digits>``,
+    so the keys of a listing sort by age and say which pending intent is the
+    oldest (the group commit's leader) without reading any of them."""
+    return f"{int(now.timestamp() * 1_000_000):014x}-{secrets.token_hex(8)}"
+
+
+def key_time(key: str) -> datetime | None:
+    """The time :func:`new_token` put in an intent key, or None for a key
+    without one (written by an older version: its age is in its body)."""
+    token = posixpath.basename(key).split(".", 1)[0]
+    stamp, sep, rest = token.partition("-")
+    if not sep or len(stamp) != 14 or len(rest) != 16:
+        return None
+    try:
+        return datetime.fromtimestamp(int(stamp, 16) / 1_000_000, UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def item_summary(item: dict) -> dict:

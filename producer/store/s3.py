@@ -260,14 +260,19 @@ class S3Store:
     def list(self, prefix: str = "") -> Iterator[str]:
         """Yield document keys under ``prefix`` (segment-wise, recursive), via
         paginated ListObjectsV2; keys that are not valid store keys (folder
-        markers, reserved names) are skipped."""
+        markers, reserved names) are skipped. A ``prefix`` ending in ``/``
+        names a folder: only what lies below it is listed (one request per
+        page, no check for a document at the prefix itself)."""
+        folder_only = prefix.endswith("/")
         prefix = check_prefix(prefix)
         base = f"{self.prefix}/" if self.prefix else ""
         # ListObjectsV2 matches string prefixes: list prefix + "/" (so "ndvi"
         # does not match "ndvi2/...") and check the exact key separately (it
         # sorts first among keys starting with it, so one MaxKeys=1 page).
         found: Iterator[str]
-        if prefix:
+        if prefix and folder_only:
+            found = self._iter_s3_keys(f"{base}{prefix}/")
+        elif prefix:
             exact = f"{base}{prefix}"
             found = itertools.chain(
                 (k for k in self._iter_s3_keys(exact, max_keys=1) if k == exact),
@@ -284,6 +289,26 @@ class S3Store:
                 count += 1
                 yield key
         log.debug("%r list %r: %d key(s)", self, prefix, count)
+
+    def list_versions(self, prefix: str) -> Iterator[tuple[str, str]]:
+        """Yield ``(key, ETag)`` of the documents below the folder
+        ``prefix`` (which ends in ``/``), one ListObjectsV2 page at a time:
+        the ETag a GET of the key would return now, with its quotes."""
+        if not prefix.endswith("/"):
+            raise InputError("list_versions(): pass a folder, ending in '/'")
+        folder = check_prefix(prefix)
+        base = f"{self.prefix}/" if self.prefix else ""
+        params: dict[str, Any] = {"Prefix": f"{base}{folder}/", "MaxKeys": self.list_page_size}
+        while True:
+            resp = self._call("list_objects_v2", "", **params)
+            for obj in resp.get("Contents", []):
+                key = str(obj["Key"])[len(base) :]
+                if is_listable(key):
+                    yield key, str(obj["ETag"])
+            token = resp.get("NextContinuationToken")
+            if not resp.get("IsTruncated") or not token:
+                return
+            params["ContinuationToken"] = token
 
     def exists(self, key: str) -> bool:
         """True if ``key`` exists (HeadObject)."""
