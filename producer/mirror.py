@@ -1208,7 +1208,7 @@ def rebuild(store: Store, collection_id: str, *, only_stale: bool = True, max_re
 
     walk = _MirrorPass(store, collection_id, rewrite)
     walk.run()
-    done = list(walk.written)
+    done = sorted(walk.written)
     for key in sorted(set(listed) - set(done)):
         try:
             if compact(store, key):
