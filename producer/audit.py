@@ -689,8 +689,9 @@ def _orphan_problem(key: str, doc: dict | None, layouts: dict[str, Layout] | Non
 def _check_duplicate_ids(store: Store, walk: _Walk, report: AuditReport) -> None:
     """Two linked items of one collection with the same id (e.g. one product
     registered under two periods of a partitioned collection): an error.
-    Found from the walk's hashes; only when there are some are the
-    collections walked again to name them (their items kept in ``report``)."""
+    Found from the walk's hashes; only when there are some (or an orphan item
+    has a linked item's id) are the collections walked again to name them
+    (their items kept in ``report``)."""
     import numpy as np  # noqa: PLC0415 (lazy: only a walk needs it)
 
     if not walk.item_ids:
@@ -701,6 +702,16 @@ def _check_duplicate_ids(store: Store, walk: _Walk, report: AuditReport) -> None
     )
     ids, counts = np.unique(pairs[:, 0], return_counts=True)
     doubled = {int(h) for h in ids[counts > 1]}
+    # an orphan item with the id of a linked one (a move killed before the
+    # unlink): the linked one is kept too, for reconcile to choose between them
+    orphan_ids = [
+        hash((collection_key(collection_of(key)), str(doc.get("id"))))
+        for key, doc in report.orphans.items()
+        if isinstance(doc, dict) and doc.get("type") == "Feature" and below_collection(key)
+    ]
+    if orphan_ids:
+        hits = np.isin(np.array(orphan_ids, np.int64), ids)
+        doubled.update(h for h, hit in zip(orphan_ids, hits) if hit)
     if not doubled:
         return
     for coll_key in sorted(report.collection_ids):
