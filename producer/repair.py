@@ -427,34 +427,24 @@ def _link_orphans(
 
 
 class _IndexCheck:
-    """The audit's ``on_item`` hook that finds the linked items of a
-    partitioned collection whose id index entry is missing or points
-    elsewhere (a move killed before its last write, or a catalog from before
-    the index existed): one GET per such item, and only those kept."""
+    """The audit's ``on_item`` hook that points the id index entry of every
+    linked item of a partitioned collection at that item when it is missing
+    or points elsewhere (a move killed before its last write, or a catalog
+    from before the index existed): one GET per such item, one write per
+    entry fixed, nothing kept per item. Runs after the duplicates are
+    removed (step 2), so each id has one linked item."""
 
-    def __init__(self, committer: Committer) -> None:
+    def __init__(self, committer: Committer, report: ReconcileReport) -> None:
         self.committer = committer
-        self.stale: list[tuple[str, str, str]] = []  # (collection id, item id, key)
+        self.report = report
 
     def __call__(self, info: ItemInfo) -> None:
         if not is_partitioned_item_key(info.key):
             return  # flat layout: no index
         coll_id = collection_of(info.key)
         if self.committer.read_index(coll_id, info.id)[0] != info.key:
-            self.stale.append((coll_id, info.id, info.key))
-
-
-def _repair_index(committer: Committer, check: _IndexCheck, report: ReconcileReport) -> None:
-    """Point each id index entry ``check`` found stale at its item (one
-    write each, after a last read: a duplicate id's entry is the first
-    key's, as before)."""
-    done: set[tuple[str, str]] = set()
-    for coll_id, item_id, key in sorted(check.stale, key=lambda s: s[2]):
-        if (coll_id, item_id) in done or committer.read_index(coll_id, item_id)[0] == key:
-            continue
-        done.add((coll_id, item_id))
-        committer.write_index(coll_id, item_id, key)
-        _bump(report.fixed, "stale-index")
+            self.committer.write_index(coll_id, info.id, info.key)
+            _bump(self.report.fixed, "stale-index")
 
 
 def _register_missing(
@@ -740,9 +730,8 @@ def reconcile(
             store, missing_products, collection, storage_options, options, report, sinks
         )
     # 5. from what is linked now: the id index, the layout record, extents
-    index_check = _IndexCheck(committer)
-    linked = audit(store, validator, schemas=False, keep_items=False, on_item=index_check)
-    _repair_index(committer, index_check, report)
+    # (the id index is repaired as the walk meets each item)
+    linked = audit(store, validator, schemas=False, keep_items=False, on_item=_IndexCheck(committer, report))
     _record_layouts(committer, linked, report)
     _repair_extents(committer, store, first, linked, report)
     _repair_summaries(committer, store, linked, report)
