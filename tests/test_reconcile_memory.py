@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,7 +98,7 @@ def test_mirror_rebuild_rewrites_a_stale_partition_from_its_own_items(partitione
 def test_extent_tally_folded_in_batches_equals_exact_extent(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(audit_module, "_FOLD_EVERY", 7)  # fold many times over
     rng = random.Random(12)
-    items = []
+    items: list[dict[str, Any]] = []
     for i in range(300):
         west = rng.uniform(-180, 179)
         east = west + rng.uniform(0.1, 30)
