@@ -852,6 +852,8 @@ def _compare_pgstac(
         items: list[dict[str, Any]] = []
         for key, doc in collection_items(store, coll_key):
             if removal_started(doc) is None:
+                if keys.get(str(doc.get("id"))) == key:
+                    continue  # linked from two documents: the walk yields it twice
                 keys[str(doc.get("id"))] = key
                 items.append(doc)
         diff = pgstac.sync(coll_doc, items) if fix else pgstac.diff(coll_doc, items)
