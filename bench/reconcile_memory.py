@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,16 @@ def _load() -> str:
     return f"{one:.1f} / {five:.1f} / {fifteen:.1f}"
 
 
-def build(root: Path, n: int) -> float:
-    """Write an N-item ``year/month`` catalog under ``root``; seconds taken."""
+def build(root: Path, n: int, per_month: int | None = None) -> float:
+    """Write an N-item ``year/month`` catalog under ``root``; seconds taken.
+    ``per_month``: items per month (months follow each other from the seed's
+    start), so every partition has the same size whatever N; None: the
+    seed's fixed ten years (partitions grow with N)."""
     if root.exists():
         shutil.rmtree(root)
+    if per_month is not None:
+        step = timedelta(days=28) / per_month  # every month gets ``per_month`` items
+        c._seed_time = lambda i, _n: c.SEED_START + step * i  # type: ignore[assignment]
     t0 = time.perf_counter()
     for key, data in c.seed_documents("year/month", n):
         path = root / key
@@ -100,7 +107,7 @@ def before_tree(ref: str) -> Path:
     return dest
 
 
-def run(ns: list[int], before: str | None) -> str:
+def run(ns: list[int], before: str | None, per_month: int | None = None) -> str:
     codes: list[tuple[str, Path]] = [("this branch", c.REPO)]
     if before:
         codes.insert(0, (f"before ({before})", before_tree(before)))
@@ -109,7 +116,7 @@ def run(ns: list[int], before: str | None) -> str:
     for name, code_dir in codes:
         for n in ns:
             catalog = c.WORK_DIR / f"reconmem-{n}"
-            seconds = build(catalog, n)
+            seconds = build(catalog, n, per_month)
             log(f"{name}: built {n:,} items in {seconds:.1f} s (load {_load()})")
             for mode in ("check", "fix"):
                 r = run_child(code_dir, catalog, mode)
@@ -141,7 +148,9 @@ def run(ns: list[int], before: str | None) -> str:
     head = (
         f"`bench/reconcile_memory.py` ({c.machine_note()}; load average 1/5/15 min {load_start} "
         f"at the start, {_load()} at the end).\n\n"
-        "`producer.reconcile` of a `year/month` collection (max 2,000 links per partition) in a "
+        "`producer.reconcile` of a `year/month` collection (max 2,000 links per partition; "
+        + (f"{per_month} items per month" if per_month else "N items over ten years")
+        + ") in a "
         "fresh process; the catalog written directly (no mirror, no id index: the check finds "
         "them missing, the fix writes the index entry of every item and the mirror). Peak RSS is "
         "the child's `ru_maxrss`, imports included; ratios to the smallest N of the same row group.\n\n"
@@ -168,9 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="N = 1k, 4k, 16k; print only")
     parser.add_argument("--n", type=int, nargs="+", help="the collection sizes (default 5k, 20k, 80k)")
     parser.add_argument("--before", help="also run the producer package of this git commit")
+    parser.add_argument(
+        "--per-month", type=int, help="items per month partition (default: N spread over ten years)"
+    )
     args = parser.parse_args(argv)
     ns = args.n or ([1000, 4000, 16000] if args.quick else [5000, 20000, 80000])
-    body = run(sorted(ns), args.before)
+    body = run(sorted(ns), args.before, args.per_month)
     print(body)
     if not args.quick:
         c.write_section(SECTION, "## Reconcile memory (point 7)\n\n" + body)
