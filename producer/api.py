@@ -343,7 +343,9 @@ def validate_catalog(
     Writes nothing.
     """
     store = open_catalog(catalog, storage_options)
-    return audit(store, validator(), check_assets=check_assets, storage_options=storage_options).problems
+    return audit(
+        store, validator(), check_assets=check_assets, storage_options=storage_options, keep_items=False
+    ).problems
 
 
 def reconcile(

@@ -8,8 +8,9 @@ repair of what it finds is :mod:`producer.repair`.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Iterable, Iterator
+import sys
+from array import array
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -18,6 +19,7 @@ from producer.catalog import intents
 from producer.catalog.extent import (
     bbox_contains,
     box2d,
+    clusters,
     format_time,
     interval_contains,
     item_interval,
@@ -119,10 +121,87 @@ class ItemInfo:
     removing: bool = False  # carries the mark of an unfinished ``remove``
 
 
+#: boxes an :class:`ExtentTally` buffers before folding them into its clusters
+_FOLD_EVERY = 4096
+
+
+class ExtentTally:
+    """The exact extent of items seen one by one, in memory bounded by the
+    number of longitude clusters (not the number of items).
+
+    Boxes are folded into unlimited clusters every :data:`_FOLD_EVERY` items
+    (clustering is associative: :func:`~producer.catalog.extent.clusters`),
+    and the :data:`~producer.catalog.extent.MAX_CLUSTERS` limit applies only
+    in :meth:`extent`, so the result is value for value
+    :func:`documents.exact_extent` of the same items."""
+
+    def __init__(self) -> None:
+        self._clusters: list[list[float]] = []
+        self._pending: list[list[float]] = []
+        self._start: tuple[datetime, str] | None = None
+        self._end: tuple[datetime, str] | None = None
+
+    def add(self, bbox: list[float], interval: tuple[str, str]) -> None:
+        """Count one item's 2D ``bbox`` and (start, end) ``interval`` in."""
+        self._pending.append(bbox)
+        start, end = parse_time(interval[0]), parse_time(interval[1])
+        if self._start is None or start < self._start[0]:
+            self._start = (start, interval[0])
+        if self._end is None or end > self._end[0]:
+            self._end = (end, interval[1])
+        if len(self._pending) >= _FOLD_EVERY:
+            self._fold()
+
+    def _fold(self) -> None:
+        if self._pending:
+            self._clusters = clusters(self._clusters + self._pending, limit=sys.maxsize)
+            self._pending = []
+
+    def boxes(self) -> list[list[float]]:
+        """The clusters of the boxes seen so far (their union is the boxes' union)."""
+        self._fold()
+        return [list(b) for b in self._clusters]
+
+    def interval(self) -> tuple[str, str] | None:
+        """(earliest start, latest end) as written by the items, None if none."""
+        if self._start is None or self._end is None:
+            return None
+        return self._start[1], self._end[1]
+
+    def extent(self) -> dict:
+        """The exact extent of the items seen (``documents.exact_extent``)."""
+        interval = self.interval()
+        if interval is None:
+            return docs.exact_extent([])
+        return docs.exact_extent(self.stand_ins())
+
+    def stand_ins(self) -> list[dict]:
+        """A few item-like documents (one per cluster, each with the whole
+        interval) whose exact extent is the exact extent of every item seen:
+        what a walk hands :meth:`Committer.recompute_extent` instead of every item."""
+        interval = self.interval()
+        if interval is None:
+            return []
+        return [
+            {
+                "id": f"cluster-{n}",
+                "bbox": box,
+                "properties": {"start_datetime": interval[0], "end_datetime": interval[1]},
+            }
+            for n, box in enumerate(self.boxes())
+        ]
+
+
 @dataclass
 class AuditReport:
+    """What :func:`audit` found. Per-item state is not kept (bounded memory)
+    unless ``audit(keep_items=True)``: ``items`` then holds every linked item;
+    otherwise only the items a finding names (being removed, an asset gone
+    or unchecked, a duplicate id), which the repairs act on."""
+
     problems: list[Problem] = field(default_factory=list)
-    #: key -> type of every document reached from the root
+    #: key -> type of every catalog and collection reached from the root (items
+    #: are counted in ``item_count``, not listed)
     reached: dict[str, str] = field(default_factory=dict)
     items: dict[str, ItemInfo] = field(default_factory=dict)
     #: collection key -> extent as stored
@@ -142,13 +221,25 @@ class AuditReport:
     summaries: dict[str, tuple[dict, Tally]] = field(default_factory=dict)
     #: keys of the pending group-commit intents (``<collection>/_intents/...``)
     intents: list[str] = field(default_factory=list)
+    #: collection key -> the exact extent of its linked (usable) items, as tallied
+    footprints: dict[str, ExtentTally] = field(default_factory=dict)
+    #: collection key -> the layouts its linked items' keys follow
+    item_layouts: dict[str, set[Layout]] = field(default_factory=dict)
+    #: linked items visited (with a usable footprint)
+    item_count: int = 0
 
     @property
     def errors(self) -> list[Problem]:
         return [p for p in self.problems if p.is_error]
 
     def items_of(self, collection_key: str) -> list[ItemInfo]:
+        """The kept items of a collection (every one only with ``keep_items``)."""
         return [i for i in self.items.values() if i.collection_key == collection_key]
+
+    def exact_extent(self, collection_key: str) -> dict:
+        """The exact extent of the linked items of a collection."""
+        tally = self.footprints.get(collection_key)
+        return tally.extent() if tally is not None else docs.exact_extent([])
 
 
 def _check_intents(store: Store, report: AuditReport) -> None:
@@ -182,8 +273,44 @@ def read_doc(store: Store, key: str) -> dict:
 
 
 #: a document to visit: (key, expected types, key of the collection it
-#: belongs to, key of the document that links it)
-_Visit = tuple[str, tuple[str, ...], str | None, str | None]
+#: belongs to, key of the document that links it, the link's rel and href)
+_Visit = tuple[str, tuple[str, ...], str | None, str | None, str, str]
+
+#: listed keys hashed per batch when finding orphans
+_LIST_BATCH = 65536
+
+
+class _Walk:
+    """The state of one :func:`audit` walk that is not part of its report.
+
+    Per linked item only two 64-bit hashes are kept (of its key, and of its
+    collection and id: orphans and duplicate ids are found from them after
+    the walk), and per listed document one hash: 24 bytes per item in all.
+    A hash collision could hide an orphan or a duplicate id (a chance of
+    about n²/2⁶⁴: 5·10⁻⁸ for a million items)."""
+
+    def __init__(
+        self,
+        store: Store,
+        validator: Validator | None,
+        check_assets: bool,
+        storage_options: dict | None,
+        keep_items: bool,
+        on_item: Callable[[ItemInfo], None] | None,
+    ) -> None:
+        self.store = store
+        self.validator = validator
+        self.check_assets = check_assets
+        self.storage_options = storage_options
+        self.keep_items = keep_items
+        self.on_item = on_item
+        self.item_keys = array("q")  # hash of each visited item's key
+        self.item_ids = array("q")  # hash of (collection key, item id), in step
+        self.listed = array("q")  # hash of each document key listed before the walk
+        self.unreachable: dict[str, str] = {}  # for the asset checks
+        self.outside: dict[str, int] = {}  # collection key -> items outside its stored extent
+        self.stored: dict[str, tuple[list[float], list] | None] = {}  # usable stored extents
+        self.exists: dict[str, bool | None] = {}  # non-child link targets checked
 
 
 def audit(
@@ -193,40 +320,57 @@ def audit(
     check_assets: bool = False,
     storage_options: dict | None = None,
     schemas: bool = True,
+    keep_items: bool = True,
+    on_item: Callable[[ItemInfo], None] | None = None,
 ) -> AuditReport:
-    """Check the catalog under ``store``; returns every problem found. Writes nothing."""
+    """Check the catalog under ``store``; returns every problem found. Writes nothing.
+
+    The tree is walked depth first, one partition after the other: at most
+    one partition's item links are pending and one item document is held at
+    a time; extents, summaries and asset checks are tallied as items come.
+    ``keep_items``: keep an :class:`ItemInfo` of every linked item in
+    ``report.items`` (O(items) memory; otherwise only those a finding names).
+    ``on_item``: called with each linked item's :class:`ItemInfo` as it is
+    visited (an item linked from two documents is seen twice)."""
     report = AuditReport()
-    listed = list(store.list(""))
-    keys = {k for k in listed if is_document_key(k)}
-    report.intents = sorted(k for k in listed if is_intent_key(k))
+    walk = _Walk(store, validator if schemas else None, check_assets, storage_options, keep_items, on_item)
+    root_listed = False
+    for key in store.list(""):
+        if is_intent_key(key):
+            report.intents.append(key)
+        elif is_document_key(key):
+            walk.listed.append(hash(key))
+            root_listed = root_listed or key == ROOT_KEY
+    report.intents.sort()
     _check_intents(store, report)
-    if ROOT_KEY not in keys:
+    if not root_listed:
         report.problems.append(Problem("missing-root", ROOT_KEY, "no root catalog.json"))
-        for key in sorted(keys):
+        for key in sorted(_unreached_keys(store, walk)):
             report.orphans[key] = None
             report.problems.append(Problem("orphan", key, "not reachable: there is no root"))
         return report
 
-    queue: deque[_Visit] = deque([(ROOT_KEY, ("Catalog", "Collection"), None, None)])
-    while queue:
-        key, expect, coll_key, parent_key = queue.popleft()
-        if key in report.reached:
+    stack: list[_Visit] = [(ROOT_KEY, ("Catalog", "Collection"), None, None, "", "")]
+    while stack:
+        key, expect, coll_key, parent_key, rel, href = stack.pop()
+        if expect != ("Feature",) and key in report.reached:
             continue
-        doc = _visit(store, validator if schemas else None, report, key, expect, coll_key, parent_key)
+        doc = _visit(walk, report, key, expect, coll_key, parent_key, rel, href)
         if doc is not None:
             if doc.get("type") == "Collection":
                 coll_key = key
-            queue.extend(_follow_links(store, report, keys, key, doc, coll_key))
+            # reversed: the first link is visited first, each child to its end
+            stack.extend(reversed(_follow_links(walk, report, key, doc, coll_key)))
 
-    for key in sorted(keys - set(report.reached)):
+    for key in sorted(_unreached_keys(store, walk, set(report.reached))):
         try:
             report.orphans[key] = read_doc(store, key)
         except ProducerError:
             report.orphans[key] = None
         report.problems.append(_orphan_problem(key, report.orphans[key], report.layouts))
 
-    _check_duplicate_ids(report)
-    _check_extents(report)
+    _check_duplicate_ids(store, walk, report)
+    _check_extents(walk, report)
     for coll_key, (stored, tally) in report.summaries.items():
         why = tally.uncovered(stored)  # values of removed items stay by design (no O(N) remove)
         if why is not None:
@@ -234,86 +378,150 @@ def audit(
                 Problem("stale-summary", coll_key, f"{why} (reconcile --fix recomputes them)")
             )
     if check_assets:
-        _check_assets(report, storage_options)
         _check_mirror_assets(store, report, storage_options)
     return report
 
 
+def _unreached_keys(store: Store, walk: _Walk, reached: set[str] | None = None) -> list[str]:
+    """The document keys listed before the walk that it did not reach: one
+    more listing, matched by hash, only when the hashes say there are some."""
+    import numpy as np  # noqa: PLC0415 (lazy: only a walk needs it)
+
+    listed = np.unique(np.frombuffer(walk.listed, dtype=np.int64)) if walk.listed else np.empty(0, np.int64)
+    seen = [hash(k) for k in reached or ()]
+    if walk.item_keys:
+        seen_arr = np.concatenate([np.frombuffer(walk.item_keys, dtype=np.int64), np.array(seen, np.int64)])
+    else:
+        seen_arr = np.array(seen, np.int64)
+    missing = np.setdiff1d(listed, seen_arr, assume_unique=False)
+    if not len(missing):
+        return []
+    out: list[str] = []
+    batch: list[str] = []
+
+    def flush() -> None:
+        hashes = np.array([hash(k) for k in batch], np.int64)
+        out.extend(k for k, hit in zip(batch, np.isin(hashes, missing)) if hit)
+        batch.clear()
+
+    for key in store.list(""):
+        if is_document_key(key) and not is_intent_key(key):
+            batch.append(key)
+            if len(batch) >= _LIST_BATCH:
+                flush()
+    if batch:
+        flush()
+    return out
+
+
 def _visit(
-    store: Store,
-    validator: Validator | None,
+    walk: _Walk,
     report: AuditReport,
     key: str,
     expect: tuple[str, ...],
     coll_key: str | None,
     parent_key: str | None,
+    rel: str,
+    href: str,
 ) -> dict | None:
     """Read and check one linked document into ``report`` (mutated); the
-    document if its links are to be followed, else None."""
+    document if its links are to be followed, else None. A link to a missing
+    document is reported on the document that holds it (``dangling-link``)."""
     try:
-        doc = read_doc(store, key)
-    except (CatalogError, NotFound) as exc:
+        data, _ = walk.store.get(key)
+    except NotFound:
+        if parent_key is None:
+            report.reached[key] = "?"
+            report.problems.append(Problem("unreadable", key, f"{key!r} not found"))
+        else:
+            report.problems.append(
+                Problem("dangling-link", parent_key, f"{rel} link {href} points at a missing document", key)
+            )
+        return None
+    except CatalogError as exc:
+        report.problems.append(Problem("malformed", key, str(exc)))
+        return None
+    try:
+        doc = absolute_assets(docs.loads(data, key), document_url(walk.store.url, key))
+    except CatalogError as exc:
         report.reached[key] = "?"
         report.problems.append(Problem("unreadable", key, str(exc)))
         return None
     kind = doc.get("type")
-    report.reached[key] = str(kind)
+    if kind != "Feature" or expect != ("Feature",):
+        report.reached[key] = str(kind)
     if kind not in expect:
         report.problems.append(
             Problem("wrong-type", key, f"linked as {' or '.join(expect)} but has type {kind!r}")
         )
         return None
-    if validator is not None:
-        for message in validator.errors(doc):
+    if walk.validator is not None:
+        for message in walk.validator.errors(doc):
             report.problems.append(Problem("schema", key, message))
     if kind in ("Catalog", "Collection"):
         for message in docs.parent_problems(doc, collection_id=folder_collection_id(key)):
             report.problems.append(Problem("malformed", key, message))
     if kind == "Collection":
-        report.extents[key] = doc.get("extent", {})
-        report.collection_ids[key] = str(doc.get("id"))
-        report.summaries[key] = (stored_summaries(doc), Tally())
-        if LAYOUT_FIELD not in doc:
-            report.unrecorded_layout.append(key)
-        elif layout_record_problem(doc) is None:
-            report.layouts[key] = Layout(
-                None if doc[LAYOUT_FIELD] is None else doc[LAYOUT_FIELD]["partition"]
-            )
-        mirrors = {
-            str(name): str(asset["href"])
-            for name, asset in (doc.get("assets") or {}).items()
-            if isinstance(asset, dict)
-            and isinstance(asset.get("href"), str)
-            and MIRROR_ROLE in (asset.get("roles") or [])
-        }
-        if mirrors:
-            report.mirror_assets[key] = mirrors
+        _note_collection(walk, report, key, doc)
     if kind == "Feature":
-        _note_item(report, key, doc, coll_key, parent_key)
+        _note_item(walk, report, key, doc, coll_key, parent_key)
         if coll_key in report.summaries:
             report.summaries[coll_key][1].add(doc)
     return doc
 
 
-def _unlisted_target(store: Store, report: AuditReport, target: str) -> bool | None:
-    """A linked key the listing did not show: True if it exists after all,
-    False if it is missing, None if it is not a document (a directory:
-    reported as ``malformed`` into ``report``)."""
-    try:
-        store.get(target)
-    except CatalogError as exc:
-        report.problems.append(Problem("malformed", target, str(exc)))
-        return None
-    except (NotFound, ProducerError):
-        return False
-    return True
+def _note_collection(walk: _Walk, report: AuditReport, key: str, doc: dict) -> None:
+    """Record a collection's stored extent, id, summaries, layout and mirror assets."""
+    extent = doc.get("extent", {})
+    report.extents[key] = extent
+    report.collection_ids[key] = str(doc.get("id"))
+    report.summaries[key] = (stored_summaries(doc), Tally())
+    report.footprints[key] = ExtentTally()
+    walk.stored[key] = None
+    if docs.extent_problem(extent) is None:
+        walk.stored[key] = (box2d(extent["spatial"]["bbox"][0]), extent["temporal"]["interval"][0])
+    if LAYOUT_FIELD not in doc:
+        report.unrecorded_layout.append(key)
+    elif layout_record_problem(doc) is None:
+        report.layouts[key] = Layout(None if doc[LAYOUT_FIELD] is None else doc[LAYOUT_FIELD]["partition"])
+    mirrors = {
+        str(name): str(asset["href"])
+        for name, asset in (doc.get("assets") or {}).items()
+        if isinstance(asset, dict)
+        and isinstance(asset.get("href"), str)
+        and MIRROR_ROLE in (asset.get("roles") or [])
+    }
+    if mirrors:
+        report.mirror_assets[key] = mirrors
+
+
+def _target_exists(walk: _Walk, report: AuditReport, target: str) -> bool | None:
+    """Whether a ``root``/``parent``/``collection`` link target exists: True,
+    False, or None when it is not a document (a directory: reported as
+    ``malformed`` into ``report``). Remembered per target (they are the few
+    documents above the items)."""
+    if target in report.reached:
+        return True
+    if target not in walk.exists:
+        if len(walk.exists) > 4096:
+            walk.exists.clear()
+        try:
+            walk.store.get(target)
+            walk.exists[target] = True
+        except CatalogError as exc:
+            report.problems.append(Problem("malformed", target, str(exc)))
+            walk.exists[target] = None
+        except (NotFound, ProducerError):
+            walk.exists[target] = False
+    return walk.exists[target]
 
 
 def _follow_links(
-    store: Store, report: AuditReport, keys: set[str], key: str, doc: dict, coll_key: str | None
+    walk: _Walk, report: AuditReport, key: str, doc: dict, coll_key: str | None
 ) -> list[_Visit]:
     """Check the links of the document at ``key`` (duplicate and dangling
-    ones into ``report``, mutated); return the documents it links down to."""
+    ones into ``report``, mutated); return the documents it links down to
+    (their existence is checked when they are visited)."""
     out: list[_Visit] = []
     seen_links: set[tuple[str, str]] = set()
     for link in doc.get("links", []):
@@ -330,18 +538,14 @@ def _follow_links(
                 )
                 continue
             seen_links.add((rel, target))
-        if target not in keys:
-            exists = _unlisted_target(store, report, target)
-            if exists is None:
-                continue
-            if not exists:
-                report.problems.append(
-                    Problem("dangling-link", key, f"{rel} link {href} points at a missing document", target)
-                )
-                continue
-        if rel in docs.CHILD_RELS:
             expect = ("Catalog", "Collection") if rel == "child" else ("Feature",)
-            out.append((target, expect, coll_key, key))
+            out.append((target, expect, coll_key, key, str(rel), str(href)))
+            continue
+        exists = _target_exists(walk, report, target)
+        if exists is False:
+            report.problems.append(
+                Problem("dangling-link", key, f"{rel} link {href} points at a missing document", target)
+            )
     return out
 
 
@@ -368,8 +572,13 @@ def usable_items(pairs: Iterable[tuple[str, dict]]) -> list[dict]:
 
 
 def _note_item(
-    report: AuditReport, key: str, doc: dict, coll_key: str | None, parent_key: str | None
+    walk: _Walk, report: AuditReport, key: str, doc: dict, coll_key: str | None, parent_key: str | None
 ) -> None:
+    """Tally one linked item into ``report`` (mutated): its footprint into
+    its collection's extent, its layout, its findings (collection mismatch,
+    interrupted removal, outside the stored extent, assets); its
+    :class:`ItemInfo` is kept only with ``keep_items`` or a finding that
+    names it."""
     footprint = _footprint(doc)
     if footprint is None:
         return  # the schema check reports it
@@ -399,7 +608,7 @@ def _note_item(
             )
         )
     props = doc.get("properties") or {}
-    report.items[key] = ItemInfo(
+    info = ItemInfo(
         key,
         str(doc.get("id")),
         bbox,
@@ -410,6 +619,28 @@ def _note_item(
         str(props.get("updated") or ""),
         removing is not None,
     )
+    report.item_count += 1
+    walk.item_keys.append(hash(key))
+    walk.item_ids.append(hash((coll_key, info.id)))
+    keep = walk.keep_items or info.removing
+    if coll_key:
+        report.footprints.setdefault(coll_key, ExtentTally()).add(bbox, interval)
+        report.item_layouts.setdefault(coll_key, set()).add(layout_of_item(key))
+        stored = walk.stored.get(coll_key)
+        if stored is not None and not (
+            bbox_contains(stored[0], bbox) and interval_contains(stored[1], interval)
+        ):
+            walk.outside[coll_key] = walk.outside.get(coll_key, 0) + 1
+            if walk.outside[coll_key] <= 20:
+                report.problems.append(
+                    Problem("extent", coll_key, f"extent does not contain item {info.id} ({key})")
+                )
+    if walk.check_assets and not info.removing:
+        keep = _check_item_assets(walk, report, info) or keep
+    if keep:
+        report.items[key] = info
+    if walk.on_item is not None:
+        walk.on_item(info)
 
 
 def removal_started(doc: dict | None) -> str | None:
@@ -453,9 +684,56 @@ def _orphan_problem(key: str, doc: dict | None, layouts: dict[str, Layout] | Non
     return Problem("orphan", key, "no document links it")
 
 
-def _check_duplicate_ids(report: AuditReport) -> None:
+def _check_duplicate_ids(store: Store, walk: _Walk, report: AuditReport) -> None:
     """Two linked items of one collection with the same id (e.g. one product
-    registered under two periods of a partitioned collection): an error."""
+    registered under two periods of a partitioned collection): an error.
+    Found from the walk's hashes; only when there are some (or an orphan item
+    has a linked item's id) are the collections walked again to name them
+    (their items kept in ``report``)."""
+    import numpy as np  # noqa: PLC0415 (lazy: only a walk needs it)
+
+    if not walk.item_ids:
+        return
+    pairs = np.unique(
+        np.stack([np.frombuffer(walk.item_ids, np.int64), np.frombuffer(walk.item_keys, np.int64)], axis=1),
+        axis=0,
+    )
+    ids, counts = np.unique(pairs[:, 0], return_counts=True)
+    doubled = {int(h) for h in ids[counts > 1]}
+    # an orphan item with the id of a linked one (a move killed before the
+    # unlink): the linked one is kept too, for reconcile to choose between them
+    orphan_ids = [
+        hash((collection_key(collection_of(key)), str(doc.get("id"))))
+        for key, doc in report.orphans.items()
+        if isinstance(doc, dict) and doc.get("type") == "Feature" and below_collection(key)
+    ]
+    if orphan_ids:
+        hits = np.isin(np.array(orphan_ids, np.int64), ids)
+        doubled.update(h for h, hit in zip(orphan_ids, hits) if hit)
+    if not doubled:
+        return
+    for coll_key in sorted(report.collection_ids):
+        for key, doc in collection_items(store, coll_key):
+            footprint = _footprint(doc)
+            if footprint is None or doc.get("type") != "Feature" or key in report.items:
+                continue
+            if hash((coll_key, str(doc.get("id")))) in doubled:
+                props = doc.get("properties") or {}
+                report.items[key] = ItemInfo(
+                    key,
+                    str(doc.get("id")),
+                    footprint[0],
+                    footprint[1],
+                    coll_key,
+                    "",
+                    {
+                        str(n): a["href"]
+                        for n, a in (doc.get("assets") or {}).items()
+                        if isinstance(a, dict) and isinstance(a.get("href"), str)
+                    },
+                    str(props.get("updated") or ""),
+                    removal_started(doc) is not None,
+                )
     seen: dict[tuple[str | None, str], str] = {}
     for key in sorted(report.items):
         info = report.items[key]
@@ -472,38 +750,21 @@ def _check_duplicate_ids(report: AuditReport) -> None:
             )
 
 
-def _check_extents(report: AuditReport) -> None:
-    members: dict[str, list[ItemInfo]] = {}
-    for info in report.items.values():
-        if info.collection_key:
-            members.setdefault(info.collection_key, []).append(info)
+def _check_extents(walk: _Walk, report: AuditReport) -> None:
+    """After the walk: a collection with no usable extent, the count of items
+    outside beyond the 20 named, and a ``stale-extent`` when the stored
+    extent covers every item but is not their exact union."""
     for coll_key, extent in report.extents.items():
-        infos = members.get(coll_key, [])
         problem = docs.extent_problem(extent)
         if problem is not None:
             report.problems.append(Problem("extent", coll_key, f"collection has no usable extent: {problem}"))
             continue
-        bbox = box2d(extent["spatial"]["bbox"][0])
-        interval = extent["temporal"]["interval"][0]
-        outside = [
-            i for i in infos if not (bbox_contains(bbox, i.bbox) and interval_contains(interval, i.interval))
-        ]
-        for info in outside[:20]:
+        outside = walk.outside.get(coll_key, 0)
+        if outside > 20:
             report.problems.append(
-                Problem("extent", coll_key, f"extent does not contain item {info.id} ({info.key})")
+                Problem("extent", coll_key, f"... and {outside - 20} more items outside the extent")
             )
-        if len(outside) > 20:
-            report.problems.append(
-                Problem("extent", coll_key, f"... and {len(outside) - 20} more items outside the extent")
-            )
-        exact = docs.exact_extent(
-            {
-                "bbox": i.bbox,
-                "properties": {"start_datetime": i.interval[0], "end_datetime": i.interval[1]},
-                "id": i.id,
-            }
-            for i in infos
-        )
+        exact = report.exact_extent(coll_key)
         if not outside and norm_extent(exact) != norm_extent(extent):
             report.problems.append(
                 Problem(
@@ -624,30 +885,30 @@ def _bucket_unknown(fs, path: str, checked: dict[str, str] | None) -> str:
     return why
 
 
-def _check_assets(report: AuditReport, storage_options: dict | None) -> None:
-    """Add a ``missing-asset`` problem per asset that is definitely gone, an
-    ``asset-unchecked`` one per asset whose existence could not be checked.
-    Items being removed are skipped. Writes nothing."""
-    unreachable: dict[str, str] = {}
-    for info in report.items.values():
-        if info.removing:
-            continue
-        for name, href in info.assets.items():
-            exists, why = _asset_exists(href, storage_options, unreachable)
-            if exists is False:
-                report.problems.append(
-                    Problem("missing-asset", info.key, f"asset {name!r} at {href} does not exist")
+def _check_item_assets(walk: _Walk, report: AuditReport, info: ItemInfo) -> bool:
+    """Add a ``missing-asset`` problem per asset of ``info`` that is
+    definitely gone, an ``asset-unchecked`` one per asset whose existence
+    could not be checked; True if it added any. Writes nothing."""
+    found = False
+    for name, href in info.assets.items():
+        exists, why = _asset_exists(href, walk.storage_options, walk.unreachable)
+        if exists is False:
+            report.problems.append(
+                Problem("missing-asset", info.key, f"asset {name!r} at {href} does not exist")
+            )
+            found = True
+        elif exists is None:
+            report.problems.append(
+                Problem(
+                    "asset-unchecked",
+                    info.key,
+                    f"asset {name!r} at {href} could not be checked ({why}); the item is left "
+                    "as it is: make the data reachable (endpoint, credentials, permissions) "
+                    "and run again",
                 )
-            elif exists is None:
-                report.problems.append(
-                    Problem(
-                        "asset-unchecked",
-                        info.key,
-                        f"asset {name!r} at {href} could not be checked ({why}); the item is left "
-                        "as it is: make the data reachable (endpoint, credentials, permissions) "
-                        "and run again",
-                    )
-                )
+            )
+            found = True
+    return found
 
 
 def _check_mirror_assets(store: Store, report: AuditReport, storage_options: dict | None) -> None:
@@ -688,14 +949,15 @@ def _check_mirror_assets(store: Store, report: AuditReport, storage_options: dic
 
 
 def collection_items(store: Store, collection_key: str) -> Iterator[tuple[str, dict]]:
-    """Yield ``(key, item)`` for every item linked under a collection (via partitions)."""
-    queue = deque([collection_key])
-    seen = set()
-    while queue:
-        key = queue.popleft()
+    """Yield ``(key, item)`` for every item linked under a collection (via
+    partitions), depth first: one partition's item links pending at a time,
+    one item document held at a time (an item linked twice is yielded twice)."""
+    stack = [collection_key]
+    seen: set[str] = set()  # catalogs only: bounded by the partitions
+    while stack:
+        key = stack.pop()
         if key in seen:
             continue
-        seen.add(key)
         try:
             doc = read_doc(store, key)
         except NotFound:
@@ -703,8 +965,11 @@ def collection_items(store: Store, collection_key: str) -> Iterator[tuple[str, d
         if doc.get("type") == "Feature":
             yield key, doc
             continue
+        seen.add(key)
+        below = []
         for link in doc.get("links", []):
             if link.get("rel") in docs.CHILD_RELS:
                 target = resolve_href(key, link.get("href", ""))
                 if target is not None:
-                    queue.append(target)
+                    below.append(target)
+        stack.extend(reversed(below))

@@ -63,8 +63,7 @@ import random
 import re
 import secrets
 import tempfile
-from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -1097,70 +1096,70 @@ class MirrorSink:
 
 
 # --- whole-collection operations (reconcile) --------------------------------------------
+#
+# Streamed partition by partition: the walk reads one catalog, then the items
+# it links (one document at a time), compares them with that folder's mirror
+# file (and rewrites it, for a rebuild), and drops them before the next
+# catalog. Memory: one partition's items and mirror rows, plus the findings.
+
+
+def _read_json(store: Store, key: str) -> dict[str, Any] | None:
+    """The document at ``key`` (items with absolute asset hrefs, as the mirror
+    stores them); None if it is gone. Raises CatalogError if it is not JSON."""
+    data, _ = store.get(key)
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise CatalogError(f"{store.url}/{key} is not JSON ({exc}): repair it with reconcile") from exc
+    if not isinstance(doc, dict):
+        return None
+    return absolute_assets(doc, document_url(store.url, key))
+
+
+def _child_targets(key: str, doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(rel, key)`` of the child/item links of the document at ``key``."""
+    out = []
+    for link in doc.get("links", []):
+        if isinstance(link, dict) and link.get("rel") in CHILD_RELS:
+            target = resolve_href(key, str(link.get("href", "")))
+            if target is not None:
+                out.append((str(link.get("rel")), target))
+    return out
 
 
 def walk_collection(store: Store, collection_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield ``(key, document)`` for the collection and every catalog and item
-    linked below it (child/item links), breadth first; items with absolute
-    asset hrefs (:func:`producer.hrefs.absolute_assets`)."""
+    linked below it (child/item links), depth first (one catalog, then the
+    items it links); items with absolute asset hrefs
+    (:func:`producer.hrefs.absolute_assets`). Catalogs are remembered (to
+    visit each once), items not: an item linked twice is yielded twice."""
     start = f"{collection_id}/collection.json"
-    queue, seen = deque([start]), {start}
-    while queue:
-        key = queue.popleft()
+    stack, seen = [start], {start}
+    while stack:
+        key = stack.pop()
         try:
-            data, _ = store.get(key)
+            doc = _read_json(store, key)
         except NotFound:
             if key == start:
                 raise
             continue
-        try:
-            doc = json.loads(data)
-        except ValueError as exc:
-            raise CatalogError(f"{store.url}/{key} is not JSON ({exc}): repair it with reconcile") from exc
-        if isinstance(doc, dict):
-            doc = absolute_assets(doc, document_url(store.url, key))  # the mirror stores absolute hrefs
+        if doc is None:
+            continue
         yield key, doc
         if doc.get("type") == "Feature":
             continue
-        for link in doc.get("links", []):
-            if isinstance(link, dict) and link.get("rel") in CHILD_RELS:
-                target = resolve_href(key, str(link.get("href", "")))
-                if target is not None and target not in seen:
-                    seen.add(target)
-                    queue.append(target)
+        below = []
+        for rel, target in _child_targets(key, doc):
+            if rel == "item":
+                below.append(target)
+            elif target not in seen:
+                seen.add(target)
+                below.append(target)
+        stack.extend(reversed(below))
 
 
-@dataclass
-class MirrorState:
-    """The JSON tree and the mirror of one collection, side by side."""
-
-    #: item id -> (key, item) in the JSON tree
-    tree: dict[str, tuple[str, dict[str, Any]]]
-    #: mirror file key -> {item id: item} (every file that exists or should)
-    files: dict[str, dict[str, dict[str, Any]]]
-    #: mirror file key -> version (None: absent)
-    versions: dict[str, str | None]
-    #: mirror files the collection links as assets (kept, empty, when no item is left)
-    linked: set[str] = field(default_factory=set)
-
-
-def _state(store: Store, collection_id: str) -> MirrorState:
-    tree: dict[str, tuple[str, dict[str, Any]]] = {}
-    candidates: set[str] = set()
-    linked: set[str] = set()
-    for key, doc in walk_collection(store, collection_id):
-        if doc.get("type") == "Feature":
-            tree[str(doc.get("id"))] = (key, doc)
-            candidates.add(mirror_key(key))
-        else:
-            candidates.add(posixpath.join(posixpath.dirname(key), MIRROR_NAME))
-            if doc.get("type") == "Collection":
-                linked.update(linked_mirror_keys(key, doc))
-                candidates.update(linked)
-    files, versions = {}, {}
-    for key in sorted(candidates):
-        files[key], versions[key] = read_mirror(store, key)
-    return MirrorState(tree, files, versions, linked)
+#: item id -> (key, item): the JSON items of one mirror file
+_Tree = dict[str, tuple[str, dict[str, Any]]]
 
 
 @dataclass
@@ -1183,36 +1182,194 @@ class MirrorDiff:
         return not (self.missing or self.extra or self.differing or self.absent_files)
 
 
+@dataclass
+class _FileDiff:
+    """The differences of one mirror file (only kept when there are some)."""
+
+    missing: list[str]
+    extra: list[str]
+    differing: list[str]
+    absent: bool
+
+
+def _file_diff(
+    tree: _Tree, rows: Mapping[str, dict[str, Any]], version: str | None, linked: bool
+) -> _FileDiff:
+    """Compare the JSON items that belong in one mirror file with its rows. Pure."""
+    missing, differing = [], []
+    for item_id, (_, item) in tree.items():
+        row = rows.get(item_id)
+        if row is None:
+            missing.append(item_id)
+        elif canonical(row) != canonical(item):
+            differing.append(item_id)
+    extra = [item_id for item_id in rows if item_id not in tree]
+    return _FileDiff(missing, extra, differing, linked and version is None)
+
+
+def _rewrite(store: Store, key: str, tree: _Tree, version: str | None, linked: bool) -> None:
+    """Write base mirror file ``key`` from ``tree`` if it is still at
+    ``version`` (see :func:`_put_base`); a linked file that was never
+    written gets an empty base. Raises PreconditionFailed or NotFound."""
+    items = [item for _, item in tree.values()]
+    data = encode_items(items, f"{store.url}/{key}") if items else b""
+    _put_base(store, key, data, version, keep=linked)
+    if not data and linked and version is None:
+        store.put(key, empty_base(), create_only=True)  # a linked file never written
+
+
+class _MirrorPass:
+    """One walk of a collection comparing (and, with ``rewrite``, rewriting)
+    its mirror files partition by partition.
+
+    Each catalog's folder file is compared once the catalog's items are read.
+    An item whose key puts it in another folder's file than the catalog that
+    links it (a stray: only in a damaged tree) is kept aside for that file;
+    a file that receives a stray after it was compared is compared again at
+    the end from a second walk (rare, and O(items) reads)."""
+
+    def __init__(
+        self,
+        store: Store,
+        collection_id: str,
+        rewrite: Callable[[str, _Tree, str | None, bool, Callable[[], _Tree]], bool] | None = None,
+    ) -> None:
+        self.store = store
+        self.collection_id = collection_id
+        self.rewrite = rewrite
+        self.linked: set[str] = set()
+        self.done: set[str] = set()
+        self.strays: dict[str, _Tree] = {}
+        self.recheck: set[str] = set()
+        self.found: dict[str, _FileDiff] = {}
+        self.written: list[str] = []
+
+    def run(self) -> MirrorDiff:
+        start = f"{self.collection_id}/collection.json"
+        stack, seen = [start], {start}
+        while stack:
+            key = stack.pop()
+            try:
+                doc = _read_json(self.store, key)
+            except NotFound:
+                if key == start:
+                    raise
+                continue
+            if doc is None or doc.get("type") == "Feature":
+                continue  # an item linked as a child: the audit reports it
+            if key == start:
+                self.linked.update(linked_mirror_keys(key, doc))
+            tree, children = self._items_of(key, doc)
+            stack.extend(reversed([c for c in children if c not in seen]))
+            seen.update(children)
+            own = posixpath.join(posixpath.dirname(key), MIRROR_NAME)
+            self._compare(own, tree, self._later(self._reread, key, own))
+        for file_key in sorted((self.linked | set(self.strays)) - self.done):
+            self._compare(file_key, {}, dict)
+        for file_key in sorted(self.recheck):
+            tree = {
+                str(doc.get("id")): (k, doc)
+                for k, doc in walk_collection(self.store, self.collection_id)
+                if doc.get("type") == "Feature" and mirror_key(k) == file_key
+            }
+            self.done.discard(file_key)
+            self._compare(file_key, tree, self._later(self._rewalk, file_key))
+        return self._result()
+
+    @staticmethod
+    def _later(read: Callable[..., _Tree], *args: str) -> Callable[[], _Tree]:
+        """``read(*args)``, to be called later (a rebuild's retry reads again)."""
+        return lambda: read(*args)
+
+    def _items_of(self, key: str, doc: dict[str, Any]) -> tuple[_Tree, list[str]]:
+        """The items the catalog at ``key`` links that belong in its folder's
+        file (read now), and the catalogs it links; strays are put aside."""
+        own = posixpath.join(posixpath.dirname(key), MIRROR_NAME)
+        tree: _Tree = {}
+        children = []
+        for rel, target in _child_targets(key, doc):
+            if rel != "item":
+                children.append(target)
+                continue
+            try:
+                item = _read_json(self.store, target)
+            except NotFound:
+                continue
+            if item is None:
+                continue
+            if item.get("type") != "Feature":
+                children.append(target)
+                continue
+            file_key = mirror_key(target)
+            if file_key == own:
+                tree[str(item.get("id"))] = (target, item)
+            else:
+                self.strays.setdefault(file_key, {})[str(item.get("id"))] = (target, item)
+                if file_key in self.done:
+                    self.recheck.add(file_key)
+        return tree, children
+
+    def _reread(self, doc_key: str, own: str) -> _Tree:
+        """The items of the catalog at ``doc_key`` for its folder's file
+        ``own``, read again (with the strays put aside for it)."""
+        try:
+            doc = _read_json(self.store, doc_key)
+        except NotFound:
+            doc = None
+        if doc is None:
+            return {}
+        strays, self.strays = self.strays, {}
+        try:
+            tree, _ = self._items_of(doc_key, doc)
+        finally:
+            self.strays = strays
+        return {**tree, **self.strays.get(own, {})}
+
+    def _rewalk(self, file_key: str) -> _Tree:
+        return {
+            str(doc.get("id")): (k, doc)
+            for k, doc in walk_collection(self.store, self.collection_id)
+            if doc.get("type") == "Feature" and mirror_key(k) == file_key
+        }
+
+    def _compare(self, file_key: str, tree: _Tree, reread: Callable[[], _Tree]) -> None:
+        """Compare (and with ``rewrite`` rewrite) one mirror file; its
+        differences kept in ``found``."""
+        if file_key in self.done:
+            self.recheck.add(file_key)
+            return
+        self.done.add(file_key)
+        tree = {**tree, **self.strays.get(file_key, {})}
+        rows, version = read_mirror(self.store, file_key)
+        linked = file_key in self.linked
+        found = _file_diff(tree, rows, version, linked)
+        del rows
+        stale = bool(found.missing or found.extra or found.differing or found.absent)
+        self.found.pop(file_key, None)
+        if stale:
+            self.found[file_key] = found
+        if self.rewrite is not None and self.rewrite(file_key, tree, version, stale, reread):
+            self.written.append(file_key)
+
+    def _result(self) -> MirrorDiff:
+        out = MirrorDiff()
+        for file_key, found in sorted(self.found.items()):
+            out.missing += found.missing
+            out.extra += found.extra
+            out.differing += found.differing
+            if found.absent:
+                out.absent_files.append(file_key)
+        out.missing.sort()
+        out.extra.sort()
+        out.differing.sort()
+        out.stale_files = sorted(self.found)
+        return out
+
+
 def diff(store: Store, collection_id: str) -> MirrorDiff:
     """Compare the mirror of ``collection_id`` with its JSON items (walks the
-    tree: O(items) reads). Reads only."""
-    return _diff(_state(store, collection_id))
-
-
-def _diff(state: MirrorState) -> MirrorDiff:
-    out = MirrorDiff()
-    stale: set[str] = set()
-    for item_id, (key, item) in state.tree.items():
-        row = state.files.get(mirror_key(key), {}).get(item_id)
-        if row is None:
-            out.missing.append(item_id)
-            stale.add(mirror_key(key))
-        elif canonical(row) != canonical(item):
-            out.differing.append(item_id)
-            stale.add(mirror_key(key))
-    for file_key, rows in state.files.items():
-        for item_id in rows:
-            entry = state.tree.get(item_id)
-            if entry is None or mirror_key(entry[0]) != file_key:
-                out.extra.append(item_id)
-                stale.add(file_key)
-    out.absent_files = sorted(k for k in state.linked if state.versions.get(k) is None)
-    stale.update(out.absent_files)
-    out.missing.sort()
-    out.extra.sort()
-    out.differing.sort()
-    out.stale_files = sorted(stale)
-    return out
+    tree: O(items) reads, one partition's items in memory). Reads only."""
+    return _MirrorPass(store, collection_id).run()
 
 
 def _listed_fragments(store: Store, collection_id: str) -> dict[str, list[str]]:
@@ -1228,29 +1385,27 @@ def _listed_fragments(store: Store, collection_id: str) -> dict[str, list[str]]:
 def rebuild(store: Store, collection_id: str, *, only_stale: bool = True, max_retries: int = 5) -> list[str]:
     """Rewrite the base mirror files of ``collection_id`` from its JSON items,
     fold every fragment, and return the base keys written or deleted.
-    ``only_stale``: rewrite from the tree only the partitions :func:`diff`
-    finds different (the others are compacted when they have fragments).
+    ``only_stale``: rewrite from the tree only the partitions that differ
+    (the others are compacted when they have fragments).
 
-    The fragments are listed BEFORE the tree is walked, so each one listed
-    holds commits the walk sees (or newer ones); after a partition's base is
-    written (conditional on the version read after the walk; on a conflict
-    the tree is listed and walked again, ConflictError after ``max_retries``)
-    exactly those fragments are deleted. A fragment written after the listing
-    stays and is merged by stamp. Deletes of fragments never lose a row: a
-    crash between the write and the deletes leaves fragments whose rows
-    resolve against the base by stamp."""
+    One walk, partition by partition (one partition's items in memory). The
+    fragments are listed BEFORE the tree is walked, so each one listed holds
+    commits the walk sees (or newer ones); a partition's base is written
+    conditional on the version read after its items were read (on a conflict
+    its fragments are listed and its items read again, ConflictError after
+    ``max_retries``), then exactly those fragments are deleted. A fragment
+    written after the listing stays and is merged by stamp. Deletes of
+    fragments never lose a row: a crash between the write and the deletes
+    leaves fragments whose rows resolve against the base by stamp."""
     listed = _listed_fragments(store, collection_id)
-    state = _state(store, collection_id)
-    targets = _diff(state).stale_files if only_stale else sorted(state.files)
-    done = []
-    for key in targets:
+
+    def rewrite(key: str, tree: _Tree, version: str | None, stale: bool, reread: Callable[[], _Tree]) -> bool:
+        if only_stale and not stale:
+            return False
+        linked = key in walk.linked
         for attempt in range(max_retries + 1):
-            rows = {i: item for i, (k, item) in state.tree.items() if mirror_key(k) == key}
-            data = encode_items(list(rows.values()), f"{store.url}/{key}") if rows else b""
             try:
-                _put_base(store, key, data, state.versions.get(key), keep=key in state.linked)
-                if not data and key in state.linked and state.versions.get(key) is None:
-                    store.put(key, empty_base(), create_only=True)  # a linked file never written
+                _rewrite(store, key, tree, version, linked)
                 break
             except (PreconditionFailed, NotFound):
                 if attempt == max_retries:
@@ -1258,11 +1413,16 @@ def rebuild(store: Store, collection_id: str, *, only_stale: bool = True, max_re
                         f"mirror file {store.url}/{key} kept changing while it was rebuilt; "
                         "run again when writers are quieter"
                     ) from None
-                listed = _listed_fragments(store, collection_id)
-                state = _state(store, collection_id)
+                listed[key] = list_fragments(store, key)
+                tree = reread()
+                version = read_mirror(store, key)[1]
         _drop_fragments(store, listed.get(key, []))
-        done.append(key)
-    for key in sorted(set(listed) - set(targets)):
+        return True
+
+    walk = _MirrorPass(store, collection_id, rewrite)
+    walk.run()
+    done = sorted(walk.written)
+    for key in sorted(set(listed) - set(done)):
         try:
             if compact(store, key):
                 done.append(key)

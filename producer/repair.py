@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from producer import thumbnail
 from producer.audit import (
     AuditReport,
+    ExtentTally,
     ItemInfo,
     Problem,
     audit,
@@ -28,7 +29,7 @@ from producer.audit import (
     usable_items,
 )
 from producer.catalog import documents as docs
-from producer.catalog.extent import format_time
+from producer.catalog.extent import box2d, format_time, item_interval
 from producer.catalog.layout import (
     LAYOUT_FIELD,
     ROOT_KEY,
@@ -151,26 +152,34 @@ def _finish_removals(
             committer.write_index(coll_id, item_id, live[0][1])
 
 
-def _missing_products(
-    first: AuditReport, data: str | list[str], storage_options: dict | None, options: RegisterOptions
-) -> list[str]:
-    """Products under ``data`` that no item describes. Items reached from the
-    root count, and so do orphan items (reconcile links them) unless their
-    removal was started. Reads the data listing only."""
-    rewrites = parse_rewrites(options.href_rewrites)
-    known = {href for info in first.items.values() for href in info.assets.values()}
-    for doc in first.orphans.values():
-        if isinstance(doc, dict) and doc.get("type") == "Feature" and removal_started(doc) is None:
-            known.update(
-                a["href"]
-                for a in (doc.get("assets") or {}).values()
-                if isinstance(a, dict) and isinstance(a.get("href"), str)
-            )
-    missing = []
-    for path in expand_paths(data, storage_options):
-        if rewrite_href(resolve_location(path), rewrites) not in known:
-            missing.append(path)
-    return missing
+class _Wanted:
+    """The products under ``data`` (listed before the audit), struck off as
+    the audit's walk meets an item describing them (:meth:`strike` is its
+    ``on_item`` hook): memory in the products listed, not in the items."""
+
+    def __init__(self, data: str | list[str], storage_options: dict | None, options: RegisterOptions) -> None:
+        rewrites = parse_rewrites(options.href_rewrites)
+        self.by_href: dict[str, list[str]] = {}
+        self.order: list[str] = []
+        for path in expand_paths(data, storage_options):
+            self.by_href.setdefault(rewrite_href(resolve_location(path), rewrites), []).append(path)
+            self.order.append(path)
+
+    def strike(self, info: ItemInfo) -> None:
+        for href in info.assets.values():
+            self.by_href.pop(href, None)
+
+    def missing(self, first: AuditReport) -> list[str]:
+        """Products no item describes: items reached from the root count, and
+        so do orphan items (reconcile links them) unless their removal was
+        started."""
+        for doc in first.orphans.values():
+            if isinstance(doc, dict) and doc.get("type") == "Feature" and removal_started(doc) is None:
+                for a in (doc.get("assets") or {}).values():
+                    if isinstance(a, dict) and isinstance(a.get("href"), str):
+                        self.by_href.pop(a["href"], None)
+        left = {path for paths in self.by_href.values() for path in paths}
+        return [path for path in self.order if path in left]
 
 
 def _repair_links(committer: Committer, store: Store, first: AuditReport, report: ReconcileReport) -> None:
@@ -417,18 +426,25 @@ def _link_orphans(
             _bump(report.fixed, "orphan")
 
 
-def _repair_index(committer: Committer, linked: AuditReport, report: ReconcileReport) -> None:
-    """Point the id index entry of every linked item of a partitioned
-    collection at that item (a move killed before its last write, or a
-    catalog from before the index existed). One GET per such item; one write
-    per entry that was missing or stale."""
-    for key, info in sorted(linked.items.items()):
-        if not is_partitioned_item_key(key):
-            continue  # flat layout: no index
-        coll_id = collection_of(key)
-        if committer.read_index(coll_id, info.id)[0] != key:
-            committer.write_index(coll_id, info.id, key)
-            _bump(report.fixed, "stale-index")
+class _IndexCheck:
+    """The audit's ``on_item`` hook that points the id index entry of every
+    linked item of a partitioned collection at that item when it is missing
+    or points elsewhere (a move killed before its last write, or a catalog
+    from before the index existed): one GET per such item, one write per
+    entry fixed, nothing kept per item. Runs after the duplicates are
+    removed (step 2), so each id has one linked item."""
+
+    def __init__(self, committer: Committer, report: ReconcileReport) -> None:
+        self.committer = committer
+        self.report = report
+
+    def __call__(self, info: ItemInfo) -> None:
+        if not is_partitioned_item_key(info.key):
+            return  # flat layout: no index
+        coll_id = collection_of(info.key)
+        if self.committer.read_index(coll_id, info.id)[0] != info.key:
+            self.committer.write_index(coll_id, info.id, info.key)
+            _bump(self.report.fixed, "stale-index")
 
 
 def _register_missing(
@@ -467,7 +483,7 @@ def _record_layouts(committer: Committer, linked: AuditReport, report: Reconcile
     item in its index. A collection with no item, or with items in two
     layouts, is left unrecorded (nothing says which layout is right)."""
     for coll_key in sorted(linked.unrecorded_layout):
-        kinds = {layout_of_item(info.key) for info in linked.items_of(coll_key)}
+        kinds = linked.item_layouts.get(coll_key, set())
         if len(kinds) != 1:
             continue
         (layout,) = kinds
@@ -482,16 +498,16 @@ def _record_layouts(committer: Committer, linked: AuditReport, report: Reconcile
             _bump(report.fixed, "unrecorded-layout")
 
 
-def _exact_extent(infos: list[ItemInfo]) -> dict:
-    """The exact extent of the items an audit saw."""
-    return docs.exact_extent(
-        {
-            "id": i.id,
-            "bbox": i.bbox,
-            "properties": {"start_datetime": i.interval[0], "end_datetime": i.interval[1]},
-        }
-        for i in infos
-    )
+def _footprint_walk(store: Store, coll_key: str) -> list[dict]:
+    """Stand-ins for the usable items linked under a collection now (a few
+    item-like documents with the same exact extent, see
+    :meth:`ExtentTally.stand_ins`): the walk of
+    :meth:`Committer.recompute_extent`, one item document held at a time."""
+    tally = ExtentTally()
+    for doc in usable_items(collection_items(store, coll_key)):
+        bbox, interval = box2d(doc["bbox"]), item_interval(doc)
+        tally.add(bbox, interval)
+    return tally.stand_ins()
 
 
 def _extent_needed(exact: dict) -> Callable[[dict], bool]:
@@ -521,10 +537,10 @@ def _repair_extents(
     not left outside the extent. Writes: two compare-and-swaps per
     collection whose extent changed."""
     for coll_key in linked.extents:
-        needed = _extent_needed(_exact_extent(linked.items_of(coll_key)))
+        needed = _extent_needed(linked.exact_extent(coll_key))
 
         def walk(coll_key: str = coll_key) -> list[dict]:
-            return usable_items(collection_items(store, coll_key))
+            return _footprint_walk(store, coll_key)
 
         if committer.recompute_extent(coll_key, needed, walk):
             stale = [p for p in first.problems if p.key == coll_key and p.kind in ("stale-extent", "extent")]
@@ -572,9 +588,7 @@ def _repair_summaries(
 def _note_findings(
     report: ReconcileReport,
     first: AuditReport,
-    data: str | list[str] | None,
-    storage_options: dict | None,
-    options: RegisterOptions,
+    wanted: _Wanted | None,
 ) -> tuple[list[Problem], list[str]]:
     """Count what the audit found into ``report`` (mutated) and look for
     products under ``data`` no item describes. Returns the problems nothing
@@ -587,8 +601,8 @@ def _note_findings(
     if unresolved:
         report.failed["asset-unchecked"] = len(unresolved)
     missing: list[str] = []
-    if data is not None:
-        missing = _missing_products(first, data, storage_options, options)
+    if wanted is not None:
+        missing = wanted.missing(first)
         report.found["missing-product"] = len(missing)
         for path in missing:
             report.problems.append(Problem("missing-product", path, "no item describes this product"))
@@ -675,8 +689,16 @@ def reconcile(
         pgstac.check()
     report = ReconcileReport()
     options = resolve_options(options, storage_options)
-    first = audit(store, validator, check_assets=check_assets, storage_options=storage_options)
-    unresolved, missing_products = _note_findings(report, first, data, storage_options, options)
+    wanted = _Wanted(data, storage_options, options) if data is not None else None
+    first = audit(
+        store,
+        validator,
+        check_assets=check_assets,
+        storage_options=storage_options,
+        keep_items=False,
+        on_item=wanted.strike if wanted is not None else None,
+    )
+    unresolved, missing_products = _note_findings(report, first, wanted)
     if not fix:
         if pgstac is not None:
             report.problems += _compare_pgstac(store, first, pgstac, report, fix=False)
@@ -708,8 +730,8 @@ def reconcile(
             store, missing_products, collection, storage_options, options, report, sinks
         )
     # 5. from what is linked now: the id index, the layout record, extents
-    linked = audit(store, validator, schemas=False)
-    _repair_index(committer, linked, report)
+    # (the id index is repaired as the walk meets each item)
+    linked = audit(store, validator, schemas=False, keep_items=False, on_item=_IndexCheck(committer, report))
     _record_layouts(committer, linked, report)
     _repair_extents(committer, store, first, linked, report)
     _repair_summaries(committer, store, linked, report)
@@ -722,7 +744,7 @@ def reconcile(
     if sinks and (changes or any(outbox_id(sink) for sink in sinks)):
         unresolved += _publish(committer, sinks, changes, sorted(set(linked.collection_ids.values())))
 
-    final = audit(store, validator, check_assets=False)
+    final = audit(store, validator, check_assets=False, keep_items=False)
     report.remaining = final.problems + unresolved
     # 7. the pgSTAC database, brought in line with the repaired catalog
     if pgstac is not None:
@@ -830,6 +852,8 @@ def _compare_pgstac(
         items: list[dict[str, Any]] = []
         for key, doc in collection_items(store, coll_key):
             if removal_started(doc) is None:
+                if keys.get(str(doc.get("id"))) == key:
+                    continue  # linked from two documents: the walk yields it twice
                 keys[str(doc.get("id"))] = key
                 items.append(doc)
         diff = pgstac.sync(coll_doc, items) if fix else pgstac.diff(coll_doc, items)
