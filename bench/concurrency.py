@@ -261,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
                     r = run_writers(catalog, writer_options, files, w)
                     r["requests"] = sum(proxy.counts.values()) - requests0 if proxy is not None else None
                     r["request_kinds"] = (
-                        dict(Counter(_request_kind(*t) for t in proxy.trace[trace0:])) if proxy is not None else {}
+                        dict(Counter(_request_kind(*t) for t in proxy.trace[trace0:]))
+                        if proxy is not None
+                        else {}
                     )
                     r["server_cpu"] = (
                         s3.cpu_seconds() - server_cpu0 if s3 is not None and backend == "s3" else None
@@ -276,7 +278,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"intents left {check['intents_left']}"
                     )
                     if r["request_kinds"]:
-                        per_item = {k: round(v / len(files), 1) for k, v in sorted(r["request_kinds"].items())}
+                        per_item = {
+                            k: round(v / len(files), 1) for k, v in sorted(r["request_kinds"].items())
+                        }
                         log(f"    requests per item by kind: {per_item}")
                     if bad or not check["linked_once"] or check["n_errors"]:
                         log(f"    PROBLEM: {bad[:3]} {check}")

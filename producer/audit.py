@@ -304,7 +304,8 @@ class _Walk:
         self.storage_options = storage_options
         self.keep_items = keep_items
         self.on_item = on_item
-        self.item_keys = array("q")  # hash of each visited item's key
+        self.item_keys = array("q")  # hash of each tallied item's key (in step with item_ids)
+        self.reached_items = array("q")  # hash of each item document visited, tallied or not
         self.item_ids = array("q")  # hash of (collection key, item id), in step
         self.listed = array("q")  # hash of each document key listed before the walk
         self.unreachable: dict[str, str] = {}  # for the asset checks
@@ -356,7 +357,10 @@ def audit(
         if expect != ("Feature",) and key in report.reached:
             continue
         doc = _visit(walk, report, key, expect, coll_key, parent_key, rel, href)
-        if doc is not None:
+        # an item's own links (e.g. one item linking another, or itself) are not
+        # followed: only catalogs and collections link the tree, and items are
+        # not remembered as reached, so following them could walk a cycle forever
+        if doc is not None and doc.get("type") != "Feature":
             if doc.get("type") == "Collection":
                 coll_key = key
             # reversed: the first link is visited first, each child to its end
@@ -389,8 +393,10 @@ def _unreached_keys(store: Store, walk: _Walk, reached: set[str] | None = None) 
 
     listed = np.unique(np.frombuffer(walk.listed, dtype=np.int64)) if walk.listed else np.empty(0, np.int64)
     seen = [hash(k) for k in reached or ()]
-    if walk.item_keys:
-        seen_arr = np.concatenate([np.frombuffer(walk.item_keys, dtype=np.int64), np.array(seen, np.int64)])
+    if walk.reached_items:
+        seen_arr = np.concatenate(
+            [np.frombuffer(walk.reached_items, dtype=np.int64), np.array(seen, np.int64)]
+        )
     else:
         seen_arr = np.array(seen, np.int64)
     missing = np.setdiff1d(listed, seen_arr, assume_unique=False)
@@ -464,6 +470,7 @@ def _visit(
     if kind == "Collection":
         _note_collection(walk, report, key, doc)
     if kind == "Feature":
+        walk.reached_items.append(hash(key))  # linked, even when it cannot be tallied
         _note_item(walk, report, key, doc, coll_key, parent_key)
         if coll_key in report.summaries:
             report.summaries[coll_key][1].add(doc)

@@ -350,6 +350,7 @@ def register(
     from producer import api  # noqa: PLC0415 (the write path: see the module doc)
     from producer.options import flag_spelling  # noqa: PLC0415
     from producer.redact import redact  # noqa: PLC0415
+
     given = register_overrides(fields_given)
     meta: dict[str, Any] = dict(given.get("collection_meta") or {})
     if collection_title:
@@ -413,6 +414,7 @@ def register(
 def validate(catalog: str, check_assets: bool, as_json: bool, storage_pairs: tuple[str, ...]) -> None:
     """Check the whole CATALOG: schemas (offline), links, orphans, extents."""
     from producer import api  # noqa: PLC0415 (the write path: see the module doc)
+
     problems = api.validate_catalog(
         catalog, storage_options=_storage_options(storage_pairs), check_assets=check_assets
     )
@@ -455,6 +457,7 @@ def remove(
     --sns-topic, publish the removal there."""
     from producer import api  # noqa: PLC0415 (the write path: see the module doc)
     from producer.options import flag_spelling  # noqa: PLC0415
+
     result = api.remove(
         item_id,
         catalog=catalog,
@@ -536,6 +539,7 @@ def reconcile(
     from producer.errors import rephrase  # noqa: PLC0415
     from producer.options import flag_spelling  # noqa: PLC0415
     from producer.redact import redact  # noqa: PLC0415
+
     options = _options(register_overrides(fields_given))
     report = api.reconcile(
         catalog,

@@ -708,10 +708,21 @@ class Committer:
         doc, version = first if first is not None else self.read(coll_key, expect)
         if doc is not None and own_mutation(docs.copy_doc(doc)) is None:
             return CasOutcome(doc, version=version)  # a rerun: the change is there
+        give_up_message = (
+            f"{self.store_path(coll_key)}: gave up after {self.max_retries + 1} attempts because "
+            "other writers kept changing it; retry later, or raise max_retries / "
+            "reduce the number of concurrent writers"
+        )
+        attempt = 0
         if doc is not None and not contended(self.store.url, collection_id):
+            lost_before = self.conflicts
             won = self._optimistic_put(collection_id, own_mutation, doc, version, listed_before)
             if won is not None:
                 return won
+            if self.conflicts > lost_before:  # the plain put lost: that was the first attempt
+                attempt = 1
+                if attempt > self.max_retries:
+                    raise self._give_up(coll_key, give_up_message)
         now = self.clock()
         own_key = intent_key(collection_id, intents.new_token(now))
         own_data = intents.dumps(
@@ -721,7 +732,6 @@ class Committer:
         versions[own_key] = self.store.put(own_key, own_data, create_only=True)
         seen: dict[str, intents.Intent | None] = {}
         waited: dict[str, int] = {}
-        attempt = 0
         try:
             while attempt <= self.max_retries:
                 listed, (doc, version) = _both(
@@ -757,7 +767,11 @@ class Committer:
                         time.sleep(pause)
                         current, _ = self.read(coll_key, expect)
                         if current is not None and own_mutation(docs.copy_doc(current)) is None:
-                            return CasOutcome(current)  # the leader deletes our intent with its own
+                            # the leader applied it and deletes our intent with its own, unless
+                            # it never read it (the same change came from another writer, e.g.
+                            # a second delivery of one event): take it back, quietly if gone
+                            self._delete_quietly([own_key], versions)
+                            return CasOutcome(current)
                     continue
                 fresh = self._read_intents(
                     [k for k in listed if k not in seen and k != own_key], seen, versions
@@ -814,12 +828,7 @@ class Committer:
             self._delete_quietly([own_key], versions)
             raise
         self._delete_quietly([own_key], versions)
-        raise self._give_up(
-            coll_key,
-            f"{self.store_path(coll_key)}: gave up after {self.max_retries + 1} attempts because "
-            "other writers kept changing it; retry later, or raise max_retries / "
-            "reduce the number of concurrent writers",
-        )
+        raise self._give_up(coll_key, give_up_message)
 
     def _optimistic_put(
         self,
@@ -851,7 +860,7 @@ class Committer:
         except PreconditionFailed:
             self.conflicts += 1
             note_contention(self.store.url, collection_id)
-            log.debug("%s: lost the plain compare-and-swap: announcing an intent", coll_key)
+            log.debug("compare-and-swap conflict on %s (plain attempt): retrying through an intent", coll_key)
             return None
         return CasOutcome(new, changed=True, version=written)
 

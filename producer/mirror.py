@@ -975,12 +975,14 @@ class MirrorSink:
     no Arrow, reads nothing and overwrites nothing, so its cost is that of
     the batch and writers never conflict. Besides that PUT:
 
-    * a batch that CREATES items in a partition makes sure its base file
-      exists (one HEAD, then a create-only PUT of :data:`EMPTY_BASE` if
-      absent; once per partition per sink), so that the collection's mirror
-      asset (added by the commit) resolves; an update or removal needs no
-      check: the item's creation made the base, and a rerun after a crash
-      in between finds it absent in :meth:`lacking`, which reads it anyway;
+    * a batch that creates or updates items in a partition makes sure its
+      base file exists (one HEAD, then a create-only PUT of
+      :data:`EMPTY_BASE` if absent; once per partition per sink), so that
+      the collection's mirror asset (added by the commit) resolves. Updates
+      are checked too: a rerun after a crash between the commit and the
+      mirror write may find its items changed (``updated``), and only this
+      check then writes the base. A removal needs none (an unchanged rerun
+      finds the base absent in :meth:`lacking`, which reads it anyway);
     * 1 in ``check_every`` writes (at random) lists the partition's
       fragments and, when there are more than ``compact_after``, compacts it
       (:func:`compact`, which imports pyarrow); a failed compaction is
@@ -1045,7 +1047,7 @@ class MirrorSink:
                     upserts.pop(c.item_id, None)
                     removed[c.item_id] = stamp_of(c.item)
                 else:
-                    creates = creates or c.kind is ChangeKind.CREATED
+                    creates = True  # created or updated: see the class doc
                     removed.pop(c.item_id, None)
                     upserts[c.item_id] = c.item
             if (creates or key in self._absent) and key not in self._bases:

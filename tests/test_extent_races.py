@@ -94,7 +94,11 @@ def backend(request, tmp_path):
 
 def _store_items(store) -> list[dict]:
     # the JSON documents (the stac-geoparquet mirror lives beside them)
-    docs_ = [json.loads(store.get(k)[0]) for k in sorted(store.list("c/")) if not k.endswith((".parquet", ".ndjson"))]
+    docs_ = [
+        json.loads(store.get(k)[0])
+        for k in sorted(store.list("c/"))
+        if not k.endswith((".parquet", ".ndjson"))
+    ]
     return [d for d in docs_ if d.get("type") == "Feature"]
 
 

@@ -26,7 +26,9 @@ def _ids(catalog: Path) -> list[str]:
 
 def _first_mirror_write(writes: list[str]) -> int:
     return next(
-        i for i, key in enumerate(writes, start=1) if key.removeprefix("delete:").endswith((".parquet", ".ndjson"))
+        i
+        for i, key in enumerate(writes, start=1)
+        if key.removeprefix("delete:").endswith((".parquet", ".ndjson"))
     )
 
 
@@ -42,7 +44,9 @@ def test_register_killed_before_the_mirror_write_is_repaired_by_its_rerun(
     crashing = CrashingStore(LocalStore(str(catalog)), crash_after=last_catalog_write)
     with pytest.raises(SimulatedKill):
         producer.register(tiles, catalog=crashing, collection="c", partition=partition)
-    assert not any(key.endswith((".parquet", ".ndjson")) for key in crashing.writes)  # committed, mirror not written
+    assert not any(
+        key.endswith((".parquet", ".ndjson")) for key in crashing.writes
+    )  # committed, mirror not written
     assert not list(catalog.rglob("*.parquet"))
 
     again = producer.register(tiles, catalog=str(catalog), collection="c")

@@ -74,7 +74,9 @@ def _level_encoder(level: int) -> Callable[[Any], str]:
     encode = _LEVEL_ENCODERS.get(level)
     if encode is None:
         sep = ",\n" + "  " * level
-        encode = _LEVEL_ENCODERS.setdefault(level, json.JSONEncoder(ensure_ascii=False, separators=(sep, ": ")).encode)
+        encode = _LEVEL_ENCODERS.setdefault(
+            level, json.JSONEncoder(ensure_ascii=False, separators=(sep, ": ")).encode
+        )
     return encode
 
 
@@ -95,7 +97,9 @@ def _pretty(value: Any, level: int, out: list[str]) -> None:
         if kind is dict and not all(type(key) is str for key in value):
             raise _Irregular
         if _SCALARS.issuperset(map(type, values)):
-            out.append(("{" if kind is dict else "[") + inner + _level_encoder(level + 1)(value)[1:-1] + close)
+            out.append(
+                ("{" if kind is dict else "[") + inner + _level_encoder(level + 1)(value)[1:-1] + close
+            )
             return
         if kind is not dict and _number_rows(value):
             out.append(_rows(value, level))
