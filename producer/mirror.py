@@ -1107,7 +1107,8 @@ class MirrorSink:
 
 def _read_json(store: Store, key: str) -> dict[str, Any] | None:
     """The document at ``key`` (items with absolute asset hrefs, as the mirror
-    stores them); None if it is gone. Raises CatalogError if it is not JSON."""
+    stores them); None if it is not a JSON object. Raises NotFound if it is
+    gone (the walks skip a dangling link) and CatalogError if it is not JSON."""
     data, _ = store.get(key)
     try:
         doc = json.loads(data)
