@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from producer.catalog import documents as docs
@@ -82,6 +82,12 @@ ERRORS: frozenset[ProblemKind] = frozenset(
 )
 
 
+#: how a finding's message names the repair: the Python call (also the
+#: Prefect reconcile flow's parameter); the CLI shows ``reconcile --fix``
+#: instead (:meth:`Problem.phrased`)
+REPAIR = "reconcile(fix=True)"
+
+
 @dataclass
 class Problem:
     """One finding: ``kind`` (an error if in ERRORS, else a warning: the catalog
@@ -98,6 +104,11 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.key}: [{self.kind}] {self.message}"
+
+    def phrased(self, repair: str) -> Problem:
+        """This finding with its repair named as ``repair`` (the CLI passes
+        ``reconcile --fix``); the message is otherwise unchanged."""
+        return replace(self, message=self.message.replace(REPAIR, repair))
 
     def to_dict(self) -> dict:
         return {
@@ -378,9 +389,7 @@ def audit(
     for coll_key, (stored, tally) in report.summaries.items():
         why = tally.uncovered(stored)  # values of removed items stay by design (no O(N) remove)
         if why is not None:
-            report.problems.append(
-                Problem("stale-summary", coll_key, f"{why} (reconcile --fix recomputes them)")
-            )
+            report.problems.append(Problem("stale-summary", coll_key, f"{why} ({REPAIR} recomputes them)"))
     if check_assets:
         _check_mirror_assets(store, report, storage_options)
     return report
@@ -611,7 +620,7 @@ def _note_item(
                 "interrupted-removal",
                 key,
                 f"a removal started at {removing} did not finish: the item is still linked "
-                "(reconcile --fix unlinks and deletes it)",
+                f"({REPAIR} unlinks and deletes it)",
             )
         )
     props = doc.get("properties") or {}
@@ -673,7 +682,7 @@ def _orphan_problem(key: str, doc: dict | None, layouts: dict[str, Layout] | Non
             "interrupted-removal",
             key,
             f"a removal started at {removing} did not finish: the item is unlinked "
-            "but not deleted (reconcile --fix deletes it)",
+            f"but not deleted ({REPAIR} deletes it)",
         )
     if doc is not None and doc.get("type") == "Feature" and below_collection(key):
         coll_id = collection_of(key)
@@ -751,7 +760,7 @@ def _check_duplicate_ids(store: Store, walk: _Walk, report: AuditReport) -> None
                     "duplicate-id",
                     key,
                     f"item id {info.id!r} is also used by {first} in the same "
-                    "collection; reconcile --fix keeps the most recently updated one",
+                    f"collection; {REPAIR} keeps the most recently updated one",
                     first,
                 )
             )
@@ -778,7 +787,7 @@ def _check_extents(walk: _Walk, report: AuditReport) -> None:
                     "stale-extent",
                     coll_key,
                     "extent is not the exact union of its items: larger than it, or its sub-boxes "
-                    "(clusters) differ (reconcile --fix recomputes it)",
+                    f"(clusters) differ ({REPAIR} recomputes it)",
                 )
             )
 

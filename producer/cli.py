@@ -146,6 +146,10 @@ collection_option = click.option(
     help="Collection id (created on first use).",
 )
 
+#: how validate and reconcile name the repair in a finding's message (the
+#: library writes ``reconcile(fix=True)``: audit.REPAIR)
+REPAIR_COMMAND = "stac-producer reconcile --fix"
+
 #: remove and reconcile: the same flag and variable as register's --pgstac
 pgstac_option = click.option(
     "--pgstac",
@@ -418,6 +422,7 @@ def validate(catalog: str, check_assets: bool, as_json: bool, storage_pairs: tup
     problems = api.validate_catalog(
         catalog, storage_options=_storage_options(storage_pairs), check_assets=check_assets
     )
+    problems = [p.phrased(REPAIR_COMMAND) for p in problems]
     errors = [p for p in problems if p.is_error]
     for p in problems:
         click.echo(json.dumps(p.to_dict()) if as_json else f"{'ERROR' if p.is_error else 'warning'} {p}")
@@ -558,7 +563,7 @@ def reconcile(
     click.echo(_table(rows or [("(nothing)", 0, 0, 0)], ["finding", "found", "fixed", "failed"]))
     shown = report.remaining if fix else report.problems
     for p in shown:
-        text = rephrase(str(p), hints_of.get(p.key, ()), flag_spelling)
+        text = rephrase(str(p.phrased(REPAIR_COMMAND)), hints_of.get(p.key, ()), flag_spelling)
         click.echo(f"{'ERROR' if p.is_error else 'warning'} {redact(text)}")
     blocking = [p for p in shown if p.is_error]
     unchecked = sum(1 for p in shown if p.kind == "asset-unchecked")

@@ -1,0 +1,56 @@
+"""A finding names its repair the way its caller spells it: the library (and
+the Prefect reconcile flow) as the call ``reconcile(fix=True)``, the CLI as
+the command ``stac-producer reconcile --fix``; never a CLI flag in the
+library."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import producer
+from producer.cli import main
+from tests import rasters
+
+
+@pytest.fixture
+def stale_catalog(tmp_path: Path) -> Path:
+    """A catalog whose collection extent is larger than its one item (a
+    stale-extent finding, repaired by a reconcile with fix)."""
+    data = rasters.write_all(tmp_path / "data")
+    root = tmp_path / "catalog"
+    (res,) = producer.register([data["wgs84"]], catalog=str(root), collection="c")
+    assert res.action == "created", res.error
+    coll = root / "c" / "collection.json"
+    doc = json.loads(coll.read_text())
+    doc["extent"]["spatial"]["bbox"] = [[-180.0, -90.0, 180.0, 90.0]]
+    coll.write_text(json.dumps(doc))
+    return root
+
+
+def test_library_findings_name_the_python_repair_not_a_cli_flag(stale_catalog):
+    problems = producer.validate_catalog(str(stale_catalog))
+    stale = [p for p in problems if p.kind == "stale-extent"]
+    assert stale, problems
+    assert "reconcile(fix=True)" in stale[0].message
+    assert all("--fix" not in p.message for p in problems)
+
+
+def test_cli_validate_names_the_repair_as_a_command(stale_catalog):
+    out = CliRunner().invoke(main, ["validate", str(stale_catalog)])
+    assert "stale-extent" in out.output, out.output
+    assert "stac-producer reconcile --fix recomputes it" in out.output
+    assert "fix=True" not in out.output
+
+    as_json = CliRunner().invoke(main, ["validate", str(stale_catalog), "--json"])
+    rows = [json.loads(line) for line in as_json.output.splitlines() if line.startswith("{")]
+    assert any("stac-producer reconcile --fix" in r["message"] for r in rows), rows
+
+
+def test_cli_reconcile_report_names_the_repair_as_a_command(stale_catalog):
+    out = CliRunner().invoke(main, ["reconcile", str(stale_catalog)])
+    assert "stac-producer reconcile --fix recomputes it" in out.output, out.output
+    assert "fix=True" not in out.output
