@@ -11,7 +11,7 @@ written before layouts were recorded, and extents.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -835,11 +835,23 @@ def _publish(
     return problems
 
 
+def _keys_of(store: Store, coll_key: str, ids: set[str]) -> dict[str, str]:
+    """The document key of each item of ``ids`` (one walk of the collection,
+    only when some item differs: memory follows the differences)."""
+    keys: dict[str, str] = {}
+    if ids:
+        for key, doc in collection_items(store, coll_key):
+            if str(doc.get("id")) in ids:
+                keys.setdefault(str(doc.get("id")), key)
+    return keys
+
+
 def _compare_pgstac(
     store: Store, tree: AuditReport, pgstac: PgstacSink, report: ReconcileReport, *, fix: bool
 ) -> list[Problem]:
     """Compare every collection of the catalog (``tree``, an audit) with the
-    pgSTAC database, items read from the catalog (O(items)); count what
+    pgSTAC database, items streamed from the catalog to the database (memory:
+    one chunk and the differences; a fix walks the items again); count what
     differs into ``report.found`` (and, when ``fix`` brought the database
     in line, ``report.fixed``). Returns the problems left: every difference
     without ``fix``, none with it (a database failure raises)."""
@@ -848,18 +860,25 @@ def _compare_pgstac(
         coll_doc = read_doc(store, coll_key)
         if coll_doc.get("type") != "Collection":
             continue  # a catalog at a collection's place: the audit reports it
-        keys: dict[str, str] = {}
-        items: list[dict[str, Any]] = []
-        for key, doc in collection_items(store, coll_key):
-            if removal_started(doc) is None:
-                if keys.get(str(doc.get("id"))) == key:
-                    continue  # linked from two documents: the walk yields it twice
-                keys[str(doc.get("id"))] = key
-                items.append(doc)
-        diff = pgstac.sync(coll_doc, items) if fix else pgstac.diff(coll_doc, items)
+
+        def committed(coll_key: str = coll_key) -> Iterator[dict[str, Any]]:
+            """One walk of the collection's committed items (streamed: the
+            database compares them; sync walks again to upsert)."""
+            for _key, doc in collection_items(store, coll_key):
+                if removal_started(doc) is None:
+                    yield doc
+
+        diff = pgstac.sync(coll_doc, committed) if fix else pgstac.diff(coll_doc, committed)
+        keys = {} if fix else _keys_of(store, coll_key, set(diff.missing) | set(diff.differing))
         found: list[tuple[ProblemKind, str, str]] = []
-        found += [("pgstac-missing", keys[i], f"item {i!r} is not in {pgstac!r}") for i in diff.missing]
-        found += [("pgstac-differing", keys[i], f"item {i!r} differs in {pgstac!r}") for i in diff.differing]
+        found += [
+            ("pgstac-missing", keys.get(i, coll_key), f"item {i!r} is not in {pgstac!r}")
+            for i in diff.missing
+        ]
+        found += [
+            ("pgstac-differing", keys.get(i, coll_key), f"item {i!r} differs in {pgstac!r}")
+            for i in diff.differing
+        ]
         found += [
             (
                 "pgstac-extra",

@@ -33,7 +33,7 @@ a database with the packages the test suite uses::
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -62,6 +62,12 @@ _STRUCTURAL_RELS = frozenset({"root", "parent", "collection", "self", "child", "
 #: the columns of pgSTAC's items table that hold an item's content (its key is
 #: (collection, id)); pgSTAC's upsert compares the same ones
 _ITEM_COLUMNS = ("id", "collection", "datetime", "end_datetime", "geometry", "content", "private")
+#: items formatted and copied to the database (or upserted) per round of
+#: ``diff``/``sync``: what they hold in memory at once
+CHUNK = 500
+#: a collection's committed items: an iterable, or a callable returning a
+#: fresh one for each pass (``sync`` reads them more than once)
+ItemSource = Iterable[dict[str, Any]] | Callable[[], Iterable[dict[str, Any]]]
 
 
 class PgstacError(StoreError):
@@ -194,38 +200,49 @@ class PgstacSink:
 
     # --- reconcile ---------------------------------------------------------
 
-    def diff(self, collection: dict[str, Any], items: Iterable[dict[str, Any]]) -> PgstacDiff:
+    def diff(self, collection: dict[str, Any], items: ItemSource) -> PgstacDiff:
         """Compare the database with the static catalog's ``collection`` and
-        its committed ``items`` (all of them). Reads only; see :class:`PgstacDiff`."""
+        its committed ``items`` (all of them). Reads only; see :class:`PgstacDiff`.
+
+        ``items`` is streamed to the database :data:`CHUNK` at a time (a
+        temporary table compared there), so a collection of any size is
+        compared in bounded memory here; it may be a callable returning a
+        fresh iterable (see :meth:`sync`)."""
         cid = _collection_id(collection)
-        docs = _item_docs(cid, items)
         with self._session("comparing collection " + repr(cid)) as conn:
             loader = _loader(conn)
             with conn.transaction():
-                return _diff(loader, conn, collection, docs)
+                return _diff(loader, conn, collection, _docs(cid, _one_pass(items)))
 
-    def sync(self, collection: dict[str, Any], items: Iterable[dict[str, Any]]) -> PgstacDiff:
+    def sync(self, collection: dict[str, Any], items: ItemSource) -> PgstacDiff:
         """Bring the database in line with the static catalog, in one transaction:
         the collection row replaced when it differs, missing and differing
         items upserted, extra items deleted. Returns what differed before
-        (``diff`` afterwards is in sync)."""
+        (``diff`` afterwards is in sync).
+
+        ``items`` is read more than once (compared, then the missing and
+        differing ones upserted), :data:`CHUNK` documents at a time: pass a
+        callable returning a fresh iterable of the items (e.g. a walk of the
+        catalog) to keep memory bounded; an iterator is held in a list."""
         cid = _collection_id(collection)
-        docs = _item_docs(cid, items)
+        passes = _passes(items)
         with self._session("synchronising collection " + repr(cid)) as conn:
             loader = _loader(conn)
             with conn.transaction():
-                before = _diff(loader, conn, collection, docs)
+                before = _diff(loader, conn, collection, _docs(cid, passes()))
                 if before.collection_differs:
                     _upsert_collection(loader, collection)
                     # the items' stored form depends on the collection row
                     # (pgSTAC strips what its item_assets repeat): compare again
                     loader = _loader(conn, check=False)
-                    after = _diff(loader, conn, collection, docs)
+                    after = _diff(loader, conn, collection, _docs(cid, passes()))
                 else:
                     after = before
                 _delete_items(conn, cid, after.extra)
                 wanted = set(after.missing) | set(after.differing)
-                _upsert_items(loader, conn, cid, [d for d in docs.values() if d["id"] in wanted])
+                if wanted:
+                    for chunk in _chunks(_wanted_once(_docs(cid, passes()), wanted)):
+                        _upsert_items(loader, conn, cid, chunk)
         return before
 
     # --- connection and errors ---------------------------------------------
@@ -277,8 +294,9 @@ def _collection_id(collection: dict[str, Any]) -> str:
     return cid
 
 
-def _item_docs(cid: str, items: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    docs: dict[str, dict[str, Any]] = {}
+def _docs(cid: str, items: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """pgSTAC's documents of ``items``, one at a time; an item of another
+    collection is an InputError naming it."""
     for item in items:
         doc = pgstac_document(item)
         if doc.get("collection", cid) != cid:
@@ -286,8 +304,41 @@ def _item_docs(cid: str, items: Iterable[dict[str, Any]]) -> dict[str, dict[str,
                 f"item {doc.get('id')!r} belongs to collection {doc.get('collection')!r}, not {cid!r}"
             )
         doc["collection"] = cid
-        docs[str(doc["id"])] = doc
-    return docs
+        yield doc
+
+
+def _wanted_once(docs: Iterable[dict[str, Any]], wanted: set[str]) -> Iterator[dict[str, Any]]:
+    """The documents whose id is in ``wanted``, each id once (an item linked
+    from two documents is upserted once; ``wanted`` is emptied)."""
+    for doc in docs:
+        if doc["id"] in wanted:
+            wanted.discard(doc["id"])
+            yield doc
+
+
+def _one_pass(items: ItemSource) -> Iterable[dict[str, Any]]:
+    return items() if callable(items) else items
+
+
+def _passes(items: ItemSource) -> Callable[[], Iterable[dict[str, Any]]]:
+    """A callable giving a fresh iterable of ``items`` per pass: ``items``
+    itself when it is one, a list held once when it is a one-shot iterator."""
+    if callable(items):
+        return items
+    held = items if iter(items) is not items else list(items)
+    return lambda: held
+
+
+def _chunks(docs: Iterable[dict[str, Any]], size: int | None = None) -> Iterator[list[dict[str, Any]]]:
+    size = size or CHUNK
+    chunk: list[dict[str, Any]] = []
+    for doc in docs:
+        chunk.append(doc)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _describe(dsn: str) -> str:
@@ -390,26 +441,28 @@ def _moved_items(loader: Loader, conn: Connection, cid: str, items: list[dict[st
 
 
 def _diff(
-    loader: Loader, conn: Connection, collection: dict[str, Any], docs: dict[str, dict[str, Any]]
+    loader: Loader, conn: Connection, collection: dict[str, Any], docs: Iterable[dict[str, Any]]
 ) -> PgstacDiff:
+    """The difference, with ``docs`` copied into a temporary table
+    :data:`CHUNK` rows at a time and compared by the database: memory here is
+    one chunk plus the ids that differ. An item linked twice (the same id
+    twice in ``docs``) counts once."""
     cid = str(collection["id"])
     row = conn.execute("SELECT content FROM collections WHERE id = %s", (cid,)).fetchone()
     if row is None:
         # nothing of this collection can be in the database (items need their collection)
-        return PgstacDiff(cid, missing=sorted(docs), collection_differs=True)
+        return PgstacDiff(cid, missing=sorted({str(d["id"]) for d in docs}), collection_differs=True)
     collection_differs = row[0] != pgstac_document(collection)
-    # formatted before the COPY: formatting queries the connection the COPY holds
-    wanted = []
-    for doc in docs.values():
-        out = _format(loader, doc)
-        wanted.append(tuple(out.get(c) for c in _ITEM_COLUMNS))
     conn.execute("CREATE TEMP TABLE producer_wanted ON COMMIT DROP AS SELECT * FROM items LIMIT 0")
     columns = ", ".join(_ITEM_COLUMNS)
-    with conn.cursor() as cur, cur.copy(f"COPY producer_wanted ({columns}) FROM STDIN") as copy:
-        for row in wanted:
-            copy.write_row(row)
+    for chunk in _chunks(docs):
+        # formatted before the COPY: formatting queries the connection the COPY holds
+        rows = [tuple(_format(loader, doc).get(c) for c in _ITEM_COLUMNS) for doc in chunk]
+        with conn.cursor() as cur, cur.copy(f"COPY producer_wanted ({columns}) FROM STDIN") as copy:
+            for values in rows:
+                copy.write_row(values)
     missing = conn.execute(
-        "SELECT w.id FROM producer_wanted w WHERE NOT EXISTS "
+        "SELECT DISTINCT w.id FROM producer_wanted w WHERE NOT EXISTS "
         "(SELECT 1 FROM items i WHERE i.collection = %s AND i.id = w.id) ORDER BY w.id",
         (cid,),
     ).fetchall()
@@ -419,7 +472,7 @@ def _diff(
         (cid,),
     ).fetchall()
     differing = conn.execute(
-        "SELECT w.id FROM producer_wanted w JOIN items i ON i.collection = %s AND i.id = w.id "
+        "SELECT DISTINCT w.id FROM producer_wanted w JOIN items i ON i.collection = %s AND i.id = w.id "
         "WHERE (i.datetime, i.end_datetime, i.geometry, i.content, i.private) IS DISTINCT FROM "
         "(w.datetime, w.end_datetime, w.geometry, w.content, w.private) ORDER BY w.id",
         (cid,),
