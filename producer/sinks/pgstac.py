@@ -212,7 +212,8 @@ class PgstacSink:
         with self._session("comparing collection " + repr(cid)) as conn:
             loader = _loader(conn)
             with conn.transaction():
-                return _diff(loader, conn, collection, _docs(cid, _one_pass(items)))
+                one_pass = items() if callable(items) else items
+                return _diff(loader, conn, collection, _docs(cid, one_pass))
 
     def sync(self, collection: dict[str, Any], items: ItemSource) -> PgstacDiff:
         """Bring the database in line with the static catalog, in one transaction:
@@ -316,10 +317,6 @@ def _wanted_once(docs: Iterable[dict[str, Any]], wanted: set[str]) -> Iterator[d
             yield doc
 
 
-def _one_pass(items: ItemSource) -> Iterable[dict[str, Any]]:
-    return items() if callable(items) else items
-
-
 def _passes(items: ItemSource) -> Callable[[], Iterable[dict[str, Any]]]:
     """A callable giving a fresh iterable of ``items`` per pass: ``items``
     itself when it is one, a list held once when it is a one-shot iterator."""
@@ -329,12 +326,12 @@ def _passes(items: ItemSource) -> Callable[[], Iterable[dict[str, Any]]]:
     return lambda: held
 
 
-def _chunks(docs: Iterable[dict[str, Any]], size: int | None = None) -> Iterator[list[dict[str, Any]]]:
-    size = size or CHUNK
+def _chunks(docs: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """``docs`` in lists of :data:`CHUNK` (read per call)."""
     chunk: list[dict[str, Any]] = []
     for doc in docs:
         chunk.append(doc)
-        if len(chunk) >= size:
+        if len(chunk) >= CHUNK:
             yield chunk
             chunk = []
     if chunk:
