@@ -137,3 +137,24 @@ def test_reconcile_with_pgstac_names_each_drifted_item_by_its_key(tmp_path, pgst
     else:
         (problem,) = [p for p in report.problems if p.kind == "pgstac-missing"]
         assert problem.key.endswith(f"{res[1].id}.json") and res[1].id in problem.message
+
+
+def test_each_item_is_formatted_once_per_comparison(pgstac_dsn, monkeypatch):
+    """pgSTAC's formatting (geometry to WKB, dehydration) is the costly part of
+    a comparison; it ran once per column, 7 times per item (a 10,000-item diff
+    went from 1.0 s to 3.6 s)."""
+    sink = PgstacSink(pgstac_dsn)
+    n = 50
+    sink.sync(collection(), [item(i) for i in range(n)])
+    formatted: list[str] = []
+    from pypgstac.load import Loader
+
+    real = Loader.format_item
+
+    def counting(self: Any, item: Any, *args: Any, **kwargs: Any) -> Any:
+        formatted.append(item["id"])
+        return real(self, item, *args, **kwargs)
+
+    monkeypatch.setattr(Loader, "format_item", counting)
+    assert sink.diff(collection(), items(n)).in_sync
+    assert sorted(formatted) == sorted(item(i)["id"] for i in range(n))

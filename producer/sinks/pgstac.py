@@ -428,6 +428,12 @@ def _format(loader: Loader, item: dict[str, Any]) -> dict[str, Any]:
         ) from None
 
 
+def _row(formatted: dict[str, Any]) -> tuple[Any, ...]:
+    """The temporary table's row of one formatted item (formatting, pgSTAC's
+    geometry and dehydration, is the costly part: done once per item)."""
+    return tuple(formatted.get(c) for c in _ITEM_COLUMNS)
+
+
 def _moved_items(loader: Loader, conn: Connection, cid: str, items: list[dict[str, Any]]) -> list[str]:
     want = {str(item["id"]): _format(loader, item)["partition"] for item in items}
     rows = conn.execute(
@@ -454,7 +460,7 @@ def _diff(
     columns = ", ".join(_ITEM_COLUMNS)
     for chunk in _chunks(docs):
         # formatted before the COPY: formatting queries the connection the COPY holds
-        rows = [tuple(_format(loader, doc).get(c) for c in _ITEM_COLUMNS) for doc in chunk]
+        rows = [_row(_format(loader, doc)) for doc in chunk]
         with conn.cursor() as cur, cur.copy(f"COPY producer_wanted ({columns}) FROM STDIN") as copy:
             for values in rows:
                 copy.write_row(values)
