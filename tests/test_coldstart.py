@@ -166,3 +166,81 @@ def test_exit_code_matches_sys_exit(value: object) -> None:
 
     expected = _run(f"import sys; sys.exit({value!r})").returncode
     assert exit_code(value) == expected
+
+
+# --------------------------------------------------------------------------
+# The compiled-check cache: a warm process parses no schema
+# --------------------------------------------------------------------------
+
+#: register one product with every schema file read counted; prints the count
+COUNT_SCHEMA_READS = """
+import json, sys
+from producer import validate
+reads = []
+real = validate._read_json
+def counting(file):
+    reads.append(str(file))
+    return real(file)
+validate._read_json = counting
+import producer
+(r,) = producer.register([sys.argv[1]], catalog=sys.argv[2], collection="c")
+assert r.action == "created", r.error
+print(json.dumps(len(reads)))
+"""
+
+
+def _schema_reads(tmp_path: Path, cache: Path, run: str) -> int:
+    data = tmp_path / "data"
+    product = data / "utm_20240513.tif"
+    if not product.exists():
+        data.mkdir(exist_ok=True)
+        product = rasters.WRITERS["utm"](data)
+    catalog = tmp_path / f"cat-{run}"
+    proc = _run(COUNT_SCHEMA_READS, str(product), str(catalog), env={"STAC_PRODUCER_CACHE_DIR": str(cache)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_stac_valid_tree(catalog)
+    return int(json.loads(proc.stdout.splitlines()[-1]))
+
+
+def test_a_warm_process_parses_no_schema(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    assert _schema_reads(tmp_path, cache, "cold") > 0  # the first process compiles
+    assert (cache / "index-v2.json").is_file()
+    assert _schema_reads(tmp_path, cache, "warm") == 0
+
+
+def test_precompiled_cache_leaves_nothing_to_parse(tmp_path: Path) -> None:
+    """What the Lambda image does at build time (deploy/Dockerfile)."""
+    cache = tmp_path / "cache"
+    proc = _run(
+        "from producer.validate import precompile; precompile()", env={"STAC_PRODUCER_CACHE_DIR": str(cache)}
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert _schema_reads(tmp_path, cache, "warm") == 0
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["garbage index", "old-format index", "stale index", "truncated checks", "path in index"],
+)
+def test_a_damaged_or_old_cache_is_ignored_and_rebuilt(tmp_path: Path, damage: str) -> None:
+    cache = tmp_path / "cache"
+    assert _schema_reads(tmp_path, cache, "cold") > 0
+    index_file = cache / "index-v2.json"
+    index = json.loads(index_file.read_text())
+    if damage == "garbage index":
+        index_file.write_bytes(b"\x00{not json")
+    elif damage == "old-format index":
+        index_file.write_text(json.dumps({**index, "format": "1"}))
+    elif damage == "stale index":  # as after an upgrade of the schemas
+        index_file.write_text(json.dumps({**index, "stamp": "0" * 64}))
+    elif damage == "truncated checks":
+        for marshal_file in cache.glob("*.marshal"):
+            marshal_file.write_bytes(marshal_file.read_bytes()[:20])
+    else:
+        index["checks"] = {url: "../../etc/passwd" for url in index["checks"]}
+        index_file.write_text(json.dumps(index))
+    # still registers a valid item (the damaged part is rebuilt) ...
+    _schema_reads(tmp_path, cache, "after")
+    # ... and the next process is warm again
+    assert _schema_reads(tmp_path, cache, "rebuilt") == 0
