@@ -3,6 +3,11 @@ handler's first invocation; medians of wall and CPU time.
 
     python bench/coldstart.py --quick      # 3 processes per command, prints only
     python bench/coldstart.py              # 9 per command, writes BENCHMARKS.md
+    python bench/coldstart.py --quick --against main   # this tree and main, interleaved
+
+``--against REV`` exports the tree of git revision REV (``git archive``, into
+``.bench/``) and runs every command from it too, alternating with this tree
+in the same rounds, so the ratios come from one run under the same load.
 
 Commands: ``stac-producer --help``; ``stac-producer register one.tif``
 into a fresh local catalog (every process its own); the Lambda entry point
@@ -90,13 +95,16 @@ OWNERS = {
 }
 
 
-def _env(extra: dict[str, str] | None = None, pyc: bool = True) -> dict[str, str]:
+def _env(extra: dict[str, str] | None = None, pyc: bool = True, tree: Path = c.REPO) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("AWS_", "STAC_")) and k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+        if not k.startswith(("AWS_", "STAC_", "OPENBLAS_"))
+        and k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
     }
-    env["PYTHONPATH"] = str(c.REPO)
+    env["PYTHONPATH"] = str(tree)
+    # each tree its own compiled-check cache, warmed by the warm-up round
+    env["STAC_PRODUCER_CACHE_DIR"] = str(c.BENCH_DIR / f"validators-{tree.name}")
     if pyc:
         env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
     else:
@@ -105,11 +113,13 @@ def _env(extra: dict[str, str] | None = None, pyc: bool = True) -> dict[str, str
     return env
 
 
-def run(args: list[str], extra: dict[str, str] | None = None, pyc: bool = True) -> tuple[float, float]:
-    """(wall seconds, child CPU seconds) of one fresh process."""
+def run(
+    args: list[str], extra: dict[str, str] | None = None, pyc: bool = True, tree: Path = c.REPO
+) -> tuple[float, float]:
+    """(wall seconds, child CPU seconds) of one fresh process running ``tree``'s code."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(args, cwd=c.REPO, env=_env(extra, pyc), capture_output=True, text=True)
+    proc = subprocess.run(args, cwd=tree, env=_env(extra, pyc, tree), capture_output=True, text=True)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -153,14 +163,36 @@ def by_owner(rows: list[tuple[str, int, float, float]]) -> list[list[str]]:
     return out + [["all imports", f"{sum(totals.values()):.0f} ms"]]
 
 
+def export_tree(rev: str) -> Path:
+    """The files of git revision ``rev`` under ``.bench/`` (``git archive``:
+    no worktree is registered), exported afresh each run."""
+    sha = subprocess.run(
+        ["git", "rev-parse", "--short", rev], cwd=c.REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    dest = c.BENCH_DIR / f"tree-{sha}"
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", sha], cwd=c.REPO, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
+def _ms(seconds: float) -> str:
+    return f"{1000 * seconds:.0f} ms"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="3 processes per command, print only")
     parser.add_argument("-n", type=int, help="processes per command")
+    parser.add_argument("--against", metavar="REV", help="also run git revision REV, interleaved (ratios)")
     args = parser.parse_args(argv)
     n = args.n or (3 if args.quick else 9)
+    trees = {"this tree": c.REPO}
+    if args.against:
+        trees[args.against] = export_tree(args.against)
     cog = c.ensure_cogs(1, print)[0]
     one = c.fresh_work_dir("coldstart") / "one_20240513.tif"
     shutil.copyfile(cog, one)
@@ -191,40 +223,51 @@ def main(argv: list[str] | None = None) -> int:
             HANDLER: (lambda: [c.PY, "-c", LAMBDA, s3.bucket, key], lambda_env),
         }
         load_before = os.getloadavg()[0]
-        for make, env in commands.values():  # warm the OS page cache (not a cold *disk*) and write the .pyc
-            run(make(), env())
-        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
-        for _ in range(n):  # interleaved: load changes hit every command alike
+        for tree in trees.values():  # warm the OS page cache (not a cold *disk*), the .pyc and the checks
+            for make, env in commands.values():
+                run(make(), env(), tree=tree)
+        samples: dict[tuple[str, str], list[tuple[float, float]]] = {
+            (name, label): [] for name in commands for label in trees
+        }
+        for _ in range(n):  # interleaved: load changes hit every command and tree alike
             for name, (make, env) in commands.items():
-                samples[name].append(run(make(), env(), pyc=name != REGISTER_NO_PYC))
+                for label, tree in trees.items():
+                    samples[name, label].append(run(make(), env(), pyc=name != REGISTER_NO_PYC, tree=tree))
         load_after = os.getloadavg()[0]
         help_imports = import_times([c.PY, "-m", "producer.cli", "--help"])
         lambda_imports = import_times([c.PY, "-c", LAMBDA, s3.bucket, key], lambda_env())
     baseline = [run([c.PY, "-c", "pass"]) for _ in range(n)]
+
+    def medians(name: str, label: str) -> tuple[float, float]:
+        got = samples[name, label]
+        return c.median([x[0] for x in got]), c.median([x[1] for x in got])
+
     rows = []
     for name in commands:
-        wall = c.median([s[0] for s in samples[name]])
-        cpu = c.median([s[1] for s in samples[name]])
+        wall, cpu = medians(name, "this tree")
         target = TARGETS.get(name)
-        rows.append(
-            [
-                name,
-                f"{1000 * wall:.0f} ms",
-                f"{1000 * cpu:.0f} ms",
-                f"≤ {1000 * target:.0f} ms" if target else "",
-                ("met" if wall <= target else "not met") if target else "",
-            ]
-        )
-    rows.append(
-        [
-            "python -c pass (the interpreter alone)",
-            f"{1000 * c.median([b[0] for b in baseline]):.0f} ms",
-            f"{1000 * c.median([b[1] for b in baseline]):.0f} ms",
-            "",
-            "",
+        row = [name, _ms(wall), _ms(cpu)]
+        if args.against:
+            other_wall, other_cpu = medians(name, args.against)
+            row += [_ms(other_wall), _ms(other_cpu), f"{wall / other_wall:.2f}x", f"{cpu / other_cpu:.2f}x"]
+        row += [
+            f"≤ {1000 * target:.0f} ms" if target else "",
+            ("met" if wall <= target else "not met") if target else "",
         ]
-    )
-    table = c.table(["fresh process", "wall (median)", "CPU (median)", "target", "wall vs target"], rows)
+        rows.append(row)
+    base_wall = c.median([b[0] for b in baseline])
+    base_cpu = c.median([b[1] for b in baseline])
+    pad = ["", "", "", ""] if args.against else []
+    rows.append(["python -c pass (the interpreter alone)", _ms(base_wall), _ms(base_cpu), *pad, "", ""])
+    headers = ["fresh process", "wall (median)", "CPU (median)"]
+    if args.against:
+        headers += [
+            f"{args.against} wall",
+            f"{args.against} CPU",
+            f"wall vs {args.against}",
+            f"CPU vs {args.against}",
+        ]
+    table = c.table([*headers, "target", "wall vs target"], rows)
     register_imports = import_times(register())
     imp = (
         "Largest imports (`-X importtime`, cumulative, top level, one run each; importtime's own "
@@ -234,8 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         "Where the import time of one `register` goes (self times summed by owner):\n\n"
         + c.table(["owner", "self time"], by_owner(register_imports))
     )
+    versus = f", alternating with {args.against} in the same rounds" if args.against else ""
     note = (
-        f"{c.machine_note()}; {n} processes per command, medians; load average (1 min) "
+        f"{c.machine_note()}; {n} processes per command{versus}, medians; load average (1 min) "
         f"{load_before:.1f} before, {load_after:.1f} after (other engineers' tests share the 2 cores)"
     )
     body = f"{note}\n\n{table}\n\n{imp}"
@@ -243,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick:
         c.write_section("coldstart", body)
     shutil.rmtree(one.parent, ignore_errors=True)
+    for tree in trees.values():
+        if tree != c.REPO:
+            shutil.rmtree(tree, ignore_errors=True)
     return 0
 
 

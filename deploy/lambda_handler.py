@@ -3,7 +3,8 @@
 A thin adapter around :func:`producer.events.handle`, the one handler shared
 with the CLI and the Prefect event flow. The configuration is read from the
 environment on every invocation (cheap, and never stale); no S3 client or
-filesystem is created at import time.
+filesystem is created at import time; the import only asks numpy's OpenBLAS
+for one thread (:func:`producer.process.prepare`), before numpy loads.
 
 With an SQS trigger and ``FunctionResponseTypes: [ReportBatchItemFailures]``
 the returned ``batchItemFailures`` make SQS redeliver only the failed
@@ -20,7 +21,11 @@ import logging
 import os
 from typing import Any
 
-from producer.events import HandlerConfig, handle
+from producer import process
+
+process.prepare()  # before anything imports numpy: one OpenBLAS thread (cold start)
+
+from producer.events import HandlerConfig, handle  # noqa: E402 (after prepare)
 
 log = logging.getLogger("producer.lambda")
 

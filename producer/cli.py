@@ -7,7 +7,9 @@ so ``stac-producer --help`` costs the interpreter plus click. Each command
 imports what it uses when it runs (``producer.api``: pystac, fsspec, the
 extractors); the flags generated from :class:`~producer.options.RegisterOptions`
 are built when a command first needs its parameters (parsing its arguments or
-printing its own ``--help``), not when the group lists the commands.
+printing its own ``--help``), not when the group lists the commands. Run as
+the program, the process asks numpy's OpenBLAS for one thread and skips
+interpreter teardown at exit (:mod:`producer.process`).
 """
 
 from __future__ import annotations
@@ -98,6 +100,31 @@ class _Command(click.Command):
 
 class _Group(click.Group):
     command_class = _Command
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the program. When it is *the* program (the console script or
+        ``python -m producer.cli``: arguments from ``sys.argv``, standalone
+        mode), prepare the process and end it with
+        :func:`producer.process.quick_exit` (no interpreter teardown); a
+        caller that passes ``args`` (tests, ``CliRunner``) or turns standalone
+        mode off gets click's own behaviour."""
+        if args is not None or not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        from producer import process  # noqa: PLC0415 (see the module doc)
+
+        process.prepare()
+        try:
+            super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        except SystemExit as exc:
+            process.quick_exit(exc.code)
+        process.quick_exit(0)
 
 
 def _storage_options(pairs: Sequence[str], flag: str = "--storage-option") -> dict[str, Any]:

@@ -36,7 +36,10 @@ and to word the messages, and for a schema fastjsonschema cannot compile
 (of the bundled ones only projection v1.1.0, whose ``$ref`` to PROJJSON v0.5
 is not bundled). The compiled code is also kept on disk (:func:`cache_dir`),
 so a fresh process loads it instead of compiling (:func:`precompile` fills
-the cache at image build time). Nothing is read or compiled at import time.
+the cache at image build time), with an index beside it (:func:`_index`)
+that lists the schema URLs and ``format`` names: a warm process parses no
+schema file at all, and checks that the index matches the installed schemas
+by file sizes and times only. Nothing is read or compiled at import time.
 """
 
 from __future__ import annotations
@@ -502,7 +505,11 @@ def _with_stub_geometry(item: Mapping[str, Any]) -> Mapping[str, Any]:
 
 @functools.lru_cache(maxsize=1)
 def _bundled_urls() -> frozenset[str]:
-    """URLs of every schema available offline."""
+    """URLs of every schema available offline (from the cache index when it
+    matches the installed schemas: no schema file is parsed then)."""
+    index = _index()
+    if index is not None:
+        return frozenset(index["urls"])
     return frozenset(schema.url for schema in _schema_files())
 
 
@@ -526,6 +533,14 @@ def _compile_fast(url: str) -> Callable[[Any], Any] | None:
 
 
 def _compile_fast_uncached(url: str) -> Callable[[Any], Any] | None:
+    index = _index()
+    if index is not None and url in index["checks"]:  # warm: no schema is read
+        name = index["checks"][url]
+        if name is None:
+            return None  # fastjsonschema cannot compile it: known, not retried
+        code = _load_cached(name)
+        if code is not None:
+            return _bind(code, _formats())
     if url not in _bundled_urls():
         return None
     formats = _formats()
@@ -540,9 +555,16 @@ def _compile_fast_uncached(url: str) -> Callable[[Any], Any] | None:
                 use_default=False,
             )
         except Exception:
+            _record_check(url, None)
             return None
         code = compile(source, f"<fastjsonschema {url}>", "exec")
         _store_cached(key, code)
+    _record_check(url, key)
+    return _bind(code, formats)
+
+
+def _bind(code: CodeType, formats: dict[str, Callable[[Any], bool]]) -> Callable[[Any], Any]:
+    """The check function of one compiled schema's code."""
     namespace: dict[str, Any] = {}
     exec(code, namespace)  # code generated from the bundled schemas, or read back from our cache
     main = next(name for name in code.co_names if name.startswith("validate_"))
@@ -571,8 +593,12 @@ def _local_only(uri: str) -> Any:
 
 @functools.lru_cache(maxsize=1)
 def _formats() -> dict[str, Callable[[Any], bool]]:
-    """Every ``format`` name in the schemas → accept-all (formats annotate)."""
+    """Every ``format`` name in the schemas → accept-all (formats annotate);
+    the names come from the cache index when it is current."""
     formats: dict[str, Callable[[Any], bool]] = dict.fromkeys(DRAFT7_META_FORMATS, _any_value)
+    index = _index()
+    if index is not None:
+        return {**formats, **dict.fromkeys(index["formats"], _any_value)}
     for contents in _schemas().values():
         for name in _format_names(contents):
             formats[name] = _any_value
@@ -591,8 +617,10 @@ DRAFT7_META_FORMATS = ("regex", "uri", "uri-reference")
 
 #: environment variable: folder of the compiled-check cache; empty disables it
 CACHE_ENV = "STAC_PRODUCER_CACHE_DIR"
-#: bump when the options of compile_to_code above change
-_CACHE_FORMAT = "1"
+#: bump when the options of compile_to_code above or the index layout change
+_CACHE_FORMAT = "2"
+#: the index beside the compiled checks (see :func:`_index`)
+_INDEX_NAME = f"index-v{_CACHE_FORMAT}.json"
 
 
 def cache_dir() -> Path | None:
@@ -615,6 +643,106 @@ def _schemas_digest() -> str:
 def _cache_key(url: str) -> str:
     parts = (_CACHE_FORMAT, fastjsonschema.VERSION, sys.implementation.cache_tag, url, _schemas_digest())
     return hashlib.sha256("\n".join(map(str, parts)).encode("utf-8")).hexdigest()
+
+
+def _schema_sources() -> list[tuple[str, Traversable]]:
+    """``(name, file)`` of every schema file :func:`_schema_files` reads,
+    found without reading one."""
+    bundle = resources.files(_BUNDLE_PACKAGE).joinpath(_BUNDLE_DIR)
+    out = [(f"producer/{rel}", file) for rel, file in _walk(bundle) if rel.endswith(".json")]
+    root = _pystac_schemas()
+    for parts in _PYSTAC_DIRS:
+        folder = root.joinpath(*parts)
+        if folder.is_dir():
+            files = sorted(folder.iterdir(), key=lambda e: e.name)
+            out += [(f"pystac/{'/'.join(parts)}/{f.name}", f) for f in files if f.name.endswith(".json")]
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _sources_stamp() -> str:
+    """What a cache index must match: the cache format, fastjsonschema's
+    version, the interpreter, and each schema file's name, size and
+    modification time (a file outside the file system: its bytes). Costs a
+    directory walk and a ``stat`` per file, never a JSON parse."""
+    digest = hashlib.sha256()
+    for part in (_CACHE_FORMAT, fastjsonschema.VERSION, sys.implementation.cache_tag):
+        digest.update(f"{part}\n".encode())
+    for name, file in _schema_sources():
+        if isinstance(file, Path):
+            st = file.stat()
+            digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        else:
+            digest.update(name.encode() + b"\0" + file.read_bytes() + b"\n")
+    return digest.hexdigest()
+
+
+#: cache folder → its index as read by this process (None: absent or stale)
+_INDEXES: dict[Path, dict[str, Any] | None] = {}
+
+
+def _index() -> dict[str, Any] | None:
+    """The cache index, when there is a cache and its index matches the
+    installed schemas (:func:`_sources_stamp`); read once per process.
+
+    The index (``index-v2.json`` beside the compiled checks) holds what a
+    process would otherwise parse every schema for: the URL of every offline
+    schema, every ``format`` name, and schema URL → file of its compiled
+    check (null: fastjsonschema cannot compile it). A missing, unreadable,
+    other-format or stale index is ignored, and rewritten by the next
+    compile."""
+    folder = cache_dir()
+    if folder is None:
+        return None
+    if folder not in _INDEXES:
+        _INDEXES[folder] = _read_index(folder)
+    return _INDEXES[folder]
+
+
+def _read_index(folder: Path) -> dict[str, Any] | None:
+    try:
+        index = json.loads((folder / _INDEX_NAME).read_bytes())
+        if (
+            index["format"] == _CACHE_FORMAT
+            and index["stamp"] == _sources_stamp()
+            and all(isinstance(u, str) for u in index["urls"])
+            and all(isinstance(f, str) for f in index["formats"])
+            and all(isinstance(k, str) and (v is None or _is_key(v)) for k, v in index["checks"].items())
+        ):
+            return {"urls": index["urls"], "formats": index["formats"], "checks": dict(index["checks"])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return None
+
+
+def _is_key(name: object) -> bool:
+    """Whether ``name`` is a file stem :func:`_cache_key` makes (no path parts)."""
+    return isinstance(name, str) and len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+
+
+def _record_check(url: str, name: str | None) -> None:
+    """Enter ``url`` → ``name`` (a compiled check's file stem, or None) into
+    the index, merged with what another process may have written meanwhile
+    (temp file + rename); skipped silently when the cache cannot be written."""
+    folder = cache_dir()
+    if folder is None:
+        return
+    current = _read_index(folder) or {
+        "urls": sorted(_bundled_urls()),
+        "formats": sorted(_formats()),
+        "checks": {},
+    }
+    current["checks"][url] = name
+    _INDEXES[folder] = current
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = folder / f".{_INDEX_NAME}.{os.getpid()}.{threading.get_ident()}.tmp"
+        tmp.write_text(
+            json.dumps({"format": _CACHE_FORMAT, "stamp": _sources_stamp(), **current}, sort_keys=True)
+        )
+        os.replace(tmp, folder / _INDEX_NAME)
+    except OSError:
+        pass
 
 
 def _load_cached(key: str) -> CodeType | None:

@@ -11,6 +11,7 @@ import importlib.metadata
 import importlib.util
 import inspect
 import json
+import os
 import re
 import shlex
 import shutil
@@ -453,6 +454,61 @@ def test_dockerfile_installs_this_package_with_what_the_handler_imports(
     assert registered == ["S2_20240608_T31UFQ"], done.stderr[-4000:]
     assert {"rasterio", "s3fs", "pystac"} <= set(loaded)  # it did the real work
     assert "prefect" not in loaded and "prefect" in hidden  # and the hiding is real
+
+
+def test_dockerfile_precompiles_the_schema_checks_and_the_handler(
+    dockerfile: list[Instruction], tmp_path: Path
+) -> None:
+    """Cold start: the image holds the compiled schema checks (where the
+    function finds them at run time) and the handler's .pyc. The build steps
+    run here with the image's paths moved under tmp_path."""
+    envs = {
+        i.args.partition("=")[0]: (n, i.args.partition("=")[2])
+        for n, i in enumerate(dockerfile)
+        if i.name == "ENV"
+    }
+    assert "STAC_PRODUCER_CACHE_DIR" in envs, "no ENV STAC_PRODUCER_CACHE_DIR in deploy/Dockerfile"
+    env_at, cache = envs["STAC_PRODUCER_CACHE_DIR"]
+    assert cache.startswith("/opt/"), cache  # in the image, not the writable /tmp
+    (at, run) = next((n, i) for n, i in enumerate(dockerfile) if i.name == "RUN" and "precompile" in i.args)
+    assert env_at < at, "the cache variable must be set before the precompile step"
+    argv = shlex.split(run.args)
+    assert argv[0] == "python", argv
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(PYTHONPATH=str(ROOT), STAC_PRODUCER_CACHE_DIR=str(tmp_path / "validators"))
+    done = subprocess.run(
+        [sys.executable, *argv[1:]], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    # a process on that cache (the function at run time) parses no schema file
+    count = (
+        "from producer import validate\n"
+        "reads = []\n"
+        "real = validate._read_json\n"
+        "validate._read_json = lambda f: reads.append(f) or real(f)\n"
+        "assert validate.precompile()\n"
+        "print(len(reads))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", count], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["0"]
+
+    (copy_at, _) = next(
+        (n, i)
+        for n, i in enumerate(dockerfile)
+        if i.name == "COPY" and i.args.startswith("deploy/lambda_handler.py")
+    )
+    (compile_at, compile_run) = next(
+        (n, i) for n, i in enumerate(dockerfile) if i.name == "RUN" and "compileall" in i.args
+    )
+    assert copy_at < compile_at
+    task_root = tmp_path / "task"
+    task_root.mkdir()
+    shutil.copy(DEPLOY / "lambda_handler.py", task_root)
+    argv = shlex.split(compile_run.args.replace("${LAMBDA_TASK_ROOT}", str(task_root)))
+    done = subprocess.run([sys.executable, *argv[1:]], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert list((task_root / "__pycache__").glob("lambda_handler.*.pyc"))
 
 
 #: Run as a script: argv = [json list of distributions, event file]. Prints

@@ -23,11 +23,13 @@ REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("pystac", "rasterio", "numpy", "fsspec", "pyarrow", "pandas")
 
 #: run ``body`` (which may set ``sys.argv`` and run code), then print the heavy
-#: modules loaded, as JSON, on the last line of stdout
+#: modules loaded, as JSON, on the last line of stdout; printed by an atexit
+#: handler, because the CLI run as the program ends the process itself
+#: (producer.process.quick_exit runs atexit handlers, then os._exit)
 WRAPPER = """
-import json, sys
+import atexit, json, sys
+atexit.register(lambda: print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules))))
 {body}
-print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
 """
 
 
@@ -150,9 +152,18 @@ def test_cli_register_into_a_local_catalog_imports_neither_fsspec_nor_urllib3(tm
         "    runpy.run_module('producer.cli', run_name='__main__')\n"
         "except SystemExit as exc:\n"
         "    assert exc.code in (0, None), exc.code\n"
-        "loaded = [m for m in ('fsspec', 'urllib3') if m in sys.modules]\n"
-        "import urllib3  # botocore needs it on S3\n"
-        "assert loaded == [], loaded\n"
+    )
+    # the CLI ends the process itself: check from an atexit handler, which
+    # runs before the wrapper's (registered later), and fail by exit status
+    body = (
+        "import atexit, os\n"
+        "def check():\n"
+        "    loaded = [m for m in ('fsspec', 'urllib3') if m in sys.modules]\n"
+        "    import urllib3  # botocore needs it on S3\n"
+        "    if loaded:\n"
+        "        print('loaded:', loaded, file=sys.stderr, flush=True)\n"
+        "        os._exit(3)\n"
+        "atexit.register(check)\n" + body
     )
     assert loaded_after(body, str(product), str(catalog), modules=()) == []
     assert (catalog / "c" / "collection.json").exists()
