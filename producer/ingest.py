@@ -441,8 +441,7 @@ def _prepare_chunk(
         with contextlib.suppress(ProducerError):
             result.id = make_item_id(source, options)
         result.fail(
-            f"{source}: not registered: the worker process extracting it died ({exc}); "
-            "register it again on its own to see the cause",
+            f"{source}: not registered: {exc}; register it on its own with workers=1 to see the cause",
             StoreError(str(exc)),
         )
         return result, None, None

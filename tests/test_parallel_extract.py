@@ -1,0 +1,123 @@
+"""Issue 12 point 4: large local batches extract in forked processes when
+the machine has the cores for it, and a product that kills its worker
+process fails alone, naming itself, while the rest of the batch is
+extracted again and registered."""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+import producer
+from producer import extract, parallel
+from producer.options import RegisterOptions
+from tests import rasters
+from tests.trees import assert_stac_valid_tree
+
+pytestmark = pytest.mark.skipif(parallel._fork_context() is None, reason="needs fork")
+
+
+def _broken(source: str, exc: BaseException) -> str:
+    return f"broken {source}: {exc}"
+
+
+def _kill_on(bad: set[str], how: str = "exit"):
+    parent = os.getpid()
+
+    def job(source: str) -> str:
+        if source in bad and os.getpid() != parent:
+            if how == "exit":
+                os._exit(3)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return f"ok {source} {os.getpid()}"
+
+    return job
+
+
+def test_auto_kind_forks_only_large_batches_on_idle_cores_from_a_single_thread(monkeypatch):
+    monkeypatch.setattr(parallel, "cores", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.4, 0.4, 0.4))
+    if threading.active_count() == 1:  # pytest plugins may run a thread of their own
+        assert parallel.extract_kind(parallel.MIN_FORKED, 2) == "process"
+    assert parallel.extract_kind(parallel.MIN_FORKED - 1, 2) == "thread"
+    assert parallel.extract_kind(1000, 1) == "thread"  # one worker: nothing to fork for
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.8, 1.0, 1.0))  # another job holds a core
+    assert parallel.extract_kind(1000, 2) == "thread"
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:  # forking a process that runs other threads can copy a held lock into the child
+        assert parallel.extract_kind(1000, 2) == "thread"
+    finally:
+        stop.set()
+        other.join()
+
+
+@pytest.mark.parametrize("how", ["exit", "sigkill"])
+def test_a_product_killing_its_worker_fails_alone_and_the_others_are_extracted_again(how):
+    sources = [f"p{i:03d}" for i in range(40)]
+    out = list(parallel.prepare_all(_kill_on({"p017"}, how), sources, 2, _broken, kind="process"))
+    assert len(out) == len(sources)
+    assert out[17].startswith("broken p017: ") and "p017" in out[17]
+    ok = [r for i, r in enumerate(out) if i != 17]
+    assert [r.split()[1] for r in ok] == [s for s in sources if s != "p017"]
+    assert all(int(r.split()[2]) != os.getpid() for r in ok)  # extracted in workers
+
+
+def test_broken_pools_are_bounded_and_the_rest_fail_clearly():
+    sources = [f"p{i:03d}" for i in range(30)]
+    out = list(parallel.prepare_all(_kill_on(set(sources)), sources, 2, _broken, kind="process"))
+    assert len(out) == len(sources)
+    assert all(r.startswith(f"broken {s}: ") for r, s in zip(out, sources, strict=True))
+    assert any("worker processes died" in r for r in out)
+
+
+def test_workers_share_the_parents_heap_frozen_and_the_parent_unfreezes():
+    def frozen(source: str) -> int:
+        return gc.get_freeze_count()
+
+    before = gc.get_freeze_count()
+    out = list(parallel.prepare_all(frozen, [str(i) for i in range(8)], 2, _broken, kind="process"))
+    assert min(out) > before  # the heap the children inherited is out of the collector's reach
+    assert gc.get_freeze_count() == before
+
+
+def _cogs(directory: Path, n: int) -> list[str]:
+    one = rasters.write_cog(directory / "src")
+    out = []
+    for i in range(n):
+        path = directory / f"cog_2024{1 + i % 12:02d}{1 + i % 28:02d}_{i:03d}.tif"
+        shutil.copyfile(one, path)
+        out.append(str(path))
+    return out
+
+
+def test_register_with_a_product_that_kills_its_worker_registers_every_other(tmp_path, monkeypatch):
+    sources = _cogs(tmp_path / "data", 12)
+    bad = sources[5]
+    real = extract.create_item
+    parent = os.getpid()
+
+    def create_item(source, options):  # a crash inside GDAL, as the worker sees it
+        if source == bad and os.getpid() != parent:
+            os._exit(11)
+        return real(source, options)
+
+    monkeypatch.setattr(extract, "create_item", create_item)
+    monkeypatch.setattr(parallel, "EXTRACT_KIND", "process")
+    results = producer.register(
+        sources, catalog=str(tmp_path / "cat"), collection="c", options=RegisterOptions(workers=2)
+    )
+    assert [r.source for r in results] == sources
+    assert results[5].action == "error"
+    assert results[5].error is not None and bad in results[5].error
+    assert "worker process" in results[5].error and "workers=1" in results[5].error
+    assert [r.action for i, r in enumerate(results) if i != 5] == ["created"] * 11
+    assert_stac_valid_tree(tmp_path / "cat")
