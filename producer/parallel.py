@@ -159,6 +159,7 @@ def prepare_all(
     workers: int,
     on_broken: Callable[[str, BaseException], R],
     kind: str = "process",
+    before_fork: Callable[[], None] | None = None,
 ) -> Iterator[R]:
     """Yield ``job(source)`` for each of ``sources``, in order, computed by
     ``workers`` forked processes (``kind="process"``), threads
@@ -173,6 +174,11 @@ def prepare_all(
     lost with the pool are extracted again by a new pool. After
     :data:`MAX_BROKEN_POOLS` broken pools the products not extracted yet
     become ``on_broken`` without being tried again.
+
+    ``before_fork``, when given, runs before every fork: a caller that
+    starts threads while it consumes the results (the writes of
+    :func:`producer.ingest._register_pipelined`) lets them finish what they
+    do, so that no child inherits a lock one of them holds.
     """
     if kind == "auto":
         kind = extract_kind(len(sources), workers)
@@ -185,7 +191,7 @@ def prepare_all(
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stac-extract") as threads:
             yield from threads.map(job, sources)
         return
-    yield from _forked(job, sources, workers, on_broken, context)
+    yield from _forked(job, sources, workers, on_broken, context, before_fork or (lambda: None))
 
 
 def _forked(
@@ -194,6 +200,7 @@ def _forked(
     workers: int,
     on_broken: Callable[[str, BaseException], R],
     context: Any,
+    before_fork: Callable[[], None],
 ) -> Iterator[R]:
     """:func:`prepare_all` in forked processes, surviving dead workers."""
     from multiprocessing.sharedctypes import RawArray  # noqa: PLC0415 (see _fork_context)
@@ -205,7 +212,7 @@ def _forked(
     while pending:
         if pending[0] in suspects:
             i = pending.pop(0)
-            yield _alone(job, sources[i], on_broken, context)
+            yield _alone(job, sources[i], on_broken, context, before_fork)
             continue
         if breaks >= MAX_BROKEN_POOLS:
             died = WorkerDied(
@@ -217,7 +224,7 @@ def _forked(
             return
         stop = next((k for k, i in enumerate(pending) if i in suspects), len(pending))
         batch, pending = pending[:stop], pending[stop:]
-        lost = yield from _pool(job, sources, batch, workers, context, state)
+        lost = yield from _pool(job, sources, batch, workers, context, state, before_fork)
         if lost:
             breaks += 1
             suspects.update(i for i in lost if state[i] == _STARTED)
@@ -248,6 +255,7 @@ def _pool(
     workers: int,
     context: Any,
     state: Any,
+    before_fork: Callable[[], None],
 ) -> Generator[R, None, list[int]]:
     """Yield ``job`` of each product of ``batch`` (indexes into ``sources``),
     in order, from one pool of ``workers`` forked processes. Returns the
@@ -262,6 +270,7 @@ def _pool(
         # a fork pool starts every worker at the first submit: the lock keeps
         # another thread's job out of them
         with _FORKING, _frozen_fork():
+            before_fork()
             _JOB, _SOURCES, _STATE = job, sources, state
             try:
                 futures = [pool.submit(_run_chunk, chunk) for chunk in chunks]
@@ -279,7 +288,11 @@ def _pool(
 
 
 def _alone(
-    job: Callable[[str], R], source: str, on_broken: Callable[[str, BaseException], R], context: Any
+    job: Callable[[str], R],
+    source: str,
+    on_broken: Callable[[str, BaseException], R],
+    context: Any,
+    before_fork: Callable[[], None],
 ) -> R:
     """``job(source)`` in a process of its own; ``on_broken`` if that dies too."""
     receive, send = context.Pipe(duplex=False)
@@ -288,6 +301,7 @@ def _alone(
         send.send(job(source))
 
     with _FORKING, _frozen_fork():
+        before_fork()
         worker = context.Process(target=run, daemon=True)
         worker.start()
     send.close()

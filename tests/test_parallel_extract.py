@@ -10,13 +10,16 @@ import os
 import shutil
 import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 import producer
 from producer import extract, parallel
+from producer.ingest import register_products
 from producer.options import RegisterOptions
+from producer.store import CountingStore, LocalStore
 from tests import rasters
 from tests.trees import assert_stac_valid_tree
 
@@ -121,3 +124,56 @@ def test_register_with_a_product_that_kills_its_worker_registers_every_other(tmp
     assert "worker process" in results[5].error and "workers=1" in results[5].error
     assert [r.action for i, r in enumerate(results) if i != 5] == ["created"] * 11
     assert_stac_valid_tree(tmp_path / "cat")
+
+
+def _item_puts(counting: CountingStore) -> int:
+    with counting._lock:
+        return sum(1 for kind, key in counting.calls if kind == "put" and key.startswith("c/cog_"))
+
+
+@pytest.mark.parametrize("kind", ["thread", "process"])
+def test_a_pooled_batch_writes_items_while_the_rest_are_still_extracted(tmp_path, monkeypatch, kind):
+    monkeypatch.setattr(parallel, "EXTRACT_KIND", kind)
+    sources = _cogs(tmp_path / "data", 40)
+    broken = str(rasters.write_corrupt(tmp_path / "data"))
+    sources.insert(3, broken)
+    counting = CountingStore(LocalStore(str(tmp_path / "cat")))
+    seen_writes: list[int] = []
+
+    def progress(done: int, total: int) -> None:
+        if done == 30:  # the parent, a product before the last: items already on their way
+            deadline = time.monotonic() + 20
+            while _item_puts(counting) == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seen_writes.append(_item_puts(counting))
+
+    results = register_products(
+        sources,
+        catalog=counting,
+        collection="c",
+        options=RegisterOptions(workers=2),
+        progress=progress,
+    )
+    assert seen_writes and seen_writes[0] > 0, "no item written before extraction finished"
+    assert [r.source for r in results] == sources
+    assert results[3].action == "error" and broken in (results[3].error or "")
+    assert [r.action for i, r in enumerate(results) if i != 3] == ["created"] * 40
+    # every item is on storage before the collection links any (one CAS, after them)
+    coll = [n for n, (k, key) in enumerate(counting.calls) if k == "put" and key == "c/collection.json"]
+    last_item = max(n for n, (k, key) in enumerate(counting.calls) if k == "put" and key.startswith("c/cog_"))
+    assert coll and min(coll) > last_item
+    assert_stac_valid_tree(tmp_path / "cat")
+
+
+def test_a_pooled_batch_into_a_malformed_collection_writes_nothing_and_says_so(tmp_path):
+    sources = _cogs(tmp_path / "data", 6)
+    catalog = tmp_path / "cat"
+    (catalog / "c").mkdir(parents=True)
+    (catalog / "c" / "collection.json").write_text("{not json")
+    before = sorted(p.relative_to(catalog) for p in catalog.rglob("*"))
+    results = register_products(
+        sources, catalog=str(catalog), collection="c", options=RegisterOptions(workers=2)
+    )
+    assert all(r.action == "error" for r in results)
+    assert all("collection.json" in (r.error or "") for r in results), results[0].error
+    assert sorted(p.relative_to(catalog) for p in catalog.rglob("*")) == before
