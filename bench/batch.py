@@ -9,8 +9,9 @@ Sections (``--sections local,s3``; ``split`` on request):
 
 ``local``: the project with extraction serial, as the default chooses
 (``auto``: forked processes on idle cores, else threads; the table says
-which), in 2 threads and in 2 forked processes, with items written
-by one thread or by 16; and the rio-stac-like loop doing the same work in
+which), in 2 threads and in 2 forked processes (each also not pipelined:
+items written only after the whole batch is extracted, as before), with
+items written by one thread or by 16; and the rio-stac-like loop doing the same work in
 one process: rasterio open, footprint densified 32 segments per edge and
 reprojected to WGS 84, a pystac Item (projection extension, one asset),
 the same offline validation (the project's compiled validator), the items
@@ -61,15 +62,26 @@ def log(msg: str) -> None:
 
 
 def run_ours(
-    cogs: list[str], catalog: str, *, workers: int, kind: str, write_threads: int, storage_options: Any = None
+    cogs: list[str],
+    catalog: str,
+    *,
+    workers: int,
+    kind: str,
+    write_threads: int,
+    storage_options: Any = None,
+    pipelined: bool = True,
 ) -> float:
-    """One register() call; returns seconds. Raises unless every COG is created."""
+    """One register() call; returns seconds. Raises unless every COG is created.
+    ``pipelined=False``: items written after the whole batch is extracted (as before)."""
     import producer
-    from producer import parallel
+    from producer import ingest, parallel
     from producer.options import RegisterOptions
 
     parallel.EXTRACT_KIND, saved = kind, parallel.EXTRACT_KIND
     parallel.MAX_WRITE_THREADS, saved_threads = write_threads, parallel.MAX_WRITE_THREADS
+    pipelines = ingest._pipelines
+    if not pipelined:
+        ingest._pipelines = lambda *args: False  # type: ignore[assignment]
     try:
         t0 = time.perf_counter()
         results = producer.register(
@@ -83,6 +95,7 @@ def run_ours(
         seconds = time.perf_counter() - t0
     finally:
         parallel.EXTRACT_KIND, parallel.MAX_WRITE_THREADS = saved, saved_threads
+        ingest._pipelines = pipelines  # type: ignore[assignment]
     bad = [r for r in results if r.action != "created"]
     if bad:
         raise RuntimeError(f"{len(bad)} products not created, e.g. {bad[0].error}")
@@ -205,8 +218,10 @@ def section_local(cogs: list[str], repeats: int) -> str:
         path = base / name.replace(" ", "_").replace(",", "").replace("/", "-")
         return str(path)
 
-    def ours(workers: int, kind: str, threads: int) -> Callable[[str], float]:
-        return lambda where: run_ours(cogs, where, workers=workers, kind=kind, write_threads=threads)
+    def ours(workers: int, kind: str, threads: int, pipelined: bool = True) -> Callable[[str], float]:
+        return lambda where: run_ours(
+            cogs, where, workers=workers, kind=kind, write_threads=threads, pipelined=pipelined
+        )
 
     configs = [
         ("serial extraction, 1 write thread", ours(1, "process", 1), _valid),
@@ -214,6 +229,8 @@ def section_local(cogs: list[str], repeats: int) -> str:
         ("default (auto: {kind}), 16 write threads", ours(0, "auto", 16), _valid),
         ("2 threads, 16 write threads", ours(0, "thread", 16), _valid),
         ("2 processes, 16 write threads", ours(2, "process", 16), _valid),
+        ("2 processes, not pipelined", ours(2, "process", 16, pipelined=False), _valid),
+        ("2 threads, not pipelined", ours(2, "thread", 16, pipelined=False), _valid),
         ("rio-stac-like loop (rasterio + pystac)", lambda where: run_loop(cogs, where), _valid),
     ]
     from producer import parallel
