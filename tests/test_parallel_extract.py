@@ -17,6 +17,7 @@ import pytest
 
 import producer
 from producer import extract, parallel
+from producer.errors import StoreError
 from producer.ingest import register_products
 from producer.options import RegisterOptions
 from producer.store import CountingStore, LocalStore
@@ -177,3 +178,39 @@ def test_a_pooled_batch_into_a_malformed_collection_writes_nothing_and_says_so(t
     assert all(r.action == "error" for r in results)
     assert all("collection.json" in (r.error or "") for r in results), results[0].error
     assert sorted(p.relative_to(catalog) for p in catalog.rglob("*")) == before
+
+
+class _Sink:
+    """Records what each ``apply`` is handed; ``down``: its ``check`` fails."""
+
+    def __init__(self, root: Path, down: bool = False) -> None:
+        self.root, self.down = root, down
+        self.applied: list[tuple[str, bool]] = []
+
+    def check(self) -> None:
+        if self.down:
+            raise StoreError("sink backend at 127.0.0.1:9 is down")
+
+    def apply(self, collection: dict, changes: list) -> None:
+        self.applied += [(c.item_id, (self.root / c.key).exists()) for c in changes]
+
+
+def test_a_pooled_batch_checks_its_sinks_before_any_write_and_hands_them_what_it_committed(tmp_path):
+    sources = _cogs(tmp_path / "data", 8)
+    catalog = tmp_path / "cat"
+    down = register_products(
+        sources,
+        catalog=str(catalog),
+        collection="c",
+        options=RegisterOptions(workers=2),
+        sinks=[_Sink(catalog, down=True)],
+    )
+    assert not catalog.exists()
+    assert all("127.0.0.1:9 is down" in (r.error or "") for r in down)
+    assert all("nothing was written" in (r.error or "") for r in down)
+    sink = _Sink(catalog)
+    results = register_products(
+        sources, catalog=str(catalog), collection="c", options=RegisterOptions(workers=2), sinks=[sink]
+    )
+    assert [r.action for r in results] == ["created"] * 8
+    assert sorted(sink.applied) == sorted((Path(s).stem, True) for s in sources)
