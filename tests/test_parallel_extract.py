@@ -9,6 +9,8 @@ import gc
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -214,3 +216,42 @@ def test_a_pooled_batch_checks_its_sinks_before_any_write_and_hands_them_what_it
     )
     assert [r.action for r in results] == ["created"] * 8
     assert sorted(sink.applied) == sorted((Path(s).stem, True) for s in sources)
+
+
+def test_a_single_threaded_process_registering_128_products_forks_and_the_catalog_is_valid(tmp_path):
+    """The automatic choice end to end, in a fresh process with no other
+    thread (pytest's own may run threads): 128 products are extracted by
+    forked workers, each registered once."""
+    sources = _cogs(tmp_path / "data", parallel.MIN_FORKED)
+    listing = tmp_path / "sources.txt"
+    listing.write_text("\n".join(sources))
+    code = (
+        "import os, sys\n"
+        "import producer\n"
+        "from producer import extract, parallel\n"
+        "os.getloadavg = lambda: (0.0, 0.0, 0.0)  # the machine's load is not under test\n"
+        "parallel.cores = lambda: 2\n"
+        "real, pids = extract.create_item, sys.argv[3]\n"
+        "def create_item(source, options):\n"
+        "    with open(pids, 'a') as out:\n"
+        "        out.write(f'{os.getpid()}\\n')\n"
+        "    return real(source, options)\n"
+        "extract.create_item = create_item\n"
+        "sources = open(sys.argv[1]).read().split()\n"
+        "results = producer.register(sources, catalog=sys.argv[2], collection='c')\n"
+        "assert [r.action for r in results] == ['created'] * len(sources), [r.error for r in results][:3]\n"
+        "print(os.getpid())\n"
+    )
+    pids = tmp_path / "pids.txt"
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(listing), str(tmp_path / "cat"), str(pids)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    parent = int(out.stdout.split()[-1])
+    workers = set(map(int, pids.read_text().split()))
+    assert parent not in workers and len(workers) == 2, (parent, workers)
+    assert_stac_valid_tree(tmp_path / "cat")
