@@ -3,12 +3,15 @@ with 30 ms per request, against a rio-stac-like rasterio + pystac loop.
 
     python bench/batch.py --quick          # 100 COGs, 1 repeat, prints only
     python bench/batch.py                  # 1,000 COGs, 3 repeats, writes BENCHMARKS.md
+    python bench/batch.py --sections split --count 300   # CPU per item by stage
 
-Sections (``--sections local,s3``):
+Sections (``--sections local,s3``; ``split`` on request):
 
-``local``: the project with extraction serial, in 2 threads (the
-default for a batch this size) and in 2 forked processes, with items written
-by one thread or by 16; and the rio-stac-like loop doing the same work in
+``local``: the project with extraction serial, as the default chooses
+(``auto``: forked processes on idle cores, else threads; the table says
+which), in 2 threads and in 2 forked processes (each also not pipelined:
+items written only after the whole batch is extracted, as before), with
+items written by one thread or by 16; and the rio-stac-like loop doing the same work in
 one process: rasterio open, footprint densified 32 segments per edge and
 reprojected to WGS 84, a pystac Item (projection extension, one asset),
 the same offline validation (the project's compiled validator), the items
@@ -19,6 +22,13 @@ project fsyncs every document before it is renamed into place).
 30 ms per request (``bench/latproxy.py``; where that is missing, a store
 wrapper sleeps 30 ms per call instead, and the table says so), items
 written by 16 threads or one.
+
+``split``: CPU per item by stage, from one register() with 2 forked
+processes and one serial: CPU in the workers (extraction and validation),
+in the parent while the workers extract (forking, unpickling results) and
+after (parents read, items written, linked, mirror), and the ceilings these
+give on 2 cores with and without overlapping the parent's part with the
+workers'. Tells where the time must come from, not how fast a run is.
 
 Every configuration runs ``repeats`` times, interleaved, each into a fresh
 catalog; the table gives medians. Every catalog is checked valid after its
@@ -52,15 +62,26 @@ def log(msg: str) -> None:
 
 
 def run_ours(
-    cogs: list[str], catalog: str, *, workers: int, kind: str, write_threads: int, storage_options: Any = None
+    cogs: list[str],
+    catalog: str,
+    *,
+    workers: int,
+    kind: str,
+    write_threads: int,
+    storage_options: Any = None,
+    pipelined: bool = True,
 ) -> float:
-    """One register() call; returns seconds. Raises unless every COG is created."""
+    """One register() call; returns seconds. Raises unless every COG is created.
+    ``pipelined=False``: items written after the whole batch is extracted (as before)."""
     import producer
-    from producer import parallel
+    from producer import ingest, parallel
     from producer.options import RegisterOptions
 
     parallel.EXTRACT_KIND, saved = kind, parallel.EXTRACT_KIND
     parallel.MAX_WRITE_THREADS, saved_threads = write_threads, parallel.MAX_WRITE_THREADS
+    pipelines = ingest._pipelines
+    if not pipelined:
+        ingest._pipelines = lambda *args: False  # type: ignore[assignment]
     try:
         t0 = time.perf_counter()
         results = producer.register(
@@ -74,6 +95,7 @@ def run_ours(
         seconds = time.perf_counter() - t0
     finally:
         parallel.EXTRACT_KIND, parallel.MAX_WRITE_THREADS = saved, saved_threads
+        ingest._pipelines = pipelines  # type: ignore[assignment]
     bad = [r for r in results if r.action != "created"]
     if bad:
         raise RuntimeError(f"{len(bad)} products not created, e.g. {bad[0].error}")
@@ -196,15 +218,26 @@ def section_local(cogs: list[str], repeats: int) -> str:
         path = base / name.replace(" ", "_").replace(",", "").replace("/", "-")
         return str(path)
 
-    def ours(workers: int, kind: str, threads: int) -> Callable[[str], float]:
-        return lambda where: run_ours(cogs, where, workers=workers, kind=kind, write_threads=threads)
+    def ours(workers: int, kind: str, threads: int, pipelined: bool = True) -> Callable[[str], float]:
+        return lambda where: run_ours(
+            cogs, where, workers=workers, kind=kind, write_threads=threads, pipelined=pipelined
+        )
 
     configs = [
         ("serial extraction, 1 write thread", ours(1, "process", 1), _valid),
         ("serial extraction, 16 write threads", ours(1, "process", 16), _valid),
-        ("2 threads, 16 write threads (default)", ours(0, "thread", 16), _valid),
+        ("default (auto: {kind}), 16 write threads", ours(0, "auto", 16), _valid),
+        ("2 threads, 16 write threads", ours(0, "thread", 16), _valid),
         ("2 processes, 16 write threads", ours(2, "process", 16), _valid),
+        ("2 processes, not pipelined", ours(2, "process", 16, pipelined=False), _valid),
+        ("2 threads, not pipelined", ours(2, "thread", 16, pipelined=False), _valid),
         ("rio-stac-like loop (rasterio + pystac)", lambda where: run_loop(cogs, where), _valid),
+    ]
+    from producer import parallel
+
+    auto = parallel.extract_kind(n, parallel.extraction_workers(0, n))
+    configs = [
+        (name.format(kind=f"{auto}s" if auto != "process" else "processes"), *rest) for name, *rest in configs
     ]
     run_ours(cogs[:40], fresh("warm"), workers=0, kind="process", write_threads=16)  # imports, schemas
     run_loop(cogs[:5], fresh("warm-loop"))
@@ -220,6 +253,88 @@ def section_local(cogs: list[str], repeats: int) -> str:
     return c.table(
         ["configuration", "wall time (median)", "items/s", "per item", "loop / this", "catalog"], rows
     )
+
+
+def _cpu_split(cogs: list[str], where: str, workers: int, stages: bool = True) -> dict[str, float]:
+    """CPU seconds of one register() by where they were spent; ``stages``:
+    extraction, then the rest (not pipelined), else as register() runs."""
+    import resource
+
+    from producer import ingest
+
+    real = ingest._prepare_chunk
+    spent: dict[str, float] = {"during": 0.0}
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.process_time()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            spent["during"] += time.process_time() - t0
+
+    def children() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    # the stages apart: extraction first, then the parent's part (a pipelined
+    # batch overlaps them, so its extraction time would hide the writes)
+    pipelines = ingest._pipelines
+    if stages:
+        ingest._prepare_chunk = timed  # type: ignore[assignment]  # the bench times, the code is unchanged
+        ingest._pipelines = lambda *args: False  # type: ignore[assignment]
+    try:
+        c0, p0 = children(), time.process_time()
+        wall = run_ours(cogs, where, workers=workers, kind="process", write_threads=16)
+        spent["workers"] = children() - c0
+        spent["parent"] = time.process_time() - p0
+        spent["wall"] = wall
+    finally:
+        ingest._prepare_chunk, ingest._pipelines = real, pipelines  # type: ignore[assignment]
+    return spent
+
+
+def section_split(cogs: list[str]) -> str:
+    n = len(cogs)
+    log(f"\n## split: {n} COGs, CPU per item by stage")
+    base = c.fresh_work_dir("batch-split")
+    run_ours(cogs[:40], str(base / "warm"), workers=0, kind="process", write_threads=16)
+    pooled = _cpu_split(cogs, str(base / "pooled"), 2)
+    serial = _cpu_split(cogs, str(base / "serial"), 1)
+    piped = _cpu_split(cogs, str(base / "piped"), 2, stages=False)
+    shutil.rmtree(base, ignore_errors=True)
+
+    def ms(seconds: float) -> str:
+        return f"{1000 * seconds / n:.2f} ms"
+
+    after = pooled["parent"] - pooled["during"]
+    total = pooled["workers"] + pooled["parent"]
+    # no overlap: the workers' half, then the parent's part after them
+    batch_ceiling = n / (max(pooled["workers"] / 2, pooled["during"]) + after)
+    # parent writing while workers extract: the busier of the two cores' shares
+    piped_ceiling = n / max(total / 2, pooled["parent"])
+    rows = [
+        ["serial: extraction and validation", ms(serial["during"]), "one process"],
+        [
+            "serial: the rest (parents, writes, links, mirror)",
+            ms(serial["parent"] - serial["during"]),
+            "one process",
+        ],
+        ["2 processes: extraction and validation", ms(pooled["workers"]), "workers"],
+        ["2 processes: while the workers extract", ms(pooled["during"]), "parent (fork, results)"],
+        ["2 processes: after extraction", ms(after), "parent (parents, writes, links, mirror)"],
+        ["2 processes: total CPU", ms(total), ""],
+        ["2 processes: wall", f"{1000 * pooled['wall'] / n:.2f} ms ({n / pooled['wall']:.0f} items/s)", ""],
+        ["ceiling, parent after the workers", f"{batch_ceiling:.0f} items/s", "2 cores"],
+        ["2 processes, pipelined (default): workers", ms(piped["workers"]), "workers"],
+        ["2 processes, pipelined (default): parent", ms(piped["parent"]), "parent (all of it)"],
+        [
+            "2 processes, pipelined (default): wall",
+            f"{1000 * piped['wall'] / n:.2f} ms ({n / piped['wall']:.0f} items/s)",
+            "",
+        ],
+        ["ceiling, parent overlapping the workers", f"{piped_ceiling:.0f} items/s", "2 cores"],
+    ]
+    return c.table(["stage", "CPU per item", "where"], rows)
 
 
 class _DelayStore:
@@ -274,7 +389,7 @@ def section_s3(cogs: list[str], serial_cogs: list[str], repeats: int) -> str:
 
             return _DelayStore(open_store(where, options), DELAY)
 
-        def ours(products: list[str], threads: int) -> Callable[[str], float]:
+        def ours(products: list[str], threads: int, pipelined: bool = True) -> Callable[[str], float]:
             return lambda where: run_ours(
                 products,
                 catalog(where),
@@ -282,6 +397,7 @@ def section_s3(cogs: list[str], serial_cogs: list[str], repeats: int) -> str:
                 kind="process",
                 write_threads=threads,
                 storage_options=options,
+                pipelined=pipelined,
             )
 
         def check(where: str) -> None:
@@ -290,6 +406,7 @@ def section_s3(cogs: list[str], serial_cogs: list[str], repeats: int) -> str:
         configs = [
             (f"16 write threads, {len(cogs)} COGs", ours(cogs, 16), check),
             (f"1 write thread, {len(serial_cogs)} COGs", ours(serial_cogs, 1), check),
+            (f"16 write threads, not pipelined, {len(cogs)} COGs", ours(cogs, 16, False), check),
         ]
         run_ours(
             cogs[:20],
@@ -305,13 +422,13 @@ def section_s3(cogs: list[str], serial_cogs: list[str], repeats: int) -> str:
             if proxy is not None:
                 proxy.__exit__(None, None, None)
     rows = []
-    sizes = {configs[0][0]: len(cogs), configs[1][0]: len(serial_cogs)}
+    sizes = {configs[0][0]: len(cogs), configs[1][0]: len(serial_cogs), configs[2][0]: len(cogs)}
     fastest = len(cogs) / c.median(times[configs[0][0]])
     for name, _, _ in configs:
         med = c.median(times[name])
         rate = sizes[name] / med
         rows.append([name, c.fmt_s(med), f"{rate:.0f}", f"{fastest / rate:.1f}×" if rate else "", "valid"])
-    note = f"Latency: {DELAY * 1000:.0f} ms per request by {how}; both catalogs checked valid after their first run."
+    note = f"Latency: {DELAY * 1000:.0f} ms per request by {how}; every catalog checked valid after its first run."
     return (
         note
         + "\n\n"
@@ -326,8 +443,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="100 COGs, 1 repeat, print only")
     parser.add_argument("--sections", default="local,s3")
     parser.add_argument("--repeats", type=int)
+    parser.add_argument("--count", type=int, help="COGs per batch (default 1,000; 100 with --quick)")
     args = parser.parse_args(argv)
-    n = 100 if args.quick else 1000
+    n = args.count or (100 if args.quick else 1000)
     repeats = args.repeats or (1 if args.quick else 3)
     cogs = c.ensure_cogs(n, log)[:n]
     sections = args.sections.split(",")
@@ -335,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     out = []
     if "local" in sections:
         out.append(("batch-local", section_local(cogs, repeats)))
+    if "split" in sections:
+        out.append(("batch-split", section_split(cogs)))
     if "s3" in sections:
         out.append(("batch-s3", section_s3(cogs, cogs[: max(20, n // 5)], repeats)))
     load_after = os.getloadavg()

@@ -12,11 +12,13 @@ registers products no item describes) both call it; it never prints.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from producer import extract, parallel, placement, provenance, thumbnail
 from producer.catalog import documents as docs
@@ -277,6 +279,23 @@ def _register_chunk(
     moves and the id index, and hand what was committed to the sinks.
     Returns one result per product of ``chunk``, in order."""
     coll_title = (collection_meta or {}).get("title") or collection
+    if _pipelines(committer, chunk, grouping, dry_run, workers):
+        piped = _register_pipelined(
+            chunk,
+            committer,
+            collection,
+            options,
+            collection_meta,
+            coll_title,
+            progress,
+            done,
+            total,
+            replace,
+            sinks,
+            workers,
+        )
+        if piped is not None:
+            return piped
     if grouping:
         results, prepared = grouping.prepare_chunk(
             chunk, committer, collection, options, coll_title, progress, done, total
@@ -424,13 +443,37 @@ def _prepare_chunk(
     total: int,
     workers: int = 1,
 ) -> tuple[list[RegisterResult], Prepared]:
+    """Extract and validate each product (:func:`_extract_each`). Returns
+    every result, in order, and the products ready to be written."""
+    results: list[RegisterResult] = []
+    prepared: Prepared = []
+    for result, entry in _extract_each(
+        chunk, committer, collection, options, coll_title, progress, done, total, workers
+    ):
+        results.append(result)
+        if entry is not None:
+            prepared.append(entry)
+    return results, prepared
+
+
+def _extract_each(
+    chunk: list[str],
+    committer: Committer,
+    collection: str,
+    options: ExtractOptions,
+    coll_title: str,
+    progress: Progress | None,
+    done: int,
+    total: int,
+    workers: int = 1,
+    before_fork: Callable[[], None] | None = None,
+) -> Iterator[tuple[RegisterResult, tuple[RegisterResult, str, dict] | None]]:
     """Extract and validate each product (:func:`_prepare`), by worker
     threads (or processes) when the batch is large enough (``workers``: see
     :func:`producer.parallel.extraction_workers`); a second product mapping
-    to the key of an earlier one fails. Returns every result, in order, and
-    the products ready to be written. Reports ``progress`` per product."""
-    prepared: Prepared = []
-    results: list[RegisterResult] = []
+    to the key of an earlier one fails. Yields each result as it comes, in
+    order, with the product ready to be written (or None). Reports
+    ``progress`` per product. ``before_fork``: see :func:`producer.parallel.prepare_all`."""
     seen: dict[str, str] = {}
 
     def job(source: str) -> tuple[RegisterResult, str | None, dict | None]:
@@ -441,16 +484,16 @@ def _prepare_chunk(
         with contextlib.suppress(ProducerError):
             result.id = make_item_id(source, options)
         result.fail(
-            f"{source}: not registered: the worker process extracting it died ({exc}); "
-            "register it again on its own to see the cause",
+            f"{source}: not registered: {exc}; register it on its own with workers=1 to see the cause",
             StoreError(str(exc)),
         )
         return result, None, None
 
     pool = extraction_workers(workers, len(chunk))
-    for i, (result, key, doc) in enumerate(prepare_all(job, chunk, pool, broken, parallel.EXTRACT_KIND)):
+    extracted = prepare_all(job, chunk, pool, broken, parallel.EXTRACT_KIND, before_fork=before_fork)
+    for i, (result, key, doc) in enumerate(extracted):
         source = chunk[i]
-        results.append(result)
+        entry: tuple[RegisterResult, str, dict] | None = None
         if key is not None and doc is not None:
             if key in seen:
                 clash = InputError(
@@ -461,10 +504,123 @@ def _prepare_chunk(
                 result.href = None
             else:
                 seen[key] = source
-                prepared.append((result, key, doc))
+                entry = (result, key, doc)
         if progress:
             progress(done + i + 1, total)
-    return results, prepared
+        yield result, entry
+
+
+def _pipelines(
+    committer: Committer, chunk: list[str], grouping: Grouping | None, dry_run: bool, workers: int
+) -> bool:
+    """Whether a batch writes its items while its products are still being
+    extracted (:func:`_register_pipelined`): pooled extraction of single
+    products into a flat (unpartitioned) collection, not a dry run. A
+    partitioned batch needs every item's period to read its parents first."""
+    return (
+        not grouping
+        and not dry_run
+        and committer.layout.partition is None
+        and extraction_workers(workers, len(chunk)) > 1
+    )
+
+
+def _register_pipelined(
+    chunk: list[str],
+    committer: Committer,
+    collection: str,
+    options: ExtractOptions,
+    collection_meta: dict | None,
+    coll_title: str,
+    progress: Progress | None,
+    done: int,
+    total: int,
+    replace: bool,
+    sinks: Sequence[Sink],
+    workers: int,
+) -> list[RegisterResult] | None:
+    """:func:`_register_chunk` with each item written as soon as its product
+    is extracted, while workers extract the next ones; then, as there, one
+    compare-and-swap per parent, and the sinks.
+
+    Every check the batch path makes before its first write is made here
+    before extraction starts (parents readable and valid, the sinks ready);
+    when one fails this returns None, having written nothing, and the batch
+    path runs and reports it per product. The root is created before the
+    first item, every item is durable (:func:`batch_durability`) before the
+    preflight is read again and the parents link them: a crash anywhere
+    leaves items no parent links yet (orphans ``reconcile`` links), never a
+    link to a missing item, as in the batch path.
+    """
+    try:
+        preread = committer.preflight(collection, [])
+        _check_new_parents(committer, preread, collection, collection_meta)
+        if sinks:
+            check_sinks(sinks)
+    except Exception:  # reported per product by the batch path
+        return None
+    results: list[RegisterResult] = []
+    prepared: Prepared = []
+    futures: list[Future[tuple[str, dict, dict] | None]] = []
+    refused: BaseException | None = None  # the root could not be written: write nothing
+
+    def quiet() -> None:  # no write thread inside a store call when a worker forks
+        wait(futures)
+
+    threads = write_threads(len(chunk), committer.store.concurrent_safe)
+    try:
+        with (
+            batch_durability(committer.store),
+            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="stac-write") as pool,
+        ):
+            for result, entry in _extract_each(
+                chunk, committer, collection, options, coll_title, progress, done, total, workers, quiet
+            ):
+                results.append(result)
+                if entry is None:
+                    continue
+                prepared.append(entry)
+                if refused is None and len(prepared) == 1:
+                    try:
+                        committer.ensure_root(preread)
+                    except (ProducerError, OSError) as exc:
+                        refused = exc
+                if refused is None:
+                    context = contextvars.copy_context()  # the batch's durability
+                    futures.append(pool.submit(context.run, _write_one, committer, entry, replace))
+            committed = [w for w in (f.result() for f in futures) if w is not None]
+    except (ProducerError, OSError) as exc:
+        for result, _, _ in prepared:
+            if result.ok:
+                result.fail(
+                    f"{result.source}: item written but not linked ({exc}); register it again",
+                    _as_project_error(exc),
+                )
+        return results
+    if refused is not None:
+        _fail_all(prepared, _as_project_error(refused, "cannot write the root catalog: "))
+        return results
+    if not committed:
+        return results
+    try:  # fresh parents (and pending intents) for the compare-and-swaps
+        preread = committer.preflight(collection, [doc for _, doc, _ in committed])
+    except (ProducerError, OSError) as exc:
+        detail = _as_project_error(exc, "cannot read the catalog: ")
+        for result, _, _ in prepared:
+            if result.ok:
+                result.fail(
+                    f"{result.source}: item written but not linked ({detail}); "
+                    "rerun the registration or reconcile with fixing",
+                    detail,
+                )
+        return results
+    placement.warn_if_crowded(committer, collection, preread, committer.notices)
+    written = [(key, doc) for key, doc, _ in committed]
+    if not _link_written(committer, collection, written, collection_meta, preread, prepared):
+        return results
+    if sinks:
+        _publish(committer, collection, prepared, {key: doc for key, _, doc in committed}, {}, sinks)
+    return results
 
 
 def _dry_run(committer: Committer, prepared: Prepared, replace: bool) -> None:
@@ -515,26 +671,34 @@ def _write_items(committer: Committer, prepared: Prepared, replace: bool) -> lis
     written, in batch order (``committed``: the document on storage,
     timestamps included). Mutates each product's result."""
 
-    def write(entry: tuple[RegisterResult, str, dict]) -> tuple[str, dict, dict] | None:
-        result, key, doc = entry
-        try:
-            with thumbnail.pending(committer.store, key, doc):  # PNG first; deleted again if refused
-                result.action, committed = committer.write_item(key, doc, replace=replace)
-            result.item = doc
-            return key, doc, committed
-        except ProducerError as exc:
-            result.fail(f"{result.source}: {exc}", exc)
-        except OSError as exc:  # disk full, permission denied, ... in a store: this product only
-            result.fail(
-                f"{result.source}: not registered: cannot write "
-                f"{committer.store_path(key)}: {_os_error(exc)}",
-                StoreError(str(exc)),
-            )
-            result.href = None
-        return None
-
     threads = write_threads(len(prepared), committer.store.concurrent_safe)
-    return [w for w in map_ordered(write, prepared, threads) if w is not None]
+    return [
+        w
+        for w in map_ordered(lambda e: _write_one(committer, e, replace), prepared, threads)
+        if w is not None
+    ]
+
+
+def _write_one(
+    committer: Committer, entry: tuple[RegisterResult, str, dict], replace: bool
+) -> tuple[str, dict, dict] | None:
+    """Write one item document (:func:`_write_items`); a failure fails that
+    product only and gives None."""
+    result, key, doc = entry
+    try:
+        with thumbnail.pending(committer.store, key, doc):  # PNG first; deleted again if refused
+            result.action, committed = committer.write_item(key, doc, replace=replace)
+        result.item = doc
+        return key, doc, committed
+    except ProducerError as exc:
+        result.fail(f"{result.source}: {exc}", exc)
+    except OSError as exc:  # disk full, permission denied, ... in a store: this product only
+        result.fail(
+            f"{result.source}: not registered: cannot write {committer.store_path(key)}: {_os_error(exc)}",
+            StoreError(str(exc)),
+        )
+        result.href = None
+    return None
 
 
 def _link_written(

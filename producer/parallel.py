@@ -2,15 +2,16 @@
 forked processes), item documents written by a bounded pool of threads.
 
 Extraction is GDAL (open, header reads: it releases the GIL) and Python
-(footprint, pystac, JSON-schema validation: it holds it). Measured side by
-side on 1,000 local COGs (``bench/batch.py``, BENCHMARKS.md) on the shared
-2-core machine, 2 threads beat 2 forked processes in both runs (37.7 s vs
-50.3 s, and 77 s vs 82 s, serial 63 s and 147 s): with other work on both
-cores a second process finds no idle core, and it pays the fork, the
-pickling of every item and a cold validator cache, while threads overlap
-GDAL's I/O with Python and share everything. Threads are the default
-(:data:`EXTRACT_KIND`); processes stay available (``"process"``) for a
-machine with idle cores, where the GIL-bound half would scale.
+(footprint, pystac, JSON-schema validation: it holds it), so threads
+overlap only the GDAL part; forked processes run the Python part on both
+cores too, but pay the fork, the pickling of every item, cold caches, and
+find no idle core when other work holds one. :data:`EXTRACT_KIND` "auto"
+(:func:`extract_kind`) forks for a large batch in a single-threaded
+process whose cores are idle enough, and uses threads otherwise; both are
+measured side by side by ``bench/batch.py`` (BENCHMARKS.md, batch-local).
+A worker process that dies (a crash inside GDAL, the OOM killer) costs its
+product only: the products lost with the pool are extracted again
+(:func:`prepare_all`).
 Writing item documents is I/O (an S3 PUT, a local temp file, its fsync and
 rename) that releases the GIL, so it runs in threads (:func:`map_ordered`).
 
@@ -21,10 +22,13 @@ Nothing here reads or writes the catalog itself: the callers' functions do.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import gc
 import os
+import signal
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -36,15 +40,28 @@ R = TypeVar("R")
 MIN_POOLED = 32
 #: at most this many threads write item documents at once
 MAX_WRITE_THREADS = 16
-#: how pooled extraction runs: "thread" (default) or "process" (measured by
-#: bench/batch.py; see the module docstring)
-EXTRACT_KIND = "thread"
+#: how pooled extraction runs: "auto" (default: :func:`extract_kind`),
+#: "thread" or "process" (measured by bench/batch.py; see the module docstring)
+EXTRACT_KIND = "auto"
+#: "auto" forks for batches of at least this many products: below, the fork
+#: and the workers' cold caches cost more than the second core gives
+MIN_FORKED = 128
+#: a batch whose worker processes die this many times (a pool broken each
+#: time) stops forking: its remaining products fail, each saying so
+MAX_BROKEN_POOLS = 3
 
-#: the function a forked worker applies to each product; set in the parent
-#: just before the pool forks, so workers inherit it (closures included)
-#: instead of unpickling a committer and a store
+#: the function a forked worker applies to each product, and the products;
+#: set in the parent just before the pool forks, so workers inherit them
+#: (closures included) instead of unpickling a committer and a store
 _JOB: Callable[[str], Any] | None = None
+_SOURCES: Sequence[str] = ()
+#: per product: 0 not started, 1 being extracted, 2 extracted (shared memory
+#: the workers write): after a pool breaks, the products at 1 were in a
+#: worker when it died
+_STATE: Any = None
 _FORKING = threading.Lock()
+
+_IDLE, _STARTED, _FINISHED = 0, 1, 2
 
 
 def cores() -> int:
@@ -53,6 +70,26 @@ def cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def extract_kind(products: int, workers: int) -> str:
+    """How ``workers`` extract a batch of ``products`` when :data:`EXTRACT_KIND`
+    is "auto": "process" when the batch is large (:data:`MIN_FORKED`), fork
+    exists, this process runs no other thread (a fork copies only the forking
+    thread: a lock another thread holds stays held in the child) and the
+    cores are idle enough (1-minute load + ``workers`` - 1 <= cores + 0.5:
+    the parent keeps its core); "thread" otherwise. Measured in
+    BENCHMARKS.md (batch-local): processes win on idle cores, threads on
+    busy ones."""
+    if workers <= 1 or products < MIN_FORKED or threading.active_count() != 1:
+        return "thread"
+    if _fork_context() is None:
+        return "thread"
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not available: assume busy
+        return "thread"
+    return "process" if load + workers - 1 <= cores() + 0.5 else "thread"
 
 
 def extraction_workers(requested: int, products: int) -> int:
@@ -91,9 +128,16 @@ def map_ordered(fn: Callable[[T], R], items: Sequence[T], threads: int) -> list[
     return [f.result() for f in futures]
 
 
-def _run_job(source: str) -> Any:
-    assert _JOB is not None, "worker started without a job"
-    return _JOB(source)
+def _run_chunk(indexes: list[int]) -> list[Any]:
+    """In a worker: the job of each product in ``indexes``, each marked
+    started, then finished, in the shared state."""
+    assert _JOB is not None and _STATE is not None, "worker started without a job"
+    out = []
+    for i in indexes:
+        _STATE[i] = _STARTED
+        out.append(_JOB(_SOURCES[i]))
+        _STATE[i] = _FINISHED
+    return out
 
 
 def _fork_context() -> Any | None:
@@ -105,24 +149,39 @@ def _fork_context() -> Any | None:
     return multiprocessing.get_context("fork")
 
 
+class WorkerDied(RuntimeError):
+    """A worker process died (a crash inside GDAL, a kill) while extracting."""
+
+
 def prepare_all(
     job: Callable[[str], R],
     sources: Sequence[str],
     workers: int,
     on_broken: Callable[[str, BaseException], R],
     kind: str = "process",
+    before_fork: Callable[[], None] | None = None,
 ) -> Iterator[R]:
     """Yield ``job(source)`` for each of ``sources``, in order, computed by
     ``workers`` forked processes (``kind="process"``), threads
-    (``kind="thread"``) or in this process (``workers <= 1``, or where
-    ``fork`` does not exist).
+    (``kind="thread"``), either as :func:`extract_kind` says (``"auto"``),
+    or in this process (``workers <= 1``, or where ``fork`` does not exist).
 
     ``job`` must catch a product's own errors and return them (its result
-    must pickle). A worker process that dies (a crash inside GDAL) makes
-    the products it had not returned yet ``on_broken(source, error)``; the
-    others keep their results.
+    must pickle). A worker process that dies (a crash inside GDAL, a kill)
+    breaks its pool: the products that were inside a worker then are
+    extracted again each alone in its own process, and one that kills that
+    one too becomes ``on_broken(source, WorkerDied)``; the other products
+    lost with the pool are extracted again by a new pool. After
+    :data:`MAX_BROKEN_POOLS` broken pools the products not extracted yet
+    become ``on_broken`` without being tried again.
+
+    ``before_fork``, when given, runs before every fork: a caller that
+    starts threads while it consumes the results (the writes of
+    :func:`producer.ingest._register_pipelined`) lets them finish what they
+    do, so that no child inherits a lock one of them holds.
     """
-    global _JOB
+    if kind == "auto":
+        kind = extract_kind(len(sources), workers)
     context = _fork_context() if kind == "process" else None
     if workers <= 1 or len(sources) <= 1 or (kind == "process" and context is None):
         for source in sources:
@@ -132,22 +191,133 @@ def prepare_all(
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stac-extract") as threads:
             yield from threads.map(job, sources)
         return
+    yield from _forked(job, sources, workers, on_broken, context, before_fork or (lambda: None))
+
+
+def _forked(
+    job: Callable[[str], R],
+    sources: Sequence[str],
+    workers: int,
+    on_broken: Callable[[str, BaseException], R],
+    context: Any,
+    before_fork: Callable[[], None],
+) -> Iterator[R]:
+    """:func:`prepare_all` in forked processes, surviving dead workers."""
+    from multiprocessing.sharedctypes import RawArray  # noqa: PLC0415 (see _fork_context)
+
+    state = RawArray("b", len(sources))
+    pending = list(range(len(sources)))  # not yielded yet, in order
+    suspects: set[int] = set()
+    breaks = 0
+    while pending:
+        if pending[0] in suspects:
+            i = pending.pop(0)
+            yield _alone(job, sources[i], on_broken, context, before_fork)
+            continue
+        if breaks >= MAX_BROKEN_POOLS:
+            died = WorkerDied(
+                f"not extracted: worker processes died {breaks} times in this batch, "
+                "so its remaining products were not tried again"
+            )
+            for i in pending:
+                yield on_broken(sources[i], died)
+            return
+        stop = next((k for k, i in enumerate(pending) if i in suspects), len(pending))
+        batch, pending = pending[:stop], pending[stop:]
+        lost = yield from _pool(job, sources, batch, workers, context, state, before_fork)
+        if lost:
+            breaks += 1
+            suspects.update(i for i in lost if state[i] == _STARTED)
+            for i in lost:
+                state[i] = _IDLE
+            pending = lost + pending
+
+
+@contextlib.contextmanager
+def _frozen_fork() -> Iterator[None]:
+    """Around a fork: the parent's heap moves out of the collector's reach
+    (``gc.freeze``), so a child's collections do not walk, and so copy on
+    write, every object it inherited. Unfrozen after, unless frozen before."""
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
+    try:
+        yield
+    finally:
+        if freeze:
+            gc.unfreeze()
+
+
+def _pool(
+    job: Callable[[str], R],
+    sources: Sequence[str],
+    batch: list[int],
+    workers: int,
+    context: Any,
+    state: Any,
+    before_fork: Callable[[], None],
+) -> Generator[R, None, list[int]]:
+    """Yield ``job`` of each product of ``batch`` (indexes into ``sources``),
+    in order, from one pool of ``workers`` forked processes. Returns the
+    products not yielded when the pool broke (none if it did not)."""
+    global _JOB, _SOURCES, _STATE
     from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor  # noqa: PLC0415 (see above)
 
-    chunksize = max(1, min(16, len(sources) // (workers * 4)))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        # a fork pool starts every worker at the first submit (inside map):
-        # the lock keeps another thread's job out of them
-        with _FORKING:
-            _JOB = job
+    size = max(1, min(16, len(batch) // (workers * 4)))
+    chunks = [batch[k : k + size] for k in range(0, len(batch), size)]
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=context)
+    try:
+        # a fork pool starts every worker at the first submit: the lock keeps
+        # another thread's job out of them
+        with _FORKING, _frozen_fork():
+            before_fork()
+            _JOB, _SOURCES, _STATE = job, sources, state
             try:
-                results = pool.map(_run_job, sources, chunksize=chunksize)
+                futures = [pool.submit(_run_chunk, chunk) for chunk in chunks]
             finally:
-                _JOB = None
-        for i in range(len(sources)):
+                _JOB, _SOURCES, _STATE = None, (), None
+        for n, future in enumerate(futures):
             try:
-                yield next(results)
-            except BrokenProcessPool as exc:
-                for rest in sources[i:]:
-                    yield on_broken(rest, exc)
-                return
+                results = future.result()
+            except BrokenProcessPool:
+                return [i for rest in chunks[n:] for i in rest]
+            yield from results
+        return []
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _alone(
+    job: Callable[[str], R],
+    source: str,
+    on_broken: Callable[[str, BaseException], R],
+    context: Any,
+    before_fork: Callable[[], None],
+) -> R:
+    """``job(source)`` in a process of its own; ``on_broken`` if that dies too."""
+    receive, send = context.Pipe(duplex=False)
+
+    def run() -> None:
+        send.send(job(source))
+
+    with _FORKING, _frozen_fork():
+        before_fork()
+        worker = context.Process(target=run, daemon=True)
+        worker.start()
+    send.close()
+    try:
+        result: R = receive.recv()
+    except EOFError:
+        worker.join()
+        code = worker.exitcode or 0
+        how = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        return on_broken(
+            source,
+            WorkerDied(
+                f"the worker process extracting it died, and again when it was extracted alone ({how})"
+            ),
+        )
+    finally:
+        receive.close()
+    worker.join()
+    return result

@@ -382,5 +382,8 @@ def _build_item(
             extra_fields=asset_fields,
         ),
     )
-    item.stac_extensions = used_extensions(item.to_dict(include_self_link=False, transform_hrefs=False))
+    # the fields themselves, not a second to_dict of the item (the caller makes one)
+    item.stac_extensions = used_extensions(
+        {"properties": item.properties, "assets": {k: a.extra_fields for k, a in item.assets.items()}}
+    )
     return item

@@ -1,0 +1,257 @@
+"""Issue 12 point 4: large local batches extract in forked processes when
+the machine has the cores for it, and a product that kills its worker
+process fails alone, naming itself, while the rest of the batch is
+extracted again and registered."""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import producer
+from producer import extract, parallel
+from producer.errors import StoreError
+from producer.ingest import register_products
+from producer.options import RegisterOptions
+from producer.store import CountingStore, LocalStore
+from tests import rasters
+from tests.trees import assert_stac_valid_tree
+
+pytestmark = pytest.mark.skipif(parallel._fork_context() is None, reason="needs fork")
+
+
+def _broken(source: str, exc: BaseException) -> str:
+    return f"broken {source}: {exc}"
+
+
+def _kill_on(bad: set[str], how: str = "exit"):
+    parent = os.getpid()
+
+    def job(source: str) -> str:
+        if source in bad and os.getpid() != parent:
+            if how == "exit":
+                os._exit(3)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return f"ok {source} {os.getpid()}"
+
+    return job
+
+
+def test_auto_kind_forks_only_large_batches_on_idle_cores_from_a_single_thread(monkeypatch):
+    monkeypatch.setattr(parallel, "cores", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.4, 0.4, 0.4))
+    if threading.active_count() == 1:  # pytest plugins may run a thread of their own
+        assert parallel.extract_kind(parallel.MIN_FORKED, 2) == "process"
+    assert parallel.extract_kind(parallel.MIN_FORKED - 1, 2) == "thread"
+    assert parallel.extract_kind(1000, 1) == "thread"  # one worker: nothing to fork for
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.8, 1.0, 1.0))  # another job holds a core
+    assert parallel.extract_kind(1000, 2) == "thread"
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:  # forking a process that runs other threads can copy a held lock into the child
+        assert parallel.extract_kind(1000, 2) == "thread"
+    finally:
+        stop.set()
+        other.join()
+
+
+@pytest.mark.parametrize("how", ["exit", "sigkill"])
+def test_a_product_killing_its_worker_fails_alone_and_the_others_are_extracted_again(how):
+    sources = [f"p{i:03d}" for i in range(40)]
+    out = list(parallel.prepare_all(_kill_on({"p017"}, how), sources, 2, _broken, kind="process"))
+    assert len(out) == len(sources)
+    assert out[17].startswith("broken p017: ") and "p017" in out[17]
+    ok = [r for i, r in enumerate(out) if i != 17]
+    assert [r.split()[1] for r in ok] == [s for s in sources if s != "p017"]
+    assert all(int(r.split()[2]) != os.getpid() for r in ok)  # extracted in workers
+
+
+def test_broken_pools_are_bounded_and_the_rest_fail_clearly():
+    sources = [f"p{i:03d}" for i in range(30)]
+    out = list(parallel.prepare_all(_kill_on(set(sources)), sources, 2, _broken, kind="process"))
+    assert len(out) == len(sources)
+    assert all(r.startswith(f"broken {s}: ") for r, s in zip(out, sources, strict=True))
+    assert any("worker processes died" in r for r in out)
+
+
+def test_workers_share_the_parents_heap_frozen_and_the_parent_unfreezes():
+    def frozen(source: str) -> int:
+        return gc.get_freeze_count()
+
+    before = gc.get_freeze_count()
+    out = list(parallel.prepare_all(frozen, [str(i) for i in range(8)], 2, _broken, kind="process"))
+    assert min(out) > before  # the heap the children inherited is out of the collector's reach
+    assert gc.get_freeze_count() == before
+
+
+def _cogs(directory: Path, n: int) -> list[str]:
+    one = rasters.write_cog(directory / "src")
+    out = []
+    for i in range(n):
+        path = directory / f"cog_2024{1 + i % 12:02d}{1 + i % 28:02d}_{i:03d}.tif"
+        shutil.copyfile(one, path)
+        out.append(str(path))
+    return out
+
+
+def test_register_with_a_product_that_kills_its_worker_registers_every_other(tmp_path, monkeypatch):
+    sources = _cogs(tmp_path / "data", 12)
+    bad = sources[5]
+    real = extract.create_item
+    parent = os.getpid()
+
+    def create_item(source, options):  # a crash inside GDAL, as the worker sees it
+        if source == bad and os.getpid() != parent:
+            os._exit(11)
+        return real(source, options)
+
+    monkeypatch.setattr(extract, "create_item", create_item)
+    monkeypatch.setattr(parallel, "EXTRACT_KIND", "process")
+    results = producer.register(
+        sources, catalog=str(tmp_path / "cat"), collection="c", options=RegisterOptions(workers=2)
+    )
+    assert [r.source for r in results] == sources
+    assert results[5].action == "error"
+    assert results[5].error is not None and bad in results[5].error
+    assert "worker process" in results[5].error and "workers=1" in results[5].error
+    assert [r.action for i, r in enumerate(results) if i != 5] == ["created"] * 11
+    assert_stac_valid_tree(tmp_path / "cat")
+
+
+def _item_puts(counting: CountingStore) -> int:
+    with counting._lock:
+        return sum(1 for kind, key in counting.calls if kind == "put" and key.startswith("c/cog_"))
+
+
+@pytest.mark.parametrize("kind", ["thread", "process"])
+def test_a_pooled_batch_writes_items_while_the_rest_are_still_extracted(tmp_path, monkeypatch, kind):
+    monkeypatch.setattr(parallel, "EXTRACT_KIND", kind)
+    sources = _cogs(tmp_path / "data", 40)
+    broken = str(rasters.write_corrupt(tmp_path / "data"))
+    sources.insert(3, broken)
+    counting = CountingStore(LocalStore(str(tmp_path / "cat")))
+    seen_writes: list[int] = []
+
+    def progress(done: int, total: int) -> None:
+        if done == 30:  # the parent, a product before the last: items already on their way
+            deadline = time.monotonic() + 20
+            while _item_puts(counting) == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seen_writes.append(_item_puts(counting))
+
+    results = register_products(
+        sources,
+        catalog=counting,
+        collection="c",
+        options=RegisterOptions(workers=2),
+        progress=progress,
+    )
+    assert seen_writes and seen_writes[0] > 0, "no item written before extraction finished"
+    assert [r.source for r in results] == sources
+    assert results[3].action == "error" and broken in (results[3].error or "")
+    assert [r.action for i, r in enumerate(results) if i != 3] == ["created"] * 40
+    # every item is on storage before the collection links any (one CAS, after them)
+    coll = [n for n, (k, key) in enumerate(counting.calls) if k == "put" and key == "c/collection.json"]
+    last_item = max(n for n, (k, key) in enumerate(counting.calls) if k == "put" and key.startswith("c/cog_"))
+    assert coll and min(coll) > last_item
+    assert_stac_valid_tree(tmp_path / "cat")
+
+
+def test_a_pooled_batch_into_a_malformed_collection_writes_nothing_and_says_so(tmp_path):
+    sources = _cogs(tmp_path / "data", 6)
+    catalog = tmp_path / "cat"
+    (catalog / "c").mkdir(parents=True)
+    (catalog / "c" / "collection.json").write_text("{not json")
+    before = sorted(p.relative_to(catalog) for p in catalog.rglob("*"))
+    results = register_products(
+        sources, catalog=str(catalog), collection="c", options=RegisterOptions(workers=2)
+    )
+    assert all(r.action == "error" for r in results)
+    assert all("collection.json" in (r.error or "") for r in results), results[0].error
+    assert sorted(p.relative_to(catalog) for p in catalog.rglob("*")) == before
+
+
+class _Sink:
+    """Records what each ``apply`` is handed; ``down``: its ``check`` fails."""
+
+    def __init__(self, root: Path, down: bool = False) -> None:
+        self.root, self.down = root, down
+        self.applied: list[tuple[str, bool]] = []
+
+    def check(self) -> None:
+        if self.down:
+            raise StoreError("sink backend at 127.0.0.1:9 is down")
+
+    def apply(self, collection: dict, changes: list) -> None:
+        self.applied += [(c.item_id, (self.root / c.key).exists()) for c in changes]
+
+
+def test_a_pooled_batch_checks_its_sinks_before_any_write_and_hands_them_what_it_committed(tmp_path):
+    sources = _cogs(tmp_path / "data", 8)
+    catalog = tmp_path / "cat"
+    down = register_products(
+        sources,
+        catalog=str(catalog),
+        collection="c",
+        options=RegisterOptions(workers=2),
+        sinks=[_Sink(catalog, down=True)],
+    )
+    assert not catalog.exists()
+    assert all("127.0.0.1:9 is down" in (r.error or "") for r in down)
+    assert all("nothing was written" in (r.error or "") for r in down)
+    sink = _Sink(catalog)
+    results = register_products(
+        sources, catalog=str(catalog), collection="c", options=RegisterOptions(workers=2), sinks=[sink]
+    )
+    assert [r.action for r in results] == ["created"] * 8
+    assert sorted(sink.applied) == sorted((Path(s).stem, True) for s in sources)
+
+
+def test_a_single_threaded_process_registering_128_products_forks_and_the_catalog_is_valid(tmp_path):
+    """The automatic choice end to end, in a fresh process with no other
+    thread (pytest's own may run threads): 128 products are extracted by
+    forked workers, each registered once."""
+    sources = _cogs(tmp_path / "data", parallel.MIN_FORKED)
+    listing = tmp_path / "sources.txt"
+    listing.write_text("\n".join(sources))
+    code = (
+        "import os, sys\n"
+        "import producer\n"
+        "from producer import extract, parallel\n"
+        "os.getloadavg = lambda: (0.0, 0.0, 0.0)  # the machine's load is not under test\n"
+        "parallel.cores = lambda: 2\n"
+        "real, pids = extract.create_item, sys.argv[3]\n"
+        "def create_item(source, options):\n"
+        "    with open(pids, 'a') as out:\n"
+        "        out.write(f'{os.getpid()}\\n')\n"
+        "    return real(source, options)\n"
+        "extract.create_item = create_item\n"
+        "sources = open(sys.argv[1]).read().split()\n"
+        "results = producer.register(sources, catalog=sys.argv[2], collection='c')\n"
+        "assert [r.action for r in results] == ['created'] * len(sources), [r.error for r in results][:3]\n"
+        "print(os.getpid())\n"
+    )
+    pids = tmp_path / "pids.txt"
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(listing), str(tmp_path / "cat"), str(pids)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    parent = int(out.stdout.split()[-1])
+    workers = set(map(int, pids.read_text().split()))
+    assert parent not in workers and len(workers) == 2, (parent, workers)
+    assert_stac_valid_tree(tmp_path / "cat")
