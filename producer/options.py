@@ -249,6 +249,18 @@ class RegisterOptions:
             "number",
         ),
     )
+    durability: str = field(
+        default="fsync",
+        metadata=_spec(
+            "Local catalogs: 'fsync' makes every write durable before it counts as done (survives a "
+            "power loss); 'os' fsyncs nothing, faster: a killed process is as safe as with fsync, "
+            "but a power loss may lose the last writes, which 'reconcile --fix' repairs.",
+            "--durability",
+            "STAC_DURABILITY",
+            "choice",
+            choices=("fsync", "os"),
+        ),
+    )
     max_retries: int = field(
         default=25,
         metadata=_spec(
@@ -433,6 +445,12 @@ class RegisterOptions:
         if self.workers < 0:
             raise ValueError(
                 f"RegisterOptions.workers must not be negative (0: automatic), not {self.workers}"
+            )
+        if self.durability not in ("fsync", "os"):
+            raise InputError(
+                f"unknown durability {self.durability!r}: use 'fsync' (default: survives a power loss) "
+                "or 'os' (no fsync: faster, a power loss may lose the last writes)",
+                hints=(Hint("durability", "os", "skip fsync on a local catalog"),),
             )
         if self.max_retries < 0:
             raise ValueError(f"RegisterOptions.max_retries must not be negative, not {self.max_retries}")
