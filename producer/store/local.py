@@ -506,7 +506,12 @@ class LocalStore:
             else:
                 for directory in changed:
                     self._fsync_dir(directory)
-        if path.name not in _PARENT_NAMES:
+        if created and created[0] == path.parent:
+            # a folder this write created holds no temp file of a dead writer
+            if len(self._swept) >= 4096:
+                self._swept.clear()
+            self._swept[path.parent] = time.monotonic()
+        elif path.name not in _PARENT_NAMES:
             # an item folder holds one document: sweeping it is O(1). Parent
             # folders (a flat collection holds every item folder) are swept
             # by sweep_temps(), which reconcile --fix calls.
@@ -619,9 +624,10 @@ class LocalStore:
         lock file and temporary files."""
         prefix = check_prefix(prefix)
         start = self.root.joinpath(*prefix.split("/")) if prefix else self.root
-        if prefix:
-            self._check_inside(prefix, start)
-        root_real = os.path.realpath(self.root).rstrip(os.sep) + os.sep
+        real_root = self._real_root_dir()
+        if prefix and (real_root is None or not _plain_below(real_root, prefix.split("/"))):
+            self._check_inside(prefix, start)  # as _path: resolved in full only past a link
+        root_real = (real_root or os.path.realpath(self.root)).rstrip(os.sep) + os.sep
         if start.is_file():
             listable = is_listable(prefix)
             log.debug("%r list %r: %d key(s)", self, prefix, int(listable))
