@@ -20,6 +20,7 @@ import errno
 import json
 import os
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,6 +35,8 @@ from producer.errors import InputError, StoreError
 from producer.options import RegisterOptions
 from producer.store.local import LocalStore
 from tests import rasters
+from tests.crashes import write_tile
+from tests.test_crash import A_ID, B_ID, _run_matrix
 from tests.trees import assert_stac_valid_tree
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads fd paths from /proc")
@@ -235,3 +238,22 @@ def test_warm_local_upsert_starts_no_thread_and_fsyncs_each_folder_once_per_phas
     # fragments folder, fragment): each folder once, in one batch
     assert syncs.dirs == [_real(catalog / "c" / "utm_20240513"), c, c, frag, c], syncs.dirs
     assert_stac_valid_tree(catalog)
+
+
+@pytest.mark.parametrize("scenario", ["first-registration", "registration-into-existing", "remove"])
+def test_crash_after_any_write_with_durability_os_is_repaired_by_rerun_and_by_reconcile(
+    tmp_path: Path, syncs: Syncs, scenario: str
+) -> None:
+    """A killed process loses nothing the kernel holds: with durability
+    ``os`` the crash matrix of tests/test_crash.py holds as with fsync."""
+    data = tmp_path / "data"
+    products = {
+        A_ID: write_tile(data, f"{A_ID}.tif", 12.0, 52.0),
+        B_ID: write_tile(data, f"{B_ID}.tif", 10.0, 50.0),
+    }
+
+    def make_empty() -> LocalStore:
+        return LocalStore(str(tmp_path / f"cat-{uuid.uuid4().hex[:8]}"), durability="os")
+
+    assert _run_matrix(make_empty, products, scenario, None) >= 2
+    assert (syncs.files, syncs.dirs, syncs.syncfs) == ([], [], [])
