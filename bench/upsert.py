@@ -34,7 +34,8 @@ SECTIONS = ("local", "partitioned", "s3", "throughput", "reconcile")
 FULL = {
     "local_n": [0, 1000, 10000, 100000],
     "ours_repeats": 5,
-    "tutorial_repeats": {0: 3, 1000: 3, 10000: 1},
+    "n0_repeats": 7,
+    "tutorial_repeats": {0: 7, 1000: 3, 10000: 1},
     "tutorial_max_n": 10000,
     "partitioned_n": [0, 1000, 10000, 100000],
     "s3_n": [0, 1000, 10000, 100000],
@@ -43,12 +44,14 @@ FULL = {
     "reconcile_n": 10000,
     "reconcile_orphans": 10,
 }
-#: CI smoke (bench/quick.sh): every section once, small N (S3: N = 0 only); N = 0 keeps 3
-#: repeats on both sides, the n0 comparison (point 5) is read from it
+#: CI smoke (bench/quick.sh): every section once, small N (S3: N = 0 only); N = 0 keeps 7
+#: repeats on every side (ours, ours with durability "os", tutorial): the n0 comparison
+#: (point 5) is read from it
 QUICK = {
     "local_n": [0, 100],
     "ours_repeats": 3,
-    "tutorial_repeats": {0: 3, 100: 1},
+    "n0_repeats": 7,
+    "tutorial_repeats": {0: 7, 100: 1},
     "tutorial_max_n": 100,
     "partitioned_n": [0, 100],
     "s3_n": [0],
@@ -152,7 +155,11 @@ def cell_ours(spec: dict) -> dict:
         c.reset_peak_rss()
         t0 = time.perf_counter()
         (res,) = producer.register(
-            [cog], catalog=counting, collection=c.COLLECTION, partition=spec.get("partition")
+            [cog],
+            catalog=counting,
+            collection=c.COLLECTION,
+            partition=spec.get("partition"),
+            durability=spec.get("durability", "fsync"),
         )
         times.append(time.perf_counter() - t0)
         mems.append(c.hwm_mb() - base)
@@ -361,13 +368,17 @@ def section_local(cfg: dict, results: dict) -> str:
             log(f"  pystac read of the seeded catalog: {c.check_seed_with_pystac(str(seed), full=True)}")
         else:
             log(f"  pystac read of the seeded catalog (sample): {c.check_seed_with_pystac(str(seed))}")
+        repeats = cfg["n0_repeats"] if n == 0 else cfg["ours_repeats"]
         with c.mark_dirty(seed):
-            ours = run_cell(_ours_spec(str(seed), None, cfg["ours_repeats"]))
-        log(
-            f"  N={n:>7,}  ours      median {c.fmt_s(ours['median'])}  "
-            f"runs {[round(t, 4) for t in ours['times']]}  get/put {ours['counts'][-1][:2]}  "
-            f"mem +{ours['mem_mb']:.1f} MB"
-        )
+            ours = run_cell(_ours_spec(str(seed), None, repeats))
+            # the same with durability "os" (no fsync), in the same sitting
+            ours_os = run_cell(_ours_spec(str(seed), None, repeats, durability="os"))
+        for label, cell in (("ours    ", ours), ("ours(os)", ours_os)):
+            log(
+                f"  N={n:>7,}  {label}  median {c.fmt_s(cell['median'])}  "
+                f"runs {[round(t, 4) for t in cell['times']]}  get/put {cell['counts'][-1][:2]}  "
+                f"mem +{cell['mem_mb']:.1f} MB  load {_load()}"
+            )
         tut = None
         if n <= cfg["tutorial_max_n"]:
             reps = cfg["tutorial_repeats"].get(n, 1)
@@ -383,35 +394,45 @@ def section_local(cfg: dict, results: dict) -> str:
                 )
             log(
                 f"  N={n:>7,}  tutorial  median {c.fmt_s(tut['median'])}  "
-                f"runs {[round(t, 3) for t in tut['times']]}  read/write {tut['counts'][-1][:2]}  "
-                f"mem +{tut['mem_mb']:.1f} MB"
+                f"runs {[round(t, 4) for t in tut['times']]}  read/write {tut['counts'][-1][:2]}  "
+                f"mem +{tut['mem_mb']:.1f} MB  load {_load()}"
             )
-        raw[n] = {"ours": ours, "tutorial": tut}
+        raw[n] = {"ours": ours, "ours_os": ours_os, "tutorial": tut}
         io, nbytes = _io_text(ours["counts"], ours["bytes"])
         if tut:
             tio, tbytes = _io_text(tut["counts"], tut["bytes"])
             ratio = f"**{fmt_ratio(tut['median'] / ours['median'])}**"
-            trow = [f"{c.fmt_s(tut['median'])} ({len(tut['times'])})", ratio, tio, f"{tut['mem_mb']:.1f} MB"]
+            ratio_os = f"**{fmt_ratio(tut['median'] / ours_os['median'])}**"
+            trow = [
+                f"{c.fmt_s(tut['median'])} ({len(tut['times'])})",
+                ratio,
+                ratio_os,
+                tio,
+                f"{tut['mem_mb']:.1f} MB",
+            ]
         else:
-            trow = ["not run: O(N), ~N × 2 ms", "–", f"≈ {n + 2:,} / {n + 3:,}", "–"]
+            trow = ["not run: O(N), ~N × 2 ms", "–", "–", f"≈ {n + 2:,} / {n + 3:,}", "–"]
         rows.append(
             [
                 fmt_int(n),
                 f"{c.fmt_s(ours['median'])} ({len(ours['times'])})",
-                *trow[:2],
+                f"{c.fmt_s(ours_os['median'])} ({len(ours_os['times'])})",
+                *trow[:3],
                 io,
                 nbytes,
-                trow[2],
-                f"{ours['mem_mb']:.1f} MB",
                 trow[3],
+                f"{ours['mem_mb']:.1f} MB",
+                trow[4],
             ]
         )
     return c.table(
         [
             "N items",
             "ours: median (runs)",
+            "ours, durability os: median (runs)",
             "tutorial: median (runs)",
             "tutorial / ours",
+            "tutorial / ours (os)",
             "ours: docs read / written",
             "ours: bytes read / written",
             "tutorial: docs read / written",
@@ -420,6 +441,11 @@ def section_local(cfg: dict, results: dict) -> str:
         ],
         rows,
     )
+
+
+def _load() -> str:
+    """The 1-minute load average, noted beside each figure."""
+    return Path("/proc/loadavg").read_text().split()[0]
 
 
 def fmt_ratio(x: float) -> str:
