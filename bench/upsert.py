@@ -35,7 +35,7 @@ FULL = {
     "local_n": [0, 1000, 10000, 100000],
     "ours_repeats": 5,
     "n0_repeats": 7,
-    "tutorial_repeats": {0: 7, 1000: 3, 10000: 1},
+    "tutorial_repeats": {1000: 3, 10000: 1},
     "tutorial_max_n": 10000,
     "partitioned_n": [0, 1000, 10000, 100000],
     "s3_n": [0, 1000, 10000, 100000],
@@ -51,7 +51,7 @@ QUICK = {
     "local_n": [0, 100],
     "ours_repeats": 3,
     "n0_repeats": 7,
-    "tutorial_repeats": {0: 7, 100: 1},
+    "tutorial_repeats": {100: 1},
     "tutorial_max_n": 100,
     "partitioned_n": [0, 100],
     "s3_n": [0],
@@ -131,52 +131,65 @@ class _ByteCounter:
         return self.inner.put(key, data, **kw)
 
 
-def cell_ours(spec: dict) -> dict:
-    """Register one more COG, ``repeats`` times, each into the same N-item
-    catalog (the previous upsert is undone between repeats, untimed)."""
+def _ours_once(spec: dict, cog: str, durability: str = "fsync") -> tuple[float, tuple, tuple, float]:
+    """One timed upsert of ``cog`` into ``spec["catalog"]``, undone afterwards
+    (untimed): ``(seconds, (gets, puts, other requests), (bytes read,
+    written), peak RSS growth in MB)``."""
     import producer
     from producer.errors import NotFound
     from producer.store import open_store
     from producer.store.counting import CountingStore
 
-    _warm_ours(spec)
-    times, counts, mems, sizes = [], [], [], []
-    for cog in spec["cogs"][: spec["repeats"]]:
-        real = open_store(spec["catalog"], spec.get("storage_options"))
-        undo = c.UndoStore(real)
-        for key in _keys_for(cog, spec.get("partition")):  # snapshot before timing
-            try:
-                undo.before[key] = real.get(key)[0]
-            except NotFound:
-                undo.before[key] = None
-        nbytes = _ByteCounter(undo)
-        counting = CountingStore(nbytes)
-        base = c.rss_mb()
-        c.reset_peak_rss()
-        t0 = time.perf_counter()
-        (res,) = producer.register(
-            [cog],
-            catalog=counting,
-            collection=c.COLLECTION,
-            partition=spec.get("partition"),
-            durability=spec.get("durability", "fsync"),
-        )
-        times.append(time.perf_counter() - t0)
-        mems.append(c.hwm_mb() - base)
-        if res.action != "created":
-            raise RuntimeError(f"upsert of {cog} gave {res.action}: {res.error}")
-        tot = counting.totals()
-        counts.append((tot["get"], tot["put"], tot["list"] + tot["exists"] + tot["delete"]))
-        sizes.append((nbytes.read, nbytes.written))
-        undo.undo()
+    real = open_store(spec["catalog"], spec.get("storage_options"))
+    undo = c.UndoStore(real)
+    for key in _keys_for(cog, spec.get("partition")):  # snapshot before timing
+        try:
+            undo.before[key] = real.get(key)[0]
+        except NotFound:
+            undo.before[key] = None
+    nbytes = _ByteCounter(undo)
+    counting = CountingStore(nbytes)
+    base = c.rss_mb()
+    c.reset_peak_rss()
+    t0 = time.perf_counter()
+    (res,) = producer.register(
+        [cog],
+        catalog=counting,
+        collection=c.COLLECTION,
+        partition=spec.get("partition"),
+        durability=durability,
+    )
+    seconds = time.perf_counter() - t0
+    mem = c.hwm_mb() - base
+    if res.action != "created":
+        raise RuntimeError(f"upsert of {cog} gave {res.action}: {res.error}")
+    tot = counting.totals()
+    undo.undo()
+    return (
+        seconds,
+        (tot["get"], tot["put"], tot["list"] + tot["exists"] + tot["delete"]),
+        (nbytes.read, nbytes.written),
+        mem,
+    )
+
+
+def _summary(runs: list[tuple[float, tuple, tuple, float]]) -> dict:
+    times = [r[0] for r in runs]
     return {
         "times": times,
         "median": c.median(times),
-        "counts": counts,
-        "bytes": sizes,
-        "mem_mb": max(mems),
-        "rss_base_mb": c.rss_mb(),
+        "counts": [r[1] for r in runs],
+        "bytes": [r[2] for r in runs],
+        "mem_mb": max(r[3] for r in runs),
     }
+
+
+def cell_ours(spec: dict) -> dict:
+    """Register one more COG, ``repeats`` times, each into the same N-item
+    catalog (the previous upsert is undone between repeats, untimed)."""
+    _warm_ours(spec)
+    runs = [_ours_once(spec, cog, spec.get("durability", "fsync")) for cog in spec["cogs"][: spec["repeats"]]]
+    return {**_summary(runs), "rss_base_mb": c.rss_mb()}
 
 
 def _tutorial(root: str, cog: str) -> None:
@@ -193,9 +206,8 @@ def _tutorial(root: str, cog: str) -> None:
     catalog.normalize_and_save(root, pystac.CatalogType.SELF_CONTAINED)
 
 
-def cell_tutorial(spec: dict) -> dict:
-    """pystac: read catalog, add item, update extent, normalize_and_save. Each
-    repeat starts from a fresh copy of the seeded catalog (copy untimed)."""
+def _counting_io() -> Any:
+    """pystac's default StacIO, counting documents and bytes (set as the default)."""
     import pystac
     from pystac.stac_io import DefaultStacIO
 
@@ -214,27 +226,40 @@ def cell_tutorial(spec: dict) -> dict:
             super().write_text(dest, txt, *a, **kw)
 
     pystac.StacIO.set_default(CountingIO)
+    return CountingIO
+
+
+def _warm_tutorial(seed: Path) -> None:
+    """One untimed tutorial upsert into a copy of ``seed`` (a small catalog)."""
     warm = c.fresh_work_dir(f"warm-{os.getpid()}")
     shutil.rmtree(warm)
-    shutil.copytree(c.seed_local(None, 0), warm)
+    shutil.copytree(seed, warm)
     _tutorial(str(warm), str(c.cog_path(WARM_COG)))
     shutil.rmtree(warm)
 
-    times, counts, mems, sizes = [], [], [], []
+
+def _tutorial_once(io: Any, catalog: str, cog: str) -> tuple[float, tuple, tuple, float]:
+    """One timed tutorial upsert into a fresh copy of ``catalog`` (copy untimed)."""
     work = c.WORK_DIR / f"tutorial-{os.getpid()}"
-    for cog in spec["cogs"][: spec["repeats"]]:
-        if work.exists():
-            shutil.rmtree(work)
-        shutil.copytree(spec["catalog"], work)
-        CountingIO.reads = CountingIO.writes = CountingIO.read_bytes = CountingIO.written_bytes = 0
-        base = c.rss_mb()
-        c.reset_peak_rss()
-        t0 = time.perf_counter()
-        _tutorial(str(work), cog)
-        times.append(time.perf_counter() - t0)
-        mems.append(c.hwm_mb() - base)
-        counts.append((CountingIO.reads, CountingIO.writes, 0))
-        sizes.append((CountingIO.read_bytes, CountingIO.written_bytes))
+    if work.exists():
+        shutil.rmtree(work)
+    shutil.copytree(catalog, work)
+    io.reads = io.writes = io.read_bytes = io.written_bytes = 0
+    base = c.rss_mb()
+    c.reset_peak_rss()
+    t0 = time.perf_counter()
+    _tutorial(str(work), cog)
+    seconds = time.perf_counter() - t0
+    return seconds, (io.reads, io.writes, 0), (io.read_bytes, io.written_bytes), c.hwm_mb() - base
+
+
+def cell_tutorial(spec: dict) -> dict:
+    """pystac: read catalog, add item, update extent, normalize_and_save. Each
+    repeat starts from a fresh copy of the seeded catalog (copy untimed)."""
+    io = _counting_io()
+    _warm_tutorial(c.seed_local(None, 0))
+    runs = [_tutorial_once(io, spec["catalog"], cog) for cog in spec["cogs"][: spec["repeats"]]]
+    work = c.WORK_DIR / f"tutorial-{os.getpid()}"
     if spec.get("check"):  # pystac wrote a catalog the project still reads as valid
         import producer
 
@@ -242,7 +267,33 @@ def cell_tutorial(spec: dict) -> dict:
         if errors:
             raise RuntimeError(f"catalog after the tutorial upsert is invalid: {errors[:3]}")
     shutil.rmtree(work)
-    return {"times": times, "median": c.median(times), "counts": counts, "bytes": sizes, "mem_mb": max(mems)}
+    return _summary(runs)
+
+
+def cell_side_by_side(spec: dict) -> dict:
+    """ours, ours with durability "os" and the tutorial, interleaved in one
+    process (the order rotates each repeat), so a change of machine load
+    hits the three alike: ``{"ours": ..., "ours_os": ..., "tutorial": ...}``."""
+    io = _counting_io()
+    _warm_ours(spec)
+    _warm_tutorial(Path(spec["catalog"]))  # N = 0 (the seed in use: not through seed_local)
+    runs: dict[str, list] = {"ours": [], "ours_os": [], "tutorial": []}
+    kinds = list(runs)
+    for k in range(spec["repeats"]):
+        for kind in kinds[k % 3 :] + kinds[: k % 3]:
+            if kind == "tutorial":
+                runs[kind].append(_tutorial_once(io, spec["catalog"], spec["tutorial_cogs"][k]))
+            else:
+                durability = "os" if kind == "ours_os" else "fsync"
+                runs[kind].append(_ours_once(spec, spec["cogs"][k], durability))
+    work = c.WORK_DIR / f"tutorial-{os.getpid()}"
+    import producer
+
+    errors = [str(p) for p in producer.validate_catalog(str(work)) if p.is_error]
+    if errors:  # pystac wrote a catalog the project still reads as valid
+        raise RuntimeError(f"catalog after the tutorial upsert is invalid: {errors[:3]}")
+    shutil.rmtree(work)
+    return {kind: _summary(r) for kind, r in runs.items()}
 
 
 def cell_throughput(spec: dict) -> dict:
@@ -318,6 +369,7 @@ def cell_reconcile(spec: dict) -> dict:
 
 CELLS = {
     "ours": cell_ours,
+    "side_by_side": cell_side_by_side,
     "tutorial": cell_tutorial,
     "throughput": cell_throughput,
     "reconcile": cell_reconcile,
@@ -368,19 +420,30 @@ def section_local(cfg: dict, results: dict) -> str:
             log(f"  pystac read of the seeded catalog: {c.check_seed_with_pystac(str(seed), full=True)}")
         else:
             log(f"  pystac read of the seeded catalog (sample): {c.check_seed_with_pystac(str(seed))}")
-        repeats = cfg["n0_repeats"] if n == 0 else cfg["ours_repeats"]
+        tut = None
         with c.mark_dirty(seed):
-            ours = run_cell(_ours_spec(str(seed), None, repeats))
-            # the same with durability "os" (no fsync), in the same sitting
-            ours_os = run_cell(_ours_spec(str(seed), None, repeats, durability="os"))
+            if n == 0:  # the three interleaved in one process: ratios under the same load
+                both = run_cell(
+                    _ours_spec(
+                        str(seed),
+                        None,
+                        cfg["n0_repeats"],
+                        kind="side_by_side",
+                        tutorial_cogs=[str(c.cog_path(i)) for i in TUTORIAL_COGS],
+                    )
+                )
+                ours, ours_os, tut = both["ours"], both["ours_os"], both["tutorial"]
+            else:
+                ours = run_cell(_ours_spec(str(seed), None, cfg["ours_repeats"]))
+                # the same with durability "os" (no fsync), in the same sitting
+                ours_os = run_cell(_ours_spec(str(seed), None, cfg["ours_repeats"], durability="os"))
         for label, cell in (("ours    ", ours), ("ours(os)", ours_os)):
             log(
                 f"  N={n:>7,}  {label}  median {c.fmt_s(cell['median'])}  "
                 f"runs {[round(t, 4) for t in cell['times']]}  get/put {cell['counts'][-1][:2]}  "
                 f"mem +{cell['mem_mb']:.1f} MB  load {_load()}"
             )
-        tut = None
-        if n <= cfg["tutorial_max_n"]:
+        if tut is None and n <= cfg["tutorial_max_n"]:
             reps = cfg["tutorial_repeats"].get(n, 1)
             with c.Ticker(f"tutorial N={n:,}"):
                 tut = run_cell(
@@ -389,9 +452,9 @@ def section_local(cfg: dict, results: dict) -> str:
                         "catalog": str(seed),
                         "repeats": reps,
                         "cogs": [str(c.cog_path(i)) for i in TUTORIAL_COGS],
-                        "check": n == 0,
                     }
                 )
+        if tut is not None:
             log(
                 f"  N={n:>7,}  tutorial  median {c.fmt_s(tut['median'])}  "
                 f"runs {[round(t, 4) for t in tut['times']]}  read/write {tut['counts'][-1][:2]}  "
