@@ -34,6 +34,7 @@ from producer.cli import main
 from producer.errors import InputError, StoreError
 from producer.options import RegisterOptions
 from producer.store.local import LocalStore
+from producer.validate import default_validator
 from tests import rasters
 from tests.crashes import write_tile
 from tests.test_crash import A_ID, B_ID, _run_matrix
@@ -257,3 +258,31 @@ def test_crash_after_any_write_with_durability_os_is_repaired_by_rerun_and_by_re
 
     assert _run_matrix(make_empty, products, scenario, None) >= 2
     assert (syncs.files, syncs.dirs, syncs.syncfs) == ([], [], [])
+
+
+@pytest.mark.parametrize(
+    "summary",
+    [["EPSG:32632"], [{"name": "ndvi"}], {"minimum": 0, "maximum": 3}, {"type": "string"}, [], "x", {}, 3],
+    ids=["list", "list-of-objects", "range", "json-schema", "empty-list", "string", "empty-object", "number"],
+)
+def test_compiled_collection_check_with_reordered_alternatives_agrees_with_jsonschema(
+    tmp_path: Path, summary: object
+) -> None:
+    """The compiled check tries a summary's ``anyOf`` alternatives cheapest
+    first; its verdict stays jsonschema's for every kind of summary."""
+    catalog = tmp_path / "cat"
+    assert producer.register(
+        [str(rasters.write_utm(tmp_path / "data"))], catalog=str(catalog), collection="c"
+    )[0].ok
+    doc = json.loads((catalog / "c" / "collection.json").read_bytes())
+    doc["summaries"]["probe"] = summary
+    validator = default_validator()
+    url = "https://schemas.stacspec.org/v1.1.0/collection-spec/json-schema/collection.json"
+    fast = validator.accelerated(url)
+    assert fast is not None
+    try:
+        fast(doc)
+        compiled_ok = True
+    except Exception:
+        compiled_ok = False
+    assert compiled_ok == (validator._schema_errors_reference(url, doc) == [])
