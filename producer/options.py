@@ -562,12 +562,13 @@ def resolve_options(
     unknown = sorted(set(overrides) - set(names))
     if unknown:
         raise TypeError(f"unknown registration option(s) {unknown}; the options are {names}")
-    base = options if options is not None else RegisterOptions()
     if storage_options is not None:
         for name in ("data_storage_options", "catalog_storage_options"):
-            if overrides.get(name) is None and getattr(base, name) is None:
+            if overrides.get(name) is None and (options is None or getattr(options, name) is None):
                 overrides[name] = storage_options
-    return dataclasses.replace(base, **overrides) if overrides else base
+    if options is None:  # one construction (and one check of every field), not two
+        return RegisterOptions(**overrides)
+    return dataclasses.replace(options, **overrides) if overrides else options
 
 
 def changed_fields(options: RegisterOptions) -> dict[str, Any]:
