@@ -346,15 +346,16 @@ class LocalStore:
         (see :func:`producer.parallel.map_ordered` for threads)."""
         return (_BATCHES.get() or {}).get(id(self))
 
-    def _write_temp(self, key: str, path: Path, data: bytes, sync: bool = True) -> Path:
-        """Write ``data`` to a hidden temp file beside ``path`` (fsynced if ``sync``)."""
+    def _write_temp(self, key: str, path: Path, data: bytes, sync: bool = True, mkdir: bool = False) -> Path:
+        """Write ``data`` to a hidden temp file beside ``path`` (fsynced if
+        ``sync``); ``mkdir``: its folder is known to be missing, create it first."""
         for attempt in range(5):
             # The first attempt assumes the directory exists (it mostly does;
             # its open fails otherwise). A concurrent delete may remove a
             # directory we just created (it prunes empty ones): create it
             # again and retry.
             try:
-                if attempt:
+                if attempt or mkdir:
                     path.parent.mkdir(parents=True, exist_ok=True)
             except (FileExistsError, NotADirectoryError) as exc:
                 raise StoreError(
@@ -465,7 +466,7 @@ class LocalStore:
         created = self._missing_dirs(path)
         sync = self._syncs()
         try:
-            tmp = self._write_temp(key, path, data, sync)
+            tmp = self._write_temp(key, path, data, sync, mkdir=bool(created))
         except BaseException:
             self._prune(created)
             raise
