@@ -72,6 +72,7 @@ import logging
 import os
 import secrets
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,6 +197,7 @@ class LocalStore:
         self.durability = durability
         self.root, self.url = _root_from_url(url)
         self._swept: dict[Path, float] = {}  # directory -> monotonic time of last sweep
+        self._batch_lock = threading.Lock()  # a batch's folder set is shared by its write threads
         self._real_root: str | None = None  # the root's real path + "/", for open_read
         self._real_dir: str | None = None  # the root's real path, for _path (set once it exists)
 
@@ -503,7 +505,8 @@ class LocalStore:
             changed = [path.parent, *(d.parent for d in created)]
             batch = self._batch_dirs()
             if batch is not None:
-                batch.update(changed)
+                with self._batch_lock:
+                    batch.update(changed)
             else:
                 for directory in changed:
                     self._fsync_dir(directory)
