@@ -34,7 +34,8 @@ SECTIONS = ("local", "partitioned", "s3", "throughput", "reconcile")
 FULL = {
     "local_n": [0, 1000, 10000, 100000],
     "ours_repeats": 5,
-    "tutorial_repeats": {0: 3, 1000: 3, 10000: 1},
+    "n0_repeats": 7,
+    "tutorial_repeats": {1000: 3, 10000: 1},
     "tutorial_max_n": 10000,
     "partitioned_n": [0, 1000, 10000, 100000],
     "s3_n": [0, 1000, 10000, 100000],
@@ -43,12 +44,14 @@ FULL = {
     "reconcile_n": 10000,
     "reconcile_orphans": 10,
 }
-#: CI smoke (bench/quick.sh): every section once, small N (S3: N = 0 only); N = 0 keeps 3
-#: repeats on both sides, the n0 comparison (point 5) is read from it
+#: CI smoke (bench/quick.sh): every section once, small N (S3: N = 0 only); N = 0 keeps 7
+#: repeats on every side (ours, ours with durability "os", tutorial): the n0 comparison
+#: (point 5) is read from it
 QUICK = {
     "local_n": [0, 100],
     "ours_repeats": 3,
-    "tutorial_repeats": {0: 3, 100: 1},
+    "n0_repeats": 7,
+    "tutorial_repeats": {100: 1},
     "tutorial_max_n": 100,
     "partitioned_n": [0, 100],
     "s3_n": [0],
@@ -128,48 +131,65 @@ class _ByteCounter:
         return self.inner.put(key, data, **kw)
 
 
-def cell_ours(spec: dict) -> dict:
-    """Register one more COG, ``repeats`` times, each into the same N-item
-    catalog (the previous upsert is undone between repeats, untimed)."""
+def _ours_once(spec: dict, cog: str, durability: str = "fsync") -> tuple[float, tuple, tuple, float]:
+    """One timed upsert of ``cog`` into ``spec["catalog"]``, undone afterwards
+    (untimed): ``(seconds, (gets, puts, other requests), (bytes read,
+    written), peak RSS growth in MB)``."""
     import producer
     from producer.errors import NotFound
     from producer.store import open_store
     from producer.store.counting import CountingStore
 
-    _warm_ours(spec)
-    times, counts, mems, sizes = [], [], [], []
-    for cog in spec["cogs"][: spec["repeats"]]:
-        real = open_store(spec["catalog"], spec.get("storage_options"))
-        undo = c.UndoStore(real)
-        for key in _keys_for(cog, spec.get("partition")):  # snapshot before timing
-            try:
-                undo.before[key] = real.get(key)[0]
-            except NotFound:
-                undo.before[key] = None
-        nbytes = _ByteCounter(undo)
-        counting = CountingStore(nbytes)
-        base = c.rss_mb()
-        c.reset_peak_rss()
-        t0 = time.perf_counter()
-        (res,) = producer.register(
-            [cog], catalog=counting, collection=c.COLLECTION, partition=spec.get("partition")
-        )
-        times.append(time.perf_counter() - t0)
-        mems.append(c.hwm_mb() - base)
-        if res.action != "created":
-            raise RuntimeError(f"upsert of {cog} gave {res.action}: {res.error}")
-        tot = counting.totals()
-        counts.append((tot["get"], tot["put"], tot["list"] + tot["exists"] + tot["delete"]))
-        sizes.append((nbytes.read, nbytes.written))
-        undo.undo()
+    real = open_store(spec["catalog"], spec.get("storage_options"))
+    undo = c.UndoStore(real)
+    for key in _keys_for(cog, spec.get("partition")):  # snapshot before timing
+        try:
+            undo.before[key] = real.get(key)[0]
+        except NotFound:
+            undo.before[key] = None
+    nbytes = _ByteCounter(undo)
+    counting = CountingStore(nbytes)
+    base = c.rss_mb()
+    c.reset_peak_rss()
+    t0 = time.perf_counter()
+    (res,) = producer.register(
+        [cog],
+        catalog=counting,
+        collection=c.COLLECTION,
+        partition=spec.get("partition"),
+        durability=durability,
+    )
+    seconds = time.perf_counter() - t0
+    mem = c.hwm_mb() - base
+    if res.action != "created":
+        raise RuntimeError(f"upsert of {cog} gave {res.action}: {res.error}")
+    tot = counting.totals()
+    undo.undo()
+    return (
+        seconds,
+        (tot["get"], tot["put"], tot["list"] + tot["exists"] + tot["delete"]),
+        (nbytes.read, nbytes.written),
+        mem,
+    )
+
+
+def _summary(runs: list[tuple[float, tuple, tuple, float]]) -> dict:
+    times = [r[0] for r in runs]
     return {
         "times": times,
         "median": c.median(times),
-        "counts": counts,
-        "bytes": sizes,
-        "mem_mb": max(mems),
-        "rss_base_mb": c.rss_mb(),
+        "counts": [r[1] for r in runs],
+        "bytes": [r[2] for r in runs],
+        "mem_mb": max(r[3] for r in runs),
     }
+
+
+def cell_ours(spec: dict) -> dict:
+    """Register one more COG, ``repeats`` times, each into the same N-item
+    catalog (the previous upsert is undone between repeats, untimed)."""
+    _warm_ours(spec)
+    runs = [_ours_once(spec, cog, spec.get("durability", "fsync")) for cog in spec["cogs"][: spec["repeats"]]]
+    return {**_summary(runs), "rss_base_mb": c.rss_mb()}
 
 
 def _tutorial(root: str, cog: str) -> None:
@@ -186,9 +206,8 @@ def _tutorial(root: str, cog: str) -> None:
     catalog.normalize_and_save(root, pystac.CatalogType.SELF_CONTAINED)
 
 
-def cell_tutorial(spec: dict) -> dict:
-    """pystac: read catalog, add item, update extent, normalize_and_save. Each
-    repeat starts from a fresh copy of the seeded catalog (copy untimed)."""
+def _counting_io() -> Any:
+    """pystac's default StacIO, counting documents and bytes (set as the default)."""
     import pystac
     from pystac.stac_io import DefaultStacIO
 
@@ -207,27 +226,40 @@ def cell_tutorial(spec: dict) -> dict:
             super().write_text(dest, txt, *a, **kw)
 
     pystac.StacIO.set_default(CountingIO)
+    return CountingIO
+
+
+def _warm_tutorial(seed: Path) -> None:
+    """One untimed tutorial upsert into a copy of ``seed`` (a small catalog)."""
     warm = c.fresh_work_dir(f"warm-{os.getpid()}")
     shutil.rmtree(warm)
-    shutil.copytree(c.seed_local(None, 0), warm)
+    shutil.copytree(seed, warm)
     _tutorial(str(warm), str(c.cog_path(WARM_COG)))
     shutil.rmtree(warm)
 
-    times, counts, mems, sizes = [], [], [], []
+
+def _tutorial_once(io: Any, catalog: str, cog: str) -> tuple[float, tuple, tuple, float]:
+    """One timed tutorial upsert into a fresh copy of ``catalog`` (copy untimed)."""
     work = c.WORK_DIR / f"tutorial-{os.getpid()}"
-    for cog in spec["cogs"][: spec["repeats"]]:
-        if work.exists():
-            shutil.rmtree(work)
-        shutil.copytree(spec["catalog"], work)
-        CountingIO.reads = CountingIO.writes = CountingIO.read_bytes = CountingIO.written_bytes = 0
-        base = c.rss_mb()
-        c.reset_peak_rss()
-        t0 = time.perf_counter()
-        _tutorial(str(work), cog)
-        times.append(time.perf_counter() - t0)
-        mems.append(c.hwm_mb() - base)
-        counts.append((CountingIO.reads, CountingIO.writes, 0))
-        sizes.append((CountingIO.read_bytes, CountingIO.written_bytes))
+    if work.exists():
+        shutil.rmtree(work)
+    shutil.copytree(catalog, work)
+    io.reads = io.writes = io.read_bytes = io.written_bytes = 0
+    base = c.rss_mb()
+    c.reset_peak_rss()
+    t0 = time.perf_counter()
+    _tutorial(str(work), cog)
+    seconds = time.perf_counter() - t0
+    return seconds, (io.reads, io.writes, 0), (io.read_bytes, io.written_bytes), c.hwm_mb() - base
+
+
+def cell_tutorial(spec: dict) -> dict:
+    """pystac: read catalog, add item, update extent, normalize_and_save. Each
+    repeat starts from a fresh copy of the seeded catalog (copy untimed)."""
+    io = _counting_io()
+    _warm_tutorial(c.seed_local(None, 0))
+    runs = [_tutorial_once(io, spec["catalog"], cog) for cog in spec["cogs"][: spec["repeats"]]]
+    work = c.WORK_DIR / f"tutorial-{os.getpid()}"
     if spec.get("check"):  # pystac wrote a catalog the project still reads as valid
         import producer
 
@@ -235,7 +267,33 @@ def cell_tutorial(spec: dict) -> dict:
         if errors:
             raise RuntimeError(f"catalog after the tutorial upsert is invalid: {errors[:3]}")
     shutil.rmtree(work)
-    return {"times": times, "median": c.median(times), "counts": counts, "bytes": sizes, "mem_mb": max(mems)}
+    return _summary(runs)
+
+
+def cell_side_by_side(spec: dict) -> dict:
+    """ours, ours with durability "os" and the tutorial, interleaved in one
+    process (the order rotates each repeat), so a change of machine load
+    hits the three alike: ``{"ours": ..., "ours_os": ..., "tutorial": ...}``."""
+    io = _counting_io()
+    _warm_ours(spec)
+    _warm_tutorial(Path(spec["catalog"]))  # N = 0 (the seed in use: not through seed_local)
+    runs: dict[str, list] = {"ours": [], "ours_os": [], "tutorial": []}
+    kinds = list(runs)
+    for k in range(spec["repeats"]):
+        for kind in kinds[k % 3 :] + kinds[: k % 3]:
+            if kind == "tutorial":
+                runs[kind].append(_tutorial_once(io, spec["catalog"], spec["tutorial_cogs"][k]))
+            else:
+                durability = "os" if kind == "ours_os" else "fsync"
+                runs[kind].append(_ours_once(spec, spec["cogs"][k], durability))
+    work = c.WORK_DIR / f"tutorial-{os.getpid()}"
+    import producer
+
+    errors = [str(p) for p in producer.validate_catalog(str(work)) if p.is_error]
+    if errors:  # pystac wrote a catalog the project still reads as valid
+        raise RuntimeError(f"catalog after the tutorial upsert is invalid: {errors[:3]}")
+    shutil.rmtree(work)
+    return {kind: _summary(r) for kind, r in runs.items()}
 
 
 def cell_throughput(spec: dict) -> dict:
@@ -311,6 +369,7 @@ def cell_reconcile(spec: dict) -> dict:
 
 CELLS = {
     "ours": cell_ours,
+    "side_by_side": cell_side_by_side,
     "tutorial": cell_tutorial,
     "throughput": cell_throughput,
     "reconcile": cell_reconcile,
@@ -361,15 +420,30 @@ def section_local(cfg: dict, results: dict) -> str:
             log(f"  pystac read of the seeded catalog: {c.check_seed_with_pystac(str(seed), full=True)}")
         else:
             log(f"  pystac read of the seeded catalog (sample): {c.check_seed_with_pystac(str(seed))}")
-        with c.mark_dirty(seed):
-            ours = run_cell(_ours_spec(str(seed), None, cfg["ours_repeats"]))
-        log(
-            f"  N={n:>7,}  ours      median {c.fmt_s(ours['median'])}  "
-            f"runs {[round(t, 4) for t in ours['times']]}  get/put {ours['counts'][-1][:2]}  "
-            f"mem +{ours['mem_mb']:.1f} MB"
-        )
         tut = None
-        if n <= cfg["tutorial_max_n"]:
+        with c.mark_dirty(seed):
+            if n == 0:  # the three interleaved in one process: ratios under the same load
+                both = run_cell(
+                    _ours_spec(
+                        str(seed),
+                        None,
+                        cfg["n0_repeats"],
+                        kind="side_by_side",
+                        tutorial_cogs=[str(c.cog_path(i)) for i in TUTORIAL_COGS],
+                    )
+                )
+                ours, ours_os, tut = both["ours"], both["ours_os"], both["tutorial"]
+            else:
+                ours = run_cell(_ours_spec(str(seed), None, cfg["ours_repeats"]))
+                # the same with durability "os" (no fsync), in the same sitting
+                ours_os = run_cell(_ours_spec(str(seed), None, cfg["ours_repeats"], durability="os"))
+        for label, cell in (("ours    ", ours), ("ours(os)", ours_os)):
+            log(
+                f"  N={n:>7,}  {label}  median {c.fmt_s(cell['median'])}  "
+                f"runs {[round(t, 4) for t in cell['times']]}  get/put {cell['counts'][-1][:2]}  "
+                f"mem +{cell['mem_mb']:.1f} MB  load {_load()}"
+            )
+        if tut is None and n <= cfg["tutorial_max_n"]:
             reps = cfg["tutorial_repeats"].get(n, 1)
             with c.Ticker(f"tutorial N={n:,}"):
                 tut = run_cell(
@@ -378,40 +452,50 @@ def section_local(cfg: dict, results: dict) -> str:
                         "catalog": str(seed),
                         "repeats": reps,
                         "cogs": [str(c.cog_path(i)) for i in TUTORIAL_COGS],
-                        "check": n == 0,
                     }
                 )
+        if tut is not None:
             log(
                 f"  N={n:>7,}  tutorial  median {c.fmt_s(tut['median'])}  "
-                f"runs {[round(t, 3) for t in tut['times']]}  read/write {tut['counts'][-1][:2]}  "
-                f"mem +{tut['mem_mb']:.1f} MB"
+                f"runs {[round(t, 4) for t in tut['times']]}  read/write {tut['counts'][-1][:2]}  "
+                f"mem +{tut['mem_mb']:.1f} MB  load {_load()}"
             )
-        raw[n] = {"ours": ours, "tutorial": tut}
+        raw[n] = {"ours": ours, "ours_os": ours_os, "tutorial": tut}
         io, nbytes = _io_text(ours["counts"], ours["bytes"])
         if tut:
             tio, tbytes = _io_text(tut["counts"], tut["bytes"])
             ratio = f"**{fmt_ratio(tut['median'] / ours['median'])}**"
-            trow = [f"{c.fmt_s(tut['median'])} ({len(tut['times'])})", ratio, tio, f"{tut['mem_mb']:.1f} MB"]
+            ratio_os = f"**{fmt_ratio(tut['median'] / ours_os['median'])}**"
+            trow = [
+                f"{c.fmt_s(tut['median'])} ({len(tut['times'])})",
+                ratio,
+                ratio_os,
+                tio,
+                f"{tut['mem_mb']:.1f} MB",
+            ]
         else:
-            trow = ["not run: O(N), ~N × 2 ms", "–", f"≈ {n + 2:,} / {n + 3:,}", "–"]
+            trow = ["not run: O(N), ~N × 2 ms", "–", "–", f"≈ {n + 2:,} / {n + 3:,}", "–"]
         rows.append(
             [
                 fmt_int(n),
                 f"{c.fmt_s(ours['median'])} ({len(ours['times'])})",
-                *trow[:2],
+                f"{c.fmt_s(ours_os['median'])} ({len(ours_os['times'])})",
+                *trow[:3],
                 io,
                 nbytes,
-                trow[2],
-                f"{ours['mem_mb']:.1f} MB",
                 trow[3],
+                f"{ours['mem_mb']:.1f} MB",
+                trow[4],
             ]
         )
     return c.table(
         [
             "N items",
             "ours: median (runs)",
+            "ours, durability os: median (runs)",
             "tutorial: median (runs)",
             "tutorial / ours",
+            "tutorial / ours (os)",
             "ours: docs read / written",
             "ours: bytes read / written",
             "tutorial: docs read / written",
@@ -420,6 +504,11 @@ def section_local(cfg: dict, results: dict) -> str:
         ],
         rows,
     )
+
+
+def _load() -> str:
+    """The 1-minute load average, noted beside each figure."""
+    return Path("/proc/loadavg").read_text().split()[0]
 
 
 def fmt_ratio(x: float) -> str:

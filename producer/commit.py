@@ -68,7 +68,7 @@ from producer.errors import (
 from producer.hrefs import absolute_assets, relative_assets
 from producer.provenance import VOLATILE, VOLATILE_RELS
 from producer.redact import clean_href
-from producer.store.base import Store
+from producer.store.base import Store, is_local
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -706,7 +706,8 @@ class Committer:
         own_mutation = self._collection_mutation(collection_id, meta, links, items, below, assets)
         listed_before = self.listed_intents.pop(collection_id, None)
         doc, version = first if first is not None else self.read(coll_key, expect)
-        if doc is not None and own_mutation(docs.copy_doc(doc)) is None:
+        own_new = own_mutation(docs.copy_doc(doc)) if doc is not None else None
+        if doc is not None and own_new is None:
             return CasOutcome(doc, version=version)  # a rerun: the change is there
         give_up_message = (
             f"{self.store_path(coll_key)}: gave up after {self.max_retries + 1} attempts because "
@@ -716,7 +717,8 @@ class Committer:
         attempt = 0
         if doc is not None and not contended(self.store.url, collection_id):
             lost_before = self.conflicts
-            won = self._optimistic_put(collection_id, own_mutation, doc, version, listed_before)
+            assert own_new is not None
+            won = self._optimistic_put(collection_id, own_new, doc, version, listed_before)
             if won is not None:
                 return won
             if self.conflicts > lost_before:  # the plain put lost: that was the first attempt
@@ -833,14 +835,15 @@ class Committer:
     def _optimistic_put(
         self,
         collection_id: str,
-        mutate: Mutation,
+        new: dict,
         doc: dict,
         version: str | None,
         listed: list[str] | None,
     ) -> CasOutcome | None:
         """The uncontended path of :meth:`group_commit`: when no intent is
         pending (``listed``, from :meth:`preflight`, else one LIST now), one
-        conditional PUT of ``mutate(doc)`` against ``version``, no intent.
+        conditional PUT of ``new`` (this writer's change applied to ``doc``,
+        computed once by the caller) against ``version``, no intent.
         Returns the outcome when that PUT won; None when an intent is pending
         or the PUT lost (counted in ``conflicts``, and the process then
         announces intents on this collection for :data:`CONTENDED_FOR` s):
@@ -851,9 +854,6 @@ class Committer:
             listed = self.list_intents(collection_id)
         if listed:  # someone's change is pending (maybe of a writer that died): apply it too
             return None
-        new = mutate(docs.copy_doc(doc))
-        if new is None:
-            return CasOutcome(doc, version=version)
         self.check_update(coll_key, doc, new)
         try:
             written = self.store.put(coll_key, docs.dumps(new), if_version=version)
@@ -1209,6 +1209,9 @@ class Committer:
         if root_key == coll_key:  # cannot be, but then the sequential order
             chain()
             read(root_key)
+        elif is_local(self.store):  # no round trip to overlap: a thread would only cost
+            chain()
+            side()
         else:
             _both(side, chain)
         self.check_parents(out, collection_id)

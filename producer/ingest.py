@@ -37,7 +37,7 @@ from producer.results import Action, RegisterResult
 from producer.sinks import Outbox, SinkFailure, check_sinks, deliver, remedy_text, removed
 from producer.sources import PRODUCT_SUFFIXES, expand_paths
 from producer.store import open_store
-from producer.store.base import Store, batch_durability
+from producer.store.base import Store, batch_durability, durability
 from producer.urls import is_remote
 from producer.validate import Validator, default_validator
 
@@ -184,8 +184,8 @@ def register_products(
         else [sources[start : start + batch_size] for start in range(0, len(sources), max(1, batch_size))]
     )
     for chunk in chunks:
-        results.extend(
-            _register_chunk(
+        with durability(store, options.durability):  # "os": this call fsyncs nothing
+            chunk_results = _register_chunk(
                 chunk,
                 committer,
                 collection,
@@ -200,7 +200,7 @@ def register_products(
                 grouping,
                 options.workers,
             )
-        )
+        results.extend(chunk_results)
         if grouping:
             grouping.share()  # every product of an item gets the item's outcome
         for result in results[done:]:  # one INFO line per product
@@ -417,7 +417,16 @@ def _publish(
     except (ProducerError, OSError) as exc:
         failures = [SinkFailure("the sinks", _as_project_error(exc, "cannot read the collection: "))]
     else:
-        failures = deliver(sinks, coll_doc, changes, unchanged, Outbox(committer.store))
+        # the mirror's and the outbox's writes made durable together: one
+        # fsync per folder they touched, when every sink has its changes
+        # (they follow the committed catalog, which is durable already)
+        try:
+            with batch_durability(committer.store):
+                failures = deliver(sinks, coll_doc, changes, unchanged, Outbox(committer.store))
+        except (ProducerError, OSError) as exc:
+            failures = [
+                SinkFailure("the sinks", _as_project_error(exc, "cannot make the sinks' writes durable: "))
+            ]
     if not failures:
         return
     behind = "; ".join(f"{f.sink} ({f.error})" for f in failures)

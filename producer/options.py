@@ -249,6 +249,18 @@ class RegisterOptions:
             "number",
         ),
     )
+    durability: str = field(
+        default="fsync",
+        metadata=_spec(
+            "Local catalogs: 'fsync' makes every write durable before it counts as done (survives a "
+            "power loss); 'os' fsyncs nothing, faster: a killed process is as safe as with fsync, "
+            "but a power loss may lose the last writes, which 'reconcile --fix' repairs.",
+            "--durability",
+            "STAC_DURABILITY",
+            "choice",
+            choices=("fsync", "os"),
+        ),
+    )
     max_retries: int = field(
         default=25,
         metadata=_spec(
@@ -434,6 +446,12 @@ class RegisterOptions:
             raise ValueError(
                 f"RegisterOptions.workers must not be negative (0: automatic), not {self.workers}"
             )
+        if self.durability not in ("fsync", "os"):
+            raise InputError(
+                f"unknown durability {self.durability!r}: use 'fsync' (default: survives a power loss) "
+                "or 'os' (no fsync: faster, a power loss may lose the last writes)",
+                hints=(Hint("durability", "os", "skip fsync on a local catalog"),),
+            )
         if self.max_retries < 0:
             raise ValueError(f"RegisterOptions.max_retries must not be negative, not {self.max_retries}")
         if self.id_template is None:
@@ -544,12 +562,13 @@ def resolve_options(
     unknown = sorted(set(overrides) - set(names))
     if unknown:
         raise TypeError(f"unknown registration option(s) {unknown}; the options are {names}")
-    base = options if options is not None else RegisterOptions()
     if storage_options is not None:
         for name in ("data_storage_options", "catalog_storage_options"):
-            if overrides.get(name) is None and getattr(base, name) is None:
+            if overrides.get(name) is None and (options is None or getattr(options, name) is None):
                 overrides[name] = storage_options
-    return dataclasses.replace(base, **overrides) if overrides else base
+    if options is None:  # one construction (and one check of every field), not two
+        return RegisterOptions(**overrides)
+    return dataclasses.replace(options, **overrides) if overrides else options
 
 
 def changed_fields(options: RegisterOptions) -> dict[str, Any]:

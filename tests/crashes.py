@@ -100,7 +100,7 @@ def copy_state(store: Store) -> Store:
         dest = store.root.parent / f"{store.root.name}-copy-{uuid.uuid4().hex[:8]}"
         if store.root.exists():
             shutil.copytree(store.root, dest, symlinks=True)
-        return LocalStore(str(dest))
+        return LocalStore(str(dest), durability=store.durability)
     bucket, prefix = store.bucket, store.prefix  # type: ignore[attr-defined]
     new_prefix = f"{prefix}-copy-{uuid.uuid4().hex[:8]}"
     fs = store.fs  # type: ignore[attr-defined]

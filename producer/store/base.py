@@ -20,19 +20,42 @@ def describe_condition(if_version: str | None = None, create_only: bool = False)
     return f"if-version {if_version}" if if_version is not None else "unconditional"
 
 
+def _local_method(store: Any, name: str) -> Any | None:
+    """``store``'s method ``name`` bound to it, or to the store it wraps
+    (wrappers keep it in ``inner``); None if no store of the chain has one."""
+    seen = 0
+    while store is not None and seen < 16:
+        if callable(getattr(type(store), name, None)):
+            return getattr(store, name)
+        store = getattr(store, "inner", None)
+        seen += 1
+    return None
+
+
 def batch_durability(store: Any) -> contextlib.AbstractContextManager[None]:
     """The store's ``batch()`` (durability per batch, see
     :meth:`producer.store.local.LocalStore.batch`), looked up through
     wrappers that keep the store they wrap in ``inner``; a no-op context
     for stores without one (S3: a PUT is durable when it returns)."""
-    seen = 0
-    while store is not None and seen < 16:
-        batch = getattr(type(store), "batch", None)
-        if callable(batch):
-            return store.batch()
-        store = getattr(store, "inner", None)
-        seen += 1
-    return contextlib.nullcontext()
+    batch = _local_method(store, "batch")
+    return batch() if batch is not None else contextlib.nullcontext()
+
+
+def durability(store: Any, mode: str) -> contextlib.AbstractContextManager[None]:
+    """The writes made inside (this context, and threads handed it) with
+    durability ``mode``: ``fsync`` (the store's own default) or ``os`` (a
+    local store fsyncs nothing: :meth:`producer.store.local.LocalStore.os_durability`).
+    A no-op for stores without fsync (S3: a PUT is durable when it returns)."""
+    if mode != "os":
+        return contextlib.nullcontext()
+    relax = _local_method(store, "os_durability")
+    return relax() if relax is not None else contextlib.nullcontext()
+
+
+def is_local(store: Any) -> bool:
+    """True for a local store (or a wrapper of one): its reads cost no
+    round trip, so running two of them in threads gains nothing."""
+    return _local_method(store, "os_durability") is not None
 
 
 @runtime_checkable

@@ -36,11 +36,21 @@ Durability per batch (:meth:`LocalStore.batch`): inside it, a write still
 fsyncs its temp file before the rename (so its bytes are durable before its
 name points at them, and a write-back error such as a full disk is reported
 for that file alone; the batch's writer threads overlap these fsyncs, which
-the journal commits together), but the directory entry of the rename is not
-fsynced per write: one ``syncfs`` of the catalog's file system when the
-batch ends makes every name written in it durable, and the register
-pipeline waits for it before any parent links them. Where ``syncfs`` does
-not exist (not Linux), every write fsyncs its directory as outside a batch.
+the journal commits together), but the directories whose entries it changed
+(the document's folder, and the parent of every folder it created) are not
+fsynced per write: they are collected, and when the batch ends each is
+fsynced once; past :data:`SYNCFS_PAST` distinct folders one ``syncfs`` of
+the catalog's file system replaces them (``syncfs`` also flushes other
+processes' dirty pages, so it only pays off for many folders). The register
+pipeline waits for that before any parent links them. A failed directory
+fsync (or ``syncfs``) fails the write, or the batch: never swallowed.
+
+``durability="os"`` (:meth:`LocalStore.os_durability`, the register
+option ``durability``) fsyncs nothing: the temp file + rename, the lock,
+the compare-and-swap and the order of the writes are kept, so a killed
+process leaves exactly what it leaves with fsync; only a power loss (or a
+kernel crash) may lose the last writes the kernel had not written back yet,
+which ``reconcile(fix=True)`` repairs (see docs/RELIABILITY.md).
 
 Versions are the SHA-256 of the document bytes. A token made of inode, mtime
 and size would be cheaper, but after temp+rename the freed inode number is
@@ -62,6 +72,7 @@ import logging
 import os
 import secrets
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,10 +104,21 @@ def _load_syncfs() -> Any | None:
 
 
 _SYNCFS = _load_syncfs()
-#: ids of the stores whose batch() is open in this context (a context
-#: variable, so another thread's writes outside any batch stay synced one by one)
-_BATCHED: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
-    "stac_producer_local_batches", default=frozenset()
+#: a batch that changed more folders than this ends with one ``syncfs``
+#: instead of one fsync per folder
+SYNCFS_PAST = 8
+#: the durability modes: ``fsync`` (durable when a write returns, or when its
+#: batch ends) and ``os`` (no fsync: the kernel writes back when it likes)
+DURABILITY_MODES = ("fsync", "os")
+#: the open batches of this context: store id -> the folders its writes
+#: changed (a context variable, so another thread's writes outside any batch
+#: stay synced one by one; threads handed the context share the set)
+_BATCHES: contextvars.ContextVar[dict[int, set[Path]] | None] = contextvars.ContextVar(
+    "stac_producer_local_batches", default=None
+)
+#: ids of the stores whose writes are not fsynced in this context (``os``)
+_RELAXED: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
+    "stac_producer_local_relaxed", default=frozenset()
 )
 
 
@@ -166,9 +188,16 @@ class LocalStore:
     #: a directory is swept for such files at most once per this many seconds
     sweep_interval: float = 300.0
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, durability: str = "fsync") -> None:
+        if durability not in DURABILITY_MODES:
+            raise InputError(
+                f"durability {durability!r} for catalog {url!r}: use one of {', '.join(DURABILITY_MODES)}"
+            )
+        #: ``fsync`` (default) or ``os``: see the module docstring
+        self.durability = durability
         self.root, self.url = _root_from_url(url)
         self._swept: dict[Path, float] = {}  # directory -> monotonic time of last sweep
+        self._batch_lock = threading.Lock()  # a batch's folder set is shared by its write threads
         self._real_root: str | None = None  # the root's real path + "/", for open_read
         self._real_dir: str | None = None  # the root's real path, for _path (set once it exists)
 
@@ -268,40 +297,67 @@ class LocalStore:
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
         """Durability per batch for the writes made inside (this context and
-        the threads it is handed to; see the module docstring): their
-        directory entries are not fsynced one by one; on a normal exit one
-        ``syncfs`` makes every name written inside durable before this
-        returns; on an exception nothing more is synced (as if the process
-        died there). Without ``syncfs`` (not Linux) nothing changes."""
-        if _SYNCFS is None:
+        the threads it is handed to; see the module docstring): the folders
+        whose entries they changed are not fsynced one by one; on a normal
+        exit each is fsynced once (past :data:`SYNCFS_PAST` of them: one
+        ``syncfs``) before this returns, and a failure raises
+        :class:`StoreError`; on an exception nothing more is synced (as if
+        the process died there). A batch nested in another of the same
+        store adds its folders to the outer one."""
+        current = _BATCHES.get() or {}
+        if id(self) in current:
             yield
             return
-        self.root.mkdir(parents=True, exist_ok=True)
-        token = _BATCHED.set(_BATCHED.get() | {id(self)})
+        dirs: set[Path] = set()
+        token = _BATCHES.set({**current, id(self): dirs})
         try:
             yield
         finally:
-            _BATCHED.reset(token)
+            _BATCHES.reset(token)
+        if not dirs or not self._syncs():
+            return
+        if len(dirs) > SYNCFS_PAST and _SYNCFS is not None:
+            try:
+                syncfs(self.root)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot make the writes to catalog {self.url} durable: {exc}; nothing written in this "
+                    "batch is linked yet: check the disk, then run the command again"
+                ) from exc
+            return
+        for directory in sorted(dirs, key=lambda d: len(d.parts), reverse=True):
+            self._fsync_dir(directory)
+
+    @contextlib.contextmanager
+    def os_durability(self) -> Iterator[None]:
+        """No fsync for the writes made inside (this context and the threads
+        it is handed to): durability ``os`` for one call, whatever
+        :attr:`durability` says."""
+        token = _RELAXED.set(_RELAXED.get() | {id(self)})
         try:
-            syncfs(self.root)
-        except OSError as exc:
-            raise StoreError(f"cannot make the writes to catalog {self.url} durable: {exc}") from exc
+            yield
+        finally:
+            _RELAXED.reset(token)
 
-    def _in_batch(self) -> bool:
-        """True inside :meth:`batch` of this store, in the thread that
-        opened it or a thread it handed its context to (see
-        :func:`producer.parallel.map_ordered`)."""
-        return id(self) in _BATCHED.get()
+    def _syncs(self) -> bool:
+        """Whether writes are fsynced here and now (durability ``fsync``)."""
+        return self.durability == "fsync" and id(self) not in _RELAXED.get()
 
-    def _write_temp(self, key: str, path: Path, data: bytes) -> Path:
-        """Write ``data`` to a fsynced hidden temp file beside ``path``."""
+    def _batch_dirs(self) -> set[Path] | None:
+        """The folder set of this store's open batch in this context, or None
+        (see :func:`producer.parallel.map_ordered` for threads)."""
+        return (_BATCHES.get() or {}).get(id(self))
+
+    def _write_temp(self, key: str, path: Path, data: bytes, sync: bool = True, mkdir: bool = False) -> Path:
+        """Write ``data`` to a hidden temp file beside ``path`` (fsynced if
+        ``sync``); ``mkdir``: its folder is known to be missing, create it first."""
         for attempt in range(5):
             # The first attempt assumes the directory exists (it mostly does;
             # its open fails otherwise). A concurrent delete may remove a
             # directory we just created (it prunes empty ones): create it
             # again and retry.
             try:
-                if attempt:
+                if attempt or mkdir:
                     path.parent.mkdir(parents=True, exist_ok=True)
             except (FileExistsError, NotADirectoryError) as exc:
                 raise StoreError(
@@ -325,8 +381,9 @@ class LocalStore:
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
+                    if sync:
+                        f.flush()
+                        os.fsync(f.fileno())
             except OSError as exc:  # disk full, quota, I/O error: a store error naming the key
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
@@ -339,12 +396,24 @@ class LocalStore:
         raise StoreError(f"cannot write {key!r} in catalog {self.url}: its directory keeps disappearing")
 
     def _fsync_dir(self, directory: Path) -> None:
-        with contextlib.suppress(OSError):
-            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        """fsync ``directory``, so the entries renamed or created in it are
+        durable; :class:`StoreError` if that fails (the write is then not
+        known to be durable: never reported as done). A file system that
+        cannot fsync a directory at all (``EINVAL``) has nothing to sync."""
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                return
+            raise StoreError(
+                f"cannot make the folder {directory} of catalog {self.url} durable (fsync: {exc}); "
+                "what was written there may be lost on power loss: check the disk, then run the "
+                "command again"
+            ) from exc
 
     # -- Store protocol ----------------------------------------------------
 
@@ -397,8 +466,9 @@ class LocalStore:
         path = self._path(key)
         data = bytes(data)
         created = self._missing_dirs(path)
+        sync = self._syncs()
         try:
-            tmp = self._write_temp(key, path, data)
+            tmp = self._write_temp(key, path, data, sync, mkdir=bool(created))
         except BaseException:
             self._prune(created)
             raise
@@ -428,9 +498,24 @@ class LocalStore:
                 os.unlink(tmp)
             self._prune(created)
             raise
-        if not self._in_batch():  # in a batch: one syncfs when it ends
-            self._fsync_dir(path.parent)
-        if path.name not in _PARENT_NAMES:
+        if sync:
+            # the folder holding the new name, and the parent of every folder
+            # this write created (its entry is new too); in a batch: once,
+            # when the batch ends
+            changed = [path.parent, *(d.parent for d in created)]
+            batch = self._batch_dirs()
+            if batch is not None:
+                with self._batch_lock:
+                    batch.update(changed)
+            else:
+                for directory in changed:
+                    self._fsync_dir(directory)
+        if created and created[0] == path.parent:
+            # a folder this write created holds no temp file of a dead writer
+            if len(self._swept) >= 4096:
+                self._swept.clear()
+            self._swept[path.parent] = time.monotonic()
+        elif path.name not in _PARENT_NAMES:
             # an item folder holds one document: sweeping it is O(1). Parent
             # folders (a flat collection holds every item folder) are swept
             # by sweep_temps(), which reconcile --fix calls.
@@ -543,9 +628,10 @@ class LocalStore:
         lock file and temporary files."""
         prefix = check_prefix(prefix)
         start = self.root.joinpath(*prefix.split("/")) if prefix else self.root
-        if prefix:
-            self._check_inside(prefix, start)
-        root_real = os.path.realpath(self.root).rstrip(os.sep) + os.sep
+        real_root = self._real_root_dir()
+        if prefix and (real_root is None or not _plain_below(real_root, prefix.split("/"))):
+            self._check_inside(prefix, start)  # as _path: resolved in full only past a link
+        root_real = (real_root or os.path.realpath(self.root)).rstrip(os.sep) + os.sep
         if start.is_file():
             listable = is_listable(prefix)
             log.debug("%r list %r: %d key(s)", self, prefix, int(listable))
