@@ -115,6 +115,24 @@ def test_batch_fsyncs_each_changed_folder_once_when_it_ends(tmp_path: Path, sync
     assert len(syncs.files) == 4  # each temp file before its rename
 
 
+def test_batch_whose_delete_pruned_a_written_folder_ends_without_error(tmp_path: Path, syncs: Syncs) -> None:
+    """The sinks' outbox writes an event and delivers (deletes) it in one
+    batch, and the delete prunes the folder: the batch's end fsynced a folder
+    that no longer exists and failed every product (ENOENT) although the
+    catalog was committed."""
+    root = tmp_path / "cat"
+    store = LocalStore(str(root))
+    store.put("c/collection.json", b"{}")
+    syncs.dirs.clear()
+    with store.batch():
+        store.put("c/.outbox/events/e1.json", b"{}", create_only=True)
+        store.put("c/kept/kept.json", b"{}", create_only=True)
+        store.delete("c/.outbox/events/e1.json")
+    assert not (root / "c" / ".outbox").exists()
+    counts = syncs.dir_counts()
+    assert counts[_real(root / "c" / "kept")] == 1 and counts[_real(root / "c")] == 1
+
+
 @pytest.mark.skipif(local._SYNCFS is None, reason="syncfs is Linux only")
 def test_batch_past_the_threshold_ends_with_one_syncfs(tmp_path: Path, syncs: Syncs) -> None:
     root = tmp_path / "cat"

@@ -326,7 +326,8 @@ class LocalStore:
                 ) from exc
             return
         for directory in sorted(dirs, key=lambda d: len(d.parts), reverse=True):
-            self._fsync_dir(directory)
+            # a folder a later delete of this batch pruned took its entries with it
+            self._fsync_dir(directory, gone_ok=True)
 
     @contextlib.contextmanager
     def os_durability(self) -> Iterator[None]:
@@ -395,11 +396,12 @@ class LocalStore:
             return tmp
         raise StoreError(f"cannot write {key!r} in catalog {self.url}: its directory keeps disappearing")
 
-    def _fsync_dir(self, directory: Path) -> None:
+    def _fsync_dir(self, directory: Path, *, gone_ok: bool = False) -> None:
         """fsync ``directory``, so the entries renamed or created in it are
         durable; :class:`StoreError` if that fails (the write is then not
         known to be durable: never reported as done). A file system that
-        cannot fsync a directory at all (``EINVAL``) has nothing to sync."""
+        cannot fsync a directory at all (``EINVAL``) has nothing to sync, nor
+        has a folder that no longer exists when ``gone_ok``."""
         try:
             fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
@@ -407,7 +409,7 @@ class LocalStore:
             finally:
                 os.close(fd)
         except OSError as exc:
-            if exc.errno == errno.EINVAL:
+            if exc.errno == errno.EINVAL or (gone_ok and exc.errno == errno.ENOENT):
                 return
             raise StoreError(
                 f"cannot make the folder {directory} of catalog {self.url} durable (fsync: {exc}); "
