@@ -52,6 +52,8 @@ class Recording:
         self.inner, self.url, self.concurrent_safe = inner, inner.url, inner.concurrent_safe
         self.puts: list[str] = []
         self.conflicts = 0
+        #: keys of the conditional puts that lost, in order
+        self.lost: list[str] = []
         self.pause = pause_after_intent
         self.reached, self.resume = threading.Event(), threading.Event()
 
@@ -63,6 +65,7 @@ class Recording:
             version = self.inner.put(key, data, **kwargs)
         except PreconditionFailed:
             self.conflicts += 1
+            self.lost.append(key)
             raise
         self.puts.append(key)
         if self.pause and is_intent_key(key) and not self.reached.is_set():
@@ -227,18 +230,32 @@ def _init(start: Any) -> None:
     _start = start
 
 
-def _writer(catalog: str, options: dict, files: list[str]) -> tuple[list[tuple[str | None, str]], int]:
+def _writer(catalog: str, options: dict, files: list[str]) -> tuple[list[tuple[str | None, str]], int, int]:
+    """Register ``files`` one by one; the outcomes, and the collection puts
+    this writer lost and won."""
     store = Recording(open_store(catalog, options))
     _start.wait(120)
     out = []
     for path in files:
         (res,) = producer.register([path], catalog=store, collection="c")
         out.append((res.id, res.action))
-    return out, store.conflicts
+    return out, store.lost.count(COLL), store.puts.count(COLL)
 
 
 @pytest.mark.slow
-def test_writer_processes_on_s3_link_everything_once_with_fewer_conflicts_than_writers(s3_server, tiles):
+def test_writer_processes_on_s3_link_everything_once_and_every_lost_put_lost_to_a_won_one(s3_server, tiles):
+    """How many puts lose depends on timing, not on the protocol alone: each
+    process starts on the plain path (up to W-1 lose the first round), and
+    two writers can both lead when one's token is older than the other's but
+    its intent lands after the other's listing, or when a leader is slower
+    than the waits. The bound that was here (fewer conflicts than writers)
+    failed 1 run in 8 under load with 4 vs < 4. What the protocol does
+    guarantee, whatever the timing: a writer puts the collection at most
+    once per commit, and a put loses only to another writer's won put
+    (each won put makes at most W-1 others lose; no writer loses to
+    nothing). Conflicts per item are measured by bench/concurrency.py; the
+    stop-after-a-lost-put rule is forced deterministically by
+    test_a_paused_writers_intent_is_applied_by_the_other_and_it_stops_without_retrying."""
     writers = 4
     catalog = s3_server.url(f"gc-{uuid.uuid4().hex[:8]}")
     options = s3_server.storage_options
@@ -247,13 +264,15 @@ def test_writer_processes_on_s3_link_everything_once_with_fewer_conflicts_than_w
     ctx = mp.get_context("spawn")
     with ctx.Pool(writers, initializer=_init, initargs=(ctx.Barrier(writers),)) as pool:
         done = pool.starmap(_writer, [(catalog, options, share) for share in shares], chunksize=1)
-    outcomes = [o for share, _ in done for o in share]
+    outcomes = [o for share, _, _ in done for o in share]
     assert [o for o in outcomes if o[1] != "created"] == []
     store = open_store(catalog, options)
     want = sorted(f"./{Path(p).stem}/{Path(p).stem}.json" for share in shares for p in share)
     assert _linked(store) == sorted([*want, f"./{tiles[0].stem}/{tiles[0].stem}.json"])
     assert json.loads(store.get(COLL)[0])["extent"] == exact_extent(_items(store))
-    assert sum(conflicts for _, conflicts in done) < writers
+    lost, won = sum(d[1] for d in done), sum(d[2] for d in done)
+    assert 1 <= won <= len(outcomes)
+    assert lost <= (writers - 1) * won
     assert _intents_left(store) == []
     assert producer.validate_catalog(catalog, storage_options=options) == []
 
