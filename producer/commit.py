@@ -759,19 +759,22 @@ class Committer:
                     note_contention(self.store.url, collection_id)
                 leader = timed[0][1] if timed else own_key
                 if leader != own_key and waited.get(leader, 0) < LEADER_WAITS:
-                    # each look is one GET of the collection (no listing)
+                    # each look is one HEAD of our own intent (no listing, no
+                    # collection body): the leader deletes what it applied, so
+                    # once it is gone one GET of the collection confirms it
                     while waited.get(leader, 0) < LEADER_WAITS:
                         waited[leader] = waited.get(leader, 0) + 1
                         pause = self.rng.uniform(0.5, 1.5) * LEADER_WAIT
                         self.backoff_seconds += pause
                         time.sleep(pause)
-                        current, _ = self.read(coll_key, expect)
+                        if self.store.exists(own_key):
+                            continue
+                        current, current_version = self.read(coll_key, expect)
                         if current is not None and own_mutation(docs.copy_doc(current)) is None:
-                            # the leader applied it and deletes our intent with its own, unless
-                            # it never read it (the same change came from another writer, e.g.
-                            # a second delivery of one event): take it back, quietly if gone
-                            self._delete_quietly([own_key], versions)
-                            return CasOutcome(current)
+                            return CasOutcome(current, version=current_version)
+                        # gone but not applied (withdrawn by a remove of its item):
+                        # back to the listing, which no longer holds it
+                        break
                     continue
                 fresh = self._read_intents(
                     [k for k in listed if k not in seen and k != own_key], seen, versions
@@ -925,6 +928,19 @@ class Committer:
         written or read by this writer) is deleted with ``if_version``: one
         request on S3, where a plain delete first checks that the key exists;
         intents never change, so the condition only fails when it is gone."""
+
+        many = getattr(type(self.store), "delete_many", None)
+        if callable(many) and len(keys) > 1:
+            # one request for all (S3 DeleteObjects): intents never change
+            # once written, so an unconditional delete removes exactly the
+            # intent that was read or applied
+            try:
+                failed = self.store.delete_many(list(keys))  # type: ignore[attr-defined]
+            except (ProducerError, OSError) as exc:
+                failed = {key: str(exc) for key in keys}
+            for key, why in sorted(failed.items()):
+                log.warning("could not delete the intent %s (%s): reconcile(fix=True) clears it", key, why)
+            return
 
         def one(key: str) -> None:
             version = (versions or {}).get(key)

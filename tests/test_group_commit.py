@@ -316,11 +316,15 @@ def test_an_intent_left_by_a_failed_delete_is_logged_with_the_python_spelling(tm
     assert_stac_valid_tree(root)
 
 
-def test_a_writer_waiting_for_the_leader_reads_no_intent_and_the_leader_applies_its_change(tmp_path, tiles):
+def test_a_writer_waiting_for_the_leader_heads_only_its_own_intent_and_the_leader_applies_and_deletes_it(
+    tmp_path, tiles
+):
     """A announced first (the leader) and is held; B announces after it. B
     learns from the listing's keys alone that A leads, so it reads no
-    intent while it waits; A, resumed during B's first look, applies both
-    changes; B finds its change in the collection and never puts it."""
+    intent while it waits: each look is a HEAD of its own intent (no GET of
+    the collection). A, resumed during B's first look, applies both changes
+    and deletes both intents; B sees its intent gone, reads the collection
+    once to confirm, and neither puts the collection nor deletes anything."""
     root = tmp_path / "cat"
     producer.register([tiles[0]], catalog=str(root), collection="c")
     paused = Recording(LocalStore(str(root)), pause_after_intent=True)
@@ -337,17 +341,26 @@ def test_a_writer_waiting_for_the_leader_reads_no_intent_and_the_leader_applies_
 
     class B(Recording):
         gets: list[str]
+        heads: list[str]
+        deletes: list[str]
         announced = False
-        looks = 0
 
         def get(self, key: str) -> tuple[bytes, str]:
-            self.gets.append(key)
-            if key == COLL and self.announced:
-                self.looks += 1
-                if self.looks == 2:  # the first look of its wait (the 1st read came with the listing)
+            if self.announced:
+                self.gets.append(key)
+            return self.inner.get(key)
+
+        def exists(self, key: str) -> bool:
+            if is_intent_key(key):
+                self.heads.append(key)
+                if len(self.heads) == 1:  # the first look of its wait
                     paused.resume.set()
                     thread.join(30)
-            return self.inner.get(key)
+            return self.inner.exists(key)
+
+        def delete(self, key: str, **kwargs: Any) -> None:
+            self.deletes.append(key)
+            self.inner.delete(key, **kwargs)
 
         def put(self, key: str, data: bytes, **kwargs: Any) -> str:
             version = super().put(key, data, **kwargs)
@@ -358,14 +371,19 @@ def test_a_writer_waiting_for_the_leader_reads_no_intent_and_the_leader_applies_
     try:
         assert paused.reached.wait(30), "A never announced its change"
         other = B(LocalStore(str(root)))
-        other.gets = []
+        other.gets, other.heads, other.deletes = [], [], []
         (b,) = producer.register([tiles[2]], catalog=other, collection="c")
     finally:
         paused.resume.set()
         thread.join(30)
     assert "error" not in out, out.get("error")
     assert b.ok and out["a"][0].ok
+    own = [k for k in other.puts if is_intent_key(k)]
+    assert len(own) == 1 and other.heads == own  # one look, at its own intent only
     assert [k for k in other.gets if is_intent_key(k)] == []  # B read no intent
+    # after announcing: the read beside the listing, and one after its intent was gone
+    assert other.gets.count(COLL) == 2
+    assert other.deletes == []  # the leader deleted B's intent with its own
     assert COLL not in other.puts and COLL in paused.puts  # A applied both
     store = LocalStore(str(root))
     assert _linked(store) == sorted(f"./{t.stem}/{t.stem}.json" for t in tiles[:3])
