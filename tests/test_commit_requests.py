@@ -219,7 +219,9 @@ def test_a_remove_that_finishes_before_the_settle_listing_still_loses_to_the_reg
     assert producer.validate_catalog(catalog, storage_options=s3_server.storage_options) == []
 
 
-def test_a_writer_that_applies_other_writers_intents_deletes_them_all_with_one_request_on_s3(s3_server, tiles):
+def test_a_writer_that_applies_other_writers_intents_deletes_them_all_with_one_request_on_s3(
+    s3_server, tiles
+):
     """Three writers died right after announcing their items (fresh intents
     pending); the next register applies all three with its own change and
     deletes the four intents with one DeleteObjects (POST ?delete), where it
@@ -234,7 +236,10 @@ def test_a_writer_that_applies_other_writers_intents_deletes_them_all_with_one_r
     with FaultProxy(s3_server.endpoint_url) as proxy:
         options = {
             **s3_server.storage_options,
-            "client_kwargs": {**s3_server.storage_options["client_kwargs"], "endpoint_url": proxy.endpoint_url},
+            "client_kwargs": {
+                **s3_server.storage_options["client_kwargs"],
+                "endpoint_url": proxy.endpoint_url,
+            },
         }
         _register(tiles[4], catalog, options)
         trace = list(proxy.trace)
