@@ -939,8 +939,20 @@ def _put_base(store: Store, key: str, data: bytes, version: str | None, *, keep:
 
 def _drop_fragments(store: Store, keys: Iterable[str]) -> None:
     """Delete folded fragments, oldest first (a crash leaves only newer ones,
-    which hold nothing older than the base)."""
-    for frag_key in sorted(keys):
+    which hold nothing older than the base). On a store with ``delete_many``
+    (S3: DeleteObjects) all go in one request instead of a HEAD and a DELETE
+    each; the order is then the server's, which readers do not need: every
+    row of a folded fragment is in the base with the same stamp (the same
+    item version), so a leftover one changes no search result, and the next
+    compaction folds it again."""
+    keys = sorted(keys)
+    many = getattr(type(store), "delete_many", None)
+    if callable(many) and len(keys) > 1:
+        failed = store.delete_many(keys)  # type: ignore[attr-defined]
+        for frag_key, why in sorted(failed.items()):
+            log.warning("could not delete the folded fragment %s/%s (%s)", store.url, frag_key, why)
+        return
+    for frag_key in keys:
         try:
             store.delete(frag_key)
         except NotFound:

@@ -88,3 +88,36 @@ def test_validate_reconcile_and_search_ignore_a_lease_object(catalog) -> None:
     assert store.exists(lease_key(BASE))  # the fix leaves a live lease to its holder
     ids = sorted(f["id"] for f in producer.search(str(root))["features"])
     assert len(ids) == 3
+
+
+def test_a_leased_compaction_on_s3_deletes_its_fragments_with_one_request(tmp_path: Path, s3_server) -> None:
+    """On S3 the folded fragments go in one DeleteObjects (a HEAD and a
+    DELETE each before), and the lease is created and deleted around it."""
+    from tests.faultproxy import FaultProxy
+
+    folder = tmp_path / "tiles"
+    tiles = [write_tile(folder, f"s{i}_2024021{i}.tif", 6.0 + i, 46.0) for i in range(3)]
+    url = f"s3://{s3_server.new_bucket()}/stac"
+    producer.register(tiles, catalog=url, collection="c", storage_options=s3_server.storage_options)
+    plain = open_store(url, s3_server.storage_options)
+    rebuild(plain, "c", only_stale=False)
+    _edit_all(plain, MirrorSink(plain, compact_after=-1), "edit")  # 3 fragments, no compaction
+    assert len(mirror.list_fragments(plain, BASE)) == 3
+    with FaultProxy(s3_server.endpoint_url) as proxy:
+        options = {
+            **s3_server.storage_options,
+            "client_kwargs": {
+                **s3_server.storage_options["client_kwargs"],
+                "endpoint_url": proxy.endpoint_url,
+            },
+        }
+        assert compact_leased(open_store(url, options), BASE) is True
+        trace = list(proxy.trace)
+    lines = [f"{m} {p} {q}" for m, p, q in trace]
+    frag_requests = [(m, q) for m, p, q in trace if "/items-fragments/" in p and not p.endswith(".lease")]
+    assert [m for m, _ in frag_requests if m in ("HEAD", "DELETE")] == [], lines
+    assert len([q for m, _, q in trace if m == "POST" and "delete" in q]) == 1, lines
+    assert [m for m, p, _ in trace if p.endswith("/compacting.lease")] == ["GET", "PUT", "DELETE"], lines
+    assert mirror.list_fragments(plain, BASE) == [] and not plain.exists(lease_key(BASE))
+    rows, _ = mirror.read_mirror(plain, BASE)
+    assert sorted(it["properties"]["title"] for it in rows.values()) == ["edit 1", "edit 2", "edit 3"]
