@@ -692,7 +692,9 @@ class Committer:
            every other fresh one (:data:`intents.INTENT_FRESH`) of the same
            layout in ONE compare-and-swap. The writer of the oldest pending
            intent leads: the others wait :data:`LEADER_WAIT` for it (at most
-           :data:`LEADER_WAITS` times per leader) before putting themselves.
+           :data:`LEADER_WAITS` times per leader, each look one HEAD of the
+           leader's intent; once it is gone, one GET of the collection: done,
+           or back to the listing) before putting themselves.
            The winner deletes every intent it applied; a writer whose put lost, or whose intent is gone from
            the listing, reads the collection and stops when its change is in
            it (applied by the winner), without retrying.
@@ -759,21 +761,24 @@ class Committer:
                     note_contention(self.store.url, collection_id)
                 leader = timed[0][1] if timed else own_key
                 if leader != own_key and waited.get(leader, 0) < LEADER_WAITS:
-                    # each look is one HEAD of our own intent (no listing, no
-                    # collection body): the leader deletes what it applied, so
-                    # once it is gone one GET of the collection confirms it
+                    # each look is one HEAD of the leader's intent (no listing,
+                    # no collection body). The leader deletes every intent it
+                    # applied, its own with them, in one request: once its intent
+                    # is gone, one GET of the collection says whether ours was
+                    # among them (then the leader deleted ours too: we delete
+                    # nothing); if not (announced after the leader listed), back
+                    # to the listing at once, instead of waiting out a leader
+                    # that has finished
                     while waited.get(leader, 0) < LEADER_WAITS:
                         waited[leader] = waited.get(leader, 0) + 1
                         pause = self.rng.uniform(0.5, 1.5) * LEADER_WAIT
                         self.backoff_seconds += pause
                         time.sleep(pause)
-                        if self.store.exists(own_key):
+                        if self.store.exists(leader):
                             continue
                         current, current_version = self.read(coll_key, expect)
                         if current is not None and own_mutation(docs.copy_doc(current)) is None:
                             return CasOutcome(current, version=current_version)
-                        # gone but not applied (withdrawn by a remove of its item):
-                        # back to the listing, which no longer holds it
                         break
                     continue
                 fresh = self._read_intents(

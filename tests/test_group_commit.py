@@ -316,15 +316,16 @@ def test_an_intent_left_by_a_failed_delete_is_logged_with_the_python_spelling(tm
     assert_stac_valid_tree(root)
 
 
-def test_a_writer_waiting_for_the_leader_heads_only_its_own_intent_and_the_leader_applies_and_deletes_it(
+def test_a_writer_waiting_for_the_leader_heads_only_the_leaders_intent_and_the_leader_applies_and_deletes_both(
     tmp_path, tiles
 ):
     """A announced first (the leader) and is held; B announces after it. B
     learns from the listing's keys alone that A leads, so it reads no
-    intent while it waits: each look is a HEAD of its own intent (no GET of
-    the collection). A, resumed during B's first look, applies both changes
-    and deletes both intents; B sees its intent gone, reads the collection
-    once to confirm, and neither puts the collection nor deletes anything."""
+    intent while it waits: each look is a HEAD of A's intent (no GET of the
+    collection, no listing). A, resumed during B's first look, applies both
+    changes and deletes both intents; B sees A's intent gone, reads the
+    collection once, finds its change, and neither puts the collection nor
+    deletes anything."""
     root = tmp_path / "cat"
     producer.register([tiles[0]], catalog=str(root), collection="c")
     paused = Recording(LocalStore(str(root)), pause_after_intent=True)
@@ -378,8 +379,8 @@ def test_a_writer_waiting_for_the_leader_heads_only_its_own_intent_and_the_leade
         thread.join(30)
     assert "error" not in out, out.get("error")
     assert b.ok and out["a"][0].ok
-    own = [k for k in other.puts if is_intent_key(k)]
-    assert len(own) == 1 and other.heads == own  # one look, at its own intent only
+    leader = [k for k in paused.puts if is_intent_key(k)]
+    assert len(leader) == 1 and other.heads == leader  # one look, at the leader's intent
     assert [k for k in other.gets if is_intent_key(k)] == []  # B read no intent
     # after announcing: the read beside the listing, and one after its intent was gone
     assert other.gets.count(COLL) == 2
@@ -390,3 +391,38 @@ def test_a_writer_waiting_for_the_leader_heads_only_its_own_intent_and_the_leade
     assert _intents_left(store) == []
     assert producer.validate_catalog(str(root)) == []
     assert_stac_valid_tree(root)
+
+
+def test_a_waiter_whose_leader_is_gone_without_its_change_puts_after_one_look(tmp_path, tiles):
+    """A's intent (A died after announcing) leads; B waits for it. At B's
+    first look A's intent is gone without B's change applied (withdrawn by a
+    remove of A's item): B goes back to the listing at once, leads and puts
+    its change, instead of waiting out its remaining looks."""
+    root = tmp_path / "cat"
+    store = LocalStore(str(root))
+    producer.register([tiles[0]], catalog=store, collection="c")
+    _died_after_intent(store, tiles[1])
+    (leader,) = _intents_left(store)
+
+    class B(Recording):
+        heads: list[str]
+
+        def exists(self, key: str) -> bool:
+            if is_intent_key(key):
+                self.heads.append(key)
+                if key == leader and len(self.heads) == 1:
+                    # a remove of A's item: it withdraws A's intent (B's change not applied)
+                    self.inner.delete(key)
+                    self.inner.delete(f"c/{tiles[1].stem}/{tiles[1].stem}.json")
+            return self.inner.exists(key)
+
+    other = B(LocalStore(str(root)))
+    other.heads = []
+    note_contention(other.url, "c")
+    (b,) = producer.register([tiles[2]], catalog=other, collection="c")
+    assert b.ok and b.action == "created"
+    assert other.heads == [leader]  # one look, then the listing
+    assert COLL in other.puts and other.conflicts == 0
+    assert _linked(store) == sorted(f"./{t.stem}/{t.stem}.json" for t in (tiles[0], tiles[2]))
+    assert _intents_left(store) == []
+    assert producer.validate_catalog(str(root)) == []
