@@ -389,6 +389,19 @@ class ConflictCountingStore:
             self.by_key[key] = self.by_key.get(key, 0) + 1
             raise
 
+    def delete_many(self, keys: list[str]) -> dict[str, str]:
+        """The inner store's batch delete (S3 DeleteObjects), else one
+        delete per key (the Committer looks this method up on the class)."""
+        from producer.errors import NotFound
+
+        many = getattr(type(self.inner), "delete_many", None)
+        if callable(many):
+            return dict(self.inner.delete_many(keys))
+        for key in keys:
+            with contextlib.suppress(NotFound):
+                self.inner.delete(key)
+        return {}
+
 
 # --- local S3 in its own process ---------------------------------------------------
 

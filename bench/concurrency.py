@@ -17,6 +17,13 @@ wall time runs from the barrier to the last worker's end. Conflicts are the
 wrapper (each is one compare-and-swap the Committer lost and retried:
 ``producer.register`` does not expose ``Committer.conflicts``).
 
+Each run starts from a seeded catalog: the root and the collection already
+hold one item (registered before the timed window), so every run measures
+commits into an existing collection (the production case) and runs compare;
+on an empty catalog all W writers race to create the root and collection
+first. ``BENCH_S3_PROFILE=<dir>`` writes one cProfile file per writer
+(``<dir>/writer-<W>-<index>.prof``) of its timed loop.
+
 Afterwards the catalog is checked: every item linked exactly once, nothing
 else linked, ``producer.validate_catalog`` reports no error.
 """
@@ -54,7 +61,9 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def _worker(index: int, catalog: str, options: dict | None, files: list[str], barrier: Any, out: Any) -> None:
+def _worker(
+    index: int, writers: int, catalog: str, options: dict | None, files: list[str], barrier: Any, out: Any
+) -> None:
     """One writer process: warm up, wait for the others, register one by one."""
     try:
         import producer
@@ -83,13 +92,25 @@ def _worker(index: int, catalog: str, options: dict | None, files: list[str], ba
             # it once, and W writers would otherwise pay it W times inside
             # the timed window (cold start is bench/coldstart.py's subject)
             fs.connect()
+        profile_dir = os.environ.get("BENCH_S3_PROFILE")
+        profiler = None
+        if profile_dir:
+            import cProfile
+
+            profiler = cProfile.Profile()
         barrier.wait()
         t0 = time.time()
         cpu0 = time.process_time()
         results = []
+        if profiler is not None:
+            profiler.enable()
         for path in files:
             (res,) = producer.register([path], catalog=store, collection=c.COLLECTION)
             results.append((res.id, res.action, res.error))
+        if profiler is not None:
+            profiler.disable()
+            Path(profile_dir).mkdir(parents=True, exist_ok=True)
+            profiler.dump_stats(str(Path(profile_dir) / f"writer-{writers}-{index}.prof"))
         t1 = time.time()
         out.put(
             {
@@ -132,7 +153,7 @@ def run_writers(catalog: str, options: dict | None, files: list[str], writers: i
     out = ctx.Queue()
     shares = [files[w::writers] for w in range(writers)]
     procs = [
-        ctx.Process(target=_worker, args=(w, catalog, options, shares[w], barrier, out))
+        ctx.Process(target=_worker, args=(w, writers, catalog, options, shares[w], barrier, out))
         for w in range(writers)
     ]
     for p in procs:
@@ -160,6 +181,18 @@ def run_writers(catalog: str, options: dict | None, files: list[str], writers: i
         "by_key": dict(by_key),
         "results": results,
     }
+
+
+def seed(catalog: str, options: dict | None) -> None:
+    """The root and the collection with one item (``WARM_COG``), so that the
+    timed writers commit into an existing collection."""
+    import producer
+
+    (res,) = producer.register(
+        [str(c.cog_path(WARM_COG))], catalog=catalog, collection=c.COLLECTION, storage_options=options
+    )
+    if not res.ok:
+        raise RuntimeError(f"seeding {catalog} failed: {res.error}")
 
 
 def verify(catalog: str, options: dict | None, expected_ids: list[str]) -> dict:
@@ -227,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ids = [item_id_for(f) for f in files]
     assert len(set(ids)) == len(ids)
+    seeded = [*ids, item_id_for(c.cog_path(WARM_COG))]
     rows, raw = [], []
     s3 = c.S3Process() if "s3" in cfg["backends"] else None
     try:
@@ -255,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                             **options,
                             "client_kwargs": {**options["client_kwargs"], "endpoint_url": proxy.endpoint_url},
                         }
+                    seed(catalog, options)  # without the proxy: not measured
                     server_cpu0 = s3.cpu_seconds() if s3 is not None and backend == "s3" else 0.0
                     requests0 = sum(proxy.counts.values()) if proxy is not None else 0
                     trace0 = len(proxy.trace) if proxy is not None else 0
@@ -269,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                         s3.cpu_seconds() - server_cpu0 if s3 is not None and backend == "s3" else None
                     )
                     bad = [x for x in r["results"] if x[1] != "created"]
-                    check = verify(catalog, options, ids)
+                    check = verify(catalog, options, seeded)
                     log(
                         f"  {backend:>5} +{latency:.0f} ms W={w}: {r['wall']:.1f} s, {len(files) / r['wall']:.1f} items/s, "
                         f"cpu {r['cpu']:.1f} s (server {r['server_cpu'] or 0:.1f} s), backoff {r['slept'] or 0:.1f} s, "

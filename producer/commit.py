@@ -692,7 +692,9 @@ class Committer:
            every other fresh one (:data:`intents.INTENT_FRESH`) of the same
            layout in ONE compare-and-swap. The writer of the oldest pending
            intent leads: the others wait :data:`LEADER_WAIT` for it (at most
-           :data:`LEADER_WAITS` times per leader) before putting themselves.
+           :data:`LEADER_WAITS` times per leader, each look one HEAD of the
+           leader's intent; once it is gone, one GET of the collection: done,
+           or back to the listing) before putting themselves.
            The winner deletes every intent it applied; a writer whose put lost, or whose intent is gone from
            the listing, reads the collection and stops when its change is in
            it (applied by the winner), without retrying.
@@ -761,19 +763,25 @@ class Committer:
                     note_contention(self.store.url, collection_id)
                 leader = timed[0][1] if timed else own_key
                 if leader != own_key and waited.get(leader, 0) < LEADER_WAITS:
-                    # each look is one GET of the collection (no listing)
+                    # each look is one HEAD of the leader's intent (no listing,
+                    # no collection body). The leader deletes every intent it
+                    # applied, its own with them, in one request: once its intent
+                    # is gone, one GET of the collection says whether ours was
+                    # among them (then the leader deleted ours too: we delete
+                    # nothing); if not (announced after the leader listed), back
+                    # to the listing at once, instead of waiting out a leader
+                    # that has finished
                     while waited.get(leader, 0) < LEADER_WAITS:
                         waited[leader] = waited.get(leader, 0) + 1
                         pause = self.rng.uniform(0.5, 1.5) * LEADER_WAIT
                         self.backoff_seconds += pause
                         time.sleep(pause)
-                        current, _ = self.read(coll_key, expect)
+                        if self.store.exists(leader):
+                            continue
+                        current, current_version = self.read(coll_key, expect)
                         if current is not None and own_mutation(docs.copy_doc(current)) is None:
-                            # the leader applied it and deletes our intent with its own, unless
-                            # it never read it (the same change came from another writer, e.g.
-                            # a second delivery of one event): take it back, quietly if gone
-                            self._delete_quietly([own_key], versions)
-                            return CasOutcome(current)
+                            return CasOutcome(current, version=current_version)
+                        break
                     continue
                 fresh = self._read_intents(
                     [k for k in listed if k not in seen and k != own_key], seen, versions
@@ -925,6 +933,19 @@ class Committer:
         written or read by this writer) is deleted with ``if_version``: one
         request on S3, where a plain delete first checks that the key exists;
         intents never change, so the condition only fails when it is gone."""
+
+        many = getattr(type(self.store), "delete_many", None)
+        if callable(many) and len(keys) > 1:
+            # one request for all (S3 DeleteObjects): intents never change
+            # once written, so an unconditional delete removes exactly the
+            # intent that was read or applied
+            try:
+                failed = self.store.delete_many(list(keys))  # type: ignore[attr-defined]
+            except (ProducerError, OSError) as exc:
+                failed = {key: str(exc) for key in keys}
+            for key, why in sorted(failed.items()):
+                log.warning("could not delete the intent %s (%s): reconcile(fix=True) clears it", key, why)
+            return
 
         def one(key: str) -> None:
             version = (versions or {}).get(key)

@@ -19,9 +19,12 @@ Why not plain :class:`moto.server.ThreadedMotoServer`: moto checks
 ``If-Match`` / ``If-None-Match`` and then stores the object as two separate
 steps, and its server handles requests on several threads, so two racing
 conditional PUTs can both pass the check (a lost update real S3 never
-produces). :class:`SerializedMotoServer` runs the same moto application but
-lets one request at a time into it, which makes each conditional request
-atomic, like S3.
+produces). :class:`SerializedMotoServer` runs the same moto applications but
+lets one request at a time into them, which makes each conditional request
+atomic, like S3. It also keeps connections open (HTTP/1.1 keep-alive, as S3
+does; werkzeug's server closed every one) and sends S3 requests straight to
+moto's S3 application (other services, e.g. SNS/SQS, still go through
+moto's dispatcher).
 
 Caveat: the server shares moto's in-process backend state, so a test that
 enters ``moto.mock_aws()`` resets it (buckets vanish). Tests that need
@@ -31,7 +34,9 @@ isolation call :meth:`S3Server.new_bucket`.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import sys
 import tempfile
 import threading
 import uuid
@@ -81,16 +86,32 @@ class S3Server(NamedTuple):
 
 
 class _OneAtATime:
-    """WSGI middleware: one request inside the wrapped app at a time."""
+    """WSGI middleware: one request inside the wrapped app at a time.
 
-    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
-        self._app = app
+    Requests signed for S3 (the credential scope of their ``Authorization``)
+    go straight to moto's S3 application; everything else (SNS, SQS, ...)
+    through moto's host/signature dispatcher, which costs about 2 ms of CPU
+    per request more (it re-derives the service of every request)."""
+
+    def __init__(self, s3_app: Callable[..., Iterable[bytes]], other: Callable[..., Iterable[bytes]]) -> None:
+        self._s3 = s3_app
+        self._other = other
         self._lock = threading.Lock()
 
+    def _app_for(self, environ: dict[str, Any]) -> Callable[..., Iterable[bytes]]:
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        scope = auth.split("Credential=", 1)[1].split(",", 1)[0] if "Credential=" in auth else ""
+        parts = scope.split("/")
+        path = environ.get("PATH_INFO", "")
+        if len(parts) == 5 and parts[3] == "s3" and not path.startswith("/v20180820/"):
+            return self._s3
+        return self._other
+
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        app = self._app_for(environ)
         with self._lock:
             # Drain the response inside the lock: the whole request is atomic.
-            result = self._app(environ, start_response)
+            result = app(environ, start_response)
             try:
                 return list(result)
             finally:
@@ -99,42 +120,139 @@ class _OneAtATime:
                     close()
 
 
-def _make_server_class() -> type:
-    # moto is a dev dependency: imported when a server is started, not at
-    # import of this module.
-    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import make_server
+def _handler_class(app: Callable[..., Iterable[bytes]]) -> type:
+    """An HTTP/1.1 request handler that keeps connections open (werkzeug's
+    development server closes every one, so each request paid a new TCP
+    connection) and calls the WSGI ``app`` with the whole body read."""
+    from http.server import BaseHTTPRequestHandler
+    from urllib.parse import unquote
 
-    class _QuietHandler(MotoRequestHandler):  # type: ignore[misc]
-        def log_request(self, *args: Any, **kwargs: Any) -> None:
+    class _Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        # headers and body go out as two writes: with Nagle's algorithm the
+        # body waited for the client's delayed ACK (~40 ms per GET on a
+        # kept-alive connection)
+        disable_nagle_algorithm = True
+
+        def log_message(self, format: str, *args: Any) -> None:
             pass  # no access log on stderr
 
-    class _Serialized(ThreadedMotoServer):  # type: ignore[misc]
-        def _server_entry(self) -> None:
-            app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
-            self._server = make_server(
-                self._ip_address,
-                self._port,
-                app,
-                True,
-                request_handler=_QuietHandler,
-            )
-            self._server_ready_event.set()
-            self._server.serve_forever()
+        def _body(self) -> bytes:
+            if (self.headers.get("Transfer-Encoding") or "").lower() == "chunked":
+                parts = []
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0], 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass
+                        return b"".join(parts)
+                    parts.append(self.rfile.read(size))
+                    self.rfile.readline()
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
 
-    return _Serialized
+        def _handle(self) -> None:
+            if (self.headers.get("Expect") or "").lower() == "100-continue":
+                self.send_response_only(100)
+                self.end_headers()
+            body = self._body()
+            path, _, query = self.path.partition("?")
+            environ: dict[str, Any] = {
+                "REQUEST_METHOD": self.command,
+                "SCRIPT_NAME": "",
+                "PATH_INFO": unquote(path, "latin-1"),
+                "QUERY_STRING": query,
+                "RAW_URI": self.path,
+                "REQUEST_URI": self.path,
+                "SERVER_NAME": self.server.server_address[0],
+                "SERVER_PORT": str(self.server.server_address[1]),
+                "SERVER_PROTOCOL": self.request_version,
+                "REMOTE_ADDR": self.client_address[0],
+                "CONTENT_LENGTH": str(len(body)),
+                "wsgi.version": (1, 0),
+                "wsgi.url_scheme": "http",
+                "wsgi.input": io.BytesIO(body),
+                "wsgi.errors": sys.stderr,
+                "wsgi.multithread": True,
+                "wsgi.multiprocess": False,
+                "wsgi.run_once": False,
+            }
+            for name, value in self.headers.items():
+                key = name.upper().replace("-", "_")
+                if key in ("CONTENT_LENGTH", "TRANSFER_ENCODING"):
+                    continue
+                if key == "CONTENT_TYPE":
+                    environ[key] = value
+                else:
+                    environ.setdefault(f"HTTP_{key}", value)
+            got: dict[str, Any] = {}
+
+            def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                got["status"], got["headers"] = status, headers
+                return lambda data: None
+
+            out = b"".join(app(environ, start_response))
+            code, _, reason = got["status"].partition(" ")
+            self.send_response_only(int(code), reason)
+            length = None
+            for name, value in got["headers"]:
+                lower = name.lower()
+                if lower in ("connection", "transfer-encoding", "keep-alive"):
+                    continue
+                if lower == "content-length":
+                    length = value
+                    continue
+                self.send_header(name, value)
+            if self.command == "HEAD":
+                if length is not None:
+                    self.send_header("Content-Length", length)
+            else:
+                self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            if self.command != "HEAD" and out:
+                self.wfile.write(out)
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _handle
+
+    return _Handler
 
 
-def SerializedMotoServer(port: int = 0) -> Any:
-    """A :class:`moto.server.ThreadedMotoServer` on 127.0.0.1 whose requests
-    are serialized (see the module docstring). ``port=0`` picks a free port;
-    read it back with ``get_host_and_port()`` after ``start()``."""
-    return _make_server_class()(ip_address=_HOST, port=port, verbose=False)
+class SerializedMotoServer:
+    """moto on 127.0.0.1 with serialized requests (see the module docstring)
+    and HTTP/1.1 keep-alive connections, one thread per connection.
+
+    Same surface as :class:`moto.server.ThreadedMotoServer` as used here:
+    ``start()``, ``get_host_and_port()``, ``stop()``. ``port=0`` picks a free
+    port; read it back with ``get_host_and_port()`` after ``start()``."""
+
+    def __init__(self, port: int = 0) -> None:
+        self._port = port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        # moto is a dev dependency: imported when a server is started, not at
+        # import of this module.
+        from http.server import ThreadingHTTPServer
+
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+        app = _OneAtATime(create_backend_app("s3"), DomainDispatcherApplication(create_backend_app))
+        self._server = ThreadingHTTPServer((_HOST, self._port), _handler_class(app))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto-s3", daemon=True)
+        self._thread.start()
+
+    def get_host_and_port(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
 
 
 @contextlib.contextmanager

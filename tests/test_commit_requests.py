@@ -217,3 +217,63 @@ def test_a_remove_that_finishes_before_the_settle_listing_still_loses_to_the_reg
     assert _linked(inner) == sorted(f"./{t.stem}/{t.stem}.json" for t in tiles)
     assert inner.exists(f"c/{tiles[1].stem}/{tiles[1].stem}.json")
     assert producer.validate_catalog(catalog, storage_options=s3_server.storage_options) == []
+
+
+def test_a_writer_that_applies_other_writers_intents_deletes_them_all_with_one_request_on_s3(
+    s3_server, tiles
+):
+    """Three writers died right after announcing their items (fresh intents
+    pending); the next register applies all three with its own change and
+    deletes the four intents with one DeleteObjects (POST ?delete), where it
+    sent one DELETE each. ``delete_many`` of a key already gone is no error."""
+    prefix = f"req-{uuid.uuid4().hex[:8]}"
+    catalog = s3_server.url(prefix)
+    plain = open_store(catalog, s3_server.storage_options)
+    _register(tiles[0], plain)
+    for path in tiles[1:4]:
+        _died_after_intent(plain, path)
+    assert len(list(plain.list(intent_key("c") + "/"))) == 3
+    with FaultProxy(s3_server.endpoint_url) as proxy:
+        options = {
+            **s3_server.storage_options,
+            "client_kwargs": {
+                **s3_server.storage_options["client_kwargs"],
+                "endpoint_url": proxy.endpoint_url,
+            },
+        }
+        _register(tiles[4], catalog, options)
+        trace = list(proxy.trace)
+    lines = [f"{m} {p} {q}" for m, p, q in trace]
+    assert [m for m, p, _ in trace if m == "DELETE"] == [], lines
+    assert len([q for m, _, q in trace if m == "POST" and "delete" in q]) == 1, lines
+    assert list(plain.list(intent_key("c") + "/")) == []
+    assert _linked(plain) == sorted(f"./{t.stem}/{t.stem}.json" for t in tiles[:5])
+    assert producer.validate_catalog(catalog, storage_options=s3_server.storage_options) == []
+    store = S3Store(catalog, s3_server.storage_options)
+    store.put("x/a.json", b"{}")
+    assert store.delete_many(["x/a.json", "x/gone.json"]) == {}
+    assert not store.exists("x/a.json")
+
+
+def _died_after_intent(store: Store, path: Path) -> None:
+    """Register ``path`` into ``store``, killed right after its intent is written."""
+    from producer.catalog.layout import is_intent_key
+    from producer.commit import note_contention
+    from tests.crashes import SimulatedKill
+
+    class Kill:
+        def __init__(self, inner: Store) -> None:
+            self.inner, self.url, self.concurrent_safe = inner, inner.url, inner.concurrent_safe
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def put(self, key: str, data: bytes, **kwargs: Any) -> str:
+            version = self.inner.put(key, data, **kwargs)
+            if is_intent_key(key):
+                raise SimulatedKill(f"killed after {key}")
+            return version
+
+    note_contention(store.url, "c")  # announce an intent instead of a plain put
+    with pytest.raises(SimulatedKill):
+        _register(path, Kill(store))

@@ -52,6 +52,8 @@ class Recording:
         self.inner, self.url, self.concurrent_safe = inner, inner.url, inner.concurrent_safe
         self.puts: list[str] = []
         self.conflicts = 0
+        #: keys of the conditional puts that lost, in order
+        self.lost: list[str] = []
         self.pause = pause_after_intent
         self.reached, self.resume = threading.Event(), threading.Event()
 
@@ -63,6 +65,7 @@ class Recording:
             version = self.inner.put(key, data, **kwargs)
         except PreconditionFailed:
             self.conflicts += 1
+            self.lost.append(key)
             raise
         self.puts.append(key)
         if self.pause and is_intent_key(key) and not self.reached.is_set():
@@ -227,18 +230,32 @@ def _init(start: Any) -> None:
     _start = start
 
 
-def _writer(catalog: str, options: dict, files: list[str]) -> tuple[list[tuple[str | None, str]], int]:
+def _writer(catalog: str, options: dict, files: list[str]) -> tuple[list[tuple[str | None, str]], int, int]:
+    """Register ``files`` one by one; the outcomes, and the collection puts
+    this writer lost and won."""
     store = Recording(open_store(catalog, options))
     _start.wait(120)
     out = []
     for path in files:
         (res,) = producer.register([path], catalog=store, collection="c")
         out.append((res.id, res.action))
-    return out, store.conflicts
+    return out, store.lost.count(COLL), store.puts.count(COLL)
 
 
 @pytest.mark.slow
-def test_writer_processes_on_s3_link_everything_once_with_fewer_conflicts_than_writers(s3_server, tiles):
+def test_writer_processes_on_s3_link_everything_once_and_every_lost_put_lost_to_a_won_one(s3_server, tiles):
+    """How many puts lose depends on timing, not on the protocol alone: each
+    process starts on the plain path (up to W-1 lose the first round), and
+    two writers can both lead when one's token is older than the other's but
+    its intent lands after the other's listing, or when a leader is slower
+    than the waits. The bound that was here (fewer conflicts than writers)
+    failed 1 run in 8 under load with 4 vs < 4. What the protocol does
+    guarantee, whatever the timing: a writer puts the collection at most
+    once per commit, and a put loses only to another writer's won put
+    (each won put makes at most W-1 others lose; no writer loses to
+    nothing). Conflicts per item are measured by bench/concurrency.py; the
+    stop-after-a-lost-put rule is forced deterministically by
+    test_a_paused_writers_intent_is_applied_by_the_other_and_it_stops_without_retrying."""
     writers = 4
     catalog = s3_server.url(f"gc-{uuid.uuid4().hex[:8]}")
     options = s3_server.storage_options
@@ -247,13 +264,15 @@ def test_writer_processes_on_s3_link_everything_once_with_fewer_conflicts_than_w
     ctx = mp.get_context("spawn")
     with ctx.Pool(writers, initializer=_init, initargs=(ctx.Barrier(writers),)) as pool:
         done = pool.starmap(_writer, [(catalog, options, share) for share in shares], chunksize=1)
-    outcomes = [o for share, _ in done for o in share]
+    outcomes = [o for share, _, _ in done for o in share]
     assert [o for o in outcomes if o[1] != "created"] == []
     store = open_store(catalog, options)
     want = sorted(f"./{Path(p).stem}/{Path(p).stem}.json" for share in shares for p in share)
     assert _linked(store) == sorted([*want, f"./{tiles[0].stem}/{tiles[0].stem}.json"])
     assert json.loads(store.get(COLL)[0])["extent"] == exact_extent(_items(store))
-    assert sum(conflicts for _, conflicts in done) < writers
+    lost, won = sum(d[1] for d in done), sum(d[2] for d in done)
+    assert 1 <= won <= len(outcomes)
+    assert lost <= (writers - 1) * won
     assert _intents_left(store) == []
     assert producer.validate_catalog(catalog, storage_options=options) == []
 
@@ -297,11 +316,16 @@ def test_an_intent_left_by_a_failed_delete_is_logged_with_the_python_spelling(tm
     assert_stac_valid_tree(root)
 
 
-def test_a_writer_waiting_for_the_leader_reads_no_intent_and_the_leader_applies_its_change(tmp_path, tiles):
+def test_a_writer_waiting_for_the_leader_heads_only_the_leaders_intent_and_the_leader_applies_and_deletes_both(
+    tmp_path, tiles
+):
     """A announced first (the leader) and is held; B announces after it. B
     learns from the listing's keys alone that A leads, so it reads no
-    intent while it waits; A, resumed during B's first look, applies both
-    changes; B finds its change in the collection and never puts it."""
+    intent while it waits: each look is a HEAD of A's intent (no GET of the
+    collection, no listing). A, resumed during B's first look, applies both
+    changes and deletes both intents; B sees A's intent gone, reads the
+    collection once, finds its change, and neither puts the collection nor
+    deletes anything."""
     root = tmp_path / "cat"
     producer.register([tiles[0]], catalog=str(root), collection="c")
     paused = Recording(LocalStore(str(root)), pause_after_intent=True)
@@ -318,17 +342,26 @@ def test_a_writer_waiting_for_the_leader_reads_no_intent_and_the_leader_applies_
 
     class B(Recording):
         gets: list[str]
+        heads: list[str]
+        deletes: list[str]
         announced = False
-        looks = 0
 
         def get(self, key: str) -> tuple[bytes, str]:
-            self.gets.append(key)
-            if key == COLL and self.announced:
-                self.looks += 1
-                if self.looks == 2:  # the first look of its wait (the 1st read came with the listing)
+            if self.announced:
+                self.gets.append(key)
+            return self.inner.get(key)
+
+        def exists(self, key: str) -> bool:
+            if is_intent_key(key):
+                self.heads.append(key)
+                if len(self.heads) == 1:  # the first look of its wait
                     paused.resume.set()
                     thread.join(30)
-            return self.inner.get(key)
+            return self.inner.exists(key)
+
+        def delete(self, key: str, **kwargs: Any) -> None:
+            self.deletes.append(key)
+            self.inner.delete(key, **kwargs)
 
         def put(self, key: str, data: bytes, **kwargs: Any) -> str:
             version = super().put(key, data, **kwargs)
@@ -339,17 +372,57 @@ def test_a_writer_waiting_for_the_leader_reads_no_intent_and_the_leader_applies_
     try:
         assert paused.reached.wait(30), "A never announced its change"
         other = B(LocalStore(str(root)))
-        other.gets = []
+        other.gets, other.heads, other.deletes = [], [], []
         (b,) = producer.register([tiles[2]], catalog=other, collection="c")
     finally:
         paused.resume.set()
         thread.join(30)
     assert "error" not in out, out.get("error")
     assert b.ok and out["a"][0].ok
+    leader = [k for k in paused.puts if is_intent_key(k)]
+    assert len(leader) == 1 and other.heads == leader  # one look, at the leader's intent
     assert [k for k in other.gets if is_intent_key(k)] == []  # B read no intent
+    # after announcing: the read beside the listing, and one after its intent was gone
+    assert other.gets.count(COLL) == 2
+    assert other.deletes == []  # the leader deleted B's intent with its own
     assert COLL not in other.puts and COLL in paused.puts  # A applied both
     store = LocalStore(str(root))
     assert _linked(store) == sorted(f"./{t.stem}/{t.stem}.json" for t in tiles[:3])
     assert _intents_left(store) == []
     assert producer.validate_catalog(str(root)) == []
     assert_stac_valid_tree(root)
+
+
+def test_a_waiter_whose_leader_is_gone_without_its_change_puts_after_one_look(tmp_path, tiles):
+    """A's intent (A died after announcing) leads; B waits for it. At B's
+    first look A's intent is gone without B's change applied (withdrawn by a
+    remove of A's item): B goes back to the listing at once, leads and puts
+    its change, instead of waiting out its remaining looks."""
+    root = tmp_path / "cat"
+    store = LocalStore(str(root))
+    producer.register([tiles[0]], catalog=store, collection="c")
+    _died_after_intent(store, tiles[1])
+    (leader,) = _intents_left(store)
+
+    class B(Recording):
+        heads: list[str]
+
+        def exists(self, key: str) -> bool:
+            if is_intent_key(key):
+                self.heads.append(key)
+                if key == leader and len(self.heads) == 1:
+                    # a remove of A's item: it withdraws A's intent (B's change not applied)
+                    self.inner.delete(key)
+                    self.inner.delete(f"c/{tiles[1].stem}/{tiles[1].stem}.json")
+            return self.inner.exists(key)
+
+    other = B(LocalStore(str(root)))
+    other.heads = []
+    note_contention(other.url, "c")
+    (b,) = producer.register([tiles[2]], catalog=other, collection="c")
+    assert b.ok and b.action == "created"
+    assert other.heads == [leader]  # one look, then the listing
+    assert COLL in other.puts and other.conflicts == 0
+    assert _linked(store) == sorted(f"./{t.stem}/{t.stem}.json" for t in (tiles[0], tiles[2]))
+    assert _intents_left(store) == []
+    assert producer.validate_catalog(str(root)) == []

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from fsspec.asyn import sync
@@ -256,6 +256,26 @@ class S3Store:
         else:
             self._call("delete_object", key, Key=s3key, IfMatch=if_version)
         log.debug("%r delete %s (%s)", self, key, describe_condition(if_version))
+
+    def delete_many(self, keys: Sequence[str]) -> dict[str, str]:
+        """Delete ``keys`` (unconditionally; a missing key is fine) with one
+        DeleteObjects request per 1,000 keys. Returns ``{key: reason}`` for
+        the keys S3 did not delete (empty when all went)."""
+        failed: dict[str, str] = {}
+        todo = list(dict.fromkeys(keys))
+        for start in range(0, len(todo), 1000):
+            chunk = todo[start : start + 1000]
+            by_s3key = {self._key(k): k for k in chunk}
+            resp = self._call(
+                "delete_objects",
+                "",
+                Delete={"Objects": [{"Key": k} for k in by_s3key], "Quiet": True},
+            )
+            for err in resp.get("Errors", []) or []:
+                key = by_s3key.get(str(err.get("Key")), str(err.get("Key")))
+                failed[key] = f"{err.get('Code')}: {err.get('Message')}"
+        log.debug("%r delete_many: %d key(s), %d failed", self, len(todo), len(failed))
+        return failed
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Yield document keys under ``prefix`` (segment-wise, recursive), via

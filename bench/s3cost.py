@@ -1,0 +1,160 @@
+"""What a registration costs on S3, request by request: requests and CPU per item.
+
+    .venv/bin/python bench/s3cost.py --quick    # 24 items, prints only
+    .venv/bin/python bench/s3cost.py            # 100 items, writes BENCHMARKS.md
+
+The moto server runs in its own process (``bench/common.py:S3Process``)
+behind ``bench/latproxy.py`` (``--latency-ms``, 30 by default), which counts
+every request. Two shapes, each into a seeded catalog (root and collection
+hold one item already, registered before the measurement):
+
+- ``one by one``: one ``producer.register([path])`` call per item (the
+  event-driven shape: one commit per product);
+- ``one batch``: one ``producer.register(paths)`` call for all items.
+
+Both go through one store opened (and its S3 client built) before the
+clock starts, as in a long-running writer. Per item: S3 requests by kind (method and document kind), the writer's CPU
+(this process) and the server's CPU (the moto process). Writes nothing but
+the catalogs on the local S3 (dropped afterwards) and, without ``--quick``
+or with ``--write``, its section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import common as c
+from bench.concurrency import WARM_COG, _request_kind
+from bench.latproxy import LatencyProxy
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def measure(s3: Any, proxy: LatencyProxy, name: str, files: list[str], batch: bool) -> dict:
+    """Register ``files`` into a fresh seeded catalog; requests and CPU per item."""
+    import producer
+    from producer.store import open_store
+
+    catalog = s3.url(name)
+    (seed,) = producer.register(
+        [str(c.cog_path(WARM_COG))],
+        catalog=catalog,
+        collection=c.COLLECTION,
+        storage_options=s3.storage_options,
+    )
+    assert seed.ok, seed.error
+    options = {
+        **s3.storage_options,
+        "client_kwargs": {**s3.storage_options["client_kwargs"], "endpoint_url": proxy.endpoint_url},
+    }
+    # one store for the whole run, its S3 client built before the clock
+    # starts (a register(storage_options=...) per item builds a new client
+    # each time, ~0.2 s CPU: cold start is bench/coldstart.py's subject)
+    store = open_store(catalog, options)
+    store.fs.connect()
+    trace0 = len(proxy.trace)
+    server0 = s3.cpu_seconds()
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    if batch:
+        results = producer.register(files, catalog=store, collection=c.COLLECTION)
+    else:
+        results = [
+            r for path in files for r in producer.register([path], catalog=store, collection=c.COLLECTION)
+        ]
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    server = s3.cpu_seconds() - server0
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise RuntimeError(f"{name}: {len(failed)} failed, first: {failed[0].error}")
+    kinds = Counter(_request_kind(*t) for t in proxy.trace[trace0:])
+    problems = [
+        p for p in producer.validate_catalog(catalog, storage_options=s3.storage_options) if p.is_error
+    ]
+    s3.drop(name)
+    n = len(files)
+    return {
+        "items/s": n / wall,
+        "requests": sum(kinds.values()) / n,
+        "kinds": {k: v / n for k, v in sorted(kinds.items())},
+        "cpu_ms": 1000 * cpu / n,
+        "server_ms": 1000 * server / n,
+        "valid": not problems,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="24 items (CI smoke test), prints only")
+    ap.add_argument("--items", type=int, help="items per shape (default 100)")
+    ap.add_argument("--latency-ms", type=float, default=30.0)
+    ap.add_argument("--write", action=argparse.BooleanOptionalAction, default=None)
+    ap.add_argument("--out", type=Path, default=c.BENCHMARKS_MD)
+    args = ap.parse_args(argv)
+    n = args.items or (24 if args.quick else 100)
+    write = (not args.quick) if args.write is None else args.write
+    log(f"{'quick' if args.quick else 'full'} run on {c.machine_note()}")
+    files = c.ensure_cogs(n, log)
+    if not c.cog_path(WARM_COG).exists():
+        c._write_cog(WARM_COG)
+    load0 = os.getloadavg()[0]
+    rows, kinds_lines = [], []
+    with c.S3Process() as s3, LatencyProxy(s3.endpoint_url, args.latency_ms / 1000.0) as proxy:
+        for label, batch in (("one by one", False), ("one batch", True)):
+            r = measure(s3, proxy, f"s3cost-{'batch' if batch else 'single'}", files, batch)
+            log(
+                f"  {label}: {r['items/s']:.1f} items/s, {r['requests']:.1f} requests/item, "
+                f"cpu {r['cpu_ms']:.1f} ms/item (server {r['server_ms']:.1f}), load {os.getloadavg()[0]:.1f}"
+            )
+            kinds = ", ".join(f"{k} {v:.2f}" for k, v in r["kinds"].items())
+            log(f"    {kinds}")
+            kinds_lines.append(f"- {label}: {kinds}")
+            rows.append(
+                [
+                    label,
+                    n,
+                    f"{r['items/s']:.1f}",
+                    f"{r['requests']:.2f}",
+                    f"{r['cpu_ms']:.1f} ms",
+                    f"{r['server_ms']:.1f} ms",
+                    f"{1000 * r['cpu_ms'] / 1000 / max(r['requests'], 1e-9):.1f} ms",
+                    "valid" if r["valid"] else "ERRORS",
+                ]
+            )
+    load1 = os.getloadavg()[0]
+    body = c.table(
+        [
+            "shape",
+            "items",
+            "items/s",
+            "S3 requests/item",
+            "writer CPU/item",
+            "server CPU/item",
+            "writer CPU/request",
+            "validate_catalog",
+        ],
+        rows,
+    )
+    note = f"_{c.machine_note()}; +{args.latency_ms:.0f} ms per request; load {load0:.1f} → {load1:.1f}._"
+    log("\n" + note + "\n\n" + body + "\n\n" + "\n".join(kinds_lines))
+    if write:
+        c.write_section(
+            "s3-cost",
+            note + "\n\n" + body + "\n\nRequests per item by kind:\n\n" + "\n".join(kinds_lines),
+            args.out,
+        )
+        log(f"updated {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,123 @@
+"""The mirror's compaction lease (issue 12): one writer compacts a partition
+while the others skip, an expired lease is taken over by compare-and-swap,
+and readers, validate and reconcile ignore the lease object."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+import producer
+from producer import mirror
+from producer.changes import Change, ChangeKind
+from producer.mirror import MirrorSink, compact_leased, lease_key, rebuild, release_lease, take_lease
+from producer.store import open_store
+from producer.store.base import Store
+from tests.crashes import write_tile
+
+BASE = "c/items.parquet"
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> tuple[Path, Store]:
+    folder = tmp_path / "tiles"
+    tiles = [write_tile(folder, f"t{i}_2024011{i}.tif", 6.0 + i, 46.0) for i in range(3)]
+    root = tmp_path / "cat"
+    producer.register(tiles, catalog=str(root), collection="c")
+    store = open_store(str(root))
+    rebuild(store, "c", only_stale=False)
+    return root, store
+
+
+def _edit_all(store: Store, sink: MirrorSink, tag: str) -> None:
+    """One UPDATED change per item, each applied alone (one fragment each)."""
+    items = [doc for _, doc in mirror.walk_collection(store, "c") if doc.get("type") == "Feature"]
+    for n, item in enumerate(sorted(items, key=lambda d: d["id"]), start=1):
+        item = json.loads(json.dumps(item))
+        item["properties"]["updated"] = f"2099-0{n}-01T00:00:00Z"
+        item["properties"]["title"] = f"{tag} {n}"
+        key = f"c/{item['id']}/{item['id']}.json"
+        sink.apply({}, [Change(ChangeKind.UPDATED, "c", item["id"], key, item)])
+
+
+def test_a_writer_that_finds_the_lease_held_writes_its_fragment_and_does_not_compact(catalog) -> None:
+    root, store = catalog
+    held = take_lease(store, BASE)
+    assert held is not None
+    _edit_all(store, MirrorSink(store, compact_after=1, check_every=1), "edit")
+    assert len(mirror.list_fragments(store, BASE)) == 3  # nothing folded while held
+    rows, _ = mirror.read_mirror(store, BASE)
+    assert sorted(it["properties"]["title"] for it in rows.values()) == ["edit 1", "edit 2", "edit 3"]
+    release_lease(store, BASE, held)
+    assert not store.exists(lease_key(BASE))
+    assert compact_leased(store, BASE) is True
+    assert mirror.list_fragments(store, BASE) == [] and not store.exists(lease_key(BASE))
+
+
+def test_only_one_of_two_writers_takes_the_lease_and_an_expired_one_is_taken_over_once(catalog) -> None:
+    _, store = catalog
+    now = time.time()
+    first = take_lease(store, BASE, now)
+    assert first is not None
+    assert take_lease(store, BASE, now + 1) is None  # held, not expired
+    late = now + mirror.LEASE_SECONDS + 1  # the holder died: expired
+    data, stale = store.get(lease_key(BASE))
+    taken = take_lease(store, BASE, late)
+    assert taken is not None and taken != first
+    # a second writer that read the expired lease before the takeover loses its put
+    with pytest.raises(producer.errors.PreconditionFailed):
+        store.put(lease_key(BASE), data, if_version=stale)
+    assert take_lease(store, BASE, late) is None
+    release_lease(store, BASE, first)  # the dead holder's release leaves the new lease
+    assert store.exists(lease_key(BASE))
+    release_lease(store, BASE, taken)
+    assert not store.exists(lease_key(BASE))
+
+
+def test_validate_reconcile_and_search_ignore_a_lease_object(catalog) -> None:
+    root, store = catalog
+    assert take_lease(store, BASE) is not None
+    assert producer.validate_catalog(str(root)) == []
+    report = producer.reconcile(str(root))
+    assert report.problems == [] and report.found == {}
+    fixed = producer.reconcile(str(root), fix=True)
+    assert fixed.problems == [] and fixed.fixed == {}
+    assert store.exists(lease_key(BASE))  # the fix leaves a live lease to its holder
+    ids = sorted(f["id"] for f in producer.search(str(root))["features"])
+    assert len(ids) == 3
+
+
+def test_a_leased_compaction_on_s3_deletes_its_fragments_with_one_request(tmp_path: Path, s3_server) -> None:
+    """On S3 the folded fragments go in one DeleteObjects (a HEAD and a
+    DELETE each before), and the lease is created and deleted around it."""
+    from tests.faultproxy import FaultProxy
+
+    folder = tmp_path / "tiles"
+    tiles = [write_tile(folder, f"s{i}_2024021{i}.tif", 6.0 + i, 46.0) for i in range(3)]
+    url = f"s3://{s3_server.new_bucket()}/stac"
+    producer.register(tiles, catalog=url, collection="c", storage_options=s3_server.storage_options)
+    plain = open_store(url, s3_server.storage_options)
+    rebuild(plain, "c", only_stale=False)
+    _edit_all(plain, MirrorSink(plain, compact_after=-1), "edit")  # 3 fragments, no compaction
+    assert len(mirror.list_fragments(plain, BASE)) == 3
+    with FaultProxy(s3_server.endpoint_url) as proxy:
+        options = {
+            **s3_server.storage_options,
+            "client_kwargs": {
+                **s3_server.storage_options["client_kwargs"],
+                "endpoint_url": proxy.endpoint_url,
+            },
+        }
+        assert compact_leased(open_store(url, options), BASE) is True
+        trace = list(proxy.trace)
+    lines = [f"{m} {p} {q}" for m, p, q in trace]
+    frag_requests = [(m, q) for m, p, q in trace if "/items-fragments/" in p and not p.endswith(".lease")]
+    assert [m for m, _ in frag_requests if m in ("HEAD", "DELETE")] == [], lines
+    assert len([q for m, _, q in trace if m == "POST" and "delete" in q]) == 1, lines
+    assert [m for m, p, _ in trace if p.endswith("/compacting.lease")] == ["GET", "PUT", "DELETE"], lines
+    assert mirror.list_fragments(plain, BASE) == [] and not plain.exists(lease_key(BASE))
+    rows, _ = mirror.read_mirror(plain, BASE)
+    assert sorted(it["properties"]["title"] for it in rows.values()) == ["edit 1", "edit 2", "edit 3"]
