@@ -37,7 +37,7 @@ from producer.results import Action, RegisterResult
 from producer.sinks import Outbox, SinkFailure, check_sinks, deliver, remedy_text, removed
 from producer.sources import PRODUCT_SUFFIXES, expand_paths
 from producer.store import open_store
-from producer.store.base import Store, batch_durability, durability
+from producer.store.base import Store, batch_durability, durability, durable_now
 from producer.urls import is_remote
 from producer.validate import Validator, default_validator
 
@@ -360,6 +360,11 @@ def _register_chunk(
                     f"{result.source}: item written but not linked ({exc}); register it again",
                     _as_project_error(exc),
                 )
+        # extraction itself failed (a fork refused, say): one result per product still
+        for source in chunk[len(results) :]:
+            lost = RegisterResult(source=source)
+            lost.fail(f"{source}: not registered ({exc}); register it again", _as_project_error(exc))
+            results.append(lost)
         return results
     written = [(key, doc) for key, doc, _ in committed]
     if written and not _link_written(committer, collection, written, collection_meta, preread, prepared):
@@ -591,7 +596,8 @@ def _register_pipelined(
                 prepared.append(entry)
                 if refused is None and len(prepared) == 1:
                     try:
-                        committer.ensure_root(preread)
+                        with durable_now(committer.store):  # storage never holds items without a root
+                            committer.ensure_root(preread)
                     except (ProducerError, OSError) as exc:
                         refused = exc
                 if refused is None:
@@ -605,6 +611,11 @@ def _register_pipelined(
                     f"{result.source}: item written but not linked ({exc}); register it again",
                     _as_project_error(exc),
                 )
+        # extraction itself failed (a fork refused, say): one result per product still
+        for source in chunk[len(results) :]:
+            lost = RegisterResult(source=source)
+            lost.fail(f"{source}: not registered ({exc}); register it again", _as_project_error(exc))
+            results.append(lost)
         return results
     if refused is not None:
         _fail_all(prepared, _as_project_error(refused, "cannot write the root catalog: "))

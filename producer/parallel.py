@@ -310,7 +310,7 @@ def _alone(
     except EOFError:
         worker.join()
         code = worker.exitcode or 0
-        how = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        how = f"killed by signal {_signal_name(-code)}" if code < 0 else f"exit code {code}"
         return on_broken(
             source,
             WorkerDied(
@@ -321,3 +321,11 @@ def _alone(
         receive.close()
     worker.join()
     return result
+
+
+def _signal_name(number: int) -> str:
+    """``SIGKILL`` for 9; a real-time signal (no name in :class:`signal.Signals`) by number."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)

@@ -5,6 +5,7 @@ extracted again and registered."""
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import shutil
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import producer
-from producer import extract, parallel
+from producer import extract, ingest, parallel
 from producer.errors import StoreError
 from producer.ingest import register_products
 from producer.options import RegisterOptions
@@ -40,7 +41,8 @@ def _kill_on(bad: set[str], how: str = "exit"):
         if source in bad and os.getpid() != parent:
             if how == "exit":
                 os._exit(3)
-            os.kill(os.getpid(), signal.SIGKILL)
+            # SIGRTMIN + 6 has no name in signal.Signals (its ValueError escaped)
+            os.kill(os.getpid(), signal.SIGKILL if how == "sigkill" else signal.SIGRTMIN + 6)
         return f"ok {source} {os.getpid()}"
 
     return job
@@ -66,7 +68,7 @@ def test_auto_kind_forks_only_large_batches_on_idle_cores_from_a_single_thread(m
         other.join()
 
 
-@pytest.mark.parametrize("how", ["exit", "sigkill"])
+@pytest.mark.parametrize("how", ["exit", "sigkill", "realtime-signal"])
 def test_a_product_killing_its_worker_fails_alone_and_the_others_are_extracted_again(how):
     sources = [f"p{i:03d}" for i in range(40)]
     out = list(parallel.prepare_all(_kill_on({"p017"}, how), sources, 2, _broken, kind="process"))
@@ -255,3 +257,53 @@ def test_a_single_threaded_process_registering_128_products_forks_and_the_catalo
     workers = set(map(int, pids.read_text().split()))
     assert parent not in workers and len(workers) == 2, (parent, workers)
     assert_stac_valid_tree(tmp_path / "cat")
+
+
+def test_a_pooled_batch_whose_extraction_fails_midway_reports_every_product(tmp_path, monkeypatch):
+    """An error escaping extraction (a fork refused, say) ended the pipelined
+    batch with the results extracted so far: the rest were never reported,
+    and the CLI exited 0."""
+    monkeypatch.setattr(parallel, "EXTRACT_KIND", "thread")
+    sources = _cogs(tmp_path / "data", 12)
+    real = ingest._prepare
+
+    def prepare(source, *args, **kwargs):
+        if source == sources[5]:
+            raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(ingest, "_prepare", prepare)
+    results = register_products(
+        sources, catalog=str(tmp_path / "cat"), collection="c", options=RegisterOptions(workers=2)
+    )
+    assert [r.source for r in results] == sources
+    failed = [r for r in results if r.action == "error"]
+    assert sources[5] in {r.source for r in failed}
+    assert all(r.action in ("error", "created") for r in results)
+    assert all("register it again" in (r.error or "") for r in failed)
+    if (tmp_path / "cat" / "catalog.json").exists():  # items written before the error: none linked
+        assert_stac_valid_tree(tmp_path / "cat")
+
+
+def test_a_pooled_batch_makes_the_root_durable_before_its_first_item(tmp_path, monkeypatch):
+    """The pipelined batch wrote the root inside the batch, so its folder was
+    fsynced at the batch's end, after the items: a power loss could leave item
+    folders and no catalog.json."""
+    monkeypatch.setattr(parallel, "EXTRACT_KIND", "thread")
+    sources = _cogs(tmp_path / "data", 12)
+    root = tmp_path / "cat"
+    events: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        events.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    results = register_products(
+        sources, catalog=str(root), collection="c", options=RegisterOptions(workers=2)
+    )
+    assert [r.action for r in results] == ["created"] * len(sources)
+    root_dir = os.path.realpath(root)
+    first_item = min(i for i, path in enumerate(events) if "/c/cog_" in path)
+    assert root_dir in events[:first_item], "the root's folder was not durable before the first item"

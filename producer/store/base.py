@@ -41,6 +41,14 @@ def batch_durability(store: Any) -> contextlib.AbstractContextManager[None]:
     return batch() if batch is not None else contextlib.nullcontext()
 
 
+def durable_now(store: Any) -> contextlib.AbstractContextManager[None]:
+    """The writes made inside are durable when each returns, even inside a
+    :func:`batch_durability` (:meth:`producer.store.local.LocalStore.unbatched`);
+    a no-op for stores without batches."""
+    unbatched = _local_method(store, "unbatched")
+    return unbatched() if unbatched is not None else contextlib.nullcontext()
+
+
 def durability(store: Any, mode: str) -> contextlib.AbstractContextManager[None]:
     """The writes made inside (this context, and threads handed it) with
     durability ``mode``: ``fsync`` (the store's own default) or ``os`` (a

@@ -330,6 +330,22 @@ class LocalStore:
             self._fsync_dir(directory, gone_ok=True)
 
     @contextlib.contextmanager
+    def unbatched(self) -> Iterator[None]:
+        """The writes made inside (this context) are durable when each
+        returns, as outside a batch, even inside one: for a document others
+        must find on storage before the batch's next writes (the root before
+        the first item)."""
+        current = _BATCHES.get() or {}
+        if id(self) not in current:
+            yield
+            return
+        token = _BATCHES.set({k: v for k, v in current.items() if k != id(self)})
+        try:
+            yield
+        finally:
+            _BATCHES.reset(token)
+
+    @contextlib.contextmanager
     def os_durability(self) -> Iterator[None]:
         """No fsync for the writes made inside (this context and the threads
         it is handed to): durability ``os`` for one call, whatever
