@@ -109,13 +109,14 @@ class _Group(click.Group):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
-        """Run the program. When it is *the* program (the console script or
-        ``python -m producer.cli``: arguments from ``sys.argv``, standalone
-        mode), prepare the process and end it with
-        :func:`producer.process.quick_exit` (no interpreter teardown); a
-        caller that passes ``args`` (tests, ``CliRunner``) or turns standalone
-        mode off gets click's own behaviour."""
-        if args is not None or not standalone_mode:
+        """Run the program. When it is *the* program (called from the
+        ``__main__`` module: the console script or ``python -m producer.cli``;
+        arguments from ``sys.argv``, standalone mode), prepare the process and
+        end it with :func:`producer.process.quick_exit` (no interpreter
+        teardown); any other caller (a module calling ``main()``, tests,
+        ``CliRunner``, ``args`` passed, standalone mode off) gets click's own
+        behaviour: a ``SystemExit`` it can catch."""
+        if args is not None or not standalone_mode or not _called_by_main_module():
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         from producer import process  # noqa: PLC0415 (see the module doc)
 
@@ -125,6 +126,17 @@ class _Group(click.Group):
         except SystemExit as exc:
             process.quick_exit(exc.code)
         process.quick_exit(0)
+
+
+def _called_by_main_module() -> bool:
+    """Whether the code that called the group (past :meth:`_Group.main`
+    and click's frames) is the ``__main__`` module: the process is this program."""
+    frame = sys._getframe(1)
+    while frame is not None and (
+        frame.f_code is _Group.main.__code__ or frame.f_globals.get("__name__", "").startswith("click.")
+    ):
+        frame = frame.f_back  # type: ignore[assignment]
+    return frame is not None and frame.f_globals.get("__name__") == "__main__"
 
 
 def _storage_options(pairs: Sequence[str], flag: str = "--storage-option") -> dict[str, Any]:

@@ -692,16 +692,21 @@ def _schema_sources() -> list[tuple[str, Traversable]]:
 @functools.lru_cache(maxsize=1)
 def _sources_stamp() -> str:
     """What a cache index must match: the cache format, fastjsonschema's
-    version, the interpreter, and each schema file's name, size and
-    modification time (a file outside the file system: its bytes). Costs a
-    directory walk and a ``stat`` per file, never a JSON parse."""
+    version, stac-producer's version, the interpreter, and each schema
+    file's name, absolute path, size and modification time (a file outside
+    the file system: its bytes). Costs a directory walk and a ``stat`` per
+    file, never a JSON parse."""
+    from producer import __version__  # noqa: PLC0415 (the package is imported already)
+
     digest = hashlib.sha256()
-    for part in (_CACHE_FORMAT, fastjsonschema.VERSION, sys.implementation.cache_tag):
+    for part in (_CACHE_FORMAT, __version__, fastjsonschema.VERSION, sys.implementation.cache_tag):
         digest.update(f"{part}\n".encode())
     for name, file in _schema_sources():
         if isinstance(file, Path):
+            # the absolute path too: two installs sharing a cache (same sizes and
+            # times in reproducible builds) never take each other's checks
             st = file.stat()
-            digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            digest.update(f"{name}\0{os.path.abspath(file)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         else:
             digest.update(name.encode() + b"\0" + file.read_bytes() + b"\n")
     return digest.hexdigest()

@@ -172,6 +172,26 @@ def test_the_library_does_not_quick_exit_or_touch_the_environment() -> None:
     assert proc.stdout.splitlines()[-1] == "SystemExit 0 None"
 
 
+def test_a_module_calling_main_gets_a_system_exit_it_can_catch(tmp_path: Path) -> None:
+    """Only the __main__ module (the console script, ``python -m``) is the
+    program: a module that calls ``main()`` with ``sys.argv`` set (a user's
+    script importing a helper, a test) got the process ended under it."""
+    (tmp_path / "helper_calls_cli.py").write_text(
+        "import sys\n"
+        "sys.argv = ['stac-producer', '--help']\n"
+        "from producer.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    print('caught', exc.code)\n"
+    )
+    proc = _run(
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import helper_calls_cli; print('went on')"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-2:] == ["caught 0", "went on"]
+
+
 @pytest.mark.parametrize("value", [None, 0, 3, "message"])
 def test_exit_code_matches_sys_exit(value: object) -> None:
     from producer.process import exit_code
@@ -201,14 +221,15 @@ print(json.dumps(len(reads)))
 """
 
 
-def _schema_reads(tmp_path: Path, cache: Path, run: str) -> int:
+def _schema_reads(tmp_path: Path, cache: Path, run: str, prefix: str = "") -> int:
     data = tmp_path / "data"
     product = data / "utm_20240513.tif"
     if not product.exists():
         data.mkdir(exist_ok=True)
         product = rasters.WRITERS["utm"](data)
     catalog = tmp_path / f"cat-{run}"
-    proc = _run(COUNT_SCHEMA_READS, str(product), str(catalog), env={"STAC_PRODUCER_CACHE_DIR": str(cache)})
+    code = prefix + COUNT_SCHEMA_READS
+    proc = _run(code, str(product), str(catalog), env={"STAC_PRODUCER_CACHE_DIR": str(cache)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_stac_valid_tree(catalog)
     return int(json.loads(proc.stdout.splitlines()[-1]))
@@ -219,6 +240,20 @@ def test_a_warm_process_parses_no_schema(tmp_path: Path) -> None:
     assert _schema_reads(tmp_path, cache, "cold") > 0  # the first process compiles
     assert (cache / "index-v2.json").is_file()
     assert _schema_reads(tmp_path, cache, "warm") == 0
+
+
+def test_a_cache_built_by_another_version_is_not_trusted(tmp_path: Path) -> None:
+    """The index matched schema files by name, size and time only: another
+    stac-producer sharing the cache (same sizes and times, as reproducible
+    builds give) would have used checks compiled from other schemas."""
+    cache = tmp_path / "cache"
+    assert _schema_reads(tmp_path, cache, "cold") > 0
+    assert (
+        _schema_reads(
+            tmp_path, cache, "other", prefix="import producer; producer.__version__ = '0.0.0-other'\n"
+        )
+        > 0
+    )
 
 
 def test_precompiled_cache_leaves_nothing_to_parse(tmp_path: Path) -> None:
