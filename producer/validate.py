@@ -696,10 +696,10 @@ def _sources_stamp() -> str:
     file's name, absolute path, size and modification time (a file outside
     the file system: its bytes). Costs a directory walk and a ``stat`` per
     file, never a JSON parse."""
-    from producer import __version__  # noqa: PLC0415 (the package is imported already)
-
+    # the package (imported before any of its modules), read without an import: no cycle
+    version = getattr(sys.modules.get("producer"), "__version__", "")
     digest = hashlib.sha256()
-    for part in (_CACHE_FORMAT, __version__, fastjsonschema.VERSION, sys.implementation.cache_tag):
+    for part in (_CACHE_FORMAT, version, fastjsonschema.VERSION, sys.implementation.cache_tag):
         digest.update(f"{part}\n".encode())
     for name, file in _schema_sources():
         if isinstance(file, Path):
