@@ -649,8 +649,15 @@ CACHE_ENV = "STAC_PRODUCER_CACHE_DIR"
 #: bump when the options of compile_to_code above (or the schema it is given)
 #: or the index layout change
 _CACHE_FORMAT = "2"
-#: the index beside the compiled checks (see :func:`_index`)
-_INDEX_NAME = f"index-v{_CACHE_FORMAT}.json"
+#: the index beside the compiled checks (see :func:`_index`), one per install
+_INDEX_PREFIX = f"index-v{_CACHE_FORMAT}-"
+
+
+def _index_name() -> str:
+    """This install's index file: named after its stamp, so installs sharing
+    a cache folder (two virtualenvs, two versions) keep one index each rather
+    than overwriting each other's on every run."""
+    return f"{_INDEX_PREFIX}{_sources_stamp()[:16]}.json"
 
 
 def cache_dir() -> Path | None:
@@ -720,7 +727,7 @@ def _index() -> dict[str, Any] | None:
     """The cache index, when there is a cache and its index matches the
     installed schemas (:func:`_sources_stamp`); read once per process.
 
-    The index (``index-v2.json`` beside the compiled checks) holds what a
+    The index (``index-v2-<stamp>.json`` beside the compiled checks) holds what a
     process would otherwise parse every schema for: the URL of every offline
     schema, every ``format`` name, and schema URL → file of its compiled
     check (null: fastjsonschema cannot compile it). A missing, unreadable,
@@ -736,7 +743,7 @@ def _index() -> dict[str, Any] | None:
 
 def _read_index(folder: Path) -> dict[str, Any] | None:
     try:
-        index = json.loads((folder / _INDEX_NAME).read_bytes())
+        index = json.loads((folder / _index_name()).read_bytes())
         if (
             index["format"] == _CACHE_FORMAT
             and index["stamp"] == _sources_stamp()
@@ -771,11 +778,11 @@ def _record_check(url: str, name: str | None) -> None:
     _INDEXES[folder] = current
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = folder / f".{_INDEX_NAME}.{os.getpid()}.{threading.get_ident()}.tmp"
+        tmp = folder / f".{_index_name()}.{os.getpid()}.{threading.get_ident()}.tmp"
         tmp.write_text(
             json.dumps({"format": _CACHE_FORMAT, "stamp": _sources_stamp(), **current}, sort_keys=True)
         )
-        os.replace(tmp, folder / _INDEX_NAME)
+        os.replace(tmp, folder / _index_name())
     except OSError:
         pass
 

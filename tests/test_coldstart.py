@@ -238,7 +238,7 @@ def _schema_reads(tmp_path: Path, cache: Path, run: str, prefix: str = "") -> in
 def test_a_warm_process_parses_no_schema(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     assert _schema_reads(tmp_path, cache, "cold") > 0  # the first process compiles
-    assert (cache / "index-v2.json").is_file()
+    assert len(list(cache.glob("index-v2-*.json"))) == 1
     assert _schema_reads(tmp_path, cache, "warm") == 0
 
 
@@ -254,6 +254,17 @@ def test_a_cache_built_by_another_version_is_not_trusted(tmp_path: Path) -> None
         )
         > 0
     )
+
+
+def test_two_installs_sharing_a_cache_both_stay_warm(tmp_path: Path) -> None:
+    """Each install wrote its own stamp into the one index, so two of them
+    sharing ``~/.cache`` overwrote each other's and recompiled on every run."""
+    cache = tmp_path / "cache"
+    other = "import producer; producer.__version__ = '0.0.0-other'\n"
+    assert _schema_reads(tmp_path, cache, "cold") > 0
+    assert _schema_reads(tmp_path, cache, "other-cold", prefix=other) > 0
+    assert _schema_reads(tmp_path, cache, "warm") == 0
+    assert _schema_reads(tmp_path, cache, "other-warm", prefix=other) == 0
 
 
 def test_precompiled_cache_leaves_nothing_to_parse(tmp_path: Path) -> None:
@@ -273,7 +284,7 @@ def test_precompiled_cache_leaves_nothing_to_parse(tmp_path: Path) -> None:
 def test_a_damaged_or_old_cache_is_ignored_and_rebuilt(tmp_path: Path, damage: str) -> None:
     cache = tmp_path / "cache"
     assert _schema_reads(tmp_path, cache, "cold") > 0
-    index_file = cache / "index-v2.json"
+    (index_file,) = cache.glob("index-v2-*.json")
     index = json.loads(index_file.read_text())
     if damage == "garbage index":
         index_file.write_bytes(b"\x00{not json")
