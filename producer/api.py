@@ -93,12 +93,13 @@ def build_sinks(
     Connects to nothing yet (the verbs check the sinks before their first
     write). Raises :class:`~producer.errors.InputError` for a topic that is
     not an ARN or an ``on_change`` that is not callable."""
-    from producer.sinks.notify import notification_sinks  # noqa: PLC0415
-
     sinks: list[Sink] = [_mirror_sink(store)]
     if pgstac:
         sinks.append(_pgstac_sink(pgstac))
-    sinks += notification_sinks(sns_topic=sns_topic, on_change=on_change, catalog_url=store.url)
+    if sns_topic or on_change is not None:  # imported only then: a plain register's cold start skips it
+        from producer.sinks.notify import notification_sinks  # noqa: PLC0415
+
+        sinks += notification_sinks(sns_topic=sns_topic, on_change=on_change, catalog_url=store.url)
     sinks += extra
     return sinks
 
