@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from producer import ingest
-from producer.audit import Problem, audit
 from producer.changes import Change, Sink
 from producer.errors import Hint, InputError
 from producer.extract.ids import make_item_id
@@ -29,6 +28,7 @@ from producer.sources import PRODUCT_SUFFIXES, expand_paths  # (also re-exported
 from producer.store.base import Store
 
 if TYPE_CHECKING:
+    from producer.audit import Problem
     from producer.repair import ReconcileReport
     from producer.sinks.pgstac import PgstacSink
 
@@ -343,6 +343,8 @@ def validate_catalog(
     and duplicate links, orphan documents and extents that contain their items.
     Writes nothing.
     """
+    from producer.audit import audit  # noqa: PLC0415 (the read-only verbs only: a register's cold start skips it)
+
     store = open_catalog(catalog, storage_options)
     return audit(
         store, validator(), check_assets=check_assets, storage_options=storage_options, keep_items=False

@@ -177,8 +177,9 @@ def test_cli_register_into_a_local_catalog_imports_neither_fsspec_nor_urllib3(tm
 #: (pyarrow, pandas, stac-geoparquet), the datacube reader (xarray and the
 #: producer's own module, which a GeoTIFF never reaches), jsonschema (only
 #: for the messages of a document the compiled checks refuse), and the
-#: other verbs' and sinks' modules (notify: no topic, no callback); each
-#: one costs the cold start it is loaded in (issue 12 point 6)
+#: other verbs' and sinks' modules (notify: no topic, no callback; audit:
+#: validate and reconcile, and a removal's extent walk); each one costs
+#: the cold start it is loaded in (issue 12 point 6)
 NOT_ON_LOCAL_REGISTER = (
     "fsspec",
     "s3fs",
@@ -195,6 +196,7 @@ NOT_ON_LOCAL_REGISTER = (
     "producer.extract.datacube",
     "producer.sinks.pgstac",
     "producer.sinks.notify",
+    "producer.audit",
     "producer.query",
     "producer.events",
     "producer.demo",
