@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from producer import ingest
-from producer.audit import Problem, audit
 from producer.changes import Change, Sink
 from producer.errors import Hint, InputError
 from producer.extract.ids import make_item_id
@@ -29,6 +28,7 @@ from producer.sources import PRODUCT_SUFFIXES, expand_paths  # (also re-exported
 from producer.store.base import Store
 
 if TYPE_CHECKING:
+    from producer.audit import Problem
     from producer.repair import ReconcileReport
     from producer.sinks.pgstac import PgstacSink
 
@@ -93,12 +93,13 @@ def build_sinks(
     Connects to nothing yet (the verbs check the sinks before their first
     write). Raises :class:`~producer.errors.InputError` for a topic that is
     not an ARN or an ``on_change`` that is not callable."""
-    from producer.sinks.notify import notification_sinks  # noqa: PLC0415
-
     sinks: list[Sink] = [_mirror_sink(store)]
     if pgstac:
         sinks.append(_pgstac_sink(pgstac))
-    sinks += notification_sinks(sns_topic=sns_topic, on_change=on_change, catalog_url=store.url)
+    if sns_topic or on_change is not None:  # imported only then: a plain register's cold start skips it
+        from producer.sinks.notify import notification_sinks  # noqa: PLC0415
+
+        sinks += notification_sinks(sns_topic=sns_topic, on_change=on_change, catalog_url=store.url)
     sinks += extra
     return sinks
 
@@ -342,6 +343,8 @@ def validate_catalog(
     and duplicate links, orphan documents and extents that contain their items.
     Writes nothing.
     """
+    from producer.audit import audit  # noqa: PLC0415 (the read-only verbs only: a register's cold start skips it)
+
     store = open_catalog(catalog, storage_options)
     return audit(
         store, validator(), check_assets=check_assets, storage_options=storage_options, keep_items=False

@@ -35,7 +35,6 @@ from datetime import UTC, datetime
 from typing import TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from producer.audit import collection_items, usable_items
 from producer.catalog import documents as docs
 from producer.catalog import intents, summaries
 from producer.catalog.extent import format_time, item_interval, parse_time
@@ -1420,6 +1419,10 @@ class Committer:
                 return True  # unreadable item geometry: recompute to be safe
 
         def walk() -> list[dict]:
+            # imported here: only a removal walks the items (a register's
+            # cold start skips producer.audit)
+            from producer.audit import collection_items, usable_items  # noqa: PLC0415
+
             # the item is unlinked, so the walk only meets it again if a
             # register re-linked a new version: that one counts (unmarked)
             return usable_items(

@@ -186,7 +186,7 @@ def prepare(doc: dict[str, Any], key: str, source: str, options: ExtractOptions)
     is registered without it). Reads the product; writes nothing."""
     if not options.thumbnail:
         return None
-    from producer.extract.datacube import is_datacube  # noqa: PLC0415 (loaded with extraction)
+    from producer.extract.source import is_datacube  # noqa: PLC0415 (loaded with extraction)
 
     if is_datacube(source):
         log.warning(

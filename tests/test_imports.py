@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests import rasters
 from tests.trees import assert_stac_valid_tree
 
@@ -168,3 +170,73 @@ def test_cli_register_into_a_local_catalog_imports_neither_fsspec_nor_urllib3(tm
     assert loaded_after(body, str(product), str(catalog), modules=()) == []
     assert (catalog / "c" / "collection.json").exists()
     assert_stac_valid_tree(catalog)
+
+
+#: modules a local ``register one.tif`` into a local catalog never needs:
+#: remote storage (fsspec, s3fs, aiobotocore), the mirror's columnar stack
+#: (pyarrow, pandas, stac-geoparquet), the datacube reader (xarray and the
+#: producer's own module, which a GeoTIFF never reaches), jsonschema (only
+#: for the messages of a document the compiled checks refuse), and the
+#: other verbs' and sinks' modules (notify: no topic, no callback; audit:
+#: validate and reconcile, and a removal's extent walk); each one costs
+#: the cold start it is loaded in (issue 12 point 6)
+NOT_ON_LOCAL_REGISTER = (
+    "fsspec",
+    "s3fs",
+    "aiobotocore",
+    "pyarrow",
+    "pandas",
+    "stac_geoparquet",
+    "xarray",
+    "shapely",
+    "jsonschema",
+    "referencing",
+    "prefect",
+    "duckdb",
+    "producer.extract.datacube",
+    "producer.sinks.pgstac",
+    "producer.sinks.notify",
+    "producer.audit",
+    "producer.query",
+    "producer.events",
+    "producer.demo",
+    "producer.prefect",
+    "producer.removal",
+    "producer.repair",
+)
+
+
+def test_cli_register_of_a_geotiff_loads_no_module_it_does_not_need(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A GeoTIFF into a local catalog, through the CLI as the program, with
+    the compiled schema checks cached (a first process, into another
+    catalog, compiles them: that one needs jsonschema's meta-schemas): none
+    of :data:`NOT_ON_LOCAL_REGISTER` is loaded when the process ends, and
+    the catalog is written and valid."""
+    monkeypatch.setenv("STAC_PRODUCER_CACHE_DIR", str(tmp_path / "checks"))
+    data = tmp_path / "data"
+    data.mkdir()
+    product = rasters.WRITERS["utm"](data)
+    catalog = tmp_path / "cat"
+    body = (
+        "import runpy\n"
+        "sys.argv = ['stac-producer', 'register', sys.argv[1], '--catalog', sys.argv[2], '--collection', 'c']\n"
+        "runpy.run_module('producer.cli', run_name='__main__')\n"
+    )
+    loaded_after(body, str(product), str(tmp_path / "first"), modules=())
+    assert loaded_after(body, str(product), str(catalog), modules=NOT_ON_LOCAL_REGISTER) == []
+    assert (catalog / "c" / "collection.json").exists()
+    assert_stac_valid_tree(catalog)
+
+
+def test_a_datacube_name_is_told_without_the_datacube_reader() -> None:
+    """The dispatch test moved to producer.extract.source: same verdicts,
+    and producer.extract.datacube still exports it."""
+    from producer.extract import datacube, source
+
+    assert datacube.is_datacube is source.is_datacube
+    for name in ("a.nc", "A.NC4", "b.cdf", "c.netcdf", "s3://b/d.zarr/", "https://h/e.nc?x=1"):
+        assert source.is_datacube(name), name
+    for name in ("a.tif", "a.nc.tif", "https://h/e.tif?x=.nc", object()):
+        assert not source.is_datacube(name), name

@@ -31,8 +31,9 @@ What the item says:
   ``xarray:open_kwargs`` (xarray-assets v1.0.0), ``file:*`` for NetCDF.
 
 xarray, netCDF4, cftime and pyproj are imported inside the functions that
-need them: importing this module (the dispatch test :func:`is_datacube`)
-costs nothing.
+need them; the dispatch test :func:`is_datacube` lives in
+:mod:`producer.extract.source` (re-exported here), so that a GeoTIFF's
+register never imports this module.
 """
 
 from __future__ import annotations
@@ -62,7 +63,14 @@ from producer.extract.datetimes import (
 from producer.extract.failures import storage_failure
 from producer.extract.ids import make_item_id, split_location
 from producer.extract.options import ExtractOptions
-from producer.extract.source import check_local_file, check_netcdf_complete
+from producer.extract.source import (  # noqa: F401 (NETCDF_SUFFIXES, ZARR_SUFFIX, is_datacube: re-exported)
+    NETCDF_SUFFIXES,
+    ZARR_SUFFIX,
+    _suffix_of,
+    check_local_file,
+    check_netcdf_complete,
+    is_datacube,
+)
 from producer.redact import clean_href, redact
 from producer.timestamps import format_time
 
@@ -76,8 +84,6 @@ _EXTENSIONS = {"cube:": DATACUBE_EXT, "proj:": PROJECTION_EXT, "raster:": RASTER
 
 MEDIA_NETCDF = "application/netcdf"
 MEDIA_ZARR = "application/vnd+zarr"
-NETCDF_SUFFIXES = (".nc", ".nc4", ".cdf", ".netcdf")
-ZARR_SUFFIX = ".zarr"
 #: key of the single data asset (as for rasters)
 DATA_ASSET = "data"
 #: time axes with at most this many steps list them in ``values``
@@ -113,22 +119,6 @@ TIME_FIX = (
     "ds.expand_dims(time=[numpy.datetime64('2024-05-13')]).to_netcdf('fixed.nc')), "
     "or an ACDD time_coverage_start attribute, or pass the datetime option."
 )
-
-
-def _suffix_of(location: str) -> str:
-    return location.rstrip("/").lower()
-
-
-def is_datacube(source: object) -> bool:
-    """True for a path or URL naming a NetCDF file or a Zarr store (by its
-    name; nothing is read). Open datasets are never datacubes here."""
-    if not isinstance(source, (str, os.PathLike)):
-        return False
-    text = os.fspath(source)
-    if isinstance(text, bytes):  # pragma: no cover - os.PathLike[bytes]
-        text = os.fsdecode(text)
-    name = _suffix_of(text.split("?", 1)[0] if text.startswith(("http://", "https://")) else text)
-    return name.endswith(NETCDF_SUFFIXES) or name.endswith(ZARR_SUFFIX)
 
 
 def is_zarr(location: str) -> bool:

@@ -41,8 +41,6 @@ from producer.errors import InputError, NoGeoreferenceError, ProducerError
 from producer.extract import footprint as _footprint
 from producer.extract.assets import file_info, is_url, media_type, resolve_location, rewrite_href
 from producer.extract.bands import get_bands_info, spatial_resolution
-from producer.extract.datacube import NotNetCDF, is_datacube
-from producer.extract.datacube import create_item as create_datacube_item
 from producer.extract.datetimes import resolve_datetime
 from producer.extract.ids import make_item_id, split_location
 from producer.extract.options import ExtractOptions
@@ -51,6 +49,7 @@ from producer.extract.source import (
     GuardedOpener,
     check_complete,
     check_netcdf_complete,
+    is_datacube,
     open_source,
     raise_read_errors,
     storage_failure,
@@ -246,6 +245,10 @@ def create_item(
     :raises UnsafeIdError: the id from ``options.id_template`` is unsafe.
     """
     if is_datacube(source):  # NetCDF and Zarr: read the CF way, with xarray
+        # imported here: a GeoTIFF's cold start never loads the datacube reader
+        from producer.extract.datacube import NotNetCDF  # noqa: PLC0415
+        from producer.extract.datacube import create_item as create_datacube_item  # noqa: PLC0415
+
         try:
             return create_datacube_item(source, options, href=href)
         except NotNetCDF:

@@ -49,6 +49,29 @@ _SUBDATASET_RE = re.compile(r'^(?P<driver>[A-Za-z0-9_]+):"?(?P<path>.+?)"?:(?P<v
 _REMOTE_NOT_LOCAL = ("http://", "https://")
 
 
+#: names of the products :mod:`producer.extract.datacube` reads (with xarray)
+NETCDF_SUFFIXES = (".nc", ".nc4", ".cdf", ".netcdf")
+ZARR_SUFFIX = ".zarr"
+
+
+def _suffix_of(location: str) -> str:
+    return location.rstrip("/").lower()
+
+
+def is_datacube(source: object) -> bool:
+    """True for a path or URL naming a NetCDF file or a Zarr store (by its
+    name; nothing is read). Open datasets are never datacubes here. Lives
+    here, not in :mod:`producer.extract.datacube`, so that registering a
+    GeoTIFF never imports the datacube reader (cold start, issue 12)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return False
+    text = os.fspath(source)
+    if isinstance(text, bytes):  # pragma: no cover - os.PathLike[bytes]
+        text = os.fsdecode(text)
+    name = _suffix_of(text.split("?", 1)[0] if text.startswith(("http://", "https://")) else text)
+    return name.endswith(NETCDF_SUFFIXES) or name.endswith(ZARR_SUFFIX)
+
+
 @dataclass(frozen=True)
 class OpenedSource:
     """What :func:`open_source` opened: the dataset to read metadata from."""
