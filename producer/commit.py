@@ -1009,7 +1009,9 @@ class Committer:
         """After :meth:`link_items`: make sure no link points at an item a
         concurrent ``remove`` marked or deleted meanwhile.
 
-        Re-reads each item (one GET per item). One that is gone or carries
+        Re-reads each item (one GET per item; its bytes are parsed only when
+        they are not the very ones this committer left there, which are
+        unmarked: :attr:`written_versions`). One that is gone or carries
         :data:`docs.REMOVING` is written again (``put_item``: recreated, or
         rewritten without the mark, which makes the remover's conditional
         delete fail so it keeps the item) and linked again: a register that
@@ -1020,8 +1022,7 @@ class Committer:
         redone: list[str] = []
         for key, item in items:
             for _attempt in range(self.max_retries + 1):
-                current, _ = self.read(key, ("Feature",))
-                if current is not None and not current.get("properties", {}).get(docs.REMOVING):
+                if self._present_unmarked(key):
                     break
                 self.put_item(key, item)
                 self.link_items(collection_id, [(key, item)], collection_meta)
@@ -1032,6 +1033,20 @@ class Committer:
                     f"{self.store_path(key)}: a concurrent remove kept deleting it; register it again later",
                 )
         return redone
+
+    def _present_unmarked(self, key: str) -> bool:
+        """Whether item ``key`` exists without :data:`docs.REMOVING` (one
+        GET). Bytes with the version this committer left there
+        (:attr:`written_versions`: written, or found unchanged; never marked,
+        as the mark is no run field) are not parsed."""
+        try:
+            data, version = self.store.get(key)
+        except NotFound:
+            return False
+        if version == self.written_versions.get(key):
+            return True
+        doc = docs.loads(data, self.store_path(key), expect=("Feature",))
+        return not doc.get("properties", {}).get(docs.REMOVING)
 
     def settle_batch(
         self,

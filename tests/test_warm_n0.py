@@ -109,3 +109,29 @@ def test_file_system_without_unnamed_files_writes_through_a_temp_file(
     assert sorted(p.name for p in (root / "c").iterdir()) == ["x", "y"]
     if local._O_TMPFILE:
         assert store._unnamed is False  # asked once, then remembered
+
+
+def test_settling_an_item_as_written_parses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the link, each item is read back to see that no concurrent
+    remove marked or deleted it; bytes with the very version the register
+    wrote are unmarked by construction, so they are no longer parsed (a
+    densified footprint makes an item the largest document of a register)."""
+    import producer
+    from producer.catalog import documents
+    from tests import rasters
+
+    real_loads = documents.loads
+    parsed: list[str] = []
+
+    def counting_loads(data: bytes, key: str, **kw: object) -> dict:
+        parsed.append(key)
+        return real_loads(data, key, **kw)  # type: ignore[arg-type]
+
+    catalog = str(tmp_path / "cat")
+    producer.register([rasters.write_wgs84(tmp_path / "first")], catalog=catalog, collection="c")
+    monkeypatch.setattr(documents, "loads", counting_loads)
+    (result,) = producer.register([rasters.write_utm(tmp_path / "data")], catalog=catalog, collection="c")
+    assert result.ok, result.error
+    assert result.href is not None
+    assert [key for key in parsed if key.endswith(result.href.rsplit("/", 1)[1])] == []
+    assert any(key.endswith("collection.json") for key in parsed)  # the parents still are
