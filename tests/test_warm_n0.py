@@ -135,3 +135,22 @@ def test_settling_an_item_as_written_parses_nothing(tmp_path: Path, monkeypatch:
     assert result.href is not None
     assert [key for key in parsed if key.endswith(result.href.rsplit("/", 1)[1])] == []
     assert any(key.endswith("collection.json") for key in parsed)  # the parents still are
+
+
+def test_relative_href_of_keys_is_posix_relpath_without_the_working_directory() -> None:
+    """Links are made from keys by splitting them (posixpath.relpath asked
+    os.getcwd() twice per link); odd keys still go through relpath."""
+    import itertools
+    import posixpath
+
+    from producer.catalog.layout import relative_href
+
+    def expected(from_key: str, to_key: str) -> str:
+        rel = posixpath.relpath(to_key, posixpath.dirname(from_key) or ".")
+        return rel if rel.startswith("../") else f"./{rel}"
+
+    parts = ["a", "b", "ab", "collection.json"]
+    keys = ["/".join(p) for n in range(1, 4) for p in itertools.product(parts, repeat=n)]
+    keys += ["a/./b.json", "../x.json", "a//b.json", "/abs/x.json"]
+    for from_key, to_key in itertools.product(keys, repeat=2):
+        assert relative_href(from_key, to_key) == expected(from_key, to_key), (from_key, to_key)
