@@ -336,10 +336,12 @@ class Committer:
     #: or found unchanged), so :meth:`settle_batch` can compare listings
     written_versions: dict[str, str | None] = field(default_factory=dict)
     #: documents read just before this committer existed (key -> bytes,
-    #: version, ``time.monotonic()`` of the read; e.g. the collection read to
-    #: choose the layout): :meth:`preflight` uses one younger than
-    #: :data:`SEED_FRESH` instead of reading it again
-    seeded: dict[str, tuple[bytes, str, float]] = field(default_factory=dict)
+    #: version, ``time.monotonic()`` of the read, and the document parsed
+    #: from the bytes or None; e.g. the collection read to choose the
+    #: layout): :meth:`preflight` uses one younger than :data:`SEED_FRESH`
+    #: instead of reading (and parsing) it again. A parsed one is shared:
+    #: nothing here mutates a document read (compare-and-swap mutates copies)
+    seeded: dict[str, tuple[bytes, str, float, dict | None]] = field(default_factory=dict)
     #: write the asset hrefs of products under the catalog root relative to
     #: the item document (:mod:`producer.hrefs`); False keeps them absolute
     #: (a thumbnail, stored in the catalog, is relative either way)
@@ -1216,7 +1218,9 @@ class Committer:
             if key not in out:
                 seed = self.seeded.pop(key, None)
                 if seed is not None and time.monotonic() - seed[2] <= SEED_FRESH:
-                    doc = docs.loads(seed[0], self.store_path(key), expect=expected_type(key))
+                    doc = seed[3]
+                    if doc is None:
+                        doc = docs.loads(seed[0], self.store_path(key), expect=expected_type(key))
                     out[key] = (absolute_assets(doc, self.store_path(key)), seed[1])
                 else:
                     out[key] = self.read(key, expected_type(key))

@@ -154,3 +154,28 @@ def test_relative_href_of_keys_is_posix_relpath_without_the_working_directory() 
     keys += ["a/./b.json", "../x.json", "a//b.json", "/abs/x.json"]
     for from_key, to_key in itertools.product(keys, repeat=2):
         assert relative_href(from_key, to_key) == expected(from_key, to_key), (from_key, to_key)
+
+
+def test_register_into_a_collection_parses_its_document_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The collection is read once to choose the layout and handed to the
+    batch's preflight; it was parsed there a second time (a flat collection
+    of 10,000 items holds 10,000 links)."""
+    import producer
+    from producer.catalog import documents
+    from tests import rasters
+
+    catalog = str(tmp_path / "cat")
+    producer.register([rasters.write_wgs84(tmp_path / "first")], catalog=catalog, collection="c")
+    real_loads = documents.loads
+    parsed: list[str] = []
+
+    def counting_loads(data: bytes, key: str, **kw: object) -> dict:
+        parsed.append(key)
+        return real_loads(data, key, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(documents, "loads", counting_loads)
+    (result,) = producer.register([rasters.write_utm(tmp_path / "data")], catalog=catalog, collection="c")
+    assert result.ok, result.error
+    assert [key for key in parsed if key.endswith("/c/collection.json")] == [f"{catalog}/c/collection.json"]
