@@ -4,12 +4,8 @@ Atomicity comes from two things:
 
 * every write goes to a hidden temporary file in the target's directory, is
   fsynced, then renamed over the target (``os.replace``), so readers see the
-  old or the new document, never a partial one; a create-only write (a new
-  item, a mirror fragment) goes to an unnamed file there instead
-  (``O_TMPFILE``, Linux), fsynced, then named by ``linkat``, which fails if
-  the name exists (fewer file-system operations, nothing left behind by a
-  killed writer; a named temp file where the file system has no unnamed files);
-* every write and delete checks its condition and renames/links/unlinks while holding
+  old or the new document, never a partial one;
+* every write and delete checks its condition and renames/unlinks while holding
   an exclusive ``fcntl.flock`` on one lock file per catalog root
   (``<root>/.stac-producer.lock``), so compare-and-swap is atomic across
   threads and processes on this host (and across hosts where the file system
@@ -156,25 +152,6 @@ def syncfs(directory: Path) -> None:
         os.close(fd)
 
 
-#: ``open`` flag for an unnamed file in a folder (Linux), else 0
-_O_TMPFILE: int = getattr(os, "O_TMPFILE", 0)
-#: errors of an ``O_TMPFILE`` open that mean "not supported here"
-_NO_UNNAMED = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS})
-_PROC_FD = Path("/proc/self/fd")
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    """Write every byte of ``data`` to ``fd`` (``os.write`` may write part)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _deepest_first(dirs: list[Path]) -> list[Path]:
-    """``dirs`` deepest first (the order :meth:`LocalStore._prune` and the fsyncs take)."""
-    return sorted(dirs, key=lambda d: len(d.parts), reverse=True)
-
-
 def _version(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -223,7 +200,6 @@ class LocalStore:
         self._batch_lock = threading.Lock()  # a batch's folder set is shared by its write threads
         self._real_root: str | None = None  # the root's real path + "/", for open_read
         self._real_dir: str | None = None  # the root's real path, for _path (set once it exists)
-        self._unnamed: bool | None = None  # False: no unnamed files here (see _put_unnamed)
 
     def __repr__(self) -> str:
         return f"LocalStore({self.url!r})"
@@ -493,10 +469,6 @@ class LocalStore:
         data = bytes(data)
         created = self._missing_dirs(path)
         sync = self._syncs()
-        if create_only and self._unnamed is not False:
-            linked = self._put_unnamed(key, path, data, sync, created)
-            if linked is not None:
-                return self._after_put(key, path, data, linked, sync, if_version, create_only)
         try:
             tmp = self._write_temp(key, path, data, sync, mkdir=bool(created))
         except BaseException:
@@ -528,21 +500,6 @@ class LocalStore:
                 os.unlink(tmp)
             self._prune(created)
             raise
-        return self._after_put(key, path, data, created, sync, if_version, create_only)
-
-    def _after_put(
-        self,
-        key: str,
-        path: Path,
-        data: bytes,
-        created: list[Path],
-        sync: bool,
-        if_version: str | None,
-        create_only: bool,
-    ) -> str:
-        """What follows a write that gave ``path`` its new bytes: the folder
-        fsyncs (now, or at the end of the batch), the temp-file sweep, the
-        new version."""
         if sync:
             # the folder holding the new name, and the parent of every folder
             # this write created (its entry is new too); in a batch: once,
@@ -575,121 +532,6 @@ class LocalStore:
             version,
         )
         return version
-
-    def _put_unnamed(
-        self, key: str, path: Path, data: bytes, sync: bool, created: list[Path]
-    ) -> list[Path] | None:
-        """A create-only write without a temp file name: the bytes go to an
-        unnamed file in the target's folder (``O_TMPFILE``), fsynced if
-        ``sync``, which then gets its name by ``linkat`` under the lock.
-        ``linkat`` refuses a name that exists (a file, a folder or a dangling
-        link), so the condition and the write are one step, as the check and
-        rename of a named temp file are. A writer killed before the link
-        leaves nothing behind (the kernel frees the unnamed file): nothing to
-        sweep. Fewer file-system operations than a named temp file (no
-        temp entry created and renamed away, no existence checks).
-
-        Returns the folders this write created (``created``, plus any made
-        again because a concurrent delete pruned them before the link), or
-        None when this file system cannot make unnamed files, or /proc is
-        missing (the caller then writes a named temp file; this store
-        remembers it). Raises :class:`PreconditionFailed` when ``key``
-        exists, :class:`StoreError` for any other failure (the folders this
-        write created are pruned again)."""
-        if not _O_TMPFILE:
-            self._unnamed = False
-            return None
-        try:  # the link names the unnamed file as /proc/self/fd/<fd>
-            proc = os.open(_PROC_FD, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:
-            self._unnamed = False
-            return None
-        try:
-            return self._link_unnamed(key, path, data, sync, created, proc)
-        finally:
-            os.close(proc)
-
-    def _link_unnamed(
-        self, key: str, path: Path, data: bytes, sync: bool, created: list[Path], proc: int
-    ) -> list[Path] | None:
-        """:meth:`_put_unnamed` once /proc/self/fd is open (``proc``)."""
-        made = list(created)
-        try:
-            fd = self._open_unnamed(key, path, made)
-        except BaseException:
-            self._prune(_deepest_first(made))
-            raise
-        if fd is None:
-            self._unnamed = False
-            self._prune(_deepest_first(made))
-            return None
-        try:
-            try:
-                _write_all(fd, data)
-                if sync:
-                    os.fsync(fd)
-            except OSError as exc:  # disk full, quota, I/O error: a store error naming the key
-                raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
-            with self._locked():
-                for attempt in range(5):
-                    try:
-                        os.link(str(fd), path, src_dir_fd=proc, follow_symlinks=True)
-                        break
-                    except FileExistsError:
-                        raise PreconditionFailed(
-                            f"{key!r} already exists in catalog {self.url} (create_only)"
-                        ) from None
-                    except FileNotFoundError:
-                        # a delete pruned the folder (empty: the unnamed file is
-                        # no entry of it) before we held the lock: make it again
-                        if attempt == 4:
-                            raise StoreError(
-                                f"cannot write {key!r} in catalog {self.url}: its directory keeps disappearing"
-                            ) from None
-                        self._make_dirs(key, path, made)
-                    except OSError as exc:
-                        raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
-        except BaseException:
-            self._prune(_deepest_first(made))
-            raise
-        finally:
-            os.close(fd)
-        return _deepest_first(made)
-
-    def _open_unnamed(self, key: str, path: Path, made: list[Path]) -> int | None:
-        """An open unnamed file (``O_TMPFILE``) in ``path``'s folder, made
-        first when ``made`` (the folders missing) is not empty, or when found
-        missing (``made`` gains them); None when the file system cannot make
-        one."""
-        for attempt in range(5):
-            if attempt or made:
-                self._make_dirs(key, path, made)
-            try:
-                return os.open(path.parent, _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o644)
-            except FileNotFoundError:
-                continue  # not there yet, or pruned by a concurrent delete
-            except NotADirectoryError as exc:
-                if not attempt:
-                    continue  # the mkdir of the next attempt says which parent is a file
-                raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
-            except OSError as exc:
-                if exc.errno in _NO_UNNAMED:
-                    return None
-                raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
-        raise StoreError(f"cannot write {key!r} in catalog {self.url}: its directory keeps disappearing")
-
-    def _make_dirs(self, key: str, path: Path, made: list[Path]) -> None:
-        """Create ``path``'s folder and the missing ones above it, adding
-        those to ``made`` (their parents' new entries need an fsync)."""
-        made += [d for d in self._missing_dirs(path) if d not in made]
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError) as exc:
-            raise StoreError(
-                f"cannot write {key!r} in catalog {self.url}: a parent is a file ({exc})"
-            ) from exc
-        except OSError as exc:
-            raise StoreError(f"cannot create the directory for {key!r} in catalog {self.url}: {exc}") from exc
 
     def _missing_dirs(self, path: Path) -> list[Path]:
         """The directories above ``path`` (below the root) that do not exist yet, deepest first."""
