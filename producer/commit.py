@@ -335,10 +335,12 @@ class Committer:
     #: or found unchanged), so :meth:`settle_batch` can compare listings
     written_versions: dict[str, str | None] = field(default_factory=dict)
     #: documents read just before this committer existed (key -> bytes,
-    #: version, ``time.monotonic()`` of the read; e.g. the collection read to
-    #: choose the layout): :meth:`preflight` uses one younger than
-    #: :data:`SEED_FRESH` instead of reading it again
-    seeded: dict[str, tuple[bytes, str, float]] = field(default_factory=dict)
+    #: version, ``time.monotonic()`` of the read, and the document parsed
+    #: from the bytes or None; e.g. the collection read to choose the
+    #: layout): :meth:`preflight` uses one younger than :data:`SEED_FRESH`
+    #: instead of reading (and parsing) it again. A parsed one is shared:
+    #: nothing here mutates a document read (compare-and-swap mutates copies)
+    seeded: dict[str, tuple[bytes, str, float, dict | None]] = field(default_factory=dict)
     #: write the asset hrefs of products under the catalog root relative to
     #: the item document (:mod:`producer.hrefs`); False keeps them absolute
     #: (a thumbnail, stored in the catalog, is relative either way)
@@ -1008,7 +1010,9 @@ class Committer:
         """After :meth:`link_items`: make sure no link points at an item a
         concurrent ``remove`` marked or deleted meanwhile.
 
-        Re-reads each item (one GET per item). One that is gone or carries
+        Re-reads each item (one GET per item; its bytes are parsed only when
+        they are not the very ones this committer left there, which are
+        unmarked: :attr:`written_versions`). One that is gone or carries
         :data:`docs.REMOVING` is written again (``put_item``: recreated, or
         rewritten without the mark, which makes the remover's conditional
         delete fail so it keeps the item) and linked again: a register that
@@ -1019,8 +1023,7 @@ class Committer:
         redone: list[str] = []
         for key, item in items:
             for _attempt in range(self.max_retries + 1):
-                current, _ = self.read(key, ("Feature",))
-                if current is not None and not current.get("properties", {}).get(docs.REMOVING):
+                if self._present_unmarked(key):
                     break
                 self.put_item(key, item)
                 self.link_items(collection_id, [(key, item)], collection_meta)
@@ -1031,6 +1034,20 @@ class Committer:
                     f"{self.store_path(key)}: a concurrent remove kept deleting it; register it again later",
                 )
         return redone
+
+    def _present_unmarked(self, key: str) -> bool:
+        """Whether item ``key`` exists without :data:`docs.REMOVING` (one
+        GET). Bytes with the version this committer left there
+        (:attr:`written_versions`: written, or found unchanged; never marked,
+        as the mark is no run field) are not parsed."""
+        try:
+            data, version = self.store.get(key)
+        except NotFound:
+            return False
+        if version == self.written_versions.get(key):
+            return True
+        doc = docs.loads(data, self.store_path(key), expect=("Feature",))
+        return not doc.get("properties", {}).get(docs.REMOVING)
 
     def settle_batch(
         self,
@@ -1200,7 +1217,9 @@ class Committer:
             if key not in out:
                 seed = self.seeded.pop(key, None)
                 if seed is not None and time.monotonic() - seed[2] <= SEED_FRESH:
-                    doc = docs.loads(seed[0], self.store_path(key), expect=expected_type(key))
+                    doc = seed[3]
+                    if doc is None:
+                        doc = docs.loads(seed[0], self.store_path(key), expect=expected_type(key))
                     out[key] = (absolute_assets(doc, self.store_path(key)), seed[1])
                 else:
                     out[key] = self.read(key, expected_type(key))

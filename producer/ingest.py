@@ -73,15 +73,16 @@ def collection_layout(
     collection: str,
     partition: str | None,
     max_links: int = DEFAULT_MAX_LINKS,
-    seen: dict[str, tuple[bytes, str, float]] | None = None,
+    seen: dict[str, tuple[bytes, str, float, dict | None]] | None = None,
 ) -> Layout:
     """The layout to register into ``collection`` with: the one its document
     records, else (a new collection, or one written before layouts were
     recorded) ``partition`` with ``max_links`` (recorded when it creates the
     collection; a recorded layout keeps its own).
 
-    One GET of the collection document (its bytes, version and monotonic
-    time go into ``seen`` when given, keyed by its key). Raises :class:`InputError`, before
+    One GET of the collection document (its bytes, version, monotonic
+    time and the document parsed from them go into ``seen`` when given,
+    keyed by its key: :attr:`Committer.seeded`). Raises :class:`InputError`, before
     anything is written, when ``partition`` is given and differs from the
     recorded layout. A collection that cannot be read is left to the
     batch's own checks (:meth:`Committer.preflight`), which report it per
@@ -91,9 +92,12 @@ def collection_layout(
     key = collection_key(collection)
     try:
         data, version = store.get(key)
-        if seen is not None:  # handed to Committer.seed: preflight need not GET it again
-            seen[key] = (data, version, time.monotonic())
+        read_at = time.monotonic()
+        if seen is not None:  # handed to Committer.seeded: preflight need not GET it again
+            seen[key] = (data, version, read_at, None)
         doc = docs.loads(data, f"{store.url}/{key}", expect=("Collection",))
+        if seen is not None:  # nor parse it again
+            seen[key] = (data, version, read_at, doc)
         recorded = recorded_layout(doc, f"{store.url}/{key}")
     except (ProducerError, OSError):
         return requested  # absent, or malformed: preflight says so per product
@@ -156,7 +160,7 @@ def register_products(
         paths, options.data_storage_options, GROUP_SUFFIXES if options.group else PRODUCT_SUFFIXES
     )
     store = open_catalog(catalog, options.catalog_storage_options)
-    seen: dict[str, tuple[bytes, str, float]] = {}
+    seen: dict[str, tuple[bytes, str, float, dict | None]] = {}
     layout = collection_layout(store, collection, options.partition, options.max_links, seen)
     if grouping:
         grouping.check_layout(layout, collection)

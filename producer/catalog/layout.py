@@ -516,7 +516,16 @@ def relative_href(from_key: str, to_key: str) -> str:
     >>> relative_href("a/collection.json", "a/b/b.json")
     './b/b.json'
     """
-    rel = posixpath.relpath(to_key, posixpath.dirname(from_key) or ".")
+    src, dst = from_key.split("/")[:-1], to_key.split("/")
+    if all(src) and all(dst) and not {".", ".."} & {*src, *dst}:
+        # plain keys (no empty, "." or ".." part): the parts themselves, no
+        # os.getcwd() of posixpath.relpath (two per call)
+        common = 0
+        while common < min(len(src), len(dst)) and src[common] == dst[common]:
+            common += 1
+        rel = "/".join([".."] * (len(src) - common) + dst[common:]) or "."
+    else:
+        rel = posixpath.relpath(to_key, posixpath.dirname(from_key) or ".")
     return rel if rel.startswith("../") else f"./{rel}"
 
 

@@ -1,0 +1,104 @@
+"""Warm upsert at N = 0: ours (``durability="os"``) against the pystac
+tutorial way, interleaved in one process, wall and CPU medians.
+
+    .venv/bin/python bench/n0_cpu.py [--repeats 60]
+
+Each side registers one COG into its own fresh copy of the N = 0 seed
+(copies made and synced before timing; the order alternates per repeat).
+CPU time (``time.process_time``: user + system of this process) is less
+disturbed by other processes than wall time on a loaded machine. Prints
+one table row; run it in alternating processes to compare two trees (in
+the same location: the file system path changed the timings here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import common as c
+from bench.upsert import OURS_COGS, POOL, TUTORIAL_COGS, _tutorial
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=60)
+    args = parser.parse_args(argv)
+    import producer
+
+    seed = c.seed_local(None, 0, log=lambda _: None)
+    c.ensure_cogs(POOL, log=lambda _: None)
+    ours_cogs, tutorial_cogs = list(OURS_COGS), list(TUTORIAL_COGS)
+
+    def fresh(name: str) -> Path:
+        target = c.WORK_DIR / f"n0cpu-{os.getpid()}-{name}"
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(seed, target)
+        return target
+
+    def ours(i: int, root: Path) -> None:
+        cog = str(c.cog_path(ours_cogs[i % len(ours_cogs)]))
+        (result,) = producer.register([cog], catalog=str(root), collection=c.COLLECTION, durability="os")
+        if result.action != "created":
+            raise RuntimeError(f"upsert of {cog} gave {result.action}: {result.error}")
+
+    def tutorial(i: int, root: Path) -> None:
+        _tutorial(str(root), str(c.cog_path(tutorial_cogs[i % len(tutorial_cogs)])))
+
+    sides = {"ours_os": ours, "tutorial": tutorial}
+    for side in sides.values():  # warm-up: imports, schemas, GDAL
+        warm = fresh("warm")
+        side(0, warm)
+        shutil.rmtree(warm)
+    roots = [{name: fresh(f"{name}{i}") for name in sides} for i in range(args.repeats)]
+    os.sync()
+    load_before = Path("/proc/loadavg").read_text().strip()
+    wall: dict[str, list[float]] = {name: [] for name in sides}
+    cpu: dict[str, list[float]] = {name: [] for name in sides}
+    names = list(sides)
+    for i in range(args.repeats):
+        for name in names if i % 2 else names[::-1]:
+            t0, p0 = time.perf_counter(), time.process_time()
+            sides[name](i, roots[i][name])
+            cpu[name].append(time.process_time() - p0)
+            wall[name].append(time.perf_counter() - t0)
+    load_after = Path("/proc/loadavg").read_text().strip()
+    for pair in roots:
+        for root in pair.values():
+            shutil.rmtree(root)
+    w = {name: statistics.median(v) for name, v in wall.items()}
+    p = {name: statistics.median(v) for name, v in cpu.items()}
+    print(
+        c.table(
+            [
+                "ours os: wall / CPU",
+                "tutorial: wall / CPU",
+                "tutorial / ours (wall)",
+                "tutorial / ours (CPU)",
+                "repeats",
+            ],
+            [
+                [
+                    f"{w['ours_os'] * 1e3:.1f} / {p['ours_os'] * 1e3:.1f} ms",
+                    f"{w['tutorial'] * 1e3:.1f} / {p['tutorial'] * 1e3:.1f} ms",
+                    f"{w['tutorial'] / w['ours_os']:.2f}×",
+                    f"{p['tutorial'] / p['ours_os']:.2f}×",
+                    args.repeats,
+                ]
+            ],
+        )
+    )
+    print(f"load average before: {load_before}; after: {load_after}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,82 @@
+"""A warm upsert at N = 0 (issue 12, point 5, second pass): less work per upsert.
+
+* The settle read of an item this register wrote is not parsed.
+* Links between keys are computed without ``os.getcwd()``.
+* The collection document is parsed once per batch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def test_settling_an_item_as_written_parses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the link, each item is read back to see that no concurrent
+    remove marked or deleted it; bytes with the very version the register
+    wrote are unmarked by construction, so they are no longer parsed (a
+    densified footprint makes an item the largest document of a register)."""
+    import producer
+    from producer.catalog import documents
+    from tests import rasters
+
+    real_loads = documents.loads
+    parsed: list[str] = []
+
+    def counting_loads(data: bytes, key: str, **kw: object) -> dict:
+        parsed.append(key)
+        return real_loads(data, key, **kw)  # type: ignore[arg-type]
+
+    catalog = str(tmp_path / "cat")
+    producer.register([rasters.write_wgs84(tmp_path / "first")], catalog=catalog, collection="c")
+    monkeypatch.setattr(documents, "loads", counting_loads)
+    (result,) = producer.register([rasters.write_utm(tmp_path / "data")], catalog=catalog, collection="c")
+    assert result.ok, result.error
+    assert result.href is not None
+    assert [key for key in parsed if key.endswith(result.href.rsplit("/", 1)[1])] == []
+    assert any(key.endswith("collection.json") for key in parsed)  # the parents still are
+
+
+def test_relative_href_of_keys_is_posix_relpath_without_the_working_directory() -> None:
+    """Links are made from keys by splitting them (posixpath.relpath asked
+    os.getcwd() twice per link); odd keys still go through relpath."""
+    import itertools
+    import posixpath
+
+    from producer.catalog.layout import relative_href
+
+    def expected(from_key: str, to_key: str) -> str:
+        rel = posixpath.relpath(to_key, posixpath.dirname(from_key) or ".")
+        return rel if rel.startswith("../") else f"./{rel}"
+
+    parts = ["a", "b", "ab", "collection.json"]
+    keys = ["/".join(p) for n in range(1, 4) for p in itertools.product(parts, repeat=n)]
+    keys += ["a/./b.json", "../x.json", "a//b.json", "/abs/x.json"]
+    for from_key, to_key in itertools.product(keys, repeat=2):
+        assert relative_href(from_key, to_key) == expected(from_key, to_key), (from_key, to_key)
+
+
+def test_register_into_a_collection_parses_its_document_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The collection is read once to choose the layout and handed to the
+    batch's preflight; it was parsed there a second time (a flat collection
+    of 10,000 items holds 10,000 links)."""
+    import producer
+    from producer.catalog import documents
+    from tests import rasters
+
+    catalog = str(tmp_path / "cat")
+    producer.register([rasters.write_wgs84(tmp_path / "first")], catalog=catalog, collection="c")
+    real_loads = documents.loads
+    parsed: list[str] = []
+
+    def counting_loads(data: bytes, key: str, **kw: object) -> dict:
+        parsed.append(key)
+        return real_loads(data, key, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(documents, "loads", counting_loads)
+    (result,) = producer.register([rasters.write_utm(tmp_path / "data")], catalog=catalog, collection="c")
+    assert result.ok, result.error
+    assert [key for key in parsed if key.endswith("/c/collection.json")] == [f"{catalog}/c/collection.json"]
