@@ -358,17 +358,7 @@ def _register_chunk(
         with batch_durability(committer.store):
             committed = write(committer, prepared, replace)
     except (ProducerError, OSError) as exc:
-        for result, _, _ in prepared:
-            if result.ok:
-                result.fail(
-                    f"{result.source}: item written but not linked ({exc}); register it again",
-                    _as_project_error(exc),
-                )
-        # extraction itself failed (a fork refused, say): one result per product still
-        for source in chunk[len(results) :]:
-            lost = RegisterResult(source=source)
-            lost.fail(f"{source}: not registered ({exc}); register it again", _as_project_error(exc))
-            results.append(lost)
+        _fail_unlinked(prepared, exc)
         return results
     written = [(key, doc) for key, doc, _ in committed]
     if written and not _link_written(committer, collection, written, collection_meta, preread, prepared):
@@ -379,6 +369,17 @@ def _register_chunk(
     if sinks:
         _publish(committer, collection, prepared, {key: doc for key, _, doc in committed}, moved, sinks)
     return results
+
+
+def _fail_unlinked(prepared: Prepared, exc: Exception) -> None:
+    """Items of ``prepared`` may be written but no parent links them: each
+    product still counted as good fails, saying a second run finishes it."""
+    for result, _, _ in prepared:
+        if result.ok:
+            result.fail(
+                f"{result.source}: item written but not linked ({exc}); register it again",
+                _as_project_error(exc),
+            )
 
 
 def _publish(
@@ -609,12 +610,7 @@ def _register_pipelined(
                     futures.append(pool.submit(context.run, _write_one, committer, entry, replace))
             committed = [w for w in (f.result() for f in futures) if w is not None]
     except (ProducerError, OSError) as exc:
-        for result, _, _ in prepared:
-            if result.ok:
-                result.fail(
-                    f"{result.source}: item written but not linked ({exc}); register it again",
-                    _as_project_error(exc),
-                )
+        _fail_unlinked(prepared, exc)
         # extraction itself failed (a fork refused, say): one result per product still
         for source in chunk[len(results) :]:
             lost = RegisterResult(source=source)

@@ -17,6 +17,7 @@ The constants below are the facts tests assert against.
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -242,6 +243,18 @@ def write_cog(dirpath: str | os.PathLike[str]) -> Path:
         transform=from_origin(*UTM_ORIGIN, UTM_RES, UTM_RES),
         driver="COG",
     )
+
+
+def dated_cogs(directory: str | os.PathLike[str], n: int) -> list[str]:
+    """``n`` copies of one tiny COG named cog_2024MMDD_<i>.tif (distinct ids and dates)."""
+    directory = _dir(directory)
+    one = write_cog(directory / "src")
+    out = []
+    for i in range(n):
+        path = directory / f"cog_2024{1 + i % 12:02d}{1 + i % 28:02d}_{i:03d}.tif"
+        shutil.copyfile(one, path)
+        out.append(str(path))
+    return out
 
 
 def write_overviews(dirpath: str | os.PathLike[str]) -> Path:

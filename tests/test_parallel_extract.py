@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import gc
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -97,18 +96,8 @@ def test_workers_share_the_parents_heap_frozen_and_the_parent_unfreezes():
     assert gc.get_freeze_count() == before
 
 
-def _cogs(directory: Path, n: int) -> list[str]:
-    one = rasters.write_cog(directory / "src")
-    out = []
-    for i in range(n):
-        path = directory / f"cog_2024{1 + i % 12:02d}{1 + i % 28:02d}_{i:03d}.tif"
-        shutil.copyfile(one, path)
-        out.append(str(path))
-    return out
-
-
 def test_register_with_a_product_that_kills_its_worker_registers_every_other(tmp_path, monkeypatch):
-    sources = _cogs(tmp_path / "data", 12)
+    sources = rasters.dated_cogs(tmp_path / "data", 12)
     bad = sources[5]
     real = extract.create_item
     parent = os.getpid()
@@ -139,7 +128,7 @@ def _item_puts(counting: CountingStore) -> int:
 @pytest.mark.parametrize("kind", ["thread", "process"])
 def test_a_pooled_batch_writes_items_while_the_rest_are_still_extracted(tmp_path, monkeypatch, kind):
     monkeypatch.setattr(parallel, "EXTRACT_KIND", kind)
-    sources = _cogs(tmp_path / "data", 40)
+    sources = rasters.dated_cogs(tmp_path / "data", 40)
     broken = str(rasters.write_corrupt(tmp_path / "data"))
     sources.insert(3, broken)
     counting = CountingStore(LocalStore(str(tmp_path / "cat")))
@@ -171,7 +160,7 @@ def test_a_pooled_batch_writes_items_while_the_rest_are_still_extracted(tmp_path
 
 
 def test_a_pooled_batch_into_a_malformed_collection_writes_nothing_and_says_so(tmp_path):
-    sources = _cogs(tmp_path / "data", 6)
+    sources = rasters.dated_cogs(tmp_path / "data", 6)
     catalog = tmp_path / "cat"
     (catalog / "c").mkdir(parents=True)
     (catalog / "c" / "collection.json").write_text("{not json")
@@ -200,7 +189,7 @@ class _Sink:
 
 
 def test_a_pooled_batch_checks_its_sinks_before_any_write_and_hands_them_what_it_committed(tmp_path):
-    sources = _cogs(tmp_path / "data", 8)
+    sources = rasters.dated_cogs(tmp_path / "data", 8)
     catalog = tmp_path / "cat"
     down = register_products(
         sources,
@@ -224,7 +213,7 @@ def test_a_single_threaded_process_registering_128_products_forks_and_the_catalo
     """The automatic choice end to end, in a fresh process with no other
     thread (pytest's own may run threads): 128 products are extracted by
     forked workers, each registered once."""
-    sources = _cogs(tmp_path / "data", parallel.MIN_FORKED)
+    sources = rasters.dated_cogs(tmp_path / "data", parallel.MIN_FORKED)
     listing = tmp_path / "sources.txt"
     listing.write_text("\n".join(sources))
     code = (
@@ -264,7 +253,7 @@ def test_a_pooled_batch_whose_extraction_fails_midway_reports_every_product(tmp_
     batch with the results extracted so far: the rest were never reported,
     and the CLI exited 0."""
     monkeypatch.setattr(parallel, "EXTRACT_KIND", "thread")
-    sources = _cogs(tmp_path / "data", 12)
+    sources = rasters.dated_cogs(tmp_path / "data", 12)
     real = ingest._prepare
 
     def prepare(source, *args, **kwargs):
@@ -290,7 +279,7 @@ def test_a_pooled_batch_makes_the_root_durable_before_its_first_item(tmp_path, m
     fsynced at the batch's end, after the items: a power loss could leave item
     folders and no catalog.json."""
     monkeypatch.setattr(parallel, "EXTRACT_KIND", "thread")
-    sources = _cogs(tmp_path / "data", 12)
+    sources = rasters.dated_cogs(tmp_path / "data", 12)
     root = tmp_path / "cat"
     events: list[str] = []
     real_fsync = os.fsync

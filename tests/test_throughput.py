@@ -5,7 +5,6 @@ process pool, with results per product and in order either way."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,17 +22,6 @@ from tests import rasters
 from tests.trees import assert_stac_valid_tree
 
 
-def _cogs(directory: Path, n: int) -> list[str]:
-    """``n`` tiny COGs named cog_2024MMDD_<i>.tif (distinct ids and dates)."""
-    one = rasters.write_cog(directory / "src")
-    out = []
-    for i in range(n):
-        path = directory / f"cog_2024{1 + i % 12:02d}{1 + i % 28:02d}_{i:03d}.tif"
-        shutil.copyfile(one, path)
-        out.append(str(path))
-    return out
-
-
 def _item_key(source: str) -> str:
     stem = Path(source).stem
     return f"c/{stem}/{stem}.json"
@@ -49,7 +37,7 @@ def _assert_put_before_any_get(counting: CountingStore, sources: list[str]) -> N
 
 
 def test_new_items_are_put_create_only_with_no_get_before_local(tmp_path):
-    sources = _cogs(tmp_path / "data", 3)
+    sources = rasters.dated_cogs(tmp_path / "data", 3)
     counting = CountingStore(LocalStore(str(tmp_path / "cat")))
     results = register_products(sources, catalog=counting, collection="c", options=RegisterOptions())
     assert [r.action for r in results] == ["created"] * 3, [r.error for r in results]
@@ -59,7 +47,7 @@ def test_new_items_are_put_create_only_with_no_get_before_local(tmp_path):
 
 def test_new_items_are_put_create_only_with_no_get_before_s3(s3_server, tmp_path):
     bucket = s3_server.new_bucket()
-    sources = _cogs(tmp_path / "data", 3)
+    sources = rasters.dated_cogs(tmp_path / "data", 3)
     counting = CountingStore(open_store(f"s3://{bucket}/stac", s3_server.storage_options))
     results = register_products(sources, catalog=counting, collection="c", options=RegisterOptions())
     assert [r.action for r in results] == ["created"] * 3, [r.error for r in results]
@@ -69,7 +57,7 @@ def test_new_items_are_put_create_only_with_no_get_before_s3(s3_server, tmp_path
 
 
 def test_existing_item_412_then_read_gives_unchanged_or_updated_and_no_conflict(tmp_path):
-    source = _cogs(tmp_path / "data", 1)[0]
+    source = rasters.dated_cogs(tmp_path / "data", 1)[0]
     counting = CountingStore(LocalStore(str(tmp_path / "cat")))
     committer = Committer(counting, validator().check)
     (first,) = register_products([source], catalog=counting, collection="c", options=RegisterOptions())
@@ -92,7 +80,7 @@ def test_existing_item_412_then_read_gives_unchanged_or_updated_and_no_conflict(
 
 
 def test_parallel_item_writes_keep_per_product_results_in_order(tmp_path):
-    sources = _cogs(tmp_path / "data", 8)
+    sources = rasters.dated_cogs(tmp_path / "data", 8)
     catalog = tmp_path / "cat"
     blocked = Path(sources[5]).stem
     (catalog / "c").mkdir(parents=True)
@@ -117,7 +105,7 @@ def test_parallel_item_writes_keep_per_product_results_in_order(tmp_path):
 @pytest.mark.parametrize("kind", ["thread", "process"])
 def test_broken_product_in_a_pooled_batch_fails_alone_with_its_serial_message(tmp_path, kind, monkeypatch):
     monkeypatch.setattr(parallel, "EXTRACT_KIND", kind)
-    sources = _cogs(tmp_path / "data", 5)
+    sources = rasters.dated_cogs(tmp_path / "data", 5)
     broken = str(rasters.write_corrupt(tmp_path / "data"))
     sources.insert(2, broken)  # an explicit workers=2 pools even a small batch
     pooled = producer.register(
