@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import gc
+import logging
 import os
 import signal
 import threading
@@ -60,6 +61,8 @@ _SOURCES: Sequence[str] = ()
 #: worker when it died
 _STATE: Any = None
 _FORKING = threading.Lock()
+
+log = logging.getLogger(__name__)
 
 _IDLE, _STARTED, _FINISHED = 0, 1, 2
 
@@ -224,7 +227,13 @@ def _forked(
             return
         stop = next((k for k, i in enumerate(pending) if i in suspects), len(pending))
         batch, pending = pending[:stop], pending[stop:]
-        lost = yield from _pool(job, sources, batch, workers, context, state, before_fork)
+        try:
+            lost = yield from _pool(job, sources, batch, workers, context, state, before_fork)
+        except OSError as exc:  # a fork refused (EAGAIN, ENOMEM): nothing of this pool was yielded
+            log.warning("cannot start extraction processes (%s); extracting in this process", exc)
+            for i in batch + pending:
+                yield on_broken(sources[i], _not_alone(exc)) if i in suspects else job(sources[i])
+            return
         if lost:
             breaks += 1
             suspects.update(i for i in lost if state[i] == _STARTED)
@@ -272,8 +281,15 @@ def _pool(
         with _FORKING, _frozen_fork():
             before_fork()
             _JOB, _SOURCES, _STATE = job, sources, state
+            before = {child.pid for child in context.active_children()}
             try:
                 futures = [pool.submit(_run_chunk, chunk) for chunk in chunks]
+            except BaseException:
+                # the pool starts all its workers in the first submit: when a
+                # later fork fails, the ones started wait for work forever,
+                # and being no daemons they would hold this process at exit
+                _stop_children(context, before)
+                raise
             finally:
                 _JOB, _SOURCES, _STATE = None, (), None
         for n, future in enumerate(futures):
@@ -285,6 +301,22 @@ def _pool(
         return []
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _not_alone(exc: OSError) -> WorkerDied:
+    """Why a product whose worker died is not extracted again: no process
+    could be started for it (it is not run in this one: it may be what kills)."""
+    return WorkerDied(
+        f"the worker process extracting it died, and no process could be started to extract it alone ({exc})"
+    )
+
+
+def _stop_children(context: Any, keep: set[int | None]) -> None:
+    """Terminate and reap the child processes not in ``keep`` (process ids)."""
+    for child in context.active_children():
+        if child.pid not in keep:
+            child.terminate()
+            child.join()
 
 
 def _alone(
@@ -303,7 +335,12 @@ def _alone(
     with _FORKING, _frozen_fork():
         before_fork()
         worker = context.Process(target=run, daemon=True)
-        worker.start()
+        try:
+            worker.start()
+        except OSError as exc:  # a fork refused: not in this process, it may be what kills
+            send.close()
+            receive.close()
+            return on_broken(source, _not_alone(exc))
     send.close()
     try:
         result: R = receive.recv()

@@ -296,3 +296,69 @@ def test_a_pooled_batch_makes_the_root_durable_before_its_first_item(tmp_path, m
     root_dir = os.path.realpath(root)
     first_item = min(i for i, path in enumerate(events) if "/c/cog_" in path)
     assert root_dir in events[:first_item], "the root's folder was not durable before the first item"
+
+
+# A fork refused (EAGAIN under a process limit, ENOMEM under strict
+# overcommit) after the pool started a worker: run in a child interpreter,
+# because the failure this guards against is a process that never exits.
+_FORK_REFUSED = """
+import os, sys
+import producer
+from producer import extract, parallel
+from producer.options import RegisterOptions
+from tests import rasters
+
+work, refuse_from, bad = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+sources = rasters.dated_cogs(work + "/data", 12)
+parallel.EXTRACT_KIND = "process"
+parent, real_fork, real_create, forks = os.getpid(), os.fork, extract.create_item, [0]
+
+def fork():
+    forks[0] += 1
+    if forks[0] >= refuse_from:
+        raise OSError(11, "Resource temporarily unavailable")
+    return real_fork()
+
+def create_item(source, options):  # a crash inside GDAL, as a worker sees it
+    if bad >= 0 and source == sources[bad] and os.getpid() != parent:
+        os._exit(11)
+    return real_create(source, options)
+
+os.fork, extract.create_item = fork, create_item
+results = producer.register(sources, catalog=work + "/cat", collection="c", options=RegisterOptions(workers=2))
+for r in results:
+    print(r.action, r.error or "", sep="\\t")
+"""
+
+
+def _refused_fork_run(tmp_path: Path, refuse_from: int, bad: int) -> list[list[str]]:
+    done = subprocess.run(
+        [sys.executable, "-c", _FORK_REFUSED, str(tmp_path), str(refuse_from), str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,  # the bug: a started worker waits for work forever, and exit waits for it
+        cwd=Path(__file__).parent.parent,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "cannot start extraction processes" in done.stderr or bad >= 0, done.stderr
+    return [line.split("\t") for line in done.stdout.splitlines()]
+
+
+def test_a_fork_refused_midway_through_starting_the_pool_extracts_in_this_process_and_exits(tmp_path):
+    rows = _refused_fork_run(tmp_path, refuse_from=2, bad=-1)  # the first worker started, the second not
+    assert [action for action, _ in rows] == ["created"] * 12
+    assert_stac_valid_tree(tmp_path / "cat")
+
+
+def test_a_product_that_killed_its_worker_is_not_run_in_this_process_when_no_fork_is_left(tmp_path):
+    rows = _refused_fork_run(tmp_path, refuse_from=3, bad=5)  # the pool's two workers, then none
+    assert rows[5][0] == "error"
+    # the products inside a worker when it died (the other worker's too: which
+    # one killed it is unknown without a process each) fail, saying why
+    failed = [i for i, (action, _) in enumerate(rows) if action != "created"]
+    assert 5 in failed and len(failed) <= 2
+    for i in failed:
+        assert rows[i][0] == "error"
+        assert "no process could be started to extract it alone" in rows[i][1]
+    assert_stac_valid_tree(tmp_path / "cat")
