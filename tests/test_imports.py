@@ -293,3 +293,21 @@ def test_s3_register_shares_one_client_session(s3_server: Any, tmp_path: Path) -
     )
     assert proc.returncode == 0, proc.stderr
     assert "sessions 1" in proc.stdout.splitlines(), proc.stdout
+
+
+def test_the_shared_session_is_left_out_where_the_options_configure_one() -> None:
+    """Shared only for ``s3://`` (and ``s3a://``) URLs whose options leave
+    the session to s3fs; a profile or the caller's own session is kept, and
+    the caller's mapping is never changed."""
+    from producer.awssession import with_shared_session
+
+    plain = with_shared_session("s3://bucket/key.tif", {"anon": False})
+    again = with_shared_session("S3A://other/prefix", {})
+    assert plain["session"] is again["session"] and plain["anon"] is False
+    mine = object()
+    for options in ({"profile": "ops"}, {"session": mine}, {"session_vars": {}}):
+        assert with_shared_session("s3://bucket/key.tif", options) == options
+    given = {"key": "k"}
+    assert with_shared_session("gs://bucket/key.tif", given) == {"key": "k"}
+    with_shared_session("s3://bucket/key.tif", given)
+    assert given == {"key": "k"}
