@@ -311,3 +311,25 @@ def test_the_shared_session_is_left_out_where_the_options_configure_one() -> Non
     assert with_shared_session("gs://bucket/key.tif", given) == {"key": "k"}
     with_shared_session("s3://bucket/key.tif", given)
     assert given == {"key": "k"}
+
+
+def test_an_s3_product_is_read_with_rasterios_default_options(s3_server: Any, tmp_path: Path) -> None:
+    """The environment without an AWS session still carries rasterio's own
+    defaults (``Env.from_defaults``: e.g. ``GTIFF_IMPLICIT_JPEG_OVR`` off), as
+    the default environment it replaces did, and no AWS credentials although
+    the environment has some (the local S3 server's)."""
+    from contextlib import ExitStack
+
+    import rasterio
+
+    from producer.extract.options import ExtractOptions
+    from producer.extract.source import open_source
+
+    product, _ = _s3_product(s3_server, tmp_path, "defaults")
+    expected = rasterio.Env.default_options()
+    with ExitStack() as stack:
+        open_source(product, ExtractOptions(storage_options=s3_server.storage_options), stack)
+        env = rasterio.env.getenv()
+        assert {k: env.get(k) for k in expected} == expected
+        assert "AWS_ACCESS_KEY_ID" not in env  # no AWS session handed GDAL credentials
+    assert not rasterio.env.hasenv()

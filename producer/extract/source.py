@@ -279,14 +279,16 @@ def _env_without_aws_session() -> AbstractContextManager[Any]:
     credentials in the environment (a Lambda, an ECS task) that default
     imports boto3 and builds a boto3 session (50-80 ms of a cold start) to
     hand GDAL credentials for ``/vsis3/``, which a product read through
-    fsspec never uses. An enclosing ``rasterio.Env`` (the caller's) is kept.
-    Entered on the extraction's stack, so it serves every later read too.
+    fsspec never uses. Otherwise it is that default (rasterio's default
+    options, e.g. ``GTIFF_IMPLICIT_JPEG_OVR`` off). An enclosing
+    ``rasterio.Env`` (the caller's) is kept. Entered on the extraction's
+    stack, so it serves every later read too.
     """
     if rasterio.env.hasenv():
         return nullcontext()
     from rasterio.session import DummySession  # noqa: PLC0415 (loaded with rasterio.env already)
 
-    return rasterio.Env(session=DummySession())
+    return rasterio.Env.from_defaults(session=DummySession())
 
 
 def raise_read_errors(opener: GuardedOpener | None, location: str | None) -> None:
