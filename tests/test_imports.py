@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,11 +36,14 @@ atexit.register(lambda: print(json.dumps(sorted(m for m in {heavy!r} if m in sys
 """
 
 
-def loaded_after(body: str, *args: str, cwd: Path = REPO, modules: tuple[str, ...] = HEAVY) -> list[str]:
-    """The ``modules`` (default: HEAVY) loaded once ``body`` has run in a fresh process."""
-    # no AWS credentials: with them, rasterio's default session imports boto3
-    # (and urllib3) for any file, local or not; that cost is rasterio's
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+def loaded_after(
+    body: str, *args: str, cwd: Path = REPO, modules: tuple[str, ...] = HEAVY, aws: bool = False
+) -> list[str]:
+    """The ``modules`` (default: HEAVY) loaded once ``body`` has run in a fresh
+    process; ``aws``: keep the ``AWS_*`` environment (the local S3 server's)."""
+    # no AWS credentials unless asked: with them, rasterio's default session
+    # imports boto3 (and urllib3) for any file, local or not; that cost is rasterio's
+    env = {k: v for k, v in os.environ.items() if aws or not k.startswith("AWS_")}
     env["PYTHONPATH"] = str(REPO)
     proc = subprocess.run(
         [sys.executable, "-c", WRAPPER.format(body=body, heavy=modules), *args],
@@ -240,3 +244,92 @@ def test_a_datacube_name_is_told_without_the_datacube_reader() -> None:
         assert source.is_datacube(name), name
     for name in ("a.tif", "a.nc.tif", "https://h/e.tif?x=.nc", object()):
         assert not source.is_datacube(name), name
+
+
+#: the Lambda shape: an S3 product into an S3 catalog through ``register``,
+#: then the S3 client sessions (aiobotocore) alive in the process, counted
+S3_REGISTER = """
+from producer import register, RegisterOptions
+r = register([sys.argv[1]], catalog=sys.argv[2], collection='c', options=RegisterOptions())
+assert [x.action for x in r] == ['created'], r
+import gc
+from aiobotocore.session import AioSession
+sessions = {id(o) for o in gc.get_objects() if isinstance(o, AioSession)}
+print('sessions', len(sessions))
+"""
+
+
+def _s3_product(s3_server: Any, tmp_path: Path, prefix: str) -> tuple[str, str]:
+    """A GeoTIFF put on the local S3, and a fresh catalog URL beside it."""
+    product = rasters.WRITERS["utm"](tmp_path)
+    key = f"{prefix}/data/{product.name}"
+    s3_server.client().put_object(Bucket=s3_server.bucket, Key=key, Body=product.read_bytes())
+    return s3_server.url(key), s3_server.url(f"{prefix}/stac")
+
+
+def test_s3_register_never_builds_a_boto3_session(s3_server: Any, tmp_path: Path) -> None:
+    """An ``s3://`` product is read through fsspec, never by GDAL's ``/vsis3/``:
+    the extraction runs in a rasterio environment without an AWS session, so
+    rasterio does not import boto3 and build a boto3 session from the AWS
+    credentials in the environment (~50-80 ms of a Lambda cold start)."""
+    product, catalog = _s3_product(s3_server, tmp_path, "noboto3")
+    assert loaded_after(S3_REGISTER, product, catalog, modules=("boto3.session",), aws=True) == []
+
+
+def test_s3_register_shares_one_client_session(s3_server: Any, tmp_path: Path) -> None:
+    """The catalog store and the product reader are separate S3 file systems
+    (the store's is private), but they share one aiobotocore session: each
+    session loads botocore's service models again (~90 ms of CPU per client
+    on this machine), paid twice by every Lambda cold start before."""
+    product, catalog = _s3_product(s3_server, tmp_path, "onesession")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys\n" + S3_REGISTER, product, catalog],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "sessions 1" in proc.stdout.splitlines(), proc.stdout
+
+
+def test_the_shared_session_is_left_out_where_the_options_configure_one() -> None:
+    """Shared only for ``s3://`` (and ``s3a://``) URLs whose options leave
+    the session to s3fs; a profile or the caller's own session is kept, and
+    the caller's mapping is never changed."""
+    from producer.awssession import with_shared_session
+
+    plain = with_shared_session("s3://bucket/key.tif", {"anon": False})
+    again = with_shared_session("S3A://other/prefix", {})
+    assert plain["session"] is again["session"] and plain["anon"] is False
+    mine = object()
+    for options in ({"profile": "ops"}, {"session": mine}, {"session_vars": {}}):
+        assert with_shared_session("s3://bucket/key.tif", options) == options
+    given = {"key": "k"}
+    assert with_shared_session("gs://bucket/key.tif", given) == {"key": "k"}
+    with_shared_session("s3://bucket/key.tif", given)
+    assert given == {"key": "k"}
+
+
+def test_an_s3_product_is_read_with_rasterios_default_options(s3_server: Any, tmp_path: Path) -> None:
+    """The environment without an AWS session still carries rasterio's own
+    defaults (``Env.from_defaults``: e.g. ``GTIFF_IMPLICIT_JPEG_OVR`` off), as
+    the default environment it replaces did, and no AWS credentials although
+    the environment has some (the local S3 server's)."""
+    from contextlib import ExitStack
+
+    import rasterio
+
+    from producer.extract.options import ExtractOptions
+    from producer.extract.source import open_source
+
+    product, _ = _s3_product(s3_server, tmp_path, "defaults")
+    expected = rasterio.Env.default_options()
+    with ExitStack() as stack:
+        open_source(product, ExtractOptions(storage_options=s3_server.storage_options), stack)
+        env = rasterio.env.getenv()
+        assert {k: env.get(k) for k in expected} == expected
+        assert "AWS_ACCESS_KEY_ID" not in env  # no AWS session handed GDAL credentials
+    assert not rasterio.env.hasenv()

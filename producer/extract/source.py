@@ -20,7 +20,7 @@ import errno
 import os
 import re
 import warnings
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -244,7 +244,10 @@ def _object_store_opener(path: str, options: ExtractOptions) -> GuardedOpener:
     import fsspec  # noqa: PLC0415 (cold start: ~80 ms a local product never needs)
 
     try:
-        fs, fs_path = fsspec.core.url_to_fs(path, **dict(options.storage_options))
+        from producer.awssession import with_shared_session  # noqa: PLC0415
+
+        # the catalog store's aiobotocore session, not a second one (cold start)
+        fs, fs_path = fsspec.core.url_to_fs(path, **with_shared_session(path, options.storage_options))
     except (ImportError, ValueError) as exc:
         raise InputError(
             f"{_redacted(path)}: no filesystem for this URL ({exc}); for s3:// install the [s3] extra"
@@ -266,6 +269,26 @@ def _object_store_opener(path: str, options: ExtractOptions) -> GuardedOpener:
         raise_read_errors(opener, path)
     opener._spare = (fs_path, probe)
     return opener
+
+
+def _env_without_aws_session() -> AbstractContextManager[Any]:
+    """The GDAL environment of a product read through fsspec: no AWS session.
+
+    Outside any ``rasterio.Env``, every rasterio call that needs one (the
+    open, the footprint's reprojection) makes a default one, and with AWS
+    credentials in the environment (a Lambda, an ECS task) that default
+    imports boto3 and builds a boto3 session (50-80 ms of a cold start) to
+    hand GDAL credentials for ``/vsis3/``, which a product read through
+    fsspec never uses. Otherwise it is that default (rasterio's default
+    options, e.g. ``GTIFF_IMPLICIT_JPEG_OVR`` off). An enclosing
+    ``rasterio.Env`` (the caller's) is kept. Entered on the extraction's
+    stack, so it serves every later read too.
+    """
+    if rasterio.env.hasenv():
+        return nullcontext()
+    from rasterio.session import DummySession  # noqa: PLC0415 (loaded with rasterio.env already)
+
+    return rasterio.Env.from_defaults(session=DummySession())
 
 
 def raise_read_errors(opener: GuardedOpener | None, location: str | None) -> None:
@@ -330,6 +353,7 @@ def open_source(
             check_local_file(location)
         if is_url(location) and not location.startswith(_REMOTE_NOT_LOCAL):
             opener = _object_store_opener(location, options)
+            stack.enter_context(_env_without_aws_session())
         try:
             dataset = _open(location, options, stack, opener)
         except RASTERIO_ERRORS as exc:

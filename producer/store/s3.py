@@ -95,7 +95,10 @@ class S3Store:
             import s3fs  # noqa: PLC0415
         except ImportError as exc:
             raise StoreError(f"cannot open {url!r}: s3fs is not installed; {_INSTALL_HINT}") from exc
-        options = dict(storage_options or {})
+        from producer.awssession import with_shared_session  # noqa: PLC0415
+
+        # one aiobotocore session per process: a second would load botocore's models again
+        options = with_shared_session(url, storage_options or {})
         options["skip_instance_cache"] = True
         # a batch writes its items from up to 16 threads (producer.parallel):
         # botocore's default pool of 10 connections would queue them
