@@ -104,7 +104,9 @@ def test_checking_valid_documents_builds_no_schema_error_message(
     from tests import rasters
 
     catalog = tmp_path / "cat"
-    (result,) = producer.register([rasters.write_utm(tmp_path / "data")], catalog=str(catalog), collection="c")
+    (result,) = producer.register(
+        [rasters.write_utm(tmp_path / "data")], catalog=str(catalog), collection="c"
+    )
     assert result.ok, result.error
     assert result.href is not None
     item = json.loads(Path(result.href).read_bytes())
