@@ -125,3 +125,33 @@ def test_checking_valid_documents_builds_no_schema_error_message(
     assert messages == []
     item["geometry"]["type"] = "Point"  # rejected: jsonschema still says why
     assert any(problem.startswith("geometry") for problem in validator.errors(item))
+
+
+def test_a_create_only_write_into_a_new_folder_looks_at_each_name_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The symlink walk of the key (one ``lstat`` per component, up to the
+    first missing one) also says which folders the write must create; they
+    were looked at again (``stat`` per folder), and the target twice more
+    (``exists`` and ``is_symlink``) under the lock."""
+    import os
+
+    from producer.store.local import LocalStore
+
+    store = LocalStore(str(tmp_path / "cat"), durability="os")
+    store.put("c/collection.json", b"{}")
+    store.put("c/collection.json", b"{}")  # the root's real path is known from here on
+    looked: list[str] = []
+    for name in ("stat", "lstat"):
+        real = getattr(os, name)
+
+        def counting(path: object, *args: object, _real: object = real, **kw: object) -> object:
+            looked.append(os.fspath(path))  # type: ignore[arg-type]
+            return _real(path, *args, **kw)  # type: ignore[operator]
+
+        monkeypatch.setattr(os, name, counting)
+    store.put("c/i/i.json", b'{"a": 1}', create_only=True)
+    monkeypatch.undo()
+    assert (tmp_path / "cat" / "c" / "i" / "i.json").read_bytes() == b'{"a": 1}'
+    root = str(tmp_path / "cat")
+    assert sorted(looked) == sorted({f"{root}/c", f"{root}/c/i", f"{root}/c/i/i.json"}), looked
