@@ -155,3 +155,45 @@ def test_a_create_only_write_into_a_new_folder_looks_at_each_name_once(
     assert (tmp_path / "cat" / "c" / "i" / "i.json").read_bytes() == b'{"a": 1}'
     root = str(tmp_path / "cat")
     assert sorted(looked) == sorted({f"{root}/c", f"{root}/c/i", f"{root}/c/i/i.json"}), looked
+
+
+RING_CASES = [
+    [],
+    [[0.0, 1.0]] * 4,
+    [[0.0, 1.0]] * 3,
+    [[0.0]] + [[0.0, 1.0]] * 4,
+    [[0.0, True]] * 4,
+    [(0.0, 1.0)] * 4,
+    [[0, 1, 2]] * 5,
+    [[]] * 4,
+    [[0.0, "1"]] * 4,
+    [[0.0, 1.0]] * 4 + [None],
+    [[0.0, 1.0], [[0.0, 1.0]]] * 2,
+    [[0.0, None]] * 4,
+    [[1e300, -0.0]] * 4,
+    ((0.0, 1.0),) * 4,
+]
+
+
+@pytest.mark.parametrize("ring", RING_CASES)
+def test_ring_checks_in_c_speed_passes_agree_with_a_check_per_position(ring: object) -> None:
+    """The geometry checks of the validator's stand-in (``_ring``) and of the
+    pretty encoder (``_number_rows``) walk the positions with ``map`` over
+    types instead of a Python step per position; same verdicts."""
+    from producer.catalog.documents import _number_rows
+    from producer.validate import _ring
+
+    def is_numbers(values: object, least: int) -> bool:
+        return (
+            type(values) is list
+            and len(values) >= least
+            and all(type(v) is int or type(v) is float for v in values)
+        )
+
+    expected_ring = type(ring) is list and len(ring) >= 4 and all(is_numbers(p, 2) for p in ring)
+    assert _ring(ring) == expected_ring
+    expected_rows = all(
+        type(row) in (list, tuple) and len(row) > 0 and all(type(v) in (int, float) for v in row)
+        for row in ring  # type: ignore[attr-defined]
+    )
+    assert bool(_number_rows(ring)) == expected_rows  # type: ignore[arg-type]
