@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from producer import validate
 from tests import rasters
 from tests.trees import assert_stac_valid_tree
 
@@ -238,7 +239,7 @@ def _schema_reads(tmp_path: Path, cache: Path, run: str, prefix: str = "") -> in
 def test_a_warm_process_parses_no_schema(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     assert _schema_reads(tmp_path, cache, "cold") > 0  # the first process compiles
-    assert len(list(cache.glob("index-v2-*.json"))) == 1
+    assert len(list(cache.glob(f"{validate._INDEX_PREFIX}*.json"))) == 1
     assert _schema_reads(tmp_path, cache, "warm") == 0
 
 
@@ -284,7 +285,7 @@ def test_precompiled_cache_leaves_nothing_to_parse(tmp_path: Path) -> None:
 def test_a_damaged_or_old_cache_is_ignored_and_rebuilt(tmp_path: Path, damage: str) -> None:
     cache = tmp_path / "cache"
     assert _schema_reads(tmp_path, cache, "cold") > 0
-    (index_file,) = cache.glob("index-v2-*.json")
+    (index_file,) = cache.glob(f"{validate._INDEX_PREFIX}*.json")
     index = json.loads(index_file.read_text())
     if damage == "garbage index":
         index_file.write_bytes(b"\x00{not json")

@@ -3,6 +3,10 @@
 * The settle read of an item this register wrote is not parsed.
 * Links between keys are computed without ``os.getcwd()``.
 * The collection document is parsed once per batch.
+
+Third pass:
+
+* The compiled schema checks build no error message for a valid document.
 """
 
 from __future__ import annotations
@@ -80,3 +84,116 @@ def test_register_into_a_collection_parses_its_document_once(
     (result,) = producer.register([rasters.write_utm(tmp_path / "data")], catalog=catalog, collection="c")
     assert result.ok, result.error
     assert [key for key in parsed if key.endswith("/c/collection.json")] == [f"{catalog}/c/collection.json"]
+
+
+def test_checking_valid_documents_builds_no_schema_error_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A valid item raised ~45 fastjsonschema errors inside the compiled
+    ``oneOf``/``anyOf`` checks (its geometry tried as a Point, a LineString,
+    ...), each with a formatted message and a copy of the failed schema:
+    about half the item's check. Only the verdict is used, so the compiled
+    code raises a bare exception instead; the verdicts stay jsonschema's
+    (tests/test_validate.py) and so do the messages of an invalid document."""
+    import json
+
+    import fastjsonschema
+
+    import producer
+    from producer.validate import default_validator
+    from tests import rasters
+
+    catalog = tmp_path / "cat"
+    (result,) = producer.register(
+        [rasters.write_utm(tmp_path / "data")], catalog=str(catalog), collection="c"
+    )
+    assert result.ok, result.error
+    assert result.href is not None
+    item = json.loads(Path(result.href).read_bytes())
+    collection = json.loads((catalog / "c" / "collection.json").read_bytes())
+    messages: list[str] = []
+    real_init = fastjsonschema.JsonSchemaValueException.__init__
+
+    def counting_init(self: Exception, message: str, *args: object, **kw: object) -> None:
+        messages.append(message)
+        real_init(self, message, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fastjsonschema.JsonSchemaValueException, "__init__", counting_init)
+    validator = default_validator()
+    assert validator.errors(item) == []
+    assert validator.errors(collection) == []
+    assert messages == []
+    item["geometry"]["type"] = "Point"  # rejected: jsonschema still says why
+    assert any(problem.startswith("geometry") for problem in validator.errors(item))
+
+
+def test_a_create_only_write_into_a_new_folder_looks_at_each_name_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The symlink walk of the key (one ``lstat`` per component, up to the
+    first missing one) also says which folders the write must create; they
+    were looked at again (``stat`` per folder), and the target twice more
+    (``exists`` and ``is_symlink``) under the lock."""
+    import os
+
+    from producer.store.local import LocalStore
+
+    store = LocalStore(str(tmp_path / "cat"), durability="os")
+    store.put("c/collection.json", b"{}")
+    store.put("c/collection.json", b"{}")  # the root's real path is known from here on
+    looked: list[str] = []
+    for name in ("stat", "lstat"):
+        real = getattr(os, name)
+
+        def counting(path: object, *args: object, _real: object = real, **kw: object) -> object:
+            looked.append(os.fspath(path))  # type: ignore[arg-type]
+            return _real(path, *args, **kw)  # type: ignore[operator]
+
+        monkeypatch.setattr(os, name, counting)
+    store.put("c/i/i.json", b'{"a": 1}', create_only=True)
+    monkeypatch.undo()
+    assert (tmp_path / "cat" / "c" / "i" / "i.json").read_bytes() == b'{"a": 1}'
+    root = str(tmp_path / "cat")
+    assert sorted(looked) == sorted({f"{root}/c", f"{root}/c/i", f"{root}/c/i/i.json"}), looked
+
+
+RING_CASES = [
+    [],
+    [[0.0, 1.0]] * 4,
+    [[0.0, 1.0]] * 3,
+    [[0.0]] + [[0.0, 1.0]] * 4,
+    [[0.0, True]] * 4,
+    [(0.0, 1.0)] * 4,
+    [[0, 1, 2]] * 5,
+    [[]] * 4,
+    [[0.0, "1"]] * 4,
+    [[0.0, 1.0]] * 4 + [None],
+    [[0.0, 1.0], [[0.0, 1.0]]] * 2,
+    [[0.0, None]] * 4,
+    [[1e300, -0.0]] * 4,
+    ((0.0, 1.0),) * 4,
+]
+
+
+@pytest.mark.parametrize("ring", RING_CASES)
+def test_ring_checks_in_c_speed_passes_agree_with_a_check_per_position(ring: object) -> None:
+    """The geometry checks of the validator's stand-in (``_ring``) and of the
+    pretty encoder (``_number_rows``) walk the positions with ``map`` over
+    types instead of a Python step per position; same verdicts."""
+    from producer.catalog.documents import _number_rows
+    from producer.validate import _ring
+
+    def is_numbers(values: object, least: int) -> bool:
+        return (
+            type(values) is list
+            and len(values) >= least
+            and all(type(v) is int or type(v) is float for v in values)
+        )
+
+    expected_ring = type(ring) is list and len(ring) >= 4 and all(is_numbers(p, 2) for p in ring)
+    assert _ring(ring) == expected_ring
+    expected_rows = all(
+        type(row) in (list, tuple) and len(row) > 0 and all(type(v) in (int, float) for v in row)
+        for row in ring  # type: ignore[attr-defined]
+    )
+    assert bool(_number_rows(ring)) == expected_rows  # type: ignore[arg-type]

@@ -126,17 +126,24 @@ def _plain_below(real_root: str, parts: list[str]) -> bool:
     """Whether no component of ``parts`` below ``real_root`` is a symbolic
     link (a missing component ends the walk: nothing below it exists).
     ``parts`` are checked key components (no ``.``/``..``/empty)."""
+    return _existing_below(real_root, parts) is not None
+
+
+def _existing_below(real_root: str, parts: list[str]) -> int | None:
+    """How many leading components of ``parts`` exist below ``real_root``
+    (one ``lstat`` each, up to the first missing one), or None when one of
+    them is a symbolic link or cannot be checked (the full check decides)."""
     current = real_root
-    for part in parts:
+    for i, part in enumerate(parts):
         current = current + os.sep + part
         try:
             if stat.S_ISLNK(os.lstat(current).st_mode):
-                return False
+                return None
         except FileNotFoundError:
-            return True
+            return i
         except OSError:
-            return False  # the full check decides (and reports)
-    return True
+            return None  # the full check decides (and reports)
+    return len(parts)
 
 
 def syncfs(directory: Path) -> None:
@@ -222,6 +229,25 @@ class LocalStore:
         if real_root is None or not _plain_below(real_root, parts):
             self._check_inside(key, path)
         return path
+
+    def _target(self, key: str) -> tuple[Path, list[Path]]:
+        """:meth:`_path` of a key to write, and the folders above it (below
+        the root) that do not exist yet, deepest first: the ``lstat`` walk
+        of :meth:`_path` stops at the first missing component, so it tells
+        which they are (no ``stat`` per folder as :meth:`_missing_dirs`)."""
+        parts = check_key(key).split("/")
+        path = self.root.joinpath(*parts)
+        real_root = self._real_root_dir()
+        found = None if real_root is None else _existing_below(real_root, parts)
+        if found is None:
+            self._check_inside(key, path)
+            return path, self._missing_dirs(path)
+        missing: list[Path] = []
+        folder = path.parent
+        for _ in range(len(parts) - 1 - found):  # parts[found] .. parts[-2] are missing
+            missing.append(folder)
+            folder = folder.parent
+        return path, missing
 
     def _real_root_dir(self) -> str | None:
         """The root's real path (no trailing separator), cached once the root exists."""
@@ -481,9 +507,8 @@ class LocalStore:
         """
         if if_version is not None and create_only:
             raise InputError("put(): pass either if_version or create_only, not both")
-        path = self._path(key)
+        path, created = self._target(key)
         data = bytes(data)
-        created = self._missing_dirs(path)
         sync = self._syncs()
         try:
             tmp = self._write_temp(key, path, data, sync, mkdir=bool(created))
@@ -492,7 +517,7 @@ class LocalStore:
             raise
         try:
             with self._locked():
-                if create_only and (path.exists() or path.is_symlink()):
+                if create_only and os.path.lexists(path):  # a file, a folder or a link
                     raise PreconditionFailed(f"{key!r} already exists in catalog {self.url} (create_only)")
                 if if_version is not None:
                     try:
