@@ -165,3 +165,26 @@ def test_item_with_a_broken_footprint_is_still_refused_by_the_compiled_check(
     assert validator.errors(fine) == []
     bad_bbox = {**item, "geometry": {**item["geometry"], "bbox": [1.0, 2.0]}}
     assert validator.errors(bad_bbox)
+
+
+def test_a_local_product_is_read_with_rasterios_default_options_as_a_remote_one(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # the folder-listing environment replaced the one rasterio.open makes by
+    # itself (Env.from_defaults): GTIFF_IMPLICIT_JPEG_OVR went back to GDAL's
+    # default for local products only
+    from producer.extract import raster
+
+    seen: list[dict] = []
+    real = raster._build_item
+
+    def build_item(*args, **kwargs):  # observes the environment; the real build runs
+        seen.append(rasterio.env.getenv())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(raster, "_build_item", build_item)
+    create_item(str(rasters.write_cog(tmp_path / "data")))
+    (options,) = seen
+    assert options["GDAL_DISABLE_READDIR_ON_OPEN"] == "TRUE"
+    for name, value in rasterio.env.Env.default_options().items():
+        assert options.get(name) == value, name

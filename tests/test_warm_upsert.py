@@ -304,3 +304,37 @@ def test_compiled_collection_check_with_reordered_alternatives_agrees_with_jsons
     except Exception:
         compiled_ok = False
     assert compiled_ok == (validator._schema_errors_reference(url, doc) == [])
+
+
+def test_a_delete_is_durable_when_it_returns_outside_a_batch(tmp_path: Path, syncs: Syncs) -> None:
+    root = tmp_path / "cat"
+    store = LocalStore(str(root))
+    store.put("c/collection.json", b"{}")
+    store.put("c/a/a.json", b"{}", create_only=True)
+    store.put("c/a/a.png", b"png", create_only=True)
+    syncs.dirs.clear()
+    store.delete("c/a/a.png")  # the folder keeps a.json: its entry list changed
+    assert syncs.dir_counts() == Counter({_real(root / "c" / "a"): 1})
+    syncs.dirs.clear()
+    store.delete("c/a/a.json")  # the folder is pruned: the collection's folder lost its entry
+    assert syncs.dir_counts() == Counter({_real(root / "c"): 1})
+
+
+def test_deletes_in_a_batch_sync_their_folders_when_it_ends_and_never_with_durability_os(
+    tmp_path: Path, syncs: Syncs
+) -> None:
+    root = tmp_path / "cat"
+    store = LocalStore(str(root))
+    for name in ("a", "b"):
+        store.put(f"c/{name}/{name}.json", b"{}", create_only=True)
+        store.put(f"c/{name}/{name}.png", b"png", create_only=True)
+    syncs.dirs.clear()
+    with store.batch():
+        store.delete("c/a/a.png")
+        store.delete("c/b/b.png")
+        assert syncs.dirs == []
+    assert syncs.dir_counts() == Counter({_real(root / "c" / n): 1 for n in ("a", "b")})
+    relaxed = LocalStore(str(root), durability="os")
+    syncs.dirs.clear()
+    relaxed.delete("c/a/a.json")
+    assert syncs.dirs == []

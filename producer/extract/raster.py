@@ -301,7 +301,9 @@ def _no_folder_listing(source: Any) -> AbstractContextManager[Any]:
         return nullcontext()
     if os.environ.get(_READDIR) or (rasterio.env.hasenv() and _READDIR in rasterio.env.getenv()):
         return nullcontext()
-    return rasterio.Env(**{_READDIR: "TRUE"})
+    # rasterio's default options too (GTIFF_IMPLICIT_JPEG_OVR off), as in the
+    # environment rasterio.open makes by itself and a remote product gets
+    return rasterio.Env.from_defaults(**{_READDIR: "TRUE"})
 
 
 def _byte_reader(location: str, opener: GuardedOpener | None) -> Any:

@@ -642,7 +642,9 @@ class LocalStore:
 
     def delete(self, key: str, *, if_version: str | None = None) -> None:
         """Remove ``key`` (under the lock) and then every parent directory it
-        leaves empty, up to but not including the root."""
+        leaves empty, up to but not including the root; durable as a write is
+        (the folder that lost an entry is fsynced: at once, or when the
+        batch ends; not with durability ``os``)."""
         path = self._path(key)
         with self._locked():
             if if_version is not None and _version(self._read(key, path)) != if_version:
@@ -665,6 +667,16 @@ class LocalStore:
                         raise StoreError(f"cannot prune {parent} in catalog {self.url}: {exc}") from exc
                     break
                 parent = parent.parent
+            if self._syncs():
+                # the folder whose entry went (the file's, or the last folder
+                # pruned): a power loss must not bring back what a remove or a
+                # group commit deleted for good; in a batch, when it ends
+                batch = self._batch_dirs()
+                if batch is not None:
+                    with self._batch_lock:
+                        batch.add(parent)
+                else:
+                    self._fsync_dir(parent, gone_ok=True)
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Yield document keys under ``prefix`` (segment-wise), skipping the
