@@ -62,9 +62,18 @@ def log(msg: str) -> None:
 
 
 def _worker(
-    index: int, writers: int, catalog: str, options: dict | None, files: list[str], barrier: Any, out: Any
+    index: int,
+    writers: int,
+    catalog: str,
+    options: dict | None,
+    files: list[str],
+    barrier: Any,
+    out: Any,
+    by_url: bool = False,
 ) -> None:
-    """One writer process: warm up, wait for the others, register one by one."""
+    """One writer process: warm up, wait for the others, register one by one
+    (``by_url``: each call from the catalog URL and storage options, as the
+    event handler calls it; else through one store opened before the barrier)."""
     try:
         import producer
         from producer import commit as commit_mod
@@ -85,6 +94,23 @@ def _worker(
         producer.register([str(c.cog_path(WARM_COG))], catalog=str(scratch), collection="warm")
         shutil.rmtree(scratch)
         store = c.ConflictCountingStore(open_store(catalog, options))
+        if by_url:
+            # each call opens its own store: count the conflicts of every
+            # S3 store of this process (the bench's view only)
+            from producer.errors import PreconditionFailed
+            from producer.store.s3 import S3Store
+
+            original_put = S3Store.put
+
+            def counted_put(self: Any, key: str, data: bytes, **kwargs: Any) -> str:
+                try:
+                    return original_put(self, key, data, **kwargs)
+                except PreconditionFailed:
+                    store.conflicts += 1
+                    store.by_key[key] = store.by_key.get(key, 0) + 1
+                    raise
+
+            S3Store.put = counted_put  # type: ignore[method-assign]
         fs = getattr(store.inner, "fs", None)
         if fs is not None and hasattr(fs, "connect"):
             # the S3 client (botocore's service model, ~0.5 s CPU) is built
@@ -105,7 +131,12 @@ def _worker(
         if profiler is not None:
             profiler.enable()
         for path in files:
-            (res,) = producer.register([path], catalog=store, collection=c.COLLECTION)
+            if by_url:
+                (res,) = producer.register(
+                    [path], catalog=catalog, collection=c.COLLECTION, storage_options=dict(options or {})
+                )
+            else:
+                (res,) = producer.register([path], catalog=store, collection=c.COLLECTION)
             results.append((res.id, res.action, res.error))
         if profiler is not None:
             profiler.disable()
@@ -147,13 +178,15 @@ def _request_kind(method: str, path: str, query: str) -> str:
     return f"{method} {what}"
 
 
-def run_writers(catalog: str, options: dict | None, files: list[str], writers: int) -> dict:
+def run_writers(
+    catalog: str, options: dict | None, files: list[str], writers: int, by_url: bool = False
+) -> dict:
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(writers)
     out = ctx.Queue()
     shares = [files[w::writers] for w in range(writers)]
     procs = [
-        ctx.Process(target=_worker, args=(w, writers, catalog, options, shares[w], barrier, out))
+        ctx.Process(target=_worker, args=(w, writers, catalog, options, shares[w], barrier, out, by_url))
         for w in range(writers)
     ]
     for p in procs:
@@ -234,6 +267,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="write the table into BENCHMARKS.md (default: full runs only)",
     )
+    ap.add_argument(
+        "--by-url",
+        action="store_true",
+        help="each register() from the catalog URL and storage_options (the event handler's call)",
+    )
     ap.add_argument("--no-write", dest="write", action="store_false")
     ap.add_argument("--out", type=Path, default=c.BENCHMARKS_MD)
     ap.add_argument("--json", type=Path, help="also dump the raw numbers here")
@@ -293,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                     server_cpu0 = s3.cpu_seconds() if s3 is not None and backend == "s3" else 0.0
                     requests0 = sum(proxy.counts.values()) if proxy is not None else 0
                     trace0 = len(proxy.trace) if proxy is not None else 0
-                    r = run_writers(catalog, writer_options, files, w)
+                    r = run_writers(catalog, writer_options, files, w, args.by_url)
                     r["requests"] = sum(proxy.counts.values()) - requests0 if proxy is not None else None
                     r["request_kinds"] = (
                         dict(Counter(_request_kind(*t) for t in proxy.trace[trace0:]))
