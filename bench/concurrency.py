@@ -90,6 +90,21 @@ def _worker(
 
             commit_mod.Committer._sleep = timed_sleep  # type: ignore[method-assign]
 
+        # every sleep of the commit module: the waiters' looks at the leader's
+        # intent (LEADER_WAIT) and the backoff above (the bench's view only)
+        waited = [0.0]
+
+        class _TimedTime:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(time, name)
+
+            def sleep(self, seconds: float) -> None:
+                t = time.perf_counter()
+                time.sleep(seconds)
+                waited[0] += time.perf_counter() - t
+
+        commit_mod.time = _TimedTime()  # type: ignore[assignment]
+
         scratch = c.fresh_work_dir(f"conc-warm-{os.getpid()}")
         producer.register([str(c.cog_path(WARM_COG))], catalog=str(scratch), collection="warm")
         shutil.rmtree(scratch)
@@ -150,6 +165,7 @@ def _worker(
                 "t1": t1,
                 "cpu": time.process_time() - cpu0,
                 "slept": slept[0] if original_sleep is not None else None,
+                "waited": waited[0],
                 "conflicts": store.conflicts,
                 "by_key": store.by_key,
                 "results": results,
@@ -210,6 +226,7 @@ def run_writers(
         "conflicts": sum(r["conflicts"] for r in reports),
         "cpu": sum(r["cpu"] for r in reports),
         "slept": None if None in slept else sum(slept),
+        "waited": sum(r["waited"] for r in reports),
         "per_worker": [r["conflicts"] for r in sorted(reports, key=lambda r: r["index"])],
         "by_key": dict(by_key),
         "results": results,
@@ -346,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
                     log(
                         f"  {backend:>5} +{latency:.0f} ms W={w}: {r['wall']:.1f} s, {len(files) / r['wall']:.1f} items/s, "
                         f"cpu {r['cpu']:.1f} s (server {r['server_cpu'] or 0:.1f} s), backoff {r['slept'] or 0:.1f} s, "
+                        f"all commit sleeps {r['waited']:.1f} s, "
                         f"load {os.getloadavg()[0]:.1f}, conflicts {r['conflicts']} {r['by_key']}, not created {len(bad)}, "
                         f"linked once {check['linked_once']}, errors {check['n_errors']}, "
                         f"intents left {check['intents_left']}"
