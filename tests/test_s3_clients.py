@@ -93,3 +93,32 @@ def test_the_shared_table_is_bounded(s3_server):
     for i in range(s3_module.SHARED_FILESYSTEMS + 3):
         open_store(url, {**s3_server.storage_options, "config_kwargs": {"read_timeout": 100 + i}})
     assert len(s3_module._shared) <= s3_module.SHARED_FILESYSTEMS
+
+
+def _child_opens(url, options, parent_fs, conn):
+    store = open_store(url, options)
+    store.put("from-child.json", b"{}")
+    conn.send((store.fs is parent_fs, store.get("from-child.json")[0]))
+    conn.close()
+
+
+def test_a_forked_child_builds_its_own_client(s3_server):
+    import multiprocessing
+
+    url = f"s3://{s3_server.new_bucket()}/stac"
+    store = open_store(url, s3_server.storage_options)
+    store.put("from-parent.json", b"{}")  # the parent's client is connected
+    ctx = multiprocessing.get_context("fork")
+    parent_end, child_end = ctx.Pipe()
+    child = ctx.Process(target=_child_opens, args=(url, s3_server.storage_options, store.fs, child_end))
+    child.start()
+    try:
+        # a child given the parent's client hangs on the parent's event loop
+        assert parent_end.poll(60), "the child did not answer"
+        shared, data = parent_end.recv()
+        child.join(30)
+    finally:
+        if child.is_alive():
+            child.kill()
+    assert (shared, data, child.exitcode) == (False, b"{}", 0)
+    assert open_store(url, s3_server.storage_options).fs is store.fs
