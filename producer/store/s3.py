@@ -19,18 +19,14 @@ register per event with ``storage_options`` pays it once, not per call.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import logging
-import os
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from fsspec.asyn import sync
 
+from producer.awsclients import SharedClients, client_key
 from producer.errors import InputError, NotFound, PreconditionFailed, StoreError
 from producer.store.base import describe_condition
 from producer.store.keys import check_key, check_prefix, is_listable, under_prefix
@@ -42,65 +38,19 @@ MAX_POOL_CONNECTIONS = 32
 _INSTALL_HINT = "install the S3 extra: pip install 'stac-producer[s3]'"
 
 
-#: S3 file systems kept per process for reuse (least recently used dropped first)
+#: S3 file systems (with their clients) kept per process for reuse
 SHARED_FILESYSTEMS = 8
-_shared: OrderedDict[str, Any] = OrderedDict()
-_shared_lock = threading.Lock()
-#: environment variables besides ``AWS_*`` that change what a client does
-_CLIENT_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
-
-
-def _client_key(options: dict[str, Any]) -> str | None:
-    """A digest of everything an S3 client is built from: the storage
-    options, the ``AWS_*`` (and proxy) environment, the modification times of
-    the AWS config and credentials files, and the process id (a forked child
-    cannot use its parent's connections). None when an option is not plain
-    data (a session or config object): such options get a file system of
-    their own.
-
-    Only the digest is kept, never the options themselves: the key holds no
-    secret in a form that can be printed. A changed credential, endpoint,
-    profile or config file gives a different key, hence a new client.
-    """
-    env = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k in _CLIENT_ENV}
-    files = []
-    for var, default in (
-        ("AWS_CONFIG_FILE", "~/.aws/config"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
-    ):
-        path = os.path.expanduser(env.get(var, default))
-        try:
-            files.append([path, os.stat(path).st_mtime_ns])
-        except OSError:
-            files.append([path, None])
-    try:
-        text = json.dumps([os.getpid(), options, env, files], sort_keys=True)
-    except (TypeError, ValueError):
-        return None
-    return hashlib.sha256(text.encode()).hexdigest()
+_shared = SharedClients(SHARED_FILESYSTEMS)
 
 
 def _shared_filesystem(options: dict[str, Any], build: Any) -> Any:
     """The file system ``build(**options)`` makes, shared with every store of
     this process opened with the same options and environment (see
-    :func:`_client_key`); ``skip_instance_cache=True`` in the caller's
-    options (or options that are not plain data) gives a private one."""
-    key = None if options.get("skip_instance_cache") else _client_key(options)
-    if key is None:
-        return build(**{**options, "skip_instance_cache": True})
-    with _shared_lock:
-        fs = _shared.get(key)
-        if fs is not None:
-            _shared.move_to_end(key)
-            return fs
-    # built outside the lock: two threads may both build, one result is kept
-    fs = build(**{**options, "skip_instance_cache": True})
-    with _shared_lock:
-        fs = _shared.setdefault(key, fs)
-        _shared.move_to_end(key)
-        while len(_shared) > SHARED_FILESYSTEMS:
-            _shared.popitem(last=False)
-    return fs
+    :func:`producer.awsclients.client_key`); ``skip_instance_cache=True`` in
+    the caller's options (or options that are not plain data) gives a
+    private one."""
+    key = None if options.get("skip_instance_cache") else client_key(options)
+    return _shared.get(key, lambda: build(**{**options, "skip_instance_cache": True}))
 
 
 async def _read_body(body: Any) -> bytes:
