@@ -78,11 +78,11 @@ class SharedClients:
             client = self._clients.get(key)
             if client is not None:
                 self._clients.move_to_end(key)
-                return client  # type: ignore[no-any-return]
+                return client
         client = build()
         with self._lock:
             client = self._clients.setdefault(key, client)
             self._clients.move_to_end(key)
             while len(self._clients) > self.size:
                 self._clients.popitem(last=False)
-        return client  # type: ignore[no-any-return]
+        return client
