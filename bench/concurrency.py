@@ -62,9 +62,18 @@ def log(msg: str) -> None:
 
 
 def _worker(
-    index: int, writers: int, catalog: str, options: dict | None, files: list[str], barrier: Any, out: Any
+    index: int,
+    writers: int,
+    catalog: str,
+    options: dict | None,
+    files: list[str],
+    barrier: Any,
+    out: Any,
+    by_url: bool = False,
 ) -> None:
-    """One writer process: warm up, wait for the others, register one by one."""
+    """One writer process: warm up, wait for the others, register one by one
+    (``by_url``: each call from the catalog URL and storage options, as the
+    event handler calls it; else through one store opened before the barrier)."""
     try:
         import producer
         from producer import commit as commit_mod
@@ -81,10 +90,42 @@ def _worker(
 
             commit_mod.Committer._sleep = timed_sleep  # type: ignore[method-assign]
 
+        # every sleep of the commit module: the waiters' looks at the leader's
+        # intent (LEADER_WAIT) and the backoff above (the bench's view only)
+        waited = [0.0]
+
+        class _TimedTime:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(time, name)
+
+            def sleep(self, seconds: float) -> None:
+                t = time.perf_counter()
+                time.sleep(seconds)
+                waited[0] += time.perf_counter() - t
+
+        commit_mod.time = _TimedTime()  # type: ignore[assignment]
+
         scratch = c.fresh_work_dir(f"conc-warm-{os.getpid()}")
         producer.register([str(c.cog_path(WARM_COG))], catalog=str(scratch), collection="warm")
         shutil.rmtree(scratch)
         store = c.ConflictCountingStore(open_store(catalog, options))
+        if by_url:
+            # each call opens its own store: count the conflicts of every
+            # S3 store of this process (the bench's view only)
+            from producer.errors import PreconditionFailed
+            from producer.store.s3 import S3Store
+
+            original_put = S3Store.put
+
+            def counted_put(self: Any, key: str, data: bytes, **kwargs: Any) -> str:
+                try:
+                    return original_put(self, key, data, **kwargs)
+                except PreconditionFailed:
+                    store.conflicts += 1
+                    store.by_key[key] = store.by_key.get(key, 0) + 1
+                    raise
+
+            S3Store.put = counted_put  # type: ignore[method-assign]
         fs = getattr(store.inner, "fs", None)
         if fs is not None and hasattr(fs, "connect"):
             # the S3 client (botocore's service model, ~0.5 s CPU) is built
@@ -105,7 +146,12 @@ def _worker(
         if profiler is not None:
             profiler.enable()
         for path in files:
-            (res,) = producer.register([path], catalog=store, collection=c.COLLECTION)
+            if by_url:
+                (res,) = producer.register(
+                    [path], catalog=catalog, collection=c.COLLECTION, storage_options=dict(options or {})
+                )
+            else:
+                (res,) = producer.register([path], catalog=store, collection=c.COLLECTION)
             results.append((res.id, res.action, res.error))
         if profiler is not None:
             profiler.disable()
@@ -119,6 +165,7 @@ def _worker(
                 "t1": t1,
                 "cpu": time.process_time() - cpu0,
                 "slept": slept[0] if original_sleep is not None else None,
+                "waited": waited[0],
                 "conflicts": store.conflicts,
                 "by_key": store.by_key,
                 "results": results,
@@ -147,13 +194,15 @@ def _request_kind(method: str, path: str, query: str) -> str:
     return f"{method} {what}"
 
 
-def run_writers(catalog: str, options: dict | None, files: list[str], writers: int) -> dict:
+def run_writers(
+    catalog: str, options: dict | None, files: list[str], writers: int, by_url: bool = False
+) -> dict:
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(writers)
     out = ctx.Queue()
     shares = [files[w::writers] for w in range(writers)]
     procs = [
-        ctx.Process(target=_worker, args=(w, writers, catalog, options, shares[w], barrier, out))
+        ctx.Process(target=_worker, args=(w, writers, catalog, options, shares[w], barrier, out, by_url))
         for w in range(writers)
     ]
     for p in procs:
@@ -177,6 +226,7 @@ def run_writers(catalog: str, options: dict | None, files: list[str], writers: i
         "conflicts": sum(r["conflicts"] for r in reports),
         "cpu": sum(r["cpu"] for r in reports),
         "slept": None if None in slept else sum(slept),
+        "waited": sum(r["waited"] for r in reports),
         "per_worker": [r["conflicts"] for r in sorted(reports, key=lambda r: r["index"])],
         "by_key": dict(by_key),
         "results": results,
@@ -233,6 +283,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         default=None,
         help="write the table into BENCHMARKS.md (default: full runs only)",
+    )
+    ap.add_argument(
+        "--by-url",
+        action="store_true",
+        help="each register() from the catalog URL and storage_options (the event handler's call)",
     )
     ap.add_argument("--no-write", dest="write", action="store_false")
     ap.add_argument("--out", type=Path, default=c.BENCHMARKS_MD)
@@ -293,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
                     server_cpu0 = s3.cpu_seconds() if s3 is not None and backend == "s3" else 0.0
                     requests0 = sum(proxy.counts.values()) if proxy is not None else 0
                     trace0 = len(proxy.trace) if proxy is not None else 0
-                    r = run_writers(catalog, writer_options, files, w)
+                    r = run_writers(catalog, writer_options, files, w, args.by_url)
                     r["requests"] = sum(proxy.counts.values()) - requests0 if proxy is not None else None
                     r["request_kinds"] = (
                         dict(Counter(_request_kind(*t) for t in proxy.trace[trace0:]))
@@ -308,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
                     log(
                         f"  {backend:>5} +{latency:.0f} ms W={w}: {r['wall']:.1f} s, {len(files) / r['wall']:.1f} items/s, "
                         f"cpu {r['cpu']:.1f} s (server {r['server_cpu'] or 0:.1f} s), backoff {r['slept'] or 0:.1f} s, "
+                        f"all commit sleeps {r['waited']:.1f} s, "
                         f"load {os.getloadavg()[0]:.1f}, conflicts {r['conflicts']} {r['by_key']}, not created {len(bad)}, "
                         f"linked once {check['linked_once']}, errors {check['n_errors']}, "
                         f"intents left {check['intents_left']}"

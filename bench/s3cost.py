@@ -10,10 +10,14 @@ hold one item already, registered before the measurement):
 
 - ``one by one``: one ``producer.register([path])`` call per item (the
   event-driven shape: one commit per product);
-- ``one batch``: one ``producer.register(paths)`` call for all items.
+- ``one batch``: one ``producer.register(paths)`` call for all items;
+- ``one by one, URL``: one ``producer.register([path], catalog="s3://...",
+  storage_options=...)`` call per item, as the event handler and the Prefect
+  task make them (each call opens its store from the URL and options).
 
-Both go through one store opened (and its S3 client built) before the
-clock starts, as in a long-running writer. Per item: S3 requests by kind (method and document kind), the writer's CPU
+The first two go through one store opened (and its S3 client built) before
+the clock starts, as in a long-running writer; the third opens one per call
+(one warm-up call before the clock, as a warm Lambda or worker has made). Per item: S3 requests by kind (method and document kind), the writer's CPU
 (this process) and the server's CPU (the moto process). Writes nothing but
 the catalogs on the local S3 (dropped afterwards) and, without ``--quick``
 or with ``--write``, its section of BENCHMARKS.md.
@@ -40,7 +44,9 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def measure(s3: Any, proxy: LatencyProxy, name: str, files: list[str], batch: bool) -> dict:
+def measure(
+    s3: Any, proxy: LatencyProxy, name: str, files: list[str], batch: bool, by_url: bool = False
+) -> dict:
     """Register ``files`` into a fresh seeded catalog; requests and CPU per item."""
     import producer
     from producer.store import open_store
@@ -62,11 +68,23 @@ def measure(s3: Any, proxy: LatencyProxy, name: str, files: list[str], batch: bo
     # each time, ~0.2 s CPU: cold start is bench/coldstart.py's subject)
     store = open_store(catalog, options)
     store.fs.connect()
+    if by_url:  # the warm-up call of a warm worker, on the seed item
+        producer.register(
+            [str(c.cog_path(WARM_COG))], catalog=catalog, collection=c.COLLECTION, storage_options=options
+        )
     trace0 = len(proxy.trace)
     server0 = s3.cpu_seconds()
     cpu0, t0 = time.process_time(), time.perf_counter()
     if batch:
         results = producer.register(files, catalog=store, collection=c.COLLECTION)
+    elif by_url:
+        results = [
+            r
+            for path in files
+            for r in producer.register(
+                [path], catalog=catalog, collection=c.COLLECTION, storage_options=dict(options)
+            )
+        ]
     else:
         results = [
             r for path in files for r in producer.register([path], catalog=store, collection=c.COLLECTION)
@@ -109,8 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     load0 = os.getloadavg()[0]
     rows, kinds_lines = [], []
     with c.S3Process() as s3, LatencyProxy(s3.endpoint_url, args.latency_ms / 1000.0) as proxy:
-        for label, batch in (("one by one", False), ("one batch", True)):
-            r = measure(s3, proxy, f"s3cost-{'batch' if batch else 'single'}", files, batch)
+        shapes = (("one by one", False, False), ("one batch", True, False), ("one by one, URL", False, True))
+        for label, batch, by_url in shapes:
+            name = f"s3cost-{'batch' if batch else 'url' if by_url else 'single'}"
+            r = measure(s3, proxy, name, files, batch, by_url)
             log(
                 f"  {label}: {r['items/s']:.1f} items/s, {r['requests']:.1f} requests/item, "
                 f"cpu {r['cpu_ms']:.1f} ms/item (server {r['server_ms']:.1f}), load {os.getloadavg()[0]:.1f}"

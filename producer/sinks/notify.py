@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
+from producer.awsclients import SharedClients, client_key
 from producer.changes import Change, ChangeKind, Sink
 from producer.errors import InputError, ProducerError, StoreError
 from producer.redact import clean_href
@@ -306,6 +307,10 @@ def _size(body: str, attrs: Mapping[str, Mapping[str, str]]) -> int:
     return n
 
 
+#: SNS clients kept per process for reuse (see :mod:`producer.awsclients`)
+_SNS_CLIENTS = SharedClients(8)
+
+
 class SnsSink:
     """Publishes one SNS message per committed change (see :func:`sns_message`).
 
@@ -351,9 +356,16 @@ class SnsSink:
                 ) from exc
             kwargs = dict(session_kwargs or {})
             kwargs.setdefault("region_name", match["region"])
-            try:
+            region = match["region"]
+
+            def build() -> Any:
                 session = boto3.session.Session(**kwargs)
-                client = session.client("sns", region_name=match["region"], endpoint_url=endpoint_url)
+                return session.client("sns", region_name=region, endpoint_url=endpoint_url)
+
+            try:
+                # one client per process and options (boto3 clients are thread-safe):
+                # a register per event with a topic built one each call
+                client = _SNS_CLIENTS.get(client_key("sns", kwargs, region, endpoint_url), build)
             except Exception as exc:  # bad session kwargs: never echo their values
                 raise InputError(
                     f"cannot create an SNS client for {topic_arn}: {type(exc).__name__} "

@@ -9,10 +9,12 @@ number of hosts cannot lose an update: ``concurrent_safe = True``.
 A ``get`` is one GetObject: body and ETag come from the same response, so the
 version always describes exactly the bytes returned.
 
-Every request goes through the store's own :class:`s3fs.S3FileSystem`
-(``skip_instance_cache=True``; credentials, region and endpoint from
-``storage_options`` or else the standard AWS environment/config, including
-``AWS_ENDPOINT_URL``).
+Every request goes through an :class:`s3fs.S3FileSystem` (credentials,
+region and endpoint from ``storage_options`` or else the standard AWS
+environment/config, including ``AWS_ENDPOINT_URL``). Building one, with its
+aiobotocore session and client, costs ~0.2 s of CPU, so stores opened with the
+same options in one process share one (:func:`_shared_filesystem`): a
+register per event with ``storage_options`` pays it once, not per call.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from fsspec.asyn import sync
 
+from producer.awsclients import SharedClients, client_key
 from producer.errors import InputError, NotFound, PreconditionFailed, StoreError
 from producer.store.base import describe_condition
 from producer.store.keys import check_key, check_prefix, is_listable, under_prefix
@@ -33,6 +36,27 @@ log = logging.getLogger(__name__)
 #: connections to S3 per store unless storage_options' config_kwargs say otherwise
 MAX_POOL_CONNECTIONS = 32
 _INSTALL_HINT = "install the S3 extra: pip install 'stac-producer[s3]'"
+
+
+#: S3 file systems (with their clients) kept per process for reuse
+SHARED_FILESYSTEMS = 8
+_shared = SharedClients(SHARED_FILESYSTEMS)
+
+
+def _shared_filesystem(url: str, options: dict[str, Any], build: Any) -> Any:
+    """The file system ``build(**options)`` makes, shared with every store of
+    this process opened with the same options and environment (see
+    :func:`producer.awsclients.client_key`); ``skip_instance_cache=True`` in
+    the caller's options (or options that are not plain data) gives a
+    private one. Either way it is built on the process's aiobotocore session
+    (:mod:`producer.awssession`, shared with the product reader) unless the
+    options configure a session of their own."""
+    from producer.awssession import with_shared_session  # noqa: PLC0415
+
+    key = None if options.get("skip_instance_cache") else client_key(options)
+    return _shared.get(
+        key, lambda: build(**{**with_shared_session(url, options), "skip_instance_cache": True})
+    )
 
 
 async def _read_body(body: Any) -> bytes:
@@ -95,18 +119,14 @@ class S3Store:
             import s3fs  # noqa: PLC0415
         except ImportError as exc:
             raise StoreError(f"cannot open {url!r}: s3fs is not installed; {_INSTALL_HINT}") from exc
-        from producer.awssession import with_shared_session  # noqa: PLC0415
-
-        # one aiobotocore session per process: a second would load botocore's models again
-        options = with_shared_session(url, storage_options or {})
-        options["skip_instance_cache"] = True
+        options = dict(storage_options or {})
         # a batch writes its items from up to 16 threads (producer.parallel):
         # botocore's default pool of 10 connections would queue them
         config = options.get("config_kwargs") or {}
         if isinstance(config, dict):  # anything else is s3fs's to refuse
             options["config_kwargs"] = {"max_pool_connections": MAX_POOL_CONNECTIONS, **config}
         try:
-            self.fs: Any = s3fs.S3FileSystem(**options)
+            self.fs: Any = _shared_filesystem(url, options, s3fs.S3FileSystem)
         except Exception as exc:
             raise StoreError(f"cannot open {url!r}: bad storage_options for s3fs ({exc})") from exc
         self.bucket = bucket
