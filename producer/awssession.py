@@ -14,35 +14,41 @@ connection pool) and resolves credentials from the standard AWS chain; the
 explicit ``key``/``secret``/``token``/``client_kwargs`` of a file system
 still go to its own client. It is not shared when the options configure the
 session itself (``profile``, ``session_vars``, ``event_hooks``, or a
-``session`` of the caller's), nor across a fork (keyed by process id: a
-refreshable credential's lock belongs to the parent's event loop).
+``session`` of the caller's) or bring their own event loop, nor across a
+fork or a change of the AWS environment or config files (keyed by
+:func:`producer.awsclients.client_key`: the resolved credentials stay with
+the session, and a refreshable credential's lock belongs to one loop).
 Loads nothing at import time.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Mapping
 from typing import Any
 
+from producer.awsclients import SharedClients, client_key
+
 __all__ = ["with_shared_session"]
 
-#: s3fs options that configure the session itself (``AioSession(**kwargs)``)
-SESSION_OPTIONS = frozenset({"session", "profile", "session_vars", "event_hooks"})
+#: s3fs options that configure the session itself (``AioSession(**kwargs)``),
+#: or run the file system on a loop of the caller's (a refreshable
+#: credential's lock belongs to one event loop)
+SESSION_OPTIONS = frozenset({"session", "profile", "session_vars", "event_hooks", "loop", "asynchronous"})
 
-_lock = threading.Lock()
-_shared: tuple[int, Any] | None = None
+#: sessions by :func:`producer.awsclients.client_key` of the environment: a
+#: session resolves credentials, profile and config once and keeps them, so a
+#: changed ``AWS_*`` variable or a rewritten config/credentials file (and a
+#: fork: the pid is in the key) must give a new one
+_sessions = SharedClients(4)
 
 
 def _session() -> Any:
-    global _shared
-    with _lock:
-        if _shared is None or _shared[0] != os.getpid():
-            from aiobotocore.session import AioSession  # noqa: PLC0415 (s3fs loaded it already)
+    def build() -> Any:
+        from aiobotocore.session import AioSession  # noqa: PLC0415 (s3fs loaded it already)
 
-            _shared = (os.getpid(), AioSession())
-        return _shared[1]
+        return AioSession()
+
+    return _sessions.get(client_key("aiobotocore-session"), build)
 
 
 def with_shared_session(url: str, options: Mapping[str, Any]) -> dict[str, Any]:

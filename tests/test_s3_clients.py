@@ -151,3 +151,28 @@ def test_registers_one_by_one_with_an_sns_topic_build_one_sns_client(s3_server, 
 
     SnsSink(topic.arn, session_kwargs={"aws_access_key_id": "other", "aws_secret_access_key": "other"})
     assert built[0] == before + 1
+
+
+def _signing_key(store) -> str:
+    from fsspec.asyn import sync
+
+    client = sync(store.fs.loop, store.fs.set_session)
+    return client._request_signer._credentials.access_key
+
+
+def test_a_store_opened_after_the_environments_credentials_changed_signs_with_the_new_ones(
+    s3_server, monkeypatch
+):
+    # credentials from the environment (no key in the options): the file
+    # system is new when they change, and so must be what it signs with
+    options = {k: v for k, v in s3_server.storage_options.items() if k not in ("key", "secret", "token")}
+    url = f"s3://{s3_server.new_bucket()}/stac"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIA_BEFORE_ROTATION")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "before")
+    before = open_store(url, options)
+    assert _signing_key(before) == "AKIA_BEFORE_ROTATION"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIA_AFTER_ROTATION")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "after")
+    after = open_store(url, options)
+    assert _signing_key(after) == "AKIA_AFTER_ROTATION"
+    after.put("rotated.json", b"{}")  # and it works against the server
