@@ -281,14 +281,13 @@ def _pool(
         with _FORKING, _frozen_fork():
             before_fork()
             _JOB, _SOURCES, _STATE = job, sources, state
-            before = {child.pid for child in context.active_children()}
             try:
                 futures = [pool.submit(_run_chunk, chunk) for chunk in chunks]
             except BaseException:
                 # the pool starts all its workers in the first submit: when a
                 # later fork fails, the ones started wait for work forever,
                 # and being no daemons they would hold this process at exit
-                _stop_children(context, before)
+                _stop_workers(pool)
                 raise
             finally:
                 _JOB, _SOURCES, _STATE = None, (), None
@@ -311,12 +310,14 @@ def _not_alone(exc: OSError) -> WorkerDied:
     )
 
 
-def _stop_children(context: Any, keep: set[int | None]) -> None:
-    """Terminate and reap the child processes not in ``keep`` (process ids)."""
-    for child in context.active_children():
-        if child.pid not in keep:
-            child.terminate()
-            child.join()
+def _stop_workers(pool: Any) -> None:
+    """Terminate and reap the worker processes ``pool`` started. Only its
+    own: the caller's other children (a Prefect or Dask worker, a pool of
+    its own) are not ours to stop. ``_processes`` (pid -> process) is the
+    executor's record of them (CPython 3.8-3.13), read defensively."""
+    for worker in list((getattr(pool, "_processes", None) or {}).values()):
+        worker.terminate()
+        worker.join()
 
 
 def _alone(

@@ -308,14 +308,28 @@ from producer import extract, parallel
 from producer.options import RegisterOptions
 from tests import rasters
 
+import multiprocessing, threading, time
+
 work, refuse_from, bad = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 sources = rasters.dated_cogs(work + "/data", 12)
 parallel.EXTRACT_KIND = "process"
 parent, real_fork, real_create, forks = os.getpid(), os.fork, extract.create_item, [0]
+theirs = []  # a child the caller's own code starts meanwhile (its Prefect worker, its pool)
+
+def caller_starts_a_child():
+    os.fork = real_fork
+    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
+    child.start()
+    theirs.append(child)
+    os.fork = fork
 
 def fork():
     forks[0] += 1
     if forks[0] >= refuse_from:
+        if not theirs:
+            thread = threading.Thread(target=caller_starts_a_child)
+            thread.start()
+            thread.join()
         raise OSError(11, "Resource temporarily unavailable")
     return real_fork()
 
@@ -328,6 +342,9 @@ os.fork, extract.create_item = fork, create_item
 results = producer.register(sources, catalog=work + "/cat", collection="c", options=RegisterOptions(workers=2))
 for r in results:
     print(r.action, r.error or "", sep="\\t")
+print("caller's child", "alive" if theirs[0].is_alive() else f"stopped {theirs[0].exitcode}", file=sys.stderr)
+theirs[0].terminate()
+theirs[0].join()
 """
 
 
@@ -342,6 +359,7 @@ def _refused_fork_run(tmp_path: Path, refuse_from: int, bad: int) -> list[list[s
     )
     assert done.returncode == 0, done.stderr
     assert "cannot start extraction processes" in done.stderr or bad >= 0, done.stderr
+    assert "caller's child alive" in done.stderr, done.stderr  # only the pool's own workers are stopped
     return [line.split("\t") for line in done.stdout.splitlines()]
 
 
