@@ -188,3 +188,21 @@ def test_a_local_product_is_read_with_rasterios_default_options_as_a_remote_one(
     assert options["GDAL_DISABLE_READDIR_ON_OPEN"] == "TRUE"
     for name, value in rasterio.env.Env.default_options().items():
         assert options.get(name) == value, name
+
+
+def test_the_callers_gdal_options_stand_when_a_local_product_is_read(tmp_path: Path, monkeypatch) -> None:
+    from producer.extract import raster
+
+    seen: list[dict] = []
+    real = raster._build_item
+
+    def build_item(*args, **kwargs):  # observes the environment; the real build runs
+        seen.append(rasterio.env.getenv())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(raster, "_build_item", build_item)
+    with rasterio.Env(GTIFF_IMPLICIT_JPEG_OVR=True):
+        create_item(str(rasters.write_cog(tmp_path / "data")))
+    (options,) = seen
+    assert options["GTIFF_IMPLICIT_JPEG_OVR"] is True
+    assert options["GDAL_DISABLE_READDIR_ON_OPEN"] == "TRUE"

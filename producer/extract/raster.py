@@ -301,8 +301,10 @@ def _no_folder_listing(source: Any) -> AbstractContextManager[Any]:
         return nullcontext()
     if os.environ.get(_READDIR) or (rasterio.env.hasenv() and _READDIR in rasterio.env.getenv()):
         return nullcontext()
-    # rasterio's default options too (GTIFF_IMPLICIT_JPEG_OVR off), as in the
-    # environment rasterio.open makes by itself and a remote product gets
+    if rasterio.env.hasenv():  # the caller's environment: its options stand
+        return rasterio.Env(**{_READDIR: "TRUE"})
+    # else rasterio's default options too (GTIFF_IMPLICIT_JPEG_OVR off), as in
+    # the environment rasterio.open makes by itself and a remote product gets
     return rasterio.Env.from_defaults(**{_READDIR: "TRUE"})
 
 
