@@ -535,7 +535,7 @@ def section_s3(
             if proxy is not None:
                 proxy.stop()
     rows = []
-    fastest = len(cogs) / c.median(times[chosen[0][0]])
+    fastest = len(chosen[0][1]) / c.median(times[chosen[0][0]])
     for name, products, t, piped in chosen:
         n = len(products)
         med = c.median(times[name])
