@@ -42,6 +42,8 @@ import importlib
 import os
 import resource
 import shutil
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -401,20 +403,76 @@ class _DelayStore:
         return attr
 
 
-def section_s3(cogs: list[str], serial_cogs: list[str], repeats: int) -> str:
-    log(f"\n## s3: {len(cogs)} COGs, {DELAY * 1000:.0f} ms per request, {repeats} repeat(s)")
+class _ProxyProcess:
+    """bench/latproxy.py served by a child interpreter: the proxy's CPU (it
+    parses and forwards every request) is then not charged to the writer's
+    process and GIL, as a real network's latency costs the client none."""
+
+    def __init__(self, upstream: str, delay: float) -> None:
+        script = Path(__file__).resolve().with_name("latproxy.py")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script), upstream, "--delay-ms", str(delay * 1000)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        line = self.proc.stdout.readline().strip() if self.proc.stdout else ""
+        if not line.startswith("http://127.0.0.1:"):
+            self.proc.kill()
+            raise RuntimeError("the latency proxy process did not start")
+        self.endpoint_url = line
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _proc_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system, all threads) of process ``pid`` so far; 0 when unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+#: CPU seconds per run and config of the other processes of an S3 run: (moto, proxy)
+SIDE_CPU: dict[str, list[tuple[float, float]]] = {}
+
+S3_CONFIGS = ("16", "1", "unpiped")
+
+
+def section_s3(
+    cogs: list[str],
+    serial_cogs: list[str],
+    repeats: int,
+    proxy_where: str = "process",
+    which: Sequence[str] = S3_CONFIGS,
+) -> str:
+    log(
+        f"\n## s3: {len(cogs)} COGs, {DELAY * 1000:.0f} ms per request, {repeats} repeat(s), proxy: {proxy_where}"
+    )
     proxy_cls: Any = None
     try:  # the groupcommit branch's proxy (bench/latproxy.py)
         proxy_cls = importlib.import_module("bench.latproxy").LatencyProxy
     except ImportError:
         pass
     with c.S3Process() as s3:
-        how = "latency proxy (bench/latproxy.py)"
-        proxy = None
+        how = f"latency proxy (bench/latproxy.py) in {'its own process' if proxy_where == 'process' else 'a thread of this process'}"
+        proxy: Any = None
+        proxy_pid: int | None = None
         options = s3.storage_options
         if proxy_cls is not None:
-            proxy = proxy_cls(s3.endpoint_url, delay=DELAY)
-            proxy.__enter__()
+            if proxy_where == "process":
+                proxy = _ProxyProcess(s3.endpoint_url, DELAY)
+                proxy_pid = proxy.proc.pid
+            else:
+                proxy = proxy_cls(s3.endpoint_url, delay=DELAY).start()
             options = {
                 **s3.storage_options,
                 "client_kwargs": {**s3.storage_options["client_kwargs"], "endpoint_url": proxy.endpoint_url},
@@ -434,24 +492,35 @@ def section_s3(cogs: list[str], serial_cogs: list[str], repeats: int) -> str:
             return _DelayStore(open_store(where, options), DELAY)
 
         def ours(products: list[str], threads: int, pipelined: bool = True) -> Callable[[str], float]:
-            return lambda where: run_ours(
-                products,
-                catalog(where),
-                workers=0,
-                kind="process",
-                write_threads=threads,
-                storage_options=options,
-                pipelined=pipelined,
-            )
+            def run(where: str) -> float:
+                side = _proc_cpu(s3.proc.pid), _proc_cpu(proxy_pid)
+                seconds = run_ours(
+                    products,
+                    catalog(where),
+                    workers=0,
+                    kind="process",
+                    write_threads=threads,
+                    storage_options=options,
+                    pipelined=pipelined,
+                )
+                name = f"{threads}-{pipelined}-{len(products)}"
+                SIDE_CPU.setdefault(name, []).append(
+                    (_proc_cpu(s3.proc.pid) - side[0], _proc_cpu(proxy_pid) - side[1])
+                )
+                return seconds
+
+            return run
 
         def check(where: str) -> None:
             _valid(where, options)
 
-        configs = [
-            (f"16 write threads, {len(cogs)} COGs", ours(cogs, 16), check),
-            (f"1 write thread, {len(serial_cogs)} COGs", ours(serial_cogs, 1), check),
-            (f"16 write threads, not pipelined, {len(cogs)} COGs", ours(cogs, 16, False), check),
-        ]
+        every = {
+            "16": (f"16 write threads, {len(cogs)} COGs", cogs, 16, True),
+            "1": (f"1 write thread, {len(serial_cogs)} COGs", serial_cogs, 1, True),
+            "unpiped": (f"16 write threads, not pipelined, {len(cogs)} COGs", cogs, 16, False),
+        }
+        chosen = [every[w] for w in which]
+        configs = [(name, ours(products, t, piped), check) for name, products, t, piped in chosen]
         run_ours(
             cogs[:20],
             catalog(fresh("warm")),
@@ -464,30 +533,34 @@ def section_s3(cogs: list[str], serial_cogs: list[str], repeats: int) -> str:
             times = _measure(configs, fresh, repeats)
         finally:
             if proxy is not None:
-                proxy.__exit__(None, None, None)
+                proxy.stop()
     rows = []
-    sizes = {configs[0][0]: len(cogs), configs[1][0]: len(serial_cogs), configs[2][0]: len(cogs)}
-    fastest = len(cogs) / c.median(times[configs[0][0]])
-    for name, _, _ in configs:
+    fastest = len(chosen[0][1]) / c.median(times[chosen[0][0]])
+    for name, products, t, piped in chosen:
+        n = len(products)
         med = c.median(times[name])
-        rate = sizes[name] / med
+        rate = n / med
+        side = SIDE_CPU.get(f"{t}-{piped}-{n}") or [(0.0, 0.0)]
+        moto, prox = c.median([s[0] for s in side]), c.median([s[1] for s in side])
         rows.append(
             [
                 name,
                 c.fmt_s(med),
                 f"{rate:.0f}",
                 f"{fastest / rate:.1f}×" if rate else "",
-                *_cpu_cells(name, sizes[name]),
+                *_cpu_cells(name, n),
+                f"{1000 * moto / n:.2f}",
+                f"{1000 * prox / n:.2f}" if proxy_pid is not None else "in parent",
                 "valid",
             ]
         )
     note = (
         f"Latency: {DELAY * 1000:.0f} ms per request by {how}; every catalog checked valid after its first "
-        "run. CPU per item: this process (its writes, and the latency proxy's thread when there is one) and "
-        "the extraction workers; the moto server's own CPU (a separate process) is not in it."
+        "run. CPU per item: this process (its writes; the latency proxy's too when it runs as a thread "
+        "here) and the extraction workers; the moto server and the proxy process, each measured apart."
     )
-    headers = ["items written by", "wall time (median)", "items/s", "16 threads / this"]
-    headers += ["CPU/item parent (ms)", "workers", "total", "catalog"]
+    headers = ["items written by", "wall time (median)", "items/s", f"{chosen[0][0].split(',')[0]} / this"]
+    headers += ["CPU/item parent (ms)", "workers", "parent + workers", "moto", "proxy", "catalog"]
     return note + "\n\n" + c.table(headers, rows)
 
 
@@ -499,6 +572,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sections", default="local,s3")
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--count", type=int, help="COGs per batch (default 1,000; 100 with --quick)")
+    parser.add_argument(
+        "--proxy",
+        choices=("process", "thread"),
+        default="process",
+        help="s3: the latency proxy in its own process (default) or a thread of this one (as before)",
+    )
+    parser.add_argument(
+        "--s3-configs",
+        default=",".join(S3_CONFIGS),
+        help="s3: which runs, of 16 (write threads), 1 (write thread), unpiped (16, not pipelined)",
+    )
     args = parser.parse_args(argv)
     n = args.count or (100 if args.quick else 1000)
     repeats = args.repeats or (1 if args.quick else 3)
@@ -511,7 +595,12 @@ def main(argv: list[str] | None = None) -> int:
     if "split" in sections:
         out.append(("batch-split", section_split(cogs)))
     if "s3" in sections:
-        out.append(("batch-s3", section_s3(cogs, cogs[: max(20, n // 5)], repeats)))
+        out.append(
+            (
+                "batch-s3",
+                section_s3(cogs, cogs[: max(20, n // 5)], repeats, args.proxy, args.s3_configs.split(",")),
+            )
+        )
     load_after = os.getloadavg()
     note = (
         f"{c.machine_note()}; load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after "
