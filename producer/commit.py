@@ -698,15 +698,17 @@ class Committer:
            ``assets``) is already in ``first`` (or the stored collection),
            nothing is written.
         2. Announce it: create-only put of an intent
-           (``<collection>/_intents/<token>.intent``).
+           (``<collection>/_intents/<token>.intent``), together with the
+           first attempt's listing and read.
         3. Each attempt: list the intents and read the collection (in
            parallel), read the intents not seen yet, apply this writer's and
            every other fresh one (:data:`intents.INTENT_FRESH`) of the same
            layout in ONE compare-and-swap. The writer of the oldest pending
-           intent leads: the others wait :data:`LEADER_WAIT` for it (at most
-           :data:`LEADER_WAITS` times per leader, each look one HEAD of the
-           leader's intent; once it is gone, one GET of the collection: done,
-           or back to the listing) before putting themselves.
+           intent leads: the others look at its intent (one HEAD) about one
+           round trip apart (their last listing and read), for at most
+           :data:`LEADER_WAITS` * :data:`LEADER_WAIT` seconds per leader
+           (once it is gone, back to the listing and read at once: done, or
+           the next leader) before putting themselves.
            The winner deletes every intent it applied; a writer whose put lost, or whose intent is gone from
            the listing, reads the collection and stops when its change is in
            it (applied by the winner), without retrying.
