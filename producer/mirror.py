@@ -818,14 +818,14 @@ def read_partition(store: Store, key: str) -> Partition:
         base, version = None, None
     read: list[tuple[FragmentInfo, pa.Table | list[dict[str, Any]]]] = []
     frag_keys = list_fragments(store, key)
-    for frag_key, data in zip(frag_keys, _read_fragments(store, frag_keys)):
-        if data is None:
+    for frag_key, frag in zip(frag_keys, _read_fragments(store, frag_keys)):
+        if frag is None:
             continue  # folded and deleted by a compaction since the LIST
         frag_where = f"{store.url}/{frag_key}"
         if is_ndjson_fragment(frag_key):
-            read.append(ndjson_fragment(frag_key, data, frag_where))
+            read.append(ndjson_fragment(frag_key, frag, frag_where))
         else:
-            table = read_table(data, frag_where)
+            table = read_table(frag, frag_where)
             read.append((fragment_info(frag_key, table.schema.metadata, frag_where), table))
     pending = [item for _, got in read if isinstance(got, list) for item in got]
     converted = items_arrow(pending, f"{where} (its NDJSON fragments)") if pending else None
