@@ -76,10 +76,13 @@ A = TypeVar("A")
 B = TypeVar("B")
 
 Mutation = Callable[[dict | None], dict | None]
-#: group commit: a writer whose intent is not the oldest pending one waits
-#: about this long (seconds, jittered) for the oldest one's writer to apply
-#: it, at most LEADER_WAITS times per leader, before it puts itself
+#: group commit: a writer whose intent is not the oldest pending one pauses
+#: about one round trip (its own last listing and read of the collection,
+#: jittered, clamped to [LEADER_WAIT_MIN, LEADER_WAIT] seconds) between looks
+#: at the oldest one's intent, for at most LEADER_WAITS * LEADER_WAIT seconds
+#: per leader, before it puts itself
 LEADER_WAIT = 0.1
+LEADER_WAIT_MIN = 0.005
 LEADER_WAITS = 3
 #: seconds a process keeps committing to a collection through intents after
 #: it last saw contention there (a lost compare-and-swap of the collection, or
@@ -254,6 +257,14 @@ def _both(first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
         pending = pool.submit(first)
         other = second()
         return pending.result(), other
+
+
+def _three(first: Callable[[], A], second: Callable[[], B], third: Callable[[], T]) -> tuple[A, B, T]:
+    """``(first(), second(), third())``, the three run concurrently."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        one, two = pool.submit(first), pool.submit(second)
+        three = third()
+        return one.result(), two.result(), three
 
 
 def _stamped(existing: dict | None, new: dict, now: str) -> tuple[str, dict | None]:
@@ -687,15 +698,17 @@ class Committer:
            ``assets``) is already in ``first`` (or the stored collection),
            nothing is written.
         2. Announce it: create-only put of an intent
-           (``<collection>/_intents/<token>.intent``).
+           (``<collection>/_intents/<token>.intent``), together with the
+           first attempt's listing and read.
         3. Each attempt: list the intents and read the collection (in
            parallel), read the intents not seen yet, apply this writer's and
            every other fresh one (:data:`intents.INTENT_FRESH`) of the same
            layout in ONE compare-and-swap. The writer of the oldest pending
-           intent leads: the others wait :data:`LEADER_WAIT` for it (at most
-           :data:`LEADER_WAITS` times per leader, each look one HEAD of the
-           leader's intent; once it is gone, one GET of the collection: done,
-           or back to the listing) before putting themselves.
+           intent leads: the others look at its intent (one HEAD) about one
+           round trip apart (their last listing and read), for at most
+           :data:`LEADER_WAITS` * :data:`LEADER_WAIT` seconds per leader
+           (once it is gone, back to the listing and read at once: done, or
+           the next leader) before putting themselves.
            The winner deletes every intent it applied; a writer whose put lost, or whose intent is gone from
            the listing, reads the collection and stops when its change is in
            it (applied by the winner), without retrying.
@@ -734,14 +747,34 @@ class Committer:
             intents.new_intent(collection_id, self.layout.record(), links, below, assets or {}, items, now)
         )
         versions: dict[str, str | None] = {}
-        versions[own_key] = self.store.put(own_key, own_data, create_only=True)
         seen: dict[str, intents.Intent | None] = {}
-        waited: dict[str, int] = {}
+        #: per leader's intent: the monotonic time this writer stops waiting for it
+        patience: dict[str, float] = {}
+        announced = False
         try:
             while attempt <= self.max_retries:
-                listed, (doc, version) = _both(
-                    lambda: self.list_intents(collection_id), lambda: self.read(coll_key, expect)
-                )
+                started = time.monotonic()
+                if announced:
+                    listed, (doc, version) = _both(
+                        lambda: self.list_intents(collection_id), lambda: self.read(coll_key, expect)
+                    )
+                else:
+                    # the announcement alongside the first listing and read:
+                    # the item (and its partitions) are written already, so the
+                    # intent names only documents that exist whenever it lands;
+                    # a listing that misses it changes nothing (this writer
+                    # knows its own key), and one that overtakes another
+                    # writer's announcement is the race step 4 already takes
+                    own_version, listed, (doc, version) = _three(
+                        lambda: self.store.put(own_key, own_data, create_only=True),
+                        lambda: self.list_intents(collection_id),
+                        lambda: self.read(coll_key, expect),
+                    )
+                    versions[own_key] = own_version
+                    listed = sorted({*listed, own_key})
+                    announced = True
+                # about one round trip of this writer now: its pace for looks at a leader
+                round_trip = min(LEADER_WAIT, max(LEADER_WAIT_MIN, time.monotonic() - started))
                 if doc is not None and own_mutation(docs.copy_doc(doc)) is None:
                     # applied by another writer, which deletes what it applied
                     # (ours too, unless the listing shows it is still there)
@@ -751,7 +784,8 @@ class Committer:
                 # the writer of the oldest pending intent leads: the others give
                 # it a moment to apply theirs too, instead of racing its put
                 # (a leader that does not finish, e.g. died, is waited for only
-                # LEADER_WAITS times; then anyone applies its intent as well).
+                # LEADER_WAITS * LEADER_WAIT seconds; then anyone applies its
+                # intent as well).
                 # The keys say their age: a writer that waits reads no intent.
                 now = self.clock()
                 ages = {k: intents.key_time(k) for k in {*listed, own_key}}
@@ -763,26 +797,26 @@ class Committer:
                 if any(k != own_key for _, k in timed):  # another writer commits here now
                     note_contention(self.store.url, collection_id)
                 leader = timed[0][1] if timed else own_key
-                if leader != own_key and waited.get(leader, 0) < LEADER_WAITS:
+                if leader != own_key:
+                    patience.setdefault(leader, time.monotonic() + LEADER_WAITS * LEADER_WAIT)
+                if leader != own_key and time.monotonic() < patience[leader]:
                     # each look is one HEAD of the leader's intent (no listing,
-                    # no collection body). The leader deletes every intent it
-                    # applied, its own with them, in one request: once its intent
-                    # is gone, one GET of the collection says whether ours was
-                    # among them (then the leader deleted ours too: we delete
-                    # nothing); if not (announced after the leader listed), back
-                    # to the listing at once, instead of waiting out a leader
+                    # no collection body), about one round trip apart (the
+                    # leader's round is a few round trips: a fixed pause longer
+                    # than one only delays noticing its end). The leader deletes
+                    # every intent it applied, its own with them, in one request:
+                    # once its intent is gone, the next listing and read of the
+                    # collection (in parallel) say whether ours was among them
+                    # (then the leader deleted ours too: we delete nothing); if
+                    # not (announced after the leader listed), that listing names
+                    # the next leader at once, instead of waiting out a leader
                     # that has finished
-                    while waited.get(leader, 0) < LEADER_WAITS:
-                        waited[leader] = waited.get(leader, 0) + 1
-                        pause = self.rng.uniform(0.5, 1.5) * LEADER_WAIT
+                    while time.monotonic() < patience[leader]:
+                        pause = self.rng.uniform(0.75, 1.25) * round_trip
                         self.backoff_seconds += pause
                         time.sleep(pause)
-                        if self.store.exists(leader):
-                            continue
-                        current, current_version = self.read(coll_key, expect)
-                        if current is not None and own_mutation(docs.copy_doc(current)) is None:
-                            return CasOutcome(current, version=current_version)
-                        break
+                        if not self.store.exists(leader):
+                            break
                     continue
                 fresh = self._read_intents(
                     [k for k in listed if k not in seen and k != own_key], seen, versions

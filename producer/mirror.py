@@ -65,6 +65,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,7 +85,7 @@ from producer.catalog.mirrorlinks import (  # noqa: F401 (re-exported: where mir
 from producer.changes import Change, ChangeKind
 from producer.errors import CatalogError, ConflictError, NotFound, PreconditionFailed, ProducerError
 from producer.hrefs import absolute_assets, document_url
-from producer.store.base import Store
+from producer.store.base import Store, is_local
 
 if TYPE_CHECKING:
     import numpy as np
@@ -559,6 +560,28 @@ def list_fragments(store: Store, key: str) -> list[str]:
     )
 
 
+#: fragments read at once (threads) on a store with round trips (S3): a
+#: compaction of 32+ fragments is then a few round trips, not one per fragment
+READ_THREADS = 8
+
+
+def _read_fragments(store: Store, keys: Sequence[str]) -> list[bytes | None]:
+    """The bytes of each fragment in ``keys``, in order (None: folded and
+    deleted by a compaction since the listing). On a store with round trips
+    up to :data:`READ_THREADS` at once; a local one reads them in turn. Reads only."""
+
+    def one(key: str) -> bytes | None:
+        try:
+            return store.get(key)[0]
+        except NotFound:
+            return None
+
+    if len(keys) <= 1 or is_local(store):
+        return [one(key) for key in keys]
+    with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(keys))) as pool:
+        return list(pool.map(one, keys))
+
+
 def _fragment_name() -> str:
     """A unique fragment file name that sorts by write time (UTC, microseconds)."""
     return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(6)}{FRAGMENT_SUFFIX}"
@@ -783,7 +806,8 @@ class Partition:
 
 def read_partition(store: Store, key: str) -> Partition:
     """Read base mirror file ``key`` (with its version) and then its fragments
-    (one LIST, one GET each; a fragment deleted meanwhile is skipped). The
+    (one LIST, one GET each, up to :data:`READ_THREADS` at once on S3; a
+    fragment deleted meanwhile is skipped). The
     items of the NDJSON fragments are converted to Arrow in one call (one
     table, sliced per fragment). Reads only."""
     where = f"{store.url}/{key}"
@@ -793,16 +817,15 @@ def read_partition(store: Store, key: str) -> Partition:
     except NotFound:
         base, version = None, None
     read: list[tuple[FragmentInfo, pa.Table | list[dict[str, Any]]]] = []
-    for frag_key in list_fragments(store, key):
-        try:
-            data, _ = store.get(frag_key)
-        except NotFound:
+    frag_keys = list_fragments(store, key)
+    for frag_key, frag in zip(frag_keys, _read_fragments(store, frag_keys)):
+        if frag is None:
             continue  # folded and deleted by a compaction since the LIST
         frag_where = f"{store.url}/{frag_key}"
         if is_ndjson_fragment(frag_key):
-            read.append(ndjson_fragment(frag_key, data, frag_where))
+            read.append(ndjson_fragment(frag_key, frag, frag_where))
         else:
-            table = read_table(data, frag_where)
+            table = read_table(frag, frag_where)
             read.append((fragment_info(frag_key, table.schema.metadata, frag_where), table))
     pending = [item for _, got in read if isinstance(got, list) for item in got]
     converted = items_arrow(pending, f"{where} (its NDJSON fragments)") if pending else None
@@ -840,10 +863,9 @@ def _visible(store: Store, key: str) -> tuple[dict[str, int], bool]:
         if table is not None:
             for item_id, stamp in zip(table.column("id").to_pylist(), table_stamps(table)):
                 best[str(item_id)] = max(best.get(str(item_id), (stamp, _ROW, 0)), (stamp, _ROW, 0))
-    for source, frag_key in enumerate(list_fragments(store, key), start=1):
-        try:
-            frag, _ = store.get(frag_key)
-        except NotFound:
+    frag_keys = list_fragments(store, key)
+    for source, (frag_key, frag) in enumerate(zip(frag_keys, _read_fragments(store, frag_keys)), start=1):
+        if frag is None:
             continue  # folded by a compaction since the LIST: its rows are in the base now
         frag_where = f"{store.url}/{frag_key}"
         if is_ndjson_fragment(frag_key):

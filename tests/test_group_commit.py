@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,8 +46,10 @@ def tiles(tmp_path_factory) -> list[Path]:
 
 class Recording:
     """A real store that records its writes and counts lost conditional puts;
-    with ``pause_after_intent`` it holds the caller right after its intent
-    is written (``reached`` / ``resume``)."""
+    with ``pause_after_intent`` it holds the caller once its intent is
+    written, in the listing of the intents and the read of the collection
+    that go with the announcement or follow it (``reached`` / ``resume``):
+    the writer has announced, and has not yet seen what others did since."""
 
     def __init__(self, inner: Store, pause_after_intent: bool = False) -> None:
         self.inner, self.url, self.concurrent_safe = inner, inner.url, inner.concurrent_safe
@@ -56,9 +59,27 @@ class Recording:
         self.lost: list[str] = []
         self.pause = pause_after_intent
         self.reached, self.resume = threading.Event(), threading.Event()
+        #: the item is written (what follows is the collection's commit); the intent landed
+        self.item_written, self.landed = threading.Event(), threading.Event()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+    def _hold(self) -> None:
+        if self.pause and self.item_written.is_set() and not self.resume.is_set():
+            assert self.landed.wait(30), "the paused writer never announced its change"
+            self.reached.set()
+            assert self.resume.wait(30), "the test never resumed the paused writer"
+
+    def get(self, key: str) -> tuple[bytes, str]:
+        if key == COLL:
+            self._hold()
+        return self.inner.get(key)
+
+    def list(self, prefix: str = "") -> Any:
+        if "_intents" in prefix:
+            self._hold()
+        return self.inner.list(prefix)
 
     def put(self, key: str, data: bytes, **kwargs: Any) -> str:
         try:
@@ -68,9 +89,10 @@ class Recording:
             self.lost.append(key)
             raise
         self.puts.append(key)
-        if self.pause and is_intent_key(key) and not self.reached.is_set():
-            self.reached.set()
-            assert self.resume.wait(30), "the test never resumed the paused writer"
+        if is_intent_key(key):
+            self.landed.set()
+        elif key.endswith(".json") and key not in (COLL, "catalog.json"):
+            self.item_written.set()
         return version
 
 
@@ -344,10 +366,9 @@ def test_a_writer_waiting_for_the_leader_heads_only_the_leaders_intent_and_the_l
         gets: list[str]
         heads: list[str]
         deletes: list[str]
-        announced = False
 
         def get(self, key: str) -> tuple[bytes, str]:
-            if self.announced:
+            if self.item_written.is_set():  # from the announcement on (it goes with a read)
                 self.gets.append(key)
             return self.inner.get(key)
 
@@ -362,11 +383,6 @@ def test_a_writer_waiting_for_the_leader_heads_only_the_leaders_intent_and_the_l
         def delete(self, key: str, **kwargs: Any) -> None:
             self.deletes.append(key)
             self.inner.delete(key, **kwargs)
-
-        def put(self, key: str, data: bytes, **kwargs: Any) -> str:
-            version = super().put(key, data, **kwargs)
-            self.announced = self.announced or is_intent_key(key)
-            return version
 
     thread.start()
     try:
@@ -406,6 +422,18 @@ def test_a_waiter_whose_leader_is_gone_without_its_change_puts_after_one_look(tm
 
     class B(Recording):
         heads: list[str]
+        gets: list[str]
+        lists = 0
+
+        def get(self, key: str) -> tuple[bytes, str]:
+            if self.item_written.is_set():
+                self.gets.append(key)
+            return self.inner.get(key)
+
+        def list(self, prefix: str = "") -> Any:
+            if self.item_written.is_set() and "_intents" in prefix:
+                self.lists += 1
+            return self.inner.list(prefix)
 
         def exists(self, key: str) -> bool:
             if is_intent_key(key):
@@ -417,12 +445,111 @@ def test_a_waiter_whose_leader_is_gone_without_its_change_puts_after_one_look(tm
             return self.inner.exists(key)
 
     other = B(LocalStore(str(root)))
-    other.heads = []
+    other.heads, other.gets = [], []
     note_contention(other.url, "c")
     (b,) = producer.register([tiles[2]], catalog=other, collection="c")
     assert b.ok and b.action == "created"
     assert other.heads == [leader]  # one look, then the listing
     assert COLL in other.puts and other.conflicts == 0
     assert _linked(store) == sorted(f"./{t.stem}/{t.stem}.json" for t in (tiles[0], tiles[2]))
+    assert _intents_left(store) == []
+    assert producer.validate_catalog(str(root)) == []
+    # the look found the leader gone: the listing and the read of the
+    # collection that follow (in parallel) are the next attempt, with no GET
+    # of the collection of its own in between (before: 3 GETs)
+    assert other.gets.count(COLL) == 2 and other.lists == 2
+
+
+def test_an_announcement_goes_with_the_first_listing_and_read_of_the_collection(tmp_path, tiles):
+    """A writer that announces an intent does not wait for the intent's PUT
+    before it lists the intents and reads the collection: the three go out
+    together (one round trip, not two). The intent PUT is held here until the
+    listing has started (before: it never started while the PUT was pending)."""
+    root = tmp_path / "cat"
+    producer.register([tiles[0]], catalog=str(root), collection="c")
+    listing = threading.Event()
+
+    class Held(Recording):
+        overlapped: bool | None = None
+
+        def list(self, prefix: str = "") -> Any:
+            if "_intents" in prefix:
+                listing.set()
+            return self.inner.list(prefix)
+
+        def put(self, key: str, data: bytes, **kwargs: Any) -> str:
+            if is_intent_key(key) and self.overlapped is None:
+                self.overlapped = listing.wait(2)
+            return super().put(key, data, **kwargs)
+
+    store = Held(LocalStore(str(root)))
+    note_contention(store.url, "c")
+    (b,) = producer.register([tiles[1]], catalog=store, collection="c")
+    assert b.ok and COLL in store.puts and store.conflicts == 0
+    assert store.overlapped is True
+    assert _linked(store) == sorted(f"./{t.stem}/{t.stem}.json" for t in tiles[:2])
+    assert _intents_left(store) == []
+    assert producer.validate_catalog(str(root)) == []
+
+
+def test_a_waiter_looks_at_the_leader_about_one_round_trip_apart(tmp_path, tiles, monkeypatch):
+    """The pause before each look at the leader's intent follows the round
+    trip the waiter just measured (its listing and read of the collection),
+    not a fixed ~0.1 s: a leader's round is a few round trips, and a longer
+    pause only delays noticing its end. Each request of B takes 5 ms more
+    here; every pause B asks for is at most 1.25 times the time from its
+    item's write to that pause (which holds its announcement, listing and
+    read), and at least 0.75 times the floor (before: 0.05-0.15 s each)."""
+    from producer import commit
+
+    root = tmp_path / "cat"
+    producer.register([tiles[0]], catalog=str(root), collection="c")
+    _died_after_intent(LocalStore(str(root)), tiles[1])  # a leader that never finishes
+    pauses: list[tuple[float, float]] = []  # (asked, time since B's item was written)
+    written: list[float] = []
+
+    class Clock:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(time, name)
+
+        def sleep(self, seconds: float) -> None:
+            pauses.append((seconds, time.monotonic() - written[0]))
+            time.sleep(seconds)
+
+    class Slow(Recording):
+        def _late(self) -> None:
+            time.sleep(0.005)
+
+        def get(self, key: str) -> tuple[bytes, str]:
+            self._late()
+            return self.inner.get(key)
+
+        def list(self, prefix: str = "") -> Any:
+            self._late()
+            return self.inner.list(prefix)
+
+        def exists(self, key: str) -> bool:
+            self._late()
+            return self.inner.exists(key)
+
+        def put(self, key: str, data: bytes, **kwargs: Any) -> str:
+            self._late()
+            version = super().put(key, data, **kwargs)
+            if key.endswith(".json") and key not in (COLL, "catalog.json") and not written:
+                written.append(time.monotonic())
+            return version
+
+    monkeypatch.setattr(commit, "time", Clock())
+    store = Slow(LocalStore(str(root)))
+    note_contention(store.url, "c")
+    (b,) = producer.register([tiles[2]], catalog=store, collection="c")
+    assert b.ok and COLL in store.puts
+    assert pauses, "B never waited for the leader"
+    floor = getattr(commit, "LEADER_WAIT_MIN", 0.005)
+    first_asked, first_since = pauses[0]
+    assert 0.75 * floor <= first_asked <= 1.25 * first_since, pauses
+    assert all(0.75 * floor <= asked <= 1.25 * commit.LEADER_WAIT for asked, _ in pauses)
+    # the dead leader is overtaken after its patience: both changes applied
+    assert _linked(store) == sorted(f"./{t.stem}/{t.stem}.json" for t in tiles[:3])
     assert _intents_left(store) == []
     assert producer.validate_catalog(str(root)) == []

@@ -121,3 +121,49 @@ def test_a_leased_compaction_on_s3_deletes_its_fragments_with_one_request(tmp_pa
     assert mirror.list_fragments(plain, BASE) == [] and not plain.exists(lease_key(BASE))
     rows, _ = mirror.read_mirror(plain, BASE)
     assert sorted(it["properties"]["title"] for it in rows.values()) == ["edit 1", "edit 2", "edit 3"]
+
+
+def test_a_compaction_on_s3_reads_its_fragments_at_once(tmp_path: Path, s3_server) -> None:
+    """The fragments of a partition are read in parallel on S3 (a compaction
+    of 32+ fragments was one round trip per fragment, in turn, on the
+    critical path of the writer that compacts). The first fragment's GET is
+    held here until another one has started (before: none started while it
+    was held); the fold is the same."""
+    import threading
+
+    folder = tmp_path / "tiles"
+    tiles = [write_tile(folder, f"p{i}_2024031{i}.tif", 6.0 + i, 46.0) for i in range(3)]
+    url = f"s3://{s3_server.new_bucket()}/stac"
+    producer.register(tiles, catalog=url, collection="c", storage_options=s3_server.storage_options)
+    plain = open_store(url, s3_server.storage_options)
+    rebuild(plain, "c", only_stale=False)
+    _edit_all(plain, MirrorSink(plain, compact_after=-1), "edit")  # 3 fragments, no compaction
+    frags = mirror.list_fragments(plain, BASE)
+    assert len(frags) == 3
+    started: list[str] = []
+    second = threading.Event()
+    overlapped: list[bool] = []
+
+    class Held:
+        def __init__(self, inner: Store) -> None:
+            self.inner, self.url, self.concurrent_safe = inner, inner.url, inner.concurrent_safe
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+        def get(self, key: str) -> tuple[bytes, str]:
+            if key in frags:
+                started.append(key)
+                if len(started) == 1:
+                    overlapped.append(second.wait(2))
+                else:
+                    second.set()
+            return self.inner.get(key)
+
+    part = mirror.read_partition(Held(plain), BASE)
+    assert overlapped == [True]
+    assert [info.key for info, _ in part.fragments] == frags  # in the listing's order
+    assert compact_leased(Held(plain), BASE) is True
+    rows, _ = mirror.read_mirror(plain, BASE)
+    assert sorted(it["properties"]["title"] for it in rows.values()) == ["edit 1", "edit 2", "edit 3"]
+    assert mirror.list_fragments(plain, BASE) == []
