@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from affine import Affine
 from rasterio.control import GroundControlPoint
@@ -481,3 +482,66 @@ def test_unprojectable_grid():
     crs = CRS.from_proj4("+proj=ortho +lat_0=0 +lon_0=0 +datum=WGS84")
     with pytest.raises(InputError, match="cannot be reprojected"):
         footprint(crs, Affine(1000.0, 0.0, 7e6, 0.0, -1000.0, 1000.0), 10, 10)
+
+
+# --- fast paths equal the generic forms (pure speedups: same output bit for bit) ---
+
+
+def _rings() -> list[np.ndarray]:
+    """Open lon rings: straight, jittered, crossing the antimeridian, winding
+    around a pole, steps of exactly 180, negative zeros."""
+    rng = np.random.default_rng(12)
+    rings = [
+        np.linspace(-10.0, 10.0, 129),
+        np.concatenate([np.linspace(170.0, 179.0, 40), np.linspace(-179.0, -170.0, 40)]),
+        np.linspace(-180.0, 540.0, 97) % 360.0 - 180.0,  # winds once round a pole
+        np.array([0.0, 180.0, 0.0, -180.0, 0.0]),
+        np.array([-0.0, 0.0, -0.0, 1e-300, -1e-300]),
+        np.array([5.0]),
+    ]
+    rings += [rng.uniform(-180.0, 180.0, size) for size in (3, 17, 128)]
+    rings += [np.cumsum(rng.normal(0.0, 60.0, 200)) for _ in range(5)]
+    return rings
+
+
+@pytest.mark.parametrize("k", range(len(_rings())))
+def test_unwrap_fast_path_equals_numpy_unwrap(k):
+    from producer.extract.footprint import _unwrap360
+
+    values = _rings()[k]
+    fast, generic = _unwrap360(values), np.unwrap(values, period=360.0)
+    assert fast.dtype == generic.dtype
+    assert fast.tobytes() == generic.tobytes()  # bit for bit, signs of zero included
+
+
+def test_straight_points_equal_the_pointwise_test():
+    from producer.extract.footprint import _straight_points
+
+    rng = np.random.default_rng(3)
+    edge = np.round(np.linspace(0.0, 1.0, 33), 7)
+    square = np.concatenate(
+        [
+            np.column_stack([edge, np.zeros(33)]),
+            np.column_stack([np.ones(33), edge]),
+            np.column_stack([edge[::-1], np.ones(33)]),
+            np.column_stack([np.zeros(33), edge[::-1]]),
+        ]
+    )
+    rings = [
+        square,
+        np.round(rng.uniform(-1, 1, (64, 2)), 2),
+        np.round(square + rng.normal(0, 1e-8, square.shape), 7),
+    ]
+    rings.append(np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [1.0, 0.0], [0.0, 0.0]]))  # doubling back
+    for ring in rings:
+        xs, ys = ring[:, 0].tolist(), ring[:, 1].tolist()
+        assert _straight_points(xs, ys) == [_straight_at(xs, ys, i) for i in range(len(xs))]
+
+
+def _straight_at(xs: list[float], ys: list[float], i: int) -> bool:
+    """The pointwise test of :func:`producer.extract.footprint._not_straight`."""
+    n = len(xs)
+    p, q = (i - 1) % n, (i + 1) % n
+    ux, uy = xs[i] - xs[p], ys[i] - ys[p]
+    vx, vy = xs[q] - xs[i], ys[q] - ys[i]
+    return ux * vy - uy * vx == 0.0 and ux * vx + uy * vy > 0.0

@@ -380,3 +380,43 @@ def test_a_product_that_killed_its_worker_is_not_run_in_this_process_when_no_for
         assert rows[i][0] == "error"
         assert "no process could be started to extract it alone" in rows[i][1]
     assert_stac_valid_tree(tmp_path / "cat")
+
+
+def test_the_parent_of_a_pooled_batch_pauses_its_collector_and_the_workers_keep_theirs(tmp_path, monkeypatch):
+    monkeypatch.setattr(parallel, "EXTRACT_KIND", "process")
+    sources = rasters.dated_cogs(tmp_path / "data", 34)
+    parent = os.getpid()
+    seen: dict[str, set[bool]] = {"parent": set(), "worker": set()}
+    make = extract.create_item
+
+    def observed(source, options):  # runs in the workers
+        item = make(source, options)
+        item.properties["gc_on_in_worker"] = gc.isenabled() and os.getpid() != parent
+        return item
+
+    monkeypatch.setattr(extract, "create_item", observed)
+    write = ingest._write_one
+
+    def writing(committer, entry, replace):  # runs in the parent's write threads
+        seen["parent"].add(gc.isenabled())
+        seen["worker"].add(entry[2]["properties"].pop("gc_on_in_worker"))
+        return write(committer, entry, replace)
+
+    monkeypatch.setattr(ingest, "_write_one", writing)
+    assert gc.isenabled()
+    results = register_products(
+        sources, catalog=str(tmp_path / "cat"), collection="c", options=RegisterOptions(workers=2)
+    )
+    assert [r.action for r in results] == ["created"] * 34
+    assert seen == {"parent": {False}, "worker": {True}}
+    assert gc.isenabled()  # on again after the batch
+
+
+def test_paused_gc_leaves_a_collector_that_was_off_off():
+    gc.disable()
+    try:
+        with parallel.paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

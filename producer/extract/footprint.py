@@ -193,7 +193,7 @@ def _check_grid(transform: Affine, width: int, height: int) -> None:
             raise InputError(f"raster {name} must be a positive integer, got {value!r}")
     if not isinstance(transform, Affine):
         raise InputError(f"geotransform must be an affine.Affine, got {type(transform).__name__}")
-    a, b, c, d, e, f = (float(v) for v in tuple(transform)[:6])
+    a, b, c, d, e, f = (float(v) for v in _coefficients(transform))
     if not all(math.isfinite(v) for v in (a, b, c, d, e, f)):
         raise InputError(f"geotransform {(a, b, c, d, e, f)} contains NaN or infinite values")
     det = a * e - b * d
@@ -218,9 +218,15 @@ def _spans_plane(points: np.ndarray) -> bool:
 # --------------------------------------------------------------------------
 
 
+def _coefficients(transform: Affine) -> tuple[float, float, float, float, float, float]:
+    """``tuple(transform)[:6]``, read from the attributes: ``Affine``'s
+    iteration goes through ``attrs.astuple`` (a footprint reads them 5 times)."""
+    return transform.a, transform.b, transform.c, transform.d, transform.e, transform.f
+
+
 def _apply(transform: Affine, cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised ``transform * (cols, rows)``."""
-    a, b, c, d, e, f = tuple(transform)[:6]
+    a, b, c, d, e, f = _coefficients(transform)
     return a * cols + b * rows + c, d * cols + e * rows + f
 
 
@@ -292,8 +298,22 @@ def _wgs84_ring(
         native = xs * degrees
         lon = native + _wrap180(lon - native)
         return lon, lat, 0.0
-    closed = np.unwrap(np.append(lon, lon[0]), period=360.0)
+    closed = _unwrap360(np.append(lon, lon[0]))
     return closed[:-1], lat, float(closed[-1] - closed[0])
+
+
+def _unwrap360(values: np.ndarray) -> np.ndarray:
+    """``np.unwrap(values, period=360.0)``; when no step reaches 180 degrees
+    (a ring that crosses neither the antimeridian nor a pole: most of them)
+    nothing is corrected, and the generic function's passes are skipped. Its
+    result then is ``values`` with ``+ 0.0`` after the first (a correction
+    of 0 added), which is what is returned."""
+    steps = np.diff(values)
+    if len(values) and bool(np.all(np.abs(steps) < 180.0)):
+        out = values.astype(float)
+        out[1:] += 0.0
+        return out
+    return np.unwrap(values, period=360.0)
 
 
 def _enclosed_pole(crs: CRS, transform: Affine, width: int, height: int, lat: np.ndarray) -> int:
@@ -478,7 +498,7 @@ def _not_straight(xs: list[float], ys: list[float]) -> list[int]:
         vx, vy = xs[q] - xs[i], ys[q] - ys[i]
         return ux * vy - uy * vx == 0.0 and ux * vx + uy * vy > 0.0
 
-    straight = [straight_at(i) for i in range(n)]
+    straight = _straight_points(xs, ys)
     alive = [True] * n
     count = n
     candidates: Iterable[int] = range(n)
@@ -495,6 +515,17 @@ def _not_straight(xs: list[float], ys: list[float]) -> list[int]:
             straight[j] = straight_at(j)
         candidates = touched | {nxt[j] for j in touched}
     return [i for i in range(n) if alive[i]]
+
+
+def _straight_points(xs: list[float], ys: list[float]) -> list[bool]:
+    """The first pass of :func:`_not_straight` (each point against its ring
+    neighbours) over arrays: the same float operations, one per element
+    (IEEE double, no fused multiply-add), so the same verdicts."""
+    x, y = np.array(xs, dtype=float), np.array(ys, dtype=float)
+    ux, uy = x - _roll(x, 1), y - _roll(y, 1)
+    vx, vy = _roll(x, -1) - x, _roll(y, -1) - y
+    straight: list[bool] = ((ux * vy - uy * vx == 0.0) & (ux * vx + uy * vy > 0.0)).tolist()
+    return straight
 
 
 def _roll(values: np.ndarray, shift: int) -> np.ndarray:

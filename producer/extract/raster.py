@@ -83,15 +83,21 @@ def _has_geotransform(src: Any) -> bool:
     return src.crs is not None and bool(src.crs) and not src.transform.is_identity
 
 
-def get_geometry(src: Any, where: str) -> tuple[dict[str, Any], list[float]]:
+def get_geometry(
+    src: Any, where: str, *, georeferenced: bool | None = None
+) -> tuple[dict[str, Any], list[float]]:
     """WGS84 ``(geometry, bbox)`` of the dataset's pixel grid.
 
     A CRS with a geotransform wins; else GCPs (affine approximation). Neither →
     :class:`NoGeoreferenceError`; never a whole-world default. Errors from the
     footprint computation are re-raised with the product named.
+    ``georeferenced``: what :func:`_has_geotransform` says, when the caller
+    asked already (it is asked once per product: 3% of an extraction).
     """
+    if georeferenced is None:
+        georeferenced = _has_geotransform(src)
     try:
-        if _has_geotransform(src):
+        if georeferenced:
             return _footprint.footprint(src.crs, src.transform, src.width, src.height)
         if _has_gcps(src):
             gcps, gcp_crs = src.gcps
@@ -151,21 +157,22 @@ def crs_fields(crs: CRS) -> dict[str, Any]:
     }
 
 
-def get_projection_info(src: Any) -> dict[str, Any]:
+def get_projection_info(src: Any, *, georeferenced: bool | None = None) -> dict[str, Any]:
     """Projection extension v2.0.0 fields for item properties.
 
     CRS + geotransform: :func:`crs_fields`, ``proj:shape`` ``[rows, cols]``,
     ``proj:transform`` (the 6 affine coefficients ``a, b, c, d, e, f`` in the
     order the extension documents, i.e. rasterio's ``Affine`` order, not GDAL's),
     and ``proj:bbox`` in the native CRS. GCP-only rasters have no native grid
-    CRS: only ``proj:shape``.
+    CRS: only ``proj:shape``. ``georeferenced``: see :func:`get_geometry`.
     """
     info: dict[str, Any] = {}
-    if _has_geotransform(src):
+    if _has_geotransform(src) if georeferenced is None else georeferenced:
         info.update(crs_fields(src.crs))
         info["proj:shape"] = [int(src.height), int(src.width)]
-        info["proj:transform"] = [float(v) for v in tuple(src.transform)[:6]]
-        info["proj:bbox"] = _footprint.native_bbox(src.transform, src.width, src.height)
+        transform = src.transform
+        info["proj:transform"] = [float(v) for v in _footprint._coefficients(transform)]
+        info["proj:bbox"] = _footprint.native_bbox(transform, src.width, src.height)
     else:
         info["proj:shape"] = [int(src.height), int(src.width)]
     return info
@@ -181,11 +188,12 @@ def get_raster_asset_info(src: Any) -> dict[str, Any]:
     return {"raster:sampling": sampling} if sampling in ("area", "point") else {}
 
 
-def _resolution(src: Any) -> float | None:
+def _resolution(src: Any, georeferenced: bool | None = None) -> float | None:
     """``raster:spatial_resolution`` (metres) from the geotransform, or the GCP affine fit."""
-    if _has_geotransform(src):
-        bounds = _footprint.native_bbox(src.transform, src.width, src.height)
-        return spatial_resolution(src.crs, src.transform, bounds)
+    if _has_geotransform(src) if georeferenced is None else georeferenced:
+        transform = src.transform
+        bounds = _footprint.native_bbox(transform, src.width, src.height)
+        return spatial_resolution(src.crs, transform, bounds)
     if _has_gcps(src):
         gcps, gcp_crs = src.gcps
         try:
@@ -342,7 +350,8 @@ def _build_item(
     opener: GuardedOpener | None = None,
 ) -> pystac.Item:
     item_id = make_item_id(location, options)
-    geometry, bbox = get_geometry(src, location)
+    georeferenced = _has_geotransform(src)
+    geometry, bbox = get_geometry(src, location, georeferenced=georeferenced)
     _, name = split_location(location)
     when = resolve_datetime(
         name,
@@ -352,7 +361,7 @@ def _build_item(
         read_tags=lambda: _datetime_tags(src),
         where=location,
     )
-    properties: dict[str, Any] = get_projection_info(src)
+    properties: dict[str, Any] = get_projection_info(src, georeferenced=georeferenced)
 
     asset_fields: dict[str, Any] = {}
     if data_location:
@@ -367,7 +376,9 @@ def _build_item(
     if data_location:
         _check_complete(src, data_location, asset_fields.get("file:size"), opener)
     asset_fields.update(get_raster_asset_info(src))
-    asset_fields["bands"] = get_bands_info(src, stats=options.stats, resolution=_resolution(src))
+    asset_fields["bands"] = get_bands_info(
+        src, stats=options.stats, resolution=_resolution(src, georeferenced)
+    )
 
     item = pystac.Item(
         id=item_id,
