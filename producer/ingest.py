@@ -284,21 +284,20 @@ def _register_chunk(
     Returns one result per product of ``chunk``, in order."""
     coll_title = (collection_meta or {}).get("title") or collection
     if _pipelines(committer, chunk, grouping, dry_run, workers):
-        with parallel.paused_gc():  # the parent holds the batch's documents: see there
-            piped = _register_pipelined(
-                chunk,
-                committer,
-                collection,
-                options,
-                collection_meta,
-                coll_title,
-                progress,
-                done,
-                total,
-                replace,
-                sinks,
-                workers,
-            )
+        piped = _register_pipelined(
+            chunk,
+            committer,
+            collection,
+            options,
+            collection_meta,
+            coll_title,
+            progress,
+            done,
+            total,
+            replace,
+            sinks,
+            workers,
+        )
         if piped is not None:
             return piped
     if grouping:

@@ -242,57 +242,17 @@ def _forked(
             pending = lost + pending
 
 
-#: set while :func:`paused_gc` holds the collector off: a fork turns it back
-#: on for the child (:func:`_frozen_fork`)
-_GC_PAUSED = False
-
-
-@contextlib.contextmanager
-def paused_gc() -> Iterator[None]:
-    """The cyclic garbage collector off in this process for the block, back
-    on after (unless it was off before): for the parent of a pooled batch.
-
-    The parent accumulates every item document of a batch (a densified
-    footprint is some 250 list objects), so its collector's full passes walk
-    more each time: two of them took ~0.16 ms per item of a 1,000-item
-    batch, in the parent whose single core the end of the batch (links,
-    mirror) waits on (BENCHMARKS.md, local3). A document is acyclic and
-    freed by its reference count; what cycles the batch makes wait for the
-    collector's next pass after the block. Processes forked inside the block
-    (:func:`prepare_all`'s workers, which build pystac objects that are
-    cycles) keep the collector on. Process-wide: other threads of this
-    process run without it for the block too."""
-    global _GC_PAUSED
-    if not gc.isenabled() or _GC_PAUSED:
-        yield
-        return
-    gc.disable()
-    _GC_PAUSED = True
-    try:
-        yield
-    finally:
-        _GC_PAUSED = False
-        gc.enable()
-
-
 @contextlib.contextmanager
 def _frozen_fork() -> Iterator[None]:
     """Around a fork: the parent's heap moves out of the collector's reach
     (``gc.freeze``), so a child's collections do not walk, and so copy on
-    write, every object it inherited. Unfrozen after, unless frozen before.
-    A collector paused by :func:`paused_gc` is on across the fork, so that
-    the children inherit it on, and off again after."""
+    write, every object it inherited. Unfrozen after, unless frozen before."""
     freeze = gc.get_freeze_count() == 0
-    paused = _GC_PAUSED
     if freeze:
         gc.freeze()
-    if paused:
-        gc.enable()
     try:
         yield
     finally:
-        if paused:
-            gc.disable()
         if freeze:
             gc.unfreeze()
 
