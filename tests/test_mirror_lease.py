@@ -90,19 +90,26 @@ def test_validate_reconcile_and_search_ignore_a_lease_object(catalog) -> None:
     assert len(ids) == 3
 
 
+def _three_fragments_on_s3(tmp_path: Path, s3_server, name: str, day: str):
+    """A collection of 3 items on S3 whose mirror partition has a base and 3
+    fragments (one edit each, no compaction); its URL and a plain store."""
+    folder = tmp_path / "tiles"
+    tiles = [write_tile(folder, f"{name}{i}_{day}{i}.tif", 6.0 + i, 46.0) for i in range(3)]
+    url = f"s3://{s3_server.new_bucket()}/stac"
+    producer.register(tiles, catalog=url, collection="c", storage_options=s3_server.storage_options)
+    plain = open_store(url, s3_server.storage_options)
+    rebuild(plain, "c", only_stale=False)
+    _edit_all(plain, MirrorSink(plain, compact_after=-1), "edit")
+    assert len(mirror.list_fragments(plain, BASE)) == 3
+    return url, plain
+
+
 def test_a_leased_compaction_on_s3_deletes_its_fragments_with_one_request(tmp_path: Path, s3_server) -> None:
     """On S3 the folded fragments go in one DeleteObjects (a HEAD and a
     DELETE each before), and the lease is created and deleted around it."""
     from tests.faultproxy import FaultProxy
 
-    folder = tmp_path / "tiles"
-    tiles = [write_tile(folder, f"s{i}_2024021{i}.tif", 6.0 + i, 46.0) for i in range(3)]
-    url = f"s3://{s3_server.new_bucket()}/stac"
-    producer.register(tiles, catalog=url, collection="c", storage_options=s3_server.storage_options)
-    plain = open_store(url, s3_server.storage_options)
-    rebuild(plain, "c", only_stale=False)
-    _edit_all(plain, MirrorSink(plain, compact_after=-1), "edit")  # 3 fragments, no compaction
-    assert len(mirror.list_fragments(plain, BASE)) == 3
+    url, plain = _three_fragments_on_s3(tmp_path, s3_server, "s", "2024021")
     with FaultProxy(s3_server.endpoint_url) as proxy:
         options = {
             **s3_server.storage_options,
@@ -131,15 +138,8 @@ def test_a_compaction_on_s3_reads_its_fragments_at_once(tmp_path: Path, s3_serve
     was held); the fold is the same."""
     import threading
 
-    folder = tmp_path / "tiles"
-    tiles = [write_tile(folder, f"p{i}_2024031{i}.tif", 6.0 + i, 46.0) for i in range(3)]
-    url = f"s3://{s3_server.new_bucket()}/stac"
-    producer.register(tiles, catalog=url, collection="c", storage_options=s3_server.storage_options)
-    plain = open_store(url, s3_server.storage_options)
-    rebuild(plain, "c", only_stale=False)
-    _edit_all(plain, MirrorSink(plain, compact_after=-1), "edit")  # 3 fragments, no compaction
+    url, plain = _three_fragments_on_s3(tmp_path, s3_server, "p", "2024031")
     frags = mirror.list_fragments(plain, BASE)
-    assert len(frags) == 3
     started: list[str] = []
     second = threading.Event()
     overlapped: list[bool] = []
