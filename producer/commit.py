@@ -21,6 +21,7 @@ so a half-done removal is recognisable and finished, never undone.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import json
 import logging
@@ -244,17 +245,21 @@ class RemoveOutcome:
 
 def _parallel(fn: Callable[[T], R], args: Sequence[T]) -> list[R]:
     """``[fn(a) for a in args]``, run on up to 8 threads when there are several
-    (independent small requests: one round trip of latency instead of n)."""
+    (independent small requests: one round trip of latency instead of n).
+    Each runs in a copy of the caller's context (a store's batch or
+    durability is context-local: :mod:`producer.store.local`), as do the
+    helpers below."""
     if len(args) <= 1:
         return [fn(a) for a in args]
+    caller = contextvars.copy_context()
     with ThreadPoolExecutor(max_workers=min(8, len(args))) as pool:
-        return list(pool.map(fn, args))
+        return list(pool.map(lambda a: caller.copy().run(fn, a), args))
 
 
 def _both(first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
     """``(first(), second())``, the two run concurrently."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(first)
+        pending = pool.submit(contextvars.copy_context().run, first)
         other = second()
         return pending.result(), other
 
@@ -262,7 +267,8 @@ def _both(first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
 def _three(first: Callable[[], A], second: Callable[[], B], third: Callable[[], T]) -> tuple[A, B, T]:
     """``(first(), second(), third())``, the three run concurrently."""
     with ThreadPoolExecutor(max_workers=2) as pool:
-        one, two = pool.submit(first), pool.submit(second)
+        one = pool.submit(contextvars.copy_context().run, first)
+        two = pool.submit(contextvars.copy_context().run, second)
         three = third()
         return one.result(), two.result(), three
 
