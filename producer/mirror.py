@@ -565,10 +565,11 @@ def list_fragments(store: Store, key: str) -> list[str]:
 READ_THREADS = 8
 
 
-def _read_fragments(store: Store, keys: Sequence[str]) -> list[bytes | None]:
+def _read_fragments(store: Store, keys: Sequence[str]) -> Iterable[bytes | None]:
     """The bytes of each fragment in ``keys``, in order (None: folded and
     deleted by a compaction since the listing). On a store with round trips
-    up to :data:`READ_THREADS` at once; a local one reads them in turn. Reads only."""
+    up to :data:`READ_THREADS` at once; a local one reads each as it is
+    consumed (one fragment's bytes in memory at a time). Reads only."""
 
     def one(key: str) -> bytes | None:
         try:
@@ -577,7 +578,7 @@ def _read_fragments(store: Store, keys: Sequence[str]) -> list[bytes | None]:
             return None
 
     if len(keys) <= 1 or is_local(store):
-        return [one(key) for key in keys]
+        return (one(key) for key in keys)
     with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(keys))) as pool:
         return list(pool.map(one, keys))
 

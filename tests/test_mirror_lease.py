@@ -167,3 +167,26 @@ def test_a_compaction_on_s3_reads_its_fragments_at_once(tmp_path: Path, s3_serve
     rows, _ = mirror.read_mirror(plain, BASE)
     assert sorted(it["properties"]["title"] for it in rows.values()) == ["edit 1", "edit 2", "edit 3"]
     assert mirror.list_fragments(plain, BASE) == []
+
+
+def test_a_local_partitions_fragments_are_read_one_at_a_time(tmp_path: Path, monkeypatch) -> None:
+    """On a local store the fragments are read as they are folded (one
+    fragment's bytes in memory at a time, as before the parallel reads)."""
+    from producer.store.local import LocalStore
+
+    store = LocalStore(str(tmp_path / "cat"))
+    keys = [f"c/items-fragments/{i}.ndjson" for i in range(3)]
+    for key in keys:
+        store.put(key, key.encode())
+    read: list[str] = []
+    real_get = store.get
+
+    def get(key: str):  # records the order; the real read runs
+        read.append(key)
+        return real_get(key)
+
+    monkeypatch.setattr(store, "get", get)
+    lazy = iter(mirror._read_fragments(store, [*keys, "c/items-fragments/gone.ndjson"]))
+    assert read == []
+    assert next(lazy) == keys[0].encode() and read == keys[:1]
+    assert list(lazy) == [keys[1].encode(), keys[2].encode(), None]
