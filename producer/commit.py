@@ -66,6 +66,7 @@ from producer.errors import (
     StoreError,
 )
 from producer.hrefs import absolute_assets, relative_assets
+from producer.parallel import map_ordered
 from producer.provenance import VOLATILE, VOLATILE_RELS
 from producer.redact import clean_href
 from producer.store.base import Store, is_local
@@ -249,11 +250,7 @@ def _parallel(fn: Callable[[T], R], args: Sequence[T]) -> list[R]:
     Each runs in a copy of the caller's context (a store's batch or
     durability is context-local: :mod:`producer.store.local`), as do the
     helpers below."""
-    if len(args) <= 1:
-        return [fn(a) for a in args]
-    caller = contextvars.copy_context()
-    with ThreadPoolExecutor(max_workers=min(8, len(args))) as pool:
-        return list(pool.map(lambda a: caller.copy().run(fn, a), args))
+    return map_ordered(fn, args, min(8, len(args)))
 
 
 def _both(first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:

@@ -167,22 +167,28 @@ def test_item_with_a_broken_footprint_is_still_refused_by_the_compiled_check(
     assert validator.errors(bad_bbox)
 
 
+def _gdal_options_seen_by_the_build(monkeypatch) -> list[dict]:
+    """The GDAL options in force each time an item is built (the real build runs)."""
+    from producer.extract import raster
+
+    seen: list[dict] = []
+    real = raster._build_item
+
+    def build_item(*args, **kwargs):
+        seen.append(rasterio.env.getenv())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(raster, "_build_item", build_item)
+    return seen
+
+
 def test_a_local_product_is_read_with_rasterios_default_options_as_a_remote_one(
     tmp_path: Path, monkeypatch
 ) -> None:
     # the folder-listing environment replaced the one rasterio.open makes by
     # itself (Env.from_defaults): GTIFF_IMPLICIT_JPEG_OVR went back to GDAL's
     # default for local products only
-    from producer.extract import raster
-
-    seen: list[dict] = []
-    real = raster._build_item
-
-    def build_item(*args, **kwargs):  # observes the environment; the real build runs
-        seen.append(rasterio.env.getenv())
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(raster, "_build_item", build_item)
+    seen = _gdal_options_seen_by_the_build(monkeypatch)
     create_item(str(rasters.write_cog(tmp_path / "data")))
     (options,) = seen
     assert options["GDAL_DISABLE_READDIR_ON_OPEN"] == "TRUE"
@@ -191,16 +197,7 @@ def test_a_local_product_is_read_with_rasterios_default_options_as_a_remote_one(
 
 
 def test_the_callers_gdal_options_stand_when_a_local_product_is_read(tmp_path: Path, monkeypatch) -> None:
-    from producer.extract import raster
-
-    seen: list[dict] = []
-    real = raster._build_item
-
-    def build_item(*args, **kwargs):  # observes the environment; the real build runs
-        seen.append(rasterio.env.getenv())
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(raster, "_build_item", build_item)
+    seen = _gdal_options_seen_by_the_build(monkeypatch)
     with rasterio.Env(GTIFF_IMPLICIT_JPEG_OVR=True):
         create_item(str(rasters.write_cog(tmp_path / "data")))
     (options,) = seen
