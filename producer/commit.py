@@ -1250,16 +1250,18 @@ class Committer:
         """
         out: dict[str, tuple[dict | None, str | None]] = {}
 
+        def seeded(key: str) -> tuple[dict | None, str | None] | None:
+            seed = self.seeded.pop(key, None)
+            if seed is None or time.monotonic() - seed[2] > SEED_FRESH:
+                return None
+            doc = seed[3]
+            if doc is None:
+                doc = docs.loads(seed[0], self.store_path(key), expect=expected_type(key))
+            return absolute_assets(doc, self.store_path(key)), seed[1]
+
         def read(key: str) -> dict | None:
             if key not in out:
-                seed = self.seeded.pop(key, None)
-                if seed is not None and time.monotonic() - seed[2] <= SEED_FRESH:
-                    doc = seed[3]
-                    if doc is None:
-                        doc = docs.loads(seed[0], self.store_path(key), expect=expected_type(key))
-                    out[key] = (absolute_assets(doc, self.store_path(key)), seed[1])
-                else:
-                    out[key] = self.read(key, expected_type(key))
+                out[key] = seeded(key) or self.read(key, expected_type(key))
             return out[key][0]
 
         coll_key = self.layout.collection_key(collection_id)
@@ -1277,9 +1279,20 @@ class Committer:
             # alongside the chain: the root, and on stores shared by several
             # writers the pending intents (group_commit's plain path needs
             # them; under recent contention it lists them itself)
-            root = self.read(root_key, expected_type(root_key))
+            # (the root seeded by the layout's read costs nothing; else its
+            # GET and the LIST go out together)
+            root = seeded(root_key)
             if self.store.concurrent_safe and not contended(self.store.url, collection_id):
-                self.listed_intents[collection_id] = self.list_intents(collection_id)
+                if root is None and not is_local(self.store):
+                    root, listed = _both(
+                        lambda: self.read(root_key, expected_type(root_key)),
+                        lambda: self.list_intents(collection_id),
+                    )
+                else:
+                    listed = self.list_intents(collection_id)
+                self.listed_intents[collection_id] = listed
+            if root is None:
+                root = self.read(root_key, expected_type(root_key))
             out.setdefault(root_key, root)
 
         if root_key == coll_key:  # cannot be, but then the sequential order

@@ -17,12 +17,12 @@ import errno
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from producer import extract, parallel, placement, provenance, thumbnail
 from producer.catalog import documents as docs
-from producer.catalog.layout import DEFAULT_MAX_LINKS, Layout, collection_key, recorded_layout
+from producer.catalog.layout import DEFAULT_MAX_LINKS, ROOT_KEY, Layout, collection_key, recorded_layout
 from producer.changes import Change, ChangeKind, Sink
 from producer.commit import Committer, IdentityConflict, item_start, same_content
 from producer.errors import ID_TEMPLATE_HINT, InputError, ProducerError, StoreError
@@ -37,7 +37,7 @@ from producer.results import Action, RegisterResult
 from producer.sinks import Outbox, SinkFailure, check_sinks, deliver, remedy_text, removed
 from producer.sources import PRODUCT_SUFFIXES, expand_paths
 from producer.store import open_store
-from producer.store.base import Store, batch_durability, durability, durable_now
+from producer.store.base import Store, batch_durability, durability, durable_now, is_local
 from producer.urls import is_remote
 from producer.validate import Validator, default_validator
 
@@ -91,7 +91,15 @@ def collection_layout(
     requested = Layout(partition, max_links)
     key = collection_key(collection)
     try:
-        data, version = store.get(key)
+        if seen is not None and not is_local(store):
+            # the root, which preflight reads next, in the same round trip
+            # (seeded like the collection; absent or unreadable: preflight
+            # reads it again and says so)
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                pool.submit(contextvars.copy_context().run, _seed_root, store, seen)
+                data, version = store.get(key)
+        else:
+            data, version = store.get(key)
         read_at = time.monotonic()
         if seen is not None:  # handed to Committer.seeded: preflight need not GET it again
             seen[key] = (data, version, read_at, None)
@@ -110,6 +118,16 @@ def collection_layout(
             "collection's layout, or into another collection (nothing was written)"
         )
     return recorded
+
+
+def _seed_root(store: Store, seen: dict[str, tuple[bytes, str, float, dict | None]]) -> None:
+    """GET the root into ``seen`` (:func:`collection_layout`); nothing when it
+    cannot be read (preflight reads it itself)."""
+    try:
+        data, version = store.get(ROOT_KEY)
+    except (ProducerError, OSError):
+        return
+    seen[ROOT_KEY] = (data, version, time.monotonic(), None)
 
 
 # --- register -------------------------------------------------------------------
@@ -361,12 +379,23 @@ def _register_chunk(
         _fail_unlinked(prepared, exc)
         return results
     written = [(key, doc) for key, doc, _ in committed]
-    if written and not _link_written(committer, collection, written, collection_meta, preread, prepared):
+    # On S3 (flat layout: no moves after the link) the sinks take the
+    # committed batch while the settle step checks its items: neither
+    # depends on the other, so one round trip instead of two in sequence.
+    together = bool(sinks) and not committer.layout.partition and not is_local(committer.store)
+
+    def publish(only: Collection[str] | None = None) -> None:
+        docs_by_key = {key: doc for key, _, doc in committed if only is None or key in only}
+        _publish(committer, collection, prepared, docs_by_key, {}, sinks)
+
+    if written and not _link_written(
+        committer, collection, written, collection_meta, preread, prepared, publish if together else None
+    ):
         return results
     moved: dict[str, tuple[str, dict]] = {}
     if index:
         moved = _finish_moves(committer, collection, prepared, index, replace)
-    if sinks:
+    if sinks and not together:
         _publish(committer, collection, prepared, {key: doc for key, _, doc in committed}, moved, sinks)
     return results
 
@@ -728,26 +757,48 @@ def _link_written(
     collection_meta: dict | None,
     preread: dict[str, tuple[dict | None, str | None]],
     prepared: Prepared,
+    alongside: Callable[[Collection[str] | None], None] | None = None,
 ) -> bool:
     """Link the written items into their parents (and settle races with a
     concurrent remove); on failure fail every product still ok, saying how
-    to finish, and return False."""
+    to finish, and return False.
+
+    ``alongside`` (the sinks' delivery), when given, runs after the link
+    while the settle step runs; called again with the keys the settle step
+    wrote again (a concurrent remove took them meanwhile), so the sinks end
+    with the items as the catalog does. A failed settle overrides what the
+    sinks said: those products were not linked."""
+    pending = [result for result, _, _ in prepared if result.ok]
     try:
         committer.link_items(collection, written, collection_meta, preread)
-        # one listing (S3), else one GET per item in parallel like the writes
-        committer.settle_batch(
-            collection, written, collection_meta, write_threads(len(written), committer.store.concurrent_safe)
-        )
+
+        def settle() -> list[str]:
+            # one listing (S3), else one GET per item in parallel like the writes
+            return committer.settle_batch(
+                collection,
+                written,
+                collection_meta,
+                write_threads(len(written), committer.store.concurrent_safe),
+            )
+
+        if alongside is None:
+            settle()
+        else:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                settling = pool.submit(contextvars.copy_context().run, settle)
+                alongside(None)
+                redone = settling.result()
+            if redone:
+                alongside(redone)
     except (ProducerError, OSError) as exc:
         detail = exc if isinstance(exc, ProducerError) else _os_error(exc)
         kind = exc if isinstance(exc, ProducerError) else StoreError(str(exc))
-        for result, _, _ in prepared:
-            if result.ok:
-                result.fail(
-                    f"{result.source}: item written but not linked ({detail}); "
-                    "rerun the registration or reconcile with fixing",
-                    kind,
-                )
+        for result in pending:
+            result.fail(
+                f"{result.source}: item written but not linked ({detail}); "
+                "rerun the registration or reconcile with fixing",
+                kind,
+            )
         return False
     return True
 
