@@ -348,6 +348,10 @@ class Committer:
     #: version of each item document as :meth:`write_item` left it (written
     #: or found unchanged), so :meth:`settle_batch` can compare listings
     written_versions: dict[str, str | None] = field(default_factory=dict)
+    #: items :meth:`settle_items` wrote again (a concurrent remove took
+    #: them), as committed: newer stamps than the remover's tombstone, so
+    #: the sinks are handed these, not the first write
+    rewritten: dict[str, dict] = field(default_factory=dict)
     #: documents read just before this committer existed (key -> bytes,
     #: version, ``time.monotonic()`` of the read, and the document parsed
     #: from the bytes or None; e.g. the collection read to choose the
@@ -1062,7 +1066,7 @@ class Committer:
             for _attempt in range(self.max_retries + 1):
                 if self._present_unmarked(key):
                     break
-                self.put_item(key, item)
+                self.rewritten[key] = self.write_item(key, item)[1]
                 self.link_items(collection_id, [(key, item)], collection_meta)
                 redone.append(key)
             else:

@@ -385,7 +385,9 @@ def _register_chunk(
     together = bool(sinks) and not committer.layout.partition and not is_local(committer.store)
 
     def publish(only: Collection[str] | None = None) -> None:
-        docs_by_key = {key: doc for key, _, doc in committed if only is None or key in only}
+        docs_by_key = {
+            key: committer.rewritten.get(key, doc) for key, _, doc in committed if only is None or key in only
+        }
         _publish(committer, collection, prepared, docs_by_key, {}, sinks)
 
     if written and not _link_written(
@@ -395,8 +397,9 @@ def _register_chunk(
     moved: dict[str, tuple[str, dict]] = {}
     if index:
         moved = _finish_moves(committer, collection, prepared, index, replace)
-    if sinks and not together:
-        _publish(committer, collection, prepared, {key: doc for key, _, doc in committed}, moved, sinks)
+    if sinks and not together:  # items the settle step wrote again as it left them
+        docs_by_key = {key: committer.rewritten.get(key, doc) for key, _, doc in committed}
+        _publish(committer, collection, prepared, docs_by_key, moved, sinks)
     return results
 
 
