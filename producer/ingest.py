@@ -773,26 +773,8 @@ def _link_written(
     sinks said: those products were not linked."""
     pending = [result for result, _, _ in prepared if result.ok]
     try:
-        committer.link_items(collection, written, collection_meta, preread)
-
-        def settle() -> list[str]:
-            # one listing (S3), else one GET per item in parallel like the writes
-            return committer.settle_batch(
-                collection,
-                written,
-                collection_meta,
-                write_threads(len(written), committer.store.concurrent_safe),
-            )
-
-        if alongside is None:
-            settle()
-        else:
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                settling = pool.submit(contextvars.copy_context().run, settle)
-                alongside(None)
-                redone = settling.result()
-            if redone:
-                alongside(redone)
+        with committer.deferring():  # applied intents deleted beside the settle step and the sinks
+            _link_and_settle(committer, collection, written, collection_meta, preread, alongside)
     except (ProducerError, OSError) as exc:
         detail = exc if isinstance(exc, ProducerError) else _os_error(exc)
         kind = exc if isinstance(exc, ProducerError) else StoreError(str(exc))
@@ -804,6 +786,37 @@ def _link_written(
             )
         return False
     return True
+
+
+def _link_and_settle(
+    committer: Committer,
+    collection: str,
+    written: list[tuple[str, dict]],
+    collection_meta: dict | None,
+    preread: dict[str, tuple[dict | None, str | None]],
+    alongside: Callable[[Collection[str] | None], None] | None,
+) -> None:
+    """:func:`_link_written`'s steps: link, then settle (and ``alongside``)."""
+    committer.link_items(collection, written, collection_meta, preread)
+
+    def settle() -> list[str]:
+        # one listing (S3), else one GET per item in parallel like the writes
+        return committer.settle_batch(
+            collection,
+            written,
+            collection_meta,
+            write_threads(len(written), committer.store.concurrent_safe),
+        )
+
+    if alongside is None:
+        settle()
+    else:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            settling = pool.submit(contextvars.copy_context().run, settle)
+            alongside(None)
+            redone = settling.result()
+        if redone:
+            alongside(redone)
 
 
 def _as_project_error(exc: BaseException, doing: str = "") -> BaseException:

@@ -18,6 +18,7 @@ import pytest
 import producer
 from producer import ingest
 from producer.changes import Sink
+from producer.commit import note_contention
 from producer.mirror import MirrorSink
 from producer.options import RegisterOptions
 from producer.store import open_store
@@ -163,3 +164,29 @@ def test_a_remove_that_runs_between_the_link_and_the_settle_loses_in_the_catalog
     assert producer.validate_catalog(catalog, storage_options=options) == []
     ids = {f["id"] for f in producer.search(catalog, storage_options=options)["features"]}
     assert ids == {tiles[0].stem, stem}
+
+
+def test_a_contended_register_deletes_its_applied_intent_beside_the_settle_step_and_the_mirror(
+    s3_server, tiles
+):
+    """Under contention (the group path, here with no other writer): GET
+    collection + GET root, PUT item, PUT intent + LIST + GET collection,
+    PUT collection, then the DELETE of the applied intent beside the
+    settle's GET item and the mirror's HEAD of its base, PUT fragment: 6
+    deep. Before: 9 (the root GET, the delete and the settle each a round
+    trip of their own). The intent is gone when the register returns."""
+    catalog = s3_server.url(f"depth-{uuid.uuid4().hex[:8]}")
+    plain = open_store(catalog, s3_server.storage_options)
+    _register(tiles[0], plain, [MirrorSink(plain, compact_after=-1)])
+    timed = Timed(open_store(catalog, s3_server.storage_options))
+    note_contention(timed.url, "c")
+    _register(tiles[1], timed, [MirrorSink(timed, compact_after=-1)])
+    kinds = [f"{k} {key}" for k, key, _, _ in sorted(timed.calls, key=lambda c: c[2])]
+    assert [k for k in kinds if k.startswith("put c/_intents/")], kinds  # the group path was taken
+    assert [k for k in kinds if k.startswith("delete c/_intents/")], kinds
+    assert timed.depth() <= 6, kinds
+    assert list(plain.list("c/_intents/")) == []
+    assert producer.validate_catalog(catalog, storage_options=s3_server.storage_options) == []
+    assert {
+        f["id"] for f in producer.search(catalog, storage_options=s3_server.storage_options)["features"]
+    } == {t.stem for t in tiles[:2]}
