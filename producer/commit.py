@@ -365,6 +365,10 @@ class Committer:
     #: instead of reading (and parsing) it again. A parsed one is shared:
     #: nothing here mutates a document read (compare-and-swap mutates copies)
     seeded: dict[str, tuple[bytes, str, float, dict | None]] = field(default_factory=dict)
+    #: intents listed just before this committer existed, per collection id
+    #: (``time.monotonic()`` of the listing, keys): :meth:`preflight` uses
+    #: one younger than :data:`SEED_FRESH` instead of listing again
+    seeded_intents: dict[str, tuple[float, list[str]]] = field(default_factory=dict)
     #: write the asset hrefs of products under the catalog root relative to
     #: the item document (:mod:`producer.hrefs`); False keeps them absolute
     #: (a thumbnail, stored in the catalog, is relative either way)
@@ -1314,11 +1318,14 @@ class Committer:
             # alongside the chain: the root, and on stores shared by several
             # writers the pending intents (group_commit's plain path needs
             # them; under recent contention it lists them itself)
-            # (the root seeded by the layout's read costs nothing; else its
-            # GET and the LIST go out together)
+            # (the root and the listing seeded by the layout's read cost
+            # nothing; else the root's GET and the LIST go out together)
             root = seeded(root_key)
             if self.store.concurrent_safe and not contended(self.store.url, collection_id):
-                if root is None and not is_local(self.store):
+                pre = self.seeded_intents.pop(collection_id, None)
+                if pre is not None and time.monotonic() - pre[0] <= SEED_FRESH:
+                    listed = pre[1]  # listed with the layout's read
+                elif root is None and not is_local(self.store):
                     root, listed = _both(
                         lambda: self.read(root_key, expected_type(root_key)),
                         lambda: self.list_intents(collection_id),

@@ -22,9 +22,17 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from producer import extract, parallel, placement, provenance, thumbnail
 from producer.catalog import documents as docs
-from producer.catalog.layout import DEFAULT_MAX_LINKS, ROOT_KEY, Layout, collection_key, recorded_layout
+from producer.catalog.layout import (
+    DEFAULT_MAX_LINKS,
+    ROOT_KEY,
+    Layout,
+    collection_key,
+    intent_key,
+    is_intent_key,
+    recorded_layout,
+)
 from producer.changes import Change, ChangeKind, Sink
-from producer.commit import Committer, IdentityConflict, item_start, same_content
+from producer.commit import Committer, IdentityConflict, contended, item_start, same_content
 from producer.errors import ID_TEMPLATE_HINT, InputError, ProducerError, StoreError
 from producer.extract.ids import check_id, make_item_id
 from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
@@ -74,6 +82,7 @@ def collection_layout(
     partition: str | None,
     max_links: int = DEFAULT_MAX_LINKS,
     seen: dict[str, tuple[bytes, str, float, dict | None]] | None = None,
+    listed: dict[str, tuple[float, list[str]]] | None = None,
 ) -> Layout:
     """The layout to register into ``collection`` with: the one its document
     records, else (a new collection, or one written before layouts were
@@ -82,7 +91,11 @@ def collection_layout(
 
     One GET of the collection document (its bytes, version, monotonic
     time and the document parsed from them go into ``seen`` when given,
-    keyed by its key: :attr:`Committer.seeded`). Raises :class:`InputError`, before
+    keyed by its key: :attr:`Committer.seeded`). On a remote store the
+    root's GET (into ``seen``) and, when ``listed`` is given and the
+    collection saw no recent contention, the LIST of its pending intents
+    (into ``listed``: :attr:`Committer.seeded_intents`) go out together
+    with it: one round trip for what preflight would read next. Raises :class:`InputError`, before
     anything is written, when ``partition`` is given and differs from the
     recorded layout. A collection that cannot be read is left to the
     batch's own checks (:meth:`Committer.preflight`), which report it per
@@ -95,8 +108,11 @@ def collection_layout(
             # the root, which preflight reads next, in the same round trip
             # (seeded like the collection; absent or unreadable: preflight
             # reads it again and says so)
-            with ThreadPoolExecutor(max_workers=1) as pool:
+            with ThreadPoolExecutor(max_workers=2) as pool:
                 pool.submit(contextvars.copy_context().run, _seed_root, store, seen)
+                if listed is not None and store.concurrent_safe and not contended(store.url, collection):
+                    # and the pending intents (the plain path needs them)
+                    pool.submit(contextvars.copy_context().run, _seed_intents, store, collection, listed)
                 data, version = store.get(key)
         else:
             data, version = store.get(key)
@@ -128,6 +144,17 @@ def _seed_root(store: Store, seen: dict[str, tuple[bytes, str, float, dict | Non
     except (ProducerError, OSError):
         return
     seen[ROOT_KEY] = (data, version, time.monotonic(), None)
+
+
+def _seed_intents(store: Store, collection: str, listed: dict[str, tuple[float, list[str]]]) -> None:
+    """LIST the pending intents of ``collection`` into ``listed``
+    (:func:`collection_layout`); nothing when the listing fails (preflight
+    lists them itself)."""
+    try:
+        keys = [k for k in store.list(intent_key(collection) + "/") if is_intent_key(k)]
+    except (ProducerError, OSError):
+        return
+    listed[collection] = (time.monotonic(), keys)
 
 
 # --- register -------------------------------------------------------------------
@@ -179,7 +206,8 @@ def register_products(
     )
     store = open_catalog(catalog, options.catalog_storage_options)
     seen: dict[str, tuple[bytes, str, float, dict | None]] = {}
-    layout = collection_layout(store, collection, options.partition, options.max_links, seen)
+    listed: dict[str, tuple[float, list[str]]] = {}
+    layout = collection_layout(store, collection, options.partition, options.max_links, seen, listed)
     if grouping:
         grouping.check_layout(layout, collection)
         sources = grouping.outside_catalog(sources, store.url)
@@ -192,6 +220,7 @@ def register_products(
         relative_hrefs=not options.absolute_hrefs,
     )
     committer.seeded.update(seen)
+    committer.seeded_intents.update(listed)
     collection_meta, dry_run, batch_size, replace = (
         options.collection_meta,
         options.dry_run,
