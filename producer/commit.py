@@ -21,7 +21,6 @@ so a half-done removal is recognisable and finished, never undone.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import copy
 import json
@@ -30,11 +29,11 @@ import posixpath
 import random
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from producer.catalog import documents as docs
@@ -353,11 +352,6 @@ class Committer:
     #: them), as committed: newer stamps than the remover's tombstone, so
     #: the sinks are handed these, not the first write
     rewritten: dict[str, dict] = field(default_factory=dict)
-    #: when a list (:meth:`deferring`), the deletes of applied intents run
-    #: beside what follows the commit (its settle step, the sinks) instead
-    #: of before it: nothing waits for them, and one left by a crash is
-    #: harmless (its change is applied)
-    deferred: list[Future[None]] | None = None
     #: documents read just before this committer existed (key -> bytes,
     #: version, ``time.monotonic()`` of the read, and the document parsed
     #: from the bytes or None; e.g. the collection read to choose the
@@ -796,7 +790,7 @@ class Committer:
                     # applied by another writer, which deletes what it applied
                     # (ours too, unless the listing shows it is still there)
                     if own_key in listed:
-                        self._drop_intents_soon([own_key], doc, collection_id, meta, seen, versions)
+                        self._drop_intents([own_key], doc, collection_id, meta, seen, versions)
                     return CasOutcome(doc, version=version)
                 # the writer of the oldest pending intent leads: the others give
                 # it a moment to apply theirs too, instead of racing its put
@@ -858,7 +852,7 @@ class Committer:
                 )
                 new = mutate(docs.copy_doc(doc) if doc is not None else None)
                 if new is None:  # every change listed is in the stored document
-                    self._drop_intents_soon(
+                    self._drop_intents(
                         [own_key, *(i.key for i in others)], doc, collection_id, meta, seen, versions
                     )
                     return CasOutcome(doc, version=version)
@@ -874,13 +868,13 @@ class Committer:
                     current, _ = self.read(coll_key, expect)
                     if current is not None and own_mutation(docs.copy_doc(current)) is None:
                         log.debug("%s: lost the put, but the winner applied this change", coll_key)
-                        self._drop_intents_soon([own_key], current, collection_id, meta, seen, versions)
+                        self._drop_intents([own_key], current, collection_id, meta, seen, versions)
                         return CasOutcome(current)
                     if attempt < self.max_retries:
                         self._sleep(attempt, coll_key)
                     attempt += 1
                     continue
-                self._drop_intents_soon(
+                self._drop_intents(
                     [own_key, *(i.key for i in others)], new, collection_id, meta, seen, versions
                 )
                 return CasOutcome(new, changed=True, created=version is None, version=written)
@@ -952,31 +946,6 @@ class Committer:
         for key, intent in zip(keys, _parallel(one, keys)):
             seen[key] = intent
         return [i for i in seen.values() if i is not None]
-
-    @contextlib.contextmanager
-    def deferring(self) -> Iterator[None]:
-        """Within: the deletes of applied intents go out on their own threads
-        (:attr:`deferred`); on the way out every one has finished."""
-        self.deferred = []
-        try:
-            yield
-        finally:
-            pending, self.deferred = self.deferred, None
-            for future in pending:
-                try:
-                    future.result()
-                except Exception as exc:  # never fail the writer: a leftover intent is harmless
-                    log.warning("deleting applied intents failed (%s): reconcile(fix=True) clears them", exc)
-
-    def _drop_intents_soon(self, *args: Any) -> None:
-        """:meth:`_drop_intents` now, or on a thread of its own while
-        :meth:`deferring`."""
-        if self.deferred is None or is_local(self.store):  # no round trip to overlap locally
-            self._drop_intents(*args)
-            return
-        pool = ThreadPoolExecutor(max_workers=1)
-        self.deferred.append(pool.submit(contextvars.copy_context().run, self._drop_intents, *args))
-        pool.shutdown(wait=False)
 
     def _drop_intents(
         self,

@@ -802,8 +802,7 @@ def _link_written(
     sinks said: those products were not linked."""
     pending = [result for result, _, _ in prepared if result.ok]
     try:
-        with committer.deferring():  # applied intents deleted beside the settle step and the sinks
-            _link_and_settle(committer, collection, written, collection_meta, preread, alongside)
+        _link_and_settle(committer, collection, written, collection_meta, preread, alongside)
     except (ProducerError, OSError) as exc:
         detail = exc if isinstance(exc, ProducerError) else _os_error(exc)
         kind = exc if isinstance(exc, ProducerError) else StoreError(str(exc))

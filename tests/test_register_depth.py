@@ -166,15 +166,14 @@ def test_a_remove_that_runs_between_the_link_and_the_settle_loses_in_the_catalog
     assert ids == {tiles[0].stem, stem}
 
 
-def test_a_contended_register_deletes_its_applied_intent_beside_the_settle_step_and_the_mirror(
-    s3_server, tiles
-):
+def test_a_contended_register_is_7_requests_deep_and_deletes_its_applied_intent_first(s3_server, tiles):
     """Under contention (the group path, here with no other writer): GET
     collection + GET root, PUT item, PUT intent + LIST + GET collection,
-    PUT collection, then the DELETE of the applied intent beside the
-    settle's GET item and the mirror's HEAD of its base, PUT fragment: 6
-    deep. Before: 9 (the root GET, the delete and the settle each a round
-    trip of their own). The intent is gone when the register returns."""
+    PUT collection, DELETE of the applied intent (alone: other writers wait
+    for it, and sent beside the settle step and the mirror it was answered
+    ~30 ms later under load, measured), then the settle's GET item beside
+    the mirror's HEAD of its base, PUT fragment: 7 deep. Before: 9. The
+    intent is gone when the register returns."""
     catalog = s3_server.url(f"depth-{uuid.uuid4().hex[:8]}")
     plain = open_store(catalog, s3_server.storage_options)
     _register(tiles[0], plain, [MirrorSink(plain, compact_after=-1)])
@@ -184,7 +183,7 @@ def test_a_contended_register_deletes_its_applied_intent_beside_the_settle_step_
     kinds = [f"{k} {key}" for k, key, _, _ in sorted(timed.calls, key=lambda c: c[2])]
     assert [k for k in kinds if k.startswith("put c/_intents/")], kinds  # the group path was taken
     assert [k for k in kinds if k.startswith("delete c/_intents/")], kinds
-    assert timed.depth() <= 6, kinds
+    assert timed.depth() <= 7, kinds
     assert list(plain.list("c/_intents/")) == []
     assert producer.validate_catalog(catalog, storage_options=s3_server.storage_options) == []
     assert {
