@@ -57,8 +57,8 @@ def _linked(store: Store) -> list[str]:
 def test_a_lone_register_into_an_existing_s3_collection_puts_no_intent_and_makes_at_most_6_requests(
     s3_server, tiles
 ):
-    """Lone writer, collection there: GET collection (layout; preflight
-    reuses it), GET root + LIST intents (preflight, in parallel), PUT item,
+    """Lone writer, collection there: GET collection (layout) with GET root
+    + LIST intents beside it (preflight reuses all three), PUT item,
     PUT collection (plain compare-and-swap), GET item (settle a racing
     remove). Before: a second collection GET, an intent PUT, two LISTs,
     another collection GET and a HEAD + DELETE of the intent on top (12)."""
