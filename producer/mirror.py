@@ -1100,7 +1100,11 @@ class MirrorSink:
       by :class:`Committer`), or whose base :meth:`lacking` found absent
       (deleted by hand, or left dangling by an earlier version), makes sure
       the base exists (one HEAD, then a create-only PUT of
-      :data:`EMPTY_BASE` if absent; once per partition per sink);
+      :data:`EMPTY_BASE` if absent; once per partition per sink). So does a
+      batch that UPDATES items in the partition: a rerun after an earlier
+      version crashed between its commit and its mirror write finds its
+      products changed, and only this check then writes the missing base
+      (a create, the warm upsert, makes no HEAD);
     * 1 in ``check_every`` writes (at random) lists the partition's
       fragments and, when there are more than ``compact_after``, compacts it
       (:func:`compact`, which imports pyarrow); a failed compaction is
@@ -1159,17 +1163,18 @@ class MirrorSink:
         for key, group in by_file.items():
             upserts: dict[str, dict[str, Any]] = {}
             removed: dict[str, int] = {}
-            creates = False
+            creates = updates = False
             for c in group:  # in commit order: the last change of an id wins
                 if c.kind is ChangeKind.REMOVED:
                     upserts.pop(c.item_id, None)
                     removed[c.item_id] = stamp_of(c.item)
                 else:
                     creates = True  # created or updated: see the class doc
+                    updates |= c.kind is ChangeKind.UPDATED
                     removed.pop(c.item_id, None)
                     upserts[c.item_id] = c.item
             if key not in self._bases and (
-                key in self._absent or (creates and not _carries(collection, key))
+                key in self._absent or updates or (creates and not _carries(collection, key))
             ):
                 self._ensure_base(key)
             frag_key = f"{fragments_prefix(key)}/{_fragment_name()}"

@@ -138,10 +138,9 @@ def _exchange(tmp: Path, path: Path) -> bool:
     rename frees the old inode: 330 us median (0.7 ms mean) for the
     collection's compare-and-swap of a warm N = 0 upsert with durability
     ``os``, against 12-15 us for a rename to a new name (BENCHMARKS.md,
-    "fourth pass"). The exchange does neither; the unlink that follows (after
-    the lock) frees
-    the old inode (a reader that opened it keeps its bytes, as with a rename).
-    """
+    "fourth pass"). The exchange does neither; the unlink that follows
+    (after the lock) frees the old inode (a reader that opened it keeps its
+    bytes, as with a rename)."""
     global _RENAMEAT2
     if _RENAMEAT2 is None:
         return False
