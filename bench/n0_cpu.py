@@ -33,12 +33,22 @@ from bench.upsert import OURS_COGS, POOL, TUTORIAL_COGS, _tutorial
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=60)
+    parser.add_argument(
+        "--seed",
+        choices=("bare", "emptied"),
+        default="bare",
+        help="bare: the hand-written root + collection of bench/common.py; emptied: what our tool "
+        "leaves in a collection whose items were all removed (mirror asset, empty base, "
+        "fragments folder), made by registering, removing and compacting one item",
+    )
     args = parser.parse_args(argv)
     import producer
 
     seed = c.seed_local(None, 0, log=lambda _: None)
     c.ensure_cogs(POOL, log=lambda _: None)
     ours_cogs, tutorial_cogs = list(OURS_COGS), list(TUTORIAL_COGS)
+    if args.seed == "emptied":
+        seed = _emptied(seed, str(c.cog_path(ours_cogs[0])))
 
     def fresh(name: str) -> Path:
         target = c.WORK_DIR / f"n0cpu-{os.getpid()}-{name}"
@@ -80,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             user[name] += r1.ru_utime - r0.ru_utime
             system[name] += r1.ru_stime - r0.ru_stime
     load_after = Path("/proc/loadavg").read_text().strip()
+    if args.seed == "emptied":
+        shutil.rmtree(seed)
     for pair in roots:
         for root in pair.values():
             shutil.rmtree(root)
@@ -109,8 +121,39 @@ def main(argv: list[str] | None = None) -> int:
             ],
         )
     )
-    print(f"load average before: {load_before}; after: {load_after}")
+    print(f"seed: {args.seed}; load average before: {load_before}; after: {load_after}")
     return 0
+
+
+_EMPTY_IT = """
+import sys
+import producer
+from producer import mirror
+from producer.store import open_store
+
+root, cog, collection = sys.argv[1:]
+(result,) = producer.register([cog], catalog=root, collection=collection)
+assert result.ok, result.error
+assert producer.remove(result.item["id"], catalog=root, collection=collection).action == "removed"
+mirror.compact(open_store(root), f"{collection}/items.parquet")
+"""
+
+
+def _emptied(bare: Path, cog: str) -> Path:
+    """A copy of the bare N = 0 seed into which our tool registered one item
+    and removed it again, its mirror compacted: what a collection emptied by
+    the tool holds. Made in a child process (compaction imports pyarrow,
+    which the timed process should not hold)."""
+    import subprocess
+
+    target = c.WORK_DIR / f"n0cpu-{os.getpid()}-emptied-seed"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(bare, target)
+    tree = str(Path(__file__).resolve().parents[1])  # this tree's producer, like the timed process
+    env = {**os.environ, "PYTHONPATH": tree}
+    subprocess.run([sys.executable, "-c", _EMPTY_IT, str(target), cog, c.COLLECTION], check=True, env=env)
+    return target
 
 
 if __name__ == "__main__":

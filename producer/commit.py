@@ -53,7 +53,13 @@ from producer.catalog.layout import (
     recorded_layout,
     relative_href,
 )
-from producer.catalog.mirrorlinks import mirror_assets, mirror_key
+from producer.catalog.mirrorlinks import (
+    EMPTY_BASE,
+    carried,
+    mirror_asset_key,
+    mirror_assets,
+    mirror_key,
+)
 from producer.errors import (
     ID_TEMPLATE_HINT,
     REPLACE_HINT,
@@ -649,13 +655,14 @@ class Committer:
 
         coll_links = by_parent.pop(coll_key, [])
         item_docs = [doc for _, doc in items]
-        # the stac-geoparquet mirror file of each partition written (the mirror
-        # sink creates it with its first write into the partition)
-        mirror = mirror_assets(collection_id, (mirror_key(key) for key, _ in items))
+        # the stac-geoparquet mirror file of each partition written
+        mirror_keys = {mirror_key(key) for key, _ in items}
+        mirror = mirror_assets(collection_id, mirror_keys)
         # With partitions, the items were linked below the collection after
         # preflight read it: read it again, so a shrink marker put meanwhile
         # is seen (a shrink's walk may have missed those links).
         coll_first = preread.pop(coll_key, None)
+        self._write_mirror_bases(collection_id, mirror_keys, mirror, coll_first)
         if partitions:
             coll_first = None
         below = ensure.pop(coll_key, [])
@@ -680,6 +687,39 @@ class Committer:
             expect=("Catalog", "Collection"),
             first=preread.pop(layout.root_key, None),
         )
+
+    def _write_mirror_bases(
+        self,
+        collection_id: str,
+        keys: set[str],
+        mirror: dict[str, dict],
+        known: tuple[dict | None, str | None] | None,
+    ) -> None:
+        """Create, empty and create-only, each mirror base file of ``keys``
+        whose asset (in ``mirror``) the collection as last read (``known``:
+        pre-read, else as this committer committed it) does not carry yet,
+        BEFORE the
+        compare-and-swap (or intent) that adds the asset, like items before
+        their links: a committed collection carrying a mirror asset then
+        implies its file exists, and a crash in between leaves an unlinked
+        empty file, which readers ignore. A file another writer created
+        meanwhile is fine (PreconditionFailed). Nothing to write when the
+        collection carries every asset already (every later batch of a
+        partition)."""
+        doc = known[0] if known is not None else self.committed.get(collection_id)
+        have = carried(doc, mirror)
+        missing = sorted(key for key in keys if mirror_asset_key(collection_id, key) not in have)
+
+        def one(key: str) -> None:
+            try:
+                self.store.put(key, EMPTY_BASE, create_only=True)
+            except PreconditionFailed:
+                pass  # there already (another writer, or a batch killed before its link)
+
+        if len(missing) == 1:
+            one(missing[0])
+        elif missing:
+            _parallel(one, missing)
 
     def collection_doc(self, collection_id: str) -> dict | None:
         """The collection document for the sinks after a commit: the one

@@ -52,7 +52,6 @@ mirror: JSON items are never changed) stores it, undone on read by
 
 from __future__ import annotations
 
-import base64
 import functools
 import importlib
 import json
@@ -74,9 +73,11 @@ from typing import TYPE_CHECKING, Any
 from producer.catalog.documents import CHILD_RELS
 from producer.catalog.layout import resolve_href
 from producer.catalog.mirrorlinks import (  # noqa: F401 (re-exported: where mirror files live)
+    EMPTY_BASE,
     MIRROR_MEDIA_TYPE,
     MIRROR_NAME,
     MIRROR_ROLE,
+    carried,
     linked_mirror_keys,
     mirror_asset_key,
     mirror_assets,
@@ -923,18 +924,6 @@ def _merged_bytes(part: Partition, where: str) -> bytes:
     return encode_items([item for t in tables for item in table_items(t)], where)
 
 
-#: the bytes of a base file holding no item: a parquet file with an ``id``
-#: column and no row (written by pyarrow 26; kept as bytes so that the write
-#: path creates a partition's base without importing pyarrow)
-EMPTY_BASE = base64.b64decode(
-    "UEFSMRUEFQAVAkwVABUAEgAAABUEGSw1ABgGc2NoZW1hFQIAFQwlAhgCaWQlAEwcAAAAFgAZHBkcJgAcFQwZJQAGGRgCaWQV"
-    "AhYAFhwWHiYAJggpHBUEFQAVAgAAABYcFgAmCBYeABkcGAxBUlJPVzpzY2hlbWEYoAEvLy8vLzNBQUFBQVFBQUFBQUFBS0FB"
-    "d0FCZ0FGQUFnQUNnQUFBQUFCQkFBTUFBQUFDQUFJQUFBQUJBQUlBQUFBQkFBQUFBRUFBQUFVQUFBQUVBQVVBQWdBQmdBSEFB"
-    "d0FBQUFRQUJBQUFBQUFBQUVGRUFBQUFCZ0FBQUFFQUFBQUFBQUFBQUlBQUFCcFpBQUFCQUFFQUFRQUFBQUFBQUFBABggcGFy"
-    "cXVldC1jcHAtYXJyb3cgdmVyc2lvbiAyNi4wLjEZHBwAAAAwAQAAUEFSMQ=="
-)
-
-
 def empty_base() -> bytes:
     """The bytes of a base file holding no item (an ``id`` column, no rows):
     what a partition whose items are all gone keeps, so that the collection's
@@ -1083,6 +1072,16 @@ def compact_leased(store: Store, key: str) -> bool:
 # --- the sink ----------------------------------------------------------------------
 
 
+def _carries(collection: dict[str, Any], key: str) -> bool:
+    """Whether ``collection`` (as committed) carries the asset of base file
+    ``key``: then the file exists (the commit writes it before the
+    compare-and-swap that adds the asset, :meth:`Committer.link_items`)."""
+    cid = collection.get("id")
+    if not isinstance(cid, str) or not key.startswith(f"{cid}/"):
+        return False
+    return bool(carried(collection, mirror_assets(cid, [key])))
+
+
 @dataclass
 class MirrorSink:
     """Keeps the mirror files of a catalog in line with committed changes.
@@ -1093,14 +1092,19 @@ class MirrorSink:
     no Arrow, reads nothing and overwrites nothing, so its cost is that of
     the batch and writers never conflict. Besides that PUT:
 
-    * a batch that creates or updates items in a partition makes sure its
-      base file exists (one HEAD, then a create-only PUT of
-      :data:`EMPTY_BASE` if absent; once per partition per sink), so that
-      the collection's mirror asset (added by the commit) resolves. Updates
-      are checked too: a rerun after a crash between the commit and the
-      mirror write may find its items changed (``updated``), and only this
-      check then writes the base. A removal needs none (an unchanged rerun
-      finds the base absent in :meth:`lacking`, which reads it anyway);
+    * the base file: the commit writes it (create-only, :data:`EMPTY_BASE`)
+      before the compare-and-swap that adds its asset to the collection, so
+      a collection handed to ``apply`` that carries the asset needs nothing
+      here (no request). A batch creating or updating items in a partition
+      whose asset the collection does NOT carry (a collection not committed
+      by :class:`Committer`), or whose base :meth:`lacking` found absent
+      (deleted by hand, or left dangling by an earlier version), makes sure
+      the base exists (one HEAD, then a create-only PUT of
+      :data:`EMPTY_BASE` if absent; once per partition per sink). So does a
+      batch that UPDATES items in the partition: a rerun after an earlier
+      version crashed between its commit and its mirror write finds its
+      products changed, and only this check then writes the missing base
+      (a create, the warm upsert, makes no HEAD);
     * 1 in ``check_every`` writes (at random) lists the partition's
       fragments and, when there are more than ``compact_after``, compacts it
       (:func:`compact`, which imports pyarrow); a failed compaction is
@@ -1159,16 +1163,19 @@ class MirrorSink:
         for key, group in by_file.items():
             upserts: dict[str, dict[str, Any]] = {}
             removed: dict[str, int] = {}
-            creates = False
+            creates = updates = False
             for c in group:  # in commit order: the last change of an id wins
                 if c.kind is ChangeKind.REMOVED:
                     upserts.pop(c.item_id, None)
                     removed[c.item_id] = stamp_of(c.item)
                 else:
                     creates = True  # created or updated: see the class doc
+                    updates |= c.kind is ChangeKind.UPDATED
                     removed.pop(c.item_id, None)
                     upserts[c.item_id] = c.item
-            if (creates or key in self._absent) and key not in self._bases:
+            if key not in self._bases and (
+                key in self._absent or updates or (creates and not _carries(collection, key))
+            ):
                 self._ensure_base(key)
             frag_key = f"{fragments_prefix(key)}/{_fragment_name()}"
             self.store.put(
@@ -1179,8 +1186,11 @@ class MirrorSink:
 
     def _ensure_base(self, key: str) -> None:
         """Create base file ``key`` empty (create-only; another writer may
-        win) unless it exists, so that the collection's asset linking it
-        (added by the commit) resolves. One HEAD (+ one PUT the first time).
+        win) unless it exists. One HEAD (+ one PUT the first time). Needed
+        only where the collection handed to :meth:`apply` does not carry the
+        asset (the commit writes the base before adding it) or
+        :meth:`lacking` found the file gone (deleted by hand, or left
+        dangling by an earlier version).
         A failure is logged, never raised: ``reconcile`` finds the dangling
         asset (``mirror-stale``) and its fix writes the file."""
         try:

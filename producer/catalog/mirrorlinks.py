@@ -7,6 +7,7 @@ themselves are written by :mod:`producer.mirror`.
 
 from __future__ import annotations
 
+import base64
 import posixpath
 from collections.abc import Iterable
 from typing import Any
@@ -17,6 +18,17 @@ from producer.catalog.layout import resolve_href
 MIRROR_NAME = "items.parquet"
 MIRROR_MEDIA_TYPE = "application/vnd.apache.parquet"
 MIRROR_ROLE = "collection-mirror"
+
+#: the bytes of a base file holding no item: a parquet file with an ``id``
+#: column and no row (written by pyarrow 26; kept as bytes so that the write
+#: path creates a partition's base without importing pyarrow)
+EMPTY_BASE = base64.b64decode(
+    "UEFSMRUEFQAVAkwVABUAEgAAABUEGSw1ABgGc2NoZW1hFQIAFQwlAhgCaWQlAEwcAAAAFgAZHBkcJgAcFQwZJQAGGRgCaWQV"
+    "AhYAFhwWHiYAJggpHBUEFQAVAgAAABYcFgAmCBYeABkcGAxBUlJPVzpzY2hlbWEYoAEvLy8vLzNBQUFBQVFBQUFBQUFBS0FB"
+    "d0FCZ0FGQUFnQUNnQUFBQUFCQkFBTUFBQUFDQUFJQUFBQUJBQUlBQUFBQkFBQUFBRUFBQUFVQUFBQUVBQVVBQWdBQmdBSEFB"
+    "d0FBQUFRQUJBQUFBQUFBQUVGRUFBQUFCZ0FBQUFFQUFBQUFBQUFBQUlBQUFCcFpBQUFCQUFFQUFRQUFBQUFBQUFBABggcGFy"
+    "cXVldC1jcHAtYXJyb3cgdmVyc2lvbiAyNi4wLjEZHBwAAAAwAQAAUEFSMQ=="
+)
 
 
 def mirror_key(item_key: str) -> str:
@@ -62,6 +74,18 @@ def mirror_assets(collection_id: str, mirror_keys: Iterable[str]) -> dict[str, d
             "roles": [MIRROR_ROLE],
         }
     return out
+
+
+def carried(collection: dict[str, Any] | None, assets: dict[str, dict[str, Any]]) -> set[str]:
+    """Asset keys of ``assets`` (from :func:`mirror_assets`) that
+    ``collection`` already holds exactly so. The commit writes a base file
+    before the compare-and-swap that first links it, so a committed
+    collection carrying its asset says the file exists (unless deleted by
+    hand: ``reconcile`` reports that as ``mirror-stale``)."""
+    current = (collection or {}).get("assets")
+    if not isinstance(current, dict):
+        return set()
+    return {k for k, v in assets.items() if current.get(k) == v}
 
 
 def linked_mirror_keys(collection_key: str, collection: dict[str, Any]) -> list[str]:
