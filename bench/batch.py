@@ -96,6 +96,8 @@ def run_ours(
             ),
         )
         seconds = time.perf_counter() - t0
+        if TAIL is not None:
+            TAIL.report(t0 + seconds)
     finally:
         parallel.EXTRACT_KIND, parallel.MAX_WRITE_THREADS = saved, saved_threads
         ingest._pipelines = pipelines  # type: ignore[assignment]
@@ -103,6 +105,73 @@ def run_ours(
     if bad:
         raise RuntimeError(f"{len(bad)} products not created, e.g. {bad[0].error}")
     return seconds
+
+
+class TailTimer:
+    """``--tail``: after each pooled register(), where the wall time after the
+    last product was extracted went (ms from that moment: when each stage of
+    the serial tail started and how long it took, and the main thread's CPU
+    in it). Wraps the stages' functions with timers; changes no behaviour."""
+
+    def __init__(self) -> None:
+        self.marks: list[tuple[str, float, float, float]] = []  # stage, start, seconds, thread CPU
+        self.extracted = 0.0
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def _wrap(self, owner: Any, attr: str, stage: str) -> None:
+        inner = getattr(owner, attr)
+        self._saved.append((owner, attr, inner))
+        import threading
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is not threading.main_thread():
+                return inner(*args, **kwargs)
+            t0, c0 = time.perf_counter(), time.thread_time()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.marks.append((stage, t0, time.perf_counter() - t0, time.thread_time() - c0))
+
+        setattr(owner, attr, timed)
+
+    def install(self) -> None:
+        from producer import commit, ingest, mirror
+
+        each = ingest._extract_each
+
+        def extract_each(*args: Any, **kwargs: Any) -> Any:
+            yield from each(*args, **kwargs)
+            self.extracted = time.perf_counter()
+
+        self._saved.append((ingest, "_extract_each", each))
+        ingest._extract_each = extract_each  # type: ignore[assignment]
+        self._wrap(commit.Committer, "preflight", "preflight")
+        self._wrap(commit.Committer, "link_items", "link_items")
+        self._wrap(commit.Committer, "settle_batch", "settle_batch")
+        self._wrap(ingest, "_publish", "publish (sinks)")
+        self._wrap(mirror, "encode_fragment", "  mirror fragment encode")
+        self._wrap(mirror.MirrorSink, "_ensure_base", "  mirror base HEAD")
+
+    def uninstall(self) -> None:
+        for owner, attr, inner in reversed(self._saved):
+            setattr(owner, attr, inner)
+        self._saved.clear()
+
+    def report(self, end: float) -> None:
+        t = self.extracted
+        if not t:
+            return
+        log(f"    tail after the last product: {1000 * (end - t):.0f} ms wall")
+        for stage, start, seconds, cpu in self.marks:
+            if start + seconds >= t:
+                log(
+                    f"    {stage:28s} at {1000 * (start - t):7.0f} ms: {1000 * seconds:6.0f} ms, CPU {1000 * cpu:5.0f}"
+                )
+        self.marks.clear()
+        self.extracted = 0.0
+
+
+TAIL: TailTimer | None = None
 
 
 # --- the rio-stac-like loop -----------------------------------------------------------
@@ -583,7 +652,14 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(S3_CONFIGS),
         help="s3: which runs, of 16 (write threads), 1 (write thread), unpiped (16, not pipelined)",
     )
+    parser.add_argument(
+        "--tail", action="store_true", help="print where the time after the last extracted product goes"
+    )
     args = parser.parse_args(argv)
+    if args.tail:
+        global TAIL
+        TAIL = TailTimer()
+        TAIL.install()
     n = args.count or (100 if args.quick else 1000)
     repeats = args.repeats or (1 if args.quick else 3)
     cogs = c.ensure_cogs(n, log)[:n]

@@ -31,7 +31,7 @@ from producer.catalog.layout import (
     is_intent_key,
     recorded_layout,
 )
-from producer.changes import Change, ChangeKind, Sink
+from producer.changes import Change, ChangeKind, Sink, item_line
 from producer.commit import Committer, IdentityConflict, contended, item_start, same_content
 from producer.errors import ID_TEMPLATE_HINT, InputError, ProducerError, StoreError
 from producer.extract.ids import check_id, make_item_id
@@ -450,9 +450,12 @@ def _publish(
     committed: dict[str, dict],
     moved: dict[str, tuple[str, dict]],
     sinks: Sequence[Sink],
+    lines: dict[str, str] | None = None,
 ) -> None:
     """Hand a committed batch (items written and linked) to the sinks, with
-    the collection document as committed (one GET).
+    the collection document as committed (one GET). ``lines``: item key ->
+    the committed document's :func:`item_line`, where the writer made it
+    (``Change.line``).
 
     Changes, in commit order: ``created``/``updated`` per item; an item that
     moved to another partition is ``REMOVED`` (old key) then ``CREATED``
@@ -465,6 +468,7 @@ def _publish(
     changes: list[Change] = []
     unchanged: list[Change] = []
     covered: list[RegisterResult] = []
+    lines = lines or {}
     for result, key, doc in prepared:
         if not result.ok or key not in committed:
             continue
@@ -475,9 +479,11 @@ def _publish(
             changes.append(removed(collection, item_id, old_key, old_item))
             changes.append(Change(ChangeKind.CREATED, collection, item_id, key, item))
         elif result.action == Action.UNCHANGED:
-            unchanged.append(Change(ChangeKind.UPDATED, collection, item_id, key, item))
+            unchanged.append(Change(ChangeKind.UPDATED, collection, item_id, key, item, lines.get(key)))
         else:
-            changes.append(Change(ChangeKind(str(result.action)), collection, item_id, key, item))
+            changes.append(
+                Change(ChangeKind(str(result.action)), collection, item_id, key, item, lines.get(key))
+            )
     if not covered:
         return
     coll_key = committer.layout.collection_key(collection)
@@ -642,6 +648,7 @@ def _register_pipelined(
     results: list[RegisterResult] = []
     prepared: Prepared = []
     futures: list[Future[tuple[str, dict, dict] | None]] = []
+    lines: dict[str, str] = {}  # item key -> its committed document's mirror line, for the sinks
     refused: BaseException | None = None  # the root could not be written: write nothing
 
     def quiet() -> None:  # no write thread inside a store call when a worker forks
@@ -668,7 +675,11 @@ def _register_pipelined(
                         refused = exc
                 if refused is None:
                     context = contextvars.copy_context()  # the batch's durability
-                    futures.append(pool.submit(context.run, _write_one, committer, entry, replace))
+                    futures.append(
+                        pool.submit(
+                            context.run, _write_one, committer, entry, replace, lines if sinks else None
+                        )
+                    )
             committed = [w for w in (f.result() for f in futures) if w is not None]
     except (ProducerError, OSError) as exc:
         _fail_unlinked(prepared, exc)
@@ -699,8 +710,10 @@ def _register_pipelined(
     written = [(key, doc) for key, doc, _ in committed]
     if not _link_written(committer, collection, written, collection_meta, preread, prepared):
         return results
-    if sinks:
-        _publish(committer, collection, prepared, {key: doc for key, _, doc in committed}, {}, sinks)
+    if sinks:  # items the settle step wrote again as it left them, with no line encoded before that
+        docs_by_key = {key: committer.rewritten.get(key, doc) for key, _, doc in committed}
+        fresh = {key: line for key, line in lines.items() if key not in committer.rewritten}
+        _publish(committer, collection, prepared, docs_by_key, {}, sinks, fresh)
     return results
 
 
@@ -761,15 +774,24 @@ def _write_items(committer: Committer, prepared: Prepared, replace: bool) -> lis
 
 
 def _write_one(
-    committer: Committer, entry: tuple[RegisterResult, str, dict], replace: bool
+    committer: Committer,
+    entry: tuple[RegisterResult, str, dict],
+    replace: bool,
+    lines: dict[str, str] | None = None,
 ) -> tuple[str, dict, dict] | None:
     """Write one item document (:func:`_write_items`); a failure fails that
-    product only and gives None."""
+    product only and gives None. ``lines``: also put the committed
+    document's :func:`item_line` there under its key (the pooled path does,
+    in the write thread, so the mirror does not encode the batch after the
+    last product; an item that is not JSON gets none, and the sink reports it)."""
     result, key, doc = entry
     try:
         with thumbnail.pending(committer.store, key, doc):  # PNG first; deleted again if refused
             result.action, committed = committer.write_item(key, doc, replace=replace)
         result.item = doc
+        if lines is not None:
+            with contextlib.suppress(TypeError, ValueError):
+                lines[key] = item_line(committed)
         return key, doc, committed
     except ProducerError as exc:
         result.fail(f"{result.source}: {exc}", exc)

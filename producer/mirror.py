@@ -83,7 +83,7 @@ from producer.catalog.mirrorlinks import (  # noqa: F401 (re-exported: where mir
     mirror_assets,
     mirror_key,
 )
-from producer.changes import Change, ChangeKind
+from producer.changes import Change, ChangeKind, item_line
 from producer.errors import CatalogError, ConflictError, NotFound, PreconditionFailed, ProducerError
 from producer.hrefs import absolute_assets, document_url
 from producer.store.base import Store, is_local
@@ -681,19 +681,27 @@ def ndjson_fragment(key: str, data: bytes, where: str) -> tuple[FragmentInfo, li
     return info, items
 
 
-def encode_fragment(upserts: Mapping[str, dict[str, Any]], removed: Mapping[str, int], where: str) -> bytes:
+def encode_fragment(
+    upserts: Mapping[str, dict[str, Any]],
+    removed: Mapping[str, int],
+    where: str,
+    encoded: Mapping[str, str] | None = None,
+) -> bytes:
     """The bytes of an NDJSON fragment: a header line listing each row's id
     and stamp and the tombstones ``removed`` (``{id: stamp}``), then one line
-    per item of ``upserts`` (may be none), as given. Pure (``where`` names
-    the file in errors: an item that is not JSON)."""
+    per item of ``upserts`` (may be none), as given: ``encoded[id]`` where
+    the caller has it (:func:`producer.changes.item_line` of that very
+    item, made earlier), else encoded here. Pure (``where`` names the file
+    in errors: an item that is not JSON)."""
     header = {
         _HEADER: 1,
         "rows": [[i, stamp_of(it)] for i, it in upserts.items()],
         "removed": dict(removed),
     }
+    ready = encoded or {}
     try:
         lines = [json.dumps(header, separators=(",", ":"))]
-        lines += [json.dumps(item, separators=(",", ":"), allow_nan=False) for item in upserts.values()]
+        lines += [ready.get(i) or item_line(item) for i, item in upserts.items()]
     except (TypeError, ValueError) as exc:
         raise MirrorError(f"items for mirror fragment {where} are not JSON ({exc}): report this") from exc
     return ("\n".join(lines) + "\n").encode()
@@ -1162,24 +1170,32 @@ class MirrorSink:
             by_file.setdefault(mirror_key(change.key), []).append(change)
         for key, group in by_file.items():
             upserts: dict[str, dict[str, Any]] = {}
+            encoded: dict[str, str] = {}  # lines the writer encoded already (Change.line)
             removed: dict[str, int] = {}
             creates = updates = False
             for c in group:  # in commit order: the last change of an id wins
                 if c.kind is ChangeKind.REMOVED:
                     upserts.pop(c.item_id, None)
+                    encoded.pop(c.item_id, None)
                     removed[c.item_id] = stamp_of(c.item)
                 else:
                     creates = True  # created or updated: see the class doc
                     updates |= c.kind is ChangeKind.UPDATED
                     removed.pop(c.item_id, None)
                     upserts[c.item_id] = c.item
+                    if c.line is None:
+                        encoded.pop(c.item_id, None)
+                    else:
+                        encoded[c.item_id] = c.line
             if key not in self._bases and (
                 key in self._absent or updates or (creates and not _carries(collection, key))
             ):
                 self._ensure_base(key)
             frag_key = f"{fragments_prefix(key)}/{_fragment_name()}"
             self.store.put(
-                frag_key, encode_fragment(upserts, removed, f"{self.store.url}/{frag_key}"), create_only=True
+                frag_key,
+                encode_fragment(upserts, removed, f"{self.store.url}/{frag_key}", encoded),
+                create_only=True,
             )
             if self.compact_after >= 0 and (self.check_every <= 1 or random.random() * self.check_every < 1):
                 self._maybe_compact(key)

@@ -1,0 +1,97 @@
+"""Issue 12 points 3 and 4: the serial tail of a pooled batch. Each item's
+mirror line is encoded by the thread that wrote the item, while workers
+still extract, and the mirror's fragment joins those lines: the same bytes
+it wrote when it encoded the batch itself after the last product."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+import producer
+from producer import mirror, parallel
+from producer.changes import Change, ChangeKind, item_line
+from producer.options import RegisterOptions
+from producer.store import LocalStore
+from tests import rasters
+from tests.trees import assert_stac_valid_tree
+
+
+class Recorder:
+    """A sink keeping every change it is handed."""
+
+    def __init__(self) -> None:
+        self.changes: list[Change] = []
+
+    def apply(self, collection: dict[str, Any], changes: Sequence[Change]) -> None:
+        self.changes += changes
+
+
+def _fragments(store: LocalStore) -> list[bytes]:
+    keys = mirror.list_fragments(store, mirror.mirror_key("c/x/x.json"))
+    return [store.get(key)[0] for key in keys]
+
+
+def _reencoded(data: bytes, where: str) -> bytes:
+    """The fragment ``data`` encoded again from its parsed items, by the
+    sink's own encoder with no prepared lines."""
+    header, *lines = data.decode().splitlines()
+    upserts = {(item := json.loads(line))["id"]: item for line in lines}
+    return mirror.encode_fragment(upserts, json.loads(header)["removed"], where)
+
+
+@pytest.mark.parametrize("kind", ["thread", "process"])
+def test_pooled_batch_hands_each_items_line_and_the_fragment_is_what_the_sink_encodes(
+    tmp_path, kind, monkeypatch
+):
+    if kind == "process" and parallel._fork_context() is None:
+        pytest.skip("needs fork")
+    monkeypatch.setattr(parallel, "EXTRACT_KIND", kind)
+    sources = rasters.dated_cogs(tmp_path / "data", 12)
+    catalog = tmp_path / "cat"
+    seen = Recorder()
+    results = producer.register(
+        sources, catalog=str(catalog), collection="c", options=RegisterOptions(workers=2), sinks=[seen]
+    )
+    assert [r.action for r in results] == ["created"] * 12, [r.error for r in results]
+    # the writer's line is the committed document's, for every item
+    assert len(seen.changes) == 12
+    assert all(c.line is not None and c.line == item_line(c.item) for c in seen.changes)
+    store = LocalStore(str(catalog))
+    (fragment,) = _fragments(store)
+    assert fragment == _reencoded(fragment, "x")
+    assert [json.loads(line)["id"] for line in fragment.decode().splitlines()[1:]] == [r.id for r in results]
+    assert_stac_valid_tree(catalog)
+
+
+def test_mirror_sink_joins_prepared_lines_and_encodes_the_rest(tmp_path):
+    store = LocalStore(str(tmp_path / "cat"))
+    items = [
+        {
+            "type": "Feature",
+            "id": f"i{n}",
+            "properties": {"updated": f"2024-01-0{n + 1}T00:00:00Z", "v": [n, 1.5, "é"]},
+        }
+        for n in range(4)
+    ]
+    changes = [
+        Change(
+            ChangeKind.CREATED,
+            "c",
+            it["id"],
+            f"c/{it['id']}/{it['id']}.json",
+            it,
+            item_line(it) if n % 2 else None,
+        )
+        for n, it in enumerate(items)
+    ]
+    # a later change of i1 without a line: its line must not be the stale prepared one
+    newer = {**items[1], "properties": {**items[1]["properties"], "v": 2}}
+    changes.append(Change(ChangeKind.UPDATED, "c", "i1", "c/i1/i1.json", newer))
+    mirror.MirrorSink(store).apply({"id": "c"}, changes)
+    (fragment,) = _fragments(store)
+    expected = {it["id"]: it for it in [items[0], newer, items[2], items[3]]}
+    assert fragment == mirror.encode_fragment(expected, {}, "x")
