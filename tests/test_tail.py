@@ -95,3 +95,58 @@ def test_mirror_sink_joins_prepared_lines_and_encodes_the_rest(tmp_path):
     (fragment,) = _fragments(store)
     expected = {it["id"]: it for it in [items[0], newer, items[2], items[3]]}
     assert fragment == mirror.encode_fragment(expected, {}, "x")
+
+
+class _RemovedAtSettle:
+    """A local store whose first GET of item ``key`` after the collection
+    was put (the settle step's check) waits until a whole ``remove`` of that
+    item (mirror included) ran through another store first."""
+
+    def __init__(self, inner: LocalStore, key: str, remove: Any) -> None:
+        self.inner, self.url, self.concurrent_safe = inner, inner.url, inner.concurrent_safe
+        self.key, self.remove = key, remove
+        self.committed = False
+        self.fired = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def put(self, key: str, data: bytes, **kwargs: Any) -> Any:
+        out = self.inner.put(key, data, **kwargs)
+        self.committed |= key == "c/collection.json"
+        return out
+
+    def get(self, key: str) -> Any:
+        if key == self.key and self.committed and not self.fired:
+            self.fired = True
+            self.remove()
+        return self.inner.get(key)
+
+
+def test_a_remove_between_a_pooled_batchs_link_and_settle_loses_in_the_mirror_too(tmp_path, monkeypatch):
+    """The pooled path hands the sinks each item as the settle step left it:
+    an item a racing remove took (unlinked, deleted, its tombstone in the
+    mirror) is written and linked again by the settle, and the mirror gets
+    that newer document, not the line encoded from the first write (whose
+    older stamp loses to the tombstone: the item was then in the catalog
+    but not in ``search``)."""
+    monkeypatch.setattr(parallel, "EXTRACT_KIND", "thread")
+    sources = rasters.dated_cogs(tmp_path / "data", 6)
+    catalog = str(tmp_path / "cat")
+    producer.register(sources[:1], catalog=catalog, collection="c")
+    target = producer.register(sources[1:2], catalog=catalog, collection="c", dry_run=True)[0].id
+    removed: list[str] = []
+
+    def remove() -> None:
+        removed.append(producer.remove(target, catalog=catalog, collection="c").action)
+
+    racing = _RemovedAtSettle(LocalStore(catalog), f"c/{target}/{target}.json", remove)
+    results = producer.register(
+        sources[1:], catalog=racing, collection="c", options=RegisterOptions(workers=2)
+    )
+    assert all(r.ok for r in results), [r.error for r in results]
+    assert racing.fired and removed == ["removed"]
+    assert producer.validate_catalog(catalog) == []
+    found = {f["id"] for f in producer.search(catalog)["features"]}
+    assert target in found
+    assert found == {r.id for r in producer.register(sources, catalog=catalog, collection="c", dry_run=True)}
