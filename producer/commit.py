@@ -1152,8 +1152,11 @@ class Committer:
         is unmarked and present at the time of that listing, which is what
         the GET of :meth:`settle_items` establishes; every other item (gone,
         marked, rewritten, or not in a complete listing) is settled by
-        :meth:`settle_items` as before, on up to ``threads`` threads. Writes
-        only what :meth:`settle_items` writes. Returns the keys written again.
+        :meth:`settle_items` as before, on up to ``threads`` threads, or
+        one by one on a local store (a GET there waits on no round trip:
+        16 threads only contend for the GIL, ~2x the CPU of one for 1,000
+        items). Writes only what :meth:`settle_items` writes. Returns the
+        keys written again.
         """
         suspects = list(items)
         lister = getattr(self.store, "list_versions", None)
@@ -1175,7 +1178,7 @@ class Committer:
                 ]
         if not suspects:
             return []
-        if threads <= 1 or len(suspects) == 1:
+        if threads <= 1 or len(suspects) == 1 or is_local(self.store):
             return self.settle_items(collection_id, suspects, collection_meta)
         with ThreadPoolExecutor(max_workers=min(threads, len(suspects))) as pool:
             redone = pool.map(

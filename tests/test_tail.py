@@ -13,7 +13,10 @@ import pytest
 
 import producer
 from producer import mirror, parallel
+from producer.catalog.documents import REMOVING
 from producer.changes import Change, ChangeKind, item_line
+from producer.commit import Committer
+from producer.ingest import validator
 from producer.options import RegisterOptions
 from producer.store import LocalStore
 from tests import rasters
@@ -150,3 +153,32 @@ def test_a_remove_between_a_pooled_batchs_link_and_settle_loses_in_the_mirror_to
     found = {f["id"] for f in producer.search(catalog)["features"]}
     assert target in found
     assert found == {r.id for r in producer.register(sources, catalog=catalog, collection="c", dry_run=True)}
+
+
+def test_local_settle_one_by_one_still_rewrites_an_item_marked_or_deleted_after_the_write(tmp_path):
+    """Guard for the serial settle of a local store: an item a concurrent
+    remove marked, and one it deleted, after this committer wrote them are
+    written again and left unmarked; the untouched one is not rewritten."""
+    sources = rasters.dated_cogs(tmp_path / "data", 3)
+    catalog = tmp_path / "cat"
+    results = producer.register(sources, catalog=str(catalog), collection="c")
+    assert all(r.ok for r in results)
+    store = LocalStore(str(catalog))
+    committer = Committer(store, validator().check)
+    keys = [f"c/{r.id}/{r.id}.json" for r in results]
+    items = []
+    for key in keys:
+        data, version = store.get(key)
+        committer.written_versions[key] = version
+        items.append((key, json.loads(data)))
+    marked = json.loads(store.get(keys[0])[0])
+    marked["properties"][REMOVING] = True
+    store.put(keys[0], json.dumps(marked).encode())
+    store.delete(keys[1])
+    untouched = store.get(keys[2])[1]
+    redone = committer.settle_batch("c", items, None, threads=16)
+    assert sorted(redone) == sorted(keys[:2])
+    for key in keys:
+        assert REMOVING not in json.loads(store.get(key)[0])["properties"]
+    assert store.get(keys[2])[1] == untouched
+    assert_stac_valid_tree(catalog)
