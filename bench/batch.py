@@ -116,6 +116,7 @@ class TailTimer:
     def __init__(self) -> None:
         self.marks: list[tuple[str, float, float, float]] = []  # stage, start, seconds, thread CPU
         self.extracted = 0.0
+        self.written: list[float] = []  # when each item write ended (any thread)
         self._saved: list[tuple[Any, str, Any]] = []
 
     def _wrap(self, owner: Any, attr: str, stage: str) -> None:
@@ -145,6 +146,16 @@ class TailTimer:
 
         self._saved.append((ingest, "_extract_each", each))
         ingest._extract_each = extract_each  # type: ignore[assignment]
+        write_one = ingest._write_one
+
+        def timed_write(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return write_one(*args, **kwargs)
+            finally:
+                self.written.append(time.perf_counter())
+
+        self._saved.append((ingest, "_write_one", write_one))
+        ingest._write_one = timed_write  # type: ignore[assignment]
         self._wrap(commit.Committer, "preflight", "preflight")
         self._wrap(commit.Committer, "link_items", "link_items")
         self._wrap(commit.Committer, "settle_batch", "settle_batch")
@@ -162,12 +173,18 @@ class TailTimer:
         if not t:
             return
         log(f"    tail after the last product: {1000 * (end - t):.0f} ms wall")
+        late = [w for w in self.written if w > t]
+        if late:
+            log(
+                f"    item writes still running then: {len(late)}, the last ends at {1000 * (max(late) - t):.0f} ms"
+            )
         for stage, start, seconds, cpu in self.marks:
             if start + seconds >= t:
                 log(
                     f"    {stage:28s} at {1000 * (start - t):7.0f} ms: {1000 * seconds:6.0f} ms, CPU {1000 * cpu:5.0f}"
                 )
         self.marks.clear()
+        self.written.clear()
         self.extracted = 0.0
 
 
