@@ -3,10 +3,8 @@
 Atomicity comes from two things:
 
 * every write goes to a hidden temporary file in the target's directory, is
-  fsynced, then renamed over the target (``os.replace``; a compare-and-swap
-  exchanges the two names with ``renameat2(RENAME_EXCHANGE)`` where the
-  system can and unlinks the old document: see :func:`_exchange`), so
-  readers see the old or the new document, never a partial one;
+  fsynced, then renamed over the target (``os.replace``), so readers see the
+  old or the new document, never a partial one;
 * every write and delete checks its condition and renames/unlinks while holding
   an exclusive ``fcntl.flock`` on one lock file per catalog root
   (``<root>/.stac-producer.lock``), so compare-and-swap is atomic across
@@ -23,9 +21,8 @@ lock file is opened with ``O_NOFOLLOW``. Links that stay inside the root are
 allowed. (A link swapped in between the check and the write is not caught:
 whoever can write into the catalog folder can also write the catalog.)
 
-A writer killed between writing its temp file and the rename (or between
-an exchange and the unlink of the old document) leaves the temp file behind
-(hidden, never listed). :meth:`LocalStore.put` of an item
+A writer killed between writing its temp file and the rename leaves the
+temp file behind (hidden, never listed). :meth:`LocalStore.put` of an item
 sweeps the item's folder (one document: O(1)), at most once per
 ``sweep_interval`` seconds per directory and store; parent folders, which can
 hold every item folder of a flat collection, are swept by
@@ -107,51 +104,6 @@ def _load_syncfs() -> Any | None:
 
 
 _SYNCFS = _load_syncfs()
-
-
-def _load_renameat2() -> Any | None:
-    """libc's ``renameat2(olddirfd, old, newdirfd, new, flags)`` (Linux,
-    glibc 2.28+), or None."""
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_RENAMEAT2: Any | None = _load_renameat2()
-_AT_FDCWD = -100
-_RENAME_EXCHANGE = 2
-
-
-def _exchange(tmp: Path, path: Path) -> bool:
-    """Swap the names ``tmp`` and ``path`` atomically
-    (``renameat2(RENAME_EXCHANGE)``): ``path`` then names the new document
-    and ``tmp`` the old one, for the caller to unlink. False, with nothing
-    changed, where the kernel, libc or file system cannot (the caller
-    renames instead) or ``path`` is gone.
-
-    Why not ``os.replace`` over an existing document: ext4 (``auto_da_alloc``)
-    then starts writing back the new file's data inside the rename, and the
-    rename frees the old inode: 330 us median (0.7 ms mean) for the
-    collection's compare-and-swap of a warm N = 0 upsert with durability
-    ``os``, against 12-15 us for a rename to a new name (BENCHMARKS.md,
-    "fourth pass"). The exchange does neither; the unlink that follows
-    (after the lock) frees the old inode (a reader that opened it keeps its
-    bytes, as with a rename)."""
-    global _RENAMEAT2
-    if _RENAMEAT2 is None:
-        return False
-    if _RENAMEAT2(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(path), _RENAME_EXCHANGE) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-        _RENAMEAT2 = None  # not here: rename from now on
-    return False  # ENOENT (deleted by hand) or another error: os.replace decides
-
-
 #: a batch that changed more folders than this ends with one ``syncfs``
 #: instead of one fsync per folder
 SYNCFS_PAST = 8
@@ -551,9 +503,7 @@ class LocalStore:
 
         The temp file is written before taking the lock; the condition check
         and the rename happen under the lock. On a failed condition the temp
-        file is removed and nothing changes. A compare-and-swap
-        (``if_version``) swaps the temp file in with :func:`_exchange` where
-        the system can, then unlinks the old document (its temp name now).
+        file is removed and nothing changes.
         """
         if if_version is not None and create_only:
             raise InputError("put(): pass either if_version or create_only, not both")
@@ -565,7 +515,6 @@ class LocalStore:
         except BaseException:
             self._prune(created)
             raise
-        swapped = False
         try:
             with self._locked():
                 if create_only and os.path.lexists(path):  # a file, a folder or a link
@@ -579,11 +528,8 @@ class LocalStore:
                         ) from None
                     if current != if_version:
                         raise PreconditionFailed(f"{key!r} in catalog {self.url} changed since it was read")
-                # a compare-and-swap: its target was just read, a document
-                swapped = if_version is not None and _exchange(tmp, path)
                 try:
-                    if not swapped:
-                        os.replace(tmp, path)
+                    os.replace(tmp, path)
                 except IsADirectoryError as exc:
                     raise StoreError(
                         f"cannot write {key!r} in catalog {self.url}: it is a directory"
@@ -595,11 +541,6 @@ class LocalStore:
                 os.unlink(tmp)
             self._prune(created)
             raise
-        if swapped:
-            # the temp name holds the old document now; left behind (killed
-            # here), it is swept as any temp file
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
         if sync:
             # the folder holding the new name, and the parent of every folder
             # this write created (its entry is new too); in a batch: once,
