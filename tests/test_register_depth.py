@@ -96,20 +96,22 @@ def _register(path: Path, store: Store, sinks: list[Sink]) -> None:
     assert res.ok, res.error
 
 
-def test_a_lone_register_into_an_existing_s3_collection_with_its_mirror_is_5_requests_deep(s3_server, tiles):
+def test_a_lone_register_into_an_existing_s3_collection_with_its_mirror_is_4_requests_deep(s3_server, tiles):
     """GET collection + GET root + LIST intents (together: the layout's read
     and what preflight needs), PUT item, PUT collection, then the settle's
-    GET item beside the mirror's HEAD of its base, PUT fragment. Before: 8
-    deep (the root GET, the LIST, and the settle before the mirror, each a
-    round trip of their own)."""
+    GET item beside the mirror's PUT fragment (no HEAD of the base: the
+    committed collection carries its asset, so the base exists). Before: 8
+    deep (the root GET, the LIST, the settle before the mirror, and the
+    mirror's HEAD, each a round trip of their own)."""
     catalog = s3_server.url(f"depth-{uuid.uuid4().hex[:8]}")
     plain = open_store(catalog, s3_server.storage_options)
     _register(tiles[0], plain, [MirrorSink(plain, compact_after=-1)])  # root, collection, mirror base
     timed = Timed(open_store(catalog, s3_server.storage_options))
     _register(tiles[1], timed, [MirrorSink(timed, compact_after=-1)])  # compact_after=-1: no compaction LIST
     kinds = [f"{k} {key}" for k, key, _, _ in sorted(timed.calls, key=lambda c: c[2])]
-    assert len(timed.calls) == 8, kinds
-    assert timed.depth() <= 5, kinds
+    assert len(timed.calls) == 7, kinds
+    assert not [k for k in kinds if k.startswith("exists ")], kinds
+    assert timed.depth() <= 4, kinds
     assert producer.validate_catalog(catalog, storage_options=s3_server.storage_options) == []
     assert {
         f["id"] for f in producer.search(catalog, storage_options=s3_server.storage_options)["features"]
@@ -166,14 +168,15 @@ def test_a_remove_that_runs_between_the_link_and_the_settle_loses_in_the_catalog
     assert ids == {tiles[0].stem, stem}
 
 
-def test_a_contended_register_is_7_requests_deep_and_deletes_its_applied_intent_first(s3_server, tiles):
+def test_a_contended_register_is_6_requests_deep_and_deletes_its_applied_intent_first(s3_server, tiles):
     """Under contention (the group path, here with no other writer): GET
     collection + GET root, PUT item, PUT intent + LIST + GET collection,
     PUT collection, DELETE of the applied intent (alone: other writers wait
     for it, and sent beside the settle step and the mirror it was answered
     ~30 ms later under load, measured), then the settle's GET item beside
-    the mirror's HEAD of its base, PUT fragment: 7 deep. Before: 9. The
-    intent is gone when the register returns."""
+    the mirror's PUT fragment (no HEAD of the base: the committed collection
+    carries its asset): 6 deep. Before: 9. The intent is gone when the
+    register returns."""
     catalog = s3_server.url(f"depth-{uuid.uuid4().hex[:8]}")
     plain = open_store(catalog, s3_server.storage_options)
     _register(tiles[0], plain, [MirrorSink(plain, compact_after=-1)])
@@ -183,7 +186,7 @@ def test_a_contended_register_is_7_requests_deep_and_deletes_its_applied_intent_
     kinds = [f"{k} {key}" for k, key, _, _ in sorted(timed.calls, key=lambda c: c[2])]
     assert [k for k in kinds if k.startswith("put c/_intents/")], kinds  # the group path was taken
     assert [k for k in kinds if k.startswith("delete c/_intents/")], kinds
-    assert timed.depth() <= 7, kinds
+    assert timed.depth() <= 6, kinds
     assert list(plain.list("c/_intents/")) == []
     assert producer.validate_catalog(catalog, storage_options=s3_server.storage_options) == []
     assert {
