@@ -414,10 +414,11 @@ def _register_chunk(
     together = bool(sinks) and not committer.layout.partition and not is_local(committer.store)
 
     def publish(only: Collection[str] | None = None) -> None:
-        docs_by_key = {
-            key: committer.rewritten.get(key, doc) for key, _, doc in committed if only is None or key in only
-        }
-        _publish(committer, collection, prepared, docs_by_key, {}, sinks)
+        if only is None:  # beside the settle step, which may be writing items again: as first written
+            _publish(committer, collection, prepared, {key: doc for key, _, doc in committed}, {}, sinks)
+        else:  # after it: the items it wrote and linked again
+            again = {key: committer.rewritten[key] for key in only}
+            _publish(committer, collection, prepared, again, {}, sinks, recreated=again)
 
     if written and not _link_written(
         committer, collection, written, collection_meta, preread, prepared, publish if together else None
@@ -428,7 +429,7 @@ def _register_chunk(
         moved = _finish_moves(committer, collection, prepared, index, replace)
     if sinks and not together:  # items the settle step wrote again as it left them
         docs_by_key = {key: committer.rewritten.get(key, doc) for key, _, doc in committed}
-        _publish(committer, collection, prepared, docs_by_key, moved, sinks)
+        _publish(committer, collection, prepared, docs_by_key, moved, sinks, recreated=committer.rewritten)
     return results
 
 
@@ -451,11 +452,15 @@ def _publish(
     moved: dict[str, tuple[str, dict]],
     sinks: Sequence[Sink],
     lines: dict[str, str] | None = None,
+    recreated: Collection[str] = (),
 ) -> None:
     """Hand a committed batch (items written and linked) to the sinks, with
     the collection document as committed (one GET). ``lines``: item key ->
     the committed document's :func:`item_line`, where the writer made it
-    (``Change.line``).
+    (``Change.line``). ``recreated``: keys the settle step wrote and linked
+    again after a racing remove took them: ``created`` for every sink,
+    whatever the product's result says (the sinks saw the remover's
+    ``removed``), and never with a line (that was the first write's).
 
     Changes, in commit order: ``created``/``updated`` per item; an item that
     moved to another partition is ``REMOVED`` (old key) then ``CREATED``
@@ -477,6 +482,8 @@ def _publish(
         if key in moved:
             old_key, old_item = moved[key]
             changes.append(removed(collection, item_id, old_key, old_item))
+            changes.append(Change(ChangeKind.CREATED, collection, item_id, key, item))
+        elif key in recreated:
             changes.append(Change(ChangeKind.CREATED, collection, item_id, key, item))
         elif result.action == Action.UNCHANGED:
             unchanged.append(Change(ChangeKind.UPDATED, collection, item_id, key, item, lines.get(key)))
@@ -710,10 +717,11 @@ def _register_pipelined(
     written = [(key, doc) for key, doc, _ in committed]
     if not _link_written(committer, collection, written, collection_meta, preread, prepared):
         return results
-    if sinks:  # items the settle step wrote again as it left them, with no line encoded before that
+    if sinks:  # items the settle step wrote again as it left them
         docs_by_key = {key: committer.rewritten.get(key, doc) for key, _, doc in committed}
-        fresh = {key: line for key, line in lines.items() if key not in committer.rewritten}
-        _publish(committer, collection, prepared, docs_by_key, {}, sinks, fresh)
+        _publish(
+            committer, collection, prepared, docs_by_key, {}, sinks, lines, recreated=committer.rewritten
+        )
     return results
 
 

@@ -150,8 +150,12 @@ def test_a_remove_between_a_pooled_batchs_link_and_settle_loses_in_the_mirror_to
     assert all(r.ok for r in results), [r.error for r in results]
     assert racing.fired and removed == ["removed"]
     assert producer.validate_catalog(catalog) == []
-    found = {f["id"] for f in producer.search(catalog)["features"]}
-    assert target in found
+    hits = {f["id"]: f for f in producer.search(catalog)["features"]}
+    assert target in hits
+    # the mirror holds the document the settle step wrote again, not the first write's line
+    item = json.loads(LocalStore(catalog).get(f"c/{target}/{target}.json")[0])
+    assert hits[target]["properties"]["updated"] == item["properties"]["updated"]
+    found = set(hits)
     assert found == {r.id for r in producer.register(sources, catalog=catalog, collection="c", dry_run=True)}
 
 
@@ -182,3 +186,51 @@ def test_local_settle_one_by_one_still_rewrites_an_item_marked_or_deleted_after_
         assert REMOVING not in json.loads(store.get(key)[0])["properties"]
     assert store.get(keys[2])[1] == untouched
     assert_stac_valid_tree(catalog)
+
+
+class _RemovedAtSecondGet:
+    """A local store that runs ``remove`` before the second GET of ``key``
+    (the first is the write's look at what is there, the second the settle
+    step's check)."""
+
+    def __init__(self, inner: LocalStore, key: str, remove: Any) -> None:
+        self.inner, self.url, self.concurrent_safe = inner, inner.url, inner.concurrent_safe
+        self.key, self.remove, self.gets, self.fired = key, remove, 0, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def get(self, key: str) -> Any:
+        if key == self.key:
+            self.gets += 1
+            if self.gets == 2 and not self.fired:
+                self.fired = True
+                self.remove()
+        return self.inner.get(key)
+
+
+def test_an_unchanged_item_a_racing_remove_took_goes_to_every_sink_as_created(tmp_path):
+    """Registering a product again finds its item unchanged; a remove between
+    that write and the settle step deletes it, and the settle step writes and
+    links it again. Every sink saw the remover's ``removed``, so every sink
+    gets the item as ``created`` (as ``unchanged`` it reached only the sinks
+    that take unchanged items: notifications never heard it came back)."""
+    sources = rasters.dated_cogs(tmp_path / "data", 2)
+    catalog = str(tmp_path / "cat")
+    producer.register(sources, catalog=catalog, collection="c")
+    target = producer.register(sources[1:2], catalog=catalog, collection="c", dry_run=True)[0].id
+    removed: list[str] = []
+
+    def remove() -> None:
+        removed.append(producer.remove(target, catalog=catalog, collection="c").action)
+
+    racing = _RemovedAtSecondGet(LocalStore(catalog), f"c/{target}/{target}.json", remove)
+    seen = Recorder()
+    (result,) = producer.register(sources[1:2], catalog=racing, collection="c", sinks=[seen])
+    assert result.ok, result.error
+    assert racing.fired and removed == ["removed"]
+    assert [(c.kind, c.item_id) for c in seen.changes] == [(ChangeKind.CREATED, target)]
+    item = json.loads(LocalStore(catalog).get(f"c/{target}/{target}.json")[0])
+    assert seen.changes[0].item["properties"]["updated"] == item["properties"]["updated"]
+    assert producer.validate_catalog(catalog) == []
+    assert target in {f["id"] for f in producer.search(catalog)["features"]}
