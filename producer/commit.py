@@ -87,7 +87,7 @@ Mutation = Callable[[dict | None], dict | None]
 #: group commit: a writer whose intent is not the oldest pending one pauses
 #: about one round trip (its own last listing and read of the collection,
 #: jittered, clamped to [LEADER_WAIT_MIN, LEADER_WAIT] seconds) between looks
-#: at the oldest one's intent, for at most LEADER_WAITS * LEADER_WAIT seconds
+#: at the collection (conditional reads), for at most LEADER_WAITS * LEADER_WAIT seconds
 #: per leader, before it puts itself
 LEADER_WAIT = 0.1
 LEADER_WAIT_MIN = 0.005
@@ -777,11 +777,13 @@ class Committer:
            parallel), read the intents not seen yet, apply this writer's and
            every other fresh one (:data:`intents.INTENT_FRESH`) of the same
            layout in ONE compare-and-swap. The writer of the oldest pending
-           intent leads: the others look at its intent (one HEAD) about one
-           round trip apart (their last listing and read), for at most
+           intent leads: the others look at the collection (one conditional
+           read, :meth:`read_if_changed`: a 304 on S3 while unchanged) about
+           one round trip apart (their last listing and read), for at most
            :data:`LEADER_WAITS` * :data:`LEADER_WAIT` seconds per leader
-           (once it is gone, back to the listing and read at once: done, or
-           the next leader) before putting themselves.
+           before putting themselves; the look that follows the leader's put
+           ends the wait: done if their change is in it, else back to the
+           listing and read at once (the next leader).
            The winner deletes every intent it applied; a writer whose put lost, or whose intent is gone from
            the listing, reads the collection and stops when its change is in
            it (applied by the winner), without retrying.
