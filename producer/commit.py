@@ -873,8 +873,18 @@ class Committer:
                 )
                 if any(k != own_key for _, k in timed):  # another writer commits here now
                     note_contention(self.store.url, collection_id)
-                # (a leader seen finishing, whose intent its delete has not
-                # removed yet, leads no more)
+                if any(k in finished and time.monotonic() < patience[k] for _, k in timed):
+                    # a leader seen putting without our change, whose delete of
+                    # the intents it applied has not landed yet: this listing
+                    # may name intents it applied (their writers have stopped
+                    # and will not lead), so list again about one round trip
+                    # later (a leader that died before deleting is left out
+                    # once its patience is over)
+                    pause = self.rng.uniform(0.75, 1.25) * round_trip
+                    self.backoff_seconds += pause
+                    time.sleep(pause)
+                    continue
+                # (a finished leader whose intent is still listed leads no more)
                 leader = next((k for _, k in timed if k == own_key or k not in finished), own_key)
                 if leader != own_key:
                     patience.setdefault(leader, time.monotonic() + LEADER_WAITS * LEADER_WAIT)
