@@ -913,6 +913,8 @@ class Committer:
                         if doc is not None and own_mutation(docs.copy_doc(doc)) is None:
                             return CasOutcome(doc, version=version)
                         finished.add(leader)
+                        # a fresh window for its delete to land (see below)
+                        patience[leader] = time.monotonic() + LEADER_WAITS * LEADER_WAIT
                         break
                     continue
                 fresh = self._read_intents(
