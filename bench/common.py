@@ -389,13 +389,6 @@ class ConflictCountingStore:
             self.by_key[key] = self.by_key.get(key, 0) + 1
             raise
 
-    def get_if_changed(self, key: str, version: str) -> tuple[bytes, str] | None:
-        """The inner store's conditional read (the Committer looks this
-        method up on the class: without it, a waiter's look would be a plain GET)."""
-        from producer.store.base import get_if_changed
-
-        return get_if_changed(self.inner, key, version)
-
     def delete_many(self, keys: list[str]) -> dict[str, str]:
         """The inner store's batch delete (S3 DeleteObjects), else one
         delete per key (the Committer looks this method up on the class)."""

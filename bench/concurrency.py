@@ -244,11 +244,6 @@ class TimelineStore:
     def exists(self, key: str) -> Any:
         return self._timed("exists", key, self.inner.exists, key)
 
-    def get_if_changed(self, key: str, version: str) -> Any:
-        from producer.store.base import get_if_changed
-
-        return self._timed("look", key, get_if_changed, self.inner, key, version)
-
     def delete_many(self, keys: list[str]) -> Any:
         return self._timed("delete_many", ",".join(keys), self.inner.delete_many, keys)
 

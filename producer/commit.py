@@ -75,7 +75,7 @@ from producer.hrefs import absolute_assets, relative_assets
 from producer.parallel import map_ordered
 from producer.provenance import VOLATILE, VOLATILE_RELS
 from producer.redact import clean_href
-from producer.store.base import Store, get_if_changed, is_local
+from producer.store.base import Store, is_local
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -87,7 +87,7 @@ Mutation = Callable[[dict | None], dict | None]
 #: group commit: a writer whose intent is not the oldest pending one pauses
 #: about one round trip (its own last listing and read of the collection,
 #: jittered, clamped to [LEADER_WAIT_MIN, LEADER_WAIT] seconds) between looks
-#: at the collection (conditional reads), for at most LEADER_WAITS * LEADER_WAIT seconds
+#: at the oldest one's intent, for at most LEADER_WAITS * LEADER_WAIT seconds
 #: per leader, before it puts itself
 LEADER_WAIT = 0.1
 LEADER_WAIT_MIN = 0.005
@@ -382,30 +382,8 @@ class Committer:
             data, version = self.store.get(key)
         except NotFound:
             return None, None
-        return self._parsed(key, data, expect), version
-
-    def _parsed(self, key: str, data: bytes, expect: Sequence[str] | None) -> dict:
         doc = docs.loads(data, self.store_path(key), expect=expect)
-        return absolute_assets(doc, self.store_path(key))  # relative hrefs resolved
-
-    def read_if_changed(
-        self, key: str, version: str | None, expect: Sequence[str] | None = None
-    ) -> tuple[dict | None, str | None] | None:
-        """``(doc, version)`` as :meth:`read` if ``key`` is no longer at
-        ``version`` (None: it was absent), else None. One request: on S3 a
-        GetObject with ``If-None-Match``, answered 304 without a body while
-        nothing changed (:func:`producer.store.base.get_if_changed`)."""
-        if version is None:
-            doc, now = self.read(key, expect)
-            return None if doc is None else (doc, now)
-        try:
-            changed = get_if_changed(self.store, key, version)
-        except NotFound:
-            return None, None
-        if changed is None:
-            return None
-        data, now = changed
-        return self._parsed(key, data, expect), now
+        return absolute_assets(doc, self.store_path(key)), version  # relative hrefs resolved
 
     def store_path(self, key: str) -> str:
         return f"{self.store.url}/{key}"
@@ -777,13 +755,11 @@ class Committer:
            parallel), read the intents not seen yet, apply this writer's and
            every other fresh one (:data:`intents.INTENT_FRESH`) of the same
            layout in ONE compare-and-swap. The writer of the oldest pending
-           intent leads: the others look at the collection (one conditional
-           read, :meth:`read_if_changed`: a 304 on S3 while unchanged) about
-           one round trip apart (their last listing and read), for at most
+           intent leads: the others look at its intent (one HEAD) about one
+           round trip apart (their last listing and read), for at most
            :data:`LEADER_WAITS` * :data:`LEADER_WAIT` seconds per leader
-           before putting themselves; the look that follows the leader's put
-           ends the wait: done if their change is in it, else back to the
-           listing and read at once (the next leader).
+           (once it is gone, back to the listing and read at once: done, or
+           the next leader) before putting themselves.
            The winner deletes every intent it applied; a writer whose put lost, or whose intent is gone from
            the listing, reads the collection and stops when its change is in
            it (applied by the winner), without retrying.
@@ -825,8 +801,6 @@ class Committer:
         seen: dict[str, intents.Intent | None] = {}
         #: per leader's intent: the monotonic time this writer stops waiting for it
         patience: dict[str, float] = {}
-        #: leaders this writer saw put the collection without its change
-        finished: set[str] = set()
         announced = False
         try:
             while attempt <= self.max_retries:
@@ -873,49 +847,27 @@ class Committer:
                 )
                 if any(k != own_key for _, k in timed):  # another writer commits here now
                     note_contention(self.store.url, collection_id)
-                if any(k in finished and time.monotonic() < patience[k] for _, k in timed):
-                    # a leader seen putting without our change, whose delete of
-                    # the intents it applied has not landed yet: this listing
-                    # may name intents it applied (their writers have stopped
-                    # and will not lead), so list again about one round trip
-                    # later (a leader that died before deleting is left out
-                    # once its patience is over)
-                    pause = self.rng.uniform(0.75, 1.25) * round_trip
-                    self.backoff_seconds += pause
-                    time.sleep(pause)
-                    continue
-                # (a finished leader whose intent is still listed leads no more)
-                leader = next((k for _, k in timed if k == own_key or k not in finished), own_key)
+                leader = timed[0][1] if timed else own_key
                 if leader != own_key:
                     patience.setdefault(leader, time.monotonic() + LEADER_WAITS * LEADER_WAIT)
                 if leader != own_key and time.monotonic() < patience[leader]:
-                    # each look is one conditional read of the collection
-                    # (If-None-Match its version: on S3 a 304 without a body
-                    # while nothing changed; no listing, no intent read), about
-                    # one round trip apart (the leader's round is a few round
-                    # trips: a fixed pause longer than one only delays noticing
-                    # its end). The first look after the leader's put brings
-                    # the new document: if our change is in it we stop (the
-                    # leader deletes the intents it applied, ours with its own,
-                    # in one request after its put: we wait for neither); if
-                    # not (we announced after the leader listed, or another
-                    # writer put), the leader is done for us and the next
-                    # listing and read name the next leader at once. A leader
-                    # that never puts (died) is overtaken once the patience is over.
+                    # each look is one HEAD of the leader's intent (no listing,
+                    # no collection body), about one round trip apart (the
+                    # leader's round is a few round trips: a fixed pause longer
+                    # than one only delays noticing its end). The leader deletes
+                    # every intent it applied, its own with them, in one request:
+                    # once its intent is gone, the next listing and read of the
+                    # collection (in parallel) say whether ours was among them
+                    # (then the leader deleted ours too: we delete nothing); if
+                    # not (announced after the leader listed), that listing names
+                    # the next leader at once, instead of waiting out a leader
+                    # that has finished
                     while time.monotonic() < patience[leader]:
                         pause = self.rng.uniform(0.75, 1.25) * round_trip
                         self.backoff_seconds += pause
                         time.sleep(pause)
-                        changed = self.read_if_changed(coll_key, version, expect)
-                        if changed is None:
-                            continue
-                        doc, version = changed
-                        if doc is not None and own_mutation(docs.copy_doc(doc)) is None:
-                            return CasOutcome(doc, version=version)
-                        finished.add(leader)
-                        # a fresh window for its delete to land (see below)
-                        patience[leader] = time.monotonic() + LEADER_WAITS * LEADER_WAIT
-                        break
+                        if not self.store.exists(leader):
+                            break
                     continue
                 fresh = self._read_intents(
                     [k for k in listed if k not in seen and k != own_key], seen, versions

@@ -18,7 +18,6 @@ import pytest
 
 from producer.errors import InputError, NotFound, PreconditionFailed, ProducerError, StoreError
 from producer.store import CountingStore, FsspecStore, LocalStore, S3Store, Store, open_store
-from producer.store.base import get_if_changed
 from tests.pausing import PauseAfterGet
 from tests.s3server import S3Server
 
@@ -325,48 +324,6 @@ def test_s3_versions_are_etags(s3_server: S3Server) -> None:
     assert v == '"' + hashlib.md5(b"abc").hexdigest() + '"'  # single-part ETag
     head = s3_server.client().head_object(Bucket=s3_server.bucket, Key=f"{store.prefix}/a.json")  # type: ignore[attr-defined]
     assert head["ETag"] == v
-
-
-def test_get_if_changed_returns_nothing_while_unchanged_and_the_new_bytes_after_a_change(
-    store: Store,
-) -> None:
-    """The waiter's look at the collection (issue 12): None while the key
-    still has the version the caller read, the new bytes and version once it
-    changed, NotFound once it is gone; through the counting wrapper too (one
-    counted get per look)."""
-    v1 = store.put("c/collection.json", b'{"n": 1}')
-    assert get_if_changed(store, "c/collection.json", v1) is None
-    v2 = store.put("c/collection.json", b'{"n": 2}', if_version=v1)
-    assert get_if_changed(store, "c/collection.json", v1) == (b'{"n": 2}', v2)
-    counting = CountingStore(store)
-    assert get_if_changed(counting, "c/collection.json", v2) is None
-    assert counting.totals()["get"] == 1 and counting.total() == 1
-    store.delete("c/collection.json")
-    with pytest.raises(NotFound):
-        get_if_changed(store, "c/collection.json", v2)
-
-
-def test_s3_get_if_changed_is_one_conditional_get_answered_304_without_a_body(s3_server: S3Server) -> None:
-    """On S3 the look is one GetObject with If-None-Match: moto answers 304
-    Not Modified (no body) while the ETag matches, 200 with the object once
-    it changed."""
-    store = open_store(s3_server.url(f"inm-{uuid.uuid4().hex[:8]}"), s3_server.storage_options)
-    v1 = store.put("a.json", b"x" * 5000)
-    seen: list[tuple[int, str]] = []
-
-    def after(http_response: Any, **_: Any) -> None:
-        seen.append((http_response.status_code, http_response.headers.get("content-length", "")))
-
-    events = store.fs.s3.meta.events  # type: ignore[attr-defined]
-    events.register("after-call.s3.GetObject", after)
-    try:
-        assert store.get_if_changed("a.json", v1) is None  # type: ignore[attr-defined]
-        v2 = store.put("a.json", b"y" * 10)
-        assert store.get_if_changed("a.json", v1) == (b"y" * 10, v2)  # type: ignore[attr-defined]
-    finally:
-        events.unregister("after-call.s3.GetObject", after)
-    assert [status for status, _ in seen] == [304, 200]
-    assert seen[0][1] in ("", "0")
 
 
 def test_s3_uses_standard_aws_environment(s3_server: S3Server) -> None:

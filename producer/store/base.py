@@ -66,19 +66,6 @@ def is_local(store: Any) -> bool:
     return _local_method(store, "os_durability") is not None
 
 
-def get_if_changed(store: Any, key: str, version: str) -> tuple[bytes, str] | None:
-    """``(data, version)`` of ``key`` if its version is no longer
-    ``version``, else None (unchanged). The store's own ``get_if_changed``
-    when its class has one (on S3 a conditional GetObject, answered 304 with
-    no body when unchanged); otherwise, e.g. a wrapper without one, a plain
-    :meth:`Store.get` compared. Raises :class:`~producer.errors.NotFound`."""
-    method = getattr(type(store), "get_if_changed", None)
-    if callable(method):
-        return store.get_if_changed(key, version)
-    data, now = store.get(key)
-    return None if now == version else (data, now)
-
-
 @runtime_checkable
 class Store(Protocol):
     """Versioned key/value access to one catalog root.

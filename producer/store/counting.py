@@ -7,7 +7,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 
-from producer.store.base import Store, get_if_changed
+from producer.store.base import Store
 
 
 class CountingStore:
@@ -66,11 +66,6 @@ class CountingStore:
         """Counted :meth:`Store.get`."""
         self._count(self.gets, key, "get")
         return self.inner.get(key)
-
-    def get_if_changed(self, key: str, version: str) -> tuple[bytes, str] | None:
-        """Counted (as a get) :func:`producer.store.base.get_if_changed`."""
-        self._count(self.gets, key, "get")
-        return get_if_changed(self.inner, key, version)
 
     def put(
         self,

@@ -100,12 +100,6 @@ class FsspecStore:
         log.debug("%r get %s: %d bytes, version %s", self, key, len(data), version)
         return data, version
 
-    def get_if_changed(self, key: str, version: str) -> tuple[bytes, str] | None:
-        """``(bytes, sha256 hex)`` if ``key``'s content no longer hashes to
-        ``version``, else None. Raises :class:`NotFound`."""
-        data, now = self.get(key)
-        return None if now == version else (data, now)
-
     def put(
         self,
         key: str,

@@ -468,13 +468,6 @@ class LocalStore:
         log.debug("%r get %s: %d bytes, version %s", self, key, len(data), version)
         return data, version
 
-    def get_if_changed(self, key: str, version: str) -> tuple[bytes, str] | None:
-        """``(bytes, sha256 hex)`` if ``key``'s content no longer hashes to
-        ``version``, else None (the file is read and hashed either way: the
-        version is its content's hash). Raises :class:`NotFound`."""
-        data, now = self.get(key)
-        return None if now == version else (data, now)
-
     def open_read(self, key: str) -> BinaryIO:
         """An open binary file of ``key``'s current bytes, for a reader that
         reads only parts of a large file (the mirror's parquet footers, column

@@ -229,35 +229,6 @@ class S3Store:
         log.debug("%r get %s: %d bytes, version %s", self, key, len(data), etag)
         return data, etag
 
-    def get_if_changed(self, key: str, version: str) -> tuple[bytes, str] | None:
-        """``(bytes, ETag)`` if ``key`` no longer has the ETag ``version``,
-        else None: one GetObject with ``If-None-Match``, which S3 answers
-        with 304 Not Modified and no body when nothing changed. Raises
-        :class:`NotFound` if the key is gone."""
-        s3key = self._key(key)
-        try:
-            resp = dict(self.fs.call_s3("get_object", Bucket=self.bucket, Key=s3key, IfNoneMatch=version))
-        except Exception as exc:
-            if not _is_storage_failure(exc):
-                raise
-            err = _client_error(exc)
-            if err is not None:
-                code = str(err.response.get("Error", {}).get("Code", ""))
-                status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-                if status == 304 or code in ("304", "NotModified"):
-                    log.debug("%r get %s: not modified since %s", self, key, version)
-                    return None
-            raise self._translate(exc, "get_object", key) from exc
-        try:
-            data = sync(self.fs.loop, _read_body, resp["Body"])
-        except Exception as exc:
-            if not _is_storage_failure(exc):
-                raise
-            raise self._translate(exc, "get_object", key) from exc
-        etag = str(resp["ETag"])
-        log.debug("%r get %s (changed since %s): %d bytes, version %s", self, key, version, len(data), etag)
-        return data, etag
-
     def put(
         self,
         key: str,
