@@ -1169,24 +1169,20 @@ class MirrorSink:
         for change in changes:
             by_file.setdefault(mirror_key(change.key), []).append(change)
         for key, group in by_file.items():
-            upserts: dict[str, dict[str, Any]] = {}
-            encoded: dict[str, str] = {}  # lines the writer encoded already (Change.line)
+            latest: dict[str, Change] = {}  # the last create/update of each id
             removed: dict[str, int] = {}
             creates = updates = False
             for c in group:  # in commit order: the last change of an id wins
                 if c.kind is ChangeKind.REMOVED:
-                    upserts.pop(c.item_id, None)
-                    encoded.pop(c.item_id, None)
+                    latest.pop(c.item_id, None)
                     removed[c.item_id] = stamp_of(c.item)
                 else:
                     creates = True  # created or updated: see the class doc
                     updates |= c.kind is ChangeKind.UPDATED
                     removed.pop(c.item_id, None)
-                    upserts[c.item_id] = c.item
-                    if c.line is None:
-                        encoded.pop(c.item_id, None)
-                    else:
-                        encoded[c.item_id] = c.line
+                    latest[c.item_id] = c
+            upserts = {i: c.item for i, c in latest.items()}
+            encoded = {i: c.line for i, c in latest.items() if c.line is not None}  # the writer's lines
             if key not in self._bases and (
                 key in self._absent or updates or (creates and not _carries(collection, key))
             ):

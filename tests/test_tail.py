@@ -188,17 +188,12 @@ def test_local_settle_one_by_one_still_rewrites_an_item_marked_or_deleted_after_
     assert_stac_valid_tree(catalog)
 
 
-class _RemovedAtSecondGet:
-    """A local store that runs ``remove`` before the second GET of ``key``
-    (the first is the write's look at what is there, the second the settle
-    step's check)."""
+class _RemovedAtSecondGet(_RemovedAtSettle):
+    """:class:`_RemovedAtSettle`, firing before the second GET of ``key``
+    instead (the first is the write's look at what is there, the second the
+    settle step's check; an unchanged item puts no collection)."""
 
-    def __init__(self, inner: LocalStore, key: str, remove: Any) -> None:
-        self.inner, self.url, self.concurrent_safe = inner, inner.url, inner.concurrent_safe
-        self.key, self.remove, self.gets, self.fired = key, remove, 0, False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+    gets = 0
 
     def get(self, key: str) -> Any:
         if key == self.key:
