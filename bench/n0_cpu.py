@@ -38,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         choices=("bare", "emptied"),
         default="bare",
         help="bare: the hand-written root + collection of bench/common.py; emptied: what our tool "
-        "leaves in a collection whose items were all removed (mirror asset, empty base, "
-        "fragments folder), made by registering, removing and compacting one item",
+        "leaves in a collection whose items were all removed (mirror asset and empty base; "
+        "the fragments folder goes with its last fragment), made by registering, removing and "
+        "compacting one item",
     )
     args = parser.parse_args(argv)
     import producer
