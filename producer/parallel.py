@@ -4,11 +4,10 @@ forked processes), item documents written by a bounded pool of threads.
 Extraction is GDAL (open, header reads: it releases the GIL) and Python
 (footprint, pystac, JSON-schema validation: it holds it), so threads
 overlap only the GDAL part; forked processes run the Python part on both
-cores too, but pay the fork, the pickling of every item, cold caches, and
-find no idle core when other work holds one. :data:`EXTRACT_KIND` "auto"
-(:func:`extract_kind`) forks for a large batch in a single-threaded
-process whose cores are idle enough, and uses threads otherwise; both are
-measured side by side by ``bench/batch.py`` (BENCHMARKS.md, batch-local).
+cores too, and pay the fork, the pickling of every item and cold caches.
+:data:`EXTRACT_KIND` "auto" (:func:`extract_kind`) forks for a large batch
+in a single-threaded process and uses threads otherwise; both are measured
+side by side by ``bench/batch.py`` (BENCHMARKS.md, batch-local).
 A worker process that dies (a crash inside GDAL, the OOM killer) costs its
 product only: the products lost with the pool are extracted again
 (:func:`prepare_all`).
@@ -78,21 +77,20 @@ def cores() -> int:
 def extract_kind(products: int, workers: int) -> str:
     """How ``workers`` extract a batch of ``products`` when :data:`EXTRACT_KIND`
     is "auto": "process" when the batch is large (:data:`MIN_FORKED`), fork
-    exists, this process runs no other thread (a fork copies only the forking
-    thread: a lock another thread holds stays held in the child) and the
-    cores are idle enough (1-minute load + ``workers`` - 1 <= cores + 0.5:
-    the parent keeps its core); "thread" otherwise. Measured in
-    BENCHMARKS.md (batch-local): processes win on idle cores, threads on
-    busy ones."""
+    exists and this process runs no other thread (a fork copies only the
+    forking thread: a lock another thread holds stays held in the child);
+    "thread" otherwise.
+
+    The machine's load does not enter: processes win on idle cores (1.8x
+    threads) and on busy ones too (1.2-1.5x at a load of 6, 1.1x at 10:
+    BENCHMARKS.md, "sustained batches"), as the workers hold no GIL and
+    each process gets its share of the cores. Reading the 1-minute load
+    average, as this once did, counted the process's own earlier batches
+    as other work: a backfill switched to threads after half a minute, at
+    half the throughput."""
     if workers <= 1 or products < MIN_FORKED or threading.active_count() != 1:
         return "thread"
-    if _fork_context() is None:
-        return "thread"
-    try:
-        load = os.getloadavg()[0]
-    except OSError:  # not available: assume busy
-        return "thread"
-    return "process" if load + workers - 1 <= cores() + 0.5 else "thread"
+    return "process" if _fork_context() is not None else "thread"
 
 
 def extraction_workers(requested: int, products: int) -> int:
