@@ -23,6 +23,12 @@ project fsyncs every document before it is renamed into place).
 wrapper sleeps 30 ms per call instead, and the table says so), items
 written by 16 threads or one.
 
+``sustained``: the default (``auto``) batch, ``--batches`` times back to
+back in one process, each into its own catalog (a long backfill is many
+batches): items/s per stretch of batches, the kind ``auto`` chose and the
+1-minute load average the kernel showed before each (it counts the
+process's own earlier batches).
+
 ``split``: CPU per item by stage, from one register() with 2 forked
 processes and one serial: CPU in the workers (extraction and validation),
 in the parent while the workers extract (forking, unpickling results) and
@@ -425,6 +431,63 @@ def _cpu_split(cogs: list[str], where: str, workers: int, stages: bool = True) -
     return spent
 
 
+def section_sustained(cogs: list[str], batches: int) -> str:
+    """The default batch ``batches`` times back to back in this process."""
+    import producer
+    from producer import parallel
+    from producer.options import RegisterOptions
+
+    log(f"\n## sustained: {batches} batches of {len(cogs)} COGs back to back, default options")
+    n = len(cogs)
+    base = c.fresh_work_dir("sustained")
+    chosen: list[str] = []
+    decide = parallel.extract_kind
+
+    def spy(products: int, workers: int) -> str:  # records the choice, changes nothing
+        kind = decide(products, workers)
+        chosen.append(kind)
+        return kind
+
+    parallel.extract_kind = spy  # type: ignore[assignment]
+    runs: list[tuple[float, float, str]] = []  # seconds, load before, kind
+    try:
+        for b in range(batches):
+            chosen.clear()
+            load = os.getloadavg()[0]
+            t0 = time.perf_counter()
+            results = producer.register(
+                cogs,
+                catalog=str(base / f"b{b}"),
+                collection=c.COLLECTION,
+                options=RegisterOptions(batch_size=n),
+            )
+            seconds = time.perf_counter() - t0
+            if any(r.action != "created" for r in results):
+                raise RuntimeError(f"batch {b}: not every product was created")
+            kind = ",".join(chosen) or "serial"
+            runs.append((seconds, load, kind))
+            log(f"  batch {b + 1}: {n / seconds:.0f} items/s, {kind}, load {load:.2f}")
+    finally:
+        parallel.extract_kind = decide  # type: ignore[assignment]
+        shutil.rmtree(base, ignore_errors=True)
+    stretch = max(1, -(-batches // 4))
+    rows = []
+    for start in range(0, batches, stretch):
+        part = runs[start : start + stretch]
+        kinds = sorted({r[2] for r in part})
+        rows.append(
+            [
+                f"{start + 1}-{start + len(part)}",
+                f"{n / c.median([r[0] for r in part]):.0f}",
+                " / ".join(f"{k} {sum(r[2] == k for r in part)}" for k in kinds),
+                f"{min(r[1] for r in part):.2f}-{max(r[1] for r in part):.2f}",
+            ]
+        )
+    total = sum(r[0] for r in runs)
+    rows.append(["all", f"{n * batches / total:.0f}", "", ""])
+    return c.table(["batches", "items/s (median)", "auto chose", "1-min load before"], rows)
+
+
 def section_split(cogs: list[str]) -> str:
     n = len(cogs)
     log(f"\n## split: {n} COGs, CPU per item by stage")
@@ -670,6 +733,9 @@ def main(argv: list[str] | None = None) -> int:
         help="s3: which runs, of 16 (write threads), 1 (write thread), unpiped (16, not pipelined)",
     )
     parser.add_argument(
+        "--batches", type=int, default=30, help="sustained: batches back to back (default 30)"
+    )
+    parser.add_argument(
         "--tail", action="store_true", help="print where the time after the last extracted product goes"
     )
     args = parser.parse_args(argv)
@@ -687,6 +753,8 @@ def main(argv: list[str] | None = None) -> int:
         out.append(("batch-local", section_local(cogs, repeats)))
     if "split" in sections:
         out.append(("batch-split", section_split(cogs)))
+    if "sustained" in sections:
+        out.append(("batch-sustained", section_sustained(cogs, args.batches)))
     if "s3" in sections:
         out.append(
             (
