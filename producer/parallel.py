@@ -82,7 +82,7 @@ def extract_kind(products: int, workers: int) -> str:
     "thread" otherwise.
 
     The machine's load does not enter: processes win on idle cores (1.8x
-    threads) and on busy ones too (1.2-1.5x at a load of 6, 1.1x at 10:
+    threads) and on busy ones too (1.1-1.5x at a load of 6, 1.1x at 10:
     BENCHMARKS.md, "sustained batches"), as the workers hold no GIL and
     each process gets its share of the cores. Reading the 1-minute load
     average, as this once did, counted the process's own earlier batches
