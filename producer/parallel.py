@@ -77,9 +77,12 @@ def cores() -> int:
 def extract_kind(products: int, workers: int) -> str:
     """How ``workers`` extract a batch of ``products`` when :data:`EXTRACT_KIND`
     is "auto": "process" when the batch is large (:data:`MIN_FORKED`), fork
-    exists and this process runs no other thread (a fork copies only the
-    forking thread: a lock another thread holds stays held in the child);
-    "thread" otherwise.
+    exists, this process runs no other thread (a fork copies only the
+    forking thread: a lock another thread holds stays held in the child)
+    and ``workers`` is at most one more than the cores; "thread" otherwise.
+    More workers than that are asked for to overlap waiting (products read
+    from object storage), which threads do without a process, and an S3
+    client, each.
 
     The machine's load does not enter: processes win on idle cores (1.8x
     threads) and on busy ones too (1.1-1.5x at a load of 6, 1.1x at 10:
@@ -88,7 +91,7 @@ def extract_kind(products: int, workers: int) -> str:
     average, as this once did, counted the process's own earlier batches
     as other work: a backfill switched to threads after half a minute, at
     half the throughput."""
-    if workers <= 1 or products < MIN_FORKED or threading.active_count() != 1:
+    if workers <= 1 or workers > cores() + 1 or products < MIN_FORKED or threading.active_count() != 1:
         return "thread"
     return "process" if _fork_context() is not None else "thread"
 

@@ -52,6 +52,9 @@ def test_auto_kind_forks_only_large_batches_from_a_single_thread(monkeypatch):
         assert parallel.extract_kind(parallel.MIN_FORKED, 2) == "process"
     assert parallel.extract_kind(parallel.MIN_FORKED - 1, 2) == "thread"
     assert parallel.extract_kind(1000, 1) == "thread"  # one worker: nothing to fork for
+    monkeypatch.setattr(parallel, "cores", lambda: 2)
+    # more workers than cores + 1 overlap waiting: threads, not a process (and client) each
+    assert parallel.extract_kind(1000, 8) == "thread"
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()
@@ -70,7 +73,9 @@ def test_auto_kind_forks_whatever_the_load_average_says(monkeypatch, load):
     cores too: BENCHMARKS.md, "sustained batches")."""
     monkeypatch.setattr(threading, "active_count", lambda: 1)  # pytest's own threads are not under test
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(parallel, "cores", lambda: 2)
     assert parallel.extract_kind(1000, 2) == "process"
+    assert parallel.extract_kind(1000, 3) == "process"
 
 
 @pytest.mark.parametrize("how", ["exit", "sigkill", "realtime-signal"])
