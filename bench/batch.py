@@ -8,8 +8,8 @@ with 30 ms per request, against a rio-stac-like rasterio + pystac loop.
 Sections (``--sections local,s3``; ``split`` on request):
 
 ``local``: the project with extraction serial, as the default chooses
-(``auto``: forked processes on idle cores, else threads; the table says
-which), in 2 threads and in 2 forked processes (each also not pipelined:
+(``auto``: forked processes from a single-threaded process, else threads;
+the table says which), in 2 threads and in 2 forked processes (each also not pipelined:
 items written only after the whole batch is extracted, as before), with
 items written by one thread or by 16; and the rio-stac-like loop doing the same work in
 one process: rasterio open, footprint densified 32 segments per edge and
@@ -464,7 +464,8 @@ def section_sustained(cogs: list[str], batches: int) -> str:
             seconds = time.perf_counter() - t0
             if any(r.action != "created" for r in results):
                 raise RuntimeError(f"batch {b}: not every product was created")
-            kind = ",".join(chosen) or "serial"
+            pooled = parallel.extraction_workers(0, n) > 1
+            kind = ",".join(chosen) if pooled and chosen else "serial"
             runs.append((seconds, load, kind))
             log(f"  batch {b + 1}: {n / seconds:.0f} items/s, {kind}, load {load:.2f}")
     finally:
@@ -739,6 +740,8 @@ def main(argv: list[str] | None = None) -> int:
         "--tail", action="store_true", help="print where the time after the last extracted product goes"
     )
     args = parser.parse_args(argv)
+    if args.batches < 1:
+        parser.error("--batches must be at least 1")
     if args.tail:
         global TAIL
         TAIL = TailTimer()

@@ -66,12 +66,64 @@ log = logging.getLogger(__name__)
 _IDLE, _STARTED, _FINISHED = 0, 1, 2
 
 
+#: where Linux mounts the cgroup file system (its CPU quota caps :func:`cores`)
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
 def cores() -> int:
-    """The CPUs this process may run on (at least 1)."""
+    """The CPUs this process may use (at least 1): those it may run on, capped
+    by its container's CPU quota (:func:`cgroup_cpus`), so a pod limited to 2
+    CPUs on a 64-core node extracts with 2 workers, not 64."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        allowed = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+        allowed = os.cpu_count() or 1
+    quota = cgroup_cpus()
+    if quota is not None:
+        allowed = min(allowed, quota)
+    return max(1, allowed)
+
+
+def _own_cgroup() -> str:
+    """This process's cgroup v2 folder, or :data:`CGROUP_ROOT` when unknown."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    own = os.path.join(CGROUP_ROOT, line[3:].strip().lstrip("/"))
+                    return own if os.path.exists(os.path.join(own, "cpu.max")) else CGROUP_ROOT
+    except OSError:
+        pass
+    return CGROUP_ROOT
+
+
+def cgroup_cpus(root: str | None = None) -> int | None:
+    """The CPU quota of this process's cgroup, rounded up to whole CPUs, or
+    None when there is none (no limit, not Linux, unreadable). Reads cgroup
+    v2's ``cpu.max`` ("200000 100000": 2 CPUs; "max 100000": no limit), else
+    cgroup v1's ``cpu/cpu.cfs_quota_us`` and ``cpu.cfs_period_us`` (a quota
+    of -1: no limit), under ``root`` (default: this process's own cgroup v2
+    folder below :data:`CGROUP_ROOT`, as ``/proc/self/cgroup`` names it; in a
+    container that is the root itself)."""
+    base = root or _own_cgroup()
+    try:
+        with open(os.path.join(base, "cpu.max")) as f:
+            quota, _, period = f.read().strip().partition(" ")
+    except OSError:
+        try:
+            with open(os.path.join(base, "cpu", "cpu.cfs_quota_us")) as f:
+                quota = f.read().strip()
+            with open(os.path.join(base, "cpu", "cpu.cfs_period_us")) as f:
+                period = f.read().strip()
+        except OSError:
+            return None
+    try:
+        limit, every = int(quota), int(period)
+    except ValueError:  # "max": no limit
+        return None
+    if limit <= 0 or every <= 0:
+        return None
+    return max(1, -(-limit // every))
 
 
 def extract_kind(products: int, workers: int) -> str:
@@ -84,13 +136,13 @@ def extract_kind(products: int, workers: int) -> str:
     from object storage), which threads do without a process, and an S3
     client, each.
 
-    The machine's load does not enter: processes win on idle cores (1.8x
-    threads) and on busy ones too (1.1-1.5x at a load of 6, 1.1x at 10:
-    BENCHMARKS.md, "sustained batches"), as the workers hold no GIL and
-    each process gets its share of the cores. Reading the 1-minute load
-    average, as this once did, counted the process's own earlier batches
-    as other work: a backfill switched to threads after half a minute, at
-    half the throughput."""
+    The machine's load does not enter: processes win on idle cores (1.8-2.2x
+    threads in BENCHMARKS.md's batch-local tables) and on busy ones too
+    (1.1-1.5x at a load of 2-6, 1.1x at 7-10: "Issue 12, autoload"), as the
+    workers hold no GIL and each process gets its share of the cores.
+    Reading the 1-minute load average, as this once did, counted the
+    process's own earlier batches as other work: a backfill switched to
+    threads after half a minute, at about 0.6x the throughput."""
     if workers <= 1 or workers > cores() + 1 or products < MIN_FORKED or threading.active_count() != 1:
         return "thread"
     return "process" if _fork_context() is not None else "thread"

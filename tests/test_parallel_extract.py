@@ -48,13 +48,17 @@ def _kill_on(bad: set[str], how: str = "exit"):
 
 
 def test_auto_kind_forks_only_large_batches_from_a_single_thread(monkeypatch):
-    if threading.active_count() == 1:  # pytest plugins may run a thread of their own
-        assert parallel.extract_kind(parallel.MIN_FORKED, 2) == "process"
-    assert parallel.extract_kind(parallel.MIN_FORKED - 1, 2) == "thread"
-    assert parallel.extract_kind(1000, 1) == "thread"  # one worker: nothing to fork for
     monkeypatch.setattr(parallel, "cores", lambda: 2)
-    # more workers than cores + 1 overlap waiting: threads, not a process (and client) each
-    assert parallel.extract_kind(1000, 8) == "thread"
+    with monkeypatch.context() as single:
+        single.setattr(threading, "active_count", lambda: 1)  # pytest's own threads are not under test
+        assert parallel.extract_kind(parallel.MIN_FORKED, 2) == "process"
+        assert parallel.extract_kind(parallel.MIN_FORKED - 1, 2) == "thread"
+        assert parallel.extract_kind(1000, 1) == "thread"  # one worker: nothing to fork for
+        # more workers than cores + 1 overlap waiting: threads, not a process (and client) each
+        assert parallel.extract_kind(1000, 4) == "thread"
+        assert parallel.extract_kind(1000, 8) == "thread"
+        single.setattr(parallel, "_fork_context", lambda: None)  # no fork (not POSIX): threads
+        assert parallel.extract_kind(1000, 2) == "thread"
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()
@@ -76,6 +80,37 @@ def test_auto_kind_forks_whatever_the_load_average_says(monkeypatch, load):
     monkeypatch.setattr(parallel, "cores", lambda: 2)
     assert parallel.extract_kind(1000, 2) == "process"
     assert parallel.extract_kind(1000, 3) == "process"
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"cpu.max": "200000 100000\n"}, 2),  # cgroup v2: 2 CPUs
+        ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs: a second worker still gets half a core
+        ({"cpu.max": "50000 100000\n"}, 1),
+        ({"cpu.max": "max 100000\n"}, None),  # no limit
+        ({"cpu/cpu.cfs_quota_us": "400000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),  # cgroup v1
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({}, None),  # no cgroup file system
+    ],
+)
+def test_cgroup_cpu_quota_is_read_from_v2_then_v1(tmp_path, files, expected):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert parallel.cgroup_cpus(str(tmp_path)) == expected
+
+
+def test_cores_follow_the_container_quota_not_the_nodes_cpus(tmp_path, monkeypatch):
+    """A pod limited to 2 CPUs on a big node: 2 extraction workers, not one
+    per CPU of the node (each a forked process holding memory)."""
+    (tmp_path / "cpu.max").write_text("200000 100000\n")
+    monkeypatch.setattr(parallel, "CGROUP_ROOT", str(tmp_path))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    assert parallel.cores() == 2
+    assert parallel.extraction_workers(0, 1000) == 2
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert parallel.cores() == 64
 
 
 @pytest.mark.parametrize("how", ["exit", "sigkill", "realtime-signal"])
