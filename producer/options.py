@@ -242,7 +242,8 @@ class RegisterOptions:
     workers: int = field(
         default=0,
         metadata=_spec(
-            "Workers extracting a batch's products in parallel (0: automatic, one per core for "
+            "Workers extracting a batch's products in parallel (0: automatic, one per core (within a "
+            "container's CPU quota) for "
             "batches of 32 products or more, else 1).",
             "--workers",
             "STAC_WORKERS",
