@@ -450,6 +450,7 @@ def section_sustained(cogs: list[str], batches: int) -> str:
 
     parallel.extract_kind = spy  # type: ignore[assignment]
     runs: list[tuple[float, float, str]] = []  # seconds, load before, kind
+    pooled = parallel.extraction_workers(0, n) > 1  # else every batch is extracted serially
     try:
         for b in range(batches):
             chosen.clear()
@@ -464,7 +465,6 @@ def section_sustained(cogs: list[str], batches: int) -> str:
             seconds = time.perf_counter() - t0
             if any(r.action != "created" for r in results):
                 raise RuntimeError(f"batch {b}: not every product was created")
-            pooled = parallel.extraction_workers(0, n) > 1
             kind = ",".join(chosen) if pooled and chosen else "serial"
             runs.append((seconds, load, kind))
             log(f"  batch {b + 1}: {n / seconds:.0f} items/s, {kind}, load {load:.2f}")
