@@ -594,7 +594,7 @@ def _proc_cpu(pid: int | None) -> float:
 #: CPU seconds per run and config of the other processes of an S3 run: (moto, proxy)
 SIDE_CPU: dict[str, list[tuple[float, float]]] = {}
 
-S3_CONFIGS = ("16", "1", "unpiped")
+S3_CONFIGS = ("16", "threads", "1", "unpiped")
 
 
 def section_s3(
@@ -641,19 +641,21 @@ def section_s3(
 
             return _DelayStore(open_store(where, options), DELAY)
 
-        def ours(products: list[str], threads: int, pipelined: bool = True) -> Callable[[str], float]:
+        def ours(
+            products: list[str], threads: int, pipelined: bool = True, kind: str = "auto"
+        ) -> Callable[[str], float]:
             def run(where: str) -> float:
                 side = _proc_cpu(s3.proc.pid), _proc_cpu(proxy_pid)
                 seconds = run_ours(
                     products,
                     catalog(where),
                     workers=0,
-                    kind="process",
+                    kind=kind,
                     write_threads=threads,
                     storage_options=options,
                     pipelined=pipelined,
                 )
-                name = f"{threads}-{pipelined}-{len(products)}"
+                name = f"{threads}-{pipelined}-{len(products)}-{kind}"
                 SIDE_CPU.setdefault(name, []).append(
                     (_proc_cpu(s3.proc.pid) - side[0], _proc_cpu(proxy_pid) - side[1])
                 )
@@ -664,13 +666,16 @@ def section_s3(
         def check(where: str) -> None:
             _valid(where, options)
 
+        # the default extracts with processes from a fork server (this
+        # process runs the S3 client's threads: see producer.parallel)
         every = {
-            "16": (f"16 write threads, {len(cogs)} COGs", cogs, 16, True),
-            "1": (f"1 write thread, {len(serial_cogs)} COGs", serial_cogs, 1, True),
-            "unpiped": (f"16 write threads, not pipelined, {len(cogs)} COGs", cogs, 16, False),
+            "16": (f"default: 16 write threads, {len(cogs)} COGs", cogs, 16, True, "auto"),
+            "threads": (f"16 write threads, extraction threads, {len(cogs)} COGs", cogs, 16, True, "thread"),
+            "1": (f"1 write thread, {len(serial_cogs)} COGs", serial_cogs, 1, True, "auto"),
+            "unpiped": (f"16 write threads, not pipelined, {len(cogs)} COGs", cogs, 16, False, "auto"),
         }
         chosen = [every[w] for w in which]
-        configs = [(name, ours(products, t, piped), check) for name, products, t, piped in chosen]
+        configs = [(name, ours(products, t, piped, kind), check) for name, products, t, piped, kind in chosen]
         run_ours(
             cogs[:20],
             catalog(fresh("warm")),
@@ -686,11 +691,11 @@ def section_s3(
                 proxy.stop()
     rows = []
     fastest = len(chosen[0][1]) / c.median(times[chosen[0][0]])
-    for name, products, t, piped in chosen:
+    for name, products, t, piped, kind in chosen:
         n = len(products)
         med = c.median(times[name])
         rate = n / med
-        side = SIDE_CPU.get(f"{t}-{piped}-{n}") or [(0.0, 0.0)]
+        side = SIDE_CPU.get(f"{t}-{piped}-{n}-{kind}") or [(0.0, 0.0)]
         moto, prox = c.median([s[0] for s in side]), c.median([s[1] for s in side])
         rows.append(
             [
@@ -731,7 +736,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--s3-configs",
         default=",".join(S3_CONFIGS),
-        help="s3: which runs, of 16 (write threads), 1 (write thread), unpiped (16, not pipelined)",
+        help="s3: which runs, of 16 (write threads: the default), threads (16, extraction threads), "
+        "1 (write thread), unpiped (16, not pipelined)",
     )
     parser.add_argument(
         "--batches", type=int, default=30, help="sustained: batches back to back (default 30)"

@@ -19,6 +19,9 @@ import os
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from producer import extract, parallel, placement, provenance, thumbnail
 from producer.catalog import documents as docs
@@ -186,6 +189,7 @@ def register_products(
     then handed each committed batch's changes (:func:`_publish`). Nothing
     is handed to them in a dry run.
     """
+    parallel.refuse_in_bootstrap("register")
     check_collection_id(collection)
     extract_options = ExtractOptions(
         datetime=options.datetime,
@@ -269,11 +273,57 @@ def register_products(
     return results
 
 
-def _prepare(
-    source: str, committer: Committer, collection: str, options: ExtractOptions, coll_title: str
-) -> tuple[RegisterResult, str | None, dict | None]:
+@dataclass(frozen=True)
+class _Extraction:
+    """What extracting and validating a product (:func:`_prepare`) needs of
+    the batch's committer, and no more: a fork server's worker process
+    receives it pickled (:mod:`producer.parallel`), so the default clock and
+    validator travel as themselves, and the store only as its URL."""
+
+    collection: str
+    options: ExtractOptions
+    coll_title: str
+    layout: Layout
+    store_url: str
+    clock: Callable[[], datetime]
+    validate: Callable[[dict, str], None]
+
+    @classmethod
+    def of(
+        cls, committer: Committer, collection: str, options: ExtractOptions, coll_title: str
+    ) -> _Extraction:
+        return cls(
+            collection,
+            options,
+            coll_title,
+            committer.layout,
+            committer.store.url,
+            committer.clock,
+            committer.validate,
+        )
+
+    def store_path(self, key: str) -> str:
+        return f"{self.store_url}/{key}"
+
+    def __call__(self, source: str) -> tuple[RegisterResult, str | None, dict | None]:
+        return _prepare(source, self)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # the default validator (a lock, compiled checks) is rebuilt in the worker
+        default = self.validate == validator().check
+        fields = (self.collection, self.options, self.coll_title, self.layout, self.store_url, self.clock)
+        return _Extraction._received, (*fields, None if default else self.validate)
+
+    @classmethod
+    def _received(cls, *fields: Any) -> _Extraction:
+        *rest, validate = fields
+        return cls(*rest, validate or validator().check)  # type: ignore[call-arg]
+
+
+def _prepare(source: str, job: _Extraction) -> tuple[RegisterResult, str | None, dict | None]:
     """Extract and validate one product; returns (result, key, doc) or an error result."""
     result = RegisterResult(source=source)
+    options, collection = job.options, job.collection
     try:
         result.id = make_item_id(source, options)  # known even if extraction fails
         item = extract.create_item(
@@ -281,22 +331,22 @@ def _prepare(
         )  # rasterio loads here, not at import (see extract/__init__)
         doc = item.to_dict(include_self_link=False, transform_hrefs=False)
         result.id = doc["id"]
-        layout = committer.layout
+        layout = job.layout
         when = item_start(doc) if layout.partition else None
         key = layout.item_key(collection, doc["id"], when)
         docs.set_item_links(
-            doc, key, layout, collection, layout.chain(collection, when)[0], collection_title=coll_title
+            doc, key, layout, collection, layout.chain(collection, when)[0], collection_title=job.coll_title
         )
-        provenance.apply(doc, options.provenance, committer.clock(), source)
+        provenance.apply(doc, options.provenance, job.clock(), source)
         png = thumbnail.prepare(doc, key, source, options)  # the asset, and the PNG to write
         stamp = "1970-01-01T00:00:00Z"  # replaced at commit; validated as a date-time here
         doc["properties"].setdefault("created", stamp)
         doc["properties"].setdefault("updated", stamp)
-        committer.validate(doc, f"{committer.store_path(key)} (item for {source})")
+        job.validate(doc, f"{job.store_path(key)} (item for {source})")
         doc["properties"].pop("created")
         doc["properties"].pop("updated")
         thumbnail.attach(doc, png)
-        result.href = committer.store_path(key)
+        result.href = job.store_path(key)
         return result, key, doc
     except ProducerError as exc:
         result.fail(str(exc), exc)
@@ -569,8 +619,7 @@ def _extract_each(
     ``progress`` per product. ``before_fork``: see :func:`producer.parallel.prepare_all`."""
     seen: dict[str, str] = {}
 
-    def job(source: str) -> tuple[RegisterResult, str | None, dict | None]:
-        return _prepare(source, committer, collection, options, coll_title)
+    job = _Extraction.of(committer, collection, options, coll_title)
 
     def broken(source: str, exc: BaseException) -> tuple[RegisterResult, str | None, dict | None]:
         result = RegisterResult(source=source)

@@ -1,13 +1,17 @@
 """Both cores for a batch: products extracted by a pool of threads (or
-forked processes), item documents written by a bounded pool of threads.
+worker processes), item documents written by a bounded pool of threads.
 
 Extraction is GDAL (open, header reads: it releases the GIL) and Python
 (footprint, pystac, JSON-schema validation: it holds it), so threads
 overlap only the GDAL part; forked processes run the Python part on both
 cores too, and pay the fork, the pickling of every item and cold caches.
-:data:`EXTRACT_KIND` "auto" (:func:`extract_kind`) forks for a large batch
-in a single-threaded process and uses threads otherwise; both are measured
-side by side by ``bench/batch.py`` (BENCHMARKS.md, batch-local).
+:data:`EXTRACT_KIND` "auto" (:func:`extract_kind`) uses processes for a
+large batch: forked from this process when it runs a single thread, else
+forked from a fork server (a clean single-threaded process multiprocessing
+starts once, :func:`_server_context`), since forking a process whose other
+threads may hold locks is unsafe (an S3 catalog's client thread, a Prefect
+worker's). Threads and processes are measured side by side by
+``bench/batch.py`` (BENCHMARKS.md, batch-local and batch-s3).
 A worker process that dies (a crash inside GDAL, the OOM killer) costs its
 product only: the products lost with the pool are extracted again
 (:func:`prepare_all`).
@@ -27,6 +31,7 @@ import gc
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,7 +46,8 @@ MIN_POOLED = 32
 #: at most this many threads write item documents at once
 MAX_WRITE_THREADS = 16
 #: how pooled extraction runs: "auto" (default: :func:`extract_kind`),
-#: "thread" or "process" (measured by bench/batch.py; see the module docstring)
+#: "thread", "process" (forked from this process) or "forkserver" (forked
+#: from a fork server; measured by bench/batch.py; see the module docstring)
 EXTRACT_KIND = "auto"
 #: "auto" forks for batches of at least this many products: below, the fork
 #: and the workers' cold caches cost more than the second core gives
@@ -50,9 +56,14 @@ MIN_FORKED = 128
 #: time) stops forking: its remaining products fail, each saying so
 MAX_BROKEN_POOLS = 3
 
-#: the function a forked worker applies to each product, and the products;
-#: set in the parent just before the pool forks, so workers inherit them
-#: (closures included) instead of unpickling a committer and a store
+#: modules the fork server imports once, so that every worker it forks
+#: starts with them (and the compiled validators they warm) loaded
+SERVER_PRELOAD = ("producer.ingest",)
+
+#: the function a worker applies to each product, and the products; set in
+#: the parent just before the pool forks, so forked workers inherit them
+#: (closures included) instead of unpickling a committer and a store; a fork
+#: server's workers receive them pickled (:func:`_install`)
 _JOB: Callable[[str], Any] | None = None
 _SOURCES: Sequence[str] = ()
 #: per product: 0 not started, 1 being extracted, 2 extracted (shared memory
@@ -60,6 +71,9 @@ _SOURCES: Sequence[str] = ()
 #: worker when it died
 _STATE: Any = None
 _FORKING = threading.Lock()
+#: False once a fork server's workers died before extracting anything
+#: (:func:`_server_failed`): this process then uses threads instead
+_SERVER_USABLE = True
 
 log = logging.getLogger(__name__)
 
@@ -128,13 +142,16 @@ def cgroup_cpus(root: str | None = None) -> int | None:
 
 def extract_kind(products: int, workers: int) -> str:
     """How ``workers`` extract a batch of ``products`` when :data:`EXTRACT_KIND`
-    is "auto": "process" when the batch is large (:data:`MIN_FORKED`), fork
-    exists, this process runs no other thread (a fork copies only the
-    forking thread: a lock another thread holds stays held in the child)
-    and ``workers`` is at most one more than the cores; "thread" otherwise.
-    More workers than that are asked for to overlap waiting (products read
-    from object storage), which threads do without a process, and an S3
-    client, each.
+    is "auto": processes when the batch is large (:data:`MIN_FORKED`) and
+    ``workers`` is at most one more than the cores, "thread" otherwise.
+    The processes are forked from this process ("process") when it runs no
+    other thread, else from a fork server ("forkserver"): a fork copies only
+    the forking thread, so a lock another thread holds (an S3 client's event
+    loop, a Prefect worker's) would stay held in the child. "thread" where
+    neither fork exists. More workers than cores + 1 are asked for to overlap
+    waiting (products read from object storage), which threads do without a
+    process, and an S3 client, each. A daemonic process (a Dask worker) may
+    start no process: threads.
 
     The machine's load does not enter: processes win on idle cores (1.8-2.2x
     threads in BENCHMARKS.md's batch-local tables) and on busy ones too
@@ -143,9 +160,11 @@ def extract_kind(products: int, workers: int) -> str:
     Reading the 1-minute load average, as this once did, counted the
     process's own earlier batches as other work: a backfill switched to
     threads after half a minute, at about 0.6x the throughput."""
-    if workers <= 1 or workers > cores() + 1 or products < MIN_FORKED or threading.active_count() != 1:
+    if workers <= 1 or workers > cores() + 1 or products < MIN_FORKED or _daemonic():
         return "thread"
-    return "process" if _fork_context() is not None else "thread"
+    if threading.active_count() == 1 and _fork_context() is not None:
+        return "process"
+    return "forkserver" if _SERVER_USABLE and _server_context() is not None else "thread"
 
 
 def extraction_workers(requested: int, products: int) -> int:
@@ -196,6 +215,13 @@ def _run_chunk(indexes: list[int]) -> list[Any]:
     return out
 
 
+def _daemonic() -> bool:
+    """Whether this process is a daemonic multiprocessing child, which may not start processes."""
+    import multiprocessing  # noqa: PLC0415 (see _fork_context)
+
+    return bool(multiprocessing.current_process().daemon)
+
+
 def _fork_context() -> Any | None:
     """The ``fork`` multiprocessing context, or None where there is none."""
     import multiprocessing  # noqa: PLC0415 (0.1 s of imports that only a pooled batch needs)
@@ -203,6 +229,56 @@ def _fork_context() -> Any | None:
     if "fork" not in multiprocessing.get_all_start_methods():
         return None
     return multiprocessing.get_context("fork")
+
+
+def _server_context() -> Any | None:
+    """The ``forkserver`` multiprocessing context, or None where there is none.
+
+    Its server is one per process, started at the first pool and kept: a
+    fresh interpreter (started by fork and exec, safe whatever the threads)
+    that imports :data:`SERVER_PRELOAD` once, then forks each worker from its
+    single thread. As with any process started this way (Python 3.14's
+    default on Linux), each worker imports the main module again: a script
+    keeps its work under ``if __name__ == "__main__":``
+    (:func:`refuse_in_bootstrap` stops a registration that does not)."""
+    import multiprocessing  # noqa: PLC0415 (see _fork_context)
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return None
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["__main__", *SERVER_PRELOAD])  # read when the server starts
+    return context
+
+
+def refuse_in_bootstrap(what: str) -> None:
+    """Raise RuntimeError when called while a worker process is being started
+    (it imports the main module: a script calling ``what`` at its top level,
+    unguarded, would run it again in every worker)."""
+    process = sys.modules.get("multiprocessing.process")
+    if process is not None and getattr(process.current_process(), "_inheriting", False):
+        raise RuntimeError(
+            f"{what} was called while a worker process of a batch was importing the main module: "
+            'put the script\'s work under `if __name__ == "__main__":` (batches extract in '
+            "worker processes, which import the main module again)"
+        )
+
+
+def _install(job: Callable[[str], Any], sources: Sequence[str], state: Any) -> None:
+    """In a fork server's worker, before its first product: the job and the
+    products, received pickled (a forked worker inherits them instead)."""
+    global _JOB, _SOURCES, _STATE
+    _JOB, _SOURCES, _STATE = job, sources, state
+
+
+def _picklable(job: Callable[[str], Any]) -> bool:
+    """Whether ``job`` can be sent to a fork server's workers."""
+    import pickle  # noqa: PLC0415
+
+    try:
+        pickle.dumps(job)
+    except Exception:  # a closure, a lock, a custom clock: not for a fork server
+        return False
+    return True
 
 
 class WorkerDied(RuntimeError):
@@ -218,9 +294,12 @@ def prepare_all(
     before_fork: Callable[[], None] | None = None,
 ) -> Iterator[R]:
     """Yield ``job(source)`` for each of ``sources``, in order, computed by
-    ``workers`` forked processes (``kind="process"``), threads
-    (``kind="thread"``), either as :func:`extract_kind` says (``"auto"``),
-    or in this process (``workers <= 1``, or where ``fork`` does not exist).
+    ``workers`` processes forked from this one (``kind="process"``) or from
+    a fork server (``kind="forkserver"``: ``job`` must pickle), threads
+    (``kind="thread"``), either as :func:`extract_kind` says (``"auto"``,
+    which uses threads for a job that does not pickle where it would use a
+    fork server), or in this process (``workers <= 1``, or where the start
+    method does not exist).
 
     ``job`` must catch a product's own errors and return them (its result
     must pickle). A worker process that dies (a crash inside GDAL, a kill)
@@ -231,21 +310,24 @@ def prepare_all(
     :data:`MAX_BROKEN_POOLS` broken pools the products not extracted yet
     become ``on_broken`` without being tried again.
 
-    ``before_fork``, when given, runs before every fork: a caller that
-    starts threads while it consumes the results (the writes of
+    ``before_fork``, when given, runs before every fork of this process: a
+    caller that starts threads while it consumes the results (the writes of
     :func:`producer.ingest._register_pipelined`) lets them finish what they
-    do, so that no child inherits a lock one of them holds.
+    do, so that no child inherits a lock one of them holds. A fork server's
+    workers are not forked from this process: it is not called for them.
     """
     if kind == "auto":
         kind = extract_kind(len(sources), workers)
-    context = _fork_context() if kind == "process" else None
-    if workers <= 1 or len(sources) <= 1 or (kind == "process" and context is None):
+        if kind == "forkserver" and not _picklable(job):
+            kind = "thread"
+    context = {"process": _fork_context, "forkserver": _server_context}.get(kind, lambda: None)()
+    if workers <= 1 or len(sources) <= 1 or (kind in ("process", "forkserver") and context is None):
         for source in sources:
             yield job(source)
         return
+    log.debug("extracting %d products with %d workers (%s)", len(sources), workers, kind)
     if kind == "thread":
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stac-extract") as threads:
-            yield from threads.map(job, sources)
+        yield from _threaded(job, sources, workers)
         return
     yield from _forked(job, sources, workers, on_broken, context, before_fork or (lambda: None))
 
@@ -287,12 +369,50 @@ def _forked(
             for i in batch + pending:
                 yield on_broken(sources[i], _not_alone(exc)) if i in suspects else job(sources[i])
             return
+        if lost and context.get_start_method() == "forkserver" and all(state[i] == _IDLE for i in lost):
+            # the workers died before their first product: they cannot start
+            # (an unguarded script ran again in them, say); the threads can
+            _server_failed()
+            yield from _threaded(job, [sources[i] for i in lost + pending], workers)
+            return
         if lost:
             breaks += 1
             suspects.update(i for i in lost if state[i] == _STARTED)
             for i in lost:
                 state[i] = _IDLE
             pending = lost + pending
+
+
+def _threaded(job: Callable[[str], R], sources: Sequence[str], workers: int) -> Iterator[R]:
+    """``job`` of each of ``sources``, in order, by ``workers`` threads."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stac-extract") as threads:
+        yield from threads.map(job, sources)
+
+
+def _server_failed() -> None:
+    """A fork server's workers died before extracting anything: say so once,
+    and extract with threads in this process from now on."""
+    global _SERVER_USABLE
+    if _SERVER_USABLE:
+        _SERVER_USABLE = False
+        log.warning(
+            "extraction worker processes could not start (each printed why above), so this process "
+            "extracts with threads from now on; a script run directly keeps its work under "
+            '`if __name__ == "__main__":`, as worker processes import it again'
+        )
+
+
+@contextlib.contextmanager
+def _starting(context: Any, before_fork: Callable[[], None]) -> Iterator[None]:
+    """Around starting workers: for a fork of this process, the fork lock
+    (no other thread's job in the children), ``before_fork`` and the frozen
+    heap (:func:`_frozen_fork`); nothing for a fork server's workers."""
+    if context.get_start_method() != "fork":
+        yield
+        return
+    with _FORKING, _frozen_fork():
+        before_fork()
+        yield
 
 
 @contextlib.contextmanager
@@ -327,13 +447,18 @@ def _pool(
 
     size = max(1, min(16, len(batch) // (workers * 4)))
     chunks = [batch[k : k + size] for k in range(0, len(batch), size)]
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=context)
+    forked = context.get_start_method() == "fork"
+    size_pool = min(workers, len(chunks))
+    if forked:
+        pool = ProcessPoolExecutor(max_workers=size_pool, mp_context=context)
+    else:  # a fork server's workers receive the job and the products once each
+        pool = ProcessPoolExecutor(size_pool, context, initializer=_install, initargs=(job, sources, state))
     try:
         # a fork pool starts every worker at the first submit: the lock keeps
         # another thread's job out of them
-        with _FORKING, _frozen_fork():
-            before_fork()
-            _JOB, _SOURCES, _STATE = job, sources, state
+        with _starting(context, before_fork):
+            if forked:
+                _JOB, _SOURCES, _STATE = job, sources, state
             try:
                 futures = [pool.submit(_run_chunk, chunk) for chunk in chunks]
             except BaseException:
@@ -343,7 +468,8 @@ def _pool(
                 _stop_workers(pool)
                 raise
             finally:
-                _JOB, _SOURCES, _STATE = None, (), None
+                if forked:
+                    _JOB, _SOURCES, _STATE = None, (), None
         for n, future in enumerate(futures):
             try:
                 results = future.result()
@@ -382,13 +508,8 @@ def _alone(
 ) -> R:
     """``job(source)`` in a process of its own; ``on_broken`` if that dies too."""
     receive, send = context.Pipe(duplex=False)
-
-    def run() -> None:
-        send.send(job(source))
-
-    with _FORKING, _frozen_fork():
-        before_fork()
-        worker = context.Process(target=run, daemon=True)
+    with _starting(context, before_fork):
+        worker = context.Process(target=_send_result, args=(send, job, source), daemon=True)
         try:
             worker.start()
         except OSError as exc:  # a fork refused: not in this process, it may be what kills
@@ -412,6 +533,11 @@ def _alone(
         receive.close()
     worker.join()
     return result
+
+
+def _send_result(send: Any, job: Callable[[str], Any], source: str) -> None:
+    """In a worker of its own (:func:`_alone`): ``job(source)``, sent back."""
+    send.send(job(source))
 
 
 def _signal_name(number: int) -> str:
