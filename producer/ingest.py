@@ -189,7 +189,6 @@ def register_products(
     then handed each committed batch's changes (:func:`_publish`). Nothing
     is handed to them in a dry run.
     """
-    parallel.refuse_in_bootstrap("register")
     check_collection_id(collection)
     extract_options = ExtractOptions(
         datetime=options.datetime,
@@ -277,8 +276,9 @@ def register_products(
 class _Extraction:
     """What extracting and validating a product (:func:`_prepare`) needs of
     the batch's committer, and no more: a fork server's worker process
-    receives it pickled (:mod:`producer.parallel`), so the default clock and
-    validator travel as themselves, and the store only as its URL."""
+    receives it pickled (:mod:`producer.parallel`): the store goes as its
+    URL, the default validator is rebuilt there (a custom one goes pickled,
+    or the batch uses threads when it does not pickle)."""
 
     collection: str
     options: ExtractOptions
@@ -317,7 +317,7 @@ class _Extraction:
     @classmethod
     def _received(cls, *fields: Any) -> _Extraction:
         *rest, validate = fields
-        return cls(*rest, validate or validator().check)  # type: ignore[call-arg]
+        return cls(*rest, validator().check if validate is None else validate)  # type: ignore[call-arg]
 
 
 def _prepare(source: str, job: _Extraction) -> tuple[RegisterResult, str | None, dict | None]:

@@ -8,7 +8,7 @@ cores too, and pay the fork, the pickling of every item and cold caches.
 :data:`EXTRACT_KIND` "auto" (:func:`extract_kind`) uses processes for a
 large batch: forked from this process when it runs a single thread, else
 forked from a fork server (a clean single-threaded process multiprocessing
-starts once, :func:`_server_context`), since forking a process whose other
+starts once: :mod:`producer.served`), since forking a process whose other
 threads may hold locks is unsafe (an S3 catalog's client thread, a Prefect
 worker's). Threads and processes are measured side by side by
 ``bench/batch.py`` (BENCHMARKS.md, batch-local and batch-s3).
@@ -30,12 +30,14 @@ import contextvars
 import gc
 import logging
 import os
+import pickle
 import signal
-import sys
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
+
+from producer import served
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -56,12 +58,6 @@ MIN_FORKED = 128
 #: time) stops forking: its remaining products fail, each saying so
 MAX_BROKEN_POOLS = 3
 
-#: modules the fork server imports once, so that every worker it forks
-#: starts with them loaded: rasterio (imported lazily elsewhere, for a fast
-#: cold start) made each worker's first product cost ~0.3 s of CPU, 36 ms
-#: with it preloaded
-SERVER_PRELOAD = ("producer.ingest", "producer.extract.raster")
-
 #: the function a worker applies to each product, and the products; set in
 #: the parent just before the pool forks, so forked workers inherit them
 #: (closures included) instead of unpickling a committer and a store; a fork
@@ -73,9 +69,8 @@ _SOURCES: Sequence[str] = ()
 #: worker when it died
 _STATE: Any = None
 _FORKING = threading.Lock()
-#: False once a fork server's workers died before extracting anything
-#: (:func:`_server_failed`): this process then uses threads instead
-_SERVER_USABLE = True
+#: whether this process warned that a fork server's workers could not start
+_WARNED_SERVER = False
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +161,7 @@ def extract_kind(products: int, workers: int) -> str:
         return "thread"
     if threading.active_count() == 1 and _fork_context() is not None:
         return "process"
-    return "forkserver" if _SERVER_USABLE and _server_context() is not None else "thread"
+    return "forkserver" if served.available() else "thread"
 
 
 def extraction_workers(requested: int, products: int) -> int:
@@ -205,16 +200,17 @@ def map_ordered(fn: Callable[[T], R], items: Sequence[T], threads: int) -> list[
     return [f.result() for f in futures]
 
 
-def _run_chunk(indexes: list[int]) -> list[Any]:
+def _run_chunk(indexes: list[int]) -> tuple[list[Any], list[logging.LogRecord]]:
     """In a worker: the job of each product in ``indexes``, each marked
-    started, then finished, in the shared state."""
+    started, then finished, in the shared state; and the log records a fork
+    server's worker captured meanwhile (:func:`producer.served.adopt`)."""
     assert _JOB is not None and _STATE is not None, "worker started without a job"
     out = []
     for i in indexes:
         _STATE[i] = _STARTED
         out.append(_JOB(_SOURCES[i]))
         _STATE[i] = _FINISHED
-    return out
+    return out, served.take_records()
 
 
 def _daemonic() -> bool:
@@ -233,54 +229,13 @@ def _fork_context() -> Any | None:
     return multiprocessing.get_context("fork")
 
 
-def _server_context() -> Any | None:
-    """The ``forkserver`` multiprocessing context, or None where there is none.
-
-    Its server is one per process, started at the first pool and kept: a
-    fresh interpreter (started by fork and exec, safe whatever the threads)
-    that imports :data:`SERVER_PRELOAD` once, then forks each worker from its
-    single thread. As with any process started this way (Python 3.14's
-    default on Linux), each worker imports the main module again: a script
-    keeps its work under ``if __name__ == "__main__":``
-    (:func:`refuse_in_bootstrap` stops a registration that does not)."""
-    import multiprocessing  # noqa: PLC0415 (see _fork_context)
-
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return None
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["__main__", *SERVER_PRELOAD])  # read when the server starts
-    return context
-
-
-def refuse_in_bootstrap(what: str) -> None:
-    """Raise RuntimeError when called while a worker process is being started
-    (it imports the main module: a script calling ``what`` at its top level,
-    unguarded, would run it again in every worker)."""
-    process = sys.modules.get("multiprocessing.process")
-    if process is not None and getattr(process.current_process(), "_inheriting", False):
-        raise RuntimeError(
-            f"{what} was called while a worker process of a batch was importing the main module: "
-            'put the script\'s work under `if __name__ == "__main__":` (batches extract in '
-            "worker processes, which import the main module again)"
-        )
-
-
-def _install(job: Callable[[str], Any], sources: Sequence[str], state: Any) -> None:
-    """In a fork server's worker, before its first product: the job and the
+def _install(job: Callable[[str], Any], sources: Sequence[str], state: Any, setup: served.Setup) -> None:
+    """In a fork server's worker, before its first product: this process's
+    environment and logging (:func:`producer.served.adopt`), the job and the
     products, received pickled (a forked worker inherits them instead)."""
     global _JOB, _SOURCES, _STATE
+    served.adopt(setup)
     _JOB, _SOURCES, _STATE = job, sources, state
-
-
-def _picklable(job: Callable[[str], Any]) -> bool:
-    """Whether ``job`` can be sent to a fork server's workers."""
-    import pickle  # noqa: PLC0415
-
-    try:
-        pickle.dumps(job)
-    except Exception:  # a closure, a lock, a custom clock: not for a fork server
-        return False
-    return True
 
 
 class WorkerDied(RuntimeError):
@@ -304,7 +259,8 @@ def prepare_all(
     method does not exist).
 
     ``job`` must catch a product's own errors and return them (its result
-    must pickle). A worker process that dies (a crash inside GDAL, a kill)
+    must pickle). Workers that a fork server cannot start (or that die before
+    their first product) leave the batch to threads, with a warning. A worker process that dies (a crash inside GDAL, a kill)
     breaks its pool: the products that were inside a worker then are
     extracted again each alone in its own process, and one that kills that
     one too becomes ``on_broken(source, WorkerDied)``; the other products
@@ -320,9 +276,13 @@ def prepare_all(
     """
     if kind == "auto":
         kind = extract_kind(len(sources), workers)
-        if kind == "forkserver" and not _picklable(job):
+        if kind == "forkserver" and not served.picklable(job):
             kind = "thread"
-    context = {"process": _fork_context, "forkserver": _server_context}.get(kind, lambda: None)()
+    context = None
+    if kind == "process":
+        context = _fork_context()
+    elif kind == "forkserver" and served.available():
+        context = served.context()
     if workers <= 1 or len(sources) <= 1 or (kind in ("process", "forkserver") and context is None):
         for source in sources:
             yield job(source)
@@ -346,6 +306,7 @@ def _forked(
     from multiprocessing.sharedctypes import RawArray  # noqa: PLC0415 (see _fork_context)
 
     state = RawArray("b", len(sources))
+    server = context.get_start_method() != "fork"
     pending = list(range(len(sources)))  # not yielded yet, in order
     suspects: set[int] = set()
     breaks = 0
@@ -366,16 +327,20 @@ def _forked(
         batch, pending = pending[:stop], pending[stop:]
         try:
             lost = yield from _pool(job, sources, batch, workers, context, state, before_fork)
-        except OSError as exc:  # a fork refused (EAGAIN, ENOMEM): nothing of this pool was yielded
+        except (OSError, EOFError, pickle.PicklingError) as exc:  # nothing of this pool was yielded
+            if server:  # the server could not start them (or died): threads can
+                _server_failed(f"{type(exc).__name__}: {exc}")
+                yield from _fallback(job, sources, batch + pending, suspects, on_broken, workers)
+                return
+            # a fork refused (EAGAIN, ENOMEM)
             log.warning("cannot start extraction processes (%s); extracting in this process", exc)
             for i in batch + pending:
                 yield on_broken(sources[i], _not_alone(exc)) if i in suspects else job(sources[i])
             return
-        if lost and context.get_start_method() == "forkserver" and all(state[i] == _IDLE for i in lost):
-            # the workers died before their first product: they cannot start
-            # (an unguarded script ran again in them, say); the threads can
-            _server_failed()
-            yield from _threaded(job, [sources[i] for i in lost + pending], workers)
+        if lost and server and all(state[i] == _IDLE for i in lost):
+            # every worker died before its first product: they cannot start here
+            _server_failed("they died before their first product")
+            yield from _fallback(job, sources, lost + pending, suspects, on_broken, workers)
             return
         if lost:
             breaks += 1
@@ -385,32 +350,54 @@ def _forked(
             pending = lost + pending
 
 
-def _threaded(job: Callable[[str], R], sources: Sequence[str], workers: int) -> Iterator[R]:
+def _threaded(job: Callable[[T], R], sources: Sequence[T], workers: int) -> Iterator[R]:
     """``job`` of each of ``sources``, in order, by ``workers`` threads."""
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stac-extract") as threads:
         yield from threads.map(job, sources)
 
 
-def _server_failed() -> None:
-    """A fork server's workers died before extracting anything: say so once,
-    and extract with threads in this process from now on."""
-    global _SERVER_USABLE
-    if _SERVER_USABLE:
-        _SERVER_USABLE = False
-        log.warning(
-            "extraction worker processes could not start (each printed why above), so this process "
-            "extracts with threads from now on; a script run directly keeps its work under "
-            '`if __name__ == "__main__":`, as worker processes import it again'
-        )
+def _fallback(
+    job: Callable[[str], R],
+    sources: Sequence[str],
+    indexes: list[int],
+    suspects: set[int],
+    on_broken: Callable[[str, BaseException], R],
+    workers: int,
+) -> Iterator[R]:
+    """The products ``indexes`` by threads, in order, where a fork server's
+    workers could not extract them; a suspect (it was in a worker that died
+    earlier in the batch) is not run in this process: it may be what kills."""
+    died = WorkerDied(
+        "the worker process extracting it died, and no other could be started to extract it alone"
+    )
+
+    def one(i: int) -> R:
+        return on_broken(sources[i], died) if i in suspects else job(sources[i])
+
+    yield from _threaded(one, indexes, workers)
+
+
+def _server_failed(why: str) -> None:
+    """A fork server's workers could not extract: warned once per process."""
+    global _WARNED_SERVER
+    level = logging.DEBUG if _WARNED_SERVER else logging.WARNING
+    _WARNED_SERVER = True
+    log.log(
+        level,
+        "extraction worker processes could not be started from a fork server (%s); extracting with threads",
+        why,
+    )
 
 
 @contextlib.contextmanager
 def _starting(context: Any, before_fork: Callable[[], None]) -> Iterator[None]:
     """Around starting workers: for a fork of this process, the fork lock
     (no other thread's job in the children), ``before_fork`` and the frozen
-    heap (:func:`_frozen_fork`); nothing for a fork server's workers."""
+    heap (:func:`_frozen_fork`); for a fork server's workers, no import of
+    the main module (:func:`producer.served.starting`)."""
     if context.get_start_method() != "fork":
-        yield
+        with served.starting():
+            yield
         return
     with _FORKING, _frozen_fork():
         before_fork()
@@ -454,7 +441,11 @@ def _pool(
     if forked:
         pool = ProcessPoolExecutor(max_workers=size_pool, mp_context=context)
     else:  # a fork server's workers receive the job and the products once each
-        pool = ProcessPoolExecutor(size_pool, context, initializer=_install, initargs=(job, sources, state))
+        setup = served.setup()
+        pool = ProcessPoolExecutor(
+            size_pool, context, initializer=_install, initargs=(job, sources, state, setup)
+        )
+    futures = []
     try:
         # a fork pool starts every worker at the first submit: the lock keeps
         # another thread's job out of them
@@ -462,7 +453,10 @@ def _pool(
             if forked:
                 _JOB, _SOURCES, _STATE = job, sources, state
             try:
-                futures = [pool.submit(_run_chunk, chunk) for chunk in chunks]
+                for chunk in chunks:
+                    futures.append(pool.submit(_run_chunk, chunk))
+            except BrokenProcessPool:
+                pass  # a worker died while chunks were being submitted: the rest are lost with it
             except BaseException:
                 # the pool starts all its workers in the first submit: when a
                 # later fork fails, the ones started wait for work forever,
@@ -474,16 +468,17 @@ def _pool(
                     _JOB, _SOURCES, _STATE = None, (), None
         for n, future in enumerate(futures):
             try:
-                results = future.result()
+                results, records = future.result()
             except BrokenProcessPool:
                 return [i for rest in chunks[n:] for i in rest]
+            served.replay(records)
             yield from results
-        return []
+        return [i for rest in chunks[len(futures) :] for i in rest]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _not_alone(exc: OSError) -> WorkerDied:
+def _not_alone(exc: BaseException) -> WorkerDied:
     """Why a product whose worker died is not extracted again: no process
     could be started for it (it is not run in this one: it may be what kills)."""
     return WorkerDied(
@@ -510,17 +505,18 @@ def _alone(
 ) -> R:
     """``job(source)`` in a process of its own; ``on_broken`` if that dies too."""
     receive, send = context.Pipe(duplex=False)
+    setup = served.setup() if context.get_start_method() != "fork" else None
     with _starting(context, before_fork):
-        worker = context.Process(target=_send_result, args=(send, job, source), daemon=True)
+        worker = context.Process(target=_send_result, args=(send, job, source, setup), daemon=True)
         try:
             worker.start()
-        except OSError as exc:  # a fork refused: not in this process, it may be what kills
+        except (OSError, EOFError, pickle.PicklingError) as exc:  # not in this process: it may be what kills
             send.close()
             receive.close()
             return on_broken(source, _not_alone(exc))
     send.close()
     try:
-        result: R = receive.recv()
+        result, records = receive.recv()
     except EOFError:
         worker.join()
         code = worker.exitcode or 0
@@ -534,12 +530,16 @@ def _alone(
     finally:
         receive.close()
     worker.join()
+    served.replay(records)
     return result
 
 
-def _send_result(send: Any, job: Callable[[str], Any], source: str) -> None:
-    """In a worker of its own (:func:`_alone`): ``job(source)``, sent back."""
-    send.send(job(source))
+def _send_result(send: Any, job: Callable[[str], Any], source: str, setup: served.Setup | None) -> None:
+    """In a worker of its own (:func:`_alone`): ``job(source)`` and the
+    records captured meanwhile (a fork server's worker: ``setup`` given), sent back."""
+    if setup is not None:
+        served.adopt(setup)
+    send.send((job(source), served.take_records()))
 
 
 def _signal_name(number: int) -> str:
