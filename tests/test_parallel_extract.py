@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import producer
-from producer import extract, ingest, parallel
+from producer import extract, ingest, parallel, served
 from producer.errors import StoreError
 from producer.ingest import register_products
 from producer.options import RegisterOptions
@@ -58,7 +58,7 @@ def test_auto_kind_forks_only_large_batches_from_a_single_thread(monkeypatch):
         assert parallel.extract_kind(1000, 4) == "thread"
         assert parallel.extract_kind(1000, 8) == "thread"
         single.setattr(parallel, "_fork_context", lambda: None)  # no fork (not POSIX): threads
-        single.setattr(parallel, "_server_context", lambda: None)
+        single.setattr(served, "available", lambda: False)
         assert parallel.extract_kind(1000, 2) == "thread"
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
