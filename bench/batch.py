@@ -5,7 +5,7 @@ with 30 ms per request, against a rio-stac-like rasterio + pystac loop.
     python bench/batch.py                  # 1,000 COGs, 3 repeats, writes BENCHMARKS.md
     python bench/batch.py --sections split --count 300   # CPU per item by stage
 
-Sections (``--sections local,s3``; ``split`` on request):
+Sections (``--sections local,s3``; ``split``, ``sustained`` and ``threaded`` on request):
 
 ``local``: the project with extraction serial, as the default chooses
 (``auto``: forked processes from a single-threaded process, else threads;
@@ -28,6 +28,11 @@ back in one process, each into its own catalog (a long backfill is many
 batches): items/s per stretch of batches, the kind ``auto`` chose and the
 1-minute load average the kernel showed before each (it counts the
 process's own earlier batches).
+
+``threaded``: batches of 200 registered by a caller that runs another
+thread (a Prefect flow run), one at a time and four at once (threads of
+the caller), extraction as ``auto`` chooses there (a fork server's
+processes) and by threads.
 
 ``split``: CPU per item by stage, from one register() with 2 forked
 processes and one serial: CPU in the workers (extraction and validation),
@@ -507,6 +512,75 @@ def section_sustained(cogs: list[str], batches: int) -> str:
     return c.table(["batches", "items/s (median)", "auto chose", "1-min load before"], rows)
 
 
+def section_threaded(cogs: list[str], repeats: int) -> str:
+    """Batches of 200 registered by a caller that runs other threads (a
+    Prefect flow run: its task threads register batches, its client runs an
+    event loop), one at a time and four at once, with extraction as the
+    default chooses (a fork server's processes) and with threads (the
+    default before)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import producer
+    from producer import parallel
+    from producer.options import RegisterOptions
+
+    log(f"\n## threaded caller: {len(cogs)} COGs in batches of 200, {repeats} repeat(s)")
+    n = len(cogs)
+    base = c.fresh_work_dir("threaded")
+    batches = [cogs[k : k + 200] for k in range(0, n, 200)]
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, name="the caller's other thread", daemon=True)
+    other.start()
+
+    def run(at_once: int, kind: str) -> Callable[[str], float]:
+        def one(where: str) -> float:
+            saved, parallel.EXTRACT_KIND = parallel.EXTRACT_KIND, kind
+            try:
+                t0 = time.perf_counter()
+                with ThreadPoolExecutor(at_once) as pool:
+                    done = list(
+                        pool.map(
+                            lambda b: producer.register(
+                                b,
+                                catalog=where,
+                                collection=c.COLLECTION,
+                                options=RegisterOptions(batch_size=200),
+                            ),
+                            batches,
+                        )
+                    )
+                seconds = time.perf_counter() - t0
+            finally:
+                parallel.EXTRACT_KIND = saved
+            if sum(r.action == "created" for rs in done for r in rs) != n:
+                raise RuntimeError(f"{where}: not every product was created")
+            return seconds
+
+        return one
+
+    def fresh(name: str) -> str:
+        return str(base / name.replace(" ", "_").replace(",", ""))
+
+    auto = parallel.extract_kind(200, parallel.extraction_workers(0, 200))
+    configs = [
+        (f"1 batch at a time, default (auto: {auto})", run(1, "auto"), _valid),
+        (f"4 batches at once, default (auto: {auto})", run(4, "auto"), _valid),
+        ("1 batch at a time, extraction threads", run(1, "thread"), _valid),
+        ("4 batches at once, extraction threads", run(4, "thread"), _valid),
+    ]
+    try:
+        run(1, "auto")(fresh("warm"))  # imports, schemas, the fork server
+        times = _measure(configs, fresh, repeats)
+    finally:
+        stop.set()
+        shutil.rmtree(base, ignore_errors=True)
+    rows = [
+        [name, c.fmt_s(c.median(times[name])), f"{n / c.median(times[name]):.0f}"] for name, _, _ in configs
+    ]
+    return c.table(["batches of 200, while another thread runs", "wall time (median)", "items/s"], rows)
+
+
 def section_split(cogs: list[str]) -> str:
     n = len(cogs)
     log(f"\n## split: {n} COGs, CPU per item by stage")
@@ -782,6 +856,8 @@ def main(argv: list[str] | None = None) -> int:
         out.append(("batch-split", section_split(cogs)))
     if "sustained" in sections:
         out.append(("batch-sustained", section_sustained(cogs, args.batches)))
+    if "threaded" in sections:
+        out.append(("batch-threaded", section_threaded(cogs, repeats)))
     if "s3" in sections:
         out.append(
             (
