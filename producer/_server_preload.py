@@ -7,7 +7,9 @@ process that runs threads is what the fork server is there to avoid)."""
 
 import os
 
-os.environ["OPENBLAS_NUM_THREADS"] = "1"  # this process only: workers take the caller's environment
+# the server's own environment; its workers keep this one BLAS thread too
+# (they take the caller's environment only after numpy is loaded)
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
 import producer.extract.raster
 import producer.ingest  # noqa: F401

@@ -30,7 +30,6 @@ import contextvars
 import gc
 import logging
 import os
-import pickle
 import signal
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -242,6 +241,10 @@ class WorkerDied(RuntimeError):
     """A worker process died (a crash inside GDAL, a kill) while extracting."""
 
 
+class _StartFailed(Exception):
+    """Workers could not be started (the cause says why): nothing of their pool was yielded."""
+
+
 def prepare_all(
     job: Callable[[str], R],
     sources: Sequence[str],
@@ -276,8 +279,8 @@ def prepare_all(
     """
     if kind == "auto":
         kind = extract_kind(len(sources), workers)
-        if kind == "forkserver" and not served.picklable(job):
-            kind = "thread"
+    if kind == "forkserver" and not served.picklable(job):
+        kind = "thread"  # a closure, a lock, something of the main module: not for a fork server
     context = None
     if kind == "process":
         context = _fork_context()
@@ -326,8 +329,9 @@ def _forked(
         stop = next((k for k, i in enumerate(pending) if i in suspects), len(pending))
         batch, pending = pending[:stop], pending[stop:]
         try:
-            lost = yield from _pool(job, sources, batch, workers, context, state, before_fork)
-        except (OSError, EOFError, pickle.PicklingError) as exc:  # nothing of this pool was yielded
+            lost = yield from _pool(job, sources, batch, workers, context, state, before_fork, on_broken)
+        except _StartFailed as failed:  # nothing of this pool was yielded
+            exc = failed.__cause__ or failed
             if server:  # the server could not start them (or died): threads can
                 _server_failed(f"{type(exc).__name__}: {exc}")
                 yield from _fallback(job, sources, batch + pending, suspects, on_broken, workers)
@@ -337,7 +341,7 @@ def _forked(
             for i in batch + pending:
                 yield on_broken(sources[i], _not_alone(exc)) if i in suspects else job(sources[i])
             return
-        if lost and server and all(state[i] == _IDLE for i in lost):
+        if server and len(lost) == len(batch) and all(state[i] == _IDLE for i in lost):
             # every worker died before its first product: they cannot start here
             _server_failed("they died before their first product")
             yield from _fallback(job, sources, lost + pending, suspects, on_broken, workers)
@@ -427,10 +431,13 @@ def _pool(
     context: Any,
     state: Any,
     before_fork: Callable[[], None],
+    on_broken: Callable[[str, BaseException], R],
 ) -> Generator[R, None, list[int]]:
     """Yield ``job`` of each product of ``batch`` (indexes into ``sources``),
     in order, from one pool of ``workers`` forked processes. Returns the
-    products not yielded when the pool broke (none if it did not)."""
+    products not yielded when the pool broke (none if it did not). Raises
+    :class:`_StartFailed` when the workers cannot be started; a chunk whose
+    results cannot come back (they do not pickle) becomes ``on_broken``."""
     global _JOB, _SOURCES, _STATE
     from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor  # noqa: PLC0415 (see above)
 
@@ -457,11 +464,13 @@ def _pool(
                     futures.append(pool.submit(_run_chunk, chunk))
             except BrokenProcessPool:
                 pass  # a worker died while chunks were being submitted: the rest are lost with it
-            except BaseException:
+            except BaseException as exc:
                 # the pool starts all its workers in the first submit: when a
                 # later fork fails, the ones started wait for work forever,
                 # and being no daemons they would hold this process at exit
                 _stop_workers(pool)
+                if isinstance(exc, Exception):
+                    raise _StartFailed() from exc
                 raise
             finally:
                 if forked:
@@ -471,6 +480,10 @@ def _pool(
                 results, records = future.result()
             except BrokenProcessPool:
                 return [i for rest in chunks[n:] for i in rest]
+            except Exception as exc:  # the worker lives, but the chunk's results did not come back
+                lost_results = WorkerDied(f"its result could not be sent back from the worker process: {exc}")
+                yield from (on_broken(sources[i], lost_results) for i in chunks[n])
+                continue
             served.replay(records)
             yield from results
         return [i for rest in chunks[len(futures) :] for i in rest]
@@ -510,7 +523,7 @@ def _alone(
         worker = context.Process(target=_send_result, args=(send, job, source, setup), daemon=True)
         try:
             worker.start()
-        except (OSError, EOFError, pickle.PicklingError) as exc:  # not in this process: it may be what kills
+        except Exception as exc:  # not in this process: it may be what kills
             send.close()
             receive.close()
             return on_broken(source, _not_alone(exc))
@@ -531,7 +544,15 @@ def _alone(
         receive.close()
     worker.join()
     served.replay(records)
+    if isinstance(result, _Unsent):
+        return on_broken(
+            source, WorkerDied(f"its result could not be sent back from the worker process: {result}")
+        )
     return result
+
+
+class _Unsent(str):
+    """Why a result could not be sent back from a worker of its own."""
 
 
 def _send_result(send: Any, job: Callable[[str], Any], source: str, setup: served.Setup | None) -> None:
@@ -539,7 +560,11 @@ def _send_result(send: Any, job: Callable[[str], Any], source: str, setup: serve
     records captured meanwhile (a fork server's worker: ``setup`` given), sent back."""
     if setup is not None:
         served.adopt(setup)
-    send.send((job(source), served.take_records()))
+    result = job(source)
+    try:
+        send.send((result, served.take_records()))
+    except Exception as exc:  # the result does not pickle
+        send.send((_Unsent(f"{type(exc).__name__}: {exc}"), []))
 
 
 def _signal_name(number: int) -> str:

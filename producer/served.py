@@ -29,6 +29,7 @@ import logging
 import os
 import pickle
 import pickletools
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -60,13 +61,13 @@ def context() -> Any:
     from multiprocessing import forkserver, spawn  # noqa: PLC0415
 
     with _installed:
-        if _original_preparation is None:
+        if spawn.get_preparation_data is not _preparation_data:
             _original_preparation = spawn.get_preparation_data
             spawn.get_preparation_data = _preparation_data
+        # ours first: one BLAS thread before anything imports numpy
         server = getattr(forkserver, "_forkserver", None)
         listed = list(getattr(server, "_preload_modules", None) or [])
-        wanted = [m for m in listed if m != "__main__"]
-        forkserver.set_forkserver_preload([*wanted, *([PRELOAD] if PRELOAD not in wanted else [])])
+        forkserver.set_forkserver_preload([PRELOAD, *(m for m in listed if m not in ("__main__", PRELOAD))])
     return multiprocessing.get_context("forkserver")
 
 
@@ -83,24 +84,29 @@ def _preparation_data(name: str) -> dict[str, Any]:
 @contextlib.contextmanager
 def starting() -> Iterator[None]:
     """Around starting workers from this thread: they do not import the main module."""
+    before = getattr(_local, "starting", False)
     _local.starting = True
     try:
         yield
     finally:
-        _local.starting = False
+        _local.starting = before
 
 
 def picklable(job: Any) -> bool:
     """Whether ``job`` can go to a fork server's workers: it pickles, and
-    refers to nothing in ``__main__`` (which they do not import)."""
+    refers to nothing in a main module (``__main__``, ``__mp_main__`` in a
+    spawned caller, a package's ``__main__``), which they do not import."""
     try:
         data = pickle.dumps(job)
     except Exception:  # a closure, a lock, a custom clock: not for a fork server
         return False
-    return not any(
-        isinstance(arg, str) and (arg == "__main__" or arg.startswith("__main__ "))
-        for _, arg, _ in pickletools.genops(data)
-    )
+    return not any(isinstance(arg, str) and _main_module(arg) for _, arg, _ in pickletools.genops(data))
+
+
+def _main_module(name: str) -> bool:
+    """Whether a module name in a pickle (protocol 0-3: ``"module attr"``) is a main module."""
+    module = name.split(" ", 1)[0]
+    return module in ("__main__", "__mp_main__") or module.endswith(".__main__")
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,10 @@ def setup() -> Setup:
     return Setup(dict(os.environ), levels)
 
 
+#: the attributes every record has (an ``extra=`` adds others)
+_STANDARD = frozenset(vars(logging.makeLogRecord({})))
+
+
 class _Capture(logging.Handler):
     """Keeps every record a worker emits, made picklable, until taken."""
 
@@ -131,10 +141,35 @@ class _Capture(logging.Handler):
         self.records: list[logging.LogRecord] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        record.msg, record.args, record.exc_info = record.getMessage(), None, None
-        self.records.append(record)
+        try:
+            self.records.append(_picklable_record(record))
+        except Exception:  # a bad format string, as any handler reports it
+            self.handleError(record)
+
+
+def _picklable_record(record: logging.LogRecord) -> logging.LogRecord:
+    """A copy of ``record`` that pickles: the message formatted unless its
+    template and arguments pickle as they are, the traceback as text, an
+    ``extra=`` attribute that does not pickle as its ``repr``."""
+    message = record.getMessage()  # raises for a bad format string, as any handler would
+    fields = dict(vars(record))
+    if record.exc_info:
+        fields["exc_text"] = record.exc_text or logging.Formatter().formatException(record.exc_info)
+    fields["exc_info"] = None
+    if not _pickles((record.msg, record.args)):
+        fields["msg"], fields["args"] = message, None
+    for name, value in vars(record).items():
+        if name not in _STANDARD and not _pickles(value):
+            fields[name] = repr(value)
+    return logging.makeLogRecord(fields)
+
+
+def _pickles(value: Any) -> bool:
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return False
+    return True
 
 
 _capture: _Capture | None = None
@@ -153,6 +188,8 @@ def adopt(given: Setup) -> None:
     root.addHandler(_capture)
     for name, level in given.levels.items():
         logging.getLogger(name or None).setLevel(level)
+    if PRELOAD not in sys.modules:  # the server could not import it: each worker imports rasterio
+        logging.getLogger(__name__).debug("the fork server did not preload %s", PRELOAD)
 
 
 def take_records() -> list[logging.LogRecord]:

@@ -99,10 +99,11 @@ def _kind_in_a_daemon(out) -> None:
 def test_a_daemonic_process_extracts_with_threads():
     """A daemonic process (a Dask worker) may start no process: asking for
     one raised an AssertionError that failed the whole batch."""
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("forkserver")  # a single-threaded child, whatever pytest runs
     receive, send = context.Pipe(duplex=False)
     child = context.Process(target=_kind_in_a_daemon, args=(send,), daemon=True)
-    child.start()
+    with served.starting():
+        child.start()
     send.close()
     assert receive.poll(60), "the daemonic child answered nothing"
     assert receive.recv() == "thread"
@@ -110,8 +111,8 @@ def test_a_daemonic_process_extracts_with_threads():
 
 
 class _Env:
-    def __call__(self, source: str) -> str:
-        return os.environ.get("STAC_PRODUCER_TEST_TOKEN", "unset")
+    def __call__(self, source: str) -> tuple[str, int]:
+        return os.environ.get("STAC_PRODUCER_TEST_TOKEN", "unset"), os.getpid()
 
 
 def test_fork_server_workers_see_this_processs_environment_as_it_is_now(monkeypatch):
@@ -120,9 +121,11 @@ def test_fork_server_workers_see_this_processs_environment_as_it_is_now(monkeypa
     stale in its workers."""
     sources = [str(i) for i in range(8)]
     monkeypatch.setenv("STAC_PRODUCER_TEST_TOKEN", "old")
-    assert set(parallel.prepare_all(_Env(), sources, 2, _broken, kind="forkserver")) == {"old"}
+    old = list(parallel.prepare_all(_Env(), sources, 2, _broken, kind="forkserver"))
     monkeypatch.setenv("STAC_PRODUCER_TEST_TOKEN", "rotated")
-    assert set(parallel.prepare_all(_Env(), sources, 2, _broken, kind="forkserver")) == {"rotated"}
+    rotated = list(parallel.prepare_all(_Env(), sources, 2, _broken, kind="forkserver"))
+    assert {value for value, _ in old} == {"old"} and {value for value, _ in rotated} == {"rotated"}
+    assert os.getpid() not in {pid for _, pid in old + rotated}  # read in the workers
 
 
 class _Warns:
@@ -147,6 +150,46 @@ def test_fork_server_workers_log_through_this_processs_loggers_and_levels(caplog
     with caplog.at_level(logging.ERROR, logger="producer"):
         list(parallel.prepare_all(_Warns(), sources, 2, _broken, kind="forkserver"))
     assert not [r for r in caplog.records if r.name == "producer.test_served"]
+
+
+class _Awkward:
+    """Logs what a worker's capture must survive, and returns a lock (which
+    does not pickle) for the products in ``unsendable``."""
+
+    def __init__(self, unsendable: frozenset[str] = frozenset()) -> None:
+        self.unsendable = unsendable
+
+    def __call__(self, source: str) -> object:
+        log = logging.getLogger("producer.test_served")
+        log.warning("client for %s", source, extra={"client": threading.Lock()})  # does not pickle
+        if not self.unsendable:
+            log.warning("a format with %s %s", "one argument")  # a library's logging bug
+        return threading.Lock() if source in self.unsendable else f"ok {source}"
+
+
+def test_worker_records_that_do_not_pickle_or_format_cost_nothing(caplog):
+    """A record with an ``extra=`` that does not pickle failed the whole
+    batch when its chunk's results were sent back; a bad format string
+    raised inside the product's extraction."""
+    sources = [f"p{i:03d}" for i in range(40)]
+    with caplog.at_level(logging.WARNING, logger="producer"):
+        out = list(parallel.prepare_all(_Awkward(), sources, 2, _broken, kind="forkserver"))
+    assert out == [f"ok {s}" for s in sources]
+    clients = [r for r in caplog.records if r.getMessage().startswith("client for")]
+    assert len(clients) == len(sources) and all("unlocked" in str(r.client) for r in clients)
+
+
+@pytest.mark.parametrize("kind", ["process", "forkserver"])
+def test_results_that_do_not_pickle_fail_their_own_chunk_only(kind):
+    """A result that cannot be sent back raised out of the batch, after the
+    earlier results were yielded (a pipelined batch half-written)."""
+    sources = [f"p{i:03d}" for i in range(40)]
+    out = list(parallel.prepare_all(_Awkward(frozenset({"p025"})), sources, 2, _broken, kind=kind))
+    assert len(out) == len(sources)
+    failed = [s for s, r in zip(sources, out, strict=True) if r.startswith(f"broken {s}: ")]
+    assert "p025" in failed and len(failed) <= 16  # its chunk, no more
+    assert all("could not be sent back" in r for r in out if r.startswith("broken"))
+    assert [r for r in out if not r.startswith("broken")] == [f"ok {s}" for s in sources if s not in failed]
 
 
 def _arrive(parent: int) -> _Job:
