@@ -28,7 +28,6 @@ import contextlib
 import logging
 import os
 import pickle
-import pickletools
 import sys
 import threading
 from collections.abc import Iterator
@@ -96,6 +95,8 @@ def picklable(job: Any) -> bool:
     """Whether ``job`` can go to a fork server's workers: it pickles, and
     refers to nothing in a main module (``__main__``, ``__mp_main__`` in a
     spawned caller, a package's ``__main__``), which they do not import."""
+    import pickletools  # noqa: PLC0415 (a pooled batch's only: not on the cold start)
+
     try:
         data = pickle.dumps(job)
     except Exception:  # a closure, a lock, a custom clock: not for a fork server
