@@ -5,7 +5,7 @@ with 30 ms per request, against a rio-stac-like rasterio + pystac loop.
     python bench/batch.py                  # 1,000 COGs, 3 repeats, writes BENCHMARKS.md
     python bench/batch.py --sections split --count 300   # CPU per item by stage
 
-Sections (``--sections local,s3``; ``split``, ``sustained`` and ``threaded`` on request):
+Sections (``--sections local,s3``; ``split``, ``sustained``, ``threaded`` and ``cli`` on request):
 
 ``local``: the project with extraction serial, as the default chooses
 (``auto``: forked processes from a single-threaded process, else threads;
@@ -33,6 +33,9 @@ process's own earlier batches).
 thread (a Prefect flow run), one at a time and four at once (threads of
 the caller), extraction as ``auto`` chooses there (a fork server's
 processes) and by threads.
+
+``cli``: ``stac-producer register`` of the COGs in a fresh process, wall
+time and CPU (workers included), as an operator runs it.
 
 ``split``: CPU per item by stage, from one register() with 2 forked
 processes and one serial: CPU in the workers (extraction and validation),
@@ -581,6 +584,45 @@ def section_threaded(cogs: list[str], repeats: int) -> str:
     return c.table(["batches of 200, while another thread runs", "wall time (median)", "items/s"], rows)
 
 
+def section_cli(cogs: list[str], repeats: int) -> str:
+    """``stac-producer register <the COGs>`` in a fresh process, as an
+    operator runs it: wall time and CPU (the process and every worker it
+    waited for), ``repeats`` times."""
+    log(f"\n## cli: {len(cogs)} COGs, {repeats} repeat(s), a fresh process each")
+    n = len(cogs)
+    base = c.fresh_work_dir("cli")
+    listing = base / "cogs.txt"
+    listing.write_text("\n".join(cogs))
+    code = (
+        "import sys; from producer.cli import main; "
+        "sys.argv = ['stac-producer', 'register', *open(sys.argv[1]).read().split(), "
+        "'--catalog', sys.argv[2], '--collection', 'c']; main()"
+    )
+    runs: list[tuple[float, float]] = []
+    try:
+        for rep in range(repeats):
+            where = base / f"cat{rep}"
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, "-c", code, str(listing), str(where)], capture_output=True, text=True
+            )
+            wall = time.perf_counter() - t0
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if done.returncode != 0:
+                raise RuntimeError(f"stac-producer register failed: {done.stderr[-1000:]}")
+            if rep == 0:
+                _valid(str(where))
+            cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+            runs.append((wall, cpu))
+            log(f"  run {rep + 1}: {wall:.2f} s, CPU {cpu:.2f} s")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    wall, cpu = c.median([r[0] for r in runs]), c.median([r[1] for r in runs])
+    rows = [[f"register {n} COGs, fresh process", c.fmt_s(wall), f"{n / wall:.0f}", f"{cpu:.2f} s"]]
+    return c.table(["command", "wall time (median)", "items/s", "CPU, workers included (median)"], rows)
+
+
 def section_split(cogs: list[str]) -> str:
     n = len(cogs)
     log(f"\n## split: {n} COGs, CPU per item by stage")
@@ -856,6 +898,8 @@ def main(argv: list[str] | None = None) -> int:
         out.append(("batch-split", section_split(cogs)))
     if "sustained" in sections:
         out.append(("batch-sustained", section_sustained(cogs, args.batches)))
+    if "cli" in sections:
+        out.append(("batch-cli", section_cli(cogs, repeats)))
     if "threaded" in sections:
         out.append(("batch-threaded", section_threaded(cogs, repeats)))
     if "s3" in sections:
