@@ -445,13 +445,16 @@ def _pool(
     chunks = [batch[k : k + size] for k in range(0, len(batch), size)]
     forked = context.get_start_method() == "fork"
     size_pool = min(workers, len(chunks))
-    if forked:
-        pool = ProcessPoolExecutor(max_workers=size_pool, mp_context=context)
-    else:  # a fork server's workers receive the job and the products once each
-        setup = served.setup()
-        pool = ProcessPoolExecutor(
-            size_pool, context, initializer=_install, initargs=(job, sources, state, setup)
-        )
+    try:  # its queues need POSIX semaphores, which AWS Lambda, say, does not have (ENOSYS)
+        if forked:
+            pool = ProcessPoolExecutor(max_workers=size_pool, mp_context=context)
+        else:  # a fork server's workers receive the job and the products once each
+            setup = served.setup()
+            pool = ProcessPoolExecutor(
+                size_pool, context, initializer=_install, initargs=(job, sources, state, setup)
+            )
+    except Exception as exc:
+        raise _StartFailed() from exc
     futures = []
     try:
         # a fork pool starts every worker at the first submit: the lock keeps

@@ -7,6 +7,7 @@ pickle, a daemonic process, workers that cannot start) uses threads."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import multiprocessing
@@ -210,6 +211,21 @@ def test_workers_that_cannot_start_leave_the_batch_to_threads(caplog):
     assert [r.split()[1] for r in out] == sources
     assert {int(r.split()[2]) for r in out} == {os.getpid()}  # by threads, here
     assert any("could not be started from a fork server" in r.getMessage() for r in caplog.records)
+
+
+def test_a_fork_server_pool_that_cannot_be_made_leaves_the_batch_to_threads(monkeypatch):
+    """Where POSIX semaphores do not exist (AWS Lambda: ENOSYS) the pool's
+    queues cannot be made: that error escaped and failed the whole batch."""
+    from concurrent.futures import process
+
+    def no_semaphores(self, *args, **kwargs):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(process.ProcessPoolExecutor, "__init__", no_semaphores)
+    sources = [f"p{i:03d}" for i in range(20)]
+    out = list(parallel.prepare_all(_Job(), sources, 2, _broken, kind="forkserver"))
+    assert [r.split()[1] for r in out] == sources
+    assert {int(r.split()[2]) for r in out} == {os.getpid()}  # by threads, here
 
 
 def _custom_check(doc: dict, where: str) -> None:

@@ -125,6 +125,22 @@ def test_a_product_killing_its_worker_fails_alone_and_the_others_are_extracted_a
     assert all(int(r.split()[2]) != os.getpid() for r in ok)  # extracted in workers
 
 
+def test_a_pool_that_cannot_be_made_leaves_the_batch_to_this_process(monkeypatch):
+    """Where POSIX semaphores do not exist (AWS Lambda: ENOSYS), making the
+    pool's queues fails before any worker starts: that error escaped and
+    failed the whole batch."""
+    from concurrent.futures import process
+
+    def no_semaphores(self, *args, **kwargs):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(process.ProcessPoolExecutor, "__init__", no_semaphores)
+    sources = [f"p{i:03d}" for i in range(20)]
+    out = list(parallel.prepare_all(_kill_on(set()), sources, 2, _broken, kind="process"))
+    assert [r.split()[1] for r in out] == sources
+    assert {int(r.split()[2]) for r in out} == {os.getpid()}  # extracted here instead
+
+
 def test_broken_pools_are_bounded_and_the_rest_fail_clearly():
     sources = [f"p{i:03d}" for i in range(30)]
     out = list(parallel.prepare_all(_kill_on(set(sources)), sources, 2, _broken, kind="process"))
