@@ -635,7 +635,8 @@ def _extract_each(
         # rasterio loaded here, once, so that forked workers inherit it: each
         # imported it on its first product otherwise (~0.3 s of CPU per worker
         # per pool; the CLI's process has not loaded it when it forks)
-        _ = extract.create_item
+        with contextlib.suppress(Exception):  # a broken install fails each product, as it would here
+            _ = extract.create_item
         if before_fork is not None:
             before_fork()
 

@@ -308,8 +308,14 @@ def _forked(
     """:func:`prepare_all` in forked processes, surviving dead workers."""
     from multiprocessing.sharedctypes import RawArray  # noqa: PLC0415 (see _fork_context)
 
-    state = RawArray("b", len(sources))
     server = context.get_start_method() != "fork"
+    try:  # shared memory: where /dev/shm does not exist (AWS Lambda) this fails
+        state = RawArray("b", len(sources))
+    except Exception as exc:
+        yield from _not_started(
+            job, sources, list(range(len(sources))), set(), on_broken, workers, server, exc
+        )
+        return
     pending = list(range(len(sources)))  # not yielded yet, in order
     suspects: set[int] = set()
     breaks = 0
@@ -331,15 +337,8 @@ def _forked(
         try:
             lost = yield from _pool(job, sources, batch, workers, context, state, before_fork, on_broken)
         except _StartFailed as failed:  # nothing of this pool was yielded
-            exc = failed.__cause__ or failed
-            if server:  # the server could not start them (or died): threads can
-                _server_failed(f"{type(exc).__name__}: {exc}")
-                yield from _fallback(job, sources, batch + pending, suspects, on_broken, workers)
-                return
-            # a fork refused (EAGAIN, ENOMEM)
-            log.warning("cannot start extraction processes (%s); extracting in this process", exc)
-            for i in batch + pending:
-                yield on_broken(sources[i], _not_alone(exc)) if i in suspects else job(sources[i])
+            why = failed.__cause__ or failed
+            yield from _not_started(job, sources, batch + pending, suspects, on_broken, workers, server, why)
             return
         if server and len(lost) == len(batch) and all(state[i] == _IDLE for i in lost):
             # every worker died before its first product: they cannot start here
@@ -352,6 +351,29 @@ def _forked(
             for i in lost:
                 state[i] = _IDLE
             pending = lost + pending
+
+
+def _not_started(
+    job: Callable[[str], R],
+    sources: Sequence[str],
+    indexes: list[int],
+    suspects: set[int],
+    on_broken: Callable[[str, BaseException], R],
+    workers: int,
+    server: bool,
+    exc: BaseException,
+) -> Iterator[R]:
+    """The products ``indexes`` where no worker process could be started:
+    by threads where a fork server's were asked for (this process runs
+    other threads), else in this process (a fork refused: EAGAIN, ENOMEM);
+    a suspect never runs here (:func:`_fallback`)."""
+    if server:
+        _server_failed(f"{type(exc).__name__}: {exc}")
+        yield from _fallback(job, sources, indexes, suspects, on_broken, workers)
+        return
+    log.warning("cannot start extraction processes (%s); extracting in this process", exc)
+    for i in indexes:
+        yield on_broken(sources[i], _not_alone(exc)) if i in suspects else job(sources[i])
 
 
 def _threaded(job: Callable[[T], R], sources: Sequence[T], workers: int) -> Iterator[R]:
@@ -403,9 +425,10 @@ def _starting(context: Any, before_fork: Callable[[], None]) -> Iterator[None]:
         with served.starting():
             yield
         return
-    with _FORKING, _frozen_fork():
-        before_fork()
-        yield
+    with _FORKING:
+        before_fork()  # first: what it loads is frozen with the rest
+        with _frozen_fork():
+            yield
 
 
 @contextlib.contextmanager
@@ -483,9 +506,11 @@ def _pool(
                 results, records = future.result()
             except BrokenProcessPool:
                 return [i for rest in chunks[n:] for i in rest]
-            except Exception as exc:  # the worker lives, but the chunk's results did not come back
-                lost_results = WorkerDied(f"its result could not be sent back from the worker process: {exc}")
-                yield from (on_broken(sources[i], lost_results) for i in chunks[n])
+            except Exception:  # the worker lives, but the chunk's results did not come back:
+                # each of its products again in a process of its own, which
+                # sends what it can and says why for what it cannot (_Unsent)
+                for i in chunks[n]:
+                    yield _alone(job, sources[i], on_broken, context, before_fork)
                 continue
             served.replay(records)
             yield from results

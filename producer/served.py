@@ -73,10 +73,21 @@ def context() -> Any:
 def _preparation_data(name: str) -> dict[str, Any]:
     """multiprocessing's data for a starting child, without the main module
     when this thread is :func:`starting` our workers."""
-    data: dict[str, Any] = _original_preparation(name)
-    if getattr(_local, "starting", False):
-        data.pop("init_main_from_path", None)
-        data.pop("init_main_from_name", None)
+    if not getattr(_local, "starting", False):
+        return _original_preparation(name)
+    # asking for the start method fixes the caller's default one, which a
+    # later multiprocessing.set_start_method() of theirs would then refuse
+    from multiprocessing import context  # noqa: PLC0415 (see available)
+
+    default = getattr(context, "_default_context", None)
+    unset = default is not None and getattr(default, "_actual_context", 0) is None
+    try:
+        data: dict[str, Any] = _original_preparation(name)
+    finally:
+        if unset:
+            default._actual_context = None  # type: ignore[union-attr]
+    data.pop("init_main_from_path", None)
+    data.pop("init_main_from_name", None)
     return data
 
 

@@ -181,16 +181,16 @@ def test_worker_records_that_do_not_pickle_or_format_cost_nothing(caplog):
 
 
 @pytest.mark.parametrize("kind", ["process", "forkserver"])
-def test_results_that_do_not_pickle_fail_their_own_chunk_only(kind):
+def test_a_result_that_does_not_pickle_fails_its_own_product_only(kind):
     """A result that cannot be sent back raised out of the batch, after the
-    earlier results were yielded (a pipelined batch half-written)."""
+    earlier results were yielded (a pipelined batch half-written); then it
+    failed its whole chunk. The chunk's products are extracted again, each
+    in a process of its own."""
     sources = [f"p{i:03d}" for i in range(40)]
     out = list(parallel.prepare_all(_Awkward(frozenset({"p025"})), sources, 2, _broken, kind=kind))
     assert len(out) == len(sources)
-    failed = [s for s, r in zip(sources, out, strict=True) if r.startswith(f"broken {s}: ")]
-    assert "p025" in failed and len(failed) <= 16  # its chunk, no more
-    assert all("could not be sent back" in r for r in out if r.startswith("broken"))
-    assert [r for r in out if not r.startswith("broken")] == [f"ok {s}" for s in sources if s not in failed]
+    assert out[25].startswith("broken p025: ") and "could not be sent back" in out[25]
+    assert [r for i, r in enumerate(out) if i != 25] == [f"ok {s}" for s in sources if s != "p025"]
 
 
 def _arrive(parent: int) -> _Job:
@@ -226,6 +226,47 @@ def test_a_fork_server_pool_that_cannot_be_made_leaves_the_batch_to_threads(monk
     out = list(parallel.prepare_all(_Job(), sources, 2, _broken, kind="forkserver"))
     assert [r.split()[1] for r in out] == sources
     assert {int(r.split()[2]) for r in out} == {os.getpid()}  # by threads, here
+
+
+def test_no_shared_memory_leaves_the_batch_to_threads(monkeypatch):
+    """Where /dev/shm does not exist (AWS Lambda) the products' shared state
+    cannot be made: that error escaped and failed the whole batch."""
+    from multiprocessing import sharedctypes
+
+    def no_shm(*args, **kwargs):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/dev/shm")
+
+    monkeypatch.setattr(sharedctypes, "RawArray", no_shm)
+    sources = [f"p{i:03d}" for i in range(20)]
+    out = list(parallel.prepare_all(_Job(), sources, 2, _broken, kind="forkserver"))
+    assert [r.split()[1] for r in out] == sources
+    assert {int(r.split()[2]) for r in out} == {os.getpid()}  # by threads, here
+
+
+_START_METHOD = """
+import multiprocessing, os, sys, threading
+from producer import parallel
+from tests.test_forkserver_extract import _Job, _broken
+assert multiprocessing.get_start_method(allow_none=True) is None
+out = list(parallel.prepare_all(_Job(), [str(i) for i in range(8)], 2, _broken, kind="forkserver"))
+assert {int(r.split()[2]) for r in out} != {os.getpid()}, out
+multiprocessing.set_start_method("spawn")  # the caller's choice, after our batch
+print("set")
+"""
+
+
+def test_a_batch_leaves_the_callers_start_method_unset():
+    """Starting a fork server's workers asked multiprocessing for the start
+    method, which fixed the caller's default: their own
+    ``set_start_method`` then raised 'context has already been set'."""
+    out = subprocess.run(
+        [sys.executable, "-c", _START_METHOD],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+        timeout=120,
+    )
+    assert out.returncode == 0 and "set" in out.stdout, out.stderr[-2000:]
 
 
 def _custom_check(doc: dict, where: str) -> None:

@@ -141,6 +141,59 @@ def test_a_pool_that_cannot_be_made_leaves_the_batch_to_this_process(monkeypatch
     assert {int(r.split()[2]) for r in out} == {os.getpid()}  # extracted here instead
 
 
+def test_no_shared_memory_leaves_the_batch_to_this_process(monkeypatch):
+    """Where /dev/shm does not exist (AWS Lambda) the products' shared state
+    cannot be made: that error escaped and failed the whole batch."""
+    from multiprocessing import sharedctypes
+
+    def no_shm(*args, **kwargs):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/dev/shm")
+
+    monkeypatch.setattr(sharedctypes, "RawArray", no_shm)
+    sources = [f"p{i:03d}" for i in range(20)]
+    out = list(parallel.prepare_all(_kill_on(set()), sources, 2, _broken, kind="process"))
+    assert [r.split()[1] for r in out] == sources
+    assert {int(r.split()[2]) for r in out} == {os.getpid()}
+
+
+def test_what_is_loaded_before_a_fork_is_frozen_with_the_rest():
+    """``before_fork`` (the batch loads rasterio there) ran after the heap
+    was frozen: the children's collector walked, and so copied, every
+    object it made."""
+    kept: list[list] = []
+
+    def load() -> None:
+        if not kept:
+            kept.extend([] for _ in range(20000))  # tracked by the collector
+
+    def frozen(source: str) -> int:
+        return gc.get_freeze_count()
+
+    plain = list(parallel.prepare_all(frozen, [str(i) for i in range(8)], 2, _broken, kind="process"))
+    loaded = list(
+        parallel.prepare_all(frozen, [str(i) for i in range(8)], 2, _broken, kind="process", before_fork=load)
+    )
+    assert min(loaded) - max(plain) > 19000  # the 20,000 lists it made (give or take what was freed)
+
+
+def test_a_broken_rasterio_install_fails_each_product_not_the_batch(tmp_path, monkeypatch):
+    """Loading rasterio before forking (so that workers inherit it) raised
+    out of the batch when the install is broken; each product failed alone
+    before, saying why."""
+    sources = rasters.dated_cogs(tmp_path / "data", 12)
+
+    def broken_install(name: str):
+        raise ImportError("libgdal.so.32: cannot open shared object file")
+
+    monkeypatch.setattr(extract, "__getattr__", broken_install)
+    monkeypatch.setattr(parallel, "EXTRACT_KIND", "process")
+    results = producer.register(
+        sources, catalog=str(tmp_path / "cat"), collection="c", options=RegisterOptions(workers=2)
+    )
+    assert [r.source for r in results] == sources
+    assert all(r.action == "error" and "libgdal" in (r.error or "") for r in results), results[0].error
+
+
 def test_broken_pools_are_bounded_and_the_rest_fail_clearly():
     sources = [f"p{i:03d}" for i in range(30)]
     out = list(parallel.prepare_all(_kill_on(set(sources)), sources, 2, _broken, kind="process"))
