@@ -315,9 +315,18 @@ class _Extraction:
         return _Extraction._received, (*fields, None if default else self.validate)
 
     @classmethod
-    def _received(cls, *fields: Any) -> _Extraction:
-        *rest, validate = fields
-        return cls(*rest, validator().check if validate is None else validate)  # type: ignore[call-arg]
+    def _received(
+        cls,
+        collection: str,
+        options: ExtractOptions,
+        coll_title: str,
+        layout: Layout,
+        store_url: str,
+        clock: Callable[[], datetime],
+        validate: Callable[[dict, str], None] | None,
+    ) -> _Extraction:
+        validate = validator().check if validate is None else validate
+        return cls(collection, options, coll_title, layout, store_url, clock, validate)
 
 
 def _prepare(source: str, job: _Extraction) -> tuple[RegisterResult, str | None, dict | None]:

@@ -342,8 +342,8 @@ def _forked(
             return
         if server and len(lost) == len(batch) and all(state[i] == _IDLE for i in lost):
             # every worker died before its first product: they cannot start here
-            _server_failed("they died before their first product")
-            yield from _fallback(job, sources, lost + pending, suspects, on_broken, workers)
+            early = "they died before their first product"
+            yield from _not_started(job, sources, lost + pending, suspects, on_broken, workers, server, early)
             return
         if lost:
             breaks += 1
@@ -361,46 +361,33 @@ def _not_started(
     on_broken: Callable[[str, BaseException], R],
     workers: int,
     server: bool,
-    exc: BaseException,
+    why: BaseException | str,
 ) -> Iterator[R]:
-    """The products ``indexes`` where no worker process could be started:
-    by threads where a fork server's were asked for (this process runs
-    other threads), else in this process (a fork refused: EAGAIN, ENOMEM);
-    a suspect never runs here (:func:`_fallback`)."""
+    """The products ``indexes`` where no worker process could be started
+    (``why``): by threads where a fork server's were asked for (this process
+    runs other threads), else in this process (a fork refused: EAGAIN,
+    ENOMEM). A suspect (it was in a worker that died earlier in the batch)
+    never runs here: it may be what kills."""
+    reason = f"{type(why).__name__}: {why}" if server and not isinstance(why, str) else str(why)
     if server:
-        _server_failed(f"{type(exc).__name__}: {exc}")
-        yield from _fallback(job, sources, indexes, suspects, on_broken, workers)
-        return
-    log.warning("cannot start extraction processes (%s); extracting in this process", exc)
-    for i in indexes:
-        yield on_broken(sources[i], _not_alone(exc)) if i in suspects else job(sources[i])
+        _server_failed(reason)
+    else:
+        log.warning("cannot start extraction processes (%s); extracting in this process", reason)
+    died = _not_alone(reason)
+
+    def one(i: int) -> R:
+        return on_broken(sources[i], died) if i in suspects else job(sources[i])
+
+    if server:
+        yield from _threaded(one, indexes, workers)
+    else:
+        yield from map(one, indexes)
 
 
 def _threaded(job: Callable[[T], R], sources: Sequence[T], workers: int) -> Iterator[R]:
     """``job`` of each of ``sources``, in order, by ``workers`` threads."""
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stac-extract") as threads:
         yield from threads.map(job, sources)
-
-
-def _fallback(
-    job: Callable[[str], R],
-    sources: Sequence[str],
-    indexes: list[int],
-    suspects: set[int],
-    on_broken: Callable[[str, BaseException], R],
-    workers: int,
-) -> Iterator[R]:
-    """The products ``indexes`` by threads, in order, where a fork server's
-    workers could not extract them; a suspect (it was in a worker that died
-    earlier in the batch) is not run in this process: it may be what kills."""
-    died = WorkerDied(
-        "the worker process extracting it died, and no other could be started to extract it alone"
-    )
-
-    def one(i: int) -> R:
-        return on_broken(sources[i], died) if i in suspects else job(sources[i])
-
-    yield from _threaded(one, indexes, workers)
 
 
 def _server_failed(why: str) -> None:
@@ -519,7 +506,7 @@ def _pool(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _not_alone(exc: BaseException) -> WorkerDied:
+def _not_alone(exc: BaseException | str) -> WorkerDied:
     """Why a product whose worker died is not extracted again: no process
     could be started for it (it is not run in this one: it may be what kills)."""
     return WorkerDied(

@@ -325,13 +325,27 @@ def test_a_pooled_batch_checks_its_sinks_before_any_write_and_hands_them_what_it
     assert sorted(sink.applied) == sorted((Path(s).stem, True) for s in sources)
 
 
+def _register_in_a_fresh_process(tmp_path: Path, code: str, record: Path) -> int:
+    """Run ``code`` in a fresh interpreter with the arguments: a file listing
+    :data:`parallel.MIN_FORKED` COGs, a catalog folder and ``record``; it
+    must succeed and print its pid last, which is returned."""
+    listing = tmp_path / "sources.txt"
+    listing.write_text("\n".join(rasters.dated_cogs(tmp_path / "data", parallel.MIN_FORKED)))
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(listing), str(tmp_path / "cat"), str(record)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return int(out.stdout.split()[-1])
+
+
 def test_a_single_threaded_process_registering_128_products_forks_and_the_catalog_is_valid(tmp_path):
     """The automatic choice end to end, in a fresh process with no other
     thread (pytest's own may run threads): 128 products are extracted by
     forked workers, each registered once."""
-    sources = rasters.dated_cogs(tmp_path / "data", parallel.MIN_FORKED)
-    listing = tmp_path / "sources.txt"
-    listing.write_text("\n".join(sources))
     code = (
         "import os, sys\n"
         "import producer\n"
@@ -349,15 +363,7 @@ def test_a_single_threaded_process_registering_128_products_forks_and_the_catalo
         "print(os.getpid())\n"
     )
     pids = tmp_path / "pids.txt"
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(listing), str(tmp_path / "cat"), str(pids)],
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).parents[1],
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    parent = int(out.stdout.split()[-1])
+    parent = _register_in_a_fresh_process(tmp_path, code, pids)
     workers = set(map(int, pids.read_text().split()))
     assert parent not in workers and len(workers) == 2, (parent, workers)
     assert_stac_valid_tree(tmp_path / "cat")
@@ -368,9 +374,6 @@ def test_forked_workers_inherit_rasterio_loaded_instead_of_importing_it_each(tmp
     extraction loads it lazily): every worker of every pool imported it on
     its first product, ~0.3 s of CPU each. The parent loads it once before
     forking."""
-    sources = rasters.dated_cogs(tmp_path / "data", parallel.MIN_FORKED)
-    listing = tmp_path / "sources.txt"
-    listing.write_text("\n".join(sources))
     code = (
         "import os, sys\n"
         "from producer import ingest, parallel\n"
@@ -391,15 +394,7 @@ def test_forked_workers_inherit_rasterio_loaded_instead_of_importing_it_each(tmp
         "print(os.getpid())\n"
     )
     seen = tmp_path / "seen.txt"
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(listing), str(tmp_path / "cat"), str(seen)],
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).parents[1],
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    parent = int(out.stdout.split()[-1])
+    parent = _register_in_a_fresh_process(tmp_path, code, seen)
     lines = [line.split() for line in seen.read_text().splitlines()]
     assert {int(pid) for pid, _ in lines} - {parent}, "not extracted in forked workers"
     assert all(loaded == "True" for _, loaded in lines), "a worker imported rasterio itself"
