@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from producer.catalog import documents as docs
@@ -76,6 +76,9 @@ from producer.parallel import map_ordered
 from producer.provenance import VOLATILE, VOLATILE_RELS
 from producer.redact import clean_href
 from producer.store.base import Store, is_local
+
+if TYPE_CHECKING:
+    from producer.store.local import Staging
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -537,10 +540,7 @@ class Committer:
         # is read and the usual compare-and-swap continues from there. That
         # 412 lost no race (nothing was read), so it is not a conflict and
         # costs no backoff.
-        # (a shallow copy: ``item`` is not mutated and the committed
-        # document only gains the timestamps, which are not shared)
-        now = format_time(self.clock())
-        first = {**item, "properties": {**item["properties"], "created": now, "updated": now}}
+        first = self._as_created(item)
         try:
             self.written_versions[key] = self.store.put(
                 key, docs.dumps(self.stored_form(key, first)), create_only=True
@@ -554,6 +554,43 @@ class Committer:
         assert committed is not None  # written, or the existing document kept
         self.written_versions[key] = result.version
         return outcome["action"], committed
+
+    def _as_created(self, item: dict) -> dict:
+        """``item`` as a new item document: ``created`` and ``updated`` now
+        (a shallow copy: ``item`` is not mutated and the committed document
+        only gains the timestamps, which are not shared)."""
+        now = format_time(self.clock())
+        return {**item, "properties": {**item["properties"], "created": now, "updated": now}}
+
+    def stage_item(self, staging: Staging, key: str, item: dict) -> dict | None:
+        """:meth:`write_item`'s first attempt, staged: the new item document
+        goes to ``staging`` (a local batch's :class:`~producer.store.local.Staging`),
+        which names it only when :meth:`publish_staged` has made the batch
+        durable. Returns the document as it will be committed, or None when
+        the item exists already (nothing staged: :meth:`write_item` it).
+        ``item`` as for :meth:`write_item`."""
+        item = absolute_assets(item, self.store_path(key))  # as read back (a relative thumbnail)
+        first = self._as_created(item)
+        try:
+            staging.stage(key, docs.dumps(self.stored_form(key, first)))
+        except PreconditionFailed:
+            return None
+        return first
+
+    def publish_staged(self, staging: Staging) -> dict[str, ProducerError | None]:
+        """Name every item :meth:`stage_item` staged (see
+        :meth:`~producer.store.local.Staging.publish`). Returns, per staged
+        key: None (created), :class:`PreconditionFailed` (another writer
+        created it meanwhile: :meth:`write_item` it now) or the
+        :class:`StoreError` that failed it."""
+        out: dict[str, ProducerError | None] = {}
+        for key, outcome in staging.publish().items():
+            if isinstance(outcome, str):
+                self.written_versions[key] = outcome
+                out[key] = None
+            else:
+                out[key] = outcome
+        return out
 
     def merge_item(
         self, key: str, item: dict, merge: Callable[[dict | None, dict], dict]

@@ -36,7 +36,7 @@ from producer.catalog.layout import (
 )
 from producer.changes import Change, ChangeKind, Sink, item_line
 from producer.commit import Committer, IdentityConflict, contended, item_start, same_content
-from producer.errors import ID_TEMPLATE_HINT, InputError, ProducerError, StoreError
+from producer.errors import ID_TEMPLATE_HINT, InputError, PreconditionFailed, ProducerError, StoreError
 from producer.extract.ids import check_id, make_item_id
 from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
 from producer.grouping import GROUP_SUFFIXES, Grouping
@@ -49,6 +49,7 @@ from producer.sinks import Outbox, SinkFailure, check_sinks, deliver, remedy_tex
 from producer.sources import PRODUCT_SUFFIXES, expand_paths
 from producer.store import open_store
 from producer.store.base import Store, batch_durability, durability, durable_now, is_local
+from producer.store.local import Staging
 from producer.urls import is_remote
 from producer.validate import Validator, default_validator
 
@@ -729,11 +730,13 @@ def _register_pipelined(
         wait(futures)
 
     threads = write_threads(len(chunk), committer.store.concurrent_safe)
+    staging: Staging | None = None
     try:
         with (
             batch_durability(committer.store),
             ThreadPoolExecutor(max_workers=threads, thread_name_prefix="stac-write") as pool,
         ):
+            staging = _staging(committer.store)
             for result, entry in _extract_each(
                 chunk, committer, collection, options, coll_title, progress, done, total, workers, quiet
             ):
@@ -751,11 +754,25 @@ def _register_pipelined(
                     context = contextvars.copy_context()  # the batch's durability
                     futures.append(
                         pool.submit(
-                            context.run, _write_one, committer, entry, replace, lines if sinks else None
+                            context.run,
+                            _write_one,
+                            committer,
+                            entry,
+                            replace,
+                            lines if sinks else None,
+                            staging,
                         )
                     )
-            committed = [w for w in (f.result() for f in futures) if w is not None]
+            outcomes = [f.result() for f in futures]
+            if staging is not None:
+                submitted = prepared[: len(futures)]
+                outcomes = _publish_staged(
+                    committer, staging, submitted, outcomes, replace, lines if sinks else None
+                )
+            committed = [w for w in outcomes if w is not None]
     except (ProducerError, OSError) as exc:
+        if staging is not None:
+            staging.discard()
         _fail_unlinked(prepared, exc)
         # extraction itself failed (a fork refused, say): one result per product still
         for source in chunk[len(results) :]:
@@ -841,11 +858,57 @@ def _write_items(committer: Committer, prepared: Prepared, replace: bool) -> lis
     timestamps included). Mutates each product's result."""
 
     threads = write_threads(len(prepared), committer.store.concurrent_safe)
-    return [
-        w
-        for w in map_ordered(lambda e: _write_one(committer, e, replace), prepared, threads)
-        if w is not None
-    ]
+    staging = _staging(committer.store)
+    written = map_ordered(lambda e: _write_one(committer, e, replace, staging=staging), prepared, threads)
+    if staging is not None:
+        written = _publish_staged(committer, staging, prepared, written, replace, None)
+    return [w for w in written if w is not None]
+
+
+def _staging(store: Store) -> Staging | None:
+    """The store's staging of create-only writes for the batch open in this
+    context (a local store inside :func:`batch_durability`), or None. Looked
+    up on the store's own class, never through a wrapper: a wrapper that
+    counts or injects faults into writes sees every write as a put."""
+    staging = getattr(type(store), "staging", None)
+    return staging(store) if staging is not None else None
+
+
+def _publish_staged(
+    committer: Committer,
+    staging: Staging,
+    prepared: Prepared,
+    written: list[tuple[str, dict, dict] | None],
+    replace: bool,
+    lines: dict[str, str] | None,
+) -> list[tuple[str, dict, dict] | None]:
+    """Name the items :func:`_write_one` staged (:meth:`Committer.publish_staged`);
+    ``written``: its outcomes, one per product of ``prepared``, in order.
+    An item another writer created meanwhile is written the usual way now
+    (read, identity check, compare-and-swap); one whose bytes could not be
+    made durable fails its product. Returns ``written`` updated.
+    Mutates the products' results."""
+    try:
+        outcomes = committer.publish_staged(staging)
+    except BaseException:
+        staging.discard()
+        raise
+    out = list(written)
+    for i, ((result, key, _), w) in enumerate(zip(prepared, written, strict=True)):
+        if w is None or key not in outcomes:
+            continue
+        outcome = outcomes[key]
+        if outcome is None:
+            continue
+        if isinstance(outcome, PreconditionFailed):
+            out[i] = _write_one(committer, prepared[i], replace, lines)
+        else:
+            result.fail(f"{result.source}: not registered: {outcome}", outcome)
+            result.href = None
+            if lines is not None:
+                lines.pop(key, None)
+            out[i] = None
+    return out
 
 
 def _write_one(
@@ -853,16 +916,25 @@ def _write_one(
     entry: tuple[RegisterResult, str, dict],
     replace: bool,
     lines: dict[str, str] | None = None,
+    staging: Staging | None = None,
 ) -> tuple[str, dict, dict] | None:
     """Write one item document (:func:`_write_items`); a failure fails that
     product only and gives None. ``lines``: also put the committed
     document's :func:`item_line` there under its key (the pooled path does,
     in the write thread, so the mirror does not encode the batch after the
-    last product; an item that is not JSON gets none, and the sink reports it)."""
+    last product; an item that is not JSON gets none, and the sink reports it).
+    ``staging``: a new item without a thumbnail to write is staged there
+    (:meth:`Committer.stage_item`), as created, for :func:`_publish_staged`."""
     result, key, doc = entry
     try:
-        with thumbnail.pending(committer.store, key, doc):  # PNG first; deleted again if refused
-            result.action, committed = committer.write_item(key, doc, replace=replace)
+        staged = None
+        if staging is not None and thumbnail.PENDING not in doc:
+            staged = committer.stage_item(staging, key, doc)
+        if staged is not None:
+            result.action, committed = "created", staged
+        else:
+            with thumbnail.pending(committer.store, key, doc):  # PNG first; deleted again if refused
+                result.action, committed = committer.write_item(key, doc, replace=replace)
         result.item = doc
         if lines is not None:
             with contextlib.suppress(TypeError, ValueError):

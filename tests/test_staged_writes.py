@@ -1,0 +1,302 @@
+"""Issue 12 point 4: a local register batch makes its new items durable with
+one ``syncfs`` before any of them is named (``producer.store.local.Staging``),
+not with an fsync per item, and keeps every guarantee of the per-item path:
+no name ever points at bytes a power loss can lose, a write-back error fails
+only the products it hit, an item another writer creates meanwhile is
+written the usual way (identity check, compare-and-swap), and a process
+killed at any point of it leaves nothing that a re-run does not complete.
+
+Both write paths of a batch run each scenario: the batch path (one worker)
+and the pipelined one (two extraction threads). File-system faults are
+injected at the calls the store really makes (``os.fsync``, libc
+``syncfs``), only for the paths under test.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+import producer
+from producer import commit as commit_mod
+from producer.store import local as local_mod
+from tests import rasters
+from tests.crashes import SimulatedKill
+
+COUNT = 12  # more than SYNCFS_PAST: one syncfs, not an fsync per item
+PATHS = ["batch", "pipelined"]
+
+
+def _workers(path: str) -> int:
+    return 1 if path == "batch" else 2
+
+
+@pytest.fixture(scope="module")
+def products(tmp_path_factory) -> list[str]:
+    folder = tmp_path_factory.mktemp("staged-data")
+    return [
+        str(rasters.write_tile(folder, f"s{i:02d}_20240101.tif", 0.2 * i, 10.0, size=8, pixel=0.05))
+        for i in range(COUNT)
+    ]
+
+
+def _ids(products: list[str]) -> list[str]:
+    return [Path(p).stem for p in products]
+
+
+def _linked(root: Path, collection: str = "c") -> list[str]:
+    coll = json.loads((root / collection / "collection.json").read_text())
+    return sorted(link["href"] for link in coll["links"] if link["rel"] == "item")
+
+
+def _expected_links(ids: list[str]) -> list[str]:
+    return sorted(f"./{i}/{i}.json" for i in ids)
+
+
+def _temps(root: Path) -> list[Path]:
+    return list(root.rglob(".stac-producer.tmp.*"))
+
+
+def _fd_path(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return ""
+
+
+class _Recorder:
+    """Records, in order, the syncfs calls and the fsyncs and renames of
+    files under ``root``."""
+
+    def __init__(self, root: Path, monkeypatch, failed_syncfs: int = 0) -> None:
+        self.root = str(root)
+        self.events: list[tuple[str, str]] = []
+        real_fsync, real_replace, real_syncfs = os.fsync, os.replace, local_mod._SYNCFS
+        assert real_syncfs is not None, "this test needs Linux syncfs"
+
+        def fsync(fd):
+            path = _fd_path(fd)
+            if path.startswith(self.root):
+                self.events.append(("fsync", path))
+            return real_fsync(fd)
+
+        def replace(src, dst, *args, **kwargs):
+            if str(dst).startswith(self.root):
+                self.events.append(("rename", str(dst)))
+            return real_replace(src, dst, *args, **kwargs)
+
+        def syncfs(fd):
+            # the first ``failed_syncfs`` calls report a write-back error
+            # (after flushing: what a real syncfs does when one occurred)
+            self.events.append(("syncfs", _fd_path(fd)))
+            done = real_syncfs(fd)
+            failing = sum(kind == "syncfs" for kind, _ in self.events) <= failed_syncfs
+            return -1 if failing else done
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "replace", replace)
+        monkeypatch.setattr(local_mod, "_SYNCFS", syncfs)
+
+    def item_events(self, ids: list[str]) -> list[tuple[str, str]]:
+        names = {f"/{i}/{i}.json" for i in ids}
+        return [(kind, path) for kind, path in self.events if any(path.endswith(n) for n in names)]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_new_items_are_flushed_by_one_syncfs_before_any_is_named(path, products, tmp_path, monkeypatch):
+    root = tmp_path / "catalog"
+    producer.register([products[0]], catalog=str(root), collection="c")  # root and collection exist
+    rec = _Recorder(root, monkeypatch)
+
+    results = producer.register(products, catalog=str(root), collection="c", workers=_workers(path))
+    monkeypatch.undo()
+
+    assert [r.action for r in results] == ["unchanged"] + ["created"] * (COUNT - 1)
+    new = _ids(products)[1:]
+    # no new item's temp file was fsynced on its own: the flush was one syncfs
+    folders = tuple(f"/c/{i}/.stac-producer.tmp." for i in new)
+    assert not [e for e in rec.events if e[0] == "fsync" and any(f in e[1] for f in folders)]
+    renames = [i for i, (kind, p) in enumerate(rec.events) if kind == "rename" and p.endswith(".json")]
+    item_renames = [i for i, e in enumerate(rec.events) if e in rec.item_events(new) and e[0] == "rename"]
+    assert len(item_renames) == COUNT - 1
+    flushes = [i for i, (kind, _) in enumerate(rec.events) if kind == "syncfs"]
+    assert flushes and flushes[0] < min(item_renames), rec.events[:5]
+    # and the batch's folders were made durable before the collection linked the items
+    coll_rename = max(i for i in renames if rec.events[i][1].endswith("/c/collection.json"))
+    assert any(min(item_renames) < f < coll_rename for f in flushes[1:])
+    assert _linked(root) == _expected_links(_ids(products))
+    assert not _temps(root)
+    assert [str(p) for p in producer.validate_catalog(str(root))] == []
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_write_back_error_syncfs_reports_fails_only_the_products_whose_files_have_it(
+    path, products, tmp_path, monkeypatch
+):
+    root = tmp_path / "catalog"
+    producer.register([products[0]], catalog=str(root), collection="c")
+    victim = str(root / "c" / _ids(products)[3])
+    _Recorder(root, monkeypatch, failed_syncfs=1)  # the batch's flush: an error on this file system
+    real_fsync = os.fsync
+
+    def fsync(fd):  # ... and the victim's file is the one that has it (a full disk at write-back)
+        if _fd_path(fd).startswith(victim + "/"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    results = producer.register(products, catalog=str(root), collection="c", workers=_workers(path))
+    monkeypatch.undo()
+
+    actions = [r.action for r in results]
+    assert actions == ["unchanged", "created", "created", "error"] + ["created"] * (COUNT - 4)
+    bad = results[3]
+    assert bad.error_type == "storage" and "No space left on device" in bad.error
+    assert products[3] in bad.error and "Traceback" not in bad.error
+    assert not Path(victim).exists()  # no item folder, no temp file
+    assert not _temps(root)
+    good = [i for k, i in enumerate(_ids(products)) if k != 3]
+    assert _linked(root) == _expected_links(good)
+    assert [str(p) for p in producer.validate_catalog(str(root))] == []
+    again = producer.register(products, catalog=str(root), collection="c", workers=_workers(path))
+    assert [r.action for r in again] == ["unchanged"] * 3 + ["created"] + ["unchanged"] * (COUNT - 4)
+    assert _linked(root) == _expected_links(_ids(products))
+
+
+def test_a_syncfs_error_of_another_process_fails_no_product(products, tmp_path, monkeypatch):
+    root = tmp_path / "catalog"
+    producer.register([products[0]], catalog=str(root), collection="c")
+    rec = _Recorder(root, monkeypatch, failed_syncfs=1)  # yet every file of this batch fsyncs fine
+
+    results = producer.register(products, catalog=str(root), collection="c", workers=1)
+    monkeypatch.undo()
+
+    assert [r.action for r in results] == ["unchanged"] + ["created"] * (COUNT - 1)
+    # the error was traced: each staged file fsynced once, before any was named
+    folders = tuple(f"/c/{i}/.stac-producer.tmp." for i in _ids(products)[1:])
+    fsyncs = [i for i, (kind, p) in enumerate(rec.events) if kind == "fsync" and any(f in p for f in folders)]
+    item_renames = [i for i, e in enumerate(rec.item_events(_ids(products)[1:])) if e[0] == "rename"]
+    assert len(fsyncs) == COUNT - 1 and len(item_renames) == COUNT - 1
+    first_rename = rec.events.index(rec.item_events(_ids(products)[1:])[0])
+    assert max(fsyncs) < first_rename
+    assert _linked(root) == _expected_links(_ids(products))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_an_item_another_writer_creates_before_the_batch_names_it_is_written_the_usual_way(
+    path, products, tmp_path, monkeypatch
+):
+    """The race is forced: the other writer registers product 5 while this
+    batch has it staged and not yet named (paused at the publish)."""
+    root = tmp_path / "catalog"
+    producer.register([products[0]], catalog=str(root), collection="c")
+    real_publish = commit_mod.Committer.publish_staged
+    raced: list = []
+
+    def publish_after_another_writer(self, staging):
+        if not raced:  # this batch's publish, not the other writer's own
+            raced.append(None)
+            raced[0] = producer.register([products[5]], catalog=str(root), collection="c", workers=1)
+        return real_publish(self, staging)
+
+    monkeypatch.setattr(commit_mod.Committer, "publish_staged", publish_after_another_writer)
+    results = producer.register(products, catalog=str(root), collection="c", workers=_workers(path))
+    monkeypatch.undo()
+
+    assert [r.action for r in raced[0]] == ["created"]
+    actions = [r.action for r in results]
+    assert actions[5] == "unchanged"  # the other writer's document, same product: kept as it is
+    assert actions[:5] + actions[6:] == ["unchanged"] + ["created"] * (COUNT - 2)
+    assert _linked(root) == _expected_links(_ids(products))
+    assert not _temps(root)
+    assert [str(p) for p in producer.validate_catalog(str(root))] == []
+
+
+def test_another_product_created_under_a_staged_id_meanwhile_is_not_overwritten(
+    products, tmp_path, monkeypatch
+):
+    root = tmp_path / "catalog"
+    producer.register([products[0]], catalog=str(root), collection="c")
+    other = rasters.write_tile(tmp_path / "elsewhere", Path(products[5]).name, 50.0, 50.0, size=8, pixel=0.05)
+    real_publish = commit_mod.Committer.publish_staged
+    raced: list = []
+
+    def publish_after_another_writer(self, staging):
+        if not raced:  # this batch's publish, not the other writer's own
+            raced.append(None)
+            raced[0] = producer.register([str(other)], catalog=str(root), collection="c", workers=1)
+        return real_publish(self, staging)
+
+    monkeypatch.setattr(commit_mod.Committer, "publish_staged", publish_after_another_writer)
+    results = producer.register(products, catalog=str(root), collection="c", workers=1)
+    monkeypatch.undo()
+
+    assert [r.action for r in raced[0]] == ["created"]
+    assert results[5].action == "error" and results[5].error_type == "input"
+    assert str(other) in results[5].error  # names the product that holds the id
+    item = json.loads((root / "c" / _ids(products)[5] / f"{_ids(products)[5]}.json").read_text())
+    assert item["assets"]["data"]["href"].endswith(str(other))  # the other writer's item stands
+    assert not _temps(root)
+    assert [str(p) for p in producer.validate_catalog(str(root))] == []
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("where", ["before-publish", "after-3-names"])
+def test_a_process_killed_in_the_staged_writes_leaves_what_a_rerun_completes(
+    path, where, products, tmp_path, monkeypatch
+):
+    root = tmp_path / "catalog"
+    producer.register([products[0]], catalog=str(root), collection="c")
+    if where == "before-publish":
+
+        def killed(self, staging):
+            raise SimulatedKill("killed with the batch staged")
+
+        monkeypatch.setattr(commit_mod.Committer, "publish_staged", killed)
+    else:
+        real_replace = os.replace
+        named = []
+
+        def replace(src, dst, *args, **kwargs):
+            real_replace(src, dst, *args, **kwargs)
+            if ".stac-producer.tmp." in str(src) and str(dst).endswith(".json") and "/c/s" in str(dst):
+                named.append(dst)
+                if len(named) == 3:
+                    raise SimulatedKill("killed after 3 items were named")
+
+        monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(SimulatedKill):
+        producer.register(products, catalog=str(root), collection="c", workers=_workers(path))
+    monkeypatch.undo()
+
+    # nothing new is linked; every item name there is points at a whole
+    # document (unlinked: what a kill in a batch's item writes always left)
+    assert _linked(root) == _expected_links(_ids(products)[:1])
+    named_items = sorted(p for p in (root / "c").glob("s*/s*.json"))
+    assert len(named_items) == (1 if where == "before-publish" else 4)
+    for item in named_items:
+        assert json.loads(item.read_text())["type"] == "Feature"
+    problems = [str(p) for p in producer.validate_catalog(str(root)) if p.is_error]
+    orphans = [f"c/{p.parent.name}/{p.name}: [orphan] no document links it" for p in named_items[1:]]
+    assert sorted(problems) == sorted(orphans)
+    again = producer.register(products, catalog=str(root), collection="c", workers=_workers(path))
+    assert all(r.ok for r in again)
+    assert _linked(root) == _expected_links(_ids(products))
+    assert [str(p) for p in producer.validate_catalog(str(root))] == []
+
+
+def test_durability_os_stages_without_any_flush(products, tmp_path, monkeypatch):
+    root = tmp_path / "catalog"
+    producer.register([products[0]], catalog=str(root), collection="c")
+    rec = _Recorder(root, monkeypatch)
+
+    results = producer.register(products, catalog=str(root), collection="c", durability="os")
+    monkeypatch.undo()
+
+    assert [r.action for r in results] == ["unchanged"] + ["created"] * (COUNT - 1)
+    assert not [e for e in rec.events if e[0] in ("fsync", "syncfs")]
+    assert _linked(root) == _expected_links(_ids(products))
