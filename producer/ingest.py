@@ -771,8 +771,6 @@ def _register_pipelined(
                 )
             committed = [w for w in outcomes if w is not None]
     except (ProducerError, OSError) as exc:
-        if staging is not None:
-            staging.discard()
         _fail_unlinked(prepared, exc)
         # extraction itself failed (a fork refused, say): one result per product still
         for source in chunk[len(results) :]:
@@ -780,6 +778,9 @@ def _register_pipelined(
             lost.fail(f"{source}: not registered ({exc}); register it again", _as_project_error(exc))
             results.append(lost)
         return results
+    finally:
+        if staging is not None:  # what an exception left unpublished (the write threads are done)
+            staging.discard()
     if refused is not None:
         _fail_all(prepared, _as_project_error(refused, "cannot write the root catalog: "))
         return results
@@ -859,9 +860,13 @@ def _write_items(committer: Committer, prepared: Prepared, replace: bool) -> lis
 
     threads = write_threads(len(prepared), committer.store.concurrent_safe)
     staging = _staging(committer.store)
-    written = map_ordered(lambda e: _write_one(committer, e, replace, staging=staging), prepared, threads)
-    if staging is not None:
-        written = _publish_staged(committer, staging, prepared, written, replace, None)
+    try:
+        written = map_ordered(lambda e: _write_one(committer, e, replace, staging=staging), prepared, threads)
+        if staging is not None:
+            written = _publish_staged(committer, staging, prepared, written, replace, None)
+    finally:
+        if staging is not None:  # what an exception left unpublished: no temp file stays
+            staging.discard()
     return [w for w in written if w is not None]
 
 
@@ -888,11 +893,7 @@ def _publish_staged(
     (read, identity check, compare-and-swap); one whose bytes could not be
     made durable fails its product. Returns ``written`` updated.
     Mutates the products' results."""
-    try:
-        outcomes = committer.publish_staged(staging)
-    except BaseException:
-        staging.discard()
-        raise
+    outcomes = committer.publish_staged(staging)
     out = list(written)
     for i, ((result, key, _), w) in enumerate(zip(prepared, written, strict=True)):
         if w is None or key not in outcomes:

@@ -433,19 +433,25 @@ def test_a_pooled_batch_makes_the_root_durable_before_its_first_item(tmp_path, m
     monkeypatch.setattr(parallel, "EXTRACT_KIND", "thread")
     sources = rasters.dated_cogs(tmp_path / "data", 12)
     root = tmp_path / "cat"
-    events: list[str] = []
-    real_fsync = os.fsync
+    events: list[str] = []  # fsynced paths, and the names renamed into place
+    real_fsync, real_replace = os.fsync, os.replace
 
     def fsync(fd: int) -> None:
         events.append(os.readlink(f"/proc/self/fd/{fd}"))
         real_fsync(fd)
 
+    def replace(src, dst, *args, **kwargs) -> None:
+        events.append(str(dst))
+        real_replace(src, dst, *args, **kwargs)
+
     monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
     results = register_products(
         sources, catalog=str(root), collection="c", options=RegisterOptions(workers=2)
     )
     assert [r.action for r in results] == ["created"] * len(sources)
     root_dir = os.path.realpath(root)
+    # the first item flushed or named (new items are flushed together, then named)
     first_item = min(i for i, path in enumerate(events) if "/c/cog_" in path)
     assert root_dir in events[:first_item], "the root's folder was not durable before the first item"
 

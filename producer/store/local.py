@@ -35,8 +35,7 @@ a live one's without any coordination between hosts.
 Durability per batch (:meth:`LocalStore.batch`): inside it, a write still
 fsyncs its temp file before the rename (so its bytes are durable before its
 name points at them, and a write-back error such as a full disk is reported
-for that file alone; the batch's writer threads overlap these fsyncs, which
-the journal commits together), but the directories whose entries it changed
+for that file alone), but the directories whose entries it changed
 (the document's folder, and the parent of every folder it created) are not
 fsynced per write: they are collected, and when the batch ends each is
 fsynced once; past :data:`SYNCFS_PAST` distinct folders one ``syncfs`` of
@@ -44,6 +43,14 @@ the catalog's file system replaces them (``syncfs`` also flushes other
 processes' dirty pages, so it only pays off for many folders). The register
 pipeline waits for that before any parent links them. A failed directory
 fsync (or ``syncfs``) fails the write, or the batch: never swallowed.
+
+A register batch's new items go through :class:`Staging` instead
+(:meth:`LocalStore.staging`): their temp files are written without an
+fsync, flushed together by one ``syncfs`` (past :data:`SYNCFS_PAST` files)
+and only then renamed, create-only. The name still never points at bytes a
+power loss can lose, and a write-back error ``syncfs`` reports is traced to
+its files by an fsync of each, so it still fails those products alone; the
+per-file fsync was most of the CPU of a local item write.
 
 ``durability="os"`` (:meth:`LocalStore.os_durability`, the register
 option ``durability``) fsyncs nothing: the temp file + rename, the lock,
@@ -853,12 +860,13 @@ class Staging:
         store = self.store
         if not items or not store._syncs():
             return {}
-        if len(items) > SYNCFS_PAST and _SYNCFS is not None and self._fd is not None:
-            if _SYNCFS(self._fd) == 0:
-                return {}
-            # a write-back error on this file system since the first staged
-            # byte: an fsync of each staged file says whose (a file's error
-            # not seen by any descriptor is reported to the next fsync)
+        flush, fd = _SYNCFS, self._fd
+        if len(items) > SYNCFS_PAST and flush is not None and fd is not None and flush(fd) == 0:
+            return {}
+        # few files, or a write-back error on this file system since the
+        # first staged byte: an fsync of each staged file (which also says
+        # whose: a file's error no descriptor has seen yet goes to the next
+        # fsync of that file)
         failed: dict[str, StoreError] = {}
         for staged in items:
             try:
