@@ -731,6 +731,7 @@ def _register_pipelined(
 
     threads = write_threads(len(chunk), committer.store.concurrent_safe)
     staging: Staging | None = None
+    published: dict[str, ProducerError | None] = {}  # staged key -> None (named) or why not
     try:
         with (
             batch_durability(committer.store),
@@ -763,11 +764,16 @@ def _register_pipelined(
                             staging,
                         )
                     )
+                if staging is not None and staging.age() > staging.window:
+                    # a long batch names what it staged so far, long before
+                    # sweeps would take the temp files for a dead writer's
+                    wait(futures)
+                    published.update(committer.publish_staged(staging))
             outcomes = [f.result() for f in futures]
             if staging is not None:
-                submitted = prepared[: len(futures)]
-                outcomes = _publish_staged(
-                    committer, staging, submitted, outcomes, replace, lines if sinks else None
+                published.update(committer.publish_staged(staging))
+                outcomes = _apply_published(
+                    committer, prepared[: len(futures)], outcomes, published, replace, lines if sinks else None
                 )
             committed = [w for w in outcomes if w is not None]
     except (ProducerError, OSError) as exc:
@@ -863,7 +869,9 @@ def _write_items(committer: Committer, prepared: Prepared, replace: bool) -> lis
     try:
         written = map_ordered(lambda e: _write_one(committer, e, replace, staging=staging), prepared, threads)
         if staging is not None:
-            written = _publish_staged(committer, staging, prepared, written, replace, None)
+            written = _apply_published(
+                committer, prepared, written, committer.publish_staged(staging), replace, None
+            )
     finally:
         if staging is not None:  # what an exception left unpublished: no temp file stays
             staging.discard()
@@ -879,26 +887,23 @@ def _staging(store: Store) -> Staging | None:
     return staging(store) if staging is not None else None
 
 
-def _publish_staged(
+def _apply_published(
     committer: Committer,
-    staging: Staging,
     prepared: Prepared,
     written: list[tuple[str, dict, dict] | None],
+    published: dict[str, ProducerError | None],
     replace: bool,
     lines: dict[str, str] | None,
 ) -> list[tuple[str, dict, dict] | None]:
-    """Name the items :func:`_write_one` staged (:meth:`Committer.publish_staged`);
-    ``written``: its outcomes, one per product of ``prepared``, in order.
+    """``written`` (:func:`_write_one`'s outcomes, one per product of
+    ``prepared``, in order) once the staged items are named: ``published``
+    (:meth:`Committer.publish_staged`, merged over the batch's publishes).
     An item another writer created meanwhile is written the usual way now
     (read, identity check, compare-and-swap); one whose bytes could not be
-    made durable fails its product. Returns ``written`` updated.
-    Mutates the products' results."""
-    outcomes = committer.publish_staged(staging)
+    made durable fails its product. Mutates the products' results."""
     out = list(written)
     for i, ((result, key, _), w) in enumerate(zip(prepared, written, strict=True)):
-        if w is None or key not in outcomes:
-            continue
-        outcome = outcomes[key]
+        outcome = published.get(key) if w is not None else None
         if outcome is None:
             continue
         if isinstance(outcome, PreconditionFailed):

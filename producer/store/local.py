@@ -79,6 +79,7 @@ import logging
 import os
 import secrets
 import stat
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -599,9 +600,13 @@ class LocalStore:
                 self._fsync_dir(directory)
 
     def staging(self) -> Staging | None:
-        """A :class:`Staging` for the create-only writes of this batch
-        (inside :meth:`batch` only; else None)."""
-        return Staging(self) if self._batch_dirs() is not None else None
+        """A :class:`Staging` for the create-only writes of this batch, or
+        None: outside :meth:`batch`, or where ``syncfs`` does not report
+        write-back errors (:func:`syncfs_reports_errors`), which then keep
+        an fsync per document."""
+        if self._batch_dirs() is None or (self._syncs() and not syncfs_reports_errors()):
+            return None
+        return Staging(self)
 
     def _missing_dirs(self, path: Path) -> list[Path]:
         """The directories above ``path`` (below the root) that do not exist yet, deepest first."""
@@ -748,12 +753,32 @@ class LocalStore:
 
 class _Staged:
     """One staged document: its key, final path, temp file, the folders its
-    temp write created and its version."""
+    temp write created, its version, and whether its bytes are durable
+    already (fsynced when written: a folder on another file system)."""
 
-    __slots__ = ("created", "key", "path", "tmp", "version")
+    __slots__ = ("created", "durable", "key", "path", "tmp", "version")
 
-    def __init__(self, key: str, path: Path, tmp: Path, created: list[Path], version: str) -> None:
-        self.key, self.path, self.tmp, self.created, self.version = key, path, tmp, created, version
+    def __init__(
+        self, key: str, path: Path, tmp: Path, created: list[Path], version: str, durable: bool
+    ) -> None:
+        self.key, self.path, self.tmp, self.created = key, path, tmp, created
+        self.version, self.durable = version, durable
+
+
+def _kernel_at_least(major: int, minor: int) -> bool:
+    """Whether the running Linux kernel is ``major.minor`` or later."""
+    release = os.uname().release.split(".")
+    try:
+        return (int(release[0]), int("".join(ch for ch in release[1] if ch.isdigit()) or 0)) >= (major, minor)
+    except (IndexError, ValueError):
+        return False
+
+
+def syncfs_reports_errors() -> bool:
+    """Whether ``syncfs`` is there and reports write-back errors (Linux 5.8
+    and later: before, it only fails for a bad descriptor, so a full disk at
+    write-back would go unseen)."""
+    return _SYNCFS is not None and sys.platform.startswith("linux") and _kernel_at_least(5, 8)
 
 
 class Staging:
@@ -762,71 +787,113 @@ class Staging:
 
     :meth:`stage` is the first half of ``put(key, data, create_only=True)``:
     the bytes go to a hidden temp file beside the key, *not* fsynced, and no
-    name points at them yet; a key that exists already raises
-    :class:`PreconditionFailed` at once. :meth:`publish` then makes every
-    staged temp file durable with one ``syncfs`` (past :data:`SYNCFS_PAST`
-    files; else an fsync each) and only then renames each one to its key,
-    still create-only (under the lock). So a name never points at bytes a
-    power loss can lose, as with ``put``, at one flush per batch instead of
-    an fsync per document (the fsync was most of the CPU of a local item
-    write). A write-back error that ``syncfs`` reports is traced to its
-    files by an fsync of each: only those products fail (``syncfs`` also
-    reports other processes' errors on the same file system: then none
-    fails). Thread-safe; temp files live until :meth:`publish` or
-    :meth:`discard` (a killed process leaves them to the sweeps of dead
-    writers' temp files).
+    name points at them yet; a key that exists already (or is staged
+    already) raises :class:`PreconditionFailed` at once. :meth:`publish`
+    then makes every staged temp file durable with one ``syncfs`` of the
+    catalog's file system, through a descriptor opened before the first
+    staged byte (so it reports any write-back error since), and only then
+    renames each one to its key, still create-only (under the lock). A name
+    never points at bytes a power loss can lose, as with ``put``, at one
+    flush per batch instead of an fsync per document (the fsync was most of
+    the CPU of a local item write).
+
+    When ``syncfs`` reports an error, each staged file is fsynced to find
+    whose: those products fail alone. If none owns it (another process's
+    file on the same file system, or a file whose error the kernel dropped
+    with its inode), every staged document fails: nothing is named over
+    bytes that may be lost. A document in a folder on another file system
+    than the root is fsynced as it is written. Thread-safe. :meth:`age`
+    tells how long the oldest staged temp file has waited: a caller publishes
+    long before :attr:`LocalStore.temp_max_age`, when sweeps take temp files
+    for a dead writer's. Only where :func:`syncfs_reports_errors`.
     """
 
     def __init__(self, store: LocalStore) -> None:
         self.store = store
         self._items: list[_Staged] = []
+        self._keys: set[str] = set()
         self._lock = threading.Lock()
-        self._fd: int | None = None  # the root, opened before the first temp file: syncfs's error window
-        self._opened = False
+        self._fd: int | None = None  # the root, opened before the first staged byte
+        self._root_dev: int | None = None
+        self._since: float | None = None  # monotonic time of the oldest staged byte
+
+    def age(self) -> float:
+        """Seconds since the oldest document now staged was staged (0: none)."""
+        since = self._since
+        return 0.0 if since is None else time.monotonic() - since
 
     def stage(self, key: str, data: bytes) -> str:
         """Write ``data`` for ``key`` to a temp file (see the class); return
         the version it will have. :class:`PreconditionFailed` when ``key``
-        exists (nothing written), :class:`StoreError` when the temp file
-        cannot be written (nothing left)."""
+        exists or is staged already (nothing written), :class:`StoreError`
+        when the temp file cannot be written (nothing left)."""
         store = self.store
-        with self._lock:
-            if not self._opened:  # once, before any staged byte: syncfs then sees every later error
-                self._opened = True
-                with contextlib.suppress(OSError):
-                    self._fd = os.open(store.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         path, created = store._target(key)
-        if os.path.lexists(path):  # a file, a folder or a link: the caller writes it the usual way
-            raise PreconditionFailed(f"{key!r} already exists in catalog {store.url} (create_only)")
-        data = bytes(data)
+        with self._lock:
+            if key in self._keys:
+                raise PreconditionFailed(f"{key!r} is staged already in catalog {store.url} (create_only)")
+            if self._fd is None:  # before any staged byte: syncfs then sees every later error
+                try:
+                    self._fd = os.open(store.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                    self._root_dev = os.fstat(self._fd).st_dev
+                except OSError as exc:
+                    raise StoreError(f"cannot write {key!r} in catalog {store.url}: {exc}") from exc
+            self._keys.add(key)
         try:
-            tmp = store._write_temp(key, path, data, sync=False, mkdir=bool(created))
+            if os.path.lexists(path):  # a file, a folder or a link: the caller writes it the usual way
+                raise PreconditionFailed(f"{key!r} already exists in catalog {store.url} (create_only)")
+            # a folder on another file system than the root (a mount below
+            # it): syncfs of the root would not flush it, so fsync as written
+            durable = store._syncs() and self._elsewhere(created[-1].parent if created else path.parent)
+            data = bytes(data)
+            try:
+                tmp = store._write_temp(key, path, data, sync=durable, mkdir=bool(created))
+            except BaseException:
+                store._prune(created)
+                raise
         except BaseException:
-            store._prune(created)
+            with self._lock:
+                self._keys.discard(key)
             raise
-        staged = _Staged(key, path, tmp, created, _version(data))
+        staged = _Staged(key, path, tmp, created, _version(data), durable)
         with self._lock:
             self._items.append(staged)
+            if self._since is None:
+                self._since = time.monotonic()
         return staged.version
+
+    @property
+    def window(self) -> float:
+        """Seconds a document may stay staged before its batch publishes
+        what it has (an eighth of :attr:`LocalStore.temp_max_age`)."""
+        return self.store.temp_max_age / 8
+
+    def _elsewhere(self, folder: Path) -> bool:
+        """Whether ``folder`` (an existing one) is on another file system than the root."""
+        try:
+            return os.stat(folder).st_dev != self._root_dev
+        except OSError:
+            return True  # cannot tell: fsync as written, as put does
 
     def publish(self) -> dict[str, str | StoreError | PreconditionFailed]:
         """Make the staged bytes durable, then give each its name (see the
         class). Returns, per staged key: its version (written), a
         :class:`PreconditionFailed` (another writer created the key
         meanwhile; nothing of this one is left) or a :class:`StoreError`
-        (its bytes could not be made durable or renamed; nothing left)."""
+        (its bytes could not be made durable or renamed; nothing left).
+        The staging is empty afterwards and can stage again."""
         with self._lock:
-            items, self._items = self._items, []
+            items, self._items, self._keys, self._since = self._items, [], set(), None
+            fd, self._fd = self._fd, None
         out: dict[str, str | StoreError | PreconditionFailed] = {}
-        pending = list(items)
         try:
-            failed = self._make_durable(items)
-            store = self.store
-            for staged in items:
+            failed = self._make_durable(items, fd)
+            for staged in reversed(items):  # deepest folders first: a shared new folder goes last
                 error = failed.get(staged.key)
                 if error is not None:
                     self._drop(staged)
                     out[staged.key] = error
+            store = self.store
             pending = [s for s in items if s.key not in failed]
             for start in range(0, len(pending), _RENAMES_PER_LOCK):
                 with store._locked():
@@ -840,44 +907,70 @@ class Staging:
             log.debug("%r published %d staged document(s), %d refused", store, len(items), refused)
             return out
         except BaseException:
-            for staged in pending:
+            for staged in reversed(items):
                 if staged.key not in out:
                     self._drop(staged)
             raise
         finally:
-            self._close()
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     def discard(self) -> None:
         """Remove every temp file staged and not yet published."""
         with self._lock:
-            items, self._items = self._items, []
-        for staged in items:
+            items, self._items, self._keys, self._since = self._items, [], set(), None
+            fd, self._fd = self._fd, None
+        for staged in reversed(items):
             self._drop(staged)
-        self._close()
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
-    def _make_durable(self, items: list[_Staged]) -> dict[str, StoreError]:
+    def _make_durable(self, items: list[_Staged], fd: int | None) -> dict[str, StoreError]:
         """The keys whose bytes could not be made durable, with the error."""
         store = self.store
         if not items or not store._syncs():
             return {}
-        flush, fd = _SYNCFS, self._fd
-        if len(items) > SYNCFS_PAST and flush is not None and fd is not None and flush(fd) == 0:
+        flush = _SYNCFS
+        if flush is not None and fd is not None and flush(fd) == 0:
             return {}
-        # few files, or a write-back error on this file system since the
-        # first staged byte: an fsync of each staged file (which also says
-        # whose: a file's error no descriptor has seen yet goes to the next
-        # fsync of that file)
+        reported = f"syncfs: {os.strerror(ctypes.get_errno() or errno.EIO)}"
+        # a write-back error on this file system since the first staged
+        # byte: an fsync of each staged file says whose (a file's error no
+        # descriptor has seen yet goes to the next fsync of that file)
         failed: dict[str, StoreError] = {}
         for staged in items:
+            if staged.durable:
+                continue
             try:
-                fd = os.open(staged.tmp, os.O_RDONLY | os.O_CLOEXEC)
+                tmp_fd = os.open(staged.tmp, os.O_RDONLY | os.O_CLOEXEC)
                 try:
-                    os.fsync(fd)
+                    os.fsync(tmp_fd)
                 finally:
-                    os.close(fd)
+                    os.close(tmp_fd)
             except OSError as exc:
                 failed[staged.key] = StoreError(f"cannot write {staged.key!r} in catalog {store.url}: {exc}")
-        return failed
+        if failed:
+            return failed
+        # nobody owns it: another process's file, or an error the kernel
+        # dropped with an evicted inode; naming the batch could point names
+        # at lost bytes, so none is named
+        log.warning(
+            "%r: the file system reported a write-back error (%s) while %d item(s) were staged, and no "
+            "staged file owns it; none of them is written",
+            store,
+            reported,
+            len(items),
+        )
+        return {
+            staged.key: StoreError(
+                f"cannot write {staged.key!r} in catalog {store.url}: the file system reported a write-back "
+                f"error while the batch was written ({reported}); nothing of it was named: check the disk, "
+                "then register again"
+            )
+            for staged in items
+        }
 
     def _rename(self, staged: _Staged) -> str | StoreError | PreconditionFailed:
         """Under the lock: ``staged``'s temp file to its key, create-only."""
@@ -897,10 +990,3 @@ class Staging:
             os.unlink(staged.tmp)
         if prune:
             self.store._prune(staged.created)
-
-    def _close(self) -> None:
-        with self._lock:
-            fd, self._fd = self._fd, None
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
