@@ -773,7 +773,12 @@ def _register_pipelined(
             if staging is not None:
                 published.update(committer.publish_staged(staging))
                 outcomes = _apply_published(
-                    committer, prepared[: len(futures)], outcomes, published, replace, lines if sinks else None
+                    committer,
+                    prepared[: len(futures)],
+                    outcomes,
+                    published,
+                    replace,
+                    lines if sinks else None,
                 )
             committed = [w for w in outcomes if w is not None]
     except (ProducerError, OSError) as exc:
