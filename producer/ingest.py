@@ -737,10 +737,16 @@ def _register_pipelined(
             batch_durability(committer.store),
             ThreadPoolExecutor(max_workers=threads, thread_name_prefix="stac-write") as pool,
         ):
-            staging = _staging(committer.store)
+            staging = _staging(committer.store, len(chunk))
             for result, entry in _extract_each(
                 chunk, committer, collection, options, coll_title, progress, done, total, workers, quiet
             ):
+                if staging is not None and staging.age() > staging.window:
+                    # a long batch names what it staged so far, long before
+                    # sweeps would take the temp files for a dead writer's
+                    # (one the sweeps took all the same is written as usual)
+                    wait(futures)
+                    published.update(committer.publish_staged(staging))
                 results.append(result)
                 if entry is None:
                     continue
@@ -764,11 +770,6 @@ def _register_pipelined(
                             staging,
                         )
                     )
-                if staging is not None and staging.age() > staging.window:
-                    # a long batch names what it staged so far, long before
-                    # sweeps would take the temp files for a dead writer's
-                    wait(futures)
-                    published.update(committer.publish_staged(staging))
             outcomes = [f.result() for f in futures]
             if staging is not None:
                 published.update(committer.publish_staged(staging))
@@ -870,7 +871,7 @@ def _write_items(committer: Committer, prepared: Prepared, replace: bool) -> lis
     timestamps included). Mutates each product's result."""
 
     threads = write_threads(len(prepared), committer.store.concurrent_safe)
-    staging = _staging(committer.store)
+    staging = _staging(committer.store, len(prepared))
     try:
         written = map_ordered(lambda e: _write_one(committer, e, replace, staging=staging), prepared, threads)
         if staging is not None:
@@ -883,13 +884,14 @@ def _write_items(committer: Committer, prepared: Prepared, replace: bool) -> lis
     return [w for w in written if w is not None]
 
 
-def _staging(store: Store) -> Staging | None:
-    """The store's staging of create-only writes for the batch open in this
-    context (a local store inside :func:`batch_durability`), or None. Looked
-    up on the store's own class, never through a wrapper: a wrapper that
-    counts or injects faults into writes sees every write as a put."""
+def _staging(store: Store, count: int) -> Staging | None:
+    """The store's staging of the ``count`` create-only writes of the batch
+    open in this context (a local store inside :func:`batch_durability`,
+    for more than a few items), or None. Looked up on the store's own class,
+    never through a wrapper: a wrapper that counts or injects faults into
+    writes sees every write as a put."""
     staging = getattr(type(store), "staging", None)
-    return staging(store) if staging is not None else None
+    return staging(store, count) if staging is not None else None
 
 
 def _apply_published(
@@ -935,7 +937,7 @@ def _write_one(
     in the write thread, so the mirror does not encode the batch after the
     last product; an item that is not JSON gets none, and the sink reports it).
     ``staging``: a new item without a thumbnail to write is staged there
-    (:meth:`Committer.stage_item`), as created, for :func:`_publish_staged`."""
+    (:meth:`Committer.stage_item`), as created, for :func:`_apply_published`."""
     result, key, doc = entry
     try:
         staged = None

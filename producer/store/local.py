@@ -44,12 +44,12 @@ processes' dirty pages, so it only pays off for many folders). The register
 pipeline waits for that before any parent links them. A failed directory
 fsync (or ``syncfs``) fails the write, or the batch: never swallowed.
 
-A register batch's new items go through :class:`Staging` instead
+A register batch's new items (past :data:`SYNCFS_PAST` of them, where
+:func:`syncfs_reports_errors`) go through :class:`Staging` instead
 (:meth:`LocalStore.staging`): their temp files are written without an
-fsync, flushed together by one ``syncfs`` (past :data:`SYNCFS_PAST` files)
-and only then renamed, create-only. The name still never points at bytes a
-power loss can lose, and a write-back error ``syncfs`` reports is traced to
-its files by an fsync of each, so it still fails those products alone; the
+fsync, flushed together by one ``syncfs``, and only then renamed,
+create-only. The name still never points at bytes a power loss can lose;
+a write-back error ``syncfs`` reports names none of the staged items. The
 per-file fsync was most of the CPU of a local item write.
 
 ``durability="os"`` (:meth:`LocalStore.os_durability`, the register
@@ -77,6 +77,7 @@ import errno
 import hashlib
 import logging
 import os
+import re
 import secrets
 import stat
 import sys
@@ -217,6 +218,7 @@ class LocalStore:
         self._batch_lock = threading.Lock()  # a batch's folder set is shared by its write threads
         self._real_root: str | None = None  # the root's real path + "/", for open_read
         self._real_dir: str | None = None  # the root's real path, for _path (set once it exists)
+        self._syncfs_ok: bool | None = None  # whether staging may rely on syncfs (checked once)
 
     def __repr__(self) -> str:
         return f"LocalStore({self.url!r})"
@@ -599,14 +601,28 @@ class LocalStore:
             for directory in changed:
                 self._fsync_dir(directory)
 
-    def staging(self) -> Staging | None:
-        """A :class:`Staging` for the create-only writes of this batch, or
-        None: outside :meth:`batch`, or where ``syncfs`` does not report
-        write-back errors (:func:`syncfs_reports_errors`), which then keep
-        an fsync per document."""
-        if self._batch_dirs() is None or (self._syncs() and not syncfs_reports_errors()):
+    def staging(self, count: int) -> Staging | None:
+        """A :class:`Staging` for the ``count`` create-only writes of this
+        batch, or None (each write then fsyncs its own file, as ``put``
+        does): outside :meth:`batch`, for :data:`SYNCFS_PAST` documents or
+        fewer (an fsync each costs less than flushing the whole file system,
+        other processes' writes included), or where ``syncfs`` does not
+        report write-back errors (:func:`syncfs_reports_errors`)."""
+        if self._batch_dirs() is None or count <= SYNCFS_PAST:
+            return None
+        if self._syncs() and not self._syncfs_reports_errors():
             return None
         return Staging(self)
+
+    def _syncfs_reports_errors(self) -> bool:
+        """:func:`syncfs_reports_errors` for the root (its nearest existing
+        folder before the first write), once per store."""
+        if self._syncfs_ok is None:
+            folder = self.root
+            while not folder.exists() and folder != folder.parent:
+                folder = folder.parent
+            self._syncfs_ok = syncfs_reports_errors(folder)
+        return self._syncfs_ok
 
     def _missing_dirs(self, path: Path) -> list[Path]:
         """The directories above ``path`` (below the root) that do not exist yet, deepest first."""
@@ -767,18 +783,43 @@ class _Staged:
 
 def _kernel_at_least(major: int, minor: int) -> bool:
     """Whether the running Linux kernel is ``major.minor`` or later."""
-    release = os.uname().release.split(".")
+    found = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    return found is not None and (int(found[1]), int(found[2])) >= (major, minor)
+
+
+#: file systems whose ``syncfs`` makes data durable and reports its
+#: write-back errors (local block file systems; not FUSE, whose daemon
+#: ``syncfs`` does not reach, nor network or layered ones, unverified)
+_SYNCFS_TYPES = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "tmpfs"})
+
+
+def _fs_type(device: int) -> str | None:
+    """The type of the mounted file system with st_dev ``device``
+    (``/proc/self/mountinfo``), or None."""
+    wanted = f"{os.major(device)}:{os.minor(device)}"
     try:
-        return (int(release[0]), int("".join(ch for ch in release[1] if ch.isdigit()) or 0)) >= (major, minor)
-    except (IndexError, ValueError):
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                fields = line.split()
+                if len(fields) > 2 and fields[2] == wanted and " - " in line:
+                    return line.split(" - ", 1)[1].split()[0]
+    except OSError:
+        return None
+    return None
+
+
+def syncfs_reports_errors(directory: Path) -> bool:
+    """Whether ``syncfs`` of the file system holding ``directory`` makes its
+    data durable and reports its write-back errors: Linux 5.8 or later
+    (before, it fails only for a bad descriptor, so a full disk at
+    write-back went unseen) and a file system of :data:`_SYNCFS_TYPES`."""
+    if _SYNCFS is None or not sys.platform.startswith("linux") or not _kernel_at_least(5, 8):
         return False
-
-
-def syncfs_reports_errors() -> bool:
-    """Whether ``syncfs`` is there and reports write-back errors (Linux 5.8
-    and later: before, it only fails for a bad descriptor, so a full disk at
-    write-back would go unseen)."""
-    return _SYNCFS is not None and sys.platform.startswith("linux") and _kernel_at_least(5, 8)
+    try:
+        device = os.stat(directory).st_dev
+    except OSError:
+        return False
+    return _fs_type(device) in _SYNCFS_TYPES
 
 
 class Staging:
@@ -797,15 +838,16 @@ class Staging:
     flush per batch instead of an fsync per document (the fsync was most of
     the CPU of a local item write).
 
-    When ``syncfs`` reports an error, each staged file is fsynced to find
-    whose: those products fail alone. If none owns it (another process's
-    file on the same file system, or a file whose error the kernel dropped
-    with its inode), every staged document fails: nothing is named over
-    bytes that may be lost. A document in a folder on another file system
-    than the root is fsynced as it is written. Thread-safe. :meth:`age`
-    tells how long the oldest staged temp file has waited: a caller publishes
-    long before :attr:`LocalStore.temp_max_age`, when sweeps take temp files
-    for a dead writer's. Only where :func:`syncfs_reports_errors`.
+    When ``syncfs`` reports an error, none is named: every staged
+    document not fsynced as written fails (the temp files are closed, and a
+    file's error can go with its evicted inode, so a clean fsync now does
+    not prove a file whole); an fsync of each says whose error it is, for
+    the messages. A document in a folder on another file system than the
+    root is fsynced as it is written. Thread-safe. :meth:`age` tells how
+    long the oldest staged temp file has waited: a caller publishes long
+    before :attr:`LocalStore.temp_max_age`, when sweeps take temp files for
+    a dead writer's (one taken all the same comes back from :meth:`publish`
+    as :class:`PreconditionFailed`: write it the usual way).
     """
 
     def __init__(self, store: LocalStore) -> None:
@@ -928,7 +970,13 @@ class Staging:
                 os.close(fd)
 
     def _make_durable(self, items: list[_Staged], fd: int | None) -> dict[str, StoreError]:
-        """The keys whose bytes could not be made durable, with the error."""
+        """The keys whose bytes could not be made durable, with the error.
+
+        When ``syncfs`` reports a write-back error, every staged document
+        not fsynced as written fails: a file's error can be lost with its
+        inode once no descriptor holds it (the temp files are closed), so
+        the files that do not report it are not known to be whole. An fsync
+        of each says which files do, for the messages."""
         store = self.store
         if not items or not store._syncs():
             return {}
@@ -936,10 +984,8 @@ class Staging:
         if flush is not None and fd is not None and flush(fd) == 0:
             return {}
         reported = f"syncfs: {os.strerror(ctypes.get_errno() or errno.EIO)}"
-        # a write-back error on this file system since the first staged
-        # byte: an fsync of each staged file says whose (a file's error no
-        # descriptor has seen yet goes to the next fsync of that file)
         failed: dict[str, StoreError] = {}
+        owners = 0
         for staged in items:
             if staged.durable:
                 continue
@@ -950,27 +996,23 @@ class Staging:
                 finally:
                     os.close(tmp_fd)
             except OSError as exc:
+                owners += 1
                 failed[staged.key] = StoreError(f"cannot write {staged.key!r} in catalog {store.url}: {exc}")
-        if failed:
-            return failed
-        # nobody owns it: another process's file, or an error the kernel
-        # dropped with an evicted inode; naming the batch could point names
-        # at lost bytes, so none is named
+            else:
+                failed[staged.key] = StoreError(
+                    f"cannot write {staged.key!r} in catalog {store.url}: the file system reported a "
+                    f"write-back error while the batch was written ({reported}), so none of the batch's new "
+                    "items was named: check the disk, then register again"
+                )
         log.warning(
-            "%r: the file system reported a write-back error (%s) while %d item(s) were staged, and no "
-            "staged file owns it; none of them is written",
+            "%r: the file system reported a write-back error (%s) while %d item(s) were staged (%d of their "
+            "files report it); none of them is written",
             store,
             reported,
-            len(items),
+            len(failed),
+            owners,
         )
-        return {
-            staged.key: StoreError(
-                f"cannot write {staged.key!r} in catalog {store.url}: the file system reported a write-back "
-                f"error while the batch was written ({reported}); nothing of it was named: check the disk, "
-                "then register again"
-            )
-            for staged in items
-        }
+        return failed
 
     def _rename(self, staged: _Staged) -> str | StoreError | PreconditionFailed:
         """Under the lock: ``staged``'s temp file to its key, create-only."""
@@ -980,6 +1022,11 @@ class Staging:
             return PreconditionFailed(f"{staged.key!r} already exists in catalog {store.url} (create_only)")
         try:
             os.replace(staged.tmp, staged.path)
+        except FileNotFoundError:
+            # its temp file (or folder) went meanwhile: a sweep took it for a
+            # dead writer's; the caller writes the document the usual way
+            self.store._prune(staged.created)
+            return PreconditionFailed(f"{staged.key!r}: its staged bytes in catalog {store.url} were removed")
         except OSError as exc:
             self._drop(staged)
             return StoreError(f"cannot write {staged.key!r} in catalog {store.url}: {exc}")
