@@ -11,12 +11,18 @@ Sections (``--sections local,s3``; ``split``, ``sustained``, ``threaded`` and ``
 (``auto``: forked processes from a single-threaded process, else threads;
 the table says which), in 2 threads and in 2 forked processes (each also not pipelined:
 items written only after the whole batch is extracted, as before), with
-items written by one thread or by 16; and the rio-stac-like loop doing the same work in
+items written by one thread or by 16; serial and default with an fsync per
+new item (its items not staged: as before issue 12's ``Staging``); and the
+rio-stac-like loop doing the same work in
 one process: rasterio open, footprint densified 32 segments per edge and
 reprojected to WGS 84, a pystac Item (projection extension, one asset),
 the same offline validation (the project's compiled validator), the items
 and a collection written by pystac, then every written file fsynced (the
-project fsyncs every document before it is renamed into place).
+project makes every document durable before it is renamed into place: an
+fsync each, or one ``syncfs`` for a batch's staged new items). Its
+"machine" column is the busy time of all cores per item during the run:
+other processes' work included, and the kernel's own threads, where a file
+system's journal commits for the fsyncs run.
 
 ``s3``: the moto server in its own process behind a latency proxy adding
 30 ms per request (``bench/latproxy.py``; where that is missing, a store
@@ -334,14 +340,32 @@ def _measure(
     for rep in range(repeats):
         for name, run, check in configs:
             where = fresh(f"{name}-{rep}")
-            before = _cpu_now()
+            before, busy = _cpu_now(), _machine_busy()
             times[name].append(run(where))
             after = _cpu_now()
             CPU.setdefault(name, []).append((after[0] - before[0], after[1] - before[1]))
+            MACHINE.setdefault(name, []).append(_machine_busy() - busy)
             log(f"  {name}: {times[name][-1]:.2f} s")
             if rep == 0:
                 check(where)
     return times
+
+
+#: seconds the machine's cores were busy per run and config (all
+#: processes and the kernel's own threads: a file system's journal work
+#: runs there, not in the process that asked for it)
+MACHINE: dict[str, list[float]] = {}
+
+
+def _machine_busy() -> float:
+    """Seconds of busy CPU of every core since boot (``/proc/stat``), 0.0 where unreadable."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def _cpu_cells(name: str, n: int) -> list[str]:
@@ -366,10 +390,27 @@ def section_local(cogs: list[str], repeats: int) -> str:
             cogs, where, workers=workers, kind=kind, write_threads=threads, pipelined=pipelined
         )
 
+    def unstaged(workers: int) -> Callable[[str], float]:
+        """``ours(workers, "auto", 16)`` with an fsync per new item, as before staging."""
+
+        def run(where: str) -> float:
+            from producer.store.local import LocalStore
+
+            staging = LocalStore.staging
+            LocalStore.staging = lambda self, count: None  # type: ignore[method-assign]
+            try:
+                return run_ours(cogs, where, workers=workers, kind="auto", write_threads=16)
+            finally:
+                LocalStore.staging = staging  # type: ignore[method-assign]
+
+        return run
+
     configs = [
         ("serial extraction, 1 write thread", ours(1, "process", 1), _valid),
         ("serial extraction, 16 write threads", ours(1, "process", 16), _valid),
+        ("serial extraction, 16 write threads, an fsync per new item (as before)", unstaged(1), _valid),
         ("default (auto: {kind}), 16 write threads", ours(0, "auto", 16), _valid),
+        ("default, an fsync per new item (no staging, as before)", unstaged(0), _valid),
         ("2 threads, 16 write threads", ours(0, "thread", 16), _valid),
         ("2 processes, 16 write threads", ours(2, "process", 16), _valid),
         # what a process running other threads (an S3 client, Prefect) uses
@@ -400,6 +441,7 @@ def section_local(cogs: list[str], repeats: int) -> str:
                 f"{1000 * med / n:.2f} ms",
                 f"{loop / med:.2f}×",
                 *_cpu_cells(name, n),
+                f"{1000 * c.median(MACHINE.get(name) or [0.0]) / n:.2f}",
                 "valid",
             ]
         )
@@ -413,6 +455,7 @@ def section_local(cogs: list[str], repeats: int) -> str:
             "CPU/item parent (ms)",
             "workers",
             "total",
+            "machine (ms)",
             "catalog",
         ],
         rows,
