@@ -199,22 +199,31 @@ def test_a_syncfs_error_no_staged_file_owns_fails_the_staged_products_and_names_
     assert [r.action for r in again] == ["unchanged"] + ["created"] * (COUNT - 1)
 
 
-def test_where_syncfs_does_not_report_write_back_errors_each_item_is_fsynced(products, tmp_path, monkeypatch):
+def _assert_each_fsynced_then_named(rec: _Recorder, ids: list[str]) -> None:
+    for item_id in ids:
+        events = [e for e in rec.events if f"/c/{item_id}/" in e[1]]
+        assert [kind for kind, _ in events][:2] == ["fsync", "rename"], events  # its own fsync, then its name
+
+
+@pytest.mark.parametrize("where", ["linux-5.4", "fuse.sshfs", "nfs4"])
+def test_where_syncfs_is_not_trusted_each_item_is_fsynced(where, products, tmp_path, monkeypatch):
     """Linux before 5.8: syncfs fails only for a bad descriptor, so a full
-    disk at write-back would go unseen; items keep their own fsync there."""
+    disk at write-back would go unseen. FUSE: syncfs does not reach the
+    daemon. Network and layered file systems: not known to report
+    write-back errors through it. Items keep their own fsync there."""
     root = tmp_path / "catalog"
     producer.register([products[0]], catalog=str(root), collection="c")
-    monkeypatch.setattr(local_mod, "_kernel_at_least", lambda major, minor: False)
+    if where == "linux-5.4":
+        monkeypatch.setattr(local_mod, "_kernel_at_least", lambda major, minor: False)
+    else:
+        monkeypatch.setattr(local_mod, "_fs_type", lambda device: where)
     rec = _Recorder(root, monkeypatch)
 
     results = producer.register(products, catalog=str(root), collection="c", workers=1)
     monkeypatch.undo()
 
     assert [r.action for r in results] == ["unchanged"] + ["created"] * (COUNT - 1)
-    for item_id in _ids(products)[1:]:
-        events = [e for e in rec.events if f"/c/{item_id}/" in e[1]]
-        kinds = [kind for kind, _ in events]
-        assert kinds[:2] == ["fsync", "rename"], events  # its own fsync, then its name
+    _assert_each_fsynced_then_named(rec, _ids(products)[1:])
     assert _linked(root) == _expected_links(_ids(products))
 
 
@@ -240,33 +249,10 @@ def test_an_item_folder_on_another_file_system_is_fsynced_as_it_is_written(produ
     monkeypatch.undo()
 
     assert [r.action for r in results] == ["unchanged"] + ["created"] * (COUNT - 1)
-    for item_id in _ids(products)[1:]:
-        events = [e for e in rec.events if f"/c/{item_id}/" in e[1]]
-        assert [kind for kind, _ in events][:2] == ["fsync", "rename"], events
+    _assert_each_fsynced_then_named(rec, _ids(products)[1:])
     # still staged: the flush came before the first name (the batch's own syncfs)
     first_name = rec.events.index(next(e for e in rec.item_events(_ids(products)[1:]) if e[0] == "rename"))
     assert "syncfs" in [kind for kind, _ in rec.events[:first_name]]
-    assert _linked(root) == _expected_links(_ids(products))
-
-
-@pytest.mark.parametrize("fs_type", ["fuse.sshfs", "nfs4"])
-def test_on_a_file_system_whose_syncfs_is_not_trusted_each_item_is_fsynced(
-    fs_type, products, tmp_path, monkeypatch
-):
-    """FUSE: syncfs does not reach the daemon; network and layered file
-    systems are not known to report write-back errors through it."""
-    root = tmp_path / "catalog"
-    producer.register([products[0]], catalog=str(root), collection="c")
-    monkeypatch.setattr(local_mod, "_fs_type", lambda device: fs_type)
-    rec = _Recorder(root, monkeypatch)
-
-    results = producer.register(products, catalog=str(root), collection="c", workers=1)
-    monkeypatch.undo()
-
-    assert [r.action for r in results] == ["unchanged"] + ["created"] * (COUNT - 1)
-    for item_id in _ids(products)[1:]:
-        events = [e for e in rec.events if f"/c/{item_id}/" in e[1]]
-        assert [kind for kind, _ in events][:2] == ["fsync", "rename"], events
     assert _linked(root) == _expected_links(_ids(products))
 
 
