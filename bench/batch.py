@@ -342,9 +342,10 @@ def _measure(
             where = fresh(f"{name}-{rep}")
             before, busy = _cpu_now(), _machine_busy()
             times[name].append(run(where))
+            busy = _machine_busy() - busy
             after = _cpu_now()
             CPU.setdefault(name, []).append((after[0] - before[0], after[1] - before[1]))
-            MACHINE.setdefault(name, []).append(_machine_busy() - busy)
+            MACHINE.setdefault(name, []).append(busy)
             log(f"  {name}: {times[name][-1]:.2f} s")
             if rep == 0:
                 check(where)
@@ -364,8 +365,10 @@ def _machine_busy() -> float:
             fields = [int(v) for v in fh.readline().split()[1:]]
     except (OSError, ValueError):
         return 0.0
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+    # user, nice, system, irq, softirq (guest time is in user already; idle,
+    # iowait and steal are not this machine's work)
+    busy = sum(fields[i] for i in (0, 1, 2, 5, 6) if i < len(fields))
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def _cpu_cells(name: str, n: int) -> list[str]:

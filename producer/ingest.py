@@ -913,13 +913,13 @@ def _apply_published(
         outcome = published.get(key) if w is not None else None
         if outcome is None:
             continue
+        if lines is not None:  # the staged document's line; the rewrite puts its own
+            lines.pop(key, None)
         if isinstance(outcome, PreconditionFailed):
             out[i] = _write_one(committer, prepared[i], replace, lines)
         else:
             result.fail(f"{result.source}: not registered: {outcome}", outcome)
             result.href = None
-            if lines is not None:
-                lines.pop(key, None)
             out[i] = None
     return out
 

@@ -36,6 +36,15 @@ def _workers(path: str) -> int:
     return 1 if path == "batch" else 2
 
 
+@pytest.fixture(autouse=True)
+def _trusted_file_system(monkeypatch):
+    """Staging runs where syncfs is trusted (Linux 5.8+, a local block file
+    system): the tests' temp folder counts as such wherever they run (a
+    container's overlay, an older kernel); tests of the other case say so."""
+    monkeypatch.setattr(local_mod, "_kernel_at_least", lambda major, minor: True)
+    monkeypatch.setattr(local_mod, "_fs_type", lambda device: "ext4")
+
+
 @pytest.fixture(scope="module")
 def products(tmp_path_factory) -> list[str]:
     folder = tmp_path_factory.mktemp("staged-data")
@@ -256,12 +265,61 @@ def test_an_item_folder_on_another_file_system_is_fsynced_as_it_is_written(produ
     assert _linked(root) == _expected_links(_ids(products))
 
 
-def test_the_mounted_file_system_type_is_read_for_the_catalog(tmp_path):
-    device = os.stat(tmp_path).st_dev
-    mountinfo = Path("/proc/self/mountinfo").read_text()
-    wanted = f"{os.major(device)}:{os.minor(device)}"
-    line = next(line for line in mountinfo.splitlines() if line.split()[2] == wanted)
-    assert local_mod._fs_type(device) == line.split(" - ", 1)[1].split()[0]
+def test_a_root_mounted_from_an_untrusted_file_system_by_the_first_item_has_each_item_fsynced(
+    products, tmp_path, monkeypatch
+):
+    """The store looked at the root's file system before the batch (or at
+    its nearest folder, before the root existed); the flush looks again at
+    the root itself, and a FUSE mount found there fsyncs every item."""
+    root = tmp_path / "catalog"
+    producer.register([products[0]], catalog=str(root), collection="c")
+    looks: list[int] = []
+
+    def fs_type(device: int) -> str:
+        looks.append(device)
+        return "ext4" if len(looks) == 1 else "fuse.sshfs"
+
+    monkeypatch.setattr(local_mod, "_fs_type", fs_type)
+    rec = _Recorder(root, monkeypatch)
+    results = producer.register(products, catalog=str(root), collection="c", workers=1)
+    monkeypatch.undo()
+
+    assert len(looks) == 2
+    assert [r.action for r in results] == ["unchanged"] + ["created"] * (COUNT - 1)
+    _assert_each_fsynced_then_named(rec, _ids(products)[1:])
+    assert _linked(root) == _expected_links(_ids(products))
+
+
+def test_the_file_system_type_is_read_from_the_mount_of_the_device():
+    device = os.makedev(8, 3)
+    mountinfo = "\n".join(
+        [
+            "22 1 0:21 / /proc rw,nosuid - proc proc rw",
+            "29 1 8:3 / / rw,relatime shared:1 - ext4 /dev/sda3 rw",
+            "31 29 8:30 / /data\\040disk rw shared:5 master:2 - xfs /dev/sdb rw",
+            "40 29 0:45 / /mnt/fuse rw - fuse.sshfs host:/x rw",
+        ]
+    )
+    assert local_mod._mount_type(mountinfo, device) == "ext4"
+    assert local_mod._mount_type(mountinfo, os.makedev(8, 30)) == "xfs"  # optional fields before " - "
+    assert local_mod._mount_type(mountinfo, os.makedev(0, 45)) == "fuse.sshfs"
+    assert local_mod._mount_type(mountinfo, os.makedev(9, 9)) is None
+
+
+def test_a_batch_of_eight_products_or_fewer_fsyncs_each_new_item(products, tmp_path, monkeypatch):
+    """An fsync each costs less than flushing the whole file system (other
+    processes' writes included) for a few items."""
+    root = tmp_path / "catalog"
+    producer.register([products[0]], catalog=str(root), collection="c")
+    rec = _Recorder(root, monkeypatch)
+
+    results = producer.register(products[:8], catalog=str(root), collection="c", workers=1)
+    monkeypatch.undo()
+
+    assert [r.action for r in results] == ["unchanged"] + ["created"] * 7
+    _assert_each_fsynced_then_named(rec, _ids(products)[1:8])
+    first_name = rec.events.index(next(e for e in rec.item_events(_ids(products)[1:8]) if e[0] == "rename"))
+    assert "syncfs" not in [kind for kind, _ in rec.events[:first_name]]
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -431,10 +489,19 @@ def test_durability_os_stages_without_any_flush(products, tmp_path, monkeypatch)
     root = tmp_path / "catalog"
     producer.register([products[0]], catalog=str(root), collection="c")
     rec = _Recorder(root, monkeypatch)
+    published: list[int] = []
+    real_publish = local_mod.Staging.publish
 
+    def publish(self):
+        outcomes = real_publish(self)
+        published.append(len(outcomes))
+        return outcomes
+
+    monkeypatch.setattr(local_mod.Staging, "publish", publish)
     results = producer.register(products, catalog=str(root), collection="c", durability="os")
     monkeypatch.undo()
 
     assert [r.action for r in results] == ["unchanged"] + ["created"] * (COUNT - 1)
+    assert sum(published) == COUNT - 1  # staged, and named without any flush
     assert not [e for e in rec.events if e[0] in ("fsync", "syncfs")]
     assert _linked(root) == _expected_links(_ids(products))

@@ -44,8 +44,8 @@ processes' dirty pages, so it only pays off for many folders). The register
 pipeline waits for that before any parent links them. A failed directory
 fsync (or ``syncfs``) fails the write, or the batch: never swallowed.
 
-A register batch's new items (past :data:`SYNCFS_PAST` of them, where
-:func:`syncfs_reports_errors`) go through :class:`Staging` instead
+The new items of a register batch of more than :data:`SYNCFS_PAST`
+products (where :func:`syncfs_reports_errors`) go through :class:`Staging` instead
 (:meth:`LocalStore.staging`): their temp files are written without an
 fsync, flushed together by one ``syncfs``, and only then renamed,
 create-only. The name still never points at bytes a power loss can lose;
@@ -789,23 +789,29 @@ def _kernel_at_least(major: int, minor: int) -> bool:
 
 #: file systems whose ``syncfs`` makes data durable and reports its
 #: write-back errors (local block file systems; not FUSE, whose daemon
-#: ``syncfs`` does not reach, nor network or layered ones, unverified)
-_SYNCFS_TYPES = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "tmpfs"})
+#: ``syncfs`` does not reach, nor network or layered ones, unverified; not
+#: btrfs either: a subvolume's st_dev is not the mount's, so it is not found)
+_SYNCFS_TYPES = frozenset({"ext2", "ext3", "ext4", "xfs", "f2fs", "tmpfs"})
+
+
+def _mount_type(mountinfo: str, device: int) -> str | None:
+    """The file system type of the mount whose device (major:minor, the
+    third field of a ``/proc/self/mountinfo`` line) is ``device``, or None."""
+    wanted = f"{os.major(device)}:{os.minor(device)}"
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) > 2 and fields[2] == wanted and " - " in line:
+            return line.split(" - ", 1)[1].split()[0]
+    return None
 
 
 def _fs_type(device: int) -> str | None:
-    """The type of the mounted file system with st_dev ``device``
-    (``/proc/self/mountinfo``), or None."""
-    wanted = f"{os.major(device)}:{os.minor(device)}"
+    """The type of the mounted file system with st_dev ``device``, or None."""
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                fields = line.split()
-                if len(fields) > 2 and fields[2] == wanted and " - " in line:
-                    return line.split(" - ", 1)[1].split()[0]
+            return _mount_type(fh.read(), device)
     except OSError:
         return None
-    return None
 
 
 def syncfs_reports_errors(directory: Path) -> bool:
@@ -857,6 +863,7 @@ class Staging:
         self._lock = threading.Lock()
         self._fd: int | None = None  # the root, opened before the first staged byte
         self._root_dev: int | None = None
+        self._trusted = True  # the root's file system flushes with syncfs (checked with the descriptor)
         self._since: float | None = None  # monotonic time of the oldest staged byte
 
     def age(self) -> float:
@@ -880,13 +887,19 @@ class Staging:
                     self._root_dev = os.fstat(self._fd).st_dev
                 except OSError as exc:
                     raise StoreError(f"cannot write {key!r} in catalog {store.url}: {exc}") from exc
+                # the root as it is now (the store checked its nearest folder
+                # before the root existed): where syncfs is not trusted,
+                # every document is fsynced as written
+                self._trusted = _fs_type(self._root_dev) in _SYNCFS_TYPES
             self._keys.add(key)
         try:
             if os.path.lexists(path):  # a file, a folder or a link: the caller writes it the usual way
                 raise PreconditionFailed(f"{key!r} already exists in catalog {store.url} (create_only)")
             # a folder on another file system than the root (a mount below
             # it): syncfs of the root would not flush it, so fsync as written
-            durable = store._syncs() and self._elsewhere(created[-1].parent if created else path.parent)
+            durable = store._syncs() and (
+                not self._trusted or self._elsewhere(created[-1].parent if created else path.parent)
+            )
             data = bytes(data)
             try:
                 tmp = store._write_temp(key, path, data, sync=durable, mkdir=bool(created))
@@ -1001,8 +1014,8 @@ class Staging:
             else:
                 failed[staged.key] = StoreError(
                     f"cannot write {staged.key!r} in catalog {store.url}: the file system reported a "
-                    f"write-back error while the batch was written ({reported}), so none of the batch's new "
-                    "items was named: check the disk, then register again"
+                    f"write-back error while the batch was written ({reported}), so none of the items it "
+                    "staged since its last flush was named: check the disk, then register again"
                 )
         log.warning(
             "%r: the file system reported a write-back error (%s) while %d item(s) were staged (%d of their "
