@@ -864,6 +864,7 @@ class Staging:
         self._fd: int | None = None  # the root, opened before the first staged byte
         self._root_dev: int | None = None
         self._trusted = True  # the root's file system flushes with syncfs (checked with the descriptor)
+        self._devices: dict[Path, bool] = {}  # folder -> on another file system (this window)
         self._since: float | None = None  # monotonic time of the oldest staged byte
 
     def age(self) -> float:
@@ -891,6 +892,7 @@ class Staging:
                 # before the root existed): where syncfs is not trusted,
                 # every document is fsynced as written
                 self._trusted = _fs_type(self._root_dev) in _SYNCFS_TYPES
+                self._devices = {}
             self._keys.add(key)
         try:
             if os.path.lexists(path):  # a file, a folder or a link: the caller writes it the usual way
@@ -924,11 +926,17 @@ class Staging:
         return self.store.temp_max_age / 8
 
     def _elsewhere(self, folder: Path) -> bool:
-        """Whether ``folder`` (an existing one) is on another file system than the root."""
-        try:
-            return os.stat(folder).st_dev != self._root_dev
-        except OSError:
-            return True  # cannot tell: fsync as written, as put does
+        """Whether ``folder`` (an existing one) is on another file system than
+        the root; one stat per folder and flush window (a flat collection's
+        new items all hang below the collection's folder)."""
+        known = self._devices.get(folder)
+        if known is None:
+            try:
+                known = os.stat(folder).st_dev != self._root_dev
+            except OSError:
+                return True  # cannot tell: fsync as written, as put does
+            self._devices[folder] = known
+        return known
 
     def publish(self) -> dict[str, str | StoreError | PreconditionFailed]:
         """Make the staged bytes durable, then give each its name (see the
