@@ -208,6 +208,44 @@ def test_a_syncfs_error_no_staged_file_owns_fails_the_staged_products_and_names_
     assert [r.action for r in again] == ["unchanged"] + ["created"] * (COUNT - 1)
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_a_lock_that_cannot_be_taken_at_the_names_fails_the_staged_products_as_not_registered(
+    path, products, tmp_path, monkeypatch
+):
+    """The flush succeeded but the renames' lock cannot be taken (here its
+    lock file turned into a symbolic link meanwhile): no staged item was
+    named, so no product may say its item was written."""
+    root = tmp_path / "catalog"
+    producer.register([products[0]], catalog=str(root), collection="c")
+    lock = root / local_mod.LOCK_NAME
+    real = local_mod.Staging._make_durable
+
+    def make_durable(self, items, fd):  # after the flush, before the names
+        failed = real(self, items, fd)
+        if items and not lock.is_symlink():
+            lock.unlink()
+            lock.symlink_to(tmp_path / "elsewhere")
+        return failed
+
+    monkeypatch.setattr(local_mod.Staging, "_make_durable", make_durable)
+    results = producer.register(products, catalog=str(root), collection="c", workers=_workers(path))
+    monkeypatch.undo()
+
+    assert [r.action for r in results] == ["unchanged"] + ["error"] * (COUNT - 1)
+    for r in results[1:]:
+        assert r.error_type == "storage", r
+        assert "not registered" in r.error and "symbolic link" in r.error, r.error
+        assert "written" not in r.error and r.href is None, r.error
+    assert sorted(p.name for p in (root / "c").glob("s*")) == _ids(products)[:1]  # nothing named, no folder
+    assert not _temps(root)
+    lock.unlink()
+    assert _linked(root) == _expected_links(_ids(products)[:1])
+    assert [str(p) for p in producer.validate_catalog(str(root))] == []
+    again = producer.register(products, catalog=str(root), collection="c", workers=_workers(path))
+    assert [r.action for r in again] == ["unchanged"] + ["created"] * (COUNT - 1)
+    assert _linked(root) == _expected_links(_ids(products))
+
+
 def _assert_each_fsynced_then_named(rec: _Recorder, ids: list[str]) -> None:
     for item_id in ids:
         events = [e for e in rec.events if f"/c/{item_id}/" in e[1]]
@@ -284,7 +322,8 @@ def test_a_root_mounted_from_an_untrusted_file_system_by_the_first_item_has_each
     results = producer.register(products, catalog=str(root), collection="c", workers=1)
     monkeypatch.undo()
 
-    assert len(looks) == 2
+    # before the batch, at the flush's descriptor, and at the batch's end (its folders)
+    assert len(looks) == 3
     assert [r.action for r in results] == ["unchanged"] + ["created"] * (COUNT - 1)
     _assert_each_fsynced_then_named(rec, _ids(products)[1:])
     assert _linked(root) == _expected_links(_ids(products))

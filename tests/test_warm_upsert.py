@@ -133,8 +133,18 @@ def test_batch_whose_delete_pruned_a_written_folder_ends_without_error(tmp_path:
     assert counts[_real(root / "c" / "kept")] == 1 and counts[_real(root / "c")] == 1
 
 
+def _trusted(monkeypatch: pytest.MonkeyPatch, fs_type: str = "ext4") -> None:
+    """The tests' folder counts as on a file system of type ``fs_type``, on
+    a kernel whose syncfs reports write-back errors (wherever they run)."""
+    monkeypatch.setattr(local, "_kernel_at_least", lambda major, minor: True)
+    monkeypatch.setattr(local, "_fs_type", lambda device: fs_type)
+
+
 @pytest.mark.skipif(local._SYNCFS is None, reason="syncfs is Linux only")
-def test_batch_past_the_threshold_ends_with_one_syncfs(tmp_path: Path, syncs: Syncs) -> None:
+def test_batch_past_the_threshold_ends_with_one_syncfs(
+    tmp_path: Path, syncs: Syncs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _trusted(monkeypatch)
     root = tmp_path / "cat"
     store = LocalStore(str(root))
     store.put("c/collection.json", b"{}")
@@ -149,6 +159,66 @@ def test_batch_past_the_threshold_ends_with_one_syncfs(tmp_path: Path, syncs: Sy
         for k in range(local.SYNCFS_PAST):
             store.put(f"c/j{k}/j{k}.json", b"{}")
     assert syncs.dirs == [] and syncs.syncfs == [str(root)]
+
+
+@pytest.mark.parametrize("where", ["fuse.sshfs", "old kernel"])
+def test_batch_past_the_threshold_fsyncs_each_folder_where_syncfs_is_not_trusted(
+    where: str, tmp_path: Path, syncs: Syncs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FUSE daemon never sees syncfs, and before Linux 5.8 syncfs reports
+    no write-back error: the batch's folders were left to a syncfs that
+    could lose their entries unseen."""
+    if where == "old kernel":
+        _trusted(monkeypatch)
+        monkeypatch.setattr(local, "_kernel_at_least", lambda major, minor: (major, minor) <= (5, 4))
+    else:
+        _trusted(monkeypatch, where)
+    root = tmp_path / "cat"
+    store = LocalStore(str(root))
+    store.put("c/collection.json", b"{}")
+    syncs.dirs.clear()
+    with store.batch():
+        for k in range(local.SYNCFS_PAST):
+            store.put(f"c/j{k}/j{k}.json", b"{}")
+    assert syncs.syncfs == []
+    assert syncs.dir_counts() == Counter(
+        {_real(root / "c" / f"j{k}"): 1 for k in range(local.SYNCFS_PAST)} | {_real(root / "c"): 1}
+    )
+
+
+@pytest.mark.skipif(local._SYNCFS is None, reason="syncfs is Linux only")
+def test_batch_past_the_threshold_fsyncs_the_folders_of_a_mount_below_the_root(
+    tmp_path: Path, syncs: Syncs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A collection folder mounted below the catalog root: the root's
+    syncfs does not flush that file system, so its folders are fsynced."""
+    _trusted(monkeypatch)
+    root = tmp_path / "cat"
+    store = LocalStore(str(root))
+    store.put("m/collection.json", b"{}")
+    store.put("c/collection.json", b"{}")
+    mounted = root / "m"
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):  # the folder m and every folder below it: another device
+        st = real_stat(path, *args, **kwargs)
+        if Path(path) == mounted or mounted in Path(path).parents:
+            fields = list(st)
+            fields[2] = st.st_dev + 1  # st_dev
+            return os.stat_result(fields)
+        return st
+
+    monkeypatch.setattr(os, "stat", stat)
+    syncs.dirs.clear()
+    with store.batch():
+        for k in range(local.SYNCFS_PAST):
+            store.put(f"c/j{k}/j{k}.json", b"{}")
+        for k in range(2):
+            store.put(f"m/i{k}/i{k}.json", b"{}")
+    assert syncs.syncfs == [str(root)]
+    assert syncs.dir_counts() == Counter(
+        {_real(mounted / f"i{k}"): 1 for k in range(2)} | {_real(mounted): 1}
+    )
 
 
 def test_failed_directory_fsync_fails_the_write_and_the_batch(tmp_path: Path, syncs: Syncs) -> None:

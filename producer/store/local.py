@@ -40,7 +40,9 @@ for that file alone), but the directories whose entries it changed
 fsynced per write: they are collected, and when the batch ends each is
 fsynced once; past :data:`SYNCFS_PAST` distinct folders one ``syncfs`` of
 the catalog's file system replaces them (``syncfs`` also flushes other
-processes' dirty pages, so it only pays off for many folders). The register
+processes' dirty pages, so it only pays off for many folders) where it
+reports write-back errors (:func:`syncfs_reports_errors`), except for
+folders on another file system mounted below the root. The register
 pipeline waits for that before any parent links them. A failed directory
 fsync (or ``syncfs``) fails the write, or the batch: never swallowed.
 
@@ -338,7 +340,8 @@ class LocalStore:
         the threads it is handed to; see the module docstring): the folders
         whose entries they changed are not fsynced one by one; on a normal
         exit each is fsynced once (past :data:`SYNCFS_PAST` of them: one
-        ``syncfs``) before this returns, and a failure raises
+        ``syncfs`` of the root's file system where it is trusted, and an
+        fsync of each folder on another one) before this returns, and a failure raises
         :class:`StoreError`; on an exception nothing more is synced (as if
         the process died there). A batch nested in another of the same
         store adds its folders to the outer one."""
@@ -354,15 +357,18 @@ class LocalStore:
             _BATCHES.reset(token)
         if not dirs or not self._syncs():
             return
-        if len(dirs) > SYNCFS_PAST and _SYNCFS is not None:
+        if len(dirs) > SYNCFS_PAST and syncfs_reports_errors(self.root):
             try:
+                root_device = os.stat(self.root).st_dev
                 syncfs(self.root)
             except OSError as exc:
                 raise StoreError(
                     f"cannot make the writes to catalog {self.url} durable: {exc}; nothing written in this "
                     "batch is linked yet: check the disk, then run the command again"
                 ) from exc
-            return
+            # a folder on another file system (one mounted below the root)
+            # is not flushed by the root's syncfs: fsync it as before
+            dirs = {d for d in dirs if not _on_device(d, root_device)}
         for directory in sorted(dirs, key=lambda d: len(d.parts), reverse=True):
             # a folder a later delete of this batch pruned took its entries with it
             self._fsync_dir(directory, gone_ok=True)
@@ -781,6 +787,17 @@ class _Staged:
         self.version, self.durable = version, durable
 
 
+def _on_device(folder: Path, device: int) -> bool:
+    """Whether ``folder`` is on the file system ``device``; True for a folder
+    gone meanwhile (pruned by a later delete: nothing left to sync)."""
+    try:
+        return os.stat(folder).st_dev == device
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False  # cannot tell: its fsync says what is wrong
+
+
 def _kernel_at_least(major: int, minor: int) -> bool:
     """Whether the running Linux kernel is ``major.minor`` or later."""
     found = re.match(r"(\d+)\.(\d+)", os.uname().release)
@@ -959,9 +976,21 @@ class Staging:
             store = self.store
             pending = [s for s in items if s.key not in failed]
             for start in range(0, len(pending), _RENAMES_PER_LOCK):
-                with store._locked():
-                    for staged in pending[start : start + _RENAMES_PER_LOCK]:
-                        out[staged.key] = self._rename(staged)
+                try:
+                    with store._locked():
+                        for staged in pending[start : start + _RENAMES_PER_LOCK]:
+                            out[staged.key] = self._rename(staged)
+                except (StoreError, OSError) as exc:  # the lock could not be taken: none of the rest is named
+                    error = (
+                        exc
+                        if isinstance(exc, StoreError)
+                        else StoreError(f"cannot lock catalog {store.url}: {exc}")
+                    )
+                    for staged in reversed(pending[start:]):
+                        if staged.key not in out:
+                            self._drop(staged)
+                            out[staged.key] = error
+                    break
             for staged in pending:
                 if isinstance(out.get(staged.key), str):
                     store._changed_dirs(staged.path, staged.created)
