@@ -34,6 +34,7 @@ import signal
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from producer import served
@@ -205,11 +206,20 @@ def _run_chunk(indexes: list[int]) -> tuple[list[Any], list[logging.LogRecord]]:
     server's worker captured meanwhile (:func:`producer.served.adopt`)."""
     assert _JOB is not None and _STATE is not None, "worker started without a job"
     out = []
-    for i in indexes:
-        _STATE[i] = _STARTED
-        out.append(_JOB(_SOURCES[i]))
-        _STATE[i] = _FINISHED
+    with _environment(_JOB, [_SOURCES[i] for i in indexes]):
+        for i in indexes:
+            _STATE[i] = _STARTED
+            out.append(_JOB(_SOURCES[i]))
+            _STATE[i] = _FINISHED
     return out, served.take_records()
+
+
+def _environment(job: Callable[[str], Any], sources: list[str]) -> AbstractContextManager[Any]:
+    """What ``job`` holds around a run of ``sources`` in one worker: its
+    ``environment(sources)`` when it has one (an extraction: one GDAL
+    environment for the chunk instead of one per product), else nothing."""
+    hold = getattr(job, "environment", None)
+    return hold(sources) if hold is not None else contextlib.nullcontext()
 
 
 def _daemonic() -> bool:

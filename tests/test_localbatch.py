@@ -7,6 +7,8 @@ what is written or read.
 * GDAL no longer lists a product's folder on open, yet side-car files (a
   world file) still georeference a product, and a caller's own GDAL setting
   for folder listing wins.
+* A batch worker reads its chunk of local products in one GDAL environment
+  (not one per product), with the options each would have had alone.
 """
 
 from __future__ import annotations
@@ -203,3 +205,83 @@ def test_the_callers_gdal_options_stand_when_a_local_product_is_read(tmp_path: P
     (options,) = seen
     assert options["GTIFF_IMPLICIT_JPEG_OVR"] is True
     assert options["GDAL_DISABLE_READDIR_ON_OPEN"] == "TRUE"
+
+
+def _fresh_environments(monkeypatch) -> list[int]:
+    """Counts (one entry each) the GDAL environments set up where none was
+    (rasterio's outermost ``Env``), however many are nested inside."""
+    made: list[int] = []
+    real = rasterio.env.Env.__enter__
+
+    def enter(self):
+        if not rasterio.env.hasenv():
+            made.append(1)
+        return real(self)
+
+    monkeypatch.setattr(rasterio.env.Env, "__enter__", enter)
+    return made
+
+
+def _chunk_job(tmp_path: Path):
+    from datetime import UTC, datetime
+
+    from producer.catalog.layout import Layout
+    from producer.extract import ExtractOptions
+    from producer.ingest import _Extraction, validator
+
+    return _Extraction(
+        "c",
+        ExtractOptions(collection="c"),
+        "c",
+        Layout(),
+        (tmp_path / "catalog").as_uri(),
+        lambda: datetime(2024, 1, 1, tzinfo=UTC),
+        validator().check,
+    )
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_a_workers_chunk_of_local_products_is_read_in_one_gdal_environment(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from producer import parallel
+
+    data = tmp_path / "data"
+    sources = [
+        str(rasters.write_cog(data)),
+        str(_world_file_product(data)),  # its side-car is still found
+        str(rasters.write_utm(data)),
+        str(rasters.write_dateline(data)),
+    ]
+    job = _chunk_job(tmp_path)
+    alone = [job(s) for s in sources]  # each product read as it is alone
+    made = _fresh_environments(monkeypatch)
+    seen = _gdal_options_seen_by_the_build(monkeypatch)
+    monkeypatch.setattr(parallel, "_JOB", job)
+    monkeypatch.setattr(parallel, "_SOURCES", sources)
+    monkeypatch.setattr(parallel, "_STATE", [0] * len(sources))
+    together, _ = parallel._run_chunk(list(range(len(sources))))
+    assert len(made) == 1  # was one per product
+    assert not rasterio.env.hasenv()  # and it is left after the chunk
+    for options in seen:  # what each product's read saw alone (the test above)
+        assert options["GDAL_DISABLE_READDIR_ON_OPEN"] == "TRUE"
+        for name, value in rasterio.env.Env.default_options().items():
+            assert options.get(name) == value, name
+    assert [(r.ok, r.error, key, doc) for r, key, doc in together] == [
+        (r.ok, r.error, key, doc) for r, key, doc in alone
+    ]
+    assert all(r.error is None and doc for r, _, doc in together)
+
+
+def test_a_chunk_with_a_product_on_an_object_store_keeps_one_environment_per_product(tmp_path: Path) -> None:
+    from producer.extract.raster import reading_environment
+
+    local = str(rasters.write_cog(tmp_path / "data"))
+    for sources in ([local, "s3://bucket/x_20240101.tif"], [local, "/vsicurl/http://127.0.0.1/x.tif"], []):
+        with reading_environment(sources):
+            assert not rasterio.env.hasenv(), sources
+    with rasterio.Env(GTIFF_IMPLICIT_JPEG_OVR=True), reading_environment([local]):  # the caller's stands
+        assert rasterio.env.getenv()["GTIFF_IMPLICIT_JPEG_OVR"] is True
+        assert "GDAL_DISABLE_READDIR_ON_OPEN" not in rasterio.env.getenv()
+    with reading_environment([local, local]):
+        assert rasterio.env.getenv()["GDAL_DISABLE_READDIR_ON_OPEN"] == "TRUE"
