@@ -28,7 +28,9 @@ from producer.store import local as local_mod
 from tests import rasters
 from tests.crashes import SimulatedKill
 
-COUNT = 12  # more than SYNCFS_PAST: one syncfs, not an fsync per item
+COUNT = 20  # more than SYNCFS_PAST: one syncfs, not an fsync per item
+EARLY = local_mod.SYNCFS_PAST  # the first new items of a flush window are fsynced as written
+LATE = COUNT - 1 - EARLY  # the new items flushed by the syncfs
 PATHS = ["batch", "pipelined"]
 
 
@@ -127,9 +129,10 @@ def test_new_items_are_flushed_by_one_syncfs_before_any_is_named(path, products,
 
     assert [r.action for r in results] == ["unchanged"] + ["created"] * (COUNT - 1)
     new = _ids(products)[1:]
-    # no new item's temp file was fsynced on its own: the flush was one syncfs
+    # the first few new items' temp files were fsynced as written, the
+    # others not: the flush was one syncfs
     folders = tuple(f"/c/{i}/.stac-producer.tmp." for i in new)
-    assert not [e for e in rec.events if e[0] == "fsync" and any(f in e[1] for f in folders)]
+    assert len([e for e in rec.events if e[0] == "fsync" and any(f in e[1] for f in folders)]) == EARLY
     renames = [i for i, (kind, p) in enumerate(rec.events) if kind == "rename" and p.endswith(".json")]
     item_renames = [i for i, e in enumerate(rec.events) if e in rec.item_events(new) and e[0] == "rename"]
     assert len(item_renames) == COUNT - 1
@@ -149,11 +152,12 @@ def test_a_write_back_error_syncfs_reports_names_none_of_the_batch_and_says_whos
 ):
     """A full disk at write-back: the staged files are closed, so a file
     whose own error the kernel dropped with its inode would fsync clean;
-    none of the batch's new items is named, and the one whose file reports
-    the error says so."""
+    none of the batch's new items staged unsynced is named, and the one
+    whose file reports the error says so (the first few, fsynced as
+    written, are written)."""
     root = tmp_path / "catalog"
     producer.register([products[0]], catalog=str(root), collection="c")
-    victim = str(root / "c" / _ids(products)[3])
+    victim = str(root / "c" / _ids(products)[-2])
     _Recorder(root, monkeypatch, failed_syncfs=1)  # the batch's flush: an error on this file system
     real_fsync = os.fsync
 
@@ -166,18 +170,25 @@ def test_a_write_back_error_syncfs_reports_names_none_of_the_batch_and_says_whos
     results = producer.register(products, catalog=str(root), collection="c", workers=_workers(path))
     monkeypatch.undo()
 
-    assert [r.action for r in results] == ["unchanged"] + ["error"] * (COUNT - 1)
-    bad = results[3]
-    assert bad.error_type == "storage" and "No space left on device" in bad.error
-    assert products[3] in bad.error and "Traceback" not in bad.error
-    for r in results[1:3] + results[4:]:
-        assert r.error_type == "storage" and "write-back error" in r.error and "register again" in r.error
-    assert sorted(p.name for p in (root / "c").glob("s*")) == _ids(products)[:1]  # no item folder left
+    bad = results[-2]
+    assert bad.action == "error" and bad.error_type == "storage" and "No space left on device" in bad.error
+    assert products[-2] in bad.error and "Traceback" not in bad.error
+    # the first few new items were fsynced as written (the victim too, if
+    # it was among them: then its own fsync failed), the others fail
+    created = [Path(r.source).stem for r in results[1:] if r.action == "created"]
+    assert len(created) in (EARLY - 1, EARLY)
+    for r in results[1:-2] + results[-1:]:
+        if r.action != "created":
+            assert r.error_type == "storage" and "write-back error" in r.error and "register again" in r.error
+    new_folders = {p.name for p in (root / "c").glob("s*")} - set(_ids(products)[:1])
+    assert new_folders == set(created)  # no item folder left of the others
     assert not _temps(root)
-    assert _linked(root) == _expected_links(_ids(products)[:1])
+    assert _linked(root) == _expected_links(_ids(products)[:1] + created)
     assert [str(p) for p in producer.validate_catalog(str(root))] == []
     again = producer.register(products, catalog=str(root), collection="c", workers=_workers(path))
-    assert [r.action for r in again] == ["unchanged"] + ["created"] * (COUNT - 1)
+    assert [r.action for r in again] == [
+        "unchanged" if i == 0 or Path(p).stem in created else "created" for i, p in enumerate(products)
+    ]
     assert _linked(root) == _expected_links(_ids(products))
 
 
@@ -185,7 +196,8 @@ def test_a_syncfs_error_no_staged_file_owns_fails_the_staged_products_and_names_
     products, tmp_path, monkeypatch
 ):
     """Another process's file, or a file whose error the kernel dropped with
-    its evicted inode: the bytes of this batch may be lost, so none is named."""
+    its evicted inode: the bytes of this batch staged unsynced may be lost,
+    so none of them is named (the first few, fsynced as written, are)."""
     root = tmp_path / "catalog"
     producer.register([products[0]], catalog=str(root), collection="c")
     rec = _Recorder(root, monkeypatch, failed_syncfs=1)  # yet every file of this batch fsyncs fine
@@ -193,19 +205,23 @@ def test_a_syncfs_error_no_staged_file_owns_fails_the_staged_products_and_names_
     results = producer.register(products, catalog=str(root), collection="c", workers=1)
     monkeypatch.undo()
 
-    assert [r.action for r in results] == ["unchanged"] + ["error"] * (COUNT - 1)
-    for r in results[1:]:
+    created = [Path(r.source).stem for r in results[1:] if r.action == "created"]
+    failed = [r for r in results[1:] if r.action != "created"]
+    assert len(created) == EARLY and len(failed) == LATE
+    for r in failed:
         assert r.error_type == "storage" and "write-back error" in r.error and "register again" in r.error
-    # the error was looked for: each staged file fsynced once, and none named
-    assert not [e for e in rec.item_events(_ids(products)[1:]) if e[0] == "rename"]
-    folders = tuple(f"/c/{i}/.stac-producer.tmp." for i in _ids(products)[1:])
-    assert len([e for e in rec.events if e[0] == "fsync" and any(f in e[1] for f in folders)]) == COUNT - 1
+    # the error was looked for: each file staged unsynced fsynced once, and none of them named
+    late = [Path(r.source).stem for r in failed]
+    assert not [e for e in rec.item_events(late) if e[0] == "rename"]
+    folders = tuple(f"/c/{i}/.stac-producer.tmp." for i in late)
+    assert len([e for e in rec.events if e[0] == "fsync" and any(f in e[1] for f in folders)]) == LATE
+    _assert_each_fsynced_then_named(rec, created)
     assert not _temps(root)
-    assert sorted(p.name for p in (root / "c").glob("s*")) == _ids(products)[:1]  # no empty item folder
-    assert _linked(root) == _expected_links(_ids(products)[:1])
+    assert {p.name for p in (root / "c").glob("s*")} == {*_ids(products)[:1], *created}  # no empty folder
+    assert _linked(root) == _expected_links(_ids(products)[:1] + created)
     assert [str(p) for p in producer.validate_catalog(str(root))] == []
     again = producer.register(products, catalog=str(root), collection="c", workers=1)
-    assert [r.action for r in again] == ["unchanged"] + ["created"] * (COUNT - 1)
+    assert [r.action == "created" for r in again] == [Path(p).stem in late for p in products]
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -297,9 +313,9 @@ def test_an_item_folder_on_another_file_system_is_fsynced_as_it_is_written(produ
 
     assert [r.action for r in results] == ["unchanged"] + ["created"] * (COUNT - 1)
     _assert_each_fsynced_then_named(rec, _ids(products)[1:])
-    # still staged: the flush came before the first name (the batch's own syncfs)
+    # each was fsynced as written: nothing left for a flush before the names
     first_name = rec.events.index(next(e for e in rec.item_events(_ids(products)[1:]) if e[0] == "rename"))
-    assert "syncfs" in [kind for kind, _ in rec.events[:first_name]]
+    assert "syncfs" not in [kind for kind, _ in rec.events[:first_name]]
     assert _linked(root) == _expected_links(_ids(products))
 
 
@@ -343,6 +359,26 @@ def test_the_file_system_type_is_read_from_the_mount_of_the_device():
     assert local_mod._mount_type(mountinfo, os.makedev(8, 30)) == "xfs"  # optional fields before " - "
     assert local_mod._mount_type(mountinfo, os.makedev(0, 45)) == "fuse.sshfs"
     assert local_mod._mount_type(mountinfo, os.makedev(9, 9)) is None
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_batch_with_few_new_items_fsyncs_each_and_flushes_nothing_else(
+    path, products, tmp_path, monkeypatch
+):
+    """A re-run that finds most products registered: its few new items are
+    fsynced as written, and no syncfs flushes the whole file system (every
+    other process's writes too) for them."""
+    new = 4  # and their folders few enough for the batch's end to fsync each (no syncfs there either)
+    root = tmp_path / "catalog"
+    producer.register(products[: COUNT - new], catalog=str(root), collection="c")
+    rec = _Recorder(root, monkeypatch)
+    results = producer.register(products, catalog=str(root), collection="c", workers=_workers(path))
+    monkeypatch.undo()
+
+    assert [r.action for r in results] == ["unchanged"] * (COUNT - new) + ["created"] * new
+    _assert_each_fsynced_then_named(rec, _ids(products)[COUNT - new :])
+    assert "syncfs" not in [kind for kind, _ in rec.events]
+    assert _linked(root) == _expected_links(_ids(products))
 
 
 def test_a_batch_of_eight_products_or_fewer_fsyncs_each_new_item(products, tmp_path, monkeypatch):
@@ -402,17 +438,27 @@ def test_a_long_pipelined_batch_names_what_it_staged_before_sweeps_could_take_it
         return real_create(*args, **kwargs)
 
     monkeypatch.setattr(producer.extract, "create_item", slow_create)
+    published: list[float] = []
+    real_publish = local_mod.Staging.publish
+
+    def publish(self):
+        outcomes = real_publish(self)
+        if outcomes:
+            published.append(time.monotonic())
+        return outcomes
+
+    monkeypatch.setattr(local_mod.Staging, "publish", publish)
     rec = _Recorder(root, monkeypatch)
     results = producer.register(products, catalog=str(root), collection="c", workers=2)
     monkeypatch.undo()
 
     assert [r.action for r in results] == ["unchanged"] + ["created"] * (COUNT - 1)
+    assert len(published) >= 2  # more than the one at the end
     renames = [
         i for i, e in enumerate(rec.events) if e in rec.item_events(_ids(products)[1:]) and e[0] == "rename"
     ]
-    flushes = [i for i, (kind, _) in enumerate(rec.events) if kind == "syncfs" and i < max(renames)]
-    assert len(flushes) >= 2, rec.events  # more than the one at the end
-    assert min(renames) < max(flushes)  # items named before the batch's last product was written
+    temps = [i for i, (kind, p) in enumerate(rec.events) if kind == "fsync" and ".stac-producer.tmp." in p]
+    assert min(renames) < max(temps)  # items named before the batch's last new item was written
     assert _linked(root) == _expected_links(_ids(products))
     assert not _temps(root)
 

@@ -850,7 +850,9 @@ class Staging:
     (:meth:`LocalStore.staging`; see docs/RELIABILITY.md).
 
     :meth:`stage` is the first half of ``put(key, data, create_only=True)``:
-    the bytes go to a hidden temp file beside the key, *not* fsynced, and no
+    the bytes go to a hidden temp file beside the key, *not* fsynced (but
+    for the first :data:`SYNCFS_PAST` of each flush window, so that a window
+    with no more new documents needs no ``syncfs``), and no
     name points at them yet; a key that exists already (or is staged
     already) raises :class:`PreconditionFailed` at once. :meth:`publish`
     then makes every staged temp file durable with one ``syncfs`` of the
@@ -883,6 +885,7 @@ class Staging:
         self._trusted = True  # the root's file system flushes with syncfs (checked with the descriptor)
         self._devices: dict[Path, bool] = {}  # folder -> on another file system (this window)
         self._since: float | None = None  # monotonic time of the oldest staged byte
+        self._fsynced = 0  # documents of this window fsynced as written because they came first
 
     def age(self) -> float:
         """Seconds since the oldest document now staged was staged (0: none)."""
@@ -914,10 +917,17 @@ class Staging:
         try:
             if os.path.lexists(path):  # a file, a folder or a link: the caller writes it the usual way
                 raise PreconditionFailed(f"{key!r} already exists in catalog {store.url} (create_only)")
+            # the first few of a window are fsynced as written: a flush
+            # window with that few new items (a re-run that finds most
+            # products registered) needs no syncfs, which would also flush
+            # every other process's writes on the file system
+            with self._lock:
+                early = self._fsynced < SYNCFS_PAST
+                self._fsynced += early
             # a folder on another file system than the root (a mount below
             # it): syncfs of the root would not flush it, so fsync as written
             durable = store._syncs() and (
-                not self._trusted or self._elsewhere(created[-1].parent if created else path.parent)
+                early or not self._trusted or self._elsewhere(created[-1].parent if created else path.parent)
             )
             data = bytes(data)
             try:
@@ -964,7 +974,7 @@ class Staging:
         The staging is empty afterwards and can stage again."""
         with self._lock:
             items, self._items, self._keys, self._since = self._items, [], set(), None
-            fd, self._fd = self._fd, None
+            fd, self._fd, self._fsynced = self._fd, None, 0
         out: dict[str, str | StoreError | PreconditionFailed] = {}
         try:
             failed = self._make_durable(items, fd)
@@ -1012,7 +1022,7 @@ class Staging:
         """Remove every temp file staged and not yet published."""
         with self._lock:
             items, self._items, self._keys, self._since = self._items, [], set(), None
-            fd, self._fd = self._fd, None
+            fd, self._fd, self._fsynced = self._fd, None, 0
         for staged in reversed(items):
             self._drop(staged)
         if fd is not None:
@@ -1028,8 +1038,8 @@ class Staging:
         the files that do not report it are not known to be whole. An fsync
         of each says which files do, for the messages."""
         store = self.store
-        if not items or not store._syncs():
-            return {}
+        if not store._syncs() or all(staged.durable for staged in items):
+            return {}  # nothing staged unsynced: nothing to flush
         flush = _SYNCFS
         if flush is not None and fd is not None and flush(fd) == 0:
             return {}
