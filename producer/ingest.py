@@ -309,10 +309,11 @@ class _Extraction:
     def __call__(self, source: str) -> tuple[RegisterResult, str | None, dict | None]:
         return _prepare(source, self)
 
-    def environment(self, sources: Sequence[str]) -> contextlib.AbstractContextManager[Any]:
+    def chunk_environment(self, sources: Sequence[str]) -> contextlib.AbstractContextManager[Any]:
         """Held by a worker around its run of ``sources``
         (:func:`producer.parallel.prepare_all`): one GDAL environment for all
-        of them where they are local files."""
+        of them where they are local files (a thumbnail's read runs in it
+        too)."""
         from producer.extract.raster import reading_environment  # noqa: PLC0415 (rasterio: workers only)
 
         return reading_environment(sources)

@@ -34,7 +34,6 @@ import signal
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from producer import served
@@ -206,7 +205,8 @@ def _run_chunk(indexes: list[int]) -> tuple[list[Any], list[logging.LogRecord]]:
     server's worker captured meanwhile (:func:`producer.served.adopt`)."""
     assert _JOB is not None and _STATE is not None, "worker started without a job"
     out = []
-    with _environment(_JOB, [_SOURCES[i] for i in indexes]):
+    with contextlib.ExitStack() as stack:
+        _hold_environment(stack, _JOB, [_SOURCES[i] for i in indexes])
         for i in indexes:
             _STATE[i] = _STARTED
             out.append(_JOB(_SOURCES[i]))
@@ -214,12 +214,19 @@ def _run_chunk(indexes: list[int]) -> tuple[list[Any], list[logging.LogRecord]]:
     return out, served.take_records()
 
 
-def _environment(job: Callable[[str], Any], sources: list[str]) -> AbstractContextManager[Any]:
-    """What ``job`` holds around a run of ``sources`` in one worker: its
-    ``environment(sources)`` when it has one (an extraction: one GDAL
-    environment for the chunk instead of one per product), else nothing."""
-    hold = getattr(job, "environment", None)
-    return hold(sources) if hold is not None else contextlib.nullcontext()
+def _hold_environment(stack: contextlib.ExitStack, job: Callable[[str], Any], sources: list[str]) -> None:
+    """Enter on ``stack`` what ``job`` holds around a run of ``sources`` in
+    one worker: its ``chunk_environment(sources)`` when it has one (an
+    extraction: one GDAL environment for the chunk instead of one per
+    product). One that cannot be set up is left out: each product then
+    sets up its own, and reports its own error."""
+    hold = getattr(job, "chunk_environment", None)
+    if hold is None:
+        return
+    try:
+        stack.enter_context(hold(sources))
+    except Exception:
+        log.debug("no shared environment for %d products", len(sources), exc_info=True)
 
 
 def _daemonic() -> bool:

@@ -262,6 +262,7 @@ def test_a_workers_chunk_of_local_products_is_read_in_one_gdal_environment(
     monkeypatch.setattr(parallel, "_STATE", [0] * len(sources))
     together, _ = parallel._run_chunk(list(range(len(sources))))
     assert len(made) == 1  # was one per product
+    assert len(seen) == len(sources)
     assert not rasterio.env.hasenv()  # and it is left after the chunk
     for options in seen:  # what each product's read saw alone (the test above)
         assert options["GDAL_DISABLE_READDIR_ON_OPEN"] == "TRUE"

@@ -161,16 +161,18 @@ def test_batch_past_the_threshold_ends_with_one_syncfs(
     assert syncs.dirs == [] and syncs.syncfs == [str(root)]
 
 
-@pytest.mark.parametrize("where", ["fuse.sshfs", "old kernel"])
+@pytest.mark.parametrize("where", ["fuse.sshfs", "linux 5.4", "linux 5.15"])
 def test_batch_past_the_threshold_fsyncs_each_folder_where_syncfs_is_not_trusted(
     where: str, tmp_path: Path, syncs: Syncs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A FUSE daemon never sees syncfs, and before Linux 5.8 syncfs reports
-    no write-back error: the batch's folders were left to a syncfs that
-    could lose their entries unseen."""
-    if where == "old kernel":
+    """A FUSE daemon never sees syncfs; before Linux 5.8 syncfs reports no
+    write-back error, before 5.17 not the file system's own (a failed
+    journal commit): the batch's folders were left to a syncfs that could
+    lose their entries unseen."""
+    if where.startswith("linux"):
         _trusted(monkeypatch)
-        monkeypatch.setattr(local, "_kernel_at_least", lambda major, minor: (major, minor) <= (5, 4))
+        running = tuple(int(n) for n in where.split()[1].split("."))
+        monkeypatch.setattr(local, "_kernel_at_least", lambda major, minor: running >= (major, minor))
     else:
         _trusted(monkeypatch, where)
     root = tmp_path / "cat"
@@ -186,6 +188,22 @@ def test_batch_past_the_threshold_fsyncs_each_folder_where_syncfs_is_not_trusted
     )
 
 
+def _mounted(monkeypatch: pytest.MonkeyPatch, mounted: Path) -> None:
+    """``mounted`` and every folder below it report another device (st_dev)
+    than the rest: a file system mounted there."""
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):
+        st = real_stat(path, *args, **kwargs)
+        if Path(path) == mounted or mounted in Path(path).parents:
+            fields = list(st)
+            fields[2] = st.st_dev + 1  # st_dev
+            return os.stat_result(fields)
+        return st
+
+    monkeypatch.setattr(os, "stat", stat)
+
+
 @pytest.mark.skipif(local._SYNCFS is None, reason="syncfs is Linux only")
 def test_batch_past_the_threshold_fsyncs_the_folders_of_a_mount_below_the_root(
     tmp_path: Path, syncs: Syncs, monkeypatch: pytest.MonkeyPatch
@@ -198,17 +216,7 @@ def test_batch_past_the_threshold_fsyncs_the_folders_of_a_mount_below_the_root(
     store.put("m/collection.json", b"{}")
     store.put("c/collection.json", b"{}")
     mounted = root / "m"
-    real_stat = os.stat
-
-    def stat(path, *args, **kwargs):  # the folder m and every folder below it: another device
-        st = real_stat(path, *args, **kwargs)
-        if Path(path) == mounted or mounted in Path(path).parents:
-            fields = list(st)
-            fields[2] = st.st_dev + 1  # st_dev
-            return os.stat_result(fields)
-        return st
-
-    monkeypatch.setattr(os, "stat", stat)
+    _mounted(monkeypatch, mounted)
     syncs.dirs.clear()
     with store.batch():
         for k in range(local.SYNCFS_PAST):
@@ -218,6 +226,31 @@ def test_batch_past_the_threshold_fsyncs_the_folders_of_a_mount_below_the_root(
     assert syncs.syncfs == [str(root)]
     assert syncs.dir_counts() == Counter(
         {_real(mounted / f"i{k}"): 1 for k in range(2)} | {_real(mounted): 1}
+    )
+
+
+@pytest.mark.skipif(local._SYNCFS is None, reason="syncfs is Linux only")
+def test_a_batch_whose_folders_are_mostly_on_a_mount_below_the_root_runs_no_syncfs(
+    tmp_path: Path, syncs: Syncs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the root's own folders count towards its syncfs: the folders of
+    a mount below it are fsynced anyway, so a syncfs for two of the root's
+    would flush every other process's writes for nothing."""
+    _trusted(monkeypatch)
+    root = tmp_path / "cat"
+    store = LocalStore(str(root))
+    store.put("m/collection.json", b"{}")
+    store.put("c/collection.json", b"{}")
+    _mounted(monkeypatch, root / "m")
+    syncs.dirs.clear()
+    with store.batch():
+        store.put("c/j0/j0.json", b"{}")
+        for k in range(local.SYNCFS_PAST + 2):
+            store.put(f"m/i{k}/i{k}.json", b"{}")
+    assert syncs.syncfs == []
+    expected = {_real(root / "m" / f"i{k}"): 1 for k in range(local.SYNCFS_PAST + 2)}
+    assert syncs.dir_counts() == Counter(
+        expected | {_real(root / "m"): 1, _real(root / "c" / "j0"): 1, _real(root / "c"): 1}
     )
 
 

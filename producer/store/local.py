@@ -48,11 +48,12 @@ fsync (or ``syncfs``) fails the write, or the batch: never swallowed.
 
 The new items of a register batch of more than :data:`SYNCFS_PAST`
 products (where :func:`syncfs_reports_errors`) go through :class:`Staging` instead
-(:meth:`LocalStore.staging`): their temp files are written without an
+(:meth:`LocalStore.staging`): past the first few of each flush window
+(fsynced as written), their temp files are written without an
 fsync, flushed together by one ``syncfs``, and only then renamed,
 create-only. The name still never points at bytes a power loss can lose;
-a write-back error ``syncfs`` reports names none of the staged items. The
-per-file fsync was most of the CPU of a local item write.
+a write-back error ``syncfs`` reports names none of the items staged
+unsynced. The per-file fsync was most of the CPU of a local item write.
 
 ``durability="os"`` (:meth:`LocalStore.os_durability`, the register
 option ``durability``) fsyncs nothing: the temp file + rename, the lock,
@@ -118,6 +119,12 @@ _SYNCFS = _load_syncfs()
 #: a batch that changed more folders than this ends with one ``syncfs``
 #: instead of one fsync per folder
 SYNCFS_PAST = 8
+#: the new documents of a staging flush window fsynced as they are written
+#: (:class:`Staging`): n new items of a flat collection change n + 1 folders
+#: (their own, the collection's), so with up to this many the batch's end
+#: fsyncs each folder too and nothing in the batch flushes the whole file
+#: system
+_EARLY = SYNCFS_PAST - 1
 #: staged documents renamed per hold of the lock (:meth:`Staging.publish`)
 _RENAMES_PER_LOCK = 256
 #: the durability modes: ``fsync`` (durable when a write returns, or when its
@@ -358,17 +365,23 @@ class LocalStore:
         if not dirs or not self._syncs():
             return
         if len(dirs) > SYNCFS_PAST and syncfs_reports_errors(self.root):
+            # a folder on another file system (one mounted below the root)
+            # is not flushed by the root's syncfs: it is fsynced, and only
+            # the root's own folders count towards the syncfs
             try:
                 root_device = os.stat(self.root).st_dev
-                syncfs(self.root)
             except OSError as exc:
-                raise StoreError(
-                    f"cannot make the writes to catalog {self.url} durable: {exc}; nothing written in this "
-                    "batch is linked yet: check the disk, then run the command again"
-                ) from exc
-            # a folder on another file system (one mounted below the root)
-            # is not flushed by the root's syncfs: fsync it as before
-            dirs = {d for d in dirs if not _on_device(d, root_device)}
+                raise StoreError(f"cannot make the writes to catalog {self.url} durable: {exc}") from exc
+            elsewhere = {d for d in dirs if not _on_device(d, root_device)}
+            if len(dirs) - len(elsewhere) > SYNCFS_PAST:
+                try:
+                    syncfs(self.root)
+                except OSError as exc:
+                    raise StoreError(
+                        f"cannot make the writes to catalog {self.url} durable: {exc}; nothing written in "
+                        "this batch is linked yet: check the disk, then run the command again"
+                    ) from exc
+                dirs = elsewhere
         for directory in sorted(dirs, key=lambda d: len(d.parts), reverse=True):
             # a folder a later delete of this batch pruned took its entries with it
             self._fsync_dir(directory, gone_ok=True)
@@ -833,10 +846,12 @@ def _fs_type(device: int) -> str | None:
 
 def syncfs_reports_errors(directory: Path) -> bool:
     """Whether ``syncfs`` of the file system holding ``directory`` makes its
-    data durable and reports its write-back errors: Linux 5.8 or later
-    (before, it fails only for a bad descriptor, so a full disk at
-    write-back went unseen) and a file system of :data:`_SYNCFS_TYPES`."""
-    if _SYNCFS is None or not sys.platform.startswith("linux") or not _kernel_at_least(5, 8):
+    data durable and reports its write-back errors: Linux 5.17 or later
+    (before 5.8 it failed only for a bad descriptor, so a full disk at
+    write-back went unseen; before 5.17 it dropped the file system's own
+    sync error, a failed journal commit's, which an fsync reports) and a
+    file system of :data:`_SYNCFS_TYPES`."""
+    if _SYNCFS is None or not sys.platform.startswith("linux") or not _kernel_at_least(5, 17):
         return False
     try:
         device = os.stat(directory).st_dev
@@ -851,7 +866,7 @@ class Staging:
 
     :meth:`stage` is the first half of ``put(key, data, create_only=True)``:
     the bytes go to a hidden temp file beside the key, *not* fsynced (but
-    for the first :data:`SYNCFS_PAST` of each flush window, so that a window
+    for the first :data:`_EARLY` of each flush window, so that a window
     with no more new documents needs no ``syncfs``), and no
     name points at them yet; a key that exists already (or is staged
     already) raises :class:`PreconditionFailed` at once. :meth:`publish`
@@ -922,7 +937,7 @@ class Staging:
             # products registered) needs no syncfs, which would also flush
             # every other process's writes on the file system
             with self._lock:
-                early = self._fsynced < SYNCFS_PAST
+                early = self._fsynced < _EARLY
                 self._fsynced += early
             # a folder on another file system than the root (a mount below
             # it): syncfs of the root would not flush it, so fsync as written
@@ -990,12 +1005,12 @@ class Staging:
                     with store._locked():
                         for staged in pending[start : start + _RENAMES_PER_LOCK]:
                             out[staged.key] = self._rename(staged)
-                except (StoreError, OSError) as exc:  # the lock could not be taken: none of the rest is named
-                    error = (
-                        exc
-                        if isinstance(exc, StoreError)
-                        else StoreError(f"cannot lock catalog {store.url}: {exc}")
-                    )
+                except (StoreError, OSError) as exc:  # the lock failed: none of the rest is named
+                    if isinstance(exc, StoreError):
+                        error = exc
+                    else:
+                        error = StoreError(f"cannot lock catalog {store.url}: {exc}; check the disk")
+                        error.__cause__ = exc
                     for staged in reversed(pending[start:]):
                         if staged.key not in out:
                             self._drop(staged)
@@ -1062,7 +1077,7 @@ class Staging:
                 failed[staged.key] = StoreError(
                     f"cannot write {staged.key!r} in catalog {store.url}: the file system reported a "
                     f"write-back error while the batch was written ({reported}), so none of the items it "
-                    "staged since its last flush was named: check the disk, then register again"
+                    "staged unsynced since its last flush was named: check the disk, then register again"
                 )
         log.warning(
             "%r: the file system reported a write-back error (%s) while %d item(s) were staged (%d of their "
