@@ -30,6 +30,7 @@ import contextvars
 import gc
 import logging
 import os
+import pickle
 import signal
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -199,17 +200,18 @@ def map_ordered(fn: Callable[[T], R], items: Sequence[T], threads: int) -> list[
     return [f.result() for f in futures]
 
 
-def _run_chunk(indexes: list[int]) -> tuple[list[Any], list[logging.LogRecord]]:
+def _run_chunk(indexes: list[int]) -> tuple[list[bytes | _Unsent], list[logging.LogRecord]]:
     """In a worker: the job of each product in ``indexes``, each marked
-    started, then finished, in the shared state; and the log records a fork
-    server's worker captured meanwhile (:func:`producer.served.adopt`)."""
+    started, then finished, in the shared state, each result pickled on its
+    own (:func:`_packed`); and the log records a fork server's worker
+    captured meanwhile (:func:`producer.served.adopt`)."""
     assert _JOB is not None and _STATE is not None, "worker started without a job"
-    out = []
+    out: list[bytes | _Unsent] = []
     with contextlib.ExitStack() as stack:
         _hold_environment(stack, _JOB, [_SOURCES[i] for i in indexes])
         for i in indexes:
             _STATE[i] = _STARTED
-            out.append(_JOB(_SOURCES[i]))
+            out.append(_packed(_JOB(_SOURCES[i])))
             _STATE[i] = _FINISHED
     return out, served.take_records()
 
@@ -517,7 +519,8 @@ def _pool(
                     yield _alone(job, sources[i], on_broken, context, before_fork)
                 continue
             served.replay(records)
-            yield from results
+            for i, packed in zip(chunks[n], results, strict=True):
+                yield _unpacked(packed, sources[i], on_broken)
         return [i for rest in chunks[len(futures) :] for i in rest]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -548,8 +551,13 @@ def _alone(
     context: Any,
     before_fork: Callable[[], None],
 ) -> R:
-    """``job(source)`` in a process of its own; ``on_broken`` if that dies too."""
-    receive, send = context.Pipe(duplex=False)
+    """``job(source)`` in a process of its own; ``on_broken`` if that dies
+    too, or if it cannot be started (no pipe, no fork) or its result cannot
+    be read back."""
+    try:
+        receive, send = context.Pipe(duplex=False)
+    except OSError as exc:  # out of file descriptors (EMFILE): this product, not the batch
+        return on_broken(source, _not_alone(exc))
     setup = served.setup() if context.get_start_method() != "fork" else None
     with _starting(context, before_fork):
         worker = context.Process(target=_send_result, args=(send, job, source, setup), daemon=True)
@@ -561,7 +569,7 @@ def _alone(
             return on_broken(source, _not_alone(exc))
     send.close()
     try:
-        result, records = receive.recv()
+        packed, records = receive.recv()
     except EOFError:
         worker.join()
         code = worker.exitcode or 0
@@ -572,15 +580,44 @@ def _alone(
                 f"the worker process extracting it died, and again when it was extracted alone ({how})"
             ),
         )
+    except Exception as exc:  # its log records do not load here: the worker is reaped all the same
+        worker.join()
+        return on_broken(source, _unreadable(exc))
     finally:
         receive.close()
     worker.join()
     served.replay(records)
-    if isinstance(result, _Unsent):
+    return _unpacked(packed, source, on_broken)
+
+
+def _packed(result: Any) -> bytes | _Unsent:
+    """In a worker: ``result`` pickled on its own, so that one result that
+    does not load in the parent (a class only the worker has) fails its own
+    product there, not the pool; or why it does not pickle."""
+    try:
+        return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # e.g. a lock
+        return _Unsent(f"{type(exc).__name__}: {exc}")
+
+
+def _unpacked(packed: bytes | _Unsent, source: str, on_broken: Callable[[str, BaseException], R]) -> R:
+    """In the parent: the result :func:`_packed` made of ``source``'s job,
+    or ``on_broken`` saying why there is none."""
+    if isinstance(packed, _Unsent):
         return on_broken(
-            source, WorkerDied(f"its result could not be sent back from the worker process: {result}")
+            source, WorkerDied(f"its result could not be sent back from the worker process: {packed}")
         )
+    try:
+        result: R = pickle.loads(packed)
+    except Exception as exc:
+        return on_broken(source, _unreadable(exc))
     return result
+
+
+def _unreadable(exc: BaseException) -> WorkerDied:
+    return WorkerDied(
+        f"its result could not be read back from the worker process ({type(exc).__name__}: {exc})"
+    )
 
 
 class _Unsent(str):
@@ -592,11 +629,12 @@ def _send_result(send: Any, job: Callable[[str], Any], source: str, setup: serve
     records captured meanwhile (a fork server's worker: ``setup`` given), sent back."""
     if setup is not None:
         served.adopt(setup)
-    result = job(source)
+    packed = _packed(job(source))
     try:
-        send.send((result, served.take_records()))
-    except Exception as exc:  # the result does not pickle
-        send.send((_Unsent(f"{type(exc).__name__}: {exc}"), []))
+        send.send((packed, served.take_records()))
+    except Exception as exc:  # the records do not pickle
+        send.send((packed, []))
+        log.debug("log records of %s not sent back: %s", source, exc)
 
 
 def _signal_name(number: int) -> str:

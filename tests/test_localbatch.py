@@ -14,6 +14,7 @@ what is written or read.
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -260,7 +261,8 @@ def test_a_workers_chunk_of_local_products_is_read_in_one_gdal_environment(
     monkeypatch.setattr(parallel, "_JOB", job)
     monkeypatch.setattr(parallel, "_SOURCES", sources)
     monkeypatch.setattr(parallel, "_STATE", [0] * len(sources))
-    together, _ = parallel._run_chunk(list(range(len(sources))))
+    packed, _ = parallel._run_chunk(list(range(len(sources))))
+    together = [pickle.loads(p) for p in packed]  # each result travels pickled on its own
     assert len(made) == 1  # was one per product
     assert len(seen) == len(sources)
     assert not rasterio.env.hasenv()  # and it is left after the chunk

@@ -538,3 +538,79 @@ def test_a_product_that_killed_its_worker_is_not_run_in_this_process_when_no_for
         assert rows[i][0] == "error"
         assert "no process could be started to extract it alone" in rows[i][1]
     assert_stac_valid_tree(tmp_path / "cat")
+
+
+def _in_alone() -> bool:
+    """Whether the caller runs inside ``parallel._alone`` (a product
+    extracted again in a process of its own)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is parallel._alone.__code__:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def test_no_pipe_left_for_a_product_alone_fails_that_product_not_the_batch(monkeypatch):
+    """Out of file descriptors (EMFILE) when a product that was in a dying
+    worker is extracted again alone: the pipe's OSError escaped the batch,
+    after its earlier results were yielded (a pipelined batch half-written)."""
+    real_pipe = os.pipe
+
+    def pipe():
+        if _in_alone():
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        return real_pipe()
+
+    monkeypatch.setattr(os, "pipe", pipe)
+    sources = [f"p{i:03d}" for i in range(40)]
+    out = list(parallel.prepare_all(_kill_on({"p017"}), sources, 2, _broken, kind="process"))
+    assert len(out) == len(sources)
+    failed = [i for i, r in enumerate(out) if r.startswith("broken ")]
+    assert 17 in failed and len(failed) <= 2  # the products that were in the dying workers
+    for i in failed:
+        assert "Too many open files" in out[i] and sources[i] in out[i], out[i]
+    assert [r.split()[1] for i, r in enumerate(out) if i not in failed] == [
+        s for i, s in enumerate(sources) if i not in failed
+    ]
+
+
+def _fails_to_load(parent: int) -> str:
+    """Unpickles in a worker; in ``parent`` it raises (a result whose class
+    the parent cannot rebuild)."""
+    if os.getpid() == parent:
+        raise ImportError("no module named 'worker_only_plugin'")
+    return "unreachable"
+
+
+class _LoadsOnlyInWorkers:
+    def __init__(self, parent: int) -> None:
+        self.parent = parent
+
+    def __reduce__(self):
+        return _fails_to_load, (self.parent,)
+
+
+def _unloadable_for(bad: str):
+    parent = os.getpid()
+
+    def job(source: str) -> object:
+        if source == bad:
+            return _LoadsOnlyInWorkers(parent)
+        return f"ok {source} {os.getpid()}"
+
+    return job
+
+
+def test_a_result_that_cannot_be_read_back_fails_its_own_product_only():
+    """A result that pickles in the worker but not back in this process
+    broke its pool (its chunk again, each product alone) and then escaped
+    from the product's own process, failing the batch and leaving that
+    process unreaped."""
+    sources = [f"p{i:03d}" for i in range(40)]
+    out = list(parallel.prepare_all(_unloadable_for("p025"), sources, 2, _broken, kind="process"))
+    assert len(out) == len(sources)
+    assert out[25].startswith("broken p025: ") and "could not be read back" in out[25], out[25]
+    assert "worker_only_plugin" in out[25]
+    assert [r.split()[1] for i, r in enumerate(out) if i != 25] == [s for s in sources if s != "p025"]
+    assert not [p for p in __import__("multiprocessing").active_children() if p.exitcode is None]
