@@ -200,11 +200,12 @@ def map_ordered(fn: Callable[[T], R], items: Sequence[T], threads: int) -> list[
     return [f.result() for f in futures]
 
 
-def _run_chunk(indexes: list[int]) -> tuple[list[bytes | _Unsent], list[logging.LogRecord]]:
+def _run_chunk(indexes: list[int]) -> tuple[list[bytes | _Unsent], list[bytes]]:
     """In a worker: the job of each product in ``indexes``, each marked
     started, then finished, in the shared state, each result pickled on its
     own (:func:`_packed`); and the log records a fork server's worker
-    captured meanwhile (:func:`producer.served.adopt`)."""
+    captured meanwhile (:func:`producer.served.adopt`), each pickled on its
+    own too (:func:`_packed_records`): what comes back always loads."""
     assert _JOB is not None and _STATE is not None, "worker started without a job"
     out: list[bytes | _Unsent] = []
     with contextlib.ExitStack() as stack:
@@ -213,7 +214,7 @@ def _run_chunk(indexes: list[int]) -> tuple[list[bytes | _Unsent], list[logging.
             _STATE[i] = _STARTED
             out.append(_packed(_JOB(_SOURCES[i])))
             _STATE[i] = _FINISHED
-    return out, served.take_records()
+    return out, _packed_records(served.take_records())
 
 
 def _hold_environment(stack: contextlib.ExitStack, job: Callable[[str], Any], sources: list[str]) -> None:
@@ -465,8 +466,10 @@ def _pool(
     """Yield ``job`` of each product of ``batch`` (indexes into ``sources``),
     in order, from one pool of ``workers`` forked processes. Returns the
     products not yielded when the pool broke (none if it did not). Raises
-    :class:`_StartFailed` when the workers cannot be started; a chunk whose
-    results cannot come back (they do not pickle) becomes ``on_broken``."""
+    :class:`_StartFailed` when the workers cannot be started. A result
+    that does not pickle in the worker, or does not load here, fails its
+    own product (``on_broken``); a chunk that raised (its environment) is
+    extracted again, each product in a process of its own."""
     global _JOB, _SOURCES, _STATE
     from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor  # noqa: PLC0415 (see above)
 
@@ -484,7 +487,7 @@ def _pool(
             )
     except Exception as exc:
         raise _StartFailed() from exc
-    futures = []
+    futures: list[Any] = []  # a consumed chunk's is dropped (None): its results go with what was yielded
     try:
         # a fork pool starts every worker at the first submit: the lock keeps
         # another thread's job out of them
@@ -512,15 +515,16 @@ def _pool(
                 results, records = future.result()
             except BrokenProcessPool:
                 return [i for rest in chunks[n:] for i in rest]
-            except Exception:  # the worker lives, but the chunk's results did not come back:
-                # each of its products again in a process of its own, which
-                # sends what it can and says why for what it cannot (_Unsent)
+            except Exception:  # the worker lives, but the chunk raised (its environment's exit):
+                # each of its products again in a process of its own
                 for i in chunks[n]:
                     yield _alone(job, sources[i], on_broken, context, before_fork)
                 continue
-            served.replay(records)
+            futures[n] = None  # not kept for the whole pool (a thumbnail's PNG in each result)
+            served.replay(_loaded_records(records))
             for i, packed in zip(chunks[n], results, strict=True):
                 yield _unpacked(packed, sources[i], on_broken)
+            del results, records
         return [i for rest in chunks[len(futures) :] for i in rest]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -580,13 +584,14 @@ def _alone(
                 f"the worker process extracting it died, and again when it was extracted alone ({how})"
             ),
         )
-    except Exception as exc:  # its log records do not load here: the worker is reaped all the same
+    except Exception as exc:  # a broken message: the worker is reaped all the same
+        receive.close()
         worker.join()
         return on_broken(source, _unreadable(exc))
     finally:
         receive.close()
     worker.join()
-    served.replay(records)
+    served.replay(_loaded_records(records))
     return _unpacked(packed, source, on_broken)
 
 
@@ -614,6 +619,28 @@ def _unpacked(packed: bytes | _Unsent, source: str, on_broken: Callable[[str, Ba
     return result
 
 
+def _packed_records(records: list[logging.LogRecord]) -> list[bytes]:
+    """In a worker: each captured log record pickled on its own (one that
+    does not pickle is left out), so that one that does not load in the
+    parent costs that record, not the chunk's results."""
+    out = []
+    for record in records:
+        with contextlib.suppress(Exception):
+            out.append(pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
+    return out
+
+
+def _loaded_records(packed: list[bytes]) -> list[logging.LogRecord]:
+    """In the parent: the records :func:`_packed_records` sent that load here."""
+    out = []
+    for data in packed:
+        try:
+            out.append(pickle.loads(data))
+        except Exception as exc:  # a class only the worker has, an exception that does not rebuild
+            log.debug("a worker's log record did not load here: %s: %s", type(exc).__name__, exc)
+    return out
+
+
 def _unreadable(exc: BaseException) -> WorkerDied:
     return WorkerDied(
         f"its result could not be read back from the worker process ({type(exc).__name__}: {exc})"
@@ -630,11 +657,7 @@ def _send_result(send: Any, job: Callable[[str], Any], source: str, setup: serve
     if setup is not None:
         served.adopt(setup)
     packed = _packed(job(source))
-    try:
-        send.send((packed, served.take_records()))
-    except Exception as exc:  # the records do not pickle
-        send.send((packed, []))
-        log.debug("log records of %s not sent back: %s", source, exc)
+    send.send((packed, _packed_records(served.take_records())))
 
 
 def _signal_name(number: int) -> str:

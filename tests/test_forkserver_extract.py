@@ -184,8 +184,7 @@ def test_worker_records_that_do_not_pickle_or_format_cost_nothing(caplog):
 def test_a_result_that_does_not_pickle_fails_its_own_product_only(kind):
     """A result that cannot be sent back raised out of the batch, after the
     earlier results were yielded (a pipelined batch half-written); then it
-    failed its whole chunk. The chunk's products are extracted again, each
-    in a process of its own."""
+    failed its whole chunk. Each result is now sent on its own."""
     sources = [f"p{i:03d}" for i in range(40)]
     out = list(parallel.prepare_all(_Awkward(frozenset({"p025"})), sources, 2, _broken, kind=kind))
     assert len(out) == len(sources)
@@ -360,3 +359,50 @@ def test_an_unguarded_script_runs_once_and_its_batch_goes_to_fork_server_workers
     assert len(runs.read_text().split()) == 1, "the script ran again in a worker"
     assert "(forkserver)" in out.stderr and "could not be started" not in out.stderr, out.stderr[-3000:]
     assert_stac_valid_tree(tmp_path / "cat")
+
+
+def _loads_in(parent: int) -> str:
+    """Loads in a worker; in ``parent`` it raises (a class only the worker has)."""
+    if os.getpid() == parent:
+        raise ImportError("no module named 'worker_only_plugin'")
+    return "unreachable"
+
+
+class _OnlyInWorkers:
+    def __init__(self, parent: int) -> None:
+        self.parent = parent
+
+    def __reduce__(self):
+        return _loads_in, (self.parent,)
+
+
+class _LogsWhatOnlyWorkersLoad:
+    """Logs, for ``p025``, a record whose argument pickles in the worker but
+    does not load in ``parent``."""
+
+    def __init__(self, parent: int) -> None:
+        self.parent = parent
+
+    def __call__(self, source: str) -> str:
+        log = logging.getLogger("producer.test_served")
+        if source == "p025":
+            log.warning("product %s: %s", source, _OnlyInWorkers(self.parent))
+        log.warning("done %s", source)
+        return f"ok {source}"
+
+
+def test_a_workers_log_record_that_does_not_load_here_costs_that_record_only(caplog):
+    """The chunk's records came back with its results in one message: one
+    record that did not load here broke the pool, the chunk broke the next
+    ones too, and after three broken pools the batch's remaining products
+    failed (15 of 40)."""
+    sources = [f"p{i:03d}" for i in range(40)]
+    with caplog.at_level(logging.WARNING, logger="producer"):
+        out = list(
+            parallel.prepare_all(
+                _LogsWhatOnlyWorkersLoad(os.getpid()), sources, 2, _broken, kind="forkserver"
+            )
+        )
+    assert out == [f"ok {s}" for s in sources]
+    done = [r.getMessage() for r in caplog.records if r.name == "producer.test_served"]
+    assert done == [f"done {s}" for s in sources]  # the others replayed, in order
