@@ -28,6 +28,7 @@ from producer.extract.options import ExtractOptions
 from producer.options import RegisterOptions
 from producer.store import LocalStore
 from tests import rasters
+from tests.test_parallel_extract import _LoadsOnlyInWorkers
 from tests.trees import assert_stac_valid_tree
 
 pytestmark = pytest.mark.skipif(not served.available(), reason="needs the forkserver start method")
@@ -361,21 +362,6 @@ def test_an_unguarded_script_runs_once_and_its_batch_goes_to_fork_server_workers
     assert_stac_valid_tree(tmp_path / "cat")
 
 
-def _loads_in(parent: int) -> str:
-    """Loads in a worker; in ``parent`` it raises (a class only the worker has)."""
-    if os.getpid() == parent:
-        raise ImportError("no module named 'worker_only_plugin'")
-    return "unreachable"
-
-
-class _OnlyInWorkers:
-    def __init__(self, parent: int) -> None:
-        self.parent = parent
-
-    def __reduce__(self):
-        return _loads_in, (self.parent,)
-
-
 class _LogsWhatOnlyWorkersLoad:
     """Logs, for ``p025``, a record whose argument pickles in the worker but
     does not load in ``parent``."""
@@ -386,7 +372,7 @@ class _LogsWhatOnlyWorkersLoad:
     def __call__(self, source: str) -> str:
         log = logging.getLogger("producer.test_served")
         if source == "p025":
-            log.warning("product %s: %s", source, _OnlyInWorkers(self.parent))
+            log.warning("product %s: %s", source, _LoadsOnlyInWorkers(self.parent))
         log.warning("done %s", source)
         return f"ok {source}"
 
