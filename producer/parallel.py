@@ -623,11 +623,7 @@ def _packed_records(records: list[logging.LogRecord]) -> list[bytes]:
     """In a worker: each captured log record pickled on its own (one that
     does not pickle is left out), so that one that does not load in the
     parent costs that record, not the chunk's results."""
-    out = []
-    for record in records:
-        with contextlib.suppress(Exception):
-            out.append(pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
-    return out
+    return [packed for packed in map(_packed, records) if not isinstance(packed, _Unsent)]
 
 
 def _loaded_records(packed: list[bytes]) -> list[logging.LogRecord]:
@@ -648,7 +644,7 @@ def _unreadable(exc: BaseException) -> WorkerDied:
 
 
 class _Unsent(str):
-    """Why a result could not be sent back from a worker of its own."""
+    """Why a result could not be sent back from a worker process (:func:`_packed`)."""
 
 
 def _send_result(send: Any, job: Callable[[str], Any], source: str, setup: served.Setup | None) -> None:

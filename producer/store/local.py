@@ -370,18 +370,15 @@ class LocalStore:
             # the root's own folders count towards the syncfs
             try:
                 root_device = os.stat(self.root).st_dev
-            except OSError as exc:
-                raise StoreError(f"cannot make the writes to catalog {self.url} durable: {exc}") from exc
-            elsewhere = {d for d in dirs if not _on_device(d, root_device)}
-            if len(dirs) - len(elsewhere) > SYNCFS_PAST:
-                try:
+                elsewhere = {d for d in dirs if not _on_device(d, root_device)}
+                if len(dirs) - len(elsewhere) > SYNCFS_PAST:
                     syncfs(self.root)
-                except OSError as exc:
-                    raise StoreError(
-                        f"cannot make the writes to catalog {self.url} durable: {exc}; nothing written in "
-                        "this batch is linked yet: check the disk, then run the command again"
-                    ) from exc
-                dirs = elsewhere
+                    dirs = elsewhere
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot make the writes to catalog {self.url} durable: {exc}; nothing written in this "
+                    "batch is linked yet: check the disk, then run the command again"
+                ) from exc
         for directory in sorted(dirs, key=lambda d: len(d.parts), reverse=True):
             # a folder a later delete of this batch pruned took its entries with it
             self._fsync_dir(directory, gone_ok=True)
@@ -811,6 +808,12 @@ def _on_device(folder: Path, device: int) -> bool:
         return False  # cannot tell: its fsync says what is wrong
 
 
+def _close(fd: int | None) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 def _kernel_at_least(major: int, minor: int) -> bool:
     """Whether the running Linux kernel is ``major.minor`` or later."""
     found = re.match(r"(\d+)\.(\d+)", os.uname().release)
@@ -987,9 +990,7 @@ class Staging:
         meanwhile; nothing of this one is left) or a :class:`StoreError`
         (its bytes could not be made durable or renamed; nothing left).
         The staging is empty afterwards and can stage again."""
-        with self._lock:
-            items, self._items, self._keys, self._since = self._items, [], set(), None
-            fd, self._fd, self._fsynced = self._fd, None, 0
+        items, fd = self._take()
         out: dict[str, str | StoreError | PreconditionFailed] = {}
         try:
             failed = self._make_durable(items, fd)
@@ -1029,20 +1030,22 @@ class Staging:
                     self._drop(staged)
             raise
         finally:
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+            _close(fd)
 
     def discard(self) -> None:
         """Remove every temp file staged and not yet published."""
+        items, fd = self._take()
+        for staged in reversed(items):
+            self._drop(staged)
+        _close(fd)
+
+    def _take(self) -> tuple[list[_Staged], int | None]:
+        """The staged documents and the root's descriptor, leaving the
+        staging empty (a new flush window)."""
         with self._lock:
             items, self._items, self._keys, self._since = self._items, [], set(), None
             fd, self._fd, self._fsynced = self._fd, None, 0
-        for staged in reversed(items):
-            self._drop(staged)
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        return items, fd
 
     def _make_durable(self, items: list[_Staged], fd: int | None) -> dict[str, StoreError]:
         """The keys whose bytes could not be made durable, with the error.
