@@ -36,7 +36,7 @@ from producer.catalog.layout import (
 )
 from producer.changes import Change, ChangeKind, Sink, item_line
 from producer.commit import Committer, IdentityConflict, contended, item_start, same_content
-from producer.errors import ID_TEMPLATE_HINT, InputError, PreconditionFailed, ProducerError, StoreError
+from producer.errors import ID_TEMPLATE_HINT, Hint, InputError, PreconditionFailed, ProducerError, StoreError
 from producer.extract.ids import check_id, make_item_id
 from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
 from producer.grouping import GROUP_SUFFIXES, Grouping
@@ -374,6 +374,39 @@ def _prepare(source: str, job: _Extraction) -> tuple[RegisterResult, str | None,
     return result, None, None
 
 
+#: a product that was in a worker process when it died, not tried alone since
+WORKERS_HINT = Hint("workers", 1, "extract in this process, which shows the cause")
+
+
+def _why_broken(source: str, exc: BaseException) -> Exception:
+    """Why ``source`` has no extraction result (``exc``, a
+    :class:`~producer.parallel.WorkerDied`), as the error that classifies it:
+
+    - a local product that crashed a process of its own too: an
+      :class:`~producer.errors.InputError` (``input``: a retry crashes again);
+      a remote one may have crashed on a storage fault, so it stays ``storage``;
+    - a result that could not be read back: a ``RuntimeError`` (``internal``,
+      a bug: a retry fails the same way);
+    - a kill from outside (the out-of-memory killer), no process to start,
+      not tried after broken pools: a :class:`~producer.errors.StoreError`
+      (``storage``, worth a retry)."""
+    cause = getattr(exc, "cause", None)
+    if cause == parallel.WorkerDied.CRASHED and not is_remote(source):
+        return InputError(
+            f"{source}: not registered: {exc}. It crashes its reader, so registering it again "
+            "fails the same way: check the file (for example with gdalinfo) and replace it, "
+            "or leave it out"
+        )
+    if cause == parallel.WorkerDied.UNREADABLE:
+        return RuntimeError(f"{source}: not registered: {exc}; this is a bug, please report it")
+    if cause == parallel.WorkerDied.KILLED:
+        return StoreError(
+            f"{source}: not registered: {exc}. It was killed from outside its process (often the "
+            "out-of-memory killer): retry with more memory"
+        )
+    return StoreError(f"{source}: not registered: {exc}", hints=(WORKERS_HINT,))
+
+
 #: products of a batch ready to be written: (result, item key, item document)
 Prepared = list[tuple[RegisterResult, str, dict]]
 
@@ -644,10 +677,8 @@ def _extract_each(
         result = RegisterResult(source=source)
         with contextlib.suppress(ProducerError):
             result.id = make_item_id(source, options)
-        result.fail(
-            f"{source}: not registered: {exc}; register it on its own with workers=1 to see the cause",
-            StoreError(str(exc)),
-        )
+        why = _why_broken(source, exc)
+        result.fail(str(why), why)
         return result, None, None
 
     def ready() -> None:  # before each fork of this process

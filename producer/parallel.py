@@ -258,7 +258,43 @@ def _install(job: Callable[[str], Any], sources: Sequence[str], state: Any, setu
 
 
 class WorkerDied(RuntimeError):
-    """A worker process died (a crash inside GDAL, a kill) while extracting."""
+    """A product's extraction gave no result because of the process it ran
+    in (a crash inside GDAL, a kill). ``cause`` says which, so that a caller
+    can tell a product that will fail the same way again from one that may not:
+
+    - :data:`CRASHED`: it crashed or ended a process of its own too (a fatal
+      signal such as SIGSEGV or SIGABRT, or an exit);
+    - :data:`KILLED`: a process of its own was killed from outside (SIGKILL:
+      the out-of-memory killer, a timeout; any other signal);
+    - :data:`UNREADABLE`: its result could not be sent or read back (it does
+      not pickle here, or does not load in the caller's process);
+    - :data:`NOT_STARTED`: no process could be started to extract it alone;
+    - :data:`NOT_TRIED`: not tried again after :data:`MAX_BROKEN_POOLS` broken pools.
+    """
+
+    CRASHED = "crashed"
+    KILLED = "killed"
+    UNREADABLE = "unreadable"
+    NOT_STARTED = "not-started"
+    NOT_TRIED = "not-tried"
+
+    def __init__(self, message: str, cause: str = NOT_TRIED) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+#: signals a process sends itself when it crashes (as opposed to a kill from outside)
+_CRASH_SIGNALS = frozenset(
+    {
+        signal.SIGSEGV,
+        signal.SIGBUS,
+        signal.SIGABRT,
+        signal.SIGILL,
+        signal.SIGFPE,
+        signal.SIGTRAP,
+        signal.SIGSYS,
+    }
+)
 
 
 class _StartFailed(Exception):
@@ -347,7 +383,8 @@ def _forked(
         if breaks >= MAX_BROKEN_POOLS:
             died = WorkerDied(
                 f"not extracted: worker processes died {breaks} times in this batch, "
-                "so its remaining products were not tried again"
+                "so its remaining products were not tried again",
+                WorkerDied.NOT_TRIED,
             )
             for i in pending:
                 yield on_broken(sources[i], died)
@@ -534,7 +571,8 @@ def _not_alone(exc: BaseException | str) -> WorkerDied:
     """Why a product whose worker died is not extracted again: no process
     could be started for it (it is not run in this one: it may be what kills)."""
     return WorkerDied(
-        f"the worker process extracting it died, and no process could be started to extract it alone ({exc})"
+        f"the worker process extracting it died, and no process could be started to extract it alone ({exc})",
+        WorkerDied.NOT_STARTED,
     )
 
 
@@ -578,10 +616,14 @@ def _alone(
         worker.join()
         code = worker.exitcode or 0
         how = f"killed by signal {_signal_name(-code)}" if code < 0 else f"exit code {code}"
+        # an exit (any code: the job never returned) or a fatal signal the
+        # process raised itself repeats with the product; a kill from outside may not
+        crashed = code >= 0 or -code in _CRASH_SIGNALS
         return on_broken(
             source,
             WorkerDied(
-                f"the worker process extracting it died, and again when it was extracted alone ({how})"
+                f"the worker process extracting it died, and again when it was extracted alone ({how})",
+                WorkerDied.CRASHED if crashed else WorkerDied.KILLED,
             ),
         )
     except Exception as exc:  # a broken message: the worker is reaped all the same
@@ -610,7 +652,10 @@ def _unpacked(packed: bytes | _Unsent, source: str, on_broken: Callable[[str, Ba
     or ``on_broken`` saying why there is none."""
     if isinstance(packed, _Unsent):
         return on_broken(
-            source, WorkerDied(f"its result could not be sent back from the worker process: {packed}")
+            source,
+            WorkerDied(
+                f"its result could not be sent back from the worker process: {packed}", WorkerDied.UNREADABLE
+            ),
         )
     try:
         result: R = pickle.loads(packed)
@@ -639,7 +684,8 @@ def _loaded_records(packed: list[bytes]) -> list[logging.LogRecord]:
 
 def _unreadable(exc: BaseException) -> WorkerDied:
     return WorkerDied(
-        f"its result could not be read back from the worker process ({type(exc).__name__}: {exc})"
+        f"its result could not be read back from the worker process ({type(exc).__name__}: {exc})",
+        WorkerDied.UNREADABLE,
     )
 
 

@@ -6,6 +6,7 @@ extracted again and registered."""
 from __future__ import annotations
 
 import errno
+import faulthandler
 import gc
 import os
 import signal
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.skipif(parallel._fork_context() is None, reason="needs 
 
 
 def _broken(source: str, exc: BaseException) -> str:
-    return f"broken {source}: {exc}"
+    return f"broken {source}: {exc} [{getattr(exc, 'cause', None)}]"
 
 
 def _kill_on(bad: set[str], how: str = "exit"):
@@ -40,6 +41,9 @@ def _kill_on(bad: set[str], how: str = "exit"):
         if source in bad and os.getpid() != parent:
             if how == "exit":
                 os._exit(3)
+            if how == "abort":  # what GDAL does on a failed assertion
+                faulthandler.disable()  # no traceback dump in the test's output
+                os.abort()
             # SIGRTMIN + 6 has no name in signal.Signals (its ValueError escaped)
             os.kill(os.getpid(), signal.SIGKILL if how == "sigkill" else signal.SIGRTMIN + 6)
         return f"ok {source} {os.getpid()}"
@@ -114,12 +118,18 @@ def test_cores_follow_the_container_quota_not_the_nodes_cpus(tmp_path, monkeypat
     assert parallel.cores() == 64
 
 
-@pytest.mark.parametrize("how", ["exit", "sigkill", "realtime-signal"])
-def test_a_product_killing_its_worker_fails_alone_and_the_others_are_extracted_again(how):
+@pytest.mark.parametrize(
+    ("how", "cause"),
+    [("exit", "crashed"), ("abort", "crashed"), ("sigkill", "killed"), ("realtime-signal", "killed")],
+)
+def test_a_product_killing_its_worker_fails_alone_and_the_others_are_extracted_again(how, cause):
     sources = [f"p{i:03d}" for i in range(40)]
     out = list(parallel.prepare_all(_kill_on({"p017"}, how), sources, 2, _broken, kind="process"))
     assert len(out) == len(sources)
     assert out[17].startswith("broken p017: ") and "p017" in out[17]
+    # an exit or a crash repeats with the product; a kill from outside (the
+    # out-of-memory killer) may not: callers classify the failure by it
+    assert out[17].endswith(f"[{cause}]"), out[17]
     ok = [r for i, r in enumerate(out) if i != 17]
     assert [r.split()[1] for r in ok] == [s for s in sources if s != "p017"]
     assert all(int(r.split()[2]) != os.getpid() for r in ok)  # extracted in workers
@@ -200,6 +210,9 @@ def test_broken_pools_are_bounded_and_the_rest_fail_clearly():
     assert len(out) == len(sources)
     assert all(r.startswith(f"broken {s}: ") for r, s in zip(out, sources, strict=True))
     assert any("worker processes died" in r for r in out)
+    # every product was killed alone or was never tried: none is the product's own fault
+    assert {r.rsplit("[", 1)[1] for r in out} <= {"crashed]", "not-tried]"}
+    assert any(r.endswith("[not-tried]") for r in out)
 
 
 def test_workers_share_the_parents_heap_frozen_and_the_parent_unfreezes():
@@ -212,15 +225,25 @@ def test_workers_share_the_parents_heap_frozen_and_the_parent_unfreezes():
     assert gc.get_freeze_count() == before
 
 
-def test_register_with_a_product_that_kills_its_worker_registers_every_other(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("how", "kind"), [("crash", "input"), ("kill", "storage")])
+def test_register_with_a_product_that_kills_its_worker_registers_every_other(
+    tmp_path, monkeypatch, how, kind
+):
+    """A local product that crashes its reader in a process of its own too
+    will crash it again: an ``input`` error, which the Prefect task does not
+    retry (it was ``storage``, retried in vain, with advice to extract it in
+    the caller's process, which the crash would end). A kill from outside
+    (the out-of-memory killer) stays ``storage``."""
     sources = rasters.dated_cogs(tmp_path / "data", 12)
     bad = sources[5]
     real = extract.create_item
     parent = os.getpid()
 
-    def create_item(source, options):  # a crash inside GDAL, as the worker sees it
+    def create_item(source, options):  # a crash inside GDAL, or the OOM killer, as the worker sees it
         if source == bad and os.getpid() != parent:
-            os._exit(11)
+            if how == "crash":
+                os._exit(11)
+            os.kill(os.getpid(), signal.SIGKILL)
         return real(source, options)
 
     monkeypatch.setattr(extract, "create_item", create_item)
@@ -231,9 +254,95 @@ def test_register_with_a_product_that_kills_its_worker_registers_every_other(tmp
     assert [r.source for r in results] == sources
     assert results[5].action == "error"
     assert results[5].error is not None and bad in results[5].error
-    assert "worker process" in results[5].error and "workers=1" in results[5].error
+    assert "worker process" in results[5].error and "workers=1" not in results[5].error
+    assert results[5].error_type == kind
+    if how == "crash":
+        assert "exit code 11" in results[5].error and "fails the same way" in results[5].error
+    else:
+        assert "SIGKILL" in results[5].error and "out-of-memory" in results[5].error
     assert [r.action for i, r in enumerate(results) if i != 5] == ["created"] * 11
     assert_stac_valid_tree(tmp_path / "cat")
+
+
+def test_the_prefect_task_does_not_retry_a_batch_whose_product_crashes_its_reader(tmp_path, monkeypatch):
+    """The retry condition of the Prefect task reads ``transient``: a batch
+    whose only failure is a local product that crashes its reader each time
+    is not retried (it was: the same crash, up to three more times)."""
+    from producer.prefect import RegistrationFailed, register_and_report
+
+    sources = rasters.dated_cogs(tmp_path / "data", 6)
+    real = extract.create_item
+    parent = os.getpid()
+
+    def create_item(source, options):
+        if source == sources[2] and os.getpid() != parent:
+            faulthandler.disable()  # in the worker only: no traceback dump in the test's output
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return real(source, options)
+
+    monkeypatch.setattr(extract, "create_item", create_item)
+    monkeypatch.setattr(parallel, "EXTRACT_KIND", "process")
+    with pytest.raises(RegistrationFailed) as info:
+        register_and_report(sources, catalog=str(tmp_path / "cat"), collection="c", workers=2)
+    assert not info.value.transient
+    assert [(r["action"], r.get("error_type")) for r in info.value.failed] == [("error", "input")]
+    assert "SIGSEGV" in info.value.failed[0]["error"]
+
+
+def test_register_with_a_result_that_cannot_be_read_back_reports_a_bug(tmp_path, monkeypatch):
+    """A product whose extraction result does not load in the caller's
+    process fails as ``internal`` (a bug to report: a retry fails the same
+    way), not ``storage``."""
+    sources = rasters.dated_cogs(tmp_path / "data", 12)
+    bad = sources[7]
+    real = ingest._prepare
+    parent = os.getpid()
+
+    def prepare(source, job):
+        result, key, doc = real(source, job)
+        if source == bad and doc is not None:
+            doc["properties"]["plugin:state"] = _LoadsOnlyInWorkers(parent)
+        return result, key, doc
+
+    monkeypatch.setattr(ingest, "_prepare", prepare)
+    monkeypatch.setattr(parallel, "EXTRACT_KIND", "process")
+    results = producer.register(
+        sources, catalog=str(tmp_path / "cat"), collection="c", options=RegisterOptions(workers=2)
+    )
+    assert results[7].action == "error" and results[7].error_type == "internal", results[7]
+    assert bad in results[7].error and "could not be read back" in results[7].error
+    assert "please report it" in results[7].error
+    assert [r.action for i, r in enumerate(results) if i != 7] == ["created"] * 11
+    assert_stac_valid_tree(tmp_path / "cat")
+
+
+@pytest.mark.parametrize("cause", ["not-started", "not-tried"])
+def test_a_product_not_tried_alone_is_retryable_and_its_hint_is_spelled_for_the_caller(cause):
+    """Not extracted alone (no process to start, or too many broken pools):
+    ``storage`` (a retry may succeed), with the way to see the cause spelled
+    for each caller: the CLI's flag, not the Python keyword it wrote before."""
+    from producer.options import flag_spelling
+
+    result = producer.RegisterResult(source="/data/a.tif")
+    why = ingest._why_broken("/data/a.tif", parallel.WorkerDied("the worker process died", cause))
+    result.fail(str(why), why)
+    assert result.error_type == "storage"
+    assert result.error is not None and result.error.startswith("/data/a.tif: not registered: ")
+    assert "workers=1" in result.error
+    spelled = result.error_for(flag_spelling)
+    assert spelled is not None and "--workers 1" in spelled and "workers=1" not in spelled
+
+
+def test_a_remote_product_that_crashed_its_reader_stays_retryable():
+    """A read from object storage can crash GDAL on a storage fault (see
+    rasterio's opener): a remote product's crash is worth a retry."""
+    why = ingest._why_broken("s3://bucket/a.tif", parallel.WorkerDied("died", parallel.WorkerDied.CRASHED))
+    result = producer.RegisterResult(source="s3://bucket/a.tif")
+    result.fail(str(why), why)
+    assert result.error_type == "storage"
+    local = ingest._why_broken("/data/a.tif", parallel.WorkerDied("died", parallel.WorkerDied.CRASHED))
+    result.fail(str(local), local)
+    assert result.error_type == "input"
 
 
 def _item_puts(counting: CountingStore) -> int:
@@ -570,6 +679,7 @@ def test_no_pipe_left_for_a_product_alone_fails_that_product_not_the_batch(monke
     assert 17 in failed and len(failed) <= 2  # the products that were in the dying workers
     for i in failed:
         assert "Too many open files" in out[i] and sources[i] in out[i], out[i]
+        assert out[i].endswith("[not-started]"), out[i]
     assert [r.split()[1] for i, r in enumerate(out) if i not in failed] == [
         s for i, s in enumerate(sources) if i not in failed
     ]
@@ -611,6 +721,7 @@ def test_a_result_that_cannot_be_read_back_fails_its_own_product_only():
     out = list(parallel.prepare_all(_unloadable_for("p025"), sources, 2, _broken, kind="process"))
     assert len(out) == len(sources)
     assert out[25].startswith("broken p025: ") and "could not be read back" in out[25], out[25]
+    assert out[25].endswith("[unreadable]")
     assert "worker_only_plugin" in out[25]
     assert [r.split()[1] for i, r in enumerate(out) if i != 25] == [s for s in sources if s != "p025"]
     assert not [p for p in __import__("multiprocessing").active_children() if p.exitcode is None]
