@@ -16,6 +16,7 @@ import contextvars
 import errno
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -50,6 +51,7 @@ from producer.sources import PRODUCT_SUFFIXES, expand_paths
 from producer.store import open_store
 from producer.store.base import Store, batch_durability, durability, durable_now, is_local
 from producer.store.local import Staging
+from producer.urls import is_local as local_location
 from producer.urls import is_remote
 from producer.validate import Validator, default_validator
 
@@ -384,27 +386,38 @@ def _why_broken(source: str, exc: BaseException) -> Exception:
 
     - a local product that crashed a process of its own too: an
       :class:`~producer.errors.InputError` (``input``: a retry crashes again);
-      a remote one may have crashed on a storage fault, so it stays ``storage``;
+      one read from object storage (a URL, a GDAL ``/vsi`` path) may have
+      crashed on a storage fault: ``storage``;
     - a result that could not be read back: a ``RuntimeError`` (``internal``,
       a bug: a retry fails the same way);
-    - a kill from outside (the out-of-memory killer), no process to start,
+    - a kill from outside (SIGKILL: the out-of-memory killer; SIGTERM), a
+      result that ran out of memory on its way back, no process to start,
       not tried after broken pools: a :class:`~producer.errors.StoreError`
-      (``storage``, worth a retry)."""
+      (``storage``, worth a retry). Only a product never tried alone gets
+      the advice to extract it in the caller's process: one that crashed
+      would end that process too."""
+    died = parallel.WorkerDied
     cause = getattr(exc, "cause", None)
-    if cause == parallel.WorkerDied.CRASHED and not is_remote(source):
-        return InputError(
-            f"{source}: not registered: {exc}. It crashes its reader, so registering it again "
-            "fails the same way: check the file (for example with gdalinfo) and replace it, "
-            "or leave it out"
-        )
-    if cause == parallel.WorkerDied.UNREADABLE:
-        return RuntimeError(f"{source}: not registered: {exc}; this is a bug, please report it")
-    if cause == parallel.WorkerDied.KILLED:
-        return StoreError(
-            f"{source}: not registered: {exc}. It was killed from outside its process (often the "
-            "out-of-memory killer): retry with more memory"
-        )
-    return StoreError(f"{source}: not registered: {exc}", hints=(WORKERS_HINT,))
+    fact = f"{source}: not registered: {exc}."
+    if cause == died.CRASHED:
+        if local_location(source) and not source.startswith("/vsi"):
+            return InputError(
+                f"{fact} It crashes its reader, so registering it again fails the same way: "
+                "check the file (for example with gdalinfo) and replace it, or leave it out"
+            )
+        return StoreError(f"{fact} A storage fault while reading it can do that: retry later")
+    if cause == died.UNREADABLE:
+        return RuntimeError(f"{fact} This is a bug, please report it")
+    if cause == died.KILLED:
+        if getattr(exc, "signal", None) == signal.SIGKILL:
+            return StoreError(
+                f"{fact} It was killed from outside its process, often by the out-of-memory "
+                "killer: retry with more memory"
+            )
+        return StoreError(f"{fact} Its process was ended from outside: retry")
+    if cause == died.RESOURCES:
+        return StoreError(f"{fact} Retry with more memory or fewer products per batch")
+    return StoreError(fact, hints=(WORKERS_HINT,))
 
 
 #: products of a batch ready to be written: (result, item key, item document)

@@ -269,7 +269,11 @@ class WorkerDied(RuntimeError):
     - :data:`UNREADABLE`: its result could not be sent or read back (it does
       not pickle here, or does not load in the caller's process);
     - :data:`NOT_STARTED`: no process could be started to extract it alone;
-    - :data:`NOT_TRIED`: not tried again after :data:`MAX_BROKEN_POOLS` broken pools.
+    - :data:`NOT_TRIED`: not tried again after :data:`MAX_BROKEN_POOLS` broken pools;
+    - :data:`RESOURCES`: its result could not travel back for want of memory
+      or of a file descriptor.
+
+    ``signal``: the number of the signal that ended its own process, if one did.
     """
 
     CRASHED = "crashed"
@@ -277,10 +281,12 @@ class WorkerDied(RuntimeError):
     UNREADABLE = "unreadable"
     NOT_STARTED = "not-started"
     NOT_TRIED = "not-tried"
+    RESOURCES = "resources"
 
-    def __init__(self, message: str, cause: str = NOT_TRIED) -> None:
+    def __init__(self, message: str, cause: str = NOT_TRIED, signal: int | None = None) -> None:
         super().__init__(message)
         self.cause = cause
+        self.signal = signal
 
 
 #: signals a process sends itself when it crashes (as opposed to a kill from outside)
@@ -617,13 +623,18 @@ def _alone(
         code = worker.exitcode or 0
         how = f"killed by signal {_signal_name(-code)}" if code < 0 else f"exit code {code}"
         # an exit (any code: the job never returned) or a fatal signal the
-        # process raised itself repeats with the product; a kill from outside may not
-        crashed = code >= 0 or -code in _CRASH_SIGNALS
+        # process raised itself repeats with the product; a kill from outside
+        # may not, nor a fork server's 255 (it lost the process: the server died)
+        server_lost = setup is not None and code == 255
+        crashed = (code >= 0 or -code in _CRASH_SIGNALS) and not server_lost
+        if server_lost:
+            how = "its fork server reported it lost (exit code 255)"
         return on_broken(
             source,
             WorkerDied(
                 f"the worker process extracting it died, and again when it was extracted alone ({how})",
                 WorkerDied.CRASHED if crashed else WorkerDied.KILLED,
+                -code if code < 0 else None,
             ),
         )
     except Exception as exc:  # a broken message: the worker is reaped all the same
@@ -644,7 +655,7 @@ def _packed(result: Any) -> bytes | _Unsent:
     try:
         return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:  # e.g. a lock
-        return _Unsent(f"{type(exc).__name__}: {exc}")
+        return _Unsent(f"{type(exc).__name__}: {exc}", resources=isinstance(exc, _WANT))
 
 
 def _unpacked(packed: bytes | _Unsent, source: str, on_broken: Callable[[str, BaseException], R]) -> R:
@@ -654,7 +665,8 @@ def _unpacked(packed: bytes | _Unsent, source: str, on_broken: Callable[[str, Ba
         return on_broken(
             source,
             WorkerDied(
-                f"its result could not be sent back from the worker process: {packed}", WorkerDied.UNREADABLE
+                f"its result could not be sent back from the worker process: {packed}",
+                WorkerDied.RESOURCES if packed.resources else WorkerDied.UNREADABLE,
             ),
         )
     try:
@@ -682,15 +694,27 @@ def _loaded_records(packed: list[bytes]) -> list[logging.LogRecord]:
     return out
 
 
+#: what a result's way back can run out of (memory, file descriptors): not the product's fault
+_WANT = (MemoryError, OSError)
+
+
 def _unreadable(exc: BaseException) -> WorkerDied:
     return WorkerDied(
         f"its result could not be read back from the worker process ({type(exc).__name__}: {exc})",
-        WorkerDied.UNREADABLE,
+        WorkerDied.RESOURCES if isinstance(exc, _WANT) else WorkerDied.UNREADABLE,
     )
 
 
 class _Unsent(str):
-    """Why a result could not be sent back from a worker process (:func:`_packed`)."""
+    """Why a result could not be sent back from a worker process (:func:`_packed`);
+    ``resources``: for want of memory or a file descriptor."""
+
+    resources: bool
+
+    def __new__(cls, text: str, resources: bool = False) -> _Unsent:
+        made = super().__new__(cls, text)
+        made.resources = resources
+        return made
 
 
 def _send_result(send: Any, job: Callable[[str], Any], source: str, setup: served.Setup | None) -> None:

@@ -8,6 +8,7 @@ pickle, a daemonic process, workers that cannot start) uses threads."""
 from __future__ import annotations
 
 import errno
+import faulthandler
 import json
 import logging
 import multiprocessing
@@ -35,20 +36,25 @@ pytestmark = pytest.mark.skipif(not served.available(), reason="needs the forkse
 
 
 class _Job:
-    """A job that pickles (a fork server's workers receive it so), killing
-    its worker on the products in ``bad``."""
+    """A job that pickles (a fork server's workers receive it so), ending
+    its worker on the products in ``bad``: ``how`` "kill" (SIGKILL, from
+    outside), "crash" (SIGSEGV) or "exit"."""
 
-    def __init__(self, bad: frozenset[str] = frozenset()) -> None:
-        self.bad, self.parent = bad, os.getpid()
+    def __init__(self, bad: frozenset[str] = frozenset(), how: str = "kill") -> None:
+        self.bad, self.parent, self.how = bad, os.getpid(), how
 
     def __call__(self, source: str) -> str:
         if source in self.bad and os.getpid() != self.parent:
-            os.kill(os.getpid(), signal.SIGKILL)
+            if self.how == "exit":
+                os._exit(3)
+            if self.how == "crash":
+                faulthandler.disable()  # no traceback dump in the test's output
+            os.kill(os.getpid(), signal.SIGKILL if self.how == "kill" else signal.SIGSEGV)
         return f"ok {source} {os.getpid()}"
 
 
 def _broken(source: str, exc: BaseException) -> str:
-    return f"broken {source}: {exc}"
+    return f"broken {source}: {exc} [{getattr(exc, 'cause', None)}]"
 
 
 @pytest.fixture
@@ -71,11 +77,13 @@ def test_auto_kind_uses_a_fork_server_while_other_threads_run(monkeypatch, anoth
     assert parallel.extract_kind(1000, 2) == "process"  # a single thread forks itself
 
 
-def test_fork_server_workers_extract_in_order_and_a_killer_fails_alone(another_thread):
+@pytest.mark.parametrize(("how", "cause"), [("kill", "killed"), ("crash", "crashed"), ("exit", "crashed")])
+def test_fork_server_workers_extract_in_order_and_a_killer_fails_alone(another_thread, how, cause):
     sources = [f"p{i:03d}" for i in range(40)]
-    out = list(parallel.prepare_all(_Job(frozenset({"p017"})), sources, 2, _broken, kind="forkserver"))
+    out = list(parallel.prepare_all(_Job(frozenset({"p017"}), how), sources, 2, _broken, kind="forkserver"))
     assert len(out) == len(sources)
     assert out[17].startswith("broken p017: ") and "died" in out[17]
+    assert out[17].endswith(f"[{cause}]"), out[17]  # how its own process ended, as when forked
     ok = [r for i, r in enumerate(out) if i != 17]
     assert [r.split()[1] for r in ok] == [s for s in sources if s != "p017"]
     assert all(int(r.split()[2]) != os.getpid() for r in ok)  # extracted in workers

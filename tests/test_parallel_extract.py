@@ -210,7 +210,7 @@ def test_broken_pools_are_bounded_and_the_rest_fail_clearly():
     assert len(out) == len(sources)
     assert all(r.startswith(f"broken {s}: ") for r, s in zip(out, sources, strict=True))
     assert any("worker processes died" in r for r in out)
-    # every product was killed alone or was never tried: none is the product's own fault
+    # every product exited alone too (its own doing) or was never tried again
     assert {r.rsplit("[", 1)[1] for r in out} <= {"crashed]", "not-tried]"}
     assert any(r.endswith("[not-tried]") for r in out)
 
@@ -328,21 +328,55 @@ def test_a_product_not_tried_alone_is_retryable_and_its_hint_is_spelled_for_the_
     result.fail(str(why), why)
     assert result.error_type == "storage"
     assert result.error is not None and result.error.startswith("/data/a.tif: not registered: ")
-    assert "workers=1" in result.error
+    assert "died. Fix it with workers=1" in result.error
     spelled = result.error_for(flag_spelling)
-    assert spelled is not None and "--workers 1" in spelled and "workers=1" not in spelled
+    assert spelled is not None and "died. Fix it with --workers 1" in spelled and "workers=1" not in spelled
 
 
-def test_a_remote_product_that_crashed_its_reader_stays_retryable():
+@pytest.mark.parametrize("source", ["s3://bucket/a.tif", "/vsis3/bucket/a.tif", "https://host/a.tif"])
+def test_a_remote_product_that_crashed_its_reader_stays_retryable(source):
     """A read from object storage can crash GDAL on a storage fault (see
-    rasterio's opener): a remote product's crash is worth a retry."""
-    why = ingest._why_broken("s3://bucket/a.tif", parallel.WorkerDied("died", parallel.WorkerDied.CRASHED))
-    result = producer.RegisterResult(source="s3://bucket/a.tif")
+    rasterio's opener): a remote product's crash is worth a retry, and is
+    not told to run in the caller's process, which the crash would end."""
+    crashed = parallel.WorkerDied("died", parallel.WorkerDied.CRASHED, signal.SIGSEGV)
+    result = producer.RegisterResult(source=source)
+    why = ingest._why_broken(source, crashed)
     result.fail(str(why), why)
-    assert result.error_type == "storage"
-    local = ingest._why_broken("/data/a.tif", parallel.WorkerDied("died", parallel.WorkerDied.CRASHED))
+    assert result.error_type == "storage" and "retry later" in (result.error or "")
+    assert not result.hints and "workers" not in (result.error or "")
+    local = ingest._why_broken("/data/a.tif", crashed)
     result.fail(str(local), local)
     assert result.error_type == "input"
+
+
+@pytest.mark.parametrize(
+    ("number", "memory"), [(signal.SIGKILL, True), (signal.SIGTERM, False), (signal.SIGRTMIN + 6, False)]
+)
+def test_only_a_sigkill_is_told_to_retry_with_more_memory(number, memory):
+    """The out-of-memory killer sends SIGKILL; a SIGTERM (a shutdown, a
+    timeout) or another signal from outside is a retry, not a memory matter."""
+    killed = parallel.WorkerDied("died", parallel.WorkerDied.KILLED, number)
+    why = ingest._why_broken("/data/a.tif", killed)
+    result = producer.RegisterResult(source="/data/a.tif")
+    result.fail(str(why), why)
+    assert result.error_type == "storage"
+    assert ("out-of-memory" in (result.error or "")) is memory
+
+
+class _TooBigToSend:
+    def __reduce__(self):
+        raise MemoryError("cannot allocate the pickle")
+
+
+def test_a_result_without_memory_to_travel_back_is_retryable_not_a_bug():
+    """Out of memory while pickling a result (a worker's) or loading it
+    (here): the machine's state, not a bug in the result: ``resources``."""
+    out = parallel._unpacked(parallel._packed(_TooBigToSend()), "p001", _broken)
+    assert out.startswith("broken p001: ") and out.endswith("[resources]"), out
+    assert parallel._unreadable(MemoryError()).cause == "resources"
+    assert parallel._unreadable(ImportError("no module")).cause == "unreadable"
+    why = ingest._why_broken("/data/a.tif", parallel._unreadable(MemoryError()))
+    assert isinstance(why, StoreError)
 
 
 def _item_puts(counting: CountingStore) -> int:
