@@ -613,8 +613,11 @@ def union_footprint(grids: list[dict[str, Any]]) -> tuple[dict, list[float]]:
 
     One grid, or grids in one CRS covering the same rectangle: that grid's
     footprint. Otherwise the envelope of all grids in the first grid's CRS
-    (others' bounds reprojected, edges densified), whose footprint covers
-    every grid. Pure computation (no file is read)."""
+    (others' bounds reprojected, edges densified; in a geographic CRS the
+    narrowest in longitude, which may cross the antimeridian:
+    :func:`producer.extract.footprint.native_envelope`), whose footprint
+    covers every grid and is split at the antimeridian as a single raster's
+    is. Pure computation (no file is read)."""
     from affine import Affine  # noqa: PLC0415 (with rasterio, see _extensions)
     from rasterio.transform import from_bounds  # noqa: PLC0415
     from rasterio.warp import transform_bounds  # noqa: PLC0415
@@ -631,8 +634,7 @@ def union_footprint(grids: list[dict[str, Any]]) -> tuple[dict, list[float]]:
     rows, cols = first["proj:shape"]
     if all(box == boxes[0] for box in boxes):
         return fp.footprint(crs0, Affine(*first["proj:transform"][:6]), int(cols), int(rows))
-    west, south = min(b[0] for b in boxes), min(b[1] for b in boxes)
-    east, north = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    west, south, east, north = fp.native_envelope(crs0, boxes)
     return fp.footprint(crs0, from_bounds(west, south, east, north, 1, 1), 1, 1)
 
 

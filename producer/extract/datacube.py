@@ -14,7 +14,9 @@ What the item says:
   others with their values or extent, unit);
 - ``cube:variables``: every data variable (``type: data``) and auxiliary
   coordinate (2-D lat/lon, bounds: ``type: auxiliary``) with its
-  dimensions, unit, description, data type and nodata;
+  dimensions, unit, description, data type and nodata, and for a packed
+  variable (CF ``scale_factor``/``add_offset``) ``raster:scale``/
+  ``raster:offset`` (also in its band, as a GeoTIFF's bands have them);
 - geometry: a regular grid (1-D x/y coordinates) through its CRS (the
   ``grid_mapping`` variable; lat/lon coordinates without one are EPSG:4326, as
   CF says) and the shared footprint code, with ``proj:*`` fields; a
@@ -26,8 +28,9 @@ What the item says:
   (:func:`producer.extract.datetimes.resolve_datetime` says the order);
 - the ``data`` asset: ``bands`` only for a single-variable file GDAL reads
   as one band (a loader is never told about a band it cannot read; with
-  ``options.stats`` its ``statistics``, read from the values; the datacube
-  extension has no place for statistics of other variables),
+  ``options.stats`` its ``statistics``, of the stored values like a
+  GeoTIFF's, scale/offset not applied; the datacube extension has no place
+  for statistics of other variables),
   ``xarray:open_kwargs`` (xarray-assets v1.0.0), ``file:*`` for NetCDF.
 
 xarray, netCDF4, cftime and pyproj are imported inside the functions that
@@ -762,7 +765,31 @@ def _variable(var: Any, kind: str) -> dict[str, Any]:
             if value is not None:
                 entry["nodata"] = value
             break
+    if var.dtype.kind in "iuf":
+        entry.update(_packing(var))
     return entry
+
+
+def _packing(var: Any) -> dict[str, float]:
+    """``raster:scale``/``raster:offset`` of a packed variable (CF
+    ``scale_factor``/``add_offset``: value = stored × scale + offset, the
+    raster extension's meaning too), left out when 1 and 0 as GDAL leaves
+    them out of a GeoTIFF's bands; a value that is not one finite number is
+    ignored."""
+    import numpy as np  # noqa: PLC0415
+
+    out: dict[str, float] = {}
+    for attr, key, neutral in (("scale_factor", "raster:scale", 1.0), ("add_offset", "raster:offset", 0.0)):
+        raw = var.attrs.get(attr, var.encoding.get(attr))
+        if raw is None:
+            continue
+        try:
+            array = np.asarray(raw, dtype="float64").ravel()
+        except (TypeError, ValueError):
+            continue
+        if array.size == 1 and math.isfinite(float(array[0])) and float(array[0]) != neutral:
+            out[key] = float(array[0])
+    return out
 
 
 def _first(value: Any) -> Any:
@@ -824,7 +851,7 @@ def single_band(ds: Any, grid: _Grid, *, stats: bool = False) -> list[dict[str, 
     name = str(var.name)
     entry = _variable(var, "data")
     band: dict[str, Any] = {"name": name}
-    for key in ("description", "data_type", "nodata", "unit"):
+    for key in ("description", "data_type", "nodata", "unit", "raster:scale", "raster:offset"):
         if key in entry:
             band[key] = entry[key]
     if stats:

@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
+from typing import Any
 
 from producer.errors import Hint, InputError, NoDatetimeError
 from producer.timestamps import format_time
@@ -370,15 +371,27 @@ def from_tags(
 ACDD_START, ACDD_END = "time_coverage_start", "time_coverage_end"
 
 
-def _cf_instant(value: object, where: str) -> datetime:
-    """A cftime date (any CF calendar) → aware UTC :class:`datetime`.
+#: calendars (as cftime names them) whose days are real days: a date in one is
+#: an instant, the same in any of them (``gregorian`` is read as ``standard``)
+_REAL_DAY_CALENDARS = frozenset({"standard", "julian"})
 
-    Calendar dates that do not exist in the proleptic Gregorian calendar
-    (30 February in ``360_day``) are clamped to the last day of that month:
-    STAC datetimes are Gregorian, and the month is what such dates mean.
+
+def _cf_instant(value: Any, where: str) -> datetime:
+    """A cftime date (any CF calendar) → aware UTC :class:`datetime`
+    (proleptic Gregorian, the calendar of STAC datetimes).
+
+    Real-day calendars name an instant: a ``julian`` date, or a
+    ``standard``/``gregorian`` one before 1582-10-15 (Julian there), is
+    converted to that instant (cftime ``change_calendar``; Julian
+    2024-01-01 is 2024-01-14). Model calendars (``360_day``, ``noleap``,
+    ``all_leap``) name no instant: their year, month, day and time are
+    kept, and a date Gregorian has not (30 February in ``360_day``) is
+    clamped to the last day of that month, which is what such dates mean.
     """
     import calendar as _calendar  # noqa: PLC0415 (rarely needed, keeps the module light)
 
+    if getattr(value, "calendar", None) in _REAL_DAY_CALENDARS:
+        value = value.change_calendar("proleptic_gregorian")
     year, month, day = (int(getattr(value, f)) for f in ("year", "month", "day"))
     if not 1 <= year <= 9999:
         raise InputError(f"{where}: time {value} is outside the years 1-9999 a STAC datetime can hold")
@@ -391,7 +404,9 @@ def _cf_instant(value: object, where: str) -> datetime:
 def cf_datetimes(values: object, units: str, calendar: str | None, where: str) -> list[datetime]:
     """Numbers on a CF time axis (``<unit> since <epoch>`` in any spelling
     cftime reads: ``days since 1950-1-1``, ``Hour since ...``, an epoch with a
-    ``UTC`` suffix or an offset) in any CF calendar → aware UTC datetimes.
+    ``UTC`` suffix or an offset) in any CF calendar → aware UTC datetimes
+    (real-day calendars converted to the instant, model calendars' dates
+    kept: see :func:`_cf_instant`).
 
     Raises :class:`InputError` naming ``where`` when the units or calendar
     are not CF or a value is out of range. Imports cftime (lazily).

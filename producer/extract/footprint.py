@@ -38,7 +38,7 @@ from rasterio.crs import CRS
 
 from producer.errors import InputError, NoGeoreferenceError
 
-__all__ = ["DECIMALS", "footprint", "footprint_from_gcps", "native_bbox"]
+__all__ = ["DECIMALS", "footprint", "footprint_from_gcps", "native_bbox", "native_envelope"]
 
 #: decimal places kept in output coordinates (1e-7 degree is about 1 cm)
 DECIMALS = 7
@@ -76,6 +76,33 @@ def native_bbox(transform: Affine, width: int, height: int) -> list[float]:
     rows = np.array([0.0, 0.0, height, height])
     xs, ys = _apply(transform, cols, rows)
     return [float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())]
+
+
+def native_envelope(crs: CRS, boxes: Sequence[Sequence[float]]) -> list[float]:
+    """Return ``[minx, miny, maxx, maxy]`` in ``crs`` covering every box of
+    ``boxes`` (each ``[minx, miny, maxx, maxy]`` in ``crs``).
+
+    In a projected CRS: the plain envelope. In a geographic CRS longitudes
+    wrap: a box with ``minx > maxx`` crosses the antimeridian (rasterio's
+    ``transform_bounds`` returns such boxes), and the boxes are covered by
+    the narrowest longitude range, whose east may run past 180 (170..190 for
+    boxes at 170..180 and -180..-170); :func:`footprint` of a grid over that
+    range splits it at the antimeridian as it does a single raster's. The
+    plain envelope is kept unless a narrower range exists.
+    """
+    crs = _check_crs(crs)
+    south, north = min(b[1] for b in boxes), max(b[3] for b in boxes)
+    degrees = _degrees_per_unit(crs) if crs.is_geographic else None
+    if degrees is None:
+        return [min(b[0] for b in boxes), south, max(b[2] for b in boxes), north]
+    period = 360.0 / degrees
+    spans = [(float(w), float(e) if e >= w else float(e) + period) for w, _, e, _ in boxes]
+    west, east = min(w for w, _ in spans), max(e for _, e in spans)
+    for start, _ in spans:  # the narrowest range begins where one of the boxes begins
+        far = max(start + (w - start) % period + (e - w) for w, e in spans)
+        if far - start < (east - west) - 1e-9 * period:
+            west, east = start, far
+    return [west, south, east, north]
 
 
 def footprint(
