@@ -36,7 +36,15 @@ from producer.catalog.layout import (
 )
 from producer.changes import Change, ChangeKind, Sink, item_line
 from producer.commit import Committer, IdentityConflict, contended, item_start, same_content
-from producer.errors import ID_TEMPLATE_HINT, InputError, PreconditionFailed, ProducerError, StoreError
+from producer.errors import (
+    ID_TEMPLATE_HINT,
+    Hint,
+    InputError,
+    PreconditionFailed,
+    ProducerError,
+    StoreError,
+    phrase_hints,
+)
 from producer.extract.ids import check_id, make_item_id
 from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
 from producer.grouping import GROUP_SUFFIXES, Grouping
@@ -644,9 +652,11 @@ def _extract_each(
         result = RegisterResult(source=source)
         with contextlib.suppress(ProducerError):
             result.id = make_item_id(source, options)
-        result.fail(
-            f"{source}: not registered: {exc}; register it on its own with workers=1 to see the cause",
-            StoreError(str(exc)),
+        alone = Hint("workers", 1, "extract one product at a time, to see the cause")
+        result.fail(  # the hint, so that each caller spells it (--workers 1, STAC_WORKERS=1)
+            f"{source}: not registered: {exc}; register it on its own to see the cause"
+            + phrase_hints([alone]),
+            StoreError(str(exc), hints=(alone,)),
         )
         return result, None, None
 

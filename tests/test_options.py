@@ -463,3 +463,22 @@ def test_hint_examples_are_spelled_as_each_caller_takes_them() -> None:
     meta = Hint("collection_meta", {"title": "NDVI"}, "x")
     assert flag_spelling(meta) == """--collection-meta '{"title": "NDVI"}'"""
     assert flag_spelling(Hint("software", {"ndvi": "1.4"}, "x")) == "--software ndvi=1.4"
+
+
+def test_group_with_an_asset_key_is_refused_in_each_callers_spelling(tmp_path: Path) -> None:
+    """A group pattern and an asset key together: the CLI names neither as
+    Python keywords (was "group and asset_key cannot be combined ... drop
+    asset_key"); nothing is written."""
+    product = rasters.write_utm(tmp_path / "data")
+    catalog = tmp_path / "cat"
+    group = r"(?P<id>[^/]+)/(?P<asset>[^/]+)\.tif$"
+    args = ["--group", group, "--asset-key", "b"]
+    out = CliRunner().invoke(main, ["register", str(product), "-c", str(catalog), "--collection", "c", *args])
+    assert out.exit_code == 2, out.output
+    message = " ".join(out.output.split())
+    assert "cannot be combined" in message and "leave the asset key out" in message
+    assert _python_spelled(message) == [], message
+    assert not catalog.exists()
+    with pytest.raises(InputError, match="cannot be combined") as python:
+        producer.register([str(product)], catalog=str(catalog), collection="c", group=group, asset_key="b")
+    assert "--" not in str(python.value) and "group=" in str(python.value)

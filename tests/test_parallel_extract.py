@@ -21,7 +21,7 @@ import producer
 from producer import extract, ingest, parallel, served
 from producer.errors import StoreError
 from producer.ingest import register_products
-from producer.options import RegisterOptions
+from producer.options import RegisterOptions, flag_spelling
 from producer.store import CountingStore, LocalStore
 from tests import rasters
 from tests.trees import assert_stac_valid_tree
@@ -232,6 +232,10 @@ def test_register_with_a_product_that_kills_its_worker_registers_every_other(tmp
     assert results[5].action == "error"
     assert results[5].error is not None and bad in results[5].error
     assert "worker process" in results[5].error and "workers=1" in results[5].error
+    # the way out is a hint, so that the CLI spells it as its flag (was a bare "workers=1")
+    assert results[5].hint is not None and results[5].hint.option == "workers"
+    cli = results[5].error_for(flag_spelling) or ""
+    assert "--workers 1" in cli and "workers=1" not in cli
     assert [r.action for i, r in enumerate(results) if i != 5] == ["created"] * 11
     assert_stac_valid_tree(tmp_path / "cat")
 
