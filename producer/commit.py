@@ -65,6 +65,7 @@ from producer.errors import (
     REPLACE_HINT,
     CatalogError,
     ConflictError,
+    Hint,
     InputError,
     NotFound,
     PreconditionFailed,
@@ -425,7 +426,7 @@ class Committer:
         ``key``, logged as a WARNING."""
         attempts = self.max_retries + 1
         log.warning("gave up on %s after %d attempts: other writers kept changing it", key, attempts)
-        return ConflictError(message)
+        return ConflictError(message, hints=(Hint("max_retries", 2 * attempts, "try more often"),))
 
     def check_update(self, key: str, old: dict | None, new: dict) -> None:
         """Validate ``new`` before it replaces ``old``.
@@ -486,8 +487,7 @@ class Committer:
         raise self._give_up(
             key,
             f"{self.store_path(key)}: gave up after {self.max_retries + 1} attempts because "
-            "other writers kept changing it; retry later, or raise max_retries / "
-            "reduce the number of concurrent writers",
+            "other writers kept changing it; retry later or reduce the number of concurrent writers",
         )
 
     # -- items ------------------------------------------------------------------
@@ -815,8 +815,7 @@ class Committer:
             return CasOutcome(doc, version=version)  # a rerun: the change is there
         give_up_message = (
             f"{self.store_path(coll_key)}: gave up after {self.max_retries + 1} attempts because "
-            "other writers kept changing it; retry later, or raise max_retries / "
-            "reduce the number of concurrent writers"
+            "other writers kept changing it; retry later or reduce the number of concurrent writers"
         )
         attempt = 0
         if doc is not None and not contended(self.store.url, collection_id):

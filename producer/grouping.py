@@ -174,8 +174,8 @@ class Grouping:
         item per product with its asset ``data``, the default path)."""
         if group and asset_key:
             raise InputError(
-                "group and asset_key cannot be combined: with a group pattern the asset key is its "
-                "(?P<asset>...) group; drop asset_key",
+                "a group pattern and an asset key cannot be combined: with a group pattern each "
+                "product's asset key is the pattern's (?P<asset>...) group; leave the asset key out",
                 hints=(GROUP_HINT,),
             )
         if group:

@@ -87,10 +87,11 @@ def parse_rewrites(rewrites: Iterable[str | Sequence[str]] | None) -> tuple[tupl
 class RegisterOptions:
     """Every option of :func:`producer.register`; immutable, validated on creation.
 
-    Bad values a user typed (an unknown partition scheme or datetime source,
-    a malformed href rewrite) raise :class:`~producer.errors.InputError`;
-    values no caller should pass (a batch size of 0, a number for a switch)
-    raise :class:`ValueError`/:class:`TypeError`. Dicts are copied, lists
+    Bad values a user can type (an unknown partition scheme or datetime
+    source, a malformed href rewrite, a batch size of 0) raise
+    :class:`~producer.errors.InputError` with hints each caller spells;
+    values of the wrong type (a number for a switch), which only Python
+    passes, raise :class:`TypeError`. Dicts are copied, lists
     become tuples; nothing the caller passed is kept or mutated.
     """
 
@@ -441,20 +442,14 @@ class RegisterOptions:
             if kind in ("text", "choice", "secret") and value is not None and not isinstance(value, str):
                 shown = type(value).__name__ if kind == "secret" else repr(value)
                 raise TypeError(f"RegisterOptions.{f.name} must be a str, not {shown}")
-        if self.batch_size < 1:
-            raise ValueError(f"RegisterOptions.batch_size must be at least 1, not {self.batch_size}")
-        if self.workers < 0:
-            raise ValueError(
-                f"RegisterOptions.workers must not be negative (0: automatic), not {self.workers}"
-            )
+        for name, least in (("batch_size", 1), ("max_links", 1), ("workers", 0), ("max_retries", 0)):
+            _at_least(name, getattr(self, name), least)
         if self.durability not in ("fsync", "os"):
             raise InputError(
                 f"unknown durability {self.durability!r}: use 'fsync' (default: survives a power loss) "
                 "or 'os' (no fsync: faster, a power loss may lose the last writes)",
                 hints=(Hint("durability", "os", "skip fsync on a local catalog"),),
             )
-        if self.max_retries < 0:
-            raise ValueError(f"RegisterOptions.max_retries must not be negative, not {self.max_retries}")
         if self.id_template is None:
             raise TypeError("RegisterOptions.id_template must be a str, not None")
         Layout(self.partition, self.max_links)  # an unknown scheme is the user's InputError
@@ -487,14 +482,44 @@ class RegisterOptions:
     def from_env(cls, environ: Mapping[str, str]) -> RegisterOptions:
         """Options from the fields' environment variables (``STAC_ID_TEMPLATE``, ...);
         unset or empty variables keep the defaults. Raises :class:`InputError`
-        naming a variable whose value cannot be read."""
+        naming a variable whose value cannot be read, or a value the options
+        refuse, with its hints spelled as variables (``STAC_BATCH_SIZE=500``)."""
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             spec = option_spec(f)
             text = (environ.get(spec.env) or "").strip()
             if text:
                 values[f.name] = _from_text(spec, text)
-        return cls(**values)
+        try:
+            return cls(**values)
+        except InputError as exc:
+            if not exc.hints:
+                raise
+            phrased = InputError(exc.phrased(env_spelling))  # same fact and hints, spelled as variables
+            phrased.fact, phrased.hints = exc.fact, exc.hints
+            raise phrased from None
+
+
+#: what the number options count, for their messages
+_COUNTS = {
+    "batch_size": "products committed per parent write (the batch size)",
+    "max_links": "item links a partition catalog holds",
+    "workers": "extraction workers",
+    "max_retries": "write retries per parent document",
+}
+
+
+def _at_least(name: str, value: int, least: int) -> None:
+    """Refuse a number option below ``least``, naming the option's default
+    as the fix (so that each caller spells the option: ``--batch-size 500``,
+    ``batch_size=500``, ``STAC_BATCH_SIZE=500``)."""
+    if value >= least:
+        return
+    does = "the default" + (": automatic" if name == "workers" else "")
+    raise InputError(
+        f"the {_COUNTS[name]} must be at least {least}, not {value}",
+        hints=(Hint(name, _DEFAULTS[name], does),),
+    )
 
 
 def option_spec(f: dataclasses.Field[Any]) -> OptionSpec:
@@ -502,6 +527,12 @@ def option_spec(f: dataclasses.Field[Any]) -> OptionSpec:
     spec = f.metadata["option"]
     assert isinstance(spec, OptionSpec)
     return spec
+
+
+#: the default of each field that has a plain one
+_DEFAULTS: dict[str, Any] = {
+    f.name: f.default for f in dataclasses.fields(RegisterOptions) if f.default is not dataclasses.MISSING
+}
 
 
 def _specs() -> dict[str, OptionSpec]:
@@ -588,12 +619,33 @@ def _quoted(example: Any) -> str:
     return shlex.quote(str(example))
 
 
+def _pair_value(value: Any) -> str:
+    """A ``KEY=VALUE`` pair's VALUE as the CLI reads it back: a text that
+    is not JSON as it is, anything else (and a text that would read as JSON:
+    ``"12"``) as JSON."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value)
+
+
 def flag_spelling(hint: Hint) -> str:
-    """A hint as the CLI writes it: ``--id-template '{parent}_{stem}'``, ``--replace``."""
+    """A hint as the CLI writes it: ``--id-template '{parent}_{stem}'``,
+    ``--replace``; a mapping as the flag takes it: repeated ``KEY=VALUE``
+    pairs (``--property processing:level=L2``) or one JSON object
+    (``--collection-meta '{"title": "NDVI"}'``)."""
     spec = _specs().get(hint.option)
     flag = spec.flag if spec is not None else "--" + hint.option.replace("_", "-")
     if isinstance(hint.example, bool) or (spec is not None and spec.kind == "switch"):
         return flag
+    if isinstance(hint.example, Mapping):
+        if spec is not None and spec.kind in ("pairs", "repeat"):
+            # "pairs" take VALUE as text; "repeat" (--property) reads it as JSON when it is JSON
+            value = _pair_value if spec.kind == "repeat" else str
+            return " ".join(f"{flag} {shlex.quote(f'{k}={value(v)}')}" for k, v in hint.example.items())
+        return f"{flag} {shlex.quote(json.dumps(hint.example))}"
     if isinstance(hint.example, (list, tuple)):
         return " ".join(f"{flag} {shlex.quote(str(v))}" for v in hint.example)
     return f"{flag} {_quoted(hint.example)}"
@@ -601,13 +653,19 @@ def flag_spelling(hint: Hint) -> str:
 
 def env_spelling(hint: Hint) -> str:
     """A hint as the event handler's configuration writes it:
-    ``STAC_ID_TEMPLATE='{parent}_{stem}'``, ``STAC_REPLACE=true``."""
+    ``STAC_ID_TEMPLATE='{parent}_{stem}'``, ``STAC_REPLACE=true``; a mapping
+    as a JSON object, a list whose values hold commas as a JSON list."""
     spec = _specs().get(hint.option)
     name = spec.env if spec is not None else "STAC_" + hint.option.upper()
     if isinstance(hint.example, bool):
         return f"{name}={str(hint.example).lower()}"
+    if isinstance(hint.example, Mapping):
+        return f"{name}={shlex.quote(json.dumps(hint.example))}"
     if isinstance(hint.example, (list, tuple)):
-        return f"{name}={shlex.quote(','.join(map(str, hint.example)))}"
+        values = [str(v) for v in hint.example]
+        if any("," in v for v in values):  # a comma separates the values: JSON keeps them whole
+            return f"{name}={shlex.quote(json.dumps(values))}"
+        return f"{name}={shlex.quote(','.join(values))}"
     return f"{name}={_quoted(hint.example)}"
 
 

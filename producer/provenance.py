@@ -44,6 +44,7 @@ from datetime import datetime
 from typing import Any
 
 from producer.errors import Hint, InputError
+from producer.extract.datetimes import DATETIME_HINT, PATTERN_HINT
 from producer.redact import clean_href
 from producer.timestamps import format_time
 
@@ -87,6 +88,7 @@ VOLATILE: frozenset[str] = frozenset({"processing:datetime", FLOW_RUN_PROPERTY})
 VOLATILE_RELS: frozenset[str] = frozenset({"via"})
 
 _PROPERTY_HINT = Hint("properties", {"processing:level": "L2"}, "set extra item properties")
+_SOFTWARE_HINT = Hint("software", {"ndvi-pipeline": "1.4.2"}, "record the pipeline's software and version")
 _PROVIDER_HINT = Hint(
     "item_providers",
     ["ESA:producer,licensor:https://www.esa.int"],
@@ -138,9 +140,10 @@ def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[st
         if not key:
             raise InputError("a property has an empty name", hints=(_PROPERTY_HINT,))
         if key in RESERVED:
+            fact, hints = _reserved_way(key, out[key])
             raise InputError(
-                f"property {key!r} is set by the producer and cannot be given: " + _reserved_way(key),
-                hints=(_PROPERTY_HINT,),
+                f"property {key!r} is set by the producer and cannot be given as a property: {fact}",
+                hints=hints,
             )
     try:
         json.dumps(out, allow_nan=False)
@@ -149,12 +152,21 @@ def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[st
     return json.loads(json.dumps(out))  # a deep copy that shares nothing with the caller
 
 
-def _reserved_way(key: str) -> str:
+def _reserved_way(key: str, value: Any) -> tuple[str, tuple[Hint, ...]]:
+    """Why the reserved ``key`` cannot be given, and the options that give
+    what it holds (hints, so that each caller spells them: ``--datetime``,
+    ``datetime=``, ``STAC_DATETIME``)."""
     if key in ("datetime", "start_datetime", "end_datetime"):
-        return "give the product's time with datetime= (or a datetime pattern) instead"
+        time_hint = DATETIME_HINT
+        if key == "datetime" and isinstance(value, str) and value.strip():
+            time_hint = Hint(DATETIME_HINT.option, value.strip(), DATETIME_HINT.does)  # the caller's time
+        return "it holds the product's time, which the datetime options give", (time_hint, PATTERN_HINT)
     if key == "processing:software":
-        return "give the pipeline's software with software= instead"
-    return "it records when the item was registered"
+        software = _SOFTWARE_HINT
+        if isinstance(value, Mapping) and value and all(isinstance(v, str) for v in value.values()):
+            software = Hint(_SOFTWARE_HINT.option, dict(value), _SOFTWARE_HINT.does)
+        return "it names stac-producer's version and the pipeline's software", (software,)
+    return "it records when the item was registered; leave it out", ()
 
 
 def parse_providers(value: Iterable[str | Mapping[str, Any]] | None) -> tuple[dict[str, Any], ...]:
@@ -195,7 +207,7 @@ def parse_providers(value: Iterable[str | Mapping[str, Any]] | None) -> tuple[di
         unknown = [r for r in provider.get("roles") or () if r not in _PROVIDER_ROLES]
         if unknown:
             raise InputError(
-                f"provider {provider['name']!r} has unknown role(s) {unknown}: use "
+                f"provider {provider['name']!r} has unknown role(s) {', '.join(map(repr, unknown))}: use "
                 + ", ".join(_PROVIDER_ROLES),
                 hints=(_PROVIDER_HINT,),
             )
@@ -275,10 +287,9 @@ def apply(doc: dict[str, Any], provenance: Provenance | None, now: datetime, whe
     props: dict[str, Any] = doc["properties"]
     for key, value in provenance.properties.items():
         if key in props and props[key] != value:
-            raise InputError(
-                f"{where}: property {key!r} is read from the product ({props[key]!r}); "
-                f"properties gives {value!r}: leave it out of properties",
-                hints=(_PROPERTY_HINT,),
+            raise InputError(  # no hint: the fix is to give less, not another option
+                f"{where}: property {key!r} is read from the product ({props[key]!r}); the extra "
+                f"properties give {value!r}, which contradicts it: leave {key!r} out of them"
             )
         props[key] = json.loads(json.dumps(value))
     if provenance.license:

@@ -97,7 +97,13 @@ _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 def _instant(text: str, *, end: bool) -> datetime:
     text = text.strip()
     if _DATE_ONLY.match(text):
-        day = date.fromisoformat(text)
+        try:
+            day = date.fromisoformat(text)
+        except ValueError as exc:  # the right shape, no such day: 2024-02-30, 2024-13-01
+            raise InputError(
+                f"datetime {text!r} is not a calendar day ({exc}): use e.g. 2024-01-01 or "
+                "2024-01-01T00:00:00Z"
+            ) from None
         when = datetime.combine(day, time(0), tzinfo=UTC)
         return when + timedelta(days=1, microseconds=-1) if end else when
     try:

@@ -22,6 +22,7 @@ import producer
 from producer.catalog.documents import exact_extent
 from producer.commit import Committer
 from producer.errors import ConflictError, PreconditionFailed
+from producer.options import flag_spelling
 from producer.store import open_store
 from producer.validate import default_validator
 from tests.trees import assert_stac_valid_tree
@@ -268,6 +269,11 @@ def test_exhausted_retries_give_a_clear_error(backend, tiles):
     (res,) = producer.register([tiles[2][1]], catalog=store, collection="c", max_retries=2)
     assert res.action == "error"
     assert "gave up after 3 attempts" in res.error and "reconcile" in res.error
+    # the fix names the option as each caller spells it, never a bare keyword in the CLI
+    assert res.hint is not None and res.hint.option == "max_retries"
+    assert "Fix it with max_retries=6 " in res.error
+    cli = res.error_for(flag_spelling) or ""
+    assert "Fix it with --max-retries 6 " in cli and "max_retries" not in cli
 
 
 def test_non_stac_existing_root_is_not_overwritten(backend, tiles, tmp_path):

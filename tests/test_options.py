@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,10 @@ def test_register_help_lists_every_option_field() -> None:
 
 
 def test_bad_values_raise_the_error_they_are() -> None:
-    with pytest.raises(ValueError, match="batch_size") as info:
+    # a batch size of 0 can be typed (--batch-size 0, STAC_BATCH_SIZE=0): the user's input
+    with pytest.raises(InputError, match="batch size") as info:
         RegisterOptions(batch_size=0)
-    assert not isinstance(info.value, InputError)  # programmer misuse, not the user's input
+    assert info.value.hint is not None and info.value.hint.option == "batch_size"
     with pytest.raises(TypeError, match="stats"):
         RegisterOptions(stats="yes")  # type: ignore[arg-type]
     with pytest.raises(InputError, match="unknown partition scheme"):
@@ -331,3 +333,152 @@ def test_repair_with_data_but_no_collection_is_the_callers_input_error(tmp_path:
     assert info.value.hint is not None and info.value.hint.option == "collection"
     out = CliRunner().invoke(main, ["reconcile", catalog, "--data", str(data), "--fix"])
     assert out.exit_code == 2 and "--collection ndvi" in out.output
+
+
+# ---------------------------------------------------------------------------
+# every option error a user can type names the fix in that user's spelling
+# ---------------------------------------------------------------------------
+
+#: the RegisterOptions fields spelled as Python keywords: never in a CLI or
+#: handler message (their flags use hyphens, their variables STAC_...)
+_KEYWORDS = sorted(f.name for f in dataclasses.fields(RegisterOptions) if "_" in f.name)
+_PROVIDER = "--item-provider ESA:producer,licensor:https://www.esa.int"
+
+#: (CLI arguments, the same as RegisterOptions keywords, the fix as the CLI
+#: spells it, as Python spells it, as the event handler's environment spells it)
+OPTION_ERRORS: list[tuple[list[str], dict[str, Any], str | None, str | None, str | None]] = [
+    (["--batch-size", "0"], {"batch_size": 0}, "--batch-size 500", "batch_size=500", "STAC_BATCH_SIZE=500"),
+    (["--max-links", "0"], {"max_links": 0}, "--max-links 2000", "max_links=2000", "STAC_MAX_LINKS=2000"),
+    (["--workers", "-1"], {"workers": -1}, "--workers 0", "workers=0", "STAC_WORKERS=0"),
+    (["--max-retries", "-1"], {"max_retries": -1}, "--max-retries 25", "max_retries=25", None),
+    (
+        ["--property", "datetime=2024-01-01T00:00:00Z"],
+        {"properties": {"datetime": "2024-01-01T00:00:00Z"}},
+        "--datetime 2024-01-01T00:00:00Z",
+        "datetime='2024-01-01T00:00:00Z'",
+        "STAC_DATETIME=2024-01-01T00:00:00Z",
+    ),
+    (
+        ["--property", "end_datetime=2024-01-31T00:00:00Z"],
+        {"properties": {"end_datetime": "2024-01-31T00:00:00Z"}},
+        "--datetime 2024-05-13T10:00:00Z",
+        "datetime='2024-05-13T10:00:00Z'",
+        "STAC_DATETIME=2024-05-13T10:00:00Z",
+    ),
+    (
+        ["--property", 'processing:software={"ndvi": "1.4"}'],
+        {"properties": {"processing:software": {"ndvi": "1.4"}}},
+        "--software ndvi=1.4",
+        "software={'ndvi': '1.4'}",
+        """STAC_SOFTWARE='{"ndvi": "1.4"}'""",
+    ),
+    (["--property", "created=x"], {"properties": {"created": "x"}}, None, None, None),
+    (
+        ["--property", "no-value"],
+        {"properties": ["no-value"]},
+        "--property processing:level=L2",
+        "properties={'processing:level': 'L2'}",
+        """STAC_PROPERTIES='{"processing:level": "L2"}'""",
+    ),
+    (
+        ["--href-rewrite", "no-equals-sign"],
+        {"href_rewrites": ["no-equals-sign"]},
+        "--href-rewrite /data=s3://bucket/data",
+        "href_rewrites=['/data=s3://bucket/data']",
+        "STAC_HREF_REWRITES=/data=s3://bucket/data",
+    ),
+    (
+        ["--item-provider", "ESA:owner"],
+        {"item_providers": ["ESA:owner"]},
+        _PROVIDER,
+        "item_providers=['ESA:producer,licensor:https://www.esa.int']",
+        """STAC_ITEM_PROVIDERS='["ESA:producer,licensor:https://www.esa.int"]'""",
+    ),
+]
+
+
+def _python_spelled(text: str) -> list[str]:
+    """What in ``text`` is spelled for Python: a ``RegisterOptions.`` field,
+    a keyword with an underscore, a Python dict or list."""
+    found = [k for k in _KEYWORDS if re.search(rf"(?<![\w-]){k}\b", text)]
+    return found + [s for s in ("RegisterOptions", "{'", "['", "=None", "=True") if s in text]
+
+
+@pytest.mark.parametrize(("args", "kwargs", "flag", "keyword", "env"), OPTION_ERRORS)
+def test_option_errors_name_the_fix_as_each_caller_spells_it(
+    tmp_path: Path,
+    args: list[str],
+    kwargs: dict[str, Any],
+    flag: str | None,
+    keyword: str | None,
+    env: str | None,
+) -> None:
+    """A bad option is the caller's input error (exit 2, nothing written) whose
+    fix the CLI spells as a flag (``--batch-size 500``, never
+    ``RegisterOptions.batch_size`` or a Python dict), Python as a keyword and
+    the event handler as its environment variable."""
+    product = rasters.write_utm(tmp_path / "data")
+    catalog = tmp_path / "cat"
+    out = CliRunner().invoke(main, ["register", str(product), "-c", str(catalog), "--collection", "c", *args])
+    assert out.exit_code == 2, out.output
+    message = " ".join(out.output.split())
+    assert _python_spelled(message) == [], message
+    assert (flag is None and "Fix it with" not in message) or (flag and f"Fix it with {flag}" in message), (
+        message
+    )
+    assert not catalog.exists()
+
+    with pytest.raises(InputError) as python:
+        RegisterOptions(**kwargs)
+    assert python.value.hints == () if keyword is None else f"Fix it with {keyword}" in str(python.value)
+    assert "--" not in str(python.value) and "RegisterOptions" not in str(python.value)
+
+    if env is not None:
+        [(field_name, value)] = kwargs.items()
+        spec = option_spec(next(f for f in dataclasses.fields(RegisterOptions) if f.name == field_name))
+        text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+        with pytest.raises(InputError) as handler:
+            HandlerConfig.from_env({"STAC_CATALOG": "s3://b/stac", "STAC_COLLECTION": "c", spec.env: text})
+        assert f"Fix it with {env}" in str(handler.value), str(handler.value)
+        assert _python_spelled(str(handler.value)) == [] and "--" not in str(handler.value)
+
+
+def test_hint_examples_are_spelled_as_each_caller_takes_them() -> None:
+    """A mapping or list example reads back through the CLI's and the
+    environment's own parsing as the value it stands for (no ``str(dict)``)."""
+    from producer.errors import Hint
+    from producer.options import env_spelling, flag_spelling
+
+    props = Hint("properties", {"processing:level": "L2", "eo:cloud_cover": 12.5, "code": "12"}, "x")
+    assert flag_spelling(props) == (
+        "--property processing:level=L2 --property eo:cloud_cover=12.5 --property 'code=\"12\"'"
+    )
+    from_env = RegisterOptions.from_env({"STAC_PROPERTIES": env_spelling(props).split("=", 1)[1][1:-1]})
+    assert from_env.properties == props.example
+    providers = Hint("item_providers", ["ESA:producer,licensor:https://www.esa.int"], "x")
+    text = env_spelling(providers).split("=", 1)[1][1:-1]
+    assert RegisterOptions.from_env({"STAC_ITEM_PROVIDERS": text}).item_providers == (
+        {"name": "ESA", "roles": ["producer", "licensor"], "url": "https://www.esa.int"},
+    )
+    meta = Hint("collection_meta", {"title": "NDVI"}, "x")
+    assert flag_spelling(meta) == """--collection-meta '{"title": "NDVI"}'"""
+    assert flag_spelling(Hint("software", {"ndvi": "1.4"}, "x")) == "--software ndvi=1.4"
+
+
+def test_group_with_an_asset_key_is_refused_in_each_callers_spelling(tmp_path: Path) -> None:
+    """A group pattern and an asset key together: the CLI names neither as
+    Python keywords (was "group and asset_key cannot be combined ... drop
+    asset_key"); nothing is written."""
+    product = rasters.write_utm(tmp_path / "data")
+    catalog = tmp_path / "cat"
+    group = r"(?P<id>[^/]+)/(?P<asset>[^/]+)\.tif$"
+    args = ["--group", group, "--asset-key", "b"]
+    out = CliRunner().invoke(main, ["register", str(product), "-c", str(catalog), "--collection", "c", *args])
+    assert out.exit_code == 2, out.output
+    message = " ".join(out.output.split())
+    assert "cannot be combined" in message and "leave the asset key out" in message
+    assert _python_spelled(message) == [], message
+    assert not catalog.exists()
+    with pytest.raises(InputError, match="cannot be combined") as python:
+        producer.register([str(product)], catalog=str(catalog), collection="c", group=group, asset_key="b")
+    assert "--" not in str(python.value) and "group=" in str(python.value)

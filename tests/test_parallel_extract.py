@@ -22,7 +22,7 @@ import producer
 from producer import extract, ingest, parallel, served
 from producer.errors import StoreError
 from producer.ingest import register_products
-from producer.options import RegisterOptions
+from producer.options import RegisterOptions, flag_spelling
 from producer.store import CountingStore, LocalStore
 from tests import rasters
 from tests.trees import assert_stac_valid_tree
@@ -321,7 +321,6 @@ def test_a_product_not_tried_alone_is_retryable_and_its_hint_is_spelled_for_the_
     """Not extracted alone (no process to start, or too many broken pools):
     ``storage`` (a retry may succeed), with the way to see the cause spelled
     for each caller: the CLI's flag, not the Python keyword it wrote before."""
-    from producer.options import flag_spelling
 
     result = producer.RegisterResult(source="/data/a.tif")
     why = ingest._why_broken("/data/a.tif", parallel.WorkerDied("the worker process died", cause))

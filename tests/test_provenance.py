@@ -103,6 +103,30 @@ def test_property_contradicting_the_product_fails_that_product_only(utm, catalog
     )
     assert result.action == "error"
     assert "'proj:code' is read from the product ('EPSG:32633')" in (result.error or "")
+    assert result.hints == () and "Fix it with" not in (result.error or "")  # leaving it out is the fix
+    assert not (catalog_dir / ITEM).exists()
+
+
+def test_cli_property_contradicting_the_product_says_leave_it_out(utm, catalog_dir):
+    """The fix is to give less: no hint to set another property, no Python spelling."""
+    res = CliRunner().invoke(
+        main,
+        [
+            "register",
+            str(utm),
+            "-c",
+            str(catalog_dir),
+            "--collection",
+            "c",
+            "--property",
+            "proj:code=EPSG:4326",
+        ],
+    )
+    assert res.exit_code == 1
+    message = " ".join(res.output.split())
+    assert "'proj:code' is read from the product ('EPSG:32633')" in message
+    assert "leave 'proj:code' out" in message
+    assert "Fix it with" not in message and "{'" not in message and "properties=" not in message
     assert not (catalog_dir / ITEM).exists()
 
 
@@ -149,7 +173,13 @@ def test_cli_reserved_property_names_the_flag_and_exits_non_zero(utm, catalog_di
         ["register", str(utm), "-c", str(catalog_dir), "--collection", "c", "--property", "datetime=2024"],
     )
     assert res.exit_code == 2
-    assert "'datetime' is set by the producer" in res.output and "--property" in res.output
+    message = " ".join(res.output.split())
+    # the fix is the datetime option, spelled as its flag (was: a Python dict for --property)
+    assert (
+        "'datetime' is set by the producer" in message
+        and "Fix it with --datetime 2024-05-13T10:00:00Z " in message
+    )
+    assert "--datetime-pattern '(?P<year>" in message and "{'" not in message and "datetime=" not in message
     assert not catalog_dir.exists()
 
 

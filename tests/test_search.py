@@ -208,6 +208,20 @@ def test_bad_queries_are_named(catalog, query, message):
         search(str(catalog), **query)
 
 
+@pytest.mark.parametrize("value", ["2024-02-30", "2024-13-01", "2024-05-01/2024-02-30", "2024-00-10/.."])
+def test_a_date_that_is_not_a_day_is_named(catalog, value):
+    """A date-only value of the right shape that is no calendar day (Feb 30,
+    month 13) is the caller's InputError naming it and the form, not a bare
+    ValueError from the calendar; in the CLI a usage error (exit 2), no traceback."""
+    bad = value.split("/")[-1] if "02-30" in value else value.split("/")[0]
+    with pytest.raises(InputError, match=rf"datetime '{bad}' is not a calendar day.*e\.g\. 2024-01-01"):
+        search(str(catalog), datetime=value)
+    out = CliRunner().invoke(main, ["search", str(catalog), "--datetime", value])
+    assert out.exit_code == 2, out.output
+    assert f"--datetime '{bad}' is not a calendar day" in out.output
+    assert out.exception is None or isinstance(out.exception, SystemExit)
+
+
 def test_collection_without_mirror_says_how_to_build_it(tmp_path):
     path = rasters.write_tile(tmp_path / "data", "x_20240101.tif", 1.0, 1.0)
     producer.register([str(path)], catalog=str(tmp_path / "cat"), collection="c")
