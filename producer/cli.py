@@ -36,6 +36,16 @@ def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def _spelling(hint: Any) -> str:
+    """A hint as the CLI writes it (:func:`producer.options.flag_spelling`);
+    a verb's ``storage_options`` are ``-o KEY=VALUE`` pairs."""
+    from producer.options import flag_spelling  # noqa: PLC0415 (see the module doc)
+
+    if hint.option == "storage_options" and isinstance(hint.example, dict):
+        return " ".join(f"-o {k}={v}" for k, v in hint.example.items())
+    return flag_spelling(hint)
+
+
 class _RegisterFlags:
     """Stands in a command's parameter list for the options generated from
     :class:`~producer.options.RegisterOptions` (see :func:`register_option_flags`)
@@ -87,15 +97,14 @@ class _Command(click.Command):
 
     def invoke(self, ctx: click.Context) -> Any:
         from producer.errors import InputError, ProducerError  # noqa: PLC0415 (see the module doc)
-        from producer.options import flag_spelling  # noqa: PLC0415
         from producer.redact import redact  # noqa: PLC0415
 
         try:
             return super().invoke(ctx)
         except InputError as exc:
-            raise click.UsageError(redact(exc.phrased(flag_spelling)), ctx=ctx) from exc
+            raise click.UsageError(redact(exc.phrased(_spelling)), ctx=ctx) from exc
         except ProducerError as exc:
-            raise click.ClickException(redact(exc.phrased(flag_spelling))) from exc
+            raise click.ClickException(redact(exc.phrased(_spelling))) from exc
 
 
 class _Group(click.Group):
@@ -746,7 +755,7 @@ def search(
             storage_options=_storage_options(storage_pairs) or None,
         )
     except InputError as exc:
-        message = redact(str(exc))
+        message = redact(exc.phrased(_spelling))
         for flag in ("bbox", "datetime", "collections", "ids", "limit"):
             if message.startswith(f"{flag} "):
                 message = f"--{message}"
