@@ -82,8 +82,12 @@ def reconcile_catalog(
 ) -> dict[str, Any]:
     """Find (and with ``fix`` repair) the problems of ``catalog``.
 
-    Returns ``{"found": {kind: n}, "fixed": {kind: n}, "failed": {kind: n},
-    "remaining": [problem dicts], "registered": [result dicts]}``. Raises
+    Returns ``{"found": {kind: n}, "fixed": {kind: n}, "dry_run": bool,
+    "would_fix": {kind: n}, "failed": {kind: n}, "remaining": [problem
+    dicts], "registered": [result dicts]}``. With ``fix`` and the
+    ``dry_run`` of ``options``, nothing is written: ``fixed`` is empty,
+    ``would_fix`` (the artifact's column) counts what a fix would fix, and
+    the run fails as an audit does when errors were found. Raises
     :class:`~producer.prefect.CatalogProblemsRemain` when errors remain,
     including assets that could not be checked and failed registrations.
     ``options``: how products under ``data`` that no item describes are
@@ -96,26 +100,29 @@ def reconcile_catalog(
     report = run_reconcile(catalog, data, fix, dead, collection, storage_options, options)
 
     left: Counter[str] = Counter(p.kind for p in report.remaining)
-    kinds = sorted(set(report.found) | set(report.fixed) | set(left))
+    # a dry run (the options' dry_run) fixed nothing: its column is what a fix would fix
+    fixed_name, fixed = ("would_fix", report.would_fix) if report.dry_run else ("fixed", report.fixed)
+    kinds = sorted(set(report.found) | set(fixed) | set(left))
     found = dict(report.found)
     failed = dict(report.failed)
     rows = [
         {
             "kind": kind,
             "found": found.get(kind, 0),
-            "fixed": report.fixed.get(kind, 0),
+            fixed_name: fixed.get(kind, 0),
             "failed": failed.get(kind, 0),
             "remaining": left.get(kind, 0),
         }
         for kind in kinds
     ]
-    for kind, n_found, n_fixed in report.rows():
-        logger.info("%s: %d found, %d fixed", kind, n_found, n_fixed)
+    for kind in kinds:
+        logger.info("%s: %d found, %d %s", kind, found.get(kind, 0), fixed.get(kind, 0), fixed_name)
+    mode = " (dry run: nothing written)" if report.dry_run else " with fix" if fix else " (audit only)"
     create_table_artifact(
-        table=rows or [{"kind": "(none)", "found": 0, "fixed": 0, "failed": 0, "remaining": 0}],
+        table=rows or [{"kind": "(none)", "found": 0, fixed_name: 0, "failed": 0, "remaining": 0}],
         key=artifact_key,
-        description=f"Reconcile of {catalog}{' with fix' if fix else ' (audit only)'}: "
-        f"{sum(found.values())} problem(s) found, {sum(report.fixed.values())} fixed, "
+        description=f"Reconcile of {catalog}{mode}: "
+        f"{sum(found.values())} problem(s) found, {sum(fixed.values())} {fixed_name.replace('_', ' ')}, "
         f"{sum(failed.values())} failed, {len(report.remaining)} remaining.",
     )
     remaining_ids = {(p.kind, p.key) for p in report.remaining}
@@ -137,6 +144,8 @@ def reconcile_catalog(
     out: dict[str, Any] = {
         "found": found,
         "fixed": dict(report.fixed),
+        "dry_run": report.dry_run,
+        "would_fix": dict(report.would_fix),
         "failed": failed,
         "remaining": [p.to_dict() for p in report.remaining],
         "registered": [r.to_dict() for r in report.registered],
@@ -148,7 +157,13 @@ def reconcile_catalog(
     if errors:
         listed = "\n".join(f"  - {p}" for p in errors[:20])
         more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
-        hint = "" if fix else " (run with fix=True to repair them)"
+        hint = (
+            " (a dry run: nothing was repaired; run without dry_run to repair them)"
+            if report.dry_run
+            else ""
+            if fix
+            else " (run with fix=True to repair them)"
+        )
         kinds_left = {p.kind for p in errors}
         if "asset-unchecked" in kinds_left:
             hint += "; assets that could not be checked left their items unchanged: make the data reachable"

@@ -11,6 +11,7 @@ the work is done by :mod:`producer.ingest` (register), :mod:`producer.removal`
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -366,6 +367,7 @@ def reconcile(
     pgstac: str | None = None,
     on_change: Callable[[Change], Any] | None = None,
     sinks: Sequence[Sink] = (),
+    dry_run: bool | None = None,
 ) -> ReconcileReport:
     """Find and (with ``fix=True``) repair catalog problems; see :func:`producer.repair.reconcile`.
 
@@ -373,7 +375,10 @@ def reconcile(
     ``data`` that no item describes are registered into ``collection`` with
     ``options`` (a :class:`~producer.options.RegisterOptions`), or with
     ``register_options``, the same as keyword overrides by field name.
-    Writes only with ``fix``.
+    Writes only with ``fix``, and nothing with ``dry_run`` (default: the
+    ``dry_run`` of the options): ``fix=True, dry_run=True`` reports in
+    ``would_fix`` what a fix would resolve, and writes, registers, sends
+    and syncs nothing.
 
     ``pgstac`` (default: the ``pgstac`` of ``options``): a PostgreSQL DSN
     (a secret, never shown) of a pgSTAC database, compared with the static
@@ -390,6 +395,8 @@ def reconcile(
     the mirror files that differ.
     """
     opts = resolve_options(options, storage_options, **dict(register_options or {}))
+    if dry_run is not None:
+        opts = dataclasses.replace(opts, dry_run=dry_run)
     if fix and data is not None and not collection:
         raise InputError(
             "repairing with data needs a collection for the products no item describes.",

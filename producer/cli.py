@@ -36,6 +36,16 @@ def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def _spelling(hint: Any) -> str:
+    """A hint as the CLI writes it (:func:`producer.options.flag_spelling`);
+    a verb's ``storage_options`` are ``-o KEY=VALUE`` pairs."""
+    from producer.options import flag_spelling  # noqa: PLC0415 (see the module doc)
+
+    if hint.option == "storage_options" and isinstance(hint.example, dict):
+        return " ".join(f"-o {k}={v}" for k, v in hint.example.items())
+    return flag_spelling(hint)
+
+
 class _RegisterFlags:
     """Stands in a command's parameter list for the options generated from
     :class:`~producer.options.RegisterOptions` (see :func:`register_option_flags`)
@@ -87,15 +97,14 @@ class _Command(click.Command):
 
     def invoke(self, ctx: click.Context) -> Any:
         from producer.errors import InputError, ProducerError  # noqa: PLC0415 (see the module doc)
-        from producer.options import flag_spelling  # noqa: PLC0415
         from producer.redact import redact  # noqa: PLC0415
 
         try:
             return super().invoke(ctx)
         except InputError as exc:
-            raise click.UsageError(redact(exc.phrased(flag_spelling)), ctx=ctx) from exc
+            raise click.UsageError(redact(exc.phrased(_spelling)), ctx=ctx) from exc
         except ProducerError as exc:
-            raise click.ClickException(redact(exc.phrased(flag_spelling))) from exc
+            raise click.ClickException(redact(exc.phrased(_spelling))) from exc
 
 
 class _Group(click.Group):
@@ -574,7 +583,8 @@ def reconcile(
     """Find (and with --fix repair) orphans, dangling/duplicate links, stale
     extents, items whose assets are gone and products with no item. With
     --pgstac, also compare the database with the catalog (missing, extra
-    and differing items; --fix brings it in line).
+    and differing items; --fix brings it in line). --fix --dry-run writes
+    nothing (no repair, no registration) and counts what --fix would fix.
 
     Exit 0: nothing left to do. Exit 1: problems remain, an asset could not be
     checked (its item is left unchanged), or a missing product could not be
@@ -598,8 +608,16 @@ def reconcile(
     )
     # a product that failed to register: its error's hints spelled as flags
     hints_of = {str(r.source): r.hints for r in report.registered}
-    rows = [(kind, found, fixed, report.failed.get(kind, 0)) for kind, found, fixed in report.rows()]
-    click.echo(_table(rows or [("(nothing)", 0, 0, 0)], ["finding", "found", "fixed", "failed"]))
+    if report.dry_run:  # nothing was fixed: what a fix would resolve
+        kinds = sorted(set(report.found) | set(report.would_fix))
+        rows = [
+            (k, report.found.get(k, 0), report.would_fix.get(k, 0), report.failed.get(k, 0)) for k in kinds
+        ]
+        header = ["finding", "found", "would fix", "would fail"]
+    else:
+        rows = [(kind, found, fixed, report.failed.get(kind, 0)) for kind, found, fixed in report.rows()]
+        header = ["finding", "found", "fixed", "failed"]
+    click.echo(_table(rows or [("(nothing)", 0, 0, 0)], header))
     shown = report.remaining if fix else report.problems
     for p in shown:
         text = rephrase(str(p.phrased(REPAIR_COMMAND)), hints_of.get(p.key, ()), flag_spelling)
@@ -621,7 +639,13 @@ def reconcile(
             "above); fix or move them and rerun reconcile --fix",
             err=True,
         )
-    if fix:
+    if report.dry_run:
+        would = sum(report.would_fix.values())
+        click.echo(
+            f"dry run: nothing written; reconcile --fix without --dry-run would fix {would} of "
+            f"{sum(report.found.values())} problem(s) found"
+        )
+    elif fix:
         click.echo(
             f"{catalog}: " + ("valid after repair" if not blocking else f"{len(blocking)} problems left")
         )
@@ -731,7 +755,7 @@ def search(
             storage_options=_storage_options(storage_pairs) or None,
         )
     except InputError as exc:
-        message = redact(str(exc))
+        message = redact(exc.phrased(_spelling))
         for flag in ("bbox", "datetime", "collections", "ids", "limit"):
             if message.startswith(f"{flag} "):
                 message = f"--{message}"

@@ -71,10 +71,19 @@ class ReconcileReport:
     assets whose existence could not be checked, their items left unchanged;
     ``missing-product``: products that failed to register). Those also appear
     in ``remaining`` as errors (``asset-unchecked``, ``register-failed``).
+
+    ``dry_run``: a ``fix`` run that wrote nothing; ``fixed`` is empty, and
+    ``would_fix`` counts per kind the problems found that a ``fix`` run would
+    resolve (judged from this audit: a racing writer may change it), with
+    the missing products that would register (extracted and validated, not
+    written: ``registered``). Nothing was repaired, so ``remaining`` holds
+    every problem found.
     """
 
     found: dict[str, int] = field(default_factory=dict)
     fixed: dict[str, int] = field(default_factory=dict)
+    dry_run: bool = False
+    would_fix: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     remaining: list[Problem] = field(default_factory=list)
     registered: list[RegisterResult] = field(default_factory=list)  # of missing products
@@ -455,16 +464,25 @@ def _register_missing(
     options: RegisterOptions,
     report: ReconcileReport,
     sinks: Sequence[Sink] = (),
+    *,
+    dry_run: bool = False,
 ) -> list[Problem]:
     """Register the products no item describes (handing them to ``sinks``);
     return a ``register-failed`` problem (an error) per product that could
-    not be registered."""
+    not be registered. ``dry_run``: extract and validate them only (nothing
+    written, nothing handed to the sinks); those that would register count
+    into ``report.would_fix``."""
     if not collection:
         raise ValueError("registering missing products needs a collection")
     report.registered = register_products(
-        missing_products, catalog=store, collection=collection, options=options, sinks=sinks
+        missing_products,
+        catalog=store,
+        collection=collection,
+        options=replace(options, dry_run=dry_run),
+        sinks=() if dry_run else sinks,
     )
-    _bump(report.fixed, "missing-product", sum(1 for r in report.registered if r.ok))
+    ok = sum(1 for r in report.registered if r.ok)
+    _bump(report.would_fix if dry_run else report.fixed, "missing-product", ok)
     failed = [
         Problem("register-failed", str(r.source), f"not registered: {r.error}")
         for r in report.registered
@@ -609,13 +627,67 @@ def _note_findings(
     return unresolved, missing
 
 
-def _refuse_malformed(store: Store, first: AuditReport) -> None:
+#: what a ``fix`` run resolves of every problem of the kind found: the
+#: links, removals and intents it finishes, and what it recomputes exactly
+#: from what is linked after the other repairs (extents, summaries)
+_RESOLVED_KINDS = (
+    "dangling-link",
+    "duplicate-link",
+    "duplicate-id",
+    "interrupted-removal",
+    "stale-intent",
+    "extent",
+    "stale-extent",
+    "stale-summary",
+    "mirror-stale",
+    "pgstac-missing",
+    "pgstac-extra",
+    "pgstac-differing",
+    "pgstac-collection",
+)
+
+
+def _would_fix(store: Store, first: AuditReport, report: ReconcileReport, dead: str) -> dict[str, int]:
+    """Per kind, how many of the problems found (``report.found``, the audit
+    ``first``) a ``fix`` run would resolve, judged as its steps judge them:
+    orphans it would link (not misplaced, not being removed), items whose
+    assets are gone (none unchecked; with ``flag``, a multi-asset item only
+    when a data asset is gone: one GET each). Missing products are counted
+    by :func:`_register_missing`. Writes nothing."""
+    out = {kind: report.found[kind] for kind in _RESOLVED_KINDS if report.found.get(kind)}
+    misplaced = {p.key for p in first.problems if p.kind == "misplaced"}
+    for key, doc in first.orphans.items():
+        if doc is None or removal_started(doc) is not None or key in misplaced:
+            continue
+        if (doc.get("type") == "Feature" and below_collection(key)) or (
+            doc.get("type") in ("Catalog", "Collection") and "/" in key
+        ):
+            _bump(out, "orphan")
+    unchecked = {p.key for p in first.problems if p.kind == "asset-unchecked"}
+    gone = _missing_assets(first)
+    dead_items = {p.key for p in first.problems if p.kind == "missing-asset" and p.key in first.items}
+    for key in sorted(dead_items - unchecked):
+        if dead == "flag":
+            try:
+                doc = read_doc(store, key)
+            except NotFound:
+                continue
+            assets = doc.get("assets") or {}
+            if is_group_item(doc) and not any(
+                isinstance(assets.get(k), dict) and is_data(assets[k]) for k in gone.get(key, {})
+            ):
+                continue  # a gone sidecar: left as it is, a warning
+        _bump(out, "missing-asset")
+    return out
+
+
+def _refuse_malformed(store: Store, first: AuditReport, *, sweep_temps: bool = True) -> None:
     """Before the first repair write: sweep temp files of killed writers
-    (local catalogs; O(tree), like the audit), and raise :class:`CatalogError`
-    if a document this tool cannot update safely is present (fixing around
-    it could drop or rewrite a collection)."""
+    (local catalogs, unless not ``sweep_temps``; O(tree), like the audit),
+    and raise :class:`CatalogError` if a document this tool cannot update
+    safely is present (fixing around it could drop or rewrite a collection)."""
     sweep = getattr(store, "sweep_temps", None)
-    if callable(sweep):
+    if sweep_temps and callable(sweep):
         sweep()
     malformed = [p for p in first.problems if p.kind == "malformed"]
     if malformed:
@@ -640,11 +712,20 @@ def reconcile(
     sinks: Sequence[Sink] = (),
     pgstac: PgstacSink | None = None,
     mirror: bool = False,
+    dry_run: bool | None = None,
 ) -> ReconcileReport:
     """Find orphans, dangling and duplicate links, stale extents, dead items,
     interrupted removals and unregistered products; with ``fix=True`` repair them.
 
-    Without ``fix`` nothing is written. ``dead``: what to do with items whose
+    Without ``fix`` nothing is written. ``dry_run`` (default: the
+    ``dry_run`` of ``options``) with ``fix``: nothing is written either (no
+    repair, no registration, no temp-file sweep, nothing handed to the sinks
+    or the database); the report counts in ``would_fix`` what a ``fix`` run
+    would resolve, the missing products are extracted and validated as
+    ``register --dry-run`` does (one that would fail is a
+    ``register-failed`` error), and the checks a ``fix`` run makes before its
+    first write (malformed documents, a contradicting partition, the sinks)
+    raise as they would there. ``dead``: what to do with items whose
     assets are definitely gone — ``flag`` sets ``deprecated: true`` on the
     item, ``remove`` marks, unlinks and deletes it (and its thumbnail). A
     multi-asset item (``group``) loses only its gone assets with ``remove``,
@@ -689,6 +770,8 @@ def reconcile(
         pgstac.check()
     report = ReconcileReport()
     options = resolve_options(options, storage_options)
+    if dry_run is None:
+        dry_run = options.dry_run
     wanted = _Wanted(data, storage_options, options) if data is not None else None
     first = audit(
         store,
@@ -699,20 +782,28 @@ def reconcile(
         on_item=wanted.strike if wanted is not None else None,
     )
     unresolved, missing_products = _note_findings(report, first, wanted)
-    if not fix:
+    if fix:
+        check_sinks(sinks)
+        _refuse_malformed(store, first, sweep_temps=not dry_run)
+        if missing_products and collection:
+            # a partition the collection's recorded layout contradicts: refused
+            # before the first repair write, not halfway through the run
+            collection_layout(store, collection, options.partition)
+    if not fix or dry_run:
         if pgstac is not None:
             report.problems += _compare_pgstac(store, first, pgstac, report, fix=False)
         if mirror:
             report.problems += _compare_mirror(store, first, report, fix=False)
         report.remaining = list(report.problems)
+        if fix:
+            report.dry_run = True
+            report.would_fix = _would_fix(store, first, report, dead)
+            if missing_products:
+                report.remaining += _register_missing(
+                    store, missing_products, collection, storage_options, options, report, dry_run=True
+                )
         return report
 
-    check_sinks(sinks)
-    _refuse_malformed(store, first)
-    if missing_products and collection:
-        # a partition the collection's recorded layout contradicts: refused
-        # before the first repair write, not halfway through the run
-        collection_layout(store, collection, options.partition)
     committer = Committer(
         store, validator.check, max_retries=max_retries, relative_hrefs=not options.absolute_hrefs
     )

@@ -4,10 +4,43 @@ from __future__ import annotations
 
 from typing import Any
 
-from producer.errors import InputError
+from producer.errors import Hint, InputError
+from producer.redact import redact
 from producer.store.base import Store
 from producer.store.local import LocalStore
 from producer.urls import is_local, protocol
+
+#: protocols whose first path part is a bucket or container name, which
+#: never holds ':' (there a ':' is a secret holding '/', split early)
+_BUCKET_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl"})
+#: the way out of credentials in a catalog URL (the CLI spells it ``-o key=...``)
+CREDENTIALS_HINT = Hint(
+    "storage_options", {"key": "KEY", "secret": "SECRET"}, "the credentials apart from the URL"
+)
+
+
+def refuse_credentials(url: str) -> None:
+    """Raise :class:`InputError` when the catalog URL ``url`` carries
+    credentials (``s3://KEY:SECRET@bucket/stac``): they would reach the
+    storage client, whose errors print them, and every message naming the
+    catalog. The message shows the URL with them masked. Pure: no request."""
+    if "://" not in url:
+        return
+    proto, rest = url.split("://", 1)
+    authority = rest.split("/", 1)[0]
+    if "@" not in authority and not (":" in authority and protocol(url) in _BUCKET_PROTOCOLS):
+        return
+    shown = redact(url)
+    shown_proto, shown_rest = shown.split("://", 1)
+    if ":" in shown_rest.split("/", 1)[0].rsplit("@", 1)[-1]:  # KEY:SECRET with no '@' after it
+        shown = f"{shown_proto}://***/" + shown_rest.split("/", 1)[1] if "/" in shown_rest else "***"
+    raise InputError(
+        f"catalog {shown}: credentials inside a {proto}:// URL are not supported (they would end "
+        "up in logs and error messages); give the catalog URL without them, and the credentials "
+        "through the standard environment or credential files (for S3: AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE) or as storage options.",
+        hints=(CREDENTIALS_HINT,),
+    )
 
 
 def open_store(url: str, storage_options: dict[str, Any] | None = None) -> Store:
@@ -21,11 +54,13 @@ def open_store(url: str, storage_options: dict[str, Any] | None = None) -> Store
       :class:`~producer.store.fsspec_store.FsspecStore` (single-writer mode).
 
     ``storage_options`` go to the fsspec/s3fs file system; the caller's dict
-    is not modified.
+    is not modified. A URL carrying credentials (``s3://KEY:SECRET@bucket``)
+    raises :class:`~producer.errors.InputError` (:func:`refuse_credentials`).
     """
     if not isinstance(url, str) or not url.strip():
         raise InputError(f"catalog URL must be a non-empty string, got {url!r}")
     url = url.strip()
+    refuse_credentials(url)
     if is_local(url):
         if storage_options:
             raise InputError(

@@ -1,0 +1,163 @@
+"""A catalog URL with credentials in it (``s3://KEY:SECRET@bucket/stac``) is
+refused where the catalog store is opened, like such a product URL: a clear
+error naming the catalog (redacted) and the fix in the caller's spelling,
+before any request, nothing secret printed or logged; CLI exit 2. Before, it
+reached botocore, whose message printed the secret in full ("Invalid bucket
+name "KEY:SECRET@bkt"") and advised to "check the endpoint and network"."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import producer
+from producer.cli import main
+from producer.errors import InputError
+from producer.redact import redact
+from producer.store import open_store
+from tests.crashes import write_tile
+
+KEY = "AKIAEXAMPLEKEY0001"
+SECRET = "wJalrXUtnFEMI-TOPSECRET"
+CATALOGS = {
+    "s3": f"s3://{KEY}:{SECRET}@bkt/stac",
+    "s3-slash-secret": f"s3://{KEY}:{SECRET}/x@bkt/stac",  # AWS secrets may hold '/'
+    "s3-user-only": f"s3://{SECRET}@bkt/stac",
+    "gcs": f"gs://{KEY}:{SECRET}@bkt/stac",
+    "memory": f"memory://{KEY}:{SECRET}@host/stac",
+}
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[str, socket.socket]]:
+    """An endpoint on 127.0.0.1 that accepts nothing: a connection made to it
+    stays pending, so the test can tell whether any request was attempted."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    sock.setblocking(False)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}", sock
+    sock.close()
+
+
+def _connected(sock: socket.socket) -> bool:
+    try:
+        conn, _ = sock.accept()
+    except OSError as exc:
+        assert exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK)
+        return False
+    conn.close()
+    return True
+
+
+def _leaks(text: str) -> bool:
+    return SECRET in text or KEY in text or "TOPSECRET" in text
+
+
+@pytest.mark.parametrize("url", list(CATALOGS.values()), ids=list(CATALOGS))
+def test_open_store_refuses_credentials_in_the_catalog_url_without_echoing_them(url: str) -> None:
+    with pytest.raises(InputError) as info:
+        open_store(url, {"endpoint_url": "http://127.0.0.1:9"})
+    message = str(info.value)
+    assert not _leaks(message)
+    assert "catalog" in message
+    assert "://***@bkt/stac" in message or "://***@host/stac" in message
+    assert "storage_options={'key':" in message  # the fix, spelled for Python
+    assert "environment" in message
+
+
+def _verbs(catalog: str, product: str, endpoint: str) -> dict[str, list[str]]:
+    o = ["-o", f"endpoint_url={endpoint}"]
+    return {
+        "register": ["register", product, "-c", catalog, "--collection", "c", *o],
+        "remove": ["remove", "x", "-c", catalog, "--collection", "c", *o],
+        "reconcile": [
+            "reconcile",
+            catalog,
+            "--fix",
+            "--data",
+            str(Path(product).parent),
+            "--collection",
+            "c",
+            *o,
+        ],
+        "validate": ["validate", catalog, *o],
+        "search": ["search", catalog, *o],
+    }
+
+
+@pytest.mark.parametrize("verb", ["register", "remove", "reconcile", "validate", "search"])
+@pytest.mark.parametrize("which", ["s3", "s3-slash-secret"])
+def test_cli_refuses_a_catalog_url_with_credentials_exit_2_nothing_secret_shown_no_request(
+    tmp_path: Path,
+    listener: tuple[str, socket.socket],
+    caplog: pytest.LogCaptureFixture,
+    verb: str,
+    which: str,
+) -> None:
+    endpoint, sock = listener
+    product = write_tile(tmp_path / "data", "scene_20240510.tif", 6.0, 46.0)
+    args = _verbs(CATALOGS[which], str(product), endpoint)[verb]
+    with caplog.at_level(logging.DEBUG):
+        res = CliRunner().invoke(main, ["-vv", *args])
+    out = res.output
+    assert res.exit_code == 2, out
+    assert not _leaks(out)
+    assert not any(_leaks(r.getMessage()) for r in caplog.records)
+    assert "s3://***@bkt/stac" in out and "credentials" in out
+    assert "-o key=" in out and "-o secret=" in out  # the fix, spelled for the CLI
+    assert "storage_options=" not in out
+    assert "check the endpoint" not in out
+    assert not _connected(sock)  # refused before any request
+    assert not (tmp_path / "bkt").exists()
+
+
+def test_python_verbs_refuse_a_catalog_url_with_credentials(tmp_path: Path) -> None:
+    product = write_tile(tmp_path / "data", "scene_20240510.tif", 6.0, 46.0)
+    url = CATALOGS["s3"]
+    so = {"endpoint_url": "http://127.0.0.1:9"}
+    calls = {
+        "register": lambda: producer.register([product], catalog=url, collection="c", storage_options=so),
+        "remove": lambda: producer.remove("x", catalog=url, collection="c", storage_options=so),
+        "reconcile": lambda: producer.reconcile(url, fix=True, storage_options=so),
+        "validate": lambda: producer.validate_catalog(url, storage_options=so),
+        "search": lambda: producer.search(url, storage_options=so),
+    }
+    for name, call in calls.items():
+        with pytest.raises(InputError) as info:
+            call()
+        assert not _leaks(str(info.value)), name
+        assert "storage_options={'key':" in str(info.value), name
+
+
+def test_handle_event_refuses_a_catalog_url_with_credentials(tmp_path: Path) -> None:
+    event = {"Records": [{"s3": {"bucket": {"name": "data"}, "object": {"key": "x_20240101.tif"}}}]}
+    payload = tmp_path / "event.json"
+    payload.write_text(json.dumps(event))
+    res = CliRunner().invoke(
+        main,
+        ["handle-event", str(payload), "-c", CATALOGS["s3"], "--collection", "c", "-o", "endpoint_url=x"],
+    )
+    assert not _leaks(res.output)
+
+
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        (f"postgresql://app:{SECRET}@db:5432/stac failed", "postgresql://***@db:5432/stac failed"),
+        (f"gs://{KEY}:{SECRET}@bkt/x", "gs://***@bkt/x"),
+        (f"abfs://acct:{SECRET}@container/x", "abfs://***@container/x"),
+        (f"redis://:{SECRET}@cache:6379/0", "redis://***@cache:6379/0"),
+        (f"S3+HTTPS://{KEY}:{SECRET}@h/x", "S3+HTTPS://***@h/x"),
+        (f"'ftp://u:{SECRET}@h/x'", "'ftp://***@h/x'"),
+    ],
+)
+def test_redact_masks_userinfo_of_any_scheme(text: str, shown: str) -> None:
+    assert redact(text) == shown
