@@ -1,0 +1,147 @@
+"""Coordinates with holes: fill values, NaN and out-of-range numbers in the
+lat/lon/time coordinates of a NetCDF (producer/extract/datacube.py). The
+cube is opened without masking (values as stored), so every number that CF
+says is not a coordinate (``_FillValue``, ``missing_value``, outside
+``valid_min``/``valid_max``/``valid_range``, NaN) must be left out of the
+footprint, the extents and the axis choice, and a coordinate that is still
+wrong after that fails its product with an error naming it. Real files,
+written here with xarray/netCDF4 into ``tmp_path``."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import producer
+from producer.errors import InputError
+from producer.extract import create_item
+from tests.trees import assert_stac_valid_tree
+
+FILL = -999.0
+
+
+def _register(path: Path, catalog: Path) -> dict[str, Any]:
+    (result,) = producer.register([str(path)], catalog=str(catalog), collection="cubes")
+    assert result.error is None
+    assert_stac_valid_tree(catalog)
+    text = Path(str(catalog), "cubes", str(result.id), f"{result.id}.json").read_text()
+    return json.loads(text, parse_constant=_no_constant)  # type: ignore[no-any-return]
+
+
+def _no_constant(token: str) -> float:
+    raise AssertionError(f"the stored JSON holds {token}, which is not JSON")
+
+
+def _collection_bbox(catalog: Path) -> list[float]:
+    doc = json.loads(Path(catalog, "cubes", "collection.json").read_text())
+    return doc["extent"]["spatial"]["bbox"][0]  # type: ignore[no-any-return]
+
+
+def _swath(path: Path, lon: np.ndarray, lat: np.ndarray, lon_attrs: dict, lat_attrs: dict) -> Path:
+    ds = xr.Dataset(
+        {"v": (("j", "i"), np.ones(lon.shape, "f4"))},
+        coords={
+            "lat": (("j", "i"), lat, {"units": "degrees_north", **lat_attrs}),
+            "lon": (("j", "i"), lon, {"units": "degrees_east", **lon_attrs}),
+        },
+        attrs={"time_coverage_start": "2024-01-01T00:00:00Z"},
+    )
+    ds.to_netcdf(path, engine="netcdf4")
+    return path
+
+
+def _mesh() -> tuple[np.ndarray, np.ndarray]:
+    """lon 10..20 along ``i`` (11 columns), lat 40..50 along ``j`` (11 rows)."""
+    return np.meshgrid(np.linspace(10, 20, 11), np.linspace(40, 50, 11))
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"_FillValue": FILL},
+        {"missing_value": FILL},
+        {"valid_min": -400.0},
+        {"valid_range": np.array([-400.0, 400.0])},
+    ],
+    ids=["FillValue", "missing_value", "valid_min", "valid_range"],
+)
+def test_fill_cells_of_2d_latlon_are_not_in_the_footprint_bbox_extent_or_axis_choice(
+    tmp_path: Path, attrs: dict
+) -> None:
+    lon, lat = _mesh()
+    lon[0, :3] = lat[0, :3] = FILL  # a swath's missing first scan pixels
+    doc = _register(_swath(tmp_path / "swath.nc", lon, lat, attrs, attrs), tmp_path / "catalog")
+    assert doc["bbox"] == pytest.approx([10.0, 40.0, 20.0, 50.0])
+    ring = doc["geometry"]["coordinates"][0]
+    assert all(-90 <= y <= 90 and -180 <= x <= 180 for x, y in ring)
+    assert _collection_bbox(tmp_path / "catalog") == pytest.approx([10.0, 40.0, 20.0, 50.0])
+    dims = doc["properties"]["cube:dimensions"]
+    assert (dims["i"]["axis"], dims["j"]["axis"]) == ("x", "y")  # lon changes along i
+    assert dims["i"]["extent"] == pytest.approx([10.0, 20.0])
+    assert dims["j"]["extent"] == pytest.approx([40.0, 50.0])
+
+
+def test_border_rows_and_columns_of_fill_only_are_trimmed(tmp_path: Path) -> None:
+    lon, lat = _mesh()
+    lon[:2, :] = lat[:2, :] = FILL  # two scan lines missing
+    lon[:, -1] = lat[:, -1] = FILL  # and the last column
+    attrs = {"_FillValue": FILL}
+    doc = _register(_swath(tmp_path / "swath.nc", lon, lat, attrs, attrs), tmp_path / "catalog")
+    assert doc["bbox"] == pytest.approx([10.0, 42.0, 19.0, 50.0])
+    assert doc["properties"]["proj:shape"] == [11, 11]  # the grid itself keeps its shape
+
+
+def test_latitudes_outside_90_after_masking_fail_the_product_naming_it(tmp_path: Path) -> None:
+    lon, lat = _mesh()
+    lat[0, :3] = FILL  # a fill value the file does not declare
+    path = _swath(tmp_path / "undeclared.nc", lon, lat, {}, {})
+    with pytest.raises(InputError) as caught:
+        create_item(path)
+    message = str(caught.value)
+    assert str(path) in message and "'lat'" in message and "[-90, 90]" in message
+    assert "_FillValue" in message  # the fix: declare it (in a new file)
+    (result,) = producer.register([str(path)], catalog=str(tmp_path / "catalog"), collection="cubes")
+    assert result.error is not None and "[-90, 90]" in result.error
+    assert not list((tmp_path / "catalog").rglob("undeclared*.json"))
+
+
+def test_1d_latitudes_outside_90_fail_the_product_naming_the_coordinate(tmp_path: Path) -> None:
+    ds = xr.Dataset(
+        {"v": (("lat", "lon"), np.ones((5, 5), "f4"))},
+        coords={
+            "lat": ("lat", np.arange(405.0, 455.0, 10.0), {"units": "degrees_north"}),
+            "lon": ("lon", np.arange(10.5, 15.0, 1.0), {"units": "degrees_east"}),
+        },
+        attrs={"time_coverage_start": "2024-01-01T00:00:00Z"},
+    )
+    path = tmp_path / "lat_times_ten.nc"
+    ds.to_netcdf(path, engine="netcdf4")
+    with pytest.raises(InputError) as caught:
+        create_item(path)
+    assert str(path) in str(caught.value) and "'lat'" in str(caught.value)
+    assert "[-90, 90]" in str(caught.value)
+
+
+def test_packed_1d_coordinates_are_unpacked(tmp_path: Path) -> None:
+    """``scale_factor`` on a coordinate: the numbers as stored are not degrees."""
+    ds = xr.Dataset(
+        {"v": (("lat", "lon"), np.ones((5, 5), "f4"))},
+        coords={
+            "lat": ("lat", (np.arange(40.5, 45, 1.0) * 100).astype("i2"), {"units": "degrees_north"}),
+            "lon": ("lon", np.arange(10.5, 15.0, 1.0), {"units": "degrees_east"}),
+        },
+        attrs={"time_coverage_start": "2024-01-01T00:00:00Z"},
+    )
+    ds["lat"].attrs["scale_factor"] = 0.01
+    path = tmp_path / "packed.nc"
+    ds.to_netcdf(path, engine="netcdf4")
+    doc = create_item(path).to_dict()
+    assert doc["bbox"] == pytest.approx([10.0, 40.0, 15.0, 45.0])
+    assert doc["properties"]["cube:dimensions"]["lat"]["extent"] == pytest.approx([40.0, 45.0])
+    assert all(math.isfinite(v) for v in doc["bbox"])
