@@ -145,3 +145,50 @@ def test_packed_1d_coordinates_are_unpacked(tmp_path: Path) -> None:
     assert doc["bbox"] == pytest.approx([10.0, 40.0, 15.0, 45.0])
     assert doc["properties"]["cube:dimensions"]["lat"]["extent"] == pytest.approx([40.0, 45.0])
     assert all(math.isfinite(v) for v in doc["bbox"])
+
+
+def _grid_1d(lat: np.ndarray, lon: np.ndarray, **coords: Any) -> xr.Dataset:
+    dims = (*coords, "lat", "lon")
+    shape = (*(len(np.atleast_1d(c[1])) for c in coords.values()), lat.size, lon.size)
+    return xr.Dataset(
+        {"v": (dims, np.ones(shape, "f4"))},
+        coords={
+            "lat": ("lat", lat, {"units": "degrees_north"}),
+            "lon": ("lon", lon, {"units": "degrees_east"}),
+            **coords,
+        },
+        attrs={"time_coverage_start": "2024-01-01T00:00:00Z"},
+    )
+
+
+def test_nan_in_a_1d_latitude_gives_finite_extents_and_strict_json(tmp_path: Path) -> None:
+    lat = np.array([40.5, 41.5, np.nan, 43.5, 44.5])
+    path = tmp_path / "nanlat.nc"
+    _grid_1d(lat, np.arange(10.5, 15.0, 1.0)).to_netcdf(path, engine="netcdf4")
+    doc = _register(path, tmp_path / "catalog")  # strict JSON, valid, mirrored
+    assert doc["properties"]["cube:dimensions"]["lat"]["extent"] == [40.5, 44.5]
+    assert doc["bbox"] == pytest.approx([10.5, 40.5, 14.5, 44.5])
+
+
+def test_all_nan_time_axis_and_nan_level_give_no_nan_in_the_item(tmp_path: Path) -> None:
+    time = ("time", np.array([np.nan]), {"units": "days since 2024-01-01", "standard_name": "time"})
+    level = ("level", np.array([1000.0, np.nan, 500.0]), {"units": "hPa", "axis": "Z"})
+    path = tmp_path / "nantime.nc"
+    ds = _grid_1d(np.arange(40.5, 45, 1.0), np.arange(10.5, 15.0, 1.0), time=time, level=level)
+    ds.to_netcdf(path, engine="netcdf4")
+    doc = _register(path, tmp_path / "catalog")
+    assert doc["properties"]["datetime"] == "2024-01-01T00:00:00Z"  # from ACDD: the axis has no time
+    dims = doc["properties"]["cube:dimensions"]
+    assert dims["time"]["extent"] == [None, None]
+    assert dims["level"]["extent"] == [500.0, 1000.0] and "values" not in dims["level"]
+
+
+def test_all_fill_1d_latitude_is_an_input_error(tmp_path: Path) -> None:
+    lat = np.full(5, FILL)
+    ds = _grid_1d(lat, np.arange(10.5, 15.0, 1.0))
+    ds["lat"].attrs["_FillValue"] = FILL
+    path = tmp_path / "nolat.nc"
+    ds.to_netcdf(path, engine="netcdf4")
+    with pytest.raises(InputError) as caught:
+        create_item(path)
+    assert str(path) in str(caught.value) and "'lat'" in str(caught.value)

@@ -831,14 +831,17 @@ def _other_dimension(ds: Any, name: str) -> dict[str, Any]:
         or _attr(var, "standard_name") in _VERTICAL_NAMES
     )
     if raw.dtype.kind in "iuf":
+        # fill values and NaN are no coordinate: the extent is over the others,
+        # the values are listed only when every one is valid
         numbers = [_number(v) for v in raw.tolist()]
+        valid = _valid_numbers(var).tolist()
         entry = (
             {"type": "spatial", "axis": "z"} if vertical else {"type": _attr(var, "standard_name") or name}
         )
-        entry["extent"] = [min(numbers), max(numbers)]
-        if len(numbers) <= MAX_VALUES:
+        entry["extent"] = [min(valid), max(valid)] if valid else [None, None]
+        if len(numbers) <= MAX_VALUES and len(valid) == len(numbers):
             entry["values"] = numbers
-        if _is_regular(raw) and raw.size > 1:
+        if _is_regular(raw) and raw.size > 1 and len(valid) == len(numbers):
             entry["step"] = _tidy((raw[-1] - raw[0]) / (raw.size - 1))
     else:
         entry = {"type": _attr(var, "standard_name") or name, "values": [str(v) for v in raw.tolist()]}
