@@ -192,3 +192,28 @@ def test_all_fill_1d_latitude_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError) as caught:
         create_item(path)
     assert str(path) in str(caught.value) and "'lat'" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("units", "values", "step"),
+    [
+        ("milliseconds since 2024-01-01", [0.0, 1000.0, 2000.0], "PT1S"),
+        ("microseconds since 2024-01-01", [0.0, 1e6, 2e6], "PT1S"),
+        ("msec since 2024-01-01", [0.0, 60_000.0, 120_000.0], "PT1M"),
+        ("minutes since 2024-01-01", [0.0, 90.0, 180.0], "PT1H30M"),
+        ("min since 2024-01-01", [0.0, 1.0, 2.0], "PT1M"),
+        ("hours since 2024-01-01", [0.0, 6.0, 12.0], "PT6H"),
+        ("days since 2024-01-01", [0.0, 1.0, 2.0], "P1D"),
+        ("seconds since 2024-01-01", [0.0, 0.5, 1.0], None),  # not whole seconds
+    ],
+)
+def test_time_step_from_the_units_cftime_reads(
+    tmp_path: Path, units: str, values: list[float], step: str | None
+) -> None:
+    time = ("time", np.array(values), {"units": units, "standard_name": "time"})
+    path = tmp_path / "fast.nc"
+    _grid_1d(np.arange(40.5, 45, 1.0), np.arange(10.5, 15.0, 1.0), time=time).to_netcdf(
+        path, engine="netcdf4"
+    )
+    dimension = create_item(path).to_dict()["properties"]["cube:dimensions"]["time"]
+    assert dimension.get("step") == step

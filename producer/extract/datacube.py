@@ -782,7 +782,7 @@ def get_time(ds: Any, where: str) -> _Time | None:
     dimension: dict[str, Any] = {"type": "temporal", "extent": [format_time(first), format_time(last)]}
     if len(ordered) <= MAX_VALUES:
         dimension["values"] = [format_time(t) for t in cf_datetimes(ordered, units, calendar, what)]
-    step = _iso_step(ordered, units)
+    step = _iso_step(ordered, units, calendar)
     if step:
         dimension["step"] = step
     if _attr(var, "long_name"):
@@ -790,15 +790,30 @@ def get_time(ds: Any, where: str) -> _Time | None:
     return _Time(name, result, dimension)
 
 
-_UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+def _unit_seconds(units: str, calendar: str | None) -> float | None:
+    """Seconds in one unit of a CF time axis (``milliseconds since ...`` →
+    0.001), as cftime reads the units in that calendar (every spelling it
+    knows: ``msec``, ``min``, ``hr``, ``months`` of a 360-day calendar);
+    ``None`` when it cannot."""
+    import cftime  # noqa: PLC0415 (only datacubes need it)
+
+    try:
+        zero, one = cftime.num2date(
+            [0.0, 1.0],
+            units.strip(),
+            calendar=(calendar or "standard").strip().lower(),
+            only_use_cftime_datetimes=True,
+        )
+        return float((one - zero).total_seconds())
+    except (ValueError, TypeError, OverflowError):
+        return None
 
 
-def _iso_step(ordered: list[float], units: str) -> str | None:
+def _iso_step(ordered: list[float], units: str, calendar: str | None) -> str | None:
     """ISO 8601 duration of a regular time axis in whole seconds, or ``None``."""
     if len(ordered) < 2:
         return None
-    word = units.strip().lower().split()[0]
-    scale = next((v for k, v in _UNIT_SECONDS.items() if word.startswith("mi" if k == "m" else k)), None)
+    scale = _unit_seconds(units, calendar)
     if scale is None:
         return None
     steps = {round((b - a) * scale, 3) for a, b in zip(ordered, ordered[1:], strict=False)}
