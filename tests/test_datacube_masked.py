@@ -217,3 +217,57 @@ def test_time_step_from_the_units_cftime_reads(
     )
     dimension = create_item(path).to_dict()["properties"]["cube:dimensions"]["time"]
     assert dimension.get("step") == step
+
+
+def _polar_swath(path: Path, epsg: int) -> tuple[Path, np.ndarray]:
+    """2-D lat/lon of a 21 x 21 grid of 100 km cells centred on a pole (the
+    cells of a polar stereographic grid, given as lat/lon arrays only)."""
+    from pyproj import Transformer
+
+    x = np.arange(-1_000_000, 1_000_001, 100_000.0)
+    mesh_x, mesh_y = np.meshgrid(x, x)
+    lon, lat = Transformer.from_crs(epsg, 4326, always_xy=True).transform(mesh_x, mesh_y)
+    ds = xr.Dataset(
+        {"v": (("yc", "xc"), np.ones(mesh_x.shape, "f4"))},
+        coords={
+            "lat": (("yc", "xc"), lat, {"units": "degrees_north"}),
+            "lon": (("yc", "xc"), lon, {"units": "degrees_east"}),
+        },
+        attrs={"time_coverage_start": "2024-01-01T00:00:00Z"},
+    )
+    ds.to_netcdf(path, engine="netcdf4")
+    border = np.concatenate([lat[0], lat[-1], lat[:, 0], lat[:, -1]])
+    return path, border
+
+
+@pytest.mark.parametrize("epsg", [3413, 3031])
+def test_curvilinear_grid_around_a_pole_is_one_polygon_over_the_pole(tmp_path: Path, epsg: int) -> None:
+    from shapely.geometry import Point, shape
+
+    path, border = _polar_swath(tmp_path / f"polar_{epsg}.nc", epsg)
+    doc = _register(path, tmp_path / "catalog")
+    north = epsg == 3413
+    assert doc["geometry"]["type"] == "Polygon"
+    expected = [-180.0, border.min(), 180.0, 90.0] if north else [-180.0, -90.0, 180.0, border.max()]
+    assert doc["bbox"] == pytest.approx(expected, abs=1e-6)
+    polygon = shape(doc["geometry"])
+    sign = 1 if north else -1
+    assert polygon.contains(Point(10.0, sign * 89.9)) and polygon.contains(Point(-120.0, sign * 85.0))
+    assert not polygon.contains(Point(10.0, sign * 60.0))
+
+
+def test_curvilinear_grid_across_the_antimeridian_is_cut_there(tmp_path: Path) -> None:
+    jj, ii = np.meshgrid(np.arange(6), np.arange(8), indexing="ij")
+    angle = np.radians(20)
+    lon = 176.0 + 1.0 * (ii * np.cos(angle) - jj * np.sin(angle))
+    lat = 10.0 + 1.0 * (ii * np.sin(angle) + jj * np.cos(angle))
+    lon = np.where(lon > 180.0, lon - 360.0, lon)
+    doc = _register(_swath(tmp_path / "pacific_swath.nc", lon, lat, {}, {}), tmp_path / "catalog")
+    assert doc["geometry"]["type"] == "MultiPolygon"
+    west, south, east, north = doc["bbox"]
+    assert west > east and west == pytest.approx(np.where(lon > 0, lon, 999).min())
+    assert (south, north) == pytest.approx((lat.min(), lat.max()))
+    from shapely.geometry import Point, shape
+
+    parts = shape(doc["geometry"])
+    assert parts.contains(Point(179.0, 12.0)) and not parts.contains(Point(0.0, 12.0))

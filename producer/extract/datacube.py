@@ -545,34 +545,16 @@ def _regular_grid(x_name: str, y_name: str, xs: Any, ys: Any, crs: Any, where: s
 
 
 def _ring_geometry(lon: Any, lat: Any, where: str) -> tuple[dict[str, Any], list[float]]:
-    """Polygon (counter-clockwise) and bbox of a closed outline of lon/lat
-    points. An outline crossing the antimeridian becomes the two boxes on
-    either side of it (``west > east`` in the bbox)."""
-    import numpy as np  # noqa: PLC0415
-
-    ok = np.isfinite(lon) & np.isfinite(lat)
-    lon, lat = lon[ok], lat[ok]
-    if lon.size < 3:
-        raise NoGeoreferenceError(f"{where}: the lat/lon arrays hold no valid coordinates. {GEOREF_FIX}")
-    lon = ((lon + 180.0) % 360.0) - 180.0
-    unwrapped = np.degrees(np.unwrap(np.radians(lon)))
-    south, north = float(lat.min()), float(lat.max())
-    if float(unwrapped.min()) < -180.0 or float(unwrapped.max()) > 180.0:
-        low, high = float(unwrapped.min()), float(unwrapped.max())
-        west, east = (low + 360.0, high) if low < -180.0 else (low, high - 360.0)
-
-        def box(w: float, e: float) -> list[list[list[float]]]:
-            return [[[w, south], [e, south], [e, north], [w, north], [w, south]]]
-
-        geometry = {"type": "MultiPolygon", "coordinates": [box(west, 180.0), box(-180.0, east)]}
-        return geometry, [west, south, east, north]
-    ring = [[round(float(x), 7), round(float(y), 7)] for x, y in zip(lon, lat, strict=True)]
-    area = sum(a[0] * b[1] - b[0] * a[1] for a, b in zip(ring, ring[1:] + ring[:1], strict=True))
-    if area < 0:
-        ring.reverse()
-    ring.append(ring[0])
-    bbox = [float(lon.min()), south, float(lon.max()), north]
-    return {"type": "Polygon", "coordinates": [ring]}, [round(v, 7) for v in bbox]
+    """Polygon and bbox of a closed outline of lon/lat points, built by
+    :func:`producer.extract.footprint.footprint_from_lonlat` (the rules of a
+    raster's footprint: an outline around a pole becomes a polygon over
+    it, one across the antimeridian is cut there)."""
+    try:
+        return _footprint.footprint_from_lonlat(lon, lat)
+    except InputError as exc:
+        raise NoGeoreferenceError(
+            f"{where}: the lat/lon coordinates give no footprint: {exc}. {GEOREF_FIX}"
+        ) from None
 
 
 def _outline(array: Any) -> Any:
