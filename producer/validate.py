@@ -66,6 +66,7 @@ from urllib.parse import urljoin
 import fastjsonschema
 
 from producer.errors import ProducerError, ValidationError
+from producer.finite import non_finite
 
 if TYPE_CHECKING:
     # jsonschema and referencing (0.1-0.3 s of imports) are needed only to
@@ -341,14 +342,16 @@ class Validator:
         schema for its ``type`` ("Feature" → item, "Collection", "Catalog";
         anything else is an error) and against every URL in
         ``stac_extensions``. Extension URLs that are not bundled are reported
-        (nothing is ever downloaded). Each message starts with the JSON path
+        (nothing is ever downloaded), and so is every NaN or Infinity (not
+        JSON, see :mod:`producer.finite`). Each message starts with the JSON path
         of the problem (``properties.proj:code: ...``, ``links[3].href: ...``,
         ``(root): ...``) and ends with the schema that reported it.
         """
         if not isinstance(doc, Mapping):
             return [f"(root): a STAC document is a JSON object, not {type(doc).__name__}"]
 
-        problems: list[str] = []
+        # a JSON schema cannot see these (json.loads reads NaN as a number), and no document holds one
+        problems: list[str] = non_finite(doc)
         version = doc.get("stac_version")
         if version != STAC_VERSION:
             problems.append(

@@ -30,7 +30,8 @@ from producer.catalog.extent import (
     union_interval,
 )
 from producer.catalog.layout import LAYOUT_FIELD, ROOT_KEY, Layout, layout_record_problem, relative_href
-from producer.errors import CatalogError
+from producer.errors import CatalogError, ValidationError
+from producer.finite import non_finite
 
 STAC_VERSION = "1.1.0"
 # plain ``str`` values: the fast serialisation path takes exact scalar types only
@@ -53,7 +54,7 @@ _SCALARS = frozenset((str, int, float, bool, type(None)))
 #: the keys of a link object (depth 3: doc → "links" → link). A newline never
 #: occurs inside an encoded string (it is escaped), so the separators can be
 #: told from the content.
-_LINK_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",\n      ", ": "))
+_LINK_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",\n      ", ": "))
 _PLACEHOLDER = "\x00links\x00"
 
 
@@ -61,10 +62,12 @@ def _flat(link: Any) -> bool:
     return type(link) is dict and bool(link) and _SCALARS.issuperset(map(type, link.values()))
 
 
+#: Every encoder here refuses NaN and Infinity (``allow_nan=False``): JSON has
+#: neither; :func:`dumps` names the document and the place instead.
 #: C encoders whose item separator carries the newline and indent of one
 #: nesting level (key: the level of the members), built on first use
 _LEVEL_ENCODERS: dict[int, Callable[[Any], str]] = {}
-_SCALAR = json.JSONEncoder(ensure_ascii=False).encode
+_SCALAR = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
 
 class _Irregular(Exception):
@@ -76,7 +79,7 @@ def _level_encoder(level: int) -> Callable[[Any], str]:
     if encode is None:
         sep = ",\n" + "  " * level
         encode = _LEVEL_ENCODERS.setdefault(
-            level, json.JSONEncoder(ensure_ascii=False, separators=(sep, ": ")).encode
+            level, json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(sep, ": ")).encode
         )
     return encode
 
@@ -124,7 +127,7 @@ def _pretty(value: Any, level: int, out: list[str]) -> None:
 
 
 _NUMBERS = frozenset((int, float))
-_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_COMPACT = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
 _ROW_TYPES = frozenset((list, tuple))
@@ -156,7 +159,28 @@ def dumps(doc: dict) -> bytes:
     """Canonical bytes of a document: stable key order as built, 2-space indent.
 
     Always the bytes of ``json.dumps(doc, indent=2, ensure_ascii=False)`` plus
-    a newline. CPython's C encoder does not indent, so the pure-Python one
+    a newline. A NaN or Infinity anywhere in ``doc`` (not JSON) raises
+    :class:`ValidationError` naming the document and the place; nothing is
+    returned to write.
+    """
+    try:
+        return _encode(doc)
+    except ValueError:
+        problems = non_finite(doc)
+        if not problems:
+            raise
+    kind = {"Feature": "item", "Collection": "collection", "Catalog": "catalog"}.get(
+        str(doc.get("type")), "document"
+    )
+    raise ValidationError(
+        f"{kind} {doc.get('id')!r} is not written: {'; '.join(problems[:3])}", errors=problems
+    )
+
+
+def _encode(doc: dict) -> bytes:
+    """:func:`dumps` without its error message (ValueError at a NaN).
+
+    CPython's C encoder does not indent, so the pure-Python one
     would write every document (3 ms for an item with a densified footprint,
     about 1 s for a parent with 100,000 links). Instead, containers of
     scalars (a coordinate pair, a bbox, a link) are encoded by the C encoder
@@ -165,7 +189,7 @@ def dumps(doc: dict) -> bytes:
     such call and spliced into the rest. Anything unusual (a subclass of
     dict, a non-string key) takes ``json.dumps`` itself.
     """
-    slow = lambda: (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")  # noqa: E731
+    slow = lambda: (json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")  # noqa: E731
     links = doc.get("links")
     if not isinstance(links, list) or len(links) <= _FAST_LINKS or not all(map(_flat, links)):
         out: list[str] = []
@@ -175,7 +199,7 @@ def dumps(doc: dict) -> bytes:
             return slow()
         out.append("\n")
         return "".join(out).encode("utf-8")
-    head = json.dumps({**doc, "links": _PLACEHOLDER}, indent=2, ensure_ascii=False)
+    head = json.dumps({**doc, "links": _PLACEHOLDER}, indent=2, ensure_ascii=False, allow_nan=False)
     marker = json.dumps(_PLACEHOLDER, ensure_ascii=False)
     if head.count(marker) != 1:  # the marker's text occurs elsewhere: take the slow road
         return slow()

@@ -389,6 +389,93 @@ def _number(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+def _coordinate_values(name: Hashable, var: Any) -> Any:
+    """The numbers of a coordinate as CF means them, as a float64 array:
+    ``scale_factor``/``add_offset`` applied (xarray's CF decoding), NaN where
+    the stored value is a fill value (``_FillValue``, ``missing_value``),
+    lies outside ``valid_min``/``valid_max``/``valid_range`` (compared as
+    stored, as CF says), or is not finite. The cube is opened without
+    masking (values as stored, :data:`_DECODE`), so this is where a
+    coordinate is decoded; ``var`` is not modified."""
+    import numpy as np  # noqa: PLC0415
+    import xarray as xr  # noqa: PLC0415
+
+    variable = getattr(var, "variable", var)
+    attrs = dict(variable.attrs)
+    for key in ("_FillValue", "missing_value", "scale_factor", "add_offset", "_Unsigned"):
+        if key not in attrs and key in variable.encoding:
+            attrs[key] = variable.encoding[key]
+    raw = np.asarray(variable.values)
+    outside = np.zeros(raw.shape, dtype=bool)
+    low, high = attrs.get("valid_min"), attrs.get("valid_max")
+    if attrs.get("valid_range") is not None and np.size(attrs["valid_range"]) == 2:
+        low, high = np.asarray(attrs["valid_range"]).ravel()
+    if low is not None:
+        outside |= raw < _first(low)
+    if high is not None:
+        outside |= raw > _first(high)
+    decoded = xr.conventions.decode_cf_variable(
+        name,
+        xr.Variable(variable.dims, raw, attrs),
+        mask_and_scale=True,
+        decode_times=False,
+        decode_timedelta=False,
+    )
+    values = np.array(decoded.values, dtype="float64")
+    values[outside | ~np.isfinite(values)] = np.nan
+    return values
+
+
+#: what to do about latitudes outside [-90, 90]: written into a NEW file
+LATITUDE_FIX = (
+    "Declare the fill value the file uses in the coordinate's _FillValue, missing_value or "
+    "valid_min/valid_max attribute, or correct the latitudes, in a new file (never over the original), "
+    "and register that"
+)
+
+
+def _check_latitudes(lat: Any, name: str, where: str) -> None:
+    """Raise :class:`InputError` when a latitude coordinate (fill values
+    already NaN) holds a value outside [-90, 90]: such a number is no
+    place on Earth, and never reaches an item."""
+    import numpy as np  # noqa: PLC0415
+
+    finite = lat[np.isfinite(lat)]
+    bad = finite[np.abs(finite) > 90.0]
+    if bad.size:
+        raise InputError(
+            f"{where}: the latitude coordinate {name!r} holds {bad.size} value(s) outside [-90, 90] "
+            f"(from {_tidy(bad.min())} to {_tidy(bad.max())}) not declared as missing. {LATITUDE_FIX}"
+        )
+
+
+def _trimmed(lon: Any, lat: Any) -> tuple[Any, Any]:
+    """2-D ``lon``/``lat`` without their border rows and columns in which no
+    cell has both (a swath's missing scan lines): the outline is taken
+    along the cells that hold a position."""
+    import numpy as np  # noqa: PLC0415
+
+    valid = np.isfinite(lon) & np.isfinite(lat)
+    rows, cols = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
+    if rows.size == 0:
+        return lon[:0, :0], lat[:0, :0]
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    return lon[box], lat[box]
+
+
+def _mean_lon_change(lon: Any, axis: int) -> float:
+    """Mean absolute change of longitude between neighbouring cells along
+    ``axis`` (across the antimeridian the short way), over the pairs where
+    both cells hold a position; 0 when there is none."""
+    import numpy as np  # noqa: PLC0415
+
+    if lon.shape[axis] < 2:
+        return 0.0
+    steps = np.abs((np.diff(lon, axis=axis) + 180.0) % 360.0 - 180.0)
+    steps = steps[np.isfinite(steps)]
+    return float(steps.mean()) if steps.size else 0.0
+
+
 @dataclass
 class _Grid:
     """Where the cube lies: its horizontal dimensions and footprint."""
@@ -416,15 +503,13 @@ def _crs_fields(crs: Any) -> dict[str, Any]:
     return {"proj:code": None, "proj:wkt2": crs.to_wkt("WKT2_2019"), "proj:projjson": crs.to_json_dict()}
 
 
-def _regular_grid(ds: Any, x_name: str, y_name: str, crs: Any, where: str) -> _Grid:
-    """A grid with 1-D x and y coordinates, regular in both: affine transform
-    (north-up, the way GDAL presents it), footprint through
-    :func:`producer.extract.footprint.footprint`."""
+def _regular_grid(x_name: str, y_name: str, xs: Any, ys: Any, crs: Any, where: str) -> _Grid:
+    """A grid with 1-D x and y coordinates (``xs``/``ys``, decoded), regular
+    in both: affine transform (north-up, the way GDAL presents it),
+    footprint through :func:`producer.extract.footprint.footprint`."""
     from affine import Affine  # noqa: PLC0415
     from rasterio.crs import CRS as RioCRS  # noqa: PLC0415
 
-    xs = ds[x_name].values.astype("float64")
-    ys = ds[y_name].values.astype("float64")
     width, height = int(xs.size), int(ys.size)
     step_x = (xs[-1] - xs[0]) / (width - 1)
     step_y = abs((ys[-1] - ys[0]) / (height - 1))
@@ -463,34 +548,16 @@ def _regular_grid(ds: Any, x_name: str, y_name: str, crs: Any, where: str) -> _G
 
 
 def _ring_geometry(lon: Any, lat: Any, where: str) -> tuple[dict[str, Any], list[float]]:
-    """Polygon (counter-clockwise) and bbox of a closed outline of lon/lat
-    points. An outline crossing the antimeridian becomes the two boxes on
-    either side of it (``west > east`` in the bbox)."""
-    import numpy as np  # noqa: PLC0415
-
-    ok = np.isfinite(lon) & np.isfinite(lat)
-    lon, lat = lon[ok], lat[ok]
-    if lon.size < 3:
-        raise NoGeoreferenceError(f"{where}: the lat/lon arrays hold no valid coordinates. {GEOREF_FIX}")
-    lon = ((lon + 180.0) % 360.0) - 180.0
-    unwrapped = np.degrees(np.unwrap(np.radians(lon)))
-    south, north = float(lat.min()), float(lat.max())
-    if float(unwrapped.min()) < -180.0 or float(unwrapped.max()) > 180.0:
-        low, high = float(unwrapped.min()), float(unwrapped.max())
-        west, east = (low + 360.0, high) if low < -180.0 else (low, high - 360.0)
-
-        def box(w: float, e: float) -> list[list[list[float]]]:
-            return [[[w, south], [e, south], [e, north], [w, north], [w, south]]]
-
-        geometry = {"type": "MultiPolygon", "coordinates": [box(west, 180.0), box(-180.0, east)]}
-        return geometry, [west, south, east, north]
-    ring = [[round(float(x), 7), round(float(y), 7)] for x, y in zip(lon, lat, strict=True)]
-    area = sum(a[0] * b[1] - b[0] * a[1] for a, b in zip(ring, ring[1:] + ring[:1], strict=True))
-    if area < 0:
-        ring.reverse()
-    ring.append(ring[0])
-    bbox = [float(lon.min()), south, float(lon.max()), north]
-    return {"type": "Polygon", "coordinates": [ring]}, [round(v, 7) for v in bbox]
+    """Polygon and bbox of a closed outline of lon/lat points, built by
+    :func:`producer.extract.footprint.footprint_from_lonlat` (the rules of a
+    raster's footprint: an outline around a pole becomes a polygon over
+    it, one across the antimeridian is cut there)."""
+    try:
+        return _footprint.footprint_from_lonlat(lon, lat)
+    except InputError as exc:
+        raise NoGeoreferenceError(
+            f"{where}: the lat/lon coordinates give no footprint: {exc}. {GEOREF_FIX}"
+        ) from None
 
 
 def _outline(array: Any) -> Any:
@@ -514,13 +581,20 @@ def _curvilinear_grid(ds: Any, lon_name: str, lat_name: str, where: str) -> _Gri
     lon_var, lat_var = ds[lon_name], ds[lat_name]
     if lon_var.dims != lat_var.dims:
         lat_var = lat_var.transpose(*lon_var.dims)
-    lon, lat = lon_var.values.astype("float64"), lat_var.values.astype("float64")
-    geometry, bbox = _ring_geometry(_outline(lon), _outline(lat), where)
+    # fill values (and cells where the other coordinate is missing) are NaN
+    lon, lat = _coordinate_values(lon_name, lon_var), _coordinate_values(lat_name, lat_var)
+    missing = ~(np.isfinite(lon) & np.isfinite(lat))
+    lon[missing] = lat[missing] = np.nan
+    _check_latitudes(lat, lat_name, where)
+    if missing.all():
+        raise NoGeoreferenceError(
+            f"{where}: the lat/lon arrays {lat_name!r}/{lon_name!r} hold no valid coordinates. {GEOREF_FIX}"
+        )
+    edge_lon, edge_lat = _trimmed(lon, lat)
+    geometry, bbox = _ring_geometry(_outline(edge_lon), _outline(edge_lat), where)
     dim0, dim1 = (str(d) for d in lon_var.dims)
     # the dimension along which longitude changes most is x
-    along0 = float(np.nanmean(np.abs(np.diff(lon, axis=0)))) if lon.shape[0] > 1 else 0.0
-    along1 = float(np.nanmean(np.abs(np.diff(lon, axis=1)))) if lon.shape[1] > 1 else 0.0
-    x_dim, y_dim = (dim0, dim1) if along0 > along1 else (dim1, dim0)
+    x_dim, y_dim = (dim0, dim1) if _mean_lon_change(lon, 0) > _mean_lon_change(lon, 1) else (dim1, dim0)
     note = f"curvilinear grid index; coordinates in {lon_name!r} and {lat_name!r}"
     dims = {
         x_dim: {
@@ -546,6 +620,7 @@ def get_grid(ds: Any, where: str) -> _Grid:
     """Find the horizontal grid of ``ds`` (see the module docstring); raise
     :class:`NoGeoreferenceError` with a fix that writes a new file when
     there is none."""
+    import numpy as np  # noqa: PLC0415
     from pyproj import CRS  # noqa: PLC0415
 
     mapping = _grid_mapping_name(ds)
@@ -553,6 +628,7 @@ def get_grid(ds: Any, where: str) -> _Grid:
     x_name = next((str(n) for n, v in one_d.items() if _is_x(n, v)), None)
     y_name = next((str(n) for n, v in one_d.items() if _is_y(n, v) and str(n) != x_name), None)
     if x_name and y_name:
+        xs, ys = _coordinate_values(x_name, ds[x_name]), _coordinate_values(y_name, ds[y_name])
         if mapping is not None:
             crs = _crs_of(ds, mapping, where)
         elif _is_lon(x_name, ds[x_name]) and _is_lat(y_name, ds[y_name]):
@@ -566,10 +642,19 @@ def get_grid(ds: Any, where: str) -> _Grid:
             raise NoGeoreferenceError(
                 f"{where}: the grid has a single row or column, so its cell size is unknown. {GEOREF_FIX}"
             )
-        if _is_regular(ds[x_name].values) and _is_regular(ds[y_name].values):
-            return _regular_grid(ds, x_name, y_name, crs, where)
-        # irregular 1-D axes (e.g. a Gaussian grid): outline of the mesh, no transform
-        return _irregular_grid(ds, x_name, y_name, crs, where)
+        if crs.is_geographic:
+            _check_latitudes(ys, y_name, where)
+        for name, values in ((x_name, xs), (y_name, ys)):
+            if int(np.isfinite(values).sum()) < 2:
+                raise NoGeoreferenceError(
+                    f"{where}: the coordinate {name!r} holds fewer than 2 valid values (the rest are fill "
+                    f"values or NaN). {GEOREF_FIX}"
+                )
+        if _is_regular(xs) and _is_regular(ys):
+            return _regular_grid(x_name, y_name, xs, ys, crs, where)
+        # irregular 1-D axes (e.g. a Gaussian grid), or axes with missing values:
+        # outline of the mesh, no transform
+        return _irregular_grid(x_name, y_name, xs, ys, crs, where)
     two_d = {name: var for name, var in ds.coords.items() if var.ndim == 2}
     lon_name = next((str(n) for n, v in two_d.items() if _is_lon(n, v)), None)
     lat_name = next((str(n) for n, v in two_d.items() if _is_lat(n, v)), None)
@@ -578,13 +663,14 @@ def get_grid(ds: Any, where: str) -> _Grid:
     raise NoGeoreferenceError(f"{where}: no horizontal coordinates (x/y or lat/lon) found. {GEOREF_FIX}")
 
 
-def _irregular_grid(ds: Any, x_name: str, y_name: str, crs: Any, where: str) -> _Grid:
+def _irregular_grid(x_name: str, y_name: str, xs: Any, ys: Any, crs: Any, where: str) -> _Grid:
+    """A grid with 1-D x and y coordinates (``xs``/``ys``, decoded, NaN where
+    missing) that are not regular: footprint from the outline of the mesh
+    of cell centres, extents over the valid values, no transform."""
     import numpy as np  # noqa: PLC0415
     from pyproj import Transformer  # noqa: PLC0415
 
-    xs = ds[x_name].values.astype("float64")
-    ys = ds[y_name].values.astype("float64")
-    mesh_x, mesh_y = np.meshgrid(xs, ys)
+    mesh_x, mesh_y = _trimmed(*np.meshgrid(xs, ys))
     transformer = Transformer.from_crs(crs, 4326, always_xy=True)
     lon, lat = transformer.transform(_outline(mesh_x), _outline(mesh_y))
     geometry, bbox = _ring_geometry(np.asarray(lon), np.asarray(lat), where)
@@ -593,13 +679,13 @@ def _irregular_grid(ds: Any, x_name: str, y_name: str, crs: Any, where: str) -> 
         x_name: {
             "type": "spatial",
             "axis": "x",
-            "extent": [float(xs.min()), float(xs.max())],
+            "extent": [float(np.nanmin(xs)), float(np.nanmax(xs))],
             "reference_system": system,
         },
         y_name: {
             "type": "spatial",
             "axis": "y",
-            "extent": [float(ys.min()), float(ys.max())],
+            "extent": [float(np.nanmin(ys)), float(np.nanmax(ys))],
             "reference_system": system,
         },
     }
@@ -681,7 +767,7 @@ def get_time(ds: Any, where: str) -> _Time | None:
     dimension: dict[str, Any] = {"type": "temporal", "extent": [format_time(first), format_time(last)]}
     if len(ordered) <= MAX_VALUES:
         dimension["values"] = [format_time(t) for t in cf_datetimes(ordered, units, calendar, what)]
-    step = _iso_step(ordered, units)
+    step = _iso_step(ordered, units, calendar)
     if step:
         dimension["step"] = step
     if _attr(var, "long_name"):
@@ -689,15 +775,30 @@ def get_time(ds: Any, where: str) -> _Time | None:
     return _Time(name, result, dimension)
 
 
-_UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+def _unit_seconds(units: str, calendar: str | None) -> float | None:
+    """Seconds in one unit of a CF time axis (``milliseconds since ...`` →
+    0.001), as cftime reads the units in that calendar (every spelling it
+    knows: ``msec``, ``min``, ``hr``, ``months`` of a 360-day calendar);
+    ``None`` when it cannot."""
+    import cftime  # noqa: PLC0415 (only datacubes need it)
+
+    try:
+        zero, one = cftime.num2date(
+            [0.0, 1.0],
+            units.strip(),
+            calendar=(calendar or "standard").strip().lower(),
+            only_use_cftime_datetimes=True,
+        )
+        return float((one - zero).total_seconds())
+    except (ValueError, TypeError, OverflowError):
+        return None
 
 
-def _iso_step(ordered: list[float], units: str) -> str | None:
+def _iso_step(ordered: list[float], units: str, calendar: str | None) -> str | None:
     """ISO 8601 duration of a regular time axis in whole seconds, or ``None``."""
     if len(ordered) < 2:
         return None
-    word = units.strip().lower().split()[0]
-    scale = next((v for k, v in _UNIT_SECONDS.items() if word.startswith("mi" if k == "m" else k)), None)
+    scale = _unit_seconds(units, calendar)
     if scale is None:
         return None
     steps = {round((b - a) * scale, 3) for a, b in zip(ordered, ordered[1:], strict=False)}
@@ -730,14 +831,17 @@ def _other_dimension(ds: Any, name: str) -> dict[str, Any]:
         or _attr(var, "standard_name") in _VERTICAL_NAMES
     )
     if raw.dtype.kind in "iuf":
+        # fill values and NaN are no coordinate: the extent is over the others,
+        # the values are listed only when every one is valid
         numbers = [_number(v) for v in raw.tolist()]
+        valid = _valid_numbers(var).tolist()
         entry = (
             {"type": "spatial", "axis": "z"} if vertical else {"type": _attr(var, "standard_name") or name}
         )
-        entry["extent"] = [min(numbers), max(numbers)]
-        if len(numbers) <= MAX_VALUES:
+        entry["extent"] = [min(valid), max(valid)] if valid else [None, None]
+        if len(numbers) <= MAX_VALUES and len(valid) == len(numbers):
             entry["values"] = numbers
-        if _is_regular(raw) and raw.size > 1:
+        if _is_regular(raw) and raw.size > 1 and len(valid) == len(numbers):
             entry["step"] = _tidy((raw[-1] - raw[0]) / (raw.size - 1))
     else:
         entry = {"type": _attr(var, "standard_name") or name, "values": [str(v) for v in raw.tolist()]}

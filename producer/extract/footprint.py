@@ -38,7 +38,14 @@ from rasterio.crs import CRS
 
 from producer.errors import InputError, NoGeoreferenceError
 
-__all__ = ["DECIMALS", "footprint", "footprint_from_gcps", "native_bbox", "native_envelope"]
+__all__ = [
+    "DECIMALS",
+    "footprint",
+    "footprint_from_gcps",
+    "footprint_from_lonlat",
+    "native_bbox",
+    "native_envelope",
+]
 
 #: decimal places kept in output coordinates (1e-7 degree is about 1 cm)
 DECIMALS = 7
@@ -192,6 +199,40 @@ def footprint_from_gcps(
             )
     transform = rasterio.transform.from_gcps(gcps)
     return footprint(crs, transform, width, height, densify=densify)
+
+
+def footprint_from_lonlat(lon: Any, lat: Any) -> tuple[dict, list[float]]:
+    """Same as :func:`footprint`, for a grid known only by the positions of
+    its cells (2-D lat/lon arrays of a curvilinear grid, or a mesh of
+    irregular axes): ``lon``/``lat`` are an open ring of points in degrees
+    along the grid's border, in order around it.
+
+    Non-finite points and latitudes beyond +-90 are skipped. Longitudes are
+    unwrapped along the ring and the result built as for a pixel grid: a
+    ring winding once around the globe encloses a pole (the one of the
+    hemisphere the ring lies in on average: these grids have no CRS in which
+    to place it) and becomes a polygon over it; a ring crossing the
+    antimeridian is cut there.
+
+    :raises InputError: fewer than 3 valid points, or an outline that
+        collapses to a point or a line.
+    """
+    lon = np.asarray(lon, dtype=float).ravel()
+    lat = np.asarray(lat, dtype=float).ravel()
+    ok = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lat) <= 90.0)
+    if ok.sum() < 3:
+        raise InputError(f"the outline holds {int(ok.sum())} valid lon/lat position(s), fewer than 3")
+    lon, lat = _wrap180(lon[ok]), lat[ok]
+    closed = _unwrap360(np.append(lon, lon[0]))
+    winding = float(closed[-1] - closed[0])
+    pole = 0
+    if abs(winding) > 180.0:
+        pole = 1 if float(np.mean(lat)) >= 0.0 else -1
+    for decimals in _FALLBACK_DECIMALS:
+        result = _build(closed[:-1], lat, winding, pole, decimals)
+        if result is not None:
+            return result
+    raise InputError("the outline of the lon/lat positions collapses to a point or a line")
 
 
 # --------------------------------------------------------------------------
