@@ -482,18 +482,19 @@ def _register_chunk(
     prepared = placement.place_items(committer, collection, prepared, preread, coll_title)
     placement.warn_if_crowded(committer, collection, preread, committer.notices)
 
-    if dry_run:
-        _dry_run(committer, prepared, replace)
-        return results
-
     # Partitioned: where each id sits now (id index, one GET per item), so a
     # product whose datetime moved it to another period is moved, not doubled.
+    # A dry run reads it too: it says what this run would do (a move).
     index: dict[str, tuple[str | None, str | None]] = {}
     if committer.layout.partition:
         prepared = _read_index(committer, collection, prepared, index, replace)
         prepared = placement.keep_where_linked(committer, collection, prepared, index, coll_title)
         if not prepared:
             return results
+
+    if dry_run:
+        _dry_run(committer, prepared, replace, index)
+        return results
 
     # a sink that cannot take the batch (database down) fails it while the
     # static catalog is untouched: nothing is committed that it would miss
@@ -875,19 +876,31 @@ def _register_pipelined(
     return results
 
 
-def _dry_run(committer: Committer, prepared: Prepared, replace: bool) -> None:
+def _dry_run(
+    committer: Committer,
+    prepared: Prepared,
+    replace: bool,
+    index: dict[str, tuple[str | None, str | None]] | None = None,
+) -> None:
     """Set each result's action to what a registration would do (one GET per
-    item, nothing written)."""
+    item, nothing written). ``index`` (partitioned: item key -> the id
+    index's entry, :func:`_read_index`): an id whose item sits in another
+    period would be moved there, ``updated`` as the real run says (one more
+    existence check, only then; an entry naming no item moves nothing)."""
     for result, key, doc in prepared:
         thumbnail.discard_pending(doc)
+        old_key = (index or {}).get(key, (None, None))[0]
         try:
             existing, _ = committer.read(key, ("Feature",))
             if not replace:
                 committer.check_identity(key, existing, doc)
+            moves = old_key is not None and old_key != key and committer.store.exists(old_key)
         except (ProducerError, OSError) as exc:
             result.fail(f"{result.source}: {exc}", _as_project_error(exc))
             continue
-        if existing is None:
+        if moves:
+            result.action = "updated"
+        elif existing is None:
             result.action = "created"
         elif same_content(existing, absolute_assets(doc, committer.store_path(key))):  # as read back
             result.action = "unchanged"
@@ -1059,8 +1072,10 @@ def _link_and_settle(
     preread: dict[str, tuple[dict | None, str | None]],
     alongside: Callable[[Collection[str] | None], None] | None,
 ) -> None:
-    """:func:`_link_written`'s steps: link, then settle (and ``alongside``)."""
+    """:func:`_link_written`'s steps: link, shrink the extent if an item
+    updated in place left an edge of it, then settle (and ``alongside``)."""
     committer.link_items(collection, written, collection_meta, preread)
+    _shrink_displaced(committer, collection, written)
 
     def settle() -> list[str]:
         # one listing (S3), else one GET per item in parallel like the writes
@@ -1080,6 +1095,23 @@ def _link_and_settle(
             redone = settling.result()
         if redone:
             alongside(redone)
+
+
+def _shrink_displaced(committer: Committer, collection: str, written: list[tuple[str, dict]]) -> None:
+    """The extent after the batch's updates in place
+    (:meth:`Committer.shrink_displaced`). The items are written and linked
+    and the extent covers them: a failure to shrink it costs exactness
+    only, so it is logged (WARNING, with the way to fix it) and the
+    products stay committed."""
+    try:
+        committer.shrink_displaced(collection, [key for key, _ in written])
+    except (ProducerError, OSError) as exc:
+        log.warning(
+            "%s: the collection extent may be larger than its items after an update (%s); "
+            "reconcile(fix=True) (stac-producer reconcile --fix) recomputes it",
+            committer.store_path(committer.layout.collection_key(collection)),
+            _as_project_error(exc),
+        )
 
 
 def _as_project_error(exc: BaseException, doing: str = "") -> BaseException:
@@ -1166,10 +1198,14 @@ def _finish_moves(
                         InputError(),
                     )
                     continue
-                if result.action == "created":
-                    result.action = "updated"  # the id existed: it moved period
-                if outcome.action == "removed" and outcome.item is not None:
-                    moved[key] = (old_key, outcome.item)
+                if outcome.action == "removed":
+                    # an item of the id existed and moved period; ``absent``:
+                    # the index entry outlived its item (``remove`` leaves it:
+                    # deleting it could race a register of the same key), so
+                    # nothing moved and the result stays what the write said
+                    result.action = "updated"
+                    if outcome.item is not None:
+                        moved[key] = (old_key, outcome.item)
             committer.write_index(collection, doc["id"], key, (old_key, version))
         except (ProducerError, OSError) as exc:
             result.fail(

@@ -14,6 +14,7 @@ import pytest
 import producer
 from producer.audit import audit
 from producer.catalog.layout import INTENT_DIR
+from producer.sinks.notify import CallbackSink
 from producer.store import CountingStore
 from producer.store.base import Store
 from producer.store.local import LocalStore
@@ -178,3 +179,85 @@ def test_same_id_from_another_product_in_another_period_with_replace_moves_it(tm
     assert items_by_key(store) == {NEW_KEY: X}
     doc = json.loads((tmp_path / "cat" / NEW_KEY).read_text())
     assert doc["assets"]["data"]["href"] == str(twin)
+
+
+def _kinds(changes: list) -> list[tuple[str, str, str]]:
+    return [(str(c.kind), c.item_id, c.key) for c in changes]
+
+
+def test_registering_an_id_again_after_its_removal_is_created_not_a_move(tmp_path, tile):
+    """``remove`` leaves the id index entry (crash safety); the next
+    registration of the id into another period found no item to move. Before:
+    it said ``updated`` and sinks were sent an ``updated`` change for an item
+    that did not exist."""
+    store = LocalStore(str(tmp_path / "cat"))
+    register(store, tile)
+    assert producer.remove(X, catalog=store, collection="c").action == "removed"
+    # what the real run will do, said by a dry run (nothing written)
+    (dry,) = producer.register(
+        [tile], catalog=store, collection="c", partition="year/month", datetime=MOVED, dry_run=True
+    )
+    assert (dry.action, dry.href) == ("created", store.url + "/" + NEW_KEY)
+    seen: list = []
+    (res,) = producer.register(
+        [tile],
+        catalog=store,
+        collection="c",
+        partition="year/month",
+        datetime=MOVED,
+        on_change=CallbackSink(seen.append, outbox_id="seen"),
+    )
+    assert res.ok, res.error
+    assert res.action == "created"
+    assert _kinds(seen) == [("created", X, NEW_KEY)]
+    assert items_by_key(store) == {NEW_KEY: X}
+    assert json.loads(store.get(f"c/.ids/{X}")[0])["item"] == NEW_KEY
+
+
+def test_another_product_taking_a_removed_id_in_another_period_is_created(tmp_path, tile):
+    """The same with a different product taking the id: no identity check
+    against an item that is gone, and ``created``."""
+    store = LocalStore(str(tmp_path / "cat"))
+    register(store, tile)
+    producer.remove(X, catalog=store, collection="c")
+    twin = write_tile(tmp_path / "elsewhere", f"{X}.tif", 20.0, 40.0)
+    seen: list = []
+    (res,) = producer.register(
+        [twin],
+        catalog=store,
+        collection="c",
+        partition="year/month",
+        datetime=MOVED,
+        on_change=CallbackSink(seen.append, outbox_id="seen"),
+    )
+    assert res.ok, res.error
+    assert res.action == "created"
+    assert _kinds(seen) == [("created", X, NEW_KEY)]
+    assert items_by_key(store) == {NEW_KEY: X}
+
+
+def test_dry_run_of_a_move_says_updated_like_the_real_run(tmp_path, tile):
+    """Before: the dry run read only the new key (absent) and said
+    ``created``; the real run moves the item and says ``updated``."""
+    store = LocalStore(str(tmp_path / "cat"))
+    register(store, tile)
+    before = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "cat").rglob("*"))
+    (dry,) = producer.register(
+        [tile], catalog=store, collection="c", partition="year/month", datetime=MOVED, dry_run=True
+    )
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "cat").rglob("*")) == before
+    seen: list = []
+    (real,) = producer.register(
+        [tile],
+        catalog=store,
+        collection="c",
+        partition="year/month",
+        datetime=MOVED,
+        on_change=CallbackSink(seen.append, outbox_id="seen"),
+    )
+    assert (dry.action, dry.href) == (real.action, real.href) == ("updated", store.url + "/" + NEW_KEY)
+    assert _kinds(seen) == [("removed", X, OLD_KEY), ("created", X, NEW_KEY)]
+    # another product taking the id in another period: refused by the dry run as by the real run
+    twin = write_tile(tmp_path / "elsewhere", f"{X}.tif", 20.0, 40.0)
+    (dry,) = producer.register([twin], catalog=store, collection="c", partition="year/month", dry_run=True)
+    assert not dry.ok and dry.error_type == "input"
