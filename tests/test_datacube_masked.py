@@ -271,3 +271,57 @@ def test_curvilinear_grid_across_the_antimeridian_is_cut_there(tmp_path: Path) -
 
     parts = shape(doc["geometry"])
     assert parts.contains(Point(179.0, 12.0)) and not parts.contains(Point(0.0, 12.0))
+
+
+def test_a_zarr_v2_coordinate_of_zero_is_not_a_hole(tmp_path):
+    """zarr-python gives a v2 array fill_value 0 unless told otherwise, and
+    xarray reports it as ``_FillValue``: a longitude axis through 0 lost
+    that cell, and with it its regular grid (no ``proj:transform``, the
+    bbox shrunk to the cell centres). A coordinate variable has no missing
+    values in CF, so its fill value is not applied."""
+    import zarr
+
+    path = tmp_path / "raw.zarr"
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    lon, lat = np.arange(-10.0, 10.01, 1.0), np.arange(40.0, 50.01, 1.0)
+    for name, values, dims, attrs in (
+        ("lon", lon, ["lon"], {"units": "degrees_east"}),
+        ("lat", lat, ["lat"], {"units": "degrees_north"}),
+        ("time", np.array([5.0]), ["time"], {"units": "days since 2024-01-01"}),
+    ):
+        array = group.create_array(name, shape=values.shape, dtype=values.dtype)
+        array[:] = values
+        array.attrs.update({"_ARRAY_DIMENSIONS": dims, **attrs})
+    data = group.create_array("t", shape=(1, lat.size, lon.size), dtype="f4")
+    data[:] = 1
+    data.attrs["_ARRAY_DIMENSIONS"] = ["time", "lat", "lon"]
+    zarr.consolidate_metadata(str(path))
+    doc = create_item(str(path)).to_dict()
+    assert doc["bbox"] == [-10.5, 39.5, 10.5, 50.5]
+    assert doc["properties"]["proj:transform"][:6] == [1.0, 0.0, -10.5, 0.0, -1.0, 50.5]
+
+
+def test_a_valid_range_written_as_text_is_ignored_not_fatal(tmp_path):
+    """``valid_min="-90"`` (text) raised a TypeError in the comparison and
+    failed a file that registered before the masking existed."""
+    import netCDF4
+
+    path = tmp_path / "text_limits.nc"
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("lat", 10)
+        nc.createDimension("lon", 10)
+        nc.createDimension("time", 1)
+        la = nc.createVariable("lat2d", "f4", ("lat", "lon"))
+        la[:] = np.repeat(np.arange(40.5, 50, 1)[:, None], 10, axis=1)
+        la.units, la.standard_name, la.valid_min, la.valid_max = "degrees_north", "latitude", "-90", "90"
+        lo = nc.createVariable("lon2d", "f4", ("lat", "lon"))
+        lo[:] = np.repeat(np.arange(0.5, 10, 1)[None, :], 10, axis=0)
+        lo.units, lo.standard_name = "degrees_east", "longitude"
+        t = nc.createVariable("time", "f8", ("time",))
+        t[:] = [1]
+        t.units = "days since 2024-01-01"
+        v = nc.createVariable("v", "f4", ("time", "lat", "lon"))
+        v.coordinates = "lat2d lon2d"
+        v[:] = 1
+    doc = create_item(str(path)).to_dict()
+    assert doc["bbox"] == pytest.approx([0.5, 40.5, 9.5, 49.5], abs=1e-6)

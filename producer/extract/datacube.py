@@ -410,10 +410,20 @@ def _coordinate_values(name: Hashable, var: Any) -> Any:
     low, high = attrs.get("valid_min"), attrs.get("valid_max")
     if attrs.get("valid_range") is not None and np.size(attrs["valid_range"]) == 2:
         low, high = np.asarray(attrs["valid_range"]).ravel()
-    if low is not None:
-        outside |= raw < _first(low)
-    if high is not None:
-        outside |= raw > _first(high)
+    if variable.ndim == 1 and variable.dims == (name,):
+        # a coordinate variable has no missing values (CF 5); a fill value on
+        # one is a storage default (a Zarr v2 array's fill_value, 0 unless
+        # set, which xarray reports as _FillValue): masked, it made holes of 0
+        for key in ("_FillValue", "missing_value"):
+            attrs.pop(key, None)
+        low = high = None
+    for limit, below in ((low, True), (high, False)):
+        try:  # a limit that is not one number (text, a list) is ignored
+            bound = float(_first(limit)) if limit is not None else None
+        except (TypeError, ValueError):
+            bound = None
+        if bound is not None:
+            outside |= raw < bound if below else raw > bound
     decoded = xr.conventions.decode_cf_variable(
         name,
         xr.Variable(variable.dims, raw, attrs),

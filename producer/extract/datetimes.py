@@ -390,7 +390,12 @@ def _cf_instant(value: Any, where: str) -> datetime:
     """
     import calendar as _calendar  # noqa: PLC0415 (rarely needed, keeps the module light)
 
-    if getattr(value, "calendar", None) in _REAL_DAY_CALENDARS:
+    calendar = getattr(value, "calendar", None)
+    # a standard date from 1582-10-15 on is already proleptic Gregorian: only
+    # Julian dates need the (slow, ~ms) conversion
+    if calendar == "julian" or (
+        calendar in _REAL_DAY_CALENDARS and (value.year, value.month, value.day) < (1582, 10, 15)
+    ):
         value = value.change_calendar("proleptic_gregorian")
     year, month, day = (int(getattr(value, f)) for f in ("year", "month", "day"))
     if not 1 <= year <= 9999:
