@@ -22,6 +22,7 @@ from producer.errors import python_spelling
 from producer.events import DEFAULT_SUFFIXES, HandlerConfig, handle
 from producer.options import RegisterOptions
 from producer.prefect import RegistrationFailed, artifact_key_for, forward_logs
+from producer.redact import redact
 
 
 @task(name="handle-event", cache_policy=NO_CACHE)
@@ -107,7 +108,7 @@ def handle_s3_event(
         create_table_artifact(
             table=rows,
             key=artifact_key_for("event", collection),
-            description=f"Event handled into collection {collection!r} of {catalog}.",
+            description=f"Event handled into collection {collection!r} of {redact(catalog)}.",
         )
     if out["failed"]:
         listed = "\n".join(

@@ -40,6 +40,7 @@ from producer.errors import InputError, ProducerError, Spelling
 from producer.options import RegisterOptions, env_spelling, resolve_options
 from producer.results import Action, Result
 from producer.sources import PRODUCT_SUFFIXES, STORE_SUFFIXES, zarr_store_of
+from producer.store.open import refuse_credentials
 
 
 class _Fail(Protocol):
@@ -345,6 +346,7 @@ class HandlerConfig:
             raise InputError("HandlerConfig.catalog is empty: give the catalog URL, e.g. s3://bucket/stac")
         if not collection:
             raise InputError("HandlerConfig.collection is empty: give the collection id, e.g. ndvi")
+        refuse_credentials(catalog)  # at start-up, not in each event's failure (nor its logs)
         object.__setattr__(self, "catalog", catalog)
         object.__setattr__(self, "collection", collection)
         # accept lists (or a lone string) from callers; keep the frozen value a tuple

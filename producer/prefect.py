@@ -78,9 +78,11 @@ from producer.errors import (
 from producer.logs import ROOT_LOGGER
 from producer.options import RegisterOptions, resolve_options
 from producer.provenance import FLOW_RUN_PROPERTY
+from producer.redact import redact
 from producer.results import Action, ErrorKind
 from producer.sinks.notify import PrefectEventSink
 from producer.store.base import Store
+from producer.store.open import refuse_credentials
 
 __all__ = [
     "CatalogProblemsRemain",
@@ -401,10 +403,12 @@ def register_and_report(
     storage error was involved; :class:`~producer.errors.InputError` for
     unusable options or inputs, :class:`TypeError` for an unknown option.
     """
+    if isinstance(catalog, str):  # before its URL is named in any log line or artifact
+        refuse_credentials(catalog)
     opts = with_flow_run(resolve_options(options, storage_options, **overrides))
     logger = _logger()
     urls, upstream = _collect(products)
-    where = f"collection {collection!r} of catalog {getattr(catalog, 'url', catalog)}"
+    where = f"collection {collection!r} of catalog {redact(str(getattr(catalog, 'url', catalog)))}"
     dicts: list[dict[str, Any]] = []
     if urls:
         # api.register logs each product and a summary (with compare-and-swap

@@ -114,7 +114,12 @@ def _instant(text: str, *, end: bool) -> datetime:
         ) from exc
     if when.tzinfo is None:
         raise InputError(f"datetime {text!r} has no time zone: add Z (UTC) or an offset such as +02:00")
-    return when.astimezone(UTC)
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first instant a datetime holds
+        raise InputError(
+            f"datetime {text!r} in UTC falls outside the years 1-9999: use a later or earlier time"
+        ) from None
 
 
 def parse_datetime(value: str | None) -> tuple[datetime | None, datetime | None] | None:

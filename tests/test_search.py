@@ -454,3 +454,14 @@ def test_search_of_a_local_catalog_reads_mirror_files_in_part_without_hashing(cr
         | brute_force(json_items(root), "-30,-40,10,0", "2023-03-01/2023-09-30", "tiles")
     )
     assert gets and not [k for k in gets if k.endswith(".parquet")], gets
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:30:00-01:00"])
+def test_a_time_that_leaves_the_years_datetimes_hold_in_utc_is_named(catalog, value):
+    """Valid RFC 3339 whose UTC instant is before year 1 or after 9999: an
+    OverflowError escaped (a traceback, exit 1)."""
+    with pytest.raises(InputError, match="outside the years 1-9999"):
+        search(str(catalog), datetime=value)
+    out = CliRunner().invoke(main, ["search", str(catalog), "--datetime", value])
+    assert out.exit_code == 2, out.output
+    assert out.exception is None or isinstance(out.exception, SystemExit)

@@ -161,3 +161,24 @@ def test_handle_event_refuses_a_catalog_url_with_credentials(tmp_path: Path) -> 
 )
 def test_redact_masks_userinfo_of_any_scheme(text: str, shown: str) -> None:
     assert redact(text) == shown
+
+
+def test_the_event_handlers_config_refuses_it_at_start_up(caplog: pytest.LogCaptureFixture) -> None:
+    """The handler's config accepted such a URL and failed each event at
+    run time, while the Prefect event flow named the raw URL in its table
+    artifact's description; now the config refuses it when it is made."""
+    from producer.events import HandlerConfig
+
+    with caplog.at_level(logging.DEBUG), pytest.raises(InputError) as info:
+        HandlerConfig(catalog=CATALOGS["s3"], collection="c")
+    assert not _leaks(str(info.value)) and not _leaks(caplog.text)
+
+
+def test_the_prefect_task_body_refuses_it_before_naming_the_catalog(caplog: pytest.LogCaptureFixture) -> None:
+    """With nothing to register, ``register_and_report`` logged "nothing to
+    register into ... <catalog>" with the credentials in it."""
+    from producer.prefect import register_and_report
+
+    with caplog.at_level(logging.DEBUG), pytest.raises(InputError) as info:
+        register_and_report([], catalog=CATALOGS["s3"], collection="c")
+    assert not _leaks(str(info.value)) and not _leaks(caplog.text)
