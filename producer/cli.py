@@ -496,6 +496,13 @@ def validate(catalog: str, check_assets: bool, as_json: bool, storage_pairs: tup
     help="Remove only what describes this product: of a multi-asset item, its asset "
     "(the item goes with its last data asset); else the item, if it describes it.",
 )
+@click.option(
+    "--max-retries",
+    type=click.IntRange(min=0),
+    default=25,
+    show_default=True,
+    help="Write retries per parent document when other writers keep changing it.",
+)
 def remove(
     item_id: str,
     catalog: str,
@@ -504,6 +511,7 @@ def remove(
     sns_topic: str | None,
     storage_pairs: tuple[str, ...],
     product: str | None,
+    max_retries: int,
 ) -> None:
     """Unlink and delete ITEM_ID; recompute the collection extent exactly.
     With --pgstac, delete it from the database too (checked first); with
@@ -519,6 +527,7 @@ def remove(
         pgstac=pgstac,
         sns_topic=sns_topic,
         product=product,
+        max_retries=max_retries,
     )
     if not result.ok:
         click.echo(f"error: {result.error_for(flag_spelling)}", err=True)
@@ -604,6 +613,7 @@ def reconcile(
         collection=collection,
         check_assets=check_assets,
         options=options,
+        max_retries=options.max_retries,  # the repairs' too, as the hint of a give-up says
         pgstac=pgstac,
     )
     # a product that failed to register: its error's hints spelled as flags

@@ -325,3 +325,37 @@ def test_a_valid_range_written_as_text_is_ignored_not_fatal(tmp_path):
         v[:] = 1
     doc = create_item(str(path)).to_dict()
     assert doc["bbox"] == pytest.approx([0.5, 40.5, 9.5, 49.5], abs=1e-6)
+
+
+def _rotated(rlon: Any, rlat: Any, pole_lon: float, pole_lat: float) -> tuple[Any, Any]:
+    """Geographic lon/lat of points on a sphere rotated so that its north
+    pole lies at (pole_lon, pole_lat): a displaced-pole ocean grid's cells."""
+    rlon, rlat = np.radians(rlon), np.radians(rlat)
+    x, y, z = np.cos(rlat) * np.cos(rlon), np.cos(rlat) * np.sin(rlon), np.sin(rlat)
+    tilt, turn = np.radians(90 - pole_lat), np.radians(pole_lon)
+    x2, z2 = x * np.cos(tilt) + z * np.sin(tilt), -x * np.sin(tilt) + z * np.cos(tilt)
+    x3, y3 = x2 * np.cos(turn) - y * np.sin(turn), x2 * np.sin(turn) + y * np.cos(turn)
+    return np.degrees(np.arctan2(y3, x3)), np.degrees(np.arcsin(np.clip(z2, -1, 1)))
+
+
+def test_a_displaced_pole_grid_is_drawn_over_the_north_pole_it_covers(tmp_path):
+    """A global ocean grid whose own pole is displaced onto land (rows from
+    50 S to 84 N of a sphere tilted to (-100, 60)): its border lies mostly
+    in the south, and the outline's mean latitude put the polygon over the
+    South Pole (bbox up to 66 N, Antarctica claimed). The cells' own
+    latitudes say which pole the grid surrounds."""
+    rlon, rlat = np.meshgrid(np.linspace(0.5, 359.5, 360), np.linspace(-50, 84, 150))
+    lon, lat = _rotated(rlon, rlat, -100, 60)
+    path = tmp_path / "displaced_pole.nc"
+    xr.Dataset(
+        {"sst": (("nj", "ni"), np.zeros(lon.shape, "f4"), {"coordinates": "TLAT TLONG"})},
+        coords={
+            "TLAT": (("nj", "ni"), lat, {"units": "degrees_north"}),
+            "TLONG": (("nj", "ni"), lon % 360, {"units": "degrees_east"}),
+            "time": ("time", [1.0], {"units": "days since 2024-01-01"}),
+        },
+    ).to_netcdf(path)
+    doc = create_item(str(path)).to_dict()
+    west, south, east, north = doc["bbox"]
+    assert north == 90.0 and south == pytest.approx(float(lat.min()), abs=0.5)
+    assert (west, east) == (-180.0, 180.0)

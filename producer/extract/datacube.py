@@ -557,13 +557,16 @@ def _regular_grid(x_name: str, y_name: str, xs: Any, ys: Any, crs: Any, where: s
     return _Grid(x_name, y_name, geometry, bbox, properties, dims, resolution)
 
 
-def _ring_geometry(lon: Any, lat: Any, where: str) -> tuple[dict[str, Any], list[float]]:
+def _ring_geometry(
+    lon: Any, lat: Any, where: str, extremes: tuple[float, float] | None = None
+) -> tuple[dict[str, Any], list[float]]:
     """Polygon and bbox of a closed outline of lon/lat points, built by
     :func:`producer.extract.footprint.footprint_from_lonlat` (the rules of a
     raster's footprint: an outline around a pole becomes a polygon over
-    it, one across the antimeridian is cut there)."""
+    it, the pole nearer to the cells' ``extremes`` of latitude; one across
+    the antimeridian is cut there)."""
     try:
-        return _footprint.footprint_from_lonlat(lon, lat)
+        return _footprint.footprint_from_lonlat(lon, lat, extremes)
     except InputError as exc:
         raise NoGeoreferenceError(
             f"{where}: the lat/lon coordinates give no footprint: {exc}. {GEOREF_FIX}"
@@ -601,7 +604,8 @@ def _curvilinear_grid(ds: Any, lon_name: str, lat_name: str, where: str) -> _Gri
             f"{where}: the lat/lon arrays {lat_name!r}/{lon_name!r} hold no valid coordinates. {GEOREF_FIX}"
         )
     edge_lon, edge_lat = _trimmed(lon, lat)
-    geometry, bbox = _ring_geometry(_outline(edge_lon), _outline(edge_lat), where)
+    extremes = (float(np.nanmin(lat)), float(np.nanmax(lat)))  # every cell's, not the border's
+    geometry, bbox = _ring_geometry(_outline(edge_lon), _outline(edge_lat), where, extremes)
     dim0, dim1 = (str(d) for d in lon_var.dims)
     # the dimension along which longitude changes most is x
     x_dim, y_dim = (dim0, dim1) if _mean_lon_change(lon, 0) > _mean_lon_change(lon, 1) else (dim1, dim0)

@@ -201,7 +201,9 @@ def footprint_from_gcps(
     return footprint(crs, transform, width, height, densify=densify)
 
 
-def footprint_from_lonlat(lon: Any, lat: Any) -> tuple[dict, list[float]]:
+def footprint_from_lonlat(
+    lon: Any, lat: Any, extremes: tuple[float, float] | None = None
+) -> tuple[dict, list[float]]:
     """Same as :func:`footprint`, for a grid known only by the positions of
     its cells (2-D lat/lon arrays of a curvilinear grid, or a mesh of
     irregular axes): ``lon``/``lat`` are an open ring of points in degrees
@@ -212,7 +214,11 @@ def footprint_from_lonlat(lon: Any, lat: Any) -> tuple[dict, list[float]]:
     ring winding once around the globe encloses a pole (the one of the
     hemisphere the ring lies in on average: these grids have no CRS in which
     to place it) and becomes a polygon over it; a ring crossing the
-    antimeridian is cut there.
+    antimeridian is cut there. ``extremes``: the lowest and highest
+    latitude of every cell (not only the border's), when known: such a ring
+    encloses the pole nearer to them (a tripolar or displaced-pole ocean
+    grid's border lies mostly in the south although it winds around the
+    north).
 
     :raises InputError: fewer than 3 valid points, or an outline that
         collapses to a point or a line.
@@ -227,7 +233,10 @@ def footprint_from_lonlat(lon: Any, lat: Any) -> tuple[dict, list[float]]:
     winding = float(closed[-1] - closed[0])
     pole = 0
     if abs(winding) > 180.0:
-        pole = 1 if float(np.mean(lat)) >= 0.0 else -1
+        if extremes is not None and all(math.isfinite(v) for v in extremes):
+            pole = 1 if extremes[1] >= -extremes[0] else -1
+        else:
+            pole = 1 if float(np.mean(lat)) >= 0.0 else -1
     for decimals in _FALLBACK_DECIMALS:
         result = _build(closed[:-1], lat, winding, pole, decimals)
         if result is not None:
