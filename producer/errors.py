@@ -67,7 +67,9 @@ class ProducerError(Exception):
         self.hints: tuple[Hint, ...] = tuple(hints)
         self.fact: str = str(args[0]) if args else ""
         if self.hints:
-            args = (self.fact + phrase_hints(self.hints), *args[1:])
+            # the hint is a sentence of its own: "... not 0. Fix it with ..."
+            stop = "" if self.fact.rstrip().endswith((".", "!", "?", ":")) else "."
+            args = (self.fact + stop + phrase_hints(self.hints), *args[1:])
         super().__init__(*args)
 
     @property

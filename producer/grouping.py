@@ -175,9 +175,8 @@ class Grouping:
         if group and asset_key:
             raise InputError(
                 "a group pattern and an asset key cannot be combined: with a group pattern each "
-                "product's asset key is the pattern's (?P<asset>...) group; leave the asset key out",
-                hints=(GROUP_HINT,),
-            )
+                "product's asset key is the pattern's (?P<asset>...) group; leave the asset key out"
+            )  # no hint: the caller gave the group pattern already; the fix is to drop the other
         if group:
             return cls(pattern=group)
         if asset_key:

@@ -152,13 +152,25 @@ def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[st
     return json.loads(json.dumps(out))  # a deep copy that shares nothing with the caller
 
 
+def _is_time(text: str) -> bool:
+    """Whether ``text`` is a time the datetime option takes (an example
+    built from a value that is not would fail in turn)."""
+    from datetime import datetime  # noqa: PLC0415
+
+    try:
+        datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
 def _reserved_way(key: str, value: Any) -> tuple[str, tuple[Hint, ...]]:
     """Why the reserved ``key`` cannot be given, and the options that give
     what it holds (hints, so that each caller spells them: ``--datetime``,
     ``datetime=``, ``STAC_DATETIME``)."""
     if key in ("datetime", "start_datetime", "end_datetime"):
         time_hint = DATETIME_HINT
-        if key == "datetime" and isinstance(value, str) and value.strip():
+        if key == "datetime" and isinstance(value, str) and _is_time(value.strip()):
             time_hint = Hint(DATETIME_HINT.option, value.strip(), DATETIME_HINT.does)  # the caller's time
         return "it holds the product's time, which the datetime options give", (time_hint, PATTERN_HINT)
     if key == "processing:software":

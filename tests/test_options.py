@@ -477,8 +477,28 @@ def test_group_with_an_asset_key_is_refused_in_each_callers_spelling(tmp_path: P
     assert out.exit_code == 2, out.output
     message = " ".join(out.output.split())
     assert "cannot be combined" in message and "leave the asset key out" in message
+    assert "Fix it with" not in message  # was "Fix it with --group ...", which the caller gave
     assert _python_spelled(message) == [], message
     assert not catalog.exists()
     with pytest.raises(InputError, match="cannot be combined") as python:
         producer.register([str(product)], catalog=str(catalog), collection="c", group=group, asset_key="b")
-    assert "--" not in str(python.value) and "group=" in str(python.value)
+    assert "--" not in str(python.value) and "Fix it with" not in str(python.value)
+
+
+def test_a_hint_is_a_sentence_of_its_own() -> None:
+    """ "... must be at least 1, not 0 Fix it with ..." ran the hint into the
+    fact; every hinted error now ends its fact before the hint."""
+    import re
+
+    from producer.errors import ID_TEMPLATE_HINT, ProducerError
+
+    for make in (
+        lambda: RegisterOptions(batch_size=0),
+        lambda: RegisterOptions(max_links=0),
+        lambda: RegisterOptions(workers=-1),
+    ):
+        with pytest.raises(InputError) as info:
+            make()
+        assert "Fix it with" in str(info.value)
+        assert re.search(r"[^.!?:] Fix it with", str(info.value)) is None, str(info.value)
+    assert str(ProducerError("ends here.", hints=(ID_TEMPLATE_HINT,))).startswith("ends here. Fix it with")

@@ -202,3 +202,16 @@ def test_caller_properties_are_not_mutated_nor_shared(utm, catalog_dir):
     options = RegisterOptions(properties=given)
     given["nested"]["k"].append(2)
     assert options.properties == {"nested": {"k": [1]}}
+
+
+def test_a_datetime_property_that_is_no_time_is_not_offered_back_as_the_fix() -> None:
+    """``--property datetime=foo`` offered "Fix it with --datetime foo",
+    which fails in turn; a value that is a time is offered back."""
+    from producer.options import flag_spelling
+
+    with pytest.raises(InputError) as bad:
+        RegisterOptions(properties={"datetime": "foo"})
+    assert "--datetime foo" not in bad.value.phrased(flag_spelling)
+    with pytest.raises(InputError) as good:
+        RegisterOptions(properties={"datetime": "2024-05-01T10:00:00Z"})
+    assert "--datetime 2024-05-01T10:00:00Z" in good.value.phrased(flag_spelling)
