@@ -245,37 +245,3 @@ def test_an_update_whose_shrink_walk_fails_stays_committed_and_says_so(tmp_path,
     assert {p.kind for p in producer.validate_catalog(str(root))} == {"stale-extent"}
     producer.reconcile(str(root), fix=True)
     _assert_exact(root)
-
-
-class _Collections:
-    """A sink keeping the collection document each batch was handed with."""
-
-    def __init__(self) -> None:
-        self.seen: list[dict] = []
-
-    def apply(self, collection: dict, changes) -> None:
-        self.seen.append(collection)
-
-
-@pytest.mark.parametrize(
-    ("partition", "when"),
-    [
-        (None, "2024-03-10T00:00:00Z"),
-        ("year/month", "2024-03-10T00:00:00Z"),
-        ("year/month", "2024-02-10T00:00:00Z"),
-    ],
-    ids=["flat", "same-month", "moved-month"],
-)
-def test_the_sinks_get_the_collection_with_the_shrunk_extent(tmp_path, partition, when):
-    """pgSTAC upserts the collection it is handed: after a shrink that is
-    the shrunk one, not the one the batch's link left (a move to another
-    month too, whose removal of the old copy shrinks it)."""
-    root = tmp_path / "cat"
-    data = tmp_path / "data"
-    a, b = _tile(data, "a", 0.0), _tile(data, "b", 5.0)
-    _register(str(root), [a], "2024-03-02T00:00:00Z", partition)
-    _register(str(root), [b], "2024-03-28T00:00:00Z", partition)
-    sink = _Collections()
-    _register(str(root), [b], when, partition, sinks=[sink])
-    coll = _assert_exact(root)
-    assert [c["extent"] for c in sink.seen] == [coll["extent"]]
