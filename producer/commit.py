@@ -29,11 +29,11 @@ import posixpath
 import random
 import secrets
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from producer.catalog import documents as docs
@@ -280,27 +280,6 @@ def _three(first: Callable[[], A], second: Callable[[], B], third: Callable[[], 
         return one.result(), two.result(), three
 
 
-def _touches(extent: dict, old: dict) -> bool:
-    """Whether taking ``old`` (``{"item": ...}``, maybe with the sides to ask
-    about, :meth:`Committer._shrink_extent`) out of ``extent`` could shrink it."""
-    try:
-        return bool(
-            docs.touches_boundary(
-                extent, old["item"], spatial=old.get("spatial", True), temporal=old.get("temporal", True)
-            )
-        )
-    except (KeyError, TypeError, ValueError):
-        return True  # unreadable item geometry: recompute to be safe
-
-
-def _displaced(existing: dict | None, new: dict | None) -> dict | None:
-    """:func:`~producer.catalog.documents.uncovered` when ``new`` replaces
-    ``existing`` (the extent may have to shrink), else None."""
-    if existing is None or new is None:
-        return None
-    return docs.uncovered(existing, new)
-
-
 def _stamped(existing: dict | None, new: dict, now: str) -> tuple[str, dict | None]:
     """The item write's action and the document to write (``None``: nothing
     to write) when ``new`` replaces ``existing``: ``created`` stamps both
@@ -383,11 +362,6 @@ class Committer:
     #: them), as committed: newer stamps than the remover's tombstone, so
     #: the sinks are handed these, not the first write
     rewritten: dict[str, dict] = field(default_factory=dict)
-    #: per item key :meth:`write_item` or :meth:`merge_item` updated in
-    #: place, what of the document replaced the new one does not cover (a
-    #: datetime or box that changed; :func:`~producer.catalog.documents.uncovered`):
-    #: :meth:`shrink_displaced` may then shrink the extent
-    displaced: dict[str, dict] = field(default_factory=dict)
     #: documents read just before this committer existed (key -> bytes,
     #: version, ``time.monotonic()`` of the read, and the document parsed
     #: from the bytes or None; e.g. the collection read to choose the
@@ -551,14 +525,13 @@ class Committer:
         between. ``item`` is not mutated and must have been validated by the
         caller (the timestamps set here are the only change).
         """
-        outcome: dict[str, Any] = {"action": "unchanged"}
+        outcome = {"action": "unchanged"}
         item = absolute_assets(item, self.store_path(key))  # as read back (a relative thumbnail)
 
         def mutate(existing: dict | None) -> dict | None:
             if existing is not None and not replace:
                 self.check_identity(key, existing, item)
             outcome["action"], new = _stamped(existing, copy.deepcopy(item), format_time(self.clock()))
-            outcome["old"] = _displaced(existing, new)
             return new
 
         # Optimistic first attempt: most items of a batch are new, and
@@ -580,7 +553,6 @@ class Committer:
         committed = result.doc
         assert committed is not None  # written, or the existing document kept
         self.written_versions[key] = result.version
-        self._note_displaced(key, outcome)
         return outcome["action"], committed
 
     def _as_created(self, item: dict) -> dict:
@@ -635,52 +607,16 @@ class Committer:
         rules as :meth:`write_item`; the merged document is validated whole
         before it is written. ``item`` is not mutated.
         """
-        outcome: dict[str, Any] = {"action": "unchanged"}
+        outcome = {"action": "unchanged"}
         item = absolute_assets(item, self.store_path(key))  # as read back (a relative thumbnail)
 
         def mutate(existing: dict | None) -> dict | None:
             outcome["action"], new = _stamped(existing, merge(existing, item), format_time(self.clock()))
-            outcome["old"] = _displaced(existing, new)
             return new
 
         committed = self.cas(key, mutate, expect=("Feature",)).doc
         assert committed is not None  # written, or the existing document kept
-        self._note_displaced(key, outcome)
         return outcome["action"], committed
-
-    def _note_displaced(self, key: str, outcome: dict[str, Any]) -> None:
-        """Record in :attr:`displaced` what the winning compare-and-swap of
-        an item replaced, if it could shrink the extent (else forget it)."""
-        if outcome.get("old") is not None:
-            self.displaced[key] = outcome["old"]
-        else:
-            self.displaced.pop(key, None)
-
-    def shrink_displaced(self, collection_id: str, keys: Collection[str]) -> bool:
-        """After the batch's items are linked: shrink the collection extent
-        if an item of ``keys`` updated in place (:attr:`displaced`) had its
-        old box or interval on an edge of it, as :meth:`remove_item` does
-        for a removed item (two-phase, :meth:`recompute_extent`: a register
-        racing it is never left outside). True if the extent changed.
-
-        Costs no request for new or unchanged items, updated items whose new
-        document covers the old one, or whose old one is off the edges of
-        the collection as the batch's link left it; else the two-phase
-        shrink (a GET and the marker's write when the edge is still there,
-        one walk of the collection's items, the shrunk extent's write; the
-        sinks then get the collection read again)."""
-        olds = [self.displaced.pop(key) for key in keys if key in self.displaced]
-        if not olds:
-            return False
-        # the collection as this batch's link left it (no request): off every
-        # edge there, nothing to do; else asked again on a fresh read
-        linked = self.committed.get(collection_id)
-        if linked is not None and not any(_touches(linked.get("extent", {}), old) for old in olds):
-            return False
-        changed = self._shrink_extent(self.layout.collection_key(collection_id), olds)
-        if changed:
-            self.committed.pop(collection_id, None)  # the sinks read it as shrunk
-        return changed
 
     # -- parents ----------------------------------------------------------------
 
@@ -1573,7 +1509,7 @@ class Committer:
         self.unlink_item(parent, item_key)
         if item is None:
             return RemoveOutcome("absent")
-        recomputed = self._shrink_extent(coll_key, [{"item": item}]) if shrink else False
+        recomputed = self._shrink_extent(coll_key, item_key, item) if shrink else False
         for _attempt in range(self.max_retries + 1):
             try:
                 self.store.delete(item_key, if_version=version)
@@ -1630,27 +1566,24 @@ class Committer:
             self._delete_quietly(naming, versions)
         return naming
 
-    def _shrink_extent(self, coll_key: str, gone: Sequence[dict]) -> bool:
-        """Recompute the collection extent without the items ``gone`` if one
-        touched an edge: two-phase (:meth:`recompute_extent`), so a register
-        racing this removal is never left outside the shrunk extent.
-
-        ``gone``: ``{"item": document}`` per removed item, or per item
-        updated in place the old document's sides its new one leaves
-        uncovered (:func:`~producer.catalog.documents.uncovered`: only those
-        sides' edges are asked about)."""
+    def _shrink_extent(self, coll_key: str, item_key: str, item: dict) -> bool:
+        """Recompute the collection extent without ``item`` if it touched an
+        edge: two-phase (:meth:`recompute_extent`), so a register racing this
+        removal is never left outside the shrunk extent."""
 
         def needed(coll: dict) -> bool:
-            return any(_touches(coll.get("extent", {}), old) for old in gone)
+            try:
+                return bool(docs.touches_boundary(coll.get("extent", {}), item))
+            except (KeyError, TypeError, ValueError):
+                return True  # unreadable item geometry: recompute to be safe
 
         def walk() -> list[dict]:
-            # imported here: only a removal or an update off an edge walks
-            # the items (a register's cold start skips producer.audit)
+            # imported here: only a removal walks the items (a register's
+            # cold start skips producer.audit)
             from producer.audit import collection_items, usable_items  # noqa: PLC0415
 
-            # a removed item is unlinked, so the walk only meets it again if
-            # a register re-linked a new version: that one counts (unmarked);
-            # an item updated in place is met as its new document
+            # the item is unlinked, so the walk only meets it again if a
+            # register re-linked a new version: that one counts (unmarked)
             return usable_items(
                 (k, doc)
                 for k, doc in collection_items(self.store, coll_key)

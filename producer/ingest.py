@@ -1072,10 +1072,8 @@ def _link_and_settle(
     preread: dict[str, tuple[dict | None, str | None]],
     alongside: Callable[[Collection[str] | None], None] | None,
 ) -> None:
-    """:func:`_link_written`'s steps: link, shrink the extent if an item
-    updated in place left an edge of it, then settle (and ``alongside``)."""
+    """:func:`_link_written`'s steps: link, then settle (and ``alongside``)."""
     committer.link_items(collection, written, collection_meta, preread)
-    _shrink_displaced(committer, collection, written)
 
     def settle() -> list[str]:
         # one listing (S3), else one GET per item in parallel like the writes
@@ -1095,23 +1093,6 @@ def _link_and_settle(
             redone = settling.result()
         if redone:
             alongside(redone)
-
-
-def _shrink_displaced(committer: Committer, collection: str, written: list[tuple[str, dict]]) -> None:
-    """The extent after the batch's updates in place
-    (:meth:`Committer.shrink_displaced`). The items are written and linked
-    and the extent covers them: a failure to shrink it costs exactness
-    only, so it is logged (WARNING, with the way to fix it) and the
-    products stay committed."""
-    try:
-        committer.shrink_displaced(collection, [key for key, _ in written])
-    except (ProducerError, OSError) as exc:
-        log.warning(
-            "%s: the collection extent may be larger than its items after an update (%s); "
-            "reconcile(fix=True) (stac-producer reconcile --fix) recomputes it",
-            committer.store_path(committer.layout.collection_key(collection)),
-            _as_project_error(exc),
-        )
 
 
 def _as_project_error(exc: BaseException, doing: str = "") -> BaseException:

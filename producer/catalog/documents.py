@@ -723,11 +723,9 @@ def drop_shrink(doc: dict, token: str) -> bool:
     return False
 
 
-def touches_boundary(extent: dict, item: dict, *, spatial: bool = True, temporal: bool = True) -> bool:
+def touches_boundary(extent: dict, item: dict) -> bool:
     """True if removing ``item`` could shrink ``extent`` (it attains an edge
     of the overall box, of the cluster holding it, or of the interval).
-    ``spatial`` / ``temporal`` False: that side is not asked about (an
-    update whose new document covers the old one's box, or its interval).
 
     If an item lies strictly inside every edge, some other item defines each
     edge, so the union of the others has the same edges. (An item strictly
@@ -738,26 +736,14 @@ def touches_boundary(extent: dict, item: dict, *, spatial: bool = True, temporal
     if extent_problem(extent) is not None:
         return True
     bboxes = [box2d(b) for b in extent["spatial"]["bbox"]]
+    bbox = bboxes[0]
     interval = extent["temporal"]["interval"][0]
     try:
-        if spatial and _touches_box(bboxes, box2d(item["bbox"]), 1e-9):
-            return True
-        if not temporal:
-            return False
+        ib = box2d(item["bbox"])
         start, end = item_interval(item)
     except (KeyError, TypeError, ValueError):
         return True
-    if interval[0] is not None and parse_time(start) <= parse_time(interval[0]):
-        return True
-    if interval[1] is not None and parse_time(end) >= parse_time(interval[1]):
-        return True
-    return False
-
-
-def _touches_box(bboxes: list[list[float]], ib: list[float], eps: float) -> bool:
-    """:func:`touches_boundary`'s spatial side: ``ib`` attains an edge of the
-    overall box ``bboxes[0]`` or of a cluster holding it."""
-    bbox = bboxes[0]
+    eps = 1e-9
     if bbox[0] <= -180.0 + eps and bbox[2] >= 180.0 - eps:
         return True  # a whole-world span can open a gap anywhere
     if any(abs(ib[i] - bbox[i]) <= eps for i in range(4)):
@@ -766,30 +752,8 @@ def _touches_box(bboxes: list[list[float]], ib: list[float], eps: float) -> bool
         for part in bboxes[1:]:
             if bbox_contains(part, ib) and any(abs(ib[i] - part[i]) <= eps for i in range(4)):
                 return True
+    if interval[0] is not None and parse_time(start) <= parse_time(interval[0]):
+        return True
+    if interval[1] is not None and parse_time(end) >= parse_time(interval[1]):
+        return True
     return False
-
-
-def uncovered(old: dict, new: dict) -> dict | None:
-    """What replacing item ``old`` by ``new`` (same id, updated in place)
-    may take out of a collection extent: None when ``new`` covers ``old``'s
-    box and interval (``old`` then lies in ``new``'s cluster and adds
-    nothing to the union), else ``old``'s footprint (id, bbox, datetime
-    fields: what :func:`touches_boundary` reads, no geometry) with the
-    sides ``new`` leaves uncovered, ``{"item": ..., "spatial": bool,
-    "temporal": bool}``. Unreadable values count as uncovered."""
-    try:
-        old_start, old_end = item_interval(old)
-        new_start, new_end = item_interval(new)
-        temporal = parse_time(new_start) > parse_time(old_start) or parse_time(new_end) < parse_time(old_end)
-    except (KeyError, TypeError, ValueError):
-        temporal = True
-    try:
-        spatial = not bbox_contains(box2d(new["bbox"]), box2d(old["bbox"]))
-    except (KeyError, TypeError, ValueError):
-        spatial = True
-    if not (spatial or temporal):
-        return None
-    props = old.get("properties") or {}
-    kept = {k: props[k] for k in ("datetime", "start_datetime", "end_datetime") if k in props}
-    item = {"id": old.get("id"), "bbox": old.get("bbox"), "properties": kept}
-    return {"item": item, "spatial": spatial, "temporal": temporal}
