@@ -1510,6 +1510,8 @@ class Committer:
         if item is None:
             return RemoveOutcome("absent")
         recomputed = self._shrink_extent(coll_key, item_key, item) if shrink else False
+        if recomputed:  # a batch's sinks (a move) get the collection as shrunk: one GET
+            self.committed.pop(collection_id, None)
         for _attempt in range(self.max_retries + 1):
             try:
                 self.store.delete(item_key, if_version=version)
