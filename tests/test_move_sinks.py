@@ -8,31 +8,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-import rasterio
-from rasterio.transform import from_origin
-
 import producer
 from producer.catalog import documents as docs
-
-
-def _tile(folder: Path, name: str, lon: float) -> str:
-    """An 8x8 EPSG:4326 GeoTIFF at (lon, 10)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.tif"
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=8,
-        height=8,
-        count=1,
-        dtype="uint8",
-        crs="EPSG:4326",
-        transform=from_origin(lon, 10.0, 0.1, 0.1),
-    ) as dst:
-        dst.write(np.full((1, 8, 8), 7, dtype="uint8"))
-    return str(path)
+from tests.rasters import write_tile
 
 
 class _Collections:
@@ -47,7 +25,7 @@ class _Collections:
 
 def test_the_sinks_get_the_collection_shrunk_by_a_move(tmp_path: Path) -> None:
     root, data = tmp_path / "cat", tmp_path / "data"
-    a, b = _tile(data, "a", 0.0), _tile(data, "b", 5.0)
+    a, b = (str(write_tile(data, f"{n}_20240101.tif", lon, 10.0)) for n, lon in (("a", 0.0), ("b", 5.0)))
     for path, when in ((a, "2024-03-02T00:00:00Z"), (b, "2024-03-28T00:00:00Z")):
         (res,) = producer.register(
             [path], catalog=str(root), collection="c", partition="year/month", datetime=when
