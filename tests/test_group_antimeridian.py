@@ -16,6 +16,7 @@ from affine import Affine
 import producer
 from producer.extract import footprint as fp
 from producer.grouping import union_footprint
+from tests import rasters
 from tests.trees import assert_stac_valid_tree
 
 SCENE = "S_20240101"
@@ -24,19 +25,7 @@ GROUP = r"(?P<id>S_\d{8})/(?P<asset>[^/]+)\.tif$"
 
 def _tile(path: Path, crs: str, transform: Affine, size: int = 10) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=size,
-        height=size,
-        count=1,
-        dtype="uint8",
-        crs=crs,
-        transform=transform,
-    ) as dst:
-        dst.write(np.ones((1, size, size), "uint8"))
-    return str(path)
+    return str(rasters._write(path, np.ones((1, size, size), "uint8"), crs=crs, transform=transform))
 
 
 def _item(catalog: Path) -> dict:

@@ -185,6 +185,24 @@ def _kinds(changes: list) -> list[tuple[str, str, str]]:
     return [(str(c.kind), c.item_id, c.key) for c in changes]
 
 
+def _registered_as_created(store: LocalStore, path) -> None:
+    """Register ``path`` into MOVED's month: a new item there, ``created``
+    in the result and in the change sent (no item existed to move)."""
+    seen: list = []
+    (res,) = producer.register(
+        [path],
+        catalog=store,
+        collection="c",
+        partition="year/month",
+        datetime=MOVED,
+        on_change=CallbackSink(seen.append, outbox_id="seen"),
+    )
+    assert res.ok, res.error
+    assert res.action == "created"
+    assert _kinds(seen) == [("created", X, NEW_KEY)]
+    assert items_by_key(store) == {NEW_KEY: X}
+
+
 def test_registering_an_id_again_after_its_removal_is_created_not_a_move(tmp_path, tile):
     """``remove`` leaves the id index entry (crash safety); the next
     registration of the id into another period found no item to move. Before:
@@ -198,19 +216,7 @@ def test_registering_an_id_again_after_its_removal_is_created_not_a_move(tmp_pat
         [tile], catalog=store, collection="c", partition="year/month", datetime=MOVED, dry_run=True
     )
     assert (dry.action, dry.href) == ("created", store.url + "/" + NEW_KEY)
-    seen: list = []
-    (res,) = producer.register(
-        [tile],
-        catalog=store,
-        collection="c",
-        partition="year/month",
-        datetime=MOVED,
-        on_change=CallbackSink(seen.append, outbox_id="seen"),
-    )
-    assert res.ok, res.error
-    assert res.action == "created"
-    assert _kinds(seen) == [("created", X, NEW_KEY)]
-    assert items_by_key(store) == {NEW_KEY: X}
+    _registered_as_created(store, tile)
     assert json.loads(store.get(f"c/.ids/{X}")[0])["item"] == NEW_KEY
 
 
@@ -221,19 +227,7 @@ def test_another_product_taking_a_removed_id_in_another_period_is_created(tmp_pa
     register(store, tile)
     producer.remove(X, catalog=store, collection="c")
     twin = write_tile(tmp_path / "elsewhere", f"{X}.tif", 20.0, 40.0)
-    seen: list = []
-    (res,) = producer.register(
-        [twin],
-        catalog=store,
-        collection="c",
-        partition="year/month",
-        datetime=MOVED,
-        on_change=CallbackSink(seen.append, outbox_id="seen"),
-    )
-    assert res.ok, res.error
-    assert res.action == "created"
-    assert _kinds(seen) == [("created", X, NEW_KEY)]
-    assert items_by_key(store) == {NEW_KEY: X}
+    _registered_as_created(store, twin)
 
 
 def test_dry_run_of_a_move_says_updated_like_the_real_run(tmp_path, tile):
