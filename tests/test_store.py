@@ -18,10 +18,13 @@ import pytest
 
 from producer.errors import InputError, NotFound, PreconditionFailed, ProducerError, StoreError
 from producer.store import CountingStore, FsspecStore, LocalStore, S3Store, Store, open_store
+from producer.store.s3_obstore import ObstoreS3Store
 from tests.pausing import PauseAfterGet
 from tests.s3server import S3Server
 
-BACKENDS = ["local", "memory", "s3"]
+BACKENDS = ["local", "memory", "s3", "s3-obstore"]
+#: each S3 client: the default (s3fs), obstore (STAC_S3_CLIENT=obstore)
+S3_CLIENTS = {"s3": S3Store, "s3-obstore": ObstoreS3Store}
 
 
 def _cleanup_memory(url: str) -> None:
@@ -46,9 +49,9 @@ def make_store(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Calla
             url = f"memory://stac-{name}"
             memory_roots.append(url)
             return open_store(url)
-        if backend == "s3":
+        if backend in S3_CLIENTS:
             srv: S3Server = request.getfixturevalue("s3_server")
-            return open_store(srv.url(f"stac-{name}"), srv.storage_options)
+            return S3_CLIENTS[backend](srv.url(f"stac-{name}"), srv.storage_options)
         raise AssertionError(backend)
 
     yield make

@@ -49,7 +49,9 @@ def open_store(url: str, storage_options: dict[str, Any] | None = None) -> Store
     * plain paths and ``file://`` / ``local://`` URLs (any letter case; see
       :mod:`producer.urls`) -> :class:`~producer.store.local.LocalStore`
       (``storage_options`` must be empty);
-    * ``s3://`` (and ``s3a://``) -> :class:`~producer.store.s3.S3Store`;
+    * ``s3://`` (and ``s3a://``) -> :class:`~producer.store.s3.S3Store`, or
+      with ``STAC_S3_CLIENT=obstore`` in the environment
+      :class:`~producer.store.s3_obstore.ObstoreS3Store`;
     * any other fsspec URL (``memory://``, ``gcs://``, ...) ->
       :class:`~producer.store.fsspec_store.FsspecStore` (single-writer mode).
 
@@ -70,6 +72,10 @@ def open_store(url: str, storage_options: dict[str, Any] | None = None) -> Store
         return LocalStore(url)
     # imported here: both load fsspec (s3: s3fs too), which a local catalog never needs
     if protocol(url) in ("s3", "s3a"):
+        from producer.store.s3_obstore import ObstoreS3Store, wants_obstore  # noqa: PLC0415
+
+        if wants_obstore():
+            return ObstoreS3Store(url, storage_options)
         from producer.store.s3 import S3Store  # noqa: PLC0415
 
         return S3Store(url, storage_options)

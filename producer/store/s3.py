@@ -59,6 +59,21 @@ def _shared_filesystem(url: str, options: dict[str, Any], build: Any) -> Any:
     )
 
 
+def parse_s3_url(url: str) -> tuple[str, str, str]:
+    """``(bucket, prefix, url)`` of ``s3://bucket/prefix`` (the URL as the
+    store names it: no trailing ``/``); :class:`StoreError` if it is none."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("s3", "s3a"):
+        raise StoreError(f"cannot open {url!r} as S3: expected s3://bucket/prefix")
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise StoreError(f"cannot open {url!r} as S3: the URL names no bucket")
+    prefix = prefix.strip("/")
+    if prefix:
+        check_prefix(prefix)  # same rules as keys: no '..', '//', ...
+    return bucket, prefix, f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+
+
 async def _read_body(body: Any) -> bytes:
     """All bytes of a streaming response body; the stream is closed."""
     async with body as stream:
@@ -104,15 +119,7 @@ class S3Store:
     list_page_size: int = 1000
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
-        scheme, sep, rest = url.partition("://")
-        if not sep or scheme.lower() not in ("s3", "s3a"):
-            raise StoreError(f"cannot open {url!r} as S3: expected s3://bucket/prefix")
-        bucket, _, prefix = rest.partition("/")
-        if not bucket:
-            raise StoreError(f"cannot open {url!r} as S3: the URL names no bucket")
-        prefix = prefix.strip("/")
-        if prefix:
-            check_prefix(prefix)  # same rules as keys: no '..', '//', ...
+        bucket, prefix, _ = parse_s3_url(url)
         try:
             # optional [s3] extra; importing s3fs + botocore took 0.44 s here,
             # paid only by catalogs on S3, not by every `import producer.api`
@@ -129,9 +136,7 @@ class S3Store:
             self.fs: Any = _shared_filesystem(url, options, s3fs.S3FileSystem)
         except Exception as exc:
             raise StoreError(f"cannot open {url!r}: bad storage_options for s3fs ({exc})") from exc
-        self.bucket = bucket
-        self.prefix = prefix
-        self.url = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+        self.bucket, self.prefix, self.url = parse_s3_url(url)
 
     def __repr__(self) -> str:
         return f"S3Store({self.url!r})"

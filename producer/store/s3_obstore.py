@@ -1,0 +1,378 @@
+"""The S3 store's requests through obstore (Rust's ``object_store``) instead
+of s3fs + botocore: opt in with the environment variable
+``STAC_S3_CLIENT=obstore`` (a setting of the process, like GDAL's: the
+Lambda's, the Prefect worker's or the shell's; products are still read
+through s3fs and GDAL).
+
+Why a second client: on this project's commit path every register makes
+8-15 small requests, and botocore spends ~3-4 ms of CPU on each (signing,
+endpoint rules, response parsing), obstore ~0.2 ms (``bench/s3_client.py``).
+Eight writers on one collection used 84 ms of CPU per item through botocore
+and 30 ms through obstore (BENCHMARKS.md, "the S3 client"). A Lambda pays
+that CPU per event; a batch on S3 shares two cores with its own extraction.
+
+Same contract as :class:`producer.store.s3.S3Store` (which stays the
+default): versions are ETags with their quotes (interchangeable with the
+default client's), ``put(if_version=...)`` sends ``If-Match``,
+``create_only`` ``If-None-Match: *``, and failures map to the same errors.
+``object_store`` has no conditional DeleteObject, so ``delete(key,
+if_version=...)`` goes through the default client (built on first use:
+intents, a remove's item and the mirror's lease use it, a register's path
+does not).
+
+Storage options of the catalog: the s3fs spellings this project documents (``key``, ``secret``,
+``token``, ``endpoint_url``, ``client_kwargs={"endpoint_url", "region_name"}``,
+``anon``, ``profile``); anything else is refused with the way back to the
+default client. Without them, credentials, region and endpoint come from the
+standard ``AWS_*`` environment (``AWS_ENDPOINT_URL`` included), web identity
+or container credentials and instance metadata, as object_store reads them;
+``AWS_PROFILE`` or ``profile`` goes through boto3's credential chain.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from producer.awsclients import SharedClients, client_key
+from producer.errors import InputError, NotFound, PreconditionFailed, ProducerError, StoreError
+from producer.redact import redact
+from producer.store.base import describe_condition
+from producer.store.keys import check_prefix, is_listable, under_prefix
+from producer.store.s3 import S3Store, log, parse_s3_url
+
+#: the environment variable that picks the catalog's S3 client
+CLIENT_ENV = "STAC_S3_CLIENT"
+CLIENTS = ("s3fs", "obstore")
+_INSTALL_HINT = "install it: pip install 'stac-producer[obstore]'"
+#: the s3fs-style options this client understands
+_KNOWN = frozenset({"key", "secret", "token", "endpoint_url", "client_kwargs", "anon", "profile"})
+_KNOWN_CLIENT_KWARGS = frozenset({"endpoint_url", "region_name"})
+#: retries of a failed request (5xx, throttling, connection errors): about
+#: botocore's standard mode (3 retries), with a deadline instead of 3 minutes
+RETRY: Any = {
+    "max_retries": 3,
+    "retry_timeout": timedelta(seconds=30),
+    "backoff": {
+        "init_backoff": timedelta(milliseconds=100),
+        "max_backoff": timedelta(seconds=5),
+        "base": 2.0,
+    },
+}
+_CODE_RE = re.compile(r"<Code>([A-Za-z0-9]+)</Code>")
+
+_shared = SharedClients(8)
+
+
+def wants_obstore() -> bool:
+    """True when :data:`CLIENT_ENV` picks this client (read at each
+    :func:`producer.store.open_store`); :class:`InputError` for a value that
+    names no client."""
+    choice = os.environ.get(CLIENT_ENV, "").strip().lower()
+    if choice in ("", "s3fs"):
+        return False
+    if choice == "obstore":
+        return True
+    raise InputError(
+        f"{CLIENT_ENV}={os.environ[CLIENT_ENV]!r} names no S3 client; set it to one of "
+        f"{', '.join(CLIENTS)} (s3fs, the default, when unset)"
+    )
+
+
+def _config(options: Mapping[str, Any]) -> tuple[Any, Any]:
+    """obstore's S3 config and credential provider from s3fs-style options."""
+    unknown = sorted(set(options) - _KNOWN)
+    client_kwargs = options.get("client_kwargs") or {}
+    if not isinstance(client_kwargs, Mapping):
+        raise InputError(
+            f"storage option client_kwargs must be a mapping, not {type(client_kwargs).__name__}"
+        )
+    unknown += sorted(f"client_kwargs.{k}" for k in set(client_kwargs) - _KNOWN_CLIENT_KWARGS)
+    if unknown:
+        raise InputError(
+            f"storage option(s) {', '.join(unknown)} are not supported by the obstore S3 client "
+            f"({CLIENT_ENV}=obstore; it understands {', '.join(sorted(_KNOWN))}); drop them, or unset "
+            f"{CLIENT_ENV} to use the default s3fs client, which takes every s3fs option"
+        )
+    config: Any = {}
+    endpoint = options.get("endpoint_url") or client_kwargs.get("endpoint_url")
+    if endpoint:
+        config["endpoint"] = str(endpoint)
+    if client_kwargs.get("region_name"):
+        config["region"] = str(client_kwargs["region_name"])
+    if options.get("key") is not None:
+        config["access_key_id"] = str(options["key"])
+    if options.get("secret") is not None:
+        config["secret_access_key"] = str(options["secret"])
+    if options.get("token") is not None:
+        config["token"] = str(options["token"])
+    if options.get("anon"):
+        config["skip_signature"] = True
+    provider = None
+    profile = options.get("profile") or (None if "key" in options else os.environ.get("AWS_PROFILE"))
+    if profile and not options.get("anon"):
+        # object_store reads no AWS config files: boto3's chain resolves the profile
+        import boto3  # noqa: PLC0415
+        from obstore.auth.boto3 import Boto3CredentialProvider  # noqa: PLC0415
+
+        session = boto3.Session(profile_name=str(profile))
+        provider = Boto3CredentialProvider(session)
+        config.setdefault("region", session.region_name or "us-east-1")
+    return config, provider
+
+
+def _build(bucket: str, options: Mapping[str, Any]) -> Any:
+    try:
+        from obstore.store import S3Store as ObS3  # noqa: PLC0415
+    except ImportError as exc:
+        raise StoreError(
+            f"{CLIENT_ENV}=obstore is set but obstore is not installed; {_INSTALL_HINT}"
+        ) from exc
+    config, provider = _config(options)
+    endpoint = str(config.get("endpoint", "") or os.environ.get("AWS_ENDPOINT_URL", ""))
+    client_options: Any = {
+        "connect_timeout": timedelta(seconds=10),
+        "timeout": timedelta(seconds=60),
+        "allow_http": endpoint.startswith("http://"),
+    }
+    if provider is not None:
+        return ObS3(
+            bucket,
+            config=config,
+            client_options=client_options,
+            retry_config=RETRY,
+            credential_provider=provider,
+        )
+    return ObS3(bucket, config=config, client_options=client_options, retry_config=RETRY)
+
+
+class ObstoreS3Store(S3Store):
+    """:class:`producer.store.s3.S3Store` with its requests made by obstore.
+
+    ``ObstoreS3Store("s3://bucket/stac", storage_options)``; the default
+    client (s3fs) is built only for a conditional delete.
+    """
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+        options = dict(storage_options or {})
+        self.bucket, self.prefix, self.url = parse_s3_url(url)
+        self._options = options
+        self._fallback: S3Store | None = None
+        key = client_key("obstore", self.bucket, options)
+        try:
+            self.ob: Any = _shared.get(key, lambda: _build(self.bucket, options))
+        except ProducerError:
+            raise
+        except Exception as exc:  # obstore's own refusal of a value
+            raise StoreError(
+                f"cannot open {self.url}: bad storage_options for obstore ({redact(str(exc))})"
+            ) from exc
+
+    def __repr__(self) -> str:
+        return f"ObstoreS3Store({self.url!r})"
+
+    @property
+    def fs(self) -> Any:
+        """The default client's file system (s3fs), for code that needs one."""
+        return self._default().fs
+
+    def _default(self) -> S3Store:
+        if self._fallback is None:
+            self._fallback = S3Store(self.url, self._options)
+        return self._fallback
+
+    # -- errors ------------------------------------------------------------
+
+    def _translate_ob(self, exc: BaseException, op: str, key: str) -> StoreError:
+        """The package's error for an obstore failure (same cases and words
+        as :meth:`S3Store._translate`)."""
+        from obstore import exceptions as oex  # noqa: PLC0415
+
+        where = f"{self.url}/{key}" if key else self.url
+        text = str(exc)
+        found = _CODE_RE.search(text)
+        code = found.group(1) if found else ""
+        first = redact(text.split("\n", 1)[0])
+        if isinstance(exc, (oex.AlreadyExistsError, oex.PreconditionError)) or code in (
+            "PreconditionFailed",
+            "ConditionalRequestConflict",
+        ):
+            return PreconditionFailed(f"{key!r} in catalog {self.url} changed or exists")
+        if code == "NoSuchBucket":
+            return StoreError(
+                f"bucket {self.bucket!r} of catalog {self.url} does not exist; create it or fix the URL"
+            )
+        if isinstance(exc, (FileNotFoundError, oex.NotFoundError)) or code in ("NoSuchKey", "NotFound"):
+            return NotFound(f"{key!r} not found in catalog {self.url}")
+        if isinstance(
+            exc, (oex.PermissionDeniedError, oex.UnauthenticatedError, PermissionError)
+        ) or code in (
+            "AccessDenied",
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+        ):
+            return StoreError(
+                f"access denied: S3 {op} on {where} ({code or 'denied'}); check the credentials and bucket policy"
+            )
+        if code == "NotImplemented":
+            return StoreError(f"S3 {op} on {where}: the server does not support this request ({first})")
+        return StoreError(f"S3 {op} failed for {where}: {first}; check the endpoint and network")
+
+    def _run(self, op: str, key: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ProducerError, TypeError, ValueError, AttributeError):
+            raise
+        except Exception as exc:
+            raise self._translate_ob(exc, op, key) from exc
+
+    # -- Store protocol ----------------------------------------------------
+
+    def get(self, key: str) -> tuple[bytes, str]:
+        """``(bytes, ETag)`` of one GET: body and ETag of the same response."""
+        import obstore  # noqa: PLC0415
+
+        def read() -> tuple[bytes, str]:
+            result = obstore.get(self.ob, self._key(key))
+            return bytes(result.bytes()), str(result.meta["e_tag"])
+
+        data, etag = self._run("get_object", key, read)
+        log.debug("%r get %s: %d bytes, version %s", self, key, len(data), etag)
+        return data, etag
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_version: str | None = None,
+        create_only: bool = False,
+    ) -> str:
+        """One PUT of ``data`` (``If-Match`` / ``If-None-Match: *`` when
+        asked); the new ETag."""
+        import obstore  # noqa: PLC0415
+
+        if if_version is not None and create_only:
+            raise InputError("put(): pass either if_version or create_only, not both")
+        mode: Any = (
+            "create" if create_only else {"e_tag": if_version} if if_version is not None else "overwrite"
+        )
+        try:
+            result = self._run(
+                "put_object", key, obstore.put, self.ob, self._key(key), bytes(data), mode=mode
+            )
+        except NotFound:
+            # If-Match on a key deleted since it was read: S3 answers 404
+            raise PreconditionFailed(f"{key!r} in catalog {self.url} was deleted since it was read") from None
+        etag = result.get("e_tag")
+        if not etag:  # a server that sends no ETag: ask for it
+            etag = self._run("head_object", key, obstore.head, self.ob, self._key(key))["e_tag"]
+        log.debug(
+            "%r put %s (%s): %d bytes, new version %s",
+            self,
+            key,
+            describe_condition(if_version, create_only),
+            len(data),
+            etag,
+        )
+        return str(etag)
+
+    def delete(self, key: str, *, if_version: str | None = None) -> None:
+        """Delete ``key``: :class:`NotFound` if absent. With ``if_version``
+        through the default client (object_store has no conditional delete)."""
+        import obstore  # noqa: PLC0415
+
+        if if_version is not None:
+            self._default().delete(key, if_version=if_version)
+            return
+        self._run("head_object", key, obstore.head, self.ob, self._key(key))
+        self._run("delete_object", key, obstore.delete, self.ob, self._key(key))
+        log.debug("%r delete %s", self, key)
+
+    def delete_many(self, keys: Sequence[str]) -> dict[str, str]:
+        """Delete ``keys`` (a missing key is fine): DeleteObjects requests of
+        up to 1,000 keys. ``{key: reason}`` for those not deleted."""
+        import obstore  # noqa: PLC0415
+
+        todo = list(dict.fromkeys(keys))
+        failed: dict[str, str] = {}
+        for start in range(0, len(todo), 1000):
+            chunk = todo[start : start + 1000]
+            try:
+                self._run("delete_objects", "", obstore.delete, self.ob, [self._key(k) for k in chunk])
+            except StoreError as exc:
+                failed.update(dict.fromkeys(chunk, str(exc)))
+        log.debug("%r delete_many: %d key(s), %d failed", self, len(todo), len(failed))
+        return failed
+
+    def _listing(self, s3folder: str) -> Iterator[tuple[str, str]]:
+        """``(s3 key, ETag)`` of every object below the folder ``s3folder``
+        (object_store lists whole path segments: ``a/b`` lists ``a/b/...``)."""
+        import obstore  # noqa: PLC0415
+
+        stream = self._run("list_objects_v2", "", obstore.list, self.ob, s3folder.rstrip("/") or None)
+        pages = iter(stream)
+        while True:
+            try:
+                batch = next(pages)
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise self._translate_ob(exc, "list_objects_v2", "") from exc
+            for meta in batch:
+                yield str(meta["path"]), str(meta.get("e_tag") or "")
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Document keys under ``prefix`` (recursive); as :meth:`S3Store.list`."""
+        import obstore  # noqa: PLC0415
+
+        folder_only = prefix.endswith("/")
+        prefix = check_prefix(prefix)
+        base = f"{self.prefix}/" if self.prefix else ""
+        found: Iterator[str] = (k for k, _ in self._listing(f"{base}{prefix}" if prefix else base))
+        if prefix and not folder_only:
+            exact = f"{base}{prefix}"
+
+            def with_exact() -> Iterator[str]:
+                try:
+                    self._run("head_object", prefix, obstore.head, self.ob, exact)
+                except NotFound:
+                    pass
+                else:
+                    yield exact
+                yield from (k for k, _ in self._listing(exact))
+
+            found = with_exact()
+        count = 0
+        for s3key in found:
+            if not s3key.startswith(base):
+                continue
+            key = s3key[len(base) :]
+            if is_listable(key) and under_prefix(key, prefix):
+                count += 1
+                yield key
+        log.debug("%r list %r: %d key(s)", self, prefix, count)
+
+    def list_versions(self, prefix: str) -> Iterator[tuple[str, str]]:
+        """``(key, ETag)`` of the documents below the folder ``prefix``."""
+        if not prefix.endswith("/"):
+            raise InputError("list_versions(): pass a folder, ending in '/'")
+        folder = check_prefix(prefix)
+        base = f"{self.prefix}/" if self.prefix else ""
+        for s3key, etag in self._listing(f"{base}{folder}/"):
+            key = s3key[len(base) :]
+            if is_listable(key):
+                yield key, etag
+
+    def exists(self, key: str) -> bool:
+        """True if ``key`` exists (one HEAD)."""
+        import obstore  # noqa: PLC0415
+
+        try:
+            self._run("head_object", key, obstore.head, self.ob, self._key(key))
+        except NotFound:
+            return False
+        return True

@@ -1,0 +1,215 @@
+"""The obstore S3 client (``STAC_S3_CLIENT=obstore``): picked by the
+environment, the same versions and errors as the default client, faults
+through a proxy on 127.0.0.1, a whole register / remove / reconcile.
+
+The store contract itself (get/put/CAS/list/delete, races between threads)
+runs for this client in ``tests/test_store.py`` (backend ``s3-obstore``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+import producer
+from producer.errors import InputError, NotFound, PreconditionFailed, StoreError
+from producer.store import S3Store, open_store
+from producer.store.s3_obstore import CLIENT_ENV, ObstoreS3Store
+from tests.faultproxy import FaultProxy
+from tests.rasters import write_tile
+from tests.s3server import S3Server
+
+REPO = Path(__file__).resolve().parent.parent
+SECRET = "obstore-secret-5f1d0c"
+
+
+def _url(s3_server: S3Server, name: str) -> str:
+    return s3_server.url(f"{name}-{uuid.uuid4().hex[:8]}")
+
+
+def test_the_environment_picks_the_client(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = _url(s3_server, "pick")
+    monkeypatch.delenv(CLIENT_ENV, raising=False)
+    assert type(open_store(url, s3_server.storage_options)) is S3Store
+    monkeypatch.setenv(CLIENT_ENV, "s3fs")
+    assert type(open_store(url, s3_server.storage_options)) is S3Store
+    monkeypatch.setenv(CLIENT_ENV, "obstore")
+    store = open_store(url, s3_server.storage_options)
+    assert type(store) is ObstoreS3Store and store.concurrent_safe and store.url == url
+    monkeypatch.setenv(CLIENT_ENV, "boto")
+    with pytest.raises(InputError, match=f"{CLIENT_ENV}='boto' names no S3 client.*s3fs, obstore"):
+        open_store(url, s3_server.storage_options)
+
+
+def test_options_it_does_not_take_are_refused_before_any_request(s3_server: S3Server) -> None:
+    bucket = s3_server.new_bucket()
+    options = {**s3_server.storage_options, "config_kwargs": {"retries": {"max_attempts": 1}}}
+    with pytest.raises(InputError) as info:
+        ObstoreS3Store(f"s3://{bucket}/stac", options)
+    message = str(info.value)
+    assert "config_kwargs" in message and f"unset {CLIENT_ENV}" in message
+    with pytest.raises(InputError, match="client_kwargs.verify"):
+        ObstoreS3Store(
+            f"s3://{bucket}/stac", {**s3_server.storage_options, "client_kwargs": {"verify": False}}
+        )
+    assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def test_versions_are_the_default_clients_etags(s3_server: S3Server) -> None:
+    url = _url(s3_server, "etag")
+    fast, default = ObstoreS3Store(url, s3_server.storage_options), S3Store(url, s3_server.storage_options)
+    v1 = fast.put("c/collection.json", b"1", create_only=True)
+    assert default.get("c/collection.json") == (b"1", v1)
+    v2 = default.put("c/collection.json", b"2", if_version=v1)  # a version of one is good for the other
+    assert fast.get("c/collection.json") == (b"2", v2)
+    for stale in (fast, default):
+        with pytest.raises(PreconditionFailed):
+            stale.put("c/collection.json", b"3", if_version=v1)
+    v3 = fast.put("c/collection.json", b"3", if_version=v2)
+    assert dict(fast.list_versions("c/")) == dict(default.list_versions("c/")) == {"c/collection.json": v3}
+    # conditional delete (through the default client): a stale version deletes nothing
+    with pytest.raises(PreconditionFailed):
+        fast.delete("c/collection.json", if_version=v2)
+    fast.delete("c/collection.json", if_version=v3)
+    assert not default.exists("c/collection.json")
+    with pytest.raises(NotFound):
+        fast.delete("c/collection.json")
+
+
+def test_the_two_clients_never_lose_an_update_to_each_other(s3_server: S3Server) -> None:
+    url = _url(s3_server, "mixed")
+    stores = [ObstoreS3Store(url, s3_server.storage_options), S3Store(url, s3_server.storage_options)] * 2
+    stores[0].put("counter", b"0", create_only=True)
+    times, start = 15, threading.Barrier(len(stores))
+    conflicts: list[int] = []
+
+    def work(store: S3Store) -> None:
+        start.wait()
+        seen = 0
+        for _ in range(times):
+            while True:
+                data, version = store.get("counter")
+                try:
+                    store.put("counter", str(int(data) + 1).encode(), if_version=version)
+                    break
+                except PreconditionFailed:
+                    seen += 1
+        conflicts.append(seen)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert int(stores[1].get("counter")[0]) == len(stores) * times
+    assert len(conflicts) == len(stores)
+
+
+def test_a_missing_bucket_is_a_store_error_naming_it(s3_server: S3Server) -> None:
+    store = ObstoreS3Store("s3://no-such-bucket-obstore/stac", s3_server.storage_options)
+    for call in (
+        lambda: store.get("catalog.json"),
+        lambda: store.put("catalog.json", b"{}"),
+        lambda: list(store.list()),
+    ):
+        with pytest.raises(StoreError, match="no-such-bucket-obstore") as info:
+            call()
+        assert not isinstance(info.value, NotFound)
+
+
+@pytest.fixture(scope="module")
+def proxy(s3_server: S3Server):
+    with FaultProxy(s3_server.endpoint_url) as fp:
+        yield fp
+
+
+@pytest.mark.parametrize(
+    ("method", "fault", "words"),
+    [("PUT", "503", "SlowDown|503|Service"), ("GET", "403", "access denied"), ("GET", "reset", "failed for")],
+)
+def test_faults_are_store_errors_in_bounded_time_without_the_secret(
+    s3_server: S3Server, proxy: FaultProxy, method: str, fault: str, words: str
+) -> None:
+    proxy.clear()
+    bucket = s3_server.new_bucket()
+    good = ObstoreS3Store(f"s3://{bucket}/stac", s3_server.storage_options)
+    good.put("c/collection.json", b"{}")
+    options = {
+        "key": "testing",
+        "secret": SECRET,
+        "client_kwargs": {"endpoint_url": proxy.endpoint_url, "region_name": "us-east-1"},
+    }
+    store = ObstoreS3Store(f"s3://{bucket}/stac", options)
+    proxy.add(method, r"/c/collection\.json$", fault)
+    started = time.monotonic()
+    with pytest.raises(StoreError, match=words) as info:
+        if method == "PUT":
+            store.put("c/collection.json", b"[]")
+        else:
+            store.get("c/collection.json")
+    proxy.clear()
+    assert type(info.value) is StoreError  # not NotFound, not PreconditionFailed: retry later
+    assert time.monotonic() - started < 30
+    assert SECRET not in str(info.value) and SECRET not in repr(store)
+    assert good.get("c/collection.json")[0] == b"{}"  # the failed put wrote nothing
+
+
+def test_register_remove_reconcile_through_obstore(
+    s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CLIENT_ENV, "obstore")
+    catalog = _url(s3_server, "e2e")
+    tiles = [write_tile(tmp_path, f"t{i}_2024010{i + 1}.tif", 10 + i, 50) for i in range(3)]
+    results = producer.register(
+        [str(t) for t in tiles], catalog=catalog, collection="c", storage_options=s3_server.storage_options
+    )
+    assert [r.action for r in results] == ["created"] * 3, [r.error for r in results]
+    (again,) = producer.register(
+        [str(tiles[0])], catalog=catalog, collection="c", storage_options=s3_server.storage_options
+    )
+    assert again.action == "unchanged"
+    removed = producer.remove(
+        results[1].id, catalog=catalog, collection="c", storage_options=s3_server.storage_options
+    )
+    assert removed.action == "removed"
+    report = producer.reconcile(catalog, storage_options=s3_server.storage_options)
+    assert not report.problems, report.problems
+    assert not [
+        p for p in producer.validate_catalog(catalog, storage_options=s3_server.storage_options) if p.is_error
+    ]
+    default = S3Store(catalog, s3_server.storage_options)
+    collection = json.loads(default.get("c/collection.json")[0])
+    linked = sorted(link["href"] for link in collection["links"] if link["rel"] == "item")
+    assert linked == sorted(f"./{r.id}/{r.id}.json" for r in (results[0], results[2]))
+    found = producer.search(catalog, storage_options=s3_server.storage_options)["features"]
+    assert {f["id"] for f in found} == {
+        results[0].id,
+        results[2].id,
+    }
+
+
+def test_a_register_through_obstore_never_loads_the_default_client(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """The point of the client: the catalog's requests cost no s3fs /
+    aiobotocore (~3 ms of CPU per request, and their imports). A local
+    product into an S3 catalog, in a fresh process. (botocore itself is
+    imported by rasterio, which imports boto3 when it is installed.)"""
+    tile = write_tile(tmp_path, "t_20240101.tif", 10, 50)
+    script = (
+        "import sys, producer\n"
+        f"(r,) = producer.register([{str(tile)!r}], catalog={_url(s3_server, 'lean')!r}, collection='c')\n"
+        "assert r.action == 'created', r.error\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('s3fs', 'aiobotocore', 'aiohttp')))\n"
+    )
+    env = {**__import__("os").environ, CLIENT_ENV: "obstore", "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
