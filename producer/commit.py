@@ -1051,16 +1051,20 @@ class Committer:
     def _delete_quietly(self, keys: Sequence[str], versions: Mapping[str, str | None] | None = None) -> None:
         """Delete ``keys`` in parallel; a key already gone is fine, and a
         failure is logged only (a leftover intent is harmless: see
-        :meth:`group_commit`). A key with a known version (``versions``:
-        written or read by this writer) is deleted with ``if_version``: one
-        request on S3, where a plain delete first checks that the key exists;
-        intents never change, so the condition only fails when it is gone."""
+        :meth:`group_commit`). A store with ``delete_many`` (S3) deletes
+        them in one request. Elsewhere a key with a known version
+        (``versions``: written or read by this writer) is deleted with
+        ``if_version``, where a plain delete first checks that the key
+        exists; intents never change, so the condition only fails when it
+        is gone."""
 
         many = getattr(type(self.store), "delete_many", None)
-        if callable(many) and len(keys) > 1:
-            # one request for all (S3 DeleteObjects): intents never change
-            # once written, so an unconditional delete removes exactly the
-            # intent that was read or applied
+        if callable(many) and keys:
+            # one request for all (S3 DeleteObjects, which takes a missing
+            # key too): intents never change once written, so an
+            # unconditional delete removes exactly the intent that was read
+            # or applied (and no client needs a conditional delete here:
+            # obstore's has none)
             try:
                 failed = self.store.delete_many(list(keys))  # type: ignore[attr-defined]
             except (ProducerError, OSError) as exc:
