@@ -140,7 +140,10 @@ def _worker(
 
         for lazy in (mirror_mod.np, mirror_mod.pa, mirror_mod.pq, mirror_mod.shapely, mirror_mod.sga):
             getattr(lazy, "__name__", None)
-        fs = getattr(store.inner, "fs", None)
+        from producer.store.s3_obstore import ObstoreS3Store
+
+        # (the obstore store's ``fs`` would build the default client it does not use)
+        fs = None if isinstance(store.inner, ObstoreS3Store) else getattr(store.inner, "fs", None)
         if fs is not None and hasattr(fs, "connect"):
             # the S3 client (botocore's service model, ~0.5 s CPU) is built
             # before the barrier, with no request: a long-running writer pays
@@ -361,6 +364,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="each register() from the catalog URL and storage_options (the event handler's call)",
     )
+    ap.add_argument(
+        "--s3-clients",
+        default="s3fs",
+        help="comma-separated S3 clients of the writers' catalog store: s3fs (the default) and/or "
+        "obstore (STAC_S3_CLIENT=obstore); each gets its own rows",
+    )
     ap.add_argument("--no-write", dest="write", action="store_false")
     ap.add_argument("--out", type=Path, default=c.BENCHMARKS_MD)
     ap.add_argument("--json", type=Path, help="also dump the raw numbers here")
@@ -391,12 +400,18 @@ def main(argv: list[str] | None = None) -> int:
     rows, raw = [], []
     s3 = c.S3Process() if "s3" in cfg["backends"] else None
     try:
+        clients = args.s3_clients.split(",")
         settings = [
-            (backend, latency)
+            (backend, latency, client)
             for backend in cfg["backends"]
             for latency in (cfg["latency"] if backend == "s3" else [0.0])
+            for client in (clients if backend == "s3" else ["-"])
         ]
-        for backend, latency in settings:
+        for backend, latency, client in settings:
+            # the writers are spawned: they read the catalog's S3 client from the environment
+            os.environ.pop("STAC_S3_CLIENT", None)
+            if client == "obstore":
+                os.environ["STAC_S3_CLIENT"] = "obstore"
             base_rate = None
             proxy = None
             if backend == "s3":  # also at 0 ms: the proxy counts the requests
@@ -409,7 +424,10 @@ def main(argv: list[str] | None = None) -> int:
                         catalog, options = str(c.fresh_work_dir(f"conc-{w}")), None
                     else:
                         assert s3 is not None
-                        catalog, options = s3.url(f"conc-{w}-{rep}-{latency:.0f}"), s3.storage_options
+                        catalog, options = (
+                            s3.url(f"conc-{w}-{rep}-{latency:.0f}-{client}"),
+                            s3.storage_options,
+                        )
                     writer_options = options
                     if proxy is not None and options is not None:
                         writer_options = {
@@ -433,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
                     bad = [x for x in r["results"] if x[1] != "created"]
                     check = verify(catalog, options, seeded)
                     log(
-                        f"  {backend:>5} +{latency:.0f} ms W={w}: {r['wall']:.1f} s, {len(files) / r['wall']:.1f} items/s, "
+                        f"  {backend:>5} {client} +{latency:.0f} ms W={w}: {r['wall']:.1f} s, {len(files) / r['wall']:.1f} items/s, "
                         f"cpu {r['cpu']:.1f} s (server {r['server_cpu'] or 0:.1f} s), backoff {r['slept'] or 0:.1f} s, "
                         f"all commit sleeps {r['waited']:.1f} s, "
                         f"load {os.getloadavg()[0]:.1f}, conflicts {r['conflicts']} {r['by_key']}, not created {len(bad)}, "
@@ -481,7 +499,10 @@ def main(argv: list[str] | None = None) -> int:
                 mid = sorted(runs, key=lambda r: r["wall"])[(len(runs) - 1) // 2]
                 rows.append(
                     [
-                        "local filesystem" if backend == "local" else f"S3 (moto), +{latency:.0f} ms/request",
+                        "local filesystem"
+                        if backend == "local"
+                        else f"S3 (moto), +{latency:.0f} ms/request"
+                        + ("" if client == "s3fs" else f", {client} client"),
                         w,
                         c.fmt_s(wall) + spread,
                         f"{rate:.1f}",
