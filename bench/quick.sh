@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py="${1:-.venv/bin/python}"
-for bench in upsert batch coldstart concurrency s3cost mirror_write reconcile_memory million; do
+for bench in upsert batch coldstart concurrency s3cost s3_client mirror_write reconcile_memory million; do
     echo "== bench/$bench.py --quick"
     start=$(date +%s)
     "$py" "bench/$bench.py" --quick
