@@ -225,7 +225,9 @@ def test_sns_messages_refused_in_a_call_are_all_the_outbox_keeps(
     only the refused one."""
     topic = Topic(s3_server)
     catalog = tmp_path / "cat"
-    more = [write_tile(tmp_path / "tiles", f"m{i}_202403{i + 1:02d}.tif", 8.0 + i * 0.3, 47.0) for i in range(10)]
+    more = [
+        write_tile(tmp_path / "tiles", f"m{i}_202403{i + 1:02d}.tif", 8.0 + i * 0.3, 47.0) for i in range(10)
+    ]
     with FaultProxy(s3_server.endpoint_url) as proxy:
 
         def sns() -> SnsSink:

@@ -500,8 +500,7 @@ class SnsSink:
         batches = list(self._batches(changes, too_large))
         dropped = ", ".join(f"{c.collection}/{c.item_id} ({n} bytes)" for c, n in too_large)
         never = (
-            f"; the message of {dropped} exceeds SNS's {SNS_MAX_BYTES} bytes even as a stub "
-            "and is not sent"
+            f"; the message of {dropped} exceeds SNS's {SNS_MAX_BYTES} bytes even as a stub and is not sent"
             if too_large
             else ""
         )
