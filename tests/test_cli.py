@@ -203,3 +203,19 @@ def test_demo_ends_with_a_search_and_the_command_that_runs_it(tmp_path):
         "ndvi_alps_20240506",
         "ndvi_rhine_20240501",
     ]
+
+
+def test_an_unparsable_pgstac_dsn_shows_the_dsn_form_unmasked_and_never_the_password(data, tmp_path):
+    """The hint's template was taken for credentials by the CLI's masking
+    (``postgresql://***@HOST...``); the DSN's own password never shows."""
+    catalog = tmp_path / "cat"
+    res = CliRunner().invoke(
+        main,
+        ["register", str(data["utm"]), "-c", str(catalog), "--collection", "c"]
+        + ["--pgstac", "postgresql://stac:my s3cret@db.internal:5432/stac"],
+    )
+    assert res.exit_code != 0
+    assert "the pgSTAC DSN is not a valid connection string" in res.output
+    assert "postgresql://HOST[:PORT]/DBNAME" in res.output and "USER:PASSWORD@ before HOST" in res.output
+    assert "***" not in res.output and "s3cret" not in res.output
+    assert not catalog.exists()  # refused before any write

@@ -341,7 +341,7 @@ def test_sns_batches_stay_under_the_request_size(items: dict[str, Any], s3_serve
         assert sum(len(e["Message"].encode()) for _, e in b) < SNS_MAX_BYTES
 
 
-def test_sns_item_too_large_for_a_message_is_reported_after_the_others(
+def test_sns_item_too_large_for_a_message_is_announced_by_a_stub_with_its_href(
     topic: Topic, items: dict[str, Any], changes: list[Change]
 ) -> None:
     base = items["utm_20240513"]
@@ -354,9 +354,31 @@ def test_sns_item_too_large_for_a_message_is_reported_after_the_others(
             "_key": "c1/huge/huge.json",
         },
     )
-    with pytest.raises(NotificationTooLarge, match=r"c1/huge \(\d+ bytes\) exceeds SNS's 262144 bytes"):
+    SnsSink(topic.arn, catalog_url="s3://bucket/stac").apply(COLLECTION_DOC, [huge, changes[0]])
+    got = {m["attrs"]["id"][1]: m for m in topic.receive("raw", 2)}
+    assert set(got) == {"huge", "utm_20240513"}
+    assert json.loads(got["huge"]["body"]) == {
+        "stub": True,
+        "event": "created",
+        "collection": "c1",
+        "id": "huge",
+        "href": "s3://bucket/stac/c1/huge/huge.json",
+    }
+    assert got["huge"]["attrs"]["event"] == ("String", "created")  # filter policies still match
+    assert got["huge"]["attrs"]["bbox"] == ("String", json.dumps(base["bbox"]))
+    assert json.loads(got["utm_20240513"]["body"])["properties"] == changes[0].item["properties"]
+
+
+def test_sns_message_too_large_even_as_a_stub_is_reported_and_not_kept_for_a_retry(
+    topic: Topic, items: dict[str, Any], changes: list[Change]
+) -> None:
+    base = items["utm_20240513"]
+    name = "n" * SNS_MAX_BYTES  # the id alone (body and attribute) is over the limit
+    huge = _change(ChangeKind.CREATED, {**base, "id": name, "_key": f"c1/{name}/{name}.json"})
+    with pytest.raises(NotificationTooLarge, match=r"exceeds SNS's 262144 bytes even as a stub") as caught:
         SnsSink(topic.arn).apply(COLLECTION_DOC, [huge, changes[0]])
-    got = topic.receive("raw", 1)
+    assert caught.value.undelivered == []  # permanent: nothing for the outbox to resend
+    got = topic.receive("raw", 1) + topic.receive("raw", 1, timeout=0.3)
     assert [json.loads(m["body"])["id"] for m in got] == ["utm_20240513"]
 
 

@@ -10,7 +10,9 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+from rasterio.transform import from_origin
 
 from producer import api
 from producer.catalog.layout import OUTBOX_DIR
@@ -18,6 +20,7 @@ from producer.changes import Change, ChangeKind
 from producer.sinks.notify import CallbackSink, SnsSink
 from producer.sinks.outbox import Outbox
 from producer.store.local import LocalStore
+from tests import rasters
 from tests.crashes import write_tile
 from tests.faultproxy import FaultProxy
 from tests.s3server import S3Server
@@ -170,3 +173,105 @@ def test_two_closures_of_one_definition_never_share_an_outbox(tmp_path: Path, ti
     api.reconcile(str(catalog), fix=True, on_change=to_a)
     assert got["a"] == ["a_20240110"] and _entries(catalog) == []
     assert_stac_valid_tree(catalog)
+
+
+def test_an_item_too_large_for_an_sns_message_is_sent_as_a_stub_and_never_blocks_the_outbox(
+    s3_server: S3Server, tmp_path: Path, tiles: list[Path]
+) -> None:
+    """A 3400-band raster's item is ~280 KB, over SNS's 256 KiB: it was kept
+    in the outbox for good and every later register of the collection failed
+    and published everything again."""
+    topic = Topic(s3_server)
+    catalog = tmp_path / "cat"
+    hyper = rasters._write(
+        tmp_path / "tiles" / "hyper_20240101.tif",
+        np.ones((3400, 4, 4), "uint8"),
+        crs="EPSG:4326",
+        transform=from_origin(5.0, 45.0, 0.01, 0.01),
+    )
+
+    def sns() -> SnsSink:
+        return SnsSink(
+            topic.arn, endpoint_url=s3_server.endpoint_url, session_kwargs=CREDS, catalog_url=str(catalog)
+        )
+
+    first = api.register([hyper, tiles[0]], catalog=str(catalog), collection="c", sinks=[sns()])
+    assert [(r.action, r.error) for r in first] == [("created", None), ("created", None)]
+    got = {m["attrs"]["id"][1]: m for m in topic.receive("raw", 2)}
+    stub = json.loads(got["hyper_20240101"]["body"])
+    assert {k: v for k, v in stub.items() if k != "href"} == {
+        "stub": True,
+        "event": "created",
+        "collection": "c",
+        "id": "hyper_20240101",
+    }
+    assert json.loads(Path(stub["href"]).read_text())["id"] == "hyper_20240101"  # fetchable
+    assert json.loads(got["a_20240110"]["body"])["id"] == "a_20240110"
+    assert _entries(catalog) == []
+
+    second = api.register(tiles[1:], catalog=str(catalog), collection="c", sinks=[sns()])
+    assert [(r.action, r.error) for r in second] == [("created", None)]
+    assert _ids(topic.receive("raw", 1) + topic.receive("raw", 1, timeout=0.3)) == [("created", "b_20240215")]
+    assert _entries(catalog) == []
+    assert_stac_valid_tree(catalog)
+
+
+def test_sns_messages_refused_in_a_call_are_all_the_outbox_keeps(
+    s3_server: S3Server, tmp_path: Path, tiles: list[Path]
+) -> None:
+    """The outbox's old entry and a new batch go out in one call; when SNS
+    refuses the call's second PublishBatch, the changes of the first (the
+    old entry's among them) are delivered and not kept: the next run sends
+    only the refused one."""
+    topic = Topic(s3_server)
+    catalog = tmp_path / "cat"
+    more = [
+        write_tile(tmp_path / "tiles", f"m{i}_202403{i + 1:02d}.tif", 8.0 + i * 0.3, 47.0) for i in range(10)
+    ]
+    with FaultProxy(s3_server.endpoint_url) as proxy:
+
+        def sns() -> SnsSink:
+            return SnsSink(topic.arn, endpoint_url=proxy.endpoint_url, session_kwargs=CREDS)
+
+        proxy.add("POST", "^/", "403")
+        first = api.register(tiles[:1], catalog=str(catalog), collection="c", sinks=[sns()])
+        assert first[0].action == "error" and len(_entries(catalog)) == 1  # a kept
+
+        proxy.clear()
+        proxy.add("POST", "^/", "403", skip=1)  # 11 changes: the 10 of the first call go out
+        second = api.register(more, catalog=str(catalog), collection="c", sinks=[sns()])
+        assert all(r.error_type == "storage" and "kept in the outbox" in (r.error or "") for r in second)
+        sent = topic.receive("raw", 10) + topic.receive("raw", 1, timeout=0.3)
+        assert len(sent) == 10 and ("created", "a_20240110") in _ids(sent)
+        assert len(_entries(catalog)) == 1
+
+        proxy.clear()
+        third = api.register(tiles[:1], catalog=str(catalog), collection="c", sinks=[sns()])
+        assert [r.action for r in third] == ["unchanged"]
+        resent = topic.receive("raw", 1) + topic.receive("raw", 1, timeout=0.3)
+        everything = [("created", p.stem) for p in [tiles[0], *more]]
+        assert sorted(_ids(sent) + _ids(resent)) == sorted(everything)  # each once
+        assert len(resent) == 1 and _entries(catalog) == []
+    assert_stac_valid_tree(catalog)
+
+
+def test_a_callback_that_raised_midway_is_sent_again_from_the_change_it_raised_for(
+    tmp_path: Path, tiles: list[Path]
+) -> None:
+    catalog = tmp_path / "cat"
+    seen: list[str] = []
+    refuse = {"b_20240215"}
+
+    def downstream(change: Change) -> None:
+        if change.item_id in refuse:
+            raise ConnectionError("downstream is down")
+        seen.append(change.item_id)
+
+    tell = CallbackSink(downstream, outbox_id="downstream")
+    first = api.register(tiles, catalog=str(catalog), collection="c", on_change=tell)
+    assert all("kept in the outbox" in (r.error or "") for r in first)
+    assert seen == ["a_20240110"]
+    refuse.clear()
+    api.remove("a_20240110", catalog=str(catalog), collection="c", on_change=tell)
+    assert seen == ["a_20240110", "b_20240215", "a_20240110"]  # a's creation not sent twice
+    assert _entries(catalog) == []

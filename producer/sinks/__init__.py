@@ -36,6 +36,12 @@ protocol's ``apply``:
 - ``outbox_id``: a stable, path-safe name; the sink's changes then go
   through the collection's outbox (:mod:`producer.sinks.outbox`), so that a
   call that failed is sent by the next verb of the collection.
+
+What ``apply`` raises may carry ``undelivered``: the changes of the call
+(the very objects it was handed) that it did not deliver; the others were.
+The outbox then keeps only those (none: the error is reported once and
+nothing is kept, e.g. a change that can never be sent). Without it the
+whole call counts as undelivered.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from producer.changes import Change, ChangeKind, Sink
-from producer.sinks.outbox import Outbox, describe_entries, flatten, outbox_id
+from producer.sinks.outbox import Entry, Outbox, describe_entries, flatten, outbox_id
 
 __all__ = [
     "Outbox",
@@ -173,8 +179,9 @@ def _deliver_kept(
     sink: Sink, sink_id: str, outbox: Outbox, coll_id: str, collection: dict[str, Any], batch: list[Change]
 ) -> SinkFailure | None:
     """:func:`deliver` for a sink with an outbox: due entries first, then
-    ``batch`` recorded, applied, and the entries deleted (or ``batch``'s
-    entry marked failed). Returns the failure, or None."""
+    ``batch`` recorded, applied, and the entries deleted; when the call
+    fails, each entry keeps only its changes the error names
+    ``undelivered`` (:func:`_keep`). Returns the failure, or None."""
     try:
         due = outbox.due(coll_id, sink_id)
     except Exception as exc:  # the outbox unreadable: deliver this batch anyway
@@ -193,16 +200,52 @@ def _deliver_kept(
     try:
         sink.apply(collection, flatten(due) + batch)
     except Exception as exc:
-        if key is not None:
-            try:
-                outbox.failed(key, batch)
-            except Exception as mark_exc:  # still pending: due once its lease ends
-                log.warning("marking outbox entry %s failed did not work (%s)", key, mark_exc)
-        if key is None and batch:
-            return SinkFailure(describe(sink), exc, "none")
-        return SinkFailure(describe(sink), exc, "outbox", key or due[0].key)
+        left = _undelivered(exc)
+        entries = [*due, *([Entry(key, batch)] if key is not None else [])]
+        kept = _keep(outbox, entries, left, key)
+        if key is None and (left is None or any(id(c) in left for c in batch)):
+            return SinkFailure(describe(sink), exc, "none")  # the batch could not be recorded
+        if kept is None:
+            return SinkFailure(describe(sink), exc, "none")  # nothing it missed can be resent
+        return SinkFailure(describe(sink), exc, "outbox", kept)
     outbox.done([e.key for e in due] + ([key] if key is not None else []))
     return None
+
+
+def _undelivered(exc: BaseException) -> set[int] | None:
+    """The ``id()`` of each change ``exc`` names undelivered, or None: it
+    names none, so the whole call counts as undelivered."""
+    undelivered = getattr(exc, "undelivered", None)
+    if undelivered is None:
+        return None
+    try:
+        return {id(c) for c in undelivered}
+    except TypeError:
+        return None
+
+
+def _keep(outbox: Outbox, entries: list[Entry], left: set[int] | None, fresh: str | None) -> str | None:
+    """After a failed call: each of ``entries`` keeps only its changes in
+    ``left`` (all of them when ``left`` is None), or is deleted when none of
+    them is left. An entry is rewritten (state ``failed``) only when it
+    lost changes, or it is ``fresh`` (this call's, still ``pending``).
+    Returns the first key kept, or None."""
+    kept: str | None = None
+    delivered: list[str] = []
+    for entry in entries:
+        keep = entry.changes if left is None else [c for c in entry.changes if id(c) in left]
+        if not keep:
+            delivered.append(entry.key)
+            continue
+        kept = kept or entry.key
+        if len(keep) == len(entry.changes) and entry.key != fresh:
+            continue  # already due as it is
+        try:
+            outbox.failed(entry.key, keep)
+        except Exception as mark_exc:  # still as it was: sent again once due (at least once)
+            log.warning("marking outbox entry %s failed did not work (%s)", entry.key, mark_exc)
+    outbox.done(delivered)
+    return kept
 
 
 def removed(collection: str, item_id: str, key: str, item: dict[str, Any] | None) -> Change:

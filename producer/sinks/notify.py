@@ -15,21 +15,29 @@ passed to a sink; a kind a sink does not know is skipped, not guessed at):
   message attributes to filter on (``event``, ``collection``, ``id``,
   ``datetime`` or ``start_datetime``/``end_datetime``, ``bbox`` and its four
   corners as numbers), published with ``PublishBatch`` (10 per call).
+  An item whose message would exceed SNS's 256 KiB is announced by a stub
+  instead (:func:`sns_stub`: the item's id, collection, event and href, so
+  subscribers fetch the item), with the same attributes.
 
 Delivery is at least once: each sink has an ``outbox_id``, so the verbs keep
 the changes of a call that failed in the collection's outbox
 (:mod:`producer.sinks.outbox`) and the next ``register``, ``remove`` or
 ``reconcile`` of that collection configured with the same sink sends them
-(before its own). An SNS batch that failed halfway is sent again whole, so
-a subscriber may see a change twice (FIFO topics deduplicate retries within
-five minutes). Not covered: a process killed between the commit and the
-outbox write (one PUT).
+(before its own). A sink's error says which changes it did not deliver
+(``undelivered``: the SNS messages refused, the changes from the callback's
+failing one on), so the outbox keeps only those; a change that can never be
+sent (an SNS stub still over 256 KiB) is reported once, not kept. A
+subscriber may see a change twice (a delivered change whose outbox entry
+could not be updated; FIFO topics deduplicate retries within five
+minutes). Not covered: a process killed between the commit and the outbox
+write (one PUT).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import ModuleType
@@ -51,8 +59,11 @@ __all__ = [
     "item_href",
     "notification_sinks",
     "sns_message",
+    "sns_stub",
     "stable_name",
 ]
+
+log = logging.getLogger(__name__)
 
 #: SNS: bytes of one message (body + attributes), and of one PublishBatch call
 SNS_MAX_BYTES = 262_144
@@ -128,8 +139,10 @@ class CallbackSink:
 
     ``fn`` gets the :class:`~producer.changes.Change` itself (``kind``,
     ``collection``, ``item_id``, ``key``, ``item``: do not mutate ``item``).
-    Whatever ``fn`` raises propagates: the caller reports it and applies the
-    batch again, so ``fn`` may see a change twice and should be idempotent.
+    Whatever ``fn`` raises propagates: the caller reports it and the outbox
+    keeps the change ``fn`` raised for and the ones after it (the error's
+    ``undelivered``), so ``fn`` may see a change twice (it should be
+    idempotent) but never misses one.
 
     ``outbox_id``: the name of this callback's outbox, where the changes it
     missed wait for the next call configured with the same id. Default: the
@@ -166,10 +179,16 @@ class CallbackSink:
         return f"CallbackSink({getattr(self.fn, '__qualname__', self.fn)!r})"
 
     def apply(self, collection: dict[str, Any], changes: Sequence[Change]) -> None:
-        """Call ``fn`` once per change of a known kind; writes nothing itself."""
-        for change in changes:
+        """Call ``fn`` once per change of a known kind; writes nothing itself.
+        What ``fn`` raises propagates, its ``undelivered`` set to the change
+        it raised for and those after it."""
+        for i, change in enumerate(changes):
             if _kind(change) is not None:
-                self.fn(change)
+                try:
+                    self.fn(change)
+                except Exception as exc:
+                    _mark_undelivered(exc, changes[i:])
+                    raise
 
 
 # --------------------------------------------------------------------------
@@ -233,10 +252,24 @@ class PrefectEventSink:
         return f"PrefectEventSink(catalog_url={self.catalog_url!r})"
 
     def apply(self, collection: dict[str, Any], changes: Sequence[Change]) -> None:
-        """Emit one event per change of a known kind, in commit order."""
-        for change in changes:
+        """Emit one event per change of a known kind, in commit order (an
+        error's ``undelivered``: the change it failed on and those after it)."""
+        for i, change in enumerate(changes):
             if _kind(change) is not None:
-                self.emit(**change_event(change, self.catalog_url))
+                try:
+                    self.emit(**change_event(change, self.catalog_url))
+                except Exception as exc:
+                    _mark_undelivered(exc, changes[i:])
+                    raise
+
+
+def _mark_undelivered(exc: BaseException, changes: Sequence[Change]) -> None:
+    """Set ``exc.undelivered`` (see :mod:`producer.sinks`) unless the
+    exception cannot take attributes: then the whole call counts as undelivered."""
+    try:
+        exc.undelivered = list(changes)  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):
+        pass
 
 
 # --------------------------------------------------------------------------
@@ -246,12 +279,23 @@ class PrefectEventSink:
 
 class SnsError(StoreError):
     """SNS could not be reached or refused messages (retryable, like a
-    storage error). Names the topic and the items whose message failed."""
+    storage error). Names the topic and the items whose message failed;
+    ``undelivered``: their changes (the others were published)."""
+
+    def __init__(self, message: str, undelivered: Sequence[Change] = ()) -> None:
+        super().__init__(message)
+        self.undelivered = list(undelivered)
 
 
 class NotificationTooLarge(ProducerError, ValueError):
-    """An item's message exceeds SNS's 256 KiB: it cannot be published
-    (the other changes of the batch were)."""
+    """An item's message exceeds SNS's 256 KiB even as a stub (its id, or
+    its attributes, are that large): it can never be published, so it is not
+    kept for a retry (``undelivered`` is empty: the other changes were
+    published)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.undelivered: list[Change] = []
 
 
 def _attr(value: str, type_: str = "String") -> dict[str, str]:
@@ -297,6 +341,26 @@ def sns_message(change: Change, catalog_url: str | None = None) -> tuple[str, di
         for name, value in zip(("west", "south", "east", "north"), corners):
             attrs[f"bbox.{name}"] = _attr(_number(value), "Number")
     return json.dumps(item, ensure_ascii=False, separators=(",", ":")), attrs
+
+
+def sns_stub(change: Change, catalog_url: str | None = None) -> str:
+    """The SNS body that announces ``change`` when its item JSON is too large
+    for a message (over 256 KiB with its attributes): a JSON object
+    ``{"stub": true, "event", "collection", "id", "href"}`` (``href``: where
+    the item document is, see :func:`item_href`; for ``removed``, where it
+    was), so subscribers fetch the item. The attributes are the item's, as
+    for a full message. Pure."""
+    return json.dumps(
+        {
+            "stub": True,
+            "event": ChangeKind(change.kind).value,
+            "collection": change.collection,
+            "id": change.item_id,
+            "href": item_href(change, catalog_url),
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
 
 
 def _size(body: str, attrs: Mapping[str, Mapping[str, str]]) -> int:
@@ -381,6 +445,16 @@ class SnsSink:
             if _kind(change) is None:
                 continue
             body, attrs = sns_message(change, self.catalog_url)
+            if _size(body, attrs) > SNS_MAX_BYTES:
+                log.warning(
+                    "the item document of %s/%s exceeds SNS's %d bytes: %s gets a stub "
+                    "message with its href instead",
+                    change.collection,
+                    change.item_id,
+                    SNS_MAX_BYTES,
+                    self.topic_arn,
+                )
+                body = sns_stub(change, self.catalog_url)
             entry: dict[str, Any] = {"Message": body, "MessageAttributes": attrs}
             if self.fifo:
                 group = f"{change.collection}/{change.item_id}"
@@ -392,15 +466,17 @@ class SnsSink:
                 ).hexdigest()
             yield change, entry, _size(body, attrs)
 
-    def _batches(self, changes: Sequence[Change]) -> Iterator[list[tuple[Change, dict[str, Any]]]]:
+    def _batches(
+        self, changes: Sequence[Change], too_large: list[tuple[Change, int]] | None = None
+    ) -> Iterator[list[tuple[Change, dict[str, Any]]]]:
         """Groups of at most 10 messages and 256 KiB; a message over 256 KiB
-        alone raises :class:`NotificationTooLarge` (after the others)."""
+        even as a stub is left out (appended to ``too_large`` with its size)."""
         batch: list[tuple[Change, dict[str, Any]]] = []
         size = 0
-        too_large: list[tuple[Change, int]] = []
         for change, entry, n in self._entries(changes):
             if n > SNS_MAX_BYTES:
-                too_large.append((change, n))
+                if too_large is not None:
+                    too_large.append((change, n))
                 continue
             if batch and (len(batch) == SNS_MAX_BATCH or size + n > SNS_MAX_BYTES):
                 yield batch
@@ -409,21 +485,26 @@ class SnsSink:
             size += n
         if batch:
             yield batch
-        if too_large:
-            listed = ", ".join(f"{c.collection}/{c.item_id} ({n} bytes)" for c, n in too_large)
-            raise NotificationTooLarge(
-                f"cannot publish to {self.topic_arn}: the message of {listed} exceeds SNS's "
-                f"{SNS_MAX_BYTES} bytes; the item document is too large for a notification "
-                "(the other changes were published)"
-            )
 
     def apply(self, collection: dict[str, Any], changes: Sequence[Change]) -> None:
         """Publish one message per change of a known kind, in commit order,
-        with ``PublishBatch``. Raises :class:`SnsError` when SNS cannot be
-        reached or rejects messages (listing the items; every batch is tried
-        first), :class:`NotificationTooLarge` for an item over 256 KiB."""
+        with ``PublishBatch`` (a stub for an item too large, see
+        :func:`sns_stub`). Raises :class:`SnsError` when SNS cannot be reached
+        (the changes from that call on undelivered) or rejects messages
+        (every batch is tried first; those undelivered), else
+        :class:`NotificationTooLarge` for a message over 256 KiB even as a
+        stub (never sent; the other changes were)."""
         failed: list[str] = []
-        for batch in self._batches(changes):
+        undelivered: list[Change] = []
+        too_large: list[tuple[Change, int]] = []
+        batches = list(self._batches(changes, too_large))
+        dropped = ", ".join(f"{c.collection}/{c.item_id} ({n} bytes)" for c, n in too_large)
+        never = (
+            f"; the message of {dropped} exceeds SNS's {SNS_MAX_BYTES} bytes even as a stub and is not sent"
+            if too_large
+            else ""
+        )
+        for i, batch in enumerate(batches):
             entries = [{"Id": f"m{i}", **entry} for i, (_, entry) in enumerate(batch)]
             try:
                 response = self._client.publish_batch(
@@ -432,18 +513,30 @@ class SnsSink:
             except Exception as exc:
                 if not _is_aws_failure(exc):
                     raise
+                rest = [c for b in batches[i:] for c, _ in b]
                 raise SnsError(
-                    f"cannot publish {len(entries)} change(s) of collection "
+                    f"cannot publish {len(rest)} change(s) of collection "
                     f"{batch[0][0].collection!r} to {self.topic_arn}: {_describe(exc)}; "
-                    "check the topic and the permission sns:Publish, then retry"
+                    f"check the topic and the permission sns:Publish, then retry{never}",
+                    undelivered + rest,
                 ) from exc
             for failure in response.get("Failed", []):
                 change = batch[int(str(failure.get("Id", "m0"))[1:])][0]
+                undelivered.append(change)
                 failed.append(
                     f"{change.collection}/{change.item_id} ({failure.get('Code')}: {failure.get('Message', '')})"
                 )
         if failed:
-            raise SnsError(f"SNS {self.topic_arn} refused the message of {', '.join(failed)}; retry")
+            raise SnsError(
+                f"SNS {self.topic_arn} refused the message of {', '.join(failed)}; retry{never}",
+                undelivered,
+            )
+        if too_large:
+            raise NotificationTooLarge(
+                f"cannot publish to {self.topic_arn}: the message of {dropped} exceeds SNS's "
+                f"{SNS_MAX_BYTES} bytes even as a stub (its id or attributes are too large); "
+                "it is not sent (the other changes were published)"
+            )
 
 
 def _is_aws_failure(exc: BaseException) -> bool:

@@ -344,8 +344,11 @@ def _describe(dsn: str) -> str:
         params = conninfo_to_dict(dsn)
     except psycopg.Error:
         raise InputError(
+            # the form is spelled so that no URL in it has userinfo: the
+            # CLI masks that as credentials (redact), hiding the template
             "the pgSTAC DSN is not a valid connection string: use "
-            "postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME or 'host=... dbname=...'"
+            "postgresql://HOST[:PORT]/DBNAME with USER:PASSWORD@ before HOST (or the password "
+            "in PGPASSWORD), or 'host=... dbname=... user=...'"
         ) from None
     host = str(params.get("host") or params.get("hostaddr") or "localhost")
     port = str(params.get("port") or 5432)
