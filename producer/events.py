@@ -526,15 +526,27 @@ def _zarr_event(event: ObjectEvent) -> tuple[ObjectEvent, str | None]:
 
 def _skip_reason(event: ObjectEvent, config: HandlerConfig) -> str | None:
     """Why ``event`` is not handled under ``config``, or ``None`` to handle it."""
+    if event.key.endswith("/"):  # the console's "Create folder": a zero-byte key, not a product
+        return "folder marker (a key ending in '/'), not a product"
     if _inside(event.url, config.catalog):
         return f"inside the catalog {config.catalog}"
-    if config.prefixes and not any(
-        (event.url if p.startswith("s3://") else event.key).startswith(p) for p in config.prefixes
-    ):
+    if config.prefixes and not any(_under_prefix(event, p) for p in config.prefixes):
         return f"key does not start with any of the prefixes {list(config.prefixes)}"
     if config.suffixes and not event.key.lower().endswith(config.suffixes + STORE_SUFFIXES):
         return f"file ending not one of {list(config.suffixes)}"
     return None
+
+
+def _under_prefix(event: ObjectEvent, prefix: str) -> bool:
+    """Whether ``event``'s object lies under ``prefix``: a key prefix, or a
+    URL (``s3://bucket/p``) matched against the object URL. A URL with no
+    key part names the whole bucket: ``s3://data`` is ``s3://data/``, so it
+    does not also accept the buckets ``data-archive`` or ``data2``."""
+    if not prefix.startswith("s3://"):
+        return event.key.startswith(prefix)
+    if "/" not in prefix[len("s3://") :]:
+        prefix += "/"
+    return event.url.startswith(prefix)
 
 
 def _catalog_root(catalog: str) -> str | None:
