@@ -37,6 +37,7 @@ from urllib.parse import unquote_plus
 
 from producer import api
 from producer.errors import InputError, ProducerError, Spelling
+from producer.grouping import Grouping
 from producer.options import RegisterOptions, env_spelling, resolve_options
 from producer.results import Action, Result
 from producer.sources import PRODUCT_SUFFIXES, STORE_SUFFIXES, zarr_store_of
@@ -642,6 +643,10 @@ def _remove_one(
 ) -> None:
     """Remove the item registered for one deleted object, unless it exists again."""
     options = config.options
+    if options.group and Grouping(pattern=options.group).match(event.url) is None:
+        # its creation was refused (or skipped): there is no item, and no id to ask for
+        out["skipped"].append({"url": event.url, "reason": "not matched by the group pattern; never registered"})
+        return
     if _object_exists(event.url, options.data_storage_options):
         log.info("%s: exists again; its removal event is stale, the item stays", event.url)
         out["skipped"].append(

@@ -82,3 +82,34 @@ def test_bucket_only_url_prefix_end_to_end(s3: S3Server, raster_bytes: bytes) ->
     assert out["registered"] == [] and out["skipped"][0]["reason"].startswith("key does not start")
     assert item_links(s3) == ["./S2_20240601_T31UFQ/S2_20240601_T31UFQ.json"]
     assert read_json(s3, "stac/catalog.json") is not None
+
+
+# ---------------------------------------------------------------------------
+# removals a group pattern never matched
+# ---------------------------------------------------------------------------
+
+GROUP = r"(?P<id>LE07_\d{8})/(?P<asset>[^/]+)\.(tif|png|xml)$"
+
+
+def test_removal_of_a_file_the_group_pattern_does_not_match_is_skipped(s3: S3Server) -> None:
+    """Such a file was never registered (its creation was refused); its
+    removal failed with the registration's "widen the pattern" message and
+    was redelivered until the dead-letter queue."""
+    payload = retarget(
+        _sqs(
+            _s3_notification("products/misc/other_20240601.tif", "ObjectRemoved:Delete"),
+            _s3_notification("products/LE07_20240601/B1.tif", "ObjectRemoved:Delete"),
+        ),
+        s3.bucket,
+    )
+    out = handle(payload, config(s3, group=GROUP))
+    assert out["failed"] == [] and out["batchItemFailures"] == []
+    assert out["skipped"] == [
+        {
+            "url": f"s3://{s3.bucket}/products/misc/other_20240601.tif",
+            "reason": "not matched by the group pattern; never registered",
+        }
+    ]
+    # a file the pattern matches still goes to the removal (its item was never written: absent)
+    assert [(r["id"], r["action"]) for r in out["removed"]] == [("LE07_20240601", "absent")]
+    assert keys(s3, "stac/") == []
