@@ -19,6 +19,11 @@ Shapes understood by :func:`parse_event`, nested in any of these ways:
 * an EventBridge event (``"source": "aws.s3"``, ``"detail-type": "Object
   Created" | "Object Deleted"``).
 
+Removals are ``ObjectRemoved:*`` records, ``LifecycleExpiration:Delete`` and
+``LifecycleExpiration:DeleteMarkerCreated`` (an S3 Lifecycle rule deleted
+the object) and EventBridge ``Object Deleted`` (whatever its ``reason``:
+``DeleteObject`` or ``Lifecycle Expiration``).
+
 Object keys arrive URL-encoded the HTML-form way (``"red flower.jpg"`` becomes
 ``"red+flower.jpg"``, a literal ``+`` becomes ``%2B``); they are decoded with
 :func:`urllib.parse.unquote_plus`. The same decoding is applied to EventBridge
@@ -210,7 +215,8 @@ def _s3_record(record: Mapping[str, Any], message_id: str | None) -> ObjectEvent
     name = name.removeprefix("s3:")  # S3-compatible stores spell it "s3:ObjectCreated:Put"
     if name.startswith("ObjectCreated:"):
         kind: EventKind = "created"
-    elif name.startswith("ObjectRemoved:"):
+    elif name.startswith(("ObjectRemoved:", "LifecycleExpiration:")):
+        # LifecycleExpiration:Delete / :DeleteMarkerCreated: an S3 Lifecycle rule deleted it
         kind = "removed"
     else:
         return None  # restore, replication, lifecycle transition, tagging, ACL ...
@@ -652,7 +658,8 @@ def _remove_one(
         out["skipped"].append(
             {
                 "url": event.url,
-                "reason": "the object exists again (re-created after this deletion event); its item stays",
+                "reason": "the object exists again (re-created after this deletion event, "
+                "or only an older version of it was deleted); its item stays",
             }
         )
         return

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from producer.events import HandlerConfig, ObjectEvent, _skip_reason, handle
+from producer.events import HandlerConfig, ObjectEvent, _skip_reason, handle, parse_event
 from tests.s3server import S3Server
-from tests.test_events import _s3_notification, _sqs, config, item_links, keys, put, read_json, retarget
+from tests.test_events import _s3_notification, _sqs, config, item_links, keys, load, put, read_json, retarget
 
 
 @pytest.fixture
@@ -113,3 +113,52 @@ def test_removal_of_a_file_the_group_pattern_does_not_match_is_skipped(s3: S3Ser
     # a file the pattern matches still goes to the removal (its item was never written: absent)
     assert [(r["id"], r["action"]) for r in out["removed"]] == [("LE07_20240601", "absent")]
     assert keys(s3, "stac/") == []
+
+
+# ---------------------------------------------------------------------------
+# S3 Lifecycle expirations
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["LifecycleExpiration:Delete", "LifecycleExpiration:DeleteMarkerCreated", "s3:LifecycleExpiration:Delete"],
+)
+def test_lifecycle_expiration_is_a_removal(name: str) -> None:
+    events, failures = parse_event(_s3_notification("p/a.tif", name))
+    assert failures == [] and [(e.kind, e.key) for e in events] == [("removed", "p/a.tif")]
+
+
+def test_eventbridge_lifecycle_expiration_is_a_removal() -> None:
+    doc = load("eventbridge_deleted.json")
+    doc["detail"] |= {"reason": "Lifecycle Expiration", "deletion-type": "Delete Marker Created"}
+    events, failures = parse_event(doc)
+    assert failures == [] and [e.kind for e in events] == ["removed"]
+
+
+@pytest.mark.parametrize("name", ["LifecycleExpiration:Delete", "LifecycleExpiration:DeleteMarkerCreated"])
+def test_product_expired_by_a_lifecycle_rule_loses_its_item(s3: S3Server, raster_bytes: bytes, name: str) -> None:
+    """S3 notifies a Lifecycle rule's deletions as LifecycleExpiration:*, not
+    ObjectRemoved:*; the handler ignored them and the item stayed, pointing
+    at a deleted object."""
+    key = "products/ndvi/S2_20240601_T31UFQ.tif"
+    put(s3, key, raster_bytes)
+    assert handle(retarget(_s3_notification(key), s3.bucket), config(s3))["registered"][0]["action"] == "created"
+    s3.client().delete_object(Bucket=s3.bucket, Key=key)  # what the rule does
+    out = handle(retarget(_sqs(_s3_notification(key, name)), s3.bucket), config(s3))
+    assert [(r["id"], r["action"]) for r in out["removed"]] == [("S2_20240601_T31UFQ", "removed")]
+    assert out["failed"] == [] and out["skipped"] == []
+    assert read_json(s3, "stac/ndvi/S2_20240601_T31UFQ/S2_20240601_T31UFQ.json") is None
+    assert item_links(s3) == []
+
+
+def test_lifecycle_expiration_of_an_older_version_keeps_the_item(s3: S3Server, raster_bytes: bytes) -> None:
+    """LifecycleExpiration:Delete also reports a noncurrent version deleted
+    for good: the object itself is still there, so its item stays."""
+    key = "products/ndvi/S2_20240601_T31UFQ.tif"
+    put(s3, key, raster_bytes)
+    handle(retarget(_s3_notification(key), s3.bucket), config(s3))
+    out = handle(retarget(_s3_notification(key, "LifecycleExpiration:Delete"), s3.bucket), config(s3))
+    assert out["removed"] == [] and out["failed"] == []
+    assert "exists again" in out["skipped"][0]["reason"]
+    assert item_links(s3) == ["./S2_20240601_T31UFQ/S2_20240601_T31UFQ.json"]
