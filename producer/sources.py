@@ -25,10 +25,27 @@ from producer.errors import InputError, ProducerError, StoreError
 from producer.redact import redact
 from producer.urls import is_local, local_path, protocol
 
-__all__ = ["PRODUCT_SUFFIXES", "STORE_SUFFIXES", "GLOB_CHARS", "expand_paths", "is_remote", "zarr_store_of"]
+__all__ = [
+    "NETCDF_SUFFIXES",
+    "PRODUCT_SUFFIXES",
+    "RASTER_SUFFIXES",
+    "STORE_SUFFIXES",
+    "GLOB_CHARS",
+    "expand_paths",
+    "is_remote",
+    "zarr_store_of",
+]
 
-#: file name suffixes picked up when a directory or prefix is expanded
-PRODUCT_SUFFIXES = (".tif", ".tiff", ".nc", ".nc4")
+#: GeoTIFF file endings (read with rasterio)
+RASTER_SUFFIXES = (".tif", ".tiff")
+#: NetCDF file endings: the ones the datacube reader is chosen by
+#: (``producer.extract.source.NETCDF_SUFFIXES``, kept equal by a test; not
+#: imported from there: that module loads rasterio, this one must stay light)
+NETCDF_SUFFIXES = (".nc", ".nc4", ".cdf", ".netcdf")
+#: file name suffixes picked up when a directory or prefix is expanded, and
+#: the event handler's default filter (deploy/template.yaml's default
+#: ``Suffixes``, deploy/README and ``handle-event --suffix``'s help say the same)
+PRODUCT_SUFFIXES = RASTER_SUFFIXES + NETCDF_SUFFIXES
 #: folders (prefixes) that are ONE product each: never walked into
 STORE_SUFFIXES = (".zarr",)
 #: characters that make a name that does not exist literally a glob pattern

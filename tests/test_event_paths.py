@@ -122,7 +122,11 @@ def test_removal_of_a_file_the_group_pattern_does_not_match_is_skipped(s3: S3Ser
 
 @pytest.mark.parametrize(
     "name",
-    ["LifecycleExpiration:Delete", "LifecycleExpiration:DeleteMarkerCreated", "s3:LifecycleExpiration:Delete"],
+    [
+        "LifecycleExpiration:Delete",
+        "LifecycleExpiration:DeleteMarkerCreated",
+        "s3:LifecycleExpiration:Delete",
+    ],
 )
 def test_lifecycle_expiration_is_a_removal(name: str) -> None:
     events, failures = parse_event(_s3_notification("p/a.tif", name))
@@ -137,13 +141,17 @@ def test_eventbridge_lifecycle_expiration_is_a_removal() -> None:
 
 
 @pytest.mark.parametrize("name", ["LifecycleExpiration:Delete", "LifecycleExpiration:DeleteMarkerCreated"])
-def test_product_expired_by_a_lifecycle_rule_loses_its_item(s3: S3Server, raster_bytes: bytes, name: str) -> None:
+def test_product_expired_by_a_lifecycle_rule_loses_its_item(
+    s3: S3Server, raster_bytes: bytes, name: str
+) -> None:
     """S3 notifies a Lifecycle rule's deletions as LifecycleExpiration:*, not
     ObjectRemoved:*; the handler ignored them and the item stayed, pointing
     at a deleted object."""
     key = "products/ndvi/S2_20240601_T31UFQ.tif"
     put(s3, key, raster_bytes)
-    assert handle(retarget(_s3_notification(key), s3.bucket), config(s3))["registered"][0]["action"] == "created"
+    assert (
+        handle(retarget(_s3_notification(key), s3.bucket), config(s3))["registered"][0]["action"] == "created"
+    )
     s3.client().delete_object(Bucket=s3.bucket, Key=key)  # what the rule does
     out = handle(retarget(_sqs(_s3_notification(key, name)), s3.bucket), config(s3))
     assert [(r["id"], r["action"]) for r in out["removed"]] == [("S2_20240601_T31UFQ", "removed")]
