@@ -45,7 +45,7 @@ from producer.errors import InputError, ProducerError, Spelling
 from producer.grouping import Grouping
 from producer.options import RegisterOptions, env_spelling, resolve_options
 from producer.results import Action, Result
-from producer.sources import PRODUCT_SUFFIXES, STORE_SUFFIXES, zarr_store_of
+from producer.sources import PRODUCT_SUFFIXES, STORE_SUFFIXES, ZARR_STORE_METADATA, zarr_store_of
 from producer.store.open import refuse_credentials
 
 
@@ -521,12 +521,17 @@ def handle(
 def _zarr_event(event: ObjectEvent) -> tuple[ObjectEvent, str | None]:
     """An object inside a ``.zarr`` store: its root metadata object stands
     for the whole store (the event is returned for the store's prefix);
-    any other object of the store (chunks, array metadata) is skipped."""
+    any other object of the store (chunks, array metadata) is skipped.
+
+    A creation counts at ``zarr.json`` or ``.zmetadata`` (written last by a
+    consolidated write); a removal at any of :data:`ZARR_STORE_METADATA`
+    (``.zgroup`` too, so an unconsolidated v2 store's deletion is seen), and
+    :func:`_remove_one` then asks whether any of them is left."""
     found = zarr_store_of(event.key)
     if found is None:
         return event, None
     store, is_root = found
-    if is_root:
+    if is_root or (event.kind == "removed" and event.key[len(store) + 1 :] in ZARR_STORE_METADATA):
         return replace(event, key=store, size=None, etag=None), None
     return event, f"part of the Zarr store s3://{event.bucket}/{store} (registered by its root metadata)"
 
@@ -651,9 +656,23 @@ def _remove_one(
     options = config.options
     if options.group and Grouping(pattern=options.group).match(event.url) is None:
         # its creation was refused (or skipped): there is no item, and no id to ask for
-        out["skipped"].append({"url": event.url, "reason": "not matched by the group pattern; never registered"})
+        out["skipped"].append(
+            {"url": event.url, "reason": "not matched by the group pattern; never registered"}
+        )
         return
-    if _object_exists(event.url, options.data_storage_options):
+    if event.key.lower().endswith(STORE_SUFFIXES):  # a Zarr store (see _zarr_event)
+        if _store_exists(event.url, options.data_storage_options):
+            log.info("%s: root metadata still there; its removal event leaves the item", event.url)
+            out["skipped"].append(
+                {
+                    "url": event.url,
+                    "reason": "the Zarr store still has root metadata "
+                    f"({' / '.join(ZARR_STORE_METADATA)}: deleted in part, or re-created "
+                    "after this deletion event); its item stays",
+                }
+            )
+            return
+    elif _object_exists(event.url, options.data_storage_options):
         log.info("%s: exists again; its removal event is stale, the item stays", event.url)
         out["skipped"].append(
             {
@@ -710,6 +729,22 @@ def _object_exists(url: str, storage_options: Mapping[str, Any] | None) -> bool 
         log.warning("cannot tell whether %s exists: %s", url, exc)
         return None
     return True
+
+
+def _store_exists(url: str, storage_options: Mapping[str, Any] | None) -> bool | None:
+    """Whether the Zarr store at ``url`` exists: whether any of its root
+    metadata objects does (True, False, or None when storage cannot tell).
+    Not whether its prefix holds objects: a store deleted object by object
+    (``aws s3 rm --recursive`` removes ``.zmetadata`` before the chunks)
+    would otherwise exist until its last chunk is gone, and the removal
+    event of its root metadata would come too early to remove its item."""
+    unknown = False
+    for name in ZARR_STORE_METADATA:
+        found = _object_exists(f"{url}/{name}", storage_options)
+        if found:
+            return True
+        unknown = unknown or found is None
+    return None if unknown else False
 
 
 def _message_ids(events: list[ObjectEvent]) -> list[str | None]:

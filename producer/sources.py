@@ -104,6 +104,10 @@ def _store_root(path: str) -> str | None:
 
 #: the object whose creation means "this store is (re)written": its root metadata
 ZARR_ROOT_METADATA = ("zarr.json", ".zmetadata")
+#: the objects at a store's root that make it a Zarr store: ``zarr.json``
+#: (v3), ``.zmetadata`` (consolidated v2), ``.zgroup`` (v2, consolidated or
+#: not). The store is gone once none of them is left, whatever chunks remain.
+ZARR_STORE_METADATA = ("zarr.json", ".zmetadata", ".zgroup")
 
 
 def zarr_store_of(key: str) -> tuple[str, bool] | None:

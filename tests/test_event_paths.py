@@ -5,6 +5,7 @@ S3 Lifecycle expirations, and the deletion of a whole Zarr store."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -170,3 +171,79 @@ def test_lifecycle_expiration_of_an_older_version_keeps_the_item(s3: S3Server, r
     assert out["removed"] == [] and out["failed"] == []
     assert "exists again" in out["skipped"][0]["reason"]
     assert item_links(s3) == ["./S2_20240601_T31UFQ/S2_20240601_T31UFQ.json"]
+
+
+# ---------------------------------------------------------------------------
+# a Zarr store deleted object by object
+# ---------------------------------------------------------------------------
+
+STORES = [(2, True), (2, False), (3, True), (3, False)]
+
+
+def _write_store(s3: S3Server, key: str, zarr_format: int, consolidated: bool) -> str:
+    """A store at ``key``, registered (by the api: an unconsolidated v2
+    store has no root metadata whose creation registers it); its item id."""
+    import producer
+    from tests.cubes import write_zarr
+
+    url = write_zarr(
+        s3.url(key), zarr_format=zarr_format, consolidated=consolidated, storage_options=s3.storage_options
+    )
+    (result,) = producer.register(
+        [url], catalog=s3.url("stac"), collection="ndvi", storage_options=s3.storage_options
+    )
+    assert result.error is None, result.error
+    return str(result.id)
+
+
+def _delete_one_by_one(s3: S3Server, objects: list[str]) -> list[dict[str, Any]]:
+    """Delete ``objects`` in that order, handling each removal event right
+    after its deletion, while the others are still there; the outputs."""
+    outs = []
+    for key in objects:
+        s3.client().delete_object(Bucket=s3.bucket, Key=key)
+        outs.append(
+            handle(retarget(_sqs(_s3_notification(key, "ObjectRemoved:Delete")), s3.bucket), config(s3))
+        )
+    return outs
+
+
+@pytest.mark.parametrize("order", ["listing", "reversed"])
+@pytest.mark.parametrize(("zarr_format", "consolidated"), STORES)
+def test_zarr_store_deleted_object_by_object_loses_its_item(
+    s3: S3Server, zarr_format: int, consolidated: bool, order: str
+) -> None:
+    """``aws s3 rm --recursive`` deletes in listing order: a v2 store's
+    ``.zmetadata`` goes before its chunks. Its removal event, handled while
+    chunks were left, found the store's prefix still there and kept the
+    item; the chunk events were then skipped as part of the store, so the
+    item outlived the store. The store is gone once none of its root
+    metadata objects is left, whatever the order."""
+    store = "products/cube_20240601.zarr"
+    item_id = _write_store(s3, store, zarr_format, consolidated)
+    objects = keys(s3, store + "/")
+    outs = _delete_one_by_one(s3, objects if order == "listing" else objects[::-1])
+    assert keys(s3, store + "/") == []
+    assert all(out["failed"] == [] and out["batchItemFailures"] == [] for out in outs)
+    removed = [(r["id"], r["action"]) for out in outs for r in out["removed"]]
+    assert removed[:1] == [(item_id, "removed")] and all(action == "absent" for _, action in removed[1:])
+    assert read_json(s3, f"stac/ndvi/{item_id}/{item_id}.json") is None
+    assert item_links(s3) == []
+
+
+def test_zarr_store_rewritten_before_its_removal_events_keeps_its_item(s3: S3Server) -> None:
+    """Removal events of a store deleted and written again (``to_zarr(mode="w")``)
+    that arrive after the new store is there leave its item alone."""
+    from tests.cubes import write_zarr
+
+    store = "products/cube_20240601.zarr"
+    item_id = _write_store(s3, store, 2, True)
+    objects = keys(s3, store + "/")
+    s3.client().delete_objects(Bucket=s3.bucket, Delete={"Objects": [{"Key": k} for k in objects]})
+    write_zarr(s3.url(store), zarr_format=2, consolidated=True, storage_options=s3.storage_options)
+    payload = _sqs(*(_s3_notification(k, "ObjectRemoved:Delete") for k in objects))
+    out = handle(retarget(payload, s3.bucket), config(s3))
+    assert out["removed"] == [] and out["failed"] == []
+    reasons = [s["reason"] for s in out["skipped"] if s["url"] == s3.url(store)]
+    assert len(reasons) == 2 and all("still has root metadata" in r for r in reasons)  # .zgroup, .zmetadata
+    assert item_links(s3) == [f"./{item_id}/{item_id}.json"]
