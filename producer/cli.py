@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar
 
 import click
 
+from producer.sources import PRODUCT_SUFFIXES  # light: no write-path import
+
 if TYPE_CHECKING:
     from producer.options import OptionSpec, RegisterOptions
 
@@ -673,7 +675,7 @@ def reconcile(
     "--suffix",
     "suffixes",
     multiple=True,
-    help="Accept only keys with this ending (repeatable; default .tif .tiff .nc).",
+    help=f"Accept only keys with this ending (repeatable; default {' '.join(PRODUCT_SUFFIXES)}).",
 )
 @register_option_flags()
 @storage_option

@@ -19,6 +19,11 @@ Shapes understood by :func:`parse_event`, nested in any of these ways:
 * an EventBridge event (``"source": "aws.s3"``, ``"detail-type": "Object
   Created" | "Object Deleted"``).
 
+Removals are ``ObjectRemoved:*`` records, ``LifecycleExpiration:Delete`` and
+``LifecycleExpiration:DeleteMarkerCreated`` (an S3 Lifecycle rule deleted
+the object) and EventBridge ``Object Deleted`` (whatever its ``reason``:
+``DeleteObject`` or ``Lifecycle Expiration``).
+
 Object keys arrive URL-encoded the HTML-form way (``"red flower.jpg"`` becomes
 ``"red+flower.jpg"``, a literal ``+`` becomes ``%2B``); they are decoded with
 :func:`urllib.parse.unquote_plus`. The same decoding is applied to EventBridge
@@ -37,9 +42,10 @@ from urllib.parse import unquote_plus
 
 from producer import api
 from producer.errors import InputError, ProducerError, Spelling
+from producer.grouping import Grouping
 from producer.options import RegisterOptions, env_spelling, resolve_options
 from producer.results import Action, Result
-from producer.sources import PRODUCT_SUFFIXES, STORE_SUFFIXES, zarr_store_of
+from producer.sources import PRODUCT_SUFFIXES, STORE_SUFFIXES, ZARR_STORE_METADATA, zarr_store_of
 from producer.store.open import refuse_credentials
 
 
@@ -209,7 +215,8 @@ def _s3_record(record: Mapping[str, Any], message_id: str | None) -> ObjectEvent
     name = name.removeprefix("s3:")  # S3-compatible stores spell it "s3:ObjectCreated:Put"
     if name.startswith("ObjectCreated:"):
         kind: EventKind = "created"
-    elif name.startswith("ObjectRemoved:"):
+    elif name.startswith(("ObjectRemoved:", "LifecycleExpiration:")):
+        # LifecycleExpiration:Delete / :DeleteMarkerCreated: an S3 Lifecycle rule deleted it
         kind = "removed"
     else:
         return None  # restore, replication, lifecycle transition, tagging, ACL ...
@@ -514,27 +521,44 @@ def handle(
 def _zarr_event(event: ObjectEvent) -> tuple[ObjectEvent, str | None]:
     """An object inside a ``.zarr`` store: its root metadata object stands
     for the whole store (the event is returned for the store's prefix);
-    any other object of the store (chunks, array metadata) is skipped."""
+    any other object of the store (chunks, array metadata) is skipped.
+
+    A creation counts at ``zarr.json`` or ``.zmetadata`` (written last by a
+    consolidated write); a removal at any of :data:`ZARR_STORE_METADATA`
+    (``.zgroup`` too, so an unconsolidated v2 store's deletion is seen), and
+    :func:`_remove_one` then asks whether any of them is left."""
     found = zarr_store_of(event.key)
     if found is None:
         return event, None
     store, is_root = found
-    if is_root:
+    if is_root or (event.kind == "removed" and event.key[len(store) + 1 :] in ZARR_STORE_METADATA):
         return replace(event, key=store, size=None, etag=None), None
     return event, f"part of the Zarr store s3://{event.bucket}/{store} (registered by its root metadata)"
 
 
 def _skip_reason(event: ObjectEvent, config: HandlerConfig) -> str | None:
     """Why ``event`` is not handled under ``config``, or ``None`` to handle it."""
+    if event.key.endswith("/"):  # the console's "Create folder": a zero-byte key, not a product
+        return "folder marker (a key ending in '/'), not a product"
     if _inside(event.url, config.catalog):
         return f"inside the catalog {config.catalog}"
-    if config.prefixes and not any(
-        (event.url if p.startswith("s3://") else event.key).startswith(p) for p in config.prefixes
-    ):
+    if config.prefixes and not any(_under_prefix(event, p) for p in config.prefixes):
         return f"key does not start with any of the prefixes {list(config.prefixes)}"
     if config.suffixes and not event.key.lower().endswith(config.suffixes + STORE_SUFFIXES):
         return f"file ending not one of {list(config.suffixes)}"
     return None
+
+
+def _under_prefix(event: ObjectEvent, prefix: str) -> bool:
+    """Whether ``event``'s object lies under ``prefix``: a key prefix, or a
+    URL (``s3://bucket/p``) matched against the object URL. A URL with no
+    key part names the whole bucket: ``s3://data`` is ``s3://data/``, so it
+    does not also accept the buckets ``data-archive`` or ``data2``."""
+    if not prefix.startswith("s3://"):
+        return event.key.startswith(prefix)
+    if "/" not in prefix[len("s3://") :]:
+        prefix += "/"
+    return event.url.startswith(prefix)
 
 
 def _catalog_root(catalog: str) -> str | None:
@@ -630,12 +654,31 @@ def _remove_one(
 ) -> None:
     """Remove the item registered for one deleted object, unless it exists again."""
     options = config.options
-    if _object_exists(event.url, options.data_storage_options):
+    if options.group and Grouping(pattern=options.group).match(event.url) is None:
+        # its creation was refused (or skipped): there is no item, and no id to ask for
+        out["skipped"].append(
+            {"url": event.url, "reason": "not matched by the group pattern; never registered"}
+        )
+        return
+    if event.key.lower().endswith(STORE_SUFFIXES):  # a Zarr store (see _zarr_event)
+        if _store_exists(event.url, options.data_storage_options):
+            log.info("%s: root metadata still there; its removal event leaves the item", event.url)
+            out["skipped"].append(
+                {
+                    "url": event.url,
+                    "reason": "the Zarr store still has root metadata "
+                    f"({' / '.join(ZARR_STORE_METADATA)}: deleted in part, or re-created "
+                    "after this deletion event); its item stays",
+                }
+            )
+            return
+    elif _object_exists(event.url, options.data_storage_options):
         log.info("%s: exists again; its removal event is stale, the item stays", event.url)
         out["skipped"].append(
             {
                 "url": event.url,
-                "reason": "the object exists again (re-created after this deletion event); its item stays",
+                "reason": "the object exists again (re-created after this deletion event, "
+                "or only an older version of it was deleted); its item stays",
             }
         )
         return
@@ -686,6 +729,22 @@ def _object_exists(url: str, storage_options: Mapping[str, Any] | None) -> bool 
         log.warning("cannot tell whether %s exists: %s", url, exc)
         return None
     return True
+
+
+def _store_exists(url: str, storage_options: Mapping[str, Any] | None) -> bool | None:
+    """Whether the Zarr store at ``url`` exists: whether any of its root
+    metadata objects does (True, False, or None when storage cannot tell).
+    Not whether its prefix holds objects: a store deleted object by object
+    (``aws s3 rm --recursive`` removes ``.zmetadata`` before the chunks)
+    would otherwise exist until its last chunk is gone, and the removal
+    event of its root metadata would come too early to remove its item."""
+    unknown = False
+    for name in ZARR_STORE_METADATA:
+        found = _object_exists(f"{url}/{name}", storage_options)
+        if found:
+            return True
+        unknown = unknown or found is None
+    return None if unknown else False
 
 
 def _message_ids(events: list[ObjectEvent]) -> list[str | None]:

@@ -206,6 +206,16 @@ class Grouping:
         """The ``producer:group`` value items of this grouping carry."""
         return self.pattern if self.pattern is not None else EXPLICIT
 
+    def match(self, source: str) -> re.Match[str] | None:
+        """The group pattern's match of ``source``, or ``None`` when it does not
+        match or gives an empty id or asset (such a product is never registered)."""
+        if self._rx is None:
+            raise ValueError("match() needs a group pattern")
+        found = self._rx.search(source)
+        if found is None or not found["id"] or not found["asset"]:
+            return None
+        return found
+
     def assign(self, source: str, options: ExtractOptions) -> Member:
         """The item and asset key of ``source``; :class:`InputError` naming it
         when the group pattern does not match it."""
@@ -213,8 +223,8 @@ class Grouping:
             return self.members[source]
         if self._rx is None:
             return Member(source, make_item_id(source, options), self.asset_key or "data")
-        found = self._rx.search(source)
-        if found is None or not found["id"] or not found["asset"]:
+        found = self.match(source)
+        if found is None:
             raise InputError(
                 f"{source}: not registered: the group pattern {self._rx.pattern!r} does not match it "
                 "(or matches an empty id or asset); widen the pattern, or register this product "

@@ -25,10 +25,27 @@ from producer.errors import InputError, ProducerError, StoreError
 from producer.redact import redact
 from producer.urls import is_local, local_path, protocol
 
-__all__ = ["PRODUCT_SUFFIXES", "STORE_SUFFIXES", "GLOB_CHARS", "expand_paths", "is_remote", "zarr_store_of"]
+__all__ = [
+    "NETCDF_SUFFIXES",
+    "PRODUCT_SUFFIXES",
+    "RASTER_SUFFIXES",
+    "STORE_SUFFIXES",
+    "GLOB_CHARS",
+    "expand_paths",
+    "is_remote",
+    "zarr_store_of",
+]
 
-#: file name suffixes picked up when a directory or prefix is expanded
-PRODUCT_SUFFIXES = (".tif", ".tiff", ".nc", ".nc4")
+#: GeoTIFF file endings (read with rasterio)
+RASTER_SUFFIXES = (".tif", ".tiff")
+#: NetCDF file endings: the ones the datacube reader is chosen by
+#: (``producer.extract.source.NETCDF_SUFFIXES``, kept equal by a test; not
+#: imported from there: that module loads rasterio, this one must stay light)
+NETCDF_SUFFIXES = (".nc", ".nc4", ".cdf", ".netcdf")
+#: file name suffixes picked up when a directory or prefix is expanded, and
+#: the event handler's default filter (deploy/template.yaml's default
+#: ``Suffixes``, deploy/README and ``handle-event --suffix``'s help say the same)
+PRODUCT_SUFFIXES = RASTER_SUFFIXES + NETCDF_SUFFIXES
 #: folders (prefixes) that are ONE product each: never walked into
 STORE_SUFFIXES = (".zarr",)
 #: characters that make a name that does not exist literally a glob pattern
@@ -87,6 +104,10 @@ def _store_root(path: str) -> str | None:
 
 #: the object whose creation means "this store is (re)written": its root metadata
 ZARR_ROOT_METADATA = ("zarr.json", ".zmetadata")
+#: the objects at a store's root that make it a Zarr store: ``zarr.json``
+#: (v3), ``.zmetadata`` (consolidated v2), ``.zgroup`` (v2, consolidated or
+#: not). The store is gone once none of them is left, whatever chunks remain.
+ZARR_STORE_METADATA = ("zarr.json", ".zmetadata", ".zgroup")
 
 
 def zarr_store_of(key: str) -> tuple[str, bool] | None:

@@ -325,7 +325,8 @@ def test_config_from_env_defaults() -> None:
         {"STAC_CATALOG": "s3://cat/stac", "STAC_COLLECTION": "ndvi", "STAC_PREFIXES": ""}
     )
     # one list with folder expansion: NetCDF-4 (.nc4) events were skipped before
-    assert cfg.prefixes == () and cfg.suffixes == DEFAULT_SUFFIXES == (".tif", ".tiff", ".nc", ".nc4")
+    assert cfg.prefixes == () and cfg.suffixes == DEFAULT_SUFFIXES
+    assert DEFAULT_SUFFIXES == (".tif", ".tiff", ".nc", ".nc4", ".cdf", ".netcdf")
     assert cfg.options == RegisterOptions()  # every registration option at its default
     star = HandlerConfig.from_env({"STAC_CATALOG": "x", "STAC_COLLECTION": "y", "STAC_SUFFIXES": "*"})
     assert star.suffixes == ()
@@ -593,7 +594,7 @@ def test_nothing_matching_writes_nothing(s3: S3Server) -> None:
         "skipped": [
             {
                 "url": f"s3://{s3.bucket}/products/ndvi/readme.md",
-                "reason": "file ending not one of ['.tif', '.tiff', '.nc', '.nc4']",
+                "reason": "file ending not one of ['.tif', '.tiff', '.nc', '.nc4', '.cdf', '.netcdf']",
             }
         ],
     }
