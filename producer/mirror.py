@@ -84,7 +84,14 @@ from producer.catalog.mirrorlinks import (  # noqa: F401 (re-exported: where mir
     mirror_key,
 )
 from producer.changes import Change, ChangeKind, item_line
-from producer.errors import CatalogError, ConflictError, NotFound, PreconditionFailed, ProducerError
+from producer.errors import (
+    REBUILD_MIRROR_HINT,
+    CatalogError,
+    ConflictError,
+    NotFound,
+    PreconditionFailed,
+    ProducerError,
+)
 from producer.hrefs import absolute_assets, document_url
 from producer.store.base import Store, is_local
 
@@ -397,12 +404,24 @@ def encode_items(items: Sequence[dict[str, Any]], where: str) -> bytes:
     return _table_bytes(_items_table(items, json_properties, where), json_properties)
 
 
-def read_table(data: bytes, where: str) -> pa.Table:
+def unreadable(where: str, exc: Exception, *, fragment: bool = False) -> MirrorError:
+    """The error for a mirror file (or ``fragment``) at ``where`` that is not
+    readable parquet (truncated, overwritten, a failed copy), naming it and
+    the fix: a rebuild reads the base it replaces, so the file is deleted first."""
+    if fragment:
+        return MirrorError(f"mirror fragment {where} is not readable parquet ({exc}): delete it and rebuild")
+    return MirrorError(
+        f"mirror file {where} is not readable parquet ({exc}): delete it, then rebuild the mirror",
+        hints=(REBUILD_MIRROR_HINT,),
+    )
+
+
+def read_table(data: bytes, where: str, *, fragment: bool = False) -> pa.Table:
     """The Arrow table of a mirror file's bytes (MirrorError if unreadable)."""
     try:
         return pq.read_table(pa.BufferReader(data))
     except (OSError, ValueError) as exc:
-        raise MirrorError(f"mirror file {where} is not readable parquet ({exc}): rebuild the mirror") from exc
+        raise unreadable(where, exc, fragment=fragment) from exc
 
 
 def decode_items(data: bytes, where: str) -> list[dict[str, Any]]:
@@ -835,7 +854,7 @@ def read_partition(store: Store, key: str) -> Partition:
         if is_ndjson_fragment(frag_key):
             read.append(ndjson_fragment(frag_key, frag, frag_where))
         else:
-            table = read_table(frag, frag_where)
+            table = read_table(frag, frag_where, fragment=True)
             read.append((fragment_info(frag_key, table.schema.metadata, frag_where), table))
     pending = [item for _, got in read if isinstance(got, list) for item in got]
     converted = items_arrow(pending, f"{where} (its NDJSON fragments)") if pending else None
@@ -867,9 +886,7 @@ def _visible(store: Store, key: str) -> tuple[dict[str, int], bool]:
             names = [n for n in ("id", "updated") if n in parquet.schema_arrow.names]
             table = parquet.read(columns=names) if "id" in names else None
         except (OSError, ValueError) as exc:
-            raise MirrorError(
-                f"mirror file {where} is not readable parquet ({exc}): rebuild the mirror"
-            ) from exc
+            raise unreadable(where, exc) from exc
         if table is not None:
             for item_id, stamp in zip(table.column("id").to_pylist(), table_stamps(table)):
                 best[str(item_id)] = max(best.get(str(item_id), (stamp, _ROW, 0)), (stamp, _ROW, 0))
@@ -884,7 +901,7 @@ def _visible(store: Store, key: str) -> tuple[dict[str, int], bool]:
             try:
                 metadata = pq.ParquetFile(pa.BufferReader(frag)).schema_arrow.metadata
             except (OSError, ValueError) as exc:
-                raise MirrorError(f"mirror fragment {frag_where} is not readable parquet ({exc})") from exc
+                raise unreadable(frag_where, exc, fragment=True) from exc
             info = fragment_info(frag_key, metadata, frag_where)
         for item_id, stamp in info.rows:
             best[item_id] = max(best.get(item_id, (stamp, _ROW, source)), (stamp, _ROW, source))

@@ -33,7 +33,7 @@ from typing import Any
 
 from producer.catalog.documents import CHILD_RELS
 from producer.catalog.layout import resolve_href
-from producer.errors import CatalogError, InputError, NotFound
+from producer.errors import REBUILD_MIRROR_HINT, CatalogError, InputError, NotFound
 from producer.mirror import (
     MIRROR_NAME,
     FragmentInfo,
@@ -46,6 +46,7 @@ from producer.mirror import (
     resolve,
     table_items,
     table_stamps,
+    unreadable,
 )
 from producer.store import open_store
 from producer.store.base import Store
@@ -189,7 +190,8 @@ def mirror_files(store: Store, collection_key: str) -> list[str]:
             collection_id = collection_key.split("/", 1)[0]
             raise InputError(
                 f"collection {collection_id!r} of {store.url} links no stac-geoparquet mirror file that "
-                "exists: build it with reconcile (Python: producer.mirror.rebuild(store, collection))"
+                "exists",
+                hints=(REBUILD_MIRROR_HINT,),
             )
         return linked
     keys, queue = [], [(collection_key, collection)]
@@ -211,8 +213,8 @@ def mirror_files(store: Store, collection_key: str) -> list[str]:
     if has_items and not found:
         collection_id = collection_key.split("/", 1)[0]
         raise InputError(
-            f"collection {collection_id!r} of {store.url} has no stac-geoparquet mirror yet: build it "
-            "with reconcile (Python: producer.mirror.rebuild(store, collection))"
+            f"collection {collection_id!r} of {store.url} has no stac-geoparquet mirror yet",
+            hints=(REBUILD_MIRROR_HINT,),
         )
     return found
 
@@ -321,21 +323,28 @@ def _matching_groups(
     ]
 
 
-def _open_parquet(store: Store, key: str) -> tuple[pq.ParquetFile, Any]:
+def _open_parquet(store: Store, key: str, *, fragment: bool = False) -> tuple[pq.ParquetFile, Any]:
     """A mirror file opened for partial reads, and what to close after.
     A store with ``open_read`` (the local one) hands an open file: only the
     footer and the column chunks read are touched, and nothing is hashed;
-    any other store is read whole with ``get``. Raises NotFound."""
+    any other store is read whole with ``get``. Raises NotFound, and
+    MirrorError (:func:`unreadable`) for a file that is not parquet."""
     opener = getattr(store, "open_read", None)
     if opener is not None:
         handle = opener(key)
         try:
             return pq.ParquetFile(handle), handle
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            handle.close()
+            raise unreadable(f"{store.url}/{key}", exc, fragment=fragment) from exc
         except BaseException:
             handle.close()
             raise
     data, _ = store.get(key)
-    return pq.ParquetFile(pa.BufferReader(data)), None
+    try:
+        return pq.ParquetFile(pa.BufferReader(data)), None
+    except (OSError, ValueError) as exc:
+        raise unreadable(f"{store.url}/{key}", exc, fragment=fragment) from exc
 
 
 class _Source:
@@ -343,10 +352,19 @@ class _Source:
     keep (None: all), the row groups that may hold matches and the first row
     number of each row group."""
 
-    def __init__(self, parquet: pq.ParquetFile, rows: list[int] | None, groups: list[int]) -> None:
+    def __init__(
+        self,
+        parquet: pq.ParquetFile,
+        rows: list[int] | None,
+        groups: list[int],
+        where: str = "",
+        fragment: bool = False,
+    ) -> None:
         self.parquet = parquet
         self.rows = rows
         self.groups = groups
+        self.where = where
+        self.fragment = fragment
         starts = [0]
         for g in range(parquet.metadata.num_row_groups):
             starts.append(starts[-1] + parquet.metadata.row_group(g).num_rows)
@@ -355,7 +373,10 @@ class _Source:
     def read(self, groups: list[int], columns: list[str] | None) -> tuple[pa.Table, pa.Array]:
         """``columns`` (None: all) of row groups ``groups`` and the file row
         number of each row read."""
-        table = self.parquet.read_row_groups(groups, columns=columns)
+        try:
+            table = self.parquet.read_row_groups(groups, columns=columns)
+        except (OSError, ValueError) as exc:  # a footer that reads, column chunks that do not
+            raise unreadable(self.where, exc, fragment=self.fragment) from exc
         numbers = np.concatenate(
             [np.arange(self.starts[g], self.starts[g + 1], dtype=np.int64) for g in groups]
             or [np.zeros(0, dtype=np.int64)]
@@ -486,7 +507,7 @@ def _partition_sources(
             fragments.append((info, (data.split(b"\n")[1 : 1 + len(info.rows)], where)))
             continue
         try:
-            parquet, handle = _open_parquet(store, frag_key)
+            parquet, handle = _open_parquet(store, frag_key, fragment=True)
         except NotFound:
             continue  # folded by a compaction since the LIST
         if handle is not None:
@@ -498,21 +519,24 @@ def _partition_sources(
     if use_base and fragments:
         assert base is not None
         columns = [c for c in ("id", "updated") if c in base.schema_arrow.names]
-        ids_stamps = base.read(columns=columns)
+        try:
+            ids_stamps = base.read(columns=columns)
+        except (OSError, ValueError) as exc:
+            raise unreadable(f"{store.url}/{key}", exc) from exc
         base_rows = list(zip(ids_stamps.column("id").to_pylist(), table_stamps(ids_stamps)))
     keep_base, kept = resolve(base_rows, [info for info, _ in fragments])
     out: list[_Source | _ItemsSource] = []
     if use_base:
         assert base is not None
-        out.append(_Source(base, keep_base, base_groups))
-    for (_, got), rows in zip(fragments, kept):
+        out.append(_Source(base, keep_base, base_groups, f"{store.url}/{key}"))
+    for (info, got), rows in zip(fragments, kept):
         if isinstance(got, tuple):
             if rows:
                 out.append(_ItemsSource(got[0], rows, got[1]))
             continue
         groups = _matching_groups(got.metadata, box, window) if rows else []
         if groups:
-            out.append(_Source(got, rows, groups))
+            out.append(_Source(got, rows, groups, f"{store.url}/{info.key}", fragment=True))
     return out
 
 
