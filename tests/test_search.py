@@ -259,7 +259,9 @@ def test_a_corrupt_base_mirror_file_is_named_with_its_fix(tmp_path):
     with pytest.raises(mirror.MirrorError, match="not readable parquet") as info:
         search(str(cat))
     assert f"{base}" in str(info.value) or f"{cat}/c/items.parquet" in str(info.value)
-    assert "delete it, then rebuild the mirror. Fix it with producer.reconcile(..., fix=True)" in str(info.value)
+    assert "delete it, then rebuild the mirror. Fix it with producer.reconcile(..., fix=True)" in str(
+        info.value
+    )
     out = CliRunner().invoke(main, ["search", str(cat)])
     assert out.exit_code == 1, out.output
     assert isinstance(out.exception, SystemExit)  # a clear error, no traceback
