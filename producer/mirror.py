@@ -833,23 +833,63 @@ class Partition:
         return {item["id"]: item for table in self.tables() for item in table_items(table)}
 
 
+#: times a reader reads a partition when a compaction keeps folding, under
+#: it, fragments it listed (see :func:`read_again`)
+READ_ATTEMPTS = 5
+
+
+def read_again() -> None:
+    """Why readers LIST a partition's fragments BEFORE they read its base, and
+    read it all again when a fragment listed is gone (documentation only).
+
+    A compaction writes the merged base, then deletes the fragments it
+    folded. A reader that read the base first and listed after could read
+    the base from before a compaction and list after its deletes: the rows
+    of the folded fragments were in neither (an item missing from a search,
+    with no error). Listed first, a fragment deleted before the LIST was
+    folded into a base written before it, so into the base read after; a
+    fragment listed but gone when read may have been folded into a base
+    newer than the one read, so the partition is read again (at most
+    :data:`READ_ATTEMPTS` times, then :func:`kept_changing`). Costs nothing
+    when no compaction runs: the same LIST and GETs, in another order."""
+
+
+def kept_changing(store: Store, key: str) -> ConflictError:
+    """The error of a reader that found fragments of ``key`` folded under it
+    :data:`READ_ATTEMPTS` times in a row."""
+    return ConflictError(
+        f"the mirror file {store.url}/{key} was compacted {READ_ATTEMPTS} times while it was read; "
+        "read again when writers are quieter"
+    )
+
+
 def read_partition(store: Store, key: str) -> Partition:
-    """Read base mirror file ``key`` (with its version) and then its fragments
-    (one LIST, one GET each, up to :data:`READ_THREADS` at once on S3; a
-    fragment deleted meanwhile is skipped). The
-    items of the NDJSON fragments are converted to Arrow in one call (one
-    table, sliced per fragment). Reads only."""
+    """Read the fragments' LIST of base mirror file ``key``, then the base
+    (with its version), then each fragment (one GET each, up to
+    :data:`READ_THREADS` at once on S3); read all again when a compaction
+    folded a fragment listed meanwhile (:func:`read_again`). The items of
+    the NDJSON fragments are converted to Arrow in one call (one table,
+    sliced per fragment). Reads only."""
+    for _ in range(READ_ATTEMPTS):
+        part = _read_partition_once(store, key)
+        if part is not None:
+            return part
+    raise kept_changing(store, key)
+
+
+def _read_partition_once(store: Store, key: str) -> Partition | None:
+    """One attempt of :func:`read_partition`: None when a fragment listed was gone."""
     where = f"{store.url}/{key}"
+    frag_keys = list_fragments(store, key)  # first: see read_again
     try:
         data, version = store.get(key)
         base: pa.Table | None = read_table(data, where)
     except NotFound:
         base, version = None, None
     read: list[tuple[FragmentInfo, pa.Table | list[dict[str, Any]]]] = []
-    frag_keys = list_fragments(store, key)
     for frag_key, frag in zip(frag_keys, _read_fragments(store, frag_keys)):
         if frag is None:
-            continue  # folded and deleted by a compaction since the LIST
+            return None  # folded and deleted by a compaction since the LIST
         frag_where = f"{store.url}/{frag_key}"
         if is_ndjson_fragment(frag_key):
             read.append(ndjson_fragment(frag_key, frag, frag_where))

@@ -36,10 +36,12 @@ from producer.catalog.layout import resolve_href
 from producer.errors import REBUILD_MIRROR_HINT, CatalogError, InputError, NotFound
 from producer.mirror import (
     MIRROR_NAME,
+    READ_ATTEMPTS,
     FragmentInfo,
     MirrorError,
     fragment_info,
     is_ndjson_fragment,
+    kept_changing,
     linked_mirror_keys,
     list_fragments,
     ndjson_info,
@@ -482,53 +484,72 @@ def _partition_sources(
     row numbers readers keep (None: all), so that per item id only the newest
     row counts and a tombstone hides the item. A file whose statistics rule
     out the query is left out, after its rows and tombstones have had their
-    say over the others. Opens the base, one LIST and each fragment (the
+    say over the others. One LIST, then the base and each fragment (the
     footers of parquet ones, NDJSON ones read whole; the base's
-    ``id``/``updated`` columns only when fragments exist); ``handles``
-    closes what was opened."""
+    ``id``/``updated`` columns only when fragments exist); a partition a
+    compaction folded meanwhile is read again
+    (:func:`~producer.mirror.read_again`). ``handles`` closes what was opened."""
+    for _ in range(READ_ATTEMPTS):
+        with contextlib.ExitStack() as opened:
+            sources = _read_sources(store, key, box, window, opened)
+            if sources is not None:
+                handles.enter_context(opened.pop_all())
+                return sources
+    raise kept_changing(store, key)
+
+
+def _read_sources(
+    store: Store,
+    key: str,
+    box: tuple[float, float, float, float] | None,
+    window: tuple[Any, Any] | None,
+    opened: contextlib.ExitStack,
+) -> list[_Source | _ItemsSource] | None:
+    """One attempt of :func:`_partition_sources`: None when a fragment the
+    LIST named was gone when read (a compaction folded it, maybe into a base
+    newer than the one read)."""
+    frag_keys = list_fragments(store, key)  # first: see read_again
+    base_where = f"{store.url}/{key}"
     try:
         base: pq.ParquetFile | None
         base, handle = _open_parquet(store, key)
         if handle is not None:
-            handles.enter_context(handle)
+            opened.enter_context(handle)
     except NotFound:
         base = None  # linked but emptied, or only fragments so far
     if base is not None and base.metadata.num_rows == 0:
         base = None  # created empty by the first write, or every item removed: nothing to read
     fragments: list[tuple[FragmentInfo, pq.ParquetFile | tuple[list[bytes], str]]] = []
-    for frag_key in list_fragments(store, key):
+    for frag_key in frag_keys:
         where = f"{store.url}/{frag_key}"
         if is_ndjson_fragment(frag_key):
             try:
                 data, _ = store.get(frag_key)
             except NotFound:
-                continue  # folded by a compaction since the LIST
+                return None  # folded by a compaction since the LIST
             info = ndjson_info(frag_key, data, where)
             fragments.append((info, (data.split(b"\n")[1 : 1 + len(info.rows)], where)))
             continue
         try:
             parquet, handle = _open_parquet(store, frag_key, fragment=True)
         except NotFound:
-            continue  # folded by a compaction since the LIST
+            return None  # folded by a compaction since the LIST
         if handle is not None:
-            handles.enter_context(handle)
+            opened.enter_context(handle)
         fragments.append((fragment_info(frag_key, parquet.schema_arrow.metadata, where), parquet))
     base_groups = [] if base is None else _matching_groups(base.metadata, box, window)
-    use_base = bool(base_groups)
     base_rows = None
-    if use_base and fragments:
-        assert base is not None
+    if base is not None and base_groups and fragments:
         columns = [c for c in ("id", "updated") if c in base.schema_arrow.names]
         try:
             ids_stamps = base.read(columns=columns)
         except (OSError, ValueError) as exc:
-            raise unreadable(f"{store.url}/{key}", exc) from exc
+            raise unreadable(base_where, exc) from exc
         base_rows = list(zip(ids_stamps.column("id").to_pylist(), table_stamps(ids_stamps)))
     keep_base, kept = resolve(base_rows, [info for info, _ in fragments])
     out: list[_Source | _ItemsSource] = []
-    if use_base:
-        assert base is not None
-        out.append(_Source(base, keep_base, base_groups, f"{store.url}/{key}"))
+    if base is not None and base_groups:
+        out.append(_Source(base, keep_base, base_groups, base_where))
     for (info, got), rows in zip(fragments, kept):
         if isinstance(got, tuple):
             if rows:
