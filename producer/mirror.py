@@ -1019,8 +1019,11 @@ def _drop_fragments(store: Store, keys: Iterable[str]) -> None:
     which hold nothing older than the base). On a store with ``delete_many``
     (S3: DeleteObjects) all go in one request instead of a HEAD and a DELETE
     each; the order is then the server's, which readers do not need: every
-    row of a folded fragment is in the base with the same stamp (the same
-    item version), so a leftover one changes no search result, and the next
+    row of a folded fragment is in the base with the same stamp (a
+    compaction) or superseded there by a newer version (a rebuild, from the
+    JSON items), so readers that weigh the base's stamps against a leftover
+    fragment (all of them, search included even where the base's
+    statistics rule it out) see what the base holds, and the next
     compaction folds it again."""
     keys = sorted(keys)
     many = getattr(type(store), "delete_many", None)
@@ -1596,7 +1599,10 @@ def rebuild(store: Store, collection_id: str, *, only_stale: bool = True, max_re
     ``max_retries``), then exactly those fragments are deleted. A fragment
     written after the listing stays and is merged by stamp. Deletes of
     fragments never lose a row: a crash between the write and the deletes
-    leaves fragments whose rows resolve against the base by stamp."""
+    leaves fragments whose rows resolve against the base by stamp (a
+    leftover row older than the base's version of its item is hidden by it,
+    so readers must read the base's stamps whenever fragments exist, even
+    where a query's statistics rule the base out: :mod:`producer.query` does)."""
     listed = _listed_fragments(store, collection_id)
 
     def rewrite(key: str, tree: _Tree, version: str | None, stale: bool, reread: Callable[[], _Tree]) -> bool:

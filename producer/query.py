@@ -484,9 +484,12 @@ def _partition_sources(
     row numbers readers keep (None: all), so that per item id only the newest
     row counts and a tombstone hides the item. A file whose statistics rule
     out the query is left out, after its rows and tombstones have had their
-    say over the others. One LIST, then the base and each fragment (the
-    footers of parquet ones, NDJSON ones read whole; the base's
-    ``id``/``updated`` columns only when fragments exist); a partition a
+    say over the others: the base's ``id``/``updated`` columns are read
+    whenever fragments exist, even for a base the query rules out, since a
+    leftover fragment (a compaction or rebuild killed before its deletes)
+    may hold an older version of an item the base holds newer. One LIST,
+    then the base and each fragment (the footers of parquet ones, NDJSON
+    ones read whole); a partition a
     compaction folded meanwhile is read again
     (:func:`~producer.mirror.read_again`). ``handles`` closes what was opened."""
     for _ in range(READ_ATTEMPTS):
@@ -539,7 +542,7 @@ def _read_sources(
         fragments.append((fragment_info(frag_key, parquet.schema_arrow.metadata, where), parquet))
     base_groups = [] if base is None else _matching_groups(base.metadata, box, window)
     base_rows = None
-    if base is not None and base_groups and fragments:
+    if base is not None and fragments:  # even when ruled out: see the doc
         columns = [c for c in ("id", "updated") if c in base.schema_arrow.names]
         try:
             ids_stamps = base.read(columns=columns)

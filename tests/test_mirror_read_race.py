@@ -149,3 +149,28 @@ def test_a_quiet_partition_is_read_with_one_list_and_one_read_per_file(base_and_
     store = CompactsDuringRead(open_store(str(base_and_fragment)))
     search(store)
     assert store.reads == [f"list:{FRAGMENTS}", KEY, list_fragments(store.inner, KEY)[0]]
+
+
+def test_a_leftover_fragment_older_than_the_base_is_hidden_where_the_base_is_ruled_out(
+    tmp_path: Path,
+) -> None:
+    """A fragment holding an older version of an item the base holds newer
+    (the reprocessed product's mirror write failed, then a rebuild was
+    killed before deleting the fragments it folded): a search whose box the
+    base's statistics rule out returned the old version from the fragment,
+    while diff said clean. Now the base's stamps hide it."""
+    data, cat = tmp_path / "data", tmp_path / "cat"
+    tif = str(rasters.write_tile(data, "x_20240105.tif", 5.0, 45.0))  # at A
+    producer.register([tif], catalog=str(cat), collection="c")
+    store = open_store(str(cat))
+    (old,) = list_fragments(store, KEY)
+    old_bytes = store.get(old)[0]
+    rasters.write_tile(data, "x_20240105.tif", 100.0, 10.0)  # reprocessed: now at B
+    producer.register([tif], catalog=str(cat), collection="c")
+    rebuild(store, "c")  # the base holds x at B; the fragments are folded
+    store.put(old, old_bytes)  # the fragment of x at A left over (as after the two failures)
+    assert mirror.diff(store, "c").clean  # readers of the whole partition resolve it right
+    assert search(str(cat), bbox="4,44,6,46")["features"] == []  # at A, where x no longer is
+    assert search(str(cat), bbox="4,44,6,46", datetime="2024-01-05")["features"] == []
+    (found,) = search(str(cat), bbox="99,9,101,11")["features"]
+    assert found["bbox"][0] == pytest.approx(100.0)
