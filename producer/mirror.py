@@ -66,7 +66,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -621,6 +621,18 @@ def stamp_of(item: dict[str, Any]) -> int:
         when = when.replace(tzinfo=UTC)
     delta = when - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def stamp_text(stamp: int) -> str | None:
+    """The ``updated`` text whose :func:`stamp_of` is ``stamp`` (None for -1: no ``updated``).
+
+    >>> stamp_text(stamp_of({"properties": {"updated": "2024-05-10T12:00:00.000123Z"}}))
+    '2024-05-10T12:00:00.000123Z'
+    """
+    if stamp < 0:
+        return None
+    when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=stamp)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def table_stamps(table: pa.Table) -> list[int]:
@@ -1191,6 +1203,9 @@ class MirrorSink:
     _bases: set[str] = field(default_factory=set, repr=False)
     #: base files :meth:`lacking` found absent (``apply`` creates them)
     _absent: set[str] = field(default_factory=set, repr=False)
+    #: ``{base file: {item id: stamp}}`` of the partitions :meth:`lacking`
+    #: read for the old rows of moved items (each read once per sink)
+    _others: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
 
     def lacking(self, collection: dict[str, Any], unchanged: Sequence[Change]) -> list[Change]:
         """The unchanged items the mirror does not reflect (it lacks them or
@@ -1201,7 +1216,15 @@ class MirrorSink:
         ``unchanged``, the base's id/stamp columns and the fragments'
         headers (:func:`visible_stamps`): bounded by the partition, paid
         only by runs with unchanged items. Writes nothing; remembers the
-        partitions whose base file is absent, for ``apply`` to create."""
+        partitions whose base file is absent, for ``apply`` to create.
+
+        An item its partition lacks altogether may have moved there from
+        another partition (its datetime changed) in a run whose mirror write
+        failed: the old partition still shows it. Then the other partitions
+        the collection links are read too (:func:`visible_stamps`, each once
+        per sink), and a tombstone is returned for each older row of such an
+        item found there, so the rerun leaves the item in one partition
+        only. Runs whose mirror holds every unchanged item read nothing more."""
         by_file: dict[str, list[Change]] = {}
         for change in unchanged:
             if change.kind is ChangeKind.REMOVED:
@@ -1211,13 +1234,53 @@ class MirrorSink:
                 continue
             by_file.setdefault(mirror_key(change.key), []).append(change)
         out: list[Change] = []
+        gone: dict[str, Change] = {}  # items their partition lacks altogether
         for key, group in by_file.items():
             seen, exists = _visible(self.store, key)
+            self._others[key] = seen
             if exists:
                 self._bases.add(key)
             else:
                 self._absent.add(key)
-            out += [c for c in group if seen.get(c.item_id) != stamp_of(c.item)]
+            for c in group:
+                if seen.get(c.item_id) != stamp_of(c.item):
+                    out.append(c)
+                    if c.item_id not in seen:
+                        gone[c.item_id] = c
+        if gone:
+            out += self._moved_from(collection, gone)
+        return out
+
+    def _moved_from(self, collection: dict[str, Any], gone: Mapping[str, Change]) -> list[Change]:
+        """Tombstones (REMOVED changes) for the rows of ``gone`` items that
+        other partitions of ``collection`` still show with an older (or the
+        same) stamp: the old rows of items that moved partition while the
+        mirror write failed. Reads each partition the collection links once
+        per sink (:func:`visible_stamps`)."""
+        cid = collection.get("id")
+        if not isinstance(cid, str):
+            return []
+        out: list[Change] = []
+        for key in sorted(set(linked_mirror_keys(f"{cid}/collection.json", collection)) | set(self._others)):
+            if key not in self._others:
+                try:
+                    self._others[key] = _visible(self.store, key)[0]
+                except NotFound:
+                    self._others[key] = {}
+            seen = self._others[key]
+            for item_id, change in gone.items():
+                stamp = seen.get(item_id)
+                if stamp is None or mirror_key(change.key) == key or stamp > stamp_of(change.item):
+                    continue
+                updated = stamp_text(stamp)
+                old_key = posixpath.join(posixpath.dirname(key), item_id, f"{item_id}.json")
+                old_item = {
+                    "type": "Feature",
+                    "id": item_id,
+                    "properties": {} if updated is None else {"updated": updated},
+                }
+                out.append(Change(ChangeKind.REMOVED, cid, item_id, old_key, old_item))
+                del seen[item_id]  # tombstoned: not again for a later batch of this sink
         return out
 
     def apply(self, collection: dict[str, Any], changes: Sequence[Change]) -> None:
