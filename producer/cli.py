@@ -773,7 +773,7 @@ def search(
                 message = f"--{message}"
         raise click.UsageError(message) from exc
     except ProducerError as exc:
-        raise click.ClickException(redact(str(exc))) from exc
+        raise click.ClickException(redact(exc.phrased(_spelling))) from exc
     click.echo(json.dumps(result, indent=2))
 
 

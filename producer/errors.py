@@ -21,14 +21,23 @@ class Hint:
     (``True`` for a switch); ``does``: what giving it does. The library phrases
     a hint for Python (``id_template='{parent}_{stem}'``); the CLI, the event
     handler and the Prefect adapter phrase the same hint for their users.
+
+    ``verb``: the call to make with that option, when it is not the call
+    that failed (``reconcile``, for ``fix=True``): then the hint is spelled
+    as that call (``producer.reconcile(..., fix=True)``, ``stac-producer
+    reconcile CATALOG --fix``).
     """
 
     option: str
     example: Any
     does: str
+    verb: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"option": self.option, "example": self.example, "does": self.does}
+        out = {"option": self.option, "example": self.example, "does": self.does}
+        if self.verb:
+            out["verb"] = self.verb
+        return out
 
 
 #: spells one hint's option and example for a kind of caller
@@ -36,7 +45,10 @@ Spelling = Callable[[Hint], str]
 
 
 def python_spelling(hint: Hint) -> str:
-    """``id_template='{parent}_{stem}'``: a keyword argument (also a Prefect parameter)."""
+    """``id_template='{parent}_{stem}'``: a keyword argument (also a Prefect
+    parameter); ``producer.reconcile(..., fix=True)`` for a hint naming a verb."""
+    if hint.verb:
+        return f"producer.{hint.verb}(..., {hint.option}={hint.example!r})"
     return f"{hint.option}={hint.example!r}"
 
 
@@ -53,6 +65,8 @@ def phrase_hints(hints: Iterable[Hint], spell: Spelling = python_spelling) -> st
 ID_TEMPLATE_HINT = Hint("id_template", "{parent}_{stem}", "give the products different ids")
 #: an existing item of another product is to be overwritten
 REPLACE_HINT = Hint("replace", True, "overwrite the existing item")
+#: a collection's stac-geoparquet mirror is missing or behind: reconcile's fix rebuilds it
+REBUILD_MIRROR_HINT = Hint("fix", True, "rebuild the collection's mirror from its items", verb="reconcile")
 
 
 class ProducerError(Exception):

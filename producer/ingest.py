@@ -632,7 +632,7 @@ def _publish(
     behind = "; ".join(f"{f.sink} ({f.error})" for f in failures)
     error = failures[0].error
     kind = error if isinstance(error, ProducerError) else StoreError(str(error))
-    remedy = remedy_text(failures, collection, "register again, or reconcile")
+    remedy = remedy_text(failures, collection, "register again, or reconcile with fix")
     for result in covered:
         result.fail(
             f"{result.source}: committed to the catalog, but not applied to {behind}, which is now "

@@ -66,7 +66,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,7 +84,14 @@ from producer.catalog.mirrorlinks import (  # noqa: F401 (re-exported: where mir
     mirror_key,
 )
 from producer.changes import Change, ChangeKind, item_line
-from producer.errors import CatalogError, ConflictError, NotFound, PreconditionFailed, ProducerError
+from producer.errors import (
+    REBUILD_MIRROR_HINT,
+    CatalogError,
+    ConflictError,
+    NotFound,
+    PreconditionFailed,
+    ProducerError,
+)
 from producer.hrefs import absolute_assets, document_url
 from producer.store.base import Store, is_local
 
@@ -397,12 +404,24 @@ def encode_items(items: Sequence[dict[str, Any]], where: str) -> bytes:
     return _table_bytes(_items_table(items, json_properties, where), json_properties)
 
 
-def read_table(data: bytes, where: str) -> pa.Table:
+def unreadable(where: str, exc: Exception, *, fragment: bool = False) -> MirrorError:
+    """The error for a mirror file (or ``fragment``) at ``where`` that is not
+    readable parquet (truncated, overwritten, a failed copy), naming it and
+    the fix: a rebuild reads the base it replaces, so the file is deleted first."""
+    if fragment:
+        return MirrorError(f"mirror fragment {where} is not readable parquet ({exc}): delete it and rebuild")
+    return MirrorError(
+        f"mirror file {where} is not readable parquet ({exc}): delete it, then rebuild the mirror",
+        hints=(REBUILD_MIRROR_HINT,),
+    )
+
+
+def read_table(data: bytes, where: str, *, fragment: bool = False) -> pa.Table:
     """The Arrow table of a mirror file's bytes (MirrorError if unreadable)."""
     try:
         return pq.read_table(pa.BufferReader(data))
     except (OSError, ValueError) as exc:
-        raise MirrorError(f"mirror file {where} is not readable parquet ({exc}): rebuild the mirror") from exc
+        raise unreadable(where, exc, fragment=fragment) from exc
 
 
 def decode_items(data: bytes, where: str) -> list[dict[str, Any]]:
@@ -602,6 +621,18 @@ def stamp_of(item: dict[str, Any]) -> int:
         when = when.replace(tzinfo=UTC)
     delta = when - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def stamp_text(stamp: int) -> str | None:
+    """The ``updated`` text whose :func:`stamp_of` is ``stamp`` (None for -1: no ``updated``).
+
+    >>> stamp_text(stamp_of({"properties": {"updated": "2024-05-10T12:00:00.000123Z"}}))
+    '2024-05-10T12:00:00.000123Z'
+    """
+    if stamp < 0:
+        return None
+    when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=stamp)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def table_stamps(table: pa.Table) -> list[int]:
@@ -814,28 +845,68 @@ class Partition:
         return {item["id"]: item for table in self.tables() for item in table_items(table)}
 
 
+#: times a reader reads a partition when a compaction keeps folding, under
+#: it, fragments it listed (see :func:`read_again`)
+READ_ATTEMPTS = 5
+
+
+def read_again() -> None:
+    """Why readers LIST a partition's fragments BEFORE they read its base, and
+    read it all again when a fragment listed is gone (documentation only).
+
+    A compaction writes the merged base, then deletes the fragments it
+    folded. A reader that read the base first and listed after could read
+    the base from before a compaction and list after its deletes: the rows
+    of the folded fragments were in neither (an item missing from a search,
+    with no error). Listed first, a fragment deleted before the LIST was
+    folded into a base written before it, so into the base read after; a
+    fragment listed but gone when read may have been folded into a base
+    newer than the one read, so the partition is read again (at most
+    :data:`READ_ATTEMPTS` times, then :func:`kept_changing`). Costs nothing
+    when no compaction runs: the same LIST and GETs, in another order."""
+
+
+def kept_changing(store: Store, key: str) -> ConflictError:
+    """The error of a reader that found fragments of ``key`` folded under it
+    :data:`READ_ATTEMPTS` times in a row."""
+    return ConflictError(
+        f"the mirror file {store.url}/{key} was compacted {READ_ATTEMPTS} times while it was read; "
+        "read again when writers are quieter"
+    )
+
+
 def read_partition(store: Store, key: str) -> Partition:
-    """Read base mirror file ``key`` (with its version) and then its fragments
-    (one LIST, one GET each, up to :data:`READ_THREADS` at once on S3; a
-    fragment deleted meanwhile is skipped). The
-    items of the NDJSON fragments are converted to Arrow in one call (one
-    table, sliced per fragment). Reads only."""
+    """Read the fragments' LIST of base mirror file ``key``, then the base
+    (with its version), then each fragment (one GET each, up to
+    :data:`READ_THREADS` at once on S3); read all again when a compaction
+    folded a fragment listed meanwhile (:func:`read_again`). The items of
+    the NDJSON fragments are converted to Arrow in one call (one table,
+    sliced per fragment). Reads only."""
+    for _ in range(READ_ATTEMPTS):
+        part = _read_partition_once(store, key)
+        if part is not None:
+            return part
+    raise kept_changing(store, key)
+
+
+def _read_partition_once(store: Store, key: str) -> Partition | None:
+    """One attempt of :func:`read_partition`: None when a fragment listed was gone."""
     where = f"{store.url}/{key}"
+    frag_keys = list_fragments(store, key)  # first: see read_again
     try:
         data, version = store.get(key)
         base: pa.Table | None = read_table(data, where)
     except NotFound:
         base, version = None, None
     read: list[tuple[FragmentInfo, pa.Table | list[dict[str, Any]]]] = []
-    frag_keys = list_fragments(store, key)
     for frag_key, frag in zip(frag_keys, _read_fragments(store, frag_keys)):
         if frag is None:
-            continue  # folded and deleted by a compaction since the LIST
+            return None  # folded and deleted by a compaction since the LIST
         frag_where = f"{store.url}/{frag_key}"
         if is_ndjson_fragment(frag_key):
             read.append(ndjson_fragment(frag_key, frag, frag_where))
         else:
-            table = read_table(frag, frag_where)
+            table = read_table(frag, frag_where, fragment=True)
             read.append((fragment_info(frag_key, table.schema.metadata, frag_where), table))
     pending = [item for _, got in read if isinstance(got, list) for item in got]
     converted = items_arrow(pending, f"{where} (its NDJSON fragments)") if pending else None
@@ -867,9 +938,7 @@ def _visible(store: Store, key: str) -> tuple[dict[str, int], bool]:
             names = [n for n in ("id", "updated") if n in parquet.schema_arrow.names]
             table = parquet.read(columns=names) if "id" in names else None
         except (OSError, ValueError) as exc:
-            raise MirrorError(
-                f"mirror file {where} is not readable parquet ({exc}): rebuild the mirror"
-            ) from exc
+            raise unreadable(where, exc) from exc
         if table is not None:
             for item_id, stamp in zip(table.column("id").to_pylist(), table_stamps(table)):
                 best[str(item_id)] = max(best.get(str(item_id), (stamp, _ROW, 0)), (stamp, _ROW, 0))
@@ -884,7 +953,7 @@ def _visible(store: Store, key: str) -> tuple[dict[str, int], bool]:
             try:
                 metadata = pq.ParquetFile(pa.BufferReader(frag)).schema_arrow.metadata
             except (OSError, ValueError) as exc:
-                raise MirrorError(f"mirror fragment {frag_where} is not readable parquet ({exc})") from exc
+                raise unreadable(frag_where, exc, fragment=True) from exc
             info = fragment_info(frag_key, metadata, frag_where)
         for item_id, stamp in info.rows:
             best[item_id] = max(best.get(item_id, (stamp, _ROW, source)), (stamp, _ROW, source))
@@ -962,8 +1031,11 @@ def _drop_fragments(store: Store, keys: Iterable[str]) -> None:
     which hold nothing older than the base). On a store with ``delete_many``
     (S3: DeleteObjects) all go in one request instead of a HEAD and a DELETE
     each; the order is then the server's, which readers do not need: every
-    row of a folded fragment is in the base with the same stamp (the same
-    item version), so a leftover one changes no search result, and the next
+    row of a folded fragment is in the base with the same stamp (a
+    compaction) or superseded there by a newer version (a rebuild, from the
+    JSON items), so readers that weigh the base's stamps against a leftover
+    fragment (all of them, search included even where the base's
+    statistics rule it out) see what the base holds, and the next
     compaction folds it again."""
     keys = sorted(keys)
     many = getattr(type(store), "delete_many", None)
@@ -1131,6 +1203,9 @@ class MirrorSink:
     _bases: set[str] = field(default_factory=set, repr=False)
     #: base files :meth:`lacking` found absent (``apply`` creates them)
     _absent: set[str] = field(default_factory=set, repr=False)
+    #: ``{base file: {item id: stamp}}`` of the partitions :meth:`lacking`
+    #: read for the old rows of moved items (each read once per sink)
+    _others: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
 
     def lacking(self, collection: dict[str, Any], unchanged: Sequence[Change]) -> list[Change]:
         """The unchanged items the mirror does not reflect (it lacks them or
@@ -1141,7 +1216,15 @@ class MirrorSink:
         ``unchanged``, the base's id/stamp columns and the fragments'
         headers (:func:`visible_stamps`): bounded by the partition, paid
         only by runs with unchanged items. Writes nothing; remembers the
-        partitions whose base file is absent, for ``apply`` to create."""
+        partitions whose base file is absent, for ``apply`` to create.
+
+        An item its partition lacks altogether may have moved there from
+        another partition (its datetime changed) in a run whose mirror write
+        failed: the old partition still shows it. Then the other partitions
+        the collection links are read too (:func:`visible_stamps`, each once
+        per sink), and a tombstone is returned for each older row of such an
+        item found there, so the rerun leaves the item in one partition
+        only. Runs whose mirror holds every unchanged item read nothing more."""
         by_file: dict[str, list[Change]] = {}
         for change in unchanged:
             if change.kind is ChangeKind.REMOVED:
@@ -1151,13 +1234,53 @@ class MirrorSink:
                 continue
             by_file.setdefault(mirror_key(change.key), []).append(change)
         out: list[Change] = []
+        gone: dict[str, Change] = {}  # items their partition lacks altogether
         for key, group in by_file.items():
             seen, exists = _visible(self.store, key)
+            self._others[key] = seen
             if exists:
                 self._bases.add(key)
             else:
                 self._absent.add(key)
-            out += [c for c in group if seen.get(c.item_id) != stamp_of(c.item)]
+            for c in group:
+                if seen.get(c.item_id) != stamp_of(c.item):
+                    out.append(c)
+                    if c.item_id not in seen:
+                        gone[c.item_id] = c
+        if gone:
+            out += self._moved_from(collection, gone)
+        return out
+
+    def _moved_from(self, collection: dict[str, Any], gone: Mapping[str, Change]) -> list[Change]:
+        """Tombstones (REMOVED changes) for the rows of ``gone`` items that
+        other partitions of ``collection`` still show with an older (or the
+        same) stamp: the old rows of items that moved partition while the
+        mirror write failed. Reads each partition the collection links once
+        per sink (:func:`visible_stamps`)."""
+        cid = collection.get("id")
+        if not isinstance(cid, str):
+            return []
+        out: list[Change] = []
+        for key in sorted(set(linked_mirror_keys(f"{cid}/collection.json", collection)) | set(self._others)):
+            if key not in self._others:
+                try:
+                    self._others[key] = _visible(self.store, key)[0]
+                except NotFound:
+                    self._others[key] = {}
+            seen = self._others[key]
+            for item_id, change in gone.items():
+                stamp = seen.get(item_id)
+                if stamp is None or mirror_key(change.key) == key or stamp > stamp_of(change.item):
+                    continue
+                updated = stamp_text(stamp)
+                old_key = posixpath.join(posixpath.dirname(key), item_id, f"{item_id}.json")
+                old_item = {
+                    "type": "Feature",
+                    "id": item_id,
+                    "properties": {} if updated is None else {"updated": updated},
+                }
+                out.append(Change(ChangeKind.REMOVED, cid, item_id, old_key, old_item))
+                del seen[item_id]  # tombstoned: not again for a later batch of this sink
         return out
 
     def apply(self, collection: dict[str, Any], changes: Sequence[Change]) -> None:
@@ -1539,7 +1662,10 @@ def rebuild(store: Store, collection_id: str, *, only_stale: bool = True, max_re
     ``max_retries``), then exactly those fragments are deleted. A fragment
     written after the listing stays and is merged by stamp. Deletes of
     fragments never lose a row: a crash between the write and the deletes
-    leaves fragments whose rows resolve against the base by stamp."""
+    leaves fragments whose rows resolve against the base by stamp (a
+    leftover row older than the base's version of its item is hidden by it,
+    so readers must read the base's stamps whenever fragments exist, even
+    where a query's statistics rule the base out: :mod:`producer.query` does)."""
     listed = _listed_fragments(store, collection_id)
 
     def rewrite(key: str, tree: _Tree, version: str | None, stale: bool, reread: Callable[[], _Tree]) -> bool:

@@ -635,7 +635,11 @@ def flag_spelling(hint: Hint) -> str:
     """A hint as the CLI writes it: ``--id-template '{parent}_{stem}'``,
     ``--replace``; a mapping as the flag takes it: repeated ``KEY=VALUE``
     pairs (``--property processing:level=L2``) or one JSON object
-    (``--collection-meta '{"title": "NDVI"}'``)."""
+    (``--collection-meta '{"title": "NDVI"}'``); a hint naming a verb as
+    that command: ``stac-producer reconcile CATALOG --fix``."""
+    if hint.verb:
+        flag = flag_spelling(Hint(hint.option, hint.example, hint.does))
+        return f"stac-producer {hint.verb} CATALOG {flag}"
     spec = _specs().get(hint.option)
     flag = spec.flag if spec is not None else "--" + hint.option.replace("_", "-")
     if isinstance(hint.example, bool) or (spec is not None and spec.kind == "switch"):
@@ -654,7 +658,11 @@ def flag_spelling(hint: Hint) -> str:
 def env_spelling(hint: Hint) -> str:
     """A hint as the event handler's configuration writes it:
     ``STAC_ID_TEMPLATE='{parent}_{stem}'``, ``STAC_REPLACE=true``; a mapping
-    as a JSON object, a list whose values hold commas as a JSON list."""
+    as a JSON object, a list whose values hold commas as a JSON list; a
+    hint naming a verb as the command to run (:func:`flag_spelling`): no
+    variable of the handler runs another verb."""
+    if hint.verb:
+        return flag_spelling(hint)
     spec = _specs().get(hint.option)
     name = spec.env if spec is not None else "STAC_" + hint.option.upper()
     if isinstance(hint.example, bool):

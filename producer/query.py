@@ -33,19 +33,22 @@ from typing import Any
 
 from producer.catalog.documents import CHILD_RELS
 from producer.catalog.layout import resolve_href
-from producer.errors import CatalogError, InputError, NotFound
+from producer.errors import REBUILD_MIRROR_HINT, CatalogError, InputError, NotFound
 from producer.mirror import (
     MIRROR_NAME,
+    READ_ATTEMPTS,
     FragmentInfo,
     MirrorError,
     fragment_info,
     is_ndjson_fragment,
+    kept_changing,
     linked_mirror_keys,
     list_fragments,
     ndjson_info,
     resolve,
     table_items,
     table_stamps,
+    unreadable,
 )
 from producer.store import open_store
 from producer.store.base import Store
@@ -189,7 +192,8 @@ def mirror_files(store: Store, collection_key: str) -> list[str]:
             collection_id = collection_key.split("/", 1)[0]
             raise InputError(
                 f"collection {collection_id!r} of {store.url} links no stac-geoparquet mirror file that "
-                "exists: build it with reconcile (Python: producer.mirror.rebuild(store, collection))"
+                "exists",
+                hints=(REBUILD_MIRROR_HINT,),
             )
         return linked
     keys, queue = [], [(collection_key, collection)]
@@ -211,8 +215,8 @@ def mirror_files(store: Store, collection_key: str) -> list[str]:
     if has_items and not found:
         collection_id = collection_key.split("/", 1)[0]
         raise InputError(
-            f"collection {collection_id!r} of {store.url} has no stac-geoparquet mirror yet: build it "
-            "with reconcile (Python: producer.mirror.rebuild(store, collection))"
+            f"collection {collection_id!r} of {store.url} has no stac-geoparquet mirror yet",
+            hints=(REBUILD_MIRROR_HINT,),
         )
     return found
 
@@ -321,21 +325,28 @@ def _matching_groups(
     ]
 
 
-def _open_parquet(store: Store, key: str) -> tuple[pq.ParquetFile, Any]:
+def _open_parquet(store: Store, key: str, *, fragment: bool = False) -> tuple[pq.ParquetFile, Any]:
     """A mirror file opened for partial reads, and what to close after.
     A store with ``open_read`` (the local one) hands an open file: only the
     footer and the column chunks read are touched, and nothing is hashed;
-    any other store is read whole with ``get``. Raises NotFound."""
+    any other store is read whole with ``get``. Raises NotFound, and
+    MirrorError (:func:`unreadable`) for a file that is not parquet."""
     opener = getattr(store, "open_read", None)
     if opener is not None:
         handle = opener(key)
         try:
             return pq.ParquetFile(handle), handle
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            handle.close()
+            raise unreadable(f"{store.url}/{key}", exc, fragment=fragment) from exc
         except BaseException:
             handle.close()
             raise
     data, _ = store.get(key)
-    return pq.ParquetFile(pa.BufferReader(data)), None
+    try:
+        return pq.ParquetFile(pa.BufferReader(data)), None
+    except (OSError, ValueError) as exc:
+        raise unreadable(f"{store.url}/{key}", exc, fragment=fragment) from exc
 
 
 class _Source:
@@ -343,10 +354,19 @@ class _Source:
     keep (None: all), the row groups that may hold matches and the first row
     number of each row group."""
 
-    def __init__(self, parquet: pq.ParquetFile, rows: list[int] | None, groups: list[int]) -> None:
+    def __init__(
+        self,
+        parquet: pq.ParquetFile,
+        rows: list[int] | None,
+        groups: list[int],
+        where: str = "",
+        fragment: bool = False,
+    ) -> None:
         self.parquet = parquet
         self.rows = rows
         self.groups = groups
+        self.where = where
+        self.fragment = fragment
         starts = [0]
         for g in range(parquet.metadata.num_row_groups):
             starts.append(starts[-1] + parquet.metadata.row_group(g).num_rows)
@@ -355,7 +375,10 @@ class _Source:
     def read(self, groups: list[int], columns: list[str] | None) -> tuple[pa.Table, pa.Array]:
         """``columns`` (None: all) of row groups ``groups`` and the file row
         number of each row read."""
-        table = self.parquet.read_row_groups(groups, columns=columns)
+        try:
+            table = self.parquet.read_row_groups(groups, columns=columns)
+        except (OSError, ValueError) as exc:  # a footer that reads, column chunks that do not
+            raise unreadable(self.where, exc, fragment=self.fragment) from exc
         numbers = np.concatenate(
             [np.arange(self.starts[g], self.starts[g + 1], dtype=np.int64) for g in groups]
             or [np.zeros(0, dtype=np.int64)]
@@ -461,58 +484,83 @@ def _partition_sources(
     row numbers readers keep (None: all), so that per item id only the newest
     row counts and a tombstone hides the item. A file whose statistics rule
     out the query is left out, after its rows and tombstones have had their
-    say over the others. Opens the base, one LIST and each fragment (the
-    footers of parquet ones, NDJSON ones read whole; the base's
-    ``id``/``updated`` columns only when fragments exist); ``handles``
-    closes what was opened."""
+    say over the others: the base's ``id``/``updated`` columns are read
+    whenever fragments exist, even for a base the query rules out, since a
+    leftover fragment (a compaction or rebuild killed before its deletes)
+    may hold an older version of an item the base holds newer. One LIST,
+    then the base and each fragment (the footers of parquet ones, NDJSON
+    ones read whole); a partition a
+    compaction folded meanwhile is read again
+    (:func:`~producer.mirror.read_again`). ``handles`` closes what was opened."""
+    for _ in range(READ_ATTEMPTS):
+        with contextlib.ExitStack() as opened:
+            sources = _read_sources(store, key, box, window, opened)
+            if sources is not None:
+                handles.enter_context(opened.pop_all())
+                return sources
+    raise kept_changing(store, key)
+
+
+def _read_sources(
+    store: Store,
+    key: str,
+    box: tuple[float, float, float, float] | None,
+    window: tuple[Any, Any] | None,
+    opened: contextlib.ExitStack,
+) -> list[_Source | _ItemsSource] | None:
+    """One attempt of :func:`_partition_sources`: None when a fragment the
+    LIST named was gone when read (a compaction folded it, maybe into a base
+    newer than the one read)."""
+    frag_keys = list_fragments(store, key)  # first: see read_again
+    base_where = f"{store.url}/{key}"
     try:
         base: pq.ParquetFile | None
         base, handle = _open_parquet(store, key)
         if handle is not None:
-            handles.enter_context(handle)
+            opened.enter_context(handle)
     except NotFound:
         base = None  # linked but emptied, or only fragments so far
     if base is not None and base.metadata.num_rows == 0:
         base = None  # created empty by the first write, or every item removed: nothing to read
     fragments: list[tuple[FragmentInfo, pq.ParquetFile | tuple[list[bytes], str]]] = []
-    for frag_key in list_fragments(store, key):
+    for frag_key in frag_keys:
         where = f"{store.url}/{frag_key}"
         if is_ndjson_fragment(frag_key):
             try:
                 data, _ = store.get(frag_key)
             except NotFound:
-                continue  # folded by a compaction since the LIST
+                return None  # folded by a compaction since the LIST
             info = ndjson_info(frag_key, data, where)
             fragments.append((info, (data.split(b"\n")[1 : 1 + len(info.rows)], where)))
             continue
         try:
-            parquet, handle = _open_parquet(store, frag_key)
+            parquet, handle = _open_parquet(store, frag_key, fragment=True)
         except NotFound:
-            continue  # folded by a compaction since the LIST
+            return None  # folded by a compaction since the LIST
         if handle is not None:
-            handles.enter_context(handle)
+            opened.enter_context(handle)
         fragments.append((fragment_info(frag_key, parquet.schema_arrow.metadata, where), parquet))
     base_groups = [] if base is None else _matching_groups(base.metadata, box, window)
-    use_base = bool(base_groups)
     base_rows = None
-    if use_base and fragments:
-        assert base is not None
+    if base is not None and fragments:  # even when ruled out: see the doc
         columns = [c for c in ("id", "updated") if c in base.schema_arrow.names]
-        ids_stamps = base.read(columns=columns)
+        try:
+            ids_stamps = base.read(columns=columns)
+        except (OSError, ValueError) as exc:
+            raise unreadable(base_where, exc) from exc
         base_rows = list(zip(ids_stamps.column("id").to_pylist(), table_stamps(ids_stamps)))
     keep_base, kept = resolve(base_rows, [info for info, _ in fragments])
     out: list[_Source | _ItemsSource] = []
-    if use_base:
-        assert base is not None
-        out.append(_Source(base, keep_base, base_groups))
-    for (_, got), rows in zip(fragments, kept):
+    if base is not None and base_groups:
+        out.append(_Source(base, keep_base, base_groups, base_where))
+    for (info, got), rows in zip(fragments, kept):
         if isinstance(got, tuple):
             if rows:
                 out.append(_ItemsSource(got[0], rows, got[1]))
             continue
         groups = _matching_groups(got.metadata, box, window) if rows else []
         if groups:
-            out.append(_Source(got, rows, groups))
+            out.append(_Source(got, rows, groups, f"{store.url}/{info.key}", fragment=True))
     return out
 
 

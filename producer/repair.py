@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from producer import thumbnail
 from producer.audit import (
+    REPAIR,
     AuditReport,
     ExtentTally,
     ItemInfo,
@@ -47,7 +48,7 @@ from producer.catalog.layout import (
 from producer.catalog.summaries import Tally
 from producer.changes import Change, ChangeKind, Sink
 from producer.commit import Committer
-from producer.errors import CatalogError, NotFound, ProducerError
+from producer.errors import CatalogError, Hint, NotFound, ProducerError, python_spelling
 from producer.extract.assets import resolve_location, rewrite_href
 from producer.grouping import drop_assets, is_data, is_group_item
 from producer.ingest import collection_layout, register_products
@@ -846,6 +847,14 @@ def reconcile(
     return report
 
 
+def _as_repair(hint: Hint) -> str:
+    """A hint as a finding writes it: a call of ``reconcile(fix=True)`` as
+    :data:`~producer.audit.REPAIR` (which the CLI spells ``reconcile --fix``)."""
+    if hint.verb == "reconcile" and hint.option == "fix":
+        return REPAIR
+    return python_spelling(hint)
+
+
 def _compare_mirror(store: Store, tree: AuditReport, report: ReconcileReport, *, fix: bool) -> list[Problem]:
     """Compare the stac-geoparquet mirror of every collection of ``tree`` (an
     audit) with its JSON items (O(items) reads); count a differing collection
@@ -863,7 +872,9 @@ def _compare_mirror(store: Store, tree: AuditReport, report: ReconcileReport, *,
                 continue  # a catalog at a collection's place: the audit reports it
             found = mirror.diff(store, coll_id)
         except (ProducerError, OSError) as exc:
-            problems.append(Problem("mirror-stale", coll_key, f"the mirror could not be compared: {exc}"))
+            # a hint to run reconcile is spelled as the audit names its repair (the CLI respells it)
+            why = exc.phrased(_as_repair) if isinstance(exc, ProducerError) else str(exc)
+            problems.append(Problem("mirror-stale", coll_key, f"the mirror could not be compared: {why}"))
             continue
         if found.clean:
             continue

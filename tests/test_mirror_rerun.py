@@ -5,10 +5,13 @@ same command; that run still brings the mirror in line (no reconcile)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import producer
+from producer import mirror
+from producer.errors import StoreError
 from producer.store.local import LocalStore
 from tests.crashes import CrashingStore, SimulatedKill, write_tile
 from tests.trees import assert_stac_valid_tree
@@ -54,4 +57,47 @@ def test_register_killed_before_the_mirror_write_is_repaired_by_its_rerun(
 
     quiet = CrashingStore(LocalStore(str(catalog)))  # a third run: the mirror holds them, nothing written
     assert [r.action for r in producer.register(tiles, catalog=quiet, collection="c")] == ["unchanged"] * 2
+    assert not any(key.endswith((".parquet", ".ndjson")) for key in quiet.writes)
+
+
+class _FragmentWritesFail(LocalStore):
+    """A real local store whose mirror fragment writes fail while ``failing``
+    (as an S3 503 would): the commit succeeds, the mirror write does not."""
+
+    failing = False
+
+    def put(self, key: str, data: bytes, **kwargs: Any) -> str:
+        if self.failing and key.endswith(".ndjson"):
+            raise StoreError(f"{self.url}/{key}: 503 SlowDown (simulated)")
+        return super().put(key, data, **kwargs)
+
+
+def test_a_move_between_partitions_whose_mirror_write_failed_is_repaired_by_its_rerun(tmp_path: Path) -> None:
+    """An update that moves an item to another month (its datetime changed)
+    whose mirror write fails: the error says to register again, and the
+    rerun leaves the item in its new partition only. Before, the rerun
+    added it to the new partition but left the old partition's row: search
+    returned it twice (old and new datetime) and diff found it extra."""
+    tile = str(write_tile(tmp_path / "tiles", "x.tif", 5.0, 45.0))
+    store = _FragmentWritesFail(str(tmp_path / "cat"))
+    args: dict[str, Any] = {"catalog": store, "collection": "c", "partition": "year/month"}
+    producer.register([tile], datetime="2024-02-10T00:00:00Z", **args)
+
+    store.failing = True
+    (moved,) = producer.register([tile], datetime="2024-05-10T00:00:00Z", **args)
+    store.failing = False
+    assert moved.action == "error" and "register again, or reconcile with fix" in (moved.error or "")
+
+    (again,) = producer.register([tile], datetime="2024-05-10T00:00:00Z", **args)
+    assert again.action == "unchanged", again
+    found = producer.search(store)["features"]
+    assert [(f["id"], f["properties"]["datetime"]) for f in found] == [("x", "2024-05-10T00:00:00Z")]
+    assert producer.search(store, datetime="2024-02-01/2024-02-28")["features"] == []
+    assert mirror.diff(store, "c").clean
+
+    quiet = CrashingStore(LocalStore(str(tmp_path / "cat")))  # a third run: nothing to write
+    assert [
+        r.action
+        for r in producer.register([tile], **{**args, "catalog": quiet}, datetime="2024-05-10T00:00:00Z")
+    ] == ["unchanged"]
     assert not any(key.endswith((".parquet", ".ndjson")) for key in quiet.writes)

@@ -230,8 +230,61 @@ def test_collection_without_mirror_says_how_to_build_it(tmp_path):
         shutil.rmtree(fragments)
     for base in (tmp_path / "cat").rglob("items.parquet"):
         base.unlink()
-    with pytest.raises(InputError, match=r"'c' .* mirror file that exists: build it with reconcile.*rebuild"):
-        search(str(tmp_path / "cat"))
+    cat = str(tmp_path / "cat")
+    with pytest.raises(InputError, match=r"'c' .* mirror file that exists\. Fix it with ") as info:
+        search(cat)
+    assert "producer.reconcile(..., fix=True)" in str(info.value)  # the Python spelling
+    out = CliRunner().invoke(main, ["search", cat])
+    assert out.exit_code == 2, out.output
+    # the CLI spelling, and the command it names is the one that builds it
+    # (before: "build it with reconcile (Python: producer.mirror.rebuild(...))",
+    # and a plain `reconcile` builds nothing)
+    assert "Fix it with stac-producer reconcile CATALOG --fix" in out.output
+    assert "producer." not in out.output
+    assert CliRunner().invoke(main, ["reconcile", cat, "--fix"]).exit_code == 0
+    assert [f["id"] for f in search(cat)["features"]] == ["x_20240101"]
+
+
+def test_a_corrupt_base_mirror_file_is_named_with_its_fix(tmp_path):
+    """A base mirror file that is not parquet (truncated by a failed copy):
+    an error naming the file and the fix, in the caller's spelling, not
+    pyarrow's traceback (before: ArrowInvalid "Parquet magic bytes not found
+    in footer"); following the fix makes search work again."""
+    path = rasters.write_tile(tmp_path / "data", "x_20240101.tif", 1.0, 1.0)
+    cat = tmp_path / "cat"
+    producer.register([str(path)], catalog=str(cat), collection="c")
+    rebuild(open_store(str(cat)), "c")
+    base = cat / "c" / "items.parquet"
+    base.write_bytes(base.read_bytes()[:100])
+    with pytest.raises(mirror.MirrorError, match="not readable parquet") as info:
+        search(str(cat))
+    assert f"{base}" in str(info.value) or f"{cat}/c/items.parquet" in str(info.value)
+    assert "delete it, then rebuild the mirror. Fix it with producer.reconcile(..., fix=True)" in str(
+        info.value
+    )
+    out = CliRunner().invoke(main, ["search", str(cat)])
+    assert out.exit_code == 1, out.output
+    assert isinstance(out.exception, SystemExit)  # a clear error, no traceback
+    assert "c/items.parquet is not readable parquet" in out.output
+    assert "Fix it with stac-producer reconcile CATALOG --fix" in out.output
+    base.unlink()
+    assert CliRunner().invoke(main, ["reconcile", str(cat), "--fix"]).exit_code == 0
+    assert [f["id"] for f in search(str(cat))["features"]] == ["x_20240101"]
+
+
+def test_a_base_mirror_file_whose_row_groups_do_not_read_is_named(tmp_path):
+    """A base whose footer reads but whose column chunks do not (bytes
+    overwritten in the middle): the same named error when its rows are read."""
+    path = rasters.write_tile(tmp_path / "data", "x_20240101.tif", 1.0, 1.0)
+    cat = tmp_path / "cat"
+    producer.register([str(path)], catalog=str(cat), collection="c")
+    rebuild(open_store(str(cat)), "c")
+    base = cat / "c" / "items.parquet"
+    data = bytearray(base.read_bytes())
+    data[4:2000] = b"\xff" * (2000 - 4)  # past the magic, inside the column chunks
+    base.write_bytes(bytes(data))
+    with pytest.raises(mirror.MirrorError, match=r"c/items.parquet is not readable parquet"):
+        search(str(cat))
 
 
 def test_search_on_s3(catalog, s3_server, tmp_path):
