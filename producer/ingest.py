@@ -205,6 +205,7 @@ def register_products(
         storage_options=dict(options.data_storage_options or {}),
         provenance=pipeline_metadata(options),
         thumbnail=options.thumbnail,
+        listings={},  # this call's only: see ExtractOptions.listings
     )
     grouping = grouping or Grouping.from_options(options.group, options.asset_key)
     sources = (grouping and grouping.sources()) or expand_paths(

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 
 from producer.errors import InputError, ProducerError, StoreError
 from producer.redact import redact
-from producer.urls import is_local, local_path, protocol
+from producer.urls import is_local, local_path, product_storage_options, protocol
 
 __all__ = ["PRODUCT_SUFFIXES", "STORE_SUFFIXES", "GLOB_CHARS", "expand_paths", "is_remote", "zarr_store_of"]
 
@@ -144,7 +144,7 @@ def _expand_remote(
 
     proto, _ = _split_url(url)
     try:
-        fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        fs, root = fsspec.core.url_to_fs(url, **product_storage_options(storage_options))
     except (ImportError, ValueError) as exc:
         raise InputError(
             f"{redact(url)}: no filesystem for this URL ({redact(str(exc))}); "
