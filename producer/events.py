@@ -588,8 +588,8 @@ def _register_run(
         by_url.setdefault(event.url, []).append(event)
     urls = list(by_url)
     try:
-        results: list[Result] = api.register(
-            urls, catalog=config.catalog, collection=config.collection, options=config.options
+        results: list[Result] = api.register(  # one object each: a key holding * ? [ is no pattern
+            urls, catalog=config.catalog, collection=config.collection, options=config.options, expand=False
         )
     except Exception as exc:
         log.exception("register failed for %d object(s)", len(urls))

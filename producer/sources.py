@@ -25,7 +25,15 @@ from producer.errors import InputError, ProducerError, StoreError
 from producer.redact import redact
 from producer.urls import is_local, local_path, product_storage_options, protocol
 
-__all__ = ["PRODUCT_SUFFIXES", "STORE_SUFFIXES", "GLOB_CHARS", "expand_paths", "is_remote", "zarr_store_of"]
+__all__ = [
+    "PRODUCT_SUFFIXES",
+    "STORE_SUFFIXES",
+    "GLOB_CHARS",
+    "expand_paths",
+    "is_remote",
+    "literal_paths",
+    "zarr_store_of",
+]
 
 #: file name suffixes picked up when a directory or prefix is expanded
 PRODUCT_SUFFIXES = (".tif", ".tiff", ".nc", ".nc4")
@@ -69,6 +77,21 @@ def expand_paths(
             out.extend(_expand_remote(path, storage_options, suffixes))
         else:
             out.extend(_expand_local(local_path(path), suffixes))
+    return out
+
+
+def literal_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
+    """``paths`` as product locations, each taken literally: no folder walk,
+    no glob, no request (a missing one is reported by name at extraction).
+    A Zarr store's trailing ``/`` is dropped, as :func:`expand_paths` does."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out: list[str] = []
+    for raw in paths:
+        path = os.fspath(raw)
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        out.append(path.rstrip("/") if _is_store(path) else path)
     return out
 
 
