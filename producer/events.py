@@ -269,6 +269,8 @@ def _loads(text: Any, what: str) -> Any:
         raise _Malformed(f"{what} is not JSON ({exc.msg} at char {exc.pos}): {snippet!r}") from None
     except ValueError as exc:  # any other decoding failure is still this record's alone
         raise _Malformed(f"{what} is not JSON ({exc}): {snippet!r}") from None
+    except RecursionError:  # arrays/objects nested deeper than the decoder goes: this record's alone too
+        raise _Malformed(f"{what} is not usable JSON (nested too deeply to decode): {snippet!r}") from None
 
 
 def _str_at(doc: Mapping[str, Any], path: tuple[str, str], label: str) -> str:

@@ -13,10 +13,16 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
+from click.testing import CliRunner
 
-from producer.events import HandlerConfig, handle
+from producer.cli import main
+from producer.events import HandlerConfig, handle, parse_event
 from tests.rasters import write_utm
 from tests.s3server import S3Server
+
+#: an SQS body nested deeper than the JSON decoder goes
+DEEP = "[" * 100_000 + "]" * 100_000
+
 
 @pytest.fixture
 def s3(s3_server: S3Server) -> S3Server:
@@ -89,3 +95,35 @@ def test_existing_key_with_glob_characters_registers_itself_only(s3: S3Server, t
         f"s3://{s3.bucket}/p6/b?x_20240601.tif",
         f"s3://{s3.bucket}/p6/b*_20240602.tif",
     ]
+
+
+# --- a poison message fails alone ------------------------------------------------
+
+
+def test_deeply_nested_body_fails_its_message_only() -> None:
+    good = {"Records": [_record("b", "products/a_20240601.tif")]}
+    events, failures = parse_event(_sqs(good, DEEP))
+    assert [(e.key, e.message_id) for e in events] == [("products/a_20240601.tif", "m0")]
+    assert [f["message_id"] for f in failures] == ["m1"]
+    assert "nested too deeply" in failures[0]["error"]
+
+
+def test_deeply_nested_body_in_a_batch_is_one_batch_item_failure(s3: S3Server, tmp_path: Path) -> None:
+    s3.client().put_object(
+        Bucket=s3.bucket, Key="products/ndvi/S2_20240601_T31UFQ.tif", Body=write_utm(tmp_path).read_bytes()
+    )
+    good = {"Records": [_record(s3.bucket, "products/ndvi/S2_20240601_T31UFQ.tif")]}
+    out = handle(_sqs(good, DEEP), _config(s3))
+    assert [r["id"] for r in out["registered"]] == ["S2_20240601_T31UFQ"]
+    assert out["batchItemFailures"] == [{"itemIdentifier": "m1"}]
+
+
+def test_cli_deeply_nested_payload_is_a_usage_error(tmp_path: Path) -> None:
+    payload = tmp_path / "deep.json"
+    payload.write_text(DEEP)
+    result = CliRunner().invoke(
+        main, ["handle-event", str(payload), "-c", str(tmp_path / "cat"), "--collection", "n"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "nested too deeply" in result.output
+    assert not (tmp_path / "cat").exists()
