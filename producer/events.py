@@ -36,8 +36,8 @@ from typing import Any, Literal, Protocol
 from urllib.parse import unquote_plus
 
 from producer import api
-from producer.errors import InputError, ProducerError, Spelling
-from producer.options import RegisterOptions, env_spelling, resolve_options
+from producer.errors import Hint, InputError, ProducerError, Spelling
+from producer.options import RegisterOptions, env_phrased, env_spelling, resolve_options
 from producer.results import Action, Result
 from producer.sources import PRODUCT_SUFFIXES, STORE_SUFFIXES, zarr_store_of
 from producer.store.open import refuse_credentials
@@ -313,6 +313,11 @@ def _opt_str(value: Any) -> str | None:
 # --------------------------------------------------------------------------
 
 
+#: the fixes of an empty catalog or collection, spelled by each caller
+CATALOG_HINT = Hint("catalog", "s3://bucket/stac", "the catalog root the items are written to")
+COLLECTION_HINT = Hint("collection", "ndvi", "the collection the objects are registered into")
+
+
 @dataclass(frozen=True, init=False)
 class HandlerConfig:
     """What :func:`handle` registers into, and which objects it accepts.
@@ -344,10 +349,11 @@ class HandlerConfig:
         storage_options: Mapping[str, Any] | None = None,
         **overrides: Any,
     ) -> None:
+        # hints, not field names: the CLI says --collection, the Lambda STAC_COLLECTION
         if not catalog:
-            raise InputError("HandlerConfig.catalog is empty: give the catalog URL, e.g. s3://bucket/stac")
+            raise InputError("the catalog URL is empty", hints=(CATALOG_HINT,))
         if not collection:
-            raise InputError("HandlerConfig.collection is empty: give the collection id, e.g. ndvi")
+            raise InputError("the collection id is empty", hints=(COLLECTION_HINT,))
         refuse_credentials(catalog)  # at start-up, not in each event's failure (nor its logs)
         object.__setattr__(self, "catalog", catalog)
         object.__setattr__(self, "collection", collection)
@@ -388,14 +394,17 @@ class HandlerConfig:
             suffixes = _split_csv(suffixes_raw)
         else:
             suffixes = DEFAULT_SUFFIXES
-        return cls(
-            catalog=catalog,
-            collection=collection,
-            prefixes=_split_csv(env.get("STAC_PREFIXES") or ""),
-            suffixes=suffixes,
-            options=RegisterOptions.from_env(env),
-            storage_options=_json_object(env, "STAC_STORAGE_OPTIONS"),
-        )
+        try:
+            return cls(
+                catalog=catalog,
+                collection=collection,
+                prefixes=_split_csv(env.get("STAC_PREFIXES") or ""),
+                suffixes=suffixes,
+                options=RegisterOptions.from_env(env),
+                storage_options=_json_object(env, "STAC_STORAGE_OPTIONS"),
+            )
+        except InputError as exc:  # its fix spelled as the variables to set (STAC_STORAGE_OPTIONS='{...}')
+            raise env_phrased(exc) from None
 
 
 def _as_tuple(value: str | Iterable[str] | None) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from producer.cli import main
+from producer.errors import InputError
 from producer.events import HandlerConfig, handle, parse_event
 from tests.rasters import write_utm
 from tests.s3server import S3Server
@@ -127,3 +128,40 @@ def test_cli_deeply_nested_payload_is_a_usage_error(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert "nested too deeply" in result.output
     assert not (tmp_path / "cat").exists()
+
+
+# --- configuration errors in the caller's spelling ---------------------------------
+
+
+def test_env_config_credentials_in_catalog_url_are_fixed_with_the_variable() -> None:
+    env = {"STAC_CATALOG": "s3://AKIAEXAMPLE:s3cr3t@bucket/stac", "STAC_COLLECTION": "ndvi"}
+    with pytest.raises(InputError) as caught:
+        HandlerConfig.from_env(env)
+    message = str(caught.value)
+    assert 'STAC_STORAGE_OPTIONS=\'{"key": "KEY", "secret": "SECRET"}\'' in message
+    assert "storage_options=" not in message
+    assert "s3cr3t" not in message and "AKIAEXAMPLE" not in message
+
+
+@pytest.mark.parametrize(
+    ("args", "flag", "field"),
+    [
+        (["-c", "CATALOG", "--collection", ""], "--collection ndvi", "HandlerConfig.collection"),
+        (["-c", "", "--collection", "n"], "--catalog s3://bucket/stac", "HandlerConfig.catalog"),
+    ],
+)
+def test_cli_empty_catalog_or_collection_names_the_flag(
+    tmp_path: Path, args: list[str], flag: str, field: str
+) -> None:
+    payload = tmp_path / "event.json"
+    payload.write_text('{"Records": []}')
+    args = [str(tmp_path / "cat") if a == "CATALOG" else a for a in args]
+    result = CliRunner().invoke(main, ["handle-event", str(payload), *args])
+    assert result.exit_code == 2, result.output
+    assert flag in result.output and field not in result.output
+    assert not (tmp_path / "cat").exists()
+
+
+def test_python_config_empty_collection_names_the_parameter() -> None:
+    with pytest.raises(InputError, match=r"collection id is empty\. Fix it with collection='ndvi'"):
+        HandlerConfig(catalog="s3://bucket/stac", collection="")
