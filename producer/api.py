@@ -118,6 +118,7 @@ def register(
     storage_options: dict[str, Any] | None = None,
     on_change: Callable[[Change], Any] | None = None,
     sinks: Sequence[Sink] = (),
+    expand: bool = True,
     **overrides: Any,
 ) -> list[RegisterResult]:
     """Extract, validate and upsert one STAC Item per product; link and extend parents.
@@ -127,6 +128,12 @@ def register(
     applied on top; ``storage_options``: the storage options of both the data
     and the catalog, where ``options`` sets neither. An unknown override is a
     :class:`TypeError` naming the valid ones.
+
+    ``paths``: files, folders and object-store prefixes (walked for
+    products), globs; ``expand=False`` takes every path literally as one
+    product, never walked nor expanded as a glob (the event handler's object
+    keys: a key holding ``*``, ``?`` or ``[`` that no longer exists is
+    "not found", not a pattern matching other objects).
 
     Returns one :class:`RegisterResult` per product, in input order. A bad
     product gets an ``error`` result and changes nothing; the others are
@@ -182,6 +189,7 @@ def register(
         sinks=build_sinks(
             store, pgstac=opts.pgstac, sns_topic=opts.sns_topic, on_change=on_change, extra=sinks
         ),
+        expand=expand,
     )
 
 

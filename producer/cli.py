@@ -700,6 +700,11 @@ def handle_event(
         event = json.load(payload)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise click.UsageError(f"{payload.name}: not JSON ({exc})") from exc
+    except RecursionError:
+        raise click.UsageError(
+            f"{payload.name}: not usable JSON (arrays or objects nested too deeply to decode); "
+            "pass the event payload as AWS delivers it"
+        ) from None
     config = HandlerConfig(
         catalog=catalog,
         collection=collection,

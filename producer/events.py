@@ -41,9 +41,9 @@ from typing import Any, Literal, Protocol
 from urllib.parse import unquote_plus
 
 from producer import api
-from producer.errors import InputError, ProducerError, Spelling
+from producer.errors import Hint, InputError, ProducerError, Spelling
 from producer.grouping import Grouping
-from producer.options import RegisterOptions, env_spelling, resolve_options
+from producer.options import RegisterOptions, env_phrased, env_spelling, resolve_options
 from producer.results import Action, Result
 from producer.sources import PRODUCT_SUFFIXES, STORE_SUFFIXES, ZARR_STORE_METADATA, zarr_store_of
 from producer.store.open import refuse_credentials
@@ -276,6 +276,8 @@ def _loads(text: Any, what: str) -> Any:
         raise _Malformed(f"{what} is not JSON ({exc.msg} at char {exc.pos}): {snippet!r}") from None
     except ValueError as exc:  # any other decoding failure is still this record's alone
         raise _Malformed(f"{what} is not JSON ({exc}): {snippet!r}") from None
+    except RecursionError:  # arrays/objects nested deeper than the decoder goes: this record's alone too
+        raise _Malformed(f"{what} is not usable JSON (nested too deeply to decode): {snippet!r}") from None
 
 
 def _str_at(doc: Mapping[str, Any], path: tuple[str, str], label: str) -> str:
@@ -318,6 +320,11 @@ def _opt_str(value: Any) -> str | None:
 # --------------------------------------------------------------------------
 
 
+#: the fixes of an empty catalog or collection, spelled by each caller
+CATALOG_HINT = Hint("catalog", "s3://bucket/stac", "the catalog root the items are written to")
+COLLECTION_HINT = Hint("collection", "ndvi", "the collection the objects are registered into")
+
+
 @dataclass(frozen=True, init=False)
 class HandlerConfig:
     """What :func:`handle` registers into, and which objects it accepts.
@@ -349,10 +356,11 @@ class HandlerConfig:
         storage_options: Mapping[str, Any] | None = None,
         **overrides: Any,
     ) -> None:
+        # hints, not field names: the CLI says --collection, the Lambda STAC_COLLECTION
         if not catalog:
-            raise InputError("HandlerConfig.catalog is empty: give the catalog URL, e.g. s3://bucket/stac")
+            raise InputError("the catalog URL is empty", hints=(CATALOG_HINT,))
         if not collection:
-            raise InputError("HandlerConfig.collection is empty: give the collection id, e.g. ndvi")
+            raise InputError("the collection id is empty", hints=(COLLECTION_HINT,))
         refuse_credentials(catalog)  # at start-up, not in each event's failure (nor its logs)
         object.__setattr__(self, "catalog", catalog)
         object.__setattr__(self, "collection", collection)
@@ -393,14 +401,17 @@ class HandlerConfig:
             suffixes = _split_csv(suffixes_raw)
         else:
             suffixes = DEFAULT_SUFFIXES
-        return cls(
-            catalog=catalog,
-            collection=collection,
-            prefixes=_split_csv(env.get("STAC_PREFIXES") or ""),
-            suffixes=suffixes,
-            options=RegisterOptions.from_env(env),
-            storage_options=_json_object(env, "STAC_STORAGE_OPTIONS"),
-        )
+        try:
+            return cls(
+                catalog=catalog,
+                collection=collection,
+                prefixes=_split_csv(env.get("STAC_PREFIXES") or ""),
+                suffixes=suffixes,
+                options=RegisterOptions.from_env(env),
+                storage_options=_json_object(env, "STAC_STORAGE_OPTIONS"),
+            )
+        except InputError as exc:  # its fix spelled as the variables to set (STAC_STORAGE_OPTIONS='{...}')
+            raise env_phrased(exc) from None
 
 
 def _as_tuple(value: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -612,8 +623,8 @@ def _register_run(
         by_url.setdefault(event.url, []).append(event)
     urls = list(by_url)
     try:
-        results: list[Result] = api.register(
-            urls, catalog=config.catalog, collection=config.collection, options=config.options
+        results: list[Result] = api.register(  # one object each: a key holding * ? [ is no pattern
+            urls, catalog=config.catalog, collection=config.collection, options=config.options, expand=False
         )
     except Exception as exc:
         log.exception("register failed for %d object(s)", len(urls))

@@ -47,7 +47,7 @@ from producer.options import RegisterOptions, parse_rewrites, pipeline_metadata
 from producer.parallel import extraction_workers, map_ordered, prepare_all, write_threads
 from producer.results import Action, RegisterResult
 from producer.sinks import Outbox, SinkFailure, check_sinks, deliver, remedy_text, removed
-from producer.sources import PRODUCT_SUFFIXES, expand_paths
+from producer.sources import PRODUCT_SUFFIXES, expand_paths, literal_paths
 from producer.store import open_store
 from producer.store.base import Store, batch_durability, durability, durable_now, is_local
 from producer.store.local import Staging
@@ -175,6 +175,7 @@ def register_products(
     progress: Progress | None = None,
     sinks: Sequence[Sink] = (),
     grouping: Grouping | None = None,
+    expand: bool = True,
 ) -> list[RegisterResult]:
     """:func:`producer.api.register` (see there); the store may be passed open.
 
@@ -205,10 +206,15 @@ def register_products(
         storage_options=dict(options.data_storage_options or {}),
         provenance=pipeline_metadata(options),
         thumbnail=options.thumbnail,
+        listings={},  # this call's only: see ExtractOptions.listings
     )
     grouping = grouping or Grouping.from_options(options.group, options.asset_key)
-    sources = (grouping and grouping.sources()) or expand_paths(
-        paths, options.data_storage_options, GROUP_SUFFIXES if options.group else PRODUCT_SUFFIXES
+    sources = (grouping and grouping.sources()) or (
+        expand_paths(
+            paths, options.data_storage_options, GROUP_SUFFIXES if options.group else PRODUCT_SUFFIXES
+        )
+        if expand
+        else literal_paths(paths)
     )
     store = open_catalog(catalog, options.catalog_storage_options)
     seen: dict[str, tuple[bytes, str, float, dict | None]] = {}

@@ -32,6 +32,7 @@ __all__ = [
     "DATETIME_SOURCES",
     "OptionSpec",
     "RegisterOptions",
+    "env_phrased",
     "env_spelling",
     "flag_spelling",
     "option_spec",
@@ -493,11 +494,7 @@ class RegisterOptions:
         try:
             return cls(**values)
         except InputError as exc:
-            if not exc.hints:
-                raise
-            phrased = InputError(exc.phrased(env_spelling))  # same fact and hints, spelled as variables
-            phrased.fact, phrased.hints = exc.fact, exc.hints
-            raise phrased from None
+            raise env_phrased(exc) from None
 
 
 #: what the number options count, for their messages
@@ -675,6 +672,17 @@ def env_spelling(hint: Hint) -> str:
             return f"{name}={shlex.quote(json.dumps(values))}"
         return f"{name}={shlex.quote(','.join(values))}"
     return f"{name}={_quoted(hint.example)}"
+
+
+def env_phrased(exc: InputError) -> InputError:
+    """``exc`` with its hints spelled as the event handler's variables
+    (:func:`env_spelling`): a new :class:`InputError` with the same fact and
+    hints, or ``exc`` itself when it has no hints."""
+    if not exc.hints:
+        return exc
+    phrased = InputError(exc.phrased(env_spelling))
+    phrased.fact, phrased.hints = exc.fact, exc.hints
+    return phrased
 
 
 def pipeline_metadata(options: RegisterOptions) -> Provenance | None:

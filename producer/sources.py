@@ -23,7 +23,7 @@ from collections.abc import Iterable
 
 from producer.errors import InputError, ProducerError, StoreError
 from producer.redact import redact
-from producer.urls import is_local, local_path, protocol
+from producer.urls import is_local, local_path, product_storage_options, protocol
 
 __all__ = [
     "NETCDF_SUFFIXES",
@@ -33,6 +33,7 @@ __all__ = [
     "GLOB_CHARS",
     "expand_paths",
     "is_remote",
+    "literal_paths",
     "zarr_store_of",
 ]
 
@@ -86,6 +87,21 @@ def expand_paths(
             out.extend(_expand_remote(path, storage_options, suffixes))
         else:
             out.extend(_expand_local(local_path(path), suffixes))
+    return out
+
+
+def literal_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
+    """``paths`` as product locations, each taken literally: no folder walk,
+    no glob, no request (a missing one is reported by name at extraction).
+    A Zarr store's trailing ``/`` is dropped, as :func:`expand_paths` does."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out: list[str] = []
+    for raw in paths:
+        path = os.fspath(raw)
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        out.append(path.rstrip("/") if _is_store(path) else path)
     return out
 
 
@@ -165,7 +181,7 @@ def _expand_remote(
 
     proto, _ = _split_url(url)
     try:
-        fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        fs, root = fsspec.core.url_to_fs(url, **product_storage_options(storage_options))
     except (ImportError, ValueError) as exc:
         raise InputError(
             f"{redact(url)}: no filesystem for this URL ({redact(str(exc))}); "

@@ -17,11 +17,13 @@ host ``a`` and is refused (fsspec would silently read it as the relative path
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from producer.errors import InputError
 
-__all__ = ["LOCAL_PROTOCOLS", "is_local", "is_remote", "local_path", "protocol"]
+__all__ = ["LOCAL_PROTOCOLS", "is_local", "is_remote", "local_path", "product_storage_options", "protocol"]
 
 #: protocols naming the local file system (fsspec's LocalFileSystem answers to both)
 LOCAL_PROTOCOLS = frozenset({"file", "local"})
@@ -72,3 +74,22 @@ def local_path(location: str) -> str:
             f"write file:///path (three slashes) or a plain path"
         )
     return unquote(parts.path)
+
+
+def product_storage_options(storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``storage_options`` (a copy) for a file system that reads or lists
+    products: fsspec's listing cache off (``use_listings_cache=False``)
+    unless the caller set it.
+
+    fsspec keeps one file system per set of options for the life of the
+    process, and s3fs answers ``info``/``exists``/``isfile`` from a cached
+    listing of the parent folder when it has one. GDAL lists the folder of
+    every product it opens (sidecar files), and expanding a prefix lists it
+    too: with the cache on, a warm process (a Lambda container, a worker)
+    then saw a product uploaded to that folder later as "not found", and an
+    overwritten one with its old size and ETag, on every retry. Without it
+    each stat is one HEAD and each listing is made when asked for.
+    """
+    out = dict(storage_options or {})
+    out.setdefault("use_listings_cache", False)
+    return out

@@ -20,7 +20,7 @@ from pystac import MediaType
 
 from producer.errors import InputError
 from producer.extract.failures import storage_failure
-from producer.urls import is_local, is_remote, local_path, protocol
+from producer.urls import is_local, is_remote, local_path, product_storage_options, protocol
 
 if TYPE_CHECKING:  # a type only: importing rasterio here would load GDAL for `import producer`
     from rasterio.io import DatasetReader
@@ -142,7 +142,7 @@ def _fs_and_path(location: str, storage_options: Mapping[str, Any]) -> tuple[Any
     import fsspec  # noqa: PLC0415 (cold start: ~80 ms a local product never needs)
 
     try:
-        return fsspec.core.url_to_fs(location, **dict(storage_options))
+        return fsspec.core.url_to_fs(location, **product_storage_options(storage_options))
     except (ImportError, ValueError) as exc:
         raise InputError(
             f"{location}: no filesystem for this URL ({exc}); for s3:// install the [s3] extra"

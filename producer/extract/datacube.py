@@ -76,6 +76,7 @@ from producer.extract.source import (  # noqa: F401 (NETCDF_SUFFIXES, ZARR_SUFFI
 )
 from producer.redact import clean_href, redact
 from producer.timestamps import format_time
+from producer.urls import product_storage_options
 
 DATACUBE_EXT = "https://stac-extensions.github.io/datacube/v2.3.0/schema.json"
 XARRAY_EXT = "https://stac-extensions.github.io/xarray-assets/v1.0.0/schema.json"
@@ -205,7 +206,7 @@ def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _O
     import fsspec  # noqa: PLC0415
 
     try:
-        fs, path = fsspec.core.url_to_fs(location, **dict(options.storage_options))
+        fs, path = fsspec.core.url_to_fs(location, **product_storage_options(options.storage_options))
     except (ImportError, ValueError) as exc:
         raise InputError(f"{redact(location)}: no filesystem for this URL ({exc})") from None
     try:
@@ -244,7 +245,7 @@ def _zarr_consolidated(location: str, options: ExtractOptions) -> tuple[bool, in
     import fsspec  # noqa: PLC0415
 
     try:
-        fs, root = fsspec.core.url_to_fs(location, **dict(options.storage_options))
+        fs, root = fsspec.core.url_to_fs(location, **product_storage_options(options.storage_options))
     except (ImportError, ValueError) as exc:
         raise InputError(f"{redact(location)}: no filesystem for this URL ({exc})") from None
     root = root.rstrip("/")
@@ -275,7 +276,9 @@ def _open_zarr(location: str, options: ExtractOptions, stack: ExitStack) -> _Ope
 
     consolidated, _ = _zarr_consolidated(location, options)
     open_kwargs: dict[str, Any] = {"engine": "zarr", "consolidated": consolidated}
-    extra: dict[str, Any] = {"storage_options": dict(options.storage_options)} if is_url(location) else {}
+    extra: dict[str, Any] = (
+        {"storage_options": product_storage_options(options.storage_options)} if is_url(location) else {}
+    )
     try:
         with (
             warnings.catch_warnings()

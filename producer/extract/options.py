@@ -1,5 +1,6 @@
-"""Options that steer extraction (file -> STAC Item). Immutable, so one
-instance can be shared by many calls and threads."""
+"""Options that steer extraction (file -> STAC Item). Immutable (but for
+the folder listings one register call shares, :attr:`ExtractOptions.listings`),
+so one instance can be shared by many threads."""
 
 from __future__ import annotations
 
@@ -34,3 +35,11 @@ class ExtractOptions:
     #: the thumbnail switch, applied after extraction by the register pipeline
     provenance: Any = field(default=None, hash=False, compare=False)
     thumbnail: bool = False
+    #: folder listings made while reading this call's products from an object
+    #: store (GDAL lists a product's folder to find sidecar files), keyed by
+    #: folder, so products in one folder cost one listing. ``None`` (the
+    #: default): none shared, each product lists afresh. The register pipeline
+    #: gives each call its own dict, so a listing never outlives the call that
+    #: made it (a warm process must see the files uploaded since); never a
+    #: dict shared by calls
+    listings: dict | None = field(default=None, hash=False, compare=False, repr=False)

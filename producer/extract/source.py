@@ -33,6 +33,7 @@ from producer.extract.assets import is_url, resolve_location
 from producer.extract.failures import storage_failure
 from producer.extract.options import ExtractOptions
 from producer.redact import redact
+from producer.urls import product_storage_options
 
 # The one private import of a dependency: GDAL errors (CPLE_*) that rasterio
 # raises without wrapping them in a rasterio.errors class, and rasterio has no
@@ -169,13 +170,18 @@ class GuardedOpener:
     ``known`` maps the product path to its size, read (with a HEAD) before
     GDAL is involved, so GDAL's stat of the product costs no request.
     Directory listings (GDAL looks for sidecar files) that fail answer
-    "empty", as GDAL's own ``/vsis3/`` does.
+    "empty", as GDAL's own ``/vsis3/`` does. Listings that succeed are kept
+    in ``listings`` (:attr:`ExtractOptions.listings`: the register call's)
+    when given, so the products of one folder cost one listing; never in the
+    file system's own listing cache, which lives as long as the process and
+    would answer later stats (see :func:`producer.urls.product_storage_options`).
     """
 
-    def __init__(self, fs: Any, known: dict[str, int], block_size: int) -> None:
+    def __init__(self, fs: Any, known: dict[str, int], block_size: int, listings: dict | None = None) -> None:
         self.fs: Any = fs
         self.known = dict(known)
         self.block_size = block_size
+        self.listings = listings
         self.errors: list[BaseException] = []
         self._spare: tuple[str, _GuardedFile] | None = None
 
@@ -217,10 +223,16 @@ class GuardedOpener:
         return path not in self.known and bool(self._guard(False, self.fs.isdir, path))
 
     def ls(self, path: str) -> list[str]:
+        key = (str(self.fs.protocol), path)
+        if self.listings is not None and key in self.listings:
+            return list(self.listings[key])
         try:
-            return [os.path.basename(str(p).rstrip("/")) for p in self.fs.ls(path, detail=False)]
+            names = [os.path.basename(str(p).rstrip("/")) for p in self.fs.ls(path, detail=False)]
         except Exception:
             return []
+        if self.listings is not None:
+            self.listings[key] = names
+        return list(names)
 
     def mtime(self, path: str) -> int:
         return 0
@@ -247,7 +259,9 @@ def _object_store_opener(path: str, options: ExtractOptions) -> GuardedOpener:
         from producer.awssession import with_shared_session  # noqa: PLC0415
 
         # the catalog store's aiobotocore session, not a second one (cold start)
-        fs, fs_path = fsspec.core.url_to_fs(path, **with_shared_session(path, options.storage_options))
+        fs, fs_path = fsspec.core.url_to_fs(
+            path, **with_shared_session(path, product_storage_options(options.storage_options))
+        )
     except (ImportError, ValueError) as exc:
         raise InputError(
             f"{_redacted(path)}: no filesystem for this URL ({exc}); for s3:// install the [s3] extra"
@@ -261,7 +275,9 @@ def _object_store_opener(path: str, options: ExtractOptions) -> GuardedOpener:
     size = int(info.get("size") or 0)
     if size == 0:
         raise InputError(f"{_redacted(path)}: object is empty (0 bytes); was it completely written?")
-    opener = GuardedOpener(fs, {fs_path: size}, PIXEL_BLOCK if options.stats else HEADER_BLOCK)
+    opener = GuardedOpener(
+        fs, {fs_path: size}, PIXEL_BLOCK if options.stats else HEADER_BLOCK, options.listings
+    )
     probe = opener.open(fs_path)
     probe.read(1)
     if opener.errors:

@@ -1,0 +1,167 @@
+"""The event path's edges: literal object keys, poison messages, and the
+configuration errors each kind of caller reads in its own spelling.
+
+Handler tests run against the local moto server (``tests/s3server.py``);
+the CLI runs through click's runner; nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
+
+import pytest
+from click.testing import CliRunner
+
+from producer.cli import main
+from producer.errors import InputError
+from producer.events import HandlerConfig, handle, parse_event
+from tests.rasters import write_utm
+from tests.s3server import S3Server
+
+#: an SQS body nested deeper than the JSON decoder goes
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.fixture
+def s3(s3_server: S3Server) -> S3Server:
+    """A fresh bucket per test on the session's local S3 server."""
+    return s3_server._replace(bucket=s3_server.new_bucket())
+
+
+def _record(bucket: str, key: str) -> dict[str, Any]:
+    """One S3 ObjectCreated record; ``key`` as S3 sends it (URL-encoded)."""
+    return {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": bucket}, "object": {"key": quote_plus(key, safe="/"), "size": 1}},
+    }
+
+
+def _sqs(*bodies: Any) -> dict[str, Any]:
+    """An SQS batch, messageIds m0, m1, ..."""
+    return {
+        "Records": [
+            {
+                "messageId": f"m{i}",
+                "eventSource": "aws:sqs",
+                "body": b if isinstance(b, str) else json.dumps(b),
+            }
+            for i, b in enumerate(bodies)
+        ]
+    }
+
+
+def _config(s3: S3Server) -> HandlerConfig:
+    return HandlerConfig(catalog=s3.url("stac"), collection="ndvi", storage_options=s3.storage_options)
+
+
+def _items(s3: S3Server) -> list[str]:
+    listing = s3.client().list_objects_v2(Bucket=s3.bucket, Prefix="stac/ndvi/")
+    return sorted(o["Key"] for o in listing.get("Contents", []) if o["Key"].count("/") == 3)
+
+
+# --- an event names one object: its key is never a pattern -------------------------
+
+
+def test_gone_key_with_glob_characters_is_skipped_not_expanded(s3: S3Server, tmp_path: Path) -> None:
+    raster = write_utm(tmp_path).read_bytes()
+    client = s3.client()
+    client.put_object(Bucket=s3.bucket, Key="p5/scene[1]_20240601.tif", Body=raster)
+    client.put_object(Bucket=s3.bucket, Key="p5/scene1_20240601.tif", Body=raster)  # never announced
+    client.delete_object(Bucket=s3.bucket, Key="p5/scene[1]_20240601.tif")  # gone since its event
+
+    out = handle(_sqs({"Records": [_record(s3.bucket, "p5/scene[1]_20240601.tif")]}), _config(s3))
+    assert out["registered"] == [] and out["failed"] == [] and out["batchItemFailures"] == []
+    assert [s["url"] for s in out["skipped"]] == [f"s3://{s3.bucket}/p5/scene[1]_20240601.tif"]
+    assert "no longer exists" in out["skipped"][0]["reason"]
+    assert _items(s3) == []  # scene1_20240601.tif was not registered in its place
+
+
+def test_existing_key_with_glob_characters_registers_itself_only(s3: S3Server, tmp_path: Path) -> None:
+    raster = write_utm(tmp_path).read_bytes()
+    for key in ("p6/b?x_20240601.tif", "p6/bax_20240601.tif", "p6/b*_20240602.tif"):
+        s3.client().put_object(Bucket=s3.bucket, Key=key, Body=raster)
+    out = handle(
+        _sqs(
+            {"Records": [_record(s3.bucket, "p6/b?x_20240601.tif"), _record(s3.bucket, "p6/b*_20240602.tif")]}
+        ),
+        _config(s3),
+    )
+    assert out["failed"] == [], out
+    assert [r["source"] for r in out["registered"]] == [
+        f"s3://{s3.bucket}/p6/b?x_20240601.tif",
+        f"s3://{s3.bucket}/p6/b*_20240602.tif",
+    ]
+
+
+# --- a poison message fails alone ------------------------------------------------
+
+
+def test_deeply_nested_body_fails_its_message_only() -> None:
+    good = {"Records": [_record("b", "products/a_20240601.tif")]}
+    events, failures = parse_event(_sqs(good, DEEP))
+    assert [(e.key, e.message_id) for e in events] == [("products/a_20240601.tif", "m0")]
+    assert [f["message_id"] for f in failures] == ["m1"]
+    assert "nested too deeply" in failures[0]["error"]
+
+
+def test_deeply_nested_body_in_a_batch_is_one_batch_item_failure(s3: S3Server, tmp_path: Path) -> None:
+    s3.client().put_object(
+        Bucket=s3.bucket, Key="products/ndvi/S2_20240601_T31UFQ.tif", Body=write_utm(tmp_path).read_bytes()
+    )
+    good = {"Records": [_record(s3.bucket, "products/ndvi/S2_20240601_T31UFQ.tif")]}
+    out = handle(_sqs(good, DEEP), _config(s3))
+    assert [r["id"] for r in out["registered"]] == ["S2_20240601_T31UFQ"]
+    assert out["batchItemFailures"] == [{"itemIdentifier": "m1"}]
+
+
+def test_cli_deeply_nested_payload_is_a_usage_error(tmp_path: Path) -> None:
+    payload = tmp_path / "deep.json"
+    payload.write_text(DEEP)
+    result = CliRunner().invoke(
+        main, ["handle-event", str(payload), "-c", str(tmp_path / "cat"), "--collection", "n"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "nested too deeply" in result.output
+    assert not (tmp_path / "cat").exists()
+
+
+# --- configuration errors in the caller's spelling ---------------------------------
+
+
+def test_env_config_credentials_in_catalog_url_are_fixed_with_the_variable() -> None:
+    env = {"STAC_CATALOG": "s3://AKIAEXAMPLE:s3cr3t@bucket/stac", "STAC_COLLECTION": "ndvi"}
+    with pytest.raises(InputError) as caught:
+        HandlerConfig.from_env(env)
+    message = str(caught.value)
+    assert 'STAC_STORAGE_OPTIONS=\'{"key": "KEY", "secret": "SECRET"}\'' in message
+    assert "storage_options=" not in message
+    assert "s3cr3t" not in message and "AKIAEXAMPLE" not in message
+
+
+@pytest.mark.parametrize(
+    ("args", "flag", "field"),
+    [
+        (["-c", "CATALOG", "--collection", ""], "--collection ndvi", "HandlerConfig.collection"),
+        (["-c", "", "--collection", "n"], "--catalog s3://bucket/stac", "HandlerConfig.catalog"),
+    ],
+)
+def test_cli_empty_catalog_or_collection_names_the_flag(
+    tmp_path: Path, args: list[str], flag: str, field: str
+) -> None:
+    payload = tmp_path / "event.json"
+    payload.write_text('{"Records": []}')
+    args = [str(tmp_path / "cat") if a == "CATALOG" else a for a in args]
+    result = CliRunner().invoke(main, ["handle-event", str(payload), *args])
+    assert result.exit_code == 2, result.output
+    assert flag in result.output and field not in result.output
+    assert not (tmp_path / "cat").exists()
+
+
+def test_python_config_empty_collection_names_the_parameter() -> None:
+    with pytest.raises(InputError, match=r"collection id is empty\. Fix it with collection='ndvi'"):
+        HandlerConfig(catalog="s3://bucket/stac", collection="")
