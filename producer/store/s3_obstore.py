@@ -135,7 +135,11 @@ def _build(bucket: str, options: Mapping[str, Any]) -> Any:
     endpoint = str(config.get("endpoint", "") or os.environ.get("AWS_ENDPOINT_URL", ""))
     client_options: Any = {
         "connect_timeout": timedelta(seconds=10),
-        "timeout": timedelta(seconds=60),
+        # a stall ends after 60 s without a byte (botocore's read timeout);
+        # the whole request may take long (object_store's default is 30 s
+        # in all, too short for a large collection's mirror base)
+        "read_timeout": timedelta(seconds=60),
+        "timeout": timedelta(minutes=30),
         "allow_http": endpoint.startswith("http://"),
     }
     if provider is not None:
