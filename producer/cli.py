@@ -37,12 +37,10 @@ def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
 
 
 def _spelling(hint: Any) -> str:
-    """A hint as the CLI writes it (:func:`producer.options.flag_spelling`);
-    a verb's ``storage_options`` are ``-o KEY=VALUE`` pairs."""
+    """A hint as the CLI writes it (:func:`producer.options.flag_spelling`,
+    which spells ``storage_options`` as ``-o KEY=VALUE`` pairs)."""
     from producer.options import flag_spelling  # noqa: PLC0415 (see the module doc)
 
-    if hint.option == "storage_options" and isinstance(hint.example, dict):
-        return " ".join(f"-o {k}={v}" for k, v in hint.example.items())
     return flag_spelling(hint)
 
 

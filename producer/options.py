@@ -635,7 +635,11 @@ def flag_spelling(hint: Hint) -> str:
     """A hint as the CLI writes it: ``--id-template '{parent}_{stem}'``,
     ``--replace``; a mapping as the flag takes it: repeated ``KEY=VALUE``
     pairs (``--property processing:level=L2``) or one JSON object
-    (``--collection-meta '{"title": "NDVI"}'``)."""
+    (``--collection-meta '{"title": "NDVI"}'``); ``storage_options``, the
+    shorthand for the data and the catalog, as ``-o KEY=VALUE`` pairs (every
+    command that reads storage takes ``-o``)."""
+    if hint.option == "storage_options" and isinstance(hint.example, Mapping):
+        return " ".join(f"-o {shlex.quote(f'{k}={v}')}" for k, v in hint.example.items())
     spec = _specs().get(hint.option)
     flag = spec.flag if spec is not None else "--" + hint.option.replace("_", "-")
     if isinstance(hint.example, bool) or (spec is not None and spec.kind == "switch"):

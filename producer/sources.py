@@ -21,7 +21,13 @@ import glob as globmod
 import os
 from collections.abc import Iterable
 
-from producer.errors import InputError, ProducerError, StoreError
+from producer.errors import (
+    InputError,
+    ProducerError,
+    StoreError,
+    credentials_error,
+    missing_credentials,
+)
 from producer.redact import redact
 from producer.urls import is_local, local_path, protocol
 
@@ -184,6 +190,9 @@ def is_configuration_error(exc: BaseException) -> bool:
 
 def _listing_failure(url: str, exc: BaseException) -> ProducerError:
     detail = redact(f"{type(exc).__name__}: {exc}")
+    cause = missing_credentials(exc)
+    if cause is not None:  # the caller's configuration: a retry finds none either
+        return credentials_error(redact(url), cause)
     if is_configuration_error(exc):
         return InputError(
             f"{redact(url)}: the storage options or the URL are not usable ({detail}); "
