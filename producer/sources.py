@@ -22,6 +22,7 @@ import os
 from collections.abc import Iterable
 
 from producer.errors import (
+    CREDENTIALS_HINT,
     InputError,
     ProducerError,
     StoreError,
@@ -135,8 +136,9 @@ def _split_url(url: str) -> tuple[str, str]:
     if "@" in bucket or ":" in bucket:
         raise InputError(
             f"{redact(url)}: credentials inside a {proto}:// URL are not supported (and would "
-            "end up in logs); pass them as storage options (key=..., secret=...) or through "
-            "the standard environment / credential files, and give the URL without them"
+            "end up in logs); give the URL without them, and the credentials through the "
+            "standard environment / credential files or as storage options.",
+            hints=(CREDENTIALS_HINT,),
         )
     if not bucket:
         raise InputError(f"{url!r}: no bucket name; give it as {proto}://BUCKET/prefix/")

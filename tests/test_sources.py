@@ -201,6 +201,8 @@ def test_credentials_in_a_product_url_are_redacted_in_results_cli_and_hrefs(tmp_
     out = _run(["register", s3, "-c", str(tmp_path / "catalog"), "--collection", "c"])
     assert out.exit_code == 2 and "credentials inside" in out.output
     assert SECRET not in out.output and "AKIAEXAMPLE" not in out.output
+    # the way out is spelled as the CLI takes it, as for a catalog URL (not key=..., secret=...)
+    assert "-o key=KEY -o secret=SECRET" in out.output and "key=..." not in out.output
     assert not (tmp_path / "catalog").exists()
     # the href of a product read with userinfo carries none
     item = create_item(rasters.write_utm(tmp_path), href=f"{base}/utm_20240513.tif")
