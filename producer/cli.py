@@ -191,6 +191,14 @@ collection_option = click.option(
     show_envvar=True,
     help="Collection id (created on first use).",
 )
+#: remove: the same flag, of a collection that must exist (remove never creates one)
+existing_collection_option = click.option(
+    "--collection",
+    required=True,
+    envvar="STAC_COLLECTION",
+    show_envvar=True,
+    help="Collection id of the item (an existing collection).",
+)
 
 #: how validate and reconcile name the repair in a finding's message (the
 #: library writes ``reconcile(fix=True)``: audit.REPAIR)
@@ -483,7 +491,7 @@ def validate(catalog: str, check_assets: bool, as_json: bool, storage_pairs: tup
 @main.command()
 @click.argument("item_id")
 @catalog_option
-@collection_option
+@existing_collection_option
 @pgstac_option
 @sns_topic_option
 @storage_option
@@ -517,11 +525,12 @@ def remove(
     from producer import api  # noqa: PLC0415 (the write path: see the module doc)
     from producer.options import flag_spelling  # noqa: PLC0415
 
+    # no catalog at all (a mistyped path) is a usage error, as for search and validate
+    store = api.require_catalog(catalog, _storage_options(storage_pairs))
     result = api.remove(
         item_id,
-        catalog=catalog,
+        catalog=store,
         collection=collection,
-        storage_options=_storage_options(storage_pairs),
         pgstac=pgstac,
         sns_topic=sns_topic,
         product=product,
@@ -531,7 +540,10 @@ def remove(
         click.echo(f"error: {result.error_for(flag_spelling)}", err=True)
         sys.exit(1)
     if result.action == "absent":
-        click.echo(f"{item_id}: no such item in collection {collection}", err=True)
+        if result.reason is not None:  # no such collection
+            click.echo(f"{item_id}: not removed: {result.reason}; check --collection", err=True)
+        else:
+            click.echo(f"{item_id}: no such item in collection {collection}", err=True)
         sys.exit(1)
     if result.action == "updated":  # one asset of a multi-asset item
         click.echo(f"{item_id}: {result.reason} ({result.href})")

@@ -203,3 +203,19 @@ def test_demo_ends_with_a_search_and_the_command_that_runs_it(tmp_path):
         "ndvi_alps_20240506",
         "ndvi_rhine_20240501",
     ]
+
+
+def test_remove_from_a_misspelt_collection_says_there_is_no_such_collection(data, catalog_dir):
+    runner = CliRunner()
+    res = runner.invoke(main, ["register", str(data["utm"]), "-c", str(catalog_dir), "--collection", "ndvi"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["remove", "utm_20240513", "-c", str(catalog_dir), "--collection", "ndvii"])
+    assert res.exit_code == 1
+    assert f"no collection 'ndvii' in catalog {catalog_dir}" in res.output and "--collection" in res.output
+    assert "no such item" not in res.output
+    # an item missing from a collection that exists is still that
+    res = runner.invoke(main, ["remove", "nothing_here", "-c", str(catalog_dir), "--collection", "ndvi"])
+    assert res.exit_code == 1 and "nothing_here: no such item in collection ndvi" in res.output
+    # remove never creates a collection, and its --help does not say it does
+    help_text = " ".join(runner.invoke(main, ["remove", "--help"]).output.split())
+    assert "created on first use" not in help_text and "an existing collection" in help_text

@@ -70,7 +70,9 @@ def test_a_product_on_s3_without_credentials_is_an_input_error(bare, catalog_dir
     _says_no_credentials(res.error)
     assert res.hints == (NO_CREDENTIALS_HINT,)
     assert "storage_options={'key': 'KEY', 'secret': 'SECRET'}" in res.error  # Python's spelling
-    assert env_spelling(NO_CREDENTIALS_HINT) == """STAC_STORAGE_OPTIONS='{"key": "KEY", "secret": "SECRET"}'"""
+    assert (
+        env_spelling(NO_CREDENTIALS_HINT) == """STAC_STORAGE_OPTIONS='{"key": "KEY", "secret": "SECRET"}'"""
+    )
 
 
 def test_an_s3_catalog_without_credentials_is_an_input_error(bare):
@@ -102,7 +104,9 @@ def test_the_cli_spells_the_fix_as_storage_option_flags(bare, tmp_path):
     out = json.loads(res.stdout.splitlines()[0])
     assert out["error_type"] == "input"
     _says_no_credentials(out["error"])
-    assert out["error"].endswith("Fix it with -o key=KEY -o secret=SECRET (give the credentials as storage options)")
+    assert out["error"].endswith(
+        "Fix it with -o key=KEY -o secret=SECRET (give the credentials as storage options)"
+    )
     res = CliRunner().invoke(main, ["validate", f"s3://{bucket}/stac"])
     assert res.exit_code == 2, res.output
     assert "no AWS credentials found" in res.output and "-o key=KEY -o secret=SECRET" in res.output
