@@ -219,3 +219,17 @@ def test_remove_from_a_misspelt_collection_says_there_is_no_such_collection(data
     # remove never creates a collection, and its --help does not say it does
     help_text = " ".join(runner.invoke(main, ["remove", "--help"]).output.split())
     assert "created on first use" not in help_text and "an existing collection" in help_text
+
+
+def test_demo_with_dir_and_count_says_how_to_run_itself_again(tmp_path):
+    from producer import demo
+
+    workdir = tmp_path / "mydemo"
+    res = CliRunner().invoke(main, ["demo", "--dir", str(workdir), "--count", "1"])
+    assert res.exit_code == 0, res.output
+    last = res.stdout.strip().splitlines()[-1]
+    command = shlex.join(["stac-producer", "demo", "--dir", str(workdir), "--count", "1"])
+    assert last.startswith(f"next: run `{command}` again"), last
+    # the defaults run_demo leaves out are the CLI's
+    params = {p.name: p.default for p in main.commands["demo"].params}
+    assert (params["workdir"], params["count"]) == (demo.DEFAULT_DIR, demo.DEFAULT_COUNT)
