@@ -44,6 +44,50 @@ def _spelling(hint: Any) -> str:
     return flag_spelling(hint)
 
 
+#: at most this many files of a local folder are looked at to say which endings it holds
+_ENDINGS_LOOKED_AT = 10_000
+
+
+def _no_products_found(paths: Sequence[str], *, grouped: bool) -> str:
+    """Why ``register PATHS`` found nothing: the endings folders and prefixes
+    are searched for (whatever :data:`producer.sources.PRODUCT_SUFFIXES`
+    holds; with --group, those of the group's files too), the endings a local
+    folder holds instead, and the ways to register other files."""
+    import os  # noqa: PLC0415 (this path only)
+    import shlex  # noqa: PLC0415
+
+    from producer.grouping import GROUP_SUFFIXES  # noqa: PLC0415
+    from producer.sources import GLOB_CHARS, PRODUCT_SUFFIXES, STORE_SUFFIXES  # noqa: PLC0415
+
+    if paths and all(any(ch in p for ch in GLOB_CHARS) for p in paths):  # a glob takes any ending
+        return f"no products found: {' '.join(paths)} match{'es' if len(paths) == 1 else ''} no file; check the pattern"
+    endings = GROUP_SUFFIXES if grouped else PRODUCT_SUFFIXES
+    text = (
+        f"no products found in {' '.join(paths)}: folders and prefixes are searched for files ending in "
+        f"{' '.join(endings)} (any letter case) and for Zarr stores ({' '.join(STORE_SUFFIXES)})"
+    )
+    held: dict[str, int] = {}
+    seen = 0
+    for path in paths:
+        for _, _, files in os.walk(path) if os.path.isdir(path) else ():
+            for name in files:
+                ext = os.path.splitext(name)[1].lower()
+                if ext and not name.startswith("."):
+                    held[ext] = held.get(ext, 0) + 1
+            seen += len(files)
+            if seen >= _ENDINGS_LOOKED_AT:
+                break
+    common = sorted(held, key=lambda e: (-held[e], e))
+    holder = "they hold" if len(paths) > 1 else "it holds"
+    if common:
+        text += f"; {holder} files ending in " + ", ".join(f"{e} ({held[e]})" for e in common[:5])
+    elif all(os.path.isdir(p) for p in paths):
+        text += f"; {holder} no file"
+    folder = next((p.rstrip("/") for p in paths if not any(ch in p for ch in GLOB_CHARS)), "")
+    example = f"{folder}/**/*{common[0] if common else '.EXT'}"
+    return f"{text}. Name such files one by one, or match them with a glob: {shlex.quote(example)}"
+
+
 class _RegisterFlags:
     """Stands in a command's parameter list for the options generated from
     :class:`~producer.options.RegisterOptions` (see :func:`register_option_flags`)
@@ -429,7 +473,7 @@ def register(
     options = _options(given)
     sources = api.expand_products(paths, options)
     if not sources:
-        raise click.UsageError(redact(f"no products found in {' '.join(paths)}"))
+        raise click.UsageError(redact(_no_products_found(paths, grouped=options.group is not None)))
     show_bar = (sys.stderr.isatty() if progress is None else progress) and len(sources) > 1
     bar = click.progressbar(length=len(sources), label="registering", file=sys.stderr) if show_bar else None
 
