@@ -343,6 +343,21 @@ def search(
 # --- validate / reconcile --------------------------------------------------------
 
 
+def require_catalog(catalog: str | Store, storage_options: dict[str, Any] | None = None) -> Store:
+    """The store of ``catalog``, after checking that a catalog is there:
+    raise :class:`~producer.errors.InputError` ("no catalog at ...: check the
+    URL", as :func:`search` says) when it has no root ``catalog.json`` and
+    holds no document at all, which is a mistyped path or prefix, not a
+    catalog to repair. A store that holds documents but lost its root is a
+    catalog: :func:`validate_catalog` and :func:`reconcile` report its
+    ``missing-root``. Reads the root (and, when it is missing, the first
+    key of a listing); writes nothing."""
+    store = open_catalog(catalog, storage_options)
+    if store.exists("catalog.json") or next(iter(store.list()), None) is not None:
+        return store
+    raise InputError(f"no catalog at {store.url} (catalog.json is missing): check the URL")
+
+
 def validate_catalog(
     catalog: str | Store, *, storage_options: dict | None = None, check_assets: bool = False
 ) -> list[Problem]:
@@ -350,11 +365,13 @@ def validate_catalog(
 
     Reads every document once. Checks schemas, links that resolve, dangling
     and duplicate links, orphan documents and extents that contain their items.
-    Writes nothing.
+    Writes nothing. No catalog at all there (no root, no document: a
+    mistyped path) raises :class:`~producer.errors.InputError`
+    (:func:`require_catalog`).
     """
     from producer.audit import audit  # noqa: PLC0415 (the read-only verbs only: a register's cold start skips it)
 
-    store = open_catalog(catalog, storage_options)
+    store = require_catalog(catalog, storage_options)
     return audit(
         store, validator(), check_assets=check_assets, storage_options=storage_options, keep_items=False
     ).problems
@@ -401,6 +418,12 @@ def reconcile(
     The stac-geoparquet mirror of each collection is compared with its JSON
     items too: differing is a ``mirror-stale`` warning, and ``fix`` rebuilds
     the mirror files that differ.
+
+    No catalog at all at ``catalog`` (no root, no document: a mistyped
+    path) raises :class:`~producer.errors.InputError` (:func:`require_catalog`),
+    unless ``data`` is given: ``fix=True`` with ``data`` and ``collection``
+    builds the catalog there from the products (a catalog rebuilt from its
+    data), and without ``fix`` reports what that would do.
     """
     opts = resolve_options(options, storage_options, **dict(register_options or {}))
     if dry_run is not None:
@@ -412,7 +435,10 @@ def reconcile(
         )
     # the catalog with the catalog's storage options; asset checks and the
     # listing of ``data`` read the data, with the data's
-    store = open_catalog(catalog, opts.catalog_storage_options)
+    if data is None:
+        store = require_catalog(catalog, opts.catalog_storage_options)
+    else:
+        store = open_catalog(catalog, opts.catalog_storage_options)
     dsn = pgstac if pgstac is not None else opts.pgstac
     from producer import repair  # noqa: PLC0415 (cold start: register and --help need no reconcile)
 

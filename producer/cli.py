@@ -39,13 +39,55 @@ def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
 
 
 def _spelling(hint: Any) -> str:
-    """A hint as the CLI writes it (:func:`producer.options.flag_spelling`);
-    a verb's ``storage_options`` are ``-o KEY=VALUE`` pairs."""
+    """A hint as the CLI writes it (:func:`producer.options.flag_spelling`,
+    which spells ``storage_options`` as ``-o KEY=VALUE`` pairs)."""
     from producer.options import flag_spelling  # noqa: PLC0415 (see the module doc)
 
-    if hint.option == "storage_options" and isinstance(hint.example, dict):
-        return " ".join(f"-o {k}={v}" for k, v in hint.example.items())
     return flag_spelling(hint)
+
+
+#: at most this many files of a local folder are looked at to say which endings it holds
+_ENDINGS_LOOKED_AT = 10_000
+
+
+def _no_products_found(paths: Sequence[str], *, grouped: bool) -> str:
+    """Why ``register PATHS`` found nothing: the endings folders and prefixes
+    are searched for (whatever :data:`producer.sources.PRODUCT_SUFFIXES`
+    holds; with --group, those of the group's files too), the endings a local
+    folder holds instead, and the ways to register other files."""
+    import os  # noqa: PLC0415 (this path only)
+    import shlex  # noqa: PLC0415
+
+    from producer.grouping import GROUP_SUFFIXES  # noqa: PLC0415
+    from producer.sources import GLOB_CHARS, PRODUCT_SUFFIXES, STORE_SUFFIXES  # noqa: PLC0415
+
+    if paths and all(any(ch in p for ch in GLOB_CHARS) for p in paths):  # a glob takes any ending
+        return f"no products found: {' '.join(paths)} match{'es' if len(paths) == 1 else ''} no file; check the pattern"
+    endings = GROUP_SUFFIXES if grouped else PRODUCT_SUFFIXES
+    text = (
+        f"no products found in {' '.join(paths)}: folders and prefixes are searched for files ending in "
+        f"{' '.join(endings)} (any letter case) and for Zarr stores ({' '.join(STORE_SUFFIXES)})"
+    )
+    held: dict[str, int] = {}
+    seen = 0
+    for path in paths:
+        for _, _, files in os.walk(path) if os.path.isdir(path) else ():
+            for name in files:
+                ext = os.path.splitext(name)[1].lower()
+                if ext and not name.startswith("."):
+                    held[ext] = held.get(ext, 0) + 1
+            seen += len(files)
+            if seen >= _ENDINGS_LOOKED_AT:
+                break
+    common = sorted(held, key=lambda e: (-held[e], e))
+    holder = "they hold" if len(paths) > 1 else "it holds"
+    if common:
+        text += f"; {holder} files ending in " + ", ".join(f"{e} ({held[e]})" for e in common[:5])
+    elif all(os.path.isdir(p) for p in paths):
+        text += f"; {holder} no file"
+    folder = next((p.rstrip("/") for p in paths if not any(ch in p for ch in GLOB_CHARS)), "")
+    example = f"{folder}/**/*{common[0] if common else '.EXT'}"
+    return f"{text}. Name such files one by one, or match them with a glob: {shlex.quote(example)}"
 
 
 class _RegisterFlags:
@@ -194,6 +236,14 @@ collection_option = click.option(
     envvar="STAC_COLLECTION",
     show_envvar=True,
     help="Collection id (created on first use).",
+)
+#: remove: the same flag, of a collection that must exist (remove never creates one)
+existing_collection_option = click.option(
+    "--collection",
+    required=True,
+    envvar="STAC_COLLECTION",
+    show_envvar=True,
+    help="Collection id of the item (an existing collection).",
 )
 
 #: how validate and reconcile name the repair in a finding's message (the
@@ -425,7 +475,7 @@ def register(
     options = _options(given)
     sources = api.expand_products(paths, options)
     if not sources:
-        raise click.UsageError(redact(f"no products found in {' '.join(paths)}"))
+        raise click.UsageError(redact(_no_products_found(paths, grouped=options.group is not None)))
     show_bar = (sys.stderr.isatty() if progress is None else progress) and len(sources) > 1
     bar = click.progressbar(length=len(sources), label="registering", file=sys.stderr) if show_bar else None
 
@@ -487,7 +537,7 @@ def validate(catalog: str, check_assets: bool, as_json: bool, storage_pairs: tup
 @main.command()
 @click.argument("item_id")
 @catalog_option
-@collection_option
+@existing_collection_option
 @pgstac_option
 @sns_topic_option
 @storage_option
@@ -521,11 +571,12 @@ def remove(
     from producer import api  # noqa: PLC0415 (the write path: see the module doc)
     from producer.options import flag_spelling  # noqa: PLC0415
 
+    # no catalog at all (a mistyped path) is a usage error, as for search and validate
+    store = api.require_catalog(catalog, _storage_options(storage_pairs))
     result = api.remove(
         item_id,
-        catalog=catalog,
+        catalog=store,
         collection=collection,
-        storage_options=_storage_options(storage_pairs),
         pgstac=pgstac,
         sns_topic=sns_topic,
         product=product,
@@ -535,7 +586,10 @@ def remove(
         click.echo(f"error: {result.error_for(flag_spelling)}", err=True)
         sys.exit(1)
     if result.action == "absent":
-        click.echo(f"{item_id}: no such item in collection {collection}", err=True)
+        if result.reason is not None:  # no such collection
+            click.echo(f"{item_id}: not removed: {result.reason}; check --collection", err=True)
+        else:
+            click.echo(f"{item_id}: no such item in collection {collection}", err=True)
         sys.exit(1)
     if result.action == "updated":  # one asset of a multi-asset item
         click.echo(f"{item_id}: {result.reason} ({result.href})")

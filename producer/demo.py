@@ -28,6 +28,9 @@ SCENES: Sequence[tuple[str, int, float, float, float]] = (
     ("andes", 32719, 350000.0, 8200000.0, 30.0),
 )
 #: the demo's closing search: Central Europe in May 2024 (the Rhine and Alps scenes of the first six)
+#: ``stac-producer demo``'s defaults of --dir and --count (the CLI's too: a test checks)
+DEFAULT_DIR = "demo"
+DEFAULT_COUNT = 6
 SEARCH_BBOX = "5,45,10,52"
 SEARCH_DATETIME = "2024-05-01/2024-05-31"
 
@@ -130,7 +133,12 @@ def run_demo(
     if ok:
         _search(catalog, os.path.join(workdir, "catalog"), echo)
     if ok and any(r.action == "created" for r in results):
-        echo("next: run `stac-producer demo` again — every product is 'unchanged' and no byte moves.")
+        again = ["stac-producer", "demo"]
+        if workdir != DEFAULT_DIR:
+            again += ["--dir", workdir]
+        if count != DEFAULT_COUNT:
+            again += ["--count", str(count)]
+        echo(f"next: run `{shlex.join(again)}` again — every product is 'unchanged' and no byte moves.")
     return 0 if ok else 1
 
 

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from producer.redact import redact
+
 
 @dataclass(frozen=True)
 class Hint:
@@ -67,6 +69,16 @@ ID_TEMPLATE_HINT = Hint("id_template", "{parent}_{stem}", "give the products dif
 REPLACE_HINT = Hint("replace", True, "overwrite the existing item")
 #: a collection's stac-geoparquet mirror is missing or behind: reconcile's fix rebuilds it
 REBUILD_MIRROR_HINT = Hint("fix", True, "rebuild the collection's mirror from its items", verb="reconcile")
+#: the way out of credentials in a catalog or product URL (the CLI spells it
+#: ``-o key=KEY -o secret=SECRET``)
+CREDENTIALS_HINT = Hint(
+    "storage_options", {"key": "KEY", "secret": "SECRET"}, "the credentials apart from the URL"
+)
+#: no AWS credentials were found: give them as storage options (the CLI spells
+#: it ``-o key=KEY -o secret=SECRET``, the event handler ``STAC_STORAGE_OPTIONS``)
+NO_CREDENTIALS_HINT = Hint(
+    "storage_options", {"key": "KEY", "secret": "SECRET"}, "give the credentials as storage options"
+)
 
 
 class ProducerError(Exception):
@@ -154,3 +166,32 @@ class PreconditionFailed(StoreError):
 
 class ConflictError(ProducerError, RuntimeError):
     """Compare-and-swap retries were exhausted for a document."""
+
+
+#: botocore's errors for a credential chain that found nothing (or half a key
+#: pair); matched by name: botocore comes with the optional [s3] extra
+_NO_CREDENTIALS = frozenset({"NoCredentialsError", "PartialCredentialsError"})
+
+
+def missing_credentials(exc: BaseException) -> BaseException | None:
+    """The botocore ``NoCredentialsError``/``PartialCredentialsError`` that
+    ``exc`` is or wraps (s3fs and fsspec re-raise it as a cause), or None."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if _NO_CREDENTIALS & {c.__name__ for c in type(cur).__mro__}:
+            return cur
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def credentials_error(where: str, cause: BaseException) -> InputError:
+    """The error for an S3 request that found no AWS credentials (``cause``,
+    see :func:`missing_credentials`): the caller's configuration, which a
+    retry cannot fix. ``where``: the object or catalog, already redacted."""
+    return InputError(
+        f"{where}: no AWS credentials found ({redact(f'{type(cause).__name__}: {cause}')}): set "
+        "AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or give key/secret storage options",
+        hints=(NO_CREDENTIALS_HINT,),
+    )

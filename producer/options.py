@@ -632,11 +632,15 @@ def flag_spelling(hint: Hint) -> str:
     """A hint as the CLI writes it: ``--id-template '{parent}_{stem}'``,
     ``--replace``; a mapping as the flag takes it: repeated ``KEY=VALUE``
     pairs (``--property processing:level=L2``) or one JSON object
-    (``--collection-meta '{"title": "NDVI"}'``); a hint naming a verb as
-    that command: ``stac-producer reconcile CATALOG --fix``."""
+    (``--collection-meta '{"title": "NDVI"}'``); ``storage_options``, the
+    shorthand for the data and the catalog, as ``-o KEY=VALUE`` pairs (every
+    command that reads storage takes ``-o``); a hint naming a verb as that
+    command: ``stac-producer reconcile CATALOG --fix``."""
     if hint.verb:
         flag = flag_spelling(Hint(hint.option, hint.example, hint.does))
         return f"stac-producer {hint.verb} CATALOG {flag}"
+    if hint.option == "storage_options" and isinstance(hint.example, Mapping):
+        return " ".join(f"-o {shlex.quote(f'{k}={v}')}" for k, v in hint.example.items())
     spec = _specs().get(hint.option)
     flag = spec.flag if spec is not None else "--" + hint.option.replace("_", "-")
     if isinstance(hint.example, bool) or (spec is not None and spec.kind == "switch"):

@@ -115,7 +115,9 @@ def remove_item(
     check_sinks(sinks)
     key = find_item_key(committer, collection, item_id, layout)
     if key is None:
-        result = RemoveResult(id=item_id, href=None, action="absent")
+        # no collection document: say so (a misspelt --collection), it has no items at all
+        why = None if coll[0] is not None else f"no collection {collection!r} in catalog {store.url}"
+        result = RemoveResult(id=item_id, href=None, action="absent", reason=why)
         if coll[0] is not None and any(wants_unchanged(sink) for sink in sinks):
             stub = removed(collection, item_id, Layout().item_key(collection, item_id), None)
             _publish(committer, coll_key, result, sinks, [], [stub])

@@ -52,8 +52,8 @@ class Result:
     product, and on failure ``error`` (credentials redacted), ``error_type``
     (an :class:`ErrorKind`) and ``hints`` (structured ways out; ``error``
     phrases them for Python, :meth:`error_for` for other callers). Remove
-    results carry ``extent_recomputed`` and, when the item was kept, the
-    ``reason``.
+    results carry ``extent_recomputed`` and, when the item was kept (or
+    is absent because its collection is), the ``reason``.
     """
 
     source: str | None = None

@@ -21,7 +21,14 @@ import glob as globmod
 import os
 from collections.abc import Iterable
 
-from producer.errors import InputError, ProducerError, StoreError
+from producer.errors import (
+    CREDENTIALS_HINT,
+    InputError,
+    ProducerError,
+    StoreError,
+    credentials_error,
+    missing_credentials,
+)
 from producer.redact import redact
 from producer.urls import is_local, local_path, product_storage_options, protocol
 
@@ -166,8 +173,9 @@ def _split_url(url: str) -> tuple[str, str]:
     if "@" in bucket or ":" in bucket:
         raise InputError(
             f"{redact(url)}: credentials inside a {proto}:// URL are not supported (and would "
-            "end up in logs); pass them as storage options (key=..., secret=...) or through "
-            "the standard environment / credential files, and give the URL without them"
+            "end up in logs); give the URL without them, and the credentials through the "
+            "standard environment / credential files or as storage options.",
+            hints=(CREDENTIALS_HINT,),
         )
     if not bucket:
         raise InputError(f"{url!r}: no bucket name; give it as {proto}://BUCKET/prefix/")
@@ -221,6 +229,9 @@ def is_configuration_error(exc: BaseException) -> bool:
 
 def _listing_failure(url: str, exc: BaseException) -> ProducerError:
     detail = redact(f"{type(exc).__name__}: {exc}")
+    cause = missing_credentials(exc)
+    if cause is not None:  # the caller's configuration: a retry finds none either
+        return credentials_error(redact(url), cause)
     if is_configuration_error(exc):
         return InputError(
             f"{redact(url)}: the storage options or the URL are not usable ({detail}); "

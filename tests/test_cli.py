@@ -219,3 +219,33 @@ def test_an_unparsable_pgstac_dsn_shows_the_dsn_form_unmasked_and_never_the_pass
     assert "postgresql://HOST[:PORT]/DBNAME" in res.output and "USER:PASSWORD@ before HOST" in res.output
     assert "***" not in res.output and "s3cret" not in res.output
     assert not catalog.exists()  # refused before any write
+
+
+def test_remove_from_a_misspelt_collection_says_there_is_no_such_collection(data, catalog_dir):
+    runner = CliRunner()
+    res = runner.invoke(main, ["register", str(data["utm"]), "-c", str(catalog_dir), "--collection", "ndvi"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["remove", "utm_20240513", "-c", str(catalog_dir), "--collection", "ndvii"])
+    assert res.exit_code == 1
+    assert f"no collection 'ndvii' in catalog {catalog_dir}" in res.output and "--collection" in res.output
+    assert "no such item" not in res.output
+    # an item missing from a collection that exists is still that
+    res = runner.invoke(main, ["remove", "nothing_here", "-c", str(catalog_dir), "--collection", "ndvi"])
+    assert res.exit_code == 1 and "nothing_here: no such item in collection ndvi" in res.output
+    # remove never creates a collection, and its --help does not say it does
+    help_text = " ".join(runner.invoke(main, ["remove", "--help"]).output.split())
+    assert "created on first use" not in help_text and "an existing collection" in help_text
+
+
+def test_demo_with_dir_and_count_says_how_to_run_itself_again(tmp_path):
+    from producer import demo
+
+    workdir = tmp_path / "mydemo"
+    res = CliRunner().invoke(main, ["demo", "--dir", str(workdir), "--count", "1"])
+    assert res.exit_code == 0, res.output
+    last = res.stdout.strip().splitlines()[-1]
+    command = shlex.join(["stac-producer", "demo", "--dir", str(workdir), "--count", "1"])
+    assert last.startswith(f"next: run `{command}` again"), last
+    # the defaults run_demo leaves out are the CLI's
+    params = {p.name: p.default for p in main.commands["demo"].params}
+    assert (params["workdir"], params["count"]) == (demo.DEFAULT_DIR, demo.DEFAULT_COUNT)

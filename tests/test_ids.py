@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from producer.errors import InputError, UnsafeIdError
+from producer.errors import ID_TEMPLATE_HINT, Hint, InputError, UnsafeIdError
 from producer.extract import ExtractOptions
 from producer.extract.ids import MAX_ID_LENGTH, check_id, make_item_id, split_location, stem_of
 
@@ -158,3 +158,24 @@ def test_name_fields_are_normalised_but_literals_stay_strict() -> None:
 def test_http_url_name_is_decoded_and_query_dropped() -> None:
     assert make_item_id("https://host/d/NDVI%202024.tif?X-Amz-Signature=abc#frag") == "NDVI_2024"
     assert make_item_id("file:///data/my%20scene.tif") == "my_scene"
+
+
+def test_a_bad_character_in_the_templates_own_text_is_blamed_on_the_template() -> None:
+    """A space in what the caller typed around the fields: the message names
+    the template's literal text (not the clean file name), and the fix is
+    that template made safe (not the unrelated 'give the products different
+    ids' template)."""
+    with pytest.raises(UnsafeIdError) as info:
+        make_item_id("/data/cog_20240101.tif", ExtractOptions(id_template="ndvi {stem}"))
+    message = str(info.value)
+    assert "literal text of the id template 'ndvi {stem}'" in message and "' '" in message
+    assert "/data/cog_20240101.tif" in message  # the product is still named
+    assert "Rename the file" not in message
+    assert info.value.hints == (
+        Hint("id_template", "ndvi_{stem}", "use only A-Z a-z 0-9 . _ - in its own text"),
+    )
+    assert ID_TEMPLATE_HINT not in info.value.hints
+    # a path separator typed into the template: the same, with a usable template as the fix
+    with pytest.raises(UnsafeIdError, match="literal text") as info:
+        make_item_id("/data/x.tif", ExtractOptions(id_template="a/b:{stem}"))
+    assert info.value.hints[0].example == "a_b_{stem}"

@@ -201,6 +201,8 @@ def test_credentials_in_a_product_url_are_redacted_in_results_cli_and_hrefs(tmp_
     out = _run(["register", s3, "-c", str(tmp_path / "catalog"), "--collection", "c"])
     assert out.exit_code == 2 and "credentials inside" in out.output
     assert SECRET not in out.output and "AKIAEXAMPLE" not in out.output
+    # the way out is spelled as the CLI takes it, as for a catalog URL (not key=..., secret=...)
+    assert "-o key=KEY -o secret=SECRET" in out.output and "key=..." not in out.output
     assert not (tmp_path / "catalog").exists()
     # the href of a product read with userinfo carries none
     item = create_item(rasters.write_utm(tmp_path), href=f"{base}/utm_20240513.tif")
@@ -284,3 +286,32 @@ def test_local_name_with_query_characters_rewritten_to_https_is_escaped(tmp_path
         href_rewrites=[f"{tmp_path / 'data'}=https://host/data"],
     )
     assert again.action == "unchanged"
+
+
+def test_no_products_found_names_the_endings_searched_and_the_way_to_name_others(tmp_path, monkeypatch):
+    """A folder of GeoTIFFs named *.gtif (an ending the folder search does not
+    take): the error lists the endings searched (whatever PRODUCT_SUFFIXES
+    holds), what the folder holds instead, and a glob that registers them."""
+    from producer.sources import PRODUCT_SUFFIXES, STORE_SUFFIXES
+
+    folder = tmp_path / "scenes"
+    for i, (lon, lat) in enumerate([(6.0, 46.0), (7.0, 46.0)]):
+        tif = rasters.write_tile(tmp_path / "src", f"scene_2024050{i + 1}.tif", lon, lat)
+        folder.mkdir(exist_ok=True)
+        shutil.copyfile(tif, folder / f"scene_2024050{i + 1}.gtif")
+    monkeypatch.chdir(tmp_path)
+    out = _run(["register", "scenes", "-c", "stac", "--collection", "c"])
+    assert out.exit_code == 2
+    message = " ".join(out.output.split())
+    assert f"files ending in {' '.join(PRODUCT_SUFFIXES)} (any letter case)" in message
+    assert f"Zarr stores ({' '.join(STORE_SUFFIXES)})" in message
+    assert "it holds files ending in .gtif (2)" in message
+    assert "match them with a glob: 'scenes/**/*.gtif'" in message
+    assert not (tmp_path / "stac").exists()
+    # the glob it offers registers them
+    out = _run(["register", "scenes/**/*.gtif", "-c", "stac", "--collection", "c"])
+    assert out.exit_code == 0, out.output
+    assert "2 products: 2 created" in out.output
+    # a glob that matches nothing is said to be one
+    out = _run(["register", "scenes/*.jp2", "-c", "stac", "--collection", "c"])
+    assert out.exit_code == 2 and "scenes/*.jp2 matches no file; check the pattern" in out.output

@@ -8,19 +8,23 @@ without importing each other.
 
 from __future__ import annotations
 
-from producer.errors import InputError, ProducerError, StoreError
+from producer.errors import InputError, ProducerError, StoreError, credentials_error, missing_credentials
 from producer.redact import redact
 from producer.sources import is_configuration_error
 
 
 def storage_failure(location: str, exc: BaseException) -> ProducerError:
     """The error for a product whose bytes could not be read: "not found"
-    (:class:`InputError`) for a missing object or bucket, else a retryable
+    (:class:`InputError`) for a missing object or bucket, missing AWS
+    credentials or unusable options (:class:`InputError` too), else a retryable
     :class:`StoreError` naming the product and what to check."""
     where = redact(location)
     detail = redact(f"{type(exc).__name__}: {exc}")
     if isinstance(exc, FileNotFoundError) or _status(exc) == 404:
         return InputError(f"{where}: not found (no such object or bucket); check the URL")
+    cause = missing_credentials(exc)
+    if cause is not None:  # the caller's configuration: a retry finds none either
+        return credentials_error(where, cause)
     if is_configuration_error(exc):
         return InputError(
             f"{where}: the storage options or the URL are not usable ({detail}); "

@@ -24,7 +24,7 @@ import re
 import string
 from urllib.parse import unquote, urlsplit
 
-from producer.errors import ID_TEMPLATE_HINT, InputError, UnsafeIdError
+from producer.errors import ID_TEMPLATE_HINT, Hint, InputError, UnsafeIdError
 from producer.extract.options import ExtractOptions
 
 #: template fields understood by :func:`make_item_id`
@@ -180,4 +180,15 @@ def make_item_id(source: str | os.PathLike[str], options: ExtractOptions = Extra
         if field == "collection" and not collection:
             raise InputError(f"id template {template!r} uses {{collection}} but no collection was given")
     item_id = template.format(**values)
+    literal = "".join(text for text, _, _, _ in parsed)
+    bad = sorted({c for c in literal if not re.match(r"[A-Za-z0-9._-]", c)})
+    if bad and not _SAFE_RE.match(item_id):
+        # the fields are normalised: the character is what the caller typed, whatever the file
+        fixed = "".join(normalise_name(text) + ("" if f is None else f"{{{f}}}") for text, f, _, _ in parsed)
+        raise UnsafeIdError(
+            f"unsafe item id {item_id!r} for {location}: the literal text of the id template "
+            f"{template!r} holds characters outside [A-Za-z0-9._-]: {''.join(bad)!r} (only the "
+            "fields {stem}, {name} and {parent} are made safe; the template's own text is used as typed).",
+            hints=(Hint("id_template", fixed, "use only A-Z a-z 0-9 . _ - in its own text"),),
+        )
     return check_id(item_id, "item id", source=location)

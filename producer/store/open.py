@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from producer.errors import Hint, InputError
+from producer.errors import CREDENTIALS_HINT, InputError
 from producer.redact import redact
 from producer.store.base import Store
 from producer.store.local import LocalStore
@@ -13,10 +13,6 @@ from producer.urls import is_local, protocol
 #: protocols whose first path part is a bucket or container name, which
 #: never holds ':' (there a ':' is a secret holding '/', split early)
 _BUCKET_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl"})
-#: the way out of credentials in a catalog URL (the CLI spells it ``-o key=...``)
-CREDENTIALS_HINT = Hint(
-    "storage_options", {"key": "KEY", "secret": "SECRET"}, "the credentials apart from the URL"
-)
 
 
 def refuse_credentials(url: str) -> None:

@@ -27,7 +27,15 @@ from typing import Any
 from fsspec.asyn import sync
 
 from producer.awsclients import SharedClients, client_key
-from producer.errors import InputError, NotFound, PreconditionFailed, StoreError
+from producer.errors import (
+    InputError,
+    NotFound,
+    PreconditionFailed,
+    ProducerError,
+    StoreError,
+    credentials_error,
+    missing_credentials,
+)
 from producer.store.base import describe_condition
 from producer.store.keys import check_key, check_prefix, is_listable, under_prefix
 
@@ -162,21 +170,27 @@ class S3Store:
                 raise
             raise self._translate(exc, method, key) from exc
 
-    def _translate(self, exc: BaseException, op: str, key: str) -> StoreError:
+    def _translate(self, exc: BaseException, op: str, key: str) -> ProducerError:
         """Map an s3fs/botocore failure to the package's errors.
 
         s3fs raises ``OSError`` subclasses whose ``__cause__`` is the botocore
         ``ClientError``; we decide on its error code and HTTP status:
         412 ``PreconditionFailed`` and 409 ``ConditionalRequestConflict`` (a
         concurrent conditional write won) -> :class:`PreconditionFailed`;
-        ``NoSuchKey`` / 404 -> :class:`NotFound`; anything else (``NoSuchBucket``,
-        ``AccessDenied``, network) -> :class:`StoreError` naming the URL.
+        ``NoSuchKey`` / 404 -> :class:`NotFound`; no AWS credentials found
+        (botocore's ``NoCredentialsError``, raised before any request) ->
+        :class:`InputError` (the configuration, not retryable); anything else
+        (``NoSuchBucket``, ``AccessDenied``, network) -> :class:`StoreError`
+        naming the URL.
         """
         where = f"{self.url}/{key}" if key else self.url
         err = _client_error(exc)
         if err is None:
             if isinstance(exc, StoreError):
                 return exc
+            cause = missing_credentials(exc)
+            if cause is not None:
+                return credentials_error(f"S3 {op} on {where}", cause)
             return StoreError(f"S3 {op} failed for {where}: {exc}; check the endpoint and network")
         info = err.response.get("Error", {})
         code = str(info.get("Code", ""))

@@ -1,0 +1,83 @@
+"""A catalog path or prefix that holds nothing (a typo: ./stca for ./stac) is
+"no catalog there: check the URL", for every verb that reads an existing
+catalog, as `search` says; it is not a `missing-root` to repair, which only a
+catalog that holds documents but lost its root has. `reconcile --fix --data
+... --collection ...` still builds a catalog at a new path from products."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import producer
+from producer.cli import main
+from producer.errors import InputError
+from tests import rasters
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["reconcile", "{cat}"],
+        ["reconcile", "{cat}", "--fix"],
+        ["validate", "{cat}"],
+        ["remove", "scene", "-c", "{cat}", "--collection", "ndvi"],
+        ["search", "{cat}", "--bbox", "0,0,1,1"],
+    ],
+    ids=["reconcile", "reconcile-fix", "validate", "remove", "search"],
+)
+def test_a_mistyped_catalog_path_is_no_catalog_exit_2(tmp_path: Path, args: list[str]) -> None:
+    typo = tmp_path / "stca"
+    res = _cli(*[a.format(cat=typo) for a in args])
+    assert res.exit_code == 2, res.output
+    assert f"no catalog at {typo} (catalog.json is missing): check the URL" in res.output
+    assert "missing-root" not in res.output and "--fix" not in res.output
+    assert "no such item" not in res.output
+    assert not typo.exists()  # nothing written
+
+
+def test_an_empty_folder_is_no_catalog_either(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no catalog at .*check the URL"):
+        producer.validate_catalog(str(tmp_path / "empty"))
+    with pytest.raises(InputError, match="no catalog at"):
+        producer.reconcile(str(tmp_path / "empty"), fix=True)
+    assert os.listdir(tmp_path / "empty") == []
+
+
+def test_an_empty_s3_prefix_is_no_catalog(s3_server) -> None:
+    bucket = s3_server.new_bucket()
+    with pytest.raises(InputError, match=f"no catalog at s3://{bucket}/stca"):
+        producer.validate_catalog(f"s3://{bucket}/stca")
+    with pytest.raises(InputError, match="no catalog at"):
+        producer.reconcile(f"s3://{bucket}/stca", fix=True)
+    assert "Contents" not in s3_server.client().list_objects_v2(Bucket=bucket)
+
+
+def test_a_catalog_that_lost_only_its_root_stays_a_reconcile_problem(tmp_path: Path) -> None:
+    catalog = tmp_path / "stac"
+    (res,) = producer.register([rasters.write_utm(tmp_path)], catalog=str(catalog), collection="c")
+    assert res.ok, res.error
+    (catalog / "catalog.json").unlink()
+    assert "missing-root" in {p.kind for p in producer.validate_catalog(str(catalog))}
+    out = _cli("validate", str(catalog))
+    assert out.exit_code == 1 and "missing-root" in out.output
+
+
+def test_reconcile_with_data_builds_a_catalog_at_a_new_path(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    rasters.write_utm(data)
+    new = tmp_path / "rebuilt"
+    report = _cli("reconcile", str(new), "--data", str(data))  # what --fix would do; writes nothing
+    assert report.exit_code == 1 and "missing-product" in report.output and not new.exists()
+    fixed = _cli("reconcile", str(new), "--fix", "--data", str(data), "--collection", "c")
+    assert fixed.exit_code == 0, fixed.output
+    assert (new / "catalog.json").exists() and (new / "c" / "collection.json").exists()
+    assert producer.validate_catalog(str(new)) == []

@@ -1,0 +1,112 @@
+"""S3 with no AWS credentials anywhere: the caller's configuration, not a
+storage fault. Every path that reaches S3 (reading a product, the catalog,
+listing a prefix) says that no credentials were found and how to give them,
+as an ``input`` error (not retried: a retry finds none either).
+
+The S3 is the suite's moto server on 127.0.0.1; the credentials of its
+environment are taken away for the test (restored afterwards), instance
+metadata stays off and the AWS config files are empty files, so botocore's
+chain finds nothing and nothing leaves the machine."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import producer
+from producer.cli import main
+from producer.errors import NO_CREDENTIALS_HINT, InputError
+from producer.options import env_spelling
+from producer.sources import expand_paths
+from tests import rasters
+
+#: what the credential chain reads besides the config files (s3server sets some, removes others)
+_CREDENTIAL_VARS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SECURITY_TOKEN",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+)
+
+
+@pytest.fixture
+def bare(s3_server, tmp_path, monkeypatch):
+    """The S3 server, a bucket holding one COG (uploaded with the server's
+    own credentials), and then an environment without any credentials."""
+    bucket = s3_server.new_bucket()
+    cog = rasters.write_cog(tmp_path / "src")
+    s3_server.client().put_object(Bucket=bucket, Key="products/cog_20240105.tif", Body=cog.read_bytes())
+    empty = tmp_path / "empty-aws-file"
+    empty.write_text("")
+    for var in _CREDENTIAL_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return bucket, cog
+
+
+def _says_no_credentials(message: str) -> None:
+    assert "no AWS credentials found" in message, message
+    assert "AWS_PROFILE" in message and "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY" in message
+    assert "transient" not in message and "network" not in message and "retry" not in message
+
+
+def test_a_product_on_s3_without_credentials_is_an_input_error(bare, catalog_dir):
+    bucket, _ = bare
+    (res,) = producer.register(
+        [f"s3://{bucket}/products/cog_20240105.tif"], catalog=str(catalog_dir), collection="c", workers=1
+    )
+    assert res.action == "error"
+    assert res.error_type == "input"  # the Prefect task and the event handler do not retry it
+    _says_no_credentials(res.error)
+    assert res.hints == (NO_CREDENTIALS_HINT,)
+    assert "storage_options={'key': 'KEY', 'secret': 'SECRET'}" in res.error  # Python's spelling
+    assert (
+        env_spelling(NO_CREDENTIALS_HINT) == """STAC_STORAGE_OPTIONS='{"key": "KEY", "secret": "SECRET"}'"""
+    )
+
+
+def test_an_s3_catalog_without_credentials_is_an_input_error(bare):
+    bucket, cog = bare
+    (res,) = producer.register([str(cog)], catalog=f"s3://{bucket}/stac", collection="c")
+    assert res.action == "error"
+    assert res.error_type == "input"
+    _says_no_credentials(res.error)
+    assert res.hints == (NO_CREDENTIALS_HINT,)
+    with pytest.raises(InputError, match="no AWS credentials found"):
+        producer.validate_catalog(f"s3://{bucket}/stac")
+
+
+def test_listing_an_s3_prefix_without_credentials_is_an_input_error(bare):
+    bucket, _ = bare
+    with pytest.raises(InputError) as info:
+        expand_paths(f"s3://{bucket}/products/")
+    _says_no_credentials(str(info.value))
+
+
+def test_the_cli_spells_the_fix_as_storage_option_flags(bare, tmp_path):
+    bucket, cog = bare
+    res = CliRunner().invoke(
+        main,
+        ["register", f"s3://{bucket}/products/cog_20240105.tif", "-c", str(tmp_path / "stac")]
+        + ["--collection", "c", "--json", "--workers", "1"],
+    )
+    assert res.exit_code == 1, res.output
+    out = json.loads(res.stdout.splitlines()[0])
+    assert out["error_type"] == "input"
+    _says_no_credentials(out["error"])
+    assert out["error"].endswith(
+        "Fix it with -o key=KEY -o secret=SECRET (give the credentials as storage options)"
+    )
+    res = CliRunner().invoke(main, ["validate", f"s3://{bucket}/stac"])
+    assert res.exit_code == 2, res.output
+    assert "no AWS credentials found" in res.output and "-o key=KEY -o secret=SECRET" in res.output
