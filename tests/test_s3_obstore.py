@@ -213,3 +213,46 @@ def test_a_register_through_obstore_never_loads_the_default_client(
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_no_credentials_anywhere_is_an_input_error_before_any_request(
+    s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default client says "no AWS credentials found" (an input error,
+    not retried); object_store would go on to the instance metadata service
+    although ``AWS_EC2_METADATA_DISABLED=true`` (the server fixture sets it):
+    refused up front the same way, naming the catalog and the fix."""
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_PROFILE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    assert __import__("os").environ.get("AWS_EC2_METADATA_DISABLED") == "true"
+    url = _url(s3_server, "nocreds")
+    with pytest.raises(InputError, match="no AWS credentials found") as info:
+        ObstoreS3Store(url, {"client_kwargs": {"endpoint_url": s3_server.endpoint_url}})
+    assert url in str(info.value) and info.value.hints
+    # anonymous access needs none
+    ObstoreS3Store(url, {"anon": True, "client_kwargs": {"endpoint_url": s3_server.endpoint_url}})
+
+
+def test_a_credential_chain_ending_at_the_instance_metadata_is_the_no_credentials_error(
+    s3_server: S3Server,
+) -> None:
+    """What obstore raises when its chain reached the instance metadata
+    service and got no answer (the text of a real failure, the request not
+    repeated here: tests stay on 127.0.0.1) -> the same input error."""
+    store = ObstoreS3Store(_url(s3_server, "imds"), s3_server.storage_options)
+    seen = RuntimeError(
+        "Generic S3 error: Error performing PUT http://169.254.169.254/latest/api/token in 1.1ms - "
+        "Server returned non-2xx status code: 403 Forbidden\n\nDebug source:\nGeneric { ... }"
+    )
+    err = store._translate_ob(seen, "get_object", "catalog.json")
+    assert (
+        isinstance(err, InputError)
+        and "no AWS credentials found" in str(err)
+        and "Debug source" not in str(err)
+    )

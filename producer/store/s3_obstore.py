@@ -38,7 +38,14 @@ from datetime import timedelta
 from typing import Any
 
 from producer.awsclients import SharedClients, client_key
-from producer.errors import InputError, NotFound, PreconditionFailed, ProducerError, StoreError
+from producer.errors import (
+    InputError,
+    NotFound,
+    PreconditionFailed,
+    ProducerError,
+    StoreError,
+    credentials_error,
+)
 from producer.redact import redact
 from producer.store.base import describe_condition
 from producer.store.keys import check_prefix, is_listable, under_prefix
@@ -63,8 +70,22 @@ RETRY: Any = {
     },
 }
 _CODE_RE = re.compile(r"<Code>([A-Za-z0-9]+)</Code>")
+#: a request to the EC2 instance metadata service (the credential chain's last link)
+_INSTANCE_METADATA_RE = re.compile(r"169\.254\.169\.254|\[?fd00:ec2::254")
 
 _shared = SharedClients(8)
+#: where else object_store finds credentials (besides key/secret and the instance metadata)
+_CREDENTIAL_ENV = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)
+
+
+class NoCredentialsFound(Exception):
+    """The obstore client's credential chain found nothing (the cause of the
+    :class:`InputError` of :func:`producer.errors.credentials_error`)."""
 
 
 def wants_obstore() -> bool:
@@ -82,7 +103,7 @@ def wants_obstore() -> bool:
     )
 
 
-def _config(options: Mapping[str, Any]) -> tuple[Any, Any]:
+def _config(options: Mapping[str, Any], url: str) -> tuple[Any, Any]:
     """obstore's S3 config and credential provider from s3fs-style options."""
     unknown = sorted(set(options) - _KNOWN)
     client_kwargs = options.get("client_kwargs") or {}
@@ -112,6 +133,7 @@ def _config(options: Mapping[str, Any]) -> tuple[Any, Any]:
     if options.get("anon"):
         config["skip_signature"] = True
     provider = None
+    _check_some_credentials(options, url)
     profile = options.get("profile") or (None if "key" in options else os.environ.get("AWS_PROFILE"))
     if profile and not options.get("anon"):
         # object_store reads no AWS config files: boto3's chain resolves the profile
@@ -124,14 +146,34 @@ def _config(options: Mapping[str, Any]) -> tuple[Any, Any]:
     return config, provider
 
 
-def _build(bucket: str, options: Mapping[str, Any]) -> Any:
+def _check_some_credentials(options: Mapping[str, Any], url: str) -> None:
+    """Raise the no-credentials :class:`InputError` when nothing can give
+    credentials: no key or profile in ``options`` or the environment, no web
+    identity or container credentials, and the instance metadata switched
+    off (``AWS_EC2_METADATA_DISABLED=true``, which botocore honours and
+    object_store does not read: it would ask 169.254.169.254 anyway)."""
+    if options.get("anon") or options.get("key") or options.get("profile") or os.environ.get("AWS_PROFILE"):
+        return
+    if any(os.environ.get(name) for name in _CREDENTIAL_ENV):
+        return
+    if os.environ.get("AWS_EC2_METADATA_DISABLED", "").strip().lower() != "true":
+        return  # the instance metadata may answer (EC2, ECS on EC2)
+    raise credentials_error(
+        f"catalog {url}",
+        NoCredentialsFound(
+            "no key, profile, web identity or container credentials; instance metadata disabled"
+        ),
+    )
+
+
+def _build(bucket: str, options: Mapping[str, Any], url: str) -> Any:
     try:
         from obstore.store import S3Store as ObS3  # noqa: PLC0415
     except ImportError as exc:
         raise StoreError(
             f"{CLIENT_ENV}=obstore is set but obstore is not installed; {_INSTALL_HINT}"
         ) from exc
-    config, provider = _config(options)
+    config, provider = _config(options, url)
     endpoint = str(config.get("endpoint", "") or os.environ.get("AWS_ENDPOINT_URL", ""))
     client_options: Any = {
         "connect_timeout": timedelta(seconds=10),
@@ -167,7 +209,7 @@ class ObstoreS3Store(S3Store):
         self._fallback: S3Store | None = None
         key = client_key("obstore", self.bucket, options)
         try:
-            self.ob: Any = _shared.get(key, lambda: _build(self.bucket, options))
+            self.ob: Any = _shared.get(key, lambda: _build(self.bucket, options, self.url))
         except ProducerError:
             raise
         except Exception as exc:  # obstore's own refusal of a value
@@ -190,13 +232,17 @@ class ObstoreS3Store(S3Store):
 
     # -- errors ------------------------------------------------------------
 
-    def _translate_ob(self, exc: BaseException, op: str, key: str) -> StoreError:
+    def _translate_ob(self, exc: BaseException, op: str, key: str) -> ProducerError:
         """The package's error for an obstore failure (same cases and words
         as :meth:`S3Store._translate`)."""
         from obstore import exceptions as oex  # noqa: PLC0415
 
         where = f"{self.url}/{key}" if key else self.url
         text = str(exc)
+        if _INSTANCE_METADATA_RE.search(text):
+            # no key, profile, web identity or container credentials: the
+            # chain ended at the instance metadata service, which did not answer
+            return credentials_error(where, NoCredentialsFound(redact(text.split("\n", 1)[0])))
         found = _CODE_RE.search(text)
         code = found.group(1) if found else ""
         first = redact(text.split("\n", 1)[0])
