@@ -45,7 +45,7 @@ from typing import Any
 
 from producer.errors import Hint, InputError
 from producer.extract.datetimes import DATETIME_HINT, PATTERN_HINT
-from producer.redact import clean_href
+from producer.redact import clean_href, redact
 from producer.timestamps import format_time
 
 __all__ = [
@@ -186,8 +186,10 @@ def parse_providers(value: Iterable[str | Mapping[str, Any]] | None) -> tuple[di
 
     Each one is a mapping (``{"name": ..., "roles": [...], "url": ...}``), a
     JSON object text, or ``NAME[:ROLES[:URL]]`` (ROLES comma-separated among
-    licensor, producer, processor, host). Raises :class:`InputError` for a
-    provider without a name or with an unknown role.
+    licensor, producer, processor, host). A ``url`` is published without
+    userinfo or credential parameters (:func:`~producer.redact.clean_href`).
+    Raises :class:`InputError` for a provider without a name or with an
+    unknown role.
     """
     out: list[dict[str, Any]] = []
     if isinstance(value, (str, Mapping)):
@@ -199,7 +201,7 @@ def parse_providers(value: Iterable[str | Mapping[str, Any]] | None) -> tuple[di
         elif isinstance(entry, str) and entry.lstrip().startswith("{"):
             parsed = _json_value(entry)
             if not isinstance(parsed, dict):
-                raise InputError(f"provider {entry!r} is not a JSON object", hints=(_PROVIDER_HINT,))
+                raise InputError(f"provider {redact(repr(entry))} is not a JSON object", hints=(_PROVIDER_HINT,))
             provider = parsed
         elif isinstance(entry, str):
             name, _, rest = entry.partition(":")
@@ -213,9 +215,12 @@ def parse_providers(value: Iterable[str | Mapping[str, Any]] | None) -> tuple[di
             if url:
                 provider["url"] = url
         else:
-            raise InputError(f"provider {entry!r}: expected a text or a mapping", hints=(_PROVIDER_HINT,))
+            raise InputError(f"provider {redact(repr(entry))}: expected a text or a mapping", hints=(_PROVIDER_HINT,))
         if not isinstance(provider.get("name"), str) or not provider["name"]:
-            raise InputError(f"provider {entry!r} has no name", hints=(_PROVIDER_HINT,))
+            raise InputError(f"provider {redact(repr(entry))} has no name", hints=(_PROVIDER_HINT,))
+        if isinstance(provider.get("url"), str):
+            # published in every item: no userinfo, no credential parameters
+            provider["url"] = clean_href(provider["url"].strip())
         unknown = [r for r in provider.get("roles") or () if r not in _PROVIDER_ROLES]
         if unknown:
             raise InputError(

@@ -63,6 +63,33 @@ def test_pipeline_metadata_lands_on_the_item_and_validates(utm, catalog_dir):
     assert_stac_valid_tree(catalog_dir)
 
 
+def test_credentials_in_provider_and_input_urls_are_not_published(utm, catalog_dir):
+    """A provider URL with userinfo or a key parameter, inputs with password
+    or Azure Functions code parameters: what lands in the item has none."""
+    [result] = producer.register(
+        [utm],
+        catalog=str(catalog_dir),
+        collection="c",
+        item_providers=[
+            "ESA:producer:https://user:PWSECRET@esa.example/about?lang=en",
+            {"name": "ACME", "url": "https://acme.example/?key=KEYSECRET"},
+        ],
+        derived_from=["https://h.example/in.tif?password=PWSECRET", "https://fn.example/api/in.tif?code=FNSECRET"],
+    )
+    assert result.action == "created", result.error
+    item = read(catalog_dir)
+    assert "SECRET" not in json.dumps(item)
+    assert [p.get("url") for p in item["properties"]["providers"]] == [
+        "https://esa.example/about?lang=en",
+        "https://acme.example/",
+    ]
+    derived = [link["href"] for link in item["links"] if link["rel"] == "derived_from"]
+    assert derived == ["https://h.example/in.tif", "https://fn.example/api/in.tif"]
+    with pytest.raises(InputError) as bad:
+        RegisterOptions(item_providers=[":producer:https://user:PWSECRET@esa.example"])
+    assert "has no name" in str(bad.value) and "PWSECRET" not in str(bad.value)
+
+
 def test_rerun_whose_only_change_is_the_run_is_unchanged(utm, catalog_dir):
     first = producer.register([utm], catalog=str(catalog_dir), collection="c", **PIPELINE)
     stamp = read(catalog_dir)["properties"]["processing:datetime"]
