@@ -74,6 +74,7 @@ from typing import Any
 
 from producer import extract, provenance, thumbnail
 from producer.catalog import documents as docs
+from producer.catalog.extent import union_bbox
 from producer.catalog.layout import Layout, thumbnail_key
 from producer.commit import GROUP, Committer, IdentityConflict, product_href, same_product
 from producer.errors import ConflictError, Hint, InputError, ProducerError, StoreError
@@ -616,7 +617,9 @@ def union_footprint(grids: list[dict[str, Any]]) -> tuple[dict, list[float]]:
     narrowest in longitude, which may cross the antimeridian:
     :func:`producer.extract.footprint.native_envelope`), whose footprint
     covers every grid and is split at the antimeridian as a single raster's
-    is. Pure computation (no file is read)."""
+    is; its bbox also covers each grid's own footprint bbox exactly (what
+    the grid's product has as a single item). Pure computation (no file is
+    read)."""
     from affine import Affine  # noqa: PLC0415 (with rasterio, see _extensions)
     from rasterio.transform import from_bounds  # noqa: PLC0415
     from rasterio.warp import transform_bounds  # noqa: PLC0415
@@ -634,7 +637,19 @@ def union_footprint(grids: list[dict[str, Any]]) -> tuple[dict, list[float]]:
     if all(box == boxes[0] for box in boxes):
         return fp.footprint(crs0, Affine(*first["proj:transform"][:6]), int(cols), int(rows))
     west, south, east, north = fp.native_envelope(crs0, boxes)
-    return fp.footprint(crs0, from_bounds(west, south, east, north, 1, 1), 1, 1)
+    geometry, bbox = fp.footprint(crs0, from_bounds(west, south, east, north, 1, 1), 1, 1)
+    # the envelope's edges are sampled at other points than each grid's own
+    # and rounded: the bbox covers each grid's own bbox exactly, so an item
+    # left with one of them (an asset removed) never reaches past it
+    own = []
+    for grid in grids:
+        if "proj:transform" in grid and "proj:shape" in grid:
+            grid_rows, grid_cols = grid["proj:shape"]
+            transform = Affine(*grid["proj:transform"][:6])
+            own.append(fp.footprint(_crs(grid), transform, int(grid_cols), int(grid_rows))[1])
+        else:
+            own.append(fp.footprint(_crs(grid), from_bounds(*_native_bbox(grid), 1, 1), 1, 1)[1])
+    return geometry, union_bbox([bbox, *own])
 
 
 def _crs(grid: Mapping[str, Any]) -> Any:
