@@ -201,7 +201,9 @@ def parse_providers(value: Iterable[str | Mapping[str, Any]] | None) -> tuple[di
         elif isinstance(entry, str) and entry.lstrip().startswith("{"):
             parsed = _json_value(entry)
             if not isinstance(parsed, dict):
-                raise InputError(f"provider {redact(repr(entry))} is not a JSON object", hints=(_PROVIDER_HINT,))
+                raise InputError(
+                    f"provider {redact(repr(entry))} is not a JSON object", hints=(_PROVIDER_HINT,)
+                )
             provider = parsed
         elif isinstance(entry, str):
             name, _, rest = entry.partition(":")
@@ -215,7 +217,9 @@ def parse_providers(value: Iterable[str | Mapping[str, Any]] | None) -> tuple[di
             if url:
                 provider["url"] = url
         else:
-            raise InputError(f"provider {redact(repr(entry))}: expected a text or a mapping", hints=(_PROVIDER_HINT,))
+            raise InputError(
+                f"provider {redact(repr(entry))}: expected a text or a mapping", hints=(_PROVIDER_HINT,)
+            )
         if not isinstance(provider.get("name"), str) or not provider["name"]:
             raise InputError(f"provider {redact(repr(entry))} has no name", hints=(_PROVIDER_HINT,))
         if isinstance(provider.get("url"), str):

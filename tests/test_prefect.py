@@ -161,7 +161,9 @@ def test_failed_upstream_errors_are_redacted_in_logs_results_and_artifact(
     @flow(name="upstream-secret")
     def pipeline() -> Any:
         futures = produce.map(["good", "bad"])
-        state = register_in_stac(allow_failure(futures), catalog=str(catalog), collection="up", return_state=True)
+        state = register_in_stac(
+            allow_failure(futures), catalog=str(catalog), collection="up", return_state=True
+        )
         return state.state_details.task_run_id, state.result(raise_on_failure=False)
 
     run_logger = logging.getLogger("prefect.task_runs")

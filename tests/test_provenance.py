@@ -74,7 +74,10 @@ def test_credentials_in_provider_and_input_urls_are_not_published(utm, catalog_d
             "ESA:producer:https://user:PWSECRET@esa.example/about?lang=en",
             {"name": "ACME", "url": "https://acme.example/?key=KEYSECRET"},
         ],
-        derived_from=["https://h.example/in.tif?password=PWSECRET", "https://fn.example/api/in.tif?code=FNSECRET"],
+        derived_from=[
+            "https://h.example/in.tif?password=PWSECRET",
+            "https://fn.example/api/in.tif?code=FNSECRET",
+        ],
     )
     assert result.action == "created", result.error
     item = read(catalog_dir)

@@ -226,8 +226,22 @@ def test_clean_href_strips_userinfo_and_signing_parameters_only(url, href):
 
 @pytest.mark.parametrize(
     "param",
-    ["password", "PassWord", "key", "code", "client_secret", "secret", "Token", "access_token", "sig", "apiKey",
-     "api_key", "refresh_token", "pwd", "subscription-key"],
+    [
+        "password",
+        "PassWord",
+        "key",
+        "code",
+        "client_secret",
+        "secret",
+        "Token",
+        "access_token",
+        "sig",
+        "apiKey",
+        "api_key",
+        "refresh_token",
+        "pwd",
+        "subscription-key",
+    ],
 )
 def test_credential_query_parameters_are_dropped_from_hrefs_and_masked_in_messages(param):
     url = f"https://h.example/data/x.tif?version=2&{param}=S3CR3TVALUE&format=cog"
