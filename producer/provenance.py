@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -59,6 +60,7 @@ __all__ = [
     "package_version",
     "parse_properties",
     "parse_providers",
+    "check_metadata",
 ]
 
 PROCESSING_EXT = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
@@ -234,6 +236,63 @@ def parse_providers(value: Iterable[str | Mapping[str, Any]] | None) -> tuple[di
             )
         out.append(provider)
     return tuple(out)
+
+
+#: the STAC ``license`` pattern (an SPDX id, or ``other``), ASCII as in JSON Schema
+_LICENSE_CHARS = re.compile(r"[^\w\-.+]+", re.ASCII)
+
+
+def check_metadata(
+    properties: Mapping[str, Any] | None, license: str | None, providers: Sequence[Mapping[str, Any]]
+) -> None:
+    """Refuse, when the options are made, item metadata the STAC item schema
+    refuses (``license: 'CC BY 4.0'``, ``gsd: -1``, ``platform: 5``, a
+    provider ``url`` that is no text): an :class:`InputError` naming the
+    option, instead of every product failing validation later. Checked on a
+    stub item carrying only them (the core schema's common metadata;
+    extension fields are checked with each item)."""
+    if not (properties or license or providers):
+        return
+    from producer.validate import default_validator  # noqa: PLC0415 (only with pipeline metadata)
+
+    props: dict[str, Any] = {**(properties or {}), "datetime": "2000-01-01T00:00:00Z"}
+    if license:
+        props["license"] = license
+    if providers:
+        props["providers"] = [dict(p) for p in providers]
+    stub = {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "stac_extensions": [],
+        "id": "options",
+        "geometry": None,
+        "properties": props,
+        "links": [],
+        "assets": {},
+    }
+    for problem in default_validator().errors(stub):
+        why = problem.split(" (schema ", 1)[0]
+        if license and problem.startswith("properties.license:"):
+            fixed = _LICENSE_CHARS.sub("-", license).strip("-") or "other"
+            raise InputError(
+                f"item licence {license!r} is not a license the STAC schema takes ({why}): give an SPDX "
+                "id (letters, digits, '-', '.', '+'), or 'other'",
+                hints=(Hint("item_license", fixed, "an SPDX license id"),),
+            )
+        if providers and problem.startswith("properties.providers"):
+            raise InputError(f"item providers are not valid STAC ({why})", hints=(_PROVIDER_HINT,))
+        for key, value in (properties or {}).items():
+            if any(problem.startswith(f"properties.{key}{end}") for end in (":", ".", "[")):
+                raise InputError(
+                    f"property {key!r} given as {value!r} is not valid STAC ({why})",
+                    hints=(
+                        Hint(
+                            "properties",
+                            {key: "<value>"},
+                            f"give {key!r} a value the schema takes, or leave it out",
+                        ),
+                    ),
+                )
 
 
 def _link_href(href: str, what: str) -> str:

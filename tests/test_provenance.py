@@ -213,6 +213,38 @@ def test_cli_reserved_property_names_the_flag_and_exits_non_zero(utm, catalog_di
     assert not catalog_dir.exists()
 
 
+def test_item_license_the_schema_refuses_is_a_usage_error_naming_the_option(utm, catalog_dir):
+    with pytest.raises(InputError) as bad:
+        RegisterOptions(item_license="CC BY 4.0")
+    assert "'CC BY 4.0'" in str(bad.value) and "item_license='CC-BY-4.0'" in str(bad.value)
+    res = CliRunner().invoke(
+        main,
+        ["register", str(utm), "-c", str(catalog_dir), "--collection", "c", "--item-license", "CC BY 4.0"],
+    )
+    assert res.exit_code == 2, res.output
+    assert "--item-license CC-BY-4.0" in " ".join(res.output.split()) and "the code" not in res.output
+    assert not catalog_dir.exists()
+    assert RegisterOptions(item_license="CC-BY-4.0+").item_license == "CC-BY-4.0+"
+
+
+@pytest.mark.parametrize("key, value", [("gsd", -1), ("platform", 5), ("instruments", "msi")])
+def test_property_the_schema_refuses_is_a_usage_error_naming_the_option(utm, catalog_dir, key, value):
+    with pytest.raises(InputError) as bad:
+        RegisterOptions(properties={key: value})
+    assert f"property {key!r} given as {value!r} is not valid STAC" in str(bad.value)
+    assert f"properties={{{key!r}: " in str(bad.value)
+    res = CliRunner().invoke(
+        main,
+        ["register", str(utm), "-c", str(catalog_dir), "--collection", "c", "--property", f"{key}={value}"],
+    )
+    assert res.exit_code == 2, res.output
+    message = " ".join(res.output.split())
+    assert f"--property '{key}=" in message and "fix the document or the code" not in message
+    assert not catalog_dir.exists()
+    with pytest.raises(InputError, match="item providers are not valid STAC"):
+        RegisterOptions(item_providers=[{"name": "X", "url": 5}])
+
+
 def test_environment_gives_properties_as_pairs_or_json():
     pairs = RegisterOptions.from_env({"STAC_PROPERTIES": "a=1,b=text", "STAC_ITEM_LICENSE": "MIT"})
     assert pairs.properties == {"a": 1, "b": "text"} and pairs.item_license == "MIT"
