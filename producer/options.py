@@ -470,9 +470,10 @@ class RegisterOptions:
             )
         object.__setattr__(self, "href_rewrites", parse_rewrites(self.href_rewrites))
         # the pipeline's metadata (producer.provenance): checked once, here
-        object.__setattr__(self, "properties", parse_properties(self.properties))
+        properties = parse_properties(self.properties)
+        object.__setattr__(self, "properties", properties)
         object.__setattr__(self, "item_providers", parse_providers(self.item_providers))
-        check_metadata(self.properties, self.item_license, self.item_providers)
+        check_metadata(properties, self.item_license, self.item_providers)
         for name in ("derived_from", "via"):
             value = getattr(self, name)
             if isinstance(value, str):

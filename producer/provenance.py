@@ -260,7 +260,7 @@ def check_metadata(
         props["license"] = license
     if providers:
         props["providers"] = [dict(p) for p in providers]
-    stub = {
+    stub: dict[str, Any] = {
         "type": "Feature",
         "stac_version": "1.1.0",
         "stac_extensions": [],
