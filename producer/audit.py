@@ -33,6 +33,7 @@ from producer.catalog.layout import (
     collection_key,
     collection_of,
     folder_collection_id,
+    is_catalog_document_key,
     is_document_key,
     is_intent_key,
     layout_of_item,
@@ -287,6 +288,10 @@ def read_doc(store: Store, key: str) -> dict:
 #: belongs to, key of the document that links it, the link's rel and href)
 _Visit = tuple[str, tuple[str, ...], str | None, str | None, str, str]
 
+#: the document types a catalog holds (a JSON file of another kind at a key
+#: where no catalog document goes is a product's sidecar, not an orphan)
+_STAC_TYPES = ("Catalog", "Collection", "Feature")
+
 #: listed keys hashed per batch when finding orphans
 _LIST_BATCH = 65536
 
@@ -379,10 +384,13 @@ def audit(
 
     for key in sorted(_unreached_keys(store, walk, set(report.reached))):
         try:
-            report.orphans[key] = read_doc(store, key)
+            found: dict | None = read_doc(store, key)
         except ProducerError:
-            report.orphans[key] = None
-        report.problems.append(_orphan_problem(key, report.orphans[key], report.layouts))
+            found = None
+        if not is_catalog_document_key(key) and (found is None or found.get("type") not in _STAC_TYPES):
+            continue  # a JSON file that is no STAC document where none goes: a product's sidecar
+        report.orphans[key] = found
+        report.problems.append(_orphan_problem(key, found, report.layouts))
 
     _check_duplicate_ids(store, walk, report)
     _check_extents(walk, report)

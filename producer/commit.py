@@ -1307,6 +1307,22 @@ class Committer:
 
         return mutate
 
+    def extend_extent(self, collection_id: str, items: Sequence[dict]) -> None:
+        """Grow the collection's extent to cover ``items`` already linked and
+        rewritten in place (a multi-asset item that lost an asset, whose
+        recomputed box or time can reach past the old one): the collection
+        compare-and-swap of :meth:`link_items` without links; nothing written
+        when the extent covers them already (a shrink in progress learns of
+        them, as for a register). An absent collection is left absent."""
+        mutation = self._collection_mutation(collection_id, None, [], list(items))
+
+        def grow(doc: dict | None) -> dict | None:
+            return None if doc is None else mutation(doc)
+
+        outcome = self.cas(self.layout.collection_key(collection_id), grow, expect=("Collection",))
+        if outcome.changed and outcome.doc is not None:
+            self.committed[collection_id] = outcome.doc
+
     def _root_mutation(self, coll_key: str, coll_title: str) -> Mutation:
         link = {
             "rel": "child",

@@ -74,7 +74,8 @@ from typing import Any
 
 from producer import extract, provenance, thumbnail
 from producer.catalog import documents as docs
-from producer.catalog.layout import Layout, thumbnail_key
+from producer.catalog.extent import union_bbox
+from producer.catalog.layout import Layout, is_catalog_document_key, thumbnail_key
 from producer.commit import GROUP, Committer, IdentityConflict, product_href, same_product
 from producer.errors import ConflictError, Hint, InputError, ProducerError, StoreError
 from producer.extract.assets import file_info, resolve_location, rewrite_href, sidecar_kind
@@ -161,6 +162,8 @@ class Grouping:
     _followers: dict[int, tuple[RegisterResult, list[RegisterResult]]] = field(
         default_factory=dict, init=False, repr=False
     )
+    #: named sources that are files of the catalog itself → what they are
+    _refused: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.pattern is not None:
@@ -218,7 +221,14 @@ class Grouping:
 
     def assign(self, source: str, options: ExtractOptions) -> Member:
         """The item and asset key of ``source``; :class:`InputError` naming it
-        when the group pattern does not match it."""
+        when the group pattern does not match it, or it is a file of the
+        catalog itself (:meth:`outside_catalog`)."""
+        if source in self._refused:
+            raise InputError(
+                f"{source}: not registered: it is {self._refused[source]}, which the catalog writes "
+                "itself, not a product; register the data file it describes, or keep products out "
+                "of the catalog's own document paths"
+            )
         if self.members is not None:
             return self.members[source]
         if self._rx is None:
@@ -248,13 +258,26 @@ class Grouping:
                 "period); register them into a collection without partition"
             )
 
-    def outside_catalog(self, sources: list[str], catalog_url: str) -> list[str]:
-        """``sources`` without the catalog's own files: a group takes JSON
-        files, and a catalog written inside the data folder must not be
-        registered as metadata of its items. Data kept under the catalog
-        root (written with relative hrefs, :mod:`producer.hrefs`) stay."""
+    def outside_catalog(self, sources: list[str], catalog_url: str, named: Iterable[str] = ()) -> list[str]:
+        """``sources`` without the catalog's own files (:func:`_catalog_file`):
+        a group takes JSON files, and a catalog written inside the data
+        folder must not be registered as metadata of its items. Data and
+        sidecars kept under the catalog root (written with relative hrefs,
+        :mod:`producer.hrefs`) stay. A catalog file the caller ``named``
+        (not found by expanding a folder or glob) is never dropped silently:
+        it stays, and fails with an error naming it (:meth:`assign`)."""
         root = resolve_location(catalog_url).rstrip("/") + "/"
-        return [s for s in sources if not _catalog_file(resolve_location(s), root)]
+        given = {resolve_location(n) for n in named}
+        kept: list[str] = []
+        for source in sources:
+            location = resolve_location(source)
+            what = _catalog_file(location, root)
+            if what is None:
+                kept.append(source)
+            elif location in given:
+                self._refused[source] = f"{what} at {root}"
+                kept.append(source)
+        return kept
 
     def sources(self) -> list[str] | None:
         """The products of an explicit mapping (None: expand the paths given)."""
@@ -626,7 +649,9 @@ def union_footprint(grids: list[dict[str, Any]]) -> tuple[dict, list[float]]:
     narrowest in longitude, which may cross the antimeridian:
     :func:`producer.extract.footprint.native_envelope`), whose footprint
     covers every grid and is split at the antimeridian as a single raster's
-    is. Pure computation (no file is read)."""
+    is; its bbox also covers each grid's own footprint bbox exactly (what
+    the grid's product has as a single item). Pure computation (no file is
+    read)."""
     from affine import Affine  # noqa: PLC0415 (with rasterio, see _extensions)
     from rasterio.transform import from_bounds  # noqa: PLC0415
     from rasterio.warp import transform_bounds  # noqa: PLC0415
@@ -644,7 +669,19 @@ def union_footprint(grids: list[dict[str, Any]]) -> tuple[dict, list[float]]:
     if all(box == boxes[0] for box in boxes):
         return fp.footprint(crs0, Affine(*first["proj:transform"][:6]), int(cols), int(rows))
     west, south, east, north = fp.native_envelope(crs0, boxes)
-    return fp.footprint(crs0, from_bounds(west, south, east, north, 1, 1), 1, 1)
+    geometry, bbox = fp.footprint(crs0, from_bounds(west, south, east, north, 1, 1), 1, 1)
+    # the envelope's edges are sampled at other points than each grid's own
+    # and rounded: the bbox covers each grid's own bbox exactly, so an item
+    # left with one of them (an asset removed) never reaches past it
+    own = []
+    for grid in grids:
+        if "proj:transform" in grid and "proj:shape" in grid:
+            grid_rows, grid_cols = grid["proj:shape"]
+            transform = Affine(*grid["proj:transform"][:6])
+            own.append(fp.footprint(_crs(grid), transform, int(grid_cols), int(grid_rows))[1])
+        else:
+            own.append(fp.footprint(_crs(grid), from_bounds(*_native_bbox(grid), 1, 1), 1, 1)[1])
+    return geometry, union_bbox([bbox, *own])
 
 
 def _crs(grid: Mapping[str, Any]) -> Any:
@@ -779,17 +816,24 @@ def drop_assets(doc: dict, keys: Iterable[str]) -> dict | None:
     return new
 
 
-def _catalog_file(location: str, root: str) -> bool:
-    """Whether ``location`` is a file the catalog at ``root`` writes itself:
-    a document, a mirror, its bookkeeping, or an item's thumbnail
-    (``c/x/x.png`` beside ``c/x/x.json``)."""
+def _catalog_file(location: str, root: str) -> str | None:
+    """What ``location`` is if it is a file the catalog at ``root`` writes
+    itself (its root ``catalog.json``, a ``<c>/collection.json``, a partition
+    catalog, an item document ``.../<id>/<id>.json``, a mirror, its
+    bookkeeping, or an item's thumbnail ``c/x/x.png`` beside ``c/x/x.json``),
+    else None: other files under the root (a sidecar ``meta.json`` of data
+    kept there) are products."""
     if not location.startswith(root):
-        return False
+        return None
     key = location[len(root) :]
     parts = key.split("/")
-    if key.endswith((".json", ".parquet", ".ndjson", ".lock")) or any(p.startswith(".") for p in parts):
-        return True
-    return len(parts) >= 3 and thumbnail_key(f"{'/'.join(parts[:-1])}/{parts[-2]}.json") == key
+    if key.endswith((".parquet", ".ndjson", ".lock")) or any(p.startswith(".") for p in parts):
+        return "a file of the catalog's own bookkeeping"
+    if is_catalog_document_key(key):
+        return "the key of a catalog document (catalog.json, <collection>/collection.json, <id>/<id>.json)"
+    if len(parts) >= 3 and thumbnail_key(f"{'/'.join(parts[:-1])}/{parts[-2]}.json") == key:
+        return "an item thumbnail the catalog writes"
+    return None
 
 
 def assets_of_product(doc: Mapping[str, Any], product_href: str) -> list[str]:

@@ -222,7 +222,10 @@ def register_products(
     layout = collection_layout(store, collection, options.partition, options.max_links, seen, listed)
     if grouping:
         grouping.check_layout(layout, collection)
-        sources = grouping.outside_catalog(sources, store.url)
+        # an explicit mapping names every source; else the paths given
+        # (files named one by one, not what a folder or glob expanded to)
+        named = sources if grouping.sources() is not None else _named(paths)
+        sources = grouping.outside_catalog(sources, store.url, named)
     committer = Committer(
         store,
         validator().check,
@@ -279,6 +282,13 @@ def register_products(
         dry_run=dry_run,
     )
     return results
+
+
+def _named(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[str]:
+    """The paths as the caller gave them (text)."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    return [os.fsdecode(p) if isinstance(p, bytes) else os.fspath(p) for p in paths]
 
 
 @dataclass(frozen=True)

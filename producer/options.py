@@ -26,7 +26,7 @@ from typing import Any, Literal
 from producer.catalog.layout import DEFAULT_MAX_LINKS, Layout
 from producer.errors import Hint, InputError
 from producer.extract.options import DEFAULT_DATETIME_SOURCES
-from producer.provenance import Provenance, parse_properties, parse_providers
+from producer.provenance import Provenance, check_metadata, parse_properties, parse_providers
 
 __all__ = [
     "DATETIME_SOURCES",
@@ -471,8 +471,10 @@ class RegisterOptions:
             )
         object.__setattr__(self, "href_rewrites", parse_rewrites(self.href_rewrites))
         # the pipeline's metadata (producer.provenance): checked once, here
-        object.__setattr__(self, "properties", parse_properties(self.properties))
+        properties = parse_properties(self.properties)
+        object.__setattr__(self, "properties", properties)
         object.__setattr__(self, "item_providers", parse_providers(self.item_providers))
+        check_metadata(properties, self.item_license, self.item_providers)
         for name in ("derived_from", "via"):
             value = getattr(self, name)
             if isinstance(value, str):

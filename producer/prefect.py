@@ -427,7 +427,8 @@ def register_and_report(
             "id": None,
             "href": None,
             "action": Action.ERROR,
-            "error": f"upstream task failed: {type(exc).__name__}: {exc}",
+            # the upstream's own text can hold a presigned URL or userinfo
+            "error": redact(f"upstream task failed: {type(exc).__name__}: {exc}"),
         }
         for exc in upstream
     ]
@@ -453,14 +454,15 @@ def register_and_report(
     if failed:
         # error_type "storage": the store failed or compare-and-swap gave up
         transient = any(d.get("error_type") == ErrorKind.STORAGE for d in failed)
-        cause = upstream[0] if upstream else None
         message = (
             f"{len(failed)} of {len(dicts)} product(s) failed to register into {where}"
             f" (the others were registered):\n{_describe_failures(failed)}"
         )
         if transient:
             message += "\nA storage error was involved: the run can be retried."
-        raise RegistrationFailed(message, dicts, transient=transient) from cause
+        # not chained to a failed upstream: its unredacted text would be
+        # printed again with this task's traceback (its row names it, redacted)
+        raise RegistrationFailed(message, dicts, transient=transient) from None
     return dicts
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,7 +46,7 @@ from typing import Any
 
 from producer.errors import Hint, InputError
 from producer.extract.datetimes import DATETIME_HINT, PATTERN_HINT
-from producer.redact import clean_href
+from producer.redact import clean_href, redact
 from producer.timestamps import format_time
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "package_version",
     "parse_properties",
     "parse_providers",
+    "check_metadata",
 ]
 
 PROCESSING_EXT = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
@@ -186,8 +188,10 @@ def parse_providers(value: Iterable[str | Mapping[str, Any]] | None) -> tuple[di
 
     Each one is a mapping (``{"name": ..., "roles": [...], "url": ...}``), a
     JSON object text, or ``NAME[:ROLES[:URL]]`` (ROLES comma-separated among
-    licensor, producer, processor, host). Raises :class:`InputError` for a
-    provider without a name or with an unknown role.
+    licensor, producer, processor, host). A ``url`` is published without
+    userinfo or credential parameters (:func:`~producer.redact.clean_href`).
+    Raises :class:`InputError` for a provider without a name or with an
+    unknown role.
     """
     out: list[dict[str, Any]] = []
     if isinstance(value, (str, Mapping)):
@@ -199,7 +203,9 @@ def parse_providers(value: Iterable[str | Mapping[str, Any]] | None) -> tuple[di
         elif isinstance(entry, str) and entry.lstrip().startswith("{"):
             parsed = _json_value(entry)
             if not isinstance(parsed, dict):
-                raise InputError(f"provider {entry!r} is not a JSON object", hints=(_PROVIDER_HINT,))
+                raise InputError(
+                    f"provider {redact(repr(entry))} is not a JSON object", hints=(_PROVIDER_HINT,)
+                )
             provider = parsed
         elif isinstance(entry, str):
             name, _, rest = entry.partition(":")
@@ -213,9 +219,14 @@ def parse_providers(value: Iterable[str | Mapping[str, Any]] | None) -> tuple[di
             if url:
                 provider["url"] = url
         else:
-            raise InputError(f"provider {entry!r}: expected a text or a mapping", hints=(_PROVIDER_HINT,))
+            raise InputError(
+                f"provider {redact(repr(entry))}: expected a text or a mapping", hints=(_PROVIDER_HINT,)
+            )
         if not isinstance(provider.get("name"), str) or not provider["name"]:
-            raise InputError(f"provider {entry!r} has no name", hints=(_PROVIDER_HINT,))
+            raise InputError(f"provider {redact(repr(entry))} has no name", hints=(_PROVIDER_HINT,))
+        if isinstance(provider.get("url"), str):
+            # published in every item: no userinfo, no credential parameters
+            provider["url"] = clean_href(provider["url"].strip())
         unknown = [r for r in provider.get("roles") or () if r not in _PROVIDER_ROLES]
         if unknown:
             raise InputError(
@@ -225,6 +236,63 @@ def parse_providers(value: Iterable[str | Mapping[str, Any]] | None) -> tuple[di
             )
         out.append(provider)
     return tuple(out)
+
+
+#: the STAC ``license`` pattern (an SPDX id, or ``other``), ASCII as in JSON Schema
+_LICENSE_CHARS = re.compile(r"[^\w\-.+]+", re.ASCII)
+
+
+def check_metadata(
+    properties: Mapping[str, Any] | None, license: str | None, providers: Sequence[Mapping[str, Any]]
+) -> None:
+    """Refuse, when the options are made, item metadata the STAC item schema
+    refuses (``license: 'CC BY 4.0'``, ``gsd: -1``, ``platform: 5``, a
+    provider ``url`` that is no text): an :class:`InputError` naming the
+    option, instead of every product failing validation later. Checked on a
+    stub item carrying only them (the core schema's common metadata;
+    extension fields are checked with each item)."""
+    if not (properties or license or providers):
+        return
+    from producer.validate import default_validator  # noqa: PLC0415 (only with pipeline metadata)
+
+    props: dict[str, Any] = {**(properties or {}), "datetime": "2000-01-01T00:00:00Z"}
+    if license:
+        props["license"] = license
+    if providers:
+        props["providers"] = [dict(p) for p in providers]
+    stub: dict[str, Any] = {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "stac_extensions": [],
+        "id": "options",
+        "geometry": None,
+        "properties": props,
+        "links": [],
+        "assets": {},
+    }
+    for problem in default_validator().errors(stub):
+        why = problem.split(" (schema ", 1)[0]
+        if license and problem.startswith("properties.license:"):
+            fixed = _LICENSE_CHARS.sub("-", license).strip("-") or "other"
+            raise InputError(
+                f"item licence {license!r} is not a license the STAC schema takes ({why}): give an SPDX "
+                "id (letters, digits, '-', '.', '+'), or 'other'",
+                hints=(Hint("item_license", fixed, "an SPDX license id"),),
+            )
+        if providers and problem.startswith("properties.providers"):
+            raise InputError(f"item providers are not valid STAC ({why})", hints=(_PROVIDER_HINT,))
+        for key, value in (properties or {}).items():
+            if any(problem.startswith(f"properties.{key}{end}") for end in (":", ".", "[")):
+                raise InputError(
+                    f"property {key!r} given as {value!r} is not valid STAC ({why})",
+                    hints=(
+                        Hint(
+                            "properties",
+                            {key: "<value>"},
+                            f"give {key!r} a value the schema takes, or leave it out",
+                        ),
+                    ),
+                )
 
 
 def _link_href(href: str, what: str) -> str:

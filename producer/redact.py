@@ -3,7 +3,9 @@
 Product URLs can carry secrets: userinfo (``http://user:pw@host/x.tif``,
 ``s3://KEY:SECRET@bucket/x.tif``) and the signing parameters of presigned
 URLs (``X-Amz-Signature``, ``X-Amz-Credential``, ``X-Amz-Security-Token``,
-``AWSAccessKeyId``, ``Signature``, ...). Two pure functions, nothing is read
+``AWSAccessKeyId``, ``Signature``, ``sig``, ...) and other credential
+parameters (``token``, ``key``, ``code``, ``password``, ``client_secret``,
+...: :data:`SIGNING_PARAMETERS`). Two pure functions, nothing is read
 or written:
 
 - :func:`clean_href`: the URL to publish as an asset href: userinfo and
@@ -36,11 +38,25 @@ SIGNING_PARAMETERS = frozenset(
         "GoogleAccessId",
         # Azure shared access signatures
         "sig",
-        # generic bearer tokens in URLs
+        # generic bearer tokens and keys in URLs
         "token",
         "access_token",
+        "refresh_token",
+        "id_token",
+        "auth_token",
+        "session_token",
         "api_key",
         "apikey",
+        "x-api-key",
+        "key",  # Google APIs (?key=AIza...)
+        "subscription-key",  # Azure API Management
+        "code",  # Azure Functions function keys
+        # passwords and client secrets passed as parameters
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "client_secret",
     )
 )
 #: parameters that only describe a signature (expiry, algorithm, scope):

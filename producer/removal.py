@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 from producer import thumbnail
-from producer.catalog.extent import format_time
+from producer.catalog.extent import bbox_contains, box2d, format_time, interval_contains, item_interval
 from producer.catalog.layout import (
     Layout,
     collection_key,
@@ -168,7 +168,9 @@ def _remove_group_asset(
     Under compare-and-swap on the item: its assets naming ``wanted`` are
     dropped and geometry, bbox, datetime and projection fields recomputed
     from the others (action ``updated``; the collection extent stays, a
-    valid superset, until a shrink or ``reconcile --fix``). When they held
+    valid superset, until a shrink or ``reconcile --fix``, and grows by
+    :meth:`Committer.extend_extent` when the recomputed box or time reaches
+    past the old one). When they held
     the last data asset, the whole item goes by the removal protocol
     (:meth:`Committer.remove_item`: unlinked, extent recomputed), unless a
     register added a data asset meanwhile (judged inside the marking
@@ -177,9 +179,11 @@ def _remove_group_asset(
     written. Sinks get the ``updated`` or ``removed`` change."""
     coll_key = collection_key(collection)
     state: dict[str, str] = {}
+    before: list[dict] = []  # the document the winning drop started from
 
     def drop(doc: dict | None) -> dict | None:
         state.clear()
+        before[:] = [doc] if doc is not None else []
         if doc is None:
             state["kind"] = "gone"
             return None
@@ -218,6 +222,11 @@ def _remove_group_asset(
             )
         if kind == "dropped":
             assert outcome.doc is not None
+            if _reaches_past(outcome.doc, before[0]):
+                # the recomputed box or time is not inside the old one (the
+                # remaining grid's own footprint, a later datetime): the
+                # extent grows as for a register, so it still covers the item
+                committer.extend_extent(collection, [outcome.doc])
             result = RemoveResult(
                 id=item_id,
                 href=href,
@@ -256,6 +265,17 @@ def _remove_group_asset(
         f"{committer.store_path(key)}: gave up removing {wanted} after {_ASSET_ROUNDS} rounds: other "
         "writers kept adding data assets to the item; retry later"
     )
+
+
+def _reaches_past(new: dict, old: dict) -> bool:
+    """True if item ``new``'s bbox or time interval is not inside ``old``'s."""
+    try:
+        return not (
+            bbox_contains(box2d(old["bbox"]), box2d(new["bbox"]))
+            and interval_contains(list(item_interval(old)), item_interval(new))
+        )
+    except (KeyError, TypeError, ValueError):
+        return True  # cannot tell: let the collection's compare-and-swap judge
 
 
 def _publish(

@@ -9,6 +9,7 @@ errors only, and the ``@registers_in_stac`` decorator in both orders.
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import uuid
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prefect import Task, flow, task
+from prefect import Task, allow_failure, flow, task
 
 from producer.errors import InputError
 from producer.prefect import (
@@ -139,6 +140,49 @@ def test_task_resolves_upstream_futures(tmp_path: Path) -> None:
 
     assert sorted(r["id"] for r in pipeline()) == ["cog_20240105", "utm_20240513"]
     assert _item(catalog, "from-futures", "cog_20240105").is_file()
+
+
+def test_failed_upstream_errors_are_redacted_in_logs_results_and_artifact(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failed upstream (passed with allow_failure) whose error names a
+    presigned URL and an s3 URL with keys: its row, the task's failure, the
+    table artifact and the ERROR line carry it redacted."""
+    catalog = tmp_path / "catalog"
+    good = write_utm(tmp_path / "data")
+    url = "https://bucket.s3.amazonaws.com/out.tif?X-Amz-Credential=AKIAEXAMPLE&X-Amz-Signature=SIGSECRET"
+
+    @task(retries=0)
+    def produce(kind: str) -> Path:
+        if kind == "bad":
+            raise OSError(f"upload to {url} failed; also tried s3://AKIAEXAMPLE:KEYSECRET@bucket/out.tif")
+        return good
+
+    @flow(name="upstream-secret")
+    def pipeline() -> Any:
+        futures = produce.map(["good", "bad"])
+        state = register_in_stac(
+            allow_failure(futures), catalog=str(catalog), collection="up", return_state=True
+        )
+        return state.state_details.task_run_id, state.result(raise_on_failure=False)
+
+    run_logger = logging.getLogger("prefect.task_runs")
+    run_logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.ERROR, logger="prefect.task_runs"):
+            task_run_id, exc = pipeline()
+    finally:
+        run_logger.removeHandler(caplog.handler)
+
+    assert isinstance(exc, RegistrationFailed) and "1 of 2 product(s) failed" in str(exc)
+    assert "upstream task failed: OSError" in str(exc) and "X-Amz-Signature=***" in str(exc)
+    assert exc.__cause__ is None  # not chained to the unredacted upstream exception
+    (artifact,) = read_artifacts(key="stac-up", task_run=task_run_id)
+    failed = [r for r in exc.results if r["action"] == "error"]
+    logged = [r.getMessage() for r in caplog.records if "upstream task" in r.getMessage()]
+    assert len(failed) == 1 and logged
+    for text in (str(exc), *map(str, exc.results), *map(str, table_rows(artifact)), *logged):
+        assert "SECRET" not in text and "AKIAEXAMPLE" not in text, text
 
 
 def test_bad_product_fails_the_task_after_registering_the_rest_and_is_not_retried(tmp_path: Path) -> None:

@@ -63,6 +63,36 @@ def test_pipeline_metadata_lands_on_the_item_and_validates(utm, catalog_dir):
     assert_stac_valid_tree(catalog_dir)
 
 
+def test_credentials_in_provider_and_input_urls_are_not_published(utm, catalog_dir):
+    """A provider URL with userinfo or a key parameter, inputs with password
+    or Azure Functions code parameters: what lands in the item has none."""
+    [result] = producer.register(
+        [utm],
+        catalog=str(catalog_dir),
+        collection="c",
+        item_providers=[
+            "ESA:producer:https://user:PWSECRET@esa.example/about?lang=en",
+            {"name": "ACME", "url": "https://acme.example/?key=KEYSECRET"},
+        ],
+        derived_from=[
+            "https://h.example/in.tif?password=PWSECRET",
+            "https://fn.example/api/in.tif?code=FNSECRET",
+        ],
+    )
+    assert result.action == "created", result.error
+    item = read(catalog_dir)
+    assert "SECRET" not in json.dumps(item)
+    assert [p.get("url") for p in item["properties"]["providers"]] == [
+        "https://esa.example/about?lang=en",
+        "https://acme.example/",
+    ]
+    derived = [link["href"] for link in item["links"] if link["rel"] == "derived_from"]
+    assert derived == ["https://h.example/in.tif", "https://fn.example/api/in.tif"]
+    with pytest.raises(InputError) as bad:
+        RegisterOptions(item_providers=[":producer:https://user:PWSECRET@esa.example"])
+    assert "has no name" in str(bad.value) and "PWSECRET" not in str(bad.value)
+
+
 def test_rerun_whose_only_change_is_the_run_is_unchanged(utm, catalog_dir):
     first = producer.register([utm], catalog=str(catalog_dir), collection="c", **PIPELINE)
     stamp = read(catalog_dir)["properties"]["processing:datetime"]
@@ -181,6 +211,38 @@ def test_cli_reserved_property_names_the_flag_and_exits_non_zero(utm, catalog_di
     )
     assert "--datetime-pattern '(?P<year>" in message and "{'" not in message and "datetime=" not in message
     assert not catalog_dir.exists()
+
+
+def test_item_license_the_schema_refuses_is_a_usage_error_naming_the_option(utm, catalog_dir):
+    with pytest.raises(InputError) as bad:
+        RegisterOptions(item_license="CC BY 4.0")
+    assert "'CC BY 4.0'" in str(bad.value) and "item_license='CC-BY-4.0'" in str(bad.value)
+    res = CliRunner().invoke(
+        main,
+        ["register", str(utm), "-c", str(catalog_dir), "--collection", "c", "--item-license", "CC BY 4.0"],
+    )
+    assert res.exit_code == 2, res.output
+    assert "--item-license CC-BY-4.0" in " ".join(res.output.split()) and "the code" not in res.output
+    assert not catalog_dir.exists()
+    assert RegisterOptions(item_license="CC-BY-4.0+").item_license == "CC-BY-4.0+"
+
+
+@pytest.mark.parametrize("key, value", [("gsd", -1), ("platform", 5), ("instruments", "msi")])
+def test_property_the_schema_refuses_is_a_usage_error_naming_the_option(utm, catalog_dir, key, value):
+    with pytest.raises(InputError) as bad:
+        RegisterOptions(properties={key: value})
+    assert f"property {key!r} given as {value!r} is not valid STAC" in str(bad.value)
+    assert f"properties={{{key!r}: " in str(bad.value)
+    res = CliRunner().invoke(
+        main,
+        ["register", str(utm), "-c", str(catalog_dir), "--collection", "c", "--property", f"{key}={value}"],
+    )
+    assert res.exit_code == 2, res.output
+    message = " ".join(res.output.split())
+    assert f"--property '{key}=" in message and "fix the document or the code" not in message
+    assert not catalog_dir.exists()
+    with pytest.raises(InputError, match="item providers are not valid STAC"):
+        RegisterOptions(item_providers=[{"name": "X", "url": 5}])
 
 
 def test_environment_gives_properties_as_pairs_or_json():

@@ -226,6 +226,39 @@ def test_clean_href_strips_userinfo_and_signing_parameters_only(url, href):
     assert redact("x s3://KEY:SECRET@bucket/k y") == "x s3://***@bucket/k y"
 
 
+@pytest.mark.parametrize(
+    "param",
+    [
+        "password",
+        "PassWord",
+        "key",
+        "code",
+        "client_secret",
+        "secret",
+        "Token",
+        "access_token",
+        "sig",
+        "apiKey",
+        "api_key",
+        "refresh_token",
+        "pwd",
+        "subscription-key",
+    ],
+)
+def test_credential_query_parameters_are_dropped_from_hrefs_and_masked_in_messages(param):
+    url = f"https://h.example/data/x.tif?version=2&{param}=S3CR3TVALUE&format=cog"
+    assert clean_href(url) == "https://h.example/data/x.tif?version=2&format=cog"
+    out = redact(f"cannot open {url}: boom")
+    assert "S3CR3TVALUE" not in out and out.endswith("&format=cog: boom") and f"{param}=***" in out
+
+
+@pytest.mark.parametrize(
+    "url", ["https://h/x.tif?version=2", "https://h/x.tif?v=3&keys=a&codec=zstd&passes=2", "https://h/x.tif"]
+)
+def test_plain_query_parameters_stay_in_hrefs_byte_for_byte(url):
+    assert clean_href(url) == url and redact(url) == url
+
+
 def test_secret_holding_a_slash_in_an_s3_url_is_refused_and_never_printed(tmp_path):
     """AWS secrets often hold '/': the credentials then look like a bucket
     'KEY:SECRET-PART'. Refused as credentials (usage error), nothing echoed."""

@@ -367,6 +367,22 @@ def is_document_key(key: str) -> bool:
     return key.endswith(".json")
 
 
+def is_catalog_document_key(key: str) -> bool:
+    """True for a key where a layout puts a STAC document: the root
+    ``catalog.json``, a ``<c>/collection.json``, a partition catalog
+    ``<c>/.../catalog.json`` or an item ``<c>/.../<id>/<id>.json``. Other
+    ``.json`` files under the root (a product's sidecar kept there) are not
+    the catalog's.
+
+    >>> [is_catalog_document_key(k) for k in ("c/x/x.json", "c/2024/catalog.json", "data/s/meta.json")]
+    [True, True, False]
+    """
+    if key == ROOT_KEY or is_collection_key(key):
+        return True
+    parts = key.split("/")
+    return len(parts) >= 3 and parts[-1] in (CATALOG_FILE, f"{parts[-2]}.json")
+
+
 def below_collection(key: str) -> bool:
     """True for a key inside a collection's folder below its document
     (where items and partitions sit): ``<coll>/.../<name>``, not ``<coll>/collection.json``

@@ -1,0 +1,96 @@
+"""Removing one asset of a multi-asset item keeps the catalog valid: the
+item's recomputed bbox and time stay inside the collection extent.
+
+The union bbox of grids in two UTM zones covers each grid's own bbox
+exactly (it was sampled and rounded ~1e-7 degree inside one of them, so the
+item grew past the extent when the other asset went), and a removal whose
+recomputed item reaches past the old one (a later datetime) grows the
+extent like a register. Rasters are written by rasterio in ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+
+import producer
+from tests import rasters
+
+GROUP = r"(?P<id>scene_[a-z0-9]+)/(?P<asset>[^/]+)\.tif$"
+
+
+def _band(
+    path: Path, crs: str, origin: tuple[float, float], res: float, size: int, when: str | None = None
+) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = (np.arange(size * size) % 200).astype("uint8").reshape(1, size, size)
+    rasters._write(path, data, crs=crs, transform=from_origin(*origin, res, res))
+    if when is not None:
+        with rasterio.open(path, "r+") as dst:
+            dst.update_tags(TIFFTAG_DATETIME=when)
+    return str(path)
+
+
+def _doc(catalog: Path, *key: str) -> dict:
+    return json.loads(catalog.joinpath(*key).read_text())
+
+
+def _errors(catalog: Path) -> list[str]:
+    return [str(p) for p in producer.validate_catalog(str(catalog)) if p.is_error]
+
+
+def _covers(outer: list[float], inner: list[float]) -> bool:
+    return outer[0] <= inner[0] and outer[1] <= inner[1] and outer[2] >= inner[2] and outer[3] >= inner[3]
+
+
+def test_union_bbox_covers_each_grid_and_removing_an_asset_keeps_the_extent(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog"
+    scene = tmp_path / "data" / "scene_20240501"
+    b02 = _band(scene / "B02.tif", "EPSG:32633", (500_000, 5_000_000), 10, 32)
+    b09 = _band(scene / "B09.tif", "EPSG:32632", (800_000, 5_000_000), 60, 6)
+    assert all(
+        r.ok
+        for r in producer.register(
+            [str(tmp_path / "data")], catalog=str(catalog), collection="g", group=GROUP
+        )
+    )
+    (alone,) = producer.register(
+        [b02], catalog=str(catalog), collection="alone", datetime="2024-05-01T00:00:00Z"
+    )
+    assert alone.ok, alone.error
+    own = _doc(catalog, "alone", "B02", "B02.json")["bbox"]
+    union = _doc(catalog, "g", "scene_20240501", "scene_20240501.json")["bbox"]
+    assert _covers(union, own), (union, own)  # exactly, no tolerance
+
+    removed = producer.remove("scene_20240501", catalog=str(catalog), collection="g", product=b09)
+    assert removed.action == "updated", removed
+    assert _doc(catalog, "g", "scene_20240501", "scene_20240501.json")["bbox"] == own
+    assert _errors(catalog) == []
+
+
+def test_removing_the_first_asset_grows_the_temporal_extent_to_the_item_left(tmp_path: Path) -> None:
+    """The item's datetime is its first data asset's: removing it gives the
+    item the next asset's (later) time, outside the collection interval."""
+    catalog = tmp_path / "catalog"
+    scene = tmp_path / "data" / "scene_a"
+    b02 = _band(scene / "B02.tif", "EPSG:32633", (500_000, 5_000_000), 10, 32, "2024:05:01 10:00:00")
+    _band(scene / "B09.tif", "EPSG:32633", (500_000, 5_000_000), 10, 32, "2024:05:01 11:00:00")
+    assert all(
+        r.ok
+        for r in producer.register(
+            [str(tmp_path / "data")], catalog=str(catalog), collection="g", group=GROUP
+        )
+    )
+    interval = _doc(catalog, "g", "collection.json")["extent"]["temporal"]["interval"][0]
+    assert interval == ["2024-05-01T10:00:00Z", "2024-05-01T10:00:00Z"]
+
+    removed = producer.remove("scene_a", catalog=str(catalog), collection="g", product=b02)
+    assert removed.action == "updated", removed
+    assert _doc(catalog, "g", "scene_a", "scene_a.json")["properties"]["datetime"] == "2024-05-01T11:00:00Z"
+    interval = _doc(catalog, "g", "collection.json")["extent"]["temporal"]["interval"][0]
+    assert interval == ["2024-05-01T10:00:00Z", "2024-05-01T11:00:00Z"]
+    assert _errors(catalog) == []
