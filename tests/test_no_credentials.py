@@ -51,6 +51,12 @@ def bare(s3_server, tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # fsspec keeps the file systems it made per process, keyed by their
+    # options: one made by an earlier test of this worker (the same options,
+    # its credentials already resolved) would answer without looking again
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
     return bucket, cog
 
 
