@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -256,3 +257,89 @@ def test_a_credential_chain_ending_at_the_instance_metadata_is_the_no_credential
         and "no AWS credentials found" in str(err)
         and "Debug source" not in str(err)
     )
+
+
+def test_a_key_that_is_no_clean_path_does_not_stop_a_listing(s3_server: S3Server) -> None:
+    """object_store refuses a whole listing page over one key such as
+    ``c//notes.txt`` (another tool's upload); such a listing goes through the
+    default client, which skips that key, so reconcile and the commit's
+    listings see the same keys through both clients."""
+    url = _url(s3_server, "stray")
+    fast, default = ObstoreS3Store(url, s3_server.storage_options), S3Store(url, s3_server.storage_options)
+    fast.put("c/collection.json", b"{}")
+    fast.put("c/i/i.json", b"{}")
+    s3_server.client().put_object(Bucket=s3_server.bucket, Key=f"{fast.prefix}/c//notes.txt", Body=b"x")
+    assert sorted(fast.list()) == sorted(default.list()) == ["c/collection.json", "c/i/i.json"]
+    assert sorted(fast.list("c/")) == sorted(default.list("c/"))
+    assert dict(fast.list_versions("c/")) == dict(default.list_versions("c/"))
+
+
+def _child_reads(url: str, options: dict, out: Any) -> None:
+    try:
+        out.put(ObstoreS3Store(url, options).get("k")[0])
+    except BaseException as exc:  # report, do not hang the parent
+        out.put(repr(exc))
+
+
+def test_a_process_forked_after_using_obstore_reads_through_the_default_client(s3_server: S3Server) -> None:
+    """obstore's runtime does not survive a fork: a child's request never
+    returned. A fork of a process that used it goes through the default client."""
+    import multiprocessing
+
+    url = _url(s3_server, "fork")
+    ObstoreS3Store(url, s3_server.storage_options).put("k", b"hello")
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_child_reads, args=(url, s3_server.storage_options, out))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child's request never returned")
+    assert child.exitcode == 0 and out.get(timeout=5) == b"hello"
+
+
+def test_keys_in_the_environment_win_over_a_profile_it_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As botocore: ``AWS_ACCESS_KEY_ID`` before ``AWS_PROFILE`` (the two
+    clients, and the conditional-delete fallback, must be one principal);
+    a profile given as a storage option wins."""
+    from producer.store.s3_obstore import _config
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "ENVKEY")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "ENVSECRET")
+    monkeypatch.setenv("AWS_PROFILE", "elsewhere")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    config, provider = _config({}, "s3://b/stac")
+    assert provider is None and "access_key_id" not in config  # object_store reads the environment's keys
+
+
+def test_throttling_is_ridden_out_like_the_default_client(s3_server: S3Server, proxy: FaultProxy) -> None:
+    """Four 503 SlowDown answers in a row: the default client rides them out;
+    obstore's retries (3 from 100 ms) gave up after ~0.5 s."""
+    proxy.clear()
+    options = {
+        **s3_server.storage_options,
+        "client_kwargs": {"endpoint_url": proxy.endpoint_url, "region_name": "us-east-1"},
+    }
+    store = ObstoreS3Store(_url(s3_server, "slow"), options)
+    proxy.add("PUT", r"/c/collection\.json$", "503", limit=4)
+    try:
+        store.put("c/collection.json", b"{}")
+    finally:
+        proxy.clear()
+    assert store.get("c/collection.json")[0] == b"{}"
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"endpoint_url": "localhost:9000"}, "endpoint_url 'localhost:9000' is no endpoint URL"),
+        ({"client_kwargs": {"region_name": "eu-west-1\n"}}, "is no AWS region"),
+    ],
+)
+def test_values_obstore_would_panic_on_are_input_errors(
+    s3_server: S3Server, options: dict, words: str
+) -> None:
+    """A Rust panic is no ``Exception``: it went past every handler."""
+    with pytest.raises(InputError, match=words):
+        ObstoreS3Store(_url(s3_server, "panic"), {"key": "testing", "secret": "testing", **options})

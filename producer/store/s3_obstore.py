@@ -61,15 +61,23 @@ _KNOWN_CLIENT_KWARGS = frozenset({"endpoint_url", "region_name"})
 #: retries of a failed request (5xx, throttling, connection errors): about
 #: botocore's standard mode (3 retries), with a deadline instead of 3 minutes
 RETRY: Any = {
-    "max_retries": 3,
+    # throttling (503 SlowDown) needs seconds, not the ~0.7 s that 3 retries
+    # from 100 ms gave: 0.5 + 1 + 2 + 4 + 8 + 8 s within the 30 s deadline
+    "max_retries": 6,
     "retry_timeout": timedelta(seconds=30),
     "backoff": {
-        "init_backoff": timedelta(milliseconds=100),
-        "max_backoff": timedelta(seconds=5),
+        "init_backoff": timedelta(milliseconds=500),
+        "max_backoff": timedelta(seconds=8),
         "base": 2.0,
     },
 }
 _CODE_RE = re.compile(r"<Code>([A-Za-z0-9]+)</Code>")
+_MESSAGE_RE = re.compile(r"<Message>([^<]*)</Message>")
+#: object_store refuses a whole listing page over one key that is not a clean path
+_INVALID_PATH = "invalid path"
+#: pids of the processes that built an obstore client: its Rust runtime does
+#: not survive a fork, so a child of one of them uses the default client
+_USED_IN: set[int] = set()
 #: a request to the EC2 instance metadata service (the credential chain's last link)
 _INSTANCE_METADATA_RE = re.compile(r"169\.254\.169\.254|\[?fd00:ec2::254")
 
@@ -81,6 +89,11 @@ _CREDENTIAL_ENV = (
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
 )
+
+
+class InvalidListedKey(StoreError):
+    """A listing page that object_store refused over a key that is no clean
+    path (the default client lists it, skipping that key)."""
 
 
 class NoCredentialsFound(Exception):
@@ -120,9 +133,17 @@ def _config(options: Mapping[str, Any], url: str) -> tuple[Any, Any]:
         )
     config: Any = {}
     endpoint = options.get("endpoint_url") or client_kwargs.get("endpoint_url")
+    for name, value in (("endpoint_url", endpoint), ("AWS_ENDPOINT_URL", os.environ.get("AWS_ENDPOINT_URL"))):
+        if value and not re.match(r"https?://[^/\s]+", str(value)):
+            raise InputError(
+                f"catalog {url}: {name} {redact(str(value))!r} is no endpoint URL; give it as "
+                "http(s)://host[:port]"
+            )
     if endpoint:
         config["endpoint"] = str(endpoint)
     if client_kwargs.get("region_name"):
+        if not re.fullmatch(r"[a-z0-9-]+", str(client_kwargs["region_name"])):
+            raise InputError(f"catalog {url}: region_name {client_kwargs['region_name']!r} is no AWS region")
         config["region"] = str(client_kwargs["region_name"])
     if options.get("key") is not None:
         config["access_key_id"] = str(options["key"])
@@ -134,7 +155,10 @@ def _config(options: Mapping[str, Any], url: str) -> tuple[Any, Any]:
         config["skip_signature"] = True
     provider = None
     _check_some_credentials(options, url)
-    profile = options.get("profile") or (None if "key" in options else os.environ.get("AWS_PROFILE"))
+    # as botocore: keys (options, then the environment) before a profile the
+    # environment names; a profile in the options wins
+    env_keys = "key" in options or bool(os.environ.get("AWS_ACCESS_KEY_ID"))
+    profile = options.get("profile") or (None if env_keys else os.environ.get("AWS_PROFILE"))
     if profile and not options.get("anon"):
         # object_store reads no AWS config files: boto3's chain resolves the profile
         import boto3  # noqa: PLC0415
@@ -143,6 +167,17 @@ def _config(options: Mapping[str, Any], url: str) -> tuple[Any, Any]:
         session = boto3.Session(profile_name=str(profile))
         provider = Boto3CredentialProvider(session)
         config.setdefault("region", session.region_name or "us-east-1")
+    elif (
+        os.environ.get("AWS_PROFILE")
+        and "region" not in config
+        and not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+    ):
+        # keys from the environment, the region from the profile's config (as botocore)
+        import boto3  # noqa: PLC0415
+
+        region = boto3.Session(profile_name=os.environ["AWS_PROFILE"]).region_name
+        if region:
+            config["region"] = region
     return config, provider
 
 
@@ -174,6 +209,7 @@ def _build(bucket: str, options: Mapping[str, Any], url: str) -> Any:
             f"{CLIENT_ENV}=obstore is set but obstore is not installed; {_INSTALL_HINT}"
         ) from exc
     config, provider = _config(options, url)
+    _USED_IN.add(os.getpid())
     endpoint = str(config.get("endpoint", "") or os.environ.get("AWS_ENDPOINT_URL", ""))
     client_options: Any = {
         "connect_timeout": timedelta(seconds=10),
@@ -207,12 +243,17 @@ class ObstoreS3Store(S3Store):
         self.bucket, self.prefix, self.url = parse_s3_url(url)
         self._options = options
         self._fallback: S3Store | None = None
+        self._pid = os.getpid()
+        if _USED_IN and self._pid not in _USED_IN:
+            return  # a fork of a process that used obstore: the default client (see _forked)
         key = client_key("obstore", self.bucket, options)
         try:
             self.ob: Any = _shared.get(key, lambda: _build(self.bucket, options, self.url))
         except ProducerError:
             raise
-        except Exception as exc:  # obstore's own refusal of a value
+        except BaseException as exc:  # obstore's own refusal of a value (a Rust panic too)
+            if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+                raise
             raise StoreError(
                 f"cannot open {self.url}: bad storage_options for obstore ({redact(str(exc))})"
             ) from exc
@@ -224,6 +265,20 @@ class ObstoreS3Store(S3Store):
     def fs(self) -> Any:
         """The default client's file system (s3fs), for code that needs one."""
         return self._default().fs
+
+    def _forked(self) -> bool:
+        """True in a process forked from one that built an obstore client
+        (the store made in the parent, or a new one in the child): obstore's
+        runtime does not survive a fork (a request there never returns), so
+        every request goes through the default client."""
+        forked = os.getpid() != self._pid or os.getpid() not in _USED_IN
+        if forked and self._fallback is None:
+            log.warning(
+                "%s: the obstore client cannot be used in a process forked after it was used; "
+                "this process uses the default S3 client (start workers with spawn or forkserver)",
+                self.url,
+            )
+        return forked
 
     def _default(self) -> S3Store:
         if self._fallback is None:
@@ -269,6 +324,19 @@ class ObstoreS3Store(S3Store):
             )
         if code == "NotImplemented":
             return StoreError(f"S3 {op} on {where}: the server does not support this request ({first})")
+        if _INVALID_PATH in text:
+            return InvalidListedKey(
+                f"S3 {op} of {where}: an object with a key that is no clean path ({first})"
+            )
+        if code:
+            said = _MESSAGE_RE.search(text)
+            return StoreError(
+                f"S3 {op} failed for {where}: {code}: {redact(said.group(1)) if said else first}"
+            )
+        if type(exc).__name__ == "PanicException":
+            return StoreError(
+                f"S3 {op} failed for {where}: the obstore client failed ({first}); check the storage options"
+            )
         return StoreError(f"S3 {op} failed for {where}: {first}; check the endpoint and network")
 
     def _run(self, op: str, key: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -276,7 +344,9 @@ class ObstoreS3Store(S3Store):
             return fn(*args, **kwargs)
         except (ProducerError, TypeError, ValueError, AttributeError):
             raise
-        except Exception as exc:
+        except BaseException as exc:  # a Rust panic is a BaseException: translated too
+            if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+                raise
             raise self._translate_ob(exc, op, key) from exc
 
     # -- Store protocol ----------------------------------------------------
@@ -284,6 +354,9 @@ class ObstoreS3Store(S3Store):
     def get(self, key: str) -> tuple[bytes, str]:
         """``(bytes, ETag)`` of one GET: body and ETag of the same response."""
         import obstore  # noqa: PLC0415
+
+        if self._forked():
+            return self._default().get(key)
 
         def read() -> tuple[bytes, str]:
             result = obstore.get(self.ob, self._key(key))
@@ -307,6 +380,8 @@ class ObstoreS3Store(S3Store):
 
         if if_version is not None and create_only:
             raise InputError("put(): pass either if_version or create_only, not both")
+        if self._forked():
+            return self._default().put(key, data, if_version=if_version, create_only=create_only)
         mode: Any = (
             "create" if create_only else {"e_tag": if_version} if if_version is not None else "overwrite"
         )
@@ -335,7 +410,7 @@ class ObstoreS3Store(S3Store):
         through the default client (object_store has no conditional delete)."""
         import obstore  # noqa: PLC0415
 
-        if if_version is not None:
+        if if_version is not None or self._forked():
             self._default().delete(key, if_version=if_version)
             return
         self._run("head_object", key, obstore.head, self.ob, self._key(key))
@@ -347,6 +422,8 @@ class ObstoreS3Store(S3Store):
         up to 1,000 keys. ``{key: reason}`` for those not deleted."""
         import obstore  # noqa: PLC0415
 
+        if self._forked():
+            return self._default().delete_many(keys)
         todo = list(dict.fromkeys(keys))
         failed: dict[str, str] = {}
         for start in range(0, len(todo), 1000):
@@ -370,13 +447,30 @@ class ObstoreS3Store(S3Store):
                 batch = next(pages)
             except StopIteration:
                 return
-            except Exception as exc:
+            except BaseException as exc:
+                if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+                    raise
                 raise self._translate_ob(exc, "list_objects_v2", "") from exc
             for meta in batch:
                 yield str(meta["path"]), str(meta.get("e_tag") or "")
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        """Document keys under ``prefix`` (recursive); as :meth:`S3Store.list`."""
+        """Document keys under ``prefix`` (recursive); as :meth:`S3Store.list`.
+        A listing page holding a key that is no clean path (``a//b``, put
+        there by another tool), which object_store refuses whole, is listed
+        by the default client, which skips such keys."""
+        if self._forked():
+            yield from self._default().list(prefix)
+            return
+        given: set[str] = set()
+        try:
+            for key in self._list(prefix):
+                given.add(key)
+                yield key
+        except InvalidListedKey:
+            yield from (k for k in self._default().list(prefix) if k not in given)
+
+    def _list(self, prefix: str) -> Iterator[str]:
         import obstore  # noqa: PLC0415
 
         folder_only = prefix.endswith("/")
@@ -410,16 +504,27 @@ class ObstoreS3Store(S3Store):
         """``(key, ETag)`` of the documents below the folder ``prefix``."""
         if not prefix.endswith("/"):
             raise InputError("list_versions(): pass a folder, ending in '/'")
+        if self._forked():
+            yield from self._default().list_versions(prefix)
+            return
         folder = check_prefix(prefix)
         base = f"{self.prefix}/" if self.prefix else ""
-        for s3key, etag in self._listing(f"{base}{folder}/"):
-            key = s3key[len(base) :]
-            if is_listable(key):
-                yield key, etag
+        given: set[str] = set()
+        try:
+            for s3key, etag in self._listing(f"{base}{folder}/"):
+                key = s3key[len(base) :]
+                if is_listable(key):
+                    given.add(key)
+                    yield key, etag
+        except InvalidListedKey:
+            yield from ((k, v) for k, v in self._default().list_versions(prefix) if k not in given)
 
     def exists(self, key: str) -> bool:
         """True if ``key`` exists (one HEAD)."""
         import obstore  # noqa: PLC0415
+
+        if self._forked():
+            return self._default().exists(key)
 
         try:
             self._run("head_object", key, obstore.head, self.ob, self._key(key))
