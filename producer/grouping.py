@@ -499,6 +499,9 @@ def build_asset(member: Member, options: ExtractOptions, when: str | None = None
         )
     asset.update({k: props[k] for k in PROJ_FIELDS if k in props})
     asset.update({k: props[k] for k in TIME_FIELDS if props.get(k) is not None})
+    # a NetCDF/Zarr's variables and dimensions: on its asset, where the datacube
+    # extension allows them (another asset's may differ), never on the item
+    asset.update({k: v for k, v in props.items() if k.startswith("cube:")})
     bands = asset.get("bands") or []
     if len(bands) == 1:
         bands[0]["name"] = member.key  # the band name odc-stac loads a single-band asset by
