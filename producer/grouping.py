@@ -47,8 +47,8 @@ written, unless ``replace``.
 **Pipeline metadata and links.** ``properties``, ``derived_from``, ``via``,
 ``processing:*``, license and providers are applied to each composed item
 (:func:`producer.provenance.apply`), and ``thumbnail`` renders the PNG from
-the batch's first data asset in key order (refused when the group has its own
-``thumbnail`` asset). A merge keeps the union of the non-structural links
+the item's first data asset in key order, stored and new ones together, when
+it is in the batch (refused when the group has its own ``thumbnail`` asset). A merge keeps the union of the non-structural links
 (:func:`merge_links`): an asset registered without ``derived_from`` keeps the
 earlier ones; a ``via`` link (the run) replaces the older ones.
 
@@ -337,7 +337,7 @@ class Grouping:
                     collection_title=coll_title,
                 )
                 provenance.apply(doc, options.provenance, committer.clock(), lead.source or item_id)
-                png = self._thumbnail(doc, key, item_id, members, parts, options)
+                png = self._thumbnail(doc, key, item_id, members, parts, options, committer)
                 if doc["geometry"] is not None:  # a partial one is validated once merged, at commit
                     stamp = "1970-01-01T00:00:00Z"  # replaced at commit; validated as a date-time here
                     doc["properties"].update(created=stamp, updated=stamp)
@@ -363,14 +363,24 @@ class Grouping:
         members: list[tuple[Member, RegisterResult]],
         parts: Mapping[str, dict],
         options: ExtractOptions,
+        committer: Committer,
     ) -> bytes | None:
-        """When ``options.thumbnail``: render the item's PNG from its first
-        data asset (in key order) of this batch and add the ``thumbnail``
-        asset to ``doc`` (mutated; :func:`producer.thumbnail.prepare`).
-        Returns the PNG or None (none wanted, or no data asset in this batch:
-        a sidecar alone keeps the stored thumbnail). Raises
-        :class:`InputError` when the group has its own asset named
-        ``thumbnail`` (the rendered one would replace it). Writes nothing."""
+        """When ``options.thumbnail``: render the item's PNG from the first
+        data asset (in key order) of the item as merged, the stored
+        assets and this batch's together, and add the ``thumbnail`` asset to
+        ``doc`` (mutated; :func:`producer.thumbnail.prepare`): the same
+        assets give the same preview whatever order they arrived in. Returns
+        the PNG or None: none wanted; that first asset is not in this batch
+        (a sidecar, or a later band: the stored thumbnail stays); or it is,
+        unchanged, and the stored item has its thumbnail (a rerun renders
+        nothing). Raises :class:`InputError` when the group has its own
+        asset named ``thumbnail`` (the rendered one would replace it).
+        Reads the stored item (one GET); writes nothing.
+
+        Registrations of one item running at the same time each read the
+        item before the other's merge, and may each render from their own
+        first asset: the PNG written last stays until the next registration
+        of the item's first asset renders it again."""
         if not options.thumbnail:
             return None
         if thumbnail.THUMBNAIL_ASSET in parts:
@@ -380,10 +390,17 @@ class Grouping:
                 "its place; drop thumbnail, or give that file another asset key",
                 hints=(GROUP_HINT,),
             )
-        data = [k for k in sorted(parts) if is_data(parts[k])]
+        data = {k for k in parts if is_data(parts[k])}
         if not data:
             return None
-        source = next(m.source for m, _ in members if m.key == data[0])
+        stored, _ = committer.read(key)
+        kept = expanded_assets(stored) if is_group_item(stored) and stored is not None else {}
+        first = min(data | {k for k, asset in kept.items() if is_data(asset)})
+        if first not in data:
+            return None
+        if kept.get(first) == parts[first] and thumbnail.THUMBNAIL_ASSET in kept:
+            return None
+        source = next(m.source for m, _ in members if m.key == first)
         return thumbnail.prepare(doc, key, source, options)
 
     def write_items(
