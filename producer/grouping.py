@@ -509,11 +509,7 @@ def build_asset(member: Member, options: ExtractOptions, when: str | None = None
     asset = dict(item["assets"]["data"])
     props = item["properties"]
     if "proj:transform" not in props:
-        raise InputError(
-            f"{member.source}: georeferenced by ground control points only: a file of a multi-asset "
-            "item needs a geotransform, so the item's footprint can be recomputed when other assets "
-            "come and go; warp it onto a grid first (gdalwarp), or register it on its own"
-        )
+        raise InputError(f"{member.source}: {_no_transform(props)}")
     asset.update({k: props[k] for k in PROJ_FIELDS if k in props})
     asset.update({k: props[k] for k in TIME_FIELDS if props.get(k) is not None})
     # a NetCDF/Zarr's variables and dimensions: on its asset, where the datacube
@@ -523,6 +519,43 @@ def build_asset(member: Member, options: ExtractOptions, when: str | None = None
     if len(bands) == 1:
         bands[0]["name"] = member.key  # the band name odc-stac loads a single-band asset by
     return asset
+
+
+#: why a file of a multi-asset item needs a geotransform
+_NEEDS_TRANSFORM = (
+    "a file of a multi-asset item needs a geotransform, so the item's footprint can be recomputed "
+    "when other assets come and go"
+)
+
+
+def _no_transform(props: Mapping[str, Any]) -> str:
+    """Why a product without ``proj:transform`` cannot be a multi-asset
+    item's file, and the fix, worded by what it is (a datacube on several
+    grids, on an irregular or a curvilinear grid; a raster with GCPs)."""
+    dims = props.get("cube:dimensions")
+    if not isinstance(dims, dict):
+        return (
+            f"georeferenced by ground control points only: {_NEEDS_TRANSFORM}; warp it onto a grid "
+            "first (gdalwarp), or register it on its own"
+        )
+    x_axes = [str(k) for k, v in dims.items() if isinstance(v, dict) and v.get("axis") == "x"]
+    if len(x_axes) > 1:
+        return (
+            f"its variables lie on {len(x_axes)} horizontal grids (x axes {', '.join(x_axes)}), which no "
+            f"single geotransform describes: {_NEEDS_TRANSFORM}; register it on its own (its footprint "
+            "then covers every grid), or write each grid's variables to a new file of their own "
+            "(e.g. with xarray: ds[['var']].to_netcdf('one_grid.nc')) and register those"
+        )
+    kind = (
+        "irregular (1-D coordinates not evenly spaced, e.g. a Gaussian grid, or with missing values)"
+        if "proj:code" in props or "proj:wkt2" in props
+        else "curvilinear (2-D latitude/longitude arrays)"
+    )
+    return (
+        f"its grid is {kind}, so it has no geotransform: {_NEEDS_TRANSFORM}; register it on its own "
+        "(its footprint then comes from its coordinates), or regrid it onto a regular grid in a new "
+        "file first (e.g. `cdo remapbil,<target grid> in.nc regular.nc`) and register that"
+    )
 
 
 # --- the item of a set of assets ----------------------------------------------------
