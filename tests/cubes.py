@@ -297,3 +297,21 @@ def write_two_grids(dirpath: str | os.PathLike[str], *, utm_regional: bool = Fal
     path = _dir(dirpath) / "two_grids.nc"
     xr.Dataset(data, coords=coords).to_netcdf(path, engine="netcdf4")
     return path
+
+
+def write_data_in_group(dirpath: str | os.PathLike[str]) -> Path:
+    """``grouped.nc`` (NetCDF-4): an empty root group; lat/lon and ``t`` in
+    the group ``/data`` (a CF-correct cube, one group down)."""
+    import netCDF4
+
+    path = _dir(dirpath) / "grouped.nc"
+    with netCDF4.Dataset(path, "w") as nc:
+        group = nc.createGroup("data")
+        group.createDimension("lat", 5)
+        group.createDimension("lon", 4)
+        lat = group.createVariable("lat", "f8", ("lat",))
+        lat[:], lat.units = np.linspace(50, 49, 5), "degrees_north"
+        lon = group.createVariable("lon", "f8", ("lon",))
+        lon[:], lon.units = np.linspace(10, 11, 4), "degrees_east"
+        group.createVariable("t", "f4", ("lat", "lon"))[:] = 1
+    return path

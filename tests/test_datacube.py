@@ -307,3 +307,28 @@ def test_variables_on_two_grids_the_footprint_covers_both(tmp_path: Path, utm_re
     assert set(props["cube:variables"]) >= {"regional", "global"}
     hits = producer.search(str(catalog), bbox=[100, -40, 110, -30])
     assert [f["id"] for f in hits["features"]] == [doc["id"]]
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_data_in_a_netcdf4_group_is_named_not_told_to_add_coordinates(
+    where: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A NetCDF-4 whose cube sits in a group was refused for having 'no
+    horizontal coordinates', with a fix to add them. Now the message says
+    only the root group is read, names the group, and writes it to a new
+    file; nothing is registered and the file is untouched."""
+    path = cubes.write_data_in_group(tmp_path / "data")
+    before = path.read_bytes()
+    source = str(path)
+    if where == "s3":
+        s3_server = request.getfixturevalue("s3_server")
+        bucket = s3_server.new_bucket()
+        s3_server.client().put_object(Bucket=bucket, Key="cubes/grouped.nc", Body=before)
+        source = f"s3://{bucket}/cubes/grouped.nc"
+    (res,) = producer.register([source], catalog=str(tmp_path / "catalog"), collection="cubes")
+    error = res.error or ""
+    assert source in error and "'/data'" in error and "only the root group is read" in error
+    assert "group='/data'" in error and "new file" in error
+    assert "no horizontal coordinates" not in error
+    assert not (tmp_path / "catalog" / "cubes" / "grouped").exists()
+    assert path.read_bytes() == before

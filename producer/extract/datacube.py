@@ -138,6 +138,9 @@ class _Opened:
     size: int | None
     #: what ``xarray.open_dataset(href, **open_kwargs)`` needs
     open_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: the paths of the NetCDF-4 groups below the root that hold variables
+    #: (read only to word an error: the root group is what is described)
+    groups: Callable[[], list[str]] = field(default=lambda: [])
 
 
 #: how the cube is decoded: values as stored, so that nothing is computed
@@ -200,7 +203,12 @@ def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _O
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             raise _unreadable(location, "NetCDF file", exc) from None
         stack.callback(ds.close)
-        return _Opened(ds, size, {"engine": "netcdf4"})
+
+        def local_groups() -> list[str]:
+            with netCDF4.Dataset(location, mode="r") as handle:
+                return _group_paths(handle)
+
+        return _Opened(ds, size, {"engine": "netcdf4"}, local_groups)
 
     import fsspec  # noqa: PLC0415
 
@@ -232,7 +240,44 @@ def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _O
         handle.close()
         raise
     stack.callback(ds.close)  # closes the netCDF4 handle too
-    return _Opened(ds, size, {"engine": "h5netcdf"} if data[:4] == b"\x89HDF" else {})
+    return _Opened(
+        ds, size, {"engine": "h5netcdf"} if data[:4] == b"\x89HDF" else {}, lambda: _group_paths(handle)
+    )
+
+
+#: at most this many groups are named in a message
+_GROUPS_NAMED = 10
+
+
+def _group_paths(handle: Any) -> list[str]:
+    """Paths (``/data``, ``/data/sub``) of the groups below ``handle`` (an
+    open netCDF4 Dataset or Group) that hold variables, depth first."""
+    out: list[str] = []
+    for group in handle.groups.values():
+        if group.variables:
+            out.append(str(group.path))
+        out.extend(_group_paths(group))
+    return out
+
+
+def _check_root_group(opened: _Opened, shown: str) -> None:
+    """Raise :class:`InputError` for a NetCDF-4 whose root group holds no
+    variable while groups below it do: only the root group is read, so the
+    cube would otherwise be refused for lacking coordinates it has."""
+    if len(opened.dataset.variables):
+        return
+    groups = opened.groups()
+    if not groups:
+        return
+    named = ", ".join(repr(g) for g in groups[:_GROUPS_NAMED])
+    more = f" and {len(groups) - _GROUPS_NAMED} more" if len(groups) > _GROUPS_NAMED else ""
+    group = groups[0]
+    raise InputError(
+        f"{redact(shown)}: its root group holds no variables; its data is in the NetCDF-4 group(s) "
+        f"{named}{more}, and only the root group is read. Write the group to register into a new "
+        f"file, e.g. with xarray: xarray.open_dataset('in.nc', group={group!r}).to_netcdf('fixed.nc') "
+        f"(or `ncks -G : -g {group.lstrip('/')} in.nc fixed.nc`), then register the new file"
+    )
 
 
 def _zarr_consolidated(location: str, options: ExtractOptions) -> tuple[bool, int]:
@@ -1149,6 +1194,7 @@ def create_item(
 
 def _build(opened: _Opened, location: str, shown: str, options: ExtractOptions, zarr: bool) -> pystac.Item:
     ds = opened.dataset
+    _check_root_group(opened, shown)
     item_id = make_item_id(shown, options)
     _, name = split_location(shown)
     grid = get_grid(ds, shown)
