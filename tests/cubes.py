@@ -291,8 +291,16 @@ def write_two_grids(dirpath: str | os.PathLike[str], *, utm_regional: bool = Fal
         coords["lat"] = ("lat", np.linspace(50, 49, 5), {"units": "degrees_north"})
         coords["lon"] = ("lon", np.linspace(10, 11, 4), {"units": "degrees_east"})
         data["regional"] = (("time", "lat", "lon"), _field(1, 5, 4))
-    coords["lat_g"] = ("lat_g", np.linspace(80, -80, 17), {"units": "degrees_north", "standard_name": "latitude"})
-    coords["lon_g"] = ("lon_g", np.linspace(-170, 170, 35), {"units": "degrees_east", "standard_name": "longitude"})
+    coords["lat_g"] = (
+        "lat_g",
+        np.linspace(80, -80, 17),
+        {"units": "degrees_north", "standard_name": "latitude"},
+    )
+    coords["lon_g"] = (
+        "lon_g",
+        np.linspace(-170, 170, 35),
+        {"units": "degrees_east", "standard_name": "longitude"},
+    )
     data["global"] = (("time", "lat_g", "lon_g"), _field(1, 17, 35))
     path = _dir(dirpath) / "two_grids.nc"
     xr.Dataset(data, coords=coords).to_netcdf(path, engine="netcdf4")

@@ -91,7 +91,10 @@ def test_a_cube_without_a_geotransform_is_refused_for_what_it_is(tmp_path: Path)
     catalog = tmp_path / "catalog"
     for name, (path, said) in cases.items():
         results = producer.register_item(
-            item_id=f"{name}_20240501", assets={"cube": str(path), "b": str(band)}, catalog=str(catalog), collection="g"
+            item_id=f"{name}_20240501",
+            assets={"cube": str(path), "b": str(band)},
+            catalog=str(catalog),
+            collection="g",
         )
         error = results[0].error or ""
         assert said in error, error
