@@ -21,7 +21,9 @@ What the item says:
   ``grid_mapping`` variable; lat/lon coordinates without one are EPSG:4326, as
   CF says) and the shared footprint code, with ``proj:*`` fields; a
   curvilinear grid (2-D lat/lon arrays) from the outline of those arrays
-  (cell centres), with ``proj:shape`` only;
+  (cell centres), with ``proj:shape`` only; data variables on several
+  grids: the union of their footprints, ``proj:*`` only where every grid
+  agrees (:func:`_union_of_grids`);
 - datetime: the time coordinate (``axis="T"``, ``standard_name="time"``
   or named ``time``/``valid_time``/``t``), its bounds when present, any CF
   calendar; ACDD ``time_coverage_*`` only without one
