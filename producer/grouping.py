@@ -47,8 +47,8 @@ written, unless ``replace``.
 **Pipeline metadata and links.** ``properties``, ``derived_from``, ``via``,
 ``processing:*``, license and providers are applied to each composed item
 (:func:`producer.provenance.apply`), and ``thumbnail`` renders the PNG from
-the batch's first data asset in key order (refused when the group has its own
-``thumbnail`` asset). A merge keeps the union of the non-structural links
+the item's first data asset in key order, stored and new ones together, when
+it is in the batch (refused when the group has its own ``thumbnail`` asset). A merge keeps the union of the non-structural links
 (:func:`merge_links`): an asset registered without ``derived_from`` keeps the
 earlier ones; a ``via`` link (the run) replaces the older ones.
 
@@ -370,7 +370,7 @@ class Grouping:
                     collection_title=coll_title,
                 )
                 provenance.apply(doc, options.provenance, committer.clock(), lead.source or item_id)
-                png = self._thumbnail(doc, key, item_id, members, parts, options)
+                png = self._thumbnail(doc, key, item_id, members, parts, options, committer)
                 if doc["geometry"] is not None:  # a partial one is validated once merged, at commit
                     stamp = "1970-01-01T00:00:00Z"  # replaced at commit; validated as a date-time here
                     doc["properties"].update(created=stamp, updated=stamp)
@@ -396,14 +396,24 @@ class Grouping:
         members: list[tuple[Member, RegisterResult]],
         parts: Mapping[str, dict],
         options: ExtractOptions,
+        committer: Committer,
     ) -> bytes | None:
-        """When ``options.thumbnail``: render the item's PNG from its first
-        data asset (in key order) of this batch and add the ``thumbnail``
-        asset to ``doc`` (mutated; :func:`producer.thumbnail.prepare`).
-        Returns the PNG or None (none wanted, or no data asset in this batch:
-        a sidecar alone keeps the stored thumbnail). Raises
-        :class:`InputError` when the group has its own asset named
-        ``thumbnail`` (the rendered one would replace it). Writes nothing."""
+        """When ``options.thumbnail``: render the item's PNG from the first
+        data asset (in key order) of the item as merged, the stored
+        assets and this batch's together, and add the ``thumbnail`` asset to
+        ``doc`` (mutated; :func:`producer.thumbnail.prepare`): the same
+        assets give the same preview whatever order they arrived in. Returns
+        the PNG or None: none wanted; that first asset is not in this batch
+        (a sidecar, or a later band: the stored thumbnail stays); or it is,
+        unchanged, and the stored item has its thumbnail (a rerun renders
+        nothing). Raises :class:`InputError` when the group has its own
+        asset named ``thumbnail`` (the rendered one would replace it).
+        Reads the stored item (one GET); writes nothing.
+
+        Registrations of one item running at the same time each read the
+        item before the other's merge, and may each render from their own
+        first asset: the PNG written last stays until the next registration
+        of the item's first asset renders it again."""
         if not options.thumbnail:
             return None
         if thumbnail.THUMBNAIL_ASSET in parts:
@@ -413,10 +423,17 @@ class Grouping:
                 "its place; drop thumbnail, or give that file another asset key",
                 hints=(GROUP_HINT,),
             )
-        data = [k for k in sorted(parts) if is_data(parts[k])]
+        data = {k for k in parts if is_data(parts[k])}
         if not data:
             return None
-        source = next(m.source for m, _ in members if m.key == data[0])
+        stored, _ = committer.read(key)
+        kept = expanded_assets(stored) if is_group_item(stored) and stored is not None else {}
+        first = min(data | {k for k, asset in kept.items() if is_data(asset)})
+        if first not in data:
+            return None
+        if kept.get(first) == parts[first] and thumbnail.THUMBNAIL_ASSET in kept:
+            return None
+        source = next(m.source for m, _ in members if m.key == first)
         return thumbnail.prepare(doc, key, source, options)
 
     def write_items(
@@ -525,17 +542,53 @@ def build_asset(member: Member, options: ExtractOptions, when: str | None = None
     asset = dict(item["assets"]["data"])
     props = item["properties"]
     if "proj:transform" not in props:
-        raise InputError(
-            f"{member.source}: georeferenced by ground control points only: a file of a multi-asset "
-            "item needs a geotransform, so the item's footprint can be recomputed when other assets "
-            "come and go; warp it onto a grid first (gdalwarp), or register it on its own"
-        )
+        raise InputError(f"{member.source}: {_no_transform(props)}")
     asset.update({k: props[k] for k in PROJ_FIELDS if k in props})
     asset.update({k: props[k] for k in TIME_FIELDS if props.get(k) is not None})
+    # a NetCDF/Zarr's variables and dimensions: on its asset, where the datacube
+    # extension allows them (another asset's may differ), never on the item
+    asset.update({k: v for k, v in props.items() if k.startswith("cube:")})
     bands = asset.get("bands") or []
     if len(bands) == 1:
         bands[0]["name"] = member.key  # the band name odc-stac loads a single-band asset by
     return asset
+
+
+#: why a file of a multi-asset item needs a geotransform
+_NEEDS_TRANSFORM = (
+    "a file of a multi-asset item needs a geotransform, so the item's footprint can be recomputed "
+    "when other assets come and go"
+)
+
+
+def _no_transform(props: Mapping[str, Any]) -> str:
+    """Why a product without ``proj:transform`` cannot be a multi-asset
+    item's file, and the fix, worded by what it is (a datacube on several
+    grids, on an irregular or a curvilinear grid; a raster with GCPs)."""
+    dims = props.get("cube:dimensions")
+    if not isinstance(dims, dict):
+        return (
+            f"georeferenced by ground control points only: {_NEEDS_TRANSFORM}; warp it onto a grid "
+            "first (gdalwarp), or register it on its own"
+        )
+    x_axes = [str(k) for k, v in dims.items() if isinstance(v, dict) and v.get("axis") == "x"]
+    if len(x_axes) > 1:
+        return (
+            f"its variables lie on {len(x_axes)} horizontal grids (x axes {', '.join(x_axes)}), which no "
+            f"single geotransform describes: {_NEEDS_TRANSFORM}; register it on its own (its footprint "
+            "then covers every grid), or write each grid's variables to a new file of their own "
+            "(e.g. with xarray: ds[['var']].to_netcdf('one_grid.nc')) and register those"
+        )
+    kind = (
+        "irregular (1-D coordinates not evenly spaced, e.g. a Gaussian grid, or with missing values)"
+        if "proj:code" in props or "proj:wkt2" in props
+        else "curvilinear (2-D latitude/longitude arrays)"
+    )
+    return (
+        f"its grid is {kind}, so it has no geotransform: {_NEEDS_TRANSFORM}; register it on its own "
+        "(its footprint then comes from its coordinates), or regrid it onto a regular grid in a new "
+        "file first (e.g. `cdo remapbil,<target grid> in.nc regular.nc`) and register that"
+    )
 
 
 # --- the item of a set of assets ----------------------------------------------------

@@ -272,3 +272,54 @@ def write_lon_0_360(dirpath: str | os.PathLike[str]) -> Path:
     path = _dir(dirpath) / "pacific.nc"
     ds.to_netcdf(path, engine="netcdf4")
     return path
+
+
+def write_two_grids(dirpath: str | os.PathLike[str], *, utm_regional: bool = False) -> Path:
+    """``two_grids.nc``: ``regional`` on a small grid first (lat/lon around
+    10-11 E 49-50 N, or with ``utm_regional`` the UTM 33N grid of
+    :func:`two_variables_dataset` through its ``grid_mapping``), then
+    ``global`` on a lat/lon grid of 10 degree cells from 170 W to 170 E,
+    80 S to 80 N (centres); one time step on 2024-05-01."""
+    coords: dict[str, Any] = {"time": _time([0.0], "days since 2024-05-01")}
+    data: dict[str, Any] = {}
+    if utm_regional:
+        utm = two_variables_dataset()
+        coords.update(x=utm["x"], y=utm["y"])
+        data["regional"] = (("time", "y", "x"), _field(1, 6, 8), {"grid_mapping": "crs"})
+        data["crs"] = utm["crs"]
+    else:
+        coords["lat"] = ("lat", np.linspace(50, 49, 5), {"units": "degrees_north"})
+        coords["lon"] = ("lon", np.linspace(10, 11, 4), {"units": "degrees_east"})
+        data["regional"] = (("time", "lat", "lon"), _field(1, 5, 4))
+    coords["lat_g"] = (
+        "lat_g",
+        np.linspace(80, -80, 17),
+        {"units": "degrees_north", "standard_name": "latitude"},
+    )
+    coords["lon_g"] = (
+        "lon_g",
+        np.linspace(-170, 170, 35),
+        {"units": "degrees_east", "standard_name": "longitude"},
+    )
+    data["global"] = (("time", "lat_g", "lon_g"), _field(1, 17, 35))
+    path = _dir(dirpath) / "two_grids.nc"
+    xr.Dataset(data, coords=coords).to_netcdf(path, engine="netcdf4")
+    return path
+
+
+def write_data_in_group(dirpath: str | os.PathLike[str]) -> Path:
+    """``grouped.nc`` (NetCDF-4): an empty root group; lat/lon and ``t`` in
+    the group ``/data`` (a CF-correct cube, one group down)."""
+    import netCDF4
+
+    path = _dir(dirpath) / "grouped.nc"
+    with netCDF4.Dataset(path, "w") as nc:
+        group = nc.createGroup("data")
+        group.createDimension("lat", 5)
+        group.createDimension("lon", 4)
+        lat = group.createVariable("lat", "f8", ("lat",))
+        lat[:], lat.units = np.linspace(50, 49, 5), "degrees_north"
+        lon = group.createVariable("lon", "f8", ("lon",))
+        lon[:], lon.units = np.linspace(10, 11, 4), "degrees_east"
+        group.createVariable("t", "f4", ("lat", "lon"))[:] = 1
+    return path

@@ -284,3 +284,51 @@ def test_cubes_of_different_kinds_share_one_mirror_and_search_gives_the_items_ba
     for doc in docs:
         for key in ("cube:dimensions", "cube:variables"):
             assert by_id[doc["id"]]["properties"][key] == doc["properties"][key]
+
+
+@pytest.mark.parametrize("utm_regional", [False, True], ids=["latlon+latlon", "utm+latlon"])
+def test_variables_on_two_grids_the_footprint_covers_both(tmp_path: Path, utm_regional: bool) -> None:
+    """A regional grid first, a global one second: the item covered the first
+    only (bbox 9.8..11.2 E), so a search over the global variable missed
+    it. Now the footprint is the union of both grids, each grid's axes are
+    in cube:dimensions, and no proj:shape/transform claims one grid for the
+    whole file (proj:code only where both grids share the CRS)."""
+    catalog = tmp_path / "catalog"
+    (doc,) = _register([cubes.write_two_grids(tmp_path / "data", utm_regional=utm_regional)], catalog)
+    west, south, east, north = doc["bbox"]
+    assert west <= -175 and east >= 175 and south <= -85 and north >= 85  # cell edges of the global grid
+    props = doc["properties"]
+    assert not {"proj:shape", "proj:transform", "proj:bbox"} & set(props)
+    assert props.get("proj:code") == (None if utm_regional else "EPSG:4326")
+    dims = props["cube:dimensions"]
+    assert dims["lon_g"]["extent"] == [-175.0, 175.0] and dims["lon_g"]["reference_system"] == 4326
+    regional_x = dims["x" if utm_regional else "lon"]
+    assert regional_x["axis"] == "x" and regional_x["reference_system"] == (32633 if utm_regional else 4326)
+    assert set(props["cube:variables"]) >= {"regional", "global"}
+    hits = producer.search(str(catalog), bbox=[100, -40, 110, -30])
+    assert [f["id"] for f in hits["features"]] == [doc["id"]]
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_data_in_a_netcdf4_group_is_named_not_told_to_add_coordinates(
+    where: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A NetCDF-4 whose cube sits in a group was refused for having 'no
+    horizontal coordinates', with a fix to add them. Now the message says
+    only the root group is read, names the group, and writes it to a new
+    file; nothing is registered and the file is untouched."""
+    path = cubes.write_data_in_group(tmp_path / "data")
+    before = path.read_bytes()
+    source = str(path)
+    if where == "s3":
+        s3_server = request.getfixturevalue("s3_server")
+        bucket = s3_server.new_bucket()
+        s3_server.client().put_object(Bucket=bucket, Key="cubes/grouped.nc", Body=before)
+        source = f"s3://{bucket}/cubes/grouped.nc"
+    (res,) = producer.register([source], catalog=str(tmp_path / "catalog"), collection="cubes")
+    error = res.error or ""
+    assert source in error and "'/data'" in error and "only the root group is read" in error
+    assert "group='/data'" in error and "new file" in error
+    assert "no horizontal coordinates" not in error
+    assert not (tmp_path / "catalog" / "cubes" / "grouped").exists()
+    assert path.read_bytes() == before

@@ -21,7 +21,9 @@ What the item says:
   ``grid_mapping`` variable; lat/lon coordinates without one are EPSG:4326, as
   CF says) and the shared footprint code, with ``proj:*`` fields; a
   curvilinear grid (2-D lat/lon arrays) from the outline of those arrays
-  (cell centres), with ``proj:shape`` only;
+  (cell centres), with ``proj:shape`` only; data variables on several
+  grids: the union of their footprints, ``proj:*`` only where every grid
+  agrees (:func:`_union_of_grids`);
 - datetime: the time coordinate (``axis="T"``, ``standard_name="time"``
   or named ``time``/``valid_time``/``t``), its bounds when present, any CF
   calendar; ACDD ``time_coverage_*`` only without one
@@ -139,6 +141,9 @@ class _Opened:
     size: int | None
     #: what ``xarray.open_dataset(href, **open_kwargs)`` needs
     open_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: the paths of the NetCDF-4 groups below the root that hold variables
+    #: (read only to word an error: the root group is what is described)
+    groups: Callable[[], list[str]] = field(default=lambda: [])
 
 
 #: how the cube is decoded: values as stored, so that nothing is computed
@@ -201,7 +206,12 @@ def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _O
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             raise _unreadable(location, "NetCDF file", exc) from None
         stack.callback(ds.close)
-        return _Opened(ds, size, {"engine": "netcdf4"})
+
+        def local_groups() -> list[str]:
+            with netCDF4.Dataset(location, mode="r") as handle:
+                return _group_paths(handle)
+
+        return _Opened(ds, size, {"engine": "netcdf4"}, local_groups)
 
     import fsspec  # noqa: PLC0415
 
@@ -233,7 +243,44 @@ def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _O
         handle.close()
         raise
     stack.callback(ds.close)  # closes the netCDF4 handle too
-    return _Opened(ds, size, {"engine": "h5netcdf"} if data[:4] == b"\x89HDF" else {})
+    return _Opened(
+        ds, size, {"engine": "h5netcdf"} if data[:4] == b"\x89HDF" else {}, lambda: _group_paths(handle)
+    )
+
+
+#: at most this many groups are named in a message
+_GROUPS_NAMED = 10
+
+
+def _group_paths(handle: Any) -> list[str]:
+    """Paths (``/data``, ``/data/sub``) of the groups below ``handle`` (an
+    open netCDF4 Dataset or Group) that hold variables, depth first."""
+    out: list[str] = []
+    for group in handle.groups.values():
+        if group.variables:
+            out.append(str(group.path))
+        out.extend(_group_paths(group))
+    return out
+
+
+def _check_root_group(opened: _Opened, shown: str) -> None:
+    """Raise :class:`InputError` for a NetCDF-4 whose root group holds no
+    variable while groups below it do: only the root group is read, so the
+    cube would otherwise be refused for lacking coordinates it has."""
+    if len(opened.dataset.variables):
+        return
+    groups = opened.groups()
+    if not groups:
+        return
+    named = ", ".join(repr(g) for g in groups[:_GROUPS_NAMED])
+    more = f" and {len(groups) - _GROUPS_NAMED} more" if len(groups) > _GROUPS_NAMED else ""
+    group = groups[0]
+    raise InputError(
+        f"{redact(shown)}: its root group holds no variables; its data is in the NetCDF-4 group(s) "
+        f"{named}{more}, and only the root group is read. Write the group to register into a new "
+        f"file, e.g. with xarray: xarray.open_dataset('in.nc', group={group!r}).to_netcdf('fixed.nc') "
+        f"(or `ncks -G : -g {group.lstrip('/')} in.nc fixed.nc`), then register the new file"
+    )
 
 
 def _zarr_consolidated(location: str, options: ExtractOptions) -> tuple[bool, int]:
@@ -341,10 +388,12 @@ def _is_y(name: Hashable, var: Any) -> bool:
     )
 
 
-def _grid_mapping_name(ds: Any) -> str | None:
+def _grid_mapping_name(ds: Any, names: list[str] | None = None) -> str | None:
     """The grid mapping variable named by a data variable (``crs`` in
-    ``grid_mapping="crs"`` or the extended ``"crs: x y"`` form)."""
-    for var in ds.variables.values():
+    ``grid_mapping="crs"`` or the extended ``"crs: x y"`` form): by any
+    variable, or (``names``) by one of those variables."""
+    chosen = ds.variables.values() if names is None else [ds.variables[n] for n in names]
+    for var in chosen:
         raw = var.attrs.get("grid_mapping") or var.encoding.get("grid_mapping")
         if raw:
             name = str(raw).split(":")[0].split()[0]
@@ -633,17 +682,73 @@ def _curvilinear_grid(ds: Any, lon_name: str, lat_name: str, where: str) -> _Gri
     return _Grid(x_dim, y_dim, geometry, bbox, {"proj:shape": shape}, dims)
 
 
+def _horizontal_axes(ds: Any) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Candidate horizontal coordinates of ``ds``, in file order: 1-D x and
+    y dimension coordinates, 2-D longitude and latitude arrays."""
+    one_d = {name: var for name, var in ds.coords.items() if var.ndim == 1 and name in ds.dims}
+    two_d = {name: var for name, var in ds.coords.items() if var.ndim == 2}
+    return (
+        [str(n) for n, v in one_d.items() if _is_x(n, v)],
+        [str(n) for n, v in one_d.items() if _is_y(n, v)],
+        [str(n) for n, v in two_d.items() if _is_lon(n, v)],
+        [str(n) for n, v in two_d.items() if _is_lat(n, v)],
+    )
+
+
+#: a horizontal grid: ``(x, y)`` names of its 1-D coordinates, or ``(lon, lat)``
+#: of its 2-D arrays, with ``True`` for the 2-D kind
+_GridKey = tuple[str, str, bool]
+
+
+def _variable_grids(ds: Any) -> dict[_GridKey, list[str]]:
+    """The horizontal grid of each data variable (1-D x/y dimension
+    coordinates first, else 2-D lon/lat arrays over its dimensions), as
+    grid → its variables, in file order. Variables on no grid (bounds, a
+    time series, a grid mapping) are left out."""
+    xs, ys, lons, lats = _horizontal_axes(ds)
+    out: dict[_GridKey, list[str]] = {}
+    for name, var in ds.data_vars.items():
+        dims = {str(d) for d in var.dims}
+        x = next((n for n in xs if n in dims), None)
+        y = next((n for n in ys if n in dims and n != x), None)
+        key: _GridKey | None = (x, y, False) if x and y else None
+        if key is None:
+            lon = next((n for n in lons if {str(d) for d in ds[n].dims} <= dims), None)
+            lon_dims = {str(d) for d in ds[lon].dims} if lon else set()
+            lat = next((n for n in lats if {str(d) for d in ds[n].dims} == lon_dims), None)
+            key = (lon, lat, True) if lon and lat else None
+        if key is not None:
+            out.setdefault(key, []).append(str(name))
+    return out
+
+
 def get_grid(ds: Any, where: str) -> _Grid:
     """Find the horizontal grid of ``ds`` (see the module docstring); raise
     :class:`NoGeoreferenceError` with a fix that writes a new file when
-    there is none."""
+    there is none.
+
+    Data variables on several grids (a regional and a global one, staggered
+    grids): the footprint covers every grid (:func:`_union_of_grids`)."""
+    grids = _variable_grids(ds)
+    if len(grids) > 1:
+        return _union_of_grids(ds, grids, where)
+    key = next(iter(grids), None)
+    return _one_grid(ds, where, key, _grid_mapping_name(ds))
+
+
+def _one_grid(ds: Any, where: str, key: _GridKey | None, mapping: str | None) -> _Grid:
+    """The grid ``key`` (None: the first x/y pair among the coordinates,
+    else the first lon/lat arrays), its CRS named by the grid mapping
+    variable ``mapping`` (None: lat/lon are EPSG:4326)."""
     import numpy as np  # noqa: PLC0415
     from pyproj import CRS  # noqa: PLC0415
 
-    mapping = _grid_mapping_name(ds)
-    one_d = {name: var for name, var in ds.coords.items() if var.ndim == 1 and name in ds.dims}
-    x_name = next((str(n) for n, v in one_d.items() if _is_x(n, v)), None)
-    y_name = next((str(n) for n, v in one_d.items() if _is_y(n, v) and str(n) != x_name), None)
+    xs_found, ys_found, lons, lats = _horizontal_axes(ds)
+    if key is None:
+        x_name = xs_found[0] if xs_found else None
+        y_name = next((n for n in ys_found if n != x_name), None)
+    else:
+        x_name, y_name = (None, None) if key[2] else key[:2]
     if x_name and y_name:
         xs, ys = _coordinate_values(x_name, ds[x_name]), _coordinate_values(y_name, ds[y_name])
         if mapping is not None:
@@ -672,12 +777,71 @@ def get_grid(ds: Any, where: str) -> _Grid:
         # irregular 1-D axes (e.g. a Gaussian grid), or axes with missing values:
         # outline of the mesh, no transform
         return _irregular_grid(x_name, y_name, xs, ys, crs, where)
-    two_d = {name: var for name, var in ds.coords.items() if var.ndim == 2}
-    lon_name = next((str(n) for n, v in two_d.items() if _is_lon(n, v)), None)
-    lat_name = next((str(n) for n, v in two_d.items() if _is_lat(n, v)), None)
+    lon_name, lat_name = key[:2] if key else (lons[0] if lons else None, lats[0] if lats else None)
     if lon_name and lat_name:
         return _curvilinear_grid(ds, lon_name, lat_name, where)
     raise NoGeoreferenceError(f"{where}: no horizontal coordinates (x/y or lat/lon) found. {GEOREF_FIX}")
+
+
+_CRS_FIELDS = ("proj:code", "proj:wkt2", "proj:projjson")
+
+
+def _wgs84_box(bbox: list[float]) -> dict[str, Any]:
+    """A grid's WGS84 ``bbox`` as the ``proj:*`` fields of a one-cell grid
+    in EPSG:4326 (east past 180 when it crosses the antimeridian), the form
+    :func:`producer.grouping.union_footprint` takes."""
+    west, south, east, north = (float(v) for v in bbox)
+    if east < west:
+        east += 360.0
+    cell = [east - west, 0.0, west, 0.0, south - north, north]
+    return {
+        "proj:code": "EPSG:4326",
+        "proj:shape": [1, 1],
+        "proj:transform": cell,
+        "proj:bbox": [west, south, east, north],
+    }
+
+
+def _union_of_grids(ds: Any, grids: Mapping[_GridKey, list[str]], where: str) -> _Grid:
+    """One :class:`_Grid` for data variables on several horizontal grids.
+
+    Footprint and bbox: the union of every grid's, as a multi-asset item's
+    (:func:`producer.grouping.union_footprint`): the envelope of the grids
+    in their CRS when they are all regular in one CRS, else of their WGS84
+    boxes; it covers every variable, so a search over any of them finds
+    the item. ``cube:dimensions`` describes each grid's x/y axes (extent,
+    step, reference system): that is where a datacube states per-variable
+    grids. The item's ``proj:*`` can describe one grid only: the CRS fields
+    stay when every grid shares the CRS, ``proj:shape``/``proj:transform``/
+    ``proj:bbox`` only when the grids are the same; else they are left
+    out rather than stating the first grid's as the file's. Each grid's
+    CRS is the grid mapping of its own variables."""
+    from producer.grouping import union_footprint  # noqa: PLC0415 (shared with multi-asset items)
+
+    def mapping(key: _GridKey, names: list[str]) -> str | None:
+        own = _grid_mapping_name(ds, names)
+        if own is not None or key[2] or (_is_lon(key[0], ds[key[0]]) and _is_lat(key[1], ds[key[1]])):
+            return own  # lat/lon without one of their own: EPSG:4326, not another grid's CRS
+        return _grid_mapping_name(ds)  # x/y: the file's grid mapping, as for a single grid
+
+    built = [_one_grid(ds, where, key, mapping(key, names)) for key, names in grids.items()]
+    dimensions: dict[str, dict[str, Any]] = {}
+    for grid in built:
+        dimensions.update(grid.dimensions)
+    fields = [grid.properties for grid in built]
+    crs = [{k: f[k] for k in _CRS_FIELDS if k in f} for f in fields]
+    same_crs = bool(crs[0]) and all(c == crs[0] for c in crs)
+    if all(f == fields[0] for f in fields):
+        properties = dict(fields[0])
+    else:
+        properties = dict(crs[0]) if same_crs else {}
+    regular = same_crs and all("proj:transform" in f for f in fields)
+    try:
+        geometry, bbox = union_footprint(fields if regular else [_wgs84_box(g.bbox) for g in built])
+    except ProducerError as exc:
+        raise type(exc)(f"{where}: {exc}") from exc
+    first = built[0]
+    return _Grid(first.x_dim, first.y_dim, geometry, bbox, properties, dimensions)
 
 
 def _irregular_grid(x_name: str, y_name: str, xs: Any, ys: Any, crs: Any, where: str) -> _Grid:
@@ -1035,6 +1199,7 @@ def create_item(
 
 def _build(opened: _Opened, location: str, shown: str, options: ExtractOptions, zarr: bool) -> pystac.Item:
     ds = opened.dataset
+    _check_root_group(opened, shown)
     item_id = make_item_id(shown, options)
     _, name = split_location(shown)
     grid = get_grid(ds, shown)

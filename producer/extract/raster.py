@@ -61,12 +61,19 @@ PROJECTION_EXT = "https://stac-extensions.github.io/projection/v2.0.0/schema.jso
 RASTER_EXT = "https://stac-extensions.github.io/raster/v2.0.0/schema.json"
 EO_EXT = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"
 FILE_EXT = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
+#: a NetCDF/Zarr data asset of a multi-asset item (:func:`producer.grouping.build_asset`)
+#: carries cube:* and xarray:* fields; the same URLs as producer.extract.datacube's
+#: (not imported from there: a GeoTIFF's register never loads that module)
+DATACUBE_EXT = "https://stac-extensions.github.io/datacube/v2.3.0/schema.json"
+XARRAY_EXT = "https://stac-extensions.github.io/xarray-assets/v1.0.0/schema.json"
 #: field prefix → extension schema URL, in the order they are declared
 EXTENSIONS: dict[str, str] = {
+    "cube:": DATACUBE_EXT,
     "proj:": PROJECTION_EXT,
     "raster:": RASTER_EXT,
     "eo:": EO_EXT,
     "file:": FILE_EXT,
+    "xarray:": XARRAY_EXT,
 }
 #: key of the single data asset
 DATA_ASSET = "data"
