@@ -15,7 +15,7 @@ from affine import Affine
 
 import producer
 from producer.extract import footprint as fp
-from producer.grouping import union_footprint
+from producer.extract.grids import union_footprint
 from tests import rasters
 from tests.trees import assert_stac_valid_tree
 

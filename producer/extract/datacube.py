@@ -789,7 +789,7 @@ _CRS_FIELDS = ("proj:code", "proj:wkt2", "proj:projjson")
 def _wgs84_box(bbox: list[float]) -> dict[str, Any]:
     """A grid's WGS84 ``bbox`` as the ``proj:*`` fields of a one-cell grid
     in EPSG:4326 (east past 180 when it crosses the antimeridian), the form
-    :func:`producer.grouping.union_footprint` takes."""
+    :func:`producer.extract.grids.union_footprint` takes."""
     west, south, east, north = (float(v) for v in bbox)
     if east < west:
         east += 360.0
@@ -806,7 +806,7 @@ def _union_of_grids(ds: Any, grids: Mapping[_GridKey, list[str]], where: str) ->
     """One :class:`_Grid` for data variables on several horizontal grids.
 
     Footprint and bbox: the union of every grid's, as a multi-asset item's
-    (:func:`producer.grouping.union_footprint`): the envelope of the grids
+    (:func:`producer.extract.grids.union_footprint`): the envelope of the grids
     in their CRS when they are all regular in one CRS, else of their WGS84
     boxes; it covers every variable, so a search over any of them finds
     the item. ``cube:dimensions`` describes each grid's x/y axes (extent,
@@ -816,7 +816,7 @@ def _union_of_grids(ds: Any, grids: Mapping[_GridKey, list[str]], where: str) ->
     ``proj:bbox`` only when the grids are the same; else they are left
     out rather than stating the first grid's as the file's. Each grid's
     CRS is the grid mapping of its own variables."""
-    from producer.grouping import union_footprint  # noqa: PLC0415 (shared with multi-asset items)
+    from producer.extract.grids import union_footprint  # noqa: PLC0415 (shared with multi-asset items)
 
     def mapping(key: _GridKey, names: list[str]) -> str | None:
         own = _grid_mapping_name(ds, names)

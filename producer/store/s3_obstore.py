@@ -235,7 +235,8 @@ class ObstoreS3Store(S3Store):
     """:class:`producer.store.s3.S3Store` with its requests made by obstore.
 
     ``ObstoreS3Store("s3://bucket/stac", storage_options)``; the default
-    client (s3fs) is built only for a conditional delete.
+    client (s3fs) is built only for a conditional delete, a listing page
+    object_store refuses, or a process forked after obstore was used.
     """
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
