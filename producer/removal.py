@@ -169,8 +169,8 @@ def _remove_group_asset(
     dropped and geometry, bbox, datetime and projection fields recomputed
     from the others (action ``updated``; the collection extent stays, a
     valid superset, until a shrink or ``reconcile --fix``, and grows by
-    :meth:`Committer.extend_extent` when the recomputed box or time reaches
-    past the old one). When they held
+    :meth:`Committer.extend_extent` BEFORE the item is rewritten when the
+    recomputed box or time reaches past the old one). When they held
     the last data asset, the whole item goes by the removal protocol
     (:meth:`Committer.remove_item`: unlinked, extent recomputed), unless a
     register added a data asset meanwhile (judged inside the marking
@@ -209,6 +209,7 @@ def _remove_group_asset(
         return f"data assets {', '.join(others)} were added meanwhile" if others else None
 
     for _ in range(_ASSET_ROUNDS):
+        _grow_extent_first(committer, collection, key, wanted)
         outcome = committer.cas(key, drop, expect=("Feature",))
         kind = state["kind"]
         if kind == "gone":
@@ -265,6 +266,22 @@ def _remove_group_asset(
         f"{committer.store_path(key)}: gave up removing {wanted} after {_ASSET_ROUNDS} rounds: other "
         "writers kept adding data assets to the item; retry later"
     )
+
+
+def _grow_extent_first(committer: Committer, collection: str, key: str, wanted: str) -> None:
+    """Before the item's compare-and-swap: when dropping ``wanted`` from the
+    item as stored now gives a box or time past the old one, grow the
+    collection extent to it first. Killed between the two writes, the
+    extent is only too wide (valid); in the other order the item stood
+    outside it until ``reconcile --fix``. The step after the item's write
+    stays, for an item changed meanwhile (a no-op when already covered)."""
+    doc, _ = committer.read(key, expect=("Feature",))
+    if doc is None or not is_group_item(doc):
+        return
+    keys = assets_of_product(doc, wanted)
+    preview = drop_assets(doc, keys) if keys else None
+    if preview is not None and _reaches_past(preview, doc):
+        committer.extend_extent(collection, [preview])
 
 
 def _reaches_past(new: dict, old: dict) -> bool:

@@ -94,3 +94,36 @@ def test_removing_the_first_asset_grows_the_temporal_extent_to_the_item_left(tmp
     interval = _doc(catalog, "g", "collection.json")["extent"]["temporal"]["interval"][0]
     assert interval == ["2024-05-01T10:00:00Z", "2024-05-01T11:00:00Z"]
     assert _errors(catalog) == []
+
+
+def test_a_removal_killed_after_any_write_leaves_the_extent_covering_the_item(tmp_path: Path) -> None:
+    """The extent grows BEFORE the item is rewritten: killed between the two,
+    the collection is only too wide (valid), never narrower than its item
+    (invalid until ``reconcile --fix``, which a crash in the other order left)."""
+    import itertools
+    import shutil
+
+    from producer.store.local import LocalStore
+    from tests.crashes import crash_runs
+
+    prepared = tmp_path / "prepared"
+    scene = tmp_path / "data" / "scene_a"
+    b02 = _band(scene / "B02.tif", "EPSG:32633", (500_000, 5_000_000), 10, 32, "2024:05:01 10:00:00")
+    _band(scene / "B09.tif", "EPSG:32633", (500_000, 5_000_000), 10, 32, "2024:05:01 11:00:00")
+    results = producer.register([str(tmp_path / "data")], catalog=str(prepared), collection="g", group=GROUP)
+    assert all(r.ok for r in results)
+    runs = itertools.count()
+
+    def fresh() -> LocalStore:
+        target = tmp_path / f"run{next(runs)}"
+        shutil.copytree(prepared, target)
+        return LocalStore(str(target))
+
+    crashes = 0
+    for n, store, writes in crash_runs(
+        fresh, lambda s: producer.remove("scene_a", catalog=s, collection="g", product=b02)
+    ):
+        crashes += 1
+        errors = [str(p) for p in producer.validate_catalog(store) if p.is_error]
+        assert errors == [], (n, writes, errors)
+    assert crashes >= 2
