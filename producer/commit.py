@@ -1308,9 +1308,10 @@ class Committer:
         return mutate
 
     def extend_extent(self, collection_id: str, items: Sequence[dict]) -> None:
-        """Grow the collection's extent to cover ``items`` already linked and
-        rewritten in place (a multi-asset item that lost an asset, whose
-        recomputed box or time can reach past the old one): the collection
+        """Grow the collection's extent to cover ``items``, linked items as
+        they are or are about to be rewritten in place (a multi-asset item
+        losing an asset, whose recomputed box or time can reach past the old
+        one: grown before the item's write, see producer/removal.py): the collection
         compare-and-swap of :meth:`link_items` without links; nothing written
         when the extent covers them already (a shrink in progress learns of
         them, as for a register). An absent collection is left absent."""
