@@ -81,13 +81,8 @@ def expand_paths(
     credentials inside an ``s3://`` URL) and :class:`StoreError` (retryable)
     when listing fails (endpoint unreachable, access denied, throttled).
     """
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
     out: list[str] = []
-    for raw in paths:
-        path = os.fspath(raw)
-        if isinstance(path, bytes):
-            path = os.fsdecode(path)
+    for path in _path_strings(paths):
         if protocol(path) in _HTTP:
             out.append(path)
         elif is_remote(path):
@@ -101,15 +96,14 @@ def literal_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> lis
     """``paths`` as product locations, each taken literally: no folder walk,
     no glob, no request (a missing one is reported by name at extraction).
     A Zarr store's trailing ``/`` is dropped, as :func:`expand_paths` does."""
+    return [path.rstrip("/") if _is_store(path) else path for path in _path_strings(paths)]
+
+
+def _path_strings(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
+    """One path or many, each as a ``str`` (``bytes`` paths decoded)."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    out: list[str] = []
-    for raw in paths:
-        path = os.fspath(raw)
-        if isinstance(path, bytes):
-            path = os.fsdecode(path)
-        out.append(path.rstrip("/") if _is_store(path) else path)
-    return out
+    return [os.fsdecode(os.fspath(raw)) for raw in paths]
 
 
 def _is_store(name: str) -> bool:

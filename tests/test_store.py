@@ -336,8 +336,9 @@ def test_s3_uses_standard_aws_environment(s3_server: S3Server) -> None:
     assert store.get("catalog.json")[0] == b"{}"
 
 
-def test_s3_missing_bucket_is_a_store_error_naming_it(s3_server: S3Server) -> None:
-    store = open_store("s3://no-such-bucket-here/stac", s3_server.storage_options)
+@pytest.mark.parametrize("client", sorted(S3_CLIENTS))
+def test_s3_missing_bucket_is_a_store_error_naming_it(s3_server: S3Server, client: str) -> None:
+    store = S3_CLIENTS[client]("s3://no-such-bucket-here/stac", s3_server.storage_options)
     for call in (
         lambda: store.get("catalog.json"),
         lambda: store.put("catalog.json", b"{}"),

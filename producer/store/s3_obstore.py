@@ -91,6 +91,12 @@ _CREDENTIAL_ENV = (
 )
 
 
+def _translatable(exc: BaseException) -> bool:
+    """An ``Exception``, or obstore's Rust panic (a ``BaseException`` that
+    would pass every ``except Exception``); not KeyboardInterrupt & co."""
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+
+
 class InvalidListedKey(StoreError):
     """A listing page that object_store refused over a key that is no clean
     path (the default client lists it, skipping that key)."""
@@ -253,7 +259,7 @@ class ObstoreS3Store(S3Store):
         except ProducerError:
             raise
         except BaseException as exc:  # obstore's own refusal of a value (a Rust panic too)
-            if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            if not _translatable(exc):
                 raise
             raise StoreError(
                 f"cannot open {self.url}: bad storage_options for obstore ({redact(str(exc))})"
@@ -346,7 +352,7 @@ class ObstoreS3Store(S3Store):
         except (ProducerError, TypeError, ValueError, AttributeError):
             raise
         except BaseException as exc:  # a Rust panic is a BaseException: translated too
-            if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            if not _translatable(exc):
                 raise
             raise self._translate_ob(exc, op, key) from exc
 
@@ -449,7 +455,7 @@ class ObstoreS3Store(S3Store):
             except StopIteration:
                 return
             except BaseException as exc:
-                if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+                if not _translatable(exc):
                     raise
                 raise self._translate_ob(exc, "list_objects_v2", "") from exc
             for meta in batch:
