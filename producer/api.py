@@ -417,7 +417,9 @@ def reconcile(
     updates or removes, as for :func:`register` and :func:`remove`.
     The stac-geoparquet mirror of each collection is compared with its JSON
     items too: differing is a ``mirror-stale`` warning, and ``fix`` rebuilds
-    the mirror files that differ.
+    the mirror files that differ. A partition holding items whose mirror
+    file the collection does not link (``search`` misses them) is an
+    ``unlinked-mirror`` warning; ``fix`` links it.
 
     No catalog at all at ``catalog`` (no root, no document: a mistyped
     path) raises :class:`~producer.errors.InputError` (:func:`require_catalog`),

@@ -40,7 +40,7 @@ from producer.catalog.layout import (
     layout_record_problem,
     resolve_href,
 )
-from producer.catalog.mirrorlinks import MIRROR_ROLE
+from producer.catalog.mirrorlinks import MIRROR_ROLE, linked_mirror_keys, mirror_key
 from producer.catalog.summaries import Tally, stored_summaries
 from producer.errors import CatalogError, NotFound, ProducerError
 from producer.hrefs import absolute_assets, document_url
@@ -229,6 +229,14 @@ class AuditReport:
     layouts: dict[str, Layout] = field(default_factory=dict)
     #: collection key -> {asset key: href} of its ``collection-mirror`` assets
     mirror_assets: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: collection key -> the mirror base keys of the partitions holding its
+    #: linked items (:func:`~producer.catalog.mirrorlinks.mirror_key`: one per
+    #: partition, so bounded by the partitions, not the items)
+    mirror_files: dict[str, set[str]] = field(default_factory=dict)
+    #: collection key -> the base keys of :attr:`mirror_files` whose asset
+    #: the collection does not carry, though it carries others (``search``
+    #: reads only linked files, so it misses their items): ``unlinked-mirror``
+    unlinked_mirrors: dict[str, list[str]] = field(default_factory=dict)
     #: collection key -> (its managed summaries as stored, the tally of its items)
     summaries: dict[str, tuple[dict, Tally]] = field(default_factory=dict)
     #: keys of the pending group-commit intents (``<collection>/_intents/...``)
@@ -398,9 +406,45 @@ def audit(
         why = tally.uncovered(stored)  # values of removed items stay by design (no O(N) remove)
         if why is not None:
             report.problems.append(Problem("stale-summary", coll_key, f"{why} ({REPAIR} recomputes them)"))
+    _check_unlinked_mirrors(report)
     if check_assets:
         _check_mirror_assets(store, report, storage_options)
     return report
+
+
+def _check_unlinked_mirrors(report: AuditReport) -> None:
+    """An ``unlinked-mirror`` warning per collection that links mirror files
+    as assets but not the file of every partition holding its linked items
+    (a register killed between its partition writes and the collection's
+    compare-and-swap that adds the asset): ``search`` reads only the linked
+    files, so it misses those items. A collection linking no mirror file at
+    all (written before the mirror) is left alone: ``search`` then finds the
+    files beside the partitions. Pure (from the walk): no read."""
+    for coll_key, files in sorted(report.mirror_files.items()):
+        linked = set(linked_mirror_keys(coll_key, {"assets": _mirror_asset_docs(report, coll_key)}))
+        if not linked:
+            continue
+        unlinked = sorted(files - linked)
+        if not unlinked:
+            continue
+        report.unlinked_mirrors[coll_key] = unlinked
+        report.problems.append(
+            Problem(
+                "unlinked-mirror",
+                coll_key,
+                f"the collection does not link the mirror file of {len(unlinked)} partition(s) holding its "
+                f"items ({', '.join(unlinked[:5])}{', ...' if len(unlinked) > 5 else ''}), so search misses "
+                f"their items ({REPAIR} links them)",
+            )
+        )
+
+
+def _mirror_asset_docs(report: AuditReport, coll_key: str) -> dict[str, dict]:
+    """The ``collection-mirror`` assets the walk noted of a collection, as asset dicts."""
+    return {
+        name: {"href": href, "roles": [MIRROR_ROLE]}
+        for name, href in report.mirror_assets.get(coll_key, {}).items()
+    }
 
 
 def _unreached_keys(store: Store, walk: _Walk, reached: set[str] | None = None) -> list[str]:
@@ -488,6 +532,8 @@ def _visit(
         _note_collection(walk, report, key, doc)
     if kind == "Feature":
         walk.reached_items.append(hash(key))  # linked, even when it cannot be tallied
+        if coll_key is not None and key.startswith(coll_key.rsplit("/", 1)[0] + "/"):
+            report.mirror_files.setdefault(coll_key, set()).add(mirror_key(key))
         _note_item(walk, report, key, doc, coll_key, parent_key)
         if coll_key in report.summaries:
             report.summaries[coll_key][1].add(doc)

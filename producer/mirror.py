@@ -78,6 +78,7 @@ from producer.catalog.mirrorlinks import (  # noqa: F401 (re-exported: where mir
     MIRROR_NAME,
     MIRROR_ROLE,
     carried,
+    link_bases,
     linked_mirror_keys,
     mirror_asset_key,
     mirror_assets,
@@ -1442,10 +1443,14 @@ class MirrorDiff:
     absent_files: list[str] = field(default_factory=list)
     #: mirror files that must be rewritten (or deleted) to remove the differences
     stale_files: list[str] = field(default_factory=list)
+    #: base files of partitions holding linked items that the collection does
+    #: not link as assets, though it links others (``search`` reads only the
+    #: linked files, so it misses their items; :func:`rebuild` links them)
+    unlinked_files: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        return not (self.missing or self.extra or self.differing or self.absent_files)
+        return not (self.missing or self.extra or self.differing or self.absent_files or self.unlinked_files)
 
 
 @dataclass
@@ -1509,6 +1514,7 @@ class _MirrorPass:
         self.recheck: set[str] = set()
         self.found: dict[str, _FileDiff] = {}
         self.written: list[str] = []
+        self.holding: set[str] = set()  # files whose partition holds linked items
 
     def run(self) -> MirrorDiff:
         start = f"{self.collection_id}/collection.json"
@@ -1606,6 +1612,10 @@ class _MirrorPass:
             return
         self.done.add(file_key)
         tree = {**tree, **self.strays.get(file_key, {})}
+        if tree:
+            self.holding.add(file_key)
+        else:
+            self.holding.discard(file_key)
         rows, version = read_mirror(self.store, file_key)
         linked = file_key in self.linked
         found = _file_diff(tree, rows, version, linked)
@@ -1629,6 +1639,9 @@ class _MirrorPass:
         out.extra.sort()
         out.differing.sort()
         out.stale_files = sorted(self.found)
+        if self.linked:  # linking none: written before the mirror, search finds the files by place
+            inside = f"{self.collection_id}/"
+            out.unlinked_files = sorted(k for k in self.holding - self.linked if k.startswith(inside))
         return out
 
 
@@ -1689,7 +1702,7 @@ def rebuild(store: Store, collection_id: str, *, only_stale: bool = True, max_re
         return True
 
     walk = _MirrorPass(store, collection_id, rewrite)
-    walk.run()
+    found = walk.run()
     done = sorted(walk.written)
     for key in sorted(set(listed) - set(done)):
         try:
@@ -1697,4 +1710,6 @@ def rebuild(store: Store, collection_id: str, *, only_stale: bool = True, max_re
                 done.append(key)
         except (PreconditionFailed, NotFound):
             continue  # a concurrent compaction folded them
+    if found.unlinked_files:
+        link_bases(store, collection_id, found.unlinked_files, max_retries=max_retries)
     return done

@@ -45,6 +45,7 @@ from producer.catalog.layout import (
     relative_href,
     resolve_href,
 )
+from producer.catalog.mirrorlinks import link_bases
 from producer.catalog.summaries import Tally
 from producer.changes import Change, ChangeKind, Sink
 from producer.commit import Committer
@@ -517,6 +518,23 @@ def _record_layouts(committer: Committer, linked: AuditReport, report: Reconcile
             _bump(report.fixed, "unrecorded-layout")
 
 
+def _link_mirrors(committer: Committer, linked: AuditReport, report: ReconcileReport) -> None:
+    """Link in each collection the mirror file of every partition holding
+    its items that it does not link (``unlinked-mirror``: a register killed
+    between its partition writes and the collection's compare-and-swap), as
+    the commit does: the base file first (create-only, empty, no pyarrow:
+    kept if there), then the asset by compare-and-swap, so a crash in
+    between leaves an unlinked base, never a dangling asset. The base then
+    lacks the partition's items until the mirror is rebuilt (with
+    ``mirror``, step 8 of this run; else ``mirror.diff`` reports it)."""
+    for coll_key, keys in sorted(linked.unlinked_mirrors.items()):
+        coll_id = linked.collection_ids.get(coll_key)
+        if coll_id is None:
+            continue
+        if link_bases(committer.store, coll_id, keys, max_retries=committer.max_retries):
+            _bump(report.fixed, "unlinked-mirror")
+
+
 def _footprint_walk(store: Store, coll_key: str) -> list[dict]:
     """Stand-ins for the usable items linked under a collection now (a few
     item-like documents with the same exact extent, see
@@ -641,6 +659,7 @@ _RESOLVED_KINDS = (
     "stale-extent",
     "stale-summary",
     "mirror-stale",
+    "unlinked-mirror",
     "pgstac-missing",
     "pgstac-extra",
     "pgstac-differing",
@@ -825,6 +844,7 @@ def reconcile(
     # (the id index is repaired as the walk meets each item)
     linked = audit(store, validator, schemas=False, keep_items=False, on_item=_IndexCheck(committer, report))
     _record_layouts(committer, linked, report)
+    _link_mirrors(committer, linked, report)
     _repair_extents(committer, store, first, linked, report)
     _repair_summaries(committer, store, linked, report)
     # group-commit intents applied, unreadable or stale (their items were linked in 3.)
@@ -885,6 +905,7 @@ def _compare_mirror(store: Store, tree: AuditReport, report: ReconcileReport, *,
                 ("extra", found.extra),
                 ("differing", found.differing),
                 ("linked files absent", found.absent_files),
+                ("partition files unlinked", found.unlinked_files),
             )
             if ids
         )

@@ -175,6 +175,9 @@ ProblemKind = Literal[
     # the stac-geoparquet mirror differs from the JSON items (a warning: the
     # catalog is right, only search lags; reconcile with fix rebuilds it)
     "mirror-stale",
+    # a partition holding linked items whose mirror file the collection does
+    # not link (search misses its items; reconcile with fix links it)
+    "unlinked-mirror",
     # a group-commit intent left behind by a writer that died (a warning:
     # never applied by others once stale; reconcile with fix deletes it)
     "stale-intent",

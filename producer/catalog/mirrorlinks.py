@@ -1,7 +1,8 @@
 """Where the stac-geoparquet mirror files live and how a collection links them.
 
-Pure key arithmetic, without pyarrow, so that the commit path (which links
-the mirror files as collection assets) stays cheap to import; the files
+Key arithmetic (pure) and the linking of base files (:func:`link_bases`),
+without pyarrow, so that the commit path (which links the mirror files as
+collection assets) and ``reconcile`` stay cheap to import; the files
 themselves are written by :mod:`producer.mirror`.
 """
 
@@ -9,10 +10,13 @@ from __future__ import annotations
 
 import base64
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from producer.catalog import documents as docs
 from producer.catalog.layout import resolve_href
+from producer.errors import ConflictError, PreconditionFailed
+from producer.store.base import Store
 
 #: file name of a mirror file, in the folder of the document linking its items
 MIRROR_NAME = "items.parquet"
@@ -97,3 +101,35 @@ def linked_mirror_keys(collection_key: str, collection: dict[str, Any]) -> list[
             if key is not None:
                 keys.append(key)
     return keys
+
+
+def link_bases(store: Store, collection_id: str, keys: Sequence[str], *, max_retries: int = 5) -> bool:
+    """Add the assets of base files ``keys`` to the collection (those it
+    does not carry), as the commit does: each base first (create-only, the
+    empty one, kept if there), then the assets by compare-and-swap on the
+    collection document (``ConflictError`` after ``max_retries`` lost
+    races). So a crash in between leaves an unlinked base, never a dangling
+    asset. Returns whether the collection was written."""
+    for key in keys:
+        try:
+            store.put(key, EMPTY_BASE, create_only=True)
+        except PreconditionFailed:
+            pass  # there already
+    wanted = mirror_assets(collection_id, keys)
+    coll_key = f"{collection_id}/collection.json"
+    for _ in range(max_retries + 1):
+        data, version = store.get(coll_key)
+        doc = docs.loads(data, coll_key, expect=("Collection",))
+        have = carried(doc, wanted)
+        if len(have) == len(wanted):
+            return False
+        doc.setdefault("assets", {}).update({k: v for k, v in wanted.items() if k not in have})
+        try:
+            store.put(coll_key, docs.dumps(doc), if_version=version)
+            return True
+        except PreconditionFailed:
+            continue
+    raise ConflictError(
+        f"collection {store.url}/{coll_key} kept changing while its mirror files were linked; "
+        "run again when writers are quieter"
+    )
