@@ -1,10 +1,12 @@
-"""The register pipeline: products → items written → parents linked → id index.
+"""The register pipeline: products → (new ids) id index → items written →
+parents linked → moves and their id index entries.
 
 :func:`register_products` extracts and validates every product
 (:mod:`producer.extract`, :mod:`producer.validate`), then commits them in
-batches with :class:`~producer.commit.Committer`: items first, then one
-compare-and-swap per parent per batch, then (partitioned collections) the
-moves of items whose period changed and the id index. The public verb
+batches with :class:`~producer.commit.Committer`: (partitioned collections)
+the id index entry of each new id, the items, then one compare-and-swap per
+parent per batch, then the moves of items whose period changed and their
+index entries. The public verb
 :func:`producer.api.register` and the repair (:mod:`producer.repair`, which
 registers products no item describes) both call it; it never prints.
 """
@@ -528,6 +530,13 @@ def _register_chunk(
     except (ProducerError, OSError) as exc:
         _fail_all(prepared, _as_project_error(exc, "cannot write the root catalog: "))
         return results
+
+    # Partitioned: a new id's index entry before its item, so whatever a
+    # killed register leaves, remove finds (docs/RELIABILITY.md, write order)
+    if index:
+        prepared = _index_new_ids(committer, collection, prepared, index)
+        if not prepared:
+            return results
 
     write = grouping.write_items if grouping else _write_items
     try:
@@ -1149,6 +1158,44 @@ def _check_same_product(
     committer.check_identity(old_key, old, doc)
 
 
+def _index_new_ids(
+    committer: Committer,
+    collection: str,
+    prepared: Prepared,
+    index: dict[str, tuple[str | None, str | None]],
+) -> Prepared:
+    """Partitioned collections, before the items are written: point the id
+    index entry of each id that has none (or an unreadable one) at the key
+    its item is about to be written to, up to 16 entries at once. Returns
+    the products still to be written; one whose entry cannot be written
+    fails, nothing of it written.
+
+    So an item of a partitioned collection never exists without its entry:
+    ``remove`` (:func:`producer.removal.find_item_key`) finds it wherever a
+    killed register left it (written, unlinked or half linked), and
+    ``reconcile --fix`` never links an item a ``remove`` said was absent. A
+    kill after the entry leaves an entry naming a missing document, which
+    every reader already takes for "not there" (as after a ``remove``).
+    Ids that have an entry keep their order: the entry moves last
+    (:func:`_finish_moves`). Mutates ``index``: the written entries name
+    their key, so :func:`_finish_moves` writes nothing more for them.
+    Writes: one create-only PUT per new id, the same count as before (it
+    was written after the links, one at a time)."""
+    new = [(result, key, doc) for result, key, doc in prepared if index.get(key, (None, None))[0] is None]
+
+    def write(entry: tuple[RegisterResult, str, dict]) -> None:
+        result, key, doc = entry
+        try:
+            committer.write_index(collection, doc["id"], key, index.get(key, (None, None)))
+            index[key] = (key, None)
+        except (ProducerError, OSError) as exc:
+            result.fail(f"{result.source}: not registered: {exc}", _as_project_error(exc))
+            result.href = None
+
+    map_ordered(write, new, write_threads(len(new), committer.store.concurrent_safe))
+    return [entry for entry in prepared if entry[0].error is None]
+
+
 def _finish_moves(
     committer: Committer,
     collection: str,
@@ -1163,8 +1210,8 @@ def _finish_moves(
 
     The index is updated last, so a crash anywhere before leaves it naming
     the old item, and a re-run of the registration finds and finishes the
-    move. Writes: per moved item the removal's writes; per new or moved id
-    one index entry.
+    move. Writes: per moved item the removal's writes and one index entry
+    (a new id's entry was written before its item: :func:`_index_new_ids`).
     """
     moved: dict[str, tuple[str, dict]] = {}
     for result, key, doc in prepared:

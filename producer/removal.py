@@ -38,10 +38,11 @@ def find_item_key(committer: Committer, collection: str, item_id: str, layout: L
     recorded, or no collection document). With a record, O(1) and no
     listing: the flat key (one existence check), or the id index of a
     partitioned collection (one GET, one existence check). Every item of a
-    collection that records its layout is in its id index (registered with
-    the index, or indexed by the ``reconcile --fix`` that recorded the
-    layout); an id with no entry is absent, except after a register killed
-    between linking and indexing, which ``reconcile --fix`` completes.
+    collection that records its layout is in its id index: a register
+    writes a new id's entry before the item (so also an item a killed
+    register left unlinked or half linked is found), and the
+    ``reconcile --fix`` that recorded the layout indexed the items before
+    it. An id with no entry is absent.
 
     Listing the collection is the fallback only for a collection written
     before layouts were recorded, and for an index entry naming a missing

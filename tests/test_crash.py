@@ -214,3 +214,57 @@ def test_temp_file_left_in_an_item_folder_is_removed_by_the_next_write_into_it(t
     os.utime(dead, (hour_ago, hour_ago))
     LocalStore(str(tmp_path / "cat")).put("c/x/x.json", b"{ }")
     assert not dead.exists()
+
+
+def _item_documents(store: Store, item_id: str) -> list[str]:
+    """Keys of every document of ``item_id`` on storage, linked or not (its id index entry aside)."""
+    return [key for key in store.list("c/") if key.endswith(f"/{item_id}/{item_id}.json")]
+
+
+@pytest.mark.parametrize(
+    "kind, partition",
+    [("local", None), ("local", "year/month"), ("s3", "year/month")],
+    ids=["local-flat", "local-year-month", "s3-year-month"],
+)
+def test_remove_after_a_register_killed_after_any_write_removes_the_item_for_good(
+    request, tmp_path, products, kind, partition
+):
+    """``register A`` killed after each of its writes, then ``remove A`` (not a
+    re-run of the register), then ``reconcile --fix``: A is gone wherever the
+    register left it, and stays gone. Before: in a ``year/month`` collection the
+    id index entry was written last, so ``remove`` answered ``absent`` for an
+    item written (even linked) without it, and ``reconcile --fix`` linked the
+    item left behind."""
+    if kind == "local":
+
+        def make_empty() -> Store:
+            return LocalStore(str(tmp_path / f"cat-{uuid.uuid4().hex[:8]}"))
+    else:
+        srv = request.getfixturevalue("s3_server")
+
+        def make_empty() -> Store:
+            return open_store(srv.url(f"crash-{uuid.uuid4().hex[:8]}"), srv.storage_options)
+
+    template = make_empty()
+    _register(template, [products[B_ID]], partition)
+    points = 0
+    for n, real, writes in crash_runs(
+        lambda: copy_state(template), lambda store: _register(store, [products[A_ID]], partition)
+    ):
+        points += 1
+        where = f"register killed after write {n} {writes}"
+        left = _item_documents(real, A_ID)
+        result = producer.remove(A_ID, catalog=real, collection="c")
+        assert result.action == ("removed" if left else "absent"), f"{where}: left {left}, remove {result}"
+        assert _item_documents(real, A_ID) == [], where
+        producer.reconcile(real, fix=True)
+        try:
+            assert_valid_and_complete(real, {B_ID}, partition)
+        except AssertionError as exc:
+            raise AssertionError(f"reconcile --fix after remove, {where}: {exc}") from exc
+        assert _item_documents(real, A_ID) == [], where
+        assert mirror.diff(real, "c").clean, where
+        found = producer.search(real, collections="c")
+        assert A_ID not in {f["id"] for f in found["features"]}, where
+        assert producer.remove(A_ID, catalog=real, collection="c").action == "absent", where
+    assert points >= 3

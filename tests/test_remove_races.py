@@ -115,3 +115,31 @@ def test_reconcile_fix_while_remove_is_paused_between_unlink_and_delete_does_not
     assert result.action == "removed"
     assert set(linked_items(store)) == {Y}
     assert not store.exists(item_key(partition, X))
+
+
+@pytest.mark.parametrize("store", ["local", "s3"], indirect=True)
+def test_remove_while_a_partitioned_register_is_paused_after_its_item_write_finds_the_item(store, tiles):
+    """``remove X`` runs whole while ``register X`` into a ``year/month``
+    collection has written the item and its month and year links but not the
+    collection yet. Before: the id index entry came last, so remove answered
+    ``absent`` and left the item. Now the entry is written before the item:
+    remove removes it, and the register, which resumes after, wins as in the
+    flat layout (it writes the removed item again and links it)."""
+    producer.register([tiles[Y]], catalog=store, collection="c", partition="year/month")
+    paused = PausingStore(store, pause_before="c/collection.json")
+    removed: list[str] = []
+
+    def remove_meanwhile() -> None:
+        removed.append(producer.remove(X, catalog=store, collection="c").action)
+
+    results = run_paused(
+        paused,
+        lambda: producer.register([tiles[X]], catalog=paused, collection="c", partition="year/month"),
+        remove_meanwhile,
+    )
+    assert removed == ["removed"]
+    assert all(r.ok for r in results), [r.error for r in results]
+    items = linked_items(store)
+    assert set(items) == {X, Y}
+    assert REMOVING.encode() not in items[X]
+    assert store.exists(item_key("year/month", X))
