@@ -76,11 +76,11 @@ from producer import extract, provenance, thumbnail
 from producer.catalog import documents as docs
 from producer.catalog.layout import Layout, is_catalog_document_key, thumbnail_key
 from producer.commit import GROUP, Committer, IdentityConflict, product_href, same_product
-from producer.errors import ConflictError, Hint, InputError, ProducerError, StoreError
+from producer.errors import ConflictError, Hint, InputError, ProducerError, StoreError, UnsafeIdError
 from producer.extract.assets import file_info, resolve_location, rewrite_href, sidecar_kind
 from producer.extract.datetimes import from_filename
 from producer.extract.grids import union_footprint
-from producer.extract.ids import check_id, make_item_id, split_location
+from producer.extract.ids import check_id, make_item_id, split_location, unsafe_reason
 from producer.extract.options import ExtractOptions
 from producer.redact import clean_href
 from producer.results import RegisterResult
@@ -102,6 +102,12 @@ GROUP_HINT = Hint(
     "group",
     r"(?P<id>[^/]+)/(?P<asset>[^/]+)\.(tif|png)$",
     "one item per folder, one asset per file named after the file",
+)
+#: a group pattern whose id and asset capture only the characters of a safe id
+SAFE_GROUP_HINT = Hint(
+    "group",
+    r"(?P<id>[A-Za-z0-9_][A-Za-z0-9._-]*)/(?P<asset>[A-Za-z0-9_][A-Za-z0-9._-]*)\.(tif|png)$",
+    "one item per folder, one asset per file named after the file, of safe characters only",
 )
 #: ``producer:group`` of an item registered from an explicit ``{key: url}`` mapping or ``asset_key``
 EXPLICIT = "assets"
@@ -241,9 +247,33 @@ class Grouping:
                 "apart without a group",
                 hints=(GROUP_HINT,),
             )
-        item_id = check_id(found["id"], source=source)
-        key = check_id(found["asset"], what="asset key", source=source)
+        item_id = self._captured(found, "id", "item id", source)
+        key = self._captured(found, "asset", "asset key", source)
         return Member(source, item_id, key)
+
+    def _captured(self, found: re.Match[str], name: str, what: str, source: str) -> str:
+        """The group pattern's capture ``name`` (``id`` or ``asset``) of
+        ``source``; :class:`UnsafeIdError` when it is not a safe id, naming
+        that group of the pattern as what to change (the id comes from the
+        pattern, not from an id template)."""
+        value = found[name]
+        reason = unsafe_reason(value)
+        if reason is None:
+            return value
+        assert self._rx is not None
+        if "/" in value or "\\" in value:  # a group that reaches over a folder: one segment each
+            hints: tuple[Hint, ...] = (GROUP_HINT,)
+        elif reason.startswith("it contains characters"):
+            hints = (SAFE_GROUP_HINT,)
+        else:
+            hints = ()
+        raise UnsafeIdError(
+            f"{source}: not registered: the group pattern {self._rx.pattern!r} gives it the unsafe "
+            f"{what} {value!r} (its (?P<{name}>...) group): {reason}. Change that group of the "
+            "pattern so it captures one folder or file name of the characters A-Z a-z 0-9 . _ - "
+            "(not starting with . or -), or rename the file",
+            hints=hints,
+        )
 
     # -- ingest hooks ----------------------------------------------------------------
 
