@@ -452,7 +452,8 @@ class Grouping:
             return None
         where = committer.store_path(key)
         if thumbnail.THUMBNAIL_ASSET in parts:
-            raise ThumbnailAssetTaken(item_id, where, str(parts[thumbnail.THUMBNAIL_ASSET]["href"]))
+            href = str(parts[thumbnail.THUMBNAIL_ASSET]["href"])
+            raise ThumbnailAssetTaken(item_id, where, href, by_pattern=self.pattern is not None)
         data = {k for k in parts if is_data(parts[k])}
         if not data:
             return None
@@ -465,7 +466,9 @@ class Grouping:
             return None
         own = kept.get(thumbnail.THUMBNAIL_ASSET)
         if own is not None and not thumbnail.is_rendered(key, stored, committer.store.url):
-            raise ThumbnailAssetTaken(item_id, where, str(own.get("href")))
+            raise ThumbnailAssetTaken(
+                item_id, where, str(own.get("href")), by_pattern=self.pattern is not None
+            )
         source = next(m.source for m, _ in members if m.key == first)
         return thumbnail.prepare(doc, key, source, options)
 
@@ -774,7 +777,8 @@ def merge(
         and thumbnail.is_rendered(item_key, incoming, root_url)
         and not thumbnail.is_rendered(item_key, existing, root_url)
     ):  # registered meanwhile (after _thumbnail read the item)
-        raise ThumbnailAssetTaken(item_id, where, str(own.get("href")))
+        by_pattern = (incoming.get("properties") or {}).get(GROUP, EXPLICIT) != EXPLICIT
+        raise ThumbnailAssetTaken(item_id, where, str(own.get("href")), by_pattern=by_pattern)
     for key, asset in new.items():
         before = old.get(key)
         if (
@@ -828,14 +832,19 @@ class ThumbnailAssetTaken(IdentityConflict):
     :class:`IdentityConflict`, so a PNG written for it is deleted again
     (:func:`producer.thumbnail.pending`); its only hint turns thumbnails off."""
 
-    def __init__(self, item_id: str, where: str, href: str) -> None:
+    def __init__(self, item_id: str, where: str, href: str, *, by_pattern: bool = True) -> None:
         self.item_id, self.where, self.existing, self.incoming = item_id, where, href, "a rendered thumbnail"
+        rekey = (
+            "rename that file, or change the group pattern so that its (?P<asset>...) group gives it "
+            "another key"
+            if by_pattern
+            else "give that file another key in the assets mapping"
+        )
         InputError.__init__(
             self,
             f"item {item_id!r} ({where}): its asset {thumbnail.THUMBNAIL_ASSET!r} is one of its files "
             f"({href}), and the thumbnail option would render a preview in its place; nothing was "
-            "written. Rename that file, or change the group pattern so that its (?P<asset>...) group "
-            "gives it another key",
+            f"written. {rekey[0].upper()}{rekey[1:]}",
             hints=(THUMBNAIL_OFF_HINT,),
         )
 

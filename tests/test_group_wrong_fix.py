@@ -190,3 +190,37 @@ def test_event_handler_names_its_variable(s3_server: S3Server, tmp_path: Path) -
     failed = handle(event("B02.tif"), HandlerConfig.from_env({**env, "STAC_THUMBNAIL": "true"}))["failed"]
     assert len(failed) == 1, failed
     _names_the_thumbnail_fix(failed[0]["error"], "STAC_THUMBNAIL=false")
+
+
+def test_register_item_with_a_thumbnail_key_names_the_mapping_not_a_pattern(tmp_path: Path) -> None:
+    thumb, band, catalog = _scene(tmp_path)
+    results = producer.register_item(
+        assets={"B02": str(band), "thumbnail": str(thumb)},
+        item_id=SCENE,
+        catalog=str(catalog),
+        collection="g",
+        thumbnail=True,
+    )
+    error = results[0].error or ""
+    assert "another key in the assets mapping" in error and "Fix it with thumbnail=False " in error, error
+    assert "(?P<asset>" not in error and "replace" not in error, error
+    assert not catalog.exists()
+
+
+def test_event_handler_names_stac_group_for_an_unsafe_id(s3_server: S3Server, tmp_path: Path) -> None:
+    s3 = s3_server._replace(bucket=s3_server.new_bucket())
+    band = write_tile(tmp_path / "data" / SCENE, "B02.tif", 10, 50)
+    s3.client().put_object(Bucket=s3.bucket, Key=f"data/{SCENE}/B02.tif", Body=band.read_bytes())
+    record = {"eventSource": "aws:s3", "eventName": "ObjectCreated:Put"}
+    record["s3"] = {"bucket": {"name": s3.bucket}, "object": {"key": f"data/{SCENE}/B02.tif"}}
+    env = {
+        "STAC_CATALOG": s3.url("stac"),
+        "STAC_COLLECTION": "g",
+        "STAC_GROUP": OVER_FOLDER,
+        "STAC_STORAGE_OPTIONS": json.dumps(s3.storage_options),
+    }
+    failed = handle({"Records": [record]}, HandlerConfig.from_env(env))["failed"]
+    assert len(failed) == 1, failed
+    error = failed[0]["error"]
+    assert "(?P<id>...)" in error and "Fix it with STAC_GROUP='(?P<id>[^/]+)/" in error, error
+    assert "STAC_ID_TEMPLATE" not in error and "group=" not in error, error
