@@ -48,7 +48,7 @@ written, unless ``replace``.
 ``processing:*``, license and providers are applied to each composed item
 (:func:`producer.provenance.apply`), and ``thumbnail`` renders the PNG from
 the item's first data asset in key order, stored and new ones together, when
-it is in the batch (refused when the group has its own ``thumbnail`` asset). A merge keeps the union of the non-structural links
+it is in the batch (refused, even with ``replace``, when the group has its own ``thumbnail`` asset, in the batch or stored: :class:`ThumbnailAssetTaken`). A merge keeps the union of the non-structural links
 (:func:`merge_links`): an asset registered without ``derived_from`` keeps the
 earlier ones; a ``via`` link (the run) replaces the older ones.
 
@@ -76,17 +76,18 @@ from producer import extract, provenance, thumbnail
 from producer.catalog import documents as docs
 from producer.catalog.layout import Layout, is_catalog_document_key, thumbnail_key
 from producer.commit import GROUP, Committer, IdentityConflict, product_href, same_product
-from producer.errors import ConflictError, Hint, InputError, ProducerError, StoreError
+from producer.errors import ConflictError, Hint, InputError, ProducerError, StoreError, UnsafeIdError
 from producer.extract.assets import file_info, resolve_location, rewrite_href, sidecar_kind
 from producer.extract.datetimes import from_filename
 from producer.extract.grids import union_footprint
-from producer.extract.ids import check_id, make_item_id, split_location
+from producer.extract.ids import check_id, make_item_id, split_location, unsafe_reason
 from producer.extract.options import ExtractOptions
 from producer.redact import clean_href
 from producer.results import RegisterResult
 
 __all__ = [
     "GROUP_HINT",
+    "ThumbnailAssetTaken",
     "DataAssetsPending",
     "Grouping",
     "compile_group",
@@ -102,6 +103,14 @@ GROUP_HINT = Hint(
     "group",
     r"(?P<id>[^/]+)/(?P<asset>[^/]+)\.(tif|png)$",
     "one item per folder, one asset per file named after the file",
+)
+#: a group's own file under the asset key ``thumbnail``, with the thumbnail option on
+THUMBNAIL_OFF_HINT = Hint("thumbnail", False, "render no preview: that file stays the item's thumbnail asset")
+#: a group pattern whose id and asset capture only the characters of a safe id
+SAFE_GROUP_HINT = Hint(
+    "group",
+    r"(?P<id>[A-Za-z0-9_][A-Za-z0-9._-]*)/(?P<asset>[A-Za-z0-9_][A-Za-z0-9._-]*)\.(tif|png)$",
+    "one item per folder, one asset per file named after the file, of safe characters only",
 )
 #: ``producer:group`` of an item registered from an explicit ``{key: url}`` mapping or ``asset_key``
 EXPLICIT = "assets"
@@ -241,9 +250,33 @@ class Grouping:
                 "apart without a group",
                 hints=(GROUP_HINT,),
             )
-        item_id = check_id(found["id"], source=source)
-        key = check_id(found["asset"], what="asset key", source=source)
+        item_id = self._captured(found, "id", "item id", source)
+        key = self._captured(found, "asset", "asset key", source)
         return Member(source, item_id, key)
+
+    def _captured(self, found: re.Match[str], name: str, what: str, source: str) -> str:
+        """The group pattern's capture ``name`` (``id`` or ``asset``) of
+        ``source``; :class:`UnsafeIdError` when it is not a safe id, naming
+        that group of the pattern as what to change (the id comes from the
+        pattern, not from an id template)."""
+        value = found[name]
+        reason = unsafe_reason(value)
+        if reason is None:
+            return value
+        assert self._rx is not None
+        if "/" in value or "\\" in value:  # a group that reaches over a folder: one segment each
+            hints: tuple[Hint, ...] = (GROUP_HINT,)
+        elif reason.startswith("it contains characters"):
+            hints = (SAFE_GROUP_HINT,)
+        else:
+            hints = ()
+        raise UnsafeIdError(
+            f"{source}: not registered: the group pattern {self._rx.pattern!r} gives it the unsafe "
+            f"{what} {value!r} (its (?P<{name}>...) group): {reason}. Change that group of the "
+            "pattern so it captures one folder or file name of the characters A-Z a-z 0-9 . _ - "
+            "(not starting with . or -), or rename the file",
+            hints=hints,
+        )
 
     # -- ingest hooks ----------------------------------------------------------------
 
@@ -406,8 +439,9 @@ class Grouping:
         the PNG or None: none wanted; that first asset is not in this batch
         (a sidecar, or a later band: the stored thumbnail stays); or it is,
         unchanged, and the stored item has its thumbnail (a rerun renders
-        nothing). Raises :class:`InputError` when the group has its own
-        asset named ``thumbnail`` (the rendered one would replace it).
+        nothing). Raises :class:`ThumbnailAssetTaken` when the group has
+        its own asset named ``thumbnail``, in this batch or stored (the
+        rendered one would replace it).
         Reads the stored item (one GET); writes nothing.
 
         Registrations of one item running at the same time each read the
@@ -416,13 +450,10 @@ class Grouping:
         of the item's first asset renders it again."""
         if not options.thumbnail:
             return None
+        where = committer.store_path(key)
         if thumbnail.THUMBNAIL_ASSET in parts:
-            raise InputError(
-                f"item {item_id!r}: asset {thumbnail.THUMBNAIL_ASSET!r} is one of its files "
-                f"({parts[thumbnail.THUMBNAIL_ASSET]['href']}) and thumbnail would render another in "
-                "its place; drop thumbnail, or give that file another asset key",
-                hints=(GROUP_HINT,),
-            )
+            href = str(parts[thumbnail.THUMBNAIL_ASSET]["href"])
+            raise ThumbnailAssetTaken(item_id, where, href, by_pattern=self.pattern is not None)
         data = {k for k in parts if is_data(parts[k])}
         if not data:
             return None
@@ -433,6 +464,11 @@ class Grouping:
             return None
         if kept.get(first) == parts[first] and thumbnail.THUMBNAIL_ASSET in kept:
             return None
+        own = kept.get(thumbnail.THUMBNAIL_ASSET)
+        if own is not None and not thumbnail.is_rendered(key, stored, committer.store.url):
+            raise ThumbnailAssetTaken(
+                item_id, where, str(own.get("href")), by_pattern=self.pattern is not None
+            )
         source = next(m.source for m, _ in members if m.key == first)
         return thumbnail.prepare(doc, key, source, options)
 
@@ -448,7 +484,8 @@ class Grouping:
             where = committer.store_path(key)
             try:
                 with thumbnail.pending(committer.store, key, doc):  # PNG first; deleted again if refused
-                    result.action, committed = committer.merge_item(key, doc, _merger(where, replace))
+                    merger = _merger(where, replace, key, committer.store.url)
+                    result.action, committed = committer.merge_item(key, doc, merger)
                 result.item = committed
                 written.append((key, committed, committed))
             except ProducerError as exc:
@@ -492,11 +529,12 @@ def _partial(item_id: str, parts: Mapping[str, dict], collection: str, marker: s
     }
 
 
-def _merger(where: str, replace: bool) -> Callable[[dict | None, dict], dict]:
-    """:func:`merge` for the item at ``where``, as :meth:`Committer.merge_item` calls it."""
+def _merger(where: str, replace: bool, key: str, root_url: str) -> Callable[[dict | None, dict], dict]:
+    """:func:`merge` for the item at ``where`` (``key`` in the catalog at
+    ``root_url``), as :meth:`Committer.merge_item` calls it."""
 
     def merge_into(existing: dict | None, incoming: dict) -> dict:
-        return merge(existing, incoming, where=where, replace=replace)
+        return merge(existing, incoming, where=where, replace=replace, item_key=key, root_url=root_url)
 
     return merge_into
 
@@ -700,12 +738,23 @@ def _other_properties(doc: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in ((doc or {}).get("properties") or {}).items() if k not in _DERIVED}
 
 
-def merge(existing: dict | None, incoming: dict, *, where: str, replace: bool = False) -> dict:
+def merge(
+    existing: dict | None,
+    incoming: dict,
+    *,
+    where: str,
+    replace: bool = False,
+    item_key: str | None = None,
+    root_url: str | None = None,
+) -> dict:
     """The item after ``incoming``'s assets are added to (or replace the same
     keys of) ``existing``, everything derived recomputed (:func:`compose`).
     Raises :class:`IdentityConflict` (see the module docstring) unless
     ``replace``; then a single-product item is replaced, and an asset key
-    another product holds is taken over. Pure; mutates nothing."""
+    another product holds is taken over. A rendered thumbnail never takes
+    the place of the group's own ``thumbnail`` file, even with ``replace``
+    (:class:`ThumbnailAssetTaken`; ``item_key``, ``root_url``: where the
+    item is, to tell a rendered one). Pure; mutates nothing."""
     item_id = str(incoming.get("id"))
     new = expanded_assets(incoming)
     if existing is None or (replace and GROUP not in (existing.get("properties") or {})):
@@ -720,6 +769,16 @@ def merge(existing: dict | None, incoming: dict, *, where: str, replace: bool = 
             f"the assets {', '.join(sorted(new))} of a multi-asset item",
         )
     old = expanded_assets(existing)
+    own = old.get(thumbnail.THUMBNAIL_ASSET)
+    if (
+        own is not None
+        and item_key is not None
+        and thumbnail.THUMBNAIL_ASSET in new
+        and thumbnail.is_rendered(item_key, incoming, root_url)
+        and not thumbnail.is_rendered(item_key, existing, root_url)
+    ):  # registered meanwhile (after _thumbnail read the item)
+        by_pattern = (incoming.get("properties") or {}).get(GROUP, EXPLICIT) != EXPLICIT
+        raise ThumbnailAssetTaken(item_id, where, str(own.get("href")), by_pattern=by_pattern)
     for key, asset in new.items():
         before = old.get(key)
         if (
@@ -763,6 +822,31 @@ def merge_links(existing: Iterable[dict], incoming: Iterable[dict]) -> list[dict
             out.append(dict(link))
             present.add((rel, link.get("href")))
     return out
+
+
+class ThumbnailAssetTaken(IdentityConflict):
+    """The group has its own file under the asset key ``thumbnail`` (a
+    ``thumbnail.tif``), and the thumbnail option would render a preview in
+    its place. Nothing is written, whatever ``replace`` says: the fix is to
+    render no preview, or to give that file another asset key. An
+    :class:`IdentityConflict`, so a PNG written for it is deleted again
+    (:func:`producer.thumbnail.pending`); its only hint turns thumbnails off."""
+
+    def __init__(self, item_id: str, where: str, href: str, *, by_pattern: bool = True) -> None:
+        self.item_id, self.where, self.existing, self.incoming = item_id, where, href, "a rendered thumbnail"
+        rekey = (
+            "rename that file, or change the group pattern so that its (?P<asset>...) group gives it "
+            "another key"
+            if by_pattern
+            else "give that file another key in the assets mapping"
+        )
+        InputError.__init__(
+            self,
+            f"item {item_id!r} ({where}): its asset {thumbnail.THUMBNAIL_ASSET!r} is one of its files "
+            f"({href}), and the thumbnail option would render a preview in its place; nothing was "
+            f"written. {rekey[0].upper()}{rekey[1:]}",
+            hints=(THUMBNAIL_OFF_HINT,),
+        )
 
 
 class DataAssetsPending(ConflictError):

@@ -632,7 +632,8 @@ def _pair_value(value: Any) -> str:
 
 def flag_spelling(hint: Hint) -> str:
     """A hint as the CLI writes it: ``--id-template '{parent}_{stem}'``,
-    ``--replace``; a mapping as the flag takes it: repeated ``KEY=VALUE``
+    ``--replace``; a switch to turn off as ``--thumbnail left out``; a
+    mapping as the flag takes it: repeated ``KEY=VALUE``
     pairs (``--property processing:level=L2``) or one JSON object
     (``--collection-meta '{"title": "NDVI"}'``); ``storage_options``, the
     shorthand for the data and the catalog, as ``-o KEY=VALUE`` pairs (every
@@ -645,6 +646,8 @@ def flag_spelling(hint: Hint) -> str:
         return " ".join(f"-o {shlex.quote(f'{k}={v}')}" for k, v in hint.example.items())
     spec = _specs().get(hint.option)
     flag = spec.flag if spec is not None else "--" + hint.option.replace("_", "-")
+    if hint.example is False:  # a switch to leave off: the CLI has no negative flag
+        return f"{flag} left out"
     if isinstance(hint.example, bool) or (spec is not None and spec.kind == "switch"):
         return flag
     if isinstance(hint.example, Mapping):

@@ -177,6 +177,14 @@ def _linked(item_key: str, doc: dict[str, Any] | None, root_url: str | None = No
     return target if re.fullmatch(rf"{re.escape(stem)}(\.[0-9a-f]{{8}})?\.png", target) else None
 
 
+def is_rendered(item_key: str, doc: dict[str, Any] | None, root_url: str | None = None) -> bool:
+    """True when ``doc``'s ``thumbnail`` asset is a preview this module
+    rendered (it links one of its keys beside ``item_key``), False when it
+    is missing or one of the user's files (a group's ``thumbnail.tif``).
+    ``root_url``: as for :func:`_linked`."""
+    return _linked(item_key, doc, root_url) is not None
+
+
 def prepare(doc: dict[str, Any], key: str, source: str, options: ExtractOptions) -> bytes | None:
     """When ``options.thumbnail``: render the product's PNG and add the
     ``thumbnail`` asset to ``doc`` (mutated), linking :func:`key_of` beside

@@ -71,7 +71,7 @@ def test_group_thumbnail_refused_when_the_group_has_a_thumbnail_file(
 ) -> None:
     results = _register([scene / "B02.tif", scene / "thumbnail.png"], catalog_dir, thumbnail=True)
     assert all(r.action == "error" for r in results)
-    assert "drop thumbnail" in (results[0].error or "")
+    assert "thumbnail=False" in (results[0].error or "")
     assert not (catalog_dir / ITEM_KEY).exists()
 
 

@@ -109,6 +109,25 @@ def check_id(value: str, what: str = "item id", *, source: str | None = None) ->
     or dash, not ``.``/``..`` and without ``..``, path separators or control
     characters. ``source`` (the product) is named in the message when given.
     """
+    reason = unsafe_reason(value)
+    if reason is None:
+        return value
+    origin = f" for {source}" if source else ""
+    if source:  # an id made from a product's name: the template or the name must change
+        raise UnsafeIdError(
+            f"unsafe {what} {value!r}{origin}: {reason}. Rename the file or choose another id "
+            "template (fields {stem}, {name}, {parent}, {collection}).",
+            hints=(ID_TEMPLATE_HINT,),
+        )
+    # an id the caller typed
+    fix = (
+        f"Use 1-{MAX_ID_LENGTH} characters from A-Z a-z 0-9 . _ - (not starting with . or -), e.g. 'ndvi-v2'"
+    )
+    raise UnsafeIdError(f"unsafe {what} {value!r}{origin}: {reason}. {fix}")
+
+
+def unsafe_reason(value: str) -> str | None:
+    """Why ``value`` is not a safe id (:func:`check_id`), or None when it is."""
     reason = None
     if not isinstance(value, str) or value == "":
         reason = "it is empty"
@@ -127,20 +146,7 @@ def check_id(value: str, what: str = "item id", *, source: str | None = None) ->
         reason = f"it contains characters outside [A-Za-z0-9._-]: {''.join(bad)!r}"
     elif len(value) > MAX_ID_LENGTH:
         reason = f"it is longer than {MAX_ID_LENGTH} characters ({len(value)})"
-    if reason is None:
-        return value
-    origin = f" for {source}" if source else ""
-    if source:  # an id made from a product's name: the template or the name must change
-        raise UnsafeIdError(
-            f"unsafe {what} {value!r}{origin}: {reason}. Rename the file or choose another id "
-            "template (fields {stem}, {name}, {parent}, {collection}).",
-            hints=(ID_TEMPLATE_HINT,),
-        )
-    # an id the caller typed
-    fix = (
-        f"Use 1-{MAX_ID_LENGTH} characters from A-Z a-z 0-9 . _ - (not starting with . or -), e.g. 'ndvi-v2'"
-    )
-    raise UnsafeIdError(f"unsafe {what} {value!r}{origin}: {reason}. {fix}")
+    return reason
 
 
 def make_item_id(source: str | os.PathLike[str], options: ExtractOptions = ExtractOptions()) -> str:
