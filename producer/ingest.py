@@ -696,10 +696,12 @@ def _extract_each(
     """Extract and validate each product (:func:`_prepare`), by worker
     threads (or processes) when the batch is large enough (``workers``: see
     :func:`producer.parallel.extraction_workers`); a second product mapping
-    to the key of an earlier one fails. Yields each result as it comes, in
+    to the item id of an earlier one fails (by id, not by key: in a
+    partitioned collection two products of one id in different periods
+    have different keys but would be one item twice). Yields each result as it comes, in
     order, with the product ready to be written (or None). Reports
     ``progress`` per product. ``before_fork``: see :func:`producer.parallel.prepare_all`."""
-    seen: dict[str, str] = {}
+    seen: dict[str, str] = {}  # item id -> the first product that maps to it
 
     job = _Extraction.of(committer, collection, options, coll_title)
 
@@ -726,15 +728,15 @@ def _extract_each(
         source = chunk[i]
         entry: tuple[RegisterResult, str, dict] | None = None
         if key is not None and doc is not None:
-            if key in seen:
+            if doc["id"] in seen:
                 clash = InputError(
-                    f"{source}: maps to the same item id {doc['id']!r} as {seen[key]}.",
+                    f"{source}: maps to the same item id {doc['id']!r} as {seen[doc['id']]}.",
                     hints=(ID_TEMPLATE_HINT,),
                 )
                 result.fail(str(clash), clash)
                 result.href = None
             else:
-                seen[key] = source
+                seen[doc["id"]] = source
                 entry = (result, key, doc)
         if progress:
             progress(done + i + 1, total)
