@@ -367,7 +367,15 @@ class Grouping:
         for item_id, members in groups.items():
             parts: dict[str, dict] = {}
             ok: list[RegisterResult] = []
-            when = _group_time(item_id, options) if self.pattern is not None or self.members else None
+            try:
+                when = _group_time(item_id, options) if self.pattern is not None or self.members else None
+            except ProducerError as exc:  # the id's date is no date: each of its products fails, not the call
+                for member, result in members:
+                    result.fail(f"{member.source}: {exc}", exc)
+                count += len(members)
+                if progress:
+                    progress(count, total)
+                continue
             for member, result in members:
                 count += 1
                 try:

@@ -35,6 +35,7 @@ from producer.catalog.layout import (
     collection_key,
     intent_key,
     is_intent_key,
+    linked_layout,
     recorded_layout,
 )
 from producer.changes import Change, ChangeKind, Sink, item_line
@@ -93,9 +94,11 @@ def collection_layout(
     listed: dict[str, tuple[float, list[str]]] | None = None,
 ) -> Layout:
     """The layout to register into ``collection`` with: the one its document
-    records, else (a new collection, or one written before layouts were
-    recorded) ``partition`` with ``max_links`` (recorded when it creates the
-    collection; a recorded layout keeps its own).
+    records, else (written before layouts were recorded) the one its links
+    show (:func:`~producer.catalog.layout.linked_layout`: one more GET, of a
+    year catalog, when partitioned), else (a new collection, or an old one
+    with no links) ``partition`` with ``max_links`` (recorded when it
+    creates the collection; a recorded layout keeps its own).
 
     One GET of the collection document (its bytes, version, monotonic
     time and the document parsed from them go into ``seen`` when given,
@@ -105,7 +108,7 @@ def collection_layout(
     (into ``listed``: :attr:`Committer.seeded_intents`) go out together
     with it: one round trip for what preflight would read next. Raises :class:`InputError`, before
     anything is written, when ``partition`` is given and differs from the
-    recorded layout. A collection that cannot be read is left to the
+    recorded (or linked) layout. A collection that cannot be read is left to the
     batch's own checks (:meth:`Committer.preflight`), which report it per
     product.
     """
@@ -133,8 +136,10 @@ def collection_layout(
         recorded = recorded_layout(doc, f"{store.url}/{key}")
     except (ProducerError, OSError):
         return requested  # absent, or malformed: preflight says so per product
-    if recorded is None:
-        return requested  # written before layouts were recorded: as told
+    if recorded is None:  # written before layouts were recorded: as its links say
+        recorded = linked_layout(doc, collection, lambda k: _read_catalog(store, k), max_links)
+        if recorded is None:
+            return requested  # nothing says (no links yet): as told
     if partition is not None and recorded != requested:
         raise InputError(
             f"collection {collection!r} at {store.url}/{key} is {recorded.describe()}, "
@@ -142,6 +147,15 @@ def collection_layout(
             "collection's layout, or into another collection (nothing was written)"
         )
     return recorded
+
+
+def _read_catalog(store: Store, key: str) -> dict | None:
+    """The catalog document at ``key``, or None when it cannot be read."""
+    try:
+        data, _ = store.get(key)
+        return docs.loads(data, f"{store.url}/{key}", expect=("Catalog",))
+    except (ProducerError, OSError):
+        return None
 
 
 def _seed_root(store: Store, seen: dict[str, tuple[bytes, str, float, dict | None]]) -> None:
@@ -705,10 +719,12 @@ def _extract_each(
     """Extract and validate each product (:func:`_prepare`), by worker
     threads (or processes) when the batch is large enough (``workers``: see
     :func:`producer.parallel.extraction_workers`); a second product mapping
-    to the key of an earlier one fails. Yields each result as it comes, in
+    to the item id of an earlier one fails (by id, not by key: in a
+    partitioned collection two products of one id in different periods
+    have different keys but would be one item twice). Yields each result as it comes, in
     order, with the product ready to be written (or None). Reports
     ``progress`` per product. ``before_fork``: see :func:`producer.parallel.prepare_all`."""
-    seen: dict[str, str] = {}
+    seen: dict[str, str] = {}  # item id -> the first product that maps to it
 
     job = _Extraction.of(committer, collection, options, coll_title)
 
@@ -735,15 +751,15 @@ def _extract_each(
         source = chunk[i]
         entry: tuple[RegisterResult, str, dict] | None = None
         if key is not None and doc is not None:
-            if key in seen:
+            if doc["id"] in seen:
                 clash = InputError(
-                    f"{source}: maps to the same item id {doc['id']!r} as {seen[key]}.",
+                    f"{source}: maps to the same item id {doc['id']!r} as {seen[doc['id']]}.",
                     hints=(ID_TEMPLATE_HINT,),
                 )
                 result.fail(str(clash), clash)
                 result.href = None
             else:
-                seen[key] = source
+                seen[doc["id"]] = source
                 entry = (result, key, doc)
         if progress:
             progress(done + i + 1, total)

@@ -8,6 +8,7 @@ import pytest
 
 from producer.errors import InputError, NoDatetimeError
 from producer.extract.datetimes import (
+    from_acdd,
     from_explicit,
     from_filename,
     from_tags,
@@ -75,6 +76,34 @@ def test_explicit_invalid_is_an_input_error(bad: str) -> None:
     with pytest.raises(InputError, match="datetime=") as info:
         from_explicit(bad)
     assert info.value.hint is not None and info.value.hint.option == "datetime"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "9999-12-31T23:00:00-02:00",
+        "0001-01-01T00:30:00+01:00",
+        "2024-01-01/9999-12-31T23:00:00-02:00",
+        "0001-01-01T00:00:00+00:01/2024-01-01",
+    ],
+)
+def test_explicit_outside_the_years_1_to_9999_in_utc_is_an_input_error(value: str) -> None:
+    """In range as written, out of range once converted to UTC: was an
+    OverflowError from astimezone (an internal error, no fix given)."""
+    with pytest.raises(InputError) as info:
+        resolve_datetime("a.tif", explicit=value, where="s3://b/a.tif")
+    message = str(info.value)
+    assert message.startswith("s3://b/a.tif: explicit datetime")  # the product
+    assert repr(value) in message  # the value
+    assert "years 1-9999 in UTC" in message and "9999-12-31T23:59:59Z" in message  # the fix
+    assert info.value.hint is not None and info.value.hint.option == "datetime"
+
+
+def test_the_edges_of_the_years_1_to_9999_in_utc_are_accepted() -> None:
+    latest = from_explicit("9999-12-31T23:59:59Z")
+    assert latest is not None and latest.properties() == {"datetime": "9999-12-31T23:59:59Z"}
+    earliest = from_explicit("0001-01-01T01:00:00+01:00")
+    assert earliest is not None and earliest.datetime == dt(1, 1, 1)
 
 
 # --------------------------------------------------------------------------- filename
@@ -158,6 +187,11 @@ def test_user_pattern_errors() -> None:
         from_filename("x_20241399.tif", r"(\d{8})")
     with pytest.raises(InputError, match="not a valid date"):
         from_filename("x_2024_13_01.tif", r"(?P<year>\d{4})_(?P<month>\d{2})_(?P<day>\d{2})")
+    # in range as written, not in UTC (was an OverflowError)
+    with pytest.raises(InputError, match="not a valid date.*years 1-9999 in UTC"):
+        from_filename("9999-12-31T23:00:00-02:00.tif", r"(?P<datetime>.*)\.tif")
+    with pytest.raises(InputError, match="not a valid date.*years 1-9999 in UTC"):
+        from_filename("a_0001-01-01T00:00:00+01:00_2024-01-01.tif", r"a_(?P<start>.*)_(?P<end>.*)\.tif")
 
 
 # --------------------------------------------------------------------------- tags
@@ -190,6 +224,27 @@ def test_netcdf_tags() -> None:
         {"time#units": "days since 2000-01-01", "time#calendar": "noleap", "NETCDF_DIM_time": "60"}
     )
     assert noleap is None  # non-standard calendars are not guessed
+
+
+@pytest.mark.parametrize(
+    ("tags", "imagery"),
+    [
+        ({"time#units": "days since 2000-01-01", "NETCDF_DIM_time": "1e12"}, {}),
+        ({"time#units": "days since 9999-12-31", "NETCDF_DIM_time": "5"}, {}),
+        ({"time#units": "hours since 0001-01-01", "NETCDF_DIM_time": "-1"}, {}),
+        ({"NC_GLOBAL#time_coverage_start": "9999-12-31T23:00:00-02:00"}, {}),
+        ({}, {"ACQUISITIONDATETIME": "0001-01-01T00:30:00+01:00"}),
+    ],
+)
+def test_tags_outside_the_years_1_to_9999_in_utc_are_skipped_like_unparsable_ones(
+    tags: dict[str, str], imagery: dict[str, str]
+) -> None:
+    """Was an OverflowError (an internal error for the product); a tag out of
+    range is as unusable as an unparsable one: the next source is tried."""
+    assert from_tags(tags, imagery) is None
+    fallback = from_tags({**tags, "TIFFTAG_DATETIME": "2023:07:01 12:30:00"}, imagery)
+    assert fallback is not None and fallback.detail == "TIFFTAG_DATETIME"
+    assert from_acdd({"time_coverage_start": "0001-01-01T00:30:00+01:00"}) is None
 
 
 # --------------------------------------------------------------------------- resolve

@@ -147,6 +147,48 @@ def test_register_with_a_partition_the_collection_does_not_record_is_refused_and
     assert _tree(root) == before
 
 
+@pytest.mark.parametrize(
+    ("written", "asked"),
+    [(None, "year/month"), (None, "year"), ("year/month", "year"), ("year", "year/month")],
+)
+def test_an_old_collection_is_refused_a_partition_its_links_contradict_like_a_recorded_one(
+    tmp_path: Path, tiles: list[Path], written: str | None, asked: str
+) -> None:
+    """A collection written before layouts were recorded took any partition
+    as told: the same product got a second item (one id twice, in two
+    layouts), reported created. Its links say its layout: the same refusal
+    as for a recorded one, nothing written."""
+    root = tmp_path / "cat"
+    store = LocalStore(str(root))
+    _register(store, tiles[:1], partition=written)
+    _forget_layout(root)
+    before = _tree(root)
+    with pytest.raises(InputError) as caught:
+        producer.register(tiles, catalog=store, collection="c", partition=asked)
+    message = str(caught.value)
+    assert "'c'" in message and f"not partitioned by {asked}" in message
+    assert (f"is partitioned by {written}" if written else "is flat") in message
+    assert "without a partition" in message  # the way out
+    assert _tree(root) == before
+
+
+@pytest.mark.parametrize("written", ["year", "year/month"])
+def test_an_old_partitioned_collection_is_followed_without_a_partition(
+    tmp_path: Path, tiles: list[Path], written: str
+) -> None:
+    """Without a partition, an old partitioned collection got flat items
+    beside its partitions; it is followed as its links say."""
+    root = tmp_path / "cat"
+    store = LocalStore(str(root))
+    _register(store, tiles[:1], partition=written)
+    _forget_layout(root)
+    (href,) = _register(store, tiles[1:2])  # no partition given
+    where = "2024/02" if written == "year/month" else "2024"
+    assert href.endswith(f"/c/{where}/b_20240215/b_20240215.json")
+    assert producer.validate_catalog(store) == []
+    assert producer.reconcile(store).problems == []
+
+
 def test_an_old_collection_without_the_record_still_works_and_reconcile_fix_records_it(
     tmp_path: Path, tiles: list[Path]
 ) -> None:

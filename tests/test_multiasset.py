@@ -240,6 +240,23 @@ def test_product_the_group_does_not_match_is_an_error_naming_it(scene: Path, cat
         _register(scene, catalog_dir.parent / "other", group=r"(?P<id>\w+)/")
 
 
+def test_an_item_id_whose_date_is_no_date_fails_its_products_not_the_call(
+    scene: Path, catalog_dir: Path
+) -> None:
+    """The datetime pattern read from the item id of a group raised out of
+    register (the whole call) instead of failing that item's products."""
+    bad = scene.parent / "LE07_20241399"
+    bad.mkdir()
+    _band(bad / "B02.tif", 10.0, 1)
+    results = _register(
+        [scene / "B02.tif", bad / "B02.tif"], catalog_dir, datetime_pattern=r"LE07_(?P<datetime>\d{8})"
+    )
+    assert results[0].ok, results[0].error
+    assert results[1].action == "error" and results[1].error_type == "input"
+    assert str(bad / "B02.tif") in (results[1].error or "") and "not a valid date" in (results[1].error or "")
+    assert not (catalog_dir / "scene" / "LE07_20241399").exists()
+
+
 def test_thumbnail_alone_needs_the_data_first(scene: Path, catalog_dir: Path) -> None:
     (result,) = _register(scene / "thumbnail.png", catalog_dir)
     assert result.action == "error" and "data file" in (result.error or "")

@@ -166,6 +166,23 @@ def test_same_id_from_another_product_in_another_period_is_refused_not_moved(tmp
     assert items_by_key(store) == {OLD_KEY: X}
 
 
+def test_same_id_in_two_periods_within_one_batch_is_refused_like_in_a_flat_collection(tmp_path):
+    """Two products of one call mapping to one id, dated into two periods:
+    the second is refused as in a flat collection (the batch decided "the
+    same item" by key, which holds the period: both were created)."""
+    first = write_tile(tmp_path / "x", "a_20240131.tif", 10.0, 50.0)
+    second = write_tile(tmp_path / "x", "b_20240301.tif", 11.0, 50.0)
+    store = LocalStore(str(tmp_path / "cat"))
+    results = producer.register(
+        [first, second], catalog=store, collection="c", partition="year/month", id_template="{parent}"
+    )
+    assert [r.action for r in results] == ["created", "error"]
+    assert results[1].error_type == "input"
+    assert f"maps to the same item id 'x' as {first}" in results[1].error
+    assert "id_template=" in results[1].error
+    assert items_by_key(store) == {"c/2024/01/x/x.json": "x"}
+
+
 def test_same_id_from_another_product_in_another_period_with_replace_moves_it(tmp_path, tile):
     """replace=True works across periods as within one: the other product's
     item is replaced (moved), never left beside it under the same id."""

@@ -498,6 +498,51 @@ def recorded_layout(collection: dict, where: str) -> Layout | None:
     return Layout(record["partition"], record.get("max_links", DEFAULT_MAX_LINKS))
 
 
+def linked_layout(
+    collection: dict,
+    collection_id: str,
+    lookup: Callable[[str], dict | None],
+    max_links: int = DEFAULT_MAX_LINKS,
+) -> Layout | None:
+    """The layout a collection that records none (written before layouts
+    were recorded) is laid out in, from its links: items linked by the
+    collection itself, flat; year catalogs (child links), partitioned, by
+    year if the first one (read through ``lookup(key)``: a document or None)
+    links items or was split into months (:data:`SPLIT_FIELD`), else by
+    year/month. None when nothing says (no links, both kinds, an unreadable
+    year catalog): a reconcile that walks the items tells then.
+
+    >>> linked_layout({"links": [{"rel": "item", "href": "./x/x.json"}]}, "c", lambda key: None).partition
+    >>> year = {"links": [{"rel": "child", "href": "./03/catalog.json"}]}
+    >>> linked_layout({"links": [{"rel": "child", "href": "./2024/catalog.json"}]}, "c", {"c/2024/catalog.json": year}.get)
+    Layout(partition='year/month', max_links=2000)
+    """
+
+    def rels(doc: dict, rel: str) -> list[str]:
+        links = doc.get("links")
+        return [
+            link["href"]
+            for link in (links if isinstance(links, list) else [])
+            if isinstance(link, dict) and link.get("rel") == rel and isinstance(link.get("href"), str)
+        ]
+
+    items, children = rels(collection, "item"), rels(collection, "child")
+    if items and not children:
+        return Layout(None, max_links)
+    if children and not items:
+        child = resolve_href(collection_key(collection_id), children[0])
+        if child is None or not child.startswith(f"{collection_id}/"):
+            return None
+        year = lookup(child)
+        if not isinstance(year, dict):
+            return None
+        if rels(year, "item") or year.get(SPLIT_FIELD):
+            return Layout("year", max_links)
+        if rels(year, "child"):
+            return Layout("year/month", max_links)
+    return None
+
+
 def item_parent_key(item_key: str, collection_id: str) -> str:
     """The document that links the item at ``item_key`` (whatever the layout).
 

@@ -99,11 +99,23 @@ class DatetimeResult:
         }
 
 
+class OutOfRange(ValueError):
+    """A date-time whose conversion to UTC leaves the years 1-9999
+    (``9999-12-31T23:00:00-02:00``): a :class:`ValueError` like any value
+    :func:`parse_datetime` cannot take, that callers can tell apart."""
+
+
 def _aware(value: datetime) -> datetime:
-    """Naive → UTC; aware → converted to UTC."""
+    """Naive → UTC; aware → converted to UTC. Raises :class:`OutOfRange`
+    when the instant falls outside the years 1-9999 in UTC."""
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # Python's datetime holds years 1-9999 only
+        raise OutOfRange(
+            f"{value.isoformat()} is outside the years 1-9999 in UTC, which a STAC datetime can hold"
+        ) from None
 
 
 def _tz(text: str | None) -> timezone | None:
@@ -125,7 +137,8 @@ def parse_datetime(text: str, *, end: bool = False) -> datetime:
     midnight, or ``23:59:59`` when ``end`` is true (end of a range).
 
     Raises :class:`ValueError` (not ours: callers add the context) when ``text``
-    is not such a value or not a real calendar date.
+    is not such a value or not a real calendar date, :class:`OutOfRange`
+    (one) when it falls outside the years 1-9999 once converted to UTC.
     """
     text = text.strip()
     tiff = _TIFF_RE.match(text)
@@ -173,8 +186,9 @@ def _instant_or_range(
 def from_explicit(value: str | None, *, where: str = "explicit datetime") -> DatetimeResult | None:
     """The ``datetime`` option: an ISO 8601 instant or ``start/end``; ``None`` when not given.
 
-    An unparsable value is an :class:`InputError` (an explicit wish must not be
-    skipped silently).
+    An unparsable value, or one outside the years 1-9999 once converted to
+    UTC, is an :class:`InputError` (an explicit wish must not be skipped
+    silently).
     """
     if value is None or not value.strip():
         return None
@@ -186,6 +200,12 @@ def from_explicit(value: str | None, *, where: str = "explicit datetime") -> Dat
             start = parse_datetime(parts[0])
             end = parse_datetime(parts[1], end=True)
             return _instant_or_range(start, end, "explicit", value, where)
+    except OutOfRange as exc:
+        raise InputError(
+            f"{where}: datetime {value!r}: {exc}; give a time from 0001-01-01T00:00:00Z "
+            "to 9999-12-31T23:59:59Z in UTC.",
+            hints=(DATETIME_HINT,),
+        ) from None
     except ValueError as exc:
         raise InputError(
             f"{where}: cannot parse datetime {value!r} ({exc}); "
@@ -307,10 +327,9 @@ def _netcdf_time(tags: Mapping[str, str], band_tags: Mapping[str, str]) -> datet
         return None
     try:
         epoch = parse_datetime(match.group(2))
-        amount = float(raw)
-    except ValueError:
+        return epoch + timedelta(**{match.group(1).lower(): float(raw)})
+    except (ValueError, OverflowError):  # not a number (nan), or past the years 1-9999: unusable
         return None
-    return epoch + timedelta(**{match.group(1).lower(): amount})
 
 
 def from_tags(
@@ -516,7 +535,7 @@ def resolve_datetime(
         if source == "axis" and time_axis is not None:
             found = time_axis()
         elif source == "explicit":
-            found = from_explicit(explicit)
+            found = from_explicit(explicit, where=f"{where}: explicit datetime")
         elif source == "filename":
             found = from_filename(name, pattern)
         elif source == "tags" and read_attrs is not None:
