@@ -36,8 +36,10 @@ from producer.catalog.layout import (
     is_catalog_document_key,
     is_document_key,
     is_intent_key,
-    layout_of_item,
+    item_follows,
     layout_record_problem,
+    layouts_of_item,
+    recorded_layout,
     resolve_href,
 )
 from producer.catalog.mirrorlinks import MIRROR_ROLE
@@ -235,8 +237,10 @@ class AuditReport:
     intents: list[str] = field(default_factory=list)
     #: collection key -> the exact extent of its linked (usable) items, as tallied
     footprints: dict[str, ExtentTally] = field(default_factory=dict)
-    #: collection key -> the layouts its linked items' keys follow
-    item_layouts: dict[str, set[Layout]] = field(default_factory=dict)
+    #: collection key -> for its linked items, the sets of layouts their keys
+    #: may follow (:func:`~producer.catalog.layout.layouts_of_item`: a few
+    #: distinct sets, not one per item)
+    item_layouts: dict[str, set[frozenset[Layout]]] = field(default_factory=dict)
     #: linked items visited (with a usable footprint)
     item_count: int = 0
 
@@ -507,7 +511,7 @@ def _note_collection(walk: _Walk, report: AuditReport, key: str, doc: dict) -> N
     if LAYOUT_FIELD not in doc:
         report.unrecorded_layout.append(key)
     elif layout_record_problem(doc) is None:
-        report.layouts[key] = Layout(None if doc[LAYOUT_FIELD] is None else doc[LAYOUT_FIELD]["partition"])
+        report.layouts[key] = recorded_layout(doc, key) or Layout()  # with its max_links
     mirrors = {
         str(name): str(asset["href"])
         for name, asset in (doc.get("assets") or {}).items()
@@ -649,7 +653,7 @@ def _note_item(
     keep = walk.keep_items or info.removing
     if coll_key:
         report.footprints.setdefault(coll_key, ExtentTally()).add(bbox, interval)
-        report.item_layouts.setdefault(coll_key, set()).add(layout_of_item(key))
+        report.item_layouts.setdefault(coll_key, set()).add(layouts_of_item(key))
         stored = walk.stored.get(coll_key)
         if stored is not None and not (
             bbox_contains(stored[0], bbox) and interval_contains(stored[1], interval)
@@ -695,15 +699,22 @@ def _orphan_problem(key: str, doc: dict | None, layouts: dict[str, Layout] | Non
     if doc is not None and doc.get("type") == "Feature" and below_collection(key):
         coll_id = collection_of(key)
         recorded = (layouts or {}).get(collection_key(coll_id))
-        found = layout_of_item(key)
-        if recorded is not None and found != recorded:
+        # a key below split partitions is deeper than its scheme: it follows
+        # the recorded layout when its first folders are the scheme's and the
+        # deeper ones split folders (reconcile --fix links it there)
+        if recorded is not None and not item_follows(recorded, key):
+            found = sorted(layout.describe() for layout in layouts_of_item(key))
+            follows = (
+                f"its key follows the {' or '.join(found)} layout"
+                if found
+                else "its key's folders follow no layout this tool makes"
+            )
             return Problem(
                 "misplaced",
                 key,
-                f"no document links it, and its key follows the {found.describe()} layout, while "
-                f"collection {coll_id!r} records {recorded.describe()}: reconcile does not "
-                "link it; register its product again (it then lands where the collection's layout "
-                "puts it) and delete this document",
+                f"no document links it, and {follows}, while collection {coll_id!r} records "
+                f"{recorded.describe()}: reconcile does not link it; register its product again "
+                "(it then lands where the collection's layout puts it), then delete this document",
             )
     return Problem("orphan", key, "no document links it")
 

@@ -275,3 +275,20 @@ def test_a_register_racing_the_creation_of_the_collection_in_another_layout_link
     assert not any(link["href"].startswith("./a_") for link in coll["links"])
     assert producer.register([tiles[0]], catalog=store, collection="c")[0].ok  # a rerun follows the layout
     assert producer.remove("a_20240110", catalog=store, collection="c").action == "removed"
+
+
+def test_reconcile_fix_records_the_year_layout_of_an_old_collection_whose_year_is_split(
+    tmp_path: Path, tiles: list[Path]
+) -> None:
+    """Items in ``<YYYY>/`` and, below the split year, in ``<YYYY>/<MM>/``
+    follow one layout: ``year``. Before: their keys' depths read as two
+    layouts, and the collection was left unrecorded."""
+    root = tmp_path / "cat"
+    store = LocalStore(str(root))
+    producer.register(tiles[:1], catalog=store, collection="c", partition="year", max_links=1)
+    (href,) = _register(store, tiles[1:2])
+    assert href.endswith("/c/2024/02/b_20240215/b_20240215.json")  # below the split year
+    _forget_layout(root)
+    report = producer.reconcile(store, fix=True)
+    assert report.fixed.get("unrecorded-layout") == 1 and report.remaining == []
+    assert _collection(root)[LAYOUT_FIELD] == {"partition": "year"}

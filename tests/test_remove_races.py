@@ -115,3 +115,25 @@ def test_reconcile_fix_while_remove_is_paused_between_unlink_and_delete_does_not
     assert result.action == "removed"
     assert set(linked_items(store)) == {Y}
     assert not store.exists(item_key(partition, X))
+
+
+def test_register_while_remove_is_paused_keeps_an_item_below_a_split_year_linked(store, tiles):
+    """A ``year`` collection whose year is split puts X in ``c/2024/03/``.
+    Before: the remove that found X registered again meanwhile linked it
+    back with the layout guessed from its key depth (``year/month``), which
+    the collection (``year``) refused: the remove failed, X stayed unlinked."""
+    producer.register([tiles[Y]], catalog=store, collection="c", partition="year", max_links=1)
+    producer.register([tiles[X]], catalog=store, collection="c")
+    key = f"c/2024/03/{X}/{X}.json"
+    assert store.exists(key)  # below the split year
+    paused = PausingStore(store, pause_before=f"delete:{key}")
+
+    def register_again() -> None:
+        (res,) = producer.register([tiles[X]], catalog=store, collection="c")
+        assert res.ok, res.error
+
+    result = run_paused(paused, lambda: producer.remove(X, catalog=paused, collection="c"), register_again)
+    assert result.action == "kept"
+    items = linked_items(store)
+    assert set(items) == {X, Y}
+    assert REMOVING.encode() not in items[X]
