@@ -186,9 +186,12 @@ class Layout:
         goes under: the period's partition, then, while the deepest one read
         through ``lookup(key)`` (a document or None) is marked split, the
         finer period below it, unless the catalog already links the item
-        (linked before the split; its id index entry may not be written yet).
-        Empty when unpartitioned. ``lookup`` is called once per key returned
-        from the base period down (the caller does the I/O).
+        (linked before the split; its id index entry may not be written yet),
+        or it links nothing at all (emptied by removals and moves since its
+        split: a mark left on an empty partition sends no item one level
+        deeper, so an item moved out and back lands where it was). Empty
+        when unpartitioned. ``lookup`` is called once per key returned from
+        the base period down (the caller does the I/O).
         """
         keys = self.partition_keys(collection_id, when)
         if not keys:
@@ -196,7 +199,11 @@ class Layout:
         assert when is not None
         while True:
             doc = lookup(keys[-1])
-            if not (isinstance(doc, dict) and doc.get(SPLIT_FIELD)) or links_item(doc, item_id):
+            if (
+                not (isinstance(doc, dict) and doc.get(SPLIT_FIELD))
+                or links_item(doc, item_id)
+                or not links_below(doc)
+            ):
                 return keys
             keys.append(finer_partition_key(collection_id, keys[-1], when, item_id))
 
@@ -259,6 +266,13 @@ def links_item(doc: dict, item_id: str) -> bool:
     return any(
         isinstance(link, dict) and link.get("rel") == "item" and link.get("href") == href
         for link in doc.get("links", [])
+    )
+
+
+def links_below(doc: dict) -> bool:
+    """True if the catalog ``doc`` links an item or a child catalog."""
+    return any(
+        isinstance(link, dict) and link.get("rel") in ("item", "child") for link in doc.get("links", [])
     )
 
 
