@@ -37,6 +37,7 @@ from producer.catalog.layout import (
     is_document_key,
     is_intent_key,
     item_follows,
+    item_link_count,
     layout_record_problem,
     layouts_of_item,
     recorded_layout,
@@ -332,6 +333,10 @@ class _Walk:
         self.outside: dict[str, int] = {}  # collection key -> items outside its stored extent
         self.stored: dict[str, tuple[list[float], list] | None] = {}  # usable stored extents
         self.exists: dict[str, bool | None] = {}  # non-child link targets checked
+        #: partition catalog key -> the key of the document linking it (one
+        #: entry per partition: months and splits, not items)
+        self.partitions: dict[str, str] = {}
+        self.filled: set[str] = set()  # partition catalogs holding an item link
 
 
 def audit(
@@ -397,6 +402,7 @@ def audit(
         report.problems.append(_orphan_problem(key, found, report.layouts))
 
     _check_duplicate_ids(store, walk, report)
+    _check_empty_partitions(walk, report)
     _check_extents(walk, report)
     for coll_key, (stored, tally) in report.summaries.items():
         why = tally.uncovered(stored)  # values of removed items stay by design (no O(N) remove)
@@ -490,6 +496,10 @@ def _visit(
             report.problems.append(Problem("malformed", key, message))
     if kind == "Collection":
         _note_collection(walk, report, key, doc)
+    if kind == "Catalog" and coll_key is not None and parent_key is not None:
+        walk.partitions[key] = parent_key
+        if item_link_count(doc):
+            walk.filled.add(key)
     if kind == "Feature":
         walk.reached_items.append(hash(key))  # linked, even when it cannot be tallied
         _note_item(walk, report, key, doc, coll_key, parent_key)
@@ -669,6 +679,32 @@ def _note_item(
         report.items[key] = info
     if walk.on_item is not None:
         walk.on_item(info)
+
+
+def _check_empty_partitions(walk: _Walk, report: AuditReport) -> None:
+    """An ``empty-partition`` warning for each partition catalog that links
+    no item and has none below it (the topmost of such a subtree only):
+    left by removals and moves. Valid STAC; kept on purpose (see
+    docs/RELIABILITY.md). From what the walk noted per partition: no I/O."""
+    nonempty: set[str] = set()
+    for key in walk.filled:
+        while key in walk.partitions and key not in nonempty:
+            nonempty.add(key)
+            key = walk.partitions[key]
+    empty = [key for key in walk.partitions if key not in nonempty]
+    for key in sorted(empty):
+        if walk.partitions[key] in walk.partitions and walk.partitions[key] not in nonempty:
+            continue  # its parent is reported for the whole empty subtree
+        report.problems.append(
+            Problem(
+                "empty-partition",
+                key,
+                "links no item, nor does any partition below it (its items were removed or "
+                "moved to other periods): valid STAC, kept linked on purpose, and its period's "
+                f"next item goes there; {REPAIR} leaves it, since unlinking a partition a "
+                "registration may be linking an item into at that moment could hide that item",
+            )
+        )
 
 
 def removal_started(doc: dict | None) -> str | None:
