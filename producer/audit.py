@@ -36,8 +36,11 @@ from producer.catalog.layout import (
     is_catalog_document_key,
     is_document_key,
     is_intent_key,
-    layout_of_item,
+    item_follows,
+    item_link_count,
     layout_record_problem,
+    layouts_of_item,
+    recorded_layout,
     resolve_href,
 )
 from producer.catalog.mirrorlinks import MIRROR_ROLE, linked_mirror_keys, mirror_key
@@ -243,8 +246,10 @@ class AuditReport:
     intents: list[str] = field(default_factory=list)
     #: collection key -> the exact extent of its linked (usable) items, as tallied
     footprints: dict[str, ExtentTally] = field(default_factory=dict)
-    #: collection key -> the layouts its linked items' keys follow
-    item_layouts: dict[str, set[Layout]] = field(default_factory=dict)
+    #: collection key -> for its linked items, the sets of layouts their keys
+    #: may follow (:func:`~producer.catalog.layout.layouts_of_item`: a few
+    #: distinct sets, not one per item)
+    item_layouts: dict[str, set[frozenset[Layout]]] = field(default_factory=dict)
     #: linked items visited (with a usable footprint)
     item_count: int = 0
 
@@ -336,6 +341,10 @@ class _Walk:
         self.outside: dict[str, int] = {}  # collection key -> items outside its stored extent
         self.stored: dict[str, tuple[list[float], list] | None] = {}  # usable stored extents
         self.exists: dict[str, bool | None] = {}  # non-child link targets checked
+        #: partition catalog key -> the key of the document linking it (one
+        #: entry per partition: months and splits, not items)
+        self.partitions: dict[str, str] = {}
+        self.filled: set[str] = set()  # partition catalogs holding an item link
 
 
 def audit(
@@ -401,6 +410,7 @@ def audit(
         report.problems.append(_orphan_problem(key, found, report.layouts))
 
     _check_duplicate_ids(store, walk, report)
+    _check_empty_partitions(walk, report)
     _check_extents(walk, report)
     for coll_key, (stored, tally) in report.summaries.items():
         why = tally.uncovered(stored)  # values of removed items stay by design (no O(N) remove)
@@ -530,6 +540,10 @@ def _visit(
             report.problems.append(Problem("malformed", key, message))
     if kind == "Collection":
         _note_collection(walk, report, key, doc)
+    if kind == "Catalog" and coll_key is not None and parent_key is not None:
+        walk.partitions[key] = parent_key
+        if item_link_count(doc):
+            walk.filled.add(key)
     if kind == "Feature":
         walk.reached_items.append(hash(key))  # linked, even when it cannot be tallied
         if coll_key is not None and key.startswith(coll_key.rsplit("/", 1)[0] + "/"):
@@ -553,7 +567,7 @@ def _note_collection(walk: _Walk, report: AuditReport, key: str, doc: dict) -> N
     if LAYOUT_FIELD not in doc:
         report.unrecorded_layout.append(key)
     elif layout_record_problem(doc) is None:
-        report.layouts[key] = Layout(None if doc[LAYOUT_FIELD] is None else doc[LAYOUT_FIELD]["partition"])
+        report.layouts[key] = recorded_layout(doc, key) or Layout()  # with its max_links
     mirrors = {
         str(name): str(asset["href"])
         for name, asset in (doc.get("assets") or {}).items()
@@ -695,7 +709,7 @@ def _note_item(
     keep = walk.keep_items or info.removing
     if coll_key:
         report.footprints.setdefault(coll_key, ExtentTally()).add(bbox, interval)
-        report.item_layouts.setdefault(coll_key, set()).add(layout_of_item(key))
+        report.item_layouts.setdefault(coll_key, set()).add(layouts_of_item(key))
         stored = walk.stored.get(coll_key)
         if stored is not None and not (
             bbox_contains(stored[0], bbox) and interval_contains(stored[1], interval)
@@ -711,6 +725,32 @@ def _note_item(
         report.items[key] = info
     if walk.on_item is not None:
         walk.on_item(info)
+
+
+def _check_empty_partitions(walk: _Walk, report: AuditReport) -> None:
+    """An ``empty-partition`` warning for each partition catalog that links
+    no item and has none below it (the topmost of such a subtree only):
+    left by removals and moves. Valid STAC; kept on purpose (see
+    docs/RELIABILITY.md). From what the walk noted per partition: no I/O."""
+    nonempty: set[str] = set()
+    for key in walk.filled:
+        while key in walk.partitions and key not in nonempty:
+            nonempty.add(key)
+            key = walk.partitions[key]
+    empty = [key for key in walk.partitions if key not in nonempty]
+    for key in sorted(empty):
+        if walk.partitions[key] in walk.partitions and walk.partitions[key] not in nonempty:
+            continue  # its parent is reported for the whole empty subtree
+        report.problems.append(
+            Problem(
+                "empty-partition",
+                key,
+                "links no item, nor does any partition below it (its items were removed or "
+                "moved to other periods): valid STAC, kept linked on purpose, and its period's "
+                f"next item goes there; {REPAIR} leaves it, since unlinking a partition a "
+                "registration may be linking an item into at that moment could hide that item",
+            )
+        )
 
 
 def removal_started(doc: dict | None) -> str | None:
@@ -741,15 +781,22 @@ def _orphan_problem(key: str, doc: dict | None, layouts: dict[str, Layout] | Non
     if doc is not None and doc.get("type") == "Feature" and below_collection(key):
         coll_id = collection_of(key)
         recorded = (layouts or {}).get(collection_key(coll_id))
-        found = layout_of_item(key)
-        if recorded is not None and found != recorded:
+        # a key below split partitions is deeper than its scheme: it follows
+        # the recorded layout when its first folders are the scheme's and the
+        # deeper ones split folders (reconcile --fix links it there)
+        if recorded is not None and not item_follows(recorded, key):
+            found = sorted(layout.describe() for layout in layouts_of_item(key))
+            follows = (
+                f"its key follows the {' or '.join(found)} layout"
+                if found
+                else "its key's folders follow no layout this tool makes"
+            )
             return Problem(
                 "misplaced",
                 key,
-                f"no document links it, and its key follows the {found.describe()} layout, while "
-                f"collection {coll_id!r} records {recorded.describe()}: reconcile does not "
-                "link it; register its product again (it then lands where the collection's layout "
-                "puts it) and delete this document",
+                f"no document links it, and {follows}, while collection {coll_id!r} records "
+                f"{recorded.describe()}: reconcile does not link it; register its product again "
+                "(it then lands where the collection's layout puts it), then delete this document",
             )
     return Problem("orphan", key, "no document links it")
 

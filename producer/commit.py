@@ -46,6 +46,7 @@ from producer.catalog.layout import (
     expected_type,
     intent_key,
     is_intent_key,
+    item_follows,
     item_parent_key,
     layout_of_item,
     mark_if_full,
@@ -1546,7 +1547,7 @@ class Committer:
                 return RemoveOutcome("removed", item, recomputed)
             if not current.get("properties", {}).get(docs.REMOVING):
                 # re-registered since it was marked: the register wins, keep it linked
-                replace(self, layout=layout_of_item(item_key)).link_items(
+                replace(self, layout=self._layout_of(collection_id, item_key)).link_items(
                     collection_id, [(item_key, current)]
                 )
                 return RemoveOutcome("kept", current, recomputed)
@@ -1556,6 +1557,18 @@ class Committer:
             f"{self.store_path(item_key)}: gave up removing it after {self.max_retries + 1} attempts "
             "because other writers kept changing it; retry the removal later",
         )
+
+    def _layout_of(self, collection_id: str, item_key: str) -> Layout:
+        """The layout to link the item at ``item_key`` back with: its
+        collection's recorded one (with its ``max_links``) when the key follows
+        it (below split partitions too), else the one its key's depth shows.
+        One GET of the collection (a rare path: a remove lost to a register)."""
+        coll_key = self.layout.collection_key(collection_id)
+        doc = self.read(coll_key, ("Collection",))[0]
+        recorded = recorded_layout(doc, self.store_path(coll_key)) if doc is not None else None
+        if recorded is not None and item_follows(recorded, item_key):
+            return recorded
+        return layout_of_item(item_key)
 
     def drop_intents_naming(self, collection_id: str, item_key: str) -> list[str]:
         """Delete every pending intent of the collection whose links name

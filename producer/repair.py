@@ -36,6 +36,7 @@ from producer.catalog.layout import (
     ROOT_KEY,
     Layout,
     below_collection,
+    collection_key,
     collection_of,
     is_collection_key,
     is_partitioned_item_key,
@@ -427,8 +428,11 @@ def _link_orphans(
                     changes.append(removed(collection_of(key), str(doc.get("id")), key, outcome.item))
                 _bump(report.fixed, "interrupted-removal")
                 continue
-            # linked through the chain its key was made with
-            replace(committer, layout=layout_of_item(key)).link_items(collection_of(key), [(key, doc)])
+            # linked through the chain its key was made with, by a committer
+            # of the collection's recorded layout (its key follows it: the
+            # audit found it no misplaced one), else of the layout the key shows
+            layout = first.layouts.get(collection_key(collection_of(key))) or layout_of_item(key)
+            replace(committer, layout=layout).link_items(collection_of(key), [(key, doc)])
             # an orphan was no part of the catalog: linked, it is a new item to those following it
             changes.append(Change(ChangeKind.CREATED, collection_of(key), str(doc.get("id")), key, doc))
             _bump(report.fixed, "orphan")
@@ -500,13 +504,17 @@ def _record_layouts(committer: Committer, linked: AuditReport, report: Reconcile
     layout its linked items sit in (one compare-and-swap per such collection),
     so later verbs find its items without listing it. Run after the id index
     is repaired: a collection that records a partitioned layout has every
-    item in its index. A collection with no item, or with items in two
-    layouts, is left unrecorded (nothing says which layout is right)."""
+    item in its index. A collection with no item, or with items no one
+    layout places, is left unrecorded (nothing says which layout is right).
+    Keys in ``<YYYY>/<MM>/`` follow a split ``year`` layout as well as
+    ``year/month``: when every item's key follows both, ``year/month`` is
+    recorded (it places them all without a split)."""
     for coll_key in sorted(linked.unrecorded_layout):
         kinds = linked.item_layouts.get(coll_key, set())
-        if len(kinds) != 1:
+        common = frozenset.intersection(*kinds) if kinds else frozenset()
+        if not common:
             continue
-        (layout,) = kinds
+        layout = max(common, key=lambda layout: len(layout.partition or ""))
 
         def record(doc: dict | None, layout: Layout = layout) -> dict | None:
             if doc is None or LAYOUT_FIELD in doc:

@@ -181,5 +181,9 @@ ProblemKind = Literal[
     # a group-commit intent left behind by a writer that died (a warning:
     # never applied by others once stale; reconcile with fix deletes it)
     "stale-intent",
+    # a partition catalog that links no item, nor does any partition below
+    # it (its items were removed or moved; a warning: valid STAC, left
+    # linked on purpose, see docs/RELIABILITY.md)
+    "empty-partition",
 ]
 PROBLEM_KINDS: tuple[str, ...] = get_args(ProblemKind)

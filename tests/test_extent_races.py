@@ -24,6 +24,7 @@ from producer.catalog import documents as docs
 from producer.catalog.layout import Layout
 from producer.store import open_store
 from tests.pausing import PauseAfterGet
+from tests.trees import but_emptied
 
 
 def _tile(folder: Path, name: str, day: str, lon: float, lat: float, res: float) -> str:
@@ -129,7 +130,7 @@ def test_partitioned_remove_of_an_edge_item_while_register_keeps_the_new_item(tm
     assert removed.action == "removed" and removed.extent_recomputed
     items = _store_items(store)
     assert sorted(i["id"] for i in items) == ["b_20240220", "z_20240210"]
-    assert [str(p) for p in producer.validate_catalog(store)] == []
+    assert [str(p) for p in but_emptied(producer.validate_catalog(store))] == []  # January emptied
     coll = json.loads(store.get("c/collection.json")[0])
     assert docs.SHRINK_FIELD not in coll
     assert coll["extent"] == docs.exact_extent(items)

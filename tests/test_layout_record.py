@@ -19,6 +19,7 @@ from producer.errors import InputError
 from producer.store import CountingStore
 from producer.store.local import LocalStore
 from tests.crashes import write_tile
+from tests.trees import but_emptied
 
 #: (name, lon, lat) of 0.2 degree tiles in three months of 2024, overlapping
 #: (one cluster); the middle one lies strictly inside the extent of the
@@ -198,10 +199,11 @@ def test_an_old_collection_without_the_record_still_works_and_reconcile_fix_reco
     _forget_layout(root)
     # still found, by the fallback (flat key, id index, then a listing)
     assert producer.remove("a_20240110", catalog=store, collection="c").action == "removed"
-    assert producer.validate_catalog(store) == []  # an old collection is valid as it is
+    # an old collection is valid as it is (January, emptied, is left linked)
+    assert but_emptied(producer.validate_catalog(store)) == []
 
     report = producer.reconcile(store, fix=True)
-    assert report.fixed.get("unrecorded-layout") == 1 and report.remaining == []
+    assert report.fixed.get("unrecorded-layout") == 1 and but_emptied(report.remaining) == []
     assert _collection(root)[LAYOUT_FIELD] == {"partition": "year/month"}
     counting = CountingStore(store)
     assert producer.remove("b_20240215", catalog=counting, collection="c").action == "removed"
@@ -317,3 +319,20 @@ def test_a_register_racing_the_creation_of_the_collection_in_another_layout_link
     assert not any(link["href"].startswith("./a_") for link in coll["links"])
     assert producer.register([tiles[0]], catalog=store, collection="c")[0].ok  # a rerun follows the layout
     assert producer.remove("a_20240110", catalog=store, collection="c").action == "removed"
+
+
+def test_reconcile_fix_records_the_year_layout_of_an_old_collection_whose_year_is_split(
+    tmp_path: Path, tiles: list[Path]
+) -> None:
+    """Items in ``<YYYY>/`` and, below the split year, in ``<YYYY>/<MM>/``
+    follow one layout: ``year``. Before: their keys' depths read as two
+    layouts, and the collection was left unrecorded."""
+    root = tmp_path / "cat"
+    store = LocalStore(str(root))
+    producer.register(tiles[:1], catalog=store, collection="c", partition="year", max_links=1)
+    (href,) = _register(store, tiles[1:2])
+    assert href.endswith("/c/2024/02/b_20240215/b_20240215.json")  # below the split year
+    _forget_layout(root)
+    report = producer.reconcile(store, fix=True)
+    assert report.fixed.get("unrecorded-layout") == 1 and report.remaining == []
+    assert _collection(root)[LAYOUT_FIELD] == {"partition": "year"}

@@ -301,3 +301,44 @@ def test_reconcile_creates_the_missing_year_above_an_orphaned_month(tiles, catal
     cat = pystac.Catalog.from_file(str(catalog_dir / "catalog.json"))
     assert sorted(i.id for i in cat.get_items(recursive=True)) == sorted(t.stem for t in tiles)
     assert_stac_valid_tree(catalog_dir)
+
+
+def test_partitions_emptied_by_a_removal_and_a_move_are_reported_as_warnings_and_reused(tmp_path):
+    """Before: the emptied partitions stayed linked and nothing said so.
+    Now ``validate`` and ``reconcile`` warn (valid STAC, not an error), one
+    finding per emptied subtree, and the period's next item reuses it."""
+    data = tmp_path / "data"
+    a = write_tile(data, "a_20230615.tif", 10.0, 50.0)
+    b = write_tile(data, "b_20240201.tif", 11.0, 51.0)
+    c = write_tile(data, "c_20220301.tif", 12.0, 52.0)
+    root = tmp_path / "cat"
+    cat = str(root)
+    assert all(
+        r.ok for r in producer.register([a, b, c], catalog=cat, collection="c", partition="year/month")
+    )
+    assert producer.remove("a_20230615", catalog=cat, collection="c").action == "removed"
+    (moved,) = producer.register([c], catalog=cat, collection="c", datetime="2024-02-10T00:00:00Z")
+    assert moved.action.value == "updated"
+
+    problems = producer.validate_catalog(cat)
+    assert [(p.kind, p.key, p.is_error) for p in problems] == [
+        ("empty-partition", "c/2022/catalog.json", False),
+        ("empty-partition", "c/2023/catalog.json", False),
+    ]
+    assert "links no item" in problems[0].message and "reconcile(fix=True) leaves it" in problems[0].message
+    result = CliRunner().invoke(main, ["validate", cat])
+    assert result.exit_code == 0, result.output
+    assert "warning c/2022/catalog.json: [empty-partition]" in result.output
+    assert "reconcile --fix leaves it" in result.output
+
+    report = producer.reconcile(cat, fix=True)
+    assert [(p.kind, p.key) for p in report.remaining] == [
+        ("empty-partition", "c/2022/catalog.json"),
+        ("empty-partition", "c/2023/catalog.json"),
+    ]
+    assert (root / "c/2023/06/catalog.json").is_file()  # kept, still linked
+    assert_stac_valid_tree(root)
+
+    (back,) = producer.register([a], catalog=cat, collection="c")
+    assert back.href == str(root / "c/2023/06/a_20230615/a_20230615.json")
+    assert [p.key for p in producer.validate_catalog(cat)] == ["c/2022/catalog.json"]

@@ -67,3 +67,48 @@ def test_check_assets_reports_a_lost_collection_mirror_file_and_reconcile_fix_wr
     assert producer.validate_catalog(str(catalog), check_assets=True) == []
     assert producer.search(str(catalog))["numberMatched"] == 2
     assert_stac_valid_tree(catalog)
+
+
+def test_an_orphan_below_a_split_year_is_an_orphan_reconcile_fix_links_in_its_split_partition(
+    tiles: list[Path], tmp_path: Path
+) -> None:
+    """A ``year`` collection whose year is split puts new items in
+    ``<YYYY>/<MM>/``. Before: an orphan there (a register killed before its
+    link) was ``misplaced`` (its key guessed ``year/month`` from its depth),
+    never linked, and the advice to delete it would have deleted the item a
+    registration writes back at that very key."""
+    catalog = tmp_path / "cat"
+    producer.register(tiles[:1], catalog=str(catalog), collection="c", partition="year", max_links=1)
+    (placed,) = producer.register(tiles[1:], catalog=str(catalog), collection="c")
+    key = "c/2024/03/b_20240315/b_20240315.json"
+    assert placed.href == str(catalog / key)
+    month = catalog / "c/2024/03/catalog.json"
+    doc = json.loads(month.read_text())
+    doc["links"] = [link for link in doc["links"] if link["rel"] != "item"]
+    month.write_text(json.dumps(doc))  # what a register killed before its link leaves
+
+    (found,) = [p for p in producer.validate_catalog(str(catalog)) if p.key == key]
+    assert found.kind == "orphan"
+
+    report = producer.reconcile(str(catalog), fix=True)
+    assert report.fixed.get("orphan") == 1 and report.remaining == []
+    assert "./b_20240315/b_20240315.json" in [link["href"] for link in json.loads(month.read_text())["links"]]
+    assert producer.validate_catalog(str(catalog)) == []
+    assert_stac_valid_tree(catalog)
+    (again,) = producer.register(tiles[1:], catalog=str(catalog), collection="c")
+    assert (again.action.value, again.href) == ("unchanged", str(catalog / key))
+
+
+def test_a_misplaced_orphan_is_told_apart_from_split_folders(tiles: list[Path], tmp_path: Path) -> None:
+    """An orphan in a ``year/month`` collection whose key has only a year
+    folder follows no split of that layout: ``misplaced``, as before."""
+    catalog = tmp_path / "cat"
+    producer.register(tiles[:1], catalog=str(catalog), collection="c", partition="year/month")
+    other = tmp_path / "other"
+    producer.register(tiles[1:], catalog=str(other), collection="c", partition="year")
+    stray = "c/2024/b_20240315/b_20240315.json"
+    (catalog / stray).parent.mkdir(parents=True)
+    shutil.copy(other / stray, catalog / stray)
+    (found,) = [p for p in producer.validate_catalog(str(catalog)) if p.key == stray]
+    assert found.kind == "misplaced"
+    assert "follows the partitioned by year layout" in found.message

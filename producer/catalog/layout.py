@@ -186,9 +186,12 @@ class Layout:
         goes under: the period's partition, then, while the deepest one read
         through ``lookup(key)`` (a document or None) is marked split, the
         finer period below it, unless the catalog already links the item
-        (linked before the split; its id index entry may not be written yet).
-        Empty when unpartitioned. ``lookup`` is called once per key returned
-        from the base period down (the caller does the I/O).
+        (linked before the split; its id index entry may not be written yet),
+        or it links nothing at all (emptied by removals and moves since its
+        split: a mark left on an empty partition sends no item one level
+        deeper, so an item moved out and back lands where it was). Empty
+        when unpartitioned. ``lookup`` is called once per key returned from
+        the base period down (the caller does the I/O).
         """
         keys = self.partition_keys(collection_id, when)
         if not keys:
@@ -196,7 +199,11 @@ class Layout:
         assert when is not None
         while True:
             doc = lookup(keys[-1])
-            if not (isinstance(doc, dict) and doc.get(SPLIT_FIELD)) or links_item(doc, item_id):
+            if (
+                not (isinstance(doc, dict) and doc.get(SPLIT_FIELD))
+                or links_item(doc, item_id)
+                or not links_below(doc)
+            ):
                 return keys
             keys.append(finer_partition_key(collection_id, keys[-1], when, item_id))
 
@@ -259,6 +266,13 @@ def links_item(doc: dict, item_id: str) -> bool:
     return any(
         isinstance(link, dict) and link.get("rel") == "item" and link.get("href") == href
         for link in doc.get("links", [])
+    )
+
+
+def links_below(doc: dict) -> bool:
+    """True if the catalog ``doc`` links an item or a child catalog."""
+    return any(
+        isinstance(link, dict) and link.get("rel") in ("item", "child") for link in doc.get("links", [])
     )
 
 
@@ -567,6 +581,54 @@ def layout_of_item(item_key: str) -> Layout:
     """
     depth = item_key.count("/") - 2
     return Layout(None if depth <= 0 else "year" if depth == 1 else "year/month")
+
+
+#: what a partition folder at each depth below the collection may be named:
+#: the year, then the month (a year/month partition or a split year), the
+#: day and the hour of the splits, then hash shards (:func:`finer_partition_key`)
+_FOLDER_RANGES = {1: (1, 9999), 2: (1, 12), 3: (1, 31), 4: (0, 23)}
+
+
+def _is_partition_folder(depth: int, name: str) -> bool:
+    """True if ``name`` is what the layout names a partition folder at
+    ``depth`` (1: the year) below the collection, base period or split."""
+    bounds = _FOLDER_RANGES.get(depth)
+    if bounds is None:
+        return len(name) == 2 and name[0] == SHARD_PREFIX and name[1] in "0123456789abcdef"
+    width = 4 if depth == 1 else 2
+    return len(name) == width and name.isascii() and name.isdigit() and bounds[0] <= int(name) <= bounds[1]
+
+
+def item_follows(layout: Layout, item_key: str) -> bool:
+    """True if the item at ``item_key`` sits where ``layout`` may put an
+    item: directly in the collection (flat), or in the partition folders of
+    its scheme (``<YYYY>`` or ``<YYYY>/<MM>``) and below them only the
+    folders of split partitions (day, hour, hash shards: the finer periods
+    a full partition sends new items to).
+
+    >>> item_follows(Layout("year"), "c/2024/03/x/x.json")  # a split year
+    True
+    >>> item_follows(Layout("year/month"), "c/2024/x/x.json"), item_follows(Layout(), "c/2024/x/x.json")
+    (False, False)
+    >>> item_follows(Layout("year/month"), "c/2024/03/05/07/x1/x/x.json")
+    True
+    """
+    folders = item_key.split("/")[1:-2]
+    base = len(layout.partition_dirs(datetime(2000, 1, 1))) if layout.partition else 0
+    if len(folders) < base or (base == 0 and folders):
+        return False
+    return all(_is_partition_folder(depth, name) for depth, name in enumerate(folders, 1))
+
+
+def layouts_of_item(item_key: str) -> frozenset[Layout]:
+    """Every layout the key of an item document may have been made with
+    (an item in ``<YYYY>/<MM>/`` follows both ``year/month`` and a split
+    ``year``; none for folders no layout makes).
+
+    >>> sorted(str(layout.partition) for layout in layouts_of_item("c/2024/03/x/x.json"))
+    ['year', 'year/month']
+    """
+    return frozenset(layout for layout in map(Layout, PARTITIONS) if item_follows(layout, item_key))
 
 
 def relative_href(from_key: str, to_key: str) -> str:
