@@ -430,3 +430,30 @@ def test_decorator_and_task_take_replace_for_another_products_item(tmp_path: Pat
     assert json.loads(_item(catalog, "twins", "utm_20240513").read_text())["assets"]["data"]["href"] == str(
         first
     )
+
+
+# ---------------------------------------------------------------------------
+# artifact keys are checked before anything is written
+# ---------------------------------------------------------------------------
+
+
+def test_a_bad_artifact_key_is_refused_before_anything_is_registered(tmp_path: Path) -> None:
+    """Prefect checks an artifact key only when the artifact is created, after
+    the registration: the task would register, then fail (and be rerun)."""
+    catalog = tmp_path / "catalog"
+    product = write_utm(tmp_path / "data")
+
+    @flow(name="bad-artifact-key")
+    def pipeline() -> Any:
+        return register_in_stac(product, catalog=str(catalog), collection="keys", artifact_key="My_Key")
+
+    state = pipeline(return_state=True)
+    assert state.is_failed()
+    with pytest.raises(InputError, match=r"artifact_key 'My_Key'.*lowercase letters, digits and dashes") as info:
+        state.result()
+    assert "'my-key'" in str(info.value)  # a key that would do
+    assert not catalog.exists()  # nothing written
+
+    with pytest.raises(InputError, match=r"artifact_key 'Nightly Run'"):  # when the decorator is applied
+        registers_in_stac(catalog=str(catalog), collection="keys", artifact_key="Nightly Run")
+    assert not catalog.exists()
