@@ -568,6 +568,14 @@ def register_in_stac(
 # --------------------------------------------------------------------------
 
 
+def _materialised(value: Any) -> Any:
+    """A one-shot iterator read into a list (registering it would consume
+    it, leaving the caller nothing); any other value as it is."""
+    if isinstance(value, Iterator) and not isinstance(value, (str, bytes, bytearray, Sequence, Mapping)):
+        return list(value)
+    return value
+
+
 def registers_in_stac(
     *,
     catalog: str | Store,
@@ -582,7 +590,10 @@ def registers_in_stac(
 
     The decorated callable must return the written product URL(s): a ``str``
     or ``Path``, or a (nested) list of them; ``None`` registers nothing. Its
-    return value is passed through unchanged. When registration fails the
+    return value is passed through unchanged, except a one-shot iterator
+    (a generator object, ``map(...)``, ...): registering it would consume
+    it, so it is read once into a list, which is registered, given to a
+    ``properties`` function and returned in its place. When registration fails the
     call raises :class:`RegistrationFailed` (naming the function, each failed
     product and its error), so a Prefect task fails; a return value of another
     type raises :class:`~producer.errors.InputError`.
@@ -668,7 +679,7 @@ def registers_in_stac(
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                value = await fn(*args, **kwargs)
+                value = _materialised(await fn(*args, **kwargs))
                 # registration is blocking I/O: run it off the event loop
                 # (to_thread copies the context, so run logging still works)
                 await asyncio.to_thread(register_output, name, value)
@@ -678,7 +689,7 @@ def registers_in_stac(
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            value = fn(*args, **kwargs)
+            value = _materialised(fn(*args, **kwargs))
             register_output(name, value)
             return value
 

@@ -457,3 +457,42 @@ def test_a_bad_artifact_key_is_refused_before_anything_is_registered(tmp_path: P
     with pytest.raises(InputError, match=r"artifact_key 'Nightly Run'"):  # when the decorator is applied
         registers_in_stac(catalog=str(catalog), collection="keys", artifact_key="Nightly Run")
     assert not catalog.exists()
+
+
+def test_decorator_returns_an_iterator_it_registered_as_a_list(tmp_path: Path) -> None:
+    """Registration consumed a returned generator/iterator: the caller got an
+    exhausted one, and a properties function saw an exhausted one too."""
+    catalog = tmp_path / "catalog"
+    products = [write_utm(tmp_path / "data"), write_cog(tmp_path / "data")]
+    seen: list[Any] = []
+
+    def level(value: Any) -> dict[str, Any]:
+        seen.append(value)
+        return {"processing:level": "L2"} if list(value) else {}
+
+    @registers_in_stac(catalog=str(catalog), collection="gen", properties=level)
+    def make_generator() -> Any:
+        return (str(p) for p in products)
+
+    @registers_in_stac(catalog=str(catalog), collection="gen2")
+    def make_map() -> Any:
+        return map(str, products)
+
+    @registers_in_stac(catalog=str(catalog), collection="gen3")
+    async def make_async() -> Any:
+        return iter([str(products[0])])
+
+    assert make_generator() == [str(p) for p in products]
+    assert seen == [[str(p) for p in products]]
+    item = json.loads(_item(catalog, "gen", "utm_20240513").read_text())
+    assert item["properties"]["processing:level"] == "L2"
+    assert make_map() == [str(p) for p in products]
+    assert _item(catalog, "gen2", "cog_20240105").is_file()
+
+    import asyncio
+
+    assert asyncio.run(make_async()) == [str(products[0])]
+    assert _item(catalog, "gen3", "utm_20240513").is_file()
+    # a list or a str is still passed through as it is
+    single = registers_in_stac(catalog=str(catalog), collection="gen4")(lambda: str(products[0]))
+    assert single() == str(products[0])
