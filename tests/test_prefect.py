@@ -383,15 +383,18 @@ def test_decorator_on_a_plain_function_outside_prefect(tmp_path: Path) -> None:
     assert _item(catalog, "plain", "utm_20240513").is_file()
 
 
-def test_store_errors_and_bad_input_are_told_apart_without_prefect(tmp_path: Path) -> None:
-    """The classification the retry condition relies on, on a read-only store
-    error that even root cannot bypass: a catalog path under a regular file."""
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
+def test_store_errors_and_bad_input_are_told_apart_without_prefect(tmp_path: Path, s3_server: S3Server) -> None:
+    """The classification the retry condition relies on: a catalog bucket
+    that does not exist (yet) is a storage error."""
     from producer.prefect import register_and_report
 
     with pytest.raises(RegistrationFailed) as info:
-        register_and_report(write_utm(tmp_path / "data"), catalog=str(blocker / "catalog"), collection="x")
+        register_and_report(
+            write_utm(tmp_path / "data"),
+            catalog=f"s3://missing-{uuid.uuid4().hex[:10]}/stac",
+            collection="x",
+            storage_options=s3_server.storage_options,
+        )
     assert info.value.transient
     assert [r["error_type"] for r in info.value.failed] == ["storage"]
     # bad input into a healthy catalog: not transient
@@ -399,6 +402,21 @@ def test_store_errors_and_bad_input_are_told_apart_without_prefect(tmp_path: Pat
         register_and_report(write_nocrs(tmp_path / "data"), catalog=str(tmp_path / "ok"), collection="x")
     assert not info.value.transient
     assert [r["error_type"] for r in info.value.failed] == ["input"]
+
+
+def test_a_catalog_under_a_file_fails_the_task_once(tmp_path: Path) -> None:
+    """It was a storage error: the task retried it 3 times (2+10+30 s) and
+    then said "the run can be retried"."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    product = write_utm(tmp_path / "data")
+    task_run_id, state, exc = _run_task(
+        lambda: register_in_stac(product, catalog=str(blocker / "catalog"), collection="x", return_state=True)
+    )
+    assert state.is_failed()
+    assert isinstance(exc, InputError) and str(blocker) in str(exc) and "another catalog path" in str(exc)
+    assert read_task_run(task_run_id).run_count == 1
+    assert blocker.read_text() == "not a directory"
 
 
 def test_decorator_and_task_take_replace_for_another_products_item(tmp_path: Path) -> None:
