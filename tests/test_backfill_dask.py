@@ -104,7 +104,9 @@ def test_dask_runner_needs_a_positive_concurrency() -> None:
         task_runner_for(0)
 
 
-@pytest.mark.parametrize("address", ["tcp://dask-scheduler:8786x", "dask-scheduler:8786", "tcp://dask-scheduler"])
+@pytest.mark.parametrize(
+    "address", ["tcp://dask-scheduler:8786x", "dask-scheduler:8786", "tcp://dask-scheduler"]
+)
 def test_a_malformed_dask_address_is_refused_before_any_work(tmp_path: Path, address: str) -> None:
     """Before: accepted, the products were listed and the batches planned,
     then distributed failed with "invalid literal for int()" (or its scheme

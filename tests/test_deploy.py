@@ -1099,7 +1099,9 @@ def test_readme_work_pool_image_can_run_the_flows() -> None:
     assert not any(i.name in ("CMD", "ENTRYPOINT") and "lambda" in i.args for i in instructions)
     version = re.fullmatch(r"python:(\d+\.\d+)(?:-[\w.]+)?", base)
     assert version, base
-    requires = SpecifierSet(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"])
+    requires = SpecifierSet(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    )
     assert version.group(1) in requires, base
 
     # where the flow runs start: prefect.yaml's pull step, the image's code

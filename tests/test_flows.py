@@ -364,6 +364,8 @@ def test_reconcile_flow_refuses_a_bad_artifact_key_before_it_repairs(tmp_path: P
     before = {p: p.read_bytes() for p in (tmp_path / "catalog").rglob("*.json")}
     state = reconcile_catalog(catalog, fix=True, artifact_key="Nightly_Reconcile", return_state=True)
     assert state.is_failed()
-    with pytest.raises(InputError, match=r"artifact_key 'Nightly_Reconcile'.*lowercase letters, digits and dashes"):
+    with pytest.raises(
+        InputError, match=r"artifact_key 'Nightly_Reconcile'.*lowercase letters, digits and dashes"
+    ):
         state.result()
     assert {p: p.read_bytes() for p in (tmp_path / "catalog").rglob("*.json")} == before  # nothing repaired

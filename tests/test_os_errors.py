@@ -165,7 +165,9 @@ def test_a_catalog_path_under_a_file_is_an_input_error_not_a_storage_error(produ
     afile = tmp_path / "afile"
     afile.write_text("x")
     catalog = str(tmp_path / under)
-    with pytest.raises(InputError, match=r"(is a file|the catalog path is a file), not a directory.*another catalog path") as info:
+    with pytest.raises(
+        InputError, match=r"(is a file|the catalog path is a file), not a directory.*another catalog path"
+    ) as info:
         producer.register(products[:1], catalog=catalog, collection="c")
     assert catalog in str(info.value)
     res = CliRunner().invoke(main, ["register", products[0], "--catalog", catalog, "--collection", "c"])

@@ -383,7 +383,9 @@ def test_decorator_on_a_plain_function_outside_prefect(tmp_path: Path) -> None:
     assert _item(catalog, "plain", "utm_20240513").is_file()
 
 
-def test_store_errors_and_bad_input_are_told_apart_without_prefect(tmp_path: Path, s3_server: S3Server) -> None:
+def test_store_errors_and_bad_input_are_told_apart_without_prefect(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
     """The classification the retry condition relies on: a catalog bucket
     that does not exist (yet) is a storage error."""
     from producer.prefect import register_and_report
@@ -467,7 +469,9 @@ def test_a_bad_artifact_key_is_refused_before_anything_is_registered(tmp_path: P
 
     state = pipeline(return_state=True)
     assert state.is_failed()
-    with pytest.raises(InputError, match=r"artifact_key 'My_Key'.*lowercase letters, digits and dashes") as info:
+    with pytest.raises(
+        InputError, match=r"artifact_key 'My_Key'.*lowercase letters, digits and dashes"
+    ) as info:
         state.result()
     assert "'my-key'" in str(info.value)  # a key that would do
     assert not catalog.exists()  # nothing written
