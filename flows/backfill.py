@@ -66,7 +66,9 @@ def task_runner_for(
     one of ``concurrency`` worker processes, listening on 127.0.0.1 only).
 
     Raises :class:`~producer.errors.InputError` when Dask is asked for and
-    prefect-dask is not installed (the ``dask`` extra)."""
+    prefect-dask is not installed (the ``dask`` extra), or ``dask_address``
+    is not a scheduler address (``tcp://HOST:PORT``): before any product is
+    listed, where Dask itself would refuse it only once the batches start."""
     if concurrency < 1:
         raise InputError(f"concurrency must be at least 1, got {concurrency}")
     if not dask and not dask_address:
@@ -79,10 +81,35 @@ def task_runner_for(
             "(or leave dask and dask_address unset to run batches in threads)"
         ) from None
     if dask_address:
-        return DaskTaskRunner(address=dask_address)
+        return DaskTaskRunner(address=_checked_dask_address(dask_address))
     return DaskTaskRunner(
         cluster_kwargs={"n_workers": concurrency, "host": "127.0.0.1", "dashboard_address": None}
     )
+
+
+def _checked_dask_address(address: str) -> str:
+    """``address`` when distributed's own parser takes it as a scheduler's
+    ``PROTOCOL://HOST:PORT``; else an InputError naming ``dask_address``."""
+    from distributed.comm.addressing import get_address_host_port  # noqa: PLC0415 (the dask extra)
+
+    problem = "" if isinstance(address, str) else f"a {type(address).__name__}, not a string"
+    if not problem:
+        try:
+            host, port = get_address_host_port(address.strip(), strict=True)
+        except ValueError as exc:
+            problem = str(exc)
+        else:
+            if not host:
+                problem = "no host"
+            elif not 0 < port < 65536:
+                problem = f"port {port} out of range"
+    if problem:
+        raise InputError(
+            f"dask_address {address!r} is not a Dask scheduler address ({problem}): give it as "
+            "tcp://HOST:PORT, e.g. tcp://dask-scheduler:8786 (or leave it unset to run batches in "
+            "threads, or set dask to run a local cluster)"
+        )
+    return address.strip()
 
 
 def parent_hint(product: str, layout: Layout, collection: str, options: RegisterOptions) -> str:

@@ -30,7 +30,13 @@ from prefect.logging import get_run_logger
 
 from producer import ReconcileReport, api
 from producer.options import RegisterOptions
-from producer.prefect import CatalogProblemsRemain, forward_logs, retry_on_storage_errors, run_sinks
+from producer.prefect import (
+    CatalogProblemsRemain,
+    check_artifact_key,
+    forward_logs,
+    retry_on_storage_errors,
+    run_sinks,
+)
 
 _MAX_PROBLEM_ROWS = 1000
 
@@ -96,6 +102,7 @@ def reconcile_catalog(
     """
     if dead not in ("flag", "remove"):
         raise ValueError(f"dead must be 'flag' or 'remove', got {dead!r}")
+    check_artifact_key(artifact_key)  # before the repair: Prefect checks it only at the artifact
     logger = get_run_logger()
     report = run_reconcile(catalog, data, fix, dead, collection, storage_options, options)
 

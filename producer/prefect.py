@@ -66,6 +66,7 @@ from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
 from prefect.logging.handlers import APILogHandler
 from prefect.states import State
+from prefect.types.names import raise_on_name_alphanumeric_dashes_only
 from prefect.utilities.urls import url_for
 
 from producer import api
@@ -88,6 +89,7 @@ __all__ = [
     "CatalogProblemsRemain",
     "RegistrationFailed",
     "artifact_key_for",
+    "check_artifact_key",
     "forward_logs",
     "prefect_event_sink",
     "product_urls",
@@ -217,6 +219,30 @@ def artifact_key_for(*parts: str) -> str:
     text = "-".join(p for p in parts if p)
     key = re.sub(r"[^a-z0-9-]+", "-", text.lower())
     return re.sub(r"-{2,}", "-", key).strip("-") or "stac"
+
+
+def check_artifact_key(key: str | None, name: str = "artifact_key") -> None:
+    """Refuse an artifact key Prefect would refuse, before anything is written.
+
+    Prefect checks a table artifact's key only when the artifact is created:
+    after the registration (or repair) it reports on. ``None`` passes (the
+    default key is used). Raises :class:`~producer.errors.InputError` naming
+    ``name``, the rule and a key that would do.
+    """
+    if key is None:
+        return
+    problem = not isinstance(key, str) or not key
+    if not problem:
+        try:
+            raise_on_name_alphanumeric_dashes_only(key, name)
+        except ValueError:
+            problem = True
+    if problem:
+        suggestion = artifact_key_for(key) if isinstance(key, str) else "stac"
+        raise InputError(
+            f"{name} {key!r} is not a Prefect artifact key: it must be lowercase letters, "
+            f"digits and dashes only (e.g. {suggestion!r}); nothing was registered or written"
+        )
 
 
 # --------------------------------------------------------------------------
@@ -405,6 +431,7 @@ def register_and_report(
     """
     if isinstance(catalog, str):  # before its URL is named in any log line or artifact
         refuse_credentials(catalog)
+    check_artifact_key(artifact_key)  # Prefect would refuse it only after the registration
     opts = with_flow_run(resolve_options(options, storage_options, **overrides))
     logger = _logger()
     urls, upstream = _collect(products)
@@ -541,6 +568,14 @@ def register_in_stac(
 # --------------------------------------------------------------------------
 
 
+def _materialised(value: Any) -> Any:
+    """A one-shot iterator read into a list (registering it would consume
+    it, leaving the caller nothing); any other value as it is."""
+    if isinstance(value, Iterator) and not isinstance(value, (str, bytes, bytearray, Sequence, Mapping)):
+        return list(value)
+    return value
+
+
 def registers_in_stac(
     *,
     catalog: str | Store,
@@ -555,7 +590,10 @@ def registers_in_stac(
 
     The decorated callable must return the written product URL(s): a ``str``
     or ``Path``, or a (nested) list of them; ``None`` registers nothing. Its
-    return value is passed through unchanged. When registration fails the
+    return value is passed through unchanged, except a one-shot iterator
+    (a generator object, ``map(...)``, ...): registering it would consume
+    it, so it is read once into a list, which is registered, given to a
+    ``properties`` function and returned in its place. When registration fails the
     call raises :class:`RegistrationFailed` (naming the function, each failed
     product and its error), so a Prefect task fails; a return value of another
     type raises :class:`~producer.errors.InputError`.
@@ -584,6 +622,7 @@ def registers_in_stac(
     registered). Inside a flow run the flow run is added too (see
     :func:`with_flow_run`).
     """
+    check_artifact_key(artifact_key)
     if properties is not None and not callable(properties):
         overrides["properties"] = properties
     opts = resolve_options(options, storage_options, **overrides)
@@ -640,7 +679,7 @@ def registers_in_stac(
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                value = await fn(*args, **kwargs)
+                value = _materialised(await fn(*args, **kwargs))
                 # registration is blocking I/O: run it off the event loop
                 # (to_thread copies the context, so run logging still works)
                 await asyncio.to_thread(register_output, name, value)
@@ -650,7 +689,7 @@ def registers_in_stac(
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            value = fn(*args, **kwargs)
+            value = _materialised(fn(*args, **kwargs))
             register_output(name, value)
             return value
 

@@ -104,6 +104,23 @@ def test_dask_runner_needs_a_positive_concurrency() -> None:
         task_runner_for(0)
 
 
+@pytest.mark.parametrize(
+    "address", ["tcp://dask-scheduler:8786x", "dask-scheduler:8786", "tcp://dask-scheduler"]
+)
+def test_a_malformed_dask_address_is_refused_before_any_work(tmp_path: Path, address: str) -> None:
+    """Before: accepted, the products were listed and the batches planned,
+    then distributed failed with "invalid literal for int()" (or its scheme
+    error), naming neither the parameter nor the form it takes."""
+    from flows.backfill import backfill, task_runner_for
+
+    with pytest.raises(InputError, match=r"dask_address .* tcp://HOST:PORT"):
+        task_runner_for(4, dask_address=address)
+    write_tile(tmp_path / "data", "p0_20240105.tif", 10, 50.0)
+    with pytest.raises(InputError, match=r"dask_address"):
+        backfill.fn(str(tmp_path / "data"), str(tmp_path / "catalog"), "c", dask_address=address)
+    assert not (tmp_path / "catalog").exists()
+
+
 def test_backfill_deployment_exposes_where_the_batches_run() -> None:
     """Before: the concurrency was hard-coded (4 threads)."""
     from flows.backfill import backfill

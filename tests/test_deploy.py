@@ -12,6 +12,7 @@ import importlib.util
 import inspect
 import json
 import os
+import posixpath
 import re
 import shlex
 import shutil
@@ -1076,3 +1077,75 @@ def test_deploy_files_point_only_at_docs_that_exist(name: str) -> None:
     assert not missing, f"deploy/{name} points at {missing}"
     if name == "prefect.yaml":
         assert "docs/PREFECT.md" in pointed
+
+
+# ---------------------------------------------------------------------------
+# the image of the flow runs on an ECS/Kubernetes work pool (read as docker would)
+# ---------------------------------------------------------------------------
+
+
+def test_readme_work_pool_image_can_run_the_flows() -> None:
+    """README's "Scaling the backfill out" named deploy/Dockerfile for ECS or
+    Kubernetes work pools: the Lambda image, with no Prefect, no flows/ (the
+    dockerignore drops it) and no /opt/stac-producer for prefect.yaml's pull
+    step. The image it names must be able to run the deployments."""
+    readme = (ROOT / "README.md").read_text()
+    named = re.search(r"On an ECS or Kubernetes work pool.*?`(deploy/[\w.-]*Dockerfile)`", readme, re.S)
+    assert named, "README: no Dockerfile named for ECS/Kubernetes work pools"
+    path = ROOT / named.group(1)
+    instructions = _dockerfile(path)
+    base = _one_instruction(instructions, "FROM").args
+    assert "lambda" not in base, f"{path.name}: {base} is a Lambda base image"
+    assert not any(i.name in ("CMD", "ENTRYPOINT") and "lambda" in i.args for i in instructions)
+    version = re.fullmatch(r"python:(\d+\.\d+)(?:-[\w.]+)?", base)
+    assert version, base
+    requires = SpecifierSet(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    )
+    assert version.group(1) in requires, base
+
+    # where the flow runs start: prefect.yaml's pull step, the image's code
+    pull = yaml.safe_load((DEPLOY / "prefect.yaml").read_text())["pull"]
+    (workdir,) = [
+        step["prefect.deployments.steps.set_working_directory"]["directory"]
+        for step in pull
+        if "prefect.deployments.steps.set_working_directory" in step
+    ]
+    copied: dict[str, str] = {}  # source -> destination folder in the image
+    for i in instructions:
+        if i.name == "COPY":
+            *sources, destination = i.args.split()
+            for source in sources:
+                copied[source.rstrip("/")] = posixpath.normpath(posixpath.join(i.workdir, destination))
+    assert copied.get("flows") == f"{workdir}/flows", copied
+    assert copied.get("producer") == f"{workdir}/producer", copied
+    for deployment in yaml.safe_load((DEPLOY / "prefect.yaml").read_text())["deployments"]:
+        assert (ROOT / deployment["entrypoint"].partition(":")[0]).is_file()  # copied with flows/
+
+    # the build context the Dockerfile's own .dockerignore sends holds what it copies
+    ignore = [
+        line.strip()
+        for line in path.with_name(path.name + ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    for rel in ("flows/backfill.py", "producer/api.py", "pyproject.toml", "constraints.txt"):
+        assert not _dockerignore_excludes(ignore, rel), rel
+    for rel in (".venv/bin/python", "tests/conftest.py"):
+        assert _dockerignore_excludes(ignore, rel), rel
+
+    # pip install of this package, pinned by constraints.txt, with Prefect and prefect-dask
+    (run,) = [i for i in instructions if i.name == "RUN" and "pip install" in i.args]
+    pip = shlex.split(run.args.split("&&")[0])
+    assert pip[:2] == ["pip", "install"], pip
+    flags = pip[2:]
+    assert any(
+        flag in ("--constraint", "-c") and value == "constraints.txt" for flag, value in zip(flags, flags[1:])
+    ), pip
+    assert copied.get("constraints.txt") == workdir and run.workdir == workdir
+    (target,) = [t for t in flags if t.startswith(".")]
+    match = re.fullmatch(r"\.\[([\w,\s-]*)\]", target)
+    assert match, target
+    extras = {canonicalize_name(e) for e in match.group(1).split(",") if e.strip()}
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert extras <= set(pyproject["optional-dependencies"]), extras
+    assert {"prefect", "prefect-dask", "s3fs"} <= _install_closure(pyproject["name"], extras)

@@ -351,3 +351,21 @@ def test_prefect_yaml_is_what_prefect_deploy_accepts() -> None:
     assert automation.trigger.expect == {"aws.s3.object.created", "aws.s3.object.deleted"}
     (action,) = automation.actions
     assert action.parameters == {"payload": "{{ event.payload }}"}
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_reconcile_flow_refuses_a_bad_artifact_key_before_it_repairs(tmp_path: Path) -> None:
+    """The key was checked by Prefect only at the summary artifact: the repair
+    was written, then the run failed and its summary was lost."""
+    from flows.reconcile import reconcile_catalog
+    from producer.errors import InputError
+
+    catalog, orphan = _orphaned_catalog(tmp_path)
+    before = {p: p.read_bytes() for p in (tmp_path / "catalog").rglob("*.json")}
+    state = reconcile_catalog(catalog, fix=True, artifact_key="Nightly_Reconcile", return_state=True)
+    assert state.is_failed()
+    with pytest.raises(
+        InputError, match=r"artifact_key 'Nightly_Reconcile'.*lowercase letters, digits and dashes"
+    ):
+        state.result()
+    assert {p: p.read_bytes() for p in (tmp_path / "catalog").rglob("*.json")} == before  # nothing repaired

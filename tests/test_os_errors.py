@@ -148,3 +148,29 @@ def test_raw_os_error_on_the_first_write_of_a_new_catalog_is_a_result_for_every_
     assert not root.exists() or not any(
         p.is_file() for p in root.rglob("*") if p.name != ".stac-producer.lock"
     )
+
+
+@pytest.mark.parametrize("under", ["afile/cat", "afile/x/cat", "afile"])
+def test_a_catalog_path_under_a_file_is_an_input_error_not_a_storage_error(products, tmp_path, under):
+    """A typo that puts the catalog under (or at) a regular file can never be
+    written: it was a per-product storage error ("Not a directory", "the run
+    can be retried"), retried by the Prefect task for ~44 s and exit 1 in
+    the CLI. Now an InputError naming the path, before anything is read or
+    written, exit 2 in the CLI; the file is left alone."""
+    from click.testing import CliRunner
+
+    from producer.cli import main
+    from producer.errors import InputError
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    catalog = str(tmp_path / under)
+    with pytest.raises(
+        InputError, match=r"(is a file|the catalog path is a file), not a directory.*another catalog path"
+    ) as info:
+        producer.register(products[:1], catalog=catalog, collection="c")
+    assert catalog in str(info.value)
+    res = CliRunner().invoke(main, ["register", products[0], "--catalog", catalog, "--collection", "c"])
+    assert res.exit_code == 2, res.output
+    assert "another catalog path" in res.output and "Traceback" not in res.output
+    assert afile.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

@@ -383,15 +383,20 @@ def test_decorator_on_a_plain_function_outside_prefect(tmp_path: Path) -> None:
     assert _item(catalog, "plain", "utm_20240513").is_file()
 
 
-def test_store_errors_and_bad_input_are_told_apart_without_prefect(tmp_path: Path) -> None:
-    """The classification the retry condition relies on, on a read-only store
-    error that even root cannot bypass: a catalog path under a regular file."""
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
+def test_store_errors_and_bad_input_are_told_apart_without_prefect(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    """The classification the retry condition relies on: a catalog bucket
+    that does not exist (yet) is a storage error."""
     from producer.prefect import register_and_report
 
     with pytest.raises(RegistrationFailed) as info:
-        register_and_report(write_utm(tmp_path / "data"), catalog=str(blocker / "catalog"), collection="x")
+        register_and_report(
+            write_utm(tmp_path / "data"),
+            catalog=f"s3://missing-{uuid.uuid4().hex[:10]}/stac",
+            collection="x",
+            storage_options=s3_server.storage_options,
+        )
     assert info.value.transient
     assert [r["error_type"] for r in info.value.failed] == ["storage"]
     # bad input into a healthy catalog: not transient
@@ -399,6 +404,21 @@ def test_store_errors_and_bad_input_are_told_apart_without_prefect(tmp_path: Pat
         register_and_report(write_nocrs(tmp_path / "data"), catalog=str(tmp_path / "ok"), collection="x")
     assert not info.value.transient
     assert [r["error_type"] for r in info.value.failed] == ["input"]
+
+
+def test_a_catalog_under_a_file_fails_the_task_once(tmp_path: Path) -> None:
+    """It was a storage error: the task retried it 3 times (2+10+30 s) and
+    then said "the run can be retried"."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    product = write_utm(tmp_path / "data")
+    task_run_id, state, exc = _run_task(
+        lambda: register_in_stac(product, catalog=str(blocker / "catalog"), collection="x", return_state=True)
+    )
+    assert state.is_failed()
+    assert isinstance(exc, InputError) and str(blocker) in str(exc) and "another catalog path" in str(exc)
+    assert read_task_run(task_run_id).run_count == 1
+    assert blocker.read_text() == "not a directory"
 
 
 def test_decorator_and_task_take_replace_for_another_products_item(tmp_path: Path) -> None:
@@ -430,3 +450,71 @@ def test_decorator_and_task_take_replace_for_another_products_item(tmp_path: Pat
     assert json.loads(_item(catalog, "twins", "utm_20240513").read_text())["assets"]["data"]["href"] == str(
         first
     )
+
+
+# ---------------------------------------------------------------------------
+# artifact keys are checked before anything is written
+# ---------------------------------------------------------------------------
+
+
+def test_a_bad_artifact_key_is_refused_before_anything_is_registered(tmp_path: Path) -> None:
+    """Prefect checks an artifact key only when the artifact is created, after
+    the registration: the task would register, then fail (and be rerun)."""
+    catalog = tmp_path / "catalog"
+    product = write_utm(tmp_path / "data")
+
+    @flow(name="bad-artifact-key")
+    def pipeline() -> Any:
+        return register_in_stac(product, catalog=str(catalog), collection="keys", artifact_key="My_Key")
+
+    state = pipeline(return_state=True)
+    assert state.is_failed()
+    with pytest.raises(
+        InputError, match=r"artifact_key 'My_Key'.*lowercase letters, digits and dashes"
+    ) as info:
+        state.result()
+    assert "'my-key'" in str(info.value)  # a key that would do
+    assert not catalog.exists()  # nothing written
+
+    with pytest.raises(InputError, match=r"artifact_key 'Nightly Run'"):  # when the decorator is applied
+        registers_in_stac(catalog=str(catalog), collection="keys", artifact_key="Nightly Run")
+    assert not catalog.exists()
+
+
+def test_decorator_returns_an_iterator_it_registered_as_a_list(tmp_path: Path) -> None:
+    """Registration consumed a returned generator/iterator: the caller got an
+    exhausted one, and a properties function saw an exhausted one too."""
+    catalog = tmp_path / "catalog"
+    products = [write_utm(tmp_path / "data"), write_cog(tmp_path / "data")]
+    seen: list[Any] = []
+
+    def level(value: Any) -> dict[str, Any]:
+        seen.append(value)
+        return {"processing:level": "L2"} if list(value) else {}
+
+    @registers_in_stac(catalog=str(catalog), collection="gen", properties=level)
+    def make_generator() -> Any:
+        return (str(p) for p in products)
+
+    @registers_in_stac(catalog=str(catalog), collection="gen2")
+    def make_map() -> Any:
+        return map(str, products)
+
+    @registers_in_stac(catalog=str(catalog), collection="gen3")
+    async def make_async() -> Any:
+        return iter([str(products[0])])
+
+    assert make_generator() == [str(p) for p in products]
+    assert seen == [[str(p) for p in products]]
+    item = json.loads(_item(catalog, "gen", "utm_20240513").read_text())
+    assert item["properties"]["processing:level"] == "L2"
+    assert make_map() == [str(p) for p in products]
+    assert _item(catalog, "gen2", "cog_20240105").is_file()
+
+    import asyncio
+
+    assert asyncio.run(make_async()) == [str(products[0])]
+    assert _item(catalog, "gen3", "utm_20240513").is_file()
+    # a list or a str is still passed through as it is
+    single = registers_in_stac(catalog=str(catalog), collection="gen4")(lambda: str(products[0]))
+    assert single() == str(products[0])

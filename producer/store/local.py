@@ -198,6 +198,29 @@ def _root_from_url(url: str) -> tuple[Path, str]:
     return path, (text.rstrip("/") or "/")
 
 
+def _refuse_root_under_a_file(root: Path, url: str) -> None:
+    """An :class:`InputError` when ``root`` is, or lies under, something that
+    is not a directory (a typo or a catalog.json given as the catalog): no
+    write could ever succeed there, so it is not a storage error to retry.
+    One ``stat`` per missing level, up to the first that exists."""
+    for path in (root, *root.parents):
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue
+        except NotADirectoryError:  # a parent further up is the file: found there
+            continue
+        except OSError:
+            return  # permissions, I/O: the store's own errors say it when it is used
+        if stat.S_ISDIR(st.st_mode):
+            return
+        what = "the catalog path is a file" if path == root else f"{str(path)!r} is a file"
+        raise InputError(
+            f"catalog {url}: {what}, not a directory, so the catalog cannot be written there; "
+            "choose another catalog path (a directory, or one that does not exist yet)"
+        )
+
+
 class LocalStore:
     """Catalog documents as files under one directory.
 
@@ -223,6 +246,7 @@ class LocalStore:
         #: ``fsync`` (default) or ``os``: see the module docstring
         self.durability = durability
         self.root, self.url = _root_from_url(url)
+        _refuse_root_under_a_file(self.root, self.url)
         self._swept: dict[Path, float] = {}  # directory -> monotonic time of last sweep
         self._batch_lock = threading.Lock()  # a batch's folder set is shared by its write threads
         self._real_root: str | None = None  # the root's real path + "/", for open_read

@@ -40,7 +40,9 @@ def refuse_credentials(url: str) -> None:
 
 
 def open_store(url: str, storage_options: dict[str, Any] | None = None) -> Store:
-    """Return the store for ``url``; nothing is read or written.
+    """Return the store for ``url``; nothing is read or written, but a local
+    path is checked not to be, or lie under, a regular file (an
+    :class:`~producer.errors.InputError`: no write could succeed there).
 
     * plain paths and ``file://`` / ``local://`` URLs (any letter case; see
       :mod:`producer.urls`) -> :class:`~producer.store.local.LocalStore`
