@@ -46,6 +46,10 @@ from producer.extract.datetimes import from_explicit, from_filename
 from producer.ingest import collection_layout, open_catalog
 from producer.options import RegisterOptions, resolve_options
 from producer.prefect import RegistrationFailed, artifact_key_for, register_in_stac
+from producer.redact import redact
+from producer.sources import no_products_found
+from producer.store.open import refuse_credentials
+from producer.worker_secrets import refuse_secret_parameters, with_worker_secrets
 
 #: how many batches run at once by default (the ``concurrency`` parameter)
 MAX_WORKERS = 4
@@ -163,13 +167,32 @@ def plan_batches(
     return batches
 
 
+def registration_options(
+    options: RegisterOptions | None, storage_options: dict[str, Any] | None
+) -> RegisterOptions:
+    """The options each product is registered with: the flow's ``options``
+    and ``storage_options`` parameters, plus the secrets of the worker's
+    environment (``STAC_PGSTAC_DSN``, :mod:`producer.worker_secrets`).
+    Resolved in the flow's process, never passed on as a (sub-)flow
+    parameter: Prefect stores those in plain text."""
+    return resolve_options(with_worker_secrets(options), storage_options)
+
+
 @flow(name="stac-backfill-batches")
 def register_batches(
-    batches: list[list[str]], catalog: str, collection: str, options: RegisterOptions
+    batches: list[list[str]],
+    catalog: str,
+    collection: str,
+    options: RegisterOptions | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> list[Any]:
     """Submit one :func:`register_in_stac` task run per batch to this flow's
     task runner (chosen by :func:`backfill`); returns each batch's outcome
-    (its result dicts, or the exception it ended with)."""
+    (its result dicts, or the exception it ended with). ``options`` and
+    ``storage_options``: the backfill's own parameters, as it was given them
+    (the secrets are read here, from the environment: see
+    :func:`registration_options`)."""
+    options = registration_options(options, storage_options)
     futures = [
         register_in_stac.with_options(task_run_name=f"register-batch-{n:04d}").submit(
             batch,
@@ -206,6 +229,14 @@ def backfill(
     run (:func:`task_runner_for`): threads here, a local Dask cluster, or an
     existing one; the batches run in a sub-flow on that runner.
 
+    Secrets never travel as parameters (Prefect stores those in plain
+    text): the pgSTAC DSN is read from ``STAC_PGSTAC_DSN`` in the worker's
+    environment; ``options.pgstac`` holding a password is refused
+    (:mod:`producer.worker_secrets`), and so is a ``catalog`` URL with
+    credentials in it. ``prefix`` and ``catalog`` are redacted wherever the
+    run names them. A prefix under which no product is found fails the run
+    (:class:`~producer.errors.InputError` naming the endings it holds).
+
     Writes items and parents (one compare-and-swap per parent per batch),
     a table artifact per batch (from the task) and a summary artifact
     ``backfill-<collection>``. Returns ``{"products", "batches", "created",
@@ -215,20 +246,32 @@ def backfill(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    refuse_credentials(catalog)  # before its URL is named in any log line or artifact
+    refuse_secret_parameters(options)
     runner = task_runner_for(concurrency, dask, dask_address)
     logger = get_run_logger()
-    opts = resolve_options(options, storage_options)
+    opts = registration_options(options, storage_options)
+    prefixes = [prefix] if isinstance(prefix, str) else list(prefix)
+    shown = " ".join(redact(p) for p in prefixes)  # a presigned URL's signature stays out
     products = list_products(prefix, opts.data_storage_options)
+    if not products:
+        fact, example = no_products_found(prefixes, storage_options=opts.data_storage_options)
+        fix = f". Give prefix a list of such files, or a glob: {example!r}" if example else ""
+        raise InputError(f"{fact}{fix}")
     batches = plan_batches(products, catalog, collection, opts, batch_size)
     logger.info(
         "%d product(s) under %s: %d batch(es) of up to %d on %s",
         len(products),
-        prefix,
+        shown,
         len(batches),
         batch_size,
         type(runner).__name__,
     )
-    outcomes = register_batches.with_options(task_runner=runner)(batches, catalog, collection, opts)
+    # the parameters the backfill was given, not the resolved options: the
+    # sub-flow run's parameters are stored as its own, secrets would be too
+    outcomes = register_batches.with_options(task_runner=runner)(
+        batches, catalog, collection, options, storage_options
+    )
 
     counts: Counter[str] = Counter()
     failures: list[dict[str, Any]] = []
@@ -239,7 +282,7 @@ def backfill(
             failed_batches += 1
         elif isinstance(outcome, BaseException):  # the batch did not get to register
             results = [
-                {"source": s, "action": "error", "error": f"{type(outcome).__name__}: {outcome}"}
+                {"source": s, "action": "error", "error": redact(f"{type(outcome).__name__}: {outcome}")}
                 for s in batch
             ]
             failed_batches += 1
@@ -257,15 +300,15 @@ def backfill(
     create_table_artifact(
         table=[{"action": a, "count": counts[a]} for a in _ACTIONS],
         key=artifact_key_for("backfill", collection),
-        description=f"Backfill of {prefix} into collection {collection!r} of {catalog}: "
+        description=f"Backfill of {shown} into collection {collection!r} of {redact(catalog)}: "
         f"{len(products)} product(s) in {len(batches)} batch(es).",
     )
     logger.info("backfill summary: %s", summary)
     if failures:
-        listed = "\n".join(f"  - {r.get('error') or r.get('source')}" for r in failures[:20])
+        listed = "\n".join(f"  - {redact(str(r.get('error') or r.get('source')))}" for r in failures[:20])
         more = f"\n  ... and {len(failures) - 20} more" if len(failures) > 20 else ""
         raise RegistrationFailed(
-            f"backfill of {prefix}: {len(failures)} of {len(products)} product(s) failed "
+            f"backfill of {shown}: {len(failures)} of {len(products)} product(s) failed "
             f"({failed_batches} of {len(batches)} batch(es)); summary {summary}:\n{listed}{more}",
             failures,
         )

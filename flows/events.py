@@ -23,6 +23,7 @@ from producer.events import DEFAULT_SUFFIXES, HandlerConfig, handle
 from producer.options import RegisterOptions
 from producer.prefect import RegistrationFailed, artifact_key_for, forward_logs
 from producer.redact import redact
+from producer.worker_secrets import refuse_secret_parameters, with_worker_secrets
 
 
 @task(name="handle-event", cache_policy=NO_CACHE)
@@ -84,15 +85,19 @@ def handle_s3_event(
     ``options`` sets neither). Writes to the catalog through the
     api; publishes a table artifact ``event-<collection>``. Raises
     :class:`~producer.prefect.RegistrationFailed` listing the failed records
-    when any failed (the others were handled).
+    when any failed (the others were handled). The pgSTAC DSN is read from
+    ``STAC_PGSTAC_DSN`` in the worker's environment, as the Lambda handler
+    reads it; ``options.pgstac`` holding a password is refused (flow
+    parameters are stored in plain text).
     """
+    refuse_secret_parameters(options)
     logger = get_run_logger()
     config = HandlerConfig(
         catalog=catalog,
         collection=collection,
         prefixes=tuple(prefixes or ()),
         suffixes=DEFAULT_SUFFIXES if suffixes is None else tuple(suffixes),
-        options=options,
+        options=with_worker_secrets(options),  # STAC_PGSTAC_DSN of the worker, never a parameter
         storage_options=storage_options,
     )
     out = handle_event(payload, config)

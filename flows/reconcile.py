@@ -37,6 +37,8 @@ from producer.prefect import (
     retry_on_storage_errors,
     run_sinks,
 )
+from producer.prefect import CatalogProblemsRemain, forward_logs, retry_on_storage_errors, run_sinks
+from producer.worker_secrets import refuse_secret_parameters, with_worker_secrets
 
 _MAX_PROBLEM_ROWS = 1000
 
@@ -98,13 +100,20 @@ def reconcile_catalog(
     including assets that could not be checked and failed registrations.
     ``options``: how products under ``data`` that no item describes are
     registered (a :class:`~producer.options.RegisterOptions`; in a
-    deployment, a JSON object of its fields).
+    deployment, a JSON object of its fields). The pgSTAC database to compare
+    (and with ``fix`` bring in line) is read from ``STAC_PGSTAC_DSN`` in the
+    worker's environment: flow parameters are stored in plain text, so
+    ``options.pgstac`` holding a password is refused.
     """
     if dead not in ("flag", "remove"):
         raise ValueError(f"dead must be 'flag' or 'remove', got {dead!r}")
     check_artifact_key(artifact_key)  # before the repair: Prefect checks it only at the artifact
     logger = get_run_logger()
-    report = run_reconcile(catalog, data, fix, dead, collection, storage_options, options)
+    refuse_secret_parameters(options)
+    # the pgSTAC DSN from the worker's environment (STAC_PGSTAC_DSN), never a parameter
+    report = run_reconcile(
+        catalog, data, fix, dead, collection, storage_options, with_worker_secrets(options)
+    )
 
     left: Counter[str] = Counter(p.kind for p in report.remaining)
     # a dry run (the options' dry_run) fixed nothing: its column is what a fix would fix

@@ -46,47 +46,19 @@ def _spelling(hint: Any) -> str:
     return flag_spelling(hint)
 
 
-#: at most this many files of a local folder are looked at to say which endings it holds
-_ENDINGS_LOOKED_AT = 10_000
-
-
-def _no_products_found(paths: Sequence[str], *, grouped: bool) -> str:
-    """Why ``register PATHS`` found nothing: the endings folders and prefixes
-    are searched for (whatever :data:`producer.sources.PRODUCT_SUFFIXES`
-    holds; with --group, those of the group's files too), the endings a local
-    folder holds instead, and the ways to register other files."""
-    import os  # noqa: PLC0415 (this path only)
-    import shlex  # noqa: PLC0415
+def _no_products_found(paths: Sequence[str], *, grouped: bool, storage_options: dict[str, Any] | None) -> str:
+    """Why ``register PATHS`` found nothing (:func:`producer.sources.no_products_found`:
+    the endings searched for, with --group those of the group's files too,
+    and the endings the folders hold instead), and the ways to register other files."""
+    import shlex  # noqa: PLC0415 (this path only)
 
     from producer.grouping import GROUP_SUFFIXES  # noqa: PLC0415
-    from producer.sources import GLOB_CHARS, PRODUCT_SUFFIXES, STORE_SUFFIXES  # noqa: PLC0415
+    from producer.sources import PRODUCT_SUFFIXES, no_products_found  # noqa: PLC0415
 
-    if paths and all(any(ch in p for ch in GLOB_CHARS) for p in paths):  # a glob takes any ending
-        return f"no products found: {' '.join(paths)} match{'es' if len(paths) == 1 else ''} no file; check the pattern"
-    endings = GROUP_SUFFIXES if grouped else PRODUCT_SUFFIXES
-    text = (
-        f"no products found in {' '.join(paths)}: folders and prefixes are searched for files ending in "
-        f"{' '.join(endings)} (any letter case) and for Zarr stores ({' '.join(STORE_SUFFIXES)})"
-    )
-    held: dict[str, int] = {}
-    seen = 0
-    for path in paths:
-        for _, _, files in os.walk(path) if os.path.isdir(path) else ():
-            for name in files:
-                ext = os.path.splitext(name)[1].lower()
-                if ext and not name.startswith("."):
-                    held[ext] = held.get(ext, 0) + 1
-            seen += len(files)
-            if seen >= _ENDINGS_LOOKED_AT:
-                break
-    common = sorted(held, key=lambda e: (-held[e], e))
-    holder = "they hold" if len(paths) > 1 else "it holds"
-    if common:
-        text += f"; {holder} files ending in " + ", ".join(f"{e} ({held[e]})" for e in common[:5])
-    elif all(os.path.isdir(p) for p in paths):
-        text += f"; {holder} no file"
-    folder = next((p.rstrip("/") for p in paths if not any(ch in p for ch in GLOB_CHARS)), "")
-    example = f"{folder}/**/*{common[0] if common else '.EXT'}"
+    suffixes = GROUP_SUFFIXES if grouped else PRODUCT_SUFFIXES
+    text, example = no_products_found(paths, suffixes=suffixes, storage_options=storage_options)
+    if not example:  # a glob that matched nothing
+        return text
     return f"{text}. Name such files one by one, or match them with a glob: {shlex.quote(example)}"
 
 
@@ -475,7 +447,13 @@ def register(
     options = _options(given)
     sources = api.expand_products(paths, options)
     if not sources:
-        raise click.UsageError(redact(_no_products_found(paths, grouped=options.group is not None)))
+        raise click.UsageError(
+            redact(
+                _no_products_found(
+                    paths, grouped=options.group is not None, storage_options=options.data_storage_options
+                )
+            )
+        )
     show_bar = (sys.stderr.isatty() if progress is None else progress) and len(sources) > 1
     bar = click.progressbar(length=len(sources), label="registering", file=sys.stderr) if show_bar else None
 

@@ -41,6 +41,7 @@ __all__ = [
     "expand_paths",
     "is_remote",
     "literal_paths",
+    "no_products_found",
     "zarr_store_of",
 ]
 
@@ -90,6 +91,83 @@ def expand_paths(
         else:
             out.extend(_expand_local(local_path(path), suffixes))
     return out
+
+
+#: at most this many files under the given paths are looked at to say which endings they hold
+_ENDINGS_LOOKED_AT = 10_000
+
+
+def _endings_held(paths: Iterable[str], storage_options: dict | None) -> tuple[dict[str, int], bool]:
+    """How many files of each ending the folders or prefixes ``paths`` hold
+    (up to :data:`_ENDINGS_LOOKED_AT` files looked at), and whether each is a
+    folder or prefix that could be listed. Listing errors only leave endings out."""
+    held: dict[str, int] = {}
+    seen = 0
+    all_folders = True
+    for path in paths:
+        if protocol(path) in _HTTP:
+            all_folders = False
+            continue
+        try:
+            if is_remote(path):
+                import fsspec  # noqa: PLC0415 (only when nothing was found)
+
+                fs, root = fsspec.core.url_to_fs(path, **product_storage_options(storage_options))
+                walk = fs.walk(root) if fs.isdir(root) else None
+            else:
+                root = local_path(path)
+                walk = os.walk(root) if os.path.isdir(root) else None
+        except Exception:  # an unreachable store: the endings are only advice
+            walk = None
+        if walk is None:
+            all_folders = False
+            continue
+        try:
+            for _, _, files in walk:
+                for name in files:
+                    ext = os.path.splitext(name)[1].lower()
+                    if ext and not name.startswith("."):
+                        held[ext] = held.get(ext, 0) + 1
+                seen += len(files)
+                if seen >= _ENDINGS_LOOKED_AT:
+                    break
+        except Exception:
+            pass
+    return held, all_folders
+
+
+def no_products_found(
+    paths: Iterable[str],
+    *,
+    suffixes: tuple[str, ...] = PRODUCT_SUFFIXES,
+    storage_options: dict | None = None,
+) -> tuple[str, str]:
+    """Why :func:`expand_paths` found nothing under ``paths``: the endings
+    folders and prefixes are searched for (``suffixes``), the endings they
+    hold instead (local folders and remote prefixes alike), and a glob that
+    would match them. Returns ``(fact, glob_example)``: each caller adds its
+    own way to pass such files (the CLI's arguments, the flow's ``prefix``).
+    The paths are redacted."""
+    paths = [str(p) for p in paths]
+    shown = " ".join(redact(p) for p in paths)
+    if paths and all(any(ch in p for ch in GLOB_CHARS) for p in paths):  # a glob takes any ending
+        return (
+            f"no products found: {shown} match{'es' if len(paths) == 1 else ''} no file; check the pattern",
+            "",
+        )
+    text = (
+        f"no products found in {shown}: folders and prefixes are searched for files ending in "
+        f"{' '.join(suffixes)} (any letter case) and for Zarr stores ({' '.join(STORE_SUFFIXES)})"
+    )
+    held, all_folders = _endings_held(paths, storage_options)
+    common = sorted(held, key=lambda e: (-held[e], e))
+    holder = "they hold" if len(paths) > 1 else "it holds"
+    if common:
+        text += f"; {holder} files ending in " + ", ".join(f"{e} ({held[e]})" for e in common[:5])
+    elif all_folders and paths:
+        text += f"; {holder} no file"
+    folder = next((p.rstrip("/") for p in paths if not any(ch in p for ch in GLOB_CHARS)), "")
+    return text, redact(f"{folder}/**/*{common[0] if common else '.EXT'}")
 
 
 def literal_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:

@@ -106,6 +106,20 @@ def test_s3_glob_matching_several_objects_registers_them_all(s3_server, tmp_path
     assert res.exit_code == 2 and "no products found" in res.output
 
 
+def test_s3_prefix_without_products_names_the_endings_it_holds(s3_server, tmp_path):
+    bucket = s3_server.new_bucket()
+    for name in ("a_20240105.jp2", "b_20240106.jp2", "notes.txt"):
+        s3_server.client().put_object(Bucket=bucket, Key=f"scenes/{name}", Body=b"x")
+    res = _run(
+        ["register", f"s3://{bucket}/scenes/", "-c", str(tmp_path / "catalog"), "--collection", "c"]
+        + ["-o", f"endpoint_url={s3_server.endpoint_url}"]
+    )
+    assert res.exit_code == 2, res.output
+    assert "it holds files ending in .jp2 (2), .txt (1)" in res.output
+    assert f"s3://{bucket}/scenes/**/*.jp2" in res.output
+    assert not (tmp_path / "catalog").exists()
+
+
 @pytest.mark.parametrize("name", ["scene?v3.tif", "scene#v2.tif", "scene[1].tif"])
 def test_s3_key_with_question_mark_hash_or_brackets_is_taken_literally(name, s3_server, tmp_path):
     bucket = s3_server.new_bucket()

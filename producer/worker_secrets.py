@@ -1,0 +1,89 @@
+"""The secrets of the Prefect flows come from the worker's environment.
+
+Prefect stores every flow-run parameter in plain text on its server (the UI
+shows them, the API returns them), sub-flow runs' too. So the flows in
+``flows/`` never take a secret as a parameter they pass on: the pgSTAC DSN
+is read from ``STAC_PGSTAC_DSN`` in the environment of the process that runs
+the flow (the worker's, as the CLI and the event handler read it), and a DSN
+holding a password given as a flow parameter (``options.pgstac``) is
+refused, naming the variable to use instead. A DSN without a password
+(``postgresql:///stac``: peer or ``.pgpass`` authentication) is no secret
+and may still be a parameter. Pure functions, nothing is read but the
+environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from producer.errors import InputError
+from producer.options import RegisterOptions, option_spec
+
+__all__ = ["SECRET_FIELDS", "dsn_has_password", "refuse_secret_parameters", "with_worker_secrets"]
+
+#: the :class:`RegisterOptions` fields that are secrets (kind ``secret``: the pgSTAC DSN)
+SECRET_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(RegisterOptions) if option_spec(f).kind == "secret"
+)
+
+#: ``password=...`` in a key/value connection string (``host=db password=x dbname=stac``)
+_KEYWORD_PASSWORD = re.compile(r"(?:^|\s)password\s*=", re.IGNORECASE)
+
+
+def dsn_has_password(dsn: str) -> bool:
+    """Whether the PostgreSQL connection string ``dsn`` carries a password:
+    ``postgresql://user:PW@host/db``, ``...?password=PW`` or the key/value
+    form's ``password=PW``."""
+    if "://" not in dsn:
+        return bool(_KEYWORD_PASSWORD.search(dsn))
+    try:
+        parts = urlsplit(dsn)
+        if parts.password:
+            return True
+    except ValueError:  # a malformed authority: it may still hold one
+        return "@" in dsn.split("://", 1)[1].split("/", 1)[0]
+    return any(key.lower() == "password" for key, _ in parse_qsl(parts.query))
+
+
+def refuse_secret_parameters(options: RegisterOptions | None, parameter: str = "options") -> None:
+    """Raise :class:`InputError` when ``options`` (a flow parameter called
+    ``parameter``) holds a pgSTAC DSN with a password. The message names
+    neither the DSN nor the password: it says to rotate the password (Prefect
+    stored it with the run's parameters before the flow could refuse it) and
+    to set ``STAC_PGSTAC_DSN`` in the worker's environment instead."""
+    if options is None:
+        return
+    for name in SECRET_FIELDS:
+        value = getattr(options, name)
+        if isinstance(value, str) and dsn_has_password(value):
+            env = option_spec(next(f for f in dataclasses.fields(RegisterOptions) if f.name == name)).env
+            raise InputError(
+                f"{parameter}.{name} holds a database password: Prefect stores flow-run parameters "
+                "in plain text (the UI and the API show them), so it is now stored with this run; "
+                f"change that password. Leave {parameter}.{name} unset and set {env} in the "
+                "environment of the worker that runs the flow (the flow reads it there), or give a "
+                "DSN without a password (peer authentication, a .pgpass file or PGPASSWORD on the worker)."
+            )
+
+
+def with_worker_secrets(
+    options: RegisterOptions | None, environ: Mapping[str, str] | None = None
+) -> RegisterOptions | None:
+    """``options`` with each secret field it leaves unset read from the
+    environment (``STAC_PGSTAC_DSN``; ``os.environ`` by default); ``options``
+    itself (``None`` too) when the environment sets none of them."""
+    env = os.environ if environ is None else environ
+    found: dict[str, Any] = {}
+    for f in dataclasses.fields(RegisterOptions):
+        if f.name in SECRET_FIELDS and (options is None or getattr(options, f.name) is None):
+            value = (env.get(option_spec(f).env) or "").strip()
+            if value:
+                found[f.name] = value
+    if not found:
+        return options
+    return dataclasses.replace(options, **found) if options is not None else RegisterOptions(**found)

@@ -1,0 +1,273 @@
+"""What the Prefect server stores of a backfill, reconcile or event run holds
+no secret, and a backfill of nothing fails.
+
+Against the session's real Prefect server (``prefect_harness``): the flow
+runs' parameters (parent and sub-flow), artifacts, logs and state messages
+are read back from the API.
+
+* the pgSTAC DSN comes from ``STAC_PGSTAC_DSN`` in the worker's environment,
+  never from a flow parameter, and is not copied into the sub-flow's;
+* a catalog URL with credentials is refused before it is named anywhere, and
+  a presigned prefix is redacted in the artifact, logs and failure message;
+* a prefix that holds no product fails the run, naming what it holds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from producer.errors import InputError
+from producer.options import RegisterOptions
+from producer.worker_secrets import dsn_has_password, with_worker_secrets
+from tests.crashes import write_tile
+from tests.prefect_harness import flow_run_id, read_artifacts
+from tests.s3server import S3Server
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+PASSWORD = "Fl0wRunS3cret"
+#: nothing listens on port 1
+UNREACHABLE_DSN = f"postgresql://stac:{PASSWORD}@127.0.0.1:1/stac"
+
+
+def _with_password(dsn: str) -> str:
+    """The test database's DSN with a password in it (its trust authentication ignores it)."""
+    scheme, rest = dsn.split("://", 1)
+    user, host = rest.split("@", 1)
+    return f"{scheme}://{user}:{PASSWORD}@{host}"
+
+
+def _pgstac_ids(dsn: str, collection: str) -> list[str]:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT id FROM pgstac.items WHERE collection = %s ORDER BY id", (collection,))
+        return [row[0] for row in rows.fetchall()]
+
+
+def _runs_stored(flow_run: UUID) -> list[Any]:
+    """The flow run and its sub-flow runs, as the server stores them."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    with get_client(sync_client=True) as client:
+        parent = client.read_flow_run(flow_run)
+        subs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run]))
+        )
+    return [parent, *subs]
+
+
+def _stored_text(flow_run: UUID) -> str:
+    """Everything the server holds of a flow run and its sub-flow runs: their
+    parameters and state messages, the artifacts and the log lines."""
+    from prefect.client.orchestration import get_client
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()  # the run's log lines reach the server in the background
+    runs = _runs_stored(flow_run)
+    with get_client(sync_client=True) as client:
+        logs = client.request(
+            "POST",
+            "/logs/filter",
+            json={"logs": {"flow_run_id": {"any_": [str(r.id) for r in runs]}}, "limit": 200},
+        ).json()
+    artifacts = [a.model_dump(mode="json") for r in runs for a in read_artifacts(flow_run=r.id)]
+    stored = [
+        *(r.parameters for r in runs),
+        *(r.state.message if r.state else None for r in runs),
+        artifacts,
+        [line["message"] for line in logs],
+    ]
+    return json.dumps(stored, default=str)
+
+
+# ---------------------------------------------------------------------------
+# D4: the pgSTAC DSN
+# ---------------------------------------------------------------------------
+
+
+def test_backfill_reads_the_pgstac_dsn_from_the_worker_environment_and_stores_it_nowhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pgstac_dsn: str
+) -> None:
+    from flows.backfill import backfill
+
+    write_tile(tmp_path / "data", "p0_20240105.tif", 10, 50.0)
+    write_tile(tmp_path / "data", "p1_20240106.tif", 11, 50.0)
+    monkeypatch.setenv("STAC_PGSTAC_DSN", _with_password(pgstac_dsn))
+    state = backfill(str(tmp_path / "data"), str(tmp_path / "catalog"), "c", concurrency=1, return_state=True)
+
+    assert state.is_completed(), state
+    assert state.result()["created"] == 2
+    assert _pgstac_ids(pgstac_dsn, "c") == ["p0_20240105", "p1_20240106"]  # the worker's database
+    runs = _runs_stored(flow_run_id(state))
+    assert len(runs) == 2  # the backfill and its batches' sub-flow
+    assert PASSWORD not in _stored_text(flow_run_id(state))
+
+
+def test_backfill_refuses_a_dsn_with_a_password_in_its_parameters(tmp_path: Path) -> None:
+    from flows.backfill import backfill
+
+    write_tile(tmp_path / "data", "p0_20240105.tif", 10, 50.0)
+    catalog = tmp_path / "catalog"
+    options = RegisterOptions(pgstac=f"postgresql://stac:{PASSWORD}@db.internal:5432/stac", dry_run=True)
+    state = backfill(str(tmp_path / "data"), str(catalog), "c", options=options, return_state=True)
+
+    assert state.is_failed()
+    with pytest.raises(InputError, match="options.pgstac holds a database password") as info:
+        state.result()
+    assert "set STAC_PGSTAC_DSN in the environment of the worker" in str(info.value)
+    assert "change that password" in str(info.value)
+    assert PASSWORD not in str(info.value)
+    # refused before anything ran: no sub-flow copied it, nothing was written
+    runs = _runs_stored(flow_run_id(state))
+    assert len(runs) == 1
+    assert not catalog.exists()
+
+
+def test_event_and_reconcile_flows_refuse_a_dsn_with_a_password_in_their_parameters(tmp_path: Path) -> None:
+    from flows.events import handle_s3_event
+    from flows.reconcile import reconcile_catalog
+
+    options = RegisterOptions(pgstac=f"postgresql://stac:{PASSWORD}@db.internal/stac")
+    state = handle_s3_event(
+        {"Records": []}, str(tmp_path / "catalog"), "c", options=options, return_state=True
+    )
+    with pytest.raises(InputError, match="options.pgstac holds a database password"):
+        state.result()
+    state = reconcile_catalog(str(tmp_path / "catalog"), options=options, return_state=True)
+    with pytest.raises(InputError, match="options.pgstac holds a database password"):
+        state.result()
+    assert not (tmp_path / "catalog").exists()
+
+
+def test_event_flow_reads_the_pgstac_dsn_from_the_worker_environment(
+    tmp_path: Path, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, pgstac_dsn: str
+) -> None:
+    from flows.events import handle_s3_event
+
+    path = write_tile(tmp_path / "data", "p0_20240105.tif", 10, 50.0)
+    key = f"{tmp_path.name}/products/{path.name}"
+    s3_server.client().upload_file(str(path), s3_server.bucket, key)
+    payload = {
+        "Records": [
+            {
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": s3_server.bucket}, "object": {"key": key, "size": 1}},
+            }
+        ]
+    }
+    monkeypatch.setenv("STAC_PGSTAC_DSN", _with_password(pgstac_dsn))
+    state = handle_s3_event(
+        payload,
+        catalog=str(tmp_path / "catalog"),
+        collection="c",
+        storage_options=s3_server.storage_options,
+        return_state=True,
+    )
+    assert state.is_completed(), state
+    assert _pgstac_ids(pgstac_dsn, "c") == ["p0_20240105"]
+    assert PASSWORD not in _stored_text(flow_run_id(state))
+
+
+def test_worker_secrets_fill_only_what_the_options_leave_unset() -> None:
+    env = {"STAC_PGSTAC_DSN": UNREACHABLE_DSN, "STAC_ID_TEMPLATE": "{stem}-x"}
+    assert with_worker_secrets(None, {}) is None
+    filled = with_worker_secrets(None, env)
+    assert filled is not None and filled.pgstac == UNREACHABLE_DSN
+    assert filled.id_template == RegisterOptions().id_template  # only secrets come from there
+    given = RegisterOptions(pgstac="postgresql:///stac")
+    assert with_worker_secrets(given, env) is given
+    assert dsn_has_password(UNREACHABLE_DSN)
+    assert dsn_has_password("postgresql://db/stac?password=x")
+    assert dsn_has_password("host=db password=x dbname=stac")
+    assert not dsn_has_password("postgresql:///stac")
+    assert not dsn_has_password("postgresql://stac@db/stac")
+
+
+# ---------------------------------------------------------------------------
+# D2: the catalog URL and the prefix
+# ---------------------------------------------------------------------------
+
+
+def test_backfill_refuses_a_catalog_url_with_credentials_before_naming_it(tmp_path: Path) -> None:
+    from flows.backfill import backfill
+
+    write_tile(tmp_path / "data", "p0_20240105.tif", 10, 50.0)
+    catalog = f"s3://AKIAFAKEKEY:{PASSWORD}@bucket/stac"
+    state = backfill(str(tmp_path / "data"), catalog, "c2", concurrency=1, return_state=True)
+
+    assert state.is_failed()
+    with pytest.raises(InputError, match="credentials inside a s3:// URL are not supported"):
+        state.result()
+    stored = _stored_text(flow_run_id(state))
+    # the run's parameters hold what the caller passed; nothing the flow wrote does
+    assert stored.count(PASSWORD) == 1
+    assert [a.key for a in read_artifacts(flow_run=flow_run_id(state)) if a.type == "table"] == []
+
+
+def test_backfill_redacts_a_presigned_prefix_in_its_artifact_logs_and_failure(tmp_path: Path) -> None:
+    from flows.backfill import backfill
+
+    prefix = (
+        f"https://127.0.0.1:1/products/x_20240101.tif?X-Amz-Credential=AKIAFAKE&X-Amz-Signature={PASSWORD}"
+    )
+    state = backfill(prefix, str(tmp_path / "catalog"), "c2b", concurrency=1, return_state=True)
+
+    assert state.is_failed()
+    assert "X-Amz-Signature=***" in (state.message or "") and PASSWORD not in (state.message or "")
+    (artifact,) = read_artifacts(key="backfill-c2b", flow_run=flow_run_id(state))
+    assert "X-Amz-Signature=***" in artifact.description and PASSWORD not in artifact.description
+    from prefect.client.orchestration import get_client
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+    with get_client(sync_client=True) as client:
+        logs = client.request(
+            "POST", "/logs/filter", json={"logs": {"flow_run_id": {"any_": [str(flow_run_id(state))]}}}
+        ).json()
+    assert any("product(s) under" in line["message"] for line in logs)
+    assert [line["message"] for line in logs if PASSWORD in line["message"]] == []
+
+
+# ---------------------------------------------------------------------------
+# D3: a prefix without products
+# ---------------------------------------------------------------------------
+
+
+def test_backfill_of_a_prefix_without_products_fails_naming_what_it_holds(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    from flows.backfill import backfill
+
+    client = s3_server.client()
+    client.put_object(Bucket=s3_server.bucket, Key=f"{tmp_path.name}/jp2/scene_20240105.jp2", Body=b"J2K")
+    catalog = s3_server.url(f"{tmp_path.name}/stac")
+    state = backfill(
+        s3_server.url(f"{tmp_path.name}/jp2/"),
+        catalog,
+        "ndvi",
+        storage_options=s3_server.storage_options,
+        return_state=True,
+    )
+    assert state.is_failed()
+    with pytest.raises(InputError, match=r"no products found in s3://.*/jp2/?: folders and prefixes") as info:
+        state.result()
+    message = str(info.value)
+    assert "it holds files ending in .jp2 (1)" in message
+    assert "Give prefix a list of such files, or a glob" in message and "--" not in message
+    assert "Contents" not in client.list_objects_v2(Bucket=s3_server.bucket, Prefix=f"{tmp_path.name}/stac")
+
+    (tmp_path / "empty").mkdir()
+    state = backfill(str(tmp_path / "empty"), str(tmp_path / "catalog"), "c", return_state=True)
+    with pytest.raises(InputError, match="it holds no file"):
+        state.result()
+    state = backfill(str(tmp_path / "empty" / "*.tiff"), str(tmp_path / "catalog"), "c", return_state=True)
+    with pytest.raises(InputError, match=r"\*\.tiff matches no file; check the pattern"):
+        state.result()
+    assert not (tmp_path / "catalog").exists()
