@@ -37,7 +37,6 @@ from producer.prefect import (
     retry_on_storage_errors,
     run_sinks,
 )
-from producer.prefect import CatalogProblemsRemain, forward_logs, retry_on_storage_errors, run_sinks
 from producer.worker_secrets import refuse_secret_parameters, with_worker_secrets
 
 _MAX_PROBLEM_ROWS = 1000
