@@ -122,7 +122,7 @@ def _run_matrix(
         except AssertionError as exc:
             raise AssertionError(f"reconcile --fix after a crash after write {n} {writes}: {exc}") from exc
         # the mirror's writes are crash points too: reconcile --fix brings it in line
-        # (a re-run does not: the item is unchanged, so nothing is handed to the mirror)
+        # (a re-run does only when it links the item: then it is `created`)
         left = mirror.diff(snapshot, "c")
         assert left.clean, f"mirror after reconcile --fix, crash after write {n} {writes}: {left}"
     return points
