@@ -627,9 +627,11 @@ class Committer:
         items: Sequence[tuple[str, dict]],
         collection_meta: dict | None = None,
         preread: dict[str, tuple[dict | None, str | None]] | None = None,
-    ) -> None:
+    ) -> set[str]:
         """Link already-written items into their parents, bottom-up, and make
-        sure every link up their chains exists.
+        sure every link up their chains exists. Returns the keys of the items
+        this call linked: their parent lacked their link when this call
+        looked, and now holds it (see :meth:`_noting`).
 
         ``items`` are ``(key, doc)`` pairs of one collection. At most one
         compare-and-swap per parent document: the catalogs that link the
@@ -644,12 +646,16 @@ class Committer:
         ``preread`` the check is free (the first compare-and-swap attempt
         starts from the pre-read document and writes nothing when the link is
         there); without it, one GET per ancestor. A parent is written only if
-        a link or the extent really changed.
+        a link or the extent really changed. Which items it linked costs no
+        request: the look is at the documents the compare-and-swaps read
+        anyway (:meth:`_noting`).
         """
         preread = dict(preread or {})
         layout = self.layout
         coll_key = layout.collection_key(collection_id)
         coll_title = (collection_meta or {}).get("title") or collection_id
+        hrefs: dict[str, dict[str, str]] = {}  # parent key -> item link href -> item key
+        unlinked: dict[str, set[str]] = {}  # parent key -> item keys it lacked (see _noting)
 
         # level 0: the documents that link items directly
         by_parent: dict[str, list[dict]] = {}
@@ -658,6 +664,7 @@ class Committer:
         for key, item in items:
             chain = layout.item_chain(collection_id, key)  # from the key: also below split partitions
             parent = chain[0]
+            hrefs.setdefault(parent, {})[relative_href(parent, key)] = key
             by_parent.setdefault(parent, []).append(
                 {
                     "rel": "item",
@@ -678,7 +685,11 @@ class Committer:
             label = partition_label(collection_id, pkey)
             self.cas(
                 pkey,
-                self._partition_mutation(pkey, up, collection_id, label, coll_title, links, below),
+                self._noting(
+                    hrefs.get(pkey, {}),
+                    unlinked.setdefault(pkey, set()),
+                    self._partition_mutation(pkey, up, collection_id, label, coll_title, links, below),
+                ),
                 expect=("Catalog",),
                 first=preread.pop(pkey, None),
             )
@@ -705,14 +716,27 @@ class Committer:
             coll_first = None
         below = ensure.pop(coll_key, [])
         if self.store.concurrent_safe:
+            # the first look only: a writer that applies this one's intent
+            # links these items for it, and never announces them itself
             outcome = self.group_commit(
-                collection_id, collection_meta, coll_links, item_docs, below, mirror, coll_first
+                collection_id,
+                collection_meta,
+                coll_links,
+                item_docs,
+                below,
+                mirror,
+                coll_first,
+                looked=self._noting(hrefs.get(coll_key, {}), unlinked.setdefault(coll_key, set())),
             )
         else:  # one writer at a time by contract (see producer/store/fsspec_store.py)
             outcome = self.cas(
                 coll_key,
-                self._collection_mutation(
-                    collection_id, collection_meta, coll_links, item_docs, below, mirror
+                self._noting(
+                    hrefs.get(coll_key, {}),
+                    unlinked.setdefault(coll_key, set()),
+                    self._collection_mutation(
+                        collection_id, collection_meta, coll_links, item_docs, below, mirror
+                    ),
                 ),
                 expect=("Collection",),
                 first=coll_first,
@@ -725,6 +749,36 @@ class Committer:
             expect=("Catalog", "Collection"),
             first=preread.pop(layout.root_key, None),
         )
+        return set().union(*unlinked.values())
+
+    @staticmethod
+    def _noting(hrefs: Mapping[str, str], unlinked: set[str], mutate: Mutation | None = None) -> Mutation:
+        """``mutate`` (None: no change), which first puts into ``unlinked``
+        the items of ``hrefs`` (item link href -> item key: the items
+        :meth:`link_items` links into that parent) the document it is given
+        lacks, replacing what an earlier call put there.
+
+        In a compare-and-swap the last call is the attempt that won (or found
+        nothing to do), so ``unlinked`` ends holding the items this writer
+        linked, not one a racing writer linked between two attempts. In
+        :meth:`group_commit` (``looked``) it is called once, on the document
+        as first read: another writer may apply this one's intent, linking
+        its items for it, so what was missing then is this writer's to
+        announce. A racing register of the same product may announce it as
+        well (changes are delivered at least once)."""
+
+        def noted(doc: dict | None) -> dict | None:
+            unlinked.clear()
+            if hrefs:
+                present = (
+                    {link.get("href") for link in doc["links"] if link.get("rel") == "item"}
+                    if doc is not None
+                    else set()
+                )
+                unlinked.update(key for href, key in hrefs.items() if href not in present)
+            return mutate(doc) if mutate is not None else None
+
+        return noted
 
     def _write_mirror_bases(
         self,
@@ -779,9 +833,12 @@ class Committer:
         below: Sequence[dict] = (),
         assets: Mapping[str, dict] | None = None,
         first: tuple[dict | None, str | None] | None = None,
+        looked: Mutation | None = None,
     ) -> CasOutcome:
         """The collection's compare-and-swap of :meth:`link_items`, shared by
-        every writer of the collection (group commit).
+        every writer of the collection (group commit). ``looked``, when
+        given, is called once with the collection as this writer first read
+        it (``first``, else its first GET); it must not change it.
 
         1. If the change (``links``, ``below``, extent of ``items``,
            ``assets``) is already in ``first`` (or the stored collection),
@@ -811,6 +868,8 @@ class Committer:
         own_mutation = self._collection_mutation(collection_id, meta, links, items, below, assets)
         listed_before = self.listed_intents.pop(collection_id, None)
         doc, version = first if first is not None else self.read(coll_key, expect)
+        if looked is not None:
+            looked(doc)
         own_new = own_mutation(docs.copy_doc(doc)) if doc is not None else None
         if doc is not None and own_new is None:
             return CasOutcome(doc, version=version)  # a rerun: the change is there

@@ -1084,6 +1084,12 @@ def _link_written(
     concurrent remove); on failure fail every product still ok, saying how
     to finish, and return False.
 
+    A product whose item this link made part of the catalog (its parent
+    lacked the link: a run killed after writing the item, before linking
+    it) becomes ``created``, whatever its write found (``unchanged``: the
+    item as the killed run wrote it), so the sinks are told of it
+    (:meth:`Committer.link_items` says which, without a request).
+
     ``alongside`` (the sinks' delivery), when given, runs after the link
     while the settle step runs; called again with the keys the settle step
     wrote again (a concurrent remove took them meanwhile), so the sinks end
@@ -1091,7 +1097,7 @@ def _link_written(
     sinks said: those products were not linked."""
     pending = [result for result, _, _ in prepared if result.ok]
     try:
-        _link_and_settle(committer, collection, written, collection_meta, preread, alongside)
+        _link_and_settle(committer, collection, written, collection_meta, preread, prepared, alongside)
     except (ProducerError, OSError) as exc:
         detail = exc if isinstance(exc, ProducerError) else _os_error(exc)
         kind = exc if isinstance(exc, ProducerError) else StoreError(str(exc))
@@ -1111,10 +1117,15 @@ def _link_and_settle(
     written: list[tuple[str, dict]],
     collection_meta: dict | None,
     preread: dict[str, tuple[dict | None, str | None]],
+    prepared: Prepared,
     alongside: Callable[[Collection[str] | None], None] | None,
 ) -> None:
-    """:func:`_link_written`'s steps: link, then settle (and ``alongside``)."""
-    committer.link_items(collection, written, collection_meta, preread)
+    """:func:`_link_written`'s steps: link (and mark what it made part of
+    the catalog ``created``), then settle (and ``alongside``)."""
+    linked = committer.link_items(collection, written, collection_meta, preread)
+    for result, key, _ in prepared:
+        if result.ok and key in linked:
+            result.action = Action.CREATED
 
     def settle() -> list[str]:
         # one listing (S3), else one GET per item in parallel like the writes

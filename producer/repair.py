@@ -435,6 +435,14 @@ def _link_orphans(
             replace(committer, layout=layout).link_items(collection_of(key), [(key, doc)])
             # an orphan was no part of the catalog: linked, it is a new item to those following it
             changes.append(Change(ChangeKind.CREATED, collection_of(key), str(doc.get("id")), key, doc))
+            # linked through the chain its key was made with
+            linked = replace(committer, layout=layout_of_item(key)).link_items(
+                collection_of(key), [(key, doc)]
+            )
+            # an orphan was no part of the catalog: linked, it is a new item to
+            # those following it (linked meanwhile by a register: that one said so)
+            if key in linked:
+                changes.append(Change(ChangeKind.CREATED, collection_of(key), str(doc.get("id")), key, doc))
             _bump(report.fixed, "orphan")
         elif doc.get("type") in ("Catalog", "Collection") and "/" in key:
             _link_orphan_catalog(committer, store, key, doc)

@@ -22,12 +22,16 @@ import pytest
 import producer
 from producer import mirror
 from producer.audit import audit
+from producer.changes import Change
+from producer.sinks.notify import CallbackSink
 from producer.store import open_store
 from producer.store.base import Store
 from producer.store.local import LocalStore
 from producer.validate import default_validator
 from tests.crashes import copy_state, crash_runs, write_tile
 from tests.trees import but_emptied
+from tests.crashes import CrashingStore, SimulatedKill, copy_state, crash_runs, write_tile
+from tests.rasters import dated_cogs
 
 A_ID, B_ID = "a_20240310", "b_20240115"
 
@@ -120,7 +124,7 @@ def _run_matrix(
         except AssertionError as exc:
             raise AssertionError(f"reconcile --fix after a crash after write {n} {writes}: {exc}") from exc
         # the mirror's writes are crash points too: reconcile --fix brings it in line
-        # (a re-run does not: the item is unchanged, so nothing is handed to the mirror)
+        # (a re-run does only when it links the item: then it is `created`)
         left = mirror.diff(snapshot, "c")
         assert left.clean, f"mirror after reconcile --fix, crash after write {n} {writes}: {left}"
     return points
@@ -269,3 +273,72 @@ def test_remove_after_a_register_killed_after_any_write_removes_the_item_for_goo
         assert A_ID not in {f["id"] for f in found["features"]}, where
         assert producer.remove(A_ID, catalog=real, collection="c").action == "absent", where
     assert points >= 3
+
+
+def _killed_between_items_and_link(
+    make_empty: Callable[[], Store], paths: list[str], partition: str | None, workers: int
+) -> Store:
+    """A catalog where ``register paths`` was killed right after its last item
+    document was written, before any parent linked them (the orphan window)."""
+    counted = CrashingStore(make_empty())
+    producer.register(paths, catalog=counted, collection="c", partition=partition, workers=workers)
+    names = {f"/{Path(p).stem}.json" for p in paths}
+    last = max(i for i, key in enumerate(counted.writes) if any(key.endswith(n) for n in names))
+    real = make_empty()
+    with pytest.raises(SimulatedKill):
+        producer.register(
+            paths, catalog=CrashingStore(real, last + 1), collection="c", partition=partition, workers=workers
+        )
+    return real
+
+
+@pytest.mark.parametrize(
+    "kind, partition, workers",
+    [("local", None, 2), ("local", "year/month", 1), ("s3", None, 1), ("s3", "year/month", 1)],
+    ids=["local-flat-pipelined", "local-year-month", "s3-flat-group-commit", "s3-year-month"],
+)
+def test_rerun_after_a_kill_before_the_link_announces_every_item_created(
+    request, tmp_path, kind, partition, workers
+):
+    """Killed after writing its items, before linking them: the rerun links
+    them (they become part of the catalog now) and reports and announces
+    each as ``created``; a rerun of the completed register announces
+    nothing; ``reconcile --fix`` of the same state announces each too.
+    Before: the rerun found each item unchanged and told the sinks nothing."""
+    if kind == "local":
+
+        def make_empty() -> Store:
+            return LocalStore(str(tmp_path / f"cat-{uuid.uuid4().hex[:8]}"))
+    else:
+        srv = request.getfixturevalue("s3_server")
+
+        def make_empty() -> Store:
+            return open_store(srv.url(f"crash-{uuid.uuid4().hex[:8]}"), srv.storage_options)
+
+    paths = dated_cogs(tmp_path / "data", 6)
+    ids = {Path(p).stem for p in paths}
+    real = _killed_between_items_and_link(make_empty, paths, partition, workers)
+    snapshot = copy_state(real)
+    assert audit(real, default_validator()).orphans  # the items are there, unlinked
+
+    seen: list[Change] = []
+    sink = CallbackSink(seen.append, outbox_id="seen")
+    results = producer.register(
+        paths, catalog=real, collection="c", partition=partition, workers=workers, on_change=sink
+    )
+    assert all(r.ok for r in results), [r.error for r in results]
+    assert {r.action for r in results} == {"created"}
+    assert sorted((c.kind.value, c.item_id) for c in seen) == sorted(("created", i) for i in ids)
+    assert_valid_and_complete(real, ids, partition)
+
+    seen.clear()  # the same register again: everything linked already, nothing to tell
+    again = producer.register(
+        paths, catalog=real, collection="c", partition=partition, workers=workers, on_change=sink
+    )
+    assert {r.action for r in again} == {"unchanged"}
+    assert seen == []
+
+    report = producer.reconcile(snapshot, fix=True, on_change=sink)
+    assert report.remaining == []
+    assert sorted((c.kind.value, c.item_id) for c in seen) == sorted(("created", i) for i in ids)
+    assert_valid_and_complete(snapshot, ids, partition)

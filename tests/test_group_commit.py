@@ -24,13 +24,15 @@ from producer.audit import audit
 from producer.catalog import intents
 from producer.catalog.documents import exact_extent
 from producer.catalog.layout import intent_key, is_intent_key
+from producer.changes import Change
 from producer.commit import note_contention
 from producer.errors import PreconditionFailed
+from producer.sinks.notify import CallbackSink
 from producer.store import open_store
 from producer.store.base import Store
 from producer.store.local import LocalStore
 from producer.validate import default_validator
-from tests.crashes import SimulatedKill, copy_state, crash_runs, write_tile
+from tests.crashes import CrashingStore, SimulatedKill, copy_state, crash_runs, write_tile
 from tests.trees import assert_stac_valid_tree
 
 COLL = "c/collection.json"
@@ -552,4 +554,73 @@ def test_a_waiter_looks_at_the_leader_about_one_round_trip_apart(tmp_path, tiles
     # the dead leader is overtaken after its patience: both changes applied
     assert _linked(store) == sorted(f"./{t.stem}/{t.stem}.json" for t in tiles[:3])
     assert _intents_left(store) == []
+    assert producer.validate_catalog(str(root)) == []
+
+
+class _PausedRerun(Recording):
+    """:class:`Recording` for a rerun whose item is on storage already (its
+    write finds it unchanged and puts nothing): the read of the item counts
+    as its write, so the writer is held once it has announced its change."""
+
+    def __init__(self, inner: Store, item_key: str) -> None:
+        super().__init__(inner, pause_after_intent=True)
+        self.item_key = item_key
+
+    def get(self, key: str) -> tuple[bytes, str]:
+        if key == self.item_key:
+            self.item_written.set()
+        return super().get(key)
+
+
+def test_a_rerun_whose_intent_another_writer_applies_still_announces_its_orphan_created(tmp_path, tiles):
+    """A register killed after writing its item, before linking it; its rerun
+    is held right after announcing the link, and another writer applies that
+    intent with its own. The rerun never writes the collection, yet the item
+    became part of the catalog for it: ``created``, and its sink is told so
+    (the applying writer announces only its own items). Before: ``unchanged``,
+    and no sink ever heard of the item."""
+    root = tmp_path / "cat"
+    producer.register([tiles[0]], catalog=str(root), collection="c")
+    stem = tiles[1].stem
+    item_key = f"c/{stem}/{stem}.json"
+    crashing = CrashingStore(LocalStore(str(root)))
+    counted = CrashingStore(copy_state(LocalStore(str(root))))
+    producer.register([tiles[1]], catalog=counted, collection="c")
+    crashing.crash_after = counted.writes.index(item_key) + 1
+    with pytest.raises(SimulatedKill):
+        producer.register([tiles[1]], catalog=crashing, collection="c")
+    assert f"./{stem}/{stem}.json" not in _linked(LocalStore(str(root)))  # written, not linked
+
+    paused = _PausedRerun(LocalStore(str(root)), item_key)
+    note_contention(paused.url, "c")  # the rerun announces (see the test above)
+    heard: list[Change] = []
+    out: dict = {}
+
+    def rerun() -> None:
+        try:
+            out["a"] = producer.register(
+                [tiles[1]],
+                catalog=paused,
+                collection="c",
+                on_change=CallbackSink(heard.append, outbox_id="a"),
+            )
+        except BaseException as exc:
+            out["error"] = exc
+
+    thread = threading.Thread(target=rerun)
+    thread.start()
+    try:
+        assert paused.reached.wait(30), "the rerun never announced its change"
+        other = Recording(LocalStore(str(root)))
+        (b,) = producer.register([tiles[2]], catalog=other, collection="c")
+        assert b.ok and COLL in other.puts
+    finally:
+        paused.resume.set()
+        thread.join(30)
+    assert "error" not in out, out.get("error")
+    (a,) = out["a"]
+    assert COLL not in paused.puts and item_key not in paused.puts  # linked for it, by the other writer
+    assert a.ok and a.action == "created"
+    assert [(c.kind.value, c.item_id) for c in heard] == [("created", stem)]
+    assert f"./{stem}/{stem}.json" in _linked(LocalStore(str(root)))
     assert producer.validate_catalog(str(root)) == []
