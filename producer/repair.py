@@ -432,13 +432,7 @@ def _link_orphans(
             # of the collection's recorded layout (its key follows it: the
             # audit found it no misplaced one), else of the layout the key shows
             layout = first.layouts.get(collection_key(collection_of(key))) or layout_of_item(key)
-            replace(committer, layout=layout).link_items(collection_of(key), [(key, doc)])
-            # an orphan was no part of the catalog: linked, it is a new item to those following it
-            changes.append(Change(ChangeKind.CREATED, collection_of(key), str(doc.get("id")), key, doc))
-            # linked through the chain its key was made with
-            linked = replace(committer, layout=layout_of_item(key)).link_items(
-                collection_of(key), [(key, doc)]
-            )
+            linked = replace(committer, layout=layout).link_items(collection_of(key), [(key, doc)])
             # an orphan was no part of the catalog: linked, it is a new item to
             # those following it (linked meanwhile by a register: that one said so)
             if key in linked:

@@ -28,10 +28,9 @@ from producer.store import open_store
 from producer.store.base import Store
 from producer.store.local import LocalStore
 from producer.validate import default_validator
-from tests.crashes import copy_state, crash_runs, write_tile
-from tests.trees import but_emptied
 from tests.crashes import CrashingStore, SimulatedKill, copy_state, crash_runs, write_tile
 from tests.rasters import dated_cogs
+from tests.trees import but_emptied
 
 A_ID, B_ID = "a_20240310", "b_20240115"
 
