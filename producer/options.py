@@ -27,6 +27,7 @@ from producer.catalog.layout import DEFAULT_MAX_LINKS, Layout
 from producer.errors import Hint, InputError
 from producer.extract.options import DEFAULT_DATETIME_SOURCES
 from producer.provenance import Provenance, check_metadata, parse_properties, parse_providers
+from producer.urls import check_endpoint
 
 __all__ = [
     "DATETIME_SOURCES",
@@ -289,7 +290,7 @@ class RegisterOptions:
         hash=False,
         metadata=_spec(
             "fsspec storage option for reading the products only, repeatable "
-            "(endpoint_url=... sets the S3 endpoint).",
+            "(endpoint_url=... sets the S3 endpoint; VALUE is read as JSON as with -o).",
             "--data-storage-option",
             "STAC_DATA_STORAGE_OPTIONS",
             "pairs",
@@ -301,7 +302,8 @@ class RegisterOptions:
         repr=False,
         hash=False,
         metadata=_spec(
-            "fsspec storage option for the catalog only, repeatable (endpoint_url=... sets the S3 endpoint).",
+            "fsspec storage option for the catalog only, repeatable "
+            "(endpoint_url=... sets the S3 endpoint; VALUE is read as JSON as with -o).",
             "--catalog-storage-option",
             "STAC_CATALOG_STORAGE_OPTIONS",
             "pairs",
@@ -470,6 +472,15 @@ class RegisterOptions:
                 f"RegisterOptions.href_rewrites must be a sequence of rules, not {self.href_rewrites!r}"
             )
         object.__setattr__(self, "href_rewrites", parse_rewrites(self.href_rewrites))
+        # an endpoint without its scheme: refused here, not by botocore on first use
+        data, cat = self.data_storage_options, self.catalog_storage_options
+        shared = data == cat  # given once (storage_options=, -o): the fix names that
+        check_endpoint(
+            data, "the products' storage options", "storage_options" if shared else "data_storage_options"
+        )
+        check_endpoint(
+            cat, "the catalog's storage options", "storage_options" if shared else "catalog_storage_options"
+        )
         # the pipeline's metadata (producer.provenance): checked once, here
         properties = parse_properties(self.properties)
         object.__setattr__(self, "properties", properties)
