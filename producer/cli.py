@@ -277,7 +277,8 @@ catalog_option = click.option(
     required=True,
     envvar="STAC_CATALOG",
     show_envvar=True,
-    help="Catalog root: a local path, file://, memory:// or s3:// URL.",
+    help="Catalog root: a local path, file://, memory:// or s3:// URL (its folder; a path "
+    "ending in /catalog.json names that folder).",
 )
 collection_option = click.option(
     "--collection",

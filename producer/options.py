@@ -33,6 +33,7 @@ __all__ = [
     "DATETIME_SOURCES",
     "OptionSpec",
     "RegisterOptions",
+    "check_max_retries",
     "env_phrased",
     "env_spelling",
     "flag_spelling",
@@ -530,6 +531,17 @@ def _at_least(name: str, value: int, least: int) -> None:
         f"the {_COUNTS[name]} must be at least {least}, not {value}",
         hints=(Hint(name, _DEFAULTS[name], does),),
     )
+
+
+def check_max_retries(value: Any) -> int:
+    """``max_retries`` of a verb that takes it apart from the options
+    (``remove``, ``reconcile``), checked as :class:`RegisterOptions` checks
+    its own: :class:`TypeError` for a value that is no int, and
+    :class:`InputError` below 0 (naming the default as the fix)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"max_retries must be an int, not {value!r}")
+    _at_least("max_retries", value, 0)
+    return value
 
 
 def option_spec(f: dataclasses.Field[Any]) -> OptionSpec:

@@ -5,7 +5,6 @@ and option values that must reach the storage client as what they mean."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -123,5 +122,54 @@ def test_an_endpoint_without_scheme_in_the_api_is_an_input_error(data, tmp_path)
     assert not (tmp_path / "c").exists()
 
 
-def _unused(path: Path) -> dict[str, str]:  # keeps tree_hash and json imported for later tests
-    return tree_hash(path) if json else {}
+# -- the catalog given as its catalog.json -------------------------------------
+
+
+def test_a_catalog_given_as_its_catalog_json_is_its_folder(data, tmp_path):
+    catalog = tmp_path / "cat"
+    root = str(catalog / "catalog.json")
+    res = invoke("register", str(data["utm"]), "-c", str(catalog), "--collection", "c")
+    assert res.exit_code == 0, res.output
+    res = invoke("validate", root)
+    assert res.exit_code == 0 and "catalog.json is missing" not in res.output, res.output
+    res = invoke("search", root)
+    assert res.exit_code == 0 and "Not a directory" not in res.output, res.output
+    assert json.loads(res.output)["numberMatched"] == 1
+    res = invoke("register", str(data["wgs84"]), "-c", root, "--collection", "c")
+    assert res.exit_code == 0, res.output
+    found = producer.search(root)
+    assert found["numberMatched"] == 2
+    item_id = found["features"][0]["id"]
+    res = invoke("remove", item_id, "-c", root, "--collection", "c")
+    assert res.exit_code == 0, res.output
+    report = producer.reconcile(root)
+    assert report.problems == [] and not (catalog / "catalog.json").is_dir()
+
+
+def test_a_new_catalog_given_as_its_catalog_json_is_made_in_the_folder(data, tmp_path):
+    res = invoke(
+        "register", str(data["utm"]), "-c", str(tmp_path / "new" / "catalog.json"), "--collection", "c"
+    )
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "new" / "catalog.json").is_file()  # not a folder named catalog.json
+
+
+# -- max_retries of remove and reconcile ---------------------------------------
+
+
+@pytest.mark.parametrize("verb", ["reconcile", "remove"])
+def test_a_negative_max_retries_is_refused_before_anything_is_written(data, tmp_path, verb):
+    catalog = tmp_path / "cat"
+    producer.register([str(data["utm"]), str(data["wgs84"])], catalog=str(catalog), collection="c")
+    item = next(catalog.glob("c/**/*.json"), None)
+    dangling = [p for p in catalog.rglob("*.json") if p.parent.name != "c" and p.parent != catalog][0]
+    dangling.unlink()  # something for a fix to write
+    before = tree_hash(catalog)
+    with pytest.raises(InputError, match=r"at least 0, not -1\. Fix it with max_retries=25"):
+        if verb == "reconcile":
+            producer.reconcile(str(catalog), fix=True, max_retries=-1)
+        else:
+            producer.remove("x", catalog=str(catalog), collection="c", max_retries=-1)
+    with pytest.raises(TypeError):
+        producer.reconcile(str(catalog), max_retries="3")  # type: ignore[arg-type]
+    assert tree_hash(catalog) == before and item is not None
