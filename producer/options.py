@@ -26,7 +26,7 @@ from typing import Any, Literal
 from producer.catalog.layout import DEFAULT_MAX_LINKS, Layout
 from producer.errors import Hint, InputError
 from producer.extract.options import DEFAULT_DATETIME_SOURCES
-from producer.provenance import Provenance, check_metadata, parse_properties, parse_providers
+from producer.provenance import Provenance, check_link, check_metadata, parse_properties, parse_providers
 from producer.urls import check_endpoint
 
 __all__ = [
@@ -492,6 +492,8 @@ class RegisterOptions:
             if isinstance(value, str):
                 raise TypeError(f"RegisterOptions.{name} must be a sequence of URLs, not {value!r}")
             object.__setattr__(self, name, tuple(value or ()))
+            for href in getattr(self, name):
+                check_link(href, name)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RegisterOptions:

@@ -60,6 +60,7 @@ __all__ = [
     "package_version",
     "parse_properties",
     "parse_providers",
+    "check_link",
     "check_metadata",
 ]
 
@@ -295,9 +296,32 @@ def check_metadata(
                 )
 
 
+#: the options that add links, the link's relation and an example of each
+_LINK_OPTIONS: dict[str, tuple[str, Hint]] = {
+    "derived_from": (
+        "an input the products were made from (rel=derived_from)",
+        Hint("derived_from", ["s3://bucket/inputs/scene.tif"], "link the input the products were made from"),
+    ),
+    "via": (
+        "the run that wrote the products (rel=via)",
+        Hint("via", ["https://ci.example.org/runs/42"], "link the run that wrote the products"),
+    ),
+}
+
+
+def check_link(href: Any, option: str) -> None:
+    """Refuse a link href of the option ``option`` (``derived_from``,
+    ``via``) that is empty or no text: an :class:`InputError` whose hint
+    each caller spells (``--derived-from URL``, ``derived_from=[...]``)."""
+    if isinstance(href, str) and href.strip():
+        return
+    what, hint = _LINK_OPTIONS[option]
+    shown = "empty" if isinstance(href, str) or href is None else f"a {type(href).__name__}, not a text"
+    raise InputError(f"the link to {what} is {shown}: expected a URL or a path", hints=(hint,))
+
+
 def _link_href(href: str, what: str) -> str:
-    if not isinstance(href, str) or not href.strip():
-        raise InputError(f"{what} {href!r}: expected a URL or a path")
+    check_link(href, what)
     href = href.strip()
     if "://" not in href:
         href = os.path.abspath(href)

@@ -173,3 +173,28 @@ def test_a_negative_max_retries_is_refused_before_anything_is_written(data, tmp_
     with pytest.raises(TypeError):
         producer.reconcile(str(catalog), max_retries="3")  # type: ignore[arg-type]
     assert tree_hash(catalog) == before and item is not None
+
+
+# -- messages in the caller's spelling, naming the product ----------------------
+
+
+def test_an_empty_derived_from_names_the_flag_in_the_cli_and_the_parameter_in_python(data, tmp_path):
+    catalog = tmp_path / "cat"
+    res = invoke("register", str(data["utm"]), "-c", str(catalog), "--collection", "c", "--derived-from", "")
+    assert res.exit_code == 2, res.output
+    assert "derived_from ''" not in res.output
+    assert "Fix it with --derived-from s3://bucket/inputs/scene.tif" in res.output
+    with pytest.raises(InputError, match=r"Fix it with via=\['https://"):
+        producer.register([str(data["utm"])], catalog=str(catalog), collection="c", via=[" "])
+    assert not catalog.exists()
+
+
+def test_an_empty_product_path_is_refused_naming_its_position(data, tmp_path):
+    catalog = tmp_path / "cat"
+    res = invoke("register", str(data["utm"]), "", "-c", str(catalog), "--collection", "c")
+    assert res.exit_code == 2, res.output
+    assert "empty product path (2nd of the 2 given)" in res.output and "unsafe item id" not in res.output
+    for expand in (True, False):
+        with pytest.raises(InputError, match=r"empty product path \(1st of the 1 given\)"):
+            producer.register([""], catalog=str(catalog), collection="c", expand=expand)
+    assert not catalog.exists()
