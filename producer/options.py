@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from producer.catalog.layout import DEFAULT_MAX_LINKS, Layout
+from producer.catalog.layout import DEFAULT_MAX_LINKS, LAYOUT_FIELD, Layout
 from producer.errors import Hint, InputError
 from producer.extract.options import DEFAULT_DATETIME_SOURCES
 from producer.provenance import Provenance, check_link, check_metadata, parse_properties, parse_providers
@@ -103,7 +103,8 @@ class RegisterOptions:
         hash=False,
         metadata=_spec(
             "Metadata of a new collection as a JSON object (title, description, license, "
-            "keywords, providers, ...).",
+            "keywords, providers, ...; not id, type, stac_version, links or extent, which the "
+            "producer writes).",
             "--collection-meta",
             "STAC_COLLECTION_META",
             "json",
@@ -344,7 +345,8 @@ class RegisterOptions:
         hash=False,
         metadata=_spec(
             "Extra item property, repeatable; VALUE is read as JSON when it is JSON "
-            "(--property processing:level=L2 --property eo:cloud_cover=12.5).",
+            "(--property processing:level=L2 --property eo:cloud_cover=12.5); KEY is no "
+            "top-level item field (id, geometry, bbox, links, assets, ...).",
             "--property",
             "STAC_PROPERTIES",
             "repeat",
@@ -473,6 +475,8 @@ class RegisterOptions:
                 f"RegisterOptions.href_rewrites must be a sequence of rules, not {self.href_rewrites!r}"
             )
         object.__setattr__(self, "href_rewrites", parse_rewrites(self.href_rewrites))
+        _check_meta("collection_meta", self.collection_meta)
+        _check_meta("root_meta", self.root_meta)
         # an endpoint without its scheme: refused here, not by botocore on first use
         data, cat = self.data_storage_options, self.catalog_storage_options
         shared = data == cat  # given once (storage_options=, -o): the fix names that
@@ -533,6 +537,45 @@ def _at_least(name: str, value: int, least: int) -> None:
         f"the {_COUNTS[name]} must be at least {least}, not {value}",
         hints=(Hint(name, _DEFAULTS[name], does),),
     )
+
+
+#: fields of a new collection (root catalog) the producer writes itself: a
+#: metadata option giving them would make the document another collection's,
+#: or no STAC, or break its links; each with why, for the message
+_STRUCTURAL: dict[str, dict[str, str]] = {
+    "collection_meta": {
+        "id": "it is the collection's id, which the collection names",
+        "type": "the producer writes 'Collection'",
+        "stac_version": "the producer writes the version its documents follow",
+        "links": "the producer links the collection into the catalog",
+        "extent": "the producer computes it from the items",
+        LAYOUT_FIELD: "the producer records the collection's layout",
+    },
+    "root_meta": {
+        "type": "the producer writes 'Catalog'",
+        "stac_version": "the producer writes the version its documents follow",
+        "links": "the producer links the catalog's collections",
+    },
+}
+_META_HINTS = {
+    "collection_meta": Hint("collection_meta", {"title": "NDVI"}, "give the new collection's metadata"),
+    "root_meta": Hint("root_meta", {"title": "Products"}, "give the new root catalog's metadata"),
+}
+
+
+def _check_meta(name: str, meta: Mapping[str, Any] | None) -> None:
+    """Refuse a field the producer writes itself in ``collection_meta`` or
+    ``root_meta`` (:data:`_STRUCTURAL`), before anything is written."""
+    for key, why in _STRUCTURAL[name].items():
+        if meta is None or key not in meta:
+            continue
+        what = "a new collection" if name == "collection_meta" else "a new root catalog"
+        hints = [_META_HINTS[name]]
+        if name == "collection_meta" and key == "id" and isinstance(meta[key], str) and meta[key]:
+            hints.append(Hint("collection", meta[key], f"register into the collection {meta[key]!r}"))
+        raise InputError(
+            f"the metadata of {what} cannot set {key!r} ({why}): leave it out", hints=tuple(hints)
+        )
 
 
 def check_max_retries(value: Any) -> int:

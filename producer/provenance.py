@@ -51,6 +51,7 @@ from producer.timestamps import format_time
 
 __all__ = [
     "PROCESSING_EXT",
+    "ITEM_FIELDS",
     "RESERVED",
     "VOLATILE",
     "VOLATILE_RELS",
@@ -76,6 +77,24 @@ RESERVED: frozenset[str] = frozenset(
         "updated",
         "processing:datetime",
         "processing:software",
+    }
+)
+
+#: the top-level fields of an item document: a property of one of these
+#: names is taken for the field by readers of the mirror (stac-geoparquet
+#: flattens properties to the top level), which then never matches the items
+ITEM_FIELDS: frozenset[str] = frozenset(
+    {
+        "type",
+        "stac_version",
+        "stac_extensions",
+        "id",
+        "geometry",
+        "bbox",
+        "properties",
+        "links",
+        "assets",
+        "collection",
     }
 )
 
@@ -122,7 +141,8 @@ def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[st
     """``properties`` as given (a mapping, or ``KEY=VALUE`` texts from the
     CLI or the environment, VALUE read as JSON when it is JSON) → a new dict.
 
-    Raises :class:`InputError` for a reserved key (:data:`RESERVED`), an
+    Raises :class:`InputError` for a reserved key (:data:`RESERVED`), the
+    name of a top-level item field (:data:`ITEM_FIELDS`), an
     empty key, a text without ``=``, or a value that is not JSON data.
     Nothing the caller passed is kept or mutated.
     """
@@ -142,6 +162,12 @@ def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[st
     for key in out:
         if not key:
             raise InputError("a property has an empty name", hints=(_PROPERTY_HINT,))
+        if key in ITEM_FIELDS:
+            raise InputError(
+                f"property {key!r} is the name of a top-level field of the item, which the producer "
+                "writes itself, not a property: leave it out or give it another name",
+                hints=(Hint("properties", {f"my:{key}": "<value>"}, "a property of another name"),),
+            )
         if key in RESERVED:
             fact, hints = _reserved_way(key, out[key])
             raise InputError(

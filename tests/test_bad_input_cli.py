@@ -198,3 +198,64 @@ def test_an_empty_product_path_is_refused_naming_its_position(data, tmp_path):
         with pytest.raises(InputError, match=r"empty product path \(1st of the 1 given\)"):
             producer.register([""], catalog=str(catalog), collection="c", expand=expand)
     assert not catalog.exists()
+
+
+# -- metadata that would overwrite what the producer writes ---------------------
+
+
+@pytest.mark.parametrize(
+    "meta", [{"id": "other"}, {"type": "Catalog"}, {"links": []}, {"stac_version": "0.9.0"}, {"extent": {}}]
+)
+def test_collection_meta_cannot_set_a_structural_field(data, tmp_path, meta):
+    catalog = tmp_path / "cat"
+    producer.register([str(data["utm"])], catalog=str(catalog), collection="a")
+    before = tree_hash(catalog)
+    res = invoke(
+        "register", str(data["wgs84"]), "-c", str(catalog), "--collection", "c",
+        "--collection-meta", json.dumps(meta),
+    )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    key = next(iter(meta))
+    assert f"cannot set {key!r}" in res.output and '--collection-meta \'{"title": "NDVI"}\'' in res.output
+    if key == "id":
+        assert "--collection other" in res.output
+    with pytest.raises(InputError, match=r"collection_meta=\{'title': 'NDVI'\}"):
+        producer.register([str(data["wgs84"])], catalog=str(catalog), collection="c", collection_meta=meta)
+    assert tree_hash(catalog) == before
+
+
+def test_root_meta_cannot_set_links_but_may_set_its_id(data, tmp_path):
+    with pytest.raises(InputError, match="cannot set 'links'"):
+        producer.register(
+            [str(data["utm"])], catalog=str(tmp_path / "x"), collection="c", root_meta={"links": []}
+        )
+    assert not (tmp_path / "x").exists()
+    producer.register(
+        [str(data["utm"])], catalog=str(tmp_path / "y"), collection="c", root_meta={"id": "mine"}
+    )
+    assert json.loads((tmp_path / "y" / "catalog.json").read_text())["id"] == "mine"
+
+
+@pytest.mark.parametrize(
+    "name", ["geometry", "bbox", "links", "assets", "type", "stac_version", "id", "collection", "properties"]
+)
+def test_a_property_named_as_a_top_level_item_field_is_refused(data, tmp_path, name):
+    catalog = tmp_path / "cat"
+    res = invoke(
+        "register", str(data["utm"]), "-c", str(catalog), "--collection", "c", "--property", f"{name}=1"
+    )
+    assert res.exit_code == 2, res.output
+    assert f"property {name!r} is the name of a top-level field of the item" in res.output
+    assert f"--property 'my:{name}=<value>'" in res.output
+    with pytest.raises(InputError, match=rf"properties=\{{'my:{name}': '<value>'\}}"):
+        producer.register([str(data["utm"])], catalog=str(catalog), collection="c", properties={name: 1})
+    assert not catalog.exists()
+
+
+def test_a_property_of_another_name_keeps_the_mirror_current(data, tmp_path):
+    catalog = tmp_path / "cat"
+    res = invoke(
+        "register", str(data["utm"]), "-c", str(catalog), "--collection", "c", "--property", "my:bbox=1"
+    )
+    assert res.exit_code == 0, res.output
+    assert producer.reconcile(str(catalog)).problems == []
