@@ -23,7 +23,7 @@ from producer.extract.ids import make_item_id
 from producer.extract.options import ExtractOptions
 from producer.grouping import GROUP_SUFFIXES, Grouping
 from producer.ingest import Progress, open_catalog, validator
-from producer.options import RegisterOptions, parse_rewrites, resolve_options  # noqa: F401 (re-exported)
+from producer.options import RegisterOptions, check_max_retries, parse_rewrites, resolve_options  # noqa: F401 (re-exported)
 from producer.results import RegisterResult, RemoveResult, error_type_of  # noqa: F401 (re-exported)
 from producer.sources import PRODUCT_SUFFIXES, expand_paths  # (also re-exported)
 from producer.store.base import Store
@@ -288,6 +288,7 @@ def remove(
     """
     from producer import removal  # noqa: PLC0415 (cold start: register and the Lambda's first event need no remove)
 
+    check_max_retries(max_retries)
     store = open_catalog(catalog, storage_options)
     return removal.remove_item(
         item_id,
@@ -427,6 +428,7 @@ def reconcile(
     builds the catalog there from the products (a catalog rebuilt from its
     data), and without ``fix`` reports what that would do.
     """
+    check_max_retries(max_retries)
     opts = resolve_options(options, storage_options, **dict(register_options or {}))
     if dry_run is not None:
         opts = dataclasses.replace(opts, dry_run=dry_run)

@@ -15,6 +15,7 @@ interpreter teardown at exit (:mod:`producer.process`).
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar
@@ -164,16 +165,64 @@ def _called_by_main_module() -> bool:
     return frame is not None and frame.f_globals.get("__name__") == "__main__"
 
 
+#: storage options whose VALUE is always text, even when it reads as JSON:
+#: credentials and names (a secret of digits is a secret, not a number)
+_TEXT_STORAGE_OPTIONS = frozenset({"key", "secret", "token", "profile", "endpoint_url", "region_name"})
+#: the leading name a malformed pair may show: lowercase, like every
+#: s3fs/fsspec option (a secret's mixed case or digits never match)
+_OPTION_NAME = re.compile(r"[a-z][a-z_]{0,39}")
+
+
+def _storage_value(key: str, text: str) -> Any:
+    """A pair's VALUE: read as JSON when it is JSON (``false``, ``5``,
+    ``{"read_timeout": 5}``), else the text; the options of
+    :data:`_TEXT_STORAGE_OPTIONS` stay text."""
+    if key in _TEXT_STORAGE_OPTIONS:
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _malformed_pair(pair: str, position: int, flag: str) -> click.BadParameter:
+    """The error for a pair without ``=``; it never echoes the text, which
+    may be a secret (``secret:VALUE``): at most a leading lowercase option
+    name, and the pair's position."""
+    head = re.split(r"[:\s]", pair, maxsplit=1)
+    shown = ""
+    if len(head) == 2 and _OPTION_NAME.fullmatch(head[0]):
+        shown = f" (starting with {head[0]!r})"
+    nth = {1: "1st", 2: "2nd", 3: "3rd"}.get(position, f"{position}th")
+    return click.BadParameter(
+        f"the {nth} value{shown} is not KEY=VALUE (its text is not shown: it may hold a secret); "
+        f"write it as {flag} KEY=VALUE",
+        param_hint=flag,
+    )
+
+
 def _storage_options(pairs: Sequence[str], flag: str = "--storage-option") -> dict[str, Any]:
-    """``KEY=VALUE`` pairs → fsspec storage options (``endpoint_url`` goes
-    into ``client_kwargs``, where s3fs reads it)."""
+    """``KEY=VALUE`` pairs → fsspec storage options. VALUE is read as JSON
+    when it is JSON (``anon=false`` is False, ``config_kwargs={"read_timeout": 5}``
+    a dict), except for credentials and names (:data:`_TEXT_STORAGE_OPTIONS`);
+    ``endpoint_url`` goes into ``client_kwargs``, where s3fs reads it."""
     out: dict[str, Any] = {}
-    for pair in pairs:
+    for position, pair in enumerate(pairs, 1):
         if "=" not in pair:
-            raise click.BadParameter(f"{pair!r}: expected KEY=VALUE", param_hint=flag)
-        key, value = pair.split("=", 1)
+            raise _malformed_pair(pair, position, flag)
+        key, text = pair.split("=", 1)
+        key = key.strip()
+        value = _storage_value(key, text)
         if key == "endpoint_url":
             out.setdefault("client_kwargs", {})["endpoint_url"] = value
+        elif key == "client_kwargs":
+            if not isinstance(value, dict):
+                raise click.BadParameter(
+                    f'client_kwargs must be a JSON object (client_kwargs=\'{{"region_name": "eu-west-1"}}\'), '
+                    f"not {type(value).__name__}",
+                    param_hint=flag,
+                )
+            out["client_kwargs"] = {**value, **out.get("client_kwargs", {})}
         else:
             out[key] = value
     return out
@@ -200,7 +249,8 @@ catalog_option = click.option(
     required=True,
     envvar="STAC_CATALOG",
     show_envvar=True,
-    help="Catalog root: a local path, file://, memory:// or s3:// URL.",
+    help="Catalog root: a local path, file://, memory:// or s3:// URL (its folder; a path "
+    "ending in /catalog.json names that folder).",
 )
 collection_option = click.option(
     "--collection",
@@ -247,7 +297,9 @@ storage_option = click.option(
     "storage_pairs",
     multiple=True,
     metavar="KEY=VALUE",
-    help="fsspec storage option, repeatable (endpoint_url=... sets the S3 endpoint).",
+    help="fsspec storage option, repeatable (endpoint_url=... sets the S3 endpoint); VALUE is read as "
+    "JSON when it is JSON (anon=false, config_kwargs='{\"read_timeout\": 20}'), except key, secret, "
+    "token, profile, endpoint_url and region_name.",
 )
 
 

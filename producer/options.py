@@ -23,15 +23,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from producer.catalog.layout import DEFAULT_MAX_LINKS, Layout
+from producer.catalog.layout import DEFAULT_MAX_LINKS, LAYOUT_FIELD, Layout
 from producer.errors import Hint, InputError
 from producer.extract.options import DEFAULT_DATETIME_SOURCES
-from producer.provenance import Provenance, check_metadata, parse_properties, parse_providers
+from producer.provenance import Provenance, check_link, check_metadata, parse_properties, parse_providers
+from producer.urls import check_endpoint
 
 __all__ = [
     "DATETIME_SOURCES",
     "OptionSpec",
     "RegisterOptions",
+    "check_max_retries",
     "env_phrased",
     "env_spelling",
     "flag_spelling",
@@ -101,7 +103,8 @@ class RegisterOptions:
         hash=False,
         metadata=_spec(
             "Metadata of a new collection as a JSON object (title, description, license, "
-            "keywords, providers, ...).",
+            "keywords, providers, ...; not id, type, stac_version, links or extent, which the "
+            "producer writes).",
             "--collection-meta",
             "STAC_COLLECTION_META",
             "json",
@@ -289,7 +292,7 @@ class RegisterOptions:
         hash=False,
         metadata=_spec(
             "fsspec storage option for reading the products only, repeatable "
-            "(endpoint_url=... sets the S3 endpoint).",
+            "(endpoint_url=... sets the S3 endpoint; VALUE is read as JSON as with -o).",
             "--data-storage-option",
             "STAC_DATA_STORAGE_OPTIONS",
             "pairs",
@@ -301,7 +304,8 @@ class RegisterOptions:
         repr=False,
         hash=False,
         metadata=_spec(
-            "fsspec storage option for the catalog only, repeatable (endpoint_url=... sets the S3 endpoint).",
+            "fsspec storage option for the catalog only, repeatable "
+            "(endpoint_url=... sets the S3 endpoint; VALUE is read as JSON as with -o).",
             "--catalog-storage-option",
             "STAC_CATALOG_STORAGE_OPTIONS",
             "pairs",
@@ -341,7 +345,8 @@ class RegisterOptions:
         hash=False,
         metadata=_spec(
             "Extra item property, repeatable; VALUE is read as JSON when it is JSON "
-            "(--property processing:level=L2 --property eo:cloud_cover=12.5).",
+            "(--property processing:level=L2 --property eo:cloud_cover=12.5); KEY is no "
+            "top-level item field (id, geometry, bbox, links, assets, ...).",
             "--property",
             "STAC_PROPERTIES",
             "repeat",
@@ -470,6 +475,17 @@ class RegisterOptions:
                 f"RegisterOptions.href_rewrites must be a sequence of rules, not {self.href_rewrites!r}"
             )
         object.__setattr__(self, "href_rewrites", parse_rewrites(self.href_rewrites))
+        _check_meta("collection_meta", self.collection_meta)
+        _check_meta("root_meta", self.root_meta)
+        # an endpoint without its scheme: refused here, not by botocore on first use
+        data, cat = self.data_storage_options, self.catalog_storage_options
+        shared = data == cat  # given once (storage_options=, -o): the fix names that
+        check_endpoint(
+            data, "the products' storage options", "storage_options" if shared else "data_storage_options"
+        )
+        check_endpoint(
+            cat, "the catalog's storage options", "storage_options" if shared else "catalog_storage_options"
+        )
         # the pipeline's metadata (producer.provenance): checked once, here
         properties = parse_properties(self.properties)
         object.__setattr__(self, "properties", properties)
@@ -480,6 +496,8 @@ class RegisterOptions:
             if isinstance(value, str):
                 raise TypeError(f"RegisterOptions.{name} must be a sequence of URLs, not {value!r}")
             object.__setattr__(self, name, tuple(value or ()))
+            for href in getattr(self, name):
+                check_link(href, name)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RegisterOptions:
@@ -519,6 +537,56 @@ def _at_least(name: str, value: int, least: int) -> None:
         f"the {_COUNTS[name]} must be at least {least}, not {value}",
         hints=(Hint(name, _DEFAULTS[name], does),),
     )
+
+
+#: fields of a new collection (root catalog) the producer writes itself: a
+#: metadata option giving them would make the document another collection's,
+#: or no STAC, or break its links; each with why, for the message
+_STRUCTURAL: dict[str, dict[str, str]] = {
+    "collection_meta": {
+        "id": "it is the collection's id, which the collection names",
+        "type": "the producer writes 'Collection'",
+        "stac_version": "the producer writes the version its documents follow",
+        "links": "the producer links the collection into the catalog",
+        "extent": "the producer computes it from the items",
+        LAYOUT_FIELD: "the producer records the collection's layout",
+    },
+    "root_meta": {
+        "type": "the producer writes 'Catalog'",
+        "stac_version": "the producer writes the version its documents follow",
+        "links": "the producer links the catalog's collections",
+    },
+}
+_META_HINTS = {
+    "collection_meta": Hint("collection_meta", {"title": "NDVI"}, "give the new collection's metadata"),
+    "root_meta": Hint("root_meta", {"title": "Products"}, "give the new root catalog's metadata"),
+}
+
+
+def _check_meta(name: str, meta: Mapping[str, Any] | None) -> None:
+    """Refuse a field the producer writes itself in ``collection_meta`` or
+    ``root_meta`` (:data:`_STRUCTURAL`), before anything is written."""
+    for key, why in _STRUCTURAL[name].items():
+        if meta is None or key not in meta:
+            continue
+        what = "a new collection" if name == "collection_meta" else "a new root catalog"
+        hints = [_META_HINTS[name]]
+        if name == "collection_meta" and key == "id" and isinstance(meta[key], str) and meta[key]:
+            hints.append(Hint("collection", meta[key], f"register into the collection {meta[key]!r}"))
+        raise InputError(
+            f"the metadata of {what} cannot set {key!r} ({why}): leave it out", hints=tuple(hints)
+        )
+
+
+def check_max_retries(value: Any) -> int:
+    """``max_retries`` of a verb that takes it apart from the options
+    (``remove``, ``reconcile``), checked as :class:`RegisterOptions` checks
+    its own: :class:`TypeError` for a value that is no int, and
+    :class:`InputError` below 0 (naming the default as the fix)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"max_retries must be an int, not {value!r}")
+    _at_least("max_retries", value, 0)
+    return value
 
 
 def option_spec(f: dataclasses.Field[Any]) -> OptionSpec:

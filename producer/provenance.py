@@ -51,6 +51,7 @@ from producer.timestamps import format_time
 
 __all__ = [
     "PROCESSING_EXT",
+    "ITEM_FIELDS",
     "RESERVED",
     "VOLATILE",
     "VOLATILE_RELS",
@@ -60,6 +61,7 @@ __all__ = [
     "package_version",
     "parse_properties",
     "parse_providers",
+    "check_link",
     "check_metadata",
 ]
 
@@ -75,6 +77,24 @@ RESERVED: frozenset[str] = frozenset(
         "updated",
         "processing:datetime",
         "processing:software",
+    }
+)
+
+#: the top-level fields of an item document: a property of one of these
+#: names is taken for the field by readers of the mirror (stac-geoparquet
+#: flattens properties to the top level), which then never matches the items
+ITEM_FIELDS: frozenset[str] = frozenset(
+    {
+        "type",
+        "stac_version",
+        "stac_extensions",
+        "id",
+        "geometry",
+        "bbox",
+        "properties",
+        "links",
+        "assets",
+        "collection",
     }
 )
 
@@ -121,7 +141,8 @@ def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[st
     """``properties`` as given (a mapping, or ``KEY=VALUE`` texts from the
     CLI or the environment, VALUE read as JSON when it is JSON) → a new dict.
 
-    Raises :class:`InputError` for a reserved key (:data:`RESERVED`), an
+    Raises :class:`InputError` for a reserved key (:data:`RESERVED`), the
+    name of a top-level item field (:data:`ITEM_FIELDS`), an
     empty key, a text without ``=``, or a value that is not JSON data.
     Nothing the caller passed is kept or mutated.
     """
@@ -141,6 +162,12 @@ def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[st
     for key in out:
         if not key:
             raise InputError("a property has an empty name", hints=(_PROPERTY_HINT,))
+        if key in ITEM_FIELDS:
+            raise InputError(
+                f"property {key!r} is the name of a top-level field of the item, which the producer "
+                "writes itself, not a property: leave it out or give it another name",
+                hints=(Hint("properties", {f"my:{key}": "<value>"}, "a property of another name"),),
+            )
         if key in RESERVED:
             fact, hints = _reserved_way(key, out[key])
             raise InputError(
@@ -295,9 +322,32 @@ def check_metadata(
                 )
 
 
+#: the options that add links, the link's relation and an example of each
+_LINK_OPTIONS: dict[str, tuple[str, Hint]] = {
+    "derived_from": (
+        "an input the products were made from (rel=derived_from)",
+        Hint("derived_from", ["s3://bucket/inputs/scene.tif"], "link the input the products were made from"),
+    ),
+    "via": (
+        "the run that wrote the products (rel=via)",
+        Hint("via", ["https://ci.example.org/runs/42"], "link the run that wrote the products"),
+    ),
+}
+
+
+def check_link(href: Any, option: str) -> None:
+    """Refuse a link href of the option ``option`` (``derived_from``,
+    ``via``) that is empty or no text: an :class:`InputError` whose hint
+    each caller spells (``--derived-from URL``, ``derived_from=[...]``)."""
+    if isinstance(href, str) and href.strip():
+        return
+    what, hint = _LINK_OPTIONS[option]
+    shown = "empty" if isinstance(href, str) or href is None else f"a {type(href).__name__}, not a text"
+    raise InputError(f"the link to {what} is {shown}: expected a URL or a path", hints=(hint,))
+
+
 def _link_href(href: str, what: str) -> str:
-    if not isinstance(href, str) or not href.strip():
-        raise InputError(f"{what} {href!r}: expected a URL or a path")
+    check_link(href, what)
     href = href.strip()
     if "://" not in href:
         href = os.path.abspath(href)

@@ -181,7 +181,20 @@ def _path_strings(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> lis
     """One path or many, each as a ``str`` (``bytes`` paths decoded)."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    return [os.fsdecode(os.fspath(raw)) for raw in paths]
+    out = [os.fsdecode(os.fspath(raw)) for raw in paths]
+    for position, path in enumerate(out, 1):
+        if not path.strip():  # would become an item id '' (or the working folder)
+            raise InputError(
+                f"empty product path ({_ordinal(position)} of the {len(out)} given): name a file, "
+                "a folder, a glob or a URL, or leave it out"
+            )
+    return out
+
+
+def _ordinal(n: int) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``4th``, ``11th``, ``21st``."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def _is_store(name: str) -> bool:

@@ -17,13 +17,22 @@ host ``a`` and is refused (fsspec would silently read it as the relative path
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from producer.errors import InputError
+from producer.errors import Hint, InputError
 
-__all__ = ["LOCAL_PROTOCOLS", "is_local", "is_remote", "local_path", "product_storage_options", "protocol"]
+__all__ = [
+    "LOCAL_PROTOCOLS",
+    "check_endpoint",
+    "is_local",
+    "is_remote",
+    "local_path",
+    "product_storage_options",
+    "protocol",
+]
 
 #: protocols naming the local file system (fsspec's LocalFileSystem answers to both)
 LOCAL_PROTOCOLS = frozenset({"file", "local"})
@@ -93,3 +102,38 @@ def product_storage_options(storage_options: Mapping[str, Any] | None) -> dict[s
     out = dict(storage_options or {})
     out.setdefault("use_listings_cache", False)
     return out
+
+
+#: what an S3 (botocore) endpoint URL looks like: a scheme and a host
+_ENDPOINT = re.compile(r"https?://[^/\s]+", re.IGNORECASE)
+
+
+def check_endpoint(
+    storage_options: Mapping[str, Any] | None, what: str, option: str = "storage_options"
+) -> None:
+    """Refuse an ``endpoint_url`` storage option (top level or in
+    ``client_kwargs``) that is no ``http(s)://host[:port]`` URL
+    (``127.0.0.1:9000``, a common typo), which botocore rejects with a raw
+    ``ValueError`` on first use: an :class:`InputError` naming ``what`` (the
+    catalog or the products) with a hint on ``option`` (the options it came
+    from), so each caller spells the fix. Pure: no request."""
+    if not isinstance(storage_options, Mapping):
+        return
+    client_kwargs = storage_options.get("client_kwargs")
+    values = [storage_options.get("endpoint_url")]
+    if isinstance(client_kwargs, Mapping):
+        values.append(client_kwargs.get("endpoint_url"))
+    for value in values:
+        if value is None or (isinstance(value, str) and _ENDPOINT.match(value)):
+            continue
+        from producer.redact import redact  # noqa: PLC0415 (an error path only)
+
+        text = str(value).strip()
+        example = text if "://" in text or not text else f"http://{text}"
+        if not _ENDPOINT.match(example):
+            example = "http://127.0.0.1:9000"
+        raise InputError(
+            f"{what}: the S3 endpoint_url {redact(text)!r} is no endpoint URL; give it as "
+            "http(s)://host[:port]",
+            hints=(Hint(option, {"endpoint_url": redact(example)}, "the endpoint with its scheme"),),
+        )

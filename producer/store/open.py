@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from producer.errors import CREDENTIALS_HINT, InputError
 from producer.redact import redact
 from producer.store.base import Store
 from producer.store.local import LocalStore
-from producer.urls import is_local, protocol
+from producer.urls import check_endpoint, is_local, local_path, protocol
 
 #: protocols whose first path part is a bucket or container name, which
 #: never holds ':' (there a ':' is a secret holding '/', split early)
@@ -39,6 +40,31 @@ def refuse_credentials(url: str) -> None:
     )
 
 
+#: the root document's name: a catalog given as its root document is its folder
+ROOT_NAME = "catalog.json"
+
+
+def catalog_folder(url: str) -> str:
+    """``url`` without a trailing ``/catalog.json``: pystac and STAC tools
+    name a catalog by its root document, the producer by its folder, and a
+    path ending in the root document used to read as a catalog missing its
+    root (or, for a new one, create a folder named ``catalog.json``). A
+    local folder that really is named ``catalog.json`` stays as it is."""
+    stripped = url.rstrip("/") if url.endswith("/") else url
+    if stripped != ROOT_NAME and not stripped.endswith("/" + ROOT_NAME):
+        return url
+    if is_local(stripped) and os.path.isdir(local_path(stripped)):
+        return url
+    folder = stripped[: -len(ROOT_NAME)]
+    if not folder:  # "catalog.json" in the working folder
+        return "."
+    if folder.endswith("://"):  # "file://catalog.json": not a path with a folder
+        return url
+    if folder == "/" or folder.endswith(":///"):  # the root folder keeps its slash
+        return folder
+    return folder[:-1]
+
+
 def open_store(url: str, storage_options: dict[str, Any] | None = None) -> Store:
     """Return the store for ``url``; nothing is read or written, but a local
     path is checked not to be, or lie under, a regular file (an
@@ -54,12 +80,13 @@ def open_store(url: str, storage_options: dict[str, Any] | None = None) -> Store
       :class:`~producer.store.fsspec_store.FsspecStore` (single-writer mode).
 
     ``storage_options`` go to the fsspec/s3fs file system; the caller's dict
-    is not modified. A URL carrying credentials (``s3://KEY:SECRET@bucket``)
+    is not modified. A path or URL ending in ``/catalog.json`` names its
+    folder (:func:`catalog_folder`). A URL carrying credentials (``s3://KEY:SECRET@bucket``)
     raises :class:`~producer.errors.InputError` (:func:`refuse_credentials`).
     """
     if not isinstance(url, str) or not url.strip():
         raise InputError(f"catalog URL must be a non-empty string, got {url!r}")
-    url = url.strip()
+    url = catalog_folder(url.strip())
     refuse_credentials(url)
     if is_local(url):
         if storage_options:
@@ -68,6 +95,7 @@ def open_store(url: str, storage_options: dict[str, Any] | None = None) -> Store
                 "local paths take none, drop them"
             )
         return LocalStore(url)
+    check_endpoint(storage_options, f"catalog {redact(url)}")
     # imported here: both load fsspec (s3: s3fs too), which a local catalog never needs
     if protocol(url) in ("s3", "s3a"):
         from producer.store.s3_obstore import ObstoreS3Store, wants_obstore  # noqa: PLC0415

@@ -1,0 +1,261 @@
+"""Bad input a user types: storage options, catalog paths, metadata names
+(each is refused as a usage error that names the fix, storage untouched),
+and option values that must reach the storage client as what they mean."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import producer
+from producer.cli import _storage_options, main
+from producer.errors import InputError
+from producer.store import open_store
+from tests import rasters
+from tests.trees import tree_hash
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return rasters.write_all(tmp_path_factory.mktemp("bad-input-rasters"))
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+# -- storage options on the command line --------------------------------------
+
+
+def test_storage_option_values_are_read_as_json_except_credentials():
+    opts = _storage_options(
+        [
+            "anon=false",
+            "requester_pays=false",
+            "use_ssl=false",
+            'config_kwargs={"read_timeout": 5}',
+            "key=0123",
+            "secret=12345",
+            "endpoint_url=http://127.0.0.1:9000",
+            'client_kwargs={"region_name": "eu-west-1"}',
+            "profile=plain text",
+        ]
+    )
+    assert opts["anon"] is False and opts["requester_pays"] is False and opts["use_ssl"] is False
+    assert opts["config_kwargs"] == {"read_timeout": 5}
+    assert opts["key"] == "0123" and opts["secret"] == "12345"  # credentials stay text
+    assert opts["client_kwargs"] == {"endpoint_url": "http://127.0.0.1:9000", "region_name": "eu-west-1"}
+    assert opts["profile"] == "plain text"
+
+
+def test_storage_option_false_and_config_kwargs_reach_s3fs(s3_server, data):
+    url = f"s3://{s3_server.new_bucket()}/stac"
+    flags = [
+        *("-o", f"endpoint_url={s3_server.endpoint_url}", "-o", "key=testing", "-o", "secret=testing"),
+        *("-o", "anon=false", "-o", 'config_kwargs={"read_timeout": 5}'),
+    ]
+    res = invoke("register", str(data["utm"]), "-c", url, "--collection", "c", *flags)
+    assert res.exit_code == 0, res.output
+    res = invoke("validate", url, *flags)
+    assert res.exit_code == 0, res.output
+    store = open_store(url, _storage_options(flags[1::2]))
+    assert store.fs.anon is False  # the text 'false' would be truthy: unsigned requests
+    assert store.fs.config_kwargs["read_timeout"] == 5
+
+
+@pytest.mark.parametrize("flag", ["-o", "--catalog-storage-option", "--data-storage-option"])
+def test_a_malformed_storage_option_is_not_echoed(data, tmp_path, flag):
+    catalog = tmp_path / "cat"
+    res = invoke(
+        "register", str(data["utm"]), "-c", str(catalog), "--collection", "c", flag, "secret:SEKRETXYZ"
+    )
+    assert res.exit_code == 2
+    assert "SEKRETXYZ" not in res.output
+    assert "not KEY=VALUE" in res.output and "'secret'" in res.output
+    res = invoke("register", str(data["utm"]), "-c", str(catalog), "--collection", "c", flag, "AKIASEKRET99")
+    assert res.exit_code == 2 and "AKIASEKRET99" not in res.output
+    assert not catalog.exists()
+
+
+# -- an endpoint without its scheme --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["validate", "s3://bkt/stac"],
+        ["search", "s3://bkt/stac"],
+        ["remove", "x", "-c", "s3://bkt/stac", "--collection", "c"],
+        ["reconcile", "s3://bkt/stac"],
+        ["register", "s3://bkt/x.tif", "-c", "s3://bkt/stac", "--collection", "c"],
+    ],
+)
+def test_an_endpoint_without_scheme_is_a_usage_error(args):
+    res = invoke(*args, "-o", "endpoint_url=127.0.0.1:9000", "-o", "key=K", "-o", "secret=S")
+    assert res.exit_code == 2, res.output
+    assert not isinstance(res.exception, ValueError) or isinstance(res.exception, SystemExit)
+    assert "is no endpoint URL" in res.output
+    assert "-o endpoint_url=http://127.0.0.1:9000" in res.output
+
+
+def test_an_endpoint_without_scheme_for_the_products_names_the_flag(data, tmp_path):
+    catalog = tmp_path / "cat"
+    res = invoke(
+        "register", "s3://bkt/x.tif", "-c", str(catalog), "--collection", "c",
+        "--data-storage-option", "endpoint_url=127.0.0.1:9000",
+    )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "--data-storage-option endpoint_url=http://127.0.0.1:9000" in res.output
+    assert not catalog.exists()
+
+
+def test_an_endpoint_without_scheme_in_the_api_is_an_input_error(data, tmp_path):
+    bad = {"client_kwargs": {"endpoint_url": "127.0.0.1:9000"}, "key": "K", "secret": "S"}
+    with pytest.raises(InputError, match=r"storage_options=\{'endpoint_url': 'http://127.0.0.1:9000'\}"):
+        producer.validate_catalog("s3://bkt/stac", storage_options=bad)
+    with pytest.raises(InputError, match="data_storage_options="):
+        producer.register(
+            [str(data["utm"])], catalog=str(tmp_path / "c"), collection="c", data_storage_options=bad
+        )
+    assert not (tmp_path / "c").exists()
+
+
+# -- the catalog given as its catalog.json -------------------------------------
+
+
+def test_a_catalog_given_as_its_catalog_json_is_its_folder(data, tmp_path):
+    catalog = tmp_path / "cat"
+    root = str(catalog / "catalog.json")
+    res = invoke("register", str(data["utm"]), "-c", str(catalog), "--collection", "c")
+    assert res.exit_code == 0, res.output
+    res = invoke("validate", root)
+    assert res.exit_code == 0 and "catalog.json is missing" not in res.output, res.output
+    res = invoke("search", root)
+    assert res.exit_code == 0 and "Not a directory" not in res.output, res.output
+    assert json.loads(res.output)["numberMatched"] == 1
+    res = invoke("register", str(data["wgs84"]), "-c", root, "--collection", "c")
+    assert res.exit_code == 0, res.output
+    found = producer.search(root)
+    assert found["numberMatched"] == 2
+    item_id = found["features"][0]["id"]
+    res = invoke("remove", item_id, "-c", root, "--collection", "c")
+    assert res.exit_code == 0, res.output
+    report = producer.reconcile(root)
+    assert report.problems == [] and not (catalog / "catalog.json").is_dir()
+
+
+def test_a_new_catalog_given_as_its_catalog_json_is_made_in_the_folder(data, tmp_path):
+    res = invoke(
+        "register", str(data["utm"]), "-c", str(tmp_path / "new" / "catalog.json"), "--collection", "c"
+    )
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "new" / "catalog.json").is_file()  # not a folder named catalog.json
+
+
+# -- max_retries of remove and reconcile ---------------------------------------
+
+
+@pytest.mark.parametrize("verb", ["reconcile", "remove"])
+def test_a_negative_max_retries_is_refused_before_anything_is_written(data, tmp_path, verb):
+    catalog = tmp_path / "cat"
+    producer.register([str(data["utm"]), str(data["wgs84"])], catalog=str(catalog), collection="c")
+    item = next(catalog.glob("c/**/*.json"), None)
+    dangling = [p for p in catalog.rglob("*.json") if p.parent.name != "c" and p.parent != catalog][0]
+    dangling.unlink()  # something for a fix to write
+    before = tree_hash(catalog)
+    with pytest.raises(InputError, match=r"at least 0, not -1\. Fix it with max_retries=25"):
+        if verb == "reconcile":
+            producer.reconcile(str(catalog), fix=True, max_retries=-1)
+        else:
+            producer.remove("x", catalog=str(catalog), collection="c", max_retries=-1)
+    with pytest.raises(TypeError):
+        producer.reconcile(str(catalog), max_retries="3")  # type: ignore[arg-type]
+    assert tree_hash(catalog) == before and item is not None
+
+
+# -- messages in the caller's spelling, naming the product ----------------------
+
+
+def test_an_empty_derived_from_names_the_flag_in_the_cli_and_the_parameter_in_python(data, tmp_path):
+    catalog = tmp_path / "cat"
+    res = invoke("register", str(data["utm"]), "-c", str(catalog), "--collection", "c", "--derived-from", "")
+    assert res.exit_code == 2, res.output
+    assert "derived_from ''" not in res.output
+    assert "Fix it with --derived-from s3://bucket/inputs/scene.tif" in res.output
+    with pytest.raises(InputError, match=r"Fix it with via=\['https://"):
+        producer.register([str(data["utm"])], catalog=str(catalog), collection="c", via=[" "])
+    assert not catalog.exists()
+
+
+def test_an_empty_product_path_is_refused_naming_its_position(data, tmp_path):
+    catalog = tmp_path / "cat"
+    res = invoke("register", str(data["utm"]), "", "-c", str(catalog), "--collection", "c")
+    assert res.exit_code == 2, res.output
+    assert "empty product path (2nd of the 2 given)" in res.output and "unsafe item id" not in res.output
+    for expand in (True, False):
+        with pytest.raises(InputError, match=r"empty product path \(1st of the 1 given\)"):
+            producer.register([""], catalog=str(catalog), collection="c", expand=expand)
+    assert not catalog.exists()
+
+
+# -- metadata that would overwrite what the producer writes ---------------------
+
+
+@pytest.mark.parametrize(
+    "meta", [{"id": "other"}, {"type": "Catalog"}, {"links": []}, {"stac_version": "0.9.0"}, {"extent": {}}]
+)
+def test_collection_meta_cannot_set_a_structural_field(data, tmp_path, meta):
+    catalog = tmp_path / "cat"
+    producer.register([str(data["utm"])], catalog=str(catalog), collection="a")
+    before = tree_hash(catalog)
+    res = invoke(
+        "register", str(data["wgs84"]), "-c", str(catalog), "--collection", "c",
+        "--collection-meta", json.dumps(meta),
+    )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    key = next(iter(meta))
+    assert f"cannot set {key!r}" in res.output and '--collection-meta \'{"title": "NDVI"}\'' in res.output
+    if key == "id":
+        assert "--collection other" in res.output
+    with pytest.raises(InputError, match=r"collection_meta=\{'title': 'NDVI'\}"):
+        producer.register([str(data["wgs84"])], catalog=str(catalog), collection="c", collection_meta=meta)
+    assert tree_hash(catalog) == before
+
+
+def test_root_meta_cannot_set_links_but_may_set_its_id(data, tmp_path):
+    with pytest.raises(InputError, match="cannot set 'links'"):
+        producer.register(
+            [str(data["utm"])], catalog=str(tmp_path / "x"), collection="c", root_meta={"links": []}
+        )
+    assert not (tmp_path / "x").exists()
+    producer.register(
+        [str(data["utm"])], catalog=str(tmp_path / "y"), collection="c", root_meta={"id": "mine"}
+    )
+    assert json.loads((tmp_path / "y" / "catalog.json").read_text())["id"] == "mine"
+
+
+@pytest.mark.parametrize(
+    "name", ["geometry", "bbox", "links", "assets", "type", "stac_version", "id", "collection", "properties"]
+)
+def test_a_property_named_as_a_top_level_item_field_is_refused(data, tmp_path, name):
+    catalog = tmp_path / "cat"
+    res = invoke(
+        "register", str(data["utm"]), "-c", str(catalog), "--collection", "c", "--property", f"{name}=1"
+    )
+    assert res.exit_code == 2, res.output
+    assert f"property {name!r} is the name of a top-level field of the item" in res.output
+    assert f"--property 'my:{name}=<value>'" in res.output
+    with pytest.raises(InputError, match=rf"properties=\{{'my:{name}': '<value>'\}}"):
+        producer.register([str(data["utm"])], catalog=str(catalog), collection="c", properties={name: 1})
+    assert not catalog.exists()
+
+
+def test_a_property_of_another_name_keeps_the_mirror_current(data, tmp_path):
+    catalog = tmp_path / "cat"
+    res = invoke(
+        "register", str(data["utm"]), "-c", str(catalog), "--collection", "c", "--property", "my:bbox=1"
+    )
+    assert res.exit_code == 0, res.output
+    assert producer.reconcile(str(catalog)).problems == []
