@@ -117,3 +117,51 @@ def test_an_http_catalog_read_is_bounded_by_default(silent: str, monkeypatch: py
     assert time.monotonic() - started < 30
     with pytest.raises(InputError, match="timeout='soon'"):
         open_store(f"{silent}/stac", {"timeout": "soon"})
+
+
+# --- products ------------------------------------------------------------------------
+
+
+def _register_one(url: str, catalog: Path) -> tuple[producer.Result, float]:
+    started = time.monotonic()
+    [result] = producer.register([url], catalog=str(catalog), collection="c")
+    return result, time.monotonic() - started
+
+
+@pytest.mark.parametrize("name", ["x.tif", "x.nc", "x.zarr"])
+def test_a_stalled_http_product_fails_as_storage_naming_the_setting(
+    silent: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """A product on a server that accepts and never answers: GDAL (a GeoTIFF)
+    set no timeout and waited forever; fsspec (NetCDF, Zarr) waited 5 minutes
+    and then called it "not found". Now the GDAL_HTTP_TIMEOUT the user set
+    bounds every request, and the product fails alone as a retryable storage
+    error that names the setting."""
+    monkeypatch.setenv("GDAL_HTTP_TIMEOUT", "1")
+    result, took = _register_one(f"{silent}/{name}", tmp_path / "cat")
+    assert result.action == "error" and result.error_type == "storage", result
+    assert "did not answer within 1 s" in str(result.error) and "GDAL_HTTP_TIMEOUT" in str(result.error)
+    assert took < 60
+
+
+def test_http_products_are_bounded_by_default(
+    silent: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing set by the user: the defaults of producer.httplimits apply
+    (here made 1 s, so the test does not wait a minute)."""
+    from producer import httplimits
+
+    for name in ("GDAL_HTTP_TIMEOUT", "GDAL_HTTP_CONNECTTIMEOUT", "GDAL_HTTP_MAX_RETRY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setitem(httplimits.GDAL_HTTP_DEFAULTS, "GDAL_HTTP_TIMEOUT", "1")
+    for name in ("x.tif", "x.nc"):
+        result, took = _register_one(f"{silent}/{name}", tmp_path / "cat")
+        assert result.error_type == "storage" and "did not answer within 1 s" in str(result.error), result
+        assert took < 60
+
+
+def test_an_unreachable_http_product_is_a_storage_error(tmp_path: Path) -> None:
+    """Was "not a readable raster (corrupt, truncated...)", an input error
+    that is never retried: the network failed, not the file."""
+    result, _ = _register_one(f"http://127.0.0.1:{_closed_port()}/x.tif", tmp_path / "cat")
+    assert result.error_type == "storage" and "cannot reach the server" in str(result.error), result

@@ -12,7 +12,6 @@ backend with real conditional writes (local paths, ``s3://``).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import threading
@@ -22,6 +21,7 @@ from typing import Any
 import fsspec
 
 from producer.errors import Hint, InputError, NotFound, PreconditionFailed, StoreError
+from producer.httplimits import is_timeout, is_unreachable
 from producer.redact import redact
 from producer.store.base import describe_condition
 from producer.store.keys import check_key, check_prefix, is_listable, under_prefix
@@ -95,24 +95,6 @@ _DOING = {
 }
 
 
-def _is_timeout(exc: BaseException) -> bool:
-    """A request that got no answer in time (fsspec re-raises aiohttp's and
-    asyncio's timeouts as ``FSTimeoutError``)."""
-    from fsspec.exceptions import FSTimeoutError  # noqa: PLC0415
-
-    return isinstance(exc, (FSTimeoutError, asyncio.TimeoutError, TimeoutError))
-
-
-def _is_unreachable(exc: BaseException) -> bool:
-    """The connection failed (refused, reset, no route, DNS): the network, not
-    the document."""
-    try:
-        from aiohttp import ClientConnectionError  # noqa: PLC0415
-    except ImportError:  # pragma: no cover - aiohttp comes with fsspec's http
-        return isinstance(exc, ConnectionError)
-    return isinstance(exc, (ClientConnectionError, ConnectionError))
-
-
 class FsspecStore:
     """Catalog documents on an fsspec file system, in single-writer mode.
 
@@ -154,7 +136,7 @@ class FsspecStore:
         """The :class:`StoreError` for a backend's exception when asked to
         ``verb`` ``key``: a server that did not answer in time, a connection
         that failed (the network's fault: retry), or anything else."""
-        if _is_timeout(exc):
+        if is_timeout(exc):
             within = f" within {self.timeout:g} s" if self.timeout else " in time"
             return StoreError(
                 f"catalog {self.url} did not answer{within} ({_DOING[verb]} {key!r}); retry later, "
@@ -162,7 +144,7 @@ class FsspecStore:
                 hints=(TIMEOUT_HINT,),
             )
         reason = redact(f"{exc}") or type(exc).__name__
-        if _is_unreachable(exc):
+        if is_unreachable(exc):
             return StoreError(
                 f"cannot reach catalog {self.url} ({_DOING[verb]} {key!r}): {reason}; "
                 "check the URL and the network, then retry"
