@@ -22,12 +22,13 @@ import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from producer.catalog.layout import DEFAULT_MAX_LINKS, LAYOUT_FIELD, Layout
 from producer.errors import Hint, InputError
 from producer.extract.options import DEFAULT_DATETIME_SOURCES
 from producer.provenance import Provenance, check_link, check_metadata, parse_properties, parse_providers
-from producer.urls import check_endpoint
+from producer.urls import check_endpoint, protocol
 
 __all__ = [
     "DATETIME_SOURCES",
@@ -82,8 +83,28 @@ def parse_rewrites(rewrites: Iterable[str | Sequence[str]] | None) -> tuple[tupl
             src, dst = rule  # a pair (a list, once it went through JSON)
         if not src:
             raise InputError(f"href rewrite {rule!r}: the FROM prefix is empty", hints=(hint,))
+        _check_rewrite_target(src, dst)
         out.append((src, dst))
     return tuple(out)
+
+
+def _check_rewrite_target(src: str, dst: str) -> None:
+    """Refuse an http(s) TO with a query string or fragment (a SAS token, a
+    presigned URL's signature): the file name would be appended after it, and
+    published hrefs never carry signatures (they are dropped, taking the file
+    name with them). The message shows TO without its query: never the secret."""
+    if protocol(dst) not in ("http", "https"):
+        return  # an object key may hold '?' or '#' literally
+    parts = urlsplit(dst)
+    if not parts.query and not parts.fragment and not dst.endswith(("?", "#")):
+        return
+    bare = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+    raise InputError(
+        f"href rewrite of {src!r} to {bare!r}: the target URL carries a query string or fragment "
+        "(a signature?); the file name would go after it, and published asset hrefs never carry "
+        "signatures: give the bare URL and let readers sign their own requests",
+        hints=(Hint("href_rewrites", [f"{src}={bare}"], "rewrite the asset hrefs to the bare URL"),),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -85,10 +85,11 @@ def local_path(location: str) -> str:
     return unquote(parts.path)
 
 
-def product_storage_options(storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
+def product_storage_options(storage_options: Mapping[str, Any] | None, location: str = "") -> dict[str, Any]:
     """``storage_options`` (a copy) for a file system that reads or lists
     products: fsspec's listing cache off (``use_listings_cache=False``)
-    unless the caller set it.
+    unless the caller set it; for an http(s) ``location``, requests bounded
+    in time as GDAL's are (:func:`producer.httplimits.with_http_timeout`).
 
     fsspec keeps one file system per set of options for the life of the
     process, and s3fs answers ``info``/``exists``/``isfile`` from a cached
@@ -101,6 +102,10 @@ def product_storage_options(storage_options: Mapping[str, Any] | None) -> dict[s
     """
     out = dict(storage_options or {})
     out.setdefault("use_listings_cache", False)
+    if location and protocol(location) in ("http", "https"):
+        from producer.httplimits import with_http_timeout  # noqa: PLC0415
+
+        out = with_http_timeout(out)
     return out
 
 

@@ -142,7 +142,7 @@ def _fs_and_path(location: str, storage_options: Mapping[str, Any]) -> tuple[Any
     import fsspec  # noqa: PLC0415 (cold start: ~80 ms a local product never needs)
 
     try:
-        return fsspec.core.url_to_fs(location, **product_storage_options(storage_options))
+        return fsspec.core.url_to_fs(location, **product_storage_options(storage_options, location))
     except (ImportError, ValueError) as exc:
         raise InputError(
             f"{location}: no filesystem for this URL ({exc}); for s3:// install the [s3] extra"

@@ -78,7 +78,7 @@ from producer.extract.source import (  # noqa: F401 (NETCDF_SUFFIXES, ZARR_SUFFI
 )
 from producer.redact import clean_href, redact
 from producer.timestamps import format_time
-from producer.urls import product_storage_options
+from producer.urls import product_storage_options, protocol
 
 DATACUBE_EXT = "https://stac-extensions.github.io/datacube/v2.3.0/schema.json"
 XARRAY_EXT = "https://stac-extensions.github.io/xarray-assets/v1.0.0/schema.json"
@@ -216,7 +216,9 @@ def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _O
     import fsspec  # noqa: PLC0415
 
     try:
-        fs, path = fsspec.core.url_to_fs(location, **product_storage_options(options.storage_options))
+        fs, path = fsspec.core.url_to_fs(
+            location, **product_storage_options(options.storage_options, location)
+        )
     except (ImportError, ValueError) as exc:
         raise InputError(f"{redact(location)}: no filesystem for this URL ({exc})") from None
     try:
@@ -292,17 +294,21 @@ def _zarr_consolidated(location: str, options: ExtractOptions) -> tuple[bool, in
     import fsspec  # noqa: PLC0415
 
     try:
-        fs, root = fsspec.core.url_to_fs(location, **product_storage_options(options.storage_options))
+        fs, root = fsspec.core.url_to_fs(
+            location, **product_storage_options(options.storage_options, location)
+        )
     except (ImportError, ValueError) as exc:
         raise InputError(f"{redact(location)}: no filesystem for this URL ({exc})") from None
     root = root.rstrip("/")
+    # http: a failed request raises instead of reading as "no such file"
+    strict: dict[str, Any] = {"strict": True} if protocol(location) in ("http", "https") else {}
     try:
-        if fs.exists(f"{root}/zarr.json"):
+        if fs.exists(f"{root}/zarr.json", **strict):
             meta = json.loads(fs.cat_file(f"{root}/zarr.json"))
             return bool(meta.get("consolidated_metadata")), 3
-        if fs.exists(f"{root}/.zmetadata"):
+        if fs.exists(f"{root}/.zmetadata", **strict):
             return True, 2
-        if fs.exists(f"{root}/.zgroup"):
+        if fs.exists(f"{root}/.zgroup", **strict):
             return False, 2
         exists = fs.exists(root)
     except ProducerError:
@@ -324,7 +330,9 @@ def _open_zarr(location: str, options: ExtractOptions, stack: ExitStack) -> _Ope
     consolidated, _ = _zarr_consolidated(location, options)
     open_kwargs: dict[str, Any] = {"engine": "zarr", "consolidated": consolidated}
     extra: dict[str, Any] = (
-        {"storage_options": product_storage_options(options.storage_options)} if is_url(location) else {}
+        {"storage_options": product_storage_options(options.storage_options, location)}
+        if is_url(location)
+        else {}
     )
     try:
         with (

@@ -9,6 +9,7 @@ without importing each other.
 from __future__ import annotations
 
 from producer.errors import InputError, ProducerError, StoreError, credentials_error, missing_credentials
+from producer.httplimits import is_timeout, is_unreachable, timeout_message
 from producer.redact import redact
 from producer.sources import is_configuration_error
 
@@ -20,6 +21,9 @@ def storage_failure(location: str, exc: BaseException) -> ProducerError:
     :class:`StoreError` naming the product and what to check."""
     where = redact(location)
     detail = redact(f"{type(exc).__name__}: {exc}")
+    http = http_failure(location, exc)
+    if http is not None:
+        return http
     if isinstance(exc, FileNotFoundError) or _status(exc) == 404:
         return InputError(f"{where}: not found (no such object or bucket); check the URL")
     cause = missing_credentials(exc)
@@ -39,6 +43,27 @@ def storage_failure(location: str, exc: BaseException) -> ProducerError:
         f"{where}: storage failed while reading the product ({detail}); this is usually "
         "transient (throttling, network): retry"
     )
+
+
+def http_failure(location: str, exc: BaseException) -> StoreError | None:
+    """The retryable error for a product read over http(s) whose server did
+    not answer in time (naming the setting that bounds the wait) or could
+    not be reached; None for other locations and failures."""
+    if not location.lower().startswith(("http://", "https://")):
+        return None
+    where = redact(location)
+    # fsspec's http info() re-raises any failure as FileNotFoundError: look behind it
+    for err in (exc, exc.__cause__, exc.__context__):
+        if err is None:
+            continue
+        if is_timeout(err):
+            return StoreError(timeout_message(where))
+        if is_unreachable(err):
+            return StoreError(
+                f"{where}: cannot reach the server ({redact(str(err))}); check the URL and the "
+                "network, then retry"
+            )
+    return None
 
 
 def _status(exc: BaseException) -> int | None:

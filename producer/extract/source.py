@@ -30,8 +30,9 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from producer.errors import InputError
 from producer.extract.assets import is_url, resolve_location
-from producer.extract.failures import storage_failure
+from producer.extract.failures import http_failure, storage_failure
 from producer.extract.options import ExtractOptions
+from producer.httplimits import gdal_http_environment
 from producer.redact import redact
 from producer.urls import product_storage_options
 
@@ -370,10 +371,17 @@ def open_source(
         if is_url(location) and not location.startswith(_REMOTE_NOT_LOCAL):
             opener = _object_store_opener(location, options)
             stack.enter_context(_env_without_aws_session())
+        elif location.startswith(_REMOTE_NOT_LOCAL):
+            # GDAL reads it (/vsicurl/) and sets no timeout of its own: a
+            # server that never answers would hold the register forever
+            stack.enter_context(gdal_http_environment())
         try:
             dataset = _open(location, options, stack, opener)
         except RASTERIO_ERRORS as exc:
             raise_read_errors(opener, location)
+            failed = http_failure(location, exc)
+            if failed is not None:
+                raise failed from None
             raise InputError(
                 f"{_redacted(location)}: not a readable raster (corrupt, truncated, or not a "
                 f"format GDAL knows): {_redacted(str(exc))}"

@@ -20,7 +20,8 @@ from typing import Any
 
 import fsspec
 
-from producer.errors import InputError, NotFound, PreconditionFailed, StoreError
+from producer.errors import Hint, InputError, NotFound, PreconditionFailed, StoreError
+from producer.httplimits import is_timeout, is_unreachable
 from producer.redact import redact
 from producer.store.base import describe_condition
 from producer.store.keys import check_key, check_prefix, is_listable, under_prefix
@@ -46,6 +47,54 @@ def _version(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+#: seconds an http(s) catalog's server may take to answer one request before
+#: the read fails (aiohttp's own default is 5 minutes); the storage option
+#: ``timeout`` (seconds) overrides it
+HTTP_TIMEOUT = 60.0
+#: the way out of a catalog server that did not answer in time (the CLI spells
+#: it ``-o timeout=300``)
+TIMEOUT_HINT = Hint("storage_options", {"timeout": 300}, "wait longer for the catalog's server")
+
+
+def _http_options(options: dict[str, Any]) -> tuple[dict[str, Any], float | None]:
+    """``options`` with aiohttp's session timeout bounded: the storage option
+    ``timeout`` (seconds, a number or its text, as ``-o timeout=30`` gives
+    it), else a ``client_kwargs`` timeout the caller set, else
+    :data:`HTTP_TIMEOUT`; and the bound in seconds for messages."""
+    import aiohttp  # noqa: PLC0415 (fsspec's http file system needs it anyway)
+
+    client = dict(options.get("client_kwargs") or {})
+    if "timeout" in options:
+        given = options.pop("timeout")
+        try:
+            seconds = float(given)
+        except (TypeError, ValueError):
+            raise InputError(
+                f"storage option timeout={given!r}: expected a number of seconds", hints=(TIMEOUT_HINT,)
+            ) from None
+        if seconds <= 0:
+            raise InputError(
+                f"storage option timeout={given!r}: expected a positive number of seconds",
+                hints=(TIMEOUT_HINT,),
+            )
+        client["timeout"] = aiohttp.ClientTimeout(total=seconds)
+    elif not isinstance(client.get("timeout"), aiohttp.ClientTimeout):
+        client["timeout"] = aiohttp.ClientTimeout(total=HTTP_TIMEOUT)
+    options["client_kwargs"] = client
+    timeout = client["timeout"]
+    return options, timeout.total or timeout.sock_read or timeout.connect
+
+
+#: what a store was doing, for messages: "(reading 'catalog.json')"
+_DOING = {
+    "read": "reading",
+    "check": "looking for",
+    "write": "writing",
+    "delete": "deleting",
+    "list": "listing",
+}
+
+
 class FsspecStore:
     """Catalog documents on an fsspec file system, in single-writer mode.
 
@@ -62,6 +111,10 @@ class FsspecStore:
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
         options = dict(storage_options or {})
         options.setdefault("skip_instance_cache", True)
+        #: seconds a request may wait for an answer, when the backend says (http)
+        self.timeout: float | None = None
+        if url.split("://", 1)[0].lower() in ("http", "https"):
+            options, self.timeout = _http_options(options)
         try:
             fs, path = fsspec.core.url_to_fs(url, **options)
         except ImportError as exc:
@@ -79,6 +132,25 @@ class FsspecStore:
     def _path(self, key: str) -> str:
         return f"{self._root}/{check_key(key)}"
 
+    def _failure(self, verb: str, key: str, exc: BaseException) -> StoreError:
+        """The :class:`StoreError` for a backend's exception when asked to
+        ``verb`` ``key``: a server that did not answer in time, a connection
+        that failed (the network's fault: retry), or anything else."""
+        if is_timeout(exc):
+            within = f" within {self.timeout:g} s" if self.timeout else " in time"
+            return StoreError(
+                f"catalog {self.url} did not answer{within} ({_DOING[verb]} {key!r}); retry later, "
+                "or wait longer",
+                hints=(TIMEOUT_HINT,),
+            )
+        reason = redact(f"{exc}") or type(exc).__name__
+        if is_unreachable(exc):
+            return StoreError(
+                f"cannot reach catalog {self.url} ({_DOING[verb]} {key!r}): {reason}; "
+                "check the URL and the network, then retry"
+            )
+        return StoreError(f"cannot {verb} {key!r} in catalog {self.url}: {reason}")
+
     def _cat(self, key: str) -> bytes:
         try:
             return bytes(self.fs.cat_file(self._path(key)))
@@ -87,11 +159,21 @@ class FsspecStore:
         except StoreError:
             raise
         except Exception as exc:  # backends raise all sorts
-            raise StoreError(f"cannot read {key!r} in catalog {self.url}: {exc}") from exc
+            raise self._failure("read", key, exc) from exc
 
     def _exists(self, path: str) -> bool:
+        """True if ``path`` is a document; a backend that cannot answer raises
+        :class:`StoreError` (``isfile`` alone calls any failure "no file")."""
         self.fs.invalidate_cache(path)
-        return bool(self.fs.isfile(path))
+        key = path[len(self._root) + 1 :]
+        try:
+            if self.timeout is not None:  # http: a GET whose 404 is "no", any other failure raises
+                return bool(self.fs.exists(path, strict=True))
+            return bool(self.fs.info(path).get("type") == "file")
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except Exception as exc:  # backends raise all sorts
+            raise self._failure("check", key, exc) from exc
 
     def get(self, key: str) -> tuple[bytes, str]:
         """Return ``(bytes, sha256 hex)``."""
@@ -136,7 +218,7 @@ class FsspecStore:
                     self.fs.makedirs(parent, exist_ok=True)
                 self.fs.pipe_file(path, data)
             except Exception as exc:
-                raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
+                raise self._failure("write", key, exc) from exc
             finally:
                 self.fs.invalidate_cache(path)
         version = _version(data)
@@ -158,7 +240,7 @@ class FsspecStore:
             except FileNotFoundError:
                 raise NotFound(f"{key!r} not found in catalog {self.url}") from None
             except Exception as exc:
-                raise StoreError(f"cannot delete {key!r} in catalog {self.url}: {exc}") from exc
+                raise self._failure("delete", key, exc) from exc
             finally:
                 self.fs.invalidate_cache(path)
         log.debug("%r delete %s (%s)", self, key, describe_condition(if_version))
@@ -173,7 +255,7 @@ class FsspecStore:
         except FileNotFoundError:
             return
         except Exception as exc:
-            raise StoreError(f"cannot list {prefix!r} in catalog {self.url}: {exc}") from exc
+            raise self._failure("list", prefix, exc) from exc
         # find() answers in the file system's own path form, the form
         # url_to_fs gave self._root in; a backend that answers with URLs is
         # brought to that form by fsspec's public strip_protocol

@@ -1,0 +1,167 @@
+"""http(s) servers that are unreachable or accept and never answer: a catalog
+or product there fails soon, with a storage error that says so, never a hang,
+a raw traceback, or "catalog.json is missing".
+
+The servers are real sockets on 127.0.0.1: a closed port (connection
+refused), a listener that accepts and reads nothing (a stall), and a static
+file server for the "really missing" case. Timeouts are made small through
+the storage option and the environment variables a user would set.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+import producer
+from producer.errors import InputError, StoreError
+from producer.store import fsspec_store, open_store
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def silent() -> Iterator[str]:
+    """``http://127.0.0.1:PORT``: a server that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(50)
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            held.append(conn)  # read nothing, answer nothing
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+    for conn in held:
+        conn.close()
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` serving an empty folder: every document is a 404."""
+    (tmp_path / "www").mkdir()
+    handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    handler.log_message = lambda *a, **k: None  # type: ignore[assignment]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("stac-producer")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+# --- catalogs ------------------------------------------------------------------------
+
+
+def test_an_unreachable_http_catalog_is_a_storage_error_not_a_missing_catalog() -> None:
+    """Was InputError "no catalog at ... (catalog.json is missing): check the
+    URL", exit 2: the network failed, not the URL. Now a retryable StoreError."""
+    url = f"http://127.0.0.1:{_closed_port()}/stac"
+    with pytest.raises(StoreError, match="cannot reach catalog") as info:
+        producer.validate_catalog(url)
+    assert "catalog.json is missing" not in str(info.value)
+    out = _cli("validate", url)
+    assert out.returncode == 1, out.stderr
+    assert "cannot reach catalog" in out.stderr and "is missing" not in out.stderr, out.stderr
+
+
+def test_an_http_catalog_that_is_really_missing_is_still_reported_as_missing(files: str) -> None:
+    with pytest.raises(InputError, match=r"catalog\.json is missing"):
+        producer.validate_catalog(f"{files}/stac")
+
+
+def test_a_stalled_http_catalog_fails_within_the_timeout_with_a_clear_error(silent: str) -> None:
+    """Was a 5-minute wait, then a raw fsspec FSTimeoutError traceback (exit 1)."""
+    started = time.monotonic()
+    with pytest.raises(StoreError, match=r"did not answer within 1 s") as info:
+        producer.validate_catalog(f"{silent}/stac", storage_options={"timeout": 1})
+    assert time.monotonic() - started < 30
+    assert "storage_options={'timeout': 300}" in str(info.value)  # the way out, spelled for Python
+    out = _cli("validate", f"{silent}/stac", "-o", "timeout=1")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "did not answer within 1 s" in out.stderr and "-o timeout=300" in out.stderr, out.stderr
+
+
+def test_an_http_catalog_read_is_bounded_by_default(silent: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a timeout option the catalog's reads still end (by default after
+    :data:`HTTP_TIMEOUT` seconds, here made 1)."""
+    monkeypatch.setattr(fsspec_store, "HTTP_TIMEOUT", 1.0)
+    store = open_store(f"{silent}/stac")
+    started = time.monotonic()
+    with pytest.raises(StoreError, match=r"did not answer within 1 s \(reading 'catalog.json'\)"):
+        store.get("catalog.json")
+    assert time.monotonic() - started < 30
+    with pytest.raises(InputError, match="timeout='soon'"):
+        open_store(f"{silent}/stac", {"timeout": "soon"})
+
+
+# --- products ------------------------------------------------------------------------
+
+
+def _register_one(url: str, catalog: Path) -> tuple[producer.Result, float]:
+    started = time.monotonic()
+    [result] = producer.register([url], catalog=str(catalog), collection="c")
+    return result, time.monotonic() - started
+
+
+@pytest.mark.parametrize("name", ["x.tif", "x.nc", "x.zarr"])
+def test_a_stalled_http_product_fails_as_storage_naming_the_setting(
+    silent: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """A product on a server that accepts and never answers: GDAL (a GeoTIFF)
+    set no timeout and waited forever; fsspec (NetCDF, Zarr) waited 5 minutes
+    and then called it "not found". Now the GDAL_HTTP_TIMEOUT the user set
+    bounds every request, and the product fails alone as a retryable storage
+    error that names the setting."""
+    monkeypatch.setenv("GDAL_HTTP_TIMEOUT", "1")
+    result, took = _register_one(f"{silent}/{name}", tmp_path / "cat")
+    assert result.action == "error" and result.error_type == "storage", result
+    assert "did not answer within 1 s" in str(result.error) and "GDAL_HTTP_TIMEOUT" in str(result.error)
+    assert took < 60
+
+
+def test_http_products_are_bounded_by_default(
+    silent: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing set by the user: the defaults of producer.httplimits apply
+    (here made 1 s, so the test does not wait a minute)."""
+    from producer import httplimits
+
+    for name in ("GDAL_HTTP_TIMEOUT", "GDAL_HTTP_CONNECTTIMEOUT", "GDAL_HTTP_MAX_RETRY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setitem(httplimits.GDAL_HTTP_DEFAULTS, "GDAL_HTTP_TIMEOUT", "1")
+    for name in ("x.tif", "x.nc"):
+        result, took = _register_one(f"{silent}/{name}", tmp_path / "cat")
+        assert result.error_type == "storage" and "did not answer within 1 s" in str(result.error), result
+        assert took < 60
+
+
+def test_an_unreachable_http_product_is_a_storage_error(tmp_path: Path) -> None:
+    """Was "not a readable raster (corrupt, truncated...)", an input error
+    that is never retried: the network failed, not the file."""
+    result, _ = _register_one(f"http://127.0.0.1:{_closed_port()}/x.tif", tmp_path / "cat")
+    assert result.error_type == "storage" and "cannot reach the server" in str(result.error), result
