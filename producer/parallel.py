@@ -280,10 +280,10 @@ def _die_with_parent(parent: int | None) -> None:
     stderr open (``stac-producer ... | tee`` never ended). The parent of a
     fork server's worker is the server, which exits when this process
     does (the end of its "alive" pipe, once the worker let go of its own
-copy: :func:`producer.served.release_server`), so the worker follows. Linux sends
-    the signal when the *thread* that forked the worker ends: workers are
-    started by the thread that consumes :func:`prepare_all`, which waits
-    for them. Does nothing where ``prctl`` does not exist (not Linux)."""
+    copy: :func:`producer.served.release_server`), so the worker follows.
+    Linux sends the signal when the *thread* that forked the worker ends:
+    workers are started by the thread that consumes :func:`prepare_all`,
+    which waits for them. Does nothing where ``prctl`` does not exist (not Linux)."""
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
