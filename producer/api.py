@@ -135,7 +135,10 @@ def register(
     keys: a key holding ``*``, ``?`` or ``[`` that no longer exists is
     "not found", not a pattern matching other objects).
 
-    Returns one :class:`RegisterResult` per product, in input order. A bad
+    Returns one :class:`RegisterResult` per product, in input order; a
+    product given twice (a folder and a file inside it, two spellings of
+    one path or URL) is registered once and has one result, at its first
+    position (:func:`producer.sources.distinct`). A bad
     product gets an ``error`` result and changes nothing; the others are
     still registered. Writes (unless ``dry_run``): each item document, then
     one compare-and-swap per parent per batch of ``batch_size`` products.
@@ -157,8 +160,9 @@ def register(
     An existing item with the same id that describes another product (its
     ``data`` asset href differs) is left alone and the product gets an
     ``input`` error naming both, with hints (same file name in two folders:
-    an ``id_template`` such as ``'{parent}_{stem}'``); ``replace=True``
-    overwrites it instead.
+    an ``id_template`` such as ``'{parent}_{stem}'``, offered only when it
+    gives the two different ids and is not the template in use; else the
+    error says to rename one); ``replace=True`` overwrites it instead.
 
     Multi-asset items (:mod:`producer.grouping`): with ``group`` (a regex
     with the named groups ``id`` and ``asset``, searched in each product's

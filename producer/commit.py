@@ -73,6 +73,7 @@ from producer.errors import (
     ProducerError,
     StoreError,
 )
+from producer.extract.ids import suggested_id
 from producer.hrefs import absolute_assets, relative_assets
 from producer.parallel import map_ordered
 from producer.provenance import VOLATILE, VOLATILE_RELS
@@ -211,14 +212,21 @@ class IdentityConflict(InputError):
     ``existing`` and ``incoming`` are the two products' hrefs. Nothing was
     written. Its hints (``id_template``, ``replace``) are phrased for Python
     in the message; the CLI and the event handler phrase them for theirs.
+    The ``id_template`` hint only when its template would give the two
+    products two ids, ``incoming`` another than ``item_id`` (not two names
+    in one folder that differ only in characters an id cannot hold, nor the
+    template already in use); else the message says to rename ``incoming``.
     """
 
     def __init__(self, item_id: str, where: str, existing: str, incoming: str) -> None:
         self.item_id, self.where, self.existing, self.incoming = item_id, where, existing, incoming
+        new = suggested_id(incoming)
+        helps = new is not None and new not in (item_id, suggested_id(existing))
+        rename = "" if helps else f" To keep both, rename {incoming}: its name gives the same id."
         super().__init__(
             f"item id {item_id!r} is taken: {where} describes {existing}, not {incoming}; "
-            "nothing was written.",
-            hints=(ID_TEMPLATE_HINT, REPLACE_HINT),
+            f"nothing was written.{rename}",
+            hints=(ID_TEMPLATE_HINT, REPLACE_HINT) if helps else (REPLACE_HINT,),
         )
 
 

@@ -40,8 +40,8 @@ from producer.catalog.layout import (
 )
 from producer.changes import Change, ChangeKind, Sink, item_line
 from producer.commit import Committer, IdentityConflict, contended, item_start, same_content
-from producer.errors import ID_TEMPLATE_HINT, Hint, InputError, PreconditionFailed, ProducerError, StoreError
-from producer.extract.ids import check_id, make_item_id
+from producer.errors import Hint, InputError, PreconditionFailed, ProducerError, StoreError
+from producer.extract.ids import check_id, id_clash_fix, make_item_id
 from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
 from producer.grouping import GROUP_SUFFIXES, Grouping
 from producer.hrefs import absolute_assets
@@ -752,9 +752,10 @@ def _extract_each(
         entry: tuple[RegisterResult, str, dict] | None = None
         if key is not None and doc is not None:
             if doc["id"] in seen:
+                first = seen[doc["id"]]
+                rename, hints = id_clash_fix(first, source, options)
                 clash = InputError(
-                    f"{source}: maps to the same item id {doc['id']!r} as {seen[doc['id']]}.",
-                    hints=(ID_TEMPLATE_HINT,),
+                    f"{source}: maps to the same item id {doc['id']!r} as {first}.{rename}", hints=hints
                 )
                 result.fail(str(clash), clash)
                 result.href = None

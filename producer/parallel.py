@@ -14,7 +14,10 @@ worker's). Threads and processes are measured side by side by
 ``bench/batch.py`` (BENCHMARKS.md, batch-local and batch-s3).
 A worker process that dies (a crash inside GDAL, the OOM killer) costs its
 product only: the products lost with the pool are extracted again
-(:func:`prepare_all`).
+(:func:`prepare_all`). A worker process dies with its parent
+(:func:`_die_with_parent`): a batch killed with SIGKILL (the OOM killer,
+``timeout -s KILL``, a cancelled CI job) leaves no worker behind holding its
+output open.
 Writing item documents is I/O (an S3 PUT, a local temp file, its fsync and
 rename) that releases the GIL, so it runs in threads (:func:`map_ordered`).
 
@@ -27,11 +30,13 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import ctypes
 import gc
 import logging
 import os
 import pickle
 import signal
+import sys
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -248,13 +253,64 @@ def _fork_context() -> Any | None:
     return multiprocessing.get_context("fork")
 
 
-def _install(job: Callable[[str], Any], sources: Sequence[str], state: Any, setup: served.Setup) -> None:
-    """In a fork server's worker, before its first product: this process's
+def _install(
+    job: Callable[[str], Any], sources: Sequence[str], state: Any, setup: served.Setup, parent: int | None
+) -> None:
+    """In a fork server's worker, before its first product: it dies with
+    the fork server (``parent``: :func:`_die_with_parent`), this process's
     environment and logging (:func:`producer.served.adopt`), the job and the
     products, received pickled (a forked worker inherits them instead)."""
     global _JOB, _SOURCES, _STATE
+    served.release_server()
+    _die_with_parent(parent)
     served.adopt(setup)
     _JOB, _SOURCES, _STATE = job, sources, state
+
+
+#: Linux's prctl option that sends this process a signal when its parent dies
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int | None) -> None:
+    """In a worker process, first: it is killed (SIGKILL) when its parent
+    dies (Linux's ``prctl(PR_SET_PDEATHSIG)``), and exits at once if its
+    parent (``parent``: its pid, None when unknown) died already, before
+    this call. Without it, a batch killed with SIGKILL left its workers
+    alive forever, reparented to init, holding the batch's stdout and
+    stderr open (``stac-producer ... | tee`` never ended). The parent of a
+    fork server's worker is the server, which exits when this process
+    does (the end of its "alive" pipe, once the worker let go of its own
+    copy: :func:`producer.served.release_server`), so the worker follows.
+    Linux sends the signal when the *thread* that forked the worker ends:
+    workers are started by the thread that consumes :func:`prepare_all`,
+    which waits for them. Does nothing where ``prctl`` does not exist (not Linux)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError) as exc:  # no libc prctl: a worker as before
+            log.debug("worker processes will not die with their parent: %s", exc)
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)  # the parent died before the prctl: nothing waits for this worker
+
+
+def _worker_parent(context: Any) -> int | None:
+    """The pid a worker started by ``context`` has as its parent: this
+    process for a fork, else the fork server's (started here if it is not
+    running yet), None when unknown (read defensively: CPython's
+    ``multiprocessing.forkserver`` keeps it private)."""
+    if context.get_start_method() == "fork":
+        return os.getpid()
+    from multiprocessing import forkserver  # noqa: PLC0415 (see _fork_context)
+
+    server = getattr(forkserver, "_forkserver", None)
+    try:
+        with served.starting():  # as when its first worker starts it (no main module)
+            server.ensure_running()  # type: ignore[union-attr]
+    except Exception as exc:  # it cannot start: starting its workers will say so
+        log.debug("no fork server pid: %s", exc)
+        return None
+    pid = getattr(server, "_forkserver_pid", None)
+    return pid if isinstance(pid, int) else None
 
 
 class WorkerDied(RuntimeError):
@@ -521,12 +577,15 @@ def _pool(
     forked = context.get_start_method() == "fork"
     size_pool = min(workers, len(chunks))
     try:  # its queues need POSIX semaphores, which AWS Lambda, say, does not have (ENOSYS)
+        parent = _worker_parent(context)
         if forked:
-            pool = ProcessPoolExecutor(max_workers=size_pool, mp_context=context)
+            pool = ProcessPoolExecutor(
+                max_workers=size_pool, mp_context=context, initializer=_die_with_parent, initargs=(parent,)
+            )
         else:  # a fork server's workers receive the job and the products once each
             setup = served.setup()
             pool = ProcessPoolExecutor(
-                size_pool, context, initializer=_install, initargs=(job, sources, state, setup)
+                size_pool, context, initializer=_install, initargs=(job, sources, state, setup, parent)
             )
     except Exception as exc:
         raise _StartFailed() from exc
@@ -607,8 +666,9 @@ def _alone(
     except OSError as exc:  # out of file descriptors (EMFILE): this product, not the batch
         return on_broken(source, _not_alone(exc))
     setup = served.setup() if context.get_start_method() != "fork" else None
+    parent = _worker_parent(context)
     with _starting(context, before_fork):
-        worker = context.Process(target=_send_result, args=(send, job, source, setup), daemon=True)
+        worker = context.Process(target=_send_result, args=(send, job, source, setup, parent), daemon=True)
         try:
             worker.start()
         except Exception as exc:  # not in this process: it may be what kills
@@ -717,9 +777,15 @@ class _Unsent(str):
         return made
 
 
-def _send_result(send: Any, job: Callable[[str], Any], source: str, setup: served.Setup | None) -> None:
+def _send_result(
+    send: Any, job: Callable[[str], Any], source: str, setup: served.Setup | None, parent: int | None
+) -> None:
     """In a worker of its own (:func:`_alone`): ``job(source)`` and the
-    records captured meanwhile (a fork server's worker: ``setup`` given), sent back."""
+    records captured meanwhile (a fork server's worker: ``setup`` given), sent
+    back; it dies with its parent (:func:`_die_with_parent`)."""
+    if setup is not None:
+        served.release_server()
+    _die_with_parent(parent)
     if setup is not None:
         served.adopt(setup)
     packed = _packed(job(source))

@@ -204,6 +204,25 @@ def adopt(given: Setup) -> None:
         logging.getLogger(__name__).debug("the fork server did not preload %s", PRELOAD)
 
 
+def release_server() -> None:
+    """In a fork server's worker, first: close its copy of the write end of
+    the server's "alive" pipe. The server exits when every copy is closed,
+    which is meant to be when the process that started it ends; but the
+    server hands one to every worker it forks, so a worker kept the server
+    alive after that process was killed (SIGKILL), and the server kept the
+    worker: neither ever ended. Without its copy, the worker no longer
+    holds the server up, and dies with it (:func:`producer.parallel._die_with_parent`).
+    It could start no process from the fork server itself: ours never do."""
+    from multiprocessing import forkserver  # noqa: PLC0415 (see available)
+
+    server = getattr(forkserver, "_forkserver", None)
+    alive = getattr(server, "_forkserver_alive_fd", None)
+    if isinstance(alive, int):
+        with contextlib.suppress(OSError):
+            os.close(alive)
+        server._forkserver_alive_fd = None  # type: ignore[union-attr]
+
+
 def take_records() -> list[logging.LogRecord]:
     """The records captured since the last call (none where nothing captures)."""
     if _capture is None:

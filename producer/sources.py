@@ -13,11 +13,17 @@ Names are taken literally first: an existing local file called
 object key, not a query or a fragment). Only a name that does not exist as
 such is expanded as a glob. http(s) URLs are never listed or globbed: their
 ``?`` starts a real query (e.g. a presigned URL), so they are kept as given.
+
+A product reached twice (a folder and a file inside it, overlapping globs,
+``x/./a.tif`` and ``x/a.tif``) is listed once, where it first appears
+(:func:`distinct`): each entry point (the CLI, :func:`producer.api.register`,
+the Prefect task, the event handler) registers it once and reports it once.
 """
 
 from __future__ import annotations
 
 import glob as globmod
+import logging
 import os
 from collections.abc import Iterable
 
@@ -38,6 +44,7 @@ __all__ = [
     "RASTER_SUFFIXES",
     "STORE_SUFFIXES",
     "GLOB_CHARS",
+    "distinct",
     "expand_paths",
     "is_remote",
     "literal_paths",
@@ -62,6 +69,8 @@ GLOB_CHARS = "*?["
 #: URL protocols whose locations are requested, never listed or globbed
 _HTTP = ("http", "https")
 
+log = logging.getLogger(__name__)
+
 
 def is_remote(path: str) -> bool:
     """True for URLs other than ``file://`` (see :mod:`producer.urls`)."""
@@ -77,7 +86,8 @@ def expand_paths(
     ``suffixes``: the file names a directory or prefix is expanded to.
 
     Plain file paths are kept even if they do not exist, so extraction can
-    report them by name. Remote prefixes and globs are expanded through
+    report them by name. A product reached twice is listed once, where it
+    first appears (:func:`distinct`). Remote prefixes and globs are expanded through
     fsspec. Raises :class:`InputError` for an unusable URL (no bucket,
     credentials inside an ``s3://`` URL) and :class:`StoreError` (retryable)
     when listing fails (endpoint unreachable, access denied, throttled).
@@ -90,7 +100,7 @@ def expand_paths(
             out.extend(_expand_remote(path, storage_options, suffixes))
         else:
             out.extend(_expand_local(local_path(path), suffixes))
-    return out
+    return distinct(out)
 
 
 #: at most this many files under the given paths are looked at to say which endings they hold
@@ -173,8 +183,44 @@ def no_products_found(
 def literal_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
     """``paths`` as product locations, each taken literally: no folder walk,
     no glob, no request (a missing one is reported by name at extraction).
-    A Zarr store's trailing ``/`` is dropped, as :func:`expand_paths` does."""
-    return [path.rstrip("/") if _is_store(path) else path for path in _path_strings(paths)]
+    A Zarr store's trailing ``/`` is dropped, as :func:`expand_paths` does;
+    a product given twice is listed once (:func:`distinct`)."""
+    return distinct([path.rstrip("/") if _is_store(path) else path for path in _path_strings(paths)])
+
+
+def distinct(paths: Iterable[str]) -> list[str]:
+    """``paths`` with each product once, at its first position and in its
+    first spelling. Two paths are one product when they name one location
+    (:func:`producer.commit.normalise_href`, the comparison an item's
+    identity check makes): ``x/./a.tif`` and ``x/a.tif``, a relative and an
+    absolute path to one file, ``s3a://`` and ``s3://``, two signings of
+    one presigned URL. Given twice, a product was extracted twice and its
+    second copy failed as an id collision with itself (or, in another
+    batch, came back ``unchanged``): a duplicate gets no result of its own."""
+    from producer.commit import normalise_href  # noqa: PLC0415 (commit imports this module's users)
+
+    given = list(paths)
+    out: list[str] = []
+    keys: set[str] = set()
+    for path in given:
+        key = normalise_href(_absolute(path))
+        if key not in keys:
+            keys.add(key)
+            out.append(path)
+    if len(out) < len(given):
+        log.info("%d product path(s) named a product given before: registered once", len(given) - len(out))
+    return out
+
+
+def _absolute(path: str) -> str:
+    """A local ``path`` made absolute (a relative and an absolute spelling
+    of one file compare equal); any other location as it is."""
+    if not is_local(path):
+        return path
+    try:
+        return os.path.abspath(local_path(path))
+    except (InputError, ValueError):  # a file:// URL naming another host: reported at extraction
+        return path
 
 
 def _path_strings(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:

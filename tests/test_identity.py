@@ -278,3 +278,53 @@ def test_an_explicit_id_to_remove_is_still_strictly_checked(catalog_dir):
     with pytest.raises(UnsafeIdError, match="outside"):
         remove("my scene", catalog=str(catalog_dir), collection="ndvi")
     assert not catalog_dir.exists()
+
+
+# --- the fix a collision offers must be one that helps ---------------------------------
+
+
+@pytest.fixture()
+def look_alikes(tmp_path) -> tuple[Path, Path]:
+    """``a b_20240101.tif`` and ``a+b_20240101.tif`` in ONE folder: one id
+    whatever the folder, since both names normalise to ``a_b_20240101``."""
+    first = rasters.write_tile(tmp_path / "data", "a b_20240101.tif", 10, 50)
+    second = rasters.write_tile(tmp_path / "data", "a+b_20240101.tif", 20, 50)
+    return first, second
+
+
+@pytest.mark.parametrize("template", [{}, {"id_template": "{parent}_{stem}"}])
+def test_names_that_one_folder_cannot_tell_apart_are_told_to_rename_not_to_use_a_template(
+    look_alikes, tmp_path, template
+):
+    """Was "Fix it with id_template='{parent}_{stem}'", which gives the two
+    one id again, and the same advice once that template was in use."""
+    first, second = look_alikes
+    results = producer.register([first, second], catalog=str(tmp_path / "cat"), collection="c", **template)
+    assert [r.action for r in results] == ["created", "error"]
+    clash = results[1]
+    assert clash.error_type == "input" and clash.hint is None, clash.error
+    assert "id_template" not in clash.error and f"Rename {first} or {second}" in clash.error, clash.error
+
+    flags = ["--id-template", template["id_template"]] if template else []
+    out = CliRunner().invoke(
+        main, ["register", str(first), str(second), "-c", str(tmp_path / "cli"), "--collection", "c", *flags],
+        terminal_width=400,
+    )  # fmt: skip
+    assert out.exit_code == 1, out.output
+    assert "Rename" in out.output and "Fix it with --id-template" not in out.output, out.output
+
+
+def test_an_id_taken_by_a_look_alike_in_the_catalog_offers_replace_and_rename_only(look_alikes, tmp_path):
+    first, second = look_alikes
+    catalog = str(tmp_path / "cat")
+    for template in ("{stem}", "{parent}_{stem}"):
+        (created,) = producer.register(
+            [first], catalog=catalog, collection=template[1:3], id_template=template
+        )
+        assert created.action == "created", created.error
+        (refused,) = producer.register(
+            [second], catalog=catalog, collection=template[1:3], id_template=template
+        )
+        assert refused.action == "error" and refused.error_type == "input"
+        assert [h.option for h in refused.hints] == ["replace"], refused.error
+        assert "id_template" not in refused.error and f"rename {second}" in refused.error, refused.error

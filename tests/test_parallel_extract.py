@@ -758,3 +758,85 @@ def test_a_result_that_cannot_be_read_back_fails_its_own_product_only():
     assert "worker_only_plugin" in out[25]
     assert [r.split()[1] for i, r in enumerate(out) if i != 25] == [s for s in sources if s != "p025"]
     assert not [p for p in __import__("multiprocessing").active_children() if p.exitcode is None]
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (children, theirs, ...), from /proc."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        here = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{here}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{here}/task/{task}/children") as f:
+                    kids = {int(k) for k in f.read().split()}
+            except OSError:
+                continue
+            todo.extend(kids - found)
+            found |= kids
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a process that is not a zombie (one nobody reaped is dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; prctl is Linux's")
+@pytest.mark.parametrize("kind", ["process", "forkserver"])
+def test_a_batch_killed_with_sigkill_leaves_no_worker_process_behind(tmp_path, kind):
+    """A CLI batch killed with SIGKILL (the OOM killer, ``timeout -s KILL``)
+    left its worker processes alive forever, reparented to init and holding
+    its stdout and stderr open: ``stac-producer ... | tee`` never ended.
+    They now die with their parent (a fork server's: with the server, which
+    exits with the batch)."""
+    listing = tmp_path / "sources.txt"
+    listing.write_text("\n".join(rasters.dated_cogs(tmp_path / "data", 400)))
+    code = (
+        "import sys\n"
+        "from producer import parallel\n"
+        "from producer.cli import main\n"
+        "parallel.cores = lambda: 2\n"
+        f"parallel.EXTRACT_KIND = {kind!r}\n"
+        "main(['register', *open(sys.argv[1]).read().split(), '-c', sys.argv[2], '--collection', 'c',\n"
+        "      '--workers', '2'])\n"
+    )
+    cli = subprocess.Popen(
+        [sys.executable, "-c", code, str(listing), str(tmp_path / "cat")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).parents[1],
+    )
+    # the workers: 2 children (a fork) or 2 grandchildren below the fork server
+    workers = 2 if kind == "process" else 3
+    below: set[int] = set()
+    try:
+        deadline = time.monotonic() + 60
+        while cli.poll() is None and time.monotonic() < deadline and len(below) < workers:
+            below = _descendants(cli.pid)
+            time.sleep(0.02)
+        time.sleep(0.2)
+        below |= _descendants(cli.pid)
+        assert cli.poll() is None, "the batch ended before it could be killed"
+        assert len(below) >= workers, below
+    finally:
+        cli.kill()
+        cli.wait()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(map(_running, below)):
+            time.sleep(0.05)
+        left = sorted(pid for pid in below if _running(pid))
+        assert not left, f"still running 10 s after their parent was killed: {left}"
+    finally:
+        for pid in below:  # only the processes this test started, if any are left
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)

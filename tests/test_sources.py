@@ -362,3 +362,44 @@ def test_no_products_found_names_the_endings_searched_and_the_way_to_name_others
     # a glob that matches nothing is said to be one
     out = _run(["register", "scenes/*.jp2", "-c", "stac", "--collection", "c"])
     assert out.exit_code == 2 and "scenes/*.jp2 matches no file; check the pattern" in out.output
+
+
+# --- one product given twice ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch_size", [1, 100])
+def test_a_product_given_twice_is_registered_and_reported_once(tmp_path, monkeypatch, batch_size):
+    """A folder and a file inside it (a shell glob overlapping a folder):
+    the second copy failed as an id collision "with itself" (exit 1 though
+    every product was registered), or, in another batch, came back
+    ``unchanged``: the outcome hung on --batch-size. Each product is
+    registered once, one result each, at its first position."""
+    data = tmp_path / "data"
+    tiles = [rasters.write_tile(data, f"t{i}_20240101.tif", 10 + i, 50) for i in range(3)]
+    monkeypatch.chdir(tmp_path)
+    given = [str(data), str(tiles[0]), f"{data}/./t1_20240101.tif", "data/t2_20240101.tif"]
+    res = _run(["register", *given, "-c", str(tmp_path / "cat"), "--collection", "c", "--json",
+                "--batch-size", str(batch_size)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    assert [(r["id"], r["action"]) for r in rows] == [(f"t{i}_20240101", "created") for i in range(3)]
+    assert [r["source"] for r in rows] == [str(t) for t in tiles]
+    # the library's literal paths (the event handler's) too
+    again = producer.register([str(tiles[0]), str(tiles[0])], catalog=str(tmp_path / "cat"),
+                              collection="c", expand=False)  # fmt: skip
+    assert [(r.id, r.action) for r in again] == [("t0_20240101", "unchanged")]
+
+
+def test_an_s3_object_given_by_its_prefix_and_its_key_is_registered_once(s3_server, tmp_path):
+    bucket = s3_server.new_bucket()
+    urls = [
+        _upload(s3_server, bucket, rasters.write_tile(tmp_path, f"t{i}_20240101.tif", 10 + i, 50),
+                f"data/t{i}_20240101.tif")
+        for i in range(2)
+    ]  # fmt: skip
+    given = [f"s3://{bucket}/data/", urls[1], urls[1].replace("s3://", "s3a://", 1)]
+    assert expand_paths(given) == urls
+    results = producer.register(given, catalog=str(tmp_path / "cat"), collection="c")
+    assert [(r.source, r.action) for r in results] == [(u, "created") for u in urls], [
+        r.error for r in results
+    ]

@@ -19,12 +19,13 @@ Pure string work: nothing is read or written.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import string
 from urllib.parse import unquote, urlsplit
 
-from producer.errors import ID_TEMPLATE_HINT, Hint, InputError, UnsafeIdError
+from producer.errors import ID_TEMPLATE_HINT, Hint, InputError, ProducerError, UnsafeIdError
 from producer.extract.options import ExtractOptions
 
 #: template fields understood by :func:`make_item_id`
@@ -198,3 +199,40 @@ def make_item_id(source: str | os.PathLike[str], options: ExtractOptions = Extra
             hints=(Hint("id_template", fixed, "use only A-Z a-z 0-9 . _ - in its own text"),),
         )
     return check_id(item_id, "item id", source=location)
+
+
+def suggested_id(location: str, options: ExtractOptions = ExtractOptions()) -> str | None:
+    """The id that the template :data:`~producer.errors.ID_TEMPLATE_HINT`
+    offers (``'{parent}_{stem}'``) gives ``location``, or None when it gives
+    no safe one."""
+    try:
+        return make_item_id(location, dataclasses.replace(options, id_template=str(ID_TEMPLATE_HINT.example)))
+    except ProducerError:
+        return None
+
+
+def id_template_separates(first: str, second: str, options: ExtractOptions = ExtractOptions()) -> bool:
+    """Whether the id template :data:`~producer.errors.ID_TEMPLATE_HINT`
+    offers (``'{parent}_{stem}'``) would help two products that map to one
+    id under ``options.id_template``: it is not the template in use, and it
+    gives them two ids (two files named alike in two folders; not two names
+    in one folder that differ only in characters an id cannot hold, as
+    ``a b.tif`` and ``a+b.tif``). False when it gives either no safe id."""
+    if options.id_template == ID_TEMPLATE_HINT.example:
+        return False
+    one, other = suggested_id(first, options), suggested_id(second, options)
+    return one is not None and other is not None and one != other
+
+
+def id_clash_fix(
+    first: str, second: str, options: ExtractOptions = ExtractOptions()
+) -> tuple[str, tuple[Hint, ...]]:
+    """What to tell the caller whose products ``first`` and ``second`` map
+    to one id: no sentence and the id template hint when that template
+    would give them two ids (:func:`id_template_separates`), else a sentence
+    saying to rename one of them (naming both) and no hint: offering a
+    template that gives the same id again, or the one in use, sent the
+    caller round in a circle."""
+    if id_template_separates(first, second, options):
+        return "", (ID_TEMPLATE_HINT,)
+    return f" Rename {first} or {second} so that their names give different ids.", ()
