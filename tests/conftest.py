@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def catalog_dir(tmp_path: Path) -> Path:
     """A fresh local catalog root (not created yet)."""
     return tmp_path / "catalog"
+
+
+@pytest.fixture(autouse=True)
+def _no_rasterio_environment_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that leaves a rasterio environment active in this worker's main
+    thread changes what later tests read (``open_source`` keeps a caller's
+    environment): such a test fails here, not a test that runs after it."""
+    import sys
+
+    env = sys.modules.get("rasterio.env")
+    before = env is not None and env.hasenv()
+    yield
+    env = sys.modules.get("rasterio.env")
+    if env is not None and not before and env.hasenv():
+        left = env.getenv()
+        env.delenv()  # the next test starts clean either way
+        pytest.fail(f"{request.node.nodeid} left a rasterio environment active: {left}")
