@@ -137,3 +137,43 @@ def test_cli_and_logs_never_show_the_part_of_a_secret_after_a_colon(
     assert not any(SECRET in r.getMessage() for r in caplog.records)
     results = producer.register([url], catalog=str(tmp_path / "cat"), collection="c")
     assert results[0].error is not None and SECRET not in results[0].error
+
+
+@pytest.mark.parametrize(
+    "product",
+    [f"http://u:{SECRET}@127.0.0.1:9/x.tif", f"https://h/x.tif?sig={SECRET}", f"https://h/x.tif?api-key={SECRET}"],
+)
+def test_remove_with_another_product_never_shows_its_credentials(tmp_path: Path, product: str) -> None:
+    catalog = str(tmp_path / "cat")
+    tile = write_tile(tmp_path / "data", "scene_20240510.tif", 6.0, 46.0)
+    producer.register([tile], catalog=catalog, collection="c")
+    args = ["remove", "scene_20240510", "-c", catalog, "--collection", "c", "--product", product]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 1 and "it stays" in res.output, res.output
+    assert SECRET not in res.output
+    kept = producer.remove("scene_20240510", catalog=catalog, collection="c", product=product)
+    assert kept.action == "kept" and kept.reason is not None and "***" in kept.reason
+    for shown in (kept.reason, str(kept.to_dict()), repr(kept), str(kept)):
+        assert SECRET not in shown
+
+
+def test_remove_refuses_an_object_store_product_with_credentials_like_register(tmp_path: Path) -> None:
+    catalog = str(tmp_path / "cat")
+    tile = write_tile(tmp_path / "data", "scene_20240510.tif", 6.0, 46.0)
+    producer.register([tile], catalog=catalog, collection="c")
+    product = f"s3://AKIA:{SECRET}@bkt/x.tif"
+    res = CliRunner().invoke(main, ["remove", "scene_20240510", "-c", catalog, "--collection", "c", "--product", product])
+    assert res.exit_code == 2, res.output
+    assert SECRET not in res.output and "credentials" in res.output
+    with pytest.raises(producer.InputError) as caught:
+        producer.remove("scene_20240510", catalog=catalog, collection="c", product=product)
+    assert SECRET not in str(caught.value)
+    assert (tmp_path / "cat" / "c" / "scene_20240510" / "scene_20240510.json").exists()
+
+
+def test_result_repr_and_str_redact_the_product_url(tmp_path: Path) -> None:
+    url = f"http://u:{SECRET}@127.0.0.1:9/x.tif?sig={SECRET}"
+    results = producer.register([url], catalog=str(tmp_path / "cat"), collection="c")
+    for shown in (repr(results[0]), str(results[0]), repr(results), str(results[0].to_dict())):
+        assert SECRET not in shown
+    assert "source='http://***@127.0.0.1:9/x.tif?sig=***'" in repr(results[0])
