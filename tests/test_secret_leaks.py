@@ -177,3 +177,20 @@ def test_result_repr_and_str_redact_the_product_url(tmp_path: Path) -> None:
     for shown in (repr(results[0]), str(results[0]), repr(results), str(results[0].to_dict())):
         assert SECRET not in shown
     assert "source='http://***@127.0.0.1:9/x.tif?sig=***'" in repr(results[0])
+
+
+def test_errors_naming_an_unreachable_http_catalog_never_show_its_signature(closed_port: int) -> None:
+    catalog = f"http://127.0.0.1:{closed_port}/stac?sig={SECRET}"
+    for call in (lambda: producer.validate_catalog(catalog), lambda: producer.search(catalog)):
+        with pytest.raises(producer.ProducerError) as caught:
+            call()
+        assert SECRET not in str(caught.value) and SECRET not in repr(caught.value)
+        assert "sig=***" in str(caught.value)
+
+
+def test_every_deliberate_error_redacts_the_url_in_its_message() -> None:
+    from producer.errors import CatalogError, InputError, StoreError  # noqa: PLC0415
+
+    for kind in (InputError, StoreError, CatalogError):
+        err = kind(f"cannot read 'x' in catalog https://u:{SECRET}@h/stac?X-Amz-Signature={SECRET}")
+        assert SECRET not in str(err) and SECRET not in err.fact
