@@ -22,7 +22,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 __all__ = ["SIGNING_PARAMETERS", "clean_href", "parameter_name", "redact"]
 
 
-
 def parameter_name(name: str) -> str:
     """``name`` as the parameter lists hold it: lower case, ``-`` as ``_``
     (``X-Amz-Signature``, ``x_amz_signature`` and ``API-Key`` are all

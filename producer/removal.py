@@ -224,7 +224,10 @@ def _remove_group_asset(
         href = committer.store_path(key)
         if kind == "none":
             return RemoveResult(
-                id=item_id, href=href, action="kept", reason=f"the item has no asset {redact(wanted)}; it stays"
+                id=item_id,
+                href=href,
+                action="kept",
+                reason=f"the item has no asset {redact(wanted)}; it stays",
             )
         if kind == "dropped":
             assert outcome.doc is not None

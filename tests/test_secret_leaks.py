@@ -115,7 +115,10 @@ def test_register_over_http_publishes_no_credential_parameter(
 @pytest.mark.parametrize(
     ("text", "shown"),
     [
-        ("http://h/x.tif?api_key=myid:SEKRETXYZ&v=1: not a raster", "http://h/x.tif?api_key=***&v=1: not a raster"),
+        (
+            "http://h/x.tif?api_key=myid:SEKRETXYZ&v=1: not a raster",
+            "http://h/x.tif?api_key=***&v=1: not a raster",
+        ),
         ("x.tif?token=user:SEKRETXYZ: not a readable raster", "x.tif?token=***: not a readable raster"),
         ("'http://h/x?sig=a:SEKRETXYZ' failed", "'http://h/x?sig=***' failed"),
         ("http://h/x?sig=a:b:SEKRETXYZ", "http://h/x?sig=***"),
@@ -130,7 +133,9 @@ def test_cli_and_logs_never_show_the_part_of_a_secret_after_a_colon(
 ) -> None:
     url = f"http://127.0.0.1:{closed_port}/x.tif?token=user:{SECRET}"
     with caplog.at_level(logging.DEBUG):
-        res = CliRunner().invoke(main, ["-v", "register", url, "-c", str(tmp_path / "cat"), "--collection", "c"])
+        res = CliRunner().invoke(
+            main, ["-v", "register", url, "-c", str(tmp_path / "cat"), "--collection", "c"]
+        )
     assert res.exit_code != 0
     assert "token=***" in res.output
     assert SECRET not in res.output
@@ -141,7 +146,11 @@ def test_cli_and_logs_never_show_the_part_of_a_secret_after_a_colon(
 
 @pytest.mark.parametrize(
     "product",
-    [f"http://u:{SECRET}@127.0.0.1:9/x.tif", f"https://h/x.tif?sig={SECRET}", f"https://h/x.tif?api-key={SECRET}"],
+    [
+        f"http://u:{SECRET}@127.0.0.1:9/x.tif",
+        f"https://h/x.tif?sig={SECRET}",
+        f"https://h/x.tif?api-key={SECRET}",
+    ],
 )
 def test_remove_with_another_product_never_shows_its_credentials(tmp_path: Path, product: str) -> None:
     catalog = str(tmp_path / "cat")
@@ -162,7 +171,9 @@ def test_remove_refuses_an_object_store_product_with_credentials_like_register(t
     tile = write_tile(tmp_path / "data", "scene_20240510.tif", 6.0, 46.0)
     producer.register([tile], catalog=catalog, collection="c")
     product = f"s3://AKIA:{SECRET}@bkt/x.tif"
-    res = CliRunner().invoke(main, ["remove", "scene_20240510", "-c", catalog, "--collection", "c", "--product", product])
+    res = CliRunner().invoke(
+        main, ["remove", "scene_20240510", "-c", catalog, "--collection", "c", "--product", product]
+    )
     assert res.exit_code == 2, res.output
     assert SECRET not in res.output and "credentials" in res.output
     with pytest.raises(producer.InputError) as caught:
@@ -189,7 +200,7 @@ def test_errors_naming_an_unreachable_http_catalog_never_show_its_signature(clos
 
 
 def test_every_deliberate_error_redacts_the_url_in_its_message() -> None:
-    from producer.errors import CatalogError, InputError, StoreError  # noqa: PLC0415
+    from producer.errors import CatalogError, InputError, StoreError
 
     for kind in (InputError, StoreError, CatalogError):
         err = kind(f"cannot read 'x' in catalog https://u:{SECRET}@h/stac?X-Amz-Signature={SECRET}")

@@ -34,7 +34,6 @@ a database with the packages the test suite uses::
 from __future__ import annotations
 
 import re
-
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
