@@ -87,10 +87,17 @@ class ProducerError(Exception):
     ``hints``: structured ways out (:class:`Hint`), phrased for Python at the
     end of the message; ``fact``: the message without them, for callers that
     phrase the hints themselves (:meth:`phrased`).
+
+    The message is redacted (:func:`~producer.redact.redact`): messages
+    name catalogs, stores and products by URL (``f"... {store.url}"``), and
+    a URL may carry ``user:pw@`` or ``?sig=...``; one place here covers
+    every such message, whoever builds it.
     """
 
     def __init__(self, *args: Any, hints: Iterable[Hint] = ()) -> None:
         self.hints: tuple[Hint, ...] = tuple(hints)
+        if args and isinstance(args[0], str):
+            args = (redact(args[0]), *args[1:])
         self.fact: str = str(args[0]) if args else ""
         if self.hints:
             # the hint is a sentence of its own: "... not 0. Fix it with ..."

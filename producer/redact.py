@@ -19,12 +19,23 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["SIGNING_PARAMETERS", "clean_href", "redact"]
+__all__ = ["SIGNING_PARAMETERS", "clean_href", "parameter_name", "redact"]
 
-#: query parameters (compared case-insensitively) that sign or authorise a
-#: URL: removed from hrefs, their values masked in messages
+
+def parameter_name(name: str) -> str:
+    """``name`` as the parameter lists hold it: lower case, ``-`` as ``_``
+    (``X-Amz-Signature``, ``x_amz_signature`` and ``API-Key`` are all
+    spelled by some client; a server treating them alike must not get a
+    secret published because of its spelling)."""
+    return name.lower().replace("-", "_")
+
+
+#: query parameters that sign or authorise a URL (compared through
+#: :func:`parameter_name`: any letter case, ``-`` and ``_`` alike): removed
+#: from hrefs, their values masked in messages. Both :func:`clean_href` and
+#: :func:`redact` use this one list.
 SIGNING_PARAMETERS = frozenset(
-    p.lower()
+    parameter_name(p)
     for p in (
         # AWS SigV4 and SigV2 presigned URLs
         "X-Amz-Signature",
@@ -48,6 +59,13 @@ SIGNING_PARAMETERS = frozenset(
         "api_key",
         "apikey",
         "x-api-key",
+        "private_token",  # GitLab
+        "auth",
+        "authorization",
+        "jwt",
+        "credential",
+        "credentials",
+        "sas_token",
         "key",  # Google APIs (?key=AIza...)
         "subscription-key",  # Azure API Management
         "code",  # Azure Functions function keys
@@ -63,7 +81,7 @@ SIGNING_PARAMETERS = frozenset(
 #: not secret, but meaningless without it, so dropped from an href along
 #: with it (and only then: a plain URL keeps e.g. its ``sr=`` or ``Expires=``)
 SIGNATURE_COMPANIONS = frozenset(
-    p.lower()
+    parameter_name(p)
     for p in (
         "X-Amz-Algorithm",
         "X-Amz-Date",
@@ -96,12 +114,12 @@ _MASK = "***"
 #: (to the LAST '@' before whitespace or a quote: an AWS secret may hold '/',
 #: a password may hold '@'; masking a little too much beats leaking a secret)
 _USERINFO_RE = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s'\"]+)@")
-_PARAM_RE = re.compile(
-    r"(?<=[?&;])(?P<key>(?:"
-    + "|".join(re.escape(p) for p in sorted(SIGNING_PARAMETERS, key=len, reverse=True))
-    + r"))=(?P<value>[^&\s'\"#:]*)",
-    re.IGNORECASE,
-)
+#: ``name=value`` after ``?``, ``&`` or ``;``: masked when ``name`` is a
+#: signing parameter. The value runs to ``&``, ``#``, whitespace, a quote or
+#: the end; a ``:`` is part of it (``api_key=ID:SECRET``, ``token=user:pw``)
+#: unless whitespace or the end follows it: in log text the ``: `` after a
+#: URL (``x.tif?sig=...: not a raster``) is punctuation, not the secret.
+_PARAM_RE = re.compile(r"(?<=[?&;])(?P<key>[^=&;?#\s'\"]+)=(?P<value>(?:[^&#\s'\":]|:(?![\s'\"]|$))*)")
 
 
 def _has_userinfo(netloc: str) -> bool:
@@ -130,9 +148,9 @@ def clean_href(url: str) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        signed = any(k.lower() in SIGNING_PARAMETERS for k, _ in pairs)
+        signed = any(parameter_name(k) in SIGNING_PARAMETERS for k, _ in pairs)
         drop = SIGNING_PARAMETERS | SIGNATURE_COMPANIONS if signed else SIGNING_PARAMETERS
-        kept = [(k, v) for k, v in pairs if k.lower() not in drop]
+        kept = [(k, v) for k, v in pairs if parameter_name(k) not in drop]
         if len(kept) != len(pairs):
             query = urlencode(kept, safe="/:")
     if netloc == parts.netloc and query == parts.query:
@@ -146,4 +164,10 @@ def redact(text: str) -> str:
     if not text or ("@" not in text and "=" not in text):
         return text
     text = _USERINFO_RE.sub(lambda m: f"{m['scheme']}{_MASK}@", text)
-    return _PARAM_RE.sub(lambda m: f"{m['key']}={_MASK}", text)
+    return _PARAM_RE.sub(_mask_parameter, text)
+
+
+def _mask_parameter(match: re.Match[str]) -> str:
+    if parameter_name(match["key"]) in SIGNING_PARAMETERS:
+        return f"{match['key']}={_MASK}"
+    return match[0]

@@ -26,8 +26,10 @@ from producer.extract.assets import resolve_location, rewrite_href
 from producer.extract.ids import check_id
 from producer.grouping import assets_of_product, drop_assets, is_data, is_group_item
 from producer.ingest import check_collection_id, open_catalog, parse_rewrites, validator
+from producer.redact import redact
 from producer.results import RemoveResult
 from producer.sinks import Outbox, check_sinks, deliver, remedy_text, removed, wants_unchanged
+from producer.sources import refuse_product_credentials
 from producer.store.base import Store
 
 
@@ -74,7 +76,7 @@ def _keep_other_product(
     def keep_other_product(item: dict) -> str | None:
         described = product_href(item)
         if described is not None and not same_product(described, wanted):
-            return f"the item describes {described}, not {wanted}; it stays"
+            return f"the item describes {redact(described)}, not {redact(wanted)}; it stays"
         return None
 
     return keep_other_product
@@ -108,6 +110,8 @@ def remove_item(
     """
     check_collection_id(collection)
     check_id(item_id, what="item id")
+    if product is not None:
+        refuse_product_credentials(product)  # as register does, before any read
     store = open_catalog(catalog, storage_options)
     committer = Committer(store, validator().check, max_retries=max_retries)
     coll_key = collection_key(collection)
@@ -220,7 +224,10 @@ def _remove_group_asset(
         href = committer.store_path(key)
         if kind == "none":
             return RemoveResult(
-                id=item_id, href=href, action="kept", reason=f"the item has no asset {wanted}; it stays"
+                id=item_id,
+                href=href,
+                action="kept",
+                reason=f"the item has no asset {redact(wanted)}; it stays",
             )
         if kind == "dropped":
             assert outcome.doc is not None

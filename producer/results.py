@@ -9,7 +9,7 @@ compare equal to (and serialise as) the strings ``"created"``, ``"input"``...
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args
 
 from producer.errors import ConflictError, Hint, ProducerError, Spelling, StoreError, rephrase
@@ -88,6 +88,17 @@ class Result:
         self.error_type = error_type_of(exc)
         self.hints = exc.hints if isinstance(exc, ProducerError) else ()
 
+    def __repr__(self) -> str:
+        """The dataclass repr with credentials redacted (``source`` may be a
+        product URL with ``user:pw@`` or ``?sig=``): a printed or logged list
+        of results shows no more than :meth:`to_dict`."""
+        shown = []
+        for f in fields(self):
+            if f.repr:
+                value = getattr(self, f.name)
+                shown.append(f"{f.name}={redact(value) if isinstance(value, str) else value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
     @property
     def ok(self) -> bool:
         return self.action != Action.ERROR
@@ -118,7 +129,7 @@ class Result:
         if self.extent_recomputed is not None:
             out["extent_recomputed"] = self.extent_recomputed
         if self.reason is not None:
-            out["reason"] = self.reason
+            out["reason"] = redact(self.reason)
         return out
 
 

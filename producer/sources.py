@@ -294,6 +294,15 @@ def _expand_local(path: str, suffixes: tuple[str, ...] = PRODUCT_SUFFIXES) -> li
     return [m for m in matches if os.path.isfile(m)]
 
 
+def refuse_product_credentials(url: str) -> None:
+    """Raise :class:`InputError` for an object-store product URL with
+    credentials in it (``s3://KEY:SECRET@bucket/x.tif``), as a register
+    of it does; http(s) URLs and local paths pass (their credentials are
+    removed from hrefs and masked in messages). Pure: no request."""
+    if is_remote(url) and protocol(url) not in _HTTP and "://" in url:
+        _split_url(url)
+
+
 def _split_url(url: str) -> tuple[str, str]:
     """``(protocol, rest)``; raises :class:`InputError` for a URL without a
     bucket (``s3://``) or with credentials in it."""

@@ -326,3 +326,28 @@ def test_missing_postgresql_fails_the_fixture_with_the_packages_to_install(monke
     monkeypatch.setattr(pgserver, "_POSTGIS_CONTROL", tmp_path / "postgis.control")
     with pytest.raises(pytest.fail.Exception, match="PostGIS .*postgresql-15-postgis-3"):
         pgserver.postgres_server().__enter__()
+
+
+@pytest.mark.parametrize("password", ["p", "1", "server"])
+def test_a_short_password_does_not_garble_the_drivers_message(password):
+    """Before, every occurrence of the password was masked: 'p' made
+    '***ort 1 failed ... acce***ting', telling the password by position."""
+    with socket_closed_port() as port:
+        sink = PgstacSink(f"postgresql://u:{password}@127.0.0.1:{port}/stac", connect_timeout=2)
+        with pytest.raises(PgstacError) as info:
+            sink.diff(make_collection(), ITEMS)
+    text = str(info.value)
+    assert "***" not in text, text
+    assert f"port {port} failed" in text and "server" in text
+
+
+def test_the_dsn_forms_and_a_long_password_are_scrubbed_from_any_message():
+    password = "Long-S3cret-PW"
+    sink = PgstacSink(f"postgresql://u:{password}@127.0.0.1:1/stac")
+    exc = psycopg.OperationalError(
+        f"bad dsn postgresql://u:{password}@h/db, host=h password='{password}' x, "
+        f"and password=other-secret; echoed {password}"
+    )
+    text = sink._scrub(exc)
+    assert password not in text and "other-secret" not in text
+    assert "postgresql://***@h/db" in text and "password=*** x" in text

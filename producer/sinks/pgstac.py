@@ -33,6 +33,7 @@ a database with the packages the test suite uses::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -271,12 +272,27 @@ class PgstacSink:
             Loader.collection_json.cache_clear()  # it keeps loaders (and connections) alive
 
     def _scrub(self, exc: BaseException) -> str:
-        """``exc``'s message without the DSN's password (or any URL credentials)."""
-        text = " ".join(str(exc).split())
+        """``exc``'s message without the DSN's password (or any URL credentials).
+
+        libpq never echoes a password, so what is scrubbed is the forms a
+        DSN may show up in: URL userinfo (:func:`~producer.redact.redact`)
+        and ``password=...`` key/value pairs. The bare password is replaced
+        elsewhere in the text only when it is at least
+        :data:`_BARE_PASSWORD_MIN` characters long: a short one (``p``,
+        ``1``, ``server``) is found inside ordinary words and numbers, where
+        masking it garbles the message and, by where the ``***`` land,
+        tells the password."""
+        text = _KV_PASSWORD_RE.sub(r"\g<key>***", " ".join(str(exc).split()))
         password = _password(self._dsn)
-        if password:
+        if password and len(password) >= _BARE_PASSWORD_MIN:
             text = text.replace(password, "***")
         return redact(text)
+
+
+#: the shortest password :meth:`PgstacSink._scrub` masks wherever it appears
+_BARE_PASSWORD_MIN = 8
+#: ``password=value`` of a key/value DSN (the value quoted or not)
+_KV_PASSWORD_RE = re.compile(r"(?P<key>\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.IGNORECASE)
 
 
 #: pypgstac raises plain Exceptions for a schema version mismatch or a missing

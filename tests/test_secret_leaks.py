@@ -1,0 +1,207 @@
+"""Secrets that reached output, documents or reprs, found by a probe.
+
+- credential query parameters spelled with ``-`` (``api-key``,
+  ``access-token``) or missing from the list (``private_token``, ``auth``,
+  ``jwt``, ``credential``) were published in asset hrefs and printed;
+- :func:`~producer.redact.redact` stopped a parameter's value at ``:``, so
+  ``api_key=ID:SECRET`` printed ``SECRET``;
+- ``remove --product`` echoed the product URL with its credentials, and
+  took an ``s3://KEY:SECRET@`` URL that register refuses;
+- ``repr(Result)`` showed the product URL with its credentials;
+- the pgSTAC error scrubber replaced the password wherever its letters
+  appeared in the driver's message (garbling it, and telling the password);
+- messages naming a catalog (``no catalog at ...``, store errors) showed
+  its URL unredacted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import producer
+from producer.cli import main
+from producer.redact import clean_href, redact
+from tests.crashes import write_tile
+
+SECRET = "SEKRETXYZ"
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A folder served by ``python -m http.server`` on 127.0.0.1 (its own
+    process: GDAL reads in-process hold the GIL a server thread would need);
+    yields (base URL, folder)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    server = subprocess.Popen(
+        [sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1", "0"],
+        cwd=site,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        port = re.search(r"port (\d+)", server.stdout.readline())
+        assert port, "http.server did not start"
+        yield f"http://127.0.0.1:{port[1]}/", site
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port on 127.0.0.1 nothing listens on (connections are refused)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+CREDENTIAL_PARAMETERS = [
+    "api-key",
+    "API-Key",
+    "access-token",
+    "private_token",
+    "private-token",
+    "auth",
+    "jwt",
+    "credential",
+    "x_amz_signature",
+    "X-Goog-Credential",
+]
+
+
+@pytest.mark.parametrize("name", CREDENTIAL_PARAMETERS)
+def test_credential_parameters_in_any_spelling_are_dropped_and_masked(name: str) -> None:
+    url = f"https://h/x.tif?v=1&{name}={SECRET}#f"
+    assert clean_href(url) == "https://h/x.tif?v=1#f"
+    assert redact(url) == f"https://h/x.tif?v=1&{name}=***#f"
+
+
+def test_a_plain_parameter_is_kept_and_shown() -> None:
+    url = "https://h/x.tif?version=3&keyword=a"
+    assert clean_href(url) == url and redact(url) == url
+
+
+@pytest.mark.parametrize("name", ["api-key", "access-token", "private_token", "jwt"])
+def test_register_over_http_publishes_no_credential_parameter(
+    tmp_path: Path, served: tuple[str, Path], name: str
+) -> None:
+    base, site = served
+    write_tile(site, "scene_20240510.tif", 6.0, 46.0)
+    url = f"{base}scene_20240510.tif?{name}={SECRET}"
+    catalog = tmp_path / "cat"
+    res = CliRunner().invoke(main, ["register", url, "-c", str(catalog), "--collection", "c"])
+    assert res.exit_code == 0, res.output
+    assert SECRET not in res.output
+    item = json.loads((catalog / "c" / "scene_20240510" / "scene_20240510.json").read_text())
+    assert item["assets"]["data"]["href"] == f"{base}scene_20240510.tif"
+    assert SECRET not in json.dumps(item)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        (
+            "http://h/x.tif?api_key=myid:SEKRETXYZ&v=1: not a raster",
+            "http://h/x.tif?api_key=***&v=1: not a raster",
+        ),
+        ("x.tif?token=user:SEKRETXYZ: not a readable raster", "x.tif?token=***: not a readable raster"),
+        ("'http://h/x?sig=a:SEKRETXYZ' failed", "'http://h/x?sig=***' failed"),
+        ("http://h/x?sig=a:b:SEKRETXYZ", "http://h/x?sig=***"),
+    ],
+)
+def test_redact_masks_a_value_holding_colons(text: str, shown: str) -> None:
+    assert redact(text) == shown
+
+
+def test_cli_and_logs_never_show_the_part_of_a_secret_after_a_colon(
+    tmp_path: Path, closed_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"http://127.0.0.1:{closed_port}/x.tif?token=user:{SECRET}"
+    with caplog.at_level(logging.DEBUG):
+        res = CliRunner().invoke(
+            main, ["-v", "register", url, "-c", str(tmp_path / "cat"), "--collection", "c"]
+        )
+    assert res.exit_code != 0
+    assert "token=***" in res.output
+    assert SECRET not in res.output
+    assert not any(SECRET in r.getMessage() for r in caplog.records)
+    results = producer.register([url], catalog=str(tmp_path / "cat"), collection="c")
+    assert results[0].error is not None and SECRET not in results[0].error
+
+
+@pytest.mark.parametrize(
+    "product",
+    [
+        f"http://u:{SECRET}@127.0.0.1:9/x.tif",
+        f"https://h/x.tif?sig={SECRET}",
+        f"https://h/x.tif?api-key={SECRET}",
+    ],
+)
+def test_remove_with_another_product_never_shows_its_credentials(tmp_path: Path, product: str) -> None:
+    catalog = str(tmp_path / "cat")
+    tile = write_tile(tmp_path / "data", "scene_20240510.tif", 6.0, 46.0)
+    producer.register([tile], catalog=catalog, collection="c")
+    args = ["remove", "scene_20240510", "-c", catalog, "--collection", "c", "--product", product]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 1 and "it stays" in res.output, res.output
+    assert SECRET not in res.output
+    kept = producer.remove("scene_20240510", catalog=catalog, collection="c", product=product)
+    assert kept.action == "kept" and kept.reason is not None and "***" in kept.reason
+    for shown in (kept.reason, str(kept.to_dict()), repr(kept), str(kept)):
+        assert SECRET not in shown
+
+
+def test_remove_refuses_an_object_store_product_with_credentials_like_register(tmp_path: Path) -> None:
+    catalog = str(tmp_path / "cat")
+    tile = write_tile(tmp_path / "data", "scene_20240510.tif", 6.0, 46.0)
+    producer.register([tile], catalog=catalog, collection="c")
+    product = f"s3://AKIA:{SECRET}@bkt/x.tif"
+    res = CliRunner().invoke(
+        main, ["remove", "scene_20240510", "-c", catalog, "--collection", "c", "--product", product]
+    )
+    assert res.exit_code == 2, res.output
+    assert SECRET not in res.output and "credentials" in res.output
+    with pytest.raises(producer.InputError) as caught:
+        producer.remove("scene_20240510", catalog=catalog, collection="c", product=product)
+    assert SECRET not in str(caught.value)
+    assert (tmp_path / "cat" / "c" / "scene_20240510" / "scene_20240510.json").exists()
+
+
+def test_result_repr_and_str_redact_the_product_url(tmp_path: Path) -> None:
+    url = f"http://u:{SECRET}@127.0.0.1:9/x.tif?sig={SECRET}"
+    results = producer.register([url], catalog=str(tmp_path / "cat"), collection="c")
+    for shown in (repr(results[0]), str(results[0]), repr(results), str(results[0].to_dict())):
+        assert SECRET not in shown
+    assert "source='http://***@127.0.0.1:9/x.tif?sig=***'" in repr(results[0])
+
+
+def test_errors_naming_an_unreachable_http_catalog_never_show_its_signature(closed_port: int) -> None:
+    catalog = f"http://127.0.0.1:{closed_port}/stac?sig={SECRET}"
+    for call in (lambda: producer.validate_catalog(catalog), lambda: producer.search(catalog)):
+        with pytest.raises(producer.ProducerError) as caught:
+            call()
+        assert SECRET not in str(caught.value) and SECRET not in repr(caught.value)
+        assert "sig=***" in str(caught.value)
+
+
+def test_every_deliberate_error_redacts_the_url_in_its_message() -> None:
+    from producer.errors import CatalogError, InputError, StoreError
+
+    for kind in (InputError, StoreError, CatalogError):
+        err = kind(f"cannot read 'x' in catalog https://u:{SECRET}@h/stac?X-Amz-Signature={SECRET}")
+        assert SECRET not in str(err) and SECRET not in err.fact
