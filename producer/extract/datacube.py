@@ -905,15 +905,47 @@ def find_time(ds: Any) -> str | None:
     return None
 
 
+def _unsigned(var: Any) -> Any | None:
+    """The unsigned dtype of a signed integer variable flagged
+    ``_Unsigned = "true"`` (CF 2.2: how a classic NetCDF, which has no
+    unsigned types, stores them; GDAL and xarray read it unsigned), else
+    ``None``. The cube is opened with ``mask_and_scale=False``, which leaves
+    the flag undecoded."""
+    import numpy as np  # noqa: PLC0415
+
+    flag = var.attrs.get("_Unsigned", var.encoding.get("_Unsigned"))
+    if var.dtype.kind == "i" and str(flag).strip().lower() == "true":
+        return np.dtype(f"u{var.dtype.itemsize}")
+    return None
+
+
+def _dtype(var: Any) -> Any:
+    """The dtype ``var``'s values mean (see :func:`_unsigned`)."""
+    unsigned = _unsigned(var)
+    return var.dtype if unsigned is None else unsigned
+
+
+def _as_read(var: Any, value: Any) -> Any:
+    """``value`` (the stored values, or a fill value) as the reader sees
+    it: reinterpreted as unsigned under ``_Unsigned = "true"``."""
+    import numpy as np  # noqa: PLC0415
+
+    unsigned = _unsigned(var)
+    array = np.asarray(value)
+    if unsigned is None:
+        return array
+    return array.astype(var.dtype).view(unsigned)
+
+
 def _valid_numbers(var: Any) -> Any:
     """The values of ``var`` as float64, without its fill values and NaNs."""
     import numpy as np  # noqa: PLC0415
 
-    values = np.asarray(var.values, dtype="float64").ravel()
+    values = np.asarray(_as_read(var, var.values), dtype="float64").ravel()
     for key in ("_FillValue", "missing_value"):
         fill = var.attrs.get(key, var.encoding.get(key))
         if fill is not None:
-            values = values[values != float(np.asarray(fill).ravel()[0])]
+            values = values[values != float(_as_read(var, fill).ravel()[0])]
     return values[np.isfinite(values)]
 
 
@@ -1048,13 +1080,13 @@ def _variable(var: Any, kind: str) -> dict[str, Any]:
         entry["description"] = description
     if _attr(var, "units"):
         entry["unit"] = _attr(var, "units")
-    dtype = str(var.dtype)
+    dtype = str(_dtype(var))
     stac_type = data_type(dtype) if var.dtype.kind in "iufc" else "other"
     entry["data_type"] = stac_type
     for key in ("_FillValue", "missing_value"):
         fill = var.attrs.get(key, var.encoding.get(key))
         if fill is not None and var.dtype.kind in "iuf":
-            value = nodata_value(float(_number(_first(fill))), dtype)
+            value = nodata_value(float(_number(_first(_as_read(var, fill)))), dtype)
             if value is not None:
                 entry["nodata"] = value
             break
@@ -1117,9 +1149,8 @@ def _statistics(var: Any) -> dict[str, float]:
     NaN/inf are not valid; raw values (no scale/offset), population stddev."""
     import numpy as np  # noqa: PLC0415
 
-    values = np.asarray(var.values, dtype="float64").ravel()
-    total = values.size
-    valid = _valid_numbers(var) if total else values
+    total = int(np.asarray(var.values).size)
+    valid = _valid_numbers(var)
     if valid.size == 0:
         return {"valid_percent": 0.0}
     return {
