@@ -52,3 +52,38 @@ def test_unsigned_classic_bytes_are_published_as_gdal_and_xarray_read_them(tmp_p
     with xr.open_dataset(path) as ds:  # what a reader sees: 200, the fill value masked
         assert float(ds["mask"].values[1, 1]) == 200.0
         assert np.isnan(ds["mask"].values[0, 0])
+
+
+def test_climatology_bounds_give_the_item_its_span(tmp_path: Path) -> None:
+    """CF 7.4: a January mean over 1991-2020; the time value is mid-January
+    2006, the ``climatology`` bounds 1991-01-01 .. 2020-02-01."""
+    time = xr.Variable(
+        ("time",),
+        np.array([5494.0]),
+        {
+            "units": "days since 1991-01-01",
+            "calendar": "standard",
+            "standard_name": "time",
+            "climatology": "climatology_bnds",
+        },
+    )
+    ds = xr.Dataset(
+        {
+            "tas": (("time", "lat", "lon"), np.zeros((1, 3, 4), "f4"), {"units": "K"}),
+            "climatology_bnds": (("time", "nv"), np.array([[0.0, 10623.0]])),
+        },
+        coords={
+            "time": time,
+            "lat": ("lat", np.arange(3.0), {"units": "degrees_north"}),
+            "lon": ("lon", np.arange(4.0), {"units": "degrees_east"}),
+        },
+    )
+    path = tmp_path / "tas_clim_jan.nc"
+    ds.to_netcdf(path)
+    catalog = tmp_path / "cat"
+    result = producer.register([str(path)], catalog=str(catalog), collection="c")[0]
+    props = result.item["properties"]
+    assert props["datetime"] is None
+    assert (props["start_datetime"], props["end_datetime"]) == ("1991-01-01T00:00:00Z", "2020-02-01T00:00:00Z")
+    found = producer.search(str(catalog), datetime="1991-01-01T00:00:00Z/2000-12-31T00:00:00Z")
+    assert [f["id"] for f in found["features"]] == ["tas_clim_jan"]

@@ -970,10 +970,17 @@ def get_time(ds: Any, where: str) -> _Time | None:
         return None
     ordered = sorted(set(values.tolist()))
     first, last = cf_datetimes([ordered[0], ordered[-1]], units, calendar, what)
-    # decode_coords="all" moves the bounds attribute into the encoding
-    bounds_name = str(var.attrs.get("bounds") or var.encoding.get("bounds") or "")
+    # decode_coords="all" moves the bounds attribute into the encoding; a CF
+    # climatology (7.4: "January mean over 1991-2020") names its span in
+    # climatology bounds instead, the time values being mid-points of it
+    bounds_name = ""
+    for key in ("bounds", "climatology"):
+        candidate = str(var.attrs.get(key) or var.encoding.get(key) or "")
+        if candidate in ds.variables:
+            bounds_name = candidate
+            break
     start, end = first, last
-    if bounds_name and bounds_name in ds.variables:
+    if bounds_name:
         edges = _valid_numbers(ds.variables[bounds_name])
         if edges.size:
             start, end = cf_datetimes([float(edges.min()), float(edges.max())], units, calendar, what)
@@ -981,7 +988,7 @@ def get_time(ds: Any, where: str) -> _Time | None:
         start,
         end,
         steps=len(ordered),
-        bounded=bool(bounds_name and bounds_name in ds.variables),
+        bounded=bool(bounds_name),
         name=name,
         where=where,
     )
