@@ -87,3 +87,34 @@ def test_climatology_bounds_give_the_item_its_span(tmp_path: Path) -> None:
     assert (props["start_datetime"], props["end_datetime"]) == ("1991-01-01T00:00:00Z", "2020-02-01T00:00:00Z")
     found = producer.search(str(catalog), datetime="1991-01-01T00:00:00Z/2000-12-31T00:00:00Z")
     assert [f["id"] for f in found["features"]] == ["tas_clim_jan"]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")  # zarr's notes on consolidation
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_zarr_store_with_its_data_in_a_group_is_told_so_and_the_fix_works(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    import zarr
+
+    ds = xr.Dataset(
+        {"v": (("lat", "lon"), np.zeros((9, 9), "f4"))},
+        coords={
+            "lat": ("lat", np.arange(-4.0, 4.1, 1.0), {"units": "degrees_north"}),
+            "lon": ("lon", np.arange(9.0), {"units": "degrees_east"}),
+        },
+        attrs={"time_coverage_start": "2021-01-01"},
+    )
+    store = tmp_path / f"grouped_v{zarr_format}.zarr"
+    zarr.open_group(str(store), mode="w", zarr_format=zarr_format)
+    ds.to_zarr(str(store), group="sub", zarr_format=zarr_format, consolidated=zarr_format == 2, mode="a")
+    with pytest.raises(InputError) as caught:
+        create_item(store)
+    message = str(caught.value)
+    assert "no horizontal coordinates" not in message
+    assert "Zarr group(s) 'sub'" in message
+    assert "group='sub'" in message and ".drop_encoding().to_zarr('fixed.zarr')" in message
+    # the fix the message gives registers
+    fixed = tmp_path / "fixed.zarr"
+    with xr.open_dataset(str(store), engine="zarr", group="sub") as grouped:
+        grouped.drop_encoding().to_zarr(str(fixed))
+    assert create_item(fixed).bbox == [-0.5, -4.5, 8.5, 4.5]

@@ -141,8 +141,8 @@ class _Opened:
     size: int | None
     #: what ``xarray.open_dataset(href, **open_kwargs)`` needs
     open_kwargs: dict[str, Any] = field(default_factory=dict)
-    #: the paths of the NetCDF-4 groups below the root that hold variables
-    #: (read only to word an error: the root group is what is described)
+    #: the paths of the NetCDF-4 (or Zarr) groups below the root that hold
+    #: variables (read only to word an error: the root group is what is described)
     groups: Callable[[], list[str]] = field(default=lambda: [])
 
 
@@ -265,10 +265,21 @@ def _group_paths(handle: Any) -> list[str]:
     return out
 
 
-def _check_root_group(opened: _Opened, shown: str) -> None:
-    """Raise :class:`InputError` for a NetCDF-4 whose root group holds no
-    variable while groups below it do: only the root group is read, so the
-    cube would otherwise be refused for lacking coordinates it has."""
+def _zarr_group_paths(group: Any) -> list[str]:
+    """Paths (``data``, ``data/sub``) of the groups below ``group`` (an open
+    zarr Group) that hold arrays, depth first."""
+    out: list[str] = []
+    for _, child in sorted(group.groups(), key=lambda pair: pair[0]):
+        if any(True for _ in child.arrays()):
+            out.append(str(child.path))
+        out.extend(_zarr_group_paths(child))
+    return out
+
+
+def _check_root_group(opened: _Opened, shown: str, zarr: bool = False) -> None:
+    """Raise :class:`InputError` for a NetCDF-4 file or Zarr store whose root
+    group holds no variable while groups below it do: only the root group is
+    read, so the cube would otherwise be refused for lacking coordinates it has."""
     if len(opened.dataset.variables):
         return
     groups = opened.groups()
@@ -277,6 +288,13 @@ def _check_root_group(opened: _Opened, shown: str) -> None:
     named = ", ".join(repr(g) for g in groups[:_GROUPS_NAMED])
     more = f" and {len(groups) - _GROUPS_NAMED} more" if len(groups) > _GROUPS_NAMED else ""
     group = groups[0]
+    if zarr:
+        raise InputError(
+            f"{redact(shown)}: its root group holds no arrays; its data is in the Zarr group(s) "
+            f"{named}{more}, and only the root group is read. Write the group to register into a new "
+            f"store, e.g. with xarray: xarray.open_dataset('in.zarr', engine='zarr', group={group!r})"
+            ".drop_encoding().to_zarr('fixed.zarr'), then register the new store"
+        )
     raise InputError(
         f"{redact(shown)}: its root group holds no variables; its data is in the NetCDF-4 group(s) "
         f"{named}{more}, and only the root group is read. Write the group to register into a new "
@@ -343,7 +361,19 @@ def _open_zarr(location: str, options: ExtractOptions, stack: ExitStack) -> _Ope
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise _unreadable(location, "Zarr store", exc) from None
     stack.callback(ds.close)
-    return _Opened(ds, None, open_kwargs)
+
+    def zarr_groups() -> list[str]:
+        import zarr  # noqa: PLC0415 (heavy, datacubes only)
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                root = zarr.open_group(location.rstrip("/"), mode="r", **extra)
+                return _zarr_group_paths(root)
+        except Exception:  # noqa: BLE001 (only words an error; without it the generic one stands)
+            return []
+
+    return _Opened(ds, None, open_kwargs, zarr_groups)
 
 
 # --------------------------------------------------------------------------- reading CF
@@ -1245,7 +1275,7 @@ def create_item(
 
 def _build(opened: _Opened, location: str, shown: str, options: ExtractOptions, zarr: bool) -> pystac.Item:
     ds = opened.dataset
-    _check_root_group(opened, shown)
+    _check_root_group(opened, shown, zarr)
     item_id = make_item_id(shown, options)
     _, name = split_location(shown)
     grid = get_grid(ds, shown)
