@@ -118,3 +118,48 @@ def test_zarr_store_with_its_data_in_a_group_is_told_so_and_the_fix_works(
     with xr.open_dataset(str(store), engine="zarr", group="sub") as grouped:
         grouped.drop_encoding().to_zarr(str(fixed))
     assert create_item(fixed).bbox == [-0.5, -4.5, 8.5, 4.5]
+
+
+def _paleo(path: Path, units: str = "days since 0000-01-01", calendar: str = "360_day") -> Path:
+    time = xr.Variable(
+        ("time",), np.array([15.0, 45.0]), {"units": units, "calendar": calendar, "standard_name": "time"}
+    )
+    xr.Dataset(
+        {"v": (("time", "lat", "lon"), np.zeros((2, 3, 4), "f4"))},
+        coords={
+            "time": time,
+            "lat": ("lat", np.arange(3.0), {"units": "degrees_north"}),
+            "lon": ("lon", np.arange(4.0), {"units": "degrees_east"}),
+        },
+    ).to_netcdf(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("units", "calendar"),
+    [("days since 0000-01-01", "360_day"), ("months since 2000-01-01", "standard")],
+    ids=["year-0", "months-in-standard-calendar"],
+)
+def test_a_time_axis_no_stac_datetime_holds_offers_the_datetime_option(
+    tmp_path: Path, units: str, calendar: str
+) -> None:
+    from click.testing import CliRunner
+
+    from producer.cli import main
+    from producer.extract.datetimes import DATETIME_HINT
+
+    path = _paleo(tmp_path / "paleo.nc", units, calendar)
+    catalog = tmp_path / "cat"
+    result = producer.register([str(path)], catalog=str(catalog), collection="c")[0]
+    assert result.action == "error"
+    assert DATETIME_HINT in result.hints
+    assert "datetime='" in result.error
+    assert not catalog.exists() or not list(catalog.rglob("paleo*.json"))
+    cli = CliRunner().invoke(main, ["register", str(path), "-c", str(catalog), "--collection", "c"])
+    assert cli.exit_code != 0
+    assert "--datetime" in cli.output and "datetime='" not in cli.output
+    # the fix offered works
+    fixed = producer.register(
+        [str(path)], catalog=str(catalog), collection="c", datetime="2000-01-01T00:00:00Z"
+    )[0]
+    assert fixed.action == "created"

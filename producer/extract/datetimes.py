@@ -418,7 +418,10 @@ def _cf_instant(value: Any, where: str) -> datetime:
         value = value.change_calendar("proleptic_gregorian")
     year, month, day = (int(getattr(value, f)) for f in ("year", "month", "day"))
     if not 1 <= year <= 9999:
-        raise InputError(f"{where}: time {value} is outside the years 1-9999 a STAC datetime can hold")
+        raise InputError(
+            f"{where}: time {value} is outside the years 1-9999 a STAC datetime can hold",
+            hints=(DATETIME_HINT,),
+        )
     day = min(day, _calendar.monthrange(year, month)[1])
     hour, minute, second = (int(getattr(value, f)) for f in ("hour", "minute", "second"))
     micro = int(getattr(value, "microsecond", 0))
@@ -447,7 +450,8 @@ def cf_datetimes(values: object, units: str, calendar: str | None, where: str) -
     except (ValueError, TypeError, OverflowError) as exc:
         raise InputError(
             f"{where}: cannot read the time axis (units {units!r}, calendar {calendar or 'standard'!r}): {exc}; "
-            "CF time units are '<days|hours|minutes|seconds> since <date>'"
+            "CF time units are '<days|hours|minutes|seconds> since <date>'",
+            hints=(DATETIME_HINT,),
         ) from None
     return [_cf_instant(v, where) for v in list(getattr(decoded, "flat", decoded))]
 
