@@ -84,7 +84,10 @@ def test_climatology_bounds_give_the_item_its_span(tmp_path: Path) -> None:
     result = producer.register([str(path)], catalog=str(catalog), collection="c")[0]
     props = result.item["properties"]
     assert props["datetime"] is None
-    assert (props["start_datetime"], props["end_datetime"]) == ("1991-01-01T00:00:00Z", "2020-02-01T00:00:00Z")
+    assert (props["start_datetime"], props["end_datetime"]) == (
+        "1991-01-01T00:00:00Z",
+        "2020-02-01T00:00:00Z",
+    )
     found = producer.search(str(catalog), datetime="1991-01-01T00:00:00Z/2000-12-31T00:00:00Z")
     assert [f["id"] for f in found["features"]] == ["tas_clim_jan"]
 
@@ -163,3 +166,52 @@ def test_a_time_axis_no_stac_datetime_holds_offers_the_datetime_option(
         [str(path)], catalog=str(catalog), collection="c", datetime="2000-01-01T00:00:00Z"
     )[0]
     assert fixed.action == "created"
+
+
+def test_x_extent_of_a_curvilinear_grid_across_the_antimeridian_is_its_width(tmp_path: Path) -> None:
+    """175E .. 174.6W: ten degrees, not the 360 of min/max over -180..180."""
+    from producer.validate import Validator
+
+    jj, ii = np.meshgrid(np.arange(8), np.arange(10), indexing="ij")
+    lon = 175 + ii * 1.0 + jj * 0.2
+    lon = np.where(lon > 180, lon - 360, lon)
+    lat = 50 + jj * 1.0 - ii * 0.1
+    path = tmp_path / "curvi_am.nc"
+    xr.Dataset(
+        {"chl": (("nj", "ni"), np.zeros((8, 10), "f4"))},
+        coords={
+            "lat2d": (("nj", "ni"), lat, {"units": "degrees_north"}),
+            "lon2d": (("nj", "ni"), lon, {"units": "degrees_east"}),
+        },
+        attrs={"time_coverage_start": "2024-01-01"},
+    ).to_netcdf(path)
+    item = create_item(path).to_dict()
+    assert item["bbox"] == pytest.approx([175.0, 49.1, -174.6, 57.0])
+    x = item["properties"]["cube:dimensions"]["ni"]
+    assert x["axis"] == "x"
+    assert x["extent"] == pytest.approx([175.0, 185.4])
+    assert Validator().errors(item) == []
+
+
+def test_regular_longitudes_wrapping_at_the_antimeridian_are_one_regular_grid(tmp_path: Path) -> None:
+    """170E .. 174W in 2-degree cells, stored in -180..180: a regular grid
+    (footprint over cell edges, steps kept), not an irregular one."""
+    from producer.validate import Validator
+
+    lon = np.array([170, 172, 174, 176, 178, -180, -178, -176, -174], "f8")
+    path = tmp_path / "wrap1d.nc"
+    xr.Dataset(
+        {"v": (("lat", "lon"), np.zeros((9, 9), "f4"))},
+        coords={
+            "lat": ("lat", np.arange(-4.0, 4.1, 1.0), {"units": "degrees_north"}),
+            "lon": ("lon", lon, {"units": "degrees_east"}),
+        },
+        attrs={"time_coverage_start": "2024-01-01"},
+    ).to_netcdf(path)
+    item = create_item(path).to_dict()
+    assert item["bbox"] == pytest.approx([169.0, -4.5, -173.0, 4.5])
+    dims = item["properties"]["cube:dimensions"]
+    assert dims["lon"]["extent"] == pytest.approx([169.0, 187.0])
+    assert (dims["lon"]["step"], dims["lat"]["step"]) == (2.0, 1.0)
+    assert item["properties"]["proj:code"] == "EPSG:4326"
+    assert Validator().errors(item) == []

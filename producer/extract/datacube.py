@@ -370,7 +370,7 @@ def _open_zarr(location: str, options: ExtractOptions, stack: ExitStack) -> _Ope
                 warnings.simplefilter("ignore", UserWarning)
                 root = zarr.open_group(location.rstrip("/"), mode="r", **extra)
                 return _zarr_group_paths(root)
-        except Exception:  # noqa: BLE001 (only words an error; without it the generic one stands)
+        except Exception:  # only words an error; without it the generic one stands
             return []
 
     return _Opened(ds, None, open_kwargs, zarr_groups)
@@ -704,7 +704,7 @@ def _curvilinear_grid(ds: Any, lon_name: str, lat_name: str, where: str) -> _Gri
         x_dim: {
             "type": "spatial",
             "axis": "x",
-            "extent": [float(np.nanmin(lon)), float(np.nanmax(lon))],
+            "extent": _lon_extent(lon, bbox),
             "reference_system": 4326,
             "description": note,
         },
@@ -810,6 +810,8 @@ def _one_grid(ds: Any, where: str, key: _GridKey | None, mapping: str | None) ->
                     f"{where}: the coordinate {name!r} holds fewer than 2 valid values (the rest are fill "
                     f"values or NaN). {GEOREF_FIX}"
                 )
+        if crs.is_geographic and not _is_regular(xs) and _is_regular(_unwrapped(xs)):
+            xs = _unwrapped(xs)  # regular across the antimeridian: 170 .. 178, -180 .. -174
         if _is_regular(xs) and _is_regular(ys):
             return _regular_grid(x_name, y_name, xs, ys, crs, where)
         # irregular 1-D axes (e.g. a Gaussian grid), or axes with missing values:
@@ -882,6 +884,31 @@ def _union_of_grids(ds: Any, grids: Mapping[_GridKey, list[str]], where: str) ->
     return _Grid(first.x_dim, first.y_dim, geometry, bbox, properties, dimensions)
 
 
+def _unwrapped(lon: Any) -> Any:
+    """1-D longitudes that wrap at the antimeridian (170 .. 178, -180 ..
+    -174) made continuous (170 .. 186), so that a regular grid across it is
+    read as one; ``lon`` itself when it has missing values or does not wrap."""
+    import numpy as np  # noqa: PLC0415
+
+    if not np.isfinite(lon).all():
+        return lon
+    return np.unwrap(lon, period=360.0)
+
+
+def _lon_extent(lon: Any, bbox: list[float]) -> list[float]:
+    """``cube:dimensions`` extent of longitudes ``lon`` (any shape, NaN
+    where missing). The datacube extension's extent is lower and upper
+    bound, so a grid whose ``bbox`` crosses the antimeridian (west > east)
+    gets its longitudes counted on from its west edge (175 .. 185.4, as a
+    0-360 grid's are), never the span of the whole globe."""
+    import numpy as np  # noqa: PLC0415
+
+    west, east = bbox[0], bbox[2]
+    if west > east:  # the gap is east .. west; its middle splits the two sides
+        lon = np.where(lon < (west + east) / 2, lon + 360.0, lon)
+    return [float(np.nanmin(lon)), float(np.nanmax(lon))]
+
+
 def _irregular_grid(x_name: str, y_name: str, xs: Any, ys: Any, crs: Any, where: str) -> _Grid:
     """A grid with 1-D x and y coordinates (``xs``/``ys``, decoded, NaN where
     missing) that are not regular: footprint from the outline of the mesh
@@ -898,7 +925,9 @@ def _irregular_grid(x_name: str, y_name: str, xs: Any, ys: Any, crs: Any, where:
         x_name: {
             "type": "spatial",
             "axis": "x",
-            "extent": [float(np.nanmin(xs)), float(np.nanmax(xs))],
+            "extent": _lon_extent(xs, bbox)
+            if crs.is_geographic
+            else [float(np.nanmin(xs)), float(np.nanmax(xs))],
             "reference_system": system,
         },
         y_name: {
