@@ -404,6 +404,48 @@ class Provenance:
         )
 
 
+_WRONG_TYPE = re.compile(r" is not of type '(\w+)'")
+
+
+def _example(problem: str, value: Any) -> Any:
+    """A value to suggest for a property a schema refused: the caller's
+    value as the type the schema wants, when the problem says which and the
+    value converts (``5`` → ``"5"``); else a placeholder."""
+    wanted = _WRONG_TYPE.search(problem)
+    if wanted and not isinstance(value, (dict, list, bool)) and value is not None:
+        try:
+            if wanted.group(1) == "string":
+                return json.dumps(value) if not isinstance(value, str) else value
+            if wanted.group(1) == "number" and isinstance(value, str):
+                return float(value)
+            if wanted.group(1) == "integer" and isinstance(value, (str, float)):
+                return int(value) if float(value).is_integer() else "<value>"
+        except ValueError:
+            pass
+    return "<value>"
+
+
+def property_problem(problems: Sequence[str], properties: Mapping[str, Any], where: str) -> InputError | None:
+    """The validation problems (:meth:`~producer.validate.Validator.errors`
+    messages) of an item that concern a property the caller gave, as an
+    input error naming that property and the fix (the caller's value, not
+    the code, is wrong); None when no problem does. ``where`` names the product."""
+    keys = sorted(properties, key=len, reverse=True)  # "eo:bands" before "eo"
+    for problem in problems:
+        for key in keys:
+            head = f"properties.{key}"
+            if problem.startswith(head) and problem[len(head) : len(head) + 1] in (":", ".", "["):
+                value = properties[key]
+                return InputError(
+                    f"{where}: the extra property {key!r} = {json.dumps(value)} is refused by the item's "
+                    f"schema: {problem[len('properties.') :]}; give it a value the schema accepts",
+                    hints=(
+                        Hint("properties", {key: _example(problem, value)}, "a value the schema accepts"),
+                    ),
+                )
+    return None
+
+
 def apply(doc: dict[str, Any], provenance: Provenance | None, now: datetime, where: str) -> None:
     """Add ``provenance`` to the item document ``doc`` (mutated; nothing
     else is). ``now``: the registration time (``processing:datetime``).
