@@ -404,6 +404,33 @@ class Provenance:
         )
 
 
+#: the name stac-producer records its own version under in processing:software
+OWN_SOFTWARE = "stac-producer"
+
+
+def check_sources(
+    properties: Mapping[str, Any] | None, software: Mapping[str, Any] | None, lineage: str | None
+) -> None:
+    """Refuse provenance given twice or overwriting the producer's own:
+    ``software`` naming stac-producer (its version is the installed one),
+    and a ``processing:lineage`` property together with ``lineage`` (one
+    would silently replace the other). Raises :class:`InputError`."""
+    for name in software or {}:
+        if str(name).strip().lower() == OWN_SOFTWARE:
+            raise InputError(
+                f"software {name!r}: stac-producer records its own version in processing:software "
+                "(the installed one); leave it out of the software",
+                hints=(_SOFTWARE_HINT,),
+            )
+    if lineage and properties and "processing:lineage" in properties:
+        given = properties["processing:lineage"]
+        raise InputError(
+            f"the lineage is given twice: as the property 'processing:lineage' ({given!r}) and as the "
+            f"lineage option ({lineage!r}); give it once, as the lineage option",
+            hints=(Hint("lineage", lineage, "the lineage, without the processing:lineage property"),),
+        )
+
+
 _WRONG_TYPE = re.compile(r" is not of type '(\w+)'")
 
 
@@ -469,7 +496,7 @@ def apply(doc: dict[str, Any], provenance: Provenance | None, now: datetime, whe
     if provenance.providers:
         props["providers"] = [dict(p) for p in provenance.providers]
     if provenance.software or provenance.lineage:
-        props["processing:software"] = {"stac-producer": package_version(), **provenance.software}
+        props["processing:software"] = {OWN_SOFTWARE: package_version(), **provenance.software}
         props["processing:datetime"] = format_time(now)
         if provenance.lineage:
             props["processing:lineage"] = provenance.lineage
