@@ -404,6 +404,16 @@ class Provenance:
         )
 
 
+#: the extension whose bundled schema checks a property of each prefix
+#: (``eo:cloud_cover``); the versions extraction declares
+EXTENSION_OF_PREFIX: Mapping[str, str] = {
+    "eo": "https://stac-extensions.github.io/eo/v2.0.0/schema.json",
+    "proj": "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
+    "file": "https://stac-extensions.github.io/file/v2.1.0/schema.json",
+    "raster": "https://stac-extensions.github.io/raster/v2.0.0/schema.json",
+    "cube": "https://stac-extensions.github.io/datacube/v2.3.0/schema.json",
+    "processing": PROCESSING_EXT,
+}
 #: the name stac-producer records its own version under in processing:software
 OWN_SOFTWARE = "stac-producer"
 
@@ -514,3 +524,20 @@ def apply(doc: dict[str, Any], provenance: Provenance | None, now: datetime, whe
     extensions = doc.setdefault("stac_extensions", [])
     if any(k.startswith("processing:") for k in props) and PROCESSING_EXT not in extensions:
         extensions.append(PROCESSING_EXT)
+    declare_extensions(doc, provenance.properties)
+
+
+def declare_extensions(doc: dict[str, Any], properties: Mapping[str, Any]) -> None:
+    """Add to ``doc``'s ``stac_extensions`` the extension of each given
+    property whose schema is bundled (:data:`EXTENSION_OF_PREFIX`), unless a
+    version of it is declared already: the item's validation then checks the
+    value (``eo:cloud_cover: 150`` is refused). A property of another prefix
+    (``view:``, ``sat:``) is published as given, unchecked."""
+    extensions = doc.setdefault("stac_extensions", [])
+    for key in properties:
+        url = EXTENSION_OF_PREFIX.get(key.partition(":")[0]) if ":" in key else None
+        if url is None:
+            continue
+        family = url.rsplit("/", 2)[0] + "/"  # https://stac-extensions.github.io/eo/
+        if not any(isinstance(e, str) and e.startswith(family) for e in extensions):
+            extensions.append(url)

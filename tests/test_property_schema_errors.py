@@ -4,6 +4,7 @@ not "fix the document or the code that built it"."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ from click.testing import CliRunner
 
 import producer
 from producer.cli import main
-from tests import rasters
+from tests import cubes, rasters
+from tests.trees import assert_stac_valid_tree
 
 
 @pytest.fixture(scope="module")
@@ -43,3 +45,39 @@ def test_cli_spells_the_fix_as_the_flag(utm, tmp_path):
     assert "the extra property 'processing:level' = 5 is refused" in text and "the code" not in text
     assert "Fix it with --property 'processing:level=\"5\"'" in text
     assert not list(catalog.rglob("*.json"))
+
+
+EO_EXT = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"
+
+
+@pytest.fixture(scope="module")
+def cube(tmp_path_factory) -> Path:
+    return cubes.write_two_variables(tmp_path_factory.mktemp("cubes"))
+
+
+@pytest.mark.parametrize("kind", ["utm", "cube"])
+@pytest.mark.parametrize(
+    ("value", "reason"), [(150, "greater than the maximum of 100"), ("high", "not of type")]
+)
+def test_an_extension_property_is_checked_with_its_bundled_schema(request, tmp_path, kind, value, reason):
+    product = request.getfixturevalue(kind)
+    catalog = tmp_path / "cat"
+    (result,) = producer.register(
+        [product], catalog=str(catalog), collection="c", properties={"eo:cloud_cover": value}
+    )
+    assert result.action == "error" and result.error_type == "input"
+    assert "the extra property 'eo:cloud_cover'" in result.error and reason in result.error
+    assert not list(catalog.rglob("*.json"))
+
+
+@pytest.mark.parametrize("kind", ["utm", "cube"])
+def test_an_extension_property_declares_its_extension(request, tmp_path, kind):
+    product = request.getfixturevalue(kind)
+    catalog = tmp_path / "cat"
+    (result,) = producer.register(
+        [product], catalog=str(catalog), collection="c", properties={"eo:cloud_cover": 12.5}
+    )
+    assert result.action == "created", result.error
+    item = json.loads(Path(result.href).read_text())
+    assert item["properties"]["eo:cloud_cover"] == 12.5 and EO_EXT in item["stac_extensions"]
+    assert_stac_valid_tree(catalog)
