@@ -228,6 +228,19 @@ def _storage_options(pairs: Sequence[str], flag: str = "--storage-option") -> di
     return out
 
 
+def _text_pairs(pairs: Sequence[str], flag: str) -> dict[str, str]:
+    """``NAME=VALUE`` pairs whose VALUE is text as given (``--software
+    gdal=3.10`` is version "3.10", not the number 3.1): every ``pairs``
+    option but the storage options, which read VALUE as JSON."""
+    out: dict[str, str] = {}
+    for position, pair in enumerate(pairs, 1):
+        if "=" not in pair:
+            raise _malformed_pair(pair, position, flag)
+        key, text = pair.split("=", 1)
+        out[key.strip()] = text
+    return out
+
+
 #: reconcile and handle-event register products too: they offer every register
 #: option, so each hint a registration error carries names a flag they have
 
@@ -374,8 +387,10 @@ def register_overrides(params: dict[str, Any]) -> dict[str, Any]:
                 raise click.BadParameter(f"not JSON ({exc})", param_hint=spec.flag) from None
             if not isinstance(value, dict):
                 raise click.BadParameter("expected a JSON object", param_hint=spec.flag)
-        elif spec.kind == "pairs":
+        elif spec.kind == "pairs" and f.name.endswith("storage_options"):
             value = _storage_options(value, spec.flag)
+        elif spec.kind == "pairs":
+            value = _text_pairs(value, spec.flag)
         out[f.name] = value
     return out
 

@@ -76,7 +76,15 @@ from producer import extract, provenance, thumbnail
 from producer.catalog import documents as docs
 from producer.catalog.layout import Layout, is_catalog_document_key, thumbnail_key
 from producer.commit import GROUP, Committer, IdentityConflict, product_href, same_product
-from producer.errors import ConflictError, Hint, InputError, ProducerError, StoreError, UnsafeIdError
+from producer.errors import (
+    ConflictError,
+    Hint,
+    InputError,
+    ProducerError,
+    StoreError,
+    UnsafeIdError,
+    ValidationError,
+)
 from producer.extract.assets import file_info, resolve_location, rewrite_href, sidecar_kind
 from producer.extract.datetimes import from_filename
 from producer.extract.grids import union_footprint
@@ -415,7 +423,15 @@ class Grouping:
                 if doc["geometry"] is not None:  # a partial one is validated once merged, at commit
                     stamp = "1970-01-01T00:00:00Z"  # replaced at commit; validated as a date-time here
                     doc["properties"].update(created=stamp, updated=stamp)
-                    committer.validate(doc, f"{committer.store_path(key)} (item {item_id} of {lead.source})")
+                    try:
+                        committer.validate(
+                            doc, f"{committer.store_path(key)} (item {item_id} of {lead.source})"
+                        )
+                    except ValidationError as exc:  # the caller's property, not the code, may be at fault
+                        given = options.provenance.properties if options.provenance else {}
+                        raise (
+                            provenance.property_problem(exc.errors, given, lead.source or item_id) or exc
+                        ) from None
                     for name in _TIMESTAMPS:
                         doc["properties"].pop(name)
                 thumbnail.attach(doc, png)

@@ -40,7 +40,14 @@ from producer.catalog.layout import (
 )
 from producer.changes import Change, ChangeKind, Sink, item_line
 from producer.commit import Committer, IdentityConflict, contended, item_start, same_content
-from producer.errors import Hint, InputError, PreconditionFailed, ProducerError, StoreError
+from producer.errors import (
+    Hint,
+    InputError,
+    PreconditionFailed,
+    ProducerError,
+    StoreError,
+    ValidationError,
+)
 from producer.extract.ids import check_id, id_clash_fix, make_item_id
 from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
 from producer.grouping import GROUP_SUFFIXES, Grouping
@@ -395,7 +402,11 @@ def _prepare(source: str, job: _Extraction) -> tuple[RegisterResult, str | None,
         stamp = "1970-01-01T00:00:00Z"  # replaced at commit; validated as a date-time here
         doc["properties"].setdefault("created", stamp)
         doc["properties"].setdefault("updated", stamp)
-        job.validate(doc, f"{job.store_path(key)} (item for {source})")
+        try:
+            job.validate(doc, f"{job.store_path(key)} (item for {source})")
+        except ValidationError as exc:  # the caller's property, not the code, may be at fault
+            given = options.provenance.properties if options.provenance else {}
+            raise provenance.property_problem(exc.errors, given, source) or exc from None
         doc["properties"].pop("created")
         doc["properties"].pop("updated")
         thumbnail.attach(doc, png)

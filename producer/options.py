@@ -27,7 +27,14 @@ from urllib.parse import urlsplit, urlunsplit
 from producer.catalog.layout import DEFAULT_MAX_LINKS, LAYOUT_FIELD, Layout
 from producer.errors import Hint, InputError
 from producer.extract.options import DEFAULT_DATETIME_SOURCES
-from producer.provenance import Provenance, check_link, check_metadata, parse_properties, parse_providers
+from producer.provenance import (
+    Provenance,
+    check_link,
+    check_metadata,
+    check_sources,
+    parse_properties,
+    parse_providers,
+)
 from producer.urls import check_endpoint, protocol
 
 __all__ = [
@@ -512,6 +519,7 @@ class RegisterOptions:
         object.__setattr__(self, "properties", properties)
         object.__setattr__(self, "item_providers", parse_providers(self.item_providers))
         check_metadata(properties, self.item_license, self.item_providers)
+        check_sources(properties, self.software, self.lineage)
         for name in ("derived_from", "via"):
             value = getattr(self, name)
             if isinstance(value, str):

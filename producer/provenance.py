@@ -404,6 +404,85 @@ class Provenance:
         )
 
 
+#: the extension whose bundled schema checks a property of each prefix
+#: (``eo:cloud_cover``); the versions extraction declares
+EXTENSION_OF_PREFIX: Mapping[str, str] = {
+    "eo": "https://stac-extensions.github.io/eo/v2.0.0/schema.json",
+    "proj": "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
+    "file": "https://stac-extensions.github.io/file/v2.1.0/schema.json",
+    "raster": "https://stac-extensions.github.io/raster/v2.0.0/schema.json",
+    "cube": "https://stac-extensions.github.io/datacube/v2.3.0/schema.json",
+    "processing": PROCESSING_EXT,
+}
+#: the name stac-producer records its own version under in processing:software
+OWN_SOFTWARE = "stac-producer"
+
+
+def check_sources(
+    properties: Mapping[str, Any] | None, software: Mapping[str, Any] | None, lineage: str | None
+) -> None:
+    """Refuse provenance given twice or overwriting the producer's own:
+    ``software`` naming stac-producer (its version is the installed one),
+    and a ``processing:lineage`` property together with ``lineage`` (one
+    would silently replace the other). Raises :class:`InputError`."""
+    for name in software or {}:
+        if str(name).strip().lower() == OWN_SOFTWARE:
+            raise InputError(
+                f"software {name!r}: stac-producer records its own version in processing:software "
+                "(the installed one); leave it out of the software",
+                hints=(_SOFTWARE_HINT,),
+            )
+    if lineage and properties and "processing:lineage" in properties:
+        given = properties["processing:lineage"]
+        raise InputError(
+            f"the lineage is given twice: as the property 'processing:lineage' ({given!r}) and as the "
+            f"lineage option ({lineage!r}); give it once, as the lineage option",
+            hints=(Hint("lineage", lineage, "the lineage, without the processing:lineage property"),),
+        )
+
+
+_WRONG_TYPE = re.compile(r" is not of type '(\w+)'")
+
+
+def _example(problem: str, value: Any) -> Any:
+    """A value to suggest for a property a schema refused: the caller's
+    value as the type the schema wants, when the problem says which and the
+    value converts (``5`` → ``"5"``); else a placeholder."""
+    wanted = _WRONG_TYPE.search(problem)
+    if wanted and not isinstance(value, (dict, list, bool)) and value is not None:
+        try:
+            if wanted.group(1) == "string":
+                return json.dumps(value) if not isinstance(value, str) else value
+            if wanted.group(1) == "number" and isinstance(value, str):
+                return float(value)
+            if wanted.group(1) == "integer" and isinstance(value, (str, float)):
+                return int(value) if float(value).is_integer() else "<value>"
+        except ValueError:
+            pass
+    return "<value>"
+
+
+def property_problem(problems: Sequence[str], properties: Mapping[str, Any], where: str) -> InputError | None:
+    """The validation problems (:meth:`~producer.validate.Validator.errors`
+    messages) of an item that concern a property the caller gave, as an
+    input error naming that property and the fix (the caller's value, not
+    the code, is wrong); None when no problem does. ``where`` names the product."""
+    keys = sorted(properties, key=len, reverse=True)  # "eo:bands" before "eo"
+    for problem in problems:
+        for key in keys:
+            head = f"properties.{key}"
+            if problem.startswith(head) and problem[len(head) : len(head) + 1] in (":", ".", "["):
+                value = properties[key]
+                return InputError(
+                    f"{where}: the extra property {key!r} = {json.dumps(value)} is refused by the item's "
+                    f"schema: {problem[len('properties.') :]}; give it a value the schema accepts",
+                    hints=(
+                        Hint("properties", {key: _example(problem, value)}, "a value the schema accepts"),
+                    ),
+                )
+    return None
+
+
 def apply(doc: dict[str, Any], provenance: Provenance | None, now: datetime, where: str) -> None:
     """Add ``provenance`` to the item document ``doc`` (mutated; nothing
     else is). ``now``: the registration time (``processing:datetime``).
@@ -427,7 +506,7 @@ def apply(doc: dict[str, Any], provenance: Provenance | None, now: datetime, whe
     if provenance.providers:
         props["providers"] = [dict(p) for p in provenance.providers]
     if provenance.software or provenance.lineage:
-        props["processing:software"] = {"stac-producer": package_version(), **provenance.software}
+        props["processing:software"] = {OWN_SOFTWARE: package_version(), **provenance.software}
         props["processing:datetime"] = format_time(now)
         if provenance.lineage:
             props["processing:lineage"] = provenance.lineage
@@ -445,3 +524,20 @@ def apply(doc: dict[str, Any], provenance: Provenance | None, now: datetime, whe
     extensions = doc.setdefault("stac_extensions", [])
     if any(k.startswith("processing:") for k in props) and PROCESSING_EXT not in extensions:
         extensions.append(PROCESSING_EXT)
+    declare_extensions(doc, provenance.properties)
+
+
+def declare_extensions(doc: dict[str, Any], properties: Mapping[str, Any]) -> None:
+    """Add to ``doc``'s ``stac_extensions`` the extension of each given
+    property whose schema is bundled (:data:`EXTENSION_OF_PREFIX`), unless a
+    version of it is declared already: the item's validation then checks the
+    value (``eo:cloud_cover: 150`` is refused). A property of another prefix
+    (``view:``, ``sat:``) is published as given, unchecked."""
+    extensions = doc.setdefault("stac_extensions", [])
+    for key in properties:
+        url = EXTENSION_OF_PREFIX.get(key.partition(":")[0]) if ":" in key else None
+        if url is None:
+            continue
+        family = url.rsplit("/", 2)[0] + "/"  # https://stac-extensions.github.io/eo/
+        if not any(isinstance(e, str) and e.startswith(family) for e in extensions):
+            extensions.append(url)

@@ -1,0 +1,67 @@
+"""Caller options never silently overwrite provenance: the producer's own
+version in processing:software, or a processing:lineage property together
+with the lineage option."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import producer
+from producer.cli import main
+from producer.errors import InputError
+from tests import rasters
+
+
+@pytest.fixture(scope="module")
+def utm(tmp_path_factory) -> Path:
+    return rasters.write_utm(tmp_path_factory.mktemp("rasters"))
+
+
+@pytest.mark.parametrize("name", ["stac-producer", "STAC-Producer "])
+def test_software_naming_the_producer_is_refused(utm, tmp_path, name):
+    with pytest.raises(InputError, match="stac-producer records its own version") as info:
+        producer.register([utm], catalog=str(tmp_path / "cat"), collection="c", software={name: "99.0"})
+    assert info.value.hints and info.value.hints[0].option == "software"
+    assert not (tmp_path / "cat").exists()
+
+
+def test_lineage_given_twice_is_refused(utm, tmp_path):
+    with pytest.raises(InputError, match="the lineage is given twice") as info:
+        producer.register(
+            [utm],
+            catalog=str(tmp_path / "cat"),
+            collection="c",
+            properties={"processing:lineage": "from L1B"},
+            lineage="from L2A",
+        )
+    assert "'processing:lineage' ('from L1B')" in str(info.value) and "'from L2A'" in str(info.value)
+    assert "Fix it with lineage='from L2A'" in str(info.value)
+    assert not (tmp_path / "cat").exists()
+
+
+def test_lineage_as_a_property_alone_is_kept(utm, tmp_path):
+    (result,) = producer.register(
+        [utm], catalog=str(tmp_path / "cat"), collection="c", properties={"processing:lineage": "from L1B"}
+    )
+    assert result.action == "created"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--software", "stac-producer=99.0"], "Fix it with --software ndvi-pipeline=1.4.2"),
+        (
+            ["--property", "processing:lineage=from L1B", "--lineage", "from L2A"],
+            "Fix it with --lineage 'from L2A'",
+        ),
+    ],
+)
+def test_cli_refuses_with_the_flags(utm, tmp_path, args, expected):
+    catalog = tmp_path / "cat"
+    res = CliRunner().invoke(main, ["register", str(utm), "-c", str(catalog), "--collection", "c", *args])
+    assert res.exit_code == 2, res.output
+    assert expected in " ".join(res.output.split())
+    assert not catalog.exists()
