@@ -34,6 +34,8 @@ a database with the packages the test suite uses::
 from __future__ import annotations
 
 import re
+import random
+import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -69,6 +71,13 @@ CHUNK = 500
 #: a collection's committed items: an iterable, or a callable returning a
 #: fresh one for each pass (``sync`` reads them more than once)
 ItemSource = Iterable[dict[str, Any]] | Callable[[], Iterable[dict[str, Any]]]
+#: SQLSTATEs after which the whole transaction is run again: deadlock_detected
+#: and serialization_failure (the database rolled everything back)
+_RETRY_SQLSTATES = frozenset({"40P01", "40001"})
+#: attempts of one transaction (the first included) before the error is raised
+ATTEMPTS = 5
+#: the first retry's base delay in seconds (doubled per retry, full jitter)
+RETRY_DELAY = 0.05
 
 
 class PgstacError(StoreError):
@@ -76,8 +85,13 @@ class PgstacError(StoreError):
 
     A storage error (retryable): nothing was changed in the database by the
     call that raised it. The message names the database as ``host:port/dbname``,
-    never the DSN (which may carry a password).
+    never the DSN (which may carry a password). ``sqlstate``: PostgreSQL's
+    error code when the database raised it, else None.
     """
+
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
 
 
 @dataclass(frozen=True)
@@ -192,12 +206,14 @@ class PgstacSink:
         removed = [c.item_id for c in final.values() if c.kind == ChangeKind.REMOVED]
         for item in upserts:
             item["collection"] = cid
-        with self._session("applying changes to collection " + repr(cid)) as conn:
-            loader = _loader(conn)
-            with conn.transaction():
-                _upsert_collection(loader, collection)
-                _delete_items(conn, cid, removed)
-                _upsert_items(loader, conn, cid, upserts)
+        for attempt in self._attempts():
+            with attempt, self._session("applying changes to collection " + repr(cid)) as conn:
+                loader = _loader(conn)
+                with conn.transaction():
+                    _lock_collection(conn, cid)
+                    _upsert_collection(loader, collection)
+                    _delete_items(conn, cid, removed)
+                    _upsert_items(loader, conn, cid, upserts)
 
     # --- reconcile ---------------------------------------------------------
 
@@ -228,23 +244,36 @@ class PgstacSink:
         catalog) to keep memory bounded; an iterator is held in a list."""
         cid = _collection_id(collection)
         passes = _passes(items)
-        with self._session("synchronising collection " + repr(cid)) as conn:
-            loader = _loader(conn)
-            with conn.transaction():
-                before = _diff(loader, conn, collection, _docs(cid, passes()))
-                if before.collection_differs:
-                    _upsert_collection(loader, collection)
-                    # the items' stored form depends on the collection row
-                    # (pgSTAC strips what its item_assets repeat): compare again
-                    loader = _loader(conn, check=False)
-                    after = _diff(loader, conn, collection, _docs(cid, passes()))
-                else:
-                    after = before
-                _delete_items(conn, cid, after.extra)
-                wanted = set(after.missing) | set(after.differing)
-                if wanted:
-                    for chunk in _chunks(_wanted_once(_docs(cid, passes()), wanted)):
-                        _upsert_items(loader, conn, cid, chunk)
+        for attempt in self._attempts():
+            with attempt, self._session("synchronising collection " + repr(cid)) as conn:
+                before = self._sync(conn, collection, cid, passes)
+        return before
+
+    def _sync(
+        self,
+        conn: Connection,
+        collection: dict[str, Any],
+        cid: str,
+        passes: Callable[[], Iterable[dict[str, Any]]],
+    ) -> PgstacDiff:
+        """One attempt of :meth:`sync`'s transaction."""
+        loader = _loader(conn)
+        with conn.transaction():
+            _lock_collection(conn, cid)
+            before = _diff(loader, conn, collection, _docs(cid, passes()))
+            if before.collection_differs:
+                _upsert_collection(loader, collection)
+                # the items' stored form depends on the collection row
+                # (pgSTAC strips what its item_assets repeat): compare again
+                loader = _loader(conn, check=False)
+                after = _diff(loader, conn, collection, _docs(cid, passes()))
+            else:
+                after = before
+            _delete_items(conn, cid, after.extra)
+            wanted = set(after.missing) | set(after.differing)
+            if wanted:
+                for chunk in _chunks(_wanted_once(_docs(cid, passes()), wanted)):
+                    _upsert_items(loader, conn, cid, chunk)
         return before
 
     # --- connection and errors ---------------------------------------------
@@ -266,10 +295,24 @@ class PgstacSink:
                 yield conn
         except (psycopg.Error, _PypgstacError) as exc:
             raise PgstacError(
-                f"pgSTAC database {self.database}: {doing} failed: {self._scrub(exc)}"
+                f"pgSTAC database {self.database}: {doing} failed: {self._scrub(exc)}",
+                sqlstate=getattr(exc, "sqlstate", None),
             ) from None
         finally:
             Loader.collection_json.cache_clear()  # it keeps loaders (and connections) alive
+
+    def _attempts(self) -> Iterator[_Attempt]:
+        """Up to :data:`ATTEMPTS` runs of one transaction: ``for attempt in
+        self._attempts(): with attempt, self._session(...) as conn: ...``.
+        A run that fails with a deadlock or a serialization failure (the
+        database rolled it all back) is run again after a jittered,
+        doubling delay; any other error, or the last attempt's, is raised."""
+        for n in range(ATTEMPTS):
+            attempt = _Attempt(retry=n < ATTEMPTS - 1)
+            yield attempt
+            if attempt.done:
+                return
+            time.sleep(random.uniform(0, RETRY_DELAY * 2**n))
 
     def _scrub(self, exc: BaseException) -> str:
         """``exc``'s message without the DSN's password (or any URL credentials).
@@ -293,6 +336,33 @@ class PgstacSink:
 _BARE_PASSWORD_MIN = 8
 #: ``password=value`` of a key/value DSN (the value quoted or not)
 _KV_PASSWORD_RE = re.compile(r"(?P<key>\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.IGNORECASE)
+class _Attempt:
+    """One run of a transaction (see :meth:`PgstacSink._attempts`): swallows
+    a retryable :class:`PgstacError` when another run may follow."""
+
+    def __init__(self, *, retry: bool) -> None:
+        self.retry = retry
+        self.done = False
+
+    def __enter__(self) -> _Attempt:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None:
+            self.done = True
+            return False
+        return self.retry and isinstance(exc, PgstacError) and exc.sqlstate in _RETRY_SQLSTATES
+
+
+def _lock_collection(conn: Connection, cid: str) -> None:
+    """Serialise this transaction with every other writer of collection
+    ``cid`` (a transaction-level advisory lock, released at commit or
+    rollback). pgSTAC creates a new collection's row and its items'
+    partitions (DDL) inside the writer's transaction: two batches of one
+    new collection doing that at once deadlock, or one sees a partition
+    the other has not committed. Taken first, before any pgSTAC statement;
+    writers of different collections still run in parallel."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("stac-producer:pgstac:" + cid,))
 
 
 #: pypgstac raises plain Exceptions for a schema version mismatch or a missing
