@@ -33,8 +33,8 @@ a database with the packages the test suite uses::
 
 from __future__ import annotations
 
-import re
 import random
+import re
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -336,6 +336,8 @@ class PgstacSink:
 _BARE_PASSWORD_MIN = 8
 #: ``password=value`` of a key/value DSN (the value quoted or not)
 _KV_PASSWORD_RE = re.compile(r"(?P<key>\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.IGNORECASE)
+
+
 class _Attempt:
     """One run of a transaction (see :meth:`PgstacSink._attempts`): swallows
     a retryable :class:`PgstacError` when another run may follow."""
