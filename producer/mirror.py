@@ -189,22 +189,109 @@ class MirrorError(ProducerError, ValueError):
 # --- encoding items for stac-geoparquet and back ---------------------------------------
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
+#: stands for a value Arrow cannot hold in a typed column (an integer beyond
+#: int64, an empty object: parquet has no struct without fields)
+_ODD = "odd"
+_INT64 = (-(2**63), 2**63 - 1)
+#: the timestamp texts stac-geoparquet's conversion (pyarrow) parses: RFC 3339
+#: date-times with at most microseconds (not lower-case ``t``/``z``, not a
+#: leap second: :func:`_is_timestamp` also checks the date is real)
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)")
+#: prefix of the column holding, as JSON text, a timestamp property
+#: (:data:`TIMESTAMP_PROPERTIES`) whose values are not all timestamps:
+#: stac-geoparquet parses a column of that very name as timestamps
+TEXT_COLUMN_PREFIX = "stac_producer:text:"
+
+
+class _Mixed(Exception):
+    """Values that Arrow cannot type in one column."""
+
+
+def _is_timestamp(value: Any) -> bool:
+    if type(value) is not str or not _TIMESTAMP.fullmatch(value):
+        return False
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def _shape(value: Any, key: str | None = None) -> Any:
+    """The Arrow-relevant shape of a non-null JSON value: its kind, with the
+    shapes of list elements and object fields merged (:func:`_merge`);
+    raises :class:`_Mixed` where they cannot be merged. Numbers are one
+    kind (Arrow widens ints to floats). Pure."""
+    kind = type(value)
+    if key in JSON_TEXT_KEYS and (kind is dict or kind is list):
+        return "str"  # stored as JSON text (_encode)
+    if kind is str:
+        if key == "nodata" and value.lower() in _NON_FINITE:
+            return "number"  # stored as a float (_encode)
+        return "str"
+    if kind is bool:
         return "bool"
-    if isinstance(value, int | float):
+    if kind is int:
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise _Mixed
         return "number"
-    return type(value).__name__
+    if kind is float:
+        return "number"
+    if kind is list:
+        kinds = {type(v) for v in value}
+        if kinds == {float} or kinds == {str} or kinds == {bool}:  # the common cases, cheaply
+            return ("list", _shape(value[0]))
+        elem: Any = None
+        for v in value:
+            if v is not None:
+                elem = _merge(elem, _shape(v))
+        return ("list", elem)
+    if kind is dict:
+        if not value:
+            raise _Mixed
+        return ("dict", {k: _shape(v, k) for k, v in value.items() if v is not None})
+    raise _Mixed
+
+
+def _merge(a: Any, b: Any) -> Any:
+    """One shape for values of shapes ``a`` and ``b`` (None: no value yet);
+    raises :class:`_Mixed` when there is none."""
+    if a is None or a == b:
+        return b
+    if b is None:
+        return a
+    if type(a) is tuple and type(b) is tuple and a[0] == b[0]:
+        if a[0] == "list":
+            return ("list", _merge(a[1], b[1]))
+        fields = dict(a[1])
+        for k, v in b[1].items():
+            fields[k] = _merge(fields.get(k), v)
+        return ("dict", fields)
+    raise _Mixed
 
 
 def _json_properties(items: Sequence[dict[str, Any]]) -> list[str]:
-    """Property names whose non-null values differ in JSON kind across ``items``."""
-    kinds: dict[str, set[str]] = {}
+    """Property names whose non-null values Arrow cannot hold in one typed
+    column across ``items``: stored as JSON text. Their values differ in
+    kind at any depth (a number in one item and text in another, a list
+    mixing both, an object field that does), hold an integer beyond int64
+    or an empty object, or (a name of :data:`TIMESTAMP_PROPERTIES`) are not
+    all timestamps stac-geoparquet parses."""
+    shapes: dict[str, Any] = {}
+    mixed: set[str] = set()
     for item in items:
         for name, value in (item.get("properties") or {}).items():
-            if value is not None:
-                kinds.setdefault(name, set()).add(_kind(value))
-    return sorted(name for name, found in kinds.items() if len(found) > 1)
+            if value is None or name in mixed:
+                continue
+            if name in TIMESTAMP_PROPERTIES:
+                if not _is_timestamp(value):
+                    mixed.add(name)
+                continue
+            try:
+                shapes[name] = _merge(shapes.get(name), _shape(value, name))
+            except _Mixed:
+                mixed.add(name)
+    return sorted(mixed)
 
 
 def _encode(value: Any, key: str | None = None) -> Any:
@@ -228,9 +315,15 @@ def to_mirror_item(item: dict[str, Any], json_properties: Iterable[str] = ()) ->
     """The dict stac-geoparquet is given for ``item`` (a new dict; ``item`` is untouched)."""
     out = _encode(item)
     props = out.get("properties") or {}
+    given = item.get("properties") or {}
     for name in json_properties:
-        if props.get(name) is not None and not (name in JSON_TEXT_KEYS and isinstance(props[name], str)):
-            props[name] = json.dumps(props[name], separators=(",", ":"))
+        value = given.get(name)
+        if value is None:
+            continue
+        if not (name in JSON_TEXT_KEYS and isinstance(value, str)):
+            props[name] = json.dumps(value, separators=(",", ":"))  # the value as given, not _encode's
+        if name in TIMESTAMP_PROPERTIES:
+            props[TEXT_COLUMN_PREFIX + name] = props.pop(name)
     return out
 
 
@@ -280,7 +373,11 @@ def from_mirror_item(row: dict[str, Any], json_properties: Iterable[str] = ()) -
     item = _decode(row)
     props = item.setdefault("properties", {})
     for name in json_properties:
-        if isinstance(props.get(name), str):
+        if name in TIMESTAMP_PROPERTIES:
+            text = props.pop(TEXT_COLUMN_PREFIX + name, None)
+            if isinstance(text, str):
+                props[name] = json.loads(text)
+        elif isinstance(props.get(name), str):
             props[name] = json.loads(props[name])
     props.setdefault("datetime", None)
     return item
@@ -294,7 +391,12 @@ def _items_table(items: Sequence[dict[str, Any]], json_properties: Sequence[str]
         if to_arrow is not None:
             return pa.Table.from_batches([to_arrow(rows)])
         return sga.parse_stac_items_to_arrow(rows).read_all()  # pragma: no cover
-    except (ValueError, TypeError, NotImplementedError) as exc:  # pyarrow's errors subclass these
+    except (
+        ValueError,
+        TypeError,
+        NotImplementedError,
+        OverflowError,
+    ) as exc:  # pyarrow's errors subclass these
         ids = ", ".join(str(i.get("id")) for i in items[:5])
         raise MirrorError(
             f"items ({ids}{', ...' if len(items) > 5 else ''}) could not be converted to "
@@ -1353,7 +1455,11 @@ class MirrorSink:
             pass  # another writer compacted meanwhile
         except Exception as exc:  # the fragment is written: never fail the writer for this
             log.warning(
-                "compacting the mirror file %s/%s failed (%s); rebuild will fold it", self.store.url, key, exc
+                "compacting the mirror file %s/%s failed (%s); its fragments stay (readers merge them) "
+                "and the next write to it retries",
+                self.store.url,
+                key,
+                exc,
             )
 
     def touched(self, changes: Sequence[Change]) -> list[str]:

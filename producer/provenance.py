@@ -110,6 +110,11 @@ VOLATILE: frozenset[str] = frozenset({"processing:datetime", FLOW_RUN_PROPERTY})
 VOLATILE_RELS: frozenset[str] = frozenset({"via"})
 
 _PROPERTY_HINT = Hint("properties", {"processing:level": "L2"}, "set extra item properties")
+
+#: the STAC timestamps extension's fields: RFC 3339 date-times (the mirror
+#: stores these names as timestamp columns, :data:`producer.mirror.TIMESTAMP_PROPERTIES`)
+TIMESTAMP_FIELDS: tuple[str, ...] = ("published", "expires", "unpublished")
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
 _SOFTWARE_HINT = Hint("software", {"ndvi-pipeline": "1.4.2"}, "record the pipeline's software and version")
 _PROVIDER_HINT = Hint(
     "item_providers",
@@ -269,6 +274,37 @@ def parse_providers(value: Iterable[str | Mapping[str, Any]] | None) -> tuple[di
 _LICENSE_CHARS = re.compile(r"[^\w\-.+]+", re.ASCII)
 
 
+def _is_date_time(value: Any) -> bool:
+    """Whether ``value`` is an RFC 3339 date-time (a real date and time)."""
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        return False
+    text = value.upper().replace("Z", "+00:00")
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text).replace(":60", ":59")  # finer than microseconds, leap second
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_timestamps(properties: Mapping[str, Any]) -> None:
+    """Refuse a timestamps-extension field (:data:`TIMESTAMP_FIELDS`) that is
+    not an RFC 3339 date-time: the extension requires one, and the mirror
+    stores these names as timestamps."""
+    for key in TIMESTAMP_FIELDS:
+        value = properties.get(key)
+        if value is None or _is_date_time(value):
+            continue
+        example = "2024-01-01T00:00:00Z"
+        if isinstance(value, str) and _is_date_time(value.strip() + "T00:00:00Z"):
+            example = value.strip() + "T00:00:00Z"  # the caller's date, at midnight UTC
+        raise InputError(
+            f"property {key!r} given as {value!r} is not an RFC 3339 date-time (the STAC timestamps "
+            f"extension's {key!r} is one, with a time and a zone, e.g. {example!r})",
+            hints=(Hint("properties", {key: example}, f"give {key!r} as a date-time, or leave it out"),),
+        )
+
+
 def check_metadata(
     properties: Mapping[str, Any] | None, license: str | None, providers: Sequence[Mapping[str, Any]]
 ) -> None:
@@ -280,6 +316,7 @@ def check_metadata(
     extension fields are checked with each item)."""
     if not (properties or license or providers):
         return
+    _check_timestamps(properties or {})
     from producer.validate import default_validator  # noqa: PLC0415 (only with pipeline metadata)
 
     props: dict[str, Any] = {**(properties or {}), "datetime": "2000-01-01T00:00:00Z"}

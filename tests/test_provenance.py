@@ -277,3 +277,33 @@ def test_a_datetime_property_that_is_no_time_is_not_offered_back_as_the_fix() ->
     with pytest.raises(InputError) as good:
         RegisterOptions(properties={"datetime": "2024-05-01T10:00:00Z"})
     assert "--datetime 2024-05-01T10:00:00Z" in good.value.phrased(flag_spelling)
+
+
+@pytest.mark.parametrize(
+    "key, value, fixed",
+    [
+        ("published", "2024-01-01", "2024-01-01T00:00:00Z"),
+        ("expires", 5, "2024-01-01T00:00:00Z"),
+        ("unpublished", "2024-01-01T00:00:00", "2024-01-01T00:00:00Z"),
+    ],
+)
+def test_timestamps_extension_field_that_is_no_date_time_is_a_usage_error(
+    utm, catalog_dir, key, value, fixed
+):
+    """published/expires/unpublished are RFC 3339 date-times (the STAC
+    timestamps extension; the mirror stores them as timestamps): anything
+    else is refused before anything is written, naming the property and the fix."""
+    with pytest.raises(InputError) as bad:
+        RegisterOptions(properties={key: value})
+    assert f"property {key!r} given as {value!r} is not an RFC 3339 date-time" in str(bad.value)
+    assert f"properties={{{key!r}: {fixed!r}}}" in str(bad.value)
+    res = CliRunner().invoke(
+        main,
+        ["register", str(utm), "-c", str(catalog_dir), "--collection", "c", "--property", f"{key}={value}"],
+    )
+    assert res.exit_code == 2, res.output
+    message = " ".join(res.output.split())
+    assert f"--property {key}={fixed}" in message, message
+    assert not catalog_dir.exists()
+    for good in ("2024-01-01T00:00:00Z", "2024-01-01t10:30:00.123456789+02:00", "2016-12-31T23:59:60Z"):
+        assert RegisterOptions(properties={key: good}).properties == {key: good}
