@@ -98,7 +98,9 @@ def test_without_a_group_a_named_catalog_file_or_json_fails_named_and_writes_not
     item_doc = catalog / "c" / "utm_20240513" / "utm_20240513.json"
     before = sorted(str(p.relative_to(catalog)) for p in catalog.rglob("*"))
     for named in (item_doc, catalog / "catalog.json", catalog / "c" / "collection.json"):
-        out = CliRunner().invoke(main, ["register", str(named), "-c", str(catalog), "--collection", "c", "--json"])
+        out = CliRunner().invoke(
+            main, ["register", str(named), "-c", str(catalog), "--collection", "c", "--json"]
+        )
         assert out.exit_code == 1, out.output
         (row,) = [json.loads(line) for line in out.output.splitlines() if line.startswith("{")]
         assert row["action"] == "error" and row["error_type"] == "input", row

@@ -89,7 +89,9 @@ def test_reconcile_fix_restores_a_lost_root_and_links_what_was_below_it(tmp_path
     1 0 0', problems left, exit 1) while any register recreated the root."""
     catalog = tmp_path / "stac"
     for coll, folder in (("c", "a"), ("d", "b")):
-        (res,) = producer.register([rasters.write_utm(tmp_path / folder)], catalog=str(catalog), collection=coll)
+        (res,) = producer.register(
+            [rasters.write_utm(tmp_path / folder)], catalog=str(catalog), collection=coll
+        )
         assert res.ok, res.error
     (catalog / "catalog.json").unlink()
     # and an item of d that its collection no longer links: an orphan below the lost root
