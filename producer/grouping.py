@@ -241,11 +241,7 @@ class Grouping:
         when the group pattern does not match it, or it is a file of the
         catalog itself (:meth:`outside_catalog`)."""
         if source in self._refused:
-            raise InputError(
-                f"{source}: not registered: it is {self._refused[source]}, which the catalog writes "
-                "itself, not a product; register the data file it describes, or keep products out "
-                "of the catalog's own document paths"
-            )
+            raise not_a_product(source, self._refused[source])
         if self.members is not None:
             return self.members[source]
         if self._rx is None:
@@ -307,16 +303,14 @@ class Grouping:
         :mod:`producer.hrefs`) stay. A catalog file the caller ``named``
         (not found by expanding a folder or glob) is never dropped silently:
         it stays, and fails with an error naming it (:meth:`assign`)."""
-        root = resolve_location(catalog_url).rstrip("/") + "/"
         given = {resolve_location(n) for n in named}
         kept: list[str] = []
         for source in sources:
-            location = resolve_location(source)
-            what = _catalog_file(location, root)
+            what = catalog_file_at(source, catalog_url)
             if what is None:
                 kept.append(source)
-            elif location in given:
-                self._refused[source] = f"{what} at {root}"
+            elif resolve_location(source) in given:
+                self._refused[source] = what
                 kept.append(source)
         return kept
 
@@ -908,6 +902,24 @@ def drop_assets(doc: dict, keys: Iterable[str]) -> dict | None:
         if name in props:
             new["properties"][name] = props[name]
     return new
+
+
+def catalog_file_at(source: str, catalog_url: str) -> str | None:
+    """What ``source`` is, with the catalog's root, if it is a file the
+    catalog at ``catalog_url`` writes itself (:func:`_catalog_file`), else None."""
+    root = resolve_location(catalog_url).rstrip("/") + "/"
+    what = _catalog_file(resolve_location(source), root)
+    return None if what is None else f"{what} at {root}"
+
+
+def not_a_product(source: str, what: str) -> InputError:
+    """The error of ``source`` named as a product while it is ``what``
+    (:func:`catalog_file_at`): a file the catalog writes itself."""
+    return InputError(
+        f"{source}: not registered: it is {what}, which the catalog writes "
+        "itself, not a product; register the data file it describes, or keep products out "
+        "of the catalog's own document paths"
+    )
 
 
 def _catalog_file(location: str, root: str) -> str | None:

@@ -49,8 +49,10 @@ from producer.errors import (
     ValidationError,
 )
 from producer.extract.ids import check_id, id_clash_fix, make_item_id
+from producer.errors import Hint, InputError, PreconditionFailed, ProducerError, StoreError
+from producer.extract.ids import check_id, id_clash_fix, make_item_id, split_location
 from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
-from producer.grouping import GROUP_SUFFIXES, Grouping
+from producer.grouping import GROUP_SUFFIXES, Grouping, catalog_file_at, not_a_product
 from producer.hrefs import absolute_assets
 from producer.logs import log_register_summary, log_result
 from producer.options import RegisterOptions, parse_rewrites, pipeline_metadata
@@ -380,11 +382,36 @@ class _Extraction:
         return cls(collection, options, coll_title, layout, store_url, clock, validate)
 
 
+#: a group pattern that attaches JSON sidecars to the items of their data files
+_SIDECAR_GROUP = Hint(
+    "group", r"(?P<id>[^/]+)/(?P<asset>[^/]+)\.(tif|json)$", "attach JSON sidecars as assets of their items"
+)
+
+
+def _check_product(source: str, store_url: str) -> None:
+    """Refuse, as one product's :class:`InputError`, what is no single
+    product: a file the catalog writes itself (its root, a collection, an
+    item document, a thumbnail: named as a product, as the group path does),
+    or any other JSON file (GDAL's STACIT driver would open a STAC item as a
+    raster: an item whose data asset is another item's document)."""
+    what = catalog_file_at(source, store_url)
+    if what is not None:
+        raise not_a_product(source, what)
+    if split_location(source)[1].lower().endswith(".json"):
+        raise InputError(
+            f"{source}: not registered: a JSON file is no raster or NetCDF product (a STAC "
+            "document would be read as a mosaic of the items it names); register the data file "
+            "it describes, or attach JSON sidecars to the items of their data files with a group pattern",
+            hints=(_SIDECAR_GROUP,),
+        )
+
+
 def _prepare(source: str, job: _Extraction) -> tuple[RegisterResult, str | None, dict | None]:
     """Extract and validate one product; returns (result, key, doc) or an error result."""
     result = RegisterResult(source=source)
     options, collection = job.options, job.collection
     try:
+        _check_product(source, job.store_url)
         result.id = make_item_id(source, options)  # known even if extraction fails
         item = extract.create_item(
             source, options

@@ -26,6 +26,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from producer.catalog.layout import DEFAULT_MAX_LINKS, LAYOUT_FIELD, Layout
 from producer.errors import Hint, InputError
+from producer.extract.datetimes import compile_pattern, from_explicit
+from producer.extract.ids import parse_id_template
 from producer.extract.options import DEFAULT_DATETIME_SOURCES
 from producer.provenance import (
     Provenance,
@@ -486,6 +488,11 @@ class RegisterOptions:
             )
         if self.id_template is None:
             raise TypeError("RegisterOptions.id_template must be a str, not None")
+        # refused once here (a usage error), not once per product at extraction
+        parse_id_template(self.id_template)
+        from_explicit(self.datetime)
+        if self.datetime_pattern is not None:
+            compile_pattern(self.datetime_pattern)
         Layout(self.partition, self.max_links)  # an unknown scheme is the user's InputError
         sources = self.datetime_sources
         if isinstance(sources, str):

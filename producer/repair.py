@@ -405,6 +405,26 @@ def _link_orphan_catalog(committer: Committer, store: Store, key: str, doc: dict
         key, title = parent, (outcome.doc or {}).get("title")
 
 
+def _restore_root(store: Store, committer: Committer, first: AuditReport) -> bool:
+    """A catalog without its root (the audit ``first`` found ``missing-root``,
+    and every document an orphan): link each collection found from a new root,
+    created only if none exists (as a register creates it), so the tree below
+    them is reached again. Returns whether the root exists now (False: no
+    collection was found, or the root was there all along)."""
+    if not any(p.kind == "missing-root" for p in first.problems):
+        return False
+    for key in sorted(first.orphans):
+        if not is_collection_key(key):
+            continue
+        try:
+            doc = read_doc(store, key)
+        except ProducerError:
+            continue  # deleted meanwhile or unreadable: left to the final audit
+        if doc.get("type") == "Collection":
+            _link_orphan_catalog(committer, store, key, doc)
+    return store.exists(ROOT_KEY)
+
+
 def _link_orphans(
     store: Store, committer: Committer, first: AuditReport, report: ReconcileReport, changes: list[Change]
 ) -> None:
@@ -685,6 +705,8 @@ def _would_fix(store: Store, first: AuditReport, report: ReconcileReport, dead: 
     when a data asset is gone: one GET each). Missing products are counted
     by :func:`_register_missing`. Writes nothing."""
     out = {kind: report.found[kind] for kind in _RESOLVED_KINDS if report.found.get(kind)}
+    if report.found.get("missing-root") and any(is_collection_key(key) for key in first.orphans):
+        out["missing-root"] = 1  # linked from a new root (the orphans below it: seen by the fix run)
     misplaced = {p.key for p in first.problems if p.kind == "misplaced"}
     for key, doc in first.orphans.items():
         if doc is None or removal_started(doc) is not None or key in misplaced:
@@ -843,8 +865,15 @@ def reconcile(
     # 2. removals that a crash interrupted, then items whose assets are gone
     _finish_removals(committer, first, report, changes)
     unresolved += _handle_dead_items(committer, first, report, dead, changes)
-    # 3. orphans: link them where they sit
+    # 3. orphans: link them where they sit (a catalog that lost only its
+    # root: the root first, then what is still unlinked below it)
     _link_orphans(store, committer, first, report, changes)
+    if _restore_root(store, committer, first):
+        second = audit(store, validator, schemas=False, keep_items=False)
+        reached = len(set(first.orphans) - set(second.orphans))
+        if reached:
+            _bump(report.fixed, "orphan", reached)
+        _link_orphans(store, committer, second, report, changes)
     # 4. products nobody registered
     if missing_products:
         unresolved += _register_missing(
@@ -868,6 +897,8 @@ def reconcile(
 
     final = audit(store, validator, check_assets=False, keep_items=False)
     report.remaining = final.problems + unresolved
+    if report.found.get("missing-root") and not any(p.kind == "missing-root" for p in final.problems):
+        _bump(report.fixed, "missing-root")  # restored above, or made by the registration in 4.
     # 7. the pgSTAC database, brought in line with the repaired catalog
     if pgstac is not None:
         report.remaining += _compare_pgstac(store, final, pgstac, report, fix=True)

@@ -86,3 +86,33 @@ def test_a_named_catalog_document_fails_named_and_a_walked_one_is_skipped(tmp_pa
     assert sorted(Path(r.source).name for r in walked) == ["meta.json", "utm_20240513.tif"]
     assert all(r.ok for r in walked), [r.error for r in walked]
     assert _errors(catalog) == []
+
+
+def test_without_a_group_a_named_catalog_file_or_json_fails_named_and_writes_nothing(tmp_path: Path) -> None:
+    """Was: GDAL's STACIT driver opened the catalog's own item document as a
+    raster, and a new item whose data asset was that document was created
+    (exit 0); catalog.json failed as 'not a readable raster (corrupt...)'."""
+    catalog = tmp_path / "catalog"
+    src = rasters.write_utm(tmp_path / "src")  # outside the catalog: an absolute href in the item
+    assert producer.register([str(src)], catalog=str(catalog), collection="c")[0].ok
+    item_doc = catalog / "c" / "utm_20240513" / "utm_20240513.json"
+    before = sorted(str(p.relative_to(catalog)) for p in catalog.rglob("*"))
+    for named in (item_doc, catalog / "catalog.json", catalog / "c" / "collection.json"):
+        out = CliRunner().invoke(
+            main, ["register", str(named), "-c", str(catalog), "--collection", "c", "--json"]
+        )
+        assert out.exit_code == 1, out.output
+        (row,) = [json.loads(line) for line in out.output.splitlines() if line.startswith("{")]
+        assert row["action"] == "error" and row["error_type"] == "input", row
+        assert str(named) in row["error"] and "which the catalog writes itself" in row["error"], row
+    # any other JSON file, inside the catalog root or not: no product, the fix is a group pattern
+    other = tmp_path / "elsewhere" / "scene.json"
+    other.parent.mkdir()
+    other.write_text(item_doc.read_text())
+    out = CliRunner().invoke(main, ["register", str(other), "-c", str(catalog), "--collection", "c"])
+    assert out.exit_code == 1, out.output
+    assert "a JSON file is no raster or NetCDF product" in out.output and "--group" in out.output
+    (result,) = producer.register([str(other)], catalog=str(catalog), collection="c")
+    assert result.action == "error" and "group=" in result.error and "--" not in result.error
+    assert sorted(str(p.relative_to(catalog)) for p in catalog.rglob("*")) == before
+    assert _errors(catalog) == []

@@ -6,6 +6,7 @@ catalog that holds documents but lost its root has. `reconcile --fix --data
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -81,3 +82,42 @@ def test_reconcile_with_data_builds_a_catalog_at_a_new_path(tmp_path: Path) -> N
     assert fixed.exit_code == 0, fixed.output
     assert (new / "catalog.json").exists() and (new / "c" / "collection.json").exists()
     assert producer.validate_catalog(str(new)) == []
+
+
+def test_reconcile_fix_restores_a_lost_root_and_links_what_was_below_it(tmp_path: Path) -> None:
+    """Was: `reconcile` advised --fix, and --fix repaired nothing ('missing-root
+    1 0 0', problems left, exit 1) while any register recreated the root."""
+    catalog = tmp_path / "stac"
+    for coll, folder in (("c", "a"), ("d", "b")):
+        (res,) = producer.register(
+            [rasters.write_utm(tmp_path / folder)], catalog=str(catalog), collection=coll
+        )
+        assert res.ok, res.error
+    (catalog / "catalog.json").unlink()
+    # and an item of d that its collection no longer links: an orphan below the lost root
+    coll_d = catalog / "d" / "collection.json"
+    doc = json.loads(coll_d.read_text())
+    doc["links"] = [link for link in doc["links"] if link["rel"] != "item"]
+    coll_d.write_text(json.dumps(doc))
+
+    dry = producer.reconcile(str(catalog), fix=True, dry_run=True)
+    assert dry.would_fix.get("missing-root") == 1 and not (catalog / "catalog.json").exists()
+    report = producer.reconcile(str(catalog), fix=True)
+    assert report.remaining == [], report.remaining
+    assert report.found["missing-root"] == report.fixed["missing-root"] == 1
+    assert report.found["orphan"] == report.fixed["orphan"], (report.found, report.fixed)
+    root = json.loads((catalog / "catalog.json").read_text())
+    assert sorted(link["href"] for link in root["links"] if link["rel"] == "child") == [
+        "./c/collection.json",
+        "./d/collection.json",
+    ]
+    assert producer.validate_catalog(str(catalog)) == []
+    assert _cli("reconcile", str(catalog)).exit_code == 0
+
+
+def test_reconcile_fix_at_a_new_path_counts_the_root_it_made(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    rasters.write_utm(data)
+    report = producer.reconcile(str(tmp_path / "new"), data=str(data), fix=True, collection="c")
+    assert report.remaining == [] and report.failed == {}
+    assert report.found == report.fixed == {"missing-root": 1, "missing-product": 1}

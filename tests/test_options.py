@@ -387,6 +387,35 @@ OPTION_ERRORS: list[tuple[list[str], dict[str, Any], str | None, str | None, str
         "href_rewrites=['/data=s3://bucket/data']",
         "STAC_HREF_REWRITES=/data=s3://bucket/data",
     ),
+    # refused once, when the options are made, not once per product at extraction
+    (
+        ["--datetime", "garbage"],
+        {"datetime": "garbage"},
+        "--datetime 2024-05-13T10:00:00Z",
+        "datetime='2024-05-13T10:00:00Z'",
+        "STAC_DATETIME=2024-05-13T10:00:00Z",
+    ),
+    (
+        ["--datetime-pattern", "("],
+        {"datetime_pattern": "("},
+        "--datetime-pattern '(?P<year>",
+        "datetime_pattern='(?P<year>",
+        "STAC_DATETIME_PATTERN='(?P<year>",
+    ),
+    (
+        ["--id-template", "{bad}"],
+        {"id_template": "{bad}"},
+        "--id-template '{parent}_{stem}'",
+        "id_template='{parent}_{stem}'",
+        "STAC_ID_TEMPLATE='{parent}_{stem}'",
+    ),
+    (
+        ["--id-template", "{stem"],
+        {"id_template": "{stem"},
+        "--id-template '{parent}_{stem}'",
+        "id_template='{parent}_{stem}'",
+        "STAC_ID_TEMPLATE='{parent}_{stem}'",
+    ),
     (
         ["--item-provider", "ESA:owner"],
         {"item_providers": ["ESA:owner"]},

@@ -222,14 +222,19 @@ def from_explicit(value: str | None, *, where: str = "explicit datetime") -> Dat
 # --------------------------------------------------------------------------- filename
 
 
-def _from_user_pattern(name: str, pattern: str) -> DatetimeResult | None:
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """The ``datetime_pattern`` option compiled; raises :class:`InputError` when it
+    is not a valid regular expression (checked when the options are created)."""
     try:
-        regex = re.compile(pattern)
+        return re.compile(pattern)
     except re.error as exc:
         raise InputError(
             f"datetime pattern {pattern!r} is not a valid regular expression: {exc}.", hints=(PATTERN_HINT,)
         ) from exc
-    match = regex.search(name)
+
+
+def _from_user_pattern(name: str, pattern: str) -> DatetimeResult | None:
+    match = compile_pattern(pattern).search(name)
     if match is None:
         return None
     groups = match.groupdict()

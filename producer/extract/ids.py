@@ -150,6 +150,28 @@ def unsafe_reason(value: str) -> str | None:
     return reason
 
 
+def parse_id_template(template: str) -> list[tuple[str, str | None, str | None, str | None]]:
+    """``template`` parsed by :class:`string.Formatter`; raises :class:`InputError`
+    when it is malformed or uses a field other than :data:`ID_FIELDS` (or one
+    with a format spec or conversion). Called when the options are created, so
+    a bad template is refused once, before any product is read."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise InputError(f"id template {template!r} is malformed: {exc}.", hints=(ID_TEMPLATE_HINT,)) from exc
+    for _, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if field not in ID_FIELDS or spec or conversion:
+            raise InputError(
+                f"id template {template!r}: unknown field {{{field}}}"
+                f"{' with a format spec or conversion' if field in ID_FIELDS else ''}; "
+                f"use only {', '.join('{' + f + '}' for f in ID_FIELDS)}",
+                hints=(ID_TEMPLATE_HINT,),
+            )
+    return parsed
+
+
 def make_item_id(source: str | os.PathLike[str], options: ExtractOptions = ExtractOptions()) -> str:
     """Item id for ``source`` (path or URL) from ``options.id_template``.
 
@@ -171,21 +193,9 @@ def make_item_id(source: str | os.PathLike[str], options: ExtractOptions = Extra
         "parent": normalise_name(parent),
         "collection": collection,
     }
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise InputError(f"id template {template!r} is malformed: {exc}.", hints=(ID_TEMPLATE_HINT,)) from exc
-    for _, field, spec, conversion in parsed:
-        if field is None:
-            continue
-        if field not in ID_FIELDS or spec or conversion:
-            raise InputError(
-                f"id template {template!r}: unknown field {{{field}}}"
-                f"{' with a format spec or conversion' if field in ID_FIELDS else ''}; "
-                f"use only {', '.join('{' + f + '}' for f in ID_FIELDS)}"
-            )
-        if field == "collection" and not collection:
-            raise InputError(f"id template {template!r} uses {{collection}} but no collection was given")
+    parsed = parse_id_template(template)
+    if not collection and any(field == "collection" for _, field, _, _ in parsed):
+        raise InputError(f"id template {template!r} uses {{collection}} but no collection was given")
     item_id = template.format(**values)
     literal = "".join(text for text, _, _, _ in parsed)
     bad = sorted({c for c in literal if not re.match(r"[A-Za-z0-9._-]", c)})
