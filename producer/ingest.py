@@ -48,8 +48,6 @@ from producer.errors import (
     StoreError,
     ValidationError,
 )
-from producer.extract.ids import check_id, id_clash_fix, make_item_id
-from producer.errors import Hint, InputError, PreconditionFailed, ProducerError, StoreError
 from producer.extract.ids import check_id, id_clash_fix, make_item_id, split_location
 from producer.extract.options import DEFAULT_DATETIME_SOURCES, ExtractOptions
 from producer.grouping import GROUP_SUFFIXES, Grouping, catalog_file_at, not_a_product
