@@ -23,7 +23,6 @@ the Prefect task, the event handler) registers it once and reports it once.
 from __future__ import annotations
 
 import glob as globmod
-import logging
 import os
 from collections.abc import Iterable
 
@@ -68,8 +67,6 @@ STORE_SUFFIXES = (".zarr",)
 GLOB_CHARS = "*?["
 #: URL protocols whose locations are requested, never listed or globbed
 _HTTP = ("http", "https")
-
-log = logging.getLogger(__name__)
 
 
 def is_remote(path: str) -> bool:
@@ -208,7 +205,11 @@ def distinct(paths: Iterable[str]) -> list[str]:
             keys.add(key)
             out.append(path)
     if len(out) < len(given):
-        log.info("%d product path(s) named a product given before: registered once", len(given) - len(out))
+        import logging  # noqa: PLC0415 (not on the path of --help)
+
+        logging.getLogger(__name__).info(
+            "%d product path(s) named a product given before: registered once", len(given) - len(out)
+        )
     return out
 
 
