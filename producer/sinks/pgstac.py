@@ -210,7 +210,7 @@ class PgstacSink:
             with attempt, self._session("applying changes to collection " + repr(cid)) as conn:
                 loader = _loader(conn)
                 with conn.transaction():
-                    _lock_collection(conn, cid)
+                    _lock_writers(conn)
                     _upsert_collection(loader, collection)
                     _delete_items(conn, cid, removed)
                     _upsert_items(loader, conn, cid, upserts)
@@ -259,7 +259,7 @@ class PgstacSink:
         """One attempt of :meth:`sync`'s transaction."""
         loader = _loader(conn)
         with conn.transaction():
-            _lock_collection(conn, cid)
+            _lock_writers(conn)
             before = _diff(loader, conn, collection, _docs(cid, passes()))
             if before.collection_differs:
                 _upsert_collection(loader, collection)
@@ -356,15 +356,21 @@ class _Attempt:
         return self.retry and isinstance(exc, PgstacError) and exc.sqlstate in _RETRY_SQLSTATES
 
 
-def _lock_collection(conn: Connection, cid: str) -> None:
-    """Serialise this transaction with every other writer of collection
-    ``cid`` (a transaction-level advisory lock, released at commit or
-    rollback). pgSTAC creates a new collection's row and its items'
-    partitions (DDL) inside the writer's transaction: two batches of one
-    new collection doing that at once deadlock, or one sees a partition
-    the other has not committed. Taken first, before any pgSTAC statement;
-    writers of different collections still run in parallel."""
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("stac-producer:pgstac:" + cid,))
+def _lock_writers(conn: Connection) -> None:
+    """Serialise this transaction with every other stac-producer writer of
+    the database (a transaction-level advisory lock, released at commit or
+    rollback; readers are not blocked). pgSTAC changes its layout inside the
+    writer's transaction: a new collection's row creates its items'
+    partition, and loading items widens a partition's constraints and then
+    rebuilds the index and statistics queries of every partition
+    (``check_partition`` -> ``maintain_partitions``). Two writers doing that
+    at once deadlock, or one walks a partition the other created and has
+    not committed ("relation _items_N does not exist"), even when they
+    write different collections: so one lock for the whole database, not
+    one per collection. Taken first, before any pgSTAC statement. What it
+    costs: writers' transactions (milliseconds each) run one at a time,
+    which pgSTAC's own locks on the ``items`` table mostly did already."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("stac-producer:pgstac",))
 
 
 #: pypgstac raises plain Exceptions for a schema version mismatch or a missing
