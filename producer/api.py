@@ -30,6 +30,7 @@ from producer.store.base import Store
 
 if TYPE_CHECKING:
     from producer.audit import Problem
+    from producer.query import DatetimeQuery
     from producer.repair import ReconcileReport
     from producer.sinks.pgstac import PgstacSink
 
@@ -312,7 +313,7 @@ def search(
     catalog: str | Store,
     *,
     bbox: str | Sequence[float] | None = None,
-    datetime: str | None = None,
+    datetime: DatetimeQuery | None = None,
     collections: str | Iterable[str] | None = None,
     ids: str | Iterable[str] | None = None,
     limit: int | None = None,
@@ -325,7 +326,9 @@ def search(
     holds at most ``limit`` items.
 
     ``bbox``: ``(west, south, east, north)`` or ``"w,s,e,n"``; ``datetime``:
-    an instant or an interval ``"start/end"`` (``..`` open), RFC 3339;
+    an instant or an interval ``"start/end"`` (``..`` open), RFC 3339, or a
+    timezone-aware datetime, a date (the whole day) or a ``(start, end)``
+    pair of those (None: open);
     ``collections``/``ids``: names, or one comma-separated string. Writes
     nothing. Raises :class:`~producer.errors.InputError` for a bad filter or
     an unknown collection. See :func:`producer.query.search`.
