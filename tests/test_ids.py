@@ -213,3 +213,29 @@ def test_an_item_id_naming_the_mirror_file_is_refused_and_search_still_works(
     from producer.extract.ids import RESERVED_ITEM_IDS
 
     assert MIRROR_NAME in RESERVED_ITEM_IDS  # the two names are one
+
+
+def test_a_collection_id_naming_the_root_document_is_a_usage_error(tmp_path: Path) -> None:
+    """A collection lives in ``<id>/`` beside the root ``catalog.json``. Was:
+    ``--collection catalog.json`` wrote the root, then failed each product
+    with a storage error "a parent is a file" (exit 1)."""
+    import subprocess
+    import sys
+
+    from tests import rasters
+
+    with pytest.raises(UnsafeIdError, match="root catalog"):
+        check_id("catalog.json", "collection id")
+    assert check_id("catalog.json", "item id") == "catalog.json"  # an item folder sits below a collection
+    path = rasters.write_tile(tmp_path / "data", "a_20240101.tif", 1.0, 1.0)
+    exe = Path(sys.executable).with_name("stac-producer")
+    cat = tmp_path / "cat"
+    out = subprocess.run(
+        [str(exe), "register", str(path), "-c", str(cat), "--collection", "catalog.json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2, out
+    assert "unsafe collection id 'catalog.json'" in out.stderr and "root catalog" in out.stderr
+    assert not cat.exists()

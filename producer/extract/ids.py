@@ -43,6 +43,11 @@ STEM_SUFFIXES: tuple[str, ...] = (
 #: ``<collection or partition>/items.parquet``); an item folder of that name
 #: would take its place on a local disk (search then fails, "is a directory")
 RESERVED_ITEM_IDS = frozenset({"items.parquet"})
+#: ids (by what they name) that are files beside the folder they would make, and why
+_RESERVED = {
+    "item id": (RESERVED_ITEM_IDS, "the stac-geoparquet mirror file kept beside the item folders"),
+    "collection id": (frozenset({"catalog.json"}), "the root catalog document beside the collection folders"),
+}
 _SAFE_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -116,8 +121,9 @@ def check_id(value: str, what: str = "item id", *, source: str | None = None) ->
     characters. ``source`` (the product) is named in the message when given.
     """
     reason = unsafe_reason(value)
-    if reason is None and what == "item id" and value in RESERVED_ITEM_IDS:
-        reason = "it is the name of the stac-geoparquet mirror file kept beside the item folders"
+    reserved, named = _RESERVED.get(what, (frozenset(), ""))
+    if reason is None and value in reserved:
+        reason = f"it is the name of {named}"
     if reason is None:
         return value
     origin = f" for {source}" if source else ""
