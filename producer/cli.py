@@ -671,7 +671,11 @@ def remove(
     show_default=True,
     help="Items whose assets are gone: flag (deprecated: true) or remove.",
 )
-@click.option("--collection", help="Collection for products found under --data with no item.")
+@click.option(
+    "--collection",
+    help="Collection for products found under --data with no item (only with --data: "
+    "reconcile always checks every collection).",
+)
 @click.option(
     "--check-assets/--no-check-assets",
     default=None,
@@ -704,6 +708,12 @@ def reconcile(
     from producer.options import flag_spelling  # noqa: PLC0415
     from producer.redact import redact  # noqa: PLC0415
 
+    if collection and not data:
+        raise click.UsageError(
+            "--collection names the collection that products found under --data are registered "
+            "into; without --data it limits nothing (reconcile checks, and with --fix repairs, every "
+            "collection of the catalog): add --data PREFIX, or leave --collection out"
+        )
     options = _options(register_overrides(fields_given))
     report = api.reconcile(
         catalog,
