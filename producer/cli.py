@@ -831,9 +831,17 @@ def handle_event(
 @click.option(
     "--dir", "workdir", default="demo", show_default=True, help="Folder for the sample data and the catalog."
 )
-@click.option("--count", default=6, show_default=True, type=click.IntRange(1, 500))
+@click.option(
+    "--count",
+    default=6,
+    show_default=True,
+    type=click.IntRange(1, 500),
+    help="Sample COGs to write and register (six places in turn, five days apart).",
+)
 def demo(workdir: str, count: int) -> None:
-    """Write sample COGs, register them into a local catalog, validate it."""
+    """Write sample COGs, register them into a local catalog, validate it and
+    end with one search of its mirror. A second run finds every product
+    unchanged and writes nothing."""
     from producer.demo import run_demo  # noqa: PLC0415 (numpy: see handle_event)
 
     code = run_demo(workdir, count=count, echo=click.echo, table=_table)
