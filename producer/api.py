@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from producer import ingest
+from producer.catalog.layout import is_catalog_document_key
 from producer.changes import Change, Sink
 from producer.errors import Hint, InputError
 from producer.extract.ids import make_item_id
@@ -355,13 +356,15 @@ def require_catalog(catalog: str | Store, storage_options: dict[str, Any] | None
     """The store of ``catalog``, after checking that a catalog is there:
     raise :class:`~producer.errors.InputError` ("no catalog at ...: check the
     URL", as :func:`search` says) when it has no root ``catalog.json`` and
-    holds no document at all, which is a mistyped path or prefix, not a
-    catalog to repair. A store that holds documents but lost its root is a
+    holds no STAC document at all (nothing, or only products and sidecars: a
+    data folder), which is a mistyped path or prefix, not a catalog to repair. A store that holds documents but lost its root is a
     catalog: :func:`validate_catalog` and :func:`reconcile` report its
     ``missing-root``. Reads the root (and, when it is missing, the first
     key of a listing); writes nothing."""
     store = open_catalog(catalog, storage_options)
-    if store.exists("catalog.json") or next(iter(store.list()), None) is not None:
+    # a document where the layout puts one: a data folder's products and
+    # sidecars are no catalog (the audit that follows lists it all anyway)
+    if store.exists("catalog.json") or any(is_catalog_document_key(k) for k in store.list()):
         return store
     raise InputError(f"no catalog at {store.url} (catalog.json is missing): check the URL")
 
