@@ -34,7 +34,7 @@ from typing import Any
 
 from producer.catalog.documents import CHILD_RELS
 from producer.catalog.layout import resolve_href
-from producer.errors import REBUILD_MIRROR_HINT, CatalogError, InputError, NotFound
+from producer.errors import REBUILD_MIRROR_HINT, CatalogError, Hint, InputError, NotFound
 from producer.mirror import (
     MIRROR_NAME,
     READ_ATTEMPTS,
@@ -65,6 +65,8 @@ except ImportError as _exc:  # pragma: no cover - depends on the installed extra
 
 #: what ``datetime=`` takes: text, a datetime or date, or a (start, end) pair
 DatetimeQuery = str | date | Sequence[str | date | None]
+#: a document the catalog links is gone: reconcile's fix relinks its items (or drops the link)
+REPAIR_LINKS_HINT = Hint("fix", True, "repair the catalog's links", verb="reconcile")
 _FILTER_COLUMNS = ("id", "bbox", "datetime", "start_datetime", "end_datetime")
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 _BBOX = pa.struct([(n, pa.float64()) for n in ("xmin", "ymin", "xmax", "ymax")])
@@ -234,7 +236,14 @@ def mirror_files(store: Store, collection_key: str) -> list[str]:
     the collection (checked until one exists: a linked file that does not is
     read as empty), else (mirror not linked yet) ``items.parquet`` beside the
     collection and each catalog below it (items are not read)."""
-    collection = _read_json(store, collection_key)
+    try:
+        collection = _read_json(store, collection_key)
+    except NotFound:
+        raise CatalogError(
+            f"collection {collection_key.split('/', 1)[0]!r} that the root of {store.url} links is "
+            f"missing ({collection_key})",
+            hints=(REPAIR_LINKS_HINT,),
+        ) from None
     linked = linked_mirror_keys(collection_key, collection)
     if linked:
         if not any(store.exists(k) or list_fragments(store, k) for k in linked):

@@ -21,7 +21,7 @@ import producer
 from producer import mirror
 from producer.changes import Change, ChangeKind
 from producer.cli import main
-from producer.errors import InputError
+from producer.errors import CatalogError, InputError
 from producer.mirror import MirrorSink, canonical, rebuild
 from producer.query import search
 from producer.store import open_store
@@ -261,6 +261,23 @@ def test_a_date_that_is_not_a_day_is_named(catalog, value):
     assert out.exit_code == 2, out.output
     assert f"--datetime '{bad}' is not a calendar day" in out.output
     assert out.exception is None or isinstance(out.exception, SystemExit)
+
+
+def test_a_linked_collection_whose_document_is_gone_names_it_and_the_fix(tmp_path):
+    """Was: "'c/collection.json' not found in catalog ..." (a bare NotFound),
+    with no word of what is wrong or what repairs it."""
+    path = rasters.write_tile(tmp_path / "data", "x_20240101.tif", 1.0, 1.0)
+    cat = str(tmp_path / "cat")
+    producer.register([str(path)], catalog=cat, collection="c")
+    (tmp_path / "cat" / "c" / "collection.json").unlink()
+    with pytest.raises(CatalogError, match=r"collection 'c' that the root of .* links is missing") as info:
+        search(cat)
+    assert "producer.reconcile(..., fix=True)" in str(info.value)
+    out = CliRunner().invoke(main, ["search", cat])
+    assert out.exit_code == 1, out.output
+    assert "Fix it with stac-producer reconcile CATALOG --fix" in out.output
+    assert CliRunner().invoke(main, ["reconcile", cat, "--fix"]).exit_code == 0
+    assert [f["id"] for f in search(cat)["features"]] == ["x_20240101"]
 
 
 def test_collection_without_mirror_says_how_to_build_it(tmp_path):
