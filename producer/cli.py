@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar
@@ -111,6 +112,30 @@ class _Command(click.Command):
     @params.setter
     def params(self, value: list[click.Parameter]) -> None:
         self._params = value
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        given = list(args)  # click consumes ``args``
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            # register and remove take -c/--catalog; the others take the catalog as an argument
+            takes_catalog = any(isinstance(p, click.Argument) and p.name == "catalog" for p in self.params)
+            if exc.option_name not in ("-c", "--catalog") or not takes_catalog:
+                raise
+            catalog = "./stac"
+            for i, arg in enumerate(given):
+                if arg == exc.option_name and i + 1 < len(given):
+                    catalog = given[i + 1]
+                elif arg.startswith(f"{exc.option_name}="):
+                    catalog = arg.split("=", 1)[1]
+            from producer.redact import redact  # noqa: PLC0415
+
+            raise click.NoSuchOption(
+                exc.option_name,
+                message=f"No such option '{exc.option_name}': the catalog is the first argument of "
+                f"{self.name}, without a flag (e.g. stac-producer {self.name} {shlex.quote(redact(catalog))})",
+                ctx=ctx,
+            ) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         from producer.errors import InputError, ProducerError  # noqa: PLC0415 (see the module doc)

@@ -276,3 +276,18 @@ def test_reconcile_collection_without_data_is_a_usage_error_not_a_whole_catalog_
         main, ["reconcile", str(catalog_dir), "--data", str(data["utm"]), "--collection", "ndvi"]
     )
     assert res.exit_code in (0, 1) and "Usage" not in res.output, res.output
+
+
+@pytest.mark.parametrize("command", ["validate", "search", "reconcile"])
+@pytest.mark.parametrize("flag", ["-c", "--catalog"])
+def test_a_catalog_flag_where_the_catalog_is_an_argument_says_so(tmp_path, command, flag):
+    """register and remove take ``-c/--catalog``; validate, search and
+    reconcile take the catalog as their first argument. Was: "No such option
+    '-c'." with no word of how to give it."""
+    res = CliRunner().invoke(main, [command, flag, str(tmp_path / "stac")])
+    assert res.exit_code == 2, res.output
+    assert "first argument" in res.output and f"{command} {tmp_path / 'stac'}" in res.output, res.output
+    assert not (tmp_path / "stac").exists()
+    # other unknown options keep click's own message and suggestions
+    res = CliRunner().invoke(main, [command, str(tmp_path / "stac"), "--colection", "x"])
+    assert res.exit_code == 2 and "No such option '--colection'" in res.output
