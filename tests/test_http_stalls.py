@@ -233,3 +233,34 @@ def test_a_catalog_server_with_folder_listings_is_searched(tmp_path: Path) -> No
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_writing_to_an_http_catalog_is_refused_as_read_only(tmp_path: Path) -> None:
+    """An http(s) catalog is read-only (validate, search). Was: register and
+    remove tried to PUT there and failed as a retryable storage error
+    ("cannot write ...: 501 Unsupported method"), which the Prefect task and
+    the event queue retry in vain; a server that accepts PUT (WebDAV) would
+    have been written without compare-and-swap."""
+    www = tmp_path / "www"
+    path = rasters.write_tile(tmp_path / "data", "x_20240101.tif", 1.0, 1.0)
+    producer.register([str(path)], catalog=str(www / "stac"), collection="c")
+    before = sorted(str(p.relative_to(www)) for p in www.rglob("*"))
+    handler = partial(SimpleHTTPRequestHandler, directory=str(www))
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/stac"
+        other = rasters.write_tile(tmp_path / "data", "y_20240102.tif", 2.0, 1.0)
+        (result,) = producer.register([str(other)], catalog=url, collection="c")
+        assert result.error_type == "input", result
+        assert "read-only" in result.error and "storage URL" in result.error
+        with pytest.raises(InputError, match="read-only"):
+            producer.remove("x_20240101", catalog=url, collection="c")
+        out = _cli("remove", "x_20240101", "-c", url, "--collection", "c")
+        assert out.returncode == 2 and "read-only" in out.stderr, out
+        assert producer.search(url)["numberMatched"] == 1  # reading still works
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert sorted(str(p.relative_to(www)) for p in www.rglob("*")) == before

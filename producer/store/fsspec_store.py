@@ -200,6 +200,7 @@ class FsspecStore:
         """
         if if_version is not None and create_only:
             raise InputError("put(): pass either if_version or create_only, not both")
+        self._refuse_http_write(key)
         path = self._path(key)
         data = bytes(data)
         with self._lock:
@@ -230,6 +231,7 @@ class FsspecStore:
 
     def delete(self, key: str, *, if_version: str | None = None) -> None:
         """Remove ``key`` (under the root's in-process lock)."""
+        self._refuse_http_write(key)
         path = self._path(key)
         with self._lock:
             if if_version is not None:
@@ -278,6 +280,17 @@ class FsspecStore:
     def exists(self, key: str) -> bool:
         """True if ``key`` is a document."""
         return self._exists(self._path(key))
+
+    def _refuse_http_write(self, key: str) -> None:
+        """An http(s) catalog is read-only: raise :class:`InputError` before a
+        write (not a retryable storage error: a retry fails the same way; and
+        a server that took the PUT would be written without compare-and-swap)."""
+        if self.timeout is not None:
+            raise InputError(
+                f"catalog {self.url} is read over http(s), which is read-only (validate, search, "
+                f"reconcile without fix); nothing was written ({key!r}): write through the catalog's "
+                "storage URL (s3://..., a local path) instead"
+            )
 
     def _check_listing(self) -> None:
         """Raise :class:`InputError` when this http(s) catalog's server lists
