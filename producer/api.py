@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from producer import ingest
+from producer.catalog.layout import is_catalog_document_key
 from producer.changes import Change, Sink
 from producer.errors import Hint, InputError
 from producer.extract.ids import make_item_id
@@ -30,6 +31,7 @@ from producer.store.base import Store
 
 if TYPE_CHECKING:
     from producer.audit import Problem
+    from producer.query import DatetimeQuery
     from producer.repair import ReconcileReport
     from producer.sinks.pgstac import PgstacSink
 
@@ -312,7 +314,7 @@ def search(
     catalog: str | Store,
     *,
     bbox: str | Sequence[float] | None = None,
-    datetime: str | None = None,
+    datetime: DatetimeQuery | None = None,
     collections: str | Iterable[str] | None = None,
     ids: str | Iterable[str] | None = None,
     limit: int | None = None,
@@ -325,7 +327,9 @@ def search(
     holds at most ``limit`` items.
 
     ``bbox``: ``(west, south, east, north)`` or ``"w,s,e,n"``; ``datetime``:
-    an instant or an interval ``"start/end"`` (``..`` open), RFC 3339;
+    an instant or an interval ``"start/end"`` (``..`` open), RFC 3339, or a
+    timezone-aware datetime, a date (the whole day) or a ``(start, end)``
+    pair of those (None: open);
     ``collections``/``ids``: names, or one comma-separated string. Writes
     nothing. Raises :class:`~producer.errors.InputError` for a bad filter or
     an unknown collection. See :func:`producer.query.search`.
@@ -352,13 +356,15 @@ def require_catalog(catalog: str | Store, storage_options: dict[str, Any] | None
     """The store of ``catalog``, after checking that a catalog is there:
     raise :class:`~producer.errors.InputError` ("no catalog at ...: check the
     URL", as :func:`search` says) when it has no root ``catalog.json`` and
-    holds no document at all, which is a mistyped path or prefix, not a
-    catalog to repair. A store that holds documents but lost its root is a
+    holds no STAC document at all (nothing, or only products and sidecars: a
+    data folder), which is a mistyped path or prefix, not a catalog to repair. A store that holds documents but lost its root is a
     catalog: :func:`validate_catalog` and :func:`reconcile` report its
     ``missing-root``. Reads the root (and, when it is missing, the first
     key of a listing); writes nothing."""
     store = open_catalog(catalog, storage_options)
-    if store.exists("catalog.json") or next(iter(store.list()), None) is not None:
+    # a document where the layout puts one: a data folder's products and
+    # sidecars are no catalog (the audit that follows lists it all anyway)
+    if store.exists("catalog.json") or any(is_catalog_document_key(k) for k in store.list()):
         return store
     raise InputError(f"no catalog at {store.url} (catalog.json is missing): check the URL")
 

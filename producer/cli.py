@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar
@@ -111,6 +112,30 @@ class _Command(click.Command):
     @params.setter
     def params(self, value: list[click.Parameter]) -> None:
         self._params = value
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        given = list(args)  # click consumes ``args``
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            # register and remove take -c/--catalog; the others take the catalog as an argument
+            takes_catalog = any(isinstance(p, click.Argument) and p.name == "catalog" for p in self.params)
+            if exc.option_name not in ("-c", "--catalog") or not takes_catalog:
+                raise
+            catalog = "./stac"
+            for i, arg in enumerate(given):
+                if arg == exc.option_name and i + 1 < len(given):
+                    catalog = given[i + 1]
+                elif arg.startswith(f"{exc.option_name}="):
+                    catalog = arg.split("=", 1)[1]
+            from producer.redact import redact  # noqa: PLC0415
+
+            raise click.NoSuchOption(
+                exc.option_name,
+                message=f"No such option '{exc.option_name}': the catalog is the first argument of "
+                f"{self.name}, without a flag (e.g. stac-producer {self.name} {shlex.quote(redact(catalog))})",
+                ctx=ctx,
+            ) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         from producer.errors import InputError, ProducerError  # noqa: PLC0415 (see the module doc)
@@ -671,7 +696,11 @@ def remove(
     show_default=True,
     help="Items whose assets are gone: flag (deprecated: true) or remove.",
 )
-@click.option("--collection", help="Collection for products found under --data with no item.")
+@click.option(
+    "--collection",
+    help="Collection for products found under --data with no item (only with --data: "
+    "reconcile always checks every collection).",
+)
 @click.option(
     "--check-assets/--no-check-assets",
     default=None,
@@ -704,6 +733,12 @@ def reconcile(
     from producer.options import flag_spelling  # noqa: PLC0415
     from producer.redact import redact  # noqa: PLC0415
 
+    if collection and not data:
+        raise click.UsageError(
+            "--collection names the collection that products found under --data are registered "
+            "into; without --data it limits nothing (reconcile checks, and with --fix repairs, every "
+            "collection of the catalog): add --data PREFIX, or leave --collection out"
+        )
     options = _options(register_overrides(fields_given))
     report = api.reconcile(
         catalog,
@@ -821,9 +856,17 @@ def handle_event(
 @click.option(
     "--dir", "workdir", default="demo", show_default=True, help="Folder for the sample data and the catalog."
 )
-@click.option("--count", default=6, show_default=True, type=click.IntRange(1, 500))
+@click.option(
+    "--count",
+    default=6,
+    show_default=True,
+    type=click.IntRange(1, 500),
+    help="Sample COGs to write and register (six places in turn, five days apart).",
+)
 def demo(workdir: str, count: int) -> None:
-    """Write sample COGs, register them into a local catalog, validate it."""
+    """Write sample COGs, register them into a local catalog, validate it and
+    end with one search of its mirror. A second run finds every product
+    unchanged and writes nothing."""
     from producer.demo import run_demo  # noqa: PLC0415 (numpy: see handle_event)
 
     code = run_demo(workdir, count=count, echo=click.echo, table=_table)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import json
+import numbers
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
@@ -33,7 +34,7 @@ from typing import Any
 
 from producer.catalog.documents import CHILD_RELS
 from producer.catalog.layout import resolve_href
-from producer.errors import REBUILD_MIRROR_HINT, CatalogError, InputError, NotFound
+from producer.errors import REBUILD_MIRROR_HINT, CatalogError, Hint, InputError, NotFound
 from producer.mirror import (
     MIRROR_NAME,
     READ_ATTEMPTS,
@@ -62,6 +63,10 @@ try:
 except ImportError as _exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(f"search needs {_exc.name}, a dependency of stac-producer: reinstall it") from _exc
 
+#: what ``datetime=`` takes: text, a datetime or date, or a (start, end) pair
+DatetimeQuery = str | date | Sequence[str | date | None]
+#: a document the catalog links is gone: reconcile's fix relinks its items (or drops the link)
+REPAIR_LINKS_HINT = Hint("fix", True, "repair the catalog's links", verb="reconcile")
 _FILTER_COLUMNS = ("id", "bbox", "datetime", "start_datetime", "end_datetime")
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 _BBOX = pa.struct([(n, pa.float64()) for n in ("xmin", "ymin", "xmax", "ymax")])
@@ -80,7 +85,10 @@ def parse_bbox(bbox: str | Sequence[float] | None) -> tuple[float, float, float,
         except ValueError as exc:
             raise InputError(f"bbox {bbox!r}: expected four numbers west,south,east,north") from exc
     else:
-        values = [float(v) for v in bbox]
+        try:
+            values = [_number(v) for v in bbox]
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"bbox {bbox!r}: expected four numbers west,south,east,north") from exc
     if len(values) == 6:
         values = [values[0], values[1], values[3], values[4]]
     if len(values) != 4:
@@ -94,10 +102,37 @@ def parse_bbox(bbox: str | Sequence[float] | None) -> tuple[float, float, float,
     return west, south, east, north
 
 
+def _number(value: Any) -> float:
+    """``value`` as a float; a bool (``True`` would be 1.0) or text is refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy's too
+        raise TypeError(f"{value!r} is not a number")
+    return float(value)
+
+
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: the forms a Python caller may give ``datetime`` in, for messages
+_DATETIME_FORMS = (
+    "give RFC 3339 text ('2024-01-01T00:00:00Z', '2024-01-01', 'START/END' with '..' for an open "
+    "end), a timezone-aware datetime, a date, or a (start, end) pair of those with None for an open end"
+)
 
 
-def _instant(text: str, *, end: bool) -> datetime:
+def _instant(text: object, *, end: bool) -> datetime:
+    if isinstance(text, datetime):  # a Python caller's own datetime (a date's subclass)
+        if text.tzinfo is None or text.utcoffset() is None:
+            raise InputError(f"datetime {text.isoformat()!r} has no time zone: give it one, e.g. tzinfo=UTC")
+        try:
+            return text.astimezone(UTC)
+        except OverflowError:
+            raise InputError(
+                f"datetime {text.isoformat()!r} in UTC falls outside the years 1-9999: use a later or "
+                "earlier time"
+            ) from None
+    if isinstance(text, date):  # a whole day
+        when = datetime.combine(text, time(0), tzinfo=UTC)
+        return when + timedelta(days=1, microseconds=-1) if end else when
+    if not isinstance(text, str):
+        raise InputError(f"datetime {text!r}: {_DATETIME_FORMS}")
     text = text.strip()
     if _DATE_ONLY.match(text):
         try:
@@ -125,15 +160,26 @@ def _instant(text: str, *, end: bool) -> datetime:
         ) from None
 
 
-def parse_datetime(value: str | None) -> tuple[datetime | None, datetime | None] | None:
-    """``"A"``, ``"A/B"``, ``"../B"``, ``"A/.."`` -> (start or None, end or None)."""
-    if value is None or not value.strip():
+def _open_end(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() in ("", ".."))
+
+
+def parse_datetime(value: DatetimeQuery | None) -> tuple[datetime | None, datetime | None] | None:
+    """``"A"``, ``"A/B"``, ``"../B"``, ``"A/.."`` -> (start or None, end or None).
+    From Python also a datetime (timezone-aware), a date (the whole day), or
+    a ``(start, end)`` pair of those or of text, None for an open end."""
+    if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    if "/" not in value:
+    if isinstance(value, list | tuple):
+        if len(value) != 2:
+            raise InputError(f"datetime {value!r}: {_DATETIME_FORMS}")
+        first, second = value
+    elif isinstance(value, str) and "/" in value:
+        first, _, second = value.partition("/")
+    else:
         return _instant(value, end=False), _instant(value, end=True)
-    first, _, second = value.partition("/")
-    start = None if first.strip() in ("", "..") else _instant(first, end=False)
-    end = None if second.strip() in ("", "..") else _instant(second, end=True)
+    start = None if _open_end(first) else _instant(first, end=False)
+    end = None if _open_end(second) else _instant(second, end=True)
     if start is None and end is None:
         raise InputError(f"datetime {value!r} is open at both ends: give a start, an end or both")
     if start is not None and end is not None and start > end:
@@ -144,7 +190,12 @@ def parse_datetime(value: str | None) -> tuple[datetime | None, datetime | None]
 def _names(value: str | Iterable[str] | None, what: str) -> list[str] | None:
     if value is None:
         return None
-    names = [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v) for v in value]
+    if isinstance(value, str):
+        names = [v.strip() for v in value.split(",")]
+    else:
+        names = list(value) if isinstance(value, Iterable) else []
+        if not isinstance(value, Iterable) or not all(isinstance(v, str) for v in names):
+            raise InputError(f"{what} {value!r}: give a comma-separated text or a list of texts")
     names = [n for n in names if n]
     if not names:
         raise InputError(f"{what} is empty: give at least one, or leave it out")
@@ -185,7 +236,14 @@ def mirror_files(store: Store, collection_key: str) -> list[str]:
     the collection (checked until one exists: a linked file that does not is
     read as empty), else (mirror not linked yet) ``items.parquet`` beside the
     collection and each catalog below it (items are not read)."""
-    collection = _read_json(store, collection_key)
+    try:
+        collection = _read_json(store, collection_key)
+    except NotFound:
+        raise CatalogError(
+            f"collection {collection_key.split('/', 1)[0]!r} that the root of {store.url} links is "
+            f"missing ({collection_key})",
+            hints=(REPAIR_LINKS_HINT,),
+        ) from None
     linked = linked_mirror_keys(collection_key, collection)
     if linked:
         if not any(store.exists(k) or list_fragments(store, k) for k in linked):
@@ -602,7 +660,7 @@ def search(
     catalog: str | Store,
     *,
     bbox: str | Sequence[float] | None = None,
-    datetime: str | None = None,
+    datetime: DatetimeQuery | None = None,
     collections: str | Iterable[str] | None = None,
     ids: str | Iterable[str] | None = None,
     limit: int | None = None,
@@ -619,6 +677,8 @@ def search(
     window = parse_datetime(datetime)
     wanted_collections = _names(collections, "collections")
     wanted_ids = _names(ids, "ids")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral)):
+        raise InputError(f"limit {limit!r} is not a whole number: give 0 or more, or leave it out")
     if limit is not None and limit < 0:
         raise InputError(f"limit {limit} is negative: give 0 or more, or leave it out")
     store = _open(catalog, storage_options)

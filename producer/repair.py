@@ -1034,26 +1034,27 @@ def _compare_pgstac(
 
         diff = pgstac.sync(coll_doc, committed) if fix else pgstac.diff(coll_doc, committed)
         keys = {} if fix else _keys_of(store, coll_key, set(diff.missing) | set(diff.differing))
+        database = f"the pgSTAC database {pgstac.database}"  # host:port/dbname, never the DSN
         found: list[tuple[ProblemKind, str, str]] = []
         found += [
-            ("pgstac-missing", keys.get(i, coll_key), f"item {i!r} is not in {pgstac!r}")
+            ("pgstac-missing", keys.get(i, coll_key), f"item {i!r} is not in {database}")
             for i in diff.missing
         ]
         found += [
-            ("pgstac-differing", keys.get(i, coll_key), f"item {i!r} differs in {pgstac!r}")
+            ("pgstac-differing", keys.get(i, coll_key), f"item {i!r} differs in {database}")
             for i in diff.differing
         ]
         found += [
             (
                 "pgstac-extra",
                 coll_key,
-                f"item {i!r} of collection {coll_id!r} is in {pgstac!r} but not in the catalog",
+                f"item {i!r} of collection {coll_id!r} is in {database} but not in the catalog",
             )
             for i in diff.extra
         ]
         if diff.collection_differs:
             found.append(
-                ("pgstac-collection", coll_key, f"collection {coll_id!r} is absent or differs in {pgstac!r}")
+                ("pgstac-collection", coll_key, f"collection {coll_id!r} is absent or differs in {database}")
             )
         for kind, key, message in found:
             _bump(report.found, kind)

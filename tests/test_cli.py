@@ -249,3 +249,45 @@ def test_demo_with_dir_and_count_says_how_to_run_itself_again(tmp_path):
     # the defaults run_demo leaves out are the CLI's
     params = {p.name: p.default for p in main.commands["demo"].params}
     assert (params["workdir"], params["count"]) == (demo.DEFAULT_DIR, demo.DEFAULT_COUNT)
+
+
+def test_reconcile_collection_without_data_is_a_usage_error_not_a_whole_catalog_fix(data, catalog_dir):
+    """``--collection`` names where products found under ``--data`` go. Was:
+    without ``--data`` it was ignored, so ``reconcile CAT --fix --collection
+    ndvi`` (read as "fix ndvi") repaired every collection, and one misspelt
+    said "(nothing)", exit 0."""
+    runner = CliRunner()
+    for collection in ("ndvi", "other"):
+        res = runner.invoke(
+            main, ["register", str(data["utm"]), "-c", str(catalog_dir), "--collection", collection]
+        )
+        assert res.exit_code == 0, res.output
+    other = catalog_dir / "other" / "collection.json"
+    doc = json.loads(other.read_text())
+    doc["extent"]["spatial"]["bbox"] = [[-10.0, -10.0, 50.0, 60.0]]  # stale: a fix would shrink it
+    other.write_text(json.dumps(doc))
+    before = tree_hash(catalog_dir)
+    res = runner.invoke(main, ["reconcile", str(catalog_dir), "--fix", "--collection", "ndvi"])
+    assert res.exit_code == 2, res.output
+    assert "--collection" in res.output and "--data" in res.output
+    assert tree_hash(catalog_dir) == before
+    # with --data it is where the missing products go, as before
+    res = runner.invoke(
+        main, ["reconcile", str(catalog_dir), "--data", str(data["utm"]), "--collection", "ndvi"]
+    )
+    assert res.exit_code in (0, 1) and "Usage" not in res.output, res.output
+
+
+@pytest.mark.parametrize("command", ["validate", "search", "reconcile"])
+@pytest.mark.parametrize("flag", ["-c", "--catalog"])
+def test_a_catalog_flag_where_the_catalog_is_an_argument_says_so(tmp_path, command, flag):
+    """register and remove take ``-c/--catalog``; validate, search and
+    reconcile take the catalog as their first argument. Was: "No such option
+    '-c'." with no word of how to give it."""
+    res = CliRunner().invoke(main, [command, flag, str(tmp_path / "stac")])
+    assert res.exit_code == 2, res.output
+    assert "first argument" in res.output and f"{command} {tmp_path / 'stac'}" in res.output, res.output
+    assert not (tmp_path / "stac").exists()
+    # other unknown options keep click's own message and suggestions
+    res = CliRunner().invoke(main, [command, str(tmp_path / "stac"), "--colection", "x"])
+    assert res.exit_code == 2 and "No such option '--colection'" in res.output

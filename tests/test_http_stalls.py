@@ -1,10 +1,12 @@
 """http(s) servers that are unreachable or accept and never answer: a catalog
 or product there fails soon, with a storage error that says so, never a hang,
-a raw traceback, or "catalog.json is missing".
+a raw traceback, or "catalog.json is missing"; and a catalog server that
+lists no folder, which validate and search are told about instead of reading
+every listing as empty.
 
 The servers are real sockets on 127.0.0.1: a closed port (connection
 refused), a listener that accepts and reads nothing (a stall), and a static
-file server for the "really missing" case. Timeouts are made small through
+file server for the "really missing" case (and one without folder listings). Timeouts are made small through
 the storage option and the environment variables a user would set.
 """
 
@@ -25,6 +27,7 @@ import pytest
 import producer
 from producer.errors import InputError, StoreError
 from producer.store import fsspec_store, open_store
+from tests import rasters
 
 
 def _closed_port() -> int:
@@ -165,3 +168,99 @@ def test_an_unreachable_http_product_is_a_storage_error(tmp_path: Path) -> None:
     that is never retried: the network failed, not the file."""
     result, _ = _register_one(f"http://127.0.0.1:{_closed_port()}/x.tif", tmp_path / "cat")
     assert result.error_type == "storage" and "cannot reach the server" in str(result.error), result
+
+
+# --- a server that lists no folder ----------------------------------------------------
+
+
+class _NoListing(SimpleHTTPRequestHandler):
+    """Serves files, and answers a folder's URL with ``status`` (S3 website
+    hosting, CloudFront and nginx without autoindex give 404 or 403)."""
+
+    status = 404
+
+    def list_directory(self, path: str | Path) -> None:  # type: ignore[override]
+        self.send_error(self.status, "no listing")
+        return None
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(params=[404, 403])
+def unlisted(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """``http://127.0.0.1:PORT/stac``: a catalog of two items (in the mirror's
+    fragments, not yet compacted) on a server that lists no folder."""
+    data = tmp_path / "www" / "data"
+    paths = [rasters.write_tile(data, f"x_2024010{d}.tif", 1.0 + d, 1.0) for d in (1, 2)]
+    producer.register([str(p) for p in paths], catalog=str(tmp_path / "www" / "stac"), collection="c")
+    assert producer.search(str(tmp_path / "www" / "stac"))["numberMatched"] == 2
+    handler = type("NoListing", (_NoListing,), {"status": request.param})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(tmp_path / "www")))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/stac"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_catalog_server_without_folder_listings_is_named_not_searched_as_empty(unlisted: str) -> None:
+    """Was: search over such a server returned 0 items (the mirror's fragments
+    are found by listing their folder; a 404 read as "no fragment"), and
+    validate reported a bogus missing-root (its listing found no catalog.json
+    though the server serves it)."""
+    with pytest.raises(InputError, match="lists no folder") as info:
+        producer.search(unlisted)
+    assert "storage URL" in str(info.value)
+    with pytest.raises(InputError, match="lists no folder"):
+        producer.validate_catalog(unlisted)
+    out = _cli("search", unlisted)
+    assert out.returncode == 2 and "lists no folder" in out.stderr and not out.stdout, out
+    assert "Traceback" not in out.stderr
+
+
+def test_a_catalog_server_with_folder_listings_is_searched(tmp_path: Path) -> None:
+    data = tmp_path / "www" / "data"
+    paths = [rasters.write_tile(data, f"x_2024010{d}.tif", 1.0 + d, 1.0) for d in (1, 2)]
+    producer.register([str(p) for p in paths], catalog=str(tmp_path / "www" / "stac"), collection="c")
+    handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/stac"
+        assert producer.search(url)["numberMatched"] == 2
+        assert [p for p in producer.validate_catalog(url) if p.is_error] == []
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_writing_to_an_http_catalog_is_refused_as_read_only(tmp_path: Path) -> None:
+    """An http(s) catalog is read-only (validate, search). Was: register and
+    remove tried to PUT there and failed as a retryable storage error
+    ("cannot write ...: 501 Unsupported method"), which the Prefect task and
+    the event queue retry in vain; a server that accepts PUT (WebDAV) would
+    have been written without compare-and-swap."""
+    www = tmp_path / "www"
+    path = rasters.write_tile(tmp_path / "data", "x_20240101.tif", 1.0, 1.0)
+    producer.register([str(path)], catalog=str(www / "stac"), collection="c")
+    before = sorted(str(p.relative_to(www)) for p in www.rglob("*"))
+    handler = partial(SimpleHTTPRequestHandler, directory=str(www))
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/stac"
+        other = rasters.write_tile(tmp_path / "data", "y_20240102.tif", 2.0, 1.0)
+        (result,) = producer.register([str(other)], catalog=url, collection="c")
+        assert result.error_type == "input", result
+        assert "read-only" in result.error and "storage URL" in result.error
+        with pytest.raises(InputError, match="read-only"):
+            producer.remove("x_20240101", catalog=url, collection="c")
+        out = _cli("remove", "x_20240101", "-c", url, "--collection", "c")
+        assert out.returncode == 2 and "read-only" in out.stderr, out
+        assert producer.search(url)["numberMatched"] == 1  # reading still works
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert sorted(str(p.relative_to(www)) for p in www.rglob("*")) == before

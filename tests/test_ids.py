@@ -179,3 +179,63 @@ def test_a_bad_character_in_the_templates_own_text_is_blamed_on_the_template() -
     with pytest.raises(UnsafeIdError, match="literal text") as info:
         make_item_id("/data/x.tif", ExtractOptions(id_template="a/b:{stem}"))
     assert info.value.hints[0].example == "a_b_{stem}"
+
+
+@pytest.mark.parametrize("partition", [None, "year/month"])
+def test_an_item_id_naming_the_mirror_file_is_refused_and_search_still_works(
+    tmp_path: Path, partition: str | None
+) -> None:
+    """An item lives in ``<folder>/<id>/``, beside the partition's mirror base
+    file ``<folder>/items.parquet``. Was: ``items.parquet.tif`` registered as
+    the item ``items.parquet``, whose folder took the base file's place on a
+    local disk, so every later search of the collection failed ("is a
+    directory") while validate said valid; registered after the base, it
+    failed as a storage error "a parent is a file" with no way out."""
+    import producer
+    from tests import rasters
+
+    data = tmp_path / "data"
+    other = rasters.write_tile(data, "a_20240101.tif", 1.0, 1.0)
+    clash = rasters.write_tile(data, "items.parquet.tif", 2.0, 1.0)
+    cat = str(tmp_path / "cat")
+    options = {"partition": partition, "datetime": "2024-01-01T00:00:00Z"}
+    first, second = producer.register([str(clash), str(other)], catalog=cat, collection="c", **options)
+    assert first.action == "error" and first.error_type == "input", first
+    assert "'items.parquet'" in first.error and "mirror" in first.error
+    assert any(h.option == "id_template" for h in first.hints)
+    assert second.action == "created", second
+    assert [f["id"] for f in producer.search(cat)["features"]] == ["a_20240101"]
+    assert producer.register([str(clash)], catalog=cat, collection="c", **options)[0].error_type == "input"
+    with pytest.raises(UnsafeIdError, match="mirror"):
+        check_id("items.parquet")
+    assert check_id("items.parquet", what="asset key") == "items.parquet"
+    from producer.catalog.mirrorlinks import MIRROR_NAME
+    from producer.extract.ids import RESERVED_ITEM_IDS
+
+    assert MIRROR_NAME in RESERVED_ITEM_IDS  # the two names are one
+
+
+def test_a_collection_id_naming_the_root_document_is_a_usage_error(tmp_path: Path) -> None:
+    """A collection lives in ``<id>/`` beside the root ``catalog.json``. Was:
+    ``--collection catalog.json`` wrote the root, then failed each product
+    with a storage error "a parent is a file" (exit 1)."""
+    import subprocess
+    import sys
+
+    from tests import rasters
+
+    with pytest.raises(UnsafeIdError, match="root catalog"):
+        check_id("catalog.json", "collection id")
+    assert check_id("catalog.json", "item id") == "catalog.json"  # an item folder sits below a collection
+    path = rasters.write_tile(tmp_path / "data", "a_20240101.tif", 1.0, 1.0)
+    exe = Path(sys.executable).with_name("stac-producer")
+    cat = tmp_path / "cat"
+    out = subprocess.run(
+        [str(exe), "register", str(path), "-c", str(cat), "--collection", "catalog.json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2, out
+    assert "unsafe collection id 'catalog.json'" in out.stderr and "root catalog" in out.stderr
+    assert not cat.exists()

@@ -44,6 +44,32 @@ def test_a_mistyped_catalog_path_is_no_catalog_exit_2(tmp_path: Path, args: list
     assert not typo.exists()  # nothing written
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["reconcile", "{cat}"],
+        ["reconcile", "{cat}", "--fix"],
+        ["validate", "{cat}"],
+        ["remove", "scene", "-c", "{cat}", "--collection", "ndvi"],
+    ],
+    ids=["reconcile", "reconcile-fix", "validate", "remove"],
+)
+def test_a_folder_of_products_is_no_catalog_exit_2(tmp_path: Path, args: list[str]) -> None:
+    """The data folder given where the catalog goes (``validate ./data``). Was:
+    its files counted as a catalog's documents, so validate and reconcile
+    reported a ``missing-root`` ERROR to repair (exit 1) and remove said "no
+    collection 'ndvi' ... check --collection", while search said "no catalog"."""
+    data = tmp_path / "data"
+    rasters.write_utm(data)
+    (data / "scene_meta.json").write_text('{"sensor": "x"}')  # a sidecar is no STAC document
+    before = sorted(os.listdir(data))
+    res = _cli(*[a.format(cat=data) for a in args])
+    assert res.exit_code == 2, res.output
+    assert f"no catalog at {data} (catalog.json is missing): check the URL" in res.output
+    assert "missing-root" not in res.output and "check --collection" not in res.output
+    assert sorted(os.listdir(data)) == before  # nothing written
+
+
 def test_an_empty_folder_is_no_catalog_either(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no catalog at .*check the URL"):

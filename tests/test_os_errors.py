@@ -174,3 +174,21 @@ def test_a_catalog_path_under_a_file_is_an_input_error_not_a_storage_error(produ
     assert res.exit_code == 2, res.output
     assert "another catalog path" in res.output and "Traceback" not in res.output
     assert afile.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+@pytest.mark.parametrize("verb", [["search"], ["validate"], ["reconcile"]])
+def test_a_catalog_path_that_is_a_file_is_phrased_for_readers_too(tmp_path, verb):
+    """``search a_product.tif`` (a product given for the catalog). Was: "the
+    catalog cannot be written there; choose ... a directory, or one that does
+    not exist yet": advice for a writer, which sends a reader to "no catalog"."""
+    from click.testing import CliRunner
+
+    from producer.cli import main
+
+    afile = tmp_path / "scene.tif"
+    afile.write_text("x")
+    res = CliRunner().invoke(main, [*verb, str(afile)])
+    assert res.exit_code == 2, res.output
+    assert "the catalog path is a file, not a directory" in res.output
+    assert "cannot be written" not in res.output and "the catalog's folder" in res.output
+    assert afile.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]

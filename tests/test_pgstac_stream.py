@@ -137,6 +137,11 @@ def test_reconcile_with_pgstac_names_each_drifted_item_by_its_key(tmp_path, pgst
     else:
         (problem,) = [p for p in report.problems if p.kind == "pgstac-missing"]
         assert problem.key.endswith(f"{res[1].id}.json") and res[1].id in problem.message
+        # the database in words, as the other pgSTAC messages name it (was: "is not in
+        # PgstacSink(127.0.0.1:5432/db)", the sink's repr)
+        database = pgstac_dsn.rsplit("@", 1)[1]
+        assert f"is not in the pgSTAC database {database}" in problem.message, problem.message
+        assert "PgstacSink" not in problem.message
 
 
 def test_each_item_is_formatted_once_per_comparison(pgstac_dsn, monkeypatch):

@@ -252,3 +252,67 @@ def test_the_stac_api_over_the_database_and_search_over_the_mirror_return_the_sa
     found = search(str(catalog), bbox=",".join(str(v) for v in bbox), datetime=window)
     from_mirror = sorted(f["id"] for f in found["features"])
     assert from_api == from_mirror == ["inside_20240220", "lastday_20240312"]
+
+
+@pytest.fixture
+def held_apply(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Holds the first ``PgstacSink.apply`` whose changes include a change of
+    kind ``hold.kind`` (None: none is held), which comes after its catalog
+    commit: ``hold.reached`` is set when it is held, set ``hold.resume`` to
+    let it run, unchanged. Every other call goes straight through."""
+    import threading
+    from types import SimpleNamespace
+
+    from producer.sinks.pgstac import PgstacSink
+
+    real = PgstacSink.apply
+    hold = SimpleNamespace(kind=None, reached=threading.Event(), resume=threading.Event())
+
+    def apply(self: Any, collection: dict[str, Any], changes: Any) -> None:
+        if not hold.reached.is_set() and any(c.kind == hold.kind for c in changes):
+            hold.reached.set()
+            assert hold.resume.wait(60), "the test never resumed the held database write"
+        real(self, collection, changes)
+
+    monkeypatch.setattr(PgstacSink, "apply", apply)
+    yield hold
+    hold.resume.set()
+
+
+@pytest.mark.parametrize("kind", ["removed", "updated"])
+def test_an_older_change_reaching_the_database_last_does_not_undo_a_newer_one(
+    tmp_path, tiles, pgstac_dsn, held_apply, kind
+):
+    """Two writers of one item: the first commits to the catalog, the second
+    commits and reaches the database, then the first reaches the database.
+    Was: its older change won there (the item deleted although the catalog
+    holds it again, or its older content restored) until a reconcile --fix.
+    Now each item's database write keeps the newer ``updated``, as the
+    mirror's stamps do."""
+    import threading
+
+    catalog = str(tmp_path / "cat")
+    (first,) = producer.register(tiles[:1], catalog=catalog, collection="c", pgstac=pgstac_dsn)
+    assert first.action == "created", first.error
+    held_apply.kind = kind
+    where = {"catalog": catalog, "collection": "c", "pgstac": pgstac_dsn}
+    if kind == "removed":
+        older = threading.Thread(target=api.remove, args=("a_20240110",), kwargs=where)
+    else:
+        older = threading.Thread(
+            target=producer.register, args=(tiles[:1],), kwargs={**where, "datetime": "2024-01-20T00:00:00Z"}
+        )
+    older.start()
+    assert held_apply.reached.wait(60)
+    (newer,) = producer.register(tiles[:1], **where, datetime="2024-01-25T00:00:00Z")
+    assert newer.action in ("created", "updated"), newer.error
+    held_apply.resume.set()
+    older.join(60)
+    item = json.loads((tmp_path / "cat/c/a_20240110/a_20240110.json").read_text())
+    assert item["properties"]["datetime"] == "2024-01-25T00:00:00Z"
+    stored = rows(pgstac_dsn)
+    assert "a_20240110" in stored, "the older removal deleted the item the catalog holds"
+    assert stored["a_20240110"]["properties"]["datetime"] == "2024-01-25T00:00:00Z"
+    assert stored["a_20240110"]["properties"]["updated"] == item["properties"]["updated"]
+    found = producer.reconcile(catalog, pgstac=pgstac_dsn).found
+    assert not {k for k in found if k in ("pgstac-missing", "pgstac-extra", "pgstac-differing")}, found

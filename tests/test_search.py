@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 import random
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -20,7 +21,7 @@ import producer
 from producer import mirror
 from producer.changes import Change, ChangeKind
 from producer.cli import main
-from producer.errors import InputError
+from producer.errors import CatalogError, InputError
 from producer.mirror import MirrorSink, canonical, rebuild
 from producer.query import search
 from producer.store import open_store
@@ -208,6 +209,46 @@ def test_bad_queries_are_named(catalog, query, message):
         search(str(catalog), **query)
 
 
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"bbox": [1, 2, 3, "x"]}, r"bbox \[1, 2, 3, 'x'\]: expected four numbers"),
+        ({"bbox": [True, 1, 2, 3]}, "expected four numbers"),
+        ({"limit": "5"}, "limit '5' is not a whole number"),
+        ({"limit": 2.5}, "limit 2.5 is not a whole number"),
+        ({"ids": 5}, "ids 5: give a comma-separated text or a list of texts"),
+        ({"collections": ["tiles", None]}, "collections .*: give a comma-separated text or a list of texts"),
+        ({"datetime": 20240101}, "datetime 20240101: give RFC 3339 text"),
+        ({"datetime": datetime(2024, 1, 1)}, "no time zone"),
+        ({"datetime": ("2024-01-01", "2024-01-02", "2024-01-03")}, "give RFC 3339 text"),
+    ],
+)
+def test_python_values_of_the_wrong_type_are_named(catalog, query, message):
+    """Was: a bare ValueError, TypeError or AttributeError ('datetime' object
+    has no attribute 'strip') from inside the parser."""
+    with pytest.raises(InputError, match=message):
+        search(str(catalog), **query)
+
+
+def test_python_datetimes_dates_and_pairs_are_windows(catalog):
+    """A Python caller may pass what pystac-client takes: a datetime, a date
+    (the whole day) or a (start, end) pair, None for an open end."""
+
+    def ids(window: Any) -> set[str]:
+        return {f["id"] for f in search(str(catalog), datetime=window)["features"]}
+
+    assert ids(date(2024, 1, 15)) == ids("2024-01-15") == {"monthly_20240101_20240131"}
+    assert ids((None, date(2024, 1, 1))) == ids("../2024-01-01")
+    assert (
+        ids([datetime(2025, 1, 1, tzinfo=UTC), None]) == ids("2025-01-01T00:00:00Z/..") == {"west_20250101"}
+    )
+    start = datetime(2024, 2, 12, 2, tzinfo=timezone(timedelta(hours=2)))  # 00:00Z
+    assert ids((start, "2024-03-12T10:00:00Z")) == ids("2024-02-12T00:00:00Z/2024-03-12T10:00:00Z")
+    # numpy's numbers are numbers (a bbox from an array, a limit from a count)
+    box = np.array([170, -30, -170, 0], dtype=np.float32)
+    assert search(str(catalog), bbox=box, limit=np.int64(1))["numberMatched"] == 2
+
+
 @pytest.mark.parametrize("value", ["2024-02-30", "2024-13-01", "2024-05-01/2024-02-30", "2024-00-10/.."])
 def test_a_date_that_is_not_a_day_is_named(catalog, value):
     """A date-only value of the right shape that is no calendar day (Feb 30,
@@ -220,6 +261,23 @@ def test_a_date_that_is_not_a_day_is_named(catalog, value):
     assert out.exit_code == 2, out.output
     assert f"--datetime '{bad}' is not a calendar day" in out.output
     assert out.exception is None or isinstance(out.exception, SystemExit)
+
+
+def test_a_linked_collection_whose_document_is_gone_names_it_and_the_fix(tmp_path):
+    """Was: "'c/collection.json' not found in catalog ..." (a bare NotFound),
+    with no word of what is wrong or what repairs it."""
+    path = rasters.write_tile(tmp_path / "data", "x_20240101.tif", 1.0, 1.0)
+    cat = str(tmp_path / "cat")
+    producer.register([str(path)], catalog=cat, collection="c")
+    (tmp_path / "cat" / "c" / "collection.json").unlink()
+    with pytest.raises(CatalogError, match=r"collection 'c' that the root of .* links is missing") as info:
+        search(cat)
+    assert "producer.reconcile(..., fix=True)" in str(info.value)
+    out = CliRunner().invoke(main, ["search", cat])
+    assert out.exit_code == 1, out.output
+    assert "Fix it with stac-producer reconcile CATALOG --fix" in out.output
+    assert CliRunner().invoke(main, ["reconcile", cat, "--fix"]).exit_code == 0
+    assert [f["id"] for f in search(cat)["features"]] == ["x_20240101"]
 
 
 def test_collection_without_mirror_says_how_to_build_it(tmp_path):

@@ -38,6 +38,16 @@ STEM_SUFFIXES: tuple[str, ...] = (
     ".h5", ".hdf", ".hdf5", ".he5", ".jp2", ".vrt", ".img", ".zarr",
     ".gz", ".bz2", ".zip", ".zst",
 )  # fmt: skip
+#: item ids that name a file the catalog keeps beside the item folders: the
+#: stac-geoparquet mirror's base file (``producer.catalog.mirrorlinks.MIRROR_NAME``,
+#: ``<collection or partition>/items.parquet``); an item folder of that name
+#: would take its place on a local disk (search then fails, "is a directory")
+RESERVED_ITEM_IDS = frozenset({"items.parquet"})
+#: ids (by what they name) that are files beside the folder they would make, and why
+_RESERVED = {
+    "item id": (RESERVED_ITEM_IDS, "the stac-geoparquet mirror file kept beside the item folders"),
+    "collection id": (frozenset({"catalog.json"}), "the root catalog document beside the collection folders"),
+}
 _SAFE_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -111,6 +121,9 @@ def check_id(value: str, what: str = "item id", *, source: str | None = None) ->
     characters. ``source`` (the product) is named in the message when given.
     """
     reason = unsafe_reason(value)
+    reserved, named = _RESERVED.get(what, (frozenset(), ""))
+    if reason is None and value in reserved:
+        reason = f"it is the name of {named}"
     if reason is None:
         return value
     origin = f" for {source}" if source else ""

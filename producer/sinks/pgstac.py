@@ -39,11 +39,13 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from producer.changes import Change, ChangeKind
 from producer.errors import InputError, StoreError
 from producer.redact import redact
+from producer.timestamps import parse_time
 
 try:
     import psycopg
@@ -212,8 +214,11 @@ class PgstacSink:
                 with conn.transaction():
                     _lock_writers(conn)
                     _upsert_collection(loader, collection)
-                    _delete_items(conn, cid, removed)
-                    _upsert_items(loader, conn, cid, upserts)
+                    # a change that reaches the database after a newer one of its item
+                    # (another writer committed later and applied first) is left out
+                    newer = _newer_in_database(conn, cid, {i: c.item for i, c in final.items()})
+                    _delete_items(conn, cid, [i for i in removed if i not in newer])
+                    _upsert_items(loader, conn, cid, [d for d in upserts if d["id"] not in newer])
 
     # --- reconcile ---------------------------------------------------------
 
@@ -479,6 +484,39 @@ def _loader(conn: Connection, *, check: bool = True) -> Loader:
 def _upsert_collection(loader: Loader, collection: dict[str, Any]) -> None:
     """Create or replace the collection row (content, hence extent and base item)."""
     loader.load_collections(iter([pgstac_document(collection)]), Methods.upsert)
+
+
+def _stamp(value: Any) -> datetime | None:
+    """An item's ``updated`` (RFC 3339 text) as a datetime; None when absent or unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_time(value)
+    except ValueError:
+        return None
+
+
+def _newer_in_database(conn: Connection, cid: str, items: dict[str, dict[str, Any]]) -> set[str]:
+    """Ids of ``items`` (id -> the committed item a change carries: the new
+    version, or the last one for a removal) whose database row is a LATER
+    commit: its ``updated`` is later. The commit sets ``updated`` under
+    compare-and-swap on the item document, so a later commit has a later
+    stamp; a change applied after a later one of its item would undo it
+    (an older removal deleting a re-created item, older content restored),
+    as the mirror's stamps prevent there. Equal stamps: the same version
+    (applied again, or the one a removal removes)."""
+    if not items:
+        return set()
+    found = conn.execute(
+        "SELECT id, content->'properties'->>'updated' FROM items WHERE collection = %s AND id = ANY(%s)",
+        (cid, list(items)),
+    ).fetchall()
+    newer = set()
+    for item_id, stored in found:
+        theirs, ours = _stamp(stored), _stamp((items[item_id].get("properties") or {}).get("updated"))
+        if theirs is not None and ours is not None and theirs > ours:
+            newer.add(item_id)
+    return newer
 
 
 def _delete_items(conn: Connection, cid: str, ids: Sequence[str]) -> None:

@@ -125,6 +125,8 @@ class FsspecStore:
         self._root = path.rstrip("/")
         self.url = url.rstrip("/")
         self._lock = _root_lock(self.url)
+        #: http(s): whether the server lists folders (None: not asked yet)
+        self._lists_folders: bool | None = None
 
     def __repr__(self) -> str:
         return f"FsspecStore({redact(self.url)!r})"
@@ -198,6 +200,7 @@ class FsspecStore:
         """
         if if_version is not None and create_only:
             raise InputError("put(): pass either if_version or create_only, not both")
+        self._refuse_http_write(key)
         path = self._path(key)
         data = bytes(data)
         with self._lock:
@@ -228,6 +231,7 @@ class FsspecStore:
 
     def delete(self, key: str, *, if_version: str | None = None) -> None:
         """Remove ``key`` (under the root's in-process lock)."""
+        self._refuse_http_write(key)
         path = self._path(key)
         with self._lock:
             if if_version is not None:
@@ -250,6 +254,8 @@ class FsspecStore:
         prefix = check_prefix(prefix)
         start = f"{self._root}/{prefix}" if prefix else self._root
         self.fs.invalidate_cache()
+        if self.timeout is not None:  # http: a folder's 404 is "absent" only where folders are listed
+            self._check_listing()
         try:
             found = self.fs.find(start)
         except FileNotFoundError:
@@ -274,3 +280,42 @@ class FsspecStore:
     def exists(self, key: str) -> bool:
         """True if ``key`` is a document."""
         return self._exists(self._path(key))
+
+    def _refuse_http_write(self, key: str) -> None:
+        """An http(s) catalog is read-only: raise :class:`InputError` before a
+        write (not a retryable storage error: a retry fails the same way; and
+        a server that took the PUT would be written without compare-and-swap)."""
+        if self.timeout is not None:
+            raise InputError(
+                f"catalog {self.url} is read over http(s), which is read-only (validate, search, "
+                f"reconcile without fix); nothing was written ({key!r}): write through the catalog's "
+                "storage URL (s3://..., a local path) instead"
+            )
+
+    def _check_listing(self) -> None:
+        """Raise :class:`InputError` when this http(s) catalog's server lists
+        no folder (S3 website hosting, CloudFront, nginx without autoindex:
+        a folder's URL gives 404, 403 or a page without links) although it
+        serves the root ``catalog.json``. Else every listing would read as
+        empty: ``search`` would miss the items in the mirror's fragments and
+        ``validate`` report a missing root. Asks once per store (one request
+        for the root folder, one HEAD of ``catalog.json`` when it lists nothing)."""
+        if self._lists_folders is None:
+            try:
+                listed = bool(self.fs.ls(self._root + "/", detail=False))
+            except FileNotFoundError:
+                listed = False
+            except Exception as exc:
+                if getattr(exc, "status", None) != 403:
+                    raise self._failure("list", "", exc) from exc
+                listed = False
+            # nothing listed and no root either: an empty or mistyped catalog URL
+            self._lists_folders = listed or not self._exists(self._path("catalog.json"))
+        if not self._lists_folders:
+            raise InputError(
+                f"the server of catalog {self.url} lists no folder (a folder's URL gives no index of "
+                "its files), and finding the catalog's orphans (validate, reconcile) and the "
+                "stac-geoparquet mirror's recent fragments (search) needs those listings: run it on "
+                "the catalog's storage URL (s3://..., a local path) instead, or have the server list "
+                "folders"
+            )

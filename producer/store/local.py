@@ -216,8 +216,9 @@ def _refuse_root_under_a_file(root: Path, url: str) -> None:
             return
         what = "the catalog path is a file" if path == root else f"{str(path)!r} is a file"
         raise InputError(
-            f"catalog {url}: {what}, not a directory, so the catalog cannot be written there; "
-            "choose another catalog path (a directory, or one that does not exist yet)"
+            f"catalog {url}: {what}, not a directory, and a catalog is a folder (holding "
+            "catalog.json), so none can be read or written there; choose another catalog path (the "
+            "catalog's folder, or for a new catalog a directory or a path that does not exist yet)"
         )
 
 
