@@ -60,6 +60,12 @@ GCPS = (  # (row, col, lon, lat): a 64x64 image over 20..21 E, 40..41 N
     (64.0, 0.0, 20.0, 40.0),
     (64.0, 64.0, 21.0, 40.0),
 )
+DATELINE_GCPS = (  # a 64x64 image over 179.5 E..179.5 W, 40..41 N: its longitudes jump at 180
+    (0.0, 0.0, 179.5, 41.0),
+    (0.0, 64.0, -179.5, 41.0),
+    (64.0, 0.0, 179.5, 40.0),
+    (64.0, 64.0, -179.5, 40.0),
+)
 
 
 def _dir(dirpath: str | os.PathLike[str]) -> Path:
@@ -365,10 +371,15 @@ def write_range(dirpath: str | os.PathLike[str]) -> Path:
     )
 
 
-def write_gcps(dirpath: str | os.PathLike[str]) -> Path:
-    """``gcps_20241001.tif``: no geotransform, four GCPs in EPSG:4326 (see :data:`GCPS`)."""
-    path = _dir(dirpath) / "gcps_20241001.tif"
-    gcps = [GroundControlPoint(row=r, col=c, x=x, y=y, z=0.0) for r, c, x, y in GCPS]
+def write_gcps(
+    dirpath: str | os.PathLike[str],
+    points: tuple[tuple[float, float, float, float], ...] = GCPS,
+    name: str = "gcps_20241001.tif",
+) -> Path:
+    """``gcps_20241001.tif``: no geotransform, four GCPs in EPSG:4326 (see :data:`GCPS`;
+    ``points``, e.g. :data:`DATELINE_GCPS`, and ``name`` for others)."""
+    path = _dir(dirpath) / name
+    gcps = [GroundControlPoint(row=r, col=c, x=x, y=y, z=0.0) for r, c, x, y in points]
     with warnings.catch_warnings():  # no geotransform on purpose
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(path, "w", driver="GTiff", width=SIZE, height=SIZE, count=1, dtype="uint8") as dst:

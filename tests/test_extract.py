@@ -327,6 +327,16 @@ def test_gcps(items: dict[str, dict[str, Any]]) -> None:
     assert 1000 < resolution < 1800  # 1/64 degree ≈ 1737 m N-S, 1316 m E-W at 40.5° N
 
 
+def test_gcps_across_the_antimeridian_cover_one_degree_not_the_world(tmp_path: Path) -> None:
+    # a swath near Fiji: the GCP longitudes jump from 179.5 to -179.5, which
+    # an affine fit took for a 359-degree-wide image
+    doc = create_item(rasters.write_gcps(tmp_path, rasters.DATELINE_GCPS, "swath_20241001.tif")).to_dict()
+    assert doc["bbox"] == pytest.approx([179.5, 40.0, -179.5, 41.0], abs=1e-7)
+    assert doc["geometry"]["type"] == "MultiPolygon"
+    resolution = doc["assets"]["data"]["bands"][0]["raster:spatial_resolution"]
+    assert 1000 < resolution < 1800  # 1/64 degree, as for the same image at 20 E
+
+
 def test_netcdf(items: dict[str, dict[str, Any]], data: dict[str, Path]) -> None:
     doc = items["netcdf"]
     assert doc["id"] == "sample"

@@ -44,6 +44,7 @@ __all__ = [
     "footprint_from_gcps",
     "footprint_from_lonlat",
     "native_bbox",
+    "unwrapped_gcps",
     "native_envelope",
 ]
 
@@ -197,8 +198,28 @@ def footprint_from_gcps(
                 f"the {len(gcps)} ground control points are collinear in {name} "
                 "space; an affine georeference cannot be derived from them"
             )
-    transform = rasterio.transform.from_gcps(gcps)
+    transform = rasterio.transform.from_gcps(unwrapped_gcps(gcps, crs))
     return footprint(crs, transform, width, height, densify=densify)
+
+
+def unwrapped_gcps(gcps: Sequence[GroundControlPoint], crs: CRS) -> list[GroundControlPoint]:
+    """``gcps`` with longitudes (a geographic CRS's x) on one turn, the first GCP's.
+
+    A swath crossing the antimeridian has GCPs at 179.5 and -179.5: fitted as
+    they are, its affine georeference spans 359 degrees the wrong way round.
+    Each GCP's longitude is taken within 180 degrees of the first's instead
+    (a grid past 180 is what :func:`footprint` expects of such an image).
+    Other CRSs: ``gcps`` unchanged.
+    """
+    degrees = _degrees_per_unit(crs) if crs.is_geographic else None
+    if degrees is None or not gcps:
+        return list(gcps)
+    x0 = float(gcps[0].x)
+    unwrapped = []
+    for g in gcps:
+        x = x0 + float(_wrap180(np.asarray((float(g.x) - x0) * degrees))) / degrees
+        unwrapped.append(GroundControlPoint(row=g.row, col=g.col, x=x, y=g.y, z=g.z, id=g.id, info=g.info))
+    return unwrapped
 
 
 def footprint_from_lonlat(

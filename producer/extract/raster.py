@@ -205,7 +205,7 @@ def _resolution(src: Any, georeferenced: bool | None = None) -> float | None:
     if _has_gcps(src):
         gcps, gcp_crs = src.gcps
         try:
-            transform = rasterio.transform.from_gcps(gcps)
+            transform = rasterio.transform.from_gcps(_footprint.unwrapped_gcps(gcps, gcp_crs))
             bounds = _footprint.native_bbox(transform, src.width, src.height)
         except (ProducerError, ValueError, ArithmeticError):
             return None
