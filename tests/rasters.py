@@ -168,6 +168,21 @@ def write_nocrs(dirpath: str | os.PathLike[str]) -> Path:
     )
 
 
+#: a local (engineering) CRS: metres on a plane tied to no place on Earth (a lab, a site grid)
+ENGINEERING_WKT = 'LOCAL_CS["site grid",LOCAL_DATUM["x",0],UNIT["metre",1],AXIS["X",EAST],AXIS["Y",NORTH]]'
+
+
+def write_engineering_crs(dirpath: str | os.PathLike[str]) -> Path:
+    """``site_grid_20240701.tif``: a geotransform in a local (engineering) CRS
+    (:data:`ENGINEERING_WKT`), which has no relation to WGS84. Not in :data:`WRITERS`."""
+    return _write(
+        _dir(dirpath) / "site_grid_20240701.tif",
+        _ramp(),
+        crs=CRS.from_wkt(ENGINEERING_WKT),
+        transform=from_origin(*UTM_ORIGIN, UTM_RES, UTM_RES),
+    )
+
+
 def write_custom_crs(dirpath: str | os.PathLike[str]) -> Path:
     """``custom_crs_20240701.tif``: orthographic CRS from a PROJ string, no authority code."""
     return _write(

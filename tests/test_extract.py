@@ -547,6 +547,15 @@ def test_error_messages_say_how_to_fix(data: dict[str, Path], tmp_path: Path) ->
         create_item(12345)  # type: ignore[arg-type]
 
 
+def test_a_local_engineering_crs_is_no_georeference_and_says_how_to_assign_one(tmp_path: Path) -> None:
+    path = rasters.write_engineering_crs(tmp_path)
+    with pytest.raises(NoGeoreferenceError) as info:
+        create_item(path)
+    message = str(info.value)
+    assert path.name in message and "local (engineering) CRS" in message
+    assert "gdal_edit.py -a_srs EPSG:" in message
+
+
 def test_nodatetime_error_comes_after_georeference_check(data: dict[str, Path], tmp_path: Path) -> None:
     nodate_nocrs = tmp_path / "nocrs.tif"
     nodate_nocrs.write_bytes(data["nocrs"].read_bytes())

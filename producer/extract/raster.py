@@ -91,6 +91,15 @@ def _has_geotransform(src: Any) -> bool:
     return src.crs is not None and bool(src.crs) and not src.transform.is_identity
 
 
+def _is_engineering(crs: CRS) -> bool:
+    """Whether ``crs`` is a local (engineering) CRS: ``LOCAL_CS``/``ENGCRS``,
+    which no transformation relates to WGS84."""
+    try:
+        return crs.to_dict(projjson=True).get("type") == "EngineeringCRS"
+    except Exception:  # a CRS PROJ cannot express as PROJJSON: the footprint says what fails
+        return False
+
+
 def get_geometry(
     src: Any, where: str, *, georeferenced: bool | None = None
 ) -> tuple[dict[str, Any], list[float]]:
@@ -117,6 +126,13 @@ def get_geometry(
                 )
             return _footprint.footprint_from_gcps(gcps, gcp_crs, src.width, src.height)
     except ProducerError as exc:
+        crs = src.crs if georeferenced else src.gcps[1]
+        if crs is not None and _is_engineering(crs):  # asked on failure only: not on every product's path
+            raise NoGeoreferenceError(
+                f"{where}: the raster's CRS is a local (engineering) CRS, tied to no place on Earth, "
+                "so its footprint is unknown. Assign the CRS its coordinates really are in, e.g. "
+                "`gdal_edit.py -a_srs EPSG:xxxx`, then register it again"
+            ) from exc
         raise type(exc)(f"{where}: {exc}") from exc
     missing = "no CRS" if src.crs is None or not src.crs else "a CRS but no geotransform"
     raise NoGeoreferenceError(
