@@ -308,6 +308,10 @@ def _encode(value: Any, key: str | None = None) -> Any:
         return {k: _encode(v, k) for k, v in value.items()}
     if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
         return [_encode(v) for v in value]
+    if type(value) is int and not _INT64[0] <= value <= _INT64[1]:
+        # beyond int64 (a uint64 band's nodata 2**64 - 1) outside the properties
+        # (those are stored as JSON text): Arrow holds it as the nearest double
+        return float(value)
     return value
 
 

@@ -403,6 +403,23 @@ def write_gcps(
     return path
 
 
+def write_64bit_nodata(dirpath: str | os.PathLike[str], dtype: str, nodata: int) -> Path:
+    """``<dtype>_nodata_20240101.tif``: a 2x2 ``int64``/``uint64`` EPSG:4326 GeoTIFF
+    whose nodata is the integer ``nodata`` exactly (as GDAL writes it; rasterio's
+    writer passes a 64-bit nodata through a double, which loses its digits)."""
+    gdal_type = {"int64": "Int64", "uint64": "UInt64"}[dtype]
+    vrt = (
+        '<VRTDataset rasterXSize="2" rasterYSize="2"><SRS>EPSG:4326</SRS>'
+        "<GeoTransform>10,1,0,50,0,-1</GeoTransform>"
+        f'<VRTRasterBand dataType="{gdal_type}" band="1"><NoDataValue>{nodata}</NoDataValue>'
+        "</VRTRasterBand></VRTDataset>"
+    )
+    path = _dir(dirpath) / f"{dtype}_nodata_20240101.tif"
+    with MemoryFile(vrt.encode(), ext=".vrt") as memfile, memfile.open() as src:
+        rasterio.shutil.copy(src, path, driver="GTiff")
+    return path
+
+
 def _netcdf_copy(path: Path, data: np.ndarray, tags: dict[str, str], band_tags: dict[str, str]) -> Path:
     """GDAL's netCDF driver only supports CreateCopy: build in memory, then copy."""
     count, height, width = data.shape

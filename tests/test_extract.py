@@ -589,6 +589,19 @@ def test_bad_datetime_options(data: dict[str, Path]) -> None:
 # --------------------------------------------------------------------------- helpers
 
 
+@pytest.mark.parametrize(
+    ("dtype", "nodata"),
+    [("uint64", 2**64 - 1), ("int64", -(2**63)), ("int64", 2**62 + 1), ("uint64", 2**53 + 1)],
+)
+def test_64_bit_integer_nodata_is_the_exact_integer(dtype: str, nodata: int, tmp_path: Path) -> None:
+    # rasterio reads nodata as a double: 2**64 - 1 came out as no nodata at all,
+    # 2**62 + 1 and 2**53 + 1 as their neighbours, so readers masked other pixels
+    doc = create_item(rasters.write_64bit_nodata(tmp_path, dtype, nodata)).to_dict()
+    (band,) = doc["assets"]["data"]["bands"]
+    assert band["data_type"] == dtype
+    assert band["nodata"] == nodata and isinstance(band["nodata"], int)
+
+
 def test_data_types_and_nodata_values() -> None:
     assert [data_type(t) for t in ("uint8", "int16", "float32", "complex64", "complex_int16", "bool")] == [
         "uint8", "int16", "float32", "cfloat32", "cint16", "other",

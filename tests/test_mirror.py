@@ -222,6 +222,26 @@ def test_nan_nodata_beside_numeric_nodata_converts_and_reads_back(products, tmp_
         assert band_type.field("nodata").type == pa.float64()
 
 
+def test_uint64_nodata_beyond_int64_converts_and_reads_back(products, tmp_path):
+    """A uint64 band's nodata 2**64 - 1 is a JSON integer Arrow cannot hold as int64:
+    the compaction failed ("Python int too large to convert to C long"), and the
+    mirror never caught up with the catalog again."""
+    import stac_geoparquet.arrow as sga
+
+    huge = rasters.write_64bit_nodata(tmp_path / "data", "uint64", 2**64 - 1)
+    store = register({"huge": huge, "nodata": products["nodata"]}, tmp_path / "catalog", None)
+    MirrorSink(store).apply({}, created(store, "c"))
+    assert mirror.compact(store, "c/items.parquet")
+    rows, _ = read_mirror(store, "c/items.parquet")
+    nodata = {i: it["assets"]["data"]["bands"][0]["nodata"] for i, it in rows.items()}
+    assert nodata == {"uint64_nodata_20240101": float(2**64 - 1), "nodata_20240901": rasters.NODATA_VALUE}
+    back = {
+        i["id"] for i in sga.stac_table_to_items(pq.read_table(tmp_path / "catalog" / "c" / "items.parquet"))
+    }
+    assert back == set(nodata)
+    assert diff(store, "c").clean
+
+
 def test_boundcrs_projjson_converts(products, tmp_path):
     """A BoundCRS (TOWGS84) PROJJSON mixes string and object units in one list.
 

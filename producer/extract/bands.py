@@ -18,11 +18,14 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
+import rasterio.shutil
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, Resampling
+from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
 #: rasterio/numpy dtype name → STAC ``data_type``
@@ -53,6 +56,8 @@ _SPECTRAL_INTERP: dict[str, str] = {
     "lwir": "lwir",
 }
 _RGB = ("red", "green", "blue")
+#: the dtypes whose nodata a double cannot always hold
+_INT64 = ("int64", "uint64")
 #: the long_name GDAL's netCDF driver invents for unnamed bands: not a description
 _GDAL_PLACEHOLDER = re.compile(r"^GDAL Band Number \d+$")
 #: a statistics read is decimated to the coarsest overview whose long side is at least this
@@ -246,6 +251,29 @@ def band_names(src: Any) -> list[str]:
     return names
 
 
+def _exact_64_bit_nodata(src: Any) -> dict[int, int]:
+    """``{band index: nodata}`` of the ``int64``/``uint64`` bands, exactly.
+
+    rasterio reads nodata through a double, which cannot hold every 64-bit
+    integer: ``2**64 - 1`` (the usual ``uint64`` nodata) comes back as none
+    at all, ``2**53 + 1`` as ``2**53``. GDAL's VRT description of the dataset
+    (metadata only, no pixel is read) spells each band's nodata exactly.
+    ``{}`` when that description cannot be made (the doubles are used then).
+    """
+    try:
+        with MemoryFile(ext=".vrt") as memfile:
+            rasterio.shutil.copy(src, memfile.name, driver="VRT")
+            root = ElementTree.fromstring(memfile.read())
+    except Exception:  # rasterio/GDAL errors, unparsable XML: keep what rasterio says
+        return {}
+    exact: dict[int, int] = {}
+    for band in root.iter("VRTRasterBand"):
+        text = (band.findtext("NoDataValue") or "").strip()
+        if band.get("dataType") in ("Int64", "UInt64") and re.fullmatch(r"[+-]?\d+", text):
+            exact[int(band.get("band") or 0)] = int(text)
+    return exact
+
+
 def get_bands_info(
     src: Any,
     *,
@@ -257,6 +285,7 @@ def get_bands_info(
     in metres (see :func:`spatial_resolution`), repeated in every band."""
     names = band_names(src)
     commons = common_names(tuple(src.colorinterp))
+    exact = _exact_64_bit_nodata(src) if any(d in _INT64 for d in src.dtypes) else {}
     bands: list[dict[str, Any]] = []
     for pos, bidx in enumerate(src.indexes):
         dtype = src.dtypes[pos]
@@ -268,7 +297,7 @@ def get_bands_info(
         if commons[pos]:
             band["eo:common_name"] = commons[pos]
         band["data_type"] = data_type(dtype)
-        nodata = nodata_value(src.nodatavals[pos], dtype)
+        nodata = exact[bidx] if bidx in exact else nodata_value(src.nodatavals[pos], dtype)
         if nodata is not None:
             band["nodata"] = nodata
         unit = (src.units[pos] or "").strip() if src.units else ""
