@@ -222,15 +222,30 @@ def from_explicit(value: str | None, *, where: str = "explicit datetime") -> Dat
 # --------------------------------------------------------------------------- filename
 
 
+#: the named groups a ``datetime_pattern`` is read by
+PATTERN_GROUPS = ("start", "end", "datetime", "year", "month", "day", "doy", "hour", "minute", "second")
+
+
 def compile_pattern(pattern: str) -> re.Pattern[str]:
     """The ``datetime_pattern`` option compiled; raises :class:`InputError` when it
-    is not a valid regular expression (checked when the options are created)."""
+    is not a valid regular expression, or names a group it would not be read by
+    (checked when the options are created)."""
     try:
-        return re.compile(pattern)
+        compiled = re.compile(pattern)
     except re.error as exc:
         raise InputError(
             f"datetime pattern {pattern!r} is not a valid regular expression: {exc}.", hints=(PATTERN_HINT,)
         ) from exc
+    unknown = [name for name in compiled.groupindex if name not in PATTERN_GROUPS]
+    if unknown:
+        # ignored, such a group left every product on 1 January (or the 1st) of its year
+        raise InputError(
+            f"datetime pattern {pattern!r}: the named group(s) {', '.join(map(repr, unknown))} would be "
+            f"ignored; the named groups read are {', '.join(f'(?P<{g}>…)' for g in PATTERN_GROUPS)} "
+            "(doy: the day of the year, 1-366); rename them, or make them unnamed (…).",
+            hints=(PATTERN_HINT,),
+        )
+    return compiled
 
 
 def _from_user_pattern(name: str, pattern: str) -> DatetimeResult | None:
@@ -246,6 +261,20 @@ def _from_user_pattern(name: str, pattern: str) -> DatetimeResult | None:
             start = parse_datetime(groups["start"])
             end = parse_datetime(groups["end"], end=True)
             return _instant_or_range(start, end, "filename", pattern, where)
+        if groups.get("year") is not None and groups.get("doy") is not None:
+            if groups.get("month") is not None or groups.get("day") is not None:
+                raise ValueError("give the day of the year (doy) or month and day, not both")
+            doy = int(groups["doy"])
+            start = datetime(int(groups["year"]), 1, 1, tzinfo=UTC)
+            if doy < 1 or doy > (start.replace(month=12, day=31) - start).days + 1:
+                raise ValueError(f"day {doy} is not a day of the year {start.year}")
+            value = start + timedelta(days=doy - 1)
+            value = value.replace(
+                hour=int(groups.get("hour") or 0),
+                minute=int(groups.get("minute") or 0),
+                second=int(groups.get("second") or 0),
+            )
+            return DatetimeResult(value, None, None, "filename", pattern)
         if groups.get("year") is not None:
             value = datetime(
                 int(groups["year"]),
