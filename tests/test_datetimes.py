@@ -197,6 +197,17 @@ def test_user_pattern_with_a_group_name_it_does_not_read_is_refused(pattern: str
     assert "(?P<doy>" in str(info.value) and "(?P<month>" in str(info.value)
 
 
+@pytest.mark.parametrize("pattern", [r"(?P<year>\d{4})/(?P<month>\d\d)/(?P<day>\d\d)/", r"(?P<year>\d{4})\/"])
+def test_user_pattern_across_folders_is_refused(pattern: str) -> None:
+    # searched in the file name only, it never matched: the date came from the
+    # built-in patterns or the TIFF tags instead, silently
+    with pytest.raises(InputError, match="file name") as info:
+        RegisterOptions(datetime_pattern=pattern)
+    assert "'/'" in str(info.value)
+    # a slash in a character class is fine: it matches names without one
+    assert RegisterOptions(datetime_pattern=r"(?P<year>\d{4})[^/]*\.tif").datetime_pattern
+
+
 def test_user_pattern_errors() -> None:
     with pytest.raises(InputError, match="not a valid regular expression"):
         from_filename("x.tif", "(")

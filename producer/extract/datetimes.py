@@ -236,6 +236,13 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
         raise InputError(
             f"datetime pattern {pattern!r} is not a valid regular expression: {exc}.", hints=(PATTERN_HINT,)
         ) from exc
+    if _literal_slash(pattern):
+        raise InputError(
+            f"datetime pattern {pattern!r} holds a '/': it is searched in the file name only "
+            "(no folder), where it can never match. Match the date in the file name, or give "
+            "the products' datetime explicitly.",
+            hints=(PATTERN_HINT, DATETIME_HINT),
+        )
     unknown = [name for name in compiled.groupindex if name not in PATTERN_GROUPS]
     if unknown:
         # ignored, such a group left every product on 1 January (or the 1st) of its year
@@ -246,6 +253,31 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
             hints=(PATTERN_HINT,),
         )
     return compiled
+
+
+def _literal_slash(pattern: str) -> bool:
+    """Whether ``pattern`` matches a ``/`` outside a character class (``/``
+    or ``\\/``): a file name never holds one (``[^/]`` is fine)."""
+    i, in_class = 0, False
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            if not in_class and pattern[i + 1 : i + 2] == "/":
+                return True
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            if pattern[i + 1 : i + 2] == "^":
+                i += 1
+            if pattern[i + 1 : i + 2] == "]":  # a leading ']' is a member
+                i += 1
+        elif char == "/":
+            return True
+        i += 1
+    return False
 
 
 def _from_user_pattern(name: str, pattern: str) -> DatetimeResult | None:
