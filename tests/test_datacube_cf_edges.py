@@ -215,3 +215,30 @@ def test_regular_longitudes_wrapping_at_the_antimeridian_are_one_regular_grid(tm
     assert (dims["lon"]["step"], dims["lat"]["step"]) == (2.0, 1.0)
     assert item["properties"]["proj:code"] == "EPSG:4326"
     assert Validator().errors(item) == []
+
+
+@pytest.mark.parametrize(
+    ("dtype", "fill"), [("uint64", 2**64 - 1), ("int64", 2**62 + 1), ("uint64", 2**53 + 1)]
+)
+def test_64_bit_integer_fill_value_is_the_exact_integer(tmp_path: Path, dtype: str, fill: int) -> None:
+    """The fill value went through a double: 2**64 - 1 was published as
+    2**64 (no uint64 at all), 2**62 + 1 as 2**62."""
+    path = tmp_path / f"{dtype}_20200101.nc"
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
+        for name, values, units in (
+            ("lat", [1.0, 2.0, 3.0], "degrees_north"),
+            ("lon", [1.0, 2.0], "degrees_east"),
+        ):
+            nc.createDimension(name, len(values))
+            coord = nc.createVariable(name, "f8", (name,))
+            coord.units = units
+            coord[:] = values
+        var = nc.createVariable(
+            "count", np.dtype(dtype), ("lat", "lon"), fill_value=np.dtype(dtype).type(fill)
+        )
+        var[:] = np.zeros((3, 2), dtype)
+    item = create_item(path).to_dict()
+    variable = item["properties"]["cube:variables"]["count"]
+    assert (variable["data_type"], variable["nodata"]) == (dtype, fill)
+    (band,) = item["assets"]["data"]["bands"]
+    assert band["nodata"] == fill and isinstance(band["nodata"], int)

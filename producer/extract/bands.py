@@ -81,9 +81,16 @@ def _bits(dtype: str) -> int:
 
 
 def nodata_value(value: float | None, dtype: str) -> float | int | str | None:
-    """STAC ``nodata``: NaN/±inf as ``"nan"``/``"inf"``/``"-inf"``; ints for integer bands."""
+    """STAC ``nodata``: NaN/±inf as ``"nan"``/``"inf"``/``"-inf"``; ints for integer
+    bands (an ``int`` given is kept exact: a double cannot hold every 64-bit one)."""
     if value is None:
         return None
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and data_type(dtype).startswith(("int", "uint"))
+    ):
+        return value
     value = float(value)
     if math.isnan(value):
         return "nan"

@@ -1152,7 +1152,7 @@ def _variable(var: Any, kind: str) -> dict[str, Any]:
     for key in ("_FillValue", "missing_value"):
         fill = var.attrs.get(key, var.encoding.get(key))
         if fill is not None and var.dtype.kind in "iuf":
-            value = nodata_value(float(_number(_first(_as_read(var, fill)))), dtype)
+            value = nodata_value(_number(_first(_as_read(var, fill))), dtype)  # an int stays exact
             if value is not None:
                 entry["nodata"] = value
             break
