@@ -147,7 +147,17 @@ def footprint(
     if isinstance(densify, bool) or not isinstance(densify, Integral) or densify < 1:
         raise InputError(f"densify must be an integer >= 1, got {densify!r}")
 
-    lon, lat, winding = _wgs84_ring(crs, transform, width, height, int(densify))
+    try:
+        lon, lat, winding, whole = _wgs84_ring(crs, transform, width, height, int(densify))
+    except InputError:
+        world = _world_band(crs, transform, width, height)
+        if world is None:
+            raise
+        return world
+    if not whole:  # part of the outline is off the Earth: a world map's, or a grid at its projection's edge
+        world = _world_band(crs, transform, width, height)
+        if world is not None:
+            return world
     pole = 0
     if abs(winding) > 180.0:
         pole = _enclosed_pole(crs, transform, width, height, lat)
@@ -372,11 +382,13 @@ def _wrap180(values: np.ndarray) -> np.ndarray:
 
 def _wgs84_ring(
     crs: CRS, transform: Affine, width: int, height: int, densify: int
-) -> tuple[np.ndarray, np.ndarray, float]:
+) -> tuple[np.ndarray, np.ndarray, float, bool]:
     """Densified outline in WGS84 with longitudes unwrapped along the ring.
 
-    Returns ``(lon, lat, winding)``: an open ring and the net longitude
-    change around it when closed (0, or +-360 when it encircles a pole).
+    Returns ``(lon, lat, winding, whole)``: an open ring, the net longitude
+    change around it when closed (0, or +-360 when it encircles a pole), and
+    whether every point of the outline reprojected (else those off the
+    Earth, beyond the projection's domain, are left out of the ring).
     """
     cols, rows = _outline(width, height, densify)
     xs, ys = _apply(transform, cols, rows)
@@ -387,6 +399,7 @@ def _wgs84_ring(
             f"the {width}x{height} pixel grid (transform {tuple(transform)[:6]}) "
             f"cannot be reprojected from {crs.to_string() or 'its CRS'} to WGS84"
         )
+    whole = bool(ok.all())
     lon, lat, xs = lon[ok], np.clip(lat[ok], -90.0, 90.0), xs[ok]
 
     degrees = _degrees_per_unit(crs) if crs.is_geographic else None
@@ -395,9 +408,42 @@ def _wgs84_ring(
         # its native value (which may run past 180, e.g. a 0..360 grid).
         native = xs * degrees
         lon = native + _wrap180(lon - native)
-        return lon, lat, 0.0
+        return lon, lat, 0.0, whole
     closed = _unwrap360(np.append(lon, lon[0]))
-    return closed[:-1], lat, float(closed[-1] - closed[0])
+    return closed[:-1], lat, float(closed[-1] - closed[0]), whole
+
+
+#: points per side of the lattice :func:`_world_band` samples a grid at
+_WORLD_SAMPLES = 64
+#: the widest gap in longitude between sampled points of a grid that still covers every longitude
+_WORLD_GAP_DEGREES = 15.0
+
+
+def _world_band(crs: CRS, transform: Affine, width: int, height: int) -> tuple[dict, list[float]] | None:
+    """The footprint of a grid whose outline is off the Earth: a world map in
+    an elliptical projection (Mollweide, whose corners and edges lie outside
+    the ellipse of the Earth). When points sampled across the grid reach every
+    longitude, the latitude band they span (to a pole inside the grid);
+    ``None`` otherwise (the caller's error stands: no footprint is guessed)."""
+    t = np.linspace(0.0, 1.0, _WORLD_SAMPLES + 1)
+    cols, rows = np.meshgrid(t * width, t * height)
+    xs, ys = _apply(transform, cols.ravel(), rows.ravel())
+    lon, lat = _reproject(crs, xs, ys)
+    ok = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lat) <= 90.0 + 1e-9)
+    if ok.sum() < 3:
+        return None
+    lons = np.sort(_wrap180(lon[ok]))
+    gaps = np.diff(np.append(lons, lons[0] + 360.0))
+    if float(gaps.max()) > _WORLD_GAP_DEGREES:
+        return None
+    lat = np.clip(lat[ok], -90.0, 90.0)
+    south = -90.0 if _pole_in_grid(crs, transform, width, height, -1) else float(lat.min())
+    north = 90.0 if _pole_in_grid(crs, transform, width, height, 1) else float(lat.max())
+    band = np.array([[-180.0, south], [180.0, south], [180.0, north], [-180.0, north]])
+    coords = _finish_ring(band, DECIMALS)
+    if coords is None:
+        return None
+    return _polygon(coords), _round_list([-180.0, south, 180.0, north], DECIMALS)
 
 
 def _unwrap360(values: np.ndarray) -> np.ndarray:
