@@ -4,8 +4,10 @@ processing extension, item license and providers (Python, CLI, environment)."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -307,3 +309,21 @@ def test_timestamps_extension_field_that_is_no_date_time_is_a_usage_error(
     assert not catalog_dir.exists()
     for good in ("2024-01-01T00:00:00Z", "2024-01-01t10:30:00.123456789+02:00", "2016-12-31T23:59:60Z"):
         assert RegisterOptions(properties={key: good}).properties == {key: good}
+
+
+@pytest.mark.parametrize(
+    ("value", "fix"),
+    [
+        (np.float32(12.5), "12.5"),  # numpy scalars: what a pipeline computes
+        (datetime(2024, 5, 13, 10, 0, tzinfo=UTC), "'2024-05-13T10:00:00Z'"),
+        (float("nan"), "null"),
+    ],
+)
+def test_a_property_that_is_no_json_is_named_with_the_value_to_give(value, fix) -> None:
+    """The error said "Object of type float32 is not JSON serializable" without
+    naming the property among the others, or what to give instead."""
+    with pytest.raises(InputError) as info:
+        RegisterOptions(properties={"my:first": 1, "eo:cloud_cover": value})
+    message = str(info.value)
+    assert "'eo:cloud_cover'" in message and "'my:first'" not in message
+    assert fix in message
