@@ -183,6 +183,17 @@ def write_engineering_crs(dirpath: str | os.PathLike[str]) -> Path:
     )
 
 
+def write_mars(dirpath: str | os.PathLike[str]) -> Path:
+    """``mars_20240701.tif``: a grid in a CRS of Mars (``IAU_2015:49900``), which
+    no transformation relates to WGS84. Not in :data:`WRITERS`."""
+    return _write(
+        _dir(dirpath) / "mars_20240701.tif",
+        _ramp(),
+        crs=CRS.from_user_input("IAU_2015:49900"),
+        transform=from_origin(*WGS84_ORIGIN, WGS84_RES, WGS84_RES),
+    )
+
+
 def write_custom_crs(dirpath: str | os.PathLike[str]) -> Path:
     """``custom_crs_20240701.tif``: orthographic CRS from a PROJ string, no authority code."""
     return _write(

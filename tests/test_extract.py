@@ -556,6 +556,15 @@ def test_a_local_engineering_crs_is_no_georeference_and_says_how_to_assign_one(t
     assert "gdal_edit.py -a_srs EPSG:" in message
 
 
+def test_a_grid_that_does_not_reproject_to_wgs84_says_what_to_check_and_fix(tmp_path: Path) -> None:
+    path = rasters.write_mars(tmp_path)
+    with pytest.raises(InputError) as info:
+        create_item(path)
+    message = str(info.value)
+    assert path.name in message and "cannot be reprojected" in message
+    assert "another body than the Earth" in message and "gdal_edit.py -a_srs EPSG:" in message
+
+
 def test_nodatetime_error_comes_after_georeference_check(data: dict[str, Path], tmp_path: Path) -> None:
     nodate_nocrs = tmp_path / "nocrs.tif"
     nodate_nocrs.write_bytes(data["nocrs"].read_bytes())

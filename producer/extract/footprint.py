@@ -40,6 +40,7 @@ from producer.errors import InputError, NoGeoreferenceError
 
 __all__ = [
     "DECIMALS",
+    "NotReprojectableError",
     "footprint",
     "footprint_from_gcps",
     "footprint_from_lonlat",
@@ -63,6 +64,11 @@ _MIN_AXIS_SINE = 1e-12
 _FALLBACK_DECIMALS = (DECIMALS, 10, 13)
 
 Ring = np.ndarray  # shape (n, 2): an *open* ring of (lon, lat) points
+
+
+class NotReprojectableError(InputError):
+    """No point of the grid's outline has a place in WGS84: the grid lies
+    outside its CRS's domain, or the CRS is not of the Earth."""
 
 
 # --------------------------------------------------------------------------
@@ -395,7 +401,7 @@ def _wgs84_ring(
     lon, lat = _reproject(crs, xs, ys)
     ok = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lat) <= 90.0 + 1e-9)
     if ok.sum() < 3:
-        raise InputError(
+        raise NotReprojectableError(
             f"the {width}x{height} pixel grid (transform {tuple(transform)[:6]}) "
             f"cannot be reprojected from {crs.to_string() or 'its CRS'} to WGS84"
         )
@@ -428,7 +434,10 @@ def _world_band(crs: CRS, transform: Affine, width: int, height: int) -> tuple[d
     t = np.linspace(0.0, 1.0, _WORLD_SAMPLES + 1)
     cols, rows = np.meshgrid(t * width, t * height)
     xs, ys = _apply(transform, cols.ravel(), rows.ravel())
-    lon, lat = _reproject(crs, xs, ys)
+    try:  # at once: where PROJ refuses the lot (another body's CRS), point by point would take seconds
+        lon, lat = (np.asarray(v, dtype=float) for v in rasterio.warp.transform(crs, _WGS84, xs, ys))
+    except Exception:  # PROJ failure (rasterio._err.CPLE_*, not public)
+        return None
     ok = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lat) <= 90.0 + 1e-9)
     if ok.sum() < 3:
         return None

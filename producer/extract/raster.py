@@ -133,6 +133,13 @@ def get_geometry(
                 "so its footprint is unknown. Assign the CRS its coordinates really are in, e.g. "
                 "`gdal_edit.py -a_srs EPSG:xxxx`, then register it again"
             ) from exc
+        if isinstance(exc, _footprint.NotReprojectableError):
+            raise InputError(
+                f"{where}: {exc}. Check its CRS and geotransform (`gdalinfo`): a grid far outside "
+                "its CRS's area, or a CRS of another body than the Earth, has no place on the Earth. "
+                "Fix a wrong one, e.g. `gdal_edit.py -a_srs EPSG:xxxx -a_ullr ulx uly lrx lry`, then "
+                "register it again"
+            ) from exc
         raise type(exc)(f"{where}: {exc}") from exc
     missing = "no CRS" if src.crs is None or not src.crs else "a CRS but no geotransform"
     raise NoGeoreferenceError(
