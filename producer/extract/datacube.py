@@ -63,6 +63,7 @@ from producer.extract.datetimes import (
     cf_datetimes,
     from_acdd,
     from_time_axis,
+    in_microseconds,
     resolve_datetime,
 )
 from producer.extract.failures import storage_failure
@@ -1069,6 +1070,9 @@ def _unit_seconds(units: str, calendar: str | None) -> float | None:
     ``None`` when it cannot."""
     import cftime  # noqa: PLC0415 (only datacubes need it)
 
+    stated = in_microseconds([0], units)[1]
+    scale = 0.001 if stated != units else 1.0  # nanoseconds: a thousandth of a microsecond
+    units = stated
     try:
         zero, one = cftime.num2date(
             [0.0, 1.0],
@@ -1076,7 +1080,7 @@ def _unit_seconds(units: str, calendar: str | None) -> float | None:
             calendar=(calendar or "standard").strip().lower(),
             only_use_cftime_datetimes=True,
         )
-        return float((one - zero).total_seconds())
+        return float((one - zero).total_seconds()) * scale
     except (ValueError, TypeError, OverflowError):
         return None
 

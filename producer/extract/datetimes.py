@@ -494,6 +494,25 @@ def _cf_instant(value: Any, where: str) -> datetime:
     return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
 
 
+#: ``nanoseconds since <epoch>``: xarray's encoding of datetime64[ns] times
+#: with a part below the microsecond, in a unit cftime does not read
+_NANOSECONDS = re.compile(r"^\s*(nanoseconds?|nsecs?|ns)\s+since\s+", re.IGNORECASE)
+
+
+def in_microseconds(values: Any, units: str) -> tuple[Any, str]:
+    """``(values, units)`` of a CF time axis with ``nanoseconds since ...``
+    restated in microseconds (what a STAC datetime holds: the nanoseconds
+    below it are dropped, integers exactly); other units unchanged."""
+    match = _NANOSECONDS.match(units)
+    if match is None:
+        return values, units
+    import numpy as np  # noqa: PLC0415 (only datacubes need it)
+
+    array = np.asarray(values)
+    micro = array // 1000 if array.dtype.kind in "iu" else array / 1000.0
+    return micro, "microseconds since " + units[match.end() :]
+
+
 def cf_datetimes(values: object, units: str, calendar: str | None, where: str) -> list[datetime]:
     """Numbers on a CF time axis (``<unit> since <epoch>`` in any spelling
     cftime reads: ``days since 1950-1-1``, ``Hour since ...``, an epoch with a
@@ -506,6 +525,7 @@ def cf_datetimes(values: object, units: str, calendar: str | None, where: str) -
     """
     import cftime  # noqa: PLC0415 (only datacubes need it)
 
+    values, units = in_microseconds(values, units)
     try:
         decoded = cftime.num2date(
             values,
