@@ -414,21 +414,28 @@ def write_gcps(
     return path
 
 
-def write_64bit_nodata(dirpath: str | os.PathLike[str], dtype: str, nodata: int) -> Path:
-    """``<dtype>_nodata_20240101.tif``: a 2x2 ``int64``/``uint64`` EPSG:4326 GeoTIFF
-    whose nodata is the integer ``nodata`` exactly (as GDAL writes it; rasterio's
-    writer passes a 64-bit nodata through a double, which loses its digits)."""
-    gdal_type = {"int64": "Int64", "uint64": "UInt64"}[dtype]
+def write_gdal_type(dirpath: str | os.PathLike[str], gdal_type: str, nodata: int | float, name: str) -> Path:
+    """``name``: a 2x2 EPSG:4326 GeoTIFF of GDAL data type ``gdal_type`` (``Int64``,
+    ``CInt32``...) whose nodata is ``nodata`` exactly, as GDAL writes it
+    (rasterio's writer passes a 64-bit nodata through a double, which loses
+    its digits, and writes no ``CInt32`` band)."""
     vrt = (
         '<VRTDataset rasterXSize="2" rasterYSize="2"><SRS>EPSG:4326</SRS>'
         "<GeoTransform>10,1,0,50,0,-1</GeoTransform>"
         f'<VRTRasterBand dataType="{gdal_type}" band="1"><NoDataValue>{nodata}</NoDataValue>'
         "</VRTRasterBand></VRTDataset>"
     )
-    path = _dir(dirpath) / f"{dtype}_nodata_20240101.tif"
+    path = _dir(dirpath) / name
     with MemoryFile(vrt.encode(), ext=".vrt") as memfile, memfile.open() as src:
         rasterio.shutil.copy(src, path, driver="GTiff")
     return path
+
+
+def write_64bit_nodata(dirpath: str | os.PathLike[str], dtype: str, nodata: int) -> Path:
+    """``<dtype>_nodata_20240101.tif``: a 2x2 ``int64``/``uint64`` EPSG:4326 GeoTIFF
+    whose nodata is the integer ``nodata`` exactly (:func:`write_gdal_type`)."""
+    gdal_type = {"int64": "Int64", "uint64": "UInt64"}[dtype]
+    return write_gdal_type(dirpath, gdal_type, nodata, f"{dtype}_nodata_20240101.tif")
 
 
 def _netcdf_copy(path: Path, data: np.ndarray, tags: dict[str, str], band_tags: dict[str, str]) -> Path:

@@ -611,6 +611,16 @@ def test_64_bit_integer_nodata_is_the_exact_integer(dtype: str, nodata: int, tmp
     assert band["nodata"] == nodata and isinstance(band["nodata"], int)
 
 
+@pytest.mark.parametrize(
+    ("gdal_type", "stac_type"), [("CInt16", "cint16"), ("CInt32", "cint32"), ("CFloat32", "cfloat32")]
+)
+def test_complex_band_data_type_is_gdals(gdal_type: str, stac_type: str, tmp_path: Path) -> None:
+    # rasterio calls a CInt32 band complex64: it was published as cfloat32
+    path = rasters.write_gdal_type(tmp_path, gdal_type, -5, "sar_20240101.tif")
+    (band,) = create_item(path).to_dict()["assets"]["data"]["bands"]
+    assert band["data_type"] == stac_type
+
+
 def test_data_types_and_nodata_values() -> None:
     assert [data_type(t) for t in ("uint8", "int16", "float32", "complex64", "complex_int16", "bool")] == [
         "uint8", "int16", "float32", "cfloat32", "cint16", "other",
