@@ -578,3 +578,27 @@ def test_grid_wholly_off_the_earth_is_still_refused():
     transform = Affine(1000.0, 0.0, 17_500_000.0, 0.0, -1000.0, 9_000_000.0)
     with pytest.raises(InputError, match="cannot be reprojected"):
         footprint(CRS.from_user_input("ESRI:54009"), transform, 100, 100)
+
+
+@pytest.mark.parametrize(
+    ("proj", "half", "lon_0"),
+    [
+        ("+proj=geos +lon_0=0 +h=35785831 +a=6378169 +b=6356583.8 +units=m +no_defs", 5_568_748.28, 0.0),
+        ("+proj=geos +lon_0=-75 +h=35786023 +ellps=GRS80 +units=m +sweep=x +no_defs", 5_434_894.89, -75.0),
+    ],
+    ids=["seviri", "goes-east"],
+)
+def test_geostationary_full_disk_is_the_visible_disk(proj, half, lon_0):
+    """A full-disk image (SEVIRI, GOES ABI) has its corners and most of its
+    edges in space: it was refused ("cannot be reprojected to WGS84"). Its
+    footprint is the Earth's disk as the satellite sees it: about 81.3
+    degrees around the sub-satellite point."""
+    transform = Affine(2 * half / 64, 0.0, -half, 0.0, -2 * half / 64, half)
+    geometry, bbox = footprint(CRS.from_proj4(proj), transform, 64, 64)
+    check_geojson(geometry, bbox)
+    west, south, east, north = bbox
+    assert west == pytest.approx(lon_0 - 81.3, abs=0.2) and east == pytest.approx(lon_0 + 81.3, abs=0.2)
+    assert south == pytest.approx(-81.3, abs=0.3) and north == pytest.approx(81.3, abs=0.3)
+    (ring,) = exteriors(geometry)
+    assert inside((lon_0, 0.0), ring) and inside((lon_0 + 70.0, 0.0), ring)
+    assert not inside((lon_0 + 70.0, 70.0), ring)  # a disk, not its bounding box

@@ -400,12 +400,17 @@ def _wgs84_ring(
     xs, ys = _apply(transform, cols, rows)
     lon, lat = _reproject(crs, xs, ys)
     ok = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lat) <= 90.0 + 1e-9)
+    whole = bool(ok.all())
+    if not whole:
+        clipped = _clip_to_earth(crs, transform, width, height, xs, ys, ok)
+        if clipped is not None:
+            lon, lat = clipped
+            ok = np.ones(len(lon), dtype=bool)
     if ok.sum() < 3:
         raise NotReprojectableError(
             f"the {width}x{height} pixel grid (transform {tuple(transform)[:6]}) "
             f"cannot be reprojected from {crs.to_string() or 'its CRS'} to WGS84"
         )
-    whole = bool(ok.all())
     lon, lat, xs = lon[ok], np.clip(lat[ok], -90.0, 90.0), xs[ok]
 
     degrees = _degrees_per_unit(crs) if crs.is_geographic else None
@@ -453,6 +458,47 @@ def _world_band(crs: CRS, transform: Affine, width: int, height: int) -> tuple[d
     if coords is None:
         return None
     return _polygon(coords), _round_list([-180.0, south, 180.0, north], DECIMALS)
+
+
+#: halvings of the way from the grid's centre to an outline point off the Earth
+_LIMB_STEPS = 40
+
+
+def _clip_to_earth(
+    crs: CRS, transform: Affine, width: int, height: int, xs: np.ndarray, ys: np.ndarray, ok: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The outline with each point off the Earth (``~ok``: a geostationary
+    full disk's corners are in space) moved towards the grid's centre to the
+    last point on the Earth: the limb, found by bisection. ``None`` when the
+    centre itself is off the Earth. One PROJ transformer for all the
+    points (no exception per point off the Earth: those are infinite)."""
+    from pyproj import CRS as ProjCRS  # noqa: PLC0415 (rare path; rasterio's PROJ underneath)
+    from pyproj import Transformer  # noqa: PLC0415
+
+    try:
+        to_wgs84 = Transformer.from_crs(ProjCRS.from_wkt(crs.to_wkt()), _WGS84, always_xy=True)
+    except Exception:  # a CRS pyproj cannot take: the caller's result stands
+        return None
+
+    def on_earth(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        lon, lat = (np.asarray(v, dtype=float) for v in to_wgs84.transform(x, y, errcheck=False))
+        return lon, lat, np.isfinite(lon) & np.isfinite(lat) & (np.abs(lat) <= 90.0 + 1e-9)
+
+    cx, cy = _apply(transform, np.array([width / 2.0]), np.array([height / 2.0]))
+    if not bool(on_earth(cx, cy)[2][0]):
+        return None
+    px, py = xs[~ok], ys[~ok]
+    low, high = np.zeros(len(px)), np.ones(len(px))
+    for _ in range(_LIMB_STEPS):
+        mid = (low + high) / 2.0
+        good = on_earth(cx + mid * (px - cx), cy + mid * (py - cy))[2]
+        low, high = np.where(good, mid, low), np.where(good, high, mid)
+    limb_lon, limb_lat, good = on_earth(cx + low * (px - cx), cy + low * (py - cy))
+    if not bool(good.all()):
+        return None
+    lon, lat = on_earth(xs, ys)[:2]
+    lon[~ok], lat[~ok] = limb_lon, limb_lat
+    return lon, lat
 
 
 def _unwrap360(values: np.ndarray) -> np.ndarray:
