@@ -242,3 +242,39 @@ def test_64_bit_integer_fill_value_is_the_exact_integer(tmp_path: Path, dtype: s
     assert (variable["data_type"], variable["nodata"]) == (dtype, fill)
     (band,) = item["assets"]["data"]["bands"]
     assert band["nodata"] == fill and isinstance(band["nodata"], int)
+
+
+def test_geostationary_scan_angles_in_radians_give_the_full_disk(tmp_path: Path) -> None:
+    """GOES-R ABI NetCDF: x/y are scan angles in radians (CF geostationary),
+    which were read as metres: a full-disk product got a footprint of a few
+    metres around the sub-satellite point instead of the disk."""
+    size, half, height = 64, 0.151872, 35786023.0
+    x = np.linspace(-half, half, size, endpoint=False) + half / size
+    projection = {
+        "grid_mapping_name": "geostationary",
+        "perspective_point_height": height,
+        "semi_major_axis": 6378137.0,
+        "semi_minor_axis": 6356752.31414,
+        "latitude_of_projection_origin": 0.0,
+        "longitude_of_projection_origin": -75.0,
+        "sweep_angle_axis": "x",
+    }
+    path = tmp_path / "abi_fd_20240101.nc"
+    xr.Dataset(
+        {
+            "CMI": (("y", "x"), np.zeros((size, size), "f4"), {"grid_mapping": "goes_imager_projection"}),
+            "goes_imager_projection": ((), np.int32(0), projection),
+        },
+        coords={
+            "x": ("x", x, {"units": "rad", "standard_name": "projection_x_coordinate", "axis": "X"}),
+            "y": ("y", x[::-1], {"units": "rad", "standard_name": "projection_y_coordinate", "axis": "Y"}),
+        },
+    ).to_netcdf(path)
+    item = create_item(path).to_dict()
+    west, south, east, north = item["bbox"]
+    assert west == pytest.approx(-75.0 - 81.3, abs=0.3) and east == pytest.approx(-75.0 + 81.3, abs=0.3)
+    assert south == pytest.approx(-81.3, abs=0.3) and north == pytest.approx(81.3, abs=0.3)
+    # the grid in the CRS's metres, as GDAL gives it to a loader
+    a, _, c, _, e, f = item["properties"]["proj:transform"]
+    assert a == pytest.approx(2 * half / size * height) and c == pytest.approx(-half * height)
+    assert (e, f) == (pytest.approx(-a), pytest.approx(half * height))

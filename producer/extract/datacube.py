@@ -459,6 +459,26 @@ def _crs_of(ds: Any, name: str, where: str) -> Any:
         ) from None
 
 
+#: units of an angle in radians (UDUNITS spellings)
+_RADIANS = frozenset({"rad", "radian", "radians"})
+
+
+def _scan_angle_metres(ds: Any, mapping: str, name: str, values: Any) -> Any:
+    """``values`` of the x or y coordinate ``name`` in the CRS's metres. CF
+    geostationary grids (GOES-R ABI) give x/y as scan angles in radians: they
+    are the metres the CRS is in over the satellite's height (``h``), as
+    GDAL reads them. Any other coordinate: ``values``."""
+    attrs = ds.variables[mapping].attrs
+    if str(attrs.get("grid_mapping_name", "")).strip().lower() != "geostationary":
+        return values
+    if _units(ds[name]).strip().lower() not in _RADIANS:
+        return values
+    height = _number(attrs.get("perspective_point_height"))
+    if not isinstance(height, int | float) or not height > 0:
+        return values
+    return values * float(height)
+
+
 def _is_regular(values: Any) -> bool:
     import numpy as np  # noqa: PLC0415
 
@@ -799,6 +819,8 @@ def _one_grid(ds: Any, where: str, key: _GridKey | None, mapping: str | None) ->
                 f"{where}: the x/y coordinates {x_name!r}/{y_name!r} have no grid_mapping naming their "
                 f"CRS. {GEOREF_FIX}"
             )
+        if mapping is not None:
+            xs, ys = (_scan_angle_metres(ds, mapping, n, v) for n, v in ((x_name, xs), (y_name, ys)))
         if ds.sizes[x_name] < 2 or ds.sizes[y_name] < 2:
             raise NoGeoreferenceError(
                 f"{where}: the grid has a single row or column, so its cell size is unknown. {GEOREF_FIX}"
