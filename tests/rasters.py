@@ -31,6 +31,7 @@ from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
+from rasterio.rpc import RPC
 from rasterio.transform import from_origin
 
 SIZE = 64  # pixels per side of every small fixture
@@ -411,6 +412,34 @@ def write_gcps(
         with rasterio.open(path, "w", driver="GTiff", width=SIZE, height=SIZE, count=1, dtype="uint8") as dst:
             dst.write(_ramp())
             dst.gcps = (gcps, CRS.from_epsg(4326))
+    return path
+
+
+def write_rpcs(dirpath: str | os.PathLike[str]) -> Path:
+    """``rpcs_20241001.tif``: a sensor image located by RPCs only (no geotransform,
+    no GCPs): an unorthorectified satellite scene. Not in :data:`WRITERS`."""
+    rpcs = RPC(
+        height_off=0.0,
+        height_scale=500.0,
+        lat_off=40.5,
+        lat_scale=0.5,
+        line_den_coeff=[1.0] + [0.0] * 19,
+        line_num_coeff=[0.0, 0.0, -1.0] + [0.0] * 17,
+        line_off=32.0,
+        line_scale=32.0,
+        long_off=20.5,
+        long_scale=0.5,
+        samp_den_coeff=[1.0] + [0.0] * 19,
+        samp_num_coeff=[0.0, 1.0] + [0.0] * 18,
+        samp_off=32.0,
+        samp_scale=32.0,
+    )
+    path = _dir(dirpath) / "rpcs_20241001.tif"
+    with warnings.catch_warnings():  # no geotransform on purpose
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", driver="GTiff", width=SIZE, height=SIZE, count=1, dtype="uint8") as dst:
+            dst.write(_ramp())
+            dst.rpcs = rpcs
     return path
 
 

@@ -565,6 +565,17 @@ def test_a_grid_that_does_not_reproject_to_wgs84_says_what_to_check_and_fix(tmp_
     assert "another body than the Earth" in message and "gdal_edit.py -a_srs EPSG:" in message
 
 
+def test_a_raster_located_by_rpcs_only_is_told_to_orthorectify(tmp_path: Path) -> None:
+    # was: "no CRS and no ground control points ... gdal_edit.py -a_srs", a fix that
+    # would give a sensor image a made-up map grid
+    path = rasters.write_rpcs(tmp_path)
+    with pytest.raises(NoGeoreferenceError) as info:
+        create_item(path)
+    message = str(info.value)
+    assert path.name in message and "RPC" in message and "gdalwarp -rpc" in message
+    assert "gdal_edit.py" not in message
+
+
 def test_nodatetime_error_comes_after_georeference_check(data: dict[str, Path], tmp_path: Path) -> None:
     nodate_nocrs = tmp_path / "nocrs.tif"
     nodate_nocrs.write_bytes(data["nocrs"].read_bytes())

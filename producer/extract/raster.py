@@ -141,6 +141,13 @@ def get_geometry(
                 "register it again"
             ) from exc
         raise type(exc)(f"{where}: {exc}") from exc
+    if getattr(src, "rpcs", None):
+        raise NoGeoreferenceError(
+            f"{where}: the raster is located by RPCs only (a sensor model, not a map grid), "
+            "which give no footprint without an elevation model. Orthorectify it first, e.g. "
+            "`gdalwarp -rpc -t_srs EPSG:4326 in.tif out.tif` (add `-to RPC_DEM=dem.tif` for "
+            "relief), then register the result"
+        )
     missing = "no CRS" if src.crs is None or not src.crs else "a CRS but no geotransform"
     raise NoGeoreferenceError(
         f"{where}: the raster has {missing} and no ground control points, so its "
