@@ -311,6 +311,8 @@ def parse_providers(value: Iterable[str | Mapping[str, Any]] | None) -> tuple[di
 
 #: the STAC ``license`` pattern (an SPDX id, or ``other``), ASCII as in JSON Schema
 _LICENSE_CHARS = re.compile(r"[^\w\-.+]+", re.ASCII)
+#: the operators of an SPDX license expression ("Apache-2.0 OR MIT")
+_SPDX_EXPRESSION = re.compile(r"\s(OR|AND|WITH)\s|[()]")
 
 
 def _is_date_time(value: Any) -> bool:
@@ -376,6 +378,12 @@ def check_metadata(
     for problem in default_validator().errors(stub):
         why = problem.split(" (schema ", 1)[0]
         if license and problem.startswith("properties.license:"):
+            if _SPDX_EXPRESSION.search(license):  # no id spells an expression: 'other' does
+                raise InputError(
+                    f"item licence {license!r} is an SPDX license expression, which the STAC schema "
+                    f"does not take ({why}): give 'other' and link the licence texts",
+                    hints=(Hint("item_license", "other", "licences an SPDX id cannot name"),),
+                )
             fixed = _LICENSE_CHARS.sub("-", license).strip("-") or "other"
             raise InputError(
                 f"item licence {license!r} is not a license the STAC schema takes ({why}): give an SPDX "

@@ -229,6 +229,16 @@ def test_item_license_the_schema_refuses_is_a_usage_error_naming_the_option(utm,
     assert RegisterOptions(item_license="CC-BY-4.0+").item_license == "CC-BY-4.0+"
 
 
+@pytest.mark.parametrize("expression", ["Apache-2.0 OR MIT", "GPL-2.0-or-later WITH Classpath-exception-2.0"])
+def test_an_spdx_expression_as_item_license_is_offered_other_not_a_made_up_id(expression):
+    # was: "Fix it with item_license='Apache-2.0-OR-MIT'", an SPDX id that does not exist
+    with pytest.raises(InputError) as bad:
+        RegisterOptions(item_license=expression)
+    message = str(bad.value)
+    assert "item_license='other'" in message and "expression" in message
+    assert "-OR-" not in message and "-WITH-" not in message
+
+
 @pytest.mark.parametrize("key, value", [("gsd", -1), ("platform", 5), ("instruments", "msi")])
 def test_property_the_schema_refuses_is_a_usage_error_naming_the_option(utm, catalog_dir, key, value):
     with pytest.raises(InputError) as bad:
