@@ -278,3 +278,37 @@ def test_geostationary_scan_angles_in_radians_give_the_full_disk(tmp_path: Path)
     a, _, c, _, e, f = item["properties"]["proj:transform"]
     assert a == pytest.approx(2 * half / size * height) and c == pytest.approx(-half * height)
     assert (e, f) == (pytest.approx(-a), pytest.approx(half * height))
+
+
+def test_variables_on_two_time_axes_the_item_spans_both(tmp_path: Path) -> None:
+    """Two data variables on two time dimensions (``time``, ``time2``): the item
+    took the first axis only (a search for the second's dates missed it), and
+    ``time2`` was described as raw numbers of an index axis."""
+    lat = ("lat", [45.0, 46.0], {"units": "degrees_north"})
+    lon = ("lon", [7.0, 8.0], {"units": "degrees_east"})
+    units = {"units": "days since 2020-01-01", "standard_name": "time"}
+    path = tmp_path / "twotimes.nc"
+    xr.Dataset(
+        {
+            "a": (("time", "lat", "lon"), np.zeros((2, 2, 2), "f4")),
+            "b": (("time2", "lat", "lon"), np.zeros((2, 2, 2), "f4")),
+        },
+        coords={
+            "lat": lat,
+            "lon": lon,
+            "time": ("time", [0.0, 1.0], units),
+            "time2": ("time2", [100.0, 101.0], units),
+        },
+    ).to_netcdf(path)
+    props = create_item(path).to_dict()["properties"]
+    assert (props["start_datetime"], props["end_datetime"]) == (
+        "2020-01-01T00:00:00Z",
+        "2020-04-11T00:00:00Z",
+    )
+    dims = props["cube:dimensions"]
+    assert dims["time"]["extent"] == ["2020-01-01T00:00:00Z", "2020-01-02T00:00:00Z"]
+    assert dims["time2"] == {
+        **dims["time2"],
+        "type": "temporal",
+        "extent": ["2020-04-10T00:00:00Z", "2020-04-11T00:00:00Z"],
+    }

@@ -968,8 +968,15 @@ def find_time(ds: Any) -> str | None:
     """Name of the time coordinate: ``axis="T"``, ``standard_name="time"``,
     or a name in :data:`_TIME_NAMES`, with CF ``<unit> since <date>`` units.
     Dimension coordinates first."""
+    names = _time_names(ds)
+    return names[0] if names else None
+
+
+def _time_names(ds: Any) -> list[str]:
+    """Every coordinate :func:`find_time` would take, in its order."""
     candidates = [*ds.dims, *ds.coords, *ds.data_vars]
     seen: set[str] = set()
+    found: list[str] = []
     for key in candidates:
         name = str(key)
         if name in seen or name not in ds.variables:
@@ -983,8 +990,8 @@ def find_time(ds: Any) -> str | None:
             or _attr(var, "standard_name") == "time"
             or name.lower() in _TIME_NAMES
         ):
-            return name
-    return None
+            found.append(name)
+    return found
 
 
 def _unsigned(var: Any) -> Any | None:
@@ -1036,14 +1043,38 @@ class _Time:
     name: str
     result: DatetimeResult
     dimension: dict[str, Any]
+    #: ``cube:dimensions`` entry of every time axis, ``name``'s included
+    dimensions: dict[str, dict[str, Any]]
 
 
 def get_time(ds: Any, where: str) -> _Time | None:
     """The time coordinate's span (and of its bounds when present) as an
-    item datetime, and its ``cube:dimensions`` entry; ``None`` without one."""
-    name = find_time(ds)
-    if name is None:
+    item datetime, and its ``cube:dimensions`` entry; ``None`` without one.
+    Variables on other time dimensions too (``time``, ``time2``): the span
+    of them all, and an entry for each."""
+    names = _time_names(ds)
+    if not names:
         return None
+    others = [n for n in names[1:] if n in ds.dims]
+    times = [t for t in (_one_time(ds, n, where) for n in [names[0], *others]) if t is not None]
+    if len(times) <= 1:
+        return times[0] if times else None
+    starts = [t.result.datetime or t.result.start for t in times]
+    ends = [t.result.datetime or t.result.end for t in times]
+    result = from_time_axis(
+        min(s for s in starts if s is not None),
+        max(e for e in ends if e is not None),
+        steps=2,
+        bounded=False,
+        name=", ".join(t.name for t in times),
+        where=where,
+    )
+    dimensions = {t.name: t.dimension for t in times}
+    return _Time(times[0].name, result, times[0].dimension, dimensions)
+
+
+def _one_time(ds: Any, name: str, where: str) -> _Time | None:
+    """:func:`get_time` of the time coordinate ``name`` alone."""
     var = ds.variables[name]
     units, calendar = _attr(var, "units"), _attr(var, "calendar") or None
     what = f"{where}: time coordinate {name!r}"
@@ -1082,7 +1113,7 @@ def get_time(ds: Any, where: str) -> _Time | None:
         dimension["step"] = step
     if _attr(var, "long_name"):
         dimension["description"] = _attr(var, "long_name")
-    return _Time(name, result, dimension)
+    return _Time(name, result, dimension, {name: dimension})
 
 
 def _unit_seconds(units: str, calendar: str | None) -> float | None:
@@ -1222,8 +1253,8 @@ def get_cube_info(ds: Any, grid: _Grid, time: _Time | None) -> dict[str, Any]:
         name = str(dim)
         if name in grid.dimensions:
             dimensions[name] = grid.dimensions[name]
-        elif time is not None and name == time.name:
-            dimensions[name] = time.dimension
+        elif time is not None and name in time.dimensions:
+            dimensions[name] = time.dimensions[name]
         else:
             dimensions[name] = _other_dimension(ds, name)
     variables: dict[str, dict[str, Any]] = {}
