@@ -193,6 +193,8 @@ class MirrorError(ProducerError, ValueError):
 #: int64, an empty object: parquet has no struct without fields)
 _ODD = "odd"
 _INT64 = (-(2**63), 2**63 - 1)
+#: integers beyond this are not all doubles: Arrow will not put them in a float column
+_EXACT_INT = 2**53
 #: the timestamp texts stac-geoparquet's conversion (pyarrow) parses: RFC 3339
 #: date-times with at most microseconds (not lower-case ``t``/``z``, not a
 #: leap second: :func:`_is_timestamp` also checks the date is real)
@@ -308,6 +310,12 @@ def _encode(value: Any, key: str | None = None) -> Any:
         return {k: _encode(v, k) for k, v in value.items()}
     if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
         return [_encode(v) for v in value]
+    if type(value) is int and not -_EXACT_INT <= value <= _EXACT_INT:
+        # outside the properties (there such a value is stored as JSON text):
+        # beyond int64 (a uint64 band's nodata 2**64 - 1) Arrow cannot hold it
+        # as an integer, and beyond 2**53 (an int64 band's -2**63) it refuses to
+        # widen it to a double beside another item's float: the nearest double
+        return float(value)
     return value
 
 

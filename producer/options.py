@@ -184,8 +184,8 @@ class RegisterOptions:
     datetime_pattern: str | None = field(
         default=None,
         metadata=_spec(
-            "Regex on the file name: named groups year/month/day[/hour/minute/second], "
-            "start/end, or one group holding a date.",
+            "Regex on the file name (not its folders): named groups year/month/day[/hour/minute/second], "
+            "year/doy (day of the year), start/end, datetime, or one group holding a date.",
             "--datetime-pattern",
             "STAC_DATETIME_PATTERN",
             metavar="REGEX",

@@ -37,6 +37,7 @@ Nothing here does I/O; :func:`apply` mutates only the document it is given.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -179,11 +180,49 @@ def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[st
                 f"property {key!r} is set by the producer and cannot be given as a property: {fact}",
                 hints=hints,
             )
-    try:
-        json.dumps(out, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"properties must be JSON data (text, numbers, lists, objects): {exc}") from None
+    for key, value in out.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InputError(
+                f"property {key!r} must be JSON data (text, numbers, lists, objects): {exc}; "
+                f"{_json_way(_not_json(value))}"
+            ) from None
     return json.loads(json.dumps(out))  # a deep copy that shares nothing with the caller
+
+
+def _not_json(value: Any) -> Any:
+    """The first value inside ``value`` (itself, or a list item or object
+    member at any depth) that is not JSON data."""
+    if isinstance(value, Mapping):
+        inner: Iterable[Any] = value.values()
+    elif isinstance(value, list | tuple):
+        inner = value
+    else:
+        return value
+    for item in inner:
+        try:
+            json.dumps(item, allow_nan=False)
+        except (TypeError, ValueError):
+            return _not_json(item)
+    return value  # keys that are not text
+
+
+def _json_way(value: Any) -> str:
+    """What to give instead of ``value``, which is not JSON data."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "give null for a missing value (or leave the property out), or a number"
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        try:
+            plain = value.item()
+            return f"give it as a plain Python value: {json.dumps(plain, allow_nan=False)} (value.item())"
+        except (TypeError, ValueError):
+            return "give it as a plain Python value (value.item() or value.tolist())"
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            return "give it as an RFC 3339 text with its offset, e.g. value.replace(tzinfo=UTC).isoformat() if it is UTC"
+        return f"give it as RFC 3339 text: {format_time(value)!r}"
+    return f"a {type(value).__name__} is none: give text, a number, a list or an object"
 
 
 def _is_time(text: str) -> bool:
@@ -272,6 +311,8 @@ def parse_providers(value: Iterable[str | Mapping[str, Any]] | None) -> tuple[di
 
 #: the STAC ``license`` pattern (an SPDX id, or ``other``), ASCII as in JSON Schema
 _LICENSE_CHARS = re.compile(r"[^\w\-.+]+", re.ASCII)
+#: the operators of an SPDX license expression ("Apache-2.0 OR MIT")
+_SPDX_EXPRESSION = re.compile(r"\s(OR|AND|WITH)\s|[()]")
 
 
 def _is_date_time(value: Any) -> bool:
@@ -337,6 +378,12 @@ def check_metadata(
     for problem in default_validator().errors(stub):
         why = problem.split(" (schema ", 1)[0]
         if license and problem.startswith("properties.license:"):
+            if _SPDX_EXPRESSION.search(license):  # no id spells an expression: 'other' does
+                raise InputError(
+                    f"item licence {license!r} is an SPDX license expression, which the STAC schema "
+                    f"does not take ({why}): give 'other' and link the licence texts",
+                    hints=(Hint("item_license", "other", "licences an SPDX id cannot name"),),
+                )
             fixed = _LICENSE_CHARS.sub("-", license).strip("-") or "other"
             raise InputError(
                 f"item licence {license!r} is not a license the STAC schema takes ({why}): give an SPDX "

@@ -31,6 +31,7 @@ from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
+from rasterio.rpc import RPC
 from rasterio.transform import from_origin
 
 SIZE = 64  # pixels per side of every small fixture
@@ -59,6 +60,12 @@ GCPS = (  # (row, col, lon, lat): a 64x64 image over 20..21 E, 40..41 N
     (0.0, 64.0, 21.0, 41.0),
     (64.0, 0.0, 20.0, 40.0),
     (64.0, 64.0, 21.0, 40.0),
+)
+DATELINE_GCPS = (  # a 64x64 image over 179.5 E..179.5 W, 40..41 N: its longitudes jump at 180
+    (0.0, 0.0, 179.5, 41.0),
+    (0.0, 64.0, -179.5, 41.0),
+    (64.0, 0.0, 179.5, 40.0),
+    (64.0, 64.0, -179.5, 40.0),
 )
 
 
@@ -159,6 +166,32 @@ def write_nocrs(dirpath: str | os.PathLike[str]) -> Path:
         _ramp(),
         crs=None,
         transform=from_origin(*UTM_ORIGIN, UTM_RES, UTM_RES),
+    )
+
+
+#: a local (engineering) CRS: metres on a plane tied to no place on Earth (a lab, a site grid)
+ENGINEERING_WKT = 'LOCAL_CS["site grid",LOCAL_DATUM["x",0],UNIT["metre",1],AXIS["X",EAST],AXIS["Y",NORTH]]'
+
+
+def write_engineering_crs(dirpath: str | os.PathLike[str]) -> Path:
+    """``site_grid_20240701.tif``: a geotransform in a local (engineering) CRS
+    (:data:`ENGINEERING_WKT`), which has no relation to WGS84. Not in :data:`WRITERS`."""
+    return _write(
+        _dir(dirpath) / "site_grid_20240701.tif",
+        _ramp(),
+        crs=CRS.from_wkt(ENGINEERING_WKT),
+        transform=from_origin(*UTM_ORIGIN, UTM_RES, UTM_RES),
+    )
+
+
+def write_mars(dirpath: str | os.PathLike[str]) -> Path:
+    """``mars_20240701.tif``: a grid in a CRS of Mars (``IAU_2015:49900``), which
+    no transformation relates to WGS84. Not in :data:`WRITERS`."""
+    return _write(
+        _dir(dirpath) / "mars_20240701.tif",
+        _ramp(),
+        crs=CRS.from_user_input("IAU_2015:49900"),
+        transform=from_origin(*WGS84_ORIGIN, WGS84_RES, WGS84_RES),
     )
 
 
@@ -365,16 +398,73 @@ def write_range(dirpath: str | os.PathLike[str]) -> Path:
     )
 
 
-def write_gcps(dirpath: str | os.PathLike[str]) -> Path:
-    """``gcps_20241001.tif``: no geotransform, four GCPs in EPSG:4326 (see :data:`GCPS`)."""
-    path = _dir(dirpath) / "gcps_20241001.tif"
-    gcps = [GroundControlPoint(row=r, col=c, x=x, y=y, z=0.0) for r, c, x, y in GCPS]
+def write_gcps(
+    dirpath: str | os.PathLike[str],
+    points: tuple[tuple[float, float, float, float], ...] = GCPS,
+    name: str = "gcps_20241001.tif",
+) -> Path:
+    """``gcps_20241001.tif``: no geotransform, four GCPs in EPSG:4326 (see :data:`GCPS`;
+    ``points``, e.g. :data:`DATELINE_GCPS`, and ``name`` for others)."""
+    path = _dir(dirpath) / name
+    gcps = [GroundControlPoint(row=r, col=c, x=x, y=y, z=0.0) for r, c, x, y in points]
     with warnings.catch_warnings():  # no geotransform on purpose
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(path, "w", driver="GTiff", width=SIZE, height=SIZE, count=1, dtype="uint8") as dst:
             dst.write(_ramp())
             dst.gcps = (gcps, CRS.from_epsg(4326))
     return path
+
+
+def write_rpcs(dirpath: str | os.PathLike[str]) -> Path:
+    """``rpcs_20241001.tif``: a sensor image located by RPCs only (no geotransform,
+    no GCPs): an unorthorectified satellite scene. Not in :data:`WRITERS`."""
+    rpcs = RPC(
+        height_off=0.0,
+        height_scale=500.0,
+        lat_off=40.5,
+        lat_scale=0.5,
+        line_den_coeff=[1.0] + [0.0] * 19,
+        line_num_coeff=[0.0, 0.0, -1.0] + [0.0] * 17,
+        line_off=32.0,
+        line_scale=32.0,
+        long_off=20.5,
+        long_scale=0.5,
+        samp_den_coeff=[1.0] + [0.0] * 19,
+        samp_num_coeff=[0.0, 1.0] + [0.0] * 18,
+        samp_off=32.0,
+        samp_scale=32.0,
+    )
+    path = _dir(dirpath) / "rpcs_20241001.tif"
+    with warnings.catch_warnings():  # no geotransform on purpose
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", driver="GTiff", width=SIZE, height=SIZE, count=1, dtype="uint8") as dst:
+            dst.write(_ramp())
+            dst.rpcs = rpcs
+    return path
+
+
+def write_gdal_type(dirpath: str | os.PathLike[str], gdal_type: str, nodata: int | float, name: str) -> Path:
+    """``name``: a 2x2 EPSG:4326 GeoTIFF of GDAL data type ``gdal_type`` (``Int64``,
+    ``CInt32``...) whose nodata is ``nodata`` exactly, as GDAL writes it
+    (rasterio's writer passes a 64-bit nodata through a double, which loses
+    its digits, and writes no ``CInt32`` band)."""
+    vrt = (
+        '<VRTDataset rasterXSize="2" rasterYSize="2"><SRS>EPSG:4326</SRS>'
+        "<GeoTransform>10,1,0,50,0,-1</GeoTransform>"
+        f'<VRTRasterBand dataType="{gdal_type}" band="1"><NoDataValue>{nodata}</NoDataValue>'
+        "</VRTRasterBand></VRTDataset>"
+    )
+    path = _dir(dirpath) / name
+    with MemoryFile(vrt.encode(), ext=".vrt") as memfile, memfile.open() as src:
+        rasterio.shutil.copy(src, path, driver="GTiff")
+    return path
+
+
+def write_64bit_nodata(dirpath: str | os.PathLike[str], dtype: str, nodata: int) -> Path:
+    """``<dtype>_nodata_20240101.tif``: a 2x2 ``int64``/``uint64`` EPSG:4326 GeoTIFF
+    whose nodata is the integer ``nodata`` exactly (:func:`write_gdal_type`)."""
+    gdal_type = {"int64": "Int64", "uint64": "UInt64"}[dtype]
+    return write_gdal_type(dirpath, gdal_type, nodata, f"{dtype}_nodata_20240101.tif")
 
 
 def _netcdf_copy(path: Path, data: np.ndarray, tags: dict[str, str], band_tags: dict[str, str]) -> Path:

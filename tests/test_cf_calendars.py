@@ -90,3 +90,29 @@ def test_model_calendars_keep_their_dates_real_day_ones_convert(
     calendar: str, days: float, expected: datetime
 ) -> None:
     assert cf_datetimes([days], "days since 2000-01-01", calendar, "x.nc") == [expected]
+
+
+def test_nanosecond_time_axis_as_xarray_writes_it_is_read(tmp_path: Path) -> None:
+    """xarray encodes datetime64[ns] times with a part below the microsecond as
+    int64 ``nanoseconds since <first time>``, which cftime does not read: such
+    a file was refused ("units must be one of 'microseconds', ...")."""
+    times = np.array(
+        ["2024-05-13T10:00:00.000000001", "2024-05-13T10:00:00.500000002"], dtype="datetime64[ns]"
+    )
+    path = tmp_path / "ns.nc"
+    xr.Dataset(
+        {"v": (("time", "lat", "lon"), np.ones((2, 2, 2), "f4"))},
+        coords={
+            "time": times,
+            "lat": ("lat", [40.5, 41.5], {"units": "degrees_north"}),
+            "lon": ("lon", [10.5, 11.5], {"units": "degrees_east"}),
+        },
+    ).to_netcdf(path)
+    with xr.open_dataset(path, decode_times=False) as raw:
+        assert raw["time"].attrs["units"].startswith("nanoseconds since")  # what the case is about
+    props = create_item(path).to_dict()["properties"]
+    # STAC datetimes hold microseconds: the nanoseconds below them are dropped
+    assert (props["start_datetime"], props["end_datetime"]) == (
+        "2024-05-13T10:00:00Z",
+        "2024-05-13T10:00:00.500000Z",
+    )

@@ -215,3 +215,100 @@ def test_regular_longitudes_wrapping_at_the_antimeridian_are_one_regular_grid(tm
     assert (dims["lon"]["step"], dims["lat"]["step"]) == (2.0, 1.0)
     assert item["properties"]["proj:code"] == "EPSG:4326"
     assert Validator().errors(item) == []
+
+
+@pytest.mark.parametrize(
+    ("dtype", "fill"), [("uint64", 2**64 - 1), ("int64", 2**62 + 1), ("uint64", 2**53 + 1)]
+)
+def test_64_bit_integer_fill_value_is_the_exact_integer(tmp_path: Path, dtype: str, fill: int) -> None:
+    """The fill value went through a double: 2**64 - 1 was published as
+    2**64 (no uint64 at all), 2**62 + 1 as 2**62."""
+    path = tmp_path / f"{dtype}_20200101.nc"
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
+        for name, values, units in (
+            ("lat", [1.0, 2.0, 3.0], "degrees_north"),
+            ("lon", [1.0, 2.0], "degrees_east"),
+        ):
+            nc.createDimension(name, len(values))
+            coord = nc.createVariable(name, "f8", (name,))
+            coord.units = units
+            coord[:] = values
+        var = nc.createVariable(
+            "count", np.dtype(dtype), ("lat", "lon"), fill_value=np.dtype(dtype).type(fill)
+        )
+        var[:] = np.zeros((3, 2), dtype)
+    item = create_item(path).to_dict()
+    variable = item["properties"]["cube:variables"]["count"]
+    assert (variable["data_type"], variable["nodata"]) == (dtype, fill)
+    (band,) = item["assets"]["data"]["bands"]
+    assert band["nodata"] == fill and isinstance(band["nodata"], int)
+
+
+def test_geostationary_scan_angles_in_radians_give_the_full_disk(tmp_path: Path) -> None:
+    """GOES-R ABI NetCDF: x/y are scan angles in radians (CF geostationary),
+    which were read as metres: a full-disk product got a footprint of a few
+    metres around the sub-satellite point instead of the disk."""
+    size, half, height = 64, 0.151872, 35786023.0
+    x = np.linspace(-half, half, size, endpoint=False) + half / size
+    projection = {
+        "grid_mapping_name": "geostationary",
+        "perspective_point_height": height,
+        "semi_major_axis": 6378137.0,
+        "semi_minor_axis": 6356752.31414,
+        "latitude_of_projection_origin": 0.0,
+        "longitude_of_projection_origin": -75.0,
+        "sweep_angle_axis": "x",
+    }
+    path = tmp_path / "abi_fd_20240101.nc"
+    xr.Dataset(
+        {
+            "CMI": (("y", "x"), np.zeros((size, size), "f4"), {"grid_mapping": "goes_imager_projection"}),
+            "goes_imager_projection": ((), np.int32(0), projection),
+        },
+        coords={
+            "x": ("x", x, {"units": "rad", "standard_name": "projection_x_coordinate", "axis": "X"}),
+            "y": ("y", x[::-1], {"units": "rad", "standard_name": "projection_y_coordinate", "axis": "Y"}),
+        },
+    ).to_netcdf(path)
+    item = create_item(path).to_dict()
+    west, south, east, north = item["bbox"]
+    assert west == pytest.approx(-75.0 - 81.3, abs=0.3) and east == pytest.approx(-75.0 + 81.3, abs=0.3)
+    assert south == pytest.approx(-81.3, abs=0.3) and north == pytest.approx(81.3, abs=0.3)
+    # the grid in the CRS's metres, as GDAL gives it to a loader
+    a, _, c, _, e, f = item["properties"]["proj:transform"]
+    assert a == pytest.approx(2 * half / size * height) and c == pytest.approx(-half * height)
+    assert (e, f) == (pytest.approx(-a), pytest.approx(half * height))
+
+
+def test_variables_on_two_time_axes_the_item_spans_both(tmp_path: Path) -> None:
+    """Two data variables on two time dimensions (``time``, ``time2``): the item
+    took the first axis only (a search for the second's dates missed it), and
+    ``time2`` was described as raw numbers of an index axis."""
+    lat = ("lat", [45.0, 46.0], {"units": "degrees_north"})
+    lon = ("lon", [7.0, 8.0], {"units": "degrees_east"})
+    units = {"units": "days since 2020-01-01", "standard_name": "time"}
+    path = tmp_path / "twotimes.nc"
+    xr.Dataset(
+        {
+            "a": (("time", "lat", "lon"), np.zeros((2, 2, 2), "f4")),
+            "b": (("time2", "lat", "lon"), np.zeros((2, 2, 2), "f4")),
+        },
+        coords={
+            "lat": lat,
+            "lon": lon,
+            "time": ("time", [0.0, 1.0], units),
+            "time2": ("time2", [100.0, 101.0], units),
+        },
+    ).to_netcdf(path)
+    props = create_item(path).to_dict()["properties"]
+    assert (props["start_datetime"], props["end_datetime"]) == (
+        "2020-01-01T00:00:00Z",
+        "2020-04-11T00:00:00Z",
+    )
+    dims = props["cube:dimensions"]
+    assert dims["time"]["extent"] == ["2020-01-01T00:00:00Z", "2020-01-02T00:00:00Z"]
+    assert dims["time2"] == {
+        **dims["time2"],
+        "type": "temporal",
+        "extent": ["2020-04-10T00:00:00Z", "2020-04-11T00:00:00Z"],
+    }

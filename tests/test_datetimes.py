@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from producer import RegisterOptions
 from producer.errors import InputError, NoDatetimeError
 from producer.extract.datetimes import (
     from_acdd,
@@ -178,6 +179,33 @@ def test_user_pattern_forms() -> None:
     # no match: fall through to the built-in patterns
     fallback = from_filename("x_20240513.tif", r"nothing(\d+)")
     assert fallback is not None and fallback.datetime == dt(2024, 5, 13)
+
+
+def test_user_pattern_day_of_year() -> None:
+    # MODIS-style names: year and day of the year (2024 is a leap year: day 150 is 29 May)
+    modis = from_filename("MOD13Q1.A2024150.h18v04.tif", r"\.A(?P<year>\d{4})(?P<doy>\d{3})\.")
+    assert modis is not None and modis.datetime == dt(2024, 5, 29)
+    with pytest.raises(InputError, match="not a valid date"):
+        from_filename("x.A2023366.tif", r"\.A(?P<year>\d{4})(?P<doy>\d{3})\.")
+
+
+@pytest.mark.parametrize("pattern", [r"A(?P<year>\d{4})(?P<julian>\d{3})", r"_(?P<yr>\d{4})(?P<mo>\d\d)"])
+def test_user_pattern_with_a_group_name_it_does_not_read_is_refused(pattern: str) -> None:
+    # the unknown group was ignored: every file got 1 January of its year
+    with pytest.raises(InputError, match="named group") as info:
+        RegisterOptions(datetime_pattern=pattern)
+    assert "(?P<doy>" in str(info.value) and "(?P<month>" in str(info.value)
+
+
+@pytest.mark.parametrize("pattern", [r"(?P<year>\d{4})/(?P<month>\d\d)/(?P<day>\d\d)/", r"(?P<year>\d{4})\/"])
+def test_user_pattern_across_folders_is_refused(pattern: str) -> None:
+    # searched in the file name only, it never matched: the date came from the
+    # built-in patterns or the TIFF tags instead, silently
+    with pytest.raises(InputError, match="file name") as info:
+        RegisterOptions(datetime_pattern=pattern)
+    assert "'/'" in str(info.value)
+    # a slash in a character class is fine: it matches names without one
+    assert RegisterOptions(datetime_pattern=r"(?P<year>\d{4})[^/]*\.tif").datetime_pattern
 
 
 def test_user_pattern_errors() -> None:

@@ -327,6 +327,16 @@ def test_gcps(items: dict[str, dict[str, Any]]) -> None:
     assert 1000 < resolution < 1800  # 1/64 degree ≈ 1737 m N-S, 1316 m E-W at 40.5° N
 
 
+def test_gcps_across_the_antimeridian_cover_one_degree_not_the_world(tmp_path: Path) -> None:
+    # a swath near Fiji: the GCP longitudes jump from 179.5 to -179.5, which
+    # an affine fit took for a 359-degree-wide image
+    doc = create_item(rasters.write_gcps(tmp_path, rasters.DATELINE_GCPS, "swath_20241001.tif")).to_dict()
+    assert doc["bbox"] == pytest.approx([179.5, 40.0, -179.5, 41.0], abs=1e-7)
+    assert doc["geometry"]["type"] == "MultiPolygon"
+    resolution = doc["assets"]["data"]["bands"][0]["raster:spatial_resolution"]
+    assert 1000 < resolution < 1800  # 1/64 degree, as for the same image at 20 E
+
+
 def test_netcdf(items: dict[str, dict[str, Any]], data: dict[str, Path]) -> None:
     doc = items["netcdf"]
     assert doc["id"] == "sample"
@@ -537,6 +547,35 @@ def test_error_messages_say_how_to_fix(data: dict[str, Path], tmp_path: Path) ->
         create_item(12345)  # type: ignore[arg-type]
 
 
+def test_a_local_engineering_crs_is_no_georeference_and_says_how_to_assign_one(tmp_path: Path) -> None:
+    path = rasters.write_engineering_crs(tmp_path)
+    with pytest.raises(NoGeoreferenceError) as info:
+        create_item(path)
+    message = str(info.value)
+    assert path.name in message and "local (engineering) CRS" in message
+    assert "gdal_edit.py -a_srs EPSG:" in message
+
+
+def test_a_grid_that_does_not_reproject_to_wgs84_says_what_to_check_and_fix(tmp_path: Path) -> None:
+    path = rasters.write_mars(tmp_path)
+    with pytest.raises(InputError) as info:
+        create_item(path)
+    message = str(info.value)
+    assert path.name in message and "cannot be reprojected" in message
+    assert "another body than the Earth" in message and "gdal_edit.py -a_srs EPSG:" in message
+
+
+def test_a_raster_located_by_rpcs_only_is_told_to_orthorectify(tmp_path: Path) -> None:
+    # was: "no CRS and no ground control points ... gdal_edit.py -a_srs", a fix that
+    # would give a sensor image a made-up map grid
+    path = rasters.write_rpcs(tmp_path)
+    with pytest.raises(NoGeoreferenceError) as info:
+        create_item(path)
+    message = str(info.value)
+    assert path.name in message and "RPC" in message and "gdalwarp -rpc" in message
+    assert "gdal_edit.py" not in message
+
+
 def test_nodatetime_error_comes_after_georeference_check(data: dict[str, Path], tmp_path: Path) -> None:
     nodate_nocrs = tmp_path / "nocrs.tif"
     nodate_nocrs.write_bytes(data["nocrs"].read_bytes())
@@ -568,6 +607,29 @@ def test_bad_datetime_options(data: dict[str, Path]) -> None:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+@pytest.mark.parametrize(
+    ("dtype", "nodata"),
+    [("uint64", 2**64 - 1), ("int64", -(2**63)), ("int64", 2**62 + 1), ("uint64", 2**53 + 1)],
+)
+def test_64_bit_integer_nodata_is_the_exact_integer(dtype: str, nodata: int, tmp_path: Path) -> None:
+    # rasterio reads nodata as a double: 2**64 - 1 came out as no nodata at all,
+    # 2**62 + 1 and 2**53 + 1 as their neighbours, so readers masked other pixels
+    doc = create_item(rasters.write_64bit_nodata(tmp_path, dtype, nodata)).to_dict()
+    (band,) = doc["assets"]["data"]["bands"]
+    assert band["data_type"] == dtype
+    assert band["nodata"] == nodata and isinstance(band["nodata"], int)
+
+
+@pytest.mark.parametrize(
+    ("gdal_type", "stac_type"), [("CInt16", "cint16"), ("CInt32", "cint32"), ("CFloat32", "cfloat32")]
+)
+def test_complex_band_data_type_is_gdals(gdal_type: str, stac_type: str, tmp_path: Path) -> None:
+    # rasterio calls a CInt32 band complex64: it was published as cfloat32
+    path = rasters.write_gdal_type(tmp_path, gdal_type, -5, "sar_20240101.tif")
+    (band,) = create_item(path).to_dict()["assets"]["data"]["bands"]
+    assert band["data_type"] == stac_type
 
 
 def test_data_types_and_nodata_values() -> None:

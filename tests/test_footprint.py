@@ -545,3 +545,60 @@ def _straight_at(xs: list[float], ys: list[float], i: int) -> bool:
     ux, uy = xs[i] - xs[p], ys[i] - ys[p]
     vx, vy = xs[q] - xs[i], ys[q] - ys[i]
     return ux * vy - uy * vx == 0.0 and ux * vx + uy * vy > 0.0
+
+
+# --------------------------------------------------------------------------
+# global grids whose corners lie off the Earth
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("crs", "half_width", "half_height"),
+    [
+        ("ESRI:54009", 18_041_000.0, 9_000_000.0),  # GHSL's global Mollweide grid
+        ("ESRI:54009", 18_040_095.7, 9_020_047.8),
+        ("EPSG:8857", 17_243_959.06, 8_392_927.6),  # Equal Earth
+    ],
+)
+def test_global_grid_of_a_world_projection_is_the_whole_world(crs, half_width, half_height):
+    """The outline of a world map in an elliptical projection lies outside the
+    projection's domain (only the middle of each edge touches the Earth): it
+    was refused as "cannot be reprojected to WGS84", so a global product could
+    not be registered at all."""
+    width, height = 360, 180
+    transform = Affine(2 * half_width / width, 0.0, -half_width, 0.0, -2 * half_height / height, half_height)
+    geometry, bbox = footprint(CRS.from_user_input(crs), transform, width, height)
+    check_geojson(geometry, bbox)
+    assert bbox[0] == -180.0 and bbox[2] == 180.0
+    assert bbox[1] == pytest.approx(-90.0, abs=1.0) and bbox[3] == pytest.approx(90.0, abs=1.0)
+
+
+def test_grid_wholly_off_the_earth_is_still_refused():
+    # a Mollweide grid beyond the ellipse's corner holds no point of the Earth
+    transform = Affine(1000.0, 0.0, 17_500_000.0, 0.0, -1000.0, 9_000_000.0)
+    with pytest.raises(InputError, match="cannot be reprojected"):
+        footprint(CRS.from_user_input("ESRI:54009"), transform, 100, 100)
+
+
+@pytest.mark.parametrize(
+    ("proj", "half", "lon_0"),
+    [
+        ("+proj=geos +lon_0=0 +h=35785831 +a=6378169 +b=6356583.8 +units=m +no_defs", 5_568_748.28, 0.0),
+        ("+proj=geos +lon_0=-75 +h=35786023 +ellps=GRS80 +units=m +sweep=x +no_defs", 5_434_894.89, -75.0),
+    ],
+    ids=["seviri", "goes-east"],
+)
+def test_geostationary_full_disk_is_the_visible_disk(proj, half, lon_0):
+    """A full-disk image (SEVIRI, GOES ABI) has its corners and most of its
+    edges in space: it was refused ("cannot be reprojected to WGS84"). Its
+    footprint is the Earth's disk as the satellite sees it: about 81.3
+    degrees around the sub-satellite point."""
+    transform = Affine(2 * half / 64, 0.0, -half, 0.0, -2 * half / 64, half)
+    geometry, bbox = footprint(CRS.from_proj4(proj), transform, 64, 64)
+    check_geojson(geometry, bbox)
+    west, south, east, north = bbox
+    assert west == pytest.approx(lon_0 - 81.3, abs=0.2) and east == pytest.approx(lon_0 + 81.3, abs=0.2)
+    assert south == pytest.approx(-81.3, abs=0.3) and north == pytest.approx(81.3, abs=0.3)
+    (ring,) = exteriors(geometry)
+    assert inside((lon_0, 0.0), ring) and inside((lon_0 + 70.0, 0.0), ring)
+    assert not inside((lon_0 + 70.0, 70.0), ring)  # a disk, not its bounding box

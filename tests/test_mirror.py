@@ -222,6 +222,35 @@ def test_nan_nodata_beside_numeric_nodata_converts_and_reads_back(products, tmp_
         assert band_type.field("nodata").type == pa.float64()
 
 
+def test_64_bit_nodata_beyond_doubles_converts_and_reads_back(products, tmp_path):
+    """A uint64 band's nodata 2**64 - 1 is a JSON integer Arrow cannot hold as
+    int64 ("Python int too large to convert to C long"), an int64 band's -2**63
+    one it refuses to widen to a double beside the float NaN of another item's
+    nodata ("outside the range exactly representable"): the compaction failed,
+    and the mirror never caught up with the catalog again."""
+    import stac_geoparquet.arrow as sga
+
+    uint64 = rasters.write_64bit_nodata(tmp_path / "data", "uint64", 2**64 - 1)
+    int64 = rasters.write_64bit_nodata(tmp_path / "data", "int64", -(2**63))
+    given = {"uint64": uint64, "int64": int64, "nodata": products["nodata"], "nan": products["nan_nodata"]}
+    store = register(given, tmp_path / "catalog", None)
+    MirrorSink(store).apply({}, created(store, "c"))
+    assert mirror.compact(store, "c/items.parquet")
+    rows, _ = read_mirror(store, "c/items.parquet")
+    nodata = {i: it["assets"]["data"]["bands"][0]["nodata"] for i, it in rows.items()}
+    assert nodata == {
+        "uint64_nodata_20240101": float(2**64 - 1),
+        "int64_nodata_20240101": float(-(2**63)),
+        "nodata_20240901": rasters.NODATA_VALUE,
+        "nan_nodata_20240902": "nan",
+    }
+    back = {
+        i["id"] for i in sga.stac_table_to_items(pq.read_table(tmp_path / "catalog" / "c" / "items.parquet"))
+    }
+    assert back == set(nodata)
+    assert diff(store, "c").clean
+
+
 def test_boundcrs_projjson_converts(products, tmp_path):
     """A BoundCRS (TOWGS84) PROJJSON mixes string and object units in one list.
 

@@ -4,8 +4,10 @@ processing extension, item license and providers (Python, CLI, environment)."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -227,6 +229,16 @@ def test_item_license_the_schema_refuses_is_a_usage_error_naming_the_option(utm,
     assert RegisterOptions(item_license="CC-BY-4.0+").item_license == "CC-BY-4.0+"
 
 
+@pytest.mark.parametrize("expression", ["Apache-2.0 OR MIT", "GPL-2.0-or-later WITH Classpath-exception-2.0"])
+def test_an_spdx_expression_as_item_license_is_offered_other_not_a_made_up_id(expression):
+    # was: "Fix it with item_license='Apache-2.0-OR-MIT'", an SPDX id that does not exist
+    with pytest.raises(InputError) as bad:
+        RegisterOptions(item_license=expression)
+    message = str(bad.value)
+    assert "item_license='other'" in message and "expression" in message
+    assert "-OR-" not in message and "-WITH-" not in message
+
+
 @pytest.mark.parametrize("key, value", [("gsd", -1), ("platform", 5), ("instruments", "msi")])
 def test_property_the_schema_refuses_is_a_usage_error_naming_the_option(utm, catalog_dir, key, value):
     with pytest.raises(InputError) as bad:
@@ -307,3 +319,21 @@ def test_timestamps_extension_field_that_is_no_date_time_is_a_usage_error(
     assert not catalog_dir.exists()
     for good in ("2024-01-01T00:00:00Z", "2024-01-01t10:30:00.123456789+02:00", "2016-12-31T23:59:60Z"):
         assert RegisterOptions(properties={key: good}).properties == {key: good}
+
+
+@pytest.mark.parametrize(
+    ("value", "fix"),
+    [
+        (np.float32(12.5), "12.5"),  # numpy scalars: what a pipeline computes
+        (datetime(2024, 5, 13, 10, 0, tzinfo=UTC), "'2024-05-13T10:00:00Z'"),
+        (float("nan"), "null"),
+    ],
+)
+def test_a_property_that_is_no_json_is_named_with_the_value_to_give(value, fix) -> None:
+    """The error said "Object of type float32 is not JSON serializable" without
+    naming the property among the others, or what to give instead."""
+    with pytest.raises(InputError) as info:
+        RegisterOptions(properties={"my:first": 1, "eo:cloud_cover": value})
+    message = str(info.value)
+    assert "'eo:cloud_cover'" in message and "'my:first'" not in message
+    assert fix in message

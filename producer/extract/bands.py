@@ -18,11 +18,14 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
+import rasterio.shutil
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, Resampling
+from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
 #: rasterio/numpy dtype name → STAC ``data_type``
@@ -53,6 +56,9 @@ _SPECTRAL_INTERP: dict[str, str] = {
     "lwir": "lwir",
 }
 _RGB = ("red", "green", "blue")
+#: the dtypes rasterio does not describe exactly: a nodata a double cannot always
+#: hold (64-bit integers), a GDAL type it names after another (CInt32 as complex64)
+_INEXACT = ("int64", "uint64", "complex64")
 #: the long_name GDAL's netCDF driver invents for unnamed bands: not a description
 _GDAL_PLACEHOLDER = re.compile(r"^GDAL Band Number \d+$")
 #: a statistics read is decimated to the coarsest overview whose long side is at least this
@@ -76,9 +82,16 @@ def _bits(dtype: str) -> int:
 
 
 def nodata_value(value: float | None, dtype: str) -> float | int | str | None:
-    """STAC ``nodata``: NaN/±inf as ``"nan"``/``"inf"``/``"-inf"``; ints for integer bands."""
+    """STAC ``nodata``: NaN/±inf as ``"nan"``/``"inf"``/``"-inf"``; ints for integer
+    bands (an ``int`` given is kept exact: a double cannot hold every 64-bit one)."""
     if value is None:
         return None
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and data_type(dtype).startswith(("int", "uint"))
+    ):
+        return value
     value = float(value)
     if math.isnan(value):
         return "nan"
@@ -246,6 +259,33 @@ def band_names(src: Any) -> list[str]:
     return names
 
 
+def _gdal_bands(src: Any) -> dict[int, tuple[str, int | None]]:
+    """``{band index: (GDAL data type, exact integer nodata or None)}``, for the
+    bands rasterio does not describe exactly.
+
+    rasterio reads nodata through a double, which cannot hold every 64-bit
+    integer: ``2**64 - 1`` (the usual ``uint64`` nodata) comes back as none
+    at all, ``2**53 + 1`` as ``2**53``; and it calls a ``CInt32`` band
+    ``complex64``, as it does a ``CFloat32`` one. GDAL's VRT description of
+    the dataset (metadata only, no pixel is read) spells each band's type
+    and nodata exactly. ``{}`` when that description cannot be made
+    (rasterio's reading is used then).
+    """
+    try:
+        with MemoryFile(ext=".vrt") as memfile:
+            rasterio.shutil.copy(src, memfile.name, driver="VRT")
+            root = ElementTree.fromstring(memfile.read())
+    except Exception:  # rasterio/GDAL errors, unparsable XML: keep what rasterio says
+        return {}
+    found: dict[int, tuple[str, int | None]] = {}
+    for band in root.iter("VRTRasterBand"):
+        text = (band.findtext("NoDataValue") or "").strip()
+        gdal_type = band.get("dataType") or ""
+        exact = int(text) if gdal_type in ("Int64", "UInt64") and re.fullmatch(r"[+-]?\d+", text) else None
+        found[int(band.get("band") or 0)] = (gdal_type, exact)
+    return found
+
+
 def get_bands_info(
     src: Any,
     *,
@@ -257,6 +297,7 @@ def get_bands_info(
     in metres (see :func:`spatial_resolution`), repeated in every band."""
     names = band_names(src)
     commons = common_names(tuple(src.colorinterp))
+    gdal = _gdal_bands(src) if any(d in _INEXACT for d in src.dtypes) else {}
     bands: list[dict[str, Any]] = []
     for pos, bidx in enumerate(src.indexes):
         dtype = src.dtypes[pos]
@@ -267,8 +308,9 @@ def get_bands_info(
             band["description"] = description
         if commons[pos]:
             band["eo:common_name"] = commons[pos]
-        band["data_type"] = data_type(dtype)
-        nodata = nodata_value(src.nodatavals[pos], dtype)
+        gdal_type, exact = gdal.get(bidx, ("", None))
+        band["data_type"] = "cint32" if gdal_type == "CInt32" else data_type(dtype)
+        nodata = exact if exact is not None else nodata_value(src.nodatavals[pos], dtype)
         if nodata is not None:
             band["nodata"] = nodata
         unit = (src.units[pos] or "").strip() if src.units else ""

@@ -63,6 +63,7 @@ from producer.extract.datetimes import (
     cf_datetimes,
     from_acdd,
     from_time_axis,
+    in_microseconds,
     resolve_datetime,
 )
 from producer.extract.failures import storage_failure
@@ -458,6 +459,26 @@ def _crs_of(ds: Any, name: str, where: str) -> Any:
         ) from None
 
 
+#: units of an angle in radians (UDUNITS spellings)
+_RADIANS = frozenset({"rad", "radian", "radians"})
+
+
+def _scan_angle_metres(ds: Any, mapping: str, name: str, values: Any) -> Any:
+    """``values`` of the x or y coordinate ``name`` in the CRS's metres. CF
+    geostationary grids (GOES-R ABI) give x/y as scan angles in radians: they
+    are the metres the CRS is in over the satellite's height (``h``), as
+    GDAL reads them. Any other coordinate: ``values``."""
+    attrs = ds.variables[mapping].attrs
+    if str(attrs.get("grid_mapping_name", "")).strip().lower() != "geostationary":
+        return values
+    if _units(ds[name]).strip().lower() not in _RADIANS:
+        return values
+    height = _number(attrs.get("perspective_point_height"))
+    if not isinstance(height, int | float) or not height > 0:
+        return values
+    return values * float(height)
+
+
 def _is_regular(values: Any) -> bool:
     import numpy as np  # noqa: PLC0415
 
@@ -798,6 +819,8 @@ def _one_grid(ds: Any, where: str, key: _GridKey | None, mapping: str | None) ->
                 f"{where}: the x/y coordinates {x_name!r}/{y_name!r} have no grid_mapping naming their "
                 f"CRS. {GEOREF_FIX}"
             )
+        if mapping is not None:
+            xs, ys = (_scan_angle_metres(ds, mapping, n, v) for n, v in ((x_name, xs), (y_name, ys)))
         if ds.sizes[x_name] < 2 or ds.sizes[y_name] < 2:
             raise NoGeoreferenceError(
                 f"{where}: the grid has a single row or column, so its cell size is unknown. {GEOREF_FIX}"
@@ -945,8 +968,15 @@ def find_time(ds: Any) -> str | None:
     """Name of the time coordinate: ``axis="T"``, ``standard_name="time"``,
     or a name in :data:`_TIME_NAMES`, with CF ``<unit> since <date>`` units.
     Dimension coordinates first."""
+    names = _time_names(ds)
+    return names[0] if names else None
+
+
+def _time_names(ds: Any) -> list[str]:
+    """Every coordinate :func:`find_time` would take, in its order."""
     candidates = [*ds.dims, *ds.coords, *ds.data_vars]
     seen: set[str] = set()
+    found: list[str] = []
     for key in candidates:
         name = str(key)
         if name in seen or name not in ds.variables:
@@ -960,8 +990,8 @@ def find_time(ds: Any) -> str | None:
             or _attr(var, "standard_name") == "time"
             or name.lower() in _TIME_NAMES
         ):
-            return name
-    return None
+            found.append(name)
+    return found
 
 
 def _unsigned(var: Any) -> Any | None:
@@ -1013,14 +1043,38 @@ class _Time:
     name: str
     result: DatetimeResult
     dimension: dict[str, Any]
+    #: ``cube:dimensions`` entry of every time axis, ``name``'s included
+    dimensions: dict[str, dict[str, Any]]
 
 
 def get_time(ds: Any, where: str) -> _Time | None:
     """The time coordinate's span (and of its bounds when present) as an
-    item datetime, and its ``cube:dimensions`` entry; ``None`` without one."""
-    name = find_time(ds)
-    if name is None:
+    item datetime, and its ``cube:dimensions`` entry; ``None`` without one.
+    Variables on other time dimensions too (``time``, ``time2``): the span
+    of them all, and an entry for each."""
+    names = _time_names(ds)
+    if not names:
         return None
+    others = [n for n in names[1:] if n in ds.dims]
+    times = [t for t in (_one_time(ds, n, where) for n in [names[0], *others]) if t is not None]
+    if len(times) <= 1:
+        return times[0] if times else None
+    starts = [t.result.datetime or t.result.start for t in times]
+    ends = [t.result.datetime or t.result.end for t in times]
+    result = from_time_axis(
+        min(s for s in starts if s is not None),
+        max(e for e in ends if e is not None),
+        steps=2,
+        bounded=False,
+        name=", ".join(t.name for t in times),
+        where=where,
+    )
+    dimensions = {t.name: t.dimension for t in times}
+    return _Time(times[0].name, result, times[0].dimension, dimensions)
+
+
+def _one_time(ds: Any, name: str, where: str) -> _Time | None:
+    """:func:`get_time` of the time coordinate ``name`` alone."""
     var = ds.variables[name]
     units, calendar = _attr(var, "units"), _attr(var, "calendar") or None
     what = f"{where}: time coordinate {name!r}"
@@ -1059,7 +1113,7 @@ def get_time(ds: Any, where: str) -> _Time | None:
         dimension["step"] = step
     if _attr(var, "long_name"):
         dimension["description"] = _attr(var, "long_name")
-    return _Time(name, result, dimension)
+    return _Time(name, result, dimension, {name: dimension})
 
 
 def _unit_seconds(units: str, calendar: str | None) -> float | None:
@@ -1069,6 +1123,9 @@ def _unit_seconds(units: str, calendar: str | None) -> float | None:
     ``None`` when it cannot."""
     import cftime  # noqa: PLC0415 (only datacubes need it)
 
+    stated = in_microseconds([0], units)[1]
+    scale = 0.001 if stated != units else 1.0  # nanoseconds: a thousandth of a microsecond
+    units = stated
     try:
         zero, one = cftime.num2date(
             [0.0, 1.0],
@@ -1076,7 +1133,7 @@ def _unit_seconds(units: str, calendar: str | None) -> float | None:
             calendar=(calendar or "standard").strip().lower(),
             only_use_cftime_datetimes=True,
         )
-        return float((one - zero).total_seconds())
+        return float((one - zero).total_seconds()) * scale
     except (ValueError, TypeError, OverflowError):
         return None
 
@@ -1152,7 +1209,7 @@ def _variable(var: Any, kind: str) -> dict[str, Any]:
     for key in ("_FillValue", "missing_value"):
         fill = var.attrs.get(key, var.encoding.get(key))
         if fill is not None and var.dtype.kind in "iuf":
-            value = nodata_value(float(_number(_first(_as_read(var, fill)))), dtype)
+            value = nodata_value(_number(_first(_as_read(var, fill))), dtype)  # an int stays exact
             if value is not None:
                 entry["nodata"] = value
             break
@@ -1196,8 +1253,8 @@ def get_cube_info(ds: Any, grid: _Grid, time: _Time | None) -> dict[str, Any]:
         name = str(dim)
         if name in grid.dimensions:
             dimensions[name] = grid.dimensions[name]
-        elif time is not None and name == time.name:
-            dimensions[name] = time.dimension
+        elif time is not None and name in time.dimensions:
+            dimensions[name] = time.dimensions[name]
         else:
             dimensions[name] = _other_dimension(ds, name)
     variables: dict[str, dict[str, Any]] = {}

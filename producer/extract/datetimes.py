@@ -222,15 +222,62 @@ def from_explicit(value: str | None, *, where: str = "explicit datetime") -> Dat
 # --------------------------------------------------------------------------- filename
 
 
+#: the named groups a ``datetime_pattern`` is read by
+PATTERN_GROUPS = ("start", "end", "datetime", "year", "month", "day", "doy", "hour", "minute", "second")
+
+
 def compile_pattern(pattern: str) -> re.Pattern[str]:
     """The ``datetime_pattern`` option compiled; raises :class:`InputError` when it
-    is not a valid regular expression (checked when the options are created)."""
+    is not a valid regular expression, or names a group it would not be read by
+    (checked when the options are created)."""
     try:
-        return re.compile(pattern)
+        compiled = re.compile(pattern)
     except re.error as exc:
         raise InputError(
             f"datetime pattern {pattern!r} is not a valid regular expression: {exc}.", hints=(PATTERN_HINT,)
         ) from exc
+    if _literal_slash(pattern):
+        raise InputError(
+            f"datetime pattern {pattern!r} holds a '/': it is searched in the file name only "
+            "(no folder), where it can never match. Match the date in the file name, or give "
+            "the products' datetime explicitly.",
+            hints=(PATTERN_HINT, DATETIME_HINT),
+        )
+    unknown = [name for name in compiled.groupindex if name not in PATTERN_GROUPS]
+    if unknown:
+        # ignored, such a group left every product on 1 January (or the 1st) of its year
+        raise InputError(
+            f"datetime pattern {pattern!r}: the named group(s) {', '.join(map(repr, unknown))} would be "
+            f"ignored; the named groups read are {', '.join(f'(?P<{g}>…)' for g in PATTERN_GROUPS)} "
+            "(doy: the day of the year, 1-366); rename them, or make them unnamed (…).",
+            hints=(PATTERN_HINT,),
+        )
+    return compiled
+
+
+def _literal_slash(pattern: str) -> bool:
+    """Whether ``pattern`` matches a ``/`` outside a character class (``/``
+    or ``\\/``): a file name never holds one (``[^/]`` is fine)."""
+    i, in_class = 0, False
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            if not in_class and pattern[i + 1 : i + 2] == "/":
+                return True
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            if pattern[i + 1 : i + 2] == "^":
+                i += 1
+            if pattern[i + 1 : i + 2] == "]":  # a leading ']' is a member
+                i += 1
+        elif char == "/":
+            return True
+        i += 1
+    return False
 
 
 def _from_user_pattern(name: str, pattern: str) -> DatetimeResult | None:
@@ -246,6 +293,20 @@ def _from_user_pattern(name: str, pattern: str) -> DatetimeResult | None:
             start = parse_datetime(groups["start"])
             end = parse_datetime(groups["end"], end=True)
             return _instant_or_range(start, end, "filename", pattern, where)
+        if groups.get("year") is not None and groups.get("doy") is not None:
+            if groups.get("month") is not None or groups.get("day") is not None:
+                raise ValueError("give the day of the year (doy) or month and day, not both")
+            doy = int(groups["doy"])
+            start = datetime(int(groups["year"]), 1, 1, tzinfo=UTC)
+            if doy < 1 or doy > (start.replace(month=12, day=31) - start).days + 1:
+                raise ValueError(f"day {doy} is not a day of the year {start.year}")
+            value = start + timedelta(days=doy - 1)
+            value = value.replace(
+                hour=int(groups.get("hour") or 0),
+                minute=int(groups.get("minute") or 0),
+                second=int(groups.get("second") or 0),
+            )
+            return DatetimeResult(value, None, None, "filename", pattern)
         if groups.get("year") is not None:
             value = datetime(
                 int(groups["year"]),
@@ -433,6 +494,25 @@ def _cf_instant(value: Any, where: str) -> datetime:
     return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
 
 
+#: ``nanoseconds since <epoch>``: xarray's encoding of datetime64[ns] times
+#: with a part below the microsecond, in a unit cftime does not read
+_NANOSECONDS = re.compile(r"^\s*(nanoseconds?|nsecs?|ns)\s+since\s+", re.IGNORECASE)
+
+
+def in_microseconds(values: Any, units: str) -> tuple[Any, str]:
+    """``(values, units)`` of a CF time axis with ``nanoseconds since ...``
+    restated in microseconds (what a STAC datetime holds: the nanoseconds
+    below it are dropped, integers exactly); other units unchanged."""
+    match = _NANOSECONDS.match(units)
+    if match is None:
+        return values, units
+    import numpy as np  # noqa: PLC0415 (only datacubes need it)
+
+    array = np.asarray(values)
+    micro = array // 1000 if array.dtype.kind in "iu" else array / 1000.0
+    return micro, "microseconds since " + units[match.end() :]
+
+
 def cf_datetimes(values: object, units: str, calendar: str | None, where: str) -> list[datetime]:
     """Numbers on a CF time axis (``<unit> since <epoch>`` in any spelling
     cftime reads: ``days since 1950-1-1``, ``Hour since ...``, an epoch with a
@@ -445,6 +525,7 @@ def cf_datetimes(values: object, units: str, calendar: str | None, where: str) -
     """
     import cftime  # noqa: PLC0415 (only datacubes need it)
 
+    values, units = in_microseconds(values, units)
     try:
         decoded = cftime.num2date(
             values,

@@ -40,10 +40,12 @@ from producer.errors import InputError, NoGeoreferenceError
 
 __all__ = [
     "DECIMALS",
+    "NotReprojectableError",
     "footprint",
     "footprint_from_gcps",
     "footprint_from_lonlat",
     "native_bbox",
+    "unwrapped_gcps",
     "native_envelope",
 ]
 
@@ -62,6 +64,11 @@ _MIN_AXIS_SINE = 1e-12
 _FALLBACK_DECIMALS = (DECIMALS, 10, 13)
 
 Ring = np.ndarray  # shape (n, 2): an *open* ring of (lon, lat) points
+
+
+class NotReprojectableError(InputError):
+    """No point of the grid's outline has a place in WGS84: the grid lies
+    outside its CRS's domain, or the CRS is not of the Earth."""
 
 
 # --------------------------------------------------------------------------
@@ -146,7 +153,17 @@ def footprint(
     if isinstance(densify, bool) or not isinstance(densify, Integral) or densify < 1:
         raise InputError(f"densify must be an integer >= 1, got {densify!r}")
 
-    lon, lat, winding = _wgs84_ring(crs, transform, width, height, int(densify))
+    try:
+        lon, lat, winding, whole = _wgs84_ring(crs, transform, width, height, int(densify))
+    except InputError:
+        world = _world_band(crs, transform, width, height)
+        if world is None:
+            raise
+        return world
+    if not whole:  # part of the outline is off the Earth: a world map's, or a grid at its projection's edge
+        world = _world_band(crs, transform, width, height)
+        if world is not None:
+            return world
     pole = 0
     if abs(winding) > 180.0:
         pole = _enclosed_pole(crs, transform, width, height, lat)
@@ -197,8 +214,28 @@ def footprint_from_gcps(
                 f"the {len(gcps)} ground control points are collinear in {name} "
                 "space; an affine georeference cannot be derived from them"
             )
-    transform = rasterio.transform.from_gcps(gcps)
+    transform = rasterio.transform.from_gcps(unwrapped_gcps(gcps, crs))
     return footprint(crs, transform, width, height, densify=densify)
+
+
+def unwrapped_gcps(gcps: Sequence[GroundControlPoint], crs: CRS) -> list[GroundControlPoint]:
+    """``gcps`` with longitudes (a geographic CRS's x) on one turn, the first GCP's.
+
+    A swath crossing the antimeridian has GCPs at 179.5 and -179.5: fitted as
+    they are, its affine georeference spans 359 degrees the wrong way round.
+    Each GCP's longitude is taken within 180 degrees of the first's instead
+    (a grid past 180 is what :func:`footprint` expects of such an image).
+    Other CRSs: ``gcps`` unchanged.
+    """
+    degrees = _degrees_per_unit(crs) if crs.is_geographic else None
+    if degrees is None or not gcps:
+        return list(gcps)
+    x0 = float(gcps[0].x)
+    unwrapped = []
+    for g in gcps:
+        x = x0 + float(_wrap180(np.asarray((float(g.x) - x0) * degrees))) / degrees
+        unwrapped.append(GroundControlPoint(row=g.row, col=g.col, x=x, y=g.y, z=g.z, id=g.id, info=g.info))
+    return unwrapped
 
 
 def footprint_from_lonlat(
@@ -351,18 +388,26 @@ def _wrap180(values: np.ndarray) -> np.ndarray:
 
 def _wgs84_ring(
     crs: CRS, transform: Affine, width: int, height: int, densify: int
-) -> tuple[np.ndarray, np.ndarray, float]:
+) -> tuple[np.ndarray, np.ndarray, float, bool]:
     """Densified outline in WGS84 with longitudes unwrapped along the ring.
 
-    Returns ``(lon, lat, winding)``: an open ring and the net longitude
-    change around it when closed (0, or +-360 when it encircles a pole).
+    Returns ``(lon, lat, winding, whole)``: an open ring, the net longitude
+    change around it when closed (0, or +-360 when it encircles a pole), and
+    whether every point of the outline reprojected (else those off the
+    Earth, beyond the projection's domain, are left out of the ring).
     """
     cols, rows = _outline(width, height, densify)
     xs, ys = _apply(transform, cols, rows)
     lon, lat = _reproject(crs, xs, ys)
     ok = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lat) <= 90.0 + 1e-9)
+    whole = bool(ok.all())
+    if not whole:
+        clipped = _clip_to_earth(crs, transform, width, height, xs, ys, ok)
+        if clipped is not None:
+            lon, lat = clipped
+            ok = np.ones(len(lon), dtype=bool)
     if ok.sum() < 3:
-        raise InputError(
+        raise NotReprojectableError(
             f"the {width}x{height} pixel grid (transform {tuple(transform)[:6]}) "
             f"cannot be reprojected from {crs.to_string() or 'its CRS'} to WGS84"
         )
@@ -374,9 +419,86 @@ def _wgs84_ring(
         # its native value (which may run past 180, e.g. a 0..360 grid).
         native = xs * degrees
         lon = native + _wrap180(lon - native)
-        return lon, lat, 0.0
+        return lon, lat, 0.0, whole
     closed = _unwrap360(np.append(lon, lon[0]))
-    return closed[:-1], lat, float(closed[-1] - closed[0])
+    return closed[:-1], lat, float(closed[-1] - closed[0]), whole
+
+
+#: points per side of the lattice :func:`_world_band` samples a grid at
+_WORLD_SAMPLES = 64
+#: the widest gap in longitude between sampled points of a grid that still covers every longitude
+_WORLD_GAP_DEGREES = 15.0
+
+
+def _world_band(crs: CRS, transform: Affine, width: int, height: int) -> tuple[dict, list[float]] | None:
+    """The footprint of a grid whose outline is off the Earth: a world map in
+    an elliptical projection (Mollweide, whose corners and edges lie outside
+    the ellipse of the Earth). When points sampled across the grid reach every
+    longitude, the latitude band they span (to a pole inside the grid);
+    ``None`` otherwise (the caller's error stands: no footprint is guessed)."""
+    t = np.linspace(0.0, 1.0, _WORLD_SAMPLES + 1)
+    cols, rows = np.meshgrid(t * width, t * height)
+    xs, ys = _apply(transform, cols.ravel(), rows.ravel())
+    try:  # at once: where PROJ refuses the lot (another body's CRS), point by point would take seconds
+        lon, lat = (np.asarray(v, dtype=float) for v in rasterio.warp.transform(crs, _WGS84, xs, ys))
+    except Exception:  # PROJ failure (rasterio._err.CPLE_*, not public)
+        return None
+    ok = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lat) <= 90.0 + 1e-9)
+    if ok.sum() < 3:
+        return None
+    lons = np.sort(_wrap180(lon[ok]))
+    gaps = np.diff(np.append(lons, lons[0] + 360.0))
+    if float(gaps.max()) > _WORLD_GAP_DEGREES:
+        return None
+    lat = np.clip(lat[ok], -90.0, 90.0)
+    south = -90.0 if _pole_in_grid(crs, transform, width, height, -1) else float(lat.min())
+    north = 90.0 if _pole_in_grid(crs, transform, width, height, 1) else float(lat.max())
+    band = np.array([[-180.0, south], [180.0, south], [180.0, north], [-180.0, north]])
+    coords = _finish_ring(band, DECIMALS)
+    if coords is None:
+        return None
+    return _polygon(coords), _round_list([-180.0, south, 180.0, north], DECIMALS)
+
+
+#: halvings of the way from the grid's centre to an outline point off the Earth
+_LIMB_STEPS = 40
+
+
+def _clip_to_earth(
+    crs: CRS, transform: Affine, width: int, height: int, xs: np.ndarray, ys: np.ndarray, ok: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The outline with each point off the Earth (``~ok``: a geostationary
+    full disk's corners are in space) moved towards the grid's centre to the
+    last point on the Earth: the limb, found by bisection. ``None`` when the
+    centre itself is off the Earth. One PROJ transformer for all the
+    points (no exception per point off the Earth: those are infinite)."""
+    from pyproj import CRS as ProjCRS  # noqa: PLC0415 (rare path; rasterio's PROJ underneath)
+    from pyproj import Transformer  # noqa: PLC0415
+
+    try:
+        to_wgs84 = Transformer.from_crs(ProjCRS.from_wkt(crs.to_wkt()), _WGS84, always_xy=True)
+    except Exception:  # a CRS pyproj cannot take: the caller's result stands
+        return None
+
+    def on_earth(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        lon, lat = (np.asarray(v, dtype=float) for v in to_wgs84.transform(x, y, errcheck=False))
+        return lon, lat, np.isfinite(lon) & np.isfinite(lat) & (np.abs(lat) <= 90.0 + 1e-9)
+
+    cx, cy = _apply(transform, np.array([width / 2.0]), np.array([height / 2.0]))
+    if not bool(on_earth(cx, cy)[2][0]):
+        return None
+    px, py = xs[~ok], ys[~ok]
+    low, high = np.zeros(len(px)), np.ones(len(px))
+    for _ in range(_LIMB_STEPS):
+        mid = (low + high) / 2.0
+        good = on_earth(cx + mid * (px - cx), cy + mid * (py - cy))[2]
+        low, high = np.where(good, mid, low), np.where(good, high, mid)
+    limb_lon, limb_lat, good = on_earth(cx + low * (px - cx), cy + low * (py - cy))
+    if not bool(good.all()):
+        return None
+    lon, lat = on_earth(xs, ys)[:2]
+    lon[~ok], lat[~ok] = limb_lon, limb_lat
+    return lon, lat
 
 
 def _unwrap360(values: np.ndarray) -> np.ndarray:

@@ -91,6 +91,15 @@ def _has_geotransform(src: Any) -> bool:
     return src.crs is not None and bool(src.crs) and not src.transform.is_identity
 
 
+def _is_engineering(crs: CRS) -> bool:
+    """Whether ``crs`` is a local (engineering) CRS: ``LOCAL_CS``/``ENGCRS``,
+    which no transformation relates to WGS84."""
+    try:
+        return crs.to_dict(projjson=True).get("type") == "EngineeringCRS"
+    except Exception:  # a CRS PROJ cannot express as PROJJSON: the footprint says what fails
+        return False
+
+
 def get_geometry(
     src: Any, where: str, *, georeferenced: bool | None = None
 ) -> tuple[dict[str, Any], list[float]]:
@@ -117,7 +126,28 @@ def get_geometry(
                 )
             return _footprint.footprint_from_gcps(gcps, gcp_crs, src.width, src.height)
     except ProducerError as exc:
+        crs = src.crs if georeferenced else src.gcps[1]
+        if crs is not None and _is_engineering(crs):  # asked on failure only: not on every product's path
+            raise NoGeoreferenceError(
+                f"{where}: the raster's CRS is a local (engineering) CRS, tied to no place on Earth, "
+                "so its footprint is unknown. Assign the CRS its coordinates really are in, e.g. "
+                "`gdal_edit.py -a_srs EPSG:xxxx`, then register it again"
+            ) from exc
+        if isinstance(exc, _footprint.NotReprojectableError):
+            raise InputError(
+                f"{where}: {exc}. Check its CRS and geotransform (`gdalinfo`): a grid far outside "
+                "its CRS's area, or a CRS of another body than the Earth, has no place on the Earth. "
+                "Fix a wrong one, e.g. `gdal_edit.py -a_srs EPSG:xxxx -a_ullr ulx uly lrx lry`, then "
+                "register it again"
+            ) from exc
         raise type(exc)(f"{where}: {exc}") from exc
+    if getattr(src, "rpcs", None):
+        raise NoGeoreferenceError(
+            f"{where}: the raster is located by RPCs only (a sensor model, not a map grid), "
+            "which give no footprint without an elevation model. Orthorectify it first, e.g. "
+            "`gdalwarp -rpc -t_srs EPSG:4326 in.tif out.tif` (add `-to RPC_DEM=dem.tif` for "
+            "relief), then register the result"
+        )
     missing = "no CRS" if src.crs is None or not src.crs else "a CRS but no geotransform"
     raise NoGeoreferenceError(
         f"{where}: the raster has {missing} and no ground control points, so its "
@@ -205,7 +235,7 @@ def _resolution(src: Any, georeferenced: bool | None = None) -> float | None:
     if _has_gcps(src):
         gcps, gcp_crs = src.gcps
         try:
-            transform = rasterio.transform.from_gcps(gcps)
+            transform = rasterio.transform.from_gcps(_footprint.unwrapped_gcps(gcps, gcp_crs))
             bounds = _footprint.native_bbox(transform, src.width, src.height)
         except (ProducerError, ValueError, ArithmeticError):
             return None
