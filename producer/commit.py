@@ -1747,12 +1747,17 @@ class Committer:
         item_id: str,
         item_key: str,
         current: tuple[str | None, str | None] | None = None,
+        *,
+        claim: bool = False,
     ) -> bool:
         """Point the id index entry of ``item_id`` at ``item_key``; True if written.
 
         Compare-and-swap (create-only when absent) starting from ``current``
         (a :meth:`read_index` result) when given. Writes one small object,
         ``<collection>/.ids/<item_id>``, or nothing if it already points there.
+        ``claim``: one attempt from ``current``; a lost one raises
+        :class:`PreconditionFailed` (another writer took the entry since
+        ``current`` was read: the caller judges it) instead of overwriting.
         """
         ikey = self.layout.index_key(collection_id, item_id)
         data = json.dumps({"id": item_id, "item": item_key}).encode("utf-8")
@@ -1769,6 +1774,8 @@ class Committer:
                     self.store.put(ikey, data, if_version=version)
                 return True
             except PreconditionFailed:
+                if claim:
+                    raise
                 self._lost_race(ikey, attempt)
         raise self._give_up(
             ikey,

@@ -1,0 +1,118 @@
+"""Races between different verbs and writers, forced by pausing one side at
+its critical point (tests/pausing.py): after each, every item is linked
+once, no product took another's item, and each caller was told the truth.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import producer
+from producer.audit import audit
+from producer.store import open_store
+from producer.store.base import Store
+from producer.store.local import LocalStore
+from producer.validate import default_validator
+from tests.crashes import write_tile
+from tests.pausing import PauseAfterGet
+from tests.trees import but_emptied
+
+X = "x_20240310"
+
+
+@pytest.fixture
+def store(request, tmp_path) -> Store:
+    """A fresh catalog: ``local`` (default) or ``s3`` (indirect parameter)."""
+    if getattr(request, "param", "local") == "local":
+        return LocalStore(str(tmp_path / "cat"))
+    srv = request.getfixturevalue("s3_server")
+    return open_store(srv.url(f"verb-races-{tmp_path.name}"), srv.storage_options)
+
+
+def items_by_key(store: Store) -> dict[str, str]:
+    """key -> id of every linked item; asserts the catalog has no problem at all."""
+    report = audit(store, default_validator())
+    assert but_emptied(report.problems) == [], [str(p) for p in report.problems]
+    assert not report.orphans
+    return {key: info.id for key, info in report.items.items()}
+
+
+def in_thread(target) -> tuple[threading.Thread, dict]:
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            out["result"] = target()
+        except BaseException as exc:  # handed back to the test
+            out["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
+
+
+@pytest.mark.parametrize("store", ["local", "s3"], indirect=True)
+def test_two_products_racing_for_a_new_id_in_two_periods_the_loser_is_refused(store, tmp_path):
+    """Two products whose names give one id, dated into two months of a
+    ``year/month`` collection, registered at the same moment: the second
+    read "no such id" from the id index, then the first ran whole. Before:
+    the second overwrote the first's index entry and both said ``created``:
+    two items with one id, and ``reconcile --fix`` then deleted the older,
+    another product's item. Now the second sees the first's entry when it
+    claims the id, and is refused as without the race, nothing written."""
+    first = write_tile(tmp_path / "a", f"{X}.tif", 12.0, 52.0)
+    second = write_tile(tmp_path / "b", f"{X}.tif", 20.0, 40.0)
+    paused = PauseAfterGet(store, f"c/.ids/{X}", missing=True)
+    thread, out = in_thread(
+        lambda: producer.register(
+            [second], catalog=paused, collection="c", partition="year/month", datetime="2023-07-01T00:00:00Z"
+        )
+    )
+    assert paused.reached.wait(30)
+    try:
+        (fast,) = producer.register([first], catalog=store, collection="c", partition="year/month")
+    finally:
+        paused.resume.set()
+        thread.join(30)
+    assert fast.action == "created", fast.error
+    (slow,) = out["result"]
+    assert slow.action == "error" and slow.error_type == "input"
+    assert str(first) in slow.error and str(second) in slow.error
+    assert items_by_key(store) == {f"c/2024/03/{X}/{X}.json": X}
+    assert not store.exists(f"c/2023/07/{X}/{X}.json")
+
+
+def test_two_products_taking_a_removed_id_at_once_in_two_periods_end_with_one_item(tmp_path):
+    """``remove`` leaves the id index entry. Two products named alike, dated
+    into two other months, then registered at once: both read the entry
+    naming the removed item. Before: both "moved" it, the second overwrote
+    the first's entry on its retry, and the id had two items. Now the entry
+    is claimed from the version read, like a new id's, and the loser is
+    refused."""
+    store = LocalStore(str(tmp_path / "cat"))
+    gone = write_tile(tmp_path / "gone", f"{X}.tif", 12.0, 52.0)
+    producer.register([gone], catalog=store, collection="c", partition="year/month")
+    assert producer.remove(X, catalog=store, collection="c").action == "removed"
+    first = write_tile(tmp_path / "a", f"{X}.tif", 14.0, 52.0)
+    second = write_tile(tmp_path / "b", f"{X}.tif", 20.0, 40.0)
+    paused = PauseAfterGet(store, f"c/.ids/{X}")
+    thread, out = in_thread(
+        lambda: producer.register(
+            [second], catalog=paused, collection="c", partition="year/month", datetime="2023-07-01T00:00:00Z"
+        )
+    )
+    assert paused.reached.wait(30)
+    try:
+        (fast,) = producer.register(
+            [first], catalog=store, collection="c", partition="year/month", datetime="2022-05-01T00:00:00Z"
+        )
+    finally:
+        paused.resume.set()
+        thread.join(30)
+    assert fast.action == "created", fast.error
+    (slow,) = out["result"]
+    assert slow.action == "error" and slow.error_type == "input", slow.error
+    assert str(first) in slow.error and str(second) in slow.error
+    assert items_by_key(store) == {f"c/2022/05/{X}/{X}.json": X}
