@@ -1239,7 +1239,7 @@ class Committer:
         redone: list[str] = []
         for key, item in items:
             for _attempt in range(self.max_retries + 1):
-                if self._present_unmarked(key):
+                if self.present_unmarked(key):
                     break
                 self.rewritten[key] = self.write_item(key, item)[1]
                 self.link_items(collection_id, [(key, item)], collection_meta)
@@ -1251,7 +1251,7 @@ class Committer:
                 )
         return redone
 
-    def _present_unmarked(self, key: str) -> bool:
+    def present_unmarked(self, key: str) -> bool:
         """Whether item ``key`` exists without :data:`docs.REMOVING` (one
         GET). Bytes with the version this committer left there
         (:attr:`written_versions`: written, or found unchanged; never marked,

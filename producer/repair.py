@@ -430,7 +430,9 @@ def _link_orphans(
 ) -> None:
     """Link orphan items and catalogs where they sit (items through their
     partition chain, bottom-up). An orphan item is read again first: one
-    deleted meanwhile is skipped, one marked for removal meanwhile deleted.
+    deleted meanwhile is skipped, one marked for removal meanwhile deleted;
+    and once more after its link (one GET): one a ``remove`` marked or
+    deleted between the two is unlinked again (the removal finished).
     An item the audit found ``misplaced`` (its key follows another layout
     than its collection records) is left alone: the problem stays."""
     misplaced = {p.key for p in first.problems if p.kind == "misplaced"}
@@ -453,6 +455,11 @@ def _link_orphans(
             # audit found it no misplaced one), else of the layout the key shows
             layout = first.layouts.get(collection_key(collection_of(key))) or layout_of_item(key)
             linked = replace(committer, layout=layout).link_items(collection_of(key), [(key, doc)])
+            if not committer.present_unmarked(key):
+                # a remove ran between the read and the link (it said
+                # ``removed``): finish it, so the link made here goes too
+                committer.remove_item(collection_of(key), key)
+                continue
             # an orphan was no part of the catalog: linked, it is a new item to
             # those following it (linked meanwhile by a register: that one said so)
             if key in linked:

@@ -11,11 +11,12 @@ import pytest
 
 import producer
 from producer.audit import audit
+from producer.sinks.notify import CallbackSink
 from producer.store import open_store
 from producer.store.base import Store
 from producer.store.local import LocalStore
 from producer.validate import default_validator
-from tests.crashes import write_tile
+from tests.crashes import CrashingStore, SimulatedKill, write_tile
 from tests.pausing import PauseAfterGet
 from tests.trees import but_emptied
 
@@ -116,3 +117,58 @@ def test_two_products_taking_a_removed_id_at_once_in_two_periods_end_with_one_it
     assert slow.action == "error" and slow.error_type == "input", slow.error
     assert str(first) in slow.error and str(second) in slow.error
     assert items_by_key(store) == {f"c/2022/05/{X}/{X}.json": X}
+
+
+def _orphan(store: Store, tmp_path, partition: str | None) -> str:
+    """Register X killed right after its item write (its id index entry
+    first, partitioned): X is an orphan. Returns its key."""
+    producer.register(
+        [write_tile(tmp_path / "y", "y_20240115.tif", 10.0, 50.0)],
+        catalog=store,
+        collection="c",
+        partition=partition,
+    )
+    killed = CrashingStore(store, crash_after=2 if partition else 1)
+    with pytest.raises(SimulatedKill):
+        producer.register(
+            [write_tile(tmp_path / "x", f"{X}.tif", 12.0, 52.0)],
+            catalog=killed,
+            collection="c",
+            partition=partition,
+        )
+    key = f"c/2024/03/{X}/{X}.json" if partition else f"c/{X}/{X}.json"
+    assert key in audit(store, default_validator()).orphans
+    return key
+
+
+@pytest.mark.parametrize(
+    "store, partition",
+    [("local", None), ("local", "year/month"), ("s3", None)],
+    ids=["local-flat", "local-year-month", "s3-flat"],
+    indirect=["store"],
+)
+def test_remove_while_reconcile_fix_is_about_to_link_its_orphan_leaves_no_dangling_link(
+    store, tmp_path, partition
+):
+    """``reconcile --fix`` has read the orphan X again (unmarked) and is
+    about to link it; ``remove X`` runs whole meanwhile and says
+    ``removed``. Before: reconcile linked the deleted item, a dangling link
+    it reported as remaining. Now it sees, after linking, that the item
+    went, and finishes the removal: the remove's answer stays true."""
+    key = _orphan(store, tmp_path, partition)
+    paused = PauseAfterGet(store, key, nth=2)  # the audit's read, then the re-read before the link
+    seen: list = []
+    thread, out = in_thread(
+        lambda: producer.reconcile(paused, fix=True, on_change=CallbackSink(seen.append, outbox_id="seen"))
+    )
+    assert paused.reached.wait(30)
+    try:
+        assert producer.remove(X, catalog=store, collection="c").action == "removed"
+    finally:
+        paused.resume.set()
+        thread.join(30)
+    report = out["result"]
+    assert but_emptied(report.remaining) == [], [str(p) for p in report.remaining]
+    assert set(items_by_key(store).values()) == {"y_20240115"}
+    assert not store.exists(key)
+    assert [c.item_id for c in seen if str(c.kind) == "created"] == []
