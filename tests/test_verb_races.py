@@ -5,6 +5,7 @@ once, no product took another's item, and each caller was told the truth.
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -172,3 +173,33 @@ def test_remove_while_reconcile_fix_is_about_to_link_its_orphan_leaves_no_dangli
     assert set(items_by_key(store).values()) == {"y_20240115"}
     assert not store.exists(key)
     assert [c.item_id for c in seen if str(c.kind) == "created"] == []
+
+
+def test_reconcile_fix_racing_a_move_leaves_the_id_index_on_the_moved_item(tmp_path):
+    """``reconcile --fix`` walks the linked items to check the id index; it
+    has read X in 2024/03 when a register moves X to 2023/07 (new item,
+    old one removed, entry pointed at the new key). Before: reconcile then
+    found the entry 'stale' and pointed it back at the deleted item, and the
+    next move of X left two items with one id. Now the entry is rewritten
+    only over the version read and while the item is still there."""
+    store = LocalStore(str(tmp_path / "cat"))
+    tile = write_tile(tmp_path / "x", f"{X}.tif", 12.0, 52.0)
+    producer.register([tile], catalog=store, collection="c", partition="year/month")
+    paused = PauseAfterGet(store, f"c/2024/03/{X}/{X}.json", nth=2)  # the audit, then the index walk
+    thread, out = in_thread(lambda: producer.reconcile(paused, fix=True))
+    assert paused.reached.wait(30)
+    try:
+        (moved,) = producer.register(
+            [tile], catalog=store, collection="c", partition="year/month", datetime="2023-07-01T00:00:00Z"
+        )
+        assert moved.action == "updated", moved.error
+    finally:
+        paused.resume.set()
+        thread.join(30)
+    assert "stale-index" not in out["result"].fixed
+    assert json.loads(store.get(f"c/.ids/{X}")[0])["item"] == f"c/2023/07/{X}/{X}.json"
+    (again,) = producer.register(
+        [tile], catalog=store, collection="c", partition="year/month", datetime="2022-01-01T00:00:00Z"
+    )
+    assert again.action == "updated", again.error
+    assert items_by_key(store) == {f"c/2022/01/{X}/{X}.json": X}
