@@ -616,6 +616,7 @@ def _register_chunk(
         committer, collection, written, collection_meta, preread, prepared, publish if together else None
     ):
         return results
+    _shrink_after_updates(committer, collection, prepared)
     moved: dict[str, tuple[str, dict]] = {}
     if index:
         moved = _finish_moves(committer, collection, prepared, index, replace)
@@ -623,6 +624,24 @@ def _register_chunk(
         docs_by_key = {key: committer.rewritten.get(key, doc) for key, _, doc in committed}
         _publish(committer, collection, prepared, docs_by_key, moved, sinks, recreated=committer.rewritten)
     return results
+
+
+def _shrink_after_updates(committer: Committer, collection: str, prepared: Prepared) -> None:
+    """Shrink the collection extent when an update moved an item off one of
+    its edges (:meth:`Committer.shrink_after_updates`: one walk, only then).
+    A failure leaves the extent a valid superset (``validate`` warns
+    ``stale-extent``, ``reconcile --fix`` recomputes it): logged, the
+    products stay registered."""
+    keys = [key for result, key, _ in prepared if result.ok and result.action == Action.UPDATED]
+    try:
+        committer.shrink_after_updates(collection, keys)
+    except (ProducerError, OSError) as exc:
+        log.warning(
+            "collection %r: the extent was not shrunk after an update moved an item off its edge (%s); "
+            "it still covers every item, and a reconcile with fixing makes it exact",
+            collection,
+            exc,
+        )
 
 
 def _fail_unlinked(prepared: Prepared, exc: Exception) -> None:
