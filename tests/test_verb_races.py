@@ -203,3 +203,34 @@ def test_reconcile_fix_racing_a_move_leaves_the_id_index_on_the_moved_item(tmp_p
     )
     assert again.action == "updated", again.error
     assert items_by_key(store) == {f"c/2022/01/{X}/{X}.json": X}
+
+
+@pytest.mark.parametrize("store", ["local", "s3"], indirect=True)
+def test_remove_racing_a_move_to_another_period_removes_the_moved_item(store, tmp_path):
+    """``remove X`` has found X in 2024/03 (id index) and read it to mark it
+    when a register moves X to 2023/07 (new item, old one removed). Before:
+    the remove then found nothing at the old key and said ``absent`` while
+    X stood in 2023/07. Now it looks the id up again and removes X where it
+    went: ``removed``, and no X is left."""
+    tile = write_tile(tmp_path / "x", f"{X}.tif", 12.0, 52.0)
+    producer.register(
+        [tile, write_tile(tmp_path / "y", "y_20240115.tif", 10.0, 50.0)],
+        catalog=store,
+        collection="c",
+        partition="year/month",
+    )
+    paused = PauseAfterGet(store, f"c/2024/03/{X}/{X}.json")
+    thread, out = in_thread(lambda: producer.remove(X, catalog=paused, collection="c"))
+    assert paused.reached.wait(30)
+    try:
+        (moved,) = producer.register(
+            [tile], catalog=store, collection="c", partition="year/month", datetime="2023-07-01T00:00:00Z"
+        )
+        assert moved.action == "updated", moved.error
+    finally:
+        paused.resume.set()
+        thread.join(30)
+    result = out["result"]
+    assert result.action == "removed", result
+    assert result.href.endswith(f"c/2023/07/{X}/{X}.json")
+    assert set(items_by_key(store).values()) == {"y_20240115"}
