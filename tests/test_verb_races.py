@@ -17,7 +17,7 @@ from producer.store import open_store
 from producer.store.base import Store
 from producer.store.local import LocalStore
 from producer.validate import default_validator
-from tests.crashes import CrashingStore, SimulatedKill, write_tile
+from tests.crashes import CrashingStore, PausingStore, SimulatedKill, write_tile
 from tests.pausing import PauseAfterGet
 from tests.trees import but_emptied
 
@@ -234,3 +234,44 @@ def test_remove_racing_a_move_to_another_period_removes_the_moved_item(store, tm
     assert result.action == "removed", result
     assert result.href.endswith(f"c/2023/07/{X}/{X}.json")
     assert set(items_by_key(store).values()) == {"y_20240115"}
+
+
+def test_a_product_claiming_an_id_another_is_still_registering_gets_a_retryable_error(tmp_path):
+    """As above, but the first registration has claimed the id and not yet
+    written its item when the second claims it: the second cannot judge an
+    item that does not exist yet, so it fails retryably, nothing written;
+    its retry judges the first's item and is refused."""
+    store = LocalStore(str(tmp_path / "cat"))
+    first = write_tile(tmp_path / "a", f"{X}.tif", 12.0, 52.0)
+    second = write_tile(tmp_path / "b", f"{X}.tif", 20.0, 40.0)
+    late = PauseAfterGet(store, f"c/.ids/{X}", missing=True)
+    thread_b, out_b = in_thread(
+        lambda: producer.register(
+            [second], catalog=late, collection="c", partition="year/month", datetime="2023-07-01T00:00:00Z"
+        )
+    )
+    assert late.reached.wait(30)  # the second read "no entry"
+    early = PausingStore(store, pause_before=f"c/2024/03/{X}/{X}.json")
+    thread_a, out_a = in_thread(
+        lambda: producer.register([first], catalog=early, collection="c", partition="year/month")
+    )
+    try:
+        assert early.reached.wait(30)  # the first claimed the id, its item not written
+        late.resume.set()
+        thread_b.join(30)
+    finally:
+        late.resume.set()
+        early.resume.set()
+        thread_a.join(30)
+    (slow,) = out_b["result"]
+    assert slow.action == "error" and slow.error_type == "storage", slow.error
+    assert "under way" in slow.error and "register again" in slow.error
+    (fast,) = out_a["result"]
+    assert fast.action == "created", fast.error
+    assert items_by_key(store) == {f"c/2024/03/{X}/{X}.json": X}
+    (retry,) = producer.register(
+        [second], catalog=store, collection="c", partition="year/month", datetime="2023-07-01T00:00:00Z"
+    )
+    assert retry.action == "error" and retry.error_type == "input"
+    assert str(first) in retry.error and str(second) in retry.error
+    assert items_by_key(store) == {f"c/2024/03/{X}/{X}.json": X}
