@@ -11,6 +11,7 @@ import threading
 import pytest
 
 import producer
+from producer import mirror
 from producer.audit import audit
 from producer.sinks.notify import CallbackSink
 from producer.store import open_store
@@ -34,10 +35,12 @@ def store(request, tmp_path) -> Store:
 
 
 def items_by_key(store: Store) -> dict[str, str]:
-    """key -> id of every linked item; asserts the catalog has no problem at all."""
+    """key -> id of every linked item; asserts the catalog has no problem at
+    all and its mirror holds exactly its items."""
     report = audit(store, default_validator())
     assert but_emptied(report.problems) == [], [str(p) for p in report.problems]
     assert not report.orphans
+    assert mirror.diff(store, "c").clean
     return {key: info.id for key, info in report.items.items()}
 
 
