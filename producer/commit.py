@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from producer.catalog import documents as docs
 from producer.catalog import intents, summaries
-from producer.catalog.extent import format_time, item_interval, parse_time
+from producer.catalog.extent import box2d, format_time, item_interval, parse_time
 from producer.catalog.layout import (
     THUMBNAIL_ASSET,
     Layout,
@@ -329,6 +329,15 @@ def _stamped(existing: dict | None, new: dict, now: str) -> tuple[str, dict | No
     return "updated", new
 
 
+def _footprint(item: dict) -> tuple[list[float], tuple[str, str]] | None:
+    """What an item adds to its collection's extent (box, interval), or None
+    when unreadable."""
+    try:
+        return box2d(item["bbox"]), item_interval(item)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _set_assets(doc: dict, assets: Mapping[str, dict]) -> bool:
     """Add (or correct) ``assets`` in ``doc`` (mutated); True if it changed."""
     current = doc.get("assets")
@@ -394,6 +403,9 @@ class Committer:
     #: them), as committed: newer stamps than the remover's tombstone, so
     #: the sinks are handed these, not the first write
     rewritten: dict[str, dict] = field(default_factory=dict)
+    #: item key -> the document :meth:`write_item` replaced, when the update
+    #: moved the item's box or interval (:meth:`shrink_after_updates`)
+    replaced: dict[str, dict] = field(default_factory=dict)
     #: documents read just before this committer existed (key -> bytes,
     #: version, ``time.monotonic()`` of the read, and the document parsed
     #: from the bytes or None; e.g. the collection read to choose the
@@ -561,9 +573,12 @@ class Committer:
         item = absolute_assets(item, self.store_path(key))  # as read back (a relative thumbnail)
 
         def mutate(existing: dict | None) -> dict | None:
+            self.replaced.pop(key, None)
             if existing is not None and not replace:
                 self.check_identity(key, existing, item)
             outcome["action"], new = _stamped(existing, copy.deepcopy(item), format_time(self.clock()))
+            if existing is not None and new is not None and _footprint(existing) != _footprint(new):
+                self.replaced[key] = existing
             return new
 
         # Optimistic first attempt: most items of a batch are new, and
@@ -1239,7 +1254,7 @@ class Committer:
         redone: list[str] = []
         for key, item in items:
             for _attempt in range(self.max_retries + 1):
-                if self._present_unmarked(key):
+                if self.present_unmarked(key):
                     break
                 self.rewritten[key] = self.write_item(key, item)[1]
                 self.link_items(collection_id, [(key, item)], collection_meta)
@@ -1251,7 +1266,7 @@ class Committer:
                 )
         return redone
 
-    def _present_unmarked(self, key: str) -> bool:
+    def present_unmarked(self, key: str) -> bool:
         """Whether item ``key`` exists without :data:`docs.REMOVING` (one
         GET). Bytes with the version this committer left there
         (:attr:`written_versions`: written, or found unchanged; never marked,
@@ -1621,7 +1636,7 @@ class Committer:
         self.unlink_item(parent, item_key)
         if item is None:
             return RemoveOutcome("absent")
-        recomputed = self._shrink_extent(coll_key, item_key, item) if shrink else False
+        recomputed = self._shrink_extent(coll_key, [item]) if shrink else False
         if recomputed:  # a batch's sinks (a move) get the collection as shrunk: one GET
             self.committed.pop(collection_id, None)
         for _attempt in range(self.max_retries + 1):
@@ -1692,14 +1707,29 @@ class Committer:
             self._delete_quietly(naming, versions)
         return naming
 
-    def _shrink_extent(self, coll_key: str, item_key: str, item: dict) -> bool:
-        """Recompute the collection extent without ``item`` if it touched an
-        edge: two-phase (:meth:`recompute_extent`), so a register racing this
-        removal is never left outside the shrunk extent."""
+    def shrink_after_updates(self, collection_id: str, keys: Sequence[str]) -> bool:
+        """After a batch is linked: recompute the extent of the collection
+        when an item of ``keys`` that :meth:`write_item` updated moved its
+        box or interval off an edge the old document attained (the merge only
+        grows the extent). Reads and writes nothing otherwise; else the
+        two-phase shrink of a removal (one walk). True if it was recomputed."""
+        olds = [self.replaced.pop(key) for key in keys if key in self.replaced]
+        if not olds:
+            return False
+        recomputed = self._shrink_extent(self.layout.collection_key(collection_id), olds)
+        if recomputed:  # the sinks get the collection as shrunk: one GET
+            self.committed.pop(collection_id, None)
+        return recomputed
+
+    def _shrink_extent(self, coll_key: str, items: Sequence[dict]) -> bool:
+        """Recompute the collection extent without ``items`` (removed, or
+        replaced by another version) if one touched an edge: two-phase
+        (:meth:`recompute_extent`), so a register racing this removal is
+        never left outside the shrunk extent."""
 
         def needed(coll: dict) -> bool:
             try:
-                return bool(docs.touches_boundary(coll.get("extent", {}), item))
+                return any(docs.touches_boundary(coll.get("extent", {}), item) for item in items)
             except (KeyError, TypeError, ValueError):
                 return True  # unreadable item geometry: recompute to be safe
 
@@ -1747,12 +1777,17 @@ class Committer:
         item_id: str,
         item_key: str,
         current: tuple[str | None, str | None] | None = None,
+        *,
+        claim: bool = False,
     ) -> bool:
         """Point the id index entry of ``item_id`` at ``item_key``; True if written.
 
         Compare-and-swap (create-only when absent) starting from ``current``
         (a :meth:`read_index` result) when given. Writes one small object,
         ``<collection>/.ids/<item_id>``, or nothing if it already points there.
+        ``claim``: one attempt from ``current``; a lost one raises
+        :class:`PreconditionFailed` (another writer took the entry since
+        ``current`` was read: the caller judges it) instead of overwriting.
         """
         ikey = self.layout.index_key(collection_id, item_id)
         data = json.dumps({"id": item_id, "item": item_key}).encode("utf-8")
@@ -1769,6 +1804,8 @@ class Committer:
                     self.store.put(ikey, data, if_version=version)
                 return True
             except PreconditionFailed:
+                if claim:
+                    raise
                 self._lost_race(ikey, attempt)
         raise self._give_up(
             ikey,

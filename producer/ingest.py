@@ -41,6 +41,7 @@ from producer.catalog.layout import (
 from producer.changes import Change, ChangeKind, Sink, item_line
 from producer.commit import Committer, IdentityConflict, contended, item_start, same_content
 from producer.errors import (
+    ConflictError,
     Hint,
     InputError,
     PreconditionFailed,
@@ -584,7 +585,7 @@ def _register_chunk(
     # Partitioned: a new id's index entry before its item, so whatever a
     # killed register leaves, remove finds (docs/RELIABILITY.md, write order)
     if index:
-        prepared = _index_new_ids(committer, collection, prepared, index)
+        prepared = _index_new_ids(committer, collection, prepared, index, replace)
         if not prepared:
             return results
 
@@ -615,6 +616,7 @@ def _register_chunk(
         committer, collection, written, collection_meta, preread, prepared, publish if together else None
     ):
         return results
+    _shrink_after_updates(committer, collection, prepared)
     moved: dict[str, tuple[str, dict]] = {}
     if index:
         moved = _finish_moves(committer, collection, prepared, index, replace)
@@ -622,6 +624,24 @@ def _register_chunk(
         docs_by_key = {key: committer.rewritten.get(key, doc) for key, _, doc in committed}
         _publish(committer, collection, prepared, docs_by_key, moved, sinks, recreated=committer.rewritten)
     return results
+
+
+def _shrink_after_updates(committer: Committer, collection: str, prepared: Prepared) -> None:
+    """Shrink the collection extent when an update moved an item off one of
+    its edges (:meth:`Committer.shrink_after_updates`: one walk, only then).
+    A failure leaves the extent a valid superset (``validate`` warns
+    ``stale-extent``, ``reconcile --fix`` recomputes it): logged, the
+    products stay registered."""
+    keys = [key for result, key, _ in prepared if result.ok and result.action == Action.UPDATED]
+    try:
+        committer.shrink_after_updates(collection, keys)
+    except (ProducerError, OSError) as exc:
+        log.warning(
+            "collection %r: the extent was not shrunk after an update moved an item off its edge (%s); "
+            "it still covers every item, and a reconcile with fixing makes it exact",
+            collection,
+            exc,
+        )
 
 
 def _fail_unlinked(prepared: Prepared, exc: Exception) -> None:
@@ -1000,7 +1020,10 @@ def _read_index(
     for result, key, doc in prepared:
         try:
             index[key] = committer.read_index(collection, doc["id"])
-            _check_same_product(committer, key, doc, index[key][0], replace)
+            if not _check_same_product(committer, key, doc, index[key][0], replace):
+                # an entry naming no item is claimed like a new id's (from
+                # its version): two registers taking it at once cannot both win
+                index[key] = (None, index[key][1])
         except (ProducerError, OSError) as exc:
             result.fail(f"{result.source}: not registered: {exc}", _as_project_error(exc))
             result.href = None
@@ -1211,15 +1234,17 @@ def _os_error(exc: OSError) -> str:
 
 def _check_same_product(
     committer: Committer, key: str, doc: dict, old_key: str | None, replace: bool
-) -> None:
+) -> bool:
     """Before a move: the item the id index names in another period must
     describe the same product, by the rule :meth:`Committer.put_item` applies
     within a period (raises :class:`IdentityConflict`, nothing written),
-    unless ``replace``. One GET, only when the period changed."""
+    unless ``replace``. One GET, only when the period changed. False when
+    that read found no item there (the entry outlived it: nothing to move)."""
     if replace or old_key is None or old_key == key:
-        return
+        return True
     old, _ = committer.read(old_key, ("Feature",))
     committer.check_identity(old_key, old, doc)
+    return old is not None
 
 
 def _index_new_ids(
@@ -1227,6 +1252,7 @@ def _index_new_ids(
     collection: str,
     prepared: Prepared,
     index: dict[str, tuple[str | None, str | None]],
+    replace: bool = False,
 ) -> Prepared:
     """Partitioned collections, before the items are written: point the id
     index entry of each id that has none (or an unreadable one) at the key
@@ -1244,20 +1270,68 @@ def _index_new_ids(
     (:func:`_finish_moves`). Mutates ``index``: the written entries name
     their key, so :func:`_finish_moves` writes nothing more for them.
     Writes: one create-only PUT per new id, the same count as before (it
-    was written after the links, one at a time)."""
+    was written after the links, one at a time). An entry another
+    registration wrote since it was read is judged, not overwritten
+    (:func:`_claim_id`)."""
     new = [(result, key, doc) for result, key, doc in prepared if index.get(key, (None, None))[0] is None]
 
     def write(entry: tuple[RegisterResult, str, dict]) -> None:
         result, key, doc = entry
         try:
-            committer.write_index(collection, doc["id"], key, index.get(key, (None, None)))
-            index[key] = (key, None)
+            index[key] = _claim_id(committer, collection, key, doc, index.get(key, (None, None)), replace)
         except (ProducerError, OSError) as exc:
             result.fail(f"{result.source}: not registered: {exc}", _as_project_error(exc))
             result.href = None
 
     map_ordered(write, new, write_threads(len(new), committer.store.concurrent_safe))
     return [entry for entry in prepared if entry[0].error is None]
+
+
+def _claim_id(
+    committer: Committer,
+    collection: str,
+    key: str,
+    doc: dict,
+    current: tuple[str | None, str | None],
+    replace: bool,
+) -> tuple[str | None, str | None]:
+    """Point the id index entry of ``doc`` at ``key`` from ``current`` (read
+    before: no entry, or one naming no item); returns the entry to finish
+    the registration with (:func:`_finish_moves`).
+
+    Another registration may have claimed the id since (two products named
+    alike registered at once into two periods): its entry is judged like
+    one read before the run, never overwritten, so the id never ends with
+    two items. Its item written: another product's is refused
+    (:class:`IdentityConflict`, nothing written), the same product's is
+    moved here. Not yet written: a retryable :class:`ConflictError`,
+    nothing written (a rerun finds the item, or an entry naming none when
+    that registration died, and goes on)."""
+    for _attempt in range(committer.max_retries + 1):
+        try:
+            committer.write_index(collection, doc["id"], key, current, claim=True)
+            return key, None
+        except PreconditionFailed:
+            current = committer.read_index(collection, doc["id"])
+        taken = current[0]
+        if taken is None:  # unreadable, or gone again: claim it from there
+            continue
+        if taken == key:
+            return key, None
+        other, _ = committer.read(taken, ("Feature",))
+        if other is None:
+            raise ConflictError(
+                f"another registration of item id {doc['id']!r} into "
+                f"{committer.store_path(taken)} is under way; nothing was written: "
+                "register again once it has finished"
+            )
+        if not replace:
+            committer.check_identity(taken, other, doc)
+        return current
+    raise ConflictError(
+        f"{committer.store_path(committer.layout.index_key(collection, doc['id']))}: other writers kept "
+        "changing it; nothing was written: register again later"
+    )
 
 
 def _finish_moves(

@@ -128,18 +128,28 @@ def remove_item(
             _publish(committer, coll_key, result, sinks, [], [stub])
         return result
     keep_if = _keep_other_product(product, href_rewrites) if product is not None else None
-    parent = item_parent_key(key, collection)
-    documents = {coll_key: coll}
-    if parent != coll_key:
-        documents[parent] = committer.read(parent, ("Catalog", "Collection"))
-    # the documents this removal rewrites are checked before any write
-    committer.check_parents(documents, collection)
-    if product is not None:
-        wanted = rewrite_href(resolve_location(product), parse_rewrites(href_rewrites))
-        done = _remove_group_asset(committer, collection, item_id, key, wanted, sinks)
-        if done is not None:
-            return done
-    outcome = committer.remove_item(collection, key, keep_if=keep_if)
+    for _round in range(_MOVED_ROUNDS):
+        parent = item_parent_key(key, collection)
+        documents = {coll_key: coll}
+        if parent != coll_key:
+            documents[parent] = committer.read(parent, ("Catalog", "Collection"))
+        # the documents this removal rewrites are checked before any write
+        committer.check_parents(documents, collection)
+        if product is not None:
+            wanted = rewrite_href(resolve_location(product), parse_rewrites(href_rewrites))
+            done = _remove_group_asset(committer, collection, item_id, key, wanted, sinks)
+            if done is not None:
+                return done
+        outcome = committer.remove_item(collection, key, keep_if=keep_if)
+        if outcome.action != "absent" or key == Layout().item_key(collection, item_id):
+            break
+        # gone from the key found: a register may have moved it to another
+        # period meanwhile (partitioned; its old copy removed, the id index
+        # pointed at the new key last). Look again, and remove it there
+        moved = find_item_key(committer, collection, item_id, layout)
+        if moved is None or moved == key:
+            break
+        key = moved
     if outcome.action == "removed":
         thumbnail.delete(store, key, outcome.item)  # after the item: a PNG left by a crash is harmless
     result = RemoveResult(
@@ -157,6 +167,10 @@ def remove_item(
             _publish(committer, coll_key, result, sinks, [], [change])
     return result
 
+
+#: rounds of "look the id up, remove it there" when registers keep moving
+#: the item to another period between the look-up and the removal
+_MOVED_ROUNDS = 5
 
 #: rounds of "drop the asset" / "remove the item" when registers keep adding
 #: data assets to an item whose last data asset is being removed

@@ -50,7 +50,7 @@ from producer.catalog.mirrorlinks import link_bases
 from producer.catalog.summaries import Tally
 from producer.changes import Change, ChangeKind, Sink
 from producer.commit import Committer
-from producer.errors import CatalogError, Hint, NotFound, ProducerError, python_spelling
+from producer.errors import CatalogError, Hint, NotFound, PreconditionFailed, ProducerError, python_spelling
 from producer.extract.assets import resolve_location, rewrite_href
 from producer.grouping import drop_assets, is_data, is_group_item
 from producer.ingest import collection_layout, register_products
@@ -430,7 +430,9 @@ def _link_orphans(
 ) -> None:
     """Link orphan items and catalogs where they sit (items through their
     partition chain, bottom-up). An orphan item is read again first: one
-    deleted meanwhile is skipped, one marked for removal meanwhile deleted.
+    deleted meanwhile is skipped, one marked for removal meanwhile deleted;
+    and once more after its link (one GET): one a ``remove`` marked or
+    deleted between the two is unlinked again (the removal finished).
     An item the audit found ``misplaced`` (its key follows another layout
     than its collection records) is left alone: the problem stays."""
     misplaced = {p.key for p in first.problems if p.kind == "misplaced"}
@@ -453,6 +455,11 @@ def _link_orphans(
             # audit found it no misplaced one), else of the layout the key shows
             layout = first.layouts.get(collection_key(collection_of(key))) or layout_of_item(key)
             linked = replace(committer, layout=layout).link_items(collection_of(key), [(key, doc)])
+            if not committer.present_unmarked(key):
+                # a remove ran between the read and the link (it said
+                # ``removed``): finish it, so the link made here goes too
+                committer.remove_item(collection_of(key), key)
+                continue
             # an orphan was no part of the catalog: linked, it is a new item to
             # those following it (linked meanwhile by a register: that one said so)
             if key in linked:
@@ -469,7 +476,9 @@ class _IndexCheck:
     or points elsewhere (a move killed before its last write, or a catalog
     from before the index existed): one GET per such item, one write per
     entry fixed, nothing kept per item. Runs after the duplicates are
-    removed (step 2), so each id has one linked item."""
+    removed (step 2), so each id has one linked item. An entry a register
+    changed since it was read, or an item gone (moved) since the walk read
+    it, is left as it is: one more GET per entry fixed."""
 
     def __init__(self, committer: Committer, report: ReconcileReport) -> None:
         self.committer = committer
@@ -479,9 +488,19 @@ class _IndexCheck:
         if not is_partitioned_item_key(info.key):
             return  # flat layout: no index
         coll_id = collection_of(info.key)
-        if self.committer.read_index(coll_id, info.id)[0] != info.key:
-            self.committer.write_index(coll_id, info.id, info.key)
-            _bump(self.report.fixed, "stale-index")
+        entry = self.committer.read_index(coll_id, info.id)
+        if entry[0] == info.key:
+            return
+        # the walk read the item a while ago: a register may have moved it
+        # since (old item deleted, entry pointed at the new key last). Only
+        # over the entry as read, and only while the item is still there
+        if not self.committer.present_unmarked(info.key):
+            return
+        try:
+            self.committer.write_index(coll_id, info.id, info.key, entry, claim=True)
+        except PreconditionFailed:
+            return  # changed meanwhile by a register: it holds the right key
+        _bump(self.report.fixed, "stale-index")
 
 
 def _register_missing(

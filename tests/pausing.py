@@ -11,6 +11,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from producer.errors import NotFound
+
 
 class PauseAfterGet:
     """A real store that pauses the caller after its ``nth`` read of ``key``
@@ -18,11 +20,13 @@ class PauseAfterGet:
 
     ``reached`` is set when the caller is held, and ``held`` is then the
     ``(data, version)`` that read returned; set ``resume`` to let it go on.
-    Everything else is the wrapped store's.
+    ``missing=True``: a read that found nothing counts too (``held`` None;
+    the caller then gets the store's not-found error). Everything else is
+    the wrapped store's.
     """
 
-    def __init__(self, inner: Any, key: str, nth: int = 1) -> None:
-        self.inner, self.key, self.nth, self.seen = inner, key, nth, 0
+    def __init__(self, inner: Any, key: str, nth: int = 1, missing: bool = False) -> None:
+        self.inner, self.key, self.nth, self.seen, self.missing = inner, key, nth, 0, missing
         self.url, self.concurrent_safe = inner.url, inner.concurrent_safe
         self.reached, self.resume = threading.Event(), threading.Event()
         self.held: tuple[bytes, str] | None = None
@@ -31,11 +35,19 @@ class PauseAfterGet:
         return getattr(self.inner, name)
 
     def get(self, key: str) -> tuple[bytes, str]:
-        out = self.inner.get(key)
+        try:
+            out = self.inner.get(key)
+        except NotFound:
+            if self.missing:
+                self._count(key, None)
+            raise
+        self._count(key, out)
+        return out
+
+    def _count(self, key: str, out: tuple[bytes, str] | None) -> None:
         if key == self.key:
             self.seen += 1
             if self.seen == self.nth:
                 self.held = out
                 self.reached.set()
                 assert self.resume.wait(30), "the test never resumed the paused side"
-        return out

@@ -204,3 +204,29 @@ def test_register_after_the_last_item_left_a_partitioned_collection_gives_its_ex
     items = [json.loads(p.read_text()) for p in catalog_dir.rglob("east100_*.json")]
     assert coll["extent"] == docs.exact_extent(items)
     assert producer.validate_catalog(str(catalog_dir)) == []
+
+
+@pytest.mark.parametrize("partition", [None, "year"])
+def test_an_update_that_moves_an_edge_item_inward_gives_the_exact_extent(tiles, catalog_dir, partition):
+    """Registering a product again with a datetime that moves its item off
+    the edge of the collection interval (same document: flat, or the same
+    year). Before: the extent only grew, and ``validate`` warned
+    ``stale-extent`` until a ``reconcile --fix``. Now the update shrinks it
+    as a removal of that edge would (one walk, only in that case)."""
+
+    def register(name: str, when: str) -> str:
+        (res,) = producer.register(
+            [tiles[name]], catalog=str(catalog_dir), collection="c", partition=partition, datetime=when
+        )
+        assert res.ok, res.error
+        return res.action
+
+    register("zero", "2024-01-01T00:00:00Z")
+    register("east100", "2024-06-01T00:00:00Z")
+    assert register("east100", "2024-03-01T00:00:00Z") == "updated"
+    coll = json.loads((catalog_dir / "c/collection.json").read_text())
+    items = [json.loads(p.read_text()) for p in catalog_dir.rglob("*_2024*.json")]
+    assert len(items) == 2
+    assert coll["extent"] == docs.exact_extent(items)
+    assert coll["extent"]["temporal"]["interval"] == [["2024-01-01T00:00:00Z", "2024-03-01T00:00:00Z"]]
+    assert producer.validate_catalog(str(catalog_dir)) == []
