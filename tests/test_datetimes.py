@@ -189,6 +189,20 @@ def test_user_pattern_day_of_year() -> None:
         from_filename("x.A2023366.tif", r"\.A(?P<year>\d{4})(?P<doy>\d{3})\.")
 
 
+@pytest.mark.parametrize(
+    ("name", "pattern"),
+    [
+        ("S_240513.tif", r"_(?P<year>\d{2})(?P<month>\d\d)(?P<day>\d\d)"),
+        ("A24150.tif", r"A(?P<year>\d\d)(?P<doy>\d{3})"),
+    ],
+)
+def test_user_pattern_two_digit_year_is_refused_not_read_as_year_24(name: str, pattern: str) -> None:
+    # the item was dated 0024-05-13 (or day 150 of the year 24), silently
+    with pytest.raises(InputError, match="four digits") as info:
+        from_filename(name, pattern)
+    assert name in str(info.value) and r"(?P<year>\d{4})" in str(info.value)
+
+
 @pytest.mark.parametrize("pattern", [r"A(?P<year>\d{4})(?P<julian>\d{3})", r"_(?P<yr>\d{4})(?P<mo>\d\d)"])
 def test_user_pattern_with_a_group_name_it_does_not_read_is_refused(pattern: str) -> None:
     # the unknown group was ignored: every file got 1 January of its year

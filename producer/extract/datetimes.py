@@ -297,7 +297,7 @@ def _from_user_pattern(name: str, pattern: str) -> DatetimeResult | None:
             if groups.get("month") is not None or groups.get("day") is not None:
                 raise ValueError("give the day of the year (doy) or month and day, not both")
             doy = int(groups["doy"])
-            start = datetime(int(groups["year"]), 1, 1, tzinfo=UTC)
+            start = datetime(_year(groups["year"]), 1, 1, tzinfo=UTC)
             if doy < 1 or doy > (start.replace(month=12, day=31) - start).days + 1:
                 raise ValueError(f"day {doy} is not a day of the year {start.year}")
             value = start + timedelta(days=doy - 1)
@@ -309,7 +309,7 @@ def _from_user_pattern(name: str, pattern: str) -> DatetimeResult | None:
             return DatetimeResult(value, None, None, "filename", pattern)
         if groups.get("year") is not None:
             value = datetime(
-                int(groups["year"]),
+                _year(groups["year"]),
                 int(groups.get("month") or 1),
                 int(groups.get("day") or 1),
                 int(groups.get("hour") or 0),
@@ -328,6 +328,19 @@ def _from_user_pattern(name: str, pattern: str) -> DatetimeResult | None:
             f"{where} matched {match.group(0)!r} but it is not a valid date ({exc}); use named groups "
             "(?P<start>…)/(?P<end>…), (?P<year>…)(?P<month>…)(?P<day>…), or one group holding an ISO date"
         ) from exc
+
+
+def _year(text: str) -> int:
+    """The year a pattern's ``year`` group matched, which must be four
+    digits: two (``24``) were read as the year 24 AD, silently; which
+    century is meant is not ours to guess."""
+    if len(text.strip()) != 4:
+        raise ValueError(
+            f"the year group matched {text!r}, not the four digits of a year: capture the whole year, "
+            r"e.g. (?P<year>\d{4}); for names with two-digit years, rename the files or use the "
+            "datetime option instead of a pattern"
+        )
+    return int(text)
 
 
 def _valid(groups: tuple[str | None, ...]) -> datetime | None:
