@@ -602,3 +602,48 @@ def test_geostationary_full_disk_is_the_visible_disk(proj, half, lon_0):
     (ring,) = exteriors(geometry)
     assert inside((lon_0, 0.0), ring) and inside((lon_0 + 70.0, 0.0), ring)
     assert not inside((lon_0 + 70.0, 70.0), ring)  # a disk, not its bounding box
+
+
+#: MODIS's sinusoidal grid (as its HDF-EOS and GeoTIFF products declare it)
+#: and one tile's size: 36 x 18 tiles of 1,111,950.52 m
+MODIS_SINUSOIDAL = "+proj=sinu +lon_0=0 +x_0=0 +y_0=0 +R=6371007.181 +units=m +no_defs"
+MODIS_TILE = 1_111_950.5197665554
+
+
+def modis_tile(h: int, v: int, pixels: int = 240) -> Affine:
+    size = MODIS_TILE / pixels
+    return Affine(size, 0.0, -20_015_109.354 + h * MODIS_TILE, 0.0, -size, 10_007_554.677 - v * MODIS_TILE)
+
+
+@pytest.mark.parametrize(
+    ("h", "v", "west", "south", "east", "north"),
+    [
+        # the western edge tile at 0-10 N: its pixels west of 180 W are off the Earth
+        (0, 8, -180.0, 0.0, -170.0, 10.0),
+        # Fiji's tile at 10-20 S: the Earth ends at 180 E inside it, at 19.2 S on its left edge
+        (35, 10, 172.6225, -19.19, 180.0, -10.0),
+    ],
+)
+def test_sinusoidal_tile_at_the_maps_edge_stops_at_the_antimeridian(h, v, west, south, east, north):
+    """The pixels of a MODIS tile beyond the sinusoidal map's edge are off
+    the Earth, but PROJ gives them longitudes wrapped to the other side: the
+    tile was published as crossing the antimeridian, covering 177-180 E (h00v08)
+    or 180-168 W (h35v10) where it holds no pixel, so searches there found it."""
+    geometry, bbox = footprint(CRS.from_user_input(MODIS_SINUSOIDAL), modis_tile(h, v), 240, 240)
+    check_geojson(geometry, bbox)
+    assert geometry["type"] == "Polygon"
+    assert bbox[0] < bbox[2]  # no crossing
+    assert bbox[0] == pytest.approx(west, abs=0.01) and bbox[2] == pytest.approx(east, abs=0.1)
+    assert bbox[1] == pytest.approx(south, abs=0.2) and bbox[3] == pytest.approx(north, abs=0.01)
+
+
+def test_sinusoidal_tile_inside_the_map_is_its_reprojected_outline():
+    """A tile wholly on the Earth (h18v04, central Europe) is not touched by the
+    edge check: its bbox is the densified outline's, as for any projection."""
+    transform = modis_tile(18, 4)
+    crs = CRS.from_user_input(MODIS_SINUSOIDAL)
+    _, bbox = footprint(crs, transform, 240, 240)
+    xs = [transform.c + i * MODIS_TILE / 32 for i in range(33)]
+    lon, lat = warp_transform(crs, "EPSG:4326", xs + xs, [transform.f] * 33 + [transform.f - MODIS_TILE] * 33)
+    assert bbox[0] == pytest.approx(min(lon), abs=1e-6) and bbox[2] == pytest.approx(max(lon), abs=1e-6)
+    assert bbox[1] == pytest.approx(min(lat), abs=1e-6) and bbox[3] == pytest.approx(max(lat), abs=1e-6)

@@ -24,7 +24,9 @@ here is pure computation: no file or network I/O, no work at import time.
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from collections.abc import Iterable, Sequence
 from numbers import Integral
 from typing import Any
@@ -64,6 +66,21 @@ _MIN_AXIS_SINE = 1e-12
 _FALLBACK_DECIMALS = (DECIMALS, 10, 13)
 
 Ring = np.ndarray  # shape (n, 2): an *open* ring of (lon, lat) points
+
+#: projections of the whole world whose width narrows away from the equator
+#: (pseudo-cylindrical and the like: MODIS/VIIRS tiles are sinusoidal). A
+#: point beyond a map's edge is off the Earth, yet PROJ's inverse gives it
+#: a longitude past 180 wrapped to the other side, so a tile at the map's
+#: edge seemed to cover longitudes across the antimeridian it holds no
+#: pixel of. Cylindrical projections (x periodic: past 180 IS the other
+#: side) and the ones PROJ refuses off the Earth are not listed.
+_BOUNDED_X = re.compile(
+    r"Sinusoidal|Eckert|Winkel|Natural.Earth|Equal.Earth|Aitoff|Hammer|Kavrayskiy|Flat.Polar|Wagner"
+    r"|Loximuthal|Putnins|Craster|Quartic.Authalic|Boggs|Mollweide|Robinson|Goode|Homolosine"
+    r"|\+proj=(?:sinu|eck\d|wintri|natearth2?|eqearth|aitoff|hammer|kav\d|mbt\w*|wag\d|loxim|putp\w*"
+    r"|crast|qua_aut|boggs|moll|robin|igh\w*|goode|times|patterson)\b",
+    re.IGNORECASE,
+)
 
 
 class NotReprojectableError(InputError):
@@ -370,6 +387,43 @@ def _reproject(crs: CRS, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np
     return np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
 
 
+def _bounded_x(crs: CRS) -> bool:
+    """Whether ``crs`` is a projection of :data:`_BOUNDED_X` (decided on its WKT)."""
+    try:
+        return _bounded_wkt(crs.to_wkt())
+    except Exception:  # a CRS without a WKT form: nothing to decide on
+        return False
+
+
+@functools.lru_cache(maxsize=64)
+def _bounded_wkt(wkt: str) -> bool:
+    return bool(not wkt.startswith(("GEOGCS", "GEOGCRS")) and _BOUNDED_X.search(wkt))
+
+
+def _comes_back(crs: CRS, xs: np.ndarray, ys: np.ndarray, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Which points of a :func:`_bounded_x` grid are on the Earth: those whose
+    WGS84 position projects back to where they were (within a millimetre per
+    kilometre from the origin). One off the map's edge came back a whole
+    turn of longitude away. A point on the edge itself may come back on the
+    opposite edge: it is kept, its longitude moved to its own side (``lon``
+    is changed in place: -180 for a point on the western edge)."""
+    good = np.isfinite(lon) & np.isfinite(lat)
+    if not good.any():
+        return good
+    back_x, back_y = (
+        np.asarray(v, dtype=float)
+        for v in rasterio.warp.transform(_WGS84, crs, lon[good].tolist(), lat[good].tolist())
+    )
+    tolerance = 1e-3 + 1e-6 * (np.abs(xs[good]) + np.abs(ys[good]))
+    same = (np.abs(back_x - xs[good]) <= tolerance) & (np.abs(back_y - ys[good]) <= tolerance)
+    on_edge = ~same & (np.abs(np.abs(lon[good]) - 180.0) <= 1e-6)
+    where = np.flatnonzero(good)[on_edge]
+    lon[where] = -lon[where]
+    out = np.zeros(len(lon), dtype=bool)
+    out[good] = same | on_edge
+    return out
+
+
 def _degrees_per_unit(crs: CRS) -> float | None:
     """Degrees per native unit of a geographic CRS, None if unknown."""
     try:
@@ -400,6 +454,8 @@ def _wgs84_ring(
     xs, ys = _apply(transform, cols, rows)
     lon, lat = _reproject(crs, xs, ys)
     ok = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lat) <= 90.0 + 1e-9)
+    if _bounded_x(crs):
+        ok &= _comes_back(crs, xs, ys, lon, lat)  # and puts edge points on their own side
     whole = bool(ok.all())
     if not whole:
         clipped = _clip_to_earth(crs, transform, width, height, xs, ys, ok)
@@ -444,6 +500,8 @@ def _world_band(crs: CRS, transform: Affine, width: int, height: int) -> tuple[d
     except Exception:  # PROJ failure (rasterio._err.CPLE_*, not public)
         return None
     ok = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lat) <= 90.0 + 1e-9)
+    if _bounded_x(crs):
+        ok &= _comes_back(crs, xs, ys, lon, lat)
     if ok.sum() < 3:
         return None
     lons = np.sort(_wrap180(lon[ok]))
@@ -480,9 +538,14 @@ def _clip_to_earth(
     except Exception:  # a CRS pyproj cannot take: the caller's result stands
         return None
 
+    bounded = _bounded_x(crs)
+
     def on_earth(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         lon, lat = (np.asarray(v, dtype=float) for v in to_wgs84.transform(x, y, errcheck=False))
-        return lon, lat, np.isfinite(lon) & np.isfinite(lat) & (np.abs(lat) <= 90.0 + 1e-9)
+        good = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lat) <= 90.0 + 1e-9)
+        if bounded:
+            good &= _comes_back(crs, np.asarray(x, dtype=float), np.asarray(y, dtype=float), lon, lat)
+        return lon, lat, good
 
     cx, cy = _apply(transform, np.array([width / 2.0]), np.array([height / 2.0]))
     if not bool(on_earth(cx, cy)[2][0]):
