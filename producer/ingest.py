@@ -1314,6 +1314,12 @@ def _finish_moves(
                     result.action = "updated"
                     if outcome.item is not None:
                         moved[key] = (old_key, outcome.item)
+                        # as remove does: the old copy's PNG goes with it (after it:
+                        # a PNG left by a crash in between is harmless)
+                        try:
+                            thumbnail.delete(committer.store, old_key, outcome.item)
+                        except (ProducerError, OSError) as exc:
+                            log.warning("%s moved; its old thumbnail stays behind (%s)", doc["id"], exc)
             committer.write_index(collection, doc["id"], key, (old_key, version))
         except (ProducerError, OSError) as exc:
             result.fail(
