@@ -1302,6 +1302,9 @@ class MirrorSink:
     check_every: int = CHECK_EVERY
     #: also handed the items a run found unchanged, filtered by :meth:`lacking`
     wants_unchanged = True
+    #: a removal that found no item is no repair here (see :meth:`lacking`):
+    #: a remove whose write here failed is repaired by reconcile, not by removing again
+    rerun_removal_repairs = False
     #: base files this sink saw or made exist (no HEAD for them again)
     _bases: set[str] = field(default_factory=set, repr=False)
     #: base files :meth:`lacking` found absent (``apply`` creates them)

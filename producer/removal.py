@@ -28,7 +28,7 @@ from producer.grouping import assets_of_product, drop_assets, is_data, is_group_
 from producer.ingest import check_collection_id, open_catalog, parse_rewrites, validator
 from producer.redact import redact
 from producer.results import RemoveResult
-from producer.sinks import Outbox, check_sinks, deliver, remedy_text, removed, wants_unchanged
+from producer.sinks import Outbox, check_sinks, deliver, describe, remedy_text, removed, wants_unchanged
 from producer.sources import refuse_product_credentials
 from producer.store.base import Store
 
@@ -328,7 +328,14 @@ def _publish(
         return
     behind = "; ".join(f"{f.sink} ({f.error})" for f in failures)
     error = failures[0].error
-    remedy = remedy_text(failures, str(coll_doc.get("id", "")), "remove it again, or reconcile")
+    # a sink that ignores removals which found nothing (the mirror) is not repaired by removing again
+    behind_for_good = {describe(s) for s in sinks if not getattr(s, "rerun_removal_repairs", True)}
+    rerun = (
+        "reconcile with fix"
+        if any(f.sink in behind_for_good for f in failures)
+        else "remove it again, or reconcile"
+    )
+    remedy = remedy_text(failures, str(coll_doc.get("id", "")), rerun)
     result.fail(
         f"item {result.id!r} removed from the catalog, but not from {behind}, which is now behind "
         f"the catalog: {remedy}",

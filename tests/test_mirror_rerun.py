@@ -101,3 +101,25 @@ def test_a_move_between_partitions_whose_mirror_write_failed_is_repaired_by_its_
         for r in producer.register([tile], **{**args, "catalog": quiet}, datetime="2024-05-10T00:00:00Z")
     ] == ["unchanged"]
     assert not any(key.endswith((".parquet", ".ndjson")) for key in quiet.writes)
+
+
+def test_a_remove_whose_mirror_write_failed_names_the_remedy_that_repairs_it(tmp_path: Path, tiles) -> None:
+    """A remove whose mirror write fails: the catalog is done, the mirror
+    still shows the item. Before, the error said "remove it again, or
+    reconcile": removing again finds no item and writes no tombstone (it
+    cannot tell a removed item from a file never registered without a
+    partition read), so search kept returning the removed item. Now it names
+    reconcile with fix, which does repair it."""
+    store = _FragmentWritesFail(str(tmp_path / "cat"))
+    producer.register([str(t) for t in tiles], catalog=store, collection="c")
+    store.failing = True
+    result = producer.remove("a_20240110", catalog=store, collection="c")
+    store.failing = False
+    assert result.action == "error", result
+    assert "remove it again" not in (result.error or "")
+    assert "reconcile with fix" in (result.error or ""), result.error
+    assert producer.remove("a_20240110", catalog=store, collection="c").action == "absent"
+    assert "a_20240110" in _ids(tmp_path / "cat")  # removing again did not repair the mirror
+    producer.reconcile(store, fix=True)
+    assert _ids(tmp_path / "cat") == ["b_20240315"]
+    assert mirror.diff(store, "c").clean
