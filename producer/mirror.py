@@ -1313,6 +1313,9 @@ class MirrorSink:
     #: read for the old rows of moved items (each read once per sink)
     _others: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
 
+    def __repr__(self) -> str:  # as messages name it (producer.sinks.describe), like the other sinks
+        return f"MirrorSink({self.store.url})"
+
     def lacking(self, collection: dict[str, Any], unchanged: Sequence[Change]) -> list[Change]:
         """The unchanged items the mirror does not reflect (it lacks them or
         holds them with another stamp), so that a rerun of the same register

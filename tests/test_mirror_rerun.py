@@ -118,6 +118,8 @@ def test_a_remove_whose_mirror_write_failed_names_the_remedy_that_repairs_it(tmp
     assert result.action == "error", result
     assert "remove it again" not in (result.error or "")
     assert "reconcile with fix" in (result.error or ""), result.error
+    # the mirror named as the other sinks are (before: every dataclass field, compact_after=32, ...)
+    assert f"not from MirrorSink({store.url}) (" in (result.error or ""), result.error
     assert producer.remove("a_20240110", catalog=store, collection="c").action == "absent"
     assert "a_20240110" in _ids(tmp_path / "cat")  # removing again did not repair the mirror
     producer.reconcile(store, fix=True)
