@@ -223,12 +223,18 @@ def _remove_group_asset(
             return None
         href = committer.store_path(key)
         if kind == "none":
-            return RemoveResult(
+            result = RemoveResult(
                 id=item_id,
                 href=href,
                 action="kept",
                 reason=f"the item has no asset {redact(wanted)}; it stays",
             )
+            if any(wants_unchanged(sink) for sink in sinks):
+                # maybe a rerun of a removal killed (or whose sink failed) after the
+                # item's write: the sinks that keep a copy take the item they lack
+                current = Change(ChangeKind.UPDATED, collection, item_id, key, before[0])
+                _publish(committer, coll_key, result, sinks, [], [current])
+            return result
         if kind == "dropped":
             assert outcome.doc is not None
             if _reaches_past(outcome.doc, before[0]):
@@ -303,6 +309,13 @@ def _reaches_past(new: dict, old: dict) -> bool:
         return True  # cannot tell: let the collection's compare-and-swap judge
 
 
+def _done(result: RemoveResult) -> tuple[str, str]:
+    """What the catalog holds now, and what a sink behind it lacks, for a message about the sinks."""
+    if result.action == "kept":
+        return "kept in the catalog", "not updated in"
+    return "removed from the catalog", "not from"
+
+
 def _publish(
     committer: Committer,
     coll_key: str,
@@ -317,7 +330,7 @@ def _publish(
         coll_doc, _ = committer.read(coll_key, ("Collection",))
     except (ProducerError, OSError) as exc:
         result.fail(
-            f"item {result.id!r} removed from the catalog, but the sinks were not told: {exc}",
+            f"item {result.id!r} {_done(result)[0]}, but the sinks were not told: {exc}",
             exc if isinstance(exc, ProducerError) else StoreError(str(exc)),
         )
         return
@@ -337,7 +350,7 @@ def _publish(
     )
     remedy = remedy_text(failures, str(coll_doc.get("id", "")), rerun)
     result.fail(
-        f"item {result.id!r} removed from the catalog, but not from {behind}, which is now behind "
+        f"item {result.id!r} {_done(result)[0]}, but {_done(result)[1]} {behind}, which is now behind "
         f"the catalog: {remedy}",
         error if isinstance(error, ProducerError) else StoreError(str(error)),
     )

@@ -125,3 +125,41 @@ def test_a_remove_whose_mirror_write_failed_names_the_remedy_that_repairs_it(tmp
     producer.reconcile(store, fix=True)
     assert _ids(tmp_path / "cat") == ["b_20240315"]
     assert mirror.diff(store, "c").clean
+
+
+def test_an_asset_removal_killed_before_the_mirror_write_is_repaired_by_its_rerun(tmp_path: Path) -> None:
+    """``remove --product`` of one band of a multi-asset item (what an S3
+    delete event does), killed after the item's write, before the mirror's:
+    the redelivered event (the same remove) finds the asset gone, ``kept``.
+    Before, it told no sink, so search kept the band the item no longer has
+    until a reconcile --fix; now the mirror takes the item it lacks."""
+    from tests.test_group_remove_extent import GROUP, _band
+
+    scene = tmp_path / "data" / "scene_a"
+    _band(scene / "B01.tif", "EPSG:32633", (500_000, 5_000_000), 10, 8, "2024:05:01 10:00:00")
+    b02 = _band(scene / "B02.tif", "EPSG:32633", (500_000, 5_000_000), 10, 8, "2024:05:01 10:00:00")
+    for root in ("count", "cat"):
+        results = producer.register(
+            [str(tmp_path / "data")], catalog=str(tmp_path / root), collection="g", group=GROUP
+        )
+        assert all(r.ok for r in results), [r.error for r in results]
+
+    def remove(store: Any) -> Any:
+        return producer.remove("scene_a", catalog=store, collection="g", product=b02)
+
+    counted = CrashingStore(LocalStore(str(tmp_path / "count")))
+    assert remove(counted).action == "updated"
+    with pytest.raises(SimulatedKill):
+        remove(
+            CrashingStore(
+                LocalStore(str(tmp_path / "cat")), crash_after=_first_mirror_write(counted.writes) - 1
+            )
+        )
+    store = LocalStore(str(tmp_path / "cat"))
+    assert not mirror.diff(store, "g").clean  # the item lost B02, the mirror did not
+
+    again = remove(store)
+    assert again.action == "kept" and again.ok, again
+    assert mirror.diff(store, "g").clean
+    (found,) = producer.search(store)["features"]
+    assert sorted(found["assets"]) == ["B01"]
