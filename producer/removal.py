@@ -172,10 +172,12 @@ def _remove_group_asset(
 
     Under compare-and-swap on the item: its assets naming ``wanted`` are
     dropped and geometry, bbox, datetime and projection fields recomputed
-    from the others (action ``updated``; the collection extent stays, a
-    valid superset, until a shrink or ``reconcile --fix``, and grows by
+    from the others (action ``updated``; the collection extent grows by
     :meth:`Committer.extend_extent` BEFORE the item is rewritten when the
-    recomputed box or time reaches past the old one). When they held
+    recomputed box or time reaches past the old one, and is recomputed
+    exactly after it, as for a removed item, when the old item touched one
+    of its edges; killed in between, it stays a valid superset until
+    ``reconcile --fix``). When they held
     the last data asset, the whole item goes by the removal protocol
     (:meth:`Committer.remove_item`: unlinked, extent recomputed), unless a
     register added a data asset meanwhile (judged inside the marking
@@ -242,10 +244,19 @@ def _remove_group_asset(
                 # remaining grid's own footprint, a later datetime): the
                 # extent grows as for a register, so it still covers the item
                 committer.extend_extent(collection, [outcome.doc])
+                recomputed = False
+            else:
+                # the item shrank: as for a removed item, an extent it touched
+                # on an edge is recomputed exactly (a walk of the collection);
+                # killed before, the extent stays a valid superset (reconcile --fix)
+                recomputed = committer._shrink_extent(coll_key, key, before[0])
+            if recomputed:  # the sinks get the collection as shrunk
+                committer.committed.pop(collection, None)
             result = RemoveResult(
                 id=item_id,
                 href=href,
                 action="updated",
+                extent_recomputed=recomputed,
                 reason=f"asset {state['keys']} removed; the item stays",
             )
             if sinks:
