@@ -263,7 +263,7 @@ def _remove_group_asset(
                 # the item shrank: as for a removed item, an extent it touched
                 # on an edge is recomputed exactly (a walk of the collection);
                 # killed before, the extent stays a valid superset (reconcile --fix)
-                recomputed = committer._shrink_extent(coll_key, key, before[0])
+                recomputed = committer._shrink_extent(coll_key, [before[0]])
             if recomputed:  # the sinks get the collection as shrunk
                 committer.committed.pop(collection, None)
             result = RemoveResult(
