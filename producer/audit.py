@@ -45,7 +45,7 @@ from producer.catalog.layout import (
 )
 from producer.catalog.mirrorlinks import MIRROR_ROLE, linked_mirror_keys, mirror_key
 from producer.catalog.summaries import Tally, stored_summaries
-from producer.errors import CatalogError, NotFound, ProducerError
+from producer.errors import CatalogError, NotFound, ProducerError, StoreError
 from producer.hrefs import absolute_assets, document_url
 from producer.redact import redact
 from producer.results import ProblemKind
@@ -400,13 +400,29 @@ def audit(
             stack.extend(reversed(_follow_links(walk, report, key, doc, coll_key)))
 
     for key in sorted(_unreached_keys(store, walk, set(report.reached))):
+        unread: StoreError | None = None
         try:
             found: dict | None = read_doc(store, key)
+        except NotFound:
+            continue  # deleted since the listing (a removal finished meanwhile): no orphan
+        except StoreError as exc:
+            found, unread = None, exc
         except ProducerError:
             found = None
         if not is_catalog_document_key(key) and (found is None or found.get("type") not in _STAC_TYPES):
             continue  # a JSON file that is no STAC document where none goes: a product's sidecar
         report.orphans[key] = found
+        if unread is not None:
+            # could not check is never "found": say why, so a rerun is the fix
+            report.problems.append(
+                Problem(
+                    "orphan",
+                    key,
+                    f"no document links it, and it could not be read ({unread}): "
+                    "run again once storage answers",
+                )
+            )
+            continue
         report.problems.append(_orphan_problem(key, found, report.layouts))
 
     _check_duplicate_ids(store, walk, report)

@@ -1356,6 +1356,7 @@ def _finish_moves(
         if not result.ok:
             continue
         old_key, version = index.get(key, (None, None))
+        old_gone = False  # the old copy is removed (or was absent): only the index is left
         try:
             if old_key is not None and old_key != key:
                 # judged again inside the removal's marking compare-and-swap:
@@ -1388,11 +1389,23 @@ def _finish_moves(
                     result.action = "updated"
                     if outcome.item is not None:
                         moved[key] = (old_key, outcome.item)
+                        # as remove does: the old copy's PNG goes with it (after it:
+                        # a PNG left by a crash in between is harmless)
+                        try:
+                            thumbnail.delete(committer.store, old_key, outcome.item)
+                        except (ProducerError, OSError) as exc:
+                            log.warning("%s moved; its old thumbnail stays behind (%s)", doc["id"], exc)
+            old_gone = True
             committer.write_index(collection, doc["id"], key, (old_key, version))
         except (ProducerError, OSError) as exc:
+            index_key = committer.store_path(committer.layout.index_key(collection, doc["id"]))
+            left = (
+                f"its old copy is gone, but the id index entry {index_key} was not updated"
+                if old_gone
+                else f"its old copy at {committer.store_path(old_key or key)} was not removed"
+            )
             result.fail(
-                f"{result.source}: item written and linked, but its old copy at "
-                f"{committer.store_path(old_key or key)} was not removed ({exc}); "
+                f"{result.source}: item written and linked, but {left} ({exc}); "
                 "rerun the registration to finish the move",
                 exc,
             )

@@ -1310,6 +1310,9 @@ class MirrorSink:
     check_every: int = CHECK_EVERY
     #: also handed the items a run found unchanged, filtered by :meth:`lacking`
     wants_unchanged = True
+    #: a removal that found no item is no repair here (see :meth:`lacking`):
+    #: a remove whose write here failed is repaired by reconcile, not by removing again
+    rerun_removal_repairs = False
     #: base files this sink saw or made exist (no HEAD for them again)
     _bases: set[str] = field(default_factory=set, repr=False)
     #: base files :meth:`lacking` found absent (``apply`` creates them)
@@ -1317,6 +1320,9 @@ class MirrorSink:
     #: ``{base file: {item id: stamp}}`` of the partitions :meth:`lacking`
     #: read for the old rows of moved items (each read once per sink)
     _others: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:  # as messages name it (producer.sinks.describe), like the other sinks
+        return f"MirrorSink({self.store.url})"
 
     def lacking(self, collection: dict[str, Any], unchanged: Sequence[Change]) -> list[Change]:
         """The unchanged items the mirror does not reflect (it lacks them or

@@ -28,7 +28,7 @@ from producer.grouping import assets_of_product, drop_assets, is_data, is_group_
 from producer.ingest import check_collection_id, open_catalog, parse_rewrites, validator
 from producer.redact import redact
 from producer.results import RemoveResult
-from producer.sinks import Outbox, check_sinks, deliver, remedy_text, removed, wants_unchanged
+from producer.sinks import Outbox, check_sinks, deliver, describe, remedy_text, removed, wants_unchanged
 from producer.sources import refuse_product_credentials
 from producer.store.base import Store
 
@@ -186,10 +186,12 @@ def _remove_group_asset(
 
     Under compare-and-swap on the item: its assets naming ``wanted`` are
     dropped and geometry, bbox, datetime and projection fields recomputed
-    from the others (action ``updated``; the collection extent stays, a
-    valid superset, until a shrink or ``reconcile --fix``, and grows by
+    from the others (action ``updated``; the collection extent grows by
     :meth:`Committer.extend_extent` BEFORE the item is rewritten when the
-    recomputed box or time reaches past the old one). When they held
+    recomputed box or time reaches past the old one, and is recomputed
+    exactly after it, as for a removed item, when the old item touched one
+    of its edges; killed in between, it stays a valid superset until
+    ``reconcile --fix``). When they held
     the last data asset, the whole item goes by the removal protocol
     (:meth:`Committer.remove_item`: unlinked, extent recomputed), unless a
     register added a data asset meanwhile (judged inside the marking
@@ -237,12 +239,18 @@ def _remove_group_asset(
             return None
         href = committer.store_path(key)
         if kind == "none":
-            return RemoveResult(
+            result = RemoveResult(
                 id=item_id,
                 href=href,
                 action="kept",
                 reason=f"the item has no asset {redact(wanted)}; it stays",
             )
+            if any(wants_unchanged(sink) for sink in sinks):
+                # maybe a rerun of a removal killed (or whose sink failed) after the
+                # item's write: the sinks that keep a copy take the item they lack
+                current = Change(ChangeKind.UPDATED, collection, item_id, key, before[0])
+                _publish(committer, coll_key, result, sinks, [], [current])
+            return result
         if kind == "dropped":
             assert outcome.doc is not None
             if _reaches_past(outcome.doc, before[0]):
@@ -250,10 +258,19 @@ def _remove_group_asset(
                 # remaining grid's own footprint, a later datetime): the
                 # extent grows as for a register, so it still covers the item
                 committer.extend_extent(collection, [outcome.doc])
+                recomputed = False
+            else:
+                # the item shrank: as for a removed item, an extent it touched
+                # on an edge is recomputed exactly (a walk of the collection);
+                # killed before, the extent stays a valid superset (reconcile --fix)
+                recomputed = committer._shrink_extent(coll_key, [before[0]])
+            if recomputed:  # the sinks get the collection as shrunk
+                committer.committed.pop(collection, None)
             result = RemoveResult(
                 id=item_id,
                 href=href,
                 action="updated",
+                extent_recomputed=recomputed,
                 reason=f"asset {state['keys']} removed; the item stays",
             )
             if sinks:
@@ -317,6 +334,13 @@ def _reaches_past(new: dict, old: dict) -> bool:
         return True  # cannot tell: let the collection's compare-and-swap judge
 
 
+def _done(result: RemoveResult) -> tuple[str, str]:
+    """What the catalog holds now, and what a sink behind it lacks, for a message about the sinks."""
+    if result.action == "kept":
+        return "kept in the catalog", "not updated in"
+    return "removed from the catalog", "not from"
+
+
 def _publish(
     committer: Committer,
     coll_key: str,
@@ -331,7 +355,7 @@ def _publish(
         coll_doc, _ = committer.read(coll_key, ("Collection",))
     except (ProducerError, OSError) as exc:
         result.fail(
-            f"item {result.id!r} removed from the catalog, but the sinks were not told: {exc}",
+            f"item {result.id!r} {_done(result)[0]}, but the sinks were not told: {exc}",
             exc if isinstance(exc, ProducerError) else StoreError(str(exc)),
         )
         return
@@ -342,9 +366,16 @@ def _publish(
         return
     behind = "; ".join(f"{f.sink} ({f.error})" for f in failures)
     error = failures[0].error
-    remedy = remedy_text(failures, str(coll_doc.get("id", "")), "remove it again, or reconcile")
+    # a sink that ignores removals which found nothing (the mirror) is not repaired by removing again
+    behind_for_good = {describe(s) for s in sinks if not getattr(s, "rerun_removal_repairs", True)}
+    rerun = (
+        "reconcile with fix"
+        if any(f.sink in behind_for_good for f in failures)
+        else "remove it again, or reconcile"
+    )
+    remedy = remedy_text(failures, str(coll_doc.get("id", "")), rerun)
     result.fail(
-        f"item {result.id!r} removed from the catalog, but not from {behind}, which is now behind "
+        f"item {result.id!r} {_done(result)[0]}, but {_done(result)[1]} {behind}, which is now behind "
         f"the catalog: {remedy}",
         error if isinstance(error, ProducerError) else StoreError(str(error)),
     )

@@ -24,9 +24,9 @@ document: the PNG is written first, so a crash leaves at worst a PNG no item
 links (harmless; the next registration of that product overwrites it), and
 a PNG written for a product the identity check then refuses is deleted
 again (bad input leaves storage untouched). Removing the item removes its
-PNG (:func:`delete`). An item that moves to another partition, or whose
-product is replaced, leaves its old PNG behind (harmless, like any orphan
-PNG).
+PNG (:func:`delete`), and so does the removal of an item's old copy when
+it moves to another partition. An item whose product is replaced leaves
+the old product's PNG behind (harmless, like any orphan PNG).
 
 A thumbnail is a nicety: any failure to make one (a datacube, which has no
 single picture; an unreadable band; a bug) is a warning and the item is

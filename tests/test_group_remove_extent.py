@@ -127,3 +127,26 @@ def test_a_removal_killed_after_any_write_leaves_the_extent_covering_the_item(tm
         errors = [str(p) for p in producer.validate_catalog(store) if p.is_error]
         assert errors == [], (n, writes, errors)
     assert crashes >= 2
+
+
+def test_removing_the_asset_on_the_collection_edge_shrinks_the_extent_like_a_remove(tmp_path: Path) -> None:
+    """Scene A's B02 holds the collection's east edge; removing B02 leaves A
+    (B01) and B far west of it. Before: the extent kept B02's footprint, a
+    stale extent until reconcile --fix (validate warned), while removing a
+    whole item on an edge recomputes it. Now the asset removal does too."""
+    from producer.catalog.documents import exact_extent
+
+    data = tmp_path / "data"
+    _band(data / "scene_a" / "B01.tif", "EPSG:4326", (10.0, 50.0), 0.05, 4, "2024:05:01 10:00:00")
+    b02 = _band(data / "scene_a" / "B02.tif", "EPSG:4326", (20.0, 50.0), 0.05, 4, "2024:05:01 10:00:00")
+    _band(data / "scene_b" / "B01.tif", "EPSG:4326", (5.0, 45.0), 0.05, 4, "2024:05:02 10:00:00")
+    catalog = tmp_path / "cat"
+    results = producer.register([str(data)], catalog=str(catalog), collection="g", group=GROUP)
+    assert all(r.ok for r in results), [r.error for r in results]
+    assert _doc(catalog, "g", "collection.json")["extent"]["spatial"]["bbox"][0][2] == 20.2
+
+    res = producer.remove("scene_a", catalog=str(catalog), collection="g", product=b02)
+    assert res.action == "updated", res
+    items = [_doc(catalog, "g", s, f"{s}.json") for s in ("scene_a", "scene_b")]
+    assert _doc(catalog, "g", "collection.json")["extent"] == exact_extent(items)
+    assert [str(p) for p in producer.validate_catalog(str(catalog))] == []

@@ -101,3 +101,65 @@ def test_a_move_between_partitions_whose_mirror_write_failed_is_repaired_by_its_
         for r in producer.register([tile], **{**args, "catalog": quiet}, datetime="2024-05-10T00:00:00Z")
     ] == ["unchanged"]
     assert not any(key.endswith((".parquet", ".ndjson")) for key in quiet.writes)
+
+
+def test_a_remove_whose_mirror_write_failed_names_the_remedy_that_repairs_it(tmp_path: Path, tiles) -> None:
+    """A remove whose mirror write fails: the catalog is done, the mirror
+    still shows the item. Before, the error said "remove it again, or
+    reconcile": removing again finds no item and writes no tombstone (it
+    cannot tell a removed item from a file never registered without a
+    partition read), so search kept returning the removed item. Now it names
+    reconcile with fix, which does repair it."""
+    store = _FragmentWritesFail(str(tmp_path / "cat"))
+    producer.register([str(t) for t in tiles], catalog=store, collection="c")
+    store.failing = True
+    result = producer.remove("a_20240110", catalog=store, collection="c")
+    store.failing = False
+    assert result.action == "error", result
+    assert "remove it again" not in (result.error or "")
+    assert "reconcile with fix" in (result.error or ""), result.error
+    # the mirror named as the other sinks are (before: every dataclass field, compact_after=32, ...)
+    assert f"not from MirrorSink({store.url}) (" in (result.error or ""), result.error
+    assert producer.remove("a_20240110", catalog=store, collection="c").action == "absent"
+    assert "a_20240110" in _ids(tmp_path / "cat")  # removing again did not repair the mirror
+    producer.reconcile(store, fix=True)
+    assert _ids(tmp_path / "cat") == ["b_20240315"]
+    assert mirror.diff(store, "c").clean
+
+
+def test_an_asset_removal_killed_before_the_mirror_write_is_repaired_by_its_rerun(tmp_path: Path) -> None:
+    """``remove --product`` of one band of a multi-asset item (what an S3
+    delete event does), killed after the item's write, before the mirror's:
+    the redelivered event (the same remove) finds the asset gone, ``kept``.
+    Before, it told no sink, so search kept the band the item no longer has
+    until a reconcile --fix; now the mirror takes the item it lacks."""
+    from tests.test_group_remove_extent import GROUP, _band
+
+    scene = tmp_path / "data" / "scene_a"
+    _band(scene / "B01.tif", "EPSG:32633", (500_000, 5_000_000), 10, 8, "2024:05:01 10:00:00")
+    b02 = _band(scene / "B02.tif", "EPSG:32633", (500_000, 5_000_000), 10, 8, "2024:05:01 10:00:00")
+    for root in ("count", "cat"):
+        results = producer.register(
+            [str(tmp_path / "data")], catalog=str(tmp_path / root), collection="g", group=GROUP
+        )
+        assert all(r.ok for r in results), [r.error for r in results]
+
+    def remove(store: Any) -> Any:
+        return producer.remove("scene_a", catalog=store, collection="g", product=b02)
+
+    counted = CrashingStore(LocalStore(str(tmp_path / "count")))
+    assert remove(counted).action == "updated"
+    with pytest.raises(SimulatedKill):
+        remove(
+            CrashingStore(
+                LocalStore(str(tmp_path / "cat")), crash_after=_first_mirror_write(counted.writes) - 1
+            )
+        )
+    store = LocalStore(str(tmp_path / "cat"))
+    assert not mirror.diff(store, "g").clean  # the item lost B02, the mirror did not
+
+    again = remove(store)
+    assert again.action == "kept" and again.ok, again
+    assert mirror.diff(store, "g").clean
+    (found,) = producer.search(store)["features"]
+    assert sorted(found["assets"]) == ["B01"]

@@ -142,6 +142,45 @@ def test_move_on_s3_finds_the_old_item_through_the_id_index(s3_server, tile):
     assert items_by_key(store) == {NEW_KEY: X}
 
 
+@pytest.mark.parametrize(
+    "pattern, says",
+    [
+        (rf"/c/\.ids/{X}$", "its old copy is gone, but the id index entry"),
+        (r"/c/2024/03/x_", "was not removed"),
+    ],
+    ids=["index-put", "old-copy-delete"],
+)
+def test_a_move_whose_last_write_fails_says_what_is_left_and_its_rerun_finishes_it(
+    s3_server, tile, monkeypatch, pattern, says
+):
+    """A storage fault (503) on the move's last writes. Before: a failed id
+    index update said the old copy "was not removed", though it was gone."""
+    from producer.store import open_store
+    from tests.faultproxy import FaultProxy
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    url = s3_server.url(f"move-{uuid.uuid4().hex[:8]}")
+    register(open_store(url, s3_server.storage_options), tile)
+    with FaultProxy(s3_server.endpoint_url) as proxy:
+        proxy.add("PUT" if "ids" in pattern else "DELETE", pattern, "503")
+        options = {**s3_server.storage_options, "client_kwargs": {"endpoint_url": proxy.endpoint_url}}
+        (res,) = producer.register(
+            [tile],
+            catalog=url,
+            collection="c",
+            partition="year/month",
+            datetime=MOVED,
+            storage_options=options,
+        )
+    store = open_store(url, s3_server.storage_options)
+    assert res.error_type == "storage", res
+    assert says in res.error and "rerun the registration" in res.error, res.error
+    assert store.exists(OLD_KEY) == (says == "was not removed")
+    assert register(store, tile, MOVED).ok
+    assert items_by_key(store) == {NEW_KEY: X}
+    assert json.loads(store.get(f"c/.ids/{X}")[0])["item"] == NEW_KEY
+
+
 def test_same_id_from_another_product_in_another_period_is_refused_not_moved(tmp_path, tile):
     """Two products named alike in two folders, dated into two periods: the
     second must not 'move' (delete) the item of the first. Nothing written."""

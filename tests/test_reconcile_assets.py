@@ -342,3 +342,27 @@ def test_reconcile_still_finds_a_missing_object_in_a_bucket_that_exists(s3_serve
     assert report.found.get("missing-asset") == 1 and report.fixed.get("missing-asset") == 1
     assert not (catalog / "c" / tile.stem).exists()
     assert producer.validate_catalog(str(catalog)) == []
+
+
+def test_an_orphan_that_cannot_be_read_is_reported_as_unread_and_left_alone(s3_server, proxy, tmp_path):
+    """An orphan item whose GET fails (403 here: an object the catalog's
+    credentials may list but not read). Before: "no document links it",
+    counted neither fixed nor failed, with nothing to say why reconcile
+    --fix left it; now the problem says it could not be read, and why."""
+    bucket, ids = _s3_catalog(s3_server, tmp_path, 2)
+    client = s3_server.client()
+    key = "stac/c/collection.json"
+    coll = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    coll["links"] = [link for link in coll["links"] if ids[0] not in link.get("href", "")]
+    client.put_object(Bucket=bucket, Key=key, Body=json.dumps(coll).encode())
+    proxy.add("GET", "^" + re.escape(f"/{bucket}/stac/c/{ids[0]}/{ids[0]}.json") + "$", "403")
+    res = CliRunner().invoke(
+        main, ["reconcile", f"s3://{bucket}/stac", "--fix", "-o", f"endpoint_url={proxy.endpoint_url}"]
+    )
+    assert res.exit_code == 1, res.output
+    assert "valid after repair" not in res.output
+    line = next(line for line in res.output.splitlines() if "[orphan]" in line)
+    assert f"c/{ids[0]}/{ids[0]}.json" in line
+    assert "could not be read" in line and "access denied" in line, line
+    coll = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert not [link for link in coll["links"] if ids[0] in link.get("href", "")]  # not linked blind

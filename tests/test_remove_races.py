@@ -5,6 +5,8 @@ at its critical point (issue 8, point 6: register X while remove X, reconcile
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -166,3 +168,56 @@ def test_register_while_remove_is_paused_keeps_an_item_below_a_split_year_linked
     items = linked_items(store)
     assert set(items) == {X, Y}
     assert REMOVING.encode() not in items[X]
+
+
+class _FinishRemoveBeforeRead:
+    """The reading side's store: its first read of ``key`` first lets the
+    paused ``remove`` finish (resume, wait for it), so the document listed a
+    moment ago is deleted when it is read."""
+
+    def __init__(self, inner: Store, key: str, paused: PausingStore, finish: Callable[[], None]) -> None:
+        self.inner, self.key, self.paused, self.finish = inner, key, paused, finish
+        self.url, self.concurrent_safe = inner.url, inner.concurrent_safe
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def get(self, key: str) -> tuple[bytes, str]:
+        if key == self.key and not self.paused.resume.is_set():
+            self.finish()
+        return self.inner.get(key)
+
+
+@pytest.mark.parametrize(
+    "store, partition",
+    [("local", None), ("local", "year/month"), ("s3", None)],
+    ids=["local-flat", "local-year-month", "s3-flat"],
+    indirect=["store"],
+)
+def test_validate_while_a_remove_deletes_the_unlinked_item_reports_no_orphan(store, tiles, partition):
+    """``validate`` (``reconcile`` walks the same way) lists the catalog
+    while a remove has unlinked X, and reads X after the remove deleted it.
+    Before: an ``orphan`` error ("no document links it") for a document that
+    no longer exists, and exit 1 of a nightly check for a catalog that is fine."""
+    producer.register([tiles[X], tiles[Y]], catalog=store, collection="c", partition=partition)
+    key = item_key(partition, X)
+    paused = PausingStore(store, pause_before=f"delete:{key}")
+    out: dict[str, object] = {}
+    remover = threading.Thread(
+        target=lambda: out.update(action=producer.remove(X, catalog=paused, collection="c").action)
+    )
+    remover.start()
+    assert paused.reached.wait(30), "the remove never reached its delete"
+
+    def finish() -> None:
+        paused.resume.set()
+        remover.join(30)
+
+    reading = _FinishRemoveBeforeRead(store, key, paused, finish)
+    try:
+        problems = producer.validate_catalog(reading)
+    finally:
+        finish()
+    assert out == {"action": "removed"}
+    assert not store.exists(key)
+    assert [str(p) for p in but_emptied(problems)] == []

@@ -297,3 +297,25 @@ def test_storage_error_writing_the_thumbnail_fails_the_product_naming_the_png(
     assert result.error is not None and result.error_type is not None
     assert "not registered: cannot write its thumbnail" in result.error and ".png" in result.error
     assert not (catalog_dir / "c/utm_20240513/utm_20240513.json").exists()
+
+
+def test_an_item_moved_to_another_period_takes_its_thumbnail_along(tmp_path, catalog_dir):
+    """A product whose datetime changed moves to another month; its old copy
+    is removed. Before: the old copy's PNG stayed in the old month's folder,
+    linked by nothing, and no later remove or reconcile ever deleted it (one
+    stray PNG per move)."""
+    product = rasters.write_utm(tmp_path / "data")
+    for when in (None, "2023-07-01T00:00:00Z"):
+        [res] = producer.register(
+            [product],
+            catalog=str(catalog_dir),
+            collection="c",
+            partition="year/month",
+            datetime=when,
+            thumbnail=True,
+        )
+        assert res.ok, res.error
+    assert res.action == "updated"
+    new = "c/2023/07/utm_20240513/utm_20240513.json"
+    pngs = sorted(p.relative_to(catalog_dir).as_posix() for p in catalog_dir.rglob("*.png"))
+    assert pngs == [thumb_key(catalog_dir, new)]
