@@ -73,12 +73,13 @@ Ring = np.ndarray  # shape (n, 2): an *open* ring of (lon, lat) points
 #: a longitude past 180 wrapped to the other side, so a tile at the map's
 #: edge seemed to cover longitudes across the antimeridian it holds no
 #: pixel of. Cylindrical projections (x periodic: past 180 IS the other
-#: side) and the ones PROJ refuses off the Earth are not listed.
+#: side) and the ones whose points off the Earth PROJ refuses (Mollweide,
+#: Robinson, Goode: those come back infinite) are not listed.
 _BOUNDED_X = re.compile(
     r"Sinusoidal|Eckert|Winkel|Natural.Earth|Equal.Earth|Aitoff|Hammer|Kavrayskiy|Flat.Polar|Wagner"
-    r"|Loximuthal|Putnins|Craster|Quartic.Authalic|Boggs|Mollweide|Robinson|Goode|Homolosine"
+    r"|Loximuthal|Putnins|Craster|Quartic.Authalic|Boggs"
     r"|\+proj=(?:sinu|eck\d|wintri|natearth2?|eqearth|aitoff|hammer|kav\d|mbt\w*|wag\d|loxim|putp\w*"
-    r"|crast|qua_aut|boggs|moll|robin|igh\w*|goode|times|patterson)\b",
+    r"|crast|qua_aut|boggs|times|patterson)\b",
     re.IGNORECASE,
 )
 
