@@ -373,8 +373,7 @@ def _lock_writers(conn: Connection) -> None:
     not committed ("relation _items_N does not exist"), even when they
     write different collections: so one lock for the whole database, not
     one per collection. Taken first, before any pgSTAC statement. What it
-    costs: writers' transactions (milliseconds each) run one at a time,
-    which pgSTAC's own locks on the ``items`` table mostly did already."""
+    costs: stac-producer's transactions on one database run one at a time."""
     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("stac-producer:pgstac",))
 
 
