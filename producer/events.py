@@ -477,6 +477,9 @@ def handle(
          "failed": [{"url" and/or "message_id", "error"}, ...],
          "batchItemFailures": [{"itemIdentifier": sqs_message_id}, ...]}
 
+    plus ``"dry_run": True`` when the options ask for a dry run: nothing was
+    written, and the registered entries say what a real run would have done.
+
     Errors phrase their hints with ``spell``: by default as the handler's
     environment variables (``STAC_ID_TEMPLATE='{parent}_{stem}'``); the CLI
     passes its flags.
@@ -493,6 +496,8 @@ def handle(
         "failed": [],
         "batchItemFailures": [],
     }
+    if config.options.dry_run:
+        out["dry_run"] = True
     failed_messages: list[str] = []
 
     def fail(error: str, *, url: str | None = None, message_id: str | None = None) -> None:

@@ -487,11 +487,14 @@ def test_dry_run_removal_event_writes_nothing(s3: S3Server, raster_bytes: bytes)
     and the handler says what would have happened."""
     key = "products/ndvi/S2_20240601_T31UFQ.tif"
     put(s3, key, raster_bytes)
-    assert handle(load("s3_put.json", s3.bucket), config(s3))["registered"][0]["action"] == "created"
+    real = handle(load("s3_put.json", s3.bucket), config(s3))
+    assert real["registered"][0]["action"] == "created" and "dry_run" not in real
     s3.client().delete_object(Bucket=s3.bucket, Key=key)
     before = read_json(s3, "stac/ndvi/S2_20240601_T31UFQ/S2_20240601_T31UFQ.json")
 
     out = handle(load("s3_delete.json", s3.bucket), config(s3, options=RegisterOptions(dry_run=True)))
+    # the result says it was a dry run (its JSON, printed by the CLI, did not)
+    assert out["dry_run"] is True
     assert out["removed"] == [] and out["failed"] == []
     assert any("dry run" in s["reason"] for s in out["skipped"])
     assert read_json(s3, "stac/ndvi/S2_20240601_T31UFQ/S2_20240601_T31UFQ.json") == before
