@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
@@ -258,6 +258,35 @@ def _same_booleans(a: Any, b: Any) -> bool:
         elif (kind is bool) is not (type(y) is bool):
             return False
     return True
+
+
+CLAIM_TTL = intents.INTENT_TTL
+"""Seconds an id index entry written before its item counts as a
+registration under way (:meth:`Committer.fresh_claim`): past it, an entry
+naming no item is one a killed registration left, free to take."""
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """An id index entry (partitioned collections): the key of the id's
+    item and the entry's version; for an entry a registration wrote before
+    its item, when (``claimed``, else None) and the product it claimed the
+    id for (``product``: its normalised data href, or None; ``group``: a
+    multi-asset item)."""
+
+    key: str | None
+    version: str | None
+    claimed: datetime | None = None
+    product: str | None = None
+    group: bool = False
+
+    def claimed_for_another(self, item: dict) -> bool:
+        """Whether the claim was for a product :meth:`Committer.check_identity`
+        would tell apart from ``item``'s (the same rule, from the entry)."""
+        if self.group:
+            return GROUP not in item.get("properties", {})
+        new = product_href(item)
+        return self.product is not None and new is not None and not same_product(self.product, new)
 
 
 @dataclass
@@ -1756,20 +1785,63 @@ class Committer:
         One GET. An unreadable entry counts as absent (it is rewritten by
         the next registration of that id).
         """
+        entry = self.read_index_entry(collection_id, item_id)
+        return entry.key, entry.version
+
+    def read_index_entry(self, collection_id: str, item_id: str) -> IndexEntry:
+        """The id index entry of ``item_id`` (:class:`IndexEntry`); one GET.
+        An unreadable entry counts as absent, with its version (it is
+        rewritten by the next registration of that id)."""
         try:
             data, version = self.store.get(self.layout.index_key(collection_id, item_id))
         except NotFound:
-            return None, None
+            return IndexEntry(None, None)
         try:
-            key = json.loads(data).get("item")
+            entry = json.loads(data)
+            key = entry.get("item")
         except (ValueError, AttributeError):
             log.warning(
                 "id index entry %s is unreadable: treated as absent (the next registration of %r rewrites it)",
                 self.layout.index_key(collection_id, item_id),
                 item_id,
             )
-            return None, version
-        return (key if isinstance(key, str) else None), version
+            return IndexEntry(None, version)
+        key = key if isinstance(key, str) else None
+        try:
+            claimed = parse_time(entry["claimed"]) if isinstance(entry.get("claimed"), str) else None
+        except ValueError:
+            claimed = None
+        product = entry.get("product") if isinstance(entry.get("product"), str) else None
+        return IndexEntry(key, version, claimed, product, entry.get("group") is True)
+
+    def claim_under_way(self, entry: IndexEntry, item: dict) -> datetime | None:
+        """When ``entry``'s claim lapses, if it is another product's (see
+        :meth:`IndexEntry.claimed_for_another`) and younger than
+        :data:`CLAIM_TTL`: that registration may not have written its item
+        yet. Else None. Reads nothing."""
+        if entry.claimed is None or not entry.claimed_for_another(item):
+            return None
+        lapses = entry.claimed + timedelta(seconds=CLAIM_TTL)
+        return lapses if lapses > self.clock() else None
+
+    def release_claim(
+        self, collection_id: str, item_id: str, item_key: str, entry: IndexEntry | None = None
+    ) -> None:
+        """After ``remove`` deleted ``item_key``: rewrite its id index entry
+        without its claim, so the id is free at once for another product
+        (:meth:`claim_under_way`). One compare-and-swap from ``entry`` (as
+        read before the removal; read here when None), when it names
+        ``item_key`` with a claim; an entry another registration took since
+        is left alone."""
+        if entry is None:
+            entry = self.read_index_entry(collection_id, item_id)
+        if entry.key != item_key or entry.claimed is None or entry.version is None:
+            return
+        data = json.dumps({"id": item_id, "item": item_key}).encode("utf-8")
+        try:
+            self.store.put(self.layout.index_key(collection_id, item_id), data, if_version=entry.version)
+        except PreconditionFailed:
+            pass  # claimed again meanwhile: that registration's entry stays
 
     def write_index(
         self,
@@ -1779,6 +1851,7 @@ class Committer:
         current: tuple[str | None, str | None] | None = None,
         *,
         claim: bool = False,
+        claimant: dict | None = None,
     ) -> bool:
         """Point the id index entry of ``item_id`` at ``item_key``; True if written.
 
@@ -1788,9 +1861,20 @@ class Committer:
         ``claim``: one attempt from ``current``; a lost one raises
         :class:`PreconditionFailed` (another writer took the entry since
         ``current`` was read: the caller judges it) instead of overwriting.
+        ``claimant``: the item about to be written (not yet on storage); the
+        entry records when and for which product it was claimed, so another
+        product's registration that reads it meanwhile waits for the item
+        instead of taking the id (:meth:`claim_under_way`).
         """
         ikey = self.layout.index_key(collection_id, item_id)
-        data = json.dumps({"id": item_id, "item": item_key}).encode("utf-8")
+        entry: dict[str, str | bool] = {"id": item_id, "item": item_key}
+        if claimant is not None:
+            entry["claimed"] = format_time(self.clock())
+            if GROUP in claimant.get("properties", {}):
+                entry["group"] = True
+            elif (href := product_href(claimant)) is not None:
+                entry["product"] = normalise_href(href)  # no credentials nor signatures
+        data = json.dumps(entry).encode("utf-8")
         for attempt in range(self.max_retries + 1):
             if current is None or attempt > 0:
                 current = self.read_index(collection_id, item_id)

@@ -28,6 +28,7 @@ from typing import Any
 
 from producer import extract, parallel, placement, provenance, thumbnail
 from producer.catalog import documents as docs
+from producer.catalog.extent import format_time
 from producer.catalog.layout import (
     DEFAULT_MAX_LINKS,
     ROOT_KEY,
@@ -1019,7 +1020,19 @@ def _read_index(
     period. Returns the products still to be written."""
     for result, key, doc in prepared:
         try:
-            index[key] = committer.read_index(collection, doc["id"])
+            entry = committer.read_index_entry(collection, doc["id"])
+            index[key] = (entry.key, entry.version)
+            claimed = entry.key if entry.key not in (None, key) else None
+            lapses = committer.claim_under_way(entry, doc) if claimed is not None else None
+            if (
+                claimed is not None
+                and lapses is not None
+                and committer.read(claimed, ("Feature",))[0] is None
+            ):
+                # another product's registration has claimed the id and not
+                # written its item yet (or died doing so): taking the id now
+                # would give it two items
+                raise _under_way(committer, doc["id"], claimed, lapses)
             if not _check_same_product(committer, key, doc, index[key][0], replace):
                 # an entry naming no item is claimed like a new id's (from
                 # its version): two registers taking it at once cannot both win
@@ -1309,7 +1322,7 @@ def _claim_id(
     that registration died, and goes on)."""
     for _attempt in range(committer.max_retries + 1):
         try:
-            committer.write_index(collection, doc["id"], key, current, claim=True)
+            committer.write_index(collection, doc["id"], key, current, claim=True, claimant=doc)
             return key, None
         except PreconditionFailed:
             current = committer.read_index(collection, doc["id"])
@@ -1320,17 +1333,30 @@ def _claim_id(
             return key, None
         other, _ = committer.read(taken, ("Feature",))
         if other is None:
-            raise ConflictError(
-                f"another registration of item id {doc['id']!r} into "
-                f"{committer.store_path(taken)} is under way; nothing was written: "
-                "register again once it has finished"
-            )
+            raise _under_way(committer, doc["id"], taken)
         if not replace:
             committer.check_identity(taken, other, doc)
         return current
     raise ConflictError(
         f"{committer.store_path(committer.layout.index_key(collection, doc['id']))}: other writers kept "
         "changing it; nothing was written: register again later"
+    )
+
+
+def _under_way(
+    committer: Committer, item_id: str, taken: str, lapses: datetime | None = None
+) -> ConflictError:
+    """The retryable error for an id another registration has claimed and
+    whose item it has not written yet; ``lapses``: when that claim lapses
+    (a registration that died leaves it until then)."""
+    died = (
+        f" (if that registration died, the id is free from {format_time(lapses)})"
+        if lapses is not None
+        else ""
+    )
+    return ConflictError(
+        f"another registration of item id {item_id!r} into {committer.store_path(taken)} is under way; "
+        f"nothing was written: register again once it has finished{died}"
     )
 
 

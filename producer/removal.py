@@ -7,6 +7,7 @@ removals come here; nothing here prints.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 
 from producer import thumbnail
@@ -15,12 +16,13 @@ from producer.catalog.layout import (
     Layout,
     collection_key,
     collection_prefix,
+    is_partitioned_item_key,
     item_key_in_listing,
     item_parent_key,
     recorded_layout,
 )
 from producer.changes import Change, ChangeKind, Sink
-from producer.commit import Committer, product_href, same_product
+from producer.commit import Committer, IndexEntry, product_href, same_product
 from producer.errors import ConflictError, ProducerError, StoreError
 from producer.extract.assets import resolve_location, rewrite_href
 from producer.extract.ids import check_id
@@ -32,8 +34,16 @@ from producer.sinks import Outbox, check_sinks, deliver, describe, remedy_text, 
 from producer.sources import refuse_product_credentials
 from producer.store.base import Store
 
+log = logging.getLogger(__name__)
 
-def find_item_key(committer: Committer, collection: str, item_id: str, layout: Layout | None) -> str | None:
+
+def find_item_key(
+    committer: Committer,
+    collection: str,
+    item_id: str,
+    layout: Layout | None,
+    entries: dict[str, IndexEntry] | None = None,
+) -> str | None:
     """Key of the item ``item_id`` of ``collection``, or None if it has none.
 
     ``layout``: the layout the collection document records (None: not
@@ -59,7 +69,10 @@ def find_item_key(committer: Committer, collection: str, item_id: str, layout: L
         key = Layout().item_key(collection, item_id)
         if store.exists(key):
             return key
-    indexed, _ = committer.read_index(collection, item_id)
+    entry = committer.read_index_entry(collection, item_id)
+    indexed = entry.key
+    if entries is not None and indexed is not None:
+        entries[indexed] = entry  # as read: the removal releases its claim from it
     if indexed is not None and store.exists(indexed):
         return indexed
     if layout is not None and indexed is None:
@@ -118,7 +131,8 @@ def remove_item(
     coll = committer.read(coll_key, ("Catalog", "Collection"))
     layout = recorded_layout(coll[0], committer.store_path(coll_key)) if coll[0] is not None else None
     check_sinks(sinks)
-    key = find_item_key(committer, collection, item_id, layout)
+    entries: dict[str, IndexEntry] = {}
+    key = find_item_key(committer, collection, item_id, layout, entries)
     if key is None:
         # no collection document: say so (a misspelt --collection), it has no items at all
         why = None if coll[0] is not None else f"no collection {collection!r} in catalog {store.url}"
@@ -146,12 +160,14 @@ def remove_item(
         # gone from the key found: a register may have moved it to another
         # period meanwhile (partitioned; its old copy removed, the id index
         # pointed at the new key last). Look again, and remove it there
-        moved = find_item_key(committer, collection, item_id, layout)
+        moved = find_item_key(committer, collection, item_id, layout, entries)
         if moved is None or moved == key:
             break
         key = moved
     if outcome.action == "removed":
         thumbnail.delete(store, key, outcome.item)  # after the item: a PNG left by a crash is harmless
+        if is_partitioned_item_key(key):
+            _release_claim(committer, collection, item_id, key, entries.get(key))
     result = RemoveResult(
         id=item_id,
         href=committer.store_path(key),
@@ -166,6 +182,26 @@ def remove_item(
         else:
             _publish(committer, coll_key, result, sinks, [], [change])
     return result
+
+
+def _release_claim(
+    committer: Committer, collection: str, item_id: str, key: str, entry: IndexEntry | None
+) -> None:
+    """The id may be registered into another period at once (a corrected
+    date): its entry no longer counts as a registration under way. The item
+    is removed already, so a failure here only warns; the claim lapses by
+    itself (:data:`producer.commit.CLAIM_TTL`). ``entry``: the id index
+    entry as the look-up read it (None: read again)."""
+    try:
+        committer.release_claim(collection, item_id, key, entry)
+    except (ProducerError, OSError) as exc:
+        log.warning(
+            "%s removed, but its id index entry still holds its registration's claim (%s): "
+            "another product registered as %r into another period may be refused as under way for up to an hour",
+            committer.store_path(key),
+            exc,
+            item_id,
+        )
 
 
 #: rounds of "look the id up, remove it there" when registers keep moving

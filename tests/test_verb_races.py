@@ -278,3 +278,59 @@ def test_a_product_claiming_an_id_another_is_still_registering_gets_a_retryable_
     assert retry.action == "error" and retry.error_type == "input"
     assert str(first) in retry.error and str(second) in retry.error
     assert items_by_key(store) == {f"c/2024/03/{X}/{X}.json": X}
+
+
+@pytest.mark.parametrize("store", ["local", "s3"], indirect=True)
+def test_a_product_reading_another_products_fresh_claim_waits_for_its_item(store, tmp_path):
+    """The first registration has written its id index entry and not yet its
+    item when the second, another product named alike, *reads* the entry
+    (two periods of a ``year/month`` collection). Before: an entry naming no
+    item looked like one a ``remove`` or a killed register left, the second
+    took it over and both items were written, two items with one id. Now
+    the entry says when and for which product it was claimed: another
+    product's fresh claim is waited for (a retryable error, nothing
+    written), and the retry judges the first's item like without the race."""
+    first = write_tile(tmp_path / "a", f"{X}.tif", 12.0, 52.0)
+    second = write_tile(tmp_path / "b", f"{X}.tif", 20.0, 40.0)
+    early = PausingStore(store, pause_before=f"c/2024/03/{X}/{X}.json")
+    thread_a, out_a = in_thread(
+        lambda: producer.register([first], catalog=early, collection="c", partition="year/month")
+    )
+    try:
+        assert early.reached.wait(30)  # the first claimed the id, its item not written
+        (slow,) = producer.register(
+            [second], catalog=store, collection="c", partition="year/month", datetime="2023-07-01T00:00:00Z"
+        )
+    finally:
+        early.resume.set()
+        thread_a.join(30)
+    assert slow.action == "error" and slow.error_type == "storage", slow.error
+    assert "under way" in slow.error and "register again" in slow.error
+    assert not store.exists(f"c/2023/07/{X}/{X}.json")
+    (fast,) = out_a["result"]
+    assert fast.action == "created", fast.error
+    assert items_by_key(store) == {f"c/2024/03/{X}/{X}.json": X}
+    (retry,) = producer.register(
+        [second], catalog=store, collection="c", partition="year/month", datetime="2023-07-01T00:00:00Z"
+    )
+    assert retry.action == "error" and retry.error_type == "input", retry.error
+    assert str(first) in retry.error and str(second) in retry.error
+    assert items_by_key(store) == {f"c/2024/03/{X}/{X}.json": X}
+    index = json.loads(store.get(f"c/.ids/{X}")[0])
+    assert index["product"] == str(first) and "claimed" in index
+
+
+def test_an_id_removed_right_after_its_registration_is_free_for_another_month_at_once(tmp_path):
+    """Register, ``remove``, register the product again with a corrected
+    date (another month), all within a minute: the removal lifts the
+    entry's claim, so the new registration is not told to wait."""
+    store = LocalStore(str(tmp_path / "cat"))
+    tile = write_tile(tmp_path / "a", f"{X}.tif", 12.0, 52.0)
+    producer.register([tile], catalog=store, collection="c", partition="year/month")
+    assert producer.remove(X, catalog=store, collection="c").action == "removed"
+    other = write_tile(tmp_path / "b", f"{X}.tif", 20.0, 40.0)
+    (again,) = producer.register(
+        [other], catalog=store, collection="c", partition="year/month", datetime="2023-07-01T00:00:00Z"
+    )
+    assert again.action == "created", again.error
+    assert items_by_key(store) == {f"c/2023/07/{X}/{X}.json": X}
