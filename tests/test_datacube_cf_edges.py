@@ -312,3 +312,46 @@ def test_variables_on_two_time_axes_the_item_spans_both(tmp_path: Path) -> None:
         "type": "temporal",
         "extent": ["2020-04-10T00:00:00Z", "2020-04-11T00:00:00Z"],
     }
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")  # zarr's notes on consolidation
+@pytest.mark.parametrize("kind", ["netcdf", "zarr2", "zarr3"])
+def test_coordinates_at_the_root_and_data_in_a_group_is_refused_and_the_fix_works(
+    tmp_path: Path, kind: str
+) -> None:
+    """The lat/lon/time coordinates in the root group, the variable in the
+    group ``science``: the item was published with an empty
+    ``cube:variables`` (the variable silently left out). It is now refused
+    like a cube wholly in a group, and the fix the message gives (a DataTree
+    node, which inherits the root's coordinates) registers with the variable."""
+    root = xr.Dataset(
+        coords={
+            "lat": ("lat", np.linspace(50.0, 49.0, 5), {"units": "degrees_north"}),
+            "lon": ("lon", np.linspace(10.0, 11.0, 4), {"units": "degrees_east"}),
+            "time": ("time", [0.0], {"units": "days since 2024-01-01"}),
+        }
+    )
+    data = xr.Dataset({"tas": (("time", "lat", "lon"), np.ones((1, 5, 4), "f4"), {"units": "K"})})
+    if kind == "netcdf":
+        path = tmp_path / "in.nc"
+        root.to_netcdf(path, engine="netcdf4")
+        data.to_netcdf(path, group="science", mode="a", engine="netcdf4")
+    else:
+        fmt = int(kind[-1])
+        path = tmp_path / "in.zarr"
+        root.to_zarr(str(path), mode="w", zarr_format=fmt, consolidated=False)
+        data.to_zarr(str(path), group="science", mode="a", zarr_format=fmt, consolidated=False)
+    with pytest.raises(InputError) as caught:
+        create_item(path)
+    message = str(caught.value)
+    assert "holds coordinates only" in message and "only the root group is read" in message
+    assert "open_datatree(" in message
+    # the fix the message gives registers, with the variable and the root's coordinates
+    if kind == "netcdf":
+        fixed = tmp_path / "fixed.nc"
+        xr.open_datatree(path)["/science"].to_dataset().to_netcdf(fixed)
+    else:
+        fixed = tmp_path / "fixed.zarr"
+        xr.open_datatree(str(path), engine="zarr")["science"].to_dataset().drop_encoding().to_zarr(str(fixed))
+    props = create_item(fixed).properties
+    assert "tas" in props["cube:variables"] and props["datetime"] == "2024-01-01T00:00:00Z"

@@ -279,9 +279,12 @@ def _zarr_group_paths(group: Any) -> list[str]:
 
 def _check_root_group(opened: _Opened, shown: str, zarr: bool = False) -> None:
     """Raise :class:`InputError` for a NetCDF-4 file or Zarr store whose root
-    group holds no variable while groups below it do: only the root group is
-    read, so the cube would otherwise be refused for lacking coordinates it has."""
-    if len(opened.dataset.variables):
+    group holds no data variable while groups below it do: only the root group
+    is read, so the cube would otherwise be refused for lacking coordinates it
+    has, or (coordinates at the root, data in a group) published with no
+    variable at all."""
+    ds = opened.dataset
+    if len(ds.data_vars):
         return
     groups = opened.groups()
     if not groups:
@@ -289,18 +292,32 @@ def _check_root_group(opened: _Opened, shown: str, zarr: bool = False) -> None:
     named = ", ".join(repr(g) for g in groups[:_GROUPS_NAMED])
     more = f" and {len(groups) - _GROUPS_NAMED} more" if len(groups) > _GROUPS_NAMED else ""
     group = groups[0]
+    if len(ds.variables):  # coordinates at the root: a DataTree node inherits them, open_dataset does not
+        holds = "coordinates only"
+        read = (
+            f"xarray.open_datatree('in.zarr', engine='zarr')[{group!r}].to_dataset()"
+            if zarr
+            else f"xarray.open_datatree('in.nc')[{group!r}].to_dataset()"
+        )
+    else:
+        holds = "no arrays" if zarr else "no variables"
+        read = (
+            f"xarray.open_dataset('in.zarr', engine='zarr', group={group!r})"
+            if zarr
+            else f"xarray.open_dataset('in.nc', group={group!r})"
+        )
     if zarr:
         raise InputError(
-            f"{redact(shown)}: its root group holds no arrays; its data is in the Zarr group(s) "
+            f"{redact(shown)}: its root group holds {holds}; its data is in the Zarr group(s) "
             f"{named}{more}, and only the root group is read. Write the group to register into a new "
-            f"store, e.g. with xarray: xarray.open_dataset('in.zarr', engine='zarr', group={group!r})"
-            ".drop_encoding().to_zarr('fixed.zarr'), then register the new store"
+            f"store, e.g. with xarray: {read}.drop_encoding().to_zarr('fixed.zarr'), then register "
+            "the new store"
         )
+    ncks = "" if len(ds.variables) else f" (or `ncks -G : -g {group.lstrip('/')} in.nc fixed.nc`)"
     raise InputError(
-        f"{redact(shown)}: its root group holds no variables; its data is in the NetCDF-4 group(s) "
+        f"{redact(shown)}: its root group holds {holds}; its data is in the NetCDF-4 group(s) "
         f"{named}{more}, and only the root group is read. Write the group to register into a new "
-        f"file, e.g. with xarray: xarray.open_dataset('in.nc', group={group!r}).to_netcdf('fixed.nc') "
-        f"(or `ncks -G : -g {group.lstrip('/')} in.nc fixed.nc`), then register the new file"
+        f"file, e.g. with xarray: {read}.to_netcdf('fixed.nc'){ncks}, then register the new file"
     )
 
 
