@@ -1043,11 +1043,18 @@ def _as_read(var: Any, value: Any) -> Any:
     return array.astype(var.dtype).view(unsigned)
 
 
-def _valid_numbers(var: Any) -> Any:
-    """The values of ``var`` as float64, without its fill values and NaNs."""
+def _valid_numbers(var: Any, name: Hashable | None = None) -> Any:
+    """The values of ``var`` as float64, without its fill values and NaNs.
+    ``name``: the variable's name; when it is a coordinate variable (1-D,
+    along the dimension of its name) its fill values are numbers like the
+    others, as for x/y in :func:`_coordinate_values` (CF 5: no missing
+    values; a Zarr v2 array's default fill_value 0 made the first day of a
+    ``days since`` axis a hole)."""
     import numpy as np  # noqa: PLC0415
 
     values = np.asarray(_as_read(var, var.values), dtype="float64").ravel()
+    if name is not None and tuple(var.dims) == (name,):
+        return values[np.isfinite(values)]
     for key in ("_FillValue", "missing_value"):
         fill = var.attrs.get(key, var.encoding.get(key))
         if fill is not None:
@@ -1095,7 +1102,7 @@ def _one_time(ds: Any, name: str, where: str) -> _Time | None:
     var = ds.variables[name]
     units, calendar = _attr(var, "units"), _attr(var, "calendar") or None
     what = f"{where}: time coordinate {name!r}"
-    values = _valid_numbers(var)
+    values = _valid_numbers(var, name)
     if values.size == 0:
         return None
     ordered = sorted(set(values.tolist()))
@@ -1195,7 +1202,7 @@ def _other_dimension(ds: Any, name: str) -> dict[str, Any]:
         # fill values and NaN are no coordinate: the extent is over the others,
         # the values are listed only when every one is valid
         numbers = [_number(v) for v in raw.tolist()]
-        valid = _valid_numbers(var).tolist()
+        valid = _valid_numbers(var, name).tolist()
         entry = (
             {"type": "spatial", "axis": "z"} if vertical else {"type": _attr(var, "standard_name") or name}
         )
