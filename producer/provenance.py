@@ -64,6 +64,7 @@ __all__ = [
     "parse_providers",
     "check_link",
     "check_metadata",
+    "without_credentials",
 ]
 
 PROCESSING_EXT = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
@@ -143,6 +144,35 @@ def _json_value(text: str) -> Any:
         return text
 
 
+#: a URL inside free text (a lineage, a property value): scheme, ``://``, up to whitespace or a quote
+_URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+#: punctuation that ends a sentence or an aside after a URL in text, not part of it
+_AFTER_URL = ".,;:!?)]}"
+
+
+def _clean_url(match: re.Match[str]) -> str:
+    url = match[0]
+    stripped = url.rstrip(_AFTER_URL)
+    return clean_href(stripped) + url[len(stripped) :]
+
+
+def without_credentials(value: Any) -> Any:
+    """``value`` (text, or JSON data holding text at any depth) with every
+    URL in its texts published as a link's href is (:func:`clean_href`:
+    userinfo and signing parameters removed): a lineage or property naming its input by a presigned URL
+    or a ``user:password@`` DSN must not put the secret into every item.
+    Other text is unchanged; a new value, ``value`` is not mutated."""
+    if isinstance(value, str):
+        if "://" not in value:
+            return value
+        return _URL_IN_TEXT.sub(_clean_url, value)
+    if isinstance(value, Mapping):
+        return {k: without_credentials(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_credentials(v) for v in value]
+    return value
+
+
 def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[str, Any] | None:
     """``properties`` as given (a mapping, or ``KEY=VALUE`` texts from the
     CLI or the environment, VALUE read as JSON when it is JSON) → a new dict.
@@ -188,7 +218,8 @@ def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[st
                 f"property {key!r} must be JSON data (text, numbers, lists, objects): {exc}; "
                 f"{_json_way(_not_json(value))}"
             ) from None
-    return json.loads(json.dumps(out))  # a deep copy that shares nothing with the caller
+    # a deep copy that shares nothing with the caller, and publishes no credential
+    return without_credentials(json.loads(json.dumps(out)))
 
 
 def _not_json(value: Any) -> Any:
@@ -298,6 +329,7 @@ def parse_providers(value: Iterable[str | Mapping[str, Any]] | None) -> tuple[di
         if isinstance(provider.get("url"), str):
             # published in every item: no userinfo, no credential parameters
             provider["url"] = clean_href(provider["url"].strip())
+        provider = without_credentials(provider)  # a description naming a URL, too
         unknown = [r for r in provider.get("roles") or () if r not in _PROVIDER_ROLES]
         if unknown:
             raise InputError(
@@ -476,13 +508,13 @@ class Provenance:
         providers: Sequence[Mapping[str, Any]] = (),
     ) -> Provenance:
         """Checked values (links absolute and without credentials)."""
-        soft = {str(k): str(v) for k, v in (software or {}).items()}
+        soft = {str(k): without_credentials(str(v)) for k, v in (software or {}).items()}
         return cls(
-            properties=dict(properties or {}),
+            properties=without_credentials(dict(properties or {})),
             derived_from=tuple(_link_href(h, "derived_from") for h in derived_from),
             via=tuple(_link_href(h, "via") for h in via),
             software=soft,
-            lineage=lineage or None,
+            lineage=without_credentials(lineage) if lineage else None,
             license=license or None,
             providers=tuple(dict(p) for p in providers),
         )

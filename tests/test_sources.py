@@ -231,6 +231,9 @@ def test_credentials_in_a_product_url_are_redacted_in_results_cli_and_hrefs(tmp_
         ("https://h/x.tif?sv=2024&sr=b&sig=s&se=2", "https://h/x.tif"),
         ("https://h/x.tif?sr=b&Expires=1", "https://h/x.tif?sr=b&Expires=1"),
         ("s3://b/data/scene?v3.tif", "s3://b/data/scene?v3.tif"),
+        ("s3://AKIA:pw/with/slashes@b/x.tif", "s3://b/x.tif"),  # an AWS secret holds '/'
+        ("s3://b/k@2x.tif", "s3://b/k@2x.tif"),  # a key's own '@'
+        ("ftp://h:21/k@2x.tif", "ftp://h:21/k@2x.tif"),  # a port, not a password
         ("/data/x.tif", "/data/x.tif"),
     ],
 )
