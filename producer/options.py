@@ -526,7 +526,13 @@ class RegisterOptions:
         object.__setattr__(self, "properties", properties)
         object.__setattr__(self, "item_providers", parse_providers(self.item_providers))
         check_metadata(properties, self.item_license, self.item_providers)
-        check_sources(properties, self.software, self.lineage)
+        check_sources(
+            properties,
+            self.software,
+            self.lineage,
+            license=self.item_license,
+            providers=self.item_providers,
+        )
         for name in ("derived_from", "via"):
             value = getattr(self, name)
             if isinstance(value, str):

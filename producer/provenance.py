@@ -535,12 +535,19 @@ OWN_SOFTWARE = "stac-producer"
 
 
 def check_sources(
-    properties: Mapping[str, Any] | None, software: Mapping[str, Any] | None, lineage: str | None
+    properties: Mapping[str, Any] | None,
+    software: Mapping[str, Any] | None,
+    lineage: str | None,
+    *,
+    license: str | None = None,
+    providers: Sequence[Mapping[str, Any]] = (),
 ) -> None:
     """Refuse provenance given twice or overwriting the producer's own:
     ``software`` naming stac-producer (its version is the installed one),
-    and a ``processing:lineage`` property together with ``lineage`` (one
-    would silently replace the other). Raises :class:`InputError`."""
+    and a ``processing:lineage``, ``license`` or ``providers`` property
+    together with the option that sets it (``lineage``, ``license``,
+    ``providers``: the option would silently replace the property). Raises
+    :class:`InputError`."""
     for name in software or {}:
         if str(name).strip().lower() == OWN_SOFTWARE:
             raise InputError(
@@ -555,6 +562,17 @@ def check_sources(
             f"lineage option ({lineage!r}); give it once, as the lineage option",
             hints=(Hint("lineage", lineage, "the lineage, without the processing:lineage property"),),
         )
+    for key, option, value, what in (
+        ("license", "item_license", license, "item licence"),
+        ("providers", "item_providers", [json.dumps(p) for p in providers], "item providers"),
+    ):
+        if value and properties and key in properties:
+            raise InputError(
+                f"the {what} {'are' if key == 'providers' else 'is'} given twice: as the property "
+                f"{key!r} ({properties[key]!r}) and as the {what} option ({value!r}); give "
+                f"{'them' if key == 'providers' else 'it'} once, as the {what} option",
+                hints=(Hint(option, value, f"the {what}, without the {key!r} property"),),
+            )
 
 
 _WRONG_TYPE = re.compile(r" is not of type '(\w+)'")

@@ -42,6 +42,28 @@ def test_lineage_given_twice_is_refused(utm, tmp_path):
     assert not (tmp_path / "cat").exists()
 
 
+@pytest.mark.parametrize(
+    ("properties", "option", "fix"),
+    [
+        ({"license": "MIT"}, {"item_license": "CC-BY-4.0"}, "item_license='CC-BY-4.0'"),
+        (
+            {"providers": [{"name": "X"}]},
+            {"item_providers": ["ESA"]},
+            """item_providers=['{"name": "ESA"}']""",
+        ),
+    ],
+)
+def test_license_or_providers_given_twice_is_refused(utm, tmp_path, properties, option, fix):
+    """A ``license`` (``providers``) property with the item licence (providers)
+    option: the option silently replaced the property."""
+    with pytest.raises(InputError, match="given twice") as info:
+        producer.register(
+            [utm], catalog=str(tmp_path / "cat"), collection="c", properties=properties, **option
+        )
+    assert f"Fix it with {fix}" in str(info.value)
+    assert not (tmp_path / "cat").exists()
+
+
 def test_lineage_as_a_property_alone_is_kept(utm, tmp_path):
     (result,) = producer.register(
         [utm], catalog=str(tmp_path / "cat"), collection="c", properties={"processing:lineage": "from L1B"}
@@ -56,6 +78,10 @@ def test_lineage_as_a_property_alone_is_kept(utm, tmp_path):
         (
             ["--property", "processing:lineage=from L1B", "--lineage", "from L2A"],
             "Fix it with --lineage 'from L2A'",
+        ),
+        (
+            ["--property", "license=MIT", "--item-license", "CC-BY-4.0"],
+            "Fix it with --item-license CC-BY-4.0",
         ),
     ],
 )
