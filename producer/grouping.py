@@ -559,7 +559,8 @@ def _merger(where: str, replace: bool, key: str, root_url: str) -> Callable[[dic
 
 def _group_time(item_id: str, options: ExtractOptions) -> str | None:
     """The datetime the item id names (the ``filename`` source applied to
-    it), as an explicit value for every file of the group; None when the
+    it), in the place of each file's name (an explicit datetime and a
+    datacube's time axis come first, as for a single file); None when the
     user gave a datetime, does not use file names, or the id holds none."""
     if options.datetime or "filename" not in options.datetime_sources:
         return None
@@ -581,7 +582,8 @@ def build_asset(member: Member, options: ExtractOptions, when: str | None = None
     """The asset of one product, with (data assets) its own grid (``proj:*``)
     and time fields, as :func:`compose` takes it. Reads the product's
     headers (a sidecar file: only its size). ``when``: the group's datetime,
-    used as the explicit one. Raises what extraction raises."""
+    standing in for the file name's (:attr:`ExtractOptions.named_datetime`).
+    Raises what extraction raises."""
     kind = sidecar_kind(member.source, member.key)
     location = resolve_location(member.source)
     href = clean_href(rewrite_href(location, tuple(options.href_rewrites)))
@@ -591,9 +593,8 @@ def build_asset(member: Member, options: ExtractOptions, when: str | None = None
         asset: dict[str, Any] = {"href": href, "type": media, "title": name, "roles": roles}
         asset.update(file_info(location, checksum=options.checksum, storage_options=options.storage_options))
         return asset
-    if when is not None:
-        sources = ("explicit", *(s for s in options.datetime_sources if s != "explicit"))
-        options = dataclasses.replace(options, datetime=when, datetime_sources=sources)
+    if when is not None:  # in the place of the file name: a datacube's own time axis comes first
+        options = dataclasses.replace(options, named_datetime=when)
     item = extract.create_item(member.source, options).to_dict(include_self_link=False, transform_hrefs=False)
     asset = dict(item["assets"]["data"])
     props = item["properties"]

@@ -1392,9 +1392,10 @@ def _build(opened: _Opened, location: str, shown: str, options: ExtractOptions, 
     try:
         time = get_time(ds, shown)
     except InputError:
-        if options.datetime is None or "explicit" not in options.datetime_sources:
+        given = options.datetime is not None and "explicit" in options.datetime_sources
+        if not given and options.named_datetime is None:
             raise
-        time = None  # an unreadable time axis does not block the datetime the caller gave
+        time = None  # an unreadable time axis does not block the datetime the caller (or item id) gave
     attrs: Mapping[str, Any] = dict(ds.attrs)
     axis: Callable[[], DatetimeResult | None] = lambda: time.result if time else None  # noqa: E731
     when = resolve_datetime(
@@ -1406,6 +1407,7 @@ def _build(opened: _Opened, location: str, shown: str, options: ExtractOptions, 
         read_attrs=lambda: from_acdd(attrs) if time is None else None,
         where=shown,
         fix=TIME_FIX,
+        named=options.named_datetime,
     )
     properties: dict[str, Any] = {**grid.properties, **get_cube_info(ds, grid, time)}
     asset_fields: dict[str, Any] = {}

@@ -606,6 +606,7 @@ def resolve_datetime(
     time_axis: Callable[[], DatetimeResult | None] | None = None,
     read_attrs: Callable[[], DatetimeResult | None] | None = None,
     fix: str | None = None,
+    named: str | None = None,
 ) -> DatetimeResult:
     """Try ``sources`` in order and return the first value found.
 
@@ -619,7 +620,9 @@ def resolve_datetime(
     "explicit" (before the file name: a name holds one date, the axis the
     whole window), and ``read_attrs`` (ACDD attributes) replaces
     ``read_tags`` at the place of "tags". ``fix`` replaces the GeoTIFF advice
-    in the "no datetime" message.
+    in the "no datetime" message. ``named``: the datetime another name gives
+    the product (a multi-asset item's id), same syntax as ``explicit``,
+    tried at the place of "filename", before the file name itself.
 
     Raises :class:`InputError` for an unknown source name or a malformed explicit
     value / user pattern, and :class:`NoDatetimeError` when no source yields one.
@@ -640,7 +643,10 @@ def resolve_datetime(
         elif source == "explicit":
             found = from_explicit(explicit, where=f"{where}: explicit datetime")
         elif source == "filename":
-            found = from_filename(name, pattern)
+            if named is not None:
+                found = from_explicit(named, where=f"{where}: datetime of its item id")
+            if found is None:
+                found = from_filename(name, pattern)
         elif source == "tags" and read_attrs is not None:
             found = read_attrs()
         elif source == "tags" and read_tags is not None:
