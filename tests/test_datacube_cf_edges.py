@@ -314,6 +314,48 @@ def test_variables_on_two_time_axes_the_item_spans_both(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.parametrize("steps", [[0.0, 6.0, 12.0], [0.0]])
+def test_a_forecast_spans_its_valid_times_not_its_reference_time(tmp_path: Path, steps: list[float]) -> None:
+    """A forecast as cfgrib writes it (IFS, GFS): ``time`` the reference
+    time (standard_name forecast_reference_time), ``step`` the lead times,
+    ``valid_time(time, step)`` (standard_name time) when each field is valid.
+    The item was dated at the reference time alone, so a search inside the
+    forecast's 12 hours missed it. It now spans the valid times; a single
+    step 0 (ERA5) stays one instant."""
+    lat = ("lat", [45.0, 46.0], {"units": "degrees_north"})
+    lon = ("lon", [7.0, 8.0], {"units": "degrees_east"})
+    path = tmp_path / "forecast.nc"
+    xr.Dataset(
+        {"t2m": (("time", "step", "lat", "lon"), np.zeros((1, len(steps), 2, 2), "f4"))},
+        coords={
+            "lat": lat,
+            "lon": lon,
+            "time": (
+                "time",
+                [0.0],
+                {"units": "hours since 2024-01-01", "standard_name": "forecast_reference_time"},
+            ),
+            "step": ("step", steps, {"units": "hours", "standard_name": "forecast_period"}),
+            "valid_time": (
+                ("time", "step"),
+                [steps],
+                {"units": "hours since 2024-01-01", "standard_name": "time"},
+            ),
+        },
+    ).to_netcdf(path)
+    props = create_item(path).to_dict()["properties"]
+    if len(steps) == 1:
+        assert props["datetime"] == "2024-01-01T00:00:00Z" and "start_datetime" not in props
+    else:
+        assert (props["start_datetime"], props["end_datetime"]) == (
+            "2024-01-01T00:00:00Z",
+            "2024-01-01T12:00:00Z",
+        )
+    assert props["cube:dimensions"]["time"]["values"] == [
+        "2024-01-01T00:00:00Z"
+    ]  # the reference time, as before
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")  # zarr's notes on consolidation
 @pytest.mark.parametrize("kind", ["netcdf", "zarr2", "zarr3"])
 def test_coordinates_at_the_root_and_data_in_a_group_is_refused_and_the_fix_works(

@@ -1079,10 +1079,19 @@ def get_time(ds: Any, where: str) -> _Time | None:
     names = _time_names(ds)
     if not names:
         return None
-    others = [n for n in names[1:] if n in ds.dims]
+    # other time dimensions, and the valid times of a forecast (cfgrib's
+    # ``valid_time(time, step)``, standard_name ``time`` beside the reference
+    # ``time``): the data's window spans them, not the reference times alone
+    others = [
+        n
+        for n in names[1:]
+        if n in ds.dims or (n in ds.coords and _attr(ds.variables[n], "standard_name") == "time")
+    ]
     times = [t for t in (_one_time(ds, n, where) for n in [names[0], *others]) if t is not None]
     if len(times) <= 1:
         return times[0] if times else None
+    if all(t.result.datetime is not None for t in times) and len({t.result.datetime for t in times}) == 1:
+        return _Time(times[0].name, times[0].result, times[0].dimension, {t.name: t.dimension for t in times})
     starts = [t.result.datetime or t.result.start for t in times]
     ends = [t.result.datetime or t.result.end for t in times]
     result = from_time_axis(
