@@ -173,6 +173,44 @@ def without_credentials(value: Any) -> Any:
     return value
 
 
+def _not_utf8(value: Any) -> str | None:
+    """What in ``value`` (text, or JSON-like data holding text in keys or
+    values at any depth) cannot be written as UTF-8, or None: a byte that was
+    not UTF-8 (Python keeps it as a lone surrogate, as it does a Latin-1
+    command-line argument or file name) or another lone surrogate."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            code = ord(value[exc.start])
+            near = value[max(0, exc.start - 12) : exc.start].encode("utf-8", "replace").decode()
+            if 0xDC80 <= code <= 0xDCFF:
+                return f"the byte 0x{code - 0xDC00:02x} after {near!r} is not UTF-8"
+            return f"the lone surrogate U+{code:04X} after {near!r} is no character"
+        return None
+    if isinstance(value, Mapping):
+        value = [part for pair in value.items() for part in pair]
+    if isinstance(value, list | tuple):
+        for part in value:
+            found = _not_utf8(part)
+            if found is not None:
+                return found
+    return None
+
+
+def check_utf8(value: Any, what: str) -> None:
+    """Refuse (:class:`InputError`) ``what`` (``"the lineage"``) when its
+    text cannot be written as UTF-8 (:func:`_not_utf8`): every document is
+    UTF-8 JSON, so it would fail at the first write, after the catalog was
+    created, with an encoder's traceback."""
+    found = _not_utf8(value)
+    if found is not None:
+        raise InputError(
+            f"{what} cannot be written as UTF-8 JSON: {found} (text in Latin-1 or another "
+            "encoding?); give it as UTF-8 text, e.g. convert it with `iconv -f latin1 -t utf-8`"
+        )
+
+
 def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[str, Any] | None:
     """``properties`` as given (a mapping, or ``KEY=VALUE`` texts from the
     CLI or the environment, VALUE read as JSON when it is JSON) → a new dict.
@@ -196,6 +234,7 @@ def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[st
             key, text = pair.split("=", 1)
             out[key.strip()] = _json_value(text)
     for key in out:
+        check_utf8([key, out[key]], f"property {key.encode('utf-8', 'replace').decode()!r}")
         if not key:
             raise InputError("a property has an empty name", hints=(_PROPERTY_HINT,))
         if key in ITEM_FIELDS:

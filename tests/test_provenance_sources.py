@@ -91,3 +91,34 @@ def test_cli_refuses_with_the_flags(utm, tmp_path, args, expected):
     assert res.exit_code == 2, res.output
     assert expected in " ".join(res.output.split())
     assert not catalog.exists()
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"lineage": "caf\udce9 latin-1"},
+        {"properties": {"note": ["ok", {"deep": "caf\udce9"}]}},
+        {"properties": {"caf\udce9": 1}},
+        {"software": {"tool": "1.0-caf\udce9"}},
+        {"item_providers": ["caf\udce9"]},
+        {"derived_from": ["/data/caf\udce9.tif"]},
+        {"lineage": "lone \ud800 surrogate"},
+    ],
+)
+def test_text_that_is_not_utf8_is_refused_before_anything_is_written(utm, tmp_path, option):
+    """A Latin-1 command-line argument reaches Python as a lone surrogate
+    (``\\udce9`` for the byte 0xe9): the register crashed with an encoder's
+    traceback at its first item write, after creating the catalog root."""
+    with pytest.raises(InputError, match="cannot be written as UTF-8 JSON") as info:
+        producer.register([utm], catalog=str(tmp_path / "cat"), collection="c", **option)
+    assert "0xe9" in str(info.value) or "U+D800" in str(info.value)
+    assert not (tmp_path / "cat").exists()
+
+
+def test_cli_latin1_lineage_is_a_usage_error_not_a_traceback(utm, tmp_path):
+    catalog = tmp_path / "cat"
+    res = CliRunner().invoke(
+        main, ["register", str(utm), "-c", str(catalog), "--collection", "c", "--lineage", "caf\udce9"]
+    )
+    assert res.exit_code == 2 and "byte 0xe9 after 'caf' is not UTF-8" in res.output, res.output
+    assert "Traceback" not in res.output and not catalog.exists()
