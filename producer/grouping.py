@@ -85,7 +85,13 @@ from producer.errors import (
     UnsafeIdError,
     ValidationError,
 )
-from producer.extract.assets import file_info, resolve_location, rewrite_href, sidecar_kind
+from producer.extract.assets import (
+    check_utf8_location,
+    file_info,
+    resolve_location,
+    rewrite_href,
+    sidecar_kind,
+)
 from producer.extract.datetimes import from_filename
 from producer.extract.grids import union_footprint
 from producer.extract.ids import check_id, make_item_id, split_location, unsafe_reason
@@ -586,6 +592,7 @@ def build_asset(member: Member, options: ExtractOptions, when: str | None = None
     Raises what extraction raises."""
     kind = sidecar_kind(member.source, member.key)
     location = resolve_location(member.source)
+    check_utf8_location(location)  # a sidecar's href too: every document is UTF-8 JSON
     href = clean_href(rewrite_href(location, tuple(options.href_rewrites)))
     _, name = split_location(location)
     if kind is not None:

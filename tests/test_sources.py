@@ -406,3 +406,42 @@ def test_an_s3_object_given_by_its_prefix_and_its_key_is_registered_once(s3_serv
     assert [(r.source, r.action) for r in results] == [(u, "created") for u in urls], [
         r.error for r in results
     ]
+
+
+# --- a file name that is not UTF-8 ------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")  # zarr's notes on consolidation
+def test_a_file_name_that_is_not_utf8_fails_its_product_naming_the_byte_and_the_rename(tmp_path):
+    """A file named in Latin-1 (``café`` as the byte 0xe9): a raster failed
+    with "unexpected UnicodeEncodeError" (GDAL cannot open the path), and a
+    sidecar of ``register_item`` crashed the call with an encoder's traceback
+    after creating the catalog. Each now fails alone, named, with the rename."""
+    from tests import cubes
+
+    good = rasters.write_utm(tmp_path / "data")
+    latin1 = os.fsdecode(os.fsencode(str(tmp_path / "data")) + b"/caf\xe9_20240513.tif")
+    shutil.copy(good, latin1)
+    results = producer.register([str(tmp_path / "data")], catalog=str(tmp_path / "cat"), collection="c")
+    by_source = {r.source: r for r in results}
+    assert by_source[str(good)].action == "created"
+    error = by_source[latin1].error or ""
+    assert "its path is not UTF-8 (the byte 0xe9" in error and "convmv" in error and "caf\\xe9" in error
+    assert "Unexpected" not in error and "unexpected" not in error
+
+    sidecar = os.fsdecode(os.fsencode(str(tmp_path / "data")) + b"/m\xe9ta.xml")
+    Path(sidecar).write_bytes(b"<x/>")
+    meta, band = producer.register_item(
+        item_id="scene_20240513",
+        assets={"meta": sidecar, "band": str(good)},
+        catalog=str(tmp_path / "cat2"),
+        collection="c",
+    )
+    assert band.action == "created" and "its path is not UTF-8" in (meta.error or "")
+    item = json.loads((tmp_path / "cat2/c/scene_20240513/scene_20240513.json").read_text())
+    assert sorted(item["assets"]) == ["band"]
+
+    store = os.fsdecode(os.fsencode(str(tmp_path)) + b"/oc\xe9an.zarr")
+    cubes.two_variables_dataset().drop_encoding().to_zarr(store)
+    with pytest.raises(producer.errors.InputError, match=r"its path is not UTF-8 \(the byte 0xe9"):
+        create_item(store)

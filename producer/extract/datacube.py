@@ -56,7 +56,7 @@ import pystac
 
 from producer.errors import InputError, NoGeoreferenceError, ProducerError
 from producer.extract import footprint as _footprint
-from producer.extract.assets import file_info, is_url, resolve_location, rewrite_href
+from producer.extract.assets import check_utf8_location, file_info, is_url, resolve_location, rewrite_href
 from producer.extract.bands import data_type, nodata_value, spatial_resolution
 from producer.extract.datetimes import (
     DatetimeResult,
@@ -363,6 +363,8 @@ def _open_zarr(location: str, options: ExtractOptions, stack: ExitStack) -> _Ope
     """Open a Zarr store (v2 or v3, consolidated or not) with xarray."""
     import xarray as xr  # noqa: PLC0415 (heavy, datacubes only)
 
+    if not is_url(location):
+        check_utf8_location(location)
     consolidated, _ = _zarr_consolidated(location, options)
     open_kwargs: dict[str, Any] = {"engine": "zarr", "consolidated": consolidated}
     extra: dict[str, Any] = (
