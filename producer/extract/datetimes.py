@@ -526,6 +526,22 @@ def in_microseconds(values: Any, units: str) -> tuple[Any, str]:
     return micro, "microseconds since " + units[match.end() :]
 
 
+#: the clock of a CF epoch and a time zone offset after it whose hour has one
+#: digit or no minutes (UDUNITS and the CF conventions' own example:
+#: ``seconds since 1992-10-8 15:15:42.5 -6:00``; ``... 0:0:0 +1``)
+_SHORT_OFFSET = re.compile(r"(\d{1,2}:\d{1,2}(?::\d{1,2}(?:\.\d*)?)?)\s*([+-])(\d{1,2})(?::?(\d{2}))?\s*$")
+
+
+def _full_offset(units: str) -> str:
+    """``units`` with a time zone offset spelled as cftime reads it
+    (``-06:00``): cftime ignores ``-6:00``, ``+1`` or ``+5:30`` silently,
+    which moved every date by that offset."""
+    return _SHORT_OFFSET.sub(
+        lambda m: f"{m[1]} {m[2]}{int(m[3]):02d}:{int(m[4] or 0):02d}",
+        units.rstrip(),
+    )
+
+
 def cf_datetimes(values: object, units: str, calendar: str | None, where: str) -> list[datetime]:
     """Numbers on a CF time axis (``<unit> since <epoch>`` in any spelling
     cftime reads: ``days since 1950-1-1``, ``Hour since ...``, an epoch with a
@@ -542,7 +558,7 @@ def cf_datetimes(values: object, units: str, calendar: str | None, where: str) -
     try:
         decoded = cftime.num2date(
             values,
-            units.strip(),
+            _full_offset(units.strip()),
             calendar=(calendar or "standard").strip().lower(),
             only_use_cftime_datetimes=True,
         )
