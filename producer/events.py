@@ -549,6 +549,13 @@ def _zarr_event(event: ObjectEvent) -> tuple[ObjectEvent, str | None]:
     store, is_root = found
     if is_root or (event.kind == "removed" and event.key[len(store) + 1 :] in ZARR_STORE_METADATA):
         return replace(event, key=store, size=None, etag=None), None
+    if event.key[len(store) + 1 :] == ".zgroup":  # a v2 store's own metadata: say when it registers
+        return event, (
+            f"the group metadata of the Zarr v2 store s3://{event.bucket}/{store}: a v2 store is registered "
+            "when its consolidated metadata (.zmetadata) is written, so one written without it is never "
+            "registered by an event; write it consolidated (xarray to_zarr(consolidated=True), or "
+            "zarr.consolidate_metadata) or register the store itself"
+        )
     return event, f"part of the Zarr store s3://{event.bucket}/{store} (registered by its root metadata)"
 
 
