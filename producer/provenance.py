@@ -142,6 +142,32 @@ def _json_value(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+    except RecursionError:  # JSON nested deeper than Python's stack: refused, not read as text
+        raise InputError(
+            f"a property value nests lists or objects more than {MAX_NESTING} levels deep: "
+            "flatten it, or give the structure as text"
+        ) from None
+
+
+#: lists and objects within each other a property value may nest (deeper
+#: values exhaust the stack of JSON readers and writers: Python's own
+#: validator, the mirror's), far beyond what metadata needs
+MAX_NESTING = 64
+
+
+def _nesting(value: Any) -> int:
+    """How many lists and objects ``value`` nests within each other
+    (iterative: no recursion however deep); stops counting past
+    :data:`MAX_NESTING`."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        current, depth = stack.pop()
+        if isinstance(current, Mapping | list | tuple) and depth < MAX_NESTING + 1:
+            deepest = max(deepest, depth + 1)
+            stack.extend(
+                (v, depth + 1) for v in (current.values() if isinstance(current, Mapping) else current)
+            )
+    return deepest
 
 
 #: a URL inside free text (a lineage, a property value): scheme, ``://``, up to whitespace or a quote
@@ -234,6 +260,11 @@ def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[st
             key, text = pair.split("=", 1)
             out[key.strip()] = _json_value(text)
     for key in out:
+        if _nesting(out[key]) > MAX_NESTING:
+            raise InputError(
+                f"property {key.encode('utf-8', 'replace').decode()!r} nests lists or objects more than "
+                f"{MAX_NESTING} levels deep: flatten it, or give the structure as text"
+            )
         check_utf8([key, out[key]], f"property {key.encode('utf-8', 'replace').decode()!r}")
         if not key:
             raise InputError("a property has an empty name", hints=(_PROPERTY_HINT,))

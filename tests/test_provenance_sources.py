@@ -12,6 +12,7 @@ from click.testing import CliRunner
 import producer
 from producer.cli import main
 from producer.errors import InputError
+from producer.options import RegisterOptions
 from tests import rasters
 
 
@@ -122,3 +123,37 @@ def test_cli_latin1_lineage_is_a_usage_error_not_a_traceback(utm, tmp_path):
     )
     assert res.exit_code == 2 and "byte 0xe9 after 'caf' is not UTF-8" in res.output, res.output
     assert "Traceback" not in res.output and not catalog.exists()
+
+
+def test_a_property_nested_past_the_limit_is_refused_and_one_at_it_is_searchable(utm, tmp_path):
+    """A property of lists within lists: 50 levels made the compacted mirror
+    unreadable (Parquet's schema depth), 700 crashed the register with a
+    RecursionError, and on the command line a JSON value that deep printed
+    a traceback. The limit (64) is refused up front, named; one at the
+    limit registers and is searched back as given."""
+    import functools
+
+    from producer import mirror
+    from producer.store import open_store
+
+    def nested(depth: int) -> object:
+        return functools.reduce(lambda v, _: [v], range(depth), 1)
+
+    with pytest.raises(InputError, match="more than 64 levels deep") as info:
+        RegisterOptions(properties={"deep": nested(700)})
+    assert "'deep'" in str(info.value)
+    res = CliRunner().invoke(
+        main,
+        ["register", str(utm), "-c", str(tmp_path / "cat"), "--collection", "c"]
+        + ["--property", "deep=" + "[" * 3000 + "]" * 3000],
+    )
+    assert res.exit_code == 2 and "more than 64 levels deep" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "cat").exists()
+    catalog = tmp_path / "cat"
+    (result,) = producer.register(
+        [utm], catalog=str(catalog), collection="c", properties={"deep": nested(64)}
+    )
+    assert result.action == "created", result.error
+    mirror.rebuild(open_store(str(catalog)), "c", only_stale=False)
+    (found,) = producer.search(str(catalog))["features"]
+    assert found["properties"]["deep"] == nested(64)
