@@ -646,6 +646,11 @@ def check_sources(
 
 
 _WRONG_TYPE = re.compile(r" is not of type '(\w+)'")
+#: an extension's schema refusing a field of its prefix it does not define (``eo:cloudcover``)
+_UNDEFINED_FIELD = re.compile(
+    r"^properties: '(?P<key>[^']+)' does not match any of the regexes: '\^\(\?!(?P<prefix>[\w-]+):\)' "
+    r"\(schema (?P<url>[^)\s]+)\)"
+)
 
 
 def _example(problem: str, value: Any) -> Any:
@@ -673,6 +678,12 @@ def property_problem(problems: Sequence[str], properties: Mapping[str, Any], whe
     the code, is wrong); None when no problem does. ``where`` names the product."""
     keys = sorted(properties, key=len, reverse=True)  # "eo:bands" before "eo"
     for problem in problems:
+        undefined = _UNDEFINED_FIELD.match(problem)
+        if undefined and undefined["key"] in properties:
+            return _undefined_field(
+                undefined["key"], undefined["prefix"], undefined["url"], properties, where
+            )
+    for problem in problems:
         for key in keys:
             head = f"properties.{key}"
             if problem.startswith(head) and problem[len(head) : len(head) + 1] in (":", ".", "["):
@@ -685,6 +696,29 @@ def property_problem(problems: Sequence[str], properties: Mapping[str, Any], whe
                     ),
                 )
     return None
+
+
+def _undefined_field(
+    key: str, prefix: str, url: str, properties: Mapping[str, Any], where: str
+) -> InputError:
+    """The error of the extra property ``key``, which the ``prefix``
+    extension's schema at ``url`` refuses because it defines no such field
+    (a misspelling: ``eo:cloudcover``), with the closest defined ones."""
+    import difflib  # noqa: PLC0415 (only on this error)
+
+    from producer.validate import defined_fields  # noqa: PLC0415 (jsonschema, only on this error)
+
+    fields = defined_fields(url, f"{prefix}:")
+    names = {field.partition(":")[2]: field for field in fields}  # compared without the shared prefix
+    close = [names[n] for n in difflib.get_close_matches(key.partition(":")[2], names, n=2, cutoff=0.6)]
+    known = f"; it defines {', '.join(fields)}" if fields and len(fields) <= 12 else ""
+    guess = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+    return InputError(
+        f"{where}: the extra property {key!r} is not a field of the {prefix} extension, whose schema "
+        f"({url}) refuses {prefix}: fields it does not define{known}{guess or '.'} Fix its name, or give it "
+        "another prefix (a property of an extension whose schema is not bundled is published unchecked)",
+        hints=(Hint("properties", {close[0]: properties[key]}, "the field of that name"),) if close else (),
+    )
 
 
 def apply(doc: dict[str, Any], provenance: Provenance | None, now: datetime, where: str) -> None:

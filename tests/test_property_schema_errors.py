@@ -81,3 +81,25 @@ def test_an_extension_property_declares_its_extension(request, tmp_path, kind):
     item = json.loads(Path(result.href).read_text())
     assert item["properties"]["eo:cloud_cover"] == 12.5 and EO_EXT in item["stac_extensions"]
     assert_stac_valid_tree(catalog)
+
+
+@pytest.mark.parametrize(
+    ("key", "meant"),
+    [("eo:cloudcover", "eo:cloud_cover"), ("processing:lvl", "processing:level"), ("proj:epsg", None)],
+)
+def test_a_misspelt_extension_field_is_named_as_the_callers_with_the_field_meant(tmp_path, key, meant):
+    """``eo:cloudcover=12`` (for ``eo:cloud_cover``): the eo schema refuses
+    eo: fields it does not define, and the product failed as an invalid
+    document to "fix the document or the code that built it", quoting the
+    whole item. It now names the caller's property, the fields the
+    extension defines and the one meant."""
+    utm = rasters.write_utm(tmp_path / "data")
+    (result,) = producer.register([utm], catalog=str(tmp_path / "cat"), collection="c", properties={key: 12})
+    error = result.error or ""
+    assert result.error_type == "input" and f"the extra property {key!r} is not a field of the" in error
+    assert "the code that built it" not in error and "assets" not in error
+    if meant:
+        assert f"did you mean {meant!r}" in error and f"properties={{{meant!r}: 12}}" in error
+    else:
+        assert "proj:code" in error and "did you mean" not in error
+    assert not list((tmp_path / "cat").rglob("utm_*.json"))
