@@ -397,3 +397,49 @@ def test_coordinates_at_the_root_and_data_in_a_group_is_refused_and_the_fix_work
         xr.open_datatree(str(path), engine="zarr")["science"].to_dataset().drop_encoding().to_zarr(str(fixed))
     props = create_item(fixed).properties
     assert "tas" in props["cube:variables"] and props["datetime"] == "2024-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize("kind", ["netcdf", "zarr3"])
+def test_lat_lon_auxiliary_coordinates_of_a_grid_register_under_the_files_dimension_names(
+    tmp_path: Path, kind: str
+) -> None:
+    """Dimensions ``y``/``x`` without variables, the CF auxiliary coordinates
+    ``lat(y)`` and ``lon(x)``: a regular lat/lon grid, refused as having "no
+    horizontal coordinates" with a fix to add the lat/lon it has. It now
+    registers: its footprint and transform from lat/lon, ``cube:dimensions``
+    under the file's dimension names, and no band (GDAL reads no
+    geotransform from it). Stations (``lat(station)``, ``lon(station)``)
+    are still refused, now for what they are."""
+    ds = xr.Dataset(
+        {"t": (("y", "x"), np.ones((5, 4), "f4"))},
+        coords={
+            "lat": ("y", np.linspace(50.0, 49.0, 5), {"units": "degrees_north"}),
+            "lon": ("x", np.linspace(10.0, 11.0, 4), {"units": "degrees_east"}),
+        },
+        attrs={"time_coverage_start": "2024-01-01T00:00:00Z"},
+    )
+    path = tmp_path / ("grid.nc" if kind == "netcdf" else "grid.zarr")
+    if kind == "netcdf":
+        ds.to_netcdf(path)
+    else:
+        ds.to_zarr(str(path), zarr_format=3, consolidated=False)
+    doc = create_item(path).to_dict()
+    props = doc["properties"]
+    assert doc["bbox"] == pytest.approx([9.8333333, 48.875, 11.1666667, 50.125])
+    assert props["proj:code"] == "EPSG:4326" and props["proj:shape"] == [5, 4]
+    assert set(props["cube:dimensions"]) == {"y", "x"} and props["cube:dimensions"]["x"]["axis"] == "x"
+    assert props["cube:variables"]["t"]["dimensions"] == ["y", "x"]
+    assert "bands" not in doc["assets"]["data"]
+    stations = xr.Dataset(
+        {"tas": (("station", "time"), np.ones((3, 2), "f4"))},
+        coords={
+            "lat": ("station", [45.0, 46.5, 44.0], {"units": "degrees_north"}),
+            "lon": ("station", [7.0, 8.5, 12.0], {"units": "degrees_east"}),
+            "time": ("time", [0.0, 1.0], {"units": "days since 2024-01-01"}),
+        },
+        attrs={"featureType": "timeSeries"},
+    )
+    stations.to_netcdf(tmp_path / "stations.nc")
+    with pytest.raises(InputError, match="discrete sampling geometry") as caught:
+        create_item(tmp_path / "stations.nc")
+    assert "'station'" in str(caught.value) and "add CF coordinates" not in str(caught.value)

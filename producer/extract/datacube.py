@@ -760,14 +760,31 @@ def _curvilinear_grid(ds: Any, lon_name: str, lat_name: str, where: str) -> _Gri
     return _Grid(x_dim, y_dim, geometry, bbox, {"proj:shape": shape}, dims)
 
 
+def _axis_dim(ds: Any, name: str) -> str:
+    """The dimension a 1-D horizontal coordinate runs along: its own name
+    for a dimension coordinate, ``y`` for ``lat(y)``."""
+    return str(ds[name].dims[0])
+
+
 def _horizontal_axes(ds: Any) -> tuple[list[str], list[str], list[str], list[str]]:
     """Candidate horizontal coordinates of ``ds``, in file order: 1-D x and
-    y dimension coordinates, 2-D longitude and latitude arrays."""
+    y dimension coordinates (then 1-D longitudes and latitudes along two
+    other dimensions that have no coordinate of their own, ``lon(x)`` and
+    ``lat(y)``: CF auxiliary coordinates of a grid), 2-D longitude and
+    latitude arrays."""
     one_d = {name: var for name, var in ds.coords.items() if var.ndim == 1 and name in ds.dims}
     two_d = {name: var for name, var in ds.coords.items() if var.ndim == 2}
+    aux = {
+        name: var
+        for name, var in ds.coords.items()
+        if var.ndim == 1 and name not in ds.dims and var.dims[0] not in ds.variables
+    }
+    aux_lon = [str(n) for n, v in aux.items() if _is_lon(n, v)]
+    aux_lat = [str(n) for n, v in aux.items() if _is_lat(n, v) and not _is_lon(n, v)]
+    grid = bool(aux_lon and aux_lat) and _axis_dim(ds, aux_lon[0]) != _axis_dim(ds, aux_lat[0])
     return (
-        [str(n) for n, v in one_d.items() if _is_x(n, v)],
-        [str(n) for n, v in one_d.items() if _is_y(n, v)],
+        [str(n) for n, v in one_d.items() if _is_x(n, v)] + (aux_lon[:1] if grid else []),
+        [str(n) for n, v in one_d.items() if _is_y(n, v)] + (aux_lat[:1] if grid else []),
         [str(n) for n, v in two_d.items() if _is_lon(n, v)],
         [str(n) for n, v in two_d.items() if _is_lat(n, v)],
     )
@@ -787,8 +804,8 @@ def _variable_grids(ds: Any) -> dict[_GridKey, list[str]]:
     out: dict[_GridKey, list[str]] = {}
     for name, var in ds.data_vars.items():
         dims = {str(d) for d in var.dims}
-        x = next((n for n in xs if n in dims), None)
-        y = next((n for n in ys if n in dims and n != x), None)
+        x = next((n for n in xs if _axis_dim(ds, n) in dims), None)
+        y = next((n for n in ys if _axis_dim(ds, n) in dims and n != x), None)
         key: _GridKey | None = (x, y, False) if x and y else None
         if key is None:
             lon = next((n for n in lons if {str(d) for d in ds[n].dims} <= dims), None)
@@ -840,7 +857,7 @@ def _one_grid(ds: Any, where: str, key: _GridKey | None, mapping: str | None) ->
             )
         if mapping is not None:
             xs, ys = (_scan_angle_metres(ds, mapping, n, v) for n, v in ((x_name, xs), (y_name, ys)))
-        if ds.sizes[x_name] < 2 or ds.sizes[y_name] < 2:
+        if ds.sizes[_axis_dim(ds, x_name)] < 2 or ds.sizes[_axis_dim(ds, y_name)] < 2:
             raise NoGeoreferenceError(
                 f"{where}: the grid has a single row or column, so its cell size is unknown. {GEOREF_FIX}"
             )
@@ -854,15 +871,41 @@ def _one_grid(ds: Any, where: str, key: _GridKey | None, mapping: str | None) ->
                 )
         if crs.is_geographic and not _is_regular(xs) and _is_regular(_unwrapped(xs)):
             xs = _unwrapped(xs)  # regular across the antimeridian: 170 .. 178, -180 .. -174
+        x_dim, y_dim = _axis_dim(ds, x_name), _axis_dim(ds, y_name)  # cube:dimensions: the file's names
         if _is_regular(xs) and _is_regular(ys):
-            return _regular_grid(x_name, y_name, xs, ys, crs, where)
+            return _regular_grid(x_dim, y_dim, xs, ys, crs, where)
         # irregular 1-D axes (e.g. a Gaussian grid), or axes with missing values:
         # outline of the mesh, no transform
-        return _irregular_grid(x_name, y_name, xs, ys, crs, where)
+        return _irregular_grid(x_dim, y_dim, xs, ys, crs, where)
     lon_name, lat_name = key[:2] if key else (lons[0] if lons else None, lats[0] if lats else None)
     if lon_name and lat_name:
         return _curvilinear_grid(ds, lon_name, lat_name, where)
+    sampled = _sampling_coordinates(ds)
+    if sampled:
+        feature = str(ds.attrs.get("featureType") or "").strip()
+        kind = f"featureType {feature!r}: " if feature else ""
+        raise NoGeoreferenceError(
+            f"{where}: its latitudes and longitudes ({', '.join(map(repr, sampled))}) run along "
+            f"{_dims_of(ds, sampled)}, not along axes of their own: {kind}a CF discrete sampling geometry "
+            "(stations, a trajectory, profiles), not a grid. Only gridded NetCDF and Zarr are registered; "
+            "grid the data onto a regular lat/lon grid in a new file first (e.g. with xarray, or "
+            "`cdo remapbil`), then register that"
+        )
     raise NoGeoreferenceError(f"{where}: no horizontal coordinates (x/y or lat/lon) found. {GEOREF_FIX}")
+
+
+def _sampling_coordinates(ds: Any) -> list[str]:
+    """The 1-D latitude and longitude coordinates of ``ds`` along a dimension
+    of another name (``lat(station)``, ``lon(obs)``): the places of a CF
+    discrete sampling geometry, which has no grid. Empty unless both are there."""
+    lats = [str(n) for n, v in ds.coords.items() if v.ndim == 1 and n not in ds.dims and _is_lat(n, v)]
+    lons = [str(n) for n, v in ds.coords.items() if v.ndim == 1 and n not in ds.dims and _is_lon(n, v)]
+    return [lats[0], lons[0]] if lats and lons else []
+
+
+def _dims_of(ds: Any, names: list[str]) -> str:
+    dims = sorted({str(d) for n in names for d in ds[n].dims})
+    return " and ".join(repr(d) for d in dims)
 
 
 _CRS_FIELDS = ("proj:code", "proj:wkt2", "proj:projjson")
@@ -1324,6 +1367,8 @@ def single_band(ds: Any, grid: _Grid, *, stats: bool = False) -> list[dict[str, 
     """``bands`` of a NetCDF GDAL reads as one band: one data variable on
     the grid whose other axes all have length 1; ``None`` otherwise."""
     spatial = {grid.x_dim, grid.y_dim}
+    if "proj:transform" in grid.properties and not spatial <= set(map(str, ds.variables)):
+        return None  # a regular grid of lat(y)/lon(x) without y/x variables: GDAL reads no geotransform
     data = [v for v in ds.data_vars.values() if spatial <= {str(d) for d in v.dims}]
     if len(data) != 1 or len(ds.data_vars) != 1:
         return None
