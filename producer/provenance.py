@@ -501,7 +501,7 @@ def check_metadata(
                     hints=(
                         Hint(
                             "properties",
-                            {key: "<value>"},
+                            {key: _example(problem, value)},
                             f"give {key!r} a value the schema takes, or leave it out",
                         ),
                     ),
@@ -658,6 +658,21 @@ def _example(problem: str, value: Any) -> Any:
     value as the type the schema wants, when the problem says which and the
     value converts (``5`` → ``"5"``); else a placeholder."""
     wanted = _WRONG_TYPE.search(problem)
+    if (
+        wanted
+        and wanted.group(1) == "array"
+        and isinstance(value, str | int | float)
+        and not isinstance(value, bool)
+    ):
+        return [value]  # instruments='msi': a list of one
+    if (
+        wanted
+        and wanted.group(1) == "string"
+        and isinstance(value, list)
+        and len(value) == 1
+        and isinstance(value[0], str)
+    ):
+        return value[0]  # constellation=['s2']: the one text
     if wanted and not isinstance(value, (dict, list, bool)) and value is not None:
         try:
             if wanted.group(1) == "string":

@@ -103,3 +103,34 @@ def test_a_misspelt_extension_field_is_named_as_the_callers_with_the_field_meant
     else:
         assert "proj:code" in error and "did you mean" not in error
     assert not list((tmp_path / "cat").rglob("utm_*.json"))
+
+
+@pytest.mark.parametrize(
+    ("given", "fix"),
+    [
+        ({"instruments": "msi"}, "--property 'instruments=[\"msi\"]'"),
+        ({"constellation": ["sentinel-2"]}, "--property constellation=sentinel-2"),
+        ({"gsd": '"10"'}, "--property gsd=10.0"),  # the JSON text "10"
+    ],
+)
+def test_a_common_metadata_value_of_the_wrong_kind_is_given_back_as_the_right_one(utm, tmp_path, given, fix):
+    """``--property instruments=msi`` (the schema wants a list): the fix said
+    ``instruments=<value>``; it now gives the caller's value as the kind the
+    schema takes."""
+    ((key, value),) = given.items()
+    text = value if isinstance(value, str) else json.dumps(value)
+    res = CliRunner().invoke(
+        main,
+        [
+            "register",
+            str(utm),
+            "-c",
+            str(tmp_path / "cat"),
+            "--collection",
+            "c",
+            "--property",
+            f"{key}={text}",
+        ],
+    )
+    assert res.exit_code == 2 and f"Fix it with {fix}" in " ".join(res.output.split()), res.output
+    assert "<value>" not in res.output and not (tmp_path / "cat").exists()
