@@ -445,3 +445,35 @@ def test_a_file_name_that_is_not_utf8_fails_its_product_naming_the_byte_and_the_
     cubes.two_variables_dataset().drop_encoding().to_zarr(store)
     with pytest.raises(producer.errors.InputError, match=r"its path is not UTF-8 \(the byte 0xe9"):
         create_item(store)
+
+
+def test_gdals_own_aux_xml_beside_a_raster_is_no_product_of_a_folder(tmp_path, s3_server):
+    """``B02.tif.aux.xml`` (GDAL's cache of the raster's statistics, written
+    by ``gdalinfo -stats`` or QGIS): a group registering the folder with
+    ``.xml`` metadata took it in as the metadata asset ``B02.tif.aux``. A
+    folder or prefix now leaves it out; other XML files stay."""
+    from producer.grouping import GROUP_SUFFIXES
+
+    scene = tmp_path / "data" / "S2A_20240513"
+    scene.mkdir(parents=True)
+    shutil.copy(rasters.write_utm(tmp_path), scene / "B02.tif")
+    (scene / "B02.tif.aux.xml").write_text("<PAMDataset/>")
+    (scene / "MTD.xml").write_text("<x/>")
+    bucket = s3_server.new_bucket()
+    for path in scene.iterdir():
+        _upload(s3_server, bucket, path, f"data/S2A_20240513/{path.name}")
+    for folder, options in (
+        (str(tmp_path / "data"), None),
+        (f"s3://{bucket}/data/", s3_server.storage_options),
+    ):
+        found = [p.rsplit("/", 1)[1] for p in expand_paths(folder, options, GROUP_SUFFIXES)]
+        assert "B02.tif.aux.xml" not in found and {"B02.tif", "MTD.xml"} <= set(found), found
+    results = producer.register(
+        str(tmp_path / "data"),
+        catalog=str(tmp_path / "cat"),
+        collection="s2",
+        group=r"(?P<id>S2A_\d{8})/(?P<asset>[^/]+)\.(tif|xml)$",
+    )
+    assert all(r.ok for r in results), [r.error for r in results]
+    item = json.loads((tmp_path / "cat/s2/S2A_20240513/S2A_20240513.json").read_text())
+    assert sorted(item["assets"]) == ["B02", "MTD"]
