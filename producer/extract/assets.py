@@ -56,6 +56,7 @@ SIDECAR_SUFFIXES: dict[str, tuple[str, tuple[str, ...]]] = {
     ".jpeg": (MediaType.JPEG.value, ("overview",)),
     ".xml": (MediaType.XML.value, ("metadata",)),
     ".json": (MediaType.JSON.value, ("metadata",)),
+    ".txt": (MediaType.TEXT.value, ("metadata",)),  # Landsat's MTL.txt, ANG.txt
     ".pdf": ("application/pdf", ("documentation",)),
 }
 #: words in a preview's asset key or file name that make it a ``thumbnail``
