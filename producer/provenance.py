@@ -193,7 +193,7 @@ def without_credentials(value: Any) -> Any:
             return value
         return _URL_IN_TEXT.sub(_clean_url, value)
     if isinstance(value, Mapping):
-        return {k: without_credentials(v) for k, v in value.items()}
+        return {without_credentials(k): without_credentials(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [without_credentials(v) for v in value]
     return value

@@ -109,6 +109,7 @@ def test_credentials_in_lineage_properties_software_and_provider_texts_are_not_p
         properties={
             "my:source": "https://h.example/x.tif?X-Amz-Credential=AKIA&X-Amz-Signature=SIGSECRET",
             "my:inputs": {"db": ["postgresql://bob:PGSECRET@db.example/scenes", "s3://b/k@2x.tif"]},
+            "my:by_url": {"https://u:KEYSECRET@h.example/a.tif": 1},
         },
         software={"ndvi-pipeline": "git+https://ci:TOKSECRET@git.example/ndvi.git@1.4.2"},
         item_providers=[{"name": "ACME", "description": "mirror at s3://AKIA:PW/SECRET@bucket/acme"}],
@@ -119,6 +120,7 @@ def test_credentials_in_lineage_properties_software_and_provider_texts_are_not_p
     assert props["processing:lineage"] == "from https://data.example/x.tif?v=2, then NDVI."
     assert props["my:source"] == "https://h.example/x.tif"
     assert props["my:inputs"] == {"db": ["postgresql://db.example/scenes", "s3://b/k@2x.tif"]}
+    assert props["my:by_url"] == {"https://h.example/a.tif": 1}
     assert props["processing:software"]["ndvi-pipeline"] == "git+https://git.example/ndvi.git@1.4.2"
     assert props["providers"] == [{"name": "ACME", "description": "mirror at s3://bucket/acme"}]
     published = [p for p in catalog_dir.rglob("*") if p.is_file()]
