@@ -618,7 +618,18 @@ def check_sources(
     together with the option that sets it (``lineage``, ``license``,
     ``providers``: the option would silently replace the property). Raises
     :class:`InputError`."""
-    for name in software or {}:
+    for name, version in (software or {}).items():
+        if version is None or (isinstance(version, str) and not version.strip()):
+            raise InputError(
+                f"software {name!r} has no version: give the version that made the products",
+                hints=(Hint("software", {str(name): "1.4.2"}, "the software with its version"),),
+            )
+        if not isinstance(version, str | int) or isinstance(version, bool):
+            raise InputError(
+                f"software {name!r}: its version is the {type(version).__name__} {version!r}, not a text "
+                "(a float cannot hold a version exactly: 1.10 reads as 1.1); give it as text",
+                hints=(Hint("software", {str(name): "1.4.2"}, "the version as text"),),
+            )
         if str(name).strip().lower() == OWN_SOFTWARE:
             raise InputError(
                 f"software {name!r}: stac-producer records its own version in processing:software "

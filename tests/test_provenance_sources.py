@@ -157,3 +157,18 @@ def test_a_property_nested_past_the_limit_is_refused_and_one_at_it_is_searchable
     mirror.rebuild(open_store(str(catalog)), "c", only_stale=False)
     (found,) = producer.search(str(catalog))["features"]
     assert found["properties"]["deep"] == nested(64)
+
+
+@pytest.mark.parametrize(
+    ("version", "says"), [(1.10, "the float 1.1"), (None, "has no version"), ("", "has no version")]
+)
+def test_a_software_version_that_is_no_text_is_refused(utm, tmp_path, version, says):
+    """``software={"ndvi": 1.10}`` was published as ``"1.1"`` (a float
+    cannot hold the version), ``None`` as ``"None"``, and ``--software
+    ndvi=`` as an empty version."""
+    with pytest.raises(InputError, match="software 'ndvi'") as info:
+        producer.register([utm], catalog=str(tmp_path / "cat"), collection="c", software={"ndvi": version})
+    assert says in str(info.value) and "software={'ndvi': '1.4.2'}" in str(info.value)
+    assert not (tmp_path / "cat").exists()
+    (ok,) = producer.register([utm], catalog=str(tmp_path / "ok"), collection="c", software={"ndvi": 2})
+    assert ok.item["properties"]["processing:software"]["ndvi"] == "2"
