@@ -134,3 +134,23 @@ def test_unconsolidated_zarr_v2_store_events_say_it_is_not_registered_and_how(
     )
     out = handle(_created(bucket, ["cubes/raw.zarr/.zmetadata"]), config)
     assert [r["id"] for r in out["registered"]] == ["raw"]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_a_plain_zarr_store_without_dimension_names_is_told_so(tmp_path: Path, zarr_format: int) -> None:
+    """A store written by zarr-python alone (no ``_ARRAY_DIMENSIONS`` /
+    ``dimension_names``): refused as "not a readable Zarr store (corrupt,
+    truncated, or another format)", while the store is sound. The message
+    now says what is missing and how to write it."""
+    import numpy as np
+    import zarr
+
+    store = tmp_path / "plain.zarr"
+    group = zarr.open_group(str(store), mode="w", zarr_format=zarr_format)
+    group.create_array("v", shape=(4, 4), dtype="f4")[:] = np.ones((4, 4), "f4")
+    with pytest.raises(InputError) as caught:
+        create_item(store)
+    message = str(caught.value)
+    assert "its arrays have no dimension names" in message and "dimension_names=" in message
+    assert "corrupt" not in message

@@ -378,7 +378,17 @@ def _open_zarr(location: str, options: ExtractOptions, stack: ExitStack) -> _Ope
         ):  # zarr's notes on v3 consolidated metadata are not the user's business
             warnings.simplefilter("ignore", UserWarning)
             ds = xr.open_dataset(location.rstrip("/"), **open_kwargs, **extra, **_DECODE)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except KeyError as exc:
+        if "_ARRAY_DIMENSIONS" in str(exc) or "dimension_names" in str(exc):  # zarr's own, not xarray's
+            raise InputError(
+                f"{redact(location)}: its arrays have no dimension names (`_ARRAY_DIMENSIONS` in Zarr v2, "
+                "`dimension_names` in v3), so no array can be told to run along latitude, longitude or "
+                "time: a plain Zarr store, not an xarray dataset. Write it to a new store with its "
+                "dimensions named, e.g. xarray.Dataset({'v': (('y', 'x'), array)}, coords=...).to_zarr(...), "
+                "or zarr's create_array(..., dimension_names=['y', 'x']), then register that"
+            ) from None
+        raise _unreadable(location, "Zarr store", exc) from None
+    except (OSError, ValueError, RuntimeError) as exc:
         raise _unreadable(location, "Zarr store", exc) from None
     stack.callback(ds.close)
 
