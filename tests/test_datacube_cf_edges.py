@@ -443,3 +443,8 @@ def test_lat_lon_auxiliary_coordinates_of_a_grid_register_under_the_files_dimens
     with pytest.raises(InputError, match="discrete sampling geometry") as caught:
         create_item(tmp_path / "stations.nc")
     assert "'station'" in str(caught.value) and "add CF coordinates" not in str(caught.value)
+    one = stations.isel(station=0)  # one station: scalar lat/lon
+    one.to_netcdf(tmp_path / "station.nc")
+    with pytest.raises(InputError, match="discrete sampling geometry") as caught:
+        create_item(tmp_path / "station.nc")
+    assert "no dimension (one place)" in str(caught.value)

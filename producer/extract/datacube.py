@@ -905,17 +905,18 @@ def _one_grid(ds: Any, where: str, key: _GridKey | None, mapping: str | None) ->
 
 
 def _sampling_coordinates(ds: Any) -> list[str]:
-    """The 1-D latitude and longitude coordinates of ``ds`` along a dimension
-    of another name (``lat(station)``, ``lon(obs)``): the places of a CF
-    discrete sampling geometry, which has no grid. Empty unless both are there."""
-    lats = [str(n) for n, v in ds.coords.items() if v.ndim == 1 and n not in ds.dims and _is_lat(n, v)]
-    lons = [str(n) for n, v in ds.coords.items() if v.ndim == 1 and n not in ds.dims and _is_lon(n, v)]
+    """The scalar or 1-D latitude and longitude coordinates of ``ds`` along a
+    dimension of another name (``lat(station)``, ``lon(obs)``, one station's
+    ``lat``): the places of a CF discrete sampling geometry, which has no
+    grid. Empty unless both are there."""
+    lats = [str(n) for n, v in ds.coords.items() if v.ndim <= 1 and n not in ds.dims and _is_lat(n, v)]
+    lons = [str(n) for n, v in ds.coords.items() if v.ndim <= 1 and n not in ds.dims and _is_lon(n, v)]
     return [lats[0], lons[0]] if lats and lons else []
 
 
 def _dims_of(ds: Any, names: list[str]) -> str:
     dims = sorted({str(d) for n in names for d in ds[n].dims})
-    return " and ".join(repr(d) for d in dims)
+    return " and ".join(repr(d) for d in dims) or "no dimension (one place)"
 
 
 _CRS_FIELDS = ("proj:code", "proj:wkt2", "proj:projjson")
