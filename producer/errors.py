@@ -36,10 +36,23 @@ class Hint:
     verb: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"option": self.option, "example": self.example, "does": self.does}
+        out = {"option": self.option, "example": _redacted(self.example), "does": self.does}
         if self.verb:
             out["verb"] = self.verb
         return out
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` (a hint's example) with every text in it redacted: an
+    example may be built from the caller's own value (a lineage naming a
+    URL with its password)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    return value
 
 
 #: spells one hint's option and example for a kind of caller
@@ -57,7 +70,7 @@ def python_spelling(hint: Hint) -> str:
 def phrase_hints(hints: Iterable[Hint], spell: Spelling = python_spelling) -> str:
     """The sentence that follows an error's fact: ``" Fix it with X (does), or Y (does)."``;
     empty without hints."""
-    parts = [f"{spell(h)} ({h.does})" for h in hints]
+    parts = [redact(f"{spell(h)} ({h.does})") for h in hints]  # like the fact: an example may hold a URL
     if not parts:
         return ""
     return " Fix it with " + ", or ".join(parts)

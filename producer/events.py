@@ -45,7 +45,13 @@ from producer.errors import Hint, InputError, ProducerError, Spelling
 from producer.grouping import Grouping
 from producer.options import RegisterOptions, env_phrased, env_spelling, resolve_options
 from producer.results import Action, Result
-from producer.sources import PRODUCT_SUFFIXES, STORE_SUFFIXES, ZARR_STORE_METADATA, zarr_store_of
+from producer.sources import (
+    GDAL_SIDECAR,
+    PRODUCT_SUFFIXES,
+    STORE_SUFFIXES,
+    ZARR_STORE_METADATA,
+    zarr_store_of,
+)
 from producer.store.open import refuse_credentials
 
 
@@ -549,6 +555,13 @@ def _zarr_event(event: ObjectEvent) -> tuple[ObjectEvent, str | None]:
     store, is_root = found
     if is_root or (event.kind == "removed" and event.key[len(store) + 1 :] in ZARR_STORE_METADATA):
         return replace(event, key=store, size=None, etag=None), None
+    if event.key[len(store) + 1 :] == ".zgroup":  # a v2 store's own metadata: say when it registers
+        return event, (
+            f"the group metadata of the Zarr v2 store s3://{event.bucket}/{store}: a v2 store is registered "
+            "when its consolidated metadata (.zmetadata) is written, so one written without it is never "
+            "registered by an event; write it consolidated (xarray to_zarr(consolidated=True), or "
+            "zarr.consolidate_metadata) or register the store itself"
+        )
     return event, f"part of the Zarr store s3://{event.bucket}/{store} (registered by its root metadata)"
 
 
@@ -556,6 +569,8 @@ def _skip_reason(event: ObjectEvent, config: HandlerConfig) -> str | None:
     """Why ``event`` is not handled under ``config``, or ``None`` to handle it."""
     if event.key.endswith("/"):  # the console's "Create folder": a zero-byte key, not a product
         return "folder marker (a key ending in '/'), not a product"
+    if event.key.lower().endswith(GDAL_SIDECAR):  # as folder expansion: never an .xml metadata asset
+        return f"GDAL's own side-car of a raster ({GDAL_SIDECAR}: its cached statistics), not a product"
     if _inside(event.url, config.catalog):
         return f"inside the catalog {config.catalog}"
     if config.prefixes and not any(_under_prefix(event, p) for p in config.prefixes):

@@ -85,7 +85,13 @@ from producer.errors import (
     UnsafeIdError,
     ValidationError,
 )
-from producer.extract.assets import file_info, resolve_location, rewrite_href, sidecar_kind
+from producer.extract.assets import (
+    check_utf8_location,
+    file_info,
+    resolve_location,
+    rewrite_href,
+    sidecar_kind,
+)
 from producer.extract.datetimes import from_filename
 from producer.extract.grids import union_footprint
 from producer.extract.ids import check_id, make_item_id, split_location, unsafe_reason
@@ -559,7 +565,8 @@ def _merger(where: str, replace: bool, key: str, root_url: str) -> Callable[[dic
 
 def _group_time(item_id: str, options: ExtractOptions) -> str | None:
     """The datetime the item id names (the ``filename`` source applied to
-    it), as an explicit value for every file of the group; None when the
+    it), in the place of each file's name (an explicit datetime and a
+    datacube's time axis come first, as for a single file); None when the
     user gave a datetime, does not use file names, or the id holds none."""
     if options.datetime or "filename" not in options.datetime_sources:
         return None
@@ -581,9 +588,11 @@ def build_asset(member: Member, options: ExtractOptions, when: str | None = None
     """The asset of one product, with (data assets) its own grid (``proj:*``)
     and time fields, as :func:`compose` takes it. Reads the product's
     headers (a sidecar file: only its size). ``when``: the group's datetime,
-    used as the explicit one. Raises what extraction raises."""
+    standing in for the file name's (:attr:`ExtractOptions.named_datetime`).
+    Raises what extraction raises."""
     kind = sidecar_kind(member.source, member.key)
     location = resolve_location(member.source)
+    check_utf8_location(location)  # a sidecar's href too: every document is UTF-8 JSON
     href = clean_href(rewrite_href(location, tuple(options.href_rewrites)))
     _, name = split_location(location)
     if kind is not None:
@@ -591,9 +600,8 @@ def build_asset(member: Member, options: ExtractOptions, when: str | None = None
         asset: dict[str, Any] = {"href": href, "type": media, "title": name, "roles": roles}
         asset.update(file_info(location, checksum=options.checksum, storage_options=options.storage_options))
         return asset
-    if when is not None:
-        sources = ("explicit", *(s for s in options.datetime_sources if s != "explicit"))
-        options = dataclasses.replace(options, datetime=when, datetime_sources=sources)
+    if when is not None:  # in the place of the file name: a datacube's own time axis comes first
+        options = dataclasses.replace(options, named_datetime=when)
     item = extract.create_item(member.source, options).to_dict(include_self_link=False, transform_hrefs=False)
     asset = dict(item["assets"]["data"])
     props = item["properties"]

@@ -42,8 +42,9 @@ mirror: JSON items are never changed) stores it, undone on read by
   TOWGS84 transformation does), which Arrow cannot type; it is stored as JSON
   text and parsed back.
 * properties whose values are of different JSON kinds across the items of one
-  file (a number in one item, a string or an object in another): stored as
-  JSON text; their names are recorded in the file's metadata
+  file (a number in one item, a string or an object in another), or nest
+  lists and objects more than :data:`MAX_NESTING` levels (Parquet refuses a
+  schema deeper than 100): stored as JSON text; their names are recorded in the file's metadata
   (``stac_producer:json_properties``) and parsed back.
 * Arrow gives every item every field of the file (``null`` where absent), and
   timestamps come back as ``...T00:00:00.000000Z``: on read, ``null`` members
@@ -219,12 +220,21 @@ def _is_timestamp(value: Any) -> bool:
     return True
 
 
-def _shape(value: Any, key: str | None = None) -> Any:
+#: lists and objects within each other a property's column may nest: Parquet
+#: refuses a schema deeper than 100 levels (a list takes 3, an object 1), so
+#: one deeper value made the whole file unreadable; deeper ones are JSON text
+MAX_NESTING = 16
+
+
+def _shape(value: Any, key: str | None = None, depth: int = 0) -> Any:
     """The Arrow-relevant shape of a non-null JSON value: its kind, with the
     shapes of list elements and object fields merged (:func:`_merge`);
-    raises :class:`_Mixed` where they cannot be merged. Numbers are one
-    kind (Arrow widens ints to floats). Pure."""
+    raises :class:`_Mixed` where they cannot be merged, or nest deeper than
+    :data:`MAX_NESTING`. Numbers are one kind (Arrow widens ints to
+    floats). Pure."""
     kind = type(value)
+    if depth > MAX_NESTING and (kind is list or kind is dict):
+        raise _Mixed
     if key in JSON_TEXT_KEYS and (kind is dict or kind is list):
         return "str"  # stored as JSON text (_encode)
     if kind is str:
@@ -246,12 +256,12 @@ def _shape(value: Any, key: str | None = None) -> Any:
         elem: Any = None
         for v in value:
             if v is not None:
-                elem = _merge(elem, _shape(v))
+                elem = _merge(elem, _shape(v, None, depth + 1))
         return ("list", elem)
     if kind is dict:
         if not value:
             raise _Mixed
-        return ("dict", {k: _shape(v, k) for k, v in value.items() if v is not None})
+        return ("dict", {k: _shape(v, k, depth + 1) for k, v in value.items() if v is not None})
     raise _Mixed
 
 

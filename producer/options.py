@@ -34,6 +34,7 @@ from producer.provenance import (
     check_link,
     check_metadata,
     check_sources,
+    check_utf8,
     parse_properties,
     parse_providers,
 )
@@ -522,11 +523,26 @@ class RegisterOptions:
             cat, "the catalog's storage options", "storage_options" if shared else "catalog_storage_options"
         )
         # the pipeline's metadata (producer.provenance): checked once, here
+        for what, value in (
+            ("the lineage", self.lineage),
+            ("the software", self.software),
+            ("the item providers", self.item_providers),
+            ("the item licence", self.item_license),
+            ("the links to the inputs (derived_from)", self.derived_from),
+            ("the links to the run (via)", self.via),
+        ):
+            check_utf8(value, what)
         properties = parse_properties(self.properties)
         object.__setattr__(self, "properties", properties)
         object.__setattr__(self, "item_providers", parse_providers(self.item_providers))
         check_metadata(properties, self.item_license, self.item_providers)
-        check_sources(properties, self.software, self.lineage)
+        check_sources(
+            properties,
+            self.software,
+            self.lineage,
+            license=self.item_license,
+            providers=self.item_providers,
+        )
         for name in ("derived_from", "via"):
             value = getattr(self, name)
             if isinstance(value, str):

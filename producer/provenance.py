@@ -64,6 +64,7 @@ __all__ = [
     "parse_providers",
     "check_link",
     "check_metadata",
+    "without_credentials",
 ]
 
 PROCESSING_EXT = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
@@ -141,6 +142,99 @@ def _json_value(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+    except RecursionError:  # JSON nested deeper than Python's stack: refused, not read as text
+        raise InputError(
+            f"a property value nests lists or objects more than {MAX_NESTING} levels deep: "
+            "flatten it, or give the structure as text"
+        ) from None
+
+
+#: lists and objects within each other a property value may nest (deeper
+#: values exhaust the stack of JSON readers and writers: Python's own
+#: validator, the mirror's), far beyond what metadata needs
+MAX_NESTING = 64
+
+
+def _nesting(value: Any) -> int:
+    """How many lists and objects ``value`` nests within each other
+    (iterative: no recursion however deep); stops counting past
+    :data:`MAX_NESTING`."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        current, depth = stack.pop()
+        if isinstance(current, Mapping | list | tuple) and depth < MAX_NESTING + 1:
+            deepest = max(deepest, depth + 1)
+            stack.extend(
+                (v, depth + 1) for v in (current.values() if isinstance(current, Mapping) else current)
+            )
+    return deepest
+
+
+#: a URL inside free text (a lineage, a property value): scheme, ``://``, up to whitespace or a quote
+_URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+#: punctuation that ends a sentence or an aside after a URL in text, not part of it
+_AFTER_URL = ".,;:!?)]}"
+
+
+def _clean_url(match: re.Match[str]) -> str:
+    url = match[0]
+    stripped = url.rstrip(_AFTER_URL)
+    return clean_href(stripped) + url[len(stripped) :]
+
+
+def without_credentials(value: Any) -> Any:
+    """``value`` (text, or JSON data holding text at any depth) with every
+    URL in its texts published as a link's href is (:func:`clean_href`:
+    userinfo and signing parameters removed): a lineage or property naming its input by a presigned URL
+    or a ``user:password@`` DSN must not put the secret into every item.
+    Other text is unchanged; a new value, ``value`` is not mutated."""
+    if isinstance(value, str):
+        if "://" not in value:
+            return value
+        return _URL_IN_TEXT.sub(_clean_url, value)
+    if isinstance(value, Mapping):
+        return {without_credentials(k): without_credentials(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_credentials(v) for v in value]
+    return value
+
+
+def _not_utf8(value: Any) -> str | None:
+    """What in ``value`` (text, or JSON-like data holding text in keys or
+    values at any depth) cannot be written as UTF-8, or None: a byte that was
+    not UTF-8 (Python keeps it as a lone surrogate, as it does a Latin-1
+    command-line argument or file name) or another lone surrogate."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            code = ord(value[exc.start])
+            near = value[max(0, exc.start - 12) : exc.start].encode("utf-8", "replace").decode()
+            if 0xDC80 <= code <= 0xDCFF:
+                return f"the byte 0x{code - 0xDC00:02x} after {near!r} is not UTF-8"
+            return f"the lone surrogate U+{code:04X} after {near!r} is no character"
+        return None
+    if isinstance(value, Mapping):
+        value = [part for pair in value.items() for part in pair]
+    if isinstance(value, list | tuple):
+        for part in value:
+            found = _not_utf8(part)
+            if found is not None:
+                return found
+    return None
+
+
+def check_utf8(value: Any, what: str) -> None:
+    """Refuse (:class:`InputError`) ``what`` (``"the lineage"``) when its
+    text cannot be written as UTF-8 (:func:`_not_utf8`): every document is
+    UTF-8 JSON, so it would fail at the first write, after the catalog was
+    created, with an encoder's traceback."""
+    found = _not_utf8(value)
+    if found is not None:
+        raise InputError(
+            f"{what} cannot be written as UTF-8 JSON: {found} (text in Latin-1 or another "
+            "encoding?); give it as UTF-8 text, e.g. convert it with `iconv -f latin1 -t utf-8`"
+        )
 
 
 def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[str, Any] | None:
@@ -166,6 +260,12 @@ def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[st
             key, text = pair.split("=", 1)
             out[key.strip()] = _json_value(text)
     for key in out:
+        if _nesting(out[key]) > MAX_NESTING:
+            raise InputError(
+                f"property {key.encode('utf-8', 'replace').decode()!r} nests lists or objects more than "
+                f"{MAX_NESTING} levels deep: flatten it, or give the structure as text"
+            )
+        check_utf8([key, out[key]], f"property {key.encode('utf-8', 'replace').decode()!r}")
         if not key:
             raise InputError("a property has an empty name", hints=(_PROPERTY_HINT,))
         if key in ITEM_FIELDS:
@@ -188,7 +288,8 @@ def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[st
                 f"property {key!r} must be JSON data (text, numbers, lists, objects): {exc}; "
                 f"{_json_way(_not_json(value))}"
             ) from None
-    return json.loads(json.dumps(out))  # a deep copy that shares nothing with the caller
+    # a deep copy that shares nothing with the caller, and publishes no credential
+    return without_credentials(json.loads(json.dumps(out)))
 
 
 def _not_json(value: Any) -> Any:
@@ -298,6 +399,7 @@ def parse_providers(value: Iterable[str | Mapping[str, Any]] | None) -> tuple[di
         if isinstance(provider.get("url"), str):
             # published in every item: no userinfo, no credential parameters
             provider["url"] = clean_href(provider["url"].strip())
+        provider = without_credentials(provider)  # a description naming a URL, too
         unknown = [r for r in provider.get("roles") or () if r not in _PROVIDER_ROLES]
         if unknown:
             raise InputError(
@@ -399,7 +501,7 @@ def check_metadata(
                     hints=(
                         Hint(
                             "properties",
-                            {key: "<value>"},
+                            {key: _example(problem, value)},
                             f"give {key!r} a value the schema takes, or leave it out",
                         ),
                     ),
@@ -476,13 +578,13 @@ class Provenance:
         providers: Sequence[Mapping[str, Any]] = (),
     ) -> Provenance:
         """Checked values (links absolute and without credentials)."""
-        soft = {str(k): str(v) for k, v in (software or {}).items()}
+        soft = {str(k): without_credentials(str(v)) for k, v in (software or {}).items()}
         return cls(
-            properties=dict(properties or {}),
+            properties=without_credentials(dict(properties or {})),
             derived_from=tuple(_link_href(h, "derived_from") for h in derived_from),
             via=tuple(_link_href(h, "via") for h in via),
             software=soft,
-            lineage=lineage or None,
+            lineage=without_credentials(lineage) if lineage else None,
             license=license or None,
             providers=tuple(dict(p) for p in providers),
         )
@@ -503,13 +605,31 @@ OWN_SOFTWARE = "stac-producer"
 
 
 def check_sources(
-    properties: Mapping[str, Any] | None, software: Mapping[str, Any] | None, lineage: str | None
+    properties: Mapping[str, Any] | None,
+    software: Mapping[str, Any] | None,
+    lineage: str | None,
+    *,
+    license: str | None = None,
+    providers: Sequence[Mapping[str, Any]] = (),
 ) -> None:
     """Refuse provenance given twice or overwriting the producer's own:
     ``software`` naming stac-producer (its version is the installed one),
-    and a ``processing:lineage`` property together with ``lineage`` (one
-    would silently replace the other). Raises :class:`InputError`."""
-    for name in software or {}:
+    and a ``processing:lineage``, ``license`` or ``providers`` property
+    together with the option that sets it (``lineage``, ``license``,
+    ``providers``: the option would silently replace the property). Raises
+    :class:`InputError`."""
+    for name, version in (software or {}).items():
+        if version is None or (isinstance(version, str) and not version.strip()):
+            raise InputError(
+                f"software {name!r} has no version: give the version that made the products",
+                hints=(Hint("software", {str(name): "1.4.2"}, "the software with its version"),),
+            )
+        if not isinstance(version, str | int) or isinstance(version, bool):
+            raise InputError(
+                f"software {name!r}: its version is the {type(version).__name__} {version!r}, not a text "
+                "(a float cannot hold a version exactly: 1.10 reads as 1.1); give it as text",
+                hints=(Hint("software", {str(name): "1.4.2"}, "the version as text"),),
+            )
         if str(name).strip().lower() == OWN_SOFTWARE:
             raise InputError(
                 f"software {name!r}: stac-producer records its own version in processing:software "
@@ -523,9 +643,25 @@ def check_sources(
             f"lineage option ({lineage!r}); give it once, as the lineage option",
             hints=(Hint("lineage", lineage, "the lineage, without the processing:lineage property"),),
         )
+    for key, option, value, what in (
+        ("license", "item_license", license, "item licence"),
+        ("providers", "item_providers", [json.dumps(p) for p in providers], "item providers"),
+    ):
+        if value and properties and key in properties:
+            raise InputError(
+                f"the {what} {'are' if key == 'providers' else 'is'} given twice: as the property "
+                f"{key!r} ({properties[key]!r}) and as the {what} option ({value!r}); give "
+                f"{'them' if key == 'providers' else 'it'} once, as the {what} option",
+                hints=(Hint(option, value, f"the {what}, without the {key!r} property"),),
+            )
 
 
 _WRONG_TYPE = re.compile(r" is not of type '(\w+)'")
+#: an extension's schema refusing a field of its prefix it does not define (``eo:cloudcover``)
+_UNDEFINED_FIELD = re.compile(
+    r"^properties: '(?P<key>[^']+)' does not match any of the regexes: '\^\(\?!(?P<prefix>[\w-]+):\)' "
+    r"\(schema (?P<url>[^)\s]+)\)"
+)
 
 
 def _example(problem: str, value: Any) -> Any:
@@ -533,6 +669,21 @@ def _example(problem: str, value: Any) -> Any:
     value as the type the schema wants, when the problem says which and the
     value converts (``5`` → ``"5"``); else a placeholder."""
     wanted = _WRONG_TYPE.search(problem)
+    if (
+        wanted
+        and wanted.group(1) == "array"
+        and isinstance(value, str | int | float)
+        and not isinstance(value, bool)
+    ):
+        return [value]  # instruments='msi': a list of one
+    if (
+        wanted
+        and wanted.group(1) == "string"
+        and isinstance(value, list)
+        and len(value) == 1
+        and isinstance(value[0], str)
+    ):
+        return value[0]  # constellation=['s2']: the one text
     if wanted and not isinstance(value, (dict, list, bool)) and value is not None:
         try:
             if wanted.group(1) == "string":
@@ -553,6 +704,12 @@ def property_problem(problems: Sequence[str], properties: Mapping[str, Any], whe
     the code, is wrong); None when no problem does. ``where`` names the product."""
     keys = sorted(properties, key=len, reverse=True)  # "eo:bands" before "eo"
     for problem in problems:
+        undefined = _UNDEFINED_FIELD.match(problem)
+        if undefined and undefined["key"] in properties:
+            return _undefined_field(
+                undefined["key"], undefined["prefix"], undefined["url"], properties, where
+            )
+    for problem in problems:
         for key in keys:
             head = f"properties.{key}"
             if problem.startswith(head) and problem[len(head) : len(head) + 1] in (":", ".", "["):
@@ -565,6 +722,29 @@ def property_problem(problems: Sequence[str], properties: Mapping[str, Any], whe
                     ),
                 )
     return None
+
+
+def _undefined_field(
+    key: str, prefix: str, url: str, properties: Mapping[str, Any], where: str
+) -> InputError:
+    """The error of the extra property ``key``, which the ``prefix``
+    extension's schema at ``url`` refuses because it defines no such field
+    (a misspelling: ``eo:cloudcover``), with the closest defined ones."""
+    import difflib  # noqa: PLC0415 (only on this error)
+
+    from producer.validate import defined_fields  # noqa: PLC0415 (jsonschema, only on this error)
+
+    fields = defined_fields(url, f"{prefix}:")
+    names = {field.partition(":")[2]: field for field in fields}  # compared without the shared prefix
+    close = [names[n] for n in difflib.get_close_matches(key.partition(":")[2], names, n=2, cutoff=0.6)]
+    known = f"; it defines {', '.join(fields)}" if fields and len(fields) <= 12 else ""
+    guess = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+    return InputError(
+        f"{where}: the extra property {key!r} is not a field of the {prefix} extension, whose schema "
+        f"({url}) refuses {prefix}: fields it does not define{known}{guess or '.'} Fix its name, or give it "
+        "another prefix (a property of an extension whose schema is not bundled is published unchecked)",
+        hints=(Hint("properties", {close[0]: properties[key]}, "the field of that name"),) if close else (),
+    )
 
 
 def apply(doc: dict[str, Any], provenance: Provenance | None, now: datetime, where: str) -> None:

@@ -142,6 +142,11 @@ def clean_href(url: str) -> str:
         authority, sep, key = rest.partition("/")
         if "@" in authority:
             return f"{scheme}://{authority.rsplit('@', 1)[1]}{sep}{key}"
+        if "@" in key and ":" in authority and not authority.rpartition(":")[2].isdigit():
+            # KEY:SECRET whose secret holds '/' (AWS secret keys do): the userinfo
+            # runs to the last '@' (a key's own '@', s3://bucket/k@2x.tif, has no
+            # ':' before its first '/', and host:21 is a port)
+            return f"{scheme}://{rest.rsplit('@', 1)[1]}"
         return url
     parts = urlsplit(url)
     netloc = parts.netloc.rsplit("@", 1)[1] if _has_userinfo(parts.netloc) else parts.netloc

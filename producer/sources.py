@@ -286,7 +286,7 @@ def _expand_local(path: str, suffixes: tuple[str, ...] = PRODUCT_SUFFIXES) -> li
             dirnames[:] = sorted(d for d in dirnames if not _is_store(d))  # never walk into a store
             found.extend(os.path.join(dirpath, d) for d in stores)
             for name in sorted(filenames):
-                if name.lower().endswith(suffixes):
+                if _expands_to(name, suffixes):
                     found.append(os.path.join(dirpath, name))
         return found
     if os.path.lexists(path) or not any(ch in path for ch in GLOB_CHARS):
@@ -323,6 +323,19 @@ def _split_url(url: str) -> tuple[str, str]:
     return proto, rest
 
 
+#: GDAL's own side-car of a raster (``B02.tif.aux.xml``: statistics and
+#: metadata it caches, e.g. after ``gdalinfo -stats``): never a product
+GDAL_SIDECAR = ".aux.xml"
+
+
+def _expands_to(name: str, suffixes: tuple[str, ...]) -> bool:
+    """Whether a folder or prefix holding the file ``name`` expands to it:
+    a product ending, and not GDAL's own side-car (a group takes ``.xml``
+    metadata files, which would otherwise take in GDAL's cache as an asset)."""
+    lowered = name.lower()
+    return lowered.endswith(suffixes) and not lowered.endswith(GDAL_SIDECAR)
+
+
 def _expand_remote(
     url: str, storage_options: dict | None, suffixes: tuple[str, ...] = PRODUCT_SUFFIXES
 ) -> list[str]:
@@ -347,7 +360,7 @@ def _expand_remote(
         elif fs.isdir(root):
             listed = fs.find(root)
             stores = {r for p in listed if (r := _store_root(p)) is not None}
-            found = [p for p in listed if p.lower().endswith(suffixes) and _store_root(p) is None]
+            found = [p for p in listed if _expands_to(p, suffixes) and _store_root(p) is None]
             found.extend(stores)  # each Zarr store once, not its chunk objects
         else:
             return [url]

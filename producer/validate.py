@@ -662,6 +662,25 @@ def _schemas() -> dict[str, Mapping[str, Any]]:
     return {schema.url: schema.contents for schema in _schema_files()}
 
 
+def defined_fields(url: str, prefix: str) -> list[str]:
+    """The field names starting with ``prefix`` (``"eo:"``) that the bundled
+    schema at ``url`` defines (any ``properties`` it lists, at any depth),
+    sorted; empty for a schema that is not bundled. To name the fields an
+    extension has when it refuses one it has not."""
+    found: set[str] = set()
+    stack: list[Any] = [_schemas().get(_strip_empty_fragment(url))]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if key == "properties" and isinstance(value, Mapping):
+                    found.update(k for k in value if isinstance(k, str) and k.startswith(prefix))
+                stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return sorted(found)
+
+
 def _local_only(uri: str) -> Any:
     """fastjsonschema ``$ref`` handler: bundled schemas only, never the network."""
     from jsonschema.validators import SPECIFICATIONS  # noqa: PLC0415 (see the imports)

@@ -116,3 +116,13 @@ def test_nanosecond_time_axis_as_xarray_writes_it_is_read(tmp_path: Path) -> Non
         "2024-05-13T10:00:00Z",
         "2024-05-13T10:00:00.500000Z",
     )
+
+
+def test_the_cf_conventions_own_offset_example_is_read_at_its_utc_instant(tmp_path: Path) -> None:
+    """CF 4.4's example units ``seconds since 1992-10-8 15:15:42.5 -6:00``:
+    cftime ignores an offset whose hour has one digit, so the item was dated
+    six hours early (15:15 UTC); xarray reads 21:15 UTC."""
+    path = _write(tmp_path / "offset.nc", [0.0], "seconds since 1992-10-8 15:15:42.5 -6:00", "standard")
+    assert create_item(path).to_dict()["properties"]["datetime"] == "1992-10-08T21:15:42.500000Z"
+    with xr.open_dataset(path) as ds:  # what xarray reads
+        assert str(ds.time.values[0]).startswith("1992-10-08T21:15:42.5")

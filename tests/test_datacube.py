@@ -251,6 +251,12 @@ def test_grid_mapping_with_cf_parameters_only_and_0_360_longitudes(tmp_path: Pat
         ("days since 1970-01-01 00:00:00 UTC", datetime(1970, 1, 3, tzinfo=UTC)),
         ("Hour since 2000-01-01", datetime(2000, 1, 1, 2, tzinfo=UTC)),
         ("seconds since 2000-01-01T00:00:00Z", datetime(2000, 1, 1, 0, 0, 2, tzinfo=UTC)),
+        # offsets with a one-digit hour or no minutes (UDUNITS, the CF conventions' own
+        # example): cftime ignored them silently, every date off by the offset
+        ("seconds since 1992-10-8 15:15:40 -6:00", datetime(1992, 10, 8, 21, 15, 42, tzinfo=UTC)),
+        ("days since 2000-1-1 0:0:0 +1", datetime(2000, 1, 2, 23, tzinfo=UTC)),
+        ("hours since 2000-01-01 00:00 +5:30", datetime(1999, 12, 31, 20, 30, tzinfo=UTC)),
+        ("hours since 2000-01-01 00:00:00 -06:00", datetime(2000, 1, 1, 8, tzinfo=UTC)),
     ],
 )
 def test_cf_units_spellings(units: str, expected: datetime) -> None:

@@ -312,3 +312,139 @@ def test_variables_on_two_time_axes_the_item_spans_both(tmp_path: Path) -> None:
         "type": "temporal",
         "extent": ["2020-04-10T00:00:00Z", "2020-04-11T00:00:00Z"],
     }
+
+
+@pytest.mark.parametrize("steps", [[0.0, 6.0, 12.0], [0.0]])
+def test_a_forecast_spans_its_valid_times_not_its_reference_time(tmp_path: Path, steps: list[float]) -> None:
+    """A forecast as cfgrib writes it (IFS, GFS): ``time`` the reference
+    time (standard_name forecast_reference_time), ``step`` the lead times,
+    ``valid_time(time, step)`` (standard_name time) when each field is valid.
+    The item was dated at the reference time alone, so a search inside the
+    forecast's 12 hours missed it. It now spans the valid times; a single
+    step 0 (ERA5) stays one instant."""
+    lat = ("lat", [45.0, 46.0], {"units": "degrees_north"})
+    lon = ("lon", [7.0, 8.0], {"units": "degrees_east"})
+    path = tmp_path / "forecast.nc"
+    xr.Dataset(
+        {"t2m": (("time", "step", "lat", "lon"), np.zeros((1, len(steps), 2, 2), "f4"))},
+        coords={
+            "lat": lat,
+            "lon": lon,
+            "time": (
+                "time",
+                [0.0],
+                {"units": "hours since 2024-01-01", "standard_name": "forecast_reference_time"},
+            ),
+            "step": ("step", steps, {"units": "hours", "standard_name": "forecast_period"}),
+            "valid_time": (
+                ("time", "step"),
+                [steps],
+                {"units": "hours since 2024-01-01", "standard_name": "time"},
+            ),
+        },
+    ).to_netcdf(path)
+    props = create_item(path).to_dict()["properties"]
+    if len(steps) == 1:
+        assert props["datetime"] == "2024-01-01T00:00:00Z" and "start_datetime" not in props
+    else:
+        assert (props["start_datetime"], props["end_datetime"]) == (
+            "2024-01-01T00:00:00Z",
+            "2024-01-01T12:00:00Z",
+        )
+    assert props["cube:dimensions"]["time"]["values"] == [
+        "2024-01-01T00:00:00Z"
+    ]  # the reference time, as before
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")  # zarr's notes on consolidation
+@pytest.mark.parametrize("kind", ["netcdf", "zarr2", "zarr3"])
+def test_coordinates_at_the_root_and_data_in_a_group_is_refused_and_the_fix_works(
+    tmp_path: Path, kind: str
+) -> None:
+    """The lat/lon/time coordinates in the root group, the variable in the
+    group ``science``: the item was published with an empty
+    ``cube:variables`` (the variable silently left out). It is now refused
+    like a cube wholly in a group, and the fix the message gives (a DataTree
+    node, which inherits the root's coordinates) registers with the variable."""
+    root = xr.Dataset(
+        coords={
+            "lat": ("lat", np.linspace(50.0, 49.0, 5), {"units": "degrees_north"}),
+            "lon": ("lon", np.linspace(10.0, 11.0, 4), {"units": "degrees_east"}),
+            "time": ("time", [0.0], {"units": "days since 2024-01-01"}),
+        }
+    )
+    data = xr.Dataset({"tas": (("time", "lat", "lon"), np.ones((1, 5, 4), "f4"), {"units": "K"})})
+    if kind == "netcdf":
+        path = tmp_path / "in.nc"
+        root.to_netcdf(path, engine="netcdf4")
+        data.to_netcdf(path, group="science", mode="a", engine="netcdf4")
+    else:
+        fmt = int(kind[-1])
+        path = tmp_path / "in.zarr"
+        root.to_zarr(str(path), mode="w", zarr_format=fmt, consolidated=False)
+        data.to_zarr(str(path), group="science", mode="a", zarr_format=fmt, consolidated=False)
+    with pytest.raises(InputError) as caught:
+        create_item(path)
+    message = str(caught.value)
+    assert "holds coordinates only" in message and "only the root group is read" in message
+    assert "open_datatree(" in message
+    # the fix the message gives registers, with the variable and the root's coordinates
+    if kind == "netcdf":
+        fixed = tmp_path / "fixed.nc"
+        xr.open_datatree(path)["/science"].to_dataset().to_netcdf(fixed)
+    else:
+        fixed = tmp_path / "fixed.zarr"
+        xr.open_datatree(str(path), engine="zarr")["science"].to_dataset().drop_encoding().to_zarr(str(fixed))
+    props = create_item(fixed).properties
+    assert "tas" in props["cube:variables"] and props["datetime"] == "2024-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize("kind", ["netcdf", "zarr3"])
+def test_lat_lon_auxiliary_coordinates_of_a_grid_register_under_the_files_dimension_names(
+    tmp_path: Path, kind: str
+) -> None:
+    """Dimensions ``y``/``x`` without variables, the CF auxiliary coordinates
+    ``lat(y)`` and ``lon(x)``: a regular lat/lon grid, refused as having "no
+    horizontal coordinates" with a fix to add the lat/lon it has. It now
+    registers: its footprint and transform from lat/lon, ``cube:dimensions``
+    under the file's dimension names, and no band (GDAL reads no
+    geotransform from it). Stations (``lat(station)``, ``lon(station)``)
+    are still refused, now for what they are."""
+    ds = xr.Dataset(
+        {"t": (("y", "x"), np.ones((5, 4), "f4"))},
+        coords={
+            "lat": ("y", np.linspace(50.0, 49.0, 5), {"units": "degrees_north"}),
+            "lon": ("x", np.linspace(10.0, 11.0, 4), {"units": "degrees_east"}),
+        },
+        attrs={"time_coverage_start": "2024-01-01T00:00:00Z"},
+    )
+    path = tmp_path / ("grid.nc" if kind == "netcdf" else "grid.zarr")
+    if kind == "netcdf":
+        ds.to_netcdf(path)
+    else:
+        ds.to_zarr(str(path), zarr_format=3, consolidated=False)
+    doc = create_item(path).to_dict()
+    props = doc["properties"]
+    assert doc["bbox"] == pytest.approx([9.8333333, 48.875, 11.1666667, 50.125])
+    assert props["proj:code"] == "EPSG:4326" and props["proj:shape"] == [5, 4]
+    assert set(props["cube:dimensions"]) == {"y", "x"} and props["cube:dimensions"]["x"]["axis"] == "x"
+    assert props["cube:variables"]["t"]["dimensions"] == ["y", "x"]
+    assert "bands" not in doc["assets"]["data"]
+    stations = xr.Dataset(
+        {"tas": (("station", "time"), np.ones((3, 2), "f4"))},
+        coords={
+            "lat": ("station", [45.0, 46.5, 44.0], {"units": "degrees_north"}),
+            "lon": ("station", [7.0, 8.5, 12.0], {"units": "degrees_east"}),
+            "time": ("time", [0.0, 1.0], {"units": "days since 2024-01-01"}),
+        },
+        attrs={"featureType": "timeSeries"},
+    )
+    stations.to_netcdf(tmp_path / "stations.nc")
+    with pytest.raises(InputError, match="discrete sampling geometry") as caught:
+        create_item(tmp_path / "stations.nc")
+    assert "'station'" in str(caught.value) and "add CF coordinates" not in str(caught.value)
+    one = stations.isel(station=0)  # one station: scalar lat/lon
+    one.to_netcdf(tmp_path / "station.nc")
+    with pytest.raises(InputError, match="discrete sampling geometry") as caught:
+        create_item(tmp_path / "station.nc")
+    assert "no dimension (one place)" in str(caught.value)

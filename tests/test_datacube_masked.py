@@ -301,6 +301,37 @@ def test_a_zarr_v2_coordinate_of_zero_is_not_a_hole(tmp_path):
     assert doc["properties"]["proj:transform"][:6] == [1.0, 0.0, -10.5, 0.0, -1.0, 50.5]
 
 
+def test_a_zarr_v2_time_or_level_of_zero_is_not_a_hole(tmp_path):
+    """The same fill value 0 on the time axis (``days since`` the first day)
+    and on a level axis: the first time step was left out, publishing the
+    cube as starting a day late (one step: "no datetime found"), and the
+    level 0 was missing from its extent and values."""
+    import zarr
+
+    path = tmp_path / "raw_time.zarr"
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    lon, lat = np.arange(10.0, 13.01, 1.0), np.arange(40.0, 43.01, 1.0)
+    for name, values, dims, attrs in (
+        ("lon", lon, ["lon"], {"units": "degrees_east"}),
+        ("lat", lat, ["lat"], {"units": "degrees_north"}),
+        ("time", np.array([0, 1, 2], "i4"), ["time"], {"units": "days since 2024-01-01"}),
+        ("depth", np.array([0.0, 10.0, 20.0]), ["depth"], {"units": "m", "positive": "down"}),
+    ):
+        array = group.create_array(name, shape=values.shape, dtype=values.dtype)
+        array[:] = values
+        array.attrs.update({"_ARRAY_DIMENSIONS": dims, **attrs})
+    data = group.create_array("t", shape=(3, 3, lat.size, lon.size), dtype="f4")
+    data[:] = 1
+    data.attrs["_ARRAY_DIMENSIONS"] = ["time", "depth", "lat", "lon"]
+    zarr.consolidate_metadata(str(path))
+    props = create_item(str(path)).to_dict()["properties"]
+    assert props["start_datetime"] == "2024-01-01T00:00:00Z"
+    assert props["end_datetime"] == "2024-01-03T00:00:00Z"
+    dims = props["cube:dimensions"]
+    assert dims["time"]["values"][0] == "2024-01-01T00:00:00Z" and dims["time"]["step"] == "P1D"
+    assert dims["depth"]["extent"] == [0.0, 20.0] and dims["depth"]["values"] == [0.0, 10.0, 20.0]
+
+
 def test_a_valid_range_written_as_text_is_ignored_not_fatal(tmp_path):
     """``valid_min="-90"`` (text) raised a TypeError in the comparison and
     failed a file that registered before the masking existed."""

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from producer.events import HandlerConfig, ObjectEvent, _skip_reason, handle, parse_event
+from producer.options import RegisterOptions
 from tests.s3server import S3Server
 from tests.test_events import _s3_notification, _sqs, config, item_links, keys, load, put, read_json, retarget
 
@@ -49,6 +50,26 @@ def test_console_folder_marker_is_skipped_not_registered_as_a_prefix(
     assert [s["url"] for s in out["skipped"]] == [f"s3://{s3.bucket}/products/"]
     assert out["skipped"][0]["reason"].startswith("folder marker")
     assert keys(s3, "stac/") == []
+
+
+def test_gdals_aux_xml_event_is_skipped_not_a_metadata_asset(s3: S3Server, raster_bytes: bytes) -> None:
+    """With ``STAC_GROUP`` taking ``.xml`` metadata, the creation of GDAL's
+    ``B02.tif.aux.xml`` (its statistics cache) was registered as the asset
+    ``B02.tif.aux`` of the scene; it is skipped, as a folder leaves it out."""
+    group = r"(?P<id>S2A_\d{8})/(?P<asset>[^/]+)\.(tif|xml)$"
+    put(s3, "products/S2A_20240513/B02.tif", raster_bytes)
+    put(s3, "products/S2A_20240513/B02.tif.aux.xml", b"<PAMDataset/>")
+    events = [
+        _s3_notification(k)
+        for k in ("products/S2A_20240513/B02.tif", "products/S2A_20240513/B02.tif.aux.xml")
+    ]
+    payload = {"Records": [r for e in events for r in retarget(e, s3.bucket)["Records"]]}
+    out = handle(payload, config(s3, suffixes=(".tif", ".xml"), options=RegisterOptions(group=group)))
+    assert [r["id"] for r in out["registered"]] == ["S2A_20240513"] and out["failed"] == []
+    (skipped,) = out["skipped"]
+    assert skipped["url"].endswith("B02.tif.aux.xml") and "GDAL's own side-car" in skipped["reason"]
+    item = read_json(s3, "stac/ndvi/S2A_20240513/S2A_20240513.json")
+    assert item is not None and sorted(item["assets"]) == ["B02"]
 
 
 # ---------------------------------------------------------------------------

@@ -102,3 +102,42 @@ def test_a_cube_without_a_geotransform_is_refused_for_what_it_is(tmp_path: Path)
         assert "register it on its own" in error and "new file" in error
         assert results[1].error is None
         assert "cube" not in _item(catalog, "g", f"{name}_20240501")["assets"]
+
+
+def test_a_cube_keeps_its_own_time_window_in_a_group_whose_id_names_a_day(tmp_path: Path) -> None:
+    """``ERA5_20240501/t2m.nc`` holds 31 daily steps of May. Alone it is
+    published 2024-05-01..31; in a group whose id names 20240501 it was
+    published at that one day (the id's date was made explicit, ahead of
+    the file's own time axis), so a search for mid-May missed it. The id's
+    date now stands in for the file name: a cube's axis comes first, and
+    a file with no time of its own (the mask) still gets the id's date."""
+    from tests import rasters
+
+    scene = tmp_path / "data" / "ERA5_20240501"
+    scene.mkdir(parents=True)
+    xr.Dataset(
+        {"t2m": (("time", "lat", "lon"), np.ones((31, 5, 4), "f4"))},
+        coords={
+            "time": ("time", np.arange(31.0), {"units": "days since 2024-05-01"}),
+            "lat": ("lat", np.linspace(50.0, 49.0, 5), {"units": "degrees_north"}),
+            "lon": ("lon", np.linspace(10.0, 11.0, 4), {"units": "degrees_east"}),
+        },
+    ).to_netcdf(scene / "a_t2m.nc", engine="netcdf4")
+    rasters.write_tile(scene, "mask.tif", 10.0, 50.0)
+    catalog = tmp_path / "catalog"
+    results = producer.register(
+        str(scene),
+        catalog=str(catalog),
+        collection="era5",
+        group=r"(?P<id>ERA5_\d{8})/(?P<asset>[^/]+)\.(nc|tif)$",
+    )
+    assert [r.error for r in results] == [None, None]
+    doc = _item(catalog, "era5", "ERA5_20240501")
+    props = doc["properties"]
+    assert (
+        props["start_datetime"] == "2024-05-01T00:00:00Z" and props["end_datetime"] == "2024-05-31T00:00:00Z"
+    )
+    assert doc["assets"]["mask"]["datetime"] == "2024-05-01T00:00:00Z"  # the id's date, on the asset
+    hits = producer.search(str(catalog), datetime="2024-05-15T00:00:00Z")
+    assert [f["id"] for f in hits["features"]] == ["ERA5_20240501"]
+    assert_stac_valid_tree(catalog)

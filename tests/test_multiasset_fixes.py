@@ -140,3 +140,23 @@ def test_later_run_via_link_replaces_the_older_one(scene: Path, catalog_dir: Pat
     vias = [ln["href"] for ln in _item(catalog_dir)["links"] if ln["rel"] == "via"]
     assert vias == ["https://runs.example.test/2"]
     assert_stac_valid_tree(catalog_dir)
+
+
+def test_a_text_metadata_file_is_a_metadata_asset_not_a_raster(scene: Path, catalog_dir: Path) -> None:  # noqa: F811
+    """Landsat's ``_MTL.txt``/``_ANG.txt`` beside its bands: named in an
+    item's assets, it failed as "not a readable raster"; it is now a
+    ``text/plain`` metadata asset, like an XML or JSON sidecar."""
+    import producer
+
+    mtl = scene / "LE07_20240513_MTL.txt"
+    mtl.write_text("GROUP = LANDSAT_METADATA_FILE\nEND\n")
+    results = producer.register_item(
+        item_id=SCENE,
+        assets={"B02": str(scene / "B02.tif"), "MTL": str(mtl)},
+        catalog=str(catalog_dir),
+        collection="scene",
+    )
+    assert [r.error for r in results] == [None, None]
+    asset = _item(catalog_dir)["assets"]["MTL"]
+    assert asset["type"] == "text/plain" and asset["roles"] == ["metadata"] and asset["file:size"] == 34
+    assert_stac_valid_tree(catalog_dir)

@@ -81,3 +81,56 @@ def test_an_extension_property_declares_its_extension(request, tmp_path, kind):
     item = json.loads(Path(result.href).read_text())
     assert item["properties"]["eo:cloud_cover"] == 12.5 and EO_EXT in item["stac_extensions"]
     assert_stac_valid_tree(catalog)
+
+
+@pytest.mark.parametrize(
+    ("key", "meant"),
+    [("eo:cloudcover", "eo:cloud_cover"), ("processing:lvl", "processing:level"), ("proj:epsg", None)],
+)
+def test_a_misspelt_extension_field_is_named_as_the_callers_with_the_field_meant(tmp_path, key, meant):
+    """``eo:cloudcover=12`` (for ``eo:cloud_cover``): the eo schema refuses
+    eo: fields it does not define, and the product failed as an invalid
+    document to "fix the document or the code that built it", quoting the
+    whole item. It now names the caller's property, the fields the
+    extension defines and the one meant."""
+    utm = rasters.write_utm(tmp_path / "data")
+    (result,) = producer.register([utm], catalog=str(tmp_path / "cat"), collection="c", properties={key: 12})
+    error = result.error or ""
+    assert result.error_type == "input" and f"the extra property {key!r} is not a field of the" in error
+    assert "the code that built it" not in error and "assets" not in error
+    if meant:
+        assert f"did you mean {meant!r}" in error and f"properties={{{meant!r}: 12}}" in error
+    else:
+        assert "proj:code" in error and "did you mean" not in error
+    assert not list((tmp_path / "cat").rglob("utm_*.json"))
+
+
+@pytest.mark.parametrize(
+    ("given", "fix"),
+    [
+        ({"instruments": "msi"}, "--property 'instruments=[\"msi\"]'"),
+        ({"constellation": ["sentinel-2"]}, "--property constellation=sentinel-2"),
+        ({"gsd": '"10"'}, "--property gsd=10.0"),  # the JSON text "10"
+    ],
+)
+def test_a_common_metadata_value_of_the_wrong_kind_is_given_back_as_the_right_one(utm, tmp_path, given, fix):
+    """``--property instruments=msi`` (the schema wants a list): the fix said
+    ``instruments=<value>``; it now gives the caller's value as the kind the
+    schema takes."""
+    ((key, value),) = given.items()
+    text = value if isinstance(value, str) else json.dumps(value)
+    res = CliRunner().invoke(
+        main,
+        [
+            "register",
+            str(utm),
+            "-c",
+            str(tmp_path / "cat"),
+            "--collection",
+            "c",
+            "--property",
+            f"{key}={text}",
+        ],
+    )
+    assert res.exit_code == 2 and f"Fix it with {fix}" in " ".join(res.output.split()), res.output
+    assert "<value>" not in res.output and not (tmp_path / "cat").exists()

@@ -95,6 +95,44 @@ def test_credentials_in_provider_and_input_urls_are_not_published(utm, catalog_d
     assert "has no name" in str(bad.value) and "PWSECRET" not in str(bad.value)
 
 
+def test_credentials_in_lineage_properties_software_and_provider_texts_are_not_published(utm, catalog_dir):
+    """A lineage, a property (at any depth), a software version or a
+    provider's description naming an input by a URL with userinfo or a
+    presigned query, or a DSN with its password: the secret was written into
+    the item and the mirror. Each URL is now published as a link's href is;
+    the rest of the text, and URLs without credentials, are unchanged."""
+    [result] = producer.register(
+        [utm],
+        catalog=str(catalog_dir),
+        collection="c",
+        lineage="from https://alice:PWSECRET@data.example/x.tif?X-Amz-Signature=SIGSECRET&v=2, then NDVI.",
+        properties={
+            "my:source": "https://h.example/x.tif?X-Amz-Credential=AKIA&X-Amz-Signature=SIGSECRET",
+            "my:inputs": {"db": ["postgresql://bob:PGSECRET@db.example/scenes", "s3://b/k@2x.tif"]},
+            "my:by_url": {"https://u:KEYSECRET@h.example/a.tif": 1},
+        },
+        software={"ndvi-pipeline": "git+https://ci:TOKSECRET@git.example/ndvi.git@1.4.2"},
+        item_providers=[{"name": "ACME", "description": "mirror at s3://AKIA:PW/SECRET@bucket/acme"}],
+    )
+    assert result.action == "created", result.error
+    item = read(catalog_dir)
+    props = item["properties"]
+    assert props["processing:lineage"] == "from https://data.example/x.tif?v=2, then NDVI."
+    assert props["my:source"] == "https://h.example/x.tif"
+    assert props["my:inputs"] == {"db": ["postgresql://db.example/scenes", "s3://b/k@2x.tif"]}
+    assert props["my:by_url"] == {"https://h.example/a.tif": 1}
+    assert props["processing:software"]["ndvi-pipeline"] == "git+https://git.example/ndvi.git@1.4.2"
+    assert props["providers"] == [{"name": "ACME", "description": "mirror at s3://bucket/acme"}]
+    published = [p for p in catalog_dir.rglob("*") if p.is_file()]
+    assert published and not any(b"SECRET" in p.read_bytes() for p in published)
+    assert_stac_valid_tree(catalog_dir)
+    # a refusal whose hint repeats the caller's lineage: neither the fact nor the hint echo it
+    with pytest.raises(InputError) as twice:
+        RegisterOptions(lineage="https://u:PWSECRET@h.example/x", properties={"processing:lineage": "y"})
+    assert "PWSECRET" not in str(twice.value) and "lineage='https://***@h.example/x'" in str(twice.value)
+    assert "PWSECRET" not in json.dumps([h.to_dict() for h in twice.value.hints])
+
+
 def test_rerun_whose_only_change_is_the_run_is_unchanged(utm, catalog_dir):
     first = producer.register([utm], catalog=str(catalog_dir), collection="c", **PIPELINE)
     stamp = read(catalog_dir)["properties"]["processing:datetime"]

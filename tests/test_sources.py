@@ -231,6 +231,9 @@ def test_credentials_in_a_product_url_are_redacted_in_results_cli_and_hrefs(tmp_
         ("https://h/x.tif?sv=2024&sr=b&sig=s&se=2", "https://h/x.tif"),
         ("https://h/x.tif?sr=b&Expires=1", "https://h/x.tif?sr=b&Expires=1"),
         ("s3://b/data/scene?v3.tif", "s3://b/data/scene?v3.tif"),
+        ("s3://AKIA:pw/with/slashes@b/x.tif", "s3://b/x.tif"),  # an AWS secret holds '/'
+        ("s3://b/k@2x.tif", "s3://b/k@2x.tif"),  # a key's own '@'
+        ("ftp://h:21/k@2x.tif", "ftp://h:21/k@2x.tif"),  # a port, not a password
         ("/data/x.tif", "/data/x.tif"),
     ],
 )
@@ -403,3 +406,74 @@ def test_an_s3_object_given_by_its_prefix_and_its_key_is_registered_once(s3_serv
     assert [(r.source, r.action) for r in results] == [(u, "created") for u in urls], [
         r.error for r in results
     ]
+
+
+# --- a file name that is not UTF-8 ------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")  # zarr's notes on consolidation
+def test_a_file_name_that_is_not_utf8_fails_its_product_naming_the_byte_and_the_rename(tmp_path):
+    """A file named in Latin-1 (``café`` as the byte 0xe9): a raster failed
+    with "unexpected UnicodeEncodeError" (GDAL cannot open the path), and a
+    sidecar of ``register_item`` crashed the call with an encoder's traceback
+    after creating the catalog. Each now fails alone, named, with the rename."""
+    from tests import cubes
+
+    good = rasters.write_utm(tmp_path / "data")
+    latin1 = os.fsdecode(os.fsencode(str(tmp_path / "data")) + b"/caf\xe9_20240513.tif")
+    shutil.copy(good, latin1)
+    results = producer.register([str(tmp_path / "data")], catalog=str(tmp_path / "cat"), collection="c")
+    by_source = {r.source: r for r in results}
+    assert by_source[str(good)].action == "created"
+    error = by_source[latin1].error or ""
+    assert "its path is not UTF-8 (the byte 0xe9" in error and "convmv" in error and "caf\\xe9" in error
+    assert "Unexpected" not in error and "unexpected" not in error
+
+    sidecar = os.fsdecode(os.fsencode(str(tmp_path / "data")) + b"/m\xe9ta.xml")
+    Path(sidecar).write_bytes(b"<x/>")
+    meta, band = producer.register_item(
+        item_id="scene_20240513",
+        assets={"meta": sidecar, "band": str(good)},
+        catalog=str(tmp_path / "cat2"),
+        collection="c",
+    )
+    assert band.action == "created" and "its path is not UTF-8" in (meta.error or "")
+    item = json.loads((tmp_path / "cat2/c/scene_20240513/scene_20240513.json").read_text())
+    assert sorted(item["assets"]) == ["band"]
+
+    store = os.fsdecode(os.fsencode(str(tmp_path)) + b"/oc\xe9an.zarr")
+    cubes.two_variables_dataset().drop_encoding().to_zarr(store)
+    with pytest.raises(producer.errors.InputError, match=r"its path is not UTF-8 \(the byte 0xe9"):
+        create_item(store)
+
+
+def test_gdals_own_aux_xml_beside_a_raster_is_no_product_of_a_folder(tmp_path, s3_server):
+    """``B02.tif.aux.xml`` (GDAL's cache of the raster's statistics, written
+    by ``gdalinfo -stats`` or QGIS): a group registering the folder with
+    ``.xml`` metadata took it in as the metadata asset ``B02.tif.aux``. A
+    folder or prefix now leaves it out; other XML files stay."""
+    from producer.grouping import GROUP_SUFFIXES
+
+    scene = tmp_path / "data" / "S2A_20240513"
+    scene.mkdir(parents=True)
+    shutil.copy(rasters.write_utm(tmp_path), scene / "B02.tif")
+    (scene / "B02.tif.aux.xml").write_text("<PAMDataset/>")
+    (scene / "MTD.xml").write_text("<x/>")
+    bucket = s3_server.new_bucket()
+    for path in scene.iterdir():
+        _upload(s3_server, bucket, path, f"data/S2A_20240513/{path.name}")
+    for folder, options in (
+        (str(tmp_path / "data"), None),
+        (f"s3://{bucket}/data/", s3_server.storage_options),
+    ):
+        found = [p.rsplit("/", 1)[1] for p in expand_paths(folder, options, GROUP_SUFFIXES)]
+        assert "B02.tif.aux.xml" not in found and {"B02.tif", "MTD.xml"} <= set(found), found
+    results = producer.register(
+        str(tmp_path / "data"),
+        catalog=str(tmp_path / "cat"),
+        collection="s2",
+        group=r"(?P<id>S2A_\d{8})/(?P<asset>[^/]+)\.(tif|xml)$",
+    )
+    assert all(r.ok for r in results), [r.error for r in results]
+    item = json.loads((tmp_path / "cat/s2/S2A_20240513/S2A_20240513.json").read_text())
+    assert sorted(item["assets"]) == ["B02", "MTD"]

@@ -96,8 +96,61 @@ def test_zarr_stores_on_the_local_s3_endpoint_registered_by_events_once_chunks_s
     assert out["failed"] == []
     assert sorted(r["id"] for r in out["registered"]) == ["v2", "v3"]
     assert len(out["skipped"]) == len(keys) - 2  # every chunk and array metadata object
-    assert all("part of the Zarr store" in s["reason"] for s in out["skipped"])
+    assert all(
+        "part of the Zarr store" in s["reason"] or "group metadata of the Zarr v2 store" in s["reason"]
+        for s in out["skipped"]
+    )
     assert_stac_valid_tree(catalog)
     for version in ("v2", "v3"):
         doc = json.loads((catalog / f"cubes/{version}/{version}.json").read_text())
         _check_store_item(doc, f"s3://{bucket}/cubes/{version}.zarr", options)
+
+
+def test_unconsolidated_zarr_v2_store_events_say_it_is_not_registered_and_how(
+    s3_server: Any, tmp_path: Path
+) -> None:
+    """A Zarr v2 store written without consolidated metadata: every event
+    was skipped as "registered by its root metadata", which never comes (no
+    ``.zmetadata``), so the store silently stayed out of the catalog. Its
+    ``.zgroup`` event now says so and how to get it registered; consolidating
+    it (the fix given) registers it."""
+    import zarr
+
+    from producer.events import HandlerConfig, handle
+
+    bucket = s3_server.new_bucket()
+    options = dict(s3_server.storage_options)
+    url = cubes.write_zarr(
+        f"s3://{bucket}/cubes/raw.zarr", zarr_format=2, consolidated=False, storage_options=options
+    )
+    keys = sorted(o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"])
+    config = HandlerConfig(catalog=str(tmp_path / "catalog"), collection="cubes", storage_options=options)
+    out = handle(_created(bucket, keys), config)
+    assert out["registered"] == [] and out["failed"] == []
+    (group,) = [s["reason"] for s in out["skipped"] if s["url"].endswith("/.zgroup")]
+    assert "never registered by an event" in group and "consolidate" in group
+    zarr.consolidate_metadata(
+        zarr.storage.FsspecStore.from_url(url, storage_options=options, read_only=False)
+    )
+    out = handle(_created(bucket, ["cubes/raw.zarr/.zmetadata"]), config)
+    assert [r["id"] for r in out["registered"]] == ["raw"]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_a_plain_zarr_store_without_dimension_names_is_told_so(tmp_path: Path, zarr_format: int) -> None:
+    """A store written by zarr-python alone (no ``_ARRAY_DIMENSIONS`` /
+    ``dimension_names``): refused as "not a readable Zarr store (corrupt,
+    truncated, or another format)", while the store is sound. The message
+    now says what is missing and how to write it."""
+    import numpy as np
+    import zarr
+
+    store = tmp_path / "plain.zarr"
+    group = zarr.open_group(str(store), mode="w", zarr_format=zarr_format)
+    group.create_array("v", shape=(4, 4), dtype="f4")[:] = np.ones((4, 4), "f4")
+    with pytest.raises(InputError) as caught:
+        create_item(store)
+    message = str(caught.value)
+    assert "its arrays have no dimension names" in message and "dimension_names=" in message
+    assert "corrupt" not in message

@@ -56,6 +56,7 @@ SIDECAR_SUFFIXES: dict[str, tuple[str, tuple[str, ...]]] = {
     ".jpeg": (MediaType.JPEG.value, ("overview",)),
     ".xml": (MediaType.XML.value, ("metadata",)),
     ".json": (MediaType.JSON.value, ("metadata",)),
+    ".txt": (MediaType.TEXT.value, ("metadata",)),  # Landsat's MTL.txt, ANG.txt
     ".pdf": ("application/pdf", ("documentation",)),
 }
 #: words in a preview's asset key or file name that make it a ``thumbnail``
@@ -210,3 +211,23 @@ def file_info(
             raise storage_failure(location, exc) from None
         raise InputError(f"{location}: cannot read file for size/checksum: {exc}") from exc
     return info
+
+
+def check_utf8_location(location: str) -> None:
+    """Raise :class:`InputError` when ``location`` cannot be written as UTF-8:
+    a file name in Latin-1 (or another encoding), which Python holds with a
+    lone surrogate per undecodable byte. GDAL cannot open it, and its href
+    could not be written into a JSON document."""
+    try:
+        location.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        shown = os.fsencode(location).decode("utf-8", "backslashreplace")
+        byte = (
+            os.fsencode(location[exc.start])[:1].hex() if 0xDC80 <= ord(location[exc.start]) <= 0xDCFF else ""
+        )
+        what = f"the byte 0x{byte}" if byte else f"U+{ord(location[exc.start]):04X}"
+        raise InputError(
+            f"{shown}: its path is not UTF-8 ({what} is not; a name written in Latin-1 or another "
+            "encoding?), which neither GDAL nor the catalog's JSON can hold; rename it to UTF-8, "
+            "e.g. `convmv -f latin1 -t utf-8 --notest <file>`, then register it again"
+        ) from None

@@ -56,7 +56,7 @@ import pystac
 
 from producer.errors import InputError, NoGeoreferenceError, ProducerError
 from producer.extract import footprint as _footprint
-from producer.extract.assets import file_info, is_url, resolve_location, rewrite_href
+from producer.extract.assets import check_utf8_location, file_info, is_url, resolve_location, rewrite_href
 from producer.extract.bands import data_type, nodata_value, spatial_resolution
 from producer.extract.datetimes import (
     DatetimeResult,
@@ -279,9 +279,12 @@ def _zarr_group_paths(group: Any) -> list[str]:
 
 def _check_root_group(opened: _Opened, shown: str, zarr: bool = False) -> None:
     """Raise :class:`InputError` for a NetCDF-4 file or Zarr store whose root
-    group holds no variable while groups below it do: only the root group is
-    read, so the cube would otherwise be refused for lacking coordinates it has."""
-    if len(opened.dataset.variables):
+    group holds no data variable while groups below it do: only the root group
+    is read, so the cube would otherwise be refused for lacking coordinates it
+    has, or (coordinates at the root, data in a group) published with no
+    variable at all."""
+    ds = opened.dataset
+    if len(ds.data_vars):
         return
     groups = opened.groups()
     if not groups:
@@ -289,18 +292,32 @@ def _check_root_group(opened: _Opened, shown: str, zarr: bool = False) -> None:
     named = ", ".join(repr(g) for g in groups[:_GROUPS_NAMED])
     more = f" and {len(groups) - _GROUPS_NAMED} more" if len(groups) > _GROUPS_NAMED else ""
     group = groups[0]
+    if len(ds.variables):  # coordinates at the root: a DataTree node inherits them, open_dataset does not
+        holds = "coordinates only"
+        read = (
+            f"xarray.open_datatree('in.zarr', engine='zarr')[{group!r}].to_dataset()"
+            if zarr
+            else f"xarray.open_datatree('in.nc')[{group!r}].to_dataset()"
+        )
+    else:
+        holds = "no arrays" if zarr else "no variables"
+        read = (
+            f"xarray.open_dataset('in.zarr', engine='zarr', group={group!r})"
+            if zarr
+            else f"xarray.open_dataset('in.nc', group={group!r})"
+        )
     if zarr:
         raise InputError(
-            f"{redact(shown)}: its root group holds no arrays; its data is in the Zarr group(s) "
+            f"{redact(shown)}: its root group holds {holds}; its data is in the Zarr group(s) "
             f"{named}{more}, and only the root group is read. Write the group to register into a new "
-            f"store, e.g. with xarray: xarray.open_dataset('in.zarr', engine='zarr', group={group!r})"
-            ".drop_encoding().to_zarr('fixed.zarr'), then register the new store"
+            f"store, e.g. with xarray: {read}.drop_encoding().to_zarr('fixed.zarr'), then register "
+            "the new store"
         )
+    ncks = "" if len(ds.variables) else f" (or `ncks -G : -g {group.lstrip('/')} in.nc fixed.nc`)"
     raise InputError(
-        f"{redact(shown)}: its root group holds no variables; its data is in the NetCDF-4 group(s) "
+        f"{redact(shown)}: its root group holds {holds}; its data is in the NetCDF-4 group(s) "
         f"{named}{more}, and only the root group is read. Write the group to register into a new "
-        f"file, e.g. with xarray: xarray.open_dataset('in.nc', group={group!r}).to_netcdf('fixed.nc') "
-        f"(or `ncks -G : -g {group.lstrip('/')} in.nc fixed.nc`), then register the new file"
+        f"file, e.g. with xarray: {read}.to_netcdf('fixed.nc'){ncks}, then register the new file"
     )
 
 
@@ -346,6 +363,8 @@ def _open_zarr(location: str, options: ExtractOptions, stack: ExitStack) -> _Ope
     """Open a Zarr store (v2 or v3, consolidated or not) with xarray."""
     import xarray as xr  # noqa: PLC0415 (heavy, datacubes only)
 
+    if not is_url(location):
+        check_utf8_location(location)
     consolidated, _ = _zarr_consolidated(location, options)
     open_kwargs: dict[str, Any] = {"engine": "zarr", "consolidated": consolidated}
     extra: dict[str, Any] = (
@@ -359,7 +378,17 @@ def _open_zarr(location: str, options: ExtractOptions, stack: ExitStack) -> _Ope
         ):  # zarr's notes on v3 consolidated metadata are not the user's business
             warnings.simplefilter("ignore", UserWarning)
             ds = xr.open_dataset(location.rstrip("/"), **open_kwargs, **extra, **_DECODE)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except KeyError as exc:
+        if "_ARRAY_DIMENSIONS" in str(exc) or "dimension_names" in str(exc):  # zarr's own, not xarray's
+            raise InputError(
+                f"{redact(location)}: its arrays have no dimension names (`_ARRAY_DIMENSIONS` in Zarr v2, "
+                "`dimension_names` in v3), so no array can be told to run along latitude, longitude or "
+                "time: a plain Zarr store, not an xarray dataset. Write it to a new store with its "
+                "dimensions named, e.g. xarray.Dataset({'v': (('y', 'x'), array)}, coords=...).to_zarr(...), "
+                "or zarr's create_array(..., dimension_names=['y', 'x']), then register that"
+            ) from None
+        raise _unreadable(location, "Zarr store", exc) from None
+    except (OSError, ValueError, RuntimeError) as exc:
         raise _unreadable(location, "Zarr store", exc) from None
     stack.callback(ds.close)
 
@@ -741,14 +770,31 @@ def _curvilinear_grid(ds: Any, lon_name: str, lat_name: str, where: str) -> _Gri
     return _Grid(x_dim, y_dim, geometry, bbox, {"proj:shape": shape}, dims)
 
 
+def _axis_dim(ds: Any, name: str) -> str:
+    """The dimension a 1-D horizontal coordinate runs along: its own name
+    for a dimension coordinate, ``y`` for ``lat(y)``."""
+    return str(ds[name].dims[0])
+
+
 def _horizontal_axes(ds: Any) -> tuple[list[str], list[str], list[str], list[str]]:
     """Candidate horizontal coordinates of ``ds``, in file order: 1-D x and
-    y dimension coordinates, 2-D longitude and latitude arrays."""
+    y dimension coordinates (then 1-D longitudes and latitudes along two
+    other dimensions that have no coordinate of their own, ``lon(x)`` and
+    ``lat(y)``: CF auxiliary coordinates of a grid), 2-D longitude and
+    latitude arrays."""
     one_d = {name: var for name, var in ds.coords.items() if var.ndim == 1 and name in ds.dims}
     two_d = {name: var for name, var in ds.coords.items() if var.ndim == 2}
+    aux = {
+        name: var
+        for name, var in ds.coords.items()
+        if var.ndim == 1 and name not in ds.dims and var.dims[0] not in ds.variables
+    }
+    aux_lon = [str(n) for n, v in aux.items() if _is_lon(n, v)]
+    aux_lat = [str(n) for n, v in aux.items() if _is_lat(n, v) and not _is_lon(n, v)]
+    grid = bool(aux_lon and aux_lat) and _axis_dim(ds, aux_lon[0]) != _axis_dim(ds, aux_lat[0])
     return (
-        [str(n) for n, v in one_d.items() if _is_x(n, v)],
-        [str(n) for n, v in one_d.items() if _is_y(n, v)],
+        [str(n) for n, v in one_d.items() if _is_x(n, v)] + (aux_lon[:1] if grid else []),
+        [str(n) for n, v in one_d.items() if _is_y(n, v)] + (aux_lat[:1] if grid else []),
         [str(n) for n, v in two_d.items() if _is_lon(n, v)],
         [str(n) for n, v in two_d.items() if _is_lat(n, v)],
     )
@@ -768,8 +814,8 @@ def _variable_grids(ds: Any) -> dict[_GridKey, list[str]]:
     out: dict[_GridKey, list[str]] = {}
     for name, var in ds.data_vars.items():
         dims = {str(d) for d in var.dims}
-        x = next((n for n in xs if n in dims), None)
-        y = next((n for n in ys if n in dims and n != x), None)
+        x = next((n for n in xs if _axis_dim(ds, n) in dims), None)
+        y = next((n for n in ys if _axis_dim(ds, n) in dims and n != x), None)
         key: _GridKey | None = (x, y, False) if x and y else None
         if key is None:
             lon = next((n for n in lons if {str(d) for d in ds[n].dims} <= dims), None)
@@ -821,7 +867,7 @@ def _one_grid(ds: Any, where: str, key: _GridKey | None, mapping: str | None) ->
             )
         if mapping is not None:
             xs, ys = (_scan_angle_metres(ds, mapping, n, v) for n, v in ((x_name, xs), (y_name, ys)))
-        if ds.sizes[x_name] < 2 or ds.sizes[y_name] < 2:
+        if ds.sizes[_axis_dim(ds, x_name)] < 2 or ds.sizes[_axis_dim(ds, y_name)] < 2:
             raise NoGeoreferenceError(
                 f"{where}: the grid has a single row or column, so its cell size is unknown. {GEOREF_FIX}"
             )
@@ -835,15 +881,42 @@ def _one_grid(ds: Any, where: str, key: _GridKey | None, mapping: str | None) ->
                 )
         if crs.is_geographic and not _is_regular(xs) and _is_regular(_unwrapped(xs)):
             xs = _unwrapped(xs)  # regular across the antimeridian: 170 .. 178, -180 .. -174
+        x_dim, y_dim = _axis_dim(ds, x_name), _axis_dim(ds, y_name)  # cube:dimensions: the file's names
         if _is_regular(xs) and _is_regular(ys):
-            return _regular_grid(x_name, y_name, xs, ys, crs, where)
+            return _regular_grid(x_dim, y_dim, xs, ys, crs, where)
         # irregular 1-D axes (e.g. a Gaussian grid), or axes with missing values:
         # outline of the mesh, no transform
-        return _irregular_grid(x_name, y_name, xs, ys, crs, where)
+        return _irregular_grid(x_dim, y_dim, xs, ys, crs, where)
     lon_name, lat_name = key[:2] if key else (lons[0] if lons else None, lats[0] if lats else None)
     if lon_name and lat_name:
         return _curvilinear_grid(ds, lon_name, lat_name, where)
+    sampled = _sampling_coordinates(ds)
+    if sampled:
+        feature = str(ds.attrs.get("featureType") or "").strip()
+        kind = f"featureType {feature!r}: " if feature else ""
+        raise NoGeoreferenceError(
+            f"{where}: its latitudes and longitudes ({', '.join(map(repr, sampled))}) run along "
+            f"{_dims_of(ds, sampled)}, not along axes of their own: {kind}a CF discrete sampling geometry "
+            "(stations, a trajectory, profiles), not a grid. Only gridded NetCDF and Zarr are registered; "
+            "grid the data onto a regular lat/lon grid in a new file first (e.g. with xarray, or "
+            "`cdo remapbil`), then register that"
+        )
     raise NoGeoreferenceError(f"{where}: no horizontal coordinates (x/y or lat/lon) found. {GEOREF_FIX}")
+
+
+def _sampling_coordinates(ds: Any) -> list[str]:
+    """The scalar or 1-D latitude and longitude coordinates of ``ds`` along a
+    dimension of another name (``lat(station)``, ``lon(obs)``, one station's
+    ``lat``): the places of a CF discrete sampling geometry, which has no
+    grid. Empty unless both are there."""
+    lats = [str(n) for n, v in ds.coords.items() if v.ndim <= 1 and n not in ds.dims and _is_lat(n, v)]
+    lons = [str(n) for n, v in ds.coords.items() if v.ndim <= 1 and n not in ds.dims and _is_lon(n, v)]
+    return [lats[0], lons[0]] if lats and lons else []
+
+
+def _dims_of(ds: Any, names: list[str]) -> str:
+    dims = sorted({str(d) for n in names for d in ds[n].dims})
+    return " and ".join(repr(d) for d in dims) or "no dimension (one place)"
 
 
 _CRS_FIELDS = ("proj:code", "proj:wkt2", "proj:projjson")
@@ -1026,11 +1099,18 @@ def _as_read(var: Any, value: Any) -> Any:
     return array.astype(var.dtype).view(unsigned)
 
 
-def _valid_numbers(var: Any) -> Any:
-    """The values of ``var`` as float64, without its fill values and NaNs."""
+def _valid_numbers(var: Any, name: Hashable | None = None) -> Any:
+    """The values of ``var`` as float64, without its fill values and NaNs.
+    ``name``: the variable's name; when it is a coordinate variable (1-D,
+    along the dimension of its name) its fill values are numbers like the
+    others, as for x/y in :func:`_coordinate_values` (CF 5: no missing
+    values; a Zarr v2 array's default fill_value 0 made the first day of a
+    ``days since`` axis a hole)."""
     import numpy as np  # noqa: PLC0415
 
     values = np.asarray(_as_read(var, var.values), dtype="float64").ravel()
+    if name is not None and tuple(var.dims) == (name,):
+        return values[np.isfinite(values)]
     for key in ("_FillValue", "missing_value"):
         fill = var.attrs.get(key, var.encoding.get(key))
         if fill is not None:
@@ -1055,10 +1135,19 @@ def get_time(ds: Any, where: str) -> _Time | None:
     names = _time_names(ds)
     if not names:
         return None
-    others = [n for n in names[1:] if n in ds.dims]
+    # other time dimensions, and the valid times of a forecast (cfgrib's
+    # ``valid_time(time, step)``, standard_name ``time`` beside the reference
+    # ``time``): the data's window spans them, not the reference times alone
+    others = [
+        n
+        for n in names[1:]
+        if n in ds.dims or (n in ds.coords and _attr(ds.variables[n], "standard_name") == "time")
+    ]
     times = [t for t in (_one_time(ds, n, where) for n in [names[0], *others]) if t is not None]
     if len(times) <= 1:
         return times[0] if times else None
+    if all(t.result.datetime is not None for t in times) and len({t.result.datetime for t in times}) == 1:
+        return _Time(times[0].name, times[0].result, times[0].dimension, {t.name: t.dimension for t in times})
     starts = [t.result.datetime or t.result.start for t in times]
     ends = [t.result.datetime or t.result.end for t in times]
     result = from_time_axis(
@@ -1078,7 +1167,7 @@ def _one_time(ds: Any, name: str, where: str) -> _Time | None:
     var = ds.variables[name]
     units, calendar = _attr(var, "units"), _attr(var, "calendar") or None
     what = f"{where}: time coordinate {name!r}"
-    values = _valid_numbers(var)
+    values = _valid_numbers(var, name)
     if values.size == 0:
         return None
     ordered = sorted(set(values.tolist()))
@@ -1178,7 +1267,7 @@ def _other_dimension(ds: Any, name: str) -> dict[str, Any]:
         # fill values and NaN are no coordinate: the extent is over the others,
         # the values are listed only when every one is valid
         numbers = [_number(v) for v in raw.tolist()]
-        valid = _valid_numbers(var).tolist()
+        valid = _valid_numbers(var, name).tolist()
         entry = (
             {"type": "spatial", "axis": "z"} if vertical else {"type": _attr(var, "standard_name") or name}
         )
@@ -1289,6 +1378,8 @@ def single_band(ds: Any, grid: _Grid, *, stats: bool = False) -> list[dict[str, 
     """``bands`` of a NetCDF GDAL reads as one band: one data variable on
     the grid whose other axes all have length 1; ``None`` otherwise."""
     spatial = {grid.x_dim, grid.y_dim}
+    if "proj:transform" in grid.properties and not spatial <= set(map(str, ds.variables)):
+        return None  # a regular grid of lat(y)/lon(x) without y/x variables: GDAL reads no geotransform
     data = [v for v in ds.data_vars.values() if spatial <= {str(d) for d in v.dims}]
     if len(data) != 1 or len(ds.data_vars) != 1:
         return None
@@ -1368,9 +1459,10 @@ def _build(opened: _Opened, location: str, shown: str, options: ExtractOptions, 
     try:
         time = get_time(ds, shown)
     except InputError:
-        if options.datetime is None or "explicit" not in options.datetime_sources:
+        given = options.datetime is not None and "explicit" in options.datetime_sources
+        if not given and options.named_datetime is None:
             raise
-        time = None  # an unreadable time axis does not block the datetime the caller gave
+        time = None  # an unreadable time axis does not block the datetime the caller (or item id) gave
     attrs: Mapping[str, Any] = dict(ds.attrs)
     axis: Callable[[], DatetimeResult | None] = lambda: time.result if time else None  # noqa: E731
     when = resolve_datetime(
@@ -1382,6 +1474,7 @@ def _build(opened: _Opened, location: str, shown: str, options: ExtractOptions, 
         read_attrs=lambda: from_acdd(attrs) if time is None else None,
         where=shown,
         fix=TIME_FIX,
+        named=options.named_datetime,
     )
     properties: dict[str, Any] = {**grid.properties, **get_cube_info(ds, grid, time)}
     asset_fields: dict[str, Any] = {}

@@ -526,6 +526,22 @@ def in_microseconds(values: Any, units: str) -> tuple[Any, str]:
     return micro, "microseconds since " + units[match.end() :]
 
 
+#: the clock of a CF epoch and a time zone offset after it whose hour has one
+#: digit or no minutes (UDUNITS and the CF conventions' own example:
+#: ``seconds since 1992-10-8 15:15:42.5 -6:00``; ``... 0:0:0 +1``)
+_SHORT_OFFSET = re.compile(r"(\d{1,2}:\d{1,2}(?::\d{1,2}(?:\.\d*)?)?)\s*([+-])(\d{1,2})(?::?(\d{2}))?\s*$")
+
+
+def _full_offset(units: str) -> str:
+    """``units`` with a time zone offset spelled as cftime reads it
+    (``-06:00``): cftime ignores ``-6:00``, ``+1`` or ``+5:30`` silently,
+    which moved every date by that offset."""
+    return _SHORT_OFFSET.sub(
+        lambda m: f"{m[1]} {m[2]}{int(m[3]):02d}:{int(m[4] or 0):02d}",
+        units.rstrip(),
+    )
+
+
 def cf_datetimes(values: object, units: str, calendar: str | None, where: str) -> list[datetime]:
     """Numbers on a CF time axis (``<unit> since <epoch>`` in any spelling
     cftime reads: ``days since 1950-1-1``, ``Hour since ...``, an epoch with a
@@ -542,7 +558,7 @@ def cf_datetimes(values: object, units: str, calendar: str | None, where: str) -
     try:
         decoded = cftime.num2date(
             values,
-            units.strip(),
+            _full_offset(units.strip()),
             calendar=(calendar or "standard").strip().lower(),
             only_use_cftime_datetimes=True,
         )
@@ -606,6 +622,7 @@ def resolve_datetime(
     time_axis: Callable[[], DatetimeResult | None] | None = None,
     read_attrs: Callable[[], DatetimeResult | None] | None = None,
     fix: str | None = None,
+    named: str | None = None,
 ) -> DatetimeResult:
     """Try ``sources`` in order and return the first value found.
 
@@ -619,7 +636,9 @@ def resolve_datetime(
     "explicit" (before the file name: a name holds one date, the axis the
     whole window), and ``read_attrs`` (ACDD attributes) replaces
     ``read_tags`` at the place of "tags". ``fix`` replaces the GeoTIFF advice
-    in the "no datetime" message.
+    in the "no datetime" message. ``named``: the datetime another name gives
+    the product (a multi-asset item's id), same syntax as ``explicit``,
+    tried at the place of "filename", before the file name itself.
 
     Raises :class:`InputError` for an unknown source name or a malformed explicit
     value / user pattern, and :class:`NoDatetimeError` when no source yields one.
@@ -640,7 +659,10 @@ def resolve_datetime(
         elif source == "explicit":
             found = from_explicit(explicit, where=f"{where}: explicit datetime")
         elif source == "filename":
-            found = from_filename(name, pattern)
+            if named is not None:
+                found = from_explicit(named, where=f"{where}: datetime of its item id")
+            if found is None:
+                found = from_filename(name, pattern)
         elif source == "tags" and read_attrs is not None:
             found = read_attrs()
         elif source == "tags" and read_tags is not None:

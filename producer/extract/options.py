@@ -19,6 +19,11 @@ class ExtractOptions:
     datetime_sources: tuple[str, ...] = DEFAULT_DATETIME_SOURCES
     #: user regex tried on the file name before the built-in patterns
     datetime_pattern: str | None = None
+    #: the datetime the product's name stands for when another name holds it
+    #: (a multi-asset item's id, ``20240513``): tried in the place of the
+    #: "filename" source, before the file's own name, so an explicit datetime
+    #: and a datacube's time axis still come first; same syntax as ``datetime``
+    named_datetime: str | None = None
     #: item id template; fields: {stem}, {name}, {parent}, {collection}
     id_template: str = "{stem}"
     #: (from_prefix, to_prefix) pairs applied to the asset href, first match wins

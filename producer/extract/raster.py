@@ -416,6 +416,7 @@ def _build_item(
         pattern=options.datetime_pattern,
         read_tags=lambda: _datetime_tags(src),
         where=location,
+        named=options.named_datetime,
     )
     properties: dict[str, Any] = get_projection_info(src, georeferenced=georeferenced)
 

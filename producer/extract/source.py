@@ -29,7 +29,7 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from producer.errors import InputError
-from producer.extract.assets import is_url, resolve_location
+from producer.extract.assets import check_utf8_location, is_url, resolve_location
 from producer.extract.failures import http_failure, storage_failure
 from producer.extract.options import ExtractOptions
 from producer.httplimits import gdal_http_environment
@@ -405,7 +405,9 @@ def open_source(
 def check_local_file(location: str) -> None:
     """Raise :class:`InputError` naming ``location`` unless it is a non-empty
     regular file: missing, a symlink loop, a dangling symlink, a directory or
-    an empty file each get their own message. Reads metadata only."""
+    an empty file each get their own message; a path that is not UTF-8
+    (:func:`check_utf8_location`). Reads metadata only."""
+    check_utf8_location(location)
     if not os.path.exists(location):
         if os.path.islink(location):
             try:
