@@ -72,6 +72,8 @@ ERRORS: frozenset[ProblemKind] = frozenset(
         # checked (never treated as missing), a product reconcile could not register
         "asset-unchecked",
         "register-failed",
+        # the stac-geoparquet mirror of a collection could not be read to compare
+        "mirror-unchecked",
         # a product under reconcile's data that no item describes: the catalog is
         # incomplete until it is registered
         "missing-product",

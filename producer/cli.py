@@ -771,6 +771,7 @@ def reconcile(
     blocking = [p for p in shown if p.is_error]
     unchecked = sum(1 for p in shown if p.kind == "asset-unchecked")
     not_registered = sum(1 for p in shown if p.kind == "register-failed")
+    mirrors_unchecked = sum(1 for p in shown if p.kind == "mirror-unchecked")
     click.echo("")
     if unchecked:
         click.echo(
@@ -783,6 +784,13 @@ def reconcile(
         click.echo(
             f"{not_registered} product(s) under --data could not be registered (see the errors "
             "above); fix or move them and rerun reconcile --fix",
+            err=True,
+        )
+    if mirrors_unchecked:
+        click.echo(
+            f"the stac-geoparquet mirror of {mirrors_unchecked} collection(s) could not be checked "
+            "(see the reasons above): search may not agree with the catalog; make the catalog's "
+            "storage reachable (--storage-option endpoint_url=..., credentials, permissions) and rerun",
             err=True,
         )
     if report.dry_run:

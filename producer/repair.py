@@ -831,7 +831,9 @@ def reconcile(
     JSON items (:func:`producer.mirror.diff`, O(items) reads) after the
     repairs; a collection whose mirror differs is a ``mirror-stale`` warning
     (the catalog is right; only ``search`` lags), and ``fix`` rewrites the
-    mirror files that differ (:func:`producer.mirror.rebuild`).
+    mirror files that differ (:func:`producer.mirror.rebuild`); one that
+    could not be read to compare (a storage error) is a ``mirror-unchecked``
+    error: the run did not check what it was asked to.
     """
     if dead not in ("flag", "remove"):
         raise ValueError("dead must be 'flag' or 'remove'")
@@ -954,7 +956,17 @@ def _compare_mirror(store: Store, tree: AuditReport, report: ReconcileReport, *,
         except (ProducerError, OSError) as exc:
             # a hint to run reconcile is spelled as the audit names its repair (the CLI respells it)
             why = exc.phrased(_as_repair) if isinstance(exc, ProducerError) else str(exc)
-            problems.append(Problem("mirror-stale", coll_key, f"the mirror could not be compared: {why}"))
+            _bump(report.found, "mirror-unchecked")
+            _bump(report.failed, "mirror-unchecked")
+            problems.append(
+                Problem(
+                    "mirror-unchecked",
+                    coll_key,
+                    f"the stac-geoparquet mirror of collection {coll_id!r} could not be compared with its "
+                    f"items ({why}): search may not agree with the catalog; make the catalog's storage "
+                    "reachable and rerun reconcile",
+                )
+            )
             continue
         if found.clean:
             continue

@@ -366,3 +366,35 @@ def test_an_orphan_that_cannot_be_read_is_reported_as_unread_and_left_alone(s3_s
     assert "could not be read" in line and "access denied" in line, line
     coll = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
     assert not [link for link in coll["links"] if ids[0] in link.get("href", "")]  # not linked blind
+
+
+@pytest.mark.parametrize("fix", [False, True])
+def test_a_mirror_that_could_not_be_compared_is_an_error_naming_what_was_not_checked(
+    s3_server, proxy, tmp_path, fix
+):
+    """The nightly reconcile must fail when it could not check everything.
+    Before: a storage error reading the stac-geoparquet mirror was a
+    ``mirror-stale`` warning and ``reconcile --fix`` exited 0, "valid after
+    repair", though nobody knew whether search agreed with the catalog."""
+    bucket, _ = _s3_catalog(s3_server, tmp_path, 2)
+    proxy.add("GET", "^" + re.escape(f"/{bucket}/stac/c/items") + r"(\.parquet|-fragments/)", "503")
+    before = _bucket_hash(s3_server, bucket)
+    res = CliRunner().invoke(
+        main,
+        [
+            "reconcile",
+            f"s3://{bucket}/stac",
+            *(["--fix"] if fix else []),
+            "-o",
+            f"endpoint_url={proxy.endpoint_url}",
+        ],
+    )
+    assert res.exit_code == 1, res.output
+    assert "valid after repair" not in res.output
+    line = next(line for line in res.output.splitlines() if "[mirror-unchecked]" in line)
+    assert line.startswith("ERROR c/collection.json")
+    assert "mirror of collection 'c' could not be compared with its items" in line, line
+    assert "rerun reconcile" in line and "reconcile(fix=True)" not in line, line
+    assert "the stac-geoparquet mirror of 1 collection(s) could not be checked" in res.output
+    assert _bucket_hash(s3_server, bucket) == before  # nothing rebuilt blind
+    assert "mirror-unchecked" in ERRORS
