@@ -11,6 +11,9 @@ written before layouts were recorded, and extents.
 
 from __future__ import annotations
 
+import bisect
+import time
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -30,6 +33,7 @@ from producer.audit import (
     usable_items,
 )
 from producer.catalog import documents as docs
+from producer.catalog import intents
 from producer.catalog.extent import box2d, format_time, item_interval
 from producer.catalog.layout import (
     LAYOUT_FIELD,
@@ -59,7 +63,7 @@ from producer.results import ProblemKind, RegisterResult
 from producer.sinks import Outbox, check_sinks, deliver, remedy_text, removed
 from producer.sinks.outbox import outbox_id
 from producer.sources import expand_paths
-from producer.store.base import Store
+from producer.store.base import Store, modified_at
 from producer.validate import Validator
 
 if TYPE_CHECKING:
@@ -483,11 +487,15 @@ class _IndexCheck:
     def __init__(self, committer: Committer, report: ReconcileReport) -> None:
         self.committer = committer
         self.report = report
+        #: hash of (collection id, item id) of every linked partitioned item
+        #: (8 bytes each: :func:`_clear_stale_index` finds the entries of no item)
+        self.linked = array("q")
 
     def __call__(self, info: ItemInfo) -> None:
         if not is_partitioned_item_key(info.key):
             return  # flat layout: no index
         coll_id = collection_of(info.key)
+        self.linked.append(hash((coll_id, info.id)))
         entry = self.committer.read_index(coll_id, info.id)
         if entry[0] == info.key:
             return
@@ -501,6 +509,48 @@ class _IndexCheck:
         except PreconditionFailed:
             return  # changed meanwhile by a register: it holds the right key
         _bump(self.report.fixed, "stale-index")
+
+
+def _clear_stale_index(committer: Committer, collection_ids: Sequence[str], check: _IndexCheck) -> int:
+    """Delete the id index entries of ids no linked item has (``remove`` and
+    the removals of reconcile leave them), per collection of
+    ``collection_ids``, after the walk of ``check``; returns how many.
+
+    An entry is deleted only when the document it names is absent and it was
+    written more than :data:`~producer.catalog.intents.INTENT_TTL` ago (a
+    younger one may be a registration under way: its entry comes before its
+    item), by a delete conditional on the version read; an entry whose age
+    the storage cannot tell is kept. If the named item appears meanwhile,
+    its entry is written again. Reads: one LIST per collection; per entry
+    of no linked item one GET, a HEAD/stat and an existence check."""
+    linked = sorted(check.linked)
+    store = committer.store
+    cleared = 0
+    for coll_id in collection_ids:
+        prefix = committer.layout.index_key(coll_id, "")
+        for entry_key in list(store.list(prefix.rstrip("/"))):
+            item_id = entry_key[len(prefix) :]
+            if not item_id or "/" in item_id:
+                continue
+            h = hash((coll_id, item_id))
+            at = bisect.bisect_left(linked, h)
+            if at < len(linked) and linked[at] == h:
+                continue  # a linked item's entry (pointed at it by ``check``)
+            named, version = committer.read_index(coll_id, item_id)
+            if version is None or (named is not None and store.exists(named)):
+                continue  # gone meanwhile, or an item not linked yet (a registration under way)
+            written = modified_at(store, entry_key)
+            if written is None or time.time() - written <= intents.INTENT_TTL:
+                continue
+            try:
+                store.delete(entry_key, if_version=version)
+            except (PreconditionFailed, NotFound):
+                continue  # claimed again meanwhile
+            if named is not None and store.exists(named):
+                committer.write_index(coll_id, item_id, named)  # its item came meanwhile: give it back
+                continue
+            cleared += 1
+    return cleared
 
 
 def _register_missing(
@@ -902,7 +952,11 @@ def reconcile(
         )
     # 5. from what is linked now: the id index, the layout record, extents
     # (the id index is repaired as the walk meets each item)
-    linked = audit(store, validator, schemas=False, keep_items=False, on_item=_IndexCheck(committer, report))
+    index_check = _IndexCheck(committer, report)
+    linked = audit(store, validator, schemas=False, keep_items=False, on_item=index_check)
+    stale_entries = _clear_stale_index(committer, sorted(set(linked.collection_ids.values())), index_check)
+    if stale_entries:
+        _bump(report.fixed, "stale-index", stale_entries)
     _record_layouts(committer, linked, report)
     _link_mirrors(committer, linked, report)
     _repair_extents(committer, store, first, linked, report)
