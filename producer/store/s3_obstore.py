@@ -40,6 +40,7 @@ from typing import Any
 from producer.awsclients import SharedClients, client_key
 from producer.errors import (
     InputError,
+    NoSuchBucket,
     NotFound,
     PreconditionFailed,
     ProducerError,
@@ -314,7 +315,7 @@ class ObstoreS3Store(S3Store):
         ):
             return PreconditionFailed(f"{key!r} in catalog {self.url} changed or exists")
         if code == "NoSuchBucket":
-            return StoreError(
+            return NoSuchBucket(
                 f"bucket {self.bucket!r} of catalog {self.url} does not exist; create it or fix the URL"
             )
         if isinstance(exc, (FileNotFoundError, oex.NotFoundError)) or code in ("NoSuchKey", "NotFound"):
