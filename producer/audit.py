@@ -92,6 +92,8 @@ ERRORS: frozenset[ProblemKind] = frozenset(
 #: Prefect reconcile flow's parameter); the CLI shows ``reconcile --fix``
 #: instead (:meth:`Problem.phrased`)
 REPAIR = "reconcile(fix=True)"
+#: the same with dead items removed; the CLI shows ``reconcile --fix --dead remove``
+REPAIR_DEAD = "reconcile(fix=True, dead='remove')"
 
 
 @dataclass
@@ -113,8 +115,10 @@ class Problem:
 
     def phrased(self, repair: str) -> Problem:
         """This finding with its repair named as ``repair`` (the CLI passes
-        ``reconcile --fix``); the message is otherwise unchanged."""
-        return replace(self, message=self.message.replace(REPAIR, repair))
+        ``reconcile --fix``; :data:`REPAIR_DEAD` becomes ``repair`` with
+        ``--dead remove``); the message is otherwise unchanged."""
+        message = self.message.replace(REPAIR_DEAD, f"{repair} --dead remove")
+        return replace(self, message=message.replace(REPAIR, repair))
 
     def to_dict(self) -> dict:
         return {
@@ -287,7 +291,7 @@ def _check_intents(store: Store, report: AuditReport) -> None:
         else:
             continue
         report.problems.append(
-            Problem("stale-intent", key, message + "; reconcile with fix deletes it (and links its items)")
+            Problem("stale-intent", key, message + f"; {REPAIR} deletes it (and links its items)")
         )
 
 
@@ -1070,7 +1074,7 @@ def _check_mirror_assets(store: Store, report: AuditReport, storage_options: dic
                     Problem(
                         "missing-asset",
                         coll_key,
-                        f"mirror asset {name!r} at {href} does not exist: reconcile with fix writes it",
+                        f"mirror asset {name!r} at {href} does not exist: {REPAIR} writes it",
                     )
                 )
             elif exists is None:

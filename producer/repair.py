@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from producer import thumbnail
 from producer.audit import (
     REPAIR,
+    REPAIR_DEAD,
     AuditReport,
     ExtentTally,
     ItemInfo,
@@ -317,7 +318,7 @@ def _handle_dead_items(
                         "missing-asset",
                         key,
                         f"asset {names} (not data) is gone; the item keeps its data assets and is not "
-                        "deprecated: reconcile with dead='remove' drops the gone asset from it",
+                        f"deprecated: {REPAIR_DEAD} drops the gone asset from it",
                     )
                 )
                 continue
@@ -1038,7 +1039,7 @@ def _compare_mirror(store: Store, tree: AuditReport, report: ReconcileReport, *,
         _bump(report.found, "mirror-stale")
         message = f"the stac-geoparquet mirror of collection {coll_id!r} differs from its items ({what})"
         if not fix:
-            problems.append(Problem("mirror-stale", coll_key, message + ": reconcile with fix rebuilds it"))
+            problems.append(Problem("mirror-stale", coll_key, message + f": {REPAIR} rebuilds it"))
             continue
         try:
             mirror.rebuild(store, coll_id)
