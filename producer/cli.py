@@ -656,10 +656,9 @@ def remove(
         click.echo(f"error: {result.error_for(flag_spelling)}", err=True)
         sys.exit(1)
     if result.action == "absent":
-        if result.reason is not None:  # no such collection
-            click.echo(f"{item_id}: not removed: {result.reason}; check --collection", err=True)
-        else:
-            click.echo(f"{item_id}: no such item in collection {collection}", err=True)
+        if result.reason is not None:  # no such collection: a usage error, as search says
+            raise click.UsageError(f"{item_id}: not removed: {result.reason}; check --collection")
+        click.echo(f"{item_id}: no such item in collection {collection}", err=True)
         sys.exit(1)
     if result.action == "updated":  # one asset of a multi-asset item
         click.echo(f"{item_id}: {result.reason} ({result.href})")
