@@ -398,3 +398,35 @@ def test_reconcile_fix_clears_id_index_entries_of_removed_items_once_they_are_ol
     assert (
         producer.remove("c_20240103", catalog=url, collection="c", storage_options=opts).action == "removed"
     )
+
+
+def test_reconcile_and_remove_print_json_for_scripts(tiles, catalog_dir):
+    """``--json`` was a register and validate flag only: a cron script running
+    the nightly ``reconcile`` (or a ``remove``) had to scrape a table. Each now
+    prints one JSON object, also when problems remain (exit 1)."""
+    producer.register(tiles, catalog=str(catalog_dir), collection="c")
+    damage(catalog_dir)
+    runner = CliRunner()
+    res = runner.invoke(main, ["reconcile", str(catalog_dir), "--json"])
+    assert res.exit_code == 1, res.output
+    report = json.loads(res.stdout)
+    assert report["found"]["orphan"] == 1 and report["fixed"] == {} and report["dry_run"] is False
+    (orphan,) = [p for p in report["remaining"] if p["kind"] == "orphan"]
+    assert orphan["severity"] == "error" and orphan["key"] == "c/t_20230105/t_20230105.json"
+    assert all("fix=True" not in p["message"] for p in report["remaining"])  # spelled for the CLI
+    res = runner.invoke(main, ["reconcile", str(catalog_dir), "--fix", "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["fixed"]["orphan"] == 1 and report["remaining"] == []
+
+    res = runner.invoke(main, ["remove", "t_20230105", "-c", str(catalog_dir), "--collection", "c", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout) == {
+        "id": "t_20230105",
+        "href": str(catalog_dir / "c/t_20230105/t_20230105.json"),
+        "action": "removed",
+        "extent_recomputed": True,
+    }
+    res = runner.invoke(main, ["remove", "t_20230105", "-c", str(catalog_dir), "--collection", "c", "--json"])
+    assert res.exit_code == 1
+    assert json.loads(res.stdout)["action"] == "absent"
