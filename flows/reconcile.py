@@ -9,7 +9,8 @@ found, fixed and remain (``<artifact_key>``), and every problem found
 fix, or found by an audit without ``fix``): among them assets whose existence
 could not be checked (``asset-unchecked``: their items are left unchanged) and
 products that could not be registered (``register-failed``) and mirrors
-that could not be read to compare (``mirror-unchecked``). Warnings do not
+that could not be read to compare (``mirror-unchecked``) or, with ``fix``,
+rebuilt (``mirror-failed``). Warnings do not
 fail it.
 
     python -m flows.reconcile s3://bucket/stac --fix --data s3://bucket/ndvi --collection ndvi
@@ -168,7 +169,7 @@ def reconcile_catalog(
     }
     errors = [p for p in report.remaining if p.is_error]
     for p in errors:
-        if p.kind in ("asset-unchecked", "register-failed", "mirror-unchecked"):
+        if p.kind in ("asset-unchecked", "register-failed", "mirror-unchecked", "mirror-failed"):
             logger.error("%s", p)
     if errors:
         listed = "\n".join(f"  - {p}" for p in errors[:20])

@@ -74,6 +74,8 @@ ERRORS: frozenset[ProblemKind] = frozenset(
         "register-failed",
         # the stac-geoparquet mirror of a collection could not be read to compare
         "mirror-unchecked",
+        # ... or, stale, could not be rebuilt by reconcile with fix
+        "mirror-failed",
         # a product under reconcile's data that no item describes: the catalog is
         # incomplete until it is registered
         "missing-product",

@@ -997,7 +997,8 @@ def _compare_mirror(store: Store, tree: AuditReport, report: ReconcileReport, *,
     audit) with its JSON items (O(items) reads); count a differing collection
     into ``report.found`` as ``mirror-stale`` (and, when ``fix`` rebuilt its
     differing files, ``report.fixed``). Returns the problems left: each
-    difference without ``fix``; with it, a collection whose rebuild failed.
+    difference without ``fix``; with it, a collection whose rebuild failed
+    (``mirror-failed``, an error: the run did not do its job).
     Writes (``fix``): the stale mirror files and the fragments folded."""
     # lazy: producer.mirror loads pyarrow + stac-geoparquet (1.1-1.9 s measured)
     from producer import mirror  # noqa: PLC0415
@@ -1044,7 +1045,15 @@ def _compare_mirror(store: Store, tree: AuditReport, report: ReconcileReport, *,
         try:
             mirror.rebuild(store, coll_id)
         except (ProducerError, OSError) as exc:
-            problems.append(Problem("mirror-stale", coll_key, f"{message}; rebuilding it failed: {exc}"))
+            _bump(report.failed, "mirror-stale")
+            problems.append(
+                Problem(
+                    "mirror-failed",
+                    coll_key,
+                    f"{message}; rebuilding it failed ({exc}): search does not agree with the catalog "
+                    f"until {REPAIR} runs again",
+                )
+            )
             continue
         _bump(report.fixed, "mirror-stale")
     return problems

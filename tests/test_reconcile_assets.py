@@ -398,3 +398,26 @@ def test_a_mirror_that_could_not_be_compared_is_an_error_naming_what_was_not_che
     assert "the stac-geoparquet mirror of 1 collection(s) could not be checked" in res.output
     assert _bucket_hash(s3_server, bucket) == before  # nothing rebuilt blind
     assert "mirror-unchecked" in ERRORS
+
+
+def test_a_mirror_that_reconcile_fix_could_not_rebuild_fails_the_run(s3_server, proxy, tmp_path):
+    """Before: a stale mirror whose rebuild failed (a storage error on its
+    write) stayed a ``mirror-stale`` warning, and ``reconcile --fix`` exited
+    0, "valid after repair", though search still missed items."""
+    bucket, ids = _s3_catalog(s3_server, tmp_path, 2)
+    client = s3_server.client()
+    for obj in client.list_objects_v2(Bucket=bucket, Prefix="stac/c/items")["Contents"]:
+        client.delete_object(Bucket=bucket, Key=obj["Key"])  # the mirror lost: stale
+    proxy.add("PUT", "^" + re.escape(f"/{bucket}/stac/c/items.parquet") + "$", "503")
+    res = CliRunner().invoke(
+        main, ["reconcile", f"s3://{bucket}/stac", "--fix", "-o", f"endpoint_url={proxy.endpoint_url}"]
+    )
+    assert res.exit_code == 1, res.output
+    assert "valid after repair" not in res.output
+    line = next(line for line in res.output.splitlines() if "[mirror-failed]" in line)
+    assert line.startswith("ERROR c/collection.json") and "rebuilding it failed" in line, line
+    assert "until stac-producer reconcile --fix runs again" in line, line
+    report = producer.reconcile(
+        f"s3://{bucket}/stac", fix=True, storage_options={"endpoint_url": proxy.endpoint_url}
+    )
+    assert report.failed == {"mirror-stale": 1} and "mirror-failed" in ERRORS
