@@ -955,7 +955,10 @@ def reconcile(
     # (the id index is repaired as the walk meets each item)
     index_check = _IndexCheck(committer, report)
     linked = audit(store, validator, schemas=False, keep_items=False, on_item=index_check)
-    stale_entries = _clear_stale_index(committer, sorted(set(linked.collection_ids.values())), index_check)
+    # by folder, as the items' keys name their collection in ``index_check``
+    stale_entries = _clear_stale_index(
+        committer, sorted({collection_of(k) for k in linked.collection_ids}), index_check
+    )
     if stale_entries:
         _bump(report.fixed, "stale-index", stale_entries)
     _record_layouts(committer, linked, report)
