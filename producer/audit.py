@@ -386,7 +386,13 @@ def audit(
     report.intents.sort()
     _check_intents(store, report)
     if not root_listed:
-        report.problems.append(Problem("missing-root", ROOT_KEY, "no root catalog.json"))
+        report.problems.append(
+            Problem(
+                "missing-root",
+                ROOT_KEY,
+                f"no root catalog.json ({REPAIR} creates it and links the collections)",
+            )
+        )
         for key in sorted(_unreached_keys(store, walk)):
             report.orphans[key] = None
             report.problems.append(Problem("orphan", key, "not reachable: there is no root"))
@@ -536,7 +542,12 @@ def _visit(
             report.problems.append(Problem("unreadable", key, f"{key!r} not found"))
         else:
             report.problems.append(
-                Problem("dangling-link", parent_key, f"{rel} link {href} points at a missing document", key)
+                Problem(
+                    "dangling-link",
+                    parent_key,
+                    f"{rel} link {href} points at a missing document ({REPAIR} drops the link)",
+                    key,
+                )
             )
         return None
     except CatalogError as exc:
@@ -642,7 +653,12 @@ def _follow_links(
         if rel in docs.CHILD_RELS:
             if (rel, target) in seen_links:
                 report.problems.append(
-                    Problem("duplicate-link", key, f"links {href} ({rel}) more than once", target)
+                    Problem(
+                        "duplicate-link",
+                        key,
+                        f"links {href} ({rel}) more than once ({REPAIR} drops the copies)",
+                        target,
+                    )
                 )
                 continue
             seen_links.add((rel, target))
@@ -652,7 +668,12 @@ def _follow_links(
         exists = _target_exists(walk, report, target)
         if exists is False:
             report.problems.append(
-                Problem("dangling-link", key, f"{rel} link {href} points at a missing document", target)
+                Problem(
+                    "dangling-link",
+                    key,
+                    f"{rel} link {href} points at a missing document ({REPAIR} drops the link)",
+                    target,
+                )
             )
     return out
 
@@ -822,7 +843,9 @@ def _orphan_problem(key: str, doc: dict | None, layouts: dict[str, Layout] | Non
                 f"{recorded.describe()}: reconcile does not link it; register its product again "
                 "(it then lands where the collection's layout puts it), then delete this document",
             )
-    return Problem("orphan", key, "no document links it")
+    if doc is None:  # not readable as a document: nothing to link
+        return Problem("orphan", key, "no document links it")
+    return Problem("orphan", key, f"no document links it ({REPAIR} links it)")
 
 
 def _check_duplicate_ids(store: Store, walk: _Walk, report: AuditReport) -> None:

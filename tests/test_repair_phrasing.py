@@ -87,3 +87,32 @@ def test_cli_names_every_reconcile_repair_as_flags_the_library_as_the_call(tmp_p
     out = CliRunner().invoke(main, ["reconcile", str(root), "--check-assets", "--fix"]).output
     assert "stac-producer reconcile --fix --dead remove drops the gone asset" in out, out
     assert "with fix" not in out and "dead='remove'" not in out
+
+
+def test_validate_names_the_repair_of_orphans_dangling_and_duplicate_links(tmp_path):
+    """Was: "[orphan] no document links it", "[dangling-link] ... points at a
+    missing document", "[duplicate-link] ... more than once" and "[missing-root]
+    no root catalog.json", with nothing saying that reconcile --fix repairs
+    them, while stale-extent and the others said so."""
+    data = rasters.write_all(tmp_path / "data")
+    root = tmp_path / "catalog"
+    results = producer.register([data["wgs84"], data["utm"]], catalog=str(root), collection="c")
+    assert all(r.ok for r in results), [r.error for r in results]
+    coll_path = root / "c" / "collection.json"
+    coll = json.loads(coll_path.read_text())
+    items = [link for link in coll["links"] if link["rel"] == "item"]
+    coll["links"].remove(items[0])  # an orphan
+    coll["links"].append(dict(items[1]))  # a duplicate link
+    coll["links"].append({"rel": "item", "href": "./ghost/ghost.json", "type": "application/geo+json"})
+    coll_path.write_text(json.dumps(coll))
+    out = CliRunner().invoke(main, ["validate", str(root)]).output
+    lines = [line for line in out.splitlines() if line.startswith("ERROR")]
+    kinds = ("[orphan]", "[duplicate-link]", "[dangling-link]")
+    assert sorted(k for line in lines for k in kinds if k in line) == sorted(kinds), out
+    assert all("(stac-producer reconcile --fix " in line for line in lines), out
+    (root / "catalog.json").unlink()
+    out = CliRunner().invoke(main, ["validate", str(root)]).output
+    line = next(line for line in out.splitlines() if "[missing-root]" in line)
+    assert "stac-producer reconcile --fix creates it" in line, line
+    library = producer.validate_catalog(str(root))
+    assert all("--fix" not in p.message for p in library)
