@@ -762,7 +762,11 @@ def _note_item(
             walk.outside[coll_key] = walk.outside.get(coll_key, 0) + 1
             if walk.outside[coll_key] <= 20:
                 report.problems.append(
-                    Problem("extent", coll_key, f"extent does not contain item {info.id} ({key})")
+                    Problem(
+                        "extent",
+                        coll_key,
+                        f"extent does not contain item {info.id} ({key}; {REPAIR} recomputes the extent)",
+                    )
                 )
     if walk.check_assets and not info.removing:
         keep = _check_item_assets(walk, report, info) or keep

@@ -104,12 +104,13 @@ def test_validate_names_the_repair_of_orphans_dangling_and_duplicate_links(tmp_p
     coll["links"].remove(items[0])  # an orphan
     coll["links"].append(dict(items[1]))  # a duplicate link
     coll["links"].append({"rel": "item", "href": "./ghost/ghost.json", "type": "application/geo+json"})
+    coll["extent"]["spatial"]["bbox"] = [[0.0, 0.0, 0.1, 0.1]]  # holds neither item
     coll_path.write_text(json.dumps(coll))
     out = CliRunner().invoke(main, ["validate", str(root)]).output
     lines = [line for line in out.splitlines() if line.startswith("ERROR")]
-    kinds = ("[orphan]", "[duplicate-link]", "[dangling-link]")
+    kinds = ("[orphan]", "[duplicate-link]", "[dangling-link]", "[extent]")
     assert sorted(k for line in lines for k in kinds if k in line) == sorted(kinds), out
-    assert all("(stac-producer reconcile --fix " in line for line in lines), out
+    assert all("stac-producer reconcile --fix " in line for line in lines), out
     (root / "catalog.json").unlink()
     out = CliRunner().invoke(main, ["validate", str(root)]).output
     line = next(line for line in out.splitlines() if "[missing-root]" in line)
