@@ -11,7 +11,7 @@ written before layouts were recorded, and extents.
 
 from __future__ import annotations
 
-import bisect
+import itertools
 import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
@@ -523,35 +523,54 @@ def _clear_stale_index(committer: Committer, collection_ids: Sequence[str], chec
     item), by a delete conditional on the version read; an entry whose age
     the storage cannot tell is kept. If the named item appears meanwhile,
     its entry is written again. Reads: one LIST per collection; per entry
-    of no linked item one GET, a HEAD/stat and an existence check."""
-    linked = sorted(check.linked)
-    store = committer.store
+    of no linked item one GET, a HEAD/stat and an existence check. Memory:
+    the walk's hashes and one chunk of the listing."""
+    import numpy as np  # noqa: PLC0415 (lazy, as in the audit)
+
+    linked = np.sort(np.frombuffer(check.linked, np.int64))
     cleared = 0
+
+    def unlinked(coll_id: str, ids: list[str]) -> list[str]:
+        hashes = np.fromiter((hash((coll_id, i)) for i in ids), np.int64, len(ids))
+        if not len(linked):
+            return ids
+        at = np.minimum(np.searchsorted(linked, hashes), len(linked) - 1)
+        return [i for i, known in zip(ids, linked[at] == hashes, strict=True) if not known]
+
     for coll_id in collection_ids:
         prefix = committer.layout.index_key(coll_id, "")
-        for entry_key in list(store.list(prefix.rstrip("/"))):
-            item_id = entry_key[len(prefix) :]
-            if not item_id or "/" in item_id:
-                continue
-            h = hash((coll_id, item_id))
-            at = bisect.bisect_left(linked, h)
-            if at < len(linked) and linked[at] == h:
-                continue  # a linked item's entry (pointed at it by ``check``)
-            named, version = committer.read_index(coll_id, item_id)
-            if version is None or (named is not None and store.exists(named)):
-                continue  # gone meanwhile, or an item not linked yet (a registration under way)
-            written = modified_at(store, entry_key)
-            if written is None or time.time() - written <= intents.INTENT_TTL:
-                continue
-            try:
-                store.delete(entry_key, if_version=version)
-            except (PreconditionFailed, NotFound):
-                continue  # claimed again meanwhile
-            if named is not None and store.exists(named):
-                committer.write_index(coll_id, item_id, named)  # its item came meanwhile: give it back
-                continue
-            cleared += 1
+        chunk: list[str] = []
+        # streamed (an entry is deleted while its folder is listed: a local
+        # listing reads each folder whole first, an S3 page resumes by key)
+        for entry_key in itertools.chain(committer.store.list(prefix.rstrip("/")), [None]):
+            item_id = entry_key[len(prefix) :] if entry_key is not None else ""
+            if item_id and "/" not in item_id:
+                chunk.append(item_id)
+            if chunk and (entry_key is None or len(chunk) == 4096):
+                cleared += sum(_clear_entry(committer, coll_id, i) for i in unlinked(coll_id, chunk))
+                chunk = []
     return cleared
+
+
+def _clear_entry(committer: Committer, coll_id: str, item_id: str) -> bool:
+    """Delete the id index entry of ``item_id`` if it names no document and is
+    older than INTENT_TTL (:func:`_clear_stale_index`); True if deleted."""
+    store = committer.store
+    named, version = committer.read_index(coll_id, item_id)
+    if version is None or (named is not None and store.exists(named)):
+        return False  # gone meanwhile, or an item not linked yet (a registration under way)
+    entry_key = committer.layout.index_key(coll_id, item_id)
+    written = modified_at(store, entry_key)
+    if written is None or time.time() - written <= intents.INTENT_TTL:
+        return False
+    try:
+        store.delete(entry_key, if_version=version)
+    except (PreconditionFailed, NotFound):
+        return False  # claimed again meanwhile
+    if named is not None and store.exists(named):
+        committer.write_index(coll_id, item_id, named)  # its item came meanwhile: give it back
+        return False
+    return True
 
 
 def _register_missing(
