@@ -742,8 +742,9 @@ def reconcile(
     and differing items; --fix brings it in line). --fix --dry-run writes
     nothing (no repair, no registration) and counts what --fix would fix.
 
-    Exit 0: nothing left to do. Exit 1: problems remain, an asset could not be
-    checked (its item is left unchanged), or a missing product could not be
+    Exit 0: nothing left to do. Exit 1: problems remain, an asset could
+    not be checked (its item is left unchanged), a collection's mirror could
+    not be checked or rebuilt, or a missing product could not be
     registered. Exit 2: usage error."""
     from dataclasses import replace  # noqa: PLC0415
 
