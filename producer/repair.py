@@ -12,6 +12,7 @@ written before layouts were recorded, and extents.
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
@@ -69,6 +70,9 @@ from producer.validate import Validator
 
 if TYPE_CHECKING:
     from producer.sinks.pgstac import PgstacSink
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -554,7 +558,23 @@ def _clear_stale_index(committer: Committer, collection_ids: Sequence[str], chec
 
 def _clear_entry(committer: Committer, coll_id: str, item_id: str) -> bool:
     """Delete the id index entry of ``item_id`` if it names no document and is
-    older than INTENT_TTL (:func:`_clear_stale_index`); True if deleted."""
+    older than INTENT_TTL (:func:`_clear_stale_index`); True if deleted. A
+    storage error leaves it (logged): a leftover entry harms no reader, and
+    the repairs that matter are done by then."""
+    try:
+        return _clear_entry_once(committer, coll_id, item_id)
+    except (ProducerError, OSError) as exc:
+        log.warning(
+            "could not clear the id index entry of %r in collection %r (%s): "
+            "the next reconcile with fix tries again",
+            item_id,
+            coll_id,
+            exc,
+        )
+        return False
+
+
+def _clear_entry_once(committer: Committer, coll_id: str, item_id: str) -> bool:
     store = committer.store
     named, version = committer.read_index(coll_id, item_id)
     if version is None or (named is not None and store.exists(named)):
@@ -974,16 +994,16 @@ def reconcile(
     # (the id index is repaired as the walk meets each item)
     index_check = _IndexCheck(committer, report)
     linked = audit(store, validator, schemas=False, keep_items=False, on_item=index_check)
+    _record_layouts(committer, linked, report)
+    _link_mirrors(committer, linked, report)
+    _repair_extents(committer, store, first, linked, report)
+    _repair_summaries(committer, store, linked, report)
     # by folder, as the items' keys name their collection in ``index_check``
     stale_entries = _clear_stale_index(
         committer, sorted({collection_of(k) for k in linked.collection_ids}), index_check
     )
     if stale_entries:
         _bump(report.fixed, "stale-index", stale_entries)
-    _record_layouts(committer, linked, report)
-    _link_mirrors(committer, linked, report)
-    _repair_extents(committer, store, first, linked, report)
-    _repair_summaries(committer, store, linked, report)
     # group-commit intents applied, unreadable or stale (their items were linked in 3.)
     for coll_id in sorted({collection_of(key) for key in first.intents}):
         cleared = committer.clear_intents(coll_id)
