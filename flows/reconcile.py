@@ -188,6 +188,10 @@ def reconcile_catalog(
             hint += "; products that could not be registered must be fixed or moved"
         if "mirror-unchecked" in kinds_left:
             hint += "; mirrors that could not be read were not compared: make the catalog's storage reachable"
+        if "mirror-failed" in kinds_left:
+            hint += (
+                "; mirrors that could not be rebuilt stay behind the catalog until a fix run rebuilds them"
+            )
         raise CatalogProblemsRemain(
             f"{catalog}: {len(errors)} error(s) remain{hint}:\n{listed}{more}", out["remaining"]
         )

@@ -656,9 +656,8 @@ def remove(
         product=product,
         max_retries=max_retries,
     )
-    if (
-        result.action == "absent" and result.reason is not None
-    ):  # no such collection: a usage error, as search says
+    # no such collection: a usage error, as search --collections says
+    if result.action == "absent" and result.reason is not None:
         raise click.UsageError(f"{item_id}: not removed: {result.reason}; check --collection")
     if as_json:
         click.echo(json.dumps(result.to_dict(flag_spelling)))
