@@ -108,6 +108,12 @@ class Problem:
     message: str
     target: str | None = None  # the linked key, for link problems
 
+    def __post_init__(self) -> None:
+        # a message may quote an asset href or a product URL: never its
+        # user info or signature (printed, logged, kept in flow artifacts)
+        # (keys are document keys, or the product paths reconcile looks up by)
+        self.message = redact(self.message)
+
     @property
     def is_error(self) -> bool:
         return self.kind in ERRORS
