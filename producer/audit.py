@@ -13,6 +13,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from producer.catalog import documents as docs
 from producer.catalog import intents
@@ -47,6 +48,7 @@ from producer.catalog.mirrorlinks import MIRROR_ROLE, linked_mirror_keys, mirror
 from producer.catalog.summaries import Tally, stored_summaries
 from producer.errors import CatalogError, NotFound, ProducerError, StoreError
 from producer.hrefs import absolute_assets, document_url
+from producer.httplimits import with_http_timeout
 from producer.redact import redact
 from producer.results import ProblemKind
 from producer.store.base import Store
@@ -1004,26 +1006,36 @@ def _asset_exists(
 
     scheme = protocol(href)
     options = {} if scheme in _PLAIN_SCHEMES else dict(storage_options or {})
+    if scheme in ("http", "https"):  # a silent server: GDAL_HTTP_TIMEOUT, not aiohttp's 5 minutes
+        options = with_http_timeout(options)
     try:
         fs, path = url_to_fs(href, **options)
     except Exception as exc:
         return None, _why(exc)
     token = str(getattr(fs, "_fs_token", id(fs)))
+    if scheme in ("http", "https"):  # one file system serves every server: per server
+        token += " " + urlsplit(href).netloc
     if unreachable is not None and token in unreachable:
         return None, f"not tried: {unreachable[token]}"
     try:
         fs.invalidate_cache(path)
         fs.info(path)
         return True, ""
-    except FileNotFoundError:
-        why = _bucket_unknown(fs, path, unreachable)
-        return (None, why) if why else (False, "")
+    except FileNotFoundError as exc:
+        # fsspec's http file system answers FileNotFoundError for ANY failed
+        # HEAD and GET (refused, timed out, 5xx): only a 404/410 is missing
+        cause = exc.__cause__ if scheme in ("http", "https") else None
+        if cause is None or getattr(cause, "status", None) in (404, 410):
+            why = _bucket_unknown(fs, path, unreachable)
+            return (None, why) if why else (False, "")
+        failure: BaseException = cause
     except Exception as exc:
-        why = _why(exc)
-        if unreachable is not None and _UNREACHABLE & {c.__name__ for c in type(exc).__mro__}:
-            unreachable[token] = f"the storage endpoint could not be reached ({why})"
-            return None, unreachable[token]
-        return None, why
+        failure = exc
+    why = _why(failure)
+    if unreachable is not None and _UNREACHABLE & {c.__name__ for c in type(failure).__mro__}:
+        unreachable[token] = f"the storage endpoint could not be reached ({why})"
+        return None, unreachable[token]
+    return None, why
 
 
 #: object stores whose first path segment is a bucket (container)
