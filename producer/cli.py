@@ -850,7 +850,13 @@ def reconcile(
             f"{catalog}: " + ("valid after repair" if not blocking else f"{len(blocking)} problems left")
         )
     elif report.problems:
-        click.echo("nothing written; rerun with --fix to repair")
+        if report.found.get("missing-product") and not collection:  # --fix --data needs it
+            click.echo(
+                "nothing written; rerun with --fix --collection COLLECTION to repair "
+                "(the collection the products with no item are registered into)"
+            )
+        else:
+            click.echo("nothing written; rerun with --fix to repair")
     sys.exit(1 if blocking else 0)
 
 

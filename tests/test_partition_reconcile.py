@@ -430,3 +430,16 @@ def test_reconcile_and_remove_print_json_for_scripts(tiles, catalog_dir):
     res = runner.invoke(main, ["remove", "t_20230105", "-c", str(catalog_dir), "--collection", "c", "--json"])
     assert res.exit_code == 1
     assert json.loads(res.stdout)["action"] == "absent"
+
+
+def test_reconcile_report_of_missing_products_names_every_flag_the_fix_needs(tmp_path, catalog_dir):
+    """Was: "nothing written; rerun with --fix to repair", and the rerun with
+    --fix was refused for want of --collection (where the products go)."""
+    data = tmp_path / "data"
+    producer.register([write_tile(data, "a_20240101.tif", 1, 1)], catalog=str(catalog_dir), collection="c")
+    write_tile(data, "b_20240102.tif", 2, 2)  # never registered
+    res = CliRunner().invoke(main, ["reconcile", str(catalog_dir), "--data", str(data)])
+    assert res.exit_code == 1, res.output
+    assert "rerun with --fix --collection COLLECTION" in res.output, res.output
+    res = CliRunner().invoke(main, ["reconcile", str(catalog_dir), "--data", str(data), "--collection", "c"])
+    assert res.exit_code == 1 and "rerun with --fix to repair" in res.output, res.output
