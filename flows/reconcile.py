@@ -8,7 +8,9 @@ found, fixed and remain (``<artifact_key>``), and every problem found
 (``<artifact_key>-problems``). The run fails when errors remain (after the
 fix, or found by an audit without ``fix``): among them assets whose existence
 could not be checked (``asset-unchecked``: their items are left unchanged) and
-products that could not be registered (``register-failed``). Warnings do not
+products that could not be registered (``register-failed``) and mirrors
+that could not be read to compare (``mirror-unchecked``) or, with ``fix``,
+rebuilt (``mirror-failed``). Warnings do not
 fail it.
 
     python -m flows.reconcile s3://bucket/stac --fix --data s3://bucket/ndvi --collection ndvi
@@ -167,7 +169,7 @@ def reconcile_catalog(
     }
     errors = [p for p in report.remaining if p.is_error]
     for p in errors:
-        if p.kind in ("asset-unchecked", "register-failed"):
+        if p.kind in ("asset-unchecked", "register-failed", "mirror-unchecked", "mirror-failed"):
             logger.error("%s", p)
     if errors:
         listed = "\n".join(f"  - {p}" for p in errors[:20])
@@ -184,6 +186,12 @@ def reconcile_catalog(
             hint += "; assets that could not be checked left their items unchanged: make the data reachable"
         if "register-failed" in kinds_left:
             hint += "; products that could not be registered must be fixed or moved"
+        if "mirror-unchecked" in kinds_left:
+            hint += "; mirrors that could not be read were not compared: make the catalog's storage reachable"
+        if "mirror-failed" in kinds_left:
+            hint += (
+                "; mirrors that could not be rebuilt stay behind the catalog until a fix run rebuilds them"
+            )
         raise CatalogProblemsRemain(
             f"{catalog}: {len(errors)} error(s) remain{hint}:\n{listed}{more}", out["remaining"]
         )

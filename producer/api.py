@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from producer import ingest
 from producer.catalog.layout import is_catalog_document_key
 from producer.changes import Change, Sink
-from producer.errors import Hint, InputError
+from producer.errors import Hint, InputError, NoSuchBucket
 from producer.extract.ids import make_item_id
 from producer.extract.options import ExtractOptions
 from producer.grouping import GROUP_SUFFIXES, Grouping
@@ -359,13 +359,17 @@ def require_catalog(catalog: str | Store, storage_options: dict[str, Any] | None
     holds no STAC document at all (nothing, or only products and sidecars: a
     data folder), which is a mistyped path or prefix, not a catalog to repair. A store that holds documents but lost its root is a
     catalog: :func:`validate_catalog` and :func:`reconcile` report its
-    ``missing-root``. Reads the root (and, when it is missing, the first
-    key of a listing); writes nothing."""
+    ``missing-root``. A bucket that does not exist is an InputError too.
+    Reads the root (and, when it is missing, the first key of a listing);
+    writes nothing."""
     store = open_catalog(catalog, storage_options)
     # a document where the layout puts one: a data folder's products and
     # sidecars are no catalog (the audit that follows lists it all anyway)
-    if store.exists("catalog.json") or any(is_catalog_document_key(k) for k in store.list()):
-        return store
+    try:
+        if store.exists("catalog.json") or any(is_catalog_document_key(k) for k in store.list()):
+            return store
+    except NoSuchBucket as exc:  # a mistyped bucket: the same typo as a mistyped path
+        raise InputError(str(exc)) from exc
     raise InputError(f"no catalog at {store.url} (catalog.json is missing): check the URL")
 
 

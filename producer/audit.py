@@ -13,6 +13,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from producer.catalog import documents as docs
 from producer.catalog import intents
@@ -47,6 +48,7 @@ from producer.catalog.mirrorlinks import MIRROR_ROLE, linked_mirror_keys, mirror
 from producer.catalog.summaries import Tally, stored_summaries
 from producer.errors import CatalogError, NotFound, ProducerError, StoreError
 from producer.hrefs import absolute_assets, document_url
+from producer.httplimits import with_http_timeout
 from producer.redact import redact
 from producer.results import ProblemKind
 from producer.store.base import Store
@@ -72,6 +74,10 @@ ERRORS: frozenset[ProblemKind] = frozenset(
         # checked (never treated as missing), a product reconcile could not register
         "asset-unchecked",
         "register-failed",
+        # the stac-geoparquet mirror of a collection could not be read to compare
+        "mirror-unchecked",
+        # ... or, stale, could not be rebuilt by reconcile with fix
+        "mirror-failed",
         # a product under reconcile's data that no item describes: the catalog is
         # incomplete until it is registered
         "missing-product",
@@ -90,6 +96,8 @@ ERRORS: frozenset[ProblemKind] = frozenset(
 #: Prefect reconcile flow's parameter); the CLI shows ``reconcile --fix``
 #: instead (:meth:`Problem.phrased`)
 REPAIR = "reconcile(fix=True)"
+#: the same with dead items removed; the CLI shows ``reconcile --fix --dead remove``
+REPAIR_DEAD = "reconcile(fix=True, dead='remove')"
 
 
 @dataclass
@@ -102,6 +110,12 @@ class Problem:
     message: str
     target: str | None = None  # the linked key, for link problems
 
+    def __post_init__(self) -> None:
+        # a message may quote an asset href or a product URL: never its
+        # user info or signature (printed, logged, kept in flow artifacts)
+        # (keys are document keys, or the product paths reconcile looks up by)
+        self.message = redact(self.message)
+
     @property
     def is_error(self) -> bool:
         return self.kind in ERRORS
@@ -111,8 +125,10 @@ class Problem:
 
     def phrased(self, repair: str) -> Problem:
         """This finding with its repair named as ``repair`` (the CLI passes
-        ``reconcile --fix``); the message is otherwise unchanged."""
-        return replace(self, message=self.message.replace(REPAIR, repair))
+        ``reconcile --fix``; :data:`REPAIR_DEAD` becomes ``repair`` with
+        ``--dead remove``); the message is otherwise unchanged."""
+        message = self.message.replace(REPAIR_DEAD, f"{repair} --dead remove")
+        return replace(self, message=message.replace(REPAIR, repair))
 
     def to_dict(self) -> dict:
         return {
@@ -285,7 +301,7 @@ def _check_intents(store: Store, report: AuditReport) -> None:
         else:
             continue
         report.problems.append(
-            Problem("stale-intent", key, message + "; reconcile with fix deletes it (and links its items)")
+            Problem("stale-intent", key, message + f"; {REPAIR} deletes it (and links its items)")
         )
 
 
@@ -378,7 +394,13 @@ def audit(
     report.intents.sort()
     _check_intents(store, report)
     if not root_listed:
-        report.problems.append(Problem("missing-root", ROOT_KEY, "no root catalog.json"))
+        report.problems.append(
+            Problem(
+                "missing-root",
+                ROOT_KEY,
+                f"no root catalog.json ({REPAIR} creates it and links the collections)",
+            )
+        )
         for key in sorted(_unreached_keys(store, walk)):
             report.orphans[key] = None
             report.problems.append(Problem("orphan", key, "not reachable: there is no root"))
@@ -528,7 +550,12 @@ def _visit(
             report.problems.append(Problem("unreadable", key, f"{key!r} not found"))
         else:
             report.problems.append(
-                Problem("dangling-link", parent_key, f"{rel} link {href} points at a missing document", key)
+                Problem(
+                    "dangling-link",
+                    parent_key,
+                    f"{rel} link {href} points at a missing document ({REPAIR} drops the link)",
+                    key,
+                )
             )
         return None
     except CatalogError as exc:
@@ -634,7 +661,12 @@ def _follow_links(
         if rel in docs.CHILD_RELS:
             if (rel, target) in seen_links:
                 report.problems.append(
-                    Problem("duplicate-link", key, f"links {href} ({rel}) more than once", target)
+                    Problem(
+                        "duplicate-link",
+                        key,
+                        f"links {href} ({rel}) more than once ({REPAIR} drops the copies)",
+                        target,
+                    )
                 )
                 continue
             seen_links.add((rel, target))
@@ -644,7 +676,12 @@ def _follow_links(
         exists = _target_exists(walk, report, target)
         if exists is False:
             report.problems.append(
-                Problem("dangling-link", key, f"{rel} link {href} points at a missing document", target)
+                Problem(
+                    "dangling-link",
+                    key,
+                    f"{rel} link {href} points at a missing document ({REPAIR} drops the link)",
+                    target,
+                )
             )
     return out
 
@@ -733,7 +770,11 @@ def _note_item(
             walk.outside[coll_key] = walk.outside.get(coll_key, 0) + 1
             if walk.outside[coll_key] <= 20:
                 report.problems.append(
-                    Problem("extent", coll_key, f"extent does not contain item {info.id} ({key})")
+                    Problem(
+                        "extent",
+                        coll_key,
+                        f"extent does not contain item {info.id} ({key}; {REPAIR} recomputes the extent)",
+                    )
                 )
     if walk.check_assets and not info.removing:
         keep = _check_item_assets(walk, report, info) or keep
@@ -814,7 +855,9 @@ def _orphan_problem(key: str, doc: dict | None, layouts: dict[str, Layout] | Non
                 f"{recorded.describe()}: reconcile does not link it; register its product again "
                 "(it then lands where the collection's layout puts it), then delete this document",
             )
-    return Problem("orphan", key, "no document links it")
+    if doc is None:  # not readable as a document: nothing to link
+        return Problem("orphan", key, "no document links it")
+    return Problem("orphan", key, f"no document links it ({REPAIR} links it)")
 
 
 def _check_duplicate_ids(store: Store, walk: _Walk, report: AuditReport) -> None:
@@ -963,26 +1006,36 @@ def _asset_exists(
 
     scheme = protocol(href)
     options = {} if scheme in _PLAIN_SCHEMES else dict(storage_options or {})
+    if scheme in ("http", "https"):  # a silent server: GDAL_HTTP_TIMEOUT, not aiohttp's 5 minutes
+        options = with_http_timeout(options)
     try:
         fs, path = url_to_fs(href, **options)
     except Exception as exc:
         return None, _why(exc)
     token = str(getattr(fs, "_fs_token", id(fs)))
+    if scheme in ("http", "https"):  # one file system serves every server: per server
+        token += " " + urlsplit(href).netloc
     if unreachable is not None and token in unreachable:
         return None, f"not tried: {unreachable[token]}"
     try:
         fs.invalidate_cache(path)
         fs.info(path)
         return True, ""
-    except FileNotFoundError:
-        why = _bucket_unknown(fs, path, unreachable)
-        return (None, why) if why else (False, "")
+    except FileNotFoundError as exc:
+        # fsspec's http file system answers FileNotFoundError for ANY failed
+        # HEAD and GET (refused, timed out, 5xx): only a 404/410 is missing
+        cause = exc.__cause__ if scheme in ("http", "https") else None
+        if cause is None or getattr(cause, "status", None) in (404, 410):
+            why = _bucket_unknown(fs, path, unreachable)
+            return (None, why) if why else (False, "")
+        failure: BaseException = cause
     except Exception as exc:
-        why = _why(exc)
-        if unreachable is not None and _UNREACHABLE & {c.__name__ for c in type(exc).__mro__}:
-            unreachable[token] = f"the storage endpoint could not be reached ({why})"
-            return None, unreachable[token]
-        return None, why
+        failure = exc
+    why = _why(failure)
+    if unreachable is not None and _UNREACHABLE & {c.__name__ for c in type(failure).__mro__}:
+        unreachable[token] = f"the storage endpoint could not be reached ({why})"
+        return None, unreachable[token]
+    return None, why
 
 
 #: object stores whose first path segment is a bucket (container)
@@ -1068,7 +1121,7 @@ def _check_mirror_assets(store: Store, report: AuditReport, storage_options: dic
                     Problem(
                         "missing-asset",
                         coll_key,
-                        f"mirror asset {name!r} at {href} does not exist: reconcile with fix writes it",
+                        f"mirror asset {name!r} at {href} does not exist: {REPAIR} writes it",
                     )
                 )
             elif exists is None:

@@ -625,6 +625,9 @@ def validate(catalog: str, check_assets: bool, as_json: bool, storage_pairs: tup
     show_default=True,
     help="Write retries per parent document when other writers keep changing it.",
 )
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the result as one JSON object (id, href, action, ...)."
+)
 def remove(
     item_id: str,
     catalog: str,
@@ -634,6 +637,7 @@ def remove(
     storage_pairs: tuple[str, ...],
     product: str | None,
     max_retries: int,
+    as_json: bool,
 ) -> None:
     """Unlink and delete ITEM_ID; recompute the collection extent exactly.
     With --pgstac, delete it from the database too (checked first); with
@@ -652,16 +656,20 @@ def remove(
         product=product,
         max_retries=max_retries,
     )
+    # no such collection: a usage error, as search --collections says
+    if result.action == "absent" and result.reason is not None:
+        raise click.UsageError(f"{item_id}: not removed: {result.reason}; check --collection")
+    if as_json:
+        click.echo(json.dumps(result.to_dict(flag_spelling)))
     if not result.ok:
         click.echo(f"error: {result.error_for(flag_spelling)}", err=True)
         sys.exit(1)
     if result.action == "absent":
-        if result.reason is not None:  # no such collection
-            click.echo(f"{item_id}: not removed: {result.reason}; check --collection", err=True)
-        else:
-            click.echo(f"{item_id}: no such item in collection {collection}", err=True)
+        click.echo(f"{item_id}: no such item in collection {collection}", err=True)
         sys.exit(1)
-    if result.action == "updated":  # one asset of a multi-asset item
+    if as_json:
+        pass  # stdout holds the JSON object only
+    elif result.action == "updated":  # one asset of a multi-asset item
         click.echo(f"{item_id}: {result.reason} ({result.href})")
         return
     if result.action == "kept" and product is not None:
@@ -674,8 +682,9 @@ def remove(
             err=True,
         )
         sys.exit(1)
-    extra = " (extent recomputed)" if result.extent_recomputed else ""
-    click.echo(f"removed {item_id} ({result.href}){extra}")
+    if not as_json:
+        extra = " (extent recomputed)" if result.extent_recomputed else ""
+        click.echo(f"removed {item_id} ({result.href}){extra}")
 
 
 @main.command()
@@ -706,6 +715,12 @@ def remove(
     default=None,
     help="Check asset hrefs exist (default: on when --data is given).",
 )
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the report as one JSON object (found, fixed, failed, remaining, registered).",
+)
 @register_option_flags()
 @storage_option
 def reconcile(
@@ -715,6 +730,7 @@ def reconcile(
     dead: Literal["flag", "remove"],
     collection: str | None,
     check_assets: bool | None,
+    as_json: bool,
     pgstac: str | None,
     storage_pairs: tuple[str, ...],
     **fields_given: Any,
@@ -725,9 +741,12 @@ def reconcile(
     and differing items; --fix brings it in line). --fix --dry-run writes
     nothing (no repair, no registration) and counts what --fix would fix.
 
-    Exit 0: nothing left to do. Exit 1: problems remain, an asset could not be
-    checked (its item is left unchanged), or a missing product could not be
+    Exit 0: nothing left to do. Exit 1: problems remain, an asset could
+    not be checked (its item is left unchanged), a collection's mirror could
+    not be checked or rebuilt, or a missing product could not be
     registered. Exit 2: usage error."""
+    from dataclasses import replace  # noqa: PLC0415
+
     from producer import api  # noqa: PLC0415 (the write path: see the module doc)
     from producer.errors import rephrase  # noqa: PLC0415
     from producer.options import flag_spelling  # noqa: PLC0415
@@ -763,15 +782,41 @@ def reconcile(
     else:
         rows = [(kind, found, fixed, report.failed.get(kind, 0)) for kind, found, fixed in report.rows()]
         header = ["finding", "found", "fixed", "failed"]
-    click.echo(_table(rows or [("(nothing)", 0, 0, 0)], header))
     shown = report.remaining if fix else report.problems
-    for p in shown:
-        text = rephrase(str(p.phrased(REPAIR_COMMAND)), hints_of.get(p.key, ()), flag_spelling)
-        click.echo(f"{'ERROR' if p.is_error else 'warning'} {redact(text)}")
+    spelled = [
+        replace(
+            p,
+            key=redact(p.key),
+            message=redact(
+                rephrase(p.phrased(REPAIR_COMMAND).message, hints_of.get(p.key, ()), flag_spelling)
+            ),
+        )
+        for p in shown
+    ]
     blocking = [p for p in shown if p.is_error]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "found": report.found,
+                    "fixed": report.fixed,
+                    "failed": report.failed,
+                    "dry_run": report.dry_run,
+                    "would_fix": report.would_fix,
+                    "remaining": [p.to_dict() for p in spelled],
+                    "registered": [r.to_dict(flag_spelling) for r in report.registered],
+                }
+            )
+        )
+    else:
+        click.echo(_table(rows or [("(nothing)", 0, 0, 0)], header))
+        for p in spelled:
+            click.echo(f"{'ERROR' if p.is_error else 'warning'} {p}")
     unchecked = sum(1 for p in shown if p.kind == "asset-unchecked")
     not_registered = sum(1 for p in shown if p.kind == "register-failed")
-    click.echo("")
+    mirrors_unchecked = sum(1 for p in shown if p.kind == "mirror-unchecked")
+    if not as_json:
+        click.echo("")
     if unchecked:
         click.echo(
             f"{unchecked} asset(s) could not be checked (see the reasons above): their items "
@@ -785,7 +830,16 @@ def reconcile(
             "above); fix or move them and rerun reconcile --fix",
             err=True,
         )
-    if report.dry_run:
+    if mirrors_unchecked:
+        click.echo(
+            f"the stac-geoparquet mirror of {mirrors_unchecked} collection(s) could not be checked "
+            "(see the reasons above): search may not agree with the catalog; make the catalog's "
+            "storage reachable (--storage-option endpoint_url=..., credentials, permissions) and rerun",
+            err=True,
+        )
+    if as_json:
+        pass  # stdout holds the JSON object only
+    elif report.dry_run:
         would = sum(report.would_fix.values())
         click.echo(
             f"dry run: nothing written; reconcile --fix without --dry-run would fix {would} of "
@@ -796,7 +850,13 @@ def reconcile(
             f"{catalog}: " + ("valid after repair" if not blocking else f"{len(blocking)} problems left")
         )
     elif report.problems:
-        click.echo("nothing written; rerun with --fix to repair")
+        if report.found.get("missing-product") and not collection:  # --fix --data needs it
+            click.echo(
+                "nothing written; rerun with --fix --collection COLLECTION to repair "
+                "(the collection the products with no item are registered into)"
+            )
+        else:
+            click.echo("nothing written; rerun with --fix to repair")
     sys.exit(1 if blocking else 0)
 
 

@@ -177,6 +177,12 @@ class NotFound(StoreError, FileNotFoundError):
     """The document does not exist in the store."""
 
 
+class NoSuchBucket(StoreError):
+    """The bucket a catalog URL names does not exist (a typo, or the wrong
+    endpoint): the verbs that read an existing catalog make it an
+    :class:`InputError`, like a path that holds no catalog."""
+
+
 class PreconditionFailed(StoreError):
     """A conditional write lost: the document changed (or exists) since read.
 

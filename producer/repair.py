@@ -11,6 +11,10 @@ written before layouts were recorded, and extents.
 
 from __future__ import annotations
 
+import itertools
+import logging
+import time
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -18,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from producer import thumbnail
 from producer.audit import (
     REPAIR,
+    REPAIR_DEAD,
     AuditReport,
     ExtentTally,
     ItemInfo,
@@ -30,6 +35,7 @@ from producer.audit import (
     usable_items,
 )
 from producer.catalog import documents as docs
+from producer.catalog import intents
 from producer.catalog.extent import box2d, format_time, item_interval
 from producer.catalog.layout import (
     LAYOUT_FIELD,
@@ -59,11 +65,14 @@ from producer.results import ProblemKind, RegisterResult
 from producer.sinks import Outbox, check_sinks, deliver, remedy_text, removed
 from producer.sinks.outbox import outbox_id
 from producer.sources import expand_paths
-from producer.store.base import Store
+from producer.store.base import Store, modified_at
 from producer.validate import Validator
 
 if TYPE_CHECKING:
     from producer.sinks.pgstac import PgstacSink
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -313,7 +322,7 @@ def _handle_dead_items(
                         "missing-asset",
                         key,
                         f"asset {names} (not data) is gone; the item keeps its data assets and is not "
-                        "deprecated: reconcile with dead='remove' drops the gone asset from it",
+                        f"deprecated: {REPAIR_DEAD} drops the gone asset from it",
                     )
                 )
                 continue
@@ -483,11 +492,15 @@ class _IndexCheck:
     def __init__(self, committer: Committer, report: ReconcileReport) -> None:
         self.committer = committer
         self.report = report
+        #: hash of (collection id, item id) of every linked partitioned item
+        #: (8 bytes each: :func:`_clear_stale_index` finds the entries of no item)
+        self.linked = array("q")
 
     def __call__(self, info: ItemInfo) -> None:
         if not is_partitioned_item_key(info.key):
             return  # flat layout: no index
         coll_id = collection_of(info.key)
+        self.linked.append(hash((coll_id, info.id)))
         entry = self.committer.read_index(coll_id, info.id)
         if entry[0] == info.key:
             return
@@ -501,6 +514,83 @@ class _IndexCheck:
         except PreconditionFailed:
             return  # changed meanwhile by a register: it holds the right key
         _bump(self.report.fixed, "stale-index")
+
+
+def _clear_stale_index(committer: Committer, collection_ids: Sequence[str], check: _IndexCheck) -> int:
+    """Delete the id index entries of ids no linked item has (``remove`` and
+    the removals of reconcile leave them), per collection of
+    ``collection_ids``, after the walk of ``check``; returns how many.
+
+    An entry is deleted only when the document it names is absent and it was
+    written more than :data:`~producer.catalog.intents.INTENT_TTL` ago (a
+    younger one may be a registration under way: its entry comes before its
+    item), by a delete conditional on the version read; an entry whose age
+    the storage cannot tell is kept. If the named item appears meanwhile,
+    its entry is written again. Reads: one LIST per collection; per entry
+    of no linked item one GET, a HEAD/stat and an existence check. Memory:
+    the walk's hashes and one chunk of the listing."""
+    import numpy as np  # noqa: PLC0415 (lazy, as in the audit)
+
+    linked = np.sort(np.frombuffer(check.linked, np.int64))
+    cleared = 0
+
+    def unlinked(coll_id: str, ids: list[str]) -> list[str]:
+        hashes = np.fromiter((hash((coll_id, i)) for i in ids), np.int64, len(ids))
+        if not len(linked):
+            return ids
+        at = np.minimum(np.searchsorted(linked, hashes), len(linked) - 1)
+        return [i for i, known in zip(ids, linked[at] == hashes, strict=True) if not known]
+
+    for coll_id in collection_ids:
+        prefix = committer.layout.index_key(coll_id, "")
+        chunk: list[str] = []
+        # streamed (an entry is deleted while its folder is listed: a local
+        # listing reads each folder whole first, an S3 page resumes by key)
+        for entry_key in itertools.chain(committer.store.list(prefix.rstrip("/")), [None]):
+            item_id = entry_key[len(prefix) :] if entry_key is not None else ""
+            if item_id and "/" not in item_id:
+                chunk.append(item_id)
+            if chunk and (entry_key is None or len(chunk) == 4096):
+                cleared += sum(_clear_entry(committer, coll_id, i) for i in unlinked(coll_id, chunk))
+                chunk = []
+    return cleared
+
+
+def _clear_entry(committer: Committer, coll_id: str, item_id: str) -> bool:
+    """Delete the id index entry of ``item_id`` if it names no document and is
+    older than INTENT_TTL (:func:`_clear_stale_index`); True if deleted. A
+    storage error leaves it (logged): a leftover entry harms no reader, and
+    the repairs that matter are done by then."""
+    try:
+        return _clear_entry_once(committer, coll_id, item_id)
+    except (ProducerError, OSError) as exc:
+        log.warning(
+            "could not clear the id index entry of %r in collection %r (%s): "
+            "the next reconcile with fix tries again",
+            item_id,
+            coll_id,
+            exc,
+        )
+        return False
+
+
+def _clear_entry_once(committer: Committer, coll_id: str, item_id: str) -> bool:
+    store = committer.store
+    named, version = committer.read_index(coll_id, item_id)
+    if version is None or (named is not None and store.exists(named)):
+        return False  # gone meanwhile, or an item not linked yet (a registration under way)
+    entry_key = committer.layout.index_key(coll_id, item_id)
+    written = modified_at(store, entry_key)
+    if written is None or time.time() - written <= intents.INTENT_TTL:
+        return False
+    try:
+        store.delete(entry_key, if_version=version)
+    except (PreconditionFailed, NotFound):
+        return False  # claimed again meanwhile
+    if named is not None and store.exists(named):
+        committer.write_index(coll_id, item_id, named)  # its item came meanwhile: give it back
+        return False
+    return True
 
 
 def _register_missing(
@@ -831,7 +921,9 @@ def reconcile(
     JSON items (:func:`producer.mirror.diff`, O(items) reads) after the
     repairs; a collection whose mirror differs is a ``mirror-stale`` warning
     (the catalog is right; only ``search`` lags), and ``fix`` rewrites the
-    mirror files that differ (:func:`producer.mirror.rebuild`).
+    mirror files that differ (:func:`producer.mirror.rebuild`); one that
+    could not be read to compare (a storage error) is a ``mirror-unchecked``
+    error: the run did not check what it was asked to.
     """
     if dead not in ("flag", "remove"):
         raise ValueError("dead must be 'flag' or 'remove'")
@@ -900,11 +992,18 @@ def reconcile(
         )
     # 5. from what is linked now: the id index, the layout record, extents
     # (the id index is repaired as the walk meets each item)
-    linked = audit(store, validator, schemas=False, keep_items=False, on_item=_IndexCheck(committer, report))
+    index_check = _IndexCheck(committer, report)
+    linked = audit(store, validator, schemas=False, keep_items=False, on_item=index_check)
     _record_layouts(committer, linked, report)
     _link_mirrors(committer, linked, report)
     _repair_extents(committer, store, first, linked, report)
     _repair_summaries(committer, store, linked, report)
+    # by folder, as the items' keys name their collection in ``index_check``
+    stale_entries = _clear_stale_index(
+        committer, sorted({collection_of(k) for k in linked.collection_ids}), index_check
+    )
+    if stale_entries:
+        _bump(report.fixed, "stale-index", stale_entries)
     # group-commit intents applied, unreadable or stale (their items were linked in 3.)
     for coll_id in sorted({collection_of(key) for key in first.intents}):
         cleared = committer.clear_intents(coll_id)
@@ -940,7 +1039,8 @@ def _compare_mirror(store: Store, tree: AuditReport, report: ReconcileReport, *,
     audit) with its JSON items (O(items) reads); count a differing collection
     into ``report.found`` as ``mirror-stale`` (and, when ``fix`` rebuilt its
     differing files, ``report.fixed``). Returns the problems left: each
-    difference without ``fix``; with it, a collection whose rebuild failed.
+    difference without ``fix``; with it, a collection whose rebuild failed
+    (``mirror-failed``, an error: the run did not do its job).
     Writes (``fix``): the stale mirror files and the fragments folded."""
     # lazy: producer.mirror loads pyarrow + stac-geoparquet (1.1-1.9 s measured)
     from producer import mirror  # noqa: PLC0415
@@ -954,7 +1054,17 @@ def _compare_mirror(store: Store, tree: AuditReport, report: ReconcileReport, *,
         except (ProducerError, OSError) as exc:
             # a hint to run reconcile is spelled as the audit names its repair (the CLI respells it)
             why = exc.phrased(_as_repair) if isinstance(exc, ProducerError) else str(exc)
-            problems.append(Problem("mirror-stale", coll_key, f"the mirror could not be compared: {why}"))
+            _bump(report.found, "mirror-unchecked")
+            _bump(report.failed, "mirror-unchecked")
+            problems.append(
+                Problem(
+                    "mirror-unchecked",
+                    coll_key,
+                    f"the stac-geoparquet mirror of collection {coll_id!r} could not be compared with its "
+                    f"items ({why}): search may not agree with the catalog; make the catalog's storage "
+                    "reachable and rerun reconcile",
+                )
+            )
             continue
         if found.clean:
             continue
@@ -972,12 +1082,20 @@ def _compare_mirror(store: Store, tree: AuditReport, report: ReconcileReport, *,
         _bump(report.found, "mirror-stale")
         message = f"the stac-geoparquet mirror of collection {coll_id!r} differs from its items ({what})"
         if not fix:
-            problems.append(Problem("mirror-stale", coll_key, message + ": reconcile with fix rebuilds it"))
+            problems.append(Problem("mirror-stale", coll_key, message + f": {REPAIR} rebuilds it"))
             continue
         try:
             mirror.rebuild(store, coll_id)
         except (ProducerError, OSError) as exc:
-            problems.append(Problem("mirror-stale", coll_key, f"{message}; rebuilding it failed: {exc}"))
+            _bump(report.failed, "mirror-stale")
+            problems.append(
+                Problem(
+                    "mirror-failed",
+                    coll_key,
+                    f"{message}; rebuilding it failed ({exc}): search does not agree with the catalog "
+                    f"until {REPAIR} runs again",
+                )
+            )
             continue
         _bump(report.fixed, "mirror-stale")
     return problems

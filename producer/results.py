@@ -186,6 +186,11 @@ ProblemKind = Literal[
     # the stac-geoparquet mirror differs from the JSON items (a warning: the
     # catalog is right, only search lags; reconcile with fix rebuilds it)
     "mirror-stale",
+    # the mirror of a collection could not be read to compare it (a storage
+    # error): an error, since the run could not check what it was asked to
+    "mirror-unchecked",
+    # a stale mirror that reconcile with fix could not rebuild (a storage error)
+    "mirror-failed",
     # a partition holding linked items whose mirror file the collection does
     # not link (search misses its items; reconcile with fix links it)
     "unlinked-mirror",

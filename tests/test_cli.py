@@ -226,7 +226,7 @@ def test_remove_from_a_misspelt_collection_says_there_is_no_such_collection(data
     res = runner.invoke(main, ["register", str(data["utm"]), "-c", str(catalog_dir), "--collection", "ndvi"])
     assert res.exit_code == 0, res.output
     res = runner.invoke(main, ["remove", "utm_20240513", "-c", str(catalog_dir), "--collection", "ndvii"])
-    assert res.exit_code == 1
+    assert res.exit_code == 2, res.output  # a usage error, as search --collections ndvii says (was 1)
     assert f"no collection 'ndvii' in catalog {catalog_dir}" in res.output and "--collection" in res.output
     assert "no such item" not in res.output
     # an item missing from a collection that exists is still that

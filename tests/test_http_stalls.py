@@ -12,6 +12,7 @@ the storage option and the environment variables a user would set.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -264,3 +265,35 @@ def test_writing_to_an_http_catalog_is_refused_as_read_only(tmp_path: Path) -> N
         server.shutdown()
         server.server_close()
     assert sorted(str(p.relative_to(www)) for p in www.rglob("*")) == before
+
+
+# --- assets ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("server", ["closed", "silent"])
+def test_an_http_asset_whose_server_cannot_be_reached_is_unchecked_never_removed(
+    tmp_path: Path, files: str, silent: str, server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fsspec answers FileNotFoundError for any failed http(s) HEAD and GET,
+    so an asset on a server that refused the connection or never answered
+    was "missing": ``validate --check-assets`` called it gone and
+    ``reconcile --fix --dead remove`` deleted its item. Only a 404 (or 410)
+    is missing now; the rest is ``asset-unchecked``, and the item stays."""
+    monkeypatch.setenv("GDAL_HTTP_TIMEOUT", "2")
+    base = f"http://127.0.0.1:{_closed_port()}" if server == "closed" else silent
+    tiles = [rasters.write_tile(tmp_path / "tiles", f"t_2024010{i}.tif", 10.0 + i, 50.0) for i in (1, 2)]
+    root = tmp_path / "catalog"
+    results = producer.register(tiles, catalog=str(root), collection="c")
+    assert all(r.ok for r in results), [r.error for r in results]
+    # unreachable, and a 404 on another server (checked, though one server failed)
+    hrefs = {results[0].href: f"{base}/t.tif", results[1].href: f"{files}/gone.tif"}
+    for item_href, asset_href in hrefs.items():
+        doc = json.loads(Path(item_href).read_text())
+        doc["assets"]["data"]["href"] = asset_href
+        Path(item_href).write_text(json.dumps(doc))
+    kinds = {p.key.split("/")[1]: p.kind for p in producer.validate_catalog(str(root), check_assets=True)}
+    assert kinds == {"t_20240101": "asset-unchecked", "t_20240102": "missing-asset"}, kinds
+    report = producer.reconcile(str(root), check_assets=True, fix=True, dead="remove")
+    assert Path(results[0].href).exists()  # could not be checked: left alone
+    assert not Path(results[1].href).exists()  # really gone (404): removed
+    assert report.failed == {"asset-unchecked": 1}

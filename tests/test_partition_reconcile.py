@@ -342,3 +342,104 @@ def test_partitions_emptied_by_a_removal_and_a_move_are_reported_as_warnings_and
     (back,) = producer.register([a], catalog=cat, collection="c")
     assert back.href == str(root / "c/2023/06/a_20230615/a_20230615.json")
     assert [p.key for p in producer.validate_catalog(cat)] == ["c/2022/catalog.json"]
+
+
+def _index_entries(store) -> list[str]:
+    return sorted(k.rsplit("/", 1)[1] for k in store.list("c/.ids/"))
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_reconcile_fix_clears_id_index_entries_of_removed_items_once_they_are_old(
+    tmp_path, s3_server, monkeypatch, where
+):
+    """``remove`` and ``reconcile --fix --dead remove`` leave the id index
+    entry of the item they delete (a register of that id later sees that
+    nothing moved). Before, nothing ever deleted those entries: ``.ids/``
+    grew by one object per id ever removed. Now ``reconcile --fix`` deletes
+    an entry naming no document once it is older than an hour (a younger
+    one may be a registration under way: its entry is written before its
+    item), and keeps every entry of a live item."""
+    data = tmp_path / "data"
+    tiles = [write_tile(data, f"{n}_2024010{i + 1}.tif", 1 + i, 1) for i, n in enumerate("abc")]
+    if where == "local":
+        url, opts = str(tmp_path / "catalog"), None
+    else:
+        url, opts = f"s3://{s3_server.new_bucket()}/stac", s3_server.storage_options
+    store = open_store(url, opts)
+    results = producer.register(
+        tiles, catalog=url, collection="c", partition="year/month", storage_options=opts
+    )
+    assert all(r.ok for r in results), [r.error for r in results]
+    tiles[1].unlink()  # b's product is gone: --dead remove deletes its item
+    report = producer.reconcile(
+        url, storage_options=opts, data=str(data), collection="c", fix=True, dead="remove"
+    )
+    assert report.fixed.get("missing-asset") == 1
+    assert (
+        producer.remove("a_20240101", catalog=url, collection="c", storage_options=opts).action == "removed"
+    )
+    assert _index_entries(store) == ["a_20240101", "b_20240102", "c_20240103"]  # too young to tell
+
+    if where == "local":  # an hour and a minute ago
+        for entry in (tmp_path / "catalog/c/.ids").iterdir():
+            os.utime(entry, (entry.stat().st_atime - 3660, entry.stat().st_mtime - 3660))
+    else:  # moto cannot backdate an object: every entry counts as old
+        monkeypatch.setattr("producer.catalog.intents.INTENT_TTL", -1.0)
+    report = producer.reconcile(url, storage_options=opts, fix=True)
+    assert report.fixed.get("stale-index") == 2, report
+    assert _index_entries(store) == ["c_20240103"]
+    assert producer.validate_catalog(url, storage_options=opts) == []
+    again = producer.reconcile(url, storage_options=opts, fix=True)
+    assert not again.fixed and not again.remaining
+    # the removed ids register again as new items, the live one is still found by remove
+    assert (
+        producer.register(tiles[:1], catalog=url, collection="c", storage_options=opts)[0].action == "created"
+    )
+    assert (
+        producer.remove("c_20240103", catalog=url, collection="c", storage_options=opts).action == "removed"
+    )
+
+
+def test_reconcile_and_remove_print_json_for_scripts(tiles, catalog_dir):
+    """``--json`` was a register and validate flag only: a cron script running
+    the nightly ``reconcile`` (or a ``remove``) had to scrape a table. Each now
+    prints one JSON object, also when problems remain (exit 1)."""
+    producer.register(tiles, catalog=str(catalog_dir), collection="c")
+    damage(catalog_dir)
+    runner = CliRunner()
+    res = runner.invoke(main, ["reconcile", str(catalog_dir), "--json"])
+    assert res.exit_code == 1, res.output
+    report = json.loads(res.stdout)
+    assert report["found"]["orphan"] == 1 and report["fixed"] == {} and report["dry_run"] is False
+    (orphan,) = [p for p in report["remaining"] if p["kind"] == "orphan"]
+    assert orphan["severity"] == "error" and orphan["key"] == "c/t_20230105/t_20230105.json"
+    assert all("fix=True" not in p["message"] for p in report["remaining"])  # spelled for the CLI
+    res = runner.invoke(main, ["reconcile", str(catalog_dir), "--fix", "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["fixed"]["orphan"] == 1 and report["remaining"] == []
+
+    res = runner.invoke(main, ["remove", "t_20230105", "-c", str(catalog_dir), "--collection", "c", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout) == {
+        "id": "t_20230105",
+        "href": str(catalog_dir / "c/t_20230105/t_20230105.json"),
+        "action": "removed",
+        "extent_recomputed": True,
+    }
+    res = runner.invoke(main, ["remove", "t_20230105", "-c", str(catalog_dir), "--collection", "c", "--json"])
+    assert res.exit_code == 1
+    assert json.loads(res.stdout)["action"] == "absent"
+
+
+def test_reconcile_report_of_missing_products_names_every_flag_the_fix_needs(tmp_path, catalog_dir):
+    """Was: "nothing written; rerun with --fix to repair", and the rerun with
+    --fix was refused for want of --collection (where the products go)."""
+    data = tmp_path / "data"
+    producer.register([write_tile(data, "a_20240101.tif", 1, 1)], catalog=str(catalog_dir), collection="c")
+    write_tile(data, "b_20240102.tif", 2, 2)  # never registered
+    res = CliRunner().invoke(main, ["reconcile", str(catalog_dir), "--data", str(data)])
+    assert res.exit_code == 1, res.output
+    assert "rerun with --fix --collection COLLECTION" in res.output, res.output
+    res = CliRunner().invoke(main, ["reconcile", str(catalog_dir), "--data", str(data), "--collection", "c"])
+    assert res.exit_code == 1 and "rerun with --fix to repair" in res.output, res.output

@@ -366,3 +366,86 @@ def test_an_orphan_that_cannot_be_read_is_reported_as_unread_and_left_alone(s3_s
     assert "could not be read" in line and "access denied" in line, line
     coll = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
     assert not [link for link in coll["links"] if ids[0] in link.get("href", "")]  # not linked blind
+
+
+@pytest.mark.parametrize("fix", [False, True])
+def test_a_mirror_that_could_not_be_compared_is_an_error_naming_what_was_not_checked(
+    s3_server, proxy, tmp_path, fix
+):
+    """The nightly reconcile must fail when it could not check everything.
+    Before: a storage error reading the stac-geoparquet mirror was a
+    ``mirror-stale`` warning and ``reconcile --fix`` exited 0, "valid after
+    repair", though nobody knew whether search agreed with the catalog."""
+    bucket, _ = _s3_catalog(s3_server, tmp_path, 2)
+    proxy.add("GET", "^" + re.escape(f"/{bucket}/stac/c/items") + r"(\.parquet|-fragments/)", "503")
+    before = _bucket_hash(s3_server, bucket)
+    res = CliRunner().invoke(
+        main,
+        [
+            "reconcile",
+            f"s3://{bucket}/stac",
+            *(["--fix"] if fix else []),
+            "-o",
+            f"endpoint_url={proxy.endpoint_url}",
+        ],
+    )
+    assert res.exit_code == 1, res.output
+    assert "valid after repair" not in res.output
+    line = next(line for line in res.output.splitlines() if "[mirror-unchecked]" in line)
+    assert line.startswith("ERROR c/collection.json")
+    assert "mirror of collection 'c' could not be compared with its items" in line, line
+    assert "rerun reconcile" in line and "reconcile(fix=True)" not in line, line
+    assert "the stac-geoparquet mirror of 1 collection(s) could not be checked" in res.output
+    assert _bucket_hash(s3_server, bucket) == before  # nothing rebuilt blind
+    assert "mirror-unchecked" in ERRORS
+
+
+def test_a_mirror_that_reconcile_fix_could_not_rebuild_fails_the_run(s3_server, proxy, tmp_path):
+    """Before: a stale mirror whose rebuild failed (a storage error on its
+    write) stayed a ``mirror-stale`` warning, and ``reconcile --fix`` exited
+    0, "valid after repair", though search still missed items."""
+    bucket, ids = _s3_catalog(s3_server, tmp_path, 2)
+    client = s3_server.client()
+    for obj in client.list_objects_v2(Bucket=bucket, Prefix="stac/c/items")["Contents"]:
+        client.delete_object(Bucket=bucket, Key=obj["Key"])  # the mirror lost: stale
+    proxy.add("PUT", "^" + re.escape(f"/{bucket}/stac/c/items.parquet") + "$", "503")
+    res = CliRunner().invoke(
+        main, ["reconcile", f"s3://{bucket}/stac", "--fix", "-o", f"endpoint_url={proxy.endpoint_url}"]
+    )
+    assert res.exit_code == 1, res.output
+    assert "valid after repair" not in res.output
+    line = next(line for line in res.output.splitlines() if "[mirror-failed]" in line)
+    assert line.startswith("ERROR c/collection.json") and "rebuilding it failed" in line, line
+    assert "until stac-producer reconcile --fix runs again" in line, line
+    report = producer.reconcile(
+        f"s3://{bucket}/stac", fix=True, storage_options={"endpoint_url": proxy.endpoint_url}
+    )
+    assert report.failed == {"mirror-stale": 1} and "mirror-failed" in ERRORS
+
+
+def test_a_stale_id_index_entry_that_cannot_be_deleted_does_not_stop_the_repairs(
+    s3_server, proxy, tmp_path, monkeypatch
+):
+    """Clearing the id index entries of removed ids is housekeeping: a
+    storage error on it leaves the entry for the next run and fails nothing."""
+    bucket = s3_server.new_bucket()
+    url = f"s3://{bucket}/stac"
+    tiles = [write_tile(tmp_path / "tiles", f"p{i}_2024010{i + 1}.tif", 10.0 + i, 50.0) for i in range(2)]
+    opts = {"endpoint_url": proxy.endpoint_url}
+    results = producer.register(
+        tiles, catalog=url, collection="c", partition="year/month", storage_options=opts
+    )
+    assert all(r.ok for r in results), [r.error for r in results]
+    assert (
+        producer.remove(results[0].id, catalog=url, collection="c", storage_options=opts).action == "removed"
+    )
+    monkeypatch.setattr("producer.catalog.intents.INTENT_TTL", -1.0)  # moto cannot backdate: all are old
+    rule = proxy.add("DELETE", "^" + re.escape(f"/{bucket}/stac/c/.ids/"), "503")
+    res = CliRunner().invoke(main, ["reconcile", url, "--fix", "-o", f"endpoint_url={proxy.endpoint_url}"])
+    assert res.exit_code == 0, res.output
+    assert rule.hits >= 1 and "valid after repair" in res.output
+    entries = s3_server.client().list_objects_v2(Bucket=bucket, Prefix="stac/c/.ids/")["Contents"]
+    assert len(entries) == 2  # left for the next run
+    proxy.clear()
+    report = producer.reconcile(url, fix=True, storage_options=opts)
+    assert report.fixed == {"stale-index": 1}

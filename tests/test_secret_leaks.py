@@ -205,3 +205,25 @@ def test_every_deliberate_error_redacts_the_url_in_its_message() -> None:
     for kind in (InputError, StoreError, CatalogError):
         err = kind(f"cannot read 'x' in catalog https://u:{SECRET}@h/stac?X-Amz-Signature={SECRET}")
         assert SECRET not in str(err) and SECRET not in err.fact
+
+
+def test_validate_never_shows_the_credentials_of_an_asset_href(tmp_path: Path) -> None:
+    """An item whose asset href carries user info and a presigned signature
+    (written by hand or by another tool: register drops them). Was:
+    ``validate --check-assets`` (text and ``--json``), ``validate_catalog`` and
+    the Prefect reconcile flow's artifacts showed both; only the reconcile
+    CLI masked them."""
+    root = tmp_path / "catalog"
+    tile = write_tile(tmp_path / "tiles", "t_20240101.tif", 10.0, 50.0)
+    (res,) = producer.register([tile], catalog=str(root), collection="c")
+    item_path = Path(res.href)
+    item = json.loads(item_path.read_text())
+    item["assets"]["data"]["href"] = f"https://user:{SECRET}@127.0.0.1:9/x.tif?X-Amz-Signature={SECRET}"
+    item_path.write_text(json.dumps(item))
+    for args in (["--check-assets"], ["--check-assets", "--json"]):
+        out = CliRunner().invoke(main, ["validate", str(root), *args]).output
+        assert "x.tif" in out and SECRET not in out, out
+    problems = producer.validate_catalog(str(root), check_assets=True)
+    assert problems and all(SECRET not in str(p) for p in problems), problems
+    report = producer.reconcile(str(root), check_assets=True)
+    assert all(SECRET not in json.dumps(p.to_dict()) for p in report.problems)

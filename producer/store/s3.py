@@ -29,6 +29,7 @@ from fsspec.asyn import sync
 from producer.awsclients import SharedClients, client_key
 from producer.errors import (
     InputError,
+    NoSuchBucket,
     NotFound,
     PreconditionFailed,
     ProducerError,
@@ -203,7 +204,7 @@ class S3Store:
                 f"{key!r} in catalog {self.url}: concurrent conditional write ({message})"
             )
         if code == "NoSuchBucket":
-            return StoreError(
+            return NoSuchBucket(
                 f"bucket {self.bucket!r} of catalog {self.url} does not exist; create it or fix the URL"
             )
         if code in ("NoSuchKey", "404", "NotFound"):
@@ -379,3 +380,10 @@ class S3Store:
         except NotFound:
             return False
         return True
+
+    def modified(self, key: str) -> float | None:
+        """When ``key`` was last written (POSIX seconds, HeadObject), None if it is absent."""
+        try:
+            return float(self._call("head_object", key, Key=self._key(key))["LastModified"].timestamp())
+        except NotFound:
+            return None

@@ -40,6 +40,7 @@ from typing import Any
 from producer.awsclients import SharedClients, client_key
 from producer.errors import (
     InputError,
+    NoSuchBucket,
     NotFound,
     PreconditionFailed,
     ProducerError,
@@ -314,7 +315,7 @@ class ObstoreS3Store(S3Store):
         ):
             return PreconditionFailed(f"{key!r} in catalog {self.url} changed or exists")
         if code == "NoSuchBucket":
-            return StoreError(
+            return NoSuchBucket(
                 f"bucket {self.bucket!r} of catalog {self.url} does not exist; create it or fix the URL"
             )
         if isinstance(exc, (FileNotFoundError, oex.NotFoundError)) or code in ("NoSuchKey", "NotFound"):
@@ -538,3 +539,15 @@ class ObstoreS3Store(S3Store):
         except NotFound:
             return False
         return True
+
+    def modified(self, key: str) -> float | None:
+        """When ``key`` was last written (POSIX seconds, one HEAD), None if it is absent."""
+        import obstore  # noqa: PLC0415
+
+        if self._forked():
+            return self._default().modified(key)
+        try:
+            meta = self._run("head_object", key, obstore.head, self.ob, self._key(key))
+        except NotFound:
+            return None
+        return float(meta["last_modified"].timestamp())
