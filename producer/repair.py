@@ -11,10 +11,6 @@ written before layouts were recorded, and extents.
 
 from __future__ import annotations
 
-import itertools
-import logging
-import time
-from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -35,7 +31,6 @@ from producer.audit import (
     usable_items,
 )
 from producer.catalog import documents as docs
-from producer.catalog import intents
 from producer.catalog.extent import box2d, format_time, item_interval
 from producer.catalog.layout import (
     LAYOUT_FIELD,
@@ -65,14 +60,11 @@ from producer.results import ProblemKind, RegisterResult
 from producer.sinks import Outbox, check_sinks, deliver, remedy_text, removed
 from producer.sinks.outbox import outbox_id
 from producer.sources import expand_paths
-from producer.store.base import Store, modified_at
+from producer.store.base import Store
 from producer.validate import Validator
 
 if TYPE_CHECKING:
     from producer.sinks.pgstac import PgstacSink
-
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -492,15 +484,11 @@ class _IndexCheck:
     def __init__(self, committer: Committer, report: ReconcileReport) -> None:
         self.committer = committer
         self.report = report
-        #: hash of (collection id, item id) of every linked partitioned item
-        #: (8 bytes each: :func:`_clear_stale_index` finds the entries of no item)
-        self.linked = array("q")
 
     def __call__(self, info: ItemInfo) -> None:
         if not is_partitioned_item_key(info.key):
             return  # flat layout: no index
         coll_id = collection_of(info.key)
-        self.linked.append(hash((coll_id, info.id)))
         entry = self.committer.read_index(coll_id, info.id)
         if entry[0] == info.key:
             return
@@ -514,83 +502,6 @@ class _IndexCheck:
         except PreconditionFailed:
             return  # changed meanwhile by a register: it holds the right key
         _bump(self.report.fixed, "stale-index")
-
-
-def _clear_stale_index(committer: Committer, collection_ids: Sequence[str], check: _IndexCheck) -> int:
-    """Delete the id index entries of ids no linked item has (``remove`` and
-    the removals of reconcile leave them), per collection of
-    ``collection_ids``, after the walk of ``check``; returns how many.
-
-    An entry is deleted only when the document it names is absent and it was
-    written more than :data:`~producer.catalog.intents.INTENT_TTL` ago (a
-    younger one may be a registration under way: its entry comes before its
-    item), by a delete conditional on the version read; an entry whose age
-    the storage cannot tell is kept. If the named item appears meanwhile,
-    its entry is written again. Reads: one LIST per collection; per entry
-    of no linked item one GET, a HEAD/stat and an existence check. Memory:
-    the walk's hashes and one chunk of the listing."""
-    import numpy as np  # noqa: PLC0415 (lazy, as in the audit)
-
-    linked = np.sort(np.frombuffer(check.linked, np.int64))
-    cleared = 0
-
-    def unlinked(coll_id: str, ids: list[str]) -> list[str]:
-        hashes = np.fromiter((hash((coll_id, i)) for i in ids), np.int64, len(ids))
-        if not len(linked):
-            return ids
-        at = np.minimum(np.searchsorted(linked, hashes), len(linked) - 1)
-        return [i for i, known in zip(ids, linked[at] == hashes, strict=True) if not known]
-
-    for coll_id in collection_ids:
-        prefix = committer.layout.index_key(coll_id, "")
-        chunk: list[str] = []
-        # streamed (an entry is deleted while its folder is listed: a local
-        # listing reads each folder whole first, an S3 page resumes by key)
-        for entry_key in itertools.chain(committer.store.list(prefix.rstrip("/")), [None]):
-            item_id = entry_key[len(prefix) :] if entry_key is not None else ""
-            if item_id and "/" not in item_id:
-                chunk.append(item_id)
-            if chunk and (entry_key is None or len(chunk) == 4096):
-                cleared += sum(_clear_entry(committer, coll_id, i) for i in unlinked(coll_id, chunk))
-                chunk = []
-    return cleared
-
-
-def _clear_entry(committer: Committer, coll_id: str, item_id: str) -> bool:
-    """Delete the id index entry of ``item_id`` if it names no document and is
-    older than INTENT_TTL (:func:`_clear_stale_index`); True if deleted. A
-    storage error leaves it (logged): a leftover entry harms no reader, and
-    the repairs that matter are done by then."""
-    try:
-        return _clear_entry_once(committer, coll_id, item_id)
-    except (ProducerError, OSError) as exc:
-        log.warning(
-            "could not clear the id index entry of %r in collection %r (%s): "
-            "the next reconcile with fix tries again",
-            item_id,
-            coll_id,
-            exc,
-        )
-        return False
-
-
-def _clear_entry_once(committer: Committer, coll_id: str, item_id: str) -> bool:
-    store = committer.store
-    named, version = committer.read_index(coll_id, item_id)
-    if version is None or (named is not None and store.exists(named)):
-        return False  # gone meanwhile, or an item not linked yet (a registration under way)
-    entry_key = committer.layout.index_key(coll_id, item_id)
-    written = modified_at(store, entry_key)
-    if written is None or time.time() - written <= intents.INTENT_TTL:
-        return False
-    try:
-        store.delete(entry_key, if_version=version)
-    except (PreconditionFailed, NotFound):
-        return False  # claimed again meanwhile
-    if named is not None and store.exists(named):
-        committer.write_index(coll_id, item_id, named)  # its item came meanwhile: give it back
-        return False
-    return True
 
 
 def _register_missing(
@@ -992,18 +903,11 @@ def reconcile(
         )
     # 5. from what is linked now: the id index, the layout record, extents
     # (the id index is repaired as the walk meets each item)
-    index_check = _IndexCheck(committer, report)
-    linked = audit(store, validator, schemas=False, keep_items=False, on_item=index_check)
+    linked = audit(store, validator, schemas=False, keep_items=False, on_item=_IndexCheck(committer, report))
     _record_layouts(committer, linked, report)
     _link_mirrors(committer, linked, report)
     _repair_extents(committer, store, first, linked, report)
     _repair_summaries(committer, store, linked, report)
-    # by folder, as the items' keys name their collection in ``index_check``
-    stale_entries = _clear_stale_index(
-        committer, sorted({collection_of(k) for k in linked.collection_ids}), index_check
-    )
-    if stale_entries:
-        _bump(report.fixed, "stale-index", stale_entries)
     # group-commit intents applied, unreadable or stale (their items were linked in 3.)
     for coll_id in sorted({collection_of(key) for key in first.intents}):
         cleared = committer.clear_intents(coll_id)

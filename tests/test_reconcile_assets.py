@@ -421,31 +421,3 @@ def test_a_mirror_that_reconcile_fix_could_not_rebuild_fails_the_run(s3_server, 
         f"s3://{bucket}/stac", fix=True, storage_options={"endpoint_url": proxy.endpoint_url}
     )
     assert report.failed == {"mirror-stale": 1} and "mirror-failed" in ERRORS
-
-
-def test_a_stale_id_index_entry_that_cannot_be_deleted_does_not_stop_the_repairs(
-    s3_server, proxy, tmp_path, monkeypatch
-):
-    """Clearing the id index entries of removed ids is housekeeping: a
-    storage error on it leaves the entry for the next run and fails nothing."""
-    bucket = s3_server.new_bucket()
-    url = f"s3://{bucket}/stac"
-    tiles = [write_tile(tmp_path / "tiles", f"p{i}_2024010{i + 1}.tif", 10.0 + i, 50.0) for i in range(2)]
-    opts = {"endpoint_url": proxy.endpoint_url}
-    results = producer.register(
-        tiles, catalog=url, collection="c", partition="year/month", storage_options=opts
-    )
-    assert all(r.ok for r in results), [r.error for r in results]
-    assert (
-        producer.remove(results[0].id, catalog=url, collection="c", storage_options=opts).action == "removed"
-    )
-    monkeypatch.setattr("producer.catalog.intents.INTENT_TTL", -1.0)  # moto cannot backdate: all are old
-    rule = proxy.add("DELETE", "^" + re.escape(f"/{bucket}/stac/c/.ids/"), "503")
-    res = CliRunner().invoke(main, ["reconcile", url, "--fix", "-o", f"endpoint_url={proxy.endpoint_url}"])
-    assert res.exit_code == 0, res.output
-    assert rule.hits >= 1 and "valid after repair" in res.output
-    entries = s3_server.client().list_objects_v2(Bucket=bucket, Prefix="stac/c/.ids/")["Contents"]
-    assert len(entries) == 2  # left for the next run
-    proxy.clear()
-    report = producer.reconcile(url, fix=True, storage_options=opts)
-    assert report.fixed == {"stale-index": 1}

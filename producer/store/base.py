@@ -32,14 +32,6 @@ def _local_method(store: Any, name: str) -> Any | None:
     return None
 
 
-def modified_at(store: Any, key: str) -> float | None:
-    """When ``key`` was last written (POSIX seconds) where ``store`` (or the
-    store it wraps) can tell (local files, S3), else None; None too if the
-    key is absent. One stat or HEAD."""
-    modified = _local_method(store, "modified")
-    return modified(key) if modified is not None else None
-
-
 def batch_durability(store: Any) -> contextlib.AbstractContextManager[None]:
     """The store's ``batch()`` (durability per batch, see
     :meth:`producer.store.local.LocalStore.batch`), looked up through

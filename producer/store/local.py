@@ -807,13 +807,6 @@ class LocalStore:
         """True if ``key`` is a file (:class:`StoreError` if it leads out of the root)."""
         return self._path(key).is_file()
 
-    def modified(self, key: str) -> float | None:
-        """When ``key`` was last written (POSIX seconds), None if it is absent."""
-        try:
-            return self._path(key).stat().st_mtime
-        except FileNotFoundError:
-            return None
-
 
 class _Staged:
     """One staged document: its key, final path, temp file, the folders its

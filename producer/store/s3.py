@@ -380,10 +380,3 @@ class S3Store:
         except NotFound:
             return False
         return True
-
-    def modified(self, key: str) -> float | None:
-        """When ``key`` was last written (POSIX seconds, HeadObject), None if it is absent."""
-        try:
-            return float(self._call("head_object", key, Key=self._key(key))["LastModified"].timestamp())
-        except NotFound:
-            return None

@@ -539,15 +539,3 @@ class ObstoreS3Store(S3Store):
         except NotFound:
             return False
         return True
-
-    def modified(self, key: str) -> float | None:
-        """When ``key`` was last written (POSIX seconds, one HEAD), None if it is absent."""
-        import obstore  # noqa: PLC0415
-
-        if self._forked():
-            return self._default().modified(key)
-        try:
-            meta = self._run("head_object", key, obstore.head, self.ob, self._key(key))
-        except NotFound:
-            return None
-        return float(meta["last_modified"].timestamp())
