@@ -44,6 +44,14 @@ def test_a_mistyped_catalog_path_is_no_catalog_exit_2(tmp_path: Path, args: list
     assert not typo.exists()  # nothing written
 
 
+@pytest.mark.parametrize("verb", [["validate"], ["reconcile"], ["search", "--bbox", "0,0,1,1"]])
+def test_a_catalog_url_of_an_unknown_scheme_exits_2(verb: list[str]) -> None:
+    """A mistyped scheme (s4://) is bad input, as a mistyped path is; it exited 1."""
+    res = _cli(verb[0], "s4://bucket/stac", *verb[1:])
+    assert res.exit_code == 2, res.output
+    assert "s4" in res.output and "scheme" in res.output
+
+
 @pytest.mark.parametrize(
     "args",
     [
