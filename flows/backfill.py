@@ -48,8 +48,7 @@ from producer.options import RegisterOptions, resolve_options
 from producer.prefect import RegistrationFailed, artifact_key_for, register_in_stac
 from producer.redact import redact
 from producer.sources import no_products_found
-from producer.store.open import refuse_credentials
-from producer.worker_secrets import refuse_secret_parameters, with_worker_secrets
+from producer.worker_secrets import refuse_catalog_credentials, refuse_secret_parameters, with_worker_secrets
 
 #: how many batches run at once by default (the ``concurrency`` parameter)
 MAX_WORKERS = 4
@@ -246,7 +245,7 @@ def backfill(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    refuse_credentials(catalog)  # before its URL is named in any log line or artifact
+    refuse_catalog_credentials(catalog)  # before its URL is named in any log line or artifact
     refuse_secret_parameters(options)
     runner = task_runner_for(concurrency, dask, dask_address)
     logger = get_run_logger()

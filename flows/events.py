@@ -18,21 +18,26 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from producer.errors import python_spelling
 from producer.events import DEFAULT_SUFFIXES, HandlerConfig, handle
 from producer.options import RegisterOptions
 from producer.prefect import RegistrationFailed, artifact_key_for, forward_logs
 from producer.redact import redact
-from producer.worker_secrets import refuse_secret_parameters, with_worker_secrets
+from producer.worker_secrets import (
+    flow_spelling,
+    refuse_catalog_credentials,
+    refuse_secret_parameters,
+    with_worker_secrets,
+)
 
 
 @task(name="handle-event", cache_policy=NO_CACHE)
 def handle_event(payload: dict[str, Any], config: HandlerConfig) -> dict[str, Any]:
     """:func:`producer.events.handle` as a task run (it never raises per record).
-    Hints name the flow's ``options`` fields; the package's log records go to
-    the run's logs."""
+    Hints name the flow's ``options`` fields, credentials the worker's (see
+    :func:`~producer.worker_secrets.flow_spelling`); the package's log records
+    go to the run's logs."""
     with forward_logs():
-        return handle(payload, config, spell=python_spelling)
+        return handle(payload, config, spell=flow_spelling)
 
 
 def _rows(out: dict[str, Any]) -> list[dict[str, Any]]:
@@ -90,6 +95,7 @@ def handle_s3_event(
     reads it; ``options.pgstac`` holding a password is refused (flow
     parameters are stored in plain text).
     """
+    refuse_catalog_credentials(catalog)
     refuse_secret_parameters(options)
     logger = get_run_logger()
     config = HandlerConfig(

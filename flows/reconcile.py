@@ -37,7 +37,7 @@ from producer.prefect import (
     retry_on_storage_errors,
     run_sinks,
 )
-from producer.worker_secrets import refuse_secret_parameters, with_worker_secrets
+from producer.worker_secrets import refuse_catalog_credentials, refuse_secret_parameters, with_worker_secrets
 
 _MAX_PROBLEM_ROWS = 1000
 
@@ -108,6 +108,7 @@ def reconcile_catalog(
         raise ValueError(f"dead must be 'flag' or 'remove', got {dead!r}")
     check_artifact_key(artifact_key)  # before the repair: Prefect checks it only at the artifact
     logger = get_run_logger()
+    refuse_catalog_credentials(catalog)
     refuse_secret_parameters(options)
     # the pgSTAC DSN from the worker's environment (STAC_PGSTAC_DSN), never a parameter
     report = run_reconcile(
