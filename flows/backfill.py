@@ -43,6 +43,7 @@ from producer.api import expand_paths
 from producer.catalog.layout import Layout
 from producer.errors import InputError, ProducerError
 from producer.extract.datetimes import from_explicit, from_filename
+from producer.extract.ids import check_id
 from producer.ingest import collection_layout, open_catalog
 from producer.options import RegisterOptions, resolve_options
 from producer.prefect import RegistrationFailed, artifact_key_for, register_in_stac
@@ -234,7 +235,8 @@ def backfill(
     (:mod:`producer.worker_secrets`), and so is a ``catalog`` URL with
     credentials in it. ``prefix`` and ``catalog`` are redacted wherever the
     run names them. A prefix under which no product is found fails the run
-    (:class:`~producer.errors.InputError` naming the endings it holds).
+    (:class:`~producer.errors.InputError` naming the endings it holds), an
+    unsafe ``collection`` id fails it before anything is listed.
 
     Writes items and parents (one compare-and-swap per parent per batch),
     a table artifact per batch (from the task) and a summary artifact
@@ -247,6 +249,8 @@ def backfill(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     refuse_catalog_credentials(catalog)  # before its URL is named in any log line or artifact
     refuse_secret_parameters(options)
+    # once, before listing: else every product of every batch fails with it
+    check_id(collection, what="collection id")
     runner = task_runner_for(concurrency, dask, dask_address)
     logger = get_run_logger()
     opts = registration_options(options, storage_options)

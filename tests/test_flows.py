@@ -156,6 +156,32 @@ def test_backfill_fails_after_registering_the_good_products(tmp_path: Path) -> N
     assert (tmp_path / "catalog" / "partial" / "cog_20240105" / "cog_20240105.json").is_file()
 
 
+@pytest.mark.usefixtures("prefect_harness")
+def test_backfill_refuses_an_unsafe_collection_id_before_any_batch(tmp_path: Path) -> None:
+    """It listed and planned every product, ran a batch per group, then failed
+    each product with the same collection-id error ("3 of 3 product(s) failed")."""
+    from flows.backfill import backfill
+    from producer.errors import InputError
+
+    write_utm(tmp_path / "data")
+    write_cog(tmp_path / "data")
+    state = backfill(str(tmp_path / "data"), str(tmp_path / "catalog"), "ndvi/v2", return_state=True)
+    assert state.is_failed()
+    with pytest.raises(InputError, match=r"unsafe collection id 'ndvi/v2'.*e\.g\. 'ndvi-v2'"):
+        state.result()
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    with get_client(sync_client=True) as client:
+        subs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id(state)])
+            )
+        )
+    assert subs == []  # no batch ran
+    assert not (tmp_path / "catalog").exists()
+
+
 # ---------------------------------------------------------------------------
 # reconcile
 # ---------------------------------------------------------------------------
