@@ -336,19 +336,43 @@ def _deployments() -> dict[str, dict[str, Any]]:
     return {d["name"]: d for d in doc["deployments"]}
 
 
-def test_prefect_yaml_entrypoints_are_flows() -> None:
+def _check_deployment(name: str, deployment: dict[str, Any]) -> None:
+    """What the server checks when `prefect deploy` sends a deployment and a
+    run is created from it: the entrypoint loads a flow, every parameter is
+    one of the flow's and its value passes the flow's parameter schema
+    (``enforce_parameter_schema``, required ones left to each run)."""
     from prefect.flows import load_flow_from_entrypoint
+    from prefect.utilities.schema_tools import validate
+
+    path, func = deployment["entrypoint"].split(":")
+    assert (ROOT / path).is_file(), name
+    loaded = load_flow_from_entrypoint(f"{ROOT / path}:{func}")
+    assert isinstance(loaded, Flow), name
+    schema = loaded.parameters.model_dump(mode="json")
+    parameters = deployment.get("parameters", {})
+    assert set(parameters) <= set(schema["properties"]), (name, sorted(schema["properties"]))
+    validate(parameters, schema, raise_on_error=True, ignore_required=True)
+    assert deployment["work_pool"]["name"]
+
+
+def test_prefect_yaml_entrypoints_are_flows_taking_its_parameters() -> None:
+    from prefect.utilities.schema_tools import ValidationError
 
     deployments = _deployments()
     assert set(deployments) == {"nightly-reconcile", "backfill", "s3-events"}
     for name, deployment in deployments.items():
-        path, func = deployment["entrypoint"].split(":")
-        assert (ROOT / path).is_file(), name
-        loaded = load_flow_from_entrypoint(f"{ROOT / path}:{func}")
-        assert isinstance(loaded, Flow), name
-        params = set(loaded.parameters.properties)
-        assert set(deployment.get("parameters", {})) <= params, (name, params)
-        assert deployment["work_pool"]["name"]
+        _check_deployment(name, deployment)
+    # the check sees a value the flow would refuse, and a parameter it lacks
+    nightly = deployments["nightly-reconcile"]
+    with pytest.raises(ValidationError, match="delete"):
+        _check_deployment("nightly", {**nightly, "parameters": {**nightly["parameters"], "dead": "delete"}})
+    backfill = deployments["backfill"]
+    with pytest.raises(ValidationError, match="four"):
+        _check_deployment(
+            "backfill", {**backfill, "parameters": {**backfill["parameters"], "concurrency": "four"}}
+        )
+    with pytest.raises(AssertionError, match="batch_size"):
+        _check_deployment("backfill", {**backfill, "parameters": {"batchsize": 100}})
 
 
 def test_prefect_yaml_is_what_prefect_deploy_accepts() -> None:
