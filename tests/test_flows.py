@@ -226,6 +226,25 @@ def test_reconcile_flow_finds_and_fixes_an_orphan(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("prefect_harness")
+def test_reconcile_flow_refuses_a_collection_without_data_before_it_repairs(tmp_path: Path) -> None:
+    """collection=... without data limits nothing: the nightly run meant for
+    one collection repaired every collection of the catalog (the CLI refuses
+    --collection without --data for that reason)."""
+    from flows.reconcile import reconcile_catalog
+    from producer.errors import InputError
+
+    catalog, _ = _orphaned_catalog(tmp_path)
+    before = {p: p.read_bytes() for p in (tmp_path / "catalog").rglob("*.json")}
+    state = reconcile_catalog(catalog, fix=True, collection="other", return_state=True)
+    assert state.is_failed()
+    with pytest.raises(
+        InputError, match=r"without data it limits nothing.*set data.*or leave collection unset"
+    ):
+        state.result()
+    assert {p: p.read_bytes() for p in (tmp_path / "catalog").rglob("*.json")} == before
+
+
+@pytest.mark.usefixtures("prefect_harness")
 def test_reconcile_flow_fails_when_a_missing_product_cannot_be_registered(tmp_path: Path) -> None:
     from flows.reconcile import reconcile_catalog
     from tests.rasters import write_corrupt
