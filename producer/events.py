@@ -41,7 +41,8 @@ from typing import Any, Literal, Protocol
 from urllib.parse import unquote_plus
 
 from producer import api
-from producer.errors import Hint, InputError, ProducerError, Spelling
+from producer.errors import Hint, InputError, ProducerError, Spelling, UnsafeIdError
+from producer.extract.ids import check_id
 from producer.grouping import Grouping
 from producer.options import RegisterOptions, env_phrased, env_spelling, resolve_options
 from producer.results import Action, Result
@@ -361,6 +362,10 @@ class HandlerConfig:
             raise InputError("the catalog URL is empty", hints=(CATALOG_HINT,))
         if not collection:
             raise InputError("the collection id is empty", hints=(COLLECTION_HINT,))
+        try:  # at start-up: else every object of every event fails with it
+            check_id(collection, what="collection id")
+        except UnsafeIdError as exc:
+            raise UnsafeIdError(exc.fact, hints=(COLLECTION_HINT,)) from None
         refuse_credentials(catalog)  # at start-up, not in each event's failure (nor its logs)
         object.__setattr__(self, "catalog", catalog)
         object.__setattr__(self, "collection", collection)
