@@ -245,6 +245,27 @@ def test_reconcile_flow_refuses_a_collection_without_data_before_it_repairs(tmp_
 
 
 @pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.parametrize("fix", [False, True])
+def test_reconcile_flow_with_a_data_folder_that_does_not_exist_fails_naming_it(
+    tmp_path: Path, fix: bool
+) -> None:
+    """A mistyped data path was a "missing product" (no item describes the
+    folder itself), and with fix a product that failed to register."""
+    from flows.reconcile import reconcile_catalog
+    from producer.errors import InputError
+
+    catalog, _ = _orphaned_catalog(tmp_path)
+    before = {p: p.read_bytes() for p in (tmp_path / "catalog").rglob("*.json")}
+    typo = tmp_path / "dtaa"
+    state = reconcile_catalog(catalog, data=str(typo), fix=fix, collection="rec", return_state=True)
+    assert state.is_failed()
+    with pytest.raises(InputError, match=rf"{typo}: no such file or folder.*check the path"):
+        state.result()
+    assert "missing-product" not in (state.message or "") and "register" not in (state.message or "")
+    assert {p: p.read_bytes() for p in (tmp_path / "catalog").rglob("*.json")} == before
+
+
+@pytest.mark.usefixtures("prefect_harness")
 def test_reconcile_flow_fails_when_a_missing_product_cannot_be_registered(tmp_path: Path) -> None:
     from flows.reconcile import reconcile_catalog
     from tests.rasters import write_corrupt
