@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import posixpath
 import sys
 from collections import Counter
@@ -48,7 +49,8 @@ from producer.ingest import collection_layout, open_catalog
 from producer.options import RegisterOptions, resolve_options
 from producer.prefect import RegistrationFailed, artifact_key_for, register_in_stac
 from producer.redact import redact
-from producer.sources import no_products_found
+from producer.sources import GLOB_CHARS, no_products_found
+from producer.urls import is_local, local_path
 from producer.worker_secrets import refuse_catalog_credentials, refuse_secret_parameters, with_worker_secrets
 
 #: how many batches run at once by default (the ``concurrency`` parameter)
@@ -256,6 +258,13 @@ def backfill(
     opts = registration_options(options, storage_options)
     prefixes = [prefix] if isinstance(prefix, str) else list(prefix)
     shown = " ".join(redact(p) for p in prefixes)  # a presigned URL's signature stays out
+    for given in prefixes:  # a mistyped local path: else it is registered as a product, and fails
+        if (
+            is_local(given)
+            and not any(c in given for c in GLOB_CHARS)
+            and not os.path.exists(local_path(given))
+        ):
+            raise InputError(f"{given}: no such file or folder: check the prefix; nothing was registered")
     products = list_products(prefix, opts.data_storage_options)
     if not products:
         fact, example = no_products_found(prefixes, storage_options=opts.data_storage_options)

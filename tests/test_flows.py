@@ -182,6 +182,20 @@ def test_backfill_refuses_an_unsafe_collection_id_before_any_batch(tmp_path: Pat
     assert not (tmp_path / "catalog").exists()
 
 
+@pytest.mark.usefixtures("prefect_harness")
+def test_backfill_of_a_folder_that_does_not_exist_fails_naming_it_before_any_batch(tmp_path: Path) -> None:
+    """It ran a batch for the path as if it were a product: "1 of 1 product(s) failed"."""
+    from flows.backfill import backfill
+    from producer.errors import InputError
+
+    typo = tmp_path / "dtaa"
+    state = backfill(str(typo), str(tmp_path / "catalog"), "c", return_state=True)
+    with pytest.raises(InputError, match=rf"{typo}: no such file or folder.*check the prefix"):
+        state.result()
+    assert "product(s) failed" not in (state.message or "")
+    assert not (tmp_path / "catalog").exists()
+
+
 # ---------------------------------------------------------------------------
 # reconcile
 # ---------------------------------------------------------------------------
