@@ -33,9 +33,9 @@ import posixpath
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from prefect import flow, task
+from prefect import Flow, flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
@@ -52,6 +52,9 @@ from producer.redact import redact
 from producer.sources import GLOB_CHARS, no_products_found
 from producer.urls import is_local, local_path
 from producer.worker_secrets import refuse_catalog_credentials, refuse_secret_parameters, with_worker_secrets
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: how many batches run at once by default (the ``concurrency`` parameter)
 MAX_WORKERS = 4
@@ -180,7 +183,28 @@ def registration_options(
     return resolve_options(with_worker_secrets(options), storage_options)
 
 
-@flow(name="stac-backfill-batches")
+class _RedactedParameters(Flow[P, R]):
+    """A flow whose runs' parameters reach the Prefect server with every URL
+    in them redacted (:func:`producer.redact.redact`): the batches sub-flow
+    takes the product URLs, and Prefect stores a sub-flow run's parameters in
+    plain text, so a presigned URL's signature would be stored once more.
+    The run itself gets them whole."""
+
+    def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        return {key: _redacted(value) for key, value in super().serialize_parameters(parameters).items()}
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` (JSON-like) with :func:`redact` applied to every string in it."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    return value
+
+
 def register_batches(
     batches: list[list[str]],
     catalog: str,
@@ -188,8 +212,9 @@ def register_batches(
     options: RegisterOptions | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> list[Any]:
-    """Submit one :func:`register_in_stac` task run per batch to this flow's
-    task runner (chosen by :func:`backfill`); returns each batch's outcome
+    """The batches sub-flow (run by :func:`backfill` on the task runner it
+    chose, its parameters stored redacted: :class:`_RedactedParameters`):
+    submit one :func:`register_in_stac` task run per batch; returns each batch's outcome
     (its result dicts, or the exception it ended with). ``options`` and
     ``storage_options``: the backfill's own parameters, as it was given them
     (the secrets are read here, from the environment: see
@@ -280,10 +305,10 @@ def backfill(
         type(runner).__name__,
     )
     # the parameters the backfill was given, not the resolved options: the
-    # sub-flow run's parameters are stored as its own, secrets would be too
-    outcomes = register_batches.with_options(task_runner=runner)(
-        batches, catalog, collection, options, storage_options
-    )
+    # sub-flow run's parameters are stored as its own, secrets would be too;
+    # and the product URLs are stored redacted (presigned signatures)
+    batches_flow = _RedactedParameters(register_batches, name="stac-backfill-batches", task_runner=runner)
+    outcomes = batches_flow(batches, catalog, collection, options, storage_options)
 
     counts: Counter[str] = Counter()
     failures: list[dict[str, Any]] = []

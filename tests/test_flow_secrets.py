@@ -261,6 +261,22 @@ def test_backfill_redacts_a_presigned_prefix_in_its_artifact_logs_and_failure(tm
     assert [line["message"] for line in logs if PASSWORD in line["message"]] == []
 
 
+def test_backfill_copies_no_presigned_url_into_its_sub_flow_parameters(tmp_path: Path) -> None:
+    """The batches sub-flow took the product URLs as a parameter: Prefect
+    stored each presigned URL, signature and all, once more in plain text."""
+    from flows.backfill import backfill
+
+    prefix = (
+        f"https://127.0.0.1:1/products/x_20240101.tif?X-Amz-Credential=AKIAFAKE&X-Amz-Signature={PASSWORD}"
+    )
+    state = backfill(prefix, str(tmp_path / "catalog"), "c2c", concurrency=1, return_state=True)
+    assert state.is_failed()
+    runs = _runs_stored(flow_run_id(state))
+    assert len(runs) == 2  # the batches ran, in their sub-flow
+    # the caller's own parameter holds it; nothing the flow wrote does
+    assert _stored_text(flow_run_id(state)).count(PASSWORD) == 1
+
+
 # ---------------------------------------------------------------------------
 # D3: a prefix without products
 # ---------------------------------------------------------------------------
