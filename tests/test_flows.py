@@ -70,6 +70,28 @@ def test_ndvi_flow_writes_cogs_and_registers_them(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("prefect_harness")
+def test_ndvi_task_run_names_hold_no_presigned_signature(tmp_path: Path) -> None:
+    """compute-ndvi's runs were named "ndvi-<input URL>": Prefect stored and
+    showed a presigned input's signature in plain text."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.ndvi import ndvi_flow
+
+    secret = "NdviS1gnature"
+    url = f"https://127.0.0.1:1/in/rednir_20240501.tif?X-Amz-Signature={secret}"
+    state = ndvi_flow([url], str(tmp_path / "out"), str(tmp_path / "catalog"), return_state=True)
+    assert state.is_failed()
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id(state)]))
+        )
+    names = [r.name for r in runs if r.name.startswith("ndvi-")]
+    assert len(names) == 1 and "rednir_20240501.tif" in names[0], [r.name for r in runs]
+    assert secret not in names[0]
+
+
+@pytest.mark.usefixtures("prefect_harness")
 def test_ndvi_flow_registers_the_good_outputs_and_fails_on_a_single_band_input(tmp_path: Path) -> None:
     from flows.ndvi import ndvi_flow, write_red_nir_inputs
 
