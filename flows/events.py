@@ -40,6 +40,16 @@ def handle_event(payload: dict[str, Any], config: HandlerConfig) -> dict[str, An
         return handle(payload, config, spell=flow_spelling)
 
 
+def _failed_object(failure: dict[str, Any]) -> str:
+    """What a failure is about: the object's URL, else the SQS message, else
+    the payload itself (one that is no event at all)."""
+    if failure.get("url"):
+        return str(failure["url"])
+    if failure.get("message_id") is not None:
+        return f"message {failure['message_id']}"
+    return "the payload"
+
+
 def _rows(out: dict[str, Any]) -> list[dict[str, Any]]:
     rows = [
         {
@@ -60,7 +70,7 @@ def _rows(out: dict[str, Any]) -> list[dict[str, Any]]:
     ]
     rows += [
         {
-            "object": r.get("url") or f"message {r.get('message_id')}",
+            "object": _failed_object(r),
             "outcome": "failed",
             "id": "",
             "detail": r.get("error", ""),
@@ -122,10 +132,7 @@ def handle_s3_event(
             description=f"Event handled into collection {collection!r} of {redact(catalog)}.",
         )
     if out["failed"]:
-        listed = "\n".join(
-            f"  - {f.get('url') or 'message ' + str(f.get('message_id'))}: {f.get('error')}"
-            for f in out["failed"][:20]
-        )
+        listed = "\n".join(f"  - {_failed_object(f)}: {f.get('error')}" for f in out["failed"][:20])
         results = out["registered"] + [
             {"source": f.get("url") or "", "action": "error", "error": f.get("error")} for f in out["failed"]
         ]

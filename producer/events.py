@@ -168,7 +168,11 @@ def _walk(
         if doc.get("Type") == "Notification" and "Message" in doc:  # SNS envelope inside SQS
             _walk(_loads(doc["Message"], "SNS Message"), message_id, depth + 1, events, failures)
             return
-        raise _Malformed(f"unrecognised payload (keys: {sorted(map(str, doc))[:8]})")
+        raise _Malformed(
+            f"unrecognised payload (keys: {sorted(map(str, doc))[:8]}): expected an S3 event "
+            "notification (Records), or one inside an SQS message, an SNS notification or an "
+            "EventBridge event"
+        )
     except _Malformed as exc:
         failures.append({"message_id": message_id, "error": str(exc)})
 

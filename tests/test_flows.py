@@ -402,6 +402,22 @@ def test_event_flow_fails_when_a_record_fails_after_handling_the_rest(
     assert sorted(r["outcome"] for r in table_rows(artifact)) == ["created", "failed"]
 
 
+@pytest.mark.usefixtures("prefect_harness")
+def test_event_flow_names_what_an_unrecognised_payload_should_be(tmp_path: Path) -> None:
+    """A payload of another shape failed as "message None: unrecognised payload
+    (keys: ['foo'])", naming neither the payload nor what was expected."""
+    from flows.events import handle_s3_event
+
+    state = handle_s3_event({"foo": 1}, str(tmp_path / "catalog"), "c", return_state=True)
+    with pytest.raises(RegistrationFailed) as info:
+        state.result()
+    message = str(info.value)
+    assert "message None" not in message, message
+    assert "the payload: unrecognised payload (keys: ['foo'])" in message
+    assert "S3 event notification" in message and "EventBridge" in message
+    assert not (tmp_path / "catalog").exists()
+
+
 # ---------------------------------------------------------------------------
 # deploy/prefect.yaml
 # ---------------------------------------------------------------------------
