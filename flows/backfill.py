@@ -51,7 +51,12 @@ from producer.prefect import RegistrationFailed, artifact_key_for, register_in_s
 from producer.redact import redact
 from producer.sources import GLOB_CHARS, no_products_found
 from producer.urls import is_local, local_path
-from producer.worker_secrets import refuse_catalog_credentials, refuse_secret_parameters, with_worker_secrets
+from producer.worker_secrets import (
+    flow_phrased,
+    refuse_catalog_credentials,
+    refuse_secret_parameters,
+    with_worker_secrets,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -64,7 +69,8 @@ _ACTIONS = ("created", "updated", "unchanged", "error")
 @task(name="list-products")
 def list_products(prefix: str | list[str], storage_options: dict[str, Any] | None = None) -> list[str]:
     """Every product under ``prefix`` (sorted; see :func:`producer.api.expand_paths`)."""
-    return expand_paths(prefix, storage_options)
+    with flow_phrased():  # no credentials: the worker's, not storage_options
+        return expand_paths(prefix, storage_options)
 
 
 def task_runner_for(

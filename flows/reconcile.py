@@ -38,7 +38,12 @@ from producer.prefect import (
     retry_on_storage_errors,
     run_sinks,
 )
-from producer.worker_secrets import refuse_catalog_credentials, refuse_secret_parameters, with_worker_secrets
+from producer.worker_secrets import (
+    flow_phrased,
+    refuse_catalog_credentials,
+    refuse_secret_parameters,
+    with_worker_secrets,
+)
 
 _MAX_PROBLEM_ROWS = 1000
 
@@ -64,7 +69,9 @@ def run_reconcile(
     Writes to the catalog only with ``fix``. Retried on storage errors only
     (reconcile is idempotent).
     """
-    with forward_logs():  # the package's records (register summary, give-ups) in the run's logs
+    # the package's records (register summary, give-ups) in the run's logs;
+    # a credentials hint names the worker's, not storage_options
+    with forward_logs(), flow_phrased():
         return api.reconcile(
             catalog,
             storage_options=storage_options,

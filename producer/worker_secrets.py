@@ -16,10 +16,11 @@ spell their credentials hint that way (:func:`flow_spelling`), never as
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -30,6 +31,7 @@ from producer.store.open import refuse_credentials
 __all__ = [
     "SECRET_FIELDS",
     "dsn_has_password",
+    "flow_phrased",
     "flow_spelling",
     "refuse_catalog_credentials",
     "refuse_secret_parameters",
@@ -122,11 +124,23 @@ def flow_spelling(hint: Hint) -> str:
     return python_spelling(hint)
 
 
+@contextlib.contextmanager
+def flow_phrased() -> Iterator[None]:
+    """Inside the block, an :class:`InputError` with a credentials hint is
+    raised again with its hints spelled for a flow run (:func:`flow_spelling`:
+    the worker's role or environment, not ``storage_options``), not chained
+    to the original; any other error as it is."""
+    try:
+        yield
+    except InputError as exc:
+        if all(flow_spelling(h) == python_spelling(h) for h in exc.hints):
+            raise  # no hint a flow spells otherwise: the error as it is
+        raise InputError(exc.phrased(flow_spelling)) from None
+
+
 def refuse_catalog_credentials(catalog: str) -> None:
     """:func:`~producer.store.open.refuse_credentials` for a flow's ``catalog``
     parameter: the :class:`InputError` advises the worker's credentials
     (:func:`flow_spelling`), not storage options."""
-    try:
+    with flow_phrased():
         refuse_credentials(catalog)
-    except InputError as exc:
-        raise InputError(exc.phrased(flow_spelling)) from None

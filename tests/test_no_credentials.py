@@ -142,3 +142,24 @@ def test_the_prefect_task_advises_the_workers_environment_not_storage_options(ba
     for message in (row["error"], str(failed)):
         assert "storage_options=" not in message, message
         assert "environment of the worker" in message and "IAM role" in message, message
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_backfill_and_reconcile_flows_advise_the_workers_environment(bare, tmp_path):
+    """Listing the prefix (backfill) or opening the catalog (reconcile) with no
+    credentials advised storage_options={'key': ..., 'secret': ...} too."""
+    from flows.backfill import backfill
+    from flows.reconcile import reconcile_catalog
+
+    bucket, _ = bare
+    states = [
+        backfill(f"s3://{bucket}/products/", str(tmp_path / "stac"), "c", return_state=True),
+        reconcile_catalog(f"s3://{bucket}/stac", return_state=True),
+    ]
+    for state in states:
+        with pytest.raises(InputError) as info:
+            state.result()
+        message = str(info.value)
+        _says_no_credentials(message)
+        assert "storage_options=" not in message, message
+        assert "environment of the worker" in message and "IAM role" in message, message
