@@ -25,9 +25,13 @@ from producer import process
 
 process.prepare()  # before anything imports numpy: one OpenBLAS thread (cold start)
 
+from producer.errors import InputError  # noqa: E402 (after prepare)
 from producer.events import HandlerConfig, handle  # noqa: E402 (after prepare)
 
 log = logging.getLogger("producer.lambda")
+
+#: the values LOG_LEVEL may take (any letter case)
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class EventHandlingError(RuntimeError):
@@ -36,7 +40,10 @@ class EventHandlingError(RuntimeError):
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Handle one Lambda invocation; return :func:`producer.events.handle`'s dict."""
-    logging.getLogger("producer").setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+    level = os.environ.get("LOG_LEVEL", "INFO").strip() or "INFO"
+    if level.upper() not in _LEVELS:
+        raise InputError(f"LOG_LEVEL {level!r} is not a log level: set it to one of {', '.join(_LEVELS)}")
+    logging.getLogger("producer").setLevel(level.upper())
     result = handle(event, HandlerConfig.from_env())
     summary = {
         "request_id": getattr(context, "aws_request_id", None),

@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import posixpath
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from prefect import flow, task
+from prefect import Flow, flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
@@ -43,13 +44,22 @@ from producer.api import expand_paths
 from producer.catalog.layout import Layout
 from producer.errors import InputError, ProducerError
 from producer.extract.datetimes import from_explicit, from_filename
+from producer.extract.ids import check_id
 from producer.ingest import collection_layout, open_catalog
 from producer.options import RegisterOptions, resolve_options
 from producer.prefect import RegistrationFailed, artifact_key_for, register_in_stac
 from producer.redact import redact
-from producer.sources import no_products_found
-from producer.store.open import refuse_credentials
-from producer.worker_secrets import refuse_secret_parameters, with_worker_secrets
+from producer.sources import GLOB_CHARS, no_products_found
+from producer.urls import is_local, local_path
+from producer.worker_secrets import (
+    flow_phrased,
+    refuse_catalog_credentials,
+    refuse_secret_parameters,
+    with_worker_secrets,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: how many batches run at once by default (the ``concurrency`` parameter)
 MAX_WORKERS = 4
@@ -59,7 +69,8 @@ _ACTIONS = ("created", "updated", "unchanged", "error")
 @task(name="list-products")
 def list_products(prefix: str | list[str], storage_options: dict[str, Any] | None = None) -> list[str]:
     """Every product under ``prefix`` (sorted; see :func:`producer.api.expand_paths`)."""
-    return expand_paths(prefix, storage_options)
+    with flow_phrased():  # no credentials: the worker's, not storage_options
+        return expand_paths(prefix, storage_options)
 
 
 def task_runner_for(
@@ -178,7 +189,28 @@ def registration_options(
     return resolve_options(with_worker_secrets(options), storage_options)
 
 
-@flow(name="stac-backfill-batches")
+class _RedactedParameters(Flow[P, R]):
+    """A flow whose runs' parameters reach the Prefect server with every URL
+    in them redacted (:func:`producer.redact.redact`): the batches sub-flow
+    takes the product URLs, and Prefect stores a sub-flow run's parameters in
+    plain text, so a presigned URL's signature would be stored once more.
+    The run itself gets them whole."""
+
+    def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        return {key: _redacted(value) for key, value in super().serialize_parameters(parameters).items()}
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` (JSON-like) with :func:`redact` applied to every string in it."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    return value
+
+
 def register_batches(
     batches: list[list[str]],
     catalog: str,
@@ -186,8 +218,9 @@ def register_batches(
     options: RegisterOptions | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> list[Any]:
-    """Submit one :func:`register_in_stac` task run per batch to this flow's
-    task runner (chosen by :func:`backfill`); returns each batch's outcome
+    """The batches sub-flow (run by :func:`backfill` on the task runner it
+    chose, its parameters stored redacted: :class:`_RedactedParameters`):
+    submit one :func:`register_in_stac` task run per batch; returns each batch's outcome
     (its result dicts, or the exception it ended with). ``options`` and
     ``storage_options``: the backfill's own parameters, as it was given them
     (the secrets are read here, from the environment: see
@@ -235,7 +268,8 @@ def backfill(
     (:mod:`producer.worker_secrets`), and so is a ``catalog`` URL with
     credentials in it. ``prefix`` and ``catalog`` are redacted wherever the
     run names them. A prefix under which no product is found fails the run
-    (:class:`~producer.errors.InputError` naming the endings it holds).
+    (:class:`~producer.errors.InputError` naming the endings it holds), an
+    unsafe ``collection`` id fails it before anything is listed.
 
     Writes items and parents (one compare-and-swap per parent per batch),
     a table artifact per batch (from the task) and a summary artifact
@@ -246,13 +280,22 @@ def backfill(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    refuse_credentials(catalog)  # before its URL is named in any log line or artifact
+    refuse_catalog_credentials(catalog)  # before its URL is named in any log line or artifact
     refuse_secret_parameters(options)
+    # once, before listing: else every product of every batch fails with it
+    check_id(collection, what="collection id")
     runner = task_runner_for(concurrency, dask, dask_address)
     logger = get_run_logger()
     opts = registration_options(options, storage_options)
     prefixes = [prefix] if isinstance(prefix, str) else list(prefix)
     shown = " ".join(redact(p) for p in prefixes)  # a presigned URL's signature stays out
+    for given in prefixes:  # a mistyped local path: else it is registered as a product, and fails
+        if (
+            is_local(given)
+            and not any(c in given for c in GLOB_CHARS)
+            and not os.path.exists(local_path(given))
+        ):
+            raise InputError(f"{given}: no such file or folder: check the prefix; nothing was registered")
     products = list_products(prefix, opts.data_storage_options)
     if not products:
         fact, example = no_products_found(prefixes, storage_options=opts.data_storage_options)
@@ -268,10 +311,10 @@ def backfill(
         type(runner).__name__,
     )
     # the parameters the backfill was given, not the resolved options: the
-    # sub-flow run's parameters are stored as its own, secrets would be too
-    outcomes = register_batches.with_options(task_runner=runner)(
-        batches, catalog, collection, options, storage_options
-    )
+    # sub-flow run's parameters are stored as its own, secrets would be too;
+    # and the product URLs are stored redacted (presigned signatures)
+    batches_flow = _RedactedParameters(register_batches, name="stac-backfill-batches", task_runner=runner)
+    outcomes = batches_flow(batches, catalog, collection, options, storage_options)
 
     counts: Counter[str] = Counter()
     failures: list[dict[str, Any]] = []

@@ -18,21 +18,36 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from producer.errors import python_spelling
 from producer.events import DEFAULT_SUFFIXES, HandlerConfig, handle
 from producer.options import RegisterOptions
 from producer.prefect import RegistrationFailed, artifact_key_for, forward_logs
 from producer.redact import redact
-from producer.worker_secrets import refuse_secret_parameters, with_worker_secrets
+from producer.worker_secrets import (
+    flow_spelling,
+    refuse_catalog_credentials,
+    refuse_secret_parameters,
+    with_worker_secrets,
+)
 
 
 @task(name="handle-event", cache_policy=NO_CACHE)
 def handle_event(payload: dict[str, Any], config: HandlerConfig) -> dict[str, Any]:
     """:func:`producer.events.handle` as a task run (it never raises per record).
-    Hints name the flow's ``options`` fields; the package's log records go to
-    the run's logs."""
+    Hints name the flow's ``options`` fields, credentials the worker's (see
+    :func:`~producer.worker_secrets.flow_spelling`); the package's log records
+    go to the run's logs."""
     with forward_logs():
-        return handle(payload, config, spell=python_spelling)
+        return handle(payload, config, spell=flow_spelling)
+
+
+def _failed_object(failure: dict[str, Any]) -> str:
+    """What a failure is about: the object's URL, else the SQS message, else
+    the payload itself (one that is no event at all)."""
+    if failure.get("url"):
+        return str(failure["url"])
+    if failure.get("message_id") is not None:
+        return f"message {failure['message_id']}"
+    return "the payload"
 
 
 def _rows(out: dict[str, Any]) -> list[dict[str, Any]]:
@@ -55,7 +70,7 @@ def _rows(out: dict[str, Any]) -> list[dict[str, Any]]:
     ]
     rows += [
         {
-            "object": r.get("url") or f"message {r.get('message_id')}",
+            "object": _failed_object(r),
             "outcome": "failed",
             "id": "",
             "detail": r.get("error", ""),
@@ -90,6 +105,7 @@ def handle_s3_event(
     reads it; ``options.pgstac`` holding a password is refused (flow
     parameters are stored in plain text).
     """
+    refuse_catalog_credentials(catalog)
     refuse_secret_parameters(options)
     logger = get_run_logger()
     config = HandlerConfig(
@@ -116,10 +132,7 @@ def handle_s3_event(
             description=f"Event handled into collection {collection!r} of {redact(catalog)}.",
         )
     if out["failed"]:
-        listed = "\n".join(
-            f"  - {f.get('url') or 'message ' + str(f.get('message_id'))}: {f.get('error')}"
-            for f in out["failed"][:20]
-        )
+        listed = "\n".join(f"  - {_failed_object(f)}: {f.get('error')}" for f in out["failed"][:20])
         results = out["registered"] + [
             {"source": f.get("url") or "", "action": "error", "error": f.get("error")} for f in out["failed"]
         ]

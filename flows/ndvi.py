@@ -34,6 +34,7 @@ from producer.api import expand_paths
 from producer.demo import SCENES
 from producer.errors import InputError
 from producer.prefect import register_in_stac
+from producer.redact import redact
 
 #: nodata value of the NDVI outputs (outside [-1, 1], so never a real NDVI)
 NDVI_NODATA = -9999.0
@@ -84,7 +85,13 @@ def _stem(path: str) -> str:
     return base.rsplit(".", 1)[0] if "." in base else base
 
 
-@task(name="compute-ndvi", task_run_name="ndvi-{src}")
+def _run_name(parameters: dict[str, Any]) -> str:
+    """``ndvi-<input>``, the input redacted: Prefect stores and shows task run
+    names, and a presigned input URL's signature must not be among them."""
+    return f"ndvi-{redact(str(parameters.get('src')))}"
+
+
+@task(name="compute-ndvi", task_run_name=_run_name)  # type: ignore[arg-type]  # Prefect passes `parameters`
 def compute_ndvi(src: str, output_dir: str) -> str:
     """Read band 1 (red) and band 2 (NIR) of ``src``; write the NDVI COG.
 

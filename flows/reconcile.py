@@ -31,6 +31,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from producer import ReconcileReport, api
+from producer.errors import InputError
 from producer.options import RegisterOptions
 from producer.prefect import (
     CatalogProblemsRemain,
@@ -39,7 +40,12 @@ from producer.prefect import (
     retry_on_storage_errors,
     run_sinks,
 )
-from producer.worker_secrets import refuse_secret_parameters, with_worker_secrets
+from producer.worker_secrets import (
+    flow_phrased,
+    refuse_catalog_credentials,
+    refuse_secret_parameters,
+    with_worker_secrets,
+)
 
 _MAX_PROBLEM_ROWS = 1000
 
@@ -65,7 +71,9 @@ def run_reconcile(
     Writes to the catalog only with ``fix``. Retried on storage errors only
     (reconcile is idempotent).
     """
-    with forward_logs():  # the package's records (register summary, give-ups) in the run's logs
+    # the package's records (register summary, give-ups) in the run's logs;
+    # a credentials hint names the worker's, not storage_options
+    with forward_logs(), flow_phrased():
         return api.reconcile(
             catalog,
             storage_options=storage_options,
@@ -104,12 +112,21 @@ def reconcile_catalog(
     deployment, a JSON object of its fields). The pgSTAC database to compare
     (and with ``fix`` bring in line) is read from ``STAC_PGSTAC_DSN`` in the
     worker's environment: flow parameters are stored in plain text, so
-    ``options.pgstac`` holding a password is refused.
+    ``options.pgstac`` holding a password is refused. ``collection`` without
+    ``data`` is refused: it would limit nothing.
     """
     if dead not in ("flag", "remove"):
         raise ValueError(f"dead must be 'flag' or 'remove', got {dead!r}")
+    if collection and not data:  # as the CLI refuses --collection without --data
+        raise InputError(
+            f"collection {collection!r} names the collection that products found under data are "
+            "registered into; without data it limits nothing (reconcile checks, and with fix "
+            "repairs, every collection of the catalog): set data to the products' prefix, or leave "
+            "collection unset; nothing was checked or repaired"
+        )
     check_artifact_key(artifact_key)  # before the repair: Prefect checks it only at the artifact
     logger = get_run_logger()
+    refuse_catalog_credentials(catalog)
     refuse_secret_parameters(options)
     # the pgSTAC DSN from the worker's environment (STAC_PGSTAC_DSN), never a parameter
     report = run_reconcile(

@@ -89,9 +89,7 @@ CREDENTIALS_HINT = Hint(
 )
 #: no AWS credentials were found: give them as storage options (the CLI spells
 #: it ``-o key=KEY -o secret=SECRET``, the event handler ``STAC_STORAGE_OPTIONS``)
-NO_CREDENTIALS_HINT = Hint(
-    "storage_options", {"key": "KEY", "secret": "SECRET"}, "give the credentials as storage options"
-)
+NO_CREDENTIALS_HINT = Hint("storage_options", {"key": "KEY", "secret": "SECRET"}, "give the credentials")
 
 
 class ProducerError(Exception):

@@ -41,7 +41,8 @@ from typing import Any, Literal, Protocol
 from urllib.parse import unquote_plus
 
 from producer import api
-from producer.errors import Hint, InputError, ProducerError, Spelling
+from producer.errors import Hint, InputError, ProducerError, Spelling, UnsafeIdError
+from producer.extract.ids import check_id
 from producer.grouping import Grouping
 from producer.options import RegisterOptions, env_phrased, env_spelling, resolve_options
 from producer.results import Action, Result
@@ -173,7 +174,11 @@ def _walk(
         if doc.get("Type") == "Notification" and "Message" in doc:  # SNS envelope inside SQS
             _walk(_loads(doc["Message"], "SNS Message"), message_id, depth + 1, events, failures)
             return
-        raise _Malformed(f"unrecognised payload (keys: {sorted(map(str, doc))[:8]})")
+        raise _Malformed(
+            f"unrecognised payload (keys: {sorted(map(str, doc))[:8]}): expected an S3 event "
+            "notification (Records), or one inside an SQS message, an SNS notification or an "
+            "EventBridge event"
+        )
     except _Malformed as exc:
         failures.append({"message_id": message_id, "error": str(exc)})
 
@@ -367,6 +372,10 @@ class HandlerConfig:
             raise InputError("the catalog URL is empty", hints=(CATALOG_HINT,))
         if not collection:
             raise InputError("the collection id is empty", hints=(COLLECTION_HINT,))
+        try:  # at start-up: else every object of every event fails with it
+            check_id(collection, what="collection id")
+        except UnsafeIdError as exc:
+            raise UnsafeIdError(exc.fact, hints=(COLLECTION_HINT,)) from None
         refuse_credentials(catalog)  # at start-up, not in each event's failure (nor its logs)
         object.__setattr__(self, "catalog", catalog)
         object.__setattr__(self, "collection", collection)

@@ -83,7 +83,7 @@ from producer.redact import redact
 from producer.results import Action, ErrorKind
 from producer.sinks.notify import PrefectEventSink
 from producer.store.base import Store
-from producer.store.open import refuse_credentials
+from producer.worker_secrets import flow_spelling, refuse_catalog_credentials
 
 __all__ = [
     "CatalogProblemsRemain",
@@ -424,13 +424,15 @@ def register_and_report(
     emits a Prefect event per item created or updated (``stac.item.*``, see
     :func:`prefect_event_sink`), for automations.
     Returns one result dict per product; errors phrase their hints with the
-    parameter names. Raises :class:`RegistrationFailed` (after registering
-    the others) when any product failed, with ``transient=True`` when a
-    storage error was involved; :class:`~producer.errors.InputError` for
-    unusable options or inputs, :class:`TypeError` for an unknown option.
+    parameter names, inside a run a credentials hint as the worker's role or
+    environment (:func:`~producer.worker_secrets.flow_spelling`). Raises
+    :class:`RegistrationFailed` (after registering the others) when any
+    product failed, with ``transient=True`` when a storage error was
+    involved; :class:`~producer.errors.InputError` for unusable options or
+    inputs, :class:`TypeError` for an unknown option.
     """
     if isinstance(catalog, str):  # before its URL is named in any log line or artifact
-        refuse_credentials(catalog)
+        refuse_catalog_credentials(catalog)
     check_artifact_key(artifact_key)  # Prefect would refuse it only after the registration
     opts = with_flow_run(resolve_options(options, storage_options, **overrides))
     logger = _logger()
@@ -444,7 +446,8 @@ def register_and_report(
             results = api.register(
                 urls, catalog=catalog, collection=collection, options=opts, sinks=run_sinks(catalog)
             )
-        dicts = [r.to_dict() for r in results]
+        # a credentials hint names the worker's role or environment, not parameters
+        dicts = [r.to_dict(spell=flow_spelling if _in_run() else None) for r in results]
     elif not upstream:
         logger.warning("nothing to register into %s: no product URLs were given", where)
         return []

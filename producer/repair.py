@@ -11,6 +11,7 @@ written before layouts were recorded, and extents.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -51,7 +52,15 @@ from producer.catalog.mirrorlinks import link_bases
 from producer.catalog.summaries import Tally
 from producer.changes import Change, ChangeKind, Sink
 from producer.commit import Committer
-from producer.errors import CatalogError, Hint, NotFound, PreconditionFailed, ProducerError, python_spelling
+from producer.errors import (
+    CatalogError,
+    Hint,
+    InputError,
+    NotFound,
+    PreconditionFailed,
+    ProducerError,
+    python_spelling,
+)
 from producer.extract.assets import resolve_location, rewrite_href
 from producer.grouping import drop_assets, is_data, is_group_item
 from producer.ingest import collection_layout, register_products
@@ -59,8 +68,9 @@ from producer.options import RegisterOptions, parse_rewrites, resolve_options
 from producer.results import ProblemKind, RegisterResult
 from producer.sinks import Outbox, check_sinks, deliver, remedy_text, removed
 from producer.sinks.outbox import outbox_id
-from producer.sources import expand_paths
+from producer.sources import GLOB_CHARS, expand_paths
 from producer.store.base import Store
+from producer.urls import is_local, local_path
 from producer.validate import Validator
 
 if TYPE_CHECKING:
@@ -171,6 +181,16 @@ class _Wanted:
     ``on_item`` hook): memory in the products listed, not in the items."""
 
     def __init__(self, data: str | list[str], storage_options: dict | None, options: RegisterOptions) -> None:
+        for given in [data] if isinstance(data, str) else data:
+            # a mistyped local path is no product: else it is reported as one
+            # that no item describes, and a fix fails to register it
+            path = str(given)
+            typo = is_local(path) and not any(c in path for c in GLOB_CHARS)
+            if typo and not os.path.exists(local_path(path)):
+                raise InputError(
+                    f"{path}: no such file or folder: check the path of the products to compare; "
+                    "nothing was checked or written"
+                )
         rewrites = parse_rewrites(options.href_rewrites)
         self.by_href: dict[str, list[str]] = {}
         self.order: list[str] = []

@@ -113,17 +113,35 @@ def product_storage_options(storage_options: Mapping[str, Any] | None, location:
 _ENDPOINT = re.compile(r"https?://[^/\s]+", re.IGNORECASE)
 
 
+#: s3fs storage options that are keyword arguments of a client, its config or each request
+_KWARGS_OPTIONS = ("client_kwargs", "config_kwargs", "s3_additional_kwargs")
+
+
 def check_endpoint(
     storage_options: Mapping[str, Any] | None, what: str, option: str = "storage_options"
 ) -> None:
     """Refuse an ``endpoint_url`` storage option (top level or in
     ``client_kwargs``) that is no ``http(s)://host[:port]`` URL
     (``127.0.0.1:9000``, a common typo), which botocore rejects with a raw
-    ``ValueError`` on first use: an :class:`InputError` naming ``what`` (the
-    catalog or the products) with a hint on ``option`` (the options it came
-    from), so each caller spells the fix. Pure: no request."""
+    ``ValueError`` on first use, and a ``client_kwargs`` (``config_kwargs``,
+    ``s3_additional_kwargs``) that is no mapping, which crashes s3fs: an
+    :class:`InputError` naming ``what`` (the catalog or the products) with a
+    hint on ``option`` (the options it came from), so each caller spells the
+    fix. Pure: no request."""
     if not isinstance(storage_options, Mapping):
         return
+    for key in _KWARGS_OPTIONS:
+        value = storage_options.get(key)
+        if value is None or isinstance(value, Mapping):
+            continue
+        # client_kwargs: "http://minio:9000" means the endpoint: the fix puts it there
+        url = isinstance(value, str) and _ENDPOINT.match(value.strip())
+        kwargs = {"endpoint_url": value.strip()} if key == "client_kwargs" and url else {"name": "value"}
+        raise InputError(
+            f"{what}: the storage option {key} must be a mapping of keyword arguments, "
+            f"not {type(value).__name__}",
+            hints=(Hint(option, {key: kwargs}, f"{key} as a mapping"),),
+        )
     client_kwargs = storage_options.get("client_kwargs")
     values = [storage_options.get("endpoint_url")]
     if isinstance(client_kwargs, Mapping):

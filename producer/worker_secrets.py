@@ -8,23 +8,35 @@ the flow (the worker's, as the CLI and the event handler read it), and a DSN
 holding a password given as a flow parameter (``options.pgstac``) is
 refused, naming the variable to use instead. A DSN without a password
 (``postgresql:///stac``: peer or ``.pgpass`` authentication) is no secret
-and may still be a parameter. Pure functions, nothing is read but the
-environment.
+and may still be a parameter. Storage credentials likewise come from the
+worker (an IAM role, its ``AWS_*`` variables): errors raised in a flow run
+spell their credentials hint that way (:func:`flow_spelling`), never as
+``storage_options``. Pure functions, nothing is read but the environment.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from producer.errors import InputError
+from producer.errors import Hint, InputError, python_spelling
 from producer.options import RegisterOptions, option_spec
+from producer.store.open import refuse_credentials
 
-__all__ = ["SECRET_FIELDS", "dsn_has_password", "refuse_secret_parameters", "with_worker_secrets"]
+__all__ = [
+    "SECRET_FIELDS",
+    "dsn_has_password",
+    "flow_phrased",
+    "flow_spelling",
+    "refuse_catalog_credentials",
+    "refuse_secret_parameters",
+    "with_worker_secrets",
+]
 
 #: the :class:`RegisterOptions` fields that are secrets (kind ``secret``: the pgSTAC DSN)
 SECRET_FIELDS: tuple[str, ...] = tuple(
@@ -87,3 +99,48 @@ def with_worker_secrets(
     if not found:
         return options
     return dataclasses.replace(options, **found) if options is not None else RegisterOptions(**found)
+
+
+#: where a flow run's storage credentials come from, in place of storage options
+WORKER_CREDENTIALS = (
+    "an IAM role for the worker that runs the flow, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+    "(or AWS_PROFILE) in the environment of the worker (not storage_options: Prefect stores flow "
+    "parameters in plain text)"
+)
+
+
+def flow_spelling(hint: Hint) -> str:
+    """A hint as a flow run's error writes it: credentials (a ``storage_options``
+    hint whose example holds ``key``/``secret``) as the worker's role or
+    environment, every other hint as a Python keyword argument (a flow
+    parameter, :func:`~producer.errors.python_spelling`)."""
+    secret_keys = {"key", "secret", "token", "password"}
+    if (
+        hint.option == "storage_options"
+        and isinstance(hint.example, Mapping)
+        and secret_keys & {str(k).lower() for k in hint.example}
+    ):
+        return WORKER_CREDENTIALS
+    return python_spelling(hint)
+
+
+@contextlib.contextmanager
+def flow_phrased() -> Iterator[None]:
+    """Inside the block, an :class:`InputError` with a credentials hint is
+    raised again with its hints spelled for a flow run (:func:`flow_spelling`:
+    the worker's role or environment, not ``storage_options``), not chained
+    to the original; any other error as it is."""
+    try:
+        yield
+    except InputError as exc:
+        if all(flow_spelling(h) == python_spelling(h) for h in exc.hints):
+            raise  # no hint a flow spells otherwise: the error as it is
+        raise InputError(exc.phrased(flow_spelling)) from None
+
+
+def refuse_catalog_credentials(catalog: str) -> None:
+    """:func:`~producer.store.open.refuse_credentials` for a flow's ``catalog``
+    parameter: the :class:`InputError` advises the worker's credentials
+    (:func:`flow_spelling`), not storage options."""
+    with flow_phrased():
+        refuse_credentials(catalog)

@@ -122,6 +122,25 @@ def test_an_endpoint_without_scheme_in_the_api_is_an_input_error(data, tmp_path)
     assert not (tmp_path / "c").exists()
 
 
+@pytest.mark.parametrize("key", ["client_kwargs", "config_kwargs", "s3_additional_kwargs"])
+def test_a_client_kwargs_that_is_no_mapping_is_an_input_error(data, tmp_path, key):
+    """client_kwargs: "http://minio:9000" (a deployment's JSON) crashed the catalog
+    with s3fs's AttributeError, and for a product was a storage error "usually
+    transient: retry" (the Prefect task retried it 3 times)."""
+    bad = {key: "http://127.0.0.1:9000", "key": "K", "secret": "S"}
+    with pytest.raises(InputError, match=rf"{key} must be a mapping.*not str") as info:
+        producer.validate_catalog("s3://bkt/stac", storage_options=bad)
+    if key == "client_kwargs":  # a URL given as it: the fix puts it where it belongs
+        assert "storage_options={'client_kwargs': {'endpoint_url': 'http://127.0.0.1:9000'}}" in str(
+            info.value
+        )
+    with pytest.raises(InputError, match=rf"data_storage_options.*{key}|{key}.*data_storage_options"):
+        producer.register(
+            ["s3://bkt/x_20240101.tif"], catalog=str(tmp_path / "c"), collection="c", data_storage_options=bad
+        )
+    assert not (tmp_path / "c").exists()
+
+
 # -- the catalog given as its catalog.json -------------------------------------
 
 

@@ -1012,6 +1012,19 @@ def test_entry_point_needs_its_configuration(monkeypatch: pytest.MonkeyPatch) ->
         _load_entry().handler(json.loads((EVENTS / "s3_test_event.json").read_text()), None)
 
 
+def test_entry_point_refuses_an_unknown_log_level_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """LOG_LEVEL=verbose crashed every invocation with logging's "Unknown level: 'VERBOSE'"."""
+    from producer.errors import InputError
+
+    monkeypatch.setenv("STAC_CATALOG", "s3://bucket/stac")
+    monkeypatch.setenv("STAC_COLLECTION", "ndvi")
+    monkeypatch.setenv("LOG_LEVEL", "verbose")
+    with pytest.raises(InputError, match=r"LOG_LEVEL 'verbose'.*DEBUG, INFO, WARNING, ERROR"):
+        _load_entry().handler(json.loads((EVENTS / "s3_test_event.json").read_text()), None)
+
+
 @pytest.fixture
 def lambda_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
     """A fresh bucket, and the function's environment as template.yaml sets it.

@@ -165,3 +165,19 @@ def test_cli_empty_catalog_or_collection_names_the_flag(
 def test_python_config_empty_collection_names_the_parameter() -> None:
     with pytest.raises(InputError, match=r"collection id is empty\. Fix it with collection='ndvi'"):
         HandlerConfig(catalog="s3://bucket/stac", collection="")
+
+
+def test_an_unsafe_collection_id_is_a_configuration_error_in_each_callers_spelling(tmp_path: Path) -> None:
+    """It was accepted at start-up: every event then failed each object with
+    the same id error (the Lambda's SQS messages went round to the DLQ)."""
+    with pytest.raises(InputError, match=r"unsafe collection id 'ndvi/v2'.*Fix it with collection='ndvi'"):
+        HandlerConfig(catalog="s3://bucket/stac", collection="ndvi/v2")
+    with pytest.raises(InputError, match=r"unsafe collection id 'ndvi/v2'.*Fix it with STAC_COLLECTION=ndvi"):
+        HandlerConfig.from_env({"STAC_CATALOG": "s3://bucket/stac", "STAC_COLLECTION": "ndvi/v2"})
+    payload = tmp_path / "event.json"
+    payload.write_text('{"Records": []}')
+    args = ["handle-event", str(payload), "-c", str(tmp_path / "cat"), "--collection", "ndvi/v2"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "unsafe collection id 'ndvi/v2'" in result.output and "--collection ndvi" in result.output
+    assert not (tmp_path / "cat").exists()

@@ -211,6 +211,32 @@ def test_backfill_refuses_a_catalog_url_with_credentials_before_naming_it(tmp_pa
     assert [a.key for a in read_artifacts(flow_run=flow_run_id(state)) if a.type == "table"] == []
 
 
+@pytest.mark.parametrize("flow_name", ["backfill", "reconcile", "event"])
+def test_a_catalog_url_with_credentials_is_refused_advising_the_workers_environment(
+    tmp_path: Path, flow_name: str
+) -> None:
+    """The refusal advised storage_options={'key': 'KEY', 'secret': 'SECRET'}:
+    a flow parameter, which Prefect stores in plain text."""
+    from flows.backfill import backfill
+    from flows.events import handle_s3_event
+    from flows.reconcile import reconcile_catalog
+
+    catalog = f"s3://AKIAFAKEKEY:{PASSWORD}@bucket/stac"
+    write_tile(tmp_path / "data", "p0_20240105.tif", 10, 50.0)
+    runs = {
+        "backfill": lambda: backfill(str(tmp_path / "data"), catalog, "c", concurrency=1, return_state=True),
+        "reconcile": lambda: reconcile_catalog(catalog, return_state=True),
+        "event": lambda: handle_s3_event({"Records": []}, catalog, "c", return_state=True),
+    }
+    state = runs[flow_name]()
+    with pytest.raises(InputError, match="credentials inside a s3:// URL are not supported") as info:
+        state.result()
+    message = str(info.value)
+    assert "storage_options=" not in message and "'secret'" not in message, message
+    assert "environment of the worker" in message and "IAM role" in message, message
+    assert PASSWORD not in message and PASSWORD not in (state.message or "")
+
+
 def test_backfill_redacts_a_presigned_prefix_in_its_artifact_logs_and_failure(tmp_path: Path) -> None:
     from flows.backfill import backfill
 
@@ -233,6 +259,22 @@ def test_backfill_redacts_a_presigned_prefix_in_its_artifact_logs_and_failure(tm
         ).json()
     assert any("product(s) under" in line["message"] for line in logs)
     assert [line["message"] for line in logs if PASSWORD in line["message"]] == []
+
+
+def test_backfill_copies_no_presigned_url_into_its_sub_flow_parameters(tmp_path: Path) -> None:
+    """The batches sub-flow took the product URLs as a parameter: Prefect
+    stored each presigned URL, signature and all, once more in plain text."""
+    from flows.backfill import backfill
+
+    prefix = (
+        f"https://127.0.0.1:1/products/x_20240101.tif?X-Amz-Credential=AKIAFAKE&X-Amz-Signature={PASSWORD}"
+    )
+    state = backfill(prefix, str(tmp_path / "catalog"), "c2c", concurrency=1, return_state=True)
+    assert state.is_failed()
+    runs = _runs_stored(flow_run_id(state))
+    assert len(runs) == 2  # the batches ran, in their sub-flow
+    # the caller's own parameter holds it; nothing the flow wrote does
+    assert _stored_text(flow_run_id(state)).count(PASSWORD) == 1
 
 
 # ---------------------------------------------------------------------------

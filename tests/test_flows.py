@@ -70,6 +70,28 @@ def test_ndvi_flow_writes_cogs_and_registers_them(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("prefect_harness")
+def test_ndvi_task_run_names_hold_no_presigned_signature(tmp_path: Path) -> None:
+    """compute-ndvi's runs were named "ndvi-<input URL>": Prefect stored and
+    showed a presigned input's signature in plain text."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.ndvi import ndvi_flow
+
+    secret = "NdviS1gnature"
+    url = f"https://127.0.0.1:1/in/rednir_20240501.tif?X-Amz-Signature={secret}"
+    state = ndvi_flow([url], str(tmp_path / "out"), str(tmp_path / "catalog"), return_state=True)
+    assert state.is_failed()
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id(state)]))
+        )
+    names = [r.name for r in runs if r.name.startswith("ndvi-")]
+    assert len(names) == 1 and "rednir_20240501.tif" in names[0], [r.name for r in runs]
+    assert secret not in names[0]
+
+
+@pytest.mark.usefixtures("prefect_harness")
 def test_ndvi_flow_registers_the_good_outputs_and_fails_on_a_single_band_input(tmp_path: Path) -> None:
     from flows.ndvi import ndvi_flow, write_red_nir_inputs
 
@@ -156,6 +178,46 @@ def test_backfill_fails_after_registering_the_good_products(tmp_path: Path) -> N
     assert (tmp_path / "catalog" / "partial" / "cog_20240105" / "cog_20240105.json").is_file()
 
 
+@pytest.mark.usefixtures("prefect_harness")
+def test_backfill_refuses_an_unsafe_collection_id_before_any_batch(tmp_path: Path) -> None:
+    """It listed and planned every product, ran a batch per group, then failed
+    each product with the same collection-id error ("3 of 3 product(s) failed")."""
+    from flows.backfill import backfill
+    from producer.errors import InputError
+
+    write_utm(tmp_path / "data")
+    write_cog(tmp_path / "data")
+    state = backfill(str(tmp_path / "data"), str(tmp_path / "catalog"), "ndvi/v2", return_state=True)
+    assert state.is_failed()
+    with pytest.raises(InputError, match=r"unsafe collection id 'ndvi/v2'.*e\.g\. 'ndvi-v2'"):
+        state.result()
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    with get_client(sync_client=True) as client:
+        subs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id(state)])
+            )
+        )
+    assert subs == []  # no batch ran
+    assert not (tmp_path / "catalog").exists()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_backfill_of_a_folder_that_does_not_exist_fails_naming_it_before_any_batch(tmp_path: Path) -> None:
+    """It ran a batch for the path as if it were a product: "1 of 1 product(s) failed"."""
+    from flows.backfill import backfill
+    from producer.errors import InputError
+
+    typo = tmp_path / "dtaa"
+    state = backfill(str(typo), str(tmp_path / "catalog"), "c", return_state=True)
+    with pytest.raises(InputError, match=rf"{typo}: no such file or folder.*check the prefix"):
+        state.result()
+    assert "product(s) failed" not in (state.message or "")
+    assert not (tmp_path / "catalog").exists()
+
+
 # ---------------------------------------------------------------------------
 # reconcile
 # ---------------------------------------------------------------------------
@@ -197,6 +259,46 @@ def test_reconcile_flow_finds_and_fixes_an_orphan(tmp_path: Path) -> None:
     (problems,) = read_artifacts(key="rec-test-problems", flow_run=flow_run_id(state))
     (row,) = [r for r in table_rows(problems) if r["kind"] == "orphan"]
     assert row["key"] == orphan and row["status"] == "fixed"
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_reconcile_flow_refuses_a_collection_without_data_before_it_repairs(tmp_path: Path) -> None:
+    """collection=... without data limits nothing: the nightly run meant for
+    one collection repaired every collection of the catalog (the CLI refuses
+    --collection without --data for that reason)."""
+    from flows.reconcile import reconcile_catalog
+    from producer.errors import InputError
+
+    catalog, _ = _orphaned_catalog(tmp_path)
+    before = {p: p.read_bytes() for p in (tmp_path / "catalog").rglob("*.json")}
+    state = reconcile_catalog(catalog, fix=True, collection="other", return_state=True)
+    assert state.is_failed()
+    with pytest.raises(
+        InputError, match=r"without data it limits nothing.*set data.*or leave collection unset"
+    ):
+        state.result()
+    assert {p: p.read_bytes() for p in (tmp_path / "catalog").rglob("*.json")} == before
+
+
+@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.parametrize("fix", [False, True])
+def test_reconcile_flow_with_a_data_folder_that_does_not_exist_fails_naming_it(
+    tmp_path: Path, fix: bool
+) -> None:
+    """A mistyped data path was a "missing product" (no item describes the
+    folder itself), and with fix a product that failed to register."""
+    from flows.reconcile import reconcile_catalog
+    from producer.errors import InputError
+
+    catalog, _ = _orphaned_catalog(tmp_path)
+    before = {p: p.read_bytes() for p in (tmp_path / "catalog").rglob("*.json")}
+    typo = tmp_path / "dtaa"
+    state = reconcile_catalog(catalog, data=str(typo), fix=fix, collection="rec", return_state=True)
+    assert state.is_failed()
+    with pytest.raises(InputError, match=rf"{typo}: no such file or folder.*check the path"):
+        state.result()
+    assert "missing-product" not in (state.message or "") and "register" not in (state.message or "")
+    assert {p: p.read_bytes() for p in (tmp_path / "catalog").rglob("*.json")} == before
 
 
 @pytest.mark.usefixtures("prefect_harness")
@@ -300,6 +402,22 @@ def test_event_flow_fails_when_a_record_fails_after_handling_the_rest(
     assert sorted(r["outcome"] for r in table_rows(artifact)) == ["created", "failed"]
 
 
+@pytest.mark.usefixtures("prefect_harness")
+def test_event_flow_names_what_an_unrecognised_payload_should_be(tmp_path: Path) -> None:
+    """A payload of another shape failed as "message None: unrecognised payload
+    (keys: ['foo'])", naming neither the payload nor what was expected."""
+    from flows.events import handle_s3_event
+
+    state = handle_s3_event({"foo": 1}, str(tmp_path / "catalog"), "c", return_state=True)
+    with pytest.raises(RegistrationFailed) as info:
+        state.result()
+    message = str(info.value)
+    assert "message None" not in message, message
+    assert "the payload: unrecognised payload (keys: ['foo'])" in message
+    assert "S3 event notification" in message and "EventBridge" in message
+    assert not (tmp_path / "catalog").exists()
+
+
 # ---------------------------------------------------------------------------
 # deploy/prefect.yaml
 # ---------------------------------------------------------------------------
@@ -310,19 +428,43 @@ def _deployments() -> dict[str, dict[str, Any]]:
     return {d["name"]: d for d in doc["deployments"]}
 
 
-def test_prefect_yaml_entrypoints_are_flows() -> None:
+def _check_deployment(name: str, deployment: dict[str, Any]) -> None:
+    """What the server checks when `prefect deploy` sends a deployment and a
+    run is created from it: the entrypoint loads a flow, every parameter is
+    one of the flow's and its value passes the flow's parameter schema
+    (``enforce_parameter_schema``, required ones left to each run)."""
     from prefect.flows import load_flow_from_entrypoint
+    from prefect.utilities.schema_tools import validate
+
+    path, func = deployment["entrypoint"].split(":")
+    assert (ROOT / path).is_file(), name
+    loaded = load_flow_from_entrypoint(f"{ROOT / path}:{func}")
+    assert isinstance(loaded, Flow), name
+    schema = loaded.parameters.model_dump(mode="json")
+    parameters = deployment.get("parameters", {})
+    assert set(parameters) <= set(schema["properties"]), (name, sorted(schema["properties"]))
+    validate(parameters, schema, raise_on_error=True, ignore_required=True)
+    assert deployment["work_pool"]["name"]
+
+
+def test_prefect_yaml_entrypoints_are_flows_taking_its_parameters() -> None:
+    from prefect.utilities.schema_tools import ValidationError
 
     deployments = _deployments()
     assert set(deployments) == {"nightly-reconcile", "backfill", "s3-events"}
     for name, deployment in deployments.items():
-        path, func = deployment["entrypoint"].split(":")
-        assert (ROOT / path).is_file(), name
-        loaded = load_flow_from_entrypoint(f"{ROOT / path}:{func}")
-        assert isinstance(loaded, Flow), name
-        params = set(loaded.parameters.properties)
-        assert set(deployment.get("parameters", {})) <= params, (name, params)
-        assert deployment["work_pool"]["name"]
+        _check_deployment(name, deployment)
+    # the check sees a value the flow would refuse, and a parameter it lacks
+    nightly = deployments["nightly-reconcile"]
+    with pytest.raises(ValidationError, match="delete"):
+        _check_deployment("nightly", {**nightly, "parameters": {**nightly["parameters"], "dead": "delete"}})
+    backfill = deployments["backfill"]
+    with pytest.raises(ValidationError, match="four"):
+        _check_deployment(
+            "backfill", {**backfill, "parameters": {**backfill["parameters"], "concurrency": "four"}}
+        )
+    with pytest.raises(AssertionError, match="batch_size"):
+        _check_deployment("backfill", {**backfill, "parameters": {"batchsize": 100}})
 
 
 def test_prefect_yaml_is_what_prefect_deploy_accepts() -> None:

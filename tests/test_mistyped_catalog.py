@@ -44,6 +44,14 @@ def test_a_mistyped_catalog_path_is_no_catalog_exit_2(tmp_path: Path, args: list
     assert not typo.exists()  # nothing written
 
 
+@pytest.mark.parametrize("verb", [["validate"], ["reconcile"], ["search", "--bbox", "0,0,1,1"]])
+def test_a_catalog_url_of_an_unknown_scheme_exits_2(verb: list[str]) -> None:
+    """A mistyped scheme (s4://) is bad input, as a mistyped path is; it exited 1."""
+    res = _cli(verb[0], "s4://bucket/stac", *verb[1:])
+    assert res.exit_code == 2, res.output
+    assert "s4" in res.output and "scheme" in res.output
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -173,3 +181,15 @@ def test_reconcile_fix_at_a_new_path_counts_the_root_it_made(tmp_path: Path) -> 
     report = producer.reconcile(str(tmp_path / "new"), data=str(data), fix=True, collection="c")
     assert report.remaining == [] and report.failed == {}
     assert report.found == report.fixed == {"missing-root": 1, "missing-product": 1}
+
+
+def test_reconcile_with_a_data_path_that_does_not_exist_exits_2(tmp_path: Path) -> None:
+    """It reported the path as a missing product and advised --fix, which then
+    failed to register it."""
+    catalog = tmp_path / "stac"
+    producer.register([rasters.write_utm(tmp_path / "data")], catalog=str(catalog), collection="c")
+    for extra in ([], ["--fix"]):
+        res = _cli("reconcile", str(catalog), "--data", str(tmp_path / "dtaa"), "--collection", "c", *extra)
+        assert res.exit_code == 2, res.output
+        assert f"{tmp_path / 'dtaa'}: no such file or folder" in res.output
+        assert "missing-product" not in res.output

@@ -110,9 +110,56 @@ def test_the_cli_spells_the_fix_as_storage_option_flags(bare, tmp_path):
     out = json.loads(res.stdout.splitlines()[0])
     assert out["error_type"] == "input"
     _says_no_credentials(out["error"])
-    assert out["error"].endswith(
-        "Fix it with -o key=KEY -o secret=SECRET (give the credentials as storage options)"
-    )
+    assert out["error"].endswith("Fix it with -o key=KEY -o secret=SECRET (give the credentials)")
     res = CliRunner().invoke(main, ["validate", f"s3://{bucket}/stac"])
     assert res.exit_code == 2, res.output
     assert "no AWS credentials found" in res.output and "-o key=KEY -o secret=SECRET" in res.output
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_prefect_task_advises_the_workers_environment_not_storage_options(bare, catalog_dir):
+    """Inside a Prefect run the fix said storage_options={'key': ..., 'secret': ...}:
+    parameters Prefect stores in plain text (docs/PREFECT.md says never put keys there)."""
+    from prefect import flow
+
+    from producer.prefect import RegistrationFailed, register_in_stac
+
+    bucket, _ = bare
+
+    @flow(name="no-credentials")
+    def run() -> object:
+        return register_in_stac.with_options(retries=0)(
+            f"s3://{bucket}/products/cog_20240105.tif",
+            catalog=str(catalog_dir),
+            collection="c",
+            return_state=True,
+        ).result(raise_on_failure=False)
+
+    failed = run()
+    assert isinstance(failed, RegistrationFailed)
+    (row,) = failed.failed
+    _says_no_credentials(row["error"])
+    for message in (row["error"], str(failed)):
+        assert "storage_options=" not in message, message
+        assert "environment of the worker" in message and "IAM role" in message, message
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_backfill_and_reconcile_flows_advise_the_workers_environment(bare, tmp_path):
+    """Listing the prefix (backfill) or opening the catalog (reconcile) with no
+    credentials advised storage_options={'key': ..., 'secret': ...} too."""
+    from flows.backfill import backfill
+    from flows.reconcile import reconcile_catalog
+
+    bucket, _ = bare
+    states = [
+        backfill(f"s3://{bucket}/products/", str(tmp_path / "stac"), "c", return_state=True),
+        reconcile_catalog(f"s3://{bucket}/stac", return_state=True),
+    ]
+    for state in states:
+        with pytest.raises(InputError) as info:
+            state.result()
+        message = str(info.value)
+        _says_no_credentials(message)
+        assert "storage_options=" not in message, message
+        assert "environment of the worker" in message and "IAM role" in message, message

@@ -421,6 +421,20 @@ def test_a_catalog_under_a_file_fails_the_task_once(tmp_path: Path) -> None:
     assert blocker.read_text() == "not a directory"
 
 
+@pytest.mark.parametrize("catalog", ["s4://bucket/stac", "hdfs2://bucket/stac"])
+def test_a_catalog_url_of_an_unknown_scheme_fails_the_task_once(tmp_path: Path, catalog: str) -> None:
+    """A mistyped scheme was a storage error: the task retried it 3 times
+    (2+10+30 s), then said "the run can be retried"."""
+    product = write_utm(tmp_path / "data")
+    task_run_id, state, exc = _run_task(
+        lambda: register_in_stac(product, catalog=catalog, collection="x", return_state=True)
+    )
+    assert state.is_failed()
+    assert isinstance(exc, InputError), exc
+    assert catalog in str(exc) and "scheme" in str(exc) and "retried" not in str(exc)
+    assert read_task_run(task_run_id).run_count == 1
+
+
 def test_decorator_and_task_take_replace_for_another_products_item(tmp_path: Path) -> None:
     """The identity error tells Python callers to pass replace=True: the
     Prefect task and decorator must accept it and pass it on."""

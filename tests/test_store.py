@@ -85,7 +85,7 @@ def test_open_store_picks_the_backend(tmp_path: Path, s3_server: S3Server) -> No
 def test_open_store_rejects_bad_input(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="local paths take none"):
         open_store(str(tmp_path), {"anon": True})
-    with pytest.raises(StoreError, match="nosuchscheme"):
+    with pytest.raises(InputError, match="nosuchscheme"):
         open_store("nosuchscheme://x/y")
     with pytest.raises(StoreError, match="'..' segments"):
         open_store("s3://bucket/../x")

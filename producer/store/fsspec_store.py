@@ -117,10 +117,11 @@ class FsspecStore:
             options, self.timeout = _http_options(options)
         try:
             fs, path = fsspec.core.url_to_fs(url, **options)
+        # the URL's scheme or the installed packages: bad input, which no retry fixes
         except ImportError as exc:
-            raise StoreError(f"cannot open catalog {url!r}: {exc}") from exc
+            raise InputError(f"cannot open catalog {url!r}: {exc}") from exc
         except ValueError as exc:
-            raise StoreError(f"cannot open catalog {url!r}: {exc}; is the URL scheme right?") from exc
+            raise InputError(f"cannot open catalog {url!r}: {exc}; is the URL scheme right?") from exc
         self.fs: Any = fs
         self._root = path.rstrip("/")
         self.url = url.rstrip("/")
