@@ -55,6 +55,7 @@ from producer.worker_secrets import (
     flow_phrased,
     refuse_catalog_credentials,
     refuse_secret_parameters,
+    refuse_storage_credentials,
     with_worker_secrets,
 )
 
@@ -282,6 +283,7 @@ def backfill(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     refuse_catalog_credentials(catalog)  # before its URL is named in any log line or artifact
     refuse_secret_parameters(options)
+    refuse_storage_credentials(storage_options, options)
     # once, before listing: else every product of every batch fails with it
     check_id(collection, what="collection id")
     runner = task_runner_for(concurrency, dask, dask_address)

@@ -26,6 +26,7 @@ from producer.worker_secrets import (
     flow_spelling,
     refuse_catalog_credentials,
     refuse_secret_parameters,
+    refuse_storage_credentials,
     with_worker_secrets,
 )
 
@@ -107,6 +108,7 @@ def handle_s3_event(
     """
     refuse_catalog_credentials(catalog)
     refuse_secret_parameters(options)
+    refuse_storage_credentials(storage_options, options)
     logger = get_run_logger()
     config = HandlerConfig(
         catalog=catalog,

@@ -44,6 +44,7 @@ from producer.worker_secrets import (
     flow_phrased,
     refuse_catalog_credentials,
     refuse_secret_parameters,
+    refuse_storage_credentials,
     with_worker_secrets,
 )
 
@@ -128,6 +129,7 @@ def reconcile_catalog(
     logger = get_run_logger()
     refuse_catalog_credentials(catalog)
     refuse_secret_parameters(options)
+    refuse_storage_credentials(storage_options, options)
     # the pgSTAC DSN from the worker's environment (STAC_PGSTAC_DSN), never a parameter
     report = run_reconcile(
         catalog, data, fix, dead, collection, storage_options, with_worker_secrets(options)

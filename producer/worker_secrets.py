@@ -35,6 +35,7 @@ __all__ = [
     "flow_spelling",
     "refuse_catalog_credentials",
     "refuse_secret_parameters",
+    "refuse_storage_credentials",
     "with_worker_secrets",
 ]
 
@@ -81,6 +82,66 @@ def refuse_secret_parameters(options: RegisterOptions | None, parameter: str = "
                 "environment of the worker that runs the flow (the flow reads it there), or give a "
                 "DSN without a password (peer authentication, a .pgpass file or PGPASSWORD on the worker)."
             )
+
+
+#: storage option names (any depth, any case) that hold a credential: s3fs's
+#: ``key``/``secret``/``token``, botocore's ``aws_*``, and other fsspec
+#: backends' (Azure ``account_key``/``sas_token``, OAuth ``client_secret``)
+_CREDENTIAL_OPTIONS = frozenset(
+    {
+        "key",
+        "secret",
+        "token",
+        "password",
+        "session_token",
+        "access_key",
+        "secret_key",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "account_key",
+        "sas_token",
+        "client_secret",
+        "credential",
+        "credentials",
+    }
+)
+
+
+def _credential_path(options: Any, path: str) -> str | None:
+    """The dotted name of the first credential inside ``options`` (a
+    mapping, nested ones too), or None. Names only, never values."""
+    if not isinstance(options, Mapping):
+        return None
+    for name, value in options.items():
+        if str(name).lower() in _CREDENTIAL_OPTIONS and value not in (None, "", False):
+            return f"{path}.{name}"
+        inner = _credential_path(value, f"{path}.{name}")
+        if inner is not None:
+            return inner
+    return None
+
+
+def refuse_storage_credentials(
+    storage_options: Mapping[str, Any] | None, options: RegisterOptions | None = None
+) -> None:
+    """Raise :class:`InputError` when a flow's ``storage_options`` parameter,
+    or the storage options of its ``options`` parameter, hold a credential
+    (:data:`_CREDENTIAL_OPTIONS`): Prefect has stored it in plain text with
+    the run's parameters, so the message says to rotate it and to give the
+    worker its credentials instead. Names where, never the value."""
+    found = _credential_path(storage_options, "storage_options")
+    if found is None and options is not None:
+        for name in ("catalog_storage_options", "data_storage_options"):
+            found = found or _credential_path(getattr(options, name), f"options.{name}")
+    if found is None:
+        return
+    raise InputError(
+        f"{found} holds storage credentials: Prefect stores flow-run parameters in plain text (the UI "
+        "and the API show them), so they are now stored with this run; rotate them. Leave them out of "
+        "the flow's parameters: give the worker that runs the flow an IAM role, or AWS_ACCESS_KEY_ID "
+        "and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in its environment."
+    )
 
 
 def with_worker_secrets(

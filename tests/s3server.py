@@ -62,6 +62,13 @@ class S3Server(NamedTuple):
     bucket: str
     storage_options: dict[str, Any]
 
+    @property
+    def keyless_options(self) -> dict[str, Any]:
+        """``storage_options`` without the keys: what a Prefect flow is given
+        (the flows refuse credentials in their stored parameters; s3fs finds
+        moto's dummy keys in the environment :func:`moto_s3` sets)."""
+        return {k: v for k, v in self.storage_options.items() if k not in ("key", "secret")}
+
     def url(self, prefix: str = "") -> str:
         """``s3://<bucket>/<prefix>`` (no trailing slash)."""
         return f"s3://{self.bucket}/{prefix}".rstrip("/")

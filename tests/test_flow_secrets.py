@@ -167,12 +167,50 @@ def test_event_flow_reads_the_pgstac_dsn_from_the_worker_environment(
         payload,
         catalog=str(tmp_path / "catalog"),
         collection="c",
-        storage_options=s3_server.storage_options,
+        storage_options=s3_server.keyless_options,
         return_state=True,
     )
     assert state.is_completed(), state
     assert _pgstac_ids(pgstac_dsn, "c") == ["p0_20240105"]
     assert PASSWORD not in _stored_text(flow_run_id(state))
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["storage_options", "options.catalog_storage_options", "storage_options.client_kwargs"],
+)
+def test_flows_refuse_storage_credentials_in_their_parameters(tmp_path: Path, where: str) -> None:
+    """Prefect stores flow-run parameters in plain text, sub-flow runs' too
+    (a backfill stored its storage_options twice). Before: keys given as
+    storage options were taken and stored; now each flow refuses them before
+    anything runs, naming where they were and the worker's credentials."""
+    from flows.backfill import backfill
+    from flows.events import handle_s3_event
+    from flows.reconcile import reconcile_catalog
+
+    write_tile(tmp_path / "data", "p0_20240105.tif", 10, 50.0)
+    catalog = str(tmp_path / "catalog")
+    creds = {"key": "AKIAEXAMPLE", "secret": PASSWORD}
+    if where == "storage_options":
+        kwargs: dict[str, Any] = {"storage_options": creds}
+    elif where == "storage_options.client_kwargs":
+        kwargs = {"storage_options": {"client_kwargs": {"aws_secret_access_key": PASSWORD}}}
+    else:
+        kwargs = {"options": RegisterOptions(catalog_storage_options=creds)}
+    states = [
+        backfill(str(tmp_path / "data"), catalog, "c", return_state=True, **kwargs),
+        handle_s3_event({"Records": []}, catalog, "c", return_state=True, **kwargs),
+        reconcile_catalog(catalog, return_state=True, **kwargs),
+    ]
+    for state in states:
+        assert state.is_failed(), state
+        with pytest.raises(InputError, match="holds storage credentials") as info:
+            state.result()
+        message = str(info.value)
+        assert where.split(".client_kwargs")[0] in message and PASSWORD not in message, message
+        assert "IAM role" in message and "rotate" in message, message
+    assert len(_runs_stored(flow_run_id(states[0]))) == 1  # no sub-flow copied them
+    assert not (tmp_path / "catalog").exists()
 
 
 def test_worker_secrets_fill_only_what_the_options_leave_unset() -> None:
@@ -294,7 +332,7 @@ def test_backfill_of_a_prefix_without_products_fails_naming_what_it_holds(
         s3_server.url(f"{tmp_path.name}/jp2/"),
         catalog,
         "ndvi",
-        storage_options=s3_server.storage_options,
+        storage_options=s3_server.keyless_options,
         return_state=True,
     )
     assert state.is_failed()

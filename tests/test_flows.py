@@ -126,7 +126,7 @@ def test_backfill_registers_an_s3_prefix_in_concurrent_batches(tmp_path: Path, s
         path = writer(tmp_path / "data")
         client.upload_file(str(path), s3_server.bucket, f"{run}/data/{i % 2}/{path.name}")
     catalog = s3_server.url(f"{run}/stac")
-    options = s3_server.storage_options
+    options = s3_server.keyless_options
 
     summary = backfill(
         s3_server.url(f"{run}/data"), catalog, "backfilled", batch_size=2, storage_options=options
@@ -360,7 +360,7 @@ def test_event_flow_registers_the_object(tmp_path: Path, s3_server: S3Server) ->
         catalog=s3_server.url(f"{run}/stac"),
         collection="events",
         prefixes=[f"{run}/products/"],
-        storage_options=s3_server.storage_options,
+        storage_options=s3_server.keyless_options,
     )
     assert [(r["id"], r["action"]) for r in out["registered"]] == [("utm_20240513", "created")]
     assert out["failed"] == [] and out["batchItemFailures"] == []
@@ -390,7 +390,7 @@ def test_event_flow_fails_when_a_record_fails_after_handling_the_rest(
         _s3_put_event(s3_server.bucket, *keys),
         catalog=s3_server.url(f"{run}/stac"),
         collection="events",
-        storage_options=s3_server.storage_options,
+        storage_options=s3_server.keyless_options,
         return_state=True,
     )
     assert state.is_failed()
