@@ -321,3 +321,68 @@ def test_unusable_storage_options_are_an_input_error_not_a_retried_storage_error
     assert res.error_type == "input", res.error
     assert "retrying will not help" in res.error
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("client", ["s3fs", "obstore"])
+@pytest.mark.parametrize(
+    "verb, method, pattern, fault",
+    [
+        ("register", "GET", r"/c/collection\.json$", "slowbody"),
+        ("remove", "PUT", r"/c/collection\.json$", "stall"),
+    ],
+    ids=["register-body-stalls", "remove-put-stalls"],
+)
+def test_a_stalled_catalog_request_gives_up_in_bounded_time_naming_the_object_and_the_timeout(
+    faults, s3_server, tmp_path, monkeypatch, client, verb, method, pattern, fault
+):
+    """A catalog request whose answer stalls (headers sent, the body never
+    finishes; or no answer at all) ends after the read timeout, with both
+    clients: a storage error naming the object and the storage option that
+    waits longer; the catalog stays valid and a rerun finishes. Before: the
+    default client made 25 attempts (5 of botocore's in each of 5 of s3fs's),
+    so a stall held the verb 25 read timeouts (over 6 minutes by default),
+    and said "failed for ...: ; check the endpoint and network"; obstore said
+    "HTTP error: request or response body error" and took no timeout option."""
+    monkeypatch.setenv("STAC_S3_CLIENT", client)
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)  # the clients' own retries
+    catalog = s3_server.url(f"stall-{client}-{verb}")
+    good = s3_server.storage_options
+    (tile,) = producer.register(
+        [rasters.write_utm(tmp_path)], catalog=catalog, collection="c", storage_options=good
+    )
+    assert tile.ok, tile.error
+    options = {
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"endpoint_url": faults.endpoint_url, "region_name": "us-east-1"},
+        "config_kwargs": {"read_timeout": 1, "connect_timeout": 1},
+    }
+    product = rasters.write_wgs84(tmp_path)
+    faults.add(method, pattern, fault)
+    started = time.monotonic()
+    if verb == "register":
+        (res,) = producer.register([product], catalog=catalog, collection="c", storage_options=options)
+        assert res.error_type == "storage", res
+        message = res.error
+    else:
+        with pytest.raises(StoreError) as info:
+            producer.remove(tile.id, catalog=catalog, collection="c", storage_options=options)
+        message = str(info.value)
+    elapsed = time.monotonic() - started
+    faults.clear()
+    # obstore retries within its 30 s deadline, then the last try's timeout;
+    # the default client's 5 botocore attempts take 5 read timeouts
+    assert elapsed < 45, elapsed
+    assert "c/collection.json" in message and "read_timeout" in message, message
+    assert "testing" not in message.replace(catalog, "")
+    # valid (an interrupted removal is a warning, finished by the rerun)
+    assert [p for p in producer.validate_catalog(catalog, storage_options=good) if p.is_error] == []
+    if verb == "register":
+        (again,) = producer.register([product], catalog=catalog, collection="c", storage_options=good)
+        assert again.action == "created", again.error
+    else:
+        assert producer.remove(tile.id, catalog=catalog, collection="c", storage_options=good).action in (
+            "removed",
+            "absent",
+        )
+        assert producer.validate_catalog(catalog, storage_options=good) == []

@@ -49,15 +49,22 @@ from producer.errors import (
 from producer.redact import redact
 from producer.store.base import describe_condition
 from producer.store.keys import check_prefix, is_listable, under_prefix
-from producer.store.s3 import S3Store, log, parse_s3_url
+from producer.store.s3 import S3Store, log, parse_s3_url, timeout_error
 
 #: the environment variable that picks the catalog's S3 client
 CLIENT_ENV = "STAC_S3_CLIENT"
 CLIENTS = ("s3fs", "obstore")
 _INSTALL_HINT = "install it: pip install 'stac-producer[obstore]'"
 #: the s3fs-style options this client understands
-_KNOWN = frozenset({"key", "secret", "token", "endpoint_url", "client_kwargs", "anon", "profile"})
+_KNOWN = frozenset(
+    {"key", "secret", "token", "endpoint_url", "client_kwargs", "config_kwargs", "anon", "profile"}
+)
 _KNOWN_CLIENT_KWARGS = frozenset({"endpoint_url", "region_name"})
+#: seconds of the timeouts ``config_kwargs`` may set (botocore's names): a
+#: stall ends after ``read_timeout`` s without a byte (botocore's default)
+TIMEOUTS = {"read_timeout": 60.0, "connect_timeout": 10.0}
+#: what object_store's error says of a request that got no answer in time
+_TIMEOUT_RE = re.compile(r"kind: Timeout|TimedOut")
 #: retries of a failed request (5xx, throttling, connection errors): about
 #: botocore's standard mode (3 retries), with a deadline instead of 3 minutes
 RETRY: Any = {
@@ -122,19 +129,41 @@ def wants_obstore() -> bool:
     )
 
 
+def _mapping(options: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = options.get(name) or {}
+    if not isinstance(value, Mapping):
+        raise InputError(f"storage option {name} must be a mapping, not {type(value).__name__}")
+    return value
+
+
+def timeouts(options: Mapping[str, Any]) -> dict[str, float]:
+    """The read and connect timeouts (seconds) of the storage options'
+    ``config_kwargs`` (botocore's names), else :data:`TIMEOUTS`."""
+    given = _mapping(options, "config_kwargs")
+    out = dict(TIMEOUTS)
+    for name in TIMEOUTS:
+        if given.get(name) is None:
+            continue
+        try:
+            out[name] = float(given[name])
+        except (TypeError, ValueError):
+            out[name] = -1.0
+        if not out[name] > 0:
+            raise InputError(f"storage option config_kwargs {name} must be a number of seconds above 0")
+    return out
+
+
 def _config(options: Mapping[str, Any], url: str) -> tuple[Any, Any]:
     """obstore's S3 config and credential provider from s3fs-style options."""
     unknown = sorted(set(options) - _KNOWN)
-    client_kwargs = options.get("client_kwargs") or {}
-    if not isinstance(client_kwargs, Mapping):
-        raise InputError(
-            f"storage option client_kwargs must be a mapping, not {type(client_kwargs).__name__}"
-        )
+    client_kwargs = _mapping(options, "client_kwargs")
     unknown += sorted(f"client_kwargs.{k}" for k in set(client_kwargs) - _KNOWN_CLIENT_KWARGS)
+    unknown += sorted(f"config_kwargs.{k}" for k in set(_mapping(options, "config_kwargs")) - set(TIMEOUTS))
     if unknown:
         raise InputError(
             f"storage option(s) {', '.join(unknown)} are not supported by the obstore S3 client "
-            f"({CLIENT_ENV}=obstore; it understands {', '.join(sorted(_KNOWN))}); drop them, or unset "
+            f"({CLIENT_ENV}=obstore; it understands {', '.join(sorted(_KNOWN))}, config_kwargs only "
+            f"{' and '.join(TIMEOUTS)}); drop them, or unset "
             f"{CLIENT_ENV} to use the default s3fs client, which takes every s3fs option"
         )
     config: Any = {}
@@ -217,12 +246,13 @@ def _build(bucket: str, options: Mapping[str, Any], url: str) -> Any:
     config, provider = _config(options, url)
     _USED_IN.add(os.getpid())
     endpoint = str(config.get("endpoint", "") or os.environ.get("AWS_ENDPOINT_URL", ""))
+    wait = timeouts(options)
     client_options: Any = {
-        "connect_timeout": timedelta(seconds=10),
-        # a stall ends after 60 s without a byte (botocore's read timeout);
+        "connect_timeout": timedelta(seconds=wait["connect_timeout"]),
+        # a stall ends after read_timeout s without a byte (as botocore's);
         # the whole request may take long (object_store's default is 30 s
         # in all, too short for a large collection's mirror base)
-        "read_timeout": timedelta(seconds=60),
+        "read_timeout": timedelta(seconds=wait["read_timeout"]),
         "timeout": timedelta(minutes=30),
         "allow_http": endpoint.startswith("http://"),
     }
@@ -308,6 +338,9 @@ class ObstoreS3Store(S3Store):
         found = _CODE_RE.search(text)
         code = found.group(1) if found else ""
         first = redact(text.split("\n", 1)[0])
+        if not code and _TIMEOUT_RE.search(text):
+            which = "connect" if "connect" in first.lower() else "read"
+            return timeout_error(op, where, which, timeouts(self._options)[f"{which}_timeout"])
         if isinstance(exc, (oex.AlreadyExistsError, oex.PreconditionError)) or code in (
             "PreconditionFailed",
             "ConditionalRequestConflict",
