@@ -34,6 +34,7 @@ from producer.errors import (
     ProducerError,
     StoreError,
     credentials_error,
+    missing_bucket,
     missing_credentials,
 )
 from producer.store.base import describe_condition
@@ -244,9 +245,7 @@ class S3Store:
                 f"{key!r} in catalog {self.url}: concurrent conditional write ({message})"
             )
         if code == "NoSuchBucket":
-            return StoreError(
-                f"bucket {self.bucket!r} of catalog {self.url} does not exist; create it or fix the URL"
-            )
+            return missing_bucket(self.bucket, self.url)
         if code in ("NoSuchKey", "404", "NotFound"):
             return NotFound(f"{key!r} not found in catalog {self.url}")
         if code in ("AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"):

@@ -45,6 +45,7 @@ from producer.errors import (
     ProducerError,
     StoreError,
     credentials_error,
+    missing_bucket,
 )
 from producer.redact import redact
 from producer.store.base import describe_condition
@@ -347,9 +348,7 @@ class ObstoreS3Store(S3Store):
         ):
             return PreconditionFailed(f"{key!r} in catalog {self.url} changed or exists")
         if code == "NoSuchBucket":
-            return StoreError(
-                f"bucket {self.bucket!r} of catalog {self.url} does not exist; create it or fix the URL"
-            )
+            return missing_bucket(self.bucket, self.url)
         if isinstance(exc, (FileNotFoundError, oex.NotFoundError)) or code in ("NoSuchKey", "NotFound"):
             return NotFound(f"{key!r} not found in catalog {self.url}")
         if isinstance(
