@@ -164,24 +164,45 @@ def test_product_get_fault_in_the_middle_of_a_read_is_a_storage_error(faults, s3
     assert out["error_type"] == "storage" and "retry" in out["error"], out
 
 
-def test_stalled_product_get_is_a_storage_error_not_a_hang(faults, s3_server, tmp_path, monkeypatch):
-    import s3fs
-
-    # s3fs retries a timed-out read 5 times per layer (50 requests): one try
-    # each keeps the test short; the timeout is what is under test
-    monkeypatch.setattr(s3fs.S3FileSystem, "retries", 1)
+def test_stalled_product_get_is_a_storage_error_not_a_hang(faults, s3_server, tmp_path):
+    """Ended by the read timeout, after botocore's attempts only. Was: s3fs
+    tried each range 5 times, each of them 5 times, each of those botocore's
+    attempts: 125 read timeouts (31 minutes at s3fs's default 15 s)."""
     bucket, bad, good = _two_products(s3_server, tmp_path)
     faults.add("GET", r"/data/utm_20240513\.tif$", "stall")
     options = _proxied_options(faults, read_timeout=0.3, connect_timeout=1)
+    options["config_kwargs"].pop("retries")  # botocore's own (5 attempts in legacy mode)
     started = time.monotonic()
     results = producer.register(
         [bad, good], catalog=str(tmp_path / "catalog"), collection="c", storage_options=options
     )
-    assert time.monotonic() - started < 30
+    assert time.monotonic() - started < 20
     assert [(r.id, r.action, r.error_type) for r in results] == [
         ("utm_20240513", "error", "storage"),
         ("wgs84_20240301", "created", None),
     ]
+
+
+def test_a_product_body_that_stalls_is_a_storage_error_naming_the_read_timeout(faults, s3_server, tmp_path):
+    """Headers sent, then the body stops: the product fails after the read
+    timeout with a storage error naming it and the storage option that waits
+    longer; the process is not aborted, the others are registered. Was:
+    "storage failed while reading the product (IndexError: tuple index out
+    of range)" (s3fs's handler of the timeout failing on its empty message)."""
+    bucket, bad, good = _two_products(s3_server, tmp_path)
+    faults.add("GET", r"/data/utm_20240513\.tif$", "slowbody")
+    options = _proxied_options(faults, read_timeout=1, connect_timeout=1)
+    started = time.monotonic()
+    results = producer.register(
+        [bad, good], catalog=str(tmp_path / "catalog"), collection="c", storage_options=options
+    )
+    assert time.monotonic() - started < 60
+    assert [(r.id, r.action, r.error_type) for r in results] == [
+        ("utm_20240513", "error", "storage"),
+        ("wgs84_20240301", "created", None),
+    ]
+    error = results[0].error or ""
+    assert bad in error and "read_timeout" in error and "IndexError" not in error, error
 
 
 def test_missing_object_or_bucket_is_not_found_not_corrupt(s3_server, tmp_path):
