@@ -254,7 +254,8 @@ class S3Store:
             )
         if code in ("NotImplemented", "501"):
             return StoreError(f"S3 {op} on {where}: the server does not support this request ({message})")
-        return StoreError(f"S3 {op} failed for {where}: {code}: {message}")
+        later = "; retry later" if isinstance(status, int) and status >= 500 else ""
+        return StoreError(f"S3 {op} failed for {where}: {code}: {message}{later}")
 
     def _get_object(self, key: str, s3key: str) -> tuple[bytes, str]:
         """Body and ETag of one GetObject. The body is an aiobotocore stream,

@@ -81,6 +81,8 @@ RETRY: Any = {
 }
 _CODE_RE = re.compile(r"<Code>([A-Za-z0-9]+)</Code>")
 _MESSAGE_RE = re.compile(r"<Message>([^<]*)</Message>")
+#: a server failing or throttling (5xx) in object_store's error text
+_SERVER_STATUS_RE = re.compile(r"status code: 5\d\d")
 #: object_store refuses a whole listing page over one key that is not a clean path
 _INVALID_PATH = "invalid path"
 #: pids of the processes that built an obstore client: its Rust runtime does
@@ -371,6 +373,7 @@ class ObstoreS3Store(S3Store):
             said = _MESSAGE_RE.search(text)
             return StoreError(
                 f"S3 {op} failed for {where}: {code}: {redact(said.group(1)) if said else first}"
+                f"{'; retry later' if _SERVER_STATUS_RE.search(text) else ''}"
             )
         if type(exc).__name__ == "PanicException":
             return StoreError(
