@@ -271,7 +271,9 @@ def _object_store_opener(path: str, options: ExtractOptions) -> GuardedOpener:
         # s3fs tries each range read 5 times, each try 5 times, each of those
         # botocore's attempts: a stalled product took 125 read timeouts (31
         # minutes at s3fs's default 15 s). botocore's attempts suffice (its
-        # retries are configurable, throttling included), as for the catalog
+        # retries are configurable, throttling included), as for the catalog;
+        # a connection reset in the middle of a body is then the product's
+        # retryable storage error, not retried here
         fs.retries = 1
     try:
         info = fs.info(fs_path)
