@@ -14,7 +14,8 @@ match a rule, which get the rule's fault instead::
 Rules match the HTTP method (``"*"`` for any) and a regular expression
 searched in the request path (``/<bucket>/<key>``, URL-decoded, without the
 query string). ``limit`` makes a rule fire only that many times, ``skip`` lets that many
-matching requests through before it fires. The proxy
+matching requests through before it fires. A ``slowbody`` rule forwards the
+request (a PUT lands upstream) and stalls its answer after the headers. The proxy
 counts requests per method and records the ``Range`` header of every GET, so
 tests can check that extraction read headers only.
 
