@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from producer import ingest
 from producer.catalog.layout import is_catalog_document_key
 from producer.changes import Change, Sink
-from producer.errors import Hint, InputError, NoSuchBucket
+from producer.errors import Hint, InputError, MissingBucket, no_catalog_in
 from producer.extract.ids import make_item_id
 from producer.extract.options import ExtractOptions
 from producer.grouping import GROUP_SUFFIXES, Grouping
@@ -368,8 +368,8 @@ def require_catalog(catalog: str | Store, storage_options: dict[str, Any] | None
     try:
         if store.exists("catalog.json") or any(is_catalog_document_key(k) for k in store.list()):
             return store
-    except NoSuchBucket as exc:  # a mistyped bucket: the same typo as a mistyped path
-        raise InputError(str(exc)) from exc
+    except MissingBucket as exc:
+        raise no_catalog_in(exc, store.url) from exc
     raise InputError(f"no catalog at {store.url} (catalog.json is missing): check the URL")
 
 

@@ -171,14 +171,33 @@ class StoreError(ProducerError, OSError):
     """Storage failed (permissions, network, unsupported backend)."""
 
 
+class MissingBucket(StoreError):
+    """The catalog's bucket does not exist: a typo, or a set-up step not
+    done yet. A storage error (retried) where a catalog is written, since
+    the bucket may be on its way; the verbs that read an existing catalog
+    (validate, reconcile, remove, search) say "no catalog at" instead
+    (:class:`InputError`), as for an empty prefix or a mistyped path."""
+
+    bucket: str = ""
+
+
+def missing_bucket(bucket: str, url: str) -> MissingBucket:
+    """The :class:`MissingBucket` of the catalog ``url`` in ``bucket``."""
+    error = MissingBucket(f"bucket {bucket!r} of catalog {url} does not exist; create it or fix the URL")
+    error.bucket = bucket
+    return error
+
+
+def no_catalog_in(error: MissingBucket, url: str) -> InputError:
+    """What a verb reading the catalog ``url`` says of its missing bucket."""
+    bucket = getattr(error, "bucket", "")
+    return InputError(
+        f"no catalog at {url}: its bucket {bucket!r} does not exist; check the URL (or create the bucket)"
+    )
+
+
 class NotFound(StoreError, FileNotFoundError):
     """The document does not exist in the store."""
-
-
-class NoSuchBucket(StoreError):
-    """The bucket a catalog URL names does not exist (a typo, or the wrong
-    endpoint): the verbs that read an existing catalog make it an
-    :class:`InputError`, like a path that holds no catalog."""
 
 
 class PreconditionFailed(StoreError):

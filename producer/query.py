@@ -34,7 +34,15 @@ from typing import Any
 
 from producer.catalog.documents import CHILD_RELS
 from producer.catalog.layout import resolve_href
-from producer.errors import REBUILD_MIRROR_HINT, CatalogError, Hint, InputError, NoSuchBucket, NotFound
+from producer.errors import (
+    REBUILD_MIRROR_HINT,
+    CatalogError,
+    Hint,
+    InputError,
+    MissingBucket,
+    NotFound,
+    no_catalog_in,
+)
 from producer.mirror import (
     MIRROR_NAME,
     READ_ATTEMPTS,
@@ -222,8 +230,8 @@ def catalog_collections(store: Store) -> dict[str, str]:
         root = _read_json(store, "catalog.json")
     except NotFound as exc:
         raise InputError(f"no catalog at {store.url} (catalog.json is missing): check the URL") from exc
-    except NoSuchBucket as exc:  # a mistyped bucket: the same typo as a mistyped prefix
-        raise InputError(str(exc)) from exc
+    except MissingBucket as exc:
+        raise no_catalog_in(exc, store.url) from exc
     out = {}
     for link in root.get("links", []):
         if isinstance(link, dict) and link.get("rel") == "child":

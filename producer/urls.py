@@ -111,6 +111,8 @@ def product_storage_options(storage_options: Mapping[str, Any] | None, location:
 
 #: what an S3 (botocore) endpoint URL looks like: a scheme and a host
 _ENDPOINT = re.compile(r"https?://[^/\s]+", re.IGNORECASE)
+#: an endpoint URL with ``user[:password]@`` (the password may hold '/'); group 1: its scheme
+_USERINFO = re.compile(r"\s*(https?://)[^@\s]*@", re.IGNORECASE)
 
 
 #: s3fs storage options that are keyword arguments of a client, its config or each request
@@ -147,6 +149,19 @@ def check_endpoint(
     if isinstance(client_kwargs, Mapping):
         values.append(client_kwargs.get("endpoint_url"))
     for value in values:
+        userinfo = _USERINFO.match(value) if isinstance(value, str) else None
+        if userinfo is not None:
+            from producer.redact import redact  # noqa: PLC0415 (an error path only)
+
+            bare = userinfo.group(1) + str(value)[userinfo.end() :]
+            raise InputError(
+                f"{what}: the S3 endpoint_url {redact(str(value))!r} carries credentials (user:password@), "
+                "which would end up in logs and error messages; give the endpoint without them "
+                f"({bare!r}) and the credentials apart from it",
+                hints=(
+                    Hint(option, {"key": "KEY", "secret": "SECRET"}, "the credentials apart from the URL"),
+                ),
+            )
         if value is None or (isinstance(value, str) and _ENDPOINT.match(value)):
             continue
         from producer.redact import redact  # noqa: PLC0415 (an error path only)

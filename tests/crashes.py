@@ -107,10 +107,20 @@ def copy_state(store: Store) -> Store:
     fs.invalidate_cache()
     for path in fs.find(f"{bucket}/{prefix}/"):
         fs.copy(path, f"{bucket}/{new_prefix}/{path[len(bucket) + len(prefix) + 2 :]}")
-    # same bucket, same client (a new s3fs file system costs a second of set-up)
+    return _moved_to(store, new_prefix)
+
+
+def _moved_to(store: Store, prefix: str) -> Store:
+    """``store`` (an S3 store) on ``prefix`` of its bucket, with the same
+    client (a new s3fs file system costs a second of set-up). The obstore
+    store's default client (its conditional deletes) moves along: a copy
+    sharing it would delete under the original's prefix."""
     clone = copy.copy(store)
-    clone.prefix = new_prefix  # type: ignore[attr-defined]
-    clone.url = f"s3://{bucket}/{new_prefix}"
+    clone.prefix = prefix  # type: ignore[attr-defined]
+    clone.url = f"s3://{clone.bucket}/{prefix}"  # type: ignore[attr-defined]
+    fallback = getattr(store, "_fallback", None)
+    if fallback is not None:
+        clone._fallback = _moved_to(fallback, prefix)  # type: ignore[attr-defined]
     return clone
 
 

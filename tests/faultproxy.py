@@ -9,11 +9,13 @@ match a rule, which get the rule's fault instead::
         proxy.add("GET", r"/data/kms\\.tif$", "403")    # 403 AccessDenied XML
         proxy.add("GET", r"\\.tif$", "reset")            # connection reset (RST)
         proxy.add("GET", r"\\.tif$", "stall")            # never answers (until stopped)
+        proxy.add("GET", r"\\.json$", "slowbody")        # headers, a few bytes, then nothing
 
 Rules match the HTTP method (``"*"`` for any) and a regular expression
 searched in the request path (``/<bucket>/<key>``, URL-decoded, without the
 query string). ``limit`` makes a rule fire only that many times, ``skip`` lets that many
-matching requests through before it fires. The proxy
+matching requests through before it fires. A ``slowbody`` rule forwards the
+request (a PUT lands upstream) and stalls its answer after the headers. The proxy
 counts requests per method and records the ``Range`` header of every GET, so
 tests can check that extraction read headers only.
 
@@ -34,7 +36,9 @@ from urllib.parse import unquote, urlsplit
 
 __all__ = ["FaultProxy", "Rule"]
 
-FAULTS = ("503", "403", "reset", "stall")
+FAULTS = ("503", "403", "reset", "stall", "slowbody")
+#: bytes of the body a ``slowbody`` answer sends before it stalls
+SLOWBODY_BYTES = 8
 
 _SLOWDOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
@@ -173,6 +177,9 @@ class FaultProxy:
                     proxy._release.wait()
                     self.close_connection = True
                     return
+                if rule.fault == "slowbody":
+                    self._slow_body()
+                    return
                 status, body = (503, _SLOWDOWN) if rule.fault == "503" else (403, _DENIED)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/xml")
@@ -182,18 +189,7 @@ class FaultProxy:
                 if self.command != "HEAD":
                     self.wfile.write(body)
 
-            def _forward(self) -> None:
-                body = self._body()
-                path = unquote(urlsplit(self.path).path)
-                with proxy._lock:
-                    proxy.trace.append((self.command, path, unquote(urlsplit(self.path).query)))
-                if self.command == "GET":
-                    with proxy._lock:
-                        proxy.get_ranges.append((path, self.headers.get("Range")))
-                rule = proxy._match(self.command, path)
-                if rule is not None:
-                    self._fault(rule)
-                    return
+            def _upstream(self, body: bytes) -> tuple[http.client.HTTPResponse, bytes]:
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=30)
                 try:
                     headers = {
@@ -205,18 +201,48 @@ class FaultProxy:
                         headers["Content-Length"] = str(len(body))
                     conn.request(self.command, self.path, body=body or None, headers=headers)
                     resp = conn.getresponse()
-                    data = resp.read()
-                    self.send_response_only(resp.status, resp.reason)
-                    for key, value in resp.getheaders():
-                        if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
-                            self.send_header(key, value)
-                    length = resp.getheader("Content-Length") if self.command == "HEAD" else None
-                    self.send_header("Content-Length", length or str(len(data)))
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(data)
+                    return resp, resp.read()
                 finally:
                     conn.close()
+
+            def _send_head(self, resp: http.client.HTTPResponse, data: bytes) -> None:
+                self.send_response_only(resp.status, resp.reason)
+                for key, value in resp.getheaders():
+                    if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
+                        self.send_header(key, value)
+                length = resp.getheader("Content-Length") if self.command == "HEAD" else None
+                self.send_header("Content-Length", length or str(len(data)))
+                self.end_headers()
+
+            def _slow_body(self) -> None:
+                """The upstream's status and headers (its full Content-Length),
+                the first :data:`SLOWBODY_BYTES` of the body, then nothing
+                until the proxy stops: a body that stalls mid-way."""
+                resp, data = self._upstream(self._request_body)
+                self._send_head(resp, data)
+                if self.command != "HEAD":
+                    self.wfile.write(data[:SLOWBODY_BYTES])
+                self.wfile.flush()
+                proxy._release.wait()
+                self.close_connection = True
+
+            def _forward(self) -> None:
+                body = self._body()
+                path = unquote(urlsplit(self.path).path)
+                with proxy._lock:
+                    proxy.trace.append((self.command, path, unquote(urlsplit(self.path).query)))
+                if self.command == "GET":
+                    with proxy._lock:
+                        proxy.get_ranges.append((path, self.headers.get("Range")))
+                rule = proxy._match(self.command, path)
+                if rule is not None:
+                    self._request_body = body
+                    self._fault(rule)
+                    return
+                resp, data = self._upstream(body)
+                self._send_head(resp, data)
+                if self.command != "HEAD":
+                    self.wfile.write(data)
 
             do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
 

@@ -27,6 +27,7 @@ from producer.sinks.notify import CallbackSink
 from producer.store import open_store
 from producer.store.base import Store
 from producer.store.local import LocalStore
+from producer.store.s3_obstore import CLIENT_ENV
 from producer.validate import default_validator
 from tests.crashes import CrashingStore, SimulatedKill, copy_state, crash_runs, write_tile
 from tests.rasters import dated_cogs
@@ -146,15 +147,18 @@ def test_crash_after_any_write_is_repaired_by_rerun_and_by_reconcile_local(
 
 
 @pytest.mark.parametrize(
-    "scenario, partition",
-    [("first-registration", "year/month"), ("remove", None)],
-    ids=["first-registration-year-month", "remove-flat"],
+    "scenario, partition, client",
+    [("first-registration", "year/month", "s3fs"), ("remove", None, "s3fs"), ("remove", None, "obstore")],
+    ids=["first-registration-year-month", "remove-flat", "remove-flat-obstore"],
 )
 def test_crash_after_any_write_is_repaired_by_rerun_and_by_reconcile_s3(
-    s3_server, products, scenario, partition
+    s3_server, monkeypatch, products, scenario, partition, client
 ):
     """S3 catalog (moto): every kind of write is crossed (create-only, If-Match
-    puts, the id index, the mark, conditional delete)."""
+    puts, the id index, the mark, conditional delete). With the obstore
+    client (``STAC_S3_CLIENT=obstore``) too: before, the crash harness's
+    copies made their conditional deletes under the template's prefix."""
+    monkeypatch.setenv(CLIENT_ENV, client)
 
     def make_empty() -> Store:
         return open_store(s3_server.url(f"crash-{uuid.uuid4().hex[:8]}"), s3_server.storage_options)
@@ -227,11 +231,11 @@ def _item_documents(store: Store, item_id: str) -> list[str]:
 
 @pytest.mark.parametrize(
     "kind, partition",
-    [("local", None), ("local", "year/month"), ("s3", "year/month")],
-    ids=["local-flat", "local-year-month", "s3-year-month"],
+    [("local", None), ("local", "year/month"), ("s3", "year/month"), ("s3-obstore", "year/month")],
+    ids=["local-flat", "local-year-month", "s3-year-month", "s3-obstore-year-month"],
 )
 def test_remove_after_a_register_killed_after_any_write_removes_the_item_for_good(
-    request, tmp_path, products, kind, partition
+    request, monkeypatch, tmp_path, products, kind, partition
 ):
     """``register A`` killed after each of its writes, then ``remove A`` (not a
     re-run of the register), then ``reconcile --fix``: A is gone wherever the
@@ -245,6 +249,7 @@ def test_remove_after_a_register_killed_after_any_write_removes_the_item_for_goo
             return LocalStore(str(tmp_path / f"cat-{uuid.uuid4().hex[:8]}"))
     else:
         srv = request.getfixturevalue("s3_server")
+        monkeypatch.setenv(CLIENT_ENV, "obstore" if kind == "s3-obstore" else "s3fs")
 
         def make_empty() -> Store:
             return open_store(srv.url(f"crash-{uuid.uuid4().hex[:8]}"), srv.storage_options)

@@ -164,24 +164,45 @@ def test_product_get_fault_in_the_middle_of_a_read_is_a_storage_error(faults, s3
     assert out["error_type"] == "storage" and "retry" in out["error"], out
 
 
-def test_stalled_product_get_is_a_storage_error_not_a_hang(faults, s3_server, tmp_path, monkeypatch):
-    import s3fs
-
-    # s3fs retries a timed-out read 5 times per layer (50 requests): one try
-    # each keeps the test short; the timeout is what is under test
-    monkeypatch.setattr(s3fs.S3FileSystem, "retries", 1)
+def test_stalled_product_get_is_a_storage_error_not_a_hang(faults, s3_server, tmp_path):
+    """Ended by the read timeout, after botocore's attempts only. Was: s3fs
+    tried each range 5 times, each of them 5 times, each of those botocore's
+    attempts: 125 read timeouts (31 minutes at s3fs's default 15 s)."""
     bucket, bad, good = _two_products(s3_server, tmp_path)
     faults.add("GET", r"/data/utm_20240513\.tif$", "stall")
     options = _proxied_options(faults, read_timeout=0.3, connect_timeout=1)
+    options["config_kwargs"].pop("retries")  # botocore's own (5 attempts in legacy mode)
     started = time.monotonic()
     results = producer.register(
         [bad, good], catalog=str(tmp_path / "catalog"), collection="c", storage_options=options
     )
-    assert time.monotonic() - started < 30
+    assert time.monotonic() - started < 30  # 5 read timeouts and botocore's backoff (< 15 s)
     assert [(r.id, r.action, r.error_type) for r in results] == [
         ("utm_20240513", "error", "storage"),
         ("wgs84_20240301", "created", None),
     ]
+
+
+def test_a_product_body_that_stalls_is_a_storage_error_naming_the_read_timeout(faults, s3_server, tmp_path):
+    """Headers sent, then the body stops: the product fails after the read
+    timeout with a storage error naming it and the storage option that waits
+    longer; the process is not aborted, the others are registered. Was:
+    "storage failed while reading the product (IndexError: tuple index out
+    of range)" (s3fs's handler of the timeout failing on its empty message)."""
+    bucket, bad, good = _two_products(s3_server, tmp_path)
+    faults.add("GET", r"/data/utm_20240513\.tif$", "slowbody")
+    options = _proxied_options(faults, read_timeout=1, connect_timeout=1)
+    started = time.monotonic()
+    results = producer.register(
+        [bad, good], catalog=str(tmp_path / "catalog"), collection="c", storage_options=options
+    )
+    assert time.monotonic() - started < 60
+    assert [(r.id, r.action, r.error_type) for r in results] == [
+        ("utm_20240513", "error", "storage"),
+        ("wgs84_20240301", "created", None),
+    ]
+    error = results[0].error or ""
+    assert bad in error and "read_timeout" in error and "IndexError" not in error, error
 
 
 def test_missing_object_or_bucket_is_not_found_not_corrupt(s3_server, tmp_path):
@@ -321,3 +342,68 @@ def test_unusable_storage_options_are_an_input_error_not_a_retried_storage_error
     assert res.error_type == "input", res.error
     assert "retrying will not help" in res.error
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("client", ["s3fs", "obstore"])
+@pytest.mark.parametrize(
+    "verb, method, pattern, fault",
+    [
+        ("register", "GET", r"/c/collection\.json$", "slowbody"),
+        ("remove", "PUT", r"/c/collection\.json$", "stall"),
+    ],
+    ids=["register-body-stalls", "remove-put-stalls"],
+)
+def test_a_stalled_catalog_request_gives_up_in_bounded_time_naming_the_object_and_the_timeout(
+    faults, s3_server, tmp_path, monkeypatch, client, verb, method, pattern, fault
+):
+    """A catalog request whose answer stalls (headers sent, the body never
+    finishes; or no answer at all) ends after the read timeout, with both
+    clients: a storage error naming the object and the storage option that
+    waits longer; the catalog stays valid and a rerun finishes. Before: the
+    default client made 25 attempts (5 of botocore's in each of 5 of s3fs's),
+    so a stall held the verb 25 read timeouts (over 6 minutes by default),
+    and said "failed for ...: ; check the endpoint and network"; obstore said
+    "HTTP error: request or response body error" and took no timeout option."""
+    monkeypatch.setenv("STAC_S3_CLIENT", client)
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)  # the clients' own retries
+    catalog = s3_server.url(f"stall-{client}-{verb}")
+    good = s3_server.storage_options
+    (tile,) = producer.register(
+        [rasters.write_utm(tmp_path)], catalog=catalog, collection="c", storage_options=good
+    )
+    assert tile.ok, tile.error
+    options = {
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"endpoint_url": faults.endpoint_url, "region_name": "us-east-1"},
+        "config_kwargs": {"read_timeout": 1, "connect_timeout": 1},
+    }
+    product = rasters.write_wgs84(tmp_path)
+    faults.add(method, pattern, fault)
+    started = time.monotonic()
+    if verb == "register":
+        (res,) = producer.register([product], catalog=catalog, collection="c", storage_options=options)
+        assert res.error_type == "storage", res
+        message = res.error
+    else:
+        with pytest.raises(StoreError) as info:
+            producer.remove(tile.id, catalog=catalog, collection="c", storage_options=options)
+        message = str(info.value)
+    elapsed = time.monotonic() - started
+    faults.clear()
+    # obstore retries within its 30 s deadline, then the last try's timeout;
+    # the default client's 5 botocore attempts take 5 read timeouts
+    assert elapsed < 45, elapsed
+    assert "c/collection.json" in message and "read_timeout" in message, message
+    assert "testing" not in message.replace(catalog, "")
+    # valid (an interrupted removal is a warning, finished by the rerun)
+    assert [p for p in producer.validate_catalog(catalog, storage_options=good) if p.is_error] == []
+    if verb == "register":
+        (again,) = producer.register([product], catalog=catalog, collection="c", storage_options=good)
+        assert again.action == "created", again.error
+    else:
+        assert producer.remove(tile.id, catalog=catalog, collection="c", storage_options=good).action in (
+            "removed",
+            "absent",
+        )
+        assert producer.validate_catalog(catalog, storage_options=good) == []

@@ -193,3 +193,37 @@ def test_reconcile_with_a_data_path_that_does_not_exist_exits_2(tmp_path: Path) 
         assert res.exit_code == 2, res.output
         assert f"{tmp_path / 'dtaa'}: no such file or folder" in res.output
         assert "missing-product" not in res.output
+
+
+@pytest.mark.parametrize("client", ["s3fs", "obstore"])
+def test_a_missing_bucket_is_no_catalog_exit_2_naming_the_bucket(
+    s3_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: str
+) -> None:
+    """The verbs that read an existing catalog find none in a bucket that
+    does not exist, as in an empty prefix or a mistyped path: "no catalog
+    at ...", naming the bucket, exit 2, nothing written (was: a retryable
+    storage error, exit 1, while an empty prefix of an existing bucket was
+    exit 2). A register still gets a retryable ``storage`` error naming the
+    bucket: it creates a catalog at a new prefix, and the bucket may be on
+    its way (``test_prefect.py::test_storage_error_is_retried_until_the_bucket_exists``)."""
+    monkeypatch.setenv("STAC_S3_CLIENT", client)
+    cat = "s3://no-such-bucket-5e1a/stac"
+    said = "no catalog at s3://no-such-bucket-5e1a/stac: its bucket 'no-such-bucket-5e1a' does not exist"
+    for args in (
+        ["reconcile", cat, "--fix"],
+        ["validate", cat],
+        ["remove", "scene", "-c", cat, "--collection", "ndvi"],
+        ["search", cat, "--bbox", "0,0,1,1"],
+    ):
+        res = _cli(*args)
+        assert res.exit_code == 2, (args, res.output)
+        assert said in res.output and "check the URL" in res.output, res.output
+    (result,) = producer.register(
+        [rasters.write_utm(tmp_path)], catalog=cat, collection="c", storage_options=s3_server.storage_options
+    )
+    assert result.error_type == "storage", result
+    assert "bucket 'no-such-bucket-5e1a' of catalog s3://no-such-bucket-5e1a/stac does not exist" in (
+        result.error or ""
+    )
+    buckets = {b["Name"] for b in s3_server.client().list_buckets()["Buckets"]}
+    assert "no-such-bucket-5e1a" not in buckets

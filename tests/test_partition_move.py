@@ -109,10 +109,23 @@ def test_validate_reports_two_items_with_the_same_id_and_reconcile_keeps_the_new
     assert items_by_key(store) == {OLD_KEY: X}
 
 
-def test_move_killed_after_any_write_is_finished_by_rerun_and_by_reconcile(tmp_path, tile):
+@pytest.mark.parametrize("kind", ["local", "s3-obstore"])
+def test_move_killed_after_any_write_is_finished_by_rerun_and_by_reconcile(
+    request, monkeypatch, tmp_path, tile, kind
+):
     """Crash after each write of a move (new item, its partitions, the
-    collection, the old item's mark, unlink, extent, delete, the index)."""
-    template = LocalStore(str(tmp_path / "template"))
+    collection, the old item's mark, unlink, extent, delete, the index).
+    On S3 through the obstore client (``STAC_S3_CLIENT=obstore``): its
+    conditional delete of the old item goes through the default client."""
+    if kind == "local":
+        template: Store = LocalStore(str(tmp_path / "template"))
+    else:
+        from producer.store import open_store
+        from producer.store.s3_obstore import CLIENT_ENV
+
+        monkeypatch.setenv(CLIENT_ENV, "obstore")
+        srv = request.getfixturevalue("s3_server")
+        template = open_store(srv.url(f"move-{uuid.uuid4().hex[:8]}"), srv.storage_options)
     register(template, tile)
     points = 0
     for n, real, writes in crash_runs(

@@ -182,3 +182,33 @@ def test_the_prefect_task_body_refuses_it_before_naming_the_catalog(caplog: pyte
     with caplog.at_level(logging.DEBUG), pytest.raises(InputError) as info:
         register_and_report([], catalog=CATALOGS["s3"], collection="c")
     assert not _leaks(str(info.value)) and not _leaks(caplog.text)
+
+
+@pytest.mark.parametrize("client", ["s3fs", "obstore"])
+@pytest.mark.parametrize("verb", ["register", "validate"])
+def test_an_endpoint_url_with_credentials_is_refused_exit_2_with_either_client(
+    tmp_path: Path,
+    listener: tuple[str, socket.socket],
+    monkeypatch: pytest.MonkeyPatch,
+    client: str,
+    verb: str,
+) -> None:
+    """``-o endpoint_url=http://user:password@host``: refused before any
+    request, naming the option (the password masked) and the fix, exit 2.
+    Was: s3fs failed each request with a retryable "HTTP Client raised an
+    unhandled exception: Cannot combine AUTHORIZATION header...", exit 1,
+    while obstore sent the credentials to the server."""
+    monkeypatch.setenv("STAC_S3_CLIENT", client)
+    endpoint, sock = listener
+    host = endpoint.split("://", 1)[1]
+    product = write_tile(tmp_path / "data", "scene_20240510.tif", 6.0, 46.0)
+    o = ["-o", f"endpoint_url=http://{KEY}:{SECRET}@{host}"]
+    args = {
+        "register": ["register", str(product), "-c", "s3://bkt/stac", "--collection", "c", *o],
+        "validate": ["validate", "s3://bkt/stac", *o],
+    }[verb]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2, res.output
+    assert not _leaks(res.output)
+    assert "endpoint_url" in res.output and "credentials" in res.output and "-o key=" in res.output
+    assert not _connected(sock)

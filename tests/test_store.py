@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from producer.errors import InputError, NoSuchBucket, NotFound, PreconditionFailed, ProducerError, StoreError
+from producer.errors import InputError, MissingBucket, NotFound, PreconditionFailed, ProducerError, StoreError
 from producer.store import CountingStore, FsspecStore, LocalStore, S3Store, Store, open_store
 from producer.store.s3_obstore import ObstoreS3Store
 from tests.pausing import PauseAfterGet
@@ -378,7 +378,7 @@ def _client_error(code: str, status: int, op: str = "PutObject") -> OSError:
         ("ConditionalRequestConflict", 409, PreconditionFailed),
         ("NoSuchKey", 404, NotFound),
         ("404", 404, NotFound),
-        ("NoSuchBucket", 404, NoSuchBucket),  # a StoreError
+        ("NoSuchBucket", 404, MissingBucket),
         ("AccessDenied", 403, StoreError),
         ("InternalError", 500, StoreError),
     ],
@@ -390,6 +390,8 @@ def test_s3_error_translation(s3_server: S3Server, code: str, status: int, expec
     assert type(err) is expected
     if code == "AccessDenied":
         assert "access denied" in str(err) and store.url in str(err)
+    if status >= 500:  # throttled or failing server: the fix is to retry later
+        assert str(err).endswith("; retry later"), err
 
 
 # -- races: no lost update ---------------------------------------------------------

@@ -24,6 +24,15 @@ def storage_failure(location: str, exc: BaseException) -> ProducerError:
     http = http_failure(location, exc)
     if http is not None:
         return http
+    if _timed_out(exc):
+        fix = (
+            'wait longer with the storage option config_kwargs={"read_timeout": SECONDS}'
+            if location.lower().startswith(("s3://", "s3a://"))
+            else "check the storage"
+        )
+        return StoreError(
+            f"{where}: no answer from the storage within its read timeout; retry later, or {fix}"
+        )
     if isinstance(exc, FileNotFoundError) or _status(exc) == 404:
         return InputError(f"{where}: not found (no such object or bucket); check the URL")
     cause = missing_credentials(exc)
@@ -64,6 +73,23 @@ def http_failure(location: str, exc: BaseException) -> StoreError | None:
                 "network, then retry"
             )
     return None
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """A read that got no answer in time, anywhere in ``exc``'s chain (s3fs
+    re-raises its timeout as an ``IndexError`` while handling it)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if is_timeout(cur) or type(cur).__name__ in (
+            "ReadTimeoutError",
+            "AioReadTimeoutError",
+            "ConnectTimeoutError",
+        ):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def _status(exc: BaseException) -> int | None:

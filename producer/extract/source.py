@@ -267,6 +267,14 @@ def _object_store_opener(path: str, options: ExtractOptions) -> GuardedOpener:
         raise InputError(
             f"{_redacted(path)}: no filesystem for this URL ({exc}); for s3:// install the [s3] extra"
         ) from exc
+    if isinstance(getattr(fs, "retries", None), int):
+        # s3fs tries each range read 5 times, each try 5 times, each of those
+        # botocore's attempts: a stalled product took 125 read timeouts (31
+        # minutes at s3fs's default 15 s). botocore's attempts suffice (its
+        # retries are configurable, throttling included), as for the catalog;
+        # a connection reset in the middle of a body is then the product's
+        # retryable storage error, not retried here
+        fs.retries = 1
     try:
         info = fs.info(fs_path)
     except Exception as exc:

@@ -29,12 +29,12 @@ from fsspec.asyn import sync
 from producer.awsclients import SharedClients, client_key
 from producer.errors import (
     InputError,
-    NoSuchBucket,
     NotFound,
     PreconditionFailed,
     ProducerError,
     StoreError,
     credentials_error,
+    missing_bucket,
     missing_credentials,
 )
 from producer.store.base import describe_condition
@@ -102,6 +102,38 @@ def _client_error(exc: BaseException) -> Any | None:
     return None
 
 
+def _timed_out(exc: BaseException) -> str | None:
+    """``"read"`` or ``"connect"`` when ``exc`` (or what caused it) is a
+    request that got no answer in time, else None."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        name = type(cur).__name__
+        if (
+            name in ("ConnectTimeoutError", "ConnectTimeout", "ServerTimeoutError")
+            and "connect" in (name + str(cur)).lower()
+        ):
+            return "connect"
+        if name in ("FSTimeoutError", "ReadTimeoutError", "AioReadTimeoutError", "SocketTimeoutError") or (
+            isinstance(cur, TimeoutError)
+        ):
+            return "read"
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def timeout_error(op: str, where: str, which: str, seconds: float) -> StoreError:
+    """The :class:`StoreError` of a request to ``where`` that got no answer
+    within the ``which`` (``read`` or ``connect``) timeout of ``seconds``:
+    retryable, naming the storage option that waits longer."""
+    said = "no answer from the server" if which == "read" else "could not connect to the server"
+    return StoreError(
+        f"S3 {op} on {where}: {said} within the {which} timeout ({seconds:g} s); retry later, or wait "
+        f'longer with the storage option config_kwargs={{"{which}_timeout": SECONDS}}'
+    )
+
+
 def _is_storage_failure(exc: BaseException) -> bool:
     """True for failures of the storage/network (to translate), False for
     programming errors (to propagate unchanged)."""
@@ -145,6 +177,10 @@ class S3Store:
             self.fs: Any = _shared_filesystem(url, options, s3fs.S3FileSystem)
         except Exception as exc:
             raise StoreError(f"cannot open {url!r}: bad storage_options for s3fs ({exc})") from exc
+        # botocore retries a failed request (5 attempts by default, or the
+        # configured retries); s3fs's own 5 tries around each multiplied
+        # them: a stalled request held a verb 25 read timeouts
+        self.fs.retries = 1
         self.bucket, self.prefix, self.url = parse_s3_url(url)
 
     def __repr__(self) -> str:
@@ -189,6 +225,11 @@ class S3Store:
         if err is None:
             if isinstance(exc, StoreError):
                 return exc
+            which = _timed_out(exc)
+            if which is not None:
+                default = getattr(self.fs, f"{which}_timeout", 60)
+                seconds = (getattr(self.fs, "config_kwargs", None) or {}).get(f"{which}_timeout", default)
+                return timeout_error(op, where, which, float(seconds))
             cause = missing_credentials(exc)
             if cause is not None:
                 return credentials_error(f"S3 {op} on {where}", cause)
@@ -204,9 +245,7 @@ class S3Store:
                 f"{key!r} in catalog {self.url}: concurrent conditional write ({message})"
             )
         if code == "NoSuchBucket":
-            return NoSuchBucket(
-                f"bucket {self.bucket!r} of catalog {self.url} does not exist; create it or fix the URL"
-            )
+            return missing_bucket(self.bucket, self.url)
         if code in ("NoSuchKey", "404", "NotFound"):
             return NotFound(f"{key!r} not found in catalog {self.url}")
         if code in ("AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
@@ -215,7 +254,8 @@ class S3Store:
             )
         if code in ("NotImplemented", "501"):
             return StoreError(f"S3 {op} on {where}: the server does not support this request ({message})")
-        return StoreError(f"S3 {op} failed for {where}: {code}: {message}")
+        later = "; retry later" if isinstance(status, int) and status >= 500 else ""
+        return StoreError(f"S3 {op} failed for {where}: {code}: {message}{later}")
 
     def _get_object(self, key: str, s3key: str) -> tuple[bytes, str]:
         """Body and ETag of one GetObject. The body is an aiobotocore stream,

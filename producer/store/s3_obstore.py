@@ -40,25 +40,32 @@ from typing import Any
 from producer.awsclients import SharedClients, client_key
 from producer.errors import (
     InputError,
-    NoSuchBucket,
     NotFound,
     PreconditionFailed,
     ProducerError,
     StoreError,
     credentials_error,
+    missing_bucket,
 )
 from producer.redact import redact
 from producer.store.base import describe_condition
 from producer.store.keys import check_prefix, is_listable, under_prefix
-from producer.store.s3 import S3Store, log, parse_s3_url
+from producer.store.s3 import S3Store, log, parse_s3_url, timeout_error
 
 #: the environment variable that picks the catalog's S3 client
 CLIENT_ENV = "STAC_S3_CLIENT"
 CLIENTS = ("s3fs", "obstore")
 _INSTALL_HINT = "install it: pip install 'stac-producer[obstore]'"
 #: the s3fs-style options this client understands
-_KNOWN = frozenset({"key", "secret", "token", "endpoint_url", "client_kwargs", "anon", "profile"})
+_KNOWN = frozenset(
+    {"key", "secret", "token", "endpoint_url", "client_kwargs", "config_kwargs", "anon", "profile"}
+)
 _KNOWN_CLIENT_KWARGS = frozenset({"endpoint_url", "region_name"})
+#: seconds of the timeouts ``config_kwargs`` may set (botocore's names): a
+#: stall ends after ``read_timeout`` s without a byte (botocore's default)
+TIMEOUTS = {"read_timeout": 60.0, "connect_timeout": 10.0}
+#: what object_store's error says of a request that got no answer in time
+_TIMEOUT_RE = re.compile(r"kind: Timeout|TimedOut")
 #: retries of a failed request (5xx, throttling, connection errors): about
 #: botocore's standard mode (3 retries), with a deadline instead of 3 minutes
 RETRY: Any = {
@@ -74,6 +81,8 @@ RETRY: Any = {
 }
 _CODE_RE = re.compile(r"<Code>([A-Za-z0-9]+)</Code>")
 _MESSAGE_RE = re.compile(r"<Message>([^<]*)</Message>")
+#: a server failing or throttling (5xx) in object_store's error text
+_SERVER_STATUS_RE = re.compile(r"status code: 5\d\d")
 #: object_store refuses a whole listing page over one key that is not a clean path
 _INVALID_PATH = "invalid path"
 #: pids of the processes that built an obstore client: its Rust runtime does
@@ -123,19 +132,41 @@ def wants_obstore() -> bool:
     )
 
 
+def _mapping(options: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = options.get(name) or {}
+    if not isinstance(value, Mapping):
+        raise InputError(f"storage option {name} must be a mapping, not {type(value).__name__}")
+    return value
+
+
+def timeouts(options: Mapping[str, Any]) -> dict[str, float]:
+    """The read and connect timeouts (seconds) of the storage options'
+    ``config_kwargs`` (botocore's names), else :data:`TIMEOUTS`."""
+    given = _mapping(options, "config_kwargs")
+    out = dict(TIMEOUTS)
+    for name in TIMEOUTS:
+        if given.get(name) is None:
+            continue
+        try:
+            out[name] = float(given[name])
+        except (TypeError, ValueError):
+            out[name] = -1.0
+        if not out[name] > 0:
+            raise InputError(f"storage option config_kwargs {name} must be a number of seconds above 0")
+    return out
+
+
 def _config(options: Mapping[str, Any], url: str) -> tuple[Any, Any]:
     """obstore's S3 config and credential provider from s3fs-style options."""
     unknown = sorted(set(options) - _KNOWN)
-    client_kwargs = options.get("client_kwargs") or {}
-    if not isinstance(client_kwargs, Mapping):
-        raise InputError(
-            f"storage option client_kwargs must be a mapping, not {type(client_kwargs).__name__}"
-        )
+    client_kwargs = _mapping(options, "client_kwargs")
     unknown += sorted(f"client_kwargs.{k}" for k in set(client_kwargs) - _KNOWN_CLIENT_KWARGS)
+    unknown += sorted(f"config_kwargs.{k}" for k in set(_mapping(options, "config_kwargs")) - set(TIMEOUTS))
     if unknown:
         raise InputError(
             f"storage option(s) {', '.join(unknown)} are not supported by the obstore S3 client "
-            f"({CLIENT_ENV}=obstore; it understands {', '.join(sorted(_KNOWN))}); drop them, or unset "
+            f"({CLIENT_ENV}=obstore; it understands {', '.join(sorted(_KNOWN))}, config_kwargs only "
+            f"{' and '.join(TIMEOUTS)}); drop them, or unset "
             f"{CLIENT_ENV} to use the default s3fs client, which takes every s3fs option"
         )
     config: Any = {}
@@ -218,12 +249,13 @@ def _build(bucket: str, options: Mapping[str, Any], url: str) -> Any:
     config, provider = _config(options, url)
     _USED_IN.add(os.getpid())
     endpoint = str(config.get("endpoint", "") or os.environ.get("AWS_ENDPOINT_URL", ""))
+    wait = timeouts(options)
     client_options: Any = {
-        "connect_timeout": timedelta(seconds=10),
-        # a stall ends after 60 s without a byte (botocore's read timeout);
+        "connect_timeout": timedelta(seconds=wait["connect_timeout"]),
+        # a stall ends after read_timeout s without a byte (as botocore's);
         # the whole request may take long (object_store's default is 30 s
         # in all, too short for a large collection's mirror base)
-        "read_timeout": timedelta(seconds=60),
+        "read_timeout": timedelta(seconds=wait["read_timeout"]),
         "timeout": timedelta(minutes=30),
         "allow_http": endpoint.startswith("http://"),
     }
@@ -309,15 +341,16 @@ class ObstoreS3Store(S3Store):
         found = _CODE_RE.search(text)
         code = found.group(1) if found else ""
         first = redact(text.split("\n", 1)[0])
+        if not code and _TIMEOUT_RE.search(text):
+            which = "connect" if "connect" in first.lower() else "read"
+            return timeout_error(op, where, which, timeouts(self._options)[f"{which}_timeout"])
         if isinstance(exc, (oex.AlreadyExistsError, oex.PreconditionError)) or code in (
             "PreconditionFailed",
             "ConditionalRequestConflict",
         ):
             return PreconditionFailed(f"{key!r} in catalog {self.url} changed or exists")
         if code == "NoSuchBucket":
-            return NoSuchBucket(
-                f"bucket {self.bucket!r} of catalog {self.url} does not exist; create it or fix the URL"
-            )
+            return missing_bucket(self.bucket, self.url)
         if isinstance(exc, (FileNotFoundError, oex.NotFoundError)) or code in ("NoSuchKey", "NotFound"):
             return NotFound(f"{key!r} not found in catalog {self.url}")
         if isinstance(
@@ -340,6 +373,7 @@ class ObstoreS3Store(S3Store):
             said = _MESSAGE_RE.search(text)
             return StoreError(
                 f"S3 {op} failed for {where}: {code}: {redact(said.group(1)) if said else first}"
+                f"{'; retry later' if _SERVER_STATUS_RE.search(text) else ''}"
             )
         if type(exc).__name__ == "PanicException":
             return StoreError(
