@@ -96,32 +96,6 @@ def test_an_empty_s3_prefix_is_no_catalog(s3_server) -> None:
     assert "Contents" not in s3_server.client().list_objects_v2(Bucket=bucket)
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["reconcile", "{cat}"],
-        ["reconcile", "{cat}", "--fix"],
-        ["validate", "{cat}"],
-        ["remove", "scene", "-c", "{cat}", "--collection", "ndvi"],
-        ["search", "{cat}", "--bbox", "0,0,1,1"],
-    ],
-    ids=["reconcile", "reconcile-fix", "validate", "remove", "search"],
-)
-@pytest.mark.parametrize("client", ["s3fs", "obstore"])
-def test_a_mistyped_bucket_is_no_catalog_exit_2_like_a_mistyped_path(
-    s3_server, monkeypatch: pytest.MonkeyPatch, client: str, args: list[str]
-) -> None:
-    """``s3://stca-bucket/stac`` for ``s3://stac-bucket/stac`` is the same
-    typo as ``./stca``: exit 2 naming the bucket (was: exit 1, as if the
-    storage had failed, while a mistyped path or prefix exited 2)."""
-    monkeypatch.setenv("STAC_S3_CLIENT", client)
-    bucket = f"no-such-{s3_server.new_bucket()}"
-    typo = f"s3://{bucket}/stac"
-    res = _cli(*[a.format(cat=typo) for a in args], "-o", f"endpoint_url={s3_server.endpoint_url}")
-    assert res.exit_code == 2, res.output
-    assert f"bucket {bucket!r} of catalog {typo} does not exist; create it or fix the URL" in res.output
-
-
 def test_a_catalog_that_lost_only_its_root_stays_a_reconcile_problem(tmp_path: Path) -> None:
     catalog = tmp_path / "stac"
     (res,) = producer.register([rasters.write_utm(tmp_path)], catalog=str(catalog), collection="c")
