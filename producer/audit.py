@@ -150,6 +150,7 @@ class ItemInfo:
     assets: dict[str, str] = field(default_factory=dict)  # asset key -> href
     updated: str = ""  # the item's ``updated`` property ("" if none)
     removing: bool = False  # carries the mark of an unfinished ``remove``
+    stores: tuple[str, ...] = ()  # keys of the assets that are Zarr stores (folders)
 
 
 #: boxes an :class:`ExtentTally` buffers before folding them into its clusters
@@ -708,6 +709,23 @@ def usable_items(pairs: Iterable[tuple[str, dict]]) -> list[dict]:
     return [doc for _, doc in pairs if _footprint(doc) is not None]
 
 
+def _asset_hrefs(doc: dict) -> tuple[dict[str, str], tuple[str, ...]]:
+    """``({asset key: href}, keys of the Zarr stores among them)`` of an
+    item document: a Zarr store is an asset whose media type names Zarr
+    (``application/vnd+zarr`` as written by register) or whose href ends in
+    ``.zarr``."""
+    assets: dict[str, str] = {}
+    stores: list[str] = []
+    for name, a in (doc.get("assets") or {}).items():
+        if isinstance(a, dict) and isinstance(a.get("href"), str):
+            assets[str(name)] = a["href"]
+            media = a.get("type")
+            path = urlsplit(a["href"]).path.rstrip("/").lower()
+            if (isinstance(media, str) and "zarr" in media.lower()) or path.endswith(".zarr"):
+                stores.append(str(name))
+    return assets, tuple(stores)
+
+
 def _note_item(
     walk: _Walk, report: AuditReport, key: str, doc: dict, coll_key: str | None, parent_key: str | None
 ) -> None:
@@ -729,11 +747,7 @@ def _note_item(
                 f"item says collection {doc.get('collection')!r} but sits under {coll_key} ({expected!r})",
             )
         )
-    assets: dict[str, str] = {
-        str(name): a["href"]
-        for name, a in (doc.get("assets") or {}).items()
-        if isinstance(a, dict) and isinstance(a.get("href"), str)
-    }
+    assets, stores = _asset_hrefs(doc)
     removing = removal_started(doc)
     if removing is not None:
         report.problems.append(
@@ -755,6 +769,7 @@ def _note_item(
         assets,
         str(props.get("updated") or ""),
         removing is not None,
+        stores,
     )
     report.item_count += 1
     walk.item_keys.append(hash(key))
@@ -895,6 +910,7 @@ def _check_duplicate_ids(store: Store, walk: _Walk, report: AuditReport) -> None
                 continue
             if hash((coll_key, str(doc.get("id")))) in doubled:
                 props = doc.get("properties") or {}
+                assets, stores = _asset_hrefs(doc)
                 report.items[key] = ItemInfo(
                     key,
                     str(doc.get("id")),
@@ -902,13 +918,10 @@ def _check_duplicate_ids(store: Store, walk: _Walk, report: AuditReport) -> None
                     footprint[1],
                     coll_key,
                     "",
-                    {
-                        str(n): a["href"]
-                        for n, a in (doc.get("assets") or {}).items()
-                        if isinstance(a, dict) and isinstance(a.get("href"), str)
-                    },
+                    assets,
                     str(props.get("updated") or ""),
                     removal_started(doc) is not None,
+                    stores,
                 )
     seen: dict[tuple[str | None, str], str] = {}
     for key in sorted(report.items):
@@ -1027,6 +1040,11 @@ def _asset_exists(
         cause = exc.__cause__ if scheme in ("http", "https") else None
         if cause is None or getattr(cause, "status", None) in (404, 410):
             why = _bucket_unknown(fs, path, unreachable)
+            if not why and cause is not None and urlsplit(href).path.endswith("/"):
+                why = (
+                    "a folder's URL, which a server without folder listings (a bucket "
+                    "over https) answers 404 even when the folder holds files"
+                )
             return (None, why) if why else (False, "")
         failure: BaseException = cause
     except Exception as exc:
@@ -1036,6 +1054,29 @@ def _asset_exists(
         unreachable[token] = f"the storage endpoint could not be reached ({why})"
         return None, unreachable[token]
     return None, why
+
+
+#: a Zarr store's root metadata objects, one of which every store has: v3,
+#: v2 consolidated, v2 group, v2 array
+ZARR_METADATA = ("zarr.json", ".zmetadata", ".zgroup", ".zarray")
+
+
+def _store_exists(
+    href: str, storage_options: dict | None, unreachable: dict[str, str] | None = None
+) -> tuple[bool | None, str]:
+    """:func:`_asset_exists` for a Zarr store (a folder) at ``href``: it
+    exists if one of its root metadata objects (:data:`ZARR_METADATA`) or
+    ``href`` itself does; it is missing only when all of them are definitely
+    not found. Its folder URL alone is never trusted: over http(s) a bucket
+    has no folder object and answers 404 for a live store."""
+    parts = urlsplit(href)
+    why = ""
+    for name in ZARR_METADATA:
+        target = parts._replace(path=parts.path.rstrip("/") + "/" + name).geturl()
+        exists, why = _asset_exists(target, storage_options, unreachable)
+        if exists is not False:
+            return exists, why
+    return _asset_exists(href, storage_options, unreachable)
 
 
 #: object stores whose first path segment is a bucket (container)
@@ -1077,7 +1118,8 @@ def _check_item_assets(walk: _Walk, report: AuditReport, info: ItemInfo) -> bool
     could not be checked; True if it added any. Writes nothing."""
     found = False
     for name, href in info.assets.items():
-        exists, why = _asset_exists(href, walk.storage_options, walk.unreachable)
+        check = _store_exists if name in info.stores else _asset_exists
+        exists, why = check(href, walk.storage_options, walk.unreachable)
         if exists is False:
             report.problems.append(
                 Problem("missing-asset", info.key, f"asset {name!r} at {href} does not exist")

@@ -13,6 +13,7 @@ the storage option and the environment variables a user would set.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,9 +27,10 @@ from pathlib import Path
 import pytest
 
 import producer
+from producer.audit import _asset_exists
 from producer.errors import InputError, StoreError
 from producer.store import fsspec_store, open_store
-from tests import rasters
+from tests import cubes, rasters
 
 
 def _closed_port() -> int:
@@ -297,3 +299,33 @@ def test_an_http_asset_whose_server_cannot_be_reached_is_unchecked_never_removed
     assert Path(results[0].href).exists()  # could not be checked: left alone
     assert not Path(results[1].href).exists()  # really gone (404): removed
     assert report.failed == {"asset-unchecked": 1}
+
+
+def test_a_zarr_store_over_http_is_checked_by_its_metadata_never_by_its_folder_url(tmp_path: Path) -> None:
+    """A Zarr store in a bucket served over https has no folder object: the
+    folder's URL answers 404. The asset check HEADed it, so a live store was
+    ``missing-asset`` and ``reconcile --fix --dead remove`` deleted its item.
+    A Zarr asset is now checked by its metadata object (``zarr.json``,
+    ``.zmetadata``, ``.zgroup``/``.zarray``); a store that is really gone is
+    still missing, and any other folder URL answered 404 is unchecked."""
+    www = tmp_path / "www"
+    stores = [cubes.write_zarr(www / f"cube_{v}.zarr", zarr_format=v) for v in (2, 3)]
+    stores.append(cubes.write_zarr(www / "gone.zarr", zarr_format=2))
+    (www / "folder").mkdir()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_NoListing, directory=str(www)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        root = str(tmp_path / "catalog")
+        results = producer.register([f"{base}/{Path(s).name}" for s in stores], catalog=root, collection="c")
+        assert all(r.ok for r in results), [r.error for r in results]
+        shutil.rmtree(stores[2])
+        kinds = [(p.key.split("/")[1], p.kind) for p in producer.validate_catalog(root, check_assets=True)]
+        assert kinds == [("gone", "missing-asset")], kinds
+        producer.reconcile(root, check_assets=True, fix=True, dead="remove")
+        assert [Path(r.href).exists() for r in results] == [True, True, False]
+        assert _asset_exists(f"{base}/folder/", None)[0] is None
+        assert _asset_exists(f"{base}/folder/gone.tif", None) == (False, "")
+    finally:
+        server.shutdown()
+        server.server_close()
