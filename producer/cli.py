@@ -687,6 +687,21 @@ def remove(
         click.echo(f"removed {item_id} ({result.href}){extra}")
 
 
+#: the register options reconcile uses without --data (for its repairs, its
+#: asset checks and its sinks); the others only shape what --data registers
+_RECONCILE_WITHOUT_DATA = frozenset(
+    {
+        "dry_run",
+        "max_retries",
+        "absolute_hrefs",
+        "catalog_storage_options",
+        "data_storage_options",
+        "pgstac",
+        "sns_topic",
+    }
+)
+
+
 @main.command()
 @click.argument("catalog", envvar="STAC_CATALOG")
 @click.option(
@@ -758,7 +773,20 @@ def reconcile(
             "into; without --data it limits nothing (reconcile checks, and with --fix repairs, every "
             "collection of the catalog): add --data PREFIX, or leave --collection out"
         )
-    options = _options(register_overrides(fields_given))
+    given = register_overrides(fields_given)
+    ignored = sorted(set(given) - _RECONCILE_WITHOUT_DATA) if not data else []
+    if ignored:
+        from dataclasses import fields  # noqa: PLC0415
+
+        from producer.options import RegisterOptions, option_spec  # noqa: PLC0415
+
+        named = ", ".join(option_spec(f).flag for f in fields(RegisterOptions) if f.name in ignored)
+        raise click.UsageError(
+            f"{named} only {'applies' if len(ignored) == 1 else 'apply'} with --data: register flags "
+            "shape how the products found under --data with no item are registered, and without "
+            f"--data nothing is registered (they would be ignored): add --data PREFIX, or leave {named} out"
+        )
+    options = _options(given)
     report = api.reconcile(
         catalog,
         storage_options=_storage_options(storage_pairs),

@@ -278,6 +278,30 @@ def test_reconcile_collection_without_data_is_a_usage_error_not_a_whole_catalog_
     assert res.exit_code in (0, 1) and "Usage" not in res.output, res.output
 
 
+def test_reconcile_register_flags_without_data_are_a_usage_error_not_ignored(data, catalog_dir):
+    """The register flags of ``reconcile`` shape the products found under
+    ``--data``. Was: without ``--data`` they were silently ignored, so
+    ``reconcile CAT --fix --partition year/month`` (read as "repartition")
+    said nothing of it and exited 0. Flags that also apply to the repairs
+    (``--dry-run``, ``--max-retries``, ...) are still taken."""
+    runner = CliRunner()
+    res = runner.invoke(main, ["register", str(data["utm"]), "-c", str(catalog_dir), "--collection", "c"])
+    assert res.exit_code == 0, res.output
+    before = tree_hash(catalog_dir)
+    for flags in (
+        ["--partition", "year/month"],
+        ["--thumbnail"],
+        ["--group", "{date}"],
+        ["--durability", "os"],
+    ):
+        res = runner.invoke(main, ["reconcile", str(catalog_dir), "--fix", *flags])
+        assert res.exit_code == 2, (flags, res.output)
+        assert f"{flags[0]} " in res.output and "--data" in res.output, res.output
+        assert tree_hash(catalog_dir) == before
+    res = runner.invoke(main, ["reconcile", str(catalog_dir), "--fix", "--dry-run", "--max-retries", "3"])
+    assert res.exit_code == 0, res.output
+
+
 @pytest.mark.parametrize("command", ["validate", "search", "reconcile"])
 @pytest.mark.parametrize("flag", ["-c", "--catalog"])
 def test_a_catalog_flag_where_the_catalog_is_an_argument_says_so(tmp_path, command, flag):
