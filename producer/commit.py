@@ -229,6 +229,10 @@ class IdentityConflict(InputError):
             hints=(ID_TEMPLATE_HINT, REPLACE_HINT) if helps else (REPLACE_HINT,),
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickle (a process pool, Dask) rebuilds from the four fields, not the message
+        return type(self), (self.item_id, self.where, self.existing, self.incoming), self.__dict__
+
 
 def same_content(a: dict, b: dict) -> bool:
     """True if two item documents differ at most in ``created``/``updated``

@@ -328,3 +328,19 @@ def test_an_id_taken_by_a_look_alike_in_the_catalog_offers_replace_and_rename_on
         assert refused.action == "error" and refused.error_type == "input"
         assert [h.option for h in refused.hints] == ["replace"], refused.error
         assert "id_template" not in refused.error and f"rename {second}" in refused.error, refused.error
+
+
+@pytest.mark.parametrize("incoming", ["/data/b/ndvi_20240110.tif", "/data/ndvi_20240110.TIF"])
+def test_identity_conflict_survives_pickle(incoming: str) -> None:
+    """A process pool or Dask carries a worker's exception back pickled.
+    Was: unpickling called ``IdentityConflict(message)`` and failed with a
+    TypeError (its ``__init__`` takes four arguments), hiding the conflict."""
+    import pickle
+
+    from producer.commit import IdentityConflict
+
+    exc = IdentityConflict("ndvi_20240110", "ndvi/ndvi_20240110", "/data/a/ndvi_20240110.tif", incoming)
+    back = pickle.loads(pickle.dumps(exc))
+    assert type(back) is IdentityConflict and str(back) == str(exc)
+    fields = ("item_id", "where", "existing", "incoming", "hints", "fact")
+    assert [getattr(back, f) for f in fields] == [getattr(exc, f) for f in fields]
