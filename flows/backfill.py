@@ -33,12 +33,13 @@ import posixpath
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 from prefect import Flow, flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from pydantic import Field
 
 from producer.api import expand_paths
 from producer.catalog.layout import Layout
@@ -244,10 +245,10 @@ def backfill(
     prefix: str | list[str],
     catalog: str,
     collection: str,
-    batch_size: int = 200,
+    batch_size: Annotated[int, Field(ge=1)] = 200,  # the minimum in the schema: the server refuses 0
     storage_options: dict[str, Any] | None = None,
     options: RegisterOptions | None = None,
-    concurrency: int = MAX_WORKERS,
+    concurrency: Annotated[int, Field(ge=1)] = MAX_WORKERS,
     dask: bool = False,
     dask_address: str | None = None,
 ) -> dict[str, Any]:

@@ -467,6 +467,21 @@ def test_prefect_yaml_entrypoints_are_flows_taking_its_parameters() -> None:
         _check_deployment("backfill", {**backfill, "parameters": {"batchsize": 100}})
 
 
+@pytest.mark.parametrize("parameter", ["concurrency", "batch_size"])
+def test_backfill_schema_refuses_a_concurrency_or_batch_size_below_one(parameter: str) -> None:
+    """Was: no minimum in the parameter schema, so the server took -1 (or 0)
+    for a deployment or a run, which then failed at its start."""
+    from prefect.utilities.schema_tools import ValidationError
+
+    backfill = _deployments()["backfill"]
+    for bad in (0, -1):
+        with pytest.raises(ValidationError, match=str(bad)):
+            _check_deployment(
+                "backfill", {**backfill, "parameters": {**backfill["parameters"], parameter: bad}}
+            )
+    _check_deployment("backfill", {**backfill, "parameters": {**backfill["parameters"], parameter: 1}})
+
+
 def test_prefect_yaml_is_what_prefect_deploy_accepts() -> None:
     """Validated with the models and helpers `prefect deploy` itself uses."""
     from prefect.cli.deploy._models import PrefectYamlModel
