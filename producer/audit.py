@@ -1072,7 +1072,10 @@ def _store_exists(
     parts = urlsplit(href)
     why = ""
     for name in ZARR_METADATA:
-        target = parts._replace(path=parts.path.rstrip("/") + "/" + name).geturl()
+        if protocol(href) in ("http", "https"):  # a query string stays at the end
+            target = parts._replace(path=parts.path.rstrip("/") + "/" + name).geturl()
+        else:  # a path or an object key: '?' and '#' are characters of its name
+            target = href.rstrip("/") + "/" + name
         exists, why = _asset_exists(target, storage_options, unreachable)
         if exists is not False:
             return exists, why
