@@ -108,13 +108,21 @@ _CREDENTIAL_OPTIONS = frozenset(
 )
 
 
+#: ``token`` values that name a way to authenticate, not a secret (gcsfs)
+_NO_SECRET_TOKENS = frozenset({"anon", "google_default", "cloud", "browser", "cache"})
+
+
 def _credential_path(options: Any, path: str) -> str | None:
     """The dotted name of the first credential inside ``options`` (a
     mapping, nested ones too), or None. Names only, never values."""
     if not isinstance(options, Mapping):
         return None
     for name, value in options.items():
-        if str(name).lower() in _CREDENTIAL_OPTIONS and value not in (None, "", False):
+        if (
+            str(name).lower() in _CREDENTIAL_OPTIONS
+            and value not in (None, "", False)
+            and not (isinstance(value, str) and value.lower() in _NO_SECRET_TOKENS)
+        ):
             return f"{path}.{name}"
         inner = _credential_path(value, f"{path}.{name}")
         if inner is not None:

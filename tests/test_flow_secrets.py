@@ -213,6 +213,18 @@ def test_flows_refuse_storage_credentials_in_their_parameters(tmp_path: Path, wh
     assert not (tmp_path / "catalog").exists()
 
 
+def test_storage_options_naming_a_way_to_authenticate_are_no_secret() -> None:
+    """gcsfs's ``token="google_default"`` or ``"anon"`` says how to
+    authenticate, it holds no secret: a flow takes it; a key anywhere inside
+    the options is refused."""
+    from producer.worker_secrets import refuse_storage_credentials
+
+    refuse_storage_credentials({"token": "google_default", "client_kwargs": {"endpoint_url": "http://x"}})
+    refuse_storage_credentials({"anon": True, "token": "anon"})
+    with pytest.raises(InputError, match=r"storage_options\.config\.aws_session_token holds"):
+        refuse_storage_credentials({"config": {"aws_session_token": "t0k"}})
+
+
 def test_worker_secrets_fill_only_what_the_options_leave_unset() -> None:
     env = {"STAC_PGSTAC_DSN": UNREACHABLE_DSN, "STAC_ID_TEMPLATE": "{stem}-x"}
     assert with_worker_secrets(None, {}) is None
