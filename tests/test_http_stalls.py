@@ -329,3 +329,31 @@ def test_a_zarr_store_over_http_is_checked_by_its_metadata_never_by_its_folder_u
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_an_unconsolidated_zarr_store_over_http_without_listings_says_to_consolidate(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    """Over http a server that lists no folder hides the arrays of a store
+    whose metadata is not consolidated: xarray opened it empty, and the
+    product failed as "no horizontal coordinates (x/y or lat/lon) found",
+    sending the user to fix coordinates the store has. It now says what is
+    wrong and how to fix it; the consolidated store registers."""
+    www = tmp_path / "www"
+    cubes.write_zarr(www / "plain.zarr", zarr_format=zarr_format, consolidated=False)
+    cubes.write_zarr(www / "whole.zarr", zarr_format=zarr_format, consolidated=True)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_NoListing, directory=str(www)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        plain, whole = producer.register(
+            [f"{base}/plain.zarr", f"{base}/whole.zarr"], catalog=str(tmp_path / "catalog"), collection="c"
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert whole.ok, whole.error
+    assert plain.error_type == "input", plain
+    assert "no horizontal coordinates" not in plain.error
+    assert "consolidate" in plain.error and "lists no folder" in plain.error, plain.error

@@ -391,6 +391,15 @@ def _open_zarr(location: str, options: ExtractOptions, stack: ExitStack) -> _Ope
     except (OSError, ValueError, RuntimeError) as exc:
         raise _unreadable(location, "Zarr store", exc) from None
     stack.callback(ds.close)
+    if not consolidated and not ds.variables and protocol(location) in ("http", "https"):
+        # zarr finds the arrays of an unconsolidated store by listing its
+        # folder, which an http server without listings answers 404/403
+        raise InputError(
+            f"{redact(location)}: xarray found no array in this Zarr store: its metadata is not "
+            "consolidated and the http server lists no folder, so its arrays cannot be found. "
+            "Consolidate it (zarr.consolidate_metadata(store), or to_zarr(..., consolidated=True)) "
+            "so one document names every array, then register it again"
+        )
 
     def zarr_groups() -> list[str]:
         import zarr  # noqa: PLC0415 (heavy, datacubes only)
