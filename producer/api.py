@@ -24,7 +24,13 @@ from producer.extract.ids import make_item_id
 from producer.extract.options import ExtractOptions
 from producer.grouping import GROUP_SUFFIXES, Grouping
 from producer.ingest import Progress, open_catalog, validator
-from producer.options import RegisterOptions, check_max_retries, parse_rewrites, resolve_options  # noqa: F401 (re-exported)
+from producer.options import (  # noqa: F401 (re-exported)
+    RECONCILE_WITHOUT_DATA,
+    RegisterOptions,
+    check_max_retries,
+    parse_rewrites,
+    resolve_options,
+)
 from producer.results import RegisterResult, RemoveResult, error_type_of  # noqa: F401 (re-exported)
 from producer.sources import PRODUCT_SUFFIXES, expand_paths  # (also re-exported)
 from producer.store.base import Store
@@ -392,6 +398,29 @@ def validate_catalog(
     ).problems
 
 
+def _refuse_register_only(
+    options: RegisterOptions | None, register_options: Mapping[str, Any] | None
+) -> None:
+    """Without ``data`` nothing is registered: register options that only
+    shape what ``data`` registers (all but :data:`RECONCILE_WITHOUT_DATA`)
+    would be ignored, so they are refused (:class:`InputError`, nothing read)."""
+    given = set(register_options or {})
+    if options is not None:
+        default = RegisterOptions()
+        given |= {
+            f.name
+            for f in dataclasses.fields(RegisterOptions)
+            if getattr(options, f.name) != getattr(default, f.name)
+        }
+    ignored = sorted(given - RECONCILE_WITHOUT_DATA)
+    if ignored:
+        raise InputError(
+            f"{', '.join(ignored)} only {'applies' if len(ignored) == 1 else 'apply'} with data: they shape how "
+            "the products found under data with no item are registered, and without data nothing is "
+            "registered (they would be ignored); give data (and collection), or leave them out"
+        )
+
+
 def reconcile(
     catalog: str | Store,
     *,
@@ -443,6 +472,8 @@ def reconcile(
     data), and without ``fix`` reports what that would do.
     """
     check_max_retries(max_retries)
+    if data is None:
+        _refuse_register_only(options, register_options)
     opts = resolve_options(options, storage_options, **dict(register_options or {}))
     if dry_run is not None:
         opts = dataclasses.replace(opts, dry_run=dry_run)

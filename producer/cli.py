@@ -687,21 +687,6 @@ def remove(
         click.echo(f"removed {item_id} ({result.href}){extra}")
 
 
-#: the register options reconcile uses without --data (for its repairs, its
-#: asset checks and its sinks); the others only shape what --data registers
-_RECONCILE_WITHOUT_DATA = frozenset(
-    {
-        "dry_run",
-        "max_retries",
-        "absolute_hrefs",
-        "catalog_storage_options",
-        "data_storage_options",
-        "pgstac",
-        "sns_topic",
-    }
-)
-
-
 @main.command()
 @click.argument("catalog", envvar="STAC_CATALOG")
 @click.option(
@@ -764,7 +749,7 @@ def reconcile(
 
     from producer import api  # noqa: PLC0415 (the write path: see the module doc)
     from producer.errors import rephrase  # noqa: PLC0415
-    from producer.options import flag_spelling  # noqa: PLC0415
+    from producer.options import RECONCILE_WITHOUT_DATA, flag_spelling  # noqa: PLC0415
     from producer.redact import redact  # noqa: PLC0415
 
     if collection and not data:
@@ -774,7 +759,7 @@ def reconcile(
             "collection of the catalog): add --data PREFIX, or leave --collection out"
         )
     given = register_overrides(fields_given)
-    ignored = sorted(set(given) - _RECONCILE_WITHOUT_DATA) if not data else []
+    ignored = sorted(set(given) - RECONCILE_WITHOUT_DATA) if not data else []
     if ignored:
         from dataclasses import fields  # noqa: PLC0415
 

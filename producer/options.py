@@ -826,3 +826,19 @@ def pipeline_metadata(options: RegisterOptions) -> Provenance | None:
         providers=options.item_providers,
     )
     return None if meta.empty else meta
+
+
+#: the register options ``reconcile`` uses without ``data`` (for its repairs,
+#: its asset checks and its sinks); the others only shape what ``data``
+#: registers, and are refused without it (never silently ignored)
+RECONCILE_WITHOUT_DATA = frozenset(
+    {
+        "dry_run",
+        "max_retries",
+        "absolute_hrefs",
+        "catalog_storage_options",
+        "data_storage_options",
+        "pgstac",
+        "sns_topic",
+    }
+)

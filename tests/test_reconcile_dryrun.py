@@ -162,3 +162,25 @@ def test_reconcile_flow_with_dry_run_options_writes_nothing(tmp_path: Path) -> N
     rows = table_rows(summary)
     assert {"kind": "orphan", "found": 1, "would_fix": 1, "failed": 0, "remaining": 1} in rows
     assert all("fixed" not in row for row in rows)
+
+
+def test_register_options_without_data_are_refused_not_ignored_by_the_library(tmp_path: Path) -> None:
+    """As the CLI's register flags: ``partition``, ``thumbnail``, ... only
+    shape what ``data`` registers. Was: ``producer.reconcile(cat, fix=True,
+    options=RegisterOptions(partition="year/month"))`` (read as "repartition")
+    repaired and returned as if they were taken. The options the repairs use
+    (``dry_run``, ``max_retries``, ...) are still taken."""
+    catalog, _ = _drifted(tmp_path)
+    before = _snapshot(catalog)
+    for kwargs in (
+        {"options": producer.RegisterOptions(partition="year/month")},
+        {"register_options": {"thumbnail": True}},
+    ):
+        with pytest.raises(producer.InputError, match=r"only appl(y|ies) with data") as info:
+            producer.reconcile(str(catalog), fix=True, **kwargs)
+        assert ("partition" if "options" in kwargs else "thumbnail") in str(info.value)
+        assert _snapshot(catalog) == before
+    report = producer.reconcile(
+        str(catalog), fix=True, options=producer.RegisterOptions(dry_run=True, max_retries=3)
+    )
+    assert report.dry_run and _snapshot(catalog) == before
