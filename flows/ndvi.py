@@ -35,6 +35,8 @@ from producer.demo import SCENES
 from producer.errors import InputError
 from producer.prefect import register_in_stac
 from producer.redact import redact
+from producer.sources import GLOB_CHARS
+from producer.urls import is_local, local_path
 
 #: nodata value of the NDVI outputs (outside [-1, 1], so never a real NDVI)
 NDVI_NODATA = -9999.0
@@ -150,6 +152,14 @@ def ndvi_flow(
     the run fails (after registering the others) if an NDVI could not be
     computed or registered.
     """
+    for given in [inputs] if isinstance(inputs, str) else inputs:
+        # a mistyped local folder: else it is taken for a raster, and fails as one
+        if (
+            is_local(given)
+            and not any(c in given for c in GLOB_CHARS)
+            and not os.path.exists(local_path(given))
+        ):
+            raise InputError(f"{given}: no such file or folder: check the inputs; nothing was written")
     sources = expand_paths(inputs)
     if not sources:
         raise InputError(f"no input rasters found in {inputs!r}")
