@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
-from producer.errors import Hint, InputError, NoDatetimeError
+from producer.errors import Hint, InputError, NoDatetimeError, as_typed
 from producer.timestamps import format_time
 
 #: the type, for annotations inside DatetimeResult, whose field ``datetime`` shadows it
@@ -226,12 +226,6 @@ def from_explicit(value: str | None, *, where: str = "explicit datetime") -> Dat
 PATTERN_GROUPS = ("start", "end", "datetime", "year", "month", "day", "doy", "hour", "minute", "second")
 
 
-def _shown(pattern: str) -> str:
-    """``pattern`` quoted as it was typed (its repr doubles each backslash:
-    ``\\d`` copied back would match a backslash, not a digit)."""
-    return f"'{pattern}'" if "'" not in pattern else f'"{pattern}"'
-
-
 def compile_pattern(pattern: str) -> re.Pattern[str]:
     """The ``datetime_pattern`` option compiled; raises :class:`InputError` when it
     is not a valid regular expression, or names a group it would not be read by
@@ -240,12 +234,12 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
         compiled = re.compile(pattern)
     except re.error as exc:
         raise InputError(
-            f"datetime pattern {_shown(pattern)} is not a valid regular expression: {exc}.",
+            f"datetime pattern {as_typed(pattern)} is not a valid regular expression: {exc}.",
             hints=(PATTERN_HINT,),
         ) from exc
     if _literal_slash(pattern):
         raise InputError(
-            f"datetime pattern {_shown(pattern)} holds a '/': it is searched in the file name only "
+            f"datetime pattern {as_typed(pattern)} holds a '/': it is searched in the file name only "
             "(no folder), where it can never match. Match the date in the file name, or give "
             "the products' datetime explicitly.",
             hints=(PATTERN_HINT, DATETIME_HINT),
@@ -254,7 +248,7 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
     if unknown:
         # ignored, such a group left every product on 1 January (or the 1st) of its year
         raise InputError(
-            f"datetime pattern {_shown(pattern)}: the named group(s) {', '.join(map(repr, unknown))} would be "
+            f"datetime pattern {as_typed(pattern)}: the named group(s) {', '.join(map(repr, unknown))} would be "
             f"ignored; the named groups read are {', '.join(f'(?P<{g}>…)' for g in PATTERN_GROUPS)} "
             "(doy: the day of the year, 1-366); rename them, or make them unnamed (…).",
             hints=(PATTERN_HINT,),
@@ -292,7 +286,7 @@ def _from_user_pattern(name: str, pattern: str) -> DatetimeResult | None:
     if match is None:
         return None
     groups = match.groupdict()
-    where = f"{name}: datetime pattern {_shown(pattern)}"
+    where = f"{name}: datetime pattern {as_typed(pattern)}"
     try:
         if groups.get("start") is not None or groups.get("end") is not None:
             if groups.get("start") is None or groups.get("end") is None:
