@@ -49,3 +49,24 @@ def test_system_packages_installs_venv_where_python_has_no_ensurepip(tmp_path):
     subprocess.run(["bash", str(ROOT / "scripts/system-packages.sh")], env=env, check=True, timeout=30)
     install = [line for line in calls.read_text().splitlines() if line.startswith("install")]
     assert install and re.search(r"\bpython3-venv\b", install[-1])
+
+
+def test_every_venv_tool_the_docs_run_is_installed_where_they_say():
+    """README's Development block ran ``.venv/bin/pre-commit install``, which
+    the [dev] extra does not install: "No such file or directory"."""
+    import tomllib
+
+    dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dev"]
+    installed = {re.split(r"[<>=\[ ;]", requirement, maxsplit=1)[0].lower() for requirement in dev}
+    installed |= {"python", "pip", "activate", "stac-producer"}  # the virtualenv's own, and this package
+    docs = [ROOT / "README.md", ROOT / ".pre-commit-config.yaml", *sorted((ROOT / "docs").glob("*.md"))]
+    missing = []
+    for doc in docs:
+        text = doc.read_text()
+        for line in text.splitlines():
+            for tool in re.findall(r"\.venv/bin/([A-Za-z0-9_.-]+)", line):
+                if tool not in installed and f".venv/bin/pip install {tool}" not in text:
+                    missing.append(f"{doc.name}: {line.strip()}")
+    assert not missing, "tools the [dev] extra does not install, run without installing them:\n" + "\n".join(
+        missing
+    )
