@@ -32,7 +32,7 @@ from rasterio.transform import from_origin
 
 from producer.api import expand_paths
 from producer.demo import SCENES
-from producer.errors import InputError
+from producer.errors import InputError, ProducerError
 from producer.prefect import register_in_stac
 from producer.redact import redact
 from producer.sources import GLOB_CHARS
@@ -195,7 +195,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.make_inputs:
         write_red_nir_inputs(args.input_dir, args.make_inputs)
-    results = ndvi_flow(args.input_dir, os.path.abspath(args.output_dir), args.catalog, args.collection)
+    try:
+        results = ndvi_flow(args.input_dir, os.path.abspath(args.output_dir), args.catalog, args.collection)
+    except ProducerError as exc:  # the run's logs hold the traceback; the shell gets the message
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, InputError) else 1
     for r in results:
         print(json.dumps(r))
     return 0

@@ -125,6 +125,25 @@ def test_ndvi_flow_on_a_mistyped_input_folder_says_so_and_writes_nothing(tmp_pat
     assert not (tmp_path / "catalog").exists() and not (tmp_path / "out").exists()
 
 
+@pytest.mark.usefixtures("prefect_harness")
+def test_flow_command_lines_end_bad_input_with_its_message_not_a_traceback(tmp_path: Path, capsys) -> None:
+    """``python -m flows.ndvi`` (the README's example) and ``python -m
+    flows.reconcile`` ended a failed run with Python's traceback of the
+    flow's exception; the message is what the shell needs, exit 2 for bad
+    input as stac-producer's own commands."""
+    from flows import ndvi, reconcile
+
+    out = tmp_path / "out"
+    assert (
+        ndvi.main([str(tmp_path / "rednri"), "--output-dir", str(out), "--catalog", str(tmp_path / "c")]) == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no such file or folder" in err and "Traceback" not in err
+    assert reconcile.main([str(tmp_path / "stca")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no catalog at" in err and "Traceback" not in err
+
+
 # ---------------------------------------------------------------------------
 # backfill
 # ---------------------------------------------------------------------------
