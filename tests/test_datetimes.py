@@ -352,3 +352,20 @@ def test_a_refused_datetime_pattern_is_shown_as_it_was_typed(pattern, name):
             from_filename(name, pattern)
     assert f"'{pattern}'" in str(err.value)
     assert repr(pattern) not in str(err.value)
+
+
+def test_a_range_that_ends_before_it_starts_is_said_so_once_not_as_unparsable():
+    """``--datetime 2024-05-02/2024-05-01`` said "explicit datetime: cannot
+    parse datetime ... (explicit datetime: datetime range ends before it
+    starts ...); use ISO 8601": it is ISO 8601, and the prefix came twice."""
+    with pytest.raises(InputError) as err:
+        from_explicit("2024-05-02/2024-05-01")
+    message = str(err.value)
+    assert message.startswith("explicit datetime: datetime range ends before it starts")
+    assert "cannot parse" not in message and "datetime='2024-05-13T10:00:00Z'" in message
+    pattern = r"(?P<start>\d{8})_(?P<end>\d{8})"
+    with pytest.raises(InputError) as err:
+        from_filename("a_20240502_20240501.tif", pattern)
+    message = str(err.value)
+    assert message.count("datetime pattern") == 1 and "ends before it starts" in message
+    assert "not a valid date" not in message

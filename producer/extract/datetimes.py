@@ -175,7 +175,8 @@ def _instant_or_range(
         return DatetimeResult(first, None, None, source, detail)
     if second < first:
         raise InputError(
-            f"{where}: datetime range ends before it starts ({format_time(first)} > {format_time(second)})"
+            f"{where}: datetime range ends before it starts ({format_time(first)} > {format_time(second)})",
+            hints=(DATETIME_HINT,) if source == "explicit" else (),
         )
     return DatetimeResult(None, first, second, source, detail)
 
@@ -200,6 +201,8 @@ def from_explicit(value: str | None, *, where: str = "explicit datetime") -> Dat
             start = parse_datetime(parts[0])
             end = parse_datetime(parts[1], end=True)
             return _instant_or_range(start, end, "explicit", value, where)
+    except InputError:
+        raise  # a range that ends before it starts: parsed, and said so
     except OutOfRange as exc:
         raise InputError(
             f"{where}: datetime {value!r}: {exc}; give a time from 0001-01-01T00:00:00Z "
@@ -324,6 +327,8 @@ def _from_user_pattern(name: str, pattern: str) -> DatetimeResult | None:
         unnamed = [g for g in match.groups() if g is not None]
         text = unnamed[0] if len(unnamed) == 1 else match.group(0)
         return DatetimeResult(parse_datetime(text), None, None, "filename", pattern)
+    except InputError:
+        raise  # a range that ends before it starts: parsed, and said so
     except (ValueError, TypeError) as exc:
         raise InputError(
             f"{where} matched {match.group(0)!r} but it is not a valid date ({exc}); use named groups "
