@@ -32,9 +32,11 @@ from rasterio.transform import from_origin
 
 from producer.api import expand_paths
 from producer.demo import SCENES
-from producer.errors import InputError
+from producer.errors import InputError, ProducerError
 from producer.prefect import register_in_stac
 from producer.redact import redact
+from producer.sources import GLOB_CHARS
+from producer.urls import is_local, local_path
 
 #: nodata value of the NDVI outputs (outside [-1, 1], so never a real NDVI)
 NDVI_NODATA = -9999.0
@@ -150,6 +152,14 @@ def ndvi_flow(
     the run fails (after registering the others) if an NDVI could not be
     computed or registered.
     """
+    for given in [inputs] if isinstance(inputs, str) else inputs:
+        # a mistyped local folder: else it is taken for a raster, and fails as one
+        if (
+            is_local(given)
+            and not any(c in given for c in GLOB_CHARS)
+            and not os.path.exists(local_path(given))
+        ):
+            raise InputError(f"{given}: no such file or folder: check the inputs; nothing was written")
     sources = expand_paths(inputs)
     if not sources:
         raise InputError(f"no input rasters found in {inputs!r}")
@@ -185,7 +195,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.make_inputs:
         write_red_nir_inputs(args.input_dir, args.make_inputs)
-    results = ndvi_flow(args.input_dir, os.path.abspath(args.output_dir), args.catalog, args.collection)
+    try:
+        results = ndvi_flow(args.input_dir, os.path.abspath(args.output_dir), args.catalog, args.collection)
+    except ProducerError as exc:  # the run's logs hold the traceback; the shell gets the message
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, InputError) else 1
     for r in results:
         print(json.dumps(r))
     return 0

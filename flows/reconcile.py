@@ -31,7 +31,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from producer import ReconcileReport, api
-from producer.errors import InputError
+from producer.errors import InputError, ProducerError
 from producer.options import RegisterOptions
 from producer.prefect import (
     CatalogProblemsRemain,
@@ -226,7 +226,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", action="append", help="product prefix to compare (repeatable)")
     parser.add_argument("--collection")
     args = parser.parse_args(argv)
-    print(json.dumps(reconcile_catalog(args.catalog, args.data, args.fix, args.dead, args.collection)))
+    try:
+        summary = reconcile_catalog(args.catalog, args.data, args.fix, args.dead, args.collection)
+    except ProducerError as exc:  # the run's logs hold the traceback; the shell gets the message
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, InputError) else 1
+    print(json.dumps(summary))
     return 0
 
 

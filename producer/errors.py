@@ -92,6 +92,13 @@ CREDENTIALS_HINT = Hint(
 NO_CREDENTIALS_HINT = Hint("storage_options", {"key": "KEY", "secret": "SECRET"}, "give the credentials")
 
 
+def as_typed(text: str) -> str:
+    """``text`` (a regular expression the caller gave) quoted as it was
+    typed: its repr doubles each backslash, and ``\\d`` copied back from a
+    message matches a backslash, not a digit."""
+    return f"'{text}'" if "'" not in text else f'"{text}"'
+
+
 class ProducerError(Exception):
     """Base class of every error raised on purpose by stac-producer.
 

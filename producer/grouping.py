@@ -84,6 +84,7 @@ from producer.errors import (
     StoreError,
     UnsafeIdError,
     ValidationError,
+    as_typed,
 )
 from producer.extract.assets import (
     check_utf8_location,
@@ -148,12 +149,12 @@ def compile_group(pattern: str) -> re.Pattern[str]:
         rx = re.compile(pattern)
     except re.error as exc:
         raise InputError(
-            f"group pattern {pattern!r} is not a regular expression ({exc})", hints=(GROUP_HINT,)
+            f"group pattern {as_typed(pattern)} is not a regular expression ({exc})", hints=(GROUP_HINT,)
         ) from None
     missing = [name for name in ("id", "asset") if name not in rx.groupindex]
     if missing:
         raise InputError(
-            f"group pattern {pattern!r} has no named group {' or '.join(map(repr, missing))}: "
+            f"group pattern {as_typed(pattern)} has no named group {' or '.join(map(repr, missing))}: "
             "name the item id (?P<id>...) and the asset key (?P<asset>...)",
             hints=(GROUP_HINT,),
         )
@@ -255,7 +256,7 @@ class Grouping:
         found = self.match(source)
         if found is None:
             raise InputError(
-                f"{source}: not registered: the group pattern {self._rx.pattern!r} does not match it "
+                f"{source}: not registered: the group pattern {as_typed(self._rx.pattern)} does not match it "
                 "(or matches an empty id or asset); widen the pattern, or register this product "
                 "apart without a group",
                 hints=(GROUP_HINT,),
@@ -281,7 +282,7 @@ class Grouping:
         else:
             hints = ()
         raise UnsafeIdError(
-            f"{source}: not registered: the group pattern {self._rx.pattern!r} gives it the unsafe "
+            f"{source}: not registered: the group pattern {as_typed(self._rx.pattern)} gives it the unsafe "
             f"{what} {value!r} (its (?P<{name}>...) group): {reason}. Change that group of the "
             "pattern so it captures one folder or file name of the characters A-Z a-z 0-9 . _ - "
             "(not starting with . or -), or rename the file",

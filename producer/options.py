@@ -17,6 +17,7 @@ and never logged.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
@@ -712,7 +713,9 @@ def resolve_options(
     names = [f.name for f in dataclasses.fields(RegisterOptions)]
     unknown = sorted(set(overrides) - set(names))
     if unknown:
-        raise TypeError(f"unknown registration option(s) {unknown}; the options are {names}")
+        meant = [m for u in unknown for m in difflib.get_close_matches(u, names, n=1)]
+        guess = f" (did you mean {', '.join(map(repr, meant))}?)" if meant else ""
+        raise TypeError(f"unknown registration option(s) {unknown}{guess}; the options are {names}")
     if storage_options is not None:
         for name in ("data_storage_options", "catalog_storage_options"):
             if overrides.get(name) is None and (options is None or getattr(options, name) is None):

@@ -237,6 +237,22 @@ def test_remove_from_a_misspelt_collection_says_there_is_no_such_collection(data
     assert "created on first use" not in help_text and "an existing collection" in help_text
 
 
+def test_remove_of_another_product_keeps_the_item_and_exits_1_as_the_readme_says(data, catalog_dir):
+    """README: remove exits 1 when it removed nothing, also when the item
+    there describes another product than ``--product`` (``action: kept``)."""
+    runner = CliRunner()
+    res = runner.invoke(main, ["register", str(data["utm"]), "-c", str(catalog_dir), "--collection", "ndvi"])
+    assert res.exit_code == 0, res.output
+    before = tree_hash(catalog_dir)
+    args = ["remove", "utm_20240513", "-c", str(catalog_dir), "--collection", "ndvi"]
+    res = runner.invoke(main, [*args, "--product", str(data["wgs84"]), "--json"])
+    assert res.exit_code == 1, res.output
+    assert json.loads(res.stdout)["action"] == "kept"
+    assert tree_hash(catalog_dir) == before
+    res = runner.invoke(main, [*args, "--product", str(data["utm"]), "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["action"] == "removed"
+
+
 def test_demo_with_dir_and_count_says_how_to_run_itself_again(tmp_path):
     from producer import demo
 

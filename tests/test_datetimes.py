@@ -9,6 +9,7 @@ import pytest
 from producer import RegisterOptions
 from producer.errors import InputError, NoDatetimeError
 from producer.extract.datetimes import (
+    compile_pattern,
     from_acdd,
     from_explicit,
     from_filename,
@@ -329,3 +330,42 @@ def test_never_now() -> None:
     """No source → an error, never the current time."""
     with pytest.raises(NoDatetimeError):
         resolve_datetime("scene.tif", sources=("explicit", "filename"))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "name"),
+    [
+        (r"x/S2_(?P<year>\d{4})", None),  # holds a '/'
+        (r"S2_(?P<yr>\d{4})", None),  # an unknown group
+        (r"S2_(?P<year>\d+", None),  # not a regular expression
+        (r"S2_(?P<year>\d+)_(?P<month>\d\d)", "S2_24_05.tif"),  # a two-digit year
+    ],
+)
+def test_a_refused_datetime_pattern_is_shown_as_it_was_typed(pattern, name):
+    """The message quoted the pattern's repr, each backslash doubled
+    (``'S2_(?P<year>\\\\d{4})'``): copied back into a shell, ``\\\\d`` matches a
+    backslash and a d, never a digit."""
+    with pytest.raises(InputError) as err:
+        if name is None:
+            compile_pattern(pattern)
+        else:
+            from_filename(name, pattern)
+    assert f"'{pattern}'" in str(err.value)
+    assert repr(pattern) not in str(err.value)
+
+
+def test_a_range_that_ends_before_it_starts_is_said_so_once_not_as_unparsable():
+    """``--datetime 2024-05-02/2024-05-01`` said "explicit datetime: cannot
+    parse datetime ... (explicit datetime: datetime range ends before it
+    starts ...); use ISO 8601": it is ISO 8601, and the prefix came twice."""
+    with pytest.raises(InputError) as err:
+        from_explicit("2024-05-02/2024-05-01")
+    message = str(err.value)
+    assert message.startswith("explicit datetime: datetime range ends before it starts")
+    assert "cannot parse" not in message and "datetime='2024-05-13T10:00:00Z'" in message
+    pattern = r"(?P<start>\d{8})_(?P<end>\d{8})"
+    with pytest.raises(InputError) as err:
+        from_filename("a_20240502_20240501.tif", pattern)
+    message = str(err.value)
+    assert message.count("datetime pattern") == 1 and "ends before it starts" in message
+    assert "not a valid date" not in message

@@ -1162,3 +1162,13 @@ def test_readme_work_pool_image_can_run_the_flows() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert extras <= set(pyproject["optional-dependencies"]), extras
     assert {"prefect", "prefect-dask", "s3fs"} <= _install_closure(pyproject["name"], extras)
+
+
+def test_every_template_parameter_is_documented_in_deploy_readme(template: dict[str, Any]) -> None:
+    """deploy/README.md is where an operator looks up what to pass to
+    ``sam deploy``: Suffixes, BatchSize and MaxReceiveCount were in no table."""
+    readme = (DEPLOY / "README.md").read_text()
+    missing = [
+        name for name in template["Parameters"] if f"`{name}`" not in readme and f"{name}=" not in readme
+    ]
+    assert not missing, f"deploy/README.md does not document the template parameter(s) {missing}"

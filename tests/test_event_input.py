@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from producer.cli import main
 from producer.errors import InputError
 from producer.events import HandlerConfig, handle, parse_event
-from tests.rasters import write_utm
+from tests.rasters import write_nodate, write_utm
 from tests.s3server import S3Server
 
 #: an SQS body nested deeper than the JSON decoder goes
@@ -181,3 +181,25 @@ def test_an_unsafe_collection_id_is_a_configuration_error_in_each_callers_spelli
     assert result.exit_code == 2, result.output
     assert "unsafe collection id 'ndvi/v2'" in result.output and "--collection ndvi" in result.output
     assert not (tmp_path / "cat").exists()
+
+
+def test_cli_exit_codes_follow_the_records(s3: S3Server, tmp_path: Path) -> None:
+    """README: handle-event exits 1 when a record failed (the others are
+    still applied), 0 when none did (skipped ones included)."""
+    good, bad = "products/ndvi/S2_20240601_T31UFQ.tif", "products/ndvi/undated.tif"
+    s3.client().put_object(Bucket=s3.bucket, Key=good, Body=write_utm(tmp_path).read_bytes())
+    s3.client().put_object(Bucket=s3.bucket, Key=bad, Body=write_nodate(tmp_path).read_bytes())
+    args = ["-c", s3.url("stac"), "--collection", "ndvi"]
+    payload = tmp_path / "event.json"
+    payload.write_text(json.dumps({"Records": [_record(s3.bucket, good), _record(s3.bucket, bad)]}))
+    result = CliRunner().invoke(main, ["handle-event", str(payload), *args])
+    assert result.exit_code == 1, result.output
+    out = json.loads(result.stdout)
+    assert [r["id"] for r in out["registered"]] == ["S2_20240601_T31UFQ"]
+    assert [f["url"] for f in out["failed"]] == [f"s3://{s3.bucket}/{bad}"]
+    payload.write_text(
+        json.dumps({"Records": [_record(s3.bucket, good), _record(s3.bucket, "products/gone.tif")]})
+    )
+    result = CliRunner().invoke(main, ["handle-event", str(payload), *args])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["skipped"]

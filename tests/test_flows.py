@@ -14,6 +14,7 @@ import yaml
 from prefect import Flow
 
 from producer import api
+from producer.errors import InputError
 from producer.prefect import CatalogProblemsRemain, RegistrationFailed
 from tests.prefect_harness import (
     flow_run_id,
@@ -105,6 +106,42 @@ def test_ndvi_flow_registers_the_good_outputs_and_fails_on_a_single_band_input(t
     assert "1 of 2 product(s) failed" in str(info.value) and str(single) in str(info.value)
     item = "rednir_rhine_20240501_ndvi"
     assert (catalog / "ndvi" / item / f"{item}.json").is_file()  # the good one IS registered
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_ndvi_flow_on_a_mistyped_input_folder_says_so_and_writes_nothing(tmp_path: Path) -> None:
+    """The README's ``python -m flows.ndvi demo/rednir ...`` with a typo in the
+    folder took the path for a raster: "1 of 1 product(s) failed ... (the
+    others were registered): RasterioIOError", after creating the output
+    folder. Like the backfill's prefix, a missing local input is bad input."""
+    from flows.ndvi import ndvi_flow
+
+    missing = tmp_path / "rednri"
+    state = ndvi_flow(str(missing), str(tmp_path / "out"), str(tmp_path / "catalog"), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(InputError, match="no such file or folder") as info:
+        state.result()
+    assert str(missing) in str(info.value)
+    assert not (tmp_path / "catalog").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_flow_command_lines_end_bad_input_with_its_message_not_a_traceback(tmp_path: Path, capsys) -> None:
+    """``python -m flows.ndvi`` (the README's example) and ``python -m
+    flows.reconcile`` ended a failed run with Python's traceback of the
+    flow's exception; the message is what the shell needs, exit 2 for bad
+    input as stac-producer's own commands."""
+    from flows import ndvi, reconcile
+
+    out = tmp_path / "out"
+    assert (
+        ndvi.main([str(tmp_path / "rednri"), "--output-dir", str(out), "--catalog", str(tmp_path / "c")]) == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no such file or folder" in err and "Traceback" not in err
+    assert reconcile.main([str(tmp_path / "stca")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no catalog at" in err and "Traceback" not in err
 
 
 # ---------------------------------------------------------------------------

@@ -241,6 +241,24 @@ def test_product_the_group_does_not_match_is_an_error_naming_it(scene: Path, cat
         _register(scene, catalog_dir.parent / "other", group=r"(?P<id>\w+)/")
 
 
+@pytest.mark.parametrize(
+    "pattern", [r"(?P<id>LE07_\d{8}/(?P<asset>\w+)\.tif$", r"(?P<idx>LE07_\d{8})/(?P<asset>\w+)\.tif$"]
+)
+def test_a_refused_group_pattern_is_shown_as_it_was_typed(
+    scene: Path, catalog_dir: Path, pattern: str
+) -> None:
+    """Its repr doubled each backslash: ``\\d`` copied back from the message
+    matches a backslash and a d, never a digit."""
+    with pytest.raises(producer.InputError) as err:
+        _register(scene, catalog_dir, group=pattern)
+    assert f"'{pattern}'" in str(err.value) and repr(pattern) not in str(err.value)
+    stray = scene.parent / "stray.tif"
+    _band(stray, 10.0, 1)
+    rx = r"(?P<id>LE08_\d{8})/(?P<asset>\w+)\.tif$"
+    [result] = _register([stray], catalog_dir, group=rx)
+    assert f"'{rx}'" in (result.error or "") and repr(rx) not in (result.error or "")
+
+
 def test_an_item_id_whose_date_is_no_date_fails_its_products_not_the_call(
     scene: Path, catalog_dir: Path
 ) -> None:

@@ -558,3 +558,15 @@ def test_rewrite_to_a_signed_url_is_refused_without_echoing_the_signature(tmp_pa
         assert "SEKRETXYZ" not in str(python.value) and "href_rewrites=" in str(python.value)
     # object-store keys may hold '?' literally: not an http query
     assert RegisterOptions(href_rewrites=("/data=s3://b/a?b",)).href_rewrites == (("/data", "s3://b/a?b"),)
+
+
+def test_a_misspelt_option_keyword_names_the_one_meant() -> None:
+    """``register(..., idtemplate=...)`` listed all 32 option names; the one
+    meant is offered first."""
+    with pytest.raises(
+        TypeError, match=r"unknown registration option\(s\) \['idtemplate'\] \(did you mean 'id_template'\?\)"
+    ):
+        resolve_options(None, None, idtemplate="{parent}_{stem}")
+    with pytest.raises(TypeError) as err:
+        resolve_options(None, None, zzz=1)
+    assert "did you mean" not in str(err.value)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
-from producer.errors import Hint, InputError, NoDatetimeError
+from producer.errors import Hint, InputError, NoDatetimeError, as_typed
 from producer.timestamps import format_time
 
 #: the type, for annotations inside DatetimeResult, whose field ``datetime`` shadows it
@@ -175,7 +175,8 @@ def _instant_or_range(
         return DatetimeResult(first, None, None, source, detail)
     if second < first:
         raise InputError(
-            f"{where}: datetime range ends before it starts ({format_time(first)} > {format_time(second)})"
+            f"{where}: datetime range ends before it starts ({format_time(first)} > {format_time(second)})",
+            hints=(DATETIME_HINT,) if source == "explicit" else (),
         )
     return DatetimeResult(None, first, second, source, detail)
 
@@ -200,6 +201,8 @@ def from_explicit(value: str | None, *, where: str = "explicit datetime") -> Dat
             start = parse_datetime(parts[0])
             end = parse_datetime(parts[1], end=True)
             return _instant_or_range(start, end, "explicit", value, where)
+    except InputError:
+        raise  # a range that ends before it starts: parsed, and said so
     except OutOfRange as exc:
         raise InputError(
             f"{where}: datetime {value!r}: {exc}; give a time from 0001-01-01T00:00:00Z "
@@ -234,11 +237,12 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
         compiled = re.compile(pattern)
     except re.error as exc:
         raise InputError(
-            f"datetime pattern {pattern!r} is not a valid regular expression: {exc}.", hints=(PATTERN_HINT,)
+            f"datetime pattern {as_typed(pattern)} is not a valid regular expression: {exc}.",
+            hints=(PATTERN_HINT,),
         ) from exc
     if _literal_slash(pattern):
         raise InputError(
-            f"datetime pattern {pattern!r} holds a '/': it is searched in the file name only "
+            f"datetime pattern {as_typed(pattern)} holds a '/': it is searched in the file name only "
             "(no folder), where it can never match. Match the date in the file name, or give "
             "the products' datetime explicitly.",
             hints=(PATTERN_HINT, DATETIME_HINT),
@@ -247,7 +251,7 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
     if unknown:
         # ignored, such a group left every product on 1 January (or the 1st) of its year
         raise InputError(
-            f"datetime pattern {pattern!r}: the named group(s) {', '.join(map(repr, unknown))} would be "
+            f"datetime pattern {as_typed(pattern)}: the named group(s) {', '.join(map(repr, unknown))} would be "
             f"ignored; the named groups read are {', '.join(f'(?P<{g}>…)' for g in PATTERN_GROUPS)} "
             "(doy: the day of the year, 1-366); rename them, or make them unnamed (…).",
             hints=(PATTERN_HINT,),
@@ -285,7 +289,7 @@ def _from_user_pattern(name: str, pattern: str) -> DatetimeResult | None:
     if match is None:
         return None
     groups = match.groupdict()
-    where = f"{name}: datetime pattern {pattern!r}"
+    where = f"{name}: datetime pattern {as_typed(pattern)}"
     try:
         if groups.get("start") is not None or groups.get("end") is not None:
             if groups.get("start") is None or groups.get("end") is None:
@@ -323,6 +327,8 @@ def _from_user_pattern(name: str, pattern: str) -> DatetimeResult | None:
         unnamed = [g for g in match.groups() if g is not None]
         text = unnamed[0] if len(unnamed) == 1 else match.group(0)
         return DatetimeResult(parse_datetime(text), None, None, "filename", pattern)
+    except InputError:
+        raise  # a range that ends before it starts: parsed, and said so
     except (ValueError, TypeError) as exc:
         raise InputError(
             f"{where} matched {match.group(0)!r} but it is not a valid date ({exc}); use named groups "
