@@ -372,15 +372,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dask", action="store_true", help="run the batches on a local Dask cluster")
     parser.add_argument("--dask-address", default=None, help="scheduler of an existing Dask cluster")
     args = parser.parse_args(argv)
-    summary = backfill(
-        args.prefix,
-        args.catalog,
-        args.collection,
-        args.batch_size,
-        concurrency=args.concurrency,
-        dask=args.dask,
-        dask_address=args.dask_address,
-    )
+    try:
+        summary = backfill(
+            args.prefix,
+            args.catalog,
+            args.collection,
+            args.batch_size,
+            concurrency=args.concurrency,
+            dask=args.dask,
+            dask_address=args.dask_address,
+        )
+    except ProducerError as exc:  # the run's logs hold the traceback; the shell gets the message
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, InputError) else 1
     print(json.dumps(summary))
     return 0
 

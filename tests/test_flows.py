@@ -127,11 +127,11 @@ def test_ndvi_flow_on_a_mistyped_input_folder_says_so_and_writes_nothing(tmp_pat
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_flow_command_lines_end_bad_input_with_its_message_not_a_traceback(tmp_path: Path, capsys) -> None:
-    """``python -m flows.ndvi`` (the README's example) and ``python -m
-    flows.reconcile`` ended a failed run with Python's traceback of the
+    """``python -m flows.ndvi`` (the README's example), ``python -m
+    flows.reconcile`` and ``python -m flows.backfill`` ended a failed run with Python's traceback of the
     flow's exception; the message is what the shell needs, exit 2 for bad
     input as stac-producer's own commands."""
-    from flows import ndvi, reconcile
+    from flows import backfill, ndvi, reconcile
 
     out = tmp_path / "out"
     assert (
@@ -142,6 +142,11 @@ def test_flow_command_lines_end_bad_input_with_its_message_not_a_traceback(tmp_p
     assert reconcile.main([str(tmp_path / "stca")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "no catalog at" in err and "Traceback" not in err
+    cat = tmp_path / "cat"
+    assert backfill.main([str(tmp_path / "nope"), "--catalog", str(cat), "--collection", "ndvi"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nope" in err and "Traceback" not in err
+    assert not cat.exists()
 
 
 # ---------------------------------------------------------------------------
