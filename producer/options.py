@@ -28,7 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 from producer.catalog.layout import DEFAULT_MAX_LINKS, LAYOUT_FIELD, Layout
 from producer.errors import Hint, InputError
 from producer.extract.datetimes import compile_pattern, from_explicit
-from producer.extract.ids import parse_id_template
+from producer.extract.ids import check_template_text
 from producer.extract.options import DEFAULT_DATETIME_SOURCES
 from producer.provenance import (
     Provenance,
@@ -491,7 +491,7 @@ class RegisterOptions:
         if self.id_template is None:
             raise TypeError("RegisterOptions.id_template must be a str, not None")
         # refused once here (a usage error), not once per product at extraction
-        parse_id_template(self.id_template)
+        check_template_text(self.id_template)  # parses it too
         from_explicit(self.datetime)
         if self.datetime_pattern is not None:
             compile_pattern(self.datetime_pattern)

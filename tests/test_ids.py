@@ -239,3 +239,28 @@ def test_a_collection_id_naming_the_root_document_is_a_usage_error(tmp_path: Pat
     assert out.returncode == 2, out
     assert "unsafe collection id 'catalog.json'" in out.stderr and "root catalog" in out.stderr
     assert not cat.exists()
+
+
+def test_a_bad_character_in_the_templates_own_text_is_refused_once_before_any_product(tmp_path: Path) -> None:
+    """Was: every product failed alone with the same message (exit 1), as
+    if something were wrong with the files. The template's own text is
+    the caller's, whatever the products: a usage error (exit 2) naming the
+    template and a safe one, before anything is read or written."""
+    from click.testing import CliRunner
+
+    import producer
+    from producer.cli import main
+    from tests import rasters
+
+    tile = rasters.write_utm(tmp_path / "data")
+    cat = tmp_path / "cat"
+    res = CliRunner().invoke(
+        main, ["register", str(tile), "-c", str(cat), "--collection", "c", "--id-template", "a/b{stem}"]
+    )
+    assert res.exit_code == 2, res.output
+    assert "id template 'a/b{stem}'" in res.output and "--id-template 'a_b{stem}'" in res.output, res.output
+    assert not cat.exists()
+    with pytest.raises(InputError, match=r"own text.*' '") as info:
+        producer.register([tile], catalog=str(cat), collection="c", id_template="ndvi {stem}")
+    assert info.value.hints[0].example == "ndvi_{stem}"
+    assert not cat.exists()

@@ -185,6 +185,30 @@ def parse_id_template(template: str) -> list[tuple[str, str | None, str | None, 
     return parsed
 
 
+def _template_text(parsed: list[tuple[str, str | None, str | None, str | None]]) -> tuple[list[str], str]:
+    """The characters of a parsed template's own text (around its fields)
+    that no id may hold, sorted, and the template with them made safe."""
+    literal = "".join(text for text, _, _, _ in parsed)
+    bad = sorted({c for c in literal if not re.match(r"[A-Za-z0-9._-]", c)})
+    fixed = "".join(normalise_name(text) + ("" if f is None else f"{{{f}}}") for text, f, _, _ in parsed)
+    return bad, fixed
+
+
+def check_template_text(template: str) -> None:
+    """Refuse (:class:`InputError`) an id template whose own text holds a
+    character no id may hold: every id it makes is unsafe, whatever the
+    products, so it is refused once, when the options are made (a usage
+    error), with the template made safe as the fix."""
+    bad, fixed = _template_text(parse_id_template(template))
+    if bad:
+        raise InputError(
+            f"id template {template!r}: its own text holds characters outside [A-Za-z0-9._-]: "
+            f"{''.join(bad)!r}, so no id it makes is safe (only the fields {{stem}}, {{name}} and "
+            "{parent} are made safe; the template's own text is used as typed).",
+            hints=(Hint("id_template", fixed, "use only A-Z a-z 0-9 . _ - in its own text"),),
+        )
+
+
 def make_item_id(source: str | os.PathLike[str], options: ExtractOptions = ExtractOptions()) -> str:
     """Item id for ``source`` (path or URL) from ``options.id_template``.
 
@@ -210,11 +234,9 @@ def make_item_id(source: str | os.PathLike[str], options: ExtractOptions = Extra
     if not collection and any(field == "collection" for _, field, _, _ in parsed):
         raise InputError(f"id template {template!r} uses {{collection}} but no collection was given")
     item_id = template.format(**values)
-    literal = "".join(text for text, _, _, _ in parsed)
-    bad = sorted({c for c in literal if not re.match(r"[A-Za-z0-9._-]", c)})
+    bad, fixed = _template_text(parsed)
     if bad and not _SAFE_RE.match(item_id):
         # the fields are normalised: the character is what the caller typed, whatever the file
-        fixed = "".join(normalise_name(text) + ("" if f is None else f"{{{f}}}") for text, f, _, _ in parsed)
         raise UnsafeIdError(
             f"unsafe item id {item_id!r} for {location}: the literal text of the id template "
             f"{template!r} holds characters outside [A-Za-z0-9._-]: {''.join(bad)!r} (only the "
