@@ -121,7 +121,12 @@ def proxy(s3_server: S3Server):
 
 @pytest.mark.parametrize(
     ("method", "fault", "words"),
-    [("PUT", "503", "SlowDown|503|Service"), ("GET", "403", "access denied"), ("GET", "reset", "failed for")],
+    [
+        ("PUT", "503", "SlowDown|503|Service"),
+        ("HEAD", "503", "503|Service|failed for"),
+        ("GET", "403", "access denied"),
+        ("GET", "reset", "failed for"),
+    ],
 )
 def test_faults_are_store_errors_in_bounded_time_without_the_secret(
     s3_server: S3Server, proxy: FaultProxy, method: str, fault: str, words: str
@@ -141,6 +146,8 @@ def test_faults_are_store_errors_in_bounded_time_without_the_secret(
     with pytest.raises(StoreError, match=words) as info:
         if method == "PUT":
             store.put("c/collection.json", b"[]")
+        elif method == "HEAD":  # no body: no error code to read, only the status
+            store.exists("c/collection.json")
         else:
             store.get("c/collection.json")
     proxy.clear()

@@ -379,6 +379,8 @@ class ObstoreS3Store(S3Store):
             return StoreError(
                 f"S3 {op} failed for {where}: the obstore client failed ({first}); check the storage options"
             )
+        if _SERVER_STATUS_RE.search(text):  # a 5xx with no body to read a code from (a HEAD)
+            return StoreError(f"S3 {op} failed for {where}: {first}; retry later")
         return StoreError(f"S3 {op} failed for {where}: {first}; check the endpoint and network")
 
     def _run(self, op: str, key: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
