@@ -266,7 +266,7 @@ def _same_booleans(a: Any, b: Any) -> bool:
 
 CLAIM_TTL = intents.INTENT_TTL
 """Seconds an id index entry written before its item counts as a
-registration under way (:meth:`Committer.fresh_claim`): past it, an entry
+registration under way (:meth:`Committer.claim_under_way`): past it, an entry
 naming no item is one a killed registration left, free to take."""
 
 
