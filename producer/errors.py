@@ -87,6 +87,19 @@ REBUILD_MIRROR_HINT = Hint("fix", True, "rebuild the collection's mirror from it
 CREDENTIALS_HINT = Hint(
     "storage_options", {"key": "KEY", "secret": "SECRET"}, "the credentials apart from the URL"
 )
+
+
+def timeout_hint(which: str, seconds: float) -> Hint:
+    """The way out of an S3 request that got no answer within its ``which``
+    (``read`` or ``connect``) timeout of ``seconds``: a longer one, as the
+    storage option botocore takes (the CLI spells it
+    ``-o 'config_kwargs={"read_timeout": 120}'``)."""
+    longer = max(60, int(2 * seconds + 0.5))
+    return Hint(
+        "storage_options", {"config_kwargs": {f"{which}_timeout": longer}}, "wait longer for an answer"
+    )
+
+
 #: no AWS credentials were found: give them as storage options (the CLI spells
 #: it ``-o key=KEY -o secret=SECRET``, the event handler ``STAC_STORAGE_OPTIONS``)
 NO_CREDENTIALS_HINT = Hint("storage_options", {"key": "KEY", "secret": "SECRET"}, "give the credentials")

@@ -766,7 +766,8 @@ def flag_spelling(hint: Hint) -> str:
         flag = flag_spelling(Hint(hint.option, hint.example, hint.does))
         return f"stac-producer {hint.verb} CATALOG {flag}"
     if hint.option == "storage_options" and isinstance(hint.example, Mapping):
-        return " ".join(f"-o {shlex.quote(f'{k}={v}')}" for k, v in hint.example.items())
+        # -o reads a value as JSON when it is JSON (config_kwargs={"read_timeout": 120})
+        return " ".join(f"-o {shlex.quote(f'{k}={_pair_value(v)}')}" for k, v in hint.example.items())
     spec = _specs().get(hint.option)
     flag = spec.flag if spec is not None else "--" + hint.option.replace("_", "-")
     if hint.example is False:  # a switch to leave off: the CLI has no negative flag

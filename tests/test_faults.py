@@ -205,6 +205,25 @@ def test_a_product_body_that_stalls_is_a_storage_error_naming_the_read_timeout(f
     assert bad in error and "read_timeout" in error and "IndexError" not in error, error
 
 
+def test_the_cli_spells_the_longer_timeout_as_its_own_storage_option_flag(faults, s3_server, tmp_path):
+    """Through the CLI, a product whose body stalls ends with the fix spelled
+    as the flag the CLI takes (``-o 'config_kwargs={"read_timeout": 60}'``),
+    pasteable as it is. Was: "the storage option config_kwargs={...: SECONDS}",
+    the library's spelling, in the CLI's output."""
+    bucket, bad, _ = _two_products(s3_server, tmp_path)
+    faults.add("GET", r"/data/utm_20240513\.tif$", "slowbody")
+    proxied = _proxied_options(faults, read_timeout=1, connect_timeout=1)
+    pairs = [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in proxied.items()]
+    res = _cli(
+        ["register", bad, "-c", str(tmp_path / "catalog"), "--collection", "c"]
+        + [arg for pair in pairs for arg in ("-o", pair)]
+    )
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out
+    assert """-o 'config_kwargs={"read_timeout": 60}'""" in out, out
+    assert "storage_options=" not in out and "SECONDS" not in out and "testing" not in out, out
+
+
 def test_missing_object_or_bucket_is_not_found_not_corrupt(s3_server, tmp_path):
     bucket = s3_server.new_bucket()
     results = producer.register(

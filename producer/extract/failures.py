@@ -8,7 +8,14 @@ without importing each other.
 
 from __future__ import annotations
 
-from producer.errors import InputError, ProducerError, StoreError, credentials_error, missing_credentials
+from producer.errors import (
+    InputError,
+    ProducerError,
+    StoreError,
+    credentials_error,
+    missing_credentials,
+    timeout_hint,
+)
 from producer.httplimits import is_timeout, is_unreachable, timeout_message
 from producer.redact import redact
 from producer.sources import is_configuration_error
@@ -25,13 +32,13 @@ def storage_failure(location: str, exc: BaseException) -> ProducerError:
     if http is not None:
         return http
     if _timed_out(exc):
-        fix = (
-            'wait longer with the storage option config_kwargs={"read_timeout": SECONDS}'
-            if location.lower().startswith(("s3://", "s3a://"))
-            else "check the storage"
-        )
+        if location.lower().startswith(("s3://", "s3a://")):
+            return StoreError(
+                f"{where}: no answer from the storage within its read timeout; retry later",
+                hints=(timeout_hint("read", 15),),  # s3fs's default read timeout
+            )
         return StoreError(
-            f"{where}: no answer from the storage within its read timeout; retry later, or {fix}"
+            f"{where}: no answer from the storage within its read timeout; retry later, or check the storage"
         )
     if isinstance(exc, FileNotFoundError) or _status(exc) == 404:
         return InputError(f"{where}: not found (no such object or bucket); check the URL")

@@ -36,6 +36,7 @@ from producer.errors import (
     credentials_error,
     missing_bucket,
     missing_credentials,
+    timeout_hint,
 )
 from producer.store.base import describe_condition
 from producer.store.keys import check_key, check_prefix, is_listable, under_prefix
@@ -129,8 +130,8 @@ def timeout_error(op: str, where: str, which: str, seconds: float) -> StoreError
     retryable, naming the storage option that waits longer."""
     said = "no answer from the server" if which == "read" else "could not connect to the server"
     return StoreError(
-        f"S3 {op} on {where}: {said} within the {which} timeout ({seconds:g} s); retry later, or wait "
-        f'longer with the storage option config_kwargs={{"{which}_timeout": SECONDS}}'
+        f"S3 {op} on {where}: {said} within the {which} timeout ({seconds:g} s); retry later",
+        hints=(timeout_hint(which, seconds),),
     )
 
 
