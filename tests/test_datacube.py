@@ -274,6 +274,30 @@ def test_acdd_attributes() -> None:
     assert gdal_copy is not None and gdal_copy.datetime == datetime(2024, 1, 15, 6, tzinfo=UTC)
 
 
+def test_acdd_ordinal_dates_are_read(tmp_path: Path) -> None:
+    """ACDD attributes written as ISO 8601 ordinal dates (``2024-134``: year
+    and day of the year, as day-of-year products name their days) date the
+    item. Was: not read, so the product failed with "no datetime"."""
+    from tests import rasters
+
+    path = rasters._netcdf_copy(
+        tmp_path / "doy.nc",
+        rasters._ramp("float32"),
+        {"time_coverage_start": "2024-134", "time_coverage_end": "2024-135T12:00:00Z"},
+        {"units": "K"},
+    )
+    (result,) = producer.register([str(path)], catalog=str(tmp_path / "catalog"), collection="c")
+    assert result.ok, result.error
+    props = result.item["properties"]
+    assert (props["start_datetime"], props["end_datetime"]) == (
+        "2024-05-13T00:00:00Z",
+        "2024-05-14T12:00:00Z",
+    )
+    leap = from_acdd({"time_coverage_start": "2024-366"})
+    assert leap is not None and leap.datetime == datetime(2024, 12, 31, tzinfo=UTC)
+    assert from_acdd({"time_coverage_start": "2023-366"}) is None  # 2023 has 365 days: not a date
+
+
 def test_cubes_of_different_kinds_share_one_mirror_and_search_gives_the_items_back(tmp_path: Path) -> None:
     # a CRS as PROJJSON beside EPSG codes, "nan" beside numeric nodata, other axes: one geoparquet file
     data = tmp_path / "data"

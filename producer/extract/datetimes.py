@@ -38,14 +38,15 @@ SOURCES: tuple[str, ...] = ("explicit", "filename", "tags")
 _END_OF_DAY = time(23, 59, 59)
 
 # ISO 8601 / RFC 3339 flavours we accept from users and tags.
-_ISO_RE = re.compile(
-    r"""^(?P<year>\d{4})-?(?P<month>\d{2})-?(?P<day>\d{2})
-        (?:[T\s_]
+_TIME_OF_DAY = r"""(?:[T\s_]
            (?P<hour>\d{2}):?(?P<minute>\d{2})(?::?(?P<second>\d{2})(?P<frac>[.,]\d+)?)?
            \s*(?P<tz>Z|z|[+-]\d{2}(?::?\d{2})?)?
-        )?$""",
-    re.VERBOSE,
-)
+        )?$"""
+_ISO_RE = re.compile(r"^(?P<year>\d{4})-?(?P<month>\d{2})-?(?P<day>\d{2})" + _TIME_OF_DAY, re.VERBOSE)
+#: an ISO 8601 ordinal date (``2024-001``: year and day of the year), as ACDD
+#: attributes and day-of-year products write them (extended form only: seven
+#: digits in a row are no date the other forms would take for one)
+_ORDINAL_RE = re.compile(r"^(?P<year>\d{4})-(?P<yday>\d{3})" + _TIME_OF_DAY, re.VERBOSE)
 # TIFF 6.0 DateTime tag: "YYYY:MM:DD HH:MM:SS"
 _TIFF_RE = re.compile(r"^(\d{4}):(\d{2}):(\d{2})[ T](\d{2}):(\d{2}):(\d{2})$")
 
@@ -133,7 +134,8 @@ def parse_datetime(text: str, *, end: bool = False) -> datetime:
     """Parse an ISO 8601 / compact / TIFF date or date-time into an aware UTC datetime.
 
     Accepts ``2024-05-13``, ``20240513``, ``2024-05-13T10:00:00[.fff][Z|±hh:mm]``,
-    ``20240513T100000Z`` and ``2024:05:13 10:00:00``. A date without time is
+    ``20240513T100000Z``, ``2024:05:13 10:00:00`` and ordinal dates
+    (``2024-134``, ``2024-134T10:00:00Z``: day 134 of 2024). A date without time is
     midnight, or ``23:59:59`` when ``end`` is true (end of a range).
 
     Raises :class:`ValueError` (not ours: callers add the context) when ``text``
@@ -146,9 +148,13 @@ def parse_datetime(text: str, *, end: bool = False) -> datetime:
         y, mo, d, h, mi, s = (int(g) for g in tiff.groups())
         return _aware(datetime(y, mo, d, h, mi, s))
     match = _ISO_RE.match(text)
-    if not match:
-        raise ValueError(f"not an ISO 8601 date or date-time: {text!r}")
-    day = date(int(match["year"]), int(match["month"]), int(match["day"]))
+    if match:
+        day = date(int(match["year"]), int(match["month"]), int(match["day"]))
+    else:
+        match = _ORDINAL_RE.match(text)
+        if not match:
+            raise ValueError(f"not an ISO 8601 date or date-time: {text!r}")
+        day = _ordinal_day(int(match["year"]), int(match["yday"]))
     if match["hour"] is None:
         return _aware(datetime.combine(day, _END_OF_DAY if end else time()))
     micro = 0
@@ -166,6 +172,16 @@ def parse_datetime(text: str, *, end: bool = False) -> datetime:
         tzinfo=_tz(match["tz"]),
     )
     return _aware(value)
+
+
+def _ordinal_day(year: int, yday: int) -> date:
+    """The date of day ``yday`` (1-365, 366 in a leap year) of ``year``;
+    ``ValueError`` past the year's last day."""
+    first = date(year, 1, 1)
+    days = (date(year + 1, 1, 1) - first).days if year < 9999 else 365
+    if not 1 <= yday <= days:
+        raise ValueError(f"day {yday} of {year}: the year has days 1-{days}")
+    return first + timedelta(days=yday - 1)
 
 
 def _instant_or_range(
