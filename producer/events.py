@@ -481,7 +481,9 @@ def handle(
     a removal whose object exists again (re-created since; its own creation
     event registers it) are skipped, with the reason, rather than failed or
     applied. Such records would otherwise fail on every redelivery, or
-    remove the item of a product that exists.
+    remove the item of a product that exists. The object is checked once
+    more after its item was written or removed, for a change while the
+    record was handled (see :func:`_recheck_registered`, :func:`_remove_one`).
 
     Writes to the catalog (through the api); mutates nothing it was given.
     Returns::
@@ -646,7 +648,8 @@ def _register_run(
     fail: _Fail,
     spell: Spelling,
 ) -> None:
-    """Register one run of created objects with a single api call."""
+    """Register one run of created objects with a single api call, then
+    check each registered object again (:func:`_recheck_registered`)."""
     by_url: dict[str, list[ObjectEvent]] = {}
     for event in run:  # the same object twice (at-least-once delivery): register once
         by_url.setdefault(event.url, []).append(event)
@@ -663,12 +666,16 @@ def _register_run(
         return
 
     seen: set[str] = set()
+    changed: list[str] = []  # overwritten while registered: registered again below
     for result in results:
         source = str(result.source)
         evs = by_url.get(source, [])
         seen.add(source)
         if result.ok:
             out["registered"].append(result.to_dict(spell))
+            wrote = result.action in (Action.CREATED, Action.UPDATED) and not config.options.dry_run
+            if wrote and _recheck_registered(source, evs, config, out, fail, spell):
+                changed.append(source)
         elif _object_exists(source, config.options.data_storage_options) is False:
             log.info("%s: gone since its creation event; nothing to register", source)
             out["skipped"].append(
@@ -687,12 +694,104 @@ def _register_run(
         if url not in seen:
             for mid in _message_ids(evs) or [None]:
                 fail("producer.api.register returned no result for this object", url=url, message_id=mid)
+    for url in changed:
+        _register_again(url, by_url[url], config, fail, spell)
+
+
+def _recheck_registered(
+    url: str,
+    events: list[ObjectEvent],
+    config: HandlerConfig,
+    out: dict[str, Any],
+    fail: _Fail,
+    spell: Spelling,
+) -> bool:
+    """Check an object once more after its registration wrote its item
+    (``unchanged`` writes nothing: a change meanwhile has its own event).
+
+    Deleted while it was registered (its removal event may have been
+    handled before the item existed, finding nothing to remove): its item
+    is removed again. Overwritten while it was registered (its ETag is no
+    longer the one the events announced, and the registration wrote):
+    returns True, the caller registers it again, so that the item describes
+    the object as it is, not the older version that may have been read (a
+    late event of an overwritten object costs one registration more).
+    A store that cannot tell leaves the result as it is.
+    """
+    if url.lower().endswith(STORE_SUFFIXES):  # a Zarr store: by its root metadata (no one ETag)
+        exists, etag = _store_exists(url, config.options.data_storage_options), None
+    else:
+        exists, etag = _object_state(url, config.options.data_storage_options)
+    if exists is False:
+        log.info("%s: deleted while it was registered; removing its item again", url)
+        try:
+            removed = _remove_item(url, config)
+        except Exception as exc:
+            log.exception("removing the item of %s, deleted while it was registered, failed", url)
+            for mid in _message_ids(events) or [None]:
+                fail(_describe(exc, spell), url=url, message_id=mid)
+            return False
+        out["registered"] = [r for r in out["registered"] if r.get("source") != url]
+        out["removed"].append(removed.to_dict(spell))
+        out["skipped"].append(
+            {
+                "url": url,
+                "reason": "the object was deleted while this creation was registered; "
+                "the item written for it was removed again",
+            }
+        )
+        return False
+    announced = {e.etag.strip('"') for e in events if e.etag}
+    return bool(exists and etag and announced and etag not in announced)
+
+
+def _register_again(
+    url: str, events: list[ObjectEvent], config: HandlerConfig, fail: _Fail, spell: Spelling
+) -> None:
+    """Register ``url`` once more (its object changed while it was registered);
+    its first result stays in the output, a failure now fails its messages."""
+    log.info("%s: overwritten while it was registered; registering it again", url)
+    try:
+        (result,) = api.register(
+            [url], catalog=config.catalog, collection=config.collection, options=config.options, expand=False
+        )
+    except Exception as exc:
+        log.exception("registering %s again failed", url)
+        error = _describe(exc, spell)
+    else:
+        if result.ok or _object_exists(url, config.options.data_storage_options) is False:
+            return  # up to date, or deleted since: its removal event removes the item
+        error = result.error_for(spell) or "registration failed"
+    for mid in _message_ids(events) or [None]:
+        fail(error, url=url, message_id=mid)
+
+
+def _remove_item(url: str, config: HandlerConfig) -> Result:
+    """Remove the item that describes the object at ``url`` (an item of
+    another product with the same id is kept)."""
+    options = config.options
+    item_id = api.item_id_for(
+        url, id_template=options.id_template, collection=config.collection, group=options.group
+    )
+    return api.remove(
+        item_id,
+        catalog=config.catalog,
+        collection=config.collection,
+        storage_options=_copy(options.catalog_storage_options),
+        product=url,  # only the item that describes this object goes
+        href_rewrites=options.href_rewrites,
+        max_retries=options.max_retries,
+        pgstac=options.pgstac,
+        sns_topic=options.sns_topic,
+    )
 
 
 def _remove_one(
     event: ObjectEvent, config: HandlerConfig, out: dict[str, Any], fail: _Fail, spell: Spelling
 ) -> None:
-    """Remove the item registered for one deleted object, unless it exists again."""
+    """Remove the item registered for one deleted object, unless it exists
+    again; register it again when it was uploaded again while its item was
+    being removed (that upload's own event may have been handled before)."""
     options = config.options
     if options.group and Grouping(pattern=options.group).match(event.url) is None:
         # its creation was refused (or skipped): there is no item, and no id to ask for
@@ -700,7 +799,8 @@ def _remove_one(
             {"url": event.url, "reason": "not matched by the group pattern; never registered"}
         )
         return
-    if event.key.lower().endswith(STORE_SUFFIXES):  # a Zarr store (see _zarr_event)
+    is_store = event.key.lower().endswith(STORE_SUFFIXES)  # a Zarr store (see _zarr_event)
+    if is_store:
         if _store_exists(event.url, options.data_storage_options):
             log.info("%s: root metadata still there; its removal event leaves the item", event.url)
             out["skipped"].append(
@@ -728,47 +828,47 @@ def _remove_one(
         )
         return
     try:
-        item_id = api.item_id_for(
-            event.url, id_template=options.id_template, collection=config.collection, group=options.group
-        )
-        result: Result = api.remove(
-            item_id,
-            catalog=config.catalog,
-            collection=config.collection,
-            storage_options=_copy(options.catalog_storage_options),
-            product=event.url,  # only the item that describes this object goes
-            href_rewrites=options.href_rewrites,
-            max_retries=options.max_retries,
-            pgstac=options.pgstac,
-            sns_topic=options.sns_topic,
-        )
+        result = _remove_item(event.url, config)
     except Exception as exc:
         log.exception("removing the item for %s failed", event.url)
         fail(_describe(exc, spell), url=event.url, message_id=event.message_id)
         return
     if result.action == Action.KEPT:  # the id is another product's: not ours to remove
-        log.info("%s: item %s kept: %s", event.url, item_id, result.reason)
-        out["skipped"].append({"url": event.url, "reason": f"item {item_id!r} kept: {result.reason}"})
+        log.info("%s: item %s kept: %s", event.url, result.id, result.reason)
+        out["skipped"].append({"url": event.url, "reason": f"item {result.id!r} kept: {result.reason}"})
         return
     out["removed"].append(result.to_dict(spell))
+    if result.action != Action.REMOVED:
+        return
+    exists = _store_exists if is_store else _object_exists
+    if exists(event.url, options.data_storage_options):
+        log.info("%s: uploaded again while its item was removed; registering it again", event.url)
+        _register_run([replace(event, kind="created")], config, out, fail, spell)
 
 
 def _object_exists(url: str, storage_options: Mapping[str, Any] | None) -> bool | None:
     """Whether the object at ``url`` exists now: True, False, or None when
     storage cannot tell (no permission, network): callers then act as if
     the check had not been made. One fresh HEAD (listing caches bypassed)."""
+    return _object_state(url, storage_options)[0]
+
+
+def _object_state(url: str, storage_options: Mapping[str, Any] | None) -> tuple[bool | None, str | None]:
+    """:func:`_object_exists` and the object's ETag (unquoted; None when gone,
+    unknown or not given), from the same HEAD."""
     import fsspec  # noqa: PLC0415 (imported with the first existence check: see the module doc)
 
     try:
         fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
         fs.invalidate_cache(path)
-        fs.info(path)
+        info = fs.info(path)
     except FileNotFoundError:
-        return False
+        return False, None
     except Exception as exc:
         log.warning("cannot tell whether %s exists: %s", url, exc)
-        return None
-    return True
+        return None, None
+    etag = info.get("ETag") or info.get("etag") if isinstance(info, Mapping) else None
+    return True, (etag.strip('"') or None) if isinstance(etag, str) else None
 
 
 def _store_exists(url: str, storage_options: Mapping[str, Any] | None) -> bool | None:
