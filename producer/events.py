@@ -382,7 +382,14 @@ class HandlerConfig:
         # accept lists (or a lone string) from callers; keep the frozen value a tuple
         object.__setattr__(self, "prefixes", _as_tuple(prefixes))
         object.__setattr__(self, "suffixes", tuple(s.lower() for s in _as_tuple(suffixes)))
-        object.__setattr__(self, "options", resolve_options(options, storage_options, **overrides))
+        resolved = resolve_options(options, storage_options, **overrides)
+        # at start-up too: else every creation fails with it, and a removal raises out of the batch
+        Grouping.from_options(resolved.group, resolved.asset_key)
+        if resolved.sns_topic:
+            from producer.sinks.notify import check_topic  # noqa: PLC0415 (as api: only with a topic)
+
+            check_topic(resolved.sns_topic)
+        object.__setattr__(self, "options", resolved)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HandlerConfig:

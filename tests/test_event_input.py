@@ -203,3 +203,42 @@ def test_cli_exit_codes_follow_the_records(s3: S3Server, tmp_path: Path) -> None
     result = CliRunner().invoke(main, ["handle-event", str(payload), *args])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["skipped"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fact", "fix", "flags"),
+    [
+        (
+            "STAC_GROUP",
+            "(",
+            "group pattern '(' is not a regular expression",
+            "Fix it with STAC_GROUP='(?P<id>",
+            ["--group", "(", "--suffix", ".tif"],
+        ),
+        (
+            "STAC_SNS_TOPIC",
+            "stac-changes",
+            "SNS topic 'stac-changes' is not a topic ARN",
+            "Fix it with STAC_SNS_TOPIC=arn:aws:sns:",
+            ["--sns-topic", "stac-changes"],
+        ),
+    ],
+)
+def test_a_bad_group_pattern_or_topic_is_a_configuration_error_naming_the_variable(
+    tmp_path: Path, variable: str, value: str, fact: str, fix: str, flags: list[str]
+) -> None:
+    """Both were accepted at start-up: every creation then failed with the
+    error (the Lambda's SQS messages went round to the dead-letter queue),
+    and a removal with a bad group pattern raised out of the handler,
+    failing the whole batch, its fix spelled ``group=...`` for Python."""
+    env = {"STAC_CATALOG": "s3://bucket/stac", "STAC_COLLECTION": "ndvi", variable: value}
+    with pytest.raises(InputError) as caught:
+        HandlerConfig.from_env(env)
+    assert fact in str(caught.value) and fix in str(caught.value), str(caught.value)
+    payload = tmp_path / "event.json"
+    payload.write_text('{"Records": []}')
+    args = ["handle-event", str(payload), "-c", str(tmp_path / "cat"), "--collection", "ndvi", *flags]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert fact in result.output and f"Fix it with {flags[0]} " in result.output, result.output
+    assert not (tmp_path / "cat").exists()
