@@ -377,6 +377,7 @@ class HandlerConfig:
         except UnsafeIdError as exc:
             raise UnsafeIdError(exc.fact, hints=(COLLECTION_HINT,)) from None
         refuse_credentials(catalog)  # at start-up, not in each event's failure (nor its logs)
+        _check_scheme(catalog)
         object.__setattr__(self, "catalog", catalog)
         object.__setattr__(self, "collection", collection)
         # accept lists (or a lone string) from callers; keep the frozen value a tuple
@@ -434,6 +435,22 @@ class HandlerConfig:
             )
         except InputError as exc:  # its fix spelled as the variables to set (STAC_STORAGE_OPTIONS='{...}')
             raise env_phrased(exc) from None
+
+
+def _check_scheme(catalog: str) -> None:
+    """Refuse a catalog URL whose scheme no installed file system serves
+    (``s4://``): at start-up, else every record fails with it."""
+    scheme = catalog.split("://", 1)[0].lower() if "://" in catalog else ""
+    if scheme in ("", "s3", "s3a", "file"):  # the common ones: no fsspec import at start-up
+        return
+    import fsspec  # noqa: PLC0415 (see the module doc)
+
+    try:
+        fsspec.get_filesystem_class(scheme)
+    except (ImportError, ValueError) as exc:
+        raise InputError(
+            f"cannot open catalog {catalog!r}: {exc}; is the URL scheme right?", hints=(CATALOG_HINT,)
+        ) from None
 
 
 def _as_tuple(value: str | Iterable[str] | None) -> tuple[str, ...]:

@@ -242,3 +242,23 @@ def test_a_bad_group_pattern_or_topic_is_a_configuration_error_naming_the_variab
     assert result.exit_code == 2, result.output
     assert fact in result.output and f"Fix it with {flags[0]} " in result.output, result.output
     assert not (tmp_path / "cat").exists()
+
+
+def test_a_catalog_url_of_an_unknown_scheme_is_a_configuration_error_naming_the_variable(
+    tmp_path: Path,
+) -> None:
+    """``s4://`` was accepted at start-up: every record then failed with
+    "cannot open catalog" (round to the dead-letter queue), and ``handle-event``
+    exited 0 for an event with no record."""
+    env = {"STAC_CATALOG": "s4://bucket/stac", "STAC_COLLECTION": "ndvi"}
+    with pytest.raises(
+        InputError, match=r"s4://bucket/stac.*is the URL scheme right\?.*Fix it with STAC_CATALOG="
+    ):
+        HandlerConfig.from_env(env)
+    payload = tmp_path / "event.json"
+    payload.write_text('{"Records": []}')
+    result = CliRunner().invoke(
+        main, ["handle-event", str(payload), "-c", "s4://bucket/stac", "--collection", "n"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "is the URL scheme right?" in result.output and "--catalog s3://bucket/stac" in result.output
