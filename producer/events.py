@@ -837,14 +837,17 @@ def _remove_one(
             )
             return
     elif _object_exists(event.url, options.data_storage_options):
-        log.info("%s: exists again; its removal event is stale, the item stays", event.url)
+        log.info("%s: exists again; its item stays, registered from the object as it is", event.url)
         out["skipped"].append(
             {
                 "url": event.url,
                 "reason": "the object exists again (re-created after this deletion event, "
-                "or only an older version of it was deleted); its item stays",
+                "or only a version of it was deleted); its item stays",
             }
         )
+        # a deleted current version makes an older one current, with no creation event:
+        # the item then describes the object as it is now (unchanged in the other cases)
+        _register_run([replace(event, kind="created")], config, out, fail, spell)
         return
     if options.dry_run:  # a dry run writes nothing, removals included
         out["skipped"].append(

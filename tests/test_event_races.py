@@ -155,3 +155,28 @@ def test_an_object_overwritten_while_its_older_version_is_registered_ends_descri
     assert item is not None
     alone = handle(event(s3, "ObjectCreated:Put", etag_of(s3)), config(s3))  # the second version again
     assert [r["action"] for r in alone["registered"]] == ["unchanged"], "the item described the first version"
+
+
+def test_deleting_the_current_version_brings_the_item_back_to_the_version_now_current(
+    s3: S3Server, rasters: tuple[bytes, bytes]
+) -> None:
+    """In a versioned bucket, deleting the current version by its id makes
+    the previous one current again, and S3 sends only the removal. Before:
+    the removal found the object there and kept the item as it was, which
+    went on describing the deleted version (another footprint) for good."""
+    first, second = rasters
+    client = s3.client()
+    client.put_bucket_versioning(Bucket=s3.bucket, VersioningConfiguration={"Status": "Enabled"})
+    put(s3, KEY, first)
+    newest = client.put_object(Bucket=s3.bucket, Key=KEY, Body=second)
+    assert (
+        handle(event(s3, "ObjectCreated:Put", etag_of(s3)), config(s3))["registered"][0]["action"]
+        == "created"
+    )
+    client.delete_object(Bucket=s3.bucket, Key=KEY, VersionId=newest["VersionId"])
+    out = handle(event(s3, "ObjectRemoved:Delete"), config(s3))
+    assert acknowledged(out) and out["removed"] == []
+    assert [r["action"] for r in out["registered"]] == ["updated"]
+    alone = handle(event(s3, "ObjectCreated:Put", etag_of(s3)), config(s3))  # the version now current
+    assert [r["action"] for r in alone["registered"]] == ["unchanged"]
+    assert item_links(s3) == [f"./{ITEM}/{ITEM}.json"]
