@@ -174,6 +174,14 @@ def _walk(
         if doc.get("Type") == "Notification" and "Message" in doc:  # SNS envelope inside SQS
             _walk(_loads(doc["Message"], "SNS Message"), message_id, depth + 1, events, failures)
             return
+        if doc.get("Type") in ("SubscriptionConfirmation", "UnsubscribeConfirmation"):
+            # a topic of another account subscribed to the queue: fail it, so that it is seen
+            # (dead-letter queue); its link holds the token, so it is not repeated here
+            raise _Malformed(
+                f"an SNS {doc['Type']} of the topic {str(doc.get('TopicArn'))!r}, not an event: confirm "
+                "the queue's subscription (aws sns confirm-subscription --topic-arn ... --token ..., "
+                "the token is in the message), then delete this message"
+            )
         raise _Malformed(
             f"unrecognised payload (keys: {sorted(map(str, doc))[:8]}): expected an S3 event "
             "notification (Records), or one inside an SQS message, an SNS notification or an "
