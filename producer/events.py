@@ -831,6 +831,13 @@ def _remove_one(
             {"url": event.url, "reason": "not matched by the group pattern; never registered"}
         )
         return
+    try:  # its creation was refused alike: no item (else redelivered until the dead-letter queue)
+        api.item_id_for(
+            event.url, id_template=options.id_template, collection=config.collection, group=options.group
+        )
+    except UnsafeIdError as exc:
+        out["skipped"].append({"url": event.url, "reason": f"{exc.fact}; never registered"})
+        return
     is_store = event.key.lower().endswith(STORE_SUFFIXES)  # a Zarr store (see _zarr_event)
     if is_store:
         if _store_exists(event.url, options.data_storage_options):
