@@ -351,7 +351,8 @@ class HandlerConfig:
     ``prefixes``: an object is handled only if its key starts with one of them
     (none configured: every key). A prefix written as a URL (``s3://bucket/p/``)
     is matched against the object URL instead, which also pins the bucket.
-    ``suffixes``: case-insensitive file endings; empty accepts every key.
+    ``suffixes``: case-insensitive file endings; empty (or holding ``*``)
+    accepts every key.
     ``options``: the :class:`~producer.options.RegisterOptions` of every
     registration, built like :func:`producer.register` builds its own:
     ``options`` with keyword ``overrides`` by field name on top, and
@@ -390,7 +391,9 @@ class HandlerConfig:
         object.__setattr__(self, "collection", collection)
         # accept lists (or a lone string) from callers; keep the frozen value a tuple
         object.__setattr__(self, "prefixes", _as_tuple(prefixes))
-        object.__setattr__(self, "suffixes", tuple(s.lower() for s in _as_tuple(suffixes)))
+        endings = tuple(s.lower() for s in _as_tuple(suffixes))
+        # "*": every ending, as STAC_SUFFIXES=* (else no key ends with "*": all skipped)
+        object.__setattr__(self, "suffixes", () if "*" in endings else endings)
         resolved = resolve_options(options, storage_options, **overrides)
         # at start-up too: else every creation fails with it, and a removal raises out of the batch
         Grouping.from_options(resolved.group, resolved.asset_key)

@@ -262,3 +262,24 @@ def test_a_catalog_url_of_an_unknown_scheme_is_a_configuration_error_naming_the_
     )
     assert result.exit_code == 2, result.output
     assert "is the URL scheme right?" in result.output and "--catalog s3://bucket/stac" in result.output
+
+
+def test_suffix_star_accepts_every_ending_in_each_callers_spelling(s3: S3Server, tmp_path: Path) -> None:
+    """``*`` means every file ending for the handler (``STAC_SUFFIXES=*``, as
+    deploy/README documents); ``handle-event --suffix '*'`` and
+    ``HandlerConfig(suffixes=["*"])`` took it literally: every object was
+    skipped ("file ending not one of ['*']"), exit 0, nothing registered."""
+    key = "products/ndvi/S2_20240601_T31UFQ.gtiff"
+    s3.client().put_object(Bucket=s3.bucket, Key=key, Body=write_utm(tmp_path).read_bytes())
+    payload = tmp_path / "event.json"
+    payload.write_text(json.dumps({"Records": [_record(s3.bucket, key)]}))
+    args = ["handle-event", str(payload), "-c", s3.url("stac"), "--collection", "ndvi", "--suffix", "*"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["skipped"] == [] and [r["action"] for r in out["registered"]] == ["created"]
+    config = HandlerConfig(catalog="s3://bucket/stac", collection="ndvi", suffixes=["*"])
+    assert config.suffixes == HandlerConfig.from_env({**_ENV, "STAC_SUFFIXES": "*"}).suffixes == ()
+
+
+_ENV = {"STAC_CATALOG": "s3://bucket/stac", "STAC_COLLECTION": "ndvi"}
