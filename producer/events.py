@@ -707,9 +707,10 @@ def _register_run(
         evs = by_url.get(source, [])
         seen.add(source)
         if result.ok:
-            out["registered"].append(result.to_dict(spell))
+            entry = result.to_dict(spell)
+            out["registered"].append(entry)
             wrote = result.action in (Action.CREATED, Action.UPDATED) and not config.options.dry_run
-            if wrote and _recheck_registered(source, evs, config, out, fail, spell):
+            if wrote and _recheck_registered(source, entry, evs, config, out, fail, spell):
                 changed.append(source)
         elif _object_exists(source, config.options.data_storage_options) is False:
             log.info("%s: gone since its creation event; nothing to register", source)
@@ -735,6 +736,7 @@ def _register_run(
 
 def _recheck_registered(
     url: str,
+    entry: dict[str, Any],
     events: list[ObjectEvent],
     config: HandlerConfig,
     out: dict[str, Any],
@@ -766,7 +768,7 @@ def _recheck_registered(
             for mid in _message_ids(events) or [None]:
                 fail(_describe(exc, spell), url=url, message_id=mid)
             return False
-        out["registered"] = [r for r in out["registered"] if r.get("source") != url]
+        out["registered"] = [r for r in out["registered"] if r is not entry]  # its result, now undone
         out["removed"].append(removed.to_dict(spell))
         out["skipped"].append(
             {
