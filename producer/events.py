@@ -458,7 +458,9 @@ def _check_scheme(catalog: str) -> None:
 
     try:
         fsspec.get_filesystem_class(scheme)
-    except (ImportError, ValueError) as exc:
+    except ImportError as exc:  # a known scheme whose package is missing: install it
+        raise InputError(f"cannot open catalog {catalog!r}: {exc}") from None
+    except ValueError as exc:
         raise InputError(
             f"cannot open catalog {catalog!r}: {exc}; is the URL scheme right?", hints=(CATALOG_HINT,)
         ) from None
