@@ -763,12 +763,17 @@ def _recheck_registered(
         exists, etag = _object_state(url, config.options.data_storage_options)
     if exists is False:
         log.info("%s: deleted while it was registered; removing its item again", url)
+        error: str | None
         try:
             removed = _remove_item(url, config)
         except Exception as exc:
             log.exception("removing the item of %s, deleted while it was registered, failed", url)
+            error = _describe(exc, spell)
+        else:
+            error = None if removed.ok else (removed.error_for(spell) or "removal failed")
+        if error is not None:
             for mid in _message_ids(events) or [None]:
-                fail(_describe(exc, spell), url=url, message_id=mid)
+                fail(error, url=url, message_id=mid)
             return False
         out["registered"] = [r for r in out["registered"] if r is not entry]  # its result, now undone
         out["removed"].append(removed.to_dict(spell))
@@ -881,6 +886,11 @@ def _remove_one(
     except Exception as exc:
         log.exception("removing the item for %s failed", event.url)
         fail(_describe(exc, spell), url=event.url, message_id=event.message_id)
+        return
+    if not result.ok:  # e.g. removed from the catalog, a sink behind: removing again repairs it
+        error = result.error_for(spell) or "removal failed"
+        log.warning("removing the item for %s failed: %s", event.url, error)
+        fail(error, url=event.url, message_id=event.message_id)
         return
     if result.action == Action.KEPT:  # the id is another product's: not ours to remove
         log.info("%s: item %s kept: %s", event.url, result.id, result.reason)
