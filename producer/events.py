@@ -45,6 +45,7 @@ from producer.errors import Hint, InputError, ProducerError, Spelling, UnsafeIdE
 from producer.extract.ids import check_id
 from producer.grouping import Grouping
 from producer.options import RegisterOptions, env_phrased, env_spelling, resolve_options
+from producer.redact import redact
 from producer.results import Action, Result
 from producer.sources import (
     GDAL_SIDECAR,
@@ -450,10 +451,17 @@ class HandlerConfig:
 
 def _check_scheme(catalog: str) -> None:
     """Refuse a catalog URL whose scheme no installed file system serves
-    (``s4://``): at start-up, else every record fails with it."""
+    (``s4://``), or that is read-only (http/https): at start-up, else every
+    record fails with it."""
     scheme = catalog.split("://", 1)[0].lower() if "://" in catalog else ""
     if scheme in ("", "s3", "s3a", "file"):  # the common ones: no fsspec import at start-up
         return
+    if scheme in ("http", "https"):  # read-only: every registration and removal would fail alike
+        raise InputError(
+            f"catalog {redact(catalog)} is read over http(s), which is read-only, and the event handler "
+            "writes to it: give the catalog's storage URL (s3://...) instead",
+            hints=(CATALOG_HINT,),
+        )
     import fsspec  # noqa: PLC0415 (see the module doc)
 
     try:

@@ -283,3 +283,21 @@ def test_suffix_star_accepts_every_ending_in_each_callers_spelling(s3: S3Server,
 
 
 _ENV = {"STAC_CATALOG": "s3://bucket/stac", "STAC_COLLECTION": "ndvi"}
+
+
+def test_an_http_catalog_is_refused_at_start_up_as_read_only_without_its_signature(tmp_path: Path) -> None:
+    """An http(s) catalog is read-only; the handler writes to it. It was
+    accepted at start-up and every record then failed "read-only" (round to
+    the dead-letter queue); handle-event exited 0 for an event with no record."""
+    url = "https://bucket.s3.amazonaws.com/stac?X-Amz-Signature=deadbeef0123"
+    with pytest.raises(InputError) as caught:
+        HandlerConfig.from_env({"STAC_CATALOG": url, "STAC_COLLECTION": "ndvi"})
+    message = str(caught.value)
+    assert "read-only" in message and "Fix it with STAC_CATALOG=s3://bucket/stac" in message
+    assert "deadbeef0123" not in message
+    payload = tmp_path / "event.json"
+    payload.write_text('{"Records": []}')
+    result = CliRunner().invoke(main, ["handle-event", str(payload), "-c", url, "--collection", "n"])
+    assert result.exit_code == 2, result.output
+    assert "read-only" in result.output and "--catalog s3://bucket/stac" in result.output
+    assert "deadbeef0123" not in result.output
