@@ -402,6 +402,8 @@ class HandlerConfig:
             from producer.sinks.notify import check_topic  # noqa: PLC0415 (as api: only with a topic)
 
             check_topic(resolved.sns_topic)
+        if resolved.pgstac:
+            _check_pgstac(resolved.pgstac)
         object.__setattr__(self, "options", resolved)
 
     @classmethod
@@ -429,6 +431,14 @@ class HandlerConfig:
 
         catalog = required("STAC_CATALOG")
         collection = required("STAC_COLLECTION")
+        if (env.get("STAC_PGSTAC_DSN") or "").strip():
+            try:
+                import producer.sinks.pgstac  # noqa: F401, PLC0415 (the optional [pgstac] extra)
+            except ImportError:  # else every record fails with it (the Lambda image has [s3] only)
+                raise InputError(
+                    "environment variable STAC_PGSTAC_DSN is set, but the pgSTAC sink is not installed: "
+                    "pip install 'stac-producer[pgstac]' (in deploy/Dockerfile: .[s3,pgstac]), or unset it"
+                ) from None
         suffixes_raw = (env.get("STAC_SUFFIXES") or "").strip()
         if suffixes_raw == "*":
             suffixes: tuple[str, ...] = ()
@@ -472,6 +482,23 @@ def _check_scheme(catalog: str) -> None:
         raise InputError(
             f"cannot open catalog {catalog!r}: {exc}; is the URL scheme right?", hints=(CATALOG_HINT,)
         ) from None
+
+
+#: the fix of a DSN that is no connection string (no password: a flow may take it too)
+PGSTAC_HINT = Hint("pgstac", "postgresql://HOST:5432/DBNAME", "the pgSTAC database that follows the catalog")
+
+
+def _check_pgstac(dsn: str) -> None:
+    """Refuse a pgSTAC DSN that is no connection string at start-up (else
+    every record fails with it); never echoes it. Connects to nothing."""
+    try:
+        from producer.sinks.pgstac import PgstacSink  # noqa: PLC0415 (the optional [pgstac] extra)
+    except ImportError:
+        return  # without the extra: the first registration says what to install
+    try:
+        PgstacSink(dsn)  # parses the DSN (host:port/dbname), without connecting
+    except InputError as exc:
+        raise InputError(exc.fact, hints=(PGSTAC_HINT,)) from None
 
 
 def _as_tuple(value: str | Iterable[str] | None) -> tuple[str, ...]:

@@ -301,3 +301,29 @@ def test_an_http_catalog_is_refused_at_start_up_as_read_only_without_its_signatu
     assert result.exit_code == 2, result.output
     assert "read-only" in result.output and "--catalog s3://bucket/stac" in result.output
     assert "deadbeef0123" not in result.output
+
+
+def test_a_garbled_pgstac_dsn_is_refused_at_start_up_naming_the_variable_not_echoing_it() -> None:
+    """It was accepted at start-up: every record then failed "not a valid
+    connection string" (round to the dead-letter queue), naming no variable."""
+    env = {**_ENV, "STAC_PGSTAC_DSN": "stac:s3cr3t-pw db.internal/stac"}
+    with pytest.raises(InputError) as caught:
+        HandlerConfig.from_env(env)
+    message = str(caught.value)
+    assert (
+        "not a valid connection string" in message and "Fix it with STAC_PGSTAC_DSN=postgresql://" in message
+    )
+    assert "s3cr3t-pw" not in message
+
+
+def test_a_pgstac_dsn_without_the_pgstac_extra_is_refused_at_start_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Lambda image installs the [s3] extra only: with STAC_PGSTAC_DSN
+    set, every record failed with an ImportError, round to the dead-letter
+    queue. Now the handler refuses to start, saying what to install."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "producer.sinks.pgstac", None)  # as in an image without the extra
+    with pytest.raises(InputError, match=r"STAC_PGSTAC_DSN is set.*stac-producer\[pgstac\]"):
+        HandlerConfig.from_env({**_ENV, "STAC_PGSTAC_DSN": "postgresql://stac@db.internal:5432/stac"})
