@@ -180,3 +180,27 @@ def test_deleting_the_current_version_brings_the_item_back_to_the_version_now_cu
     alone = handle(event(s3, "ObjectCreated:Put", etag_of(s3)), config(s3))  # the version now current
     assert [r["action"] for r in alone["registered"]] == ["unchanged"]
     assert item_links(s3) == [f"./{ITEM}/{ITEM}.json"]
+
+
+def test_undeleting_an_object_by_removing_its_delete_marker_brings_its_item_back(
+    s3: S3Server, rasters: tuple[bytes, bytes]
+) -> None:
+    """In a versioned bucket, a delete leaves a delete marker (its event
+    removes the item); deleting the marker restores the object, and S3
+    sends only an ``ObjectRemoved:Delete`` for the marker. Before: that
+    removal found the object there and was skipped, and the restored object
+    stayed without an item."""
+    client = s3.client()
+    client.put_bucket_versioning(Bucket=s3.bucket, VersioningConfiguration={"Status": "Enabled"})
+    put(s3, KEY, rasters[0])
+    assert (
+        handle(event(s3, "ObjectCreated:Put", etag_of(s3)), config(s3))["registered"][0]["action"]
+        == "created"
+    )
+    marker = client.delete_object(Bucket=s3.bucket, Key=KEY)["VersionId"]
+    gone = handle(event(s3, "ObjectRemoved:DeleteMarkerCreated"), config(s3))
+    assert [r["action"] for r in gone["removed"]] == ["removed"] and item_links(s3) == []
+    client.delete_object(Bucket=s3.bucket, Key=KEY, VersionId=marker)  # the undelete
+    out = handle(event(s3, "ObjectRemoved:Delete"), config(s3))
+    assert acknowledged(out) and [r["action"] for r in out["registered"]] == ["created"]
+    assert item_links(s3) == [f"./{ITEM}/{ITEM}.json"]
