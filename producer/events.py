@@ -175,6 +175,13 @@ def _walk(
         if doc.get("Type") == "Notification" and "Message" in doc:  # SNS envelope inside SQS
             _walk(_loads(doc["Message"], "SNS Message"), message_id, depth + 1, events, failures)
             return
+        if (doc.get("type") == "Feature" and "stac_version" in doc) or (
+            doc.get("stub") is True and "collection" in doc and "href" in doc
+        ):  # an item (or its stub) as the change notifications carry it: the change topic loops back
+            raise _Malformed(
+                "a STAC item change notification (what stac-producer publishes to its change topic), not "
+                "an S3 event: the change topic is subscribed to the event queue; unsubscribe the queue from it"
+            )
         if doc.get("Type") in ("SubscriptionConfirmation", "UnsubscribeConfirmation"):
             # a topic of another account subscribed to the queue: fail it, so that it is seen
             # (dead-letter queue); its link holds the token, so it is not repeated here

@@ -849,3 +849,22 @@ def test_an_sns_subscription_confirmation_in_the_queue_says_what_it_is_and_what_
     error = failures[0]["error"]
     assert "SubscriptionConfirmation" in error and "arn:aws:sns:us-east-1:123456789012:data-events" in error
     assert "confirm-subscription" in error and "2336412f37fb687f5d51e6e2" not in error
+
+
+def test_stac_producers_own_change_notifications_in_the_queue_say_what_they_are() -> None:
+    """The change topic (STAC_SNS_TOPIC) subscribed to the event queue by
+    mistake: each committed change came back as "unrecognised payload (keys:
+    ['assets', 'bbox', ...])". Now the message names it and the fix; it still
+    fails (dead-letter queue), so the subscription is seen."""
+    item = {"type": "Feature", "stac_version": "1.1.0", "id": "x", "assets": {}, "links": []}
+    stub = {"stub": True, "event": "created", "collection": "ndvi", "id": "x", "href": "s3://b/stac/x.json"}
+    envelope = {
+        "Type": "Notification",
+        "MessageId": "1",
+        "TopicArn": "arn:aws:sns:us-east-1:1:t",
+        "Message": json.dumps(item),
+    }
+    events, failures = parse_event(_sqs(item, stub, envelope))
+    assert events == [] and [f["message_id"] for f in failures] == ["m0", "m1", "m2"]
+    for failure in failures:
+        assert "change notification" in failure["error"] and "unsubscribe" in failure["error"], failure
