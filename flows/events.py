@@ -95,7 +95,7 @@ def handle_s3_event(
 
     The parameters other than ``payload`` build the
     :class:`~producer.events.HandlerConfig` (``suffixes=None``: the default
-    product endings, ``[]``: every key; ``options``: a
+    product endings, ``[]`` or ``["*"]``: every key; ``options``: a
     :class:`~producer.options.RegisterOptions`, in a deployment a JSON object
     of its fields; ``storage_options``: of the data and the catalog, where
     ``options`` sets neither). Writes to the catalog through the

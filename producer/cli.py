@@ -882,7 +882,7 @@ def reconcile(
     "--suffix",
     "suffixes",
     multiple=True,
-    help=f"Accept only keys with this ending (repeatable; default {' '.join(PRODUCT_SUFFIXES)}).",
+    help=f"Accept only keys with this ending ('*': every ending; repeatable; default {' '.join(PRODUCT_SUFFIXES)}).",
 )
 @register_option_flags()
 @storage_option

@@ -45,6 +45,7 @@ from producer.errors import Hint, InputError, ProducerError, Spelling, UnsafeIdE
 from producer.extract.ids import check_id
 from producer.grouping import Grouping
 from producer.options import RegisterOptions, env_phrased, env_spelling, resolve_options
+from producer.redact import redact
 from producer.results import Action, Result
 from producer.sources import (
     GDAL_SIDECAR,
@@ -174,6 +175,21 @@ def _walk(
         if doc.get("Type") == "Notification" and "Message" in doc:  # SNS envelope inside SQS
             _walk(_loads(doc["Message"], "SNS Message"), message_id, depth + 1, events, failures)
             return
+        if (doc.get("type") == "Feature" and "stac_version" in doc) or (
+            doc.get("stub") is True and "collection" in doc and "href" in doc
+        ):  # an item (or its stub) as the change notifications carry it: the change topic loops back
+            raise _Malformed(
+                "a STAC item change notification (what stac-producer publishes to its change topic), not "
+                "an S3 event: the change topic is subscribed to the event queue; unsubscribe the queue from it"
+            )
+        if doc.get("Type") in ("SubscriptionConfirmation", "UnsubscribeConfirmation"):
+            # a topic of another account subscribed to the queue: fail it, so that it is seen
+            # (dead-letter queue); its link holds the token, so it is not repeated here
+            raise _Malformed(
+                f"an SNS {doc['Type']} of the topic {str(doc.get('TopicArn'))!r}, not an event: confirm "
+                "the queue's subscription (aws sns confirm-subscription --topic-arn ... --token ..., "
+                "the token is in the message), then delete this message"
+            )
         raise _Malformed(
             f"unrecognised payload (keys: {sorted(map(str, doc))[:8]}): expected an S3 event "
             "notification (Records), or one inside an SQS message, an SNS notification or an "
@@ -343,7 +359,8 @@ class HandlerConfig:
     ``prefixes``: an object is handled only if its key starts with one of them
     (none configured: every key). A prefix written as a URL (``s3://bucket/p/``)
     is matched against the object URL instead, which also pins the bucket.
-    ``suffixes``: case-insensitive file endings; empty accepts every key.
+    ``suffixes``: case-insensitive file endings; empty (or holding ``*``)
+    accepts every key.
     ``options``: the :class:`~producer.options.RegisterOptions` of every
     registration, built like :func:`producer.register` builds its own:
     ``options`` with keyword ``overrides`` by field name on top, and
@@ -377,12 +394,24 @@ class HandlerConfig:
         except UnsafeIdError as exc:
             raise UnsafeIdError(exc.fact, hints=(COLLECTION_HINT,)) from None
         refuse_credentials(catalog)  # at start-up, not in each event's failure (nor its logs)
+        _check_scheme(catalog)
         object.__setattr__(self, "catalog", catalog)
         object.__setattr__(self, "collection", collection)
         # accept lists (or a lone string) from callers; keep the frozen value a tuple
         object.__setattr__(self, "prefixes", _as_tuple(prefixes))
-        object.__setattr__(self, "suffixes", tuple(s.lower() for s in _as_tuple(suffixes)))
-        object.__setattr__(self, "options", resolve_options(options, storage_options, **overrides))
+        endings = tuple(s.lower() for s in _as_tuple(suffixes))
+        # "*": every ending, as STAC_SUFFIXES=* (else no key ends with "*": all skipped)
+        object.__setattr__(self, "suffixes", () if "*" in endings else endings)
+        resolved = resolve_options(options, storage_options, **overrides)
+        # at start-up too: else every creation fails with it, and a removal raises out of the batch
+        Grouping.from_options(resolved.group, resolved.asset_key)
+        if resolved.sns_topic:
+            from producer.sinks.notify import check_topic  # noqa: PLC0415 (as api: only with a topic)
+
+            check_topic(resolved.sns_topic)
+        if resolved.pgstac:
+            _check_pgstac(resolved.pgstac)
+        object.__setattr__(self, "options", resolved)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HandlerConfig:
@@ -409,6 +438,14 @@ class HandlerConfig:
 
         catalog = required("STAC_CATALOG")
         collection = required("STAC_COLLECTION")
+        if (env.get("STAC_PGSTAC_DSN") or "").strip():
+            try:
+                import producer.sinks.pgstac  # noqa: F401, PLC0415 (the optional [pgstac] extra)
+            except ImportError:  # else every record fails with it (the Lambda image has [s3] only)
+                raise InputError(
+                    "environment variable STAC_PGSTAC_DSN is set, but the pgSTAC sink is not installed: "
+                    "pip install 'stac-producer[pgstac]' (in deploy/Dockerfile: .[s3,pgstac]), or unset it"
+                ) from None
         suffixes_raw = (env.get("STAC_SUFFIXES") or "").strip()
         if suffixes_raw == "*":
             suffixes: tuple[str, ...] = ()
@@ -427,6 +464,48 @@ class HandlerConfig:
             )
         except InputError as exc:  # its fix spelled as the variables to set (STAC_STORAGE_OPTIONS='{...}')
             raise env_phrased(exc) from None
+
+
+def _check_scheme(catalog: str) -> None:
+    """Refuse a catalog URL whose scheme no installed file system serves
+    (``s4://``), or that is read-only (http/https): at start-up, else every
+    record fails with it."""
+    scheme = catalog.split("://", 1)[0].lower() if "://" in catalog else ""
+    if scheme in ("", "s3", "s3a", "file"):  # the common ones: no fsspec import at start-up
+        return
+    if scheme in ("http", "https"):  # read-only: every registration and removal would fail alike
+        raise InputError(
+            f"catalog {redact(catalog)} is read over http(s), which is read-only, and the event handler "
+            "writes to it: give the catalog's storage URL (s3://...) instead",
+            hints=(CATALOG_HINT,),
+        )
+    import fsspec  # noqa: PLC0415 (see the module doc)
+
+    try:
+        fsspec.get_filesystem_class(scheme)
+    except ImportError as exc:  # a known scheme whose package is missing: install it
+        raise InputError(f"cannot open catalog {catalog!r}: {exc}") from None
+    except ValueError as exc:
+        raise InputError(
+            f"cannot open catalog {catalog!r}: {exc}; is the URL scheme right?", hints=(CATALOG_HINT,)
+        ) from None
+
+
+#: the fix of a DSN that is no connection string (no password: a flow may take it too)
+PGSTAC_HINT = Hint("pgstac", "postgresql://HOST:5432/DBNAME", "the pgSTAC database that follows the catalog")
+
+
+def _check_pgstac(dsn: str) -> None:
+    """Refuse a pgSTAC DSN that is no connection string at start-up (else
+    every record fails with it); never echoes it. Connects to nothing."""
+    try:
+        from producer.sinks.pgstac import PgstacSink  # noqa: PLC0415 (the optional [pgstac] extra)
+    except ImportError:
+        return  # without the extra: the first registration says what to install
+    try:
+        PgstacSink(dsn)  # parses the DSN (host:port/dbname), without connecting
+    except InputError as exc:
+        raise InputError(exc.fact, hints=(PGSTAC_HINT,)) from None
 
 
 def _as_tuple(value: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -481,7 +560,9 @@ def handle(
     a removal whose object exists again (re-created since; its own creation
     event registers it) are skipped, with the reason, rather than failed or
     applied. Such records would otherwise fail on every redelivery, or
-    remove the item of a product that exists.
+    remove the item of a product that exists. The object is checked once
+    more after its item was written or removed, for a change while the
+    record was handled (see :func:`_recheck_registered`, :func:`_remove_one`).
 
     Writes to the catalog (through the api); mutates nothing it was given.
     Returns::
@@ -646,7 +727,8 @@ def _register_run(
     fail: _Fail,
     spell: Spelling,
 ) -> None:
-    """Register one run of created objects with a single api call."""
+    """Register one run of created objects with a single api call, then
+    check each registered object again (:func:`_recheck_registered`)."""
     by_url: dict[str, list[ObjectEvent]] = {}
     for event in run:  # the same object twice (at-least-once delivery): register once
         by_url.setdefault(event.url, []).append(event)
@@ -663,12 +745,17 @@ def _register_run(
         return
 
     seen: set[str] = set()
+    changed: list[str] = []  # overwritten while registered: registered again below
     for result in results:
         source = str(result.source)
         evs = by_url.get(source, [])
         seen.add(source)
         if result.ok:
-            out["registered"].append(result.to_dict(spell))
+            entry = result.to_dict(spell)
+            out["registered"].append(entry)
+            wrote = result.action in (Action.CREATED, Action.UPDATED) and not config.options.dry_run
+            if wrote and _recheck_registered(source, entry, evs, config, out, fail, spell):
+                changed.append(source)
         elif _object_exists(source, config.options.data_storage_options) is False:
             log.info("%s: gone since its creation event; nothing to register", source)
             out["skipped"].append(
@@ -687,12 +774,110 @@ def _register_run(
         if url not in seen:
             for mid in _message_ids(evs) or [None]:
                 fail("producer.api.register returned no result for this object", url=url, message_id=mid)
+    for url in changed:
+        _register_again(url, by_url[url], config, fail, spell)
+
+
+def _recheck_registered(
+    url: str,
+    entry: dict[str, Any],
+    events: list[ObjectEvent],
+    config: HandlerConfig,
+    out: dict[str, Any],
+    fail: _Fail,
+    spell: Spelling,
+) -> bool:
+    """Check an object once more after its registration wrote its item
+    (``unchanged`` writes nothing: a change meanwhile has its own event).
+
+    Deleted while it was registered (its removal event may have been
+    handled before the item existed, finding nothing to remove): its item
+    is removed again. Overwritten while it was registered (its ETag is no
+    longer the one the events announced, and the registration wrote):
+    returns True, the caller registers it again, so that the item describes
+    the object as it is, not the older version that may have been read (a
+    late event of an overwritten object costs one registration more).
+    A store that cannot tell leaves the result as it is.
+    """
+    if url.lower().endswith(STORE_SUFFIXES):  # a Zarr store: by its root metadata (no one ETag)
+        exists, etag = _store_exists(url, config.options.data_storage_options), None
+    else:
+        exists, etag = _object_state(url, config.options.data_storage_options)
+    if exists is False:
+        log.info("%s: deleted while it was registered; removing its item again", url)
+        error: str | None
+        try:
+            removed = _remove_item(url, config)
+        except Exception as exc:
+            log.exception("removing the item of %s, deleted while it was registered, failed", url)
+            error = _describe(exc, spell)
+        else:
+            error = None if removed.ok else (removed.error_for(spell) or "removal failed")
+        if error is not None:
+            for mid in _message_ids(events) or [None]:
+                fail(error, url=url, message_id=mid)
+            return False
+        out["registered"] = [r for r in out["registered"] if r is not entry]  # its result, now undone
+        out["removed"].append(removed.to_dict(spell))
+        out["skipped"].append(
+            {
+                "url": url,
+                "reason": "the object was deleted while this creation was registered; "
+                "the item written for it was removed again",
+            }
+        )
+        return False
+    announced = {e.etag.strip('"') for e in events if e.etag}
+    return bool(exists and etag and announced and etag not in announced)
+
+
+def _register_again(
+    url: str, events: list[ObjectEvent], config: HandlerConfig, fail: _Fail, spell: Spelling
+) -> None:
+    """Register ``url`` once more (its object changed while it was registered);
+    its first result stays in the output, a failure now fails its messages."""
+    log.info("%s: overwritten while it was registered; registering it again", url)
+    try:
+        (result,) = api.register(
+            [url], catalog=config.catalog, collection=config.collection, options=config.options, expand=False
+        )
+    except Exception as exc:
+        log.exception("registering %s again failed", url)
+        error = _describe(exc, spell)
+    else:
+        if result.ok or _object_exists(url, config.options.data_storage_options) is False:
+            return  # up to date, or deleted since: its removal event removes the item
+        error = result.error_for(spell) or "registration failed"
+    for mid in _message_ids(events) or [None]:
+        fail(error, url=url, message_id=mid)
+
+
+def _remove_item(url: str, config: HandlerConfig) -> Result:
+    """Remove the item that describes the object at ``url`` (an item of
+    another product with the same id is kept)."""
+    options = config.options
+    item_id = api.item_id_for(
+        url, id_template=options.id_template, collection=config.collection, group=options.group
+    )
+    return api.remove(
+        item_id,
+        catalog=config.catalog,
+        collection=config.collection,
+        storage_options=_copy(options.catalog_storage_options),
+        product=url,  # only the item that describes this object goes
+        href_rewrites=options.href_rewrites,
+        max_retries=options.max_retries,
+        pgstac=options.pgstac,
+        sns_topic=options.sns_topic,
+    )
 
 
 def _remove_one(
     event: ObjectEvent, config: HandlerConfig, out: dict[str, Any], fail: _Fail, spell: Spelling
 ) -> None:
-    """Remove the item registered for one deleted object, unless it exists again."""
+    """Remove the item registered for one deleted object, unless it exists
+    again; register it again when it was uploaded again while its item was
+    being removed (that upload's own event may have been handled before)."""
     options = config.options
     if options.group and Grouping(pattern=options.group).match(event.url) is None:
         # its creation was refused (or skipped): there is no item, and no id to ask for
@@ -700,7 +885,15 @@ def _remove_one(
             {"url": event.url, "reason": "not matched by the group pattern; never registered"}
         )
         return
-    if event.key.lower().endswith(STORE_SUFFIXES):  # a Zarr store (see _zarr_event)
+    try:  # its creation was refused alike: no item (else redelivered until the dead-letter queue)
+        api.item_id_for(
+            event.url, id_template=options.id_template, collection=config.collection, group=options.group
+        )
+    except UnsafeIdError as exc:
+        out["skipped"].append({"url": event.url, "reason": f"{exc.fact}; never registered"})
+        return
+    is_store = event.key.lower().endswith(STORE_SUFFIXES)  # a Zarr store (see _zarr_event)
+    if is_store:
         if _store_exists(event.url, options.data_storage_options):
             log.info("%s: root metadata still there; its removal event leaves the item", event.url)
             out["skipped"].append(
@@ -713,14 +906,17 @@ def _remove_one(
             )
             return
     elif _object_exists(event.url, options.data_storage_options):
-        log.info("%s: exists again; its removal event is stale, the item stays", event.url)
+        log.info("%s: exists again; its item stays, registered from the object as it is", event.url)
         out["skipped"].append(
             {
                 "url": event.url,
                 "reason": "the object exists again (re-created after this deletion event, "
-                "or only an older version of it was deleted); its item stays",
+                "or only a version of it was deleted); its item stays",
             }
         )
+        # a deleted current version makes an older one current, with no creation event:
+        # the item then describes the object as it is now (unchanged in the other cases)
+        _register_run([replace(event, kind="created")], config, out, fail, spell)
         return
     if options.dry_run:  # a dry run writes nothing, removals included
         out["skipped"].append(
@@ -728,47 +924,52 @@ def _remove_one(
         )
         return
     try:
-        item_id = api.item_id_for(
-            event.url, id_template=options.id_template, collection=config.collection, group=options.group
-        )
-        result: Result = api.remove(
-            item_id,
-            catalog=config.catalog,
-            collection=config.collection,
-            storage_options=_copy(options.catalog_storage_options),
-            product=event.url,  # only the item that describes this object goes
-            href_rewrites=options.href_rewrites,
-            max_retries=options.max_retries,
-            pgstac=options.pgstac,
-            sns_topic=options.sns_topic,
-        )
+        result = _remove_item(event.url, config)
     except Exception as exc:
         log.exception("removing the item for %s failed", event.url)
         fail(_describe(exc, spell), url=event.url, message_id=event.message_id)
         return
+    if not result.ok:  # e.g. removed from the catalog, a sink behind: removing again repairs it
+        error = result.error_for(spell) or "removal failed"
+        log.warning("removing the item for %s failed: %s", event.url, error)
+        fail(error, url=event.url, message_id=event.message_id)
+        return
     if result.action == Action.KEPT:  # the id is another product's: not ours to remove
-        log.info("%s: item %s kept: %s", event.url, item_id, result.reason)
-        out["skipped"].append({"url": event.url, "reason": f"item {item_id!r} kept: {result.reason}"})
+        log.info("%s: item %s kept: %s", event.url, result.id, result.reason)
+        out["skipped"].append({"url": event.url, "reason": f"item {result.id!r} kept: {result.reason}"})
         return
     out["removed"].append(result.to_dict(spell))
+    if result.action != Action.REMOVED:
+        return
+    exists = _store_exists if is_store else _object_exists
+    if exists(event.url, options.data_storage_options):
+        log.info("%s: uploaded again while its item was removed; registering it again", event.url)
+        _register_run([replace(event, kind="created")], config, out, fail, spell)
 
 
 def _object_exists(url: str, storage_options: Mapping[str, Any] | None) -> bool | None:
     """Whether the object at ``url`` exists now: True, False, or None when
     storage cannot tell (no permission, network): callers then act as if
     the check had not been made. One fresh HEAD (listing caches bypassed)."""
+    return _object_state(url, storage_options)[0]
+
+
+def _object_state(url: str, storage_options: Mapping[str, Any] | None) -> tuple[bool | None, str | None]:
+    """:func:`_object_exists` and the object's ETag (unquoted; None when gone,
+    unknown or not given), from the same HEAD."""
     import fsspec  # noqa: PLC0415 (imported with the first existence check: see the module doc)
 
     try:
         fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
         fs.invalidate_cache(path)
-        fs.info(path)
+        info = fs.info(path)
     except FileNotFoundError:
-        return False
+        return False, None
     except Exception as exc:
         log.warning("cannot tell whether %s exists: %s", url, exc)
-        return None
-    return True
+        return None, None
+    etag = info.get("ETag") or info.get("etag") if isinstance(info, Mapping) else None
+    return True, (etag.strip('"') or None) if isinstance(etag, str) else None
 
 
 def _store_exists(url: str, storage_options: Mapping[str, Any] | None) -> bool | None:

@@ -203,3 +203,127 @@ def test_cli_exit_codes_follow_the_records(s3: S3Server, tmp_path: Path) -> None
     result = CliRunner().invoke(main, ["handle-event", str(payload), *args])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["skipped"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fact", "fix", "flags"),
+    [
+        (
+            "STAC_GROUP",
+            "(",
+            "group pattern '(' is not a regular expression",
+            "Fix it with STAC_GROUP='(?P<id>",
+            ["--group", "(", "--suffix", ".tif"],
+        ),
+        (
+            "STAC_SNS_TOPIC",
+            "stac-changes",
+            "SNS topic 'stac-changes' is not a topic ARN",
+            "Fix it with STAC_SNS_TOPIC=arn:aws:sns:",
+            ["--sns-topic", "stac-changes"],
+        ),
+    ],
+)
+def test_a_bad_group_pattern_or_topic_is_a_configuration_error_naming_the_variable(
+    tmp_path: Path, variable: str, value: str, fact: str, fix: str, flags: list[str]
+) -> None:
+    """Both were accepted at start-up: every creation then failed with the
+    error (the Lambda's SQS messages went round to the dead-letter queue),
+    and a removal with a bad group pattern raised out of the handler,
+    failing the whole batch, its fix spelled ``group=...`` for Python."""
+    env = {"STAC_CATALOG": "s3://bucket/stac", "STAC_COLLECTION": "ndvi", variable: value}
+    with pytest.raises(InputError) as caught:
+        HandlerConfig.from_env(env)
+    assert fact in str(caught.value) and fix in str(caught.value), str(caught.value)
+    payload = tmp_path / "event.json"
+    payload.write_text('{"Records": []}')
+    args = ["handle-event", str(payload), "-c", str(tmp_path / "cat"), "--collection", "ndvi", *flags]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert fact in result.output and f"Fix it with {flags[0]} " in result.output, result.output
+    assert not (tmp_path / "cat").exists()
+
+
+def test_a_catalog_url_of_an_unknown_scheme_is_a_configuration_error_naming_the_variable(
+    tmp_path: Path,
+) -> None:
+    """``s4://`` was accepted at start-up: every record then failed with
+    "cannot open catalog" (round to the dead-letter queue), and ``handle-event``
+    exited 0 for an event with no record."""
+    env = {"STAC_CATALOG": "s4://bucket/stac", "STAC_COLLECTION": "ndvi"}
+    with pytest.raises(
+        InputError, match=r"s4://bucket/stac.*is the URL scheme right\?.*Fix it with STAC_CATALOG="
+    ):
+        HandlerConfig.from_env(env)
+    payload = tmp_path / "event.json"
+    payload.write_text('{"Records": []}')
+    result = CliRunner().invoke(
+        main, ["handle-event", str(payload), "-c", "s4://bucket/stac", "--collection", "n"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "is the URL scheme right?" in result.output and "--catalog s3://bucket/stac" in result.output
+
+
+def test_suffix_star_accepts_every_ending_in_each_callers_spelling(s3: S3Server, tmp_path: Path) -> None:
+    """``*`` means every file ending for the handler (``STAC_SUFFIXES=*``, as
+    deploy/README documents); ``handle-event --suffix '*'`` and
+    ``HandlerConfig(suffixes=["*"])`` took it literally: every object was
+    skipped ("file ending not one of ['*']"), exit 0, nothing registered."""
+    key = "products/ndvi/S2_20240601_T31UFQ.gtiff"
+    s3.client().put_object(Bucket=s3.bucket, Key=key, Body=write_utm(tmp_path).read_bytes())
+    payload = tmp_path / "event.json"
+    payload.write_text(json.dumps({"Records": [_record(s3.bucket, key)]}))
+    args = ["handle-event", str(payload), "-c", s3.url("stac"), "--collection", "ndvi", "--suffix", "*"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["skipped"] == [] and [r["action"] for r in out["registered"]] == ["created"]
+    config = HandlerConfig(catalog="s3://bucket/stac", collection="ndvi", suffixes=["*"])
+    assert config.suffixes == HandlerConfig.from_env({**_ENV, "STAC_SUFFIXES": "*"}).suffixes == ()
+
+
+_ENV = {"STAC_CATALOG": "s3://bucket/stac", "STAC_COLLECTION": "ndvi"}
+
+
+def test_an_http_catalog_is_refused_at_start_up_as_read_only_without_its_signature(tmp_path: Path) -> None:
+    """An http(s) catalog is read-only; the handler writes to it. It was
+    accepted at start-up and every record then failed "read-only" (round to
+    the dead-letter queue); handle-event exited 0 for an event with no record."""
+    url = "https://bucket.s3.amazonaws.com/stac?X-Amz-Signature=deadbeef0123"
+    with pytest.raises(InputError) as caught:
+        HandlerConfig.from_env({"STAC_CATALOG": url, "STAC_COLLECTION": "ndvi"})
+    message = str(caught.value)
+    assert "read-only" in message and "Fix it with STAC_CATALOG=s3://bucket/stac" in message
+    assert "deadbeef0123" not in message
+    payload = tmp_path / "event.json"
+    payload.write_text('{"Records": []}')
+    result = CliRunner().invoke(main, ["handle-event", str(payload), "-c", url, "--collection", "n"])
+    assert result.exit_code == 2, result.output
+    assert "read-only" in result.output and "--catalog s3://bucket/stac" in result.output
+    assert "deadbeef0123" not in result.output
+
+
+def test_a_garbled_pgstac_dsn_is_refused_at_start_up_naming_the_variable_not_echoing_it() -> None:
+    """It was accepted at start-up: every record then failed "not a valid
+    connection string" (round to the dead-letter queue), naming no variable."""
+    env = {**_ENV, "STAC_PGSTAC_DSN": "stac:s3cr3t-pw db.internal/stac"}
+    with pytest.raises(InputError) as caught:
+        HandlerConfig.from_env(env)
+    message = str(caught.value)
+    assert (
+        "not a valid connection string" in message and "Fix it with STAC_PGSTAC_DSN=postgresql://" in message
+    )
+    assert "s3cr3t-pw" not in message
+
+
+def test_a_pgstac_dsn_without_the_pgstac_extra_is_refused_at_start_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Lambda image installs the [s3] extra only: with STAC_PGSTAC_DSN
+    set, every record failed with an ImportError, round to the dead-letter
+    queue. Now the handler refuses to start, saying what to install."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "producer.sinks.pgstac", None)  # as in an image without the extra
+    with pytest.raises(InputError, match=r"STAC_PGSTAC_DSN is set.*stac-producer\[pgstac\]"):
+        HandlerConfig.from_env({**_ENV, "STAC_PGSTAC_DSN": "postgresql://stac@db.internal:5432/stac"})

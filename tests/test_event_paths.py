@@ -137,6 +137,29 @@ def test_removal_of_a_file_the_group_pattern_does_not_match_is_skipped(s3: S3Ser
     assert keys(s3, "stac/") == []
 
 
+@pytest.mark.parametrize("name", ["-draft.tif", ".tif", "a" * 201 + ".tif"])
+def test_removal_of_a_file_whose_name_gives_no_item_id_is_skipped(s3: S3Server, name: str) -> None:
+    """Its creation was refused (unsafe item id): it has no item. Its
+    removal failed with the id error, logged a traceback, and was
+    redelivered until the dead-letter queue."""
+    key = f"products/{name}"
+    payload = retarget(
+        _sqs(
+            _s3_notification(key, "ObjectRemoved:Delete"),
+            _s3_notification("products/S2_20240601.tif", "ObjectRemoved:Delete"),
+        ),
+        s3.bucket,
+    )
+    out = handle(payload, config(s3))
+    assert out["failed"] == [] and out["batchItemFailures"] == []
+    assert [s["url"] for s in out["skipped"]] == [f"s3://{s3.bucket}/{key}"]
+    assert (
+        "unsafe item id" in out["skipped"][0]["reason"] and "never registered" in out["skipped"][0]["reason"]
+    )
+    assert [(r["id"], r["action"]) for r in out["removed"]] == [("S2_20240601", "absent")]
+    assert keys(s3, "stac/") == []
+
+
 # ---------------------------------------------------------------------------
 # S3 Lifecycle expirations
 # ---------------------------------------------------------------------------

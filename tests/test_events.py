@@ -824,3 +824,47 @@ def test_removal_event_for_a_key_with_hash_keeps_the_item_of_the_key_without(
     assert [(r["id"], r["action"]) for r in out["removed"]] == [("S2_20240601_T31UFQ_v2", "absent")]
     assert read_json(s3, "stac/ndvi/S2_20240601_T31UFQ/S2_20240601_T31UFQ.json") == before
     assert item_links(s3) == ["./S2_20240601_T31UFQ/S2_20240601_T31UFQ.json"]
+
+
+def test_an_sns_subscription_confirmation_in_the_queue_says_what_it_is_and_what_to_do() -> None:
+    """A topic of another account subscribed to the queue sends its
+    confirmation through it. Before: "unrecognised payload (keys: [...])",
+    which read as an unsupported event shape; the message's link (its token)
+    is not repeated in the error."""
+    token_url = (
+        "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=2336412f37fb687f5d51e6e2"
+    )
+    confirmation = {
+        "Type": "SubscriptionConfirmation",
+        "MessageId": "165545c9-2a5c-472c-8df2-7ff2be2b3b1b",
+        "Token": "2336412f37fb687f5d51e6e2",
+        "TopicArn": "arn:aws:sns:us-east-1:123456789012:data-events",
+        "Message": "You have chosen to subscribe to the topic arn:aws:sns:us-east-1:123456789012:data-events.",
+        "SubscribeURL": token_url,
+        "Timestamp": "2024-06-01T12:00:00.000Z",
+    }
+    events, failures = parse_event(_sqs(confirmation, _s3_notification("p/a.tif")))
+    assert [e.key for e in events] == ["p/a.tif"]
+    assert [f["message_id"] for f in failures] == ["m0"]
+    error = failures[0]["error"]
+    assert "SubscriptionConfirmation" in error and "arn:aws:sns:us-east-1:123456789012:data-events" in error
+    assert "confirm-subscription" in error and "2336412f37fb687f5d51e6e2" not in error
+
+
+def test_stac_producers_own_change_notifications_in_the_queue_say_what_they_are() -> None:
+    """The change topic (STAC_SNS_TOPIC) subscribed to the event queue by
+    mistake: each committed change came back as "unrecognised payload (keys:
+    ['assets', 'bbox', ...])". Now the message names it and the fix; it still
+    fails (dead-letter queue), so the subscription is seen."""
+    item = {"type": "Feature", "stac_version": "1.1.0", "id": "x", "assets": {}, "links": []}
+    stub = {"stub": True, "event": "created", "collection": "ndvi", "id": "x", "href": "s3://b/stac/x.json"}
+    envelope = {
+        "Type": "Notification",
+        "MessageId": "1",
+        "TopicArn": "arn:aws:sns:us-east-1:1:t",
+        "Message": json.dumps(item),
+    }
+    events, failures = parse_event(_sqs(item, stub, envelope))
+    assert events == [] and [f["message_id"] for f in failures] == ["m0", "m1", "m2"]
+    for failure in failures:
+        assert "change notification" in failure["error"] and "unsubscribe" in failure["error"], failure

@@ -204,3 +204,56 @@ def test_a_prefect_task_run_registering_a_product_and_the_reconcile_flow_emit_st
     assert [(e.event, e.resource.id) for e in events][1:] == [
         ("stac.item.created", f"stac.item.{cid}.b_20240215")
     ]
+
+
+def test_a_removal_event_whose_publish_failed_fails_its_message_and_its_redelivery_sends_it(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """The removal is committed, then the topic refuses it (not there yet):
+    ``remove`` says so as a ``storage`` error ("remove it again"). The
+    handler listed that result under ``removed`` and acknowledged the
+    message, so nothing ran the removal again and the subscribers never
+    heard of it until another write of the collection. Now the message fails
+    (``batchItemFailures``), and its redelivery, once the topic is there,
+    publishes the removal."""
+    from tests.rasters import write_utm
+    from tests.test_notify import _clients
+
+    s3 = s3_server._replace(bucket=s3_server.new_bucket())
+    key = "products/ndvi/S2_20240601_T31UFQ.tif"
+    put(s3, key, write_utm(tmp_path / "src").read_bytes())
+    env = {
+        "STAC_CATALOG": s3.url("stac"),
+        "STAC_COLLECTION": "ndvi",
+        "STAC_STORAGE_OPTIONS": json.dumps(s3.storage_options),
+    }
+    assert (
+        handle(load("s3_put.json", s3.bucket), HandlerConfig.from_env(env))["registered"][0]["action"]
+        == "created"
+    )
+    s3.client().delete_object(Bucket=s3.bucket, Key=key)
+    removal = load("sqs_s3.json", s3.bucket)
+    removal["Records"] = removal["Records"][:1]
+    body = json.loads(removal["Records"][0]["body"])
+    body["Records"][0]["eventName"] = "ObjectRemoved:Delete"
+    removal["Records"][0]["body"] = json.dumps(body)
+    message_id = removal["Records"][0]["messageId"]
+    name = f"stac-later-{uuid.uuid4().hex[:6]}"
+    config = HandlerConfig.from_env({**env, "STAC_SNS_TOPIC": f"arn:aws:sns:{REGION}:123456789012:{name}"})
+
+    out = handle(removal, config)
+    assert out["batchItemFailures"] == [{"itemIdentifier": message_id}]
+    assert [f["url"] for f in out["failed"]] == [f"s3://{s3.bucket}/{key}"]
+    assert "removed from the catalog" in out["failed"][0]["error"] and out["removed"] == []
+
+    sns, sqs = _clients(s3_server)  # the topic comes (back): the redelivery publishes the removal
+    arn = sns.create_topic(Name=name)["TopicArn"]
+    queue = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    again = handle(removal, config)
+    assert again["failed"] == [] and again["batchItemFailures"] == []
+    got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+    assert [json.loads(m["Body"])["id"] for m in got] == ["S2_20240601_T31UFQ"]

@@ -86,3 +86,20 @@ def test_handle_event_cli_registers_the_object_of_a_real_shaped_payload(s3_serve
         main, ["handle-event", str(event_file), "-c", catalog, "--collection", "c", "--prefix", "elsewhere/"]
     )
     assert res.exit_code == 0 and json.loads(res.stdout)["skipped"]
+
+
+def test_an_archived_s3_product_says_to_restore_it_not_to_grant_access(s3_server, tmp_path, catalog_dir):
+    """An object in the GLACIER storage class answers GET with
+    InvalidObjectState (403): the product was "access denied ... grant read
+    access (s3:GetObject, kms:Decrypt)", a fix that changes nothing (its
+    creation event went round to the dead-letter queue with it)."""
+    bucket = s3_server.new_bucket()
+    key = "data/2024/cog_20240105.tif"
+    s3_server.client().put_object(
+        Bucket=bucket, Key=key, Body=rasters.write_cog(tmp_path).read_bytes(), StorageClass="GLACIER"
+    )
+    (res,) = producer.register([f"s3://{bucket}/{key}"], catalog=str(catalog_dir), collection="c")
+    assert res.action == "error" and res.error_type == "storage"
+    assert "archive storage class" in res.error and "restore-object" in res.error, res.error
+    assert "grant read access" not in res.error
+    assert not (catalog_dir / "c").exists()

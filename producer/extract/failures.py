@@ -50,6 +50,12 @@ def storage_failure(location: str, exc: BaseException) -> ProducerError:
             f"{where}: the storage options or the URL are not usable ({detail}); "
             "fix them (retrying will not help)"
         )
+    if _error_code(exc) == "InvalidObjectState":  # a 403 that no permission lifts
+        return StoreError(
+            f"{where}: the object is in an archive storage class (Glacier Flexible Retrieval, Deep "
+            "Archive, or an Intelligent-Tiering archive tier) and cannot be read until it is restored: "
+            "restore it (aws s3api restore-object), then register it again"
+        )
     if isinstance(exc, PermissionError) or _status(exc) == 403:
         return StoreError(
             f"{where}: access denied while reading the product ({detail}); grant read access "
@@ -97,6 +103,17 @@ def _timed_out(exc: BaseException) -> bool:
             return True
         cur = cur.__cause__ or cur.__context__
     return False
+
+
+def _error_code(exc: BaseException) -> str | None:
+    """S3's error code behind an (s3fs/botocore) exception (``InvalidObjectState``), if it says."""
+    for err in (exc, exc.__cause__, exc.__context__):
+        response = getattr(err, "response", None)
+        if isinstance(response, dict):
+            code = (response.get("Error") or {}).get("Code")
+            if isinstance(code, str):
+                return code
+    return None
 
 
 def _status(exc: BaseException) -> int | None:

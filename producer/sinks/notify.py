@@ -45,7 +45,7 @@ from typing import Any
 
 from producer.awsclients import SharedClients, client_key
 from producer.changes import Change, ChangeKind, Sink
-from producer.errors import InputError, ProducerError, StoreError
+from producer.errors import Hint, InputError, ProducerError, StoreError
 from producer.redact import clean_href
 from producer.sinks.outbox import safe_sink_id
 
@@ -56,6 +56,7 @@ __all__ = [
     "SnsError",
     "SnsSink",
     "change_event",
+    "check_topic",
     "item_href",
     "notification_sinks",
     "sns_message",
@@ -70,9 +71,30 @@ SNS_MAX_BYTES = 262_144
 #: SNS: entries of one PublishBatch call
 SNS_MAX_BATCH = 10
 
+#: the fix of a value that is no topic ARN
+TOPIC_HINT = Hint(
+    "sns_topic",
+    "arn:aws:sns:us-east-1:123456789012:stac-changes",
+    "the topic committed changes are published to",
+)
+
 _TOPIC_ARN = re.compile(
     r"^arn:(?P<partition>[a-z-]+):sns:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):(?P<name>[A-Za-z0-9_-]{1,256}(\.fifo)?)$"
 )
+
+
+def check_topic(topic_arn: str) -> re.Match[str]:
+    """The parts of the SNS topic ARN ``topic_arn``; an :class:`InputError`
+    with the fix when it is not one (callers that take the topic once, such
+    as the event handler, check it at start-up)."""
+    match = _TOPIC_ARN.match(topic_arn or "")
+    if match is None:
+        raise InputError(
+            f"SNS topic {topic_arn!r} is not a topic ARN: give it as "
+            "arn:aws:sns:<region>:<account id>:<topic name>",
+            hints=(TOPIC_HINT,),
+        )
+    return match
 
 
 def _kind(change: Change) -> ChangeKind | None:
@@ -398,12 +420,7 @@ class SnsSink:
         client: Any | None = None,
         catalog_url: str | None = None,
     ) -> None:
-        match = _TOPIC_ARN.match(topic_arn or "")
-        if match is None:
-            raise InputError(
-                f"SNS topic {topic_arn!r} is not a topic ARN: give it as "
-                "arn:aws:sns:<region>:<account id>:<topic name>"
-            )
+        match = check_topic(topic_arn)
         self.topic_arn = topic_arn
         self.fifo = topic_arn.endswith(".fifo")
         #: the outbox of this topic: its name plus a hash of the whole ARN
