@@ -78,8 +78,16 @@ def local_path(location: str) -> str:
         return location
     parts = urlsplit(location)
     if parts.netloc not in ("", "localhost"):
+        # the host only: a USER:PASSWORD@ before it is never shown (the
+        # location itself is masked with the message)
+        userinfo, at, host = parts.netloc.rpartition("@")
+        named = f"names the host {host!r}"
+        if at:
+            named = "carries credentials (user:password@)" + (
+                f" and {named}" if host not in ("", "localhost") else ""
+            )
         raise InputError(
-            f"{location!r} names the host {parts.netloc!r}; file:// URLs are local only: "
+            f"{location!r} {named}; file:// URLs are local only, without credentials: "
             f"write file:///path (three slashes) or a plain path"
         )
     return unquote(parts.path)
