@@ -38,6 +38,7 @@ from producer.provenance import (
     check_utf8,
     parse_properties,
     parse_providers,
+    without_credentials,
 )
 from producer.urls import check_endpoint, protocol
 
@@ -514,6 +515,12 @@ class RegisterOptions:
         object.__setattr__(self, "href_rewrites", parse_rewrites(self.href_rewrites))
         _check_meta("collection_meta", self.collection_meta)
         _check_meta("root_meta", self.root_meta)
+        for name in ("collection_meta", "root_meta"):
+            # published in the new collection (its title in every item's link)
+            # or root: each URL in it as a link's href is, as the item texts are
+            meta = getattr(self, name)
+            if meta is not None:
+                object.__setattr__(self, name, without_credentials(meta))
         # an endpoint without its scheme: refused here, not by botocore on first use
         data, cat = self.data_storage_options, self.catalog_storage_options
         shared = data == cat  # given once (storage_options=, -o): the fix names that
