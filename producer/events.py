@@ -54,6 +54,7 @@ from producer.sources import (
     zarr_store_of,
 )
 from producer.store.open import refuse_credentials
+from producer.urls import check_endpoint_environment
 
 
 class _Fail(Protocol):
@@ -383,6 +384,8 @@ class HandlerConfig:
         object.__setattr__(self, "prefixes", _as_tuple(prefixes))
         object.__setattr__(self, "suffixes", tuple(s.lower() for s in _as_tuple(suffixes)))
         object.__setattr__(self, "options", resolve_options(options, storage_options, **overrides))
+        # at start-up, not in each event's failure: the products of S3 events are on S3
+        check_endpoint_environment(self.options.data_storage_options, "the products of S3 events")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HandlerConfig:

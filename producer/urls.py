@@ -17,8 +17,9 @@ host ``a`` and is refused (fsspec would silently read it as the relative path
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -27,6 +28,7 @@ from producer.errors import Hint, InputError
 __all__ = [
     "LOCAL_PROTOCOLS",
     "check_endpoint",
+    "check_endpoint_environment",
     "is_local",
     "is_remote",
     "local_path",
@@ -183,3 +185,49 @@ def check_endpoint(
             "http(s)://host[:port]",
             hints=(Hint(option, {"endpoint_url": redact(example)}, "the endpoint with its scheme"),),
         )
+
+
+#: the environment variables botocore reads an S3 endpoint from, the first set winning
+ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+
+
+def check_endpoint_environment(
+    storage_options: Mapping[str, Any] | None,
+    what: str,
+    locations: Iterable[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> None:
+    """Refuse an S3 endpoint from the environment (:data:`ENDPOINT_VARIABLES`)
+    that carries ``user:password@``, when the storage options name no
+    ``endpoint_url`` of their own: as that option (:func:`check_endpoint`),
+    s3fs fails every request with it (a retryable "Cannot combine
+    AUTHORIZATION header"), obstore sends the credentials to the server.
+    An :class:`InputError` naming ``what`` and the variable, the password
+    masked, the endpoint without them and where the credentials go.
+    ``locations``: refused only if one of them is on S3 (the variables mean
+    nothing elsewhere); None when the caller's location is. Pure: no request."""
+    env = os.environ if environ is None else environ
+    name = next((n for n in ENDPOINT_VARIABLES if (env.get(n) or "").strip()), None)
+    if name is None:
+        return
+    value = env[name].strip()  # the first variable set is the one botocore uses
+    userinfo = _USERINFO.match(value)
+    if userinfo is None:
+        return
+    options = storage_options if isinstance(storage_options, Mapping) else {}
+    client_kwargs = options.get("client_kwargs")
+    if options.get("endpoint_url") or (
+        isinstance(client_kwargs, Mapping) and client_kwargs.get("endpoint_url")
+    ):
+        return  # the option wins over the environment
+    if locations is not None and not any(protocol(str(x)) in ("s3", "s3a") for x in locations):
+        return
+    from producer.redact import redact  # noqa: PLC0415 (an error path only)
+
+    bare = userinfo.group(1) + value[userinfo.end() :]
+    raise InputError(
+        f"{what}: the S3 endpoint in the environment variable {name} ({redact(value)!r}) "
+        "carries credentials (user:password@), which would be sent to the endpoint and end up "
+        f"in logs and error messages; set {name}={bare} without them, and the credentials as "
+        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
+    )
