@@ -3,7 +3,8 @@
 Product URLs can carry secrets: userinfo (``http://user:pw@host/x.tif``,
 ``s3://KEY:SECRET@bucket/x.tif``) and the signing parameters of presigned
 URLs (``X-Amz-Signature``, ``X-Amz-Credential``, ``X-Amz-Security-Token``,
-``AWSAccessKeyId``, ``Signature``, ``sig``, ...) and other credential
+``AWSAccessKeyId``, ``Signature``, ``sig``, OSS/COS/OBS's, any ``*-signature``
+or ``*-security-token``, ...) and other credential
 parameters (``token``, ``key``, ``code``, ``password``, ``client_secret``,
 ...: :data:`SIGNING_PARAMETERS`). Two pure functions, nothing is read
 or written:
@@ -19,7 +20,7 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["SIGNING_PARAMETERS", "clean_href", "parameter_name", "redact"]
+__all__ = ["SIGNING_PARAMETERS", "clean_href", "is_signing", "parameter_name", "redact"]
 
 
 def parameter_name(name: str) -> str:
@@ -47,6 +48,17 @@ SIGNING_PARAMETERS = frozenset(
         "X-Goog-Signature",
         "X-Goog-Credential",
         "GoogleAccessId",
+        # Alibaba OSS (V1 and V4), Tencent COS, Huawei OBS presigned URLs
+        "OSSAccessKeyId",
+        "AccessKeyId",
+        "security-token",
+        "x-oss-signature",
+        "x-oss-credential",
+        "x-oss-security-token",
+        "q-ak",
+        "q-signature",
+        "x-cos-security-token",
+        "x-obs-security-token",
         # Azure shared access signatures
         "sig",
         # generic bearer tokens and keys in URLs
@@ -94,6 +106,15 @@ SIGNATURE_COMPANIONS = frozenset(
         "X-Goog-Date",
         "X-Goog-Expires",
         "X-Goog-SignedHeaders",
+        "x-oss-signature-version",
+        "x-oss-date",
+        "x-oss-expires",
+        "x-oss-additional-headers",
+        "q-sign-algorithm",
+        "q-sign-time",
+        "q-key-time",
+        "q-header-list",
+        "q-url-param-list",
         "se",
         "sp",
         "sv",
@@ -109,6 +130,20 @@ SIGNATURE_COMPANIONS = frozenset(
         "skv",
     )
 )
+#: endings of a parameter name that signs or authorises whatever prefixes it
+#: (``x-<vendor>-signature``, ``x-<vendor>-security-token``): another store's
+#: presigned URL is covered without its names in the list
+_SIGNING_ENDINGS = ("_signature", "_security_token", "_credential")
+
+
+def is_signing(name: str) -> bool:
+    """Whether the query parameter ``name`` (any spelling) signs or
+    authorises a URL: in :data:`SIGNING_PARAMETERS`, or named like one
+    (:data:`_SIGNING_ENDINGS`)."""
+    spelled = parameter_name(name)
+    return spelled in SIGNING_PARAMETERS or spelled.endswith(_SIGNING_ENDINGS)
+
+
 _MASK = "***"
 #: scheme://userinfo@ : userinfo is everything before the '@' of the authority
 #: (to the LAST '@' before whitespace or a quote: an AWS secret may hold '/',
@@ -153,9 +188,12 @@ def clean_href(url: str) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        signed = any(parameter_name(k) in SIGNING_PARAMETERS for k, _ in pairs)
-        drop = SIGNING_PARAMETERS | SIGNATURE_COMPANIONS if signed else SIGNING_PARAMETERS
-        kept = [(k, v) for k, v in pairs if parameter_name(k) not in drop]
+        signed = any(is_signing(k) for k, _ in pairs)
+        kept = [
+            (k, v)
+            for k, v in pairs
+            if not is_signing(k) and not (signed and parameter_name(k) in SIGNATURE_COMPANIONS)
+        ]
         if len(kept) != len(pairs):
             query = urlencode(kept, safe="/:")
     if netloc == parts.netloc and query == parts.query:
@@ -173,6 +211,6 @@ def redact(text: str) -> str:
 
 
 def _mask_parameter(match: re.Match[str]) -> str:
-    if parameter_name(match["key"]) in SIGNING_PARAMETERS:
+    if is_signing(match["key"]):
         return f"{match['key']}={_MASK}"
     return match[0]

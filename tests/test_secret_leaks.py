@@ -91,6 +91,30 @@ def test_credential_parameters_in_any_spelling_are_dropped_and_masked(name: str)
     assert redact(url) == f"https://h/x.tif?v=1&{name}=***#f"
 
 
+#: presigned URLs of other object stores (Alibaba OSS V1 with an STS token and
+#: V4, Tencent COS, Huawei OBS): their signatures and security tokens were
+#: published in asset hrefs and printed, under names the list did not hold
+OTHER_CLOUDS = [
+    "https://b.oss-cn-hangzhou.aliyuncs.com/x.tif?OSSAccessKeyId=LTAIKEYID&Expires=1700000000"
+    f"&Signature=SIG{SECRET}&security-token=STS{SECRET}",
+    "https://b.oss-cn-hangzhou.aliyuncs.com/x.tif?x-oss-signature-version=OSS4-HMAC-SHA256"
+    "&x-oss-credential=LTAIKEYID%2F20240101%2Fcn-hangzhou%2Foss%2Faliyun_v4_request&x-oss-date=20240101T000000Z"
+    f"&x-oss-expires=3600&x-oss-signature=SIG{SECRET}&x-oss-security-token=STS{SECRET}",
+    "https://b-1250000000.cos.ap-guangzhou.myqcloud.com/x.tif?q-sign-algorithm=sha1&q-ak=AKIDKEYID"
+    "&q-sign-time=1700000000%3B1700003600&q-key-time=1700000000%3B1700003600&q-header-list=host"
+    f"&q-url-param-list=&q-signature=SIG{SECRET}&x-cos-security-token=STS{SECRET}",
+    "https://b.obs.cn-north-4.myhuaweicloud.com/x.tif?AccessKeyId=HSTKEYID&Expires=1700000000"
+    f"&Signature=SIG{SECRET}&x-obs-security-token=STS{SECRET}",
+]
+
+
+@pytest.mark.parametrize("url", OTHER_CLOUDS, ids=["oss-v1", "oss-v4", "cos", "obs"])
+def test_presigned_urls_of_other_object_stores_lose_their_signature_and_token(url: str) -> None:
+    assert clean_href(url + "&v=2") == url.split("?", 1)[0] + "?v=2"
+    shown = redact(f"cannot read {url}: 403")
+    assert SECRET not in shown and "KEYID" not in shown and shown.endswith(": 403"), shown
+
+
 def test_a_plain_parameter_is_kept_and_shown() -> None:
     url = "https://h/x.tif?version=3&keyword=a"
     assert clean_href(url) == url and redact(url) == url
