@@ -113,7 +113,8 @@ class Problem:
     def __post_init__(self) -> None:
         # a message may quote an asset href or a product URL: never its
         # user info or signature (printed, logged, kept in flow artifacts)
-        # (keys are document keys, or the product paths reconcile looks up by)
+        # (keys are document keys, looked up by; a product's URL as key is
+        # redacted where the finding is made, in producer.repair)
         self.message = redact(self.message)
 
     @property

@@ -231,6 +231,33 @@ def test_every_deliberate_error_redacts_the_url_in_its_message() -> None:
         assert SECRET not in str(err) and SECRET not in err.fact
 
 
+def test_reconcile_names_a_missing_products_url_without_its_credentials(
+    tmp_path: Path, closed_port: int
+) -> None:
+    """``reconcile(data=[presigned URL])``: the ``missing-product`` and
+    ``register-failed`` findings were keyed by the product URL as given, so
+    ``str(problem)``, ``to_dict()`` and the report's repr (the reconcile
+    flow's artifact rows, its ERROR log lines and result) held the
+    signature; only the CLI masked it."""
+    catalog = str(tmp_path / "cat")
+    producer.register(
+        [write_tile(tmp_path / "data", "scene_20240510.tif", 6.0, 46.0)], catalog=catalog, collection="c"
+    )
+    url = f"http://u:{SECRET}@127.0.0.1:{closed_port}/x.tif?X-Amz-Signature={SECRET}"
+    for fix in (False, True):
+        report = producer.reconcile(catalog, data=[url], fix=fix, collection="c")
+        kinds = {p.kind for p in report.problems + report.remaining}
+        assert ("register-failed" if fix else "missing-product") in kinds, kinds
+        shown = [str(p) for p in report.problems + report.remaining]
+        shown += [json.dumps(p.to_dict()) for p in report.problems + report.remaining]
+        assert all(SECRET not in text for text in [*shown, repr(report)]), shown
+        assert any("X-Amz-Signature=***" in text for text in shown), shown
+    res = CliRunner().invoke(
+        main, ["reconcile", catalog, "--data", url, "--collection", "c", "--fix", "--json"]
+    )
+    assert res.exit_code == 1 and SECRET not in res.output, res.output
+
+
 def test_validate_never_shows_the_credentials_of_an_asset_href(tmp_path: Path) -> None:
     """An item whose asset href carries user info and a presigned signature
     (written by hand or by another tool: register drops them). Was:
