@@ -223,6 +223,30 @@ def test_errors_naming_an_unreachable_http_catalog_never_show_its_signature(clos
         assert "sig=***" in str(caught.value)
 
 
+@pytest.mark.parametrize("verb", ["validate", "search", "reconcile"])
+def test_an_http_catalog_url_with_a_query_is_refused_not_read_as_a_broken_catalog(
+    tmp_path: Path, served: tuple[str, Path], verb: str
+) -> None:
+    """``validate https://host/stac?token=...`` read ``stac?token=.../catalog.json``
+    (the query swallowed every document key): validate and reconcile failed
+    with "maximum recursion depth exceeded", search said the catalog "is not
+    JSON: repair it with reconcile", of a catalog that is fine. Now a usage
+    error saying why, the token masked, before any request."""
+    base, site = served
+    producer.register(
+        [write_tile(tmp_path / "data", "scene_20240510.tif", 6.0, 46.0)],
+        catalog=str(site / "stac"),
+        collection="c",
+    )
+    assert CliRunner().invoke(main, [verb, f"{base}stac"]).exit_code == 0
+    res = CliRunner().invoke(main, [verb, f"{base}stac?token={SECRET}"])
+    assert res.exit_code == 2, res.output
+    assert "query" in res.output and "token=***" in res.output and SECRET not in res.output
+    assert "recursion" not in res.output and "repair" not in res.output
+    with pytest.raises(producer.InputError, match="query"):
+        producer.validate_catalog(f"{base}stac/?sig={SECRET}")
+
+
 def test_every_deliberate_error_redacts_the_url_in_its_message() -> None:
     from producer.errors import CatalogError, InputError, StoreError
 

@@ -40,6 +40,23 @@ def refuse_credentials(url: str) -> None:
     )
 
 
+def refuse_query(url: str) -> None:
+    """Raise :class:`InputError` when the http(s) catalog URL ``url`` carries a
+    query (``https://host/stac?token=...``): each document is read as
+    ``<catalog>/<key>``, so the query would swallow every key
+    (``stac?token=.../catalog.json``), and the catalog read as broken (a
+    directory listing "is not JSON", a listing recursing without end). The
+    message shows the query masked. Pure: no request."""
+    if protocol(url) not in ("http", "https") or "?" not in url:
+        return
+    raise InputError(
+        f"catalog {redact(url)}: a catalog URL cannot carry a query (?...): its documents are read "
+        "as <catalog>/<key> (<catalog>/catalog.json, ...), which a query would swallow; give the "
+        "catalog's folder URL without it (a token the server needs goes into the storage options, "
+        "e.g. as a header)"
+    )
+
+
 #: the root document's name: a catalog given as its root document is its folder
 ROOT_NAME = "catalog.json"
 
@@ -96,6 +113,7 @@ def open_store(url: str, storage_options: dict[str, Any] | None = None) -> Store
             )
         return LocalStore(url)
     check_endpoint(storage_options, f"catalog {redact(url)}")
+    refuse_query(url)
     # imported here: both load fsspec (s3: s3fs too), which a local catalog never needs
     if protocol(url) in ("s3", "s3a"):
         check_endpoint_environment(storage_options, f"catalog {redact(url)}")
