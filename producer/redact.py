@@ -18,7 +18,7 @@ or written:
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 __all__ = ["SIGNING_PARAMETERS", "clean_href", "is_signing", "parameter_name", "redact"]
 
@@ -154,7 +154,13 @@ _USERINFO_RE = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo
 #: the end; a ``:`` is part of it (``api_key=ID:SECRET``, ``token=user:pw``)
 #: unless whitespace or the end follows it: in log text the ``: `` after a
 #: URL (``x.tif?sig=...: not a raster``) is punctuation, not the secret.
-_PARAM_RE = re.compile(r"(?<=[?&;])(?P<key>[^=&;?#\s'\"]+)=(?P<value>(?:[^&#\s'\":]|:(?![\s'\"]|$))*)")
+_PARAM_RE = re.compile(r"(?<=[?&;#])(?P<key>[^=&;?#\s'\"]+)=(?P<value>(?:[^&#\s'\":]|:(?![\s'\"]|$))*)")
+#: the same inside a percent-encoded URL (a presigned URL passed on as a
+#: parameter of a proxy's): ``%3F`` or ``%26``, ``name%3Dvalue``, the value
+#: running to the next ``%26`` or the end of the parameter
+_ENCODED_PARAM_RE = re.compile(
+    r"(?<=%3[Ff]|%26)(?P<key>[A-Za-z0-9._~-]+)%3[Dd](?P<value>(?:[^&#%\s'\"]|%(?!26)[0-9A-Fa-f]{2})*)"
+)
 
 
 def _has_userinfo(netloc: str) -> bool:
@@ -185,32 +191,40 @@ def clean_href(url: str) -> str:
         return url
     parts = urlsplit(url)
     netloc = parts.netloc.rsplit("@", 1)[1] if _has_userinfo(parts.netloc) else parts.netloc
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        signed = any(is_signing(k) for k, _ in pairs)
-        kept = [
-            (k, v)
-            for k, v in pairs
-            if not is_signing(k) and not (signed and parameter_name(k) in SIGNATURE_COMPANIONS)
-        ]
-        if len(kept) != len(pairs):
-            query = urlencode(kept, safe="/:")
-    if netloc == parts.netloc and query == parts.query:
+    query = _clean_query(parts.query) if parts.query else parts.query
+    # a fragment in query form (#access_token=...) is cleaned alike
+    fragment = _clean_query(parts.fragment) if "=" in parts.fragment else parts.fragment
+    if netloc == parts.netloc and query == parts.query and fragment == parts.fragment:
         return url
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
+
+
+def _clean_query(query: str) -> str:
+    """``query`` without signing parameters (and their companions when it is
+    signed), and with a URL in a parameter's value (a presigned URL passed on
+    to a proxy) cleaned alike; unchanged (byte for byte) when nothing is."""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    signed = any(is_signing(k) for k, _ in pairs)
+    kept = [
+        (k, clean_href(v) if "://" in v else v)
+        for k, v in pairs
+        if not is_signing(k) and not (signed and parameter_name(k) in SIGNATURE_COMPANIONS)
+    ]
+    return query if kept == pairs else urlencode(kept, safe="/:")
 
 
 def redact(text: str) -> str:
     """``text`` with the userinfo of every URL in it, and the value of every
     signing query parameter, replaced by ``***``."""
-    if not text or ("@" not in text and "=" not in text):
+    if not text or ("@" not in text and "=" not in text and "%3" not in text):
         return text
     text = _USERINFO_RE.sub(lambda m: f"{m['scheme']}{_MASK}@", text)
+    if "%3" in text:
+        text = _ENCODED_PARAM_RE.sub(_mask_parameter, text)
     return _PARAM_RE.sub(_mask_parameter, text)
 
 
 def _mask_parameter(match: re.Match[str]) -> str:
-    if is_signing(match["key"]):
+    if is_signing(unquote(match["key"])):  # a name may be percent-encoded too (%73ig: sig)
         return f"{match['key']}={_MASK}"
     return match[0]

@@ -115,6 +115,31 @@ def test_presigned_urls_of_other_object_stores_lose_their_signature_and_token(ur
     assert SECRET not in shown and "KEYID" not in shown and shown.endswith(": 403"), shown
 
 
+@pytest.mark.parametrize(
+    ("url", "published"),
+    [
+        # a presigned URL passed on, percent-encoded, to a proxy or a tiler
+        (
+            "https://proxy.example/fetch?url=https%3A%2F%2Fb.s3.amazonaws.com%2Fx.tif%3FX-Amz-Credential%3DAKIA"
+            f"%26X-Amz-Signature%3D{SECRET}%26v%3D2&band=1",
+            "https://proxy.example/fetch?url=https://b.s3.amazonaws.com/x.tif%3Fv%3D2&band=1",
+        ),
+        # a token in the fragment (an OAuth redirect's spelling)
+        (f"https://h.example/x.tif#access_token={SECRET}&page=2", "https://h.example/x.tif#page=2"),
+        # the parameter's name percent-encoded (parsed as "sig" by the server)
+        (f"https://h.example/x.tif?%73ig={SECRET}&v=1", "https://h.example/x.tif?v=1"),
+    ],
+    ids=["nested", "fragment", "encoded-name"],
+)
+def test_credentials_nested_encoded_or_in_the_fragment_are_dropped_and_masked(
+    url: str, published: str
+) -> None:
+    """Each was published whole in the asset href or shown whole in messages."""
+    assert clean_href(url) == published
+    shown = redact(f"cannot read {url}: 403")
+    assert SECRET not in shown and shown.endswith(": 403"), shown
+
+
 def test_a_plain_parameter_is_kept_and_shown() -> None:
     url = "https://h/x.tif?version=3&keyword=a"
     assert clean_href(url) == url and redact(url) == url
