@@ -272,6 +272,32 @@ def test_an_http_catalog_url_with_a_query_is_refused_not_read_as_a_broken_catalo
         producer.validate_catalog(f"{base}stac/?sig={SECRET}")
 
 
+@pytest.mark.parametrize(
+    ("flag", "field"), [("--id-template", "id_template"), ("--item-license", "item_license")]
+)
+def test_a_refusals_suggested_fix_never_spells_the_secret_it_was_given(
+    tmp_path: Path, flag: str, field: str
+) -> None:
+    """An id template or a licence holding a URL with user info: the value
+    was masked, but the fix it suggested (the text made safe: every
+    character no id or licence may hold made ``_`` or ``-``) spelled the
+    password out, where no masking could find it any more."""
+    value = f"https://user:{SECRET}@h.example/" + ("{stem}" if field == "id_template" else "")
+    tile = write_tile(tmp_path / "data", "scene_20240510.tif", 6.0, 46.0)
+    res = CliRunner().invoke(
+        main, ["register", str(tile), "-c", str(tmp_path / "cat"), "--collection", "c", flag, value]
+    )
+    assert res.exit_code == 2 and "Fix it with" in res.output, res.output
+    assert SECRET not in res.output, res.output
+    from producer.options import RegisterOptions
+
+    with pytest.raises(producer.InputError) as caught:
+        RegisterOptions(**{field: value})
+    assert SECRET not in str(caught.value) and SECRET not in json.dumps(
+        [h.to_dict() for h in caught.value.hints]
+    )
+
+
 def test_every_deliberate_error_redacts_the_url_in_its_message() -> None:
     from producer.errors import CatalogError, InputError, StoreError
 
