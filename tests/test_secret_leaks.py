@@ -298,6 +298,36 @@ def test_a_refusals_suggested_fix_never_spells_the_secret_it_was_given(
     )
 
 
+@pytest.mark.parametrize("client", ["s3fs", "obstore"])
+def test_checking_an_object_store_asset_href_with_credentials_never_shows_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, closed_port: int, client: str
+) -> None:
+    """An item whose asset href is ``s3://KEY:SECRET@bucket/x.tif`` (written
+    by hand or another tool): ``--check-assets`` handed it to s3fs, and
+    botocore's "Invalid bucket name \"KEY:SECRET@bucket\"" was printed by
+    validate and reconcile (text and --json). Now unchecked, saying why,
+    without a request."""
+    monkeypatch.setenv("STAC_S3_CLIENT", client)
+    root = tmp_path / "catalog"
+    (res,) = producer.register(
+        [write_tile(tmp_path / "tiles", "t_20240101.tif", 10.0, 50.0)], catalog=str(root), collection="c"
+    )
+    item_path = Path(res.href)
+    item = json.loads(item_path.read_text())
+    item["assets"]["data"]["href"] = f"s3://AKIAKEY:{SECRET}/x@bkt/x.tif"
+    item["assets"]["other"] = {"href": f"s3://AKIAKEY:{SECRET}@bkt/y.tif"}
+    item_path.write_text(json.dumps(item))
+    endpoint = ["-o", f"endpoint_url=http://127.0.0.1:{closed_port}"]
+    for args in (
+        ["validate", "--check-assets"],
+        ["validate", "--check-assets", "--json"],
+        ["reconcile", "--check-assets", "--json"],
+    ):
+        out = CliRunner().invoke(main, [args[0], str(root), *args[1:], *endpoint]).output
+        assert "asset-unchecked" in out and "carries credentials" in out, out
+        assert SECRET not in out and "AKIAKEY" not in out, out
+
+
 def test_every_deliberate_error_redacts_the_url_in_its_message() -> None:
     from producer.errors import CatalogError, InputError, StoreError
 

@@ -16,17 +16,24 @@ from producer.urls import check_endpoint, check_endpoint_environment, is_local, 
 _BUCKET_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl"})
 
 
+def has_credentials(url: str) -> bool:
+    """Whether ``url`` carries credentials in its authority: ``user:pw@``,
+    or ``KEY:SECRET`` before a bucket (whose secret may hold ``/``, which
+    then splits the bucket early: no bucket name holds ``:``). Pure."""
+    if "://" not in url:
+        return False
+    authority = url.split("://", 1)[1].split("/", 1)[0]
+    return "@" in authority or (":" in authority and protocol(url) in _BUCKET_PROTOCOLS)
+
+
 def refuse_credentials(url: str) -> None:
     """Raise :class:`InputError` when the catalog URL ``url`` carries
     credentials (``s3://KEY:SECRET@bucket/stac``): they would reach the
     storage client, whose errors print them, and every message naming the
     catalog. The message shows the URL with them masked. Pure: no request."""
-    if "://" not in url:
+    if not has_credentials(url):
         return
-    proto, rest = url.split("://", 1)
-    authority = rest.split("/", 1)[0]
-    if "@" not in authority and not (":" in authority and protocol(url) in _BUCKET_PROTOCOLS):
-        return
+    proto = url.split("://", 1)[0]
     shown = redact(url)
     shown_proto, shown_rest = shown.split("://", 1)
     if ":" in shown_rest.split("/", 1)[0].rsplit("@", 1)[-1]:  # KEY:SECRET with no '@' after it
