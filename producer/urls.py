@@ -125,6 +125,20 @@ _ENDPOINT = re.compile(r"https?://[^/\s]+", re.IGNORECASE)
 _USERINFO = re.compile(r"\s*(https?://)[^@\s]*@", re.IGNORECASE)
 
 
+def _is_endpoint(value: str) -> bool:
+    """Whether ``value`` is ``http(s)://host[:port]``: a scheme, a host, and a
+    port of 1-65535 if any (botocore refuses another as "not a valid URI",
+    obstore's Rust code panics on it)."""
+    if not _ENDPOINT.match(value.strip()):
+        return False
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError:  # a port out of range, or no number
+        return False
+    return bool(parts.hostname) and port != 0
+
+
 #: s3fs storage options that are keyword arguments of a client, its config or each request
 _KWARGS_OPTIONS = ("client_kwargs", "config_kwargs", "s3_additional_kwargs")
 
@@ -172,13 +186,13 @@ def check_endpoint(
                     Hint(option, {"key": "KEY", "secret": "SECRET"}, "the credentials apart from the URL"),
                 ),
             )
-        if value is None or (isinstance(value, str) and _ENDPOINT.match(value)):
+        if value is None or (isinstance(value, str) and _is_endpoint(value)):
             continue
         from producer.redact import redact  # noqa: PLC0415 (an error path only)
 
         text = str(value).strip()
         example = text if "://" in text or not text else f"http://{text}"
-        if not _ENDPOINT.match(example):
+        if not _is_endpoint(example):
             example = "http://127.0.0.1:9000"
         raise InputError(
             f"{what}: the S3 endpoint_url {redact(text)!r} is no endpoint URL; give it as "
@@ -198,7 +212,8 @@ def check_endpoint_environment(
     environ: Mapping[str, str] | None = None,
 ) -> None:
     """Refuse an S3 endpoint from the environment (:data:`ENDPOINT_VARIABLES`)
-    that carries ``user:password@``, when the storage options name no
+    that carries ``user:password@``, or is no ``http(s)://host[:port]`` (a
+    port out of range: botocore's "not a valid URI", obstore's panic), when the storage options name no
     ``endpoint_url`` of their own: as that option (:func:`check_endpoint`),
     s3fs fails every request with it (a retryable "Cannot combine
     AUTHORIZATION header"), obstore sends the credentials to the server.
@@ -212,7 +227,7 @@ def check_endpoint_environment(
         return
     value = env[name].strip()  # the first variable set is the one botocore uses
     userinfo = _USERINFO.match(value)
-    if userinfo is None:
+    if userinfo is None and _is_endpoint(value):
         return
     options = storage_options if isinstance(storage_options, Mapping) else {}
     client_kwargs = options.get("client_kwargs")
@@ -224,6 +239,11 @@ def check_endpoint_environment(
         return
     from producer.redact import redact  # noqa: PLC0415 (an error path only)
 
+    if userinfo is None:
+        raise InputError(
+            f"{what}: the S3 endpoint in the environment variable {name} ({redact(value)!r}) is no "
+            f"endpoint URL; set {name} as http(s)://host[:port] (a port of 1-65535), or unset it"
+        )
     bare = userinfo.group(1) + value[userinfo.end() :]
     raise InputError(
         f"{what}: the S3 endpoint in the environment variable {name} ({redact(value)!r}) "

@@ -283,3 +283,21 @@ def test_an_endpoint_with_credentials_in_the_environment_is_refused_for_literal_
     (local,) = producer.register([product], catalog=catalog, collection="c")
     assert local.action == "created", local.error
     HandlerConfig(catalog=catalog, collection="c", storage_options={"endpoint_url": endpoint})
+
+
+@pytest.mark.parametrize("client", ["s3fs", "obstore"])
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:99999", "http://127.0.0.1:port", "http://:9000"])
+def test_an_endpoint_url_with_a_bad_port_or_no_host_is_a_usage_error_with_either_client(
+    monkeypatch: pytest.MonkeyPatch, client: str, endpoint: str
+) -> None:
+    """Was: s3fs failed it as a retryable storage error ("not a valid URI;
+    check the endpoint and network", exit 1); obstore's Rust code panicked,
+    printing a backtrace on stderr, then "the obstore client failed
+    (called `Result::unwrap()` on an `Err` value: InvalidPort)"."""
+    monkeypatch.setenv("STAC_S3_CLIENT", client)
+    res = CliRunner().invoke(main, ["validate", "s3://bkt/stac", "-o", f"endpoint_url={endpoint}"])
+    assert res.exit_code == 2, res.output
+    assert "is no endpoint URL" in res.output and "unwrap" not in res.output, res.output
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    res = CliRunner().invoke(main, ["validate", "s3://bkt/stac"])
+    assert res.exit_code == 2 and "AWS_ENDPOINT_URL" in res.output, res.output
