@@ -83,6 +83,7 @@ SIGNING_PARAMETERS = frozenset(
         "code",  # Azure Functions function keys
         # passwords and client secrets passed as parameters
         "password",
+        "sslpassword",  # libpq's, in a DSN's query
         "passwd",
         "pwd",
         "secret",

@@ -81,6 +81,7 @@ CREDENTIAL_PARAMETERS = [
     "credential",
     "x_amz_signature",
     "X-Goog-Credential",
+    "sslpassword",  # libpq's, for the client key: a DSN in URL form
 ]
 
 
