@@ -139,6 +139,12 @@ def _is_endpoint(value: str) -> bool:
     return bool(parts.hostname) and port != 0
 
 
+#: the s3fs storage options that hold a credential, sent in request headers
+_CREDENTIAL_OPTIONS = ("key", "secret", "token")
+#: a character no header (nor a credential) holds: C0 controls and DEL
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 #: s3fs storage options that are keyword arguments of a client, its config or each request
 _KWARGS_OPTIONS = ("client_kwargs", "config_kwargs", "s3_additional_kwargs")
 
@@ -153,9 +159,21 @@ def check_endpoint(
     ``s3_additional_kwargs``) that is no mapping, which crashes s3fs: an
     :class:`InputError` naming ``what`` (the catalog or the products) with a
     hint on ``option`` (the options it came from), so each caller spells the
-    fix. Pure: no request."""
+    fix. A ``key``, ``secret`` or ``token`` holding a control character (a
+    line end read from a file) is refused the same way. Pure: no request."""
     if not isinstance(storage_options, Mapping):
         return
+    for name in _CREDENTIAL_OPTIONS:
+        value = storage_options.get(name)
+        if isinstance(value, str) and _CONTROL.search(value):
+            # s3fs: "Forbidden control character ... in headers" on every
+            # request (a retryable network fault); obstore: a Rust panic
+            raise InputError(
+                f"{what}: the storage option {name} holds a control character (a line end, as "
+                "$(cat FILE) keeps of a file with CRLF line ends); give it as one line without "
+                "(its value is not shown)",
+                hints=(Hint(option, {name: name.upper()}, "the credential without line ends"),),
+            )
     for key in _KWARGS_OPTIONS:
         value = storage_options.get(key)
         if value is None or isinstance(value, Mapping):

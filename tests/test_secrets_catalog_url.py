@@ -301,3 +301,33 @@ def test_an_endpoint_url_with_a_bad_port_or_no_host_is_a_usage_error_with_either
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     res = CliRunner().invoke(main, ["validate", "s3://bkt/stac"])
     assert res.exit_code == 2 and "AWS_ENDPOINT_URL" in res.output, res.output
+
+
+@pytest.mark.parametrize("client", ["s3fs", "obstore"])
+@pytest.mark.parametrize("option", ["key", "secret", "token"])
+def test_a_credential_holding_a_line_end_is_a_usage_error_not_a_network_fault(
+    tmp_path: Path,
+    listener: tuple[str, socket.socket],
+    monkeypatch: pytest.MonkeyPatch,
+    client: str,
+    option: str,
+) -> None:
+    """``-o token="$(cat token.txt)"`` of a file with CRLF line ends keeps the
+    ``\\r``: s3fs failed every request with "Forbidden control character
+    detected in headers" as a retryable "check the endpoint and network"
+    (exit 1), obstore's Rust code panicked (InvalidHeaderValue). Now refused
+    before any request, naming the option and never showing its value."""
+    monkeypatch.setenv("STAC_S3_CLIENT", client)
+    endpoint, sock = listener
+    creds = {"key": "AKIAKEY", "secret": SECRET, "token": "T0KEN"}
+    creds[option] += "\r"
+    o = [arg for name, value in creds.items() for arg in ("-o", f"{name}={value}")]
+    for args in (
+        ["validate", "s3://bkt/stac"],
+        ["register", "s3://bkt/x.tif", "-c", str(tmp_path / "cat"), "--collection", "c"],
+    ):
+        res = CliRunner().invoke(main, [*args, "-o", f"endpoint_url={endpoint}", *o])
+        assert res.exit_code == 2, res.output
+        assert f"storage option {option} holds a control character" in res.output, res.output
+        assert not _leaks(res.output) and "T0KEN" not in res.output and "AKIAKEY" not in res.output
+    assert not _connected(sock) and not (tmp_path / "cat").exists()
