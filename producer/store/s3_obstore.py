@@ -46,6 +46,7 @@ from producer.errors import (
     StoreError,
     credentials_error,
     missing_bucket,
+    missing_credentials,
 )
 from producer.redact import redact
 from producer.store.base import describe_condition
@@ -321,6 +322,9 @@ class ObstoreS3Store(S3Store):
         except BaseException as exc:  # obstore's own refusal of a value (a Rust panic too)
             if not _translatable(exc):
                 raise
+            cause = missing_credentials(exc)  # a profile named that does not exist
+            if cause is not None:
+                raise credentials_error(f"catalog {self.url}", cause) from None
             raise StoreError(
                 f"cannot open {self.url}: bad storage_options for obstore ({redact(str(exc))})"
             ) from exc
