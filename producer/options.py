@@ -657,6 +657,10 @@ def _check_meta_valid(name: str, meta: Mapping[str, Any] | None) -> None:
 
     stub = docs.new_collection("options", dict(meta), Layout(None)) if name == "collection_meta" else None
     problems = default_validator().errors(stub if stub is not None else docs.new_root(dict(meta)))
+    # an extension schema this install does not bundle is the environment's,
+    # not a value's: left to the new collection's own check (an existing one
+    # takes no metadata)
+    problems = [p for p in problems if "is not bundled" not in p]
     if not problems:
         return
     what = "a new collection" if name == "collection_meta" else "a new root catalog"

@@ -595,3 +595,6 @@ def test_a_new_collections_metadata_the_schema_refuses_is_a_usage_error_before_a
     with pytest.raises(InputError, match="metadata of a new root catalog"):
         RegisterOptions(root_meta={"description": ["x"]})
     RegisterOptions(collection_meta={"license": "CC-BY-4.0", "title": "T", "keywords": ["k"]})
+    # an extension this install does not bundle is checked when a collection is made, as before
+    # (an existing collection takes no metadata)
+    RegisterOptions(collection_meta={"stac_extensions": ["https://example.com/x/v1.0.0/schema.json"]})
