@@ -24,6 +24,7 @@ import sys
 from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import rasterio
@@ -36,7 +37,7 @@ from producer.errors import InputError, ProducerError
 from producer.prefect import register_in_stac
 from producer.redact import redact
 from producer.sources import GLOB_CHARS
-from producer.urls import is_local, local_path
+from producer.urls import is_local, local_path, protocol
 
 #: nodata value of the NDVI outputs (outside [-1, 1], so never a real NDVI)
 NDVI_NODATA = -9999.0
@@ -83,6 +84,11 @@ def write_red_nir_inputs(dirpath: str, count: int, size: int = 64) -> list[str]:
 
 
 def _stem(path: str) -> str:
+    """The file name of ``path`` without its ending; of an http(s) URL, of
+    its path alone: its query (a presigned signature, a token) would name
+    the output file, and so the item and its href."""
+    if protocol(path) in ("http", "https"):
+        path = urlsplit(path).path
     base = os.path.basename(path.rstrip("/"))
     return base.rsplit(".", 1)[0] if "." in base else base
 

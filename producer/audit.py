@@ -52,6 +52,7 @@ from producer.httplimits import with_http_timeout
 from producer.redact import redact
 from producer.results import ProblemKind
 from producer.store.base import Store
+from producer.store.open import has_credentials
 from producer.urls import protocol
 from producer.validate import Validator
 
@@ -113,7 +114,8 @@ class Problem:
     def __post_init__(self) -> None:
         # a message may quote an asset href or a product URL: never its
         # user info or signature (printed, logged, kept in flow artifacts)
-        # (keys are document keys, or the product paths reconcile looks up by)
+        # (keys are document keys, looked up by; a product's URL as key is
+        # redacted where the finding is made, in producer.repair)
         self.message = redact(self.message)
 
     @property
@@ -1018,6 +1020,13 @@ def _asset_exists(
     from fsspec.core import url_to_fs  # noqa: PLC0415 (cold start: fsspec ~80 ms, only for asset checks)
 
     scheme = protocol(href)
+    if scheme not in _PLAIN_SCHEMES and has_credentials(href):
+        # the storage client would take them for the bucket's name, and its
+        # error prints them (botocore: Invalid bucket name "KEY:SECRET@bucket")
+        return None, (
+            "its URL carries credentials (KEY:SECRET@ before the bucket), which are not sent to the "
+            "storage: write the href without them; the catalog's storage options give the credentials"
+        )
     options = {} if scheme in _PLAIN_SCHEMES else dict(storage_options or {})
     if scheme in ("http", "https"):  # a silent server: GDAL_HTTP_TIMEOUT, not aiohttp's 5 minutes
         options = with_http_timeout(options)

@@ -785,7 +785,7 @@ def reconcile(
         pgstac=pgstac,
     )
     # a product that failed to register: its error's hints spelled as flags
-    hints_of = {str(r.source): r.hints for r in report.registered}
+    hints_of = {redact(str(r.source)): r.hints for r in report.registered}  # as the findings key it
     if report.dry_run:  # nothing was fixed: what a fix would resolve
         kinds = sorted(set(report.found) | set(report.would_fix))
         rows = [

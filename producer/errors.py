@@ -233,7 +233,9 @@ class ConflictError(ProducerError, RuntimeError):
 
 #: botocore's errors for a credential chain that found nothing (or half a key
 #: pair); matched by name: botocore comes with the optional [s3] extra
-_NO_CREDENTIALS = frozenset({"NoCredentialsError", "PartialCredentialsError"})
+#: botocore's: no credentials, half of them, or a profile (AWS_PROFILE, the
+#: profile option) that names none of the AWS config or credentials files
+_NO_CREDENTIALS = frozenset({"NoCredentialsError", "PartialCredentialsError", "ProfileNotFound"})
 
 
 def missing_credentials(exc: BaseException) -> BaseException | None:
@@ -253,8 +255,13 @@ def credentials_error(where: str, cause: BaseException) -> InputError:
     """The error for an S3 request that found no AWS credentials (``cause``,
     see :func:`missing_credentials`): the caller's configuration, which a
     retry cannot fix. ``where``: the object or catalog, already redacted."""
+    profile = (
+        " to a profile of the AWS config or credentials files,"
+        if type(cause).__name__ == "ProfileNotFound"
+        else ""
+    )
     return InputError(
         f"{where}: no AWS credentials found ({redact(f'{type(cause).__name__}: {cause}')}): set "
-        "AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or give key/secret storage options",
+        f"AWS_PROFILE{profile} or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or give key/secret storage options",
         hints=(NO_CREDENTIALS_HINT,),
     )

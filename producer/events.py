@@ -55,6 +55,7 @@ from producer.sources import (
     zarr_store_of,
 )
 from producer.store.open import refuse_credentials
+from producer.urls import check_endpoint_environment
 
 
 class _Fail(Protocol):
@@ -412,6 +413,8 @@ class HandlerConfig:
         if resolved.pgstac:
             _check_pgstac(resolved.pgstac)
         object.__setattr__(self, "options", resolved)
+        # at start-up, not in each event's failure: the products of S3 events are on S3
+        check_endpoint_environment(self.options.data_storage_options, "the products of S3 events")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HandlerConfig:

@@ -63,8 +63,8 @@ from producer.sources import PRODUCT_SUFFIXES, expand_paths, literal_paths
 from producer.store import open_store
 from producer.store.base import Store, batch_durability, durability, durable_now, is_local
 from producer.store.local import Staging
+from producer.urls import check_endpoint_environment, is_remote
 from producer.urls import is_local as local_location
-from producer.urls import is_remote
 from producer.validate import Validator, default_validator
 
 log = logging.getLogger(__name__)
@@ -241,6 +241,8 @@ def register_products(
         if expand
         else literal_paths(paths)
     )
+    # products given literally (events, expand=False) are listed by nobody first
+    check_endpoint_environment(options.data_storage_options, "the products", sources)
     store = open_catalog(catalog, options.catalog_storage_options)
     seen: dict[str, tuple[bytes, str, float, dict | None]] = {}
     listed: dict[str, tuple[float, list[str]]] = {}

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from producer.provenance import (
     check_utf8,
     parse_properties,
     parse_providers,
+    without_credentials,
 )
 from producer.urls import check_endpoint, protocol
 
@@ -514,6 +516,14 @@ class RegisterOptions:
         object.__setattr__(self, "href_rewrites", parse_rewrites(self.href_rewrites))
         _check_meta("collection_meta", self.collection_meta)
         _check_meta("root_meta", self.root_meta)
+        _check_meta_valid("collection_meta", self.collection_meta)
+        _check_meta_valid("root_meta", self.root_meta)
+        for name in ("collection_meta", "root_meta"):
+            # published in the new collection (its title in every item's link)
+            # or root: each URL in it as a link's href is, as the item texts are
+            meta = getattr(self, name)
+            if meta is not None:
+                object.__setattr__(self, name, without_credentials(meta))
         # an endpoint without its scheme: refused here, not by botocore on first use
         data, cat = self.data_storage_options, self.catalog_storage_options
         shared = data == cat  # given once (storage_options=, -o): the fix names that
@@ -629,6 +639,40 @@ def _check_meta(name: str, meta: Mapping[str, Any] | None) -> None:
         raise InputError(
             f"the metadata of {what} cannot set {key!r} ({why}): leave it out", hints=tuple(hints)
         )
+
+
+#: characters an SPDX id holds (the schema's pattern for ``license``)
+_LICENSE_CHARS = re.compile(r"[^\w\-.+]+")
+
+
+def _check_meta_valid(name: str, meta: Mapping[str, Any] | None) -> None:
+    """Refuse ``collection_meta`` or ``root_meta`` that make a new collection
+    (root catalog) the STAC schema refuses (``license: 'CC BY'``, a number
+    as title): an :class:`InputError` naming the field, before anything is
+    written, instead of every product failing as an invalid document."""
+    if not meta:
+        return
+    from producer.catalog import documents as docs  # noqa: PLC0415 (only with metadata given)
+    from producer.validate import default_validator  # noqa: PLC0415
+
+    stub = docs.new_collection("options", dict(meta), Layout(None)) if name == "collection_meta" else None
+    problems = default_validator().errors(stub if stub is not None else docs.new_root(dict(meta)))
+    # an extension schema this install does not bundle is the environment's,
+    # not a value's: left to the new collection's own check (an existing one
+    # takes no metadata)
+    problems = [p for p in problems if "is not bundled" not in p]
+    if not problems:
+        return
+    what = "a new collection" if name == "collection_meta" else "a new root catalog"
+    why = problems[0].split(" (schema ", 1)[0]
+    hint = _META_HINTS[name]
+    license = meta.get("license")
+    if why.startswith("license:") and isinstance(license, str):
+        fixed = _LICENSE_CHARS.sub("-", license).strip("-") or "other"
+        hint = Hint(
+            name, {"license": fixed}, "an SPDX license id (letters, digits, '-', '.', '+'), or 'other'"
+        )
+    raise InputError(f"the metadata of {what} is not valid STAC ({why})", hints=(hint,))
 
 
 def check_max_retries(value: Any) -> int:

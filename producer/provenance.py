@@ -486,7 +486,8 @@ def check_metadata(
                     f"does not take ({why}): give 'other' and link the licence texts",
                     hints=(Hint("item_license", "other", "licences an SPDX id cannot name"),),
                 )
-            fixed = _LICENSE_CHARS.sub("-", license).strip("-") or "other"
+            # the licence made safe: a URL in it without its credentials first
+            fixed = _LICENSE_CHARS.sub("-", without_credentials(license)).strip("-") or "other"
             raise InputError(
                 f"item licence {license!r} is not a license the STAC schema takes ({why}): give an SPDX "
                 "id (letters, digits, '-', '.', '+'), or 'other'",

@@ -3,7 +3,8 @@
 Product URLs can carry secrets: userinfo (``http://user:pw@host/x.tif``,
 ``s3://KEY:SECRET@bucket/x.tif``) and the signing parameters of presigned
 URLs (``X-Amz-Signature``, ``X-Amz-Credential``, ``X-Amz-Security-Token``,
-``AWSAccessKeyId``, ``Signature``, ``sig``, ...) and other credential
+``AWSAccessKeyId``, ``Signature``, ``sig``, OSS/COS/OBS's, any ``*-signature``
+or ``*-security-token``, ...) and other credential
 parameters (``token``, ``key``, ``code``, ``password``, ``client_secret``,
 ...: :data:`SIGNING_PARAMETERS`). Two pure functions, nothing is read
 or written:
@@ -17,9 +18,9 @@ or written:
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-__all__ = ["SIGNING_PARAMETERS", "clean_href", "parameter_name", "redact"]
+__all__ = ["SIGNING_PARAMETERS", "clean_href", "is_signing", "parameter_name", "redact"]
 
 
 def parameter_name(name: str) -> str:
@@ -47,6 +48,17 @@ SIGNING_PARAMETERS = frozenset(
         "X-Goog-Signature",
         "X-Goog-Credential",
         "GoogleAccessId",
+        # Alibaba OSS (V1 and V4), Tencent COS, Huawei OBS presigned URLs
+        "OSSAccessKeyId",
+        "AccessKeyId",
+        "security-token",
+        "x-oss-signature",
+        "x-oss-credential",
+        "x-oss-security-token",
+        "q-ak",
+        "q-signature",
+        "x-cos-security-token",
+        "x-obs-security-token",
         # Azure shared access signatures
         "sig",
         # generic bearer tokens and keys in URLs
@@ -71,6 +83,7 @@ SIGNING_PARAMETERS = frozenset(
         "code",  # Azure Functions function keys
         # passwords and client secrets passed as parameters
         "password",
+        "sslpassword",  # libpq's, in a DSN's query
         "passwd",
         "pwd",
         "secret",
@@ -94,6 +107,15 @@ SIGNATURE_COMPANIONS = frozenset(
         "X-Goog-Date",
         "X-Goog-Expires",
         "X-Goog-SignedHeaders",
+        "x-oss-signature-version",
+        "x-oss-date",
+        "x-oss-expires",
+        "x-oss-additional-headers",
+        "q-sign-algorithm",
+        "q-sign-time",
+        "q-key-time",
+        "q-header-list",
+        "q-url-param-list",
         "se",
         "sp",
         "sv",
@@ -109,6 +131,20 @@ SIGNATURE_COMPANIONS = frozenset(
         "skv",
     )
 )
+#: endings of a parameter name that signs or authorises whatever prefixes it
+#: (``x-<vendor>-signature``, ``x-<vendor>-security-token``): another store's
+#: presigned URL is covered without its names in the list
+_SIGNING_ENDINGS = ("_signature", "_security_token", "_credential")
+
+
+def is_signing(name: str) -> bool:
+    """Whether the query parameter ``name`` (any spelling) signs or
+    authorises a URL: in :data:`SIGNING_PARAMETERS`, or named like one
+    (:data:`_SIGNING_ENDINGS`)."""
+    spelled = parameter_name(name)
+    return spelled in SIGNING_PARAMETERS or spelled.endswith(_SIGNING_ENDINGS)
+
+
 _MASK = "***"
 #: scheme://userinfo@ : userinfo is everything before the '@' of the authority
 #: (to the LAST '@' before whitespace or a quote: an AWS secret may hold '/',
@@ -119,7 +155,13 @@ _USERINFO_RE = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo
 #: the end; a ``:`` is part of it (``api_key=ID:SECRET``, ``token=user:pw``)
 #: unless whitespace or the end follows it: in log text the ``: `` after a
 #: URL (``x.tif?sig=...: not a raster``) is punctuation, not the secret.
-_PARAM_RE = re.compile(r"(?<=[?&;])(?P<key>[^=&;?#\s'\"]+)=(?P<value>(?:[^&#\s'\":]|:(?![\s'\"]|$))*)")
+_PARAM_RE = re.compile(r"(?<=[?&;#])(?P<key>[^=&;?#\s'\"]+)=(?P<value>(?:[^&#\s'\":]|:(?![\s'\"]|$))*)")
+#: the same inside a percent-encoded URL (a presigned URL passed on as a
+#: parameter of a proxy's): ``%3F`` or ``%26``, ``name%3Dvalue``, the value
+#: running to the next ``%26`` or the end of the parameter
+_ENCODED_PARAM_RE = re.compile(
+    r"(?<=%3[Ff]|%26)(?P<key>[A-Za-z0-9._~-]+)%3[Dd](?P<value>(?:[^&#%\s'\"]|%(?!26)[0-9A-Fa-f]{2})*)"
+)
 
 
 def _has_userinfo(netloc: str) -> bool:
@@ -150,29 +192,40 @@ def clean_href(url: str) -> str:
         return url
     parts = urlsplit(url)
     netloc = parts.netloc.rsplit("@", 1)[1] if _has_userinfo(parts.netloc) else parts.netloc
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        signed = any(parameter_name(k) in SIGNING_PARAMETERS for k, _ in pairs)
-        drop = SIGNING_PARAMETERS | SIGNATURE_COMPANIONS if signed else SIGNING_PARAMETERS
-        kept = [(k, v) for k, v in pairs if parameter_name(k) not in drop]
-        if len(kept) != len(pairs):
-            query = urlencode(kept, safe="/:")
-    if netloc == parts.netloc and query == parts.query:
+    query = _clean_query(parts.query) if parts.query else parts.query
+    # a fragment in query form (#access_token=...) is cleaned alike
+    fragment = _clean_query(parts.fragment) if "=" in parts.fragment else parts.fragment
+    if netloc == parts.netloc and query == parts.query and fragment == parts.fragment:
         return url
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
+
+
+def _clean_query(query: str) -> str:
+    """``query`` without signing parameters (and their companions when it is
+    signed), and with a URL in a parameter's value (a presigned URL passed on
+    to a proxy) cleaned alike; unchanged (byte for byte) when nothing is."""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    signed = any(is_signing(k) for k, _ in pairs)
+    kept = [
+        (k, clean_href(v) if "://" in v else v)
+        for k, v in pairs
+        if not is_signing(k) and not (signed and parameter_name(k) in SIGNATURE_COMPANIONS)
+    ]
+    return query if kept == pairs else urlencode(kept, safe="/:")
 
 
 def redact(text: str) -> str:
     """``text`` with the userinfo of every URL in it, and the value of every
     signing query parameter, replaced by ``***``."""
-    if not text or ("@" not in text and "=" not in text):
+    if not text or ("@" not in text and "=" not in text and "%3" not in text):
         return text
     text = _USERINFO_RE.sub(lambda m: f"{m['scheme']}{_MASK}@", text)
+    if "%3" in text:
+        text = _ENCODED_PARAM_RE.sub(_mask_parameter, text)
     return _PARAM_RE.sub(_mask_parameter, text)
 
 
 def _mask_parameter(match: re.Match[str]) -> str:
-    if parameter_name(match["key"]) in SIGNING_PARAMETERS:
+    if is_signing(unquote(match["key"])):  # a name may be percent-encoded too (%73ig: sig)
         return f"{match['key']}={_MASK}"
     return match[0]

@@ -65,6 +65,7 @@ from producer.extract.assets import resolve_location, rewrite_href
 from producer.grouping import drop_assets, is_data, is_group_item
 from producer.ingest import collection_layout, register_products
 from producer.options import RegisterOptions, parse_rewrites, resolve_options
+from producer.redact import redact
 from producer.results import ProblemKind, RegisterResult
 from producer.sinks import Outbox, check_sinks, deliver, remedy_text, removed
 from producer.sinks.outbox import outbox_id
@@ -552,7 +553,7 @@ def _register_missing(
     ok = sum(1 for r in report.registered if r.ok)
     _bump(report.would_fix if dry_run else report.fixed, "missing-product", ok)
     failed = [
-        Problem("register-failed", str(r.source), f"not registered: {r.error}")
+        Problem("register-failed", redact(str(r.source)), f"not registered: {r.error}")
         for r in report.registered
         if not r.ok
     ]
@@ -712,7 +713,8 @@ def _note_findings(
         missing = wanted.missing(first)
         report.found["missing-product"] = len(missing)
         for path in missing:
-            report.problems.append(Problem("missing-product", path, "no item describes this product"))
+            # keyed by the product's URL as shown: never its user info or signature
+            report.problems.append(Problem("missing-product", redact(path), "no item describes this product"))
     return unresolved, missing
 
 

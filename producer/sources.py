@@ -35,7 +35,7 @@ from producer.errors import (
     missing_credentials,
 )
 from producer.redact import redact
-from producer.urls import is_local, local_path, product_storage_options, protocol
+from producer.urls import check_endpoint_environment, is_local, local_path, product_storage_options, protocol
 
 __all__ = [
     "NETCDF_SUFFIXES",
@@ -342,6 +342,8 @@ def _expand_remote(
     import fsspec  # noqa: PLC0415 (cold start: ~80 ms a local product never needs)
 
     proto, _ = _split_url(url)
+    if proto in ("s3", "s3a"):
+        check_endpoint_environment(storage_options, redact(url))
     try:
         fs, root = fsspec.core.url_to_fs(url, **product_storage_options(storage_options))
     except (ImportError, ValueError) as exc:

@@ -17,8 +17,9 @@ host ``a`` and is refused (fsspec would silently read it as the relative path
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -27,6 +28,7 @@ from producer.errors import Hint, InputError
 __all__ = [
     "LOCAL_PROTOCOLS",
     "check_endpoint",
+    "check_endpoint_environment",
     "is_local",
     "is_remote",
     "local_path",
@@ -78,8 +80,16 @@ def local_path(location: str) -> str:
         return location
     parts = urlsplit(location)
     if parts.netloc not in ("", "localhost"):
+        # the host only: a USER:PASSWORD@ before it is never shown (the
+        # location itself is masked with the message)
+        userinfo, at, host = parts.netloc.rpartition("@")
+        named = f"names the host {host!r}"
+        if at:
+            named = "carries credentials (user:password@)" + (
+                f" and {named}" if host not in ("", "localhost") else ""
+            )
         raise InputError(
-            f"{location!r} names the host {parts.netloc!r}; file:// URLs are local only: "
+            f"{location!r} {named}; file:// URLs are local only, without credentials: "
             f"write file:///path (three slashes) or a plain path"
         )
     return unquote(parts.path)
@@ -115,6 +125,26 @@ _ENDPOINT = re.compile(r"https?://[^/\s]+", re.IGNORECASE)
 _USERINFO = re.compile(r"\s*(https?://)[^@\s]*@", re.IGNORECASE)
 
 
+def _is_endpoint(value: str) -> bool:
+    """Whether ``value`` is ``http(s)://host[:port]``: a scheme, a host, and a
+    port of 1-65535 if any (botocore refuses another as "not a valid URI",
+    obstore's Rust code panics on it)."""
+    if not _ENDPOINT.match(value.strip()):
+        return False
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError:  # a port out of range, or no number
+        return False
+    return bool(parts.hostname) and port != 0
+
+
+#: the s3fs storage options that hold a credential, sent in request headers
+_CREDENTIAL_OPTIONS = ("key", "secret", "token")
+#: a character no header (nor a credential) holds: C0 controls and DEL
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 #: s3fs storage options that are keyword arguments of a client, its config or each request
 _KWARGS_OPTIONS = ("client_kwargs", "config_kwargs", "s3_additional_kwargs")
 
@@ -129,9 +159,21 @@ def check_endpoint(
     ``s3_additional_kwargs``) that is no mapping, which crashes s3fs: an
     :class:`InputError` naming ``what`` (the catalog or the products) with a
     hint on ``option`` (the options it came from), so each caller spells the
-    fix. Pure: no request."""
+    fix. A ``key``, ``secret`` or ``token`` holding a control character (a
+    line end read from a file) is refused the same way. Pure: no request."""
     if not isinstance(storage_options, Mapping):
         return
+    for name in _CREDENTIAL_OPTIONS:
+        value = storage_options.get(name)
+        if isinstance(value, str) and _CONTROL.search(value):
+            # s3fs: "Forbidden control character ... in headers" on every
+            # request (a retryable network fault); obstore: a Rust panic
+            raise InputError(
+                f"{what}: the storage option {name} holds a control character (a line end, as "
+                "$(cat FILE) keeps of a file with CRLF line ends); give it as one line without "
+                "(its value is not shown)",
+                hints=(Hint(option, {name: name.upper()}, "the credential without line ends"),),
+            )
     for key in _KWARGS_OPTIONS:
         value = storage_options.get(key)
         if value is None or isinstance(value, Mapping):
@@ -162,16 +204,68 @@ def check_endpoint(
                     Hint(option, {"key": "KEY", "secret": "SECRET"}, "the credentials apart from the URL"),
                 ),
             )
-        if value is None or (isinstance(value, str) and _ENDPOINT.match(value)):
+        if value is None or (isinstance(value, str) and _is_endpoint(value)):
             continue
         from producer.redact import redact  # noqa: PLC0415 (an error path only)
 
         text = str(value).strip()
         example = text if "://" in text or not text else f"http://{text}"
-        if not _ENDPOINT.match(example):
+        if not _is_endpoint(example):
             example = "http://127.0.0.1:9000"
         raise InputError(
             f"{what}: the S3 endpoint_url {redact(text)!r} is no endpoint URL; give it as "
             "http(s)://host[:port]",
             hints=(Hint(option, {"endpoint_url": redact(example)}, "the endpoint with its scheme"),),
         )
+
+
+#: the environment variables botocore reads an S3 endpoint from, the first set winning
+ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+
+
+def check_endpoint_environment(
+    storage_options: Mapping[str, Any] | None,
+    what: str,
+    locations: Iterable[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> None:
+    """Refuse an S3 endpoint from the environment (:data:`ENDPOINT_VARIABLES`)
+    that carries ``user:password@``, or is no ``http(s)://host[:port]`` (a
+    port out of range: botocore's "not a valid URI", obstore's panic), when the storage options name no
+    ``endpoint_url`` of their own: as that option (:func:`check_endpoint`),
+    s3fs fails every request with it (a retryable "Cannot combine
+    AUTHORIZATION header"), obstore sends the credentials to the server.
+    An :class:`InputError` naming ``what`` and the variable, the password
+    masked, the endpoint without them and where the credentials go.
+    ``locations``: refused only if one of them is on S3 (the variables mean
+    nothing elsewhere); None when the caller's location is. Pure: no request."""
+    env = os.environ if environ is None else environ
+    name = next((n for n in ENDPOINT_VARIABLES if (env.get(n) or "").strip()), None)
+    if name is None:
+        return
+    value = env[name].strip()  # the first variable set is the one botocore uses
+    userinfo = _USERINFO.match(value)
+    if userinfo is None and _is_endpoint(value):
+        return
+    options = storage_options if isinstance(storage_options, Mapping) else {}
+    client_kwargs = options.get("client_kwargs")
+    if options.get("endpoint_url") or (
+        isinstance(client_kwargs, Mapping) and client_kwargs.get("endpoint_url")
+    ):
+        return  # the option wins over the environment
+    if locations is not None and not any(protocol(str(x)) in ("s3", "s3a") for x in locations):
+        return
+    from producer.redact import redact  # noqa: PLC0415 (an error path only)
+
+    if userinfo is None:
+        raise InputError(
+            f"{what}: the S3 endpoint in the environment variable {name} ({redact(value)!r}) is no "
+            f"endpoint URL; set {name} as http(s)://host[:port] (a port of 1-65535), or unset it"
+        )
+    bare = userinfo.group(1) + value[userinfo.end() :]
+    raise InputError(
+        f"{what}: the S3 endpoint in the environment variable {name} ({redact(value)!r}) "
+        "carries credentials (user:password@), which would be sent to the endpoint and end up "
+        f"in logs and error messages; set {name}={bare} without them, and the credentials as "
+        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
+    )

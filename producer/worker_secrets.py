@@ -44,23 +44,40 @@ SECRET_FIELDS: tuple[str, ...] = tuple(
     f.name for f in dataclasses.fields(RegisterOptions) if option_spec(f).kind == "secret"
 )
 
-#: ``password=...`` in a key/value connection string (``host=db password=x dbname=stac``)
-_KEYWORD_PASSWORD = re.compile(r"(?:^|\s)password\s*=", re.IGNORECASE)
+#: ``password=...`` (or the client key's ``sslpassword=...``) in a key/value
+#: connection string (``host=db password=x dbname=stac``)
+_KEYWORD_PASSWORD = re.compile(r"(?:^|\s)(?:ssl)?password\s*=", re.IGNORECASE)
+#: the ``dbname`` of a key/value connection string, quoted or not: libpq
+#: reads one that is itself a connection string (a URL, or holding ``=``) as one
+_KEYWORD_DBNAME = re.compile(r"(?:^|\s)dbname\s*=\s*(?:'((?:[^'\\]|\\.)*)'|(\S+))", re.IGNORECASE)
+#: query parameters of a URL connection string that hold a password
+_PASSWORD_PARAMETERS = frozenset({"password", "sslpassword"})
 
 
 def dsn_has_password(dsn: str) -> bool:
     """Whether the PostgreSQL connection string ``dsn`` carries a password:
     ``postgresql://user:PW@host/db``, ``...?password=PW`` or the key/value
-    form's ``password=PW``."""
-    if "://" not in dsn:
-        return bool(_KEYWORD_PASSWORD.search(dsn))
+    form's ``password=PW``; the client key's ``sslpassword`` too, and a
+    ``dbname`` that is itself a connection string holding one (libpq
+    expands it)."""
+    if "://" not in dsn or not dsn.lstrip().lower().startswith(("postgresql://", "postgres://")):
+        if _KEYWORD_PASSWORD.search(dsn):
+            return True
+        return any(
+            ("=" in name or "://" in name) and dsn_has_password(name.replace("\\'", "'"))
+            for name in (quoted or bare for quoted, bare in _KEYWORD_DBNAME.findall(dsn))
+        )
     try:
         parts = urlsplit(dsn)
         if parts.password:
             return True
     except ValueError:  # a malformed authority: it may still hold one
         return "@" in dsn.split("://", 1)[1].split("/", 1)[0]
-    return any(key.lower() == "password" for key, _ in parse_qsl(parts.query))
+    query = parse_qsl(parts.query)
+    return any(key.lower() in _PASSWORD_PARAMETERS for key, _ in query) or any(
+        key.lower() == "dbname" and ("=" in value or "://" in value) and dsn_has_password(value)
+        for key, value in query
+    )
 
 
 def refuse_secret_parameters(options: RegisterOptions | None, parameter: str = "options") -> None:

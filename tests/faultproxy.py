@@ -10,6 +10,7 @@ match a rule, which get the rule's fault instead::
         proxy.add("GET", r"\\.tif$", "reset")            # connection reset (RST)
         proxy.add("GET", r"\\.tif$", "stall")            # never answers (until stopped)
         proxy.add("GET", r"\\.json$", "slowbody")        # headers, a few bytes, then nothing
+        proxy.add("GET", r"\\.json$", "badsig")          # 403 SignatureDoesNotMatch, as S3 words it
 
 Rules match the HTTP method (``"*"`` for any) and a regular expression
 searched in the request path (``/<bucket>/<key>``, URL-decoded, without the
@@ -36,7 +37,7 @@ from urllib.parse import unquote, urlsplit
 
 __all__ = ["FaultProxy", "Rule"]
 
-FAULTS = ("503", "403", "reset", "stall", "slowbody")
+FAULTS = ("503", "403", "reset", "stall", "slowbody", "badsig")
 #: bytes of the body a ``slowbody`` answer sends before it stalls
 SLOWBODY_BYTES = 8
 
@@ -48,6 +49,36 @@ _DENIED = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
     b"<Message>User is not authorized to perform: kms:Decrypt</Message></Error>"
 )
+
+
+def _bad_signature(method: str, path: str, headers: Any) -> bytes:
+    """S3's 403 SignatureDoesNotMatch body for this request: like AWS, it
+    echoes the access key id and the request it signed (its canonical
+    headers, so a session token's ``x-amz-security-token`` too)."""
+    from xml.sax.saxutils import escape
+
+    signed = sorted(k.lower() for k in headers if k.lower() == "host" or k.lower().startswith("x-amz-"))
+    canonical = "\n".join(
+        [
+            method,
+            path,
+            "",
+            *(f"{k}:{headers.get(k, '').strip()}" for k in signed),
+            "",
+            ";".join(signed),
+            "UNSIGNED-PAYLOAD",
+        ]
+    )
+    auth = headers.get("Authorization", "")
+    key_id = auth.split("Credential=", 1)[1].split("/", 1)[0] if "Credential=" in auth else ""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SignatureDoesNotMatch</Code>'
+        "<Message>The request signature we calculated does not match the signature you provided. "
+        f"Check your key and signing method.</Message><AWSAccessKeyId>{escape(key_id)}</AWSAccessKeyId>"
+        f"<CanonicalRequest>{escape(canonical)}</CanonicalRequest></Error>"
+    ).encode()
+
+
 _HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -180,7 +211,10 @@ class FaultProxy:
                 if rule.fault == "slowbody":
                     self._slow_body()
                     return
-                status, body = (503, _SLOWDOWN) if rule.fault == "503" else (403, _DENIED)
+                if rule.fault == "badsig":
+                    status, body = 403, _bad_signature(self.command, urlsplit(self.path).path, self.headers)
+                else:
+                    status, body = (503, _SLOWDOWN) if rule.fault == "503" else (403, _DENIED)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/xml")
                 # a HEAD response carries no body, but says how long it would be

@@ -363,3 +363,27 @@ def test_backfill_of_a_prefix_without_products_fails_naming_what_it_holds(
     with pytest.raises(InputError, match=r"\*\.tiff matches no file; check the pattern"):
         state.result()
     assert not (tmp_path / "catalog").exists()
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://stac@db/stac?sslpassword=KeyPassw0rd",
+        "host=db dbname=stac sslpassword=KeyPassw0rd",
+        "host=db dbname='postgresql://stac:KeyPassw0rd@db/stac'",
+        "postgresql://db/stac?dbname=postgresql%3A%2F%2Fstac%3AKeyPassw0rd%40db%2Fstac",
+    ],
+    ids=["url-sslpassword", "kv-sslpassword", "kv-dbname-url", "url-dbname-url"],
+)
+def test_a_dsn_whose_password_hides_in_sslpassword_or_an_expanded_dbname_is_a_secret(dsn: str) -> None:
+    """libpq takes a password from ``sslpassword`` (the client key's) and
+    from a ``dbname`` that is itself a connection string: such a DSN was
+    taken as a flow parameter, which Prefect stores in plain text."""
+    from producer.worker_secrets import refuse_secret_parameters
+
+    assert dsn_has_password(dsn)
+    with pytest.raises(InputError, match="options.pgstac holds a database password") as info:
+        refuse_secret_parameters(RegisterOptions(pgstac=dsn))
+    assert "KeyPassw0rd" not in str(info.value)
+    assert not dsn_has_password("host=db dbname=stac sslmode=require")
+    assert not dsn_has_password("postgresql://stac@db/stac?sslmode=require&dbname=stac")

@@ -31,6 +31,7 @@ from tests.rasters import (
     write_wgs84,
 )
 from tests.s3server import S3Server
+from tests.test_secret_leaks import served  # noqa: F401 (a fixture: a folder served over http)
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFECT_YAML = ROOT / "deploy" / "prefect.yaml"
@@ -90,6 +91,33 @@ def test_ndvi_task_run_names_hold_no_presigned_signature(tmp_path: Path) -> None
     names = [r.name for r in runs if r.name.startswith("ndvi-")]
     assert len(names) == 1 and "rednir_20240501.tif" in names[0], [r.name for r in runs]
     assert secret not in names[0]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_ndvi_output_of_a_url_with_a_token_is_named_without_it(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The NDVI of ``https://host/x.tif?token=<JWT>`` was written as
+    ``x.tif?token=<JWT up to its last dot>_ndvi.tif`` (the stem of the URL
+    was taken with its query; a ``/`` in the query named the file after the
+    query's tail), and that name, token and all, became the item's id and
+    its asset's href in the published catalog."""
+    from flows.ndvi import ndvi_flow, write_red_nir_inputs
+
+    base, site = request.getfixturevalue("served")
+    (src,) = write_red_nir_inputs(str(site / "in"), 1, size=32)
+    name = Path(src).name
+    urls = [
+        f"{base}in/{name}?token=eyJhbGc.eyJzdWI.NdviT0ken",
+        f"{base}in/{name}?X-Amz-Credential=AKIA/20240501/us-east-1/s3/aws4_request&X-Amz-Signature=NdviT0ken",
+    ]
+    catalog = tmp_path / "catalog"
+    for url in urls:
+        results = ndvi_flow([url], str(tmp_path / "out"), str(catalog))
+        assert [r["action"] for r in results] in (["created"], ["unchanged"]), results
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [f"{Path(name).stem}_ndvi.tif"]
+    published = [p for p in catalog.rglob("*") if p.is_file()]
+    assert published and not any("NdviT0ken" in str(p) or b"NdviT0ken" in p.read_bytes() for p in published)
 
 
 @pytest.mark.usefixtures("prefect_harness")

@@ -163,3 +163,28 @@ def test_the_backfill_and_reconcile_flows_advise_the_workers_environment(bare, t
         _says_no_credentials(message)
         assert "storage_options=" not in message, message
         assert "environment of the worker" in message and "IAM role" in message, message
+
+
+@pytest.mark.parametrize("client", ["s3fs", "obstore"])
+@pytest.mark.parametrize("given", ["environment", "option"])
+def test_a_profile_that_does_not_exist_is_the_callers_configuration(
+    bare, tmp_path, monkeypatch, client, given
+):
+    """AWS_PROFILE (or ``-o profile=``) naming no profile of the config
+    files: s3fs failed as a retryable "The config profile (x) could not be
+    found; check the endpoint and network" (exit 1); obstore called it "bad
+    storage_options" (exit 1) also when it came from the environment."""
+    bucket, _ = bare
+    monkeypatch.setenv("STAC_S3_CLIENT", client)
+    o = ["-o", "profile=nosuchprofile"] if given == "option" else []
+    if given == "environment":
+        monkeypatch.setenv("AWS_PROFILE", "nosuchprofile")
+    res = CliRunner().invoke(main, ["validate", f"s3://{bucket}/stac", *o])
+    assert res.exit_code == 2, res.output
+    _says_no_credentials(res.output)
+    assert "nosuchprofile" in res.output and "bad storage_options" not in res.output
+    res = CliRunner().invoke(
+        main, ["register", f"s3://{bucket}/products/", "-c", str(tmp_path / "stac"), "--collection", "c", *o]
+    )
+    assert res.exit_code == 2, res.output
+    _says_no_credentials(res.output)

@@ -570,3 +570,31 @@ def test_a_misspelt_option_keyword_names_the_one_meant() -> None:
     with pytest.raises(TypeError) as err:
         resolve_options(None, None, zzz=1)
     assert "did you mean" not in str(err.value)
+
+
+def test_a_new_collections_metadata_the_schema_refuses_is_a_usage_error_before_any_write(
+    tmp_path: Path,
+) -> None:
+    """``--license 'CC BY'`` (or a number as title) failed every product
+    with exit 1 and "... (new collection; check the collection metadata) is
+    not valid STAC ...; fix the document or the code that built it": a
+    usage error now, naming the field and a licence that would do."""
+    from tests.crashes import write_tile
+
+    tile = write_tile(tmp_path / "data", "scene_20240510.tif", 6.0, 46.0)
+    catalog = tmp_path / "cat"
+    res = CliRunner().invoke(
+        main, ["register", str(tile), "-c", str(catalog), "--collection", "c", "--license", "CC BY"]
+    )
+    assert res.exit_code == 2, res.output
+    assert "license" in res.output and "CC BY" in res.output and "code that built it" not in res.output
+    assert "CC-BY" in res.output  # the fix
+    assert not catalog.exists()
+    with pytest.raises(InputError, match="metadata of a new collection"):
+        RegisterOptions(collection_meta={"title": 5})
+    with pytest.raises(InputError, match="metadata of a new root catalog"):
+        RegisterOptions(root_meta={"description": ["x"]})
+    RegisterOptions(collection_meta={"license": "CC-BY-4.0", "title": "T", "keywords": ["k"]})
+    # an extension this install does not bundle is checked when a collection is made, as before
+    # (an existing collection takes no metadata)
+    RegisterOptions(collection_meta={"stac_extensions": ["https://example.com/x/v1.0.0/schema.json"]})

@@ -133,6 +133,54 @@ def test_credentials_in_lineage_properties_software_and_provider_texts_are_not_p
     assert "PWSECRET" not in json.dumps([h.to_dict() for h in twice.value.hints])
 
 
+def test_credentials_in_new_collection_and_root_metadata_are_not_published(utm, catalog_dir, tmp_path):
+    """The collection's and the root's metadata kept what the item texts
+    lose: a --provider URL with userinfo or a token, a presigned asset href
+    or a DSN in --collection-meta / --root-meta, a token in a keyword or the
+    title (which every item's collection link repeats) were published as
+    given, while --item-provider and --property dropped the same secrets."""
+    args = [
+        "register",
+        str(utm),
+        "-c",
+        str(catalog_dir),
+        "--collection",
+        "c",
+        "--provider",
+        "ESA:producer:https://u:PWSECRET@esa.example/?token=TOKSECRET",
+        "--keyword",
+        "https://h.example/?sig=SIGSECRET",
+        "--collection-title",
+        "from https://h.example/x?api_key=KEYSECRET",
+        "--collection-meta",
+        json.dumps(
+            {
+                "description": "mirror of s3://AKIA:PW/SECRET@bucket/acme",
+                "assets": {"a": {"href": "https://h.example/a.tif?X-Amz-Signature=SIGSECRET&v=2"}},
+            }
+        ),
+        "--root-meta",
+        json.dumps({"description": "loaded into postgresql://bob:PGSECRET@db.example/stac"}),
+    ]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    collection = json.loads((catalog_dir / "c" / "collection.json").read_text())
+    assert collection["providers"] == [{"name": "ESA", "roles": ["producer"], "url": "https://esa.example/"}]
+    assert collection["assets"]["a"]["href"] == "https://h.example/a.tif?v=2"
+    assert collection["description"] == "mirror of s3://bucket/acme"
+    assert collection["title"] == "from https://h.example/x"
+    root = json.loads((catalog_dir / "catalog.json").read_text())
+    assert root["description"] == "loaded into postgresql://db.example/stac"
+    published = [p for p in catalog_dir.rglob("*") if p.is_file()]
+    assert published and not any(b"SECRET" in p.read_bytes() for p in published)
+    assert_stac_valid_tree(catalog_dir)
+    # the Python spelling, and the options the caller passed are not mutated
+    meta = {"title": "T", "providers": [{"name": "P", "url": "https://u:PWSECRET@p.example/"}]}
+    producer.register([utm], catalog=str(tmp_path / "py"), collection="c", collection_meta=meta)
+    assert b"SECRET" not in (tmp_path / "py" / "c" / "collection.json").read_bytes()
+    assert meta["providers"][0]["url"] == "https://u:PWSECRET@p.example/"
+
+
 def test_rerun_whose_only_change_is_the_run_is_unchanged(utm, catalog_dir):
     first = producer.register([utm], catalog=str(catalog_dir), collection="c", **PIPELINE)
     stamp = read(catalog_dir)["properties"]["processing:datetime"]

@@ -222,10 +222,14 @@ def test_malformed_existing_collection_is_left_alone(data, catalog_dir):
 
 
 def test_invalid_collection_metadata_writes_nothing(data, catalog_dir):
-    (res,) = producer.register(
-        [data["utm"]], catalog=str(catalog_dir), collection="c", collection_meta={"license": "not a licence!"}
-    )
-    assert res.action == "error" and "collection" in res.error
+    # refused when the options are made (a usage error), as an item licence is
+    with pytest.raises(producer.InputError, match="metadata of a new collection .*license"):
+        producer.register(
+            [data["utm"]],
+            catalog=str(catalog_dir),
+            collection="c",
+            collection_meta={"license": "not a licence!"},
+        )
     assert tree_hash(catalog_dir) == {}
 
 

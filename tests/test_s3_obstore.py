@@ -159,6 +159,36 @@ def test_faults_are_store_errors_in_bounded_time_without_the_secret(
     assert good.get("c/collection.json")[0] == b"{}"  # the failed put wrote nothing
 
 
+@pytest.mark.parametrize("client", ["s3fs", "obstore"])
+def test_a_bad_signature_answer_puts_no_session_token_in_the_error_or_its_traceback(
+    s3_server: S3Server, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch, client: str
+) -> None:
+    """S3 answers SignatureDoesNotMatch (a wrong secret) echoing the request
+    it signed, a session token's ``x-amz-security-token`` header included.
+    obstore's error holds that body: the StoreError was chained to it, so a
+    traceback (a Prefect task's failure log, a Lambda's) printed the token."""
+    import traceback
+
+    monkeypatch.setenv(CLIENT_ENV, client)
+    proxy.clear()
+    bucket = s3_server.new_bucket()
+    token = "FwoGZXIvYXdzSESSIONTOKEN0001"
+    options = {
+        "key": "ASIAKEYID0001",
+        "secret": SECRET,
+        "token": token,
+        "client_kwargs": {"endpoint_url": proxy.endpoint_url, "region_name": "us-east-1"},
+    }
+    open_store(f"s3://{bucket}/stac", s3_server.storage_options).put("catalog.json", b"{}")
+    proxy.add("GET", r"/stac/catalog\.json$", "badsig")
+    with pytest.raises(StoreError, match="access denied") as info:
+        producer.validate_catalog(f"s3://{bucket}/stac", storage_options=options)
+    proxy.clear()
+    shown = "".join(traceback.format_exception(info.value))
+    assert "SignatureDoesNotMatch" in shown
+    assert token not in shown and SECRET not in shown, shown
+
+
 def test_register_remove_reconcile_through_obstore(
     s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

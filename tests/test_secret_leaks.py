@@ -81,6 +81,7 @@ CREDENTIAL_PARAMETERS = [
     "credential",
     "x_amz_signature",
     "X-Goog-Credential",
+    "sslpassword",  # libpq's, for the client key: a DSN in URL form
 ]
 
 
@@ -89,6 +90,55 @@ def test_credential_parameters_in_any_spelling_are_dropped_and_masked(name: str)
     url = f"https://h/x.tif?v=1&{name}={SECRET}#f"
     assert clean_href(url) == "https://h/x.tif?v=1#f"
     assert redact(url) == f"https://h/x.tif?v=1&{name}=***#f"
+
+
+#: presigned URLs of other object stores (Alibaba OSS V1 with an STS token and
+#: V4, Tencent COS, Huawei OBS): their signatures and security tokens were
+#: published in asset hrefs and printed, under names the list did not hold
+OTHER_CLOUDS = [
+    "https://b.oss-cn-hangzhou.aliyuncs.com/x.tif?OSSAccessKeyId=LTAIKEYID&Expires=1700000000"
+    f"&Signature=SIG{SECRET}&security-token=STS{SECRET}",
+    "https://b.oss-cn-hangzhou.aliyuncs.com/x.tif?x-oss-signature-version=OSS4-HMAC-SHA256"
+    "&x-oss-credential=LTAIKEYID%2F20240101%2Fcn-hangzhou%2Foss%2Faliyun_v4_request&x-oss-date=20240101T000000Z"
+    f"&x-oss-expires=3600&x-oss-signature=SIG{SECRET}&x-oss-security-token=STS{SECRET}",
+    "https://b-1250000000.cos.ap-guangzhou.myqcloud.com/x.tif?q-sign-algorithm=sha1&q-ak=AKIDKEYID"
+    "&q-sign-time=1700000000%3B1700003600&q-key-time=1700000000%3B1700003600&q-header-list=host"
+    f"&q-url-param-list=&q-signature=SIG{SECRET}&x-cos-security-token=STS{SECRET}",
+    "https://b.obs.cn-north-4.myhuaweicloud.com/x.tif?AccessKeyId=HSTKEYID&Expires=1700000000"
+    f"&Signature=SIG{SECRET}&x-obs-security-token=STS{SECRET}",
+]
+
+
+@pytest.mark.parametrize("url", OTHER_CLOUDS, ids=["oss-v1", "oss-v4", "cos", "obs"])
+def test_presigned_urls_of_other_object_stores_lose_their_signature_and_token(url: str) -> None:
+    assert clean_href(url + "&v=2") == url.split("?", 1)[0] + "?v=2"
+    shown = redact(f"cannot read {url}: 403")
+    assert SECRET not in shown and "KEYID" not in shown and shown.endswith(": 403"), shown
+
+
+@pytest.mark.parametrize(
+    ("url", "published"),
+    [
+        # a presigned URL passed on, percent-encoded, to a proxy or a tiler
+        (
+            "https://proxy.example/fetch?url=https%3A%2F%2Fb.s3.amazonaws.com%2Fx.tif%3FX-Amz-Credential%3DAKIA"
+            f"%26X-Amz-Signature%3D{SECRET}%26v%3D2&band=1",
+            "https://proxy.example/fetch?url=https://b.s3.amazonaws.com/x.tif%3Fv%3D2&band=1",
+        ),
+        # a token in the fragment (an OAuth redirect's spelling)
+        (f"https://h.example/x.tif#access_token={SECRET}&page=2", "https://h.example/x.tif#page=2"),
+        # the parameter's name percent-encoded (parsed as "sig" by the server)
+        (f"https://h.example/x.tif?%73ig={SECRET}&v=1", "https://h.example/x.tif?v=1"),
+    ],
+    ids=["nested", "fragment", "encoded-name"],
+)
+def test_credentials_nested_encoded_or_in_the_fragment_are_dropped_and_masked(
+    url: str, published: str
+) -> None:
+    """Each was published whole in the asset href or shown whole in messages."""
+    assert clean_href(url) == published
+    shown = redact(f"cannot read {url}: 403")
+    assert SECRET not in shown and shown.endswith(": 403"), shown
 
 
 def test_a_plain_parameter_is_kept_and_shown() -> None:
@@ -199,12 +249,119 @@ def test_errors_naming_an_unreachable_http_catalog_never_show_its_signature(clos
         assert "sig=***" in str(caught.value)
 
 
+@pytest.mark.parametrize("verb", ["validate", "search", "reconcile"])
+def test_an_http_catalog_url_with_a_query_is_refused_not_read_as_a_broken_catalog(
+    tmp_path: Path, served: tuple[str, Path], verb: str
+) -> None:
+    """``validate https://host/stac?token=...`` read ``stac?token=.../catalog.json``
+    (the query swallowed every document key): validate and reconcile failed
+    with "maximum recursion depth exceeded", search said the catalog "is not
+    JSON: repair it with reconcile", of a catalog that is fine. Now a usage
+    error saying why, the token masked, before any request."""
+    base, site = served
+    producer.register(
+        [write_tile(tmp_path / "data", "scene_20240510.tif", 6.0, 46.0)],
+        catalog=str(site / "stac"),
+        collection="c",
+    )
+    assert CliRunner().invoke(main, [verb, f"{base}stac"]).exit_code == 0
+    res = CliRunner().invoke(main, [verb, f"{base}stac?token={SECRET}"])
+    assert res.exit_code == 2, res.output
+    assert "query" in res.output and "token=***" in res.output and SECRET not in res.output
+    assert "recursion" not in res.output and "repair" not in res.output
+    with pytest.raises(producer.InputError, match="query"):
+        producer.validate_catalog(f"{base}stac/?sig={SECRET}")
+
+
+@pytest.mark.parametrize(
+    ("flag", "field"), [("--id-template", "id_template"), ("--item-license", "item_license")]
+)
+def test_a_refusals_suggested_fix_never_spells_the_secret_it_was_given(
+    tmp_path: Path, flag: str, field: str
+) -> None:
+    """An id template or a licence holding a URL with user info: the value
+    was masked, but the fix it suggested (the text made safe: every
+    character no id or licence may hold made ``_`` or ``-``) spelled the
+    password out, where no masking could find it any more."""
+    value = f"https://user:{SECRET}@h.example/" + ("{stem}" if field == "id_template" else "")
+    tile = write_tile(tmp_path / "data", "scene_20240510.tif", 6.0, 46.0)
+    res = CliRunner().invoke(
+        main, ["register", str(tile), "-c", str(tmp_path / "cat"), "--collection", "c", flag, value]
+    )
+    assert res.exit_code == 2 and "Fix it with" in res.output, res.output
+    assert SECRET not in res.output, res.output
+    from producer.options import RegisterOptions
+
+    with pytest.raises(producer.InputError) as caught:
+        RegisterOptions(**{field: value})
+    assert SECRET not in str(caught.value) and SECRET not in json.dumps(
+        [h.to_dict() for h in caught.value.hints]
+    )
+
+
+@pytest.mark.parametrize("client", ["s3fs", "obstore"])
+def test_checking_an_object_store_asset_href_with_credentials_never_shows_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, closed_port: int, client: str
+) -> None:
+    """An item whose asset href is ``s3://KEY:SECRET@bucket/x.tif`` (written
+    by hand or another tool): ``--check-assets`` handed it to s3fs, and
+    botocore's "Invalid bucket name \"KEY:SECRET@bucket\"" was printed by
+    validate and reconcile (text and --json). Now unchecked, saying why,
+    without a request."""
+    monkeypatch.setenv("STAC_S3_CLIENT", client)
+    root = tmp_path / "catalog"
+    (res,) = producer.register(
+        [write_tile(tmp_path / "tiles", "t_20240101.tif", 10.0, 50.0)], catalog=str(root), collection="c"
+    )
+    item_path = Path(res.href)
+    item = json.loads(item_path.read_text())
+    item["assets"]["data"]["href"] = f"s3://AKIAKEY:{SECRET}/x@bkt/x.tif"
+    item["assets"]["other"] = {"href": f"s3://AKIAKEY:{SECRET}@bkt/y.tif"}
+    item_path.write_text(json.dumps(item))
+    endpoint = ["-o", f"endpoint_url=http://127.0.0.1:{closed_port}"]
+    for args in (
+        ["validate", "--check-assets"],
+        ["validate", "--check-assets", "--json"],
+        ["reconcile", "--check-assets", "--json"],
+    ):
+        out = CliRunner().invoke(main, [args[0], str(root), *args[1:], *endpoint]).output
+        assert "asset-unchecked" in out and "carries credentials" in out, out
+        assert SECRET not in out and "AKIAKEY" not in out, out
+
+
 def test_every_deliberate_error_redacts_the_url_in_its_message() -> None:
     from producer.errors import CatalogError, InputError, StoreError
 
     for kind in (InputError, StoreError, CatalogError):
         err = kind(f"cannot read 'x' in catalog https://u:{SECRET}@h/stac?X-Amz-Signature={SECRET}")
         assert SECRET not in str(err) and SECRET not in err.fact
+
+
+def test_reconcile_names_a_missing_products_url_without_its_credentials(
+    tmp_path: Path, closed_port: int
+) -> None:
+    """``reconcile(data=[presigned URL])``: the ``missing-product`` and
+    ``register-failed`` findings were keyed by the product URL as given, so
+    ``str(problem)``, ``to_dict()`` and the report's repr (the reconcile
+    flow's artifact rows, its ERROR log lines and result) held the
+    signature; only the CLI masked it."""
+    catalog = str(tmp_path / "cat")
+    producer.register(
+        [write_tile(tmp_path / "data", "scene_20240510.tif", 6.0, 46.0)], catalog=catalog, collection="c"
+    )
+    url = f"http://u:{SECRET}@127.0.0.1:{closed_port}/x.tif?X-Amz-Signature={SECRET}"
+    for fix in (False, True):
+        report = producer.reconcile(catalog, data=[url], fix=fix, collection="c")
+        kinds = {p.kind for p in report.problems + report.remaining}
+        assert ("register-failed" if fix else "missing-product") in kinds, kinds
+        shown = [str(p) for p in report.problems + report.remaining]
+        shown += [json.dumps(p.to_dict()) for p in report.problems + report.remaining]
+        assert all(SECRET not in text for text in [*shown, repr(report)]), shown
+        assert any("X-Amz-Signature=***" in text for text in shown), shown
+    res = CliRunner().invoke(
+        main, ["reconcile", catalog, "--data", url, "--collection", "c", "--fix", "--json"]
+    )
+    assert res.exit_code == 1 and SECRET not in res.output, res.output
 
 
 def test_validate_never_shows_the_credentials_of_an_asset_href(tmp_path: Path) -> None:

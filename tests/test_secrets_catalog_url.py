@@ -212,3 +212,122 @@ def test_an_endpoint_url_with_credentials_is_refused_exit_2_with_either_client(
     assert not _leaks(res.output)
     assert "endpoint_url" in res.output and "credentials" in res.output and "-o key=" in res.output
     assert not _connected(sock)
+
+
+@pytest.mark.parametrize("client", ["s3fs", "obstore"])
+@pytest.mark.parametrize("verb", ["register", "register-s3-product", "validate"])
+@pytest.mark.parametrize("variable", ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"])
+def test_an_endpoint_with_credentials_in_the_environment_is_refused_exit_2_with_either_client(
+    tmp_path: Path,
+    listener: tuple[str, socket.socket],
+    monkeypatch: pytest.MonkeyPatch,
+    client: str,
+    verb: str,
+    variable: str,
+) -> None:
+    """The same endpoint given as ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``)
+    in the environment, with no endpoint_url option: refused before any
+    request, naming the variable (the password masked) and the fix, exit 2.
+    Was: s3fs failed each request with a retryable "Cannot combine
+    AUTHORIZATION header...", exit 1 ("check the endpoint and network"),
+    while obstore sent the credentials to the server."""
+    monkeypatch.setenv("STAC_S3_CLIENT", client)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    endpoint, sock = listener
+    host = endpoint.split("://", 1)[1]
+    monkeypatch.setenv(variable, f"http://{KEY}:{SECRET}@{host}")
+    product = write_tile(tmp_path / "data", "scene_20240510.tif", 6.0, 46.0)
+    args = {
+        "register": ["register", str(product), "-c", "s3://bkt/stac", "--collection", "c"],
+        "register-s3-product": [
+            "register",
+            "s3://bkt/x.tif",
+            "-c",
+            str(tmp_path / "cat"),
+            "--collection",
+            "c",
+        ],
+        "validate": ["validate", "s3://bkt/stac"],
+    }[verb]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2, res.output
+    assert not _leaks(res.output)
+    assert variable in res.output and "credentials" in res.output and f"http://{host}" in res.output
+    assert not _connected(sock)
+    assert not (tmp_path / "cat").exists()
+
+
+def test_an_endpoint_with_credentials_in_the_environment_is_refused_for_literal_products_and_events(
+    tmp_path: Path, listener: tuple[str, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Products taken literally (``expand=False``, as the event handler
+    registers them) are listed by nobody first: refused where the
+    registration starts, and the event handler refuses it at start-up; a
+    local registration, or an ``endpoint_url`` option of its own, is not
+    concerned."""
+    from producer.events import HandlerConfig
+
+    endpoint, sock = listener
+    host = endpoint.split("://", 1)[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{KEY}:{SECRET}@{host}")
+    catalog = str(tmp_path / "cat")
+    with pytest.raises(InputError, match="AWS_ENDPOINT_URL") as caught:
+        producer.register(["s3://bkt/x.tif"], catalog=catalog, collection="c", expand=False)
+    assert not _leaks(str(caught.value)) and f"AWS_ENDPOINT_URL=http://{host}" in str(caught.value)
+    with pytest.raises(InputError, match="the products of S3 events") as caught:
+        HandlerConfig(catalog=catalog, collection="c")
+    assert not _leaks(str(caught.value))
+    assert not _connected(sock) and not (tmp_path / "cat").exists()
+    product = write_tile(tmp_path / "data", "scene_20240510.tif", 6.0, 46.0)
+    (local,) = producer.register([product], catalog=catalog, collection="c")
+    assert local.action == "created", local.error
+    HandlerConfig(catalog=catalog, collection="c", storage_options={"endpoint_url": endpoint})
+
+
+@pytest.mark.parametrize("client", ["s3fs", "obstore"])
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:99999", "http://127.0.0.1:port", "http://:9000"])
+def test_an_endpoint_url_with_a_bad_port_or_no_host_is_a_usage_error_with_either_client(
+    monkeypatch: pytest.MonkeyPatch, client: str, endpoint: str
+) -> None:
+    """Was: s3fs failed it as a retryable storage error ("not a valid URI;
+    check the endpoint and network", exit 1); obstore's Rust code panicked,
+    printing a backtrace on stderr, then "the obstore client failed
+    (called `Result::unwrap()` on an `Err` value: InvalidPort)"."""
+    monkeypatch.setenv("STAC_S3_CLIENT", client)
+    res = CliRunner().invoke(main, ["validate", "s3://bkt/stac", "-o", f"endpoint_url={endpoint}"])
+    assert res.exit_code == 2, res.output
+    assert "is no endpoint URL" in res.output and "unwrap" not in res.output, res.output
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    res = CliRunner().invoke(main, ["validate", "s3://bkt/stac"])
+    assert res.exit_code == 2 and "AWS_ENDPOINT_URL" in res.output, res.output
+
+
+@pytest.mark.parametrize("client", ["s3fs", "obstore"])
+@pytest.mark.parametrize("option", ["key", "secret", "token"])
+def test_a_credential_holding_a_line_end_is_a_usage_error_not_a_network_fault(
+    tmp_path: Path,
+    listener: tuple[str, socket.socket],
+    monkeypatch: pytest.MonkeyPatch,
+    client: str,
+    option: str,
+) -> None:
+    """``-o token="$(cat token.txt)"`` of a file with CRLF line ends keeps the
+    ``\\r``: s3fs failed every request with "Forbidden control character
+    detected in headers" as a retryable "check the endpoint and network"
+    (exit 1), obstore's Rust code panicked (InvalidHeaderValue). Now refused
+    before any request, naming the option and never showing its value."""
+    monkeypatch.setenv("STAC_S3_CLIENT", client)
+    endpoint, sock = listener
+    creds = {"key": "AKIAKEY", "secret": SECRET, "token": "T0KEN"}
+    creds[option] += "\r"
+    o = [arg for name, value in creds.items() for arg in ("-o", f"{name}={value}")]
+    for args in (
+        ["validate", "s3://bkt/stac"],
+        ["register", "s3://bkt/x.tif", "-c", str(tmp_path / "cat"), "--collection", "c"],
+    ):
+        res = CliRunner().invoke(main, [*args, "-o", f"endpoint_url={endpoint}", *o])
+        assert res.exit_code == 2, res.output
+        assert f"storage option {option} holds a control character" in res.output, res.output
+        assert not _leaks(res.output) and "T0KEN" not in res.output and "AKIAKEY" not in res.output
+    assert not _connected(sock) and not (tmp_path / "cat").exists()

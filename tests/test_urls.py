@@ -76,6 +76,22 @@ def test_file_url_naming_another_host_is_refused_everywhere(tmp_path: Path) -> N
         LocalStore("file://a/b")
 
 
+def test_file_url_with_credentials_never_shows_them(tmp_path: Path) -> None:
+    """``file://USER:SECRET@host/x`` was refused as "names the host
+    'USER:SECRET@host'": the URL was masked, the host it quoted was not."""
+    for location in ("file://u:SEKRETXYZ@h/data/x.tif", "file://u:SEKRETXYZ@localhost/data/x.tif"):
+        with pytest.raises(InputError) as caught:
+            urls.local_path(location)
+        assert "SEKRETXYZ" not in str(caught.value) and "file:// URLs are local only" in str(caught.value)
+        with pytest.raises(InputError) as caught:
+            expand_paths([location])
+        assert "SEKRETXYZ" not in str(caught.value)
+    with pytest.raises(InputError, match="carries credentials") as caught:
+        producer.register(["file://u:SEKRETXYZ@h/data/x.tif"], catalog=str(tmp_path / "cat"), collection="c")
+    assert "SEKRETXYZ" not in str(caught.value) and "names the host 'h'" in str(caught.value)
+    assert not (tmp_path / "cat").exists()
+
+
 def test_local_path_of_a_remote_location_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="not a local path"):
         urls.local_path("s3://b/k")

@@ -201,6 +201,10 @@ def check_template_text(template: str) -> None:
     error), with the template made safe as the fix."""
     bad, fixed = _template_text(parse_id_template(template))
     if bad:
+        if "://" in template:  # the fix is the template made safe: never a URL's credentials in it
+            from producer.provenance import without_credentials  # noqa: PLC0415 (an error path only)
+
+            fixed = _template_text(parse_id_template(without_credentials(template)))[1]
         raise InputError(
             f"id template {template!r}: its own text holds characters outside [A-Za-z0-9._-]: "
             f"{''.join(bad)!r}, so no id it makes is safe (only the fields {{stem}}, {{name}} and "

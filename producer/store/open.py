@@ -9,11 +9,21 @@ from producer.errors import CREDENTIALS_HINT, InputError
 from producer.redact import redact
 from producer.store.base import Store
 from producer.store.local import LocalStore
-from producer.urls import check_endpoint, is_local, local_path, protocol
+from producer.urls import check_endpoint, check_endpoint_environment, is_local, local_path, protocol
 
 #: protocols whose first path part is a bucket or container name, which
 #: never holds ':' (there a ':' is a secret holding '/', split early)
 _BUCKET_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl"})
+
+
+def has_credentials(url: str) -> bool:
+    """Whether ``url`` carries credentials in its authority: ``user:pw@``,
+    or ``KEY:SECRET`` before a bucket (whose secret may hold ``/``, which
+    then splits the bucket early: no bucket name holds ``:``). Pure."""
+    if "://" not in url:
+        return False
+    authority = url.split("://", 1)[1].split("/", 1)[0]
+    return "@" in authority or (":" in authority and protocol(url) in _BUCKET_PROTOCOLS)
 
 
 def refuse_credentials(url: str) -> None:
@@ -21,12 +31,9 @@ def refuse_credentials(url: str) -> None:
     credentials (``s3://KEY:SECRET@bucket/stac``): they would reach the
     storage client, whose errors print them, and every message naming the
     catalog. The message shows the URL with them masked. Pure: no request."""
-    if "://" not in url:
+    if not has_credentials(url):
         return
-    proto, rest = url.split("://", 1)
-    authority = rest.split("/", 1)[0]
-    if "@" not in authority and not (":" in authority and protocol(url) in _BUCKET_PROTOCOLS):
-        return
+    proto = url.split("://", 1)[0]
     shown = redact(url)
     shown_proto, shown_rest = shown.split("://", 1)
     if ":" in shown_rest.split("/", 1)[0].rsplit("@", 1)[-1]:  # KEY:SECRET with no '@' after it
@@ -37,6 +44,23 @@ def refuse_credentials(url: str) -> None:
         "through the standard environment or credential files (for S3: AWS_ACCESS_KEY_ID and "
         "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE) or as storage options.",
         hints=(CREDENTIALS_HINT,),
+    )
+
+
+def refuse_query(url: str) -> None:
+    """Raise :class:`InputError` when the http(s) catalog URL ``url`` carries a
+    query (``https://host/stac?token=...``): each document is read as
+    ``<catalog>/<key>``, so the query would swallow every key
+    (``stac?token=.../catalog.json``), and the catalog read as broken (a
+    directory listing "is not JSON", a listing recursing without end). The
+    message shows the query masked. Pure: no request."""
+    if protocol(url) not in ("http", "https") or "?" not in url:
+        return
+    raise InputError(
+        f"catalog {redact(url)}: a catalog URL cannot carry a query (?...): its documents are read "
+        "as <catalog>/<key> (<catalog>/catalog.json, ...), which a query would swallow; give the "
+        "catalog's folder URL without it (a token the server needs goes into the storage options, "
+        "e.g. as a header)"
     )
 
 
@@ -96,8 +120,10 @@ def open_store(url: str, storage_options: dict[str, Any] | None = None) -> Store
             )
         return LocalStore(url)
     check_endpoint(storage_options, f"catalog {redact(url)}")
+    refuse_query(url)
     # imported here: both load fsspec (s3: s3fs too), which a local catalog never needs
     if protocol(url) in ("s3", "s3a"):
+        check_endpoint_environment(storage_options, f"catalog {redact(url)}")
         from producer.store.s3_obstore import ObstoreS3Store, wants_obstore  # noqa: PLC0415
 
         if wants_obstore():

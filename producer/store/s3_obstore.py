@@ -46,6 +46,7 @@ from producer.errors import (
     StoreError,
     credentials_error,
     missing_bucket,
+    missing_credentials,
 )
 from producer.redact import redact
 from producer.store.base import describe_condition
@@ -110,6 +111,33 @@ def _translatable(exc: BaseException) -> bool:
 class InvalidListedKey(StoreError):
     """A listing page that object_store refused over a key that is no clean
     path (the default client lists it, skipping that key)."""
+
+
+#: what S3 echoes of a request it refused (SignatureDoesNotMatch): the access
+#: key id and the request it signed, whose canonical headers hold a session
+#: token's ``x-amz-security-token``
+_ECHOED_RE = re.compile(
+    r"<(AWSAccessKeyId|StringToSign|StringToSignBytes|SignatureProvided|CanonicalRequest|CanonicalRequestBytes)>"
+    r".*?</\1>",
+    re.DOTALL,
+)
+
+
+def _scrubbed(text: str) -> str:
+    """obstore's error ``text`` without what S3 echoes of the signed request
+    (:data:`_ECHOED_RE`) and with URL credentials masked."""
+    return redact(_ECHOED_RE.sub(lambda m: f"<{m[1]}>***</{m[1]}>", text))
+
+
+class ObstoreFailure(Exception):
+    """The cause an obstore failure is chained to, in place of obstore's own
+    exception: its type's name and text, scrubbed (:func:`_scrubbed`). A
+    traceback (a Prefect task's failure log, a Lambda's) prints the cause,
+    and obstore's text holds the whole answer S3 gave, which for a refused
+    signature echoes the request's session token."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(f"{type(exc).__module__}.{type(exc).__name__}: {_scrubbed(str(exc))}")
 
 
 class NoCredentialsFound(Exception):
@@ -294,6 +322,9 @@ class ObstoreS3Store(S3Store):
         except BaseException as exc:  # obstore's own refusal of a value (a Rust panic too)
             if not _translatable(exc):
                 raise
+            cause = missing_credentials(exc)  # a profile named that does not exist
+            if cause is not None:
+                raise credentials_error(f"catalog {self.url}", cause) from None
             raise StoreError(
                 f"cannot open {self.url}: bad storage_options for obstore ({redact(str(exc))})"
             ) from exc
@@ -333,7 +364,7 @@ class ObstoreS3Store(S3Store):
         from obstore import exceptions as oex  # noqa: PLC0415
 
         where = f"{self.url}/{key}" if key else self.url
-        text = str(exc)
+        text = _scrubbed(str(exc))
         if _INSTANCE_METADATA_RE.search(text):
             # no key, profile, web identity or container credentials: the
             # chain ended at the instance metadata service, which did not answer
@@ -391,7 +422,7 @@ class ObstoreS3Store(S3Store):
         except BaseException as exc:  # a Rust panic is a BaseException: translated too
             if not _translatable(exc):
                 raise
-            raise self._translate_ob(exc, op, key) from exc
+            raise self._translate_ob(exc, op, key) from ObstoreFailure(exc)
 
     # -- Store protocol ----------------------------------------------------
 
@@ -494,7 +525,7 @@ class ObstoreS3Store(S3Store):
             except BaseException as exc:
                 if not _translatable(exc):
                     raise
-                raise self._translate_ob(exc, "list_objects_v2", "") from exc
+                raise self._translate_ob(exc, "list_objects_v2", "") from ObstoreFailure(exc)
             for meta in batch:
                 yield str(meta["path"]), str(meta.get("e_tag") or "")
 
