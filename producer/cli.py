@@ -949,7 +949,9 @@ def demo(workdir: str, count: int) -> None:
 @main.command()
 @click.argument("catalog")
 @click.option(
-    "--bbox", metavar="W,S,E,N", help="Items meeting this box (west > east crosses the antimeridian)."
+    "--bbox",
+    metavar="W,S,E,N",
+    help="Items whose footprint meets this box (west > east crosses the antimeridian).",
 )
 @click.option(
     "--datetime", "datetime_", metavar="START/END", help="Instant or range; '..' leaves an end open."

@@ -12,8 +12,11 @@ Semantics:
 
 * ``bbox`` ``[west, south, east, north]`` (or 6 numbers with heights, which
   are ignored); ``west > east`` is a box crossing the antimeridian, and an
-  item whose bbox has ``west > east`` crosses it too. Boxes touching on an
-  edge match.
+  item whose bbox has ``west > east`` crosses it too. An item matches when
+  its geometry meets the box (the STAC API's meaning, pgSTAC's too): its
+  bbox first, then, for the rows whose bbox the box does not contain, its
+  footprint (a rotated or projected scene does not fill its bbox). Touching
+  on an edge or a corner counts.
 * ``datetime``: an instant, or ``start/end`` with ``..`` (or nothing) for an
   open end. A date without a time covers that whole day. An item matches when
   its ``[start_datetime, end_datetime]`` (or its ``datetime``) meets the
@@ -68,6 +71,7 @@ try:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
+    import shapely
 except ImportError as _exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(f"search needs {_exc.name}, a dependency of stac-producer: reinstall it") from _exc
 
@@ -463,6 +467,16 @@ class _Source:
             table = table.filter(pc.is_in(numbers, pa.array(self.rows, pa.int64())))
         return table
 
+    def footprints(self, rows: list[int]) -> Any:
+        """The geometries of file rows ``rows`` (a shapely array, None where a
+        row has none), in that order: the ``geometry`` column of only the row
+        groups holding them."""
+        groups = sorted({bisect.bisect_right(self.starts, r) - 1 for r in rows})
+        table, numbers = self.read(groups, ["geometry"])
+        position = {n: i for i, n in enumerate(numbers.to_pylist())}
+        wkb = table.column("geometry").take(pa.array([position[r] for r in rows], pa.int64()))
+        return shapely.from_wkb(wkb.to_pylist(), on_invalid="ignore")
+
     def items(self, rows: list[int]) -> list[dict[str, Any]]:
         """The items of file rows ``rows``, in that order: all the columns of
         only the row groups holding them, then only those rows."""
@@ -482,6 +496,16 @@ def _utc(value: Any) -> datetime | None:
     except ValueError:
         return None
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _shape(geometry: Any) -> Any:
+    """A GeoJSON geometry as shapely's, None for one that is absent or not GeoJSON."""
+    if not isinstance(geometry, dict):
+        return None
+    try:
+        return shapely.from_geojson(json.dumps(geometry), on_invalid="ignore")
+    except (shapely.errors.GEOSException, ValueError, TypeError):
+        return None
 
 
 class _ItemsSource:
@@ -534,6 +558,11 @@ class _ItemsSource:
         for name, column in times.items():
             cols[name] = pa.array(column, _TIMESTAMP)
         return pa.table(cols)
+
+    def footprints(self, rows: list[int]) -> Any:
+        """The geometries of rows ``rows`` (a shapely array, None where a row
+        has none or one that is not GeoJSON), in that order."""
+        return np.array([_shape(self.items_[r].get("geometry")) for r in rows], dtype=object)
 
     def items(self, rows: list[int]) -> list[dict[str, Any]]:
         """Copies of the items of rows ``rows``, in that order."""
@@ -718,7 +747,8 @@ def search(
                     files.append(source)
                     where.append((collection_id, key))
 
-        matches = _query(filters, box, window, wanted_ids)
+        found = _query(filters, box, window, wanted_ids)
+        matches = [(f, r) for f, r, _ in found] if box is None else _meeting_footprints(files, found, box)
         total = len(matches)
         if limit is not None:
             matches = matches[:limit]
@@ -737,8 +767,10 @@ def _query(
     box: tuple[float, float, float, float] | None,
     window: tuple[Any, Any] | None,
     ids: list[str] | None,
-) -> list[tuple[int, int]]:
-    """``(file_no, row_no)`` of the matching rows, in result order."""
+) -> list[tuple[int, int, bool]]:
+    """``(file_no, row_no, inside)`` of the rows whose bbox matches, in result
+    order; ``inside``: the row's bbox lies within ``box`` (so does its
+    footprint: it meets the box without looking at it)."""
     if not filters:
         return []
     rows = pa.concat_tables(filters)
@@ -758,18 +790,79 @@ def _query(
     if ids is not None:
         conditions.append("list_contains(?, id)")
         params.append(ids)
+    inside, inside_params = _inside_sql(box) if box is not None else ("TRUE", [])
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     try:
         con.register("items", rows)
         found = con.execute(
-            "SELECT file_no, row_no FROM items WHERE "
+            f"SELECT file_no, row_no, COALESCE({inside}, FALSE) FROM items WHERE "
             + " AND ".join(conditions)
             + " ORDER BY COALESCE(start_datetime, datetime) DESC NULLS LAST, collection, id",
-            params,
+            inside_params + params,
         ).fetchall()
     finally:
         con.close()
-    return [(int(f), int(r)) for f, r in found]
+    return [(int(f), int(r), bool(i)) for f, r, i in found]
+
+
+def _inside_sql(bbox: tuple[float, float, float, float]) -> tuple[str, list[Any]]:
+    """SQL true for a row whose bbox lies within ``bbox`` (either side of 180°)."""
+    west, south, east, north = bbox
+    lat = "ymin >= ? AND ymax <= ?"
+    params: list[Any] = [south, north]
+    if west <= east:  # an item crossing 180° is never within a box that does not
+        lon = "xmin <= xmax AND xmin >= ? AND xmax <= ?"
+        params += [west, east]
+    else:  # within [west, 180], within [-180, east], or crossing with the box
+        lon = "CASE WHEN xmin <= xmax THEN xmin >= ? OR xmax <= ? ELSE xmin >= ? AND xmax <= ? END"
+        params += [west, east, west, east]
+    return f"({lat} AND ({lon}))", params
+
+
+def _query_shapes(bbox: tuple[float, float, float, float]) -> list[Any]:
+    """The query box as shapely geometries, one per side of 180°: a point or
+    a line where the box has no width or height (GEOS takes a box of no
+    area for an empty polygon)."""
+    west, south, east, north = bbox
+    spans = [(west, east)] if west <= east else [(west, 180.0), (-180.0, east)]
+    out = []
+    for w, e in spans:
+        if w == e and south == north:
+            out.append(shapely.Point(w, south))
+        elif w == e or south == north:
+            out.append(shapely.LineString([(w, south), (e, north)]))
+        else:
+            out.append(shapely.box(w, south, e, north))
+    return out
+
+
+def _meeting_footprints(
+    files: list[_Source | _ItemsSource],
+    matches: list[tuple[int, int, bool]],
+    bbox: tuple[float, float, float, float],
+) -> list[tuple[int, int]]:
+    """``matches`` whose item geometry meets ``bbox`` (the STAC API meaning
+    of bbox, pgSTAC's too), in order: a row whose bbox only overlaps the
+    box may have a footprint that misses it (a rotated or projected scene,
+    a polar one). Only those rows' geometries are read; a row without a
+    geometry keeps its bbox's answer."""
+    by_file: dict[int, list[int]] = {}
+    for file_no, row_no, inside in matches:
+        if not inside:
+            by_file.setdefault(file_no, []).append(row_no)
+    missed: set[tuple[int, int]] = set()
+    shapes = _query_shapes(bbox)
+    for file_no, rows in by_file.items():
+        footprints = files[file_no].footprints(rows)
+        meets = np.zeros(len(rows), dtype=bool)
+        for query in shapes:
+            meets |= shapely.intersects(footprints, query)
+        missed.update(
+            (file_no, row)
+            for row, footprint, hit in zip(rows, footprints, meets.tolist())
+            if not hit and footprint is not None
+        )
+    return [(f, r) for f, r, _ in matches if (f, r) not in missed]
 
 
 def _features(

@@ -576,3 +576,48 @@ def test_a_time_that_leaves_the_years_datetimes_hold_in_utc_is_named(catalog, va
     out = CliRunner().invoke(main, ["search", str(catalog), "--datetime", value])
     assert out.exit_code == 2, out.output
     assert out.exception is None or isinstance(out.exception, SystemExit)
+
+
+# --- footprints that do not fill their bbox ----------------------------------------------
+
+
+def _meets_footprint(item: dict[str, Any], box: list[float]) -> bool:
+    """The STAC API meaning of bbox (pgSTAC's too): the item's geometry meets the box."""
+    from shapely.geometry import box as make_box
+    from shapely.geometry import shape
+
+    footprint = shape(item["geometry"])
+    return any(footprint.intersects(make_box(w, box[1], e, box[3])) for w, e in _spans(box[0], box[2]))
+
+
+@pytest.mark.parametrize("compacted", [False, True], ids=["fragments", "base"])
+def test_a_box_in_the_empty_corner_of_a_footprints_bbox_does_not_match_it(tmp_path, compacted):
+    """Was: search matched item bboxes only, so a box in the corner of a
+    rotated scene's bbox (or near the pole beside a polar scene, or beside a
+    scene crossing 180°) returned items whose footprint it misses, which
+    pgSTAC and the STAC API spec do not."""
+    paths = [rasters.write_rotated(tmp_path), rasters.write_polar(tmp_path), rasters.write_dateline(tmp_path)]
+    paths.append(rasters.write_tile(tmp_path, "square_20240105.tif", 15.02, 45.155))
+    root = tmp_path / "catalog"
+    results = producer.register([str(p) for p in paths], catalog=str(root), collection="c")
+    assert all(r.ok for r in results), [r.error for r in results]
+    if compacted:
+        rebuild(open_store(str(root)), "c")
+    items = json_items(root)
+    boxes = []
+    for item in items:  # each corner of each bbox, as a point and as a tiny box
+        w, s, e, n = item["bbox"]
+        for x, y in ((w, s), (w, n), (e, s), (e, n)):
+            boxes += [[x, y, x, y], [x - 1e-6 if x > -180 else x, y, x, y + 1e-6 if y < 90 else y]]
+    boxes += [
+        [15.0, 45.1485, 15.001, 45.149],
+        [-60, 86, -50, 87],
+        [179.7, -17.75, -179.8, -17.7],
+        [-180, -90, 180, 90],
+    ]
+    for box in boxes:
+        got = {f["id"] for f in search(str(root), bbox=box)["features"]}
+        expected = {i["id"] for i in items if _meets_footprint(i, box)}
+        assert got == expected, box
+    corner = search(str(root), bbox=[15.0, 45.1485, 15.001, 45.149])  # rotated scene's empty corner
+    assert corner["numberMatched"] == 0, [f["id"] for f in corner["features"]]
