@@ -17,6 +17,9 @@ Semantics:
   bbox first, then, for the rows whose bbox the box does not contain, its
   footprint (a rotated or projected scene does not fill its bbox). Touching
   on an edge or a corner counts.
+* ``intersects`` (instead of ``bbox``): a GeoJSON geometry in lon/lat (a
+  polygon crossing 180° split in two there, as RFC 7946 says); an item
+  matches when its geometry meets it (its bounds narrow the rows first).
 * ``datetime``: an instant, or ``start/end`` with ``..`` (or nothing) for an
   open end. A date without a time covers that whole day. An item matches when
   its ``[start_datetime, end_datetime]`` (or its ``datetime``) meets the
@@ -112,6 +115,69 @@ def parse_bbox(bbox: str | Sequence[float] | None) -> tuple[float, float, float,
             "south <= north (a box crossing the antimeridian has west > east)"
         )
     return west, south, east, north
+
+
+#: the geometry types of GeoJSON (RFC 7946)
+_GEOJSON_TYPES = frozenset(
+    {"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon", "GeometryCollection"}
+)
+_INTERSECTS_EXAMPLE = '{"type": "Polygon", "coordinates": [[[6, 46], [8, 46], [8, 47], [6, 46]]]}'
+
+
+def parse_intersects(value: Any) -> Any:
+    """A GeoJSON geometry (a dict, its JSON text, or an object with
+    ``__geo_interface__`` such as a shapely geometry) -> a shapely geometry
+    in lon/lat, valid and not empty."""
+    if value is None:
+        return None
+    given = value
+    if hasattr(value, "__geo_interface__") and not isinstance(value, dict | str):
+        value = value.__geo_interface__
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise InputError(
+                f"intersects {_short(given)} is not GeoJSON: give a geometry as JSON, e.g. {_INTERSECTS_EXAMPLE}"
+            ) from None
+    if not isinstance(value, dict):
+        raise InputError(
+            f"intersects {_short(given)} is not GeoJSON: give a geometry as JSON, e.g. {_INTERSECTS_EXAMPLE}"
+        )
+    kind = value.get("type")
+    if kind in ("Feature", "FeatureCollection"):
+        raise InputError(f"intersects is a {kind}: give its geometry (a GeoJSON geometry object)")
+    if kind not in _GEOJSON_TYPES:
+        raise InputError(
+            f"intersects {_short(given)} is not a GeoJSON geometry (type {kind!r}): give one of "
+            f"{', '.join(sorted(_GEOJSON_TYPES))}, e.g. {_INTERSECTS_EXAMPLE}"
+        )
+    try:
+        geometry = shapely.from_geojson(json.dumps(value))
+    except (shapely.errors.GEOSException, ValueError, TypeError) as exc:
+        raise InputError(
+            f"intersects {_short(given)} is not a GeoJSON geometry ({exc}): e.g. {_INTERSECTS_EXAMPLE}"
+        ) from None
+    if geometry.is_empty:
+        raise InputError(f"intersects {_short(given)} is empty: give a geometry with coordinates")
+    west, south, east, north = geometry.bounds
+    if not (-180 <= west <= east <= 180 and -90 <= south <= north <= 90):
+        raise InputError(
+            f"intersects {_short(given)}: longitudes must lie in [-180, 180] and latitudes in [-90, 90] "
+            "(split a geometry crossing the antimeridian in two at 180, as RFC 7946 says)"
+        )
+    if not geometry.is_valid:
+        raise InputError(
+            f"intersects {_short(given)} is not a valid geometry ({shapely.is_valid_reason(geometry)}): "
+            "repair it (a ring must not cross itself), or give its parts as a Multi geometry"
+        )
+    return geometry
+
+
+def _short(value: Any, most: int = 120) -> str:
+    """``value`` for a message, cut to ``most`` characters (a geometry can be long)."""
+    text = repr(value)
+    return text if len(text) <= most else f"{text[: most - 3]}..."
 
 
 def _number(value: Any) -> float:
@@ -704,15 +770,20 @@ def search(
     ids: str | Iterable[str] | None = None,
     limit: int | None = None,
     storage_options: dict[str, Any] | None = None,
+    intersects: Any = None,
 ) -> dict[str, Any]:
     """Items of ``catalog`` matching every filter given, as a STAC API
     ``/search``-like FeatureCollection (``numberMatched`` counts all matches,
     ``features`` holds at most ``limit``). Reads the root, the collection
     documents and the mirror files; writes nothing. Links in the features are
     absolute (resolved against the catalog URL), plus a ``self`` link.
+    ``intersects``: see :func:`parse_intersects` (not with ``bbox``).
     Raises :class:`~producer.errors.InputError` for a bad filter, an unknown
     collection or a collection without a mirror."""
     box = parse_bbox(bbox)
+    geometry = parse_intersects(intersects)
+    if box is not None and geometry is not None:
+        raise InputError("bbox and intersects were both given: give bbox or intersects, not both")
     window = parse_datetime(datetime)
     wanted_collections = _names(collections, "collections")
     wanted_ids = _names(ids, "ids")
@@ -747,8 +818,14 @@ def search(
                     files.append(source)
                     where.append((collection_id, key))
 
-        found = _query(filters, box, window, wanted_ids)
-        matches = [(f, r) for f, r, _ in found] if box is None else _meeting_footprints(files, found, box)
+        if geometry is not None:  # its bounds narrow the rows, its shape decides
+            found = _query(filters, geometry.bounds, window, wanted_ids, inside=False)
+            matches = _meeting_footprints(files, found, [geometry])
+        elif box is not None:
+            found = _query(filters, box, window, wanted_ids)
+            matches = _meeting_footprints(files, found, _query_shapes(box))
+        else:
+            matches = [(f, r) for f, r, _ in _query(filters, None, window, wanted_ids)]
         total = len(matches)
         if limit is not None:
             matches = matches[:limit]
@@ -767,10 +844,13 @@ def _query(
     box: tuple[float, float, float, float] | None,
     window: tuple[Any, Any] | None,
     ids: list[str] | None,
+    *,
+    inside: bool = True,
 ) -> list[tuple[int, int, bool]]:
     """``(file_no, row_no, inside)`` of the rows whose bbox matches, in result
     order; ``inside``: the row's bbox lies within ``box`` (so does its
-    footprint: it meets the box without looking at it)."""
+    footprint: it meets the box without looking at it); always False when
+    ``inside`` is (``box`` only bounds the shape asked for)."""
     if not filters:
         return []
     rows = pa.concat_tables(filters)
@@ -790,15 +870,15 @@ def _query(
     if ids is not None:
         conditions.append("list_contains(?, id)")
         params.append(ids)
-    inside, inside_params = _inside_sql(box) if box is not None else ("TRUE", [])
+    within, within_params = _inside_sql(box) if box is not None and inside else ("FALSE", [])
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     try:
         con.register("items", rows)
         found = con.execute(
-            f"SELECT file_no, row_no, COALESCE({inside}, FALSE) FROM items WHERE "
+            f"SELECT file_no, row_no, COALESCE({within}, FALSE) FROM items WHERE "
             + " AND ".join(conditions)
             + " ORDER BY COALESCE(start_datetime, datetime) DESC NULLS LAST, collection, id",
-            inside_params + params,
+            within_params + params,
         ).fetchall()
     finally:
         con.close()
@@ -839,19 +919,18 @@ def _query_shapes(bbox: tuple[float, float, float, float]) -> list[Any]:
 def _meeting_footprints(
     files: list[_Source | _ItemsSource],
     matches: list[tuple[int, int, bool]],
-    bbox: tuple[float, float, float, float],
+    shapes: list[Any],
 ) -> list[tuple[int, int]]:
-    """``matches`` whose item geometry meets ``bbox`` (the STAC API meaning
-    of bbox, pgSTAC's too), in order: a row whose bbox only overlaps the
-    box may have a footprint that misses it (a rotated or projected scene,
-    a polar one). Only those rows' geometries are read; a row without a
-    geometry keeps its bbox's answer."""
+    """``matches`` whose item geometry meets one of ``shapes`` (for a bbox,
+    the STAC API meaning, pgSTAC's too), in order: a row whose bbox only
+    overlaps may have a footprint that misses (a rotated or projected scene,
+    a polar one). Only the geometries of rows not ``inside`` are read; a
+    row without a geometry keeps its bbox's answer."""
     by_file: dict[int, list[int]] = {}
     for file_no, row_no, inside in matches:
         if not inside:
             by_file.setdefault(file_no, []).append(row_no)
     missed: set[tuple[int, int]] = set()
-    shapes = _query_shapes(bbox)
     for file_no, rows in by_file.items():
         footprints = files[file_no].footprints(rows)
         meets = np.zeros(len(rows), dtype=bool)

@@ -621,3 +621,83 @@ def test_a_box_in_the_empty_corner_of_a_footprints_bbox_does_not_match_it(tmp_pa
         assert got == expected, box
     corner = search(str(root), bbox=[15.0, 45.1485, 15.001, 45.149])  # rotated scene's empty corner
     assert corner["numberMatched"] == 0, [f["id"] for f in corner["features"]]
+
+
+# --- intersects: a GeoJSON geometry ------------------------------------------------------
+
+INTERSECTS = [
+    {"type": "Point", "coordinates": [6.05, 46.9]},  # inside alps_
+    {"type": "Point", "coordinates": [0, 0]},  # nothing
+    {"type": "Polygon", "coordinates": [[[5.5, 46], [8, 46], [8, 47.4], [5.5, 46]]]},  # a triangle
+    {
+        "type": "MultiPolygon",  # either side of 180°, as RFC 7946 splits a polygon crossing it
+        "coordinates": [
+            [[[179, -20], [180, -20], [180, -10], [179, -10], [179, -20]]],
+            [[[-180, -20], [-179.9, -20], [-179.9, -10], [-180, -10], [-180, -20]]],
+        ],
+    },
+    {"type": "LineString", "coordinates": [[-80, 39], [-70, 41]]},  # across usa_
+    {"type": "MultiPoint", "coordinates": [[-179.995, 59.99], [6.59, 46.45]]},  # west_ and lake_
+]
+
+
+def _meets_geometry(item: dict[str, Any], geometry: dict[str, Any]) -> bool:
+    from shapely.geometry import shape
+
+    return bool(shape(item["geometry"]).intersects(shape(geometry)))
+
+
+@pytest.mark.parametrize("geometry", INTERSECTS, ids=[g["type"] + str(i) for i, g in enumerate(INTERSECTS)])
+def test_intersects_equals_brute_force_over_the_footprints(catalog, fragmented, geometry):
+    """Was: search took no geometry at all (a STAC API /search's
+    ``intersects``): a TypeError from Python, no flag in the CLI."""
+    for root, items in ((catalog, json_items(catalog)), fragmented):
+        for window in (None, "2024-01-01/.."):
+            found = search(str(root), intersects=geometry, datetime=window)
+            got = {(f["collection"], f["id"]) for f in found["features"]}
+            expected = {
+                (i["collection"], i["id"])
+                for i in items
+                if _meets_geometry(i, geometry) and (window is None or _meets_time(i, window))
+            }
+            assert got == expected, (root, window)
+            assert found["numberMatched"] == len(expected)
+    # the same geometry as JSON text
+    assert search(str(catalog), intersects=json.dumps(INTERSECTS[0]))["numberMatched"] == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("POLYGON((0 0, 1 0, 1 1, 0 0))", "not GeoJSON"),
+        ({"type": "Feature", "geometry": None, "properties": {}}, "a Feature: give its geometry"),
+        ({"type": "Polygon", "coordinates": [[0, 0], [1, 1]]}, "not a GeoJSON geometry"),
+        ({"type": "Circle", "coordinates": [0, 0]}, "not a GeoJSON geometry"),
+        ({"type": "Point", "coordinates": [200, 0]}, "longitudes must lie in"),
+        ({"type": "Polygon", "coordinates": []}, "is empty"),
+        ({"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}, "not a valid"),
+        (5, "not GeoJSON"),
+    ],
+)
+def test_bad_intersects_is_named_with_the_fix(catalog, value, message):
+    with pytest.raises(InputError, match=message):
+        search(str(catalog), intersects=value)
+
+
+def test_bbox_and_intersects_together_are_refused(catalog):
+    with pytest.raises(InputError, match="bbox or intersects, not both"):
+        search(str(catalog), bbox="0,0,1,1", intersects=INTERSECTS[0])
+
+
+def test_cli_search_intersects(catalog):
+    runner = CliRunner()
+    out = runner.invoke(main, ["search", str(catalog), "--intersects", json.dumps(INTERSECTS[0])])
+    assert out.exit_code == 0, out.output
+    assert [f["id"] for f in json.loads(out.output)["features"]] == ["alps_20240105"]
+    bad = runner.invoke(main, ["search", str(catalog), "--intersects", "POLYGON((0 0, 1 0, 1 1, 0 0))"])
+    assert bad.exit_code == 2, bad.output
+    assert "--intersects" in bad.output and "not GeoJSON" in bad.output
+    both = runner.invoke(
+        main, ["search", str(catalog), "--bbox", "0,0,1,1", "--intersects", json.dumps(INTERSECTS[0])]
+    )
+    assert both.exit_code == 2 and "--bbox or --intersects, not both" in both.output, both.output
