@@ -805,6 +805,11 @@ def search(
     else:
         chosen = known
 
+    # what rules out row groups by their statistics: the box, or the geometry's bounds
+    near = box
+    if geometry is not None:
+        west, south, east, north = (float(v) for v in geometry.bounds)
+        near = (west, south, east, north)
     files: list[_Source | _ItemsSource] = []
     where: list[tuple[str, str]] = []  # file_no -> (collection, mirror key)
     filters: list[pa.Table] = []
@@ -813,13 +818,13 @@ def search(
             for key in mirror_files(store, collection_key):
                 if window is not None and _starts_after(collection_id, key, window[1]):
                     continue  # a partition's items all start in its period
-                for source in _partition_sources(store, key, box, window, handles):
+                for source in _partition_sources(store, key, near, window, handles):
                     filters.append(source.filters(len(files), collection_id))
                     files.append(source)
                     where.append((collection_id, key))
 
         if geometry is not None:  # its bounds narrow the rows, its shape decides
-            found = _query(filters, geometry.bounds, window, wanted_ids, inside=False)
+            found = _query(filters, near, window, wanted_ids, inside=False)
             matches = _meeting_footprints(files, found, [geometry])
         elif box is not None:
             found = _query(filters, box, window, wanted_ids)

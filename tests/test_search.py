@@ -701,3 +701,17 @@ def test_cli_search_intersects(catalog):
         main, ["search", str(catalog), "--bbox", "0,0,1,1", "--intersects", json.dumps(INTERSECTS[0])]
     )
     assert both.exit_code == 2 and "--bbox or --intersects, not both" in both.output, both.output
+
+
+@pytest.mark.parametrize("bbox", ["-30,-40,10,0", "60,20,61,21", "-10,-90,10,90", "0,80,180,90"])
+def test_intersects_over_pruned_row_groups_equals_brute_force(crowded, bbox):
+    """A geometry's bounds rule out row groups as a bbox does (the rows it
+    returns are those of the bbox when it is that box)."""
+    root, items = crowded
+    w, s, e, n = (float(v) for v in bbox.split(","))
+    polygon = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
+    for window in [None, "2023-03-01/2023-09-30"]:
+        found = search(str(root), intersects=polygon, datetime=window, collections="other")
+        expected = {i["id"] for i in items if i["collection"] == "other" and _meets_geometry(i, polygon)}
+        expected &= {i for c, i in brute_force(items, None, window) if c == "other"}
+        assert {f["id"] for f in found["features"]} == expected, (bbox, window)
