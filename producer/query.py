@@ -313,9 +313,16 @@ def catalog_collections(store: Store) -> dict[str, str]:
 
 def mirror_files(store: Store, collection_key: str) -> list[str]:
     """Keys of a collection's mirror files: the ``collection-mirror`` assets of
-    the collection (checked until one exists: a linked file that does not is
-    read as empty), else (mirror not linked yet) ``items.parquet`` beside the
-    collection and each catalog below it (items are not read)."""
+    the collection (checked until one exists), else (mirror not linked yet)
+    ``items.parquet`` beside the collection and each catalog below it (items
+    are not read)."""
+    return _mirror_files(store, collection_key)[0]
+
+
+def _mirror_files(store: Store, collection_key: str) -> tuple[list[str], bool]:
+    """:func:`mirror_files`, and whether the collection links them (then
+    every one has a base file: a writer keeps a linked base, empty when no
+    item is left, so an absent one is a damaged mirror)."""
     try:
         collection = _read_json(store, collection_key)
     except NotFound:
@@ -333,7 +340,7 @@ def mirror_files(store: Store, collection_key: str) -> list[str]:
                 "exists",
                 hints=(REBUILD_MIRROR_HINT,),
             )
-        return linked
+        return linked, True
     keys, queue = [], [(collection_key, collection)]
     has_items = False
     while queue:
@@ -356,7 +363,7 @@ def mirror_files(store: Store, collection_key: str) -> list[str]:
             f"collection {collection_id!r} of {store.url} has no stac-geoparquet mirror yet",
             hints=(REBUILD_MIRROR_HINT,),
         )
-    return found
+    return found, False
 
 
 # --- the query -----------------------------------------------------------------------
@@ -641,6 +648,8 @@ def _partition_sources(
     box: tuple[float, float, float, float] | None,
     window: tuple[Any, Any] | None,
     handles: contextlib.ExitStack,
+    *,
+    linked: bool = False,
 ) -> list[_Source | _ItemsSource]:
     """The files of the partition whose base mirror file is ``key`` that may
     hold matches: the base, then its fragments (oldest first), each with the
@@ -654,10 +663,13 @@ def _partition_sources(
     then the base and each fragment (the footers of parquet ones, NDJSON
     ones read whole); a partition a
     compaction folded meanwhile is read again
-    (:func:`~producer.mirror.read_again`). ``handles`` closes what was opened."""
+    (:func:`~producer.mirror.read_again`). ``handles`` closes what was opened.
+    A base the collection links (``linked``) that is absent is an
+    :class:`~producer.errors.InputError` naming it and the fix: its items
+    would be missing from the answer."""
     for _ in range(READ_ATTEMPTS):
         with contextlib.ExitStack() as opened:
-            sources = _read_sources(store, key, box, window, opened)
+            sources = _read_sources(store, key, box, window, opened, linked=linked)
             if sources is not None:
                 handles.enter_context(opened.pop_all())
                 return sources
@@ -670,6 +682,8 @@ def _read_sources(
     box: tuple[float, float, float, float] | None,
     window: tuple[Any, Any] | None,
     opened: contextlib.ExitStack,
+    *,
+    linked: bool = False,
 ) -> list[_Source | _ItemsSource] | None:
     """One attempt of :func:`_partition_sources`: None when a fragment the
     LIST named was gone when read (a compaction folded it, maybe into a base
@@ -682,7 +696,13 @@ def _read_sources(
         if handle is not None:
             opened.enter_context(handle)
     except NotFound:
-        base = None  # linked but emptied, or only fragments so far
+        if linked:
+            raise InputError(
+                f"the stac-geoparquet mirror file {base_where} that its collection links is missing: "
+                "search would miss the items it held",
+                hints=(REBUILD_MIRROR_HINT,),
+            ) from None
+        base = None  # not linked: only fragments so far
     if base is not None and base.metadata.num_rows == 0:
         base = None  # created empty by the first write, or every item removed: nothing to read
     fragments: list[tuple[FragmentInfo, pq.ParquetFile | tuple[list[bytes], str]]] = []
@@ -815,10 +835,11 @@ def search(
     filters: list[pa.Table] = []
     with contextlib.ExitStack() as handles:
         for collection_id, collection_key in sorted(chosen.items()):
-            for key in mirror_files(store, collection_key):
+            keys, linked = _mirror_files(store, collection_key)
+            for key in keys:
                 if window is not None and _starts_after(collection_id, key, window[1]):
                     continue  # a partition's items all start in its period
-                for source in _partition_sources(store, key, near, window, handles):
+                for source in _partition_sources(store, key, near, window, handles, linked=linked):
                     filters.append(source.filters(len(files), collection_id))
                     files.append(source)
                     where.append((collection_id, key))

@@ -715,3 +715,28 @@ def test_intersects_over_pruned_row_groups_equals_brute_force(crowded, bbox):
         expected = {i["id"] for i in items if i["collection"] == "other" and _meets_geometry(i, polygon)}
         expected &= {i for c, i in brute_force(items, None, window) if c == "other"}
         assert {f["id"] for f in found["features"]} == expected, (bbox, window)
+
+
+@pytest.mark.parametrize("fragments", [False, True], ids=["compacted", "with-fragments"])
+def test_a_linked_base_mirror_file_that_is_gone_is_named_not_skipped(tmp_path, fragments):
+    """Was: a partition whose linked base file was gone (deleted by hand,
+    lost in a copy) was read as empty: search answered without its items,
+    exit 0. Every writer keeps a linked base (empty when no item is left),
+    so an absent one is a damaged mirror."""
+    data = tmp_path / "data"
+    paths = [rasters.write_tile(data, name, 6.0, 46.0) for name in ("a_20240105.tif", "b_20240210.tif")]
+    cat = str(tmp_path / "cat")
+    assert all(r.ok for r in producer.register(paths, catalog=cat, collection="c", partition="year/month"))
+    if not fragments:
+        rebuild(open_store(cat), "c")
+    (tmp_path / "cat/c/2024/01/items.parquet").unlink()
+    with pytest.raises(InputError, match=r"c/2024/01/items\.parquet.* is missing.*Fix it with ") as info:
+        search(cat)
+    assert "producer.reconcile(..., fix=True)" in str(info.value)
+    out = CliRunner().invoke(main, ["search", cat, "--datetime", "../2023-12-31"])  # 2024 not read
+    assert out.exit_code == 0, out.output
+    out = CliRunner().invoke(main, ["search", cat])
+    assert out.exit_code == 2, out.output
+    assert "Fix it with stac-producer reconcile CATALOG --fix" in out.output
+    assert CliRunner().invoke(main, ["reconcile", cat, "--fix"]).exit_code == 0
+    assert sorted(f["id"] for f in search(cat)["features"]) == ["a_20240105", "b_20240210"]
