@@ -957,6 +957,8 @@ def _meeting_footprints(
         if not inside:
             by_file.setdefault(file_no, []).append(row_no)
     missed: set[tuple[int, int]] = set()
+    for shape in shapes:
+        shapely.prepare(shape)  # each is tested against many footprints
     for file_no, rows in by_file.items():
         footprints = files[file_no].footprints(rows)
         meets = np.zeros(len(rows), dtype=bool)
