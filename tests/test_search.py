@@ -662,8 +662,11 @@ def test_intersects_equals_brute_force_over_the_footprints(catalog, fragmented, 
             }
             assert got == expected, (root, window)
             assert found["numberMatched"] == len(expected)
-    # the same geometry as JSON text
+    # the same geometry as JSON text, and as a shapely geometry
+    from shapely.geometry import shape
+
     assert search(str(catalog), intersects=json.dumps(INTERSECTS[0]))["numberMatched"] == 1
+    assert search(str(catalog), intersects=shape(INTERSECTS[0]))["numberMatched"] == 1
 
 
 @pytest.mark.parametrize(
