@@ -592,7 +592,7 @@ class _ItemsSource:
             self.items_ = {r: json.loads(lines[r]) for r in rows}
         except (ValueError, IndexError) as exc:
             raise MirrorError(
-                f"mirror fragment {where} is not NDJSON ({exc}): delete it and rebuild"
+                f"mirror fragment {where} is not NDJSON ({exc})", hints=(REBUILD_MIRROR_HINT,)
             ) from exc
         self.rows = rows
 

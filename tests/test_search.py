@@ -317,16 +317,13 @@ def test_a_corrupt_base_mirror_file_is_named_with_its_fix(tmp_path):
     with pytest.raises(mirror.MirrorError, match="not readable parquet") as info:
         search(str(cat))
     assert f"{base}" in str(info.value) or f"{cat}/c/items.parquet" in str(info.value)
-    assert "delete it, then rebuild the mirror. Fix it with producer.reconcile(..., fix=True)" in str(
-        info.value
-    )
+    assert "Fix it with producer.reconcile(..., fix=True)" in str(info.value)
     out = CliRunner().invoke(main, ["search", str(cat)])
     assert out.exit_code == 1, out.output
     assert isinstance(out.exception, SystemExit)  # a clear error, no traceback
     assert "c/items.parquet is not readable parquet" in out.output
     assert "Fix it with stac-producer reconcile CATALOG --fix" in out.output
-    base.unlink()
-    assert CliRunner().invoke(main, ["reconcile", str(cat), "--fix"]).exit_code == 0
+    assert CliRunner().invoke(main, ["reconcile", str(cat), "--fix"]).exit_code == 0  # no hand deletion
     assert [f["id"] for f in search(str(cat))["features"]] == ["x_20240101"]
 
 
@@ -743,3 +740,36 @@ def test_a_linked_base_mirror_file_that_is_gone_is_named_not_skipped(tmp_path, f
     assert "Fix it with stac-producer reconcile CATALOG --fix" in out.output
     assert CliRunner().invoke(main, ["reconcile", cat, "--fix"]).exit_code == 0
     assert sorted(f["id"] for f in search(cat)["features"]) == ["a_20240105", "b_20240210"]
+
+
+@pytest.mark.parametrize("damaged", ["fragment", "base"])
+def test_reconcile_fix_rebuilds_a_mirror_file_that_does_not_read(tmp_path, damaged):
+    """Was: a mirror fragment that did not read (overwritten, a failed copy)
+    made search say "delete it and rebuild" with no way to rebuild named,
+    `reconcile` call it unchecked and advise making the storage reachable,
+    and `reconcile --fix` leave it ("1 problems left"), so search stayed
+    broken until the file was deleted by hand. The mirror is derived from
+    the items: reconcile --fix now rewrites the partition from them."""
+    paths = [
+        rasters.write_tile(tmp_path / "data", n, 6.0, 46.0) for n in ("a_20240105.tif", "b_20240110.tif")
+    ]
+    cat = tmp_path / "cat"
+    assert all(r.ok for r in producer.register(paths[:1], catalog=str(cat), collection="c"))
+    if damaged == "base":
+        rebuild(open_store(str(cat)), "c")
+        assert all(r.ok for r in producer.register(paths[1:], catalog=str(cat), collection="c"))
+        (cat / "c/items.parquet").write_bytes(b"PAR1 not parquet")
+    else:
+        (fragment,) = (cat / "c/items-fragments").glob("*.ndjson")
+        fragment.write_bytes(b"garbage\n")
+    runner = CliRunner()
+    out = runner.invoke(main, ["search", str(cat)])
+    assert out.exit_code == 1, out.output
+    assert "Fix it with stac-producer reconcile CATALOG --fix" in out.output
+    checked = runner.invoke(main, ["reconcile", str(cat)])
+    assert "mirror-stale" in checked.output and "storage reachable" not in checked.output, checked.output
+    fixed = runner.invoke(main, ["reconcile", str(cat), "--fix"])
+    assert fixed.exit_code == 0, fixed.output
+    expected = ["a_20240105"] if damaged == "fragment" else ["a_20240105", "b_20240110"]
+    assert sorted(f["id"] for f in search(str(cat))["features"]) == expected
+    assert runner.invoke(main, ["reconcile", str(cat)]).exit_code == 0
