@@ -325,6 +325,7 @@ def search(
     ids: str | Iterable[str] | None = None,
     limit: int | None = None,
     storage_options: dict[str, Any] | None = None,
+    intersects: Any = None,
 ) -> dict[str, Any]:
     """Items of ``catalog`` matching every filter given, read from its
     stac-geoparquet mirror (which every :func:`register`, :func:`remove` and
@@ -332,7 +333,9 @@ def search(
     FeatureCollection: ``numberMatched`` counts all matches, ``features``
     holds at most ``limit`` items.
 
-    ``bbox``: ``(west, south, east, north)`` or ``"w,s,e,n"``; ``datetime``:
+    ``bbox``: ``(west, south, east, north)`` or ``"w,s,e,n"``; ``intersects``
+    (instead of ``bbox``): a GeoJSON geometry (a dict, its JSON text, or a
+    shapely geometry); an item matches when its geometry meets either; ``datetime``:
     an instant or an interval ``"start/end"`` (``..`` open), RFC 3339, or a
     timezone-aware datetime, a date (the whole day) or a ``(start, end)``
     pair of those (None: open);
@@ -352,6 +355,7 @@ def search(
         ids=ids,
         limit=limit,
         storage_options=storage_options,
+        intersects=intersects,
     )
 
 

@@ -949,7 +949,14 @@ def demo(workdir: str, count: int) -> None:
 @main.command()
 @click.argument("catalog")
 @click.option(
-    "--bbox", metavar="W,S,E,N", help="Items meeting this box (west > east crosses the antimeridian)."
+    "--bbox",
+    metavar="W,S,E,N",
+    help="Items whose footprint meets this box (west > east crosses the antimeridian).",
+)
+@click.option(
+    "--intersects",
+    metavar="GEOJSON",
+    help="Items whose footprint meets this GeoJSON geometry (JSON text; not with --bbox).",
 )
 @click.option(
     "--datetime", "datetime_", metavar="START/END", help="Instant or range; '..' leaves an end open."
@@ -963,6 +970,7 @@ def demo(workdir: str, count: int) -> None:
 def search(
     catalog: str,
     bbox: str | None,
+    intersects: str | None,
     datetime_: str | None,
     collections: str | None,
     ids: str | None,
@@ -980,6 +988,7 @@ def search(
         result = run_search(
             catalog,
             bbox=bbox,
+            intersects=intersects,
             datetime=datetime_,
             collections=collections,
             ids=ids,
@@ -988,9 +997,12 @@ def search(
         )
     except InputError as exc:
         message = redact(exc.phrased(_spelling))
-        for flag in ("bbox", "datetime", "collections", "ids", "limit"):
+        for flag in ("bbox", "intersects", "datetime", "collections", "ids", "limit"):
             if message.startswith(f"{flag} "):
                 message = f"--{message}"
+        message = message.replace("and intersects were", "and --intersects were").replace(
+            "give bbox or intersects", "give --bbox or --intersects"
+        )
         raise click.UsageError(message) from exc
     except ProducerError as exc:
         raise click.ClickException(redact(exc.phrased(_spelling))) from exc

@@ -528,13 +528,9 @@ def encode_items(items: Sequence[dict[str, Any]], where: str) -> bytes:
 def unreadable(where: str, exc: Exception, *, fragment: bool = False) -> MirrorError:
     """The error for a mirror file (or ``fragment``) at ``where`` that is not
     readable parquet (truncated, overwritten, a failed copy), naming it and
-    the fix: a rebuild reads the base it replaces, so the file is deleted first."""
-    if fragment:
-        return MirrorError(f"mirror fragment {where} is not readable parquet ({exc}): delete it and rebuild")
-    return MirrorError(
-        f"mirror file {where} is not readable parquet ({exc}): delete it, then rebuild the mirror",
-        hints=(REBUILD_MIRROR_HINT,),
-    )
+    the fix: a rebuild rewrites its partition from the items."""
+    what = "mirror fragment" if fragment else "mirror file"
+    return MirrorError(f"{what} {where} is not readable parquet ({exc})", hints=(REBUILD_MIRROR_HINT,))
 
 
 def read_table(data: bytes, where: str, *, fragment: bool = False) -> pa.Table:
@@ -787,7 +783,7 @@ def _info(key: str, doc: Any, where: str) -> FragmentInfo:
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise MirrorError(
-            f"mirror fragment {where} has a malformed header ({exc}): delete it and rebuild"
+            f"mirror fragment {where} has a malformed header ({exc})", hints=(REBUILD_MIRROR_HINT,)
         ) from exc
 
 
@@ -796,7 +792,7 @@ def fragment_info(key: str, metadata: Mapping[bytes, bytes] | None, where: str) 
     raw = (metadata or {}).get(FRAGMENT_KEY)
     if raw is None:
         raise MirrorError(
-            f"mirror fragment {where} has no {FRAGMENT_KEY.decode()} metadata: delete it and rebuild"
+            f"mirror fragment {where} has no {FRAGMENT_KEY.decode()} metadata", hints=(REBUILD_MIRROR_HINT,)
         )
     return _info(key, json.loads(raw), where)
 
@@ -812,9 +808,13 @@ def ndjson_info(key: str, data: bytes, where: str) -> FragmentInfo:
     try:
         doc = json.loads(header)
     except ValueError as exc:
-        raise MirrorError(f"mirror fragment {where} is not NDJSON ({exc}): delete it and rebuild") from exc
+        raise MirrorError(
+            f"mirror fragment {where} is not NDJSON ({exc})", hints=(REBUILD_MIRROR_HINT,)
+        ) from exc
     if not isinstance(doc, dict) or doc.get(_HEADER) != 1:
-        raise MirrorError(f"mirror fragment {where} has no {_HEADER} header line: delete it and rebuild")
+        raise MirrorError(
+            f"mirror fragment {where} has no {_HEADER} header line", hints=(REBUILD_MIRROR_HINT,)
+        )
     return _info(key, doc, where)
 
 
@@ -825,10 +825,12 @@ def ndjson_fragment(key: str, data: bytes, where: str) -> tuple[FragmentInfo, li
     try:
         items = [json.loads(line) for line in lines]
     except ValueError as exc:
-        raise MirrorError(f"mirror fragment {where} is not NDJSON ({exc}): delete it and rebuild") from exc
+        raise MirrorError(
+            f"mirror fragment {where} is not NDJSON ({exc})", hints=(REBUILD_MIRROR_HINT,)
+        ) from exc
     if [str(i.get("id")) if isinstance(i, dict) else None for i in items] != [i for i, _ in info.rows]:
         raise MirrorError(
-            f"mirror fragment {where}: its items do not match its header: delete it and rebuild"
+            f"mirror fragment {where}: its items do not match its header", hints=(REBUILD_MIRROR_HINT,)
         )
     return info, items
 
@@ -1577,10 +1579,20 @@ class MirrorDiff:
     #: not link as assets, though it links others (``search`` reads only the
     #: linked files, so it misses their items; :func:`rebuild` links them)
     unlinked_files: list[str] = field(default_factory=list)
+    #: base files whose partition (the base or a fragment) does not read:
+    #: :func:`rebuild` rewrites them from the items and drops their fragments
+    unreadable_files: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        return not (self.missing or self.extra or self.differing or self.absent_files or self.unlinked_files)
+        return not (
+            self.missing
+            or self.extra
+            or self.differing
+            or self.absent_files
+            or self.unlinked_files
+            or self.unreadable_files
+        )
 
 
 @dataclass
@@ -1591,6 +1603,8 @@ class _FileDiff:
     extra: list[str]
     differing: list[str]
     absent: bool
+    #: the partition's files do not read (their rows are unknown)
+    unreadable: bool = False
 
 
 def _file_diff(
@@ -1746,11 +1760,16 @@ class _MirrorPass:
             self.holding.add(file_key)
         else:
             self.holding.discard(file_key)
-        rows, version = read_mirror(self.store, file_key)
+        unreadable = False
+        try:
+            rows, version = read_mirror(self.store, file_key)
+        except MirrorError:  # a file that does not read: its partition is rewritten from the items
+            rows, version, unreadable = {}, _version(self.store, file_key), True
         linked = file_key in self.linked
         found = _file_diff(tree, rows, version, linked)
+        found.unreadable = unreadable
         del rows
-        stale = bool(found.missing or found.extra or found.differing or found.absent)
+        stale = bool(found.missing or found.extra or found.differing or found.absent or unreadable)
         self.found.pop(file_key, None)
         if stale:
             self.found[file_key] = found
@@ -1765,6 +1784,8 @@ class _MirrorPass:
             out.differing += found.differing
             if found.absent:
                 out.absent_files.append(file_key)
+            if found.unreadable:
+                out.unreadable_files.append(file_key)
         out.missing.sort()
         out.extra.sort()
         out.differing.sort()
@@ -1773,6 +1794,14 @@ class _MirrorPass:
             inside = f"{self.collection_id}/"
             out.unlinked_files = sorted(k for k in self.holding - self.linked if k.startswith(inside))
         return out
+
+
+def _version(store: Store, key: str) -> str | None:
+    """The version of base mirror file ``key`` (None: absent), however its bytes read."""
+    try:
+        return store.get(key)[1]
+    except NotFound:
+        return None
 
 
 def diff(store: Store, collection_id: str) -> MirrorDiff:

@@ -12,8 +12,14 @@ Semantics:
 
 * ``bbox`` ``[west, south, east, north]`` (or 6 numbers with heights, which
   are ignored); ``west > east`` is a box crossing the antimeridian, and an
-  item whose bbox has ``west > east`` crosses it too. Boxes touching on an
-  edge match.
+  item whose bbox has ``west > east`` crosses it too. An item matches when
+  its geometry meets the box (the STAC API's meaning, pgSTAC's too): its
+  bbox first, then, for the rows whose bbox the box does not contain, its
+  footprint (a rotated or projected scene does not fill its bbox). Touching
+  on an edge or a corner counts.
+* ``intersects`` (instead of ``bbox``): a GeoJSON geometry in lon/lat (a
+  polygon crossing 180° split in two there, as RFC 7946 says); an item
+  matches when its geometry meets it (its bounds narrow the rows first).
 * ``datetime``: an instant, or ``start/end`` with ``..`` (or nothing) for an
   open end. A date without a time covers that whole day. An item matches when
   its ``[start_datetime, end_datetime]`` (or its ``datetime``) meets the
@@ -68,6 +74,7 @@ try:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
+    import shapely
 except ImportError as _exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(f"search needs {_exc.name}, a dependency of stac-producer: reinstall it") from _exc
 
@@ -108,6 +115,69 @@ def parse_bbox(bbox: str | Sequence[float] | None) -> tuple[float, float, float,
             "south <= north (a box crossing the antimeridian has west > east)"
         )
     return west, south, east, north
+
+
+#: the geometry types of GeoJSON (RFC 7946)
+_GEOJSON_TYPES = frozenset(
+    {"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon", "GeometryCollection"}
+)
+_INTERSECTS_EXAMPLE = '{"type": "Polygon", "coordinates": [[[6, 46], [8, 46], [8, 47], [6, 46]]]}'
+
+
+def parse_intersects(value: Any) -> Any:
+    """A GeoJSON geometry (a dict, its JSON text, or an object with
+    ``__geo_interface__`` such as a shapely geometry) -> a shapely geometry
+    in lon/lat, valid and not empty."""
+    if value is None:
+        return None
+    given = value
+    if hasattr(value, "__geo_interface__") and not isinstance(value, dict | str):
+        value = value.__geo_interface__
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise InputError(
+                f"intersects {_short(given)} is not GeoJSON: give a geometry as JSON, e.g. {_INTERSECTS_EXAMPLE}"
+            ) from None
+    if not isinstance(value, dict):
+        raise InputError(
+            f"intersects {_short(given)} is not GeoJSON: give a geometry as JSON, e.g. {_INTERSECTS_EXAMPLE}"
+        )
+    kind = value.get("type")
+    if kind in ("Feature", "FeatureCollection"):
+        raise InputError(f"intersects is a {kind}: give its geometry (a GeoJSON geometry object)")
+    if kind not in _GEOJSON_TYPES:
+        raise InputError(
+            f"intersects {_short(given)} is not a GeoJSON geometry (type {kind!r}): give one of "
+            f"{', '.join(sorted(_GEOJSON_TYPES))}, e.g. {_INTERSECTS_EXAMPLE}"
+        )
+    try:
+        geometry = shapely.from_geojson(json.dumps(value))
+    except (shapely.errors.GEOSException, ValueError, TypeError) as exc:
+        raise InputError(
+            f"intersects {_short(given)} is not a GeoJSON geometry ({exc}): e.g. {_INTERSECTS_EXAMPLE}"
+        ) from None
+    if geometry.is_empty:
+        raise InputError(f"intersects {_short(given)} is empty: give a geometry with coordinates")
+    west, south, east, north = geometry.bounds
+    if not (-180 <= west <= east <= 180 and -90 <= south <= north <= 90):
+        raise InputError(
+            f"intersects {_short(given)}: longitudes must lie in [-180, 180] and latitudes in [-90, 90] "
+            "(split a geometry crossing the antimeridian in two at 180, as RFC 7946 says)"
+        )
+    if not geometry.is_valid:
+        raise InputError(
+            f"intersects {_short(given)} is not a valid geometry ({shapely.is_valid_reason(geometry)}): "
+            "repair it (a ring must not cross itself), or give its parts as a Multi geometry"
+        )
+    return geometry
+
+
+def _short(value: Any, most: int = 120) -> str:
+    """``value`` for a message, cut to ``most`` characters (a geometry can be long)."""
+    text = repr(value)
+    return text if len(text) <= most else f"{text[: most - 3]}..."
 
 
 def _number(value: Any) -> float:
@@ -243,9 +313,16 @@ def catalog_collections(store: Store) -> dict[str, str]:
 
 def mirror_files(store: Store, collection_key: str) -> list[str]:
     """Keys of a collection's mirror files: the ``collection-mirror`` assets of
-    the collection (checked until one exists: a linked file that does not is
-    read as empty), else (mirror not linked yet) ``items.parquet`` beside the
-    collection and each catalog below it (items are not read)."""
+    the collection (checked until one exists), else (mirror not linked yet)
+    ``items.parquet`` beside the collection and each catalog below it (items
+    are not read)."""
+    return _mirror_files(store, collection_key)[0]
+
+
+def _mirror_files(store: Store, collection_key: str) -> tuple[list[str], bool]:
+    """:func:`mirror_files`, and whether the collection links them (then
+    every one has a base file: a writer keeps a linked base, empty when no
+    item is left, so an absent one is a damaged mirror)."""
     try:
         collection = _read_json(store, collection_key)
     except NotFound:
@@ -263,7 +340,7 @@ def mirror_files(store: Store, collection_key: str) -> list[str]:
                 "exists",
                 hints=(REBUILD_MIRROR_HINT,),
             )
-        return linked
+        return linked, True
     keys, queue = [], [(collection_key, collection)]
     has_items = False
     while queue:
@@ -286,7 +363,7 @@ def mirror_files(store: Store, collection_key: str) -> list[str]:
             f"collection {collection_id!r} of {store.url} has no stac-geoparquet mirror yet",
             hints=(REBUILD_MIRROR_HINT,),
         )
-    return found
+    return found, False
 
 
 # --- the query -----------------------------------------------------------------------
@@ -463,6 +540,16 @@ class _Source:
             table = table.filter(pc.is_in(numbers, pa.array(self.rows, pa.int64())))
         return table
 
+    def footprints(self, rows: list[int]) -> Any:
+        """The geometries of file rows ``rows`` (a shapely array, None where a
+        row has none), in that order: the ``geometry`` column of only the row
+        groups holding them."""
+        groups = sorted({bisect.bisect_right(self.starts, r) - 1 for r in rows})
+        table, numbers = self.read(groups, ["geometry"])
+        position = {n: i for i, n in enumerate(numbers.to_pylist())}
+        wkb = table.column("geometry").take(pa.array([position[r] for r in rows], pa.int64()))
+        return shapely.from_wkb(wkb.to_pylist(), on_invalid="ignore")
+
     def items(self, rows: list[int]) -> list[dict[str, Any]]:
         """The items of file rows ``rows``, in that order: all the columns of
         only the row groups holding them, then only those rows."""
@@ -484,6 +571,16 @@ def _utc(value: Any) -> datetime | None:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
+def _shape(geometry: Any) -> Any:
+    """A GeoJSON geometry as shapely's, None for one that is absent or not GeoJSON."""
+    if not isinstance(geometry, dict):
+        return None
+    try:
+        return shapely.from_geojson(json.dumps(geometry), on_invalid="ignore")
+    except (shapely.errors.GEOSException, ValueError, TypeError):
+        return None
+
+
 class _ItemsSource:
     """The items of one NDJSON fragment a search reads (kept in memory: a
     fragment holds one writer's batch), with the rows readers keep. Its
@@ -495,7 +592,7 @@ class _ItemsSource:
             self.items_ = {r: json.loads(lines[r]) for r in rows}
         except (ValueError, IndexError) as exc:
             raise MirrorError(
-                f"mirror fragment {where} is not NDJSON ({exc}): delete it and rebuild"
+                f"mirror fragment {where} is not NDJSON ({exc})", hints=(REBUILD_MIRROR_HINT,)
             ) from exc
         self.rows = rows
 
@@ -535,6 +632,11 @@ class _ItemsSource:
             cols[name] = pa.array(column, _TIMESTAMP)
         return pa.table(cols)
 
+    def footprints(self, rows: list[int]) -> Any:
+        """The geometries of rows ``rows`` (a shapely array, None where a row
+        has none or one that is not GeoJSON), in that order."""
+        return np.array([_shape(self.items_[r].get("geometry")) for r in rows], dtype=object)
+
     def items(self, rows: list[int]) -> list[dict[str, Any]]:
         """Copies of the items of rows ``rows``, in that order."""
         return [json.loads(json.dumps(self.items_[r])) for r in rows]
@@ -546,6 +648,8 @@ def _partition_sources(
     box: tuple[float, float, float, float] | None,
     window: tuple[Any, Any] | None,
     handles: contextlib.ExitStack,
+    *,
+    linked: bool = False,
 ) -> list[_Source | _ItemsSource]:
     """The files of the partition whose base mirror file is ``key`` that may
     hold matches: the base, then its fragments (oldest first), each with the
@@ -559,10 +663,13 @@ def _partition_sources(
     then the base and each fragment (the footers of parquet ones, NDJSON
     ones read whole); a partition a
     compaction folded meanwhile is read again
-    (:func:`~producer.mirror.read_again`). ``handles`` closes what was opened."""
+    (:func:`~producer.mirror.read_again`). ``handles`` closes what was opened.
+    A base the collection links (``linked``) that is absent is an
+    :class:`~producer.errors.InputError` naming it and the fix: its items
+    would be missing from the answer."""
     for _ in range(READ_ATTEMPTS):
         with contextlib.ExitStack() as opened:
-            sources = _read_sources(store, key, box, window, opened)
+            sources = _read_sources(store, key, box, window, opened, linked=linked)
             if sources is not None:
                 handles.enter_context(opened.pop_all())
                 return sources
@@ -575,6 +682,8 @@ def _read_sources(
     box: tuple[float, float, float, float] | None,
     window: tuple[Any, Any] | None,
     opened: contextlib.ExitStack,
+    *,
+    linked: bool = False,
 ) -> list[_Source | _ItemsSource] | None:
     """One attempt of :func:`_partition_sources`: None when a fragment the
     LIST named was gone when read (a compaction folded it, maybe into a base
@@ -587,7 +696,13 @@ def _read_sources(
         if handle is not None:
             opened.enter_context(handle)
     except NotFound:
-        base = None  # linked but emptied, or only fragments so far
+        if linked:
+            raise InputError(
+                f"the stac-geoparquet mirror file {base_where} that its collection links is missing: "
+                "search would miss the items it held",
+                hints=(REBUILD_MIRROR_HINT,),
+            ) from None
+        base = None  # not linked: only fragments so far
     if base is not None and base.metadata.num_rows == 0:
         base = None  # created empty by the first write, or every item removed: nothing to read
     fragments: list[tuple[FragmentInfo, pq.ParquetFile | tuple[list[bytes], str]]] = []
@@ -675,15 +790,20 @@ def search(
     ids: str | Iterable[str] | None = None,
     limit: int | None = None,
     storage_options: dict[str, Any] | None = None,
+    intersects: Any = None,
 ) -> dict[str, Any]:
     """Items of ``catalog`` matching every filter given, as a STAC API
     ``/search``-like FeatureCollection (``numberMatched`` counts all matches,
     ``features`` holds at most ``limit``). Reads the root, the collection
     documents and the mirror files; writes nothing. Links in the features are
     absolute (resolved against the catalog URL), plus a ``self`` link.
+    ``intersects``: see :func:`parse_intersects` (not with ``bbox``).
     Raises :class:`~producer.errors.InputError` for a bad filter, an unknown
     collection or a collection without a mirror."""
     box = parse_bbox(bbox)
+    geometry = parse_intersects(intersects)
+    if box is not None and geometry is not None:
+        raise InputError("bbox and intersects were both given: give bbox or intersects, not both")
     window = parse_datetime(datetime)
     wanted_collections = _names(collections, "collections")
     wanted_ids = _names(ids, "ids")
@@ -705,20 +825,33 @@ def search(
     else:
         chosen = known
 
+    # what rules out row groups by their statistics: the box, or the geometry's bounds
+    near = box
+    if geometry is not None:
+        west, south, east, north = (float(v) for v in geometry.bounds)
+        near = (west, south, east, north)
     files: list[_Source | _ItemsSource] = []
     where: list[tuple[str, str]] = []  # file_no -> (collection, mirror key)
     filters: list[pa.Table] = []
     with contextlib.ExitStack() as handles:
         for collection_id, collection_key in sorted(chosen.items()):
-            for key in mirror_files(store, collection_key):
+            keys, linked = _mirror_files(store, collection_key)
+            for key in keys:
                 if window is not None and _starts_after(collection_id, key, window[1]):
                     continue  # a partition's items all start in its period
-                for source in _partition_sources(store, key, box, window, handles):
+                for source in _partition_sources(store, key, near, window, handles, linked=linked):
                     filters.append(source.filters(len(files), collection_id))
                     files.append(source)
                     where.append((collection_id, key))
 
-        matches = _query(filters, box, window, wanted_ids)
+        if geometry is not None:  # its bounds narrow the rows, its shape decides
+            found = _query(filters, near, window, wanted_ids, inside=False)
+            matches = _meeting_footprints(files, found, [geometry])
+        elif box is not None:
+            found = _query(filters, box, window, wanted_ids)
+            matches = _meeting_footprints(files, found, _query_shapes(box))
+        else:
+            matches = [(f, r) for f, r, _ in _query(filters, None, window, wanted_ids)]
         total = len(matches)
         if limit is not None:
             matches = matches[:limit]
@@ -737,8 +870,13 @@ def _query(
     box: tuple[float, float, float, float] | None,
     window: tuple[Any, Any] | None,
     ids: list[str] | None,
-) -> list[tuple[int, int]]:
-    """``(file_no, row_no)`` of the matching rows, in result order."""
+    *,
+    inside: bool = True,
+) -> list[tuple[int, int, bool]]:
+    """``(file_no, row_no, inside)`` of the rows whose bbox matches, in result
+    order; ``inside``: the row's bbox lies within ``box`` (so does its
+    footprint: it meets the box without looking at it); always False when
+    ``inside`` is (``box`` only bounds the shape asked for)."""
     if not filters:
         return []
     rows = pa.concat_tables(filters)
@@ -758,18 +896,80 @@ def _query(
     if ids is not None:
         conditions.append("list_contains(?, id)")
         params.append(ids)
+    within, within_params = _inside_sql(box) if box is not None and inside else ("FALSE", [])
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     try:
         con.register("items", rows)
         found = con.execute(
-            "SELECT file_no, row_no FROM items WHERE "
+            f"SELECT file_no, row_no, COALESCE({within}, FALSE) FROM items WHERE "
             + " AND ".join(conditions)
             + " ORDER BY COALESCE(start_datetime, datetime) DESC NULLS LAST, collection, id",
-            params,
+            within_params + params,
         ).fetchall()
     finally:
         con.close()
-    return [(int(f), int(r)) for f, r in found]
+    return [(int(f), int(r), bool(i)) for f, r, i in found]
+
+
+def _inside_sql(bbox: tuple[float, float, float, float]) -> tuple[str, list[Any]]:
+    """SQL true for a row whose bbox lies within ``bbox`` (either side of 180°)."""
+    west, south, east, north = bbox
+    lat = "ymin >= ? AND ymax <= ?"
+    params: list[Any] = [south, north]
+    if west <= east:  # an item crossing 180° is never within a box that does not
+        lon = "xmin <= xmax AND xmin >= ? AND xmax <= ?"
+        params += [west, east]
+    else:  # within [west, 180], within [-180, east], or crossing with the box
+        lon = "CASE WHEN xmin <= xmax THEN xmin >= ? OR xmax <= ? ELSE xmin >= ? AND xmax <= ? END"
+        params += [west, east, west, east]
+    return f"({lat} AND ({lon}))", params
+
+
+def _query_shapes(bbox: tuple[float, float, float, float]) -> list[Any]:
+    """The query box as shapely geometries, one per side of 180°: a point or
+    a line where the box has no width or height (GEOS takes a box of no
+    area for an empty polygon)."""
+    west, south, east, north = bbox
+    spans = [(west, east)] if west <= east else [(west, 180.0), (-180.0, east)]
+    out = []
+    for w, e in spans:
+        if w == e and south == north:
+            out.append(shapely.Point(w, south))
+        elif w == e or south == north:
+            out.append(shapely.LineString([(w, south), (e, north)]))
+        else:
+            out.append(shapely.box(w, south, e, north))
+    return out
+
+
+def _meeting_footprints(
+    files: list[_Source | _ItemsSource],
+    matches: list[tuple[int, int, bool]],
+    shapes: list[Any],
+) -> list[tuple[int, int]]:
+    """``matches`` whose item geometry meets one of ``shapes`` (for a bbox,
+    the STAC API meaning, pgSTAC's too), in order: a row whose bbox only
+    overlaps may have a footprint that misses (a rotated or projected scene,
+    a polar one). Only the geometries of rows not ``inside`` are read; a
+    row without a geometry keeps its bbox's answer."""
+    by_file: dict[int, list[int]] = {}
+    for file_no, row_no, inside in matches:
+        if not inside:
+            by_file.setdefault(file_no, []).append(row_no)
+    missed: set[tuple[int, int]] = set()
+    for shape in shapes:
+        shapely.prepare(shape)  # each is tested against many footprints
+    for file_no, rows in by_file.items():
+        footprints = files[file_no].footprints(rows)
+        meets = np.zeros(len(rows), dtype=bool)
+        for query in shapes:
+            meets |= shapely.intersects(footprints, query)
+        missed.update(
+            (file_no, row)
+            for row, footprint, hit in zip(rows, footprints, meets.tolist())
+            if not hit and footprint is not None
+        )
+    return [(f, r) for f, r, _ in matches if (f, r) not in missed]
 
 
 def _features(

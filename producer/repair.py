@@ -1002,6 +1002,7 @@ def _compare_mirror(store: Store, tree: AuditReport, report: ReconcileReport, *,
                 ("differing", found.differing),
                 ("linked files absent", found.absent_files),
                 ("partition files unlinked", found.unlinked_files),
+                ("partitions whose mirror files do not read", found.unreadable_files),
             )
             if ids
         )

@@ -316,3 +316,35 @@ def test_an_older_change_reaching_the_database_last_does_not_undo_a_newer_one(
     assert stored["a_20240110"]["properties"]["updated"] == item["properties"]["updated"]
     found = producer.reconcile(catalog, pgstac=pgstac_dsn).found
     assert not {k for k in found if k in ("pgstac-missing", "pgstac-extra", "pgstac-differing")}, found
+
+
+def test_the_stac_api_and_search_agree_on_a_box_or_geometry_in_a_rotated_scenes_empty_corner(
+    tmp_path, pg_server: PgServer
+):
+    """Was: the mirror's search matched bboxes, so a box in the corner of a
+    rotated scene's bbox returned the scene, which the STAC API over pgSTAC
+    (footprints) does not."""
+    from producer.query import search
+    from tests import rasters
+
+    dsn = pg_server.new_database()
+    paths = [rasters.write_rotated(tmp_path / "data"), rasters.write_polar(tmp_path / "data")]
+    catalog = tmp_path / "cat"
+    results = producer.register(paths, catalog=str(catalog), collection="c", pgstac=dsn)
+    assert all(r.ok for r in results), [r.error for r in results]
+    corner = [15.0, 45.1485, 15.001, 45.149]  # in the rotated scene's bbox, outside its footprint
+    polygon = {
+        "type": "Polygon",
+        "coordinates": [[[-60, 86], [-50, 86], [-50, 87], [-60, 86]]],
+    }  # beside the pole
+    inside = [15.005, 45.15, 15.006, 45.151]
+    for query, expected in (
+        ({"bbox": corner}, []),
+        ({"intersects": polygon}, []),
+        ({"bbox": inside}, ["rotated_20240401"]),
+        ({"bbox": [-60, 86, -50, 90]}, ["polar_3413_20240201"]),
+    ):
+        answer = stac_api_search(pg_server, dsn, {**query, "limit": 100})
+        from_api = sorted(f["id"] for f in answer["features"])
+        from_mirror = sorted(f["id"] for f in search(str(catalog), **query)["features"])
+        assert from_api == from_mirror == expected, query
