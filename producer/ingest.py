@@ -61,7 +61,7 @@ from producer.results import Action, RegisterResult
 from producer.sinks import Outbox, SinkFailure, check_sinks, deliver, remedy_text, removed
 from producer.sources import PRODUCT_SUFFIXES, expand_paths, literal_paths
 from producer.store import open_store
-from producer.store.base import Store, batch_durability, durability, durable_now, is_local
+from producer.store.base import Store, batch_durability, catalog_argument, durability, durable_now, is_local
 from producer.store.local import Staging
 from producer.urls import is_local as local_location
 from producer.urls import is_remote
@@ -76,7 +76,9 @@ Progress = Callable[[int, int], None]
 
 
 def open_catalog(catalog: str | Store, storage_options: dict | None) -> Store:
-    """The store of ``catalog`` (a URL or path; a :class:`Store` is returned as is)."""
+    """The store of ``catalog`` (a URL or path, ``str`` or ``pathlib.Path``; a
+    :class:`Store` is returned as is). Raises :class:`TypeError` for anything else."""
+    catalog = catalog_argument(catalog)
     if not isinstance(catalog, str):
         return catalog
     # storage options describe remote storage; a local catalog beside remote

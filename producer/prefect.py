@@ -76,13 +76,14 @@ from producer.errors import (
     ProducerError,
     StoreError,
 )
+from producer.ingest import check_collection_id
 from producer.logs import ROOT_LOGGER
 from producer.options import RegisterOptions, resolve_options
 from producer.provenance import FLOW_RUN_PROPERTY
 from producer.redact import redact
 from producer.results import Action, ErrorKind
 from producer.sinks.notify import PrefectEventSink
-from producer.store.base import Store
+from producer.store.base import Store, catalog_argument
 from producer.worker_secrets import flow_spelling, refuse_catalog_credentials
 
 __all__ = [
@@ -431,6 +432,7 @@ def register_and_report(
     involved; :class:`~producer.errors.InputError` for unusable options or
     inputs, :class:`TypeError` for an unknown option.
     """
+    catalog = catalog_argument(catalog)
     if isinstance(catalog, str):  # before its URL is named in any log line or artifact
         refuse_catalog_credentials(catalog)
     check_artifact_key(artifact_key)  # Prefect would refuse it only after the registration
@@ -614,7 +616,9 @@ def registers_in_stac(
     Sync and ``async`` functions are supported, generators are not; a
     :class:`~prefect.Flow` is refused (decorate the function under ``@flow``
     instead). ``options``, ``storage_options``, ``overrides``: as for
-    :func:`producer.register`, checked here, at decoration time.
+    :func:`producer.register`; they, ``catalog`` (a URL or path, ``str`` or
+    ``pathlib.Path``, or an open store) and ``collection`` are checked here,
+    at decoration time, before the function ever runs.
 
     ``properties``: extra item properties, a mapping (as for
     :func:`producer.register`) or a function of the returned value that
@@ -625,6 +629,11 @@ def registers_in_stac(
     registered). Inside a flow run the flow run is added too (see
     :func:`with_flow_run`).
     """
+    # refused now, not after the decorated function has run and written its product
+    catalog = catalog_argument(catalog)
+    if isinstance(catalog, str):
+        refuse_catalog_credentials(catalog)
+    check_collection_id(collection)
     check_artifact_key(artifact_key)
     if properties is not None and not callable(properties):
         overrides["properties"] = properties

@@ -17,6 +17,7 @@ host ``a`` and is refused (fsspec would silently read it as the relative path
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -30,12 +31,27 @@ __all__ = [
     "is_local",
     "is_remote",
     "local_path",
+    "pathlib_merged_url",
     "product_storage_options",
     "protocol",
 ]
 
 #: protocols naming the local file system (fsspec's LocalFileSystem answers to both)
 LOCAL_PROTOCOLS = frozenset({"file", "local"})
+
+#: ``pathlib.Path("s3://b/x.tif")`` is ``s3:/b/x.tif``: pathlib merges the
+#: slashes after a URL's scheme (a ``str`` keeps them)
+_MERGED_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/(?!/)")
+
+
+def pathlib_merged_url(path: str) -> str | None:
+    """The URL ``path`` was before ``pathlib`` merged the ``//`` after its
+    scheme (``s3:/b/x.tif`` gives ``s3://b/x.tif``), or None for a path that
+    is no such URL (no scheme, a one-letter drive, or a file that exists)."""
+    merged = _MERGED_URL.match(path)
+    if merged is None or os.path.lexists(path):
+        return None
+    return f"{merged.group(1)}://{path[merged.end() :]}"
 
 
 def protocol(location: str) -> str:

@@ -383,6 +383,37 @@ def test_decorator_on_a_plain_function_outside_prefect(tmp_path: Path) -> None:
     assert _item(catalog, "plain", "utm_20240513").is_file()
 
 
+def test_task_and_decorator_take_the_catalog_as_a_pathlib_path(tmp_path: Path) -> None:
+    """A ``pathlib.Path`` catalog failed both with an AttributeError
+    (``'PosixPath' object has no attribute 'concurrent_safe'``)."""
+    catalog = tmp_path / "catalog"
+    product = write_utm(tmp_path / "data")
+
+    @registers_in_stac(catalog=catalog, collection="decorated-path")
+    def make() -> Path:
+        return product
+
+    assert make() == product
+    assert _item(catalog, "decorated-path", "utm_20240513").is_file()
+    _, state, results = _run_task(
+        lambda: register_in_stac(product, catalog=catalog, collection="task-path", return_state=True)
+    )
+    assert state.is_completed(), results
+    assert [r["action"] for r in results] == ["created"]
+
+
+def test_decorator_refuses_a_bad_collection_or_catalog_before_the_function_runs(tmp_path: Path) -> None:
+    """Both were found only after the decorated function had run (and
+    written its product): a task failed at the end of its work."""
+    with pytest.raises(InputError, match="unsafe collection id 'ndvi/v2'"):
+        registers_in_stac(catalog=str(tmp_path / "catalog"), collection="ndvi/v2")
+    with pytest.raises(InputError, match="credentials"):
+        registers_in_stac(catalog="s3://AKIAKEY:secret@bucket/stac", collection="ndvi")
+    with pytest.raises(TypeError, match="catalog must be a URL or path"):
+        registers_in_stac(catalog=None, collection="ndvi")  # type: ignore[arg-type]
+    assert not (tmp_path / "catalog").exists()
+
+
 def test_store_errors_and_bad_input_are_told_apart_without_prefect(
     tmp_path: Path, s3_server: S3Server
 ) -> None:

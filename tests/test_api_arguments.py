@@ -1,0 +1,102 @@
+"""The library verbs' arguments as a pipeline author passes them: a
+``pathlib.Path`` catalog, one path or many in any form Python offers, and
+values of the wrong type. Each wrong one is a clear error naming the
+argument and the fix, raised before anything is written."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+
+import producer
+from producer.errors import InputError
+from tests.rasters import write_utm
+
+
+@pytest.fixture
+def product(tmp_path: Path) -> Path:
+    return write_utm(tmp_path / "data")
+
+
+def test_every_verb_takes_the_catalog_as_a_pathlib_path(product: Path, catalog_dir: Path) -> None:
+    (result,) = producer.register([product], catalog=catalog_dir, collection="c")
+    assert result.action == "created" and (catalog_dir / "catalog.json").is_file()
+    assert producer.register_item(
+        assets={"data": str(product)}, item_id="one", catalog=catalog_dir, collection="c"
+    )[0].ok
+    assert producer.validate_catalog(catalog_dir) == []
+    assert producer.search(catalog_dir)["numberMatched"] == 2
+    assert producer.reconcile(catalog_dir).remaining == []
+    assert producer.remove("one", catalog=catalog_dir, collection="c").action == "removed"
+
+
+@pytest.mark.parametrize("catalog", [None, 12, b"/tmp/stac"])
+def test_a_catalog_of_another_type_is_a_type_error_naming_catalog(
+    product: Path, catalog: Any, tmp_path: Path
+) -> None:
+    for verb in (
+        lambda: producer.register([product], catalog=catalog, collection="c"),
+        lambda: producer.validate_catalog(catalog),
+        lambda: producer.search(catalog),
+        lambda: producer.remove("x", catalog=catalog, collection="c"),
+    ):
+        with pytest.raises(TypeError, match=r"catalog must be a URL or path \(str or pathlib.Path\)"):
+            verb()
+
+
+@pytest.mark.parametrize(
+    ("paths", "what"),
+    [
+        (None, "None"),
+        (12, "int"),
+        ({"scene": "scene.tif"}, "dict"),
+        (["scene.tif", None], "None, the 2nd"),
+        (["scene.tif", 3.5], "float, the 2nd"),
+    ],
+)
+def test_paths_of_another_type_are_a_type_error_naming_paths(
+    paths: Any, what: str, catalog_dir: Path
+) -> None:
+    with pytest.raises(TypeError, match=r"paths must (be|hold)") as caught:
+        producer.register(paths, catalog=str(catalog_dir), collection="c")
+    assert what in str(caught.value)
+    assert not catalog_dir.exists()
+
+
+def test_one_bytes_path_is_one_product(product: Path, catalog_dir: Path) -> None:
+    (result,) = producer.register(bytes(product), catalog=str(catalog_dir), collection="c")
+    assert result.action == "created" and result.source == str(product)
+
+
+@pytest.mark.parametrize("url", ["s3://bucket/ndvi/scene.tif", "https://host/ndvi/scene.tif"])
+def test_a_pathlib_path_holding_a_url_says_to_pass_the_url_as_text(url: str, catalog_dir: Path) -> None:
+    """``Path("s3://b/x.tif")`` is ``s3:/b/x.tif``: pathlib merges the two
+    slashes, and the product was reported as a missing local file under the
+    working folder."""
+    with pytest.raises(InputError, match="pass the URL as a str") as caught:
+        producer.register([PurePosixPath(url)], catalog=str(catalog_dir), collection="c")
+    assert repr(url) in str(caught.value)
+    assert not catalog_dir.exists()
+
+
+def test_a_pathlib_path_holding_a_catalog_url_says_to_pass_the_url_as_text(
+    product: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was taken as the relative local folder ``s3:/bucket/stac``, and a
+    catalog was written there."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=r"pass the URL as a str, e.g. catalog='s3://bucket/stac'"):
+        producer.register([product], catalog=PurePosixPath("s3://bucket/stac"), collection="c")
+    assert not (tmp_path / "s3:").exists()
+
+
+@pytest.mark.parametrize("collection", [12, ["c"]])
+def test_a_collection_id_of_another_type_is_not_called_empty(
+    product: Path, collection: Any, catalog_dir: Path
+) -> None:
+    with pytest.raises(InputError, match="it is not text") as caught:
+        producer.register([product], catalog=str(catalog_dir), collection=collection)
+    assert "empty" not in str(caught.value)
+    assert not catalog_dir.exists()
