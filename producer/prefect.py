@@ -84,6 +84,7 @@ from producer.redact import redact
 from producer.results import Action, ErrorKind
 from producer.sinks.notify import PrefectEventSink
 from producer.store.base import Store, catalog_argument
+from producer.urls import pathlib_merged_url
 from producer.worker_secrets import flow_spelling, refuse_catalog_credentials
 
 __all__ = [
@@ -193,6 +194,12 @@ def _collect(value: Any) -> tuple[list[str], list[BaseException]]:
             url = os.fspath(item)
             if not isinstance(url, str) or not url:
                 raise InputError(f"cannot register {item!r}: the path is empty or not text")
+            merged = pathlib_merged_url(url) if not isinstance(item, str) else None
+            if merged is not None:  # Path("s3://b/x.tif") is s3:/b/x.tif
+                raise InputError(
+                    f"cannot register {redact(url)!r}: a URL that went through pathlib, which merges the "
+                    f"'//' after its scheme; pass the URL as a str, e.g. {redact(merged)!r}"
+                )
             if url not in seen:
                 seen.add(url)
                 out.append(url)

@@ -87,6 +87,21 @@ def test_product_urls_flattens_paths_lists_and_skips_none(tmp_path: Path) -> Non
             product_urls(bad)
 
 
+def test_a_pathlib_path_of_a_url_returned_by_a_task_says_to_return_the_url_as_text(tmp_path: Path) -> None:
+    """``Path("s3://bucket/ndvi/x.tif")`` is ``s3:/bucket/ndvi/x.tif``: it was
+    registered as a missing local file under the working folder."""
+    with pytest.raises(InputError, match=r"pass the URL as a str, e.g. 's3://bucket/ndvi/x.tif'"):
+        product_urls([Path("s3://bucket/ndvi/x.tif")])
+
+    @registers_in_stac(catalog=str(tmp_path / "catalog"), collection="x")
+    def make() -> Path:
+        return Path("s3://bucket/ndvi/x.tif")
+
+    with pytest.raises(InputError, match="make returned .*pass the URL as a str"):
+        make()
+    assert not (tmp_path / "catalog").exists()
+
+
 def test_artifact_key_is_valid_for_prefect() -> None:
     assert artifact_key_for("stac", "NDVI_v2.1") == "stac-ndvi-v2-1"
 
