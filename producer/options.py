@@ -507,6 +507,7 @@ class RegisterOptions:
                 hints=(Hint("datetime_sources", list(DATETIME_SOURCES), "try every source in this order"),),
             )
         object.__setattr__(self, "datetime_sources", sources)
+        _check_datetime_sources_use(self.datetime, self.datetime_pattern, sources)
         if isinstance(self.href_rewrites, str):
             raise TypeError(
                 f"RegisterOptions.href_rewrites must be a sequence of rules, not {self.href_rewrites!r}"
@@ -568,6 +569,42 @@ class RegisterOptions:
             return cls(**values)
         except InputError as exc:
             raise env_phrased(exc) from None
+
+
+def _check_datetime_sources_use(datetime: str | None, pattern: str | None, sources: tuple[str, ...]) -> None:
+    """Refuse an explicit datetime or a file-name pattern that ``sources``
+    would never reach (a pattern is read by the ``filename`` source only, and
+    an explicit datetime tried before it always answers): silently ignored,
+    every item would get the other date. :class:`InputError` naming the
+    sources that use both, in an order that does."""
+    listed = ", ".join(sources)
+    if pattern is not None and "filename" not in sources:
+        raise InputError(
+            f"a file-name datetime pattern was given, but the datetime sources ({listed}) leave out "
+            "'filename', which alone reads it: it would never be used; leave the pattern out, or add "
+            "the file name to the sources",
+            hints=(Hint("datetime_sources", ["filename", *sources], "read the file name with the pattern"),),
+        )
+    if datetime is not None and "explicit" not in sources:
+        raise InputError(
+            f"an explicit datetime was given, but the datetime sources ({listed}) leave out 'explicit': "
+            "it would never be used; leave it out, or add 'explicit' to the sources",
+            hints=(Hint("datetime_sources", [*sources, "explicit"], "fall back to the explicit datetime"),),
+        )
+    if datetime is not None and pattern is not None and sources.index("explicit") < sources.index("filename"):
+        order = ["filename", "explicit", *(s for s in sources if s not in ("filename", "explicit"))]
+        raise InputError(
+            f"an explicit datetime and a file-name datetime pattern were both given, and the explicit "
+            f"datetime comes first in the datetime sources ({listed}): the pattern would never be used; "
+            "give only one of them, or try the file name first",
+            hints=(
+                Hint(
+                    "datetime_sources",
+                    order,
+                    "read the file name with the pattern, the explicit datetime where it does not match",
+                ),
+            ),
+        )
 
 
 #: what the number options count, for their messages

@@ -402,6 +402,28 @@ OPTION_ERRORS: list[tuple[list[str], dict[str, Any], str | None, str | None, str
         "datetime_pattern='(?P<year>",
         "STAC_DATETIME_PATTERN='(?P<year>",
     ),
+    # an option that the others make unused: refused, never silently ignored
+    (
+        ["--datetime", "2024-05-13", "--datetime-pattern", r"(?P<year>\d{4})"],
+        {"datetime": "2024-05-13", "datetime_pattern": r"(?P<year>\d{4})"},
+        "--datetime-source filename --datetime-source explicit --datetime-source tags",
+        "datetime_sources=['filename', 'explicit', 'tags']",
+        None,
+    ),
+    (
+        ["--datetime-pattern", r"(?P<year>\d{4})", "--datetime-source", "tags"],
+        {"datetime_pattern": r"(?P<year>\d{4})", "datetime_sources": ["tags"]},
+        "--datetime-source filename --datetime-source tags",
+        "datetime_sources=['filename', 'tags']",
+        None,
+    ),
+    (
+        ["--datetime", "2024-05-13", "--datetime-source", "filename"],
+        {"datetime": "2024-05-13", "datetime_sources": ["filename"]},
+        "--datetime-source filename --datetime-source explicit",
+        "datetime_sources=['filename', 'explicit']",
+        None,
+    ),
     (
         ["--id-template", "{bad}"],
         {"id_template": "{bad}"},
