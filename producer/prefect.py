@@ -99,6 +99,7 @@ __all__ = [
     "register_in_stac",
     "registers_in_stac",
     "retry_on_storage_errors",
+    "retry_unless_bad_input",
     "run_sinks",
     "with_flow_run",
     "FLOW_RUN_PROPERTY",
@@ -530,6 +531,26 @@ def retry_on_storage_errors(task: Task[..., Any], task_run: TaskRun, state: Stat
     return False
 
 
+def retry_unless_bad_input(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """``retry_condition_fn`` for a task decorated with :func:`registers_in_stac`:
+    retry whatever failed, except a registration that failed for bad input
+    only (:class:`~producer.errors.InputError` and friends, a
+    :class:`RegistrationFailed` that is not ``transient``), which no retry of
+    the task can fix (it would run the producing function again for nothing).
+    :func:`registers_in_stac` above ``@task`` adds it to the task itself."""
+    try:
+        state.result()
+    except RegistrationFailed as exc:
+        return exc.transient
+    except (StoreError, ConflictError):
+        return True
+    except ProducerError:
+        return False
+    except Exception:
+        return True
+    return True
+
+
 # --------------------------------------------------------------------------
 # the task
 # --------------------------------------------------------------------------
@@ -618,7 +639,10 @@ def registers_in_stac(
       it).
     * ``@registers_in_stac(...)`` above ``@task``: a new :class:`~prefect.Task`
       with the same name and options is returned around the wrapped function
-      (``.submit``/``.map`` keep working); same behaviour as above.
+      (``.submit``/``.map`` keep working); same behaviour as above, and its
+      retries skip a registration that failed for bad input
+      (:func:`retry_unless_bad_input`, with the task's own condition). Under
+      ``@task``, give ``retry_condition_fn=retry_unless_bad_input`` to the task.
 
     Sync and ``async`` functions are supported, generators are not; a
     :class:`~prefect.Flow` is refused (decorate the function under ``@flow``
@@ -723,7 +747,17 @@ def registers_in_stac(
         if isinstance(obj, Task):
             # a copy with every option of the original (retries, hooks, cache,
             # name, ...), running the wrapped function
-            new: Task[..., Any] = obj.with_options()
+            # its retries skip a registration that failed for bad input
+            # (retry_unless_bad_input), and keep the task's own condition
+            given = obj.retry_condition_fn
+
+            def retry(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> Any:
+                if not retry_unless_bad_input(task, task_run, state):
+                    return False
+                # the task's own (maybe async: Prefect awaits what it returns)
+                return given(task, task_run, state) if given is not None else True
+
+            new: Task[..., Any] = obj.with_options(retry_condition_fn=retry)
             new.fn = wrap(obj.fn)
             new.task_key = f"{obj.task_key}-registers-in-stac"
             return new  # type: ignore[return-value]

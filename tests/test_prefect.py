@@ -26,6 +26,7 @@ from producer.prefect import (
     product_urls,
     register_in_stac,
     registers_in_stac,
+    retry_unless_bad_input,
 )
 from tests.prefect_harness import (
     flow_run_id,
@@ -331,6 +332,45 @@ def test_decorator_above_task_keeps_a_task(tmp_path: Path) -> None:
     assert pipeline() == products
     for item_id in ("utm_20240513", "cog_20240105"):
         assert _item(catalog, "decorated-above", item_id).is_file()
+
+
+def test_a_decorated_tasks_retries_skip_a_bad_product_but_not_its_own_errors(tmp_path: Path) -> None:
+    """``@task(retries=2)`` with ``@registers_in_stac``: a product with no CRS
+    re-ran the whole producing function 3 times (it can never register).
+    Above ``@task`` the decorator adds the condition itself; under it the
+    task takes :func:`retry_unless_bad_input`. The function's own errors are
+    still retried."""
+    catalog = str(tmp_path / "catalog")
+    bad = write_nocrs(tmp_path / "data")
+    runs: list[str] = []
+
+    @registers_in_stac(catalog=catalog, collection="retry")
+    @task(retries=2, retry_delay_seconds=0)
+    def above() -> Path:
+        runs.append("above")
+        return bad
+
+    @task(retries=2, retry_delay_seconds=0, retry_condition_fn=retry_unless_bad_input)
+    @registers_in_stac(catalog=catalog, collection="retry")
+    def under() -> Path:
+        runs.append("under")
+        return bad
+
+    @registers_in_stac(catalog=catalog, collection="retry")
+    @task(retries=2, retry_delay_seconds=0)
+    def flaky() -> Path:
+        runs.append("flaky")
+        if runs.count("flaky") < 3:
+            raise RuntimeError("the processing failed this time")
+        return write_utm(tmp_path / "data")
+
+    @flow(name="decorated-retries")
+    def pipeline() -> list[Any]:
+        return [above(return_state=True), under(return_state=True), flaky(return_state=True)]
+
+    first, second, third = pipeline()
+    assert first.is_failed() and second.is_failed() and third.is_completed()
+    assert runs == ["above", "under", "flaky", "flaky", "flaky"]
 
 
 def test_decorator_on_an_async_task(tmp_path: Path) -> None:
