@@ -28,6 +28,7 @@ from producer.options import (  # noqa: F401 (re-exported)
     RECONCILE_WITHOUT_DATA,
     RegisterOptions,
     check_max_retries,
+    check_switch,
     parse_rewrites,
     resolve_options,
 )
@@ -191,6 +192,9 @@ def register(
     resend: delivery is at least once).
     """
     opts = resolve_options(options, storage_options, **overrides)
+    check_switch("expand", expand)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be a function (or None), not {type(progress).__name__}")
     store = open_catalog(catalog, opts.catalog_storage_options)
     return ingest.register_products(
         paths,
@@ -229,6 +233,12 @@ def register_item(
     :class:`~producer.errors.InputError` for an unusable id, asset key or
     option (nothing written)."""
     opts = resolve_options(options, storage_options, **overrides)
+    if not isinstance(assets, Mapping):
+        raise TypeError(
+            f"assets must be a mapping of asset keys to URLs, not {type(assets).__name__}: "
+            "e.g. assets={'B04': 's3://bucket/scene/B04.tif'}"
+        )
+    assets = {key: os.fspath(url) if isinstance(url, os.PathLike) else url for key, url in assets.items()}
     if opts.group or opts.asset_key:
         raise InputError("register_item takes its asset keys from assets=: drop group and asset_key")
     grouping = Grouping.explicit(item_id, assets)
@@ -392,6 +402,7 @@ def validate_catalog(
     """
     from producer.audit import audit  # noqa: PLC0415 (the read-only verbs only: a register's cold start skips it)
 
+    check_switch("check_assets", check_assets)
     store = require_catalog(catalog, storage_options)
     return audit(
         store, validator(), check_assets=check_assets, storage_options=storage_options, keep_items=False
@@ -425,7 +436,7 @@ def reconcile(
     catalog: str | Store,
     *,
     storage_options: dict[str, Any] | None = None,
-    data: str | list[str] | None = None,
+    data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     fix: bool = False,
     dead: Literal["flag", "remove"] = "flag",
     collection: str | None = None,
@@ -472,19 +483,30 @@ def reconcile(
     data), and without ``fix`` reports what that would do.
     """
     check_max_retries(max_retries)
-    if data is None:
+    check_switch("fix", fix)
+    check_switch("dry_run", dry_run, optional=True)
+    check_switch("check_assets", check_assets, optional=True)
+    # a pathlib.Path (or a list of them) as the text the repair lists
+    urls: str | list[str] | None = (
+        os.fspath(data)
+        if isinstance(data, (str, os.PathLike))
+        else None
+        if data is None
+        else [os.fspath(d) for d in data]
+    )
+    if urls is None:
         _refuse_register_only(options, register_options)
     opts = resolve_options(options, storage_options, **dict(register_options or {}))
     if dry_run is not None:
         opts = dataclasses.replace(opts, dry_run=dry_run)
-    if fix and data is not None and not collection:
+    if fix and urls is not None and not collection:
         raise InputError(
             "repairing with data needs a collection for the products no item describes.",
             hints=(Hint("collection", "ndvi", "register them into this collection"),),
         )
     # the catalog with the catalog's storage options; asset checks and the
     # listing of ``data`` read the data, with the data's
-    if data is None:
+    if urls is None:
         store = require_catalog(catalog, opts.catalog_storage_options)
     else:
         store = open_catalog(catalog, opts.catalog_storage_options)
@@ -494,7 +516,7 @@ def reconcile(
     return repair.reconcile(
         store,
         validator(),
-        data=data,
+        data=urls,
         fix=fix,
         dead=dead,
         collection=collection,

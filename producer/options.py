@@ -46,6 +46,7 @@ __all__ = [
     "OptionSpec",
     "RegisterOptions",
     "check_max_retries",
+    "check_switch",
     "env_phrased",
     "env_spelling",
     "flag_spelling",
@@ -677,6 +678,16 @@ def check_max_retries(value: Any) -> int:
         raise TypeError(f"max_retries must be an int, not {value!r}")
     _at_least("max_retries", value, 0)
     return value
+
+
+def check_switch(name: str, value: Any, *, optional: bool = False) -> None:
+    """A verb's own switch (``fix``, ``expand``, ...) checked as
+    :class:`RegisterOptions` checks its own: :class:`TypeError` for a value
+    that is not True or False (or None, when ``optional``): ``fix="no"`` is
+    true, and would write."""
+    if not isinstance(value, bool) and not (optional and value is None):
+        allowed = "True, False or None" if optional else "True or False"
+        raise TypeError(f"{name} must be {allowed}, not {value!r}")
 
 
 def option_spec(f: dataclasses.Field[Any]) -> OptionSpec:

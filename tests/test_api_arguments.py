@@ -12,7 +12,7 @@ import pytest
 
 import producer
 from producer.errors import InputError
-from tests.rasters import write_utm
+from tests.rasters import write_utm, write_wgs84
 
 
 @pytest.fixture
@@ -100,3 +100,51 @@ def test_a_collection_id_of_another_type_is_not_called_empty(
         producer.register([product], catalog=str(catalog_dir), collection=collection)
     assert "empty" not in str(caught.value)
     assert not catalog_dir.exists()
+
+
+def test_reconcile_takes_data_as_a_pathlib_path(product: Path, catalog_dir: Path) -> None:
+    """``data=Path(...)`` failed with "'PosixPath' object is not iterable"."""
+    report = producer.reconcile(catalog_dir, data=product.parent, collection="c", fix=True)
+    assert [r.action for r in report.registered] == ["created"]
+    assert producer.validate_catalog(catalog_dir) == []
+
+
+def test_register_item_takes_pathlib_paths_and_refuses_a_list_by_name(
+    product: Path, catalog_dir: Path
+) -> None:
+    """A ``Path`` asset was "asset 'data' has no URL (PosixPath(...))"; a
+    list of URLs an AttributeError ("'list' object has no attribute 'items'")."""
+    (result,) = producer.register_item(
+        assets={"data": product}, item_id="one", catalog=catalog_dir, collection="c"
+    )
+    assert result.action == "created" and result.source == str(product)
+    with pytest.raises(TypeError, match=r"assets must be a mapping of asset keys to URLs.*assets=\{"):
+        producer.register_item(assets=[str(product)], item_id="two", catalog=catalog_dir, collection="c")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("verb", "name"),
+    [
+        (lambda cat, p: producer.reconcile(cat, fix="no"), "fix"),
+        (lambda cat, p: producer.reconcile(cat, fix=True, dry_run="yes"), "dry_run"),
+        (lambda cat, p: producer.validate_catalog(cat, check_assets="no"), "check_assets"),
+        (lambda cat, p: producer.register([p], catalog=cat, collection="c", expand="no"), "expand"),
+        (lambda cat, p: producer.register([p], catalog=cat, collection="c", progress=5), "progress"),
+    ],
+)
+def test_a_verb_argument_of_the_wrong_type_is_refused_before_anything_is_written(
+    verb: Any, name: str, product: Path, catalog_dir: Path
+) -> None:
+    """``fix="no"`` is true: reconcile repaired (wrote) what it was told not
+    to; ``progress=5`` failed with "'int' object is not callable" after the
+    first product was written."""
+    (registered,) = producer.register([product], catalog=str(catalog_dir), collection="c")
+    Path(registered.href).unlink()  # a dangling link: something a fix would write
+    before = _tree(catalog_dir)
+    with pytest.raises(TypeError, match=rf"^(RegisterOptions\.)?{name} must be"):
+        verb(str(catalog_dir), write_wgs84(product.parent))
+    assert _tree(catalog_dir) == before
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
