@@ -116,6 +116,21 @@ def build_sinks(
 
 # --- register -----------------------------------------------------------------
 
+#: the keywords of :func:`register` and :func:`register_item` besides the
+#: option fields, for the "did you mean" of a misspelt one
+_REGISTER_KEYWORDS = (
+    "paths",
+    "catalog",
+    "collection",
+    "options",
+    "progress",
+    "storage_options",
+    "on_change",
+    "sinks",
+    "expand",
+)
+_REGISTER_ITEM_KEYWORDS = ("assets", "item_id", *_REGISTER_KEYWORDS[1:4], *_REGISTER_KEYWORDS[5:8])
+
 
 def register(
     paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
@@ -191,7 +206,7 @@ def register(
     batch's products a ``storage`` error saying so (register again to
     resend: delivery is at least once).
     """
-    opts = resolve_options(options, storage_options, **overrides)
+    opts = resolve_options(options, storage_options, keywords=_REGISTER_KEYWORDS, **overrides)
     check_switch("expand", expand)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be a function (or None), not {type(progress).__name__}")
@@ -232,7 +247,7 @@ def register_item(
     and ``asset_key`` do not apply. Raises
     :class:`~producer.errors.InputError` for an unusable id, asset key or
     option (nothing written)."""
-    opts = resolve_options(options, storage_options, **overrides)
+    opts = resolve_options(options, storage_options, keywords=_REGISTER_ITEM_KEYWORDS, **overrides)
     if not isinstance(assets, Mapping):
         raise TypeError(
             f"assets must be a mapping of asset keys to URLs, not {type(assets).__name__}: "

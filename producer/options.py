@@ -747,21 +747,25 @@ def _from_text(spec: OptionSpec, text: str) -> Any:
 def resolve_options(
     options: RegisterOptions | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    *,
+    keywords: Sequence[str] = (),
     **overrides: Any,
 ) -> RegisterOptions:
     """``options`` (default: all defaults) with ``overrides`` applied by field
     name, and ``storage_options`` as the shorthand for the data and the
     catalog storage options that are not set otherwise.
 
-    Raises :class:`TypeError` naming the valid names for an unknown override,
-    and whatever :class:`RegisterOptions` raises for a bad value.
+    Raises :class:`TypeError` naming the valid names for an unknown override
+    (and the one meant, among them and the caller's own ``keywords``:
+    ``progres`` is ``progress``, not ``properties``), and whatever
+    :class:`RegisterOptions` raises for a bad value.
     """
     if options is not None and not isinstance(options, RegisterOptions):
         raise TypeError(f"options must be a RegisterOptions, not {type(options).__name__}")
     names = [f.name for f in dataclasses.fields(RegisterOptions)]
     unknown = sorted(set(overrides) - set(names))
     if unknown:
-        meant = [m for u in unknown for m in difflib.get_close_matches(u, names, n=1)]
+        meant = [m for u in unknown for m in difflib.get_close_matches(u, [*names, *keywords], n=1)]
         guess = f" (did you mean {', '.join(map(repr, meant))}?)" if meant else ""
         raise TypeError(f"unknown registration option(s) {unknown}{guess}; the options are {names}")
     if storage_options is not None:

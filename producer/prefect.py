@@ -114,6 +114,10 @@ RETRY_DELAYS: list[float] = [2.0, 10.0, 30.0]
 
 _MAX_LISTED_FAILURES = 20
 
+#: the task's and the decorator's keywords besides the option fields (for
+#: the "did you mean" of a misspelt one)
+_TASK_KEYWORDS = ("products", "catalog", "collection", "artifact_key", "options", "storage_options")
+
 
 # --------------------------------------------------------------------------
 # errors
@@ -444,7 +448,7 @@ def register_and_report(
     if isinstance(catalog, str):  # before its URL is named in any log line or artifact
         refuse_catalog_credentials(catalog)
     check_artifact_key(artifact_key)  # Prefect would refuse it only after the registration
-    opts = with_flow_run(resolve_options(options, storage_options, **overrides))
+    opts = with_flow_run(resolve_options(options, storage_options, keywords=_TASK_KEYWORDS, **overrides))
     logger = _logger()
     urls, upstream = _collect(products)
     where = f"collection {collection!r} of catalog {redact(str(getattr(catalog, 'url', catalog)))}"
@@ -668,7 +672,7 @@ def registers_in_stac(
     check_artifact_key(artifact_key)
     if properties is not None and not callable(properties):
         overrides["properties"] = properties
-    opts = resolve_options(options, storage_options, **overrides)
+    opts = resolve_options(options, storage_options, keywords=(*_TASK_KEYWORDS, "properties"), **overrides)
     extra = properties if callable(properties) else None
 
     def options_for(name: str, value: Any) -> RegisterOptions:

@@ -592,3 +592,27 @@ def test_a_misspelt_option_keyword_names_the_one_meant() -> None:
     with pytest.raises(TypeError) as err:
         resolve_options(None, None, zzz=1)
     assert "did you mean" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [
+        ("progres", "progress"),
+        ("storage_option", "storage_options"),
+        ("on_changes", "on_change"),
+        ("sink", "sinks"),
+    ],
+)
+def test_a_misspelt_keyword_of_the_verb_itself_names_it_not_an_option(
+    tmp_path: Path, typo: str, meant: str
+) -> None:
+    """``register(..., progres=...)`` was offered ``'properties'``,
+    ``storage_option=`` ``'data_storage_options'``, and ``on_changes=`` or
+    ``sink=`` nothing: only the option fields were looked at."""
+    with pytest.raises(TypeError, match=rf"\['{typo}'\] \(did you mean '{meant}'\?\)"):
+        producer.register([], catalog=str(tmp_path / "c"), collection="c", **{typo: 1})
+    from producer.prefect import registers_in_stac
+
+    with pytest.raises(TypeError, match=r"\(did you mean 'artifact_key'\?\)"):
+        registers_in_stac(catalog=str(tmp_path / "c"), collection="c", artifactkey="k")
+    assert not (tmp_path / "c").exists()
