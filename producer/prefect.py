@@ -481,7 +481,10 @@ def register_and_report(
         if d["action"] == "error":
             logger.error("failed %s: %s", d["source"], d.get("error"))
     counts = Counter(d["action"] for d in dicts)
-    summary = ", ".join(f"{counts[a]} {a}" for a in ("created", "updated", "unchanged", "error") if counts[a])
+    summary = (
+        ", ".join(f"{counts[a]} {a}" for a in ("created", "updated", "unchanged", "error") if counts[a])
+        or "nothing (no product found)"
+    )
     logger.info("registered into %s: %s", where, summary)
 
     if _in_run():

@@ -47,6 +47,7 @@ __all__ = [
     "expand_paths",
     "is_remote",
     "literal_paths",
+    "path_strings",
     "no_products_found",
     "zarr_store_of",
 ]
@@ -90,7 +91,7 @@ def expand_paths(
     when listing fails (endpoint unreachable, access denied, throttled).
     """
     out: list[str] = []
-    for path in _path_strings(paths):
+    for path in path_strings(paths):
         if protocol(path) in _HTTP:
             out.append(path)
         elif is_remote(path):
@@ -182,7 +183,7 @@ def literal_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> lis
     no glob, no request (a missing one is reported by name at extraction).
     A Zarr store's trailing ``/`` is dropped, as :func:`expand_paths` does;
     a product given twice is listed once (:func:`distinct`)."""
-    return distinct([path.rstrip("/") if _is_store(path) else path for path in _path_strings(paths)])
+    return distinct([path.rstrip("/") if _is_store(path) else path for path in path_strings(paths)])
 
 
 def distinct(paths: Iterable[str]) -> list[str]:
@@ -224,7 +225,7 @@ def _absolute(path: str) -> str:
         return path
 
 
-def _path_strings(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
+def path_strings(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
     """One path or many, each as a ``str`` (``bytes`` paths decoded).
     Raises :class:`TypeError` naming ``paths`` for a value that is no path
     (``None``, a number, a mapping), and :class:`InputError` for an empty

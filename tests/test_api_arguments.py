@@ -5,6 +5,7 @@ argument and the fix, raised before anything is written."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -148,3 +149,31 @@ def test_a_verb_argument_of_the_wrong_type_is_refused_before_anything_is_written
 
 def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_folder_holding_no_product_is_a_warning_naming_what_it_holds(
+    tmp_path: Path, catalog_dir: Path
+) -> None:
+    """``register("out/")`` over a folder of ``.jp2`` files returned ``[]``
+    and logged only "registered 0 product(s)": the Prefect task and the
+    decorator completed as if the products were registered."""
+    from producer.prefect import register_and_report
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "scene_20240101.jp2").write_bytes(b"not read")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("producer").addHandler(
+        handler
+    )  # Prefect's logging set-up keeps caplog from seeing them
+    try:
+        assert producer.register(folder, catalog=str(catalog_dir), collection="c") == []
+        assert register_and_report(str(folder), catalog=str(catalog_dir), collection="c") == []
+    finally:
+        logging.getLogger("producer").removeHandler(handler)
+    warned = [r.getMessage() for r in records]
+    assert len([w for w in warned if f"no products found in {folder}" in w and ".jp2 (1)" in w]) == 2, warned
+    assert any(f"{folder}/**/*.jp2" in w for w in warned), warned
+    assert not catalog_dir.exists()
