@@ -303,6 +303,9 @@ def register_products(
         for result in results[done:]:  # one INFO line per product
             log_result(log, result, dry_run=dry_run)
         done += len(chunk)
+    if grouping:  # the batches gather each item's products: back to the order given
+        position = {source: n for n, source in enumerate(sources)}
+        results.sort(key=lambda result: position.get(result.source or "", len(position)))
     log_register_summary(
         log,
         results,

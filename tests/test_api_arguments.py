@@ -177,3 +177,27 @@ def test_a_folder_holding_no_product_is_a_warning_naming_what_it_holds(
     assert len([w for w in warned if f"no products found in {folder}" in w and ".jp2 (1)" in w]) == 2, warned
     assert any(f"{folder}/**/*.jp2" in w for w in warned), warned
     assert not catalog_dir.exists()
+
+
+def test_results_of_a_group_are_in_input_order(tmp_path: Path, catalog_dir: Path) -> None:
+    """With ``group`` the results came item by item (the batches gather an
+    item's products), not in the order given: ``zip(paths, results)``
+    paired a product with another's outcome."""
+    scene = write_utm(tmp_path / "src")
+    given = []
+    for item in ("s1_20240101", "s2_20240102"):
+        for band in ("B04", "B08"):
+            path = tmp_path / item / f"{band}.tif"
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(scene.read_bytes())
+            given.append(path)
+    given = [given[0], given[2], given[1], given[3]]  # s1/B04, s2/B04, s1/B08, s2/B08
+    results = producer.register(
+        given,
+        catalog=catalog_dir,
+        collection="c",
+        group=r"(?P<id>[^/]+)/(?P<asset>[^/]+)\.tif$",
+        batch_size=1,
+    )
+    assert [r.source for r in results] == [str(p) for p in given]
+    assert [r.id for r in results] == ["s1_20240101", "s2_20240102", "s1_20240101", "s2_20240102"]
