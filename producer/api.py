@@ -168,7 +168,12 @@ def register(
     one compare-and-swap per parent per batch of ``batch_size`` products.
     Raises :class:`~producer.errors.InputError` only for unusable options
     (bad collection id, bad rewrite rule, unknown partition scheme, a
-    ``partition`` other than the one the existing collection records).
+    ``partition`` other than the one the existing collection records) or
+    paths (an empty one, a URL that went through ``pathlib``), and
+    :class:`TypeError` for an argument of the wrong type (``paths=None``,
+    ``catalog=12``, ``expand="no"``), each before anything is written.
+    Folders, prefixes and globs that hold no product give no result and a
+    WARNING naming what they hold.
 
     A new collection records its layout (``partition``) in its document;
     ``partition=None`` into an existing collection follows that record.
