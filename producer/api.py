@@ -102,7 +102,14 @@ def build_sinks(
     (e.g. Prefect events). Published hrefs are absolute under ``store.url``.
     Connects to nothing yet (the verbs check the sinks before their first
     write). Raises :class:`~producer.errors.InputError` for a topic that is
-    not an ARN or an ``on_change`` that is not callable."""
+    not an ARN or an ``on_change`` that is not callable or is async, and
+    :class:`TypeError` for an ``extra`` sink without an ``apply`` method."""
+    for sink in extra:  # before anything is written: a sink without apply failed only after the commit
+        if not callable(getattr(sink, "apply", None)):
+            raise TypeError(
+                f"sinks must hold sinks (objects with an apply(collection, changes) method), not "
+                f"{type(sink).__name__}: give a function taking one Change as on_change= instead"
+            )
     sinks: list[Sink] = [_mirror_sink(store)]
     if pgstac:
         sinks.append(_pgstac_sink(pgstac))

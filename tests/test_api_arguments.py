@@ -201,3 +201,23 @@ def test_results_of_a_group_are_in_input_order(tmp_path: Path, catalog_dir: Path
     )
     assert [r.source for r in results] == [str(p) for p in given]
     assert [r.id for r in results] == ["s1_20240101", "s2_20240102", "s1_20240101", "s2_20240102"]
+
+
+async def _notify_async(change: Any) -> None:  # an async consumer's callback
+    raise AssertionError("never awaited, never run")
+
+
+def test_an_async_on_change_or_a_function_as_a_sink_is_refused_before_anything_is_written(
+    product: Path, catalog_dir: Path
+) -> None:
+    """``on_change=async_fn`` was called and never awaited: the result said
+    ``created`` and the change was lost (a RuntimeWarning only).
+    ``sinks=[print]`` committed the item, then failed it as a ``storage``
+    error ("'builtin_function_or_method' object has no attribute 'apply'")."""
+    with pytest.raises(InputError, match="is an async function"):
+        producer.register([product], catalog=str(catalog_dir), collection="c", on_change=_notify_async)
+    with pytest.raises(
+        TypeError, match=r"sinks must hold sinks .* not builtin_function_or_method.*on_change="
+    ):
+        producer.register([product], catalog=str(catalog_dir), collection="c", sinks=[print])
+    assert not catalog_dir.exists()
