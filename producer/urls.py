@@ -46,12 +46,15 @@ _MERGED_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/(?!/)")
 
 def pathlib_merged_url(path: str) -> str | None:
     """The URL ``path`` was before ``pathlib`` merged the ``//`` after its
-    scheme (``s3:/b/x.tif`` gives ``s3://b/x.tif``), or None for a path that
+    scheme (``s3:/b/x.tif`` gives ``s3://b/x.tif``, ``file:/a`` gives
+    ``file:///a``), or None for a path that
     is no such URL (no scheme, a one-letter drive, or a file that exists)."""
     merged = _MERGED_URL.match(path)
     if merged is None or os.path.lexists(path):
         return None
-    return f"{merged.group(1)}://{path[merged.end() :]}"
+    scheme, rest = merged.group(1), path[merged.end() :]
+    # file:///a went through pathlib as file:/a: its path is absolute
+    return f"{scheme}:///{rest}" if scheme.lower() in LOCAL_PROTOCOLS else f"{scheme}://{rest}"
 
 
 def protocol(location: str) -> str:

@@ -91,6 +91,10 @@ def test_a_pathlib_path_holding_a_catalog_url_says_to_pass_the_url_as_text(
     with pytest.raises(InputError, match=r"pass the URL as a str, e.g. catalog='s3://bucket/stac'"):
         producer.register([product], catalog=PurePosixPath("s3://bucket/stac"), collection="c")
     assert not (tmp_path / "s3:").exists()
+    url = f"file://{tmp_path}/stac"
+    with pytest.raises(InputError, match=rf"e.g. catalog='{url}'"):
+        producer.register([product], catalog=PurePosixPath(url), collection="c")
+    assert not (tmp_path / "file:").exists()
 
 
 @pytest.mark.parametrize("collection", [12, ["c"]])
