@@ -28,6 +28,7 @@ from producer.options import (  # noqa: F401 (re-exported)
     RECONCILE_WITHOUT_DATA,
     RegisterOptions,
     check_max_retries,
+    check_switch,
     parse_rewrites,
     resolve_options,
 )
@@ -101,7 +102,14 @@ def build_sinks(
     (e.g. Prefect events). Published hrefs are absolute under ``store.url``.
     Connects to nothing yet (the verbs check the sinks before their first
     write). Raises :class:`~producer.errors.InputError` for a topic that is
-    not an ARN or an ``on_change`` that is not callable."""
+    not an ARN or an ``on_change`` that is not callable or is async, and
+    :class:`TypeError` for an ``extra`` sink without an ``apply`` method."""
+    for sink in extra:  # before anything is written: a sink without apply failed only after the commit
+        if not callable(getattr(sink, "apply", None)):
+            raise TypeError(
+                f"sinks must hold sinks (objects with an apply(collection, changes) method), not "
+                f"{type(sink).__name__}: give a function taking one Change as on_change= instead"
+            )
     sinks: list[Sink] = [_mirror_sink(store)]
     if pgstac:
         sinks.append(_pgstac_sink(pgstac))
@@ -114,6 +122,21 @@ def build_sinks(
 
 
 # --- register -----------------------------------------------------------------
+
+#: the keywords of :func:`register` and :func:`register_item` besides the
+#: option fields, for the "did you mean" of a misspelt one
+_REGISTER_KEYWORDS = (
+    "paths",
+    "catalog",
+    "collection",
+    "options",
+    "progress",
+    "storage_options",
+    "on_change",
+    "sinks",
+    "expand",
+)
+_REGISTER_ITEM_KEYWORDS = ("assets", "item_id", *_REGISTER_KEYWORDS[1:4], *_REGISTER_KEYWORDS[5:8])
 
 
 def register(
@@ -152,7 +175,12 @@ def register(
     one compare-and-swap per parent per batch of ``batch_size`` products.
     Raises :class:`~producer.errors.InputError` only for unusable options
     (bad collection id, bad rewrite rule, unknown partition scheme, a
-    ``partition`` other than the one the existing collection records).
+    ``partition`` other than the one the existing collection records) or
+    paths (an empty one, a URL that went through ``pathlib``), and
+    :class:`TypeError` for an argument of the wrong type (``paths=None``,
+    ``catalog=12``, ``expand="no"``), each before anything is written.
+    Folders, prefixes and globs that hold no product give no result and a
+    WARNING naming what they hold.
 
     A new collection records its layout (``partition``) in its document;
     ``partition=None`` into an existing collection follows that record.
@@ -190,7 +218,10 @@ def register(
     batch's products a ``storage`` error saying so (register again to
     resend: delivery is at least once).
     """
-    opts = resolve_options(options, storage_options, **overrides)
+    opts = resolve_options(options, storage_options, keywords=_REGISTER_KEYWORDS, **overrides)
+    check_switch("expand", expand)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be a function (or None), not {type(progress).__name__}")
     store = open_catalog(catalog, opts.catalog_storage_options)
     return ingest.register_products(
         paths,
@@ -228,7 +259,13 @@ def register_item(
     and ``asset_key`` do not apply. Raises
     :class:`~producer.errors.InputError` for an unusable id, asset key or
     option (nothing written)."""
-    opts = resolve_options(options, storage_options, **overrides)
+    opts = resolve_options(options, storage_options, keywords=_REGISTER_ITEM_KEYWORDS, **overrides)
+    if not isinstance(assets, Mapping):
+        raise TypeError(
+            f"assets must be a mapping of asset keys to URLs, not {type(assets).__name__}: "
+            "e.g. assets={'B04': 's3://bucket/scene/B04.tif'}"
+        )
+    assets = {key: os.fspath(url) if isinstance(url, os.PathLike) else url for key, url in assets.items()}
     if opts.group or opts.asset_key:
         raise InputError("register_item takes its asset keys from assets=: drop group and asset_key")
     grouping = Grouping.explicit(item_id, assets)
@@ -396,6 +433,7 @@ def validate_catalog(
     """
     from producer.audit import audit  # noqa: PLC0415 (the read-only verbs only: a register's cold start skips it)
 
+    check_switch("check_assets", check_assets)
     store = require_catalog(catalog, storage_options)
     return audit(
         store, validator(), check_assets=check_assets, storage_options=storage_options, keep_items=False
@@ -429,7 +467,7 @@ def reconcile(
     catalog: str | Store,
     *,
     storage_options: dict[str, Any] | None = None,
-    data: str | list[str] | None = None,
+    data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     fix: bool = False,
     dead: Literal["flag", "remove"] = "flag",
     collection: str | None = None,
@@ -476,19 +514,30 @@ def reconcile(
     data), and without ``fix`` reports what that would do.
     """
     check_max_retries(max_retries)
-    if data is None:
+    check_switch("fix", fix)
+    check_switch("dry_run", dry_run, optional=True)
+    check_switch("check_assets", check_assets, optional=True)
+    # a pathlib.Path (or a list of them) as the text the repair lists
+    urls: str | list[str] | None = (
+        os.fspath(data)
+        if isinstance(data, (str, os.PathLike))
+        else None
+        if data is None
+        else [os.fspath(d) for d in data]
+    )
+    if urls is None:
         _refuse_register_only(options, register_options)
     opts = resolve_options(options, storage_options, **dict(register_options or {}))
     if dry_run is not None:
         opts = dataclasses.replace(opts, dry_run=dry_run)
-    if fix and data is not None and not collection:
+    if fix and urls is not None and not collection:
         raise InputError(
             "repairing with data needs a collection for the products no item describes.",
             hints=(Hint("collection", "ndvi", "register them into this collection"),),
         )
     # the catalog with the catalog's storage options; asset checks and the
     # listing of ``data`` read the data, with the data's
-    if data is None:
+    if urls is None:
         store = require_catalog(catalog, opts.catalog_storage_options)
     else:
         store = open_catalog(catalog, opts.catalog_storage_options)
@@ -498,7 +547,7 @@ def reconcile(
     return repair.reconcile(
         store,
         validator(),
-        data=data,
+        data=urls,
         fix=fix,
         dead=dead,
         collection=collection,

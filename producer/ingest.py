@@ -59,9 +59,9 @@ from producer.options import RegisterOptions, parse_rewrites, pipeline_metadata
 from producer.parallel import extraction_workers, map_ordered, prepare_all, write_threads
 from producer.results import Action, RegisterResult
 from producer.sinks import Outbox, SinkFailure, check_sinks, deliver, remedy_text, removed
-from producer.sources import PRODUCT_SUFFIXES, expand_paths, literal_paths
+from producer.sources import PRODUCT_SUFFIXES, expand_paths, literal_paths, no_products_found, path_strings
 from producer.store import open_store
-from producer.store.base import Store, batch_durability, durability, durable_now, is_local
+from producer.store.base import Store, batch_durability, catalog_argument, durability, durable_now, is_local
 from producer.store.local import Staging
 from producer.urls import check_endpoint_environment, is_remote
 from producer.urls import is_local as local_location
@@ -76,7 +76,9 @@ Progress = Callable[[int, int], None]
 
 
 def open_catalog(catalog: str | Store, storage_options: dict | None) -> Store:
-    """The store of ``catalog`` (a URL or path; a :class:`Store` is returned as is)."""
+    """The store of ``catalog`` (a URL or path, ``str`` or ``pathlib.Path``; a
+    :class:`Store` is returned as is). Raises :class:`TypeError` for anything else."""
+    catalog = catalog_argument(catalog)
     if not isinstance(catalog, str):
         return catalog
     # storage options describe remote storage; a local catalog beside remote
@@ -234,6 +236,8 @@ def register_products(
         listings={},  # this call's only: see ExtractOptions.listings
     )
     grouping = grouping or Grouping.from_options(options.group, options.asset_key)
+    if isinstance(paths, Iterator):  # a generator: read once, for the expansion and the names
+        paths = list(paths)
     sources = (grouping and grouping.sources()) or (
         expand_paths(
             paths, options.data_storage_options, GROUP_SUFFIXES if options.group else PRODUCT_SUFFIXES
@@ -243,6 +247,8 @@ def register_products(
     )
     # products given literally (events, expand=False) are listed by nobody first
     check_endpoint_environment(options.data_storage_options, "the products", sources)
+    if not sources and expand and not (grouping and grouping.sources() is not None):
+        _warn_no_products(paths, options)
     store = open_catalog(catalog, options.catalog_storage_options)
     seen: dict[str, tuple[bytes, str, float, dict | None]] = {}
     listed: dict[str, tuple[float, list[str]]] = {}
@@ -251,7 +257,7 @@ def register_products(
         grouping.check_layout(layout, collection)
         # an explicit mapping names every source; else the paths given
         # (files named one by one, not what a folder or glob expanded to)
-        named = sources if grouping.sources() is not None else _named(paths)
+        named = sources if grouping.sources() is not None else path_strings(paths)
         sources = grouping.outside_catalog(sources, store.url, named)
     committer = Committer(
         store,
@@ -299,6 +305,9 @@ def register_products(
         for result in results[done:]:  # one INFO line per product
             log_result(log, result, dry_run=dry_run)
         done += len(chunk)
+    if grouping:  # the batches gather each item's products: back to the order given
+        position = {source: n for n, source in enumerate(sources)}
+        results.sort(key=lambda result: position.get(result.source or "", len(position)))
     log_register_summary(
         log,
         results,
@@ -311,11 +320,20 @@ def register_products(
     return results
 
 
-def _named(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[str]:
-    """The paths as the caller gave them (text)."""
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    return [os.fsdecode(p) if isinstance(p, bytes) else os.fspath(p) for p in paths]
+def _warn_no_products(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], options: RegisterOptions
+) -> None:
+    """A WARNING when the folders, prefixes or globs given held no product
+    (:func:`~producer.sources.no_products_found`: the endings looked for,
+    those found instead, a glob for them): the call returns no result, and a
+    pipeline would otherwise go on as if its products were registered."""
+    given = path_strings(paths)
+    if not given:  # nothing asked for: nothing to say
+        return
+    suffixes = GROUP_SUFFIXES if options.group else PRODUCT_SUFFIXES
+    fact, example = no_products_found(given, suffixes=suffixes, storage_options=options.data_storage_options)
+    advice = f"; name such files one by one, or match them with a glob: {example!r}" if example else ""
+    log.warning("%s%s: nothing registered", fact, advice)
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ __all__ = [
     "OptionSpec",
     "RegisterOptions",
     "check_max_retries",
+    "check_switch",
     "env_phrased",
     "env_spelling",
     "flag_spelling",
@@ -509,6 +510,7 @@ class RegisterOptions:
                 hints=(Hint("datetime_sources", list(DATETIME_SOURCES), "try every source in this order"),),
             )
         object.__setattr__(self, "datetime_sources", sources)
+        _check_datetime_sources_use(self.datetime, self.datetime_pattern, sources)
         if isinstance(self.href_rewrites, str):
             raise TypeError(
                 f"RegisterOptions.href_rewrites must be a sequence of rules, not {self.href_rewrites!r}"
@@ -578,6 +580,42 @@ class RegisterOptions:
             return cls(**values)
         except InputError as exc:
             raise env_phrased(exc) from None
+
+
+def _check_datetime_sources_use(datetime: str | None, pattern: str | None, sources: tuple[str, ...]) -> None:
+    """Refuse an explicit datetime or a file-name pattern that ``sources``
+    would never reach (a pattern is read by the ``filename`` source only, and
+    an explicit datetime tried before it always answers): silently ignored,
+    every item would get the other date. :class:`InputError` naming the
+    sources that use both, in an order that does."""
+    listed = ", ".join(sources)
+    if pattern is not None and "filename" not in sources:
+        raise InputError(
+            f"a file-name datetime pattern was given, but the datetime sources ({listed}) leave out "
+            "'filename', which alone reads it: it would never be used; leave the pattern out, or add "
+            "the file name to the sources",
+            hints=(Hint("datetime_sources", ["filename", *sources], "read the file name with the pattern"),),
+        )
+    if datetime is not None and "explicit" not in sources:
+        raise InputError(
+            f"an explicit datetime was given, but the datetime sources ({listed}) leave out 'explicit': "
+            "it would never be used; leave it out, or add 'explicit' to the sources",
+            hints=(Hint("datetime_sources", [*sources, "explicit"], "fall back to the explicit datetime"),),
+        )
+    if datetime is not None and pattern is not None and sources.index("explicit") < sources.index("filename"):
+        order = ["filename", "explicit", *(s for s in sources if s not in ("filename", "explicit"))]
+        raise InputError(
+            f"an explicit datetime and a file-name datetime pattern were both given, and the explicit "
+            f"datetime comes first in the datetime sources ({listed}): the pattern would never be used; "
+            "give only one of them, or try the file name first",
+            hints=(
+                Hint(
+                    "datetime_sources",
+                    order,
+                    "read the file name with the pattern, the explicit datetime where it does not match",
+                ),
+            ),
+        )
 
 
 #: what the number options count, for their messages
@@ -686,6 +724,16 @@ def check_max_retries(value: Any) -> int:
     return value
 
 
+def check_switch(name: str, value: Any, *, optional: bool = False) -> None:
+    """A verb's own switch (``fix``, ``expand``, ...) checked as
+    :class:`RegisterOptions` checks its own: :class:`TypeError` for a value
+    that is not True or False (or None, when ``optional``): ``fix="no"`` is
+    true, and would write."""
+    if not isinstance(value, bool) and not (optional and value is None):
+        allowed = "True, False or None" if optional else "True or False"
+        raise TypeError(f"{name} must be {allowed}, not {value!r}")
+
+
 def option_spec(f: dataclasses.Field[Any]) -> OptionSpec:
     """The :class:`OptionSpec` of a :class:`RegisterOptions` field."""
     spec = f.metadata["option"]
@@ -743,21 +791,25 @@ def _from_text(spec: OptionSpec, text: str) -> Any:
 def resolve_options(
     options: RegisterOptions | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    *,
+    keywords: Sequence[str] = (),
     **overrides: Any,
 ) -> RegisterOptions:
     """``options`` (default: all defaults) with ``overrides`` applied by field
     name, and ``storage_options`` as the shorthand for the data and the
     catalog storage options that are not set otherwise.
 
-    Raises :class:`TypeError` naming the valid names for an unknown override,
-    and whatever :class:`RegisterOptions` raises for a bad value.
+    Raises :class:`TypeError` naming the valid names for an unknown override
+    (and the one meant, among them and the caller's own ``keywords``:
+    ``progres`` is ``progress``, not ``properties``), and whatever
+    :class:`RegisterOptions` raises for a bad value.
     """
     if options is not None and not isinstance(options, RegisterOptions):
         raise TypeError(f"options must be a RegisterOptions, not {type(options).__name__}")
     names = [f.name for f in dataclasses.fields(RegisterOptions)]
     unknown = sorted(set(overrides) - set(names))
     if unknown:
-        meant = [m for u in unknown for m in difflib.get_close_matches(u, names, n=1)]
+        meant = [m for u in unknown for m in difflib.get_close_matches(u, [*names, *keywords], n=1)]
         guess = f" (did you mean {', '.join(map(repr, meant))}?)" if meant else ""
         raise TypeError(f"unknown registration option(s) {unknown}{guess}; the options are {names}")
     if storage_options is not None:

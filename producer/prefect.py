@@ -76,13 +76,15 @@ from producer.errors import (
     ProducerError,
     StoreError,
 )
+from producer.ingest import check_collection_id
 from producer.logs import ROOT_LOGGER
 from producer.options import RegisterOptions, resolve_options
 from producer.provenance import FLOW_RUN_PROPERTY
 from producer.redact import redact
 from producer.results import Action, ErrorKind
 from producer.sinks.notify import PrefectEventSink
-from producer.store.base import Store
+from producer.store.base import Store, catalog_argument
+from producer.urls import pathlib_merged_url
 from producer.worker_secrets import flow_spelling, refuse_catalog_credentials
 
 __all__ = [
@@ -97,6 +99,7 @@ __all__ = [
     "register_in_stac",
     "registers_in_stac",
     "retry_on_storage_errors",
+    "retry_unless_bad_input",
     "run_sinks",
     "with_flow_run",
     "FLOW_RUN_PROPERTY",
@@ -110,6 +113,10 @@ log = logging.getLogger(__name__)
 RETRY_DELAYS: list[float] = [2.0, 10.0, 30.0]
 
 _MAX_LISTED_FAILURES = 20
+
+#: the task's and the decorator's keywords besides the option fields (for
+#: the "did you mean" of a misspelt one)
+_TASK_KEYWORDS = ("products", "catalog", "collection", "artifact_key", "options", "storage_options")
 
 
 # --------------------------------------------------------------------------
@@ -192,6 +199,12 @@ def _collect(value: Any) -> tuple[list[str], list[BaseException]]:
             url = os.fspath(item)
             if not isinstance(url, str) or not url:
                 raise InputError(f"cannot register {item!r}: the path is empty or not text")
+            merged = pathlib_merged_url(url) if not isinstance(item, str) else None
+            if merged is not None:  # Path("s3://b/x.tif") is s3:/b/x.tif
+                raise InputError(
+                    f"cannot register {redact(url)!r}: a URL that went through pathlib, which merges the "
+                    f"'//' after its scheme; pass the URL as a str, e.g. {redact(merged)!r}"
+                )
             if url not in seen:
                 seen.add(url)
                 out.append(url)
@@ -431,10 +444,11 @@ def register_and_report(
     involved; :class:`~producer.errors.InputError` for unusable options or
     inputs, :class:`TypeError` for an unknown option.
     """
+    catalog = catalog_argument(catalog)
     if isinstance(catalog, str):  # before its URL is named in any log line or artifact
         refuse_catalog_credentials(catalog)
     check_artifact_key(artifact_key)  # Prefect would refuse it only after the registration
-    opts = with_flow_run(resolve_options(options, storage_options, **overrides))
+    opts = with_flow_run(resolve_options(options, storage_options, keywords=_TASK_KEYWORDS, **overrides))
     logger = _logger()
     urls, upstream = _collect(products)
     where = f"collection {collection!r} of catalog {redact(str(getattr(catalog, 'url', catalog)))}"
@@ -467,7 +481,10 @@ def register_and_report(
         if d["action"] == "error":
             logger.error("failed %s: %s", d["source"], d.get("error"))
     counts = Counter(d["action"] for d in dicts)
-    summary = ", ".join(f"{counts[a]} {a}" for a in ("created", "updated", "unchanged", "error") if counts[a])
+    summary = (
+        ", ".join(f"{counts[a]} {a}" for a in ("created", "updated", "unchanged", "error") if counts[a])
+        or "nothing (no product found)"
+    )
     logger.info("registered into %s: %s", where, summary)
 
     if _in_run():
@@ -519,6 +536,26 @@ def retry_on_storage_errors(task: Task[..., Any], task_run: TaskRun, state: Stat
     except Exception:
         return False
     return False
+
+
+def retry_unless_bad_input(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """``retry_condition_fn`` for a task decorated with :func:`registers_in_stac`:
+    retry whatever failed, except a registration that failed for bad input
+    only (:class:`~producer.errors.InputError` and friends, a
+    :class:`RegistrationFailed` that is not ``transient``), which no retry of
+    the task can fix (it would run the producing function again for nothing).
+    :func:`registers_in_stac` above ``@task`` adds it to the task itself."""
+    try:
+        state.result()
+    except RegistrationFailed as exc:
+        return exc.transient
+    except (StoreError, ConflictError):
+        return True
+    except ProducerError:
+        return False
+    except Exception:
+        return True
+    return True
 
 
 # --------------------------------------------------------------------------
@@ -609,12 +646,17 @@ def registers_in_stac(
       it).
     * ``@registers_in_stac(...)`` above ``@task``: a new :class:`~prefect.Task`
       with the same name and options is returned around the wrapped function
-      (``.submit``/``.map`` keep working); same behaviour as above.
+      (``.submit``/``.map`` keep working); same behaviour as above, and its
+      retries skip a registration that failed for bad input
+      (:func:`retry_unless_bad_input`, with the task's own condition). Under
+      ``@task``, give ``retry_condition_fn=retry_unless_bad_input`` to the task.
 
     Sync and ``async`` functions are supported, generators are not; a
     :class:`~prefect.Flow` is refused (decorate the function under ``@flow``
     instead). ``options``, ``storage_options``, ``overrides``: as for
-    :func:`producer.register`, checked here, at decoration time.
+    :func:`producer.register`; they, ``catalog`` (a URL or path, ``str`` or
+    ``pathlib.Path``, or an open store) and ``collection`` are checked here,
+    at decoration time, before the function ever runs.
 
     ``properties``: extra item properties, a mapping (as for
     :func:`producer.register`) or a function of the returned value that
@@ -625,10 +667,15 @@ def registers_in_stac(
     registered). Inside a flow run the flow run is added too (see
     :func:`with_flow_run`).
     """
+    # refused now, not after the decorated function has run and written its product
+    catalog = catalog_argument(catalog)
+    if isinstance(catalog, str):
+        refuse_catalog_credentials(catalog)
+    check_collection_id(collection)
     check_artifact_key(artifact_key)
     if properties is not None and not callable(properties):
         overrides["properties"] = properties
-    opts = resolve_options(options, storage_options, **overrides)
+    opts = resolve_options(options, storage_options, keywords=(*_TASK_KEYWORDS, "properties"), **overrides)
     extra = properties if callable(properties) else None
 
     def options_for(name: str, value: Any) -> RegisterOptions:
@@ -707,7 +754,17 @@ def registers_in_stac(
         if isinstance(obj, Task):
             # a copy with every option of the original (retries, hooks, cache,
             # name, ...), running the wrapped function
-            new: Task[..., Any] = obj.with_options()
+            # its retries skip a registration that failed for bad input
+            # (retry_unless_bad_input), and keep the task's own condition
+            given = obj.retry_condition_fn
+
+            def retry(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> Any:
+                if not retry_unless_bad_input(task, task_run, state):
+                    return False
+                # the task's own (maybe async: Prefect awaits what it returns)
+                return given(task, task_run, state) if given is not None else True
+
+            new: Task[..., Any] = obj.with_options(retry_condition_fn=retry)
             new.fn = wrap(obj.fn)
             new.task_key = f"{obj.task_key}-registers-in-stac"
             return new  # type: ignore[return-value]

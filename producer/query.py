@@ -66,7 +66,7 @@ from producer.mirror import (
     unreadable,
 )
 from producer.store import open_store
-from producer.store.base import Store
+from producer.store.base import Store, catalog_argument
 
 try:
     import duckdb
@@ -1005,6 +1005,7 @@ def _absolute_links(store: Store, mirror_key: str, item: dict[str, Any]) -> dict
 
 
 def _open(catalog: str | Store, storage_options: dict[str, Any] | None) -> Store:
+    catalog = catalog_argument(catalog)
     if not isinstance(catalog, str):
         if storage_options:
             raise InputError(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import glob as globmod
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from producer.errors import (
     CREDENTIALS_HINT,
@@ -35,7 +35,14 @@ from producer.errors import (
     missing_credentials,
 )
 from producer.redact import redact
-from producer.urls import check_endpoint_environment, is_local, local_path, product_storage_options, protocol
+from producer.urls import (
+    check_endpoint_environment,
+    is_local,
+    local_path,
+    pathlib_merged_url,
+    product_storage_options,
+    protocol,
+)
 
 __all__ = [
     "NETCDF_SUFFIXES",
@@ -47,6 +54,7 @@ __all__ = [
     "expand_paths",
     "is_remote",
     "literal_paths",
+    "path_strings",
     "no_products_found",
     "zarr_store_of",
 ]
@@ -90,7 +98,7 @@ def expand_paths(
     when listing fails (endpoint unreachable, access denied, throttled).
     """
     out: list[str] = []
-    for path in _path_strings(paths):
+    for path in path_strings(paths):
         if protocol(path) in _HTTP:
             out.append(path)
         elif is_remote(path):
@@ -182,7 +190,7 @@ def literal_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> lis
     no glob, no request (a missing one is reported by name at extraction).
     A Zarr store's trailing ``/`` is dropped, as :func:`expand_paths` does;
     a product given twice is listed once (:func:`distinct`)."""
-    return distinct([path.rstrip("/") if _is_store(path) else path for path in _path_strings(paths)])
+    return distinct([path.rstrip("/") if _is_store(path) else path for path in path_strings(paths)])
 
 
 def distinct(paths: Iterable[str]) -> list[str]:
@@ -224,18 +232,44 @@ def _absolute(path: str) -> str:
         return path
 
 
-def _path_strings(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
-    """One path or many, each as a ``str`` (``bytes`` paths decoded)."""
-    if isinstance(paths, (str, os.PathLike)):
+def path_strings(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
+    """One path or many, each as a ``str`` (``bytes`` paths decoded).
+    Raises :class:`TypeError` naming ``paths`` for a value that is no path
+    (``None``, a number, a mapping), and :class:`InputError` for an empty
+    path or a URL that went through ``pathlib`` (its ``//`` merged)."""
+    if isinstance(paths, (str, bytes, os.PathLike)):
         paths = [paths]
-    out = [os.fsdecode(os.fspath(raw)) for raw in paths]
-    for position, path in enumerate(out, 1):
+    elif paths is None or isinstance(paths, Mapping) or not isinstance(paths, Iterable):
+        raise TypeError(
+            f"paths must be a product path or URL (str or pathlib.Path) or an iterable of them, not "
+            f"{_type_name(paths)}: e.g. paths=['s3://bucket/ndvi/scene.tif'] or paths='data/'"
+        )
+    given = list(paths)
+    out = []
+    for position, raw in enumerate(given, 1):
+        if not isinstance(raw, (str, bytes, os.PathLike)):
+            raise TypeError(
+                f"paths must hold product paths or URLs (str or pathlib.Path), not {_type_name(raw)}, "
+                f"the {_ordinal(position)} of the {len(given)} given: leave it out"
+            )
+        path = os.fsdecode(os.fspath(raw))
         if not path.strip():  # would become an item id '' (or the working folder)
             raise InputError(
-                f"empty product path ({_ordinal(position)} of the {len(out)} given): name a file, "
+                f"empty product path ({_ordinal(position)} of the {len(given)} given): name a file, "
                 "a folder, a glob or a URL, or leave it out"
             )
+        url = pathlib_merged_url(path) if not isinstance(raw, str) else None
+        if url is not None:
+            raise InputError(
+                f"{redact(path)} ({_ordinal(position)} of the {len(given)} given) is a URL that went through "
+                f"pathlib, which merges the '//' after its scheme: pass the URL as a str, e.g. {redact(url)!r}"
+            )
+        out.append(path)
     return out
+
+
+def _type_name(value: object) -> str:
+    return "None" if value is None else type(value).__name__
 
 
 def _ordinal(n: int) -> str:

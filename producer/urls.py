@@ -32,12 +32,30 @@ __all__ = [
     "is_local",
     "is_remote",
     "local_path",
+    "pathlib_merged_url",
     "product_storage_options",
     "protocol",
 ]
 
 #: protocols naming the local file system (fsspec's LocalFileSystem answers to both)
 LOCAL_PROTOCOLS = frozenset({"file", "local"})
+
+#: ``pathlib.Path("s3://b/x.tif")`` is ``s3:/b/x.tif``: pathlib merges the
+#: slashes after a URL's scheme (a ``str`` keeps them)
+_MERGED_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/(?!/)")
+
+
+def pathlib_merged_url(path: str) -> str | None:
+    """The URL ``path`` was before ``pathlib`` merged the ``//`` after its
+    scheme (``s3:/b/x.tif`` gives ``s3://b/x.tif``, ``file:/a`` gives
+    ``file:///a``), or None for a path that
+    is no such URL (no scheme, a one-letter drive, or a file that exists)."""
+    merged = _MERGED_URL.match(path)
+    if merged is None or os.path.lexists(path):
+        return None
+    scheme, rest = merged.group(1), path[merged.end() :]
+    # file:///a went through pathlib as file:/a: its path is absolute
+    return f"{scheme}:///{rest}" if scheme.lower() in LOCAL_PROTOCOLS else f"{scheme}://{rest}"
 
 
 def protocol(location: str) -> str:

@@ -173,6 +173,47 @@ def test_an_unreachable_http_product_is_a_storage_error(tmp_path: Path) -> None:
     assert result.error_type == "storage" and "cannot reach the server" in str(result.error), result
 
 
+class _Answers(SimpleHTTPRequestHandler):
+    """Serves files; ``/<status>/...`` answers that HTTP status instead (a
+    throttling or failing server, an expired or missing presigned object)."""
+
+    def send_head(self):  # type: ignore[no-untyped-def]
+        first = self.path.split("/")[1]
+        if first.isdigit():
+            self.send_error(int(first), "as asked")
+            return None
+        return super().send_head()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("name", ["scene_20240101.tif", "scene_20240101.nc"])
+def test_an_http_product_the_server_fails_to_deliver_is_retryable_not_corrupt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """A GeoTIFF answered 503/500/429 was "not a readable raster (corrupt,
+    truncated...): HTTP response code: 503", an input error that the Prefect
+    task and the event handler never retry; a 404 was "corrupt" too."""
+    monkeypatch.setenv("GDAL_HTTP_MAX_RETRY", "0")
+    (tmp_path / "www").mkdir()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Answers, directory=str(tmp_path / "www")))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        for status in (503, 500, 429):
+            result, _ = _register_one(f"{base}/{status}/{name}?X-Amz-Signature=SECRET", tmp_path / "cat")
+            assert result.error_type == "storage", result
+            assert f"HTTP {status}" in str(result.error) and "retry" in str(result.error), result
+            assert "SECRET" not in repr(result)
+        result, _ = _register_one(f"{base}/404/{name}", tmp_path / "cat")
+        assert result.error_type == "input" and "not found" in str(result.error), result
+        assert "corrupt" not in str(result.error)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # --- a server that lists no folder ----------------------------------------------------
 
 

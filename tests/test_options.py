@@ -402,6 +402,28 @@ OPTION_ERRORS: list[tuple[list[str], dict[str, Any], str | None, str | None, str
         "datetime_pattern='(?P<year>",
         "STAC_DATETIME_PATTERN='(?P<year>",
     ),
+    # an option that the others make unused: refused, never silently ignored
+    (
+        ["--datetime", "2024-05-13", "--datetime-pattern", r"(?P<year>\d{4})"],
+        {"datetime": "2024-05-13", "datetime_pattern": r"(?P<year>\d{4})"},
+        "--datetime-source filename --datetime-source explicit --datetime-source tags",
+        "datetime_sources=['filename', 'explicit', 'tags']",
+        None,
+    ),
+    (
+        ["--datetime-pattern", r"(?P<year>\d{4})", "--datetime-source", "tags"],
+        {"datetime_pattern": r"(?P<year>\d{4})", "datetime_sources": ["tags"]},
+        "--datetime-source filename --datetime-source tags",
+        "datetime_sources=['filename', 'tags']",
+        None,
+    ),
+    (
+        ["--datetime", "2024-05-13", "--datetime-source", "filename"],
+        {"datetime": "2024-05-13", "datetime_sources": ["filename"]},
+        "--datetime-source filename --datetime-source explicit",
+        "datetime_sources=['filename', 'explicit']",
+        None,
+    ),
     (
         ["--id-template", "{bad}"],
         {"id_template": "{bad}"},
@@ -598,3 +620,27 @@ def test_a_new_collections_metadata_the_schema_refuses_is_a_usage_error_before_a
     # an extension this install does not bundle is checked when a collection is made, as before
     # (an existing collection takes no metadata)
     RegisterOptions(collection_meta={"stac_extensions": ["https://example.com/x/v1.0.0/schema.json"]})
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [
+        ("progres", "progress"),
+        ("storage_option", "storage_options"),
+        ("on_changes", "on_change"),
+        ("sink", "sinks"),
+    ],
+)
+def test_a_misspelt_keyword_of_the_verb_itself_names_it_not_an_option(
+    tmp_path: Path, typo: str, meant: str
+) -> None:
+    """``register(..., progres=...)`` was offered ``'properties'``,
+    ``storage_option=`` ``'data_storage_options'``, and ``on_changes=`` or
+    ``sink=`` nothing: only the option fields were looked at."""
+    with pytest.raises(TypeError, match=rf"\['{typo}'\] \(did you mean '{meant}'\?\)"):
+        producer.register([], catalog=str(tmp_path / "c"), collection="c", **{typo: 1})
+    from producer.prefect import registers_in_stac
+
+    with pytest.raises(TypeError, match=r"\(did you mean 'artifact_key'\?\)"):
+        registers_in_stac(catalog=str(tmp_path / "c"), collection="c", artifactkey="k")
+    assert not (tmp_path / "c").exists()

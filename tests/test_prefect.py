@@ -26,6 +26,7 @@ from producer.prefect import (
     product_urls,
     register_in_stac,
     registers_in_stac,
+    retry_unless_bad_input,
 )
 from tests.prefect_harness import (
     flow_run_id,
@@ -85,6 +86,21 @@ def test_product_urls_flattens_paths_lists_and_skips_none(tmp_path: Path) -> Non
     for bad in (42, {"href": b}, b"x.tif"):
         with pytest.raises(InputError, match="expected a product URL or path"):
             product_urls(bad)
+
+
+def test_a_pathlib_path_of_a_url_returned_by_a_task_says_to_return_the_url_as_text(tmp_path: Path) -> None:
+    """``Path("s3://bucket/ndvi/x.tif")`` is ``s3:/bucket/ndvi/x.tif``: it was
+    registered as a missing local file under the working folder."""
+    with pytest.raises(InputError, match=r"pass the URL as a str, e.g. 's3://bucket/ndvi/x.tif'"):
+        product_urls([Path("s3://bucket/ndvi/x.tif")])
+
+    @registers_in_stac(catalog=str(tmp_path / "catalog"), collection="x")
+    def make() -> Path:
+        return Path("s3://bucket/ndvi/x.tif")
+
+    with pytest.raises(InputError, match="make returned .*pass the URL as a str"):
+        make()
+    assert not (tmp_path / "catalog").exists()
 
 
 def test_artifact_key_is_valid_for_prefect() -> None:
@@ -318,6 +334,45 @@ def test_decorator_above_task_keeps_a_task(tmp_path: Path) -> None:
         assert _item(catalog, "decorated-above", item_id).is_file()
 
 
+def test_a_decorated_tasks_retries_skip_a_bad_product_but_not_its_own_errors(tmp_path: Path) -> None:
+    """``@task(retries=2)`` with ``@registers_in_stac``: a product with no CRS
+    re-ran the whole producing function 3 times (it can never register).
+    Above ``@task`` the decorator adds the condition itself; under it the
+    task takes :func:`retry_unless_bad_input`. The function's own errors are
+    still retried."""
+    catalog = str(tmp_path / "catalog")
+    bad = write_nocrs(tmp_path / "data")
+    runs: list[str] = []
+
+    @registers_in_stac(catalog=catalog, collection="retry")
+    @task(retries=2, retry_delay_seconds=0)
+    def above() -> Path:
+        runs.append("above")
+        return bad
+
+    @task(retries=2, retry_delay_seconds=0, retry_condition_fn=retry_unless_bad_input)
+    @registers_in_stac(catalog=catalog, collection="retry")
+    def under() -> Path:
+        runs.append("under")
+        return bad
+
+    @registers_in_stac(catalog=catalog, collection="retry")
+    @task(retries=2, retry_delay_seconds=0)
+    def flaky() -> Path:
+        runs.append("flaky")
+        if runs.count("flaky") < 3:
+            raise RuntimeError("the processing failed this time")
+        return write_utm(tmp_path / "data")
+
+    @flow(name="decorated-retries")
+    def pipeline() -> list[Any]:
+        return [above(return_state=True), under(return_state=True), flaky(return_state=True)]
+
+    first, second, third = pipeline()
+    assert first.is_failed() and second.is_failed() and third.is_completed()
+    assert runs == ["above", "under", "flaky", "flaky", "flaky"]
+
+
 def test_decorator_on_an_async_task(tmp_path: Path) -> None:
     catalog = tmp_path / "catalog"
     product = str(write_cog(tmp_path / "data"))
@@ -381,6 +436,37 @@ def test_decorator_on_a_plain_function_outside_prefect(tmp_path: Path) -> None:
 
     assert make() == [product]
     assert _item(catalog, "plain", "utm_20240513").is_file()
+
+
+def test_task_and_decorator_take_the_catalog_as_a_pathlib_path(tmp_path: Path) -> None:
+    """A ``pathlib.Path`` catalog failed both with an AttributeError
+    (``'PosixPath' object has no attribute 'concurrent_safe'``)."""
+    catalog = tmp_path / "catalog"
+    product = write_utm(tmp_path / "data")
+
+    @registers_in_stac(catalog=catalog, collection="decorated-path")
+    def make() -> Path:
+        return product
+
+    assert make() == product
+    assert _item(catalog, "decorated-path", "utm_20240513").is_file()
+    _, state, results = _run_task(
+        lambda: register_in_stac(product, catalog=catalog, collection="task-path", return_state=True)
+    )
+    assert state.is_completed(), results
+    assert [r["action"] for r in results] == ["created"]
+
+
+def test_decorator_refuses_a_bad_collection_or_catalog_before_the_function_runs(tmp_path: Path) -> None:
+    """Both were found only after the decorated function had run (and
+    written its product): a task failed at the end of its work."""
+    with pytest.raises(InputError, match="unsafe collection id 'ndvi/v2'"):
+        registers_in_stac(catalog=str(tmp_path / "catalog"), collection="ndvi/v2")
+    with pytest.raises(InputError, match="credentials"):
+        registers_in_stac(catalog="s3://AKIAKEY:secret@bucket/stac", collection="ndvi")
+    with pytest.raises(TypeError, match="catalog must be a URL or path"):
+        registers_in_stac(catalog=None, collection="ndvi")  # type: ignore[arg-type]
+    assert not (tmp_path / "catalog").exists()
 
 
 def test_store_errors_and_bad_input_are_told_apart_without_prefect(

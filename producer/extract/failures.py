@@ -8,6 +8,8 @@ without importing each other.
 
 from __future__ import annotations
 
+import re
+
 from producer.errors import (
     InputError,
     ProducerError,
@@ -67,10 +69,18 @@ def storage_failure(location: str, exc: BaseException) -> ProducerError:
     )
 
 
-def http_failure(location: str, exc: BaseException) -> StoreError | None:
-    """The retryable error for a product read over http(s) whose server did
-    not answer in time (naming the setting that bounds the wait) or could
-    not be reached; None for other locations and failures."""
+#: GDAL's words for the status of a failed /vsicurl/ request
+_GDAL_HTTP_STATUS = re.compile(r"HTTP response code: (\d{3})")
+
+
+def http_failure(location: str, exc: BaseException) -> ProducerError | None:
+    """The error for a product read over http(s) that failed on the way: a
+    retryable :class:`StoreError` when the server did not answer in time
+    (naming the setting that bounds the wait), could not be reached, or
+    answered a status worth retrying (5xx, 429, 408) or access denied (403,
+    401: a signature that expired, a grant not given yet), and "not found"
+    (:class:`InputError`) for 404 and 410, never "corrupt"; None for other
+    locations and failures."""
     if not location.lower().startswith(("http://", "https://")):
         return None
     where = redact(location)
@@ -85,7 +95,27 @@ def http_failure(location: str, exc: BaseException) -> StoreError | None:
                 f"{where}: cannot reach the server ({redact(str(err))}); check the URL and the "
                 "network, then retry"
             )
+        status = _http_status(err)
+        if status in (404, 410):
+            return InputError(f"{where}: not found (HTTP {status}); check the URL")
+        if status in (401, 403):
+            return StoreError(
+                f"{where}: access denied (HTTP {status}); a presigned URL may have expired: sign it "
+                "again or grant read access, then retry"
+            )
+        if status is not None and (status >= 500 or status in (408, 429)):
+            return StoreError(f"{where}: the server answered HTTP {status}; retry later")
     return None
+
+
+def _http_status(err: BaseException) -> int | None:
+    """The HTTP status of a failed request: aiohttp's (fsspec) ``status``, or
+    the one GDAL's message names."""
+    status = getattr(err, "status", None)
+    if isinstance(status, int) and 100 <= status <= 599:
+        return status
+    found = _GDAL_HTTP_STATUS.search(str(err))
+    return int(found.group(1)) if found else None
 
 
 def _timed_out(exc: BaseException) -> bool:

@@ -143,8 +143,10 @@ def check_id(value: str, what: str = "item id", *, source: str | None = None) ->
 def unsafe_reason(value: str) -> str | None:
     """Why ``value`` is not a safe id (:func:`check_id`), or None when it is."""
     reason = None
-    if not isinstance(value, str) or value == "":
+    if value is None or value == "":
         reason = "it is empty"
+    elif not isinstance(value, str):
+        reason = f"it is not text ({type(value).__name__})"
     elif value in (".", ".."):
         reason = "it is a relative path component"
     elif "/" in value or "\\" in value:

@@ -36,6 +36,7 @@ write (one PUT).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import re
@@ -180,6 +181,13 @@ class CallbackSink:
     def __init__(self, fn: Callable[[Change], Any], *, outbox_id: str | None = None) -> None:
         if not callable(fn):
             raise InputError(f"on_change must be a function taking one Change, not {fn!r}")
+        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__):
+            raise InputError(
+                f"on_change={getattr(fn, '__qualname__', fn)!r} is an async function: the verbs call "
+                "on_change and never await what it returns, so every change would be lost; pass a "
+                "plain function (one that hands the change to your event loop, e.g. with "
+                "asyncio.run_coroutine_threadsafe, if it must be async)"
+            )
         name = stable_name(fn)
         if not outbox_id and name is None:
             raise InputError(

@@ -9,8 +9,13 @@ the commit layer only compares them and hands them back to :meth:`put`.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
+
+from producer.errors import InputError
+from producer.redact import redact
+from producer.urls import pathlib_merged_url
 
 
 def describe_condition(if_version: str | None = None, create_only: bool = False) -> str:
@@ -58,6 +63,28 @@ def durability(store: Any, mode: str) -> contextlib.AbstractContextManager[None]
         return contextlib.nullcontext()
     relax = _local_method(store, "os_durability")
     return relax() if relax is not None else contextlib.nullcontext()
+
+
+def catalog_argument(catalog: Any) -> Any:
+    """The ``catalog`` argument of a verb as it opens it: a URL or path
+    (``str``, or an ``os.PathLike`` such as a ``pathlib.Path``, made a
+    ``str``), or an open store, as it is. Anything else (``None``, bytes, a
+    number) raises :class:`TypeError` naming the argument, and a ``Path`` of
+    a URL (``Path("s3://b/stac")`` is ``s3:/b/stac``) :class:`InputError`."""
+    if isinstance(catalog, os.PathLike):
+        catalog = os.fspath(catalog)
+        url = pathlib_merged_url(catalog) if isinstance(catalog, str) else None
+        if url is not None:
+            raise InputError(
+                f"catalog {redact(catalog)!r} is a URL that went through pathlib, which merges the '//' "
+                f"after its scheme: pass the URL as a str, e.g. catalog={redact(url)!r}"
+            )
+    if isinstance(catalog, str) or (hasattr(catalog, "url") and callable(getattr(catalog, "get", None))):
+        return catalog
+    raise TypeError(
+        f"catalog must be a URL or path (str or pathlib.Path) or an open store, not {type(catalog).__name__}: "
+        "e.g. catalog='s3://bucket/stac' or catalog=Path('stac')"
+    )
 
 
 def is_local(store: Any) -> bool:
