@@ -9,8 +9,9 @@ names for the local file system), in any letter case. Everything else
 (``s3://``, ``memory://``, ``http(s)://``, chained ``simplecache::s3://``) is
 *remote*: it goes through fsspec, and storage options apply to it.
 
-``file://`` URLs follow RFC 8089: ``file:///a`` and ``file://localhost/a``
-are the path ``/a``, percent-escapes are decoded; ``file://a/b`` names the
+``file://`` URLs follow RFC 8089: ``file:///a``, ``file://localhost/a`` and
+``file:/a`` (one slash, no authority) are the path ``/a``, percent-escapes are
+decoded; ``file://a/b`` names the
 host ``a`` and is refused (fsspec would silently read it as the relative path
 ``a/b``). Nothing here touches storage.
 """
@@ -29,6 +30,7 @@ __all__ = [
     "LOCAL_PROTOCOLS",
     "check_endpoint",
     "check_endpoint_environment",
+    "is_file_url",
     "is_local",
     "is_remote",
     "local_path",
@@ -43,6 +45,10 @@ LOCAL_PROTOCOLS = frozenset({"file", "local"})
 #: ``pathlib.Path("s3://b/x.tif")`` is ``s3:/b/x.tif``: pathlib merges the
 #: slashes after a URL's scheme (a ``str`` keeps them)
 _MERGED_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/(?!/)")
+
+
+#: RFC 8089's ``file:/a``: a local URL with no authority (one slash), the path ``/a``
+_NO_AUTHORITY = re.compile(r"^(?:file|local):(?=/(?!/))", re.IGNORECASE)
 
 
 def pathlib_merged_url(path: str) -> str | None:
@@ -84,16 +90,25 @@ def is_remote(location: str) -> bool:
     return not is_local(location)
 
 
+def is_file_url(location: str) -> bool:
+    """True for a ``file:`` / ``local:`` URL (``file:///a``, ``file:/a``),
+    False for a plain path and for remote locations."""
+    return is_local(location) and ("://" in location or _NO_AUTHORITY.match(location) is not None)
+
+
 def local_path(location: str) -> str:
     """The file-system path of a local location (see :func:`is_local`).
 
     A plain path comes back unchanged (not made absolute); ``file:///a%20b``
-    gives ``/a b``. Raises :class:`~producer.errors.InputError` for a
+    and ``file:/a%20b`` give ``/a b``. Raises :class:`~producer.errors.InputError` for a
     ``file://`` URL naming another host, and :class:`ValueError` (a
     programming error) for a remote location.
     """
     if not is_local(location):
         raise ValueError(f"{location!r} is not a local path or file:// URL")
+    no_authority = _NO_AUTHORITY.match(location)
+    if no_authority is not None:
+        return unquote(location[no_authority.end() :])
     if "://" not in location:
         return location
     parts = urlsplit(location)

@@ -60,10 +60,31 @@ def test_every_check_classifies_a_location_the_same_way(location: str, proto: st
         ("FILE:///a", "/a"),
         ("file://localhost/a", "/a"),
         ("local:///a", "/a"),
+        ("file:/a/x%20y.tif", "/a/x y.tif"),  # RFC 8089: no authority, one slash
+        ("FILE:/a", "/a"),
+        ("local:/a", "/a"),
     ],
 )
 def test_local_path_of_local_locations(location: str, path: str) -> None:
     assert urls.local_path(location) == path
+
+
+def test_a_file_url_with_one_slash_is_its_absolute_path_for_catalog_and_products(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``file:/abs`` (RFC 8089, no authority) was taken as the relative path
+    ``./file:/abs``: the catalog was written under the working folder."""
+    product = write_cog(tmp_path / "data")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    catalog = tmp_path / "cat"
+    (result,) = producer.register([f"file:{product}"], catalog=f"file:{catalog}", collection="c")
+    assert result.ok, result
+    assert (catalog / "c" / "collection.json").is_file()
+    assert list(work.iterdir()) == []
+    assert open_store(f"file:{catalog}").url == f"file://{catalog}"
+    assert resolve_location(f"file:{product}") == str(product)
 
 
 def test_file_url_naming_another_host_is_refused_everywhere(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from pystac import MediaType
 
 from producer.errors import InputError
 from producer.extract.failures import storage_failure
-from producer.urls import is_local, is_remote, local_path, product_storage_options, protocol
+from producer.urls import is_file_url, is_remote, local_path, product_storage_options, protocol
 
 if TYPE_CHECKING:  # a type only: importing rasterio here would load GDAL for `import producer`
     from rasterio.io import DatasetReader
@@ -89,7 +89,7 @@ def resolve_location(source: str | os.PathLike[str]) -> str:
             return scheme + text[len(prefix) :]
     if text.startswith("/vsi"):
         return text
-    if is_local(text) and "://" in text:
+    if is_file_url(text):
         return os.path.abspath(local_path(text))
     if is_url(text):
         return text

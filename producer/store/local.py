@@ -93,7 +93,7 @@ from typing import Any, BinaryIO
 from producer.errors import CatalogError, InputError, NotFound, PreconditionFailed, StoreError
 from producer.store.base import describe_condition
 from producer.store.keys import RESERVED_PREFIX, check_key, check_prefix, is_listable, under_prefix
-from producer.urls import is_local, local_path
+from producer.urls import is_file_url, local_path
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def _version(data: bytes) -> str:
 
 def _root_from_url(url: str) -> tuple[Path, str]:
     """``(absolute root path, url as reported)`` for a plain path or ``file://`` URL."""
-    if is_local(url) and "://" in url:
+    if is_file_url(url):
         try:
             path = Path(local_path(url)).absolute()
         except InputError as exc:
