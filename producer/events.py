@@ -55,7 +55,7 @@ from producer.sources import (
     zarr_store_of,
 )
 from producer.store.open import refuse_credentials
-from producer.urls import check_endpoint_environment
+from producer.urls import check_endpoint_environment, check_s3_options, protocol
 
 
 class _Fail(Protocol):
@@ -415,6 +415,16 @@ class HandlerConfig:
         object.__setattr__(self, "options", resolved)
         # at start-up, not in each event's failure: the products of S3 events are on S3
         check_endpoint_environment(self.options.data_storage_options, "the products of S3 events")
+        # s3fs's client options: else every record fails with a raw TypeError (or retries a bad timeout)
+        data, cat = self.options.data_storage_options, self.options.catalog_storage_options
+        shared = data == cat
+        check_s3_options(
+            data, "the products of S3 events", "storage_options" if shared else "data_storage_options"
+        )
+        if protocol(catalog) in ("s3", "s3a"):
+            check_s3_options(
+                cat, f"catalog {redact(catalog)}", "storage_options" if shared else "catalog_storage_options"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HandlerConfig:

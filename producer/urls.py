@@ -30,6 +30,7 @@ __all__ = [
     "LOCAL_PROTOCOLS",
     "check_endpoint",
     "check_endpoint_environment",
+    "check_s3_options",
     "is_file_url",
     "is_local",
     "is_remote",
@@ -182,6 +183,102 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _KWARGS_OPTIONS = ("client_kwargs", "config_kwargs", "s3_additional_kwargs")
 
 
+#: seconds ``config_kwargs`` may give botocore (s3fs passes them to its client config)
+_TIMEOUT_OPTIONS = ("connect_timeout", "read_timeout")
+#: what s3fs's client config takes besides botocore's options (aiobotocore's ``AioConfig``)
+_AIO_CONFIG_OPTIONS = frozenset({"connector_args", "http_session_cls", "warm_up_loader_caches"})
+#: the ``client_kwargs`` botocore's ``create_client`` takes from s3fs (``service_name``
+#: and ``config`` are s3fs's own)
+_S3_CLIENT_OPTIONS = frozenset(
+    {
+        "region_name",
+        "api_version",
+        "use_ssl",
+        "verify",
+        "endpoint_url",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "aws_account_id",
+    }
+)
+
+
+def _refuse_unknown_key(
+    storage_options: Mapping[str, Any], what: str, option: str, group: str, known: Iterable[str], takes: str
+) -> None:
+    """Refuse a key of the mapping ``group`` (``config_kwargs``) no ``known`` name
+    matches: else every request fails with a raw ``TypeError``, never retried right."""
+    given = storage_options.get(group)
+    if not isinstance(given, Mapping):
+        return
+    names = sorted(set(known))
+    for key in given:
+        if key in names:
+            continue
+        import difflib  # noqa: PLC0415 (an error path only)
+
+        close = difflib.get_close_matches(str(key), names, n=1)
+        meant = close[0] if close else ("read_timeout" if group == "config_kwargs" else "region_name")
+        # never the value given: a misspelt aws_secret_access_key holds a secret
+        example: Any = 60 if meant in _TIMEOUT_OPTIONS else "VALUE"
+        known = f"did you mean {meant!r}?" if close else f"{takes} takes {', '.join(names)}"
+        raise InputError(
+            f"{what}: the storage option {group} has no key {str(key)!r} ({known})",
+            hints=(Hint(option, {group: {meant: example}}, f"a name {takes} takes"),),
+        )
+
+
+def check_s3_options(
+    storage_options: Mapping[str, Any] | None, what: str, option: str = "storage_options"
+) -> None:
+    """Refuse what s3fs's S3 client would fail every request with: a key of
+    ``client_kwargs`` that botocore's ``create_client`` does not take (a
+    misspelt ``endpoint_urll``) or a ``region_name`` that is no text; an
+    :class:`InputError` naming ``what`` with a hint on ``option``, as
+    :func:`check_endpoint`. For S3 locations only (an http file system takes
+    other ``client_kwargs``). Pure: no request."""
+    if not isinstance(storage_options, Mapping):
+        return
+    check_endpoint(storage_options, what, option)
+    _refuse_unknown_key(
+        storage_options, what, option, "client_kwargs", _S3_CLIENT_OPTIONS, "botocore's create_client"
+    )
+    client_kwargs = storage_options.get("client_kwargs")
+    region = client_kwargs.get("region_name") if isinstance(client_kwargs, Mapping) else None
+    if region is not None and not isinstance(region, str):
+        raise InputError(
+            f"{what}: the storage option client_kwargs region_name must be text (an AWS region), "
+            f"not {type(region).__name__}",
+            hints=(Hint(option, {"client_kwargs": {"region_name": "eu-west-1"}}, "the region as text"),),
+        )
+
+
+def _check_config_kwargs(storage_options: Mapping[str, Any], what: str, option: str) -> None:
+    """Refuse a ``config_kwargs`` key botocore's client config does not take
+    (``read_timout``), and a timeout that is no number of seconds above 0
+    (botocore fails each request with it, as a retryable network error)."""
+    config_kwargs = storage_options.get("config_kwargs")
+    if not isinstance(config_kwargs, Mapping):
+        return
+    try:
+        from botocore.config import Config  # noqa: PLC0415 (s3fs's; only when config_kwargs are given)
+    except ImportError:  # without the [s3] extra nothing reads config_kwargs
+        known: Iterable[str] = ()
+    else:
+        known = set(Config.OPTION_DEFAULTS) | _AIO_CONFIG_OPTIONS
+        _refuse_unknown_key(storage_options, what, option, "config_kwargs", known, "botocore's Config")
+    for name in _TIMEOUT_OPTIONS:
+        value = config_kwargs.get(name)
+        if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+            continue
+        raise InputError(
+            f"{what}: the storage option config_kwargs {name} must be a number of seconds above 0, "
+            f"not {value!r}",
+            hints=(Hint(option, {"config_kwargs": {name: 60}}, f"{name} in seconds"),),
+        )
+
+
 def check_endpoint(
     storage_options: Mapping[str, Any] | None, what: str, option: str = "storage_options"
 ) -> None:
@@ -193,7 +290,9 @@ def check_endpoint(
     :class:`InputError` naming ``what`` (the catalog or the products) with a
     hint on ``option`` (the options it came from), so each caller spells the
     fix. A ``key``, ``secret`` or ``token`` holding a control character (a
-    line end read from a file) is refused the same way. Pure: no request."""
+    line end read from a file) is refused the same way, and so is a
+    ``config_kwargs`` key botocore's client config does not take or a
+    timeout in it that is no number of seconds. Pure: no request."""
     if not isinstance(storage_options, Mapping):
         return
     for name in _CREDENTIAL_OPTIONS:
@@ -219,6 +318,7 @@ def check_endpoint(
             f"not {type(value).__name__}",
             hints=(Hint(option, {key: kwargs}, f"{key} as a mapping"),),
         )
+    _check_config_kwargs(storage_options, what, option)
     client_kwargs = storage_options.get("client_kwargs")
     values = [storage_options.get("endpoint_url")]
     if isinstance(client_kwargs, Mapping):

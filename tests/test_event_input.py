@@ -15,6 +15,7 @@ from urllib.parse import quote_plus
 import pytest
 from click.testing import CliRunner
 
+import producer
 from producer.cli import main
 from producer.errors import InputError
 from producer.events import HandlerConfig, handle, parse_event
@@ -327,3 +328,52 @@ def test_a_pgstac_dsn_without_the_pgstac_extra_is_refused_at_start_up(
     monkeypatch.setitem(sys.modules, "producer.sinks.pgstac", None)  # as in an image without the extra
     with pytest.raises(InputError, match=r"STAC_PGSTAC_DSN is set.*stac-producer\[pgstac\]"):
         HandlerConfig.from_env({**_ENV, "STAC_PGSTAC_DSN": "postgresql://stac@db.internal:5432/stac"})
+
+
+@pytest.mark.parametrize(
+    ("options", "fact", "fix"),
+    [
+        (
+            {"config_kwargs": {"read_timeout": "x"}},
+            "config_kwargs read_timeout must be a number of seconds above 0, not 'x'",
+            """STAC_STORAGE_OPTIONS='{"config_kwargs": {"read_timeout": 60}}'""",
+        ),
+        (
+            {"config_kwargs": {"read_timout": 5}},
+            "config_kwargs has no key 'read_timout' (did you mean 'read_timeout'?)",
+            """STAC_STORAGE_OPTIONS='{"config_kwargs": {"read_timeout": 60}}'""",
+        ),
+        (
+            {"client_kwargs": {"endpoint_urll": "http://127.0.0.1:9"}},
+            "client_kwargs has no key 'endpoint_urll' (did you mean 'endpoint_url'?)",
+            """STAC_STORAGE_OPTIONS='{"client_kwargs": {"endpoint_url": "VALUE"}}'""",
+        ),
+        (
+            {"client_kwargs": {"region_name": 5}},
+            "client_kwargs region_name must be text",
+            """STAC_STORAGE_OPTIONS='{"client_kwargs": {"region_name": "eu-west-1"}}'""",
+        ),
+    ],
+    ids=["timeout-not-a-number", "misspelt-config-key", "misspelt-client-key", "region-not-text"],
+)
+def test_bad_keys_in_stac_storage_options_are_refused_at_start_up_naming_the_variable(
+    options: dict[str, Any], fact: str, fix: str
+) -> None:
+    """They were accepted: every record then failed with a raw TypeError
+    ("unexpected keyword argument 'read_timout'"), or a timeout of "x" as a
+    retryable storage error after trying to connect."""
+    with pytest.raises(InputError) as caught:
+        HandlerConfig.from_env({**_ENV, "STAC_STORAGE_OPTIONS": json.dumps(options)})
+    assert fact in str(caught.value) and f"Fix it with {fix}" in str(caught.value), str(caught.value)
+
+
+def test_a_timeout_that_is_no_number_is_an_input_error_of_the_library_naming_the_option(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(InputError, match=r"config_kwargs read_timeout must be a number.*storage_options="):
+        producer.register(
+            [str(write_utm(tmp_path))],
+            catalog="s3://bucket/stac",
+            collection="c",
+            storage_options={"config_kwargs": {"read_timeout": "x"}},
+        )

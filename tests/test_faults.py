@@ -25,7 +25,7 @@ from click.testing import CliRunner
 
 import producer
 from producer.cli import main
-from producer.errors import StoreError
+from producer.errors import InputError, StoreError
 from tests import rasters
 from tests.faultproxy import FaultProxy
 
@@ -351,7 +351,7 @@ def test_unusable_storage_options_are_an_input_error_not_a_retried_storage_error
     time: an `input` error that says so, which the Prefect task does not retry."""
     bucket = s3_server.new_bucket()
     s3_server.client().put_object(Bucket=bucket, Key="data/x_20240101.tif", Body=b"II*\x00")
-    opts = {**s3_server.storage_options, "config_kwargs": {"no_such_botocore_option": 1}}
+    opts = {**s3_server.storage_options, "client_kwargs": {"verify": False, "region": "x"}}
     (res,) = producer.register(
         [f"s3://{bucket}/data/x_20240101.tif"],
         catalog=str(tmp_path / "c"),
@@ -360,6 +360,16 @@ def test_unusable_storage_options_are_an_input_error_not_a_retried_storage_error
     )
     assert res.error_type == "input", res.error
     assert "retrying will not help" in res.error
+    assert not (tmp_path / "c").exists()
+    # a key botocore's config does not take is refused before any product
+    opts = {**s3_server.storage_options, "config_kwargs": {"no_such_botocore_option": 1}}
+    with pytest.raises(InputError, match="config_kwargs has no key 'no_such_botocore_option'"):
+        producer.register(
+            [f"s3://{bucket}/data/x_20240101.tif"],
+            catalog=str(tmp_path / "c"),
+            collection="c",
+            storage_options=opts,
+        )
     assert not (tmp_path / "c").exists()
 
 

@@ -9,7 +9,14 @@ from producer.errors import CREDENTIALS_HINT, InputError
 from producer.redact import redact
 from producer.store.base import Store
 from producer.store.local import LocalStore
-from producer.urls import check_endpoint, check_endpoint_environment, is_local, local_path, protocol
+from producer.urls import (
+    check_endpoint,
+    check_endpoint_environment,
+    check_s3_options,
+    is_local,
+    local_path,
+    protocol,
+)
 
 #: protocols whose first path part is a bucket or container name, which
 #: never holds ':' (there a ':' is a secret holding '/', split early)
@@ -124,6 +131,7 @@ def open_store(url: str, storage_options: dict[str, Any] | None = None) -> Store
     # imported here: both load fsspec (s3: s3fs too), which a local catalog never needs
     if protocol(url) in ("s3", "s3a"):
         check_endpoint_environment(storage_options, f"catalog {redact(url)}")
+        check_s3_options(storage_options, f"catalog {redact(url)}")
         from producer.store.s3_obstore import ObstoreS3Store, wants_obstore  # noqa: PLC0415
 
         if wants_obstore():
