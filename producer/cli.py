@@ -319,7 +319,8 @@ pgstac_option = click.option(
     show_envvar=True,
     metavar="DSN",
     help="pgSTAC database that follows the catalog, as a PostgreSQL DSN "
-    "(postgresql://USER:PASSWORD@HOST:PORT/DBNAME).",
+    "(postgresql://USER@HOST:PORT/DBNAME). A password never on the command line (ps and the "
+    "shell history show it): in PGPASSWORD or ~/.pgpass, or the whole DSN in STAC_PGSTAC_DSN.",
 )
 #: remove: the same flag as register's --sns-topic
 sns_topic_option = click.option(

@@ -353,8 +353,10 @@ class RegisterOptions:
         repr=False,
         metadata=_spec(
             "pgSTAC database to keep in step with the catalog, as a PostgreSQL DSN "
-            "(postgresql://USER:PASSWORD@HOST:PORT/DBNAME); checked before anything is written, "
-            "then every committed item is upserted there.",
+            "(postgresql://USER@HOST:PORT/DBNAME); checked before anything is written, "
+            "then every committed item is upserted there. A password never on the command line "
+            "(ps and the shell history show it): in PGPASSWORD or ~/.pgpass, or the whole DSN "
+            "in STAC_PGSTAC_DSN.",
             "--pgstac",
             "STAC_PGSTAC_DSN",
             "secret",

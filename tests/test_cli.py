@@ -331,3 +331,14 @@ def test_a_catalog_flag_where_the_catalog_is_an_argument_says_so(tmp_path, comma
     # other unknown options keep click's own message and suggestions
     res = CliRunner().invoke(main, [command, str(tmp_path / "stac"), "--colection", "x"])
     assert res.exit_code == 2 and "No such option '--colection'" in res.output
+
+
+@pytest.mark.parametrize("verb", ["register", "remove", "reconcile", "handle-event"])
+def test_pgstac_help_keeps_the_password_off_the_command_line(verb):
+    """``--pgstac``'s help suggested ``postgresql://USER:PASSWORD@...`` as the
+    flag's value, where ``ps`` and the shell history see it."""
+    res = CliRunner().invoke(main, [verb, "--help"], terminal_width=1000)
+    assert res.exit_code == 0, res.output
+    line = next(x for x in res.output.splitlines() if x.strip().startswith("--pgstac DSN"))
+    assert "PASSWORD@" not in line, line
+    assert "STAC_PGSTAC_DSN" in line and "PGPASSWORD" in line and "~/.pgpass" in line, line
