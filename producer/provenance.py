@@ -522,13 +522,27 @@ _LINK_OPTIONS: dict[str, tuple[str, Hint]] = {
 }
 
 
+#: a URI: a scheme (two letters at least: ``C:`` is a drive) and ``:`` (``https://``, ``urn:``)
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
+
+
 def check_link(href: Any, option: str) -> None:
     """Refuse a link href of the option ``option`` (``derived_from``,
-    ``via``) that is empty or no text: an :class:`InputError` whose hint
-    each caller spells (``--derived-from URL``, ``derived_from=[...]``)."""
-    if isinstance(href, str) and href.strip():
-        return
+    ``via``) that is empty or no text, or that is neither a URI nor an
+    absolute path nor the path of an existing file (free text, which would
+    become a path under the working folder, publishing that folder): an
+    :class:`InputError` whose hint each caller spells (``--derived-from
+    URL``, ``derived_from=[...]``)."""
     what, hint = _LINK_OPTIONS[option]
+    if isinstance(href, str) and href.strip():
+        text = href.strip()
+        if _URI.match(text) or os.path.isabs(text) or os.path.lexists(text):
+            return
+        raise InputError(
+            f"the link to {what} {redact(text)!r} is neither a URL nor the path of an existing file: "
+            "give a URL (https://..., s3://...) or a path to a file",
+            hints=(hint,),
+        )
     shown = "empty" if isinstance(href, str) or href is None else f"a {type(href).__name__}, not a text"
     raise InputError(f"the link to {what} is {shown}: expected a URL or a path", hints=(hint,))
 
@@ -536,7 +550,7 @@ def check_link(href: Any, option: str) -> None:
 def _link_href(href: str, what: str) -> str:
     check_link(href, what)
     href = href.strip()
-    if "://" not in href:
+    if not _URI.match(href):  # a path to a file: made absolute
         href = os.path.abspath(href)
     return clean_href(href)
 

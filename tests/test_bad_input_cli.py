@@ -5,6 +5,7 @@ and option values that must reach the storage client as what they mean."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -206,6 +207,35 @@ def test_an_empty_derived_from_names_the_flag_in_the_cli_and_the_parameter_in_py
     with pytest.raises(InputError, match=r"Fix it with via=\['https://"):
         producer.register([str(data["utm"])], catalog=str(catalog), collection="c", via=[" "])
     assert not catalog.exists()
+
+
+def test_free_text_as_via_or_derived_from_is_refused_not_published_as_a_working_folder_path(
+    data, tmp_path, monkeypatch
+):
+    """``--via "nightly run 42"`` became a link to ``/WORKING/FOLDER/nightly
+    run 42``: the working folder's absolute path was published in the item."""
+    monkeypatch.chdir(tmp_path)
+    catalog = tmp_path / "cat"
+    res = invoke(
+        "register", str(data["utm"]), "-c", str(catalog), "--collection", "c", "--via", "nightly run 42"
+    )
+    assert res.exit_code == 2, res.output
+    assert "'nightly run 42' is neither a URL nor the path of an existing file" in res.output, res.output
+    assert "Fix it with --via https://ci.example.org/runs/42" in res.output, res.output
+    with pytest.raises(InputError, match=r"neither a URL nor the path.*Fix it with derived_from=\['s3://"):
+        producer.register(
+            [str(data["utm"])], catalog=str(catalog), collection="c", derived_from=["l2a scene"]
+        )
+    assert not catalog.exists()
+    # a path to a file stays a link to it (made absolute); a URL as given
+    (tmp_path / "in.tif").write_bytes(b"")
+    (result,) = producer.register(
+        [str(data["utm"])], catalog=str(catalog), collection="c", derived_from=["in.tif"], via=["run:42"]
+    )
+    assert result.ok, result
+    links = json.loads(Path(result.href).read_text())["links"]
+    assert [x["href"] for x in links if x["rel"] == "derived_from"] == [str(tmp_path / "in.tif")]
+    assert [x["href"] for x in links if x["rel"] == "via"] == ["run:42"]  # a URI: kept as given
 
 
 def test_an_empty_product_path_is_refused_naming_its_position(data, tmp_path):
