@@ -95,7 +95,14 @@ from producer.extract.assets import (
 )
 from producer.extract.datetimes import from_filename
 from producer.extract.grids import union_footprint
-from producer.extract.ids import check_id, make_item_id, split_location, unsafe_reason
+from producer.extract.ids import (
+    MAX_ID_LENGTH,
+    check_id,
+    make_item_id,
+    normalise_name,
+    split_location,
+    unsafe_reason,
+)
 from producer.extract.options import ExtractOptions
 from producer.redact import clean_href
 from producer.results import RegisterResult
@@ -193,7 +200,13 @@ class Grouping:
         if self.pattern is not None:
             self._rx = compile_group(self.pattern)
         if self.asset_key is not None:
-            check_id(self.asset_key, what="asset key")
+            try:
+                check_id(self.asset_key, what="asset key")
+            except UnsafeIdError as exc:  # the fix in the caller's spelling (STAC_ASSET_KEY=, --asset-key)
+                safe = normalise_name(self.asset_key).strip("._-")[:MAX_ID_LENGTH]
+                example = safe if safe and unsafe_reason(safe) is None else "data"
+                hint = Hint("asset_key", example, "an asset key of safe characters")
+                raise UnsafeIdError(exc.fact, hints=(hint,)) from None
 
     @classmethod
     def from_options(cls, group: str | None, asset_key: str | None) -> Grouping | None:

@@ -377,3 +377,28 @@ def test_a_timeout_that_is_no_number_is_an_input_error_of_the_library_naming_the
             collection="c",
             storage_options={"config_kwargs": {"read_timeout": "x"}},
         )
+
+
+def test_an_unsafe_asset_key_names_the_fix_in_each_callers_spelling(tmp_path: Path) -> None:
+    """``STAC_ASSET_KEY='B 02'`` was refused at start-up with no fix naming the
+    variable (as every other STAC_* error has), and the CLI's with no flag."""
+    with pytest.raises(InputError, match=r"unsafe asset key 'B 02'.*Fix it with STAC_ASSET_KEY=B_02"):
+        HandlerConfig.from_env({**_ENV, "STAC_ASSET_KEY": "B 02"})
+    with pytest.raises(InputError, match=r"unsafe asset key 'B 02'.*Fix it with asset_key='B_02'"):
+        HandlerConfig(catalog="s3://bucket/stac", collection="ndvi", asset_key="B 02")
+    payload = tmp_path / "event.json"
+    payload.write_text('{"Records": []}')
+    args = [
+        "handle-event",
+        str(payload),
+        "-c",
+        str(tmp_path / "cat"),
+        "--collection",
+        "n",
+        "--asset-key",
+        "B 02",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "unsafe asset key 'B 02'" in result.output and "Fix it with --asset-key B_02" in result.output
+    assert not (tmp_path / "cat").exists()
