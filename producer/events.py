@@ -48,10 +48,10 @@ from producer.options import RegisterOptions, env_phrased, env_spelling, resolve
 from producer.redact import redact
 from producer.results import Action, Result
 from producer.sources import (
-    GDAL_SIDECAR,
     PRODUCT_SUFFIXES,
     STORE_SUFFIXES,
     ZARR_STORE_METADATA,
+    is_gdal_sidecar,
     zarr_store_of,
 )
 from producer.store.open import refuse_credentials
@@ -672,8 +672,11 @@ def _skip_reason(event: ObjectEvent, config: HandlerConfig) -> str | None:
     """Why ``event`` is not handled under ``config``, or ``None`` to handle it."""
     if event.key.endswith("/"):  # the console's "Create folder": a zero-byte key, not a product
         return "folder marker (a key ending in '/'), not a product"
-    if event.key.lower().endswith(GDAL_SIDECAR):  # as folder expansion: never an .xml metadata asset
-        return f"GDAL's own side-car of a raster ({GDAL_SIDECAR}: its cached statistics), not a product"
+    if is_gdal_sidecar(event.key):  # as folder expansion: never an .xml metadata asset, nor a product
+        return (
+            "GDAL's own side-car of a raster (.aux.xml: its cached statistics; .ovr: its overviews; "
+            ".msk: its mask), not a product"
+        )
     if _inside(event.url, config.catalog):
         return f"inside the catalog {config.catalog}"
     if config.prefixes and not any(_under_prefix(event, p) for p in config.prefixes):

@@ -357,17 +357,22 @@ def _split_url(url: str) -> tuple[str, str]:
     return proto, rest
 
 
-#: GDAL's own side-car of a raster (``B02.tif.aux.xml``: statistics and
-#: metadata it caches, e.g. after ``gdalinfo -stats``): never a product
-GDAL_SIDECAR = ".aux.xml"
+#: GDAL's own side-cars of a raster, never a product: ``B02.tif.aux.xml``
+#: (statistics and metadata it caches, e.g. after ``gdalinfo -stats``),
+#: ``B02.tif.ovr`` (external overviews) and ``B02.tif.msk`` (the mask), both TIFFs
+GDAL_SIDECARS = (".aux.xml", ".ovr", ".msk")
+
+
+def is_gdal_sidecar(name: str) -> bool:
+    """Whether the file ``name`` is one of GDAL's :data:`GDAL_SIDECARS` (any letter case)."""
+    return name.lower().endswith(GDAL_SIDECARS)
 
 
 def _expands_to(name: str, suffixes: tuple[str, ...]) -> bool:
     """Whether a folder or prefix holding the file ``name`` expands to it:
     a product ending, and not GDAL's own side-car (a group takes ``.xml``
     metadata files, which would otherwise take in GDAL's cache as an asset)."""
-    lowered = name.lower()
-    return lowered.endswith(suffixes) and not lowered.endswith(GDAL_SIDECAR)
+    return name.lower().endswith(suffixes) and not is_gdal_sidecar(name)
 
 
 def _expand_remote(

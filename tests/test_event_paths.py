@@ -72,6 +72,29 @@ def test_gdals_aux_xml_event_is_skipped_not_a_metadata_asset(s3: S3Server, raste
     assert item is not None and sorted(item["assets"]) == ["B02"]
 
 
+def test_gdals_ovr_and_msk_events_are_skipped_with_every_ending_accepted(
+    s3: S3Server, raster_bytes: bytes
+) -> None:
+    """With ``STAC_SUFFIXES=*``, GDAL's external overviews (``B02.tif.ovr``)
+    and mask (``B02.tif.msk``), both TIFFs, were registered as products of
+    their own (items ``B02.tif`` ...); only ``.aux.xml`` was skipped."""
+    names = ("B02_20240513.tif", "B02_20240513.tif.ovr", "B02_20240513.TIF.MSK")
+    for name in names:
+        put(s3, f"products/{name}", raster_bytes)
+    payload = {
+        "Records": [
+            r for n in names for r in retarget(_s3_notification(f"products/{n}"), s3.bucket)["Records"]
+        ]
+    }
+    out = handle(payload, config(s3, suffixes=()))
+    assert [r["id"] for r in out["registered"]] == ["B02_20240513"] and out["failed"] == [], out
+    assert [s["url"].rsplit("/", 1)[1] for s in out["skipped"]] == [
+        "B02_20240513.tif.ovr",
+        "B02_20240513.TIF.MSK",
+    ]
+    assert all("GDAL's own side-car" in s["reason"] for s in out["skipped"]), out["skipped"]
+
+
 # ---------------------------------------------------------------------------
 # a URL prefix pins its bucket
 # ---------------------------------------------------------------------------
