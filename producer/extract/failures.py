@@ -135,23 +135,25 @@ def _timed_out(exc: BaseException) -> bool:
     return False
 
 
-def _error_code(exc: BaseException) -> str | None:
-    """S3's error code behind an (s3fs/botocore) exception (``InvalidObjectState``), if it says."""
+def _response_field(exc: BaseException, section: str, field: str) -> object:
+    """``response[section][field]`` of the first of ``exc``, its cause and its
+    context that carries a botocore-style ``response`` saying it, else None."""
     for err in (exc, exc.__cause__, exc.__context__):
         response = getattr(err, "response", None)
         if isinstance(response, dict):
-            code = (response.get("Error") or {}).get("Code")
-            if isinstance(code, str):
-                return code
+            value = (response.get(section) or {}).get(field)
+            if value is not None:
+                return value
     return None
+
+
+def _error_code(exc: BaseException) -> str | None:
+    """S3's error code behind an (s3fs/botocore) exception (``InvalidObjectState``), if it says."""
+    code = _response_field(exc, "Error", "Code")
+    return code if isinstance(code, str) else None
 
 
 def _status(exc: BaseException) -> int | None:
     """HTTP status behind an (s3fs/botocore) exception, if it says."""
-    for err in (exc, exc.__cause__, exc.__context__):
-        response = getattr(err, "response", None)
-        if isinstance(response, dict):
-            status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-            if isinstance(status, int):
-                return status
-    return None
+    status = _response_field(exc, "ResponseMetadata", "HTTPStatusCode")
+    return status if isinstance(status, int) else None
