@@ -55,7 +55,7 @@ from producer.sources import (
     zarr_store_of,
 )
 from producer.store.open import refuse_credentials
-from producer.urls import check_endpoint_environment, check_s3_options, protocol
+from producer.urls import check_endpoint_environment, check_s3_options, product_storage_options, protocol
 
 
 class _Fail(Protocol):
@@ -976,7 +976,13 @@ def _object_state(url: str, storage_options: Mapping[str, Any] | None) -> tuple[
     import fsspec  # noqa: PLC0415 (imported with the first existence check: see the module doc)
 
     try:
-        fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+        from producer.awssession import with_shared_session  # noqa: PLC0415 (as fsspec)
+
+        # the options product reads use (producer.extract.source): the file system (and S3
+        # client) of the registration's read, not one more made for this HEAD (~90 ms of
+        # CPU in a fresh process: a Lambda cold start)
+        options = with_shared_session(url, product_storage_options(storage_options))
+        fs, path = fsspec.core.url_to_fs(url, **options)
         fs.invalidate_cache(path)
         info = fs.info(path)
     except FileNotFoundError:

@@ -204,3 +204,28 @@ def test_undeleting_an_object_by_removing_its_delete_marker_brings_its_item_back
     out = handle(event(s3, "ObjectRemoved:Delete"), config(s3))
     assert acknowledged(out) and [r["action"] for r in out["registered"]] == ["created"]
     assert item_links(s3) == [f"./{ITEM}/{ITEM}.json"]
+
+
+def test_the_recheck_reads_the_object_through_the_file_system_that_registered_it(
+    monkeypatch: pytest.MonkeyPatch, s3: S3Server, rasters: tuple[bytes, bytes]
+) -> None:
+    """The re-check after a registration HEADs the object through the file
+    system (and S3 client) that read it, not a new one. Before: a file system
+    of its own, whose S3 client a fresh process (a Lambda cold start) built
+    for that one HEAD: ~90 ms, 1.24x the handler's cold start."""
+    import fsspec
+
+    put(s3, KEY, rasters[0])
+    real = fsspec.core.url_to_fs
+    made: list[tuple[str, int]] = []
+
+    def url_to_fs(url: str, **kw: Any) -> Any:
+        fs, path = real(url, **kw)
+        made.append((url, id(fs)))
+        return fs, path
+
+    monkeypatch.setattr(fsspec.core, "url_to_fs", url_to_fs)
+    out = handle(event(s3, "ObjectCreated:Put", etag_of(s3)), config(s3))
+    assert acknowledged(out) and out["registered"][0]["action"] == "created"
+    product = [fs for url, fs in made if url == f"s3://{s3.bucket}/{KEY}"]
+    assert len(product) >= 2 and len(set(product)) == 1, made  # the read and the re-check's HEAD
