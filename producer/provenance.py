@@ -550,7 +550,9 @@ def check_link(href: Any, option: str) -> None:
 def _link_href(href: str, what: str) -> str:
     check_link(href, what)
     href = href.strip()
-    if not _URI.match(href):  # a path to a file: made absolute
+    # a path to a file: made absolute, also one whose name looks like a URI
+    # without // (input-2024-01-01T10:00.nc, a time in its name)
+    if not _URI.match(href) or ("://" not in href and os.path.lexists(href)):
         href = os.path.abspath(href)
     return clean_href(href)
 
