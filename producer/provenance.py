@@ -536,7 +536,8 @@ def check_link(href: Any, option: str) -> None:
     what, hint = _LINK_OPTIONS[option]
     if isinstance(href, str) and href.strip():
         text = href.strip()
-        if _URI.match(text) or os.path.isabs(text) or os.path.lexists(text):
+        path = os.path.expanduser(text)  # ~/inputs/x.nc, as products and catalogs take it
+        if _URI.match(text) or os.path.isabs(path) or os.path.lexists(path):
             return
         raise InputError(
             f"the link to {what} {redact(text)!r} is neither a URL nor the path of an existing file: "
@@ -552,8 +553,9 @@ def _link_href(href: str, what: str) -> str:
     href = href.strip()
     # a path to a file: made absolute, also one whose name looks like a URI
     # without // (input-2024-01-01T10:00.nc, a time in its name)
-    if not _URI.match(href) or ("://" not in href and os.path.lexists(href)):
-        href = os.path.abspath(href)
+    path = os.path.expanduser(href)
+    if not _URI.match(href) or ("://" not in href and os.path.lexists(path)):
+        href = os.path.abspath(path)
     return clean_href(href)
 
 

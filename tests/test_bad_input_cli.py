@@ -269,6 +269,22 @@ def test_a_relative_input_file_with_a_colon_in_its_name_is_still_linked_by_its_a
     assert [x["href"] for x in links if x["rel"] == "via"] == ["doi:10.5281/zenodo.1"]
 
 
+def test_an_input_file_under_home_given_with_a_tilde_is_linked_not_refused(data, tmp_path, monkeypatch):
+    """``derived_from=["~/inputs/x.nc"]`` (a config file, STAC_DERIVED_FROM:
+    no shell expands it) was refused as "neither a URL nor the path of an
+    existing file", as product paths and catalogs take ``~``."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "inputs").mkdir()
+    (tmp_path / "inputs" / "x.nc").write_bytes(b"")
+    catalog = tmp_path / "cat"
+    (result,) = producer.register(
+        [str(data["utm"])], catalog=str(catalog), collection="c", derived_from=["~/inputs/x.nc"]
+    )
+    assert result.ok, result
+    links = json.loads(Path(result.href).read_text())["links"]
+    assert [x["href"] for x in links if x["rel"] == "derived_from"] == [str(tmp_path / "inputs" / "x.nc")]
+
+
 def test_an_empty_product_path_is_refused_naming_its_position(data, tmp_path):
     catalog = tmp_path / "cat"
     res = invoke("register", str(data["utm"]), "", "-c", str(catalog), "--collection", "c")
