@@ -529,15 +529,18 @@ _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
 def check_link(href: Any, option: str) -> None:
     """Refuse a link href of the option ``option`` (``derived_from``,
     ``via``) that is empty or no text, or that is neither a URI nor an
-    absolute path nor the path of an existing file (free text, which would
-    become a path under the working folder, publishing that folder): an
+    absolute path nor a path with a folder in it nor the path of an existing
+    file (free text, which would become a path under the working folder,
+    publishing that folder): an
     :class:`InputError` whose hint each caller spells (``--derived-from
     URL``, ``derived_from=[...]``)."""
     what, hint = _LINK_OPTIONS[option]
     if isinstance(href, str) and href.strip():
         text = href.strip()
         path = os.path.expanduser(text)  # ~/inputs/x.nc, as products and catalogs take it
-        if _URI.match(text) or os.path.isabs(path) or os.path.lexists(path):
+        # a path with a folder in it (inputs/raw.nc) is one before its file
+        # exists too (options made before a task downloads the input)
+        if _URI.match(text) or os.path.isabs(path) or os.path.lexists(path) or os.sep in path or "/" in path:
             return
         raise InputError(
             f"the link to {what} {redact(text)!r} is neither a URL nor the path of an existing file: "

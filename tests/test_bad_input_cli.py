@@ -285,6 +285,22 @@ def test_an_input_file_under_home_given_with_a_tilde_is_linked_not_refused(data,
     assert [x["href"] for x in links if x["rel"] == "derived_from"] == [str(tmp_path / "inputs" / "x.nc")]
 
 
+def test_a_relative_input_path_not_there_yet_is_linked_not_refused(data, tmp_path, monkeypatch):
+    """``registers_in_stac(derived_from=["inputs/raw.nc"])`` makes its options
+    when the module is imported, before a task downloads the input (or after
+    a clean-up removed it): a relative path with a folder in it is a path, not
+    free text, and was refused as "neither a URL nor the path of an existing
+    file" (it was linked by its absolute path before)."""
+    monkeypatch.chdir(tmp_path)
+    catalog = tmp_path / "cat"
+    (result,) = producer.register(
+        [str(data["utm"])], catalog=str(catalog), collection="c", derived_from=["inputs/raw.nc"]
+    )
+    assert result.ok, result
+    links = json.loads(Path(result.href).read_text())["links"]
+    assert [x["href"] for x in links if x["rel"] == "derived_from"] == [str(tmp_path / "inputs" / "raw.nc")]
+
+
 def test_an_empty_product_path_is_refused_naming_its_position(data, tmp_path):
     catalog = tmp_path / "cat"
     res = invoke("register", str(data["utm"]), "", "-c", str(catalog), "--collection", "c")
