@@ -719,11 +719,11 @@ def _check_meta_valid(name: str, meta: Mapping[str, Any] | None) -> None:
                 return given
             return [str(r).lower() for r in given if str(r).lower() in _PROVIDER_ROLES]
 
-        fixed = [{**p, "roles": roles(p.get("roles"))} if isinstance(p, Mapping) else p for p in providers]
+        listed = [{**p, "roles": roles(p.get("roles"))} if isinstance(p, Mapping) else p for p in providers]
         # a provider's url as a link's href is published: no credentials in the fix either
         hint = Hint(
             name,
-            {"providers": without_credentials(fixed)},
+            {"providers": without_credentials(listed)},
             f"provider roles among {', '.join(_PROVIDER_ROLES)}",
         )
     if why.startswith("license:") and isinstance(license, str):
