@@ -539,8 +539,10 @@ def check_link(href: Any, option: str) -> None:
         text = href.strip()
         path = os.path.expanduser(text)  # ~/inputs/x.nc, as products and catalogs take it
         # a path with a folder in it (inputs/raw.nc) is one before its file
-        # exists too (options made before a task downloads the input)
-        if _URI.match(text) or os.path.isabs(path) or os.path.lexists(path) or os.sep in path or "/" in path:
+        # exists too (options made before a task downloads the input); text
+        # with spaces is one only if it exists ('see https://ci/42' is no path)
+        folder = ("/" in path or os.sep in path) and not re.search(r"\s", text)
+        if _URI.match(text) or os.path.isabs(path) or os.path.lexists(path) or folder:
             return
         raise InputError(
             f"the link to {what} {redact(text)!r} is neither a URL nor the path of an existing file: "

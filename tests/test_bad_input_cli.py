@@ -299,6 +299,14 @@ def test_a_relative_input_path_not_there_yet_is_linked_not_refused(data, tmp_pat
     assert result.ok, result
     links = json.loads(Path(result.href).read_text())["links"]
     assert [x["href"] for x in links if x["rel"] == "derived_from"] == [str(tmp_path / "inputs" / "raw.nc")]
+    # free text with a slash in it is still no path
+    with pytest.raises(InputError, match="neither a URL nor the path"):
+        producer.register(
+            [str(data["utm"])],
+            catalog=str(catalog),
+            collection="c",
+            via=["see https://ci.example.org/runs/42"],
+        )
 
 
 def test_an_empty_product_path_is_refused_naming_its_position(data, tmp_path):
