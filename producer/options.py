@@ -660,6 +660,9 @@ _STRUCTURAL: dict[str, dict[str, str]] = {
         "links": "the producer links the catalog's collections",
     },
 }
+#: the roles a STAC provider takes (the schema's enumeration)
+_PROVIDER_ROLES = ("licensor", "producer", "processor", "host")
+
 _META_HINTS = {
     "collection_meta": Hint("collection_meta", {"title": "NDVI"}, "give the new collection's metadata"),
     "root_meta": Hint("root_meta", {"title": "Products"}, "give the new root catalog's metadata"),
@@ -707,6 +710,22 @@ def _check_meta_valid(name: str, meta: Mapping[str, Any] | None) -> None:
     why = problems[0].split(" (schema ", 1)[0]
     hint = _META_HINTS[name]
     license = meta.get("license")
+    providers = meta.get("providers")
+    if why.startswith("providers[") and ".roles" in why and isinstance(providers, list):
+        # --provider 'ESA:Producer': the roles the schema takes, in lower case
+        def roles(given: Any) -> Any:
+            given = [given] if isinstance(given, str) else given
+            if not isinstance(given, list):
+                return given
+            return [str(r).lower() for r in given if str(r).lower() in _PROVIDER_ROLES]
+
+        listed = [{**p, "roles": roles(p.get("roles"))} if isinstance(p, Mapping) else p for p in providers]
+        # a provider's url as a link's href is published: no credentials in the fix either
+        hint = Hint(
+            name,
+            {"providers": without_credentials(listed)},
+            f"provider roles among {', '.join(_PROVIDER_ROLES)}",
+        )
     if why.startswith("license:") and isinstance(license, str):
         fixed = _LICENSE_CHARS.sub("-", license).strip("-") or "other"
         hint = Hint(

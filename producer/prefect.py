@@ -513,6 +513,14 @@ def register_and_report(
     return dicts
 
 
+def _raise_failure(state: State[Any]) -> None:
+    """Raise the exception ``state`` failed with (nothing if it did not).
+    Synchronously: in an async task Prefect's ``state.result()`` returns a
+    coroutine (its async dispatch), so a retry condition calling it plainly
+    never saw the exception."""
+    state.result(_sync=True)  # type: ignore[call-overload]
+
+
 def retry_on_storage_errors(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
     """``retry_condition_fn``: retry transient storage failures, never bad input.
 
@@ -524,7 +532,7 @@ def retry_on_storage_errors(task: Task[..., Any], task_run: TaskRun, state: Stat
     else. (Prefect calls this only for plain functions, hence no partial.)
     """
     try:
-        state.result()
+        _raise_failure(state)
     except RegistrationFailed as exc:
         return exc.transient
     except (StoreError, ConflictError):
@@ -546,7 +554,7 @@ def retry_unless_bad_input(task: Task[..., Any], task_run: TaskRun, state: State
     the task can fix (it would run the producing function again for nothing).
     :func:`registers_in_stac` above ``@task`` adds it to the task itself."""
     try:
-        state.result()
+        _raise_failure(state)
     except RegistrationFailed as exc:
         return exc.transient
     except (StoreError, ConflictError):

@@ -529,14 +529,20 @@ _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
 def check_link(href: Any, option: str) -> None:
     """Refuse a link href of the option ``option`` (``derived_from``,
     ``via``) that is empty or no text, or that is neither a URI nor an
-    absolute path nor the path of an existing file (free text, which would
-    become a path under the working folder, publishing that folder): an
+    absolute path nor a path with a folder in it nor the path of an existing
+    file (free text, which would become a path under the working folder,
+    publishing that folder): an
     :class:`InputError` whose hint each caller spells (``--derived-from
     URL``, ``derived_from=[...]``)."""
     what, hint = _LINK_OPTIONS[option]
     if isinstance(href, str) and href.strip():
         text = href.strip()
-        if _URI.match(text) or os.path.isabs(text) or os.path.lexists(text):
+        path = os.path.expanduser(text)  # ~/inputs/x.nc, as products and catalogs take it
+        # a path with a folder in it (inputs/raw.nc) is one before its file
+        # exists too (options made before a task downloads the input); text
+        # with spaces is one only if it exists ('see https://ci/42' is no path)
+        folder = ("/" in path or os.sep in path) and not re.search(r"\s", text)
+        if _URI.match(text) or os.path.isabs(path) or os.path.lexists(path) or folder:
             return
         raise InputError(
             f"the link to {what} {redact(text)!r} is neither a URL nor the path of an existing file: "
@@ -550,8 +556,11 @@ def check_link(href: Any, option: str) -> None:
 def _link_href(href: str, what: str) -> str:
     check_link(href, what)
     href = href.strip()
-    if not _URI.match(href):  # a path to a file: made absolute
-        href = os.path.abspath(href)
+    # a path to a file: made absolute, also one whose name looks like a URI
+    # without // (input-2024-01-01T10:00.nc, a time in its name)
+    path = os.path.expanduser(href)
+    if not _URI.match(href) or ("://" not in href and os.path.lexists(path)):
+        href = os.path.abspath(path)
     return clean_href(href)
 
 

@@ -238,6 +238,77 @@ def test_free_text_as_via_or_derived_from_is_refused_not_published_as_a_working_
     assert [x["href"] for x in links if x["rel"] == "via"] == ["run:42"]  # a URI: kept as given
 
 
+def test_a_relative_input_file_with_a_colon_in_its_name_is_still_linked_by_its_absolute_path(
+    data, tmp_path, monkeypatch
+):
+    """``--derived-from input-2024-01-01T10:00.nc`` (a file in the working
+    folder, named with a time) looks like a URI with the scheme
+    ``input-2024-01-01t10``: it was published as that relative text, which a
+    reader resolves against the item's own folder, not as the file's path."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "input-2024-01-01T10:00.nc").write_bytes(b"")
+    catalog = tmp_path / "cat"
+    res = invoke(
+        "register",
+        str(data["utm"]),
+        "-c",
+        str(catalog),
+        "--collection",
+        "c",
+        "--derived-from",
+        "input-2024-01-01T10:00.nc",
+        "--via",
+        "doi:10.5281/zenodo.1",
+    )
+    assert res.exit_code == 0, res.output
+    (item,) = catalog.rglob("utm_*.json")
+    links = json.loads(item.read_text())["links"]
+    assert [x["href"] for x in links if x["rel"] == "derived_from"] == [
+        str(tmp_path / "input-2024-01-01T10:00.nc")
+    ]
+    assert [x["href"] for x in links if x["rel"] == "via"] == ["doi:10.5281/zenodo.1"]
+
+
+def test_an_input_file_under_home_given_with_a_tilde_is_linked_not_refused(data, tmp_path, monkeypatch):
+    """``derived_from=["~/inputs/x.nc"]`` (a config file, STAC_DERIVED_FROM:
+    no shell expands it) was refused as "neither a URL nor the path of an
+    existing file", as product paths and catalogs take ``~``."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "inputs").mkdir()
+    (tmp_path / "inputs" / "x.nc").write_bytes(b"")
+    catalog = tmp_path / "cat"
+    (result,) = producer.register(
+        [str(data["utm"])], catalog=str(catalog), collection="c", derived_from=["~/inputs/x.nc"]
+    )
+    assert result.ok, result
+    links = json.loads(Path(result.href).read_text())["links"]
+    assert [x["href"] for x in links if x["rel"] == "derived_from"] == [str(tmp_path / "inputs" / "x.nc")]
+
+
+def test_a_relative_input_path_not_there_yet_is_linked_not_refused(data, tmp_path, monkeypatch):
+    """``registers_in_stac(derived_from=["inputs/raw.nc"])`` makes its options
+    when the module is imported, before a task downloads the input (or after
+    a clean-up removed it): a relative path with a folder in it is a path, not
+    free text, and was refused as "neither a URL nor the path of an existing
+    file" (it was linked by its absolute path before)."""
+    monkeypatch.chdir(tmp_path)
+    catalog = tmp_path / "cat"
+    (result,) = producer.register(
+        [str(data["utm"])], catalog=str(catalog), collection="c", derived_from=["inputs/raw.nc"]
+    )
+    assert result.ok, result
+    links = json.loads(Path(result.href).read_text())["links"]
+    assert [x["href"] for x in links if x["rel"] == "derived_from"] == [str(tmp_path / "inputs" / "raw.nc")]
+    # free text with a slash in it is still no path
+    with pytest.raises(InputError, match="neither a URL nor the path"):
+        producer.register(
+            [str(data["utm"])],
+            catalog=str(catalog),
+            collection="c",
+            via=["see https://ci.example.org/runs/42"],
+        )
+
+
 def test_an_empty_product_path_is_refused_naming_its_position(data, tmp_path):
     catalog = tmp_path / "cat"
     res = invoke("register", str(data["utm"]), "", "-c", str(catalog), "--collection", "c")

@@ -644,3 +644,29 @@ def test_a_misspelt_keyword_of_the_verb_itself_names_it_not_an_option(
     with pytest.raises(TypeError, match=r"\(did you mean 'artifact_key'\?\)"):
         registers_in_stac(catalog=str(tmp_path / "c"), collection="c", artifactkey="k")
     assert not (tmp_path / "c").exists()
+
+
+def test_a_new_collections_provider_role_the_schema_refuses_names_a_provider_fix(tmp_path: Path) -> None:
+    """``--provider 'ESA:Producer'`` was refused with "Fix it with
+    --collection-meta '{"title": "NDVI"}'", a fix that has nothing to do
+    with the provider: the hint now gives the providers with roles the
+    schema takes."""
+    from tests.crashes import write_tile
+
+    tile = write_tile(tmp_path / "data", "scene_20240510.tif", 6.0, 46.0)
+    catalog = tmp_path / "cat"
+    res = CliRunner().invoke(
+        main,
+        ["register", str(tile), "-c", str(catalog), "--collection", "c", "--provider", "ESA:Producer,host"],
+    )
+    assert res.exit_code == 2, res.output
+    assert "'Producer' is not one of" in res.output, res.output
+    assert '"title": "NDVI"' not in res.output, res.output
+    assert '"roles": ["producer", "host"]' in res.output, res.output
+    assert not catalog.exists()
+    # a role given as one text, and a provider URL's credentials kept out of the fix
+    with pytest.raises(InputError) as err:
+        RegisterOptions(
+            collection_meta={"providers": [{"name": "x", "roles": "Host", "url": "https://u:SECRET@x.org"}]}
+        )
+    assert "'roles': ['host']" in str(err.value) and "SECRET" not in str(err.value), err.value

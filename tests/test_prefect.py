@@ -26,6 +26,7 @@ from producer.prefect import (
     product_urls,
     register_in_stac,
     registers_in_stac,
+    retry_on_storage_errors,
     retry_unless_bad_input,
 )
 from tests.prefect_harness import (
@@ -371,6 +372,77 @@ def test_a_decorated_tasks_retries_skip_a_bad_product_but_not_its_own_errors(tmp
     first, second, third = pipeline()
     assert first.is_failed() and second.is_failed() and third.is_completed()
     assert runs == ["above", "under", "flaky", "flaky", "flaky"]
+
+
+def test_an_async_decorated_tasks_retries_skip_a_bad_product_and_keep_the_users_condition(
+    tmp_path: Path,
+) -> None:
+    """In an async task Prefect's ``state.result()`` is a coroutine (its
+    async dispatch): the conditions never saw the exception, so a product
+    with no CRS re-ran the async producing function 3 times (a RuntimeWarning
+    "never awaited" only), and retry_on_storage_errors never retried a
+    storage error. The user's own condition still decides the other errors."""
+    import asyncio
+
+    catalog = str(tmp_path / "catalog")
+    bad = write_nocrs(tmp_path / "data")
+    runs: list[str] = []
+
+    def only_runtime_errors(task: Any, task_run: Any, state: Any) -> bool:
+        return isinstance(state.result(raise_on_failure=False, _sync=True), RuntimeError)
+
+    @registers_in_stac(catalog=catalog, collection="retry-async")
+    @task(retries=2, retry_delay_seconds=0, retry_condition_fn=only_runtime_errors)
+    async def above() -> Path:
+        runs.append("above")
+        return bad
+
+    @task(retries=2, retry_delay_seconds=0, retry_condition_fn=retry_unless_bad_input)
+    @registers_in_stac(catalog=catalog, collection="retry-async")
+    async def under() -> Path:
+        runs.append("under")
+        return bad
+
+    @registers_in_stac(catalog=catalog, collection="retry-async")
+    @task(retries=2, retry_delay_seconds=0, retry_condition_fn=only_runtime_errors)
+    async def not_the_users() -> Path:
+        runs.append("not-the-users")
+        raise ValueError("the user's condition does not retry this")
+
+    @flow(name="decorated-retries-async")
+    async def pipeline() -> list[Any]:
+        return [
+            await above(return_state=True),
+            await under(return_state=True),
+            await not_the_users(return_state=True),
+        ]
+
+    states = asyncio.run(pipeline())
+    assert all(state.is_failed() for state in states)
+    assert runs == ["above", "under", "not-the-users"]
+
+
+def test_retry_on_storage_errors_sees_the_failure_of_an_async_task() -> None:
+    """An async task's StoreError was never retried by retry_on_storage_errors
+    (the condition read a coroutine, no exception, and answered False)."""
+    import asyncio
+
+    from producer.errors import StoreError
+
+    runs: list[int] = []
+
+    @task(retries=2, retry_delay_seconds=0, retry_condition_fn=retry_on_storage_errors)
+    async def flaky_storage() -> int:
+        runs.append(1)
+        if len(runs) < 3:
+            raise StoreError("s3://bucket/stac/catalog.json: the storage was unreachable; retry later")
+        return len(runs)
+
+    @flow(name="async-storage-retries")
+    async def pipeline() -> int:
+        return await flaky_storage()
+
+    assert asyncio.run(pipeline()) == 3
 
 
 def test_decorator_on_an_async_task(tmp_path: Path) -> None:
