@@ -513,12 +513,28 @@ def register_and_report(
     return dicts
 
 
-def _raise_failure(state: State[Any]) -> None:
-    """Raise the exception ``state`` failed with (nothing if it did not).
-    Synchronously: in an async task Prefect's ``state.result()`` returns a
-    coroutine (its async dispatch), so a retry condition calling it plainly
-    never saw the exception."""
-    state.result(_sync=True)  # type: ignore[call-overload]
+def _failure(state: State[Any]) -> str | None:
+    """What ``state`` failed with, as the retry conditions weigh it: ``None``
+    (it did not fail), ``"retryable"`` (a storage error, a lost
+    compare-and-swap, a registration whose failures involved storage),
+    ``"bad-input"`` (any other error of the producer's: no retry fixes it),
+    ``"os"`` (another ``OSError``: the network) or ``"other"``. Read
+    synchronously: in an async task Prefect's ``state.result()`` returns a
+    coroutine (its async dispatch), so calling it plainly never saw the
+    exception."""
+    try:
+        state.result(_sync=True)  # type: ignore[call-overload]
+    except RegistrationFailed as exc:
+        return "retryable" if exc.transient else "bad-input"
+    except (StoreError, ConflictError):
+        return "retryable"
+    except ProducerError:
+        return "bad-input"
+    except OSError:
+        return "os"
+    except Exception:
+        return "other"
+    return None
 
 
 def retry_on_storage_errors(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -531,19 +547,7 @@ def retry_on_storage_errors(task: Task[..., Any], task_run: TaskRun, state: Stat
     friends, a failed registration caused only by bad products, or anything
     else. (Prefect calls this only for plain functions, hence no partial.)
     """
-    try:
-        _raise_failure(state)
-    except RegistrationFailed as exc:
-        return exc.transient
-    except (StoreError, ConflictError):
-        return True
-    except ProducerError:
-        return False
-    except OSError:
-        return True
-    except Exception:
-        return False
-    return False
+    return _failure(state) in ("retryable", "os")
 
 
 def retry_unless_bad_input(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -553,17 +557,7 @@ def retry_unless_bad_input(task: Task[..., Any], task_run: TaskRun, state: State
     :class:`RegistrationFailed` that is not ``transient``), which no retry of
     the task can fix (it would run the producing function again for nothing).
     :func:`registers_in_stac` above ``@task`` adds it to the task itself."""
-    try:
-        _raise_failure(state)
-    except RegistrationFailed as exc:
-        return exc.transient
-    except (StoreError, ConflictError):
-        return True
-    except ProducerError:
-        return False
-    except Exception:
-        return True
-    return True
+    return _failure(state) != "bad-input"
 
 
 # --------------------------------------------------------------------------
