@@ -331,3 +331,25 @@ def test_a_credential_holding_a_line_end_is_a_usage_error_not_a_network_fault(
         assert f"storage option {option} holds a control character" in res.output, res.output
         assert not _leaks(res.output) and "T0KEN" not in res.output and "AKIAKEY" not in res.output
     assert not _connected(sock) and not (tmp_path / "cat").exists()
+
+
+def test_an_azure_container_before_the_at_sign_is_no_credential() -> None:
+    """Azure's own URL form names the container before ``@``
+    (``abfss://container@account.dfs.core.windows.net/stac``, as adlfs
+    takes it): not credentials, so not refused (was: "credentials inside a
+    abfss:// URL are not supported", for every Azure catalog and asset
+    written that way). A password before the ``@`` still is one."""
+    from producer.store.open import has_credentials, refuse_credentials
+
+    for url in (
+        "abfss://container@account.dfs.core.windows.net/stac",
+        "abfs://container@account.dfs.core.windows.net/stac/catalog.json",
+        "az://container@account.blob.core.windows.net/stac",
+    ):
+        assert not has_credentials(url), url
+        refuse_credentials(url)  # no InputError
+    assert has_credentials(f"abfss://user:{SECRET}@account.dfs.core.windows.net/stac")
+    assert has_credentials(f"s3://{KEY}@bkt/stac")  # an S3 bucket has no container before '@'
+    with pytest.raises(InputError) as info:
+        refuse_credentials(f"abfss://user:{SECRET}@account.dfs.core.windows.net/stac")
+    assert not _leaks(str(info.value))

@@ -23,13 +23,23 @@ from producer.urls import (
 _BUCKET_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl"})
 
 
+#: protocols whose URLs name a container before ``@``: Azure's
+#: ``abfss://container@account.dfs.core.windows.net/path`` (adlfs)
+_CONTAINER_AT_PROTOCOLS = frozenset({"az", "abfs", "abfss"})
+
+
 def has_credentials(url: str) -> bool:
     """Whether ``url`` carries credentials in its authority: ``user:pw@``,
     or ``KEY:SECRET`` before a bucket (whose secret may hold ``/``, which
-    then splits the bucket early: no bucket name holds ``:``). Pure."""
+    then splits the bucket early: no bucket name holds ``:``). Azure's
+    ``container@account`` (no ``:`` before the ``@``) names a container, no
+    credentials. Pure."""
     if "://" not in url:
         return False
     authority = url.split("://", 1)[1].split("/", 1)[0]
+    before, at, _ = authority.rpartition("@")
+    if at and ":" not in before and protocol(url) in _CONTAINER_AT_PROTOCOLS:
+        return False  # abfss://container@account.dfs.core.windows.net
     return "@" in authority or (":" in authority and protocol(url) in _BUCKET_PROTOCOLS)
 
 
