@@ -68,6 +68,8 @@ __all__ = [
 ]
 
 PROCESSING_EXT = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
+#: the extension of the :data:`TIMESTAMP_FIELDS` (its v1.1.0 wants them in UTC)
+TIMESTAMPS_EXT = "https://stac-extensions.github.io/timestamps/v1.1.0/schema.json"
 
 #: item properties the producer sets itself: never taken from ``properties``
 RESERVED: frozenset[str] = frozenset(
@@ -430,6 +432,25 @@ def _is_date_time(value: Any) -> bool:
     return True
 
 
+def _in_utc(properties: dict[str, Any]) -> dict[str, Any]:
+    """``properties`` with each :data:`TIMESTAMP_FIELDS` date-time written in
+    UTC with ``Z`` (``2024-05-01T12:00:00+02:00`` -> ``2024-05-01T10:00:00Z``):
+    the timestamps extension v1.1.0 accepts no other offset, and the instant
+    is the same. Values that are no date-time are left to the checks."""
+    for key in TIMESTAMP_FIELDS:
+        value = properties.get(key)
+        if not isinstance(value, str) or not _is_date_time(value):
+            continue
+        text = value.upper()
+        leap = text[17:19] == "60"  # 23:59:60Z (datetime has no second 60): kept at 60
+        when = datetime.fromisoformat(
+            re.sub(r"(\.\d{6})\d+", r"\1", text.replace("Z", "+00:00")).replace(":60", ":59", 1)
+        )
+        utc = format_time(when)
+        properties[key] = utc[:17] + "60" + utc[19:] if leap else utc
+    return properties
+
+
 def _check_timestamps(properties: Mapping[str, Any]) -> None:
     """Refuse a timestamps-extension field (:data:`TIMESTAMP_FIELDS`) that is
     not an RFC 3339 date-time: the extension requires one, and the mirror
@@ -604,7 +625,7 @@ class Provenance:
         """Checked values (links absolute and without credentials)."""
         soft = {str(k): without_credentials(str(v)) for k, v in (software or {}).items()}
         return cls(
-            properties=without_credentials(dict(properties or {})),
+            properties=_in_utc(without_credentials(dict(properties or {}))),
             derived_from=tuple(_link_href(h, "derived_from") for h in derived_from),
             via=tuple(_link_href(h, "via") for h in via),
             software=soft,
@@ -823,7 +844,10 @@ def declare_extensions(doc: dict[str, Any], properties: Mapping[str, Any]) -> No
     (``view:``, ``sat:``) is published as given, unchecked."""
     extensions = doc.setdefault("stac_extensions", [])
     for key in properties:
-        url = EXTENSION_OF_PREFIX.get(key.partition(":")[0]) if ":" in key else None
+        if key in TIMESTAMP_FIELDS:
+            url: str | None = TIMESTAMPS_EXT
+        else:
+            url = EXTENSION_OF_PREFIX.get(key.partition(":")[0]) if ":" in key else None
         if url is None:
             continue
         family = url.rsplit("/", 2)[0] + "/"  # https://stac-extensions.github.io/eo/

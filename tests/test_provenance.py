@@ -423,3 +423,51 @@ def test_a_property_that_is_no_json_is_named_with_the_value_to_give(value, fix) 
     message = str(info.value)
     assert "'eo:cloud_cover'" in message and "'my:first'" not in message
     assert fix in message
+
+
+TIMESTAMPS = "https://stac-extensions.github.io/timestamps/v1.1.0/schema.json"
+
+
+def test_timestamps_are_published_in_utc_and_declare_their_extension(utm, catalog_dir):
+    """published/expires/unpublished are the timestamps extension's fields:
+    an item carrying them declares it, and its v1.1.0 accepts only UTC (``Z``
+    or ``+00:00``). Before, the extension was never declared (so no validator
+    checked them) and ``+02:00`` or a lower-case ``z`` was published as given,
+    which that schema refuses. The same instant is now written in UTC."""
+    import jsonschema
+
+    given = {
+        "published": "2024-05-01T12:00:00+02:00",
+        "expires": "2030-01-01t00:00:00.5z",
+        "unpublished": "2016-12-31T23:59:60Z",  # a leap second stays one
+    }
+    [result] = producer.register([utm], catalog=str(catalog_dir), collection="c", properties=given)
+    assert result.action == "created", result.error
+    item = read(catalog_dir)
+    props = item["properties"]
+    assert props["published"] == "2024-05-01T10:00:00Z"
+    assert props["expires"] == "2030-01-01T00:00:00.500000Z"
+    assert props["unpublished"] == "2016-12-31T23:59:60Z"
+    assert item["stac_extensions"].count(TIMESTAMPS) == 1
+    # the extension's own schema (bundled, as a validator would fetch it) accepts the item
+    bundled = (
+        Path(producer.__file__).parent / "schemas/stac-extensions.github.io/timestamps/v1.1.0/schema.json"
+    )
+    jsonschema.Draft7Validator(json.loads(bundled.read_text())).validate(item)
+    assert_stac_valid_tree(catalog_dir)
+
+
+def test_the_timestamps_schema_checks_a_declared_field(utm, catalog_dir):
+    """The bundled timestamps schema is the one validation uses: an item that
+    declares the extension with a non-UTC ``published`` (written by another
+    tool) is an error of ``validate``, not passed unchecked."""
+    [result] = producer.register(
+        [utm], catalog=str(catalog_dir), collection="c", properties={"published": "2024-05-01T10:00:00Z"}
+    )
+    assert result.ok, result.error
+    path = catalog_dir / ITEM
+    doc = json.loads(path.read_text())
+    doc["properties"]["published"] = "2024-05-01T12:00:00+02:00"
+    path.write_text(json.dumps(doc))
+    errors = [p for p in producer.validate_catalog(str(catalog_dir)) if p.is_error]
+    assert errors and "published" in str(errors[0]) + str(getattr(errors[0], "detail", "")), errors
