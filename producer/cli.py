@@ -19,6 +19,7 @@ import re
 import shlex
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar
 
 import click
@@ -947,6 +948,21 @@ def demo(workdir: str, count: int) -> None:
     sys.exit(code)
 
 
+def _geojson_file(text: str) -> str:
+    """``--intersects``'s value when it is no JSON object: the text of the
+    file it names (an area of interest is usually a .geojson file)."""
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise click.UsageError(
+            f"--intersects {text!r} is neither GeoJSON text nor a file: give a path to a GeoJSON "
+            'file (aoi.geojson) or the geometry as JSON, e.g. \'{"type": "Point", "coordinates": [6.1, 46.2]}\''
+        )
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.UsageError(f"--intersects {text!r}: the file does not read as text ({exc})") from None
+
+
 @main.command()
 @click.argument("catalog")
 @click.option(
@@ -957,7 +973,8 @@ def demo(workdir: str, count: int) -> None:
 @click.option(
     "--intersects",
     metavar="GEOJSON",
-    help="Items whose footprint meets this GeoJSON geometry (JSON text; not with --bbox).",
+    help="Items whose footprint meets this GeoJSON geometry, Feature or FeatureCollection "
+    "(JSON text, or a file holding it, e.g. aoi.geojson; not with --bbox).",
 )
 @click.option(
     "--datetime", "datetime_", metavar="START/END", help="Instant or range; '..' leaves an end open."
@@ -985,6 +1002,8 @@ def search(
     from producer.query import search as run_search  # noqa: PLC0415
     from producer.redact import redact  # noqa: PLC0415
 
+    if intersects is not None and not intersects.lstrip().startswith("{"):
+        intersects = _geojson_file(intersects)
     try:
         result = run_search(
             catalog,

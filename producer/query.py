@@ -125,9 +125,9 @@ _INTERSECTS_EXAMPLE = '{"type": "Polygon", "coordinates": [[[6, 46], [8, 46], [8
 
 
 def parse_intersects(value: Any) -> Any:
-    """A GeoJSON geometry (a dict, its JSON text, or an object with
-    ``__geo_interface__`` such as a shapely geometry) -> a shapely geometry
-    in lon/lat, valid and not empty."""
+    """A GeoJSON geometry, Feature or FeatureCollection (a dict, its JSON
+    text, or an object with ``__geo_interface__`` such as a shapely geometry)
+    -> a shapely geometry in lon/lat, valid and not empty."""
     if value is None:
         return None
     given = value
@@ -144,9 +144,8 @@ def parse_intersects(value: Any) -> Any:
         raise InputError(
             f"intersects {_short(given)} is not GeoJSON: give a geometry as JSON, e.g. {_INTERSECTS_EXAMPLE}"
         )
+    value = _geometry_of(value)
     kind = value.get("type")
-    if kind in ("Feature", "FeatureCollection"):
-        raise InputError(f"intersects is a {kind}: give its geometry (a GeoJSON geometry object)")
     if kind not in _GEOJSON_TYPES:
         raise InputError(
             f"intersects {_short(given)} is not a GeoJSON geometry (type {kind!r}): give one of "
@@ -172,6 +171,37 @@ def parse_intersects(value: Any) -> Any:
             "repair it (a ring must not cross itself), or give its parts as a Multi geometry"
         )
     return geometry
+
+
+def _geometry_of(value: dict[str, Any]) -> dict[str, Any]:
+    """The geometry a GeoJSON object stands for: a Feature's geometry, a
+    FeatureCollection's geometries as one GeometryCollection (an area of
+    interest drawn in geojson.io or exported from QGIS is one; an item meets
+    the collection when it meets any of them), a geometry itself."""
+    kind = value.get("type")
+    if kind == "Feature":
+        geometry = value.get("geometry")
+        if not isinstance(geometry, dict):
+            raise InputError("intersects is a Feature with no geometry: give one that has a geometry")
+        return geometry
+    if kind == "FeatureCollection":
+        features = value.get("features")
+        geometries: list[dict[str, Any]] = []
+        for feature in features if isinstance(features, list) else ():
+            geometry = feature.get("geometry") if isinstance(feature, dict) else None
+            if not isinstance(geometry, dict):
+                geometries.clear()
+                break
+            geometries.append(geometry)
+        if not geometries:
+            raise InputError(
+                "intersects is a FeatureCollection whose features do not all have a geometry: "
+                "give one whose every feature has one"
+            )
+        if len(geometries) == 1:
+            return dict(geometries[0])
+        return {"type": "GeometryCollection", "geometries": geometries}
+    return value
 
 
 def _short(value: Any, most: int = 120) -> str:

@@ -670,7 +670,8 @@ def test_intersects_equals_brute_force_over_the_footprints(catalog, fragmented, 
     ("value", "message"),
     [
         ("POLYGON((0 0, 1 0, 1 1, 0 0))", "not GeoJSON"),
-        ({"type": "Feature", "geometry": None, "properties": {}}, "a Feature: give its geometry"),
+        ({"type": "Feature", "geometry": None, "properties": {}}, "a Feature with no geometry"),
+        ({"type": "FeatureCollection", "features": []}, "features do not all have a geometry"),
         ({"type": "Polygon", "coordinates": [[0, 0], [1, 1]]}, "not a GeoJSON geometry"),
         ({"type": "Circle", "coordinates": [0, 0]}, "not a GeoJSON geometry"),
         ({"type": "Point", "coordinates": [200, 0]}, "longitudes must lie in"),
@@ -696,7 +697,7 @@ def test_cli_search_intersects(catalog):
     assert [f["id"] for f in json.loads(out.output)["features"]] == ["alps_20240105"]
     bad = runner.invoke(main, ["search", str(catalog), "--intersects", "POLYGON((0 0, 1 0, 1 1, 0 0))"])
     assert bad.exit_code == 2, bad.output
-    assert "--intersects" in bad.output and "not GeoJSON" in bad.output
+    assert "--intersects" in bad.output and "neither GeoJSON text nor a file" in bad.output
     both = runner.invoke(
         main, ["search", str(catalog), "--bbox", "0,0,1,1", "--intersects", json.dumps(INTERSECTS[0])]
     )
@@ -773,3 +774,38 @@ def test_reconcile_fix_rebuilds_a_mirror_file_that_does_not_read(tmp_path, damag
     expected = ["a_20240105"] if damaged == "fragment" else ["a_20240105", "b_20240110"]
     assert sorted(f["id"] for f in search(str(cat))["features"]) == expected
     assert runner.invoke(main, ["reconcile", str(cat)]).exit_code == 0
+
+
+def test_intersects_takes_a_feature_collection_from_a_geojson_file(catalog, tmp_path):
+    """An area of interest comes as a file, usually a FeatureCollection (what
+    geojson.io and QGIS export): ``--intersects aoi.geojson`` was "not
+    GeoJSON" and a Feature or FeatureCollection was refused ("give its
+    geometry"). A Feature stands for its geometry, a FeatureCollection for
+    all of its geometries (an item meeting any one is found)."""
+    aoi = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "properties": {"name": "a"}, "geometry": INTERSECTS[0]},
+            {"type": "Feature", "properties": {"name": "b"}, "geometry": INTERSECTS[4]},
+        ],
+    }
+    items = json_items(catalog)
+    expected = {
+        i["id"] for i in items if _meets_geometry(i, INTERSECTS[0]) or _meets_geometry(i, INTERSECTS[4])
+    }
+    assert len(expected) >= 2  # one per feature at least: a union, not the first geometry
+    path = tmp_path / "aoi.geojson"
+    path.write_text(json.dumps(aoi))
+    out = CliRunner().invoke(main, ["search", str(catalog), "--intersects", str(path)])
+    assert out.exit_code == 0, out.output
+    assert {f["id"] for f in json.loads(out.output)["features"]} == expected
+    assert {f["id"] for f in search(str(catalog), intersects=aoi)["features"]} == expected
+    feature = aoi["features"][0]
+    assert {f["id"] for f in search(str(catalog), intersects=feature)["features"]} == {
+        i["id"] for i in items if _meets_geometry(i, INTERSECTS[0])
+    }
+    missing = CliRunner().invoke(
+        main, ["search", str(catalog), "--intersects", str(tmp_path / "nope.geojson")]
+    )
+    assert missing.exit_code == 2 and "nope.geojson" in missing.output
+    assert "neither GeoJSON text nor a file" in missing.output, missing.output
