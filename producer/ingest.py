@@ -571,6 +571,7 @@ def _register_chunk(
         return results
     prepared = placement.place_items(committer, collection, prepared, preread, coll_title)
     placement.warn_if_crowded(committer, collection, preread, committer.notices)
+    placement.warn_if_meta_kept(committer, collection, preread, collection_meta, committer.notices)
 
     # Partitioned: where each id sits now (id index, one GET per item), so a
     # product whose datetime moved it to another period is moved, not doubled.
@@ -984,6 +985,7 @@ def _register_pipelined(
                 )
         return results
     placement.warn_if_crowded(committer, collection, preread, committer.notices)
+    placement.warn_if_meta_kept(committer, collection, preread, collection_meta, committer.notices)
     written = [(key, doc) for key, doc, _ in committed]
     if not _link_written(committer, collection, written, collection_meta, preread, prepared):
         return results

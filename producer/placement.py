@@ -14,6 +14,7 @@ The register pipeline (:mod:`producer.ingest`) calls:
   linked in a partition that contains its new place stays where it is (an
   upsert rewrites it in place; it is not moved below its full partition);
 * :func:`warn_if_crowded` after the preflight of a flat collection.
+* :func:`warn_if_meta_kept` after the preflight of an existing collection.
 
 Nothing here reads or writes storage.
 """
@@ -27,6 +28,7 @@ from producer.catalog import documents as docs
 from producer.catalog.layout import item_link_count, item_partition_keys, placed_within
 from producer.commit import Committer, item_start
 from producer.errors import Hint, phrase_hints
+from producer.redact import redact
 
 if TYPE_CHECKING:
     from producer.results import RegisterResult
@@ -130,3 +132,40 @@ def warn_if_crowded(committer: Committer, collection: str, preread: Documents, n
         crowded_message(collection, committer.store_path(coll_key), links),
         extra={"hints": (PARTITION_HINT,)},
     )
+
+
+def warn_if_meta_kept(
+    committer: Committer, collection: str, preread: Documents, meta: dict | None, notified: set[str]
+) -> None:
+    """Log a WARNING (once per ``notified`` set, i.e. once per run) when the
+    collection read by the preflight exists and the metadata given for a new
+    one (``meta``: title, license, ...) differs from its own: that metadata
+    is written only when the collection is created, and a caller passing a
+    new title or licence to an existing collection was told nothing of it.
+    Mutates ``notified``."""
+    mark = f"meta:{collection}"
+    if not meta or mark in notified:
+        return
+    coll_key = committer.layout.collection_key(collection)
+    doc = preread.get(coll_key, (None, None))[0]
+    if doc is None:
+        return
+    wanted = docs.new_collection(collection, meta, committer.layout)
+    differ = [key for key in meta if key in wanted and doc.get(key) != wanted[key]]
+    if not differ:
+        return
+    notified.add(mark)
+    kept = "; ".join(f"{key} {_short(doc.get(key))}, not {_short(wanted[key])}" for key in differ[:4])
+    log.warning(
+        "%s",
+        redact(
+            f"collection {collection!r} at {committer.store_path(coll_key)} exists and keeps its own "
+            f"metadata ({kept}): the metadata given for the collection is written only when it is "
+            "created. To change it, edit that document (validate checks it)"
+        ),
+    )
+
+
+def _short(value: object, most: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= most else f"{text[: most - 3]}..."

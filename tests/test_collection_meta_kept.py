@@ -1,0 +1,73 @@
+"""Metadata given for a collection that already exists: it is written only
+when the collection is created, so a caller passing a new title or licence
+to an existing one is warned that nothing changed (before: silence)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import producer
+from producer.cli import main
+from tests import rasters
+
+
+@pytest.fixture(scope="module")
+def utm(tmp_path_factory) -> Path:
+    return rasters.write_utm(tmp_path_factory.mktemp("rasters"))
+
+
+def _copy(utm: Path, tmp_path: Path, day: int) -> str:
+    target = tmp_path / f"utm_202405{day:02d}.tif"
+    shutil.copy(utm, target)
+    return str(target)
+
+
+def _kept(caplog) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "keeps its own" in r.getMessage()
+    ]
+
+
+def test_other_metadata_for_an_existing_collection_is_warned_about_once(utm, tmp_path, catalog_dir, caplog):
+    meta = {"title": "NDVI", "license": "CC-BY-4.0"}
+    [first] = producer.register(
+        [_copy(utm, tmp_path, 1)], catalog=str(catalog_dir), collection="c", collection_meta=meta
+    )
+    assert first.ok, first.error
+    caplog.set_level(logging.WARNING, logger="producer")
+    # the same metadata again (every run of a pipeline passes it): nothing to say
+    [again] = producer.register(
+        [_copy(utm, tmp_path, 2)], catalog=str(catalog_dir), collection="c", collection_meta=meta
+    )
+    assert again.ok and _kept(caplog) == []
+    other = {"title": "NDVI v2", "license": "CC-BY-SA-4.0", "keywords": ["ndvi"]}
+    results = producer.register(
+        [_copy(utm, tmp_path, 3), _copy(utm, tmp_path, 4)],
+        catalog=str(catalog_dir),
+        collection="c",
+        collection_meta=other,
+        batch_size=1,  # two batches, one warning per run
+    )
+    assert all(r.ok for r in results)
+    [message] = _kept(caplog)
+    assert "'NDVI', not 'NDVI v2'" in message and "'CC-BY-4.0', not 'CC-BY-SA-4.0'" in message
+    assert "keywords None, not ['ndvi']" in message and "collection.json" in message
+    doc = json.loads((catalog_dir / "c" / "collection.json").read_text())
+    assert (doc["title"], doc["license"]) == ("NDVI", "CC-BY-4.0")  # kept, as the warning says
+
+
+def test_the_cli_prints_the_warning(utm, tmp_path, catalog_dir):
+    runner = CliRunner()
+    args = ["register", "-c", str(catalog_dir), "--collection", "c"]
+    assert runner.invoke(main, [*args, _copy(utm, tmp_path, 1), "--license", "CC-BY-4.0"]).exit_code == 0
+    out = runner.invoke(main, [*args, _copy(utm, tmp_path, 2), "--license", "MIT"])
+    assert out.exit_code == 0, out.output
+    assert "keeps its own metadata (license 'CC-BY-4.0', not 'MIT')" in out.output
