@@ -138,32 +138,38 @@ def warn_if_meta_kept(
     committer: Committer, collection: str, preread: Documents, meta: dict | None, notified: set[str]
 ) -> None:
     """Log a WARNING (once per ``notified`` set, i.e. once per run) when the
-    collection read by the preflight exists and the metadata given for a new
-    one (``meta``: title, license, ...) differs from its own: that metadata
-    is written only when the collection is created, and a caller passing a
-    new title or licence to an existing collection was told nothing of it.
-    Mutates ``notified``."""
-    mark = f"meta:{collection}"
-    if not meta or mark in notified:
-        return
-    coll_key = committer.layout.collection_key(collection)
-    doc = preread.get(coll_key, (None, None))[0]
-    if doc is None:
-        return
-    wanted = docs.new_collection(collection, meta, committer.layout)
-    differ = [key for key in meta if key in wanted and doc.get(key) != wanted[key]]
-    if not differ:
-        return
-    notified.add(mark)
-    kept = "; ".join(f"{key} {_short(doc.get(key))}, not {_short(wanted[key])}" for key in differ[:4])
-    log.warning(
-        "%s",
-        redact(
-            f"collection {collection!r} at {committer.store_path(coll_key)} exists and keeps its own "
-            f"metadata ({kept}): the metadata given for the collection is written only when it is "
-            "created. To change it, edit that document (validate checks it)"
+    collection (or root catalog) read by the preflight exists and the
+    metadata given for a new one (``meta``, ``committer.root_meta``: title,
+    license, ...) differs from its own: that metadata is written only when
+    the document is created, and a caller passing a new title or licence to
+    an existing one was told nothing of it. Mutates ``notified``."""
+    layout = committer.layout
+    for what, key, given, build in (
+        (
+            f"collection {collection!r}",
+            layout.collection_key(collection),
+            meta,
+            lambda m: docs.new_collection(collection, m, layout),
         ),
-    )
+        ("the root catalog", layout.root_key, committer.root_meta, docs.new_root),
+    ):
+        doc = preread.get(key, (None, None))[0]
+        if not given or doc is None or f"meta:{key}" in notified:
+            continue
+        wanted = build(given)
+        differ = [name for name in given if name in wanted and doc.get(name) != wanted[name]]
+        if not differ:
+            continue
+        notified.add(f"meta:{key}")
+        kept = "; ".join(f"{name} {_short(doc.get(name))}, not {_short(wanted[name])}" for name in differ[:4])
+        log.warning(
+            "%s",
+            redact(
+                f"{what} at {committer.store_path(key)} exists and keeps its own metadata ({kept}): the "
+                "metadata given for it is written only when it is created. To change it, edit that document "
+                "(validate checks it)"
+            ),
+        )
 
 
 def _short(value: object, most: int = 60) -> str:

@@ -71,3 +71,26 @@ def test_the_cli_prints_the_warning(utm, tmp_path, catalog_dir):
     out = runner.invoke(main, [*args, _copy(utm, tmp_path, 2), "--license", "MIT"])
     assert out.exit_code == 0, out.output
     assert "keeps its own metadata (license 'CC-BY-4.0', not 'MIT')" in out.output
+
+
+def test_other_metadata_for_an_existing_root_is_warned_about(utm, tmp_path, catalog_dir, caplog):
+    root = {"id": "ours", "title": "Our catalog"}
+    [first] = producer.register(
+        [_copy(utm, tmp_path, 1)], catalog=str(catalog_dir), collection="c", root_meta=root
+    )
+    assert first.ok, first.error
+    caplog.set_level(logging.WARNING, logger="producer")
+    [same] = producer.register(
+        [_copy(utm, tmp_path, 2)], catalog=str(catalog_dir), collection="c", root_meta=root
+    )
+    assert same.ok and _kept(caplog) == []
+    [other] = producer.register(
+        [_copy(utm, tmp_path, 3)],
+        catalog=str(catalog_dir),
+        collection="c",
+        root_meta={**root, "title": "New"},
+    )
+    assert other.ok
+    [message] = _kept(caplog)
+    assert message.startswith("the root catalog at ") and "title 'Our catalog', not 'New'" in message
+    assert json.loads((catalog_dir / "catalog.json").read_text())["title"] == "Our catalog"
