@@ -517,6 +517,28 @@ def _scan_angle_metres(ds: Any, mapping: str, name: str, values: Any) -> Any:
     return values * float(height)
 
 
+#: metres in one of a projected coordinate's length units (UDUNITS spellings)
+_LENGTH_UNITS = {
+    **dict.fromkeys(("m", "metre", "metres", "meter", "meters"), 1.0),
+    **dict.fromkeys(("km", "kilometre", "kilometres", "kilometer", "kilometers"), 1000.0),
+}
+
+
+def _in_crs_units(ds: Any, name: str, values: Any, crs: Any) -> Any:
+    """``values`` of the projected x or y coordinate ``name`` in the unit of
+    the axes of ``crs``: CF lets ``projection_x_coordinate`` be in any length
+    unit (Daymet's and sea-ice grids give kilometres), and GDAL reads ``km``
+    as the CRS's metres. A coordinate without a length unit (none, or one
+    this does not know) is taken as in the CRS's unit."""
+    metres = _LENGTH_UNITS.get(_units(ds[name]))
+    if metres is None or not crs.is_projected or not crs.axis_info:
+        return values
+    crs_metres = crs.axis_info[0].unit_conversion_factor
+    if not crs_metres or metres == crs_metres:
+        return values
+    return values * (metres / crs_metres)
+
+
 def _is_regular(values: Any) -> bool:
     import numpy as np  # noqa: PLC0415
 
@@ -876,6 +898,7 @@ def _one_grid(ds: Any, where: str, key: _GridKey | None, mapping: str | None) ->
             )
         if mapping is not None:
             xs, ys = (_scan_angle_metres(ds, mapping, n, v) for n, v in ((x_name, xs), (y_name, ys)))
+            xs, ys = (_in_crs_units(ds, n, v, crs) for n, v in ((x_name, xs), (y_name, ys)))
         if ds.sizes[_axis_dim(ds, x_name)] < 2 or ds.sizes[_axis_dim(ds, y_name)] < 2:
             raise NoGeoreferenceError(
                 f"{where}: the grid has a single row or column, so its cell size is unknown. {GEOREF_FIX}"
