@@ -1,17 +1,26 @@
-"""Projected x/y coordinates in kilometres (Daymet's Lambert grid, sea-ice
+"""NetCDF as pipelines write them, found published wrong by a probe.
+
+Projected x/y coordinates in kilometres (Daymet's Lambert grid, sea-ice
 polar stereographic grids): CF lets ``projection_x_coordinate`` be in any
 length unit, and GDAL reads ``km`` as the CRS's metres. They were taken
-as metres, a footprint a thousand times too small around the origin."""
+as metres, a footprint a thousand times too small around the origin.
+
+A file created before its first time step (an unlimited ``time`` of length
+0) failed schema validation, or was told to get the time coordinate it has.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import netCDF4
 import numpy as np
 import pytest
 import rasterio
 import xarray as xr
 
+import producer
 from producer.extract import create_item
 
 _POLAR = {
@@ -60,3 +69,59 @@ def test_projected_coordinates_in_kilometres_are_the_crs_metres(tmp_path: Path, 
     # the grid a loader gets is the one GDAL reads from the file
     with rasterio.open(f"netcdf:{tmp_path / 'ice_km.nc'}:ice") as src:
         assert kilometres["properties"]["proj:transform"] == pytest.approx(list(src.transform)[:6])
+
+
+def _empty_time_axis(path: Path, **attrs: str) -> Path:
+    """A NetCDF created before its first time step was written: an
+    unlimited ``time`` dimension of length 0."""
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("time", None)
+        nc.createDimension("lat", 4)
+        nc.createDimension("lon", 5)
+        time = nc.createVariable("time", "f8", ("time",))
+        time.units = "hours since 2024-01-01"
+        time.standard_name = "time"
+        for name, start, units in (("lat", 40.0, "degrees_north"), ("lon", 5.0, "degrees_east")):
+            coord = nc.createVariable(name, "f8", (name,))
+            coord.units = units
+            coord[:] = np.arange(nc.dimensions[name].size) + start
+        nc.createVariable("tas", "f4", ("time", "lat", "lon"))
+        nc.setncatts(attrs)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("attrs", "overrides"),
+    [({"time_coverage_start": "2024-01-01T00:00:00Z"}, {}), ({}, {"datetime": "2024-01-01T00:00:00Z"})],
+)
+def test_an_empty_time_axis_with_a_datetime_registers_a_valid_item(
+    tmp_path: Path, attrs: dict[str, str], overrides: dict[str, str]
+) -> None:
+    """The item of such a file (its datetime from ACDD attributes or given)
+    listed the axis with ``values: []``, which the datacube schema refuses:
+    the product failed as "not valid STAC ... fix the code that built it"."""
+    path = _empty_time_axis(tmp_path / "tas_2024.nc", **attrs)
+    catalog = tmp_path / "stac"
+    (result,) = producer.register([path], catalog=catalog, collection="cmip", **overrides)
+    assert result.action == "created", result.error
+    item = json.loads(Path(result.href).read_text())
+    assert item["properties"]["cube:dimensions"]["time"] == {
+        "type": "temporal",
+        "extent": [None, None],
+        "description": "no time steps written yet",
+    }
+    assert item["properties"]["datetime"] == "2024-01-01T00:00:00Z"
+    assert producer.validate_catalog(catalog) == []
+
+
+def test_an_empty_time_axis_without_a_datetime_says_it_is_empty(tmp_path: Path) -> None:
+    """Without one, the error told the caller to give the file the CF time
+    coordinate it already has."""
+    path = _empty_time_axis(tmp_path / "tas_2024.nc")
+    catalog = tmp_path / "stac"
+    (result,) = producer.register([path], catalog=catalog, collection="cmip")
+    assert result.action == "error"
+    assert "time coordinate 'time' holds no time step yet" in result.error
+    assert "Give it a CF time coordinate" not in result.error
+    assert "tas_2024.nc" in result.error
+    assert not (catalog / "cmip" / "tas_2024").exists()

@@ -1285,6 +1285,13 @@ def _other_dimension(ds: Any, name: str) -> dict[str, Any]:
     """``cube:dimensions`` entry of an axis other than x, y and time."""
     import numpy as np  # noqa: PLC0415
 
+    if int(ds.sizes[name]) == 0:
+        # an unlimited dimension before its first write (a NetCDF created by
+        # a pipeline that has not appended yet): no value, so no extent and
+        # no ``values`` (the datacube schema wants at least one there)
+        if name in _time_names(ds):
+            return {"type": "temporal", "extent": [None, None], "description": "no time steps written yet"}
+        return {"type": "index", "extent": [None, None], "description": "empty dimension"}
     if name not in ds.variables:
         return {"type": "index", "extent": [0, int(ds.sizes[name]) - 1], "step": 1}
     var = ds.variables[name]
@@ -1482,6 +1489,20 @@ def create_item(
             raise InputError(f"{redact(shown)}: cannot read datacube metadata: {redact(str(exc))}") from exc
 
 
+def _time_fix(ds: Any, time: _Time | None) -> str:
+    """:data:`TIME_FIX`, told first that the time coordinate is empty when it
+    is (an unlimited dimension no step was appended to yet): giving the
+    file a time coordinate is no fix for one that has one."""
+    empty = [name for name in _time_names(ds) if ds.variables[name].size == 0]
+    if time is not None or not empty:
+        return TIME_FIX
+    return (
+        f"Its time coordinate {empty[0]!r} holds no time step yet (nothing was written along it): register "
+        f"the file once its first step is written, or give it an ACDD time_coverage_start attribute in a "
+        f"new file, or pass the datetime option."
+    )
+
+
 def _build(opened: _Opened, location: str, shown: str, options: ExtractOptions, zarr: bool) -> pystac.Item:
     ds = opened.dataset
     _check_root_group(opened, shown, zarr)
@@ -1505,7 +1526,7 @@ def _build(opened: _Opened, location: str, shown: str, options: ExtractOptions, 
         time_axis=axis,
         read_attrs=lambda: from_acdd(attrs) if time is None else None,
         where=shown,
-        fix=TIME_FIX,
+        fix=_time_fix(ds, time),
         named=options.named_datetime,
     )
     properties: dict[str, Any] = {**grid.properties, **get_cube_info(ds, grid, time)}
