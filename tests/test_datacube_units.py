@@ -125,3 +125,32 @@ def test_an_empty_time_axis_without_a_datetime_says_it_is_empty(tmp_path: Path) 
     assert "Give it a CF time coordinate" not in result.error
     assert "tas_2024.nc" in result.error
     assert not (catalog / "cmip" / "tas_2024").exists()
+
+
+@pytest.mark.parametrize(
+    ("dtype", "units"), [("f8", "days since 2024-01-01"), ("i4", "hours since 2024-01-01")]
+)
+def test_time_steps_never_written_are_named_as_such(tmp_path: Path, dtype: str, units: str) -> None:
+    """A time axis of 3 steps of which the writer wrote 2 (registered before
+    it finished): the third holds the netCDF library's default fill value.
+    It was refused as an unreadable axis ("CF time units are '<days|...>
+    since <date>'", for units that are right), or as a year -242960."""
+    path = tmp_path / "tas_2024.nc"
+    with netCDF4.Dataset(path, "w") as nc:
+        for name, size in (("time", 3), ("lat", 4), ("lon", 5)):
+            nc.createDimension(name, size)
+        time = nc.createVariable("time", dtype, ("time",))
+        time.units, time.standard_name = units, "time"
+        time[0:2] = [0, 6]
+        for name, start, unit in (("lat", 40.0, "degrees_north"), ("lon", 5.0, "degrees_east")):
+            coord = nc.createVariable(name, "f8", (name,))
+            coord.units = unit
+            coord[:] = np.arange(nc.dimensions[name].size) + start
+        nc.createVariable("tas", "f4", ("time", "lat", "lon"))[0:2] = 280.0
+    (result,) = producer.register([path], catalog=tmp_path / "stac", collection="cmip")
+    assert result.action == "error"
+    assert "1 of its 3 time steps holds the netCDF default fill value" in result.error
+    assert "never written" in result.error and "tas_2024.nc" in result.error
+    assert "CF time units are" not in result.error
+    assert any(hint.option == "datetime" for hint in result.hints)
+    assert not (tmp_path / "stac" / "cmip" / "tas_2024").exists()

@@ -59,6 +59,7 @@ from producer.extract import footprint as _footprint
 from producer.extract.assets import check_utf8_location, file_info, is_url, resolve_location, rewrite_href
 from producer.extract.bands import data_type, nodata_value, spatial_resolution
 from producer.extract.datetimes import (
+    DATETIME_HINT,
     DatetimeResult,
     cf_datetimes,
     from_acdd,
@@ -1202,6 +1203,7 @@ def _one_time(ds: Any, name: str, where: str) -> _Time | None:
     values = _valid_numbers(var, name)
     if values.size == 0:
         return None
+    _check_written(var, values, what)
     ordered = sorted(set(values.tolist()))
     first, last = cf_datetimes([ordered[0], ordered[-1]], units, calendar, what)
     # decode_coords="all" moves the bounds attribute into the encoding; a CF
@@ -1235,6 +1237,32 @@ def _one_time(ds: Any, name: str, where: str) -> _Time | None:
     if _attr(var, "long_name"):
         dimension["description"] = _attr(var, "long_name")
     return _Time(name, result, dimension, {name: dimension})
+
+
+def _check_written(var: Any, values: Any, what: str) -> None:
+    """Raise :class:`InputError` when time values (``values``, as stored) hold
+    the netCDF library's default fill value of their type, which a variable
+    without a ``_FillValue`` attribute reads where nothing was written: the
+    steps of a file registered before its writer finished (9.97e36 days, or
+    a year -242960), not times."""
+    import netCDF4  # noqa: PLC0415 (a dependency of every datacube read)
+    import numpy as np  # noqa: PLC0415
+
+    if "_FillValue" in var.attrs or "_FillValue" in var.encoding or np.dtype(var.dtype).itemsize < 4:
+        return  # (a byte or short's default, 255 or -32767, can be a time: 255 hours)
+    default = netCDF4.default_fillvals.get(np.dtype(var.dtype).str[1:])
+    if default is None:
+        return
+    unwritten = int(np.count_nonzero(values == np.asarray(default, dtype=var.dtype).astype("float64")))
+    if unwritten:
+        steps = values.size
+        raise InputError(
+            f"{what}: {unwritten} of its {steps} time step{'s' if steps > 1 else ''} "
+            f"{'holds' if unwritten == 1 else 'hold'} the netCDF default fill value {default:g}: "
+            "never written (the file was registered before its writer finished, or has room for steps not "
+            "written yet). Register it once every step is written, or pass the datetime option",
+            hints=(DATETIME_HINT,),
+        )
 
 
 def _unit_seconds(units: str, calendar: str | None) -> float | None:
