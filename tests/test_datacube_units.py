@@ -154,3 +154,27 @@ def test_time_steps_never_written_are_named_as_such(tmp_path: Path, dtype: str, 
     assert "CF time units are" not in result.error
     assert any(hint.option == "datetime" for hint in result.hints)
     assert not (tmp_path / "stac" / "cmip" / "tas_2024").exists()
+
+
+def test_a_regular_grid_stored_in_float32_is_regular(tmp_path: Path) -> None:
+    """Lat/lon written as float32 (most L3/L4 grids): a 0.01 degree step at
+    100 E rounds to steps from 0.0099945 to 0.0100021, past the 1e-4
+    relative tolerance, so the grid was taken as irregular: no
+    ``proj:transform`` (a loader cannot place it) and a footprint over the
+    cell centres, half a cell short on every side. GDAL reads it regular."""
+    lon = (np.arange(2000) * 0.01 + 100.005).astype("f4")
+    lat = (30.995 - np.arange(1000) * 0.01).astype("f4")
+    path = tmp_path / "lst_20240501.nc"
+    xr.Dataset(
+        {"lst": (("lat", "lon"), np.zeros((1000, 2000), "f4"))},
+        coords={
+            "lon": ("lon", lon, {"units": "degrees_east"}),
+            "lat": ("lat", lat, {"units": "degrees_north"}),
+        },
+    ).to_netcdf(path)
+    item = create_item(path).to_dict()
+    assert item["bbox"] == pytest.approx([100.0, 21.0, 120.0, 31.0], abs=1e-5)
+    with rasterio.open(f"netcdf:{path}:lst") as src:
+        assert item["properties"]["proj:transform"] == pytest.approx(list(src.transform)[:6], abs=1e-9)
+    (band,) = item["assets"]["data"]["bands"]
+    assert band["raster:spatial_resolution"] == pytest.approx(1000, rel=0.2)

@@ -541,13 +541,22 @@ def _in_crs_units(ds: Any, name: str, values: Any, crs: Any) -> Any:
 
 
 def _is_regular(values: Any) -> bool:
+    """True when ``values`` step evenly, within 1e-4 of the step, or within
+    the rounding of float32 when they are float32 numbers (lat/lon written
+    as float32: a 0.01 degree step at 100 E rounds to 0.0099945 .. 0.0100021,
+    which GDAL, too, reads as regular)."""
     import numpy as np  # noqa: PLC0415
 
     if values.size < 2:
         return False
-    steps = np.diff(values.astype("float64"))
+    numbers = values.astype("float64")
+    steps = np.diff(numbers)
     step = float(steps.mean())
-    return step != 0 and bool(np.all(np.abs(steps - step) <= 1e-4 * abs(step)))
+    tolerance = 1e-4 * abs(step)
+    if values.dtype.kind == "f" and np.array_equal(numbers, numbers.astype("float32"), equal_nan=True):
+        # each value off by up to half a float32 unit in the last place: a step by up to one
+        tolerance = max(tolerance, 2.0 * float(np.finfo("float32").eps) * float(np.nanmax(np.abs(numbers))))
+    return step != 0 and bool(np.all(np.abs(steps - step) <= tolerance))
 
 
 def _tidy(value: Any) -> float:
