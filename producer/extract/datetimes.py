@@ -689,6 +689,7 @@ def resolve_datetime(
             f"unknown datetime source(s) {unknown or list(sources)!r}; choose from {', '.join(SOURCES)}"
         )
     order = list(sources)
+    tiff_tag = ""  # a TIFFTAG_DATETIME read but no date, quoted in the error
     if time_axis is not None and "tags" in order:
         order.insert(1 if order[0] == "explicit" else 0, "axis")
     for source in order:
@@ -707,11 +708,17 @@ def resolve_datetime(
         elif source == "tags" and read_tags is not None:
             tags, imagery, band = read_tags()
             found = from_tags(tags, imagery, band)
+            tiff_tag = str(tags.get("TIFFTAG_DATETIME") or "")
         if found is not None:
             return found
     advice = fix or (
         "Write a TIFFTAG_DATETIME tag into the file (e.g. gdal_edit.py -mo TIFFTAG_DATETIME='2024:05:13 10:00:00')."
     )
+    if fix is None and tiff_tag:
+        advice = (
+            f"Its TIFFTAG_DATETIME {tiff_tag!r} is no date (TIFF writes 'YYYY:MM:DD HH:MM:SS', in UTC "
+            "here): write a valid one into the file (e.g. gdal_edit.py -mo TIFFTAG_DATETIME='2024:05:13 10:00:00')."
+        )
     raise NoDatetimeError(
         f"{where}: no datetime found (tried {', '.join(sources)}). {advice}",
         hints=(DATETIME_HINT, PATTERN_HINT),
