@@ -38,7 +38,14 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from producer.catalog import documents as docs
 from producer.catalog import intents, summaries
-from producer.catalog.extent import box2d, format_time, item_interval, parse_time
+from producer.catalog.extent import (
+    bbox_contains,
+    box2d,
+    format_time,
+    interval_contains,
+    item_interval,
+    parse_time,
+)
 from producer.catalog.layout import (
     THUMBNAIL_ASSET,
     Layout,
@@ -371,6 +378,16 @@ def _footprint(item: dict) -> tuple[list[float], tuple[str, str]] | None:
         return None
 
 
+def _covers_footprint(new: dict, old: dict) -> bool:
+    """True when ``new`` covers ``old``'s box and interval (an update that only
+    grew the item: the extent can keep every edge); False when either is
+    unreadable."""
+    now, before = _footprint(new), _footprint(old)
+    if now is None or before is None:
+        return False
+    return bbox_contains(now[0], before[0]) and interval_contains(list(now[1]), before[1])
+
+
 def _set_assets(doc: dict, assets: Mapping[str, dict]) -> bool:
     """Add (or correct) ``assets`` in ``doc`` (mutated); True if it changed."""
     current = doc.get("assets")
@@ -691,7 +708,12 @@ class Committer:
         item = absolute_assets(item, self.store_path(key))  # as read back (a relative thumbnail)
 
         def mutate(existing: dict | None) -> dict | None:
+            self.replaced.pop(key, None)
             outcome["action"], new = _stamped(existing, merge(existing, item), format_time(self.clock()))
+            if existing is not None and new is not None and not _covers_footprint(new, existing):
+                # as write_item: an edge the stored item held may be given up; an
+                # asset that only widened the item (the usual merge) gives up none
+                self.replaced[key] = existing
             return new
 
         committed = self.cas(key, mutate, expect=("Feature",)).doc

@@ -59,7 +59,14 @@ from producer.options import RegisterOptions, parse_rewrites, pipeline_metadata
 from producer.parallel import extraction_workers, map_ordered, prepare_all, write_threads
 from producer.results import Action, RegisterResult
 from producer.sinks import Outbox, SinkFailure, check_sinks, deliver, remedy_text, removed
-from producer.sources import PRODUCT_SUFFIXES, expand_paths, literal_paths, no_products_found, path_strings
+from producer.sources import (
+    PRODUCT_SUFFIXES,
+    enclosing_store,
+    expand_paths,
+    literal_paths,
+    no_products_found,
+    path_strings,
+)
 from producer.store import open_store
 from producer.store.base import Store, batch_durability, catalog_argument, durability, durable_now, is_local
 from producer.store.local import Staging
@@ -417,6 +424,12 @@ def _check_product(source: str, store_url: str) -> None:
     what = catalog_file_at(source, store_url)
     if what is not None:
         raise not_a_product(source, what)
+    store = enclosing_store(source)
+    if store is not None:
+        raise InputError(
+            f"{source}: not registered: it lies inside the Zarr store {store}, which is one product as a "
+            f"whole; register the store itself ({store})"
+        )
     if split_location(source)[1].lower().endswith(".json"):
         raise InputError(
             f"{source}: not registered: a JSON file is no raster or NetCDF product (a STAC "

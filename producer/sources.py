@@ -56,6 +56,7 @@ __all__ = [
     "literal_paths",
     "path_strings",
     "no_products_found",
+    "enclosing_store",
     "zarr_store_of",
 ]
 
@@ -168,6 +169,14 @@ def no_products_found(
     if paths and all(any(ch in p for ch in GLOB_CHARS) for p in paths):  # a glob takes any ending
         return (
             f"no products found: {shown} match{'es' if len(paths) == 1 else ''} no file; check the pattern",
+            "",
+        )
+    inside = [(p, store) for p in paths if (store := enclosing_store(p)) is not None]
+    if paths and len(inside) == len(paths):  # an array's folder, not a product: its store is
+        stores = list(dict.fromkeys(redact(store) for _, store in inside))
+        return (
+            f"no products found in {shown}: it lies inside the Zarr store {' '.join(stores)}, which is "
+            f"one product as a whole; register the store itself ({' '.join(stores)})",
             "",
         )
     text = (
@@ -297,6 +306,16 @@ ZARR_ROOT_METADATA = ("zarr.json", ".zmetadata")
 #: (v3), ``.zmetadata`` (consolidated v2), ``.zgroup`` (v2, consolidated or
 #: not). The store is gone once none of them is left, whatever chunks remain.
 ZARR_STORE_METADATA = ("zarr.json", ".zmetadata", ".zgroup")
+
+
+def enclosing_store(path: str) -> str | None:
+    """The ``.zarr`` store ``path`` lies inside (below its root: an array's
+    folder, a chunk, its ``zarr.json``), or ``None`` (the store itself, or a
+    path in no store). Globs are in no store: they are patterns."""
+    if any(ch in path for ch in GLOB_CHARS):
+        return None
+    found = zarr_store_of(path)
+    return found[0] if found is not None else None
 
 
 def zarr_store_of(key: str) -> tuple[str, bool] | None:

@@ -59,6 +59,7 @@ from producer.extract import footprint as _footprint
 from producer.extract.assets import check_utf8_location, file_info, is_url, resolve_location, rewrite_href
 from producer.extract.bands import data_type, nodata_value, spatial_resolution
 from producer.extract.datetimes import (
+    DATETIME_HINT,
     DatetimeResult,
     cf_datetimes,
     from_acdd,
@@ -517,14 +518,45 @@ def _scan_angle_metres(ds: Any, mapping: str, name: str, values: Any) -> Any:
     return values * float(height)
 
 
+#: metres in one of a projected coordinate's length units (UDUNITS spellings)
+_LENGTH_UNITS = {
+    **dict.fromkeys(("m", "metre", "metres", "meter", "meters"), 1.0),
+    **dict.fromkeys(("km", "kilometre", "kilometres", "kilometer", "kilometers"), 1000.0),
+}
+
+
+def _in_crs_units(ds: Any, name: str, values: Any, crs: Any) -> Any:
+    """``values`` of the projected x or y coordinate ``name`` in the unit of
+    the axes of ``crs``: CF lets ``projection_x_coordinate`` be in any length
+    unit (Daymet's and sea-ice grids give kilometres), and GDAL reads ``km``
+    as the CRS's metres. A coordinate without a length unit (none, or one
+    this does not know) is taken as in the CRS's unit."""
+    metres = _LENGTH_UNITS.get(_units(ds[name]))
+    if metres is None or not crs.is_projected or not crs.axis_info:
+        return values
+    crs_metres = crs.axis_info[0].unit_conversion_factor
+    if not crs_metres or metres == crs_metres:
+        return values
+    return values * (metres / crs_metres)
+
+
 def _is_regular(values: Any) -> bool:
+    """True when ``values`` step evenly, within 1e-4 of the step, or within
+    the rounding of float32 when they are float32 numbers (lat/lon written
+    as float32: a 0.01 degree step at 100 E rounds to 0.0099945 .. 0.0100021,
+    which GDAL, too, reads as regular)."""
     import numpy as np  # noqa: PLC0415
 
     if values.size < 2:
         return False
-    steps = np.diff(values.astype("float64"))
+    numbers = values.astype("float64")
+    steps = np.diff(numbers)
     step = float(steps.mean())
-    return step != 0 and bool(np.all(np.abs(steps - step) <= 1e-4 * abs(step)))
+    tolerance = 1e-4 * abs(step)
+    if values.dtype.kind == "f" and np.array_equal(numbers, numbers.astype("float32"), equal_nan=True):
+        # each value off by up to half a float32 unit in the last place: a step by up to one
+        tolerance = max(tolerance, 2.0 * float(np.finfo("float32").eps) * float(np.nanmax(np.abs(numbers))))
+    return step != 0 and bool(np.all(np.abs(steps - step) <= tolerance))
 
 
 def _tidy(value: Any) -> float:
@@ -876,6 +908,7 @@ def _one_grid(ds: Any, where: str, key: _GridKey | None, mapping: str | None) ->
             )
         if mapping is not None:
             xs, ys = (_scan_angle_metres(ds, mapping, n, v) for n, v in ((x_name, xs), (y_name, ys)))
+            xs, ys = (_in_crs_units(ds, n, v, crs) for n, v in ((x_name, xs), (y_name, ys)))
         if ds.sizes[_axis_dim(ds, x_name)] < 2 or ds.sizes[_axis_dim(ds, y_name)] < 2:
             raise NoGeoreferenceError(
                 f"{where}: the grid has a single row or column, so its cell size is unknown. {GEOREF_FIX}"
@@ -1179,6 +1212,7 @@ def _one_time(ds: Any, name: str, where: str) -> _Time | None:
     values = _valid_numbers(var, name)
     if values.size == 0:
         return None
+    _check_written(var, values, what)
     ordered = sorted(set(values.tolist()))
     first, last = cf_datetimes([ordered[0], ordered[-1]], units, calendar, what)
     # decode_coords="all" moves the bounds attribute into the encoding; a CF
@@ -1212,6 +1246,32 @@ def _one_time(ds: Any, name: str, where: str) -> _Time | None:
     if _attr(var, "long_name"):
         dimension["description"] = _attr(var, "long_name")
     return _Time(name, result, dimension, {name: dimension})
+
+
+def _check_written(var: Any, values: Any, what: str) -> None:
+    """Raise :class:`InputError` when time values (``values``, as stored) hold
+    the netCDF library's default fill value of their type, which a variable
+    without a ``_FillValue`` attribute reads where nothing was written: the
+    steps of a file registered before its writer finished (9.97e36 days, or
+    a year -242960), not times."""
+    import netCDF4  # noqa: PLC0415 (a dependency of every datacube read)
+    import numpy as np  # noqa: PLC0415
+
+    if "_FillValue" in var.attrs or "_FillValue" in var.encoding or np.dtype(var.dtype).itemsize < 4:
+        return  # (a byte or short's default, 255 or -32767, can be a time: 255 hours)
+    default = netCDF4.default_fillvals.get(np.dtype(var.dtype).str[1:])
+    if default is None:
+        return
+    unwritten = int(np.count_nonzero(values == np.asarray(default, dtype=var.dtype).astype("float64")))
+    if unwritten:
+        steps = values.size
+        raise InputError(
+            f"{what}: {unwritten} of its {steps} time step{'s' if steps > 1 else ''} "
+            f"{'holds' if unwritten == 1 else 'hold'} the netCDF default fill value {default:g}: "
+            "never written (the file was registered before its writer finished, or has room for steps not "
+            "written yet). Register it once every step is written, or pass the datetime option",
+            hints=(DATETIME_HINT,),
+        )
 
 
 def _unit_seconds(units: str, calendar: str | None) -> float | None:
@@ -1262,6 +1322,13 @@ def _other_dimension(ds: Any, name: str) -> dict[str, Any]:
     """``cube:dimensions`` entry of an axis other than x, y and time."""
     import numpy as np  # noqa: PLC0415
 
+    if int(ds.sizes[name]) == 0:
+        # an unlimited dimension before its first write (a NetCDF created by
+        # a pipeline that has not appended yet): no value, so no extent and
+        # no ``values`` (the datacube schema wants at least one there)
+        if name in _time_names(ds):
+            return {"type": "temporal", "extent": [None, None], "description": "no time steps written yet"}
+        return {"type": "index", "extent": [None, None], "description": "empty dimension"}
     if name not in ds.variables:
         return {"type": "index", "extent": [0, int(ds.sizes[name]) - 1], "step": 1}
     var = ds.variables[name]
@@ -1459,6 +1526,20 @@ def create_item(
             raise InputError(f"{redact(shown)}: cannot read datacube metadata: {redact(str(exc))}") from exc
 
 
+def _time_fix(ds: Any, time: _Time | None) -> str:
+    """:data:`TIME_FIX`, told first that the time coordinate is empty when it
+    is (an unlimited dimension no step was appended to yet): giving the
+    file a time coordinate is no fix for one that has one."""
+    empty = [name for name in _time_names(ds) if ds.variables[name].size == 0]
+    if time is not None or not empty:
+        return TIME_FIX
+    return (
+        f"Its time coordinate {empty[0]!r} holds no time step yet (nothing was written along it): register "
+        f"the file once its first step is written, or give it an ACDD time_coverage_start attribute in a "
+        f"new file, or pass the datetime option."
+    )
+
+
 def _build(opened: _Opened, location: str, shown: str, options: ExtractOptions, zarr: bool) -> pystac.Item:
     ds = opened.dataset
     _check_root_group(opened, shown, zarr)
@@ -1482,7 +1563,7 @@ def _build(opened: _Opened, location: str, shown: str, options: ExtractOptions, 
         time_axis=axis,
         read_attrs=lambda: from_acdd(attrs) if time is None else None,
         where=shown,
-        fix=TIME_FIX,
+        fix=_time_fix(ds, time),
         named=options.named_datetime,
     )
     properties: dict[str, Any] = {**grid.properties, **get_cube_info(ds, grid, time)}

@@ -69,6 +69,12 @@ _BUILTIN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 #: two dates separated by at most this (e.g. "_", "-", "_to_") form a range
 _RANGE_SEPARATOR = re.compile(r"^(?:[_\-. ]{1,3}|_to_|-to-)$", re.IGNORECASE)
+#: a Landsat Collection 1/2 product id (``LC09_L2SP_190026_20240513_20240514_02_T1``):
+#: its two adjacent dates are the acquisition and the processing date, not a range
+_LANDSAT_ID = re.compile(
+    r"(?<![A-Za-z0-9])L[COTEM]0\d_L\d[A-Z]{2}_\d{6}_(\d{8})_(\d{8})_\d{2}_(?:T1|T2|RT)(?![A-Za-z0-9])",
+    re.IGNORECASE,
+)
 #: plausible years for the compact built-in patterns (fewer false positives)
 _MIN_YEAR, _MAX_YEAR = 1900, 2199
 
@@ -383,6 +389,15 @@ def _has_time(groups: tuple[str | None, ...]) -> bool:
     return len(groups) > 3 and groups[3] is not None
 
 
+def _processing_date(name: str, first: re.Match[str], second: re.Match[str]) -> bool:
+    """True when ``second`` is the processing date that follows the
+    acquisition date ``first`` in a Landsat product id (:data:`_LANDSAT_ID`)."""
+    return any(
+        landsat.span(1) == first.span() and landsat.span(2) == second.span()
+        for landsat in _LANDSAT_ID.finditer(name)
+    )
+
+
 def from_filename(name: str, pattern: str | None = None) -> DatetimeResult | None:
     """Date(s) in a file name: the user pattern first, then the built-in ones.
 
@@ -390,7 +405,9 @@ def from_filename(name: str, pattern: str | None = None) -> DatetimeResult | Non
     ``YYYYMMDD``; digits must not touch other digits, impossible dates (month 13)
     and years outside 1900–2199 are skipped. Two valid matches of the same pattern
     separated only by a short separator (``_``, ``-``, ``.``, ``_to_``) form a
-    range; otherwise the first match is the instant (so a processing date later
+    range, except a Landsat product id's acquisition and processing dates
+    (``LC09_L2SP_190026_20240513_20240514_02_T1``: 13 May); otherwise the
+    first match is the instant (so a processing date later
     in a name such as ``S2A_..._20240513T101559_N0510_..._20240513T124256`` is
     ignored). Returns ``None`` when nothing matches.
     """
@@ -403,7 +420,7 @@ def from_filename(name: str, pattern: str | None = None) -> DatetimeResult | Non
         if not hits:
             continue
         (first_match, first), rest = hits[0], hits[1:]
-        if rest:
+        if rest and not _processing_date(name, first_match, rest[0][0]):
             second_match, second = rest[0]
             gap = name[first_match.end() : second_match.start()]
             if _RANGE_SEPARATOR.match(gap) and second >= first:
@@ -672,6 +689,7 @@ def resolve_datetime(
             f"unknown datetime source(s) {unknown or list(sources)!r}; choose from {', '.join(SOURCES)}"
         )
     order = list(sources)
+    tiff_tag = ""  # a TIFFTAG_DATETIME read but no date, quoted in the error
     if time_axis is not None and "tags" in order:
         order.insert(1 if order[0] == "explicit" else 0, "axis")
     for source in order:
@@ -690,11 +708,17 @@ def resolve_datetime(
         elif source == "tags" and read_tags is not None:
             tags, imagery, band = read_tags()
             found = from_tags(tags, imagery, band)
+            tiff_tag = str(tags.get("TIFFTAG_DATETIME") or "")
         if found is not None:
             return found
     advice = fix or (
         "Write a TIFFTAG_DATETIME tag into the file (e.g. gdal_edit.py -mo TIFFTAG_DATETIME='2024:05:13 10:00:00')."
     )
+    if fix is None and tiff_tag:
+        advice = (
+            f"Its TIFFTAG_DATETIME {tiff_tag!r} is no date (TIFF writes 'YYYY:MM:DD HH:MM:SS', in UTC "
+            "here): write a valid one into the file (e.g. gdal_edit.py -mo TIFFTAG_DATETIME='2024:05:13 10:00:00')."
+        )
     raise NoDatetimeError(
         f"{where}: no datetime found (tried {', '.join(sources)}). {advice}",
         hints=(DATETIME_HINT, PATTERN_HINT),

@@ -232,8 +232,38 @@ def footprint_from_gcps(
                 f"the {len(gcps)} ground control points are collinear in {name} "
                 "space; an affine georeference cannot be derived from them"
             )
-    transform = rasterio.transform.from_gcps(unwrapped_gcps(gcps, crs))
+    transform = _fitted(pixel, gcps, unwrapped_gcps(gcps, crs))
     return footprint(crs, transform, width, height, densify=densify)
+
+
+def _fit_residual(pixel: np.ndarray, gcps: Sequence[GroundControlPoint]) -> float:
+    """Root mean square distance, in map units, of ``gcps`` from the least-squares
+    affine fit through them; infinite when they are collinear in map space."""
+    world = np.array([(g.x, g.y) for g in gcps], dtype=float)
+    if not _spans_plane(world):
+        return float("inf")
+    design = np.column_stack([pixel, np.ones(len(pixel))])
+    fit, *_ = np.linalg.lstsq(design, world, rcond=None)
+    return float(np.sqrt(np.mean((design @ fit - world) ** 2)))
+
+
+def _fitted(
+    pixel: np.ndarray, gcps: Sequence[GroundControlPoint], unwrapped: Sequence[GroundControlPoint]
+) -> Affine:
+    """The affine transform fitted to the GCPs as given or unwrapped
+    (:func:`unwrapped_gcps`), whichever an affine grid fits better: across
+    the antimeridian the unwrapped ones, around the whole turn (a polar cap
+    from -180 to 180) the given ones, which unwrapping puts on one meridian.
+    ``rasterio.transform.from_gcps`` returns uninitialised memory when its
+    fit fails, so it is only asked for GCPs that span the plane."""
+    given, turned = _fit_residual(pixel, gcps), _fit_residual(pixel, unwrapped)
+    chosen = unwrapped if turned <= given else gcps
+    if min(given, turned) == float("inf"):
+        raise InputError(
+            f"the {len(gcps)} ground control points are collinear in map space; an affine georeference "
+            "cannot be derived from them"
+        )
+    return rasterio.transform.from_gcps(list(chosen))
 
 
 def unwrapped_gcps(gcps: Sequence[GroundControlPoint], crs: CRS) -> list[GroundControlPoint]:

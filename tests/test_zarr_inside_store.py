@@ -1,0 +1,56 @@
+"""A path inside a Zarr store (an array's folder, the store's ``zarr.json``)
+given to ``register``: the store is the product. The advice was to
+register the JSON files inside the store one by one, or with a glob
+(``cube.zarr/temperature/**/*.json``), or to attach them as JSON sidecars
+with a group pattern: a catalog of chunk metadata instead of one item."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import producer
+from producer.cli import main
+from tests import cubes
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return Path(cubes.write_zarr(tmp_path / "data" / "cube.zarr", zarr_format=3, consolidated=False))
+
+
+def test_an_array_folder_inside_a_store_names_the_store(
+    tmp_path: Path, store: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    catalog = tmp_path / "stac"
+    with caplog.at_level(logging.WARNING, logger="producer"):
+        assert producer.register([store / "temperature"], catalog=catalog, collection="cubes") == []
+    (message,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"inside the Zarr store {store}" in message
+    assert "**/*.json" not in message and "one by one" not in message
+    assert not catalog.exists()
+
+
+def test_the_cli_names_the_store_for_an_array_folder(tmp_path: Path, store: Path) -> None:
+    catalog = tmp_path / "stac"
+    args = ["register", str(store / "temperature"), "-c", str(catalog), "--collection", "cubes"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0
+    assert f"inside the Zarr store {store}" in result.output
+    assert "**/*.json" not in result.output
+    assert not catalog.exists()
+
+
+def test_the_stores_metadata_object_names_the_store(tmp_path: Path, store: Path) -> None:
+    catalog = tmp_path / "stac"
+    (result,) = producer.register([store / "zarr.json"], catalog=catalog, collection="cubes")
+    assert result.action == "error"
+    assert f"inside the Zarr store {store}" in result.error
+    assert "sidecar" not in result.error and not result.hints
+    assert not (catalog / "cubes" / "zarr").exists()
+    # the store itself registers
+    (result,) = producer.register([store], catalog=catalog, collection="cubes")
+    assert result.action == "created", result.error
