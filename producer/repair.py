@@ -69,7 +69,7 @@ from producer.redact import redact
 from producer.results import ProblemKind, RegisterResult
 from producer.sinks import Outbox, check_sinks, deliver, remedy_text, removed
 from producer.sinks.outbox import outbox_id
-from producer.sources import GLOB_CHARS, expand_paths
+from producer.sources import GLOB_CHARS, distinct, expand_paths, no_products_found
 from producer.store.base import Store
 from producer.urls import is_local, local_path
 from producer.validate import Validator
@@ -195,7 +195,17 @@ class _Wanted:
         rewrites = parse_rewrites(options.href_rewrites)
         self.by_href: dict[str, list[str]] = {}
         self.order: list[str] = []
-        for path in expand_paths(data, storage_options):
+        found: list[str] = []
+        for given in [data] if isinstance(data, str) else data:
+            listed = expand_paths(given, storage_options)
+            if not listed:
+                # a mistyped glob or prefix compares nothing: "0 missing" would
+                # pass for a complete catalog, night after night
+                fact, example = no_products_found([str(given)], storage_options=storage_options)
+                way = f"; check the path of the products to compare, or match them with a glob: {example!r}"
+                raise InputError(f"{fact}{way if example else ''}; nothing was checked or written")
+            found.extend(listed)
+        for path in distinct(found):
             self.by_href.setdefault(rewrite_href(resolve_location(path), rewrites), []).append(path)
             self.order.append(path)
 
