@@ -155,11 +155,17 @@ def plan_batches(
     """Batches of up to ``batch_size`` products, grouped by :func:`parent_hint`:
     a parent's products share a batch when they fit in one, small groups
     are packed together, and a group larger than ``batch_size`` fills whole
-    batches of its own. Reads the collection's recorded layout (one GET)."""
+    batches of its own. Reads the collection's recorded layout (one GET);
+    raises its :class:`~producer.errors.InputError` when ``options.partition``
+    contradicts it, before any batch runs."""
     try:
         layout = collection_layout(
             open_catalog(catalog, options.catalog_storage_options), collection, options.partition
         )
+    except InputError:
+        # a partition the collection's layout contradicts: every product of
+        # every batch would fail with this one refusal, so the run fails once
+        raise
     except ProducerError:
         layout = Layout(options.partition)  # the registrations report the problem per product
     groups: dict[str, list[str]] = {}

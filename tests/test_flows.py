@@ -288,6 +288,42 @@ def test_backfill_of_a_folder_that_does_not_exist_fails_naming_it_before_any_bat
     assert not (tmp_path / "catalog").exists()
 
 
+@pytest.mark.usefixtures("prefect_harness")
+def test_backfill_with_a_partition_the_collection_contradicts_fails_once_before_any_batch(
+    tmp_path: Path,
+) -> None:
+    """It planned the batches in the layout asked for, ran every batch and
+    failed every product with the same layout refusal ("3 of 3 product(s)
+    failed", one line per product), where register refuses it once."""
+    from flows.backfill import backfill
+
+    catalog = str(tmp_path / "catalog")
+    api.register([write_utm(tmp_path / "data")], catalog=catalog, collection="flat")
+    write_cog(tmp_path / "data")
+    write_wgs84(tmp_path / "data")
+    before = {p: p.read_bytes() for p in (tmp_path / "catalog").rglob("*") if p.is_file()}
+    state = backfill(
+        str(tmp_path / "data"), catalog, "flat", options={"partition": "year/month"}, return_state=True
+    )
+    assert state.is_failed()
+    with pytest.raises(
+        InputError, match=r"collection 'flat' at .* is flat \(no partitions\), not partitioned"
+    ):
+        state.result()
+    assert "product(s) failed" not in (state.message or "")
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    with get_client(sync_client=True) as client:
+        subs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id(state)])
+            )
+        )
+    assert subs == []  # no batch ran
+    assert {p: p.read_bytes() for p in (tmp_path / "catalog").rglob("*") if p.is_file()} == before
+
+
 # ---------------------------------------------------------------------------
 # reconcile
 # ---------------------------------------------------------------------------
