@@ -367,14 +367,27 @@ def backfill(
     return summary
 
 
+def _at_least_one(text: str) -> int:
+    """A count of the command line (``--batch-size``, ``--concurrency``):
+    refused there, naming the flag, rather than by the flow's parameter
+    check (a traceback naming the parameter)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a whole number of at least 1")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m flows.backfill``: run :func:`backfill` from the command line."""
     parser = argparse.ArgumentParser(prog="python -m flows.backfill", description=__doc__.split("\n\n")[0])
     parser.add_argument("prefix", help="directory, glob or s3://bucket/prefix to crawl")
     parser.add_argument("--catalog", required=True)
     parser.add_argument("--collection", required=True)
-    parser.add_argument("--batch-size", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=MAX_WORKERS, help="batches at once")
+    parser.add_argument("--batch-size", type=_at_least_one, default=200)
+    parser.add_argument("--concurrency", type=_at_least_one, default=MAX_WORKERS, help="batches at once")
     parser.add_argument("--dask", action="store_true", help="run the batches on a local Dask cluster")
     parser.add_argument("--dask-address", default=None, help="scheduler of an existing Dask cluster")
     args = parser.parse_args(argv)

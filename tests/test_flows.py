@@ -177,6 +177,25 @@ def test_flow_command_lines_end_bad_input_with_its_message_not_a_traceback(tmp_p
     assert not cat.exists()
 
 
+@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.parametrize("flag", ["--batch-size", "--concurrency"])
+def test_backfill_command_line_refuses_a_count_below_one_naming_the_flag(
+    tmp_path: Path, capsys, flag: str
+) -> None:
+    """``--batch-size 0`` ran the flow, whose parameter check failed with
+    Prefect's traceback (exit 1) naming ``batch_size``, not the flag."""
+    from flows import backfill
+
+    write_utm(tmp_path / "data")
+    cat = tmp_path / "cat"
+    with pytest.raises(SystemExit) as info:
+        backfill.main([str(tmp_path / "data"), "--catalog", str(cat), "--collection", "c", flag, "0"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{flag}: 0 is not a whole number of at least 1" in err and "Traceback" not in err
+    assert not cat.exists()
+
+
 # ---------------------------------------------------------------------------
 # backfill
 # ---------------------------------------------------------------------------
