@@ -854,6 +854,19 @@ def _orphan_problem(key: str, doc: dict | None, layouts: dict[str, Layout] | Non
         )
     if doc is not None and doc.get("type") == "Feature" and below_collection(key):
         coll_id = collection_of(key)
+        item_id = doc.get("id")
+        if isinstance(item_id, str) and item_id and key.split("/")[-2:] != [item_id, f"{item_id}.json"]:
+            # a copy or a renamed folder: every verb finds an item at
+            # .../<id>/<id>.json, so linked here it could be neither removed
+            # nor updated, and a registration of its product would add another
+            return Problem(
+                "misplaced",
+                key,
+                f"no document links it, and its key does not name its id {item_id!r} (an item of "
+                f"collection {coll_id!r} lies at .../{item_id}/{item_id}.json): reconcile does not "
+                "link it; delete it if it is a copy, else register its product again (it then lands "
+                "where the collection's layout puts it), then delete this document",
+            )
         recorded = (layouts or {}).get(collection_key(coll_id))
         # a key below split partitions is deeper than its scheme: it follows
         # the recorded layout when its first folders are the scheme's and the

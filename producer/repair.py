@@ -151,8 +151,11 @@ def _finish_removals(
         by_id.setdefault((collection_of(info.key), info.id), []).append(
             (info.updated, info.key, info.removing)
         )
+    # a misplaced orphan is never linked: were it the newest of its id, the
+    # item it stands beside would be removed for a document no verb finds
+    misplaced = {p.key for p in first.problems if p.kind == "misplaced"}
     for key, doc in first.orphans.items():
-        if doc is None or doc.get("type") != "Feature" or not below_collection(key):
+        if doc is None or doc.get("type") != "Feature" or not below_collection(key) or key in misplaced:
             continue
         props = doc.get("properties") or {}
         by_id.setdefault((collection_of(key), str(doc.get("id"))), []).append(
