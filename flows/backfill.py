@@ -282,7 +282,8 @@ def backfill(
     Writes items and parents (one compare-and-swap per parent per batch),
     a table artifact per batch (from the task) and a summary artifact
     ``backfill-<collection>``. Returns ``{"products", "batches", "created",
-    "updated", "unchanged", "error", "failed_batches"}``; fails the run with
+    "updated", "unchanged", "error", "failed_batches", "dry_run"}`` (with
+    ``options.dry_run`` the counts say what a real run would do); fails the run with
     :class:`~producer.prefect.RegistrationFailed` (after every batch ran) if any
     product failed.
     """
@@ -348,14 +349,17 @@ def backfill(
         "batches": len(batches),
         **{a: counts[a] for a in _ACTIONS},
         "failed_batches": failed_batches,
+        # the counts of a dry run are what a real run would do: nothing was written
+        "dry_run": opts.dry_run,
     }
+    dry = " (dry run: nothing written)" if opts.dry_run else ""
     create_table_artifact(
         table=[{"action": a, "count": counts[a]} for a in _ACTIONS],
         key=artifact_key_for("backfill", collection),
-        description=f"Backfill of {shown} into collection {collection!r} of {redact(catalog)}: "
+        description=f"Backfill of {shown} into collection {collection!r} of {redact(catalog)}{dry}: "
         f"{len(products)} product(s) in {len(batches)} batch(es).",
     )
-    logger.info("backfill summary: %s", summary)
+    logger.info("backfill summary%s: %s", dry, summary)
     if failures:
         listed = "\n".join(f"  - {redact(str(r.get('error') or r.get('source')))}" for r in failures[:20])
         more = f"\n  ... and {len(failures) - 20} more" if len(failures) > 20 else ""

@@ -228,6 +228,7 @@ def test_backfill_registers_an_s3_prefix_in_concurrent_batches(tmp_path: Path, s
         "unchanged": 0,
         "error": 0,
         "failed_batches": 0,
+        "dry_run": False,
     }
     assert _errors(catalog, options) == []
     collection = json.loads(
@@ -265,6 +266,25 @@ def test_backfill_fails_after_registering_the_good_products(tmp_path: Path) -> N
     assert "nocrs_20240513.tif" in str(info.value)
     assert (tmp_path / "catalog" / "partial" / "utm_20240513" / "utm_20240513.json").is_file()
     assert (tmp_path / "catalog" / "partial" / "cog_20240105" / "cog_20240105.json").is_file()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_backfill_dry_run_says_so_in_its_summary_artifact_and_result(tmp_path: Path) -> None:
+    """With ``options.dry_run`` the summary said "created 6", in the returned
+    dict, the run's log and its summary artifact, with no word of a dry run:
+    nothing had been written."""
+    from flows.backfill import backfill
+
+    write_utm(tmp_path / "data")
+    write_cog(tmp_path / "data")
+    catalog = str(tmp_path / "catalog")
+    state = backfill(str(tmp_path / "data"), catalog, "c", options={"dry_run": True}, return_state=True)
+    summary = state.result()
+    assert summary["created"] == 2 and summary["dry_run"] is True, summary
+    (artifact,) = [a for a in read_artifacts(flow_run=flow_run_id(state)) if a.key == "backfill-c"]
+    assert "dry run: nothing written" in (artifact.description or ""), artifact.description
+    assert not (tmp_path / "catalog").exists()
+    assert backfill(str(tmp_path / "data"), catalog, "c")["dry_run"] is False
 
 
 @pytest.mark.usefixtures("prefect_harness")
