@@ -1078,6 +1078,10 @@ def _asset_exists(
     return None, why
 
 
+#: whether an object exists (:func:`_asset_exists`), for the other verbs
+asset_exists = _asset_exists
+
+
 #: a Zarr store's root metadata objects, one of which every store has: v3,
 #: v2 consolidated, v2 group, v2 array
 ZARR_METADATA = ("zarr.json", ".zmetadata", ".zgroup", ".zarray")

@@ -24,6 +24,7 @@ from producer.audit import (
     ExtentTally,
     ItemInfo,
     Problem,
+    asset_exists,
     audit,
     collection_items,
     norm_extent,
@@ -69,9 +70,9 @@ from producer.redact import redact
 from producer.results import ProblemKind, RegisterResult
 from producer.sinks import Outbox, check_sinks, deliver, remedy_text, removed
 from producer.sinks.outbox import outbox_id
-from producer.sources import GLOB_CHARS, distinct, expand_paths, no_products_found
+from producer.sources import GLOB_CHARS, STORE_SUFFIXES, distinct, expand_paths, is_remote, no_products_found
 from producer.store.base import Store
-from producer.urls import is_local, local_path
+from producer.urls import is_local, local_path, product_storage_options, protocol
 from producer.validate import Validator
 
 if TYPE_CHECKING:
@@ -207,10 +208,28 @@ class _Wanted:
                 fact, example = no_products_found([str(given)], storage_options=storage_options)
                 way = f"; check the path of the products to compare, or match them with a glob: {example!r}"
                 raise InputError(f"{fact}{way if example else ''}; nothing was checked or written")
+            path = str(given)
+            if listed == [path] and is_remote(path) and protocol(path) not in ("http", "https"):
+                self._check_object(path, storage_options)
             found.extend(listed)
         for path in distinct(found):
             self.by_href.setdefault(rewrite_href(resolve_location(path), rewrites), []).append(path)
             self.order.append(path)
+
+    @staticmethod
+    def _check_object(url: str, storage_options: dict | None) -> None:
+        """Raise :class:`InputError` when no object is at ``url``, a remote
+        path taken as one product (a prefix without its ``/``, a key): the
+        remote twin of a local path that does not exist. One HEAD; a store
+        that cannot tell leaves it to the registration to report."""
+        if any(c in url for c in GLOB_CHARS) or url.rstrip("/").lower().endswith(STORE_SUFFIXES):
+            return
+        exists, _ = asset_exists(url, product_storage_options(storage_options))
+        if exists is False:
+            raise InputError(
+                f"{redact(url)}: no such object or prefix: check the path of the products to compare "
+                "(a prefix ends in /); nothing was checked or written"
+            )
 
     def strike(self, info: ItemInfo) -> None:
         for href in info.assets.values():

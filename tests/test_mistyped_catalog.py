@@ -237,3 +237,11 @@ def test_reconcile_with_data_that_holds_no_product_exits_2_and_writes_nothing(
         producer.reconcile(
             str(catalog), data=f"s3://{bucket}/prodcts/", storage_options=s3_server.storage_options
         )
+    # and without its trailing slash it named no object either: it was reported as a
+    # product no item describes, which a fix then failed to register
+    for typo in (f"s3://{bucket}/prodcts", f"s3://{bucket}/prodcts/a_20240101.tif"):
+        with pytest.raises(InputError, match=f"{typo}: no such object or prefix"):
+            producer.reconcile(
+                str(catalog), data=typo, fix=True, collection="c", storage_options=s3_server.storage_options
+            )
+    assert sorted(p.name for p in catalog.rglob("*")) == before
