@@ -70,7 +70,15 @@ from producer.redact import redact
 from producer.results import ProblemKind, RegisterResult
 from producer.sinks import Outbox, check_sinks, deliver, remedy_text, removed
 from producer.sinks.outbox import outbox_id
-from producer.sources import GLOB_CHARS, STORE_SUFFIXES, distinct, expand_paths, is_remote, no_products_found
+from producer.sources import (
+    GLOB_CHARS,
+    STORE_SUFFIXES,
+    distinct,
+    expand_paths,
+    is_remote,
+    no_products_found,
+    path_strings,
+)
 from producer.store.base import Store
 from producer.urls import is_local, local_path, product_storage_options, protocol
 from producer.validate import Validator
@@ -186,7 +194,13 @@ class _Wanted:
     ``on_item`` hook): memory in the products listed, not in the items."""
 
     def __init__(self, data: str | list[str], storage_options: dict | None, options: RegisterOptions) -> None:
-        for given in [data] if isinstance(data, str) else data:
+        entries = path_strings(data)  # an empty path is refused as such, not as a missing file ''
+        if not entries:  # an empty list compares nothing: "0 missing" would pass for a complete catalog
+            raise InputError(
+                "data names no product path: give the folder, prefix or glob of the products to "
+                "compare, or leave data out; nothing was checked or written"
+            )
+        for given in entries:
             # a mistyped local path is no product: else it is reported as one
             # that no item describes, and a fix fails to register it
             path = str(given)
@@ -200,7 +214,7 @@ class _Wanted:
         self.by_href: dict[str, list[str]] = {}
         self.order: list[str] = []
         found: list[str] = []
-        for given in [data] if isinstance(data, str) else data:
+        for given in entries:
             listed = expand_paths(given, storage_options)
             if not listed:
                 # a mistyped glob or prefix compares nothing: "0 missing" would

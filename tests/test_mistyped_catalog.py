@@ -231,6 +231,11 @@ def test_reconcile_with_data_that_holds_no_product_exits_2_and_writes_nothing(
         with pytest.raises(InputError, match="no products found"):
             producer.reconcile(str(catalog), data=[str(data), given], fix=True, collection="c")
     assert sorted(p.name for p in catalog.rglob("*")) == before
+    # nor does an empty data list or path compare anything
+    with pytest.raises(InputError, match="data names no product path"):
+        producer.reconcile(str(catalog), data=[], fix=True, collection="c")
+    with pytest.raises(InputError, match="empty product path"):
+        producer.reconcile(str(catalog), data="")
     # an S3 prefix with a typo lists nothing: the same
     bucket = s3_server.new_bucket()
     with pytest.raises(InputError, match=f"no products found in s3://{bucket}/prodcts/"):
