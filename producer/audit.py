@@ -760,6 +760,8 @@ def _note_item(
                 f"({REPAIR} unlinks and deletes it)",
             )
         )
+    if coll_key:
+        _check_findable(report, key, str(doc.get("id")), coll_key)
     props = doc.get("properties") or {}
     info = ItemInfo(
         key,
@@ -825,6 +827,34 @@ def _check_empty_partitions(walk: _Walk, report: AuditReport) -> None:
                 "registration may be linking an item into at that moment could hide that item",
             )
         )
+
+
+def _check_findable(report: AuditReport, key: str, item_id: str, coll_key: str) -> None:
+    """An ``unfindable-item`` warning when the verbs would not find the
+    linked item at ``key`` by its id: its folder and file do not name it,
+    or its folders are not the recorded layout's (another tool's layout, a
+    layout record edited by hand). Valid STAC, but ``remove`` would say
+    ``absent`` and a registration of its product would write a second item."""
+    layout = report.layouts.get(coll_key)
+    named = key.split("/")[-2:] == [item_id, f"{item_id}.json"]
+    if named and (layout is None or item_follows(layout, key)):
+        return
+    where = (
+        f"its key is not where {layout.describe()} puts items"
+        if named and layout is not None
+        else "its key does not name its id"
+    )
+    period = "<period>/" if layout is not None and layout.partition else ""
+    report.problems.append(
+        Problem(
+            "unfindable-item",
+            key,
+            f"linked, but {where}: the verbs look item {item_id!r} up at "
+            f"{coll_key.rsplit('/', 1)[0]}/{period}{item_id}/{item_id}.json, so remove would not find it and "
+            f"a registration of its product would write a second item; to bring it in, register its "
+            f"product again, then {REPAIR} keeps that item and removes this one",
+        )
+    )
 
 
 def removal_started(doc: dict | None) -> str | None:

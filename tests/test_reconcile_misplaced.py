@@ -156,3 +156,40 @@ def test_an_orphan_item_whose_key_does_not_name_its_id_is_misplaced_and_never_re
     for key in (stray, renamed):
         (catalog / key).unlink()
     assert_stac_valid_tree(catalog)
+
+
+def test_a_linked_item_no_verb_can_find_is_a_warning_with_the_way_to_bring_it_in(
+    tiles: list[Path], tmp_path: Path
+) -> None:
+    """An item linked where the verbs do not look its id up (a key that does
+    not name its id, as another tool may write; or a key outside the layout
+    the collection records) was "valid": yet ``remove`` said ``absent`` while
+    it stood linked, and a register of its product wrote a second item of
+    that id. It is an ``unfindable-item`` warning naming where the id is
+    looked up; registering its product again and ``reconcile --fix`` then
+    leave one item, where the verbs find it."""
+    catalog = tmp_path / "cat"
+    producer.register(tiles, catalog=str(catalog), collection="c")
+    old, new = catalog / "c/a_20240110", catalog / "c/items/a_20240110.json"
+    new.parent.mkdir()
+    (old / "a_20240110.json").rename(new)
+    old.rmdir()
+    coll_path = catalog / "c/collection.json"
+    coll = json.loads(coll_path.read_text())
+    for link in coll["links"]:
+        if link["href"] == "./a_20240110/a_20240110.json":
+            link["href"] = "./items/a_20240110.json"
+    coll_path.write_text(json.dumps(coll))
+    # (the same depth: its own relative links stay right)
+    problems = producer.validate_catalog(str(catalog))
+    (found,) = [p for p in problems if p.kind == "unfindable-item"]
+    assert found.key == "c/items/a_20240110.json" and not found.is_error, found
+    assert "c/a_20240110/a_20240110.json" in found.message, found.message
+    assert [p for p in problems if p.is_error] == []
+
+    assert producer.remove("a_20240110", catalog=str(catalog), collection="c").action == "absent"
+    producer.register(tiles[:1], catalog=str(catalog), collection="c")
+    report = producer.reconcile(str(catalog), fix=True)
+    assert report.fixed.get("duplicate-id") == 1, report
+    assert not new.exists() and (catalog / "c/a_20240110/a_20240110.json").exists()
+    assert [p for p in producer.validate_catalog(str(catalog)) if p.kind == "unfindable-item"] == []
