@@ -155,11 +155,17 @@ def plan_batches(
     """Batches of up to ``batch_size`` products, grouped by :func:`parent_hint`:
     a parent's products share a batch when they fit in one, small groups
     are packed together, and a group larger than ``batch_size`` fills whole
-    batches of its own. Reads the collection's recorded layout (one GET)."""
+    batches of its own. Reads the collection's recorded layout (one GET);
+    raises its :class:`~producer.errors.InputError` when ``options.partition``
+    contradicts it, before any batch runs."""
     try:
         layout = collection_layout(
             open_catalog(catalog, options.catalog_storage_options), collection, options.partition
         )
+    except InputError:
+        # a partition the collection's layout contradicts: every product of
+        # every batch would fail with this one refusal, so the run fails once
+        raise
     except ProducerError:
         layout = Layout(options.partition)  # the registrations report the problem per product
     groups: dict[str, list[str]] = {}
@@ -276,7 +282,8 @@ def backfill(
     Writes items and parents (one compare-and-swap per parent per batch),
     a table artifact per batch (from the task) and a summary artifact
     ``backfill-<collection>``. Returns ``{"products", "batches", "created",
-    "updated", "unchanged", "error", "failed_batches"}``; fails the run with
+    "updated", "unchanged", "error", "failed_batches", "dry_run"}`` (with
+    ``options.dry_run`` the counts say what a real run would do); fails the run with
     :class:`~producer.prefect.RegistrationFailed` (after every batch ran) if any
     product failed.
     """
@@ -342,14 +349,17 @@ def backfill(
         "batches": len(batches),
         **{a: counts[a] for a in _ACTIONS},
         "failed_batches": failed_batches,
+        # the counts of a dry run are what a real run would do: nothing was written
+        "dry_run": opts.dry_run,
     }
+    dry = " (dry run: nothing written)" if opts.dry_run else ""
     create_table_artifact(
         table=[{"action": a, "count": counts[a]} for a in _ACTIONS],
         key=artifact_key_for("backfill", collection),
-        description=f"Backfill of {shown} into collection {collection!r} of {redact(catalog)}: "
+        description=f"Backfill of {shown} into collection {collection!r} of {redact(catalog)}{dry}: "
         f"{len(products)} product(s) in {len(batches)} batch(es).",
     )
-    logger.info("backfill summary: %s", summary)
+    logger.info("backfill summary%s: %s", dry, summary)
     if failures:
         listed = "\n".join(f"  - {redact(str(r.get('error') or r.get('source')))}" for r in failures[:20])
         more = f"\n  ... and {len(failures) - 20} more" if len(failures) > 20 else ""
@@ -361,14 +371,27 @@ def backfill(
     return summary
 
 
+def _at_least_one(text: str) -> int:
+    """A count of the command line (``--batch-size``, ``--concurrency``):
+    refused there, naming the flag, rather than by the flow's parameter
+    check (a traceback naming the parameter)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a whole number of at least 1")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m flows.backfill``: run :func:`backfill` from the command line."""
     parser = argparse.ArgumentParser(prog="python -m flows.backfill", description=__doc__.split("\n\n")[0])
     parser.add_argument("prefix", help="directory, glob or s3://bucket/prefix to crawl")
     parser.add_argument("--catalog", required=True)
     parser.add_argument("--collection", required=True)
-    parser.add_argument("--batch-size", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=MAX_WORKERS, help="batches at once")
+    parser.add_argument("--batch-size", type=_at_least_one, default=200)
+    parser.add_argument("--concurrency", type=_at_least_one, default=MAX_WORKERS, help="batches at once")
     parser.add_argument("--dask", action="store_true", help="run the batches on a local Dask cluster")
     parser.add_argument("--dask-address", default=None, help="scheduler of an existing Dask cluster")
     args = parser.parse_args(argv)

@@ -760,6 +760,8 @@ def _note_item(
                 f"({REPAIR} unlinks and deletes it)",
             )
         )
+    if coll_key:
+        _check_findable(report, key, str(doc.get("id")), coll_key)
     props = doc.get("properties") or {}
     info = ItemInfo(
         key,
@@ -827,6 +829,34 @@ def _check_empty_partitions(walk: _Walk, report: AuditReport) -> None:
         )
 
 
+def _check_findable(report: AuditReport, key: str, item_id: str, coll_key: str) -> None:
+    """An ``unfindable-item`` warning when the verbs would not find the
+    linked item at ``key`` by its id: its folder and file do not name it,
+    or its folders are not the recorded layout's (another tool's layout, a
+    layout record edited by hand). Valid STAC, but ``remove`` would say
+    ``absent`` and a registration of its product would write a second item."""
+    layout = report.layouts.get(coll_key)
+    named = key.split("/")[-2:] == [item_id, f"{item_id}.json"]
+    if named and (layout is None or item_follows(layout, key)):
+        return
+    where = (
+        f"its key is not where {layout.describe()} puts items"
+        if named and layout is not None
+        else "its key does not name its id"
+    )
+    period = "<period>/" if layout is not None and layout.partition else ""
+    report.problems.append(
+        Problem(
+            "unfindable-item",
+            key,
+            f"linked, but {where}: the verbs look item {item_id!r} up at "
+            f"{coll_key.rsplit('/', 1)[0]}/{period}{item_id}/{item_id}.json, so remove would not find it and "
+            f"a registration of its product would write a second item; to bring it in, register its "
+            f"product again, then {REPAIR} keeps that item and removes this one",
+        )
+    )
+
+
 def removal_started(doc: dict | None) -> str | None:
     """The removal marker of an item document (when ``remove`` started), or None."""
     if not isinstance(doc, dict) or doc.get("type") != "Feature":
@@ -854,6 +884,19 @@ def _orphan_problem(key: str, doc: dict | None, layouts: dict[str, Layout] | Non
         )
     if doc is not None and doc.get("type") == "Feature" and below_collection(key):
         coll_id = collection_of(key)
+        item_id = doc.get("id")
+        if isinstance(item_id, str) and item_id and key.split("/")[-2:] != [item_id, f"{item_id}.json"]:
+            # a copy or a renamed folder: every verb finds an item at
+            # .../<id>/<id>.json, so linked here it could be neither removed
+            # nor updated, and a registration of its product would add another
+            return Problem(
+                "misplaced",
+                key,
+                f"no document links it, and its key does not name its id {item_id!r} (an item of "
+                f"collection {coll_id!r} lies at .../{item_id}/{item_id}.json): reconcile does not "
+                "link it; delete it if it is a copy, else register its product again (it then lands "
+                "where the collection's layout puts it), then delete this document",
+            )
         recorded = (layouts or {}).get(collection_key(coll_id))
         # a key below split partitions is deeper than its scheme: it follows
         # the recorded layout when its first folders are the scheme's and the
@@ -1063,6 +1106,10 @@ def _asset_exists(
         unreachable[token] = f"the storage endpoint could not be reached ({why})"
         return None, unreachable[token]
     return None, why
+
+
+#: whether an object exists (:func:`_asset_exists`), for the other verbs
+asset_exists = _asset_exists
 
 
 #: a Zarr store's root metadata objects, one of which every store has: v3,

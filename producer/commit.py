@@ -213,6 +213,43 @@ def same_product(a: str, b: str) -> bool:
     return normalise_href(a) == normalise_href(b)
 
 
+def _root_and_path(href: str) -> tuple[str, str]:
+    """``href`` split into its store (``scheme://host``; ``""`` for a local
+    path) and the path within it."""
+    scheme, sep, rest = href.partition("://")
+    if sep and scheme.lower() != "file":
+        host, _, path = rest.partition("/")
+        return f"{scheme}://{host}", "/" + path
+    return "", urlsplit(href).path if sep else href
+
+
+def rewrite_between(incoming: str, existing: str) -> str | None:
+    """The href rewrite ``FROM=TO`` that turns ``incoming`` into
+    ``existing`` when both end in the same folders and file name but lie
+    in two stores (a local path and an https URL, two buckets): the item
+    at ``existing`` most likely describes this product, published through a
+    rewrite. ``None`` within one store (two folders, two products) or when
+    the file names differ."""
+    (root_in, path_in), (root_ex, path_ex) = _root_and_path(incoming), _root_and_path(existing)
+    if root_in == root_ex or "?" in existing or "#" in existing:
+        return None
+    parts_in, parts_ex = path_in.split("/"), path_ex.split("/")
+    common = 0
+    while (
+        common < min(len(parts_in), len(parts_ex)) - 1
+        and parts_in[-1 - common] == parts_ex[-1 - common]
+        and parts_in[-1 - common]
+    ):
+        common += 1
+    if common == 0:
+        return None
+    source = root_in + "/".join(parts_in[:-common])
+    target = root_ex + "/".join(parts_ex[:-common])
+    if not source or source.endswith("://") or target.endswith("://"):
+        return None
+    return f"{source}={target}"
+
+
 class IdentityConflict(InputError):
     """Registering a product under an id that already describes another one.
 
@@ -227,6 +264,18 @@ class IdentityConflict(InputError):
 
     def __init__(self, item_id: str, where: str, existing: str, incoming: str) -> None:
         self.item_id, self.where, self.existing, self.incoming = item_id, where, existing, incoming
+        rule = rewrite_between(incoming, existing)
+        if rule is not None:
+            # the same path under another root: most likely this very product,
+            # registered before with an href rewrite that this call lacks
+            # (replacing would publish its unrewritten location instead)
+            super().__init__(
+                f"item id {item_id!r} is taken: {where} describes {existing}, not {incoming}; "
+                f"nothing was written. If that is this product published under another root, "
+                "register it with the same href rewrite.",
+                hints=(Hint("href_rewrites", [rule], "publish it where the item says"), REPLACE_HINT),
+            )
+            return
         new = suggested_id(incoming)
         helps = new is not None and new not in (item_id, suggested_id(existing))
         rename = "" if helps else f" To keep both, rename {incoming}: its name gives the same id."

@@ -24,6 +24,7 @@ from producer.audit import (
     ExtentTally,
     ItemInfo,
     Problem,
+    asset_exists,
     audit,
     collection_items,
     norm_extent,
@@ -69,9 +70,17 @@ from producer.redact import redact
 from producer.results import ProblemKind, RegisterResult
 from producer.sinks import Outbox, check_sinks, deliver, remedy_text, removed
 from producer.sinks.outbox import outbox_id
-from producer.sources import GLOB_CHARS, expand_paths
+from producer.sources import (
+    GLOB_CHARS,
+    STORE_SUFFIXES,
+    distinct,
+    expand_paths,
+    is_remote,
+    no_products_found,
+    path_strings,
+)
 from producer.store.base import Store
-from producer.urls import is_local, local_path
+from producer.urls import is_local, local_path, product_storage_options, protocol
 from producer.validate import Validator
 
 if TYPE_CHECKING:
@@ -151,8 +160,11 @@ def _finish_removals(
         by_id.setdefault((collection_of(info.key), info.id), []).append(
             (info.updated, info.key, info.removing)
         )
+    # a misplaced orphan is never linked: were it the newest of its id, the
+    # item it stands beside would be removed for a document no verb finds
+    misplaced = {p.key for p in first.problems if p.kind == "misplaced"}
     for key, doc in first.orphans.items():
-        if doc is None or doc.get("type") != "Feature" or not below_collection(key):
+        if doc is None or doc.get("type") != "Feature" or not below_collection(key) or key in misplaced:
             continue
         props = doc.get("properties") or {}
         by_id.setdefault((collection_of(key), str(doc.get("id"))), []).append(
@@ -182,7 +194,13 @@ class _Wanted:
     ``on_item`` hook): memory in the products listed, not in the items."""
 
     def __init__(self, data: str | list[str], storage_options: dict | None, options: RegisterOptions) -> None:
-        for given in [data] if isinstance(data, str) else data:
+        entries = path_strings(data)  # an empty path is refused as such, not as a missing file ''
+        if not entries:  # an empty list compares nothing: "0 missing" would pass for a complete catalog
+            raise InputError(
+                "data names no product path: give the folder, prefix or glob of the products to "
+                "compare, or leave data out; nothing was checked or written"
+            )
+        for given in entries:
             # a mistyped local path is no product: else it is reported as one
             # that no item describes, and a fix fails to register it
             path = str(given)
@@ -195,9 +213,37 @@ class _Wanted:
         rewrites = parse_rewrites(options.href_rewrites)
         self.by_href: dict[str, list[str]] = {}
         self.order: list[str] = []
-        for path in expand_paths(data, storage_options):
+        found: list[str] = []
+        for given in entries:
+            listed = expand_paths(given, storage_options)
+            if not listed:
+                # a mistyped glob or prefix compares nothing: "0 missing" would
+                # pass for a complete catalog, night after night
+                fact, example = no_products_found([str(given)], storage_options=storage_options)
+                way = f"; check the path of the products to compare, or match them with a glob: {example!r}"
+                raise InputError(f"{fact}{way if example else ''}; nothing was checked or written")
+            path = str(given)
+            if listed == [path] and is_remote(path) and protocol(path) not in ("http", "https"):
+                self._check_object(path, storage_options)
+            found.extend(listed)
+        for path in distinct(found):
             self.by_href.setdefault(rewrite_href(resolve_location(path), rewrites), []).append(path)
             self.order.append(path)
+
+    @staticmethod
+    def _check_object(url: str, storage_options: dict | None) -> None:
+        """Raise :class:`InputError` when no object is at ``url``, a remote
+        path taken as one product (a prefix without its ``/``, a key): the
+        remote twin of a local path that does not exist. One HEAD; a store
+        that cannot tell leaves it to the registration to report."""
+        if any(c in url for c in GLOB_CHARS) or url.rstrip("/").lower().endswith(STORE_SUFFIXES):
+            return
+        exists, _ = asset_exists(url, product_storage_options(storage_options))
+        if exists is False:
+            raise InputError(
+                f"{redact(url)}: no such object or prefix: check the path of the products to compare "
+                "(a prefix ends in /); nothing was checked or written"
+            )
 
     def strike(self, info: ItemInfo) -> None:
         for href in info.assets.values():

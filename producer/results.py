@@ -201,5 +201,9 @@ ProblemKind = Literal[
     # it (its items were removed or moved; a warning: valid STAC, left
     # linked on purpose, see docs/RELIABILITY.md)
     "empty-partition",
+    # a linked item where no verb looks its id up (a key that does not name
+    # its id, or outside the collection's recorded layout): remove says
+    # absent and register writes a second item (a warning: valid STAC)
+    "unfindable-item",
 ]
 PROBLEM_KINDS: tuple[str, ...] = get_args(ProblemKind)

@@ -422,6 +422,8 @@ def _expand_remote(
             stores = {r for p in listed if (r := _store_root(p)) is not None}
             found = [p for p in listed if _expands_to(p, suffixes) and _store_root(p) is None]
             found.extend(stores)  # each Zarr store once, not its chunk objects
+        elif url.endswith("/"):
+            return []  # a prefix with nothing under it (a typo?): no object has such a key
         else:
             return [url]
     except ProducerError:

@@ -86,6 +86,7 @@ def test_backfill_runs_its_batches_on_a_dask_cluster(tmp_path: Path, dask_cluste
         "unchanged": 0,
         "error": 0,
         "failed_batches": 0,
+        "dry_run": False,
     }
     report = audit(LocalStore(str(catalog)), default_validator())
     assert report.problems == [], [str(p) for p in report.problems]

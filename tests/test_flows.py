@@ -177,6 +177,25 @@ def test_flow_command_lines_end_bad_input_with_its_message_not_a_traceback(tmp_p
     assert not cat.exists()
 
 
+@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.parametrize("flag", ["--batch-size", "--concurrency"])
+def test_backfill_command_line_refuses_a_count_below_one_naming_the_flag(
+    tmp_path: Path, capsys, flag: str
+) -> None:
+    """``--batch-size 0`` ran the flow, whose parameter check failed with
+    Prefect's traceback (exit 1) naming ``batch_size``, not the flag."""
+    from flows import backfill
+
+    write_utm(tmp_path / "data")
+    cat = tmp_path / "cat"
+    with pytest.raises(SystemExit) as info:
+        backfill.main([str(tmp_path / "data"), "--catalog", str(cat), "--collection", "c", flag, "0"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{flag}: 0 is not a whole number of at least 1" in err and "Traceback" not in err
+    assert not cat.exists()
+
+
 # ---------------------------------------------------------------------------
 # backfill
 # ---------------------------------------------------------------------------
@@ -209,6 +228,7 @@ def test_backfill_registers_an_s3_prefix_in_concurrent_batches(tmp_path: Path, s
         "unchanged": 0,
         "error": 0,
         "failed_batches": 0,
+        "dry_run": False,
     }
     assert _errors(catalog, options) == []
     collection = json.loads(
@@ -249,6 +269,25 @@ def test_backfill_fails_after_registering_the_good_products(tmp_path: Path) -> N
 
 
 @pytest.mark.usefixtures("prefect_harness")
+def test_backfill_dry_run_says_so_in_its_summary_artifact_and_result(tmp_path: Path) -> None:
+    """With ``options.dry_run`` the summary said "created 6", in the returned
+    dict, the run's log and its summary artifact, with no word of a dry run:
+    nothing had been written."""
+    from flows.backfill import backfill
+
+    write_utm(tmp_path / "data")
+    write_cog(tmp_path / "data")
+    catalog = str(tmp_path / "catalog")
+    state = backfill(str(tmp_path / "data"), catalog, "c", options={"dry_run": True}, return_state=True)
+    summary = state.result()
+    assert summary["created"] == 2 and summary["dry_run"] is True, summary
+    (artifact,) = [a for a in read_artifacts(flow_run=flow_run_id(state)) if a.key == "backfill-c"]
+    assert "dry run: nothing written" in (artifact.description or ""), artifact.description
+    assert not (tmp_path / "catalog").exists()
+    assert backfill(str(tmp_path / "data"), catalog, "c")["dry_run"] is False
+
+
+@pytest.mark.usefixtures("prefect_harness")
 def test_backfill_refuses_an_unsafe_collection_id_before_any_batch(tmp_path: Path) -> None:
     """It listed and planned every product, ran a batch per group, then failed
     each product with the same collection-id error ("3 of 3 product(s) failed")."""
@@ -286,6 +325,42 @@ def test_backfill_of_a_folder_that_does_not_exist_fails_naming_it_before_any_bat
         state.result()
     assert "product(s) failed" not in (state.message or "")
     assert not (tmp_path / "catalog").exists()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_backfill_with_a_partition_the_collection_contradicts_fails_once_before_any_batch(
+    tmp_path: Path,
+) -> None:
+    """It planned the batches in the layout asked for, ran every batch and
+    failed every product with the same layout refusal ("3 of 3 product(s)
+    failed", one line per product), where register refuses it once."""
+    from flows.backfill import backfill
+
+    catalog = str(tmp_path / "catalog")
+    api.register([write_utm(tmp_path / "data")], catalog=catalog, collection="flat")
+    write_cog(tmp_path / "data")
+    write_wgs84(tmp_path / "data")
+    before = {p: p.read_bytes() for p in (tmp_path / "catalog").rglob("*") if p.is_file()}
+    state = backfill(
+        str(tmp_path / "data"), catalog, "flat", options={"partition": "year/month"}, return_state=True
+    )
+    assert state.is_failed()
+    with pytest.raises(
+        InputError, match=r"collection 'flat' at .* is flat \(no partitions\), not partitioned"
+    ):
+        state.result()
+    assert "product(s) failed" not in (state.message or "")
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    with get_client(sync_client=True) as client:
+        subs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id(state)])
+            )
+        )
+    assert subs == []  # no batch ran
+    assert {p: p.read_bytes() for p in (tmp_path / "catalog").rglob("*") if p.is_file()} == before
 
 
 # ---------------------------------------------------------------------------

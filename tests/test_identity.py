@@ -344,3 +344,43 @@ def test_identity_conflict_survives_pickle(incoming: str) -> None:
     assert type(back) is IdentityConflict and str(back) == str(exc)
     fields = ("item_id", "where", "existing", "incoming", "hints", "fact")
     assert [getattr(back, f) for f in fields] == [getattr(exc, f) for f in fields]
+
+
+def test_a_product_registered_again_without_its_href_rewrite_is_told_the_rewrite_not_to_replace(tmp_path):
+    """A product registered with --href-rewrite and then again without it
+    (a rerun, or the nightly reconcile --data with its rewrite left out) was
+    refused as another product with the advice to rename it or --replace,
+    which would overwrite the published https href with the local path:
+    the way out is the rewrite the item was registered with."""
+    data = tmp_path / "site" / "data"
+    tif = rasters.write_utm(data)
+    catalog = tmp_path / "site"
+    rule = f"{data}=https://host/data"
+    runner = CliRunner()
+    out = runner.invoke(
+        main, ["register", str(tif), "-c", str(catalog), "--collection", "c", "--href-rewrite", rule]
+    )
+    assert out.exit_code == 0, out.output
+    item_path = next((catalog / "c").glob("*/*.json"))
+    before = item_path.read_bytes()
+
+    way = f"--href-rewrite {tmp_path / 'site'}=https://host"
+    out = runner.invoke(main, ["register", str(tif), "-c", str(catalog), "--collection", "c"])
+    assert out.exit_code == 1
+    message = " ".join(out.output.split())
+    assert way in message and "To keep both, rename" not in message, message
+    assert message.index(way) < message.index("--replace")
+    out = runner.invoke(main, ["reconcile", str(catalog), "--data", str(data), "--fix", "--collection", "c"])
+    assert out.exit_code == 1
+    assert way in " ".join(out.output.split()), out.output
+    assert item_path.read_bytes() == before
+    # the rewrite it offers registers the product as the same one
+    (result,) = producer.register(
+        [tif], catalog=str(catalog), collection="c", href_rewrites=[f"{tmp_path / 'site'}=https://host"]
+    )
+    assert result.action == "unchanged", result
+    # two folders of one store are two products, as before: no rewrite offered
+    other = rasters.write_utm(tmp_path / "other")
+    (result,) = producer.register([other], catalog=str(tmp_path / "plain"), collection="c")
+    (result,) = producer.register([tif], catalog=str(tmp_path / "plain"), collection="c")
+    assert result.action == "error" and "href_rewrites" not in (result.error or ""), result

@@ -201,3 +201,52 @@ def test_a_missing_bucket_is_no_catalog_exit_2_naming_the_bucket(
     )
     buckets = {b["Name"] for b in s3_server.client().list_buckets()["Buckets"]}
     assert "no-such-bucket-5e1a" not in buckets
+
+
+def test_reconcile_with_data_that_holds_no_product_exits_2_and_writes_nothing(
+    tmp_path: Path, s3_server
+) -> None:
+    """A mistyped glob (``*.tiff`` for ``.tif`` files), a folder of other
+    files, or an S3 prefix that lists nothing compared no product and said
+    "missing-product 0", exit 0: a nightly reconcile with such a typo
+    reported the catalog complete forever, while register and the backfill
+    refuse the same path as holding no product."""
+    data = tmp_path / "data"
+    catalog = tmp_path / "stac"
+    producer.register([rasters.write_utm(data)], catalog=str(catalog), collection="c")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("no raster here")
+    before = sorted(p.name for p in catalog.rglob("*"))
+    glob = str(data / "*.tiff")
+    for given, said in (
+        (glob, f"{glob} matches no file; check the pattern"),
+        (str(tmp_path / "notes"), "it holds files ending in .txt (1)"),
+    ):
+        for extra in ([], ["--fix", "--collection", "c"]):
+            res = _cli("reconcile", str(catalog), "--data", given, *extra)
+            assert res.exit_code == 2, res.output
+            assert said in res.output and "nothing was checked or written" in res.output, res.output
+            assert "missing-product" not in res.output
+        # one data path that holds products does not hide the other
+        with pytest.raises(InputError, match="no products found"):
+            producer.reconcile(str(catalog), data=[str(data), given], fix=True, collection="c")
+    assert sorted(p.name for p in catalog.rglob("*")) == before
+    # nor does an empty data list or path compare anything
+    with pytest.raises(InputError, match="data names no product path"):
+        producer.reconcile(str(catalog), data=[], fix=True, collection="c")
+    with pytest.raises(InputError, match="empty product path"):
+        producer.reconcile(str(catalog), data="")
+    # an S3 prefix with a typo lists nothing: the same
+    bucket = s3_server.new_bucket()
+    with pytest.raises(InputError, match=f"no products found in s3://{bucket}/prodcts/"):
+        producer.reconcile(
+            str(catalog), data=f"s3://{bucket}/prodcts/", storage_options=s3_server.storage_options
+        )
+    # and without its trailing slash it named no object either: it was reported as a
+    # product no item describes, which a fix then failed to register
+    for typo in (f"s3://{bucket}/prodcts", f"s3://{bucket}/prodcts/a_20240101.tif"):
+        with pytest.raises(InputError, match=f"{typo}: no such object or prefix"):
+            producer.reconcile(
+                str(catalog), data=typo, fix=True, collection="c", storage_options=s3_server.storage_options
+            )
+    assert sorted(p.name for p in catalog.rglob("*")) == before

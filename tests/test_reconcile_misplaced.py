@@ -112,3 +112,84 @@ def test_a_misplaced_orphan_is_told_apart_from_split_folders(tiles: list[Path], 
     (found,) = [p for p in producer.validate_catalog(str(catalog)) if p.key == stray]
     assert found.kind == "misplaced"
     assert "follows the partitioned by year layout" in found.message
+
+
+def test_an_orphan_item_whose_key_does_not_name_its_id_is_misplaced_and_never_replaces_the_item(
+    tiles: list[Path], tmp_path: Path
+) -> None:
+    """A copy of an item document under another folder (``c/copy/copy.json``,
+    a backup or a hand-made copy) was an ``orphan`` that ``reconcile --fix``
+    "links"; when it had the id of a linked item and a later ``updated`` it
+    won the duplicate-id choice: the item at ``c/<id>/<id>.json`` was
+    deleted and the copy linked in its place, where ``remove`` (which looks
+    the id up at its key) then found nothing ("absent") and a register of
+    the product wrote a second item of that id."""
+    catalog = tmp_path / "cat"
+    producer.register(tiles, catalog=str(catalog), collection="c")
+    real = catalog / "c/a_20240110/a_20240110.json"
+    doc = json.loads(real.read_text())
+    doc["properties"]["updated"] = "2030-01-01T00:00:00Z"
+    stray = "c/copy/copy.json"
+    (catalog / stray).parent.mkdir()
+    (catalog / stray).write_text(json.dumps(doc))
+    renamed = "c/old/old.json"  # an item of its own id, under a folder that does not name it
+    doc = {**doc, "id": "lone_20240110"}
+    (catalog / renamed).parent.mkdir()
+    (catalog / renamed).write_text(json.dumps(doc))
+    before = real.read_bytes()
+
+    found = {p.key: p for p in producer.validate_catalog(str(catalog))}
+    for key, item_id in ((stray, "a_20240110"), (renamed, "lone_20240110")):
+        assert found[key].kind == "misplaced" and found[key].is_error
+        assert f"{item_id}/{item_id}.json" in found[key].message, found[key].message
+
+    report = producer.reconcile(str(catalog), fix=True)
+    assert "orphan" not in report.fixed and "duplicate-id" not in report.fixed, report.fixed
+    assert sorted(p.key for p in report.remaining if p.kind == "misplaced") == sorted([renamed, stray])
+    assert real.read_bytes() == before
+    collection = json.loads((catalog / "c/collection.json").read_text())
+    assert sorted(link["href"] for link in collection["links"] if link["rel"] == "item") == [
+        "./a_20240110/a_20240110.json",
+        "./b_20240315/b_20240315.json",
+    ]
+    assert producer.remove("a_20240110", catalog=str(catalog), collection="c").action == "removed"
+    for key in (stray, renamed):
+        (catalog / key).unlink()
+    assert_stac_valid_tree(catalog)
+
+
+def test_a_linked_item_no_verb_can_find_is_a_warning_with_the_way_to_bring_it_in(
+    tiles: list[Path], tmp_path: Path
+) -> None:
+    """An item linked where the verbs do not look its id up (a key that does
+    not name its id, as another tool may write; or a key outside the layout
+    the collection records) was "valid": yet ``remove`` said ``absent`` while
+    it stood linked, and a register of its product wrote a second item of
+    that id. It is an ``unfindable-item`` warning naming where the id is
+    looked up; registering its product again and ``reconcile --fix`` then
+    leave one item, where the verbs find it."""
+    catalog = tmp_path / "cat"
+    producer.register(tiles, catalog=str(catalog), collection="c")
+    old, new = catalog / "c/a_20240110", catalog / "c/items/a_20240110.json"
+    new.parent.mkdir()
+    (old / "a_20240110.json").rename(new)
+    old.rmdir()
+    coll_path = catalog / "c/collection.json"
+    coll = json.loads(coll_path.read_text())
+    for link in coll["links"]:
+        if link["href"] == "./a_20240110/a_20240110.json":
+            link["href"] = "./items/a_20240110.json"
+    coll_path.write_text(json.dumps(coll))
+    # (the same depth: its own relative links stay right)
+    problems = producer.validate_catalog(str(catalog))
+    (found,) = [p for p in problems if p.kind == "unfindable-item"]
+    assert found.key == "c/items/a_20240110.json" and not found.is_error, found
+    assert "c/a_20240110/a_20240110.json" in found.message, found.message
+    assert [p for p in problems if p.is_error] == []
+
+    assert producer.remove("a_20240110", catalog=str(catalog), collection="c").action == "absent"
+    producer.register(tiles[:1], catalog=str(catalog), collection="c")
+    report = producer.reconcile(str(catalog), fix=True)
+    assert report.fixed.get("duplicate-id") == 1, report
+    assert not new.exists() and (catalog / "c/a_20240110/a_20240110.json").exists()
+    assert [p for p in producer.validate_catalog(str(catalog)) if p.kind == "unfindable-item"] == []
