@@ -482,3 +482,37 @@ def test_a_removal_event_whose_catalog_write_fails_names_the_object_and_logs_no_
     again = handle(payload, config)
     assert again["failed"] == [] and [r["id"] for r in again["removed"]] == ["gone_20240301"], again
     assert producer.validate_catalog(catalog, storage_options=opts) == []
+
+
+def test_cli_remove_whose_collection_write_fails_names_the_item_and_the_rerun(faults, s3_server, tmp_path):
+    """``remove`` hitting a 503 on the collection's write (the item is
+    marked by then): before, stderr said only "Error: S3 put_object failed
+    for .../collection.json ...", naming neither the item nor how to finish
+    it, and ``--json`` printed nothing on stdout. Now the error names the
+    item and the rerun, ``--json`` prints an error object, exit 1; the
+    rerun removes the item."""
+    bucket = s3_server.new_bucket()
+    product = _upload(s3_server, bucket, rasters.write_wgs84(tmp_path), "data/x_20240301.tif")
+    catalog = f"s3://{bucket}/stac"
+    opts = _proxied_options(faults)
+    (first,) = producer.register([product], catalog=catalog, collection="c", storage_options=opts)
+    assert first.ok, first.error
+    args = ["remove", "x_20240301", "-c", catalog, "--collection", "c", "--json"]
+    args += ["-o", f"endpoint_url={faults.endpoint_url}", "-o", "key=testing", "-o", "secret=testing"]
+
+    faults.add("PUT", r"/stac/c/collection\.json$", "503")
+    res = _cli(args)
+    faults.clear()
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    (line,) = [line for line in res.stdout.splitlines() if line.startswith("{")]
+    out = json.loads(line)
+    assert out["id"] == "x_20240301" and out["action"] == "error" and out["error_type"] == "storage", out
+    for text in (out["error"], res.stderr):
+        assert "x_20240301: not removed" in text and "collection.json" in text, text
+        assert "remove again" in text and "reconcile --fix" in text, text
+
+    again = _cli(args)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["action"] == "removed"
+    assert producer.validate_catalog(catalog, storage_options=opts) == []
