@@ -645,19 +645,29 @@ def remove(
     With --pgstac, delete it from the database too (checked first); with
     --sns-topic, publish the removal there."""
     from producer import api  # noqa: PLC0415 (the write path: see the module doc)
+    from producer.errors import ConflictError, StoreError  # noqa: PLC0415
     from producer.options import flag_spelling  # noqa: PLC0415
+    from producer.results import RemoveResult  # noqa: PLC0415
 
     # no catalog at all (a mistyped path) is a usage error, as for search and validate
     store = api.require_catalog(catalog, _storage_options(storage_pairs))
-    result = api.remove(
-        item_id,
-        catalog=store,
-        collection=collection,
-        pgstac=pgstac,
-        sns_topic=sns_topic,
-        product=product,
-        max_retries=max_retries,
-    )
+    try:
+        result = api.remove(
+            item_id,
+            catalog=store,
+            collection=collection,
+            pgstac=pgstac,
+            sns_topic=sns_topic,
+            product=product,
+            max_retries=max_retries,
+        )
+    except (StoreError, ConflictError) as exc:
+        # a storage fault or a compare-and-swap given up, maybe after the item
+        # was marked or unlinked: name the item and how to finish its removal
+        result = RemoveResult(id=item_id, href=None)
+        result.fail(
+            f"{item_id}: not removed ({exc}); run this remove again, or reconcile --fix, to finish it", exc
+        )
     # no such collection: a usage error, as search --collections says
     if result.action == "absent" and result.reason is not None:
         raise click.UsageError(f"{item_id}: not removed: {result.reason}; check --collection")

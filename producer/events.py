@@ -754,7 +754,7 @@ def _register_run(
             urls, catalog=config.catalog, collection=config.collection, options=config.options, expand=False
         )
     except Exception as exc:
-        log.exception("register failed for %d object(s)", len(urls))
+        _log_failure(exc, "register failed for %d object(s)", len(urls))
         for url, evs in by_url.items():
             for mid in _message_ids(evs):
                 fail(_describe(exc, spell), url=url, message_id=mid)
@@ -825,8 +825,8 @@ def _recheck_registered(
         try:
             removed = _remove_item(url, config)
         except Exception as exc:
-            log.exception("removing the item of %s, deleted while it was registered, failed", url)
-            error = _describe(exc, spell)
+            _log_failure(exc, "removing the item of %s, deleted while it was registered, failed", url)
+            error = _removal_failed(url, exc, spell)
         else:
             error = None if removed.ok else (removed.error_for(spell) or "removal failed")
         if error is not None:
@@ -858,7 +858,7 @@ def _register_again(
             [url], catalog=config.catalog, collection=config.collection, options=config.options, expand=False
         )
     except Exception as exc:
-        log.exception("registering %s again failed", url)
+        _log_failure(exc, "registering %s again failed", url)
         error = _describe(exc, spell)
     else:
         if result.ok or _object_exists(url, config.options.data_storage_options) is False:
@@ -942,8 +942,8 @@ def _remove_one(
     try:
         result = _remove_item(event.url, config)
     except Exception as exc:
-        log.exception("removing the item for %s failed", event.url)
-        fail(_describe(exc, spell), url=event.url, message_id=event.message_id)
+        _log_failure(exc, "removing the item for %s failed", event.url)
+        fail(_removal_failed(event.url, exc, spell), url=event.url, message_id=event.message_id)
         return
     if not result.ok:  # e.g. removed from the catalog, a sink behind: removing again repairs it
         error = result.error_for(spell) or "removal failed"
@@ -1026,3 +1026,21 @@ def _copy(value: dict[str, Any] | None) -> dict[str, Any] | None:
 def _describe(exc: BaseException, spell: Spelling) -> str:
     text = exc.phrased(spell) if isinstance(exc, ProducerError) else str(exc)
     return f"{type(exc).__name__}: {text}"
+
+
+def _removal_failed(url: str, exc: BaseException, spell: Spelling) -> str:
+    """The failure of removing the item of the object ``url``, naming the
+    object first as a registration's error does (the exception names only
+    the catalog document it failed on; Lambda's error for a direct
+    invocation shows this text alone)."""
+    return f"{url}: removing its item failed ({_describe(exc, spell)})"
+
+
+def _log_failure(exc: BaseException, message: str, *args: Any) -> None:
+    """Log a failed api call of the handler: a :class:`ProducerError` (a
+    storage fault, a bad option: foreseen, its text says what to do) as a
+    WARNING line with that text; anything else with its traceback (a bug)."""
+    if isinstance(exc, ProducerError):
+        log.warning(message + ": %s", *args, exc)
+    else:
+        log.exception(message, *args)

@@ -38,6 +38,7 @@ from producer.catalog.layout import (
     is_intent_key,
     linked_layout,
     recorded_layout,
+    relative_href,
 )
 from producer.changes import Change, ChangeKind, Sink, item_line
 from producer.commit import Committer, IdentityConflict, contended, item_start, same_content
@@ -1203,13 +1204,23 @@ def _link_written(
     wrote again (a concurrent remove took them meanwhile), so the sinks end
     with the items as the catalog does. A failed settle overrides what the
     sinks said: those products were not linked."""
-    pending = [result for result, _, _ in prepared if result.ok]
+    pending = [(result, key) for result, key, _ in prepared if result.ok]
     try:
         _link_and_settle(committer, collection, written, collection_meta, preread, prepared, alongside)
     except (ProducerError, OSError) as exc:
         detail = exc if isinstance(exc, ProducerError) else _os_error(exc)
         kind = exc if isinstance(exc, ProducerError) else StoreError(str(exc))
-        for result in pending:
+        for result, key in pending:
+            if _linked_before(committer, collection, key, preread):
+                # an item registered before (unchanged, or merged into): its link
+                # stands; what failed is the update above it (extent, summaries)
+                what = "unchanged" if result.action == Action.UNCHANGED else "written"
+                result.fail(
+                    f"{result.source}: item {what} and linked, but the catalogs above it were not "
+                    f"updated ({detail}); rerun the registration or reconcile with fixing",
+                    kind,
+                )
+                continue
             result.fail(
                 f"{result.source}: item written but not linked ({detail}); "
                 "rerun the registration or reconcile with fixing",
@@ -1217,6 +1228,23 @@ def _link_written(
             )
         return False
     return True
+
+
+def _linked_before(
+    committer: Committer, collection: str, key: str, preread: dict[str, tuple[dict | None, str | None]]
+) -> bool:
+    """Whether the parent of item ``key``, as read before the batch's links
+    (``preread``), links it already. No request: False when that parent
+    was not pre-read (or links it by another spelling)."""
+    parent = committer.layout.item_chain(collection, key)[0]
+    doc = preread.get(parent, (None, None))[0]
+    if not isinstance(doc, dict) or not isinstance(doc.get("links"), list):
+        return False
+    href = relative_href(parent, key)
+    return any(
+        isinstance(link, dict) and link.get("rel") == "item" and link.get("href") == href
+        for link in doc["links"]
+    )
 
 
 def _link_and_settle(

@@ -1285,6 +1285,31 @@ def _carries(collection: dict[str, Any], key: str) -> bool:
     return bool(carried(collection, mirror_assets(cid, [key])))
 
 
+def _tombstones_first(changes: Sequence[Change]) -> list[tuple[str, list[Change]]]:
+    """``changes`` grouped by base mirror file, in the order :meth:`MirrorSink.apply`
+    writes their fragments: every group but the new rows of items that moved
+    partition in this batch (REMOVED under one file, created under another),
+    then those new rows. So a crash between two fragment writes never leaves
+    a moved item's new row written and its old row not yet tombstoned (search
+    would return it twice, and the rerun, finding the new partition holding
+    it, would not look for the old row); it may leave the new row unwritten,
+    which the rerun's :meth:`MirrorSink.lacking` finds and adds. A partition
+    both losing items and gaining moved ones gets two fragments."""
+    removed_from: dict[str, set[str]] = {}  # item id -> the files it is removed from
+    for change in changes:
+        if change.kind is ChangeKind.REMOVED:
+            removed_from.setdefault(change.item_id, set()).add(mirror_key(change.key))
+    first: dict[str, list[Change]] = {}
+    then: dict[str, list[Change]] = {}
+    for change in changes:
+        key = mirror_key(change.key)
+        moved_in = change.kind is not ChangeKind.REMOVED and bool(
+            removed_from.get(change.item_id, set()) - {key}
+        )
+        (then if moved_in else first).setdefault(key, []).append(change)
+    return [*first.items(), *then.items()]
+
+
 @dataclass
 class MirrorSink:
     """Keeps the mirror files of a catalog in line with committed changes.
@@ -1417,10 +1442,7 @@ class MirrorSink:
         create the base files of partitions gaining items if absent, and
         compact a partition with too many fragments when the 1-in-``check_every``
         draw says to look."""
-        by_file: dict[str, list[Change]] = {}
-        for change in changes:
-            by_file.setdefault(mirror_key(change.key), []).append(change)
-        for key, group in by_file.items():
+        for key, group in _tombstones_first(changes):
             latest: dict[str, Change] = {}  # the last create/update of each id
             removed: dict[str, int] = {}
             creates = updates = False

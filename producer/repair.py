@@ -682,14 +682,15 @@ def _extent_needed(exact: dict) -> Callable[[dict], bool]:
 
 def _repair_extents(
     committer: Committer, store: Store, first: AuditReport, linked: AuditReport, report: ReconcileReport
-) -> None:
+) -> set[str]:
     """Set every collection extent to the exact union of what is now linked.
 
     The ``linked`` snapshot only decides which collections to recompute; the
     value comes from a walk made after a shrink marker is in place
     (:meth:`Committer.recompute_extent`), so a register racing this step is
     not left outside the extent. Writes: two compare-and-swaps per
-    collection whose extent changed."""
+    collection whose extent changed. Returns the collections counted fixed."""
+    counted: set[str] = set()
     for coll_key in linked.extents:
         needed = _extent_needed(linked.exact_extent(coll_key))
 
@@ -700,6 +701,22 @@ def _repair_extents(
             stale = [p for p in first.problems if p.key == coll_key and p.kind in ("stale-extent", "extent")]
             for kind in {p.kind for p in stale} or {"stale-extent"}:
                 _bump(report.fixed, kind)
+            counted.add(coll_key)
+    return counted
+
+
+def _count_resolved_extents(
+    first: AuditReport, final: AuditReport, counted: set[str], report: ReconcileReport
+) -> None:
+    """Count as fixed the extent findings of the first audit that the run
+    resolved before its extent step (a registration of missing products
+    merges the extent, which makes an overall box wider than its sub-boxes
+    exact), so that step wrote nothing: gone in the final audit, not yet
+    counted. Else the report showed a finding neither fixed nor failed."""
+    left = {(p.kind, p.key) for p in final.problems}
+    for p in first.problems:
+        if p.kind in ("stale-extent", "extent") and p.key not in counted and (p.kind, p.key) not in left:
+            _bump(report.fixed, p.kind)
 
 
 def _repair_summaries(
@@ -974,7 +991,7 @@ def reconcile(
     linked = audit(store, validator, schemas=False, keep_items=False, on_item=_IndexCheck(committer, report))
     _record_layouts(committer, linked, report)
     _link_mirrors(committer, linked, report)
-    _repair_extents(committer, store, first, linked, report)
+    counted = _repair_extents(committer, store, first, linked, report)
     _repair_summaries(committer, store, linked, report)
     # group-commit intents applied, unreadable or stale (their items were linked in 3.)
     for coll_id in sorted({collection_of(key) for key in first.intents}):
@@ -987,6 +1004,7 @@ def reconcile(
 
     final = audit(store, validator, check_assets=False, keep_items=False)
     report.remaining = final.problems + unresolved
+    _count_resolved_extents(first, final, counted, report)
     if report.found.get("missing-root") and not any(p.kind == "missing-root" for p in final.problems):
         _bump(report.fixed, "missing-root")  # restored above, or made by the registration in 4.
     # 7. the pgSTAC database, brought in line with the repaired catalog

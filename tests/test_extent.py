@@ -230,3 +230,29 @@ def test_an_update_that_moves_an_edge_item_inward_gives_the_exact_extent(tiles, 
     assert coll["extent"] == docs.exact_extent(items)
     assert coll["extent"]["temporal"]["interval"] == [["2024-01-01T00:00:00Z", "2024-03-01T00:00:00Z"]]
     assert producer.validate_catalog(str(catalog_dir)) == []
+
+
+def test_a_stale_extent_made_exact_by_the_products_reconcile_registers_counts_as_fixed(tmp_path):
+    """A collection whose overall box is wider than its sub-boxes, repaired
+    with ``reconcile --fix --data`` that registers a missing product: the
+    registration's extent merge makes the extent exact before the extent
+    step looks, which then has nothing to write. Before, the report said
+    ``stale-extent`` found 1, fixed 0, with nothing remaining: a finding
+    neither fixed nor failed. It now counts as fixed."""
+    from tests.crashes import write_tile
+
+    data = tmp_path / "data"
+    tiles = [write_tile(data, f"t{i}_2024011{i}.tif", 10.0 + i, 40.0 + i) for i in range(3)]
+    catalog = tmp_path / "cat"
+    results = producer.register(tiles[:2], catalog=str(catalog), collection="c")
+    assert all(r.ok for r in results), [r.error for r in results]
+    coll_path = catalog / "c" / "collection.json"
+    coll = json.loads(coll_path.read_text())
+    coll["extent"]["spatial"]["bbox"][0] = [-50.0, -50.0, 50.0, 60.0]
+    coll_path.write_text(json.dumps(coll, indent=2))
+
+    report = producer.reconcile(str(catalog), fix=True, data=str(data), collection="c")
+    assert report.remaining == [], [str(p) for p in report.remaining]
+    assert report.found == {"stale-extent": 1, "missing-product": 1}
+    assert report.fixed == {"stale-extent": 1, "missing-product": 1}
+    assert producer.validate_catalog(str(catalog)) == []

@@ -436,3 +436,83 @@ def test_a_stalled_catalog_request_gives_up_in_bounded_time_naming_the_object_an
             "absent",
         )
         assert producer.validate_catalog(catalog, storage_options=good) == []
+
+
+@pytest.mark.parametrize(
+    "method, pattern",
+    [("DELETE", r"/stac/c/gone_20240301/gone_20240301\.json$"), ("PUT", r"/stac/c/collection\.json$")],
+    ids=["item-delete", "collection-put"],
+)
+def test_a_removal_event_whose_catalog_write_fails_names_the_object_and_logs_no_traceback(
+    method, pattern, faults, s3_server, tmp_path, caplog
+):
+    """An S3 delete event whose removal hits a 503 on a catalog write: the
+    failure is a storage error like any other. Before, the handler logged it
+    with a full traceback (``log.exception``, as for a bug; the CLI printed
+    it on stderr) and its error text was only ``StoreError: ...`` naming the
+    catalog document, so the Lambda's error for a direct invocation did not
+    say which object's removal failed. The object is named, no traceback is
+    logged, and the rerun once storage is back removes the item."""
+    import logging
+
+    from producer.events import HandlerConfig, handle
+    from tests.test_events import _s3_notification
+
+    bucket = s3_server.new_bucket()
+    gone = _upload(s3_server, bucket, rasters.write_wgs84(tmp_path), "data/gone_20240301.tif")
+    opts = {**_proxied_options(faults), "config_kwargs": {"retries": {"max_attempts": 1}}}
+    catalog = f"s3://{bucket}/stac"
+    (first,) = producer.register([gone], catalog=catalog, collection="c", storage_options=opts)
+    assert first.ok, first.error
+    s3_server.client().delete_object(Bucket=bucket, Key="data/gone_20240301.tif")
+    payload = _s3_notification("data/gone_20240301.tif", "ObjectRemoved:Delete")
+    payload["Records"][0]["s3"]["bucket"]["name"] = bucket
+    config = HandlerConfig(catalog=catalog, collection="c", storage_options=opts)
+
+    faults.add(method, pattern, "503")
+    with caplog.at_level(logging.WARNING, logger="producer"):
+        out = handle(payload, config)
+    faults.clear()
+    (failure,) = out["failed"]
+    assert failure["url"] == gone and failure["error"].startswith(f"{gone}: "), failure
+    assert "retry" in failure["error"], failure
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
+    assert [r for r in caplog.records if gone in r.getMessage() and "SlowDown" in r.getMessage()]
+
+    again = handle(payload, config)
+    assert again["failed"] == [] and [r["id"] for r in again["removed"]] == ["gone_20240301"], again
+    assert producer.validate_catalog(catalog, storage_options=opts) == []
+
+
+def test_cli_remove_whose_collection_write_fails_names_the_item_and_the_rerun(faults, s3_server, tmp_path):
+    """``remove`` hitting a 503 on the collection's write (the item is
+    marked by then): before, stderr said only "Error: S3 put_object failed
+    for .../collection.json ...", naming neither the item nor how to finish
+    it, and ``--json`` printed nothing on stdout. Now the error names the
+    item and the rerun, ``--json`` prints an error object, exit 1; the
+    rerun removes the item."""
+    bucket = s3_server.new_bucket()
+    product = _upload(s3_server, bucket, rasters.write_wgs84(tmp_path), "data/x_20240301.tif")
+    catalog = f"s3://{bucket}/stac"
+    opts = _proxied_options(faults)
+    (first,) = producer.register([product], catalog=catalog, collection="c", storage_options=opts)
+    assert first.ok, first.error
+    args = ["remove", "x_20240301", "-c", catalog, "--collection", "c", "--json"]
+    args += ["-o", f"endpoint_url={faults.endpoint_url}", "-o", "key=testing", "-o", "secret=testing"]
+
+    faults.add("PUT", r"/stac/c/collection\.json$", "503")
+    res = _cli(args)
+    faults.clear()
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    (line,) = [line for line in res.stdout.splitlines() if line.startswith("{")]
+    out = json.loads(line)
+    assert out["id"] == "x_20240301" and out["action"] == "error" and out["error_type"] == "storage", out
+    for text in (out["error"], res.stderr):
+        assert "x_20240301: not removed" in text and "collection.json" in text, text
+        assert "remove again" in text and "reconcile --fix" in text, text
+
+    again = _cli(args)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["action"] == "removed"
+    assert producer.validate_catalog(catalog, storage_options=opts) == []

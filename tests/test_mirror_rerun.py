@@ -163,3 +163,37 @@ def test_an_asset_removal_killed_before_the_mirror_write_is_repaired_by_its_reru
     assert mirror.diff(store, "g").clean
     (found,) = producer.search(store)["features"]
     assert sorted(found["assets"]) == ["B01"]
+
+
+def test_a_batch_moving_items_from_two_partitions_killed_after_any_write_is_repaired_by_its_rerun(
+    tmp_path: Path,
+) -> None:
+    """One register moves two items, from February and from March, into May.
+    Killed after the May fragment was written but before March's tombstone,
+    the rerun found both items unchanged and held by May, so it wrote
+    nothing: search returned the March item twice (old and new datetime)
+    until a reconcile --fix. The tombstones of moved items now go first, so
+    a crash can only leave the new row unwritten, which the rerun adds."""
+    from tests.crashes import copy_state, crash_runs
+
+    folder = tmp_path / "tiles"
+    tiles = [str(write_tile(folder, "f.tif", 5.0, 45.0)), str(write_tile(folder, "m.tif", 6.0, 46.0))]
+    template = LocalStore(str(tmp_path / "template"))
+    args: dict[str, Any] = {"collection": "c", "partition": "year/month"}
+    for tile, when in zip(tiles, ("2024-02-10T00:00:00Z", "2024-03-10T00:00:00Z")):
+        (first,) = producer.register([tile], catalog=template, datetime=when, **args)
+        assert first.ok, first.error
+
+    def move(store: Any) -> None:
+        results = producer.register(tiles, catalog=store, datetime="2024-05-10T00:00:00Z", **args)
+        assert all(r.ok for r in results), [r.error for r in results]
+
+    points = 0
+    for n, store, writes in crash_runs(lambda: copy_state(template), move):
+        points += 1
+        move(store)
+        found = sorted((f["id"], f["properties"]["datetime"]) for f in producer.search(store)["features"])
+        where = f"rerun after a kill after write {n} ({writes[-1]})"
+        assert found == [("f", "2024-05-10T00:00:00Z"), ("m", "2024-05-10T00:00:00Z")], where
+        assert mirror.diff(store, "c").clean, where
+    assert points >= 3

@@ -192,3 +192,26 @@ def test_a_catalog_path_that_is_a_file_is_phrased_for_readers_too(tmp_path, verb
     assert "the catalog path is a file, not a directory" in res.output
     assert "cannot be written" not in res.output and "the catalog's folder" in res.output
     assert afile.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
+def test_a_failed_collection_write_does_not_call_an_already_linked_item_unlinked(products, tmp_path):
+    """A batch of an item registered before (unchanged, linked) and a new
+    one, whose collection write fails: before, both products said "item
+    written but not linked", though the first was neither written nor
+    unlinked (validate found one orphan, the new item). The linked one now
+    says it is linked and that the catalogs above it were not updated; the
+    new one's error is as before."""
+    root = tmp_path / "catalog"
+    (first,) = producer.register([products[0]], catalog=str(root), collection="c")
+    assert first.ok, first.error
+    store = RawOSErrorOnPut(
+        open_store(str(root)), "collection.json", OSError(errno.ENOSPC, "No space left on device")
+    )
+    old, new = producer.register(products[:2], catalog=store, collection="c")
+    assert [old.action, new.action] == ["error", "error"]
+    assert old.error_type == new.error_type == "storage"
+    assert "written but not linked" in (new.error or ""), new.error
+    assert "not linked" not in (old.error or "") and "unchanged and linked" in (old.error or ""), old.error
+    assert "No space left on device" in (old.error or "") and "rerun the registration" in (old.error or "")
+    orphans = [p.key for p in producer.validate_catalog(str(root)) if p.kind == "orphan"]
+    assert orphans == [f"c/{Path(products[1]).stem}/{Path(products[1]).stem}.json"]
