@@ -47,8 +47,8 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Callable, Hashable, Mapping
-from contextlib import ExitStack
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,6 +180,38 @@ def _unreadable(location: str, what: str, exc: BaseException) -> InputError:
     )
 
 
+@contextmanager
+def _quiet_references(seen: list[str]) -> Iterator[None]:
+    """Open with xarray's UserWarning about a ``grid_mapping`` or
+    ``coordinates`` attribute naming a variable the file lacks kept from the
+    caller (a warning printed beside the product's error names no product);
+    the messages are appended to ``seen``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", message=r"Variable\(s\) referenced in", category=UserWarning)
+        yield
+    for warning in caught:
+        if re.match(r"Variable\(s\) referenced in", str(warning.message)):
+            seen.append(str(warning.message))
+        else:  # any other warning goes on as it came
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno, source=warning.source
+            )
+
+
+def _restore_grid_mappings(ds: Any, seen: list[str], handle: Any) -> None:
+    """Put back, into the encoding of each variable of ``ds``, the
+    ``grid_mapping`` attribute xarray dropped because it names a variable
+    the file lacks (``seen``: its warnings), read from ``handle`` (an open
+    netCDF4 Dataset): :func:`_missing_grid_mapping` then names it."""
+    if not any("grid_mapping" in message for message in seen):
+        return
+    for name, var in ds.variables.items():
+        stored = handle.variables.get(str(name))
+        raw = stored.__dict__.get("grid_mapping") if stored is not None else None
+        if raw and "grid_mapping" not in var.attrs and "grid_mapping" not in var.encoding:
+            var.encoding["grid_mapping"] = str(raw)
+
+
 def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _Opened:
     """Open a NetCDF (classic or NetCDF-4) with xarray's netCDF4 engine.
 
@@ -203,11 +235,16 @@ def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _O
 
         _check_magic(read(0, 8), location)
         check_netcdf_complete(read, size, location)
+        seen: list[str] = []
         try:
-            ds = xr.open_dataset(location, engine="netcdf4", **_DECODE)
+            with _quiet_references(seen):
+                ds = xr.open_dataset(location, engine="netcdf4", **_DECODE)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             raise _unreadable(location, "NetCDF file", exc) from None
         stack.callback(ds.close)
+        if seen:
+            with netCDF4.Dataset(location, mode="r") as raw:
+                _restore_grid_mappings(ds, seen, raw)
 
         def local_groups() -> list[str]:
             with netCDF4.Dataset(location, mode="r") as handle:
@@ -241,11 +278,14 @@ def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _O
         handle = netCDF4.Dataset(os.path.basename(path), mode="r", memory=data)
     except (OSError, ValueError, RuntimeError) as exc:
         raise _unreadable(location, "NetCDF file", exc) from None
+    seen = []
     try:
-        ds = xr.open_dataset(xr.backends.NetCDF4DataStore(handle), **_DECODE)
+        with _quiet_references(seen):
+            ds = xr.open_dataset(xr.backends.NetCDF4DataStore(handle), **_DECODE)
     except BaseException:
         handle.close()
         raise
+    _restore_grid_mappings(ds, seen, handle)
     stack.callback(ds.close)  # closes the netCDF4 handle too
     return _Opened(
         ds, size, {"engine": "h5netcdf"} if data[:4] == b"\x89HDF" else {}, lambda: _group_paths(handle)
@@ -477,6 +517,48 @@ def _grid_mapping_name(ds: Any, names: list[str] | None = None) -> str | None:
             name = str(raw).split(":")[0].split()[0]
             if name in ds.variables:
                 return name
+    return None
+
+
+def _crs_variables(ds: Any) -> list[str]:
+    """Variables that describe a CRS (a CF ``grid_mapping_name``, or the
+    ``crs_wkt``/``spatial_ref`` WKT GDAL and rioxarray write)."""
+    return [
+        str(name)
+        for name, var in ds.variables.items()
+        if any(var.attrs.get(key) for key in ("grid_mapping_name", "crs_wkt", "spatial_ref"))
+    ]
+
+
+def _missing_grid_mapping(ds: Any, x_name: str, y_name: str, where: str) -> NoGeoreferenceError | None:
+    """The error for x/y coordinates whose data variable names, in its
+    ``grid_mapping`` attribute, a variable the file does not hold (a typo, or
+    a variable dropped by a tool that rewrote the file); ``None`` when no
+    variable does."""
+    for owner, var in ds.variables.items():
+        raw = var.attrs.get("grid_mapping") or var.encoding.get("grid_mapping")
+        if not raw:
+            continue
+        named = str(raw).split(":")[0].split()[0] if str(raw).split() else ""
+        if not named or named in ds.variables:
+            continue
+        found = _crs_variables(ds)
+        if found:
+            crs = found[0]
+            holds = f"The file's variable(s) describing a CRS: {', '.join(map(repr, found))}. "
+            fix = (
+                f"Write a new file in which the grid_mapping of {str(owner)!r} names {crs!r}, e.g. with xarray: "
+                f"ds[{str(owner)!r}].attrs['grid_mapping'] = {crs!r}; ds.to_netcdf('fixed.nc') "
+                f"(or `ncatted -a grid_mapping,{owner},o,c,{crs} in.nc fixed.nc`), then register the new file"
+            )
+        else:
+            holds = "No variable in the file describes a CRS either. "
+            fix = GEOREF_FIX
+        return NoGeoreferenceError(
+            f"{where}: the grid_mapping attribute of variable {str(owner)!r} names {named!r}, but the file "
+            f"has no variable {named!r}, so the CRS of the x/y coordinates {x_name!r}/{y_name!r} is "
+            f"unknown. {holds}{fix}"
+        )
     return None
 
 
@@ -902,7 +984,7 @@ def _one_grid(ds: Any, where: str, key: _GridKey | None, mapping: str | None) ->
         elif _is_lon(x_name, ds[x_name]) and _is_lat(y_name, ds[y_name]):
             crs = CRS.from_epsg(4326)  # CF: latitude/longitude coordinates are geographic
         else:
-            raise NoGeoreferenceError(
+            raise _missing_grid_mapping(ds, x_name, y_name, where) or NoGeoreferenceError(
                 f"{where}: the x/y coordinates {x_name!r}/{y_name!r} have no grid_mapping naming their "
                 f"CRS. {GEOREF_FIX}"
             )
