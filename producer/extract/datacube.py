@@ -65,6 +65,7 @@ from producer.extract.datetimes import (
     from_acdd,
     from_time_axis,
     in_microseconds,
+    is_absolute_time,
     resolve_datetime,
 )
 from producer.extract.failures import storage_failure
@@ -1180,7 +1181,8 @@ def _time_names(ds: Any) -> list[str]:
             continue
         seen.add(name)
         var = ds.variables[name]
-        if " since " not in f" {_attr(var, 'units').lower()} ":
+        units = _attr(var, "units")
+        if " since " not in f" {units.lower()} " and not is_absolute_time(units):
             continue
         if (
             _attr(var, "axis").upper() == "T"
@@ -1322,7 +1324,11 @@ def _one_time(ds: Any, name: str, where: str) -> _Time | None:
     dimension: dict[str, Any] = {"type": "temporal", "extent": [format_time(first), format_time(last)]}
     if len(ordered) <= MAX_VALUES:
         dimension["values"] = [format_time(t) for t in cf_datetimes(ordered, units, calendar, what)]
-    step = _iso_step(ordered, units, calendar)
+    step = (
+        _iso_duration(cf_datetimes(ordered, units, calendar, what))
+        if is_absolute_time(units)
+        else _iso_step(ordered, units, calendar)
+    )
     if step:
         dimension["step"] = step
     if _attr(var, "long_name"):
@@ -1385,7 +1391,19 @@ def _iso_step(ordered: list[float], units: str, calendar: str | None) -> str | N
     scale = _unit_seconds(units, calendar)
     if scale is None:
         return None
-    steps = {round((b - a) * scale, 3) for a, b in zip(ordered, ordered[1:], strict=False)}
+    return _duration({round((b - a) * scale, 3) for a, b in zip(ordered, ordered[1:], strict=False)})
+
+
+def _iso_duration(times: list[Any]) -> str | None:
+    """:func:`_iso_step` of an axis given as its datetimes (CDO's absolute
+    axis, whose numbers are dates, not counts of a unit)."""
+    if len(times) < 2:
+        return None
+    return _duration({(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)})
+
+
+def _duration(steps: set[float]) -> str | None:
+    """ISO 8601 duration of the one step in ``steps`` (seconds), or ``None``."""
     if len(steps) != 1:
         return None
     seconds = steps.pop()

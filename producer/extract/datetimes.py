@@ -15,6 +15,7 @@ Nothing here opens files: the tag source gets the tags from the caller.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -581,18 +582,81 @@ def _full_offset(units: str) -> str:
     )
 
 
+#: CDO's absolute time axis (``cdo -a``, ``setreftime`` off): the value is the
+#: date itself. CDI writes ``day as %Y%m%d.%f`` (the fraction: of the day),
+#: ``month as %Y%m.%f`` and ``year as %Y.%f``; it reads the fraction of a
+#: month or year as nothing (the month's, the year's first day), and so does this
+_ABSOLUTE = re.compile(r"^\s*(day|month|year)s?\s+as\s+%Y(?:%m(?:%d)?)?\.%f\s*$", re.IGNORECASE)
+_ABSOLUTE_DIGITS = {"day": 8, "month": 6, "year": 4}
+
+
+def is_absolute_time(units: str) -> bool:
+    """Whether ``units`` are those of CDO's absolute time axis (``day as %Y%m%d.%f``)."""
+    return _absolute_form(units) is not None
+
+
+def _absolute_form(units: str) -> str | None:
+    """``day``, ``month`` or ``year``: the unit of CDO absolute ``units``, when
+    its digits match it (``day as %Y%m%d.%f``, not ``day as %Y.%f``)."""
+    match = _ABSOLUTE.match(units)
+    if match is None:
+        return None
+    unit = match[1].lower()
+    digits = 4 + 2 * units.count("%m") + 2 * units.count("%d")
+    return unit if digits == _ABSOLUTE_DIGITS[unit] else None
+
+
+def _absolute_datetimes(
+    values: Any, units: str, unit: str, calendar: str | None, where: str
+) -> list[datetime]:
+    """The dates of a CDO absolute time axis (see :data:`_ABSOLUTE`) in
+    ``calendar``, through :func:`_cf_instant` like any CF date; the day's
+    fraction to the second, as CDI reads it."""
+    import cftime  # noqa: PLC0415 (only datacubes need it)
+    import numpy as np  # noqa: PLC0415
+
+    name = (calendar or "standard").strip().lower()
+    out: list[datetime] = []
+    for value in np.asarray(values, dtype="float64").ravel().tolist():
+        whole = math.floor(value) if math.isfinite(value) else 0
+        text = f"{whole:0{_ABSOLUTE_DIGITS[unit]}d}"
+        try:
+            if not math.isfinite(value) or whole < 0 or len(text) > _ABSOLUTE_DIGITS[unit]:
+                raise ValueError("not a date of this form")
+            year = int(text[:4])
+            month = int(text[4:6]) if unit != "year" else 1
+            day = int(text[6:8]) if unit == "day" else 1
+            date = cftime.datetime(year, month, day, calendar=name)
+            if unit == "day":
+                date = date + timedelta(seconds=round((value - whole) * 86400.0))
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise InputError(
+                f"{where}: time value {value:.6f} is no date in the units {units!r} (CDO's absolute time "
+                f"axis: the value is the date, e.g. 20240513.5 for noon on 13 May 2024), calendar "
+                f"{name!r}: {exc}; correct it in a new file (e.g. `cdo -r copy in.nc fixed.nc` writes a "
+                "relative axis), or pass the datetime option",
+                hints=(DATETIME_HINT,),
+            ) from None
+        out.append(_cf_instant(date, where))
+    return out
+
+
 def cf_datetimes(values: object, units: str, calendar: str | None, where: str) -> list[datetime]:
     """Numbers on a CF time axis (``<unit> since <epoch>`` in any spelling
     cftime reads: ``days since 1950-1-1``, ``Hour since ...``, an epoch with a
     ``UTC`` suffix or an offset) in any CF calendar → aware UTC datetimes
     (real-day calendars converted to the instant, model calendars' dates
-    kept: see :func:`_cf_instant`).
+    kept: see :func:`_cf_instant`); CDO's absolute axis (``day as
+    %Y%m%d.%f``: the value is the date) too.
 
     Raises :class:`InputError` naming ``where`` when the units or calendar
     are not CF or a value is out of range. Imports cftime (lazily).
     """
     import cftime  # noqa: PLC0415 (only datacubes need it)
 
+    absolute = _absolute_form(units)
+    if absolute is not None:
+        return _absolute_datetimes(values, units, absolute, calendar, where)
     values, units = in_microseconds(values, units)
     try:
         decoded = cftime.num2date(
