@@ -462,7 +462,9 @@ def from_tags(
 
     1. ``ACQUISITIONDATETIME`` in GDAL's ``IMAGERY`` domain (``imagery``);
     2. NetCDF ACDD globals ``NC_GLOBAL#time_coverage_start``/``_end`` (a range;
-       the ``GDAL_``-prefixed copies GDAL writes are accepted too);
+       without an end, start plus ``time_coverage_duration`` when that is an
+       ISO 8601 duration; the ``GDAL_``-prefixed copies GDAL writes are
+       accepted too);
     3. NetCDF time coordinate: ``NETCDF_DIM_time`` (band or dataset tag) with
        ``time#units`` = ``<unit> since <epoch>`` on a standard calendar;
     4. ``TIFFTAG_DATETIME`` (``YYYY:MM:DD HH:MM:SS``; note that TIFF defines it as
@@ -490,6 +492,10 @@ def from_tags(
         end = parse(tags.get(prefix + "time_coverage_end"), end=True)
         if start is not None and end is not None and end >= start:
             return DatetimeResult(None, start, end, "tags", prefix + "time_coverage_start/end")
+        if start is not None and end is None and not tags.get(prefix + "time_coverage_end"):
+            after = after_duration(start, tags.get(prefix + ACDD_DURATION))
+            if after is not None:
+                return DatetimeResult(None, start, after, "tags", prefix + "time_coverage_start/duration")
         if start is not None and end is None:
             return DatetimeResult(start, None, None, "tags", prefix + "time_coverage_start")
 
@@ -507,6 +513,48 @@ def from_tags(
 
 #: the ACDD global attributes that may give a datacube its time range
 ACDD_START, ACDD_END = "time_coverage_start", "time_coverage_end"
+ACDD_DURATION = "time_coverage_duration"
+
+#: an ISO 8601 duration (``P1D``, ``PT6H``, ``P1M``, ``P1Y2M3DT4H5M6S``,
+#: ``P2W``); a fraction only in the last part given, as ISO 8601 allows, and
+#: never in years or months, which have no fixed length
+_DURATION_RE = re.compile(
+    r"^P(?!$)(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+(?:[.,]\d+)?)W)?"
+    r"(?:(?P<days>\d+(?:[.,]\d+)?)D)?"
+    r"(?:T(?=\d)(?:(?P<hours>\d+(?:[.,]\d+)?)H)?(?:(?P<minutes>\d+(?:[.,]\d+)?)M)?"
+    r"(?:(?P<seconds>\d+(?:[.,]\d+)?)S)?)?$",
+    re.IGNORECASE,
+)
+
+
+def after_duration(start: datetime, text: object) -> datetime | None:
+    """``start`` plus the ISO 8601 duration ``text`` (years and months on the
+    calendar: 31 January plus ``P1M`` is the last day of February);
+    ``None`` when ``text`` is no positive duration of that form or the end
+    leaves the years 1-9999."""
+    match = _DURATION_RE.match(str(text).strip()) if text is not None else None
+    if match is None:
+        return None
+    parts = {key: float(value.replace(",", ".")) for key, value in match.groupdict().items() if value}
+    given = [
+        key for key in ("years", "months", "weeks", "days", "hours", "minutes", "seconds") if key in parts
+    ]
+    if any(not parts[key].is_integer() for key in given[:-1]):
+        return None  # a fraction before the last part
+    try:
+        months = start.month - 1 + int(parts.get("months", 0)) + 12 * int(parts.get("years", 0))
+        year, month = start.year + months // 12, months % 12 + 1
+        day = min(start.day, (date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)).day)
+        end = start.replace(year=year, month=month, day=day) + timedelta(
+            weeks=parts.get("weeks", 0),
+            days=parts.get("days", 0),
+            hours=parts.get("hours", 0),
+            minutes=parts.get("minutes", 0),
+            seconds=parts.get("seconds", 0),
+        )
+    except (ValueError, OverflowError):
+        return None
+    return end if end > start else None
 
 
 #: calendars (as cftime names them) whose days are real days: a date in one is
@@ -685,8 +733,9 @@ def from_time_axis(
 
 
 def from_acdd(attrs: Mapping[str, object]) -> DatetimeResult | None:
-    """ACDD ``time_coverage_start``/``_end`` global attributes → a range, or an
-    instant when only the start is given; ``None`` when there is no start, or
+    """ACDD ``time_coverage_start``/``_end`` global attributes → a range (start
+    and ``time_coverage_duration`` when no end is given), or an instant when
+    only the start is given (or a duration that is no ISO 8601 one); ``None`` when there is no start, or
     when the end is given but is not a date (``"present"``: an open-ended
     dataset has no end a STAC item can hold). GDAL's ``GDAL_``-prefixed
     copies of the attributes are read when the originals are absent."""
@@ -699,6 +748,9 @@ def from_acdd(attrs: Mapping[str, object]) -> DatetimeResult | None:
     if start is None:
         return None
     if end_raw in (None, ""):
+        end = after_duration(start, attrs.get(prefix + ACDD_DURATION))
+        if end is not None:  # ACDD: the data covers start .. start + duration
+            return DatetimeResult(None, start, end, "tags", f"{ACDD_START}/duration")
         return DatetimeResult(start, None, None, "tags", ACDD_START)
     try:
         end = parse_datetime(str(end_raw), end=True)
