@@ -383,11 +383,15 @@ def _zarr_consolidated(location: str, options: ExtractOptions) -> tuple[bool, in
     try:
         if fs.exists(f"{root}/zarr.json", **strict):
             meta = json.loads(fs.cat_file(f"{root}/zarr.json"))
+            if isinstance(meta, dict) and meta.get("node_type") == "array":
+                raise _root_array(location, "zarr.json")
             return bool(meta.get("consolidated_metadata")), 3
         if fs.exists(f"{root}/.zmetadata", **strict):
             return True, 2
         if fs.exists(f"{root}/.zgroup", **strict):
             return False, 2
+        if fs.exists(f"{root}/.zarray", **strict):
+            raise _root_array(location, ".zarray")
         exists = fs.exists(root)
     except ProducerError:
         raise
@@ -398,6 +402,20 @@ def _zarr_consolidated(location: str, options: ExtractOptions) -> tuple[bool, in
     raise InputError(
         f"{redact(location)}: not a Zarr store (no zarr.json, .zmetadata or .zgroup at its root); "
         "register the store's root folder"
+    )
+
+
+def _root_array(location: str, document: str) -> InputError:
+    """The error for a Zarr store whose root is one array (its ``document``,
+    ``.zarray`` or ``zarr.json``, says so), not a group: xarray reads a
+    dataset from a group of arrays, and a bare array names no dimension,
+    coordinate or CRS."""
+    return InputError(
+        f"{redact(location)}: its root is a Zarr array ({document} at the root), not a group: xarray reads "
+        "a Zarr store as a group of arrays with named dimensions and coordinates, so a bare array is no "
+        "dataset to describe (no latitude, longitude or time). Write it into a new store as a dataset, "
+        "e.g. with xarray and zarr: xarray.Dataset({'v': (('y', 'x'), zarr.open_array('in.zarr')[:])}, "
+        "coords={'y': lats, 'x': lons}).to_zarr('fixed.zarr'), then register the new store"
     )
 
 
