@@ -209,7 +209,9 @@ def test_netcdf_with_acdd_start_and_duration_is_a_window(tmp_path: Path) -> None
 # --------------------------------------------------------------------------- WRF
 
 
-def _wrfout(path: Path, times: list[str], *, moving: bool = False, staggered: bool = False) -> Path:
+def _wrfout(
+    path: Path, times: list[str], *, moving: bool = False, staggered: bool = False, coordinates: bool = True
+) -> Path:
     """A wrfout file as WRF writes it: ``Times`` characters, ``XLAT``/``XLONG``
     per time step, fields naming them in ``coordinates``."""
     steps, ny, nx = len(times), 4, 5
@@ -237,7 +239,11 @@ def _wrfout(path: Path, times: list[str], *, moving: bool = False, staggered: bo
         xtime.units = xtime.description = f"minutes since {times[0].replace('_', ' ')}"
         xtime[:] = 60.0 * np.arange(steps)
         t2 = nc.createVariable("T2", "f4", ("Time", "south_north", "west_east"))
-        t2.units, t2.coordinates = "K", "XLONG XLAT XTIME"
+        t2.units = "K"
+        if coordinates:
+            t2.coordinates = "XLONG XLAT XTIME"
+        else:  # as a tool that dropped the attributes leaves it
+            del lat.coordinates, lon.coordinates
         t2[:] = np.full((steps, ny, nx), 290.0, "f4")
         if staggered:
             nc.createDimension("west_east_stag", nx + 1)
@@ -283,6 +289,13 @@ def test_wrf_one_step_is_an_instant_and_staggered_grids_count(tmp_path: Path) ->
     doc = create_item(path).to_dict()
     assert doc["properties"]["datetime"] == "2024-05-01T06:00:00Z"
     assert doc["bbox"][0] == pytest.approx(4.95, abs=1e-5)  # the U grid's west edge
+
+
+def test_wrf_fields_without_a_coordinates_attribute_still_lie_on_xlat_xlong(tmp_path: Path) -> None:
+    path = _wrfout(tmp_path / "wrfout_d01_subset.nc", ["2024-05-01_00:00:00"], coordinates=False)
+    doc = create_item(path).to_dict()
+    assert doc["bbox"] == pytest.approx([5.0, 45.0, 5.4, 45.3], abs=1e-5)
+    assert doc["properties"]["cube:variables"]["XLAT"]["type"] == "auxiliary"
 
 
 def test_wrf_moving_nest_is_refused_naming_it(tmp_path: Path) -> None:

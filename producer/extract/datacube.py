@@ -66,6 +66,7 @@ from producer.extract.datetimes import (
     from_time_axis,
     in_microseconds,
     is_absolute_time,
+    parse_datetime,
     resolve_datetime,
 )
 from producer.extract.failures import storage_failure
@@ -868,12 +869,43 @@ def _outline(array: Any) -> Any:
     )
 
 
+def _per_step(var: Any) -> bool:
+    """Whether ``var`` is a lat/lon array written once per time step
+    (WRF's ``XLAT(Time, south_north, west_east)``): 3-D, along a time
+    dimension first."""
+    return var.ndim == 3 and str(var.dims[0]).lower() in _TIME_NAMES
+
+
+def _first_step(lon_name: str, lat_name: str, lon_var: Any, lat_var: Any, where: str) -> tuple[Any, Any]:
+    """The lat/lon arrays ``lon_var``/``lat_var`` (see :func:`_per_step`)
+    at their first time step, which is every step's grid; a grid that moves
+    from step to step (a WRF moving nest) is no one footprint, and is
+    refused."""
+    import numpy as np  # noqa: PLC0415
+
+    step = str(lon_var.dims[0])
+    if int(lon_var.sizes[step]) > 1:
+        for name, var in ((lat_name, lat_var), (lon_name, lon_var)):
+            first = _coordinate_values(name, var.isel({step: 0}))
+            last = _coordinate_values(name, var.isel({step: -1}))
+            if not np.allclose(first, last, rtol=0.0, atol=1e-5, equal_nan=True):
+                raise NoGeoreferenceError(
+                    f"{where}: its lat/lon arrays {lat_name!r}/{lon_name!r} change along {step!r} (a moving "
+                    "nest, as WRF writes one that follows a storm): the grid is not one place for the whole "
+                    f"file. Register one time step per file, e.g. `ncks -d {step},0 in.nc step0.nc` or with "
+                    f"xarray: ds.isel({step}=[0]).to_netcdf('step0.nc'), then register those"
+                )
+    return lon_var.isel({step: 0}), lat_var.isel({step: 0})
+
+
 def _curvilinear_grid(ds: Any, lon_name: str, lat_name: str, where: str) -> _Grid:
     """A grid whose lat/lon are 2-D arrays: footprint from their outline
     (cell centres), ``proj:shape`` only (no affine transform exists)."""
     import numpy as np  # noqa: PLC0415
 
     lon_var, lat_var = ds[lon_name], ds[lat_name]
+    if _per_step(lon_var) and lon_var.dims == lat_var.dims:
+        lon_var, lat_var = _first_step(lon_name, lat_name, lon_var, lat_var, where)
     if lon_var.dims != lat_var.dims:
         lat_var = lat_var.transpose(*lon_var.dims)
     # fill values (and cells where the other coordinate is missing) are NaN
@@ -925,7 +957,7 @@ def _horizontal_axes(ds: Any) -> tuple[list[str], list[str], list[str], list[str
     ``lat(y)``: CF auxiliary coordinates of a grid), 2-D longitude and
     latitude arrays."""
     one_d = {name: var for name, var in ds.coords.items() if var.ndim == 1 and name in ds.dims}
-    two_d = {name: var for name, var in ds.coords.items() if var.ndim == 2}
+    two_d = {name: var for name, var in ds.coords.items() if var.ndim == 2 or _per_step(var)}
     aux = {
         name: var
         for name, var in ds.coords.items()
@@ -1278,7 +1310,7 @@ def get_time(ds: Any, where: str) -> _Time | None:
     of them all, and an entry for each."""
     names = _time_names(ds)
     if not names:
-        return None
+        return _wrf_times(ds, where)
     # other time dimensions, and the valid times of a forecast (cfgrib's
     # ``valid_time(time, step)``, standard_name ``time`` beside the reference
     # ``time``): the data's window spans them, not the reference times alone
@@ -1304,6 +1336,50 @@ def get_time(ds: Any, where: str) -> _Time | None:
     )
     dimensions = {t.name: t.dimension for t in times}
     return _Time(times[0].name, result, times[0].dimension, dimensions)
+
+
+#: WRF's time of each step, ``YYYY-MM-DD_HH:MM:SS`` characters
+_WRF_TIMES = "Times"
+
+
+def _wrf_times(ds: Any, where: str) -> _Time | None:
+    """The time axis of WRF output: its ``Times`` variable (characters,
+    ``2024-05-01_00:00:00`` per step, UTC as WRF runs), under the
+    dimension it runs along (``Time``); ``None`` without one, or when no step
+    was written yet (empty strings)."""
+    import numpy as np  # noqa: PLC0415
+
+    var = ds.variables.get(_WRF_TIMES)
+    if var is None or var.ndim != 1 or var.dtype.kind not in "SUO":
+        return None
+    texts = [v.decode("ascii", "replace") if isinstance(v, bytes) else str(v) for v in np.asarray(var.values)]
+    texts = [t.strip().strip("\x00") for t in texts]
+    what = f"{where}: WRF time variable {_WRF_TIMES!r}"
+    try:
+        times = sorted({parse_datetime(t) for t in texts if t})
+    except ValueError as exc:
+        raise InputError(
+            f"{what} holds a value that is no date ({exc}; WRF writes 'YYYY-MM-DD_HH:MM:SS'): correct it "
+            "in a new file, or pass the datetime option",
+            hints=(DATETIME_HINT,),
+        ) from None
+    if not times:
+        return None
+    dim = str(var.dims[0])
+    result = from_time_axis(
+        times[0], times[-1], steps=len(times), bounded=False, name=_WRF_TIMES, where=where
+    )
+    dimension: dict[str, Any] = {
+        "type": "temporal",
+        "extent": [format_time(times[0]), format_time(times[-1])],
+        "description": f"WRF time steps, from {_WRF_TIMES!r}",
+    }
+    if len(times) <= MAX_VALUES:
+        dimension["values"] = [format_time(t) for t in times]
+    step = _iso_duration(times)
+    if step:
+        dimension["step"] = step
+    return _Time(dim, result, dimension, {dim: dimension})
 
 
 def _one_time(ds: Any, name: str, where: str) -> _Time | None:
@@ -1658,9 +1734,24 @@ def _time_fix(ds: Any, time: _Time | None) -> str:
     )
 
 
+#: WRF's lat/lon arrays: of mass points, and of the staggered U and V points
+_WRF_LATLON = re.compile(r"^XLONG(?:_[UV])?$|^XLAT(?:_[UV])?$")
+
+
+def _wrf_coordinates(ds: Any) -> Any:
+    """``ds`` with WRF's ``XLAT``/``XLONG`` arrays (and their ``_U``/``_V``
+    kin) as coordinates when it is WRF output (a ``Times`` variable) whose
+    fields do not name them in a ``coordinates`` attribute (a tool that
+    rewrote the file dropped it): they are its grid all the same."""
+    if _WRF_TIMES not in ds.variables:
+        return ds
+    names = [str(n) for n in ds.data_vars if _WRF_LATLON.match(str(n))]
+    return ds.set_coords(names) if names else ds
+
+
 def _build(opened: _Opened, location: str, shown: str, options: ExtractOptions, zarr: bool) -> pystac.Item:
-    ds = opened.dataset
     _check_root_group(opened, shown, zarr)
+    ds = _wrf_coordinates(opened.dataset)
     item_id = make_item_id(shown, options)
     _, name = split_location(shown)
     grid = get_grid(ds, shown)
