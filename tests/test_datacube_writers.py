@@ -342,3 +342,26 @@ def test_zarr_v3_store_whose_root_is_an_array_is_told_so(tmp_path: Path) -> None
     zarr.create_array(str(tmp_path / "root3.zarr"), shape=(2, 2), dtype="f4", zarr_format=3)
     with pytest.raises(InputError, match=r"root3\.zarr.*array.*not a group"):
         create_item(tmp_path / "root3.zarr", ExtractOptions(datetime="2024-05-01"))
+
+
+def test_cdo_absolute_day_axis_stored_as_float32_is_refused_not_misdated(tmp_path: Path) -> None:
+    """float32 holds integers exactly only up to 2**24: 20240513 is stored as
+    20240512 or 20240514, a date a day off read without a word."""
+    path = tmp_path / "f32.nc"
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("time", 1)
+        nc.createDimension("lat", 2)
+        nc.createDimension("lon", 2)
+        for name, units in (("lat", "degrees_north"), ("lon", "degrees_east")):
+            coord = nc.createVariable(name, "f8", (name,))
+            coord.units = units
+            coord[:] = [1.0, 2.0]
+        time = nc.createVariable("time", "f4", ("time",))
+        time.units, time.axis = "day as %Y%m%d.%f", "T"
+        time[:] = [20240513.0]
+        nc.createVariable("v", "f4", ("time", "lat", "lon"))[:] = np.ones((1, 2, 2), "f4")
+    with pytest.raises(InputError, match=r"f32\.nc.*float32.*double precision"):
+        create_item(path)
+    assert create_item(path, ExtractOptions(datetime="2024-05-13")).to_dict()["properties"]["datetime"] == (
+        "2024-05-13T00:00:00Z"
+    )

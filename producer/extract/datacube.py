@@ -1391,6 +1391,7 @@ def _one_time(ds: Any, name: str, where: str) -> _Time | None:
     if values.size == 0:
         return None
     _check_written(var, values, what)
+    _check_absolute_precision(var, values, units, what)
     ordered = sorted(set(values.tolist()))
     first, last = cf_datetimes([ordered[0], ordered[-1]], units, calendar, what)
     # decode_coords="all" moves the bounds attribute into the encoding; a CF
@@ -1428,6 +1429,26 @@ def _one_time(ds: Any, name: str, where: str) -> _Time | None:
     if _attr(var, "long_name"):
         dimension["description"] = _attr(var, "long_name")
     return _Time(name, result, dimension, {name: dimension})
+
+
+def _check_absolute_precision(var: Any, values: Any, units: str, what: str) -> None:
+    """Raise :class:`InputError` for a CDO absolute time axis (``day as
+    %Y%m%d.%f``) stored in float32 with dates past 2**24 (every date since
+    1678): float32 holds such integers to a step of 2 or more, so
+    20240513 is stored as 20240512, a day off that nothing shows."""
+    import numpy as np  # noqa: PLC0415
+
+    if not is_absolute_time(units) or np.dtype(var.dtype) != np.dtype("float32"):
+        return
+    if values.size and float(np.max(np.abs(values))) >= 2.0**24:
+        raise InputError(
+            f"{what}: CDO absolute dates (units {units!r}) stored as float32, which holds an 8-digit date "
+            "only to within a day or two (20240513 is stored as 20240512): its dates cannot be trusted, "
+            "and no tool can restore them from the file. Write the file again with the time axis in "
+            "double precision (float64, as CDO itself writes it) and register that, or pass the datetime "
+            "option",
+            hints=(DATETIME_HINT,),
+        )
 
 
 def _check_written(var: Any, values: Any, what: str) -> None:
