@@ -47,8 +47,8 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Callable, Hashable, Mapping
-from contextlib import ExitStack
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +65,8 @@ from producer.extract.datetimes import (
     from_acdd,
     from_time_axis,
     in_microseconds,
+    is_absolute_time,
+    parse_datetime,
     resolve_datetime,
 )
 from producer.extract.failures import storage_failure
@@ -180,6 +182,38 @@ def _unreadable(location: str, what: str, exc: BaseException) -> InputError:
     )
 
 
+@contextmanager
+def _quiet_references(seen: list[str]) -> Iterator[None]:
+    """Open with xarray's UserWarning about a ``grid_mapping`` or
+    ``coordinates`` attribute naming a variable the file lacks kept from the
+    caller (a warning printed beside the product's error names no product);
+    the messages are appended to ``seen``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", message=r"Variable\(s\) referenced in", category=UserWarning)
+        yield
+    for warning in caught:
+        if re.match(r"Variable\(s\) referenced in", str(warning.message)):
+            seen.append(str(warning.message))
+        else:  # any other warning goes on as it came
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno, source=warning.source
+            )
+
+
+def _restore_grid_mappings(ds: Any, seen: list[str], handle: Any) -> None:
+    """Put back, into the encoding of each variable of ``ds``, the
+    ``grid_mapping`` attribute xarray dropped because it names a variable
+    the file lacks (``seen``: its warnings), read from ``handle`` (an open
+    netCDF4 Dataset): :func:`_missing_grid_mapping` then names it."""
+    if not any("grid_mapping" in message for message in seen):
+        return
+    for name, var in ds.variables.items():
+        stored = handle.variables.get(str(name))
+        raw = stored.__dict__.get("grid_mapping") if stored is not None else None
+        if raw and "grid_mapping" not in var.attrs and "grid_mapping" not in var.encoding:
+            var.encoding["grid_mapping"] = str(raw)
+
+
 def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _Opened:
     """Open a NetCDF (classic or NetCDF-4) with xarray's netCDF4 engine.
 
@@ -203,11 +237,16 @@ def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _O
 
         _check_magic(read(0, 8), location)
         check_netcdf_complete(read, size, location)
+        seen: list[str] = []
         try:
-            ds = xr.open_dataset(location, engine="netcdf4", **_DECODE)
+            with _quiet_references(seen):
+                ds = xr.open_dataset(location, engine="netcdf4", **_DECODE)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             raise _unreadable(location, "NetCDF file", exc) from None
         stack.callback(ds.close)
+        if seen:
+            with netCDF4.Dataset(location, mode="r") as raw:
+                _restore_grid_mappings(ds, seen, raw)
 
         def local_groups() -> list[str]:
             with netCDF4.Dataset(location, mode="r") as handle:
@@ -241,11 +280,14 @@ def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _O
         handle = netCDF4.Dataset(os.path.basename(path), mode="r", memory=data)
     except (OSError, ValueError, RuntimeError) as exc:
         raise _unreadable(location, "NetCDF file", exc) from None
+    seen = []
     try:
-        ds = xr.open_dataset(xr.backends.NetCDF4DataStore(handle), **_DECODE)
+        with _quiet_references(seen):
+            ds = xr.open_dataset(xr.backends.NetCDF4DataStore(handle), **_DECODE)
     except BaseException:
         handle.close()
         raise
+    _restore_grid_mappings(ds, seen, handle)
     stack.callback(ds.close)  # closes the netCDF4 handle too
     return _Opened(
         ds, size, {"engine": "h5netcdf"} if data[:4] == b"\x89HDF" else {}, lambda: _group_paths(handle)
@@ -342,11 +384,15 @@ def _zarr_consolidated(location: str, options: ExtractOptions) -> tuple[bool, in
     try:
         if fs.exists(f"{root}/zarr.json", **strict):
             meta = json.loads(fs.cat_file(f"{root}/zarr.json"))
+            if isinstance(meta, dict) and meta.get("node_type") == "array":
+                raise _root_array(location, "zarr.json")
             return bool(meta.get("consolidated_metadata")), 3
         if fs.exists(f"{root}/.zmetadata", **strict):
             return True, 2
         if fs.exists(f"{root}/.zgroup", **strict):
             return False, 2
+        if fs.exists(f"{root}/.zarray", **strict):
+            raise _root_array(location, ".zarray")
         exists = fs.exists(root)
     except ProducerError:
         raise
@@ -357,6 +403,20 @@ def _zarr_consolidated(location: str, options: ExtractOptions) -> tuple[bool, in
     raise InputError(
         f"{redact(location)}: not a Zarr store (no zarr.json, .zmetadata or .zgroup at its root); "
         "register the store's root folder"
+    )
+
+
+def _root_array(location: str, document: str) -> InputError:
+    """The error for a Zarr store whose root is one array (its ``document``,
+    ``.zarray`` or ``zarr.json``, says so), not a group: xarray reads a
+    dataset from a group of arrays, and a bare array names no dimension,
+    coordinate or CRS."""
+    return InputError(
+        f"{redact(location)}: its root is a Zarr array ({document} at the root), not a group: xarray reads "
+        "a Zarr store as a group of arrays with named dimensions and coordinates, so a bare array is no "
+        "dataset to describe (no latitude, longitude or time). Write it into a new store as a dataset, "
+        "e.g. with xarray and zarr: xarray.Dataset({'v': (('y', 'x'), zarr.open_array('in.zarr')[:])}, "
+        "coords={'y': lats, 'x': lons}).to_zarr('fixed.zarr'), then register the new store"
     )
 
 
@@ -477,6 +537,48 @@ def _grid_mapping_name(ds: Any, names: list[str] | None = None) -> str | None:
             name = str(raw).split(":")[0].split()[0]
             if name in ds.variables:
                 return name
+    return None
+
+
+def _crs_variables(ds: Any) -> list[str]:
+    """Variables that describe a CRS (a CF ``grid_mapping_name``, or the
+    ``crs_wkt``/``spatial_ref`` WKT GDAL and rioxarray write)."""
+    return [
+        str(name)
+        for name, var in ds.variables.items()
+        if any(var.attrs.get(key) for key in ("grid_mapping_name", "crs_wkt", "spatial_ref"))
+    ]
+
+
+def _missing_grid_mapping(ds: Any, x_name: str, y_name: str, where: str) -> NoGeoreferenceError | None:
+    """The error for x/y coordinates whose data variable names, in its
+    ``grid_mapping`` attribute, a variable the file does not hold (a typo, or
+    a variable dropped by a tool that rewrote the file); ``None`` when no
+    variable does."""
+    for owner, var in ds.variables.items():
+        raw = var.attrs.get("grid_mapping") or var.encoding.get("grid_mapping")
+        if not raw:
+            continue
+        named = str(raw).split(":")[0].split()[0] if str(raw).split() else ""
+        if not named or named in ds.variables:
+            continue
+        found = _crs_variables(ds)
+        if found:
+            crs = found[0]
+            holds = f"The file's variable(s) describing a CRS: {', '.join(map(repr, found))}. "
+            fix = (
+                f"Write a new file in which the grid_mapping of {str(owner)!r} names {crs!r}, e.g. with xarray: "
+                f"ds[{str(owner)!r}].attrs['grid_mapping'] = {crs!r}; ds.to_netcdf('fixed.nc') "
+                f"(or `ncatted -a grid_mapping,{owner},o,c,{crs} in.nc fixed.nc`), then register the new file"
+            )
+        else:
+            holds = "No variable in the file describes a CRS either. "
+            fix = GEOREF_FIX
+        return NoGeoreferenceError(
+            f"{where}: the grid_mapping attribute of variable {str(owner)!r} names {named!r}, but the file "
+            f"has no variable {named!r}, so the CRS of the x/y coordinates {x_name!r}/{y_name!r} is "
+            f"unknown. {holds}{fix}"
+        )
     return None
 
 
@@ -767,12 +869,43 @@ def _outline(array: Any) -> Any:
     )
 
 
+def _per_step(var: Any) -> bool:
+    """Whether ``var`` is a lat/lon array written once per time step
+    (WRF's ``XLAT(Time, south_north, west_east)``): 3-D, along a time
+    dimension first."""
+    return var.ndim == 3 and str(var.dims[0]).lower() in _TIME_NAMES
+
+
+def _first_step(lon_name: str, lat_name: str, lon_var: Any, lat_var: Any, where: str) -> tuple[Any, Any]:
+    """The lat/lon arrays ``lon_var``/``lat_var`` (see :func:`_per_step`)
+    at their first time step, which is every step's grid; a grid that moves
+    from step to step (a WRF moving nest) is no one footprint, and is
+    refused."""
+    import numpy as np  # noqa: PLC0415
+
+    step = str(lon_var.dims[0])
+    if int(lon_var.sizes[step]) > 1:
+        for name, var in ((lat_name, lat_var), (lon_name, lon_var)):
+            first = _coordinate_values(name, var.isel({step: 0}))
+            last = _coordinate_values(name, var.isel({step: -1}))
+            if not np.allclose(first, last, rtol=0.0, atol=1e-5, equal_nan=True):
+                raise NoGeoreferenceError(
+                    f"{where}: its lat/lon arrays {lat_name!r}/{lon_name!r} change along {step!r} (a moving "
+                    "nest, as WRF writes one that follows a storm): the grid is not one place for the whole "
+                    f"file. Register one time step per file, e.g. `ncks -d {step},0 in.nc step0.nc` or with "
+                    f"xarray: ds.isel({step}=[0]).to_netcdf('step0.nc'), then register those"
+                )
+    return lon_var.isel({step: 0}), lat_var.isel({step: 0})
+
+
 def _curvilinear_grid(ds: Any, lon_name: str, lat_name: str, where: str) -> _Grid:
     """A grid whose lat/lon are 2-D arrays: footprint from their outline
     (cell centres), ``proj:shape`` only (no affine transform exists)."""
     import numpy as np  # noqa: PLC0415
 
     lon_var, lat_var = ds[lon_name], ds[lat_name]
+    if _per_step(lon_var) and lon_var.dims == lat_var.dims:
+        lon_var, lat_var = _first_step(lon_name, lat_name, lon_var, lat_var, where)
     if lon_var.dims != lat_var.dims:
         lat_var = lat_var.transpose(*lon_var.dims)
     # fill values (and cells where the other coordinate is missing) are NaN
@@ -824,7 +957,7 @@ def _horizontal_axes(ds: Any) -> tuple[list[str], list[str], list[str], list[str
     ``lat(y)``: CF auxiliary coordinates of a grid), 2-D longitude and
     latitude arrays."""
     one_d = {name: var for name, var in ds.coords.items() if var.ndim == 1 and name in ds.dims}
-    two_d = {name: var for name, var in ds.coords.items() if var.ndim == 2}
+    two_d = {name: var for name, var in ds.coords.items() if var.ndim == 2 or _per_step(var)}
     aux = {
         name: var
         for name, var in ds.coords.items()
@@ -902,7 +1035,7 @@ def _one_grid(ds: Any, where: str, key: _GridKey | None, mapping: str | None) ->
         elif _is_lon(x_name, ds[x_name]) and _is_lat(y_name, ds[y_name]):
             crs = CRS.from_epsg(4326)  # CF: latitude/longitude coordinates are geographic
         else:
-            raise NoGeoreferenceError(
+            raise _missing_grid_mapping(ds, x_name, y_name, where) or NoGeoreferenceError(
                 f"{where}: the x/y coordinates {x_name!r}/{y_name!r} have no grid_mapping naming their "
                 f"CRS. {GEOREF_FIX}"
             )
@@ -1098,7 +1231,8 @@ def _time_names(ds: Any) -> list[str]:
             continue
         seen.add(name)
         var = ds.variables[name]
-        if " since " not in f" {_attr(var, 'units').lower()} ":
+        units = _attr(var, "units")
+        if " since " not in f" {units.lower()} " and not is_absolute_time(units):
             continue
         if (
             _attr(var, "axis").upper() == "T"
@@ -1176,7 +1310,7 @@ def get_time(ds: Any, where: str) -> _Time | None:
     of them all, and an entry for each."""
     names = _time_names(ds)
     if not names:
-        return None
+        return _wrf_times(ds, where)
     # other time dimensions, and the valid times of a forecast (cfgrib's
     # ``valid_time(time, step)``, standard_name ``time`` beside the reference
     # ``time``): the data's window spans them, not the reference times alone
@@ -1204,6 +1338,50 @@ def get_time(ds: Any, where: str) -> _Time | None:
     return _Time(times[0].name, result, times[0].dimension, dimensions)
 
 
+#: WRF's time of each step, ``YYYY-MM-DD_HH:MM:SS`` characters
+_WRF_TIMES = "Times"
+
+
+def _wrf_times(ds: Any, where: str) -> _Time | None:
+    """The time axis of WRF output: its ``Times`` variable (characters,
+    ``2024-05-01_00:00:00`` per step, UTC as WRF runs), under the
+    dimension it runs along (``Time``); ``None`` without one, or when no step
+    was written yet (empty strings)."""
+    import numpy as np  # noqa: PLC0415
+
+    var = ds.variables.get(_WRF_TIMES)
+    if var is None or var.ndim != 1 or var.dtype.kind not in "SUO":
+        return None
+    texts = [v.decode("ascii", "replace") if isinstance(v, bytes) else str(v) for v in np.asarray(var.values)]
+    texts = [t.strip().strip("\x00") for t in texts]
+    what = f"{where}: WRF time variable {_WRF_TIMES!r}"
+    try:
+        times = sorted({parse_datetime(t) for t in texts if t})
+    except ValueError as exc:
+        raise InputError(
+            f"{what} holds a value that is no date ({exc}; WRF writes 'YYYY-MM-DD_HH:MM:SS'): correct it "
+            "in a new file, or pass the datetime option",
+            hints=(DATETIME_HINT,),
+        ) from None
+    if not times:
+        return None
+    dim = str(var.dims[0])
+    result = from_time_axis(
+        times[0], times[-1], steps=len(times), bounded=False, name=_WRF_TIMES, where=where
+    )
+    dimension: dict[str, Any] = {
+        "type": "temporal",
+        "extent": [format_time(times[0]), format_time(times[-1])],
+        "description": f"WRF time steps, from {_WRF_TIMES!r}",
+    }
+    if len(times) <= MAX_VALUES:
+        dimension["values"] = [format_time(t) for t in times]
+    step = _iso_duration(times)
+    if step:
+        dimension["step"] = step
+    return _Time(dim, result, dimension, {dim: dimension})
+
+
 def _one_time(ds: Any, name: str, where: str) -> _Time | None:
     """:func:`get_time` of the time coordinate ``name`` alone."""
     var = ds.variables[name]
@@ -1213,6 +1391,7 @@ def _one_time(ds: Any, name: str, where: str) -> _Time | None:
     if values.size == 0:
         return None
     _check_written(var, values, what)
+    _check_absolute_precision(var, values, units, what)
     ordered = sorted(set(values.tolist()))
     first, last = cf_datetimes([ordered[0], ordered[-1]], units, calendar, what)
     # decode_coords="all" moves the bounds attribute into the encoding; a CF
@@ -1240,12 +1419,36 @@ def _one_time(ds: Any, name: str, where: str) -> _Time | None:
     dimension: dict[str, Any] = {"type": "temporal", "extent": [format_time(first), format_time(last)]}
     if len(ordered) <= MAX_VALUES:
         dimension["values"] = [format_time(t) for t in cf_datetimes(ordered, units, calendar, what)]
-    step = _iso_step(ordered, units, calendar)
+    step = (
+        _iso_duration(cf_datetimes(ordered, units, calendar, what))
+        if is_absolute_time(units)
+        else _iso_step(ordered, units, calendar)
+    )
     if step:
         dimension["step"] = step
     if _attr(var, "long_name"):
         dimension["description"] = _attr(var, "long_name")
     return _Time(name, result, dimension, {name: dimension})
+
+
+def _check_absolute_precision(var: Any, values: Any, units: str, what: str) -> None:
+    """Raise :class:`InputError` for a CDO absolute time axis (``day as
+    %Y%m%d.%f``) stored in float32 with dates past 2**24 (every date since
+    1678): float32 holds such integers to a step of 2 or more, so
+    20240513 is stored as 20240512, a day off that nothing shows."""
+    import numpy as np  # noqa: PLC0415
+
+    if not is_absolute_time(units) or np.dtype(var.dtype) != np.dtype("float32"):
+        return
+    if values.size and float(np.max(np.abs(values))) >= 2.0**24:
+        raise InputError(
+            f"{what}: CDO absolute dates (units {units!r}) stored as float32, which holds an 8-digit date "
+            "only to within a day or two (20240513 is stored as 20240512): its dates cannot be trusted, "
+            "and no tool can restore them from the file. Write the file again with the time axis in "
+            "double precision (float64, as CDO itself writes it) and register that, or pass the datetime "
+            "option",
+            hints=(DATETIME_HINT,),
+        )
 
 
 def _check_written(var: Any, values: Any, what: str) -> None:
@@ -1303,7 +1506,19 @@ def _iso_step(ordered: list[float], units: str, calendar: str | None) -> str | N
     scale = _unit_seconds(units, calendar)
     if scale is None:
         return None
-    steps = {round((b - a) * scale, 3) for a, b in zip(ordered, ordered[1:], strict=False)}
+    return _duration({round((b - a) * scale, 3) for a, b in zip(ordered, ordered[1:], strict=False)})
+
+
+def _iso_duration(times: list[Any]) -> str | None:
+    """:func:`_iso_step` of an axis given as its datetimes (CDO's absolute
+    axis, whose numbers are dates, not counts of a unit)."""
+    if len(times) < 2:
+        return None
+    return _duration({(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)})
+
+
+def _duration(steps: set[float]) -> str | None:
+    """ISO 8601 duration of the one step in ``steps`` (seconds), or ``None``."""
     if len(steps) != 1:
         return None
     seconds = steps.pop()
@@ -1540,9 +1755,24 @@ def _time_fix(ds: Any, time: _Time | None) -> str:
     )
 
 
+#: WRF's lat/lon arrays: of mass points, and of the staggered U and V points
+_WRF_LATLON = re.compile(r"^XLONG(?:_[UV])?$|^XLAT(?:_[UV])?$")
+
+
+def _wrf_coordinates(ds: Any) -> Any:
+    """``ds`` with WRF's ``XLAT``/``XLONG`` arrays (and their ``_U``/``_V``
+    kin) as coordinates when it is WRF output (a ``Times`` variable) whose
+    fields do not name them in a ``coordinates`` attribute (a tool that
+    rewrote the file dropped it): they are its grid all the same."""
+    if _WRF_TIMES not in ds.variables:
+        return ds
+    names = [str(n) for n in ds.data_vars if _WRF_LATLON.match(str(n))]
+    return ds.set_coords(names) if names else ds
+
+
 def _build(opened: _Opened, location: str, shown: str, options: ExtractOptions, zarr: bool) -> pystac.Item:
-    ds = opened.dataset
     _check_root_group(opened, shown, zarr)
+    ds = _wrf_coordinates(opened.dataset)
     item_id = make_item_id(shown, options)
     _, name = split_location(shown)
     grid = get_grid(ds, shown)

@@ -15,6 +15,7 @@ Nothing here opens files: the tag source gets the tags from the caller.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -461,7 +462,9 @@ def from_tags(
 
     1. ``ACQUISITIONDATETIME`` in GDAL's ``IMAGERY`` domain (``imagery``);
     2. NetCDF ACDD globals ``NC_GLOBAL#time_coverage_start``/``_end`` (a range;
-       the ``GDAL_``-prefixed copies GDAL writes are accepted too);
+       without an end, start plus ``time_coverage_duration`` when that is an
+       ISO 8601 duration; the ``GDAL_``-prefixed copies GDAL writes are
+       accepted too);
     3. NetCDF time coordinate: ``NETCDF_DIM_time`` (band or dataset tag) with
        ``time#units`` = ``<unit> since <epoch>`` on a standard calendar;
     4. ``TIFFTAG_DATETIME`` (``YYYY:MM:DD HH:MM:SS``; note that TIFF defines it as
@@ -489,6 +492,10 @@ def from_tags(
         end = parse(tags.get(prefix + "time_coverage_end"), end=True)
         if start is not None and end is not None and end >= start:
             return DatetimeResult(None, start, end, "tags", prefix + "time_coverage_start/end")
+        if start is not None and end is None and not tags.get(prefix + "time_coverage_end"):
+            after = after_duration(start, tags.get(prefix + ACDD_DURATION))
+            if after is not None:
+                return DatetimeResult(None, start, after, "tags", prefix + "time_coverage_start/duration")
         if start is not None and end is None:
             return DatetimeResult(start, None, None, "tags", prefix + "time_coverage_start")
 
@@ -506,6 +513,48 @@ def from_tags(
 
 #: the ACDD global attributes that may give a datacube its time range
 ACDD_START, ACDD_END = "time_coverage_start", "time_coverage_end"
+ACDD_DURATION = "time_coverage_duration"
+
+#: an ISO 8601 duration (``P1D``, ``PT6H``, ``P1M``, ``P1Y2M3DT4H5M6S``,
+#: ``P2W``); a fraction only in the last part given, as ISO 8601 allows, and
+#: never in years or months, which have no fixed length
+_DURATION_RE = re.compile(
+    r"^P(?!$)(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+(?:[.,]\d+)?)W)?"
+    r"(?:(?P<days>\d+(?:[.,]\d+)?)D)?"
+    r"(?:T(?=\d)(?:(?P<hours>\d+(?:[.,]\d+)?)H)?(?:(?P<minutes>\d+(?:[.,]\d+)?)M)?"
+    r"(?:(?P<seconds>\d+(?:[.,]\d+)?)S)?)?$",
+    re.IGNORECASE,
+)
+
+
+def after_duration(start: datetime, text: object) -> datetime | None:
+    """``start`` plus the ISO 8601 duration ``text`` (years and months on the
+    calendar: 31 January plus ``P1M`` is the last day of February);
+    ``None`` when ``text`` is no positive duration of that form or the end
+    leaves the years 1-9999."""
+    match = _DURATION_RE.match(str(text).strip()) if text is not None else None
+    if match is None:
+        return None
+    parts = {key: float(value.replace(",", ".")) for key, value in match.groupdict().items() if value}
+    given = [
+        key for key in ("years", "months", "weeks", "days", "hours", "minutes", "seconds") if key in parts
+    ]
+    if any(not parts[key].is_integer() for key in given[:-1]):
+        return None  # a fraction before the last part
+    try:
+        months = start.month - 1 + int(parts.get("months", 0)) + 12 * int(parts.get("years", 0))
+        year, month = start.year + months // 12, months % 12 + 1
+        day = min(start.day, (date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)).day)
+        end = start.replace(year=year, month=month, day=day) + timedelta(
+            weeks=parts.get("weeks", 0),
+            days=parts.get("days", 0),
+            hours=parts.get("hours", 0),
+            minutes=parts.get("minutes", 0),
+            seconds=parts.get("seconds", 0),
+        )
+    except (ValueError, OverflowError):
+        return None
+    return end if end > start else None
 
 
 #: calendars (as cftime names them) whose days are real days: a date in one is
@@ -581,18 +630,81 @@ def _full_offset(units: str) -> str:
     )
 
 
+#: CDO's absolute time axis (``cdo -a``, ``setreftime`` off): the value is the
+#: date itself. CDI writes ``day as %Y%m%d.%f`` (the fraction: of the day),
+#: ``month as %Y%m.%f`` and ``year as %Y.%f``; it reads the fraction of a
+#: month or year as nothing (the month's, the year's first day), and so does this
+_ABSOLUTE = re.compile(r"^\s*(day|month|year)s?\s+as\s+%Y(?:%m(?:%d)?)?\.%f\s*$", re.IGNORECASE)
+_ABSOLUTE_DIGITS = {"day": 8, "month": 6, "year": 4}
+
+
+def is_absolute_time(units: str) -> bool:
+    """Whether ``units`` are those of CDO's absolute time axis (``day as %Y%m%d.%f``)."""
+    return _absolute_form(units) is not None
+
+
+def _absolute_form(units: str) -> str | None:
+    """``day``, ``month`` or ``year``: the unit of CDO absolute ``units``, when
+    its digits match it (``day as %Y%m%d.%f``, not ``day as %Y.%f``)."""
+    match = _ABSOLUTE.match(units)
+    if match is None:
+        return None
+    unit = match[1].lower()
+    digits = 4 + 2 * units.count("%m") + 2 * units.count("%d")
+    return unit if digits == _ABSOLUTE_DIGITS[unit] else None
+
+
+def _absolute_datetimes(
+    values: Any, units: str, unit: str, calendar: str | None, where: str
+) -> list[datetime]:
+    """The dates of a CDO absolute time axis (see :data:`_ABSOLUTE`) in
+    ``calendar``, through :func:`_cf_instant` like any CF date; the day's
+    fraction to the second, as CDI reads it."""
+    import cftime  # noqa: PLC0415 (only datacubes need it)
+    import numpy as np  # noqa: PLC0415
+
+    name = (calendar or "standard").strip().lower()
+    out: list[datetime] = []
+    for value in np.asarray(values, dtype="float64").ravel().tolist():
+        whole = math.floor(value) if math.isfinite(value) else 0
+        text = f"{whole:0{_ABSOLUTE_DIGITS[unit]}d}"
+        try:
+            if not math.isfinite(value) or whole < 0 or len(text) > _ABSOLUTE_DIGITS[unit]:
+                raise ValueError("not a date of this form")
+            year = int(text[:4])
+            month = int(text[4:6]) if unit != "year" else 1
+            day = int(text[6:8]) if unit == "day" else 1
+            date = cftime.datetime(year, month, day, calendar=name)
+            if unit == "day":
+                date = date + timedelta(seconds=round((value - whole) * 86400.0))
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise InputError(
+                f"{where}: time value {value:.6f} is no date in the units {units!r} (CDO's absolute time "
+                f"axis: the value is the date, e.g. 20240513.5 for noon on 13 May 2024), calendar "
+                f"{name!r}: {exc}; correct it in a new file (e.g. `cdo -r copy in.nc fixed.nc` writes a "
+                "relative axis), or pass the datetime option",
+                hints=(DATETIME_HINT,),
+            ) from None
+        out.append(_cf_instant(date, where))
+    return out
+
+
 def cf_datetimes(values: object, units: str, calendar: str | None, where: str) -> list[datetime]:
     """Numbers on a CF time axis (``<unit> since <epoch>`` in any spelling
     cftime reads: ``days since 1950-1-1``, ``Hour since ...``, an epoch with a
     ``UTC`` suffix or an offset) in any CF calendar → aware UTC datetimes
     (real-day calendars converted to the instant, model calendars' dates
-    kept: see :func:`_cf_instant`).
+    kept: see :func:`_cf_instant`); CDO's absolute axis (``day as
+    %Y%m%d.%f``: the value is the date) too.
 
     Raises :class:`InputError` naming ``where`` when the units or calendar
     are not CF or a value is out of range. Imports cftime (lazily).
     """
     import cftime  # noqa: PLC0415 (only datacubes need it)
 
+    absolute = _absolute_form(units)
+    if absolute is not None:
+        return _absolute_datetimes(values, units, absolute, calendar, where)
     values, units = in_microseconds(values, units)
     try:
         decoded = cftime.num2date(
@@ -621,8 +733,9 @@ def from_time_axis(
 
 
 def from_acdd(attrs: Mapping[str, object]) -> DatetimeResult | None:
-    """ACDD ``time_coverage_start``/``_end`` global attributes → a range, or an
-    instant when only the start is given; ``None`` when there is no start, or
+    """ACDD ``time_coverage_start``/``_end`` global attributes → a range (start
+    and ``time_coverage_duration`` when no end is given), or an instant when
+    only the start is given (or a duration that is no ISO 8601 one); ``None`` when there is no start, or
     when the end is given but is not a date (``"present"``: an open-ended
     dataset has no end a STAC item can hold). GDAL's ``GDAL_``-prefixed
     copies of the attributes are read when the originals are absent."""
@@ -635,6 +748,9 @@ def from_acdd(attrs: Mapping[str, object]) -> DatetimeResult | None:
     if start is None:
         return None
     if end_raw in (None, ""):
+        end = after_duration(start, attrs.get(prefix + ACDD_DURATION))
+        if end is not None:  # ACDD: the data covers start .. start + duration
+            return DatetimeResult(None, start, end, "tags", f"{ACDD_START}/duration")
         return DatetimeResult(start, None, None, "tags", ACDD_START)
     try:
         end = parse_datetime(str(end_raw), end=True)

@@ -1,0 +1,367 @@
+"""Datacubes as common writers leave them, which a probe found refused or
+misread: a ``grid_mapping`` naming a variable that is not there, CDO's
+absolute time axis (``day as %Y%m%d.%f``), ACDD ``time_coverage_duration``,
+WRF output (``XLAT(Time, south_north, west_east)``, ``Times``) and a Zarr v2
+store whose root is an array."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import pytest
+import xarray as xr
+from click.testing import CliRunner
+
+from producer.cli import main
+from producer.errors import InputError, NoGeoreferenceError
+from producer.extract import ExtractOptions, create_item
+from producer.extract.datetimes import cf_datetimes, from_acdd, from_tags
+
+# --------------------------------------------------------------------------- grid_mapping
+
+
+def _utm_with_grid_mapping(path: Path, grid_mapping: str) -> Path:
+    """A UTM x/y grid whose variable names ``grid_mapping`` (the CRS is in ``crs``)."""
+    from pyproj import CRS
+
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("y", 4)
+        nc.createDimension("x", 5)
+        x = nc.createVariable("x", "f8", ("x",))
+        x.standard_name, x.units = "projection_x_coordinate", "m"
+        x[:] = 500000.0 + 100.0 * np.arange(5)
+        y = nc.createVariable("y", "f8", ("y",))
+        y.standard_name, y.units = "projection_y_coordinate", "m"
+        y[:] = 5000000.0 - 100.0 * np.arange(4)
+        crs = nc.createVariable("crs", "i4")
+        crs.crs_wkt = CRS.from_epsg(32632).to_wkt()
+        v = nc.createVariable("v", "f4", ("y", "x"))
+        v.grid_mapping = grid_mapping
+        v[:] = np.ones((4, 5), "f4")
+        nc.time_coverage_start = "2024-05-01"
+    return path
+
+
+def test_grid_mapping_naming_a_missing_variable_names_it_and_the_crs_variable(tmp_path: Path) -> None:
+    """Was: "the x/y coordinates have no grid_mapping naming their CRS" (it
+    has one, naming a variable that is not there), with xarray's
+    UserWarning printed beside it."""
+    path = _utm_with_grid_mapping(tmp_path / "gm_typo.nc", "crs_utm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # xarray's own warning must not reach the caller
+        with pytest.raises(NoGeoreferenceError) as caught:
+            create_item(path)
+    message = str(caught.value)
+    assert "gm_typo.nc" in message
+    assert "'crs_utm'" in message and "'v'" in message
+    assert "no variable" in message
+    assert "'crs'" in message  # the variable that does hold a CRS, to name instead
+    assert "grid_mapping" in message and "fixed.nc" in message
+    # the fix it gives works
+    with xr.open_dataset(path) as ds:
+        ds["v"].attrs["grid_mapping"] = "crs"
+        ds.to_netcdf(tmp_path / "fixed.nc")
+    props = create_item(tmp_path / "fixed.nc").to_dict()["properties"]
+    assert props["proj:code"] == "EPSG:32632"
+
+
+def test_grid_mapping_warning_stays_off_the_cli_stderr(tmp_path: Path) -> None:
+    path = _utm_with_grid_mapping(tmp_path / "gm_typo.nc", "nonexistent")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        result = CliRunner().invoke(
+            main, ["register", "-c", str(tmp_path / "catalog"), "--collection", "c", str(path)]
+        )
+    assert result.exit_code != 0
+    assert "'nonexistent'" in result.output
+    assert "UserWarning" not in result.output
+    assert not [w for w in seen if "grid_mapping" in str(w.message)]
+    assert not (tmp_path / "catalog" / "c").exists()
+
+
+# --------------------------------------------------------------------------- CDO absolute time
+
+
+def _cdo_absolute(path: Path, values: list[float], units: str = "day as %Y%m%d.%f", **attrs: str) -> Path:
+    """A NetCDF with CDO's absolute time axis (``cdo -a``)."""
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("time", None)
+        nc.createDimension("lat", 3)
+        nc.createDimension("lon", 4)
+        lat = nc.createVariable("lat", "f8", ("lat",))
+        lat.units = "degrees_north"
+        lat[:] = [10.0, 11.0, 12.0]
+        lon = nc.createVariable("lon", "f8", ("lon",))
+        lon.units = "degrees_east"
+        lon[:] = [20.0, 21.0, 22.0, 23.0]
+        time = nc.createVariable("time", "f8", ("time",))
+        time.standard_name, time.units, time.axis = "time", units, "T"
+        time.calendar = attrs.get("calendar", "proleptic_gregorian")
+        time[:] = values
+        pr = nc.createVariable("pr", "f4", ("time", "lat", "lon"))
+        pr[:] = np.ones((len(values), 3, 4), "f4")
+    return path
+
+
+def test_cdo_absolute_day_axis_is_read(tmp_path: Path) -> None:
+    """Was: "no datetime found"; 20240513.5 is noon on 13 May 2024."""
+    path = _cdo_absolute(tmp_path / "cdo_abs.nc", [20240512.5, 20240513.5, 20240514.5])
+    props = create_item(path).to_dict()["properties"]
+    assert (props["start_datetime"], props["end_datetime"]) == (
+        "2024-05-12T12:00:00Z",
+        "2024-05-14T12:00:00Z",
+    )
+    time = props["cube:dimensions"]["time"]
+    assert time["values"] == ["2024-05-12T12:00:00Z", "2024-05-13T12:00:00Z", "2024-05-14T12:00:00Z"]
+    assert time["step"] == "P1D"
+
+
+@pytest.mark.parametrize(
+    ("value", "units", "expected"),
+    [
+        (20240513.25, "day as %Y%m%d.%f", datetime(2024, 5, 13, 6, tzinfo=UTC)),
+        (20240513.0, "days as %Y%m%d.%f", datetime(2024, 5, 13, tzinfo=UTC)),
+        (202405.0, "month as %Y%m.%f", datetime(2024, 5, 1, tzinfo=UTC)),
+        (2024.0, "year as %Y.%f", datetime(2024, 1, 1, tzinfo=UTC)),
+    ],
+)
+def test_cdo_absolute_units(value: float, units: str, expected: datetime) -> None:
+    assert cf_datetimes([value], units, "proleptic_gregorian", "x.nc") == [expected]
+
+
+def test_cdo_absolute_axis_with_an_impossible_date_names_it(tmp_path: Path) -> None:
+    path = _cdo_absolute(tmp_path / "bad.nc", [20241301.0])
+    with pytest.raises(InputError, match=r"bad\.nc.*20241301.*day as %Y%m%d\.%f"):
+        create_item(path)
+
+
+def test_cdo_absolute_axis_in_a_360_day_calendar(tmp_path: Path) -> None:
+    path = _cdo_absolute(tmp_path / "model.nc", [20240230.0], calendar="360_day")
+    assert create_item(path).to_dict()["properties"]["datetime"] == "2024-02-29T00:00:00Z"
+
+
+# --------------------------------------------------------------------------- ACDD duration
+
+
+@pytest.mark.parametrize(
+    ("duration", "end"),
+    [
+        ("P1D", datetime(2024, 5, 2, tzinfo=UTC)),
+        ("PT6H", datetime(2024, 5, 1, 6, tzinfo=UTC)),
+        ("P1M", datetime(2024, 6, 1, tzinfo=UTC)),
+        ("P1Y2M3DT4H5M6S", datetime(2025, 7, 4, 4, 5, 6, tzinfo=UTC)),
+        ("P2W", datetime(2024, 5, 15, tzinfo=UTC)),
+        ("PT0.5H", datetime(2024, 5, 1, 0, 30, tzinfo=UTC)),
+    ],
+)
+def test_acdd_start_and_duration_give_a_window(duration: str, end: datetime) -> None:
+    window = from_acdd({"time_coverage_start": "2024-05-01T00:00:00Z", "time_coverage_duration": duration})
+    assert window is not None
+    assert (window.datetime, window.start, window.end) == (None, datetime(2024, 5, 1, tzinfo=UTC), end)
+
+
+def test_acdd_month_duration_ends_on_the_months_last_day() -> None:
+    window = from_acdd({"time_coverage_start": "2024-01-31", "time_coverage_duration": "P1M"})
+    assert window is not None and window.end == datetime(2024, 2, 29, tzinfo=UTC)
+
+
+def test_acdd_explicit_end_wins_over_duration_and_a_bad_duration_is_no_window() -> None:
+    window = from_acdd(
+        {
+            "time_coverage_start": "2024-05-01",
+            "time_coverage_end": "2024-05-03",
+            "time_coverage_duration": "P1D",
+        }
+    )
+    assert window is not None and window.end == datetime(2024, 5, 3, 23, 59, 59, tzinfo=UTC)
+    for bad in ("1 day", "P", "PT", "-P1D", "P0D"):
+        instant = from_acdd({"time_coverage_start": "2024-05-01", "time_coverage_duration": bad})
+        assert instant is not None and instant.datetime == datetime(2024, 5, 1, tzinfo=UTC), bad
+
+
+def test_acdd_duration_in_gdal_tags() -> None:
+    found = from_tags(
+        {"NC_GLOBAL#time_coverage_start": "2024-05-01", "NC_GLOBAL#time_coverage_duration": "P1D"}
+    )
+    assert found is not None and (found.start, found.end) == (
+        datetime(2024, 5, 1, tzinfo=UTC),
+        datetime(2024, 5, 2, tzinfo=UTC),
+    )
+
+
+def test_netcdf_with_acdd_start_and_duration_is_a_window(tmp_path: Path) -> None:
+    path = _utm_with_grid_mapping(tmp_path / "daily.nc", "crs")
+    with netCDF4.Dataset(path, "a") as nc:
+        nc.time_coverage_duration = "P1D"
+    props = create_item(path).to_dict()["properties"]
+    assert (props["datetime"], props["start_datetime"], props["end_datetime"]) == (
+        None,
+        "2024-05-01T00:00:00Z",
+        "2024-05-02T00:00:00Z",
+    )
+
+
+# --------------------------------------------------------------------------- WRF
+
+
+def _wrfout(
+    path: Path, times: list[str], *, moving: bool = False, staggered: bool = False, coordinates: bool = True
+) -> Path:
+    """A wrfout file as WRF writes it: ``Times`` characters, ``XLAT``/``XLONG``
+    per time step, fields naming them in ``coordinates``."""
+    steps, ny, nx = len(times), 4, 5
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("Time", None)
+        nc.createDimension("DateStrLen", 19)
+        nc.createDimension("south_north", ny)
+        nc.createDimension("west_east", nx)
+        nc.MAP_PROJ = 1
+        nc.START_DATE = times[0]
+        chars = nc.createVariable("Times", "S1", ("Time", "DateStrLen"))
+        chars[:] = netCDF4.stringtochar(np.array(times, "S19"))
+        lat = nc.createVariable("XLAT", "f4", ("Time", "south_north", "west_east"))
+        lat.units, lat.description = "degree_north", "LATITUDE, SOUTH IS NEGATIVE"
+        lat.coordinates = "XLONG XLAT"
+        lon = nc.createVariable("XLONG", "f4", ("Time", "south_north", "west_east"))
+        lon.units, lon.description = "degree_east", "LONGITUDE, WEST IS NEGATIVE"
+        lon.coordinates = "XLONG XLAT"
+        grid_lat, grid_lon = np.meshgrid(45.0 + 0.1 * np.arange(ny), 5.0 + 0.1 * np.arange(nx), indexing="ij")
+        for step in range(steps):
+            shift = 0.5 * step if moving else 0.0
+            lat[step] = grid_lat + shift
+            lon[step] = grid_lon
+        xtime = nc.createVariable("XTIME", "f4", ("Time",))
+        xtime.units = xtime.description = f"minutes since {times[0].replace('_', ' ')}"
+        xtime[:] = 60.0 * np.arange(steps)
+        t2 = nc.createVariable("T2", "f4", ("Time", "south_north", "west_east"))
+        t2.units = "K"
+        if coordinates:
+            t2.coordinates = "XLONG XLAT XTIME"
+        else:  # as a tool that dropped the attributes leaves it
+            del lat.coordinates, lon.coordinates
+        t2[:] = np.full((steps, ny, nx), 290.0, "f4")
+        if staggered:
+            nc.createDimension("west_east_stag", nx + 1)
+            lon_u = nc.createVariable("XLONG_U", "f4", ("Time", "south_north", "west_east_stag"))
+            lat_u = nc.createVariable("XLAT_U", "f4", ("Time", "south_north", "west_east_stag"))
+            lon_u.units, lat_u.units = "degree_east", "degree_north"
+            u_lat, u_lon = np.meshgrid(
+                45.0 + 0.1 * np.arange(ny), 4.95 + 0.1 * np.arange(nx + 1), indexing="ij"
+            )
+            lon_u[:], lat_u[:] = (
+                np.broadcast_to(u_lon, (steps, ny, nx + 1)),
+                np.broadcast_to(u_lat, (steps, ny, nx + 1)),
+            )
+            u = nc.createVariable("U", "f4", ("Time", "south_north", "west_east_stag"))
+            u.units, u.coordinates = "m s-1", "XLONG_U XLAT_U XTIME"
+            u[:] = np.zeros((steps, ny, nx + 1), "f4")
+    return path
+
+
+def test_wrf_output_is_read_its_grid_from_xlat_xlong_its_time_from_times(tmp_path: Path) -> None:
+    """Was: "no horizontal coordinates (x/y or lat/lon) found"."""
+    path = _wrfout(
+        tmp_path / "wrfout_d01_2024-05-01_00:00:00.nc", ["2024-05-01_00:00:00", "2024-05-01_01:00:00"]
+    )
+    doc = create_item(path).to_dict()
+    props = doc["properties"]
+    assert doc["bbox"] == pytest.approx([5.0, 45.0, 5.4, 45.3], abs=1e-5)
+    assert (props["start_datetime"], props["end_datetime"]) == (
+        "2024-05-01T00:00:00Z",
+        "2024-05-01T01:00:00Z",
+    )
+    dims = props["cube:dimensions"]
+    assert dims["Time"]["type"] == "temporal"
+    assert dims["Time"]["values"] == ["2024-05-01T00:00:00Z", "2024-05-01T01:00:00Z"]
+    assert dims["Time"]["step"] == "PT1H"
+    assert (dims["west_east"]["axis"], dims["south_north"]["axis"]) == ("x", "y")
+    assert props["proj:shape"] == [4, 5]
+    assert props["cube:variables"]["T2"]["dimensions"] == ["Time", "south_north", "west_east"]
+
+
+def test_wrf_one_step_is_an_instant_and_staggered_grids_count(tmp_path: Path) -> None:
+    path = _wrfout(tmp_path / "wrfout_d02.nc", ["2024-05-01_06:00:00"], staggered=True)
+    doc = create_item(path).to_dict()
+    assert doc["properties"]["datetime"] == "2024-05-01T06:00:00Z"
+    assert doc["bbox"][0] == pytest.approx(4.95, abs=1e-5)  # the U grid's west edge
+
+
+def test_wrf_fields_without_a_coordinates_attribute_still_lie_on_xlat_xlong(tmp_path: Path) -> None:
+    path = _wrfout(tmp_path / "wrfout_d01_subset.nc", ["2024-05-01_00:00:00"], coordinates=False)
+    doc = create_item(path).to_dict()
+    assert doc["bbox"] == pytest.approx([5.0, 45.0, 5.4, 45.3], abs=1e-5)
+    assert doc["properties"]["cube:variables"]["XLAT"]["type"] == "auxiliary"
+
+
+def test_wrf_moving_nest_is_refused_naming_it(tmp_path: Path) -> None:
+    path = _wrfout(tmp_path / "wrfout_d03.nc", ["2024-05-01_00:00:00", "2024-05-01_01:00:00"], moving=True)
+    with pytest.raises(NoGeoreferenceError, match=r"wrfout_d03\.nc.*'XLAT'.*moving") as caught:
+        create_item(path)
+    assert "Time" in str(caught.value)
+
+
+# --------------------------------------------------------------------------- Zarr root array
+
+
+def test_zarr_v2_store_whose_root_is_an_array_is_told_so(tmp_path: Path) -> None:
+    """Was: "register the store's root folder", which is what was given."""
+    store = tmp_path / "rootarray.zarr"
+    store.mkdir()
+    (store / ".zarray").write_text(
+        json.dumps(
+            {
+                "shape": [2, 2],
+                "chunks": [2, 2],
+                "dtype": "<f4",
+                "fill_value": 0.0,
+                "order": "C",
+                "filters": None,
+                "compressor": None,
+                "zarr_format": 2,
+            }
+        )
+    )
+    (store / ".zattrs").write_text("{}")
+    with pytest.raises(InputError) as caught:
+        create_item(store, ExtractOptions(datetime="2024-05-01"))
+    message = str(caught.value)
+    assert "rootarray.zarr" in message
+    assert "array" in message and "not a group" in message
+    assert "register the store's root folder" not in message
+    assert "to_zarr" in message
+
+
+def test_zarr_v3_store_whose_root_is_an_array_is_told_so(tmp_path: Path) -> None:
+    import zarr
+
+    zarr.create_array(str(tmp_path / "root3.zarr"), shape=(2, 2), dtype="f4", zarr_format=3)
+    with pytest.raises(InputError, match=r"root3\.zarr.*array.*not a group"):
+        create_item(tmp_path / "root3.zarr", ExtractOptions(datetime="2024-05-01"))
+
+
+def test_cdo_absolute_day_axis_stored_as_float32_is_refused_not_misdated(tmp_path: Path) -> None:
+    """float32 holds integers exactly only up to 2**24: 20240513 is stored as
+    20240512 or 20240514, a date a day off read without a word."""
+    path = tmp_path / "f32.nc"
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("time", 1)
+        nc.createDimension("lat", 2)
+        nc.createDimension("lon", 2)
+        for name, units in (("lat", "degrees_north"), ("lon", "degrees_east")):
+            coord = nc.createVariable(name, "f8", (name,))
+            coord.units = units
+            coord[:] = [1.0, 2.0]
+        time = nc.createVariable("time", "f4", ("time",))
+        time.units, time.axis = "day as %Y%m%d.%f", "T"
+        time[:] = [20240513.0]
+        nc.createVariable("v", "f4", ("time", "lat", "lon"))[:] = np.ones((1, 2, 2), "f4")
+    with pytest.raises(InputError, match=r"f32\.nc.*float32.*double precision"):
+        create_item(path)
+    assert create_item(path, ExtractOptions(datetime="2024-05-13")).to_dict()["properties"]["datetime"] == (
+        "2024-05-13T00:00:00Z"
+    )
