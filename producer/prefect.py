@@ -85,7 +85,7 @@ from producer.results import Action, ErrorKind
 from producer.sinks.notify import PrefectEventSink
 from producer.store.base import Store, catalog_argument
 from producer.urls import pathlib_merged_url
-from producer.worker_secrets import flow_spelling, refuse_catalog_credentials
+from producer.worker_secrets import flow_phrased, flow_spelling, refuse_catalog_credentials
 
 __all__ = [
     "CatalogProblemsRemain",
@@ -456,7 +456,10 @@ def register_and_report(
     if urls:
         # api.register logs each product and a summary (with compare-and-swap
         # conflicts): forwarded into the run's logs
-        with forward_logs():
+        # in a run, a product URL with credentials is refused as the flows refuse one
+        # (rotate them; the worker's credentials), not advising storage_options
+        phrased = flow_phrased() if _in_run() else contextlib.nullcontext()
+        with forward_logs(), phrased:
             results = api.register(
                 urls, catalog=catalog, collection=collection, options=opts, sinks=run_sinks(catalog)
             )
