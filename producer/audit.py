@@ -358,6 +358,7 @@ class _Walk:
         self.listed = array("q")  # hash of each document key listed before the walk
         self.unreachable: dict[str, str] = {}  # for the asset checks
         self.outside: dict[str, int] = {}  # collection key -> items outside its stored extent
+        self.unfindable: dict[str, int] = {}  # collection key -> linked items no verb finds by id
         self.stored: dict[str, tuple[list[float], list] | None] = {}  # usable stored extents
         self.exists: dict[str, bool | None] = {}  # non-child link targets checked
         #: partition catalog key -> the key of the document linking it (one
@@ -452,6 +453,7 @@ def audit(
 
     _check_duplicate_ids(store, walk, report)
     _check_empty_partitions(walk, report)
+    _check_unfindable_count(walk, report)
     _check_extents(walk, report)
     for coll_key, (stored, tally) in report.summaries.items():
         why = tally.uncovered(stored)  # values of removed items stay by design (no O(N) remove)
@@ -761,7 +763,7 @@ def _note_item(
             )
         )
     if coll_key:
-        _check_findable(report, key, str(doc.get("id")), coll_key)
+        _check_findable(walk, report, key, str(doc.get("id")), coll_key)
     props = doc.get("properties") or {}
     info = ItemInfo(
         key,
@@ -829,15 +831,25 @@ def _check_empty_partitions(walk: _Walk, report: AuditReport) -> None:
         )
 
 
-def _check_findable(report: AuditReport, key: str, item_id: str, coll_key: str) -> None:
+#: unfindable items named one by one per collection; the rest are counted
+#: (a catalog another tool wrote in its own layout has every item so)
+UNFINDABLE_NAMED = 20
+
+
+def _check_findable(walk: _Walk, report: AuditReport, key: str, item_id: str, coll_key: str) -> None:
     """An ``unfindable-item`` warning when the verbs would not find the
     linked item at ``key`` by its id: its folder and file do not name it,
     or its folders are not the recorded layout's (another tool's layout, a
     layout record edited by hand). Valid STAC, but ``remove`` would say
-    ``absent`` and a registration of its product would write a second item."""
+    ``absent`` and a registration of its product would write a second item.
+    The first :data:`UNFINDABLE_NAMED` of a collection are named, the others
+    counted (:func:`_check_unfindable_count`)."""
     layout = report.layouts.get(coll_key)
     named = key.split("/")[-2:] == [item_id, f"{item_id}.json"]
     if named and (layout is None or item_follows(layout, key)):
+        return
+    walk.unfindable[coll_key] = walk.unfindable.get(coll_key, 0) + 1
+    if walk.unfindable[coll_key] > UNFINDABLE_NAMED:
         return
     where = (
         f"its key is not where {layout.describe()} puts items"
@@ -855,6 +867,21 @@ def _check_findable(report: AuditReport, key: str, item_id: str, coll_key: str) 
             f"product again, then {REPAIR} keeps that item and removes this one",
         )
     )
+
+
+def _check_unfindable_count(walk: _Walk, report: AuditReport) -> None:
+    """After the walk: one ``unfindable-item`` warning per collection counting
+    the unfindable items beyond the :data:`UNFINDABLE_NAMED` named."""
+    for coll_key, count in walk.unfindable.items():
+        if count > UNFINDABLE_NAMED:
+            report.problems.append(
+                Problem(
+                    "unfindable-item",
+                    coll_key,
+                    f"... and {count - UNFINDABLE_NAMED} more linked items of this collection that the verbs "
+                    "cannot find by their id (the same cause and way in as those named)",
+                )
+            )
 
 
 def removal_started(doc: dict | None) -> str | None:

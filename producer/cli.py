@@ -968,7 +968,7 @@ def _geojson_file(text: str) -> str:
             'file (aoi.geojson) or the geometry as JSON, e.g. \'{"type": "Point", "coordinates": [6.1, 46.2]}\''
         )
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # with or without the BOM Windows tools write
     except (OSError, UnicodeDecodeError) as exc:
         raise click.UsageError(f"--intersects {text!r}: the file does not read as text ({exc})") from None
 
@@ -1009,16 +1009,20 @@ def search(
     FeatureCollection as JSON."""
     # lazy: duckdb + pyarrow (the mirror extra) cost every other command their import time
     from producer.errors import InputError, ProducerError  # noqa: PLC0415 (see the module doc)
+    from producer.query import parse_intersects  # noqa: PLC0415
     from producer.query import search as run_search  # noqa: PLC0415
     from producer.redact import redact  # noqa: PLC0415
 
+    area: Any = intersects
     if intersects is not None and not intersects.lstrip().startswith("{"):
-        intersects = _geojson_file(intersects)
+        area = _geojson_file(intersects)
     try:
+        if area is not intersects:  # read from a file: its messages name the file, not its text
+            area = parse_intersects(area, shown=f"file {intersects!r}")
         result = run_search(
             catalog,
             bbox=bbox,
-            intersects=intersects,
+            intersects=area,
             datetime=datetime_,
             collections=collections,
             ids=ids,

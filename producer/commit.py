@@ -241,13 +241,15 @@ def rewrite_between(incoming: str, existing: str) -> str | None:
         and parts_in[-1 - common]
     ):
         common += 1
-    if common == 0:
-        return None
-    source = root_in + "/".join(parts_in[:-common])
-    target = root_ex + "/".join(parts_ex[:-common])
-    if not source or source.endswith("://") or target.endswith("://"):
-        return None
-    return f"{source}={target}"
+    while common > 0:
+        # every folder shared (/srv/data/x.tif served as https://host/srv/data/x.tif):
+        # map the first of them rather than nothing (/srv=https://host/srv)
+        source = root_in + "/".join(parts_in[:-common])
+        target = root_ex + "/".join(parts_ex[:-common])
+        if source and target and not source.endswith("://") and not target.endswith("://"):
+            return f"{source}={target}"
+        common -= 1
+    return None
 
 
 class IdentityConflict(InputError):

@@ -25,6 +25,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from producer.catalog import documents as docs
+from producer.catalog import summaries
 from producer.catalog.layout import item_link_count, item_partition_keys, placed_within
 from producer.commit import Committer, item_start
 from producer.errors import Hint, phrase_hints
@@ -157,7 +158,7 @@ def warn_if_meta_kept(
         if not given or doc is None or f"meta:{key}" in notified:
             continue
         wanted = build(given)
-        differ = [name for name in given if name in wanted and doc.get(name) != wanted[name]]
+        differ = [name for name in given if name in wanted and not _kept_as_given(name, doc, wanted[name])]
         if not differ:
             continue
         notified.add(f"meta:{key}")
@@ -170,6 +171,40 @@ def warn_if_meta_kept(
                 "(validate checks it)"
             ),
         )
+
+
+def _kept_as_given(name: str, doc: dict, given: object) -> bool:
+    """Whether the existing ``doc`` holds the metadata field ``name`` as
+    ``given`` for a new one. ``item_assets`` and the summaries the producer
+    keeps from the items (:data:`~producer.catalog.summaries.MANAGED`) grow
+    with every commit: a given one is held when the items' values include
+    its own (a list's values, a range within the stored one), or when it was
+    dropped as too long; the same metadata on a rerun is then no change."""
+    stored = doc.get(name)
+    if name == "item_assets":
+        return True  # the items' asset fields, rewritten by every commit
+    if name != "summaries" or not isinstance(given, dict) or not isinstance(stored, dict):
+        return stored == given
+    state = doc.get(summaries.STATE_FIELD)
+    capped = (state.get("capped") if isinstance(state, dict) else None) or ()
+    for key, value in given.items():
+        have = stored.get(key)
+        if have == value or (key in summaries.MANAGED and key in capped):
+            continue
+        if key not in summaries.MANAGED:
+            return False
+        if isinstance(value, list) and isinstance(have, list):
+            if any(v not in have for v in value):
+                return False
+        elif isinstance(value, dict) and isinstance(have, dict):
+            try:
+                if not have["minimum"] <= value["minimum"] <= value["maximum"] <= have["maximum"]:
+                    return False
+            except (KeyError, TypeError):
+                return False
+        else:
+            return False
+    return True
 
 
 def _short(value: object, most: int = 60) -> str:

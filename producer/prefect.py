@@ -47,6 +47,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import inspect
 import logging
 import os
@@ -85,7 +86,7 @@ from producer.results import Action, ErrorKind
 from producer.sinks.notify import PrefectEventSink
 from producer.store.base import Store, catalog_argument
 from producer.urls import pathlib_merged_url
-from producer.worker_secrets import flow_spelling, refuse_catalog_credentials
+from producer.worker_secrets import flow_phrased, flow_spelling, refuse_catalog_credentials
 
 __all__ = [
     "CatalogProblemsRemain",
@@ -227,11 +228,24 @@ def _collect(value: Any) -> tuple[list[str], list[BaseException]]:
     return out, upstream
 
 
-def artifact_key_for(*parts: str) -> str:
-    """A Prefect artifact key (lowercase letters, digits, dashes) from ``parts``."""
-    text = "-".join(p for p in parts if p)
+def _slug(text: str) -> str:
+    """``text`` in lowercase letters, digits and single dashes (``"stac"`` when none is left)."""
     key = re.sub(r"[^a-z0-9-]+", "-", text.lower())
     return re.sub(r"-{2,}", "-", key).strip("-") or "stac"
+
+
+def artifact_key_for(*parts: str) -> str:
+    """A Prefect artifact key (lowercase letters, digits, dashes) from ``parts``,
+    the same for the same parts and distinct for distinct ones: parts that
+    are a key already give themselves joined (``stac-ndvi``); others their
+    letters and digits and a short hash of them as given, so collections
+    ``NDVI.v2`` and ``ndvi_v2`` keep two tables (``stac-ndvi-v2-<hash>``),
+    not one each run overwrites."""
+    text = "-".join(p for p in parts if p)
+    key = _slug(text)
+    if key == text:
+        return key
+    return f"{key}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:8]}"
 
 
 def check_artifact_key(key: str | None, name: str = "artifact_key") -> None:
@@ -251,7 +265,7 @@ def check_artifact_key(key: str | None, name: str = "artifact_key") -> None:
         except ValueError:
             problem = True
     if problem:
-        suggestion = artifact_key_for(key) if isinstance(key, str) else "stac"
+        suggestion = _slug(key) if isinstance(key, str) else "stac"
         raise InputError(
             f"{name} {key!r} is not a Prefect artifact key: it must be lowercase letters, "
             f"digits and dashes only (e.g. {suggestion!r}); nothing was registered or written"
@@ -456,7 +470,10 @@ def register_and_report(
     if urls:
         # api.register logs each product and a summary (with compare-and-swap
         # conflicts): forwarded into the run's logs
-        with forward_logs():
+        # in a run, a product URL with credentials is refused as the flows refuse one
+        # (rotate them; the worker's credentials), not advising storage_options
+        phrased = flow_phrased() if _in_run() else contextlib.nullcontext()
+        with forward_logs(), phrased:
             results = api.register(
                 urls, catalog=catalog, collection=collection, options=opts, sinks=run_sinks(catalog)
             )

@@ -446,7 +446,14 @@ def _in_utc(properties: dict[str, Any]) -> dict[str, Any]:
         when = datetime.fromisoformat(
             re.sub(r"(\.\d{6})\d+", r"\1", text.replace("Z", "+00:00")).replace(":60", ":59", 1)
         )
-        utc = format_time(when)
+        try:
+            utc = format_time(when)
+        except OverflowError:  # 9999-12-31T23:30:00-05:00 is in year 10000 in UTC
+            raise InputError(
+                f"property {key!r} given as {value!r} lies outside years 1 to 9999 once in UTC, which the "
+                "STAC timestamps extension writes it in: give it in UTC (ending in Z), within those years",
+                hints=(Hint("properties", {key: "9999-12-31T23:59:59Z"}, f"give {key!r} in UTC"),),
+            ) from None
         properties[key] = utc[:17] + "60" + utc[19:] if leap else utc
     return properties
 

@@ -124,13 +124,15 @@ _GEOJSON_TYPES = frozenset(
 _INTERSECTS_EXAMPLE = '{"type": "Polygon", "coordinates": [[[6, 46], [8, 46], [8, 47], [6, 46]]]}'
 
 
-def parse_intersects(value: Any) -> Any:
+def parse_intersects(value: Any, shown: str | None = None) -> Any:
     """A GeoJSON geometry, Feature or FeatureCollection (a dict, its JSON
     text, or an object with ``__geo_interface__`` such as a shapely geometry)
-    -> a shapely geometry in lon/lat, valid and not empty."""
+    -> a shapely geometry in lon/lat, valid and not empty. ``shown`` names
+    the value in messages (the file it was read from) instead of quoting it."""
     if value is None:
         return None
     given = value
+    label = shown if shown is not None else _short(given)
     if hasattr(value, "__geo_interface__") and not isinstance(value, dict | str):
         value = value.__geo_interface__
     if isinstance(value, str):
@@ -138,39 +140,60 @@ def parse_intersects(value: Any) -> Any:
             value = json.loads(value)
         except ValueError:
             raise InputError(
-                f"intersects {_short(given)} is not GeoJSON: give a geometry as JSON, e.g. {_INTERSECTS_EXAMPLE}"
+                f"intersects {label} is not GeoJSON: give a geometry as JSON, e.g. {_INTERSECTS_EXAMPLE}"
             ) from None
     if not isinstance(value, dict):
         raise InputError(
-            f"intersects {_short(given)} is not GeoJSON: give a geometry as JSON, e.g. {_INTERSECTS_EXAMPLE}"
+            f"intersects {label} is not GeoJSON: give a geometry as JSON, e.g. {_INTERSECTS_EXAMPLE}"
         )
+    _check_crs(value, label)
     value = _geometry_of(value)
     kind = value.get("type")
     if kind not in _GEOJSON_TYPES:
         raise InputError(
-            f"intersects {_short(given)} is not a GeoJSON geometry (type {kind!r}): give one of "
+            f"intersects {label} is not a GeoJSON geometry (type {kind!r}): give one of "
             f"{', '.join(sorted(_GEOJSON_TYPES))}, e.g. {_INTERSECTS_EXAMPLE}"
         )
     try:
         geometry = shapely.from_geojson(json.dumps(value))
     except (shapely.errors.GEOSException, ValueError, TypeError) as exc:
         raise InputError(
-            f"intersects {_short(given)} is not a GeoJSON geometry ({exc}): e.g. {_INTERSECTS_EXAMPLE}"
+            f"intersects {label} is not a GeoJSON geometry ({exc}): e.g. {_INTERSECTS_EXAMPLE}"
         ) from None
     if geometry.is_empty:
-        raise InputError(f"intersects {_short(given)} is empty: give a geometry with coordinates")
+        raise InputError(f"intersects {label} is empty: give a geometry with coordinates")
     west, south, east, north = geometry.bounds
     if not (-180 <= west <= east <= 180 and -90 <= south <= north <= 90):
         raise InputError(
-            f"intersects {_short(given)}: longitudes must lie in [-180, 180] and latitudes in [-90, 90] "
+            f"intersects {label}: longitudes must lie in [-180, 180] and latitudes in [-90, 90] "
             "(split a geometry crossing the antimeridian in two at 180, as RFC 7946 says)"
         )
     if not geometry.is_valid:
         raise InputError(
-            f"intersects {_short(given)} is not a valid geometry ({shapely.is_valid_reason(geometry)}): "
+            f"intersects {label} is not a valid geometry ({shapely.is_valid_reason(geometry)}): "
             "repair it (a ring must not cross itself), or give its parts as a Multi geometry"
         )
     return geometry
+
+
+#: a GeoJSON ``crs`` member's name for longitude/latitude on WGS 84 (what
+#: QGIS and ogr2ogr write for EPSG:4326 data): the coordinates RFC 7946 wants
+_LONLAT_CRS = re.compile(r"CRS:?84$|EPSG:+4326$", re.IGNORECASE)
+
+
+def _check_crs(value: dict[str, Any], label: str) -> None:
+    """Refuse GeoJSON whose (pre-RFC 7946) ``crs`` member names another
+    system than lon/lat, e.g. an older QGIS export in EPSG:3857: its
+    coordinates are metres, so it would meet nothing or be refused as out
+    of [-180, 180] with no word of the cause."""
+    crs = value.get("crs")
+    props = crs.get("properties") if isinstance(crs, dict) else None
+    name = props.get("name") if isinstance(props, dict) else None
+    if isinstance(name, str) and not _LONLAT_CRS.search(name.strip()):
+        raise InputError(
+            f"intersects {label} is in the coordinate reference system {name!r}: GeoJSON coordinates are "
+            "longitude/latitude on WGS 84 (RFC 7946); export it in EPSG:4326 (e.g. ogr2ogr -t_srs EPSG:4326)"
+        )
 
 
 def _geometry_of(value: dict[str, Any]) -> dict[str, Any]:

@@ -931,6 +931,11 @@ def reconcile(
     options = resolve_options(options, storage_options)
     if dry_run is None:
         dry_run = options.dry_run
+    if data is not None and collection and options.partition:
+        # a partition the collection's recorded layout contradicts: refused as
+        # register refuses it, before the walk (not only when a fix has
+        # missing products to register, halfway through the run)
+        collection_layout(store, collection, options.partition)
     wanted = _Wanted(data, storage_options, options) if data is not None else None
     first = audit(
         store,
@@ -944,10 +949,6 @@ def reconcile(
     if fix:
         check_sinks(sinks)
         _refuse_malformed(store, first, sweep_temps=not dry_run)
-        if missing_products and collection:
-            # a partition the collection's recorded layout contradicts: refused
-            # before the first repair write, not halfway through the run
-            collection_layout(store, collection, options.partition)
     if not fix or dry_run:
         if pgstac is not None:
             report.problems += _compare_pgstac(store, first, pgstac, report, fix=False)

@@ -311,11 +311,21 @@ ZARR_STORE_METADATA = ("zarr.json", ".zmetadata", ".zgroup")
 def enclosing_store(path: str) -> str | None:
     """The ``.zarr`` store ``path`` lies inside (below its root: an array's
     folder, a chunk, its ``zarr.json``), or ``None`` (the store itself, or a
-    path in no store). Globs are in no store: they are patterns."""
+    path in no store). Globs are in no store: they are patterns. A local
+    folder named ``.zarr`` with no Zarr metadata at its root is no store (a
+    GeoTIFF in ``exports.zarr/`` is a product of its own); a remote one is
+    taken by its name, as listings take it (no request)."""
     if any(ch in path for ch in GLOB_CHARS):
         return None
     found = zarr_store_of(path)
-    return found[0] if found is not None else None
+    if found is None:
+        return None
+    store = found[0]
+    if is_local(store):
+        root = local_path(store)
+        if not any(os.path.exists(os.path.join(root, name)) for name in (*ZARR_STORE_METADATA, ".zarray")):
+            return None
+    return store
 
 
 def zarr_store_of(key: str) -> tuple[str, bool] | None:

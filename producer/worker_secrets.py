@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from producer.errors import Hint, InputError, python_spelling
+from producer.errors import CREDENTIALS_HINT, Hint, InputError, python_spelling
 from producer.options import RegisterOptions, option_spec
 from producer.store.open import refuse_credentials
 
@@ -219,9 +219,27 @@ def flow_phrased() -> Iterator[None]:
     try:
         yield
     except InputError as exc:
+        if CREDENTIALS_HINT in exc.hints:
+            raise InputError(_url_credentials(exc.fact)) from None
         if all(flow_spelling(h) == python_spelling(h) for h in exc.hints):
             raise  # no hint a flow spells otherwise: the error as it is
         raise InputError(exc.phrased(flow_spelling)) from None
+
+
+def _url_credentials(fact: str) -> str:
+    """The refusal of credentials inside a catalog or product URL
+    (``s3://KEY:SECRET@bucket/...``, its fact ``fact`` naming the URL
+    masked) as a flow run says it: that URL is one of the run's parameters,
+    which Prefect has already stored in plain text, so the credentials are
+    to be rotated, and the way in is the worker's, never storage options."""
+    where, _, rest = fact.partition(": credentials inside a ")
+    proto = rest.split("://", 1)[0] if "://" in rest else "storage"
+    return (
+        f"{where}: credentials inside a {proto}:// URL are not supported: Prefect stores flow-run "
+        "parameters in plain text (the UI and the API show them), so a URL given as one is now stored "
+        "with this run; rotate these credentials. Give the URL without them, and the credentials "
+        f"through {WORKER_CREDENTIALS}."
+    )
 
 
 def refuse_catalog_credentials(catalog: str) -> None:

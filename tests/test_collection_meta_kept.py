@@ -94,3 +94,27 @@ def test_other_metadata_for_an_existing_root_is_warned_about(utm, tmp_path, cata
     [message] = _kept(caplog)
     assert message.startswith("the root catalog at ") and "title 'Our catalog', not 'New'" in message
     assert json.loads((catalog_dir / "catalog.json").read_text())["title"] == "Our catalog"
+
+
+def test_summaries_and_item_assets_the_items_extend_are_no_change(utm, tmp_path, catalog_dir, caplog):
+    # a pipeline giving summaries (and item_assets) for its new collection: the
+    # items add their own values to both on every commit, so an unchanged
+    # rerun with the same metadata differs from the stored document only by them
+    meta = {
+        "title": "S2 NDVI",
+        "summaries": {"constellation": ["sentinel-2"], "gsd": {"minimum": 10, "maximum": 10}},
+        "item_assets": {"data": {"title": "NDVI", "roles": ["data"]}},
+    }
+    path = _copy(utm, tmp_path, 1)
+    [first] = producer.register([path], catalog=str(catalog_dir), collection="c", collection_meta=meta)
+    assert first.ok, first.error
+    caplog.set_level(logging.WARNING, logger="producer")
+    [again] = producer.register([path], catalog=str(catalog_dir), collection="c", collection_meta=meta)
+    assert again.ok and again.action == "unchanged"
+    assert _kept(caplog) == []
+    # a summary the producer does not keep, given otherwise, is still told
+    other = {**meta, "summaries": {**meta["summaries"], "constellation": ["landsat"]}}
+    [third] = producer.register([path], catalog=str(catalog_dir), collection="c", collection_meta=other)
+    assert third.ok
+    [message] = _kept(caplog)
+    assert "summaries" in message and "landsat" in message

@@ -387,3 +387,45 @@ def test_a_dsn_whose_password_hides_in_sslpassword_or_an_expanded_dbname_is_a_se
     assert "KeyPassw0rd" not in str(info.value)
     assert not dsn_has_password("host=db dbname=stac sslmode=require")
     assert not dsn_has_password("postgresql://stac@db/stac?sslmode=require&dbname=stac")
+
+
+@pytest.mark.parametrize("where", ["catalog", "prefix", "task"])
+def test_a_url_with_credentials_in_a_flow_run_says_to_rotate_them_and_not_storage_options(
+    tmp_path: Path, where: str
+) -> None:
+    """A catalog, prefix or product URL with ``KEY:SECRET@`` in a flow run
+    was told to give the credentials "... or as storage options. Fix it with
+    an IAM role ... (not storage_options ...)" (the register task: "Fix it
+    with storage_options={'key': ...}"), and never to rotate them, though
+    Prefect had stored them with the run's parameters."""
+    from prefect import flow
+
+    from flows.backfill import backfill
+    from producer.prefect import register_in_stac
+
+    @flow
+    def register_flow(paths: list[str], catalog: str) -> Any:
+        return register_in_stac(paths, catalog=catalog, collection="c")
+
+    secret_url = f"s3://AKIAFAKEKEY:{PASSWORD}@bucket"
+    write_tile(tmp_path / "data", "p0_20240105.tif", 10, 50.0)
+    runs = {
+        "catalog": lambda: backfill(
+            str(tmp_path / "data"), f"{secret_url}/stac", "c", concurrency=1, return_state=True
+        ),
+        "prefix": lambda: backfill(
+            f"{secret_url}/data/", str(tmp_path / "stac"), "c", concurrency=1, return_state=True
+        ),
+        "task": lambda: register_flow(
+            [f"{secret_url}/data/p0_20240105.tif"], str(tmp_path / "stac"), return_state=True
+        ),
+    }
+    state = runs[where]()
+    with pytest.raises(InputError, match="credentials inside a s3:// URL are not supported") as info:
+        state.result()
+    message = str(info.value)
+    assert "rotate" in message, message
+    assert "as storage options" not in message and "storage_options=" not in message, message
+    assert "IAM role" in message and "environment of the worker" in message, message
+    assert PASSWORD not in message and PASSWORD not in (state.message or "")
+    assert not (tmp_path / "stac").exists()

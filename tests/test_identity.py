@@ -384,3 +384,32 @@ def test_a_product_registered_again_without_its_href_rewrite_is_told_the_rewrite
     (result,) = producer.register([other], catalog=str(tmp_path / "plain"), collection="c")
     (result,) = producer.register([tif], catalog=str(tmp_path / "plain"), collection="c")
     assert result.action == "error" and "href_rewrites" not in (result.error or ""), result
+
+
+def test_the_rewrite_is_offered_when_the_published_path_repeats_the_local_one(tmp_path):
+    """Files under ``/srv/data/...`` served as ``https://host/srv/data/...``
+    (a web server whose root is ``/``): every folder of the local path is
+    in the URL too, and no rewrite was offered (the old advice, rename or
+    --replace, came back). The rewrite keeps the first folder:
+    ``/srv=https://host/srv``, which registers the product as the same one."""
+    from producer.commit import rewrite_between
+
+    assert rewrite_between("/srv/data/ndvi/x.tif", "https://host/srv/data/ndvi/x.tif") == (
+        "/srv=https://host/srv"
+    )
+    assert rewrite_between("/x.tif", "https://host/x.tif") is None  # no folder left to map
+    data = tmp_path / "data"
+    tif = rasters.write_utm(data)
+    published = f"https://host{tif}"  # the same path below the server's root
+    rule = f"{tmp_path}=https://host{tmp_path}"
+    catalog = tmp_path / "site"
+    (first,) = producer.register([tif], catalog=str(catalog), collection="c", href_rewrites=[rule])
+    assert first.action == "created", first.error
+    assert first.item["assets"]["data"]["href"] == published
+    (again,) = producer.register([tif], catalog=str(catalog), collection="c")
+    assert again.action == "error"
+    top = str(tif).split("/")[1]
+    offered = f"/{top}=https://host/{top}"
+    assert offered in (again.error or ""), again.error
+    (result,) = producer.register([tif], catalog=str(catalog), collection="c", href_rewrites=[offered])
+    assert result.action == "unchanged", result

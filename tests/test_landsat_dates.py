@@ -47,3 +47,20 @@ def test_a_landsat_scene_registers_on_its_acquisition_day(tmp_path: Path) -> Non
     properties = json.loads(Path(result.href).read_text())["properties"]
     assert properties["datetime"] == "2024-05-13T00:00:00Z"
     assert "start_datetime" not in properties
+
+
+@pytest.mark.parametrize(
+    ("name", "day"),
+    [
+        ("LC08_CU_029005_20190824_20210127_02_SR_B4.TIF", datetime(2019, 8, 24, tzinfo=UTC)),  # C2 U.S. ARD
+        ("LE07_AK_004002_20190824_20210127_02_ST_B6.TIF", datetime(2019, 8, 24, tzinfo=UTC)),
+        ("LC08_CU_003008_20130417_20190822_C01_V01_SRB4.tif", datetime(2013, 4, 17, tzinfo=UTC)),  # C1 ARD
+    ],
+)
+def test_a_landsat_ard_tile_id_is_dated_by_its_acquisition(name: str, day: datetime) -> None:
+    """U.S. Landsat ARD tiles name the acquisition date and then the
+    production date side by side as well (``LC08_CU_029005_20190824_20210127_02``):
+    they were dated as a range of a year and a half."""
+    found = from_filename(name)
+    assert found is not None
+    assert (found.datetime, found.start, found.end) == (day, None, None)

@@ -342,3 +342,43 @@ def test_partitions_emptied_by_a_removal_and_a_move_are_reported_as_warnings_and
     (back,) = producer.register([a], catalog=cat, collection="c")
     assert back.href == str(root / "c/2023/06/a_20230615/a_20230615.json")
     assert [p.key for p in producer.validate_catalog(cat)] == ["c/2022/catalog.json"]
+
+
+def test_reconcile_data_with_a_partition_the_collection_contradicts_is_refused(tiles, catalog_dir):
+    """``reconcile C --data D --collection c --partition year`` on a
+    ``year/month`` collection exited 0 (with nothing missing, and without
+    ``--fix`` whatever was missing): the contradiction register refuses,
+    naming the collection's layout, went unsaid until a fix had products to
+    register. Refused now with or without --fix, before anything is read
+    or written."""
+    assert all(
+        r.ok
+        for r in producer.register(tiles, catalog=str(catalog_dir), collection="c", partition="year/month")
+    )
+    before = tree_hash(catalog_dir)
+    folder = str(tiles[0].parent)
+    for extra in ([], ["--fix"]):
+        out = CliRunner().invoke(
+            main,
+            [
+                "reconcile",
+                str(catalog_dir),
+                "--data",
+                folder,
+                "--collection",
+                "c",
+                "--partition",
+                "year",
+                *extra,
+            ],
+        )
+        assert out.exit_code == 2, out.output
+        assert "partitioned by year/month" in out.output and "collection.json" in out.output, out.output
+        assert "missing-product" not in out.output
+    assert tree_hash(catalog_dir) == before
+    # the collection's own layout, or none, is no contradiction
+    for partition in (["--partition", "year/month"], []):
+        out = CliRunner().invoke(
+            main, ["reconcile", str(catalog_dir), "--data", folder, "--collection", "c", *partition]
+        )
+        assert out.exit_code == 0, out.output

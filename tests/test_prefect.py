@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 import uuid
@@ -23,6 +24,7 @@ from producer.errors import InputError
 from producer.prefect import (
     RegistrationFailed,
     artifact_key_for,
+    check_artifact_key,
     product_urls,
     register_in_stac,
     registers_in_stac,
@@ -105,7 +107,20 @@ def test_a_pathlib_path_of_a_url_returned_by_a_task_says_to_return_the_url_as_te
 
 
 def test_artifact_key_is_valid_for_prefect() -> None:
-    assert artifact_key_for("stac", "NDVI_v2.1") == "stac-ndvi-v2-1"
+    assert artifact_key_for("stac", "ndvi-v2") == "stac-ndvi-v2"  # already a key: itself
+    key = artifact_key_for("stac", "NDVI_v2.1")
+    assert key.startswith("stac-ndvi-v2-1-") and re.fullmatch(r"[a-z0-9-]+", key)
+
+
+def test_artifact_keys_of_collections_that_differ_only_in_case_or_punctuation_differ() -> None:
+    """``NDVI.v2`` and ``ndvi_v2`` (and ``ndvi-v2``) got one key: the second
+    collection's runs overwrote the first's table artifact. Distinct now,
+    and the same on every run."""
+    keys = [artifact_key_for("backfill", c) for c in ("NDVI.v2", "ndvi_v2", "ndvi-v2", "Ndvi-V2")]
+    assert len(set(keys)) == len(keys), keys
+    assert keys == [artifact_key_for("backfill", c) for c in ("NDVI.v2", "ndvi_v2", "ndvi-v2", "Ndvi-V2")]
+    for key in keys:
+        check_artifact_key(key)  # Prefect takes each
 
 
 # ---------------------------------------------------------------------------

@@ -471,3 +471,17 @@ def test_the_timestamps_schema_checks_a_declared_field(utm, catalog_dir):
     path.write_text(json.dumps(doc))
     errors = [p for p in producer.validate_catalog(str(catalog_dir)) if p.is_error]
     assert errors and "published" in str(errors[0]) + str(getattr(errors[0], "detail", "")), errors
+
+
+@pytest.mark.parametrize(
+    "given", ["9999-12-31T23:30:00-05:00", "0001-01-01T00:30:00+01:00"], ids=["after-9999", "before-1"]
+)
+def test_a_timestamp_whose_utc_instant_leaves_the_calendar_is_refused_by_name(utm, catalog_dir, given):
+    """``expires`` at the end of time written with a local offset: in UTC it
+    lies past 9999-12-31 (or before year 1), which no date-time can hold.
+    Before, the conversion to UTC ended in a raw OverflowError traceback."""
+    with pytest.raises(producer.InputError) as info:
+        producer.register([utm], catalog=str(catalog_dir), collection="c", properties={"expires": given})
+    message = str(info.value)
+    assert "'expires'" in message and given in message and "UTC" in message
+    assert not catalog_dir.exists() or not any(catalog_dir.iterdir())

@@ -193,3 +193,43 @@ def test_a_linked_item_no_verb_can_find_is_a_warning_with_the_way_to_bring_it_in
     assert report.fixed.get("duplicate-id") == 1, report
     assert not new.exists() and (catalog / "c/a_20240110/a_20240110.json").exists()
     assert [p for p in producer.validate_catalog(str(catalog)) if p.kind == "unfindable-item"] == []
+
+
+def test_a_collection_of_unfindable_items_is_reported_in_twenty_lines_and_a_count(tmp_path: Path) -> None:
+    """A catalog another tool wrote in its own layout (pystac with an item
+    template: ``c/c/<id>.json``) is valid STAC whose every item the verbs
+    cannot find by its id: ``validate`` and every nightly ``reconcile``
+    printed one unfindable-item warning per item, thousands of lines for a
+    real collection. The first 20 are named, the rest counted in one more."""
+    pystac = pytest.importorskip("pystac")
+    from datetime import UTC, datetime
+
+    from pystac.layout import TemplateLayoutStrategy
+
+    root = pystac.Catalog("root", "a catalog of another tool")
+    extent = pystac.Extent(
+        pystac.SpatialExtent([[0.0, 0.0, 1.0, 1.0]]),
+        pystac.TemporalExtent([[datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 25, tzinfo=UTC)]]),
+    )
+    coll = pystac.Collection("c", "its items in c/c/<id>.json", extent, license="CC0-1.0")
+    root.add_child(coll)
+    for day in range(1, 26):
+        item = pystac.Item(
+            f"i{day:02d}",
+            {"type": "Point", "coordinates": [0.5, 0.5]},
+            [0.5, 0.5, 0.5, 0.5],
+            datetime(2024, 1, day, tzinfo=UTC),
+            {},
+        )
+        coll.add_item(item)
+    root.normalize_hrefs(
+        str(tmp_path / "cat"), strategy=TemplateLayoutStrategy(item_template="${collection}")
+    )
+    root.save(pystac.CatalogType.SELF_CONTAINED)
+
+    found = [p for p in producer.validate_catalog(str(tmp_path / "cat")) if p.kind == "unfindable-item"]
+    assert len(found) == 21, [p.key for p in found]
+    named, rest = found[:20], found[20]
+    assert all(p.key.startswith("c/c/i") for p in named)
+    assert rest.key == "c/collection.json" and "5 more" in rest.message, rest
+    assert not any(p.is_error for p in found)

@@ -809,3 +809,45 @@ def test_intersects_takes_a_feature_collection_from_a_geojson_file(catalog, tmp_
     )
     assert missing.exit_code == 2 and "nope.geojson" in missing.output
     assert "neither GeoJSON text nor a file" in missing.output, missing.output
+
+
+def test_intersects_file_with_a_bom_or_another_crs_is_named(catalog, tmp_path):
+    """A GeoJSON file saved by Windows tools begins with a UTF-8 byte order
+    mark, and older QGIS/ogr2ogr exports name a projected ``crs`` (metres,
+    e.g. EPSG:3857). The first was "not GeoJSON" and the second told to split
+    a geometry at the antimeridian, both quoting the file's text instead of
+    naming the file."""
+    aoi = {
+        "type": "FeatureCollection",
+        "features": [{"type": "Feature", "properties": {}, "geometry": INTERSECTS[0]}],
+    }
+    bom = tmp_path / "aoi_windows.geojson"
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps(aoi).encode())
+    out = CliRunner().invoke(main, ["search", str(catalog), "--intersects", str(bom)])
+    assert out.exit_code == 0, out.output
+    expected = {i["id"] for i in json_items(catalog) if _meets_geometry(i, INTERSECTS[0])}
+    assert {f["id"] for f in json.loads(out.output)["features"]} == expected
+    projected = {
+        "type": "FeatureCollection",
+        "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::3857"}},
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {},
+                "geometry": {"type": "Point", "coordinates": [779236.4, 5897000.0]},
+            }
+        ],
+    }
+    path = tmp_path / "aoi_3857.geojson"
+    path.write_text(json.dumps(projected))
+    bad = CliRunner().invoke(main, ["search", str(catalog), "--intersects", str(path)])
+    assert bad.exit_code == 2, bad.output
+    assert "aoi_3857.geojson" in bad.output and "EPSG::3857" in bad.output
+    assert "antimeridian" not in bad.output and "FeatureCollection" not in bad.output
+    # a crs naming lon/lat (what QGIS writes for WGS 84) is no problem
+    projected["crs"]["properties"]["name"] = "urn:ogc:def:crs:OGC:1.3:CRS84"
+    projected["features"][0]["geometry"] = INTERSECTS[0]
+    path.write_text(json.dumps(projected))
+    good = CliRunner().invoke(main, ["search", str(catalog), "--intersects", str(path)])
+    assert good.exit_code == 0, good.output
+    assert {f["id"] for f in json.loads(good.output)["features"]} == expected

@@ -54,3 +54,17 @@ def test_the_stores_metadata_object_names_the_store(tmp_path: Path, store: Path)
     # the store itself registers
     (result,) = producer.register([store], catalog=catalog, collection="cubes")
     assert result.action == "created", result.error
+
+
+def test_a_product_in_a_folder_merely_named_zarr_registers(tmp_path: Path) -> None:
+    """A GeoTIFF in a folder whose name ends in ``.zarr`` but holds no Zarr
+    store (no zarr.json, .zmetadata, .zgroup or .zarray) was refused as
+    "inside the Zarr store ...: register the store itself", and that folder
+    then as "not a Zarr store": no way to register it at all. It registers,
+    as it did before the refusal existed."""
+    from tests import rasters
+
+    folder = tmp_path / "exports.zarr"
+    tif = rasters.write_utm(folder)
+    (result,) = producer.register([tif], catalog=tmp_path / "stac", collection="c")
+    assert result.action == "created", result.error

@@ -70,10 +70,12 @@ _BUILTIN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 #: two dates separated by at most this (e.g. "_", "-", "_to_") form a range
 _RANGE_SEPARATOR = re.compile(r"^(?:[_\-. ]{1,3}|_to_|-to-)$", re.IGNORECASE)
-#: a Landsat Collection 1/2 product id (``LC09_L2SP_190026_20240513_20240514_02_T1``):
-#: its two adjacent dates are the acquisition and the processing date, not a range
+#: a Landsat Collection 1/2 product id (``LC09_L2SP_190026_20240513_20240514_02_T1``)
+#: or U.S. ARD tile id (``LC08_CU_029005_20190824_20210127_02``, ``..._C01_V01``): its
+#: two adjacent dates are the acquisition and the processing date, not a range
 _LANDSAT_ID = re.compile(
-    r"(?<![A-Za-z0-9])L[COTEM]0\d_L\d[A-Z]{2}_\d{6}_(\d{8})_(\d{8})_\d{2}_(?:T1|T2|RT)(?![A-Za-z0-9])",
+    r"(?<![A-Za-z0-9])L[COTEM]0\d_(?:L\d[A-Z]{2}_\d{6}_(\d{8})_(\d{8})_\d{2}_(?:T1|T2|RT)"
+    r"|(?:CU|AK|HI)_\d{6}_(\d{8})_(\d{8})_(?:\d{2}|C\d{2}_V\d{2}))(?![A-Za-z0-9])",
     re.IGNORECASE,
 )
 #: plausible years for the compact built-in patterns (fewer false positives)
@@ -394,8 +396,9 @@ def _processing_date(name: str, first: re.Match[str], second: re.Match[str]) -> 
     """True when ``second`` is the processing date that follows the
     acquisition date ``first`` in a Landsat product id (:data:`_LANDSAT_ID`)."""
     return any(
-        landsat.span(1) == first.span() and landsat.span(2) == second.span()
+        landsat.span(group) == first.span() and landsat.span(group + 1) == second.span()
         for landsat in _LANDSAT_ID.finditer(name)
+        for group in (1, 3)  # the product id's dates, or the ARD tile id's
     )
 
 
