@@ -1456,10 +1456,36 @@ def _check_written(var: Any, values: Any, what: str) -> None:
     the netCDF library's default fill value of their type, which a variable
     without a ``_FillValue`` attribute reads where nothing was written: the
     steps of a file registered before its writer finished (9.97e36 days, or
-    a year -242960), not times."""
+    a year -242960), not times. Likewise for a fill value the time
+    coordinate declares itself (``_FillValue``, ``missing_value``, a Zarr
+    array's ``fill_value``) other than 0: a step equal to one was never
+    written (-9999 ``days since 2024-01-01`` is 1996). A fill value of 0 is
+    left a time, being what zarr-python gives a v2 array unless told
+    otherwise (day 0 of the axis)."""
     import netCDF4  # noqa: PLC0415 (a dependency of every datacube read)
     import numpy as np  # noqa: PLC0415
 
+    for key in ("_FillValue", "missing_value"):
+        declared = var.attrs.get(key, var.encoding.get(key))
+        if declared is None:
+            continue
+        try:
+            fill = float(_as_read(var, declared).ravel()[0])
+        except (TypeError, ValueError, IndexError):
+            continue  # a fill value that is no number matches no time
+        if fill == 0.0 or not np.isfinite(fill):
+            continue
+        unwritten = int(np.count_nonzero(values == fill))
+        if unwritten:
+            steps = values.size
+            raise InputError(
+                f"{what}: {unwritten} of its {steps} time step{'s' if steps > 1 else ''} "
+                f"{'holds' if unwritten == 1 else 'hold'} its fill value {fill:g} ({key}): never written "
+                f"(read as a time, it would date the item {_fill_as_time(var, fill)}). Register it once every step is written (or, if {fill:g} is "
+                f"a real time, write a new file without the time coordinate's {key} and register that), "
+                "or pass the datetime option",
+                hints=(DATETIME_HINT,),
+            )
     if "_FillValue" in var.attrs or "_FillValue" in var.encoding or np.dtype(var.dtype).itemsize < 4:
         return  # (a byte or short's default, 255 or -32767, can be a time: 255 hours)
     default = netCDF4.default_fillvals.get(np.dtype(var.dtype).str[1:])
@@ -1475,6 +1501,16 @@ def _check_written(var: Any, values: Any, what: str) -> None:
             "written yet). Register it once every step is written, or pass the datetime option",
             hints=(DATETIME_HINT,),
         )
+
+
+def _fill_as_time(var: Any, fill: float) -> str:
+    """The date a time coordinate's fill value ``fill`` would be read as
+    (``1996-08-16T00:00:00Z``), or words saying it is none."""
+    try:
+        (when,) = cf_datetimes([fill], _attr(var, "units"), _attr(var, "calendar") or None, "")
+    except (InputError, ValueError, OverflowError):
+        return "no date at all"
+    return format_time(when)
 
 
 def _unit_seconds(units: str, calendar: str | None) -> float | None:
