@@ -365,3 +365,25 @@ def test_cdo_absolute_day_axis_stored_as_float32_is_refused_not_misdated(tmp_pat
     assert create_item(path, ExtractOptions(datetime="2024-05-13")).to_dict()["properties"]["datetime"] == (
         "2024-05-13T00:00:00Z"
     )
+
+
+def test_zarr_grid_mapping_naming_a_missing_variable_names_it_and_the_crs_variable(tmp_path: Path) -> None:
+    """The Zarr store of the same dataset was told "the x/y coordinates have
+    no grid_mapping naming their CRS" (xarray drops the attribute naming a
+    missing variable): it gets the NetCDF's precise message, with a fix
+    that writes a Zarr store."""
+    with xr.open_dataset(_utm_with_grid_mapping(tmp_path / "gm.nc", "crs_utm")) as ds:
+        ds.load().to_zarr(tmp_path / "gm_typo.zarr", mode="w")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # xarray's own warning must not reach the caller
+        with pytest.raises(NoGeoreferenceError) as caught:
+            create_item(str(tmp_path / "gm_typo.zarr"))
+    message = str(caught.value)
+    assert "gm_typo.zarr" in message
+    assert "grid_mapping attribute of variable 'v' names 'crs_utm'" in message
+    assert "'crs'" in message and "to_zarr(" in message and "ncatted" not in message
+    # the fix it gives works
+    with xr.open_zarr(tmp_path / "gm_typo.zarr") as ds:
+        ds["v"].attrs["grid_mapping"] = "crs"
+        ds.to_zarr(tmp_path / "fixed.zarr")
+    assert create_item(str(tmp_path / "fixed.zarr")).to_dict()["properties"]["proj:code"] == "EPSG:32632"

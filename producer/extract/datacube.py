@@ -204,12 +204,17 @@ def _restore_grid_mappings(ds: Any, seen: list[str], handle: Any) -> None:
     """Put back, into the encoding of each variable of ``ds``, the
     ``grid_mapping`` attribute xarray dropped because it names a variable
     the file lacks (``seen``: its warnings), read from ``handle`` (an open
-    netCDF4 Dataset): :func:`_missing_grid_mapping` then names it."""
+    netCDF4 Dataset, or a zarr Group): :func:`_missing_grid_mapping` then
+    names it."""
     if not any("grid_mapping" in message for message in seen):
         return
     for name, var in ds.variables.items():
-        stored = handle.variables.get(str(name))
-        raw = stored.__dict__.get("grid_mapping") if stored is not None else None
+        if hasattr(handle, "variables"):  # netCDF4
+            stored = handle.variables.get(str(name))
+            raw = stored.__dict__.get("grid_mapping") if stored is not None else None
+        else:  # zarr
+            stored = handle.get(str(name))
+            raw = stored.attrs.get("grid_mapping") if stored is not None else None
         if raw and "grid_mapping" not in var.attrs and "grid_mapping" not in var.encoding:
             var.encoding["grid_mapping"] = str(raw)
 
@@ -420,6 +425,21 @@ def _root_array(location: str, document: str) -> InputError:
     )
 
 
+def _restore_zarr_grid_mappings(ds: Any, seen: list[str], location: str, extra: dict[str, Any]) -> None:
+    """:func:`_restore_grid_mappings` for the Zarr store at ``location``
+    (opened again with zarr to read the attributes as stored); when it
+    cannot be, the generic "no grid_mapping" error stands."""
+    import zarr  # noqa: PLC0415 (heavy, datacubes only)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            root = zarr.open_group(location.rstrip("/"), mode="r", **extra)
+            _restore_grid_mappings(ds, seen, root)
+    except Exception:  # only words an error
+        return
+
+
 def _open_zarr(location: str, options: ExtractOptions, stack: ExitStack) -> _Opened:
     """Open a Zarr store (v2 or v3, consolidated or not) with xarray."""
     import xarray as xr  # noqa: PLC0415 (heavy, datacubes only)
@@ -433,12 +453,14 @@ def _open_zarr(location: str, options: ExtractOptions, stack: ExitStack) -> _Ope
         if is_url(location)
         else {}
     )
+    seen: list[str] = []
     try:
         with (
             warnings.catch_warnings()
         ):  # zarr's notes on v3 consolidated metadata are not the user's business
             warnings.simplefilter("ignore", UserWarning)
-            ds = xr.open_dataset(location.rstrip("/"), **open_kwargs, **extra, **_DECODE)
+            with _quiet_references(seen):
+                ds = xr.open_dataset(location.rstrip("/"), **open_kwargs, **extra, **_DECODE)
     except KeyError as exc:
         if "_ARRAY_DIMENSIONS" in str(exc) or "dimension_names" in str(exc):  # zarr's own, not xarray's
             raise InputError(
@@ -452,6 +474,8 @@ def _open_zarr(location: str, options: ExtractOptions, stack: ExitStack) -> _Ope
     except (OSError, ValueError, RuntimeError) as exc:
         raise _unreadable(location, "Zarr store", exc) from None
     stack.callback(ds.close)
+    if seen:
+        _restore_zarr_grid_mappings(ds, seen, location, extra)
     if not consolidated and not ds.variables and protocol(location) in ("http", "https"):
         # zarr finds the arrays of an unconsolidated store by listing its
         # folder, which an http server without listings answers 404/403
@@ -562,20 +586,30 @@ def _missing_grid_mapping(ds: Any, x_name: str, y_name: str, where: str) -> NoGe
         named = str(raw).split(":")[0].split()[0] if str(raw).split() else ""
         if not named or named in ds.variables:
             continue
+        zarr = is_zarr(where)
+        kind = "store" if zarr else "file"
         found = _crs_variables(ds)
         if found:
             crs = found[0]
-            holds = f"The file's variable(s) describing a CRS: {', '.join(map(repr, found))}. "
+            holds = f"The {kind}'s variable(s) describing a CRS: {', '.join(map(repr, found))}. "
             fix = (
-                f"Write a new file in which the grid_mapping of {str(owner)!r} names {crs!r}, e.g. with xarray: "
-                f"ds[{str(owner)!r}].attrs['grid_mapping'] = {crs!r}; ds.to_netcdf('fixed.nc') "
-                f"(or `ncatted -a grid_mapping,{owner},o,c,{crs} in.nc fixed.nc`), then register the new file"
+                (
+                    f"Write a new store in which the grid_mapping of {str(owner)!r} names {crs!r}, e.g. with "
+                    f"xarray: ds = xarray.open_zarr('in.zarr'); ds[{str(owner)!r}].attrs['grid_mapping'] = "
+                    f"{crs!r}; ds.to_zarr('fixed.zarr'), then register the new store"
+                )
+                if zarr
+                else (
+                    f"Write a new file in which the grid_mapping of {str(owner)!r} names {crs!r}, e.g. with "
+                    f"xarray: ds[{str(owner)!r}].attrs['grid_mapping'] = {crs!r}; ds.to_netcdf('fixed.nc') "
+                    f"(or `ncatted -a grid_mapping,{owner},o,c,{crs} in.nc fixed.nc`), then register the new file"
+                )
             )
         else:
-            holds = "No variable in the file describes a CRS either. "
+            holds = f"No variable in the {kind} describes a CRS either. "
             fix = GEOREF_FIX
         return NoGeoreferenceError(
-            f"{where}: the grid_mapping attribute of variable {str(owner)!r} names {named!r}, but the file "
+            f"{where}: the grid_mapping attribute of variable {str(owner)!r} names {named!r}, but the {kind} "
             f"has no variable {named!r}, so the CRS of the x/y coordinates {x_name!r}/{y_name!r} is "
             f"unknown. {holds}{fix}"
         )
