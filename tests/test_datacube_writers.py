@@ -10,6 +10,7 @@ import json
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import netCDF4
 import numpy as np
@@ -387,3 +388,132 @@ def test_zarr_grid_mapping_naming_a_missing_variable_names_it_and_the_crs_variab
         ds["v"].attrs["grid_mapping"] = "crs"
         ds.to_zarr(tmp_path / "fixed.zarr")
     assert create_item(str(tmp_path / "fixed.zarr")).to_dict()["properties"]["proj:code"] == "EPSG:32632"
+
+
+# --------------------------------------------------------------------------- WPS geo_em, WRF map projection
+
+#: WRF's earth: a sphere of radius 6370 km
+_WRF_SPHERE = "+a=6370000 +b=6370000 +units=m +no_defs"
+
+
+def _wrf_crs(map_proj: int, truelat1: float, truelat2: float, stand_lon: float, moad_cen_lat: float) -> Any:
+    from pyproj import CRS
+
+    if map_proj == 1:
+        text = f"+proj=lcc +lat_1={truelat1} +lat_2={truelat2} +lat_0={moad_cen_lat} +lon_0={stand_lon}"
+    elif map_proj == 2:
+        text = f"+proj=stere +lat_ts={truelat1} +lat_0={90 if truelat1 >= 0 else -90} +lon_0={stand_lon}"
+    else:
+        text = f"+proj=merc +lat_ts={truelat1} +lon_0={stand_lon}"
+    return CRS.from_proj4(f"{text} {_WRF_SPHERE}")
+
+
+def _geo_em(
+    path: Path,
+    *,
+    map_proj: int = 1,
+    cen_lat: float = 34.83,
+    cen_lon: float = -81.03,
+    truelat1: float = 30.0,
+    truelat2: float = 60.0,
+    stand_lon: float = -98.0,
+    dx: float = 30000.0,
+    times: str = "0000-00-00_00:00:00",
+    title: str = "OUTPUT FROM GEOGRID V4.4",
+) -> Path:
+    """A WPS geogrid file as geogrid writes it: ``XLAT_M``/``XLONG_M`` (units
+    "degrees latitude"/"degrees longitude") of a real map projection on
+    WRF's sphere, centred on ``cen_lat``/``cen_lon``, ``DX`` apart; the
+    staggered U/V arrays and ``CLAT``/``CLONG`` beside them; ``Times``
+    ``0000-00-00_00:00:00``; the projection in global attributes."""
+    from pyproj import CRS, Transformer
+
+    nx, ny = 12, 10
+    crs = _wrf_crs(map_proj, truelat1, truelat2, stand_lon, cen_lat)
+    back = Transformer.from_crs(crs, CRS.from_epsg(4326), always_xy=True)
+    x_c, y_c = Transformer.from_crs(CRS.from_epsg(4326), crs, always_xy=True).transform(cen_lon, cen_lat)
+
+    def latlon(width: int, height: int, shift_x: float, shift_y: float) -> tuple[Any, Any]:
+        xs = x_c + (np.arange(width) - (nx - 1) / 2 + shift_x) * dx
+        ys = y_c + (np.arange(height) - (ny - 1) / 2 + shift_y) * dx
+        lon, lat = back.transform(*np.meshgrid(xs, ys))
+        return np.asarray(lat, "f4"), np.asarray(lon, "f4")
+
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("Time", None)
+        nc.createDimension("DateStrLen", 19)
+        for name, size in (("west_east", nx), ("south_north", ny), ("west_east_stag", nx + 1)):
+            nc.createDimension(name, size)
+        nc.createDimension("south_north_stag", ny + 1)
+        chars = nc.createVariable("Times", "S1", ("Time", "DateStrLen"))
+        chars[:] = netCDF4.stringtochar(np.array([times], "S19"))
+        for stagger, dims, shape in (
+            ("M", ("south_north", "west_east"), (nx, ny, 0.0, 0.0)),
+            ("U", ("south_north", "west_east_stag"), (nx + 1, ny, -0.5, 0.0)),
+            ("V", ("south_north_stag", "west_east"), (nx, ny + 1, 0.0, -0.5)),
+        ):
+            lat, lon = latlon(*shape)
+            for name, values, units in (
+                ("XLAT", lat, "degrees latitude"),
+                ("XLONG", lon, "degrees longitude"),
+            ):
+                var = nc.createVariable(f"{name}_{stagger}", "f4", ("Time", *dims))
+                var.FieldType, var.MemoryOrder, var.units, var.stagger = np.int32(104), "XY ", units, stagger
+                var[0] = values
+        lat, lon = latlon(nx, ny, 0.0, 0.0)
+        for name, values, units in (("CLAT", lat, "degrees latitude"), ("CLONG", lon, "degrees longitude")):
+            var = nc.createVariable(name, "f4", ("Time", "south_north", "west_east"))
+            var.units, var.stagger = units, "M"
+            var[0] = values
+        hgt = nc.createVariable("HGT_M", "f4", ("Time", "south_north", "west_east"))
+        hgt.units, hgt.description, hgt.stagger = "meters MSL", "Topography height", "M"
+        hgt[0] = 120.0
+        nc.TITLE, nc.SIMULATION_START_DATE, nc.GRIDTYPE = title, times, "C"
+        nc.DX = nc.DY = np.float32(dx)
+        nc.CEN_LAT, nc.CEN_LON, nc.MOAD_CEN_LAT = (
+            np.float32(cen_lat),
+            np.float32(cen_lon),
+            np.float32(cen_lat),
+        )
+        nc.TRUELAT1, nc.TRUELAT2, nc.STAND_LON = (
+            np.float32(truelat1),
+            np.float32(truelat2),
+            np.float32(stand_lon),
+        )
+        nc.POLE_LAT, nc.POLE_LON, nc.MAP_PROJ = np.float32(90.0), np.float32(0.0), np.int32(map_proj)
+    return path
+
+
+def test_wps_geo_em_is_read_its_grid_from_xlat_m_xlong_m(tmp_path: Path) -> None:
+    """Was: "no horizontal coordinates (x/y or lat/lon) found" (geogrid's
+    units "degrees latitude"/"degrees longitude" and its ``_M`` names were
+    not known)."""
+    path = _geo_em(tmp_path / "geo_em.d01.nc")
+    with xr.open_dataset(path) as ds:
+        lat, lon = ds["XLAT_M"].values, ds["XLONG_M"].values
+    doc = create_item(path, ExtractOptions(datetime="2024-05-01T00:00:00Z")).to_dict()
+    assert doc["bbox"] == pytest.approx(
+        [float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max())], abs=1e-4
+    )
+    props = doc["properties"]
+    assert props["datetime"] == "2024-05-01T00:00:00Z"
+    assert props["proj:shape"] == [10, 12]
+    variables = props["cube:variables"]
+    assert variables["HGT_M"]["dimensions"] == ["Time", "south_north", "west_east"]
+    assert variables["XLAT_M"]["type"] == "auxiliary" and variables["CLONG"]["type"] == "auxiliary"
+
+
+def test_wps_geo_em_without_a_datetime_says_it_is_static_and_to_pass_one(tmp_path: Path) -> None:
+    path = _geo_em(tmp_path / "geo_em.d01.nc")
+    with pytest.raises(InputError) as caught:
+        create_item(path)
+    message = str(caught.value)
+    assert "geo_em.d01.nc" in message and "'Times'" in message and "0000-00-00_00:00:00" in message
+    assert "static geo_em file" in message and "datetime option" in message
+    assert "year 0 is out of range" not in message
+    result = CliRunner().invoke(
+        main, ["register", "-c", str(tmp_path / "catalog"), "--collection", "c", str(path)]
+    )
+    assert result.exit_code != 0
+    assert "static geo_em file" in result.output and "--datetime" in result.output
+    assert not (tmp_path / "catalog" / "c").exists()

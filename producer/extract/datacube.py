@@ -102,8 +102,9 @@ MAX_VALUES = 100
 _OUTLINE_POINTS = 32
 
 _TIME_NAMES = ("time", "valid_time", "t")
-_LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese"}
-_LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn"}
+#: (``degrees longitude``/``degrees latitude``: WPS's geogrid and metgrid, blanks removed)
+_LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese", "degreeslongitude"}
+_LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn", "degreeslatitude"}
 _LON_NAMES = ("lon", "longitude", "nav_lon")
 _LAT_NAMES = ("lat", "latitude", "nav_lat")
 _VERTICAL_NAMES = {
@@ -1374,6 +1375,13 @@ def get_time(ds: Any, where: str) -> _Time | None:
 
 #: WRF's time of each step, ``YYYY-MM-DD_HH:MM:SS`` characters
 _WRF_TIMES = "Times"
+#: the date WPS's geogrid writes into ``Times`` of its static ``geo_em`` files
+_WPS_NO_DATE = "0000-00-00"
+
+
+def _attr_of(ds: Any, name: str) -> str:
+    value = ds.attrs.get(name)
+    return str(value).strip() if value is not None else ""
 
 
 def _wrf_times(ds: Any, where: str) -> _Time | None:
@@ -1389,6 +1397,16 @@ def _wrf_times(ds: Any, where: str) -> _Time | None:
     texts = [v.decode("ascii", "replace") if isinstance(v, bytes) else str(v) for v in np.asarray(var.values)]
     texts = [t.strip().strip("\x00") for t in texts]
     what = f"{where}: WRF time variable {_WRF_TIMES!r}"
+    written = [t for t in texts if t]
+    if written and all(t.startswith(_WPS_NO_DATE) for t in written):
+        title = _attr_of(ds, "TITLE")
+        raise InputError(
+            f"{what} holds {written[0]!r}, the no-date WPS writes into a static geo_em file "
+            f"(geogrid output{f', {title!r}' if title else ''}: terrain, land use and the grid, which "
+            "belong to no time), so the file names no date of its own. Pass the datetime option with the "
+            "date the product stands for (e.g. the start of the simulation it was made for)",
+            hints=(DATETIME_HINT,),
+        )
     try:
         times = sorted({parse_datetime(t) for t in texts if t})
     except ValueError as exc:
@@ -1825,8 +1843,10 @@ def _time_fix(ds: Any, time: _Time | None) -> str:
     )
 
 
-#: WRF's lat/lon arrays: of mass points, and of the staggered U and V points
-_WRF_LATLON = re.compile(r"^XLONG(?:_[UV])?$|^XLAT(?:_[UV])?$")
+#: WRF's lat/lon arrays: of mass points, and of the staggered U and V points;
+#: WPS's (``geo_em``, ``met_em``) name the mass points' ``XLAT_M``/``XLONG_M``,
+#: and add ``CLAT``/``CLONG``, the computational grid's
+_WRF_LATLON = re.compile(r"^XLONG(?:_[UVM])?$|^XLAT(?:_[UVM])?$|^CLAT$|^CLONG$")
 
 
 def _wrf_coordinates(ds: Any) -> Any:
