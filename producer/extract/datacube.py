@@ -102,9 +102,10 @@ MAX_VALUES = 100
 _OUTLINE_POINTS = 32
 
 _TIME_NAMES = ("time", "valid_time", "t")
-#: (``degrees longitude``/``degrees latitude``: WPS's geogrid and metgrid, blanks removed)
-_LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese", "degreeslongitude"}
-_LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn", "degreeslatitude"}
+#: (``degrees longitude``/``degrees latitude``, blanks removed: WPS's geogrid and metgrid)
+_WPS_LON, _WPS_LAT = "degreeslongitude", "degreeslatitude"
+_LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese", _WPS_LON}
+_LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn", _WPS_LAT}
 _LON_NAMES = ("lon", "longitude", "nav_lon")
 _LAT_NAMES = ("lat", "latitude", "nav_lat")
 _VERTICAL_NAMES = {
