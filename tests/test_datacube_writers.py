@@ -484,6 +484,17 @@ def _geo_em(
     return path
 
 
+def _register(path: Path, catalog: Path, when: str) -> dict[str, Any]:
+    """Register ``path`` into ``catalog`` (stac-valid) and return its item."""
+    import producer
+    from tests.trees import assert_stac_valid_tree
+
+    (result,) = producer.register([str(path)], catalog=str(catalog), collection="wrf", datetime=when)
+    assert result.error is None, result.error
+    assert_stac_valid_tree(catalog)
+    return json.loads(Path(catalog, "wrf", str(result.id), f"{result.id}.json").read_text())  # type: ignore[no-any-return]
+
+
 def test_wps_geo_em_is_read_its_grid_from_xlat_m_xlong_m(tmp_path: Path) -> None:
     """Was: "no horizontal coordinates (x/y or lat/lon) found" (geogrid's
     units "degrees latitude"/"degrees longitude" and its ``_M`` names were
@@ -492,8 +503,13 @@ def test_wps_geo_em_is_read_its_grid_from_xlat_m_xlong_m(tmp_path: Path) -> None
     with xr.open_dataset(path) as ds:
         lat, lon = ds["XLAT_M"].values, ds["XLONG_M"].values
     doc = create_item(path, ExtractOptions(datetime="2024-05-01T00:00:00Z")).to_dict()
-    assert doc["bbox"] == pytest.approx(
-        [float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max())], abs=1e-4
+    # the cells' outer edges, half a 30 km cell beyond the outermost centres
+    west, south, east, north = doc["bbox"]
+    assert float(lon.min()) - 0.3 < west < float(lon.min()) and float(lat.min()) - 0.3 < south < float(
+        lat.min()
+    )
+    assert (
+        float(lon.max()) < east < float(lon.max()) + 0.3 and float(lat.max()) < north < float(lat.max()) + 0.3
     )
     props = doc["properties"]
     assert props["datetime"] == "2024-05-01T00:00:00Z"
@@ -517,3 +533,72 @@ def test_wps_geo_em_without_a_datetime_says_it_is_static_and_to_pass_one(tmp_pat
     assert result.exit_code != 0
     assert "static geo_em file" in result.output and "--datetime" in result.output
     assert not (tmp_path / "catalog" / "c").exists()
+
+
+@pytest.mark.parametrize(
+    ("map_proj", "params"),
+    [
+        (1, {}),  # Lambert conformal over the US, as the WPS tutorial's domain
+        (1, {"cen_lat": -35.0, "cen_lon": 150.0, "truelat1": -30.0, "truelat2": -60.0, "stand_lon": 150.0}),
+        (2, {"cen_lat": 75.0, "cen_lon": -40.0, "truelat1": 60.0, "truelat2": 90.0, "stand_lon": -45.0}),
+        (3, {"cen_lat": 10.0, "cen_lon": 179.0, "truelat1": 10.0, "truelat2": 0.0, "stand_lon": 0.0}),
+    ],
+)
+def test_wrf_map_projection_gives_the_crs_and_transform(
+    tmp_path: Path, map_proj: int, params: dict[str, float]
+) -> None:
+    """Was: no ``proj:*`` but the shape, though MAP_PROJ/TRUELAT1/2/
+    STAND_LON/DX/DY name the grid exactly: a loader could not place the
+    cells. The CRS (on WRF's sphere) and transform are checked against
+    the file's own lat/lon: every corner, projected, is a cell centre."""
+    from pyproj import CRS, Transformer
+
+    path = _geo_em(tmp_path / "geo_em.d01.nc", map_proj=map_proj, **params)
+    doc = _register(path, tmp_path / "catalog", "2024-05-01T00:00:00Z")
+    props = doc["properties"]
+    crs = CRS.from_wkt(props["proj:wkt2"])
+    assert props["proj:projjson"] and props["proj:code"] is None
+    assert crs.ellipsoid.semi_major_metre == crs.ellipsoid.semi_minor_metre == 6370000.0
+    assert props["proj:shape"] == [10, 12]
+    step_x, _, west, _, step_y, north = props["proj:transform"][:6]
+    assert (step_x, step_y) == (30000.0, -30000.0)
+    with xr.open_dataset(path) as ds:
+        lat, lon = ds["XLAT_M"].values[0], ds["XLONG_M"].values[0]
+    to_map = Transformer.from_crs(CRS.from_epsg(4326), crs, always_xy=True)
+    for row, col in ((0, 0), (0, -1), (-1, 0), (-1, -1)):
+        x, y = to_map.transform(float(lon[row, col]), float(lat[row, col]))
+        # the file's first row is the southernmost; the transform is north-up
+        assert x == pytest.approx(west + step_x * ((col % 12) + 0.5), abs=2.0)
+        assert y == pytest.approx(north + step_y * (9 - (row % 10) + 0.5), abs=2.0)
+    assert doc["bbox"][1] <= float(lat.min()) and doc["bbox"][3] >= float(lat.max())
+    dims = props["cube:dimensions"]
+    assert dims["west_east"]["step"] == 30000.0 and dims["south_north"]["axis"] == "y"
+
+
+def test_wrf_projection_that_does_not_match_the_lat_lon_gives_no_transform(tmp_path: Path) -> None:
+    """DX saying 12 km of a grid whose points are 30 km apart (an attribute
+    edited, or copied from another domain): the lat/lon stay the grid, no
+    transform is made up from the attributes."""
+    path = _geo_em(tmp_path / "geo_em.d01.nc")
+    with netCDF4.Dataset(path, "a") as nc:
+        nc.DX = nc.DY = np.float32(12000.0)
+    props = create_item(path, ExtractOptions(datetime="2024-05-01T00:00:00Z")).to_dict()["properties"]
+    assert "proj:transform" not in props and "proj:wkt2" not in props
+    assert props["proj:shape"] == [10, 12]
+
+
+def test_wrf_staggered_fields_keep_the_projection_of_every_grid(tmp_path: Path) -> None:
+    """A field on the U grid beside the mass grid: each is a regular grid
+    in the same projection, so the item keeps the CRS (not one grid's
+    transform), and the footprint covers both."""
+    path = _geo_em(tmp_path / "geo_em.d01.nc")
+    with netCDF4.Dataset(path, "a") as nc:
+        u = nc.createVariable("U", "f4", ("Time", "south_north", "west_east_stag"))
+        u.units, u.stagger = "m s-1", "U"
+        u[0] = 0.0
+    doc = create_item(path, ExtractOptions(datetime="2024-05-01T00:00:00Z")).to_dict()
+    props = doc["properties"]
+    assert props["proj:wkt2"] and "proj:transform" not in props
+    with xr.open_dataset(path) as ds:
+        west_u = float(ds["XLONG_U"].min())
+    assert doc["bbox"][0] <= west_u

@@ -953,6 +953,12 @@ def _curvilinear_grid(ds: Any, lon_name: str, lat_name: str, where: str) -> _Gri
         raise NoGeoreferenceError(
             f"{where}: the lat/lon arrays {lat_name!r}/{lon_name!r} hold no valid coordinates. {GEOREF_FIX}"
         )
+    if not missing.any() and _WRF_LATLON.match(lon_name) and _WRF_LATLON.match(lat_name):
+        projected = _wrf_projected_grid(
+            ds, (lon_name, lat_name), [str(d) for d in lon_var.dims], lon, lat, where
+        )
+        if projected is not None:
+            return projected
     edge_lon, edge_lat = _trimmed(lon, lat)
     extremes = (float(np.nanmin(lat)), float(np.nanmax(lat)))  # every cell's, not the border's
     geometry, bbox = _ring_geometry(_outline(edge_lon), _outline(edge_lat), where, extremes)
@@ -978,6 +984,83 @@ def _curvilinear_grid(ds: Any, lon_name: str, lat_name: str, where: str) -> _Gri
     }
     shape = [int(ds.sizes[y_dim]), int(ds.sizes[x_dim])]
     return _Grid(x_dim, y_dim, geometry, bbox, {"proj:shape": shape}, dims)
+
+
+#: WRF's earth: a sphere of 6370 km (WRF's EARTH_RADIUS_M), not WGS84
+_WRF_SPHERE = "+a=6370000 +b=6370000 +units=m +no_defs"
+
+
+def _wrf_number(ds: Any, name: str) -> float | None:
+    """The global attribute ``name`` of WRF/WPS output as a finite number."""
+    try:
+        value = float(_first(ds.attrs[name]))
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _wrf_crs(ds: Any) -> Any | None:
+    """The CRS of a WRF/WPS grid from its global attributes (``MAP_PROJ`` 1
+    Lambert conformal, 2 polar stereographic, 3 Mercator; ``TRUELAT1``/
+    ``TRUELAT2``, ``STAND_LON``, ``MOAD_CEN_LAT``, ``CEN_LON``) on WRF's
+    sphere, as WRF's own map code (module_llxy) defines them; ``None`` for
+    another projection (6: lat/lon, rotated or not) or a parameter missing."""
+    from pyproj import CRS  # noqa: PLC0415
+    from pyproj.exceptions import CRSError  # noqa: PLC0415
+
+    kind = _wrf_number(ds, "MAP_PROJ")
+    lat1, lat2 = _wrf_number(ds, "TRUELAT1"), _wrf_number(ds, "TRUELAT2")
+    lon0, lat0 = _wrf_number(ds, "STAND_LON"), _wrf_number(ds, "MOAD_CEN_LAT")
+    centre = _wrf_number(ds, "CEN_LON")
+    if kind == 1 and None not in (lat1, lat2, lon0, lat0):
+        text = f"+proj=lcc +lat_1={lat1} +lat_2={lat2} +lat_0={lat0} +lon_0={lon0}"
+    elif kind == 2 and lat1 is not None and lon0 is not None:
+        # the pole of the hemisphere TRUELAT1 is in (WRF: hemi = -1 when it is negative)
+        text = f"+proj=stere +lat_ts={lat1} +lat_0={90 if lat1 >= 0 else -90} +lon_0={lon0}"
+    elif kind == 3 and lat1 is not None and centre is not None:
+        # WRF counts Mercator longitudes from the domain, not STAND_LON: centred
+        # there, the grid never meets the projection's edge
+        text = f"+proj=merc +lat_ts={lat1} +lon_0={centre}"
+    else:
+        return None
+    try:
+        return CRS.from_proj4(f"{text} +x_0=0 +y_0=0 {_WRF_SPHERE}")
+    except CRSError:
+        return None
+
+
+def _wrf_projected_grid(
+    ds: Any, names: tuple[str, str], dims: list[str], lon: Any, lat: Any, where: str
+) -> _Grid | None:
+    """The regular grid a WRF/WPS lat/lon array (``lon``/``lat`` over
+    ``dims``, ``(south_north, west_east)``) is in its map projection: CRS
+    from the global attributes (:func:`_wrf_crs`), cells ``DX``/``DY``
+    apart. Only when the arrays agree: every point, projected, lies within
+    a small fraction of a cell of that regular grid (float32 lat/lon are
+    good to a metre); else ``None`` (the lat/lon outline stands)."""
+    import numpy as np  # noqa: PLC0415
+    from pyproj import CRS, Transformer  # noqa: PLC0415
+
+    crs = _wrf_crs(ds)
+    dx, dy = _wrf_number(ds, "DX"), _wrf_number(ds, "DY")
+    if crs is None or not dx or not dy or dx <= 0 or dy <= 0 or lon.ndim != 2 or min(lon.shape) < 2:
+        return None
+    to_map = Transformer.from_crs(CRS.from_epsg(4326), crs, always_xy=True)
+    x, y = (np.asarray(v, dtype="float64") for v in to_map.transform(lon, lat))
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return None
+    rows, cols = np.indices(x.shape)
+    x0, y0 = float(np.mean(x - cols * dx)), float(np.mean(y - rows * dy))
+    tolerance = max(0.01 * min(dx, dy), 5.0)
+    if np.max(np.abs(x - (x0 + cols * dx))) > tolerance or np.max(np.abs(y - (y0 + rows * dy))) > tolerance:
+        return None
+    y_dim, x_dim = dims
+    xs, ys = x0 + dx * np.arange(x.shape[1]), y0 + dy * np.arange(x.shape[0])
+    grid = _regular_grid(x_dim, y_dim, xs, ys, crs, where)
+    note = f"WRF grid in its map projection (DX, DY apart); cell latitudes and longitudes in {names[1]!r}/{names[0]!r}"
+    for dim in (x_dim, y_dim):
+        grid.dimensions[dim]["description"] = note
+    return grid
 
 
 def _axis_dim(ds: Any, name: str) -> str:
