@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import netCDF4
 import numpy as np
@@ -220,25 +221,31 @@ def test_time_steps_holding_the_declared_fill_value_are_refused_not_misdated(
     assert given.error is None
 
 
-def test_zarr_time_steps_holding_a_declared_fill_value_are_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_zarr_time_steps_holding_a_declared_fill_value_are_refused(tmp_path: Path, zarr_format: int) -> None:
     """The same in a Zarr store whose time array declares fill_value -9999
-    and has a step never written (a chunk never stored reads as it)."""
+    and has a step never written (a chunk never stored reads as it); in v3
+    xarray keeps that fill_value in the encoding only."""
     import zarr
 
     path = tmp_path / "sst.zarr"
-    group = zarr.open_group(str(path), mode="w", zarr_format=2)
-    for name, values in (("lon", np.arange(5.0, 10.0)), ("lat", np.arange(40.0, 44.0))):
-        array = group.create_array(name, shape=values.shape, dtype=values.dtype)
-        array[:] = values
-        array.attrs.update(
-            {"_ARRAY_DIMENSIONS": [name], "units": f"degrees_{'east' if name == 'lon' else 'north'}"}
-        )
-    time = group.create_array("time", shape=(3,), chunks=(1,), dtype="f8", fill_value=-9999.0)
+    group = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
+
+    def array(name: str, dims: list[str], shape: tuple[int, ...], **kwargs: Any) -> Any:
+        named = {"dimension_names": dims} if zarr_format == 3 else {}
+        created = group.create_array(name, shape=shape, dtype="f8", **named, **kwargs)
+        if zarr_format == 2:
+            created.attrs["_ARRAY_DIMENSIONS"] = dims
+        return created
+
+    array("lon", ["lon"], (5,)).attrs["units"] = "degrees_east"
+    group["lon"][:] = np.arange(5.0, 10.0)
+    array("lat", ["lat"], (4,)).attrs["units"] = "degrees_north"
+    group["lat"][:] = np.arange(40.0, 44.0)
+    time = array("time", ["time"], (3,), chunks=(1,), fill_value=-9999.0)
     time[0:2] = [0.0, 1.0]
-    time.attrs.update({"_ARRAY_DIMENSIONS": ["time"], "units": "days since 2024-01-01"})
-    data = group.create_array("sst", shape=(3, 4, 5), dtype="f4")
-    data[:] = 1
-    data.attrs["_ARRAY_DIMENSIONS"] = ["time", "lat", "lon"]
+    time.attrs["units"] = "days since 2024-01-01"
+    array("sst", ["time", "lat", "lon"], (3, 4, 5))[:] = 1.0
     zarr.consolidate_metadata(str(path))
     with pytest.raises(InputError, match=r"sst\.zarr.*1 of its 3 time steps holds its fill value -9999"):
         create_item(str(path))

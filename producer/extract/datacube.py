@@ -1601,7 +1601,9 @@ def _check_written(var: Any, values: Any, what: str) -> None:
     import netCDF4  # noqa: PLC0415 (a dependency of every datacube read)
     import numpy as np  # noqa: PLC0415
 
-    for key in ("_FillValue", "missing_value"):
+    # (a Zarr v3 array's fill_value is in the encoding alone: xarray does not
+    # report it as _FillValue)
+    for key in ("_FillValue", "missing_value", "fill_value"):
         declared = var.attrs.get(key, var.encoding.get(key))
         if declared is None:
             continue
