@@ -1620,7 +1620,7 @@ def _check_written(var: Any, values: Any, what: str) -> None:
                 f"{what}: {unwritten} of its {steps} time step{'s' if steps > 1 else ''} "
                 f"{'holds' if unwritten == 1 else 'hold'} its fill value {fill:g} ({key}): never written "
                 f"(read as a time, it would date the item {_fill_as_time(var, fill)}). Register it once every step is written (or, if {fill:g} is "
-                f"a real time, write a new file without the time coordinate's {key} and register that), "
+                f"a real time, write a copy without the time coordinate's {key} and register that), "
                 "or pass the datetime option",
                 hints=(DATETIME_HINT,),
             )
