@@ -730,11 +730,18 @@ def _coordinate_values(name: Hashable, var: Any) -> Any:
     if attrs.get("valid_range") is not None and np.size(attrs["valid_range"]) == 2:
         low, high = np.asarray(attrs["valid_range"]).ravel()
     if variable.ndim == 1 and variable.dims == (name,):
-        # a coordinate variable has no missing values (CF 5); a fill value on
-        # one is a storage default (a Zarr v2 array's fill_value, 0 unless
-        # set, which xarray reports as _FillValue): masked, it made holes of 0
+        # a coordinate variable has no missing values (CF 5); a fill value of
+        # 0 on one is a storage default (a Zarr v2 array's fill_value unless
+        # set, which xarray reports as _FillValue): masked, it made holes of 0.
+        # One declared otherwise (-9999) still marks a cell never written: a
+        # longitude of -9999 is no place (it stretched the bbox to 81 E)
         for key in ("_FillValue", "missing_value"):
-            attrs.pop(key, None)
+            try:
+                zero = attrs.get(key) is not None and float(_first(attrs[key])) == 0.0
+            except (TypeError, ValueError):
+                zero = True  # no number: no fill to apply
+            if zero:
+                attrs.pop(key, None)
         low = high = None
     for limit, below in ((low, True), (high, False)):
         try:  # a limit that is not one number (text, a list) is ignored
