@@ -414,3 +414,14 @@ def test_a_declared_fill_value_in_a_1d_longitude_is_a_hole_not_a_place(tmp_path:
         nc.time_coverage_start = "2024-01-01"
     doc = create_item(path).to_dict()
     assert doc["bbox"][0] >= 4.5 and doc["bbox"][2] <= 8.5
+
+
+def test_a_declared_fill_value_in_a_level_axis_is_not_in_its_extent(tmp_path: Path) -> None:
+    """A depth axis declaring ``_FillValue = -999`` with its last level left
+    at it: the extent ran from -999 m."""
+    level = ("depth", np.array([0.0, 10.0, FILL]), {"units": "m", "positive": "down", "_FillValue": FILL})
+    path = tmp_path / "levels.nc"
+    ds = _grid_1d(np.arange(40.5, 45, 1.0), np.arange(10.5, 15.0, 1.0), depth=level)
+    ds.to_netcdf(path, engine="netcdf4")
+    dims = create_item(path).to_dict()["properties"]["cube:dimensions"]
+    assert dims["depth"]["extent"] == [0.0, 10.0] and "values" not in dims["depth"]

@@ -1404,19 +1404,20 @@ def _as_read(var: Any, value: Any) -> Any:
 def _valid_numbers(var: Any, name: Hashable | None = None) -> Any:
     """The values of ``var`` as float64, without its fill values and NaNs.
     ``name``: the variable's name; when it is a coordinate variable (1-D,
-    along the dimension of its name) its fill values are numbers like the
+    along the dimension of its name) a fill value of 0 is a number like the
     others, as for x/y in :func:`_coordinate_values` (CF 5: no missing
     values; a Zarr v2 array's default fill_value 0 made the first day of a
-    ``days since`` axis a hole)."""
+    ``days since`` axis a hole), one declared otherwise (-9999) is left out."""
     import numpy as np  # noqa: PLC0415
 
     values = np.asarray(_as_read(var, var.values), dtype="float64").ravel()
-    if name is not None and tuple(var.dims) == (name,):
-        return values[np.isfinite(values)]
+    coordinate = name is not None and tuple(var.dims) == (name,)
     for key in ("_FillValue", "missing_value"):
         fill = var.attrs.get(key, var.encoding.get(key))
         if fill is not None:
-            values = values[values != float(_as_read(var, fill).ravel()[0])]
+            number = float(_as_read(var, fill).ravel()[0])
+            if not (coordinate and number == 0.0):  # a coordinate's 0: zarr's default, a value
+                values = values[values != number]
     return values[np.isfinite(values)]
 
 
@@ -1527,13 +1528,21 @@ def _wrf_times(ds: Any, where: str) -> _Time | None:
 
 def _one_time(ds: Any, name: str, where: str) -> _Time | None:
     """:func:`get_time` of the time coordinate ``name`` alone."""
+    import numpy as np  # noqa: PLC0415
+
     var = ds.variables[name]
     units, calendar = _attr(var, "units"), _attr(var, "calendar") or None
     what = f"{where}: time coordinate {name!r}"
     values = _valid_numbers(var, name)
+    if tuple(var.dims) == (name,):
+        # a coordinate variable has no missing values (CF 5): a step at a fill
+        # value was never written, checked before fill values are left out
+        stored = np.asarray(_as_read(var, var.values), dtype="float64").ravel()
+        _check_written(var, stored[np.isfinite(stored)], what)
+    else:
+        _check_written(var, values, what)
     if values.size == 0:
         return None
-    _check_written(var, values, what)
     _check_absolute_precision(var, values, units, what)
     ordered = sorted(set(values.tolist()))
     first, last = cf_datetimes([ordered[0], ordered[-1]], units, calendar, what)
