@@ -484,7 +484,7 @@ def _geo_em(
     return path
 
 
-def _register(path: Path, catalog: Path, when: str) -> dict[str, Any]:
+def _register(path: Path, catalog: Path, when: str | None) -> dict[str, Any]:
     """Register ``path`` into ``catalog`` (stac-valid) and return its item."""
     import producer
     from tests.trees import assert_stac_valid_tree
@@ -602,3 +602,15 @@ def test_wrf_staggered_fields_keep_the_projection_of_every_grid(tmp_path: Path) 
     with xr.open_dataset(path) as ds:
         west_u = float(ds["XLONG_U"].min())
     assert doc["bbox"][0] <= west_u
+
+
+@pytest.mark.parametrize("name", ["wrfout_d01_2024-05-01_00:00:00", "wrfout_d02_2024-05-01_00_00_00"])
+def test_wrf_output_named_as_wrf_names_it_without_a_suffix_is_read(tmp_path: Path, name: str) -> None:
+    """WRF names its output ``wrfout_d01_2024-05-01_00:00:00``, no ``.nc``:
+    such a file went to GDAL, which failed with "cannot open subdataset
+    'HDF5:...://T2'" (the colons of the name)."""
+    path = _wrfout(tmp_path / name, ["2024-05-01_00:00:00", "2024-05-01_01:00:00"])
+    doc = _register(path, tmp_path / "catalog", None)
+    assert doc["bbox"] == pytest.approx([5.0, 45.0, 5.4, 45.3], abs=1e-5)
+    assert doc["properties"]["end_datetime"] == "2024-05-01T01:00:00Z"
+    assert doc["assets"]["data"]["type"] == "application/netcdf"
