@@ -390,3 +390,38 @@ def test_a_displaced_pole_grid_is_drawn_over_the_north_pole_it_covers(tmp_path):
     west, south, east, north = doc["bbox"]
     assert north == 90.0 and south == pytest.approx(float(lat.min()), abs=0.5)
     assert (west, east) == (-180.0, 180.0)
+
+
+def test_a_declared_fill_value_in_a_1d_longitude_is_a_hole_not_a_place(tmp_path: Path) -> None:
+    """A longitude axis declaring ``_FillValue = -9999`` whose last cell was
+    left at it: the fill was read as a longitude (-9999 is 81 E once
+    wrapped) and the bbox reached from 5 E to 81 E with nothing said. Only
+    a fill value of 0, zarr-python's default, counts as a coordinate."""
+    import netCDF4
+
+    path = tmp_path / "lonfill.nc"
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("lat", 4)
+        nc.createDimension("lon", 5)
+        lat = nc.createVariable("lat", "f8", ("lat",))
+        lat.units = "degrees_north"
+        lat[:] = np.arange(40.0, 44.0)
+        lon = nc.createVariable("lon", "f8", ("lon",), fill_value=-9999.0)
+        lon.units = "degrees_east"
+        lon.set_auto_mask(False)
+        lon[:] = [5.0, 6.0, 7.0, 8.0, -9999.0]
+        nc.createVariable("v", "f4", ("lat", "lon"))[:] = 1.0
+        nc.time_coverage_start = "2024-01-01"
+    doc = create_item(path).to_dict()
+    assert doc["bbox"][0] >= 4.5 and doc["bbox"][2] <= 8.5
+
+
+def test_a_declared_fill_value_in_a_level_axis_is_not_in_its_extent(tmp_path: Path) -> None:
+    """A depth axis declaring ``_FillValue = -999`` with its last level left
+    at it: the extent ran from -999 m."""
+    level = ("depth", np.array([0.0, 10.0, FILL]), {"units": "m", "positive": "down", "_FillValue": FILL})
+    path = tmp_path / "levels.nc"
+    ds = _grid_1d(np.arange(40.5, 45, 1.0), np.arange(10.5, 15.0, 1.0), depth=level)
+    ds.to_netcdf(path, engine="netcdf4")
+    dims = create_item(path).to_dict()["properties"]["cube:dimensions"]
+    assert dims["depth"]["extent"] == [0.0, 10.0] and "values" not in dims["depth"]

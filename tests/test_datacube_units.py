@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import netCDF4
 import numpy as np
@@ -21,6 +22,7 @@ import rasterio
 import xarray as xr
 
 import producer
+from producer.errors import InputError
 from producer.extract import create_item
 
 _POLAR = {
@@ -178,3 +180,72 @@ def test_a_regular_grid_stored_in_float32_is_regular(tmp_path: Path) -> None:
         assert item["properties"]["proj:transform"] == pytest.approx(list(src.transform)[:6], abs=1e-9)
     (band,) = item["assets"]["data"]["bands"]
     assert band["raster:spatial_resolution"] == pytest.approx(1000, rel=0.2)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "key", "fill"), [("f8", "_FillValue", -9999.0), ("i4", "missing_value", -1)]
+)
+def test_time_steps_holding_the_declared_fill_value_are_refused_not_misdated(
+    tmp_path: Path, dtype: str, key: str, fill: float
+) -> None:
+    """A time axis with an explicit fill value (-9999 ``days since
+    2024-01-01``) whose third step was left at it: the coordinate's fill
+    value was taken as a time, and the item was published as starting in
+    1996 with nothing said."""
+    path = tmp_path / "sst_2024.nc"
+    with netCDF4.Dataset(path, "w") as nc:
+        for name, size in (("time", 3), ("lat", 4), ("lon", 5)):
+            nc.createDimension(name, size)
+        time = nc.createVariable(
+            "time", dtype, ("time",), **({"fill_value": fill} if key == "_FillValue" else {})
+        )
+        if key != "_FillValue":
+            time.setncattr(key, np.asarray(fill, dtype))
+        time.units = "days since 2024-01-01"
+        time.set_auto_mask(False)
+        time[:] = np.asarray([0, 1, fill], dtype)
+        for name, start, unit in (("lat", 40.0, "degrees_north"), ("lon", 5.0, "degrees_east")):
+            coord = nc.createVariable(name, "f8", (name,))
+            coord.units = unit
+            coord[:] = np.arange(nc.dimensions[name].size) + start
+        nc.createVariable("sst", "f4", ("time", "lat", "lon"))[:] = 280.0
+    (result,) = producer.register([path], catalog=tmp_path / "stac", collection="sst")
+    assert result.action == "error"
+    assert "sst_2024.nc" in result.error and "'time'" in result.error
+    assert f"1 of its 3 time steps holds its fill value {fill:g} ({key})" in result.error
+    assert "datetime option" in result.error
+    assert any(hint.option == "datetime" for hint in result.hints)
+    assert not (tmp_path / "stac").exists() or not (tmp_path / "stac" / "sst" / "sst_2024").exists()
+    # a datetime given by the caller still registers it
+    (given,) = producer.register([path], catalog=tmp_path / "stac", collection="sst", datetime="2024-01-01")
+    assert given.error is None
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_zarr_time_steps_holding_a_declared_fill_value_are_refused(tmp_path: Path, zarr_format: int) -> None:
+    """The same in a Zarr store whose time array declares fill_value -9999
+    and has a step never written (a chunk never stored reads as it); in v3
+    xarray keeps that fill_value in the encoding only."""
+    import zarr
+
+    path = tmp_path / "sst.zarr"
+    group = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
+
+    def array(name: str, dims: list[str], shape: tuple[int, ...], **kwargs: Any) -> Any:
+        named = {"dimension_names": dims} if zarr_format == 3 else {}
+        created = group.create_array(name, shape=shape, dtype="f8", **named, **kwargs)
+        if zarr_format == 2:
+            created.attrs["_ARRAY_DIMENSIONS"] = dims
+        return created
+
+    array("lon", ["lon"], (5,)).attrs["units"] = "degrees_east"
+    group["lon"][:] = np.arange(5.0, 10.0)
+    array("lat", ["lat"], (4,)).attrs["units"] = "degrees_north"
+    group["lat"][:] = np.arange(40.0, 44.0)
+    time = array("time", ["time"], (3,), chunks=(1,), fill_value=-9999.0)
+    time[0:2] = [0.0, 1.0]
+    time.attrs["units"] = "days since 2024-01-01"
+    array("sst", ["time", "lat", "lon"], (3, 4, 5))[:] = 1.0
+    zarr.consolidate_metadata(str(path))
+    with pytest.raises(InputError, match=r"sst\.zarr.*1 of its 3 time steps holds its fill value -9999"):
+        create_item(str(path))

@@ -102,8 +102,10 @@ MAX_VALUES = 100
 _OUTLINE_POINTS = 32
 
 _TIME_NAMES = ("time", "valid_time", "t")
-_LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese"}
-_LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn"}
+#: (``degrees longitude``/``degrees latitude``, blanks removed: WPS's geogrid and metgrid)
+_WPS_LON, _WPS_LAT = "degreeslongitude", "degreeslatitude"
+_LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese", _WPS_LON}
+_LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn", _WPS_LAT}
 _LON_NAMES = ("lon", "longitude", "nav_lon")
 _LAT_NAMES = ("lat", "latitude", "nav_lat")
 _VERTICAL_NAMES = {
@@ -204,12 +206,17 @@ def _restore_grid_mappings(ds: Any, seen: list[str], handle: Any) -> None:
     """Put back, into the encoding of each variable of ``ds``, the
     ``grid_mapping`` attribute xarray dropped because it names a variable
     the file lacks (``seen``: its warnings), read from ``handle`` (an open
-    netCDF4 Dataset): :func:`_missing_grid_mapping` then names it."""
+    netCDF4 Dataset, or a zarr Group): :func:`_missing_grid_mapping` then
+    names it."""
     if not any("grid_mapping" in message for message in seen):
         return
     for name, var in ds.variables.items():
-        stored = handle.variables.get(str(name))
-        raw = stored.__dict__.get("grid_mapping") if stored is not None else None
+        if hasattr(handle, "variables"):  # netCDF4
+            stored = handle.variables.get(str(name))
+            raw = stored.__dict__.get("grid_mapping") if stored is not None else None
+        else:  # zarr
+            stored = handle.get(str(name))
+            raw = stored.attrs.get("grid_mapping") if stored is not None else None
         if raw and "grid_mapping" not in var.attrs and "grid_mapping" not in var.encoding:
             var.encoding["grid_mapping"] = str(raw)
 
@@ -420,6 +427,21 @@ def _root_array(location: str, document: str) -> InputError:
     )
 
 
+def _restore_zarr_grid_mappings(ds: Any, seen: list[str], location: str, extra: dict[str, Any]) -> None:
+    """:func:`_restore_grid_mappings` for the Zarr store at ``location``
+    (opened again with zarr to read the attributes as stored); when it
+    cannot be, the generic "no grid_mapping" error stands."""
+    import zarr  # noqa: PLC0415 (heavy, datacubes only)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            root = zarr.open_group(location.rstrip("/"), mode="r", **extra)
+            _restore_grid_mappings(ds, seen, root)
+    except Exception:  # only words an error
+        return
+
+
 def _open_zarr(location: str, options: ExtractOptions, stack: ExitStack) -> _Opened:
     """Open a Zarr store (v2 or v3, consolidated or not) with xarray."""
     import xarray as xr  # noqa: PLC0415 (heavy, datacubes only)
@@ -433,12 +455,14 @@ def _open_zarr(location: str, options: ExtractOptions, stack: ExitStack) -> _Ope
         if is_url(location)
         else {}
     )
+    seen: list[str] = []
     try:
         with (
             warnings.catch_warnings()
         ):  # zarr's notes on v3 consolidated metadata are not the user's business
             warnings.simplefilter("ignore", UserWarning)
-            ds = xr.open_dataset(location.rstrip("/"), **open_kwargs, **extra, **_DECODE)
+            with _quiet_references(seen):
+                ds = xr.open_dataset(location.rstrip("/"), **open_kwargs, **extra, **_DECODE)
     except KeyError as exc:
         if "_ARRAY_DIMENSIONS" in str(exc) or "dimension_names" in str(exc):  # zarr's own, not xarray's
             raise InputError(
@@ -452,6 +476,8 @@ def _open_zarr(location: str, options: ExtractOptions, stack: ExitStack) -> _Ope
     except (OSError, ValueError, RuntimeError) as exc:
         raise _unreadable(location, "Zarr store", exc) from None
     stack.callback(ds.close)
+    if seen:
+        _restore_zarr_grid_mappings(ds, seen, location, extra)
     if not consolidated and not ds.variables and protocol(location) in ("http", "https"):
         # zarr finds the arrays of an unconsolidated store by listing its
         # folder, which an http server without listings answers 404/403
@@ -562,20 +588,30 @@ def _missing_grid_mapping(ds: Any, x_name: str, y_name: str, where: str) -> NoGe
         named = str(raw).split(":")[0].split()[0] if str(raw).split() else ""
         if not named or named in ds.variables:
             continue
+        zarr = is_zarr(where)
+        kind = "store" if zarr else "file"
         found = _crs_variables(ds)
         if found:
             crs = found[0]
-            holds = f"The file's variable(s) describing a CRS: {', '.join(map(repr, found))}. "
+            holds = f"The {kind}'s variable(s) describing a CRS: {', '.join(map(repr, found))}. "
             fix = (
-                f"Write a new file in which the grid_mapping of {str(owner)!r} names {crs!r}, e.g. with xarray: "
-                f"ds[{str(owner)!r}].attrs['grid_mapping'] = {crs!r}; ds.to_netcdf('fixed.nc') "
-                f"(or `ncatted -a grid_mapping,{owner},o,c,{crs} in.nc fixed.nc`), then register the new file"
+                (
+                    f"Write a new store in which the grid_mapping of {str(owner)!r} names {crs!r}, e.g. with "
+                    f"xarray: ds = xarray.open_zarr('in.zarr'); ds[{str(owner)!r}].attrs['grid_mapping'] = "
+                    f"{crs!r}; ds.to_zarr('fixed.zarr'), then register the new store"
+                )
+                if zarr
+                else (
+                    f"Write a new file in which the grid_mapping of {str(owner)!r} names {crs!r}, e.g. with "
+                    f"xarray: ds[{str(owner)!r}].attrs['grid_mapping'] = {crs!r}; ds.to_netcdf('fixed.nc') "
+                    f"(or `ncatted -a grid_mapping,{owner},o,c,{crs} in.nc fixed.nc`), then register the new file"
+                )
             )
         else:
-            holds = "No variable in the file describes a CRS either. "
+            holds = f"No variable in the {kind} describes a CRS either. "
             fix = GEOREF_FIX
         return NoGeoreferenceError(
-            f"{where}: the grid_mapping attribute of variable {str(owner)!r} names {named!r}, but the file "
+            f"{where}: the grid_mapping attribute of variable {str(owner)!r} names {named!r}, but the {kind} "
             f"has no variable {named!r}, so the CRS of the x/y coordinates {x_name!r}/{y_name!r} is "
             f"unknown. {holds}{fix}"
         )
@@ -694,11 +730,18 @@ def _coordinate_values(name: Hashable, var: Any) -> Any:
     if attrs.get("valid_range") is not None and np.size(attrs["valid_range"]) == 2:
         low, high = np.asarray(attrs["valid_range"]).ravel()
     if variable.ndim == 1 and variable.dims == (name,):
-        # a coordinate variable has no missing values (CF 5); a fill value on
-        # one is a storage default (a Zarr v2 array's fill_value, 0 unless
-        # set, which xarray reports as _FillValue): masked, it made holes of 0
+        # a coordinate variable has no missing values (CF 5); a fill value of
+        # 0 on one is a storage default (a Zarr v2 array's fill_value unless
+        # set, which xarray reports as _FillValue): masked, it made holes of 0.
+        # One declared otherwise (-9999) still marks a cell never written: a
+        # longitude of -9999 is no place (it stretched the bbox to 81 E)
         for key in ("_FillValue", "missing_value"):
-            attrs.pop(key, None)
+            try:
+                zero = attrs.get(key) is not None and float(_first(attrs[key])) == 0.0
+            except (TypeError, ValueError):
+                zero = True  # no number: no fill to apply
+            if zero:
+                attrs.pop(key, None)
         low = high = None
     for limit, below in ((low, True), (high, False)):
         try:  # a limit that is not one number (text, a list) is ignored
@@ -917,6 +960,12 @@ def _curvilinear_grid(ds: Any, lon_name: str, lat_name: str, where: str) -> _Gri
         raise NoGeoreferenceError(
             f"{where}: the lat/lon arrays {lat_name!r}/{lon_name!r} hold no valid coordinates. {GEOREF_FIX}"
         )
+    if not missing.any() and _WRF_LATLON.match(lon_name) and _WRF_LATLON.match(lat_name):
+        projected = _wrf_projected_grid(
+            ds, (lon_name, lat_name), [str(d) for d in lon_var.dims], lon, lat, where
+        )
+        if projected is not None:
+            return projected
     edge_lon, edge_lat = _trimmed(lon, lat)
     extremes = (float(np.nanmin(lat)), float(np.nanmax(lat)))  # every cell's, not the border's
     geometry, bbox = _ring_geometry(_outline(edge_lon), _outline(edge_lat), where, extremes)
@@ -942,6 +991,83 @@ def _curvilinear_grid(ds: Any, lon_name: str, lat_name: str, where: str) -> _Gri
     }
     shape = [int(ds.sizes[y_dim]), int(ds.sizes[x_dim])]
     return _Grid(x_dim, y_dim, geometry, bbox, {"proj:shape": shape}, dims)
+
+
+#: WRF's earth: a sphere of 6370 km (WRF's EARTH_RADIUS_M), not WGS84
+_WRF_SPHERE = "+a=6370000 +b=6370000 +units=m +no_defs"
+
+
+def _wrf_number(ds: Any, name: str) -> float | None:
+    """The global attribute ``name`` of WRF/WPS output as a finite number."""
+    try:
+        value = float(_first(ds.attrs[name]))
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _wrf_crs(ds: Any) -> Any | None:
+    """The CRS of a WRF/WPS grid from its global attributes (``MAP_PROJ`` 1
+    Lambert conformal, 2 polar stereographic, 3 Mercator; ``TRUELAT1``/
+    ``TRUELAT2``, ``STAND_LON``, ``MOAD_CEN_LAT``, ``CEN_LON``) on WRF's
+    sphere, as WRF's own map code (module_llxy) defines them; ``None`` for
+    another projection (6: lat/lon, rotated or not) or a parameter missing."""
+    from pyproj import CRS  # noqa: PLC0415
+    from pyproj.exceptions import CRSError  # noqa: PLC0415
+
+    kind = _wrf_number(ds, "MAP_PROJ")
+    lat1, lat2 = _wrf_number(ds, "TRUELAT1"), _wrf_number(ds, "TRUELAT2")
+    lon0, lat0 = _wrf_number(ds, "STAND_LON"), _wrf_number(ds, "MOAD_CEN_LAT")
+    centre = _wrf_number(ds, "CEN_LON")
+    if kind == 1 and None not in (lat1, lat2, lon0, lat0):
+        text = f"+proj=lcc +lat_1={lat1} +lat_2={lat2} +lat_0={lat0} +lon_0={lon0}"
+    elif kind == 2 and lat1 is not None and lon0 is not None:
+        # the pole of the hemisphere TRUELAT1 is in (WRF: hemi = -1 when it is negative)
+        text = f"+proj=stere +lat_ts={lat1} +lat_0={90 if lat1 >= 0 else -90} +lon_0={lon0}"
+    elif kind == 3 and lat1 is not None and centre is not None:
+        # WRF counts Mercator longitudes from the domain, not STAND_LON: centred
+        # there, the grid never meets the projection's edge
+        text = f"+proj=merc +lat_ts={lat1} +lon_0={centre}"
+    else:
+        return None
+    try:
+        return CRS.from_proj4(f"{text} +x_0=0 +y_0=0 {_WRF_SPHERE}")
+    except CRSError:
+        return None
+
+
+def _wrf_projected_grid(
+    ds: Any, names: tuple[str, str], dims: list[str], lon: Any, lat: Any, where: str
+) -> _Grid | None:
+    """The regular grid a WRF/WPS lat/lon array (``lon``/``lat`` over
+    ``dims``, ``(south_north, west_east)``) is in its map projection: CRS
+    from the global attributes (:func:`_wrf_crs`), cells ``DX``/``DY``
+    apart. Only when the arrays agree: every point, projected, lies within
+    a small fraction of a cell of that regular grid (float32 lat/lon are
+    good to a metre); else ``None`` (the lat/lon outline stands)."""
+    import numpy as np  # noqa: PLC0415
+    from pyproj import CRS, Transformer  # noqa: PLC0415
+
+    crs = _wrf_crs(ds)
+    dx, dy = _wrf_number(ds, "DX"), _wrf_number(ds, "DY")
+    if crs is None or not dx or not dy or dx <= 0 or dy <= 0 or lon.ndim != 2 or min(lon.shape) < 2:
+        return None
+    to_map = Transformer.from_crs(CRS.from_epsg(4326), crs, always_xy=True)
+    x, y = (np.asarray(v, dtype="float64") for v in to_map.transform(lon, lat))
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return None
+    rows, cols = np.indices(x.shape)
+    x0, y0 = float(np.mean(x - cols * dx)), float(np.mean(y - rows * dy))
+    tolerance = max(0.01 * min(dx, dy), 5.0)
+    if np.max(np.abs(x - (x0 + cols * dx))) > tolerance or np.max(np.abs(y - (y0 + rows * dy))) > tolerance:
+        return None
+    y_dim, x_dim = dims
+    xs, ys = x0 + dx * np.arange(x.shape[1]), y0 + dy * np.arange(x.shape[0])
+    grid = _regular_grid(x_dim, y_dim, xs, ys, crs, where)
+    note = f"WRF grid in its map projection (DX, DY apart); cell latitudes and longitudes in {names[1]!r}/{names[0]!r}"
+    for dim in (x_dim, y_dim):
+        grid.dimensions[dim]["description"] = note
+    return grid
 
 
 def _axis_dim(ds: Any, name: str) -> str:
@@ -1278,19 +1404,20 @@ def _as_read(var: Any, value: Any) -> Any:
 def _valid_numbers(var: Any, name: Hashable | None = None) -> Any:
     """The values of ``var`` as float64, without its fill values and NaNs.
     ``name``: the variable's name; when it is a coordinate variable (1-D,
-    along the dimension of its name) its fill values are numbers like the
+    along the dimension of its name) a fill value of 0 is a number like the
     others, as for x/y in :func:`_coordinate_values` (CF 5: no missing
     values; a Zarr v2 array's default fill_value 0 made the first day of a
-    ``days since`` axis a hole)."""
+    ``days since`` axis a hole), one declared otherwise (-9999) is left out."""
     import numpy as np  # noqa: PLC0415
 
     values = np.asarray(_as_read(var, var.values), dtype="float64").ravel()
-    if name is not None and tuple(var.dims) == (name,):
-        return values[np.isfinite(values)]
+    coordinate = name is not None and tuple(var.dims) == (name,)
     for key in ("_FillValue", "missing_value"):
         fill = var.attrs.get(key, var.encoding.get(key))
         if fill is not None:
-            values = values[values != float(_as_read(var, fill).ravel()[0])]
+            number = float(_as_read(var, fill).ravel()[0])
+            if not (coordinate and number == 0.0):  # a coordinate's 0: zarr's default, a value
+                values = values[values != number]
     return values[np.isfinite(values)]
 
 
@@ -1340,6 +1467,13 @@ def get_time(ds: Any, where: str) -> _Time | None:
 
 #: WRF's time of each step, ``YYYY-MM-DD_HH:MM:SS`` characters
 _WRF_TIMES = "Times"
+#: the date WPS's geogrid writes into ``Times`` of its static ``geo_em`` files
+_WPS_NO_DATE = "0000-00-00"
+
+
+def _attr_of(ds: Any, name: str) -> str:
+    value = ds.attrs.get(name)
+    return str(value).strip() if value is not None else ""
 
 
 def _wrf_times(ds: Any, where: str) -> _Time | None:
@@ -1355,6 +1489,16 @@ def _wrf_times(ds: Any, where: str) -> _Time | None:
     texts = [v.decode("ascii", "replace") if isinstance(v, bytes) else str(v) for v in np.asarray(var.values)]
     texts = [t.strip().strip("\x00") for t in texts]
     what = f"{where}: WRF time variable {_WRF_TIMES!r}"
+    written = [t for t in texts if t]
+    if written and all(t.startswith(_WPS_NO_DATE) for t in written):
+        title = _attr_of(ds, "TITLE")
+        raise InputError(
+            f"{what} holds {written[0]!r}, the no-date WPS writes into a static geo_em file "
+            f"(geogrid output{f', {title!r}' if title else ''}: terrain, land use and the grid, which "
+            "belong to no time), so the file names no date of its own. Pass the datetime option with the "
+            "date the product stands for (e.g. the start of the simulation it was made for)",
+            hints=(DATETIME_HINT,),
+        )
     try:
         times = sorted({parse_datetime(t) for t in texts if t})
     except ValueError as exc:
@@ -1384,13 +1528,21 @@ def _wrf_times(ds: Any, where: str) -> _Time | None:
 
 def _one_time(ds: Any, name: str, where: str) -> _Time | None:
     """:func:`get_time` of the time coordinate ``name`` alone."""
+    import numpy as np  # noqa: PLC0415
+
     var = ds.variables[name]
     units, calendar = _attr(var, "units"), _attr(var, "calendar") or None
     what = f"{where}: time coordinate {name!r}"
     values = _valid_numbers(var, name)
+    if tuple(var.dims) == (name,):
+        # a coordinate variable has no missing values (CF 5): a step at a fill
+        # value was never written, checked before fill values are left out
+        stored = np.asarray(_as_read(var, var.values), dtype="float64").ravel()
+        _check_written(var, stored[np.isfinite(stored)], what)
+    else:
+        _check_written(var, values, what)
     if values.size == 0:
         return None
-    _check_written(var, values, what)
     _check_absolute_precision(var, values, units, what)
     ordered = sorted(set(values.tolist()))
     first, last = cf_datetimes([ordered[0], ordered[-1]], units, calendar, what)
@@ -1456,10 +1608,38 @@ def _check_written(var: Any, values: Any, what: str) -> None:
     the netCDF library's default fill value of their type, which a variable
     without a ``_FillValue`` attribute reads where nothing was written: the
     steps of a file registered before its writer finished (9.97e36 days, or
-    a year -242960), not times."""
+    a year -242960), not times. Likewise for a fill value the time
+    coordinate declares itself (``_FillValue``, ``missing_value``, a Zarr
+    array's ``fill_value``) other than 0: a step equal to one was never
+    written (-9999 ``days since 2024-01-01`` is 1996). A fill value of 0 is
+    left a time, being what zarr-python gives a v2 array unless told
+    otherwise (day 0 of the axis)."""
     import netCDF4  # noqa: PLC0415 (a dependency of every datacube read)
     import numpy as np  # noqa: PLC0415
 
+    # (a Zarr v3 array's fill_value is in the encoding alone: xarray does not
+    # report it as _FillValue)
+    for key in ("_FillValue", "missing_value", "fill_value"):
+        declared = var.attrs.get(key, var.encoding.get(key))
+        if declared is None:
+            continue
+        try:
+            fill = float(_as_read(var, declared).ravel()[0])
+        except (TypeError, ValueError, IndexError):
+            continue  # a fill value that is no number matches no time
+        if fill == 0.0 or not np.isfinite(fill):
+            continue
+        unwritten = int(np.count_nonzero(values == fill))
+        if unwritten:
+            steps = values.size
+            raise InputError(
+                f"{what}: {unwritten} of its {steps} time step{'s' if steps > 1 else ''} "
+                f"{'holds' if unwritten == 1 else 'hold'} its fill value {fill:g} ({key}): never written "
+                f"(read as a time, it would date the item {_fill_as_time(var, fill)}). Register it once every step is written (or, if {fill:g} is "
+                f"a real time, write a copy without the time coordinate's {key} and register that), "
+                "or pass the datetime option",
+                hints=(DATETIME_HINT,),
+            )
     if "_FillValue" in var.attrs or "_FillValue" in var.encoding or np.dtype(var.dtype).itemsize < 4:
         return  # (a byte or short's default, 255 or -32767, can be a time: 255 hours)
     default = netCDF4.default_fillvals.get(np.dtype(var.dtype).str[1:])
@@ -1475,6 +1655,16 @@ def _check_written(var: Any, values: Any, what: str) -> None:
             "written yet). Register it once every step is written, or pass the datetime option",
             hints=(DATETIME_HINT,),
         )
+
+
+def _fill_as_time(var: Any, fill: float) -> str:
+    """The date a time coordinate's fill value ``fill`` would be read as
+    (``1996-08-16T00:00:00Z``), or words saying it is none."""
+    try:
+        (when,) = cf_datetimes([fill], _attr(var, "units"), _attr(var, "calendar") or None, "")
+    except (InputError, ValueError, OverflowError):
+        return "no date at all"
+    return format_time(when)
 
 
 def _unit_seconds(units: str, calendar: str | None) -> float | None:
@@ -1755,8 +1945,10 @@ def _time_fix(ds: Any, time: _Time | None) -> str:
     )
 
 
-#: WRF's lat/lon arrays: of mass points, and of the staggered U and V points
-_WRF_LATLON = re.compile(r"^XLONG(?:_[UV])?$|^XLAT(?:_[UV])?$")
+#: WRF's lat/lon arrays: of mass points, and of the staggered U and V points;
+#: WPS's (``geo_em``, ``met_em``) name the mass points' ``XLAT_M``/``XLONG_M``,
+#: and add ``CLAT``/``CLONG``, the computational grid's
+_WRF_LATLON = re.compile(r"^XLONG(?:_[UVM])?$|^XLAT(?:_[UVM])?$|^CLAT$|^CLONG$")
 
 
 def _wrf_coordinates(ds: Any) -> Any:

@@ -56,13 +56,18 @@ NETCDF_SUFFIXES = (".nc", ".nc4", ".cdf", ".netcdf")
 ZARR_SUFFIX = ".zarr"
 
 
+#: the files WRF writes, which carry no suffix (``wrfout_d01_2024-05-01_00:00:00``,
+#: ``wrfrst_d01_...``, ``wrfinput_d01``, ``wrfbdy_d01``): NetCDF all the same
+_WRF_NAME = re.compile(r"^wrf[a-z]*_d\d{2}(?:_[^/.]*)?$")
+
+
 def _suffix_of(location: str) -> str:
     return location.rstrip("/").lower()
 
 
 def is_datacube(source: object) -> bool:
     """True for a path or URL naming a NetCDF file or a Zarr store (by its
-    name; nothing is read). Open datasets are never datacubes here. Lives
+    name, WRF's own suffix-less output names included; nothing is read). Open datasets are never datacubes here. Lives
     here, not in :mod:`producer.extract.datacube`, so that registering a
     GeoTIFF never imports the datacube reader (cold start, issue 12)."""
     if not isinstance(source, (str, os.PathLike)):
@@ -71,7 +76,11 @@ def is_datacube(source: object) -> bool:
     if isinstance(text, bytes):  # pragma: no cover - os.PathLike[bytes]
         text = os.fsdecode(text)
     name = _suffix_of(text.split("?", 1)[0] if text.startswith(("http://", "https://")) else text)
-    return name.endswith(NETCDF_SUFFIXES) or name.endswith(ZARR_SUFFIX)
+    return (
+        name.endswith(NETCDF_SUFFIXES)
+        or name.endswith(ZARR_SUFFIX)
+        or bool(_WRF_NAME.match(name.rsplit("/", 1)[-1].rsplit(os.sep, 1)[-1]))
+    )
 
 
 @dataclass(frozen=True)
