@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from producer import thumbnail
@@ -52,7 +53,7 @@ from producer.catalog.layout import (
 from producer.catalog.mirrorlinks import link_bases
 from producer.catalog.summaries import Tally
 from producer.changes import Change, ChangeKind, Sink
-from producer.commit import Committer
+from producer.commit import CLAIM_TTL, Committer
 from producer.errors import (
     CatalogError,
     Hint,
@@ -80,6 +81,7 @@ from producer.sources import (
     path_strings,
 )
 from producer.store.base import Store
+from producer.timestamps import parse_time
 from producer.urls import is_local, local_path, product_storage_options, protocol
 from producer.validate import Validator
 
@@ -1003,7 +1005,7 @@ def reconcile(
         unresolved += _publish(committer, sinks, changes, sorted(set(linked.collection_ids.values())))
 
     final = audit(store, validator, check_assets=False, keep_items=False)
-    report.remaining = final.problems + unresolved
+    report.remaining = _under_way(store, first, final) + unresolved
     _count_resolved_extents(first, final, counted, report)
     if report.found.get("missing-root") and not any(p.kind == "missing-root" for p in final.problems):
         _bump(report.fixed, "missing-root")  # restored above, or made by the registration in 4.
@@ -1014,6 +1016,83 @@ def reconcile(
     if mirror:
         report.remaining += _compare_mirror(store, final, report, fix=True)
     return report
+
+
+#: seconds since an item was written (its ``updated``) or marked for removal
+#: during which, found unlinked or still marked by the last audit of a ``fix``
+#: run that its first audit did not find so, it is a writer's work under way:
+#: the commit protocol's own bound for a registration under way
+#: (:data:`~producer.commit.CLAIM_TTL`)
+UNDER_WAY_FOR = CLAIM_TTL
+
+
+def _under_way(store: Store, first: AuditReport, final: AuditReport) -> list[Problem]:
+    """The problems of ``final`` (the last audit of a ``fix`` run), each
+    orphan item and interrupted removal that a writer racing the run has under
+    way turned into an ``in-progress`` warning: one the ``first`` audit did
+    not find (it appeared during the run) whose write or removal mark is
+    younger than :data:`UNDER_WAY_FOR`. A register writes its item before it
+    links it and a remove marks its item before it unlinks it, so a run that
+    looks between the two must not fail for it: its writer finishes it, and
+    the next run finishes it if the writer died. An older one stays what it
+    is (an error for an orphan); a linked marked item gone meanwhile (the
+    removal finished) is dropped. One GET per linked marked item."""
+    before = {(p.kind, p.key) for p in first.problems}
+    now = datetime.now(UTC)
+    out: list[Problem] = []
+    for p in final.problems:
+        if p.kind not in ("orphan", "interrupted-removal") or (p.kind, p.key) in before:
+            out.append(p)
+            continue
+        doc = final.orphans.get(p.key)
+        if doc is None and p.kind == "interrupted-removal":  # a linked one: not kept by the audit
+            try:
+                doc = read_doc(store, p.key)
+            except NotFound:
+                continue  # deleted since: the removal finished
+            except ProducerError:
+                doc = None
+        stamp, under_way = _young_stamp(doc, now)
+        if not under_way:
+            out.append(p)
+        elif p.kind == "orphan":
+            out.append(
+                Problem(
+                    "in-progress",
+                    p.key,
+                    f"written at {stamp}, while this run was checking, and not linked yet: a registration "
+                    f"at work (it links its item after writing it); left to it, and to the next {REPAIR}, "
+                    "which links the item if its writer died",
+                )
+            )
+        else:
+            out.append(
+                Problem(
+                    "in-progress",
+                    p.key,
+                    f"a removal started at {stamp}, while this run was checking, has not finished yet: "
+                    f"left to it, and to the next {REPAIR}, which finishes it if its remove died",
+                )
+            )
+    return out
+
+
+def _young_stamp(doc: dict | None, now: datetime) -> tuple[str, bool]:
+    """An item document's removal mark, else its ``updated`` time, and whether
+    it is younger than :data:`UNDER_WAY_FOR` (a stamp ahead of ``now`` by
+    less than that too: another machine's clock); ``("", False)`` for
+    anything else."""
+    if not isinstance(doc, dict) or doc.get("type") != "Feature":
+        return "", False
+    props = doc.get("properties")
+    stamp = removal_started(doc) or (props.get("updated") if isinstance(props, dict) else None)
+    if not isinstance(stamp, str):
+        return "", False
+    try:
+        age = (now - parse_time(stamp)).total_seconds()
+    except (TypeError, ValueError):
+        return stamp, False
+    return stamp, -UNDER_WAY_FOR < age < UNDER_WAY_FOR
 
 
 def _as_repair(hint: Hint) -> str:
