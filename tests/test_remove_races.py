@@ -19,6 +19,7 @@ from producer.store.base import Store
 from producer.store.local import LocalStore
 from producer.validate import default_validator
 from tests.crashes import PausingStore, run_paused, write_tile
+from tests.pausing import PauseAfterGet
 from tests.trees import but_emptied
 
 X, Y = "x_20240310", "y_20240115"
@@ -221,3 +222,37 @@ def test_validate_while_a_remove_deletes_the_unlinked_item_reports_no_orphan(sto
     assert out == {"action": "removed"}
     assert not store.exists(key)
     assert [str(p) for p in but_emptied(problems)] == []
+
+
+@pytest.mark.parametrize(
+    "store, partition",
+    [("local", None), ("local", "year/month"), ("s3", None)],
+    ids=["local-flat", "local-year-month", "s3-flat"],
+    indirect=["store"],
+)
+def test_validate_that_read_the_link_before_a_remove_ran_whole_reports_no_dangling_link(
+    store, tiles, partition
+):
+    """``validate`` (and the last audit of ``reconcile --fix``) has read the
+    document linking X when a remove runs whole (mark, unlink, delete); the
+    walk then finds X gone. Before: a ``dangling-link`` error, exit 1, for a
+    catalog that never had one. Now the walk reads the parent again on a
+    missing target, and a link that is gone is no problem."""
+    producer.register([tiles[X], tiles[Y]], catalog=store, collection="c", partition=partition)
+    parent = "c/2024/03/catalog.json" if partition else "c/collection.json"
+    held = PauseAfterGet(store, parent)
+    out: dict[str, object] = {}
+    walker = threading.Thread(target=lambda: out.update(problems=producer.validate_catalog(held)))
+    walker.start()
+    assert held.reached.wait(30)
+    try:
+        assert producer.remove(X, catalog=store, collection="c").action == "removed"
+    finally:
+        held.resume.set()
+        walker.join(30)
+    errors = [str(p) for p in out["problems"] if p.is_error]  # type: ignore[attr-defined]
+    assert errors == []
+    # a link to a document deleted by hand is still one
+    producer.register([tiles[X]], catalog=store, collection="c", partition=partition)
+    store.delete(item_key(partition, X))
+    assert [p.kind for p in producer.validate_catalog(store) if p.is_error] == ["dangling-link"]
