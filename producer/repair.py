@@ -193,7 +193,12 @@ def _finish_removals(
 class _Wanted:
     """The products under ``data`` (listed before the audit), struck off as
     the audit's walk meets an item describing them (:meth:`strike` is its
-    ``on_item`` hook): memory in the products listed, not in the items."""
+    ``on_item`` hook): memory in the products listed, not in the items.
+
+    A product struck off keeps which item of which collection described it
+    first (one entry per product), so a second item of that collection
+    describing it (the product registered under two ids, e.g. with another
+    id template) is found as the walk meets it: :attr:`duplicates`."""
 
     def __init__(self, data: str | list[str], storage_options: dict | None, options: RegisterOptions) -> None:
         entries = path_strings(data)  # an empty path is refused as such, not as a missing file ''
@@ -214,6 +219,10 @@ class _Wanted:
                 )
         rewrites = parse_rewrites(options.href_rewrites)
         self.by_href: dict[str, list[str]] = {}
+        #: product href -> {collection key: (key, id) of the first item met describing it}
+        self.described: dict[str, dict[str | None, tuple[str, str]]] = {}
+        #: a ``duplicate-product`` warning per further item describing a product
+        self.duplicates: list[Problem] = []
         self.order: list[str] = []
         found: list[str] = []
         for given in entries:
@@ -248,8 +257,19 @@ class _Wanted:
             )
 
     def strike(self, info: ItemInfo) -> None:
-        for href in info.assets.values():
-            self.by_href.pop(href, None)
+        for href in dict.fromkeys(info.assets.values()):
+            paths = self.by_href.pop(href, None)
+            if info.removing:
+                continue  # on its way out: no second description of anything
+            if paths is not None:
+                self.described[href] = {info.collection_key: (info.key, info.id)}
+                continue
+            seen = self.described.get(href)
+            if seen is None:
+                continue  # no product listed under data
+            first = seen.setdefault(info.collection_key, (info.key, info.id))
+            if first[0] != info.key:  # another item (one linked twice is met twice)
+                self.duplicates.append(_duplicate_product(href, first, info))
 
     def missing(self, first: AuditReport) -> list[str]:
         """Products no item describes: items reached from the root count, and
@@ -262,6 +282,22 @@ class _Wanted:
                         self.by_href.pop(a["href"], None)
         left = {path for paths in self.by_href.values() for path in paths}
         return [path for path in self.order if path in left]
+
+
+def _duplicate_product(href: str, first: tuple[str, str], info: ItemInfo) -> Problem:
+    """A ``duplicate-product`` warning: item ``info`` describes the product at
+    ``href`` as the item ``first`` (key, id) of the same collection does."""
+    coll_id = collection_of(info.key) if info.collection_key else None
+    where = f" of collection {coll_id!r}" if coll_id else ""
+    return Problem(
+        "duplicate-product",
+        info.key,
+        f"item {info.id!r} and item {first[1]!r} ({first[0]}){where} both describe the product "
+        f"{redact(href)}: it was registered under two ids (e.g. with two id templates), so search "
+        f"returns it twice; remove the item whose id you do not want (remove {info.id!r} or "
+        f"{first[1]!r} from that collection): reconcile cannot choose for you",
+        first[0],
+    )
 
 
 def _repair_links(committer: Committer, store: Store, first: AuditReport, report: ReconcileReport) -> None:
@@ -775,6 +811,11 @@ def _note_findings(
         report.failed["asset-unchecked"] = len(unresolved)
     missing: list[str] = []
     if wanted is not None:
+        # warnings nothing resolves: kept in ``remaining`` after a fix
+        unresolved += wanted.duplicates
+        for p in wanted.duplicates:
+            report.problems.append(p)
+            _bump(report.found, p.kind)
         missing = wanted.missing(first)
         report.found["missing-product"] = len(missing)
         for path in missing:
