@@ -807,9 +807,11 @@ def _note_item(
         report.footprints.setdefault(coll_key, ExtentTally()).add(bbox, interval)
         report.item_layouts.setdefault(coll_key, set()).add(layouts_of_item(key))
         stored = walk.stored.get(coll_key)
-        if stored is not None and not (
-            bbox_contains(stored[0], bbox) and interval_contains(stored[1], interval)
-        ):
+        if stored is not None and not _inside(stored, bbox, interval) and walk.outside.get(coll_key, 0) < 20:
+            # the collection was read before this item's partition: a register
+            # may have linked it since, and widened the extent after its link
+            stored = _reread_extent(walk, report, coll_key) or stored
+        if stored is not None and not _inside(stored, bbox, interval):
             walk.outside[coll_key] = walk.outside.get(coll_key, 0) + 1
             if walk.outside[coll_key] <= 20:
                 report.problems.append(
@@ -825,6 +827,30 @@ def _note_item(
         report.items[key] = info
     if walk.on_item is not None:
         walk.on_item(info)
+
+
+def _inside(stored: tuple[list[float], list], bbox: list[float], interval: tuple[str, str]) -> bool:
+    """Whether a stored (2D bbox, interval) extent contains an item's footprint."""
+    return bbox_contains(stored[0], bbox) and interval_contains(stored[1], interval)
+
+
+def _reread_extent(walk: _Walk, report: AuditReport, coll_key: str) -> tuple[list[float], list] | None:
+    """The usable extent of the collection at ``coll_key`` as stored now (one
+    GET), noted into ``walk`` and ``report`` in place of the one read when the
+    walk entered the collection; None (nothing changed) if it cannot be read
+    or is not usable. A ``register`` links its item into a partition before it
+    widens the collection's extent, so an item the walk meets outside the
+    extent it read may be one linked since, inside the extent as it is now."""
+    try:
+        doc = docs.loads(walk.store.get(coll_key)[0], coll_key)
+    except (ProducerError, OSError):
+        return None
+    extent = doc.get("extent") if doc.get("type") == "Collection" else None
+    if not isinstance(extent, dict) or docs.extent_problem(extent) is not None:
+        return None
+    report.extents[coll_key] = extent
+    walk.stored[coll_key] = (box2d(extent["spatial"]["bbox"][0]), extent["temporal"]["interval"][0])
+    return walk.stored[coll_key]
 
 
 def _check_empty_partitions(walk: _Walk, report: AuditReport) -> None:
