@@ -1072,8 +1072,10 @@ def _under_way(store: Store, first: AuditReport, final: AuditReport) -> list[Pro
     orphan item and interrupted removal that a writer racing the run has under
     way turned into an ``in-progress`` warning: one the ``first`` audit did
     not find (it appeared during the run) whose write or removal mark is
-    younger than :data:`UNDER_WAY_FOR`. A register writes its item before it
-    links it and a remove marks its item before it unlinks it, so a run that
+    younger than :data:`UNDER_WAY_FOR`, and an orphan catalog or collection
+    (a new period's partition, a new collection) above such an item. A
+    register writes its item (and new parents, bottom-up) before it links
+    them and a remove marks its item before it unlinks it, so a run that
     looks between the two must not fail for it: its writer finishes it, and
     the next run finishes it if the writer died. An older one stays what it
     is (an error for an orphan); a linked marked item gone meanwhile (the
@@ -1081,9 +1083,15 @@ def _under_way(store: Store, first: AuditReport, final: AuditReport) -> list[Pro
     before = {(p.kind, p.key) for p in first.problems}
     now = datetime.now(UTC)
     out: list[Problem] = []
+    # an orphan catalog (a new period's partitions, a new collection) left
+    # for after the items: it is under way when a young item below it is
+    parents: list[Problem] = []
     for p in final.problems:
         if p.kind not in ("orphan", "interrupted-removal") or (p.kind, p.key) in before:
             out.append(p)
+            continue
+        if p.kind == "orphan" and (final.orphans.get(p.key) or {}).get("type") in ("Catalog", "Collection"):
+            parents.append(p)
             continue
         doc = final.orphans.get(p.key)
         if doc is None and p.kind == "interrupted-removal":  # a linked one: not kept by the audit
@@ -1115,6 +1123,22 @@ def _under_way(store: Store, first: AuditReport, final: AuditReport) -> list[Pro
                     f"left to it, and to the next {REPAIR}, which finishes it if its remove died",
                 )
             )
+    new_items = sorted(p.key for p in out if p.kind == "in-progress" and p.key in final.orphans)
+    for p in parents:
+        folder = p.key.rsplit("/", 1)[0] + "/"
+        below = next((key for key in new_items if key.startswith(folder)), None)
+        if below is None:
+            out.append(p)
+            continue
+        out.append(
+            Problem(
+                "in-progress",
+                p.key,
+                f"created while this run was checking, above an item a registration at work is adding "
+                f"({below}), and not linked yet (registrations link new partitions and collections after "
+                f"their items); left to it, and to the next {REPAIR}, which links it if its writer died",
+            )
+        )
     return out
 
 

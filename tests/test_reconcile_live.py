@@ -127,3 +127,41 @@ def test_an_old_orphan_and_an_old_removal_are_still_errors_and_fixed(tmp_path):
     again = producer.reconcile(store, fix=True)
     assert [p for p in again.remaining if p.is_error] == []
     assert again.fixed.get("orphan") == 1
+
+
+def test_reconcile_fix_racing_a_register_of_a_new_year_reports_its_partitions_in_progress(tmp_path):
+    """A register into a ``year/month`` collection creates the partitions of
+    a new period bottom-up (the item, its month, its year) and links the
+    year last. Held there while ``reconcile --fix`` ends: before, the new
+    year and month catalogs were remaining ``orphan`` errors (exit 1); now
+    they are ``in-progress`` like the item they hold."""
+    old = write_tile(tmp_path / "tiles", f"{Y}.tif", 12.0, 52.0)
+    new = write_tile(tmp_path / "tiles", "n_20250704.tif", 12.0, 52.0)
+    store = LocalStore(str(tmp_path / "cat"))
+    producer.register([old], catalog=store, collection="c", partition="year/month")
+    held = PauseAfterGet(store, "catalog.json", nth=2)
+    run, ran = in_thread(lambda: producer.reconcile(held, fix=True))
+    assert held.reached.wait(30)
+    writing = PausingStore(store, pause_before="c/collection.json")
+    register, registered = in_thread(
+        lambda: producer.register([new], catalog=writing, collection="c", partition="year/month")
+    )
+    try:
+        assert writing.reached.wait(30)
+        assert store.exists("c/2025/07/catalog.json") and store.exists("c/2025/catalog.json")
+        held.resume.set()
+        run.join(30)
+    finally:
+        held.resume.set()
+        writing.resume.set()
+        register.join(30)
+    report = ran["result"]
+    assert [str(p) for p in report.remaining if p.is_error] == []
+    assert {p.key for p in report.remaining if p.kind == "in-progress"} == {
+        "c/2025/catalog.json",
+        "c/2025/07/catalog.json",
+        "c/2025/07/n_20250704/n_20250704.json",
+    }, [str(p) for p in report.remaining]
+    assert all(r.ok for r in registered["result"])
+    final = audit(store, default_validator())
+    assert but_emptied(final.problems) == [], [str(p) for p in final.problems]
