@@ -424,6 +424,7 @@ def audit(
             # reversed: the first link is visited first, each child to its end
             stack.extend(reversed(_follow_links(walk, report, key, doc, coll_key)))
 
+    unreached: dict[str, tuple[dict | None, StoreError | None]] = {}
     for key in sorted(_unreached_keys(store, walk, set(report.reached))):
         unread: StoreError | None = None
         try:
@@ -436,6 +437,11 @@ def audit(
             found = None
         if not is_catalog_document_key(key) and (found is None or found.get("type") not in _STAC_TYPES):
             continue  # a JSON file that is no STAC document where none goes: a product's sidecar
+        unreached[key] = (found, unread)
+    linked_now = _linked_since(store, report, unreached)
+    for key, (found, unread) in unreached.items():
+        if key in linked_now:
+            continue  # a writer linked it after the walk passed its parent: no orphan
         report.orphans[key] = found
         if unread is not None:
             # could not check is never "found": say why, so a rerun is the fix
@@ -598,6 +604,66 @@ def _visit(
         if coll_key in report.summaries:
             report.summaries[coll_key][1].add(doc)
     return doc
+
+
+def _linked_since(
+    store: Store, report: AuditReport, unreached: dict[str, tuple[dict | None, StoreError | None]]
+) -> set[str]:
+    """The keys of ``unreached`` (documents listed but not reached: orphans
+    so far) that are linked now: the document their ``parent`` link names
+    links them (read again: one GET per parent), and that parent was reached
+    by the walk or is itself linked now (a new period's partitions, linked
+    bottom-up). A register that links its item, or a new partition, after
+    the walk read the parent is at work, not leaving an orphan: reported, a
+    check racing ingestion would fail for a catalog that has none. Its
+    extent and summaries were not tallied (at worst a ``stale-*`` warning)."""
+    memo: dict[str, bool] = {}
+    links_of: dict[str, set[str] | None] = {}
+
+    def links(parent: str) -> set[str] | None:
+        if parent not in links_of:
+            try:
+                doc = docs.loads(store.get(parent)[0], parent)
+                raw = doc.get("links")
+                links_of[parent] = {
+                    target
+                    for link in (raw if isinstance(raw, list) else [])
+                    if isinstance(link, dict) and link.get("rel") in docs.CHILD_RELS
+                    for target in [resolve_href(parent, str(link.get("href", "")))]
+                    if target is not None
+                }
+            except (ProducerError, OSError):
+                links_of[parent] = None
+        return links_of[parent]
+
+    def linked(key: str, depth: int = 0) -> bool:
+        if key in memo:
+            return memo[key]
+        memo[key] = False  # a cycle of parent links is no link
+        found, unread = unreached[key]
+        parent = _parent_key(key, found) if unread is None else None
+        if parent is None or depth > 16:
+            return False
+        if parent in report.reached:
+            above = True
+        elif parent in unreached:
+            above = linked(parent, depth + 1)
+        else:
+            above = False
+        memo[key] = above and key in (links(parent) or set())
+        return memo[key]
+
+    return {key for key in unreached if linked(key)}
+
+
+def _parent_key(key: str, doc: dict | None) -> str | None:
+    """The document key a STAC document's ``parent`` link names, if any."""
+    if not isinstance(doc, dict) or doc.get("type") not in _STAC_TYPES:
+        return None
+    for link in doc.get("links") or []:
+        if isinstance(link, dict) and link.get("rel") == "parent":
+            return resolve_href(key, str(link.get("href", "")))
+    return None
 
 
 def _still_links(store: Store, parent_key: str, target: str) -> bool:
