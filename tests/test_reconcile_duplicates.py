@@ -74,3 +74,23 @@ def test_one_product_in_two_collections_or_linked_once_is_no_duplicate(tmp_path)
     producer.register([str(data)], catalog=store, collection="b", id_template="{collection}_{stem}")
     report = producer.reconcile(store, data=str(data))
     assert [str(p) for p in report.problems if p.kind != "missing-product"] == []
+
+
+def test_products_on_s3_registered_twice_into_an_s3_catalog_are_named(s3_server, tmp_path):
+    """The same with products and catalog in a bucket (asset hrefs are
+    ``s3://`` URLs, listed from a prefix)."""
+    bucket = s3_server.new_bucket()
+    for n, stem in enumerate(IDS):
+        path = write_tile(tmp_path / "data", f"{stem}.tif", 10.0 + n, 50.0)
+        s3_server.client().put_object(Bucket=bucket, Key=f"data/{path.name}", Body=path.read_bytes())
+    data, catalog = f"s3://{bucket}/data/", f"s3://{bucket}/stac"
+    options = s3_server.storage_options
+    producer.register([data], catalog=catalog, collection="t", storage_options=options)
+    producer.register(
+        [data], catalog=catalog, collection="t", storage_options=options, id_template="{collection}_{stem}"
+    )
+    report = producer.reconcile(catalog, data=data, storage_options=options)
+    assert sorted(p.key for p in report.problems if p.kind == "duplicate-product") == [
+        f"t/t_{i}/t_{i}.json" for i in IDS
+    ], [str(p) for p in report.problems]
+    assert not [p for p in report.problems if p.is_error]
