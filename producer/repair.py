@@ -1073,7 +1073,8 @@ def _under_way(store: Store, first: AuditReport, final: AuditReport) -> list[Pro
     way turned into an ``in-progress`` warning: one the ``first`` audit did
     not find (it appeared during the run) whose write or removal mark is
     younger than :data:`UNDER_WAY_FOR`, and an orphan catalog or collection
-    (a new period's partition, a new collection) above such an item. A
+    (a new period's partition, a new collection) above such an item, and a
+    duplicate id whose newer item is that young (a move, :func:`_moving`). A
     register writes its item (and new parents, bottom-up) before it links
     them and a remove marks its item before it unlinks it, so a run that
     looks between the two must not fail for it: its writer finishes it, and
@@ -1087,6 +1088,9 @@ def _under_way(store: Store, first: AuditReport, final: AuditReport) -> list[Pro
     # for after the items: it is under way when a young item below it is
     parents: list[Problem] = []
     for p in final.problems:
+        if p.kind == "duplicate-id" and (p.kind, p.key) not in before:
+            out.append(_moving(store, p, now) or p)
+            continue
         if p.kind not in ("orphan", "interrupted-removal") or (p.kind, p.key) in before:
             out.append(p)
             continue
@@ -1140,6 +1144,45 @@ def _under_way(store: Store, first: AuditReport, final: AuditReport) -> list[Pro
             )
         )
     return out
+
+
+def _moving(store: Store, p: Problem, now: datetime) -> Problem | None:
+    """A ``duplicate-id`` the last audit of a ``fix`` run found and its first
+    did not, as an ``in-progress`` warning when the more recently updated of
+    the two items was written less than :data:`UNDER_WAY_FOR` ago: a register
+    moving an item to another period links the new item, then removes the
+    old one, and a run looking in between sees both. None otherwise (also
+    when either cannot be read: two GETs)."""
+    stamps: dict[str, str] = {}
+    for key in (p.key, p.target):
+        if key is None:
+            return None
+        try:
+            doc = read_doc(store, key)
+        except ProducerError:
+            return None
+        props = doc.get("properties")
+        updated = props.get("updated") if isinstance(props, dict) else None
+        if not isinstance(updated, str):
+            return None
+        stamps[key] = updated
+    try:
+        newer = max(stamps, key=lambda key: parse_time(stamps[key]))
+    except (TypeError, ValueError):
+        return None
+    stamp, young = _young_stamp({"type": "Feature", "properties": {"updated": stamps[newer]}}, now)
+    if not young:
+        return None
+    older = p.key if newer != p.key else p.target
+    return Problem(
+        "in-progress",
+        p.key,
+        f"item {newer} was written at {stamp}, while this run was checking, with the id of {older}: "
+        "a registration moving the item to another period (it links the new item, then removes the "
+        f"old one); left to it, and to the next {REPAIR}, which keeps the most recently updated one "
+        "if its writer died",
+        p.target,
+    )
 
 
 def _young_stamp(doc: dict | None, now: datetime) -> tuple[str, bool]:

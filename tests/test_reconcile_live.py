@@ -165,3 +165,40 @@ def test_reconcile_fix_racing_a_register_of_a_new_year_reports_its_partitions_in
     assert all(r.ok for r in registered["result"])
     final = audit(store, default_validator())
     assert but_emptied(final.problems) == [], [str(p) for p in final.problems]
+
+
+def test_reconcile_fix_racing_a_move_to_another_period_reports_it_in_progress(tmp_path):
+    """A register whose product's date changed moves its item: it links the
+    new item in the new period, then removes the old one. Held in between
+    while ``reconcile --fix`` ends: before, a remaining ``duplicate-id``
+    error (exit 1); now ``in-progress``, and the move ends with one item."""
+    tile = write_tile(tmp_path / "tiles", f"{X}.tif", 12.0, 52.0)
+    store = LocalStore(str(tmp_path / "cat"))
+    producer.register([tile], catalog=store, collection="c", partition="year/month")
+    held = PauseAfterGet(store, "catalog.json", nth=2)
+    run, ran = in_thread(lambda: producer.reconcile(held, fix=True))
+    assert held.reached.wait(30)
+    old = key_of("year/month", X)
+    moving = PausingStore(store, pause_before=old)  # the mark of the old item
+    move, moved = in_thread(
+        lambda: producer.register(
+            [tile], catalog=moving, collection="c", partition="year/month", datetime="2023-07-01T00:00:00Z"
+        )
+    )
+    try:
+        assert moving.reached.wait(30)
+        held.resume.set()
+        run.join(30)
+    finally:
+        held.resume.set()
+        moving.resume.set()
+        move.join(30)
+    report = ran["result"]
+    assert [str(p) for p in report.remaining if p.is_error] == []
+    (under_way,) = [p for p in report.remaining if p.kind == "in-progress"]
+    assert {under_way.key, under_way.target} == {old, f"c/2023/07/{X}/{X}.json"}
+    assert "mov" in under_way.message
+    assert [r.action for r in moved["result"]] == ["updated"]
+    final = audit(store, default_validator())
+    assert but_emptied(final.problems) == [], [str(p) for p in final.problems]
+    assert [info.key for info in final.items.values()] == [f"c/2023/07/{X}/{X}.json"]
