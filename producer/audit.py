@@ -425,6 +425,7 @@ def audit(
             # reversed: the first link is visited first, each child to its end
             stack.extend(reversed(_follow_links(walk, report, key, doc, coll_key)))
 
+    unreached: dict[str, tuple[dict | None, StoreError | None]] = {}
     for key in sorted(_unreached_keys(store, walk, set(report.reached))):
         unread: StoreError | None = None
         try:
@@ -437,6 +438,11 @@ def audit(
             found = None
         if not is_catalog_document_key(key) and (found is None or found.get("type") not in _STAC_TYPES):
             continue  # a JSON file that is no STAC document where none goes: a product's sidecar
+        unreached[key] = (found, unread)
+    linked_now = _linked_since(store, report, unreached)
+    for key, (found, unread) in unreached.items():
+        if key in linked_now:
+            continue  # a writer linked it after the walk passed its parent: no orphan
         report.orphans[key] = found
         if unread is not None:
             # could not check is never "found": say why, so a rerun is the fix
@@ -553,7 +559,7 @@ def _visit(
         if parent_key is None:
             report.reached[key] = "?"
             report.problems.append(Problem("unreadable", key, f"{key!r} not found"))
-        else:
+        elif _still_links(walk.store, parent_key, key):
             report.problems.append(
                 Problem(
                     "dangling-link",
@@ -600,6 +606,90 @@ def _visit(
         if coll_key in report.summaries:
             report.summaries[coll_key][1].add(doc)
     return doc
+
+
+def _linked_since(
+    store: Store, report: AuditReport, unreached: dict[str, tuple[dict | None, StoreError | None]]
+) -> set[str]:
+    """The keys of ``unreached`` (documents listed but not reached: orphans
+    so far) that are linked now: the document their ``parent`` link names
+    links them (read again: one GET per parent), and that parent was reached
+    by the walk or is itself linked now (a new period's partitions, linked
+    bottom-up). A register that links its item, or a new partition, after
+    the walk read the parent is at work, not leaving an orphan: reported, a
+    check racing ingestion would fail for a catalog that has none. Its
+    extent and summaries were not tallied (at worst a ``stale-*`` warning)."""
+    memo: dict[str, bool] = {}
+    links_of: dict[str, set[str] | None] = {}
+
+    def links(parent: str) -> set[str] | None:
+        if parent not in links_of:
+            try:
+                doc = docs.loads(store.get(parent)[0], parent)
+                raw = doc.get("links")
+                links_of[parent] = {
+                    target
+                    for link in (raw if isinstance(raw, list) else [])
+                    if isinstance(link, dict) and link.get("rel") in docs.CHILD_RELS
+                    for target in [resolve_href(parent, str(link.get("href", "")))]
+                    if target is not None
+                }
+            except (ProducerError, OSError):
+                links_of[parent] = None
+        return links_of[parent]
+
+    def linked(key: str, depth: int = 0) -> bool:
+        if key in memo:
+            return memo[key]
+        memo[key] = False  # a cycle of parent links is no link
+        found, unread = unreached[key]
+        parent = _parent_key(key, found) if unread is None else None
+        if parent is None or depth > 16:
+            return False
+        if parent in report.reached:
+            above = True
+        elif parent in unreached:
+            above = linked(parent, depth + 1)
+        else:
+            above = False
+        memo[key] = above and key in (links(parent) or set())
+        return memo[key]
+
+    return {key for key in unreached if linked(key)}
+
+
+def _parent_key(key: str, doc: dict | None) -> str | None:
+    """The document key a STAC document's ``parent`` link names, if any."""
+    if not isinstance(doc, dict) or doc.get("type") not in _STAC_TYPES:
+        return None
+    for link in doc.get("links") or []:
+        if isinstance(link, dict) and link.get("rel") == "parent":
+            return resolve_href(key, str(link.get("href", "")))
+    return None
+
+
+def _still_links(store: Store, parent_key: str, target: str) -> bool:
+    """Whether the document at ``parent_key`` still links ``target`` (read
+    again: one GET, made only when ``target`` was not found). A ``remove``
+    running while the walk passes unlinks its item and then deletes it: the
+    link the walk read is gone by then, and a dangling link reported for it
+    would fail a check of a catalog that never had one. A parent that cannot
+    be read again is taken to still link it (the finding stands)."""
+    try:
+        doc = docs.loads(store.get(parent_key)[0], parent_key)
+    except NotFound:
+        return False  # gone with its links (a partition of a finished move)
+    except (ProducerError, OSError):
+        return True
+    links = doc.get("links")
+    if not isinstance(links, list):
+        return True
+    return any(
+        isinstance(link, dict)
+        and link.get("rel") in docs.CHILD_RELS
+        and resolve_href(parent_key, str(link.get("href", ""))) == target
+        for link in links
+    )
 
 
 def _note_collection(walk: _Walk, report: AuditReport, key: str, doc: dict) -> None:
@@ -785,9 +875,11 @@ def _note_item(
         report.footprints.setdefault(coll_key, ExtentTally()).add(bbox, interval)
         report.item_layouts.setdefault(coll_key, set()).add(layouts_of_item(key))
         stored = walk.stored.get(coll_key)
-        if stored is not None and not (
-            bbox_contains(stored[0], bbox) and interval_contains(stored[1], interval)
-        ):
+        if stored is not None and not _inside(stored, bbox, interval) and walk.outside.get(coll_key, 0) < 20:
+            # the collection was read before this item's partition: a register
+            # may have linked it since, and widened the extent after its link
+            stored = _reread_extent(walk, report, coll_key) or stored
+        if stored is not None and not _inside(stored, bbox, interval):
             walk.outside[coll_key] = walk.outside.get(coll_key, 0) + 1
             if walk.outside[coll_key] <= 20:
                 report.problems.append(
@@ -803,6 +895,30 @@ def _note_item(
         report.items[key] = info
     if walk.on_item is not None:
         walk.on_item(info)
+
+
+def _inside(stored: tuple[list[float], list], bbox: list[float], interval: tuple[str, str]) -> bool:
+    """Whether a stored (2D bbox, interval) extent contains an item's footprint."""
+    return bbox_contains(stored[0], bbox) and interval_contains(stored[1], interval)
+
+
+def _reread_extent(walk: _Walk, report: AuditReport, coll_key: str) -> tuple[list[float], list] | None:
+    """The usable extent of the collection at ``coll_key`` as stored now (one
+    GET), noted into ``walk`` and ``report`` in place of the one read when the
+    walk entered the collection; None (nothing changed) if it cannot be read
+    or is not usable. A ``register`` links its item into a partition before it
+    widens the collection's extent, so an item the walk meets outside the
+    extent it read may be one linked since, inside the extent as it is now."""
+    try:
+        doc = docs.loads(walk.store.get(coll_key)[0], coll_key)
+    except (ProducerError, OSError):
+        return None
+    extent = doc.get("extent") if doc.get("type") == "Collection" else None
+    if not isinstance(extent, dict) or docs.extent_problem(extent) is not None:
+        return None
+    report.extents[coll_key] = extent
+    walk.stored[coll_key] = (box2d(extent["spatial"]["bbox"][0]), extent["temporal"]["interval"][0])
+    return walk.stored[coll_key]
 
 
 def _check_empty_partitions(walk: _Walk, report: AuditReport) -> None:

@@ -874,7 +874,7 @@ def reconcile(
         click.echo(
             f"{catalog}: " + ("valid after repair" if not blocking else f"{len(blocking)} problems left")
         )
-    elif report.problems:
+    elif any(p.kind != "duplicate-product" for p in report.problems):  # one --fix leaves to the caller
         if report.found.get("missing-product") and not collection:  # --fix --data needs it
             click.echo(
                 "nothing written; rerun with --fix --collection COLLECTION to repair "

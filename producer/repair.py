@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from producer import thumbnail
@@ -52,7 +53,7 @@ from producer.catalog.layout import (
 from producer.catalog.mirrorlinks import link_bases
 from producer.catalog.summaries import Tally
 from producer.changes import Change, ChangeKind, Sink
-from producer.commit import Committer
+from producer.commit import CLAIM_TTL, Committer
 from producer.errors import (
     CatalogError,
     Hint,
@@ -80,6 +81,7 @@ from producer.sources import (
     path_strings,
 )
 from producer.store.base import Store
+from producer.timestamps import parse_time
 from producer.urls import is_local, local_path, product_storage_options, protocol
 from producer.validate import Validator
 
@@ -191,7 +193,12 @@ def _finish_removals(
 class _Wanted:
     """The products under ``data`` (listed before the audit), struck off as
     the audit's walk meets an item describing them (:meth:`strike` is its
-    ``on_item`` hook): memory in the products listed, not in the items."""
+    ``on_item`` hook): memory in the products listed, not in the items.
+
+    A product struck off keeps which item of which collection described it
+    first (one entry per product), so a second item of that collection
+    describing it (the product registered under two ids, e.g. with another
+    id template) is found as the walk meets it: :attr:`duplicates`."""
 
     def __init__(self, data: str | list[str], storage_options: dict | None, options: RegisterOptions) -> None:
         entries = path_strings(data)  # an empty path is refused as such, not as a missing file ''
@@ -212,6 +219,10 @@ class _Wanted:
                 )
         rewrites = parse_rewrites(options.href_rewrites)
         self.by_href: dict[str, list[str]] = {}
+        #: product href -> {collection key: (key, id) of the first item met describing it}
+        self.described: dict[str, dict[str | None, tuple[str, str]]] = {}
+        #: a ``duplicate-product`` warning per further item describing a product
+        self.duplicates: list[Problem] = []
         self.order: list[str] = []
         found: list[str] = []
         for given in entries:
@@ -246,8 +257,19 @@ class _Wanted:
             )
 
     def strike(self, info: ItemInfo) -> None:
-        for href in info.assets.values():
-            self.by_href.pop(href, None)
+        for href in dict.fromkeys(info.assets.values()):
+            paths = self.by_href.pop(href, None)
+            if info.removing:
+                continue  # on its way out: no second description of anything
+            if paths is not None:
+                self.described[href] = {info.collection_key: (info.key, info.id)}
+                continue
+            seen = self.described.get(href)
+            if seen is None:
+                continue  # no product listed under data
+            first = seen.setdefault(info.collection_key, (info.key, info.id))
+            if first[0] != info.key:  # another item (one linked twice is met twice)
+                self.duplicates.append(_duplicate_product(href, first, info))
 
     def missing(self, first: AuditReport) -> list[str]:
         """Products no item describes: items reached from the root count, and
@@ -260,6 +282,22 @@ class _Wanted:
                         self.by_href.pop(a["href"], None)
         left = {path for paths in self.by_href.values() for path in paths}
         return [path for path in self.order if path in left]
+
+
+def _duplicate_product(href: str, first: tuple[str, str], info: ItemInfo) -> Problem:
+    """A ``duplicate-product`` warning: item ``info`` describes the product at
+    ``href`` as the item ``first`` (key, id) of the same collection does."""
+    coll_id = collection_of(info.key) if info.collection_key else None
+    where = f" of collection {coll_id!r}" if coll_id else ""
+    return Problem(
+        "duplicate-product",
+        info.key,
+        f"item {info.id!r} and item {first[1]!r} ({first[0]}){where} both describe the product "
+        f"{redact(href)}: it was registered under two ids (e.g. with two id templates), so search "
+        f"returns it twice; remove the item whose id you do not want (remove {info.id!r} or "
+        f"{first[1]!r} from that collection): reconcile cannot choose for you",
+        first[0],
+    )
 
 
 def _repair_links(committer: Committer, store: Store, first: AuditReport, report: ReconcileReport) -> None:
@@ -773,6 +811,11 @@ def _note_findings(
         report.failed["asset-unchecked"] = len(unresolved)
     missing: list[str] = []
     if wanted is not None:
+        # warnings nothing resolves: kept in ``remaining`` after a fix
+        unresolved += wanted.duplicates
+        for p in wanted.duplicates:
+            report.problems.append(p)
+            _bump(report.found, p.kind)
         missing = wanted.missing(first)
         report.found["missing-product"] = len(missing)
         for path in missing:
@@ -1004,7 +1047,7 @@ def reconcile(
         unresolved += _publish(committer, sinks, changes, sorted(set(linked.collection_ids.values())))
 
     final = audit(store, validator, check_assets=False, keep_items=False)
-    report.remaining = final.problems + unresolved
+    report.remaining = _under_way(store, first, final) + unresolved
     _count_resolved_extents(first, final, counted, report)
     if report.found.get("missing-root") and not any(p.kind == "missing-root" for p in final.problems):
         _bump(report.fixed, "missing-root")  # restored above, or made by the registration in 4.
@@ -1015,6 +1058,150 @@ def reconcile(
     if mirror:
         report.remaining += _compare_mirror(store, final, report, fix=True)
     return report
+
+
+#: seconds since an item was written (its ``updated``) or marked for removal
+#: during which, found unlinked or still marked by the last audit of a ``fix``
+#: run that its first audit did not find so, it is a writer's work under way:
+#: the commit protocol's own bound for a registration under way
+#: (:data:`~producer.commit.CLAIM_TTL`)
+UNDER_WAY_FOR = CLAIM_TTL
+
+
+def _under_way(store: Store, first: AuditReport, final: AuditReport) -> list[Problem]:
+    """The problems of ``final`` (the last audit of a ``fix`` run), each
+    orphan item and interrupted removal that a writer racing the run has under
+    way turned into an ``in-progress`` warning: one the ``first`` audit did
+    not find (it appeared during the run) whose write or removal mark is
+    younger than :data:`UNDER_WAY_FOR`, and an orphan catalog or collection
+    (a new period's partition, a new collection) above such an item, and a
+    duplicate id whose newer item is that young (a move, :func:`_moving`). A
+    register writes its item (and new parents, bottom-up) before it links
+    them and a remove marks its item before it unlinks it, so a run that
+    looks between the two must not fail for it: its writer finishes it, and
+    the next run finishes it if the writer died. An older one stays what it
+    is (an error for an orphan); a linked marked item gone meanwhile (the
+    removal finished) is dropped. One GET per linked marked item."""
+    before = {(p.kind, p.key) for p in first.problems}
+    now = datetime.now(UTC)
+    out: list[Problem] = []
+    # an orphan catalog (a new period's partitions, a new collection) left
+    # for after the items: it is under way when a young item below it is
+    parents: list[Problem] = []
+    for p in final.problems:
+        if p.kind == "duplicate-id" and (p.kind, p.key) not in before:
+            out.append(_moving(store, p, now) or p)
+            continue
+        if p.kind not in ("orphan", "interrupted-removal") or (p.kind, p.key) in before:
+            out.append(p)
+            continue
+        if p.kind == "orphan" and (final.orphans.get(p.key) or {}).get("type") in ("Catalog", "Collection"):
+            parents.append(p)
+            continue
+        doc = final.orphans.get(p.key)
+        if doc is None and p.kind == "interrupted-removal":  # a linked one: not kept by the audit
+            try:
+                doc = read_doc(store, p.key)
+            except NotFound:
+                continue  # deleted since: the removal finished
+            except ProducerError:
+                doc = None
+        stamp, under_way = _young_stamp(doc, now)
+        if not under_way:
+            out.append(p)
+        elif p.kind == "orphan":
+            out.append(
+                Problem(
+                    "in-progress",
+                    p.key,
+                    f"written at {stamp}, while this run was checking, and not linked yet: a registration "
+                    f"at work (it links its item after writing it); left to it, and to the next {REPAIR}, "
+                    "which links the item if its writer died",
+                )
+            )
+        else:
+            out.append(
+                Problem(
+                    "in-progress",
+                    p.key,
+                    f"a removal started at {stamp}, while this run was checking, has not finished yet: "
+                    f"left to it, and to the next {REPAIR}, which finishes it if its remove died",
+                )
+            )
+    new_items = sorted(p.key for p in out if p.kind == "in-progress" and p.key in final.orphans)
+    for p in parents:
+        folder = p.key.rsplit("/", 1)[0] + "/"
+        below = next((key for key in new_items if key.startswith(folder)), None)
+        if below is None:
+            out.append(p)
+            continue
+        out.append(
+            Problem(
+                "in-progress",
+                p.key,
+                f"created while this run was checking, above an item a registration at work is adding "
+                f"({below}), and not linked yet (registrations link new partitions and collections after "
+                f"their items); left to it, and to the next {REPAIR}, which links it if its writer died",
+            )
+        )
+    return out
+
+
+def _moving(store: Store, p: Problem, now: datetime) -> Problem | None:
+    """A ``duplicate-id`` the last audit of a ``fix`` run found and its first
+    did not, as an ``in-progress`` warning when the more recently updated of
+    the two items was written less than :data:`UNDER_WAY_FOR` ago: a register
+    moving an item to another period links the new item, then removes the
+    old one, and a run looking in between sees both. None otherwise (also
+    when either cannot be read: two GETs)."""
+    stamps: dict[str, str] = {}
+    for key in (p.key, p.target):
+        if key is None:
+            return None
+        try:
+            doc = read_doc(store, key)
+        except ProducerError:
+            return None
+        props = doc.get("properties")
+        updated = props.get("updated") if isinstance(props, dict) else None
+        if not isinstance(updated, str):
+            return None
+        stamps[key] = updated
+    try:
+        newer = max(stamps, key=lambda key: parse_time(stamps[key]))
+    except (TypeError, ValueError):
+        return None
+    stamp, young = _young_stamp({"type": "Feature", "properties": {"updated": stamps[newer]}}, now)
+    if not young:
+        return None
+    older = p.key if newer != p.key else p.target
+    return Problem(
+        "in-progress",
+        p.key,
+        f"item {newer} was written at {stamp}, while this run was checking, with the id of {older}: "
+        "a registration moving the item to another period (it links the new item, then removes the "
+        f"old one); left to it, and to the next {REPAIR}, which keeps the most recently updated one "
+        "if its writer died",
+        p.target,
+    )
+
+
+def _young_stamp(doc: dict | None, now: datetime) -> tuple[str, bool]:
+    """An item document's removal mark, else its ``updated`` time, and whether
+    it is younger than :data:`UNDER_WAY_FOR` (a stamp ahead of ``now`` by
+    less than that too: another machine's clock); ``("", False)`` for
+    anything else."""
+    if not isinstance(doc, dict) or doc.get("type") != "Feature":
+        return "", False
+    props = doc.get("properties")
+    stamp = removal_started(doc) or (props.get("updated") if isinstance(props, dict) else None)
+    if not isinstance(stamp, str):
+        return "", False
+    try:
+        age = (now - parse_time(stamp)).total_seconds()
+    except (TypeError, ValueError):
+        return stamp, False
+    return stamp, -UNDER_WAY_FOR < age < UNDER_WAY_FOR
 
 
 def _as_repair(hint: Hint) -> str:

@@ -205,5 +205,13 @@ ProblemKind = Literal[
     # its id, or outside the collection's recorded layout): remove says
     # absent and register writes a second item (a warning: valid STAC)
     "unfindable-item",
+    # an item a writer is at work on when reconcile with fix looks last: written
+    # and not yet linked, or marked and not yet removed, since the run began and
+    # recently (a warning: left to its writer, and to the next run if it died)
+    "in-progress",
+    # two items of one collection describing the same product under reconcile's
+    # data (registered under two ids): a warning naming both; removing one is
+    # the caller's choice
+    "duplicate-product",
 ]
 PROBLEM_KINDS: tuple[str, ...] = get_args(ProblemKind)

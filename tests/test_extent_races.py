@@ -275,3 +275,32 @@ def test_remove_whose_walk_fails_leaves_no_shrink_marker(tmp_path):
     coll = json.loads((root / "c/collection.json").read_text())
     assert docs.SHRINK_FIELD not in coll
     assert [p for p in producer.validate_catalog(str(root)) if p.is_error] == []
+
+
+def test_validate_that_read_the_collection_before_a_register_linked_a_far_item_reports_no_extent_error(
+    tmp_path, backend
+):
+    """``validate`` (and the last audit of a ``reconcile --fix``) has read the
+    collection of a ``year/month`` catalog when a register links a new item
+    far outside its extent into an existing month, then widens the extent.
+    Before: the walk met the new item against the extent it had read, an
+    ``extent`` error (exit 1) for a catalog whose extent contains every item.
+    Now the collection's extent is read again before an item is called outside."""
+    url, options = backend
+    store = open_store(url, options)
+    near = [_tile(tmp_path, n, d, 12.0, 52.0, 0.01) for n, d in (("a", "20240310"), ("b", "20240115"))]
+    producer.register(near, catalog=store, collection="c", partition="year/month")
+    far = _tile(tmp_path, "f", "20240320", 100.0, -30.0, 0.01)
+    held = PauseAfterGet(store, "c/collection.json")
+
+    def meanwhile() -> None:
+        results = producer.register([far], catalog=store, collection="c", partition="year/month")
+        assert [r.action for r in results] == ["created"], [r.error for r in results]
+
+    problems = _run_paused(held, lambda: producer.validate_catalog(held), meanwhile)
+    assert [str(p) for p in problems if p.is_error] == []
+    # an extent that really misses an item still is an error
+    coll = json.loads(store.get("c/collection.json")[0])
+    coll["extent"] = docs.exact_extent(_store_items(store)[:1])
+    store.put("c/collection.json", json.dumps(coll).encode())
+    assert "extent" in [p.kind for p in producer.validate_catalog(store) if p.is_error]

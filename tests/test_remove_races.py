@@ -5,6 +5,7 @@ at its critical point (issue 8, point 6: register X while remove X, reconcile
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from producer.store.base import Store
 from producer.store.local import LocalStore
 from producer.validate import default_validator
 from tests.crashes import PausingStore, run_paused, write_tile
+from tests.pausing import PauseAfterGet
 from tests.trees import but_emptied
 
 X, Y = "x_20240310", "y_20240115"
@@ -221,3 +223,84 @@ def test_validate_while_a_remove_deletes_the_unlinked_item_reports_no_orphan(sto
     assert out == {"action": "removed"}
     assert not store.exists(key)
     assert [str(p) for p in but_emptied(problems)] == []
+
+
+@pytest.mark.parametrize(
+    "store, partition",
+    [("local", None), ("local", "year/month"), ("s3", None)],
+    ids=["local-flat", "local-year-month", "s3-flat"],
+    indirect=["store"],
+)
+def test_validate_that_read_the_link_before_a_remove_ran_whole_reports_no_dangling_link(
+    store, tiles, partition
+):
+    """``validate`` (and the last audit of ``reconcile --fix``) has read the
+    document linking X when a remove runs whole (mark, unlink, delete); the
+    walk then finds X gone. Before: a ``dangling-link`` error, exit 1, for a
+    catalog that never had one. Now the walk reads the parent again on a
+    missing target, and a link that is gone is no problem."""
+    producer.register([tiles[X], tiles[Y]], catalog=store, collection="c", partition=partition)
+    parent = "c/2024/03/catalog.json" if partition else "c/collection.json"
+    held = PauseAfterGet(store, parent)
+    out: dict[str, object] = {}
+    walker = threading.Thread(target=lambda: out.update(problems=producer.validate_catalog(held)))
+    walker.start()
+    assert held.reached.wait(30)
+    try:
+        assert producer.remove(X, catalog=store, collection="c").action == "removed"
+    finally:
+        held.resume.set()
+        walker.join(30)
+    errors = [str(p) for p in out["problems"] if p.is_error]  # type: ignore[attr-defined]
+    assert errors == []
+    # a link to a document deleted by hand is still one
+    producer.register([tiles[X]], catalog=store, collection="c", partition=partition)
+    store.delete(item_key(partition, X))
+    assert [p.kind for p in producer.validate_catalog(store) if p.is_error] == ["dangling-link"]
+
+
+@pytest.mark.parametrize(
+    "store, partition",
+    [("local", None), ("local", "year/month"), ("s3", None)],
+    ids=["local-flat", "local-year-month", "s3-flat"],
+    indirect=["store"],
+)
+def test_validate_that_read_the_parent_before_a_register_linked_its_item_reports_no_orphan(
+    store, tiles, partition
+):
+    """A register has written X (listed by ``validate``), and links it just
+    after the walk read the document that now links it. Before: an
+    ``orphan`` error (exit 1) for an item that is linked; a check racing
+    ingestion failed for a catalog without a problem. Now an unreached
+    document is looked up in the parent its ``parent`` link names first."""
+    producer.register([tiles[Y]], catalog=store, collection="c", partition=partition)
+    if partition:  # X's month exists, so the register's link is one write to it
+        producer.register([tiles[X]], catalog=store, collection="c", partition=partition)
+        assert producer.remove(X, catalog=store, collection="c").action == "removed"
+    parent = "c/2024/03/catalog.json" if partition else "c/collection.json"
+    writing = PausingStore(store, pause_before=parent)
+    register = threading.Thread(
+        target=lambda: producer.register([tiles[X]], catalog=writing, collection="c", partition=partition)
+    )
+    register.start()
+    assert writing.reached.wait(30)
+    held = PauseAfterGet(store, parent)
+    out: dict[str, object] = {}
+    walker = threading.Thread(target=lambda: out.update(problems=producer.validate_catalog(held)))
+    try:
+        walker.start()
+        assert held.reached.wait(30)
+        writing.resume.set()
+        register.join(30)
+    finally:
+        writing.resume.set()
+        held.resume.set()
+        walker.join(30)
+    assert [str(p) for p in out["problems"] if p.is_error] == []  # type: ignore[attr-defined]
+    # an item no document links still is an orphan
+    producer.register([tiles[X]], catalog=store, collection="c", partition=partition)
+    doc, _ = store.get(parent)
+    coll = json.loads(doc)
+    coll["links"] = [link for link in coll["links"] if X not in link.get("href", "")]
+    store.put(parent, json.dumps(coll).encode())
+    assert "orphan" in [p.kind for p in producer.validate_catalog(store) if p.is_error]
