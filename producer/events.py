@@ -52,6 +52,7 @@ from producer.sources import (
     STORE_SUFFIXES,
     ZARR_STORE_METADATA,
     is_gdal_sidecar,
+    is_wrf_output,
     zarr_store_of,
 )
 from producer.store.open import refuse_credentials
@@ -681,7 +682,11 @@ def _skip_reason(event: ObjectEvent, config: HandlerConfig) -> str | None:
         return f"inside the catalog {config.catalog}"
     if config.prefixes and not any(_under_prefix(event, p) for p in config.prefixes):
         return f"key does not start with any of the prefixes {list(config.prefixes)}"
-    if config.suffixes and not event.key.lower().endswith(config.suffixes + STORE_SUFFIXES):
+    if (
+        config.suffixes
+        and not event.key.lower().endswith(config.suffixes + STORE_SUFFIXES)
+        and not is_wrf_output(event.key, config.suffixes)
+    ):
         return f"file ending not one of {list(config.suffixes)}"
     return None
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import glob as globmod
 import os
+import re
 from collections.abc import Iterable, Mapping
 
 from producer.errors import (
@@ -49,10 +50,12 @@ __all__ = [
     "PRODUCT_SUFFIXES",
     "RASTER_SUFFIXES",
     "STORE_SUFFIXES",
+    "WRF_NAME",
     "GLOB_CHARS",
     "distinct",
     "expand_paths",
     "is_remote",
+    "is_wrf_output",
     "literal_paths",
     "path_strings",
     "no_products_found",
@@ -70,6 +73,10 @@ NETCDF_SUFFIXES = (".nc", ".nc4", ".cdf", ".netcdf")
 #: the event handler's default filter (deploy/template.yaml's default
 #: ``Suffixes``, deploy/README and ``handle-event --suffix``'s help say the same)
 PRODUCT_SUFFIXES = RASTER_SUFFIXES + NETCDF_SUFFIXES
+#: the files WRF writes, which carry no suffix (``wrfout_d01_2024-05-01_00:00:00``,
+#: ``wrfrst_d01_...``, ``wrfinput_d01``, ``wrfbdy_d01``): NetCDF all the same,
+#: so taken wherever NetCDF endings are (matched on the lower-cased file name)
+WRF_NAME = re.compile(r"^wrf[a-z]*_d\d{2}(?:_[^/.]*)?$")
 #: folders (prefixes) that are ONE product each: never walked into
 STORE_SUFFIXES = (".zarr",)
 #: characters that make a name that does not exist literally a glob pattern
@@ -397,11 +404,19 @@ def is_gdal_sidecar(name: str) -> bool:
     return name.lower().endswith(GDAL_SIDECARS)
 
 
+def is_wrf_output(name: str, suffixes: tuple[str, ...] = PRODUCT_SUFFIXES) -> bool:
+    """Whether ``name`` (a path, key or URL) names a file WRF wrote
+    (:data:`WRF_NAME`, no suffix) while ``suffixes`` take NetCDF files."""
+    base = name.rstrip("/").rsplit("/", 1)[-1].rsplit(os.sep, 1)[-1].lower()
+    return any(s.lower() in NETCDF_SUFFIXES for s in suffixes) and bool(WRF_NAME.match(base))
+
+
 def _expands_to(name: str, suffixes: tuple[str, ...]) -> bool:
     """Whether a folder or prefix holding the file ``name`` expands to it:
-    a product ending, and not GDAL's own side-car (a group takes ``.xml``
-    metadata files, which would otherwise take in GDAL's cache as an asset)."""
-    return name.lower().endswith(suffixes) and not is_gdal_sidecar(name)
+    a product ending (or WRF's suffix-less output, when NetCDF is taken),
+    and not GDAL's own side-car (a group takes ``.xml`` metadata files,
+    which would otherwise take in GDAL's cache as an asset)."""
+    return (name.lower().endswith(suffixes) or is_wrf_output(name, suffixes)) and not is_gdal_sidecar(name)
 
 
 def _expand_remote(

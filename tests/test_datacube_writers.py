@@ -614,3 +614,22 @@ def test_wrf_output_named_as_wrf_names_it_without_a_suffix_is_read(tmp_path: Pat
     assert doc["bbox"] == pytest.approx([5.0, 45.0, 5.4, 45.3], abs=1e-5)
     assert doc["properties"]["end_datetime"] == "2024-05-01T01:00:00Z"
     assert doc["assets"]["data"]["type"] == "application/netcdf"
+
+
+def test_a_folder_of_wrf_output_named_as_wrf_names_it_registers_each_file(tmp_path: Path) -> None:
+    """A folder holding ``wrfout_d01_...`` files (no ``.nc``, as WRF writes
+    them) was "no products found ... it holds no file", though each file
+    named alone registers: the folder search takes WRF's names too."""
+    import producer
+
+    data = tmp_path / "run"
+    data.mkdir()
+    _wrfout(data / "wrfout_d01_2024-05-01_00:00:00", ["2024-05-01_00:00:00", "2024-05-01_01:00:00"])
+    _wrfout(data / "wrfout_d01_2024-05-01_02:00:00", ["2024-05-01_02:00:00", "2024-05-01_03:00:00"])
+    (data / "namelist.output").write_text("&time_control\n/\n")  # not a product
+    results = producer.register([str(data)], catalog=str(tmp_path / "catalog"), collection="wrf")
+    assert [r.error for r in results] == [None, None]
+    assert sorted(Path(str(r.source)).name for r in results) == [
+        "wrfout_d01_2024-05-01_00:00:00",
+        "wrfout_d01_2024-05-01_02:00:00",
+    ]

@@ -62,3 +62,23 @@ def test_deployed_default_suffixes_are_the_product_suffixes() -> None:
 
     help_text = CliRunner().invoke(main, ["handle-event", "--help"], terminal_width=400).output
     assert f"default {' '.join(PRODUCT_SUFFIXES)})" in " ".join(help_text.split())
+
+
+def test_wrf_output_without_a_suffix_is_a_product_where_netcdf_is(tmp_path: Path) -> None:
+    """WRF's own output names (``wrfout_d01_2024-05-01_00:00:00``, no
+    ``.nc``) register when named, but a folder holding them expanded to
+    nothing and the event handler skipped their objects ("file ending not
+    one of"): both take them while NetCDF endings are taken, no other file."""
+    for name in ("wrfout_d01_2024-05-01_00:00:00", "wrfinput_d02", "namelist.output", "wrf.exe"):
+        (tmp_path / name).write_bytes(b"")
+    assert expand_paths([str(tmp_path)]) == [
+        str(tmp_path / "wrfinput_d02"),
+        str(tmp_path / "wrfout_d01_2024-05-01_00:00:00"),
+    ]
+    assert expand_paths([str(tmp_path)], suffixes=(".tif",)) == []
+    config = HandlerConfig(catalog="s3://cat/stac", collection="c")
+    event = ObjectEvent(kind="created", bucket="data", key="runs/wrfout_d01_2024-05-01_00:00:00")
+    assert _skip_reason(event, config) is None
+    tif_only = HandlerConfig(catalog="s3://cat/stac", collection="c", suffixes=(".tif",))
+    assert _skip_reason(event, tif_only) is not None
+    assert _skip_reason(ObjectEvent(kind="created", bucket="data", key="runs/wrf.exe"), config) is not None

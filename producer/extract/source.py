@@ -34,6 +34,7 @@ from producer.extract.failures import http_failure, storage_failure
 from producer.extract.options import ExtractOptions
 from producer.httplimits import gdal_http_environment
 from producer.redact import redact
+from producer.sources import is_wrf_output
 from producer.urls import product_storage_options
 
 # The one private import of a dependency: GDAL errors (CPLE_*) that rasterio
@@ -56,11 +57,6 @@ NETCDF_SUFFIXES = (".nc", ".nc4", ".cdf", ".netcdf")
 ZARR_SUFFIX = ".zarr"
 
 
-#: the files WRF writes, which carry no suffix (``wrfout_d01_2024-05-01_00:00:00``,
-#: ``wrfrst_d01_...``, ``wrfinput_d01``, ``wrfbdy_d01``): NetCDF all the same
-_WRF_NAME = re.compile(r"^wrf[a-z]*_d\d{2}(?:_[^/.]*)?$")
-
-
 def _suffix_of(location: str) -> str:
     return location.rstrip("/").lower()
 
@@ -76,11 +72,7 @@ def is_datacube(source: object) -> bool:
     if isinstance(text, bytes):  # pragma: no cover - os.PathLike[bytes]
         text = os.fsdecode(text)
     name = _suffix_of(text.split("?", 1)[0] if text.startswith(("http://", "https://")) else text)
-    return (
-        name.endswith(NETCDF_SUFFIXES)
-        or name.endswith(ZARR_SUFFIX)
-        or bool(_WRF_NAME.match(name.rsplit("/", 1)[-1].rsplit(os.sep, 1)[-1]))
-    )
+    return name.endswith(NETCDF_SUFFIXES) or name.endswith(ZARR_SUFFIX) or is_wrf_output(name)
 
 
 @dataclass(frozen=True)
