@@ -365,6 +365,9 @@ class _Walk:
         #: entry per partition: months and splits, not items)
         self.partitions: dict[str, str] = {}
         self.filled: set[str] = set()  # partition catalogs holding an item link
+        #: linking document key -> its dangling-link findings, checked against
+        #: that document read again once the walk is over (:func:`_drop_gone_links`)
+        self.dangling: dict[str, list[Problem]] = {}
 
 
 def audit(
@@ -425,6 +428,7 @@ def audit(
             # reversed: the first link is visited first, each child to its end
             stack.extend(reversed(_follow_links(walk, report, key, doc, coll_key)))
 
+    _drop_gone_links(walk, report)
     unreached: dict[str, tuple[dict | None, StoreError | None]] = {}
     for key in sorted(_unreached_keys(store, walk, set(report.reached))):
         unread: StoreError | None = None
@@ -559,15 +563,15 @@ def _visit(
         if parent_key is None:
             report.reached[key] = "?"
             report.problems.append(Problem("unreadable", key, f"{key!r} not found"))
-        elif _still_links(walk.store, parent_key, key):
-            report.problems.append(
-                Problem(
-                    "dangling-link",
-                    parent_key,
-                    f"{rel} link {href} points at a missing document ({REPAIR} drops the link)",
-                    key,
-                )
+        else:
+            problem = Problem(
+                "dangling-link",
+                parent_key,
+                f"{rel} link {href} points at a missing document ({REPAIR} drops the link)",
+                key,
             )
+            report.problems.append(problem)
+            walk.dangling.setdefault(parent_key, []).append(problem)
         return None
     except CatalogError as exc:
         report.problems.append(Problem("malformed", key, str(exc)))
@@ -668,28 +672,46 @@ def _parent_key(key: str, doc: dict | None) -> str | None:
     return None
 
 
-def _still_links(store: Store, parent_key: str, target: str) -> bool:
-    """Whether the document at ``parent_key`` still links ``target`` (read
-    again: one GET, made only when ``target`` was not found). A ``remove``
-    running while the walk passes unlinks its item and then deletes it: the
-    link the walk read is gone by then, and a dangling link reported for it
-    would fail a check of a catalog that never had one. A parent that cannot
-    be read again is taken to still link it (the finding stands)."""
+def _drop_gone_links(walk: _Walk, report: AuditReport) -> None:
+    """Drop the ``dangling-link`` findings of the walk whose link is gone
+    from its document as stored now (read again: one GET per document
+    holding such links, after the walk, so after every miss it explains).
+    A ``remove`` running while the walk passes unlinks its item and then
+    deletes it: the link the walk read is gone by then, and a dangling link
+    reported for it would fail a check of a catalog that never had one. A
+    document that cannot be read again is taken to still link them (the
+    findings stand); one deleted since is gone with its links (a partition
+    of a finished move)."""
+    gone: set[int] = set()
+    for parent_key, problems in walk.dangling.items():
+        links = _child_links(walk.store, parent_key)
+        if links is not None:
+            gone.update(id(p) for p in problems if p.target not in links)
+    walk.dangling.clear()
+    if gone:
+        report.problems[:] = [p for p in report.problems if id(p) not in gone]
+
+
+def _child_links(store: Store, parent_key: str) -> set[str] | None:
+    """The keys the document at ``parent_key`` links as children now (read
+    again); empty when it is gone, None when it cannot be read or has no
+    list of links."""
     try:
         doc = docs.loads(store.get(parent_key)[0], parent_key)
     except NotFound:
-        return False  # gone with its links (a partition of a finished move)
+        return set()
     except (ProducerError, OSError):
-        return True
+        return None
     links = doc.get("links")
     if not isinstance(links, list):
-        return True
-    return any(
-        isinstance(link, dict)
-        and link.get("rel") in docs.CHILD_RELS
-        and resolve_href(parent_key, str(link.get("href", ""))) == target
+        return None
+    return {
+        target
         for link in links
-    )
+        if isinstance(link, dict) and link.get("rel") in docs.CHILD_RELS
+        for target in [resolve_href(parent_key, str(link.get("href", "")))]
+        if target is not None
+    }
 
 
 def _note_collection(walk: _Walk, report: AuditReport, key: str, doc: dict) -> None:

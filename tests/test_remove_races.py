@@ -304,3 +304,24 @@ def test_validate_that_read_the_parent_before_a_register_linked_its_item_reports
     coll["links"] = [link for link in coll["links"] if X not in link.get("href", "")]
     store.put(parent, json.dumps(coll).encode())
     assert "orphan" in [p.kind for p in producer.validate_catalog(store) if p.is_error]
+
+
+def test_many_dangling_links_of_one_document_read_it_again_once(tmp_path: Path) -> None:
+    """Each missing target read its linking document again (one GET and one
+    parse per dangling link): a collection whose item folders were deleted
+    by hand, N of them, read and parsed its collection N more times (a
+    partition of thousands of links: quadratic). One reading again per
+    linking document, after the walk, still tells a gone link from one left."""
+    from producer.store import CountingStore
+
+    folder = tmp_path / "tiles"
+    tiles = [write_tile(folder, f"t_2024030{d}.tif", 10.0 + d, 50.0) for d in range(1, 7)]
+    local = LocalStore(str(tmp_path / "cat"))
+    assert all(r.ok for r in producer.register(tiles, catalog=local, collection="c"))
+    for d in range(1, 6):  # five of the six deleted, links left
+        local.delete(f"c/t_2024030{d}/t_2024030{d}.json")
+    store = CountingStore(local)
+    problems = producer.validate_catalog(store)
+    dangling = sorted(p.target or "" for p in problems if p.kind == "dangling-link")
+    assert dangling == [f"c/t_2024030{d}/t_2024030{d}.json" for d in range(1, 6)]
+    assert store.gets["c/collection.json"] <= 2, store.gets["c/collection.json"]
