@@ -219,8 +219,10 @@ class _Wanted:
                 )
         rewrites = parse_rewrites(options.href_rewrites)
         self.by_href: dict[str, list[str]] = {}
-        #: product href -> {collection key: (key, id) of the first item met describing it}
-        self.described: dict[str, dict[str | None, tuple[str, str]]] = {}
+        #: product href -> {collection key: (key, id, products) of the first item
+        #: met describing it}; products: a hash of the set of listed products
+        #: that item describes (one number, not the set)
+        self.described: dict[str, dict[str | None, tuple[str, str, int]]] = {}
         #: a ``duplicate-product`` warning per further item describing a product
         self.duplicates: list[Problem] = []
         self.order: list[str] = []
@@ -257,19 +259,27 @@ class _Wanted:
             )
 
     def strike(self, info: ItemInfo) -> None:
-        for href in dict.fromkeys(info.assets.values()):
+        hrefs = list(dict.fromkeys(info.assets.values()))
+        # the listed products this item describes: two items describing the
+        # same ones are one registered twice; items sharing only some (a land
+        # mask mapped into each day's multi-asset item) are not
+        products = hash(frozenset(h for h in hrefs if h in self.by_href or h in self.described))
+        named: set[str] = set()  # the items this one was found a duplicate of (once each)
+        for href in hrefs:
             paths = self.by_href.pop(href, None)
             if info.removing:
                 continue  # on its way out: no second description of anything
             if paths is not None:
-                self.described[href] = {info.collection_key: (info.key, info.id)}
+                self.described[href] = {info.collection_key: (info.key, info.id, products)}
                 continue
             seen = self.described.get(href)
             if seen is None:
                 continue  # no product listed under data
-            first = seen.setdefault(info.collection_key, (info.key, info.id))
-            if first[0] != info.key:  # another item (one linked twice is met twice)
-                self.duplicates.append(_duplicate_product(href, first, info))
+            first = seen.setdefault(info.collection_key, (info.key, info.id, products))
+            if first[0] != info.key and first[2] == products and first[0] not in named:
+                # another item (one linked twice is met twice) of the same products
+                named.add(first[0])
+                self.duplicates.append(_duplicate_product(href, first[:2], info))
 
     def missing(self, first: AuditReport) -> list[str]:
         """Products no item describes: items reached from the root count, and

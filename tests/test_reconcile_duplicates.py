@@ -94,3 +94,36 @@ def test_products_on_s3_registered_twice_into_an_s3_catalog_are_named(s3_server,
         f"t/t_{i}/t_{i}.json" for i in IDS
     ], [str(p) for p in report.problems]
     assert not [p for p in report.problems if p.is_error]
+
+
+def test_a_file_shared_as_an_asset_of_several_multi_asset_items_is_no_duplicate(tmp_path):
+    """Multi-asset items may share a file (a land mask beside each day's
+    NDVI, mapped in by ``register_item``): before, ``reconcile --data``
+    called every such pair a product registered under two ids and advised
+    removing one, which loses that day's data. Items made of the same
+    products are still named."""
+    data = tmp_path / "data"
+    mask = write_tile(data, "landmask.tif", 10.0, 50.0)
+    days = {f"d_2024030{n}": write_tile(data / f"d{n}", f"ndvi_2024030{n}.tif", 10.0, 50.0) for n in (1, 2)}
+    catalog = str(tmp_path / "cat")
+    for item_id, ndvi in days.items():
+        results = producer.register_item(
+            assets={"ndvi": str(ndvi), "mask": str(mask)}, item_id=item_id, catalog=catalog, collection="c"
+        )
+        assert all(r.error is None for r in results)
+    report = producer.reconcile(catalog, data=str(data))
+    assert [str(p) for p in report.problems] == []
+    assert report.found.get("duplicate-product", 0) == 0
+
+    # the same two products under a second id: that is a duplicate
+    first = days["d_20240301"]
+    producer.register_item(
+        assets={"ndvi": str(first), "mask": str(mask)},
+        item_id="again_20240301",
+        catalog=catalog,
+        collection="c",
+    )
+    dups = [p for p in producer.reconcile(catalog, data=str(data)).problems if p.kind == "duplicate-product"]
+    assert [{p.key, p.target} for p in dups] == [
+        {"c/d_20240301/d_20240301.json", "c/again_20240301/again_20240301.json"}
+    ], [str(p) for p in dups]
