@@ -276,8 +276,14 @@ class _Wanted:
             if seen is None:
                 continue  # no product listed under data
             first = seen.setdefault(info.collection_key, (info.key, info.id, products))
-            if first[0] != info.key and first[2] == products and first[0] not in named:
-                # another item (one linked twice is met twice) of the same products
+            if (
+                first[0] != info.key
+                and first[1] != info.id
+                and first[2] == products
+                and first[0] not in named
+            ):
+                # another item (one linked twice is met twice; one id twice is a
+                # duplicate-id, which a fix resolves) of the same products
                 named.add(first[0])
                 self.duplicates.append(_duplicate_product(href, first[:2], info))
 

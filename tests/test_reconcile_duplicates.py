@@ -127,3 +127,36 @@ def test_a_file_shared_as_an_asset_of_several_multi_asset_items_is_no_duplicate(
     assert [{p.key, p.target} for p in dups] == [
         {"c/d_20240301/d_20240301.json", "c/again_20240301/again_20240301.json"}
     ], [str(p) for p in dups]
+
+
+def test_an_item_twice_under_one_id_is_a_duplicate_id_alone(tmp_path):
+    """A move to another period killed between linking the new item and
+    removing the old leaves one id in two partitions: a ``duplicate-id``,
+    which ``--fix`` resolves. ``--data`` also called it a duplicate-product
+    ("remove one ... reconcile cannot choose"), and kept that warning in what
+    the fix left, for a pair the fix had just made one item."""
+    data = tmp_path / "data"
+    first = write_tile(data, "x_20240310.tif", 10.0, 50.0)
+    write_tile(data, "y_20240402.tif", 10.0, 50.0)
+    store = LocalStore(str(tmp_path / "cat"))
+    assert all(
+        r.ok for r in producer.register([str(data)], catalog=store, collection="c", partition="year/month")
+    )
+    moved = json.loads(store.get("c/2024/03/x_20240310/x_20240310.json")[0])
+    moved["properties"]["datetime"] = "2024-04-02T00:00:00Z"
+    store.put("c/2024/04/x_20240310/x_20240310.json", json.dumps(moved).encode())
+    april = json.loads(store.get("c/2024/04/catalog.json")[0])
+    april["links"].append(
+        {"rel": "item", "href": "./x_20240310/x_20240310.json", "type": "application/geo+json"}
+    )
+    store.put("c/2024/04/catalog.json", json.dumps(april).encode())
+
+    found = producer.reconcile(store, data=str(data)).problems
+    assert [p.kind for p in found if p.kind.startswith("duplicate")] == ["duplicate-id"], [
+        str(p) for p in found
+    ]
+    fixed = producer.reconcile(store, data=str(data), fix=True, collection="c")
+    assert fixed.fixed.get("duplicate-id") == 1
+    # (March, left empty by the fix, is an empty-partition warning)
+    assert [p.kind for p in fixed.remaining] == ["empty-partition"], [str(p) for p in fixed.remaining]
+    assert first.exists()
