@@ -121,7 +121,7 @@ _ENDINGS_LOOKED_AT = 10_000
 
 
 def _endings_held(paths: Iterable[str], storage_options: dict | None) -> tuple[dict[str, int], bool]:
-    """How many files of each ending the folders or prefixes ``paths`` hold
+    """How many files of each ending (``""``: none) the folders or prefixes ``paths`` hold
     (up to :data:`_ENDINGS_LOOKED_AT` files looked at), and whether each is a
     folder or prefix that could be listed. Listing errors only leave endings out."""
     held: dict[str, int] = {}
@@ -149,7 +149,7 @@ def _endings_held(paths: Iterable[str], storage_options: dict | None) -> tuple[d
             for _, _, files in walk:
                 for name in files:
                     ext = os.path.splitext(name)[1].lower()
-                    if ext and not name.startswith("."):
+                    if not name.startswith("."):  # ("" for a file with no ending)
                         held[ext] = held.get(ext, 0) + 1
                 seen += len(files)
                 if seen >= _ENDINGS_LOOKED_AT:
@@ -191,10 +191,16 @@ def no_products_found(
         f"{' '.join(suffixes)} (any letter case) and for Zarr stores ({' '.join(STORE_SUFFIXES)})"
     )
     held, all_folders = _endings_held(paths, storage_options)
+    bare = held.pop("", 0)  # files with no ending
     common = sorted(held, key=lambda e: (-held[e], e))
     holder = "they hold" if len(paths) > 1 else "it holds"
+    kinds = []
     if common:
-        text += f"; {holder} files ending in " + ", ".join(f"{e} ({held[e]})" for e in common[:5])
+        kinds.append("files ending in " + ", ".join(f"{e} ({held[e]})" for e in common[:5]))
+    if bare:
+        kinds.append(f"files with no ending ({bare})")
+    if kinds:
+        text += f"; {holder} " + ", ".join(kinds)
     elif all_folders and paths:
         text += f"; {holder} no file"
     folder = next((p.rstrip("/") for p in paths if not any(ch in p for ch in GLOB_CHARS)), "")

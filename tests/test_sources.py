@@ -477,3 +477,22 @@ def test_gdals_own_aux_xml_beside_a_raster_is_no_product_of_a_folder(tmp_path, s
     assert all(r.ok for r in results), [r.error for r in results]
     item = json.loads((tmp_path / "cat/s2/S2A_20240513/S2A_20240513.json").read_text())
     assert sorted(item["assets"]) == ["B02", "MTD"]
+
+
+def test_a_folder_of_files_without_an_ending_is_not_told_it_holds_no_file(tmp_path):
+    """A folder holding only files with no ending (``scene_20240105``,
+    written by a tool that adds none) was told "it holds no file": now it
+    is told how many such files it holds, and the glob example stays one
+    with an ending to fill in."""
+    from producer.sources import no_products_found
+
+    for name in ("scene_20240105", "scene_20240106", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    fact, glob = no_products_found([str(tmp_path)])
+    assert "no file" not in fact
+    assert "it holds files ending in .txt (1), files with no ending (2)" in fact, fact
+    assert glob.endswith("/**/*.txt")
+    (tmp_path / "notes.txt").unlink()
+    fact, glob = no_products_found([str(tmp_path)])
+    assert "it holds files with no ending (2)" in fact and "no file" not in fact, fact
+    assert glob.endswith("/**/*.EXT")
