@@ -806,6 +806,10 @@ class Committer:
         layout = self.layout
         coll_key = layout.collection_key(collection_id)
         coll_title = (collection_meta or {}).get("title") or collection_id
+        existing = preread.get(coll_key, (None, None))[0]
+        if existing is not None:  # its own title, not the one given for a new collection
+            title = existing.get("title")
+            coll_title = title if isinstance(title, str) and title else collection_id
         hrefs: dict[str, dict[str, str]] = {}  # parent key -> item link href -> item key
         unlinked: dict[str, set[str]] = {}  # parent key -> item keys it lacked (see _noting)
 

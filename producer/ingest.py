@@ -583,6 +583,11 @@ def _register_chunk(
     except (ProducerError, OSError) as exc:
         _fail_all(prepared, _as_project_error(exc, "cannot read the catalog: "))
         return results
+    title = _collection_title(committer, collection, preread, coll_title)
+    if title != coll_title:  # the items were linked to the collection as given
+        coll_title = title
+        for _, _, doc in prepared:
+            _retitle(doc, title)
     prepared = placement.place_items(committer, collection, prepared, preread, coll_title)
     placement.warn_if_crowded(committer, collection, preread, committer.notices)
     placement.warn_if_meta_kept(committer, collection, preread, collection_meta, committer.notices)
@@ -908,6 +913,7 @@ def _register_pipelined(
             check_sinks(sinks)
     except Exception:  # reported per product by the batch path
         return None
+    coll_title = _collection_title(committer, collection, preread, coll_title)
     results: list[RegisterResult] = []
     prepared: Prepared = []
     futures: list[Future[tuple[str, dict, dict] | None]] = []
@@ -1499,6 +1505,27 @@ def _finish_moves(
                 exc,
             )
     return moved
+
+
+def _collection_title(committer: Committer, collection: str, preread: dict, given: str) -> str:
+    """The title an item's ``collection`` link carries: an existing
+    collection's own (its id when it has none), whatever metadata this call
+    gave for a new one (which that collection keeps, as the warning of
+    :func:`placement.warn_if_meta_kept` says); ``given`` for a new one. A
+    title taken from the call made every item of a rerun without it (or
+    with another) ``updated``, naming the collection by a title it lacks."""
+    doc = preread.get(committer.layout.collection_key(collection), (None, None))[0]
+    if doc is None:
+        return given
+    title = doc.get("title")
+    return title if isinstance(title, str) and title else collection
+
+
+def _retitle(doc: dict, title: str) -> None:
+    """Set the title of ``doc``'s ``collection`` link to ``title``."""
+    for link in doc.get("links", []):
+        if link.get("rel") == "collection":
+            link["title"] = title
 
 
 def _check_new_parents(

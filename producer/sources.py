@@ -336,7 +336,7 @@ def enclosing_store(path: str) -> str | None:
     store = found[0]
     if is_local(store):
         root = local_path(store)
-        if not any(os.path.exists(os.path.join(root, name)) for name in (*ZARR_STORE_METADATA, ".zarray")):
+        if not _holds_zarr_metadata(root):
             return None
     return store
 
@@ -352,23 +352,42 @@ def zarr_store_of(key: str) -> tuple[str, bool] | None:
     return root, key[len(root) + 1 :] in ZARR_ROOT_METADATA
 
 
+def _holds_zarr_metadata(folder: str) -> bool:
+    return any(os.path.exists(os.path.join(folder, name)) for name in (*ZARR_STORE_METADATA, ".zarray"))
+
+
 def _expand_local(path: str, suffixes: tuple[str, ...] = PRODUCT_SUFFIXES) -> list[str]:
     if os.path.isdir(path) and _is_store(path):
-        return [path.rstrip("/")]  # a Zarr store is one product
+        return _store_or_folder(path.rstrip("/"), suffixes)
     if os.path.isdir(path):
-        found: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(path):
-            stores = sorted(d for d in dirnames if _is_store(d))
-            dirnames[:] = sorted(d for d in dirnames if not _is_store(d))  # never walk into a store
-            found.extend(os.path.join(dirpath, d) for d in stores)
-            for name in sorted(filenames):
-                if _expands_to(name, suffixes):
-                    found.append(os.path.join(dirpath, name))
-        return found
+        return _walk_local(path, suffixes)
     if os.path.lexists(path) or not any(ch in path for ch in GLOB_CHARS):
         return [path]  # a file (or a broken name, reported at extraction), taken literally
     matches = sorted(globmod.glob(path, recursive=True))
     return [m for m in matches if os.path.isfile(m)]
+
+
+def _store_or_folder(path: str, suffixes: tuple[str, ...]) -> list[str]:
+    """A local folder named ``.zarr``: a Zarr store is one product; one
+    merely named so (no Zarr metadata at its root, e.g. ``exports.zarr/``)
+    is a folder when it holds products, else still the store (its metadata
+    not written yet), whose extraction error says what it lacks."""
+    if _holds_zarr_metadata(path):
+        return [path]
+    return _walk_local(path, suffixes) or [path]
+
+
+def _walk_local(path: str, suffixes: tuple[str, ...]) -> list[str]:
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(path):
+        stores = sorted(d for d in dirnames if _is_store(d))
+        dirnames[:] = sorted(d for d in dirnames if not _is_store(d))  # never walk into a store
+        for store in stores:
+            found.extend(_store_or_folder(os.path.join(dirpath, store), suffixes))
+        for name in sorted(filenames):
+            if _expands_to(name, suffixes):
+                found.append(os.path.join(dirpath, name))
+    return found
 
 
 def refuse_product_credentials(url: str) -> None:

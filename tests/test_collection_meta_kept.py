@@ -118,3 +118,51 @@ def test_summaries_and_item_assets_the_items_extend_are_no_change(utm, tmp_path,
     assert third.ok
     [message] = _kept(caplog)
     assert "summaries" in message and "landsat" in message
+
+
+def _collection_link_title(catalog: Path, item_id: str) -> str | None:
+    item = json.loads((catalog / "ndvi" / item_id / f"{item_id}.json").read_text())
+    (link,) = [link for link in item["links"] if link["rel"] == "collection"]
+    return link.get("title")
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["batch", "pipelined"])
+def test_items_name_the_existing_collection_by_its_own_title(utm, tmp_path, catalog_dir, workers):
+    """An item's ``collection`` link took its title from the metadata given
+    to this call, or the collection id without any: a rerun without
+    ``--collection-title`` (or with another one, which the warning says is
+    kept) rewrote every item ``updated`` with a link title the collection
+    does not have. The link names the collection as it is."""
+    first, second = _copy(utm, tmp_path, 13), _copy(utm, tmp_path, 14)
+    opts = {"workers": workers}
+    (r,) = producer.register(
+        [first], catalog=catalog_dir, collection="ndvi", collection_meta={"title": "NDVI"}
+    )
+    assert r.action == "created", r.error
+    before = (catalog_dir / "ndvi" / "utm_20240513" / "utm_20240513.json").read_bytes()
+    for meta in (None, {"title": "Other"}):
+        results = producer.register(
+            [first, second], catalog=catalog_dir, collection="ndvi", collection_meta=meta, **opts
+        )
+        assert [r.action for r in results][0] == "unchanged", [r.error for r in results]
+        assert (catalog_dir / "ndvi" / "utm_20240513" / "utm_20240513.json").read_bytes() == before
+        assert _collection_link_title(catalog_dir, "utm_20240514") == "NDVI"
+
+
+def test_a_new_partition_of_an_existing_collection_is_titled_after_it(utm, tmp_path, catalog_dir):
+    """A partition a later call creates was titled after that call's
+    metadata (or the collection id), not the collection: ``ndvi 2025`` beside
+    ``NDVI 2024``."""
+    first = _copy(utm, tmp_path, 13)
+    later = tmp_path / "utm_20250513.tif"
+    shutil.copy(utm, later)
+    producer.register(
+        [first], catalog=catalog_dir, collection="ndvi", partition="year", collection_meta={"title": "NDVI"}
+    )
+    (r,) = producer.register([later], catalog=catalog_dir, collection="ndvi", partition="year")
+    assert r.action == "created", r.error
+    assert json.loads((catalog_dir / "ndvi" / "2025" / "catalog.json").read_text())["title"] == "NDVI 2025"
+    links = json.loads((catalog_dir / "ndvi" / "collection.json").read_text())["links"]
+    assert {link["title"] for link in links if link["rel"] == "child"} == {"NDVI 2024", "NDVI 2025"}
+    item = json.loads((catalog_dir / "ndvi" / "2025" / "utm_20250513" / "utm_20250513.json").read_text())
+    assert [link["title"] for link in item["links"] if link["rel"] == "collection"] == ["NDVI"]

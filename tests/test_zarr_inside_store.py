@@ -68,3 +68,24 @@ def test_a_product_in_a_folder_merely_named_zarr_registers(tmp_path: Path) -> No
     tif = rasters.write_utm(folder)
     (result,) = producer.register([tif], catalog=tmp_path / "stac", collection="c")
     assert result.action == "created", result.error
+
+
+def test_the_folders_above_a_product_in_a_folder_merely_named_zarr_register_it(tmp_path: Path) -> None:
+    """Naming that folder, or one above it, listed it as one Zarr store:
+    the product was "not a Zarr store ...: register the store's root
+    folder", the very folder given, and the GeoTIFF in it never registered.
+    A folder so named that holds no product either (a store whose metadata
+    is not written yet) is still the store, and its error is kept."""
+    from tests import rasters
+
+    folder = tmp_path / "data" / "exports.zarr"
+    tif = rasters.write_utm(folder)
+    (tmp_path / "data" / "unfinished.zarr").mkdir()
+    for given in (folder, tmp_path / "data"):
+        catalog = tmp_path / "stac" / given.name
+        results = producer.register([given], catalog=catalog, collection="c")
+        by_source = {Path(r.source).name: r for r in results}
+        assert by_source[Path(tif).name].action == "created", by_source[Path(tif).name].error
+        if given != folder:
+            assert by_source["unfinished.zarr"].action == "error"
+            assert "not a Zarr store" in by_source["unfinished.zarr"].error
