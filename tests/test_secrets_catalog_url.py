@@ -353,3 +353,22 @@ def test_an_azure_container_before_the_at_sign_is_no_credential() -> None:
     with pytest.raises(InputError) as info:
         refuse_credentials(f"abfss://user:{SECRET}@account.dfs.core.windows.net/stac")
     assert not _leaks(str(info.value))
+
+
+@pytest.mark.parametrize("verb", ["search", "validate"])
+def test_credentials_in_an_https_catalog_url_are_told_the_header_not_s3_keys(verb):
+    """A web server takes credentials as a request header: the refusal of
+    ``https://USER:PASSWORD@host/stac`` told the caller to give ``-o
+    key=KEY -o secret=SECRET``, S3's storage options, which do nothing over
+    https. It now names the header, and the password is never printed."""
+
+    from producer.cli import main
+
+    args = [verb, "https://reader:Pw0rdXYZ@127.0.0.1:9/stac"]
+    if verb == "search":
+        args += ["--bbox", "1,2,3,4"]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 2, out.output
+    assert "headers=" in out.output and "Authorization" in out.output, out.output
+    assert "key=KEY" not in out.output and "secret=" not in out.output
+    assert "Pw0rdXYZ" not in out.output

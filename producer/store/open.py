@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from producer.errors import CREDENTIALS_HINT, InputError
+from producer.errors import CREDENTIALS_HINT, Hint, InputError
 from producer.redact import redact
 from producer.store.base import Store
 from producer.store.local import LocalStore
@@ -55,6 +55,15 @@ def refuse_credentials(url: str) -> None:
     shown_proto, shown_rest = shown.split("://", 1)
     if ":" in shown_rest.split("/", 1)[0].rsplit("@", 1)[-1]:  # KEY:SECRET with no '@' after it
         shown = f"{shown_proto}://***/" + shown_rest.split("/", 1)[1] if "/" in shown_rest else "***"
+    if proto.lower() in ("http", "https"):
+        # a web server takes them as a request header, which fsspec's http
+        # file system sends from the storage options (key and secret are S3's)
+        raise InputError(
+            f"catalog {shown}: credentials inside a {proto}:// URL are not supported (they would end "
+            "up in logs and error messages); give the catalog URL without them, and the credentials "
+            "as a request header in the storage options.",
+            hints=(HTTP_CREDENTIALS_HINT,),
+        )
     raise InputError(
         f"catalog {shown}: credentials inside a {proto}:// URL are not supported (they would end "
         "up in logs and error messages); give the catalog URL without them, and the credentials "
@@ -62,6 +71,14 @@ def refuse_credentials(url: str) -> None:
         "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE) or as storage options.",
         hints=(CREDENTIALS_HINT,),
     )
+
+
+#: the way to send a web server the credentials refused in an http(s) URL
+HTTP_CREDENTIALS_HINT = Hint(
+    "storage_options",
+    {"headers": {"Authorization": "Basic BASE64_OF_USER:PASSWORD"}},
+    "the credentials as a request header",
+)
 
 
 def refuse_query(url: str) -> None:
