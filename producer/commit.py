@@ -773,6 +773,18 @@ class Committer:
 
     # -- parents ----------------------------------------------------------------
 
+    def collection_title(self, collection_id: str, preread: Mapping[str, tuple], given: str) -> str:
+        """The title links to the collection carry: an existing collection's
+        own (its id when it has none), whatever metadata this call gave for a
+        new one (which that collection keeps); ``given`` for a new one. A
+        title taken from the call made every item of a rerun without it (or
+        with another) ``updated``, naming the collection by a title it lacks."""
+        doc = preread.get(self.layout.collection_key(collection_id), (None, None))[0]
+        if doc is None:
+            return given
+        title = doc.get("title")
+        return title if isinstance(title, str) and title else collection_id
+
     def link_items(
         self,
         collection_id: str,
@@ -805,11 +817,9 @@ class Committer:
         preread = dict(preread or {})
         layout = self.layout
         coll_key = layout.collection_key(collection_id)
-        coll_title = (collection_meta or {}).get("title") or collection_id
-        existing = preread.get(coll_key, (None, None))[0]
-        if existing is not None:  # its own title, not the one given for a new collection
-            title = existing.get("title")
-            coll_title = title if isinstance(title, str) and title else collection_id
+        coll_title = self.collection_title(
+            collection_id, preread, (collection_meta or {}).get("title") or collection_id
+        )
         hrefs: dict[str, dict[str, str]] = {}  # parent key -> item link href -> item key
         unlinked: dict[str, set[str]] = {}  # parent key -> item keys it lacked (see _noting)
 

@@ -583,7 +583,7 @@ def _register_chunk(
     except (ProducerError, OSError) as exc:
         _fail_all(prepared, _as_project_error(exc, "cannot read the catalog: "))
         return results
-    title = _collection_title(committer, collection, preread, coll_title)
+    title = committer.collection_title(collection, preread, coll_title)
     if title != coll_title:  # the items were linked to the collection as given
         coll_title = title
         for _, _, doc in prepared:
@@ -913,7 +913,7 @@ def _register_pipelined(
             check_sinks(sinks)
     except Exception:  # reported per product by the batch path
         return None
-    coll_title = _collection_title(committer, collection, preread, coll_title)
+    coll_title = committer.collection_title(collection, preread, coll_title)
     results: list[RegisterResult] = []
     prepared: Prepared = []
     futures: list[Future[tuple[str, dict, dict] | None]] = []
@@ -1505,20 +1505,6 @@ def _finish_moves(
                 exc,
             )
     return moved
-
-
-def _collection_title(committer: Committer, collection: str, preread: dict, given: str) -> str:
-    """The title an item's ``collection`` link carries: an existing
-    collection's own (its id when it has none), whatever metadata this call
-    gave for a new one (which that collection keeps, as the warning of
-    :func:`placement.warn_if_meta_kept` says); ``given`` for a new one. A
-    title taken from the call made every item of a rerun without it (or
-    with another) ``updated``, naming the collection by a title it lacks."""
-    doc = preread.get(committer.layout.collection_key(collection), (None, None))[0]
-    if doc is None:
-        return given
-    title = doc.get("title")
-    return title if isinstance(title, str) and title else collection
 
 
 def _retitle(doc: dict, title: str) -> None:

@@ -9,6 +9,7 @@ the first. Shared by the extent, identity and removal race tests.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from producer.errors import NotFound
@@ -51,3 +52,19 @@ class PauseAfterGet:
                 self.held = out
                 self.reached.set()
                 assert self.resume.wait(30), "the test never resumed the paused side"
+
+
+def in_thread(target: Callable[[], object]) -> tuple[threading.Thread, dict]:
+    """Run ``target`` in a daemon thread, started; the dict gets its
+    ``result`` or the ``error`` it raised (join the thread first)."""
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            out["result"] = target()
+        except BaseException as exc:  # handed back to the test
+            out["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out

@@ -7,8 +7,6 @@ still is. The races are forced by pausing each side (tests/pausing.py).
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,24 +17,10 @@ from producer.catalog.documents import REMOVING
 from producer.store.local import LocalStore
 from producer.validate import default_validator
 from tests.crashes import PausingStore, write_tile
-from tests.pausing import PauseAfterGet
+from tests.pausing import PauseAfterGet, in_thread
 from tests.trees import but_emptied
 
 X, Y, Z = "x_20240310", "y_20240115", "z_20240312"
-
-
-def in_thread(target: Callable[[], object]) -> tuple[threading.Thread, dict]:
-    out: dict = {}
-
-    def run() -> None:
-        try:
-            out["result"] = target()
-        except BaseException as exc:  # handed back to the test
-            out["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, out
 
 
 def key_of(partition: str | None, item_id: str) -> str:

@@ -6,7 +6,6 @@ once, no product took another's item, and each caller was told the truth.
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 
@@ -19,7 +18,7 @@ from producer.store.base import Store
 from producer.store.local import LocalStore
 from producer.validate import default_validator
 from tests.crashes import CrashingStore, PausingStore, SimulatedKill, write_tile
-from tests.pausing import PauseAfterGet
+from tests.pausing import PauseAfterGet, in_thread
 from tests.trees import but_emptied
 
 X = "x_20240310"
@@ -42,20 +41,6 @@ def items_by_key(store: Store) -> dict[str, str]:
     assert not report.orphans
     assert mirror.diff(store, "c").clean
     return {key: info.id for key, info in report.items.items()}
-
-
-def in_thread(target) -> tuple[threading.Thread, dict]:
-    out: dict = {}
-
-    def run() -> None:
-        try:
-            out["result"] = target()
-        except BaseException as exc:  # handed back to the test
-            out["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, out
 
 
 @pytest.mark.parametrize("store", ["local", "s3"], indirect=True)
