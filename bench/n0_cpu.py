@@ -11,6 +11,12 @@ and system parts (``getrusage``, means: the split is sampled per tick) show
 where a difference lies (system: file creations, folders, renames). Prints
 one table row; run it in alternating processes to compare two trees (in
 the same location: the file system path changed the timings here).
+
+Creating a file is what ours does more of (temp files, the mirror's
+fragment), and on this machine's ext4 its cost depends on the folder: the
+same disk gave 30 us per creation under /tmp and 180-530 us under
+``.bench/work``. The script measures it where the catalogs are
+(``--work-dir``, default ``.bench/work``) and prints it beside the row.
 """
 
 from __future__ import annotations
@@ -42,8 +48,19 @@ def main(argv: list[str] | None = None) -> int:
         "the fragments folder goes with its last fragment), made by registering, removing and "
         "compacting one item",
     )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="where the catalog copies are made (default: .bench/work); the file creation cost "
+        "there is measured and printed",
+    )
     args = parser.parse_args(argv)
     import producer
+
+    if args.work_dir is not None:
+        args.work_dir.mkdir(parents=True, exist_ok=True)
+        c.WORK_DIR = args.work_dir.resolve()
 
     seed = c.seed_local(None, 0, log=lambda _: None)
     c.ensure_cogs(POOL, log=lambda _: None)
@@ -123,7 +140,25 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print(f"seed: {args.seed}; load average before: {load_before}; after: {load_after}")
+    print(f"creating a file in {c.WORK_DIR}: {_creation_us(c.WORK_DIR):.0f} us (median of 200)")
     return 0
+
+
+def _creation_us(folder: Path, n: int = 200) -> float:
+    """Median microseconds to create (O_CREAT | O_EXCL) an empty file in a
+    new subfolder of ``folder``: the file system cost ours pays more often."""
+    probe = folder / f"creation-{os.getpid()}"
+    probe.mkdir()
+    times = []
+    try:
+        for i in range(n):
+            t0 = time.perf_counter()
+            fd = os.open(probe / f"f{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            times.append(time.perf_counter() - t0)
+            os.close(fd)
+    finally:
+        shutil.rmtree(probe)
+    return statistics.median(times) * 1e6
 
 
 _EMPTY_IT = """
