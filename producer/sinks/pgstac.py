@@ -50,7 +50,9 @@ from producer.timestamps import parse_time
 try:
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
+    from psycopg.types.json import Jsonb
     from pypgstac.db import PgstacDB
+    from pypgstac.hydration import dehydrate, hydrate
     from pypgstac.load import Loader, Methods
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
@@ -213,7 +215,7 @@ class PgstacSink:
                 loader = _loader(conn)
                 with conn.transaction():
                     _lock_writers(conn)
-                    _upsert_collection(loader, collection)
+                    _upsert_collection(loader, conn, collection)
                     # a change that reaches the database after a newer one of its item
                     # (another writer committed later and applied first) is left out
                     newer = _newer_in_database(conn, cid, {i: c.item for i, c in final.items()})
@@ -267,7 +269,7 @@ class PgstacSink:
             _lock_writers(conn)
             before = _diff(loader, conn, collection, _docs(cid, passes()))
             if before.collection_differs:
-                _upsert_collection(loader, collection)
+                _upsert_collection(loader, conn, collection)
                 # the items' stored form depends on the collection row
                 # (pgSTAC strips what its item_assets repeat): compare again
                 loader = _loader(conn, check=False)
@@ -480,9 +482,55 @@ def _loader(conn: Connection, *, check: bool = True) -> Loader:
     return loader
 
 
-def _upsert_collection(loader: Loader, collection: dict[str, Any]) -> None:
-    """Create or replace the collection row (content, hence extent and base item)."""
+def _upsert_collection(loader: Loader, conn: Connection, collection: dict[str, Any]) -> None:
+    """Create or replace the collection row (content, hence extent and base
+    item). pgSTAC stores each item without what the row's base item (its
+    ``item_assets``) repeats and puts that back when it serves the item, so
+    when the base item changes (a register drops an ``item_assets`` field the
+    items disagree on, or adds an asset key) the items stored before are
+    rewritten against the new one (:func:`_rebase_items`); else they would be
+    served without the dropped field and with the added asset (no href)."""
+    cid = str(collection["id"])
+    old = _base_item(conn, cid)
     loader.load_collections(iter([pgstac_document(collection)]), Methods.upsert)
+    if old is not None:
+        new = _base_item(conn, cid)
+        if new is not None and new != old:
+            _rebase_items(conn, cid, old, new)
+
+
+def _base_item(conn: Connection, cid: str) -> dict[str, Any] | None:
+    """The collection row's base item (None: no row)."""
+    row = conn.execute("SELECT base_item FROM collections WHERE id = %s", (cid,)).fetchone()
+    return None if row is None else row[0]
+
+
+def _rebase_items(conn: Connection, cid: str, old: dict[str, Any], new: dict[str, Any]) -> None:
+    """Rewrite the stored items of ``cid`` from base item ``old`` to ``new``:
+    each is hydrated with ``old`` (what pgSTAC served until now) and
+    dehydrated with ``new`` as pypgstac's loader does (so ``diff`` compares
+    them with freshly formatted items), :data:`CHUNK` rows at a time through
+    a temporary table, then one UPDATE of the rows that change. Runs only
+    when the base item changes, inside the caller's transaction."""
+    conn.execute("CREATE TEMP TABLE producer_rebased (id text, content jsonb) ON COMMIT DROP")
+    with conn.cursor(name="producer_rebase") as rows:
+        rows.execute("SELECT id, content FROM items WHERE collection = %s", (cid,))
+        while chunk := rows.fetchmany(CHUNK):
+            rebased = []
+            for item_id, content in chunk:
+                content = dehydrate(new, hydrate(old, content))
+                for name in ("id", "collection", "geometry"):  # columns of the row, as the loader does
+                    content.pop(name, None)
+                rebased.append((item_id, Jsonb(content)))
+            with conn.cursor() as cur, cur.copy("COPY producer_rebased (id, content) FROM STDIN") as copy:
+                for values in rebased:
+                    copy.write_row(values)
+    conn.execute(
+        "UPDATE items i SET content = r.content FROM producer_rebased r "
+        "WHERE i.collection = %s AND i.id = r.id AND i.content IS DISTINCT FROM r.content",
+        (cid,),
+    )
+    conn.execute("DROP TABLE producer_rebased")
 
 
 def _stamp(value: Any) -> datetime | None:
