@@ -881,3 +881,26 @@ def test_a_multipolygon_whose_parts_overlap_finds_what_its_parts_find(catalog):
     bowtie = [[[5, 46], [7, 47], [7, 46], [5, 47], [5, 46]]]
     with pytest.raises(InputError, match="not a valid geometry"):
         search(str(catalog), intersects={"type": "MultiPolygon", "coordinates": [bowtie, parts[0]]})
+
+
+def test_reconcile_fix_rebuilds_a_fragment_whose_lines_are_json_but_not_items(tmp_path):
+    """A fragment overwritten with JSON lines that are not STAC items (its
+    header kept, the item lines replaced) made `reconcile` and `reconcile
+    --fix` end in a raw KeyError traceback from stac-geoparquet, so the
+    mirror could only be repaired by deleting the file by hand. It is an
+    unreadable fragment like one that is not NDJSON: rebuilt from the items."""
+    path = rasters.write_tile(tmp_path / "data", "a_20240105.tif", 6.0, 46.0)
+    cat = tmp_path / "cat"
+    assert all(r.ok for r in producer.register([path], catalog=str(cat), collection="c"))
+    (fragment,) = (cat / "c/items-fragments").glob("*.ndjson")
+    header = fragment.read_bytes().split(b"\n")[0]
+    fragment.write_bytes(header + b'\n{"type": "Feature", "id": "a_20240105"}\n')
+    runner = CliRunner()
+    checked = runner.invoke(main, ["reconcile", str(cat)])
+    assert checked.exception is None or isinstance(checked.exception, SystemExit), checked.output
+    assert "mirror-stale" in checked.output, checked.output
+    fixed = runner.invoke(main, ["reconcile", str(cat), "--fix"])
+    assert fixed.exit_code == 0, fixed.output
+    assert [f["id"] for f in search(str(cat))["features"]] == ["a_20240105"]
+    assert search(str(cat))["features"][0]["geometry"]["type"] == "Polygon"
+    assert runner.invoke(main, ["reconcile", str(cat)]).exit_code == 0
