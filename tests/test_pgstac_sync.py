@@ -389,3 +389,22 @@ def test_items_served_keep_their_assets_when_a_later_register_changes_the_collec
         assert got[item_id]["assets"] == committed["assets"], item_id
     found = producer.reconcile(str(catalog), pgstac=dsn).found
     assert not {k for k in found if k.startswith("pgstac-")}, found
+
+
+def test_the_collection_row_links_the_mirror_by_an_href_a_client_of_the_api_can_open(
+    tmp_path, tiles, pgstac_dsn
+):
+    """The collection document links its stac-geoparquet mirror relative to
+    itself (``./items.parquet``): behind a STAC API that href resolves
+    against the API's collection URL, where there is no such file. Was:
+    stored as is; the row's asset hrefs are now absolute, like the items'."""
+    catalog = tmp_path / "cat"
+    results = producer.register(tiles, catalog=str(catalog), collection="c", pgstac=pgstac_dsn)
+    assert all(r.ok for r in results), [r.error for r in results]
+    with psycopg.connect(pgstac_dsn) as conn:
+        row = conn.execute("SELECT content FROM pgstac.collections WHERE id = 'c'").fetchone()
+    assert row is not None
+    href = row[0]["assets"]["mirror"]["href"]
+    assert href == str(catalog / "c/items.parquet")
+    assert Path(href).is_file()
+    assert producer.reconcile(str(catalog), pgstac=pgstac_dsn).remaining == []

@@ -13,7 +13,10 @@ the source of truth; the database is never read back into it).
 What goes into the database is the committed document minus its structural
 links (``root``, ``parent``, ``collection``, ``self``, ``child``, ``item``:
 relative paths inside the static catalog, meaningless behind an API, which
-makes its own). Everything else, asset hrefs included, is stored as is.
+makes its own). Everything else is stored as is, asset hrefs included (an
+item's are absolute already); the collection's relative asset hrefs (its
+stac-geoparquet mirror files) are made absolute under the catalog URL when
+the sink is given it (``catalog_url``, as the verbs do).
 
 The DSN may carry a password: it is never put in an error message, a log
 record or a ``repr`` (errors name ``host:port/dbname`` only). Every database
@@ -44,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from producer.changes import Change, ChangeKind
 from producer.errors import InputError, StoreError
+from producer.hrefs import absolute_collection_assets, document_url
 from producer.redact import redact
 from producer.timestamps import parse_time
 
@@ -158,15 +162,27 @@ class PgstacSink:
 
     ``dsn``: a libpq connection string or URL (``postgresql://user:pw@host:5432/db``);
     it is kept private and never shown. ``connect_timeout``: seconds to wait
-    for the server before :class:`PgstacError`. Each call opens one
+    for the server before :class:`PgstacError`. ``catalog_url``: the static
+    catalog's URL, against which the collection row's relative asset hrefs
+    (its mirror files, ``./items.parquet``) are made absolute: behind an API
+    a relative href resolves against the API's URL, where no such file is
+    (None: stored as the collection has them). Each call opens one
     connection and closes it: the sink holds no connection between calls and
     can be shared by threads.
     """
 
-    def __init__(self, dsn: str, *, connect_timeout: int = 10) -> None:
+    def __init__(self, dsn: str, *, connect_timeout: int = 10, catalog_url: str | None = None) -> None:
         self._dsn = dsn
         self._connect_timeout = connect_timeout
         self.database = _describe(dsn)
+        self._catalog_url = catalog_url
+
+    def _published(self, collection: dict[str, Any]) -> dict[str, Any]:
+        """``collection`` with its asset hrefs absolute under ``catalog_url``."""
+        if self._catalog_url is None:
+            return collection
+        location = document_url(self._catalog_url, f"{_collection_id(collection)}/collection.json")
+        return absolute_collection_assets(collection, location)
 
     #: the database can fall behind the catalog (an apply failed after a
     #: commit) and pgSTAC's upsert leaves identical rows alone: a rerun hands
@@ -197,6 +213,7 @@ class PgstacSink:
         change of another collection or an item pgSTAC cannot store.
         """
         cid = _collection_id(collection)
+        collection = self._published(collection)
         final: dict[str, Change] = {}
         for change in changes:
             if change.collection != cid:
@@ -233,6 +250,7 @@ class PgstacSink:
         compared in bounded memory here; it may be a callable returning a
         fresh iterable (see :meth:`sync`)."""
         cid = _collection_id(collection)
+        collection = self._published(collection)
         with self._session("comparing collection " + repr(cid)) as conn:
             loader = _loader(conn)
             with conn.transaction():
@@ -250,6 +268,7 @@ class PgstacSink:
         callable returning a fresh iterable of the items (e.g. a walk of the
         catalog) to keep memory bounded; an iterator is held in a list."""
         cid = _collection_id(collection)
+        collection = self._published(collection)
         passes = _passes(items)
         for attempt in self._attempts():
             with attempt, self._session("synchronising collection " + repr(cid)) as conn:
