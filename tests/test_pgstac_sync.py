@@ -384,9 +384,11 @@ def test_items_served_keep_their_assets_when_a_later_register_changes_the_collec
     assert "visual" in collection["item_assets"]
 
     got = served(dsn)
+    api_items = {f["id"]: f for f in stac_api_search(pg_server, dsn, {"collections": ["c"]})["features"]}
     for item_id in ("a_20240110", "b_20240215", "v_20240301"):
         committed = producer.search(str(catalog), ids=[item_id])["features"][0]  # absolute hrefs
         assert got[item_id]["assets"] == committed["assets"], item_id
+        assert api_items[item_id]["assets"] == committed["assets"], item_id
     found = producer.reconcile(str(catalog), pgstac=dsn).found
     assert not {k for k in found if k.startswith("pgstac-")}, found
 
