@@ -68,11 +68,12 @@ def item_id_for(
 # --- what follows the catalog --------------------------------------------------
 
 
-def _pgstac_sink(dsn: str) -> PgstacSink:
-    """The pgSTAC sink of ``dsn`` (imported here: the ``pgstac`` extra is optional)."""
+def _pgstac_sink(dsn: str, catalog_url: str) -> PgstacSink:
+    """The pgSTAC sink of ``dsn`` following the catalog at ``catalog_url``
+    (imported here: the ``pgstac`` extra is optional)."""
     from producer.sinks.pgstac import PgstacSink  # noqa: PLC0415
 
-    return PgstacSink(dsn)
+    return PgstacSink(dsn, catalog_url=catalog_url)
 
 
 def _mirror_sink(store: Store) -> Sink:
@@ -112,7 +113,7 @@ def build_sinks(
             )
     sinks: list[Sink] = [_mirror_sink(store)]
     if pgstac:
-        sinks.append(_pgstac_sink(pgstac))
+        sinks.append(_pgstac_sink(pgstac, store.url))
     if sns_topic or on_change is not None:  # imported only then: a plain register's cold start skips it
         from producer.sinks.notify import notification_sinks  # noqa: PLC0415
 
@@ -556,6 +557,6 @@ def reconcile(
         options=opts,
         max_retries=max_retries,
         sinks=build_sinks(store, sns_topic=opts.sns_topic, on_change=on_change, extra=sinks),
-        pgstac=_pgstac_sink(dsn) if dsn else None,
+        pgstac=_pgstac_sink(dsn, store.url) if dsn else None,
         mirror=True,
     )

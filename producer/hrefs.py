@@ -23,7 +23,14 @@ from urllib.parse import quote, unquote
 
 from producer.urls import is_local, local_path
 
-__all__ = ["absolute_assets", "absolute_href", "document_url", "relative_assets", "relative_to_item"]
+__all__ = [
+    "absolute_assets",
+    "absolute_collection_assets",
+    "absolute_href",
+    "document_url",
+    "relative_assets",
+    "relative_to_item",
+]
 
 #: characters left as they are when a relative href is written (RFC 3986
 #: path characters); everything else (space, ``#``, ``?``, ``%``) is escaped
@@ -146,6 +153,16 @@ def absolute_assets(doc: dict[str, Any], item_location: str) -> dict[str, Any]:
     if doc.get("type") != "Feature":
         return doc
     return _map_assets(doc, lambda href: absolute_href(item_location, href))
+
+
+def absolute_collection_assets(doc: dict[str, Any], location: str) -> dict[str, Any]:
+    """``doc`` (a collection document at ``location``) with every relative
+    asset href resolved (its stac-geoparquet mirror files, ``./items.parquet``),
+    for a copy published away from the static tree. Returns ``doc`` itself
+    when nothing is relative, else a shallow copy: ``doc`` is never mutated."""
+    if doc.get("type") != "Collection":
+        return doc
+    return _map_assets(doc, lambda href: absolute_href(location, href))
 
 
 def relative_assets(

@@ -414,6 +414,8 @@ def _items_table(items: Sequence[dict[str, Any]], json_properties: Sequence[str]
         TypeError,
         NotImplementedError,
         OverflowError,
+        KeyError,  # stac-geoparquet's, for a dict that is not an item (no geometry): a damaged fragment
+        AttributeError,
     ) as exc:  # pyarrow's errors subclass these
         ids = ", ".join(str(i.get("id")) for i in items[:5])
         raise MirrorError(

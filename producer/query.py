@@ -169,11 +169,31 @@ def parse_intersects(value: Any, shown: str | None = None) -> Any:
             "(split a geometry crossing the antimeridian in two at 180, as RFC 7946 says)"
         )
     if not geometry.is_valid:
-        raise InputError(
-            f"intersects {label} is not a valid geometry ({shapely.is_valid_reason(geometry)}): "
-            "repair it (a ring must not cross itself), or give its parts as a Multi geometry"
-        )
+        geometry = _valid_parts(geometry, label)
     return geometry
+
+
+#: geometry types made of parts (an item meets one when it meets a part)
+_MULTI_TYPES = frozenset({"MultiPoint", "MultiLineString", "MultiPolygon", "GeometryCollection"})
+
+
+def _valid_parts(geometry: Any, label: str) -> Any:
+    """An invalid ``geometry`` as the collection of its simple parts, when
+    each part is valid: a MultiPolygon whose polygons overlap (areas of
+    interest merged by hand, buffers of nearby points) is invalid as a
+    whole, yet an item meets it exactly when it meets one of its polygons.
+    A part that is itself invalid (a ring crossing itself) is an
+    InputError naming the cause."""
+    parts = [geometry]
+    while any(part.geom_type in _MULTI_TYPES for part in parts):
+        parts = [p for part in parts for p in shapely.get_parts(part)]
+    for part in parts:
+        if not part.is_valid:
+            raise InputError(
+                f"intersects {label} is not a valid geometry ({shapely.is_valid_reason(part)}): "
+                "repair it (a ring must not cross itself), or give its parts as a Multi geometry"
+            )
+    return shapely.GeometryCollection(parts)
 
 
 #: a GeoJSON ``crs`` member's name for longitude/latitude on WGS 84 (what

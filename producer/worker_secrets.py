@@ -73,6 +73,8 @@ def dsn_has_password(dsn: str) -> bool:
             return True
     except ValueError:  # a malformed authority: it may still hold one
         return "@" in dsn.split("://", 1)[1].split("/", 1)[0]
+    if "@" in parts.path and ":" in (parts.netloc + parts.path).split("@", 1)[0]:
+        return True  # a '/' in the password ended the authority early: "u:Pa" then "/ss@db/stac"
     query = parse_qsl(parts.query)
     return any(key.lower() in _PASSWORD_PARAMETERS for key, _ in query) or any(
         key.lower() == "dbname" and ("=" in value or "://" in value) and dsn_has_password(value)

@@ -429,3 +429,13 @@ def test_a_url_with_credentials_in_a_flow_run_says_to_rotate_them_and_not_storag
     assert "IAM role" in message and "environment of the worker" in message, message
     assert PASSWORD not in message and PASSWORD not in (state.message or "")
     assert not (tmp_path / "stac").exists()
+
+
+def test_a_dsn_whose_password_holds_a_raw_slash_counts_as_holding_a_password() -> None:
+    """urlsplit ends the authority of ``postgresql://u:Pa/ss@db/stac`` at the
+    '/' inside the password: no password found, so such a flow parameter was
+    not refused with the advice to rotate it (Prefect had stored it)."""
+    assert dsn_has_password("postgresql://u:Pa/ss@db/stac")
+    assert dsn_has_password("postgres://u:/leading@db:5432/stac")
+    assert not dsn_has_password("postgresql://stac@db/stac?options=-c%20x")
+    assert not dsn_has_password("postgresql://db/stac")

@@ -351,3 +351,25 @@ def test_the_dsn_forms_and_a_long_password_are_scrubbed_from_any_message():
     text = sink._scrub(exc)
     assert password not in text and "other-secret" not in text
     assert "postgresql://***@h/db" in text and "password=*** x" in text
+
+
+@pytest.mark.parametrize("password", ["Pa@ss-W0rd-tail", "Pa/ss-W0rd-tail", "Pa@ss@W0rd-tail"])
+def test_a_password_with_an_unescaped_at_or_slash_is_refused_without_showing_it(password):
+    """libpq ends a postgresql:// URL's user info at its first '@', and its
+    host at the first '/': a password holding a raw '@' left its tail in the
+    host, one holding '/' became host 'u', port 'Pa' and a database name
+    holding the rest, and the sink's name (``host:port/dbname``, in every
+    error and its repr) printed them: "cannot reach the pgSTAC database
+    u:Pa/ss-W0rd-tail@127.0.0.1:1/stac". Now such a DSN is refused when the
+    sink is made, before anything is written, saying to percent-encode."""
+    dsn = f"postgresql://u:{password}@127.0.0.1:1/stac"
+    with pytest.raises(InputError) as info:
+        PgstacSink(dsn, connect_timeout=2)
+    text = str(info.value)
+    for piece in ("ss-W0rd-tail", "W0rd-tail", "Pa"):
+        assert piece not in text, text
+    assert "%40" in text and "%2F" in text and "PGPASSWORD" in text
+    # percent-encoded, the same password is taken (and stays unshown)
+    escaped = password.replace("@", "%40").replace("/", "%2F")
+    sink = PgstacSink(f"postgresql://u:{escaped}@127.0.0.1:1/stac")
+    assert sink.database == "127.0.0.1:1/stac"

@@ -348,3 +348,65 @@ def test_the_stac_api_and_search_agree_on_a_box_or_geometry_in_a_rotated_scenes_
         from_api = sorted(f["id"] for f in answer["features"])
         from_mirror = sorted(f["id"] for f in search(str(catalog), **query)["features"])
         assert from_api == from_mirror == expected, query
+
+
+def served(dsn: str, collection: str = "c") -> dict[str, dict[str, Any]]:
+    """id -> the item as pgSTAC serves it (hydrated with the collection row's item_assets)."""
+    with psycopg.connect(dsn) as conn:
+        found = conn.execute(
+            "SELECT id, pgstac.get_item(id, collection) FROM pgstac.items WHERE collection = %s",
+            (collection,),
+        ).fetchall()
+    return {rid: item for rid, item in found}
+
+
+def test_items_served_keep_their_assets_when_a_later_register_changes_the_collections_item_assets(
+    tmp_path, pg_server: PgServer
+):
+    """pgSTAC stores an item without what its collection's item_assets repeat
+    and adds that back when it serves it. A later register changes the
+    collection's item_assets (a second product's data asset has another
+    title: the title is dropped; a product under another asset key: a key is
+    added). Was: the items already in the database were served without their
+    asset's title and with an asset they do not have (no href), and
+    reconcile called them pgstac-differing after nothing but registers."""
+    dsn = pg_server.new_database()
+    folder = tmp_path / "tiles"
+    catalog = tmp_path / "cat"
+    first = write_tile(folder, "a_20240110.tif", 6.0, 46.0)
+    second = write_tile(folder, "b_20240215.tif", 7.0, 46.5)
+    other = write_tile(folder, "v_20240301.tif", 8.0, 46.5)
+    for path, key in ((first, None), (second, None), (other, "visual")):
+        (result,) = producer.register([path], catalog=str(catalog), collection="c", pgstac=dsn, asset_key=key)
+        assert result.action == "created", result.error
+    collection = json.loads((catalog / "c/collection.json").read_text())
+    assert "title" not in collection["item_assets"]["data"]
+    assert "visual" in collection["item_assets"]
+
+    got = served(dsn)
+    api_items = {f["id"]: f for f in stac_api_search(pg_server, dsn, {"collections": ["c"]})["features"]}
+    for item_id in ("a_20240110", "b_20240215", "v_20240301"):
+        committed = producer.search(str(catalog), ids=[item_id])["features"][0]  # absolute hrefs
+        assert got[item_id]["assets"] == committed["assets"], item_id
+        assert api_items[item_id]["assets"] == committed["assets"], item_id
+    found = producer.reconcile(str(catalog), pgstac=dsn).found
+    assert not {k for k in found if k.startswith("pgstac-")}, found
+
+
+def test_the_collection_row_links_the_mirror_by_an_href_a_client_of_the_api_can_open(
+    tmp_path, tiles, pgstac_dsn
+):
+    """The collection document links its stac-geoparquet mirror relative to
+    itself (``./items.parquet``): behind a STAC API that href resolves
+    against the API's collection URL, where there is no such file. Was:
+    stored as is; the row's asset hrefs are now absolute, like the items'."""
+    catalog = tmp_path / "cat"
+    results = producer.register(tiles, catalog=str(catalog), collection="c", pgstac=pgstac_dsn)
+    assert all(r.ok for r in results), [r.error for r in results]
+    with psycopg.connect(pgstac_dsn) as conn:
+        row = conn.execute("SELECT content FROM pgstac.collections WHERE id = 'c'").fetchone()
+    assert row is not None
+    href = row[0]["assets"]["mirror"]["href"]
+    assert href == str(catalog / "c/items.parquet")
+    assert Path(href).is_file()
+    assert producer.reconcile(str(catalog), pgstac=pgstac_dsn).remaining == []

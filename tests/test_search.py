@@ -851,3 +851,56 @@ def test_intersects_file_with_a_bom_or_another_crs_is_named(catalog, tmp_path):
     good = CliRunner().invoke(main, ["search", str(catalog), "--intersects", str(path)])
     assert good.exit_code == 0, good.output
     assert {f["id"] for f in json.loads(good.output)["features"]} == expected
+
+
+def _box(west: float, south: float, east: float, north: float) -> list[list[list[float]]]:
+    return [[[west, south], [east, south], [east, north], [west, north], [west, south]]]
+
+
+def test_a_multipolygon_whose_parts_overlap_finds_what_its_parts_find(catalog):
+    """Areas of interest merged by hand or buffered apart often overlap. Was:
+    refused as "not a valid geometry (Self-intersection)", with the advice to
+    give the parts as a Multi geometry, which they were; an item meets the
+    geometry when it meets any of its parts, as for a FeatureCollection."""
+    parts = [_box(5.9, 46.9, 6.1, 47.1), _box(6.05, 46.8, 7.05, 46.95)]
+    multi = {"type": "MultiPolygon", "coordinates": parts}
+    each: set[str] = set()
+    for part in parts:
+        each |= {
+            f["id"]
+            for f in search(str(catalog), intersects={"type": "Polygon", "coordinates": part})["features"]
+        }
+    assert each == {"alps_20240105", "swiss_20240212"}
+    assert {f["id"] for f in search(str(catalog), intersects=multi)["features"]} == each
+    inside = {
+        "type": "FeatureCollection",
+        "features": [{"type": "Feature", "properties": {}, "geometry": multi}],
+    }
+    assert {f["id"] for f in search(str(catalog), intersects=inside)["features"]} == each
+    # a part that is itself invalid is still refused, naming the cause
+    bowtie = [[[5, 46], [7, 47], [7, 46], [5, 47], [5, 46]]]
+    with pytest.raises(InputError, match="not a valid geometry"):
+        search(str(catalog), intersects={"type": "MultiPolygon", "coordinates": [bowtie, parts[0]]})
+
+
+def test_reconcile_fix_rebuilds_a_fragment_whose_lines_are_json_but_not_items(tmp_path):
+    """A fragment overwritten with JSON lines that are not STAC items (its
+    header kept, the item lines replaced) made `reconcile` and `reconcile
+    --fix` end in a raw KeyError traceback from stac-geoparquet, so the
+    mirror could only be repaired by deleting the file by hand. It is an
+    unreadable fragment like one that is not NDJSON: rebuilt from the items."""
+    path = rasters.write_tile(tmp_path / "data", "a_20240105.tif", 6.0, 46.0)
+    cat = tmp_path / "cat"
+    assert all(r.ok for r in producer.register([path], catalog=str(cat), collection="c"))
+    (fragment,) = (cat / "c/items-fragments").glob("*.ndjson")
+    header = fragment.read_bytes().split(b"\n")[0]
+    fragment.write_bytes(header + b'\n{"type": "Feature", "id": "a_20240105"}\n')
+    runner = CliRunner()
+    checked = runner.invoke(main, ["reconcile", str(cat)])
+    assert checked.exception is None or isinstance(checked.exception, SystemExit), checked.output
+    assert "mirror-stale" in checked.output, checked.output
+    fixed = runner.invoke(main, ["reconcile", str(cat), "--fix"])
+    assert fixed.exit_code == 0, fixed.output
+    assert [f["id"] for f in search(str(cat))["features"]] == ["a_20240105"]
+    assert search(str(cat))["features"][0]["geometry"]["type"] == "Polygon"
+    assert runner.invoke(main, ["reconcile", str(cat)]).exit_code == 0

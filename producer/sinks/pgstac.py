@@ -13,7 +13,10 @@ the source of truth; the database is never read back into it).
 What goes into the database is the committed document minus its structural
 links (``root``, ``parent``, ``collection``, ``self``, ``child``, ``item``:
 relative paths inside the static catalog, meaningless behind an API, which
-makes its own). Everything else, asset hrefs included, is stored as is.
+makes its own). Everything else is stored as is, asset hrefs included (an
+item's are absolute already); the collection's relative asset hrefs (its
+stac-geoparquet mirror files) are made absolute under the catalog URL when
+the sink is given it (``catalog_url``, as the verbs do).
 
 The DSN may carry a password: it is never put in an error message, a log
 record or a ``repr`` (errors name ``host:port/dbname`` only). Every database
@@ -44,13 +47,16 @@ from typing import TYPE_CHECKING, Any
 
 from producer.changes import Change, ChangeKind
 from producer.errors import InputError, StoreError
+from producer.hrefs import absolute_collection_assets, document_url
 from producer.redact import redact
 from producer.timestamps import parse_time
 
 try:
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
+    from psycopg.types.json import Jsonb
     from pypgstac.db import PgstacDB
+    from pypgstac.hydration import dehydrate, hydrate
     from pypgstac.load import Loader, Methods
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
@@ -156,15 +162,27 @@ class PgstacSink:
 
     ``dsn``: a libpq connection string or URL (``postgresql://user:pw@host:5432/db``);
     it is kept private and never shown. ``connect_timeout``: seconds to wait
-    for the server before :class:`PgstacError`. Each call opens one
+    for the server before :class:`PgstacError`. ``catalog_url``: the static
+    catalog's URL, against which the collection row's relative asset hrefs
+    (its mirror files, ``./items.parquet``) are made absolute: behind an API
+    a relative href resolves against the API's URL, where no such file is
+    (None: stored as the collection has them). Each call opens one
     connection and closes it: the sink holds no connection between calls and
     can be shared by threads.
     """
 
-    def __init__(self, dsn: str, *, connect_timeout: int = 10) -> None:
+    def __init__(self, dsn: str, *, connect_timeout: int = 10, catalog_url: str | None = None) -> None:
         self._dsn = dsn
         self._connect_timeout = connect_timeout
         self.database = _describe(dsn)
+        self._catalog_url = catalog_url
+
+    def _published(self, collection: dict[str, Any]) -> dict[str, Any]:
+        """``collection`` with its asset hrefs absolute under ``catalog_url``."""
+        if self._catalog_url is None:
+            return collection
+        location = document_url(self._catalog_url, f"{_collection_id(collection)}/collection.json")
+        return absolute_collection_assets(collection, location)
 
     #: the database can fall behind the catalog (an apply failed after a
     #: commit) and pgSTAC's upsert leaves identical rows alone: a rerun hands
@@ -195,6 +213,7 @@ class PgstacSink:
         change of another collection or an item pgSTAC cannot store.
         """
         cid = _collection_id(collection)
+        collection = self._published(collection)
         final: dict[str, Change] = {}
         for change in changes:
             if change.collection != cid:
@@ -213,7 +232,7 @@ class PgstacSink:
                 loader = _loader(conn)
                 with conn.transaction():
                     _lock_writers(conn)
-                    _upsert_collection(loader, collection)
+                    _upsert_collection(loader, conn, collection)
                     # a change that reaches the database after a newer one of its item
                     # (another writer committed later and applied first) is left out
                     newer = _newer_in_database(conn, cid, {i: c.item for i, c in final.items()})
@@ -231,6 +250,7 @@ class PgstacSink:
         compared in bounded memory here; it may be a callable returning a
         fresh iterable (see :meth:`sync`)."""
         cid = _collection_id(collection)
+        collection = self._published(collection)
         with self._session("comparing collection " + repr(cid)) as conn:
             loader = _loader(conn)
             with conn.transaction():
@@ -248,6 +268,7 @@ class PgstacSink:
         callable returning a fresh iterable of the items (e.g. a walk of the
         catalog) to keep memory bounded; an iterator is held in a list."""
         cid = _collection_id(collection)
+        collection = self._published(collection)
         passes = _passes(items)
         for attempt in self._attempts():
             with attempt, self._session("synchronising collection " + repr(cid)) as conn:
@@ -267,7 +288,7 @@ class PgstacSink:
             _lock_writers(conn)
             before = _diff(loader, conn, collection, _docs(cid, passes()))
             if before.collection_differs:
-                _upsert_collection(loader, collection)
+                _upsert_collection(loader, conn, collection)
                 # the items' stored form depends on the collection row
                 # (pgSTAC strips what its item_assets repeat): compare again
                 loader = _loader(conn, check=False)
@@ -451,6 +472,15 @@ def _describe(dsn: str) -> str:
     host = str(params.get("host") or params.get("hostaddr") or "localhost")
     port = str(params.get("port") or 5432)
     dbname = str(params.get("dbname") or params.get("user") or "postgres")
+    if "@" in host or "@" in port or ("@" in dbname and dbname in dsn):
+        # libpq ends a URL's user info at its first '@' and its host at the
+        # first '/': a raw '@' or '/' in the password pushed the rest of it
+        # into the host or the database name, which messages show
+        raise InputError(
+            "the pgSTAC DSN does not parse: its user or password holds an '@' or a '/', which a "
+            "postgresql:// URL reserves; percent-encode them ('@' as %40, '/' as %2F), or leave "
+            "the password out of the DSN and give it in PGPASSWORD or ~/.pgpass"
+        )
     return f"{host}:{port}/{dbname}"
 
 
@@ -480,9 +510,55 @@ def _loader(conn: Connection, *, check: bool = True) -> Loader:
     return loader
 
 
-def _upsert_collection(loader: Loader, collection: dict[str, Any]) -> None:
-    """Create or replace the collection row (content, hence extent and base item)."""
+def _upsert_collection(loader: Loader, conn: Connection, collection: dict[str, Any]) -> None:
+    """Create or replace the collection row (content, hence extent and base
+    item). pgSTAC stores each item without what the row's base item (its
+    ``item_assets``) repeats and puts that back when it serves the item, so
+    when the base item changes (a register drops an ``item_assets`` field the
+    items disagree on, or adds an asset key) the items stored before are
+    rewritten against the new one (:func:`_rebase_items`); else they would be
+    served without the dropped field and with the added asset (no href)."""
+    cid = str(collection["id"])
+    old = _base_item(conn, cid)
     loader.load_collections(iter([pgstac_document(collection)]), Methods.upsert)
+    if old is not None:
+        new = _base_item(conn, cid)
+        if new is not None and new != old:
+            _rebase_items(conn, cid, old, new)
+
+
+def _base_item(conn: Connection, cid: str) -> dict[str, Any] | None:
+    """The collection row's base item (None: no row)."""
+    row = conn.execute("SELECT base_item FROM collections WHERE id = %s", (cid,)).fetchone()
+    return None if row is None else row[0]
+
+
+def _rebase_items(conn: Connection, cid: str, old: dict[str, Any], new: dict[str, Any]) -> None:
+    """Rewrite the stored items of ``cid`` from base item ``old`` to ``new``:
+    each is hydrated with ``old`` (what pgSTAC served until now) and
+    dehydrated with ``new`` as pypgstac's loader does (so ``diff`` compares
+    them with freshly formatted items), :data:`CHUNK` rows at a time through
+    a temporary table, then one UPDATE of the rows that change. Runs only
+    when the base item changes, inside the caller's transaction."""
+    conn.execute("CREATE TEMP TABLE producer_rebased (id text, content jsonb) ON COMMIT DROP")
+    with conn.cursor(name="producer_rebase") as rows:
+        rows.execute("SELECT id, content FROM items WHERE collection = %s", (cid,))
+        while chunk := rows.fetchmany(CHUNK):
+            rebased = []
+            for item_id, content in chunk:
+                content = dehydrate(new, hydrate(old, content))
+                for name in ("id", "collection", "geometry"):  # columns of the row, as the loader does
+                    content.pop(name, None)
+                rebased.append((item_id, Jsonb(content)))
+            with conn.cursor() as cur, cur.copy("COPY producer_rebased (id, content) FROM STDIN") as copy:
+                for values in rebased:
+                    copy.write_row(values)
+    conn.execute(
+        "UPDATE items i SET content = r.content FROM producer_rebased r "
+        "WHERE i.collection = %s AND i.id = r.id AND i.content IS DISTINCT FROM r.content",
+        (cid,),
+    )
+    conn.execute("DROP TABLE producer_rebased")
 
 
 def _stamp(value: Any) -> datetime | None:
