@@ -35,6 +35,7 @@ from producer.provenance import (
     Provenance,
     check_link,
     check_metadata,
+    check_no_credentials,
     check_sources,
     check_utf8,
     parse_properties,
@@ -522,6 +523,8 @@ class RegisterOptions:
         _check_meta("root_meta", self.root_meta)
         _check_meta_valid("collection_meta", self.collection_meta)
         _check_meta_valid("root_meta", self.root_meta)
+        check_no_credentials(self.collection_meta, "the metadata of a new collection", "the collection")
+        check_no_credentials(self.root_meta, "the metadata of a new root catalog", "the root catalog")
         for name in ("collection_meta", "root_meta"):
             # published in the new collection (its title in every item's link)
             # or root: each URL in it as a link's href is, as the item texts are
@@ -550,6 +553,7 @@ class RegisterOptions:
         properties = parse_properties(self.properties)
         object.__setattr__(self, "properties", properties)
         object.__setattr__(self, "item_providers", parse_providers(self.item_providers))
+        check_no_credentials(list(self.item_providers), "the item providers", "every item")
         check_metadata(properties, self.item_license, self.item_providers)
         check_sources(
             properties,

@@ -64,6 +64,7 @@ __all__ = [
     "parse_providers",
     "check_link",
     "check_metadata",
+    "check_no_credentials",
     "without_credentials",
 ]
 
@@ -239,6 +240,121 @@ def check_utf8(value: Any, what: str) -> None:
         )
 
 
+#: names of a member that holds a credential (spelled as :func:`_spelled`
+#: spells them), and endings of such names (``db_password``,
+#: ``github_token``): its value would be published in every item
+_CREDENTIAL_NAMES = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "passphrase",
+        "sslpassword",
+        "secret",
+        "token",
+        "jwt",
+        "apikey",
+        "credential",
+        "credentials",
+        "authorization",
+    }
+)
+_CREDENTIAL_ENDINGS = (
+    "_password",
+    "_passwd",
+    "_passphrase",
+    "_secret",
+    "_secret_key",
+    "_secret_access_key",
+    "_private_key",
+    "_token",
+    "_api_key",
+    "_apikey",
+    "_credential",
+    "_credentials",
+)
+
+
+def _spelled(name: str) -> str:
+    """``name`` without its prefix (``my:``), in lower case with ``_`` between
+    words (``accessToken``, ``Access-Token`` and ``ACCESS_TOKEN`` alike)."""
+    name = name.rpartition(":")[2]
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower().replace("-", "_")
+
+
+def _is_credential_name(name: str) -> bool:
+    spelled = "_" + _spelled(name)
+    return spelled[1:] in _CREDENTIAL_NAMES or spelled.endswith(_CREDENTIAL_ENDINGS)
+
+
+def _holds_value(value: Any) -> bool:
+    """Whether ``value`` could hold a secret: not None, a switch or empty."""
+    return value is not None and not isinstance(value, bool) and value not in ("", [], {})
+
+
+def credential_path(value: Any) -> list[str | int] | None:
+    """The path (keys and list indices) to the first member of ``value``
+    (JSON-like data) whose name says it holds a credential (``password``,
+    ``api_key``, ``db_password``, ``accessToken``...) and that holds a value;
+    None when there is none. Iterative: no recursion however deep."""
+    stack: list[tuple[Any, list[str | int]]] = [(value, [])]
+    while stack:
+        current, path = stack.pop()
+        children: list[tuple[Any, list[str | int]]] = []
+        if isinstance(current, Mapping):
+            for key, member in current.items():
+                if isinstance(key, str) and _is_credential_name(key) and _holds_value(member):
+                    return [*path, key]
+                children.append((member, [*path, str(key)]))
+        elif isinstance(current, list | tuple):
+            children = [(member, [*path, i]) for i, member in enumerate(current)]
+        stack.extend(reversed(children))
+    return None
+
+
+def _shown_path(path: Sequence[str | int]) -> str:
+    """``["db", "db_password"]`` → ``db.db_password``, ``[1, "token"]`` → ``[1].token``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+#: why a member named like a credential is refused, and what to do instead
+_CREDENTIAL_FIX = (
+    "is published to everyone who reads the catalog (and its search mirror and pgSTAC copy it), so a "
+    "secret there would be public: leave it out (give the pipeline its secrets through its environment), "
+    "or give it another name if it holds no secret"
+)
+
+
+def check_no_credentials(value: Any, what: str, where: str) -> None:
+    """Refuse (:class:`InputError`) ``value``, given as ``what`` (``"the
+    metadata of a new collection"``) and published in ``where`` (``"the new
+    collection"``), when a member of it is named like a credential and holds
+    a value (:func:`credential_path`). The message names the member, never
+    its value. Text that merely holds a URL is cleaned instead
+    (:func:`without_credentials`): there the secret can be told apart."""
+    path = credential_path(value)
+    if path is not None:
+        raise InputError(
+            f"{what} holds {_shown_path(path)!r}, named like a credential: {where} {_CREDENTIAL_FIX}"
+        )
+
+
+def _check_properties_credentials(properties: Mapping[str, Any]) -> None:
+    """:func:`check_no_credentials` for item properties, named by property."""
+    for key, value in properties.items():
+        if _is_credential_name(key) and _holds_value(value):
+            raise InputError(f"property {key!r} is named like a credential: every item {_CREDENTIAL_FIX}")
+        path = credential_path(value)
+        if path is not None:
+            raise InputError(
+                f"property {key!r} (at {_shown_path(path)}) holds a value named like a credential: "
+                f"every item {_CREDENTIAL_FIX}"
+            )
+
+
 def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[str, Any] | None:
     """``properties`` as given (a mapping, or ``KEY=VALUE`` texts from the
     CLI or the environment, VALUE read as JSON when it is JSON) → a new dict.
@@ -290,6 +406,7 @@ def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[st
                 f"property {key!r} must be JSON data (text, numbers, lists, objects): {exc}; "
                 f"{_json_way(_not_json(value))}"
             ) from None
+    _check_properties_credentials(out)
     # a deep copy that shares nothing with the caller, and publishes no credential
     return without_credentials(json.loads(json.dumps(out)))
 
