@@ -523,16 +523,24 @@ def register(
 
     given = register_overrides(fields_given)
     meta: dict[str, Any] = dict(given.get("collection_meta") or {})
-    if collection_title:
-        meta["title"] = collection_title
-    if collection_description:
-        meta["description"] = collection_description
-    if license_:
-        meta["license"] = license_
-    if keywords:
-        meta["keywords"] = list(keywords)
-    if providers:
-        meta["providers"] = [_provider(p) for p in providers]
+    for key, flag, value in (
+        ("title", "--collection-title", collection_title),
+        ("description", "--collection-description", collection_description),
+        ("license", "--license", license_),
+        ("keywords", "--keyword", list(keywords)),
+        ("providers", "--provider", [_provider(p) for p in providers]),
+    ):
+        if not value:
+            continue
+        if key in meta and meta[key] != value:
+            # one would silently win: the caller meant one of them
+            raise click.UsageError(
+                redact(
+                    f"the new collection's {key!r} is given twice, as {meta[key]!r} in --collection-meta "
+                    f"and as {value!r} by {flag}: give it once"
+                )
+            )
+        meta[key] = value
     if meta:
         given["collection_meta"] = meta
     shared = _storage_options(storage_pairs)
