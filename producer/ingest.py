@@ -243,7 +243,7 @@ def register_products(
         thumbnail=options.thumbnail,
         listings={},  # this call's only: see ExtractOptions.listings
     )
-    grouping = grouping or Grouping.from_options(options.group, options.asset_key)
+    grouping = grouping or Grouping.from_options(options.group, options.asset_key, options.id_template)
     if isinstance(paths, Iterator):  # a generator: read once, for the expansion and the names
         paths = list(paths)
     sources = (grouping and grouping.sources()) or (
