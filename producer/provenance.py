@@ -474,15 +474,17 @@ def _reserved_way(key: str, value: Any) -> tuple[str, tuple[Hint, ...]]:
     return "it records when the item was registered; leave it out", ()
 
 
-def parse_providers(value: Iterable[str | Mapping[str, Any]] | None) -> tuple[dict[str, Any], ...]:
+def parse_providers(
+    value: Iterable[str | Mapping[str, Any]] | None, *, check_roles: bool = True
+) -> tuple[dict[str, Any], ...]:
     """``providers`` as given → provider objects.
 
     Each one is a mapping (``{"name": ..., "roles": [...], "url": ...}``), a
     JSON object text, or ``NAME[:ROLES[:URL]]`` (ROLES comma-separated among
     licensor, producer, processor, host). A ``url`` is published without
     userinfo or credential parameters (:func:`~producer.redact.clean_href`).
-    Raises :class:`InputError` for a provider without a name or with an
-    unknown role.
+    Raises :class:`InputError` for a provider without a name, with roles
+    that are no list of texts, or (with ``check_roles``) with an unknown role.
     """
     out: list[dict[str, Any]] = []
     if isinstance(value, (str, Mapping)):
@@ -519,8 +521,26 @@ def parse_providers(value: Iterable[str | Mapping[str, Any]] | None) -> tuple[di
             # published in every item: no userinfo, no credential parameters
             provider["url"] = clean_href(provider["url"].strip())
         provider = without_credentials(provider)  # a description naming a URL, too
-        unknown = [r for r in provider.get("roles") or () if r not in _PROVIDER_ROLES]
-        if unknown:
+        given = provider.get("roles")
+        if given is not None and (not isinstance(given, list) or not all(isinstance(r, str) for r in given)):
+            # a text would be read letter by letter, a number not at all
+            parts = [r.strip() for r in given.split(",") if r.strip()] if isinstance(given, str) else []
+            listed = [r.lower() if r.lower() in _PROVIDER_ROLES else r for r in parts]
+            example = {**provider, "roles": listed or ["producer"]}
+            # as text, which every caller's spelling takes (a dict would print as Python's repr)
+            if set(example) <= {"name", "roles", "url"} and ":" not in example["name"]:
+                text = f"{example['name']}:{','.join(example['roles'])}" + (
+                    f":{example['url']}" if isinstance(example.get("url"), str) else ""
+                )
+            else:
+                text = json.dumps(example)
+            raise InputError(
+                f"provider {provider['name']!r}: its roles {given!r} are no list of texts: give them as a "
+                f"list, e.g. {example['roles']!r}",
+                hints=(Hint("item_providers", [text], "the roles as a list"),),
+            )
+        unknown = [r for r in given or () if r not in _PROVIDER_ROLES]
+        if unknown and check_roles:
             raise InputError(
                 f"provider {provider['name']!r} has unknown role(s) {', '.join(map(repr, unknown))}: use "
                 + ", ".join(_PROVIDER_ROLES),

@@ -62,3 +62,30 @@ def test_the_same_value_given_twice_is_taken(utm, tmp_path) -> None:
     assert res.exit_code == 0, res.output
     collection = json.loads((catalog / "c" / "collection.json").read_text())
     assert (collection["license"], collection["title"], collection["keywords"]) == ("MIT", "NDVI", ["ndvi"])
+
+
+@pytest.mark.parametrize(
+    ("given", "provider"),
+    [
+        ('{"name": "ESA", "roles": ["host"]}', {"name": "ESA", "roles": ["host"]}),
+        ("ESA: producer, licensor", {"name": "ESA", "roles": ["producer", "licensor"]}),
+        ("ESA:s3://bucket/x", {"name": "ESA", "url": "s3://bucket/x"}),
+        ("ESA:host:https://esa.example", {"name": "ESA", "roles": ["host"], "url": "https://esa.example"}),
+    ],
+)
+def test_provider_is_read_as_item_provider_is(utm, tmp_path, given, provider) -> None:
+    """--provider split a JSON object at its colons (roles '"ESA"}'), kept the
+    space of 'ESA: producer' in the role, and took 's3' of 'ESA:s3://...' for
+    a role; each was a usage error whose fix was no provider at all."""
+    catalog = tmp_path / "stac"
+    res = _register(utm, catalog, "--provider", given)
+    assert res.exit_code == 0, res.output
+    assert json.loads((catalog / "c" / "collection.json").read_text())["providers"] == [provider]
+
+
+def test_a_provider_role_the_schema_refuses_gets_the_roles_it_takes(utm, tmp_path) -> None:
+    catalog = tmp_path / "stac"
+    res = _register(utm, catalog, "--provider", "ESA:Producer")
+    assert res.exit_code == 2 and "'Producer'" in res.output, res.output
+    assert '"roles": ["producer"]' in res.output and "--item-provider" not in res.output, res.output
+    assert not catalog.exists()
