@@ -804,6 +804,7 @@ def _from_text(spec: OptionSpec, text: str) -> Any:
         except ValueError as exc:
             raise InputError(
                 f"environment variable {spec.env} is not valid JSON ({exc}); give a JSON object"
+                f"{_object_meant(spec, text)}"
             ) from None
         if not isinstance(value, dict):
             raise InputError(
@@ -811,6 +812,19 @@ def _from_text(spec: OptionSpec, text: str) -> Any:
             )
         return value
     return text
+
+
+def _object_meant(spec: OptionSpec, text: str) -> str:
+    """The JSON object an environment variable given as the flag's
+    ``KEY=VALUE`` pairs (``ndvi=1.4.2,gdal=3.8``) means, as ``, e.g.
+    NAME='{...}'``; empty for other text. The values of storage options
+    are left out (``"..."``): they may be credentials."""
+    parts = [part.strip() for part in text.split(",")]
+    if spec.kind != "pairs" or not parts or not all("=" in p and p.split("=", 1)[0].strip() for p in parts):
+        return ""
+    secret = spec.env.endswith("STORAGE_OPTIONS")
+    meant = {k.strip(): "..." if secret else v.strip() for k, v in (p.split("=", 1) for p in parts)}
+    return f", e.g. {spec.env}={shlex.quote(json.dumps(meant))}"
 
 
 def resolve_options(
