@@ -808,6 +808,12 @@ def check_sources(
     ``providers``: the option would silently replace the property). Raises
     :class:`InputError`."""
     for name, version in (software or {}).items():
+        if not str(name).strip():
+            raise InputError(
+                f"a software has no name (its version is {redact(repr(version))}): name the software that made the "
+                "products",
+                hints=(_SOFTWARE_HINT,),
+            )
         if version is None or (isinstance(version, str) and not version.strip()):
             raise InputError(
                 f"software {name!r} has no version: give the version that made the products",

@@ -48,3 +48,19 @@ def test_the_cli_says_which_flag(tmp_path: Path) -> None:
         )
         assert res.exit_code == 2 and "'ESA'" in res.output and "not iterable" not in res.output, res.output
     assert not catalog.exists()
+
+
+@pytest.mark.parametrize("name", ["", "  "])
+def test_software_without_a_name_is_refused(name: str, tmp_path: Path) -> None:
+    """``--software =1.4.2`` published ``processing:software: {"": "1.4.2"}``:
+    a version of nothing (a property with an empty name was refused)."""
+    with pytest.raises(InputError, match="no name") as refused:
+        RegisterOptions(software={name: "1.4.2"})
+    assert "software=" in str(refused.value)
+    utm = rasters.write_utm(tmp_path / "r")
+    res = CliRunner().invoke(
+        main,
+        ["register", str(utm), "-c", str(tmp_path / "stac"), "--collection", "c", "--software", "=1.4.2"],
+    )
+    assert res.exit_code == 2 and "--software" in res.output, res.output
+    assert not (tmp_path / "stac").exists()
