@@ -355,6 +355,25 @@ def _check_properties_credentials(properties: Mapping[str, Any]) -> None:
             )
 
 
+def _check_number_as_typed(key: str, text: str, value: Any) -> None:
+    """Refuse a ``KEY=VALUE`` text whose VALUE reads as a JSON number that
+    is not the text typed (``1.10`` is 1.1, ``1e3`` is 1000.0): a version
+    would be published as another one, silently. Both ways out are offered:
+    the text as typed, or the number as JSON writes it."""
+    if not isinstance(value, float) or not math.isfinite(value) or json.dumps(value) == text:
+        return
+    number = json.dumps(value)
+    raise InputError(
+        f"property {key!r} given as {text!r} reads as the number {number}, which is not what was typed "
+        "(a JSON number keeps no trailing zero or exponent): give it as text to keep it as typed, or as "
+        f"{number} for the number",
+        hints=(
+            Hint("properties", {key: text}, "keep it as the text typed"),
+            Hint("properties", {key: value}, "the number"),
+        ),
+    )
+
+
 def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[str, Any] | None:
     """``properties`` as given (a mapping, or ``KEY=VALUE`` texts from the
     CLI or the environment, VALUE read as JSON when it is JSON) → a new dict.
@@ -377,6 +396,7 @@ def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[st
                 raise InputError(f"property {pair!r}: expected KEY=VALUE", hints=(_PROPERTY_HINT,))
             key, text = pair.split("=", 1)
             out[key.strip()] = _json_value(text)
+            _check_number_as_typed(key.strip(), text.strip(), out[key.strip()])
     for key in out:
         if _nesting(out[key]) > MAX_NESTING:
             raise InputError(
