@@ -33,6 +33,7 @@ from producer.extract.ids import check_template_text
 from producer.extract.options import DEFAULT_DATETIME_SOURCES
 from producer.provenance import (
     Provenance,
+    check_json_data,
     check_link,
     check_metadata,
     check_no_credentials,
@@ -521,6 +522,8 @@ class RegisterOptions:
         object.__setattr__(self, "href_rewrites", parse_rewrites(self.href_rewrites))
         _check_meta("collection_meta", self.collection_meta)
         _check_meta("root_meta", self.root_meta)
+        check_json_data(self.collection_meta, "the metadata of a new collection")
+        check_json_data(self.root_meta, "the metadata of a new root catalog")
         _check_meta_valid("collection_meta", self.collection_meta)
         _check_meta_valid("root_meta", self.root_meta)
         check_no_credentials(self.collection_meta, "the metadata of a new collection", "the collection")

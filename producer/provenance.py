@@ -64,6 +64,7 @@ __all__ = [
     "parse_providers",
     "check_link",
     "check_metadata",
+    "check_json_data",
     "check_no_credentials",
     "without_credentials",
 ]
@@ -431,6 +432,23 @@ def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[st
     return without_credentials(json.loads(json.dumps(out)))
 
 
+def check_json_data(meta: Mapping[str, Any] | None, what: str) -> None:
+    """Refuse (:class:`InputError`) metadata ``meta`` (``what``: "the
+    metadata of a new collection") holding a value that is no JSON data (a
+    numpy scalar, a Decimal, a set): it would fail at the first write, in
+    the middle of a commit, with the encoder's bare TypeError. Names the
+    field and what to give. NaN and infinities are left to the schema check,
+    which says why they are no JSON."""
+    for key, value in (meta or {}).items():
+        try:
+            json.dumps(value)
+        except TypeError as exc:
+            raise InputError(
+                f"{what}: {key!r} must be JSON data (text, numbers, lists, objects): {exc}; "
+                f"{_json_way(_not_json(value))}"
+            ) from None
+
+
 def _not_json(value: Any) -> Any:
     """The first value inside ``value`` (itself, or a list item or object
     member at any depth) that is not JSON data."""
@@ -512,7 +530,15 @@ def parse_providers(
     for entry in value or ():
         provider: dict[str, Any]
         if isinstance(entry, Mapping):
-            provider = json.loads(json.dumps(dict(entry)))
+            try:
+                provider = json.loads(json.dumps(dict(entry)))
+            except (TypeError, ValueError) as exc:  # a Path, a numpy scalar: no JSON
+                name = entry.get("name")
+                raise InputError(
+                    f"provider {name if isinstance(name, str) else redact(repr(entry))!r} must be JSON data "
+                    f"(text, numbers, lists, objects): {exc}; {_json_way(_not_json(entry))}",
+                    hints=(_PROVIDER_HINT,),
+                ) from None
         elif isinstance(entry, str) and entry.lstrip().startswith("{"):
             parsed = _json_value(entry)
             if not isinstance(parsed, dict):
