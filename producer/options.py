@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import os
 import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
@@ -543,6 +544,14 @@ class RegisterOptions:
         check_endpoint(
             cat, "the catalog's storage options", "storage_options" if shared else "catalog_storage_options"
         )
+        for name in ("derived_from", "via"):
+            value = getattr(self, name)
+            if isinstance(value, str | os.PathLike):
+                raise TypeError(f"RegisterOptions.{name} must be a sequence of URLs, not {value!r}")
+            # a pathlib.Path links as its text does (as every other path argument takes one)
+            object.__setattr__(
+                self, name, tuple(os.fspath(v) if isinstance(v, os.PathLike) else v for v in value or ())
+            )
         # the pipeline's metadata (producer.provenance): checked once, here
         for what, value in (
             ("the lineage", self.lineage),
@@ -566,10 +575,6 @@ class RegisterOptions:
             providers=self.item_providers,
         )
         for name in ("derived_from", "via"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                raise TypeError(f"RegisterOptions.{name} must be a sequence of URLs, not {value!r}")
-            object.__setattr__(self, name, tuple(value or ()))
             for href in getattr(self, name):
                 check_link(href, name)
 
