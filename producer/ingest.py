@@ -1326,6 +1326,9 @@ def _check_same_product(
         return True
     old, _ = committer.read(old_key, ("Feature",))
     committer.check_identity(old_key, old, doc)
+    created = (old or {}).get("properties", {}).get("created")
+    if isinstance(created, str):  # the same item moving: it keeps when it first appeared
+        doc["properties"]["created"] = created
     return old is not None
 
 
