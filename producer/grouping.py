@@ -847,6 +847,7 @@ def merge(
             raise IdentityConflict(
                 item_id, where, f"asset {key!r} = {before.get('href')}", str(asset["href"])
             )
+    old = _without_renamed(old, new, item_id, where, replace)
     properties = {**_other_properties(existing), **_other_properties(incoming)}
     marker = (incoming.get("properties") or {}).get(GROUP, EXPLICIT)
     return compose(
@@ -857,6 +858,31 @@ def merge(
         properties=properties,
         links=merge_links(existing.get("links") or (), incoming.get("links") or ()),
     )
+
+
+def _without_renamed(
+    old: dict[str, dict], new: Mapping[str, dict], item_id: str, where: str, replace: bool
+) -> dict[str, dict]:
+    """The stored assets ``old`` without those whose file an incoming asset
+    of ``new`` brings under another key (the file moves to that key) when
+    ``replace``; else :class:`InputError` naming both keys: the item would
+    list one file twice (as one call giving a file two keys is refused)."""
+    moved: list[str] = []
+    for key, asset in new.items():
+        for other, held in old.items():
+            if other == key or other in new:
+                continue
+            if not same_product(str(held.get("href")), str(asset.get("href"))):
+                continue
+            if not replace:
+                raise InputError(
+                    f"item {item_id!r} ({where}): {asset.get('href')} is its asset {other!r} already; "
+                    f"registered as {key!r} too, the item would list the file twice; nothing was written. "
+                    f"Keep the key {other!r}, or move the file to {key!r}",
+                    hints=(Hint("replace", True, f"move it from the asset key {other!r} to {key!r}"),),
+                )
+            moved.append(other)
+    return {k: v for k, v in old.items() if k not in moved}
 
 
 #: links :func:`docs.set_item_links` writes on every registration: the incoming ones win
