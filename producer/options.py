@@ -44,6 +44,7 @@ from producer.provenance import (
     parse_providers,
     without_credentials,
 )
+from producer.redact import redact
 from producer.urls import check_endpoint, protocol
 
 __all__ = [
@@ -101,8 +102,25 @@ def parse_rewrites(rewrites: Iterable[str | Sequence[str]] | None) -> tuple[tupl
         if not src:
             raise InputError(f"href rewrite {rule!r}: the FROM prefix is empty", hints=(hint,))
         _check_rewrite_target(src, dst)
+        _check_rewrite_ends(src, dst)
         out.append((src, dst))
     return tuple(out)
+
+
+def _check_rewrite_ends(src: str, dst: str) -> None:
+    """Refuse a rule whose FROM and TO do not both end in ``/`` or both not
+    (``/data/=s3://b/x``): the rest of each path would be glued to TO's last
+    name (``s3://b/xa.tif``) or follow a doubled slash (``s3://b/x//a.tif``),
+    hrefs that lead nowhere. The fix ends both with ``/``."""
+    if not dst or src.endswith("/") == dst.endswith("/"):
+        return
+    fixed = f"{src.rstrip('/')}/={dst.rstrip('/')}/"
+    raise InputError(
+        f"href rewrite {src}={redact(dst)}: one of FROM and TO ends with '/' and the other does not, so "
+        "the rest of each path would be joined to TO without a '/' or after two: end both with '/', "
+        "or neither",
+        hints=(Hint("href_rewrites", [redact(fixed)], "rewrite whole folders"),),
+    )
 
 
 def _check_rewrite_target(src: str, dst: str) -> None:

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 import producer
+from producer.errors import InputError
 from producer.extract.assets import rewrite_href
+from producer.options import RegisterOptions
 from tests.rasters import write_tile
 
 
@@ -51,3 +53,27 @@ def test_register_leaves_a_sibling_folder_alone(tmp_path: Path) -> None:
     assert [r.action for r in results] == ["created", "created"], [r.error for r in results]
     hrefs = {r.id: json.loads(Path(r.href).read_text())["assets"]["data"]["href"] for r in results if r.href}
     assert hrefs == {"a_20240101": str(kept), "b_20240102": "https://host/ndvi-cog/b_20240102.tif"}
+
+
+@pytest.mark.parametrize(
+    ("rule", "fixed"),
+    [
+        ("/data/=s3://b/x", "/data/=s3://b/x/"),  # was s3://b/xa.tif
+        ("/data=s3://b/x/", "/data/=s3://b/x/"),  # was s3://b/x//a.tif
+        ("/=s3://b", "/=s3://b/"),
+    ],
+)
+def test_a_trailing_slash_on_one_side_only_is_refused_with_both(rule: str, fixed: str) -> None:
+    """The file name was glued to TO's last name (``s3://b/xa.tif``) or
+    doubled the slash (``s3://b/x//a.tif``): hrefs that lead nowhere."""
+    with pytest.raises(InputError) as refused:
+        RegisterOptions(href_rewrites=[rule])
+    assert f"href_rewrites=['{fixed}']" in str(refused.value), refused.value
+    assert rewrite_href("/data/a.tif", RegisterOptions(href_rewrites=[fixed]).href_rewrites).endswith(
+        "/a.tif"
+    )
+
+
+@pytest.mark.parametrize("rule", ["/data=s3://b/x", "/data/=s3://b/x/", "s3://=gs://"])
+def test_rules_with_matching_ends_are_taken(rule: str) -> None:
+    assert RegisterOptions(href_rewrites=[rule]).href_rewrites == (tuple(rule.split("=", 1)),)
