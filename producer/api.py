@@ -269,7 +269,7 @@ def register_item(
     assets = {key: os.fspath(url) if isinstance(url, os.PathLike) else url for key, url in assets.items()}
     if opts.group or opts.asset_key:
         raise InputError("register_item takes its asset keys from assets=: drop group and asset_key")
-    grouping = Grouping.explicit(item_id, assets)
+    grouping = Grouping.explicit(item_id, assets, opts.id_template)
     store = open_catalog(catalog, opts.catalog_storage_options)
     return ingest.register_products(
         (),

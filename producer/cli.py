@@ -272,13 +272,22 @@ def _text_pairs(pairs: Sequence[str], flag: str) -> dict[str, str]:
 
 
 def _provider(text: str) -> dict[str, Any]:
-    name, _, rest = text.partition(":")
-    roles, _, url = rest.partition(":") if not rest.startswith("http") else ("", "", rest)
-    provider: dict[str, Any] = {"name": name}
-    if roles:
-        provider["roles"] = [r for r in roles.split(",") if r]
-    if url:
-        provider["url"] = url
+    """A ``--provider`` value (``NAME[:ROLES[:URL]]`` or a JSON object) as a
+    provider object, read as ``--item-provider`` reads its values (a JSON
+    object whole, roles trimmed, ``NAME:s3://...`` a URL); one it refuses is
+    a usage error naming this flag."""
+    from producer.errors import InputError  # noqa: PLC0415 (see the module doc)
+    from producer.provenance import parse_providers  # noqa: PLC0415
+
+    try:
+        # an unknown role is left to the new collection's check, whose fix lists the roles it takes
+        [provider] = parse_providers([text], check_roles=False)
+    except InputError as exc:
+        raise click.BadParameter(
+            f"{exc.fact}; give NAME[:ROLES[:URL]], e.g. 'ESA:producer,licensor:https://www.esa.int', "
+            "or a JSON object",
+            param_hint="--provider",
+        ) from None
     return provider
 
 
@@ -523,16 +532,24 @@ def register(
 
     given = register_overrides(fields_given)
     meta: dict[str, Any] = dict(given.get("collection_meta") or {})
-    if collection_title:
-        meta["title"] = collection_title
-    if collection_description:
-        meta["description"] = collection_description
-    if license_:
-        meta["license"] = license_
-    if keywords:
-        meta["keywords"] = list(keywords)
-    if providers:
-        meta["providers"] = [_provider(p) for p in providers]
+    for key, flag, value in (
+        ("title", "--collection-title", collection_title),
+        ("description", "--collection-description", collection_description),
+        ("license", "--license", license_),
+        ("keywords", "--keyword", list(keywords)),
+        ("providers", "--provider", [_provider(p) for p in providers]),
+    ):
+        if not value:
+            continue
+        if key in meta and meta[key] != value:
+            # one would silently win: the caller meant one of them
+            raise click.UsageError(
+                redact(
+                    f"the new collection's {key!r} is given twice, as {meta[key]!r} in --collection-meta "
+                    f"and as {value!r} by {flag}: give it once"
+                )
+            )
+        meta[key] = value
     if meta:
         given["collection_meta"] = meta
     shared = _storage_options(storage_pairs)

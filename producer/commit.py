@@ -410,8 +410,9 @@ def _stamped(existing: dict | None, new: dict, now: str) -> tuple[str, dict | No
     would differ; ``updated`` keeps ``created`` and stamps ``updated``.
     Mutates ``new``'s properties."""
     props = new["properties"]
-    if existing is None:
-        props["created"] = props["updated"] = now
+    if existing is None:  # (an item moving in from another period brings its created)
+        props["created"] = props.get("created") or now
+        props["updated"] = now
         return "created", new
     if same_content(existing, new):
         return "unchanged", None
@@ -706,9 +707,12 @@ class Committer:
     def _as_created(self, item: dict) -> dict:
         """``item`` as a new item document: ``created`` and ``updated`` now
         (a shallow copy: ``item`` is not mutated and the committed document
-        only gains the timestamps, which are not shared)."""
+        only gains the timestamps, which are not shared). An item moving in
+        from another period brings the ``created`` of the one it replaces
+        (set by the move, :func:`producer.ingest._check_same_product`): kept."""
         now = format_time(self.clock())
-        return {**item, "properties": {**item["properties"], "created": now, "updated": now}}
+        created = item["properties"].get("created") or now
+        return {**item, "properties": {**item["properties"], "created": created, "updated": now}}
 
     def stage_item(self, staging: Staging, key: str, item: dict) -> dict | None:
         """:meth:`write_item`'s first attempt, staged: the new item document

@@ -406,7 +406,7 @@ class HandlerConfig:
         object.__setattr__(self, "suffixes", () if "*" in endings else endings)
         resolved = resolve_options(options, storage_options, **overrides)
         # at start-up too: else every creation fails with it, and a removal raises out of the batch
-        Grouping.from_options(resolved.group, resolved.asset_key)
+        Grouping.from_options(resolved.group, resolved.asset_key, resolved.id_template)
         if resolved.sns_topic:
             from producer.sinks.notify import check_topic  # noqa: PLC0415 (as api: only with a topic)
 

@@ -103,7 +103,7 @@ from producer.extract.ids import (
     split_location,
     unsafe_reason,
 )
-from producer.extract.options import ExtractOptions
+from producer.extract.options import DEFAULT_ID_TEMPLATE, ExtractOptions
 from producer.redact import clean_href
 from producer.results import RegisterResult
 
@@ -209,14 +209,24 @@ class Grouping:
                 raise UnsafeIdError(exc.fact, hints=(hint,)) from None
 
     @classmethod
-    def from_options(cls, group: str | None, asset_key: str | None) -> Grouping | None:
+    def from_options(
+        cls, group: str | None, asset_key: str | None, id_template: str = DEFAULT_ID_TEMPLATE
+    ) -> Grouping | None:
         """The grouping the ``group``/``asset_key`` options ask for (None: one
-        item per product with its asset ``data``, the default path)."""
+        item per product with its asset ``data``, the default path).
+        ``id_template``: the one given, refused with a group pattern (which
+        names the items itself: it would be ignored)."""
         if group and asset_key:
             raise InputError(
                 "a group pattern and an asset key cannot be combined: with a group pattern each "
                 "product's asset key is the pattern's (?P<asset>...) group; leave the asset key out"
             )  # no hint: the caller gave the group pattern already; the fix is to drop the other
+        if group and id_template != DEFAULT_ID_TEMPLATE:
+            raise InputError(
+                f"a group pattern and an id template ({id_template!r}) cannot be combined: with a group "
+                "pattern each item's id is the pattern's (?P<id>...) group, and the id template would be "
+                "ignored; leave the id template out, or change that group of the pattern"
+            )
         if group:
             return cls(pattern=group)
         if asset_key:
@@ -224,9 +234,17 @@ class Grouping:
         return None
 
     @classmethod
-    def explicit(cls, item_id: str, assets: Mapping[str, str]) -> Grouping:
-        """One item ``item_id`` made of ``assets`` (``{asset_key: url}``)."""
+    def explicit(
+        cls, item_id: str, assets: Mapping[str, str], id_template: str = DEFAULT_ID_TEMPLATE
+    ) -> Grouping:
+        """One item ``item_id`` made of ``assets`` (``{asset_key: url}``);
+        ``id_template``: the one given, refused (it would be ignored)."""
         check_id(item_id)
+        if id_template != DEFAULT_ID_TEMPLATE:
+            raise InputError(
+                f"item {item_id!r}: register_item takes the item id from item_id=, and the id template "
+                f"({id_template!r}) would be ignored: leave it out"
+            )
         if not assets:
             raise InputError(f"item {item_id!r}: no assets given; pass assets={{'B04': 's3://.../B04.tif'}}")
         members: dict[str, Member] = {}
@@ -829,6 +847,7 @@ def merge(
             raise IdentityConflict(
                 item_id, where, f"asset {key!r} = {before.get('href')}", str(asset["href"])
             )
+    old = _without_renamed(old, new, item_id, where, replace)
     properties = {**_other_properties(existing), **_other_properties(incoming)}
     marker = (incoming.get("properties") or {}).get(GROUP, EXPLICIT)
     return compose(
@@ -839,6 +858,31 @@ def merge(
         properties=properties,
         links=merge_links(existing.get("links") or (), incoming.get("links") or ()),
     )
+
+
+def _without_renamed(
+    old: dict[str, dict], new: Mapping[str, dict], item_id: str, where: str, replace: bool
+) -> dict[str, dict]:
+    """The stored assets ``old`` without those whose file an incoming asset
+    of ``new`` brings under another key (the file moves to that key) when
+    ``replace``; else :class:`InputError` naming both keys: the item would
+    list one file twice (as one call giving a file two keys is refused)."""
+    moved: list[str] = []
+    for key, asset in new.items():
+        for other, held in old.items():
+            if other == key or other in new:
+                continue
+            if not same_product(str(held.get("href")), str(asset.get("href"))):
+                continue
+            if not replace:
+                raise InputError(
+                    f"item {item_id!r} ({where}): {asset.get('href')} is its asset {other!r} already; "
+                    f"registered as {key!r} too, the item would list the file twice; nothing was written. "
+                    f"Keep the key {other!r}, or move the file to {key!r}",
+                    hints=(Hint("replace", True, f"move it from the asset key {other!r} to {key!r}"),),
+                )
+            moved.append(other)
+    return {k: v for k, v in old.items() if k not in moved}
 
 
 #: links :func:`docs.set_item_links` writes on every registration: the incoming ones win

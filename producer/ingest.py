@@ -243,7 +243,7 @@ def register_products(
         thumbnail=options.thumbnail,
         listings={},  # this call's only: see ExtractOptions.listings
     )
-    grouping = grouping or Grouping.from_options(options.group, options.asset_key)
+    grouping = grouping or Grouping.from_options(options.group, options.asset_key, options.id_template)
     if isinstance(paths, Iterator):  # a generator: read once, for the expansion and the names
         paths = list(paths)
     sources = (grouping and grouping.sources()) or (
@@ -1326,6 +1326,9 @@ def _check_same_product(
         return True
     old, _ = committer.read(old_key, ("Feature",))
     committer.check_identity(old_key, old, doc)
+    created = (old or {}).get("properties", {}).get("created")
+    if isinstance(created, str):  # the same item moving: it keeps when it first appeared
+        doc["properties"]["created"] = created
     return old is not None
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import os
 import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
@@ -33,14 +34,17 @@ from producer.extract.ids import check_template_text
 from producer.extract.options import DEFAULT_DATETIME_SOURCES
 from producer.provenance import (
     Provenance,
+    check_json_data,
     check_link,
     check_metadata,
+    check_no_credentials,
     check_sources,
     check_utf8,
     parse_properties,
     parse_providers,
     without_credentials,
 )
+from producer.redact import redact
 from producer.urls import check_endpoint, protocol
 
 __all__ = [
@@ -98,8 +102,25 @@ def parse_rewrites(rewrites: Iterable[str | Sequence[str]] | None) -> tuple[tupl
         if not src:
             raise InputError(f"href rewrite {rule!r}: the FROM prefix is empty", hints=(hint,))
         _check_rewrite_target(src, dst)
+        _check_rewrite_ends(src, dst)
         out.append((src, dst))
     return tuple(out)
+
+
+def _check_rewrite_ends(src: str, dst: str) -> None:
+    """Refuse a rule whose FROM and TO do not both end in ``/`` or both not
+    (``/data/=s3://b/x``): the rest of each path would be glued to TO's last
+    name (``s3://b/xa.tif``) or follow a doubled slash (``s3://b/x//a.tif``),
+    hrefs that lead nowhere. The fix ends both with ``/``."""
+    if not dst or src.endswith("/") == dst.endswith("/"):
+        return
+    fixed = f"{src.rstrip('/')}/={dst.rstrip('/')}/"
+    raise InputError(
+        f"href rewrite {src}={redact(dst)}: one of FROM and TO ends with '/' and the other does not, so "
+        "the rest of each path would be joined to TO without a '/' or after two: end both with '/', "
+        "or neither",
+        hints=(Hint("href_rewrites", [redact(fixed)], "rewrite whole folders"),),
+    )
 
 
 def _check_rewrite_target(src: str, dst: str) -> None:
@@ -520,8 +541,12 @@ class RegisterOptions:
         object.__setattr__(self, "href_rewrites", parse_rewrites(self.href_rewrites))
         _check_meta("collection_meta", self.collection_meta)
         _check_meta("root_meta", self.root_meta)
+        check_json_data(self.collection_meta, "the metadata of a new collection")
+        check_json_data(self.root_meta, "the metadata of a new root catalog")
         _check_meta_valid("collection_meta", self.collection_meta)
         _check_meta_valid("root_meta", self.root_meta)
+        check_no_credentials(self.collection_meta, "the metadata of a new collection", "the collection")
+        check_no_credentials(self.root_meta, "the metadata of a new root catalog", "the root catalog")
         for name in ("collection_meta", "root_meta"):
             # published in the new collection (its title in every item's link)
             # or root: each URL in it as a link's href is, as the item texts are
@@ -537,6 +562,14 @@ class RegisterOptions:
         check_endpoint(
             cat, "the catalog's storage options", "storage_options" if shared else "catalog_storage_options"
         )
+        for name in ("derived_from", "via"):
+            value = getattr(self, name)
+            if isinstance(value, str | os.PathLike):
+                raise TypeError(f"RegisterOptions.{name} must be a sequence of URLs, not {value!r}")
+            # a pathlib.Path links as its text does (as every other path argument takes one)
+            object.__setattr__(
+                self, name, tuple(os.fspath(v) if isinstance(v, os.PathLike) else v for v in value or ())
+            )
         # the pipeline's metadata (producer.provenance): checked once, here
         for what, value in (
             ("the lineage", self.lineage),
@@ -550,6 +583,7 @@ class RegisterOptions:
         properties = parse_properties(self.properties)
         object.__setattr__(self, "properties", properties)
         object.__setattr__(self, "item_providers", parse_providers(self.item_providers))
+        check_no_credentials(list(self.item_providers), "the item providers", "every item")
         check_metadata(properties, self.item_license, self.item_providers)
         check_sources(
             properties,
@@ -559,10 +593,6 @@ class RegisterOptions:
             providers=self.item_providers,
         )
         for name in ("derived_from", "via"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                raise TypeError(f"RegisterOptions.{name} must be a sequence of URLs, not {value!r}")
-            object.__setattr__(self, name, tuple(value or ()))
             for href in getattr(self, name):
                 check_link(href, name)
 
@@ -800,6 +830,7 @@ def _from_text(spec: OptionSpec, text: str) -> Any:
         except ValueError as exc:
             raise InputError(
                 f"environment variable {spec.env} is not valid JSON ({exc}); give a JSON object"
+                f"{_object_meant(spec, text)}"
             ) from None
         if not isinstance(value, dict):
             raise InputError(
@@ -807,6 +838,19 @@ def _from_text(spec: OptionSpec, text: str) -> Any:
             )
         return value
     return text
+
+
+def _object_meant(spec: OptionSpec, text: str) -> str:
+    """The JSON object an environment variable given as the flag's
+    ``KEY=VALUE`` pairs (``ndvi=1.4.2,gdal=3.8``) means, as ``, e.g.
+    NAME='{...}'``; empty for other text. The values of storage options
+    are left out (``"..."``): they may be credentials."""
+    parts = [part.strip() for part in text.split(",")]
+    if spec.kind != "pairs" or not parts or not all("=" in p and p.split("=", 1)[0].strip() for p in parts):
+        return ""
+    secret = spec.env.endswith("STORAGE_OPTIONS")
+    meant = {k.strip(): "..." if secret else v.strip() for k, v in (p.split("=", 1) for p in parts)}
+    return f", e.g. {spec.env}={shlex.quote(json.dumps(meant))}"
 
 
 def resolve_options(

@@ -64,6 +64,8 @@ __all__ = [
     "parse_providers",
     "check_link",
     "check_metadata",
+    "check_json_data",
+    "check_no_credentials",
     "without_credentials",
 ]
 
@@ -239,6 +241,140 @@ def check_utf8(value: Any, what: str) -> None:
         )
 
 
+#: names of a member that holds a credential (spelled as :func:`_spelled`
+#: spells them), and endings of such names (``db_password``,
+#: ``github_token``): its value would be published in every item
+_CREDENTIAL_NAMES = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "passphrase",
+        "sslpassword",
+        "secret",
+        "token",
+        "jwt",
+        "apikey",
+        "credential",
+        "credentials",
+        "authorization",
+    }
+)
+_CREDENTIAL_ENDINGS = (
+    "_password",
+    "_passwd",
+    "_passphrase",
+    "_secret",
+    "_secret_key",
+    "_secret_access_key",
+    "_private_key",
+    "_token",
+    "_api_key",
+    "_apikey",
+    "_credential",
+    "_credentials",
+)
+
+
+def _spelled(name: str) -> str:
+    """``name`` without its prefix (``my:``), in lower case with ``_`` between
+    words (``accessToken``, ``Access-Token`` and ``ACCESS_TOKEN`` alike)."""
+    name = name.rpartition(":")[2]
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower().replace("-", "_")
+
+
+def _is_credential_name(name: str) -> bool:
+    spelled = "_" + _spelled(name)
+    return spelled[1:] in _CREDENTIAL_NAMES or spelled.endswith(_CREDENTIAL_ENDINGS)
+
+
+def _holds_value(value: Any) -> bool:
+    """Whether ``value`` could hold a secret: not None, a switch or empty."""
+    return value is not None and not isinstance(value, bool) and value not in ("", [], {})
+
+
+def credential_path(value: Any) -> list[str | int] | None:
+    """The path (keys and list indices) to the first member of ``value``
+    (JSON-like data) whose name says it holds a credential (``password``,
+    ``api_key``, ``db_password``, ``accessToken``...) and that holds a value;
+    None when there is none. Iterative: no recursion however deep."""
+    stack: list[tuple[Any, list[str | int]]] = [(value, [])]
+    while stack:
+        current, path = stack.pop()
+        children: list[tuple[Any, list[str | int]]] = []
+        if isinstance(current, Mapping):
+            for key, member in current.items():
+                if isinstance(key, str) and _is_credential_name(key) and _holds_value(member):
+                    return [*path, key]
+                children.append((member, [*path, str(key)]))
+        elif isinstance(current, list | tuple):
+            children = [(member, [*path, i]) for i, member in enumerate(current)]
+        stack.extend(reversed(children))
+    return None
+
+
+def _shown_path(path: Sequence[str | int]) -> str:
+    """``["db", "db_password"]`` → ``db.db_password``, ``[1, "token"]`` → ``[1].token``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+#: why a member named like a credential is refused, and what to do instead
+_CREDENTIAL_FIX = (
+    "is published to everyone who reads the catalog (and its search mirror and pgSTAC copy it), so a "
+    "secret there would be public: leave it out (give the pipeline its secrets through its environment), "
+    "or give it another name if it holds no secret"
+)
+
+
+def check_no_credentials(value: Any, what: str, where: str) -> None:
+    """Refuse (:class:`InputError`) ``value``, given as ``what`` (``"the
+    metadata of a new collection"``) and published in ``where`` (``"the new
+    collection"``), when a member of it is named like a credential and holds
+    a value (:func:`credential_path`). The message names the member, never
+    its value. Text that merely holds a URL is cleaned instead
+    (:func:`without_credentials`): there the secret can be told apart."""
+    path = credential_path(value)
+    if path is not None:
+        raise InputError(
+            f"{what} holds {_shown_path(path)!r}, named like a credential: {where} {_CREDENTIAL_FIX}"
+        )
+
+
+def _check_properties_credentials(properties: Mapping[str, Any]) -> None:
+    """:func:`check_no_credentials` for item properties, named by property."""
+    for key, value in properties.items():
+        if _is_credential_name(key) and _holds_value(value):
+            raise InputError(f"property {key!r} is named like a credential: every item {_CREDENTIAL_FIX}")
+        path = credential_path(value)
+        if path is not None:
+            raise InputError(
+                f"property {key!r} (at {_shown_path(path)}) holds a value named like a credential: "
+                f"every item {_CREDENTIAL_FIX}"
+            )
+
+
+def _check_number_as_typed(key: str, text: str, value: Any) -> None:
+    """Refuse a ``KEY=VALUE`` text whose VALUE reads as a JSON number that
+    is not the text typed (``1.10`` is 1.1, ``1e3`` is 1000.0): a version
+    would be published as another one, silently. Both ways out are offered:
+    the text as typed, or the number as JSON writes it."""
+    if not isinstance(value, float) or not math.isfinite(value) or json.dumps(value) == text:
+        return
+    number = json.dumps(value)
+    raise InputError(
+        f"property {key!r} given as {text!r} reads as the number {number}, which is not what was typed "
+        "(a JSON number keeps no trailing zero or exponent): give it as text to keep it as typed, or as "
+        f"{number} for the number",
+        hints=(
+            Hint("properties", {key: text}, "keep it as the text typed"),
+            Hint("properties", {key: value}, "the number"),
+        ),
+    )
+
+
 def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[str, Any] | None:
     """``properties`` as given (a mapping, or ``KEY=VALUE`` texts from the
     CLI or the environment, VALUE read as JSON when it is JSON) → a new dict.
@@ -261,6 +397,7 @@ def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[st
                 raise InputError(f"property {pair!r}: expected KEY=VALUE", hints=(_PROPERTY_HINT,))
             key, text = pair.split("=", 1)
             out[key.strip()] = _json_value(text)
+            _check_number_as_typed(key.strip(), text.strip(), out[key.strip()])
     for key in out:
         if _nesting(out[key]) > MAX_NESTING:
             raise InputError(
@@ -290,8 +427,26 @@ def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[st
                 f"property {key!r} must be JSON data (text, numbers, lists, objects): {exc}; "
                 f"{_json_way(_not_json(value))}"
             ) from None
+    _check_properties_credentials(out)
     # a deep copy that shares nothing with the caller, and publishes no credential
     return without_credentials(json.loads(json.dumps(out)))
+
+
+def check_json_data(meta: Mapping[str, Any] | None, what: str) -> None:
+    """Refuse (:class:`InputError`) metadata ``meta`` (``what``: "the
+    metadata of a new collection") holding a value that is no JSON data (a
+    numpy scalar, a Decimal, a set): it would fail at the first write, in
+    the middle of a commit, with the encoder's bare TypeError. Names the
+    field and what to give. NaN and infinities are left to the schema check,
+    which says why they are no JSON."""
+    for key, value in (meta or {}).items():
+        try:
+            json.dumps(value)
+        except TypeError as exc:
+            raise InputError(
+                f"{what}: {key!r} must be JSON data (text, numbers, lists, objects): {exc}; "
+                f"{_json_way(_not_json(value))}"
+            ) from None
 
 
 def _not_json(value: Any) -> Any:
@@ -357,15 +512,17 @@ def _reserved_way(key: str, value: Any) -> tuple[str, tuple[Hint, ...]]:
     return "it records when the item was registered; leave it out", ()
 
 
-def parse_providers(value: Iterable[str | Mapping[str, Any]] | None) -> tuple[dict[str, Any], ...]:
+def parse_providers(
+    value: Iterable[str | Mapping[str, Any]] | None, *, check_roles: bool = True
+) -> tuple[dict[str, Any], ...]:
     """``providers`` as given → provider objects.
 
     Each one is a mapping (``{"name": ..., "roles": [...], "url": ...}``), a
     JSON object text, or ``NAME[:ROLES[:URL]]`` (ROLES comma-separated among
     licensor, producer, processor, host). A ``url`` is published without
     userinfo or credential parameters (:func:`~producer.redact.clean_href`).
-    Raises :class:`InputError` for a provider without a name or with an
-    unknown role.
+    Raises :class:`InputError` for a provider without a name, with roles
+    that are no list of texts, or (with ``check_roles``) with an unknown role.
     """
     out: list[dict[str, Any]] = []
     if isinstance(value, (str, Mapping)):
@@ -373,7 +530,15 @@ def parse_providers(value: Iterable[str | Mapping[str, Any]] | None) -> tuple[di
     for entry in value or ():
         provider: dict[str, Any]
         if isinstance(entry, Mapping):
-            provider = json.loads(json.dumps(dict(entry)))
+            try:
+                provider = json.loads(json.dumps(dict(entry)))
+            except (TypeError, ValueError) as exc:  # a Path, a numpy scalar: no JSON
+                name = entry.get("name")
+                raise InputError(
+                    f"provider {name if isinstance(name, str) else redact(repr(entry))!r} must be JSON data "
+                    f"(text, numbers, lists, objects): {exc}; {_json_way(_not_json(entry))}",
+                    hints=(_PROVIDER_HINT,),
+                ) from None
         elif isinstance(entry, str) and entry.lstrip().startswith("{"):
             parsed = _json_value(entry)
             if not isinstance(parsed, dict):
@@ -402,8 +567,26 @@ def parse_providers(value: Iterable[str | Mapping[str, Any]] | None) -> tuple[di
             # published in every item: no userinfo, no credential parameters
             provider["url"] = clean_href(provider["url"].strip())
         provider = without_credentials(provider)  # a description naming a URL, too
-        unknown = [r for r in provider.get("roles") or () if r not in _PROVIDER_ROLES]
-        if unknown:
+        given = provider.get("roles")
+        if given is not None and (not isinstance(given, list) or not all(isinstance(r, str) for r in given)):
+            # a text would be read letter by letter, a number not at all
+            parts = [r.strip() for r in given.split(",") if r.strip()] if isinstance(given, str) else []
+            listed = [r.lower() if r.lower() in _PROVIDER_ROLES else r for r in parts]
+            example = {**provider, "roles": listed or ["producer"]}
+            # as text, which every caller's spelling takes (a dict would print as Python's repr)
+            if set(example) <= {"name", "roles", "url"} and ":" not in example["name"]:
+                text = f"{example['name']}:{','.join(example['roles'])}" + (
+                    f":{example['url']}" if isinstance(example.get("url"), str) else ""
+                )
+            else:
+                text = json.dumps(example)
+            raise InputError(
+                f"provider {provider['name']!r}: its roles {given!r} are no list of texts: give them as a "
+                f"list, e.g. {example['roles']!r}",
+                hints=(Hint("item_providers", [text], "the roles as a list"),),
+            )
+        unknown = [r for r in given or () if r not in _PROVIDER_ROLES]
+        if unknown and check_roles:
             raise InputError(
                 f"provider {provider['name']!r} has unknown role(s) {', '.join(map(repr, unknown))}: use "
                 + ", ".join(_PROVIDER_ROLES),
@@ -671,6 +854,12 @@ def check_sources(
     ``providers``: the option would silently replace the property). Raises
     :class:`InputError`."""
     for name, version in (software or {}).items():
+        if not str(name).strip():
+            raise InputError(
+                f"a software has no name (its version is {redact(repr(version))}): name the software that made the "
+                "products",
+                hints=(_SOFTWARE_HINT,),
+            )
         if version is None or (isinstance(version, str) and not version.strip()):
             raise InputError(
                 f"software {name!r} has no version: give the version that made the products",

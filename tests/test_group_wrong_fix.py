@@ -12,10 +12,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 import producer
 from producer.cli import main
+from producer.errors import InputError
 from producer.events import HandlerConfig, handle
 from producer.store import open_store
 from tests.pausing import PauseAfterGet
@@ -36,18 +38,25 @@ def _cli(*args: str) -> str:
 
 def test_unsafe_id_from_a_group_pattern_names_the_patterns_group_in_each_spelling(tmp_path: Path) -> None:
     """Was "Rename the file or choose another id template ... Fix it with
-    id_template='{parent}_{stem}'", the same with that template given."""
+    id_template='{parent}_{stem}'", the same with that template given (which
+    a group pattern ignores: now refused up front, naming the id group)."""
     band = write_tile(tmp_path / "data" / SCENE, "B02.tif", 10, 50)
     catalog = tmp_path / "cat"
-    for kw in ({}, {"id_template": "{parent}_{stem}"}):
-        (result,) = producer.register(
-            [str(band)], catalog=str(catalog), collection="g", group=OVER_FOLDER, **kw
+    (result,) = producer.register([str(band)], catalog=str(catalog), collection="g", group=OVER_FOLDER)
+    assert result.action == "error"
+    error = result.error or ""
+    assert "'data/S_20240513'" in error and "(?P<id>...)" in error, error
+    assert "id_template" not in error and "id template" not in error, error
+    assert "group='(?P<id>[^/]+)/(?P<asset>[^/]+)" in error, error
+    with pytest.raises(InputError, match=r"\(\?P<id>\.\.\.\)") as refused:
+        producer.register(
+            [str(band)],
+            catalog=str(catalog),
+            collection="g",
+            group=OVER_FOLDER,
+            id_template="{parent}_{stem}",
         )
-        assert result.action == "error"
-        error = result.error or ""
-        assert "'data/S_20240513'" in error and "(?P<id>...)" in error, error
-        assert "id_template" not in error and "id template" not in error, error
-        assert "group='(?P<id>[^/]+)/(?P<asset>[^/]+)" in error, error
+    assert "leave the id template out" in str(refused.value)
     message = _cli(str(band), "-c", str(catalog), "--collection", "g", "--group", OVER_FOLDER)
     assert "(?P<id>...)" in message and "--group '(?P<id>[^/]+)/(?P<asset>[^/]+)" in message, message
     assert "--id-template" not in message and "group=" not in message, message

@@ -96,10 +96,21 @@ def resolve_location(source: str | os.PathLike[str]) -> str:
     return os.path.abspath(os.path.expanduser(text))
 
 
+def _under(location: str, prefix: str) -> bool:
+    """Whether ``prefix`` names ``location`` or a folder (bucket, scheme)
+    holding it: it ends where a path segment ends (``s3://bucket`` holds
+    ``s3://bucket/x.tif``, not ``s3://bucket-logs/x.tif``)."""
+    if not location.startswith(prefix):
+        return False
+    return len(location) == len(prefix) or prefix.endswith(("/", ":")) or location[len(prefix)] == "/"
+
+
 def rewrite_href(location: str, rewrites: tuple[tuple[str, str], ...] = ()) -> str:
-    """Apply the first ``(from_prefix, to_prefix)`` whose prefix matches ``location``."""
+    """Apply the first ``(from_prefix, to_prefix)`` whose prefix holds
+    ``location`` (whole path segments: a sibling folder or bucket whose name
+    starts alike is not under it)."""
     for old, new in rewrites:
-        if old and location.startswith(old):
+        if old and _under(location, old):
             rest = location[len(old) :]
             if protocol(new) in _HTTP and protocol(location) not in _HTTP:
                 # a file name or object key becomes part of a URL: escape what a

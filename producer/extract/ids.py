@@ -113,12 +113,15 @@ def normalise_name(value: str) -> str:
     return _UNSAFE_RUN_RE.sub("_", value)
 
 
-def check_id(value: str, what: str = "item id", *, source: str | None = None) -> str:
+def check_id(
+    value: str, what: str = "item id", *, source: str | None = None, hints: tuple[Hint, ...] | None = None
+) -> str:
     """Return ``value`` unchanged if it is a safe id, else raise :class:`UnsafeIdError`.
 
     Safe means: 1–200 characters from ``[A-Za-z0-9._-]``, not starting with a dot
     or dash, not ``.``/``..`` and without ``..``, path separators or control
-    characters. ``source`` (the product) is named in the message when given.
+    characters. ``source`` (the product) is named in the message when given,
+    with ``hints`` (default: the ``{parent}_{stem}`` template) as the fix.
     """
     reason = unsafe_reason(value)
     reserved, named = _RESERVED.get(what, (frozenset(), ""))
@@ -131,7 +134,7 @@ def check_id(value: str, what: str = "item id", *, source: str | None = None) ->
         raise UnsafeIdError(
             f"unsafe {what} {value!r}{origin}: {reason}. Rename the file or choose another id "
             "template (fields {stem}, {name}, {parent}, {collection}).",
-            hints=(ID_TEMPLATE_HINT,),
+            hints=(ID_TEMPLATE_HINT,) if hints is None else hints,
         )
     # an id the caller typed
     fix = (
@@ -249,7 +252,32 @@ def make_item_id(source: str | os.PathLike[str], options: ExtractOptions = Extra
             "fields {stem}, {name} and {parent} are made safe; the template's own text is used as typed).",
             hints=(Hint("id_template", fixed, "use only A-Z a-z 0-9 . _ - in its own text"),),
         )
-    return check_id(item_id, "item id", source=location)
+    if unsafe_reason(item_id) is None and item_id not in RESERVED_ITEM_IDS:
+        return item_id
+    return check_id(item_id, "item id", source=location, hints=_safe_template_hints(location, options))
+
+
+#: templates offered when the one in use makes an unsafe id from a product's
+#: names (a folder '.hidden', a file '-x.tif'), in order: the first that gives
+#: it a safe id and is not the template in use
+_SAFE_TEMPLATES = (str(ID_TEMPLATE_HINT.example), "{stem}_{parent}", "{stem}")
+
+
+def _safe_template_hints(location: str, options: ExtractOptions) -> tuple[Hint, ...]:
+    """The id template to offer for ``location``, whose id under
+    ``options.id_template`` is unsafe: one of :data:`_SAFE_TEMPLATES` that
+    gives it a safe id, or none (then only renaming the file helps).
+    Offering the template in use, or one that gives an unsafe id again,
+    sent the caller round in a circle."""
+    parent, name = split_location(location)
+    values = {"stem": normalise_name(stem_of(name)), "parent": normalise_name(parent)}
+    for template in _SAFE_TEMPLATES:
+        if template == options.id_template:
+            continue
+        item_id = template.format(**values)
+        if unsafe_reason(item_id) is None and item_id not in RESERVED_ITEM_IDS:
+            return (Hint("id_template", template, f"a template that gives it the safe id {item_id!r}"),)
+    return ()
 
 
 def suggested_id(location: str, options: ExtractOptions = ExtractOptions()) -> str | None:

@@ -9,6 +9,8 @@ from typing import Any
 
 #: default order in which datetime sources are tried
 DEFAULT_DATETIME_SOURCES: tuple[str, ...] = ("explicit", "filename", "tags")
+#: the item id template used when none is given: the file name without its extension
+DEFAULT_ID_TEMPLATE = "{stem}"
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,7 @@ class ExtractOptions:
     #: and a datacube's time axis still come first; same syntax as ``datetime``
     named_datetime: str | None = None
     #: item id template; fields: {stem}, {name}, {parent}, {collection}
-    id_template: str = "{stem}"
+    id_template: str = DEFAULT_ID_TEMPLATE
     #: (from_prefix, to_prefix) pairs applied to the asset href, first match wins
     href_rewrites: tuple[tuple[str, str], ...] = ()
     #: compute per-band statistics (reads pixels, from overviews when present)

@@ -1,0 +1,53 @@
+"""``--property processing:version=1.10`` read the value as the JSON number
+1.1: the processing extension refused it (a version is text) with the fix
+``--property 'processing:version="1.1"'``, another version; and
+``--property my:version=1.10`` published 1.1 silently. A number whose text
+JSON does not keep (a trailing zero, an exponent) is now refused naming
+both ways out, as a float software version is; numbers JSON keeps as typed
+(``12.5``, ``3``, ``2.0``) are read as before."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from producer.cli import main
+from producer.errors import InputError
+from producer.events import HandlerConfig
+from producer.options import RegisterOptions
+from tests import rasters
+
+
+@pytest.mark.parametrize("text", ["1.10", "12.50", "1e3", "1.0000000000000001"])
+def test_a_number_json_would_change_is_refused_with_both_ways_out(text: str) -> None:
+    with pytest.raises(InputError) as refused:
+        RegisterOptions(properties=[f"my:version={text}"])
+    message = str(refused.value)
+    assert repr(text) in message and json.dumps(float(text)) in message, message
+    assert f"""properties={{'my:version': '{text}'}}""" in message, message
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("12.5", 12.5), ("3", 3), ("2.0", 2.0), ("-0.5", -0.5), ("abc", "abc")]
+)
+def test_numbers_json_keeps_are_read_as_before(text: str, value: object) -> None:
+    assert RegisterOptions(properties=[f"x={text}"]).properties == {"x": value}
+
+
+def test_the_cli_and_the_handler_keep_the_text_when_quoted(tmp_path: Path) -> None:
+    utm = rasters.write_utm(tmp_path / "r")
+    catalog = tmp_path / "stac"
+    args = ["register", str(utm), "-c", str(catalog), "--collection", "c"]
+    res = CliRunner().invoke(main, [*args, "--property", "processing:version=1.10"])
+    assert res.exit_code == 2 and """--property 'processing:version="1.10"'""" in res.output, res.output
+    assert not catalog.exists()
+    res = CliRunner().invoke(main, [*args, "--property", 'processing:version="1.10"'])
+    assert res.exit_code == 0, res.output
+    item = json.loads((catalog / "c" / "utm_20240513" / "utm_20240513.json").read_text())
+    assert item["properties"]["processing:version"] == "1.10"
+    env = {"STAC_CATALOG": str(catalog), "STAC_COLLECTION": "c", "STAC_PROPERTIES": "my:version=1.10"}
+    with pytest.raises(InputError, match="STAC_PROPERTIES="):
+        HandlerConfig.from_env(env)
