@@ -360,7 +360,11 @@ def _check_number_as_typed(key: str, text: str, value: Any) -> None:
     """Refuse a ``KEY=VALUE`` text whose VALUE reads as a JSON number that
     is not the text typed (``1.10`` is 1.1, ``1e3`` is 1000.0): a version
     would be published as another one, silently. Both ways out are offered:
-    the text as typed, or the number as JSON writes it."""
+    the text as typed, or the number as JSON writes it. Only for a key that
+    names a version (``processing:version``, ``my:model_version``): elsewhere
+    ``12.50`` and ``1e3`` are the numbers 12.5 and 1000.0, as typed."""
+    if "version" not in key.rpartition(":")[2].lower():
+        return
     if not isinstance(value, float) or not math.isfinite(value) or json.dumps(value) == text:
         return
     number = json.dumps(value)

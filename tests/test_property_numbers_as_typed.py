@@ -37,6 +37,12 @@ def test_numbers_json_keeps_are_read_as_before(text: str, value: object) -> None
     assert RegisterOptions(properties=[f"x={text}"]).properties == {"x": value}
 
 
+@pytest.mark.parametrize(("text", "value"), [("12.50", 12.5), ("1e3", 1000.0), ("0.10", 0.1)])
+def test_other_keys_take_the_number_a_text_means(text: str, value: float) -> None:
+    # a cloud cover of 12.50 is the number 12.5: only a version is text in disguise
+    assert RegisterOptions(properties=[f"eo:cloud_cover={text}"]).properties == {"eo:cloud_cover": value}
+
+
 def test_the_cli_and_the_handler_keep_the_text_when_quoted(tmp_path: Path) -> None:
     utm = rasters.write_utm(tmp_path / "r")
     catalog = tmp_path / "stac"
