@@ -51,6 +51,13 @@ def _failed_object(failure: dict[str, Any]) -> str:
     return "the payload"
 
 
+def _failure_line(failure: dict[str, Any]) -> str:
+    """One failure of the flow's error: its object, then its error (which
+    names the object itself when it begins with it: not said twice)."""
+    what, error = _failed_object(failure), str(failure.get("error") or "failed")
+    return f"  - {error}" if error.startswith(what) else f"  - {what}: {error}"
+
+
 def _rows(out: dict[str, Any]) -> list[dict[str, Any]]:
     rows = [
         {
@@ -62,7 +69,12 @@ def _rows(out: dict[str, Any]) -> list[dict[str, Any]]:
         for r in out.get("registered", [])
     ]
     rows += [
-        {"object": "", "outcome": r.get("action", ""), "id": r.get("id", ""), "detail": r.get("href") or ""}
+        {
+            "object": r.get("source", ""),  # the deleted object
+            "outcome": r.get("action", ""),
+            "id": r.get("id", ""),
+            "detail": r.get("href") or "",
+        }
         for r in out.get("removed", [])
     ]
     rows += [
@@ -101,7 +113,7 @@ def handle_s3_event(
     ``options`` sets neither). Writes to the catalog through the
     api; publishes a table artifact ``event-<collection>``. Raises
     :class:`~producer.prefect.RegistrationFailed` listing the failed records
-    when any failed (the others were handled). The pgSTAC DSN is read from
+    when any failed (after handling the others). The pgSTAC DSN is read from
     ``STAC_PGSTAC_DSN`` in the worker's environment, as the Lambda handler
     reads it; ``options.pgstac`` holding a password is refused (flow
     parameters are stored in plain text).
@@ -134,11 +146,10 @@ def handle_s3_event(
             description=f"Event handled into collection {collection!r} of {redact(catalog)}.",
         )
     if out["failed"]:
-        listed = "\n".join(f"  - {_failed_object(f)}: {f.get('error')}" for f in out["failed"][:20])
+        listed = "\n".join(_failure_line(f) for f in out["failed"][:20])
         results = out["registered"] + [
             {"source": f.get("url") or "", "action": "error", "error": f.get("error")} for f in out["failed"]
         ]
-        raise RegistrationFailed(
-            f"{len(out['failed'])} event record(s) failed (the others were handled):\n{listed}", results
-        )
+        others = " (the others were handled)" if len(rows) > len(out["failed"]) else ""
+        raise RegistrationFailed(f"{len(out['failed'])} event record(s) failed{others}:\n{listed}", results)
     return out

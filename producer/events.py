@@ -582,7 +582,7 @@ def handle(
     Returns::
 
         {"registered": [RegisterResult.to_dict(), ...],
-         "removed": [RemoveResult.to_dict(), ...],
+         "removed": [RemoveResult.to_dict(), ...],  # "source": the deleted object
          "skipped": [{"url", "reason"}, ...],
          "failed": [{"url" and/or "message_id", "error"}, ...],
          "batchItemFailures": [{"itemIdentifier": sqs_message_id}, ...]}
@@ -839,7 +839,7 @@ def _recheck_registered(
                 fail(error, url=url, message_id=mid)
             return False
         out["registered"] = [r for r in out["registered"] if r is not entry]  # its result, now undone
-        out["removed"].append(removed.to_dict(spell))
+        out["removed"].append(_removal_entry(url, removed, spell))
         out["skipped"].append(
             {
                 "url": url,
@@ -959,13 +959,22 @@ def _remove_one(
         log.info("%s: item %s kept: %s", event.url, result.id, result.reason)
         out["skipped"].append({"url": event.url, "reason": f"item {result.id!r} kept: {result.reason}"})
         return
-    out["removed"].append(result.to_dict(spell))
+    out["removed"].append(_removal_entry(event.url, result, spell))
     if result.action != Action.REMOVED:
         return
     exists = _store_exists if is_store else _object_exists
     if exists(event.url, options.data_storage_options):
         log.info("%s: uploaded again while its item was removed; registering it again", event.url)
         _register_run([replace(event, kind="created")], config, out, fail, spell)
+
+
+def _removal_entry(url: str, result: Result, spell: Spelling) -> dict[str, Any]:
+    """The output entry of a removal: its result, naming under ``source`` the
+    deleted object it was for, as a registration's entry names its product
+    (the removal is asked for by item id, so its result does not)."""
+    if result.source is None:
+        result = replace(result, source=url)
+    return result.to_dict(spell)
 
 
 def _object_exists(url: str, storage_options: Mapping[str, Any] | None) -> bool | None:

@@ -314,3 +314,29 @@ def test_zarr_store_rewritten_before_its_removal_events_keeps_its_item(s3: S3Ser
     reasons = [s["reason"] for s in out["skipped"] if s["url"] == s3.url(store)]
     assert len(reasons) == 2 and all("still has root metadata" in r for r in reasons)  # .zgroup, .zmetadata
     assert item_links(s3) == [f"./{item_id}/{item_id}.json"]
+
+
+# ---------------------------------------------------------------------------
+# what a removal reports
+# ---------------------------------------------------------------------------
+
+
+def test_removal_results_name_the_object_they_were_for(s3: S3Server, raster_bytes: bytes) -> None:
+    """A removal's result held only the item id and its href (none when the
+    item was absent): the output of a batch, and the event flow's table,
+    did not say which deleted object each removal was for, as a
+    registration's result does (``source``)."""
+    put(s3, "products/a/S2_20240601.tif", raster_bytes)
+    first = handle(retarget(_sqs(_s3_notification("products/a/S2_20240601.tif")), s3.bucket), config(s3))
+    assert first["failed"] == []
+    s3.client().delete_object(Bucket=s3.bucket, Key="products/a/S2_20240601.tif")
+    payload = _sqs(
+        _s3_notification("products/a/S2_20240601.tif", "ObjectRemoved:Delete"),
+        _s3_notification("products/b/S2_20240602.tif", "ObjectRemoved:Delete"),  # never registered
+    )
+    out = handle(retarget(payload, s3.bucket), config(s3))
+    assert out["failed"] == []
+    assert [(r.get("source"), r["id"], r["action"]) for r in out["removed"]] == [
+        (f"s3://{s3.bucket}/products/a/S2_20240601.tif", "S2_20240601", "removed"),
+        (f"s3://{s3.bucket}/products/b/S2_20240602.tif", "S2_20240602", "absent"),
+    ]

@@ -438,7 +438,13 @@ def test_created_object_is_registered(s3: S3Server, raster_bytes: bytes, fixture
     assert read_json(s3, "stac/catalog.json") is not None
     if fixture == "sqs_s3.json":  # the second message removes an item that was never registered
         assert out["removed"] == [
-            {"id": "S2_20240530_T31UFQ", "href": None, "action": "absent", "extent_recomputed": False}
+            {
+                "source": f"s3://{s3.bucket}/products/ndvi/S2_20240530_T31UFQ.tif",
+                "id": "S2_20240530_T31UFQ",
+                "href": None,
+                "action": "absent",
+                "extent_recomputed": False,
+            }
         ]
 
     again = handle(load(fixture, s3.bucket), config(s3))  # at-least-once delivery: harmless

@@ -671,3 +671,54 @@ def test_reconcile_flow_refuses_a_bad_artifact_key_before_it_repairs(tmp_path: P
     ):
         state.result()
     assert {p: p.read_bytes() for p in (tmp_path / "catalog").rglob("*.json")} == before  # nothing repaired
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_event_flow_failure_names_each_object_once_and_no_others_when_there_are_none(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    """The only record of a run failed: its message said "(the others were
+    handled)" with no others, and named the object twice ("s3://b/k: s3://b/k:
+    ..."), the error already starting with it."""
+    from flows.events import handle_s3_event
+
+    run = f"event-{uuid.uuid4().hex[:8]}"
+    path = write_nocrs(tmp_path / "data")
+    key = f"{run}/products/{path.name}"
+    s3_server.client().upload_file(str(path), s3_server.bucket, key)
+    state = handle_s3_event(
+        _s3_put_event(s3_server.bucket, key),
+        catalog=s3_server.url(f"{run}/stac"),
+        collection="events",
+        storage_options=s3_server.keyless_options,
+        return_state=True,
+    )
+    with pytest.raises(RegistrationFailed, match="1 event record") as info:
+        state.result()
+    message = str(info.value)
+    assert "the others" not in message, message
+    assert message.count(f"s3://{s3_server.bucket}/{key}") == 1, message
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_event_flow_table_names_the_object_of_each_removal(tmp_path: Path, s3_server: S3Server) -> None:
+    """A removal's row in the event flow's table had an empty object column:
+    which deleted object an "absent" or "removed" row was for went unsaid."""
+    from flows.events import handle_s3_event
+
+    run = f"event-{uuid.uuid4().hex[:8]}"
+    key = f"{run}/products/gone_20240601.tif"  # deleted, never registered
+    payload = _s3_put_event(s3_server.bucket, key)
+    payload["Records"][0]["eventName"] = "ObjectRemoved:Delete"
+    state = handle_s3_event(
+        payload,
+        catalog=s3_server.url(f"{run}/stac"),
+        collection="events",
+        storage_options=s3_server.keyless_options,
+        return_state=True,
+    )
+    assert state.is_completed()
+    (artifact,) = read_artifacts(key="event-events", flow_run=flow_run_id(state))
+    assert [(r["object"], r["outcome"], r["id"]) for r in table_rows(artifact)] == [
+        (f"s3://{s3_server.bucket}/{key}", "absent", "gone_20240601")
+    ]
