@@ -647,6 +647,9 @@ def test_prefect_yaml_is_what_prefect_deploy_accepts() -> None:
     assert nightly["parameters"]["fix"] is True
     assert "schedules" not in configs["backfill"] and "triggers" not in configs["backfill"]
 
+    # one run per S3 event: bounded, and queued (not cancelled) above the bound (an event is never dropped)
+    limit = configs["s3-events"]["concurrency_limit"]
+    assert 1 <= limit["limit"] <= 10 and limit["collision_strategy"] == "ENQUEUE", limit
     (trigger,) = _initialize_deployment_triggers("s3-events", configs["s3-events"]["triggers"])
     trigger.set_deployment_id(uuid.uuid4())
     automation = trigger.as_automation()
