@@ -401,6 +401,7 @@ class HandlerConfig:
         object.__setattr__(self, "collection", collection)
         # accept lists (or a lone string) from callers; keep the frozen value a tuple
         object.__setattr__(self, "prefixes", _as_tuple(prefixes))
+        _refuse_prefixes_inside(self.prefixes, catalog)
         endings = tuple(s.lower() for s in _as_tuple(suffixes))
         # "*": every ending, as STAC_SUFFIXES=* (else no key ends with "*": all skipped)
         object.__setattr__(self, "suffixes", () if "*" in endings else endings)
@@ -478,6 +479,29 @@ class HandlerConfig:
             )
         except InputError as exc:  # its fix spelled as the variables to set (STAC_STORAGE_OPTIONS='{...}')
             raise env_phrased(exc) from None
+
+
+#: why an object inside the catalog is skipped, and what to change
+_INSIDE_CATALOG = (
+    "objects there are never registered, so that the catalog's own writes cannot trigger "
+    "registrations; keep the products outside the catalog root (a catalog folder beside them, "
+    "e.g. s3://bucket/stac for s3://bucket/products/)"
+)
+
+
+def _refuse_prefixes_inside(prefixes: tuple[str, ...], catalog: str) -> None:
+    """Refuse a URL prefix inside the catalog (at start-up): every object it
+    accepts would be skipped as the catalog's own, each message acknowledged,
+    nothing registered and nothing failed."""
+    for prefix in prefixes:
+        if not prefix.startswith("s3://"):
+            continue  # a key prefix matches objects of every bucket: some may lie outside the catalog
+        if _inside(prefix.rstrip("/"), catalog):
+            raise InputError(
+                f"the prefix {prefix} lies inside the catalog {redact(catalog)}: {_INSIDE_CATALOG}, "
+                "so nothing under this prefix ever would be",
+                hints=(CATALOG_HINT,),
+            )
 
 
 def _check_scheme(catalog: str) -> None:
@@ -679,16 +703,23 @@ def _skip_reason(event: ObjectEvent, config: HandlerConfig) -> str | None:
             ".msk: its mask), not a product"
         )
     if _inside(event.url, config.catalog):
-        return f"inside the catalog {config.catalog}"
+        if not _has_product_ending(event.key, config.suffixes):
+            return f"inside the catalog {config.catalog}"  # one of its own files
+        # a product there: logged, as it will never be registered where it is
+        log.warning("%s: inside the catalog %s: %s", event.url, redact(config.catalog), _INSIDE_CATALOG)
+        return f"inside the catalog {config.catalog}: {_INSIDE_CATALOG}"
     if config.prefixes and not any(_under_prefix(event, p) for p in config.prefixes):
         return f"key does not start with any of the prefixes {list(config.prefixes)}"
-    if (
-        config.suffixes
-        and not event.key.lower().endswith(config.suffixes + STORE_SUFFIXES)
-        and not is_wrf_output(event.key, config.suffixes)
-    ):
+    if config.suffixes and not _has_product_ending(event.key, config.suffixes):
         return f"file ending not one of {list(config.suffixes)}"
     return None
+
+
+def _has_product_ending(key: str, suffixes: tuple[str, ...]) -> bool:
+    """Whether ``key`` ends as a product the handler takes (every key when no
+    ``suffixes`` are configured: then the catalog's own files too)."""
+    endings = suffixes or DEFAULT_SUFFIXES
+    return key.lower().endswith(endings + STORE_SUFFIXES) or is_wrf_output(key, endings)
 
 
 def _under_prefix(event: ObjectEvent, prefix: str) -> bool:
