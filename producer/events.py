@@ -46,7 +46,7 @@ from producer.extract.ids import check_id
 from producer.grouping import Grouping
 from producer.options import RegisterOptions, env_phrased, env_spelling, resolve_options
 from producer.redact import redact
-from producer.results import Action, Result
+from producer.results import Action, ErrorKind, Result, error_type_of
 from producer.sources import (
     PRODUCT_SUFFIXES,
     STORE_SUFFIXES,
@@ -60,7 +60,9 @@ from producer.urls import check_endpoint_environment, check_s3_options, product_
 
 
 class _Fail(Protocol):
-    def __call__(self, error: str, *, url: str | None = None, message_id: str | None = None) -> None: ...
+    def __call__(
+        self, error: str, *, url: str | None = None, message_id: str | None = None, kind: str | None = None
+    ) -> None: ...
 
 
 __all__ = [
@@ -608,7 +610,7 @@ def handle(
         {"registered": [RegisterResult.to_dict(), ...],
          "removed": [RemoveResult.to_dict(), ...],  # "source": the deleted object
          "skipped": [{"url", "reason"}, ...],
-         "failed": [{"url" and/or "message_id", "error"}, ...],
+         "failed": [{"url" and/or "message_id", "error", "error_type"}, ...],
          "batchItemFailures": [{"itemIdentifier": sqs_message_id}, ...]}
 
     plus ``"dry_run": True`` when the options ask for a dry run: nothing was
@@ -620,7 +622,10 @@ def handle(
 
     ``batchItemFailures`` (Lambda's ``ReportBatchItemFailures`` contract)
     lists, once each, the SQS messages holding a malformed record or a record
-    whose registration/removal failed, so SQS redelivers only those.
+    whose registration/removal failed, so SQS redelivers only those. Each
+    failure's ``error_type`` is ``storage`` (the store failed or its
+    compare-and-swap gave up: handling the record again may succeed),
+    ``input`` (the record or its object is bad) or ``internal``.
     """
     events, parse_failures = parse_event(payload)
     out: dict[str, Any] = {
@@ -634,19 +639,22 @@ def handle(
         out["dry_run"] = True
     failed_messages: list[str] = []
 
-    def fail(error: str, *, url: str | None = None, message_id: str | None = None) -> None:
+    def fail(
+        error: str, *, url: str | None = None, message_id: str | None = None, kind: str | None = None
+    ) -> None:
         entry: dict[str, Any] = {}
         if url is not None:
             entry["url"] = url
         entry["message_id"] = message_id
         entry["error"] = error
+        entry["error_type"] = ErrorKind(kind) if kind is not None else ErrorKind.INTERNAL
         out["failed"].append(entry)
         if message_id is not None and message_id not in failed_messages:
             failed_messages.append(message_id)
 
     for failure in parse_failures:
         log.warning("malformed event record (message %s): %s", failure["message_id"], failure["error"])
-        fail(failure["error"], message_id=failure["message_id"])
+        fail(failure["error"], message_id=failure["message_id"], kind=ErrorKind.INPUT)
 
     accepted: list[ObjectEvent] = []
     for event in events:
@@ -793,7 +801,7 @@ def _register_run(
         _log_failure(exc, "register failed for %d object(s)", len(urls))
         for url, evs in by_url.items():
             for mid in _message_ids(evs):
-                fail(_describe(exc, spell), url=url, message_id=mid)
+                fail(_describe(exc, spell), url=url, message_id=mid, kind=error_type_of(exc))
         return
 
     seen: set[str] = set()
@@ -821,7 +829,7 @@ def _register_run(
             error = result.error_for(spell) or "registration failed"
             log.warning("registering %s failed: %s", source, error)
             for mid in _message_ids(evs) or [None]:
-                fail(error, url=source, message_id=mid)
+                fail(error, url=source, message_id=mid, kind=result.error_type)
     for url, evs in by_url.items():
         if url not in seen:
             for mid in _message_ids(evs) or [None]:
@@ -858,16 +866,18 @@ def _recheck_registered(
     if exists is False:
         log.info("%s: deleted while it was registered; removing its item again", url)
         error: str | None
+        kind: str | None = None
         try:
             removed = _remove_item(url, config)
         except Exception as exc:
             _log_failure(exc, "removing the item of %s, deleted while it was registered, failed", url)
-            error = _removal_failed(url, exc, spell)
+            error, kind = _removal_failed(url, exc, spell), error_type_of(exc)
         else:
             error = None if removed.ok else (removed.error_for(spell) or "removal failed")
+            kind = removed.error_type
         if error is not None:
             for mid in _message_ids(events) or [None]:
-                fail(error, url=url, message_id=mid)
+                fail(error, url=url, message_id=mid, kind=kind)
             return False
         out["registered"] = [r for r in out["registered"] if r is not entry]  # its result, now undone
         out["removed"].append(_removal_entry(url, removed, spell))
@@ -889,19 +899,20 @@ def _register_again(
     """Register ``url`` once more (its object changed while it was registered);
     its first result stays in the output, a failure now fails its messages."""
     log.info("%s: overwritten while it was registered; registering it again", url)
+    kind: str | None
     try:
         (result,) = api.register(
             [url], catalog=config.catalog, collection=config.collection, options=config.options, expand=False
         )
     except Exception as exc:
         _log_failure(exc, "registering %s again failed", url)
-        error = _describe(exc, spell)
+        error, kind = _describe(exc, spell), error_type_of(exc)
     else:
         if result.ok or _object_exists(url, config.options.data_storage_options) is False:
             return  # up to date, or deleted since: its removal event removes the item
-        error = result.error_for(spell) or "registration failed"
+        error, kind = result.error_for(spell) or "registration failed", result.error_type
     for mid in _message_ids(events) or [None]:
-        fail(error, url=url, message_id=mid)
+        fail(error, url=url, message_id=mid, kind=kind)
 
 
 def _remove_item(url: str, config: HandlerConfig) -> Result:
@@ -979,12 +990,17 @@ def _remove_one(
         result = _remove_item(event.url, config)
     except Exception as exc:
         _log_failure(exc, "removing the item for %s failed", event.url)
-        fail(_removal_failed(event.url, exc, spell), url=event.url, message_id=event.message_id)
+        fail(
+            _removal_failed(event.url, exc, spell),
+            url=event.url,
+            message_id=event.message_id,
+            kind=error_type_of(exc),
+        )
         return
     if not result.ok:  # e.g. removed from the catalog, a sink behind: removing again repairs it
         error = result.error_for(spell) or "removal failed"
         log.warning("removing the item for %s failed: %s", event.url, error)
-        fail(error, url=event.url, message_id=event.message_id)
+        fail(error, url=event.url, message_id=event.message_id, kind=result.error_type)
         return
     if result.action == Action.KEPT:  # the id is another product's: not ours to remove
         log.info("%s: item %s kept: %s", event.url, result.id, result.reason)

@@ -725,3 +725,57 @@ def test_event_flow_table_names_the_object_of_each_removal(tmp_path: Path, s3_se
     assert [(r["object"], r["outcome"], r["id"]) for r in table_rows(artifact)] == [
         (f"s3://{s3_server.bucket}/{key}", "absent", "gone_20240601")
     ]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_event_flow_retries_a_storage_failure_but_not_bad_input(
+    tmp_path: Path, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event run is the only delivery of its event (no queue redelivers it,
+    as SQS does for the Lambda): a record that failed on storage (the catalog
+    bucket not there yet, throttling, compare-and-swap given up) failed the
+    run at once, and its object stayed unregistered until someone noticed.
+    The handling is retried on storage failures (registering is idempotent),
+    never on bad input alone."""
+    import flows.events as events_flow
+
+    run = f"event-{uuid.uuid4().hex[:8]}"
+    bucket = f"evretry-{uuid.uuid4().hex[:10]}"  # the catalog's bucket: made by the second attempt
+    client = s3_server.client()
+    good, bad = write_utm(tmp_path / "data"), write_nocrs(tmp_path / "bad")
+    for path in (good, bad):
+        client.upload_file(str(path), s3_server.bucket, f"{run}/products/{path.name}")
+    attempts: list[int] = []
+
+    def create_bucket_on_retry(task: Any, task_run: Any, state: Any) -> None:
+        attempts.append(task_run.run_count)
+        if task_run.run_count == 2:
+            s3_server.new_bucket(bucket)
+
+    monkeypatch.setattr(
+        events_flow,
+        "handle_event",
+        events_flow.handle_event.with_options(on_running=[create_bucket_on_retry], retry_delay_seconds=0),
+    )
+    out = events_flow.handle_s3_event(
+        _s3_put_event(s3_server.bucket, f"{run}/products/{good.name}"),
+        catalog=f"s3://{bucket}/stac",
+        collection="events",
+        storage_options=s3_server.keyless_options,
+    )
+    assert [(r["id"], r["action"]) for r in out["registered"]] == [("utm_20240513", "created")]
+    assert out["failed"] == [] and attempts == [1, 2]
+
+    attempts.clear()
+    state = events_flow.handle_s3_event(
+        _s3_put_event(s3_server.bucket, f"{run}/products/{bad.name}"),
+        catalog=f"s3://{bucket}/stac",
+        collection="events",
+        storage_options=s3_server.keyless_options,
+        return_state=True,
+    )
+    with pytest.raises(RegistrationFailed, match="no CRS"):
+        state.result()
+    assert attempts == [1]  # bad input: no retry fixes it
+    (artifact,) = read_artifacts(key="event-events", flow_run=flow_run_id(state))
+    assert [r["outcome"] for r in table_rows(artifact)] == ["failed"]
