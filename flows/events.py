@@ -20,8 +20,15 @@ from prefect.logging import get_run_logger
 
 from producer.events import DEFAULT_SUFFIXES, HandlerConfig, handle
 from producer.options import RegisterOptions
-from producer.prefect import RegistrationFailed, artifact_key_for, forward_logs
+from producer.prefect import (
+    RETRY_DELAYS,
+    RegistrationFailed,
+    artifact_key_for,
+    forward_logs,
+    retry_on_storage_errors,
+)
 from producer.redact import redact
+from producer.results import ErrorKind
 from producer.worker_secrets import (
     flow_spelling,
     refuse_catalog_credentials,
@@ -31,14 +38,46 @@ from producer.worker_secrets import (
 )
 
 
-@task(name="handle-event", cache_policy=NO_CACHE)
+class StorageFailures(RegistrationFailed):
+    """Records of an event failed on storage (``error_type`` ``storage``):
+    handling the event again may succeed. ``out``: the handler's result of
+    the attempt that raised it."""
+
+    def __init__(self, out: dict[str, Any]) -> None:
+        failed = [f for f in out["failed"] if f.get("error_type") == ErrorKind.STORAGE]
+        super().__init__(
+            f"{len(failed)} event record(s) failed on storage, first: {failed[0].get('error')}",
+            transient=True,
+        )
+        self.out = out
+
+    def __reduce__(self) -> tuple[Any, ...]:  # Prefect may pickle a failed state's exception
+        return (type(self), (self.out,))
+
+
+@task(
+    name="handle-event",
+    cache_policy=NO_CACHE,
+    retries=len(RETRY_DELAYS),
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=retry_on_storage_errors,
+)
 def handle_event(payload: dict[str, Any], config: HandlerConfig) -> dict[str, Any]:
     """:func:`producer.events.handle` as a task run (it never raises per record).
     Hints name the flow's ``options`` fields, credentials the worker's (see
     :func:`~producer.worker_secrets.flow_spelling`); the package's log records
-    go to the run's logs."""
+    go to the run's logs.
+
+    A record that failed on storage raises :class:`StorageFailures` (its
+    ``out`` the result), so that the task is retried as ``register-in-stac``
+    is (3 times, 2/10/30 s apart): an event run is the only delivery of its
+    event, no queue redelivers it. Handling an event again is idempotent.
+    Bad input alone is not retried: the result is returned."""
     with forward_logs():
-        return handle(payload, config, spell=flow_spelling)
+        out = handle(payload, config, spell=flow_spelling)
+    if any(f.get("error_type") == ErrorKind.STORAGE for f in out["failed"]):
+        raise StorageFailures(out)
+    return out
 
 
 def _failed_object(failure: dict[str, Any]) -> str:
@@ -49,6 +88,13 @@ def _failed_object(failure: dict[str, Any]) -> str:
     if failure.get("message_id") is not None:
         return f"message {failure['message_id']}"
     return "the payload"
+
+
+def _failure_line(failure: dict[str, Any]) -> str:
+    """One failure of the flow's error: its object, then its error (which
+    names the object itself when it begins with it: not said twice)."""
+    what, error = _failed_object(failure), str(failure.get("error") or "failed")
+    return f"  - {error}" if error.startswith(what) else f"  - {what}: {error}"
 
 
 def _rows(out: dict[str, Any]) -> list[dict[str, Any]]:
@@ -62,7 +108,12 @@ def _rows(out: dict[str, Any]) -> list[dict[str, Any]]:
         for r in out.get("registered", [])
     ]
     rows += [
-        {"object": "", "outcome": r.get("action", ""), "id": r.get("id", ""), "detail": r.get("href") or ""}
+        {
+            "object": r.get("source", ""),  # the deleted object
+            "outcome": r.get("action", ""),
+            "id": r.get("id", ""),
+            "detail": r.get("href") or "",
+        }
         for r in out.get("removed", [])
     ]
     rows += [
@@ -101,7 +152,7 @@ def handle_s3_event(
     ``options`` sets neither). Writes to the catalog through the
     api; publishes a table artifact ``event-<collection>``. Raises
     :class:`~producer.prefect.RegistrationFailed` listing the failed records
-    when any failed (the others were handled). The pgSTAC DSN is read from
+    when any failed (after handling the others). The pgSTAC DSN is read from
     ``STAC_PGSTAC_DSN`` in the worker's environment, as the Lambda handler
     reads it; ``options.pgstac`` holding a password is refused (flow
     parameters are stored in plain text).
@@ -118,7 +169,14 @@ def handle_s3_event(
         options=with_worker_secrets(options),  # STAC_PGSTAC_DSN of the worker, never a parameter
         storage_options=storage_options,
     )
-    out = handle_event(payload, config)
+    state = handle_event(payload, config, return_state=True)
+    outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, StorageFailures):  # still failing on storage after the retries
+        out = outcome.out
+    elif isinstance(outcome, BaseException):  # a bug: its own traceback
+        raise outcome
+    else:
+        out = outcome
     logger.info(
         "event: %d registered, %d removed, %d skipped, %d failed",
         len(out["registered"]),
@@ -134,11 +192,16 @@ def handle_s3_event(
             description=f"Event handled into collection {collection!r} of {redact(catalog)}.",
         )
     if out["failed"]:
-        listed = "\n".join(f"  - {_failed_object(f)}: {f.get('error')}" for f in out["failed"][:20])
+        listed = "\n".join(_failure_line(f) for f in out["failed"][:20])
         results = out["registered"] + [
             {"source": f.get("url") or "", "action": "error", "error": f.get("error")} for f in out["failed"]
         ]
+        others = " (the others were handled)" if len(rows) > len(out["failed"]) else ""
+        transient = any(f.get("error_type") == ErrorKind.STORAGE for f in out["failed"])
+        retried = "\nA storage error was involved (handled again, up to 3 times): the run can be retried."
         raise RegistrationFailed(
-            f"{len(out['failed'])} event record(s) failed (the others were handled):\n{listed}", results
+            f"{len(out['failed'])} event record(s) failed{others}:\n{listed}{retried if transient else ''}",
+            results,
+            transient=transient,
         )
     return out

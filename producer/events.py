@@ -46,7 +46,7 @@ from producer.extract.ids import check_id
 from producer.grouping import Grouping
 from producer.options import RegisterOptions, env_phrased, env_spelling, resolve_options
 from producer.redact import redact
-from producer.results import Action, Result
+from producer.results import Action, ErrorKind, Result, error_type_of
 from producer.sources import (
     PRODUCT_SUFFIXES,
     STORE_SUFFIXES,
@@ -60,7 +60,9 @@ from producer.urls import check_endpoint_environment, check_s3_options, product_
 
 
 class _Fail(Protocol):
-    def __call__(self, error: str, *, url: str | None = None, message_id: str | None = None) -> None: ...
+    def __call__(
+        self, error: str, *, url: str | None = None, message_id: str | None = None, kind: str | None = None
+    ) -> None: ...
 
 
 __all__ = [
@@ -401,6 +403,7 @@ class HandlerConfig:
         object.__setattr__(self, "collection", collection)
         # accept lists (or a lone string) from callers; keep the frozen value a tuple
         object.__setattr__(self, "prefixes", _as_tuple(prefixes))
+        _refuse_prefixes_inside(self.prefixes, catalog)
         endings = tuple(s.lower() for s in _as_tuple(suffixes))
         # "*": every ending, as STAC_SUFFIXES=* (else no key ends with "*": all skipped)
         object.__setattr__(self, "suffixes", () if "*" in endings else endings)
@@ -478,6 +481,29 @@ class HandlerConfig:
             )
         except InputError as exc:  # its fix spelled as the variables to set (STAC_STORAGE_OPTIONS='{...}')
             raise env_phrased(exc) from None
+
+
+#: why an object inside the catalog is skipped, and what to change
+_INSIDE_CATALOG = (
+    "objects there are never registered, so that the catalog's own writes cannot trigger "
+    "registrations; keep the products outside the catalog root (a catalog folder beside them, "
+    "e.g. s3://bucket/stac for s3://bucket/products/)"
+)
+
+
+def _refuse_prefixes_inside(prefixes: tuple[str, ...], catalog: str) -> None:
+    """Refuse a URL prefix inside the catalog (at start-up): every object it
+    accepts would be skipped as the catalog's own, each message acknowledged,
+    nothing registered and nothing failed."""
+    for prefix in prefixes:
+        if not prefix.startswith("s3://"):
+            continue  # a key prefix matches objects of every bucket: some may lie outside the catalog
+        if _inside(prefix.rstrip("/"), catalog):
+            raise InputError(
+                f"the prefix {prefix} lies inside the catalog {redact(catalog)}: {_INSIDE_CATALOG}, "
+                "so nothing under this prefix ever would be",
+                hints=(CATALOG_HINT,),
+            )
 
 
 def _check_scheme(catalog: str) -> None:
@@ -582,9 +608,9 @@ def handle(
     Returns::
 
         {"registered": [RegisterResult.to_dict(), ...],
-         "removed": [RemoveResult.to_dict(), ...],
+         "removed": [RemoveResult.to_dict(), ...],  # "source": the deleted object
          "skipped": [{"url", "reason"}, ...],
-         "failed": [{"url" and/or "message_id", "error"}, ...],
+         "failed": [{"url" and/or "message_id", "error", "error_type"}, ...],
          "batchItemFailures": [{"itemIdentifier": sqs_message_id}, ...]}
 
     plus ``"dry_run": True`` when the options ask for a dry run: nothing was
@@ -596,7 +622,10 @@ def handle(
 
     ``batchItemFailures`` (Lambda's ``ReportBatchItemFailures`` contract)
     lists, once each, the SQS messages holding a malformed record or a record
-    whose registration/removal failed, so SQS redelivers only those.
+    whose registration/removal failed, so SQS redelivers only those. Each
+    failure's ``error_type`` is ``storage`` (the store failed or its
+    compare-and-swap gave up: handling the record again may succeed),
+    ``input`` (the record or its object is bad) or ``internal``.
     """
     events, parse_failures = parse_event(payload)
     out: dict[str, Any] = {
@@ -610,19 +639,22 @@ def handle(
         out["dry_run"] = True
     failed_messages: list[str] = []
 
-    def fail(error: str, *, url: str | None = None, message_id: str | None = None) -> None:
+    def fail(
+        error: str, *, url: str | None = None, message_id: str | None = None, kind: str | None = None
+    ) -> None:
         entry: dict[str, Any] = {}
         if url is not None:
             entry["url"] = url
         entry["message_id"] = message_id
         entry["error"] = error
+        entry["error_type"] = ErrorKind(kind) if kind is not None else ErrorKind.INTERNAL
         out["failed"].append(entry)
         if message_id is not None and message_id not in failed_messages:
             failed_messages.append(message_id)
 
     for failure in parse_failures:
         log.warning("malformed event record (message %s): %s", failure["message_id"], failure["error"])
-        fail(failure["error"], message_id=failure["message_id"])
+        fail(failure["error"], message_id=failure["message_id"], kind=ErrorKind.INPUT)
 
     accepted: list[ObjectEvent] = []
     for event in events:
@@ -679,16 +711,23 @@ def _skip_reason(event: ObjectEvent, config: HandlerConfig) -> str | None:
             ".msk: its mask), not a product"
         )
     if _inside(event.url, config.catalog):
-        return f"inside the catalog {config.catalog}"
+        if not _has_product_ending(event.key, config.suffixes):
+            return f"inside the catalog {config.catalog}"  # one of its own files
+        # a product there: logged, as it will never be registered where it is
+        log.warning("%s: inside the catalog %s: %s", event.url, redact(config.catalog), _INSIDE_CATALOG)
+        return f"inside the catalog {config.catalog}: {_INSIDE_CATALOG}"
     if config.prefixes and not any(_under_prefix(event, p) for p in config.prefixes):
         return f"key does not start with any of the prefixes {list(config.prefixes)}"
-    if (
-        config.suffixes
-        and not event.key.lower().endswith(config.suffixes + STORE_SUFFIXES)
-        and not is_wrf_output(event.key, config.suffixes)
-    ):
+    if config.suffixes and not _has_product_ending(event.key, config.suffixes):
         return f"file ending not one of {list(config.suffixes)}"
     return None
+
+
+def _has_product_ending(key: str, suffixes: tuple[str, ...]) -> bool:
+    """Whether ``key`` ends as a product the handler takes (every key when no
+    ``suffixes`` are configured: then the catalog's own files too)."""
+    endings = suffixes or DEFAULT_SUFFIXES
+    return key.lower().endswith(endings + STORE_SUFFIXES) or is_wrf_output(key, endings)
 
 
 def _under_prefix(event: ObjectEvent, prefix: str) -> bool:
@@ -762,7 +801,7 @@ def _register_run(
         _log_failure(exc, "register failed for %d object(s)", len(urls))
         for url, evs in by_url.items():
             for mid in _message_ids(evs):
-                fail(_describe(exc, spell), url=url, message_id=mid)
+                fail(_describe(exc, spell), url=url, message_id=mid, kind=error_type_of(exc))
         return
 
     seen: set[str] = set()
@@ -790,7 +829,7 @@ def _register_run(
             error = result.error_for(spell) or "registration failed"
             log.warning("registering %s failed: %s", source, error)
             for mid in _message_ids(evs) or [None]:
-                fail(error, url=source, message_id=mid)
+                fail(error, url=source, message_id=mid, kind=result.error_type)
     for url, evs in by_url.items():
         if url not in seen:
             for mid in _message_ids(evs) or [None]:
@@ -827,19 +866,21 @@ def _recheck_registered(
     if exists is False:
         log.info("%s: deleted while it was registered; removing its item again", url)
         error: str | None
+        kind: str | None = None
         try:
             removed = _remove_item(url, config)
         except Exception as exc:
             _log_failure(exc, "removing the item of %s, deleted while it was registered, failed", url)
-            error = _removal_failed(url, exc, spell)
+            error, kind = _removal_failed(url, exc, spell), error_type_of(exc)
         else:
             error = None if removed.ok else (removed.error_for(spell) or "removal failed")
+            kind = removed.error_type
         if error is not None:
             for mid in _message_ids(events) or [None]:
-                fail(error, url=url, message_id=mid)
+                fail(error, url=url, message_id=mid, kind=kind)
             return False
         out["registered"] = [r for r in out["registered"] if r is not entry]  # its result, now undone
-        out["removed"].append(removed.to_dict(spell))
+        out["removed"].append(_removal_entry(url, removed, spell))
         out["skipped"].append(
             {
                 "url": url,
@@ -858,19 +899,20 @@ def _register_again(
     """Register ``url`` once more (its object changed while it was registered);
     its first result stays in the output, a failure now fails its messages."""
     log.info("%s: overwritten while it was registered; registering it again", url)
+    kind: str | None
     try:
         (result,) = api.register(
             [url], catalog=config.catalog, collection=config.collection, options=config.options, expand=False
         )
     except Exception as exc:
         _log_failure(exc, "registering %s again failed", url)
-        error = _describe(exc, spell)
+        error, kind = _describe(exc, spell), error_type_of(exc)
     else:
         if result.ok or _object_exists(url, config.options.data_storage_options) is False:
             return  # up to date, or deleted since: its removal event removes the item
-        error = result.error_for(spell) or "registration failed"
+        error, kind = result.error_for(spell) or "registration failed", result.error_type
     for mid in _message_ids(events) or [None]:
-        fail(error, url=url, message_id=mid)
+        fail(error, url=url, message_id=mid, kind=kind)
 
 
 def _remove_item(url: str, config: HandlerConfig) -> Result:
@@ -948,24 +990,38 @@ def _remove_one(
         result = _remove_item(event.url, config)
     except Exception as exc:
         _log_failure(exc, "removing the item for %s failed", event.url)
-        fail(_removal_failed(event.url, exc, spell), url=event.url, message_id=event.message_id)
+        fail(
+            _removal_failed(event.url, exc, spell),
+            url=event.url,
+            message_id=event.message_id,
+            kind=error_type_of(exc),
+        )
         return
     if not result.ok:  # e.g. removed from the catalog, a sink behind: removing again repairs it
         error = result.error_for(spell) or "removal failed"
         log.warning("removing the item for %s failed: %s", event.url, error)
-        fail(error, url=event.url, message_id=event.message_id)
+        fail(error, url=event.url, message_id=event.message_id, kind=result.error_type)
         return
     if result.action == Action.KEPT:  # the id is another product's: not ours to remove
         log.info("%s: item %s kept: %s", event.url, result.id, result.reason)
         out["skipped"].append({"url": event.url, "reason": f"item {result.id!r} kept: {result.reason}"})
         return
-    out["removed"].append(result.to_dict(spell))
+    out["removed"].append(_removal_entry(event.url, result, spell))
     if result.action != Action.REMOVED:
         return
     exists = _store_exists if is_store else _object_exists
     if exists(event.url, options.data_storage_options):
         log.info("%s: uploaded again while its item was removed; registering it again", event.url)
         _register_run([replace(event, kind="created")], config, out, fail, spell)
+
+
+def _removal_entry(url: str, result: Result, spell: Spelling) -> dict[str, Any]:
+    """The output entry of a removal: its result, naming under ``source`` the
+    deleted object it was for, as a registration's entry names its product
+    (the removal is asked for by item id, so its result does not)."""
+    if result.source is None:
+        result = replace(result, source=url)
+    return result.to_dict(spell)
 
 
 def _object_exists(url: str, storage_options: Mapping[str, Any] | None) -> bool | None:

@@ -518,9 +518,10 @@ def register_and_report(
     if failed:
         # error_type "storage": the store failed or compare-and-swap gave up
         transient = any(d.get("error_type") == ErrorKind.STORAGE for d in failed)
+        others = " (the others were registered)" if len(failed) < len(dicts) else ""
         message = (
             f"{len(failed)} of {len(dicts)} product(s) failed to register into {where}"
-            f" (the others were registered):\n{_describe_failures(failed)}"
+            f"{others}:\n{_describe_failures(failed)}"
         )
         if transient:
             message += "\nA storage error was involved: the run can be retried."

@@ -289,14 +289,23 @@ def check_endpoint(
     ``s3_additional_kwargs``) that is no mapping, which crashes s3fs: an
     :class:`InputError` naming ``what`` (the catalog or the products) with a
     hint on ``option`` (the options it came from), so each caller spells the
-    fix. A ``key``, ``secret`` or ``token`` holding a control character (a
-    line end read from a file) is refused the same way, and so is a
+    fix. A ``key``, ``secret`` or ``token`` that is a number (unquoted in
+    JSON) or holds a control character (a line end read from a file) is refused
+    the same way, and so is a
     ``config_kwargs`` key botocore's client config does not take or a
     timeout in it that is no number of seconds. Pure: no request."""
     if not isinstance(storage_options, Mapping):
         return
     for name in _CREDENTIAL_OPTIONS:
         value = storage_options.get(name)
+        if isinstance(value, (int, float)):  # not a mapping or object: gcsfs takes such a token
+            # a JSON number (an unquoted numeric password): botocore failed every
+            # request signing it with a raw TypeError ("expected str instance, int found")
+            raise InputError(
+                f"{what}: the storage option {name} must be text, not {type(value).__name__}; "
+                "quote it as a string (its value is not shown)",
+                hints=(Hint(option, {name: name.upper()}, "the credential as a string"),),
+            )
         if isinstance(value, str) and _CONTROL.search(value):
             # s3fs: "Forbidden control character ... in headers" on every
             # request (a retryable network fault); obstore: a Rust panic

@@ -144,6 +144,27 @@ def test_env_config_credentials_in_catalog_url_are_fixed_with_the_variable() -> 
     assert "s3cr3t" not in message and "AKIAEXAMPLE" not in message
 
 
+@pytest.mark.parametrize("option", ["key", "secret", "token"])
+def test_env_config_credential_given_as_a_json_number_is_refused_at_start_up(option: str) -> None:
+    """``STAC_STORAGE_OPTIONS='{"key": "minio", "secret": 12345678}'`` (a
+    numeric MinIO password left unquoted) started, then every record failed
+    with botocore's raw "TypeError: sequence item 0: expected str instance,
+    int found" (and its traceback in the log), naming neither the option nor
+    the fix."""
+    creds: dict[str, Any] = {"key": "minio", "secret": "minio-pass", "token": "t0ken"}
+    creds[option] = 87654321
+    env = {
+        "STAC_CATALOG": "s3://bucket/stac",
+        "STAC_COLLECTION": "ndvi",
+        "STAC_STORAGE_OPTIONS": json.dumps(creds),
+    }
+    with pytest.raises(InputError) as caught:
+        HandlerConfig.from_env(env)
+    message = str(caught.value)
+    assert f"storage option {option} must be text" in message and "STAC_STORAGE_OPTIONS=" in message, message
+    assert "87654321" not in message and "minio-pass" not in message, message
+
+
 @pytest.mark.parametrize(
     ("args", "flag", "field"),
     [

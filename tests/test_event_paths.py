@@ -4,11 +4,13 @@ S3 Lifecycle expirations, and the deletion of a whole Zarr store."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from producer.errors import InputError
 from producer.events import HandlerConfig, ObjectEvent, _skip_reason, handle, parse_event
 from producer.options import RegisterOptions
 from tests.s3server import S3Server
@@ -314,3 +316,78 @@ def test_zarr_store_rewritten_before_its_removal_events_keeps_its_item(s3: S3Ser
     reasons = [s["reason"] for s in out["skipped"] if s["url"] == s3.url(store)]
     assert len(reasons) == 2 and all("still has root metadata" in r for r in reasons)  # .zgroup, .zmetadata
     assert item_links(s3) == [f"./{item_id}/{item_id}.json"]
+
+
+# ---------------------------------------------------------------------------
+# what a removal reports
+# ---------------------------------------------------------------------------
+
+
+def test_removal_results_name_the_object_they_were_for(s3: S3Server, raster_bytes: bytes) -> None:
+    """A removal's result held only the item id and its href (none when the
+    item was absent): the output of a batch, and the event flow's table,
+    did not say which deleted object each removal was for, as a
+    registration's result does (``source``)."""
+    put(s3, "products/a/S2_20240601.tif", raster_bytes)
+    first = handle(retarget(_sqs(_s3_notification("products/a/S2_20240601.tif")), s3.bucket), config(s3))
+    assert first["failed"] == []
+    s3.client().delete_object(Bucket=s3.bucket, Key="products/a/S2_20240601.tif")
+    payload = _sqs(
+        _s3_notification("products/a/S2_20240601.tif", "ObjectRemoved:Delete"),
+        _s3_notification("products/b/S2_20240602.tif", "ObjectRemoved:Delete"),  # never registered
+    )
+    out = handle(retarget(payload, s3.bucket), config(s3))
+    assert out["failed"] == []
+    assert [(r.get("source"), r["id"], r["action"]) for r in out["removed"]] == [
+        (f"s3://{s3.bucket}/products/a/S2_20240601.tif", "S2_20240601", "removed"),
+        (f"s3://{s3.bucket}/products/b/S2_20240602.tif", "S2_20240602", "absent"),
+    ]
+
+
+# ---------------------------------------------------------------------------
+# products inside the catalog
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("catalog", "prefix"),
+    [
+        ("s3://data/stac", "s3://data/stac/products/"),
+        ("s3://data/stac/catalog.json", "s3://data/stac"),
+        ("s3://data", "s3://data/products/"),
+    ],
+)
+def test_a_prefix_inside_the_catalog_is_refused_at_start_up(catalog: str, prefix: str) -> None:
+    """Objects inside the catalog are never registered (its own writes must not
+    loop back): a handler told to take only such objects started, then
+    skipped every one of them ("inside the catalog ..."), acknowledging each
+    message, so that nothing was ever registered and nothing failed."""
+    env = {"STAC_CATALOG": catalog, "STAC_COLLECTION": "ndvi", "STAC_PREFIXES": prefix}
+    with pytest.raises(InputError) as caught:
+        HandlerConfig.from_env(env)
+    message = str(caught.value)
+    assert prefix in message and "inside the catalog" in message and "never registered" in message, message
+    assert "STAC_CATALOG=" in message, message
+    HandlerConfig(
+        catalog="s3://data/stac", collection="ndvi", prefixes=["s3://data/products/"]
+    )  # beside it: fine
+
+
+def test_a_product_skipped_inside_the_catalog_says_why_and_is_logged(
+    s3: S3Server, raster_bytes: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A catalog at the bucket root (``s3://bucket``) with the products in the
+    same bucket: each product was skipped as "inside the catalog s3://bucket",
+    an INFO-level count in the Lambda's log, saying neither that such objects
+    are never registered nor what to change."""
+    put(s3, "products/S2_20240601.tif", raster_bytes)
+    payload = retarget(_sqs(_s3_notification("products/S2_20240601.tif")), s3.bucket)
+    cfg = HandlerConfig(catalog=f"s3://{s3.bucket}", collection="ndvi", storage_options=s3.storage_options)
+    with caplog.at_level(logging.WARNING, logger="producer.events"):
+        out = handle(payload, cfg)
+    assert out["registered"] == [] and out["failed"] == []
+    (skipped,) = out["skipped"]
+    assert skipped["reason"].startswith(f"inside the catalog s3://{s3.bucket}")
+    assert "never registered" in skipped["reason"] and "outside" in skipped["reason"], skipped
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(f"s3://{s3.bucket}/products/S2_20240601.tif" in w and "never registered" in w for w in warned)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from producer.errors import InputError
-from producer.events import DEFAULT_SUFFIXES, HandlerConfig, ObjectEvent, handle, parse_event
+from producer.events import _INSIDE_CATALOG, DEFAULT_SUFFIXES, HandlerConfig, ObjectEvent, handle, parse_event
 from producer.options import RegisterOptions
 from tests.s3server import S3Server
 
@@ -438,7 +438,13 @@ def test_created_object_is_registered(s3: S3Server, raster_bytes: bytes, fixture
     assert read_json(s3, "stac/catalog.json") is not None
     if fixture == "sqs_s3.json":  # the second message removes an item that was never registered
         assert out["removed"] == [
-            {"id": "S2_20240530_T31UFQ", "href": None, "action": "absent", "extent_recomputed": False}
+            {
+                "source": f"s3://{s3.bucket}/products/ndvi/S2_20240530_T31UFQ.tif",
+                "id": "S2_20240530_T31UFQ",
+                "href": None,
+                "action": "absent",
+                "extent_recomputed": False,
+            }
         ]
 
     again = handle(load(fixture, s3.bucket), config(s3))  # at-least-once delivery: harmless
@@ -721,8 +727,8 @@ def test_catalog_prefix_detection(catalog: str, inside: bool) -> None:
     out = handle(_s3_notification("stac/ndvi/item_20240601.tif"), cfg)
     assert out["registered"] == out["removed"] == out["failed"] == []
     (skipped,) = out["skipped"]
-    if inside:
-        assert skipped["reason"] == f"inside the catalog {catalog}"
+    if inside:  # a product there: the reason says it is never registered, and what to change
+        assert skipped["reason"] == f"inside the catalog {catalog}: {_INSIDE_CATALOG}"
     else:
         assert skipped["reason"].startswith("key does not start with")
 

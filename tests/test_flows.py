@@ -647,6 +647,9 @@ def test_prefect_yaml_is_what_prefect_deploy_accepts() -> None:
     assert nightly["parameters"]["fix"] is True
     assert "schedules" not in configs["backfill"] and "triggers" not in configs["backfill"]
 
+    # one run per S3 event: bounded, and queued (not cancelled) above the bound (an event is never dropped)
+    limit = configs["s3-events"]["concurrency_limit"]
+    assert 1 <= limit["limit"] <= 10 and limit["collision_strategy"] == "ENQUEUE", limit
     (trigger,) = _initialize_deployment_triggers("s3-events", configs["s3-events"]["triggers"])
     trigger.set_deployment_id(uuid.uuid4())
     automation = trigger.as_automation()
@@ -671,3 +674,108 @@ def test_reconcile_flow_refuses_a_bad_artifact_key_before_it_repairs(tmp_path: P
     ):
         state.result()
     assert {p: p.read_bytes() for p in (tmp_path / "catalog").rglob("*.json")} == before  # nothing repaired
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_event_flow_failure_names_each_object_once_and_no_others_when_there_are_none(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    """The only record of a run failed: its message said "(the others were
+    handled)" with no others, and named the object twice ("s3://b/k: s3://b/k:
+    ..."), the error already starting with it."""
+    from flows.events import handle_s3_event
+
+    run = f"event-{uuid.uuid4().hex[:8]}"
+    path = write_nocrs(tmp_path / "data")
+    key = f"{run}/products/{path.name}"
+    s3_server.client().upload_file(str(path), s3_server.bucket, key)
+    state = handle_s3_event(
+        _s3_put_event(s3_server.bucket, key),
+        catalog=s3_server.url(f"{run}/stac"),
+        collection="events",
+        storage_options=s3_server.keyless_options,
+        return_state=True,
+    )
+    with pytest.raises(RegistrationFailed, match="1 event record") as info:
+        state.result()
+    message = str(info.value)
+    assert "the others" not in message, message
+    assert message.count(f"s3://{s3_server.bucket}/{key}") == 1, message
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_event_flow_table_names_the_object_of_each_removal(tmp_path: Path, s3_server: S3Server) -> None:
+    """A removal's row in the event flow's table had an empty object column:
+    which deleted object an "absent" or "removed" row was for went unsaid."""
+    from flows.events import handle_s3_event
+
+    run = f"event-{uuid.uuid4().hex[:8]}"
+    key = f"{run}/products/gone_20240601.tif"  # deleted, never registered
+    payload = _s3_put_event(s3_server.bucket, key)
+    payload["Records"][0]["eventName"] = "ObjectRemoved:Delete"
+    state = handle_s3_event(
+        payload,
+        catalog=s3_server.url(f"{run}/stac"),
+        collection="events",
+        storage_options=s3_server.keyless_options,
+        return_state=True,
+    )
+    assert state.is_completed()
+    (artifact,) = read_artifacts(key="event-events", flow_run=flow_run_id(state))
+    assert [(r["object"], r["outcome"], r["id"]) for r in table_rows(artifact)] == [
+        (f"s3://{s3_server.bucket}/{key}", "absent", "gone_20240601")
+    ]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_event_flow_retries_a_storage_failure_but_not_bad_input(
+    tmp_path: Path, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event run is the only delivery of its event (no queue redelivers it,
+    as SQS does for the Lambda): a record that failed on storage (the catalog
+    bucket not there yet, throttling, compare-and-swap given up) failed the
+    run at once, and its object stayed unregistered until someone noticed.
+    The handling is retried on storage failures (registering is idempotent),
+    never on bad input alone."""
+    import flows.events as events_flow
+
+    run = f"event-{uuid.uuid4().hex[:8]}"
+    bucket = f"evretry-{uuid.uuid4().hex[:10]}"  # the catalog's bucket: made by the second attempt
+    client = s3_server.client()
+    good, bad = write_utm(tmp_path / "data"), write_nocrs(tmp_path / "bad")
+    for path in (good, bad):
+        client.upload_file(str(path), s3_server.bucket, f"{run}/products/{path.name}")
+    attempts: list[int] = []
+
+    def create_bucket_on_retry(task: Any, task_run: Any, state: Any) -> None:
+        attempts.append(task_run.run_count)
+        if task_run.run_count == 2:
+            s3_server.new_bucket(bucket)
+
+    monkeypatch.setattr(
+        events_flow,
+        "handle_event",
+        events_flow.handle_event.with_options(on_running=[create_bucket_on_retry], retry_delay_seconds=0),
+    )
+    out = events_flow.handle_s3_event(
+        _s3_put_event(s3_server.bucket, f"{run}/products/{good.name}"),
+        catalog=f"s3://{bucket}/stac",
+        collection="events",
+        storage_options=s3_server.keyless_options,
+    )
+    assert [(r["id"], r["action"]) for r in out["registered"]] == [("utm_20240513", "created")]
+    assert out["failed"] == [] and attempts == [1, 2]
+
+    attempts.clear()
+    state = events_flow.handle_s3_event(
+        _s3_put_event(s3_server.bucket, f"{run}/products/{bad.name}"),
+        catalog=f"s3://{bucket}/stac",
+        collection="events",
+        storage_options=s3_server.keyless_options,
+        return_state=True,
+    )
+    with pytest.raises(RegistrationFailed, match="no CRS"):
+        state.result()
+    assert attempts == [1]  # bad input: no retry fixes it
+    (artifact,) = read_artifacts(key="event-events", flow_run=flow_run_id(state))
+    assert [r["outcome"] for r in table_rows(artifact)] == ["failed"]

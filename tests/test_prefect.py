@@ -249,6 +249,38 @@ def test_bad_product_fails_the_task_after_registering_the_rest_and_is_not_retrie
     assert "no CRS" in rows[1]["error"] and rows[1]["href"] == ""
 
 
+def test_a_task_whose_every_product_failed_does_not_speak_of_others(tmp_path: Path) -> None:
+    """With its only product failed, the task's error said "1 of 1
+    product(s) failed ... (the others were registered)": there were none."""
+    bad = write_nocrs(tmp_path / "data")
+    _, state, exc = _run_task(
+        lambda: register_in_stac(bad, catalog=str(tmp_path / "catalog"), collection="one", return_state=True)
+    )
+    assert state.is_failed() and isinstance(exc, RegistrationFailed)
+    assert "1 of 1 product(s) failed" in str(exc) and "the others" not in str(exc), str(exc)
+
+
+def test_task_takes_an_open_local_store_in_a_process_pool(tmp_path: Path) -> None:
+    """Prefect pickles a task's parameters for its process pool (and Dask):
+    an open local catalog (``catalog=open_store(path)``, as the task takes
+    it) failed the flow with "TypeError: cannot pickle '_thread.lock'
+    object" before anything was registered."""
+    from prefect.task_runners import ProcessPoolTaskRunner
+
+    from producer.store import open_store
+
+    product = write_utm(tmp_path / "data")
+    store = open_store(str(tmp_path / "catalog"))
+
+    @flow(name="register-in-a-process", task_runner=ProcessPoolTaskRunner(max_workers=1))
+    def in_a_process() -> Any:
+        return register_in_stac.submit([str(product)], catalog=store, collection="pool").result()
+
+    results = in_a_process()
+    assert [(r["id"], r["action"]) for r in results] == [("utm_20240513", "created")]
+    assert _item(tmp_path / "catalog", "pool", "utm_20240513").is_file()
+
+
 def test_storage_error_is_retried_until_the_bucket_exists(tmp_path: Path, s3_server: S3Server) -> None:
     """A catalog bucket that does not exist yet: a real StoreError (NoSuchBucket)
     on the first attempt; the on_running hook of the second attempt creates the

@@ -373,6 +373,9 @@ def test_deploy_all_creates_every_deployment_of_prefect_yaml(deployed: Deployed)
     assert schedule["schedule"]["cron"] == "0 2 * * *" and schedule["active"] is True
     # the event trigger became an automation that runs the event deployment
     events = server.deployment("stac-event", "s3-events")
+    # one run per event, bounded: runs above the limit are queued, not cancelled
+    assert (events.get("global_concurrency_limit") or {}).get("limit") == 4, events
+    assert (events.get("concurrency_options") or {}).get("collision_strategy") == "ENQUEUE", events
     automations = server.api("POST", "/automations/filter", {})
     assert any(
         action.get("deployment_id") == events["id"]

@@ -257,6 +257,18 @@ class LocalStore:
     def __repr__(self) -> str:
         return f"LocalStore({self.url!r})"
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (a Prefect process pool or Dask sends the task's
+        ``catalog`` to a worker): without the lock, which cannot be
+        pickled, and the per-process caches, which the copy finds again."""
+        state = dict(self.__dict__)
+        state.update(_swept={}, _batch_lock=None, _real_root=None, _real_dir=None, _syncfs_ok=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._batch_lock = threading.Lock()
+
     # -- helpers -----------------------------------------------------------
 
     def _path(self, key: str) -> Path:
