@@ -292,9 +292,22 @@ def check_endpoint(
     fix. A ``key``, ``secret`` or ``token`` holding a control character (a
     line end read from a file) is refused the same way, and so is a
     ``config_kwargs`` key botocore's client config does not take or a
-    timeout in it that is no number of seconds. Pure: no request."""
+    timeout in it that is no number of seconds, and a ``region_name`` at
+    the top level (boto3's spelling), which s3fs does not read there (it
+    dropped it, or with a ``profile`` crashed building its session). Pure:
+    no request."""
     if not isinstance(storage_options, Mapping):
         return
+    if "region_name" in storage_options:
+        region = storage_options["region_name"]
+        shown = (
+            region if isinstance(region, str) and re.fullmatch(r"[a-z0-9-]{1,40}", region) else "eu-west-1"
+        )
+        raise InputError(
+            f"{what}: the storage option region_name is not read at the top level (s3fs reads "
+            "the region among the client's keyword arguments, client_kwargs); give it there",
+            hints=(Hint(option, {"client_kwargs": {"region_name": shown}}, "the region where it is read"),),
+        )
     for name in _CREDENTIAL_OPTIONS:
         value = storage_options.get(name)
         if isinstance(value, str) and _CONTROL.search(value):

@@ -379,3 +379,34 @@ def test_a_property_of_another_name_keeps_the_mirror_current(data, tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert producer.reconcile(str(catalog)).problems == []
+
+
+@pytest.mark.parametrize("client", ["s3fs", "obstore"])
+def test_a_region_outside_client_kwargs_is_refused_with_where_it_goes(
+    s3_server, data, tmp_path, monkeypatch, client
+):
+    """``-o region_name=eu-west-1`` (boto3's spelling): s3fs takes the region
+    only in ``client_kwargs``. The default client dropped it without a word
+    (requests signed for another region), with a profile it crashed with a
+    traceback (``AioSession() got an unexpected keyword argument``), and
+    obstore refused it as an option it does not support. Now both refuse it
+    before any request, with the option where it is read."""
+    monkeypatch.setenv("STAC_S3_CLIENT", client)
+    creds = tmp_path / "credentials"
+    creds.write_text("[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    bucket = s3_server.new_bucket()
+    for extra in ((), ("-o", "profile=default")):
+        res = invoke(
+            "register", str(data["utm"]), "-c", f"s3://{bucket}/stac", "--collection", "c",
+            "-o", "region_name=eu-west-1", *extra,
+        )  # fmt: skip
+        assert res.exit_code == 2, res.output
+        assert (
+            "region_name" in res.output
+            and """-o 'client_kwargs={"region_name": "eu-west-1"}'""" in res.output
+        )
+        assert "Traceback" not in res.output
+    with pytest.raises(InputError, match="client_kwargs"):
+        producer.validate_catalog(f"s3://{bucket}/stac", storage_options={"region_name": "eu-west-1"})
+    assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
