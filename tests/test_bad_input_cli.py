@@ -410,3 +410,30 @@ def test_a_region_outside_client_kwargs_is_refused_with_where_it_goes(
     with pytest.raises(InputError, match="client_kwargs"):
         producer.validate_catalog(f"s3://{bucket}/stac", storage_options={"region_name": "eu-west-1"})
     assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+@pytest.mark.parametrize("client", ["s3fs", "obstore"])
+def test_boto3_spellings_and_misspelt_s3_options_are_refused_naming_what_s3fs_reads(
+    s3_server, data, tmp_path, monkeypatch, client
+):
+    """``aws_access_key_id``/``aws_secret_access_key`` (boto3's names): the
+    default client dropped them and signed with the environment's
+    credentials; a misspelt option beside a ``profile`` crashed it with a
+    traceback. Both clients refuse them alike, never showing the secret."""
+    monkeypatch.setenv("STAC_S3_CLIENT", client)
+    creds = tmp_path / "credentials"
+    creds.write_text("[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    bucket = s3_server.new_bucket()
+    cases = [
+        (
+            ("-o", "aws_access_key_id=AKIAEXAMPLE", "-o", "aws_secret_access_key=boto3-secret-9f2"),
+            "-o secret=SECRET",
+        ),
+        (("-o", "profile=default", "-o", "anonn=true"), "did you mean 'anon'?"),
+    ]
+    for flags, fix in cases:
+        res = invoke("validate", f"s3://{bucket}/stac", *flags)
+        assert res.exit_code == 2, res.output
+        assert fix in res.output and "Traceback" not in res.output and "boto3-secret-9f2" not in res.output
+    assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
