@@ -437,3 +437,19 @@ def test_boto3_spellings_and_misspelt_s3_options_are_refused_naming_what_s3fs_re
         assert res.exit_code == 2, res.output
         assert fix in res.output and "Traceback" not in res.output and "boto3-secret-9f2" not in res.output
     assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def test_an_s3_catalog_url_with_one_slash_is_refused_not_made_a_local_folder(data, tmp_path, monkeypatch):
+    """``-c s3:/bucket/stac`` (one slash lost): read as a relative path, the
+    catalog was created in a folder named ``s3:`` under the working
+    directory and the register said ``created``, while the bucket stayed
+    empty. Refused with the URL meant; ``file:/path`` stays a local path."""
+    monkeypatch.chdir(tmp_path)
+    res = invoke("register", str(data["utm"]), "-c", "s3:/bucket/stac", "--collection", "c")
+    assert res.exit_code == 2, res.output
+    assert "s3://bucket/stac" in res.output
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(InputError, match="gs://bucket/stac"):
+        producer.validate_catalog("gs:/bucket/stac")
+    (done,) = producer.register([str(data["utm"])], catalog=f"file:{tmp_path}/cat", collection="c")
+    assert done.action == "created" and (tmp_path / "cat" / "catalog.json").is_file()
