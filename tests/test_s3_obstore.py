@@ -390,3 +390,27 @@ def test_the_s3_endpoint_variable_is_followed_as_the_default_client_follows_it(
         for store in (S3Store(url), ObstoreS3Store(url)):
             version = store.put(f"k-{elsewhere is None}-{type(store).__name__}.json", b"{}")
             assert store.get(f"k-{elsewhere is None}-{type(store).__name__}.json") == (b"{}", version)
+
+
+def test_options_meant_for_the_products_are_refused_naming_the_products_own_options(
+    s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore retries for the products (the README's advice for a Lambda)
+    given as the shared storage options: the obstore client refused them
+    saying "drop them, or unset STAC_S3_CLIENT", as if the products could
+    not have them; they can, as the products' own options, and the
+    refusal says so."""
+    monkeypatch.setenv(CLIENT_ENV, "obstore")
+    tile = write_tile(tmp_path, "t_20240101.tif", 10, 50)
+    retries = {"config_kwargs": {"retries": {"max_attempts": 3}}}
+    with pytest.raises(InputError, match="products' own storage options"):
+        producer.register(
+            [str(tile)], catalog=_url(s3_server, "retries"), collection="c",
+            storage_options={**s3_server.storage_options, **retries},
+        )  # fmt: skip
+    (result,) = producer.register(
+        [str(tile)], catalog=_url(s3_server, "retries"), collection="c",
+        catalog_storage_options=s3_server.storage_options,
+        data_storage_options={**s3_server.storage_options, **retries},
+    )  # fmt: skip
+    assert result.action == "created", result

@@ -194,9 +194,10 @@ def _config(options: Mapping[str, Any], url: str) -> tuple[Any, Any]:
     unknown += sorted(f"config_kwargs.{k}" for k in set(_mapping(options, "config_kwargs")) - set(TIMEOUTS))
     if unknown:
         raise InputError(
-            f"storage option(s) {', '.join(unknown)} are not supported by the obstore S3 client "
+            f"catalog {url}: storage option(s) {', '.join(unknown)} are not supported by the obstore S3 client "
             f"({CLIENT_ENV}=obstore; it understands {', '.join(sorted(_KNOWN))}, config_kwargs only "
-            f"{' and '.join(TIMEOUTS)}); drop them, or unset "
+            f"{' and '.join(TIMEOUTS)}); drop them, give them as the products' own storage options "
+            "if they are for the products (read through s3fs with either client), or unset "
             f"{CLIENT_ENV} to use the default s3fs client, which takes every s3fs option"
         )
     config: Any = {}
