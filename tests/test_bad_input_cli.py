@@ -453,3 +453,9 @@ def test_an_s3_catalog_url_with_one_slash_is_refused_not_made_a_local_folder(dat
         producer.validate_catalog("gs:/bucket/stac")
     (done,) = producer.register([str(data["utm"])], catalog=f"file:{tmp_path}/cat", collection="c")
     assert done.action == "created" and (tmp_path / "cat" / "catalog.json").is_file()
+    # the event handler refuses it at start-up, naming its variable, not in each record
+    from producer.events import HandlerConfig
+
+    with pytest.raises(InputError, match="STAC_CATALOG=s3://bucket/stac") as info:
+        HandlerConfig.from_env({"STAC_CATALOG": "s3:/bucket/stac", "STAC_COLLECTION": "c"})
+    assert "'s3:' and a single '/'" in str(info.value)
