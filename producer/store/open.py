@@ -110,6 +110,10 @@ def refuse_merged_url(url: str) -> None:
     if meant is None or meant.split("://", 1)[0].lower() in LOCAL_PROTOCOLS:
         return
     scheme = meant.split("://", 1)[0]
+    from fsspec.registry import known_implementations  # noqa: PLC0415 (only for such a path)
+
+    if scheme.lower() not in known_implementations:
+        return  # a folder named like "v2:", not a storage URL
     raise InputError(
         f"catalog {redact(url)!r} is no URL ('{scheme}:' and a single '/'), and no local folder either "
         f"(it would be one named '{scheme}:' in the working directory); write {redact(meant)!r}"
