@@ -8,9 +8,10 @@ repair of what it finds is :mod:`producer.repair`.
 
 from __future__ import annotations
 
+import posixpath
 import sys
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -401,16 +402,31 @@ def audit(
     report.intents.sort()
     _check_intents(store, report)
     if not root_listed:
+        unreached_keys = sorted(_unreached_keys(store, walk))
+        roots = _nested_roots(
+            {k: (_read_or_none(store, k), None) for k in unreached_keys if k.endswith(ROOT_KEY)}
+        )
+        below = [document_url(store.url, key[: -len(ROOT_KEY)].rstrip("/")) for key in roots]
         report.problems.append(
             Problem(
                 "missing-root",
                 ROOT_KEY,
-                f"no root catalog.json ({REPAIR} creates it and links the collections)",
+                f"no root catalog.json ({REPAIR} creates it and links the collections)"
+                + (
+                    f"; catalogs of their own lie below it, at {', '.join(below)}: if one of them is the catalog "
+                    "meant, give its URL"
+                    if below
+                    else ""
+                ),
             )
         )
-        for key in sorted(_unreached_keys(store, walk)):
+        for key in unreached_keys:
+            if any(key.startswith(root[: -len(ROOT_KEY)]) for root in roots):
+                continue  # another catalog's: not an orphan of this one
             report.orphans[key] = None
             report.problems.append(Problem("orphan", key, "not reachable: there is no root"))
+        for key, url in zip(roots, below):
+            report.problems.append(_nested_problem(key, url))
         return report
 
     stack: list[_Visit] = [(ROOT_KEY, ("Catalog", "Collection"), None, None, "", "")]
@@ -443,6 +459,11 @@ def audit(
         if not is_catalog_document_key(key) and (found is None or found.get("type") not in _STAC_TYPES):
             continue  # a JSON file that is no STAC document where none goes: a product's sidecar
         unreached[key] = (found, unread)
+    for nested in _nested_roots(unreached):
+        folder = nested[: -len(ROOT_KEY)]
+        for key in [k for k in unreached if k.startswith(folder)]:
+            del unreached[key]
+        report.problems.append(_nested_problem(nested, document_url(store.url, folder.rstrip("/"))))
     linked_now = _linked_since(store, report, unreached)
     for key, (found, unread) in unreached.items():
         if key in linked_now:
@@ -508,6 +529,51 @@ def _mirror_asset_docs(report: AuditReport, coll_key: str) -> dict[str, dict]:
         name: {"href": href, "roles": [MIRROR_ROLE]}
         for name, href in report.mirror_assets.get(coll_key, {}).items()
     }
+
+
+def _read_or_none(store: Store, key: str) -> dict | None:
+    """The document at ``key``, or None when it cannot be read as one."""
+    try:
+        return read_doc(store, key)
+    except ProducerError:
+        return None
+
+
+def _nested_problem(key: str, url: str) -> Problem:
+    """The ``nested-catalog`` warning of the root ``key`` of another catalog, at ``url``."""
+    return Problem(
+        "nested-catalog",
+        key,
+        "the root of another catalog (its root link names itself), in a folder of this one: not "
+        f"this catalog's, so neither checked nor repaired here; validate or reconcile it as {url}",
+    )
+
+
+def _nested_roots(unreached: Mapping[str, tuple[dict | None, StoreError | None]]) -> list[str]:
+    """The keys among ``unreached`` of the roots of other catalogs: a
+    ``.../catalog.json`` whose ``rel=root`` link names itself (a partition
+    catalog's names this catalog's root), outermost first; nothing below
+    one of them is listed again."""
+    roots: list[str] = []
+    for key in sorted(unreached, key=lambda k: (k.count("/"), k)):
+        found = unreached[key][0]
+        if key == ROOT_KEY or not key.endswith("/" + ROOT_KEY) or not isinstance(found, dict):
+            continue
+        if found.get("type") != "Catalog" or any(key.startswith(r[: -len(ROOT_KEY)]) for r in roots):
+            continue
+        links = found.get("links")
+        for link in links if isinstance(links, list) else ():
+            href = link.get("href") if isinstance(link, dict) else None
+            if not isinstance(href, str) or not href or link.get("rel") != "root":
+                continue
+            if "://" in href or href.startswith("/"):
+                names_itself = href.endswith("/" + key)
+            else:
+                names_itself = posixpath.normpath(posixpath.join(posixpath.dirname(key), href)) == key
+            if names_itself:
+                roots.append(key)
+                break
+    return roots
 
 
 def _unreached_keys(store: Store, walk: _Walk, reached: set[str] | None = None) -> list[str]:

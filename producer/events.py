@@ -55,8 +55,14 @@ from producer.sources import (
     is_wrf_output,
     zarr_store_of,
 )
-from producer.store.open import refuse_credentials
-from producer.urls import check_endpoint_environment, check_s3_options, product_storage_options, protocol
+from producer.store.open import refuse_credentials, refuse_merged_url
+from producer.urls import (
+    check_endpoint_environment,
+    check_s3_options,
+    pathlib_merged_url,
+    product_storage_options,
+    protocol,
+)
 
 
 class _Fail(Protocol):
@@ -398,6 +404,11 @@ class HandlerConfig:
         except UnsafeIdError as exc:
             raise UnsafeIdError(exc.fact, hints=(COLLECTION_HINT,)) from None
         refuse_credentials(catalog)  # at start-up, not in each event's failure (nor its logs)
+        try:
+            refuse_merged_url(catalog)
+        except InputError as exc:
+            meant = pathlib_merged_url(catalog.strip())
+            raise InputError(exc.fact, hints=(Hint("catalog", meant, "the URL meant"),)) from None
         _check_scheme(catalog)
         object.__setattr__(self, "catalog", catalog)
         object.__setattr__(self, "collection", collection)

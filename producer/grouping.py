@@ -128,10 +128,11 @@ GROUP_HINT = Hint(
 )
 #: a group's own file under the asset key ``thumbnail``, with the thumbnail option on
 THUMBNAIL_OFF_HINT = Hint("thumbnail", False, "render no preview: that file stays the item's thumbnail asset")
-#: a group pattern whose id and asset capture only the characters of a safe id
+#: a group pattern whose id and asset capture only the characters of a safe id,
+#: whole folder and file names only (never the end of ``north 1_20240101``)
 SAFE_GROUP_HINT = Hint(
     "group",
-    r"(?P<id>[A-Za-z0-9_][A-Za-z0-9._-]*)/(?P<asset>[A-Za-z0-9_][A-Za-z0-9._-]*)\.(tif|png)$",
+    r"(?:^|/)(?P<id>[A-Za-z0-9_][A-Za-z0-9._-]*)/(?P<asset>[A-Za-z0-9_][A-Za-z0-9._-]*)\.(tif|png)$",
     "one item per folder, one asset per file named after the file, of safe characters only",
 )
 #: ``producer:group`` of an item registered from an explicit ``{key: url}`` mapping or ``asset_key``
@@ -308,7 +309,9 @@ class Grouping:
         assert self._rx is not None
         if "/" in value or "\\" in value:  # a group that reaches over a folder: one segment each
             hints: tuple[Hint, ...] = (GROUP_HINT,)
-        elif reason.startswith("it contains characters"):
+        elif reason.startswith("it contains characters") and re.search(str(SAFE_GROUP_HINT.example), source):
+            # offered where it takes this product's folder and file names whole;
+            # names with characters no id holds are the caller's to rename
             hints = (SAFE_GROUP_HINT,)
         else:
             hints = ()
@@ -316,7 +319,7 @@ class Grouping:
             f"{source}: not registered: the group pattern {as_typed(self._rx.pattern)} gives it the unsafe "
             f"{what} {value!r} (its (?P<{name}>...) group): {reason}. Change that group of the "
             "pattern so it captures one folder or file name of the characters A-Z a-z 0-9 . _ - "
-            "(not starting with . or -), or rename the file",
+            "(not starting with . or -), or rename the folder or file",
             hints=hints,
         )
 

@@ -213,5 +213,9 @@ ProblemKind = Literal[
     # data (registered under two ids): a warning naming both; removing one is
     # the caller's choice
     "duplicate-product",
+    # a catalog of its own in a folder of this one (its root link names
+    # itself: a staging catalog below one at a bucket's root): neither
+    # judged nor repaired here (a warning naming its URL)
+    "nested-catalog",
 ]
 PROBLEM_KINDS: tuple[str, ...] = get_args(ProblemKind)

@@ -204,6 +204,28 @@ _S3_CLIENT_OPTIONS = frozenset(
 )
 
 
+#: boto3's names of what s3fs reads under other names: the example and the name it reads
+_BOTO3_SPELLINGS: dict[str, tuple[dict[str, Any], str]] = {
+    "region_name": ({"client_kwargs": {"region_name": "eu-west-1"}}, "client_kwargs region_name"),
+    "aws_access_key_id": ({"key": "KEY"}, "key"),
+    "aws_secret_access_key": ({"secret": "SECRET"}, "secret"),
+    "aws_session_token": ({"token": "TOKEN"}, "token"),
+}
+#: the top-level options an S3 file system takes: s3fs's own, fsspec's (the
+#: instance and listings caches) and its session's; s3fs hands any other to
+#: the session it builds (a TypeError beside a ``profile``), or drops it
+_S3_OPTIONS = frozenset(
+    {
+        "anon", "endpoint_url", "key", "secret", "token", "use_ssl", "client_kwargs", "requester_pays",
+        "default_block_size", "default_fill_cache", "default_cache_type", "version_aware", "config_kwargs",
+        "s3_additional_kwargs", "session", "username", "password", "cache_regions", "asynchronous", "loop",
+        "max_concurrency", "fixed_upload_size", "local_expiry_check", "batch_size", "skip_instance_cache",
+        "use_listings_cache", "listings_expiry_time", "max_paths", "profile", "session_vars", "event_hooks",
+        "include_builtin_handlers",
+    }
+)  # fmt: skip
+
+
 def _refuse_unknown_key(
     storage_options: Mapping[str, Any], what: str, option: str, group: str, known: Iterable[str], takes: str
 ) -> None:
@@ -241,6 +263,19 @@ def check_s3_options(
     if not isinstance(storage_options, Mapping):
         return
     check_endpoint(storage_options, what, option)
+    for key in storage_options:
+        if key in _S3_OPTIONS:
+            continue
+        import difflib  # noqa: PLC0415 (an error path only)
+
+        close = difflib.get_close_matches(str(key), sorted(_S3_OPTIONS), n=1)
+        raise InputError(
+            f"{what}: s3fs takes no storage option {str(key)!r}"
+            + (
+                f" (did you mean {close[0]!r}?)" if close else f" (it takes {', '.join(sorted(_S3_OPTIONS))})"
+            ),
+            hints=(Hint(option, {close[0]: "VALUE"}, "a name s3fs takes"),) if close else (),
+        )
     _refuse_unknown_key(
         storage_options, what, option, "client_kwargs", _S3_CLIENT_OPTIONS, "botocore's create_client"
     )
@@ -293,9 +328,27 @@ def check_endpoint(
     JSON) or holds a control character (a line end read from a file) is refused
     the same way, and so is a
     ``config_kwargs`` key botocore's client config does not take or a
-    timeout in it that is no number of seconds. Pure: no request."""
+    timeout in it that is no number of seconds, and a ``region_name`` at
+    the top level (boto3's spelling), which s3fs does not read there (it
+    dropped it, or with a ``profile`` crashed building its session). Pure:
+    no request."""
     if not isinstance(storage_options, Mapping):
         return
+    boto3_named = [name for name in _BOTO3_SPELLINGS if name in storage_options]
+    if boto3_named:
+        fix: dict[str, Any] = {}
+        for name in boto3_named:
+            given = storage_options[name]
+            if name == "region_name" and isinstance(given, str) and re.fullmatch(r"[a-z0-9-]{1,40}", given):
+                fix.update({"client_kwargs": {"region_name": given}})
+            else:
+                fix.update(_BOTO3_SPELLINGS[name][0])
+        raise InputError(
+            f"{what}: the storage option(s) {', '.join(boto3_named)} (as boto3 spells them) are not "
+            "read at the top level by s3fs, which takes them as "
+            f"{', '.join(_BOTO3_SPELLINGS[name][1] for name in boto3_named)}; give them so (values not shown)",
+            hints=(Hint(option, fix, "the options as s3fs reads them"),),
+        )
     for name in _CREDENTIAL_OPTIONS:
         value = storage_options.get(name)
         if isinstance(value, (int, float)):  # not a mapping or object: gcsfs takes such a token

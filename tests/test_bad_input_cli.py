@@ -379,3 +379,83 @@ def test_a_property_of_another_name_keeps_the_mirror_current(data, tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert producer.reconcile(str(catalog)).problems == []
+
+
+@pytest.mark.parametrize("client", ["s3fs", "obstore"])
+def test_a_region_outside_client_kwargs_is_refused_with_where_it_goes(
+    s3_server, data, tmp_path, monkeypatch, client
+):
+    """``-o region_name=eu-west-1`` (boto3's spelling): s3fs takes the region
+    only in ``client_kwargs``. The default client dropped it without a word
+    (requests signed for another region), with a profile it crashed with a
+    traceback (``AioSession() got an unexpected keyword argument``), and
+    obstore refused it as an option it does not support. Now both refuse it
+    before any request, with the option where it is read."""
+    monkeypatch.setenv("STAC_S3_CLIENT", client)
+    creds = tmp_path / "credentials"
+    creds.write_text("[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    bucket = s3_server.new_bucket()
+    for extra in ((), ("-o", "profile=default")):
+        res = invoke(
+            "register", str(data["utm"]), "-c", f"s3://{bucket}/stac", "--collection", "c",
+            "-o", "region_name=eu-west-1", *extra,
+        )  # fmt: skip
+        assert res.exit_code == 2, res.output
+        assert (
+            "region_name" in res.output
+            and """-o 'client_kwargs={"region_name": "eu-west-1"}'""" in res.output
+        )
+        assert "Traceback" not in res.output
+    with pytest.raises(InputError, match="client_kwargs"):
+        producer.validate_catalog(f"s3://{bucket}/stac", storage_options={"region_name": "eu-west-1"})
+    assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+@pytest.mark.parametrize("client", ["s3fs", "obstore"])
+def test_boto3_spellings_and_misspelt_s3_options_are_refused_naming_what_s3fs_reads(
+    s3_server, data, tmp_path, monkeypatch, client
+):
+    """``aws_access_key_id``/``aws_secret_access_key`` (boto3's names): the
+    default client dropped them and signed with the environment's
+    credentials; a misspelt option beside a ``profile`` crashed it with a
+    traceback. Both clients refuse them alike, never showing the secret."""
+    monkeypatch.setenv("STAC_S3_CLIENT", client)
+    creds = tmp_path / "credentials"
+    creds.write_text("[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    bucket = s3_server.new_bucket()
+    cases = [
+        (
+            ("-o", "aws_access_key_id=AKIAEXAMPLE", "-o", "aws_secret_access_key=boto3-secret-9f2"),
+            "-o secret=SECRET",
+        ),
+        (("-o", "profile=default", "-o", "anonn=true"), "did you mean 'anon'?"),
+    ]
+    for flags, fix in cases:
+        res = invoke("validate", f"s3://{bucket}/stac", *flags)
+        assert res.exit_code == 2, res.output
+        assert fix in res.output and "Traceback" not in res.output and "boto3-secret-9f2" not in res.output
+    assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def test_an_s3_catalog_url_with_one_slash_is_refused_not_made_a_local_folder(data, tmp_path, monkeypatch):
+    """``-c s3:/bucket/stac`` (one slash lost): read as a relative path, the
+    catalog was created in a folder named ``s3:`` under the working
+    directory and the register said ``created``, while the bucket stayed
+    empty. Refused with the URL meant; ``file:/path`` stays a local path."""
+    monkeypatch.chdir(tmp_path)
+    res = invoke("register", str(data["utm"]), "-c", "s3:/bucket/stac", "--collection", "c")
+    assert res.exit_code == 2, res.output
+    assert "s3://bucket/stac" in res.output
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(InputError, match="gs://bucket/stac"):
+        producer.validate_catalog("gs:/bucket/stac")
+    (done,) = producer.register([str(data["utm"])], catalog=f"file:{tmp_path}/cat", collection="c")
+    assert done.action == "created" and (tmp_path / "cat" / "catalog.json").is_file()
+    # the event handler refuses it at start-up, naming its variable, not in each record
+    from producer.events import HandlerConfig
+
+    with pytest.raises(InputError, match="STAC_CATALOG=s3://bucket/stac") as info:
+        HandlerConfig.from_env({"STAC_CATALOG": "s3:/bucket/stac", "STAC_COLLECTION": "c"})
+    assert "'s3:' and a single '/'" in str(info.value)

@@ -64,14 +64,17 @@ def test_unsafe_id_from_a_group_pattern_names_the_patterns_group_in_each_spellin
 
 
 def test_unsafe_asset_key_from_a_group_pattern_names_the_asset_group(tmp_path: Path) -> None:
+    """The file name ``B 02.tif`` holds a space: no pattern takes it whole
+    as an asset key, so the fix is renaming it (the "safe characters"
+    pattern offered before does not match the file at all)."""
     band = write_tile(tmp_path / "data" / SCENE, "B 02.tif", 10, 50)
     catalog = tmp_path / "cat"
     (result,) = producer.register([str(band)], catalog=str(catalog), collection="g", group=GROUP)
     error = result.error or ""
     assert "unsafe asset key 'B 02'" in error and "(?P<asset>...)" in error, error
-    assert "id_template" not in error and "group='(?P<id>[A-Za-z0-9_]" in error, error
+    assert "id_template" not in error and "rename the folder or file" in error and not result.hints, error
     message = _cli(str(band), "-c", str(catalog), "--collection", "g", "--group", GROUP)
-    assert "(?P<asset>...)" in message and "--group '(?P<id>[A-Za-z0-9_]" in message, message
+    assert "(?P<asset>...)" in message and "rename the folder or file" in message, message
     assert "--id-template" not in message, message
     assert not catalog.exists()
 
@@ -233,3 +236,37 @@ def test_event_handler_names_stac_group_for_an_unsafe_id(s3_server: S3Server, tm
     error = failed[0]["error"]
     assert "(?P<id>...)" in error and "Fix it with STAC_GROUP='(?P<id>[^/]+)/" in error, error
     assert "STAC_ID_TEMPLATE" not in error and "group=" not in error, error
+
+
+def test_folders_no_pattern_can_make_an_id_of_are_told_to_rename_never_given_a_pattern_that_cuts_them(
+    tmp_path: Path,
+) -> None:
+    """Scenes in folders named ``north 1_20240101`` and ``south 1_20240101``
+    (a space): the fix offered was the "safe characters" pattern, which
+    matches inside the folder name, so both scenes became one item
+    ``1_20240101`` (the second then refused, offering the first pattern
+    back). That pattern is offered only where it captures whole names; here
+    the fix is renaming, and the pattern itself never cuts a name."""
+    from producer.grouping import GROUP_HINT, SAFE_GROUP_HINT
+
+    bands = [
+        write_tile(tmp_path / "data" / f"{side} 1_20240101", "B04.tif", 10, 50) for side in ("north", "south")
+    ]
+    catalog = tmp_path / "cat"
+    results = producer.register(
+        [str(b) for b in bands], catalog=str(catalog), collection="g", group=str(GROUP_HINT.example)
+    )
+    assert [r.action for r in results] == ["error", "error"], results
+    for result in results:
+        assert "rename" in (result.error or "") and not result.hints, result
+    results = producer.register(
+        [str(b) for b in bands], catalog=str(catalog), collection="g", group=str(SAFE_GROUP_HINT.example)
+    )
+    assert [r.action for r in results] == ["error", "error"], results
+    assert not (catalog / "g" / "1_20240101").exists()
+    # where the folder and file names are safe, the pattern takes them whole
+    good = write_tile(tmp_path / "ok" / SCENE, "B02.tif", 10, 50)
+    (result,) = producer.register(
+        [str(good)], catalog=str(catalog), collection="g", group=str(SAFE_GROUP_HINT.example)
+    )
+    assert result.action == "created" and result.id == SCENE, result

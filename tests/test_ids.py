@@ -264,3 +264,21 @@ def test_a_bad_character_in_the_templates_own_text_is_refused_once_before_any_pr
         producer.register([tile], catalog=str(cat), collection="c", id_template="ndvi {stem}")
     assert info.value.hints[0].example == "ndvi_{stem}"
     assert not cat.exists()
+
+
+def test_a_name_too_long_for_an_id_is_not_offered_a_template_that_makes_it_longer() -> None:
+    """An object key whose file name gives an id over the limit: the
+    template ``{parent}_{stem}`` was offered as the fix, which only makes
+    the id longer (the caller tried it and got the same error); the fix is
+    renaming. Where that template does give a safe id (a leading dot) it is
+    still offered."""
+    key = f"s3://bucket/{'d' * 20}/{'x' * (MAX_ID_LENGTH + 5)}_20240106.tif"
+    with pytest.raises(UnsafeIdError, match="longer than") as info:
+        make_item_id(key)
+    assert ID_TEMPLATE_HINT not in info.value.hints and "Rename the file" in str(info.value)
+    with pytest.raises(UnsafeIdError, match="longer than"):
+        make_item_id(key, ExtractOptions(id_template=ID_TEMPLATE_HINT.example))
+    with pytest.raises(UnsafeIdError, match="starts with a dot") as info:
+        make_item_id("s3://bucket/data/.hidden.tif")
+    assert [(h.option, h.example) for h in info.value.hints] == [("id_template", ID_TEMPLATE_HINT.example)]
+    assert make_item_id("s3://bucket/data/.hidden.tif", ExtractOptions(id_template="{parent}_{stem}"))

@@ -370,3 +370,47 @@ def test_values_obstore_would_panic_on_are_input_errors(
     """A Rust panic is no ``Exception``: it went past every handler."""
     with pytest.raises(InputError, match=words):
         ObstoreS3Store(_url(s3_server, "panic"), {"key": "testing", "secret": "testing", **options})
+
+
+def test_the_s3_endpoint_variable_is_followed_as_the_default_client_follows_it(
+    s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore reads an S3 endpoint from ``AWS_ENDPOINT_URL_S3`` before
+    ``AWS_ENDPOINT_URL`` (MinIO & co. set the first); obstore's plain-http
+    switch looked at the second only, so an http endpoint set as the first
+    failed every request ("builder error") where the default client worked,
+    and with both set the one object_store took was not botocore's."""
+    url = _url(s3_server, "endpoint-s3")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server.endpoint_url)
+    for elsewhere in (None, "http://127.0.0.1:9"):  # nothing listens on port 9
+        if elsewhere is None:
+            monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+        else:
+            monkeypatch.setenv("AWS_ENDPOINT_URL", elsewhere)
+        for store in (S3Store(url), ObstoreS3Store(url)):
+            version = store.put(f"k-{elsewhere is None}-{type(store).__name__}.json", b"{}")
+            assert store.get(f"k-{elsewhere is None}-{type(store).__name__}.json") == (b"{}", version)
+
+
+def test_options_meant_for_the_products_are_refused_naming_the_products_own_options(
+    s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore retries for the products (the README's advice for a Lambda)
+    given as the shared storage options: the obstore client refused them
+    saying "drop them, or unset STAC_S3_CLIENT", as if the products could
+    not have them; they can, as the products' own options, and the
+    refusal says so."""
+    monkeypatch.setenv(CLIENT_ENV, "obstore")
+    tile = write_tile(tmp_path, "t_20240101.tif", 10, 50)
+    retries = {"config_kwargs": {"retries": {"max_attempts": 3}}}
+    with pytest.raises(InputError, match="products' own storage options"):
+        producer.register(
+            [str(tile)], catalog=_url(s3_server, "retries"), collection="c",
+            storage_options={**s3_server.storage_options, **retries},
+        )  # fmt: skip
+    (result,) = producer.register(
+        [str(tile)], catalog=_url(s3_server, "retries"), collection="c",
+        catalog_storage_options=s3_server.storage_options,
+        data_storage_options={**s3_server.storage_options, **retries},
+    )  # fmt: skip
+    assert result.action == "created", result

@@ -134,13 +134,27 @@ def check_id(
         raise UnsafeIdError(
             f"unsafe {what} {value!r}{origin}: {reason}. Rename the file or choose another id "
             "template (fields {stem}, {name}, {parent}, {collection}).",
-            hints=(ID_TEMPLATE_HINT,) if hints is None else hints,
+            hints=(
+                ((ID_TEMPLATE_HINT,) if _template_hint_helps(value, source) else ())
+                if hints is None
+                else hints
+            ),
         )
     # an id the caller typed
     fix = (
         f"Use 1-{MAX_ID_LENGTH} characters from A-Z a-z 0-9 . _ - (not starting with . or -), e.g. 'ndvi-v2'"
     )
     raise UnsafeIdError(f"unsafe {what} {value!r}{origin}: {reason}. {fix}")
+
+
+def _template_hint_helps(value: str, source: str) -> bool:
+    """Whether the id ``ID_TEMPLATE_HINT`` offers (``'{parent}_{stem}'``)
+    gives ``source`` a safe id other than the refused ``value``: never for a
+    name too long (it only grows) or one holding ``..``, nor when that
+    template is the one that made ``value``."""
+    parent, name = split_location(source)
+    offered = f"{normalise_name(parent)}_{normalise_name(stem_of(name))}"
+    return offered != value and unsafe_reason(offered) is None and offered not in RESERVED_ITEM_IDS
 
 
 def unsafe_reason(value: str) -> str | None:

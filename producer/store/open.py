@@ -10,11 +10,13 @@ from producer.redact import redact
 from producer.store.base import Store
 from producer.store.local import LocalStore
 from producer.urls import (
+    LOCAL_PROTOCOLS,
     check_endpoint,
     check_endpoint_environment,
     check_s3_options,
     is_local,
     local_path,
+    pathlib_merged_url,
     protocol,
 )
 
@@ -98,6 +100,26 @@ def refuse_query(url: str) -> None:
     )
 
 
+def refuse_merged_url(url: str) -> None:
+    """Raise :class:`InputError` for a catalog URL that lost a slash after
+    its scheme (``s3:/bucket/stac``, as typed or as a ``pathlib.Path`` of
+    the URL made it): read as a path, it named a local folder ``s3:`` in the
+    working directory, where a register created the catalog. A local
+    ``file:/path`` and a folder of that name that exists stay paths. Pure."""
+    meant = pathlib_merged_url(url) if is_local(url) else None
+    if meant is None or meant.split("://", 1)[0].lower() in LOCAL_PROTOCOLS:
+        return
+    scheme = meant.split("://", 1)[0]
+    from fsspec.registry import known_implementations  # noqa: PLC0415 (only for such a path)
+
+    if scheme.lower() not in known_implementations:
+        return  # a folder named like "v2:", not a storage URL
+    raise InputError(
+        f"catalog {redact(url)!r} is no URL ('{scheme}:' and a single '/'), and no local folder either "
+        f"(it would be one named '{scheme}:' in the working directory); write {redact(meant)!r}"
+    )
+
+
 #: the root document's name: a catalog given as its root document is its folder
 ROOT_NAME = "catalog.json"
 
@@ -146,6 +168,7 @@ def open_store(url: str, storage_options: dict[str, Any] | None = None) -> Store
         raise InputError(f"catalog URL must be a non-empty string, got {url!r}")
     url = catalog_folder(url.strip())
     refuse_credentials(url)
+    refuse_merged_url(url)
     if is_local(url):
         if storage_options:
             raise InputError(

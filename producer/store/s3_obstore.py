@@ -24,7 +24,8 @@ Storage options of the catalog: the s3fs spellings this project documents (``key
 ``token``, ``endpoint_url``, ``client_kwargs={"endpoint_url", "region_name"}``,
 ``anon``, ``profile``); anything else is refused with the way back to the
 default client. Without them, credentials, region and endpoint come from the
-standard ``AWS_*`` environment (``AWS_ENDPOINT_URL`` included), web identity
+standard ``AWS_*`` environment (the endpoint from ``AWS_ENDPOINT_URL_S3``, else
+``AWS_ENDPOINT_URL``, as botocore), web identity
 or container credentials and instance metadata, as object_store reads them;
 ``AWS_PROFILE`` or ``profile`` goes through boto3's credential chain.
 """
@@ -52,6 +53,7 @@ from producer.redact import redact
 from producer.store.base import describe_condition
 from producer.store.keys import check_prefix, is_listable, under_prefix
 from producer.store.s3 import S3Store, log, parse_s3_url, timeout_error
+from producer.urls import ENDPOINT_VARIABLES
 
 #: the environment variable that picks the catalog's S3 client
 CLIENT_ENV = "STAC_S3_CLIENT"
@@ -192,15 +194,23 @@ def _config(options: Mapping[str, Any], url: str) -> tuple[Any, Any]:
     unknown += sorted(f"config_kwargs.{k}" for k in set(_mapping(options, "config_kwargs")) - set(TIMEOUTS))
     if unknown:
         raise InputError(
-            f"storage option(s) {', '.join(unknown)} are not supported by the obstore S3 client "
+            f"catalog {url}: storage option(s) {', '.join(unknown)} are not supported by the obstore S3 client "
             f"({CLIENT_ENV}=obstore; it understands {', '.join(sorted(_KNOWN))}, config_kwargs only "
-            f"{' and '.join(TIMEOUTS)}); drop them, or unset "
+            f"{' and '.join(TIMEOUTS)}); drop them, give them as the products' own storage options "
+            "if they are for the products (read through s3fs with either client), or unset "
             f"{CLIENT_ENV} to use the default s3fs client, which takes every s3fs option"
         )
     config: Any = {}
     endpoint = options.get("endpoint_url") or client_kwargs.get("endpoint_url")
-    for name, value in (("endpoint_url", endpoint), ("AWS_ENDPOINT_URL", os.environ.get("AWS_ENDPOINT_URL"))):
-        if value and not re.match(r"https?://[^/\s]+", str(value)):
+    if endpoint:
+        given = [("endpoint_url", endpoint)]
+    else:
+        # the environment's, as botocore picks it (AWS_ENDPOINT_URL_S3 first),
+        # named in the config: object_store reads either variable, in no set order
+        given = [(name, os.environ[name]) for name in ENDPOINT_VARIABLES if os.environ.get(name, "").strip()]
+        endpoint = given[0][1].strip() if given else None
+    for name, value in given[:1]:
+        if not re.match(r"https?://[^/\s]+", str(value).strip()):
             raise InputError(
                 f"catalog {url}: {name} {redact(str(value))!r} is no endpoint URL; give it as "
                 "http(s)://host[:port]"
@@ -276,7 +286,7 @@ def _build(bucket: str, options: Mapping[str, Any], url: str) -> Any:
         ) from exc
     config, provider = _config(options, url)
     _USED_IN.add(os.getpid())
-    endpoint = str(config.get("endpoint", "") or os.environ.get("AWS_ENDPOINT_URL", ""))
+    endpoint = str(config.get("endpoint", ""))
     wait = timeouts(options)
     client_options: Any = {
         "connect_timeout": timedelta(seconds=wait["connect_timeout"]),

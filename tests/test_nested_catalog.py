@@ -1,0 +1,67 @@
+"""A catalog at a bucket's root (or any folder) with another catalog in a
+folder below it: the other catalog is not the outer one's to judge or
+repair."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import producer
+from tests.crashes import write_tile
+from tests.s3server import S3Server
+
+
+def _objects(s3_server: S3Server, bucket: str, prefix: str) -> dict[str, str]:
+    listed = s3_server.client().list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return {o["Key"]: o["ETag"] for o in listed}
+
+
+def test_a_catalog_in_a_folder_of_another_is_left_alone_by_its_validate_and_reconcile(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """A bucket with a catalog at its root and a second one under
+    ``staging/``: validating the root called the second catalog's every
+    document an orphan (exit 1), and ``reconcile --fix`` linked them into
+    the root, wrote a collection ``staging`` and a partition catalog into
+    the second catalog, and left both invalid."""
+    bucket = s3_server.new_bucket()
+    options = s3_server.storage_options
+    tiles = [
+        write_tile(tmp_path, "a_20240110.tif", 6.0, 46.0),
+        write_tile(tmp_path, "b_20240315.tif", 7.0, 46.5),
+    ]
+    (outer,) = producer.register(
+        [str(tiles[0])], catalog=f"s3://{bucket}", collection="a", storage_options=options
+    )
+    (inner,) = producer.register(
+        [str(tiles[1])], catalog=f"s3://{bucket}/staging", collection="d", storage_options=options
+    )
+    assert outer.action == inner.action == "created"
+    before = _objects(s3_server, bucket, "staging/")
+
+    problems = producer.validate_catalog(f"s3://{bucket}/", storage_options=options)
+    assert not [p for p in problems if p.is_error], problems
+    (nested,) = problems
+    assert nested.key == "staging/catalog.json" and "another catalog" in nested.message
+    assert f"s3://{bucket}/staging" in nested.message
+
+    report = producer.reconcile(f"s3://{bucket}", fix=True, storage_options=options)
+    assert not [p for p in report.remaining if p.is_error], report.remaining
+    assert _objects(s3_server, bucket, "staging/") == before
+    assert not [p for p in producer.validate_catalog(f"s3://{bucket}/staging", storage_options=options)]
+
+
+def test_a_bucket_validated_in_place_of_the_catalog_in_it_names_that_catalog(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """``validate s3://bucket`` where the catalog is ``s3://bucket/stac``:
+    every document of it was an orphan of a missing root, and the fix
+    offered was a reconcile creating a root at the bucket's top; the
+    message names the catalog below instead."""
+    bucket = s3_server.new_bucket()
+    options = s3_server.storage_options
+    tile = write_tile(tmp_path, "a_20240110.tif", 6.0, 46.0)
+    producer.register([str(tile)], catalog=f"s3://{bucket}/stac", collection="a", storage_options=options)
+    problems = producer.validate_catalog(f"s3://{bucket}", storage_options=options)
+    assert [p.kind for p in problems] == ["missing-root", "nested-catalog"], problems
+    assert f"s3://{bucket}/stac: if one of them is the catalog meant" in problems[0].message
