@@ -799,19 +799,6 @@ def _trimmed(lon: Any, lat: Any) -> tuple[Any, Any]:
     return lon[box], lat[box]
 
 
-def _mean_lon_change(lon: Any, axis: int) -> float:
-    """Mean absolute change of longitude between neighbouring cells along
-    ``axis`` (across the antimeridian the short way), over the pairs where
-    both cells hold a position; 0 when there is none."""
-    import numpy as np  # noqa: PLC0415
-
-    if lon.shape[axis] < 2:
-        return 0.0
-    steps = np.abs((np.diff(lon, axis=axis) + 180.0) % 360.0 - 180.0)
-    steps = steps[np.isfinite(steps)]
-    return float(steps.mean()) if steps.size else 0.0
-
-
 @dataclass
 class _Grid:
     """Where the cube lies: its horizontal dimensions and footprint."""
@@ -929,9 +916,19 @@ def _first_step(lon_name: str, lat_name: str, lon_var: Any, lat_var: Any, where:
     step = str(lon_var.dims[0])
     if int(lon_var.sizes[step]) > 1:
         for name, var in ((lat_name, lat_var), (lon_name, lon_var)):
-            first = _coordinate_values(name, var.isel({step: 0}))
-            last = _coordinate_values(name, var.isel({step: -1}))
-            if not np.allclose(first, last, rtol=0.0, atol=1e-5, equal_nan=True):
+            first, last = var.isel({step: 0}), var.isel({step: -1})
+            rows = str(first.dims[0])
+            same = all(
+                np.allclose(
+                    _coordinate_values(name, first.isel({rows: block})),
+                    _coordinate_values(name, last.isel({rows: block})),
+                    rtol=0.0,
+                    atol=1e-5,
+                    equal_nan=True,
+                )
+                for block in _row_blocks(first)
+            )
+            if not same:
                 raise NoGeoreferenceError(
                     f"{where}: its lat/lon arrays {lat_name!r}/{lon_name!r} change along {step!r} (a moving "
                     "nest, as WRF writes one that follows a storm): the grid is not one place for the whole "
@@ -941,9 +938,124 @@ def _first_step(lon_name: str, lat_name: str, lon_var: Any, lat_var: Any, where:
     return lon_var.isel({step: 0}), lat_var.isel({step: 0})
 
 
+#: cells of a curvilinear grid's lat/lon arrays decoded at a time: the
+#: arrays are read a block of rows at a time, never held whole (a 4000 x
+#: 4000 grid's float64 pair is 256 MB, and each step of the work copies it)
+_BLOCK_CELLS = 1 << 16
+
+
+def _row_blocks(var: Any) -> Iterator[slice]:
+    """Slices of the first dimension of ``var`` (2-D) that cover it in
+    blocks of about :data:`_BLOCK_CELLS` cells."""
+    rows, cols = (int(n) for n in var.shape)
+    count = max(1, _BLOCK_CELLS // max(cols, 1))
+    for start in range(0, rows, count):
+        yield slice(start, min(rows, start + count))
+
+
+@dataclass
+class _Cells:
+    """What a curvilinear grid's item says about all of its cells, gathered
+    a block of rows at a time (:func:`_scan_cells`)."""
+
+    #: rows / columns holding at least one cell with both positions
+    rows: Any
+    cols: Any
+    missing: bool = False
+    lat_min: float = math.inf
+    lat_max: float = -math.inf
+    lon_min: float = math.inf
+    lon_max: float = -math.inf
+    #: latitudes outside [-90, 90]: how many, lowest, highest
+    bad: int = 0
+    bad_min: float = math.inf
+    bad_max: float = -math.inf
+    #: sums and counts of the changes of longitude along rows (0) and columns (1)
+    change: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
+    #: the extent of the longitudes counted on past 180 below ``split`` (a
+    #: grid across the antimeridian, :func:`_lon_extent`), when one was given
+    split: float | None = None
+    shifted: list[float] = field(default_factory=lambda: [math.inf, -math.inf])
+
+    def any_valid(self) -> bool:
+        return bool(self.rows.any())
+
+
+def _positions(lon_name: str, lat_name: str, lon_var: Any, lat_var: Any, index: Mapping[str, Any]) -> Any:
+    """Decoded ``lon``/``lat`` of the cells ``index`` selects (by dimension
+    name), NaN in both where either is missing."""
+    import numpy as np  # noqa: PLC0415
+
+    lon = _coordinate_values(lon_name, lon_var.isel(index))
+    lat = _coordinate_values(lat_name, lat_var.isel(index))
+    missing = ~(np.isfinite(lon) & np.isfinite(lat))
+    lon[missing] = lat[missing] = np.nan
+    return lon, lat, missing
+
+
+def _lon_steps(lon: Any, axis: int) -> Any:
+    """Absolute changes of longitude between neighbours along ``axis``
+    (across the antimeridian the short way), where both hold a position."""
+    import numpy as np  # noqa: PLC0415
+
+    steps = np.abs(np.diff(lon, axis=axis))
+    if bool((steps > 180.0).any()):  # the modulo costs most of a pass: only where it changes something
+        steps = np.abs((np.diff(lon, axis=axis) + 180.0) % 360.0 - 180.0)
+    return steps[np.isfinite(steps)]
+
+
+def _scan_cells(lon_name: str, lat_name: str, lon_var: Any, lat_var: Any, split: float | None) -> _Cells:
+    """One pass over every cell of the grid, a block of rows at a time;
+    ``split``: see :attr:`_Cells.split`."""
+    import numpy as np  # noqa: PLC0415
+
+    dim0, _ = (str(d) for d in lon_var.dims)
+    cells = _Cells(rows=np.zeros(lon_var.shape[0], bool), cols=np.zeros(lon_var.shape[1], bool), split=split)
+    previous = None  # the last row of the previous block: the change across blocks
+    for block in _row_blocks(lon_var):
+        lon, lat, missing = _positions(lon_name, lat_name, lon_var, lat_var, {dim0: block})
+        valid = ~missing
+        cells.missing = cells.missing or bool(missing.any())
+        cells.rows[block] = valid.any(axis=1)
+        cells.cols |= valid.any(axis=0)
+        if valid.any():
+            cells.lat_min = min(cells.lat_min, float(np.nanmin(lat)))
+            cells.lat_max = max(cells.lat_max, float(np.nanmax(lat)))
+            cells.lon_min = min(cells.lon_min, float(np.nanmin(lon)))
+            cells.lon_max = max(cells.lon_max, float(np.nanmax(lon)))
+            if split is not None:
+                low, high = _split_extent(lon, split)
+                cells.shifted = [min(cells.shifted[0], low), max(cells.shifted[1], high)]
+        bad = lat[valid & (np.abs(lat) > 90.0)]
+        if bad.size:
+            cells.bad += int(bad.size)
+            cells.bad_min, cells.bad_max = (
+                min(cells.bad_min, float(bad.min())),
+                max(cells.bad_max, float(bad.max())),
+            )
+        joined = lon if previous is None else np.concatenate([previous, lon])
+        for axis, part in ((0, joined), (1, lon)):
+            steps = _lon_steps(part, axis) if part.shape[axis] >= 2 else part[:0]
+            cells.change[2 * axis] += float(steps.sum())
+            cells.change[2 * axis + 1] += steps.size
+        previous = lon[-1:]
+    return cells
+
+
+def _mean_changes(cells: _Cells) -> tuple[float, float]:
+    """Mean change of longitude along each of the two dimensions."""
+    total0, count0, total1, count1 = cells.change
+    return (total0 / count0 if count0 else 0.0), (total1 / count1 if count1 else 0.0)
+
+
 def _curvilinear_grid(ds: Any, lon_name: str, lat_name: str, where: str) -> _Grid:
     """A grid whose lat/lon are 2-D arrays: footprint from their outline
-    (cell centres), ``proj:shape`` only (no affine transform exists)."""
+    (cell centres), ``proj:shape`` only (no affine transform exists).
+
+    The arrays are read a block of rows at a time (:func:`_scan_cells`):
+    extremes, extents, the rows and columns holding positions and the axis
+    choice come from every cell, the outline from the cells along the border
+    of those rows and columns, read alone."""
     import numpy as np  # noqa: PLC0415
 
     lon_var, lat_var = ds[lon_name], ds[lat_name]
@@ -951,46 +1063,116 @@ def _curvilinear_grid(ds: Any, lon_name: str, lat_name: str, where: str) -> _Gri
         lon_var, lat_var = _first_step(lon_name, lat_name, lon_var, lat_var, where)
     if lon_var.dims != lat_var.dims:
         lat_var = lat_var.transpose(*lon_var.dims)
-    # fill values (and cells where the other coordinate is missing) are NaN
-    lon, lat = _coordinate_values(lon_name, lon_var), _coordinate_values(lat_name, lat_var)
-    missing = ~(np.isfinite(lon) & np.isfinite(lat))
-    lon[missing] = lat[missing] = np.nan
-    _check_latitudes(lat, lat_name, where)
-    if missing.all():
+    dim0, dim1 = (str(d) for d in lon_var.dims)
+    # the outline of the whole grid, read first: the cells' longitudes are
+    # counted across the antimeridian in the pass over them when it crosses
+    whole = _border(
+        lon_name, lat_name, lon_var, lat_var, (0, lon_var.shape[0] - 1), (0, lon_var.shape[1] - 1)
+    )
+    split = _split_of(whole)
+    cells = _scan_cells(lon_name, lat_name, lon_var, lat_var, split)
+    if cells.bad:
+        raise InputError(
+            f"{where}: the latitude coordinate {lat_name!r} holds {cells.bad} value(s) outside [-90, 90] "
+            f"(from {_tidy(cells.bad_min)} to {_tidy(cells.bad_max)}) not declared as missing. {LATITUDE_FIX}"
+        )
+    if not cells.any_valid():
         raise NoGeoreferenceError(
             f"{where}: the lat/lon arrays {lat_name!r}/{lon_name!r} hold no valid coordinates. {GEOREF_FIX}"
         )
-    if not missing.any() and _WRF_LATLON.match(lon_name) and _WRF_LATLON.match(lat_name):
-        projected = _wrf_projected_grid(
-            ds, (lon_name, lat_name), [str(d) for d in lon_var.dims], lon, lat, where
-        )
+    if (
+        not cells.missing
+        and _WRF_LATLON.match(lon_name)
+        and _WRF_LATLON.match(lat_name)
+        and _wrf_crs(ds) is not None
+    ):
+        lon, lat, _ = _positions(lon_name, lat_name, lon_var, lat_var, {})
+        projected = _wrf_projected_grid(ds, (lon_name, lat_name), [dim0, dim1], lon, lat, where)
         if projected is not None:
             return projected
-    edge_lon, edge_lat = _trimmed(lon, lat)
-    extremes = (float(np.nanmin(lat)), float(np.nanmax(lat)))  # every cell's, not the border's
-    geometry, bbox = _ring_geometry(_outline(edge_lon), _outline(edge_lat), where, extremes)
-    dim0, dim1 = (str(d) for d in lon_var.dims)
-    # the dimension along which longitude changes most is x
-    x_dim, y_dim = (dim0, dim1) if _mean_lon_change(lon, 0) > _mean_lon_change(lon, 1) else (dim1, dim0)
+    # the border of the rows and columns that hold a position (a swath's
+    # missing scan lines left out): the outline of the whole grid's
+    rows, cols = np.flatnonzero(cells.rows), np.flatnonzero(cells.cols)
+    box = ((int(rows[0]), int(rows[-1])), (int(cols[0]), int(cols[-1])))
+    if box == ((0, lon_var.shape[0] - 1), (0, lon_var.shape[1] - 1)):
+        edge_lon, edge_lat = whole
+    else:
+        edge_lon, edge_lat = _border(lon_name, lat_name, lon_var, lat_var, *box)
+    extremes = (cells.lat_min, cells.lat_max)  # every cell's, not the border's
+    geometry, bbox = _ring_geometry(edge_lon, edge_lat, where, extremes)
+    # the dimension along which longitude changes most is x (nearly equal: the
+    # second, as for an exact tie, whatever the order of the sums)
+    change0, change1 = _mean_changes(cells)
+    tie = abs(change0 - change1) <= 1e-9 * max(change0, change1)
+    x_dim, y_dim = (dim0, dim1) if change0 > change1 and not tie else (dim1, dim0)
     note = f"curvilinear grid index; coordinates in {lon_name!r} and {lat_name!r}"
     dims = {
         x_dim: {
             "type": "spatial",
             "axis": "x",
-            "extent": _lon_extent(lon, bbox),
+            "extent": _curvilinear_lon_extent(cells, bbox, lon_name, lat_name, lon_var, lat_var),
             "reference_system": 4326,
             "description": note,
         },
         y_dim: {
             "type": "spatial",
             "axis": "y",
-            "extent": [float(np.nanmin(lat)), float(np.nanmax(lat))],
+            "extent": [cells.lat_min, cells.lat_max],
             "reference_system": 4326,
             "description": note,
         },
     }
     shape = [int(ds.sizes[y_dim]), int(ds.sizes[x_dim])]
     return _Grid(x_dim, y_dim, geometry, bbox, {"proj:shape": shape}, dims)
+
+
+def _border(
+    lon_name: str, lat_name: str, lon_var: Any, lat_var: Any, rows: tuple[int, int], cols: tuple[int, int]
+) -> tuple[Any, Any]:
+    """:func:`_outline` of the lon/lat of the cells in ``rows`` and ``cols``
+    (first and last, inclusive), reading the cells it takes alone: at most
+    :data:`_OUTLINE_POINTS` rows and columns, whose outline is the block's."""
+    import numpy as np  # noqa: PLC0415
+
+    picked = {
+        str(dim): first
+        + np.unique(np.linspace(0, last - first, min(last - first + 1, _OUTLINE_POINTS)).round().astype(int))
+        for dim, (first, last) in zip(lon_var.dims, (rows, cols), strict=True)
+    }
+    lon, lat, _ = _positions(lon_name, lat_name, lon_var, lat_var, picked)
+    return _outline(lon), _outline(lat)
+
+
+def _split_of(outline: tuple[Any, Any]) -> float | None:
+    """Where :func:`_lon_extent` splits the longitudes of a grid with this
+    outline (the middle of its bbox's gap) when the outline crosses the
+    antimeridian; ``None`` when it does not or gives no footprint."""
+    try:
+        _, bbox = _footprint.footprint_from_lonlat(*outline)
+    except InputError:
+        return None
+    return (bbox[0] + bbox[2]) / 2 if bbox[0] > bbox[2] else None
+
+
+def _curvilinear_lon_extent(
+    cells: _Cells, bbox: list[float], lon_name: str, lat_name: str, lon_var: Any, lat_var: Any
+) -> list[float]:
+    """:func:`_lon_extent` of a curvilinear grid's longitudes: from the
+    pass over the cells, or, across the antimeridian (the longitudes of one
+    side counted on past 180), from the pass when it split them where this
+    bbox does, else from a second pass a block at a time."""
+    if bbox[0] <= bbox[2]:
+        return [cells.lon_min, cells.lon_max]
+    if cells.split == (bbox[0] + bbox[2]) / 2:
+        return list(cells.shifted)
+    low, high = math.inf, -math.inf
+    dim0 = str(lon_var.dims[0])
+    for block in _row_blocks(lon_var):
+        lon, _, missing = _positions(lon_name, lat_name, lon_var, lat_var, {dim0: block})
+        if not missing.all():
+            part_low, part_high = _lon_extent(lon, bbox)
+            low, high = min(low, part_low), max(high, part_high)
+    return [low, high]
 
 
 #: WRF's earth: a sphere of 6370 km (WRF's EARTH_RADIUS_M), not WGS84
@@ -1302,7 +1484,16 @@ def _lon_extent(lon: Any, bbox: list[float]) -> list[float]:
 
     west, east = bbox[0], bbox[2]
     if west > east:  # the gap is east .. west; its middle splits the two sides
-        lon = np.where(lon < (west + east) / 2, lon + 360.0, lon)
+        return _split_extent(lon, (west + east) / 2)
+    return [float(np.nanmin(lon)), float(np.nanmax(lon))]
+
+
+def _split_extent(lon: Any, split: float) -> list[float]:
+    """Lowest and highest of longitudes ``lon`` (NaN where missing), those
+    below ``split`` counted on past 180 (``+ 360``)."""
+    import numpy as np  # noqa: PLC0415
+
+    lon = np.where(lon < split, lon + 360.0, lon)
     return [float(np.nanmin(lon)), float(np.nanmax(lon))]
 
 

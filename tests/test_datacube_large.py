@@ -1,0 +1,119 @@
+"""Large datacubes read what their item needs, in bounded memory
+(producer/extract/datacube.py): a curvilinear grid's lat/lon arrays are
+read a block of rows at a time, never held whole. Real files written here
+into ``tmp_path``; memory is measured with tracemalloc (numpy reports its
+arrays to it), so the bounds are deterministic."""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import netCDF4
+import numpy as np
+import pytest
+
+from producer.extract import create_item
+from tests import cubes
+
+#: bytes of one float64 array of the 1000 x 1000 grids below
+ONE_ARRAY = 1000 * 1000 * 8
+
+
+def peak_during(call: Callable[[], Any]) -> tuple[Any, int]:
+    """``call()`` and the peak of memory traced while it ran; the first call
+    of a process imports xarray, pandas, netCDF4... (tens of MB traced):
+    the caller warms up on a small product first."""
+    tracemalloc.start()
+    try:
+        result = call()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _curvilinear(path: Path, lon_of: Callable[..., Any], lat_of: Callable[..., Any], n: int = 1000) -> Path:
+    """A NetCDF with 2-D float64 ``lat``/``lon`` (``n`` x ``n``, rows
+    written in blocks) and one data variable on them; ``lon_of``/``lat_of``
+    give the positions of rows ``r`` (a column vector) and columns ``c``."""
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("y", n)
+        ds.createDimension("x", n)
+        ds.time_coverage_start = "2024-05-01T00:00:00Z"
+        lat = ds.createVariable("lat", "f8", ("y", "x"), fill_value=-999.0)
+        lat.units = "degrees_north"
+        lon = ds.createVariable("lon", "f8", ("y", "x"), fill_value=-999.0)
+        lon.units = "degrees_east"
+        sst = ds.createVariable("sst", "f4", ("y", "x"))
+        sst.coordinates = "lat lon"
+        c = np.arange(n, dtype=float)[None, :] / n
+        for start in range(0, n, 100):
+            r = np.arange(start, start + 100, dtype=float)[:, None] / n
+            lat[start : start + 100] = lat_of(r, c) + 0 * c
+            lon[start : start + 100] = lon_of(r, c) + 0 * r
+            sst[start : start + 100] = 280.0
+    return path
+
+
+def test_a_curvilinear_grid_is_described_without_holding_its_lat_lon_arrays(tmp_path: Path) -> None:
+    """The footprint, bbox and extents of a 2-D lat/lon grid used to be
+    computed over the whole arrays, decoded to float64 and copied several
+    times (~700 MB for a 4000 x 4000 grid): a block of rows at a time now,
+    with the same item."""
+    path = _curvilinear(
+        tmp_path / "curved.nc",
+        lambda r, c: -60.0 + 40.0 * c + 5.0 * r**2,
+        lambda r, c: 20.0 + 30.0 * r + 3.0 * np.sin(3.0 * c),
+    )
+    create_item(str(cubes.write_curvilinear(tmp_path / "small")))
+    item, peak = peak_during(lambda: create_item(str(path)).to_dict())
+    assert peak < 0.75 * ONE_ARRAY, (
+        f"peak {peak / 1e6:.1f} MB while describing 2 x {ONE_ARRAY / 1e6:.0f} MB of lat/lon"
+    )
+    west, south, east, north = item["bbox"]
+    assert (west, south) == pytest.approx((-60.0, 20.0), abs=1e-3)
+    assert east == pytest.approx(-60.0 + 40.0 * 0.999 + 5.0 * 0.999**2, abs=1e-6)
+    dims = item["properties"]["cube:dimensions"]
+    assert dims["y"]["extent"] == pytest.approx([20.0, 20.0 + 30.0 * 0.999 + 3.0], abs=1e-3)
+
+
+def _across_antimeridian(r: Any, c: Any) -> Any:
+    lon = 160.0 + 40.0 * c + 2.0 * r
+    return (lon + 180.0) % 360.0 - 180.0
+
+
+def _around_the_pole(r: Any, c: Any) -> tuple[Any, Any]:
+    y, x = 2.0 * r - 1.0 + 0.01, 2.0 * c - 1.0 + 0.01
+    return np.degrees(np.arctan2(y, x)), 90.0 - 25.0 * np.hypot(x, y)
+
+
+@pytest.mark.parametrize(
+    ("name", "lon_of", "lat_of"),
+    [
+        ("pacific", _across_antimeridian, lambda r, c: -10.0 + 30.0 * r + 2.0 * np.sin(3.0 * c)),
+        ("arctic", lambda r, c: _around_the_pole(r, c)[0], lambda r, c: _around_the_pole(r, c)[1]),
+        ("swath", lambda r, c: np.where(r < 0.05, -999.0, 10.0 + 5.0 * c + r), lambda r, c: 40.0 + 5.0 * r),
+    ],
+)
+def test_a_curvilinear_grid_read_a_row_at_a_time_gives_the_item_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, lon_of: Any, lat_of: Any
+) -> None:
+    """Across the antimeridian (longitudes counted on past 180 in the x
+    extent), around a pole, with missing scan lines at the border: the item
+    of blocks of one row is the item of one block."""
+    import producer.extract.datacube as datacube
+
+    path = _curvilinear(tmp_path / f"{name}.nc", lon_of, lat_of, n=100)
+    whole = create_item(str(path)).to_dict()
+    monkeypatch.setattr(datacube, "_BLOCK_CELLS", 1)
+    rows = create_item(str(path)).to_dict()
+    assert rows == whole
+    if name == "pacific":
+        assert whole["bbox"][0] > whole["bbox"][2]
+        assert whole["properties"]["cube:dimensions"]["x"]["extent"][1] > 180.0
+    if name == "arctic":
+        assert whole["bbox"] == [-180.0, pytest.approx(90.0 - 25.0 * 2**0.5, abs=0.5), 180.0, 90.0]
+    if name == "swath":
+        assert whole["bbox"][1] == pytest.approx(40.0 + 5.0 * 0.05)
