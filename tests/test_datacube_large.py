@@ -117,3 +117,31 @@ def test_a_curvilinear_grid_read_a_row_at_a_time_gives_the_item_read_whole(
         assert whole["bbox"] == [-180.0, pytest.approx(90.0 - 25.0 * 2**0.5, abs=0.5), 180.0, 90.0]
     if name == "swath":
         assert whole["bbox"][1] == pytest.approx(40.0 + 5.0 * 0.05)
+
+
+def test_an_irregular_grid_is_outlined_without_building_its_mesh(tmp_path: Path) -> None:
+    """A grid of irregular 1-D axes (a Gaussian grid's latitudes) was
+    outlined through the whole mesh of its cell centres, two float64
+    arrays of rows x columns and the masks of them: gigabytes for a fine
+    grid whose coordinates are a few kilobytes. Its outline rows and
+    columns alone now; the item is the same."""
+    rows, cols = 1000, 2000
+    path = tmp_path / "gaussian.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("lat", rows)
+        ds.createDimension("lon", cols)
+        ds.time_coverage_start = "2024-05-01T00:00:00Z"
+        lat = ds.createVariable("lat", "f8", ("lat",), fill_value=-999.0)
+        lat.units = "degrees_north"
+        lat[:] = np.degrees(np.arcsin(np.linspace(-0.99, 0.99, rows)))
+        lat[:3] = -999.0  # rows never written: left out of the outline
+        lon = ds.createVariable("lon", "f8", ("lon",))
+        lon.units = "degrees_east"
+        lon[:] = np.linspace(-30.0, 30.0, cols)
+        ds.createVariable("t2m", "f4", ("lat", "lon"), zlib=True, chunksizes=(100, 200))
+    create_item(str(cubes.write_curvilinear(tmp_path / "small")))
+    item, peak = peak_during(lambda: create_item(str(path)).to_dict())
+    assert peak < rows * cols * 8 / 4, f"peak {peak / 1e6:.1f} MB for axes of {rows} and {cols} values"
+    south = float(np.degrees(np.arcsin(np.linspace(-0.99, 0.99, rows)))[3])
+    assert item["bbox"] == pytest.approx([-30.0, south, 30.0, float(np.degrees(np.arcsin(0.99)))])
+    assert "proj:transform" not in item["properties"]

@@ -785,20 +785,6 @@ def _check_latitudes(lat: Any, name: str, where: str) -> None:
         )
 
 
-def _trimmed(lon: Any, lat: Any) -> tuple[Any, Any]:
-    """2-D ``lon``/``lat`` without their border rows and columns in which no
-    cell has both (a swath's missing scan lines): the outline is taken
-    along the cells that hold a position."""
-    import numpy as np  # noqa: PLC0415
-
-    valid = np.isfinite(lon) & np.isfinite(lat)
-    rows, cols = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
-    if rows.size == 0:
-        return lon[:0, :0], lat[:0, :0]
-    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    return lon[box], lat[box]
-
-
 @dataclass
 class _Grid:
     """Where the cube lies: its horizontal dimensions and footprint."""
@@ -1132,15 +1118,20 @@ def _border(
     """:func:`_outline` of the lon/lat of the cells in ``rows`` and ``cols``
     (first and last, inclusive), reading the cells it takes alone: at most
     :data:`_OUTLINE_POINTS` rows and columns, whose outline is the block's."""
-    import numpy as np  # noqa: PLC0415
 
-    picked = {
-        str(dim): first
-        + np.unique(np.linspace(0, last - first, min(last - first + 1, _OUTLINE_POINTS)).round().astype(int))
-        for dim, (first, last) in zip(lon_var.dims, (rows, cols), strict=True)
-    }
+    picked = {str(dim): _outline_indices(*span) for dim, span in zip(lon_var.dims, (rows, cols), strict=True)}
     lon, lat, _ = _positions(lon_name, lat_name, lon_var, lat_var, picked)
     return _outline(lon), _outline(lat)
+
+
+def _outline_indices(first: int, last: int) -> Any:
+    """The indices from ``first`` to ``last`` (inclusive) that :func:`_outline`
+    takes of an array of that many rows (or columns): its outline is the
+    outline of these rows and columns alone."""
+    import numpy as np  # noqa: PLC0415
+
+    count = last - first + 1
+    return first + np.unique(np.linspace(0, count - 1, min(count, _OUTLINE_POINTS)).round().astype(int))
 
 
 def _split_of(outline: tuple[Any, Any]) -> float | None:
@@ -1504,7 +1495,13 @@ def _irregular_grid(x_name: str, y_name: str, xs: Any, ys: Any, crs: Any, where:
     import numpy as np  # noqa: PLC0415
     from pyproj import Transformer  # noqa: PLC0415
 
-    mesh_x, mesh_y = _trimmed(*np.meshgrid(xs, ys))
+    # the mesh of cell centres without its rows and columns of missing values,
+    # built only at the rows and columns of its outline (the whole mesh of a
+    # 0.01 degree grid is billions of cells)
+    cols, rows = np.flatnonzero(np.isfinite(xs)), np.flatnonzero(np.isfinite(ys))
+    mesh_x, mesh_y = np.meshgrid(
+        xs[_outline_indices(int(cols[0]), int(cols[-1]))], ys[_outline_indices(int(rows[0]), int(rows[-1]))]
+    )
     transformer = Transformer.from_crs(crs, 4326, always_xy=True)
     lon, lat = transformer.transform(_outline(mesh_x), _outline(mesh_y))
     geometry, bbox = _ring_geometry(np.asarray(lon), np.asarray(lat), where)
