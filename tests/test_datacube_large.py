@@ -15,8 +15,10 @@ import netCDF4
 import numpy as np
 import pytest
 
-from producer.extract import create_item
+import producer.extract.datacube as datacube
+from producer.extract import ExtractOptions, create_item
 from tests import cubes
+from tests.faultproxy import FaultProxy
 
 #: bytes of one float64 array of the 1000 x 1000 grids below
 ONE_ARRAY = 1000 * 1000 * 8
@@ -103,8 +105,6 @@ def test_a_curvilinear_grid_read_a_row_at_a_time_gives_the_item_read_whole(
     """Across the antimeridian (longitudes counted on past 180 in the x
     extent), around a pole, with missing scan lines at the border: the item
     of blocks of one row is the item of one block."""
-    import producer.extract.datacube as datacube
-
     path = _curvilinear(tmp_path / f"{name}.nc", lon_of, lat_of, n=100)
     whole = create_item(str(path)).to_dict()
     monkeypatch.setattr(datacube, "_BLOCK_CELLS", 1)
@@ -145,3 +145,49 @@ def test_an_irregular_grid_is_outlined_without_building_its_mesh(tmp_path: Path)
     south = float(np.degrees(np.arcsin(np.linspace(-0.99, 0.99, rows)))[3])
     assert item["bbox"] == pytest.approx([-30.0, south, 30.0, float(np.degrees(np.arcsin(0.99)))])
     assert "proj:transform" not in item["properties"]
+
+
+def _through(proxy: FaultProxy, options: dict[str, Any]) -> dict[str, Any]:
+    """S3 storage options sending every request through ``proxy``."""
+    return {**options, "client_kwargs": {**options["client_kwargs"], "endpoint_url": proxy.endpoint_url}}
+
+
+def test_a_curvilinear_zarr_on_s3_reads_each_coordinate_chunk_at_most_twice_and_no_data(
+    s3_server: Any, tmp_path: Path
+) -> None:
+    """lat/lon stored as one chunk each, larger than a block of rows: read
+    block by block, the chunk was fetched and decompressed again for every
+    block (281 s for a 4000 x 4000 pair in one NetCDF-4 chunk). It is read
+    once for the outline and once for the pass over the cells (a band of
+    whole chunks, cut into blocks in memory); the data variable never."""
+    import xarray as xr
+
+    n = 300
+    r, c = np.arange(n)[:, None] / n, np.arange(n)[None, :] / n
+    ds = xr.Dataset(
+        {"sst": (("y", "x"), np.zeros((n, n), "f4"))},
+        coords={
+            "lat": (("y", "x"), 20.0 + 30.0 * r + 0 * c, {"units": "degrees_north"}),
+            "lon": (("y", "x"), -60.0 + 40.0 * c + 5.0 * r**2, {"units": "degrees_east"}),
+        },
+        attrs={"time_coverage_start": "2024-05-01T00:00:00Z"},
+    )
+    store = tmp_path / "curved.zarr"
+    chunks = {"lat": {"chunks": (n, n)}, "lon": {"chunks": (n, n)}, "sst": {"chunks": (100, 100)}}
+    ds.to_zarr(store, mode="w", zarr_format=2, consolidated=True, encoding=chunks)
+    bucket = s3_server.new_bucket()
+    client = s3_server.client()
+    for path in store.rglob("*"):
+        if path.is_file():
+            client.put_object(
+                Bucket=bucket, Key=f"curved.zarr/{path.relative_to(store)}", Body=path.read_bytes()
+            )
+    assert n * n > datacube._BLOCK_CELLS  # more than one block of rows
+    with FaultProxy(s3_server.endpoint_url) as proxy:
+        options = ExtractOptions(storage_options=_through(proxy, s3_server.storage_options))
+        item = create_item(f"s3://{bucket}/curved.zarr", options).to_dict()
+        gets = [path for path, _ in proxy.get_ranges]
+    assert item["bbox"][0] == pytest.approx(-60.0)
+    for name in ("lat", "lon"):
+        assert 1 <= gets.count(f"/{bucket}/curved.zarr/{name}/0.0") <= 2, gets
+    assert not [p for p in gets if "/sst/" in p], gets

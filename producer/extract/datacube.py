@@ -902,17 +902,15 @@ def _first_step(lon_name: str, lat_name: str, lon_var: Any, lat_var: Any, where:
     step = str(lon_var.dims[0])
     if int(lon_var.sizes[step]) > 1:
         for name, var in ((lat_name, lat_var), (lon_name, lon_var)):
-            first, last = var.isel({step: 0}), var.isel({step: -1})
-            rows = str(first.dims[0])
             same = all(
                 np.allclose(
-                    _coordinate_values(name, first.isel({rows: block})),
-                    _coordinate_values(name, last.isel({rows: block})),
+                    _coordinate_values(name, first),
+                    _coordinate_values(name, last),
                     rtol=0.0,
                     atol=1e-5,
                     equal_nan=True,
                 )
-                for block in _row_blocks(first)
+                for _, (first, last) in _row_blocks(var.isel({step: 0}), var.isel({step: -1}))
             )
             if not same:
                 raise NoGeoreferenceError(
@@ -930,13 +928,42 @@ def _first_step(lon_name: str, lat_name: str, lon_var: Any, lat_var: Any, where:
 _BLOCK_CELLS = 1 << 16
 
 
-def _row_blocks(var: Any) -> Iterator[slice]:
-    """Slices of the first dimension of ``var`` (2-D) that cover it in
-    blocks of about :data:`_BLOCK_CELLS` cells."""
-    rows, cols = (int(n) for n in var.shape)
+def _chunk_rows(var: Any) -> int:
+    """Rows (along its first dimension) of one chunk of ``var`` as stored
+    (1 when it is not chunked)."""
+    chunks = (getattr(var, "encoding", None) or {}).get("preferred_chunks") or {}
+    return max(1, int(chunks.get(var.dims[0]) or 1))
+
+
+def _row_blocks(*variables: Any) -> Iterator[tuple[slice, list[Any]]]:
+    """Blocks of about :data:`_BLOCK_CELLS` cells of ``variables`` (2-D, of
+    one shape): ``(rows, [each variable's block])``. Stored in chunks of
+    more rows than a block holds, the variables are read a band of whole
+    chunks at a time and each band cut into blocks in memory: a chunk read
+    for every block it overlaps was decompressed again for each (minutes
+    for a 4000 x 4000 array stored as one chunk)."""
+    # the variables alone: a DataArray of a coordinate loads its coordinates with it (lat with lon)
+    variables = tuple(getattr(v, "variable", v) for v in variables)
+    rows, cols = (int(n) for n in variables[0].shape)
+    dim = variables[0].dims[0]
     count = max(1, _BLOCK_CELLS // max(cols, 1))
-    for start in range(0, rows, count):
-        yield slice(start, min(rows, start + count))
+    unit = math.lcm(*(_chunk_rows(v) for v in variables))
+    if unit <= count:  # whole chunks fit in a block
+        count -= count % unit
+        for start in range(0, rows, count):
+            block = slice(start, min(rows, start + count))
+            yield block, [v.isel({dim: block}) for v in variables]
+        return
+    for first in range(0, rows, unit):
+        band = slice(first, min(rows, first + unit))
+        held: list[Any] = []
+        for v in variables:  # one band in memory at a time
+            held.append(v.isel({dim: band}).load())
+        for start in range(band.start, band.stop, count):
+            block = slice(start, min(band.stop, start + count))
+            inside = slice(block.start - first, block.stop - first)
+            yield block, [v.isel({dim: inside}) for v in held]
+        held.clear()
 
 
 @dataclass
@@ -969,11 +996,17 @@ class _Cells:
 
 def _positions(lon_name: str, lat_name: str, lon_var: Any, lat_var: Any, index: Mapping[str, Any]) -> Any:
     """Decoded ``lon``/``lat`` of the cells ``index`` selects (by dimension
-    name), NaN in both where either is missing."""
+    name; ``{}``: all), NaN in both where either is missing."""
+    return _decoded(lon_name, lat_name, lon_var.isel(index), lat_var.isel(index))
+
+
+def _decoded(lon_name: str, lat_name: str, lon_var: Any, lat_var: Any) -> Any:
+    """Decoded ``lon``/``lat`` of the cells of ``lon_var``/``lat_var``, NaN
+    in both where either is missing."""
     import numpy as np  # noqa: PLC0415
 
-    lon = _coordinate_values(lon_name, lon_var.isel(index))
-    lat = _coordinate_values(lat_name, lat_var.isel(index))
+    lon = _coordinate_values(lon_name, lon_var)
+    lat = _coordinate_values(lat_name, lat_var)
     missing = ~(np.isfinite(lon) & np.isfinite(lat))
     lon[missing] = lat[missing] = np.nan
     return lon, lat, missing
@@ -995,11 +1028,10 @@ def _scan_cells(lon_name: str, lat_name: str, lon_var: Any, lat_var: Any, split:
     ``split``: see :attr:`_Cells.split`."""
     import numpy as np  # noqa: PLC0415
 
-    dim0, _ = (str(d) for d in lon_var.dims)
     cells = _Cells(rows=np.zeros(lon_var.shape[0], bool), cols=np.zeros(lon_var.shape[1], bool), split=split)
     previous = None  # the last row of the previous block: the change across blocks
-    for block in _row_blocks(lon_var):
-        lon, lat, missing = _positions(lon_name, lat_name, lon_var, lat_var, {dim0: block})
+    for block, (lon_block, lat_block) in _row_blocks(lon_var, lat_var):
+        lon, lat, missing = _decoded(lon_name, lat_name, lon_block, lat_block)
         valid = ~missing
         cells.missing = cells.missing or bool(missing.any())
         cells.rows[block] = valid.any(axis=1)
@@ -1025,6 +1057,7 @@ def _scan_cells(lon_name: str, lat_name: str, lon_var: Any, lat_var: Any, split:
             cells.change[2 * axis] += float(steps.sum())
             cells.change[2 * axis + 1] += steps.size
         previous = lon[-1:]
+        del lon_block, lat_block  # views of a band: the next band is read without this one
     return cells
 
 
@@ -1157,9 +1190,8 @@ def _curvilinear_lon_extent(
     if cells.split == (bbox[0] + bbox[2]) / 2:
         return list(cells.shifted)
     low, high = math.inf, -math.inf
-    dim0 = str(lon_var.dims[0])
-    for block in _row_blocks(lon_var):
-        lon, _, missing = _positions(lon_name, lat_name, lon_var, lat_var, {dim0: block})
+    for _, (lon_block, lat_block) in _row_blocks(lon_var, lat_var):
+        lon, _, missing = _decoded(lon_name, lat_name, lon_block, lat_block)
         if not missing.all():
             part_low, part_high = _lon_extent(lon, bbox)
             low, high = min(low, part_low), max(high, part_high)
