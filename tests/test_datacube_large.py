@@ -152,17 +152,11 @@ def _through(proxy: FaultProxy, options: dict[str, Any]) -> dict[str, Any]:
     return {**options, "client_kwargs": {**options["client_kwargs"], "endpoint_url": proxy.endpoint_url}}
 
 
-def test_a_curvilinear_zarr_on_s3_reads_each_coordinate_chunk_at_most_twice_and_no_data(
-    s3_server: Any, tmp_path: Path
-) -> None:
-    """lat/lon stored as one chunk each, larger than a block of rows: read
-    block by block, the chunk was fetched and decompressed again for every
-    block (281 s for a 4000 x 4000 pair in one NetCDF-4 chunk). It is read
-    once for the outline and once for the pass over the cells (a band of
-    whole chunks, cut into blocks in memory); the data variable never."""
+def _curved_zarr_on_s3(s3_server: Any, tmp_path: Path, n: int, chunks: tuple[int, int]) -> str:
+    """``s3://<bucket>/curved.zarr``: 2-D lat/lon of ``n`` x ``n`` cells in
+    ``chunks``, a data variable ``sst`` in chunks of 100 x 100; the bucket."""
     import xarray as xr
 
-    n = 300
     r, c = np.arange(n)[:, None] / n, np.arange(n)[None, :] / n
     ds = xr.Dataset(
         {"sst": (("y", "x"), np.zeros((n, n), "f4"))},
@@ -173,15 +167,28 @@ def test_a_curvilinear_zarr_on_s3_reads_each_coordinate_chunk_at_most_twice_and_
         attrs={"time_coverage_start": "2024-05-01T00:00:00Z"},
     )
     store = tmp_path / "curved.zarr"
-    chunks = {"lat": {"chunks": (n, n)}, "lon": {"chunks": (n, n)}, "sst": {"chunks": (100, 100)}}
-    ds.to_zarr(store, mode="w", zarr_format=2, consolidated=True, encoding=chunks)
-    bucket = s3_server.new_bucket()
+    encoding = {"lat": {"chunks": chunks}, "lon": {"chunks": chunks}, "sst": {"chunks": (100, 100)}}
+    ds.to_zarr(store, mode="w", zarr_format=2, consolidated=True, encoding=encoding)
+    bucket = str(s3_server.new_bucket())
     client = s3_server.client()
     for path in store.rglob("*"):
         if path.is_file():
             client.put_object(
                 Bucket=bucket, Key=f"curved.zarr/{path.relative_to(store)}", Body=path.read_bytes()
             )
+    return bucket
+
+
+def test_a_curvilinear_zarr_on_s3_reads_each_coordinate_chunk_at_most_twice_and_no_data(
+    s3_server: Any, tmp_path: Path
+) -> None:
+    """lat/lon stored as one chunk each, larger than a block of rows: read
+    block by block, the chunk was fetched and decompressed again for every
+    block (281 s for a 4000 x 4000 pair in one NetCDF-4 chunk). It is read
+    once for the outline and once for the pass over the cells (a band of
+    whole chunks, cut into blocks in memory); the data variable never."""
+    n = 300
+    bucket = _curved_zarr_on_s3(s3_server, tmp_path, n, (n, n))
     assert n * n > datacube._BLOCK_CELLS  # more than one block of rows
     with FaultProxy(s3_server.endpoint_url) as proxy:
         options = ExtractOptions(storage_options=_through(proxy, s3_server.storage_options))
@@ -191,3 +198,23 @@ def test_a_curvilinear_zarr_on_s3_reads_each_coordinate_chunk_at_most_twice_and_
     for name in ("lat", "lon"):
         assert 1 <= gets.count(f"/{bucket}/curved.zarr/{name}/0.0") <= 2, gets
     assert not [p for p in gets if "/sst/" in p], gets
+
+
+def test_the_outline_of_a_curvilinear_grid_reads_the_chunks_along_its_edges(
+    s3_server: Any, tmp_path: Path
+) -> None:
+    """The outline is taken at 32 rows and columns of the lat/lon arrays;
+    read as the whole 32 x 32 lattice of cells, it fetched every chunk of
+    arrays stored in small chunks, then the pass over the cells fetched
+    them all again. Only the cells along the four edges are read for it."""
+    n, side = 200, 20
+    bucket = _curved_zarr_on_s3(s3_server, tmp_path, n, (side, side))
+    with FaultProxy(s3_server.endpoint_url) as proxy:
+        options = ExtractOptions(storage_options=_through(proxy, s3_server.storage_options))
+        item = create_item(f"s3://{bucket}/curved.zarr", options).to_dict()
+        gets = [path for path, _ in proxy.get_ranges]
+    assert item["bbox"][1] == pytest.approx(20.0)
+    chunks, edge = (n // side) ** 2, 4 * (n // side) - 4
+    for name in ("lat", "lon"):
+        fetched = [p for p in gets if p.startswith(f"/{bucket}/curved.zarr/{name}/")]
+        assert len(fetched) <= chunks + edge, f"{len(fetched)} GETs of {chunks} chunks of {name}"

@@ -985,10 +985,9 @@ class _Cells:
     bad_max: float = -math.inf
     #: sums and counts of the changes of longitude along rows (0) and columns (1)
     change: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
-    #: the extent of the longitudes counted on past 180 below ``split`` (a
-    #: grid across the antimeridian, :func:`_lon_extent`), when one was given
-    split: float | None = None
-    shifted: list[float] = field(default_factory=lambda: [math.inf, -math.inf])
+    #: lon/lat at the rows and columns :func:`_outline` takes of the whole
+    #: grid (:func:`_outline_indices`), picked from the blocks as they pass
+    lattice: tuple[Any, Any] | None = None
 
     def any_valid(self) -> bool:
         return bool(self.rows.any())
@@ -1023,12 +1022,14 @@ def _lon_steps(lon: Any, axis: int) -> Any:
     return steps[np.isfinite(steps)]
 
 
-def _scan_cells(lon_name: str, lat_name: str, lon_var: Any, lat_var: Any, split: float | None) -> _Cells:
-    """One pass over every cell of the grid, a block of rows at a time;
-    ``split``: see :attr:`_Cells.split`."""
+def _scan_cells(lon_name: str, lat_name: str, lon_var: Any, lat_var: Any) -> _Cells:
+    """One pass over every cell of the grid, a block of rows at a time."""
     import numpy as np  # noqa: PLC0415
 
-    cells = _Cells(rows=np.zeros(lon_var.shape[0], bool), cols=np.zeros(lon_var.shape[1], bool), split=split)
+    height, width = (int(n) for n in lon_var.shape)
+    cells = _Cells(rows=np.zeros(height, bool), cols=np.zeros(width, bool))
+    picked_rows, picked_cols = _outline_indices(0, height - 1), _outline_indices(0, width - 1)
+    lattice = np.full((2, picked_rows.size, picked_cols.size), np.nan)
     previous = None  # the last row of the previous block: the change across blocks
     for block, (lon_block, lat_block) in _row_blocks(lon_var, lat_var):
         lon, lat, missing = _decoded(lon_name, lat_name, lon_block, lat_block)
@@ -1041,9 +1042,6 @@ def _scan_cells(lon_name: str, lat_name: str, lon_var: Any, lat_var: Any, split:
             cells.lat_max = max(cells.lat_max, float(np.nanmax(lat)))
             cells.lon_min = min(cells.lon_min, float(np.nanmin(lon)))
             cells.lon_max = max(cells.lon_max, float(np.nanmax(lon)))
-            if split is not None:
-                low, high = _split_extent(lon, split)
-                cells.shifted = [min(cells.shifted[0], low), max(cells.shifted[1], high)]
         bad = lat[valid & (np.abs(lat) > 90.0)]
         if bad.size:
             cells.bad += int(bad.size)
@@ -1057,7 +1055,11 @@ def _scan_cells(lon_name: str, lat_name: str, lon_var: Any, lat_var: Any, split:
             cells.change[2 * axis] += float(steps.sum())
             cells.change[2 * axis + 1] += steps.size
         previous = lon[-1:]
+        here = (picked_rows >= block.start) & (picked_rows < block.stop)
+        local = picked_rows[here] - block.start
+        lattice[0, here], lattice[1, here] = lon[local][:, picked_cols], lat[local][:, picked_cols]
         del lon_block, lat_block  # views of a band: the next band is read without this one
+    cells.lattice = (lattice[0], lattice[1])
     return cells
 
 
@@ -1083,13 +1085,7 @@ def _curvilinear_grid(ds: Any, lon_name: str, lat_name: str, where: str) -> _Gri
     if lon_var.dims != lat_var.dims:
         lat_var = lat_var.transpose(*lon_var.dims)
     dim0, dim1 = (str(d) for d in lon_var.dims)
-    # the outline of the whole grid, read first: the cells' longitudes are
-    # counted across the antimeridian in the pass over them when it crosses
-    whole = _border(
-        lon_name, lat_name, lon_var, lat_var, (0, lon_var.shape[0] - 1), (0, lon_var.shape[1] - 1)
-    )
-    split = _split_of(whole)
-    cells = _scan_cells(lon_name, lat_name, lon_var, lat_var, split)
+    cells = _scan_cells(lon_name, lat_name, lon_var, lat_var)
     if cells.bad:
         raise InputError(
             f"{where}: the latitude coordinate {lat_name!r} holds {cells.bad} value(s) outside [-90, 90] "
@@ -1113,8 +1109,8 @@ def _curvilinear_grid(ds: Any, lon_name: str, lat_name: str, where: str) -> _Gri
     # missing scan lines left out): the outline of the whole grid's
     rows, cols = np.flatnonzero(cells.rows), np.flatnonzero(cells.cols)
     box = ((int(rows[0]), int(rows[-1])), (int(cols[0]), int(cols[-1])))
-    if box == ((0, lon_var.shape[0] - 1), (0, lon_var.shape[1] - 1)):
-        edge_lon, edge_lat = whole
+    if box == ((0, lon_var.shape[0] - 1), (0, lon_var.shape[1] - 1)) and cells.lattice is not None:
+        edge_lon, edge_lat = (_outline(a) for a in cells.lattice)
     else:
         edge_lon, edge_lat = _border(lon_name, lat_name, lon_var, lat_var, *box)
     extremes = (cells.lat_min, cells.lat_max)  # every cell's, not the border's
@@ -1149,11 +1145,24 @@ def _border(
     lon_name: str, lat_name: str, lon_var: Any, lat_var: Any, rows: tuple[int, int], cols: tuple[int, int]
 ) -> tuple[Any, Any]:
     """:func:`_outline` of the lon/lat of the cells in ``rows`` and ``cols``
-    (first and last, inclusive), reading the cells it takes alone: at most
-    :data:`_OUTLINE_POINTS` rows and columns, whose outline is the block's."""
+    (first and last, inclusive), reading the cells it takes alone: the four
+    edges of the lattice of at most :data:`_OUTLINE_POINTS` rows and columns
+    whose outline is the block's (read whole, that lattice touched every
+    chunk of arrays stored in small chunks)."""
+    import numpy as np  # noqa: PLC0415
 
-    picked = {str(dim): _outline_indices(*span) for dim, span in zip(lon_var.dims, (rows, cols), strict=True)}
-    lon, lat, _ = _positions(lon_name, lat_name, lon_var, lat_var, picked)
+    dim0, dim1 = (str(d) for d in lon_var.dims)
+    r, c = _outline_indices(*rows), _outline_indices(*cols)
+    lon, lat = np.full((r.size, c.size), np.nan), np.full((r.size, c.size), np.nan)
+    edges = (
+        ((0, slice(None)), {dim0: r[:1], dim1: c}),
+        ((-1, slice(None)), {dim0: r[-1:], dim1: c}),
+        ((slice(None), 0), {dim0: r, dim1: c[:1]}),
+        ((slice(None), -1), {dim0: r, dim1: c[-1:]}),
+    )
+    for at, index in edges:
+        edge_lon, edge_lat, _ = _positions(lon_name, lat_name, lon_var, lat_var, index)
+        lon[at], lat[at] = edge_lon.ravel(), edge_lat.ravel()
     return _outline(lon), _outline(lat)
 
 
@@ -1167,28 +1176,15 @@ def _outline_indices(first: int, last: int) -> Any:
     return first + np.unique(np.linspace(0, count - 1, min(count, _OUTLINE_POINTS)).round().astype(int))
 
 
-def _split_of(outline: tuple[Any, Any]) -> float | None:
-    """Where :func:`_lon_extent` splits the longitudes of a grid with this
-    outline (the middle of its bbox's gap) when the outline crosses the
-    antimeridian; ``None`` when it does not or gives no footprint."""
-    try:
-        _, bbox = _footprint.footprint_from_lonlat(*outline)
-    except InputError:
-        return None
-    return (bbox[0] + bbox[2]) / 2 if bbox[0] > bbox[2] else None
-
-
 def _curvilinear_lon_extent(
     cells: _Cells, bbox: list[float], lon_name: str, lat_name: str, lon_var: Any, lat_var: Any
 ) -> list[float]:
     """:func:`_lon_extent` of a curvilinear grid's longitudes: from the
     pass over the cells, or, across the antimeridian (the longitudes of one
-    side counted on past 180), from the pass when it split them where this
-    bbox does, else from a second pass a block at a time."""
+    side counted on past 180, where the bbox says), from a second pass a
+    block at a time."""
     if bbox[0] <= bbox[2]:
         return [cells.lon_min, cells.lon_max]
-    if cells.split == (bbox[0] + bbox[2]) / 2:
-        return list(cells.shifted)
     low, high = math.inf, -math.inf
     for _, (lon_block, lat_block) in _row_blocks(lon_var, lat_var):
         lon, _, missing = _decoded(lon_name, lat_name, lon_block, lat_block)
@@ -1507,16 +1503,7 @@ def _lon_extent(lon: Any, bbox: list[float]) -> list[float]:
 
     west, east = bbox[0], bbox[2]
     if west > east:  # the gap is east .. west; its middle splits the two sides
-        return _split_extent(lon, (west + east) / 2)
-    return [float(np.nanmin(lon)), float(np.nanmax(lon))]
-
-
-def _split_extent(lon: Any, split: float) -> list[float]:
-    """Lowest and highest of longitudes ``lon`` (NaN where missing), those
-    below ``split`` counted on past 180 (``+ 360``)."""
-    import numpy as np  # noqa: PLC0415
-
-    lon = np.where(lon < split, lon + 360.0, lon)
+        lon = np.where(lon < (west + east) / 2, lon + 360.0, lon)
     return [float(np.nanmin(lon)), float(np.nanmax(lon))]
 
 
