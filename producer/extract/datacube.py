@@ -928,26 +928,26 @@ def _first_step(lon_name: str, lat_name: str, lon_var: Any, lat_var: Any, where:
 _BLOCK_CELLS = 1 << 16
 
 
-def _chunk_rows(var: Any) -> int:
-    """Rows (along its first dimension) of one chunk of ``var`` as stored
-    (1 when it is not chunked)."""
+def _chunk_rows(var: Any, dim: Hashable) -> int:
+    """Rows (along ``dim``) of one chunk of ``var`` as stored (1 when it is
+    not chunked)."""
     chunks = (getattr(var, "encoding", None) or {}).get("preferred_chunks") or {}
-    return max(1, int(chunks.get(var.dims[0]) or 1))
+    return max(1, int(chunks.get(dim) or 1))
 
 
-def _row_blocks(*variables: Any) -> Iterator[tuple[slice, list[Any]]]:
-    """Blocks of about :data:`_BLOCK_CELLS` cells of ``variables`` (2-D, of
-    one shape): ``(rows, [each variable's block])``. Stored in chunks of
+def _row_blocks(*variables: Any, axis: int = 0) -> Iterator[tuple[slice, list[Any]]]:
+    """Blocks of about :data:`_BLOCK_CELLS` cells of ``variables`` (of one
+    shape, cut along their dimension ``axis``): ``(rows, [each variable's block])``. Stored in chunks of
     more rows than a block holds, the variables are read a band of whole
     chunks at a time and each band cut into blocks in memory: a chunk read
     for every block it overlaps was decompressed again for each (minutes
     for a 4000 x 4000 array stored as one chunk)."""
     # the variables alone: a DataArray of a coordinate loads its coordinates with it (lat with lon)
     variables = tuple(getattr(v, "variable", v) for v in variables)
-    rows, cols = (int(n) for n in variables[0].shape)
-    dim = variables[0].dims[0]
+    shape, dim = variables[0].shape, variables[0].dims[axis]
+    rows, cols = int(shape[axis]), math.prod(int(n) for i, n in enumerate(shape) if i != axis)
     count = max(1, _BLOCK_CELLS // max(cols, 1))
-    unit = math.lcm(*(_chunk_rows(v) for v in variables))
+    unit = math.lcm(*(_chunk_rows(v, dim) for v in variables))
     if unit <= count:  # whole chunks fit in a block
         count -= count % unit
         for start in range(0, rows, count):
@@ -2046,20 +2046,22 @@ def get_cube_info(ds: Any, grid: _Grid, time: _Time | None) -> dict[str, Any]:
 
 def _statistics(var: Any) -> dict[str, float]:
     """``statistics`` of one variable (reads its values): fill values and
-    NaN/inf are not valid; raw values (no scale/offset), population stddev."""
+    NaN/inf are not valid; raw values (no scale/offset), population stddev.
+    Read a block of rows at a time (:func:`_row_blocks`, along its first
+    dimension of more than one step) and accumulated as a GeoTIFF's
+    windows are: never held whole, nor converted whole to float64."""
     import numpy as np  # noqa: PLC0415
 
-    total = int(np.asarray(var.values).size)
-    valid = _valid_numbers(var)
-    if valid.size == 0:
-        return {"valid_percent": 0.0}
-    return {
-        "minimum": float(valid.min()),
-        "maximum": float(valid.max()),
-        "mean": float(valid.mean()),
-        "stddev": float(valid.std()),
-        "valid_percent": 100.0 * valid.size / total,
-    }
+    from producer.extract.bands import _Accumulator  # noqa: PLC0415 (the GeoTIFF path's, shared)
+
+    variable = getattr(var, "variable", var)
+    # the rows: along the first dimension of more than one step (a time of 1 step comes first)
+    axis = next((i for i, n in enumerate(variable.shape) if n > 1), 0)
+    acc = _Accumulator()
+    for _, (block,) in _row_blocks(variable, axis=axis):
+        acc.add(np.ma.masked_array(_valid_numbers(block)))
+    acc.total = int(variable.size)
+    return acc.result()
 
 
 def single_band(ds: Any, grid: _Grid, *, stats: bool = False) -> list[dict[str, Any]] | None:
