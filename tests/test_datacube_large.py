@@ -254,3 +254,21 @@ def test_statistics_of_a_single_variable_netcdf_are_accumulated_a_block_at_a_tim
     assert stats["mean"] == pytest.approx(valid.mean(), rel=1e-12)
     assert stats["stddev"] == pytest.approx(valid.std(), rel=1e-12)
     assert stats["valid_percent"] == 99.0
+
+
+def test_a_netcdf_on_s3_with_a_checksum_is_downloaded_once(s3_server: Any, tmp_path: Path) -> None:
+    """A NetCDF on an object store is fetched whole to be opened; with the
+    checksum option it was then read whole a second time to hash it (twice
+    the bytes of the product). The bytes fetched are hashed."""
+    import hashlib
+
+    path = cubes.write_curvilinear(tmp_path / "data")
+    bucket = s3_server.new_bucket()
+    s3_server.client().put_object(Bucket=bucket, Key="curvilinear.nc", Body=path.read_bytes())
+    with FaultProxy(s3_server.endpoint_url) as proxy:
+        options = ExtractOptions(checksum=True, storage_options=_through(proxy, s3_server.storage_options))
+        item = create_item(f"s3://{bucket}/curvilinear.nc", options).to_dict()
+        fetched = proxy.get_bytes.get(f"/{bucket}/curvilinear.nc", 0)
+    asset = item["assets"]["data"]
+    assert asset["file:checksum"] == "1220" + hashlib.sha256(path.read_bytes()).hexdigest()
+    assert fetched == path.stat().st_size, f"{fetched} bytes fetched of a {path.stat().st_size}-byte file"

@@ -56,7 +56,14 @@ import pystac
 
 from producer.errors import InputError, NoGeoreferenceError, ProducerError
 from producer.extract import footprint as _footprint
-from producer.extract.assets import check_utf8_location, file_info, is_url, resolve_location, rewrite_href
+from producer.extract.assets import (
+    check_utf8_location,
+    file_info,
+    is_url,
+    resolve_location,
+    rewrite_href,
+    sha256_multihash_of,
+)
 from producer.extract.bands import data_type, nodata_value, spatial_resolution
 from producer.extract.datetimes import (
     DATETIME_HINT,
@@ -150,6 +157,8 @@ class _Opened:
     #: the paths of the NetCDF-4 (or Zarr) groups below the root that hold
     #: variables (read only to word an error: the root group is what is described)
     groups: Callable[[], list[str]] = field(default=lambda: [])
+    #: ``file:checksum`` of a NetCDF fetched whole (the bytes opened), when asked for
+    checksum: str | None = None
 
 
 #: how the cube is decoded: values as stored, so that nothing is computed
@@ -297,7 +306,11 @@ def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _O
     _restore_grid_mappings(ds, seen, handle)
     stack.callback(ds.close)  # closes the netCDF4 handle too
     return _Opened(
-        ds, size, {"engine": "h5netcdf"} if data[:4] == b"\x89HDF" else {}, lambda: _group_paths(handle)
+        ds,
+        size,
+        {"engine": "h5netcdf"} if data[:4] == b"\x89HDF" else {},
+        lambda: _group_paths(handle),
+        sha256_multihash_of(data) if options.checksum else None,  # not a second download to hash it
     )
 
 
@@ -2202,9 +2215,14 @@ def _build(opened: _Opened, location: str, shown: str, options: ExtractOptions, 
     if not zarr:
         asset_fields.update(
             file_info(
-                location, checksum=options.checksum, storage_options=options.storage_options, size=opened.size
+                location,
+                checksum=options.checksum and opened.checksum is None,
+                storage_options=options.storage_options,
+                size=opened.size,
             )
         )
+        if opened.checksum is not None:
+            asset_fields["file:checksum"] = opened.checksum
         bands = single_band(ds, grid, stats=options.stats)
         if bands:
             sampling = str(attrs.get("GDAL_AREA_OR_POINT", "")).strip().lower()  # as GDAL reads it
