@@ -17,7 +17,8 @@ searched in the request path (``/<bucket>/<key>``, URL-decoded, without the
 query string). ``limit`` makes a rule fire only that many times, ``skip`` lets that many
 matching requests through before it fires. A ``slowbody`` rule forwards the
 request (a PUT lands upstream) and stalls its answer after the headers. The proxy
-counts requests per method and records the ``Range`` header of every GET, so
+counts requests per method, records the ``Range`` header of every GET and
+adds up the bytes of GET answers per path (:attr:`FaultProxy.get_bytes`), so
 tests can check that extraction read headers only.
 
 Nothing is written anywhere; the proxy listens on 127.0.0.1 only.
@@ -129,6 +130,8 @@ class FaultProxy:
         self.rules: list[Rule] = []
         self.requests: dict[str, int] = {}
         self.get_ranges: list[tuple[str, str | None]] = []
+        #: bytes of the bodies of forwarded GET answers, per path
+        self.get_bytes: dict[str, int] = {}
         #: every request as ``(method, path, query string)``, in arrival order
         self.trace: list[tuple[str, str, str]] = []
         self._lock = threading.Lock()
@@ -155,6 +158,7 @@ class FaultProxy:
             self.rules.clear()
             self.requests.clear()
             self.get_ranges.clear()
+            self.get_bytes.clear()
             self.trace.clear()
 
     def _match(self, method: str, path: str) -> Rule | None:
@@ -275,6 +279,9 @@ class FaultProxy:
                     return
                 resp, data = self._upstream(body)
                 self._send_head(resp, data)
+                if self.command == "GET":
+                    with proxy._lock:
+                        proxy.get_bytes[path] = proxy.get_bytes.get(path, 0) + len(data)
                 if self.command != "HEAD":
                     self.wfile.write(data)
 

@@ -183,6 +183,12 @@ def sha256_multihash(location: str, storage_options: Mapping[str, Any] | None = 
     return _SHA256_MULTIHASH + digest.hexdigest()
 
 
+def sha256_multihash_of(data: bytes) -> str:
+    """:func:`sha256_multihash` of bytes already read (a NetCDF fetched whole
+    to be opened: hashed as fetched, not read a second time)."""
+    return _SHA256_MULTIHASH + hashlib.sha256(data).hexdigest()
+
+
 def file_info(
     location: str,
     *,

@@ -56,7 +56,14 @@ import pystac
 
 from producer.errors import InputError, NoGeoreferenceError, ProducerError
 from producer.extract import footprint as _footprint
-from producer.extract.assets import check_utf8_location, file_info, is_url, resolve_location, rewrite_href
+from producer.extract.assets import (
+    check_utf8_location,
+    file_info,
+    is_url,
+    resolve_location,
+    rewrite_href,
+    sha256_multihash_of,
+)
 from producer.extract.bands import data_type, nodata_value, spatial_resolution
 from producer.extract.datetimes import (
     DATETIME_HINT,
@@ -150,6 +157,8 @@ class _Opened:
     #: the paths of the NetCDF-4 (or Zarr) groups below the root that hold
     #: variables (read only to word an error: the root group is what is described)
     groups: Callable[[], list[str]] = field(default=lambda: [])
+    #: ``file:checksum`` of a NetCDF fetched whole (the bytes opened), when asked for
+    checksum: str | None = None
 
 
 #: how the cube is decoded: values as stored, so that nothing is computed
@@ -297,7 +306,11 @@ def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _O
     _restore_grid_mappings(ds, seen, handle)
     stack.callback(ds.close)  # closes the netCDF4 handle too
     return _Opened(
-        ds, size, {"engine": "h5netcdf"} if data[:4] == b"\x89HDF" else {}, lambda: _group_paths(handle)
+        ds,
+        size,
+        {"engine": "h5netcdf"} if data[:4] == b"\x89HDF" else {},
+        lambda: _group_paths(handle),
+        sha256_multihash_of(data) if options.checksum else None,  # not a second download to hash it
     )
 
 
@@ -785,33 +798,6 @@ def _check_latitudes(lat: Any, name: str, where: str) -> None:
         )
 
 
-def _trimmed(lon: Any, lat: Any) -> tuple[Any, Any]:
-    """2-D ``lon``/``lat`` without their border rows and columns in which no
-    cell has both (a swath's missing scan lines): the outline is taken
-    along the cells that hold a position."""
-    import numpy as np  # noqa: PLC0415
-
-    valid = np.isfinite(lon) & np.isfinite(lat)
-    rows, cols = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
-    if rows.size == 0:
-        return lon[:0, :0], lat[:0, :0]
-    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    return lon[box], lat[box]
-
-
-def _mean_lon_change(lon: Any, axis: int) -> float:
-    """Mean absolute change of longitude between neighbouring cells along
-    ``axis`` (across the antimeridian the short way), over the pairs where
-    both cells hold a position; 0 when there is none."""
-    import numpy as np  # noqa: PLC0415
-
-    if lon.shape[axis] < 2:
-        return 0.0
-    steps = np.abs((np.diff(lon, axis=axis) + 180.0) % 360.0 - 180.0)
-    steps = steps[np.isfinite(steps)]
-    return float(steps.mean()) if steps.size else 0.0
-
-
 @dataclass
 class _Grid:
     """Where the cube lies: its horizontal dimensions and footprint."""
@@ -929,9 +915,17 @@ def _first_step(lon_name: str, lat_name: str, lon_var: Any, lat_var: Any, where:
     step = str(lon_var.dims[0])
     if int(lon_var.sizes[step]) > 1:
         for name, var in ((lat_name, lat_var), (lon_name, lon_var)):
-            first = _coordinate_values(name, var.isel({step: 0}))
-            last = _coordinate_values(name, var.isel({step: -1}))
-            if not np.allclose(first, last, rtol=0.0, atol=1e-5, equal_nan=True):
+            same = all(
+                np.allclose(
+                    _coordinate_values(name, first),
+                    _coordinate_values(name, last),
+                    rtol=0.0,
+                    atol=1e-5,
+                    equal_nan=True,
+                )
+                for _, (first, last) in _row_blocks(var.isel({step: 0}), var.isel({step: -1}))
+            )
+            if not same:
                 raise NoGeoreferenceError(
                     f"{where}: its lat/lon arrays {lat_name!r}/{lon_name!r} change along {step!r} (a moving "
                     "nest, as WRF writes one that follows a storm): the grid is not one place for the whole "
@@ -941,9 +935,161 @@ def _first_step(lon_name: str, lat_name: str, lon_var: Any, lat_var: Any, where:
     return lon_var.isel({step: 0}), lat_var.isel({step: 0})
 
 
+#: cells of a curvilinear grid's lat/lon arrays decoded at a time: the
+#: arrays are read a block of rows at a time, never held whole (a 4000 x
+#: 4000 grid's float64 pair is 256 MB, and each step of the work copies it)
+_BLOCK_CELLS = 1 << 16
+
+
+def _chunk_rows(var: Any, dim: Hashable) -> int:
+    """Rows (along ``dim``) of one chunk of ``var`` as stored (1 when it is
+    not chunked)."""
+    chunks = (getattr(var, "encoding", None) or {}).get("preferred_chunks") or {}
+    return max(1, int(chunks.get(dim) or 1))
+
+
+def _row_blocks(*variables: Any, axis: int = 0) -> Iterator[tuple[slice, list[Any]]]:
+    """Blocks of about :data:`_BLOCK_CELLS` cells of ``variables`` (of one
+    shape, cut along their dimension ``axis``): ``(rows, [each variable's block])``. Stored in chunks of
+    more rows than a block holds, the variables are read a band of whole
+    chunks at a time and each band cut into blocks in memory: a chunk read
+    for every block it overlaps was decompressed again for each (minutes
+    for a 4000 x 4000 array stored as one chunk)."""
+    # the variables alone: a DataArray of a coordinate loads its coordinates with it (lat with lon)
+    variables = tuple(getattr(v, "variable", v) for v in variables)
+    shape, dim = variables[0].shape, variables[0].dims[axis]
+    rows, cols = int(shape[axis]), math.prod(int(n) for i, n in enumerate(shape) if i != axis)
+    count = max(1, _BLOCK_CELLS // max(cols, 1))
+    unit = math.lcm(*(_chunk_rows(v, dim) for v in variables))
+    if unit <= count:  # whole chunks fit in a block
+        count -= count % unit
+        for start in range(0, rows, count):
+            block = slice(start, min(rows, start + count))
+            yield block, [v.isel({dim: block}) for v in variables]
+        return
+    for first in range(0, rows, unit):
+        band = slice(first, min(rows, first + unit))
+        held: list[Any] = []
+        for v in variables:  # one band in memory at a time
+            held.append(v.isel({dim: band}).load())
+        for start in range(band.start, band.stop, count):
+            block = slice(start, min(band.stop, start + count))
+            inside = slice(block.start - first, block.stop - first)
+            yield block, [v.isel({dim: inside}) for v in held]
+        held.clear()
+
+
+@dataclass
+class _Cells:
+    """What a curvilinear grid's item says about all of its cells, gathered
+    a block of rows at a time (:func:`_scan_cells`)."""
+
+    #: rows / columns holding at least one cell with both positions
+    rows: Any
+    cols: Any
+    missing: bool = False
+    lat_min: float = math.inf
+    lat_max: float = -math.inf
+    lon_min: float = math.inf
+    lon_max: float = -math.inf
+    #: latitudes outside [-90, 90]: how many, lowest, highest
+    bad: int = 0
+    bad_min: float = math.inf
+    bad_max: float = -math.inf
+    #: sums and counts of the changes of longitude along rows (0) and columns (1)
+    change: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
+    #: lon/lat at the rows and columns :func:`_outline` takes of the whole
+    #: grid (:func:`_outline_indices`), picked from the blocks as they pass
+    lattice: tuple[Any, Any] | None = None
+
+    def any_valid(self) -> bool:
+        return bool(self.rows.any())
+
+
+def _positions(lon_name: str, lat_name: str, lon_var: Any, lat_var: Any, index: Mapping[str, Any]) -> Any:
+    """Decoded ``lon``/``lat`` of the cells ``index`` selects (by dimension
+    name; ``{}``: all), NaN in both where either is missing."""
+    return _decoded(lon_name, lat_name, lon_var.isel(index), lat_var.isel(index))
+
+
+def _decoded(lon_name: str, lat_name: str, lon_var: Any, lat_var: Any) -> Any:
+    """Decoded ``lon``/``lat`` of the cells of ``lon_var``/``lat_var``, NaN
+    in both where either is missing."""
+    import numpy as np  # noqa: PLC0415
+
+    lon = _coordinate_values(lon_name, lon_var)
+    lat = _coordinate_values(lat_name, lat_var)
+    missing = ~(np.isfinite(lon) & np.isfinite(lat))
+    lon[missing] = lat[missing] = np.nan
+    return lon, lat, missing
+
+
+def _lon_steps(lon: Any, axis: int) -> Any:
+    """Absolute changes of longitude between neighbours along ``axis``
+    (across the antimeridian the short way), where both hold a position."""
+    import numpy as np  # noqa: PLC0415
+
+    steps = np.abs(np.diff(lon, axis=axis))
+    if bool((steps > 180.0).any()):  # the modulo costs most of a pass: only where it changes something
+        steps = np.abs((np.diff(lon, axis=axis) + 180.0) % 360.0 - 180.0)
+    return steps[np.isfinite(steps)]
+
+
+def _scan_cells(lon_name: str, lat_name: str, lon_var: Any, lat_var: Any) -> _Cells:
+    """One pass over every cell of the grid, a block of rows at a time."""
+    import numpy as np  # noqa: PLC0415
+
+    height, width = (int(n) for n in lon_var.shape)
+    cells = _Cells(rows=np.zeros(height, bool), cols=np.zeros(width, bool))
+    picked_rows, picked_cols = _outline_indices(0, height - 1), _outline_indices(0, width - 1)
+    lattice = np.full((2, picked_rows.size, picked_cols.size), np.nan)
+    previous = None  # the last row of the previous block: the change across blocks
+    for block, (lon_block, lat_block) in _row_blocks(lon_var, lat_var):
+        lon, lat, missing = _decoded(lon_name, lat_name, lon_block, lat_block)
+        valid = ~missing
+        cells.missing = cells.missing or bool(missing.any())
+        cells.rows[block] = valid.any(axis=1)
+        cells.cols |= valid.any(axis=0)
+        if valid.any():
+            cells.lat_min = min(cells.lat_min, float(np.nanmin(lat)))
+            cells.lat_max = max(cells.lat_max, float(np.nanmax(lat)))
+            cells.lon_min = min(cells.lon_min, float(np.nanmin(lon)))
+            cells.lon_max = max(cells.lon_max, float(np.nanmax(lon)))
+        bad = lat[valid & (np.abs(lat) > 90.0)]
+        if bad.size:
+            cells.bad += int(bad.size)
+            cells.bad_min, cells.bad_max = (
+                min(cells.bad_min, float(bad.min())),
+                max(cells.bad_max, float(bad.max())),
+            )
+        joined = lon if previous is None else np.concatenate([previous, lon])
+        for axis, part in ((0, joined), (1, lon)):
+            steps = _lon_steps(part, axis) if part.shape[axis] >= 2 else part[:0]
+            cells.change[2 * axis] += float(steps.sum())
+            cells.change[2 * axis + 1] += steps.size
+        previous = lon[-1:]
+        here = (picked_rows >= block.start) & (picked_rows < block.stop)
+        local = picked_rows[here] - block.start
+        lattice[0, here], lattice[1, here] = lon[local][:, picked_cols], lat[local][:, picked_cols]
+        del lon_block, lat_block  # views of a band: the next band is read without this one
+    cells.lattice = (lattice[0], lattice[1])
+    return cells
+
+
+def _mean_changes(cells: _Cells) -> tuple[float, float]:
+    """Mean change of longitude along each of the two dimensions."""
+    total0, count0, total1, count1 = cells.change
+    return (total0 / count0 if count0 else 0.0), (total1 / count1 if count1 else 0.0)
+
+
 def _curvilinear_grid(ds: Any, lon_name: str, lat_name: str, where: str) -> _Grid:
     """A grid whose lat/lon are 2-D arrays: footprint from their outline
-    (cell centres), ``proj:shape`` only (no affine transform exists)."""
+    (cell centres), ``proj:shape`` only (no affine transform exists).
+
+    The arrays are read a block of rows at a time (:func:`_scan_cells`):
+    extremes, extents, the rows and columns holding positions and the axis
+    choice come from every cell, the outline from the cells along the border
+    of those rows and columns, read alone."""
     import numpy as np  # noqa: PLC0415
 
     lon_var, lat_var = ds[lon_name], ds[lat_name]
@@ -951,46 +1097,114 @@ def _curvilinear_grid(ds: Any, lon_name: str, lat_name: str, where: str) -> _Gri
         lon_var, lat_var = _first_step(lon_name, lat_name, lon_var, lat_var, where)
     if lon_var.dims != lat_var.dims:
         lat_var = lat_var.transpose(*lon_var.dims)
-    # fill values (and cells where the other coordinate is missing) are NaN
-    lon, lat = _coordinate_values(lon_name, lon_var), _coordinate_values(lat_name, lat_var)
-    missing = ~(np.isfinite(lon) & np.isfinite(lat))
-    lon[missing] = lat[missing] = np.nan
-    _check_latitudes(lat, lat_name, where)
-    if missing.all():
+    dim0, dim1 = (str(d) for d in lon_var.dims)
+    cells = _scan_cells(lon_name, lat_name, lon_var, lat_var)
+    if cells.bad:
+        raise InputError(
+            f"{where}: the latitude coordinate {lat_name!r} holds {cells.bad} value(s) outside [-90, 90] "
+            f"(from {_tidy(cells.bad_min)} to {_tidy(cells.bad_max)}) not declared as missing. {LATITUDE_FIX}"
+        )
+    if not cells.any_valid():
         raise NoGeoreferenceError(
             f"{where}: the lat/lon arrays {lat_name!r}/{lon_name!r} hold no valid coordinates. {GEOREF_FIX}"
         )
-    if not missing.any() and _WRF_LATLON.match(lon_name) and _WRF_LATLON.match(lat_name):
-        projected = _wrf_projected_grid(
-            ds, (lon_name, lat_name), [str(d) for d in lon_var.dims], lon, lat, where
-        )
+    if (
+        not cells.missing
+        and _WRF_LATLON.match(lon_name)
+        and _WRF_LATLON.match(lat_name)
+        and _wrf_crs(ds) is not None
+    ):
+        lon, lat, _ = _positions(lon_name, lat_name, lon_var, lat_var, {})
+        projected = _wrf_projected_grid(ds, (lon_name, lat_name), [dim0, dim1], lon, lat, where)
         if projected is not None:
             return projected
-    edge_lon, edge_lat = _trimmed(lon, lat)
-    extremes = (float(np.nanmin(lat)), float(np.nanmax(lat)))  # every cell's, not the border's
-    geometry, bbox = _ring_geometry(_outline(edge_lon), _outline(edge_lat), where, extremes)
-    dim0, dim1 = (str(d) for d in lon_var.dims)
-    # the dimension along which longitude changes most is x
-    x_dim, y_dim = (dim0, dim1) if _mean_lon_change(lon, 0) > _mean_lon_change(lon, 1) else (dim1, dim0)
+    # the border of the rows and columns that hold a position (a swath's
+    # missing scan lines left out): the outline of the whole grid's
+    rows, cols = np.flatnonzero(cells.rows), np.flatnonzero(cells.cols)
+    box = ((int(rows[0]), int(rows[-1])), (int(cols[0]), int(cols[-1])))
+    if box == ((0, lon_var.shape[0] - 1), (0, lon_var.shape[1] - 1)) and cells.lattice is not None:
+        edge_lon, edge_lat = (_outline(a) for a in cells.lattice)
+    else:
+        edge_lon, edge_lat = _border(lon_name, lat_name, lon_var, lat_var, *box)
+    extremes = (cells.lat_min, cells.lat_max)  # every cell's, not the border's
+    geometry, bbox = _ring_geometry(edge_lon, edge_lat, where, extremes)
+    # the dimension along which longitude changes most is x (nearly equal: the
+    # second, as for an exact tie, whatever the order of the sums)
+    change0, change1 = _mean_changes(cells)
+    tie = abs(change0 - change1) <= 1e-9 * max(change0, change1)
+    x_dim, y_dim = (dim0, dim1) if change0 > change1 and not tie else (dim1, dim0)
     note = f"curvilinear grid index; coordinates in {lon_name!r} and {lat_name!r}"
     dims = {
         x_dim: {
             "type": "spatial",
             "axis": "x",
-            "extent": _lon_extent(lon, bbox),
+            "extent": _curvilinear_lon_extent(cells, bbox, lon_name, lat_name, lon_var, lat_var),
             "reference_system": 4326,
             "description": note,
         },
         y_dim: {
             "type": "spatial",
             "axis": "y",
-            "extent": [float(np.nanmin(lat)), float(np.nanmax(lat))],
+            "extent": [cells.lat_min, cells.lat_max],
             "reference_system": 4326,
             "description": note,
         },
     }
     shape = [int(ds.sizes[y_dim]), int(ds.sizes[x_dim])]
     return _Grid(x_dim, y_dim, geometry, bbox, {"proj:shape": shape}, dims)
+
+
+def _border(
+    lon_name: str, lat_name: str, lon_var: Any, lat_var: Any, rows: tuple[int, int], cols: tuple[int, int]
+) -> tuple[Any, Any]:
+    """:func:`_outline` of the lon/lat of the cells in ``rows`` and ``cols``
+    (first and last, inclusive), reading the cells it takes alone: the four
+    edges of the lattice of at most :data:`_OUTLINE_POINTS` rows and columns
+    whose outline is the block's (read whole, that lattice touched every
+    chunk of arrays stored in small chunks)."""
+    import numpy as np  # noqa: PLC0415
+
+    dim0, dim1 = (str(d) for d in lon_var.dims)
+    r, c = _outline_indices(*rows), _outline_indices(*cols)
+    lon, lat = np.full((r.size, c.size), np.nan), np.full((r.size, c.size), np.nan)
+    edges = (
+        ((0, slice(None)), {dim0: r[:1], dim1: c}),
+        ((-1, slice(None)), {dim0: r[-1:], dim1: c}),
+        ((slice(None), 0), {dim0: r, dim1: c[:1]}),
+        ((slice(None), -1), {dim0: r, dim1: c[-1:]}),
+    )
+    for at, index in edges:
+        edge_lon, edge_lat, _ = _positions(lon_name, lat_name, lon_var, lat_var, index)
+        lon[at], lat[at] = edge_lon.ravel(), edge_lat.ravel()
+    return _outline(lon), _outline(lat)
+
+
+def _outline_indices(first: int, last: int) -> Any:
+    """The indices from ``first`` to ``last`` (inclusive) that :func:`_outline`
+    takes of an array of that many rows (or columns): its outline is the
+    outline of these rows and columns alone."""
+    import numpy as np  # noqa: PLC0415
+
+    count = last - first + 1
+    return first + np.unique(np.linspace(0, count - 1, min(count, _OUTLINE_POINTS)).round().astype(int))
+
+
+def _curvilinear_lon_extent(
+    cells: _Cells, bbox: list[float], lon_name: str, lat_name: str, lon_var: Any, lat_var: Any
+) -> list[float]:
+    """:func:`_lon_extent` of a curvilinear grid's longitudes: from the
+    pass over the cells, or, across the antimeridian (the longitudes of one
+    side counted on past 180, where the bbox says), from a second pass a
+    block at a time."""
+    if bbox[0] <= bbox[2]:
+        return [cells.lon_min, cells.lon_max]
+    low, high = math.inf, -math.inf
+    for _, (lon_block, lat_block) in _row_blocks(lon_var, lat_var):
+        lon, _, missing = _decoded(lon_name, lat_name, lon_block, lat_block)
+        if not missing.all():
+            part_low, part_high = _lon_extent(lon, bbox)
+            low, high = min(low, part_low), max(high, part_high)
+    return [low, high]
 
 
 #: WRF's earth: a sphere of 6370 km (WRF's EARTH_RADIUS_M), not WGS84
@@ -1313,7 +1527,13 @@ def _irregular_grid(x_name: str, y_name: str, xs: Any, ys: Any, crs: Any, where:
     import numpy as np  # noqa: PLC0415
     from pyproj import Transformer  # noqa: PLC0415
 
-    mesh_x, mesh_y = _trimmed(*np.meshgrid(xs, ys))
+    # the mesh of cell centres without its rows and columns of missing values,
+    # built only at the rows and columns of its outline (the whole mesh of a
+    # 0.01 degree grid is billions of cells)
+    cols, rows = np.flatnonzero(np.isfinite(xs)), np.flatnonzero(np.isfinite(ys))
+    mesh_x, mesh_y = np.meshgrid(
+        xs[_outline_indices(int(cols[0]), int(cols[-1]))], ys[_outline_indices(int(rows[0]), int(rows[-1]))]
+    )
     transformer = Transformer.from_crs(crs, 4326, always_xy=True)
     lon, lat = transformer.transform(_outline(mesh_x), _outline(mesh_y))
     geometry, bbox = _ring_geometry(np.asarray(lon), np.asarray(lat), where)
@@ -1839,20 +2059,22 @@ def get_cube_info(ds: Any, grid: _Grid, time: _Time | None) -> dict[str, Any]:
 
 def _statistics(var: Any) -> dict[str, float]:
     """``statistics`` of one variable (reads its values): fill values and
-    NaN/inf are not valid; raw values (no scale/offset), population stddev."""
+    NaN/inf are not valid; raw values (no scale/offset), population stddev.
+    Read a block of rows at a time (:func:`_row_blocks`, along its first
+    dimension of more than one step) and accumulated as a GeoTIFF's
+    windows are: never held whole, nor converted whole to float64."""
     import numpy as np  # noqa: PLC0415
 
-    total = int(np.asarray(var.values).size)
-    valid = _valid_numbers(var)
-    if valid.size == 0:
-        return {"valid_percent": 0.0}
-    return {
-        "minimum": float(valid.min()),
-        "maximum": float(valid.max()),
-        "mean": float(valid.mean()),
-        "stddev": float(valid.std()),
-        "valid_percent": 100.0 * valid.size / total,
-    }
+    from producer.extract.bands import _Accumulator  # noqa: PLC0415 (the GeoTIFF path's, shared)
+
+    variable = getattr(var, "variable", var)
+    # the rows: along the first dimension of more than one step (a time of 1 step comes first)
+    axis = next((i for i, n in enumerate(variable.shape) if n > 1), 0)
+    acc = _Accumulator()
+    for _, (block,) in _row_blocks(variable, axis=axis):
+        acc.add(np.ma.masked_array(_valid_numbers(block)))
+    acc.total = int(variable.size)
+    return acc.result()
 
 
 def single_band(ds: Any, grid: _Grid, *, stats: bool = False) -> list[dict[str, Any]] | None:
@@ -1993,9 +2215,14 @@ def _build(opened: _Opened, location: str, shown: str, options: ExtractOptions, 
     if not zarr:
         asset_fields.update(
             file_info(
-                location, checksum=options.checksum, storage_options=options.storage_options, size=opened.size
+                location,
+                checksum=options.checksum and opened.checksum is None,
+                storage_options=options.storage_options,
+                size=opened.size,
             )
         )
+        if opened.checksum is not None:
+            asset_fields["file:checksum"] = opened.checksum
         bands = single_band(ds, grid, stats=options.stats)
         if bands:
             sampling = str(attrs.get("GDAL_AREA_OR_POINT", "")).strip().lower()  # as GDAL reads it
