@@ -348,7 +348,7 @@ storage_option = click.option(
     metavar="KEY=VALUE",
     help="fsspec storage option, repeatable (endpoint_url=... sets the S3 endpoint); VALUE is read as "
     "JSON when it is JSON (anon=false, config_kwargs='{\"read_timeout\": 20}'), except key, secret, "
-    "token, profile, endpoint_url and region_name.",
+    'token, profile and endpoint_url; the region goes in client_kwargs=\'{"region_name": "eu-west-1"}\'.',
 )
 
 

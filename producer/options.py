@@ -937,8 +937,10 @@ def flag_spelling(hint: Hint) -> str:
         return flag
     if isinstance(hint.example, Mapping):
         if spec is not None and spec.kind in ("pairs", "repeat"):
-            # "pairs" take VALUE as text; "repeat" (--property) reads it as JSON when it is JSON
-            value = _pair_value if spec.kind == "repeat" else str
+            # "pairs" take VALUE as text, except storage options; "repeat" (--property) and
+            # storage options read it as JSON when it is JSON (client_kwargs={"region_name": ...})
+            as_json = spec.kind == "repeat" or hint.option.endswith("storage_options")
+            value = _pair_value if as_json else str
             return " ".join(f"{flag} {shlex.quote(f'{k}={value(v)}')}" for k, v in hint.example.items())
         return f"{flag} {shlex.quote(json.dumps(hint.example))}"
     if isinstance(hint.example, (list, tuple)):

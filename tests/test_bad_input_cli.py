@@ -459,3 +459,35 @@ def test_an_s3_catalog_url_with_one_slash_is_refused_not_made_a_local_folder(dat
     with pytest.raises(InputError, match="STAC_CATALOG=s3://bucket/stac") as info:
         HandlerConfig.from_env({"STAC_CATALOG": "s3:/bucket/stac", "STAC_COLLECTION": "c"})
     assert "'s3:' and a single '/'" in str(info.value)
+
+
+@pytest.mark.parametrize("flag", ["--catalog-storage-option", "--data-storage-option"])
+def test_the_fix_for_a_region_given_to_one_side_is_json_the_flag_reads_back(data, tmp_path, flag):
+    """``--catalog-storage-option region_name=eu-west-1`` was told to give
+    ``client_kwargs={'region_name': 'eu-west-1'}``, a Python dict's repr: pasted
+    back, that is no JSON, so the flag took it as a text. The fix is the JSON
+    object ``-o`` shows, and reading it back gives the region where s3fs reads it."""
+    import shlex
+
+    catalog = tmp_path / "stac"
+    res = invoke(
+        "register", str(data["utm"]), "-c", str(catalog), "--collection", "c", flag, "region_name=eu-west-1"
+    )
+    assert res.exit_code == 2, res.output
+    fix = res.output.split("Fix it with ", 1)[1].split(" (the options", 1)[0]
+    words = shlex.split(fix)
+    assert words[0] == flag
+    assert _storage_options(words[1:], flag) == {"client_kwargs": {"region_name": "eu-west-1"}}
+    assert not catalog.exists()
+
+
+def test_the_storage_option_help_puts_the_region_where_it_is_taken():
+    """``-o --help`` listed ``region_name`` among the options whose VALUE stays
+    text, as if ``-o region_name=eu-west-1`` were one to give: it is refused
+    (s3fs reads the region in ``client_kwargs``), so the help says where it goes."""
+    res = invoke("search", "--help")
+    help_text = " ".join(res.output.split())
+    assert "and region_name." not in help_text
+    assert """client_kwargs='{"region_name": "eu-west-1"}'""" in help_text
+    res = invoke("search", "x", "-o", """client_kwargs={"region_name": "eu-west-1"}""")
+    assert "client_kwargs" not in res.output  # the form the help gives is taken
