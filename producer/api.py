@@ -223,7 +223,7 @@ def register(
     check_switch("expand", expand)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be a function (or None), not {type(progress).__name__}")
-    store = open_catalog(catalog, opts.catalog_storage_options)
+    store = open_catalog(catalog, opts.catalog_storage_options, opts.catalog_storage_option_name)
     return ingest.register_products(
         paths,
         catalog=store,
@@ -270,7 +270,7 @@ def register_item(
     if opts.group or opts.asset_key:
         raise InputError("register_item takes its asset keys from assets=: drop group and asset_key")
     grouping = Grouping.explicit(item_id, assets, opts.id_template)
-    store = open_catalog(catalog, opts.catalog_storage_options)
+    store = open_catalog(catalog, opts.catalog_storage_options, opts.catalog_storage_option_name)
     return ingest.register_products(
         (),
         catalog=store,
@@ -541,7 +541,7 @@ def reconcile(
     if urls is None:
         store = require_catalog(catalog, opts.catalog_storage_options)
     else:
-        store = open_catalog(catalog, opts.catalog_storage_options)
+        store = open_catalog(catalog, opts.catalog_storage_options, opts.catalog_storage_option_name)
     dsn = pgstac if pgstac is not None else opts.pgstac
     from producer import repair  # noqa: PLC0415 (cold start: register and --help need no reconcile)
 

@@ -83,15 +83,18 @@ Progress = Callable[[int, int], None]
 # --- helpers shared by the verbs ----------------------------------------------
 
 
-def open_catalog(catalog: str | Store, storage_options: dict | None) -> Store:
+def open_catalog(
+    catalog: str | Store, storage_options: dict | None, option: str = "storage_options"
+) -> Store:
     """The store of ``catalog`` (a URL or path, ``str`` or ``pathlib.Path``; a
-    :class:`Store` is returned as is). Raises :class:`TypeError` for anything else."""
+    :class:`Store` is returned as is). Raises :class:`TypeError` for anything else.
+    ``option``: the option ``storage_options`` came from, named in a bad option's fix."""
     catalog = catalog_argument(catalog)
     if not isinstance(catalog, str):
         return catalog
     # storage options describe remote storage; a local catalog beside remote
     # data (S3 products, catalog on disk) takes none
-    return open_store(catalog, storage_options if is_remote(catalog) else None)
+    return open_store(catalog, storage_options if is_remote(catalog) else None, option=option)
 
 
 def validator() -> Validator:
@@ -257,7 +260,7 @@ def register_products(
     check_endpoint_environment(options.data_storage_options, "the products", sources)
     if not sources and expand and not (grouping and grouping.sources() is not None):
         _warn_no_products(paths, options)
-    store = open_catalog(catalog, options.catalog_storage_options)
+    store = open_catalog(catalog, options.catalog_storage_options, options.catalog_storage_option_name)
     seen: dict[str, tuple[bytes, str, float, dict | None]] = {}
     listed: dict[str, tuple[float, list[str]]] = {}
     layout = collection_layout(store, collection, options.partition, options.max_links, seen, listed)

@@ -559,9 +559,7 @@ class RegisterOptions:
         check_endpoint(
             data, "the products' storage options", "storage_options" if shared else "data_storage_options"
         )
-        check_endpoint(
-            cat, "the catalog's storage options", "storage_options" if shared else "catalog_storage_options"
-        )
+        check_endpoint(cat, "the catalog's storage options", self.catalog_storage_option_name)
         for name in ("derived_from", "via"):
             value = getattr(self, name)
             if isinstance(value, str | os.PathLike):
@@ -595,6 +593,14 @@ class RegisterOptions:
         for name in ("derived_from", "via"):
             for href in getattr(self, name):
                 check_link(href, name)
+
+    @property
+    def catalog_storage_option_name(self) -> str:
+        """The option the catalog's storage options came from, as a fix names
+        it: ``storage_options`` (``-o``) when the products share them, else
+        ``catalog_storage_options``."""
+        shared = self.data_storage_options == self.catalog_storage_options
+        return "storage_options" if shared else "catalog_storage_options"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RegisterOptions:

@@ -491,3 +491,25 @@ def test_the_storage_option_help_puts_the_region_where_it_is_taken():
     assert """client_kwargs='{"region_name": "eu-west-1"}'""" in help_text
     res = invoke("search", "x", "-o", """client_kwargs={"region_name": "eu-west-1"}""")
     assert "client_kwargs" not in res.output  # the form the help gives is taken
+
+
+def test_a_misspelt_catalog_storage_option_is_fixed_on_the_flag_it_came_from(s3_server, data):
+    """``--catalog-storage-option anonn=true`` (an S3 catalog) was told to give
+    ``-o anon=VALUE``: ``-o`` gives it to the products too, and the misspelt
+    catalog option stays. The fix names the option the caller used, on the
+    command line and from Python; nothing is written."""
+    bucket = s3_server.new_bucket()
+    url = f"s3://{bucket}/stac"
+    res = invoke(
+        "register", str(data["utm"]), "-c", url, "--collection", "c",
+        "--catalog-storage-option", "anonn=true",
+    )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "--catalog-storage-option anon=VALUE" in res.output and "-o anon" not in res.output
+    with pytest.raises(InputError, match=r"catalog_storage_options=\{'anon'"):
+        producer.register(
+            str(data["utm"]), catalog=url, collection="c", catalog_storage_options={"anonn": True}
+        )
+    res = invoke("register", str(data["utm"]), "-c", url, "--collection", "c", "-o", "anonn=true")
+    assert res.exit_code == 2 and "-o anon=VALUE" in res.output, res.output  # given once: -o
+    assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0

@@ -145,7 +145,9 @@ def catalog_folder(url: str) -> str:
     return folder[:-1]
 
 
-def open_store(url: str, storage_options: dict[str, Any] | None = None) -> Store:
+def open_store(
+    url: str, storage_options: dict[str, Any] | None = None, *, option: str = "storage_options"
+) -> Store:
     """Return the store for ``url``; nothing is read or written, but a local
     path is checked not to be, or lie under, a regular file (an
     :class:`~producer.errors.InputError`: no write could succeed there).
@@ -163,6 +165,8 @@ def open_store(url: str, storage_options: dict[str, Any] | None = None) -> Store
     is not modified. A path or URL ending in ``/catalog.json`` names its
     folder (:func:`catalog_folder`). A URL carrying credentials (``s3://KEY:SECRET@bucket``)
     raises :class:`~producer.errors.InputError` (:func:`refuse_credentials`).
+    ``option``: where ``storage_options`` came from (``catalog_storage_options``
+    when the catalog has options of its own), which a bad option's fix names.
     """
     if not isinstance(url, str) or not url.strip():
         raise InputError(f"catalog URL must be a non-empty string, got {url!r}")
@@ -176,12 +180,12 @@ def open_store(url: str, storage_options: dict[str, Any] | None = None) -> Store
                 "local paths take none, drop them"
             )
         return LocalStore(url)
-    check_endpoint(storage_options, f"catalog {redact(url)}")
+    check_endpoint(storage_options, f"catalog {redact(url)}", option)
     refuse_query(url)
     # imported here: both load fsspec (s3: s3fs too), which a local catalog never needs
     if protocol(url) in ("s3", "s3a"):
         check_endpoint_environment(storage_options, f"catalog {redact(url)}")
-        check_s3_options(storage_options, f"catalog {redact(url)}")
+        check_s3_options(storage_options, f"catalog {redact(url)}", option)
         from producer.store.s3_obstore import ObstoreS3Store, wants_obstore  # noqa: PLC0415
 
         if wants_obstore():
