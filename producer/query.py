@@ -187,12 +187,19 @@ def _valid_parts(geometry: Any, label: str) -> Any:
     parts = [geometry]
     while any(part.geom_type in _MULTI_TYPES for part in parts):
         parts = [p for part in parts for p in shapely.get_parts(part)]
-    for part in parts:
-        if not part.is_valid:
+    for number, part in enumerate(parts, 1):
+        if part.is_valid:
+            continue
+        if len(parts) == 1:  # a lone polygon: a bow-tie is two polygons meeting at a point
             raise InputError(
                 f"intersects {label} is not a valid geometry ({shapely.is_valid_reason(part)}): "
                 "repair it (a ring must not cross itself), or give its parts as a Multi geometry"
             )
+        raise InputError(
+            f"intersects {label} is not a valid geometry: its part {number} of {len(parts)} (a "
+            f"{part.geom_type}) is invalid ({shapely.is_valid_reason(part)}); repair that part (a ring "
+            "must not cross itself; a bow-tie is two polygons)"
+        )
     return shapely.GeometryCollection(parts)
 
 

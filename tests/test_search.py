@@ -883,6 +883,19 @@ def test_a_multipolygon_whose_parts_overlap_finds_what_its_parts_find(catalog):
         search(str(catalog), intersects={"type": "MultiPolygon", "coordinates": [bowtie, parts[0]]})
 
 
+def test_an_invalid_part_of_a_multipolygon_is_named_without_advising_a_multi_geometry(catalog):
+    """A MultiPolygon with a self-crossing polygon was refused with "give its
+    parts as a Multi geometry", which it is: the error names the part to
+    repair; a lone self-crossing polygon keeps that advice (split it)."""
+    bowtie = [[[5, 46], [7, 47], [7, 46], [5, 47], [5, 46]]]
+    multi = {"type": "MultiPolygon", "coordinates": [_box(5.9, 46.9, 6.1, 47.1), bowtie]}
+    with pytest.raises(InputError, match="not a valid geometry") as refused:
+        search(str(catalog), intersects=multi)
+    assert "part 2 of 2" in str(refused.value) and "Multi geometry" not in str(refused.value)
+    with pytest.raises(InputError, match="give its parts as a Multi geometry"):
+        search(str(catalog), intersects={"type": "Polygon", "coordinates": bowtie})
+
+
 def test_reconcile_fix_rebuilds_a_fragment_whose_lines_are_json_but_not_items(tmp_path):
     """A fragment overwritten with JSON lines that are not STAC items (its
     header kept, the item lines replaced) made `reconcile` and `reconcile
