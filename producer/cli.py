@@ -500,7 +500,8 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     "providers",
     multiple=True,
     metavar="NAME[:ROLES[:URL]]",
-    help="Provider of a new collection, e.g. 'ESA:producer,licensor:https://esa.int'.",
+    help="Provider of a new collection as NAME[:ROLES[:URL]] or a JSON object, as --item-provider takes it, "
+    "e.g. 'ESA:producer,licensor:https://esa.int' (repeatable).",
 )
 @click.option(
     "--progress/--no-progress",

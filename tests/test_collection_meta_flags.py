@@ -89,3 +89,13 @@ def test_a_provider_role_the_schema_refuses_gets_the_roles_it_takes(utm, tmp_pat
     assert res.exit_code == 2 and "'Producer'" in res.output, res.output
     assert '"roles": ["producer"]' in res.output and "--item-provider" not in res.output, res.output
     assert not catalog.exists()
+
+
+def test_the_provider_help_says_it_takes_a_json_object_too() -> None:
+    """``--provider`` reads a JSON object as ``--item-provider`` does, but its
+    help named only ``NAME[:ROLES[:URL]]``: a provider with a description or
+    a role holding a colon could not be found from ``--help``."""
+    res = CliRunner().invoke(main, ["register", "--help"])
+    text = " ".join(res.output.split())
+    start = text.index("--provider NAME[:ROLES[:URL]] ")
+    assert "JSON object" in text[start : text.index("--progress", start)]
