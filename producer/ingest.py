@@ -71,7 +71,7 @@ from producer.sources import (
 from producer.store import open_store
 from producer.store.base import Store, batch_durability, catalog_argument, durability, durable_now, is_local
 from producer.store.local import Staging
-from producer.urls import check_endpoint_environment, is_remote
+from producer.urls import check_endpoint_environment, check_s3_options, is_remote, protocol
 from producer.urls import is_local as local_location
 from producer.validate import Validator, default_validator
 
@@ -95,6 +95,17 @@ def open_catalog(
     # storage options describe remote storage; a local catalog beside remote
     # data (S3 products, catalog on disk) takes none
     return open_store(catalog, storage_options if is_remote(catalog) else None, option=option)
+
+
+def _check_s3_product_options(locations: Iterable[Any], options: RegisterOptions) -> None:
+    """Refuse, before any product is listed or read, the storage options s3fs
+    would drop without a word (a misspelt ``anonn``) or fail each product
+    with (a ``client_kwargs`` key botocore does not take), when a product
+    is on S3 (:func:`~producer.urls.check_s3_options`, as for an S3 catalog)."""
+    if any(isinstance(x, str | os.PathLike) and protocol(os.fspath(x)) in ("s3", "s3a") for x in locations):
+        check_s3_options(
+            options.data_storage_options, "the products' storage options", options.data_storage_option_name
+        )
 
 
 def validator() -> Validator:
@@ -249,6 +260,15 @@ def register_products(
     grouping = grouping or Grouping.from_options(options.group, options.asset_key, options.id_template)
     if isinstance(paths, Iterator):  # a generator: read once, for the expansion and the names
         paths = list(paths)
+    # (paths of another type are refused below, naming them)
+    given = (
+        [paths]
+        if isinstance(paths, str | os.PathLike)
+        else list(paths)
+        if isinstance(paths, Iterable)
+        else []
+    )
+    _check_s3_product_options([*given, *(grouping and grouping.sources() or ())], options)
     sources = (grouping and grouping.sources()) or (
         expand_paths(
             paths, options.data_storage_options, GROUP_SUFFIXES if options.group else PRODUCT_SUFFIXES

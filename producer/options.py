@@ -554,12 +554,13 @@ class RegisterOptions:
             if meta is not None:
                 object.__setattr__(self, name, without_credentials(meta))
         # an endpoint without its scheme: refused here, not by botocore on first use
-        data, cat = self.data_storage_options, self.catalog_storage_options
-        shared = data == cat  # given once (storage_options=, -o): the fix names that
+        # (the fix names the option they came from: storage_options, -o, when given once)
         check_endpoint(
-            data, "the products' storage options", "storage_options" if shared else "data_storage_options"
+            self.data_storage_options, "the products' storage options", self.data_storage_option_name
         )
-        check_endpoint(cat, "the catalog's storage options", self.catalog_storage_option_name)
+        check_endpoint(
+            self.catalog_storage_options, "the catalog's storage options", self.catalog_storage_option_name
+        )
         for name in ("derived_from", "via"):
             value = getattr(self, name)
             if isinstance(value, str | os.PathLike):
@@ -593,6 +594,14 @@ class RegisterOptions:
         for name in ("derived_from", "via"):
             for href in getattr(self, name):
                 check_link(href, name)
+
+    @property
+    def data_storage_option_name(self) -> str:
+        """The option the products' storage options came from, as a fix names
+        it: ``storage_options`` (``-o``) when the catalog shares them, else
+        ``data_storage_options``."""
+        shared = self.data_storage_options == self.catalog_storage_options
+        return "storage_options" if shared else "data_storage_options"
 
     @property
     def catalog_storage_option_name(self) -> str:

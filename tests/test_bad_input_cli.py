@@ -513,3 +513,28 @@ def test_a_misspelt_catalog_storage_option_is_fixed_on_the_flag_it_came_from(s3_
     res = invoke("register", str(data["utm"]), "-c", url, "--collection", "c", "-o", "anonn=true")
     assert res.exit_code == 2 and "-o anon=VALUE" in res.output, res.output  # given once: -o
     assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def test_a_misspelt_storage_option_of_products_on_s3_is_refused_not_dropped(s3_server, data, tmp_path):
+    """``--data-storage-option anonn=true`` (or ``-o``) for products on S3 with
+    a local catalog: s3fs took the misspelt option without a word and read the
+    products with the environment's credentials (``created``, exit 0); a
+    misspelt ``client_kwargs`` key failed each product with a raw
+    ``TypeError``. Both are refused before anything is read, as for an S3
+    catalog, with the fix on the flag given; nothing is written."""
+    bucket = s3_server.new_bucket()
+    s3_server.client().upload_file(str(data["utm"]), bucket, "products/utm.tif")
+    product = f"s3://{bucket}/products/utm.tif"
+    catalog = tmp_path / "stac"
+    cases = [
+        (("--data-storage-option", "anonn=true"), "--data-storage-option anon=VALUE"),
+        (("-o", "anonn=true"), "-o anon=VALUE"),
+        (("-o", 'client_kwargs={"endpoint_urll": "http://127.0.0.1:9"}'), "did you mean 'endpoint_url'?"),
+    ]
+    for flags, fix in cases:
+        res = invoke("register", product, "-c", str(catalog), "--collection", "c", *flags)
+        assert res.exit_code == 2, res.output
+        assert "the products' storage options" in res.output and fix in res.output, res.output
+        assert "Traceback" not in res.output and not catalog.exists()
+    with pytest.raises(InputError, match=r"data_storage_options=\{'anon'"):
+        producer.register(product, catalog=str(catalog), collection="c", data_storage_options={"anonn": True})
