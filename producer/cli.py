@@ -438,8 +438,16 @@ def _options(base: dict[str, Any] | None = None, **overrides: Any) -> RegisterOp
     from producer.options import RegisterOptions, flag_spelling  # noqa: PLC0415
     from producer.redact import redact  # noqa: PLC0415
 
+    given = {**(base or {}), **overrides}
+    if given.get("group") and "id_template" in given:
+        # typed out, even as the default {stem}: the pattern names the items, the template would be ignored
+        raise click.UsageError(
+            f"--group and --id-template ({given['id_template']!r}) cannot be combined: with --group each "
+            "item's id is the pattern's (?P<id>...) group, and the id template would be ignored; leave "
+            "--id-template out, or change that group of the pattern"
+        )
     try:
-        return RegisterOptions(**{**(base or {}), **overrides})
+        return RegisterOptions(**given)
     except (TypeError, ValueError) as exc:
         text = exc.phrased(flag_spelling) if isinstance(exc, InputError) else str(exc)
         raise click.UsageError(redact(text)) from exc

@@ -623,6 +623,12 @@ class RegisterOptions:
             text = (environ.get(spec.env) or "").strip()
             if text:
                 values[f.name] = _from_text(spec, text)
+        if values.get("group") and "id_template" in values:  # set, even to the default {stem}
+            raise InputError(
+                f"STAC_GROUP and STAC_ID_TEMPLATE ({values['id_template']!r}) cannot be combined: with a "
+                "group pattern each item's id is the pattern's (?P<id>...) group, and the id template "
+                "would be ignored; unset STAC_ID_TEMPLATE, or change that group of the pattern"
+            )
         try:
             return cls(**values)
         except InputError as exc:

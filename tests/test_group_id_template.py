@@ -94,3 +94,35 @@ def test_reconcile_with_data_refuses_it_before_any_repair(band: Path, tmp_path: 
             register_options={"group": GROUP, "asset_key": "x"},
         )
     assert sorted(p.relative_to(catalog) for p in catalog.rglob("*")) == before
+
+
+def test_the_default_template_typed_out_with_a_group_is_refused_too(band: Path, tmp_path: Path) -> None:
+    """``--id-template '{stem}'`` (``STAC_ID_TEMPLATE={stem}``) with a group
+    pattern was taken without a word, since it equals the default: the caller
+    typed a template the pattern ignores, as with any other template."""
+    catalog = tmp_path / "cat"
+    out = CliRunner().invoke(
+        main,
+        [
+            "register",
+            str(band),
+            "-c",
+            str(catalog),
+            "--collection",
+            "g",
+            "--group",
+            GROUP,
+            "--id-template",
+            "{stem}",
+        ],
+    )
+    assert out.exit_code == 2 and "--id-template" in out.output and "--group" in out.output, out.output
+    assert not catalog.exists()
+    env = {
+        "STAC_CATALOG": str(catalog),
+        "STAC_COLLECTION": "g",
+        "STAC_GROUP": GROUP,
+        "STAC_ID_TEMPLATE": "{stem}",
+    }
+    with pytest.raises(InputError, match="STAC_ID_TEMPLATE"):
+        HandlerConfig.from_env(env)
