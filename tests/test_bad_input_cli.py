@@ -538,3 +538,13 @@ def test_a_misspelt_storage_option_of_products_on_s3_is_refused_not_dropped(s3_s
         assert "Traceback" not in res.output and not catalog.exists()
     with pytest.raises(InputError, match=r"data_storage_options=\{'anon'"):
         producer.register(product, catalog=str(catalog), collection="c", data_storage_options={"anonn": True})
+
+
+def test_a_product_url_with_one_slash_is_told_the_url_meant(data, tmp_path, monkeypatch):
+    """``register s3:/bucket/x.tif`` (one slash lost, as for ``-c``) failed
+    with "/work/s3:/bucket/x.tif: file not found; check the path", a path the
+    caller never typed: the error names the URL meant."""
+    monkeypatch.chdir(tmp_path)
+    res = invoke("register", "s3:/bucket/products/x.tif", "-c", str(tmp_path / "cat"), "--collection", "c")
+    assert res.exit_code == 1, res.output
+    assert "s3://bucket/products/x.tif" in " ".join(res.output.split()), res.output

@@ -35,7 +35,7 @@ from producer.extract.options import ExtractOptions
 from producer.httplimits import gdal_http_environment
 from producer.redact import redact
 from producer.sources import is_wrf_output
-from producer.urls import product_storage_options
+from producer.urls import LOCAL_PROTOCOLS, pathlib_merged_url, product_storage_options
 
 # The one private import of a dependency: GDAL errors (CPLE_*) that rasterio
 # raises without wrapping them in a rasterio.errors class, and rasterio has no
@@ -411,6 +411,22 @@ def open_source(
     return OpenedSource(dataset, location, subdataset, opener)
 
 
+def _url_meant(location: str) -> str | None:
+    """The storage URL a missing local ``location`` was typed as, one slash
+    lost (``s3:/bucket/x.tif`` under the working folder: ``s3://bucket/x.tif``),
+    or None."""
+    try:
+        relative = os.path.relpath(location)
+    except ValueError:  # another drive
+        return None
+    meant = None if relative.startswith("..") else pathlib_merged_url(relative)
+    if meant is None or meant.split("://", 1)[0].lower() in LOCAL_PROTOCOLS:
+        return None
+    from fsspec.registry import known_implementations  # noqa: PLC0415 (an error path only)
+
+    return meant if meant.split("://", 1)[0].lower() in known_implementations else None
+
+
 def check_local_file(location: str) -> None:
     """Raise :class:`InputError` naming ``location`` unless it is a non-empty
     regular file: missing, a symlink loop, a dangling symlink, a directory or
@@ -430,6 +446,12 @@ def check_local_file(location: str) -> None:
             raise InputError(
                 f"{location}: broken symlink to {os.readlink(location)!r}, which does not exist; "
                 "fix the link or register the real file"
+            )
+        meant = _url_meant(location)
+        if meant is not None:
+            raise InputError(
+                f"{location}: file not found; if the URL {redact(meant)} was meant, write it so "
+                "(with both '/' after its scheme)"
             )
         raise InputError(f"{location}: file not found; check the path")
     if os.path.isdir(location):
