@@ -103,3 +103,14 @@ def test_an_archived_s3_product_says_to_restore_it_not_to_grant_access(s3_server
     assert "archive storage class" in res.error and "restore-object" in res.error, res.error
     assert "grant read access" not in res.error
     assert not (catalog_dir / "c").exists()
+
+
+def test_a_corrupt_s3_product_is_named_by_its_url_not_gdals_handle(s3_server, tmp_path, catalog_dir):
+    """An object that is no raster failed with GDAL's name for it,
+    "'/vsiriopener_6841814dba48.../bucket/key' not recognized", an internal
+    handle the caller never gave: the message names the URL only."""
+    url = s3_server.url("corrupt/not-a-raster.tif")
+    s3_server.client().put_object(Bucket=s3_server.bucket, Key="corrupt/not-a-raster.tif", Body=b"not a tiff")
+    [result] = producer.register(url, catalog=str(catalog_dir), collection="c")
+    assert result.error_type == "input" and "not a readable raster" in result.error, result.error
+    assert "vsiriopener" not in result.error and result.error.count(url) >= 2, result.error

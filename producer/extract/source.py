@@ -393,7 +393,7 @@ def open_source(
                 raise failed from None
             raise InputError(
                 f"{_redacted(location)}: not a readable raster (corrupt, truncated, or not a "
-                f"format GDAL knows): {_redacted(str(exc))}"
+                f"format GDAL knows): {_redacted(_without_handle(str(exc), location))}"
             ) from exc
     subdataset = None
     try:
@@ -409,6 +409,18 @@ def open_source(
         raise InputError(f"{location}: cannot open subdataset {subdataset!r}: {exc}") from exc
     raise_read_errors(opener, location)
     return OpenedSource(dataset, location, subdataset, opener)
+
+
+#: GDAL's name for an object read through our opener (``/vsiriopener_<id>/bucket/key``)
+_OPENER_HANDLE = re.compile(r"/vsiriopener_[0-9A-Za-z]+/")
+
+
+def _without_handle(text: str, location: str) -> str:
+    """GDAL's ``text`` with its name for an object read through the opener
+    given back as the object's URL (the handle means nothing to the caller)."""
+    if not is_url(location):
+        return text
+    return _OPENER_HANDLE.sub(lambda _: location.split("://", 1)[0] + "://", text)
 
 
 def _url_meant(location: str) -> str | None:
