@@ -40,6 +40,7 @@ from producer.provenance import (
     check_no_credentials,
     check_sources,
     check_utf8,
+    loads_properties,
     parse_properties,
     parse_providers,
     without_credentials,
@@ -840,7 +841,9 @@ def _from_text(spec: OptionSpec, text: str) -> Any:
     if spec.kind == "repeat" and text[:1] in "{[":
         # a JSON object or list (values that hold commas): STAC_PROPERTIES='{"a": [1, 2]}'
         try:
-            return json.loads(text)
+            return loads_properties(text) if spec.env == "STAC_PROPERTIES" else json.loads(text)
+        except InputError as exc:  # a version JSON would not keep as typed
+            raise env_phrased(exc) from None
         except ValueError as exc:
             raise InputError(f"environment variable {spec.env} is not valid JSON ({exc})") from None
     if spec.kind == "repeat":

@@ -379,6 +379,31 @@ def _check_number_as_typed(key: str, text: str, value: Any) -> None:
     )
 
 
+class _TypedFloat(float):
+    """A JSON number as read, with the text it was written as."""
+
+    text: str
+
+
+def _typed_float(text: str) -> float:
+    number = _TypedFloat(text)
+    number.text = text
+    return number
+
+
+def loads_properties(text: str) -> Any:
+    """``text``, a JSON object of properties (``STAC_PROPERTIES='{...}'``), read
+    as :func:`json.loads` reads it, except that a version given as a number
+    JSON does not keep (``{"my:version": 1.10}``) is refused as in a
+    ``KEY=VALUE`` text (:func:`_check_number_as_typed`)."""
+    value = json.loads(text, parse_float=_typed_float)
+    if isinstance(value, dict):
+        for key, member in value.items():
+            if isinstance(member, _TypedFloat):
+                _check_number_as_typed(str(key), member.text, float(member))
+    return json.loads(text)  # plain floats: nothing downstream sees the typed ones
+
+
 def parse_properties(value: Mapping[str, Any] | Iterable[str] | None) -> dict[str, Any] | None:
     """``properties`` as given (a mapping, or ``KEY=VALUE`` texts from the
     CLI or the environment, VALUE read as JSON when it is JSON) → a new dict.

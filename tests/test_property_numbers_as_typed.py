@@ -57,3 +57,19 @@ def test_the_cli_and_the_handler_keep_the_text_when_quoted(tmp_path: Path) -> No
     env = {"STAC_CATALOG": str(catalog), "STAC_COLLECTION": "c", "STAC_PROPERTIES": "my:version=1.10"}
     with pytest.raises(InputError, match="STAC_PROPERTIES="):
         HandlerConfig.from_env(env)
+
+
+def test_a_version_in_the_handlers_json_object_is_refused_as_in_pairs() -> None:
+    """``STAC_PROPERTIES='{"my:version": 1.10}'`` (the JSON object form the
+    handler takes for values holding commas) published 1.1 without a word,
+    where ``STAC_PROPERTIES=my:version=1.10`` was refused: refused the same,
+    with both ways out as variables; other keys keep the number."""
+    env = {"STAC_CATALOG": "s3://b/stac", "STAC_COLLECTION": "ndvi"}
+    with pytest.raises(InputError) as refused:
+        HandlerConfig.from_env({**env, "STAC_PROPERTIES": '{"my:version": 1.10, "tags": ["a", "b"]}'})
+    assert """STAC_PROPERTIES='{"my:version": "1.10"}'""" in str(refused.value), refused.value
+    config = HandlerConfig.from_env(
+        {**env, "STAC_PROPERTIES": '{"eo:cloud_cover": 12.50, "my:version": "1.10"}'}
+    )
+    assert config.options.properties == {"eo:cloud_cover": 12.5, "my:version": "1.10"}
+    assert type(config.options.properties["eo:cloud_cover"]) is float
