@@ -1853,20 +1853,32 @@ class Committer:
             except (KeyError, TypeError, ValueError):
                 return True  # unreadable item geometry: recompute to be safe
 
-        def walk() -> list[dict]:
-            # imported here: only a removal walks the items (a register's
-            # cold start skips producer.audit)
-            from producer.audit import collection_items, usable_items  # noqa: PLC0415
+        return self.recompute_extent(coll_key, needed, lambda: self._unmarked_items(coll_key))
 
-            # the item is unlinked, so the walk only meets it again if a
-            # register re-linked a new version: that one counts (unmarked)
-            return usable_items(
-                (k, doc)
-                for k, doc in collection_items(self.store, coll_key)
-                if not doc.get("properties", {}).get(docs.REMOVING)
-            )
+    def finish_left_shrink(self, coll_key: str) -> bool:
+        """Recompute the collection extent when its document still holds a
+        shrink marker (live or expired): the shrink of a removal killed
+        between its marker and its extent write, finished by its rerun. A
+        live marker of another shrink is taken over (its own finish then
+        writes nothing, see :meth:`recompute_extent`). True if the extent
+        changed; nothing written without a marker."""
+        return self.recompute_extent(
+            coll_key, lambda coll: docs.SHRINK_FIELD in coll, lambda: self._unmarked_items(coll_key)
+        )
 
-        return self.recompute_extent(coll_key, needed, walk)
+    def _unmarked_items(self, coll_key: str) -> list[dict]:
+        """Every usable item under the collection, but those marked removing."""
+        # imported here: only a removal walks the items (a register's
+        # cold start skips producer.audit)
+        from producer.audit import collection_items, usable_items  # noqa: PLC0415
+
+        # the item is unlinked, so the walk only meets it again if a
+        # register re-linked a new version: that one counts (unmarked)
+        return usable_items(
+            (k, doc)
+            for k, doc in collection_items(self.store, coll_key)
+            if not doc.get("properties", {}).get(docs.REMOVING)
+        )
 
     # -- id index (partitioned collections) -----------------------------------
 
