@@ -160,10 +160,13 @@ def collection_layout(
         if recorded is None:
             return requested  # nothing says (no links yet): as told
     if partition is not None and recorded != requested:
+        # the way out is a hint, so each caller names its own option: partition=None,
+        # --partition left out, STAC_PARTITION unset (the recorded one works too)
         raise InputError(
             f"collection {collection!r} at {store.url}/{key} is {recorded.describe()}, "
-            f"not {requested.describe()}: register without a partition to follow the "
-            "collection's layout, or into another collection (nothing was written)"
+            f"not {requested.describe()} (nothing was written): register with the collection's "
+            "layout, or into another collection",
+            hints=(Hint("partition", recorded.partition, "follow the collection's layout"),),
         )
     return recorded
 
