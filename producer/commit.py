@@ -28,8 +28,9 @@ import logging
 import posixpath
 import random
 import secrets
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -468,6 +469,30 @@ def _add_missing(doc: dict, links: Sequence[dict]) -> bool:
     return changed
 
 
+class _Creation:
+    """One writer's create-only write of a new item document, listed in
+    :data:`_CREATIONS` from just before the write until the writer has
+    linked the item (or failed). ``state``: ``pending`` (writing),
+    ``created`` (its write made the document), ``lost`` (the document was
+    there already), ``linked`` (created and linked: done), ``failed``
+    (created, then not linked: the item is left for a rerun to link)."""
+
+    __slots__ = ("state",)
+
+    def __init__(self) -> None:
+        self.state = "pending"
+
+
+#: (catalog URL, item key) -> the creations of that item under way in this
+#: process. Threads registering the same new product at once: each writer
+#: whose create-only write lost finds the winner here, and does not count
+#: linking the item (which the winner is doing too) as its own creation.
+#: Writers in other processes are not seen: each that links the item may
+#: say ``created`` (changes are delivered at least once, docs/RELIABILITY.md).
+_CREATIONS: dict[tuple[str, str], list[_Creation]] = {}
+_CREATIONS_LOCK = threading.Lock()
+
+
 @dataclass
 class Committer:
     """Writes items and parent documents of one catalog through ``store``.
@@ -522,6 +547,11 @@ class Committer:
     #: the item document (:mod:`producer.hrefs`); False keeps them absolute
     #: (a thumbnail, stored in the catalog, is relative either way)
     relative_hrefs: bool = True
+    #: item key -> this committer's create-only write of it (:data:`_CREATIONS`)
+    creations: dict[str, _Creation] = field(default_factory=dict)
+    #: item key -> the other writers' creations of it this committer's
+    #: create-only write lost to (:meth:`created_by_another`)
+    others_creating: dict[str, list[_Creation]] = field(default_factory=dict)
 
     # -- reading -------------------------------------------------------------
 
@@ -689,19 +719,79 @@ class Committer:
         # 412 lost no race (nothing was read), so it is not a conflict and
         # costs no backoff.
         first = self._as_created(item)
+        self._begin_creation(key)
         try:
             self.written_versions[key] = self.store.put(
                 key, docs.dumps(self.stored_form(key, first)), create_only=True
             )
         except PreconditionFailed:
-            pass
+            self._lost_creation(key)
+        except BaseException:
+            self._lost_creation(key)
+            raise
         else:
+            self.creations[key].state = "created"
             return "created", first
         result = self.cas(key, mutate, expect=("Feature",), validated=True)
         committed = result.doc
         assert committed is not None  # written, or the existing document kept
         self.written_versions[key] = result.version
         return outcome["action"], committed
+
+    def _begin_creation(self, key: str) -> None:
+        """List this committer's create-only write of ``key`` as under way
+        (:data:`_CREATIONS`), before it is made."""
+        creation = _Creation()
+        with _CREATIONS_LOCK:
+            _CREATIONS.setdefault((self.store.url, key), []).append(creation)
+        self.creations[key] = creation
+
+    def _lost_creation(self, key: str) -> None:
+        """The create-only write of ``key`` found a document there (or
+        failed): drop it from the list, and keep the other writers'
+        creations of ``key`` under way (one of them made the document)."""
+        creation = self.creations.pop(key, None)
+        with _CREATIONS_LOCK:
+            listed = _CREATIONS.get((self.store.url, key), [])
+            if creation is not None:
+                creation.state = "lost"
+                if creation in listed:
+                    listed.remove(creation)
+            if not listed:
+                _CREATIONS.pop((self.store.url, key), None)
+            others = list(listed)
+        if others:
+            self.others_creating[key] = others
+
+    def created_by_another(self, key: str) -> bool:
+        """Whether another writer of this process made the item document at
+        ``key`` and has linked it, or may still be linking it: linking it
+        here too is no creation of this writer's. False when that writer
+        failed before linking it (the item is then this writer's to link)."""
+        return any(c.state in ("pending", "created", "linked") for c in self.others_creating.get(key, ()))
+
+    def linked_creations(self, keys: Iterable[str]) -> None:
+        """This committer's creations of ``keys`` are linked: done."""
+        for key in keys:
+            creation = self.creations.get(key)
+            if creation is not None and creation.state == "created":
+                creation.state = "linked"
+
+    def finish_creations(self) -> None:
+        """The end of this committer's creations (a batch linked, or failed):
+        each is taken off :data:`_CREATIONS`; one made and not linked
+        (:meth:`linked_creations`) failed, so a writer that lost to it links
+        the item as its own creation."""
+        with _CREATIONS_LOCK:
+            for key, creation in self.creations.items():
+                if creation.state in ("pending", "created"):
+                    creation.state = "failed"
+                listed = _CREATIONS.get((self.store.url, key), [])
+                if creation in listed:
+                    listed.remove(creation)
+                if not listed:
+                    _CREATIONS.pop((self.store.url, key), None)
+        self.creations.clear()
 
     def _as_created(self, item: dict) -> dict:
         """``item`` as a new item document: ``created`` and ``updated`` now
@@ -719,10 +809,15 @@ class Committer:
         ``item`` as for :meth:`write_item`."""
         item = absolute_assets(item, self.store_path(key))  # as read back (a relative thumbnail)
         first = self._as_created(item)
+        self._begin_creation(key)
         try:
             staging.stage(key, docs.dumps(self.stored_form(key, first)))
         except PreconditionFailed:
+            self._lost_creation(key)
             return None
+        except BaseException:
+            self._lost_creation(key)
+            raise
         return first
 
     def publish_staged(self, staging: Staging) -> dict[str, ProducerError | None]:
@@ -735,8 +830,11 @@ class Committer:
         for key, outcome in staging.publish().items():
             if isinstance(outcome, str):
                 self.written_versions[key] = outcome
+                if key in self.creations:
+                    self.creations[key].state = "created"
                 out[key] = None
             else:
+                self._lost_creation(key)
                 out[key] = outcome
         return out
 
