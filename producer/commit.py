@@ -21,6 +21,7 @@ so a half-done removal is recognisable and finished, never undone.
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import copy
 import json
@@ -491,6 +492,21 @@ class _Creation:
 #: say ``created`` (changes are delivered at least once, docs/RELIABILITY.md).
 _CREATIONS: dict[tuple[str, str], list[_Creation]] = {}
 _CREATIONS_LOCK = threading.Lock()
+#: seconds a linked creation stays listed: a writer that lost to it may
+#: still be backing off before it reads the item, and it looked at the
+#: parent (read before its write) when the item was not linked yet
+RECENT_CREATION = 10.0
+#: the linked creations still listed, oldest first: (when linked, listed under)
+_RECENT: collections.deque[tuple[float, tuple[str, str], _Creation]] = collections.deque()
+
+
+def _unlist(url: str, key: str, creation: _Creation) -> None:
+    """Take ``creation`` off :data:`_CREATIONS` (the caller holds the lock)."""
+    listed = _CREATIONS.get((url, key), [])
+    if creation in listed:
+        listed.remove(creation)
+    if not listed:
+        _CREATIONS.pop((url, key), None)
 
 
 @dataclass
@@ -748,20 +764,19 @@ class Committer:
 
     def _lost_creation(self, key: str) -> None:
         """The create-only write of ``key`` found a document there (or
-        failed): drop it from the list, and keep the other writers'
+        failed), or a merge found it there: drop this committer's creation
+        of ``key`` from the list, if any, and keep the other writers'
         creations of ``key`` under way (one of them made the document)."""
         creation = self.creations.pop(key, None)
         with _CREATIONS_LOCK:
-            listed = _CREATIONS.get((self.store.url, key), [])
             if creation is not None:
                 creation.state = "lost"
-                if creation in listed:
-                    listed.remove(creation)
-            if not listed:
-                _CREATIONS.pop((self.store.url, key), None)
-            others = list(listed)
+                _unlist(self.store.url, key, creation)
+            others = list(_CREATIONS.get((self.store.url, key), []))
         if others:
             self.others_creating[key] = others
+        else:
+            self.others_creating.pop(key, None)
 
     def created_by_another(self, key: str) -> bool:
         """Whether another writer of this process made the item document at
@@ -779,18 +794,21 @@ class Committer:
 
     def finish_creations(self) -> None:
         """The end of this committer's creations (a batch linked, or failed):
-        each is taken off :data:`_CREATIONS`; one made and not linked
-        (:meth:`linked_creations`) failed, so a writer that lost to it links
-        the item as its own creation."""
+        each is taken off :data:`_CREATIONS`, a linked one (see
+        :meth:`linked_creations`) after :data:`RECENT_CREATION` seconds; one
+        made and not linked failed, so a writer that lost to it links the
+        item as its own creation."""
+        now = time.monotonic()
         with _CREATIONS_LOCK:
             for key, creation in self.creations.items():
-                if creation.state in ("pending", "created"):
-                    creation.state = "failed"
-                listed = _CREATIONS.get((self.store.url, key), [])
-                if creation in listed:
-                    listed.remove(creation)
-                if not listed:
-                    _CREATIONS.pop((self.store.url, key), None)
+                if creation.state == "linked":  # listed a while yet (RECENT_CREATION)
+                    _RECENT.append((now, (self.store.url, key), creation))
+                    continue
+                creation.state = "failed" if creation.state in ("pending", "created") else creation.state
+                _unlist(self.store.url, key, creation)
+            while _RECENT and now - _RECENT[0][0] > RECENT_CREATION:
+                _, (url, key), creation = _RECENT.popleft()
+                _unlist(url, key, creation)
         self.creations.clear()
 
     def _as_created(self, item: dict) -> dict:
@@ -858,6 +876,12 @@ class Committer:
 
         def mutate(existing: dict | None) -> dict | None:
             self.replaced.pop(key, None)
+            # an attempt that would create the item is listed as a creation
+            # under way (see write_item); one that finds it made by another lost
+            if existing is None and key not in self.creations:
+                self._begin_creation(key)
+            elif existing is not None:
+                self._lost_creation(key)
             outcome["action"], new = _stamped(existing, merge(existing, item), format_time(self.clock()))
             if existing is not None and new is not None and not _covers_footprint(new, existing):
                 # as write_item: an edge the stored item held may be given up; an
@@ -865,7 +889,14 @@ class Committer:
                 self.replaced[key] = existing
             return new
 
-        committed = self.cas(key, mutate, expect=("Feature",)).doc
+        try:
+            committed = self.cas(key, mutate, expect=("Feature",)).doc
+        except BaseException:
+            if key in self.creations:
+                self._lost_creation(key)
+            raise
+        if key in self.creations:
+            self.creations[key].state = "created"
         assert committed is not None  # written, or the existing document kept
         return outcome["action"], committed
 
