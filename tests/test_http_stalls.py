@@ -503,3 +503,44 @@ def test_an_http_geotiff_whose_server_trickles_is_retryable_not_corrupt(
         tif.name in error and "corrupt" not in error and "GDAL_HTTP_TIMEOUT" in error and "retry" in error
     ), error
     assert took < 60
+
+
+def test_a_remote_netcdf_larger_than_a_part_is_fetched_in_parts_each_under_the_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_server
+) -> None:
+    """A remote NetCDF is fetched whole: with each request ending at the read
+    deadline, one request for a large file would cut a slow but steady
+    download. It comes in parts (here 1 KiB) on S3; a server ignoring
+    ``Range`` (``python -m http.server``) answers the whole file at once."""
+    from producer.extract import datacube
+
+    monkeypatch.setattr(datacube, "WHOLE_PART", 1024)
+    www = tmp_path / "www"
+    www.mkdir()
+    path = cubes.write_two_variables(www)
+    assert path.stat().st_size > 3 * 1024
+    bucket = s3_server.new_bucket()
+    s3_server.client().put_object(Bucket=bucket, Key=f"data/{path.name}", Body=path.read_bytes())
+    (on_s3,) = producer.register(
+        [f"s3://{bucket}/data/{path.name}"],
+        catalog=str(tmp_path / "cat-s3"),
+        collection="c",
+        storage_options=s3_server.storage_options,
+    )
+    assert on_s3.action == "created", on_s3
+    handler = partial(SimpleHTTPRequestHandler, directory=str(www))
+    handler.log_message = lambda *a, **k: None  # type: ignore[assignment]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        (on_http,) = producer.register(
+            [f"http://127.0.0.1:{server.server_address[1]}/{path.name}"],
+            catalog=str(tmp_path / "cat-http"),
+            collection="c",
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert on_http.action == "created", on_http
+    local = producer.register([str(path)], catalog=str(tmp_path / "cat-local"), collection="c")[0]
+    assert on_s3.item["properties"]["cube:variables"] == local.item["properties"]["cube:variables"]

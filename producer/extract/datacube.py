@@ -221,6 +221,33 @@ def _restore_grid_mappings(ds: Any, seen: list[str], handle: Any) -> None:
             var.encoding["grid_mapping"] = str(raw)
 
 
+#: bytes per request when a remote NetCDF is fetched whole: each request
+#: ends at the read deadline (:func:`producer.httplimits.read_deadline`), so
+#: a large file comes in parts (several at once), never in one request that
+#: a slow but steady link could not finish in time
+WHOLE_PART = 16 * 1024 * 1024
+
+
+def _fetch_whole(fs: Any, path: str, size: int) -> bytes:
+    """The ``size`` bytes of ``path``: one request up to :data:`WHOLE_PART`,
+    else that first part, then the others at once. A server that ignores
+    ``Range`` (answers the whole file to the first) has given it all."""
+    if size <= WHOLE_PART:
+        return bytes(fs.cat_file(path))
+    first = bytes(fs.cat_file(path, start=0, end=WHOLE_PART))
+    if len(first) == size:
+        return first  # the whole file, Range ignored
+    if len(first) != WHOLE_PART:
+        raise OSError(f"asked for bytes 0-{WHOLE_PART - 1}, got {len(first)}")
+    starts = list(range(WHOLE_PART, size, WHOLE_PART))
+    ends = [min(start + WHOLE_PART, size) for start in starts]
+    parts = fs.cat_ranges([path] * len(starts), starts, ends, on_error="raise")
+    data = first + b"".join(bytes(part) for part in parts)
+    if len(data) != size:
+        raise OSError(f"got {len(data)} bytes of {size}")
+    return data
+
+
 def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _Opened:
     """Open a NetCDF (classic or NetCDF-4) with xarray's netCDF4 engine.
 
@@ -276,7 +303,7 @@ def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _O
         size = int(info.get("size") or 0)
         if size == 0:
             raise InputError(f"{redact(location)}: object is empty (0 bytes); was it completely written?")
-        data = fs.cat_file(path)
+        data = _fetch_whole(fs, path, size)
     except ProducerError:
         raise
     except Exception as exc:
