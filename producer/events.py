@@ -1053,7 +1053,7 @@ def _object_state(url: str, storage_options: Mapping[str, Any] | None) -> tuple[
         # the options product reads use (producer.extract.source): the file system (and S3
         # client) of the registration's read, not one more made for this HEAD (~90 ms of
         # CPU in a fresh process: a Lambda cold start)
-        options = with_shared_session(url, product_storage_options(storage_options))
+        options = with_shared_session(url, product_storage_options(storage_options, url))
         fs, path = fsspec.core.url_to_fs(url, **options)
         fs.invalidate_cache(path)
         info = fs.info(path)

@@ -133,7 +133,9 @@ def product_storage_options(storage_options: Mapping[str, Any] | None, location:
     """``storage_options`` (a copy) for a file system that reads or lists
     products: fsspec's listing cache off (``use_listings_cache=False``)
     unless the caller set it; for an http(s) ``location``, requests bounded
-    in time as GDAL's are (:func:`producer.httplimits.with_http_timeout`).
+    in time as GDAL's are (:func:`producer.httplimits.with_http_timeout`);
+    for an S3 one, each request bounded by a total deadline
+    (:func:`producer.httplimits.with_s3_read_deadline`).
 
     fsspec keeps one file system per set of options for the life of the
     process, and s3fs answers ``info``/``exists``/``isfile`` from a cached
@@ -150,6 +152,10 @@ def product_storage_options(storage_options: Mapping[str, Any] | None, location:
         from producer.httplimits import with_http_timeout  # noqa: PLC0415
 
         out = with_http_timeout(out)
+    elif location and protocol(location) in ("s3", "s3a"):
+        from producer.httplimits import with_s3_read_deadline  # noqa: PLC0415
+
+        out = with_s3_read_deadline(out)
     return out
 
 
