@@ -368,9 +368,10 @@ def _check_number_as_typed(key: str, text: str, value: Any) -> None:
     is not the text typed (``1.10`` is 1.1, ``1e3`` is 1000.0): a version
     would be published as another one, silently. Both ways out are offered:
     the text as typed, or the number as JSON writes it. Only for a key that
-    names a version (``processing:version``, ``my:model_version``): elsewhere
+    names a version (``processing:version``, ``my:model_version``,
+    ``modelVersion``: the word, not ``conversion_factor``): elsewhere
     ``12.50`` and ``1e3`` are the numbers 12.5 and 1000.0, as typed."""
-    if "version" not in key.rpartition(":")[2].lower():
+    if not {"version", "versions"} & set(_spelled(key).split("_")):
         return
     if not isinstance(value, float) or not math.isfinite(value) or json.dumps(value) == text:
         return
