@@ -276,7 +276,7 @@ def check_s3_options(
         import difflib  # noqa: PLC0415 (an error path only)
 
         close = difflib.get_close_matches(str(key), sorted(_S3_OPTIONS), n=1)
-        hints = (Hint(option, {close[0]: "VALUE"}, "a name s3fs takes"),) if close else ()
+        hints: tuple[Hint, ...] = (Hint(option, {close[0]: "VALUE"}, "a name s3fs takes"),) if close else ()
         theirs = ""
         if catalog:
             # an option meant for products on another file system (an http
