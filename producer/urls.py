@@ -258,14 +258,21 @@ def _refuse_unknown_key(
 
 
 def check_s3_options(
-    storage_options: Mapping[str, Any] | None, what: str, option: str = "storage_options"
+    storage_options: Mapping[str, Any] | None,
+    what: str,
+    option: str = "storage_options",
+    *,
+    catalog: bool = False,
 ) -> None:
     """Refuse what s3fs's S3 client would fail every request with: a key of
     ``client_kwargs`` that botocore's ``create_client`` does not take (a
     misspelt ``endpoint_urll``) or a ``region_name`` that is no text; an
     :class:`InputError` naming ``what`` with a hint on ``option``, as
     :func:`check_endpoint`. For S3 locations only (an http file system takes
-    other ``client_kwargs``). Pure: no request."""
+    other ``client_kwargs``). ``catalog``: the options are the catalog's, which
+    may be shared with products read through another file system (http): the
+    fix of an option s3fs does not take names the products' own options too.
+    Pure: no request."""
     if not isinstance(storage_options, Mapping):
         return
     check_endpoint(storage_options, what, option)
@@ -275,12 +282,18 @@ def check_s3_options(
         import difflib  # noqa: PLC0415 (an error path only)
 
         close = difflib.get_close_matches(str(key), sorted(_S3_OPTIONS), n=1)
+        hints: tuple[Hint, ...] = (Hint(option, {close[0]: "VALUE"}, "a name s3fs takes"),) if close else ()
+        theirs = ""
+        if catalog:
+            # an option meant for products on another file system (an http
+            # server's block_size) reached the catalog's s3fs: it is theirs alone
+            theirs = "; if it is for the products (read through another file system), give it as theirs alone"
+            hints += (Hint("data_storage_options", {str(key): "VALUE"}, "the products' own option"),)
         raise InputError(
             f"{what}: s3fs takes no storage option {str(key)!r}"
-            + (
-                f" (did you mean {close[0]!r}?)" if close else f" (it takes {', '.join(sorted(_S3_OPTIONS))})"
-            ),
-            hints=(Hint(option, {close[0]: "VALUE"}, "a name s3fs takes"),) if close else (),
+            + (f" (did you mean {close[0]!r}?)" if close else f" (it takes {', '.join(sorted(_S3_OPTIONS))})")
+            + theirs,
+            hints=hints,
         )
     _refuse_unknown_key(
         storage_options, what, option, "client_kwargs", _S3_CLIENT_OPTIONS, "botocore's create_client"

@@ -57,3 +57,15 @@ def test_the_cli_and_the_handler_keep_the_text_when_quoted(tmp_path: Path) -> No
     env = {"STAC_CATALOG": str(catalog), "STAC_COLLECTION": "c", "STAC_PROPERTIES": "my:version=1.10"}
     with pytest.raises(InputError, match="STAC_PROPERTIES="):
         HandlerConfig.from_env(env)
+
+
+@pytest.mark.parametrize("key", ["my:conversion_factor", "my:inversion_rmse", "sar:subversion_level"])
+def test_a_name_that_only_contains_version_takes_the_number(key: str) -> None:
+    # "conversion" holds the letters of "version" but names no version
+    assert RegisterOptions(properties=[f"{key}=2.50"]).properties == {key: 2.5}
+
+
+@pytest.mark.parametrize("key", ["my:model_version", "my:modelVersion", "processing:version", "my:Version"])
+def test_a_name_with_the_word_version_is_still_checked(key: str) -> None:
+    with pytest.raises(InputError):
+        RegisterOptions(properties=[f"{key}=1.10"])
