@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -544,3 +545,43 @@ def test_a_remote_netcdf_larger_than_a_part_is_fetched_in_parts_each_under_the_d
     assert on_http.action == "created", on_http
     local = producer.register([str(path)], catalog=str(tmp_path / "cat-local"), collection="c")[0]
     assert on_s3.item["properties"]["cube:variables"] == local.item["properties"]["cube:variables"]
+
+
+def test_a_remote_netcdf_overwritten_while_fetched_in_parts_is_a_storage_failure(
+    tmp_path: Path, s3_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fetched in parts, a NetCDF overwritten between its first part and
+    the rest (same size, other bytes) gave an item of a mix of two files:
+    the object is looked at again once its parts are in, and a change is a
+    storage failure (retried), with nothing written."""
+    import s3fs
+
+    from producer.extract import datacube
+
+    monkeypatch.setattr(datacube, "WHOLE_PART", 1024)
+    path = cubes.write_two_variables(tmp_path)
+    body = path.read_bytes()
+    assert len(body) > 3 * 1024
+    bucket = s3_server.new_bucket()
+    client = s3_server.client()
+    client.put_object(Bucket=bucket, Key="data/cube.nc", Body=body)
+    original = s3fs.S3FileSystem._cat_ranges
+
+    async def overwritten_first(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # the writer rewrites the file after the first part was read
+        client.put_object(Bucket=bucket, Key="data/cube.nc", Body=body[:-1] + b"\x01")
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_cat_ranges", overwritten_first)
+    # a cached file system made its sync methods from the method it had then
+    s3fs.S3FileSystem.clear_instance_cache()
+    catalog = tmp_path / "cat"
+    (result,) = producer.register(
+        [f"s3://{bucket}/data/cube.nc"],
+        catalog=str(catalog),
+        collection="c",
+        storage_options=s3_server.storage_options,
+    )
+    assert not result.ok and result.error_type == "storage", result
+    assert "changed while it was read" in str(result.error) and "cube.nc" in str(result.error)
+    assert not (catalog / "c").exists()

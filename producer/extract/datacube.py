@@ -237,10 +237,20 @@ def _restore_grid_mappings(ds: Any, seen: list[str], handle: Any) -> None:
 WHOLE_PART = 16 * 1024 * 1024
 
 
-def _fetch_whole(fs: Any, path: str, size: int) -> bytes:
+def _version_of(info: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What says which version of an object ``info`` (``fs.info``) describes:
+    its ETag, version id, modification time and size, those the file system
+    gives."""
+    return tuple(info.get(k) for k in ("ETag", "etag", "VersionId", "LastModified", "mtime", "size"))
+
+
+def _fetch_whole(fs: Any, path: str, size: int, info: Mapping[str, Any] | None = None) -> bytes:
     """The ``size`` bytes of ``path``: one request up to :data:`WHOLE_PART`,
     else that first part, then the others at once. A server that ignores
-    ``Range`` (answers the whole file to the first) has given it all."""
+    ``Range`` (answers the whole file to the first) has given it all. Read
+    in parts, the object is looked at again once they are in (``info``: as
+    it was before): overwritten meanwhile, its parts may mix two versions,
+    so that is an error (:class:`OSError`: a storage failure, retried)."""
     if size <= WHOLE_PART:
         return bytes(fs.cat_file(path))
     first = bytes(fs.cat_file(path, start=0, end=WHOLE_PART))
@@ -254,6 +264,13 @@ def _fetch_whole(fs: Any, path: str, size: int) -> bytes:
     data = first + b"".join(bytes(part) for part in parts)
     if len(data) != size:
         raise OSError(f"got {len(data)} bytes of {size}")
+    if info is not None:
+        fs.invalidate_cache(path)
+        if _version_of(fs.info(path)) != _version_of(info):
+            raise OSError(
+                "the object changed while it was read in parts (overwritten meanwhile): register it "
+                "again once its writer has finished"
+            )
     return data
 
 
@@ -312,7 +329,7 @@ def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _O
         size = int(info.get("size") or 0)
         if size == 0:
             raise InputError(f"{redact(location)}: object is empty (0 bytes); was it completely written?")
-        data = _fetch_whole(fs, path, size)
+        data = _fetch_whole(fs, path, size, info)
     except ProducerError:
         raise
     except Exception as exc:
