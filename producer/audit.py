@@ -54,7 +54,7 @@ from producer.redact import redact
 from producer.results import ProblemKind
 from producer.store.base import Store
 from producer.store.open import has_credentials
-from producer.urls import protocol
+from producer.urls import local_path, protocol
 from producer.validate import Validator
 
 #: problem kinds that make a catalog invalid (validate exits 1)
@@ -404,7 +404,7 @@ def audit(
     if not root_listed:
         unreached_keys = sorted(_unreached_keys(store, walk))
         roots = _nested_roots(
-            {k: (_read_or_none(store, k), None) for k in unreached_keys if k.endswith(ROOT_KEY)}
+            {k: (_read_or_none(store, k), None) for k in unreached_keys if k.endswith(ROOT_KEY)}, store.url
         )
         below = [document_url(store.url, key[: -len(ROOT_KEY)].rstrip("/")) for key in roots]
         report.problems.append(
@@ -459,7 +459,7 @@ def audit(
         if not is_catalog_document_key(key) and (found is None or found.get("type") not in _STAC_TYPES):
             continue  # a JSON file that is no STAC document where none goes: a product's sidecar
         unreached[key] = (found, unread)
-    for nested in _nested_roots(unreached):
+    for nested in _nested_roots(unreached, store.url):
         folder = nested[: -len(ROOT_KEY)]
         for key in [k for k in unreached if k.startswith(folder)]:
             del unreached[key]
@@ -549,11 +549,12 @@ def _nested_problem(key: str, url: str) -> Problem:
     )
 
 
-def _nested_roots(unreached: Mapping[str, tuple[dict | None, StoreError | None]]) -> list[str]:
+def _nested_roots(unreached: Mapping[str, tuple[dict | None, StoreError | None]], url: str) -> list[str]:
     """The keys among ``unreached`` of the roots of other catalogs: a
     ``.../catalog.json`` whose ``rel=root`` link names itself (a partition
-    catalog's names this catalog's root), outermost first; nothing below
-    one of them is listed again."""
+    catalog's names this catalog's root, at ``url``, relative or absolute),
+    outermost first; nothing below one of them is listed again."""
+    own_root = document_url(url, ROOT_KEY)
     roots: list[str] = []
     for key in sorted(unreached, key=lambda k: (k.count("/"), k)):
         found = unreached[key][0]
@@ -567,13 +568,20 @@ def _nested_roots(unreached: Mapping[str, tuple[dict | None, StoreError | None]]
             if not isinstance(href, str) or not href or link.get("rel") != "root":
                 continue
             if "://" in href or href.startswith("/"):
-                names_itself = href.endswith("/" + key)
+                # a URL ending as its key names itself, unless it is this root's
+                # (a folder named as the catalog's own: .../data/data/catalog.json)
+                names_itself = href.endswith("/" + key) and _local_or_url(href) != own_root
             else:
                 names_itself = posixpath.normpath(posixpath.join(posixpath.dirname(key), href)) == key
             if names_itself:
                 roots.append(key)
                 break
     return roots
+
+
+def _local_or_url(href: str) -> str:
+    """``href`` as :func:`document_url` spells a location (a ``file://`` URL as its path)."""
+    return local_path(href) if href.lower().startswith("file:") else href
 
 
 def _unreached_keys(store: Store, walk: _Walk, reached: set[str] | None = None) -> list[str]:

@@ -21,6 +21,7 @@ so a half-done removal is recognisable and finished, never undone.
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import copy
 import json
@@ -28,8 +29,9 @@ import logging
 import posixpath
 import random
 import secrets
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -469,6 +471,45 @@ def _add_missing(doc: dict, links: Sequence[dict]) -> bool:
     return changed
 
 
+class _Creation:
+    """One writer's create-only write of a new item document, listed in
+    :data:`_CREATIONS` from just before the write until the writer has
+    linked the item (or failed). ``state``: ``pending`` (writing),
+    ``created`` (its write made the document), ``lost`` (the document was
+    there already), ``linked`` (created and linked: done), ``failed``
+    (created, then not linked: the item is left for a rerun to link)."""
+
+    __slots__ = ("state",)
+
+    def __init__(self) -> None:
+        self.state = "pending"
+
+
+#: (catalog URL, item key) -> the creations of that item under way in this
+#: process. Threads registering the same new product at once: each writer
+#: whose create-only write lost finds the winner here, and does not count
+#: linking the item (which the winner is doing too) as its own creation.
+#: Writers in other processes are not seen: each that links the item may
+#: say ``created`` (changes are delivered at least once, docs/RELIABILITY.md).
+_CREATIONS: dict[tuple[str, str], list[_Creation]] = {}
+_CREATIONS_LOCK = threading.Lock()
+#: seconds a linked creation stays listed: a writer that lost to it may
+#: still be backing off before it reads the item, and it looked at the
+#: parent (read before its write) when the item was not linked yet
+RECENT_CREATION = 10.0
+#: the linked creations still listed, oldest first: (when linked, listed under)
+_RECENT: collections.deque[tuple[float, tuple[str, str], _Creation]] = collections.deque()
+
+
+def _unlist(url: str, key: str, creation: _Creation) -> None:
+    """Take ``creation`` off :data:`_CREATIONS` (the caller holds the lock)."""
+    listed = _CREATIONS.get((url, key), [])
+    if creation in listed:
+        listed.remove(creation)
+    if not listed:
+        _CREATIONS.pop((url, key), None)
+
+
 @dataclass
 class Committer:
     """Writes items and parent documents of one catalog through ``store``.
@@ -523,6 +564,11 @@ class Committer:
     #: the item document (:mod:`producer.hrefs`); False keeps them absolute
     #: (a thumbnail, stored in the catalog, is relative either way)
     relative_hrefs: bool = True
+    #: item key -> this committer's create-only write of it (:data:`_CREATIONS`)
+    creations: dict[str, _Creation] = field(default_factory=dict)
+    #: item key -> the other writers' creations of it this committer's
+    #: create-only write lost to (:meth:`created_by_another`)
+    others_creating: dict[str, list[_Creation]] = field(default_factory=dict)
 
     # -- reading -------------------------------------------------------------
 
@@ -690,19 +736,81 @@ class Committer:
         # 412 lost no race (nothing was read), so it is not a conflict and
         # costs no backoff.
         first = self._as_created(item)
+        self._begin_creation(key)
         try:
             self.written_versions[key] = self.store.put(
                 key, docs.dumps(self.stored_form(key, first)), create_only=True
             )
         except PreconditionFailed:
-            pass
+            self._lost_creation(key)
+        except BaseException:
+            self._lost_creation(key)
+            raise
         else:
+            self.creations[key].state = "created"
             return "created", first
         result = self.cas(key, mutate, expect=("Feature",), validated=True)
         committed = result.doc
         assert committed is not None  # written, or the existing document kept
         self.written_versions[key] = result.version
         return outcome["action"], committed
+
+    def _begin_creation(self, key: str) -> None:
+        """List this committer's create-only write of ``key`` as under way
+        (:data:`_CREATIONS`), before it is made."""
+        creation = _Creation()
+        with _CREATIONS_LOCK:
+            _CREATIONS.setdefault((self.store.url, key), []).append(creation)
+        self.creations[key] = creation
+
+    def _lost_creation(self, key: str) -> None:
+        """The create-only write of ``key`` found a document there (or
+        failed), or a merge found it there: drop this committer's creation
+        of ``key`` from the list, if any, and keep the other writers'
+        creations of ``key`` under way (one of them made the document)."""
+        creation = self.creations.pop(key, None)
+        with _CREATIONS_LOCK:
+            if creation is not None:
+                creation.state = "lost"
+                _unlist(self.store.url, key, creation)
+            others = list(_CREATIONS.get((self.store.url, key), []))
+        if others:
+            self.others_creating[key] = others
+        else:
+            self.others_creating.pop(key, None)
+
+    def created_by_another(self, key: str) -> bool:
+        """Whether another writer of this process made the item document at
+        ``key`` and has linked it, or may still be linking it: linking it
+        here too is no creation of this writer's. False when that writer
+        failed before linking it (the item is then this writer's to link)."""
+        return any(c.state in ("pending", "created", "linked") for c in self.others_creating.get(key, ()))
+
+    def linked_creations(self, keys: Iterable[str]) -> None:
+        """This committer's creations of ``keys`` are linked: done."""
+        for key in keys:
+            creation = self.creations.get(key)
+            if creation is not None and creation.state == "created":
+                creation.state = "linked"
+
+    def finish_creations(self) -> None:
+        """The end of this committer's creations (a batch linked, or failed):
+        each is taken off :data:`_CREATIONS`, a linked one (see
+        :meth:`linked_creations`) after :data:`RECENT_CREATION` seconds; one
+        made and not linked failed, so a writer that lost to it links the
+        item as its own creation."""
+        now = time.monotonic()
+        with _CREATIONS_LOCK:
+            for key, creation in self.creations.items():
+                if creation.state == "linked":  # listed a while yet (RECENT_CREATION)
+                    _RECENT.append((now, (self.store.url, key), creation))
+                    continue
+                creation.state = "failed" if creation.state in ("pending", "created") else creation.state
+                _unlist(self.store.url, key, creation)
+            while _RECENT and now - _RECENT[0][0] > RECENT_CREATION:
+                _, (url, key), creation = _RECENT.popleft()
+                _unlist(url, key, creation)
+        self.creations.clear()
 
     def _as_created(self, item: dict) -> dict:
         """``item`` as a new item document: ``created`` and ``updated`` now
@@ -723,10 +831,15 @@ class Committer:
         ``item`` as for :meth:`write_item`."""
         item = absolute_assets(item, self.store_path(key))  # as read back (a relative thumbnail)
         first = self._as_created(item)
+        self._begin_creation(key)
         try:
             staging.stage(key, docs.dumps(self.stored_form(key, first)))
         except PreconditionFailed:
+            self._lost_creation(key)
             return None
+        except BaseException:
+            self._lost_creation(key)
+            raise
         return first
 
     def publish_staged(self, staging: Staging) -> dict[str, ProducerError | None]:
@@ -739,8 +852,11 @@ class Committer:
         for key, outcome in staging.publish().items():
             if isinstance(outcome, str):
                 self.written_versions[key] = outcome
+                if key in self.creations:
+                    self.creations[key].state = "created"
                 out[key] = None
             else:
+                self._lost_creation(key)
                 out[key] = outcome
         return out
 
@@ -764,6 +880,12 @@ class Committer:
 
         def mutate(existing: dict | None) -> dict | None:
             self.replaced.pop(key, None)
+            # an attempt that would create the item is listed as a creation
+            # under way (see write_item); one that finds it made by another lost
+            if existing is None and key not in self.creations:
+                self._begin_creation(key)
+            elif existing is not None:
+                self._lost_creation(key)
             outcome["action"], new = _stamped(existing, merge(existing, item), format_time(self.clock()))
             if existing is not None and new is not None and not _covers_footprint(new, existing):
                 # as write_item: an edge the stored item held may be given up; an
@@ -771,7 +893,14 @@ class Committer:
                 self.replaced[key] = existing
             return new
 
-        committed = self.cas(key, mutate, expect=("Feature",)).doc
+        try:
+            committed = self.cas(key, mutate, expect=("Feature",)).doc
+        except BaseException:
+            if key in self.creations:
+                self._lost_creation(key)
+            raise
+        if key in self.creations:
+            self.creations[key].state = "created"
         assert committed is not None  # written, or the existing document kept
         return outcome["action"], committed
 
@@ -1857,20 +1986,32 @@ class Committer:
             except (KeyError, TypeError, ValueError):
                 return True  # unreadable item geometry: recompute to be safe
 
-        def walk() -> list[dict]:
-            # imported here: only a removal walks the items (a register's
-            # cold start skips producer.audit)
-            from producer.audit import collection_items, usable_items  # noqa: PLC0415
+        return self.recompute_extent(coll_key, needed, lambda: self._unmarked_items(coll_key))
 
-            # the item is unlinked, so the walk only meets it again if a
-            # register re-linked a new version: that one counts (unmarked)
-            return usable_items(
-                (k, doc)
-                for k, doc in collection_items(self.store, coll_key)
-                if not doc.get("properties", {}).get(docs.REMOVING)
-            )
+    def finish_left_shrink(self, coll_key: str) -> bool:
+        """Recompute the collection extent when its document still holds a
+        shrink marker (live or expired): the shrink of a removal killed
+        between its marker and its extent write, finished by its rerun. A
+        live marker of another shrink is taken over (its own finish then
+        writes nothing, see :meth:`recompute_extent`). True if the extent
+        changed; nothing written without a marker."""
+        return self.recompute_extent(
+            coll_key, lambda coll: docs.SHRINK_FIELD in coll, lambda: self._unmarked_items(coll_key)
+        )
 
-        return self.recompute_extent(coll_key, needed, walk)
+    def _unmarked_items(self, coll_key: str) -> list[dict]:
+        """Every usable item under the collection, but those marked removing."""
+        # imported here: only a removal walks the items (a register's
+        # cold start skips producer.audit)
+        from producer.audit import collection_items, usable_items  # noqa: PLC0415
+
+        # the item is unlinked, so the walk only meets it again if a
+        # register re-linked a new version: that one counts (unmarked)
+        return usable_items(
+            (k, doc)
+            for k, doc in collection_items(self.store, coll_key)
+            if not doc.get("properties", {}).get(docs.REMOVING)
+        )
 
     # -- id index (partitioned collections) -----------------------------------
 

@@ -502,6 +502,12 @@ _INSIDE_CATALOG = (
 )
 
 
+#: endings of what a catalog writes itself (documents, thumbnails, its search
+#: mirror): skipped inside it without a warning, even when configured as
+#: product endings (a group's side-cars)
+_CATALOG_WRITES = (".json", ".png", ".parquet", ".ndjson")
+
+
 def _refuse_prefixes_inside(prefixes: tuple[str, ...], catalog: str) -> None:
     """Refuse a URL prefix inside the catalog (at start-up): every object it
     accepts would be skipped as the catalog's own, each message acknowledged,
@@ -722,7 +728,7 @@ def _skip_reason(event: ObjectEvent, config: HandlerConfig) -> str | None:
             ".msk: its mask), not a product"
         )
     if _inside(event.url, config.catalog):
-        if not _has_product_ending(event.key, config.suffixes):
+        if not _has_product_ending(event.key, config.suffixes) or event.key.lower().endswith(_CATALOG_WRITES):
             return f"inside the catalog {config.catalog}"  # one of its own files
         # a product there: logged, as it will never be registered where it is
         log.warning("%s: inside the catalog %s: %s", event.url, redact(config.catalog), _INSIDE_CATALOG)
@@ -1053,7 +1059,7 @@ def _object_state(url: str, storage_options: Mapping[str, Any] | None) -> tuple[
         # the options product reads use (producer.extract.source): the file system (and S3
         # client) of the registration's read, not one more made for this HEAD (~90 ms of
         # CPU in a fresh process: a Lambda cold start)
-        options = with_shared_session(url, product_storage_options(storage_options))
+        options = with_shared_session(url, product_storage_options(storage_options, url))
         fs, path = fsspec.core.url_to_fs(url, **options)
         fs.invalidate_cache(path)
         info = fs.info(path)

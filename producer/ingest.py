@@ -174,10 +174,13 @@ def collection_layout(
         if recorded is None:
             return requested  # nothing says (no links yet): as told
     if partition is not None and recorded != requested:
+        # the way out is a hint, so each caller names its own option: partition=None,
+        # --partition left out, STAC_PARTITION unset (the recorded one works too)
         raise InputError(
             f"collection {collection!r} at {store.url}/{key} is {recorded.describe()}, "
-            f"not {requested.describe()}: register without a partition to follow the "
-            "collection's layout, or into another collection (nothing was written)"
+            f"not {requested.describe()} (nothing was written): register with the collection's "
+            "layout, or into another collection",
+            hints=(Hint("partition", recorded.partition, "follow the collection's layout"),),
         )
     return recorded
 
@@ -315,21 +318,24 @@ def register_products(
     )
     for chunk in chunks:
         with durability(store, options.durability):  # "os": this call fsyncs nothing
-            chunk_results = _register_chunk(
-                chunk,
-                committer,
-                collection,
-                extract_options,
-                collection_meta,
-                dry_run,
-                progress,
-                done,
-                len(sources),
-                replace,
-                sinks,
-                grouping,
-                options.workers,
-            )
+            try:
+                chunk_results = _register_chunk(
+                    chunk,
+                    committer,
+                    collection,
+                    extract_options,
+                    collection_meta,
+                    dry_run,
+                    progress,
+                    done,
+                    len(sources),
+                    replace,
+                    sinks,
+                    grouping,
+                    options.workers,
+                )
+            finally:  # the batch's creations of new items are over, however it ended
+                committer.finish_creations()
         results.extend(chunk_results)
         if grouping:
             grouping.share()  # every product of an item gets the item's outcome
@@ -1289,8 +1295,11 @@ def _link_and_settle(
     the catalog ``created``), then settle (and ``alongside``)."""
     linked = committer.link_items(collection, written, collection_meta, preread)
     for result, key, _ in prepared:
-        if result.ok and key in linked:
+        # not when another thread of this process made the item and is linking
+        # it too: one creation, reported once (docs/RELIABILITY.md)
+        if result.ok and key in linked and not committer.created_by_another(key):
             result.action = Action.CREATED
+    committer.linked_creations(key for result, key, _ in prepared if result.ok)
 
     def settle() -> list[str]:
         # one listing (S3), else one GET per item in parallel like the writes

@@ -940,7 +940,8 @@ def _pair_value(value: Any) -> str:
 
 def flag_spelling(hint: Hint) -> str:
     """A hint as the CLI writes it: ``--id-template '{parent}_{stem}'``,
-    ``--replace``; a switch to turn off as ``--thumbnail left out``; a
+    ``--replace``; a switch to turn off, or an option to leave out
+    (``partition=None``), as ``--thumbnail left out``; a
     mapping as the flag takes it: repeated ``KEY=VALUE``
     pairs (``--property processing:level=L2``) or one JSON object
     (``--collection-meta '{"title": "NDVI"}'``); ``storage_options``, the
@@ -955,7 +956,7 @@ def flag_spelling(hint: Hint) -> str:
         return " ".join(f"-o {shlex.quote(f'{k}={_pair_value(v)}')}" for k, v in hint.example.items())
     spec = _specs().get(hint.option)
     flag = spec.flag if spec is not None else "--" + hint.option.replace("_", "-")
-    if hint.example is False:  # a switch to leave off: the CLI has no negative flag
+    if hint.example is False or hint.example is None:  # a switch to leave off, an option to leave out
         return f"{flag} left out"
     if isinstance(hint.example, bool) or (spec is not None and spec.kind == "switch"):
         return flag
@@ -982,6 +983,8 @@ def env_spelling(hint: Hint) -> str:
         return flag_spelling(hint)
     spec = _specs().get(hint.option)
     name = spec.env if spec is not None else "STAC_" + hint.option.upper()
+    if hint.example is None:  # an option to leave out (partition=None)
+        return f"{name} unset"
     if isinstance(hint.example, bool):
         return f"{name}={str(hint.example).lower()}"
     if isinstance(hint.example, Mapping):

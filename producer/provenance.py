@@ -293,22 +293,29 @@ def _holds_value(value: Any) -> bool:
     return value is not None and not isinstance(value, bool) and value not in ("", [], {})
 
 
-def credential_path(value: Any) -> list[str | int] | None:
+#: members whose keys are names a publisher chose, not fields: the STAC
+#: Authentication extension's schemes (``{"token": {"type": "http", ...}}``)
+_NAMED_MAPS = frozenset({"auth:schemes"})
+
+
+def credential_path(value: Any, *, named: bool = False) -> list[str | int] | None:
     """The path (keys and list indices) to the first member of ``value``
     (JSON-like data) whose name says it holds a credential (``password``,
     ``api_key``, ``db_password``, ``accessToken``...) and that holds a value;
-    None when there is none. Iterative: no recursion however deep."""
-    stack: list[tuple[Any, list[str | int]]] = [(value, [])]
+    None when there is none. The keys of a map of names (``auth:schemes``;
+    ``named``: ``value`` is one) are not taken for fields, what they map to
+    is checked. Iterative: no recursion however deep."""
+    stack: list[tuple[Any, list[str | int], bool]] = [(value, [], named)]
     while stack:
-        current, path = stack.pop()
-        children: list[tuple[Any, list[str | int]]] = []
+        current, path, names = stack.pop()
+        children: list[tuple[Any, list[str | int], bool]] = []
         if isinstance(current, Mapping):
             for key, member in current.items():
-                if isinstance(key, str) and _is_credential_name(key) and _holds_value(member):
+                if not names and isinstance(key, str) and _is_credential_name(key) and _holds_value(member):
                     return [*path, key]
-                children.append((member, [*path, str(key)]))
+                children.append((member, [*path, str(key)], not names and key in _NAMED_MAPS))
         elif isinstance(current, list | tuple):
-            children = [(member, [*path, i]) for i, member in enumerate(current)]
+            children = [(member, [*path, i], False) for i, member in enumerate(current)]
         stack.extend(reversed(children))
     return None
 
@@ -348,7 +355,7 @@ def _check_properties_credentials(properties: Mapping[str, Any]) -> None:
     for key, value in properties.items():
         if _is_credential_name(key) and _holds_value(value):
             raise InputError(f"property {key!r} is named like a credential: every item {_CREDENTIAL_FIX}")
-        path = credential_path(value)
+        path = credential_path(value, named=key in _NAMED_MAPS)
         if path is not None:
             raise InputError(
                 f"property {key!r} (at {_shown_path(path)}) holds a value named like a credential: "
@@ -361,9 +368,10 @@ def _check_number_as_typed(key: str, text: str, value: Any) -> None:
     is not the text typed (``1.10`` is 1.1, ``1e3`` is 1000.0): a version
     would be published as another one, silently. Both ways out are offered:
     the text as typed, or the number as JSON writes it. Only for a key that
-    names a version (``processing:version``, ``my:model_version``): elsewhere
+    names a version (``processing:version``, ``my:model_version``,
+    ``modelVersion``: the word, not ``conversion_factor``): elsewhere
     ``12.50`` and ``1e3`` are the numbers 12.5 and 1000.0, as typed."""
-    if "version" not in key.rpartition(":")[2].lower():
+    if not {"version", "versions"} & set(_spelled(key).split("_")):
         return
     if not isinstance(value, float) or not math.isfinite(value) or json.dumps(value) == text:
         return

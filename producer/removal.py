@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 
 from producer import thumbnail
+from producer.catalog.documents import SHRINK_FIELD, SHRINK_TTL
 from producer.catalog.extent import bbox_contains, box2d, format_time, interval_contains, item_interval
 from producer.catalog.layout import (
     Layout,
@@ -33,6 +34,7 @@ from producer.results import RemoveResult
 from producer.sinks import Outbox, check_sinks, deliver, describe, remedy_text, removed, wants_unchanged
 from producer.sources import refuse_product_credentials
 from producer.store.base import Store
+from producer.timestamps import parse_time
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +276,24 @@ def _remove_group_asset(
         if kind == "single":
             return None
         href = committer.store_path(key)
+        if kind == "none" and _left_by_killed_drop(committer, coll_key, before[0]):
+            # this asset's removal was killed between the item's write and the
+            # collection's extent: finish its shrink, and say the asset is gone
+            recomputed = committer.finish_left_shrink(coll_key)
+            if recomputed:
+                committer.committed.pop(collection, None)
+            result = RemoveResult(
+                id=item_id,
+                href=href,
+                action="updated",
+                extent_recomputed=recomputed,
+                reason=f"asset of {redact(wanted)} removed by an earlier run that was interrupted; "
+                "the collection extent is recomputed now; the item stays",
+            )
+            if sinks:
+                change = Change(ChangeKind.UPDATED, collection, item_id, key, before[0])
+                _publish(committer, coll_key, result, sinks, [change], [])
+            return result
         if kind == "none":
             result = RemoveResult(
                 id=item_id,
@@ -341,6 +361,24 @@ def _remove_group_asset(
         f"{committer.store_path(key)}: gave up removing {wanted} after {_ASSET_ROUNDS} rounds: other "
         "writers kept adding data assets to the item; retry later"
     )
+
+
+def _left_by_killed_drop(committer: Committer, coll_key: str, item: dict) -> bool:
+    """True if the collection holds a shrink marker put after ``item`` was
+    last written: the trace of an asset removal killed between its item
+    write (which stamped ``updated``) and its extent write. A marker older
+    than the item is another writer's (a register rewrote the item after
+    it), one more than :data:`SHRINK_TTL` younger too. One GET."""
+    coll, _ = committer.read(coll_key, ("Collection",))
+    marker = coll.get(SHRINK_FIELD) if coll is not None else None
+    if not isinstance(marker, dict):
+        return False
+    try:
+        started = parse_time(marker["started"])
+        updated = parse_time(item["properties"]["updated"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    return 0 <= (started - updated).total_seconds() <= SHRINK_TTL
 
 
 def _grow_extent_first(committer: Committer, collection: str, key: str, wanted: str) -> None:

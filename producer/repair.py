@@ -766,10 +766,19 @@ def _count_resolved_extents(
     resolved before its extent step (a registration of missing products
     merges the extent, which makes an overall box wider than its sub-boxes
     exact), so that step wrote nothing: gone in the final audit, not yet
-    counted. Else the report showed a finding neither fixed nor failed."""
+    counted; and the unfindable items it removed as duplicate ids. Else the
+    report showed a finding neither fixed nor failed."""
     left = {(p.kind, p.key) for p in final.problems}
     for p in first.problems:
         if p.kind in ("stale-extent", "extent") and p.key not in counted and (p.kind, p.key) not in left:
+            _bump(report.fixed, p.kind)
+    # an unfindable item is no step's own target, but removing it as a
+    # duplicate id (its product registered again where the verbs look)
+    # resolves it: counted when it is gone, else "found 1, fixed 0" while
+    # the item was removed
+    duplicates = {p.key for p in first.problems if p.kind == "duplicate-id"}
+    for p in first.problems:
+        if p.kind == "unfindable-item" and p.key in duplicates and (p.kind, p.key) not in left:
             _bump(report.fixed, p.kind)
 
 
@@ -869,6 +878,11 @@ def _would_fix(store: Store, first: AuditReport, report: ReconcileReport, dead: 
     when a data asset is gone: one GET each). Missing products are counted
     by :func:`_register_missing`. Writes nothing."""
     out = {kind: report.found[kind] for kind in _RESOLVED_KINDS if report.found.get(kind)}
+    # an unfindable item that is also a duplicate id goes with the duplicates
+    duplicates = {p.key for p in first.problems if p.kind == "duplicate-id"}
+    for p in first.problems:
+        if p.kind == "unfindable-item" and p.key in duplicates:
+            _bump(out, p.kind)
     if report.found.get("missing-root") and any(is_collection_key(key) for key in first.orphans):
         out["missing-root"] = 1  # linked from a new root (the orphans below it: seen by the fix run)
     misplaced = {p.key for p in first.problems if p.kind == "misplaced"}

@@ -133,7 +133,9 @@ def product_storage_options(storage_options: Mapping[str, Any] | None, location:
     """``storage_options`` (a copy) for a file system that reads or lists
     products: fsspec's listing cache off (``use_listings_cache=False``)
     unless the caller set it; for an http(s) ``location``, requests bounded
-    in time as GDAL's are (:func:`producer.httplimits.with_http_timeout`).
+    in time as GDAL's are (:func:`producer.httplimits.with_http_timeout`);
+    for an S3 one, each request bounded by a total deadline
+    (:func:`producer.httplimits.with_s3_read_deadline`).
 
     fsspec keeps one file system per set of options for the life of the
     process, and s3fs answers ``info``/``exists``/``isfile`` from a cached
@@ -150,6 +152,10 @@ def product_storage_options(storage_options: Mapping[str, Any] | None, location:
         from producer.httplimits import with_http_timeout  # noqa: PLC0415
 
         out = with_http_timeout(out)
+    elif location and protocol(location) in ("s3", "s3a"):
+        from producer.httplimits import with_s3_read_deadline  # noqa: PLC0415
+
+        out = with_s3_read_deadline(out)
     return out
 
 
@@ -252,14 +258,21 @@ def _refuse_unknown_key(
 
 
 def check_s3_options(
-    storage_options: Mapping[str, Any] | None, what: str, option: str = "storage_options"
+    storage_options: Mapping[str, Any] | None,
+    what: str,
+    option: str = "storage_options",
+    *,
+    catalog: bool = False,
 ) -> None:
     """Refuse what s3fs's S3 client would fail every request with: a key of
     ``client_kwargs`` that botocore's ``create_client`` does not take (a
     misspelt ``endpoint_urll``) or a ``region_name`` that is no text; an
     :class:`InputError` naming ``what`` with a hint on ``option``, as
     :func:`check_endpoint`. For S3 locations only (an http file system takes
-    other ``client_kwargs``). Pure: no request."""
+    other ``client_kwargs``). ``catalog``: the options are the catalog's, which
+    may be shared with products read through another file system (http): the
+    fix of an option s3fs does not take names the products' own options too.
+    Pure: no request."""
     if not isinstance(storage_options, Mapping):
         return
     check_endpoint(storage_options, what, option)
@@ -269,12 +282,18 @@ def check_s3_options(
         import difflib  # noqa: PLC0415 (an error path only)
 
         close = difflib.get_close_matches(str(key), sorted(_S3_OPTIONS), n=1)
+        hints: tuple[Hint, ...] = (Hint(option, {close[0]: "VALUE"}, "a name s3fs takes"),) if close else ()
+        theirs = ""
+        if catalog:
+            # an option meant for products on another file system (an http
+            # server's block_size) reached the catalog's s3fs: it is theirs alone
+            theirs = "; if it is for the products (read through another file system), give it as theirs alone"
+            hints += (Hint("data_storage_options", {str(key): "VALUE"}, "the products' own option"),)
         raise InputError(
             f"{what}: s3fs takes no storage option {str(key)!r}"
-            + (
-                f" (did you mean {close[0]!r}?)" if close else f" (it takes {', '.join(sorted(_S3_OPTIONS))})"
-            ),
-            hints=(Hint(option, {close[0]: "VALUE"}, "a name s3fs takes"),) if close else (),
+            + (f" (did you mean {close[0]!r}?)" if close else f" (it takes {', '.join(sorted(_S3_OPTIONS))})")
+            + theirs,
+            hints=hints,
         )
     _refuse_unknown_key(
         storage_options, what, option, "client_kwargs", _S3_CLIENT_OPTIONS, "botocore's create_client"

@@ -11,12 +11,15 @@ match a rule, which get the rule's fault instead::
         proxy.add("GET", r"\\.tif$", "stall")            # never answers (until stopped)
         proxy.add("GET", r"\\.json$", "slowbody")        # headers, a few bytes, then nothing
         proxy.add("GET", r"\\.json$", "badsig")          # 403 SignatureDoesNotMatch, as S3 words it
+        proxy.add("GET", r"\\.tif$", "trickle")          # the body a byte at a time, never silent long
 
 Rules match the HTTP method (``"*"`` for any) and a regular expression
 searched in the request path (``/<bucket>/<key>``, URL-decoded, without the
 query string). ``limit`` makes a rule fire only that many times, ``skip`` lets that many
 matching requests through before it fires. A ``slowbody`` rule forwards the
-request (a PUT lands upstream) and stalls its answer after the headers. The proxy
+ request (a PUT lands upstream) and stalls its answer after the headers; a
+``trickle`` rule forwards it and sends the body one byte every
+:attr:`FaultProxy.trickle_interval` seconds (no read timeout ever fires). The proxy
 counts requests per method, records the ``Range`` header of every GET and
 adds up the bytes of GET answers per path (:attr:`FaultProxy.get_bytes`), so
 tests can check that extraction read headers only.
@@ -38,7 +41,7 @@ from urllib.parse import unquote, urlsplit
 
 __all__ = ["FaultProxy", "Rule"]
 
-FAULTS = ("503", "403", "reset", "stall", "slowbody", "badsig")
+FAULTS = ("503", "403", "reset", "stall", "slowbody", "badsig", "trickle")
 #: bytes of the body a ``slowbody`` answer sends before it stalls
 SLOWBODY_BYTES = 8
 
@@ -134,6 +137,8 @@ class FaultProxy:
         self.get_bytes: dict[str, int] = {}
         #: every request as ``(method, path, query string)``, in arrival order
         self.trace: list[tuple[str, str, str]] = []
+        #: seconds between two bytes of a ``trickle`` answer
+        self.trickle_interval = 0.2
         self._lock = threading.Lock()
         self._release = threading.Event()  # set on stop: stalled handlers give up
         self._server: ThreadingHTTPServer | None = None
@@ -215,6 +220,9 @@ class FaultProxy:
                 if rule.fault == "slowbody":
                     self._slow_body()
                     return
+                if rule.fault == "trickle":
+                    self._trickle()
+                    return
                 if rule.fault == "badsig":
                     status, body = 403, _bad_signature(self.command, urlsplit(self.path).path, self.headers)
                 else:
@@ -262,6 +270,23 @@ class FaultProxy:
                     self.wfile.write(data[:SLOWBODY_BYTES])
                 self.wfile.flush()
                 proxy._release.wait()
+                self.close_connection = True
+
+            def _trickle(self) -> None:
+                """The upstream's answer, its body one byte at a time, every
+                ``trickle_interval`` seconds, until done or the proxy stops."""
+                resp, data = self._upstream(self._request_body)
+                self._send_head(resp, data)
+                self.wfile.flush()
+                if self.command != "HEAD":
+                    for i in range(len(data)):
+                        if proxy._release.wait(proxy.trickle_interval):
+                            break
+                        try:
+                            self.wfile.write(data[i : i + 1])
+                            self.wfile.flush()
+                        except OSError:  # the client gave up
+                            break
                 self.close_connection = True
 
             def _forward(self) -> None:

@@ -548,3 +548,23 @@ def test_a_product_url_with_one_slash_is_told_the_url_meant(data, tmp_path, monk
     res = invoke("register", "s3:/bucket/products/x.tif", "-c", str(tmp_path / "cat"), "--collection", "c")
     assert res.exit_code == 1, res.output
     assert "s3://bucket/products/x.tif" in " ".join(res.output.split()), res.output
+
+
+def test_a_shared_option_for_http_products_names_their_own_option_for_an_s3_catalog(tmp_path):
+    """``-o block_size=...`` meant for products on an http server, with the
+    catalog on S3: s3fs once ignored it, now the catalog refuses it, and the
+    only fix offered was s3fs's ``default_block_size`` for the catalog. It
+    also names the products' own option, which keeps it away from s3fs."""
+    res = invoke(
+        "register",
+        "https://data.example.invalid/cog_20240101.tif",
+        "-c",
+        "s3://bucket/stac",
+        "--collection",
+        "c",
+        "-o",
+        "block_size=1048576",
+    )
+    assert res.exit_code == 2, res.output
+    assert "--data-storage-option block_size=" in res.output, res.output
+    assert "Traceback" not in res.output

@@ -284,3 +284,77 @@ def test_non_stac_existing_root_is_not_overwritten(backend, tiles, tmp_path):
     assert res.action == "error" and "catalog.json" in res.error
     assert read("catalog.json") == {"hello": "not stac"}
     assert sorted(store.list("")) == ["catalog.json"]
+
+
+@pytest.mark.parametrize("partition", [None, "year/month"])
+def test_threads_registering_the_same_product_at_once_report_one_created(backend, tmp_path, partition):
+    """Four threads of one process register the same new product at once.
+    One item is made; each thread that found it written by another (and
+    unlinked yet, since that one was still linking it) counted the link as
+    its own creation: four ``created`` (two with partitions), so a pipeline
+    summing the counts saw four new items. The thread whose create-only
+    write made the item reports ``created``; the others what their write
+    found (``unchanged``). Three rounds, so the threads overlap."""
+    import threading
+
+    from tests.crashes import write_tile as tile_at
+
+    url, options, read = backend
+    tile = str(tile_at(tmp_path / "data", "a_20240110.tif", 6.0, 46.0))
+
+    def register(start: threading.Barrier, catalog: str, results: list) -> None:
+        start.wait()
+        results.extend(
+            producer.register(
+                [tile], catalog=catalog, collection="c", partition=partition, storage_options=options
+            )
+        )
+
+    for round_ in range(3):
+        catalog, start, results = f"{url}/round{round_}", threading.Barrier(4), []
+        threads = [threading.Thread(target=register, args=(start, catalog, results)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert all(r.ok for r in results), [r.error for r in results]
+        actions = sorted(str(r.action) for r in results)
+        assert actions == ["created", "unchanged", "unchanged", "unchanged"], (round_, actions)
+        assert producer.validate_catalog(catalog, storage_options=options) == []
+        key = "c/2024/01/a_20240110/a_20240110.json" if partition else "c/a_20240110/a_20240110.json"
+        assert read(f"round{round_}/{key}")["id"] == "a_20240110"
+
+
+def test_threads_registering_the_same_multi_asset_item_at_once_report_it_created_once(tmp_path):
+    """The same with a multi-asset item (``group``: two bands, one item):
+    every thread reported both bands ``created`` (eight for one item). The
+    thread whose merge made the item reports its bands ``created``, the
+    others ``unchanged``."""
+    import threading
+
+    from tests.crashes import write_tile as tile_at
+
+    data = tmp_path / "data"
+    for band in ("B01", "B02"):
+        tile_at(data / "scene_a", f"{band}.tif", 6.0, 46.0)
+    group = r"(?P<id>scene_[a-z0-9]+)/(?P<asset>[^/]+)\.tif$"
+
+    def register(start: threading.Barrier, catalog: str, results: list) -> None:
+        start.wait()
+        results.extend(
+            producer.register(
+                [str(data)], catalog=catalog, collection="g", group=group, datetime="2024-01-01T00:00:00Z"
+            )
+        )
+
+    for round_ in range(3):
+        catalog, start, results = str(tmp_path / f"cat{round_}"), threading.Barrier(4), []
+        threads = [threading.Thread(target=register, args=(start, catalog, results)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert all(r.ok for r in results), [r.error for r in results]
+        actions = sorted(str(r.action) for r in results)
+        assert actions == ["created"] * 2 + ["unchanged"] * 6, (round_, actions)
+        assert producer.validate_catalog(catalog) == []

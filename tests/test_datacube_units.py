@@ -213,7 +213,7 @@ def test_time_steps_holding_the_declared_fill_value_are_refused_not_misdated(
     assert result.action == "error"
     assert "sst_2024.nc" in result.error and "'time'" in result.error
     assert f"1 of its 3 time steps holds its fill value {fill:g} ({key})" in result.error
-    assert "datetime option" in result.error
+    assert "Fix it with datetime=" in result.error
     assert any(hint.option == "datetime" for hint in result.hints)
     assert not (tmp_path / "stac").exists() or not (tmp_path / "stac" / "sst" / "sst_2024").exists()
     # a datetime given by the caller still registers it
@@ -249,3 +249,36 @@ def test_zarr_time_steps_holding_a_declared_fill_value_are_refused(tmp_path: Pat
     zarr.consolidate_metadata(str(path))
     with pytest.raises(InputError, match=r"sst\.zarr.*1 of its 3 time steps holds its fill value -9999"):
         create_item(str(path))
+
+
+def test_a_time_axis_left_at_its_fill_value_names_the_datetime_flag_on_the_cli(tmp_path: Path) -> None:
+    """ "or pass the datetime option" reached CLI users as it was, before
+    the hint that names the flag: the way out is named once, as each caller
+    spells it (``--datetime`` on the CLI, ``datetime=`` for Python)."""
+    from click.testing import CliRunner
+
+    from producer.cli import main
+
+    path = tmp_path / "sst_2024.nc"
+    with netCDF4.Dataset(path, "w") as nc:
+        for name, size in (("time", 2), ("lat", 4), ("lon", 5)):
+            nc.createDimension(name, size)
+        time = nc.createVariable("time", "f8", ("time",), fill_value=-9999.0)
+        time.units = "days since 2024-01-01"
+        time.set_auto_mask(False)
+        time[:] = np.asarray([0, -9999.0])
+        for name, start, unit in (("lat", 40.0, "degrees_north"), ("lon", 5.0, "degrees_east")):
+            coord = nc.createVariable(name, "f8", (name,))
+            coord.units = unit
+            coord[:] = np.arange(nc.dimensions[name].size) + start
+        nc.createVariable("sst", "f4", ("time", "lat", "lon"))[:] = 280.0
+    (result,) = producer.register([path], catalog=tmp_path / "stac", collection="sst")
+    assert "datetime option" not in result.error
+    assert "Fix it with datetime='2024-05-13T10:00:00Z'" in result.error
+    out = CliRunner().invoke(
+        main, ["register", str(path), "-c", str(tmp_path / "stac"), "--collection", "sst", "--json"]
+    )
+    assert out.exit_code == 1, out.output
+    error = json.loads(out.output.splitlines()[0])["error"]
+    assert "datetime option" not in error and "datetime=" not in error, error
+    assert "Fix it with --datetime 2024-05-13T10:00:00Z" in error, error

@@ -525,7 +525,7 @@ def test_wps_geo_em_without_a_datetime_says_it_is_static_and_to_pass_one(tmp_pat
         create_item(path)
     message = str(caught.value)
     assert "geo_em.d01.nc" in message and "'Times'" in message and "0000-00-00_00:00:00" in message
-    assert "static geo_em file" in message and "datetime option" in message
+    assert "static geo_em file" in message and "Fix it with datetime=" in message
     assert "year 0 is out of range" not in message
     result = CliRunner().invoke(
         main, ["register", "-c", str(tmp_path / "catalog"), "--collection", "c", str(path)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -369,3 +370,35 @@ def test_a_range_that_ends_before_it_starts_is_said_so_once_not_as_unparsable():
     message = str(err.value)
     assert message.count("datetime pattern") == 1 and "ends before it starts" in message
     assert "not a valid date" not in message
+
+
+def test_a_two_digit_year_names_the_datetime_as_each_caller_spells_it(tmp_path) -> None:
+    """ "use the datetime option instead of a pattern" named no option the
+    CLI has, and carried no hint: now the hint names ``datetime=`` for
+    Python and ``--datetime`` on the CLI."""
+    from click.testing import CliRunner
+
+    from producer.cli import main
+    from tests.crashes import write_tile
+
+    with pytest.raises(InputError) as info:
+        from_filename("S_240513.tif", r"_(?P<year>\d{2})(?P<month>\d\d)(?P<day>\d\d)")
+    assert "datetime option" not in str(info.value)
+    assert "Fix it with datetime='2024-05-13T10:00:00Z'" in str(info.value)
+    tile = write_tile(tmp_path, "S_240513.tif", 6.0, 46.0)
+    out = CliRunner().invoke(
+        main,
+        [
+            "register",
+            str(tile),
+            "-c",
+            str(tmp_path / "stac"),
+            "--collection",
+            "s",
+            "--datetime-pattern",
+            r"_(?P<year>\d{2})(?P<month>\d\d)(?P<day>\d\d)",
+            "--json",
+        ],
+    )
+    error = json.loads(out.output.splitlines()[0])["error"]
+    assert "Fix it with --datetime 2024-05-13T10:00:00Z" in error and "datetime=" not in error, error

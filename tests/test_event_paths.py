@@ -391,3 +391,22 @@ def test_a_product_skipped_inside_the_catalog_says_why_and_is_logged(
     assert "never registered" in skipped["reason"] and "outside" in skipped["reason"], skipped
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(f"s3://{s3.bucket}/products/S2_20240601.tif" in w and "never registered" in w for w in warned)
+
+
+@pytest.mark.parametrize(
+    "key", ["stac/catalog.json", "stac/ndvi/x/x.json", "stac/ndvi/x/x.png", "stac/ndvi/items.parquet"]
+)
+def test_the_catalogs_own_writes_are_skipped_without_a_warning(
+    key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Endings configured for a group's side-cars (``.json``, ``.png``) are the
+    catalog's documents and thumbnails too: with notifications on the whole
+    bucket, each of the catalog's own writes was warned about as a product
+    kept inside the catalog, on every normal run."""
+    cfg = HandlerConfig(
+        catalog="s3://data/stac", collection="ndvi", suffixes=(".tif", ".json", ".png", ".parquet")
+    )
+    with caplog.at_level(logging.WARNING, logger="producer.events"):
+        reason = _skip_reason(ObjectEvent("created", "data", key), cfg)
+    assert reason == "inside the catalog s3://data/stac"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

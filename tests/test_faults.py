@@ -516,3 +516,43 @@ def test_cli_remove_whose_collection_write_fails_names_the_item_and_the_rerun(fa
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["action"] == "removed"
     assert producer.validate_catalog(catalog, storage_options=opts) == []
+
+
+def _in_thread(call, limit: float):
+    """``call()`` in a daemon thread; its result, or None if it has not
+    returned after ``limit`` s (a hang: the thread is left behind)."""
+    import threading
+
+    out: list = []
+    thread = threading.Thread(target=lambda: out.append(call()), daemon=True)
+    thread.start()
+    thread.join(limit)
+    return out[0] if out else None
+
+
+def test_a_product_body_that_trickles_ends_at_the_read_deadline(faults, s3_server, tmp_path, monkeypatch):
+    """The server sends the body a byte every 0.2 s: never silent for the
+    read timeout (1 s), so the register waited for ever. Each read request
+    now has a total deadline (here 2 s): a storage error naming the
+    product, the deadline and to retry; the other product registers."""
+    bucket, bad, good = _two_products(s3_server, tmp_path)
+    faults.add("GET", r"/data/utm_20240513\.tif$", "trickle")
+    monkeypatch.setenv("STAC_PRODUCER_READ_DEADLINE", "2")
+    options = _proxied_options(faults, read_timeout=1, connect_timeout=1)
+    started = time.monotonic()
+    results = _in_thread(
+        lambda: producer.register(
+            [bad, good], catalog=str(tmp_path / "catalog"), collection="c", storage_options=options
+        ),
+        60,
+    )
+    assert results is not None, "register still reading a trickling product after 60 s"
+    assert time.monotonic() - started < 60
+    assert [(r.id, r.action, r.error_type) for r in results] == [
+        ("utm_20240513", "error", "storage"),
+        ("wgs84_20240301", "created", None),
+    ]
+    error = results[0].error or ""
+    assert bad in error and "2 s" in error and "STAC_PRODUCER_READ_DEADLINE" in error and "retry" in error, (
+        error
+    )

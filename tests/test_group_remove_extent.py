@@ -150,3 +150,53 @@ def test_removing_the_asset_on_the_collection_edge_shrinks_the_extent_like_a_rem
     items = [_doc(catalog, "g", s, f"{s}.json") for s in ("scene_a", "scene_b")]
     assert _doc(catalog, "g", "collection.json")["extent"] == exact_extent(items)
     assert [str(p) for p in producer.validate_catalog(str(catalog))] == []
+
+
+def test_rerun_of_an_asset_removal_killed_before_its_extent_write_finishes_it(tmp_path: Path) -> None:
+    """``remove --product`` of the asset on the collection's edge, killed
+    right after its shrink marker went into the collection (the item already
+    rewritten without the asset): the rerun found the item lacking the asset
+    and said ``kept`` ("it stays", exit 1), leaving the extent stale and the
+    marker behind. It now finishes the shrink and says so (``updated``)."""
+    import itertools
+    import shutil
+
+    from producer.catalog.documents import SHRINK_FIELD, exact_extent
+    from producer.store.local import LocalStore
+    from tests.crashes import crash_runs
+
+    data = tmp_path / "data"
+    _band(data / "scene_a" / "B01.tif", "EPSG:4326", (10.0, 50.0), 0.05, 4, "2024:05:01 10:00:00")
+    b02 = _band(data / "scene_a" / "B02.tif", "EPSG:4326", (20.0, 50.0), 0.05, 4, "2024:05:01 10:00:00")
+    _band(data / "scene_b" / "B01.tif", "EPSG:4326", (5.0, 45.0), 0.05, 4, "2024:05:02 10:00:00")
+    prepared = tmp_path / "prepared"
+    results = producer.register([str(data)], catalog=str(prepared), collection="g", group=GROUP)
+    assert all(r.ok for r in results), [r.error for r in results]
+    runs = itertools.count()
+
+    def fresh() -> LocalStore:
+        target = tmp_path / f"run{next(runs)}"
+        shutil.copytree(prepared, target)
+        return LocalStore(str(target))
+
+    marked = 0
+    for n, store, writes in crash_runs(
+        fresh, lambda s: producer.remove("scene_a", catalog=s, collection="g", product=b02)
+    ):
+        catalog = Path(store.root)
+        if SHRINK_FIELD not in _doc(catalog, "g", "collection.json"):
+            continue
+        marked += 1
+        rerun = producer.remove("scene_a", catalog=store, collection="g", product=b02)
+        assert rerun.action == "updated", (n, writes, rerun)
+        assert rerun.extent_recomputed, (n, rerun)
+        assert "B02" in (rerun.reason or ""), rerun.reason
+        coll = _doc(catalog, "g", "collection.json")
+        assert SHRINK_FIELD not in coll
+        items = [_doc(catalog, "g", s, f"{s}.json") for s in ("scene_a", "scene_b")]
+        assert coll["extent"] == exact_extent(items)
+        assert [str(p) for p in producer.validate_catalog(store)] == []
+        # and a third run has nothing left to do: the asset is not there
+        again = producer.remove("scene_a", catalog=store, collection="g", product=b02)
+        assert again.action == "kept", again
+    assert marked == 1

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -398,3 +399,189 @@ def test_an_unconsolidated_zarr_store_over_http_without_listings_says_to_consoli
     assert plain.error_type == "input", plain
     assert "no horizontal coordinates" not in plain.error
     assert "consolidate" in plain.error and "lists no folder" in plain.error, plain.error
+
+
+# --- a server that trickles ----------------------------------------------------------
+
+
+class _Trickles(SimpleHTTPRequestHandler):
+    """Serves files (with ``Range``), each body one byte every 0.2 s: never
+    silent for a read timeout of a second, and never done either."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            self.send_error(404, "no such file")
+            return
+        data = path.read_bytes()
+        first, last, status = 0, len(data) - 1, 200
+        asked = self.headers.get("Range", "")
+        if asked.startswith("bytes="):
+            start, _, end = asked[len("bytes=") :].partition("-")
+            first, last, status = int(start), min(int(end or last), last), 206
+        self.send_response(status)
+        self.send_header("Content-Length", str(last - first + 1))
+        self.send_header("Accept-Ranges", "bytes")
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {first}-{last}/{len(data)}")
+        self.end_headers()
+        try:
+            for i in range(first, last + 1):
+                self.wfile.write(data[i : i + 1])
+                self.wfile.flush()
+                time.sleep(0.2)
+        except OSError:  # the client gave up
+            pass
+        self.close_connection = True
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_http_datacube_whose_server_trickles_ends_at_the_read_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A NetCDF whose server sends a byte every 0.2 s: fsspec's read
+    timeout (the silence between two reads, here 1 s) never fired, and the
+    register hung for ever. Each read request now ends after the deadline
+    (here 2 s) as a retryable storage error naming the product and the
+    setting."""
+    www = tmp_path / "www"
+    www.mkdir()
+    cubes.write_two_variables(www)
+    (name,) = [p.name for p in www.iterdir()]
+    monkeypatch.setenv("GDAL_HTTP_TIMEOUT", "1")
+    monkeypatch.setenv("STAC_PRODUCER_READ_DEADLINE", "2")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Trickles, directory=str(www)))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/{name}"
+    done: list[tuple[producer.Result, float]] = []
+    try:
+        worker = threading.Thread(
+            target=lambda: done.append(_register_one(url, tmp_path / "cat")), daemon=True
+        )
+        worker.start()
+        worker.join(90)
+        assert done, "register still reading a trickling product after 90 s"
+        result, took = done[0]
+        assert result.action == "error" and result.error_type == "storage", result
+        error = str(result.error)
+        assert name in error and "2 s" in error and "STAC_PRODUCER_READ_DEADLINE" in error, error
+        assert "retry" in error and took < 90
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_http_geotiff_whose_server_trickles_is_retryable_not_corrupt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GDAL's curl ends each request after GDAL_HTTP_TIMEOUT in all, and
+    then reads the header it got cut short: "not a readable raster
+    (corrupt, truncated ...): Cannot read TIFF header", an input error no
+    caller retries, for a file that is fine on a slow server. A read that
+    failed after the request timeout is now the timeout's storage error."""
+    www = tmp_path / "www"
+    tif = rasters.write_tile(www, "x_20240101.tif", 1.0, 1.0)
+    monkeypatch.setenv("GDAL_HTTP_TIMEOUT", "1")
+    monkeypatch.setenv("GDAL_HTTP_MAX_RETRY", "0")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Trickles, directory=str(www)))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result, took = _register_one(
+            f"http://127.0.0.1:{server.server_address[1]}/{tif.name}", tmp_path / "cat"
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.action == "error" and result.error_type == "storage", result
+    error = str(result.error)
+    assert (
+        tif.name in error and "corrupt" not in error and "GDAL_HTTP_TIMEOUT" in error and "retry" in error
+    ), error
+    assert took < 60
+
+
+def test_a_remote_netcdf_larger_than_a_part_is_fetched_in_parts_each_under_the_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_server
+) -> None:
+    """A remote NetCDF is fetched whole: with each request ending at the read
+    deadline, one request for a large file would cut a slow but steady
+    download. It comes in parts (here 1 KiB) on S3; a server ignoring
+    ``Range`` (``python -m http.server``) answers the whole file at once."""
+    from producer.extract import datacube
+
+    monkeypatch.setattr(datacube, "WHOLE_PART", 1024)
+    www = tmp_path / "www"
+    www.mkdir()
+    path = cubes.write_two_variables(www)
+    assert path.stat().st_size > 3 * 1024
+    bucket = s3_server.new_bucket()
+    s3_server.client().put_object(Bucket=bucket, Key=f"data/{path.name}", Body=path.read_bytes())
+    (on_s3,) = producer.register(
+        [f"s3://{bucket}/data/{path.name}"],
+        catalog=str(tmp_path / "cat-s3"),
+        collection="c",
+        storage_options=s3_server.storage_options,
+    )
+    assert on_s3.action == "created", on_s3
+    handler = partial(SimpleHTTPRequestHandler, directory=str(www))
+    handler.log_message = lambda *a, **k: None  # type: ignore[assignment]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        (on_http,) = producer.register(
+            [f"http://127.0.0.1:{server.server_address[1]}/{path.name}"],
+            catalog=str(tmp_path / "cat-http"),
+            collection="c",
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert on_http.action == "created", on_http
+    local = producer.register([str(path)], catalog=str(tmp_path / "cat-local"), collection="c")[0]
+    assert on_s3.item["properties"]["cube:variables"] == local.item["properties"]["cube:variables"]
+
+
+def test_a_remote_netcdf_overwritten_while_fetched_in_parts_is_a_storage_failure(
+    tmp_path: Path, s3_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fetched in parts, a NetCDF overwritten between its first part and
+    the rest (same size, other bytes) gave an item of a mix of two files:
+    the object is looked at again once its parts are in, and a change is a
+    storage failure (retried), with nothing written."""
+    import s3fs
+
+    from producer.extract import datacube
+
+    monkeypatch.setattr(datacube, "WHOLE_PART", 1024)
+    path = cubes.write_two_variables(tmp_path)
+    body = path.read_bytes()
+    assert len(body) > 3 * 1024
+    bucket = s3_server.new_bucket()
+    client = s3_server.client()
+    client.put_object(Bucket=bucket, Key="data/cube.nc", Body=body)
+    original = s3fs.S3FileSystem._cat_ranges
+
+    async def overwritten_first(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # the writer rewrites the file after the first part was read
+        client.put_object(Bucket=bucket, Key="data/cube.nc", Body=body[:-1] + b"\x01")
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_cat_ranges", overwritten_first)
+    # a cached file system made its sync methods from the method it had then
+    s3fs.S3FileSystem.clear_instance_cache()
+    catalog = tmp_path / "cat"
+    (result,) = producer.register(
+        [f"s3://{bucket}/data/cube.nc"],
+        catalog=str(catalog),
+        collection="c",
+        storage_options=s3_server.storage_options,
+    )
+    assert not result.ok and result.error_type == "storage", result
+    assert "changed while it was read" in str(result.error) and "cube.nc" in str(result.error)
+    assert not (catalog / "c").exists()

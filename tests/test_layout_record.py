@@ -144,7 +144,7 @@ def test_register_with_a_partition_the_collection_does_not_record_is_refused_and
     message = str(caught.value)
     assert "'c'" in message and asked in message
     assert ("partitioned by year/month" if recorded else "flat") in message
-    assert "without a partition" in message  # the way out
+    assert "Fix it with partition=" in message  # the way out, as Python spells it
     assert _tree(root) == before
 
 
@@ -169,7 +169,7 @@ def test_an_old_collection_is_refused_a_partition_its_links_contradict_like_a_re
     message = str(caught.value)
     assert "'c'" in message and f"not partitioned by {asked}" in message
     assert (f"is partitioned by {written}" if written else "is flat") in message
-    assert "without a partition" in message  # the way out
+    assert "Fix it with partition=" in message  # the way out, as Python spells it
     assert _tree(root) == before
 
 
@@ -258,7 +258,7 @@ def test_reconcile_registering_with_a_contradicting_partition_is_refused_before_
     doc["links"] = [link for link in doc["links"] if link["rel"] != "item"]
     path.write_text(json.dumps(doc, indent=2))
     before = _tree(root)
-    with pytest.raises(InputError, match="without a partition"):
+    with pytest.raises(InputError, match="Fix it with partition=None"):
         producer.reconcile(
             store,
             data=str(tiles[0].parent),
@@ -336,3 +336,42 @@ def test_reconcile_fix_records_the_year_layout_of_an_old_collection_whose_year_i
     report = producer.reconcile(store, fix=True)
     assert report.fixed.get("unrecorded-layout") == 1 and report.remaining == []
     assert _collection(root)[LAYOUT_FIELD] == {"partition": "year"}
+
+
+@pytest.mark.parametrize(
+    ("recorded", "python", "flag"),
+    [
+        (None, "partition=None", "--partition left out"),
+        ("year/month", "partition='year/month'", "--partition year/month"),
+    ],
+)
+def test_the_way_out_of_a_contradicted_partition_is_spelled_for_each_caller(
+    tmp_path: Path, tiles: list[Path], recorded: str | None, python: str, flag: str
+) -> None:
+    """ "register without a partition" reached CLI users as it was, naming no
+    flag: the way out is a hint now, ``partition=...`` for Python and Prefect,
+    the flag for the CLI, the variable for the event handler."""
+    from click.testing import CliRunner
+
+    from producer.cli import main
+    from producer.options import env_spelling
+
+    root = tmp_path / "cat"
+    store = LocalStore(str(root))
+    _register(store, tiles[:1], partition=recorded)
+    with pytest.raises(InputError) as caught:
+        producer.register(tiles[1:], catalog=store, collection="c", partition="year")
+    message = str(caught.value)
+    assert f"Fix it with {python} (follow the collection's layout)" in message, message
+    assert "without a partition" not in message
+    assert caught.value.phrased(env_spelling).count("STAC_PARTITION") == 1
+
+    before = _tree(root)
+    out = CliRunner().invoke(
+        main, ["register", str(tiles[1]), "-c", str(root), "--collection", "c", "--partition", "year"]
+    )
+    assert out.exit_code == 2, out.output
+    said = " ".join(out.output.split())
+    assert f"Fix it with {flag} (follow the collection's layout)" in said, said
+    assert "partition=" not in said and "without a partition" not in said
+    assert _tree(root) == before

@@ -65,3 +65,29 @@ def test_a_bucket_validated_in_place_of_the_catalog_in_it_names_that_catalog(
     problems = producer.validate_catalog(f"s3://{bucket}", storage_options=options)
     assert [p.kind for p in problems] == ["missing-root", "nested-catalog"], problems
     assert f"s3://{bucket}/stac: if one of them is the catalog meant" in problems[0].message
+
+
+def test_a_sub_catalog_whose_absolute_root_link_names_this_root_is_no_nested_catalog(tmp_path: Path) -> None:
+    """A sub-catalog written with absolute links (pystac's absolute-published
+    layout), left unlinked, in a folder named as the catalog's own
+    (``.../data/data/catalog.json`` with root ``.../data/catalog.json``): its
+    root link ends like its own key but names this catalog's root, so it is
+    this catalog's orphan, not the root of another one."""
+    import json
+
+    catalog = tmp_path / "data"
+    tile = write_tile(tmp_path / "tiles", "a_20240110.tif", 6.0, 46.0)
+    (result,) = producer.register([str(tile)], catalog=str(catalog), collection="a")
+    assert result.ok, result
+    sub = catalog / "data" / "catalog.json"
+    sub.parent.mkdir()
+    root_href = str(catalog / "catalog.json")
+    links = [{"rel": "root", "href": root_href}, {"rel": "self", "href": str(sub)}]
+    sub.write_text(
+        json.dumps(
+            {"type": "Catalog", "stac_version": "1.1.0", "id": "sub", "description": "d", "links": links}
+        )
+    )
+    kinds = {(p.kind, p.key) for p in producer.validate_catalog(str(catalog))}
+    assert ("nested-catalog", "data/catalog.json") not in kinds, kinds
+    assert ("orphan", "data/catalog.json") in kinds, kinds

@@ -373,3 +373,17 @@ def test_a_password_with_an_unescaped_at_or_slash_is_refused_without_showing_it(
     escaped = password.replace("@", "%40").replace("/", "%2F")
     sink = PgstacSink(f"postgresql://u:{escaped}@127.0.0.1:1/stac")
     assert sink.database == "127.0.0.1:1/stac"
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "host=db.example.com user=bob@myserver password=pw sslmode=require",
+        "postgresql://bob%40myserver:pw@db.example.com",
+    ],
+)
+def test_a_user_named_user_at_server_with_no_database_name_is_taken(dsn):
+    """Azure's ``user@server`` user names, given without a database name:
+    libpq then connects to the database named as the user, and the check
+    for a password's raw '@' took that name for the tail of a password."""
+    assert PgstacSink(dsn).database == "db.example.com:5432/bob@myserver"

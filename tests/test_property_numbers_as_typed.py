@@ -73,3 +73,15 @@ def test_a_version_in_the_handlers_json_object_is_refused_as_in_pairs() -> None:
     )
     assert config.options.properties == {"eo:cloud_cover": 12.5, "my:version": "1.10"}
     assert type(config.options.properties["eo:cloud_cover"]) is float
+
+
+@pytest.mark.parametrize("key", ["my:conversion_factor", "my:inversion_rmse", "sar:subversion_level"])
+def test_a_name_that_only_contains_version_takes_the_number(key: str) -> None:
+    # "conversion" holds the letters of "version" but names no version
+    assert RegisterOptions(properties=[f"{key}=2.50"]).properties == {key: 2.5}
+
+
+@pytest.mark.parametrize("key", ["my:model_version", "my:modelVersion", "processing:version", "my:Version"])
+def test_a_name_with_the_word_version_is_still_checked(key: str) -> None:
+    with pytest.raises(InputError):
+        RegisterOptions(properties=[f"{key}=1.10"])

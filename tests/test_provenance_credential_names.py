@@ -106,3 +106,27 @@ def test_cli_and_event_handler_refuse_it_before_anything_is_written(utm, tmp_pat
     with pytest.raises(InputError):
         producer.register([utm], catalog=str(catalog), collection="c", properties={"secret": SECRET})
     assert not catalog.exists()
+
+
+#: the STAC Authentication extension's map of schemes: its keys are names the
+#: publisher chose for each scheme ("token", "apikey"), which hold no secret
+AUTH_SCHEMES = {
+    "token": {"type": "http", "scheme": "bearer", "description": "a bearer token from the portal"},
+    "apikey": {"type": "apiKey", "name": "X-API-Key", "in": "header"},
+}
+
+
+@pytest.mark.parametrize("field", ["collection_meta", "root_meta", "properties"])
+def test_auth_scheme_names_are_no_credentials(field) -> None:
+    meta = {"auth:schemes": AUTH_SCHEMES}
+    if field != "properties":
+        meta["title"] = "T"
+    options = RegisterOptions(**{field: meta})
+    assert getattr(options, field)["auth:schemes"] == AUTH_SCHEMES
+
+
+def test_a_secret_inside_an_auth_scheme_is_still_refused() -> None:
+    schemes = {"token": {"type": "http", "scheme": "bearer", "token": SECRET}}
+    with pytest.raises(InputError) as refused:
+        RegisterOptions(collection_meta={"title": "T", "auth:schemes": schemes})
+    assert "auth:schemes.token.token" in str(refused.value) and SECRET not in str(refused.value)

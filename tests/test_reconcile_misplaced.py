@@ -233,3 +233,50 @@ def test_a_collection_of_unfindable_items_is_reported_in_twenty_lines_and_a_coun
     assert all(p.key.startswith("c/c/i") for p in named)
     assert rest.key == "c/collection.json" and "5 more" in rest.message, rest
     assert not any(p.is_error for p in found)
+
+
+def test_an_unfindable_item_removed_as_a_duplicate_counts_as_fixed(tiles: list[Path], tmp_path: Path) -> None:
+    """The unfindable item's product registered again: ``reconcile --fix``
+    removes the unfindable copy as a duplicate id. Its summary said
+    ``unfindable-item`` found 1, fixed 0, though the finding was gone (and
+    only ``duplicate-id`` counted it): what the run resolved is counted."""
+    from click.testing import CliRunner
+
+    from producer.cli import main
+
+    catalog = tmp_path / "cat"
+    producer.register(tiles, catalog=str(catalog), collection="c")
+    old, new = catalog / "c/a_20240110", catalog / "c/items/a_20240110.json"
+    new.parent.mkdir()
+    (old / "a_20240110.json").rename(new)
+    old.rmdir()
+    coll_path = catalog / "c/collection.json"
+    coll = json.loads(coll_path.read_text())
+    for link in coll["links"]:
+        if link["href"] == "./a_20240110/a_20240110.json":
+            link["href"] = "./items/a_20240110.json"
+    coll_path.write_text(json.dumps(coll))
+    producer.register(tiles[:1], catalog=str(catalog), collection="c")
+
+    preview = producer.reconcile(str(catalog), fix=True, dry_run=True)
+    assert preview.would_fix.get("unfindable-item") == 1, preview.would_fix
+    report = producer.reconcile(str(catalog), fix=True)
+    assert report.found.get("unfindable-item") == 1, report.found
+    assert report.fixed.get("unfindable-item") == 1, report.fixed
+    assert report.fixed.get("duplicate-id") == 1, report.fixed
+    assert not new.exists()
+
+    # and a finding left standing is not counted: a fresh unfindable copy of b
+    other = catalog / "c/items/b_20240315.json"
+    other.parent.mkdir(exist_ok=True)
+    (catalog / "c/b_20240315/b_20240315.json").rename(other)
+    (catalog / "c/b_20240315").rmdir()
+    coll = json.loads(coll_path.read_text())
+    for link in coll["links"]:
+        if link["href"] == "./b_20240315/b_20240315.json":
+            link["href"] = "./items/b_20240315.json"
+    coll_path.write_text(json.dumps(coll))
+    out = CliRunner().invoke(main, ["reconcile", str(catalog), "--fix", "--json"])
+    assert out.exit_code == 0, out.output
+    summary = json.loads(out.output)
+    assert summary["found"].get("unfindable-item") == 1 and "unfindable-item" not in summary["fixed"], summary

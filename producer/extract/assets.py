@@ -11,6 +11,7 @@ Nothing is written.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,8 @@ from pystac import MediaType
 from producer.errors import InputError
 from producer.extract.failures import storage_failure
 from producer.urls import is_file_url, is_remote, local_path, product_storage_options, protocol
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # a type only: importing rasterio here would load GDAL for `import producer`
     from rasterio.io import DatasetReader
@@ -108,7 +111,10 @@ def _under(location: str, prefix: str) -> bool:
 def rewrite_href(location: str, rewrites: tuple[tuple[str, str], ...] = ()) -> str:
     """Apply the first ``(from_prefix, to_prefix)`` whose prefix holds
     ``location`` (whole path segments: a sibling folder or bucket whose name
-    starts alike is not under it)."""
+    starts alike is not under it). A prefix that starts ``location``'s text
+    but ends inside a name (``/data/utm_`` for ``/data/utm_1.tif``, which
+    text matching once rewrote) is not applied, with a warning, once per
+    rule: the href stays as it is."""
     for old, new in rewrites:
         if old and _under(location, old):
             rest = location[len(old) :]
@@ -117,7 +123,24 @@ def rewrite_href(location: str, rewrites: tuple[tuple[str, str], ...] = ()) -> s
                 # URL would read otherwise ('?', '#', '%', spaces, '+')
                 rest = quote(rest, safe="/-_.~")
             return new + rest
+    for old, new in rewrites:
+        if old and location.startswith(old) and (old, new) not in _WARNED_MID_NAME:
+            _WARNED_MID_NAME.add((old, new))
+            log.warning(
+                "href rewrite %s=%s is not applied to %s: %r ends inside a name there, and a rewrite "
+                "matches whole folders or buckets only; end it where a folder ends (%r) to rewrite "
+                "such products",
+                old,
+                new,
+                location,
+                old,
+                old[: old.rfind("/") + 1] or old,
+            )
     return location
+
+
+#: href rewrites already warned about (:func:`rewrite_href`): once per rule
+_WARNED_MID_NAME: set[tuple[str, str]] = set()
 
 
 def media_type(src: DatasetReader) -> str | None:

@@ -136,7 +136,7 @@ GEOREF_FIX = (
 TIME_FIX = (
     "Give it a CF time coordinate in a new file (e.g. with xarray: "
     "ds.expand_dims(time=[numpy.datetime64('2024-05-13')]).to_netcdf('fixed.nc')), "
-    "or an ACDD time_coverage_start attribute, or pass the datetime option."
+    "or an ACDD time_coverage_start attribute, or give it a datetime yourself."
 )
 
 
@@ -230,6 +230,50 @@ def _restore_grid_mappings(ds: Any, seen: list[str], handle: Any) -> None:
             var.encoding["grid_mapping"] = str(raw)
 
 
+#: bytes per request when a remote NetCDF is fetched whole: each request
+#: ends at the read deadline (:func:`producer.httplimits.read_deadline`), so
+#: a large file comes in parts (several at once), never in one request that
+#: a slow but steady link could not finish in time
+WHOLE_PART = 16 * 1024 * 1024
+
+
+def _version_of(info: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What says which version of an object ``info`` (``fs.info``) describes:
+    its ETag, version id, modification time and size, those the file system
+    gives."""
+    return tuple(info.get(k) for k in ("ETag", "etag", "VersionId", "LastModified", "mtime", "size"))
+
+
+def _fetch_whole(fs: Any, path: str, size: int, info: Mapping[str, Any] | None = None) -> bytes:
+    """The ``size`` bytes of ``path``: one request up to :data:`WHOLE_PART`,
+    else that first part, then the others at once. A server that ignores
+    ``Range`` (answers the whole file to the first) has given it all. Read
+    in parts, the object is looked at again once they are in (``info``: as
+    it was before): overwritten meanwhile, its parts may mix two versions,
+    so that is an error (:class:`OSError`: a storage failure, retried)."""
+    if size <= WHOLE_PART:
+        return bytes(fs.cat_file(path))
+    first = bytes(fs.cat_file(path, start=0, end=WHOLE_PART))
+    if len(first) == size:
+        return first  # the whole file, Range ignored
+    if len(first) != WHOLE_PART:
+        raise OSError(f"asked for bytes 0-{WHOLE_PART - 1}, got {len(first)}")
+    starts = list(range(WHOLE_PART, size, WHOLE_PART))
+    ends = [min(start + WHOLE_PART, size) for start in starts]
+    parts = fs.cat_ranges([path] * len(starts), starts, ends, on_error="raise")
+    data = first + b"".join(bytes(part) for part in parts)
+    if len(data) != size:
+        raise OSError(f"got {len(data)} bytes of {size}")
+    if info is not None:
+        fs.invalidate_cache(path)
+        if _version_of(fs.info(path)) != _version_of(info):
+            raise OSError(
+                "the object changed while it was read in parts (overwritten meanwhile): register it "
+                "again once its writer has finished"
+            )
+    return data
+
+
 def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _Opened:
     """Open a NetCDF (classic or NetCDF-4) with xarray's netCDF4 engine.
 
@@ -285,7 +329,7 @@ def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _O
         size = int(info.get("size") or 0)
         if size == 0:
             raise InputError(f"{redact(location)}: object is empty (0 bytes); was it completely written?")
-        data = fs.cat_file(path)
+        data = _fetch_whole(fs, path, size, info)
     except ProducerError:
         raise
     except Exception as exc:
@@ -1715,8 +1759,8 @@ def _wrf_times(ds: Any, where: str) -> _Time | None:
         raise InputError(
             f"{what} holds {written[0]!r}, the no-date WPS writes into a static geo_em file "
             f"(geogrid output{f', {title!r}' if title else ''}: terrain, land use and the grid, which "
-            "belong to no time), so the file names no date of its own. Pass the datetime option with the "
-            "date the product stands for (e.g. the start of the simulation it was made for)",
+            "belong to no time), so the file names no date of its own: give it the date "
+            "the product stands for (e.g. the start of the simulation it was made for)",
             hints=(DATETIME_HINT,),
         )
     try:
@@ -1724,7 +1768,7 @@ def _wrf_times(ds: Any, where: str) -> _Time | None:
     except ValueError as exc:
         raise InputError(
             f"{what} holds a value that is no date ({exc}; WRF writes 'YYYY-MM-DD_HH:MM:SS'): correct it "
-            "in a new file, or pass the datetime option",
+            "in a new file, or give it a datetime yourself",
             hints=(DATETIME_HINT,),
         ) from None
     if not times:
@@ -1817,8 +1861,8 @@ def _check_absolute_precision(var: Any, values: Any, units: str, what: str) -> N
             f"{what}: CDO absolute dates (units {units!r}) stored as float32, which holds an 8-digit date "
             "only to within a day or two (20240513 is stored as 20240512): its dates cannot be trusted, "
             "and no tool can restore them from the file. Write the file again with the time axis in "
-            "double precision (float64, as CDO itself writes it) and register that, or pass the datetime "
-            "option",
+            "double precision (float64, as CDO itself writes it) and register that, or give it a "
+            "datetime yourself",
             hints=(DATETIME_HINT,),
         )
 
@@ -1857,7 +1901,7 @@ def _check_written(var: Any, values: Any, what: str) -> None:
                 f"{'holds' if unwritten == 1 else 'hold'} its fill value {fill:g} ({key}): never written "
                 f"(read as a time, it would date the item {_fill_as_time(var, fill)}). Register it once every step is written (or, if {fill:g} is "
                 f"a real time, write a copy without the time coordinate's {key} and register that), "
-                "or pass the datetime option",
+                "or give it a datetime yourself",
                 hints=(DATETIME_HINT,),
             )
     if "_FillValue" in var.attrs or "_FillValue" in var.encoding or np.dtype(var.dtype).itemsize < 4:
@@ -1872,7 +1916,7 @@ def _check_written(var: Any, values: Any, what: str) -> None:
             f"{what}: {unwritten} of its {steps} time step{'s' if steps > 1 else ''} "
             f"{'holds' if unwritten == 1 else 'hold'} the netCDF default fill value {default:g}: "
             "never written (the file was registered before its writer finished, or has room for steps not "
-            "written yet). Register it once every step is written, or pass the datetime option",
+            "written yet). Register it once every step is written, or give it a datetime yourself",
             hints=(DATETIME_HINT,),
         )
 
@@ -2163,7 +2207,7 @@ def _time_fix(ds: Any, time: _Time | None) -> str:
     return (
         f"Its time coordinate {empty[0]!r} holds no time step yet (nothing was written along it): register "
         f"the file once its first step is written, or give it an ACDD time_coverage_start attribute in a "
-        f"new file, or pass the datetime option."
+        f"new file, or give it a datetime yourself."
     )
 
 

@@ -357,8 +357,13 @@ def _from_user_pattern(name: str, pattern: str) -> DatetimeResult | None:
     except (ValueError, TypeError) as exc:
         raise InputError(
             f"{where} matched {match.group(0)!r} but it is not a valid date ({exc}); use named groups "
-            "(?P<start>…)/(?P<end>…), (?P<year>…)(?P<month>…)(?P<day>…), or one group holding an ISO date"
+            "(?P<start>…)/(?P<end>…), (?P<year>…)(?P<month>…)(?P<day>…), or one group holding an ISO date",
+            hints=(DATETIME_HINT,) if isinstance(exc, _TwoDigitYear) else (),
         ) from exc
+
+
+class _TwoDigitYear(ValueError):
+    """A pattern's year group matched no four digits: one way out is the datetime option."""
 
 
 def _year(text: str) -> int:
@@ -366,10 +371,10 @@ def _year(text: str) -> int:
     digits: two (``24``) were read as the year 24 AD, silently; which
     century is meant is not ours to guess."""
     if len(text.strip()) != 4:
-        raise ValueError(
+        raise _TwoDigitYear(
             f"the year group matched {text!r}, not the four digits of a year: capture the whole year, "
-            r"e.g. (?P<year>\d{4}); for names with two-digit years, rename the files or use the "
-            "datetime option instead of a pattern"
+            r"e.g. (?P<year>\d{4}); for names with two-digit years, rename the files or give the "
+            "datetime instead of a pattern"
         )
     return int(text)
 
@@ -685,7 +690,7 @@ def _absolute_datetimes(
                 f"{where}: time value {value:.6f} is no date in the units {units!r} (CDO's absolute time "
                 f"axis: the value is the date, e.g. 20240513.5 for noon on 13 May 2024), calendar "
                 f"{name!r}: {exc}; correct it in a new file (e.g. `cdo -r copy in.nc fixed.nc` writes a "
-                "relative axis), or pass the datetime option",
+                "relative axis), or give it a datetime yourself",
                 hints=(DATETIME_HINT,),
             ) from None
         out.append(_cf_instant(date, where))

@@ -18,7 +18,7 @@ from producer.errors import (
     missing_credentials,
     timeout_hint,
 )
-from producer.httplimits import is_timeout, is_unreachable, timeout_message
+from producer.httplimits import deadline_message, is_deadline, is_timeout, is_unreachable, timeout_message
 from producer.redact import redact
 from producer.sources import is_configuration_error
 
@@ -30,6 +30,8 @@ def storage_failure(location: str, exc: BaseException) -> ProducerError:
     :class:`StoreError` naming the product and what to check."""
     where = redact(location)
     detail = redact(f"{type(exc).__name__}: {exc}")
+    if is_deadline(exc):  # the server sent, but too slowly: no timeout to raise would help
+        return StoreError(deadline_message(where))
     http = http_failure(location, exc)
     if http is not None:
         return http
@@ -84,6 +86,8 @@ def http_failure(location: str, exc: BaseException) -> ProducerError | None:
     if not location.lower().startswith(("http://", "https://")):
         return None
     where = redact(location)
+    if is_deadline(exc):
+        return StoreError(deadline_message(where))
     # fsspec's http info() re-raises any failure as FileNotFoundError: look behind it
     for err in (exc, exc.__cause__, exc.__context__):
         if err is None:

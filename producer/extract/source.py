@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import time
 import warnings
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
@@ -28,11 +29,11 @@ from typing import Any
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
-from producer.errors import InputError
+from producer.errors import InputError, StoreError
 from producer.extract.assets import check_utf8_location, is_url, resolve_location
 from producer.extract.failures import http_failure, storage_failure
 from producer.extract.options import ExtractOptions
-from producer.httplimits import gdal_http_environment
+from producer.httplimits import gdal_http_environment, http_timeout, timeout_message
 from producer.redact import redact
 from producer.sources import is_wrf_output
 from producer.urls import LOCAL_PROTOCOLS, pathlib_merged_url, product_storage_options
@@ -262,7 +263,7 @@ def _object_store_opener(path: str, options: ExtractOptions) -> GuardedOpener:
 
         # the catalog store's aiobotocore session, not a second one (cold start)
         fs, fs_path = fsspec.core.url_to_fs(
-            path, **with_shared_session(path, product_storage_options(options.storage_options))
+            path, **with_shared_session(path, product_storage_options(options.storage_options, path))
         )
     except (ImportError, ValueError) as exc:
         raise InputError(
@@ -384,6 +385,7 @@ def open_source(
             # GDAL reads it (/vsicurl/) and sets no timeout of its own: a
             # server that never answers would hold the register forever
             stack.enter_context(gdal_http_environment())
+        started = time.monotonic()
         try:
             dataset = _open(location, options, stack, opener)
         except RASTERIO_ERRORS as exc:
@@ -391,6 +393,11 @@ def open_source(
             failed = http_failure(location, exc)
             if failed is not None:
                 raise failed from None
+            if location.startswith(_REMOTE_NOT_LOCAL) and time.monotonic() - started >= http_timeout():
+                # curl ends a request after GDAL_HTTP_TIMEOUT in all and says
+                # nothing: GDAL then reads what it got ("Cannot read TIFF
+                # header"). A file this slow to fail was cut short, not corrupt
+                raise StoreError(timeout_message(_redacted(location))) from None
             raise InputError(
                 f"{_redacted(location)}: not a readable raster (corrupt, truncated, or not a "
                 f"format GDAL knows): {_redacted(_without_handle(str(exc), location))}"

@@ -472,10 +472,12 @@ def _describe(dsn: str) -> str:
     host = str(params.get("host") or params.get("hostaddr") or "localhost")
     port = str(params.get("port") or 5432)
     dbname = str(params.get("dbname") or params.get("user") or "postgres")
-    if "@" in host or "@" in port or ("@" in dbname and dbname in dsn):
+    named = str(params.get("dbname") or "")
+    if "@" in host or "@" in port or ("@" in named and named in dsn):
         # libpq ends a URL's user info at its first '@' and its host at the
         # first '/': a raw '@' or '/' in the password pushed the rest of it
-        # into the host or the database name, which messages show
+        # into the host or the database name, which messages show (a
+        # database named after a user, Azure's user@server, is no such tail)
         raise InputError(
             "the pgSTAC DSN does not parse: its user or password holds an '@' or a '/', which a "
             "postgresql:// URL reserves; percent-encode them ('@' as %40, '/' as %2F), or leave "

@@ -185,7 +185,7 @@ def open_store(
     # imported here: both load fsspec (s3: s3fs too), which a local catalog never needs
     if protocol(url) in ("s3", "s3a"):
         check_endpoint_environment(storage_options, f"catalog {redact(url)}")
-        check_s3_options(storage_options, f"catalog {redact(url)}", option)
+        check_s3_options(storage_options, f"catalog {redact(url)}", option, catalog=True)
         from producer.store.s3_obstore import ObstoreS3Store, wants_obstore  # noqa: PLC0415
 
         if wants_obstore():
