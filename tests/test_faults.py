@@ -348,18 +348,20 @@ def test_symlink_loop_says_symlink_loop_not_file_not_found(tmp_path):
 
 def test_unusable_storage_options_are_an_input_error_not_a_retried_storage_error(s3_server, tmp_path):
     """Options the S3 client cannot be built with fail the same way every
-    time: an `input` error that says so, which the Prefect task does not retry."""
+    time: an input error that says so, never a storage error the Prefect
+    task retries. A ``client_kwargs`` key botocore does not take is refused
+    before any product is read (it was a per-product `input` result, each
+    product failing alike), naming the key meant."""
     bucket = s3_server.new_bucket()
     s3_server.client().put_object(Bucket=bucket, Key="data/x_20240101.tif", Body=b"II*\x00")
     opts = {**s3_server.storage_options, "client_kwargs": {"verify": False, "region": "x"}}
-    (res,) = producer.register(
-        [f"s3://{bucket}/data/x_20240101.tif"],
-        catalog=str(tmp_path / "c"),
-        collection="c",
-        storage_options=opts,
-    )
-    assert res.error_type == "input", res.error
-    assert "retrying will not help" in res.error
+    with pytest.raises(InputError, match="client_kwargs has no key 'region' \\(did you mean 'region_name'"):
+        producer.register(
+            [f"s3://{bucket}/data/x_20240101.tif"],
+            catalog=str(tmp_path / "c"),
+            collection="c",
+            storage_options=opts,
+        )
     assert not (tmp_path / "c").exists()
     # a key botocore's config does not take is refused before any product
     opts = {**s3_server.storage_options, "config_kwargs": {"no_such_botocore_option": 1}}
