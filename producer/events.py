@@ -516,11 +516,30 @@ def _refuse_prefixes_inside(prefixes: tuple[str, ...], catalog: str) -> None:
         if not prefix.startswith("s3://"):
             continue  # a key prefix matches objects of every bucket: some may lie outside the catalog
         if _inside(prefix.rstrip("/"), catalog):
+            beside = _catalog_beside(prefix)
             raise InputError(
-                f"the prefix {prefix} lies inside the catalog {redact(catalog)}: {_INSIDE_CATALOG}, "
-                "so nothing under this prefix ever would be",
-                hints=(CATALOG_HINT,),
+                f"the prefix {prefix} lies inside the catalog {redact(catalog)}: objects there are never "
+                "registered, so that the catalog's own writes cannot trigger registrations, and nothing "
+                "under this prefix ever would be. The catalog must not contain the products: keep the "
+                "products under a prefix outside the catalog root, or write the catalog "
+                + ("to a folder beside them" if beside else "to another bucket"),
+                hints=(Hint("catalog", beside or "s3://OTHER-BUCKET/stac", "a catalog beside the products"),),
             )
+
+
+def _catalog_beside(prefix: str) -> str | None:
+    """A catalog URL next to the products under ``prefix`` (``s3://b/p/`` →
+    ``s3://b/stac``), neither holding them nor inside them; ``None`` for a
+    prefix that names a whole bucket (no folder there is beside it)."""
+    bucket, _, key = prefix[len("s3://") :].strip("/").partition("/")
+    if not key:
+        return None
+    parent = f"s3://{bucket}/{key.rpartition('/')[0]}".rstrip("/")
+    for name in ("stac", "stac-catalog", "catalog"):
+        beside = f"{parent}/{name}"
+        if not beside.startswith(f"s3://{bucket}/{key}"):  # its objects would match the prefix
+            return beside
+    return None
 
 
 def _check_scheme(catalog: str) -> None:
