@@ -414,6 +414,7 @@ class HandlerConfig:
         object.__setattr__(self, "collection", collection)
         # accept lists (or a lone string) from callers; keep the frozen value a tuple
         object.__setattr__(self, "prefixes", _as_tuple(prefixes))
+        _refuse_rooted_prefixes(self.prefixes)
         _refuse_prefixes_inside(self.prefixes, catalog)
         endings = tuple(s.lower() for s in _as_tuple(suffixes))
         # "*": every ending, as STAC_SUFFIXES=* (else no key ends with "*": all skipped)
@@ -506,6 +507,23 @@ _INSIDE_CATALOG = (
 #: mirror): skipped inside it without a warning, even when configured as
 #: product endings (a group's side-cars)
 _CATALOG_WRITES = (".json", ".png", ".parquet", ".ndjson")
+
+
+def _refuse_rooted_prefixes(prefixes: tuple[str, ...]) -> None:
+    """Refuse a key prefix written as a path (``/products/``), at start-up: an
+    S3 key never starts with ``/``, so it matched no object and every record
+    was skipped. Refused rather than read without the slash: the handler
+    then matches what was configured, and the setting is fixed where it is
+    written (the same prefix may serve other tools)."""
+    for prefix in prefixes:
+        if prefix.startswith("/"):
+            meant = prefix.lstrip("/")
+            fix = f"write it {meant!r}" if meant else "leave it out to accept every key"
+            raise InputError(
+                f"the prefix {prefix!r} starts with '/', but object keys never do "
+                f"(s3://bucket/products/x.tif has the key 'products/x.tif'), so it would match no "
+                f"object and every record would be skipped: {fix}"
+            )
 
 
 def _refuse_prefixes_inside(prefixes: tuple[str, ...], catalog: str) -> None:

@@ -435,3 +435,17 @@ def test_a_prefix_inside_the_catalog_is_told_the_catalog_beside_it(
     assert "must not contain the products" in message, message
     meant = fix.split("=", 1)[1]
     HandlerConfig(catalog=meant, collection="ndvi", prefixes=[prefix])  # the fix is taken
+
+
+@pytest.mark.parametrize(("prefix", "fix"), [("/products/", "write it 'products/'"), ("/", "leave it out")])
+def test_a_key_prefix_written_as_a_path_is_refused_at_start_up(prefix: str, fix: str) -> None:
+    """``STAC_PREFIXES=/products/``: no S3 key starts with ``/``, so the
+    handler started and skipped every record ("key does not start with any
+    of the prefixes"), with no hint at start-up. It is refused, naming the
+    prefix as it is written."""
+    env = {"STAC_CATALOG": "s3://data/stac", "STAC_COLLECTION": "ndvi", "STAC_PREFIXES": f"raw/,{prefix}"}
+    with pytest.raises(InputError) as caught:
+        HandlerConfig.from_env(env)
+    message = str(caught.value)
+    assert repr(prefix) in message and fix in message, message
+    HandlerConfig(catalog="s3://data/stac", collection="ndvi", prefixes=["products/"])  # as written: fine
