@@ -587,6 +587,13 @@ def test_obstore_refusing_product_options_names_the_flag_that_takes_them(s3_serv
         res.output
     )
     assert "Traceback" not in res.output
+    res = invoke(
+        "validate", f"s3://{bucket}/stac", "-o", "requester_pays=true",
+        "-o", 'client_kwargs={"aws_secret_access_key": "obstore-secret-5c1"}',
+    )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "--data-storage-option requester_pays=true" in res.output, res.output
+    assert "obstore-secret-5c1" not in res.output and "VALUE" in res.output, res.output
     with pytest.raises(InputError, match=r"data_storage_options=\{'config_kwargs': \{'retries'"):
         producer.register(
             [str(data["utm"])], catalog=f"s3://{bucket}/stac", collection="c",

@@ -191,10 +191,14 @@ def _theirs(options: Mapping[str, Any], client_kwargs: Mapping[str, Any]) -> dic
     """The options of ``options`` the obstore client does not take, as the
     example of the products' own options (the fix of their refusal):
     ``{"config_kwargs": {"retries": {...}}}`` keeps its nesting, so that it
-    can be pasted back as it stands. Only botocore's config values are
-    shown; any other value is ``VALUE`` (it may be a credential)."""
-    out: dict[str, Any] = {k: "VALUE" for k in sorted(set(options) - _KNOWN)}
-    theirs = {k: "VALUE" for k in sorted(set(client_kwargs) - _KNOWN_CLIENT_KWARGS)}
+    can be pasted back as it stands. botocore's config values, switches and
+    numbers are shown; any other value is ``VALUE`` (a text may be a credential)."""
+
+    def shown(value: Any) -> Any:
+        return value if isinstance(value, bool | int | float) else "VALUE"
+
+    out: dict[str, Any] = {k: shown(options[k]) for k in sorted(set(options) - _KNOWN)}
+    theirs = {k: shown(client_kwargs[k]) for k in sorted(set(client_kwargs) - _KNOWN_CLIENT_KWARGS)}
     if theirs:
         out["client_kwargs"] = theirs
     config = _mapping(options, "config_kwargs")
