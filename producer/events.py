@@ -414,6 +414,7 @@ class HandlerConfig:
         object.__setattr__(self, "collection", collection)
         # accept lists (or a lone string) from callers; keep the frozen value a tuple
         object.__setattr__(self, "prefixes", _as_tuple(prefixes))
+        _refuse_rooted_prefixes(self.prefixes)
         _refuse_prefixes_inside(self.prefixes, catalog)
         endings = tuple(s.lower() for s in _as_tuple(suffixes))
         # "*": every ending, as STAC_SUFFIXES=* (else no key ends with "*": all skipped)
@@ -508,6 +509,23 @@ _INSIDE_CATALOG = (
 _CATALOG_WRITES = (".json", ".png", ".parquet", ".ndjson")
 
 
+def _refuse_rooted_prefixes(prefixes: tuple[str, ...]) -> None:
+    """Refuse a key prefix written as a path (``/products/``), at start-up: an
+    S3 key never starts with ``/``, so it matched no object and every record
+    was skipped. Refused rather than read without the slash: the handler
+    then matches what was configured, and the setting is fixed where it is
+    written (the same prefix may serve other tools)."""
+    for prefix in prefixes:
+        if prefix.startswith("/"):
+            meant = prefix.lstrip("/")
+            fix = f"write it {meant!r}" if meant else "leave it out to accept every key"
+            raise InputError(
+                f"the prefix {prefix!r} starts with '/', but object keys never do "
+                f"(s3://bucket/products/x.tif has the key 'products/x.tif'), so it would match no "
+                f"object and every record would be skipped: {fix}"
+            )
+
+
 def _refuse_prefixes_inside(prefixes: tuple[str, ...], catalog: str) -> None:
     """Refuse a URL prefix inside the catalog (at start-up): every object it
     accepts would be skipped as the catalog's own, each message acknowledged,
@@ -516,11 +534,30 @@ def _refuse_prefixes_inside(prefixes: tuple[str, ...], catalog: str) -> None:
         if not prefix.startswith("s3://"):
             continue  # a key prefix matches objects of every bucket: some may lie outside the catalog
         if _inside(prefix.rstrip("/"), catalog):
+            beside = _catalog_beside(prefix)
             raise InputError(
-                f"the prefix {prefix} lies inside the catalog {redact(catalog)}: {_INSIDE_CATALOG}, "
-                "so nothing under this prefix ever would be",
-                hints=(CATALOG_HINT,),
+                f"the prefix {prefix} lies inside the catalog {redact(catalog)}: objects there are never "
+                "registered, so that the catalog's own writes cannot trigger registrations, and nothing "
+                "under this prefix ever would be. The catalog must not contain the products: keep the "
+                "products under a prefix outside the catalog root, or write the catalog "
+                + ("to a folder beside them" if beside else "to another bucket"),
+                hints=(Hint("catalog", beside or "s3://OTHER-BUCKET/stac", "a catalog beside the products"),),
             )
+
+
+def _catalog_beside(prefix: str) -> str | None:
+    """A catalog URL next to the products under ``prefix`` (``s3://b/p/`` →
+    ``s3://b/stac``), neither holding them nor inside them; ``None`` for a
+    prefix that names a whole bucket (no folder there is beside it)."""
+    bucket, _, key = prefix[len("s3://") :].strip("/").partition("/")
+    if not key:
+        return None
+    parent = f"s3://{bucket}/{key.rpartition('/')[0]}".rstrip("/")
+    for name in ("stac", "stac-catalog", "catalog"):
+        beside = f"{parent}/{name}"
+        if not beside.startswith(f"s3://{bucket}/{key}"):  # its objects would match the prefix
+            return beside
+    return None
 
 
 def _check_scheme(catalog: str) -> None:

@@ -568,3 +568,35 @@ def test_a_shared_option_for_http_products_names_their_own_option_for_an_s3_cata
     assert res.exit_code == 2, res.output
     assert "--data-storage-option block_size=" in res.output, res.output
     assert "Traceback" not in res.output
+
+
+def test_obstore_refusing_product_options_names_the_flag_that_takes_them(s3_server, data, monkeypatch):
+    """With ``STAC_S3_CLIENT=obstore``, ``-o 'config_kwargs={"retries": ...}'``
+    was refused saying "give them as the products' own storage options",
+    naming neither the flag nor the way to write them: the refusal ends with
+    ``--data-storage-option`` and the value to paste (the library's with
+    ``data_storage_options=``), and nothing is written."""
+    monkeypatch.setenv("STAC_S3_CLIENT", "obstore")
+    bucket = s3_server.new_bucket()
+    res = invoke(
+        "register", str(data["utm"]), "-c", f"s3://{bucket}/stac", "--collection", "c",
+        "-o", 'config_kwargs={"retries": {"max_attempts": 3}}',
+    )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert """--data-storage-option 'config_kwargs={"retries": {"max_attempts": 3}}'""" in res.output, (
+        res.output
+    )
+    assert "Traceback" not in res.output
+    res = invoke(
+        "validate", f"s3://{bucket}/stac", "-o", "requester_pays=true",
+        "-o", 'client_kwargs={"aws_secret_access_key": "obstore-secret-5c1"}',
+    )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "--data-storage-option requester_pays=true" in res.output, res.output
+    assert "obstore-secret-5c1" not in res.output and "VALUE" in res.output, res.output
+    with pytest.raises(InputError, match=r"data_storage_options=\{'config_kwargs': \{'retries'"):
+        producer.register(
+            [str(data["utm"])], catalog=f"s3://{bucket}/stac", collection="c",
+            storage_options={"config_kwargs": {"retries": {"max_attempts": 3}}},
+        )  # fmt: skip
+    assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0

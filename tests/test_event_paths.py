@@ -410,3 +410,42 @@ def test_the_catalogs_own_writes_are_skipped_without_a_warning(
         reason = _skip_reason(ObjectEvent("created", "data", key), cfg)
     assert reason == "inside the catalog s3://data/stac"
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+@pytest.mark.parametrize(
+    ("catalog", "prefix", "fix"),
+    [
+        ("s3://b/stac", "s3://b/stac/x", "STAC_CATALOG=s3://b/stac/stac"),
+        ("s3://b/stac/catalog.json", "s3://b/stac", "STAC_CATALOG=s3://b/catalog"),
+        ("s3://b/stac", "s3://b/stac/products/", "STAC_CATALOG=s3://b/stac/stac"),
+        ("s3://b", "s3://b/products/", "STAC_CATALOG=s3://b/stac"),
+    ],
+)
+def test_a_prefix_inside_the_catalog_is_told_the_catalog_beside_it(
+    catalog: str, prefix: str, fix: str
+) -> None:
+    """A prefix inside the catalog was told to use ``STAC_CATALOG=s3://bucket/stac``,
+    a placeholder the catalog already matched: the refusal says the catalog
+    holds the products and offers a catalog beside them, outside the prefix."""
+    env = {"STAC_CATALOG": catalog, "STAC_COLLECTION": "ndvi", "STAC_PREFIXES": prefix}
+    with pytest.raises(InputError) as caught:
+        HandlerConfig.from_env(env)
+    message = str(caught.value)
+    assert "s3://bucket/stac" not in message and fix in message, message
+    assert "must not contain the products" in message, message
+    meant = fix.split("=", 1)[1]
+    HandlerConfig(catalog=meant, collection="ndvi", prefixes=[prefix])  # the fix is taken
+
+
+@pytest.mark.parametrize(("prefix", "fix"), [("/products/", "write it 'products/'"), ("/", "leave it out")])
+def test_a_key_prefix_written_as_a_path_is_refused_at_start_up(prefix: str, fix: str) -> None:
+    """``STAC_PREFIXES=/products/``: no S3 key starts with ``/``, so the
+    handler started and skipped every record ("key does not start with any
+    of the prefixes"), with no hint at start-up. It is refused, naming the
+    prefix as it is written."""
+    env = {"STAC_CATALOG": "s3://data/stac", "STAC_COLLECTION": "ndvi", "STAC_PREFIXES": f"raw/,{prefix}"}
+    with pytest.raises(InputError) as caught:
+        HandlerConfig.from_env(env)
+    message = str(caught.value)
+    assert repr(prefix) in message and fix in message, message
+    HandlerConfig(catalog="s3://data/stac", collection="ndvi", prefixes=["products/"])  # as written: fine

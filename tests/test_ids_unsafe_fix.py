@@ -57,3 +57,28 @@ def test_register_and_the_cli_offer_it_in_their_spelling(tmp_path) -> None:
     )
     assert out.exit_code == 1 and "--id-template '{stem}_{parent}'" in out.output, out.output
     assert not catalog.exists()
+
+
+@pytest.mark.parametrize("template", ["{stem}", "{parent}_{stem}"])
+def test_a_file_name_longer_than_an_id_is_told_to_rename_the_file_only(template) -> None:
+    """A file whose name alone is longer than an id may be was still told
+    "or choose another id template", though every template that tells the
+    products apart holds its name and only grows it: the fix is a shorter
+    name, and it says how long the name alone makes the id."""
+    source = f"/data/scenes/S2A_{'x' * 230}_20240101.tif"
+    with pytest.raises(UnsafeIdError) as refused:
+        make_item_id(source, ExtractOptions(id_template=template))
+    message = str(refused.value)
+    assert "Rename the file to a shorter name" in message and "makes an id of 243 characters" in message, (
+        message
+    )
+    assert "choose another id template" not in message and refused.value.hints == (), message
+
+
+def test_a_long_folder_name_is_still_offered_the_template_without_it() -> None:
+    """The id is too long because of the folder: a template without it helps."""
+    source = f"/data/{'f' * 230}/x_20240101.tif"
+    with pytest.raises(UnsafeIdError) as refused:
+        make_item_id(source, ExtractOptions(id_template="{parent}_{stem}"))
+    [hint] = refused.value.hints
+    assert hint.example == "{stem}" and "choose another id template" in str(refused.value)

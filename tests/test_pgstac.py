@@ -387,3 +387,50 @@ def test_a_user_named_user_at_server_with_no_database_name_is_taken(dsn):
     libpq then connects to the database named as the user, and the check
     for a password's raw '@' took that name for the tail of a password."""
     assert PgstacSink(dsn).database == "db.example.com:5432/bob@myserver"
+
+
+def test_a_statement_held_past_the_statement_timeout_fails_instead_of_hanging(pgstac_dsn):
+    """A statement on an open connection had no bound: only connecting had
+    one, so a statement waiting on the database (or on a cut network) hung
+    the call. Another connection holds the writers' lock the sink's
+    transaction takes first: the sink's call fails after its statement
+    timeout, naming it and how to set a longer one, and writes nothing."""
+    import threading
+
+    sink = PgstacSink(pgstac_dsn, statement_timeout=0.5)
+    outcome: list[BaseException | None] = []
+
+    def apply() -> None:
+        try:
+            sink.apply(make_collection(), [change(ChangeKind.CREATED, ITEMS[0])])
+            outcome.append(None)
+        except BaseException as exc:  # handed to the test thread
+            outcome.append(exc)
+
+    with psycopg.connect(pgstac_dsn) as holder:  # a transaction, left open until the block ends
+        holder.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("stac-producer:pgstac",))
+        worker = threading.Thread(target=apply, daemon=True)
+        worker.start()
+        worker.join(timeout=20)
+        hung = worker.is_alive()
+    worker.join(timeout=20)  # the lock is released: a hung call now ends too
+    assert not hung, "the sink's statement waited past its statement timeout"
+    (error,) = outcome
+    assert isinstance(error, PgstacError), error
+    assert error.sqlstate == "57014" and "statement timeout" in str(error), error
+    assert "statement_timeout" in str(error) and "0.5 s" in str(error), error
+    assert rows(pgstac_dsn) == {}
+
+
+def test_the_sinks_connections_have_keepalives_and_a_dsn_keeps_its_own_timeout(pgstac_dsn):
+    """Keepalives and the statement timeout are set on each connection; a
+    DSN that sets its own statement timeout or keepalives keeps them."""
+    sink = PgstacSink(pgstac_dsn, statement_timeout=7)
+    with sink._session("reading its settings") as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("7s",)
+        assert conn.info.get_parameters()["keepalives_idle"] == "30"
+    own_settings = "options=-c%20statement_timeout%3D42s&keepalives_idle=5"
+    own = PgstacSink(f"{pgstac_dsn}?{own_settings}", statement_timeout=7)
+    with own._session("reading its settings") as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("42s",)
+        assert conn.info.get_parameters()["keepalives_idle"] == "5"

@@ -131,15 +131,21 @@ def check_id(
         return value
     origin = f" for {source}" if source else ""
     if source:  # an id made from a product's name: the template or the name must change
-        raise UnsafeIdError(
-            f"unsafe {what} {value!r}{origin}: {reason}. Rename the file or choose another id "
-            "template (fields {stem}, {name}, {parent}, {collection}).",
-            hints=(
-                ((ID_TEMPLATE_HINT,) if _template_hint_helps(value, source) else ())
-                if hints is None
-                else hints
-            ),
-        )
+        if hints is None:
+            hints = (ID_TEMPLATE_HINT,) if _template_hint_helps(value, source) else ()
+        fix = "Rename the file or choose another id template (fields {stem}, {name}, {parent}, {collection})."
+        if len(value) > MAX_ID_LENGTH and not hints:
+            # no template offered gives a safe id: a longer one only grows, and
+            # one without the file's name gives every product of a folder one id
+            own = len(normalise_name(stem_of(split_location(source)[1])))
+            fix = (
+                f"Rename the file to a shorter name: its name alone ({{stem}}) makes an id of {own} "
+                f"characters, and no id template that tells products apart makes a shorter one."
+                if own > MAX_ID_LENGTH
+                else "Rename the file to a shorter name, or choose an id template with fewer fields "
+                "(fields {stem}, {name}, {parent}, {collection})."
+            )
+        raise UnsafeIdError(f"unsafe {what} {value!r}{origin}: {reason}. {fix}", hints=hints)
     # an id the caller typed
     fix = (
         f"Use 1-{MAX_ID_LENGTH} characters from A-Z a-z 0-9 . _ - (not starting with . or -), e.g. 'ndvi-v2'"

@@ -36,6 +36,7 @@ a database with the packages the test suite uses::
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import time
@@ -86,6 +87,22 @@ _RETRY_SQLSTATES = frozenset({"40P01", "40001"})
 ATTEMPTS = 5
 #: the first retry's base delay in seconds (doubled per retry, full jitter)
 RETRY_DELAY = 0.05
+#: seconds one statement may run before the server cancels it (the sink's
+#: default; a DSN whose ``options`` set ``statement_timeout`` keeps its own)
+STATEMENT_TIMEOUT = 300
+#: TCP keepalives and the unacknowledged-data limit of each connection
+#: (libpq parameters; one the DSN sets keeps the DSN's value): a network cut
+#: mid-statement fails the call within about a minute instead of waiting
+#: for the operating system's TCP timeout (hours on Linux)
+KEEPALIVES = {
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "60000",
+}
+#: SQLSTATE query_canceled: the statement timeout (or a cancel) ended a statement
+_CANCELED = "57014"
 
 
 class PgstacError(StoreError):
@@ -162,7 +179,12 @@ class PgstacSink:
 
     ``dsn``: a libpq connection string or URL (``postgresql://user:pw@host:5432/db``);
     it is kept private and never shown. ``connect_timeout``: seconds to wait
-    for the server before :class:`PgstacError`. ``catalog_url``: the static
+    for the server before :class:`PgstacError`. ``statement_timeout``: seconds
+    one statement may run before the server cancels it (a
+    :class:`PgstacError`), unless the DSN sets its own
+    (``options=-c statement_timeout=...``); each connection also has TCP
+    keepalives (:data:`KEEPALIVES`, unless the DSN sets them), so that a
+    network cut fails a call instead of hanging it. ``catalog_url``: the static
     catalog's URL, against which the collection row's relative asset hrefs
     (its mirror files, ``./items.parquet``) are made absolute: behind an API
     a relative href resolves against the API's URL, where no such file is
@@ -171,9 +193,17 @@ class PgstacSink:
     can be shared by threads.
     """
 
-    def __init__(self, dsn: str, *, connect_timeout: int = 10, catalog_url: str | None = None) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        connect_timeout: int = 10,
+        statement_timeout: float = STATEMENT_TIMEOUT,
+        catalog_url: str | None = None,
+    ) -> None:
         self._dsn = dsn
         self._connect_timeout = connect_timeout
+        self._statement_timeout = statement_timeout
         self.database = _describe(dsn)
         self._catalog_url = catalog_url
 
@@ -308,8 +338,10 @@ class PgstacSink:
     def _session(self, doing: str) -> Iterator[Connection]:
         """A fresh autocommit connection with pgSTAC on the search path; every
         failure inside becomes a :class:`PgstacError` naming the database."""
+        given = _dsn_parameters(self._dsn)
+        kept: dict[str, Any] = {k: v for k, v in KEEPALIVES.items() if k not in given}
         try:
-            conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=self._connect_timeout)
+            conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=self._connect_timeout, **kept)
         except psycopg.Error as exc:
             raise PgstacError(
                 f"cannot reach the pgSTAC database {self.database}: {self._scrub(exc)}; "
@@ -318,11 +350,22 @@ class PgstacSink:
         try:
             with conn:
                 conn.execute("SET search_path TO pgstac, public")
+                if "statement_timeout" not in given.get("options", ""):
+                    # SET, not a startup option: a pooler such as pgbouncer refuses those
+                    conn.execute(f"SET statement_timeout = {max(1, round(self._statement_timeout * 1000))}")
                 yield conn
         except (psycopg.Error, _PypgstacError) as exc:
+            sqlstate = getattr(exc, "sqlstate", None)
+            why = ""
+            if sqlstate == _CANCELED and "statement timeout" in str(exc):
+                why = (
+                    "; a statement ran longer than the statement timeout (the sink's: "
+                    f"{self._statement_timeout:g} s): if the database is slow or busy rather than "
+                    "unreachable, run again, or set a longer timeout in the DSN's options, "
+                    "e.g. options='-c statement_timeout=600s'"
+                )
             raise PgstacError(
-                f"pgSTAC database {self.database}: {doing} failed: {self._scrub(exc)}",
-                sqlstate=getattr(exc, "sqlstate", None),
+                f"pgSTAC database {self.database}: {doing} failed: {self._scrub(exc)}{why}", sqlstate=sqlstate
             ) from None
         finally:
             Loader.collection_json.cache_clear()  # it keeps loaders (and connections) alive
@@ -356,6 +399,19 @@ class PgstacSink:
         if password and len(password) >= _BARE_PASSWORD_MIN:
             text = text.replace(password, "***")
         return redact(text)
+
+
+def _dsn_parameters(dsn: str) -> dict[str, str]:
+    """The libpq parameters ``dsn`` sets (``PGOPTIONS`` as its ``options``
+    when it sets none); empty when it cannot be parsed (connecting then
+    reports it)."""
+    try:
+        given = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
+    except psycopg.Error:
+        given = {}
+    if "options" not in given and os.environ.get("PGOPTIONS"):
+        given["options"] = os.environ["PGOPTIONS"]
+    return given
 
 
 #: the shortest password :meth:`PgstacSink._scrub` masks wherever it appears

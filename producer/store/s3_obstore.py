@@ -40,6 +40,7 @@ from typing import Any
 
 from producer.awsclients import SharedClients, client_key
 from producer.errors import (
+    Hint,
     InputError,
     NotFound,
     PreconditionFailed,
@@ -186,6 +187,27 @@ def timeouts(options: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
+def _theirs(options: Mapping[str, Any], client_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of ``options`` the obstore client does not take, as the
+    example of the products' own options (the fix of their refusal):
+    ``{"config_kwargs": {"retries": {...}}}`` keeps its nesting, so that it
+    can be pasted back as it stands. botocore's config values, switches and
+    numbers are shown; any other value is ``VALUE`` (a text may be a credential)."""
+
+    def shown(value: Any) -> Any:
+        return value if isinstance(value, bool | int | float) else "VALUE"
+
+    out: dict[str, Any] = {k: shown(options[k]) for k in sorted(set(options) - _KNOWN)}
+    theirs = {k: shown(client_kwargs[k]) for k in sorted(set(client_kwargs) - _KNOWN_CLIENT_KWARGS)}
+    if theirs:
+        out["client_kwargs"] = theirs
+    config = _mapping(options, "config_kwargs")
+    theirs = {k: config[k] for k in sorted(set(config) - set(TIMEOUTS))}
+    if theirs:
+        out["config_kwargs"] = theirs
+    return out
+
+
 def _config(options: Mapping[str, Any], url: str) -> tuple[Any, Any]:
     """obstore's S3 config and credential provider from s3fs-style options."""
     unknown = sorted(set(options) - _KNOWN)
@@ -198,7 +220,10 @@ def _config(options: Mapping[str, Any], url: str) -> tuple[Any, Any]:
             f"({CLIENT_ENV}=obstore; it understands {', '.join(sorted(_KNOWN))}, config_kwargs only "
             f"{' and '.join(TIMEOUTS)}); drop them, give them as the products' own storage options "
             "if they are for the products (read through s3fs with either client), or unset "
-            f"{CLIENT_ENV} to use the default s3fs client, which takes every s3fs option"
+            f"{CLIENT_ENV} to use the default s3fs client, which takes every s3fs option.",
+            hints=(
+                Hint("data_storage_options", _theirs(options, client_kwargs), "the products' own options"),
+            ),
         )
     config: Any = {}
     endpoint = options.get("endpoint_url") or client_kwargs.get("endpoint_url")
