@@ -274,11 +274,14 @@ def test_a_netcdf_on_s3_with_a_checksum_is_downloaded_once(s3_server: Any, tmp_p
     assert fetched == path.stat().st_size, f"{fetched} bytes fetched of a {path.stat().st_size}-byte file"
 
 
-def test_the_zarr_json_of_a_v3_store_on_s3_is_fetched_once(s3_server: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("consolidated", [True, False])
+def test_the_zarr_json_of_a_v3_store_on_s3_is_fetched_once(
+    s3_server: Any, tmp_path: Path, consolidated: bool
+) -> None:
     """A Zarr v3 store's root ``zarr.json`` holds the consolidated metadata
     of every array (57 KB for 50 variables): read once to tell the format,
     then again by xarray to open the store, it was fetched twice. The bytes
-    read first open the store."""
+    read first open the store (a store without consolidated metadata too)."""
     import xarray as xr
 
     n = 8
@@ -288,7 +291,7 @@ def test_the_zarr_json_of_a_v3_store_on_s3_is_fetched_once(s3_server: Any, tmp_p
         attrs={"time_coverage_start": "2024-05-01T00:00:00Z"},
     )
     store = tmp_path / "many.zarr"
-    ds.to_zarr(store, mode="w", zarr_format=3, consolidated=True)
+    ds.to_zarr(store, mode="w", zarr_format=3, consolidated=consolidated)
     bucket = str(s3_server.new_bucket())
     client = s3_server.client()
     for path in store.rglob("*"):
