@@ -477,7 +477,8 @@ def _zarr_store_with_root(location: str, storage_options: dict[str, Any], docume
     """A read-only zarr store at the URL ``location`` that answers its root
     ``zarr.json`` with ``document`` (already fetched) and reads every other
     key from storage."""
-    from zarr.storage import FsspecStore, WrapperStore  # noqa: PLC0415 (heavy, datacubes only)
+    from zarr.core.sync import sync  # noqa: PLC0415 (heavy, datacubes only)
+    from zarr.storage import FsspecStore, WrapperStore  # noqa: PLC0415
 
     class KnownRoot(WrapperStore[Any]):
         def _with_store(self, store: Any) -> KnownRoot:
@@ -488,8 +489,13 @@ def _zarr_store_with_root(location: str, storage_options: dict[str, Any], docume
                 return prototype.buffer.from_bytes(document)
             return await self._store.get(key, prototype, byte_range)
 
-    store = FsspecStore.from_url(location.rstrip("/"), storage_options=storage_options, read_only=True)
-    return KnownRoot(store)
+    async def on_zarrs_loop() -> Any:
+        # made where zarr makes its own stores: fsspec caches a filesystem per
+        # thread, and one made in this thread would leave its client session
+        # open (aiohttp's "Unclosed client session" at exit)
+        return FsspecStore.from_url(location.rstrip("/"), storage_options=storage_options, read_only=True)
+
+    return KnownRoot(sync(on_zarrs_loop()))
 
 
 def _root_array(location: str, document: str) -> InputError:
