@@ -699,6 +699,27 @@ class Committer:
         if old is not None and new is not None and not same_product(old, new):
             raise IdentityConflict(str(item.get("id")), self.store_path(key), old, new)
 
+    def keep_thumbnail(self, key: str, existing: dict | None, item: dict) -> dict:
+        """``item`` (not mutated), registered without a thumbnail, with the
+        ``thumbnail`` asset of the stored item ``existing`` at ``key`` when
+        that is a preview this tool rendered of the same product: a rerun
+        without the thumbnail option keeps it (as a multi-asset item keeps
+        its own), so the item is ``unchanged`` and never left without the
+        link while its PNG stays in the catalog. Another product's
+        (``replace``) is not kept: it shows the other product."""
+        from producer import thumbnail  # noqa: PLC0415 (it imports this module)
+
+        assets = item.get("assets")
+        if existing is None or not isinstance(assets, dict) or THUMBNAIL_ASSET in assets:
+            return item
+        old, new = product_href(existing), product_href(item)
+        if old is None or new is None or not same_product(old, new):
+            return item
+        if not thumbnail.is_rendered(key, existing, self.store.url):
+            return item
+        kept = copy.deepcopy(existing["assets"][THUMBNAIL_ASSET])
+        return {**item, "assets": {**assets, THUMBNAIL_ASSET: kept}}
+
     def put_item(self, key: str, item: dict, *, replace: bool = False) -> str:
         """:meth:`write_item`, returning only the action."""
         return self.write_item(key, item, replace=replace)[0]
@@ -724,7 +745,8 @@ class Committer:
             self.replaced.pop(key, None)
             if existing is not None and not replace:
                 self.check_identity(key, existing, item)
-            outcome["action"], new = _stamped(existing, copy.deepcopy(item), format_time(self.clock()))
+            fresh = self.keep_thumbnail(key, existing, copy.deepcopy(item))
+            outcome["action"], new = _stamped(existing, fresh, format_time(self.clock()))
             if existing is not None and new is not None and _footprint(existing) != _footprint(new):
                 self.replaced[key] = existing
             return new

@@ -1072,7 +1072,10 @@ def _dry_run(
             result.action = "updated"
         elif existing is None:
             result.action = "created"
-        elif same_content(existing, absolute_assets(doc, committer.store_path(key))):  # as read back
+        elif same_content(
+            existing,
+            committer.keep_thumbnail(key, existing, absolute_assets(doc, committer.store_path(key))),
+        ):  # as read back, with the stored thumbnail a rerun without the option keeps
             result.action = "unchanged"
         else:
             result.action = "updated"

@@ -26,7 +26,10 @@ a PNG written for a product the identity check then refuses is deleted
 again (bad input leaves storage untouched). Removing the item removes its
 PNG (:func:`delete`), and so does the removal of an item's old copy when
 it moves to another partition. An item whose product is replaced leaves
-the old product's PNG behind (harmless, like any orphan PNG).
+the old product's PNG behind (harmless, like any orphan PNG). A rerun of
+the same product without the option keeps the stored asset
+(:meth:`producer.commit.Committer.keep_thumbnail`): the item never drops
+the link while its PNG stays behind.
 
 A thumbnail is a nicety: any failure to make one (a datacube, which has no
 single picture; an unreadable band; a bug) is a warning and the item is

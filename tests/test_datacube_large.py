@@ -272,3 +272,37 @@ def test_a_netcdf_on_s3_with_a_checksum_is_downloaded_once(s3_server: Any, tmp_p
     asset = item["assets"]["data"]
     assert asset["file:checksum"] == "1220" + hashlib.sha256(path.read_bytes()).hexdigest()
     assert fetched == path.stat().st_size, f"{fetched} bytes fetched of a {path.stat().st_size}-byte file"
+
+
+@pytest.mark.parametrize("consolidated", [True, False])
+def test_the_zarr_json_of_a_v3_store_on_s3_is_fetched_once(
+    s3_server: Any, tmp_path: Path, consolidated: bool
+) -> None:
+    """A Zarr v3 store's root ``zarr.json`` holds the consolidated metadata
+    of every array (57 KB for 50 variables): read once to tell the format,
+    then again by xarray to open the store, it was fetched twice. The bytes
+    read first open the store (a store without consolidated metadata too)."""
+    import xarray as xr
+
+    n = 8
+    ds = xr.Dataset(
+        {f"v{i:02d}": (("lat", "lon"), np.zeros((n, n), "f4"), {"units": "K"}) for i in range(50)},
+        coords={"lat": np.linspace(-10.0, 10.0, n), "lon": np.linspace(20.0, 40.0, n)},
+        attrs={"time_coverage_start": "2024-05-01T00:00:00Z"},
+    )
+    store = tmp_path / "many.zarr"
+    ds.to_zarr(store, mode="w", zarr_format=3, consolidated=consolidated)
+    bucket = str(s3_server.new_bucket())
+    client = s3_server.client()
+    for path in store.rglob("*"):
+        if path.is_file():
+            client.put_object(
+                Bucket=bucket, Key=f"many.zarr/{path.relative_to(store)}", Body=path.read_bytes()
+            )
+    with FaultProxy(s3_server.endpoint_url) as proxy:
+        options = ExtractOptions(storage_options=_through(proxy, s3_server.storage_options))
+        item = create_item(f"s3://{bucket}/many.zarr", options).to_dict()
+        gets = [path for path, _ in proxy.get_ranges]
+    assert item["bbox"] == pytest.approx([20.0, -10.0, 40.0, 10.0], abs=2.0)
+    assert "v49" in str(item)
+    assert gets.count(f"/{bucket}/many.zarr/zarr.json") == 1, gets

@@ -160,3 +160,28 @@ def test_a_text_metadata_file_is_a_metadata_asset_not_a_raster(scene: Path, cata
     asset = _item(catalog_dir)["assets"]["MTL"]
     assert asset["type"] == "text/plain" and asset["roles"] == ["metadata"] and asset["file:size"] == 34
     assert_stac_valid_tree(catalog_dir)
+
+
+def test_reruns_of_a_group_never_repeat_a_derived_from_link(
+    scene: Path,  # noqa: F811
+    catalog_dir: Path,
+) -> None:
+    """Each rerun of a group's assets with the same inputs (one asset at a
+    time, the same input given twice, the whole group again) keeps one link
+    per rel and href; an input given once more by another asset is added once."""
+    first = ["https://example.test/a.json", "https://example.test/a.json"]
+    for _ in range(2):
+        for band in ("B02.tif", "B03.tif"):
+            (result,) = _register(scene / band, catalog_dir, derived_from=first)
+            assert result.ok, result.error
+    results = _register(
+        [scene / "B02.tif", scene / "B03.tif"],
+        catalog_dir,
+        derived_from=["https://example.test/a.json", "https://example.test/b.json"],
+    )
+    assert all(r.ok for r in results), [r.error for r in results]
+    pairs = [(ln["rel"], ln["href"]) for ln in _item(catalog_dir)["links"]]
+    assert len(pairs) == len(set(pairs)), pairs
+    derived = sorted(href for rel, href in pairs if rel == "derived_from")
+    assert derived == ["https://example.test/a.json", "https://example.test/b.json"]
+    assert_stac_valid_tree(catalog_dir)

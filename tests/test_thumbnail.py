@@ -182,6 +182,10 @@ def test_thumbnail_of_an_s3_product_goes_to_the_s3_catalog_not_the_data_bucket(s
     png = client.get_object(Bucket=catalog_bucket, Key=f"stac/{png_key}")["Body"].read()
     assert png.startswith(b"\x89PNG")
     assert [o["Key"] for o in client.list_objects_v2(Bucket=data_bucket)["Contents"]] == [f"out/{path.name}"]
+    [again] = producer.register(  # without the option: the stored thumbnail is kept
+        [f"s3://{data_bucket}/out/{path.name}"], catalog=catalog, collection="c", storage_options=options
+    )
+    assert again.action == "unchanged", again.error
     removed = producer.remove("utm_20240513", catalog=catalog, collection="c", storage_options=options)
     assert removed.action == "removed"
     left = [
@@ -319,3 +323,24 @@ def test_an_item_moved_to_another_period_takes_its_thumbnail_along(tmp_path, cat
     new = "c/2023/07/utm_20240513/utm_20240513.json"
     pngs = sorted(p.relative_to(catalog_dir).as_posix() for p in catalog_dir.rglob("*.png"))
     assert pngs == [thumb_key(catalog_dir, new)]
+
+
+def test_a_rerun_without_the_thumbnail_option_keeps_the_stored_thumbnail(tmp_path, catalog_dir):
+    """Registered with a thumbnail, then again without the option: the item
+    came back ``updated`` without its ``thumbnail`` asset, and the PNG stayed
+    in the catalog unlinked. A rerun without the option keeps the stored
+    thumbnail, as the multi-asset path does: ``unchanged``, nothing written;
+    the dry run says the same."""
+    product = rasters.write_utm(tmp_path / "data")
+    key = "c/utm_20240513/utm_20240513.json"
+    [first] = producer.register([product], catalog=str(catalog_dir), collection="c", thumbnail=True)
+    assert first.action == "created", first.error
+    png = thumb_key(catalog_dir, key)
+    before = tree_hash(catalog_dir)
+    [dry] = producer.register([product], catalog=str(catalog_dir), collection="c", dry_run=True)
+    assert dry.action == "unchanged", dry.error
+    [again] = producer.register([product], catalog=str(catalog_dir), collection="c")
+    assert again.action == "unchanged", again.error
+    assert tree_hash(catalog_dir) == before
+    assert thumb_key(catalog_dir, key) == png and (catalog_dir / png).exists()
+    assert producer.validate_catalog(str(catalog_dir), check_assets=True) == []
