@@ -792,9 +792,17 @@ def check_link(href: Any, option: str) -> None:
         folder = ("/" in path or os.sep in path) and not re.search(r"\s", text)
         if _URI.match(text) or os.path.isabs(path) or os.path.lexists(path) or folder:
             return
+        # a bare file name not written yet (in1.tif) is a path given with its folder
+        later = (
+            ""
+            if re.search(r"\s", text)
+            else (
+                f"; a file not written yet is given with its folder ({'./' + text!r}), a bare name only once it exists"
+            )
+        )
         raise InputError(
             f"the link to {what} {redact(text)!r} is neither a URL nor the path of an existing file: "
-            "give a URL (https://..., s3://...) or a path to a file",
+            f"give a URL (https://..., s3://...) or a path to a file{later}",
             hints=(hint,),
         )
     shown = "empty" if isinstance(href, str) or href is None else f"a {type(href).__name__}, not a text"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from producer.errors import InputError
 from producer.options import RegisterOptions, pipeline_metadata
 
 
@@ -26,3 +27,14 @@ def test_a_path_links_as_its_text_does(tmp_path: Path) -> None:
 def test_a_lone_path_names_the_option(name: str, tmp_path: Path) -> None:
     with pytest.raises(TypeError, match=f"RegisterOptions.{name} must be a sequence"):
         RegisterOptions(**{name: tmp_path / "x.nc"})
+
+
+def test_a_bare_name_not_written_yet_is_told_to_give_its_folder(tmp_path, monkeypatch) -> None:
+    """``derived_from=["in1.tif"]`` for a file not written yet was refused
+    with "give a path to a file", which it was: a bare name counts as a path
+    only once it exists, and a name with its folder (``./in1.tif``) before.
+    The message says so, and that spelling is taken."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=r"given with its folder \('\./in1\.tif'\)"):
+        RegisterOptions(derived_from=["in1.tif"])
+    assert RegisterOptions(derived_from=["./in1.tif"]).derived_from == ("./in1.tif",)
