@@ -83,7 +83,7 @@ from producer.errors import (
     StoreError,
 )
 from producer.extract.ids import suggested_id
-from producer.hrefs import absolute_assets, relative_assets
+from producer.hrefs import absolute_assets, relative_assets, rendered_thumbnail
 from producer.parallel import map_ordered
 from producer.provenance import VOLATILE, VOLATILE_RELS
 from producer.redact import clean_href
@@ -707,15 +707,13 @@ class Committer:
         its own), so the item is ``unchanged`` and never left without the
         link while its PNG stays in the catalog. Another product's
         (``replace``) is not kept: it shows the other product."""
-        from producer import thumbnail  # noqa: PLC0415 (it imports this module)
-
         assets = item.get("assets")
         if existing is None or not isinstance(assets, dict) or THUMBNAIL_ASSET in assets:
             return item
         old, new = product_href(existing), product_href(item)
         if old is None or new is None or not same_product(old, new):
             return item
-        if not thumbnail.is_rendered(key, existing, self.store.url):
+        if rendered_thumbnail(key, existing, self.store.url) is None:
             return item
         kept = copy.deepcopy(existing["assets"][THUMBNAIL_ASSET])
         return {**item, "assets": {**assets, THUMBNAIL_ASSET: kept}}

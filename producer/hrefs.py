@@ -17,10 +17,12 @@ form the stored document uses. Pure: no I/O.
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Callable, Collection
 from typing import Any
 from urllib.parse import quote, unquote
 
+from producer.catalog.layout import THUMBNAIL_ASSET, resolve_href, thumbnail_key
 from producer.urls import is_local, local_path
 
 __all__ = [
@@ -175,3 +177,22 @@ def relative_assets(
     if doc.get("type") != "Feature":
         return doc
     return _map_assets(doc, lambda href: relative_to_item(item_location, root_url, href), keys)
+
+
+def rendered_thumbnail(item_key: str, doc: dict[str, Any] | None, root_url: str | None = None) -> str | None:
+    """The key ``doc``'s ``thumbnail`` asset links, if it is one of the PNG
+    keys :mod:`producer.thumbnail` renders beside ``item_key``
+    (``<stem>.png`` or ``<stem>.<8 hex>.png``); None otherwise (no asset, or
+    a user's file). ``root_url``: the catalog's location, to read an href a
+    reader made absolute (:func:`absolute_assets`) back as a key. Here, not
+    in :mod:`producer.thumbnail`, so that the committer, which that module
+    imports, can tell such a preview apart too."""
+    asset = ((doc or {}).get("assets") or {}).get(THUMBNAIL_ASSET)
+    href = asset.get("href") if isinstance(asset, dict) else None
+    if isinstance(href, str) and root_url is not None:
+        href = relative_to_item(document_url(root_url, item_key), root_url, href)
+    target = resolve_href(item_key, href) if isinstance(href, str) else None
+    if target is None:
+        return None
+    stem = thumbnail_key(item_key)[: -len(".png")]
+    return target if re.fullmatch(rf"{re.escape(stem)}(\.[0-9a-f]{{8}})?\.png", target) else None

@@ -42,17 +42,16 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from producer.catalog.layout import THUMBNAIL_ASSET, relative_href, resolve_href, thumbnail_key
+from producer.catalog.layout import THUMBNAIL_ASSET, relative_href, thumbnail_key
 from producer.commit import IdentityConflict, normalise_href, product_href
 from producer.errors import NotFound, StoreError
 from producer.extract.options import ExtractOptions
-from producer.hrefs import document_url, relative_to_item
+from producer.hrefs import rendered_thumbnail
 from producer.store.base import Store
 
 __all__ = [
@@ -164,28 +163,17 @@ def key_of(item_key: str, doc: dict[str, Any] | None) -> str:
 
 
 def _linked(item_key: str, doc: dict[str, Any] | None, root_url: str | None = None) -> str | None:
-    """The key ``doc``'s thumbnail asset links, if it is one of this
-    module's keys beside ``item_key`` (``<stem>.png`` or
-    ``<stem>.<8 hex>.png``); None otherwise (no asset, or a user's file).
-    ``root_url``: the catalog's location, to read an href a reader made
-    absolute (:func:`producer.hrefs.absolute_assets`) back as a key."""
-    asset = ((doc or {}).get("assets") or {}).get(THUMBNAIL_ASSET)
-    href = asset.get("href") if isinstance(asset, dict) else None
-    if isinstance(href, str) and root_url is not None:
-        href = relative_to_item(document_url(root_url, item_key), root_url, href)
-    target = resolve_href(item_key, href) if isinstance(href, str) else None
-    if target is None:
-        return None
-    stem = thumbnail_key(item_key)[: -len(".png")]
-    return target if re.fullmatch(rf"{re.escape(stem)}(\.[0-9a-f]{{8}})?\.png", target) else None
+    """The key of this module's PNG ``doc``'s thumbnail asset links, or None
+    (:func:`producer.hrefs.rendered_thumbnail`, where the committer reads it too)."""
+    return rendered_thumbnail(item_key, doc, root_url)
 
 
 def is_rendered(item_key: str, doc: dict[str, Any] | None, root_url: str | None = None) -> bool:
     """True when ``doc``'s ``thumbnail`` asset is a preview this module
     rendered (it links one of its keys beside ``item_key``), False when it
     is missing or one of the user's files (a group's ``thumbnail.tif``).
-    ``root_url``: as for :func:`_linked`."""
-    return _linked(item_key, doc, root_url) is not None
+    ``root_url``: as for :func:`producer.hrefs.rendered_thumbnail`."""
+    return rendered_thumbnail(item_key, doc, root_url) is not None
 
 
 def prepare(doc: dict[str, Any], key: str, source: str, options: ExtractOptions) -> bytes | None:
