@@ -163,8 +163,9 @@ def key_of(item_key: str, doc: dict[str, Any] | None) -> str:
 
 
 def _linked(item_key: str, doc: dict[str, Any] | None, root_url: str | None = None) -> str | None:
-    """The key of this module's PNG ``doc``'s thumbnail asset links, or None
-    (:func:`producer.hrefs.rendered_thumbnail`, where the committer reads it too)."""
+    """The key of the rendered PNG that ``doc``'s thumbnail asset links, or
+    None (:func:`producer.hrefs.rendered_thumbnail`, which the committer
+    uses too)."""
     return rendered_thumbnail(item_key, doc, root_url)
 
 
