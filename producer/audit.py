@@ -38,6 +38,7 @@ from producer.catalog.layout import (
     is_catalog_document_key,
     is_document_key,
     is_intent_key,
+    is_thumbnail_key,
     item_follows,
     item_link_count,
     layout_record_problem,
@@ -48,7 +49,7 @@ from producer.catalog.layout import (
 from producer.catalog.mirrorlinks import MIRROR_ROLE, linked_mirror_keys, mirror_key
 from producer.catalog.summaries import Tally, stored_summaries
 from producer.errors import CatalogError, NotFound, ProducerError, StoreError
-from producer.hrefs import absolute_assets, document_url
+from producer.hrefs import absolute_assets, document_url, rendered_thumbnail
 from producer.httplimits import with_http_timeout
 from producer.redact import redact
 from producer.results import ProblemKind
@@ -264,6 +265,9 @@ class AuditReport:
     summaries: dict[str, tuple[dict, Tally]] = field(default_factory=dict)
     #: keys of the pending group-commit intents (``<collection>/_intents/...``)
     intents: list[str] = field(default_factory=list)
+    #: keys of the rendered thumbnails (``<c>/.../<id>/<id>.<8 hex>.png``) in
+    #: a collection's folder that no item document links, linked or not
+    unlinked_thumbnails: list[str] = field(default_factory=list)
     #: collection key -> the exact extent of its linked (usable) items, as tallied
     footprints: dict[str, ExtentTally] = field(default_factory=dict)
     #: collection key -> for its linked items, the sets of layouts their keys
@@ -357,6 +361,8 @@ class _Walk:
         self.reached_items = array("q")  # hash of each item document visited, tallied or not
         self.item_ids = array("q")  # hash of (collection key, item id), in step
         self.listed = array("q")  # hash of each document key listed before the walk
+        self.thumbnails = array("q")  # hash of each rendered thumbnail's key listed before the walk
+        self.linked_thumbnails = array("q")  # hash of each thumbnail key an item read links
         self.unreachable: dict[str, str] = {}  # for the asset checks
         self.outside: dict[str, int] = {}  # collection key -> items outside its stored extent
         self.unfindable: dict[str, int] = {}  # collection key -> linked items no verb finds by id
@@ -399,6 +405,8 @@ def audit(
         elif is_document_key(key):
             walk.listed.append(hash(key))
             root_listed = root_listed or key == ROOT_KEY
+        elif is_thumbnail_key(key):
+            walk.thumbnails.append(hash(key))
     report.intents.sort()
     _check_intents(store, report)
     if not root_listed:
@@ -459,6 +467,7 @@ def audit(
         if not is_catalog_document_key(key) and (found is None or found.get("type") not in _STAC_TYPES):
             continue  # a JSON file that is no STAC document where none goes: a product's sidecar
         unreached[key] = (found, unread)
+        _note_thumbnail(walk, key, found)  # an orphan item's PNG is its own: linked with it
     for nested in _nested_roots(unreached, store.url):
         folder = nested[: -len(ROOT_KEY)]
         for key in [k for k in unreached if k.startswith(folder)]:
@@ -482,6 +491,7 @@ def audit(
             continue
         report.problems.append(_orphan_problem(key, found, report.layouts))
 
+    _check_unlinked_thumbnails(store, walk, report)
     _check_duplicate_ids(store, walk, report)
     _check_empty_partitions(walk, report)
     _check_unfindable_count(walk, report)
@@ -494,6 +504,56 @@ def audit(
     if check_assets:
         _check_mirror_assets(store, report, storage_options)
     return report
+
+
+def _note_thumbnail(walk: _Walk, key: str, doc: dict | None) -> None:
+    """Count the rendered thumbnail the item document ``doc`` at ``key``
+    links (if any) as linked. Nothing to do (not even a look at the assets)
+    when the listing held no thumbnail."""
+    if walk.thumbnails and isinstance(doc, dict) and doc.get("type") == "Feature":
+        linked = rendered_thumbnail(key, doc, walk.store.url)
+        if linked is not None:
+            walk.linked_thumbnails.append(hash(linked))
+
+
+def _check_unlinked_thumbnails(store: Store, walk: _Walk, report: AuditReport) -> None:
+    """An ``unlinked-thumbnail`` warning for each rendered thumbnail in a
+    collection's folder that no item document links, linked or orphan: a
+    register killed between writing the PNG and its item, or the preview of
+    a product a ``replace`` put another one in place of. Matched by hash: one
+    more listing only when some listed PNG is unlinked (none for a catalog
+    without thumbnails, or whose thumbnails are all linked)."""
+    if not walk.thumbnails:
+        return
+    import numpy as np  # noqa: PLC0415 (lazy, as in _unreached_keys)
+
+    listed = np.unique(np.frombuffer(walk.thumbnails, dtype=np.int64))
+    linked = (
+        np.frombuffer(walk.linked_thumbnails, dtype=np.int64)
+        if walk.linked_thumbnails
+        else np.empty(0, np.int64)
+    )
+    missing = np.setdiff1d(listed, linked)
+    if not len(missing):
+        return
+    folders = tuple(key.rsplit("/", 1)[0] + "/" for key in report.collection_ids)
+    wanted = set(missing.tolist())
+    found = sorted(
+        key
+        for key in store.list("")
+        if is_thumbnail_key(key) and hash(key) in wanted and key.startswith(folders)
+    )
+    report.unlinked_thumbnails = found
+    for key in found:
+        report.problems.append(
+            Problem(
+                "unlinked-thumbnail",
+                key,
+                "a thumbnail no item links (its register was killed before writing the item, or a replace "
+                f"gave the item another product): {REPAIR} deletes it once it is an hour old (a register "
+                "writes the PNG before its item, so a younger one may be one at work)",
+            )
+        )
 
 
 def _check_unlinked_mirrors(report: AuditReport) -> None:
@@ -678,6 +738,7 @@ def _visit(
             walk.filled.add(key)
     if kind == "Feature":
         walk.reached_items.append(hash(key))  # linked, even when it cannot be tallied
+        _note_thumbnail(walk, key, doc)
         if coll_key is not None and key.startswith(coll_key.rsplit("/", 1)[0] + "/"):
             report.mirror_files.setdefault(coll_key, set()).add(mirror_key(key))
         _note_item(walk, report, key, doc, coll_key, parent_key)

@@ -65,6 +65,7 @@ from producer.errors import (
 )
 from producer.extract.assets import resolve_location, rewrite_href
 from producer.grouping import drop_assets, is_data, is_group_item
+from producer.hrefs import rendered_thumbnail
 from producer.ingest import collection_layout, register_products
 from producer.options import RegisterOptions, parse_rewrites, resolve_options
 from producer.redact import redact
@@ -80,7 +81,7 @@ from producer.sources import (
     no_products_found,
     path_strings,
 )
-from producer.store.base import Store
+from producer.store.base import Store, modified
 from producer.timestamps import parse_time
 from producer.urls import is_local, local_path, product_storage_options, protocol
 from producer.validate import Validator
@@ -883,6 +884,9 @@ def _would_fix(store: Store, first: AuditReport, report: ReconcileReport, dead: 
     for p in first.problems:
         if p.kind == "unfindable-item" and p.key in duplicates:
             _bump(out, p.kind)
+    stale = _stale_thumbnails(store, first, delete=False)
+    if stale:
+        out["unlinked-thumbnail"] = stale
     if report.found.get("missing-root") and any(is_collection_key(key) for key in first.orphans):
         out["missing-root"] = 1  # linked from a new root (the orphans below it: seen by the fix run)
     misplaced = {p.key for p in first.problems if p.kind == "misplaced"}
@@ -1067,6 +1071,10 @@ def reconcile(
     _link_mirrors(committer, linked, report)
     counted = _repair_extents(committer, store, first, linked, report)
     _repair_summaries(committer, store, linked, report)
+    # rendered thumbnails no item links, old enough not to be a register's at work
+    deleted = _stale_thumbnails(store, first, delete=True)
+    if deleted:
+        _bump(report.fixed, "unlinked-thumbnail", deleted)
     # group-commit intents applied, unreadable or stale (their items were linked in 3.)
     for coll_id in sorted({collection_of(key) for key in first.intents}):
         cleared = committer.clear_intents(coll_id)
@@ -1096,6 +1104,39 @@ def reconcile(
 #: the commit protocol's own bound for a registration under way
 #: (:data:`~producer.commit.CLAIM_TTL`)
 UNDER_WAY_FOR = CLAIM_TTL
+
+
+def _stale_thumbnails(store: Store, first: AuditReport, *, delete: bool) -> int:
+    """How many of the unlinked thumbnails the audit ``first`` found are
+    still there, older than :data:`UNDER_WAY_FOR` and still linked by no
+    item (the item beside one, read again, may have linked it since: a
+    register at work writes its PNG, then its item); with ``delete``, each
+    such PNG is deleted. A PNG whose age the store cannot tell is left.
+    One HEAD per unlinked PNG, one GET per old one (and one DELETE)."""
+    now = datetime.now(UTC)
+    count = 0
+    for key in first.unlinked_thumbnails:
+        try:
+            written = modified(store, key)
+        except NotFound:
+            continue  # deleted since the audit
+        if written is None or (now - written).total_seconds() < UNDER_WAY_FOR:
+            continue
+        item_key = key[: -len(".01234567.png")] + ".json"
+        try:
+            if rendered_thumbnail(item_key, read_doc(store, item_key), store.url) == key:
+                continue
+        except NotFound:
+            pass
+        except ProducerError:
+            continue  # an item there that cannot be read: its PNG is not judged unlinked
+        if delete:
+            try:
+                store.delete(key)
+            except (NotFound, FileNotFoundError):
+                continue
+        count += 1
+    return count
 
 
 def _under_way(store: Store, first: AuditReport, final: AuditReport) -> list[Problem]:

@@ -213,6 +213,10 @@ ProblemKind = Literal[
     # data (registered under two ids): a warning naming both; removing one is
     # the caller's choice
     "duplicate-product",
+    # a rendered thumbnail no item links (a register killed between its PNG
+    # and its item, or the preview of a replaced product; a warning:
+    # reconcile with fix deletes it once it is older than a register under way)
+    "unlinked-thumbnail",
     # a catalog of its own in a folder of this one (its root link names
     # itself: a staging catalog below one at a bucket's root): neither
     # judged nor repaired here (a warning naming its URL)

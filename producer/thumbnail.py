@@ -21,12 +21,14 @@ overwrites the PNG the stored item links), linked from the item as the asset
 register pipeline calls :func:`prepare` while it builds the item (the asset
 is then validated with it), and :func:`pending` around the write of the item
 document: the PNG is written first, so a crash leaves at worst a PNG no item
-links (harmless; the next registration of that product overwrites it), and
+links (the next registration of that product overwrites it; ``reconcile``
+reports it as ``unlinked-thumbnail`` and deletes it with ``fix`` once it is
+older than a register under way), and
 a PNG written for a product the identity check then refuses is deleted
 again (bad input leaves storage untouched). Removing the item removes its
 PNG (:func:`delete`), and so does the removal of an item's old copy when
 it moves to another partition. An item whose product is replaced leaves
-the old product's PNG behind (harmless, like any orphan PNG). A rerun of
+the old product's PNG behind (an unlinked one, as above). A rerun of
 the same product without the option keeps the stored asset
 (:meth:`producer.commit.Committer.keep_thumbnail`): the item never drops
 the link while its PNG stays behind.

@@ -334,6 +334,27 @@ def thumbnail_key(item_key: str, product: str | None = None) -> str:
     return f"{stem}.{hashlib.sha256(product.encode('utf-8')).hexdigest()[:8]}.png"
 
 
+def is_thumbnail_key(key: str) -> bool:
+    """True for a key :func:`thumbnail_key` gives with a product: a PNG
+    named after the folder it is in, plus 8 hex digits
+    (``c/x/x.0f7af015.png``; ``c/x/y.0f7af015.png`` and ``c/x/x.png`` are not).
+
+    >>> is_thumbnail_key("c/2024/x.y/x.y.0f7af015.png")
+    True
+    >>> is_thumbnail_key("c/x/x.png")
+    False
+    """
+    folder, _, name = key.rpartition("/")
+    stem = folder.rpartition("/")[2]
+    return (
+        bool(stem)
+        and len(name) == len(stem) + 13
+        and name.startswith(stem + ".")
+        and name.endswith(".png")
+        and all(c in "0123456789abcdef" for c in name[len(stem) + 1 : -4])
+    )
+
+
 def collection_prefix(collection_id: str) -> str:
     """The prefix every key of the collection starts with (for a listing)."""
     return f"{collection_id}/"

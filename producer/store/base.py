@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from producer.errors import InputError
@@ -85,6 +86,16 @@ def catalog_argument(catalog: Any) -> Any:
         f"catalog must be a URL or path (str or pathlib.Path) or an open store, not {type(catalog).__name__}: "
         "e.g. catalog='s3://bucket/stac' or catalog=Path('stac')"
     )
+
+
+def modified(store: Any, key: str) -> datetime | None:
+    """When the object at ``key`` was last written (UTC), through the store's
+    ``modified`` (looked up through wrappers, as :func:`batch_durability`):
+    a file's mtime, an S3 object's ``LastModified`` (one HEAD); None for a
+    store that cannot tell. Raises :class:`~producer.errors.NotFound` if
+    ``key`` is absent."""
+    method = _local_method(store, "modified")
+    return method(key) if method is not None else None
 
 
 def is_local(store: Any) -> bool:

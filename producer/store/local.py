@@ -87,6 +87,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -818,6 +819,16 @@ class LocalStore:
     def exists(self, key: str) -> bool:
         """True if ``key`` is a file (:class:`StoreError` if it leads out of the root)."""
         return self._path(key).is_file()
+
+    def modified(self, key: str) -> datetime:
+        """When the file at ``key`` was last written (its mtime, UTC); :class:`NotFound` if absent."""
+        try:
+            mtime = self._path(key).stat().st_mtime
+        except FileNotFoundError as exc:
+            raise NotFound(f"{key!r} not found") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot read {key!r}: {exc.strerror or exc}") from exc
+        return datetime.fromtimestamp(mtime, UTC)
 
 
 class _Staged:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 from fsspec.asyn import sync
@@ -413,6 +414,12 @@ class S3Store:
             if not resp.get("IsTruncated") or not token:
                 return
             params["ContinuationToken"] = token
+
+    def modified(self, key: str) -> datetime | None:
+        """The ``LastModified`` of the object at ``key`` (one HeadObject);
+        :class:`NotFound` if absent."""
+        stamp = self._call("head_object", key, Key=self._key(key)).get("LastModified")
+        return stamp if isinstance(stamp, datetime) else None
 
     def exists(self, key: str) -> bool:
         """True if ``key`` exists (HeadObject)."""

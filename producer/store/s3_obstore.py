@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from producer.awsclients import SharedClients, client_key
@@ -628,6 +628,15 @@ class ObstoreS3Store(S3Store):
                     yield key, etag
         except InvalidListedKey:
             yield from ((k, v) for k, v in self._default().list_versions(prefix) if k not in given)
+
+    def modified(self, key: str) -> datetime | None:
+        """The ``last_modified`` of the object at ``key`` (one HEAD); :class:`NotFound` if absent."""
+        import obstore  # noqa: PLC0415
+
+        if self._forked():
+            return self._default().modified(key)
+        stamp = self._run("head_object", key, obstore.head, self.ob, self._key(key)).get("last_modified")
+        return stamp if isinstance(stamp, datetime) else None
 
     def exists(self, key: str) -> bool:
         """True if ``key`` exists (one HEAD)."""
