@@ -645,8 +645,9 @@ def handle(
     suffixes. Created objects go to :func:`producer.api.register` (consecutive
     creations in one call, so parents are updated once per batch), removed
     ones to :func:`producer.api.remove` under the id
-    :func:`producer.api.item_id_for` gives them. Order between a creation and
-    a removal of the same object is kept.
+    :func:`producer.api.item_id_for` gives them. Several records of one
+    object are handled once, as the last of them says (see
+    :func:`_last_per_object`); records of different objects keep their order.
 
     Notifications arrive at least once and in no guaranteed order, so each
     record is checked against the object as it is now, not as the event
@@ -719,12 +720,22 @@ def handle(
         else:
             out["skipped"].append({"url": event.url, "reason": reason})
 
-    for kind, run in _runs(accepted):
+    winners, superseded = _last_per_object(accepted)
+    for event in accepted:
+        if winners[event.url] is not event and event.kind != winners[event.url].kind:
+            out["skipped"].append(
+                {
+                    "url": event.url,
+                    "reason": f"a later record in this batch {_KIND_WORDS[winners[event.url].kind]} the same "
+                    "object; that one is handled",
+                }
+            )
+    for kind, run in _runs([e for e in accepted if winners[e.url] is e]):
         if kind == "created":
-            _register_run(run, config, out, fail, spell)
+            _register_run(run, config, out, fail, spell, superseded)
         else:
             for event in run:
-                _remove_one(event, config, out, fail, spell)
+                _remove_one(event, config, out, fail, spell, superseded.get(event.url, ()))
 
     out["batchItemFailures"] = [{"itemIdentifier": mid} for mid in failed_messages]
     return out
@@ -823,6 +834,29 @@ def _inside(url: str, catalog: str) -> bool:
     return url == root or url.startswith(root + "/")
 
 
+#: how a skipped record names the kind of the later record handled instead
+_KIND_WORDS: dict[EventKind, str] = {"created": "creates", "removed": "removes"}
+
+
+def _last_per_object(
+    events: list[ObjectEvent],
+) -> tuple[dict[str, ObjectEvent], dict[str, tuple[ObjectEvent, ...]]]:
+    """The last record of each object in ``events`` (by URL: the one handled,
+    as notifications of one object are delivered at least once and the
+    object is checked as it is now), and the earlier records of each object
+    it stands for: their messages fail with it, and a removal among them
+    removes the item when the last record, a creation, finds the object
+    gone (records of one batch are not in time order)."""
+    winners: dict[str, ObjectEvent] = {}
+    earlier: dict[str, list[ObjectEvent]] = {}
+    for event in events:
+        previous = winners.get(event.url)
+        if previous is not None:
+            earlier.setdefault(event.url, []).append(previous)
+        winners[event.url] = event
+    return winners, {url: tuple(evs) for url, evs in earlier.items()}
+
+
 def _runs(events: list[ObjectEvent]) -> list[tuple[EventKind, list[ObjectEvent]]]:
     """Split ``events`` into maximal consecutive runs of the same kind."""
     runs: list[tuple[EventKind, list[ObjectEvent]]] = []
@@ -840,12 +874,18 @@ def _register_run(
     out: dict[str, Any],
     fail: _Fail,
     spell: Spelling,
+    superseded: Mapping[str, tuple[ObjectEvent, ...]] | None = None,
 ) -> None:
     """Register one run of created objects with a single api call, then
-    check each registered object again (:func:`_recheck_registered`)."""
+    check each registered object again (:func:`_recheck_registered`).
+    ``superseded``: per object, the earlier records of the batch its
+    creation stands for (see :func:`_last_per_object`)."""
+    superseded = superseded or {}
     by_url: dict[str, list[ObjectEvent]] = {}
     for event in run:  # the same object twice (at-least-once delivery): register once
         by_url.setdefault(event.url, []).append(event)
+    for url, evs in by_url.items():
+        evs[:0] = superseded.get(url, ())
     urls = list(by_url)
     try:
         results: list[Result] = api.register(  # one object each: a key holding * ? [ is no pattern
@@ -879,6 +919,9 @@ def _register_run(
                     "this creation event); nothing to register",
                 }
             )
+            removal = next((e for e in reversed(evs) if e.kind == "removed"), None)
+            if removal is not None:  # its removal record, listed earlier in the batch, is done now
+                _remove_one(removal, config, out, fail, spell, tuple(e for e in evs if e is not removal))
         else:
             error = result.error_for(spell) or "registration failed"
             log.warning("registering %s failed: %s", source, error)
@@ -990,12 +1033,24 @@ def _remove_item(url: str, config: HandlerConfig) -> Result:
 
 
 def _remove_one(
-    event: ObjectEvent, config: HandlerConfig, out: dict[str, Any], fail: _Fail, spell: Spelling
+    event: ObjectEvent,
+    config: HandlerConfig,
+    out: dict[str, Any],
+    fail: _Fail,
+    spell: Spelling,
+    superseded: tuple[ObjectEvent, ...] = (),
 ) -> None:
     """Remove the item registered for one deleted object, unless it exists
     again; register it again when it was uploaded again while its item was
-    being removed (that upload's own event may have been handled before)."""
+    being removed (that upload's own event may have been handled before).
+    ``superseded``: the earlier records of the batch for the same object,
+    whose messages fail with this one's."""
     options = config.options
+
+    def fail_all(error: str, kind: str | None) -> None:
+        for mid in _message_ids([*superseded, event]) or [None]:
+            fail(error, url=event.url, message_id=mid, kind=kind)
+
     if options.group and Grouping(pattern=options.group).match(event.url) is None:
         # its creation was refused (or skipped): there is no item, and no id to ask for
         out["skipped"].append(
@@ -1044,17 +1099,12 @@ def _remove_one(
         result = _remove_item(event.url, config)
     except Exception as exc:
         _log_failure(exc, "removing the item for %s failed", event.url)
-        fail(
-            _removal_failed(event.url, exc, spell),
-            url=event.url,
-            message_id=event.message_id,
-            kind=error_type_of(exc),
-        )
+        fail_all(_removal_failed(event.url, exc, spell), error_type_of(exc))
         return
     if not result.ok:  # e.g. removed from the catalog, a sink behind: removing again repairs it
         error = result.error_for(spell) or "removal failed"
         log.warning("removing the item for %s failed: %s", event.url, error)
-        fail(error, url=event.url, message_id=event.message_id, kind=result.error_type)
+        fail_all(error, result.error_type)
         return
     if result.action == Action.KEPT:  # the id is another product's: not ours to remove
         log.info("%s: item %s kept: %s", event.url, result.id, result.reason)

@@ -640,9 +640,9 @@ def test_test_event_is_ignored(s3: S3Server, fixture: str) -> None:
 
 
 def test_create_then_delete_in_one_batch_ends_with_no_item(s3: S3Server, raster_bytes: bytes) -> None:
-    """Uploaded and deleted before the batch is handled: the creation finds
-    the object gone (skipped, not failed: a redelivery would fail the same
-    way forever), the removal finds nothing to remove."""
+    """Uploaded and deleted before the batch is handled: the later removal
+    record stands for the creation (skipped, not failed: a redelivery would
+    fail the same way forever), and finds nothing to remove."""
     key = "products/ndvi/S2_20240601_T31UFQ.tif"
     put(s3, key, raster_bytes)
     s3.client().delete_object(Bucket=s3.bucket, Key=key)
@@ -654,7 +654,7 @@ def test_create_then_delete_in_one_batch_ends_with_no_item(s3: S3Server, raster_
     out = handle(payload, config(s3))
     assert out["registered"] == [] and out["failed"] == [] and out["batchItemFailures"] == []
     assert [s["url"] for s in out["skipped"]] == [f"s3://{s3.bucket}/{key}"]
-    assert "no longer exists" in out["skipped"][0]["reason"]
+    assert "a later record in this batch removes the same object" in out["skipped"][0]["reason"]
     assert [r["action"] for r in out["removed"]] == ["absent"]
     assert read_json(s3, "stac/ndvi/S2_20240601_T31UFQ/S2_20240601_T31UFQ.json") is None
 
@@ -874,3 +874,99 @@ def test_stac_producers_own_change_notifications_in_the_queue_say_what_they_are(
     assert events == [] and [f["message_id"] for f in failures] == ["m0", "m1", "m2"]
     for failure in failures:
         assert "change notification" in failure["error"] and "unsubscribe" in failure["error"], failure
+
+
+# ---------------------------------------------------------------------------
+# several records of one object in one batch: the last one wins, for
+# removals as for creations, and the object is handled once
+# ---------------------------------------------------------------------------
+
+DEDUP_KEY = "products/ndvi/S2_20240601_T31UFQ.tif"
+DEDUP_ITEM = "stac/ndvi/S2_20240601_T31UFQ/S2_20240601_T31UFQ.json"
+
+
+def _dedup_record(s3: S3Server, name: str) -> dict[str, Any]:
+    body = _s3_notification(DEDUP_KEY, name)
+    return json.loads(json.dumps(body).replace("amzn-s3-demo-bucket", s3.bucket))
+
+
+def test_two_removal_records_of_one_object_remove_it_once(s3: S3Server, raster_bytes: bytes) -> None:
+    put(s3, DEDUP_KEY, raster_bytes)
+    assert (
+        handle(_sqs(_dedup_record(s3, "ObjectCreated:Put")), config(s3))["registered"][0]["action"]
+        == "created"
+    )
+    s3.client().delete_object(Bucket=s3.bucket, Key=DEDUP_KEY)
+    out = handle(
+        _sqs(_dedup_record(s3, "ObjectRemoved:Delete"), _dedup_record(s3, "ObjectRemoved:Delete")), config(s3)
+    )
+    assert [(r["id"], r["action"]) for r in out["removed"]] == [("S2_20240601_T31UFQ", "removed")]
+    assert out["failed"] == [] and out["skipped"] == [] and out["registered"] == []
+    assert read_json(s3, DEDUP_ITEM) is None and item_links(s3) == []
+
+
+def test_a_creation_followed_by_its_removal_is_handled_as_the_removal(
+    s3: S3Server, raster_bytes: bytes
+) -> None:
+    put(s3, DEDUP_KEY, raster_bytes)
+    handle(_sqs(_dedup_record(s3, "ObjectCreated:Put")), config(s3))
+    s3.client().delete_object(Bucket=s3.bucket, Key=DEDUP_KEY)
+    out = handle(
+        _sqs(_dedup_record(s3, "ObjectCreated:Put"), _dedup_record(s3, "ObjectRemoved:Delete")), config(s3)
+    )
+    assert out["registered"] == [] and out["failed"] == [] and out["batchItemFailures"] == []
+    assert [(r["id"], r["action"]) for r in out["removed"]] == [("S2_20240601_T31UFQ", "removed")]
+    [skipped] = out["skipped"]
+    assert skipped["url"] == f"s3://{s3.bucket}/{DEDUP_KEY}" and "later record" in skipped["reason"]
+    assert read_json(s3, DEDUP_ITEM) is None
+
+
+def test_a_removal_followed_by_a_creation_registers_the_object_once(
+    s3: S3Server, raster_bytes: bytes
+) -> None:
+    """Deleted and uploaded again: one registration, no removal first."""
+    put(s3, DEDUP_KEY, raster_bytes)
+    handle(_sqs(_dedup_record(s3, "ObjectCreated:Put")), config(s3))
+    out = handle(
+        _sqs(_dedup_record(s3, "ObjectRemoved:Delete"), _dedup_record(s3, "ObjectCreated:Put")), config(s3)
+    )
+    assert out["removed"] == [] and out["failed"] == []
+    assert [(r["id"], r["action"]) for r in out["registered"]] == [("S2_20240601_T31UFQ", "unchanged")]
+    assert "later record" in out["skipped"][0]["reason"]
+    assert_item(s3, "S2_20240601_T31UFQ", DEDUP_KEY)
+
+
+def test_a_creation_winning_over_a_removal_of_an_object_gone_still_removes_its_item(
+    s3: S3Server, raster_bytes: bytes
+) -> None:
+    """The records of one batch are not in time order: a removal listed first
+    may be the last thing that happened. The object is gone, so the creation
+    registers nothing and the item goes, as the removal alone would do."""
+    put(s3, DEDUP_KEY, raster_bytes)
+    handle(_sqs(_dedup_record(s3, "ObjectCreated:Put")), config(s3))
+    s3.client().delete_object(Bucket=s3.bucket, Key=DEDUP_KEY)
+    out = handle(
+        _sqs(_dedup_record(s3, "ObjectRemoved:Delete"), _dedup_record(s3, "ObjectCreated:Put")), config(s3)
+    )
+    assert out["registered"] == [] and out["failed"] == []
+    assert [(r["id"], r["action"]) for r in out["removed"]] == [("S2_20240601_T31UFQ", "removed")]
+    assert read_json(s3, DEDUP_ITEM) is None and item_links(s3) == []
+
+
+def test_a_failed_removal_fails_the_messages_of_every_record_it_stands_for(
+    s3: S3Server, raster_bytes: bytes
+) -> None:
+    put(s3, DEDUP_KEY, raster_bytes)
+    handle(_sqs(_dedup_record(s3, "ObjectCreated:Put")), config(s3))
+    s3.client().delete_object(Bucket=s3.bucket, Key=DEDUP_KEY)
+    broken = config(s3)
+    broken = type(broken)(
+        catalog=s3.url("stac"),
+        collection="ndvi",
+        storage_options={**s3.storage_options, "client_kwargs": {"endpoint_url": "http://127.0.0.1:9"}},
+        data_storage_options=s3.storage_options,
+    )
+    out = handle(
+        _sqs(_dedup_record(s3, "ObjectCreated:Put"), _dedup_record(s3, "ObjectRemoved:Delete")), broken
+    )
+    assert sorted(f["itemIdentifier"] for f in out["batchItemFailures"]) == ["m0", "m1"]
