@@ -16,6 +16,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 
 from producer.events import DEFAULT_SUFFIXES, HandlerConfig, handle
@@ -55,6 +56,41 @@ class StorageFailures(RegistrationFailed):
         return (type(self), (self.out,))
 
 
+#: per ``handle-event`` task run (its id), the handler's result of its last
+#: failed attempt, merged with those before: a retry finds the items those
+#: attempts wrote as they are (``unchanged``), and reports what the run did
+_EARLIER_ATTEMPTS: dict[str, dict[str, Any]] = {}
+
+#: what an entry says a run did, by weight: a retry's weaker word gives way
+#: to an earlier attempt's stronger one for the same object and item
+_WEIGHT = {"unchanged": 0, "absent": 0, "updated": 1, "created": 2, "removed": 2}
+
+
+def _with_earlier(out: dict[str, Any], earlier: dict[str, Any] | None) -> dict[str, Any]:
+    """``out`` (an attempt's result, mutated) with each entry of
+    ``registered`` and ``removed`` that an earlier attempt (``earlier``,
+    merged alike) reported for the same object and item with a stronger
+    action (``created`` over ``updated`` over ``unchanged``; ``removed``
+    over ``absent``) given that action: the earlier attempt wrote it, this
+    one found it written."""
+    if not earlier:
+        return out
+    for section in ("registered", "removed"):
+        before = {
+            (str(e.get("source")), str(e.get("id"))): str(e.get("action")) for e in earlier.get(section, [])
+        }
+        for entry in out.get(section, []):
+            was = before.get((str(entry.get("source")), str(entry.get("id"))))
+            if was is not None and _WEIGHT.get(was, -1) > _WEIGHT.get(str(entry.get("action")), 3):
+                entry["action"] = was
+    return out
+
+
+def _task_run_id() -> str | None:
+    context = TaskRunContext.get()
+    return str(context.task_run.id) if context is not None else None
+
+
 @task(
     name="handle-event",
     cache_policy=NO_CACHE,
@@ -72,11 +108,18 @@ def handle_event(payload: dict[str, Any], config: HandlerConfig) -> dict[str, An
     ``out`` the result), so that the task is retried as ``register-in-stac``
     is (3 times, 2/10/30 s apart): an event run is the only delivery of its
     event, no queue redelivers it. Handling an event again is idempotent.
-    Bad input alone is not retried: the result is returned."""
+    Bad input alone is not retried: the result is returned. A retry reports
+    the items an earlier attempt wrote as that attempt did (``created``,
+    not the ``unchanged`` it finds), see :func:`_with_earlier`."""
+    run_id = _task_run_id()
     with forward_logs():
         out = handle(payload, config, spell=flow_spelling)
+    out = _with_earlier(out, _EARLIER_ATTEMPTS.get(run_id or ""))
     if any(f.get("error_type") == ErrorKind.STORAGE for f in out["failed"]):
+        if run_id is not None:
+            _EARLIER_ATTEMPTS[run_id] = out
         raise StorageFailures(out)
+    _EARLIER_ATTEMPTS.pop(run_id or "", None)
     return out
 
 
@@ -170,6 +213,7 @@ def handle_s3_event(
         storage_options=storage_options,
     )
     state = handle_event(payload, config, return_state=True)
+    _EARLIER_ATTEMPTS.pop(str(state.state_details.task_run_id), None)  # the retries are over
     outcome = state.result(raise_on_failure=False)
     if isinstance(outcome, StorageFailures):  # still failing on storage after the retries
         out = outcome.out

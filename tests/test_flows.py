@@ -24,6 +24,7 @@ from tests.prefect_harness import (
 from tests.rasters import (
     write_cog,
     write_dateline,
+    write_multiband,
     write_nocrs,
     write_polar,
     write_rotated,
@@ -779,3 +780,56 @@ def test_event_flow_retries_a_storage_failure_but_not_bad_input(
     assert attempts == [1]  # bad input: no retry fixes it
     (artifact,) = read_artifacts(key="event-events", flow_run=flow_run_id(state))
     assert [r["outcome"] for r in table_rows(artifact)] == ["failed"]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_event_flow_retried_after_a_storage_failure_reports_what_the_first_attempt_created(
+    tmp_path: Path, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attempt 1 registers one object and fails on the other (its reads
+    answered 503); attempt 2 finds the first item there (``unchanged``) and
+    registers the second. The run created both: its result, its artifact and
+    its log said the first was ``unchanged``."""
+    import flows.events as events_flow
+    from tests.faultproxy import FaultProxy
+
+    run = f"evagain-{uuid.uuid4().hex[:8]}"
+    client = s3_server.client()
+    first = write_utm(tmp_path / "a")
+    second = write_multiband(tmp_path / "b")
+    for path in (first, second):
+        client.upload_file(str(path), s3_server.bucket, f"{run}/products/{path.name}")
+    with FaultProxy(s3_server.endpoint_url) as proxy:
+        proxy.add("GET", rf"/{run}/products/{second.name}$", "503")
+        attempts: list[int] = []
+
+        def heal_on_retry(task: Any, task_run: Any, state: Any) -> None:
+            attempts.append(task_run.run_count)
+            if task_run.run_count == 2:
+                proxy.clear()
+
+        monkeypatch.setattr(
+            events_flow,
+            "handle_event",
+            events_flow.handle_event.with_options(on_running=[heal_on_retry], retry_delay_seconds=0),
+        )
+        options = {**s3_server.keyless_options, "client_kwargs": {"endpoint_url": proxy.endpoint_url}}
+        state = events_flow.handle_s3_event(
+            _s3_put_event(s3_server.bucket, *(f"{run}/products/{p.name}" for p in (first, second))),
+            catalog=str(tmp_path / "catalog"),
+            collection="events",
+            storage_options=options,
+            return_state=True,
+        )
+    out = state.result()
+    assert attempts == [1, 2]
+    assert sorted((r["id"], r["action"]) for r in out["registered"]) == [
+        ("multiband_20240801", "created"),
+        ("utm_20240513", "created"),
+    ]
+    assert out["failed"] == []
+    (artifact,) = read_artifacts(key="event-events", flow_run=flow_run_id(state))
+    assert sorted((r["id"], r["outcome"]) for r in table_rows(artifact)) == [
+        ("multiband_20240801", "created"),
+        ("utm_20240513", "created"),
+    ]
