@@ -308,6 +308,14 @@ def _instant(text: object, *, end: bool) -> datetime:
         raise InputError(
             f"datetime {text!r} is not RFC 3339: use e.g. 2024-01-01T00:00:00Z or 2024-01-01"
         ) from exc
+    if not any(sep in text for sep in "Tt "):
+        # a day in another ISO 8601 form (20240101, 2024-W01, 2024W011): no time
+        # to give a zone to; say what is taken instead
+        raise InputError(
+            f"datetime {text!r} is not a form search takes: give a day as 2024-01-01 (the whole day), "
+            "an instant as 2024-01-01T00:00:00Z (Z or an offset such as +02:00), or START/END of those "
+            "('..' for an open end)"
+        )
     if when.tzinfo is None:
         raise InputError(f"datetime {text!r} has no time zone: add Z (UTC) or an offset such as +02:00")
     try:

@@ -917,3 +917,19 @@ def test_reconcile_fix_rebuilds_a_fragment_whose_lines_are_json_but_not_items(tm
     assert [f["id"] for f in search(str(cat))["features"]] == ["a_20240105"]
     assert search(str(cat))["features"][0]["geometry"]["type"] == "Polygon"
     assert runner.invoke(main, ["reconcile", str(cat)]).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "value", ["20240101", "2024-W01", "2024-W01-1", "20240101/2024-01-31", "2024-01-01/2024W05"]
+)
+def test_a_day_in_another_iso_form_is_told_the_forms_taken_not_a_time_zone(catalog, value):
+    """``20240101`` or ``2024-W01`` parse as ISO 8601 days without a time: the
+    message said "no time zone", and adding Z to them does not help either."""
+    with pytest.raises(InputError) as refused:
+        search(str(catalog), datetime=value)
+    message = str(refused.value)
+    assert "time zone" not in message
+    assert "2024-01-01" in message and "2024-01-01T00:00:00Z" in message and "START/END" in message
+    out = CliRunner().invoke(main, ["search", str(catalog), "--datetime", value])
+    assert out.exit_code == 2, out.output
+    assert "--datetime" in out.output and "time zone" not in out.output
