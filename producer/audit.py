@@ -8,7 +8,6 @@ repair of what it finds is :mod:`producer.repair`.
 
 from __future__ import annotations
 
-import posixpath
 import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -55,7 +54,7 @@ from producer.redact import redact
 from producer.results import ProblemKind
 from producer.store.base import Store
 from producer.store.open import has_credentials
-from producer.urls import local_path, protocol
+from producer.urls import protocol
 from producer.validate import Validator
 
 #: problem kinds that make a catalog invalid (validate exits 1)
@@ -614,34 +613,13 @@ def _nested_roots(unreached: Mapping[str, tuple[dict | None, StoreError | None]]
     ``.../catalog.json`` whose ``rel=root`` link names itself (a partition
     catalog's names this catalog's root, at ``url``, relative or absolute),
     outermost first; nothing below one of them is listed again."""
-    own_root = document_url(url, ROOT_KEY)
     roots: list[str] = []
     for key in sorted(unreached, key=lambda k: (k.count("/"), k)):
-        found = unreached[key][0]
-        if key == ROOT_KEY or not key.endswith("/" + ROOT_KEY) or not isinstance(found, dict):
+        if any(key.startswith(r[: -len(ROOT_KEY)]) for r in roots):
             continue
-        if found.get("type") != "Catalog" or any(key.startswith(r[: -len(ROOT_KEY)]) for r in roots):
-            continue
-        links = found.get("links")
-        for link in links if isinstance(links, list) else ():
-            href = link.get("href") if isinstance(link, dict) else None
-            if not isinstance(href, str) or not href or link.get("rel") != "root":
-                continue
-            if "://" in href or href.startswith("/"):
-                # a URL ending as its key names itself, unless it is this root's
-                # (a folder named as the catalog's own: .../data/data/catalog.json)
-                names_itself = href.endswith("/" + key) and _local_or_url(href) != own_root
-            else:
-                names_itself = posixpath.normpath(posixpath.join(posixpath.dirname(key), href)) == key
-            if names_itself:
-                roots.append(key)
-                break
+        if docs.is_other_root(key, unreached[key][0], url):
+            roots.append(key)
     return roots
-
-
-def _local_or_url(href: str) -> str:
-    """``href`` as :func:`document_url` spells a location (a ``file://`` URL as its path)."""
-    return local_path(href) if href.lower().startswith("file:") else href
 
 
 def _unreached_keys(store: Store, walk: _Walk, reached: set[str] | None = None) -> list[str]:

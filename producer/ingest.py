@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import errno
+import json
 import logging
 import os
 import signal
@@ -1552,6 +1553,31 @@ def _retitle(doc: dict, title: str) -> None:
             link["title"] = title
 
 
+def _refuse_other_catalog(committer: Committer, collection: str, coll_key: str) -> None:
+    """Raise :class:`InputError` when the folder a new collection would take
+    (``coll_key``'s) holds the root of another catalog (its ``catalog.json``'s
+    root link names itself, as ``reconcile`` tells a nested catalog): its
+    items would be written into that catalog. One GET, only when the
+    collection is new; a folder without one, or one this cannot read, is left
+    to the writes."""
+    folder = coll_key.rsplit("/", 1)[0]
+    key = f"{folder}/{ROOT_KEY}"
+    try:
+        data, _ = committer.store.get(key)
+        doc = json.loads(data)
+    except (ProducerError, OSError, ValueError):
+        return
+    if docs.is_other_root(key, doc, committer.store.url):
+        where = committer.store_path(folder)
+        raise InputError(
+            f"collection {collection!r} would be the folder {where}, which holds another catalog (its "
+            "catalog.json is a root of its own): registering would write into that catalog (nothing was "
+            "written); choose another collection id, or register into that catalog by giving it as the "
+            "catalog",
+            hints=(Hint("catalog", where, "register into that catalog"),),
+        )
+
+
 def _check_new_parents(
     committer: Committer, preread: dict, collection: str, collection_meta: dict | None
 ) -> None:
@@ -1559,6 +1585,7 @@ def _check_new_parents(
     layout = committer.layout
     coll_key = layout.collection_key(collection)
     if coll_key in preread and preread[coll_key][0] is None:
+        _refuse_other_catalog(committer, collection, coll_key)
         doc = docs.new_collection(
             collection, collection_meta, layout, (committer.root_meta or {}).get("title")
         )

@@ -91,3 +91,44 @@ def test_a_sub_catalog_whose_absolute_root_link_names_this_root_is_no_nested_cat
     kinds = {(p.kind, p.key) for p in producer.validate_catalog(str(catalog))}
     assert ("nested-catalog", "data/catalog.json") not in kinds, kinds
     assert ("orphan", "data/catalog.json") in kinds, kinds
+
+
+def test_registering_into_a_collection_whose_folder_is_another_catalog_is_refused(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """``register -c s3://bucket --collection staging`` with another catalog at
+    ``staging/``: the collection document, the item and the mirror were
+    written into that catalog's folder, beside its own root."""
+    from click.testing import CliRunner
+
+    from producer.cli import main
+
+    bucket = s3_server.new_bucket()
+    options = s3_server.storage_options
+    a = write_tile(tmp_path, "a_20240110.tif", 6.0, 46.0)
+    b = write_tile(tmp_path, "b_20240315.tif", 7.0, 46.5)
+    producer.register([str(a)], catalog=f"s3://{bucket}", collection="a", storage_options=options)
+    producer.register([str(a)], catalog=f"s3://{bucket}/staging", collection="d", storage_options=options)
+    before = _objects(s3_server, bucket, "")
+
+    for dry_run in (False, True):
+        (refused,) = producer.register(
+            [str(b)], catalog=f"s3://{bucket}", collection="staging", storage_options=options, dry_run=dry_run
+        )
+        assert refused.action == "error" and refused.error_type == "input"
+        assert refused.error is not None
+        assert f"s3://{bucket}/staging, which holds another catalog" in refused.error
+        assert f"catalog='s3://{bucket}/staging'" in refused.error
+    assert _objects(s3_server, bucket, "") == before
+
+    local = tmp_path / "cat"
+    producer.register([str(a)], catalog=str(local), collection="a")
+    producer.register([str(a)], catalog=str(local / "staging"), collection="d")
+    files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*"))
+    out = CliRunner().invoke(main, ["register", str(b), "-c", str(local), "--collection", "staging"])
+    assert out.exit_code == 1, out.output
+    assert f"--catalog {local / 'staging'}" in out.output and "another catalog" in out.output
+    assert sorted(p.relative_to(local).as_posix() for p in local.rglob("*")) == files
+    # its own catalog, named as the fix says: registered there
+    (there,) = producer.register([str(b)], catalog=str(local / "staging"), collection="d")
+    assert there.action == "created", there.error

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import posixpath
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,7 @@ from producer.catalog.extent import (
 from producer.catalog.layout import LAYOUT_FIELD, ROOT_KEY, Layout, layout_record_problem, relative_href
 from producer.errors import CatalogError, ValidationError
 from producer.finite import non_finite
+from producer.urls import local_path
 
 STAC_VERSION = "1.1.0"
 # plain ``str`` values: the fast serialisation path takes exact scalar types only
@@ -756,4 +758,30 @@ def touches_boundary(extent: dict, item: dict) -> bool:
         return True
     if interval[1] is not None and parse_time(end) >= parse_time(interval[1]):
         return True
+    return False
+
+
+def is_other_root(key: str, doc: object, url: str) -> bool:
+    """True when ``doc``, the document at ``key`` (a ``.../catalog.json``
+    below the root) of the catalog at ``url``, is the root of another
+    catalog: a Catalog whose ``rel=root`` link names itself (a partition
+    catalog's names this catalog's root, relative or absolute). A URL root
+    link ending as ``key`` names itself unless it is this catalog's own root
+    (a folder named as the catalog's own: ``.../data/data/catalog.json``)."""
+    if key == ROOT_KEY or not key.endswith("/" + ROOT_KEY) or not isinstance(doc, dict):
+        return False
+    if doc.get("type") != "Catalog":
+        return False
+    own_root = f"{url.rstrip('/')}/{ROOT_KEY}"
+    links = doc.get("links")
+    for link in links if isinstance(links, list) else ():
+        href = link.get("href") if isinstance(link, dict) else None
+        if not isinstance(href, str) or not href or link.get("rel") != "root":
+            continue
+        if "://" in href or href.startswith("/"):
+            spelled = local_path(href) if href.lower().startswith("file:") else href
+            if href.endswith("/" + key) and spelled != own_root:
+                return True
+        elif posixpath.normpath(posixpath.join(posixpath.dirname(key), href)) == key:
+            return True
     return False
