@@ -295,11 +295,16 @@ def _remove_group_asset(
                 _publish(committer, coll_key, result, sinks, [change], [])
             return result
         if kind == "none":
+            # no shrink marker: either the asset's removal finished (or the item
+            # never held it), or it was killed between the item's write and the
+            # marker, which left no trace to finish from but a stale extent
             result = RemoveResult(
                 id=item_id,
                 href=href,
                 action="kept",
-                reason=f"the item has no asset {redact(wanted)}; it stays",
+                reason=f"the item has no asset {redact(wanted)} (removed by an earlier run, or never part "
+                "of it); it stays. If that run was interrupted, the collection extent may still cover the "
+                "removed asset: a reconcile with fix recomputes it (validate reports it as stale-extent)",
             )
             if any(wants_unchanged(sink) for sink in sinks):
                 # maybe a rerun of a removal killed (or whose sink failed) after the

@@ -200,3 +200,50 @@ def test_rerun_of_an_asset_removal_killed_before_its_extent_write_finishes_it(tm
         again = producer.remove("scene_a", catalog=store, collection="g", product=b02)
         assert again.action == "kept", again
     assert marked == 1
+
+
+def test_rerun_of_an_asset_removal_killed_before_its_shrink_marker_says_what_is_left(tmp_path: Path) -> None:
+    """Killed after the item's write, before the shrink marker: nothing in the
+    catalog tells the rerun that a removal was under way, and the rerun said
+    only "the item has no asset ...; it stays" while the extent stayed too
+    wide. It now says that an interrupted removal may have left the extent
+    covering the removed asset, and how to recompute it; that repair leaves
+    a clean catalog."""
+    import itertools
+    import shutil
+
+    from producer.catalog.documents import SHRINK_FIELD
+    from producer.store.local import LocalStore
+    from tests.crashes import crash_runs
+
+    data = tmp_path / "data"
+    _band(data / "scene_a" / "B01.tif", "EPSG:4326", (10.0, 50.0), 0.05, 4, "2024:05:01 10:00:00")
+    b02 = _band(data / "scene_a" / "B02.tif", "EPSG:4326", (20.0, 50.0), 0.05, 4, "2024:05:01 10:00:00")
+    _band(data / "scene_b" / "B01.tif", "EPSG:4326", (5.0, 45.0), 0.05, 4, "2024:05:02 10:00:00")
+    prepared = tmp_path / "prepared"
+    assert all(
+        r.ok for r in producer.register([str(data)], catalog=str(prepared), collection="g", group=GROUP)
+    )
+    runs = itertools.count()
+
+    def fresh() -> LocalStore:
+        target = tmp_path / f"run{next(runs)}"
+        shutil.copytree(prepared, target)
+        return LocalStore(str(target))
+
+    before_marker = 0
+    for _n, store, writes in crash_runs(
+        fresh, lambda s: producer.remove("scene_a", catalog=s, collection="g", product=b02)
+    ):
+        catalog = Path(store.root)
+        if writes != ["g/scene_a/scene_a.json"]:
+            continue
+        before_marker += 1
+        assert SHRINK_FIELD not in _doc(catalog, "g", "collection.json")
+        assert [p.kind for p in producer.validate_catalog(store)] == ["stale-extent"]
+        rerun = producer.remove("scene_a", catalog=store, collection="g", product=b02)
+        assert rerun.action == "kept", rerun
+        assert "interrupted" in (rerun.reason or "") and "reconcile with fix" in (rerun.reason or "")
+        producer.reconcile(store, fix=True)
+        assert producer.validate_catalog(store) == []
+    assert before_marker == 1
