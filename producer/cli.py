@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar
 
 import click
 
-from producer.sources import PRODUCT_SUFFIXES  # light: no write-path import
+from producer.sources import PRODUCT_SUFFIXES, ordinal  # light: no write-path import
 
 if TYPE_CHECKING:
     from producer.options import OptionSpec, RegisterOptions
@@ -790,6 +790,13 @@ def reconcile(
     from producer.options import RECONCILE_WITHOUT_DATA, flag_spelling  # noqa: PLC0415
     from producer.redact import redact  # noqa: PLC0415
 
+    empty = [n for n, path in enumerate(data, 1) if not path.strip()]
+    if empty:  # an unset shell variable (--data "$DIR"): refused, as a typo in a path is
+        raise click.UsageError(
+            f"the {ordinal(empty[0])} --data of the {len(data)} given is empty: a products' folder, prefix "
+            "or glob was meant there (a variable left unset?); give it, or leave that --data out. "
+            "Nothing was checked or written"
+        )
     if collection and not data:
         raise click.UsageError(
             "--collection names the collection that products found under --data are registered "

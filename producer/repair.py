@@ -79,6 +79,7 @@ from producer.sources import (
     expand_paths,
     is_remote,
     no_products_found,
+    ordinal,
     path_strings,
 )
 from producer.store.base import Store, modified
@@ -202,6 +203,21 @@ class _Wanted:
     id template) is found as the walk meets it: :attr:`duplicates`."""
 
     def __init__(self, data: str | list[str], storage_options: dict | None, options: RegisterOptions) -> None:
+        if isinstance(data, list | tuple):
+            empty = [n for n, p in enumerate(data, 1) if isinstance(p, str) and not p.strip()]
+            if empty:
+                # refused, as a typo in a path is: skipped, it could hide the
+                # prefix that was meant (an unset variable) behind "0 missing"
+                raise InputError(
+                    f"data: its {ordinal(empty[0])} entry of the {len(data)} given is empty: a products' "
+                    "folder, prefix or glob was meant there (a variable left unset?); give it, or leave that "
+                    "entry out. Nothing was checked or written"
+                )
+        elif isinstance(data, str) and not data.strip():
+            raise InputError(
+                "data is empty: a products' folder, prefix or glob was meant (a variable left unset?); "
+                "give it, or leave data out. Nothing was checked or written"
+            )
         entries = path_strings(data)  # an empty path is refused as such, not as a missing file ''
         if not entries:  # an empty list compares nothing: "0 missing" would pass for a complete catalog
             raise InputError(

@@ -57,6 +57,7 @@ __all__ = [
     "is_remote",
     "is_wrf_output",
     "literal_paths",
+    "ordinal",
     "path_strings",
     "no_products_found",
     "enclosing_store",
@@ -272,18 +273,18 @@ def path_strings(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
         if not isinstance(raw, (str, bytes, os.PathLike)):
             raise TypeError(
                 f"paths must hold product paths or URLs (str or pathlib.Path), not {_type_name(raw)}, "
-                f"the {_ordinal(position)} of the {len(given)} given: leave it out"
+                f"the {ordinal(position)} of the {len(given)} given: leave it out"
             )
         path = os.fsdecode(os.fspath(raw))
         if not path.strip():  # would become an item id '' (or the working folder)
             raise InputError(
-                f"empty product path ({_ordinal(position)} of the {len(given)} given): name a file, "
+                f"empty product path ({ordinal(position)} of the {len(given)} given): name a file, "
                 "a folder, a glob or a URL, or leave it out"
             )
         url = pathlib_merged_url(path) if not isinstance(raw, str) else None
         if url is not None:
             raise InputError(
-                f"{redact(path)} ({_ordinal(position)} of the {len(given)} given) is a URL that went through "
+                f"{redact(path)} ({ordinal(position)} of the {len(given)} given) is a URL that went through "
                 f"pathlib, which merges the '//' after its scheme: pass the URL as a str, e.g. {redact(url)!r}"
             )
         out.append(path)
@@ -294,7 +295,7 @@ def _type_name(value: object) -> str:
     return "None" if value is None else type(value).__name__
 
 
-def _ordinal(n: int) -> str:
+def ordinal(n: int) -> str:
     """``1st``, ``2nd``, ``3rd``, ``4th``, ``11th``, ``21st``."""
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"

@@ -600,3 +600,25 @@ def test_obstore_refusing_product_options_names_the_flag_that_takes_them(s3_serv
             storage_options={"config_kwargs": {"retries": {"max_attempts": 3}}},
         )  # fmt: skip
     assert s3_server.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def test_an_empty_data_entry_of_reconcile_is_refused_naming_it_in_the_callers_spelling(data, tmp_path):
+    """``reconcile --data "$DIR"`` with the variable unset (or a list built
+    with a trailing empty entry) was refused as "empty product path (2nd of
+    the 2 given)", naming no option: which of the paths given, of what? The
+    refusal names ``--data`` (``data`` in Python) and the entry; skipping it
+    could hide the prefix meant behind "0 missing"."""
+    catalog = tmp_path / "cat"
+    producer.register([str(data["utm"])], catalog=str(catalog), collection="c")
+    before = tree_hash(catalog)
+    folder = str(Path(data["utm"]).parent)
+    for extra in ([], ["--fix"]):
+        res = invoke("reconcile", str(catalog), "--data", folder, "--data", "", "--collection", "c", *extra)
+        assert res.exit_code == 2, res.output
+        assert "the 2nd --data of the 2 given is empty" in res.output, res.output
+        assert "Nothing was checked or written" in res.output
+    with pytest.raises(InputError, match="data: its 2nd entry of the 2 given is empty"):
+        producer.reconcile(str(catalog), data=[folder, " "], fix=True, collection="c")
+    with pytest.raises(InputError, match="data is empty.*leave data out"):
+        producer.reconcile(str(catalog), data="")
+    assert tree_hash(catalog) == before

@@ -234,7 +234,7 @@ def test_reconcile_with_data_that_holds_no_product_exits_2_and_writes_nothing(
     # nor does an empty data list or path compare anything
     with pytest.raises(InputError, match="data names no product path"):
         producer.reconcile(str(catalog), data=[], fix=True, collection="c")
-    with pytest.raises(InputError, match="empty product path"):
+    with pytest.raises(InputError, match="data is empty"):
         producer.reconcile(str(catalog), data="")
     # an S3 prefix with a typo lists nothing: the same
     bucket = s3_server.new_bucket()
