@@ -7,10 +7,15 @@
 Third pass:
 
 * The compiled schema checks build no error message for a valid document.
+
+Fifth pass:
+
+* An item's geometry is checked for NaN without formatting its floats.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -197,3 +202,96 @@ def test_ring_checks_in_c_speed_passes_agree_with_a_check_per_position(ring: obj
         for row in ring  # type: ignore[attr-defined]
     )
     assert bool(_number_rows(ring)) == expected_rows  # type: ignore[arg-type]
+
+
+# Fifth pass (nz34)
+
+
+def _item_with(geometry: object) -> dict:
+    return {
+        "type": "Feature",
+        "id": "i",
+        "bbox": [0.0, 0.0, 1.0, 1.0],
+        "geometry": geometry,
+        "properties": {},
+    }
+
+
+def _polygon(*values: object) -> dict:
+    ring: list = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]
+    for i, value in enumerate(values):
+        ring.insert(1 + i, [0.5, value])
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
+class _Float(float):
+    pass
+
+
+FINITE_CASES = [
+    _polygon(),
+    _polygon(math.nan),
+    _polygon(math.inf, -math.inf),
+    _polygon(_Float(math.nan)),
+    _polygon(_Float(0.5)),
+    _polygon(10**400),
+    _polygon(1e308, 1e308),  # the sum overflows, every value is finite
+    _polygon(True, None),
+    _polygon("x"),
+    {"type": "MultiPolygon", "coordinates": [[[[0.0, 0.0], [math.nan, 1.0]]], []]},
+    {"type": "Point", "coordinates": (0.0, math.inf)},
+    {"type": "GeometryCollection", "geometries": [_polygon(), _polygon(math.nan)]},
+    {"type": "Polygon", "coordinates": [[[0.0, 0.0]]], "bbox": {1.5: 2.0}},
+    {"type": "Polygon", "coordinates": [[[0.0, 0.0]]], "extra": object()},
+    None,
+    [],
+]
+
+
+@pytest.mark.parametrize("geometry", FINITE_CASES)
+def test_an_items_geometry_is_checked_for_nan_without_writing_its_floats(geometry: object) -> None:
+    """``non_finite`` encoded a whole item with the C encoder to learn that
+    no float is NaN or infinite; formatting the hundreds of floats of a
+    densified footprint was most of that (and the item is encoded again
+    when written). An item's geometry is now looked at value by value;
+    the answers are the encoder's and the walk's, as before."""
+    from producer import finite
+
+    doc = _item_with(geometry)
+    assert finite.non_finite(doc) == _reference_non_finite(doc)
+
+
+def test_a_plain_polygon_is_not_formatted_to_find_no_nan() -> None:
+    """The densified footprint of a valid item goes to no encoder."""
+    from producer import finite
+
+    ring = [[float(i), float(i) / 3] for i in range(500)] + [[0.0, 0.0]]
+    doc = _item_with({"type": "Polygon", "coordinates": [ring]})
+    encoded: list[object] = []
+    real = finite._STRICT
+
+    def recording(value: object) -> str:
+        encoded.append(value)
+        return real(value)
+
+    finite._STRICT = recording
+    try:
+        assert finite.non_finite(doc) == []
+    finally:
+        finite._STRICT = real
+    assert encoded and all(value["geometry"] is None for value in encoded)  # type: ignore[index]
+
+
+def _reference_non_finite(doc: object) -> list[str]:
+    """``non_finite`` as it was: the encoder over the whole document, then the walk."""
+    from producer import finite
+
+    try:
+        finite._STRICT(doc)
+    except (ValueError, TypeError, RecursionError):
+        pass
+    else:
+        return []
+    problems: list[str] = []
+    finite._walk(doc, "", problems, 0)
+    return problems
