@@ -295,3 +295,80 @@ def _reference_non_finite(doc: object) -> list[str]:
     problems: list[str] = []
     finite._walk(doc, "", problems, 0)
     return problems
+
+
+LINE_CASES = [
+    _polygon(),
+    _polygon(0.25, 1, -0.0),
+    _polygon(True),
+    _polygon(_Float(0.5)),
+    _polygon(10**30),
+    {
+        "type": "MultiPolygon",
+        "coordinates": [[[[0.0, 0.0], [1.0, 0.5], [0.0, 0.0]]], [[[2.0, 2.0]], [[3.0, 3.0]]]],
+    },
+    {"type": "MultiPolygon", "coordinates": []},
+    {"type": "Polygon", "coordinates": []},
+    {"type": "Polygon", "coordinates": [[]]},
+    {"type": "Polygon", "coordinates": [[[]]]},
+    {"type": "Polygon", "coordinates": [[(0.0, 1.0)]]},
+    {"type": "Polygon", "coordinates": ([[0.0, 1.0]],)},
+    {
+        "type": "Polygon",
+        "coordinates": [[[0.0, 1.0]]],
+        "bbox": [0.0, 1.0],
+        "note": "\x00stac-producer coordinates\x00",
+    },
+    {"type": "Polygon", "coordinates": [[["é", None], [{"a": [1.5]}], [0.5, 1.0]]]},
+    {"type": "Polygon", "coordinates": [[[0.5, 1.0], [1e300, -1e-300]], [[2.5, 0.5]]]},
+    {"type": "Point", "coordinates": [0.5, 0.5]},
+    {"type": "Polygon"},
+    None,
+]
+
+
+@pytest.mark.parametrize("geometry", LINE_CASES)
+def test_the_mirror_line_of_an_item_is_its_compact_json(geometry: object) -> None:
+    """``item_line`` splices a polygon's ring text into the rest of the
+    item; the line is still ``json.dumps`` of the item, byte for byte."""
+    import json
+
+    from producer.changes import item_line
+
+    item = _item_with(geometry)
+    item["properties"] = {"title": "Zürich \u2603", "n": 1}
+    assert item_line(item) == json.dumps(item, separators=(",", ":"), allow_nan=False)
+
+
+def test_an_items_ring_is_formatted_once_for_its_document_and_its_mirror_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The footprint's floats were formatted for the item document and
+    again for the mirror's line a moment later: most of each encoding."""
+    import json
+
+    from producer import ringtext
+    from producer.catalog import documents
+    from producer.changes import item_line
+
+    ring = [[float(i) / 7, float(i) / 3] for i in range(300)] + [[0.0, 0.0]]
+    item = _item_with({"type": "Polygon", "coordinates": [ring]})
+    formatted: list[object] = []
+    real = ringtext._COMPACT
+
+    def counting(value: object) -> str:
+        formatted.append(value)
+        return real(value)
+
+    monkeypatch.setattr(ringtext, "_COMPACT", counting)
+    text = documents.dumps(item)
+    line = item_line(item)
+    assert formatted == [ring]
+    assert json.loads(text) == item
+    assert line == json.dumps(item, separators=(",", ":"), allow_nan=False)
+    ring[5][0] = -0.0  # a changed ring is formatted again
+    assert item_line(item) == json.dumps(item, separators=(",", ":"), allow_nan=False)
+    assert len(formatted) == 2
+    ring[5][0] = math.nan
+    with pytest.raises(ValueError):
+        item_line(item)
