@@ -372,3 +372,35 @@ def test_an_items_ring_is_formatted_once_for_its_document_and_its_mirror_line(
     ring[5][0] = math.nan
     with pytest.raises(ValueError):
         item_line(item)
+
+
+def test_a_put_writes_its_bytes_to_the_descriptor_short_writes_and_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A put's temp file went through ``os.fdopen`` (a buffered file object:
+    an fstat, an ioctl and an lseek more per write, four writes per
+    upsert); the bytes now go to the descriptor, a short write going on
+    where it stopped, and a write that takes nothing failing the put with
+    no temp file left."""
+    import os
+
+    from producer.errors import StoreError
+    from producer.store.local import LocalStore
+
+    def no_fdopen(*args: object, **kw: object) -> object:
+        raise AssertionError("os.fdopen called")
+
+    real_write = os.write
+    monkeypatch.setattr(os, "fdopen", no_fdopen)
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, bytes(data[:3])))  # short writes
+    store = LocalStore(str(tmp_path / "cat"), durability="fsync")
+    data = bytes(range(256)) * 40
+    store.put("c/collection.json", data)
+    store.put("c/i/i.json", data, create_only=True)
+    assert (tmp_path / "cat" / "c" / "collection.json").read_bytes() == data
+    assert (tmp_path / "cat" / "c" / "i" / "i.json").read_bytes() == data
+    monkeypatch.setattr(os, "write", lambda fd, data: 0)
+    with pytest.raises(StoreError, match="c/j.json"):
+        store.put("c/j.json", data)
+    monkeypatch.undo()
+    assert sorted(p.name for p in (tmp_path / "cat" / "c").iterdir()) == ["collection.json", "i"]

@@ -179,6 +179,17 @@ def syncfs(directory: Path) -> None:
         os.close(fd)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (a short write goes on from where it
+    stopped; a write that takes nothing is an I/O error)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.EIO, "the write took no bytes")
+        view = view[written:]
+
+
 def _version(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -253,6 +264,7 @@ class LocalStore:
         self._real_root: str | None = None  # the root's real path + "/", for open_read
         self._real_dir: str | None = None  # the root's real path, for _path (set once it exists)
         self._syncfs_ok: bool | None = None  # whether staging may rely on syncfs (checked once)
+        self._lock_file = os.path.join(self.root, LOCK_NAME)  # opened by every write: its text made once
 
     def __repr__(self) -> str:
         return f"LocalStore({self.url!r})"
@@ -338,7 +350,7 @@ class LocalStore:
         """Hold the root's exclusive lock (creating root and lock file)."""
         import fcntl  # noqa: PLC0415 (POSIX only: here, so the module imports on any OS)
 
-        lock = self.root / LOCK_NAME
+        lock = self._lock_file
         flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
         try:
             try:
@@ -487,11 +499,12 @@ class LocalStore:
             except OSError as exc:
                 raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
             try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
+                try:  # the bytes straight to the descriptor: no buffered file object (3 syscalls less)
+                    _write_all(fd, data)
                     if sync:
-                        f.flush()
-                        os.fsync(f.fileno())
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
             except OSError as exc:  # disk full, quota, I/O error: a store error naming the key
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
@@ -610,14 +623,15 @@ class LocalStore:
             self._changed_dirs(path, created)
         self._after_write(path, created)
         version = _version(data)
-        log.debug(
-            "%r put %s (%s): %d bytes, new version %s",
-            self,
-            key,
-            describe_condition(if_version, create_only),
-            len(data),
-            version,
-        )
+        if log.isEnabledFor(logging.DEBUG):  # describe_condition is not free
+            log.debug(
+                "%r put %s (%s): %d bytes, new version %s",
+                self,
+                key,
+                describe_condition(if_version, create_only),
+                len(data),
+                version,
+            )
         return version
 
     def _after_write(self, path: Path, created: list[Path]) -> None:
