@@ -452,3 +452,34 @@ def dataclasses_fields(opts: object) -> tuple:
     import dataclasses
 
     return dataclasses.fields(opts.RegisterOptions)  # type: ignore[attr-defined]
+
+
+def test_listing_below_a_missing_folder_walks_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every upsert lists its collection's intents folder, which a lone
+    writer never creates: the list asked ``is_file`` of it and started an
+    ``os.walk`` that failed on it. The ``lstat`` walk of the prefix's
+    components already says a folder is missing: nothing more is asked."""
+    import os
+
+    from producer.store.local import LocalStore
+
+    store = LocalStore(str(tmp_path / "cat"), durability="os")
+    store.put("c/collection.json", b"{}")
+    store.put("c/i/i.json", b"{}")
+    store.put("c/collection.json", b"{}")  # the root's real path is known from here on
+    asked: list[str] = []
+    for name in ("stat", "walk", "scandir"):
+        real = getattr(os, name)
+
+        def counting(*args: object, _real: object = real, _name: str = name, **kw: object) -> object:
+            asked.append(_name)
+            return _real(*args, **kw)  # type: ignore[operator]
+
+        monkeypatch.setattr(os, name, counting)
+    assert list(store.list("c/_intents/")) == []
+    assert list(store.list("d/e/")) == []
+    assert asked == []
+    assert sorted(store.list("c/")) == ["c/collection.json", "c/i/i.json"]
+    assert list(store.list("c/i/i.json")) == ["c/i/i.json"]

@@ -799,10 +799,17 @@ class LocalStore:
         """Yield document keys under ``prefix`` (segment-wise), skipping the
         lock file and temporary files."""
         prefix = check_prefix(prefix)
-        start = self.root.joinpath(*prefix.split("/")) if prefix else self.root
+        parts = prefix.split("/")
+        start = self.root.joinpath(*parts) if prefix else self.root
         real_root = self._real_root_dir()
-        if prefix and (real_root is None or not _plain_below(real_root, prefix.split("/"))):
+        found = _existing_below(real_root, parts) if prefix and real_root is not None else None
+        if prefix and found is None:
             self._check_inside(prefix, start)  # as _path: resolved in full only past a link
+        elif prefix and found is not None and found < len(parts):
+            # a folder on the way is missing (a collection's intents folder,
+            # mostly): nothing below it, and no stat or walk to learn that
+            log.debug("%r list %r: 0 key(s)", self, prefix)
+            return
         root_real = (real_root or os.path.realpath(self.root)).rstrip(os.sep) + os.sep
         if start.is_file():
             listable = is_listable(prefix)
