@@ -483,3 +483,41 @@ def test_listing_below_a_missing_folder_walks_nothing(
     assert asked == []
     assert sorted(store.list("c/")) == ["c/collection.json", "c/i/i.json"]
     assert list(store.list("c/i/i.json")) == ["c/i/i.json"]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "c/items.parquet",
+        "c/2024/03/items.parquet",
+        "c/./items.parquet",
+        "c//items.parquet",
+        "c/a/../items.parquet",
+    ],
+)
+def test_mirror_assets_link_their_files_without_the_working_directory(
+    key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The collection's mirror asset hrefs came from ``posixpath.relpath``,
+    which asks ``os.getcwd()`` twice (each commit makes them twice); the
+    same hrefs now come from the keys' parts."""
+    import os
+    import posixpath
+
+    from producer.catalog.mirrorlinks import mirror_assets
+
+    expected = "./" + posixpath.relpath(key, "c")
+
+    asked: list[str] = []
+    real = os.getcwd
+
+    def counting() -> str:
+        asked.append("getcwd")
+        return real()
+
+    monkeypatch.setattr(os, "getcwd", counting)
+    (asset,) = mirror_assets("c", [key]).values()
+    monkeypatch.undo()
+    assert asset["href"] == expected
+    if all(part not in ("", ".", "..") for part in key.split("/")):
+        assert asked == []
