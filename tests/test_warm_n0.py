@@ -521,3 +521,39 @@ def test_mirror_assets_link_their_files_without_the_working_directory(
     assert asset["href"] == expected
     if all(part not in ("", ".", "..") for part in key.split("/")):
         assert asked == []
+
+
+def test_a_products_id_is_made_once_per_register(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A register made each product's id before its extraction (so a
+    failed one is named) and the extraction made it again (~20 us each);
+    an id depends on the location, the template and the collection only,
+    so the second is the first. A refused id is refused every time."""
+    import sys
+
+    import producer
+    from producer.errors import UnsafeIdError
+    from producer.extract import ids
+    from producer.extract.options import ExtractOptions
+    from tests import rasters
+
+    made: list[str] = []
+    real = ids.split_location
+
+    def counting(location: str) -> tuple[str, str]:
+        if "make_item_id" in sys._getframe(1).f_code.co_name:  # not the other readers of a name
+            made.append(location)
+        return real(location)
+
+    source = rasters.write_utm(tmp_path / "data")
+    monkeypatch.setattr(ids, "split_location", counting)  # the names an id is made of
+    (result,) = producer.register([source], catalog=str(tmp_path / "cat"), collection="c")
+    assert result.ok, result.error
+    assert made == [str(source)]
+    options = ExtractOptions(collection="c", id_template="x{stem}")
+    assert ids.make_item_id(source, options) == ids.make_item_id(source, options) == "x" + result.item["id"]
+    assert ids.make_item_id(
+        source, ExtractOptions(collection="d", id_template="{collection}-{stem}")
+    ).startswith("d-")
+    for _ in range(2):
+        with pytest.raises(UnsafeIdError):
+            ids.make_item_id(source, ExtractOptions(collection="c", id_template="a b {stem}"))
