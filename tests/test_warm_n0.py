@@ -557,3 +557,45 @@ def test_a_products_id_is_made_once_per_register(tmp_path: Path, monkeypatch: py
     for _ in range(2):
         with pytest.raises(UnsafeIdError):
             ids.make_item_id(source, ExtractOptions(collection="c", id_template="a b {stem}"))
+
+
+def test_a_committer_seeds_no_generator_of_its_own_and_forks_back_off_apart(tmp_path: Path) -> None:
+    """Each Committer seeded a random.Random from os.urandom (~11 us of
+    every register) for its backoff jitter; committers now share one per
+    process, seeded again in a forked child (two children forked from one
+    process draw different jitter)."""
+    import os
+    import random
+
+    from producer.commit import Committer
+    from producer.store.local import LocalStore
+
+    seeded: list[int] = []
+    real = random.Random.seed
+
+    def counting(self: random.Random, *args: object, **kw: object) -> None:
+        seeded.append(1)
+        real(self, *args, **kw)  # type: ignore[arg-type]
+
+    random.Random.seed = counting  # type: ignore[method-assign]
+    try:
+        store = LocalStore(str(tmp_path / "cat"), durability="os")
+        Committer(store, lambda doc, where: None)
+        Committer(store, lambda doc, where: None)
+    finally:
+        random.Random.seed = real  # type: ignore[method-assign]
+    assert seeded == []
+    rng = Committer(store, lambda doc, where: None).rng
+    draws = []
+    for _ in range(2):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: one draw, then out without running any cleanup
+            os.close(read)
+            os.write(write, repr(rng.random()).encode())
+            os._exit(0)
+        os.close(write)
+        os.waitpid(pid, 0)
+        with os.fdopen(read, "rb") as f:
+            draws.append(f.read())
+    assert draws[0] != draws[1]
