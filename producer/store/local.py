@@ -468,9 +468,12 @@ class LocalStore:
         (see :func:`producer.parallel.map_ordered` for threads)."""
         return (_BATCHES.get() or {}).get(id(self))
 
-    def _write_temp(self, key: str, path: Path, data: bytes, sync: bool = True, mkdir: bool = False) -> Path:
+    def _write_temp(self, key: str, path: Path, data: bytes, sync: bool = True, mkdir: bool = False) -> str:
         """Write ``data`` to a hidden temp file beside ``path`` (fsynced if
-        ``sync``); ``mkdir``: its folder is known to be missing, create it first."""
+        ``sync``); ``mkdir``: its folder is known to be missing, create it
+        first. Returns the temp file's path (text: no Path is made per write)."""
+        folder = path.parent
+        beside = f"{os.fspath(folder)}{os.sep}{_TMP_PREFIX}{path.name}."
         for attempt in range(5):
             # The first attempt assumes the directory exists (it mostly does;
             # its open fails otherwise). A concurrent delete may remove a
@@ -478,7 +481,7 @@ class LocalStore:
             # again and retry.
             try:
                 if attempt or mkdir:
-                    path.parent.mkdir(parents=True, exist_ok=True)
+                    folder.mkdir(parents=True, exist_ok=True)
             except (FileExistsError, NotADirectoryError) as exc:
                 raise StoreError(
                     f"cannot write {key!r} in catalog {self.url}: a parent is a file ({exc})"
@@ -487,7 +490,7 @@ class LocalStore:
                 raise StoreError(
                     f"cannot create the directory for {key!r} in catalog {self.url}: {exc}"
                 ) from exc
-            tmp = path.parent / f"{_TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(6)}"
+            tmp = f"{beside}{os.getpid()}.{secrets.token_hex(6)}"
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             except FileNotFoundError:
@@ -849,7 +852,7 @@ class _Staged:
     __slots__ = ("created", "durable", "key", "path", "tmp", "version")
 
     def __init__(
-        self, key: str, path: Path, tmp: Path, created: list[Path], version: str, durable: bool
+        self, key: str, path: Path, tmp: str, created: list[Path], version: str, durable: bool
     ) -> None:
         self.key, self.path, self.tmp, self.created = key, path, tmp, created
         self.version, self.durable = version, durable
