@@ -625,3 +625,22 @@ def test_a_put_names_its_temp_file_without_making_paths(
     assert joined == []
     assert sorted(p.name for p in (tmp_path / "cat" / "c").iterdir()) == ["collection.json", "i"]
     assert [p.name for p in (tmp_path / "cat" / "c" / "i").iterdir()] == ["i.json"]
+
+
+def test_a_store_pickled_without_its_lock_path_still_locks(tmp_path: Path) -> None:
+    """The lock file's path is joined once per store now; a store pickled
+    by a version that joined it per write (a worker of a pool started
+    before an upgrade) finds it again when unpickled."""
+    import pickle
+
+    from producer.store.local import LOCK_NAME, LocalStore
+
+    store = LocalStore(str(tmp_path / "cat"), durability="os")
+    state = store.__getstate__()
+    state.pop("_lock_file")
+    old = LocalStore.__new__(LocalStore)
+    old.__setstate__(state)
+    old.put("c/collection.json", b"{}")
+    assert (tmp_path / "cat" / LOCK_NAME).exists()
+    again = pickle.loads(pickle.dumps(store))
+    again.put("c/collection.json", b"{}")

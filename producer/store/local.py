@@ -280,6 +280,8 @@ class LocalStore:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._batch_lock = threading.Lock()
+        if "_lock_file" not in state:  # pickled by a version that joined it per write
+            self._lock_file = os.path.join(self.root, LOCK_NAME)
 
     # -- helpers -----------------------------------------------------------
 
