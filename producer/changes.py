@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from producer.ringtext import compact_rows
+
 
 class ChangeKind(StrEnum):
     CREATED = "created"
@@ -46,8 +48,55 @@ class Change:
 def item_line(item: dict[str, Any]) -> str:
     """``item`` as one line of compact JSON (no NaN or infinity): how the
     mirror's NDJSON fragments hold an item. Raises ``TypeError`` or
-    ``ValueError`` when ``item`` is not JSON."""
+    ``ValueError`` when ``item`` is not JSON.
+
+    A polygon's rings are written by :func:`~producer.ringtext.compact_rows`
+    (the item document's encoding wrote the same ring a moment ago) and
+    spliced into the rest; the text is the same as without."""
+    geometry = item.get("geometry") if type(item) is dict else None
+    rings = _rings(geometry)
+    if rings is not None:
+        assert type(geometry) is dict  # for mypy: _rings said so
+        head = json.dumps(
+            {**item, "geometry": {**geometry, "coordinates": _PLACEHOLDER}},
+            separators=(",", ":"),
+            allow_nan=False,
+        )
+        if head.count(_MARKER) == 1:  # else the marker's text occurs in the item: the plain way
+            return head.replace(_MARKER, rings, 1)
     return json.dumps(item, separators=(",", ":"), allow_nan=False)
+
+
+#: stands for a geometry's coordinates in :func:`item_line` (and its JSON text)
+_PLACEHOLDER = "\x00stac-producer coordinates\x00"
+_MARKER = json.dumps(_PLACEHOLDER)
+
+
+def _rings(geometry: Any) -> str | None:
+    """The compact text of a Polygon's or MultiPolygon's coordinates when
+    they are lists down to the positions (exact types); else None."""
+    if type(geometry) is not dict:
+        return None
+    kind, coordinates = geometry.get("type"), geometry.get("coordinates")
+    if type(coordinates) is not list:
+        return None
+    if kind == "Polygon":
+        polygons = [coordinates]
+    elif kind == "MultiPolygon" and _LISTS.issuperset(map(type, coordinates)):
+        polygons = coordinates
+    else:
+        return None
+    texts = []
+    for polygon in polygons:
+        if not polygon or not _LISTS.issuperset(map(type, polygon)):
+            return None
+        if not all(_LISTS.issuperset(map(type, ring)) for ring in polygon):
+            return None
+        texts.append("[" + ",".join(map(compact_rows, polygon)) + "]")
+    return texts[0] if kind == "Polygon" else "[" + ",".join(texts) + "]"
+
+
+_LISTS = frozenset((list,))
 
 
 class Sink(Protocol):

@@ -26,6 +26,7 @@ import contextvars
 import copy
 import json
 import logging
+import os
 import posixpath
 import random
 import secrets
@@ -510,6 +511,13 @@ def _unlist(url: str, key: str, creation: _Creation) -> None:
         _CREATIONS.pop((url, key), None)
 
 
+#: the backoff jitter of every committer of this process (seeding a generator
+#: per committer, from os.urandom, was ~11 us of every register); a forked
+#: child seeds it again, so processes forked from one do not back off in step
+_RNG = random.Random()
+os.register_at_fork(after_in_child=_RNG.seed)
+
+
 @dataclass
 class Committer:
     """Writes items and parent documents of one catalog through ``store``.
@@ -528,7 +536,7 @@ class Committer:
     max_retries: int = 25
     backoff: float = 0.05
     clock: Callable[[], datetime] = utcnow
-    rng: random.Random = field(default_factory=random.Random)
+    rng: random.Random = field(default_factory=lambda: _RNG)
     conflicts: int = 0
     backoff_seconds: float = 0.0
     #: warnings this committer already logged (each once per run)

@@ -906,8 +906,58 @@ def resolve_options(
             if overrides.get(name) is None and (options is None or getattr(options, name) is None):
                 overrides[name] = storage_options
     if options is None:  # one construction (and one check of every field), not two
-        return RegisterOptions(**overrides)
+        key = _resolution_key(overrides)
+        if key is None:
+            return RegisterOptions(**overrides)
+        resolved = _RESOLVED.get(key)
+        if resolved is None:
+            resolved = RegisterOptions(**overrides)
+            if _immutable(resolved):
+                if len(_RESOLVED) >= _RESOLVED_KEPT:
+                    _RESOLVED.clear()  # one call: safe beside other threads
+                _RESOLVED[key] = resolved
+        return resolved
     return dataclasses.replace(options, **overrides) if overrides else options
+
+
+#: options made from plain values and checked (RegisterOptions is frozen),
+#: by those values: a process registering one product per call
+#: (``register([one], durability="os")``) does not check every field again
+_RESOLVED: dict[tuple[tuple[str, type, Any], ...], RegisterOptions] = {}
+_RESOLVED_KEPT = 64
+_PLAIN = frozenset((str, int, float, bool, type(None)))
+
+
+def _resolution_key(overrides: Mapping[str, Any]) -> tuple[tuple[str, type, Any], ...] | None:
+    """The :data:`_RESOLVED` key of ``overrides``: each name with its
+    value's type (``True`` is not ``1``: one is refused) and value; None
+    when a value is not a plain scalar (a dict may change after) or names
+    a secret (none is kept beyond its call)."""
+    if not _PLAIN.issuperset(map(type, overrides.values())):
+        return None
+    specs = _specs_by_name()
+    if any(specs[name].kind == "secret" for name in overrides):
+        return None
+    return tuple(sorted((name, type(value), value) for name, value in overrides.items()))
+
+
+def _immutable(options: RegisterOptions) -> bool:
+    """Whether every field of ``options`` is a plain scalar, or a tuple of
+    them: the object can be handed to every later caller."""
+
+    def plain(value: Any) -> bool:
+        return type(value) in _PLAIN or (type(value) is tuple and all(map(plain, value)))
+
+    return all(plain(getattr(options, f.name)) for f in dataclasses.fields(options))
+
+
+_SPECS: dict[str, OptionSpec] = {}
+
+
+def _specs_by_name() -> dict[str, OptionSpec]:
+    if not _SPECS:
+        _SPECS.update(_specs())
+    return _SPECS
 
 
 def changed_fields(options: RegisterOptions) -> dict[str, Any]:

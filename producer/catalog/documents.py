@@ -33,6 +33,7 @@ from producer.catalog.extent import (
 from producer.catalog.layout import LAYOUT_FIELD, ROOT_KEY, Layout, layout_record_problem, relative_href
 from producer.errors import CatalogError, ValidationError
 from producer.finite import non_finite
+from producer.ringtext import compact_rows
 from producer.urls import local_path
 
 STAC_VERSION = "1.1.0"
@@ -129,7 +130,6 @@ def _pretty(value: Any, level: int, out: list[str]) -> None:
 
 
 _NUMBERS = frozenset((int, float))
-_COMPACT = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
 _ROW_TYPES = frozenset((list, tuple))
@@ -152,7 +152,7 @@ def _rows(value: list | tuple, level: int) -> str:
     or NUL, so the separators can be rewritten by plain replacement."""
     outer = "\n" + "  " * (level + 1)
     inner = outer + "  "
-    text = _COMPACT(value)[1:-1].replace("],[", "\x00").replace(",", "," + inner)
+    text = compact_rows(value)[1:-1].replace("],[", "\x00").replace(",", "," + inner)
     text = text.replace("\x00", outer[:0] + "\n" + "  " * (level + 1) + "]," + outer + "[" + inner)
     return "[" + outer + "[" + inner + text[1:-1] + outer + "]" + "\n" + "  " * level + "]"
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from producer.catalog import documents as docs
-from producer.catalog.layout import resolve_href
+from producer.catalog.layout import relative_href, resolve_href
 from producer.errors import ConflictError, PreconditionFailed
 from producer.store.base import Store
 
@@ -72,12 +72,19 @@ def mirror_assets(collection_id: str, mirror_keys: Iterable[str]) -> dict[str, d
             raise ValueError(f"mirror file {key!r} is not inside collection {collection_id!r}")
         folder = posixpath.dirname(key)[len(collection_id) + 1 :]
         out[mirror_asset_key(collection_id, key)] = {
-            "href": "./" + posixpath.relpath(key, posixpath.dirname(collection_key)),
+            "href": _dot_relative(collection_key, key),
             "type": MIRROR_MEDIA_TYPE,
             "title": f"stac-geoparquet mirror of {'the items of ' + folder if folder else 'the items'}",
             "roles": [MIRROR_ROLE],
         }
     return out
+
+
+def _dot_relative(from_key: str, to_key: str) -> str:
+    """``"./" + posixpath.relpath(to_key, posixpath.dirname(from_key))``
+    without its two ``os.getcwd()`` (:func:`relative_href` is that relpath)."""
+    rel = relative_href(from_key, to_key)
+    return rel if rel.startswith("./") else "./" + rel
 
 
 def carried(collection: dict[str, Any] | None, assets: dict[str, dict[str, Any]]) -> set[str]:

@@ -252,6 +252,25 @@ def make_item_id(source: str | os.PathLike[str], options: ExtractOptions = Extra
     template = options.id_template
     collection = options.collection
     location = os.fspath(source)
+    key = (location, template, collection)
+    known = _MADE.get(key)
+    if known is not None:
+        return known
+    item_id = _make_item_id(location, template, collection, options)
+    if len(_MADE) >= _MADE_KEPT:
+        _MADE.clear()  # one call: safe beside other threads
+    _MADE[key] = item_id
+    return item_id
+
+
+#: ids made, by (location, template, collection), all an id depends on: a
+#: register asks for each product's id before its extraction, which asks again
+_MADE: dict[tuple[str, str, str | None], str] = {}
+_MADE_KEPT = 1024
+
+
+def _make_item_id(location: str, template: str, collection: str | None, options: ExtractOptions) -> str:
+    """:func:`make_item_id` (``options`` only for an unsafe id's hints)."""
     parent, name = split_location(location)
     values = {
         "stem": normalise_name(stem_of(name)),

@@ -180,6 +180,17 @@ def syncfs(directory: Path) -> None:
         os.close(fd)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (a short write goes on from where it
+    stopped; a write that takes nothing is an I/O error)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.EIO, "the write took no bytes")
+        view = view[written:]
+
+
 def _version(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -254,6 +265,7 @@ class LocalStore:
         self._real_root: str | None = None  # the root's real path + "/", for open_read
         self._real_dir: str | None = None  # the root's real path, for _path (set once it exists)
         self._syncfs_ok: bool | None = None  # whether staging may rely on syncfs (checked once)
+        self._lock_file = os.path.join(self.root, LOCK_NAME)  # opened by every write: its text made once
 
     def __repr__(self) -> str:
         return f"LocalStore({self.url!r})"
@@ -269,6 +281,8 @@ class LocalStore:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._batch_lock = threading.Lock()
+        if "_lock_file" not in state:  # pickled by a version that joined it per write
+            self._lock_file = os.path.join(self.root, LOCK_NAME)
 
     # -- helpers -----------------------------------------------------------
 
@@ -339,7 +353,7 @@ class LocalStore:
         """Hold the root's exclusive lock (creating root and lock file)."""
         import fcntl  # noqa: PLC0415 (POSIX only: here, so the module imports on any OS)
 
-        lock = self.root / LOCK_NAME
+        lock = self._lock_file
         flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
         try:
             try:
@@ -457,9 +471,12 @@ class LocalStore:
         (see :func:`producer.parallel.map_ordered` for threads)."""
         return (_BATCHES.get() or {}).get(id(self))
 
-    def _write_temp(self, key: str, path: Path, data: bytes, sync: bool = True, mkdir: bool = False) -> Path:
+    def _write_temp(self, key: str, path: Path, data: bytes, sync: bool = True, mkdir: bool = False) -> str:
         """Write ``data`` to a hidden temp file beside ``path`` (fsynced if
-        ``sync``); ``mkdir``: its folder is known to be missing, create it first."""
+        ``sync``); ``mkdir``: its folder is known to be missing, create it
+        first. Returns the temp file's path (text: no Path is made per write)."""
+        folder = path.parent
+        beside = f"{os.fspath(folder)}{os.sep}{_TMP_PREFIX}{path.name}."
         for attempt in range(5):
             # The first attempt assumes the directory exists (it mostly does;
             # its open fails otherwise). A concurrent delete may remove a
@@ -467,7 +484,7 @@ class LocalStore:
             # again and retry.
             try:
                 if attempt or mkdir:
-                    path.parent.mkdir(parents=True, exist_ok=True)
+                    folder.mkdir(parents=True, exist_ok=True)
             except (FileExistsError, NotADirectoryError) as exc:
                 raise StoreError(
                     f"cannot write {key!r} in catalog {self.url}: a parent is a file ({exc})"
@@ -476,7 +493,7 @@ class LocalStore:
                 raise StoreError(
                     f"cannot create the directory for {key!r} in catalog {self.url}: {exc}"
                 ) from exc
-            tmp = path.parent / f"{_TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(6)}"
+            tmp = f"{beside}{os.getpid()}.{secrets.token_hex(6)}"
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             except FileNotFoundError:
@@ -488,11 +505,12 @@ class LocalStore:
             except OSError as exc:
                 raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
             try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
+                try:  # the bytes straight to the descriptor: no buffered file object (3 syscalls less)
+                    _write_all(fd, data)
                     if sync:
-                        f.flush()
-                        os.fsync(f.fileno())
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
             except OSError as exc:  # disk full, quota, I/O error: a store error naming the key
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
@@ -611,14 +629,15 @@ class LocalStore:
             self._changed_dirs(path, created)
         self._after_write(path, created)
         version = _version(data)
-        log.debug(
-            "%r put %s (%s): %d bytes, new version %s",
-            self,
-            key,
-            describe_condition(if_version, create_only),
-            len(data),
-            version,
-        )
+        if log.isEnabledFor(logging.DEBUG):  # describe_condition is not free
+            log.debug(
+                "%r put %s (%s): %d bytes, new version %s",
+                self,
+                key,
+                describe_condition(if_version, create_only),
+                len(data),
+                version,
+            )
         return version
 
     def _after_write(self, path: Path, created: list[Path]) -> None:
@@ -786,10 +805,17 @@ class LocalStore:
         """Yield document keys under ``prefix`` (segment-wise), skipping the
         lock file and temporary files."""
         prefix = check_prefix(prefix)
-        start = self.root.joinpath(*prefix.split("/")) if prefix else self.root
+        parts = prefix.split("/")
+        start = self.root.joinpath(*parts) if prefix else self.root
         real_root = self._real_root_dir()
-        if prefix and (real_root is None or not _plain_below(real_root, prefix.split("/"))):
+        found = _existing_below(real_root, parts) if prefix and real_root is not None else None
+        if prefix and found is None:
             self._check_inside(prefix, start)  # as _path: resolved in full only past a link
+        elif prefix and found is not None and found < len(parts):
+            # a folder on the way is missing (a collection's intents folder,
+            # mostly): nothing below it, and no stat or walk to learn that
+            log.debug("%r list %r: 0 key(s)", self, prefix)
+            return
         root_real = (real_root or os.path.realpath(self.root)).rstrip(os.sep) + os.sep
         if start.is_file():
             listable = is_listable(prefix)
@@ -839,7 +865,7 @@ class _Staged:
     __slots__ = ("created", "durable", "key", "path", "tmp", "version")
 
     def __init__(
-        self, key: str, path: Path, tmp: Path, created: list[Path], version: str, durable: bool
+        self, key: str, path: Path, tmp: str, created: list[Path], version: str, durable: bool
     ) -> None:
         self.key, self.path, self.tmp, self.created = key, path, tmp, created
         self.version, self.durable = version, durable
