@@ -38,6 +38,7 @@ from producer.catalog.layout import (
     is_catalog_document_key,
     is_document_key,
     is_intent_key,
+    is_lease_key,
     item_follows,
     item_link_count,
     layout_record_problem,
@@ -264,6 +265,10 @@ class AuditReport:
     summaries: dict[str, tuple[dict, Tally]] = field(default_factory=dict)
     #: keys of the pending group-commit intents (``<collection>/_intents/...``)
     intents: list[str] = field(default_factory=list)
+    #: keys of the group-commit leaders' leases (``<collection>/_intents/leader.lease``,
+    #: ``ack="durable"``): no problem, live or expired; ``reconcile --fix``
+    #: deletes an expired one
+    leases: list[str] = field(default_factory=list)
     #: collection key -> the exact extent of its linked (usable) items, as tallied
     footprints: dict[str, ExtentTally] = field(default_factory=dict)
     #: collection key -> for its linked items, the sets of layouts their keys
@@ -396,6 +401,8 @@ def audit(
     for key in store.list(""):
         if is_intent_key(key):
             report.intents.append(key)
+        elif is_lease_key(key):
+            report.leases.append(key)
         elif is_document_key(key):
             walk.listed.append(hash(key))
             root_listed = root_listed or key == ROOT_KEY

@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import contextvars
 import copy
+import functools
 import json
 import logging
 import posixpath
@@ -58,6 +59,7 @@ from producer.catalog.layout import (
     item_follows,
     item_parent_key,
     layout_of_item,
+    lease_key,
     mark_if_full,
     partition_label,
     recorded_layout,
@@ -362,6 +364,9 @@ class CasOutcome:
     created: bool = False
     #: version of ``doc`` on storage (what was written, or read when unchanged)
     version: str | None = None
+    #: group commit with ``ack="durable"``: the change is durable as an intent
+    #: and a live leader is bound to apply it, but ``doc`` does not hold it yet
+    pending: bool = False
 
 
 @dataclass
@@ -471,6 +476,16 @@ def _add_missing(doc: dict, links: Sequence[dict]) -> bool:
     return changed
 
 
+@dataclass(frozen=True)
+class _Change:
+    """A writer's own change of its collection, as :meth:`Committer.group_commit` got it."""
+
+    links: list[dict]
+    items: list[dict]
+    below: list[dict]
+    assets: dict[str, dict]
+
+
 class _Creation:
     """One writer's create-only write of a new item document, listed in
     :data:`_CREATIONS` from just before the write until the writer has
@@ -569,6 +584,13 @@ class Committer:
     #: item key -> the other writers' creations of it this committer's
     #: create-only write lost to (:meth:`created_by_another`)
     others_creating: dict[str, list[_Creation]] = field(default_factory=dict)
+    #: when a contended :meth:`group_commit` returns: ``"linked"`` once the
+    #: change is in the collection, ``"durable"`` once its intent is stored
+    #: and a live leader is bound to apply it (:meth:`_durable_commit`)
+    ack: str = "linked"
+    #: item keys whose collection change a leader has still to apply (their
+    #: :meth:`link_items` returned under ``ack="durable"``)
+    pending_links: set[str] = field(default_factory=set)
 
     # -- reading -------------------------------------------------------------
 
@@ -1062,6 +1084,8 @@ class Committer:
             )
         if outcome.doc is not None:
             self.committed[collection_id] = outcome.doc
+        if outcome.pending:
+            self.pending_links.update(key for key, _ in items)
         self.cas(
             layout.root_key,
             self._root_mutation(coll_key, coll_title),
@@ -1218,6 +1242,15 @@ class Committer:
         patience: dict[str, float] = {}
         announced = False
         try:
+            if self.ack == "durable" and doc is not None:
+                # (a new collection is created linked: the root links it next)
+                own = _Change(links, items, list(below), dict(assets or {}))
+                durable = self._durable_commit(
+                    collection_id, meta, own, own_key, own_data, doc, version, versions
+                )
+                if durable is not None:
+                    return durable
+                announced = True  # led and lost the way: the linked path, intent stored
             while attempt <= self.max_retries:
                 started = time.monotonic()
                 if announced:
@@ -1373,6 +1406,303 @@ class Committer:
             return None
         return CasOutcome(new, changed=True, version=written)
 
+    # -- group commit, ack "durable": a leader under a lease -------------------
+
+    def _durable_commit(
+        self,
+        collection_id: str,
+        meta: dict | None,
+        own: _Change,
+        own_key: str,
+        own_data: bytes,
+        doc: dict,
+        version: str | None,
+        versions: dict[str, str | None],
+    ) -> CasOutcome | None:
+        """:meth:`group_commit` under ``ack="durable"``, once the writer
+        would announce its change: the create-only PUT of its intent, THEN
+        one GET of the collection's leader lease
+        (:func:`~producer.catalog.layout.lease_key`).
+
+        A live lease: return at once (``pending``): its holder lists the
+        intents again after it lets the lease go (:meth:`_lead`), so that
+        listing, later than this intent, finds it. No lease, or an expired
+        one: take it (create-only PUT, or a PUT on the expired version) and
+        lead. A create-only PUT that loses means a lease written after this
+        writer's GET, so after its intent: return as well. A lost takeover
+        looks again (the expired lease may have been given back rather than
+        taken). Returns None when it keeps losing (then the caller links
+        through the usual path, its intent stored). Writes the intent and
+        maybe the lease, then what :meth:`_lead` writes."""
+        versions[own_key] = self.store.put(own_key, own_data, create_only=True)
+        lkey = lease_key(collection_id)
+        token = intents.new_token(self.clock())
+        for _attempt in range(self.max_retries + 1):
+            try:
+                data, held = self.store.get(lkey)
+            except NotFound:
+                data, held = b"", None
+            now = self.clock()
+            if held is not None:
+                expires = intents.lease_expires(data)
+                if expires is not None and expires > now:
+                    return CasOutcome(doc, version=version, pending=True)
+            body = intents.new_lease(token, now)
+            try:
+                if held is None:
+                    lease = self.store.put(lkey, body, create_only=True)
+                else:
+                    lease = self.store.put(lkey, body, if_version=held)
+            except PreconditionFailed:
+                if held is None:  # a lease written after our look: its holder lists our intent
+                    return CasOutcome(doc, version=version, pending=True)
+                continue
+            except NotFound:
+                continue  # the expired lease was given back: look again
+            return self._lead(collection_id, meta, own, own_key, lkey, lease, versions)
+        return None
+
+    def _lead(
+        self,
+        collection_id: str,
+        meta: dict | None,
+        own: _Change,
+        own_key: str,
+        lkey: str,
+        lease: str,
+        versions: dict[str, str | None],
+    ) -> CasOutcome:
+        """Lead the collection's group commit while holding the lease
+        ``lease`` (its version), written before any listing made here.
+
+        Rounds (at most :data:`intents.LEADER_TENURE` seconds): list the
+        intents and read the collection (in parallel), read the intents not
+        seen yet (in parallel), ONE compare-and-swap applying this writer's
+        change and every fresh pending intent of the same layout, then
+        delete the applied intents while checking that their items were not
+        removed meanwhile (:meth:`_unlink_removed`); again while intents
+        are pending. Then give the lease back (a delete on its version) and
+        list ONCE more: each intent listed then may be of a writer that saw
+        the lease before it went, so that set is applied
+        (:meth:`_apply_listed`), and nothing later: a writer announcing
+        after the delete finds no lease and leads itself.
+
+        Returns this writer's outcome (its change applied). A failure before
+        its own change is applied is raised after the lease is given back
+        and the last listing applied (best effort); one after it is logged:
+        the intents stay stored, applied by the next writer while fresh or
+        by ``reconcile --fix``, as after a crash."""
+        coll_key = self.layout.collection_key(collection_id)
+        seen: dict[str, intents.Intent | None] = {}
+        deadline = time.monotonic() + intents.LEADER_TENURE
+        outcome: CasOutcome | None = None
+        failure: BaseException | None = None
+        lost = 0
+        try:
+            while True:
+                listed, (doc, version) = _both(
+                    lambda: self.list_intents(collection_id), lambda: self.read(coll_key, ("Collection",))
+                )
+                others = self._fresh_intents(
+                    collection_id, [k for k in listed if k != own_key], seen, versions
+                )
+                mine = own if outcome is None else None
+                new = self._group_mutation(collection_id, meta, mine, others)(
+                    docs.copy_doc(doc) if doc is not None else None
+                )
+                if new is None:  # every listed change is in the collection already
+                    self._delete_quietly([*([own_key] if mine else []), *(i.key for i in others)], versions)
+                    if outcome is None:
+                        outcome = CasOutcome(doc, version=version)
+                    break
+                self.check_update(coll_key, doc, new)
+                try:
+                    if version is None:
+                        written = self.store.put(coll_key, docs.dumps(new), create_only=True)
+                    else:
+                        written = self.store.put(coll_key, docs.dumps(new), if_version=version)
+                except PreconditionFailed:
+                    note_contention(self.store.url, collection_id)
+                    self._lost_race(coll_key, lost)
+                    lost += 1
+                    if lost > self.max_retries:
+                        if outcome is None:
+                            raise self._give_up(
+                                coll_key,
+                                f"{self.store_path(coll_key)}: gave up after {self.max_retries + 1} "
+                                "attempts because other writers kept changing it; retry later or "
+                                "reduce the number of concurrent writers",
+                            ) from None
+                        break
+                    continue
+                lost = 0
+                outcome = CasOutcome(new, changed=True, created=version is None, version=written)
+                applied = [*([own_key] if mine else []), *(i.key for i in others)]
+                _both(
+                    functools.partial(self._delete_quietly, applied, versions),
+                    functools.partial(self._unlink_removed, collection_id, others),
+                )
+                if time.monotonic() > deadline:
+                    break
+        except BaseException as exc:  # re-raised below unless our change is in
+            failure = exc
+        finally:
+            self._release_lease(lkey, lease)
+            try:
+                last = self._apply_listed(collection_id, meta, own_key, seen, versions)
+                if last is not None and outcome is not None:
+                    outcome = replace(outcome, doc=last.doc, version=last.version)
+            except (ProducerError, OSError) as exc:
+                log.warning(
+                    "%s: applying the intents listed after the leader's lease was given back failed "
+                    "(%s): the next writer applies them while fresh, else reconcile(fix=True)",
+                    coll_key,
+                    exc,
+                )
+        if outcome is None:
+            assert failure is not None
+            raise failure
+        if failure is not None:
+            if not isinstance(failure, ProducerError | OSError):
+                raise failure
+            log.warning(
+                "%s: leading the group commit failed after this writer's change was applied (%s): "
+                "the intents left are applied by the next writer while fresh, else reconcile(fix=True)",
+                coll_key,
+                failure,
+            )
+        return outcome
+
+    def _release_lease(self, lkey: str, lease: str) -> None:
+        """Give back the leader's lease (a delete on its version: one taken
+        over meanwhile stays with its new holder). A failure is logged: the
+        lease then expires on its own, which delays the intents announced
+        meanwhile until the next writer leads, as after a crash."""
+        try:
+            self.store.delete(lkey, if_version=lease)
+        except (PreconditionFailed, NotFound):
+            pass  # taken over after it expired (we were slow), or cleared
+        except (ProducerError, OSError) as exc:
+            log.warning("could not give back the leader lease %s (%s): it expires on its own", lkey, exc)
+
+    def _apply_listed(
+        self,
+        collection_id: str,
+        meta: dict | None,
+        own_key: str,
+        seen: dict[str, intents.Intent | None],
+        versions: dict[str, str | None],
+    ) -> CasOutcome | None:
+        """After the lease is given back: list the intents ONCE and apply
+        exactly those (compare-and-swap, retried on conflicts) until each is
+        applied or gone; then delete them and check their items
+        (:meth:`_unlink_removed`). Returns the last outcome when it wrote,
+        else None. Reads: one LIST, the intents not seen yet, the collection."""
+        coll_key = self.layout.collection_key(collection_id)
+        keys = [k for k in self.list_intents(collection_id) if k != own_key]
+        if not keys:
+            return None
+        others = self._fresh_intents(collection_id, keys, seen, versions)
+        if not others:
+            return None
+        outcome = self.cas(
+            coll_key, self._group_mutation(collection_id, meta, None, others), expect=("Collection",)
+        )
+        _both(
+            lambda: self._delete_quietly([i.key for i in others], versions),
+            lambda: self._unlink_removed(collection_id, others if outcome.changed else []),
+        )
+        return outcome if outcome.changed else None
+
+    def _fresh_intents(
+        self,
+        collection_id: str,
+        keys: Sequence[str],
+        seen: dict[str, intents.Intent | None],
+        versions: dict[str, str | None],
+    ) -> list[intents.Intent]:
+        """The intents among ``keys`` a leader applies: read once each (the
+        unseen ones in parallel), of this collection and layout, younger than
+        :data:`intents.INTENT_FRESH`; in the order of ``keys``."""
+        self._read_intents([k for k in keys if k not in seen], seen, versions)
+        now = self.clock()
+        out = []
+        for key in keys:
+            intent = seen.get(key)
+            if (
+                intent is not None
+                and intent.collection == collection_id
+                and intent.layout == self.layout.record()
+                and intent.age(now) <= intents.INTENT_FRESH
+            ):
+                out.append(intent)
+        return out
+
+    def _group_mutation(
+        self, collection_id: str, meta: dict | None, own: _Change | None, others: Sequence[intents.Intent]
+    ) -> Mutation:
+        """One compare-and-swap's mutation applying ``own`` (may be None) and ``others``."""
+        mine = own or _Change([], [], [], {})
+        return self._collection_mutation(
+            collection_id,
+            meta,
+            [*mine.links, *(link for i in others for link in i.links)],
+            [*mine.items, *(item for i in others for item in i.items)],
+            [*mine.below, *(link for i in others for link in i.below)],
+            {**{k: v for i in others for k, v in i.assets.items()}, **mine.assets},
+        )
+
+    def _unlink_removed(self, collection_id: str, applied: Sequence[intents.Intent]) -> list[str]:
+        """After a leader linked other writers' items (``applied``, flat
+        layout: their item links are in the intents): GET each (in
+        parallel); one a concurrent ``remove`` marked or deleted meanwhile
+        must not stay linked (its writer returned under ``ack="durable"``
+        and settles nothing after the link): unlink it, look again (a
+        register that rewrote it since gets its link back), then shrink the
+        extent as a removal does (:meth:`_shrink_extent`). The later remove
+        wins. Returns the keys unlinked for good. Reads nothing when no
+        intent links an item."""
+        coll_key = self.layout.collection_key(collection_id)
+        coll_dir = posixpath.dirname(coll_key)
+        named: dict[str, tuple[dict, dict | None]] = {}  # item key -> (link, item summary)
+        for intent in applied:
+            item_links = [link for link in intent.links if link.get("rel") == "item"]
+            paired = len(item_links) == len(intent.items)
+            for n, link in enumerate(item_links):
+                key = posixpath.normpath(posixpath.join(coll_dir, link["href"]))
+                named[key] = (link, intent.items[n] if paired else None)
+        if not named:
+            return []
+        keys = sorted(named)
+        gone = [k for k, ok in zip(keys, _parallel(self.present_unmarked, keys)) if not ok]
+        if not gone:
+            return []
+        hrefs = {named[k][0]["href"] for k in gone}
+
+        def unlink(doc: dict | None) -> dict | None:
+            if doc is None:
+                return None
+            dropped = sum(docs.remove_links(doc, "item", href) for href in hrefs)
+            return doc if dropped else None
+
+        log.info("%s: removed while their links were pending, unlinked again: %s", coll_key, gone)
+        self.cas(coll_key, unlink, expect=("Collection",), validated=True)
+        back = [k for k, ok in zip(gone, _parallel(self.present_unmarked, gone)) if ok]
+        if back:  # registered again meanwhile: the register wins
+            links = [named[k][0] for k in back]
+            self.cas(
+                coll_key,
+                lambda doc: doc if doc is not None and docs.add_links(doc, links) else None,
+                expect=("Collection",),
+            )
+        removed = [k for k in gone if k not in back]
+        summaries_of = [named[k][1] for k in removed]
+        if any(s is None for s in summaries_of):
+            summaries_of = [item for intent in applied for item in intent.items]
+        if removed and self._shrink_extent(coll_key, [s for s in summaries_of if s is not None]):
+            self.committed.pop(collection_id, None)
+        return removed
+
     def list_intents(self, collection_id: str) -> list[str]:
         """Keys of the intents pending in a collection (one listing: the
         trailing ``/`` asks for what lies below the folder only)."""
@@ -1507,6 +1837,25 @@ class Committer:
                 drop.append(key)
         self._delete_quietly(drop)
         return drop
+
+    def clear_expired_lease(self, collection_id: str) -> bool:
+        """``reconcile --fix``: delete the group-commit leader's lease of a
+        collection when it has expired (its holder died; a live one is left
+        to its holder). One GET, then a delete on the version read. True if
+        deleted."""
+        lkey = lease_key(collection_id)
+        try:
+            data, version = self.store.get(lkey)
+        except NotFound:
+            return False
+        expires = intents.lease_expires(data)
+        if expires is not None and expires > self.clock():
+            return False
+        try:
+            self.store.delete(lkey, if_version=version)
+        except (PreconditionFailed, NotFound):
+            return False  # taken over or given back meanwhile
+        return True
 
     def settle_items(
         self, collection_id: str, items: Sequence[tuple[str, dict]], collection_meta: dict | None = None

@@ -300,6 +300,7 @@ def register_products(
         root_meta=options.root_meta,
         max_retries=options.max_retries,
         relative_hrefs=not options.absolute_hrefs,
+        ack=options.ack,
     )
     committer.seeded.update(seen)
     committer.seeded_intents.update(listed)
@@ -1302,6 +1303,7 @@ def _link_and_settle(
         # it too: one creation, reported once (docs/RELIABILITY.md)
         if result.ok and key in linked and not committer.created_by_another(key):
             result.action = Action.CREATED
+        result.link_pending = result.ok and key in committer.pending_links
     committer.linked_creations(key for result, key, _ in prepared if result.ok)
 
     def settle() -> list[str]:
