@@ -1544,21 +1544,20 @@ class Committer:
                 )
                 if time.monotonic() > deadline:
                     break
-        except BaseException as exc:  # re-raised below unless our change is in
+        except Exception as exc:  # re-raised below unless our change is in (a kill is not caught)
             failure = exc
-        finally:
-            self._release_lease(lkey, lease)
-            try:
-                last = self._apply_listed(collection_id, meta, own_key, seen, versions)
-                if last is not None and outcome is not None:
-                    outcome = replace(outcome, doc=last.doc, version=last.version)
-            except (ProducerError, OSError) as exc:
-                log.warning(
-                    "%s: applying the intents listed after the leader's lease was given back failed "
-                    "(%s): the next writer applies them while fresh, else reconcile(fix=True)",
-                    coll_key,
-                    exc,
-                )
+        self._release_lease(lkey, lease)
+        try:
+            last = self._apply_listed(collection_id, meta, own_key, seen, versions)
+            if last is not None and outcome is not None:
+                outcome = replace(outcome, doc=last.doc, version=last.version)
+        except (ProducerError, OSError) as exc:
+            log.warning(
+                "%s: applying the intents listed after the leader's lease was given back failed "
+                "(%s): the next writer applies them while fresh, else reconcile(fix=True)",
+                coll_key,
+                exc,
+            )
         if outcome is None:
             assert failure is not None
             raise failure
