@@ -1548,7 +1548,7 @@ class Committer:
             failure = exc
         self._release_lease(lkey, lease)
         try:
-            last = self._apply_listed(collection_id, meta, own_key, seen, versions)
+            last = self._apply_listed(collection_id, meta, own_key, lease, seen, versions)
             if last is not None and outcome is not None:
                 outcome = replace(outcome, doc=last.doc, version=last.version)
         except (ProducerError, OSError) as exc:
@@ -1589,29 +1589,57 @@ class Committer:
         collection_id: str,
         meta: dict | None,
         own_key: str,
+        lease: str,
         seen: dict[str, intents.Intent | None],
         versions: dict[str, str | None],
     ) -> CasOutcome | None:
-        """After the lease is given back: list the intents ONCE and apply
-        exactly those (compare-and-swap, retried on conflicts) until each is
-        applied or gone; then delete them and check their items
+        """After the lease ``lease`` is given back: list the intents ONCE
+        (with, in parallel, a read of the collection and of the lease) and
+        apply exactly those (compare-and-swap, retried on conflicts) until
+        each is applied or gone; then delete them and check their items
         (:meth:`_unlink_removed`). Returns the last outcome when it wrote,
-        else None. Reads: one LIST, the intents not seen yet, the collection."""
+        else None.
+
+        Nothing to apply when another live lease is there now: it was written
+        after ours stopped being current (one key: deleted, or taken over),
+        so after every read that found ours, and its holder lists only after
+        writing it: that listing finds every intent acknowledged under ours.
+        That spares the overlapping compare-and-swaps of two leaders at each
+        hand-over. Reads: one LIST, the collection and the lease, then the
+        intents not seen yet."""
         coll_key = self.layout.collection_key(collection_id)
-        keys = [k for k in self.list_intents(collection_id) if k != own_key]
-        if not keys:
+        listed, first, successor = _three(
+            lambda: self.list_intents(collection_id),
+            lambda: self.read(coll_key, ("Collection",)),
+            lambda: self._live_lease(collection_id),
+        )
+        keys = [k for k in listed if k != own_key]
+        if not keys or (successor is not None and successor != lease):
             return None
         others = self._fresh_intents(collection_id, keys, seen, versions)
         if not others:
             return None
         outcome = self.cas(
-            coll_key, self._group_mutation(collection_id, meta, None, others), expect=("Collection",)
+            coll_key,
+            self._group_mutation(collection_id, meta, None, others),
+            expect=("Collection",),
+            first=first,
         )
         _both(
             lambda: self._delete_quietly([i.key for i in others], versions),
             lambda: self._unlink_removed(collection_id, others if outcome.changed else []),
         )
         return outcome if outcome.changed else None
+
+    def _live_lease(self, collection_id: str) -> str | None:
+        """The version of the collection's leader lease when one is stored
+        and has not expired (by this writer's clock), else None. One GET."""
+        try:
+            data, version = self.store.get(lease_key(collection_id))
+        except NotFound:
+            return None
+        expires = intents.lease_expires(data)
+        return version if expires is not None and expires > self.clock() else None
 
     def _fresh_intents(
         self,
@@ -1923,8 +1951,18 @@ class Committer:
         one by one on a local store (a GET there waits on no round trip:
         16 threads only contend for the GIL, ~2x the CPU of one for 1,000
         items). Writes only what :meth:`settle_items` writes. Returns the
-        keys written again.
+        keys written again. Items whose link is pending in the collection
+        (``ack="durable"``, :attr:`pending_links`) are left to their leader.
         """
+        # a pending link (ack "durable") of an item the collection links
+        # directly: the leader that links it checks the item right after
+        # (:meth:`_unlink_removed`), which is this step's work, done then
+        coll_key = self.layout.collection_key(collection_id)
+        items = [
+            (key, doc)
+            for key, doc in items
+            if key not in self.pending_links or self.layout.item_chain(collection_id, key)[0] != coll_key
+        ]
         suspects = list(items)
         lister = getattr(self.store, "list_versions", None)
         if lister is not None and len(items) >= SETTLE_LIST_MIN:

@@ -46,9 +46,11 @@ INTENT_TTL = 3600.0
 #: a leader that died left behind are still fresh when its lease expires and
 #: the next writer leads (and applies them)
 LEASE_TTL = 10.0
-#: seconds a leader keeps applying other writers' intents (rounds) before it
-#: releases its lease; well under :data:`LEASE_TTL`
-LEADER_TENURE = 2.0
+#: seconds a leader keeps applying other writers' intents (rounds, while
+#: some are pending) before it gives its lease back; well under
+#: :data:`LEASE_TTL`. Short: the leader's own register waits for it, and a
+#: hand-over costs a follower-turned-leader one lease PUT
+LEADER_TENURE = 0.3
 
 
 @dataclass(frozen=True)
