@@ -364,9 +364,12 @@ class CasOutcome:
     created: bool = False
     #: version of ``doc`` on storage (what was written, or read when unchanged)
     version: str | None = None
-    #: group commit with ``ack="durable"``: the change is durable as an intent
-    #: and a live leader is bound to apply it, but ``doc`` does not hold it yet
+    #: group commit with ``ack="durable"``: the change is durable as an intent,
+    #: but ``doc`` does not hold it yet; ``follow()`` then finds its leader
+    #: (:meth:`Committer._follow_or_lead`): None when a live one is bound to
+    #: apply it, else this writer led and it returns the outcome, applied
     pending: bool = False
+    follow: Callable[[], CasOutcome | None] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -586,11 +589,14 @@ class Committer:
     others_creating: dict[str, list[_Creation]] = field(default_factory=dict)
     #: when a contended :meth:`group_commit` returns: ``"linked"`` once the
     #: change is in the collection, ``"durable"`` once its intent is stored
-    #: and a live leader is bound to apply it (:meth:`_durable_commit`)
+    #: and a live leader is bound to apply it (:meth:`_follow_or_lead`)
     ack: str = "linked"
     #: item keys whose collection change a leader has still to apply (their
     #: :meth:`link_items` returned under ``ack="durable"``)
     pending_links: set[str] = field(default_factory=set)
+    #: ``ack="durable"``: the looks for a leader that :meth:`link_items`
+    #: left to :meth:`finish_pending` (``defer_lease=True``)
+    deferred: list[Callable[[], None]] = field(default_factory=list)
 
     # -- reading -------------------------------------------------------------
 
@@ -966,11 +972,16 @@ class Committer:
         items: Sequence[tuple[str, dict]],
         collection_meta: dict | None = None,
         preread: dict[str, tuple[dict | None, str | None]] | None = None,
+        defer_lease: bool = False,
     ) -> set[str]:
         """Link already-written items into their parents, bottom-up, and make
         sure every link up their chains exists. Returns the keys of the items
         this call linked: their parent lacked their link when this call
-        looked, and now holds it (see :meth:`_noting`).
+        looked, and now holds it (see :meth:`_noting`); under
+        ``ack="durable"`` the collection's change may be pending instead
+        (:attr:`pending_links`), and ``defer_lease`` leaves the look for its
+        leader (one GET, or leading) to :meth:`finish_pending`, which the
+        caller must run (e.g. beside its sinks).
 
         ``items`` are ``(key, doc)`` pairs of one collection. At most one
         compare-and-swap per parent document: the catalogs that link the
@@ -1085,7 +1096,14 @@ class Committer:
         if outcome.doc is not None:
             self.committed[collection_id] = outcome.doc
         if outcome.pending:
-            self.pending_links.update(key for key, _ in items)
+            keys = [key for key, _ in items]
+            self.pending_links.update(keys)
+            if outcome.follow is not None:
+                self.deferred.append(
+                    functools.partial(self._after_pending, collection_id, keys, outcome.follow)
+                )
+            if not defer_lease:
+                self.finish_pending()
         self.cas(
             layout.root_key,
             self._root_mutation(coll_key, coll_title),
@@ -1093,6 +1111,26 @@ class Committer:
             first=preread.pop(layout.root_key, None),
         )
         return set().union(*unlinked.values())
+
+    def _after_pending(
+        self, collection_id: str, keys: list[str], follow: Callable[[], CasOutcome | None]
+    ) -> None:
+        """Run ``follow`` (:meth:`_follow_or_lead`); when this writer led,
+        its items are linked now: no longer pending, and the collection as
+        it left it is the committed one."""
+        led = follow()
+        if led is not None:
+            self.pending_links.difference_update(keys)
+            if led.doc is not None:
+                self.committed[collection_id] = led.doc
+
+    def finish_pending(self) -> None:
+        """Run the looks for a leader that :meth:`link_items` deferred
+        (``defer_lease=True``), in order; each may lead. Raises what one
+        raised (its intent withdrawn; the others not run: their writes are
+        reported failed by the caller too)."""
+        while self.deferred:
+            self.deferred.pop(0)()
 
     @staticmethod
     def _noting(hrefs: Mapping[str, str], unlinked: set[str], mutate: Mutation | None = None) -> Mutation:
@@ -1244,13 +1282,13 @@ class Committer:
         try:
             if self.ack == "durable" and doc is not None:
                 # (a new collection is created linked: the root links it next)
+                # the change is durable once its intent is stored; who applies
+                # it (a live leader, or this writer leading) is settled by
+                # ``follow``, which the caller may run beside its sinks
+                versions[own_key] = self.store.put(own_key, own_data, create_only=True)
                 own = _Change(links, items, list(below), dict(assets or {}))
-                durable = self._durable_commit(
-                    collection_id, meta, own, own_key, own_data, doc, version, versions
-                )
-                if durable is not None:
-                    return durable
-                announced = True  # led and lost the way: the linked path, intent stored
+                follow = functools.partial(self._follow_or_lead, collection_id, meta, own, own_key, versions)
+                return CasOutcome(doc, version=version, pending=True, follow=follow)
             while attempt <= self.max_retries:
                 started = time.monotonic()
                 if announced:
@@ -1408,59 +1446,66 @@ class Committer:
 
     # -- group commit, ack "durable": a leader under a lease -------------------
 
-    def _durable_commit(
+    def _follow_or_lead(
         self,
         collection_id: str,
         meta: dict | None,
         own: _Change,
         own_key: str,
-        own_data: bytes,
-        doc: dict,
-        version: str | None,
         versions: dict[str, str | None],
     ) -> CasOutcome | None:
-        """:meth:`group_commit` under ``ack="durable"``, once the writer
-        would announce its change: the create-only PUT of its intent, THEN
-        one GET of the collection's leader lease
+        """Under ``ack="durable"``, once this writer's intent ``own_key`` is
+        stored (the PUT returned): one GET of the collection's leader lease
         (:func:`~producer.catalog.layout.lease_key`).
 
-        A live lease: return at once (``pending``): its holder lists the
-        intents again after it lets the lease go (:meth:`_lead`), so that
-        listing, later than this intent, finds it. No lease, or an expired
-        one: take it (create-only PUT, or a PUT on the expired version) and
-        lead. A create-only PUT that loses means a lease written after this
-        writer's GET, so after its intent: return as well. A lost takeover
+        A live lease: return None (the change stays pending): its holder
+        lists the intents again after it lets the lease go (:meth:`_lead`),
+        so that listing, later than this intent, finds it. No lease, or an
+        expired one: take it (create-only PUT, or a PUT on the expired
+        version) and lead; returns the outcome, this writer's change applied.
+        A create-only PUT that loses means a lease written after this
+        writer's GET, so after its intent: None as well. A lost takeover
         looks again (the expired lease may have been given back rather than
-        taken). Returns None when it keeps losing (then the caller links
-        through the usual path, its intent stored). Writes the intent and
-        maybe the lease, then what :meth:`_lead` writes."""
-        versions[own_key] = self.store.put(own_key, own_data, create_only=True)
+        taken); after ``max_retries`` such looks, one plain compare-and-swap
+        of its own change. A failure withdraws the intent (best effort, as
+        :meth:`group_commit` does) and is raised. Writes maybe the lease,
+        then what :meth:`_lead` writes."""
         lkey = lease_key(collection_id)
         token = intents.new_token(self.clock())
-        for _attempt in range(self.max_retries + 1):
-            try:
-                data, held = self.store.get(lkey)
-            except NotFound:
-                data, held = b"", None
-            now = self.clock()
-            if held is not None:
-                expires = intents.lease_expires(data)
-                if expires is not None and expires > now:
-                    return CasOutcome(doc, version=version, pending=True)
-            body = intents.new_lease(token, now)
-            try:
-                if held is None:
-                    lease = self.store.put(lkey, body, create_only=True)
-                else:
-                    lease = self.store.put(lkey, body, if_version=held)
-            except PreconditionFailed:
-                if held is None:  # a lease written after our look: its holder lists our intent
-                    return CasOutcome(doc, version=version, pending=True)
-                continue
-            except NotFound:
-                continue  # the expired lease was given back: look again
-            return self._lead(collection_id, meta, own, own_key, lkey, lease, versions)
-        return None
+        try:
+            for _attempt in range(self.max_retries + 1):
+                try:
+                    data, held = self.store.get(lkey)
+                except NotFound:
+                    data, held = b"", None
+                now = self.clock()
+                if held is not None:
+                    expires = intents.lease_expires(data)
+                    if expires is not None and expires > now:
+                        return None
+                body = intents.new_lease(token, now)
+                try:
+                    if held is None:
+                        lease = self.store.put(lkey, body, create_only=True)
+                    else:
+                        lease = self.store.put(lkey, body, if_version=held)
+                except PreconditionFailed:
+                    if held is None:  # a lease written after our look: its holder lists our intent
+                        return None
+                    continue
+                except NotFound:
+                    continue  # the expired lease was given back: look again
+                return self._lead(collection_id, meta, own, own_key, lkey, lease, versions)
+            outcome = self.cas(
+                self.layout.collection_key(collection_id),
+                self._group_mutation(collection_id, meta, own, []),
+                expect=("Collection",),
+            )
+        except Exception:
+            self._delete_quietly([own_key], versions)
+            raise
+        self._delete_quietly([own_key], versions)
+        return outcome
 
     def _lead(
         self,
@@ -1497,6 +1542,7 @@ class Committer:
         deadline = time.monotonic() + intents.LEADER_TENURE
         outcome: CasOutcome | None = None
         failure: BaseException | None = None
+        released = False
         lost = 0
         try:
             while True:
@@ -1538,15 +1584,23 @@ class Committer:
                 lost = 0
                 outcome = CasOutcome(new, changed=True, created=version is None, version=written)
                 applied = [*([own_key] if mine else []), *(i.key for i in others)]
+                if time.monotonic() > deadline:
+                    # the last round: the lease goes back beside the deletes and checks
+                    released = True
+                    _three(
+                        functools.partial(self._delete_quietly, applied, versions),
+                        functools.partial(self._unlink_removed, collection_id, others),
+                        functools.partial(self._release_lease, lkey, lease),
+                    )
+                    break
                 _both(
                     functools.partial(self._delete_quietly, applied, versions),
                     functools.partial(self._unlink_removed, collection_id, others),
                 )
-                if time.monotonic() > deadline:
-                    break
         except Exception as exc:  # re-raised below unless our change is in (a kill is not caught)
             failure = exc
-        self._release_lease(lkey, lease)
+        if not released:
+            self._release_lease(lkey, lease)
         try:
             last = self._apply_listed(collection_id, meta, own_key, lease, seen, versions)
             if last is not None and outcome is not None:
