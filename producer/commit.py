@@ -1482,6 +1482,7 @@ class Committer:
                 if held is not None:
                     expires = intents.lease_expires(data)
                     if expires is not None and expires > now:
+                        note_contention(self.store.url, collection_id)  # a leader at work: contended
                         return None
                 body = intents.new_lease(token, now)
                 try:
@@ -1491,6 +1492,7 @@ class Committer:
                         lease = self.store.put(lkey, body, if_version=held)
                 except PreconditionFailed:
                     if held is None:  # a lease written after our look: its holder lists our intent
+                        note_contention(self.store.url, collection_id)
                         return None
                     continue
                 except NotFound:

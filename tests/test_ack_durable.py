@@ -349,3 +349,23 @@ def test_crashing_store_counts_the_lease_writes(tmp_path, tiles):
     note_contention(store.url, "c")
     producer.register([tiles[10]], catalog=store, collection="c", ack="durable")
     assert LEASE in store.writes and f"delete:{LEASE}" in store.writes
+
+
+def test_every_product_of_a_multi_asset_item_says_its_link_is_pending(tmp_path):
+    """The products of one item share its outcome, the pending link too."""
+    scenes = []
+    for n, name in enumerate(("s1", "s2")):
+        folder = tmp_path / "data" / name
+        folder.mkdir(parents=True)
+        scenes.append([write_tile(folder, f"{band}.tif", 7.0 + n, 47.0) for band in ("b1", "b2")])
+    root = tmp_path / "cat"
+    group = r"(?P<id>[^/]+)/(?P<asset>[^/]+)\.tif$"
+    when = "2024-05-13T10:00:00Z"
+    producer.register(scenes[0], catalog=str(root), collection="c", group=group, datetime=when)
+    store = LocalStore(str(root))
+    note_contention(store.url, "c")
+    _plant_lease(store)
+    results = producer.register(
+        scenes[1], catalog=str(root), collection="c", group=group, datetime=when, ack="durable"
+    )
+    assert [(r.action, r.link_pending) for r in results] == [("created", True), ("created", True)]
