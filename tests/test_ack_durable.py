@@ -37,6 +37,7 @@ from producer.store.base import Store
 from producer.store.local import LocalStore
 from producer.validate import default_validator
 from tests.crashes import CrashingStore, PausingStore, copy_state, crash_runs, run_paused, write_tile
+from tests.pausing import in_thread
 from tests.trees import assert_stac_valid_tree
 
 COLL = "c/collection.json"
@@ -369,3 +370,68 @@ def test_every_product_of_a_multi_asset_item_says_its_link_is_pending(tmp_path):
         scenes[1], catalog=str(root), collection="c", group=group, datetime=when, ack="durable"
     )
     assert [(r.action, r.link_pending) for r in results] == [("created", True), ("created", True)]
+
+
+class _PauseBeforeSecondLeaseGet:
+    """A real store that holds the caller before its second read of the
+    lease (a leader's look for a successor, after it gave its lease back)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner, self.url, self.concurrent_safe = inner, inner.url, inner.concurrent_safe
+        self.reads = 0
+        self.reached, self.resume = threading.Event(), threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def get(self, key: str) -> tuple[bytes, str]:
+        if key == LEASE:
+            self.reads += 1
+            if self.reads == 2:
+                self.reached.set()
+                assert self.resume.wait(30), "the test never resumed the first leader"
+        return self.inner.get(key)
+
+
+def test_a_leader_that_finds_a_successor_leaves_its_followers_to_it(tmp_path, tiles):
+    """Leader 1 has given its lease back and is held before it looks for a
+    successor; its follower's intent is pending. Leader 2 takes the lease,
+    lists (finding that intent) and is held before its compare-and-swap.
+    Leader 1 then finds leader 2's live lease and returns without applying
+    anything; leader 2, resumed, links the follower's item."""
+    root = tmp_path / "cat"
+    producer.register([tiles[0]], catalog=str(root), collection="c")
+    note_contention(LocalStore(str(root)).url, "c")
+    # leader 1 is held before its lease delete while the follower registers
+    first = PausingStore(_PauseBeforeSecondLeaseGet(LocalStore(str(root))), pause_before=f"delete:{LEASE}")  # type: ignore[arg-type]
+    looking = first.inner
+    seen: dict[str, Any] = {}
+
+    def follow() -> None:
+        (res,) = producer.register([tiles[2]], catalog=str(root), collection="c", ack="durable")
+        seen["follower"] = res
+
+    one, one_out = in_thread(
+        lambda: producer.register([tiles[1]], catalog=first, collection="c", ack="durable")
+    )
+    assert first.reached.wait(30)
+    follow()
+    assert seen["follower"].link_pending
+    first.resume.set()
+    assert looking.reached.wait(30), "leader 1 never looked for a successor"
+    second = PausingStore(LocalStore(str(root)), pause_before=COLL)
+    two, two_out = in_thread(
+        lambda: producer.register([tiles[3]], catalog=second, collection="c", ack="durable")
+    )
+    try:
+        assert second.reached.wait(30), "leader 2 never reached its compare-and-swap"
+        looking.resume.set()
+        one.join(30)
+        assert "error" not in one_out, one_out.get("error")
+        assert _href(tiles[2]) not in _linked(LocalStore(str(root)))  # left to leader 2
+    finally:
+        looking.resume.set()
+        second.resume.set()
+        two.join(30)
+    assert "error" not in two_out, two_out.get("error")
+    _check_done(LocalStore(str(root)), [_href(t) for t in tiles[:4]])
