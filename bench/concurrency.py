@@ -70,10 +70,12 @@ def _worker(
     barrier: Any,
     out: Any,
     by_url: bool = False,
+    ack: str = "linked",
 ) -> None:
     """One writer process: warm up, wait for the others, register one by one
     (``by_url``: each call from the catalog URL and storage options, as the
-    event handler calls it; else through one store opened before the barrier)."""
+    event handler calls it; else through one store opened before the barrier).
+    ``ack``: each register's ``ack`` option ("linked", the default, or "durable")."""
     try:
         import producer
         from producer import commit as commit_mod
@@ -172,11 +174,15 @@ def _worker(
         for path in files:
             if by_url:
                 (res,) = producer.register(
-                    [path], catalog=catalog, collection=c.COLLECTION, storage_options=dict(options or {})
+                    [path],
+                    catalog=catalog,
+                    collection=c.COLLECTION,
+                    storage_options=dict(options or {}),
+                    ack=ack,
                 )
             else:
                 t_item = time.perf_counter()
-                (res,) = producer.register([path], catalog=store, collection=c.COLLECTION)
+                (res,) = producer.register([path], catalog=store, collection=c.COLLECTION, ack=ack)
                 if timeline is not None:
                     timeline.append(
                         {"kind": "item", "key": res.id, "start": t_item, "end": time.perf_counter()}
@@ -277,14 +283,19 @@ def _request_kind(method: str, path: str, query: str) -> str:
 
 
 def run_writers(
-    catalog: str, options: dict | None, files: list[str], writers: int, by_url: bool = False
+    catalog: str,
+    options: dict | None,
+    files: list[str],
+    writers: int,
+    by_url: bool = False,
+    ack: str = "linked",
 ) -> dict:
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(writers)
     out = ctx.Queue()
     shares = [files[w::writers] for w in range(writers)]
     procs = [
-        ctx.Process(target=_worker, args=(w, writers, catalog, options, shares[w], barrier, out, by_url))
+        ctx.Process(target=_worker, args=(w, writers, catalog, options, shares[w], barrier, out, by_url, ack))
         for w in range(writers)
     ]
     for p in procs:
@@ -377,6 +388,13 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated S3 clients of the writers' catalog store: s3fs (the default) and/or "
         "obstore (STAC_S3_CLIENT=obstore); each gets its own rows",
     )
+    ap.add_argument(
+        "--ack",
+        choices=("linked", "durable"),
+        default="linked",
+        help="each register()'s ack option: 'durable' returns once a contended change is stored "
+        "and a live leader is bound to link it",
+    )
     ap.add_argument("--no-write", dest="write", action="store_false")
     ap.add_argument("--out", type=Path, default=c.BENCHMARKS_MD)
     ap.add_argument("--json", type=Path, help="also dump the raw numbers here")
@@ -445,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
                     server_cpu0 = s3.cpu_seconds() if s3 is not None and backend == "s3" else 0.0
                     requests0 = sum(proxy.counts.values()) if proxy is not None else 0
                     trace0 = len(proxy.trace) if proxy is not None else 0
-                    r = run_writers(catalog, writer_options, files, w, args.by_url)
+                    r = run_writers(catalog, writer_options, files, w, args.by_url, args.ack)
                     r["requests"] = sum(proxy.counts.values()) - requests0 if proxy is not None else None
                     r["request_kinds"] = (
                         dict(Counter(_request_kind(*t) for t in proxy.trace[trace0:]))

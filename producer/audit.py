@@ -38,6 +38,8 @@ from producer.catalog.layout import (
     is_document_key,
     is_intent_key,
     is_thumbnail_key,
+
+    is_lease_key,
     item_follows,
     item_link_count,
     layout_record_problem,
@@ -267,6 +269,11 @@ class AuditReport:
     #: keys of the rendered thumbnails (``<c>/.../<id>/<id>.<8 hex>.png``) in
     #: a collection's folder that no item document links, linked or not
     unlinked_thumbnails: list[str] = field(default_factory=list)
+
+    #: keys of the group-commit leaders' leases (``<collection>/_intents/leader.lease``,
+    #: ``ack="durable"``): no problem, live or expired; ``reconcile --fix``
+    #: deletes an expired one
+    leases: list[str] = field(default_factory=list)
     #: collection key -> the exact extent of its linked (usable) items, as tallied
     footprints: dict[str, ExtentTally] = field(default_factory=dict)
     #: collection key -> for its linked items, the sets of layouts their keys
@@ -401,6 +408,8 @@ def audit(
     for key in store.list(""):
         if is_intent_key(key):
             report.intents.append(key)
+        elif is_lease_key(key):
+            report.leases.append(key)
         elif is_document_key(key):
             walk.listed.append(hash(key))
             root_listed = root_listed or key == ROOT_KEY

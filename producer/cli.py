@@ -595,12 +595,22 @@ def register(
         for r in results:
             click.echo(json.dumps({**r.to_dict(flag_spelling), **({"dry_run": True} if dry_run else {})}))
     else:
-        rows = [(r.id or "-", r.action, r.href if r.ok else r.error_for(flag_spelling)) for r in results]
+        rows = [
+            (
+                r.id or "-",
+                f"{r.action} (link pending)" if r.link_pending else r.action,
+                r.href if r.ok else r.error_for(flag_spelling),
+            )
+            for r in results
+        ]
         click.echo(_table(rows, ["id", "action", "item / error"]))
         counts: dict[str, int] = {}
         for r in results:
             counts[r.action] = counts.get(r.action, 0) + 1
         summary = ", ".join(f"{n} {a}" for a, n in sorted(counts.items()))
+        pending = sum(1 for r in results if r.ok and r.link_pending)
+        if pending:  # --ack durable: written and durable, a leader links them
+            summary += f" ({pending} not linked yet: their links are pending, --ack durable)"
         click.echo(f"\n{len(results)} products: {summary}{' (dry run: nothing written)' if dry_run else ''}")
     for r in failed:
         if as_json:

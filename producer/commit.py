@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import contextvars
 import copy
+import functools
 import json
 import logging
 import os
@@ -59,6 +60,7 @@ from producer.catalog.layout import (
     item_follows,
     item_parent_key,
     layout_of_item,
+    lease_key,
     mark_if_full,
     partition_label,
     recorded_layout,
@@ -363,6 +365,12 @@ class CasOutcome:
     created: bool = False
     #: version of ``doc`` on storage (what was written, or read when unchanged)
     version: str | None = None
+    #: group commit with ``ack="durable"``: the change is durable as an intent,
+    #: but ``doc`` does not hold it yet; ``follow()`` then finds its leader
+    #: (:meth:`Committer._follow_or_lead`): None when a live one is bound to
+    #: apply it, else this writer led and it returns the outcome, applied
+    pending: bool = False
+    follow: Callable[[], CasOutcome | None] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -472,6 +480,16 @@ def _add_missing(doc: dict, links: Sequence[dict]) -> bool:
     return changed
 
 
+@dataclass(frozen=True)
+class _Change:
+    """A writer's own change of its collection, as :meth:`Committer.group_commit` got it."""
+
+    links: list[dict]
+    items: list[dict]
+    below: list[dict]
+    assets: dict[str, dict]
+
+
 class _Creation:
     """One writer's create-only write of a new item document, listed in
     :data:`_CREATIONS` from just before the write until the writer has
@@ -577,6 +595,16 @@ class Committer:
     #: item key -> the other writers' creations of it this committer's
     #: create-only write lost to (:meth:`created_by_another`)
     others_creating: dict[str, list[_Creation]] = field(default_factory=dict)
+    #: when a contended :meth:`group_commit` returns: ``"linked"`` once the
+    #: change is in the collection, ``"durable"`` once its intent is stored
+    #: and a live leader is bound to apply it (:meth:`_follow_or_lead`)
+    ack: str = "linked"
+    #: item keys whose collection change a leader has still to apply (their
+    #: :meth:`link_items` returned under ``ack="durable"``)
+    pending_links: set[str] = field(default_factory=set)
+    #: ``ack="durable"``: the looks for a leader that :meth:`link_items`
+    #: left to :meth:`finish_pending` (``defer_lease=True``)
+    deferred: list[Callable[[], None]] = field(default_factory=list)
 
     # -- reading -------------------------------------------------------------
 
@@ -952,11 +980,16 @@ class Committer:
         items: Sequence[tuple[str, dict]],
         collection_meta: dict | None = None,
         preread: dict[str, tuple[dict | None, str | None]] | None = None,
+        defer_lease: bool = False,
     ) -> set[str]:
         """Link already-written items into their parents, bottom-up, and make
         sure every link up their chains exists. Returns the keys of the items
         this call linked: their parent lacked their link when this call
-        looked, and now holds it (see :meth:`_noting`).
+        looked, and now holds it (see :meth:`_noting`); under
+        ``ack="durable"`` the collection's change may be pending instead
+        (:attr:`pending_links`), and ``defer_lease`` leaves the look for its
+        leader (one GET, or leading) to :meth:`finish_pending`, which the
+        caller must run (e.g. beside its sinks).
 
         ``items`` are ``(key, doc)`` pairs of one collection. At most one
         compare-and-swap per parent document: the catalogs that link the
@@ -1070,6 +1103,15 @@ class Committer:
             )
         if outcome.doc is not None:
             self.committed[collection_id] = outcome.doc
+        if outcome.pending:
+            keys = [key for key, _ in items]
+            self.pending_links.update(keys)
+            if outcome.follow is not None:
+                self.deferred.append(
+                    functools.partial(self._after_pending, collection_id, keys, outcome.follow)
+                )
+            if not defer_lease:
+                self.finish_pending()
         self.cas(
             layout.root_key,
             self._root_mutation(coll_key, coll_title),
@@ -1077,6 +1119,26 @@ class Committer:
             first=preread.pop(layout.root_key, None),
         )
         return set().union(*unlinked.values())
+
+    def _after_pending(
+        self, collection_id: str, keys: list[str], follow: Callable[[], CasOutcome | None]
+    ) -> None:
+        """Run ``follow`` (:meth:`_follow_or_lead`); when this writer led,
+        its items are linked now: no longer pending, and the collection as
+        it left it is the committed one."""
+        led = follow()
+        if led is not None:
+            self.pending_links.difference_update(keys)
+            if led.doc is not None:
+                self.committed[collection_id] = led.doc
+
+    def finish_pending(self) -> None:
+        """Run the looks for a leader that :meth:`link_items` deferred
+        (``defer_lease=True``), in order; each may lead. Raises what one
+        raised (its intent withdrawn; the others not run: their writes are
+        reported failed by the caller too)."""
+        while self.deferred:
+            self.deferred.pop(0)()
 
     @staticmethod
     def _noting(hrefs: Mapping[str, str], unlinked: set[str], mutate: Mutation | None = None) -> Mutation:
@@ -1226,6 +1288,15 @@ class Committer:
         patience: dict[str, float] = {}
         announced = False
         try:
+            if self.ack == "durable" and doc is not None:
+                # (a new collection is created linked: the root links it next)
+                # the change is durable once its intent is stored; who applies
+                # it (a live leader, or this writer leading) is settled by
+                # ``follow``, which the caller may run beside its sinks
+                versions[own_key] = self.store.put(own_key, own_data, create_only=True)
+                own = _Change(links, items, list(below), dict(assets or {}))
+                follow = functools.partial(self._follow_or_lead, collection_id, meta, own, own_key, versions)
+                return CasOutcome(doc, version=version, pending=True, follow=follow)
             while attempt <= self.max_retries:
                 started = time.monotonic()
                 if announced:
@@ -1381,6 +1452,348 @@ class Committer:
             return None
         return CasOutcome(new, changed=True, version=written)
 
+    # -- group commit, ack "durable": a leader under a lease -------------------
+
+    def _follow_or_lead(
+        self,
+        collection_id: str,
+        meta: dict | None,
+        own: _Change,
+        own_key: str,
+        versions: dict[str, str | None],
+    ) -> CasOutcome | None:
+        """Under ``ack="durable"``, once this writer's intent ``own_key`` is
+        stored (the PUT returned): one GET of the collection's leader lease
+        (:func:`~producer.catalog.layout.lease_key`).
+
+        A live lease: return None (the change stays pending): its holder
+        lists the intents again after it lets the lease go (:meth:`_lead`),
+        so that listing, later than this intent, finds it. No lease, or an
+        expired one: take it (create-only PUT, or a PUT on the expired
+        version) and lead; returns the outcome, this writer's change applied.
+        A create-only PUT that loses means a lease written after this
+        writer's GET, so after its intent: None as well. A lost takeover
+        looks again (the expired lease may have been given back rather than
+        taken); after ``max_retries`` such looks, one plain compare-and-swap
+        of its own change. A failure withdraws the intent (best effort, as
+        :meth:`group_commit` does) and is raised. Writes maybe the lease,
+        then what :meth:`_lead` writes."""
+        lkey = lease_key(collection_id)
+        token = intents.new_token(self.clock())
+        try:
+            for _attempt in range(self.max_retries + 1):
+                try:
+                    data, held = self.store.get(lkey)
+                except NotFound:
+                    data, held = b"", None
+                now = self.clock()
+                if held is not None:
+                    expires = intents.lease_expires(data)
+                    if expires is not None and expires > now:
+                        note_contention(self.store.url, collection_id)  # a leader at work: contended
+                        return None
+                body = intents.new_lease(token, now)
+                try:
+                    if held is None:
+                        lease = self.store.put(lkey, body, create_only=True)
+                    else:
+                        lease = self.store.put(lkey, body, if_version=held)
+                except PreconditionFailed:
+                    if held is None:  # a lease written after our look: its holder lists our intent
+                        note_contention(self.store.url, collection_id)
+                        return None
+                    continue
+                except NotFound:
+                    continue  # the expired lease was given back: look again
+                return self._lead(collection_id, meta, own, own_key, lkey, lease, versions)
+            outcome = self.cas(
+                self.layout.collection_key(collection_id),
+                self._group_mutation(collection_id, meta, own, []),
+                expect=("Collection",),
+            )
+        except Exception:
+            self._delete_quietly([own_key], versions)
+            raise
+        self._delete_quietly([own_key], versions)
+        return outcome
+
+    def _lead(
+        self,
+        collection_id: str,
+        meta: dict | None,
+        own: _Change,
+        own_key: str,
+        lkey: str,
+        lease: str,
+        versions: dict[str, str | None],
+    ) -> CasOutcome:
+        """Lead the collection's group commit while holding the lease
+        ``lease`` (its version), written before any listing made here.
+
+        Rounds (at most :data:`intents.LEADER_TENURE` seconds): list the
+        intents and read the collection (in parallel), read the intents not
+        seen yet (in parallel), ONE compare-and-swap applying this writer's
+        change and every fresh pending intent of the same layout, then
+        delete the applied intents while checking that their items were not
+        removed meanwhile (:meth:`_unlink_removed`); again while intents
+        are pending. Then give the lease back (a delete on its version) and
+        list ONCE more: each intent listed then may be of a writer that saw
+        the lease before it went, so that set is applied
+        (:meth:`_apply_listed`), and nothing later: a writer announcing
+        after the delete finds no lease and leads itself.
+
+        Returns this writer's outcome (its change applied). A failure before
+        its own change is applied is raised after the lease is given back
+        and the last listing applied (best effort); one after it is logged:
+        the intents stay stored, applied by the next writer while fresh or
+        by ``reconcile --fix``, as after a crash."""
+        coll_key = self.layout.collection_key(collection_id)
+        seen: dict[str, intents.Intent | None] = {}
+        deadline = time.monotonic() + intents.LEADER_TENURE
+        outcome: CasOutcome | None = None
+        failure: BaseException | None = None
+        released = False
+        lost = 0
+        try:
+            while True:
+                listed, (doc, version) = _both(
+                    lambda: self.list_intents(collection_id), lambda: self.read(coll_key, ("Collection",))
+                )
+                others = self._fresh_intents(
+                    collection_id, [k for k in listed if k != own_key], seen, versions
+                )
+                mine = own if outcome is None else None
+                new = self._group_mutation(collection_id, meta, mine, others)(
+                    docs.copy_doc(doc) if doc is not None else None
+                )
+                if new is None:  # every listed change is in the collection already
+                    self._delete_quietly([*([own_key] if mine else []), *(i.key for i in others)], versions)
+                    if outcome is None:
+                        outcome = CasOutcome(doc, version=version)
+                    break
+                self.check_update(coll_key, doc, new)
+                try:
+                    if version is None:
+                        written = self.store.put(coll_key, docs.dumps(new), create_only=True)
+                    else:
+                        written = self.store.put(coll_key, docs.dumps(new), if_version=version)
+                except PreconditionFailed:
+                    note_contention(self.store.url, collection_id)
+                    self._lost_race(coll_key, lost)
+                    lost += 1
+                    if lost > self.max_retries:
+                        if outcome is None:
+                            raise self._give_up(
+                                coll_key,
+                                f"{self.store_path(coll_key)}: gave up after {self.max_retries + 1} "
+                                "attempts because other writers kept changing it; retry later or "
+                                "reduce the number of concurrent writers",
+                            ) from None
+                        break
+                    continue
+                lost = 0
+                outcome = CasOutcome(new, changed=True, created=version is None, version=written)
+                applied = [*([own_key] if mine else []), *(i.key for i in others)]
+                if time.monotonic() > deadline:
+                    # the last round: the lease goes back beside the deletes and checks
+                    released = True
+                    _three(
+                        functools.partial(self._delete_quietly, applied, versions),
+                        functools.partial(self._unlink_removed, collection_id, others),
+                        functools.partial(self._release_lease, lkey, lease),
+                    )
+                    break
+                _both(
+                    functools.partial(self._delete_quietly, applied, versions),
+                    functools.partial(self._unlink_removed, collection_id, others),
+                )
+        except Exception as exc:  # re-raised below unless our change is in (a kill is not caught)
+            failure = exc
+        if not released:
+            self._release_lease(lkey, lease)
+        try:
+            last = self._apply_listed(collection_id, meta, own_key, lease, seen, versions)
+            if last is not None and outcome is not None:
+                outcome = replace(outcome, doc=last.doc, version=last.version)
+        except (ProducerError, OSError) as exc:
+            log.warning(
+                "%s: applying the intents listed after the leader's lease was given back failed "
+                "(%s): the next writer applies them while fresh, else reconcile(fix=True)",
+                coll_key,
+                exc,
+            )
+        if outcome is None:
+            assert failure is not None
+            raise failure
+        if failure is not None:
+            if not isinstance(failure, ProducerError | OSError):
+                raise failure
+            log.warning(
+                "%s: leading the group commit failed after this writer's change was applied (%s): "
+                "the intents left are applied by the next writer while fresh, else reconcile(fix=True)",
+                coll_key,
+                failure,
+            )
+        return outcome
+
+    def _release_lease(self, lkey: str, lease: str) -> None:
+        """Give back the leader's lease (a delete on its version: one taken
+        over meanwhile stays with its new holder). A failure is logged: the
+        lease then expires on its own, which delays the intents announced
+        meanwhile until the next writer leads, as after a crash."""
+        try:
+            self.store.delete(lkey, if_version=lease)
+        except (PreconditionFailed, NotFound):
+            pass  # taken over after it expired (we were slow), or cleared
+        except (ProducerError, OSError) as exc:
+            log.warning("could not give back the leader lease %s (%s): it expires on its own", lkey, exc)
+
+    def _apply_listed(
+        self,
+        collection_id: str,
+        meta: dict | None,
+        own_key: str,
+        lease: str,
+        seen: dict[str, intents.Intent | None],
+        versions: dict[str, str | None],
+    ) -> CasOutcome | None:
+        """After the lease ``lease`` is given back: list the intents ONCE
+        (with, in parallel, a read of the collection and of the lease) and
+        apply exactly those (compare-and-swap, retried on conflicts) until
+        each is applied or gone; then delete them and check their items
+        (:meth:`_unlink_removed`). Returns the last outcome when it wrote,
+        else None.
+
+        Nothing to apply when another live lease is there now: it was written
+        after ours stopped being current (one key: deleted, or taken over),
+        so after every read that found ours, and its holder lists only after
+        writing it: that listing finds every intent acknowledged under ours.
+        That spares the overlapping compare-and-swaps of two leaders at each
+        hand-over. Reads: one LIST, the collection and the lease, then the
+        intents not seen yet."""
+        coll_key = self.layout.collection_key(collection_id)
+        listed, first, successor = _three(
+            lambda: self.list_intents(collection_id),
+            lambda: self.read(coll_key, ("Collection",)),
+            lambda: self._live_lease(collection_id),
+        )
+        keys = [k for k in listed if k != own_key]
+        if not keys or (successor is not None and successor != lease):
+            return None
+        others = self._fresh_intents(collection_id, keys, seen, versions)
+        if not others:
+            return None
+        outcome = self.cas(
+            coll_key,
+            self._group_mutation(collection_id, meta, None, others),
+            expect=("Collection",),
+            first=first,
+        )
+        _both(
+            lambda: self._delete_quietly([i.key for i in others], versions),
+            lambda: self._unlink_removed(collection_id, others if outcome.changed else []),
+        )
+        return outcome if outcome.changed else None
+
+    def _live_lease(self, collection_id: str) -> str | None:
+        """The version of the collection's leader lease when one is stored
+        and has not expired (by this writer's clock), else None. One GET."""
+        try:
+            data, version = self.store.get(lease_key(collection_id))
+        except NotFound:
+            return None
+        expires = intents.lease_expires(data)
+        return version if expires is not None and expires > self.clock() else None
+
+    def _fresh_intents(
+        self,
+        collection_id: str,
+        keys: Sequence[str],
+        seen: dict[str, intents.Intent | None],
+        versions: dict[str, str | None],
+    ) -> list[intents.Intent]:
+        """The intents among ``keys`` a leader applies: read once each (the
+        unseen ones in parallel), of this collection and layout, younger than
+        :data:`intents.INTENT_FRESH`; in the order of ``keys``."""
+        self._read_intents([k for k in keys if k not in seen], seen, versions)
+        now = self.clock()
+        out = []
+        for key in keys:
+            intent = seen.get(key)
+            if (
+                intent is not None
+                and intent.collection == collection_id
+                and intent.layout == self.layout.record()
+                and intent.age(now) <= intents.INTENT_FRESH
+            ):
+                out.append(intent)
+        return out
+
+    def _group_mutation(
+        self, collection_id: str, meta: dict | None, own: _Change | None, others: Sequence[intents.Intent]
+    ) -> Mutation:
+        """One compare-and-swap's mutation applying ``own`` (may be None) and ``others``."""
+        mine = own or _Change([], [], [], {})
+        return self._collection_mutation(
+            collection_id,
+            meta,
+            [*mine.links, *(link for i in others for link in i.links)],
+            [*mine.items, *(item for i in others for item in i.items)],
+            [*mine.below, *(link for i in others for link in i.below)],
+            {**{k: v for i in others for k, v in i.assets.items()}, **mine.assets},
+        )
+
+    def _unlink_removed(self, collection_id: str, applied: Sequence[intents.Intent]) -> list[str]:
+        """After a leader linked other writers' items (``applied``, flat
+        layout: their item links are in the intents): GET each (in
+        parallel); one a concurrent ``remove`` marked or deleted meanwhile
+        must not stay linked (its writer returned under ``ack="durable"``
+        and settles nothing after the link): unlink it, look again (a
+        register that rewrote it since gets its link back), then shrink the
+        extent as a removal does (:meth:`_shrink_extent`). The later remove
+        wins. Returns the keys unlinked for good. Reads nothing when no
+        intent links an item."""
+        coll_key = self.layout.collection_key(collection_id)
+        coll_dir = posixpath.dirname(coll_key)
+        named: dict[str, tuple[dict, dict | None]] = {}  # item key -> (link, item summary)
+        for intent in applied:
+            item_links = [link for link in intent.links if link.get("rel") == "item"]
+            paired = len(item_links) == len(intent.items)
+            for n, link in enumerate(item_links):
+                key = posixpath.normpath(posixpath.join(coll_dir, link["href"]))
+                named[key] = (link, intent.items[n] if paired else None)
+        if not named:
+            return []
+        keys = sorted(named)
+        gone = [k for k, ok in zip(keys, _parallel(self.present_unmarked, keys)) if not ok]
+        if not gone:
+            return []
+        hrefs = {named[k][0]["href"] for k in gone}
+
+        def unlink(doc: dict | None) -> dict | None:
+            if doc is None:
+                return None
+            dropped = sum(docs.remove_links(doc, "item", href) for href in hrefs)
+            return doc if dropped else None
+
+        log.info("%s: removed while their links were pending, unlinked again: %s", coll_key, gone)
+        self.cas(coll_key, unlink, expect=("Collection",), validated=True)
+        back = [k for k, ok in zip(gone, _parallel(self.present_unmarked, gone)) if ok]
+        if back:  # registered again meanwhile: the register wins
+            links = [named[k][0] for k in back]
+            self.cas(
+                coll_key,
+                lambda doc: doc if doc is not None and docs.add_links(doc, links) else None,
+                expect=("Collection",),
+            )
+        removed = [k for k in gone if k not in back]
+        summaries_of = [named[k][1] for k in removed]
+        if any(s is None for s in summaries_of):
+            summaries_of = [item for intent in applied for item in intent.items]
+        if removed and self._shrink_extent(coll_key, [s for s in summaries_of if s is not None]):
+            self.committed.pop(collection_id, None)
+        return removed
+
     def list_intents(self, collection_id: str) -> list[str]:
         """Keys of the intents pending in a collection (one listing: the
         trailing ``/`` asks for what lies below the folder only)."""
@@ -1516,6 +1929,25 @@ class Committer:
         self._delete_quietly(drop)
         return drop
 
+    def clear_expired_lease(self, collection_id: str) -> bool:
+        """``reconcile --fix``: delete the group-commit leader's lease of a
+        collection when it has expired (its holder died; a live one is left
+        to its holder). One GET, then a delete on the version read. True if
+        deleted."""
+        lkey = lease_key(collection_id)
+        try:
+            data, version = self.store.get(lkey)
+        except NotFound:
+            return False
+        expires = intents.lease_expires(data)
+        if expires is not None and expires > self.clock():
+            return False
+        try:
+            self.store.delete(lkey, if_version=version)
+        except (PreconditionFailed, NotFound):
+            return False  # taken over or given back meanwhile
+        return True
+
     def settle_items(
         self, collection_id: str, items: Sequence[tuple[str, dict]], collection_meta: dict | None = None
     ) -> list[str]:
@@ -1583,8 +2015,18 @@ class Committer:
         one by one on a local store (a GET there waits on no round trip:
         16 threads only contend for the GIL, ~2x the CPU of one for 1,000
         items). Writes only what :meth:`settle_items` writes. Returns the
-        keys written again.
+        keys written again. Items whose link is pending in the collection
+        (``ack="durable"``, :attr:`pending_links`) are left to their leader.
         """
+        # a pending link (ack "durable") of an item the collection links
+        # directly: the leader that links it checks the item right after
+        # (:meth:`_unlink_removed`), which is this step's work, done then
+        coll_key = self.layout.collection_key(collection_id)
+        items = [
+            (key, doc)
+            for key, doc in items
+            if key not in self.pending_links or self.layout.item_chain(collection_id, key)[0] != coll_key
+        ]
         suspects = list(items)
         lister = getattr(self.store, "list_versions", None)
         if lister is not None and len(items) >= SETTLE_LIST_MIN:

@@ -562,6 +562,7 @@ class Grouping:
         for lead, others in self._followers.values():
             for result in others:
                 result.action, result.href, result.item = lead.action, lead.href, lead.item
+                result.link_pending = lead.link_pending
                 result.error_type, result.hints = lead.error_type, lead.hints
                 if lead.error is not None and lead.source and result.source:
                     result.error = lead.error.replace(lead.source, result.source)

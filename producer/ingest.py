@@ -301,6 +301,7 @@ def register_products(
         root_meta=options.root_meta,
         max_retries=options.max_retries,
         relative_hrefs=not options.absolute_hrefs,
+        ack=options.ack,
     )
     committer.seeded.update(seen)
     committer.seeded_intents.update(listed)
@@ -1297,7 +1298,9 @@ def _link_and_settle(
 ) -> None:
     """:func:`_link_written`'s steps: link (and mark what it made part of
     the catalog ``created``), then settle (and ``alongside``)."""
-    linked = committer.link_items(collection, written, collection_meta, preread)
+    # ack "durable": the look for a leader (one GET, or leading) runs in the
+    # settle step, beside the sinks: the change is durable once linked returns
+    linked = committer.link_items(collection, written, collection_meta, preread, defer_lease=True)
     for result, key, _ in prepared:
         # not when another thread of this process made the item and is linking
         # it too: one creation, reported once (docs/RELIABILITY.md)
@@ -1306,6 +1309,7 @@ def _link_and_settle(
     committer.linked_creations(key for result, key, _ in prepared if result.ok)
 
     def settle() -> list[str]:
+        committer.finish_pending()
         # one listing (S3), else one GET per item in parallel like the writes
         return committer.settle_batch(
             collection,
@@ -1323,6 +1327,8 @@ def _link_and_settle(
             redone = settling.result()
         if redone:
             alongside(redone)
+    for result, key, _ in prepared:
+        result.link_pending = result.ok and key in committer.pending_links
 
 
 def _as_project_error(exc: BaseException, doing: str = "") -> BaseException:

@@ -107,7 +107,8 @@ def log_result(log: logging.Logger, result: RegisterResult, *, dry_run: bool = F
         return
     prefix = "dry run: would be " if dry_run and result.ok else ""
     if result.ok:
-        log.info("%s%s %s -> %s", prefix, result.action, result.id, redact(result.href or ""))
+        pending = " (link pending: ack durable)" if result.link_pending else ""
+        log.info("%s%s %s -> %s%s", prefix, result.action, result.id, redact(result.href or ""), pending)
     else:
         log.info("error %s (%s): %s", redact(result.source or ""), result.error_type, result.error)
 
@@ -128,6 +129,9 @@ def log_register_summary(
         return
     counts = Counter(r.action for r in results)
     actions = ", ".join(f"{counts[a]} {a}" for a in _ACTIONS if counts[a]) or "nothing"
+    pending = sum(1 for r in results if r.ok and r.link_pending)
+    if pending:  # ack "durable": written and durable, not linked yet
+        actions += f" ({pending} with the link pending: ack durable)"
     log.info(
         "registered %d product(s) into collection %r of %s%s: %s; "
         "%d compare-and-swap conflict(s), %.2f s backoff",

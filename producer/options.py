@@ -333,6 +333,18 @@ class RegisterOptions:
             "number",
         ),
     )
+    ack: str = field(
+        default="linked",
+        metadata=_spec(
+            "When a register contended by other writers of the collection returns: 'linked' (default) "
+            "once its items are linked; 'durable' once the change is stored and a live leader is bound "
+            "to link it (faster with many writers; the result says the link is pending).",
+            "--ack",
+            "STAC_PRODUCER_ACK",
+            "choice",
+            choices=("linked", "durable"),
+        ),
+    )
     replace: bool = field(
         default=False,
         metadata=_spec(
@@ -514,6 +526,12 @@ class RegisterOptions:
                 f"unknown durability {self.durability!r}: use 'fsync' (default: survives a power loss) "
                 "or 'os' (no fsync: faster, a power loss may lose the last writes)",
                 hints=(Hint("durability", "os", "skip fsync on a local catalog"),),
+            )
+        if self.ack not in ("linked", "durable"):
+            raise InputError(
+                f"unknown ack {self.ack!r}: use 'linked' (default: a register returns once its items "
+                "are linked) or 'durable' (it may return once the change is stored, the link pending)",
+                hints=(Hint("ack", "durable", "return once the change is durable"),),
             )
         if self.id_template is None:
             raise TypeError("RegisterOptions.id_template must be a str, not None")

@@ -1096,6 +1096,10 @@ def reconcile(
         cleared = committer.clear_intents(coll_id)
         if cleared:
             _bump(report.fixed, "stale-intent", len(cleared))
+    # leaders' leases that expired (their holder died): the next writer would
+    # take them over; deleted so nothing of a dead writer is left
+    for key in first.leases:
+        committer.clear_expired_lease(collection_of(key))
     # 6. the sinks: told what the repairs changed, with the repaired collections
     if sinks and (changes or any(outbox_id(sink) for sink in sinks)):
         unresolved += _publish(committer, sinks, changes, sorted(set(linked.collection_ids.values())))

@@ -51,7 +51,8 @@ class Result:
     ``action``: an :class:`Action`. Register results carry the ``source``
     product, and on failure ``error`` (credentials redacted), ``error_type``
     (an :class:`ErrorKind`) and ``hints`` (structured ways out; ``error``
-    phrases them for Python, :meth:`error_for` for other callers). Remove
+    phrases them for Python, :meth:`error_for` for other callers), and
+    ``link_pending`` when ``ack="durable"`` returned before the link. Remove
     results carry ``extent_recomputed`` and, when the item was kept (or
     is absent because its collection is), the ``reason``.
     """
@@ -68,6 +69,10 @@ class Result:
     extent_recomputed: bool | None = None
     reason: str | None = None
     item: dict[str, Any] | None = field(default=None, repr=False)
+    #: register with ``ack="durable"``: the item is written and its change of
+    #: the collection (link, extent) stored as an intent that a live leader is
+    #: bound to apply, but not applied yet when the call returned
+    link_pending: bool = False
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "action":
@@ -96,6 +101,8 @@ class Result:
         for f in fields(self):
             if f.repr:
                 value = getattr(self, f.name)
+                if f.name == "link_pending" and not value:
+                    continue  # shown only when set (ack "durable")
                 shown.append(f"{f.name}={redact(value) if isinstance(value, str) else value!r}")
         return f"{type(self).__name__}({', '.join(shown)})"
 
@@ -114,8 +121,8 @@ class Result:
 
     def to_dict(self, spell: Spelling | None = None) -> dict[str, Any]:
         """JSON-ready dict: ``id``, ``href``, ``action`` always; ``source``,
-        ``error``/``error_type``/``hints``, ``extent_recomputed`` and ``reason``
-        when they apply. ``spell``: how ``error`` phrases the hints (default
+        ``error``/``error_type``/``hints``, ``extent_recomputed``, ``reason``
+        and ``link_pending`` when they apply. ``spell``: how ``error`` phrases the hints (default
         Python)."""
         out: dict[str, Any] = {}
         if self.source is not None:
@@ -130,6 +137,8 @@ class Result:
             out["extent_recomputed"] = self.extent_recomputed
         if self.reason is not None:
             out["reason"] = redact(self.reason)
+        if self.link_pending and self.ok:
+            out["link_pending"] = True
         return out
 
 

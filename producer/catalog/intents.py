@@ -22,7 +22,7 @@ import posixpath
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from producer.catalog.extent import box2d, item_interval
@@ -40,6 +40,17 @@ INTENT_FRESH = 60.0
 #: an unapplied intent older than this is reported by ``validate`` (warning)
 #: and deleted by ``reconcile --fix``
 INTENT_TTL = 3600.0
+#: group commit with ``ack="durable"``: seconds a leader's lease
+#: (:func:`producer.catalog.layout.lease_key`) is valid after it was written,
+#: by its writer's clock. Shorter than :data:`INTENT_FRESH`, so the intents
+#: a leader that died left behind are still fresh when its lease expires and
+#: the next writer leads (and applies them)
+LEASE_TTL = 10.0
+#: seconds a leader keeps applying other writers' intents (rounds, while
+#: some are pending) before it gives its lease back; well under
+#: :data:`LEASE_TTL`. Short: the leader's own register waits for it, and a
+#: hand-over costs a follower-turned-leader one lease PUT
+LEADER_TENURE = 0.3
 
 
 @dataclass(frozen=True)
@@ -174,5 +185,29 @@ def written_at(data: bytes) -> datetime | None:
     try:
         doc = json.loads(data)
         return parse_time(doc["written"]) if isinstance(doc, dict) else None
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return None
+
+
+def new_lease(holder: str, now: datetime, ttl: float | None = None) -> bytes:
+    """The body of a leader's lease: its holder's token, when it was written
+    and when it expires (``now`` + ``ttl``, default :data:`LEASE_TTL`, read
+    when called so tests can shorten it), by the holder's clock."""
+    ttl = LEASE_TTL if ttl is None else ttl
+    body = {
+        "stac_producer:lease": INTENT_FORMAT,
+        "holder": holder,
+        "written": format_time(now),
+        "expires": format_time(now + timedelta(seconds=ttl)),
+    }
+    return json.dumps(body, separators=(",", ":")).encode("utf-8")
+
+
+def lease_expires(data: bytes) -> datetime | None:
+    """When the lease ``data`` expires; None when it cannot be read (such a
+    lease counts as expired: it is taken over)."""
+    try:
+        doc = json.loads(data)
+        return parse_time(doc["expires"]) if isinstance(doc, dict) else None
     except (UnicodeDecodeError, ValueError, KeyError, TypeError):
         return None

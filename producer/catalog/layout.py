@@ -18,6 +18,7 @@ of one period::
     <collection>/.ids/<item_id>          (id index: the key of the item)
     <collection>/.outbox/<sink>/<entry>  (changes a sink has not taken yet)
     <collection>/_intents/<token>.intent (group commit: a pending change of the collection)
+    <collection>/_intents/leader.lease   (group commit with ack "durable": who applies them now)
 
 No partition catalog grows without bound: once one links
 :attr:`Layout.max_links` items it is marked split (:data:`SPLIT_FIELD`), and
@@ -63,6 +64,10 @@ THUMBNAIL_ASSET = "thumbnail"
 #: commit, :mod:`producer.catalog.intents`); not STAC, never a document key
 INTENT_DIR = "_intents"
 INTENT_SUFFIX = ".intent"
+#: name of the leader's lease in a collection's intent folder (group commit
+#: with ``ack="durable"``); not an intent (another suffix), so listings of
+#: intents skip it
+LEASE_NAME = "leader.lease"
 CATALOG_FILE = "catalog.json"
 #: field of a collection document recording its layout:
 #: ``{"partition": "year/month"}``, or ``null`` for the flat layout
@@ -386,6 +391,21 @@ def is_intent_key(key: str) -> bool:
     """True for ``<collection>/_intents/<token>.intent`` (never a document key)."""
     parts = key.split("/")
     return len(parts) == 3 and parts[1] == INTENT_DIR and parts[2].endswith(INTENT_SUFFIX)
+
+
+def lease_key(collection_id: str) -> str:
+    """Key of the group-commit leader's lease of a collection (``ack="durable"``).
+
+    >>> lease_key("c")
+    'c/_intents/leader.lease'
+    """
+    return f"{intent_key(collection_id)}/{LEASE_NAME}"
+
+
+def is_lease_key(key: str) -> bool:
+    """True for ``<collection>/_intents/leader.lease`` (never a document or an intent key)."""
+    parts = key.split("/")
+    return len(parts) == 3 and parts[1] == INTENT_DIR and parts[2] == LEASE_NAME
 
 
 def collection_of(key: str) -> str:
