@@ -37,9 +37,8 @@ from producer.catalog.layout import (
     is_catalog_document_key,
     is_document_key,
     is_intent_key,
-    is_thumbnail_key,
-
     is_lease_key,
+    is_thumbnail_key,
     item_follows,
     item_link_count,
     layout_record_problem,
