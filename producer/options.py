@@ -340,7 +340,7 @@ class RegisterOptions:
             "once its items are linked; 'durable' once the change is stored and a live leader is bound "
             "to link it (faster with many writers; the result says the link is pending).",
             "--ack",
-            "STAC_PRODUCER_ACK",
+            "STAC_ACK",
             "choice",
             choices=("linked", "durable"),
         ),

@@ -102,7 +102,7 @@ def _until_expired(store: Store) -> None:
 def test_ack_is_an_option_with_a_flag_an_environment_variable_and_a_checked_value() -> None:
     assert RegisterOptions().ack == "linked"
     assert HandlerConfig.from_env({"STAC_CATALOG": "/x", "STAC_COLLECTION": "c"}).options.ack == "linked"
-    env = {"STAC_CATALOG": "/x", "STAC_COLLECTION": "c", "STAC_PRODUCER_ACK": "durable"}
+    env = {"STAC_CATALOG": "/x", "STAC_COLLECTION": "c", "STAC_ACK": "durable"}
     assert HandlerConfig.from_env(env).options.ack == "durable"
     with pytest.raises(InputError, match=r"unknown ack 'soon'.*'linked'.*'durable'") as refused:
         RegisterOptions(ack="soon")
