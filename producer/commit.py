@@ -2243,7 +2243,11 @@ class Committer:
         existing parent raises :class:`CatalogError` here, so bad catalog
         state aborts the batch with storage untouched. The documents read
         seed the first compare-and-swap attempts, so :meth:`link_items` can
-        check every link up the chain without reading again.
+        check every link up the chain without reading again. Under
+        ``ack="durable"`` with contention remembered, the collection and the
+        root come from this process's view when it read or wrote them less
+        than :data:`VIEW_FRESH` seconds ago (:func:`recent_view`; their keys
+        go into :attr:`viewed`), without a request.
         """
         out: dict[str, tuple[dict | None, str | None]] = {}
         coll_key = self.layout.collection_key(collection_id)
