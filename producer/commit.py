@@ -132,6 +132,44 @@ def contended(store_url: str, collection_id: str) -> bool:
     return _contended.get((store_url, collection_id), 0.0) > time.monotonic()
 
 
+#: ``ack="durable"`` under contention: seconds a register takes the collection
+#: and the root as this process last read or wrote them (:func:`remember_view`)
+#: instead of reading them again (see :meth:`Committer.preflight`)
+VIEW_FRESH = 2.0
+#: (store url, key) -> (``time.monotonic()`` of the read or write, document, version)
+_views: dict[tuple[str, str], tuple[float, dict, str]] = {}
+_views_lock = threading.Lock()
+
+
+def remember_view(store_url: str, key: str, doc: dict, version: str, at: float) -> None:
+    """Remember, in this process, ``doc`` at ``version`` as the document
+    stored at ``key`` of the catalog at ``store_url`` at monotonic time
+    ``at`` (read then, or written): :func:`recent_view` hands it out for
+    :data:`VIEW_FRESH` seconds. A view older than the one remembered is
+    ignored; expired ones are forgotten (the memory held is the documents
+    of the last seconds). The document is shared: it must not be mutated."""
+    with _views_lock:
+        known = _views.get((store_url, key))
+        if known is None or known[0] <= at:
+            _views[(store_url, key)] = (at, doc, version)
+        now = time.monotonic()
+        for old in [k for k, (when, _, _) in _views.items() if now - when > VIEW_FRESH]:
+            del _views[old]
+
+
+def recent_view(store_url: str, collection_id: str, key: str) -> tuple[dict, str, float] | None:
+    """``(doc, version, monotonic time)`` of ``key`` as this process read or
+    wrote it less than :data:`VIEW_FRESH` seconds ago, while it remembers
+    contention on ``collection_id`` (:func:`contended`); else None."""
+    if not contended(store_url, collection_id):
+        return None
+    with _views_lock:
+        known = _views.get((store_url, key))
+    if known is None or time.monotonic() - known[0] > VIEW_FRESH:
+        return None
+    return known[1], known[2], known[0]
+
+
 TIMESTAMPS = ("created", "updated")
 #: a batch of at least this many items is settled with one listing of the
 #: folder they share (:meth:`Committer.settle_batch`) instead of a GET each
@@ -605,6 +643,9 @@ class Committer:
     #: ``ack="durable"``: the looks for a leader that :meth:`link_items`
     #: left to :meth:`finish_pending` (``defer_lease=True``)
     deferred: list[Callable[[], None]] = field(default_factory=list)
+    #: keys of the documents the last :meth:`preflight` took from this
+    #: process's view (:func:`recent_view`) instead of reading them
+    viewed: set[str] = field(default_factory=set)
 
     # -- reading -------------------------------------------------------------
 
@@ -625,6 +666,12 @@ class Committer:
         catalog root made relative (:func:`producer.hrefs.relative_assets`)."""
         keys = None if self.relative_hrefs else (THUMBNAIL_ASSET,)
         return relative_assets(doc, self.store_path(key), self.store.url, keys)
+
+    def _remember(self, key: str, doc: dict | None, version: str | None, at: float) -> None:
+        """Under ``ack="durable"`` on a store shared by several writers:
+        :func:`remember_view` of ``doc`` (read or written at ``at``)."""
+        if self.ack == "durable" and self.store.concurrent_safe and doc is not None and version is not None:
+            remember_view(self.store.url, key, doc, version, at)
 
     # -- compare-and-swap ---------------------------------------------------
 
@@ -1103,6 +1150,8 @@ class Committer:
             )
         if outcome.doc is not None:
             self.committed[collection_id] = outcome.doc
+            if outcome.changed:
+                self._remember(coll_key, outcome.doc, outcome.version, time.monotonic())
         if outcome.pending:
             keys = [key for key, _ in items]
             self.pending_links.update(keys)
@@ -1112,12 +1161,14 @@ class Committer:
                 )
             if not defer_lease:
                 self.finish_pending()
-        self.cas(
+        rooted = self.cas(
             layout.root_key,
             self._root_mutation(coll_key, coll_title),
             expect=("Catalog", "Collection"),
             first=preread.pop(layout.root_key, None),
         )
+        if rooted.changed:
+            self._remember(layout.root_key, rooted.doc, rooted.version, time.monotonic())
         return set().union(*unlinked.values())
 
     def _after_pending(
@@ -1131,6 +1182,9 @@ class Committer:
             self.pending_links.difference_update(keys)
             if led.doc is not None:
                 self.committed[collection_id] = led.doc
+                if led.changed:
+                    key = self.layout.collection_key(collection_id)
+                    self._remember(key, led.doc, led.version, time.monotonic())
 
     def finish_pending(self) -> None:
         """Run the looks for a leader that :meth:`link_items` deferred
@@ -1257,9 +1311,15 @@ class Committer:
         own_mutation = self._collection_mutation(collection_id, meta, links, items, below, assets)
         listed_before = self.listed_intents.pop(collection_id, None)
         doc, version = first if first is not None else self.read(coll_key, expect)
+        own_new = own_mutation(docs.copy_doc(doc)) if doc is not None else None
+        if first is not None and doc is not None and own_new is None and coll_key in self.viewed:
+            # the change is in this process's view of the collection (up to
+            # VIEW_FRESH old), which a remove may have unlinked since: a rerun
+            # writes nothing only on the collection as stored now
+            doc, version = self.read(coll_key, expect)
+            own_new = own_mutation(docs.copy_doc(doc)) if doc is not None else None
         if looked is not None:
             looked(doc)
-        own_new = own_mutation(docs.copy_doc(doc)) if doc is not None else None
         if doc is not None and own_new is None:
             return CasOutcome(doc, version=version)  # a rerun: the change is there
         give_up_message = (
@@ -2183,26 +2243,49 @@ class Committer:
         existing parent raises :class:`CatalogError` here, so bad catalog
         state aborts the batch with storage untouched. The documents read
         seed the first compare-and-swap attempts, so :meth:`link_items` can
-        check every link up the chain without reading again.
+        check every link up the chain without reading again. Under
+        ``ack="durable"`` with contention remembered, the collection and the
+        root come from this process's view when it read or wrote them less
+        than :data:`VIEW_FRESH` seconds ago (:func:`recent_view`; their keys
+        go into :attr:`viewed`), without a request.
         """
         out: dict[str, tuple[dict | None, str | None]] = {}
+        coll_key = self.layout.collection_key(collection_id)
+        root_key = self.layout.root_key
+        self.viewed = set()
+        # ack "durable" under contention: the collection and the root as this
+        # process read or wrote them a moment ago (recent_view) stand in for
+        # reads; what a follower does with them stays right with a view up to
+        # VIEW_FRESH old (docs/ARCHITECTURE.md): the leader applies its
+        # intent to the collection as stored then
+        use_view = self.ack == "durable" and self.store.concurrent_safe
 
         def seeded(key: str) -> tuple[dict | None, str | None] | None:
             seed = self.seeded.pop(key, None)
             if seed is None or time.monotonic() - seed[2] > SEED_FRESH:
-                return None
+                if not use_view or key not in (coll_key, root_key):
+                    return None
+                view = recent_view(self.store.url, collection_id, key)
+                if view is None:
+                    return None
+                self.viewed.add(key)
+                return view[0], view[1]
             doc = seed[3]
             if doc is None:
                 doc = docs.loads(seed[0], self.store_path(key), expect=expected_type(key))
+            self._remember(key, doc, seed[1], seed[2])
             return absolute_assets(doc, self.store_path(key)), seed[1]
+
+        def fresh(key: str) -> tuple[dict | None, str | None]:
+            doc, version = self.read(key, expected_type(key))
+            if key in (coll_key, root_key):
+                self._remember(key, doc, version, time.monotonic())
+            return doc, version
 
         def read(key: str) -> dict | None:
             if key not in out:
-                out[key] = seeded(key) or self.read(key, expected_type(key))
+                out[key] = seeded(key) or fresh(key)
             return out[key][0]
-
-        coll_key = self.layout.collection_key(collection_id)
-        root_key = self.layout.root_key
 
         def chain() -> None:
             for item in items:
@@ -2224,15 +2307,12 @@ class Committer:
                 if pre is not None and time.monotonic() - pre[0] <= SEED_FRESH:
                     listed = pre[1]  # listed with the layout's read
                 elif root is None and not is_local(self.store):
-                    root, listed = _both(
-                        lambda: self.read(root_key, expected_type(root_key)),
-                        lambda: self.list_intents(collection_id),
-                    )
+                    root, listed = _both(lambda: fresh(root_key), lambda: self.list_intents(collection_id))
                 else:
                     listed = self.list_intents(collection_id)
                 self.listed_intents[collection_id] = listed
             if root is None:
-                root = self.read(root_key, expected_type(root_key))
+                root = fresh(root_key)
             out.setdefault(root_key, root)
 
         if root_key == coll_key:  # cannot be, but then the sequential order

@@ -42,7 +42,7 @@ from producer.catalog.layout import (
     relative_href,
 )
 from producer.changes import Change, ChangeKind, Sink, item_line
-from producer.commit import Committer, IdentityConflict, contended, item_start, same_content
+from producer.commit import Committer, IdentityConflict, contended, item_start, recent_view, same_content
 from producer.errors import (
     ConflictError,
     Hint,
@@ -126,6 +126,7 @@ def collection_layout(
     max_links: int = DEFAULT_MAX_LINKS,
     seen: dict[str, tuple[bytes, str, float, dict | None]] | None = None,
     listed: dict[str, tuple[float, list[str]]] | None = None,
+    durable: bool = False,
 ) -> Layout:
     """The layout to register into ``collection`` with: the one its document
     records, else (written before layouts were recorded) the one its links
@@ -145,28 +146,39 @@ def collection_layout(
     recorded (or linked) layout. A collection that cannot be read is left to the
     batch's own checks (:meth:`Committer.preflight`), which report it per
     product.
+
+    ``durable`` (``ack="durable"``): while this process remembers contention
+    on the collection and read or wrote it less than
+    :data:`~producer.commit.VIEW_FRESH` seconds ago
+    (:func:`~producer.commit.recent_view`), the layout is the one that
+    document records, without a request (a collection's layout never
+    changes; preflight takes the collection and the root from the same view).
     """
     requested = Layout(partition, max_links)
     key = collection_key(collection)
+    view = recent_view(store.url, collection, key) if durable and store.concurrent_safe else None
     try:
-        if seen is not None and not is_local(store):
-            # the root, which preflight reads next, in the same round trip
-            # (seeded like the collection; absent or unreadable: preflight
-            # reads it again and says so)
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                pool.submit(contextvars.copy_context().run, _seed_root, store, seen)
-                if listed is not None and store.concurrent_safe and not contended(store.url, collection):
-                    # and the pending intents (the plain path needs them)
-                    pool.submit(contextvars.copy_context().run, _seed_intents, store, collection, listed)
-                data, version = store.get(key)
+        if view is not None:
+            doc = view[0]  # as this process read or wrote it a moment ago
         else:
-            data, version = store.get(key)
-        read_at = time.monotonic()
-        if seen is not None:  # handed to Committer.seeded: preflight need not GET it again
-            seen[key] = (data, version, read_at, None)
-        doc = docs.loads(data, f"{store.url}/{key}", expect=("Collection",))
-        if seen is not None:  # nor parse it again
-            seen[key] = (data, version, read_at, doc)
+            if seen is not None and not is_local(store):
+                # the root, which preflight reads next, in the same round trip
+                # (seeded like the collection; absent or unreadable: preflight
+                # reads it again and says so)
+                with ThreadPoolExecutor(max_workers=2) as pool:
+                    pool.submit(contextvars.copy_context().run, _seed_root, store, seen)
+                    if listed is not None and store.concurrent_safe and not contended(store.url, collection):
+                        # and the pending intents (the plain path needs them)
+                        pool.submit(contextvars.copy_context().run, _seed_intents, store, collection, listed)
+                    data, version = store.get(key)
+            else:
+                data, version = store.get(key)
+            read_at = time.monotonic()
+            if seen is not None:  # handed to Committer.seeded: preflight need not GET it again
+                seen[key] = (data, version, read_at, None)
+            doc = docs.loads(data, f"{store.url}/{key}", expect=("Collection",))
+            if seen is not None:  # nor parse it again
+                seen[key] = (data, version, read_at, doc)
         recorded = recorded_layout(doc, f"{store.url}/{key}")
     except (ProducerError, OSError):
         return requested  # absent, or malformed: preflight says so per product
@@ -287,7 +299,9 @@ def register_products(
     store = open_catalog(catalog, options.catalog_storage_options, options.catalog_storage_option_name)
     seen: dict[str, tuple[bytes, str, float, dict | None]] = {}
     listed: dict[str, tuple[float, list[str]]] = {}
-    layout = collection_layout(store, collection, options.partition, options.max_links, seen, listed)
+    layout = collection_layout(
+        store, collection, options.partition, options.max_links, seen, listed, options.ack == "durable"
+    )
     if grouping:
         grouping.check_layout(layout, collection)
         # an explicit mapping names every source; else the paths given

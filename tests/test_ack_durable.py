@@ -23,6 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 import producer
+from producer import commit
 from producer.audit import audit
 from producer.catalog import intents
 from producer.catalog.documents import exact_extent
@@ -37,6 +38,7 @@ from producer.store.base import Store
 from producer.store.local import LocalStore
 from producer.validate import default_validator
 from tests.crashes import CrashingStore, PausingStore, copy_state, crash_runs, run_paused, write_tile
+from tests.faultproxy import FaultProxy
 from tests.pausing import in_thread
 from tests.trees import assert_stac_valid_tree
 
@@ -435,3 +437,133 @@ def test_a_leader_that_finds_a_successor_leaves_its_followers_to_it(tmp_path, ti
         two.join(30)
     assert "error" not in two_out, two_out.get("error")
     _check_done(LocalStore(str(root)), [_href(t) for t in tiles[:4]])
+
+
+# --- a follower's view of the collection and the root (fp34) ------------------------
+
+
+def _proxied(s3_server: Any, proxy: FaultProxy) -> dict:
+    """Storage options through ``proxy`` (which records every request)."""
+    kwargs = {**s3_server.storage_options["client_kwargs"], "endpoint_url": proxy.endpoint_url}
+    return {**s3_server.storage_options, "client_kwargs": kwargs}
+
+
+def test_a_contended_durable_follower_does_not_read_again_what_its_process_just_read(s3_server, tiles):
+    """Contention remembered, a live leader: the first follower reads the
+    collection and the root; the next one, within ``VIEW_FRESH``, takes them
+    from its process's view: PUT item, PUT intent, GET lease (3 deep), no
+    GET of the collection or the root, no listing."""
+    with FaultProxy(s3_server.endpoint_url) as proxy:
+        options = _proxied(s3_server, proxy)
+        catalog = s3_server.url(f"view-{uuid.uuid4().hex[:8]}")
+        producer.register([str(tiles[0])], catalog=catalog, collection="c", storage_options=options)
+        store = open_store(catalog, options)
+        note_contention(store.url, "c")
+        _plant_lease(store)
+        (first,) = producer.register(
+            [str(tiles[1])], catalog=catalog, collection="c", storage_options=options, ack="durable"
+        )
+        assert first.ok and first.link_pending
+        proxy.clear()
+        (second,) = producer.register(
+            [str(tiles[2])], catalog=catalog, collection="c", storage_options=options, ack="durable"
+        )
+        trace = list(proxy.trace)
+    lines = [f"{m} {p} {q}" for m, p, q in trace]
+    assert second.ok and second.action == "created" and second.link_pending, second.error
+    reads = [p for m, p, q in trace if m in ("GET", "HEAD") and "list-type" not in q]
+    assert not [p for p in reads if p.endswith(("/c/collection.json", "/catalog.json"))], lines
+    assert not [q for m, _, q in trace if "list-type" in q], lines
+    catalog_writes = [p for m, p, _ in trace if m == "PUT" and "fragments/" not in p]  # the mirror's own
+    assert len(catalog_writes) == 2, lines  # the item, then its intent
+    assert catalog_writes[0].endswith(f"/c/{tiles[2].stem}/{tiles[2].stem}.json"), lines
+    assert "/c/_intents/" in catalog_writes[1], lines
+    assert [p for p in reads if p.endswith("/" + LEASE)] == [p for p in reads if "/c/" in p], lines
+
+
+class _Recording:
+    """A real store that records, in order, the reads of the collection
+    document and the puts of intents made through it."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner, self.url, self.concurrent_safe = inner, inner.url, inner.concurrent_safe
+        self.ops: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def get(self, key: str) -> tuple[bytes, str]:
+        if key == COLL:
+            self.ops.append("get collection")
+        return self.inner.get(key)
+
+    def put(self, key: str, data: bytes, **kwargs: Any) -> str:
+        if is_intent_key(key):
+            self.ops.append("put intent")
+        return self.inner.put(key, data, **kwargs)
+
+
+def test_a_durable_follower_reads_the_collection_again_once_its_view_is_older_than_the_window(
+    tmp_path, tiles, monkeypatch
+):
+    root = tmp_path / "cat"
+    producer.register([tiles[0]], catalog=str(root), collection="c")
+    store = LocalStore(str(root))
+    note_contention(store.url, "c")
+    _plant_lease(store)
+    producer.register([tiles[1]], catalog=str(root), collection="c", ack="durable")
+    within = _Recording(LocalStore(str(root)))
+    (res,) = producer.register([tiles[2]], catalog=within, collection="c", ack="durable")  # type: ignore[arg-type]
+    assert res.link_pending and within.ops == ["put intent"]  # the view: nothing read
+    monkeypatch.setattr(commit, "VIEW_FRESH", 0.2)
+    time.sleep(0.3)
+    after = _Recording(LocalStore(str(root)))
+    (res,) = producer.register([tiles[3]], catalog=after, collection="c", ack="durable")  # type: ignore[arg-type]
+    assert res.link_pending and after.ops[0] == "get collection" and "put intent" in after.ops
+
+
+def test_a_follower_whose_view_is_behind_another_writers_change_leads_without_clobbering_it(tmp_path, tiles):
+    """Its process read the collection a moment ago; meanwhile another
+    writer links an item (extent grown) and the description is edited.
+    The follower takes its preflight documents from the view (its first
+    read of the collection comes after its intent), finds no lease and
+    leads: what it puts is built on the collection as stored then."""
+    root = tmp_path / "cat"
+    producer.register([tiles[0]], catalog=str(root), collection="c")
+    store = LocalStore(str(root))
+    note_contention(store.url, "c")
+    _plant_lease(store)
+    (pending,) = producer.register([tiles[1]], catalog=str(root), collection="c", ack="durable")
+    assert pending.link_pending
+    # another process: a linked register (it applies the pending intent too), an edit
+    (other,) = producer.register([tiles[3]], catalog=str(root), collection="c")
+    assert other.ok and not other.link_pending
+    data, version = store.get(COLL)
+    coll = json.loads(data)
+    coll["description"] = "edited elsewhere"
+    store.put(COLL, json.dumps(coll).encode(), if_version=version)
+    store.delete(LEASE)
+    leading = _Recording(LocalStore(str(root)))
+    (res,) = producer.register([tiles[2]], catalog=leading, collection="c", ack="durable")  # type: ignore[arg-type]
+    assert res.ok and not res.link_pending, res.error  # it led
+    assert leading.ops[:2] == ["put intent", "get collection"], leading.ops
+    assert json.loads(store.get(COLL)[0])["description"] == "edited elsewhere"
+    _check_done(store, [_href(t) for t in tiles[:4]])
+
+
+def test_a_rerun_that_its_view_shows_linked_is_linked_again_after_a_remove(tmp_path, tiles):
+    """The view says the item is linked, but it was removed since (by
+    another process): the rerun writes it again, and the collection read
+    again (a view that shows the change applied is not trusted) links it."""
+    root = tmp_path / "cat"
+    producer.register([tiles[0]], catalog=str(root), collection="c")
+    store = LocalStore(str(root))
+    note_contention(store.url, "c")
+    (res,) = producer.register([tiles[4]], catalog=str(root), collection="c", ack="durable")
+    assert res.ok and not res.link_pending  # it led (no lease): the view holds its link
+    gone = producer.remove(tiles[4].stem, catalog=str(root), collection="c")
+    assert gone.ok and gone.action == "removed", gone
+    assert _href(tiles[4]) not in _linked(store)
+    (again,) = producer.register([tiles[4]], catalog=str(root), collection="c", ack="durable")
+    assert again.ok, again.error
+    _check_done(store, [_href(tiles[0]), _href(tiles[4])])
