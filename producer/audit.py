@@ -296,26 +296,34 @@ class AuditReport:
         return tally.extent() if tally is not None else docs.exact_extent([])
 
 
-def _check_intents(store: Store, report: AuditReport) -> None:
+def _check_intents(store: Store, report: AuditReport) -> set[tuple[str, str]]:
     """A ``stale-intent`` warning for each intent older than
     :data:`~producer.catalog.intents.INTENT_TTL` or unreadable (one GET each;
-    a fresh one belongs to a writer at work)."""
+    a fresh one belongs to a writer at work). Returns the (collection id,
+    item id) pairs the intents younger than
+    :data:`~producer.catalog.intents.INTENT_FRESH` carry: items a leader or
+    the next writer is bound to link."""
     now = datetime.now(UTC)
+    fresh: set[tuple[str, str]] = set()
     for key in report.intents:
         try:
             data, _ = store.get(key)
         except NotFound:
             continue  # applied and deleted since the listing
         written = intents.written_at(data)
-        if intents.parse(data, key) is None:
+        intent = intents.parse(data, key)
+        if intent is None:
             message = "not a group-commit intent this version can apply"
         elif written is not None and (now - written).total_seconds() > intents.INTENT_TTL:
             message = f"pending since {format_time(written)}: its writer died before applying it"
         else:
+            if intent.age(now) <= intents.INTENT_FRESH:  # older: only a reconcile links its items
+                fresh.update((intent.collection, str(item.get("id"))) for item in intent.items)
             continue
         report.problems.append(
             Problem("stale-intent", key, message + f"; {REPAIR} deletes it (and links its items)")
         )
+    return fresh
 
 
 def read_doc(store: Store, key: str) -> dict:
@@ -415,7 +423,7 @@ def audit(
         elif is_thumbnail_key(key):
             walk.thumbnails.append(hash(key))
     report.intents.sort()
-    _check_intents(store, report)
+    pending = _check_intents(store, report)
     if not root_listed:
         unreached_keys = sorted(_unreached_keys(store, walk))
         roots = _nested_roots(
@@ -495,6 +503,17 @@ def audit(
                     "run again once storage answers",
                 )
             )
+            continue
+        if (
+            found is not None
+            and found.get("type") == "Feature"
+            and below_collection(key)
+            and (collection_of(key), str(found.get("id"))) in pending
+            and removal_started(found) is None
+        ):
+            # an ack="durable" register returned with its change stored in a
+            # fresh intent: its leader links it within moments
+            report.problems.append(_pending_problem(key))
             continue
         report.problems.append(_orphan_problem(key, found, report.layouts))
 
@@ -1151,6 +1170,17 @@ def removal_started(doc: dict | None) -> str | None:
     if not isinstance(props, dict) or docs.REMOVING not in props:
         return None
     return str(props[docs.REMOVING])
+
+
+def _pending_problem(key: str) -> Problem:
+    """An item a durable register wrote and its leader has yet to link: a
+    ``link-pending`` warning (a normal state for moments), not an orphan."""
+    return Problem(
+        "link-pending",
+        key,
+        "not linked yet: a register with ack durable stored its change, and a leader links it "
+        f"within moments (if that leader died: the next register of the collection, or {REPAIR})",
+    )
 
 
 def _orphan_problem(key: str, doc: dict | None, layouts: dict[str, Layout] | None = None) -> Problem:

@@ -575,6 +575,7 @@ def _link_orphans(
     An item the audit found ``misplaced`` (its key follows another layout
     than its collection records) is left alone: the problem stays."""
     misplaced = {p.key for p in first.problems if p.kind == "misplaced"}
+    pending = {p.key for p in first.problems if p.kind == "link-pending"}
     for key, doc in sorted(first.orphans.items()):
         if doc is None or removal_started(doc) is not None or key in misplaced:
             continue
@@ -603,7 +604,7 @@ def _link_orphans(
             # those following it (linked meanwhile by a register: that one said so)
             if key in linked:
                 changes.append(Change(ChangeKind.CREATED, collection_of(key), str(doc.get("id")), key, doc))
-            _bump(report.fixed, "orphan")
+            _bump(report.fixed, "link-pending" if key in pending else "orphan")
         elif doc.get("type") in ("Catalog", "Collection") and "/" in key:
             _link_orphan_catalog(committer, store, key, doc)
             _bump(report.fixed, "orphan")
@@ -906,13 +907,14 @@ def _would_fix(store: Store, first: AuditReport, report: ReconcileReport, dead: 
     if report.found.get("missing-root") and any(is_collection_key(key) for key in first.orphans):
         out["missing-root"] = 1  # linked from a new root (the orphans below it: seen by the fix run)
     misplaced = {p.key for p in first.problems if p.kind == "misplaced"}
+    pending = {p.key for p in first.problems if p.kind == "link-pending"}
     for key, doc in first.orphans.items():
         if doc is None or removal_started(doc) is not None or key in misplaced:
             continue
         if (doc.get("type") == "Feature" and below_collection(key)) or (
             doc.get("type") in ("Catalog", "Collection") and "/" in key
         ):
-            _bump(out, "orphan")
+            _bump(out, "link-pending" if key in pending else "orphan")
     unchecked = {p.key for p in first.problems if p.kind == "asset-unchecked"}
     gone = _missing_assets(first)
     dead_items = {p.key for p in first.problems if p.kind == "missing-asset" and p.key in first.items}

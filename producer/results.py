@@ -206,6 +206,10 @@ ProblemKind = Literal[
     # a group-commit intent left behind by a writer that died (a warning:
     # never applied by others once stale; reconcile with fix deletes it)
     "stale-intent",
+    # an unlinked item whose change a fresh intent holds: an ack="durable"
+    # register returned before its leader linked it (a warning: a normal
+    # state for moments; reconcile with fix links it)
+    "link-pending",
     # a partition catalog that links no item, nor does any partition below
     # it (its items were removed or moved; a warning: valid STAC, left
     # linked on purpose, see docs/RELIABILITY.md)

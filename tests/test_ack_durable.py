@@ -567,3 +567,36 @@ def test_a_rerun_that_its_view_shows_linked_is_linked_again_after_a_remove(tmp_p
     (again,) = producer.register([tiles[4]], catalog=str(root), collection="c", ack="durable")
     assert again.ok, again.error
     _check_done(store, [_href(tiles[0]), _href(tiles[4])])
+
+
+def test_validate_and_reconcile_right_after_a_pending_durable_register_warn_link_pending(
+    tmp_path, tiles, monkeypatch
+):
+    """Between a durable follower's return and its leader's apply, the item
+    is written and unlinked, its change in a fresh intent: a normal state.
+    ``validate`` warns (exit 0) instead of an ``orphan`` error; ``reconcile``
+    without fix says the same, and with fix links it. Once the intent is
+    older than ``INTENT_FRESH`` no leader applies it: an orphan again."""
+    root = tmp_path / "cat"
+    store = LocalStore(str(root))
+    producer.register([tiles[0]], catalog=store, collection="c")
+    note_contention(store.url, "c")
+    _plant_lease(store)
+    (pending,) = producer.register([tiles[11]], catalog=store, collection="c", ack="durable")
+    assert pending.link_pending
+    key = f"c/{tiles[11].stem}/{tiles[11].stem}.json"
+    problems = producer.validate_catalog(str(root))
+    (warned,) = [p for p in problems if p.kind != "mirror-stale"]
+    assert (warned.kind, warned.key, warned.is_error) == ("link-pending", key, False)
+    assert "ack durable" in warned.message
+    with monkeypatch.context() as aged:
+        aged.setattr(intents, "INTENT_FRESH", -1.0)
+        assert ("orphan", key) in [(p.kind, p.key) for p in producer.validate_catalog(str(root))]
+    out = CliRunner().invoke(main, ["validate", str(root)])
+    assert out.exit_code == 0, out.output
+    assert "ERROR" not in out.output
+    found = producer.reconcile(str(root))
+    assert found.found.get("link-pending") == 1 and not found.found.get("orphan")
+    fixed = producer.reconcile(str(root), fix=True)
+    assert fixed.fixed.get("link-pending") == 1 and not fixed.fixed.get("orphan")
+    assert _href(tiles[11]) in _linked(store)
