@@ -409,7 +409,8 @@ def _table_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
             "id": r.get("id") or "",
-            "action": r.get("action", "error"),
+            # as the CLI's table: a created/updated item not linked yet says so
+            "action": f"{r.get('action', 'error')}{' (link pending)' if r.get('link_pending') else ''}",
             "href": r.get("href") or "",
             "error": r.get("error") or "",
             "source": r.get("source", ""),
@@ -502,6 +503,9 @@ def register_and_report(
         ", ".join(f"{counts[a]} {a}" for a in ("created", "updated", "unchanged", "error") if counts[a])
         or "nothing (no product found)"
     )
+    pending = sum(1 for d in dicts if d.get("link_pending"))
+    if pending:  # ack="durable": written and stored, a leader links them
+        summary += f" ({pending} with the link pending: ack durable)"
     logger.info("registered into %s: %s", where, summary)
 
     if _in_run():

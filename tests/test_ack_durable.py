@@ -11,6 +11,7 @@ leader.
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing as mp
 import threading
 import time
@@ -600,3 +601,26 @@ def test_validate_and_reconcile_right_after_a_pending_durable_register_warn_link
     fixed = producer.reconcile(str(root), fix=True)
     assert fixed.fixed.get("link-pending") == 1 and not fixed.fixed.get("orphan")
     assert _href(tiles[11]) in _linked(store)
+
+
+def test_the_prefect_task_says_which_links_are_pending(tmp_path, tiles, caplog):
+    """The task's summary line and table rows said ``1 created`` for a
+    register whose link is pending, where the CLI says it is not linked yet."""
+    from producer.prefect import _table_rows, register_and_report
+
+    root = tmp_path / "cat"
+    store = LocalStore(str(root))
+    producer.register([tiles[0]], catalog=store, collection="c")
+    note_contention(store.url, "c")
+    _plant_lease(store)
+    logger = logging.getLogger("producer.prefect")  # prefect's handlers: it may not propagate
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="producer.prefect"):
+            (row,) = register_and_report([str(tiles[12])], catalog=str(root), collection="c", ack="durable")
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert row["link_pending"] and _href(tiles[12]) not in _linked(store)
+    (summary,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("registered into")]
+    assert "1 created (1 with the link pending: ack durable)" in summary, summary
+    assert _table_rows([row])[0]["action"] == "created (link pending)"
