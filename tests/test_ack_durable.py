@@ -18,13 +18,14 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 import producer
-from producer import commit
+from producer import commit, mirror
 from producer.audit import audit
 from producer.catalog import intents
 from producer.catalog.documents import exact_extent
@@ -449,11 +450,16 @@ def _proxied(s3_server: Any, proxy: FaultProxy) -> dict:
     return {**s3_server.storage_options, "client_kwargs": kwargs}
 
 
-def test_a_contended_durable_follower_does_not_read_again_what_its_process_just_read(s3_server, tiles):
+def test_a_contended_durable_follower_does_not_read_again_what_its_process_just_read(
+    s3_server, tiles, monkeypatch
+):
     """Contention remembered, a live leader: the first follower reads the
     collection and the root; the next one, within ``VIEW_FRESH``, takes them
     from its process's view: PUT item, PUT intent, GET lease (3 deep), no
     GET of the collection or the root, no listing."""
+    # the mirror lists its fragments after 1 write in CHECK_EVERY, drawn at
+    # random (a compaction check, not the register's): the draw never says look
+    monkeypatch.setattr(mirror, "random", SimpleNamespace(random=lambda: 0.999))
     with FaultProxy(s3_server.endpoint_url) as proxy:
         options = _proxied(s3_server, proxy)
         catalog = s3_server.url(f"view-{uuid.uuid4().hex[:8]}")
@@ -621,6 +627,7 @@ def test_the_prefect_task_says_which_links_are_pending(tmp_path, tiles, caplog):
     finally:
         logger.removeHandler(caplog.handler)
     assert row["link_pending"] and _href(tiles[12]) not in _linked(store)
-    (summary,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("registered into")]
+    # one line, caught once or twice (the handler added, and propagation where prefect allows it)
+    (summary,) = {r.getMessage() for r in caplog.records if r.getMessage().startswith("registered into")}
     assert "1 created (1 with the link pending: ack durable)" in summary, summary
     assert _table_rows([row])[0]["action"] == "created (link pending)"
