@@ -353,6 +353,9 @@ def test_an_items_ring_is_formatted_once_for_its_document_and_its_mirror_line(
 
     ring = [[float(i) / 7, float(i) / 3] for i in range(300)] + [[0.0, 0.0]]
     item = _item_with({"type": "Polygon", "coordinates": [ring]})
+    # a float orjson writes otherwise (0.00001) sends both encodings down the
+    # json road this test is about (tests/test_jsontext.py: the orjson road)
+    item["properties"] = {"tiny": 1e-05}
     formatted: list[object] = []
     real = ringtext._COMPACT
 
@@ -644,3 +647,36 @@ def test_a_store_pickled_without_its_lock_path_still_locks(tmp_path: Path) -> No
     assert (tmp_path / "cat" / LOCK_NAME).exists()
     again = pickle.loads(pickle.dumps(store))
     again.put("c/collection.json", b"{}")
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 65535, 65536, 65537, 300_000])
+def test_a_read_returns_every_byte_of_the_document(tmp_path: Path, size: int) -> None:
+    """``LocalStore.get`` reads with one ``os.read`` of the size ``fstat``
+    says, plus one byte: the whole file whatever its size."""
+    from producer.store.local import LocalStore
+
+    data = bytes(i % 251 for i in range(size))
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "doc.json").write_bytes(data)
+    assert LocalStore(str(tmp_path)).get("c/doc.json")[0] == data
+
+
+def test_a_read_of_a_file_whose_size_says_nothing_reads_to_its_end() -> None:
+    """A file whose ``st_size`` is not its length (procfs says 0) is read
+    on to its end, not cut at the size ``fstat`` gave."""
+    from producer.store.local import _read_all
+
+    status = Path("/proc/self/status")
+    if not status.exists() or status.stat().st_size != 0:
+        pytest.skip("needs a procfs file of size 0")
+    data = _read_all(status)
+    assert data.startswith(b"Name:") and data.endswith(b"\n") and len(data) > 100
+
+
+def test_reading_a_directory_as_a_document_says_so(tmp_path: Path) -> None:
+    from producer.errors import CatalogError
+    from producer.store.local import LocalStore
+
+    (tmp_path / "c" / "doc.json").mkdir(parents=True)
+    with pytest.raises(CatalogError, match="is a directory, not a document"):
+        LocalStore(str(tmp_path)).get("c/doc.json")

@@ -33,6 +33,7 @@ from producer.catalog.extent import (
 from producer.catalog.layout import LAYOUT_FIELD, ROOT_KEY, Layout, layout_record_problem, relative_href
 from producer.errors import CatalogError, ValidationError
 from producer.finite import non_finite
+from producer.jsontext import pretty
 from producer.ringtext import compact_rows
 from producer.urls import local_path
 
@@ -182,6 +183,8 @@ def dumps(doc: dict) -> bytes:
 def _encode(doc: dict) -> bytes:
     """:func:`dumps` without its error message (ValueError at a NaN).
 
+    orjson writes it where its bytes are json's (:mod:`producer.jsontext`);
+    otherwise (a tiny float, a NaN, a value of another type) the following.
     CPython's C encoder does not indent, so the pure-Python one
     would write every document (3 ms for an item with a densified footprint,
     about 1 s for a parent with 100,000 links). Instead, containers of
@@ -191,6 +194,9 @@ def _encode(doc: dict) -> bytes:
     such call and spliced into the rest. Anything unusual (a subclass of
     dict, a non-string key) takes ``json.dumps`` itself.
     """
+    fast = pretty(doc)  # orjson's bytes where they are json's (producer/jsontext.py)
+    if fast is not None:
+        return fast
     slow = lambda: (json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")  # noqa: E731
     links = doc.get("links")
     if not isinstance(links, list) or len(links) <= _FAST_LINKS or not all(map(_flat, links)):

@@ -1,0 +1,136 @@
+"""orjson writes documents and mirror lines only where its bytes are json's
+(producer/jsontext.py): every case here is compared byte for byte with
+``json``, and the cases orjson writes otherwise must take the json road."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import struct
+
+import pytest
+
+from producer import jsontext
+from producer.catalog import documents
+from producer.changes import item_line
+from producer.errors import ValidationError
+
+
+class _Str(str):
+    pass
+
+
+class _Dict(dict):
+    pass
+
+
+def _item(**properties: object) -> dict:
+    ring = [[7.6045217 + i / 1e3, 50.0039239 - i / 7e3] for i in range(200)] + [[7.6045217, 50.0039239]]
+    return {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": "a",
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+        "bbox": [7.6, 49.9, 7.8, 50.1],
+        "properties": {"datetime": "2022-05-26T00:00:00Z", **properties},
+        "links": [{"rel": "self", "href": "./a.json", "type": "application/json"}],
+        "assets": {},
+    }
+
+
+CASES = [
+    {},
+    _item(),
+    _item(tiny=1e-05),  # orjson: 0.00001
+    _item(tiny=-1.2345678901234568e-05),
+    _item(tiny=1e-07),  # orjson: 1e-7
+    _item(tiny=9.999999999999999e-09),
+    _item(tiny=1e-10, huge=1e300, big=1e16, small=0.0001, zero=-0.0),
+    _item(note="1e-5 0.00001 null"),  # number-like text: the json road, same bytes
+    _item(title='Zürich \u2603 \U0001f600 \x7f \x00 \x1f \u2028 \t\n"\\'),
+    _item(nodata=None, flags=[True, False, None]),
+    _item(count=2**63 - 1, low=-(2**63), beyond=2**64, far=10**30),
+    _item(sub=_Str("x"), nested=_Dict(a=1)),
+    _item(pair=(1.5, 2.5)),
+    _item(**{"\u00e9": {"deep": [[[[]]], {}]}}),
+]
+
+
+@pytest.mark.parametrize("doc", CASES)
+def test_a_document_is_written_as_json_writes_it(doc: dict) -> None:
+    assert documents.dumps(doc) == (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+@pytest.mark.parametrize("doc", CASES)
+def test_a_mirror_line_is_written_as_json_writes_it(doc: dict) -> None:
+    assert item_line(doc) == json.dumps(doc, separators=(",", ":"))
+
+
+def test_floats_of_every_magnitude_are_written_as_json_writes_them() -> None:
+    rng = random.Random(12)
+    floats = [struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0] for _ in range(20_000)]
+    floats = [f for f in floats if math.isfinite(f)]
+    floats += [m * 10.0**e for e in range(-12, 20) for m in (1.0, 1.5, 9.999999999999999)]
+    for chunk in range(0, len(floats), 50):
+        doc = {"values": floats[chunk : chunk + 50]}
+        assert documents.dumps(doc) == (json.dumps(doc, indent=2) + "\n").encode()
+        assert item_line(doc) == json.dumps(doc, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_nan_and_infinity_are_refused_not_written_as_null(bad: float) -> None:
+    """orjson writes NaN as null: the output's null sends it to the check."""
+    doc = _item(value=bad, nodata=None)
+    assert jsontext.pretty(doc) is None and jsontext.compact(doc) is None
+    with pytest.raises(ValidationError, match="properties.value"):
+        documents.dumps(doc)
+    with pytest.raises(ValueError):
+        item_line(doc)
+
+
+def test_an_ordinary_item_takes_the_orjson_road() -> None:
+    """The point of it: a plain item (no tiny float, no null) is orjson's."""
+    item = _item(title="Zürich")
+    assert jsontext.pretty(item) == documents.dumps(item)
+    assert jsontext.compact(item) == item_line(item)
+    assert jsontext.pretty(_item(tiny=1e-05)) is None
+    assert jsontext.compact(_item(tiny=1e-07)) is None
+    assert jsontext.pretty(_item(sub=_Str("x"))) is None
+
+
+def _parent(links: int, **extra: object) -> dict:
+    return {
+        "type": "Collection",
+        "id": "c",
+        "extent": {
+            "spatial": {"bbox": [[-10.5, 40.25, 3.125, 50.0]]},
+            "temporal": {"interval": [["2020", None]]},
+        },
+        "stac_producer:layout": None,
+        **extra,
+        "links": [
+            {"rel": "item", "href": f"./i{i}/i{i}.json", "type": "application/geo+json"} for i in range(links)
+        ],
+    }
+
+
+@pytest.mark.parametrize("links", [3, 500])
+def test_a_large_parent_is_written_as_json_writes_it(links: int) -> None:
+    doc = _parent(links)
+    assert jsontext.pretty(doc) == (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+@pytest.mark.parametrize("links", [3, 500])
+@pytest.mark.parametrize("where", ["extent", "link"])
+def test_a_nan_in_a_large_parent_is_found_in_its_links_too(links: int, where: str) -> None:
+    """A parent's plain links are left out of the NaN check (a C-speed pass
+    shows they hold no float); one holding a float is looked at."""
+    doc = _parent(links)
+    if where == "extent":
+        doc["extent"]["spatial"]["bbox"][0][1] = math.nan
+    else:
+        doc["links"][-1]["weight"] = math.inf
+    assert jsontext.pretty(doc) is None
+    with pytest.raises(ValidationError):
+        documents.dumps(doc)
