@@ -349,6 +349,8 @@ class Validator:
         """
         if not isinstance(doc, Mapping):
             return [f"(root): a STAC document is a JSON object, not {type(doc).__name__}"]
+        if _accepted_by_rust(doc):
+            return []
 
         # a JSON schema cannot see these (json.loads reads NaN as a number), and no document holds one
         problems: list[str] = non_finite(doc)
@@ -448,6 +450,117 @@ class Validator:
                 continue
             messages.append(_describe(leaf, url))
         return messages
+
+
+#: key of :data:`_FINITE_SCHEMA` among the jsonschema-rs validators
+_FINITE = "stac-producer:finite"
+#: every value at any depth is of a JSON type: jsonschema-rs sees a NaN or an
+#: infinity as of none (tests/test_validate.py checks it), so this rejects
+#: what :func:`producer.finite.non_finite` reports, in the same walk-free pass
+_FINITE_SCHEMA: Mapping[str, Any] = {
+    "type": ["object", "array", "string", "number", "boolean", "null"],
+    "additionalProperties": {"$ref": "#"},
+    "items": {"$ref": "#"},
+}
+
+#: schema URL → its jsonschema-rs validator (None: it cannot be built)
+_RS: dict[str, Any] = {}
+_RS_LOCK = threading.Lock()
+
+
+def _accepted_by_rust(doc: Mapping[str, Any]) -> bool:
+    """Whether jsonschema-rs accepts ``doc`` outright: STAC 1.1.0, a known
+    ``type``, every extension bundled, no NaN or infinity, and valid against
+    the core schema and every extension schema. False means "not decided
+    here": :meth:`Validator.errors` then runs the checks it always ran
+    (fastjsonschema, jsonschema for the verdict and the messages), so a
+    rejected document gets the same messages. Also False for a schema
+    jsonschema-rs cannot build (projection v1.1.0: its PROJJSON v0.5 is not
+    bundled) and when jsonschema-rs is not installed."""
+    if doc.get("stac_version") != STAC_VERSION:
+        return False
+    doc_type = doc.get("type")
+    core = CORE_SCHEMAS.get(doc_type) if isinstance(doc_type, str) else None
+    extensions = doc.get("stac_extensions", [])
+    if core is None or type(extensions) is not list:
+        return False
+    urls = [_FINITE, core]
+    for extension in extensions:
+        if not isinstance(extension, str):
+            return False
+        url = _strip_empty_fragment(extension)
+        if url not in _bundled_urls():
+            return False
+        urls.append(url)
+    for url in dict.fromkeys(urls):
+        validator = _rust_validator(url)
+        if validator is None:
+            return False
+        try:
+            if not validator.is_valid(doc):
+                return False
+        except Exception:  # not convertible to JSON (a non-str key, an object): the reference path decides
+            return False
+    return True
+
+
+def _rust_validator(url: str) -> Any:
+    """The jsonschema-rs validator of one schema URL (or :data:`_FINITE`),
+    built once per process on first use; None when it cannot be built."""
+    try:
+        return _RS[url]
+    except KeyError:
+        pass
+    with _RS_LOCK:
+        if url not in _RS:
+            _RS[url] = _build_rust(url)
+        return _RS[url]
+
+
+def _build_rust(url: str) -> Any:
+    """A Draft 7 jsonschema-rs validator for one bundled schema, ``format``
+    an annotation (as jsonschema without a format checker), every ``$ref``
+    read from the bundled files by :func:`_retrieve_bundled` (nothing else:
+    a ``$ref`` to a schema that is not bundled fails the build); None when
+    it cannot be built."""
+    try:
+        import jsonschema_rs  # noqa: PLC0415 (20 ms of import: only where a document is checked)
+    except ImportError:
+        return None
+    if url == _FINITE:
+        schema: Any = _FINITE_SCHEMA
+    elif url in _bundled_urls():
+        schema = _schema_contents(url)
+    else:
+        return None
+    try:
+        return jsonschema_rs.Draft7Validator(
+            schema,
+            retriever=_retrieve_bundled,
+            validate_formats=False,
+            base_uri=url if url != _FINITE else None,
+        )
+    except Exception:  # a $ref to a schema that is not bundled
+        return None
+
+
+def _retrieve_bundled(uri: str) -> Any:
+    """jsonschema-rs ``retriever``: the bundled schema at ``uri``, never the network."""
+    url = _strip_empty_fragment(uri)
+    if url not in _bundled_urls():
+        raise ValueError(f"schema {uri} is not bundled; {_OFFLINE_HINT}")
+    return _schema_contents(url)
+
+
+@functools.cache
+def _schema_contents(url: str) -> Mapping[str, Any]:
+    """The parsed schema of one offline URL: a file of ``producer/schemas/``
+    read alone (no other schema file is parsed), else pystac's schemas."""
+    if url.startswith("https://"):
+        file = resources.files(_BUNDLE_PACKAGE).joinpath(_BUNDLE_DIR, *url[len("https://") :].split("/"))
+        if file.is_file():
+            return _read_json(file)
+    return _schemas()[url]
 
 
 _ITEM_SCHEMA = CORE_SCHEMAS["Feature"]
