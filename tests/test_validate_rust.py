@@ -13,6 +13,7 @@ tool writes, and thousands of edits of them.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -321,3 +322,39 @@ def test_values_that_are_not_json_go_to_the_reference_path() -> None:
     doc = make_item()
     doc["properties"][5] = "a key that is not a string"  # type: ignore[index]
     assert not accepted_by_rust(doc)
+
+
+def test_after_the_first_documents_a_valid_one_is_accepted_by_rust_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """From document ``RUST_AFTER`` of a process on, jsonschema-rs accepts
+    a valid document without the compiled checks; a broken one still gets
+    the reference's messages."""
+    monkeypatch.setattr(validate, "_DOCUMENTS", itertools.count(validate.RUST_AFTER))
+
+    def no_compiled_check(url: str) -> None:
+        raise AssertionError(f"compiled check of {url} used for a valid document")
+
+    validator = Validator()
+    monkeypatch.setattr(validator, "accelerated", no_compiled_check)
+    for doc in (make_item(), make_collection(), make_catalog()):
+        assert validator.errors(doc) == []
+    monkeypatch.undo()
+    broken = make_item()
+    broken["properties"]["proj:code"] = 32633
+    assert validator.errors(broken)[0].startswith("properties.proj:code: ")
+
+
+def test_the_first_documents_of_a_process_do_not_load_jsonschema_rs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A one-shot process (``register one.tif``: ~5 documents) keeps the
+    compiled checks its cache holds and never pays jsonschema-rs's import
+    and builds (cold start, issue 12 point 6)."""
+    monkeypatch.setattr(validate, "_DOCUMENTS", itertools.count())
+    built: list[str] = []
+    monkeypatch.setattr(validate, "_rust_validator", built.append)
+    validator = Validator()
+    for _ in range(validate.RUST_AFTER):
+        assert validator.errors(make_item()) == []
+    assert built == []
+    assert validator.errors(make_item()) == []
+    assert built, "jsonschema-rs never used"
