@@ -308,7 +308,8 @@ def test_a_schema_with_a_ref_that_is_not_bundled_falls_back_offline() -> None:
     """projection v1.1.0 ``$ref``s PROJJSON v0.5, which is not bundled:
     jsonschema-rs cannot build it (the retriever refuses, nothing is
     fetched: the suite blocks the network), and the reference path decides."""
-    assert validate._rust_validator(PROJ_V11) is None
+    assert validate._rust_validator((PROJ_V11,)) is None
+    assert validate._rust_validator((CORE_SCHEMAS["Feature"], PROJ_V11)) is None
     with pytest.raises(ValueError, match="is not bundled"):
         validate._retrieve_bundled("https://proj.org/schemas/v0.5/projjson.schema.json")
     doc = make_item()
