@@ -182,7 +182,8 @@ def test_cli_register_into_a_local_catalog_imports_neither_fsspec_nor_urllib3(tm
 #: remote storage (fsspec, s3fs, aiobotocore), the mirror's columnar stack
 #: (pyarrow, pandas, stac-geoparquet), the datacube reader (xarray and the
 #: producer's own module, which a GeoTIFF never reaches), jsonschema (only
-#: for the messages of a document the compiled checks refuse), and the
+#: for the messages of a document the compiled checks refuse), jsonschema-rs
+#: (from a process's 17th document on: validate.RUST_AFTER), and the
 #: other verbs' and sinks' modules (notify: no topic, no callback; audit:
 #: validate and reconcile, and a removal's extent walk); each one costs
 #: the cold start it is loaded in (issue 12 point 6)
@@ -197,6 +198,7 @@ NOT_ON_LOCAL_REGISTER = (
     "shapely",
     "jsonschema",
     "referencing",
+    "jsonschema_rs",
     "prefect",
     "duckdb",
     "producer.extract.datacube",
