@@ -23,9 +23,10 @@ whoever can write into the catalog folder can also write the catalog.)
 
 A writer killed between writing its temp file and the rename leaves the
 temp file behind (hidden, never listed). :meth:`LocalStore.put` of an item
-sweeps the item's folder (one document: O(1)), at most once per
-``sweep_interval`` seconds per directory and store; parent folders, which can
-hold every item folder of a flat collection, are swept by
+(``<id>/<id>.json``) sweeps the item's folder (one document: O(1)), at most
+once per ``sweep_interval`` seconds per directory and store; every other
+folder (parents, which can hold every item folder of a flat collection, the
+mirror's, the id index's, outboxes) is swept by
 :meth:`LocalStore.sweep_temps`, which ``reconcile --fix`` calls. A sweep
 deletes temp files older than ``temp_max_age``
 (default 15 minutes): a live writer holds its temp file for the time of one
@@ -671,19 +672,21 @@ class LocalStore:
 
     def _after_write(self, path: Path, created: list[Path]) -> None:
         """Bookkeeping after ``path`` was renamed into place (``created``: the
-        folders the write made): a new folder needs no sweep for dead
-        writers' temp files; an existing item folder is swept (at most once
-        per :attr:`sweep_interval`)."""
+        folders the write made): a write into an item's own folder
+        (``<id>/<id>.json``, one document: O(1)) sweeps it for dead writers'
+        temp files, at most once per :attr:`sweep_interval`, unless this
+        write created it (a new folder holds none). Every other folder is
+        swept by :meth:`sweep_temps`, which ``reconcile --fix`` calls: a
+        parent's (a flat collection holds every item folder), the mirror
+        base's (the collection's or partition's), the id index's and an
+        outbox's can each hold a collection's worth of entries, and a scan
+        of one per write (per store: a register call opens one) was O(N)."""
         if created and created[0] == path.parent:
-            # a folder this write created holds no temp file of a dead writer
-            if len(self._swept) >= 4096:
-                self._swept.clear()
-            self._swept[path.parent] = time.monotonic()
-        elif path.name not in _PARENT_NAMES:
-            # an item folder holds one document: sweeping it is O(1). Parent
-            # folders (a flat collection holds every item folder) are swept
-            # by sweep_temps(), which reconcile --fix calls.
-            self._sweep_temps(path.parent)
+            return
+        folder = path.parent
+        name = path.name
+        if name.endswith(".json") and name[:-5] == folder.name and name not in _PARENT_NAMES:
+            self._sweep_temps(folder)
 
     def _changed_dirs(self, path: Path, created: list[Path]) -> None:
         """After a write that put a new name at ``path`` (and made the
