@@ -144,6 +144,57 @@ _RELAXED: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
 )
 
 
+_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+#: the lock descriptors held now in this process (see :func:`_after_fork_in_child`)
+_HELD_LOCKS: set[int] = set()
+#: how many forks this process descends from since import (a hold taken
+#: before a fork is not the child's to release)
+_FORKS = [0]
+#: held around opening a lock descriptor and noting it, and around a fork,
+#: so that no child is forked between the two
+_FORK_GUARD = threading.Lock()
+
+
+def _flock_exclusive(fd: int) -> None:
+    """``fcntl.flock(fd, LOCK_EX)`` (imported here: POSIX only, so the module
+    imports on any OS)."""
+    import fcntl  # noqa: PLC0415
+
+    fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+def _after_fork_in_child() -> None:
+    """In a child forked while some thread held a catalog's lock: close the
+    child's copies of the held lock descriptors. A flock belongs to the open
+    file description, which the child's copy keeps open: the lock stayed
+    held after the parent released it, for as long as the child lived (a
+    process pool's worker: every writer of the catalog waited for it), and
+    a write of the child itself waited for a lock it held. The parent's
+    hold is not affected (its own descriptor keeps it)."""
+    for fd in list(_HELD_LOCKS):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD_LOCKS.clear()
+    _FORKS[0] += 1
+    _FORK_GUARD.release()
+
+
+def _unlock(fd: int, forks: int) -> None:
+    """Release a hold taken by :meth:`LocalStore._lock` (``forks``: the fork
+    count it was taken at): close its descriptor, unless a fork made this
+    process since (the child's copy was closed at the fork; the number may
+    name another file by now)."""
+    if forks == _FORKS[0]:
+        _HELD_LOCKS.discard(fd)
+        os.close(fd)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_FORK_GUARD.acquire, after_in_parent=_FORK_GUARD.release, after_in_child=_after_fork_in_child
+    )
+
+
 def _plain_below(real_root: str, parts: list[str]) -> bool:
     """Whether no component of ``parts`` below ``real_root`` is a symbolic
     link (a missing component ends the walk: nothing below it exists).
@@ -382,16 +433,37 @@ class LocalStore:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """Hold the root's exclusive lock (creating root and lock file)."""
-        import fcntl  # noqa: PLC0415 (POSIX only: here, so the module imports on any OS)
+        fd, forks = self._lock()
+        try:
+            yield
+        finally:
+            _unlock(fd, forks)  # closing releases the lock
 
+    def _lock(self) -> tuple[int, int]:
+        """Open the root's lock file (creating root and lock file) and take its
+        exclusive ``flock``; returns the descriptor and the fork count, for
+        :func:`_unlock`, whose close releases it (:meth:`put` calls this
+        without a generator-based context manager around it, ~2 us per
+        write). A child forked during the hold closes its copy at once
+        (:func:`_after_fork_in_child`).
+
+        Opened per hold, not kept open per store: flock locks belong to the
+        open file description, so a description of its own per hold is what
+        makes threads of one process, and a child forked while a hold is on,
+        exclude each other; and a lock file deleted with its catalog folder
+        and made again is found anew (a kept descriptor would lock the old
+        inode while other processes lock the new one)."""
         lock = self._lock_file
-        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
         try:
             try:
-                fd = os.open(lock, flags, 0o644)
+                with _FORK_GUARD:
+                    fd = os.open(lock, _LOCK_FLAGS, 0o644)
+                    _HELD_LOCKS.add(fd)
             except FileNotFoundError:  # no root yet: create it (one syscall less per write otherwise)
                 self.root.mkdir(parents=True, exist_ok=True)
-                fd = os.open(lock, flags, 0o644)
+                with _FORK_GUARD:
+                    fd = os.open(lock, _LOCK_FLAGS, 0o644)
+                    _HELD_LOCKS.add(fd)
         except OSError as exc:
             if exc.errno == errno.ELOOP:  # the lock file is a symlink: never create its target
                 raise StoreError(
@@ -401,13 +473,13 @@ class LocalStore:
             raise StoreError(
                 f"cannot lock catalog {self.url}: {exc}; check that the directory is writable"
             ) from exc
+        forks = _FORKS[0]
         try:
-            # flock locks belong to the open file description: each call opens
-            # its own, so threads of one process exclude each other too.
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
+            _flock_exclusive(fd)
+        except BaseException:
+            _unlock(fd, forks)
+            raise
+        return fd, forks
 
     def _read(self, key: str, path: Path) -> bytes:
         try:
@@ -505,8 +577,10 @@ class LocalStore:
         """Write ``data`` to a hidden temp file beside ``path`` (fsynced if
         ``sync``); ``mkdir``: its folder is known to be missing, create it
         first. Returns the temp file's path (text: no Path is made per write)."""
+        text = os.fspath(path)  # kept by the Path: the rename reuses it (its parent's would be built)
+        cut = text.rfind(os.sep) + 1
+        beside = f"{text[:cut]}{_TMP_PREFIX}{text[cut:]}."
         folder = path.parent
-        beside = f"{os.fspath(folder)}{os.sep}{_TMP_PREFIX}{path.name}."
         for attempt in range(5):
             # The first attempt assumes the directory exists (it mostly does;
             # its open fails otherwise). A concurrent delete may remove a
@@ -630,7 +704,8 @@ class LocalStore:
             self._prune(created)
             raise
         try:
-            with self._locked():
+            lock, forks = self._lock()
+            try:
                 if create_only and os.path.lexists(path):  # a file, a folder or a link
                     raise PreconditionFailed(f"{key!r} already exists in catalog {self.url} (create_only)")
                 if if_version is not None:
@@ -650,6 +725,8 @@ class LocalStore:
                     ) from exc
                 except OSError as exc:
                     raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
+            finally:
+                _unlock(lock, forks)  # closing releases the lock
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
