@@ -585,3 +585,23 @@ def test_counting_store(tmp_path: Path) -> None:
     assert store.total() == 7
     store.reset()
     assert store.total() == 0
+
+
+def test_local_root_paths_home_relative_and_under_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The root as given: ``~`` expanded, a relative path made absolute, an
+    absolute one kept; a root that is a file or lies (several missing
+    levels down) under one is refused, naming the file."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert LocalStore("~/cat").root == tmp_path / "home" / "cat"
+    assert LocalStore("rel/cat").root == tmp_path / "rel" / "cat"
+    assert LocalStore(str(tmp_path / "abs")).url == str(tmp_path / "abs")
+    (tmp_path / "file.json").write_text("{}")
+    with pytest.raises(InputError, match="the catalog path is a file"):
+        LocalStore(str(tmp_path / "file.json"))
+    with pytest.raises(InputError, match="file.json' is a file"):
+        LocalStore(str(tmp_path / "file.json" / "a" / "b"))
+    LocalStore(str(tmp_path / "missing" / "a" / "b")).put("x.json", b"{}")
+    assert (tmp_path / "missing" / "a" / "b" / "x.json").read_bytes() == b"{}"

@@ -279,7 +279,11 @@ def _root_from_url(url: str) -> tuple[Path, str]:
         return path, "file://" + str(path).rstrip("/")
     if "://" in url:
         raise StoreError(f"cannot open {url!r} as a local directory: not a path or file:// URL")
-    path = Path(url).expanduser().absolute()
+    path = Path(url)
+    if url.startswith("~"):
+        path = path.expanduser()
+    if not path.is_absolute():
+        path = path.absolute()
     text = str(path)
     return path, (text.rstrip("/") or "/")
 
@@ -288,13 +292,17 @@ def _refuse_root_under_a_file(root: Path, url: str) -> None:
     """An :class:`InputError` when ``root`` is, or lies under, something that
     is not a directory (a typo or a catalog.json given as the catalog): no
     write could ever succeed there, so it is not a storage error to retry.
-    One ``stat`` per missing level, up to the first that exists."""
-    for path in (root, *root.parents):
+    One ``stat`` per missing level, up to the first that exists (the
+    parents are made only when the root is missing: most roots exist)."""
+    path = root
+    while True:
         try:
             st = os.stat(path)
-        except FileNotFoundError:
-            continue
-        except NotADirectoryError:  # a parent further up is the file: found there
+        except (FileNotFoundError, NotADirectoryError):  # missing, or a parent further up is the file
+            parent = path.parent
+            if parent == path:
+                return
+            path = parent
             continue
         except OSError:
             return  # permissions, I/O: the store's own errors say it when it is used
