@@ -15,7 +15,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # PYTHONPATH first: a base tree too
 
 from bench import common as c
 from bench.upsert import OURS_COGS, POOL
