@@ -224,6 +224,30 @@ def test_temp_file_left_in_an_item_folder_is_removed_by_the_next_write_into_it(t
     assert not dead.exists()
 
 
+@pytest.mark.parametrize(
+    "key", ["c/items.parquet", "c/.ids/x", "c/collection/collection.json", "c/notes.json"]
+)
+def test_a_write_beside_other_documents_does_not_scan_their_folder(tmp_path, key):
+    """Only an item's own folder (``<id>/<id>.json``) is swept per write: the
+    mirror base's folder (the collection's), the id index's and a parent's
+    can hold a collection's worth of entries (reconcile --fix sweeps them)."""
+    import time
+
+    root = tmp_path / "cat"
+    folder = root.joinpath(*key.split("/")[:-1])
+    folder.mkdir(parents=True)
+    dead = folder / ".stac-producer.tmp.y.json.1.dead"
+    dead.write_bytes(b"{")
+    hour_ago = time.time() - 3600
+    os.utime(dead, (hour_ago, hour_ago))
+    store = LocalStore(str(root))
+    store.put(key, b"{}")
+    store.put(key, b"{ }")
+    assert dead.exists()
+    assert store.sweep_temps() == 1
+    assert not dead.exists()
+
+
 def _item_documents(store: Store, item_id: str) -> list[str]:
     """Keys of every document of ``item_id`` on storage, linked or not (its id index entry aside)."""
     return [key for key in store.list("c/") if key.endswith(f"/{item_id}/{item_id}.json")]

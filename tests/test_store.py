@@ -505,6 +505,62 @@ def test_processes_never_lose_an_update_local(tmp_path: Path) -> None:
     assert sorted(os.listdir(url)) == [".stac-producer.lock", "counter"]  # no temp files left
 
 
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd") or not hasattr(os, "fork"), reason="Linux")
+def test_local_lock_is_released_after_failed_puts_and_excludes_a_forked_child(tmp_path: Path) -> None:
+    """Every put takes the root's lock on a descriptor of its own and closes
+    it on every path: refused conditions and a failed rename leak no
+    descriptor and leave no lock held (a leaked one would block the next
+    write of another process), and a child forked while the parent holds
+    the lock waits for it and then gets it: the child's inherited copy of
+    the parent's descriptor (the same open file description, which the
+    flock belongs to) is closed at the fork, or the lock would stay held
+    for as long as the child lives."""
+    store = LocalStore(str(tmp_path / "stac"))
+    version = store.put("a.json", b"1", create_only=True)
+    (tmp_path / "stac" / "dir.json").mkdir()
+    before = _open_fds()
+    for _ in range(50):
+        with pytest.raises(PreconditionFailed):
+            store.put("a.json", b"2", create_only=True)
+        with pytest.raises(PreconditionFailed):
+            store.put("a.json", b"2", if_version="0" * 64)
+        with pytest.raises(StoreError):
+            store.put("dir.json", b"2")
+    assert _open_fds() == before
+    ready_r, ready_w = os.pipe()
+    with store._locked():
+        pid = os.fork()
+        if pid == 0:  # the child: its put must wait for the parent's hold
+            code = 1
+            try:
+                os.close(ready_r)
+                os.write(ready_w, b"x")
+                store.put("a.json", b"child", if_version=version)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(ready_w)
+        assert os.read(ready_r, 1) == b"x"
+        time.sleep(0.3)
+        assert store.get("a.json")[0] == b"1"  # the child is still waiting
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0)
+    os.close(ready_r)
+    deadline = time.monotonic() + 20
+    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done == (0, 0):  # it kept waiting: the lock stayed held by its inherited copy
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child never got the lock the parent released")
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+    assert store.get("a.json")[0] == b"child"
+    assert sorted(os.listdir(tmp_path / "stac")) == [".stac-producer.lock", "a.json", "dir.json"]
+
+
 # -- CountingStore ---------------------------------------------------------------
 
 
@@ -529,3 +585,23 @@ def test_counting_store(tmp_path: Path) -> None:
     assert store.total() == 7
     store.reset()
     assert store.total() == 0
+
+
+def test_local_root_paths_home_relative_and_under_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The root as given: ``~`` expanded, a relative path made absolute, an
+    absolute one kept; a root that is a file or lies (several missing
+    levels down) under one is refused, naming the file."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert LocalStore("~/cat").root == tmp_path / "home" / "cat"
+    assert LocalStore("rel/cat").root == tmp_path / "rel" / "cat"
+    assert LocalStore(str(tmp_path / "abs")).url == str(tmp_path / "abs")
+    (tmp_path / "file.json").write_text("{}")
+    with pytest.raises(InputError, match="the catalog path is a file"):
+        LocalStore(str(tmp_path / "file.json"))
+    with pytest.raises(InputError, match="file.json' is a file"):
+        LocalStore(str(tmp_path / "file.json" / "a" / "b"))
+    LocalStore(str(tmp_path / "missing" / "a" / "b")).put("x.json", b"{}")
+    assert (tmp_path / "missing" / "a" / "b" / "x.json").read_bytes() == b"{}"

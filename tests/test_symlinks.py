@@ -142,3 +142,27 @@ def test_catalog_root_that_is_itself_a_symlink_works(product, tmp_path):
     (result,) = producer.register([product], catalog=str(tmp_path / "catalog-link"), collection="ndvi")
     assert result.action == "created", result.error
     assert (real / "ndvi" / ITEM / f"{ITEM}.json").is_file()
+
+
+def test_a_root_link_repointed_later_is_checked_where_it_points_now(tmp_path, outside):
+    """The check walks the key's components below the root as the kernel
+    resolves the root now (a root given through a link above the catalog),
+    not below a real path remembered from the first write: when the link is
+    repointed at another catalog folder whose ``ndvi`` is a link out of it,
+    the same store refuses, writing nothing outside."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    (first / "ndvi").mkdir(parents=True)
+    second.mkdir()
+    os.symlink(outside, second / "ndvi")
+    os.symlink(first, tmp_path / "catalog-link")
+    store = LocalStore(str(tmp_path / "catalog-link"))
+    store.put("ndvi/doc.json", b"{}")
+    assert (first / "ndvi" / "doc.json").read_bytes() == b"{}"
+    os.unlink(tmp_path / "catalog-link")
+    os.symlink(second, tmp_path / "catalog-link")
+    before = tree_hash(outside)
+    with pytest.raises(StoreError, match="symbolic link"):
+        store.put("ndvi/doc.json", b"[]")
+    with pytest.raises(StoreError, match="symbolic link"):
+        store.get("ndvi/doc.json")
+    assert tree_hash(outside) == before

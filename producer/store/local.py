@@ -12,7 +12,7 @@ Atomicity comes from two things:
   honours ``flock``, e.g. NFSv4; not guaranteed on every network mount).
 
 Symbolic links are never followed out of the root: every key is checked
-first (each of its components below the root's real path is ``lstat``-ed; a
+first (each of its components below the root is ``lstat``-ed; a
 key passing through a link is resolved to its real path), and a key that
 leaves the root through a symlinked
 folder or file is refused with a :class:`StoreError` (nothing is read, written
@@ -23,9 +23,10 @@ whoever can write into the catalog folder can also write the catalog.)
 
 A writer killed between writing its temp file and the rename leaves the
 temp file behind (hidden, never listed). :meth:`LocalStore.put` of an item
-sweeps the item's folder (one document: O(1)), at most once per
-``sweep_interval`` seconds per directory and store; parent folders, which can
-hold every item folder of a flat collection, are swept by
+(``<id>/<id>.json``) sweeps the item's folder (one document: O(1)), at most
+once per ``sweep_interval`` seconds per directory and store; every other
+folder (parents, which can hold every item folder of a flat collection, the
+mirror's, the id index's, outboxes) is swept by
 :meth:`LocalStore.sweep_temps`, which ``reconcile --fix`` calls. A sweep
 deletes temp files older than ``temp_max_age``
 (default 15 minutes): a live writer holds its temp file for the time of one
@@ -143,6 +144,57 @@ _RELAXED: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
 )
 
 
+_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+#: the lock descriptors held now in this process (see :func:`_after_fork_in_child`)
+_HELD_LOCKS: set[int] = set()
+#: how many forks this process descends from since import (a hold taken
+#: before a fork is not the child's to release)
+_FORKS = [0]
+#: held around opening a lock descriptor and noting it, and around a fork,
+#: so that no child is forked between the two
+_FORK_GUARD = threading.Lock()
+
+
+def _flock_exclusive(fd: int) -> None:
+    """``fcntl.flock(fd, LOCK_EX)`` (imported here: POSIX only, so the module
+    imports on any OS)."""
+    import fcntl  # noqa: PLC0415
+
+    fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+def _after_fork_in_child() -> None:
+    """In a child forked while some thread held a catalog's lock: close the
+    child's copies of the held lock descriptors. A flock belongs to the open
+    file description, which the child's copy keeps open: the lock stayed
+    held after the parent released it, for as long as the child lived (a
+    process pool's worker: every writer of the catalog waited for it), and
+    a write of the child itself waited for a lock it held. The parent's
+    hold is not affected (its own descriptor keeps it)."""
+    for fd in list(_HELD_LOCKS):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD_LOCKS.clear()
+    _FORKS[0] += 1
+    _FORK_GUARD.release()
+
+
+def _unlock(fd: int, forks: int) -> None:
+    """Release a hold taken by :meth:`LocalStore._lock` (``forks``: the fork
+    count it was taken at): close its descriptor, unless a fork made this
+    process since (the child's copy was closed at the fork; the number may
+    name another file by now)."""
+    if forks == _FORKS[0]:
+        _HELD_LOCKS.discard(fd)
+        os.close(fd)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_FORK_GUARD.acquire, after_in_parent=_FORK_GUARD.release, after_in_child=_after_fork_in_child
+    )
+
+
 def _plain_below(real_root: str, parts: list[str]) -> bool:
     """Whether no component of ``parts`` below ``real_root`` is a symbolic
     link (a missing component ends the walk: nothing below it exists).
@@ -227,7 +279,11 @@ def _root_from_url(url: str) -> tuple[Path, str]:
         return path, "file://" + str(path).rstrip("/")
     if "://" in url:
         raise StoreError(f"cannot open {url!r} as a local directory: not a path or file:// URL")
-    path = Path(url).expanduser().absolute()
+    path = Path(url)
+    if url.startswith("~"):
+        path = path.expanduser()
+    if not path.is_absolute():
+        path = path.absolute()
     text = str(path)
     return path, (text.rstrip("/") or "/")
 
@@ -236,13 +292,17 @@ def _refuse_root_under_a_file(root: Path, url: str) -> None:
     """An :class:`InputError` when ``root`` is, or lies under, something that
     is not a directory (a typo or a catalog.json given as the catalog): no
     write could ever succeed there, so it is not a storage error to retry.
-    One ``stat`` per missing level, up to the first that exists."""
-    for path in (root, *root.parents):
+    One ``stat`` per missing level, up to the first that exists (the
+    parents are made only when the root is missing: most roots exist)."""
+    path = root
+    while True:
         try:
             st = os.stat(path)
-        except FileNotFoundError:
-            continue
-        except NotADirectoryError:  # a parent further up is the file: found there
+        except (FileNotFoundError, NotADirectoryError):  # missing, or a parent further up is the file
+            parent = path.parent
+            if parent == path:
+                return
+            path = parent
             continue
         except OSError:
             return  # permissions, I/O: the store's own errors say it when it is used
@@ -285,7 +345,7 @@ class LocalStore:
         self._swept: dict[Path, float] = {}  # directory -> monotonic time of last sweep
         self._batch_lock = threading.Lock()  # a batch's folder set is shared by its write threads
         self._real_root: str | None = None  # the root's real path + "/", for open_read
-        self._real_dir: str | None = None  # the root's real path, for _path (set once it exists)
+        self._real_dir: str | None = None  # the root's path as text, for _path (set once it is a folder)
         self._syncfs_ok: bool | None = None  # whether staging may rely on syncfs (checked once)
         self._lock_file = os.path.join(self.root, LOCK_NAME)  # opened by every write: its text made once
 
@@ -312,8 +372,8 @@ class LocalStore:
         """The file for ``key``; :class:`StoreError` if it leads out of the root.
 
         Every write, read and delete asks, so the common case is cheap: the
-        root's real path is resolved once (once it exists), and the key's
-        own components are checked with one ``lstat`` each; only a key that
+        key's own components below the root are checked with one ``lstat``
+        each (:meth:`_real_root_dir`); only a key that
         passes through a symbolic link is resolved in full
         (:meth:`_check_inside`). ``os.path.realpath`` of root and key on
         every call cost 0.3 ms, more than the write of a small document.
@@ -345,9 +405,17 @@ class LocalStore:
         return path, missing
 
     def _real_root_dir(self) -> str | None:
-        """The root's real path (no trailing separator), cached once the root exists."""
-        if self._real_dir is None and self.root.is_dir():
-            self._real_dir = os.path.realpath(self.root)
+        """The root's path as text, for the ``lstat`` walk below it, once the
+        root is a directory (None before: the full check decides).
+
+        Not its real path: the walk checks the key's components *below* the
+        root, and the kernel resolves the root's own path (links above the
+        catalog included) the same way for ``lstat(root + "/" + part)`` as
+        for the real path, so the answer is the same. ``os.path.realpath``
+        (an ``lstat`` per component of the root, in Python) cost ~30 us per
+        store, and a register call opens one."""
+        if self._real_dir is None and os.path.isdir(self.root):
+            self._real_dir = os.fspath(self.root)
         return self._real_dir
 
     def _check_inside(self, key: str, path: Path) -> None:
@@ -373,16 +441,37 @@ class LocalStore:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """Hold the root's exclusive lock (creating root and lock file)."""
-        import fcntl  # noqa: PLC0415 (POSIX only: here, so the module imports on any OS)
+        fd, forks = self._lock()
+        try:
+            yield
+        finally:
+            _unlock(fd, forks)  # closing releases the lock
 
+    def _lock(self) -> tuple[int, int]:
+        """Open the root's lock file (creating root and lock file) and take its
+        exclusive ``flock``; returns the descriptor and the fork count, for
+        :func:`_unlock`, whose close releases it (:meth:`put` calls this
+        without a generator-based context manager around it, ~2 us per
+        write). A child forked during the hold closes its copy at once
+        (:func:`_after_fork_in_child`).
+
+        Opened per hold, not kept open per store: flock locks belong to the
+        open file description, so a description of its own per hold is what
+        makes threads of one process, and a child forked while a hold is on,
+        exclude each other; and a lock file deleted with its catalog folder
+        and made again is found anew (a kept descriptor would lock the old
+        inode while other processes lock the new one)."""
         lock = self._lock_file
-        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
         try:
             try:
-                fd = os.open(lock, flags, 0o644)
+                with _FORK_GUARD:
+                    fd = os.open(lock, _LOCK_FLAGS, 0o644)
+                    _HELD_LOCKS.add(fd)
             except FileNotFoundError:  # no root yet: create it (one syscall less per write otherwise)
                 self.root.mkdir(parents=True, exist_ok=True)
-                fd = os.open(lock, flags, 0o644)
+                with _FORK_GUARD:
+                    fd = os.open(lock, _LOCK_FLAGS, 0o644)
+                    _HELD_LOCKS.add(fd)
         except OSError as exc:
             if exc.errno == errno.ELOOP:  # the lock file is a symlink: never create its target
                 raise StoreError(
@@ -392,13 +481,13 @@ class LocalStore:
             raise StoreError(
                 f"cannot lock catalog {self.url}: {exc}; check that the directory is writable"
             ) from exc
+        forks = _FORKS[0]
         try:
-            # flock locks belong to the open file description: each call opens
-            # its own, so threads of one process exclude each other too.
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
+            _flock_exclusive(fd)
+        except BaseException:
+            _unlock(fd, forks)
+            raise
+        return fd, forks
 
     def _read(self, key: str, path: Path) -> bytes:
         try:
@@ -496,8 +585,10 @@ class LocalStore:
         """Write ``data`` to a hidden temp file beside ``path`` (fsynced if
         ``sync``); ``mkdir``: its folder is known to be missing, create it
         first. Returns the temp file's path (text: no Path is made per write)."""
+        text = os.fspath(path)  # kept by the Path: the rename reuses it (its parent's would be built)
+        cut = text.rfind(os.sep) + 1
+        beside = f"{text[:cut]}{_TMP_PREFIX}{text[cut:]}."
         folder = path.parent
-        beside = f"{os.fspath(folder)}{os.sep}{_TMP_PREFIX}{path.name}."
         for attempt in range(5):
             # The first attempt assumes the directory exists (it mostly does;
             # its open fails otherwise). A concurrent delete may remove a
@@ -621,7 +712,8 @@ class LocalStore:
             self._prune(created)
             raise
         try:
-            with self._locked():
+            lock, forks = self._lock()
+            try:
                 if create_only and os.path.lexists(path):  # a file, a folder or a link
                     raise PreconditionFailed(f"{key!r} already exists in catalog {self.url} (create_only)")
                 if if_version is not None:
@@ -641,6 +733,8 @@ class LocalStore:
                     ) from exc
                 except OSError as exc:
                     raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
+            finally:
+                _unlock(lock, forks)  # closing releases the lock
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -663,19 +757,21 @@ class LocalStore:
 
     def _after_write(self, path: Path, created: list[Path]) -> None:
         """Bookkeeping after ``path`` was renamed into place (``created``: the
-        folders the write made): a new folder needs no sweep for dead
-        writers' temp files; an existing item folder is swept (at most once
-        per :attr:`sweep_interval`)."""
+        folders the write made): a write into an item's own folder
+        (``<id>/<id>.json``, one document: O(1)) sweeps it for dead writers'
+        temp files, at most once per :attr:`sweep_interval`, unless this
+        write created it (a new folder holds none). Every other folder is
+        swept by :meth:`sweep_temps`, which ``reconcile --fix`` calls: a
+        parent's (a flat collection holds every item folder), the mirror
+        base's (the collection's or partition's), the id index's and an
+        outbox's can each hold a collection's worth of entries, and a scan
+        of one per write (per store: a register call opens one) was O(N)."""
         if created and created[0] == path.parent:
-            # a folder this write created holds no temp file of a dead writer
-            if len(self._swept) >= 4096:
-                self._swept.clear()
-            self._swept[path.parent] = time.monotonic()
-        elif path.name not in _PARENT_NAMES:
-            # an item folder holds one document: sweeping it is O(1). Parent
-            # folders (a flat collection holds every item folder) are swept
-            # by sweep_temps(), which reconcile --fix calls.
-            self._sweep_temps(path.parent)
+            return
+        folder = path.parent
+        name = path.name
+        if name.endswith(".json") and name[:-5] == folder.name and name not in _PARENT_NAMES:
+            self._sweep_temps(folder)
 
     def _changed_dirs(self, path: Path, created: list[Path]) -> None:
         """After a write that put a new name at ``path`` (and made the
@@ -837,7 +933,7 @@ class LocalStore:
             # mostly): nothing below it, and no stat or walk to learn that
             log.debug("%r list %r: 0 key(s)", self, prefix)
             return
-        root_real = (real_root or os.path.realpath(self.root)).rstrip(os.sep) + os.sep
+        root_real: str | None = None  # the root's real path + "/": only once a link is found
         if start.is_file():
             listable = is_listable(prefix)
             log.debug("%r list %r: %d key(s)", self, prefix, int(listable))
@@ -856,8 +952,11 @@ class LocalStore:
             for name in filenames:
                 key = name if rel == "." else f"{rel}/{name}"
                 full = os.path.join(dirpath, name)
-                if os.path.islink(full) and not os.path.realpath(full).startswith(root_real):
-                    continue  # a file linked in from outside is not a document of this catalog
+                if os.path.islink(full):
+                    if root_real is None:
+                        root_real = os.path.realpath(self.root).rstrip(os.sep) + os.sep
+                    if not os.path.realpath(full).startswith(root_real):
+                        continue  # a file linked in from outside is not a document of this catalog
                 if is_listable(key) and under_prefix(key, prefix):
                     count += 1
                     yield key
