@@ -200,12 +200,12 @@ class _State:
 
     def write(self, doc: dict[str, Any]) -> bool:
         """Put this state into the collection ``doc`` (mutated): managed
-        summaries replaced, other summaries kept. True if ``doc`` changed."""
-        before = (
-            copy.deepcopy(doc.get("summaries")),
-            copy.deepcopy(doc.get(_ITEM_ASSETS)),
-            doc.get(STATE_FIELD),
-        )
+        summaries replaced, other summaries kept. True if ``doc`` changed.
+
+        The three members are replaced by new objects, never changed in
+        place (the values kept in them are shared, unchanged), so the ones
+        held before serve for the comparison without a deep copy."""
+        before = (doc.get("summaries"), doc.get(_ITEM_ASSETS), doc.get(STATE_FIELD))
         summ = {k: v for k, v in (doc.get("summaries") or {}).items() if k not in MANAGED}
         for name in _LISTS:
             if self.lists.get(name):
