@@ -268,3 +268,14 @@ def test_copy_doc_copies_every_nested_member_like_deepcopy():
     copied["extra"][0][1]["k"] = "w"
     assert doc["summaries"] == {"a": [1, 2.5, {"b": [None, True, "x", [3, [4]]]}], "t": (1, [2])}
     assert doc["extra"] == [[0.5, {"k": "v"}]]
+
+
+def test_parent_problems_name_the_placeholder_extent_in_their_fixes():
+    # the placeholder's text is made only for these messages (not on every read)
+    placeholder = json.dumps(docs.empty_extent())
+    base = {"type": "Collection", "stac_version": "1.1.0", "id": "c", "links": []}
+    assert docs.parent_problems({**base, "extent": docs.empty_extent()}) == []
+    (missing,) = docs.parent_problems(base)
+    assert f'add "extent": {placeholder}' in missing
+    (malformed,) = docs.parent_problems({**base, "extent": {"spatial": {}}})
+    assert f"replace it with {placeholder}" in malformed

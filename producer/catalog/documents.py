@@ -557,8 +557,8 @@ def parent_problems(doc: dict, *, collection_id: str | None = None) -> list[str]
     if not isinstance(doc.get("stac_version"), str) or not doc.get("stac_version"):
         out.append(f'it lacks "stac_version": add "stac_version": "{STAC_VERSION}"')
     if doc.get("type") == "Collection":
-        placeholder = json.dumps(empty_extent())
         if "extent" not in doc:
+            placeholder = json.dumps(empty_extent())  # only for the message: not on every read
             out.append(
                 f'it lacks "extent": add "extent": {placeholder} and let a reconcile '
                 "with fixing recompute it from the items"
@@ -567,7 +567,7 @@ def parent_problems(doc: dict, *, collection_id: str | None = None) -> list[str]
             problem = extent_problem(doc["extent"])
             if problem is not None:
                 out.append(
-                    f"its extent is malformed ({problem}): replace it with {placeholder} "
+                    f"its extent is malformed ({problem}): replace it with {json.dumps(empty_extent())} "
                     "and let a reconcile with fixing recompute it from the items"
                 )
         layout_problem = layout_record_problem(doc)
