@@ -1,4 +1,5 @@
-"""orjson's text of a document where it is, byte for byte, ``json``'s.
+"""orjson's text of a document where it is, byte for byte, ``json``'s
+(and orjson's parse of a stored document where it is ``json.loads``').
 
 Catalog documents are written as ``json.dumps(doc, indent=2,
 ensure_ascii=False)`` writes them (:func:`producer.catalog.documents.dumps`)
@@ -29,6 +30,7 @@ either. Pure; imports orjson and the standard library.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from typing import Any
 
@@ -111,3 +113,26 @@ def _escape(match: re.Match[str]) -> str:
         return f"\\u{code:04x}"
     code -= 0x10000
     return f"\\u{0xD800 | (code >> 10):04x}\\u{0xDC00 | (code & 0x3FF):04x}"
+
+
+#: a run of 19 digits: an integer orjson may not keep exact (beyond 64 bits it
+#: gives a float; ``json`` an int), or a long number or string of digits
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
+def loads(data: bytes) -> Any:
+    """``json.loads(data)``: by orjson (4x faster on a collection document)
+    where its result is the same, else by ``json`` (which also raises what it
+    raises). orjson parses a subset of what ``json`` accepts, with the same
+    values (floats correctly rounded both ways, the last of duplicate keys),
+    and refuses the rest: ``NaN``/``Infinity``, ``1e400``, lone surrogates,
+    a byte order mark, UTF-16 and -32, more than 1,024 levels; those go to
+    ``json``. An integer beyond 64 bits, which orjson turns into a float, is
+    caught before it parses: any run of 19 digits sends the text to ``json``
+    (one C-speed search). ``data`` other than bytes goes to ``json``."""
+    if type(data) is bytes and not _LONG_DIGITS.search(data):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data)

@@ -134,3 +134,62 @@ def test_a_nan_in_a_large_parent_is_found_in_its_links_too(links: int, where: st
     assert jsontext.pretty(doc) is None
     with pytest.raises(ValidationError):
         documents.dumps(doc)
+
+
+def _parsed(data: bytes | str) -> tuple[str, str]:
+    """What json.loads gives for ``data`` (its repr, types included) or the error it raises."""
+    try:
+        return "ok", repr(json.loads(data))
+    except (ValueError, RecursionError) as exc:
+        return "error", f"{type(exc).__name__}: {exc}"
+
+
+def _parsed_fast(data: bytes | str) -> tuple[str, str]:
+    try:
+        return "ok", repr(jsontext.loads(data))
+    except (ValueError, RecursionError) as exc:
+        return "error", f"{type(exc).__name__}: {exc}"
+
+
+def test_loads_is_jsons_parse_value_for_value():
+    # documents.loads reads every stored document through jsontext.loads:
+    # the same values and types as json.loads, and json's own errors
+    texts: list[bytes | str] = [
+        b"18446744073709551615",
+        b"18446744073709551616",  # beyond 64 bits: orjson gives a float
+        b"-9223372036854775809",
+        b'{"n": 123456789012345678901234, "s": "x"}',
+        b'{"bbox": [1e400, -1e400], "x": NaN, "y": -Infinity}',
+        b'"\\ud800"',
+        b'"\xed\xa0\x80"',
+        b"\xef\xbb\xbf{}",
+        '{"a": 1}'.encode("utf-16"),
+        b'{"a": 1, "a": 2}',
+        b"-0",
+        b"-0.0",
+        b"1e-400",
+        b'"\\u0000\\/"',
+        b"[" * 2000 + b"]" * 2000,
+        b"[1,]",
+        b'"\t"',
+        b"",
+        b'{"id": "x"} trailing',
+        '{"a": "é"}',
+        '{"a": "é"}'.encode(),
+    ]
+    rng = random.Random(5)
+    for _ in range(5000):
+        x = struct.unpack("d", rng.randbytes(8))[0]
+        if math.isfinite(x):
+            texts.append(
+                json.dumps(
+                    {"v": [x, float(f"{x:.6e}")], "i": rng.getrandbits(rng.choice((8, 63, 64, 70)))}
+                ).encode()
+            )
+    for data in texts:
+        assert _parsed_fast(data) == _parsed(data), data[:80]
+
+
+def test_documents_loads_keeps_an_integer_beyond_64_bits():
+    data = json.dumps({"type": "Catalog", "id": "r", "links": [], "n": 2**64 + 1}).encode()
+    assert documents.loads(data, "catalog.json")["n"] == 2**64 + 1

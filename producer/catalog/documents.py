@@ -33,6 +33,7 @@ from producer.catalog.extent import (
 from producer.catalog.layout import LAYOUT_FIELD, ROOT_KEY, Layout, layout_record_problem, relative_href
 from producer.errors import CatalogError, ValidationError
 from producer.finite import non_finite
+from producer.jsontext import loads as json_loads
 from producer.jsontext import pretty
 from producer.ringtext import compact_rows
 from producer.urls import local_path
@@ -263,7 +264,7 @@ def loads(data: bytes, key: str, *, expect: Sequence[str] | None = None) -> dict
     a missing ``id``/``links``, or an unexpected ``type``.
     """
     try:
-        doc = json.loads(data)
+        doc = json_loads(data)  # json.loads, by orjson where the result is the same
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CatalogError(
             f"{key}: existing document is not valid JSON ({exc}); repair or remove it "
