@@ -193,3 +193,30 @@ def test_loads_is_jsons_parse_value_for_value():
 def test_documents_loads_keeps_an_integer_beyond_64_bits():
     data = json.dumps({"type": "Catalog", "id": "r", "links": [], "n": 2**64 + 1}).encode()
     assert documents.loads(data, "catalog.json")["n"] == 2**64 + 1
+
+
+def test_the_number_checks_find_what_their_patterns_find():
+    # jsontext searches the literal part of each pattern and looks at the
+    # byte before: the verdict must be the patterns' (lookbehind included)
+    import re
+
+    tiny, exponent = re.compile(rb"(?<!\d)0\.0000"), re.compile(rb"\de-\d(?!\d)")
+    rng = random.Random(11)
+    pieces = [b"0", b".", b"e", b"-", b"5", b"1", b"a", b" ", b'"', b"0.0000", b"e-5", b"1e-", b"null", b":"]
+    texts = [
+        b"0.00001",
+        b"10.00001",
+        b"-0.00001",
+        b"1e-5",
+        b"1e-55",
+        b"ae-5",
+        b"e-5",
+        b"0.00000.0000",
+        b"x0.0000",
+    ]
+    texts += [b"".join(rng.choice(pieces) for _ in range(rng.randrange(1, 12))) for _ in range(20000)]
+    nan = {"x": math.nan}  # a "null" in the text sends the document to the NaN check
+    for out in texts:
+        expected = not tiny.search(out) and not exponent.search(out)
+        assert jsontext._as_json_writes(out, {}) == expected, out
+        assert jsontext._as_json_writes(out, nan) == (expected and b"null" not in out), out
