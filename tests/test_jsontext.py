@@ -9,6 +9,7 @@ import math
 import random
 import struct
 
+import orjson
 import pytest
 
 from producer import jsontext
@@ -220,3 +221,43 @@ def test_the_number_checks_find_what_their_patterns_find():
         expected = not tiny.search(out) and not exponent.search(out)
         assert jsontext._as_json_writes(out, {}) == expected, out
         assert jsontext._as_json_writes(out, nan) == (expected and b"null" not in out), out
+
+
+def test_pretty_text_with_top_level_nones_checks_every_other_null():
+    # a "null" in the indented text is taken for a None without the NaN
+    # check only as the value of a top-level member that is None; every
+    # other one (nested, a NaN or an infinity anywhere, "null" in a string
+    # or a key) leaves the verdict to the full check: pretty() must be
+    # json's text where json writes one, None where json refuses
+    def reference(doc: dict) -> bytes | None:
+        try:
+            return (json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
+        except ValueError:
+            return None
+
+    rng = random.Random(13)
+    keys = ["a", "k", "stac_producer:layout", "null", ': null", "x', "é", "tab\tkey", 'q"', "b\\s", "", "nul"]
+    values = [None, math.nan, math.inf, -math.inf, 1.5, "null", ": null", [None], [math.nan], {"k": None}]
+    values += [{"k": math.nan}, [1, None], {"null": None}, 'x\n  "a": null']
+    docs: list[dict] = [
+        {"type": "Collection", "stac_producer:layout": None, "links": []},
+        {"type": "Collection", "stac_producer:layout": math.nan},
+        {"type": "Collection", "stac_producer:layout": None, "extent": {"x": [math.inf]}},
+    ]
+    for _ in range(5000):
+        docs.append({rng.choice(keys): rng.choice(values) for _ in range(rng.randrange(1, 5))})
+    for doc in docs:
+        assert jsontext.pretty(doc) in (reference(doc), None), doc
+        if reference(doc) is None:
+            assert jsontext.pretty(doc) is None, doc
+    # the usual case takes the short road: a flat collection's layout record
+    coll = {
+        "type": "Collection",
+        "id": "c",
+        "stac_producer:layout": None,
+        "links": [],
+        "extent": {"b": [1.0]},
+    }
+    out = orjson.dumps(coll, option=orjson.OPT_INDENT_2)
+    assert jsontext._top_level_nones(out, coll)
+    assert not jsontext._top_level_nones(out, {**coll, "stac_producer:layout": math.nan})
