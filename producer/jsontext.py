@@ -14,7 +14,9 @@ falls back to ``json``:
   the output: a number starting ``0.0000`` or a one-digit negative exponent
   (a string holding such text only costs the fallback);
 - NaN and infinities: orjson writes ``null``; when the output holds a
-  ``null``, :func:`producer.finite.non_finite` looks at the document;
+  ``null``, :func:`producer.finite.non_finite` looks at the document,
+  unless (indented text) every ``null`` is a top-level member whose value
+  is None (:func:`_top_level_nones`: a flat collection's layout record);
 - ``ensure_ascii`` (the compact line): orjson writes UTF-8, so characters
   from U+007F up are escaped afterwards as ``json`` escapes them (they occur
   only inside strings).
