@@ -95,6 +95,7 @@ from producer.errors import (
     ProducerError,
 )
 from producer.hrefs import absolute_assets, document_url
+from producer.jsontext import compact as compact_json
 from producer.store.base import Store, is_local
 
 if TYPE_CHECKING:
@@ -856,7 +857,8 @@ def encode_fragment(
     }
     ready = encoded or {}
     try:
-        lines = [json.dumps(header, separators=(",", ":"))]
+        # orjson's text where it is json's (producer/jsontext.py), else json's
+        lines = [compact_json(header) or json.dumps(header, separators=(",", ":"))]
         lines += [ready.get(i) or item_line(item) for i, item in upserts.items()]
     except (TypeError, ValueError) as exc:
         raise MirrorError(f"items for mirror fragment {where} are not JSON ({exc}): report this") from exc

@@ -913,9 +913,9 @@ def resolve_options(
     """
     if options is not None and not isinstance(options, RegisterOptions):
         raise TypeError(f"options must be a RegisterOptions, not {type(options).__name__}")
-    names = [f.name for f in dataclasses.fields(RegisterOptions)]
-    unknown = sorted(set(overrides) - set(names))
+    unknown = sorted(set(overrides).difference(_field_names()))
     if unknown:
+        names = list(_field_names())
         meant = [m for u in unknown for m in difflib.get_close_matches(u, [*names, *keywords], n=1)]
         guess = f" (did you mean {', '.join(map(repr, meant))}?)" if meant else ""
         raise TypeError(f"unknown registration option(s) {unknown}{guess}; the options are {names}")
@@ -970,6 +970,15 @@ def _immutable(options: RegisterOptions) -> bool:
 
 
 _SPECS: dict[str, OptionSpec] = {}
+_FIELD_NAMES: list[tuple[str, ...]] = []
+
+
+def _field_names() -> tuple[str, ...]:
+    """The names of :class:`RegisterOptions`' fields, in order (found once:
+    every ``register`` call checks its overrides against them)."""
+    if not _FIELD_NAMES:
+        _FIELD_NAMES.append(tuple(f.name for f in dataclasses.fields(RegisterOptions)))
+    return _FIELD_NAMES[0]
 
 
 def _specs_by_name() -> dict[str, OptionSpec]:

@@ -252,3 +252,30 @@ def test_new_or_changed_links_are_the_ones_to_validate():
     assert got == [new[0], new[3], new[-1]]  # structural always, changed, appended
     shifted = [old[0]] + old[2:]  # a removal: what moved is validated again, never less
     assert docs.new_or_changed_links(old, shifted) == shifted
+
+
+def test_copy_doc_copies_every_nested_member_like_deepcopy():
+    # the fast copy of the members beside the links (extent, summaries,
+    # item_assets, assets, foreign fields) must be as deep as copy.deepcopy:
+    # the mutations merge into them in place
+    nested = {"a": [1, 2.5, {"b": [None, True, "x", [3, [4]]]}], "t": (1, [2])}
+    doc = {"type": "Collection", "id": "c", "summaries": nested, "extra": [[0.5, {"k": "v"}]], "links": []}
+    copied = docs.copy_doc(doc)
+    assert copied == doc
+    copied["summaries"]["a"][2]["b"][3][1].append(5)
+    copied["summaries"]["a"][2]["b"].append("y")
+    copied["summaries"]["t"][1].append(9)
+    copied["extra"][0][1]["k"] = "w"
+    assert doc["summaries"] == {"a": [1, 2.5, {"b": [None, True, "x", [3, [4]]]}], "t": (1, [2])}
+    assert doc["extra"] == [[0.5, {"k": "v"}]]
+
+
+def test_parent_problems_name_the_placeholder_extent_in_their_fixes():
+    # the placeholder's text is made only for these messages (not on every read)
+    placeholder = json.dumps(docs.empty_extent())
+    base = {"type": "Collection", "stac_version": "1.1.0", "id": "c", "links": []}
+    assert docs.parent_problems({**base, "extent": docs.empty_extent()}) == []
+    (missing,) = docs.parent_problems(base)
+    assert f'add "extent": {placeholder}' in missing
+    (malformed,) = docs.parent_problems({**base, "extent": {"spatial": {}}})
+    assert f"replace it with {placeholder}" in malformed

@@ -9,6 +9,7 @@ import math
 import random
 import struct
 
+import orjson
 import pytest
 
 from producer import jsontext
@@ -134,3 +135,129 @@ def test_a_nan_in_a_large_parent_is_found_in_its_links_too(links: int, where: st
     assert jsontext.pretty(doc) is None
     with pytest.raises(ValidationError):
         documents.dumps(doc)
+
+
+def _parsed(data: bytes | str) -> tuple[str, str]:
+    """What json.loads gives for ``data`` (its repr, types included) or the error it raises."""
+    try:
+        return "ok", repr(json.loads(data))
+    except (ValueError, RecursionError) as exc:
+        return "error", f"{type(exc).__name__}: {exc}"
+
+
+def _parsed_fast(data: bytes | str) -> tuple[str, str]:
+    try:
+        return "ok", repr(jsontext.loads(data))
+    except (ValueError, RecursionError) as exc:
+        return "error", f"{type(exc).__name__}: {exc}"
+
+
+def test_loads_is_jsons_parse_value_for_value():
+    # documents.loads reads every stored document through jsontext.loads:
+    # the same values and types as json.loads, and json's own errors
+    texts: list[bytes | str] = [
+        b"18446744073709551615",
+        b"18446744073709551616",  # beyond 64 bits: orjson gives a float
+        b"-9223372036854775809",
+        b'{"n": 123456789012345678901234, "s": "x"}',
+        b'{"bbox": [1e400, -1e400], "x": NaN, "y": -Infinity}',
+        b'"\\ud800"',
+        b'"\xed\xa0\x80"',
+        b"\xef\xbb\xbf{}",
+        '{"a": 1}'.encode("utf-16"),
+        b'{"a": 1, "a": 2}',
+        b"-0",
+        b"-0.0",
+        b"1e-400",
+        b'"\\u0000\\/"',
+        b"[" * 2000 + b"]" * 2000,
+        b"[1,]",
+        b'"\t"',
+        b"",
+        b'{"id": "x"} trailing',
+        '{"a": "é"}',
+        '{"a": "é"}'.encode(),
+    ]
+    rng = random.Random(5)
+    for _ in range(5000):
+        x = struct.unpack("d", rng.randbytes(8))[0]
+        if math.isfinite(x):
+            texts.append(
+                json.dumps(
+                    {"v": [x, float(f"{x:.6e}")], "i": rng.getrandbits(rng.choice((8, 63, 64, 70)))}
+                ).encode()
+            )
+    for data in texts:
+        assert _parsed_fast(data) == _parsed(data), data[:80]
+
+
+def test_documents_loads_keeps_an_integer_beyond_64_bits():
+    data = json.dumps({"type": "Catalog", "id": "r", "links": [], "n": 2**64 + 1}).encode()
+    assert documents.loads(data, "catalog.json")["n"] == 2**64 + 1
+
+
+def test_the_number_checks_find_what_their_patterns_find():
+    # jsontext searches the literal part of each pattern and looks at the
+    # byte before: the verdict must be the patterns' (lookbehind included)
+    import re
+
+    tiny, exponent = re.compile(rb"(?<!\d)0\.0000"), re.compile(rb"\de-\d(?!\d)")
+    rng = random.Random(11)
+    pieces = [b"0", b".", b"e", b"-", b"5", b"1", b"a", b" ", b'"', b"0.0000", b"e-5", b"1e-", b"null", b":"]
+    texts = [
+        b"0.00001",
+        b"10.00001",
+        b"-0.00001",
+        b"1e-5",
+        b"1e-55",
+        b"ae-5",
+        b"e-5",
+        b"0.00000.0000",
+        b"x0.0000",
+    ]
+    texts += [b"".join(rng.choice(pieces) for _ in range(rng.randrange(1, 12))) for _ in range(20000)]
+    nan = {"x": math.nan}  # a "null" in the text sends the document to the NaN check
+    for out in texts:
+        expected = not tiny.search(out) and not exponent.search(out)
+        assert jsontext._as_json_writes(out, {}) == expected, out
+        assert jsontext._as_json_writes(out, nan) == (expected and b"null" not in out), out
+
+
+def test_pretty_text_with_top_level_nones_checks_every_other_null():
+    # a "null" in the indented text is taken for a None without the NaN
+    # check only as the value of a top-level member that is None; every
+    # other one (nested, a NaN or an infinity anywhere, "null" in a string
+    # or a key) leaves the verdict to the full check: pretty() must be
+    # json's text where json writes one, None where json refuses
+    def reference(doc: dict) -> bytes | None:
+        try:
+            return (json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
+        except ValueError:
+            return None
+
+    rng = random.Random(13)
+    keys = ["a", "k", "stac_producer:layout", "null", ': null", "x', "é", "tab\tkey", 'q"', "b\\s", "", "nul"]
+    values = [None, math.nan, math.inf, -math.inf, 1.5, "null", ": null", [None], [math.nan], {"k": None}]
+    values += [{"k": math.nan}, [1, None], {"null": None}, 'x\n  "a": null']
+    docs: list[dict] = [
+        {"type": "Collection", "stac_producer:layout": None, "links": []},
+        {"type": "Collection", "stac_producer:layout": math.nan},
+        {"type": "Collection", "stac_producer:layout": None, "extent": {"x": [math.inf]}},
+    ]
+    for _ in range(5000):
+        docs.append({rng.choice(keys): rng.choice(values) for _ in range(rng.randrange(1, 5))})
+    for doc in docs:
+        assert jsontext.pretty(doc) in (reference(doc), None), doc
+        if reference(doc) is None:
+            assert jsontext.pretty(doc) is None, doc
+    # the usual case takes the short road: a flat collection's layout record
+    coll = {
+        "type": "Collection",
+        "id": "c",
+        "stac_producer:layout": None,
+        "links": [],
+        "extent": {"b": [1.0]},
+    }
+    out = orjson.dumps(coll, option=orjson.OPT_INDENT_2)
+    assert jsontext._top_level_nones(out, coll)
+    assert not jsontext._top_level_nones(out, {**coll, "stac_producer:layout": math.nan})

@@ -227,3 +227,20 @@ def test_ndjson_fragments_on_s3_are_searched_before_any_compaction(tiles: list[P
     assert [f["id"] for f in found] == ["b_20240315"]
     assert found[0]["links"][-1]["href"] == f"{url}/c/b_20240315/b_20240315.json"
     assert diff(store, "c").clean
+
+
+def test_fragment_header_is_jsons_text():
+    # the header line (ids, stamps, tombstones) is orjson's text only where
+    # it is json's: ids with non-ASCII, quotes, control characters, DEL
+    ids = ["a", "é-1", 'q"uote', "back\\slash", "tab\tx", "del\x7f", "emoji\U0001f600", "\u2028"]
+    item = {"type": "Feature", "id": "x", "properties": {"updated": "2024-01-01T00:00:00Z"}}
+    for n in range(len(ids)):
+        upserts = {i: {**item, "id": i} for i in ids[: n + 1]}
+        removed = {f"gone {i}": -1 for i in ids[n:]}
+        header = mirror.encode_fragment(upserts, removed, "x").decode().split("\n")[0]
+        expected = {
+            "stac_producer:fragment": 1,
+            "rows": [[i, mirror.stamp_of(it)] for i, it in upserts.items()],
+            "removed": removed,
+        }
+        assert header == json.dumps(expected, separators=(",", ":"))

@@ -592,6 +592,10 @@ def test_a_misspelt_option_keyword_names_the_one_meant() -> None:
     with pytest.raises(TypeError) as err:
         resolve_options(None, None, zzz=1)
     assert "did you mean" not in str(err.value)
+    # every field, in order (the names are found once per process)
+    names = [f.name for f in dataclasses.fields(RegisterOptions)]
+    assert str(err.value).endswith(f"; the options are {names}")
+    assert resolve_options(None, None, id_template="{stem}").id_template == "{stem}"
 
 
 def test_a_new_collections_metadata_the_schema_refuses_is_a_usage_error_before_any_write(

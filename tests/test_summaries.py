@@ -148,3 +148,47 @@ def test_register_racing_the_summaries_repair_keeps_its_values(data, catalog_dir
     assert outcome["report"].fixed.get("stale-summary") == 1
     assert collection(catalog_dir)["summaries"]["proj:code"] == ["EPSG:32633", "EPSG:4326"]
     assert producer.validate_catalog(str(catalog_dir)) == []
+
+
+def test_merge_says_whether_the_document_changed():
+    # merge compares the summaries, item_assets and state as they were with
+    # what it writes: each kind of change is seen, a known item is not one
+    doc: dict = {"type": "Collection", "summaries": {"other": ["kept"]}}
+    assert summaries.merge(doc, [item(0)])
+    assert not summaries.merge(doc, [item(0)])
+    assert summaries.merge(doc, [item(1)])  # a new platform and gsd
+    assert summaries.merge(doc, [item(0, code="EPSG:4326")])  # one more value in a list
+    assert summaries.merge(doc, [item(0, dtype="int16")])  # a band summary
+    png = {"id": "p", "properties": {}, "assets": {"preview": {"type": "image/png", "roles": ["overview"]}}}
+    assert summaries.merge(doc, [png])  # item_assets: one more asset key
+    before = json.dumps(doc, sort_keys=True)
+    assert not summaries.merge(doc, [item(0), item(1, code="EPSG:4326", dtype="int16"), png])
+    assert json.dumps(doc, sort_keys=True) == before
+    assert doc["summaries"]["other"] == ["kept"]
+
+
+def test_canonical_text_is_jsons():
+    # the order of a summary's values follows this text: it must stay json's
+    # (sort_keys, compact, ensure_ascii) for every value, plain or not
+    import random
+
+    rng = random.Random(3)
+    alphabet = [chr(c) for c in range(0, 0x80)] + ["é", "\u2028", "\U0001f600", "\ud800"]
+    values: list = ["", "EPSG:32633", "float32", 'a"b', "a\\b", "tab\t", "\x7f", "~", " ", "[", "]"]
+    for _ in range(3000):
+        values.append("".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 8))))
+    values += [{"name": v} for v in values[:500]]
+    values += [
+        {"name": "b1", "a": "x"},
+        {"b": "1", "a": "2"},
+        {"name": 3},
+        {1: "x"},
+        7,
+        2.5,
+        True,
+        None,
+        [1, "a"],
+    ]
+    values += [{v: "x", "name": "n"} for v in values[:200] if isinstance(v, str)]
+    for value in values:
+        assert summaries._canon(value) == json.dumps(value, sort_keys=True, separators=(",", ":")), value

@@ -4,6 +4,7 @@ are all formatted by producer.timestamps.format_time."""
 from __future__ import annotations
 
 import json
+import random
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -40,3 +41,17 @@ def test_item_times_and_collection_interval_spell_one_instant_the_same_way(tmp_p
     for name in ("created", "updated"):
         assert RFC3339_UTC.match(props[name]), props[name]
         assert format_time(parse_time(props[name])) == props[name]
+
+
+def test_format_time_is_pystacs_spelling() -> None:
+    # the inlined steps of pystac.utils.datetime_to_str, value for value
+    from pystac.utils import datetime_to_str
+
+    rng = random.Random(7)
+    for _ in range(3000):
+        when = datetime(2000, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.uniform(-2e9, 2e9))
+        if rng.random() < 0.5:
+            when = when.replace(microsecond=0)
+        zone = timezone(timedelta(minutes=rng.randrange(-720, 841, 15)))
+        for value in (when, when.astimezone(zone), when.astimezone(zone).replace(tzinfo=None)):
+            assert format_time(value) == datetime_to_str(value.astimezone(UTC))

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -75,7 +76,23 @@ _ASSET_FIELDS = ("type", "roles", "title")
 _ITEM_ASSETS = "item_assets"
 
 
+#: a string json writes as is between quotes (printable ASCII but ``"`` and ``\\``)
+_PLAIN = re.compile(r"[ !#-\[\]-~]*")
+
+
 def _canon(value: Any) -> str:
+    """``json.dumps(value, sort_keys=True, separators=(",", ":"))``: the
+    key that orders a summary's values. The values items bring (a
+    ``proj:code``, a data type, ``{"name": band}``) are plain strings or
+    dicts of them, spelled here without the encoder (a few per commit)."""
+    kind = type(value)
+    if kind is str and _PLAIN.fullmatch(value):
+        return f'"{value}"'
+    if kind is dict and all(
+        type(k) is str and type(v) is str and _PLAIN.fullmatch(k) and _PLAIN.fullmatch(v)
+        for k, v in value.items()
+    ):
+        return "{" + ",".join(f'"{k}":"{value[k]}"' for k in sorted(value)) + "}"
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
@@ -200,12 +217,12 @@ class _State:
 
     def write(self, doc: dict[str, Any]) -> bool:
         """Put this state into the collection ``doc`` (mutated): managed
-        summaries replaced, other summaries kept. True if ``doc`` changed."""
-        before = (
-            copy.deepcopy(doc.get("summaries")),
-            copy.deepcopy(doc.get(_ITEM_ASSETS)),
-            doc.get(STATE_FIELD),
-        )
+        summaries replaced, other summaries kept. True if ``doc`` changed.
+
+        The three members are replaced by new objects, never changed in
+        place (the values kept in them are shared, unchanged), so the ones
+        held before serve for the comparison without a deep copy."""
+        before = (doc.get("summaries"), doc.get(_ITEM_ASSETS), doc.get(STATE_FIELD))
         summ = {k: v for k, v in (doc.get("summaries") or {}).items() if k not in MANAGED}
         for name in _LISTS:
             if self.lists.get(name):

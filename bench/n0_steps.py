@@ -1,0 +1,151 @@
+"""Where a warm upsert at N = 0 spends its CPU: thread CPU time per upsert
+inside each step of the commit path, inclusive (rows nest).
+
+    PYTHONPATH=$PWD .venv/bin/python bench/n0_steps.py [--repeats 300] [--work-dir /dev/shm/x]
+
+Registers one COG into each of ``--repeats`` fresh copies of the bare
+N = 0 seed (``durability="os"``, as ``bench/n0_cpu.py``), after 20 warm-up
+upserts, with ``time.thread_time_ns`` around each function of :data:`STEPS`
+(about 1 us of timer per call: small functions called often read high;
+cProfile overstates them 3-5x here). Prints thread CPU per upsert and calls
+per upsert of each step. Run it in alternating processes against another
+tree to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import common as c
+from bench.upsert import OURS_COGS, POOL
+
+#: (module, class or "", function): the steps timed
+STEPS = [
+    ("producer.api", "", "register"),
+    ("producer.ingest", "", "register_products"),
+    ("producer.ingest", "", "_prepare_chunk"),
+    ("producer.ingest", "", "_write_items"),
+    ("producer.ingest", "", "_link_written"),
+    ("producer.commit", "Committer", "group_commit"),
+    ("producer.commit", "Committer", "preflight"),
+    ("producer.commit", "Committer", "_write_mirror_bases"),
+    ("producer.commit", "Committer", "settle_batch"),
+    ("producer.ingest", "", "_publish"),
+    ("producer.mirror", "", "encode_fragment"),
+    ("producer.ingest", "", "collection_layout"),
+    ("producer.store.open", "", "open_store"),
+    ("producer.store.local", "LocalStore", "put"),
+    ("producer.store.local", "LocalStore", "_read"),
+    ("producer.catalog.documents", "", "dumps"),
+    ("producer.catalog.documents", "", "loads"),
+    ("producer.catalog.documents", "", "copy_doc"),
+    ("producer.catalog.documents", "", "merge_extent"),
+    ("producer.catalog.summaries", "", "merge"),
+    ("producer.validate", "Validator", "check"),
+]
+
+
+def _timed(
+    name: str, fn: Callable[..., Any], spent: dict[str, int], calls: dict[str, int]
+) -> Callable[..., Any]:
+    clock = time.thread_time_ns
+
+    @functools.wraps(fn)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        start = clock()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent[name] = spent.get(name, 0) + clock() - start
+            calls[name] = calls.get(name, 0) + 1
+
+    return timed
+
+
+def _instrument(spent: dict[str, int], calls: dict[str, int]) -> list[str]:
+    """Wrap every step (a module function wherever a producer module holds it)."""
+    names = []
+    for module_name, class_name, fn_name in STEPS:
+        module = importlib.import_module(module_name)
+        name = f"{class_name}.{fn_name}" if class_name else fn_name
+        names.append(name)
+        if class_name:
+            owner = getattr(module, class_name)
+            original = owner.__dict__[fn_name]
+            if isinstance(original, staticmethod | classmethod):
+                setattr(owner, fn_name, type(original)(_timed(name, original.__func__, spent, calls)))
+            else:
+                setattr(owner, fn_name, _timed(name, original, spent, calls))
+            continue
+        original = getattr(module, fn_name)
+        wrapped = _timed(name, original, spent, calls)
+        for held_in, mod in list(sys.modules.items()):
+            if held_in.startswith("producer") and mod is not None:
+                for attr, value in list(vars(mod).items()):
+                    if value is original:
+                        setattr(mod, attr, wrapped)
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--work-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    import producer
+
+    if args.work_dir is not None:
+        args.work_dir.mkdir(parents=True, exist_ok=True)
+        c.WORK_DIR = args.work_dir.resolve()
+    spent: dict[str, int] = {}
+    calls: dict[str, int] = {}
+    names = _instrument(spent, calls)
+    seed = c.seed_local(None, 0, log=lambda _: None)
+    c.ensure_cogs(POOL, log=lambda _: None)
+    roots = []
+    for i in range(args.repeats + 20):
+        target = c.WORK_DIR / f"n0steps-{os.getpid()}-{i}"
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(seed, target)
+        roots.append(target)
+    cogs = [str(c.cog_path(i)) for i in OURS_COGS]
+
+    def upsert(i: int) -> None:
+        (result,) = producer.register(
+            [cogs[i % len(cogs)]], catalog=str(roots[i]), collection=c.COLLECTION, durability="os"
+        )
+        if result.action != "created":
+            raise RuntimeError(f"upsert gave {result.action}: {result.error}")
+
+    for i in range(args.repeats, args.repeats + 20):  # warm-up
+        upsert(i)
+    spent.clear()
+    calls.clear()
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    start = time.thread_time_ns()
+    for i in range(args.repeats):
+        upsert(i)
+    total = time.thread_time_ns() - start
+    for root in roots:
+        shutil.rmtree(root)
+    n = args.repeats
+    print(f"load {' '.join(load)}; thread CPU per upsert {total / n / 1e3:.0f} us ({n} upserts)")
+    for name in names:
+        print(f"{name:32s} {spent.get(name, 0) / n / 1e3:8.1f} us   {calls.get(name, 0) / n:.1f} calls")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
