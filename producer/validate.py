@@ -535,14 +535,7 @@ def _rust_validator(urls: tuple[str, ...]) -> Any:
     :data:`_FINITE_SCHEMA` (one pass over a document instead of one per
     schema: 15% less in a warm upsert), built once per process and list of
     URLs on first use; None when it cannot be built."""
-    try:
-        return _RS[urls]
-    except KeyError:
-        pass
-    with _RS_LOCK:
-        if urls not in _RS:
-            _RS[urls] = _build_rust(urls)
-        return _RS[urls]
+    return _built_once(_RS, _RS_LOCK, urls, _build_rust)
 
 
 def _build_rust(urls: tuple[str, ...]) -> Any:
@@ -691,14 +684,21 @@ def _compile_fast(url: str) -> Callable[[Any], Any] | None:
     """One schema compiled by fastjsonschema, resolving ``$ref`` offline
     only; None when it cannot be compiled. Once per process and URL: the
     lock keeps two threads from compiling the same schema twice."""
+    return _built_once(_FAST, _FAST_LOCK, url, _compile_fast_uncached)
+
+
+def _built_once(cache: dict[Any, Any], lock: threading.Lock, key: Any, build: Callable[[Any], Any]) -> Any:
+    """``cache[key]``, built by ``build(key)`` on first need; the lock keeps
+    two threads from building the same entry twice (a miss is looked up
+    again under it), a hit takes no lock."""
     try:
-        return _FAST[url]
+        return cache[key]
     except KeyError:
         pass
-    with _FAST_LOCK:
-        if url not in _FAST:
-            _FAST[url] = _compile_fast_uncached(url)
-        return _FAST[url]
+    with lock:
+        if key not in cache:
+            cache[key] = build(key)
+        return cache[key]
 
 
 def _compile_fast_uncached(url: str) -> Callable[[Any], Any] | None:
