@@ -92,6 +92,17 @@ def _plant_lease(store: Store, seconds: float = 30.0) -> None:
     store.put(LEASE, intents.new_lease("someone-else", now, seconds), create_only=True)
 
 
+def _contended(root: Path, first: Path) -> LocalStore:
+    """A local catalog at ``root`` whose collection ``c`` holds ``first``,
+    its contention remembered by this process and a live lease planted: the
+    next ``ack="durable"`` register there returns with its link pending."""
+    store = LocalStore(str(root))
+    producer.register([first], catalog=store, collection="c")
+    note_contention(store.url, "c")
+    _plant_lease(store)
+    return store
+
+
 def _until_expired(store: Store) -> None:
     """Sleep until the lease stored (if any) has expired."""
     if store.exists(LEASE):
@@ -318,10 +329,7 @@ def test_an_item_removed_while_its_link_was_pending_is_unlinked_again_with_an_ex
 
 def test_a_remove_withdraws_a_pending_durable_intent_before_any_leader_applies_it(tmp_path, tiles):
     root = tmp_path / "cat"
-    store = LocalStore(str(root))
-    producer.register([tiles[0]], catalog=store, collection="c")
-    note_contention(store.url, "c")
-    _plant_lease(store)
+    store = _contended(root, tiles[0])
     (pending,) = producer.register([tiles[7]], catalog=store, collection="c", ack="durable")
     assert pending.link_pending
     assert producer.remove(tiles[7].stem, catalog=str(root), collection="c").action == "removed"
@@ -333,10 +341,7 @@ def test_a_remove_withdraws_a_pending_durable_intent_before_any_leader_applies_i
 
 def test_the_cli_says_which_links_are_pending(tmp_path, tiles):
     root = tmp_path / "cat"
-    store = LocalStore(str(root))
-    producer.register([tiles[0]], catalog=store, collection="c")
-    note_contention(store.url, "c")
-    _plant_lease(store)
+    store = _contended(root, tiles[0])
     out = CliRunner().invoke(
         main, ["register", str(tiles[9]), "-c", str(root), "--collection", "c", "--ack", "durable"]
     )
@@ -514,10 +519,7 @@ def test_a_durable_follower_reads_the_collection_again_once_its_view_is_older_th
     tmp_path, tiles, monkeypatch
 ):
     root = tmp_path / "cat"
-    producer.register([tiles[0]], catalog=str(root), collection="c")
-    store = LocalStore(str(root))
-    note_contention(store.url, "c")
-    _plant_lease(store)
+    _contended(root, tiles[0])
     producer.register([tiles[1]], catalog=str(root), collection="c", ack="durable")
     within = _Recording(LocalStore(str(root)))
     (res,) = producer.register([tiles[2]], catalog=within, collection="c", ack="durable")  # type: ignore[arg-type]
@@ -536,10 +538,7 @@ def test_a_follower_whose_view_is_behind_another_writers_change_leads_without_cl
     read of the collection comes after its intent), finds no lease and
     leads: what it puts is built on the collection as stored then."""
     root = tmp_path / "cat"
-    producer.register([tiles[0]], catalog=str(root), collection="c")
-    store = LocalStore(str(root))
-    note_contention(store.url, "c")
-    _plant_lease(store)
+    store = _contended(root, tiles[0])
     (pending,) = producer.register([tiles[1]], catalog=str(root), collection="c", ack="durable")
     assert pending.link_pending
     # another process: a linked register (it applies the pending intent too), an edit
@@ -585,10 +584,7 @@ def test_validate_and_reconcile_right_after_a_pending_durable_register_warn_link
     without fix says the same, and with fix links it. Once the intent is
     older than ``INTENT_FRESH`` no leader applies it: an orphan again."""
     root = tmp_path / "cat"
-    store = LocalStore(str(root))
-    producer.register([tiles[0]], catalog=store, collection="c")
-    note_contention(store.url, "c")
-    _plant_lease(store)
+    store = _contended(root, tiles[0])
     (pending,) = producer.register([tiles[11]], catalog=store, collection="c", ack="durable")
     assert pending.link_pending
     key = f"c/{tiles[11].stem}/{tiles[11].stem}.json"
@@ -615,10 +611,7 @@ def test_the_prefect_task_says_which_links_are_pending(tmp_path, tiles, caplog):
     from producer.prefect import _table_rows, register_and_report
 
     root = tmp_path / "cat"
-    store = LocalStore(str(root))
-    producer.register([tiles[0]], catalog=store, collection="c")
-    note_contention(store.url, "c")
-    _plant_lease(store)
+    store = _contended(root, tiles[0])
     logger = logging.getLogger("producer.prefect")  # prefect's handlers: it may not propagate
     logger.addHandler(caplog.handler)
     try:
