@@ -561,6 +561,65 @@ def test_local_lock_is_released_after_failed_puts_and_excludes_a_forked_child(tm
     assert sorted(os.listdir(tmp_path / "stac")) == [".stac-producer.lock", "a.json", "dir.json"]
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_local_lock_released_while_a_child_is_forked_is_not_kept_by_the_child(tmp_path: Path) -> None:
+    """A fork at the moment a thread releases the root's lock: the child
+    must not keep a copy of the descriptor being released. Its release
+    (forget the descriptor, then close it) ran outside the guard that keeps
+    forks away from the open, so a fork between the two left the child a
+    copy it did not know of: the flock stayed held for the child's life
+    (every writer of the catalog waited for it). The releasing thread is
+    paused (by a trace function) right before the close, and the fork is
+    made then."""
+    import fcntl
+    import inspect
+
+    from producer.store import local
+
+    store = LocalStore(str(tmp_path / "stac"))
+    store.put("a.json", b"1")
+    lines, first = inspect.getsourcelines(local._unlock)
+    close_line = first + next(i for i, line in enumerate(lines) if "os.close(fd)" in line)
+    paused, forked = threading.Event(), threading.Event()
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code is not local._unlock.__code__:
+            return None
+
+        def line(frame: Any, event: str, arg: Any) -> Any:
+            if event == "line" and frame.f_lineno == close_line:
+                paused.set()
+                forked.wait(2)  # with the release guarded, the fork waits for it instead
+            return line
+
+        return line
+
+    def release() -> None:
+        sys.settrace(tracer)
+        try:
+            with store._locked():
+                pass
+        finally:
+            sys.settrace(None)
+
+    thread = threading.Thread(target=release)
+    thread.start()
+    assert paused.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the child: the lock must be free once the parent released it
+        code = 1
+        try:
+            fd = os.open(tmp_path / "stac" / ".stac-producer.lock", os.O_RDWR)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            code = 0
+        finally:
+            os._exit(code)
+    forked.set()
+    thread.join(10)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child kept the lock the parent released"
+
+
 # -- CountingStore ---------------------------------------------------------------
 
 

@@ -183,10 +183,13 @@ def _unlock(fd: int, forks: int) -> None:
     """Release a hold taken by :meth:`LocalStore._lock` (``forks``: the fork
     count it was taken at): close its descriptor, unless a fork made this
     process since (the child's copy was closed at the fork; the number may
-    name another file by now)."""
+    name another file by now). Forgotten and closed under the fork guard: a
+    fork between the two would leave the child a copy it does not know of,
+    holding the lock for the child's life."""
     if forks == _FORKS[0]:
-        _HELD_LOCKS.discard(fd)
-        os.close(fd)
+        with _FORK_GUARD:
+            _HELD_LOCKS.discard(fd)
+            os.close(fd)
 
 
 if hasattr(os, "register_at_fork"):
