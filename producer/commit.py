@@ -675,6 +675,14 @@ class Committer:
 
     # -- compare-and-swap ---------------------------------------------------
 
+    def _put_over(self, key: str, data: bytes, version: str | None) -> str:
+        """Write ``data`` at ``key`` over the version read (None: the key did
+        not exist, so the write is create-only); raises PreconditionFailed if
+        another writer got there first. Returns the new version."""
+        if version is None:
+            return self.store.put(key, data, create_only=True)
+        return self.store.put(key, data, if_version=version)
+
     def _lost_race(self, key: str, attempt: int) -> None:
         """Count a compare-and-swap on ``key`` that lost a race and, unless
         it was the last attempt, back off before the next one."""
@@ -751,10 +759,7 @@ class Committer:
             if not validated:
                 self.check_update(key, current, new)
             try:
-                if version is None:
-                    written = self.store.put(key, docs.dumps(self.stored_form(key, new)), create_only=True)
-                else:
-                    written = self.store.put(key, docs.dumps(self.stored_form(key, new)), if_version=version)
+                written = self._put_over(key, docs.dumps(self.stored_form(key, new)), version)
             except PreconditionFailed:
                 self._lost_race(key, attempt)
                 continue
@@ -1452,10 +1457,7 @@ class Committer:
                     return CasOutcome(doc, version=version)
                 self.check_update(coll_key, doc, new)
                 try:
-                    if version is None:
-                        written = self.store.put(coll_key, docs.dumps(new), create_only=True)
-                    else:
-                        written = self.store.put(coll_key, docs.dumps(new), if_version=version)
+                    written = self._put_over(coll_key, docs.dumps(new), version)
                 except PreconditionFailed:
                     self.conflicts += 1
                     note_contention(self.store.url, collection_id)
@@ -1633,10 +1635,7 @@ class Committer:
                     break
                 self.check_update(coll_key, doc, new)
                 try:
-                    if version is None:
-                        written = self.store.put(coll_key, docs.dumps(new), create_only=True)
-                    else:
-                        written = self.store.put(coll_key, docs.dumps(new), if_version=version)
+                    written = self._put_over(coll_key, docs.dumps(new), version)
                 except PreconditionFailed:
                     note_contention(self.store.url, collection_id)
                     self._lost_race(coll_key, lost)
