@@ -3,14 +3,19 @@ tutorial way, interleaved in one process, wall and CPU medians.
 
     .venv/bin/python bench/n0_cpu.py [--repeats 60]
 
-Each side registers one COG into its own fresh copy of the N = 0 seed
-(copies made and synced before timing; the order alternates per repeat).
+Each side registers one COG into its own fresh copy of an N = 0 seed
+(copies made and synced before timing; the order rotates per repeat). Two
+seeds, both by default, interleaved in the one run (one row each): ``bare``,
+a hand-written collection, into which our first register also sets up the
+mirror (its base file and asset, the fragments folder, the recorded layout),
+and ``emptied``, a collection our tool managed and emptied again (what a
+collection holds at N = 0 once the tool has written to it).
 CPU time (``time.process_time``: user + system of this process) is less
 disturbed by other processes than wall time on a loaded machine; its user
 and system parts (``getrusage``, means: the split is sampled per tick) show
 where a difference lies (system: file creations, folders, renames). Prints
-one table row; run it in alternating processes to compare two trees (in
-the same location: the file system path changed the timings here).
+one table row per seed; run it in alternating processes to compare two
+trees (in the same location: the file system path changed the timings here).
 
 Creating a file is what ours does more of (temp files, the mirror's
 fragment), and on this machine's ext4 its cost depends on the folder: the
@@ -41,12 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=60)
     parser.add_argument(
         "--seed",
-        choices=("bare", "emptied"),
-        default="bare",
-        help="bare: the hand-written root + collection of bench/common.py; emptied: what our tool "
-        "leaves in a collection whose items were all removed (mirror asset and empty base; "
-        "the fragments folder goes with its last fragment), made by registering, removing and "
-        "compacting one item",
+        choices=("bare", "emptied", "both"),
+        default="both",
+        help="bare: the hand-written root + collection of bench/common.py (our first register into it also "
+        "sets up the mirror: base file, asset, fragments folder); emptied: what our tool leaves in a "
+        "collection whose items were all removed (mirror asset and empty base; the fragments folder goes "
+        "with its last fragment), made by registering, removing and compacting one item; both (default): "
+        "the two, interleaved in one run, one row each",
     )
     parser.add_argument(
         "--work-dir",
@@ -62,13 +68,15 @@ def main(argv: list[str] | None = None) -> int:
         args.work_dir.mkdir(parents=True, exist_ok=True)
         c.WORK_DIR = args.work_dir.resolve()
 
-    seed = c.seed_local(None, 0, log=lambda _: None)
+    bare = c.seed_local(None, 0, log=lambda _: None)
     c.ensure_cogs(POOL, log=lambda _: None)
     ours_cogs, tutorial_cogs = list(OURS_COGS), list(TUTORIAL_COGS)
-    if args.seed == "emptied":
-        seed = _emptied(seed, str(c.cog_path(ours_cogs[0])))
+    kinds = ("bare", "emptied") if args.seed == "both" else (args.seed,)
+    seeds = {
+        kind: bare if kind == "bare" else _emptied(bare, str(c.cog_path(ours_cogs[0]))) for kind in kinds
+    }
 
-    def fresh(name: str) -> Path:
+    def fresh(seed: Path, name: str) -> Path:
         target = c.WORK_DIR / f"n0cpu-{os.getpid()}-{name}"
         if target.exists():
             shutil.rmtree(target)
@@ -84,21 +92,23 @@ def main(argv: list[str] | None = None) -> int:
     def tutorial(i: int, root: Path) -> None:
         _tutorial(str(root), str(c.cog_path(tutorial_cogs[i % len(tutorial_cogs)])))
 
-    sides = {"ours_os": ours, "tutorial": tutorial}
-    for side in sides.values():  # warm-up: imports, schemas, GDAL
-        warm = fresh("warm")
+    # one side per (seed, way), all interleaved: a change of machine load hits them alike
+    sides = {(kind, way): fn for kind in kinds for way, fn in (("ours", ours), ("tutorial", tutorial))}
+    for (kind, _way), side in sides.items():  # warm-up: imports, schemas, GDAL
+        warm = fresh(seeds[kind], "warm")
         side(0, warm)
         shutil.rmtree(warm)
-    roots = [{name: fresh(f"{name}{i}") for name in sides} for i in range(args.repeats)]
+    roots = [{s: fresh(seeds[s[0]], f"{s[0]}-{s[1]}{i}") for s in sides} for i in range(args.repeats)]
     os.sync()
     load_before = Path("/proc/loadavg").read_text().strip()
-    wall: dict[str, list[float]] = {name: [] for name in sides}
-    cpu: dict[str, list[float]] = {name: [] for name in sides}
+    wall: dict[tuple[str, str], list[float]] = {s: [] for s in sides}
+    cpu: dict[tuple[str, str], list[float]] = {s: [] for s in sides}
     user = dict.fromkeys(sides, 0.0)
     system = dict.fromkeys(sides, 0.0)
     names = list(sides)
     for i in range(args.repeats):
-        for name in names if i % 2 else names[::-1]:
+        shift = i % len(names)  # the order rotates per repeat
+        for name in names[shift:] + names[:shift]:
             r0 = resource.getrusage(resource.RUSAGE_SELF)
             t0, p0 = time.perf_counter(), time.process_time()
             sides[name](i, roots[i][name])
@@ -108,16 +118,34 @@ def main(argv: list[str] | None = None) -> int:
             user[name] += r1.ru_utime - r0.ru_utime
             system[name] += r1.ru_stime - r0.ru_stime
     load_after = Path("/proc/loadavg").read_text().strip()
-    if args.seed == "emptied":
-        shutil.rmtree(seed)
+    for kind, seed in seeds.items():
+        if kind == "emptied":
+            shutil.rmtree(seed)
     for pair in roots:
         for root in pair.values():
             shutil.rmtree(root)
-    w = {name: statistics.median(v) for name, v in wall.items()}
-    p = {name: statistics.median(v) for name, v in cpu.items()}
+    w = {s: statistics.median(v) for s, v in wall.items()}
+    p = {s: statistics.median(v) for s, v in cpu.items()}
+    n = args.repeats
+    rows = []
+    for kind in kinds:
+        o, t = (kind, "ours"), (kind, "tutorial")
+        rows.append(
+            [
+                kind,
+                f"{w[o] * 1e3:.2f} / {p[o] * 1e3:.2f} ms",
+                f"{w[t] * 1e3:.2f} / {p[t] * 1e3:.2f} ms",
+                f"{w[t] / w[o]:.2f}×",
+                f"{p[t] / p[o]:.2f}×",
+                f"{user[o] / n * 1e3:.1f} / {system[o] / n * 1e3:.1f} ms",
+                f"{user[t] / n * 1e3:.1f} / {system[t] / n * 1e3:.1f} ms",
+                n,
+            ]
+        )
     print(
         c.table(
             [
+                "seed",
                 "ours os: wall / CPU",
                 "tutorial: wall / CPU",
                 "tutorial / ours (wall)",
@@ -126,20 +154,10 @@ def main(argv: list[str] | None = None) -> int:
                 "tutorial: user / sys (mean)",
                 "repeats",
             ],
-            [
-                [
-                    f"{w['ours_os'] * 1e3:.1f} / {p['ours_os'] * 1e3:.1f} ms",
-                    f"{w['tutorial'] * 1e3:.1f} / {p['tutorial'] * 1e3:.1f} ms",
-                    f"{w['tutorial'] / w['ours_os']:.2f}×",
-                    f"{p['tutorial'] / p['ours_os']:.2f}×",
-                    f"{user['ours_os'] / args.repeats * 1e3:.1f} / {system['ours_os'] / args.repeats * 1e3:.1f} ms",
-                    f"{user['tutorial'] / args.repeats * 1e3:.1f} / {system['tutorial'] / args.repeats * 1e3:.1f} ms",
-                    args.repeats,
-                ]
-            ],
+            rows,
         )
     )
-    print(f"seed: {args.seed}; load average before: {load_before}; after: {load_after}")
+    print(f"load average before: {load_before}; after: {load_after}")
     print(f"creating a file in {c.WORK_DIR}: {_creation_us(c.WORK_DIR):.0f} us (median of 200)")
     return 0
 
