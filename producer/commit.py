@@ -947,24 +947,36 @@ class Committer:
         created = item["properties"].get("created") or now
         return {**item, "properties": {**item["properties"], "created": created, "updated": now}}
 
-    def stage_item(self, staging: Staging, key: str, item: dict) -> dict | None:
+    def stage_item(
+        self, staging: Staging, key: str, item: dict, lines: dict[str, str] | None = None
+    ) -> dict | None:
         """:meth:`write_item`'s first attempt, staged: the new item document
         goes to ``staging`` (a local batch's :class:`~producer.store.local.Staging`),
         which names it only when :meth:`publish_staged` has made the batch
         durable. Returns the document as it will be committed, or None when
         the item exists already (nothing staged: :meth:`write_item` it).
-        ``item`` as for :meth:`write_item`."""
+        ``item`` and ``lines`` as for :meth:`write_item` (the line goes there
+        once the document is staged; the caller drops it if publishing
+        fails)."""
         item = absolute_assets(item, self.store_path(key))  # as read back (a relative thumbnail)
         first = self._as_created(item)
+        line = None
         self._begin_creation(key)
         try:
-            staging.stage(key, docs.dumps(self.stored_form(key, first)))
+            stored = self.stored_form(key, first)
+            if lines is not None and stored is first:
+                data, line = docs.dumps_with_line(stored)
+            else:
+                data = docs.dumps(stored)
+            staging.stage(key, data)
         except PreconditionFailed:
             self._lost_creation(key)
             return None
         except BaseException:
             self._lost_creation(key)
             raise
+        if line is not None and lines is not None:
+            lines[key] = line
         return first
 
     def publish_staged(self, staging: Staging) -> dict[str, ProducerError | None]:

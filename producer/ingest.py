@@ -1222,8 +1222,9 @@ def _write_one(
     in the write thread, so the mirror does not encode the batch after the
     last product; an item that is not JSON gets none, and the sink reports it).
     A created item's line comes with its document's encoding
-    (:meth:`Committer.write_item`); ``encode`` false: no other (an item
-    found unchanged, which the mirror may not need, is not encoded here).
+    (:meth:`Committer.write_item`, :meth:`Committer.stage_item`); ``encode``
+    false: no other (an item found unchanged, which the mirror may not
+    need, is not encoded here).
     ``staging``: a new item without a thumbnail to write is staged there
     (:meth:`Committer.stage_item`), as created, for :func:`_apply_published`."""
     result, key, doc = entry
@@ -1232,7 +1233,7 @@ def _write_one(
     try:
         staged = None
         if staging is not None and thumbnail.PENDING not in doc:
-            staged = committer.stage_item(staging, key, doc)
+            staged = committer.stage_item(staging, key, doc, lines)
         if staged is not None:
             result.action, committed = "created", staged
         else:
