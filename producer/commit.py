@@ -810,10 +810,21 @@ class Committer:
         """:meth:`write_item`, returning only the action."""
         return self.write_item(key, item, replace=replace)[0]
 
-    def write_item(self, key: str, item: dict, *, replace: bool = False) -> tuple[str, dict]:
+    def write_item(
+        self, key: str, item: dict, *, replace: bool = False, lines: dict[str, str] | None = None
+    ) -> tuple[str, dict]:
         """Write one item document; return ``created``, ``updated`` or
         ``unchanged``, and the document as committed (the one written, or the
         stored one when unchanged: what the sinks are handed).
+
+        ``lines``: when the item is created by the first, create-only write
+        and its document as written is the committed one (no href made
+        relative), its :func:`~producer.changes.item_line` goes there under
+        ``key``, made with the document's encoding
+        (:func:`~producer.catalog.documents.dumps_with_line`: one more
+        orjson pass while the document is warm in the caches, instead of
+        the mirror sink's encoding and checks after the commit); otherwise
+        nothing goes there.
 
         Keeps an existing item's ``created`` and sets ``updated``; writes
         nothing when only those two would differ. An existing item that
@@ -844,11 +855,15 @@ class Committer:
         # 412 lost no race (nothing was read), so it is not a conflict and
         # costs no backoff.
         first = self._as_created(item)
+        line = None
         self._begin_creation(key)
         try:
-            self.written_versions[key] = self.store.put(
-                key, docs.dumps(self.stored_form(key, first)), create_only=True
-            )
+            stored = self.stored_form(key, first)
+            if lines is not None and stored is first:
+                data, line = docs.dumps_with_line(stored)
+            else:
+                data = docs.dumps(stored)
+            self.written_versions[key] = self.store.put(key, data, create_only=True)
         except PreconditionFailed:
             self._lost_creation(key)
         except BaseException:
@@ -856,6 +871,8 @@ class Committer:
             raise
         else:
             self.creations[key].state = "created"
+            if line is not None and lines is not None:
+                lines[key] = line
             return "created", first
         result = self.cas(key, mutate, expect=("Feature",), validated=True)
         committed = result.doc
@@ -930,24 +947,36 @@ class Committer:
         created = item["properties"].get("created") or now
         return {**item, "properties": {**item["properties"], "created": created, "updated": now}}
 
-    def stage_item(self, staging: Staging, key: str, item: dict) -> dict | None:
+    def stage_item(
+        self, staging: Staging, key: str, item: dict, lines: dict[str, str] | None = None
+    ) -> dict | None:
         """:meth:`write_item`'s first attempt, staged: the new item document
         goes to ``staging`` (a local batch's :class:`~producer.store.local.Staging`),
         which names it only when :meth:`publish_staged` has made the batch
         durable. Returns the document as it will be committed, or None when
         the item exists already (nothing staged: :meth:`write_item` it).
-        ``item`` as for :meth:`write_item`."""
+        ``item`` and ``lines`` as for :meth:`write_item` (the line goes there
+        once the document is staged; the caller drops it if publishing
+        fails)."""
         item = absolute_assets(item, self.store_path(key))  # as read back (a relative thumbnail)
         first = self._as_created(item)
+        line = None
         self._begin_creation(key)
         try:
-            staging.stage(key, docs.dumps(self.stored_form(key, first)))
+            stored = self.stored_form(key, first)
+            if lines is not None and stored is first:
+                data, line = docs.dumps_with_line(stored)
+            else:
+                data = docs.dumps(stored)
+            staging.stage(key, data)
         except PreconditionFailed:
             self._lost_creation(key)
             return None
         except BaseException:
             self._lost_creation(key)
             raise
+        if line is not None and lines is not None:
+            lines[key] = line
         return first
 
     def publish_staged(self, staging: Staging) -> dict[str, ProducerError | None]:

@@ -675,13 +675,17 @@ def _register_chunk(
         if not prepared:
             return results
 
-    write = grouping.write_items if grouping else _write_items
+    # item key -> the committed document's mirror line, made as it is written (for the sinks)
+    lines: dict[str, str] | None = {} if sinks and not grouping else None
     try:
         # local catalogs: one syncfs for the batch's directory entries instead
         # of a directory fsync per item; every new name is durable before any
         # parent links it (docs/RELIABILITY.md)
         with batch_durability(committer.store):
-            committed = write(committer, prepared, replace)
+            if grouping:
+                committed = grouping.write_items(committer, prepared, replace)
+            else:
+                committed = _write_items(committer, prepared, replace, lines)
     except (ProducerError, OSError) as exc:
         _fail_unlinked(prepared, exc)
         return results
@@ -693,7 +697,9 @@ def _register_chunk(
 
     def publish(only: Collection[str] | None = None) -> None:
         if only is None:  # beside the settle step, which may be writing items again: as first written
-            _publish(committer, collection, prepared, {key: doc for key, _, doc in committed}, {}, sinks)
+            _publish(
+                committer, collection, prepared, {key: doc for key, _, doc in committed}, {}, sinks, lines
+            )
         else:  # after it: the items it wrote and linked again
             again = {key: committer.rewritten[key] for key in only}
             _publish(committer, collection, prepared, again, {}, sinks, recreated=again)
@@ -708,7 +714,9 @@ def _register_chunk(
         moved = _finish_moves(committer, collection, prepared, index, replace)
     if sinks and not together:  # items the settle step wrote again as it left them
         docs_by_key = {key: committer.rewritten.get(key, doc) for key, _, doc in committed}
-        _publish(committer, collection, prepared, docs_by_key, moved, sinks, recreated=committer.rewritten)
+        _publish(
+            committer, collection, prepared, docs_by_key, moved, sinks, lines, recreated=committer.rewritten
+        )
     return results
 
 
@@ -1133,20 +1141,26 @@ def _read_index(
     return [entry for entry in prepared if entry[0].error is None]
 
 
-def _write_items(committer: Committer, prepared: Prepared, replace: bool) -> list[tuple[str, dict, dict]]:
+def _write_items(
+    committer: Committer, prepared: Prepared, replace: bool, lines: dict[str, str] | None = None
+) -> list[tuple[str, dict, dict]]:
     """Write each item document, up to 16 at once on a store that takes
     concurrent writes (:func:`producer.parallel.write_threads`); a failure
     fails that product only. Returns ``(key, doc, committed)`` per item
     written, in batch order (``committed``: the document on storage,
-    timestamps included). Mutates each product's result."""
+    timestamps included). Mutates each product's result. ``lines``: the
+    sinks' lines of the items created, as their encoding makes them
+    (:func:`_write_one` with ``encode`` false)."""
 
     threads = write_threads(len(prepared), committer.store.concurrent_safe)
     staging = _staging(committer.store, len(prepared))
     try:
-        written = map_ordered(lambda e: _write_one(committer, e, replace, staging=staging), prepared, threads)
+        written = map_ordered(
+            lambda e: _write_one(committer, e, replace, lines, staging, encode=False), prepared, threads
+        )
         if staging is not None:
             written = _apply_published(
-                committer, prepared, written, committer.publish_staged(staging), replace, None
+                committer, prepared, written, committer.publish_staged(staging), replace, lines
             )
     finally:
         if staging is not None:  # what an exception left unpublished: no temp file stays
@@ -1200,26 +1214,34 @@ def _write_one(
     replace: bool,
     lines: dict[str, str] | None = None,
     staging: Staging | None = None,
+    encode: bool = True,
 ) -> tuple[str, dict, dict] | None:
     """Write one item document (:func:`_write_items`); a failure fails that
     product only and gives None. ``lines``: also put the committed
     document's :func:`item_line` there under its key (the pooled path does,
     in the write thread, so the mirror does not encode the batch after the
     last product; an item that is not JSON gets none, and the sink reports it).
+    A created item's line comes with its document's encoding
+    (:meth:`Committer.write_item`, :meth:`Committer.stage_item`); ``encode``
+    false: no other (an item found unchanged, which the mirror may not
+    need, is not encoded here).
     ``staging``: a new item without a thumbnail to write is staged there
     (:meth:`Committer.stage_item`), as created, for :func:`_apply_published`."""
     result, key, doc = entry
+    if lines is not None:
+        lines.pop(key, None)  # only this write's line
     try:
         staged = None
         if staging is not None and thumbnail.PENDING not in doc:
-            staged = committer.stage_item(staging, key, doc)
+            staged = committer.stage_item(staging, key, doc, lines)
         if staged is not None:
             result.action, committed = "created", staged
         else:
             with thumbnail.pending(committer.store, key, doc):  # PNG first; deleted again if refused
-                result.action, committed = committer.write_item(key, doc, replace=replace)
+                # a created item's line made with its document's encoding, when it can be
+                result.action, committed = committer.write_item(key, doc, replace=replace, lines=lines)
         result.item = doc
-        if lines is not None:
+        if encode and lines is not None and key not in lines:  # not made by write_item
             with contextlib.suppress(TypeError, ValueError):
                 lines[key] = item_line(committed)
         return key, doc, committed

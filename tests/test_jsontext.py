@@ -68,6 +68,31 @@ def test_a_mirror_line_is_written_as_json_writes_it(doc: dict) -> None:
     assert item_line(doc) == json.dumps(doc, separators=(",", ":"))
 
 
+@pytest.mark.parametrize(
+    "doc", [*CASES, {"id": "x", "layout": None, "n": 1}, {"id": "x", "v": math.nan}, {"id": "x", "w": [None]}]
+)
+def test_a_document_and_its_line_made_together_are_what_each_is_alone(doc: dict) -> None:
+    """``dumps_with_line`` (an item's document and its mirror line from one
+    set of checks) gives ``dumps``' bytes and, where it gives a line,
+    ``json``'s compact text; where orjson's text could differ, no line
+    (and the document as ``dumps`` writes it, or its error)."""
+    both = jsontext.pretty_and_compact(doc)
+    if both is not None:
+        assert both[0] == documents.dumps(doc)
+        assert both[1] == json.dumps(doc, separators=(",", ":"), allow_nan=False)
+    else:
+        assert jsontext.pretty(doc) is None or jsontext.compact(doc) is None
+    try:
+        expected = documents.dumps(doc)
+    except ValidationError:
+        with pytest.raises(ValidationError):
+            documents.dumps_with_line(doc)
+        return
+    data, line = documents.dumps_with_line(doc)
+    assert data == expected
+    assert line is None or line == item_line(doc)
+
+
 def test_floats_of_every_magnitude_are_written_as_json_writes_them() -> None:
     rng = random.Random(12)
     floats = [struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0] for _ in range(20_000)]

@@ -750,6 +750,25 @@ def test_mirror_assets_are_relative_parquet_links_with_the_mirror_role():
     ]
 
 
+def test_mirror_assets_are_fresh_documents_each_call():
+    """The asset texts are made once per partition and process; the dicts
+    handed out are new each time, so a caller changing one (a collection
+    document being edited) changes no later answer."""
+    first = mirror_assets("c", ["c/2024/03/items.parquet"])
+    first["mirror-2024-03"]["roles"].append("edited")
+    first["mirror-2024-03"]["href"] = "elsewhere"
+    again = mirror_assets("c", ["c/2024/03/items.parquet"])
+    assert again["mirror-2024-03"] == {
+        "href": "./2024/03/items.parquet",
+        "type": "application/vnd.apache.parquet",
+        "title": "stac-geoparquet mirror of the items of 2024/03",
+        "roles": ["collection-mirror"],
+    }
+    assert again["mirror-2024-03"] is not first["mirror-2024-03"]
+    with pytest.raises(ValueError, match="not inside"):
+        mirror_assets("c", ["d/items.parquet"])
+
+
 def test_unreadable_mirror_file_is_named_in_the_error(tmp_path):
     store = open_store(str(tmp_path / "catalog"))
     store.put("c/items.parquet", b"not parquet")

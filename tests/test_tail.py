@@ -38,6 +38,54 @@ def _fragments(store: LocalStore) -> list[bytes]:
     return [store.get(key)[0] for key in keys]
 
 
+def test_a_lone_batch_hands_each_created_items_line_made_with_its_document(tmp_path) -> None:
+    """Without a worker pool the writer makes a created item's mirror line
+    with its document's encoding (``Committer.write_item(lines=...)``), and
+    the sink joins it: the line is the committed document's, the fragment
+    what the sink encodes itself. A rerun finds the items unchanged: they
+    carry no line (nothing encoded for a mirror that may not need them)."""
+    sources = rasters.dated_cogs(tmp_path / "data", 3)
+    catalog = tmp_path / "cat"
+    seen = Recorder()
+    results = producer.register(sources, catalog=str(catalog), collection="c", sinks=[seen])
+    assert [r.action for r in results] == ["created"] * 3, [r.error for r in results]
+    assert [c.kind for c in seen.changes] == [ChangeKind.CREATED] * 3
+    assert all(c.line is not None and c.line == item_line(c.item) for c in seen.changes)
+    store = LocalStore(str(catalog))
+    (fragment,) = _fragments(store)
+    assert fragment == _reencoded(fragment, "x")
+    again = Recorder()
+    results = producer.register(sources, catalog=str(catalog), collection="c", sinks=[again])
+    assert [r.action for r in results] == ["unchanged"] * 3
+    assert all(c.line is None for c in again.changes)
+    assert_stac_valid_tree(catalog)
+
+
+def test_a_staged_local_batch_hands_each_items_line_made_with_its_document(tmp_path, monkeypatch) -> None:
+    """A local batch of more than a few items stages its new documents
+    (``Committer.stage_item``); their mirror lines come with the staged
+    encoding too, and are the committed documents' lines."""
+    staged: list[str] = []
+    original = Committer.stage_item
+
+    def spy(self, staging, key, item, lines=None):  # type: ignore[no-untyped-def]
+        staged.append(key)
+        return original(self, staging, key, item, lines)
+
+    monkeypatch.setattr(Committer, "stage_item", spy)
+    sources = rasters.dated_cogs(tmp_path / "data", 10)
+    catalog = tmp_path / "cat"
+    seen = Recorder()
+    results = producer.register(sources, catalog=str(catalog), collection="c", sinks=[seen])
+    assert [r.action for r in results] == ["created"] * 10, [r.error for r in results]
+    assert len(staged) == 10
+    assert len(seen.changes) == 10
+    assert all(c.line is not None and c.line == item_line(c.item) for c in seen.changes)
+    (fragment,) = _fragments(LocalStore(str(catalog)))
+    assert fragment == _reencoded(fragment, "x")
+    assert_stac_valid_tree(catalog)
+
+
 def _reencoded(data: bytes, where: str) -> bytes:
     """The fragment ``data`` encoded again from its parsed items, by the
     sink's own encoder with no prepared lines."""

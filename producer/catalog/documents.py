@@ -34,7 +34,7 @@ from producer.catalog.layout import LAYOUT_FIELD, ROOT_KEY, Layout, layout_recor
 from producer.errors import CatalogError, ValidationError
 from producer.finite import non_finite
 from producer.jsontext import loads as json_loads
-from producer.jsontext import pretty
+from producer.jsontext import pretty, pretty_and_compact
 from producer.ringtext import compact_rows
 from producer.urls import local_path
 
@@ -179,6 +179,18 @@ def dumps(doc: dict) -> bytes:
     raise ValidationError(
         f"{kind} {doc.get('id')!r} is not written: {'; '.join(problems[:3])}", errors=problems
     )
+
+
+def dumps_with_line(doc: dict) -> tuple[bytes, str | None]:
+    """:func:`dumps` of ``doc`` and, where orjson wrote it, the compact line
+    ``json.dumps(doc, separators=(",", ":"), allow_nan=False)`` (the mirror
+    fragment's line of an item, :func:`producer.changes.item_line`) from the
+    same checks; None for the line otherwise (the caller makes it its own
+    way). Raises as :func:`dumps` does."""
+    both = pretty_and_compact(doc)
+    if both is not None:
+        return both
+    return dumps(doc), None
 
 
 def _encode(doc: dict) -> bytes:
