@@ -9,7 +9,16 @@ Atomicity comes from two things:
   an exclusive ``fcntl.flock`` on one lock file per catalog root
   (``<root>/.stac-producer.lock``), so compare-and-swap is atomic across
   threads and processes on this host (and across hosts where the file system
-  honours ``flock``, e.g. NFSv4; not guaranteed on every network mount).
+  honours ``flock``, e.g. NFSv4; not guaranteed on every network mount);
+* except a create-only write on Linux: its bytes go to an unnamed file in
+  the target's directory (``O_TMPFILE``), fsynced, which ``linkat`` then
+  names; ``linkat`` fails with EEXIST when the name exists, atomically in the
+  kernel, so it takes no lock and no temp name, and a crash leaves nothing
+  (the kernel frees an unnamed inode). Where the file system, the kernel or a
+  missing ``/proc`` refuses that, the temp file + lock way is taken (noted
+  per root and process). Every create-only naming, that one's and a staged
+  document's, is a hard link that fails on an existing name (never
+  ``lexists`` + rename), so it stays atomic against writers that take no lock.
 
 Symbolic links are never followed out of the root: every key is checked
 first (each of its components below the root is ``lstat``-ed; a
@@ -153,6 +162,48 @@ _FORKS = [0]
 #: held around opening a lock descriptor and noting it, and around a fork,
 #: so that no child is forked between the two
 _FORK_GUARD = threading.Lock()
+
+#: create-only writes through an unnamed file (``O_TMPFILE``) given its name
+#: by ``linkat`` (Linux; see :meth:`LocalStore._create_unnamed`); False turns
+#: them off in this process (the tests force the fallback with it)
+TMPFILE_WRITES = hasattr(os, "O_TMPFILE") and sys.platform.startswith("linux")
+_TMPFILE_FLAGS = getattr(os, "O_TMPFILE", 0) | os.O_WRONLY | os.O_CLOEXEC
+#: errors of ``open(O_TMPFILE)`` that say the file system (or kernel) has no
+#: unnamed files: EISDIR from a kernel older than 3.11, which opens the folder
+_TMPFILE_REFUSED = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS, errno.EPERM})
+#: errors of the ``linkat`` of ``/proc/self/fd/N`` that say it cannot be done
+#: here (no /proc: ENOENT, checked apart; a /proc link not followed: EXDEV)
+_LINK_REFUSED = frozenset({errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL})
+#: the lock files (one per root) of the catalogs where an unnamed file was
+#: refused in this process: their create-only writes take the fallback
+_NO_TMPFILE: set[str] = set()
+#: errors of ``link(2)`` from a file system without hard links
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK})
+
+
+def _link_new(tmp: str, path: Path) -> bool:
+    """Give the temp file ``tmp`` the name ``path`` unless that name exists
+    (a file, a folder or a link): True when named, False when it existed
+    (``tmp`` is left to the caller). ``link(2)`` fails with EEXIST in the
+    kernel, atomically, so this is create-only also against the writers
+    that take no lock (:meth:`LocalStore._create_unnamed`); the temp name is
+    then removed (a crash in between leaves it to the sweeps). Where the file
+    system has no hard links: ``lexists`` + ``os.replace`` (under the lock:
+    there no unnamed files are linked either)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        if os.path.lexists(path):
+            return False
+        os.replace(tmp, path)
+        return True
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+    return True
 
 
 def _flock_exclusive(fd: int) -> None:
@@ -351,6 +402,7 @@ class LocalStore:
         self._real_dir: str | None = None  # the root's path as text, for _path (set once it is a folder)
         self._syncfs_ok: bool | None = None  # whether staging may rely on syncfs (checked once)
         self._lock_file = os.path.join(self.root, LOCK_NAME)  # opened by every write: its text made once
+        self._lock_seen = False  # the lock file was seen not to be a link (:meth:`_check_lock_file`)
 
     def __repr__(self) -> str:
         return f"LocalStore({self.url!r})"
@@ -360,7 +412,9 @@ class LocalStore:
         ``catalog`` to a worker): without the lock, which cannot be
         pickled, and the per-process caches, which the copy finds again."""
         state = dict(self.__dict__)
-        state.update(_swept={}, _batch_lock=None, _real_root=None, _real_dir=None, _syncfs_ok=None)
+        state.update(
+            _swept={}, _batch_lock=None, _real_root=None, _real_dir=None, _syncfs_ok=None, _lock_seen=False
+        )
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -368,6 +422,7 @@ class LocalStore:
         self._batch_lock = threading.Lock()
         if "_lock_file" not in state:  # pickled by a version that joined it per write
             self._lock_file = os.path.join(self.root, LOCK_NAME)
+        self._lock_seen = False
 
     # -- helpers -----------------------------------------------------------
 
@@ -485,6 +540,7 @@ class LocalStore:
                 f"cannot lock catalog {self.url}: {exc}; check that the directory is writable"
             ) from exc
         forks = _FORKS[0]
+        self._lock_seen = True  # opened with O_NOFOLLOW: not a link
         try:
             _flock_exclusive(fd)
         except BaseException:
@@ -584,30 +640,21 @@ class LocalStore:
         (see :func:`producer.parallel.map_ordered` for threads)."""
         return (_BATCHES.get() or {}).get(id(self))
 
-    def _write_temp(self, key: str, path: Path, data: bytes, sync: bool = True, mkdir: bool = False) -> str:
+    def _write_temp(self, key: str, path: Path, data: bytes, sync: bool, created: list[Path]) -> str:
         """Write ``data`` to a hidden temp file beside ``path`` (fsynced if
-        ``sync``); ``mkdir``: its folder is known to be missing, create it
-        first. Returns the temp file's path (text: no Path is made per write)."""
+        ``sync``); ``created``: the folders missing above it, made first (a
+        folder pruned meanwhile is made again and noted there). Returns the
+        temp file's path (text: no Path is made per write)."""
         text = os.fspath(path)  # kept by the Path: the rename reuses it (its parent's would be built)
         cut = text.rfind(os.sep) + 1
         beside = f"{text[:cut]}{_TMP_PREFIX}{text[cut:]}."
-        folder = path.parent
         for attempt in range(5):
             # The first attempt assumes the directory exists (it mostly does;
             # its open fails otherwise). A concurrent delete may remove a
             # directory we just created (it prunes empty ones): create it
             # again and retry.
-            try:
-                if attempt or mkdir:
-                    folder.mkdir(parents=True, exist_ok=True)
-            except (FileExistsError, NotADirectoryError) as exc:
-                raise StoreError(
-                    f"cannot write {key!r} in catalog {self.url}: a parent is a file ({exc})"
-                ) from exc
-            except OSError as exc:
-                raise StoreError(
-                    f"cannot create the directory for {key!r} in catalog {self.url}: {exc}"
-                ) from exc
+            if attempt or created:
+                self._make_folder(key, path, created, again=bool(attempt))
             tmp = f"{beside}{os.getpid()}.{secrets.token_hex(6)}"
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -636,6 +683,112 @@ class LocalStore:
                 raise
             return tmp
         raise StoreError(f"cannot write {key!r} in catalog {self.url}: its directory keeps disappearing")
+
+    def _check_lock_file(self) -> None:
+        """Once per store, before its first write that takes no lock: the
+        :class:`StoreError` of :meth:`_lock` when the lock file is a symbolic
+        link (a catalog whose every compare-and-swap would fail gets no
+        document at all, as when each write took the lock)."""
+        if os.path.islink(self._lock_file):
+            fd, forks = self._lock()  # O_NOFOLLOW: raises the lock's own error
+            _unlock(fd, forks)
+        self._lock_seen = True
+
+    def _create_unnamed(self, key: str, path: Path, data: bytes, sync: bool, created: list[Path]) -> bool:
+        """A create-only write with no temp name and no lock: ``data`` goes
+        to an unnamed file in ``path``'s folder (``O_TMPFILE``), fsynced if
+        ``sync``, which ``linkat`` of ``/proc/self/fd/N`` then names
+        ``path``. ``linkat`` fails with EEXIST when the name exists (a file,
+        a folder or a link), in the kernel, atomically: that is the
+        create-only check, so no lock and no ``lexists`` are needed, and a
+        crash leaves no file behind (the kernel frees an unnamed inode).
+        ``created``: the folders missing above ``path`` (made here; a folder
+        pruned meanwhile is made again, and noted in ``created``).
+
+        Returns False, having named nothing, where unnamed files are refused
+        (the file system, the kernel, no /proc): noted for the root, so this
+        process's later create-only writes there take the temp-file way at
+        once. :class:`PreconditionFailed` when the name exists,
+        :class:`StoreError` when the write fails."""
+        text = os.fspath(path)
+        folder = text[: text.rfind(os.sep)] or os.sep
+        fd = -1
+        for attempt in range(5):
+            if attempt or created:
+                self._make_folder(key, path, created, again=bool(attempt))
+            try:
+                fd = os.open(folder, _TMPFILE_FLAGS, 0o644)
+                break
+            except FileNotFoundError:
+                continue
+            except NotADirectoryError as exc:
+                if not attempt:
+                    continue  # the mkdir of the next attempt says which parent is a file
+                raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
+            except OSError as exc:
+                if exc.errno in _TMPFILE_REFUSED:
+                    _NO_TMPFILE.add(self._lock_file)
+                    return False
+                raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
+        else:
+            raise StoreError(f"cannot write {key!r} in catalog {self.url}: its directory keeps disappearing")
+        try:
+            try:
+                _write_all(fd, data)
+                if sync:
+                    os.fsync(fd)
+            except OSError as exc:  # disk full, quota, I/O error
+                raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
+            proc = f"/proc/self/fd/{fd}"
+            last: OSError | None = None
+            for _ in range(5):
+                try:
+                    # a dir fd makes CPython call linkat (link(2) does not
+                    # follow the /proc link: EXDEV); the path is absolute,
+                    # so which descriptor it is does not matter
+                    os.link(proc, text, src_dir_fd=fd, follow_symlinks=True)
+                    return True
+                except FileExistsError:
+                    raise PreconditionFailed(
+                        f"{key!r} already exists in catalog {self.url} (create_only)"
+                    ) from None
+                except FileNotFoundError as exc:
+                    if not os.path.exists(proc):  # no /proc here
+                        _NO_TMPFILE.add(self._lock_file)
+                        return False
+                    # the folder went meanwhile (a delete pruned it): again
+                    self._make_folder(key, path, created, again=True)
+                    last = exc
+                except OSError as exc:
+                    if exc.errno in _LINK_REFUSED:
+                        _NO_TMPFILE.add(self._lock_file)
+                        return False
+                    raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
+            raise StoreError(
+                f"cannot write {key!r} in catalog {self.url}: {last}; its directory keeps disappearing"
+            )
+        finally:
+            os.close(fd)
+
+    def _make_folder(self, key: str, path: Path, created: list[Path], *, again: bool) -> None:
+        """Make the folder of ``path`` (and its parents). ``again``: it was
+        found missing after the walk (a delete pruned it meanwhile), so which
+        folders are made is learnt first and noted in ``created`` (their
+        entries are made durable, and pruned after a failure, as the ones the
+        walk found missing)."""
+        folder = path.parent
+        if again:
+            missing = self._missing_dirs(path)
+            if len(missing) > len(created):
+                created[:] = missing
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise StoreError(
+                f"cannot write {key!r} in catalog {self.url}: a parent is a file ({exc})"
+            ) from exc
+        except OSError as exc:
+            raise StoreError(f"cannot create the directory for {key!r} in catalog {self.url}: {exc}") from exc
 
     def _fsync_dir(self, directory: Path, *, gone_ok: bool = False) -> None:
         """fsync ``directory``, so the entries renamed or created in it are
@@ -709,17 +862,34 @@ class LocalStore:
         path, created = self._target(key)
         data = bytes(data)
         sync = self._syncs()
+        if create_only and TMPFILE_WRITES and self._lock_file not in _NO_TMPFILE:
+            if not self._lock_seen:
+                self._check_lock_file()
+            try:
+                named = self._create_unnamed(key, path, data, sync, created)
+            except BaseException:
+                self._prune(created)
+                raise
+            if named:
+                return self._written(key, path, created, data, sync, if_version, create_only)
         try:
-            tmp = self._write_temp(key, path, data, sync, mkdir=bool(created))
+            tmp = self._write_temp(key, path, data, sync, created)
         except BaseException:
             self._prune(created)
             raise
         try:
             lock, forks = self._lock()
             try:
-                if create_only and os.path.lexists(path):  # a file, a folder or a link
-                    raise PreconditionFailed(f"{key!r} already exists in catalog {self.url} (create_only)")
-                if if_version is not None:
+                if create_only:
+                    try:
+                        named = _link_new(tmp, path)
+                    except OSError as exc:
+                        raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
+                    if not named:  # a file, a folder or a link
+                        raise PreconditionFailed(
+                            f"{key!r} already exists in catalog {self.url} (create_only)"
+                        )
+                elif if_version is not None:
                     try:
                         current = _version(self._read(key, path))
                     except NotFound:
@@ -728,14 +898,15 @@ class LocalStore:
                         ) from None
                     if current != if_version:
                         raise PreconditionFailed(f"{key!r} in catalog {self.url} changed since it was read")
-                try:
-                    os.replace(tmp, path)
-                except IsADirectoryError as exc:
-                    raise StoreError(
-                        f"cannot write {key!r} in catalog {self.url}: it is a directory"
-                    ) from exc
-                except OSError as exc:
-                    raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
+                if not create_only:
+                    try:
+                        os.replace(tmp, path)
+                    except IsADirectoryError as exc:
+                        raise StoreError(
+                            f"cannot write {key!r} in catalog {self.url}: it is a directory"
+                        ) from exc
+                    except OSError as exc:
+                        raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
             finally:
                 _unlock(lock, forks)  # closing releases the lock
         except BaseException:
@@ -743,6 +914,20 @@ class LocalStore:
                 os.unlink(tmp)
             self._prune(created)
             raise
+        return self._written(key, path, created, data, sync, if_version, create_only)
+
+    def _written(
+        self,
+        key: str,
+        path: Path,
+        created: list[Path],
+        data: bytes,
+        sync: bool,
+        if_version: str | None,
+        create_only: bool,
+    ) -> str:
+        """:meth:`put`'s end once ``path`` has its new bytes: the folders
+        made durable, the bookkeeping, the version returned."""
         if sync:
             self._changed_dirs(path, created)
         self._after_write(path, created)
@@ -1146,7 +1331,7 @@ class Staging:
             )
             data = bytes(data)
             try:
-                tmp = store._write_temp(key, path, data, sync=durable, mkdir=bool(created))
+                tmp = store._write_temp(key, path, data, durable, created)
             except BaseException:
                 store._prune(created)
                 raise
@@ -1292,11 +1477,14 @@ class Staging:
     def _rename(self, staged: _Staged) -> str | StoreError | PreconditionFailed:
         """Under the lock: ``staged``'s temp file to its key, create-only."""
         store = self.store
-        if os.path.lexists(staged.path):
-            self._drop(staged, prune=False)  # the folder holds the other writer's document
-            return PreconditionFailed(f"{staged.key!r} already exists in catalog {store.url} (create_only)")
         try:
-            os.replace(staged.tmp, staged.path)
+            # not lexists + rename: a create-only put takes no lock where it
+            # writes an unnamed file, so only the kernel's check is atomic
+            if not _link_new(staged.tmp, staged.path):
+                self._drop(staged, prune=False)  # the folder holds the other writer's document
+                return PreconditionFailed(
+                    f"{staged.key!r} already exists in catalog {store.url} (create_only)"
+                )
         except FileNotFoundError:
             # its temp file (or folder) went meanwhile: a sweep took it for a
             # dead writer's; the caller writes the document the usual way

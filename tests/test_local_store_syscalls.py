@@ -1,0 +1,209 @@
+"""LocalStore's cheap paths (issue 12, point 5): create-only writes through an
+unnamed file named by ``linkat`` (no lock, no temp name), their fallback, and
+that the create-only check stays atomic against every other writer."""
+
+from __future__ import annotations
+
+import inspect
+import multiprocessing
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from producer.errors import PreconditionFailed
+from producer.store import local
+from producer.store.local import LOCK_NAME, LocalStore, Staging
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="O_TMPFILE: Linux")
+
+
+@pytest.fixture(params=["unnamed", "fallback"])
+def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test runs on both ways of a create-only write: the unnamed file
+    (where the file system has them: ``tmp_path``'s does, and the test
+    checks it) and the temp file + lock + rename kept for the others."""
+    if request.param == "fallback":
+        monkeypatch.setattr(local, "TMPFILE_WRITES", False)
+    return str(request.param)
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+
+
+def test_create_only_takes_no_lock_where_unnamed_files_work(tmp_path: Path, way: str) -> None:
+    """The unnamed way never opens the lock file (the kernel's EEXIST is the
+    check): a fresh root holds none after a create-only write. The
+    fallback makes it."""
+    store = LocalStore(str(tmp_path / "stac"), durability="os")
+    store.put("a/b.json", b"1", create_only=True)
+    names = _files(tmp_path / "stac")
+    if way == "unnamed":
+        assert names == ["a", "a/b.json"]
+    else:
+        assert names == [LOCK_NAME, "a", "a/b.json"]
+    assert store.get("a/b.json")[0] == b"1"
+
+
+@pytest.mark.parametrize("durability", ["fsync", "os"])
+def test_create_only_returns_the_version_and_makes_folders(tmp_path: Path, way: str, durability: str) -> None:
+    store = LocalStore(str(tmp_path / "stac"), durability=durability)
+    version = store.put("x/y/z/doc.json", b"hello", create_only=True)
+    assert store.get("x/y/z/doc.json") == (b"hello", version)
+    with store.batch():
+        assert store.put("x/new/doc.json", b"2", create_only=True) == store.get("x/new/doc.json")[1]
+
+
+@pytest.mark.parametrize("what", ["file", "folder", "link", "dangling link"])
+def test_create_only_on_an_existing_name_fails_and_changes_nothing(
+    tmp_path: Path, way: str, what: str
+) -> None:
+    root = tmp_path / "stac"
+    store = LocalStore(str(root), durability="fsync")
+    store.put("a/keep.json", b"keep")
+    target = root / "a" / "doc.json"
+    if what == "file":
+        target.write_bytes(b"old")
+    elif what == "folder":
+        target.mkdir()
+        (target / "inside").write_bytes(b"x")
+    elif what == "link":
+        target.symlink_to("keep.json")
+    else:
+        target.symlink_to("nowhere.json")
+    before = {name: (root / name).lstat().st_ino for name in _files(root)}
+    with pytest.raises(PreconditionFailed):
+        store.put("a/doc.json", b"new", create_only=True)
+    assert {name: (root / name).lstat().st_ino for name in _files(root)} == before  # no temp file left
+    if what == "file":
+        assert target.read_bytes() == b"old"
+    elif what == "link":
+        assert os.readlink(target) == "keep.json"
+        assert (root / "a" / "keep.json").read_bytes() == b"keep"
+
+
+def test_create_only_new_file_mode_follows_the_umask(tmp_path: Path, way: str) -> None:
+    store = LocalStore(str(tmp_path / "stac"))
+    old = os.umask(0o027)
+    try:
+        store.put("a.json", b"1", create_only=True)
+    finally:
+        os.umask(old)
+    store.put("b.json", b"1", create_only=True)
+    assert (tmp_path / "stac" / "a.json").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "stac" / "b.json").stat().st_mode & 0o777 == 0o644 & ~old
+
+
+def test_failed_create_prunes_the_folders_it_made(tmp_path: Path, way: str) -> None:
+    root = tmp_path / "stac"
+    store = LocalStore(str(root))
+    store.put("a.json", b"1")
+    (root / "new").mkdir()
+    (root / "new" / "doc.json").mkdir()  # a folder where the document goes
+    with pytest.raises(PreconditionFailed):
+        store.put("new/doc.json", b"x", create_only=True)
+    assert (root / "new" / "doc.json").is_dir()
+
+
+def _racer(url: str, keys: int, start: Any, out: Any, tag: int, fallback: bool) -> None:
+    if fallback:
+        local.TMPFILE_WRITES = False
+    store = LocalStore(url, durability="os")
+    start.wait()
+    won = []
+    for k in range(keys):
+        try:
+            store.put(f"c/k{k}/k{k}.json", f"{tag}".encode(), create_only=True)
+            won.append(k)
+        except PreconditionFailed:
+            pass
+    out.put((tag, won))
+
+
+@pytest.mark.parametrize("mix", ["unnamed", "fallback", "both"])
+def test_processes_racing_create_only_have_one_winner_per_key(tmp_path: Path, mix: str) -> None:
+    """Four processes create the same 40 keys at once (after a barrier):
+    each key has exactly one winner, whose bytes it holds, and nothing else
+    is left in any folder. ``both``: two processes write unnamed files (no
+    lock), two take the fallback (lock + create-only rename): the fallback's
+    naming must be atomic against writers that take no lock."""
+    url = str(tmp_path / "stac")
+    LocalStore(url).put("c/collection.json", b"{}")
+    ctx = multiprocessing.get_context("fork")
+    start, out = ctx.Barrier(4), ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_racer,
+            args=(url, 40, start, out, tag, mix == "fallback" or (mix == "both" and tag % 2 == 1)),
+        )
+        for tag in range(4)
+    ]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert [p.exitcode for p in procs] == [0] * 4
+    winners: dict[int, list[int]] = {}
+    for tag, won in results:
+        for k in won:
+            winners.setdefault(k, []).append(tag)
+    assert sorted(winners) == list(range(40))
+    for k, tags in winners.items():
+        assert len(tags) == 1, f"key {k} created by {tags}"
+        folder = tmp_path / "stac" / "c" / f"k{k}"
+        assert os.listdir(folder) == [f"k{k}.json"]
+        assert (folder / f"k{k}.json").read_bytes() == str(tags[0]).encode()
+
+
+def test_staged_rename_does_not_replace_a_document_created_without_the_lock(tmp_path: Path) -> None:
+    """A staged document is renamed under the lock, but a create-only put
+    that writes an unnamed file takes no lock: checking the name
+    (``lexists``) and then renaming over it would replace the document
+    that put created in between. The publishing thread is paused (a trace
+    function) right before it names its temp file, the put runs, and the
+    staging must then refuse its document."""
+    store = LocalStore(str(tmp_path / "stac"), durability="os")
+    store.put("c/collection.json", b"{}")
+    staging = Staging(store)
+    staging.stage("c/a/a.json", b"staged")
+    lines, first = inspect.getsourcelines(Staging._rename)
+    name_line = first + next(
+        i for i, line in enumerate(lines) if "_link_new(" in line or "os.replace(" in line
+    )
+    paused, resume = threading.Event(), threading.Event()
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code is not Staging._rename.__code__:
+            return None
+
+        def line(frame: Any, event: str, arg: Any) -> Any:
+            if event == "line" and frame.f_lineno == name_line:
+                paused.set()
+                resume.wait(10)
+            return line
+
+        return line
+
+    outcome: dict[str, Any] = {}
+
+    def publish() -> None:
+        sys.settrace(tracer)
+        try:
+            outcome.update(staging.publish())
+        finally:
+            sys.settrace(None)
+
+    thread = threading.Thread(target=publish)
+    thread.start()
+    assert paused.wait(10)
+    other = store.put("c/a/a.json", b"other", create_only=True)  # no lock: does not wait for the paused one
+    resume.set()
+    thread.join(10)
+    assert isinstance(outcome["c/a/a.json"], PreconditionFailed)
+    assert store.get("c/a/a.json") == (b"other", other)
+    assert os.listdir(tmp_path / "stac" / "c" / "a") == ["a.json"]
