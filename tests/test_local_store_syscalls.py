@@ -207,3 +207,105 @@ def test_staged_rename_does_not_replace_a_document_created_without_the_lock(tmp_
     assert isinstance(outcome["c/a/a.json"], PreconditionFailed)
     assert store.get("c/a/a.json") == (b"other", other)
     assert os.listdir(tmp_path / "stac" / "c" / "a") == ["a.json"]
+
+
+# -- the symbolic-link walk's memo of plain folders ------------------------------
+
+
+def _lstats(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    seen: list[str] = []
+    real = os.lstat
+
+    def counting(path: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(os.fspath(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", counting)
+    return seen
+
+
+def test_a_folder_found_plain_is_not_looked_at_again_within_plain_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A register call walks ``<collection>`` for each of its keys: within
+    :attr:`LocalStore.plain_for` a folder found plain is not ``lstat``-ed
+    again; the document itself is, every time."""
+    root = tmp_path / "stac"
+    store = LocalStore(str(root), durability="os")
+    store.put("c/collection.json", b"{}")
+    store.put("c/i/i.json", b"1", create_only=True)
+    seen = _lstats(monkeypatch)
+    store.get("c/collection.json")
+    store.get("c/i/i.json")
+    store.put("c/i/i.json", b"2")
+    monkeypatch.undo()
+    assert seen == [f"{root}/c/collection.json", f"{root}/c/i/i.json", f"{root}/c/i/i.json"]
+    store.plain_for = 0.0  # expired at once: every folder looked at again
+    seen = _lstats(monkeypatch)
+    store.get("c/i/i.json")
+    monkeypatch.undo()
+    assert seen == [f"{root}/c", f"{root}/c/i", f"{root}/c/i/i.json"]
+
+
+@pytest.mark.parametrize("call", ["get", "put", "create_only", "list"])
+def test_a_folder_swapped_for_a_link_out_of_the_root_is_refused_after_plain_for(
+    tmp_path: Path, call: str
+) -> None:
+    """Within the memo's time a folder swapped for a link is the race the
+    walk never caught (between its lstat and the open); after it, the
+    link is found and refused as always, nothing read or written outside."""
+    import time
+
+    from producer.errors import StoreError
+
+    root, outside = tmp_path / "stac", tmp_path / "outside"
+    store = LocalStore(str(root), durability="os")
+    store.plain_for = 0.05
+    store.put("c/i/i.json", b"inside")
+    (outside / "i").mkdir(parents=True)
+    (outside / "i" / "i.json").write_bytes(b"outside")
+    os.rename(root / "c", tmp_path / "moved")
+    os.symlink(outside, root / "c")
+    time.sleep(0.1)
+    with pytest.raises(StoreError, match="symbolic link"):
+        if call == "get":
+            store.get("c/i/i.json")
+        elif call == "put":
+            store.put("c/i/i.json", b"new")
+        elif call == "create_only":
+            store.put("c/j/j.json", b"new", create_only=True)
+        else:
+            list(store.list("c/i"))
+    assert (outside / "i" / "i.json").read_bytes() == b"outside"
+    assert sorted(_files(outside)) == ["i", "i/i.json"]
+
+
+def test_a_link_inside_the_root_still_works_with_the_memo(tmp_path: Path) -> None:
+    root = tmp_path / "stac"
+    store = LocalStore(str(root), durability="os")
+    store.put("real/i/i.json", b"1")
+    os.symlink(root / "real", root / "alias")
+    for _ in range(2):  # the second time within plain_for
+        assert store.get("alias/i/i.json")[0] == b"1"
+        store.put("alias/j/j.json", b"2", create_only=False)
+        assert store.get("real/j/j.json")[0] == b"2"
+        store.delete("real/j/j.json")
+
+
+def test_a_folder_this_store_pruned_is_forgotten(tmp_path: Path) -> None:
+    """A delete prunes the folders it leaves empty: were they still taken
+    as plain, a link put in their place at once would be written through
+    (the memo said: a directory)."""
+    root, outside = tmp_path / "stac", tmp_path / "outside"
+    outside.mkdir()
+    store = LocalStore(str(root), durability="os")
+    store.put("c/keep.json", b"k")
+    store.put("c/i/i.json", b"1")
+    store.delete("c/i/i.json")  # prunes c/i
+    assert not (root / "c" / "i").exists()
+    os.symlink(outside, root / "c" / "i")
+    from producer.errors import StoreError
+
+    with pytest.raises(StoreError, match="symbolic link"):
+        store.put("c/i/i.json", b"2", create_only=True)
+    assert list(outside.iterdir()) == []

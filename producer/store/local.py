@@ -28,7 +28,9 @@ folder or file is refused with a :class:`StoreError` (nothing is read, written
 or deleted outside); symlinked files that leave the root are not listed. The
 lock file is opened with ``O_NOFOLLOW``. Links that stay inside the root are
 allowed. (A link swapped in between the check and the write is not caught:
-whoever can write into the catalog folder can also write the catalog.)
+whoever can write into the catalog folder can also write the catalog. A
+folder found plain is not looked at again for :attr:`LocalStore.plain_for`
+seconds, the same race a little wider: :meth:`LocalStore._existing_below`.)
 
 A writer killed between writing its temp file and the rename leaves the
 temp file behind (hidden, never listed). :meth:`LocalStore.put` of an item
@@ -249,30 +251,6 @@ if hasattr(os, "register_at_fork"):
     )
 
 
-def _plain_below(real_root: str, parts: list[str]) -> bool:
-    """Whether no component of ``parts`` below ``real_root`` is a symbolic
-    link (a missing component ends the walk: nothing below it exists).
-    ``parts`` are checked key components (no ``.``/``..``/empty)."""
-    return _existing_below(real_root, parts) is not None
-
-
-def _existing_below(real_root: str, parts: list[str]) -> int | None:
-    """How many leading components of ``parts`` exist below ``real_root``
-    (one ``lstat`` each, up to the first missing one), or None when one of
-    them is a symbolic link or cannot be checked (the full check decides)."""
-    current = real_root
-    for i, part in enumerate(parts):
-        current = current + os.sep + part
-        try:
-            if stat.S_ISLNK(os.lstat(current).st_mode):
-                return None
-        except FileNotFoundError:
-            return i
-        except OSError:
-            return None  # the full check decides (and reports)
-    return len(parts)
-
-
 def syncfs(directory: Path) -> None:
     """Flush every dirty page and metadata change of the file system holding
     ``directory`` to stable storage (one call, however many files)."""
@@ -386,6 +364,10 @@ class LocalStore:
     temp_max_age: float = 900.0
     #: a directory is swept for such files at most once per this many seconds
     sweep_interval: float = 300.0
+    #: seconds a folder the symbolic-link walk found plain (a directory, not
+    #: a link) is taken as such without another ``lstat`` (per store; see
+    #: :meth:`_existing_below`)
+    plain_for: float = 1.0
 
     def __init__(self, url: str, durability: str = "fsync") -> None:
         if durability not in DURABILITY_MODES:
@@ -397,6 +379,7 @@ class LocalStore:
         self.root, self.url = _root_from_url(url)
         _refuse_root_under_a_file(self.root, self.url)
         self._swept: dict[Path, float] = {}  # directory -> monotonic time of last sweep
+        self._plain: dict[str, float] = {}  # folder found (or made) plain -> monotonic time then
         self._batch_lock = threading.Lock()  # a batch's folder set is shared by its write threads
         self._real_root: str | None = None  # the root's real path + "/", for open_read
         self._real_dir: str | None = None  # the root's path as text, for _path (set once it is a folder)
@@ -413,7 +396,13 @@ class LocalStore:
         pickled, and the per-process caches, which the copy finds again."""
         state = dict(self.__dict__)
         state.update(
-            _swept={}, _batch_lock=None, _real_root=None, _real_dir=None, _syncfs_ok=None, _lock_seen=False
+            _swept={},
+            _plain={},
+            _batch_lock=None,
+            _real_root=None,
+            _real_dir=None,
+            _syncfs_ok=None,
+            _lock_seen=False,
         )
         return state
 
@@ -423,6 +412,8 @@ class LocalStore:
         if "_lock_file" not in state:  # pickled by a version that joined it per write
             self._lock_file = os.path.join(self.root, LOCK_NAME)
         self._lock_seen = False
+        if "_plain" not in state:  # pickled by a version without it
+            self._plain = {}
 
     # -- helpers -----------------------------------------------------------
 
@@ -439,7 +430,7 @@ class LocalStore:
         parts = check_key(key).split("/")
         path = self.root.joinpath(*parts)
         real_root = self._real_root_dir()
-        if real_root is None or not _plain_below(real_root, parts):
+        if real_root is None or self._existing_below(real_root, parts) is None:
             self._check_inside(key, path)
         return path
 
@@ -451,7 +442,7 @@ class LocalStore:
         parts = check_key(key).split("/")
         path = self.root.joinpath(*parts)
         real_root = self._real_root_dir()
-        found = None if real_root is None else _existing_below(real_root, parts)
+        found = None if real_root is None else self._existing_below(real_root, parts)
         if found is None:
             self._check_inside(key, path)
             return path, self._missing_dirs(path)
@@ -461,6 +452,56 @@ class LocalStore:
             missing.append(folder)
             folder = folder.parent
         return path, missing
+
+    def _existing_below(self, real_root: str, parts: list[str]) -> int | None:
+        """How many leading components of ``parts`` exist below ``real_root``
+        (one ``lstat`` each, up to the first missing one), or None when one of
+        them is a symbolic link or cannot be checked (the full check decides).
+        ``parts`` are checked key components (no ``.``/``..``/empty).
+
+        A folder found plain (a directory, not a link) is taken as such for
+        :attr:`plain_for` seconds without another ``lstat`` (a register call
+        walks ``<collection>`` for each of its keys); the last component, the
+        document itself, is looked at every time. Not a weaker check: the
+        walk was never atomic with the open that follows it (a folder
+        swapped for a link between the two was never caught), and a swap
+        within the memo's time is the same race; a long-lived store (an
+        event handler, a worker) checks again after it. A folder this store
+        deletes or prunes is forgotten at once (see docs/RELIABILITY.md)."""
+        memo = self._plain
+        now = time.monotonic()
+        current = real_root
+        last = len(parts) - 1
+        for i, part in enumerate(parts):
+            current = current + os.sep + part
+            if i < last:
+                found = memo.get(current)
+                if found is not None and now - found < self.plain_for:
+                    continue
+            try:
+                mode = os.lstat(current).st_mode
+            except FileNotFoundError:
+                return i
+            except OSError:
+                return None  # the full check decides (and reports)
+            if stat.S_ISLNK(mode):
+                return None
+            if i < last and stat.S_ISDIR(mode):
+                if len(memo) >= 4096:  # bounded memory in long backfills
+                    memo.clear()
+                memo[current] = now
+        return len(parts)
+
+    def _made(self, folders: list[Path]) -> None:
+        """Note ``folders``, made by this store, as plain (:meth:`_existing_below`)."""
+        now = time.monotonic()
+        for folder in folders:
+            self._plain[os.fspath(folder)] = now
+
+    def _forget(self, folder: Path) -> None:
+        """Forget that ``folder`` was found plain (this store removed it)."""
+        if self._plain:
+            self._plain.pop(os.fspath(folder), None)
 
     def _real_root_dir(self) -> str | None:
         """The root's path as text, for the ``lstat`` walk below it, once the
@@ -931,6 +972,8 @@ class LocalStore:
         if sync:
             self._changed_dirs(path, created)
         self._after_write(path, created)
+        if created:  # made here, so plain: the next walks need not look
+            self._made(created)
         version = _version(data)
         if log.isEnabledFor(logging.DEBUG):  # describe_condition is not free
             log.debug(
@@ -1015,6 +1058,7 @@ class LocalStore:
         """After a failed write, remove the directories it created, deepest
         first, while they are empty (a concurrent writer's file keeps one)."""
         for directory in dirs:
+            self._forget(directory)
             try:
                 directory.rmdir()
             except OSError:
@@ -1088,6 +1132,7 @@ class LocalStore:
             log.debug("%r delete %s (%s)", self, key, describe_condition(if_version))
             parent = path.parent
             while parent != self.root and self.root in parent.parents:
+                self._forget(parent)
                 try:
                     parent.rmdir()
                 except OSError as exc:
@@ -1113,7 +1158,7 @@ class LocalStore:
         parts = prefix.split("/")
         start = self.root.joinpath(*parts) if prefix else self.root
         real_root = self._real_root_dir()
-        found = _existing_below(real_root, parts) if prefix and real_root is not None else None
+        found = self._existing_below(real_root, parts) if prefix and real_root is not None else None
         if prefix and found is None:
             self._check_inside(prefix, start)  # as _path: resolved in full only past a link
         elif prefix and found is not None and found < len(parts):
