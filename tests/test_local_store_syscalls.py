@@ -309,3 +309,62 @@ def test_a_folder_this_store_pruned_is_forgotten(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="symbolic link"):
         store.put("c/i/i.json", b"2", create_only=True)
     assert list(outside.iterdir()) == []
+
+
+# -- temp file names: the pid and random part once per process -------------------
+
+
+def _temp_names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".stac-producer.tmp."))
+
+
+def test_a_forked_childs_temp_names_differ_from_the_parents(tmp_path: Path) -> None:
+    """The pid and random part of temp names are made once per process: a
+    forked child must make its own (its pid; and a random part of its own,
+    as the count goes on from the same value in both)."""
+    root = tmp_path / "stac"
+    store = LocalStore(str(root), durability="os")
+    store.put("c/collection.json", b"{}")
+    staging = Staging(store)  # staged temp files stay until published: their names can be read
+    staging.stage("c/p/p.json", b"parent")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            child = Staging(store)
+            child.stage("c/k/k.json", b"child")
+            os.write(write, b"ok")
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and os.read(read, 2) == b"ok"
+    os.close(read)
+    (parent_name,) = _temp_names(root / "c" / "p")
+    (child_name,) = _temp_names(root / "c" / "k")
+    parent_tag = parent_name.removeprefix(".stac-producer.tmp.p.json.").rsplit(".", 1)[0]
+    child_tag = child_name.removeprefix(".stac-producer.tmp.k.json.").rsplit(".", 1)[0]
+    assert parent_tag.split(".")[0] == str(os.getpid()) and child_tag.split(".")[0] == str(pid)
+    assert parent_tag.split(".")[1] != child_tag.split(".")[1]
+    staging.discard()
+
+
+def test_a_taken_temp_name_is_skipped_for_the_next(tmp_path: Path) -> None:
+    """Uniqueness comes from ``O_EXCL``: a temp name that exists (here: made
+    in advance for the next counts) is skipped, not a failed write."""
+    import copy
+
+    root = tmp_path / "stac"
+    store = LocalStore(str(root), durability="os")
+    store.put("c/i/i.json", b"1")
+    upcoming = copy.copy(local._TEMP_COUNT)
+    beside = f"{root}/c/i/.stac-producer.tmp.i.json.{local._temp_tag()}"
+    start = next(upcoming)
+    taken = [Path(f"{beside}{n:x}") for n in range(start, start + 3)]
+    for path in taken:
+        path.write_bytes(b"someone's")
+    store.put("c/i/i.json", b"2")
+    assert store.get("c/i/i.json")[0] == b"2"
+    assert _temp_names(root / "c" / "i") == sorted(p.name for p in taken)  # theirs left, none of ours

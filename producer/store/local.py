@@ -90,6 +90,7 @@ import contextvars
 import ctypes
 import errno
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -208,6 +209,38 @@ def _link_new(tmp: str, path: Path) -> bool:
     return True
 
 
+#: this process's part of temp file names, ``"<pid>.<random hex>."``, made
+#: on first use and again in a forked child (:func:`_after_fork_in_child`):
+#: ``os.getpid()`` and ``secrets.token_hex`` were a syscall each per write
+_TEMP_TAG = [""]
+#: the temp names' counter (``next`` is atomic under the GIL)
+_TEMP_COUNT = itertools.count()
+
+
+def _temp_tag() -> str:
+    """:data:`_TEMP_TAG`, made on first use in this process."""
+    tag = _TEMP_TAG[0]
+    if not tag:
+        tag = _TEMP_TAG[0] = f"{os.getpid()}.{secrets.token_hex(6)}."
+    return tag
+
+
+def _open_temp(beside: str) -> tuple[int, str]:
+    """Create a new temp file named ``beside`` + this process's tag + the
+    next count; its descriptor and name. ``O_EXCL`` makes the name unique:
+    a name taken (by a dead writer of a recycled pid whose random part
+    matched, or anything else) is skipped for the next count."""
+    tag = beside + _temp_tag()
+    for _ in range(99):
+        tmp = f"{tag}{next(_TEMP_COUNT):x}"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644), tmp
+        except FileExistsError:
+            continue
+    tmp = f"{tag}{next(_TEMP_COUNT):x}"
+    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644), tmp
+
+
 def _flock_exclusive(fd: int) -> None:
     """``fcntl.flock(fd, LOCK_EX)`` (imported here: POSIX only, so the module
     imports on any OS)."""
@@ -229,6 +262,7 @@ def _after_fork_in_child() -> None:
             os.close(fd)
     _HELD_LOCKS.clear()
     _FORKS[0] += 1
+    _TEMP_TAG[0] = ""  # another pid, and not the parent's random part
     _FORK_GUARD.release()
 
 
@@ -696,9 +730,8 @@ class LocalStore:
             # again and retry.
             if attempt or created:
                 self._make_folder(key, path, created, again=bool(attempt))
-            tmp = f"{beside}{os.getpid()}.{secrets.token_hex(6)}"
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+                fd, tmp = _open_temp(beside)
             except FileNotFoundError:
                 continue
             except NotADirectoryError as exc:
