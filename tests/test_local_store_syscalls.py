@@ -368,3 +368,24 @@ def test_a_taken_temp_name_is_skipped_for_the_next(tmp_path: Path) -> None:
     store.put("c/i/i.json", b"2")
     assert store.get("c/i/i.json")[0] == b"2"
     assert _temp_names(root / "c" / "i") == sorted(p.name for p in taken)  # theirs left, none of ours
+
+
+def test_a_store_stats_its_root_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``LocalStore()`` stats the root (is it under a file?); that stat also
+    says it is a folder, so the first key's walk does not stat it again
+    (a register call opens a store)."""
+    root = tmp_path / "stac"
+    LocalStore(str(root)).put("c/i/i.json", b"1")
+    stats: list[str] = []
+    real = os.stat
+
+    def counting(path: Any, *args: Any, **kwargs: Any) -> Any:
+        stats.append(os.fspath(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counting)
+    store = LocalStore(str(root), durability="os")
+    assert store.get("c/i/i.json")[0] == b"1"
+    store.put("c/i/i.json", b"2")
+    monkeypatch.undo()
+    assert stats == [str(root)]
