@@ -175,8 +175,11 @@ _TMPFILE_FLAGS = getattr(os, "O_TMPFILE", 0) | os.O_WRONLY | os.O_CLOEXEC
 #: unnamed files: EISDIR from a kernel older than 3.11, which opens the folder
 _TMPFILE_REFUSED = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS, errno.EPERM})
 #: errors of the ``linkat`` of ``/proc/self/fd/N`` that say it cannot be done
-#: here (no /proc: ENOENT, checked apart; a /proc link not followed: EXDEV)
-_LINK_REFUSED = frozenset({errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL})
+#: here (no /proc: ENOENT, checked apart; a /proc link not followed: EXDEV;
+#: /proc refused: EACCES, the folder itself let the unnamed file be made)
+_LINK_REFUSED = frozenset(
+    {errno.EXDEV, errno.EPERM, errno.EACCES, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
+)
 #: the lock files (one per root) of the catalogs where an unnamed file was
 #: refused in this process: their create-only writes take the fallback
 _NO_TMPFILE: set[str] = set()
