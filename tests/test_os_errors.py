@@ -61,8 +61,13 @@ def test_os_error_mid_batch_fails_only_that_product_and_leaves_no_item_folder(
     else:
         real_open = os.open
 
+        o_tmpfile = getattr(os, "O_TMPFILE", 0)
+
         def os_open(path, flags, *args, **kwargs):
-            if str(path).startswith(victim + "/"):
+            # a file created in the victim's folder: a temp file in it, or
+            # an unnamed one (O_TMPFILE opens the folder itself)
+            unnamed = o_tmpfile and flags & o_tmpfile == o_tmpfile and str(path) == victim
+            if str(path).startswith(victim + "/") or unnamed:
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
             return real_open(path, flags, *args, **kwargs)
 

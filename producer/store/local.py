@@ -9,7 +9,16 @@ Atomicity comes from two things:
   an exclusive ``fcntl.flock`` on one lock file per catalog root
   (``<root>/.stac-producer.lock``), so compare-and-swap is atomic across
   threads and processes on this host (and across hosts where the file system
-  honours ``flock``, e.g. NFSv4; not guaranteed on every network mount).
+  honours ``flock``, e.g. NFSv4; not guaranteed on every network mount);
+* except a create-only write on Linux: its bytes go to an unnamed file in
+  the target's directory (``O_TMPFILE``), fsynced, which ``linkat`` then
+  names; ``linkat`` fails with EEXIST when the name exists, atomically in the
+  kernel, so it takes no lock and no temp name, and a crash leaves nothing
+  (the kernel frees an unnamed inode). Where the file system, the kernel or a
+  missing ``/proc`` refuses that, the temp file + lock way is taken (noted
+  per root and process). Every create-only naming, that one's and a staged
+  document's, is a hard link that fails on an existing name (never
+  ``lexists`` + rename), so it stays atomic against writers that take no lock.
 
 Symbolic links are never followed out of the root: every key is checked
 first (each of its components below the root is ``lstat``-ed; a
@@ -19,7 +28,9 @@ folder or file is refused with a :class:`StoreError` (nothing is read, written
 or deleted outside); symlinked files that leave the root are not listed. The
 lock file is opened with ``O_NOFOLLOW``. Links that stay inside the root are
 allowed. (A link swapped in between the check and the write is not caught:
-whoever can write into the catalog folder can also write the catalog.)
+whoever can write into the catalog folder can also write the catalog. A
+folder found plain is not looked at again for :attr:`LocalStore.plain_for`
+seconds, the same race a little wider: :meth:`LocalStore._existing_below`.)
 
 A writer killed between writing its temp file and the rename leaves the
 temp file behind (hidden, never listed). :meth:`LocalStore.put` of an item
@@ -79,6 +90,7 @@ import contextvars
 import ctypes
 import errno
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -154,6 +166,83 @@ _FORKS = [0]
 #: so that no child is forked between the two
 _FORK_GUARD = threading.Lock()
 
+#: create-only writes through an unnamed file (``O_TMPFILE``) given its name
+#: by ``linkat`` (Linux; see :meth:`LocalStore._create_unnamed`); False turns
+#: them off in this process (the tests force the fallback with it)
+TMPFILE_WRITES = hasattr(os, "O_TMPFILE") and sys.platform.startswith("linux")
+_TMPFILE_FLAGS = getattr(os, "O_TMPFILE", 0) | os.O_WRONLY | os.O_CLOEXEC
+#: errors of ``open(O_TMPFILE)`` that say the file system (or kernel) has no
+#: unnamed files: EISDIR from a kernel older than 3.11, which opens the folder
+_TMPFILE_REFUSED = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS, errno.EPERM})
+#: errors of the ``linkat`` of ``/proc/self/fd/N`` that say it cannot be done
+#: here (no /proc: ENOENT, checked apart; a /proc link not followed: EXDEV;
+#: /proc refused: EACCES, the folder itself let the unnamed file be made)
+_LINK_REFUSED = frozenset(
+    {errno.EXDEV, errno.EPERM, errno.EACCES, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
+)
+#: the lock files (one per root) of the catalogs where an unnamed file was
+#: refused in this process: their create-only writes take the fallback
+_NO_TMPFILE: set[str] = set()
+#: errors of ``link(2)`` from a file system without hard links
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK})
+
+
+def _link_new(tmp: str, path: str | Path) -> bool:
+    """Give the temp file ``tmp`` the name ``path`` unless that name exists
+    (a file, a folder or a link): True when named, False when it existed
+    (``tmp`` is left to the caller). ``link(2)`` fails with EEXIST in the
+    kernel, atomically, so this is create-only also against the writers
+    that take no lock (:meth:`LocalStore._create_unnamed`); the temp name is
+    then removed (a crash in between leaves it to the sweeps). Where the file
+    system has no hard links: ``lexists`` + ``os.replace`` (under the lock:
+    there no unnamed files are linked either)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        if os.path.lexists(path):
+            return False
+        os.replace(tmp, path)
+        return True
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+    return True
+
+
+#: this process's part of temp file names, ``"<pid>.<random hex>."``, made
+#: on first use and again in a forked child (:func:`_after_fork_in_child`):
+#: ``os.getpid()`` and ``secrets.token_hex`` were a syscall each per write
+_TEMP_TAG = [""]
+#: the temp names' counter (``next`` is atomic under the GIL)
+_TEMP_COUNT = itertools.count()
+
+
+def _temp_tag() -> str:
+    """:data:`_TEMP_TAG`, made on first use in this process."""
+    tag = _TEMP_TAG[0]
+    if not tag:
+        tag = _TEMP_TAG[0] = f"{os.getpid()}.{secrets.token_hex(6)}."
+    return tag
+
+
+def _open_temp(beside: str) -> tuple[int, str]:
+    """Create a new temp file named ``beside`` + this process's tag + the
+    next count; its descriptor and name. ``O_EXCL`` makes the name unique:
+    a name taken (by a dead writer of a recycled pid whose random part
+    matched, or anything else) is skipped for the next count."""
+    tag = beside + _temp_tag()
+    for _ in range(99):
+        tmp = f"{tag}{next(_TEMP_COUNT):x}"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644), tmp
+        except FileExistsError:
+            continue
+    tmp = f"{tag}{next(_TEMP_COUNT):x}"
+    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644), tmp
+
 
 def _flock_exclusive(fd: int) -> None:
     """``fcntl.flock(fd, LOCK_EX)`` (imported here: POSIX only, so the module
@@ -176,6 +265,7 @@ def _after_fork_in_child() -> None:
             os.close(fd)
     _HELD_LOCKS.clear()
     _FORKS[0] += 1
+    _TEMP_TAG[0] = ""  # another pid, and not the parent's random part
     _FORK_GUARD.release()
 
 
@@ -196,30 +286,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(
         before=_FORK_GUARD.acquire, after_in_parent=_FORK_GUARD.release, after_in_child=_after_fork_in_child
     )
-
-
-def _plain_below(real_root: str, parts: list[str]) -> bool:
-    """Whether no component of ``parts`` below ``real_root`` is a symbolic
-    link (a missing component ends the walk: nothing below it exists).
-    ``parts`` are checked key components (no ``.``/``..``/empty)."""
-    return _existing_below(real_root, parts) is not None
-
-
-def _existing_below(real_root: str, parts: list[str]) -> int | None:
-    """How many leading components of ``parts`` exist below ``real_root``
-    (one ``lstat`` each, up to the first missing one), or None when one of
-    them is a symbolic link or cannot be checked (the full check decides)."""
-    current = real_root
-    for i, part in enumerate(parts):
-        current = current + os.sep + part
-        try:
-            if stat.S_ISLNK(os.lstat(current).st_mode):
-                return None
-        except FileNotFoundError:
-            return i
-        except OSError:
-            return None  # the full check decides (and reports)
-    return len(parts)
 
 
 def syncfs(directory: Path) -> None:
@@ -246,7 +312,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _read_all(path: Path) -> bytes:
+def _read_all(path: str | Path) -> bytes:
     """The bytes of the file at ``path``: one ``read`` of one byte more than
     the size ``fstat`` gives, without a buffered file object
     (``open(path, "rb").read()`` took twice as long for a small document).
@@ -291,12 +357,13 @@ def _root_from_url(url: str) -> tuple[Path, str]:
     return path, (text.rstrip("/") or "/")
 
 
-def _refuse_root_under_a_file(root: Path, url: str) -> None:
+def _refuse_root_under_a_file(root: Path, url: str) -> bool:
     """An :class:`InputError` when ``root`` is, or lies under, something that
     is not a directory (a typo or a catalog.json given as the catalog): no
     write could ever succeed there, so it is not a storage error to retry.
     One ``stat`` per missing level, up to the first that exists (the
-    parents are made only when the root is missing: most roots exist)."""
+    parents are made only when the root is missing: most roots exist).
+    Returns whether the root itself is a directory now."""
     path = root
     while True:
         try:
@@ -304,13 +371,13 @@ def _refuse_root_under_a_file(root: Path, url: str) -> None:
         except (FileNotFoundError, NotADirectoryError):  # missing, or a parent further up is the file
             parent = path.parent
             if parent == path:
-                return
+                return False
             path = parent
             continue
         except OSError:
-            return  # permissions, I/O: the store's own errors say it when it is used
+            return False  # permissions, I/O: the store's own errors say it when it is used
         if stat.S_ISDIR(st.st_mode):
-            return
+            return path == root
         what = "the catalog path is a file" if path == root else f"{str(path)!r} is a file"
         raise InputError(
             f"catalog {url}: {what}, not a directory, and a catalog is a folder (holding "
@@ -335,6 +402,10 @@ class LocalStore:
     temp_max_age: float = 900.0
     #: a directory is swept for such files at most once per this many seconds
     sweep_interval: float = 300.0
+    #: seconds a folder the symbolic-link walk found plain (a directory, not
+    #: a link) is taken as such without another ``lstat`` (per store; see
+    #: :meth:`_existing_below`)
+    plain_for: float = 1.0
 
     def __init__(self, url: str, durability: str = "fsync") -> None:
         if durability not in DURABILITY_MODES:
@@ -344,13 +415,16 @@ class LocalStore:
         #: ``fsync`` (default) or ``os``: see the module docstring
         self.durability = durability
         self.root, self.url = _root_from_url(url)
-        _refuse_root_under_a_file(self.root, self.url)
-        self._swept: dict[Path, float] = {}  # directory -> monotonic time of last sweep
+        is_dir = _refuse_root_under_a_file(self.root, self.url)
+        self._swept: dict[str, float] = {}  # directory -> monotonic time of last sweep
+        self._plain: dict[str, float] = {}  # folder found (or made) plain -> monotonic time then
         self._batch_lock = threading.Lock()  # a batch's folder set is shared by its write threads
         self._real_root: str | None = None  # the root's real path + "/", for open_read
-        self._real_dir: str | None = None  # the root's path as text, for _path (set once it is a folder)
+        # the root's path as text, for _path (set once it is a folder: its stat above says so)
+        self._real_dir: str | None = os.fspath(self.root) if is_dir else None
         self._syncfs_ok: bool | None = None  # whether staging may rely on syncfs (checked once)
         self._lock_file = os.path.join(self.root, LOCK_NAME)  # opened by every write: its text made once
+        self._lock_seen = False  # the lock file was seen not to be a link (:meth:`_check_lock_file`)
 
     def __repr__(self) -> str:
         return f"LocalStore({self.url!r})"
@@ -360,7 +434,15 @@ class LocalStore:
         ``catalog`` to a worker): without the lock, which cannot be
         pickled, and the per-process caches, which the copy finds again."""
         state = dict(self.__dict__)
-        state.update(_swept={}, _batch_lock=None, _real_root=None, _real_dir=None, _syncfs_ok=None)
+        state.update(
+            _swept={},
+            _plain={},
+            _batch_lock=None,
+            _real_root=None,
+            _real_dir=None,
+            _syncfs_ok=None,
+            _lock_seen=False,
+        )
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -368,6 +450,9 @@ class LocalStore:
         self._batch_lock = threading.Lock()
         if "_lock_file" not in state:  # pickled by a version that joined it per write
             self._lock_file = os.path.join(self.root, LOCK_NAME)
+        self._lock_seen = False
+        if "_plain" not in state:  # pickled by a version without it
+            self._plain = {}
 
     # -- helpers -----------------------------------------------------------
 
@@ -384,28 +469,97 @@ class LocalStore:
         parts = check_key(key).split("/")
         path = self.root.joinpath(*parts)
         real_root = self._real_root_dir()
-        if real_root is None or not _plain_below(real_root, parts):
+        if real_root is None or self._existing_below(real_root, parts) is None:
             self._check_inside(key, path)
         return path
 
-    def _target(self, key: str) -> tuple[Path, list[Path]]:
-        """:meth:`_path` of a key to write, and the folders above it (below
-        the root) that do not exist yet, deepest first: the ``lstat`` walk
-        of :meth:`_path` stops at the first missing component, so it tells
-        which they are (no ``stat`` per folder as :meth:`_missing_dirs`)."""
+    def _file(self, key: str) -> str:
+        """:meth:`_path` as text (no Path built: ~2.5 us per call), for
+        :meth:`get` and :meth:`put`."""
         parts = check_key(key).split("/")
-        path = self.root.joinpath(*parts)
         real_root = self._real_root_dir()
-        found = None if real_root is None else _existing_below(real_root, parts)
-        if found is None:
+        if real_root is None or self._existing_below(real_root, parts) is None:
+            path = self.root.joinpath(*parts)
             self._check_inside(key, path)
-            return path, self._missing_dirs(path)
+            return os.fspath(path)
+        return real_root.rstrip(os.sep) + os.sep + key
+
+    def _target(self, key: str) -> tuple[Path, list[Path]]:
+        """:meth:`_target_text` with the key's path as a Path."""
+        text, missing = self._target_text(key)
+        return Path(text), missing
+
+    def _target_text(self, key: str) -> tuple[str, list[Path]]:
+        """:meth:`_path` of a key to write (as text), and the folders above
+        it (below the root) that do not exist yet, deepest first: the
+        ``lstat`` walk of :meth:`_path` stops at the first missing
+        component, so it tells which they are (no ``stat`` per folder as
+        :meth:`_missing_dirs`)."""
+        parts = check_key(key).split("/")
+        real_root = self._real_root_dir()
+        found = None if real_root is None else self._existing_below(real_root, parts)
+        if found is None or real_root is None:
+            path = self.root.joinpath(*parts)
+            self._check_inside(key, path)
+            return os.fspath(path), self._missing_dirs(path)
+        text = real_root.rstrip(os.sep) + os.sep + key
         missing: list[Path] = []
-        folder = path.parent
-        for _ in range(len(parts) - 1 - found):  # parts[found] .. parts[-2] are missing
-            missing.append(folder)
-            folder = folder.parent
-        return path, missing
+        if found < len(parts) - 1:
+            folder = Path(text).parent
+            for _ in range(len(parts) - 1 - found):  # parts[found] .. parts[-2] are missing
+                missing.append(folder)
+                folder = folder.parent
+        return text, missing
+
+    def _existing_below(self, real_root: str, parts: list[str]) -> int | None:
+        """How many leading components of ``parts`` exist below ``real_root``
+        (one ``lstat`` each, up to the first missing one), or None when one of
+        them is a symbolic link or cannot be checked (the full check decides).
+        ``parts`` are checked key components (no ``.``/``..``/empty).
+
+        A folder found plain (a directory, not a link) is taken as such for
+        :attr:`plain_for` seconds without another ``lstat`` (a register call
+        walks ``<collection>`` for each of its keys); the last component, the
+        document itself, is looked at every time. Not a weaker check: the
+        walk was never atomic with the open that follows it (a folder
+        swapped for a link between the two was never caught), and a swap
+        within the memo's time is the same race; a long-lived store (an
+        event handler, a worker) checks again after it. A folder this store
+        deletes or prunes is forgotten at once (see docs/RELIABILITY.md)."""
+        memo = self._plain
+        now = time.monotonic()
+        current = real_root
+        last = len(parts) - 1
+        for i, part in enumerate(parts):
+            current = current + os.sep + part
+            if i < last:
+                found = memo.get(current)
+                if found is not None and now - found < self.plain_for:
+                    continue
+            try:
+                mode = os.lstat(current).st_mode
+            except FileNotFoundError:
+                return i
+            except OSError:
+                return None  # the full check decides (and reports)
+            if stat.S_ISLNK(mode):
+                return None
+            if i < last and stat.S_ISDIR(mode):
+                if len(memo) >= 4096:  # bounded memory in long backfills
+                    memo.clear()
+                memo[current] = now
+        return len(parts)
+
+    def _made(self, folders: list[Path]) -> None:
+        """Note ``folders``, made by this store, as plain (:meth:`_existing_below`)."""
+        now = time.monotonic()
+        for folder in folders:
+            self._plain[os.fspath(folder)] = now
+
+    def _forget(self, folder: Path) -> None:
+        """Forget that ``folder`` was found plain (this store removed it)."""
+        if self._plain:
+            self._plain.pop(os.fspath(folder), None)
 
     def _real_root_dir(self) -> str | None:
         """The root's path as text, for the ``lstat`` walk below it, once the
@@ -485,6 +639,7 @@ class LocalStore:
                 f"cannot lock catalog {self.url}: {exc}; check that the directory is writable"
             ) from exc
         forks = _FORKS[0]
+        self._lock_seen = True  # opened with O_NOFOLLOW: not a link
         try:
             _flock_exclusive(fd)
         except BaseException:
@@ -492,7 +647,7 @@ class LocalStore:
             raise
         return fd, forks
 
-    def _read(self, key: str, path: Path) -> bytes:
+    def _read(self, key: str, path: str | Path) -> bytes:
         try:
             return _read_all(path)
         except FileNotFoundError:
@@ -584,33 +739,23 @@ class LocalStore:
         (see :func:`producer.parallel.map_ordered` for threads)."""
         return (_BATCHES.get() or {}).get(id(self))
 
-    def _write_temp(self, key: str, path: Path, data: bytes, sync: bool = True, mkdir: bool = False) -> str:
+    def _write_temp(self, key: str, path: str | Path, data: bytes, sync: bool, created: list[Path]) -> str:
         """Write ``data`` to a hidden temp file beside ``path`` (fsynced if
-        ``sync``); ``mkdir``: its folder is known to be missing, create it
-        first. Returns the temp file's path (text: no Path is made per write)."""
+        ``sync``); ``created``: the folders missing above it, made first (a
+        folder pruned meanwhile is made again and noted there). Returns the
+        temp file's path (text: no Path is made per write)."""
         text = os.fspath(path)  # kept by the Path: the rename reuses it (its parent's would be built)
         cut = text.rfind(os.sep) + 1
         beside = f"{text[:cut]}{_TMP_PREFIX}{text[cut:]}."
-        folder = path.parent
         for attempt in range(5):
             # The first attempt assumes the directory exists (it mostly does;
             # its open fails otherwise). A concurrent delete may remove a
             # directory we just created (it prunes empty ones): create it
             # again and retry.
+            if attempt or created:
+                self._make_folder(key, path, created, again=bool(attempt))
             try:
-                if attempt or mkdir:
-                    folder.mkdir(parents=True, exist_ok=True)
-            except (FileExistsError, NotADirectoryError) as exc:
-                raise StoreError(
-                    f"cannot write {key!r} in catalog {self.url}: a parent is a file ({exc})"
-                ) from exc
-            except OSError as exc:
-                raise StoreError(
-                    f"cannot create the directory for {key!r} in catalog {self.url}: {exc}"
-                ) from exc
-            tmp = f"{beside}{os.getpid()}.{secrets.token_hex(6)}"
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+                fd, tmp = _open_temp(beside)
             except FileNotFoundError:
                 continue
             except NotADirectoryError as exc:
@@ -637,6 +782,113 @@ class LocalStore:
             return tmp
         raise StoreError(f"cannot write {key!r} in catalog {self.url}: its directory keeps disappearing")
 
+    def _check_lock_file(self) -> None:
+        """Once per store, before its first write that takes no lock: the
+        :class:`StoreError` of :meth:`_lock` when the lock file is a symbolic
+        link (a catalog whose every compare-and-swap would fail gets no
+        document at all, as when each write took the lock)."""
+        if os.path.islink(self._lock_file):
+            fd, forks = self._lock()  # O_NOFOLLOW: raises the lock's own error
+            _unlock(fd, forks)
+        self._lock_seen = True
+
+    def _create_unnamed(self, key: str, path: str, data: bytes, sync: bool, created: list[Path]) -> bool:
+        """A create-only write with no temp name and no lock: ``data`` goes
+        to an unnamed file in ``path``'s folder (``O_TMPFILE``), fsynced if
+        ``sync``, which ``linkat`` of ``/proc/self/fd/N`` then names
+        ``path``. ``linkat`` fails with EEXIST when the name exists (a file,
+        a folder or a link), in the kernel, atomically: that is the
+        create-only check, so no lock and no ``lexists`` are needed, and a
+        crash leaves no file behind (the kernel frees an unnamed inode).
+        ``created``: the folders missing above ``path`` (made here; a folder
+        pruned meanwhile is made again, and noted in ``created``).
+
+        Returns False, having named nothing, where unnamed files are refused
+        (the file system, the kernel, no /proc): noted for the root, so this
+        process's later create-only writes there take the temp-file way at
+        once. :class:`PreconditionFailed` when the name exists,
+        :class:`StoreError` when the write fails."""
+        text = os.fspath(path)
+        folder = text[: text.rfind(os.sep)] or os.sep
+        fd = -1
+        for attempt in range(5):
+            if attempt or created:
+                self._make_folder(key, path, created, again=bool(attempt))
+            try:
+                fd = os.open(folder, _TMPFILE_FLAGS, 0o644)
+                break
+            except FileNotFoundError:
+                continue
+            except NotADirectoryError as exc:
+                if not attempt:
+                    continue  # the mkdir of the next attempt says which parent is a file
+                raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
+            except OSError as exc:
+                if exc.errno in _TMPFILE_REFUSED:
+                    _NO_TMPFILE.add(self._lock_file)
+                    return False
+                raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
+        else:
+            raise StoreError(f"cannot write {key!r} in catalog {self.url}: its directory keeps disappearing")
+        try:
+            try:
+                _write_all(fd, data)
+                if sync:
+                    os.fsync(fd)
+            except OSError as exc:  # disk full, quota, I/O error
+                raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
+            proc = f"/proc/self/fd/{fd}"
+            last: OSError | None = None
+            for _ in range(5):
+                try:
+                    # a dir fd makes CPython call linkat (link(2) does not
+                    # follow the /proc link: EXDEV); the path is absolute,
+                    # so which descriptor it is does not matter
+                    os.link(proc, text, src_dir_fd=fd, follow_symlinks=True)
+                    return True
+                except FileExistsError:
+                    raise PreconditionFailed(
+                        f"{key!r} already exists in catalog {self.url} (create_only)"
+                    ) from None
+                except FileNotFoundError as exc:
+                    if not os.path.exists(proc):  # no /proc here
+                        _NO_TMPFILE.add(self._lock_file)
+                        return False
+                    # the folder went meanwhile (a delete pruned it): again
+                    self._make_folder(key, path, created, again=True)
+                    last = exc
+                except OSError as exc:
+                    if exc.errno in _LINK_REFUSED:
+                        _NO_TMPFILE.add(self._lock_file)
+                        return False
+                    raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
+            raise StoreError(
+                f"cannot write {key!r} in catalog {self.url}: {last}; its directory keeps disappearing"
+            )
+        finally:
+            os.close(fd)
+
+    def _make_folder(self, key: str, path: str | Path, created: list[Path], *, again: bool) -> None:
+        """Make the folder of ``path`` (and its parents). ``again``: it was
+        found missing after the walk (a delete pruned it meanwhile), so which
+        folders are made is learnt first and noted in ``created`` (their
+        entries are made durable, and pruned after a failure, as the ones the
+        walk found missing)."""
+        path = Path(path)
+        folder = path.parent
+        if again:
+            missing = self._missing_dirs(path)
+            if len(missing) > len(created):
+                created[:] = missing
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise StoreError(
+                f"cannot write {key!r} in catalog {self.url}: a parent is a file ({exc})"
+            ) from exc
+        except OSError as exc:
+            raise StoreError(f"cannot create the directory for {key!r} in catalog {self.url}: {exc}") from exc
+
     def _fsync_dir(self, directory: Path, *, gone_ok: bool = False) -> None:
         """fsync ``directory``, so the entries renamed or created in it are
         durable; :class:`StoreError` if that fails (the write is then not
@@ -662,7 +914,7 @@ class LocalStore:
 
     def get(self, key: str) -> tuple[bytes, str]:
         """Return ``(bytes, sha256 hex)``; no lock needed (renames are atomic)."""
-        data = self._read(key, self._path(key))
+        data = self._read(key, self._file(key))
         version = _version(data)
         log.debug("%r get %s: %d bytes, version %s", self, key, len(data), version)
         return data, version
@@ -706,20 +958,37 @@ class LocalStore:
         """
         if if_version is not None and create_only:
             raise InputError("put(): pass either if_version or create_only, not both")
-        path, created = self._target(key)
+        path, created = self._target_text(key)
         data = bytes(data)
         sync = self._syncs()
+        if create_only and TMPFILE_WRITES and self._lock_file not in _NO_TMPFILE:
+            if not self._lock_seen:
+                self._check_lock_file()
+            try:
+                named = self._create_unnamed(key, path, data, sync, created)
+            except BaseException:
+                self._prune(created)
+                raise
+            if named:
+                return self._written(key, path, created, data, sync, if_version, create_only)
         try:
-            tmp = self._write_temp(key, path, data, sync, mkdir=bool(created))
+            tmp = self._write_temp(key, path, data, sync, created)
         except BaseException:
             self._prune(created)
             raise
         try:
             lock, forks = self._lock()
             try:
-                if create_only and os.path.lexists(path):  # a file, a folder or a link
-                    raise PreconditionFailed(f"{key!r} already exists in catalog {self.url} (create_only)")
-                if if_version is not None:
+                if create_only:
+                    try:
+                        named = _link_new(tmp, path)
+                    except OSError as exc:
+                        raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
+                    if not named:  # a file, a folder or a link
+                        raise PreconditionFailed(
+                            f"{key!r} already exists in catalog {self.url} (create_only)"
+                        )
+                elif if_version is not None:
                     try:
                         current = _version(self._read(key, path))
                     except NotFound:
@@ -728,14 +997,15 @@ class LocalStore:
                         ) from None
                     if current != if_version:
                         raise PreconditionFailed(f"{key!r} in catalog {self.url} changed since it was read")
-                try:
-                    os.replace(tmp, path)
-                except IsADirectoryError as exc:
-                    raise StoreError(
-                        f"cannot write {key!r} in catalog {self.url}: it is a directory"
-                    ) from exc
-                except OSError as exc:
-                    raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
+                if not create_only:
+                    try:
+                        os.replace(tmp, path)
+                    except IsADirectoryError as exc:
+                        raise StoreError(
+                            f"cannot write {key!r} in catalog {self.url}: it is a directory"
+                        ) from exc
+                    except OSError as exc:
+                        raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
             finally:
                 _unlock(lock, forks)  # closing releases the lock
         except BaseException:
@@ -743,9 +1013,25 @@ class LocalStore:
                 os.unlink(tmp)
             self._prune(created)
             raise
+        return self._written(key, path, created, data, sync, if_version, create_only)
+
+    def _written(
+        self,
+        key: str,
+        path: str,
+        created: list[Path],
+        data: bytes,
+        sync: bool,
+        if_version: str | None,
+        create_only: bool,
+    ) -> str:
+        """:meth:`put`'s end once ``path`` has its new bytes: the folders
+        made durable, the bookkeeping, the version returned."""
         if sync:
-            self._changed_dirs(path, created)
+            self._changed_dirs(Path(path), created)
         self._after_write(path, created)
+        if created:  # made here, so plain: the next walks need not look
+            self._made(created)
         version = _version(data)
         if log.isEnabledFor(logging.DEBUG):  # describe_condition is not free
             log.debug(
@@ -758,7 +1044,7 @@ class LocalStore:
             )
         return version
 
-    def _after_write(self, path: Path, created: list[Path]) -> None:
+    def _after_write(self, path: str | Path, created: list[Path]) -> None:
         """Bookkeeping after ``path`` was renamed into place (``created``: the
         folders the write made): a write into an item's own folder
         (``<id>/<id>.json``, one document: O(1)) sweeps it for dead writers'
@@ -769,11 +1055,17 @@ class LocalStore:
         base's (the collection's or partition's), the id index's and an
         outbox's can each hold a collection's worth of entries, and a scan
         of one per write (per store: a register call opens one) was O(N)."""
-        if created and created[0] == path.parent:
+        text = os.fspath(path)  # on text: three Path attributes cost ~3 us per write
+        cut = text.rfind(os.sep)
+        folder = text[:cut]
+        if created and os.fspath(created[0]) == folder:
             return
-        folder = path.parent
-        name = path.name
-        if name.endswith(".json") and name[:-5] == folder.name and name not in _PARENT_NAMES:
+        name = text[cut + 1 :]
+        if (
+            name.endswith(".json")
+            and name[:-5] == folder[folder.rfind(os.sep) + 1 :]
+            and name not in _PARENT_NAMES
+        ):
             self._sweep_temps(folder)
 
     def _changed_dirs(self, path: Path, created: list[Path]) -> None:
@@ -830,6 +1122,7 @@ class LocalStore:
         """After a failed write, remove the directories it created, deepest
         first, while they are empty (a concurrent writer's file keeps one)."""
         for directory in dirs:
+            self._forget(directory)
             try:
                 directory.rmdir()
             except OSError:
@@ -843,11 +1136,11 @@ class LocalStore:
         removed = 0
         for dirpath, dirnames, _ in os.walk(start):
             dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
-            self._swept.pop(Path(dirpath), None)
-            removed += self._sweep_temps(Path(dirpath))
+            self._swept.pop(dirpath, None)
+            removed += self._sweep_temps(dirpath)
         return removed
 
-    def _sweep_temps(self, directory: Path) -> int:
+    def _sweep_temps(self, directory: str) -> int:
         """Delete temp files older than :attr:`temp_max_age` in ``directory``
         (left by writers killed before their rename); return how many.
 
@@ -903,6 +1196,7 @@ class LocalStore:
             log.debug("%r delete %s (%s)", self, key, describe_condition(if_version))
             parent = path.parent
             while parent != self.root and self.root in parent.parents:
+                self._forget(parent)
                 try:
                     parent.rmdir()
                 except OSError as exc:
@@ -928,7 +1222,7 @@ class LocalStore:
         parts = prefix.split("/")
         start = self.root.joinpath(*parts) if prefix else self.root
         real_root = self._real_root_dir()
-        found = _existing_below(real_root, parts) if prefix and real_root is not None else None
+        found = self._existing_below(real_root, parts) if prefix and real_root is not None else None
         if prefix and found is None:
             self._check_inside(prefix, start)  # as _path: resolved in full only past a link
         elif prefix and found is not None and found < len(parts):
@@ -1146,7 +1440,7 @@ class Staging:
             )
             data = bytes(data)
             try:
-                tmp = store._write_temp(key, path, data, sync=durable, mkdir=bool(created))
+                tmp = store._write_temp(key, path, data, durable, created)
             except BaseException:
                 store._prune(created)
                 raise
@@ -1292,11 +1586,14 @@ class Staging:
     def _rename(self, staged: _Staged) -> str | StoreError | PreconditionFailed:
         """Under the lock: ``staged``'s temp file to its key, create-only."""
         store = self.store
-        if os.path.lexists(staged.path):
-            self._drop(staged, prune=False)  # the folder holds the other writer's document
-            return PreconditionFailed(f"{staged.key!r} already exists in catalog {store.url} (create_only)")
         try:
-            os.replace(staged.tmp, staged.path)
+            # not lexists + rename: a create-only put takes no lock where it
+            # writes an unnamed file, so only the kernel's check is atomic
+            if not _link_new(staged.tmp, staged.path):
+                self._drop(staged, prune=False)  # the folder holds the other writer's document
+                return PreconditionFailed(
+                    f"{staged.key!r} already exists in catalog {store.url} (create_only)"
+                )
         except FileNotFoundError:
             # its temp file (or folder) went meanwhile: a sweep took it for a
             # dead writer's; the caller writes the document the usual way

@@ -1,0 +1,391 @@
+"""LocalStore's cheap paths (issue 12, point 5): create-only writes through an
+unnamed file named by ``linkat`` (no lock, no temp name), their fallback, and
+that the create-only check stays atomic against every other writer."""
+
+from __future__ import annotations
+
+import inspect
+import multiprocessing
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from producer.errors import PreconditionFailed
+from producer.store import local
+from producer.store.local import LOCK_NAME, LocalStore, Staging
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="O_TMPFILE: Linux")
+
+
+@pytest.fixture(params=["unnamed", "fallback"])
+def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test runs on both ways of a create-only write: the unnamed file
+    (where the file system has them: ``tmp_path``'s does, and the test
+    checks it) and the temp file + lock + rename kept for the others."""
+    if request.param == "fallback":
+        monkeypatch.setattr(local, "TMPFILE_WRITES", False)
+    return str(request.param)
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+
+
+def test_create_only_takes_no_lock_where_unnamed_files_work(tmp_path: Path, way: str) -> None:
+    """The unnamed way never opens the lock file (the kernel's EEXIST is the
+    check): a fresh root holds none after a create-only write. The
+    fallback makes it."""
+    store = LocalStore(str(tmp_path / "stac"), durability="os")
+    store.put("a/b.json", b"1", create_only=True)
+    names = _files(tmp_path / "stac")
+    if way == "unnamed":
+        assert names == ["a", "a/b.json"]
+    else:
+        assert names == [LOCK_NAME, "a", "a/b.json"]
+    assert store.get("a/b.json")[0] == b"1"
+
+
+@pytest.mark.parametrize("durability", ["fsync", "os"])
+def test_create_only_returns_the_version_and_makes_folders(tmp_path: Path, way: str, durability: str) -> None:
+    store = LocalStore(str(tmp_path / "stac"), durability=durability)
+    version = store.put("x/y/z/doc.json", b"hello", create_only=True)
+    assert store.get("x/y/z/doc.json") == (b"hello", version)
+    with store.batch():
+        assert store.put("x/new/doc.json", b"2", create_only=True) == store.get("x/new/doc.json")[1]
+
+
+@pytest.mark.parametrize("what", ["file", "folder", "link", "dangling link"])
+def test_create_only_on_an_existing_name_fails_and_changes_nothing(
+    tmp_path: Path, way: str, what: str
+) -> None:
+    root = tmp_path / "stac"
+    store = LocalStore(str(root), durability="fsync")
+    store.put("a/keep.json", b"keep")
+    target = root / "a" / "doc.json"
+    if what == "file":
+        target.write_bytes(b"old")
+    elif what == "folder":
+        target.mkdir()
+        (target / "inside").write_bytes(b"x")
+    elif what == "link":
+        target.symlink_to("keep.json")
+    else:
+        target.symlink_to("nowhere.json")
+    before = {name: (root / name).lstat().st_ino for name in _files(root)}
+    with pytest.raises(PreconditionFailed):
+        store.put("a/doc.json", b"new", create_only=True)
+    assert {name: (root / name).lstat().st_ino for name in _files(root)} == before  # no temp file left
+    if what == "file":
+        assert target.read_bytes() == b"old"
+    elif what == "link":
+        assert os.readlink(target) == "keep.json"
+        assert (root / "a" / "keep.json").read_bytes() == b"keep"
+
+
+def test_create_only_new_file_mode_follows_the_umask(tmp_path: Path, way: str) -> None:
+    store = LocalStore(str(tmp_path / "stac"))
+    old = os.umask(0o027)
+    try:
+        store.put("a.json", b"1", create_only=True)
+    finally:
+        os.umask(old)
+    store.put("b.json", b"1", create_only=True)
+    assert (tmp_path / "stac" / "a.json").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "stac" / "b.json").stat().st_mode & 0o777 == 0o644 & ~old
+
+
+def test_failed_create_prunes_the_folders_it_made(tmp_path: Path, way: str) -> None:
+    root = tmp_path / "stac"
+    store = LocalStore(str(root))
+    store.put("a.json", b"1")
+    (root / "new").mkdir()
+    (root / "new" / "doc.json").mkdir()  # a folder where the document goes
+    with pytest.raises(PreconditionFailed):
+        store.put("new/doc.json", b"x", create_only=True)
+    assert (root / "new" / "doc.json").is_dir()
+
+
+def _racer(url: str, keys: int, start: Any, out: Any, tag: int, fallback: bool) -> None:
+    if fallback:
+        local.TMPFILE_WRITES = False
+    store = LocalStore(url, durability="os")
+    start.wait()
+    won = []
+    for k in range(keys):
+        try:
+            store.put(f"c/k{k}/k{k}.json", f"{tag}".encode(), create_only=True)
+            won.append(k)
+        except PreconditionFailed:
+            pass
+    out.put((tag, won))
+
+
+@pytest.mark.parametrize("mix", ["unnamed", "fallback", "both"])
+def test_processes_racing_create_only_have_one_winner_per_key(tmp_path: Path, mix: str) -> None:
+    """Four processes create the same 40 keys at once (after a barrier):
+    each key has exactly one winner, whose bytes it holds, and nothing else
+    is left in any folder. ``both``: two processes write unnamed files (no
+    lock), two take the fallback (lock + create-only rename): the fallback's
+    naming must be atomic against writers that take no lock."""
+    url = str(tmp_path / "stac")
+    LocalStore(url).put("c/collection.json", b"{}")
+    ctx = multiprocessing.get_context("fork")
+    start, out = ctx.Barrier(4), ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_racer,
+            args=(url, 40, start, out, tag, mix == "fallback" or (mix == "both" and tag % 2 == 1)),
+        )
+        for tag in range(4)
+    ]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert [p.exitcode for p in procs] == [0] * 4
+    winners: dict[int, list[int]] = {}
+    for tag, won in results:
+        for k in won:
+            winners.setdefault(k, []).append(tag)
+    assert sorted(winners) == list(range(40))
+    for k, tags in winners.items():
+        assert len(tags) == 1, f"key {k} created by {tags}"
+        folder = tmp_path / "stac" / "c" / f"k{k}"
+        assert os.listdir(folder) == [f"k{k}.json"]
+        assert (folder / f"k{k}.json").read_bytes() == str(tags[0]).encode()
+
+
+def test_staged_rename_does_not_replace_a_document_created_without_the_lock(tmp_path: Path) -> None:
+    """A staged document is renamed under the lock, but a create-only put
+    that writes an unnamed file takes no lock: checking the name
+    (``lexists``) and then renaming over it would replace the document
+    that put created in between. The publishing thread is paused (a trace
+    function) right before it names its temp file, the put runs, and the
+    staging must then refuse its document."""
+    store = LocalStore(str(tmp_path / "stac"), durability="os")
+    store.put("c/collection.json", b"{}")
+    staging = Staging(store)
+    staging.stage("c/a/a.json", b"staged")
+    lines, first = inspect.getsourcelines(Staging._rename)
+    name_line = first + next(
+        i for i, line in enumerate(lines) if "_link_new(" in line or "os.replace(" in line
+    )
+    paused, resume = threading.Event(), threading.Event()
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code is not Staging._rename.__code__:
+            return None
+
+        def line(frame: Any, event: str, arg: Any) -> Any:
+            if event == "line" and frame.f_lineno == name_line:
+                paused.set()
+                resume.wait(10)
+            return line
+
+        return line
+
+    outcome: dict[str, Any] = {}
+
+    def publish() -> None:
+        sys.settrace(tracer)
+        try:
+            outcome.update(staging.publish())
+        finally:
+            sys.settrace(None)
+
+    thread = threading.Thread(target=publish)
+    thread.start()
+    assert paused.wait(10)
+    other = store.put("c/a/a.json", b"other", create_only=True)  # no lock: does not wait for the paused one
+    resume.set()
+    thread.join(10)
+    assert isinstance(outcome["c/a/a.json"], PreconditionFailed)
+    assert store.get("c/a/a.json") == (b"other", other)
+    assert os.listdir(tmp_path / "stac" / "c" / "a") == ["a.json"]
+
+
+# -- the symbolic-link walk's memo of plain folders ------------------------------
+
+
+def _lstats(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    seen: list[str] = []
+    real = os.lstat
+
+    def counting(path: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(os.fspath(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", counting)
+    return seen
+
+
+def test_a_folder_found_plain_is_not_looked_at_again_within_plain_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A register call walks ``<collection>`` for each of its keys: within
+    :attr:`LocalStore.plain_for` a folder found plain is not ``lstat``-ed
+    again; the document itself is, every time."""
+    root = tmp_path / "stac"
+    store = LocalStore(str(root), durability="os")
+    store.put("c/collection.json", b"{}")
+    store.put("c/i/i.json", b"1", create_only=True)
+    seen = _lstats(monkeypatch)
+    store.get("c/collection.json")
+    store.get("c/i/i.json")
+    store.put("c/i/i.json", b"2")
+    monkeypatch.undo()
+    assert seen == [f"{root}/c/collection.json", f"{root}/c/i/i.json", f"{root}/c/i/i.json"]
+    store.plain_for = 0.0  # expired at once: every folder looked at again
+    seen = _lstats(monkeypatch)
+    store.get("c/i/i.json")
+    monkeypatch.undo()
+    assert seen == [f"{root}/c", f"{root}/c/i", f"{root}/c/i/i.json"]
+
+
+@pytest.mark.parametrize("call", ["get", "put", "create_only", "list"])
+def test_a_folder_swapped_for_a_link_out_of_the_root_is_refused_after_plain_for(
+    tmp_path: Path, call: str
+) -> None:
+    """Within the memo's time a folder swapped for a link is the race the
+    walk never caught (between its lstat and the open); after it, the
+    link is found and refused as always, nothing read or written outside."""
+    import time
+
+    from producer.errors import StoreError
+
+    root, outside = tmp_path / "stac", tmp_path / "outside"
+    store = LocalStore(str(root), durability="os")
+    store.plain_for = 0.05
+    store.put("c/i/i.json", b"inside")
+    (outside / "i").mkdir(parents=True)
+    (outside / "i" / "i.json").write_bytes(b"outside")
+    os.rename(root / "c", tmp_path / "moved")
+    os.symlink(outside, root / "c")
+    time.sleep(0.1)
+    with pytest.raises(StoreError, match="symbolic link"):
+        if call == "get":
+            store.get("c/i/i.json")
+        elif call == "put":
+            store.put("c/i/i.json", b"new")
+        elif call == "create_only":
+            store.put("c/j/j.json", b"new", create_only=True)
+        else:
+            list(store.list("c/i"))
+    assert (outside / "i" / "i.json").read_bytes() == b"outside"
+    assert sorted(_files(outside)) == ["i", "i/i.json"]
+
+
+def test_a_link_inside_the_root_still_works_with_the_memo(tmp_path: Path) -> None:
+    root = tmp_path / "stac"
+    store = LocalStore(str(root), durability="os")
+    store.put("real/i/i.json", b"1")
+    os.symlink(root / "real", root / "alias")
+    for _ in range(2):  # the second time within plain_for
+        assert store.get("alias/i/i.json")[0] == b"1"
+        store.put("alias/j/j.json", b"2", create_only=False)
+        assert store.get("real/j/j.json")[0] == b"2"
+        store.delete("real/j/j.json")
+
+
+def test_a_folder_this_store_pruned_is_forgotten(tmp_path: Path) -> None:
+    """A delete prunes the folders it leaves empty: were they still taken
+    as plain, a link put in their place at once would be written through
+    (the memo said: a directory)."""
+    root, outside = tmp_path / "stac", tmp_path / "outside"
+    outside.mkdir()
+    store = LocalStore(str(root), durability="os")
+    store.put("c/keep.json", b"k")
+    store.put("c/i/i.json", b"1")
+    store.delete("c/i/i.json")  # prunes c/i
+    assert not (root / "c" / "i").exists()
+    os.symlink(outside, root / "c" / "i")
+    from producer.errors import StoreError
+
+    with pytest.raises(StoreError, match="symbolic link"):
+        store.put("c/i/i.json", b"2", create_only=True)
+    assert list(outside.iterdir()) == []
+
+
+# -- temp file names: the pid and random part once per process -------------------
+
+
+def _temp_names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".stac-producer.tmp."))
+
+
+def test_a_forked_childs_temp_names_differ_from_the_parents(tmp_path: Path) -> None:
+    """The pid and random part of temp names are made once per process: a
+    forked child must make its own (its pid; and a random part of its own,
+    as the count goes on from the same value in both)."""
+    root = tmp_path / "stac"
+    store = LocalStore(str(root), durability="os")
+    store.put("c/collection.json", b"{}")
+    staging = Staging(store)  # staged temp files stay until published: their names can be read
+    staging.stage("c/p/p.json", b"parent")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            child = Staging(store)
+            child.stage("c/k/k.json", b"child")
+            os.write(write, b"ok")
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and os.read(read, 2) == b"ok"
+    os.close(read)
+    (parent_name,) = _temp_names(root / "c" / "p")
+    (child_name,) = _temp_names(root / "c" / "k")
+    parent_tag = parent_name.removeprefix(".stac-producer.tmp.p.json.").rsplit(".", 1)[0]
+    child_tag = child_name.removeprefix(".stac-producer.tmp.k.json.").rsplit(".", 1)[0]
+    assert parent_tag.split(".")[0] == str(os.getpid()) and child_tag.split(".")[0] == str(pid)
+    assert parent_tag.split(".")[1] != child_tag.split(".")[1]
+    staging.discard()
+
+
+def test_a_taken_temp_name_is_skipped_for_the_next(tmp_path: Path) -> None:
+    """Uniqueness comes from ``O_EXCL``: a temp name that exists (here: made
+    in advance for the next counts) is skipped, not a failed write."""
+    import copy
+
+    root = tmp_path / "stac"
+    store = LocalStore(str(root), durability="os")
+    store.put("c/i/i.json", b"1")
+    upcoming = copy.copy(local._TEMP_COUNT)
+    beside = f"{root}/c/i/.stac-producer.tmp.i.json.{local._temp_tag()}"
+    start = next(upcoming)
+    taken = [Path(f"{beside}{n:x}") for n in range(start, start + 3)]
+    for path in taken:
+        path.write_bytes(b"someone's")
+    store.put("c/i/i.json", b"2")
+    assert store.get("c/i/i.json")[0] == b"2"
+    assert _temp_names(root / "c" / "i") == sorted(p.name for p in taken)  # theirs left, none of ours
+
+
+def test_a_store_stats_its_root_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``LocalStore()`` stats the root (is it under a file?); that stat also
+    says it is a folder, so the first key's walk does not stat it again
+    (a register call opens a store)."""
+    root = tmp_path / "stac"
+    LocalStore(str(root)).put("c/i/i.json", b"1")
+    stats: list[str] = []
+    real = os.stat
+
+    def counting(path: Any, *args: Any, **kwargs: Any) -> Any:
+        stats.append(os.fspath(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counting)
+    store = LocalStore(str(root), durability="os")
+    assert store.get("c/i/i.json")[0] == b"1"
+    store.put("c/i/i.json", b"2")
+    monkeypatch.undo()
+    assert stats == [str(root)]
