@@ -277,3 +277,32 @@ def test_an_unchanged_item_a_racing_remove_took_goes_to_every_sink_as_created(tm
     assert seen.changes[0].item["properties"]["updated"] == item["properties"]["updated"]
     assert producer.validate_catalog(catalog) == []
     assert target in {f["id"] for f in producer.search(catalog)["features"]}
+
+
+@pytest.mark.parametrize("count", [3, 10])  # 10: a staged batch
+def test_created_items_with_hrefs_made_relative_hand_lines_of_the_committed_documents(
+    tmp_path, count
+) -> None:
+    """rv36: data inside the catalog folder and a rendered thumbnail, so the
+    stored document differs from the committed one (hrefs made relative):
+    a line handed with a change is always the committed item's, and the
+    fragment is what the sink encodes itself, lone and staged, first run
+    and rerun (unchanged), with non-ASCII in the items."""
+    catalog = tmp_path / "cat"
+    sources = rasters.dated_cogs(catalog / "données", count)
+    seen = Recorder()
+    options = RegisterOptions(thumbnail=True)
+    results = producer.register(sources, catalog=str(catalog), collection="c", sinks=[seen], options=options)
+    assert [r.action for r in results] == ["created"] * count, [r.error for r in results]
+    assert len(seen.changes) == count
+    assert all(c.line is None or c.line == item_line(c.item) for c in seen.changes)
+    stored = [json.loads((catalog / k).read_text()) for k in (c.key for c in seen.changes)]
+    assert any(not a["href"].startswith(("/", "file:")) for doc in stored for a in doc["assets"].values()), (
+        "no href was made relative: the test does not test what it says"
+    )
+    (fragment,) = _fragments(LocalStore(str(catalog)))
+    assert fragment == _reencoded(fragment, "x")
+    again = Recorder()
+    producer.register(sources, catalog=str(catalog), collection="c", sinks=[again], options=options)
+    assert all(c.line is None or c.line == item_line(c.item) for c in again.changes)
+    assert_stac_valid_tree(catalog)

@@ -1,0 +1,335 @@
+"""Adversarial tests of the local store's cheap create-only paths (rv36):
+a delete's pruning racing an unnamed file, a writer killed between naming
+a document by a hard link and removing its temp name."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from producer.errors import PreconditionFailed
+from producer.store import local
+from producer.store.local import LocalStore, Staging
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="O_TMPFILE, fork: Linux")
+
+
+def _line_of(function: Any, needle: str) -> int:
+    lines, first = inspect.getsourcelines(function)
+    return first + next(i for i, line in enumerate(lines) if needle in line)
+
+
+def _pause_at(function: Any, lineno: int, paused: threading.Event, resume: threading.Event) -> Any:
+    """A trace function that holds the thread once when ``function`` reaches ``lineno``."""
+    code = getattr(function, "__code__", None) or function.__func__.__code__
+    done = [False]
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code is not code:
+            return None
+
+        def line(frame: Any, event: str, arg: Any) -> Any:
+            if event == "line" and frame.f_lineno == lineno and not done[0]:
+                done[0] = True
+                paused.set()
+                assert resume.wait(20)
+            return line
+
+        return line
+
+    return tracer
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_a_delete_pruning_the_folder_of_an_unnamed_file_before_its_link(tmp_path: Path, depth: int) -> None:
+    """An unnamed file is no entry of its folder: a delete of the folder's
+    last document (another store: its own lock) prunes the folder between
+    the ``O_TMPFILE`` open and the ``linkat``. The write makes the folders
+    again and names its document there; nothing else is left."""
+    root = tmp_path / "stac"
+    sub = "/".join(["x"] * depth)
+    key, other = f"c/{sub}/a.json", f"c/{sub}/b.json"
+    writer, deleter = LocalStore(str(root)), LocalStore(str(root))
+    writer.put("c/collection.json", b"{}")
+    deleter.put(other, b"b")
+    paused, resume = threading.Event(), threading.Event()
+    tracer = _pause_at(
+        LocalStore._create_unnamed, _line_of(LocalStore._create_unnamed, "os.link(proc"), paused, resume
+    )
+    out: dict[str, Any] = {}
+
+    def write() -> None:
+        sys.settrace(tracer)
+        try:
+            out["version"] = writer.put(key, b"a", create_only=True)
+        except BaseException as exc:
+            out["error"] = exc
+        finally:
+            sys.settrace(None)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    assert paused.wait(20), "the write never reached its link (no unnamed files here?)"
+    deleter.delete(other)
+    assert not (root / "c" / "x").exists()  # pruned, the unnamed file notwithstanding
+    resume.set()
+    thread.join(20)
+    assert "error" not in out, out
+    assert writer.get(key) == (b"a", out["version"])
+    assert _files(root / "c") == sorted(
+        ["collection.json", "x", *[f"x{'/x' * i}" for i in range(1, depth)], f"{sub}/a.json"]
+    )
+
+
+def test_the_folders_made_again_after_a_prune_are_made_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folders a write makes again (a delete pruned them after the
+    walk) hold new entries: their parents are fsynced as for folders the
+    walk found missing (observed, not replaced)."""
+    root = tmp_path / "stac"
+    writer, deleter = LocalStore(str(root)), LocalStore(str(root))
+    writer.put("c/collection.json", b"{}")
+    deleter.put("c/x/y/b.json", b"b")
+    synced: list[str] = []
+    real = LocalStore._fsync_dir
+
+    def observed(self: LocalStore, directory: Path, **kwargs: Any) -> None:
+        synced.append(os.fspath(directory))
+        real(self, directory, **kwargs)
+
+    paused, resume = threading.Event(), threading.Event()
+    tracer = _pause_at(
+        LocalStore._create_unnamed, _line_of(LocalStore._create_unnamed, "os.link(proc"), paused, resume
+    )
+    out: dict[str, Any] = {}
+
+    def write() -> None:
+        sys.settrace(tracer)
+        try:
+            out["version"] = writer.put("c/x/y/a.json", b"a", create_only=True)
+        except BaseException as exc:
+            out["error"] = exc
+        finally:
+            sys.settrace(None)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    assert paused.wait(20)
+    deleter.delete("c/x/y/b.json")
+    monkeypatch.setattr(LocalStore, "_fsync_dir", observed)
+    resume.set()
+    thread.join(20)
+    assert "error" not in out, out
+    assert set(synced) >= {str(root / "c" / "x" / "y"), str(root / "c" / "x"), str(root / "c")}
+
+
+def _killed_in_child(lineno: int, body: Any) -> None:
+    """Run ``body`` in a forked child that dies (``os._exit``) when
+    :func:`local._link_new` reaches ``lineno``: after the hard link, before
+    the temp name's removal. Asserts the child got there."""
+    code = local._link_new.__code__
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code is not code:
+            return None
+
+        def line(frame: Any, event: str, arg: Any) -> Any:
+            if event == "line" and frame.f_lineno == lineno:
+                os._exit(17)
+            return line
+
+        return line
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            sys.settrace(tracer)
+            body()
+        finally:
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 17, "the child never reached the temp name's removal"
+
+
+@pytest.mark.parametrize("how", ["put", "staged"])
+def test_a_writer_killed_between_the_hard_link_and_the_temp_names_removal(
+    tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback's and a staged document's naming is a hard link of the
+    temp file, then the temp name's removal: a kill in between leaves a temp
+    name that is a second link to the document. It is never listed, a later
+    write replaces the document's name (not the inode both share), and the
+    sweep removes only the temp name: the document is never changed or lost."""
+    monkeypatch.setattr(local, "TMPFILE_WRITES", False)  # the temp file + lock way
+    root = tmp_path / "stac"
+    store = LocalStore(str(root))
+    store.put("c/collection.json", b"{}")
+    unlink = _line_of(local._link_new, "os.unlink(tmp)")
+
+    def body() -> None:
+        if how == "put":
+            store.put("c/a/a.json", b"first", create_only=True)
+        else:
+            staging = Staging(store)
+            staging.stage("c/a/a.json", b"first")
+            staging.publish()
+
+    _killed_in_child(unlink, body)
+    folder = root / "c" / "a"
+    names = sorted(os.listdir(folder), key=lambda n: n != "a.json")
+    assert names[0] == "a.json" and len(names) == 2 and names[1].startswith(".stac-producer.tmp.a.json.")
+    assert os.stat(folder / names[1]).st_ino == os.stat(folder / "a.json").st_ino
+    assert sorted(store.list("c/")) == ["c/a/a.json", "c/collection.json"]
+    with pytest.raises(PreconditionFailed):
+        store.put("c/a/a.json", b"again", create_only=True)
+    _, version = store.get("c/a/a.json")
+    new = store.put("c/a/a.json", b"second", if_version=version)
+    assert (folder / names[1]).read_bytes() == b"first"  # the old inode, under the temp name only
+    store.temp_max_age = 0.0
+    assert store.sweep_temps() == 1
+    assert os.listdir(folder) == ["a.json"]
+    assert store.get("c/a/a.json") == (b"second", new)
+
+
+def _owner(url: str, tag: int, fallback: bool, start: Any, out: Any, rounds: int) -> None:
+    """Create, rewrite (compare-and-swap) and delete (compare-and-swap) a
+    few keys, each in a folder of its own that its delete prunes; staged
+    creates every third round. Whatever a create-only write made is this
+    process's until it deletes it: another writer's create-only must fail
+    against it, so each read, rewrite and delete of an owned key succeeds
+    and sees this process's bytes. Reports the violations."""
+    import random
+
+    if fallback:
+        local.TMPFILE_WRITES = False
+    store = LocalStore(url, durability="os")
+    rng = random.Random(tag)
+    owned: dict[str, tuple[bytes, str]] = {}
+    bad: list[str] = []
+    created = 0
+    start.wait()
+    for n in range(rounds):
+        key = f"c/k{rng.randrange(4)}/k.json"
+        mine = f"{tag}.{n}".encode()
+        ours = key in owned
+        try:
+            if key in owned:
+                data, version = owned.pop(key)
+                got = store.get(key)
+                if got != (data, version):
+                    bad.append(f"{key}: read {got[0]!r}, owned {data!r}")
+                    continue
+                if rng.random() < 0.5:
+                    owned[key] = (mine, store.put(key, mine, if_version=version))
+                else:
+                    store.delete(key, if_version=version)
+            elif n % 3 == 0:
+                staging = Staging(store)
+                try:
+                    version = staging.stage(key, mine)
+                except PreconditionFailed:
+                    continue
+                if staging.publish()[key] == version:
+                    owned[key] = (mine, version)
+                    created += 1
+            else:
+                owned[key] = (mine, store.put(key, mine, create_only=True))
+                created += 1
+        except PreconditionFailed:
+            if ours:
+                bad.append(f"{key}: a compare-and-swap of an owned document failed")
+        except Exception as exc:  # reported to the test
+            bad.append(f"{key}: {type(exc).__name__}: {exc}")
+    out.put((tag, created, bad))
+
+
+@pytest.mark.parametrize("mix", ["unnamed", "both"])
+def test_processes_creating_rewriting_and_deleting_keep_each_create_only_document_its_creators(
+    tmp_path: Path, mix: str
+) -> None:
+    """Four processes create (unnamed, fallback or staged), rewrite and
+    delete the same four keys, whose folders the deletes prune: a document
+    a create-only write made is never replaced by another create-only write
+    (a read, rewrite or delete by its creator would then fail), and nothing
+    is left but documents."""
+    import multiprocessing
+
+    url = str(tmp_path / "stac")
+    LocalStore(url).put("c/collection.json", b"{}")
+    ctx = multiprocessing.get_context("fork")
+    start, out = ctx.Barrier(4), ctx.Queue()
+    procs = [
+        ctx.Process(target=_owner, args=(url, tag, mix == "both" and tag % 2 == 1, start, out, 300))
+        for tag in range(4)
+    ]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert [p.exitcode for p in procs] == [0] * 4
+    assert sum(created for _, created, _ in results) > 40, results
+    assert [bad for _, _, bad in results] == [[]] * 4
+    for folder in (tmp_path / "stac" / "c").iterdir():
+        if folder.is_dir():
+            assert os.listdir(folder) == ["k.json"]
+
+
+@pytest.mark.parametrize("paused_way", ["fallback", "unnamed"])
+def test_a_create_only_paused_before_its_naming_loses_to_the_other_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, paused_way: str
+) -> None:
+    """One create-only write is held right before it names its document
+    (the fallback: under the lock, before its hard link; the unnamed way:
+    before its ``linkat``), the other way creates the key meanwhile (the
+    unnamed way takes no lock, so it does not wait; the fallback waits for
+    no unnamed writer): the held one must fail and leave the other's bytes."""
+    root = tmp_path / "stac"
+    store = LocalStore(str(root), durability="os")
+    store.put("c/collection.json", b"{}")
+    if paused_way == "fallback":
+        function, needle = local._link_new, "os.link(tmp, path)"
+    else:
+        function, needle = LocalStore._create_unnamed, "os.link(proc"
+    paused, resume = threading.Event(), threading.Event()
+    tracer = _pause_at(function, _line_of(function, needle), paused, resume)
+    monkeypatch.setattr(local, "TMPFILE_WRITES", paused_way == "unnamed")
+    out: dict[str, Any] = {}
+
+    def write() -> None:
+        sys.settrace(tracer)
+        try:
+            out["version"] = store.put("c/a/a.json", b"held", create_only=True)
+        except BaseException as exc:
+            out["error"] = exc
+        finally:
+            sys.settrace(None)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    assert paused.wait(20)
+    monkeypatch.setattr(local, "TMPFILE_WRITES", paused_way == "fallback")
+    other = threading.Thread(
+        target=lambda: out.update(other=store.put("c/a/a.json", b"other", create_only=True))
+    )
+    other.start()
+    other.join(5)
+    if paused_way == "unnamed":  # the fallback does not wait for the unnamed writer's lock: it has none
+        assert not other.is_alive()
+    resume.set()
+    thread.join(20)
+    other.join(20)
+    assert isinstance(out.get("error"), PreconditionFailed), out
+    assert store.get("c/a/a.json") == (b"other", out["other"])
+    assert os.listdir(root / "c" / "a") == ["a.json"]
