@@ -333,3 +333,39 @@ def test_a_create_only_paused_before_its_naming_loses_to_the_other_way(
     assert isinstance(out.get("error"), PreconditionFailed), out
     assert store.get("c/a/a.json") == (b"other", out["other"])
     assert os.listdir(root / "c" / "a") == ["a.json"]
+
+
+def test_a_writer_killed_before_it_names_its_unnamed_file_leaves_no_file(tmp_path: Path) -> None:
+    """SIGKILL right before the ``linkat`` (the bytes written and fsynced):
+    the kernel frees the unnamed inode, so the folder the write made is
+    left empty, with no temp file for a sweep, and the key can be created."""
+    import signal
+
+    root = tmp_path / "stac"
+    store = LocalStore(str(root))
+    store.put("c/collection.json", b"{}")
+    code = LocalStore._create_unnamed.__code__
+    lineno = _line_of(LocalStore._create_unnamed, "os.link(proc")
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code is not code:
+            return None
+
+        def line(frame: Any, event: str, arg: Any) -> Any:
+            if event == "line" and frame.f_lineno == lineno:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return line
+
+        return line
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            sys.settrace(tracer)
+            store.put("c/a/a.json", b"x" * 1_000_000, create_only=True)
+        finally:
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    assert _files(root / "c") == ["a", "collection.json"]
+    assert store.put("c/a/a.json", b"a", create_only=True) == store.get("c/a/a.json")[1]
