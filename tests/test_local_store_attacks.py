@@ -369,3 +369,58 @@ def test_a_writer_killed_before_it_names_its_unnamed_file_leaves_no_file(tmp_pat
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
     assert _files(root / "c") == ["a", "collection.json"]
     assert store.put("c/a/a.json", b"a", create_only=True) == store.get("c/a/a.json")[1]
+
+
+@pytest.mark.parametrize("way", ["unnamed", "fallback"])
+def test_a_folder_pruned_between_its_mkdir_and_its_childs_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: str
+) -> None:
+    """``mkdir(parents=True)`` makes a missing parent, then the child; a
+    delete of another writer's document pruning that parent in between
+    (another register's item created and removed in the same new
+    partition) made the child's ``mkdir`` fail, and the write with it
+    ("cannot create the directory ... No such file or directory"): the
+    folders are made again, noted as made by this write (their parents
+    fsynced), and the document is written."""
+    import pathlib
+
+    monkeypatch.setattr(local, "TMPFILE_WRITES", way == "unnamed")
+    root = tmp_path / "stac"
+    writer, other = LocalStore(str(root)), LocalStore(str(root))
+    writer.put("c/collection.json", b"{}")
+    paused, resume = threading.Event(), threading.Event()
+    lineno = _line_of(pathlib.Path.mkdir, "self.mkdir(mode, parents=False")
+    tracer = _pause_at(pathlib.Path.mkdir, lineno, paused, resume)
+    synced: list[str] = []
+    real = LocalStore._fsync_dir
+
+    def observed(self: LocalStore, directory: Path, **kwargs: Any) -> None:
+        synced.append(os.fspath(directory))
+        real(self, directory, **kwargs)
+
+    monkeypatch.setattr(LocalStore, "_fsync_dir", observed)
+    out: dict[str, Any] = {}
+
+    def write() -> None:
+        sys.settrace(tracer)
+        try:
+            out["version"] = writer.put("c/x/y/a.json", b"a", create_only=True)
+        except BaseException as exc:
+            out["error"] = exc
+        finally:
+            sys.settrace(None)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    assert paused.wait(20), "the write never made a parent before its folder"
+    assert (root / "c" / "x").is_dir() and not (root / "c" / "x" / "y").exists()
+    other.put("c/x/d.json", b"d")
+    other.delete("c/x/d.json")  # prunes c/x, which the paused mkdir just made
+    assert not (root / "c" / "x").exists()
+    synced.clear()
+    resume.set()
+    thread.join(20)
+    assert "error" not in out, out
+    assert writer.get("c/x/y/a.json") == (b"a", out["version"])
+    assert _files(root / "c") == ["collection.json", "x", "x/y", "x/y/a.json"]
+    assert {str(root / "c" / "x" / "y"), str(root / "c" / "x"), str(root / "c")} <= set(synced)

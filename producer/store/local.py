@@ -882,12 +882,64 @@ class LocalStore:
                 created[:] = missing
         try:
             folder.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError) as exc:
-            raise StoreError(
-                f"cannot write {key!r} in catalog {self.url}: a parent is a file ({exc})"
-            ) from exc
+            return
+        except (FileNotFoundError, FileExistsError, NotADirectoryError):
+            # a parent it made pruned before the child's mkdir, or one found
+            # made (EEXIST) and pruned before pathlib's is_dir: a race with a
+            # delete, or a parent that is a file; one at a time below says which
+            pass
         except OSError as exc:
             raise StoreError(f"cannot create the directory for {key!r} in catalog {self.url}: {exc}") from exc
+        self._make_folders_one_by_one(key, folder, created)
+
+    def _make_folders_one_by_one(self, key: str, folder: Path, created: list[Path]) -> None:
+        """Make ``folder`` and its missing parents below the root from the
+        top down, each one this call makes noted in ``created`` (deepest
+        first), again from the top when a delete prunes one before its
+        child is made (rv36: ``mkdir(parents=True)`` then failed the write
+        with "No such file or directory"; deletes prune under the lock,
+        folders are made without it). Only after such a race: it costs a
+        ``mkdir`` per level."""
+        chain: list[Path] = []  # below the root, deepest first
+        current = folder
+        while current != self.root and self.root in current.parents:
+            chain.append(current)
+            current = current.parent
+        last: OSError | None = None
+        for _ in range(8):
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                for directory in reversed(chain):
+                    try:
+                        os.mkdir(directory)
+                    except FileExistsError:
+                        # FileNotFoundError here: pruned since, from the top
+                        if not stat.S_ISDIR(os.stat(directory).st_mode):
+                            raise NotADirectoryError(
+                                errno.ENOTDIR, "not a directory", str(directory)
+                            ) from None
+                        continue
+                    if directory not in created:
+                        created.append(directory)
+                created.sort(key=lambda d: len(d.parts), reverse=True)
+                return
+            except FileNotFoundError as exc:
+                last = exc  # pruned again meanwhile: from the top
+            except NotADirectoryError as exc:
+                created.sort(key=lambda d: len(d.parts), reverse=True)
+                raise StoreError(
+                    f"cannot write {key!r} in catalog {self.url}: a parent is a file ({exc})"
+                ) from exc
+            except OSError as exc:
+                created.sort(key=lambda d: len(d.parts), reverse=True)
+                raise StoreError(
+                    f"cannot create the directory for {key!r} in catalog {self.url}: {exc}"
+                ) from exc
+        created.sort(key=lambda d: len(d.parts), reverse=True)
+        raise StoreError(
+            f"cannot create the directory for {key!r} in catalog {self.url}: {last}; "
+            "its folders keep being removed (a concurrent delete prunes them)"
+        )
 
     def _fsync_dir(self, directory: Path, *, gone_ok: bool = False) -> None:
         """fsync ``directory``, so the entries renamed or created in it are
