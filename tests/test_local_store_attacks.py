@@ -63,8 +63,8 @@ def test_a_delete_pruning_the_folder_of_an_unnamed_file_before_its_link(tmp_path
     writer.put("c/collection.json", b"{}")
     deleter.put(other, b"b")
     paused, resume = threading.Event(), threading.Event()
-    tracer = _pause_at(
-        LocalStore._create_unnamed, _line_of(LocalStore._create_unnamed, "os.link(proc"), paused, resume
+    tracer = _pause_at(  # before the lock the naming takes: a delete prunes under it
+        LocalStore._create_unnamed, _line_of(LocalStore._create_unnamed, "self._lock()"), paused, resume
     )
     out: dict[str, Any] = {}
 
@@ -109,8 +109,8 @@ def test_the_folders_made_again_after_a_prune_are_made_durable(
         real(self, directory, **kwargs)
 
     paused, resume = threading.Event(), threading.Event()
-    tracer = _pause_at(
-        LocalStore._create_unnamed, _line_of(LocalStore._create_unnamed, "os.link(proc"), paused, resume
+    tracer = _pause_at(  # before the lock the naming takes: a delete prunes under it
+        LocalStore._create_unnamed, _line_of(LocalStore._create_unnamed, "self._lock()"), paused, resume
     )
     out: dict[str, Any] = {}
 
@@ -291,10 +291,11 @@ def test_a_create_only_paused_before_its_naming_loses_to_the_other_way(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, paused_way: str
 ) -> None:
     """One create-only write is held right before it names its document
-    (the fallback: under the lock, before its hard link; the unnamed way:
-    before its ``linkat``), the other way creates the key meanwhile (the
-    unnamed way takes no lock, so it does not wait; the fallback waits for
-    no unnamed writer): the held one must fail and leave the other's bytes."""
+    (the fallback: before its hard link; the unnamed way: before its
+    ``linkat``; both under the lock), the other way tries the same key
+    meanwhile: it waits for the lock (an earlier release's writer, whose
+    check is ``lexists`` + rename under it, is excluded the same way), then
+    finds the held one's document and fails; one winner, whose bytes stay."""
     root = tmp_path / "stac"
     store = LocalStore(str(root), durability="os")
     store.put("c/collection.json", b"{}")
@@ -320,18 +321,23 @@ def test_a_create_only_paused_before_its_naming_loses_to_the_other_way(
     thread.start()
     assert paused.wait(20)
     monkeypatch.setattr(local, "TMPFILE_WRITES", paused_way == "fallback")
-    other = threading.Thread(
-        target=lambda: out.update(other=store.put("c/a/a.json", b"other", create_only=True))
-    )
+
+    def write_other() -> None:
+        try:
+            out["other"] = store.put("c/a/a.json", b"other", create_only=True)
+        except BaseException as exc:
+            out["other_error"] = exc
+
+    other = threading.Thread(target=write_other)
     other.start()
-    other.join(5)
-    if paused_way == "unnamed":  # the fallback does not wait for the unnamed writer's lock: it has none
-        assert not other.is_alive()
+    other.join(0.5)
+    waited = other.is_alive()  # the held naming holds the lock
     resume.set()
     thread.join(20)
     other.join(20)
-    assert isinstance(out.get("error"), PreconditionFailed), out
-    assert store.get("c/a/a.json") == (b"other", out["other"])
+    assert waited, out
+    assert isinstance(out.get("other_error"), PreconditionFailed), out
+    assert store.get("c/a/a.json") == (b"held", out["version"])
     assert os.listdir(root / "c" / "a") == ["a.json"]
 
 

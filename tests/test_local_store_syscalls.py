@@ -1,6 +1,7 @@
 """LocalStore's cheap paths (issue 12, point 5): create-only writes through an
-unnamed file named by ``linkat`` (no lock, no temp name), their fallback, and
-that the create-only check stays atomic against every other writer."""
+unnamed file named by ``linkat`` under the lock (no temp name, no lexists),
+their fallback, and that the create-only check stays atomic against every
+other writer, an earlier release's included."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 
 from producer.errors import PreconditionFailed
 from producer.store import local
-from producer.store.local import LOCK_NAME, LocalStore, Staging
+from producer.store.local import LocalStore, Staging
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="O_TMPFILE: Linux")
 
@@ -35,18 +36,49 @@ def _files(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
 
 
-def test_create_only_takes_no_lock_where_unnamed_files_work(tmp_path: Path, way: str) -> None:
-    """The unnamed way never opens the lock file (the kernel's EEXIST is the
-    check): a fresh root holds none after a create-only write. The
-    fallback makes it."""
-    store = LocalStore(str(tmp_path / "stac"), durability="os")
-    store.put("a/b.json", b"1", create_only=True)
-    names = _files(tmp_path / "stac")
-    if way == "unnamed":
-        assert names == ["a", "a/b.json"]
-    else:
-        assert names == [LOCK_NAME, "a", "a/b.json"]
-    assert store.get("a/b.json")[0] == b"1"
+def test_create_only_names_under_the_lock_an_earlier_release_takes(tmp_path: Path, way: str) -> None:
+    """A writer of an earlier release (a long-lived worker not yet upgraded)
+    makes a create-only write as ``lexists`` under the catalog's lock, then
+    a rename over the name. Played here by hand: the lock taken, the name
+    checked absent. A create-only put by this release must wait for that
+    lock rather than name its document in between (it did, in review rv36:
+    the earlier writer's rename then replaced it, and both reported the
+    creation); once the earlier writer has renamed and let go, the put is
+    refused and the earlier writer's bytes stay."""
+    root = tmp_path / "stac"
+    LocalStore(str(root), durability="os").put("c/collection.json", b"{}")
+    older = LocalStore(str(root), durability="os")
+    target = root / "c" / "a" / "a.json"
+    target.parent.mkdir()
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def put() -> None:
+        try:
+            outcome["version"] = LocalStore(str(root), durability="os").put(
+                "c/a/a.json", b"new", create_only=True
+            )
+        except PreconditionFailed as exc:
+            outcome["refused"] = exc
+        finally:
+            done.set()
+
+    fd, forks = older._lock()
+    try:
+        assert not os.path.lexists(target)  # the earlier release's check, under the lock
+        thread = threading.Thread(target=put)
+        thread.start()
+        named_meanwhile = done.wait(0.5)
+        temp = target.parent / ".older-temp"
+        temp.write_bytes(b"older")
+        os.replace(temp, target)  # the earlier release's rename, still under the lock
+    finally:
+        local._unlock(fd, forks)
+    thread.join(10)
+    assert not named_meanwhile, f"named while an earlier writer held the lock: {outcome}"
+    assert isinstance(outcome.get("refused"), PreconditionFailed)
+    assert target.read_bytes() == b"older"
+    assert sorted(os.listdir(target.parent)) == ["a.json"]
 
 
 @pytest.mark.parametrize("durability", ["fsync", "os"])
@@ -160,13 +192,13 @@ def test_processes_racing_create_only_have_one_winner_per_key(tmp_path: Path, mi
         assert (folder / f"k{k}.json").read_bytes() == str(tags[0]).encode()
 
 
-def test_staged_rename_does_not_replace_a_document_created_without_the_lock(tmp_path: Path) -> None:
-    """A staged document is renamed under the lock, but a create-only put
-    that writes an unnamed file takes no lock: checking the name
-    (``lexists``) and then renaming over it would replace the document
-    that put created in between. The publishing thread is paused (a trace
-    function) right before it names its temp file, the put runs, and the
-    staging must then refuse its document."""
+def test_a_create_only_put_waits_for_a_staged_naming_under_way(tmp_path: Path, way: str) -> None:
+    """A staged document is named under the lock, and so is a create-only
+    put's (unnamed file or temp file): the publishing thread is paused (a
+    trace function) right before it names its temp file, holding the lock;
+    a create-only put of the same key meanwhile waits, and once the staging
+    has named its document the put is refused: one winner, no document
+    replaced, nothing else left in the folder."""
     store = LocalStore(str(tmp_path / "stac"), durability="os")
     store.put("c/collection.json", b"{}")
     staging = Staging(store)
@@ -201,11 +233,27 @@ def test_staged_rename_does_not_replace_a_document_created_without_the_lock(tmp_
     thread = threading.Thread(target=publish)
     thread.start()
     assert paused.wait(10)
-    other = store.put("c/a/a.json", b"other", create_only=True)  # no lock: does not wait for the paused one
+    refused: list[BaseException] = []
+    done = threading.Event()
+
+    def put() -> None:
+        try:
+            store.put("c/a/a.json", b"other", create_only=True)
+        except PreconditionFailed as exc:
+            refused.append(exc)
+        finally:
+            done.set()
+
+    other = threading.Thread(target=put)
+    other.start()
+    named_meanwhile = done.wait(0.5)
     resume.set()
     thread.join(10)
-    assert isinstance(outcome["c/a/a.json"], PreconditionFailed)
-    assert store.get("c/a/a.json") == (b"other", other)
+    other.join(10)
+    assert not named_meanwhile, "a create-only put named its document while a staged naming held the lock"
+    assert outcome["c/a/a.json"] == store.get("c/a/a.json")[1]
+    assert store.get("c/a/a.json")[0] == b"staged"
+    assert len(refused) == 1
     assert os.listdir(tmp_path / "stac" / "c" / "a") == ["a.json"]
 
 
