@@ -46,6 +46,32 @@ def _pause_at(function: Any, lineno: int, paused: threading.Event, resume: threa
     return tracer
 
 
+def _held_put(
+    store: LocalStore, key: str, data: bytes, function: Any, lineno: int
+) -> tuple[threading.Thread, dict[str, Any], threading.Event]:
+    """Start a create-only ``store.put(key, data)`` in a thread held (by
+    :func:`_pause_at`) when ``function`` reaches ``lineno``; returns once it
+    is held: the thread, what it gives (``version`` or ``error``) and the
+    event that lets it go on."""
+    paused, resume = threading.Event(), threading.Event()
+    tracer = _pause_at(function, lineno, paused, resume)
+    out: dict[str, Any] = {}
+
+    def write() -> None:
+        sys.settrace(tracer)
+        try:
+            out["version"] = store.put(key, data, create_only=True)
+        except BaseException as exc:
+            out["error"] = exc
+        finally:
+            sys.settrace(None)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    assert paused.wait(20), f"the write never reached line {lineno} of {function.__qualname__}"
+    return thread, out, resume
+
+
 def _files(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
 
@@ -62,24 +88,9 @@ def test_a_delete_pruning_the_folder_of_an_unnamed_file_before_its_link(tmp_path
     writer, deleter = LocalStore(str(root)), LocalStore(str(root))
     writer.put("c/collection.json", b"{}")
     deleter.put(other, b"b")
-    paused, resume = threading.Event(), threading.Event()
-    tracer = _pause_at(  # before the lock the naming takes: a delete prunes under it
-        LocalStore._create_unnamed, _line_of(LocalStore._create_unnamed, "self._lock()"), paused, resume
-    )
-    out: dict[str, Any] = {}
-
-    def write() -> None:
-        sys.settrace(tracer)
-        try:
-            out["version"] = writer.put(key, b"a", create_only=True)
-        except BaseException as exc:
-            out["error"] = exc
-        finally:
-            sys.settrace(None)
-
-    thread = threading.Thread(target=write)
-    thread.start()
-    assert paused.wait(20), "the write never reached its link (no unnamed files here?)"
+    # held before the lock the naming takes: a delete prunes under it
+    naming = _line_of(LocalStore._create_unnamed, "self._lock()")
+    thread, out, resume = _held_put(writer, key, b"a", LocalStore._create_unnamed, naming)
     deleter.delete(other)
     assert not (root / "c" / "x").exists()  # pruned, the unnamed file notwithstanding
     resume.set()
@@ -108,24 +119,8 @@ def test_the_folders_made_again_after_a_prune_are_made_durable(
         synced.append(os.fspath(directory))
         real(self, directory, **kwargs)
 
-    paused, resume = threading.Event(), threading.Event()
-    tracer = _pause_at(  # before the lock the naming takes: a delete prunes under it
-        LocalStore._create_unnamed, _line_of(LocalStore._create_unnamed, "self._lock()"), paused, resume
-    )
-    out: dict[str, Any] = {}
-
-    def write() -> None:
-        sys.settrace(tracer)
-        try:
-            out["version"] = writer.put("c/x/y/a.json", b"a", create_only=True)
-        except BaseException as exc:
-            out["error"] = exc
-        finally:
-            sys.settrace(None)
-
-    thread = threading.Thread(target=write)
-    thread.start()
-    assert paused.wait(20)
+    naming = _line_of(LocalStore._create_unnamed, "self._lock()")  # before the lock: a delete prunes under it
+    thread, out, resume = _held_put(writer, "c/x/y/a.json", b"a", LocalStore._create_unnamed, naming)
     deleter.delete("c/x/y/b.json")
     monkeypatch.setattr(LocalStore, "_fsync_dir", observed)
     resume.set()
@@ -134,11 +129,14 @@ def test_the_folders_made_again_after_a_prune_are_made_durable(
     assert set(synced) >= {str(root / "c" / "x" / "y"), str(root / "c" / "x"), str(root / "c")}
 
 
-def _killed_in_child(lineno: int, body: Any) -> None:
-    """Run ``body`` in a forked child that dies (``os._exit``) when
-    :func:`local._link_new` reaches ``lineno``: after the hard link, before
-    the temp name's removal. Asserts the child got there."""
-    code = local._link_new.__code__
+def _dies_in_child(function: Any, lineno: int, body: Any, *, sigkill: bool = False) -> int:
+    """Run ``body`` in a forked child that dies when ``function`` reaches
+    ``lineno``: ``os._exit(17)``, or a SIGKILL (``sigkill``: nothing of the
+    process runs after it). Returns the child's wait status, once asserted
+    that it died there."""
+    import signal
+
+    code = function.__code__
 
     def tracer(frame: Any, event: str, arg: Any) -> Any:
         if frame.f_code is not code:
@@ -146,6 +144,8 @@ def _killed_in_child(lineno: int, body: Any) -> None:
 
         def line(frame: Any, event: str, arg: Any) -> Any:
             if event == "line" and frame.f_lineno == lineno:
+                if sigkill:
+                    os.kill(os.getpid(), signal.SIGKILL)
                 os._exit(17)
             return line
 
@@ -159,7 +159,11 @@ def _killed_in_child(lineno: int, body: Any) -> None:
         finally:
             os._exit(3)
     _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 17, "the child never reached the temp name's removal"
+    if sigkill:
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, "the child never got there"
+    else:
+        assert os.waitstatus_to_exitcode(status) == 17, "the child never got there"
+    return status
 
 
 @pytest.mark.parametrize("how", ["put", "staged"])
@@ -185,7 +189,7 @@ def test_a_writer_killed_between_the_hard_link_and_the_temp_names_removal(
             staging.stage("c/a/a.json", b"first")
             staging.publish()
 
-    _killed_in_child(unlink, body)
+    _dies_in_child(local._link_new, unlink, body)  # after the hard link, before the temp name's removal
     folder = root / "c" / "a"
     names = sorted(os.listdir(folder), key=lambda n: n != "a.json")
     assert names[0] == "a.json" and len(names) == 2 and names[1].startswith(".stac-producer.tmp.a.json.")
@@ -303,23 +307,8 @@ def test_a_create_only_paused_before_its_naming_loses_to_the_other_way(
         function, needle = local._link_new, "os.link(tmp, path)"
     else:
         function, needle = LocalStore._create_unnamed, "os.link(proc"
-    paused, resume = threading.Event(), threading.Event()
-    tracer = _pause_at(function, _line_of(function, needle), paused, resume)
     monkeypatch.setattr(local, "TMPFILE_WRITES", paused_way == "unnamed")
-    out: dict[str, Any] = {}
-
-    def write() -> None:
-        sys.settrace(tracer)
-        try:
-            out["version"] = store.put("c/a/a.json", b"held", create_only=True)
-        except BaseException as exc:
-            out["error"] = exc
-        finally:
-            sys.settrace(None)
-
-    thread = threading.Thread(target=write)
-    thread.start()
-    assert paused.wait(20)
+    thread, out, resume = _held_put(store, "c/a/a.json", b"held", function, _line_of(function, needle))
     monkeypatch.setattr(local, "TMPFILE_WRITES", paused_way == "fallback")
 
     def write_other() -> None:
@@ -345,34 +334,16 @@ def test_a_writer_killed_before_it_names_its_unnamed_file_leaves_no_file(tmp_pat
     """SIGKILL right before the ``linkat`` (the bytes written and fsynced):
     the kernel frees the unnamed inode, so the folder the write made is
     left empty, with no temp file for a sweep, and the key can be created."""
-    import signal
-
     root = tmp_path / "stac"
     store = LocalStore(str(root))
     store.put("c/collection.json", b"{}")
-    code = LocalStore._create_unnamed.__code__
     lineno = _line_of(LocalStore._create_unnamed, "os.link(proc")
-
-    def tracer(frame: Any, event: str, arg: Any) -> Any:
-        if frame.f_code is not code:
-            return None
-
-        def line(frame: Any, event: str, arg: Any) -> Any:
-            if event == "line" and frame.f_lineno == lineno:
-                os.kill(os.getpid(), signal.SIGKILL)
-            return line
-
-        return line
-
-    pid = os.fork()
-    if pid == 0:
-        try:
-            sys.settrace(tracer)
-            store.put("c/a/a.json", b"x" * 1_000_000, create_only=True)
-        finally:
-            os._exit(3)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    _dies_in_child(
+        LocalStore._create_unnamed,
+        lineno,
+        lambda: store.put("c/a/a.json", b"x" * 1_000_000, create_only=True),
+        sigkill=True,
+    )
     assert _files(root / "c") == ["a", "collection.json"]
     assert store.put("c/a/a.json", b"a", create_only=True) == store.get("c/a/a.json")[1]
 
@@ -394,9 +365,7 @@ def test_a_folder_pruned_between_its_mkdir_and_its_childs_is_made_again(
     root = tmp_path / "stac"
     writer, other = LocalStore(str(root)), LocalStore(str(root))
     writer.put("c/collection.json", b"{}")
-    paused, resume = threading.Event(), threading.Event()
     lineno = _line_of(pathlib.Path.mkdir, "self.mkdir(mode, parents=False")
-    tracer = _pause_at(pathlib.Path.mkdir, lineno, paused, resume)
     synced: list[str] = []
     real = LocalStore._fsync_dir
 
@@ -405,20 +374,7 @@ def test_a_folder_pruned_between_its_mkdir_and_its_childs_is_made_again(
         real(self, directory, **kwargs)
 
     monkeypatch.setattr(LocalStore, "_fsync_dir", observed)
-    out: dict[str, Any] = {}
-
-    def write() -> None:
-        sys.settrace(tracer)
-        try:
-            out["version"] = writer.put("c/x/y/a.json", b"a", create_only=True)
-        except BaseException as exc:
-            out["error"] = exc
-        finally:
-            sys.settrace(None)
-
-    thread = threading.Thread(target=write)
-    thread.start()
-    assert paused.wait(20), "the write never made a parent before its folder"
+    thread, out, resume = _held_put(writer, "c/x/y/a.json", b"a", pathlib.Path.mkdir, lineno)
     assert (root / "c" / "x").is_dir() and not (root / "c" / "x" / "y").exists()
     other.put("c/x/d.json", b"d")
     other.delete("c/x/d.json")  # prunes c/x, which the paused mkdir just made

@@ -100,10 +100,10 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from producer.errors import CatalogError, InputError, NotFound, PreconditionFailed, StoreError
 from producer.store.base import describe_condition
@@ -111,6 +111,9 @@ from producer.store.keys import RESERVED_PREFIX, check_key, check_prefix, is_lis
 from producer.urls import is_file_url, local_path
 
 log = logging.getLogger(__name__)
+
+#: what an opener passed to :meth:`LocalStore._open_in_folder` returns
+_T = TypeVar("_T")
 
 LOCK_NAME = RESERVED_PREFIX + ".lock"
 #: documents that link others: their folders can be large (not swept per write)
@@ -744,39 +747,50 @@ class LocalStore:
         text = os.fspath(path)  # kept by the Path: the rename reuses it (its parent's would be built)
         cut = text.rfind(os.sep) + 1
         beside = f"{text[:cut]}{_TMP_PREFIX}{text[cut:]}."
+        try:
+            fd, tmp = self._open_in_folder(key, path, created, lambda: _open_temp(beside))
+        except StoreError:
+            raise
+        except OSError as exc:
+            raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
+        try:
+            try:  # the bytes straight to the descriptor: no buffered file object (3 syscalls less)
+                _write_all(fd, data)
+                if sync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:  # disk full, quota, I/O error: a store error naming the key
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return tmp
+
+    def _open_in_folder(
+        self, key: str, path: str | Path, created: list[Path], opener: Callable[[], _T]
+    ) -> _T:
+        """``opener()``, an open of a new file in ``path``'s folder, which
+        the first attempt assumes exists (it mostly does; the open fails
+        otherwise) unless ``created`` names folders the walk found missing
+        (made first). A concurrent delete may remove a folder meanwhile (it
+        prunes empty ones): it is made again and the open retried, up to 5
+        times, each folder made noted in ``created``. Other ``OSError``s of
+        ``opener`` go to the caller, who words them."""
         for attempt in range(5):
-            # The first attempt assumes the directory exists (it mostly does;
-            # its open fails otherwise). A concurrent delete may remove a
-            # directory we just created (it prunes empty ones): create it
-            # again and retry.
             if attempt or created:
                 self._make_folder(key, path, created, again=bool(attempt))
             try:
-                fd, tmp = _open_temp(beside)
+                return opener()
             except FileNotFoundError:
                 continue
             except NotADirectoryError as exc:
                 if not attempt:
                     continue  # the mkdir of the next attempt says which parent is a file
                 raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
-            except OSError as exc:
-                raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
-            try:
-                try:  # the bytes straight to the descriptor: no buffered file object (3 syscalls less)
-                    _write_all(fd, data)
-                    if sync:
-                        os.fsync(fd)
-                finally:
-                    os.close(fd)
-            except OSError as exc:  # disk full, quota, I/O error: a store error naming the key
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-            return tmp
         raise StoreError(f"cannot write {key!r} in catalog {self.url}: its directory keeps disappearing")
 
     def _create_unnamed(self, key: str, path: str, data: bytes, sync: bool, created: list[Path]) -> bool:
@@ -804,26 +818,15 @@ class LocalStore:
         :class:`StoreError` when the write fails."""
         text = os.fspath(path)
         folder = text[: text.rfind(os.sep)] or os.sep
-        fd = -1
-        for attempt in range(5):
-            if attempt or created:
-                self._make_folder(key, path, created, again=bool(attempt))
-            try:
-                fd = os.open(folder, _TMPFILE_FLAGS, 0o644)
-                break
-            except FileNotFoundError:
-                continue
-            except NotADirectoryError as exc:
-                if not attempt:
-                    continue  # the mkdir of the next attempt says which parent is a file
-                raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
-            except OSError as exc:
-                if exc.errno in _TMPFILE_REFUSED:
-                    _NO_TMPFILE.add(self._lock_file)
-                    return False
-                raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
-        else:
-            raise StoreError(f"cannot write {key!r} in catalog {self.url}: its directory keeps disappearing")
+        try:
+            fd = self._open_in_folder(key, path, created, lambda: os.open(folder, _TMPFILE_FLAGS, 0o644))
+        except StoreError:
+            raise
+        except OSError as exc:
+            if exc.errno in _TMPFILE_REFUSED:
+                _NO_TMPFILE.add(self._lock_file)
+                return False
+            raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
         try:
             try:
                 _write_all(fd, data)
