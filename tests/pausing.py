@@ -8,6 +8,7 @@ the first. Shared by the extent, identity and removal race tests.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -68,3 +69,43 @@ def in_thread(target: Callable[[], object]) -> tuple[threading.Thread, dict]:
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread, out
+
+
+def line_of(function: Any, needle: str) -> int:
+    """The number of the first source line of ``function`` that holds ``needle``."""
+    lines, first = inspect.getsourcelines(function)
+    return first + next(i for i, line in enumerate(lines) if needle in line)
+
+
+def hold_at_line(
+    function: Any,
+    lineno: int,
+    reached: threading.Event,
+    resume: threading.Event,
+    *,
+    timeout: float = 20.0,
+    must_resume: bool = True,
+) -> Callable[..., Any]:
+    """A trace function (``sys.settrace`` it in the thread to hold) that
+    holds that thread once, when ``function`` is about to run line
+    ``lineno``: ``reached`` is set, then it waits up to ``timeout`` for
+    ``resume`` (asserted when ``must_resume``; otherwise it goes on after
+    the timeout, for a test whose other side is expected to wait for it)."""
+    code = getattr(function, "__code__", None) or function.__func__.__code__
+    done = [False]
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code is not code:
+            return None
+
+        def line(frame: Any, event: str, arg: Any) -> Any:
+            if event == "line" and frame.f_lineno == lineno and not done[0]:
+                done[0] = True
+                reached.set()
+                resumed = resume.wait(timeout)
+                assert resumed or not must_resume, "the test never resumed the held thread"
+            return line
+
+        return line
+
+    return tracer

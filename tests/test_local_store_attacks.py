@@ -4,7 +4,6 @@ a document by a hard link and removing its temp name."""
 
 from __future__ import annotations
 
-import inspect
 import os
 import sys
 import threading
@@ -16,34 +15,9 @@ import pytest
 from producer.errors import PreconditionFailed
 from producer.store import local
 from producer.store.local import LocalStore, Staging
+from tests.pausing import hold_at_line, line_of
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="O_TMPFILE, fork: Linux")
-
-
-def _line_of(function: Any, needle: str) -> int:
-    lines, first = inspect.getsourcelines(function)
-    return first + next(i for i, line in enumerate(lines) if needle in line)
-
-
-def _pause_at(function: Any, lineno: int, paused: threading.Event, resume: threading.Event) -> Any:
-    """A trace function that holds the thread once when ``function`` reaches ``lineno``."""
-    code = getattr(function, "__code__", None) or function.__func__.__code__
-    done = [False]
-
-    def tracer(frame: Any, event: str, arg: Any) -> Any:
-        if frame.f_code is not code:
-            return None
-
-        def line(frame: Any, event: str, arg: Any) -> Any:
-            if event == "line" and frame.f_lineno == lineno and not done[0]:
-                done[0] = True
-                paused.set()
-                assert resume.wait(20)
-            return line
-
-        return line
-
-    return tracer
 
 
 def _held_put(
@@ -54,7 +28,7 @@ def _held_put(
     is held: the thread, what it gives (``version`` or ``error``) and the
     event that lets it go on."""
     paused, resume = threading.Event(), threading.Event()
-    tracer = _pause_at(function, lineno, paused, resume)
+    tracer = hold_at_line(function, lineno, paused, resume)
     out: dict[str, Any] = {}
 
     def write() -> None:
@@ -89,7 +63,7 @@ def test_a_delete_pruning_the_folder_of_an_unnamed_file_before_its_link(tmp_path
     writer.put("c/collection.json", b"{}")
     deleter.put(other, b"b")
     # held before the lock the naming takes: a delete prunes under it
-    naming = _line_of(LocalStore._create_unnamed, "self._lock()")
+    naming = line_of(LocalStore._create_unnamed, "self._lock()")
     thread, out, resume = _held_put(writer, key, b"a", LocalStore._create_unnamed, naming)
     deleter.delete(other)
     assert not (root / "c" / "x").exists()  # pruned, the unnamed file notwithstanding
@@ -119,7 +93,7 @@ def test_the_folders_made_again_after_a_prune_are_made_durable(
         synced.append(os.fspath(directory))
         real(self, directory, **kwargs)
 
-    naming = _line_of(LocalStore._create_unnamed, "self._lock()")  # before the lock: a delete prunes under it
+    naming = line_of(LocalStore._create_unnamed, "self._lock()")  # before the lock: a delete prunes under it
     thread, out, resume = _held_put(writer, "c/x/y/a.json", b"a", LocalStore._create_unnamed, naming)
     deleter.delete("c/x/y/b.json")
     monkeypatch.setattr(LocalStore, "_fsync_dir", observed)
@@ -179,7 +153,7 @@ def test_a_writer_killed_between_the_hard_link_and_the_temp_names_removal(
     root = tmp_path / "stac"
     store = LocalStore(str(root))
     store.put("c/collection.json", b"{}")
-    unlink = _line_of(local._link_new, "os.unlink(tmp)")
+    unlink = line_of(local._link_new, "os.unlink(tmp)")
 
     def body() -> None:
         if how == "put":
@@ -308,7 +282,7 @@ def test_a_create_only_paused_before_its_naming_loses_to_the_other_way(
     else:
         function, needle = LocalStore._create_unnamed, "os.link(proc"
     monkeypatch.setattr(local, "TMPFILE_WRITES", paused_way == "unnamed")
-    thread, out, resume = _held_put(store, "c/a/a.json", b"held", function, _line_of(function, needle))
+    thread, out, resume = _held_put(store, "c/a/a.json", b"held", function, line_of(function, needle))
     monkeypatch.setattr(local, "TMPFILE_WRITES", paused_way == "fallback")
 
     def write_other() -> None:
@@ -337,7 +311,7 @@ def test_a_writer_killed_before_it_names_its_unnamed_file_leaves_no_file(tmp_pat
     root = tmp_path / "stac"
     store = LocalStore(str(root))
     store.put("c/collection.json", b"{}")
-    lineno = _line_of(LocalStore._create_unnamed, "os.link(proc")
+    lineno = line_of(LocalStore._create_unnamed, "os.link(proc")
     _dies_in_child(
         LocalStore._create_unnamed,
         lineno,
@@ -365,7 +339,7 @@ def test_a_folder_pruned_between_its_mkdir_and_its_childs_is_made_again(
     root = tmp_path / "stac"
     writer, other = LocalStore(str(root)), LocalStore(str(root))
     writer.put("c/collection.json", b"{}")
-    lineno = _line_of(pathlib.Path.mkdir, "self.mkdir(mode, parents=False")
+    lineno = line_of(pathlib.Path.mkdir, "self.mkdir(mode, parents=False")
     synced: list[str] = []
     real = LocalStore._fsync_dir
 

@@ -5,7 +5,6 @@ other writer, an earlier release's included."""
 
 from __future__ import annotations
 
-import inspect
 import multiprocessing
 import os
 import sys
@@ -18,6 +17,7 @@ import pytest
 from producer.errors import PreconditionFailed
 from producer.store import local
 from producer.store.local import LocalStore, Staging
+from tests.pausing import hold_at_line, line_of
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="O_TMPFILE: Linux")
 
@@ -203,23 +203,9 @@ def test_a_create_only_put_waits_for_a_staged_naming_under_way(tmp_path: Path, w
     store.put("c/collection.json", b"{}")
     staging = Staging(store)
     staging.stage("c/a/a.json", b"staged")
-    lines, first = inspect.getsourcelines(Staging._rename)
-    name_line = first + next(
-        i for i, line in enumerate(lines) if "_link_new(" in line or "os.replace(" in line
-    )
     paused, resume = threading.Event(), threading.Event()
-
-    def tracer(frame: Any, event: str, arg: Any) -> Any:
-        if frame.f_code is not Staging._rename.__code__:
-            return None
-
-        def line(frame: Any, event: str, arg: Any) -> Any:
-            if event == "line" and frame.f_lineno == name_line:
-                paused.set()
-                resume.wait(10)
-            return line
-
-        return line
+    name_line = line_of(Staging._rename, "_link_new(")
+    tracer = hold_at_line(Staging._rename, name_line, paused, resume, timeout=10, must_resume=False)
 
     outcome: dict[str, Any] = {}
 
@@ -260,16 +246,21 @@ def test_a_create_only_put_waits_for_a_staged_naming_under_way(tmp_path: Path, w
 # -- the symbolic-link walk's memo of plain folders ------------------------------
 
 
-def _lstats(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def _calls(monkeypatch: pytest.MonkeyPatch, name: str) -> list[str]:
+    """The paths ``os.<name>`` (``lstat``, ``stat``) is called with from now on."""
     seen: list[str] = []
-    real = os.lstat
+    real = getattr(os, name)
 
     def counting(path: Any, *args: Any, **kwargs: Any) -> Any:
         seen.append(os.fspath(path))
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(os, "lstat", counting)
+    monkeypatch.setattr(os, name, counting)
     return seen
+
+
+def _lstats(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    return _calls(monkeypatch, "lstat")
 
 
 def test_a_folder_found_plain_is_not_looked_at_again_within_plain_for(
@@ -424,14 +415,7 @@ def test_a_store_stats_its_root_once(tmp_path: Path, monkeypatch: pytest.MonkeyP
     (a register call opens a store)."""
     root = tmp_path / "stac"
     LocalStore(str(root)).put("c/i/i.json", b"1")
-    stats: list[str] = []
-    real = os.stat
-
-    def counting(path: Any, *args: Any, **kwargs: Any) -> Any:
-        stats.append(os.fspath(path))
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "stat", counting)
+    stats = _calls(monkeypatch, "stat")
     store = LocalStore(str(root), durability="os")
     assert store.get("c/i/i.json")[0] == b"1"
     store.put("c/i/i.json", b"2")

@@ -19,7 +19,7 @@ import pytest
 from producer.errors import InputError, MissingBucket, NotFound, PreconditionFailed, ProducerError, StoreError
 from producer.store import CountingStore, FsspecStore, LocalStore, S3Store, Store, open_store
 from producer.store.s3_obstore import ObstoreS3Store
-from tests.pausing import PauseAfterGet
+from tests.pausing import PauseAfterGet, hold_at_line, line_of
 from tests.s3server import S3Server
 
 BACKENDS = ["local", "memory", "s3", "s3-obstore"]
@@ -572,27 +572,15 @@ def test_local_lock_released_while_a_child_is_forked_is_not_kept_by_the_child(tm
     paused (by a trace function) right before the close, and the fork is
     made then."""
     import fcntl
-    import inspect
 
     from producer.store import local
 
     store = LocalStore(str(tmp_path / "stac"))
     store.put("a.json", b"1")
-    lines, first = inspect.getsourcelines(local._unlock)
-    close_line = first + next(i for i, line in enumerate(lines) if "os.close(fd)" in line)
     paused, forked = threading.Event(), threading.Event()
-
-    def tracer(frame: Any, event: str, arg: Any) -> Any:
-        if frame.f_code is not local._unlock.__code__:
-            return None
-
-        def line(frame: Any, event: str, arg: Any) -> Any:
-            if event == "line" and frame.f_lineno == close_line:
-                paused.set()
-                forked.wait(2)  # with the release guarded, the fork waits for it instead
-            return line
-
-        return line
+    # with the release guarded, the fork waits for it instead: the held thread goes on after 2 s
+    close_line = line_of(local._unlock, "os.close(fd)")
+    tracer = hold_at_line(local._unlock, close_line, paused, forked, timeout=2, must_resume=False)
 
     def release() -> None:
         sys.settrace(tracer)
