@@ -858,11 +858,7 @@ class Committer:
         line = None
         self._begin_creation(key)
         try:
-            stored = self.stored_form(key, first)
-            if lines is not None and stored is first:
-                data, line = docs.dumps_with_line(stored)
-            else:
-                data = docs.dumps(stored)
+            data, line = self._encode_created(key, first, lines is not None)
             self.written_versions[key] = self.store.put(key, data, create_only=True)
         except PreconditionFailed:
             self._lost_creation(key)
@@ -947,6 +943,17 @@ class Committer:
         created = item["properties"].get("created") or now
         return {**item, "properties": {**item["properties"], "created": created, "updated": now}}
 
+    def _encode_created(self, key: str, first: dict, with_line: bool) -> tuple[bytes, str | None]:
+        """The bytes of a new item document ``first`` as stored at ``key``
+        and, when ``with_line`` and the stored form is ``first`` itself (no
+        href made relative), its mirror line from the same encoding
+        (:func:`~producer.catalog.documents.dumps_with_line`); else None for
+        the line."""
+        stored = self.stored_form(key, first)
+        if with_line and stored is first:
+            return docs.dumps_with_line(stored)
+        return docs.dumps(stored), None
+
     def stage_item(
         self, staging: Staging, key: str, item: dict, lines: dict[str, str] | None = None
     ) -> dict | None:
@@ -963,11 +970,7 @@ class Committer:
         line = None
         self._begin_creation(key)
         try:
-            stored = self.stored_form(key, first)
-            if lines is not None and stored is first:
-                data, line = docs.dumps_with_line(stored)
-            else:
-                data = docs.dumps(stored)
+            data, line = self._encode_created(key, first, lines is not None)
             staging.stage(key, data)
         except PreconditionFailed:
             self._lost_creation(key)

@@ -147,16 +147,10 @@ def pretty_and_compact(doc: Any) -> tuple[bytes, str] | None:
     for the other; the compact text is then one more orjson pass (an
     item's mirror line, made as its document is written: 5-8 us instead
     of the encoding and checks again in the sink, caches cold)."""
-    try:
-        out = orjson.dumps(doc, default=_refuse, option=_PRETTY)
-    except TypeError:
+    out = pretty(doc)
+    if out is None:
         return None
-    if not _as_json_writes(out, doc, indented=True):
-        return None
-    line = orjson.dumps(doc, option=_PASS)
-    if line.isascii() and b"\x7f" not in line:
-        return out, line.decode("ascii")
-    return out, _NON_ASCII.sub(_escape, line.decode("utf-8"))
+    return out, _ascii_text(orjson.dumps(doc, option=_PASS))
 
 
 def compact(doc: Any) -> str | None:
@@ -169,6 +163,12 @@ def compact(doc: Any) -> str | None:
         return None
     if not _as_json_writes(out, doc):
         return None
+    return _ascii_text(out)
+
+
+def _ascii_text(out: bytes) -> str:
+    """orjson's compact UTF-8 ``out`` as ``json``'s ``ensure_ascii`` text:
+    characters from U+007F up escaped (they occur only inside strings)."""
     if out.isascii() and b"\x7f" not in out:
         return out.decode("ascii")
     return _NON_ASCII.sub(_escape, out.decode("utf-8"))

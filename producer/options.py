@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import os
 import re
@@ -970,15 +971,13 @@ def _immutable(options: RegisterOptions) -> bool:
 
 
 _SPECS: dict[str, OptionSpec] = {}
-_FIELD_NAMES: list[tuple[str, ...]] = []
 
 
+@functools.cache
 def _field_names() -> tuple[str, ...]:
     """The names of :class:`RegisterOptions`' fields, in order (found once:
     every ``register`` call checks its overrides against them)."""
-    if not _FIELD_NAMES:
-        _FIELD_NAMES.append(tuple(f.name for f in dataclasses.fields(RegisterOptions)))
-    return _FIELD_NAMES[0]
+    return tuple(f.name for f in dataclasses.fields(RegisterOptions))
 
 
 def _specs_by_name() -> dict[str, OptionSpec]:
