@@ -325,6 +325,40 @@ def test_threads_registering_the_same_product_at_once_report_one_created(backend
         assert read(f"round{round_}/{key}")["id"] == "a_20240110"
 
 
+def test_a_linked_creation_leaves_no_collected_object_behind(tmp_path, monkeypatch):
+    """A new item's creation stays listed for RECENT_CREATION seconds after
+    it is linked, so a thread that lost to it does not count it as its own.
+    It was listed as a ``_Creation`` in a list per item: objects alive for
+    10 s, which the garbage collector promoted to its oldest generation, so
+    a steady stream of upserts made it sweep the whole process (one full
+    collection per ~300 upserts, a third of the collector's time). The
+    listing is now plain keys and times: no ``_Creation`` outlives its
+    register, the listing still answers within the window, and is pruned
+    after it."""
+    import gc
+
+    from producer import commit
+    from tests.crashes import write_tile as tile_at
+
+    def alive() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if type(o) is commit._Creation)
+
+    before = alive()
+    data, catalog = tmp_path / "data", str(tmp_path / "cat")
+    tiles = [str(tile_at(data, f"t{n}_20240110.tif", 6.0 + n, 46.0)) for n in range(12)]
+    for tile in tiles:
+        (result,) = producer.register([tile], catalog=catalog, collection="c")
+        assert result.action == "created", result.error
+    assert alive() - before <= 1  # the one shared "linked" stand-in at most
+    listed = [k for (url, k) in commit._LINKED if url.endswith("/cat")]
+    assert len(listed) == 12  # each still seen as linked by this process, for RECENT_CREATION s
+    monkeypatch.setattr(commit, "RECENT_CREATION", 0.0)
+    (result,) = producer.register([tiles[0]], catalog=str(tmp_path / "other"), collection="c")
+    assert result.action == "created"
+    assert not [k for (url, k) in commit._LINKED if url.endswith("/cat")]  # pruned after the window
+
+
 def test_threads_registering_the_same_multi_asset_item_at_once_report_it_created_once(tmp_path):
     """The same with a multi-asset item (``group``: two bands, one item):
     every thread reported both bands ``created`` (eight for one item). The
