@@ -1133,11 +1133,12 @@ class Committer:
         for key, item in items:
             chain = layout.item_chain(collection_id, key)  # from the key: also below split partitions
             parent = chain[0]
-            hrefs.setdefault(parent, {})[relative_href(parent, key)] = key
+            href = relative_href(parent, key)
+            hrefs.setdefault(parent, {})[href] = key
             by_parent.setdefault(parent, []).append(
                 {
                     "rel": "item",
-                    "href": relative_href(parent, key),
+                    "href": href,
                     "type": docs.GEOJSON,
                     "title": item.get("properties", {}).get("title") or item["id"],
                 }
