@@ -2252,7 +2252,8 @@ class Committer:
             changed |= summaries.merge(doc, items)  # summaries + item_assets, bounded
             # a shrink in progress must learn of these items even when the
             # extent did not grow (see documents.begin_shrink)
-            changed |= docs.record_in_shrink(doc, items, self.clock())
+            if docs.SHRINK_FIELD in doc:  # (else it changes nothing: no clock read)
+                changed |= docs.record_in_shrink(doc, items, self.clock())
             return doc if (changed or created) else None
 
         return mutate
