@@ -499,6 +499,15 @@ def _set_assets(doc: dict, assets: Mapping[str, dict]) -> bool:
     return bool(missing)
 
 
+def _links_child(doc: dict | None, href: str) -> bool:
+    """Whether ``doc`` holds a ``child`` link to ``href``: what
+    :func:`_add_missing` of that link finds there, so adds nothing (a link
+    differing only in its title or type counts, as there)."""
+    if doc is None:
+        return False
+    return any(link.get("rel") == "child" and link.get("href") == href for link in doc["links"])
+
+
 def _add_missing(doc: dict, links: Sequence[dict]) -> bool:
     """Append each link whose (rel, href) ``doc`` lacks; True if any was added.
 
@@ -1124,11 +1133,12 @@ class Committer:
         for key, item in items:
             chain = layout.item_chain(collection_id, key)  # from the key: also below split partitions
             parent = chain[0]
-            hrefs.setdefault(parent, {})[relative_href(parent, key)] = key
+            href = relative_href(parent, key)
+            hrefs.setdefault(parent, {})[href] = key
             by_parent.setdefault(parent, []).append(
                 {
                     "rel": "item",
-                    "href": relative_href(parent, key),
+                    "href": href,
                     "type": docs.GEOJSON,
                     "title": item.get("properties", {}).get("title") or item["id"],
                 }
@@ -1214,14 +1224,18 @@ class Committer:
                 )
             if not defer_lease:
                 self.finish_pending()
-        rooted = self.cas(
-            layout.root_key,
-            self._root_mutation(coll_key, coll_title),
-            expect=("Catalog", "Collection"),
-            first=preread.pop(layout.root_key, None),
-        )
-        if rooted.changed:
-            self._remember(layout.root_key, rooted.doc, rooted.version, time.monotonic())
+        root_first = preread.pop(layout.root_key, None)
+        if root_first is None or not _links_child(root_first[0], relative_href(layout.root_key, coll_key)):
+            # (the pre-read root linking the collection: the compare-and-swap's
+            # first attempt would copy it and find nothing to add)
+            rooted = self.cas(
+                layout.root_key,
+                self._root_mutation(coll_key, coll_title),
+                expect=("Catalog", "Collection"),
+                first=root_first,
+            )
+            if rooted.changed:
+                self._remember(layout.root_key, rooted.doc, rooted.version, time.monotonic())
         return set().union(*unlinked.values())
 
     def _after_pending(
@@ -2238,7 +2252,8 @@ class Committer:
             changed |= summaries.merge(doc, items)  # summaries + item_assets, bounded
             # a shrink in progress must learn of these items even when the
             # extent did not grow (see documents.begin_shrink)
-            changed |= docs.record_in_shrink(doc, items, self.clock())
+            if docs.SHRINK_FIELD in doc:  # (else it changes nothing: no clock read)
+                changed |= docs.record_in_shrink(doc, items, self.clock())
             return doc if (changed or created) else None
 
         return mutate

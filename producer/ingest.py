@@ -1237,7 +1237,13 @@ def _write_one(
         if staged is not None:
             result.action, committed = "created", staged
         else:
-            with thumbnail.pending(committer.store, key, doc):  # PNG first; deleted again if refused
+            # PNG first; deleted again if refused (no PNG: nothing to do around the write)
+            around = (
+                thumbnail.pending(committer.store, key, doc)
+                if thumbnail.PENDING in doc
+                else contextlib.nullcontext()
+            )
+            with around:
                 # a created item's line made with its document's encoding, when it can be
                 result.action, committed = committer.write_item(key, doc, replace=replace, lines=lines)
         result.item = doc

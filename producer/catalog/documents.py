@@ -646,7 +646,13 @@ def merge_extent(collection: dict, items: Iterable[dict], *, was_empty: bool) ->
     old_interval = extent["temporal"]["interval"][0]
     if was_empty:
         new_bboxes = extent_bboxes(boxes)
-        new_interval = union_interval(intervals)
+        if len(intervals) == 1 and intervals[0][0] == intervals[0][1]:
+            # one item with one datetime: its start and end are the same
+            # text, so the same value (parsed and written once, not twice)
+            (when,) = union_interval([(intervals[0][0], None)])[:1]
+            new_interval = [when, when]
+        else:
+            new_interval = union_interval(intervals)
     else:
         parts = stored_clusters(old_bboxes)
         if all(any(bbox_contains(part, b) for part in parts) for b in boxes) and all(
