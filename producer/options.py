@@ -1086,8 +1086,19 @@ def env_phrased(exc: InputError) -> InputError:
 
 def pipeline_metadata(options: RegisterOptions) -> Provenance | None:
     """The :class:`~producer.provenance.Provenance` ``options`` give each item (None: none)."""
+    properties = options.properties if isinstance(options.properties, dict) else None
+    if not (
+        properties
+        or options.derived_from
+        or options.via
+        or options.software
+        or options.lineage
+        or options.item_license
+        or options.item_providers
+    ):
+        return None  # nothing given (most calls): what Provenance.of would make is empty
     meta = Provenance.of(
-        properties=options.properties if isinstance(options.properties, dict) else None,
+        properties=properties,
         derived_from=options.derived_from,
         via=options.via,
         software=options.software,
