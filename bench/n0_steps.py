@@ -84,6 +84,22 @@ STEPS = [
     ("producer.store.base", "", "durability"),
     ("producer.parallel", "", "extraction_workers"),
     ("producer.ingest", "", "check_collection_id"),
+    ("producer.placement", "", "place_items"),
+    ("producer.placement", "", "warn_if_crowded"),
+    ("producer.placement", "", "warn_if_meta_kept"),
+    ("producer.ingest", "", "_check_new_parents"),
+    ("producer.commit", "Committer", "collection_title"),
+    ("producer.commit", "Committer", "ensure_root"),
+    ("producer.sinks", "", "check_sinks"),
+    ("producer.store.base", "", "batch_durability"),
+    ("producer.ingest", "", "_pipelines"),
+    ("producer.options", "", "parse_rewrites"),
+    ("producer.commit", "", "item_start"),
+    ("producer.catalog.layout", "Layout", "item_key"),
+    ("producer.catalog.layout", "Layout", "chain"),
+    ("producer.extract.options", "ExtractOptions", "__init__"),
+    ("producer.results", "Result", "__init__"),
+    ("producer.ingest", "", "_register_chunk"),
 ]
 
 

@@ -90,9 +90,10 @@ def open_catalog(
     """The store of ``catalog`` (a URL or path, ``str`` or ``pathlib.Path``; a
     :class:`Store` is returned as is). Raises :class:`TypeError` for anything else.
     ``option``: the option ``storage_options`` came from, named in a bad option's fix."""
-    catalog = catalog_argument(catalog)
-    if not isinstance(catalog, str):
-        return catalog
+    if type(catalog) is not str:  # (a str, the usual argument, needs no conversion)
+        catalog = catalog_argument(catalog)
+        if not isinstance(catalog, str):
+            return catalog
     # storage options describe remote storage; a local catalog beside remote
     # data (S3 products, catalog on disk) takes none
     return open_store(catalog, storage_options if is_remote(catalog) else None, option=option)
@@ -274,16 +275,19 @@ def register_products(
         listings={},  # this call's only: see ExtractOptions.listings
     )
     grouping = grouping or Grouping.from_options(options.group, options.asset_key, options.id_template)
-    if isinstance(paths, Iterator):  # a generator: read once, for the expansion and the names
-        paths = list(paths)
-    # (paths of another type are refused below, naming them)
-    given = (
-        [paths]
-        if isinstance(paths, str | os.PathLike)
-        else list(paths)
-        if isinstance(paths, Iterable)
-        else []
-    )
+    if type(paths) is list:  # the usual call: no abc isinstance checks
+        given = list(paths)
+    else:
+        if isinstance(paths, Iterator):  # a generator: read once, for the expansion and the names
+            paths = list(paths)
+        # (paths of another type are refused below, naming them)
+        given = (
+            [paths]
+            if isinstance(paths, str | os.PathLike)
+            else list(paths)
+            if isinstance(paths, Iterable)
+            else []
+        )
     _check_s3_product_options([*given, *(grouping and grouping.sources() or ())], options)
     sources = (grouping and grouping.sources()) or (
         expand_paths(

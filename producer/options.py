@@ -92,6 +92,8 @@ def _spec(help: str, flag: str, env: str, kind: Kind = "text", **extra: Any) -> 
 
 def parse_rewrites(rewrites: Iterable[str | Sequence[str]] | None) -> tuple[tuple[str, str], ...]:
     """``["FROM=TO", ...]`` or pairs → pairs; raises :class:`InputError` on bad syntax."""
+    if not rewrites:  # none (every call without rules): no hint to make
+        return ()
     hint = Hint("href_rewrites", ["/data=s3://bucket/data"], "rewrite the asset hrefs under /data")
     out = []
     for rule in rewrites or ():
