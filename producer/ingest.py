@@ -296,8 +296,11 @@ def register_products(
         if expand
         else literal_paths(paths)
     )
-    # products given literally (events, expand=False) are listed by nobody first
-    check_endpoint_environment(options.data_storage_options, "the products", sources)
+    # products given literally (events, expand=False) are listed by nobody first;
+    # only S3 products can be refused, and a plain path (no "://") is none:
+    # local products need no look at the environment
+    if any("://" in source for source in sources):
+        check_endpoint_environment(options.data_storage_options, "the products", sources)
     if not sources and expand and not (grouping and grouping.sources() is not None):
         _warn_no_products(paths, options)
     store = open_catalog(catalog, options.catalog_storage_options, options.catalog_storage_option_name)
