@@ -104,6 +104,8 @@ def _check_s3_product_options(locations: Iterable[Any], options: RegisterOptions
     would drop without a word (a misspelt ``anonn``) or fail each product
     with (a ``client_kwargs`` key botocore does not take), when a product
     is on S3 (:func:`~producer.urls.check_s3_options`, as for an S3 catalog)."""
+    if all(type(x) is str and "://" not in x for x in locations):
+        return  # plain paths (a local register): none is on S3, no protocol to ask
     if any(isinstance(x, str | os.PathLike) and protocol(os.fspath(x)) in ("s3", "s3a") for x in locations):
         check_s3_options(
             options.data_storage_options, "the products' storage options", options.data_storage_option_name
