@@ -512,20 +512,25 @@ def _prepare(source: str, job: _Extraction) -> tuple[RegisterResult, str | None,
         docs.set_item_links(
             doc, key, layout, collection, layout.chain(collection, when)[0], collection_title=job.coll_title
         )
-        provenance.apply(doc, options.provenance, job.clock(), source)
-        png = thumbnail.prepare(doc, key, source, options)  # the asset, and the PNG to write
+        if options.provenance is not None:  # (no pipeline metadata: no clock to read)
+            provenance.apply(doc, options.provenance, job.clock(), source)
+        # the asset, and the PNG to write
+        png = thumbnail.prepare(doc, key, source, options) if options.thumbnail else None
         stamp = "1970-01-01T00:00:00Z"  # replaced at commit; validated as a date-time here
-        doc["properties"].setdefault("created", stamp)
-        doc["properties"].setdefault("updated", stamp)
+        properties = doc["properties"]
+        properties.setdefault("created", stamp)
+        properties.setdefault("updated", stamp)
+        href = job.store_path(key)
         try:
-            job.validate(doc, f"{job.store_path(key)} (item for {source})")
+            job.validate(doc, f"{href} (item for {source})")
         except ValidationError as exc:  # the caller's property, not the code, may be at fault
             given = options.provenance.properties if options.provenance else {}
             raise provenance.property_problem(exc.errors, given, source) or exc from None
-        doc["properties"].pop("created")
-        doc["properties"].pop("updated")
-        thumbnail.attach(doc, png)
-        result.href = job.store_path(key)
+        properties.pop("created")
+        properties.pop("updated")
+        if png is not None:
+            thumbnail.attach(doc, png)
+        result.href = href
         return result, key, doc
     except ProducerError as exc:
         result.fail(str(exc), exc)
