@@ -119,7 +119,19 @@ def validator() -> Validator:
 
 def check_collection_id(collection: str) -> None:
     """Raise :class:`~producer.errors.UnsafeIdError` for an unusable collection id."""
+    if type(collection) is str and collection in _SAFE_COLLECTION_IDS:
+        return  # checked before: the answer depends on the text alone
     check_id(collection, what="collection id")
+    if len(_SAFE_COLLECTION_IDS) >= _SAFE_COLLECTION_IDS_KEPT:
+        _SAFE_COLLECTION_IDS.clear()
+    _SAFE_COLLECTION_IDS.add(collection)
+
+
+#: collection ids :func:`check_collection_id` found safe (a process
+#: registering into the same collection call after call); at most
+#: :data:`_SAFE_COLLECTION_IDS_KEPT`, then forgotten all at once
+_SAFE_COLLECTION_IDS: set[str] = set()
+_SAFE_COLLECTION_IDS_KEPT = 256
 
 
 def collection_layout(
