@@ -83,9 +83,16 @@ def _mirror_sink(store: Store) -> Sink:
     pyarrow and stac-geoparquet (1.1-1.9 s measured on the 2-core test
     machine), which ``import producer`` and ``stac-producer --help`` must
     not pay."""
-    from producer.mirror import MirrorSink  # noqa: PLC0415 (pyarrow + stac-geoparquet: 1.1-1.9 s measured)
+    global _MirrorSink  # imported once, not at each call
+    if _MirrorSink is None:
+        from producer.mirror import MirrorSink  # noqa: PLC0415 (pyarrow + stac-geoparquet: 1.1-1.9 s measured)
 
-    return MirrorSink(store)
+        _MirrorSink = MirrorSink
+    return _MirrorSink(store)
+
+
+#: :class:`producer.mirror.MirrorSink` once :func:`_mirror_sink` imported it
+_MirrorSink: Any = None
 
 
 def build_sinks(

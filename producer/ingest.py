@@ -90,9 +90,10 @@ def open_catalog(
     """The store of ``catalog`` (a URL or path, ``str`` or ``pathlib.Path``; a
     :class:`Store` is returned as is). Raises :class:`TypeError` for anything else.
     ``option``: the option ``storage_options`` came from, named in a bad option's fix."""
-    catalog = catalog_argument(catalog)
-    if not isinstance(catalog, str):
-        return catalog
+    if type(catalog) is not str:  # (a str, the usual argument, needs no conversion)
+        catalog = catalog_argument(catalog)
+        if not isinstance(catalog, str):
+            return catalog
     # storage options describe remote storage; a local catalog beside remote
     # data (S3 products, catalog on disk) takes none
     return open_store(catalog, storage_options if is_remote(catalog) else None, option=option)
@@ -103,6 +104,8 @@ def _check_s3_product_options(locations: Iterable[Any], options: RegisterOptions
     would drop without a word (a misspelt ``anonn``) or fail each product
     with (a ``client_kwargs`` key botocore does not take), when a product
     is on S3 (:func:`~producer.urls.check_s3_options`, as for an S3 catalog)."""
+    if all(type(x) is str and "://" not in x for x in locations):
+        return  # plain paths (a local register): none is on S3, no protocol to ask
     if any(isinstance(x, str | os.PathLike) and protocol(os.fspath(x)) in ("s3", "s3a") for x in locations):
         check_s3_options(
             options.data_storage_options, "the products' storage options", options.data_storage_option_name
@@ -116,7 +119,19 @@ def validator() -> Validator:
 
 def check_collection_id(collection: str) -> None:
     """Raise :class:`~producer.errors.UnsafeIdError` for an unusable collection id."""
+    if type(collection) is str and collection in _SAFE_COLLECTION_IDS:
+        return  # checked before: the answer depends on the text alone
     check_id(collection, what="collection id")
+    if len(_SAFE_COLLECTION_IDS) >= _SAFE_COLLECTION_IDS_KEPT:
+        _SAFE_COLLECTION_IDS.clear()
+    _SAFE_COLLECTION_IDS.add(collection)
+
+
+#: collection ids :func:`check_collection_id` found safe (a process
+#: registering into the same collection call after call); at most
+#: :data:`_SAFE_COLLECTION_IDS_KEPT`, then forgotten all at once
+_SAFE_COLLECTION_IDS: set[str] = set()
+_SAFE_COLLECTION_IDS_KEPT = 256
 
 
 def collection_layout(
@@ -274,16 +289,19 @@ def register_products(
         listings={},  # this call's only: see ExtractOptions.listings
     )
     grouping = grouping or Grouping.from_options(options.group, options.asset_key, options.id_template)
-    if isinstance(paths, Iterator):  # a generator: read once, for the expansion and the names
-        paths = list(paths)
-    # (paths of another type are refused below, naming them)
-    given = (
-        [paths]
-        if isinstance(paths, str | os.PathLike)
-        else list(paths)
-        if isinstance(paths, Iterable)
-        else []
-    )
+    if type(paths) is list:  # the usual call: no abc isinstance checks
+        given = list(paths)
+    else:
+        if isinstance(paths, Iterator):  # a generator: read once, for the expansion and the names
+            paths = list(paths)
+        # (paths of another type are refused below, naming them)
+        given = (
+            [paths]
+            if isinstance(paths, str | os.PathLike)
+            else list(paths)
+            if isinstance(paths, Iterable)
+            else []
+        )
     _check_s3_product_options([*given, *(grouping and grouping.sources() or ())], options)
     sources = (grouping and grouping.sources()) or (
         expand_paths(
@@ -292,8 +310,11 @@ def register_products(
         if expand
         else literal_paths(paths)
     )
-    # products given literally (events, expand=False) are listed by nobody first
-    check_endpoint_environment(options.data_storage_options, "the products", sources)
+    # products given literally (events, expand=False) are listed by nobody first;
+    # only S3 products can be refused, and a plain path (no "://") is none:
+    # local products need no look at the environment
+    if any("://" in source for source in sources):
+        check_endpoint_environment(options.data_storage_options, "the products", sources)
     if not sources and expand and not (grouping and grouping.sources() is not None):
         _warn_no_products(paths, options)
     store = open_catalog(catalog, options.catalog_storage_options, options.catalog_storage_option_name)
@@ -503,20 +524,25 @@ def _prepare(source: str, job: _Extraction) -> tuple[RegisterResult, str | None,
         docs.set_item_links(
             doc, key, layout, collection, layout.chain(collection, when)[0], collection_title=job.coll_title
         )
-        provenance.apply(doc, options.provenance, job.clock(), source)
-        png = thumbnail.prepare(doc, key, source, options)  # the asset, and the PNG to write
+        if options.provenance is not None:  # (no pipeline metadata: no clock to read)
+            provenance.apply(doc, options.provenance, job.clock(), source)
+        # the asset, and the PNG to write
+        png = thumbnail.prepare(doc, key, source, options) if options.thumbnail else None
         stamp = "1970-01-01T00:00:00Z"  # replaced at commit; validated as a date-time here
-        doc["properties"].setdefault("created", stamp)
-        doc["properties"].setdefault("updated", stamp)
+        properties = doc["properties"]
+        properties.setdefault("created", stamp)
+        properties.setdefault("updated", stamp)
+        href = job.store_path(key)
         try:
-            job.validate(doc, f"{job.store_path(key)} (item for {source})")
+            job.validate(doc, f"{href} (item for {source})")
         except ValidationError as exc:  # the caller's property, not the code, may be at fault
             given = options.provenance.properties if options.provenance else {}
             raise provenance.property_problem(exc.errors, given, source) or exc from None
-        doc["properties"].pop("created")
-        doc["properties"].pop("updated")
-        thumbnail.attach(doc, png)
-        result.href = job.store_path(key)
+        properties.pop("created")
+        properties.pop("updated")
+        if png is not None:
+            thumbnail.attach(doc, png)
+        result.href = href
         return result, key, doc
     except ProducerError as exc:
         result.fail(str(exc), exc)

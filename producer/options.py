@@ -92,6 +92,8 @@ def _spec(help: str, flag: str, env: str, kind: Kind = "text", **extra: Any) -> 
 
 def parse_rewrites(rewrites: Iterable[str | Sequence[str]] | None) -> tuple[tuple[str, str], ...]:
     """``["FROM=TO", ...]`` or pairs → pairs; raises :class:`InputError` on bad syntax."""
+    if not rewrites:  # none (every call without rules): no hint to make
+        return ()
     hint = Hint("href_rewrites", ["/data=s3://bucket/data"], "rewrite the asset hrefs under /data")
     out = []
     for rule in rewrites or ():
@@ -1086,8 +1088,19 @@ def env_phrased(exc: InputError) -> InputError:
 
 def pipeline_metadata(options: RegisterOptions) -> Provenance | None:
     """The :class:`~producer.provenance.Provenance` ``options`` give each item (None: none)."""
+    properties = options.properties if isinstance(options.properties, dict) else None
+    if not (
+        properties
+        or options.derived_from
+        or options.via
+        or options.software
+        or options.lineage
+        or options.item_license
+        or options.item_providers
+    ):
+        return None  # nothing given (most calls): what Provenance.of would make is empty
     meta = Provenance.of(
-        properties=options.properties if isinstance(options.properties, dict) else None,
+        properties=properties,
         derived_from=options.derived_from,
         via=options.via,
         software=options.software,

@@ -395,6 +395,10 @@ def prepare_all(
     do, so that no child inherits a lock one of them holds. A fork server's
     workers are not forked from this process: it is not called for them.
     """
+    if workers <= 1 or len(sources) <= 1:  # in this process, whatever the kind (one product: a register's)
+        for source in sources:
+            yield job(source)
+        return
     if kind == "auto":
         kind = extract_kind(len(sources), workers)
     if kind == "forkserver" and not served.picklable(job):

@@ -44,6 +44,10 @@ class ErrorKind(enum.StrEnum):
     INTERNAL = "internal"
 
 
+#: plain attribute assignment, without super()'s lookup per field
+_set = object.__setattr__
+
+
 @dataclass
 class Result:
     """What happened to one product (register) or item (remove).
@@ -75,11 +79,14 @@ class Result:
     link_pending: bool = False
 
     def __setattr__(self, name: str, value: Any) -> None:
+        # a member assigned (every assignment the verbs make) is kept as is:
+        # Enum's call is the slow part of setting a field
         if name == "action":
-            value = Action(value)
-        elif name == "error_type" and value is not None:
+            if type(value) is not Action:
+                value = Action(value)
+        elif name == "error_type" and value is not None and type(value) is not ErrorKind:
             value = ErrorKind(value)
-        super().__setattr__(name, value)
+        _set(self, name, value)
 
     def __post_init__(self) -> None:
         if self.extent_recomputed is None and self.action in _REMOVE_ACTIONS:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import glob as globmod
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
 
 from producer.errors import (
@@ -228,6 +229,8 @@ def distinct(paths: Iterable[str]) -> list[str]:
     from producer.commit import normalise_href  # noqa: PLC0415 (commit imports this module's users)
 
     given = list(paths)
+    if len(given) < 2:  # one product (a register of one file): nothing to compare
+        return given
     out: list[str] = []
     keys: set[str] = set()
     for path in given:
@@ -260,6 +263,8 @@ def path_strings(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
     Raises :class:`TypeError` naming ``paths`` for a value that is no path
     (``None``, a number, a mapping), and :class:`InputError` for an empty
     path or a URL that went through ``pathlib`` (its ``//`` merged)."""
+    if type(paths) is list and all(type(raw) is str and raw.strip() for raw in paths):
+        return list(paths)  # plain strings (register's usual call): nothing to decode or refuse
     if isinstance(paths, (str, bytes, os.PathLike)):
         paths = [paths]
     elif paths is None or isinstance(paths, Mapping) or not isinstance(paths, Iterable):
@@ -307,6 +312,9 @@ def _is_store(name: str) -> bool:
 
 def _store_root(path: str) -> str | None:
     """The ``.zarr`` store a path lies in (the path up to that folder), or ``None``."""
+    lowered = path.lower()
+    if not any(suffix in lowered for suffix in STORE_SUFFIXES):  # no part can end so: most paths
+        return None
     parts = path.split("/")
     for i, part in enumerate(parts):
         if _is_store(part):
@@ -358,11 +366,15 @@ def _holds_zarr_metadata(folder: str) -> bool:
 
 
 def _expand_local(path: str, suffixes: tuple[str, ...] = PRODUCT_SUFFIXES) -> list[str]:
-    if os.path.isdir(path) and _is_store(path):
-        return _store_or_folder(path.rstrip("/"), suffixes)
-    if os.path.isdir(path):
-        return _walk_local(path, suffixes)
-    if os.path.lexists(path) or not any(ch in path for ch in GLOB_CHARS):
+    try:  # one stat: os.path.isdir's, asked once (a named file, the common case, ends here)
+        st = os.stat(path)
+    except (OSError, ValueError):  # missing, a broken link, a NUL in the name: as isdir says
+        st = None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        return (
+            _store_or_folder(path.rstrip("/"), suffixes) if _is_store(path) else _walk_local(path, suffixes)
+        )
+    if st is not None or os.path.lexists(path) or not any(ch in path for ch in GLOB_CHARS):
         return [path]  # a file (or a broken name, reported at extraction), taken literally
     matches = sorted(globmod.glob(path, recursive=True))
     return [m for m in matches if os.path.isfile(m)]

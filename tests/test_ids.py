@@ -282,3 +282,18 @@ def test_a_name_too_long_for_an_id_is_not_offered_a_template_that_makes_it_longe
         make_item_id("s3://bucket/data/.hidden.tif")
     assert [(h.option, h.example) for h in info.value.hints] == [("id_template", ID_TEMPLATE_HINT.example)]
     assert make_item_id("s3://bucket/data/.hidden.tif", ExtractOptions(id_template="{parent}_{stem}"))
+
+
+def test_collection_ids_found_safe_are_remembered_bounded_and_unsafe_ones_refused_each_time() -> None:
+    from producer import ingest
+
+    for _ in range(2):
+        ingest.check_collection_id("ndvi-v2")
+        with pytest.raises(UnsafeIdError, match="collection id"):
+            ingest.check_collection_id("../ndvi")
+        with pytest.raises(UnsafeIdError, match="not text"):
+            ingest.check_collection_id(7)  # type: ignore[arg-type]
+    assert "ndvi-v2" in ingest._SAFE_COLLECTION_IDS and "../ndvi" not in ingest._SAFE_COLLECTION_IDS
+    for n in range(ingest._SAFE_COLLECTION_IDS_KEPT * 2):
+        ingest.check_collection_id(f"c{n}")
+    assert len(ingest._SAFE_COLLECTION_IDS) <= ingest._SAFE_COLLECTION_IDS_KEPT

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from producer.errors import InputError, MissingBucket, NotFound, PreconditionFailed, ProducerError, StoreError
-from producer.store import CountingStore, FsspecStore, LocalStore, S3Store, Store, open_store
+from producer.store import CountingStore, FsspecStore, LocalStore, S3Store, Store, local, open_store
 from producer.store.s3_obstore import ObstoreS3Store
 from tests.pausing import PauseAfterGet, hold_at_line, line_of
 from tests.s3server import S3Server
@@ -664,3 +664,24 @@ def test_local_root_paths_home_relative_and_under_a_file(
         LocalStore(str(tmp_path / "file.json" / "a" / "b"))
     LocalStore(str(tmp_path / "missing" / "a" / "b")).put("x.json", b"{}")
     assert (tmp_path / "missing" / "a" / "b" / "x.json").read_bytes() == b"{}"
+
+
+def test_local_root_of_an_absolute_path_is_parsed_once_and_checked_every_time(tmp_path: Path) -> None:
+    """An absolute path's root is pathlib's reading of its text, kept per
+    process (a bounded memo: a register call opens a store); whether it is
+    a folder or lies under a file is asked again by every store."""
+    root = tmp_path / "cat"
+    spelled = f"{tmp_path}//cat/./"
+    first = LocalStore(spelled)
+    assert (first.root, first.url) == (root, str(root))
+    again = LocalStore(spelled)
+    assert (again.root, again.url) == (root, str(root))
+    root.write_text("{}")  # the same text, now a file: refused as the first time would have
+    with pytest.raises(InputError, match="the catalog path is a file"):
+        LocalStore(spelled)
+    root.unlink()
+    root.mkdir()
+    assert LocalStore(spelled)._real_dir == str(root)  # a folder again: its stat says so
+    for n in range(local._ABSOLUTE_ROOTS_KEPT * 2):
+        assert LocalStore(f"{tmp_path}/many/{n}").url == f"{tmp_path}/many/{n}"
+    assert len(local._ABSOLUTE_ROOTS) <= local._ABSOLUTE_ROOTS_KEPT

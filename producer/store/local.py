@@ -342,8 +342,25 @@ def _version(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+#: :func:`_root_from_url` of absolute plain paths met before (pathlib's
+#: parsing of the text alone: no file system, no working folder, no home),
+#: so that a process opening one catalog per call does not parse it again
+_ABSOLUTE_ROOTS: dict[str, tuple[Path, str]] = {}
+#: at most this many kept (then forgotten all at once)
+_ABSOLUTE_ROOTS_KEPT = 64
+
+
 def _root_from_url(url: str) -> tuple[Path, str]:
     """``(absolute root path, url as reported)`` for a plain path or ``file://`` URL."""
+    if url[:1] == "/" and "://" not in url:  # an absolute plain path: a pure function of the text
+        known = _ABSOLUTE_ROOTS.get(url)
+        if known is None:
+            path = Path(url)
+            known = (path, str(path).rstrip("/") or "/")
+            if len(_ABSOLUTE_ROOTS) >= _ABSOLUTE_ROOTS_KEPT:
+                _ABSOLUTE_ROOTS.clear()  # one call: safe beside other threads
+            _ABSOLUTE_ROOTS[url] = known
+        return known
     if is_file_url(url):
         try:
             path = Path(local_path(url)).absolute()
@@ -381,7 +398,7 @@ def _refuse_root_under_a_file(root: Path, url: str) -> bool:
         except OSError:
             return False  # permissions, I/O: the store's own errors say it when it is used
         if stat.S_ISDIR(st.st_mode):
-            return path == root
+            return path is root or path == root  # (the root itself, most often: no Path comparison)
         what = "the catalog path is a file" if path == root else f"{str(path)!r} is a file"
         raise InputError(
             f"catalog {url}: {what}, not a directory, and a catalog is a folder (holding "
