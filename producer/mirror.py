@@ -81,6 +81,7 @@ from producer.catalog.mirrorlinks import (  # noqa: F401 (re-exported: where mir
     MIRROR_NAME,
     MIRROR_ROLE,
     carried,
+    carries,
     link_bases,
     linked_mirror_keys,
     mirror_asset_key,
@@ -1324,9 +1325,7 @@ def _carries(collection: dict[str, Any], key: str) -> bool:
     ``key``: then the file exists (the commit writes it before the
     compare-and-swap that adds the asset, :meth:`Committer.link_items`)."""
     cid = collection.get("id")
-    if not isinstance(cid, str) or not key.startswith(f"{cid}/"):
-        return False
-    return bool(carried(collection, mirror_assets(cid, [key])))
+    return isinstance(cid, str) and carries(collection, cid, key)
 
 
 def _tombstones_first(changes: Sequence[Change]) -> list[tuple[str, list[Change]]]:
@@ -1339,6 +1338,8 @@ def _tombstones_first(changes: Sequence[Change]) -> list[tuple[str, list[Change]
     it, would not look for the old row); it may leave the new row unwritten,
     which the rerun's :meth:`MirrorSink.lacking` finds and adds. A partition
     both losing items and gaining moved ones gets two fragments."""
+    if len(changes) == 1:  # one change (a warm upsert): its own group, nothing moved
+        return [(mirror_key(changes[0].key), [changes[0]])]
     removed_from: dict[str, set[str]] = {}  # item id -> the files it is removed from
     for change in changes:
         if change.kind is ChangeKind.REMOVED:
