@@ -1219,20 +1219,44 @@ def _drop_fragments(store: Store, keys: Iterable[str]) -> None:
             pass  # another compaction got there first
 
 
-def compact(store: Store, key: str) -> bool:
+def compact(store: Store, key: str, *, keep_folder: bool = True) -> bool:
     """Fold the fragments of base mirror file ``key`` into it: read the base
     (with its version) and the fragments present, write the merged base by
     compare-and-swap on that version (``create_only`` when absent; deleted
     when nothing is left), then delete exactly the fragments read. A fragment
     written meanwhile is not read, so it stays. Returns False when there was
     nothing to fold; raises PreconditionFailed/NotFound when another writer
-    changed the base meanwhile (its compaction then did the work)."""
+    changed the base meanwhile (its compaction then did the work).
+
+    On a local store (``keep_folder``) the fragments folder outlives its
+    last fragment: before the deletes, a released lease
+    (:data:`RELEASED_LEASE`) is created in it if no lease is there, so the
+    store's delete, which prunes the folders it empties, leaves the folder
+    and the next write into the partition makes no folder (see
+    docs/mirror.md). :func:`compact_leased` passes False: the lease it
+    holds is there, and its release leaves it released."""
     part = read_partition(store, key)
     if not part.fragments:
         return False
-    _put_base(store, key, _merged_bytes(part, f"{store.url}/{key}"), part.version)
+    data = _merged_bytes(part, f"{store.url}/{key}")
+    _put_base(store, key, data, part.version)
+    if keep_folder and (data or part.version is not None) and is_local(store):
+        _keep_folder(store, key)
     _drop_fragments(store, [info.key for info, _ in part.fragments])
     return True
+
+
+def _keep_folder(store: Store, key: str) -> None:
+    """Create a released lease in the fragments folder of base file ``key``
+    (create-only: a lease there, held or released, stays as it is), so the
+    folder stays when its last fragment goes. Never raises: the folder is
+    an optimisation (the next write makes it again)."""
+    try:
+        store.put(lease_key(key), RELEASED_LEASE, create_only=True)
+    except PreconditionFailed:
+        pass  # a lease is there
+    except Exception as exc:
+        log.debug("keeping the fragments folder of %s/%s failed (%s)", store.url, key, exc)
 
 
 # --- the compaction lease ---------------------------------------------------------------
@@ -1250,6 +1274,10 @@ def compact(store: Store, key: str) -> bool:
 LEASE_NAME = "compacting.lease"
 #: seconds a lease is valid (a compaction takes well under a second)
 LEASE_SECONDS = 60.0
+#: the body of a released lease on a local store (expired since 1970): a
+#: released lease stays in the fragments folder, which then outlives its
+#: last fragment (:func:`compact`, :func:`release_lease`)
+RELEASED_LEASE = b'{"expires": 0.0}'
 
 
 def lease_key(key: str) -> str:
@@ -1291,11 +1319,17 @@ def take_lease(store: Store, key: str, now: float | None = None) -> str | None:
 
 
 def release_lease(store: Store, key: str, version: str) -> None:
-    """Give back the lease taken with ``version`` (a delete on that version:
-    a lease taken over meanwhile stays with its new holder). Never raises
-    for a lease already gone or taken over."""
+    """Give back the lease taken with ``version``, conditional on that
+    version (a lease taken over meanwhile stays with its new holder): on a
+    local store rewritten as :data:`RELEASED_LEASE` (expired: the next
+    writer takes it over as it would a dead holder's), so that the
+    fragments folder it keeps is not pruned; elsewhere (S3: no folders)
+    deleted. Never raises for a lease already gone or taken over."""
     try:
-        store.delete(lease_key(key), if_version=version)
+        if is_local(store):
+            store.put(lease_key(key), RELEASED_LEASE, if_version=version)
+        else:
+            store.delete(lease_key(key), if_version=version)
     except (PreconditionFailed, NotFound):
         pass
     except Exception as exc:  # an expired lease is taken over: never fail the writer
@@ -1307,12 +1341,12 @@ def release_lease(store: Store, key: str, version: str) -> None:
 def compact_leased(store: Store, key: str) -> bool:
     """:func:`compact` ``key`` under its lease: False without compacting
     when another writer holds it. Writes the lease, the base, deletes the
-    fragments folded and the lease."""
+    fragments folded, then releases the lease (:func:`release_lease`)."""
     version = take_lease(store, key)
     if version is None:
         return False
     try:
-        return compact(store, key)
+        return compact(store, key, keep_folder=False)
     finally:
         release_lease(store, key, version)
 
