@@ -769,6 +769,10 @@ def _fragment_name() -> str:
     return f"{text}{fraction:06d}Z-{next(tail) & 0xFFFFFFFFFFFF:012x}{FRAGMENT_SUFFIX}"
 
 
+#: 1970-01-01 UTC, made once (a datetime per :func:`stamp_of` was half its cost)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def stamp_of(item: dict[str, Any]) -> int:
     """An item's stamp: its ``updated`` in microseconds since 1970 (-1 without one)."""
     value = (item.get("properties") or {}).get("updated")
@@ -780,7 +784,7 @@ def stamp_of(item: dict[str, Any]) -> int:
         return -1
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    delta = when - datetime(1970, 1, 1, tzinfo=UTC)
+    delta = when - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
@@ -792,7 +796,7 @@ def stamp_text(stamp: int) -> str | None:
     """
     if stamp < 0:
         return None
-    when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=stamp)
+    when = _EPOCH + timedelta(microseconds=stamp)
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
