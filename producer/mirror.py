@@ -681,6 +681,8 @@ COMPACT_AFTER = 32
 CHECK_EVERY = 8
 _ROW, _TOMBSTONE = 0, 1
 _HEADER = FRAGMENT_KEY.decode()
+#: a str as ``json.dumps`` writes it (``ensure_ascii``), quotes included
+_json_string = json.encoder.encode_basestring_ascii
 
 
 def fragments_prefix(key: str) -> str:
@@ -895,15 +897,21 @@ def encode_fragment(
     the caller has it (:func:`producer.changes.item_line` of that very
     item, made earlier), else encoded here. Pure (``where`` names the file
     in errors: an item that is not JSON)."""
-    header = {
-        _HEADER: 1,
-        "rows": [[i, stamp_of(it)] for i, it in upserts.items()],
-        "removed": dict(removed),
-    }
     ready = encoded or {}
     try:
-        # orjson's text where it is json's (producer/jsontext.py), else json's
-        lines = [compact_json(header) or json.dumps(header, separators=(",", ":"))]
+        if not removed and all(type(i) is str for i in upserts):
+            # the upsert's header (text ids, int stamps, no tombstone) as json
+            # writes it, without a dict, an orjson pass and its checks
+            rows = ",".join(f"[{_json_string(i)},{stamp_of(it)}]" for i, it in upserts.items())
+            lines = [f'{{"{_HEADER}":1,"rows":[{rows}],"removed":{{}}}}']
+        else:
+            header = {
+                _HEADER: 1,
+                "rows": [[i, stamp_of(it)] for i, it in upserts.items()],
+                "removed": dict(removed),
+            }
+            # orjson's text where it is json's (producer/jsontext.py), else json's
+            lines = [compact_json(header) or json.dumps(header, separators=(",", ":"))]
         lines += [ready.get(i) or item_line(item) for i, item in upserts.items()]
     except (TypeError, ValueError) as exc:
         raise MirrorError(f"items for mirror fragment {where} are not JSON ({exc}): report this") from exc

@@ -4,6 +4,7 @@ unique within a process, and not shared with a forked child (mr37: the
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from datetime import UTC, datetime
@@ -43,3 +44,22 @@ def test_a_forked_child_does_not_continue_its_parents_names() -> None:
     assert len(child) == 12
     # counting on from the same draw, the two would be equal (1 in 2**48 by chance)
     assert child != parent
+
+
+@pytest.mark.parametrize(
+    "item_id", ["x_20240101", 'é\u2028"q\\/', "a\x7f\x00\t", "\U0001f600", " ", "with space"]
+)
+@pytest.mark.parametrize("updated", [None, "1969-12-31T23:59:59.5Z", "2024-05-10T12:00:00.000123Z"])
+def test_a_fragments_header_is_jsons_text_whatever_the_id(item_id: str, updated: str | None) -> None:
+    """The upsert's header is written without json (mr37): the same bytes
+    json.dumps writes, so readers (and fragments of earlier versions) agree."""
+    item = {"type": "Feature", "id": item_id, "properties": {} if updated is None else {"updated": updated}}
+    data = mirror.encode_fragment({item_id: item}, {}, "here")
+    header = {"stac_producer:fragment": 1, "rows": [[item_id, mirror.stamp_of(item)]], "removed": {}}
+    assert data.split(b"\n")[0] == json.dumps(header, separators=(",", ":")).encode()
+    other = {**item, "id": "b"}
+    two = mirror.encode_fragment({item_id: item, "b": other}, {}, "here")
+    header["rows"].append(["b", mirror.stamp_of(item)])
+    assert two.split(b"\n")[0] == json.dumps(header, separators=(",", ":")).encode()
+    info, items = mirror.ndjson_fragment("k", two, "here")
+    assert info.rows == [(item_id, mirror.stamp_of(item)), ("b", mirror.stamp_of(item))] and len(items) == 2
