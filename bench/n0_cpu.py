@@ -50,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         default="both",
         help="bare: the hand-written root + collection of bench/common.py (our first register into it also "
         "sets up the mirror: base file, asset, fragments folder); emptied: what our tool leaves in a "
-        "collection whose items were all removed (mirror asset and empty base; the fragments folder goes "
-        "with its last fragment), made by registering, removing and compacting one item; both (default): "
+        "collection whose items were all removed (mirror asset and empty base; the fragments folder stays, "
+        "holding a released compaction lease: it went with its last fragment before mr37), made by "
+        "registering, removing and compacting one item; both (default): "
         "the two, interleaved in one run, one row each",
     )
     parser.add_argument(

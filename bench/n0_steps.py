@@ -3,8 +3,9 @@ inside each step of the commit path, inclusive (rows nest).
 
     PYTHONPATH=$PWD .venv/bin/python bench/n0_steps.py [--repeats 300] [--work-dir /dev/shm/x]
 
-Registers one COG into each of ``--repeats`` fresh copies of the bare
-N = 0 seed (``durability="os"``, as ``bench/n0_cpu.py``), after 20 warm-up
+Registers one COG into each of ``--repeats`` fresh copies of the N = 0
+seed (``--seed``: bare, or emptied as ``bench/n0_cpu.py`` makes it;
+``durability="os"``, as ``bench/n0_cpu.py``), after 20 warm-up
 upserts, with ``time.thread_time_ns`` around each function of :data:`STEPS`
 (about 1 us of timer per call: small functions called often read high;
 cProfile overstates them 3-5x here). Prints thread CPU per upsert and calls
@@ -52,6 +53,12 @@ STEPS = [
     ("producer.catalog.documents", "", "dumps_with_line"),
     ("producer.ingest", "", "_publish"),
     ("producer.mirror", "", "encode_fragment"),
+    ("producer.sinks", "", "deliver"),
+    ("producer.mirror", "MirrorSink", "apply"),
+    ("producer.mirror", "", "_fragment_name"),
+    ("producer.mirror", "", "_tombstones_first"),
+    ("producer.mirror", "", "_carries"),
+    ("producer.mirror", "MirrorSink", "_maybe_compact"),
     ("producer.ingest", "", "collection_layout"),
     ("producer.store.open", "", "open_store"),
     ("producer.store.local", "LocalStore", "put"),
@@ -158,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=300)
     parser.add_argument("--work-dir", type=Path, default=None)
+    parser.add_argument("--seed", choices=("bare", "emptied"), default="bare")
     args = parser.parse_args(argv)
     import producer
 
@@ -169,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     names = _instrument(spent, calls)
     seed = c.seed_local(None, 0, log=lambda _: None)
     c.ensure_cogs(POOL, log=lambda _: None)
+    if args.seed == "emptied":
+        from bench.n0_cpu import _emptied
+
+        seed = _emptied(seed, str(c.cog_path(OURS_COGS[0])))
     roots = []
     for i in range(args.repeats + 20):
         target = c.WORK_DIR / f"n0steps-{os.getpid()}-{i}"
@@ -197,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     for root in roots:
         shutil.rmtree(root)
     n = args.repeats
-    print(f"load {' '.join(load)}; thread CPU per upsert {total / n / 1e3:.0f} us ({n} upserts)")
+    print(
+        f"seed {args.seed}; load {' '.join(load)}; thread CPU per upsert {total / n / 1e3:.0f} us ({n} upserts)"
+    )
     for name in names:
         print(f"{name:32s} {spent.get(name, 0) / n / 1e3:8.1f} us   {calls.get(name, 0) / n:.1f} calls")
     return 0

@@ -55,9 +55,11 @@ from __future__ import annotations
 
 import functools
 import importlib
+import itertools
 import json
 import logging
 import math
+import os
 import posixpath
 import random
 import re
@@ -79,6 +81,7 @@ from producer.catalog.mirrorlinks import (  # noqa: F401 (re-exported: where mir
     MIRROR_NAME,
     MIRROR_ROLE,
     carried,
+    carries,
     link_bases,
     linked_mirror_keys,
     mirror_asset_key,
@@ -678,6 +681,8 @@ COMPACT_AFTER = 32
 CHECK_EVERY = 8
 _ROW, _TOMBSTONE = 0, 1
 _HEADER = FRAGMENT_KEY.decode()
+#: a str as ``json.dumps`` writes it (``ensure_ascii``), quotes included
+_json_string = json.encoder.encode_basestring_ascii
 
 
 def fragments_prefix(key: str) -> str:
@@ -723,9 +728,51 @@ def _read_fragments(store: Store, keys: Sequence[str]) -> Iterable[bytes | None]
         return list(pool.map(one, keys))
 
 
+#: the 48-bit tail of fragment names: drawn at random on this process's
+#: first fragment (again in a forked child, :func:`_fresh_tail`), then one
+#: more per name (``next`` is atomic under the GIL); one ``getrandom`` per
+#: process, not per write
+_TAIL: list[Iterator[int] | None] = [None]
+#: ``(second, "YYYYmmddTHHMMSS")`` of the last name: the second's text is
+#: made once per second (``datetime.now(UTC).strftime`` per name was ~2/3 of
+#: the name's cost)
+_SECOND: list[tuple[int, str]] = [(-1, "")]
+
+
+def _fresh_tail() -> None:
+    """Forget the name tail (a forked child draws its own: two processes
+    counting from the same draw could name two fragments alike)."""
+    _TAIL[0] = None
+
+
+os.register_at_fork(after_in_child=_fresh_tail)
+
+
 def _fragment_name() -> str:
-    """A unique fragment file name that sorts by write time (UTC, microseconds)."""
-    return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(6)}{FRAGMENT_SUFFIX}"
+    """A unique fragment file name that sorts by write time (UTC,
+    microseconds, as ``datetime.now(UTC)`` gives it): the time, then 12 hex
+    digits (48 bits) that no other name of this process repeats and that
+    another process shares only by a 1-in-2**48 draw (as when each name drew
+    them); the fragment's create-only PUT refuses a name taken anyway.
+
+    >>> a, b = _fragment_name(), _fragment_name()
+    >>> a != b and len(a) == len("20241202T101741123456Z-3f9a0c1b2d4e.ndjson")
+    True
+    """
+    micros = time.time_ns() // 1000
+    second, fraction = divmod(micros, 1_000_000)
+    last, text = _SECOND[0]
+    if second != last:
+        text = time.strftime("%Y%m%dT%H%M%S", time.gmtime(second))
+        _SECOND[0] = (second, text)
+    tail = _TAIL[0]
+    if tail is None:
+        tail = _TAIL[0] = itertools.count(int.from_bytes(secrets.token_bytes(6), "big"))
+    return f"{text}{fraction:06d}Z-{next(tail) & 0xFFFFFFFFFFFF:012x}{FRAGMENT_SUFFIX}"
+
+
+#: 1970-01-01 UTC, made once (a datetime per :func:`stamp_of` was half its cost)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def stamp_of(item: dict[str, Any]) -> int:
@@ -739,7 +786,7 @@ def stamp_of(item: dict[str, Any]) -> int:
         return -1
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    delta = when - datetime(1970, 1, 1, tzinfo=UTC)
+    delta = when - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
@@ -751,7 +798,7 @@ def stamp_text(stamp: int) -> str | None:
     """
     if stamp < 0:
         return None
-    when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=stamp)
+    when = _EPOCH + timedelta(microseconds=stamp)
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -850,15 +897,21 @@ def encode_fragment(
     the caller has it (:func:`producer.changes.item_line` of that very
     item, made earlier), else encoded here. Pure (``where`` names the file
     in errors: an item that is not JSON)."""
-    header = {
-        _HEADER: 1,
-        "rows": [[i, stamp_of(it)] for i, it in upserts.items()],
-        "removed": dict(removed),
-    }
     ready = encoded or {}
     try:
-        # orjson's text where it is json's (producer/jsontext.py), else json's
-        lines = [compact_json(header) or json.dumps(header, separators=(",", ":"))]
+        if not removed and all(type(i) is str for i in upserts):
+            # the upsert's header (text ids, int stamps, no tombstone) as json
+            # writes it, without a dict, an orjson pass and its checks
+            rows = ",".join(f"[{_json_string(i)},{stamp_of(it)}]" for i, it in upserts.items())
+            lines = [f'{{"{_HEADER}":1,"rows":[{rows}],"removed":{{}}}}']
+        else:
+            header = {
+                _HEADER: 1,
+                "rows": [[i, stamp_of(it)] for i, it in upserts.items()],
+                "removed": dict(removed),
+            }
+            # orjson's text where it is json's (producer/jsontext.py), else json's
+            lines = [compact_json(header) or json.dumps(header, separators=(",", ":"))]
         lines += [ready.get(i) or item_line(item) for i, item in upserts.items()]
     except (TypeError, ValueError) as exc:
         raise MirrorError(f"items for mirror fragment {where} are not JSON ({exc}): report this") from exc
@@ -1178,20 +1231,44 @@ def _drop_fragments(store: Store, keys: Iterable[str]) -> None:
             pass  # another compaction got there first
 
 
-def compact(store: Store, key: str) -> bool:
+def compact(store: Store, key: str, *, keep_folder: bool = True) -> bool:
     """Fold the fragments of base mirror file ``key`` into it: read the base
     (with its version) and the fragments present, write the merged base by
     compare-and-swap on that version (``create_only`` when absent; deleted
     when nothing is left), then delete exactly the fragments read. A fragment
     written meanwhile is not read, so it stays. Returns False when there was
     nothing to fold; raises PreconditionFailed/NotFound when another writer
-    changed the base meanwhile (its compaction then did the work)."""
+    changed the base meanwhile (its compaction then did the work).
+
+    On a local store (``keep_folder``) the fragments folder outlives its
+    last fragment: before the deletes, a released lease
+    (:data:`RELEASED_LEASE`) is created in it if no lease is there, so the
+    store's delete, which prunes the folders it empties, leaves the folder
+    and the next write into the partition makes no folder (see
+    docs/mirror.md). :func:`compact_leased` passes False: the lease it
+    holds is there, and its release leaves it released."""
     part = read_partition(store, key)
     if not part.fragments:
         return False
-    _put_base(store, key, _merged_bytes(part, f"{store.url}/{key}"), part.version)
+    data = _merged_bytes(part, f"{store.url}/{key}")
+    _put_base(store, key, data, part.version)
+    if keep_folder and (data or part.version is not None) and is_local(store):
+        _keep_folder(store, key)
     _drop_fragments(store, [info.key for info, _ in part.fragments])
     return True
+
+
+def _keep_folder(store: Store, key: str) -> None:
+    """Create a released lease in the fragments folder of base file ``key``
+    (create-only: a lease there, held or released, stays as it is), so the
+    folder stays when its last fragment goes. Never raises: the folder is
+    an optimisation (the next write makes it again)."""
+    try:
+        store.put(lease_key(key), RELEASED_LEASE, create_only=True)
+    except PreconditionFailed:
+        pass  # a lease is there
+    except Exception as exc:
+        log.debug("keeping the fragments folder of %s/%s failed (%s)", store.url, key, exc)
 
 
 # --- the compaction lease ---------------------------------------------------------------
@@ -1209,6 +1286,10 @@ def compact(store: Store, key: str) -> bool:
 LEASE_NAME = "compacting.lease"
 #: seconds a lease is valid (a compaction takes well under a second)
 LEASE_SECONDS = 60.0
+#: the body of a released lease on a local store (expired since 1970): a
+#: released lease stays in the fragments folder, which then outlives its
+#: last fragment (:func:`compact`, :func:`release_lease`)
+RELEASED_LEASE = b'{"expires": 0.0}'
 
 
 def lease_key(key: str) -> str:
@@ -1250,11 +1331,17 @@ def take_lease(store: Store, key: str, now: float | None = None) -> str | None:
 
 
 def release_lease(store: Store, key: str, version: str) -> None:
-    """Give back the lease taken with ``version`` (a delete on that version:
-    a lease taken over meanwhile stays with its new holder). Never raises
-    for a lease already gone or taken over."""
+    """Give back the lease taken with ``version``, conditional on that
+    version (a lease taken over meanwhile stays with its new holder): on a
+    local store rewritten as :data:`RELEASED_LEASE` (expired: the next
+    writer takes it over as it would a dead holder's), so that the
+    fragments folder it keeps is not pruned; elsewhere (S3: no folders)
+    deleted. Never raises for a lease already gone or taken over."""
     try:
-        store.delete(lease_key(key), if_version=version)
+        if is_local(store):
+            store.put(lease_key(key), RELEASED_LEASE, if_version=version)
+        else:
+            store.delete(lease_key(key), if_version=version)
     except (PreconditionFailed, NotFound):
         pass
     except Exception as exc:  # an expired lease is taken over: never fail the writer
@@ -1266,12 +1353,12 @@ def release_lease(store: Store, key: str, version: str) -> None:
 def compact_leased(store: Store, key: str) -> bool:
     """:func:`compact` ``key`` under its lease: False without compacting
     when another writer holds it. Writes the lease, the base, deletes the
-    fragments folded and the lease."""
+    fragments folded, then releases the lease (:func:`release_lease`)."""
     version = take_lease(store, key)
     if version is None:
         return False
     try:
-        return compact(store, key)
+        return compact(store, key, keep_folder=False)
     finally:
         release_lease(store, key, version)
 
@@ -1284,9 +1371,7 @@ def _carries(collection: dict[str, Any], key: str) -> bool:
     ``key``: then the file exists (the commit writes it before the
     compare-and-swap that adds the asset, :meth:`Committer.link_items`)."""
     cid = collection.get("id")
-    if not isinstance(cid, str) or not key.startswith(f"{cid}/"):
-        return False
-    return bool(carried(collection, mirror_assets(cid, [key])))
+    return isinstance(cid, str) and carries(collection, cid, key)
 
 
 def _tombstones_first(changes: Sequence[Change]) -> list[tuple[str, list[Change]]]:
@@ -1299,6 +1384,8 @@ def _tombstones_first(changes: Sequence[Change]) -> list[tuple[str, list[Change]
     it, would not look for the old row); it may leave the new row unwritten,
     which the rerun's :meth:`MirrorSink.lacking` finds and adds. A partition
     both losing items and gaining moved ones gets two fragments."""
+    if len(changes) == 1:  # one change (a warm upsert): its own group, nothing moved
+        return [(mirror_key(changes[0].key), [changes[0]])]
     removed_from: dict[str, set[str]] = {}  # item id -> the files it is removed from
     for change in changes:
         if change.kind is ChangeKind.REMOVED:

@@ -108,6 +108,24 @@ def carried(collection: dict[str, Any] | None, assets: dict[str, dict[str, Any]]
     return {k for k, v in assets.items() if current.get(k) == v}
 
 
+def carries(collection: dict[str, Any], collection_id: str, key: str) -> bool:
+    """Whether ``collection`` holds the asset of mirror file ``key`` exactly
+    so: ``bool(carried(collection, mirror_assets(collection_id, [key])))``
+    without building the asset dict and the set (one mirror file: the
+    sink's check per partition written). False for a file outside the
+    collection (no asset links it)."""
+    current = collection.get("assets")
+    if not isinstance(current, dict) or not key.startswith(f"{collection_id}/"):
+        return False
+    name, href, title = _asset_text(collection_id, key)
+    return current.get(name) == {
+        "href": href,
+        "type": MIRROR_MEDIA_TYPE,
+        "title": title,
+        "roles": [MIRROR_ROLE],
+    }
+
+
 def linked_mirror_keys(collection_key: str, collection: dict[str, Any]) -> list[str]:
     """Keys of the mirror files a collection document links as assets."""
     keys = []
