@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -192,3 +193,144 @@ def test_canonical_text_is_jsons():
     values += [{v: "x", "name": "n"} for v in values[:200] if isinstance(v, str)]
     for value in values:
         assert summaries._canon(value) == json.dumps(value, sort_keys=True, separators=(",", ":")), value
+
+
+def _random_item(rng, index: int) -> dict:
+    """An item document with the fields summaries read, drawn from small
+    pools (so a collection often summarises them already), odd values too."""
+
+    def pick(*choices):
+        return rng.choice(choices)
+
+    props: dict = {}
+    for name, pool in (
+        ("proj:code", ("EPSG:32632", "EPSG:4326", 4326, 4326.0, True, None, ["EPSG:32632", "EPSG:4326"])),
+        ("platform", ("s2a", "s2b", ["s2a"], ["s2a", "s2b"], False, 0.0, -0.0)),
+        ("instruments", (["msi"], ["msi", "oli"], "msi", [], [None, "msi"])),
+        ("constellation", ("sentinel-2", 1, 1.0)),
+        ("gsd", (10, 10.0, 20, 30.5, 5, True, None, float("nan"), "10")),
+    ):
+        if rng.random() < 0.6:
+            props[name] = pick(*pool)
+    assets: dict = {}
+    for key in rng.sample(["data", "thumbnail", "meta", "b1"], rng.randrange(0, 3)):
+        asset: dict = {"href": f"/x/{index}/{key}"}
+        for field, pool in (
+            ("type", ("image/tiff", "image/png", None)),
+            ("roles", (["data"], ["overview"], ["data", "x"])),
+            ("title", ("a", f"t{index}", None)),
+        ):
+            if rng.random() < 0.8:
+                asset[field] = pick(*pool)
+        if rng.random() < 0.5:
+            asset["proj:code"] = pick("EPSG:32632", "EPSG:4326", 3857)
+        if rng.random() < 0.6:
+            asset["bands"] = [
+                {"name": pick("b1", "b2", "ndvi", None), "data_type": pick("float32", "uint8", 8)}
+                for _ in range(rng.randrange(0, 3))
+            ] + ([pick("not a band", None)] if rng.random() < 0.1 else [])
+        assets[key] = asset if rng.random() < 0.95 else "not an asset"
+    return {"type": "Feature", "id": f"i{index}", "properties": props, "assets": assets}
+
+
+def _at_the_bound(rng, value):
+    """A list summary ``value`` (in its written order) filled up to the
+    bound or one past it: a merge bringing one of its values caps it."""
+    if not isinstance(value, list):
+        return value
+    fill = [f"v{i:02d}" for i in range(summaries.MAX_VALUES + rng.randrange(0, 2) - len(value))]
+    return sorted([*value, *fill], key=summaries._canon)
+
+
+def _perturbed(rng, doc: dict) -> dict:
+    """``doc`` (a collection) with one of the hand edits a merge must see through."""
+    summ = doc.get("summaries")
+    edits = [
+        lambda: None,
+        lambda: None,
+        lambda: doc.__setitem__("summaries", dict(reversed(list((summ or {"x": 1}).items())))),
+        lambda: doc.__setitem__("summaries", {**(summ or {}), "custom": ["kept"]}),
+        lambda: doc.__setitem__("summaries", {"custom": ["kept"], **(summ or {})}),
+        lambda: doc.__setitem__("summaries", {}),
+        lambda: doc.__setitem__("summaries", None),
+        lambda: doc.__setitem__("item_assets", None),
+        lambda: doc.__setitem__("item_assets", {}),
+        lambda: doc.__setitem__(summaries.STATE_FIELD, None),
+        lambda: doc.__setitem__(summaries.STATE_FIELD, {}),
+        lambda: doc.__setitem__(summaries.STATE_FIELD, {"mixed": {"data": []}}),
+        lambda: doc.__setitem__(summaries.STATE_FIELD, {"mixed": {"data": ["type", "title"]}}),
+        lambda: doc.__setitem__(summaries.STATE_FIELD, {"mixed": {"meta": ["roles"], "data": ["title"]}}),
+        lambda: doc.__setitem__(summaries.STATE_FIELD, {"mixed": {"data": ["title"]}, "other": 1}),
+        lambda: doc.__setitem__(summaries.STATE_FIELD, {"capped": ["platform"]}),
+        lambda: doc.__setitem__(summaries.STATE_FIELD, {"mixed": {"data": ["title", "zz"]}}),
+    ]
+    if summ:
+        name = rng.choice(list(summ))
+        value = summ[name]
+        edits += [
+            lambda: summ.__setitem__(name, list(reversed(value)) if isinstance(value, list) else value),
+            lambda: summ.__setitem__(name, [*value, value[0]] if isinstance(value, list) else value),
+            lambda: summ.__setitem__(name, []),
+            lambda: summ.__setitem__(name, "not a list"),
+            lambda: summ.__setitem__(name, [*value, True, None] if isinstance(value, list) else value),
+            lambda: summ.__setitem__(name, _at_the_bound(rng, value)),
+            lambda: summ.__setitem__("gsd", {"maximum": 30, "minimum": 10}),
+            lambda: summ.__setitem__("gsd", {"minimum": 30, "maximum": 10}),
+            lambda: summ.__setitem__("gsd", {"minimum": 10, "maximum": 30, "x": 1}),
+            lambda: summ.__setitem__("gsd", {"minimum": True, "maximum": 30}),
+            lambda: summ.__setitem__("gsd", {"minimum": 10.0, "maximum": 10}),
+        ]
+    assets = doc.get("item_assets")
+    if assets:
+        key = rng.choice(list(assets))
+        definition = assets[key]
+        edits += [
+            lambda: doc.__setitem__("item_assets", dict(reversed(list(assets.items())))),
+            lambda: assets.__setitem__(key, dict(reversed(list(definition.items())))),
+            lambda: assets.__setitem__(key, {**definition, "description": "d"}),
+            lambda: assets.__setitem__(key, {"type": definition.get("type")}),
+            lambda: assets.__setitem__(key, {**definition, "title": None}),
+            lambda: assets.__setitem__(key, "not a definition"),
+            lambda: assets.update(
+                {f"k{i:02d}": {"type": "t", "roles": ["r"]} for i in range(summaries.MAX_ASSET_KEYS)}
+            ),
+        ]
+    rng.choice(edits)()
+    return doc
+
+
+def test_merge_fast_path_gives_what_the_full_merge_gives():
+    # merge answers "nothing new" without rebuilding the state when it can:
+    # over many generated collections (merged, recomputed, hand-edited:
+    # unsorted, duplicated, capped, mixed, partial, odd ranges, bools and
+    # None) and items, the document (key order included) and the answer
+    # must be exactly the full merge's, and the fast path must be taken
+    import copy
+    import random
+
+    rng = random.Random(37)
+    fast = 0
+    for case in range(4000):
+        doc: dict = {"type": "Collection", "id": "c"}
+        history = [_random_item(rng, i) for i in range(rng.randrange(0, 4))]
+        if rng.random() < 0.5:
+            summaries.recompute(doc, history)
+        else:
+            for one in history:
+                summaries.merge(doc, [one])
+        doc = _perturbed(rng, doc) if rng.random() < 0.6 else doc
+        items = [
+            rng.choice(history) if history and rng.random() < 0.85 else _random_item(rng, case)
+            for _ in range(rng.randrange(1, 3))
+        ]
+        want_doc, got_doc = copy.deepcopy(doc), copy.deepcopy(doc)
+        try:
+            want = summaries._merge_full(want_doc, copy.deepcopy(items))
+        except TypeError as error:
+            with pytest.raises(TypeError, match=re.escape(str(error))):
+                summaries.merge(got_doc, iter(copy.deepcopy(items)))
+            continue
+        fast += summaries._brings_nothing(copy.deepcopy(doc), copy.deepcopy(items))
+        got = summaries.merge(got_doc, iter(copy.deepcopy(items)))
+        assert (got, json.dumps(got_doc)) == (want, json.dumps(want_doc)), (doc, items)
+    assert fast > 500

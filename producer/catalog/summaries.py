@@ -258,9 +258,149 @@ class _State:
         return (doc.get("summaries"), doc.get(_ITEM_ASSETS), doc.get(STATE_FIELD)) != before
 
 
+_ABSENT: Any = object()
+
+
+def _increasing(texts: list[Any]) -> bool:
+    """True if ``texts`` are strings in strictly increasing order."""
+    previous = None
+    for text in texts:
+        if type(text) is not str or (previous is not None and text <= previous):
+            return False
+        previous = text
+    return True
+
+
+def _stored_form(doc: Mapping[str, Any]) -> tuple[dict[str, set[str]], dict[str, Any], dict[str, Any]] | None:
+    """``(canonical texts per list summary, ranges, item_assets)`` of ``doc``
+    when its managed members are exactly what :meth:`_State.write` would
+    write back from :meth:`_State.of` (a fixed point, key order included)
+    in the plain case: nothing capped or partial, no list or ``item_assets``
+    at its bound; None otherwise (:func:`merge` takes the full path)."""
+    summ = doc.get("summaries", _ABSENT)
+    assets = doc.get(_ITEM_ASSETS, _ABSENT)
+    record = doc.get(STATE_FIELD, _ABSENT)
+    if record is not _ABSENT:
+        # only "mixed": non-empty, keys sorted, each a sorted list of distinct strings
+        if type(record) is not dict or len(record) != 1 or "mixed" not in record:
+            return None
+        mixed = record["mixed"]
+        if type(mixed) is not dict or not mixed or not _increasing(list(mixed)):
+            return None
+        for fields in mixed.values():
+            if type(fields) is not list or not fields or not _increasing(fields):
+                return None
+    lists: dict[str, set[str]] = {}
+    ranges: dict[str, Any] = {}
+    if summ is not _ABSENT:
+        if type(summ) is not dict or not summ:
+            return None
+        managed = []  # the managed names, in the order they come
+        for name in summ:
+            if name in MANAGED:
+                managed.append(name)
+            elif managed:  # write puts the others first
+                return None
+        if managed and managed != [name for name in MANAGED if name in summ]:
+            return None
+        for name in managed:
+            value = summ[name]
+            if name in _PROPERTY_RANGES:
+                if type(value) is not dict or len(value) != 2 or list(value) != ["minimum", "maximum"]:
+                    return None
+                if not (_number(value["minimum"]) and _number(value["maximum"])):
+                    return None
+                ranges[name] = value
+                continue
+            if type(value) is not list or not value or len(value) > MAX_VALUES:
+                return None
+            texts = [_canon(v) for v in value]
+            if not _increasing(texts):
+                return None
+            lists[name] = set(texts)
+    listed: dict[str, Any] = {}
+    if assets is not _ABSENT:
+        if type(assets) is not dict or not assets or len(assets) > MAX_ASSET_KEYS:
+            return None
+        if not _increasing(list(assets)):
+            return None
+        for definition in assets.values():
+            if type(definition) is not dict or len(definition) < 2:
+                return None
+            position = 0
+            for field in definition:  # a subsequence of _ASSET_FIELDS, nothing else
+                if field not in _ASSET_FIELDS[position:]:
+                    return None
+                position = _ASSET_FIELDS.index(field) + 1
+        listed = assets
+    return lists, ranges, listed
+
+
+def _brings_nothing(doc: Mapping[str, Any], items: list[Mapping[str, Any]]) -> bool:
+    """True when merging ``items`` into ``doc`` would leave it as it is:
+    ``doc`` in its written form (:func:`_stored_form`) and every value,
+    range and asset field of the items already in it. Reads only; the
+    same checks (and the same errors) as :meth:`_State.add`, against the
+    stored state, which none of them changes."""
+    form = _stored_form(doc)
+    if form is None:
+        return False
+    lists, ranges, listed = form
+    mixed = _dict(doc.get(STATE_FIELD)).get("mixed") or {}
+    for item in items:
+        props = _dict(item.get("properties"))
+        for name in _PROPERTY_LISTS:
+            value = props.get(name)
+            for v in value if isinstance(value, list) else [value]:
+                kept = isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                if kept and _canon(v) not in lists.get(name, ()):
+                    return False
+        for name in _PROPERTY_RANGES:
+            value = props.get(name)
+            if _number(value):
+                rng = ranges.get(name)
+                if rng is None or not (rng["minimum"] <= value and value <= rng["maximum"]):
+                    return False
+        for key, asset in _dict(item.get("assets")).items():
+            if not isinstance(asset, dict):
+                continue
+            current = listed.get(str(key))
+            if current is None:
+                return False
+            skip = mixed.get(str(key), ())
+            for name in _ASSET_FIELDS:
+                if name not in skip and current.get(name) != asset.get(name):
+                    return False
+            code = asset.get("proj:code")
+            if isinstance(code, str) and _canon(code) not in lists.get("proj:code", ()):
+                return False
+            for band in asset.get("bands") or ():
+                if not isinstance(band, dict):
+                    continue
+                data_type, band_name = band.get("data_type"), band.get("name")
+                if isinstance(data_type, str) and _canon(data_type) not in lists.get("data_type", ()):
+                    return False
+                if isinstance(band_name, str) and _canon({"name": band_name}) not in lists.get("bands", ()):
+                    return False
+    return True
+
+
 def merge(doc: dict[str, Any], items: Iterable[Mapping[str, Any]]) -> bool:
     """Merge ``items`` into the collection ``doc``'s summaries and
-    ``item_assets`` (mutated); True if the document changed."""
+    ``item_assets`` (mutated); True if the document changed.
+
+    The usual commit brings nothing new (an item like the ones before):
+    :func:`_brings_nothing` tells that from the stored texts without
+    rebuilding the state, and ``doc`` is left untouched; anything else
+    takes the full path (:func:`_merge_full`), with the same result."""
+    items = items if isinstance(items, list) else list(items)
+    if _brings_nothing(doc, items):
+        return False
+    return _merge_full(doc, items)
+
+
+def _merge_full(doc: dict[str, Any], items: Iterable[Mapping[str, Any]]) -> bool:
+    """:func:`merge` through the whole state (read, add, write back)."""
     state = _State.of(doc)
     for item in items:
         state.add(item)
