@@ -106,6 +106,29 @@ def relative_to_item(item_location: str, root_url: str, href: str) -> str:
     """
     if not href or _is_relative(href):
         return href
+    if href[0] == "/" and root_url[:1] == "/" and "://" not in href and "://" not in root_url:
+        # plain absolute paths (the usual local catalog): what the general
+        # way below gives, with one normalisation each (a normalised
+        # absolute path is its own abspath) and the item's only when needed
+        path, root_path = posixpath.normpath(href), posixpath.normpath(root_url)
+        if not path.startswith(root_path.rstrip("/") + "/") or "//" in path:
+            return href  # outside the catalog: whatever the item's location
+        if item_location[:1] == "/" and "://" not in item_location:
+            return _relative(path, posixpath.normpath(item_location))
+    return _relative_to_item(item_location, root_url, href)
+
+
+def _relative(path: str, item_path: str) -> str:
+    """The href of ``path`` in the document at ``item_path`` (both normalised)."""
+    rel = posixpath.relpath(path, posixpath.dirname(item_path))
+    rel = rel if rel.startswith("../") else f"./{rel}"
+    return quote(rel, safe=_SAFE)
+
+
+def _relative_to_item(item_location: str, root_url: str, href: str) -> str:
+    """:func:`relative_to_item` for every kind of location."""
+    if not href or _is_relative(href):
+        return href
     if href.lower().startswith(("http://", "https://")) and ("?" in href or "#" in href):
         return href  # a query or fragment of a URL is not part of a path
     if is_local(href) != is_local(root_url):
@@ -124,9 +147,7 @@ def relative_to_item(item_location: str, root_url: str, href: str) -> str:
     root_dir = root_path.rstrip("/") + "/"
     if not path.startswith(root_dir) or "//" in path:
         return href
-    rel = posixpath.relpath(path, posixpath.dirname(item_path))
-    rel = rel if rel.startswith("../") else f"./{rel}"
-    return quote(rel, safe=_SAFE)
+    return _relative(path, item_path)
 
 
 def _map_assets(

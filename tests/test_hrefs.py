@@ -24,6 +24,7 @@ import psycopg
 import pytest
 
 import producer
+from producer import hrefs
 from producer.changes import Change
 from producer.hrefs import absolute_href, relative_to_item
 from producer.sinks.notify import CallbackSink
@@ -282,3 +283,49 @@ def test_absolute_href_resolves_against_local_and_remote_items() -> None:
         relative_to_item("s3://b/cat/c/x/x.json", "s3://b/cat", "s3://other/cat/a.tif")
         == "s3://other/cat/a.tif"
     )
+
+
+def test_relative_to_item_of_plain_paths_is_the_general_ways():
+    # plain absolute paths take a shorter way (one normalisation each, the
+    # item's only when the href lies under the root): over generated paths
+    # with "..", ".", "//", trailing slashes, a root prefix of a sibling
+    # name, and mixed with URLs, it must give exactly the general answer
+    import itertools
+    import random
+
+    rng = random.Random(5)
+    pieces = ["cat", "cat2", "c", "x", "..", ".", "", "data", "a b", "a%20b", "#h", "é", "s3:", "file:"]
+
+    def path(prefix: str = "/") -> str:
+        return prefix + "/".join(rng.choice(pieces) for _ in range(rng.randrange(0, 6)))
+
+    roots = ["/cat", "/cat/", "//cat", "/", "/cat/./x/..", "file:///cat", "file:/cat", "s3://b/cat", "cat"]
+    seen = set()
+    for _ in range(6000):
+        root = rng.choice(roots) if rng.random() < 0.5 else path()
+        item = rng.choice(
+            [root.rstrip("/") + "/c/x/x.json", path(), "s3://b/cat/c/x/x.json", "file:///cat/c/x.json"]
+        )
+        href = rng.choice(
+            [
+                path(),
+                root.rstrip("/") + path(),
+                "/cat/data/a.tif",
+                "file:///cat/data/a.tif",
+                "s3://b/cat/a.tif",
+                "https://h/cat/a.tif?x",
+                "rel/a.tif",
+                "",
+            ]
+        )
+        got = relative_to_item(item, root, href)
+        assert got == hrefs._relative_to_item(item, root, href), (item, root, href)
+        seen.add(got != href)
+    assert seen == {True, False}
+    for item, root, href in itertools.product(
+        ["/cat/c/x/x.json"], ["/cat", "/cat/"], ["/cat2/a", "/cat/../cat/a", "/cat//a"]
+    ):
+        assert relative_to_item(item, root, href) == hrefs._relative_to_item(item, root, href)
+    assert relative_to_item("/cat/c/x/x.json", "/cat", "/cat/../cat/d/a.tif") == "../../d/a.tif"
+    assert relative_to_item("/cat/c/x/x.json", "/cat", "/cat2/a.tif") == "/cat2/a.tif"
+    assert relative_to_item("/cat/c/x/x.json", "/cat/./", "/cat/c/x/a b#.tif") == "./a%20b%23.tif"
