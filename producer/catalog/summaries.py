@@ -341,12 +341,31 @@ def _brings_nothing(doc: Mapping[str, Any], items: list[Mapping[str, Any]]) -> b
     ``doc`` in its written form (:func:`_stored_form`) and every value,
     range and asset field of the items already in it. Reads only; the
     same checks (and the same errors) as :meth:`_State.add`, against the
-    stored state, which none of them changes."""
+    stored state, which none of them changes.
+
+    The asset fields first: an item that differs from the ones before in
+    a field (a title) is told from them at once, before any text is made."""
+    listed = doc.get(_ITEM_ASSETS)
+    listed = listed if type(listed) is dict else {}
+    record = doc.get(STATE_FIELD)
+    mixed = record.get("mixed") if type(record) is dict else None
+    mixed = mixed if type(mixed) is dict else {}
+    for item in items:
+        for key, asset in _dict(item.get("assets")).items():
+            if not isinstance(asset, dict):
+                continue
+            current = listed.get(str(key))
+            if type(current) is not dict:
+                return False  # a new asset key
+            skip = mixed.get(str(key))
+            skip = skip if type(skip) is list else ()
+            for name in _ASSET_FIELDS:
+                if name not in skip and current.get(name) != asset.get(name):
+                    return False
     form = _stored_form(doc)
     if form is None:
         return False
-    lists, ranges, listed = form
-    mixed = _dict(doc.get(STATE_FIELD)).get("mixed") or {}
+    lists, ranges, _ = form
     for item in items:
         props = _dict(item.get("properties"))
         for name in _PROPERTY_LISTS:
@@ -361,16 +380,9 @@ def _brings_nothing(doc: Mapping[str, Any], items: list[Mapping[str, Any]]) -> b
                 rng = ranges.get(name)
                 if rng is None or not (rng["minimum"] <= value and value <= rng["maximum"]):
                     return False
-        for key, asset in _dict(item.get("assets")).items():
+        for asset in _dict(item.get("assets")).values():
             if not isinstance(asset, dict):
                 continue
-            current = listed.get(str(key))
-            if current is None:
-                return False
-            skip = mixed.get(str(key), ())
-            for name in _ASSET_FIELDS:
-                if name not in skip and current.get(name) != asset.get(name):
-                    return False
             code = asset.get("proj:code")
             if isinstance(code, str) and _canon(code) not in lists.get("proj:code", ()):
                 return False
