@@ -68,6 +68,12 @@ STEPS = [
     ("producer.catalog.documents", "", "copy_doc"),
     ("producer.catalog.documents", "", "merge_extent"),
     ("producer.catalog.summaries", "", "merge"),
+    # the summaries, hrefs and extent pieces (sh37)
+    ("producer.hrefs", "", "relative_assets"),
+    ("producer.hrefs", "", "relative_to_item"),
+    ("producer.catalog.extent", "", "extent_bboxes"),
+    ("producer.catalog.extent", "", "union_bbox"),
+    ("producer.catalog.extent", "", "union_interval"),
     ("producer.validate", "Validator", "check"),
     # the set-up around extraction (su37)
     ("producer.options", "", "resolve_options"),
