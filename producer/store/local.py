@@ -1295,18 +1295,22 @@ class LocalStore:
         lock file and temporary files."""
         prefix = check_prefix(prefix)
         parts = prefix.split("/")
-        start = self.root.joinpath(*parts) if prefix else self.root
+        # paths as text (no Path per call or per folder walked): the root's,
+        # and below it the checked prefix's components, as joinpath gives them
+        root = os.fspath(self.root)
+        base = root.rstrip(os.sep) + os.sep
+        start = base + prefix if prefix else root
         real_root = self._real_root_dir()
         found = self._existing_below(real_root, parts) if prefix and real_root is not None else None
         if prefix and found is None:
-            self._check_inside(prefix, start)  # as _path: resolved in full only past a link
+            self._check_inside(prefix, Path(start))  # as _path: resolved in full only past a link
         elif prefix and found is not None and found < len(parts):
             # a folder on the way is missing (a collection's intents folder,
             # mostly): nothing below it, and no stat or walk to learn that
             log.debug("%r list %r: 0 key(s)", self, prefix)
             return
         root_real: str | None = None  # the root's real path + "/": only once a link is found
-        if start.is_file():
+        if os.path.isfile(start):
             listable = is_listable(prefix)
             log.debug("%r list %r: %d key(s)", self, prefix, int(listable))
             if listable:
@@ -1320,7 +1324,7 @@ class LocalStore:
         count = 0
         for dirpath, dirnames, filenames in os.walk(start, onerror=onerror):
             dirnames[:] = [d for d in dirnames if not d.startswith(RESERVED_PREFIX)]
-            rel = Path(dirpath).relative_to(self.root).as_posix()
+            rel = "." if dirpath == root else dirpath[len(base) :]  # below the root: os.walk joins onto start
             for name in filenames:
                 key = name if rel == "." else f"{rel}/{name}"
                 full = os.path.join(dirpath, name)
