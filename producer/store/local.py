@@ -307,13 +307,22 @@ def syncfs(directory: Path) -> None:
 
 def _write_all(fd: int, data: bytes) -> None:
     """Write all of ``data`` to ``fd`` (a short write goes on from where it
-    stopped; a write that takes nothing is an I/O error)."""
+    stopped; a write that takes nothing is an I/O error). The first write
+    is of ``data`` itself: a regular file takes a small document whole, so
+    the memoryview a short write needs is made only then."""
+    if not data:
+        return
+    written = os.write(fd, data)
+    if written == len(data):
+        return
     view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
+    while True:
         if written <= 0:
             raise OSError(errno.EIO, "the write took no bytes")
         view = view[written:]
+        if not view:
+            return
+        written = os.write(fd, view)
 
 
 def _read_all(path: str | Path) -> bytes:
