@@ -1,5 +1,5 @@
 """Per-call CPU of LocalStore.put / get / _read / exists / list / the lock on
-one folder (tmpfs by default), durability "os" (as n0_cpu's warm upsert).
+one folder (and a create-only put that makes its own folder, as a new item) (tmpfs by default), durability "os" (as n0_cpu's warm upsert).
 
     PYTHONPATH=$PWD python bench/store_micro.py --work-dir /dev/shm/lp35-micro --calls 5000
 """
@@ -54,6 +54,12 @@ def main() -> None:
             store.put(f"coll/items/n{i}.json", doc, create_only=True)
 
         run("put create_only (new file, existing folder)", create)
+
+        def create_folder(i: int) -> None:  # a new item: its own folder made by the write
+            store.put(f"coll/new/n{i}/n{i}.json", doc, create_only=True)
+
+        run("put create_only (new file, new folder)", create_folder)
+        shutil.rmtree(work / "coll" / "new", ignore_errors=True)
         shutil.rmtree(work / "coll" / "items", ignore_errors=True)
         store.put(key, doc)
         run("get", lambda i: store.get(key))
@@ -66,6 +72,7 @@ def main() -> None:
 
         run("_locked (empty)", lock)
         run("list (1 file)", lambda i: list(store.list("coll/items/a")))
+        run("list (missing folder)", lambda i: list(store.list("coll/intents/x")))
     for name, vals in results.items():
         print(f"{name:48s} " + " ".join(f"{v:7.1f}" for v in vals) + " us")
 

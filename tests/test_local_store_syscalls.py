@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import stat
 import sys
 import threading
 from pathlib import Path
@@ -421,3 +422,46 @@ def test_a_store_stats_its_root_once(tmp_path: Path, monkeypatch: pytest.MonkeyP
     store.put("c/i/i.json", b"2")
     monkeypatch.undo()
     assert stats == [str(root)]
+
+
+def test_a_short_write_goes_on_where_it_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: str
+) -> None:
+    """The kernel may take part of a write (a signal, a quota edge, some
+    file systems): every put goes on from where the write stopped, whole
+    bytes and nothing twice, on both ways of a create-only write and for a
+    replacing one; a write that takes nothing fails the put (an I/O error),
+    leaving nothing. ``os.write`` is the real one, given at most 7 bytes a
+    call for the document's descriptor (st37: the first write is now of
+    the bytes themselves, the memoryview made only after a short one)."""
+    store = LocalStore(str(tmp_path / "stac"), durability="os")
+    store.put("c/collection.json", b"{}")
+    real_write = os.write
+    calls: list[int] = []
+    then_nothing = [False]
+
+    def short_write(fd: int, data: Any) -> int:
+        if fd <= 2 or not stat.S_ISREG(os.fstat(fd).st_mode):  # pytest's output, pipes: as they are
+            return real_write(fd, data)
+        calls.append(len(data))
+        if then_nothing[0] and len(calls) > 1:
+            return 0
+        return real_write(fd, bytes(data)[:7])
+
+    document = bytes(range(256)) * 3 + b"end"
+    monkeypatch.setattr(os, "write", short_write)
+    version = store.put("c/a/a.json", document, create_only=True)
+    store.put("c/b.json", document[:10])
+    store.put("c/b.json", document)
+    monkeypatch.setattr(os, "write", real_write)
+    assert store.get("c/a/a.json") == (document, version)
+    assert store.get("c/b.json")[0] == document
+    assert len(calls) > 2 * len(document) // 7
+    calls.clear()
+    then_nothing[0] = True  # the first call takes 7 bytes, the next nothing
+    monkeypatch.setattr(os, "write", short_write)
+    with pytest.raises(local.StoreError, match="the write took no bytes"):
+        store.put("c/d/d.json", document, create_only=True)
+    monkeypatch.setattr(os, "write", real_write)
+    assert not (tmp_path / "stac" / "c" / "d").exists()
+    assert _files(tmp_path / "stac" / "c") == ["a", "a/a.json", "b.json", "collection.json"]

@@ -151,7 +151,7 @@ DURABILITY_MODES = ("fsync", "os")
 #: the open batches of this context: store id -> the folders its writes
 #: changed (a context variable, so another thread's writes outside any batch
 #: stay synced one by one; threads handed the context share the set)
-_BATCHES: contextvars.ContextVar[dict[int, set[Path]] | None] = contextvars.ContextVar(
+_BATCHES: contextvars.ContextVar[dict[int, set[str]] | None] = contextvars.ContextVar(
     "stac_producer_local_batches", default=None
 )
 #: ids of the stores whose writes are not fsynced in this context (``os``)
@@ -307,13 +307,22 @@ def syncfs(directory: Path) -> None:
 
 def _write_all(fd: int, data: bytes) -> None:
     """Write all of ``data`` to ``fd`` (a short write goes on from where it
-    stopped; a write that takes nothing is an I/O error)."""
+    stopped; a write that takes nothing is an I/O error). The first write
+    is of ``data`` itself: a regular file takes a small document whole, so
+    the memoryview a short write needs is made only then."""
+    if not data:
+        return
+    written = os.write(fd, data)
+    if written == len(data):
+        return
     view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
+    while True:
         if written <= 0:
             raise OSError(errno.EIO, "the write took no bytes")
         view = view[written:]
+        if not view:
+            return
+        written = os.write(fd, view)
 
 
 def _read_all(path: str | Path) -> bytes:
@@ -497,14 +506,15 @@ class LocalStore:
             return os.fspath(path)
         return real_root.rstrip(os.sep) + os.sep + key
 
-    def _target(self, key: str) -> tuple[Path, list[Path]]:
+    def _target(self, key: str) -> tuple[Path, list[str]]:
         """:meth:`_target_text` with the key's path as a Path."""
         text, missing = self._target_text(key)
         return Path(text), missing
 
-    def _target_text(self, key: str) -> tuple[str, list[Path]]:
+    def _target_text(self, key: str) -> tuple[str, list[str]]:
         """:meth:`_path` of a key to write (as text), and the folders above
-        it (below the root) that do not exist yet, deepest first: the
+        it (below the root) that do not exist yet, deepest first (as text:
+        no Path is built per write; a new item's folder is one): the
         ``lstat`` walk of :meth:`_path` stops at the first missing
         component, so it tells which they are (no ``stat`` per folder as
         :meth:`_missing_dirs`)."""
@@ -516,12 +526,12 @@ class LocalStore:
             self._check_inside(key, path)
             return os.fspath(path), self._missing_dirs(path)
         text = real_root.rstrip(os.sep) + os.sep + key
-        missing: list[Path] = []
+        missing: list[str] = []
         if found < len(parts) - 1:
-            folder = Path(text).parent
+            cut = len(text)
             for _ in range(len(parts) - 1 - found):  # parts[found] .. parts[-2] are missing
-                missing.append(folder)
-                folder = folder.parent
+                cut = text.rfind(os.sep, 0, cut)
+                missing.append(text[:cut])
         return text, missing
 
     def _existing_below(self, real_root: str, parts: list[str]) -> int | None:
@@ -563,13 +573,13 @@ class LocalStore:
                 memo[current] = now
         return len(parts)
 
-    def _made(self, folders: list[Path]) -> None:
+    def _made(self, folders: list[str]) -> None:
         """Note ``folders``, made by this store, as plain (:meth:`_existing_below`)."""
         now = time.monotonic()
         for folder in folders:
-            self._plain[os.fspath(folder)] = now
+            self._plain[folder] = now
 
-    def _forget(self, folder: Path) -> None:
+    def _forget(self, folder: str | Path) -> None:
         """Forget that ``folder`` was found plain (this store removed it)."""
         if self._plain:
             self._plain.pop(os.fspath(folder), None)
@@ -688,7 +698,7 @@ class LocalStore:
         if id(self) in current:
             yield
             return
-        dirs: set[Path] = set()
+        dirs: set[str] = set()
         token = _BATCHES.set({**current, id(self): dirs})
         try:
             yield
@@ -711,7 +721,7 @@ class LocalStore:
                     f"cannot make the writes to catalog {self.url} durable: {exc}; nothing written in this "
                     "batch is linked yet: check the disk, then run the command again"
                 ) from exc
-        for directory in sorted(dirs, key=lambda d: len(d.parts), reverse=True):
+        for directory in sorted(dirs, key=_depth, reverse=True):
             # a folder a later delete of this batch pruned took its entries with it
             self._fsync_dir(directory, gone_ok=True)
 
@@ -746,12 +756,12 @@ class LocalStore:
         """Whether writes are fsynced here and now (durability ``fsync``)."""
         return self.durability == "fsync" and id(self) not in _RELAXED.get()
 
-    def _batch_dirs(self) -> set[Path] | None:
+    def _batch_dirs(self) -> set[str] | None:
         """The folder set of this store's open batch in this context, or None
         (see :func:`producer.parallel.map_ordered` for threads)."""
         return (_BATCHES.get() or {}).get(id(self))
 
-    def _write_temp(self, key: str, path: str | Path, data: bytes, sync: bool, created: list[Path]) -> str:
+    def _write_temp(self, key: str, path: str | Path, data: bytes, sync: bool, created: list[str]) -> str:
         """Write ``data`` to a hidden temp file beside ``path`` (fsynced if
         ``sync``); ``created``: the folders missing above it, made first (a
         folder pruned meanwhile is made again and noted there). Returns the
@@ -782,9 +792,7 @@ class LocalStore:
             raise
         return tmp
 
-    def _open_in_folder(
-        self, key: str, path: str | Path, created: list[Path], opener: Callable[[], _T]
-    ) -> _T:
+    def _open_in_folder(self, key: str, path: str | Path, created: list[str], opener: Callable[[], _T]) -> _T:
         """``opener()``, an open of a new file in ``path``'s folder, which
         the first attempt assumes exists (it mostly does; the open fails
         otherwise) unless ``created`` names folders the walk found missing
@@ -805,7 +813,7 @@ class LocalStore:
                 raise StoreError(f"cannot write {key!r} in catalog {self.url}: {exc}") from exc
         raise StoreError(f"cannot write {key!r} in catalog {self.url}: its directory keeps disappearing")
 
-    def _create_unnamed(self, key: str, path: str, data: bytes, sync: bool, created: list[Path]) -> bool:
+    def _create_unnamed(self, key: str, path: str, data: bytes, sync: bool, created: list[str]) -> bool:
         """A create-only write with no temp name: ``data`` goes to an
         unnamed file in ``path``'s folder (``O_TMPFILE``), fsynced if
         ``sync``, which ``linkat`` of ``/proc/self/fd/N`` then names
@@ -884,20 +892,29 @@ class LocalStore:
         finally:
             os.close(fd)
 
-    def _make_folder(self, key: str, path: str | Path, created: list[Path], *, again: bool) -> None:
+    def _make_folder(self, key: str, path: str | Path, created: list[str], *, again: bool) -> None:
         """Make the folder of ``path`` (and its parents). ``again``: it was
         found missing after the walk (a delete pruned it meanwhile), so which
         folders are made is learnt first and noted in ``created`` (their
         entries are made durable, and pruned after a failure, as the ones the
-        walk found missing)."""
-        path = Path(path)
-        folder = path.parent
+        walk found missing). ``Path.mkdir(parents=True, exist_ok=True)``, with
+        its first ``mkdir`` on text (no Path built: one folder, a new item's,
+        is the common case) and pathlib's walk up only when a parent is
+        missing too."""
+        text = os.fspath(path)
+        folder = text[: text.rfind(os.sep)] or os.sep
         if again:
-            missing = self._missing_dirs(path)
+            missing = self._missing_dirs(Path(text))
             if len(missing) > len(created):
                 created[:] = missing
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                os.mkdir(folder)
+            except FileNotFoundError:  # a parent is missing too
+                Path(folder).mkdir(parents=True, exist_ok=True)
+            except OSError:  # as Path.mkdir(exist_ok=True): EEXIST, or another error, of a directory is fine
+                if not os.path.isdir(folder):
+                    raise
             return
         except (FileNotFoundError, FileExistsError, NotADirectoryError):
             # a parent it made pruned before the child's mkdir, or one found
@@ -906,9 +923,9 @@ class LocalStore:
             pass
         except OSError as exc:
             raise StoreError(f"cannot create the directory for {key!r} in catalog {self.url}: {exc}") from exc
-        self._make_folders_one_by_one(key, folder, created)
+        self._make_folders_one_by_one(key, Path(folder), created)
 
-    def _make_folders_one_by_one(self, key: str, folder: Path, created: list[Path]) -> None:
+    def _make_folders_one_by_one(self, key: str, folder: Path, created: list[str]) -> None:
         """Make ``folder`` and its missing parents below the root from the
         top down, each one this call makes noted in ``created`` (deepest
         first), again from the top when a delete prunes one before its
@@ -935,29 +952,30 @@ class LocalStore:
                                 errno.ENOTDIR, "not a directory", str(directory)
                             ) from None
                         continue
-                    if directory not in created:
-                        created.append(directory)
-                created.sort(key=lambda d: len(d.parts), reverse=True)
+                    made = os.fspath(directory)
+                    if made not in created:
+                        created.append(made)
+                created.sort(key=_depth, reverse=True)
                 return
             except FileNotFoundError as exc:
                 last = exc  # pruned again meanwhile: from the top
             except NotADirectoryError as exc:
-                created.sort(key=lambda d: len(d.parts), reverse=True)
+                created.sort(key=_depth, reverse=True)
                 raise StoreError(
                     f"cannot write {key!r} in catalog {self.url}: a parent is a file ({exc})"
                 ) from exc
             except OSError as exc:
-                created.sort(key=lambda d: len(d.parts), reverse=True)
+                created.sort(key=_depth, reverse=True)
                 raise StoreError(
                     f"cannot create the directory for {key!r} in catalog {self.url}: {exc}"
                 ) from exc
-        created.sort(key=lambda d: len(d.parts), reverse=True)
+        created.sort(key=_depth, reverse=True)
         raise StoreError(
             f"cannot create the directory for {key!r} in catalog {self.url}: {last}; "
             "its folders keep being removed (a concurrent delete prunes them)"
         )
 
-    def _fsync_dir(self, directory: Path, *, gone_ok: bool = False) -> None:
+    def _fsync_dir(self, directory: str | Path, *, gone_ok: bool = False) -> None:
         """fsync ``directory``, so the entries renamed or created in it are
         durable; :class:`StoreError` if that fails (the write is then not
         known to be durable: never reported as done). A file system that
@@ -1085,7 +1103,7 @@ class LocalStore:
         self,
         key: str,
         path: str,
-        created: list[Path],
+        created: list[str],
         data: bytes,
         sync: bool,
         if_version: str | None,
@@ -1094,7 +1112,7 @@ class LocalStore:
         """:meth:`put`'s end once ``path`` has its new bytes: the folders
         made durable, the bookkeeping, the version returned."""
         if sync:
-            self._changed_dirs(Path(path), created)
+            self._changed_dirs(path, created)
         self._after_write(path, created)
         if created:  # made here, so plain: the next walks need not look
             self._made(created)
@@ -1110,7 +1128,7 @@ class LocalStore:
             )
         return version
 
-    def _after_write(self, path: str | Path, created: list[Path]) -> None:
+    def _after_write(self, path: str | Path, created: list[str]) -> None:
         """Bookkeeping after ``path`` was renamed into place (``created``: the
         folders the write made): a write into an item's own folder
         (``<id>/<id>.json``, one document: O(1)) sweeps it for dead writers'
@@ -1124,7 +1142,7 @@ class LocalStore:
         text = os.fspath(path)  # on text: three Path attributes cost ~3 us per write
         cut = text.rfind(os.sep)
         folder = text[:cut]
-        if created and os.fspath(created[0]) == folder:
+        if created and created[0] == folder:
             return
         name = text[cut + 1 :]
         if (
@@ -1134,7 +1152,7 @@ class LocalStore:
         ):
             self._sweep_temps(folder)
 
-    def _changed_dirs(self, path: Path, created: list[Path]) -> None:
+    def _changed_dirs(self, path: str | Path, created: list[str]) -> None:
         """After a write that put a new name at ``path`` (and made the
         folders ``created``): make those entries durable, at once or when
         the batch ends (nothing with durability ``os``)."""
@@ -1143,7 +1161,7 @@ class LocalStore:
         # the folder holding the new name, and the parent of every folder
         # this write created (its entry is new too); in a batch: once,
         # when the batch ends
-        changed = [path.parent, *(d.parent for d in created)]
+        changed = [_parent(os.fspath(path)), *(_parent(d) for d in created)]
         batch = self._batch_dirs()
         if batch is not None:
             with self._batch_lock:
@@ -1175,22 +1193,22 @@ class LocalStore:
             self._syncfs_ok = syncfs_reports_errors(folder)
         return self._syncfs_ok
 
-    def _missing_dirs(self, path: Path) -> list[Path]:
+    def _missing_dirs(self, path: Path) -> list[str]:
         """The directories above ``path`` (below the root) that do not exist yet, deepest first."""
         out = []
         parent = path.parent
         while parent != self.root and self.root in parent.parents and not parent.exists():
-            out.append(parent)
+            out.append(os.fspath(parent))
             parent = parent.parent
         return out
 
-    def _prune(self, dirs: list[Path]) -> None:
+    def _prune(self, dirs: list[str]) -> None:
         """After a failed write, remove the directories it created, deepest
         first, while they are empty (a concurrent writer's file keeps one)."""
         for directory in dirs:
             self._forget(directory)
             try:
-                directory.rmdir()
+                os.rmdir(directory)
             except OSError:
                 break
 
@@ -1277,7 +1295,7 @@ class LocalStore:
                 batch = self._batch_dirs()
                 if batch is not None:
                     with self._batch_lock:
-                        batch.add(parent)
+                        batch.add(os.fspath(parent))
                 else:
                     self._fsync_dir(parent, gone_ok=True)
 
@@ -1286,18 +1304,22 @@ class LocalStore:
         lock file and temporary files."""
         prefix = check_prefix(prefix)
         parts = prefix.split("/")
-        start = self.root.joinpath(*parts) if prefix else self.root
+        # paths as text (no Path per call or per folder walked): the root's,
+        # and below it the checked prefix's components, as joinpath gives them
+        root = os.fspath(self.root)
+        base = root.rstrip(os.sep) + os.sep
+        start = base + prefix if prefix else root
         real_root = self._real_root_dir()
         found = self._existing_below(real_root, parts) if prefix and real_root is not None else None
         if prefix and found is None:
-            self._check_inside(prefix, start)  # as _path: resolved in full only past a link
+            self._check_inside(prefix, Path(start))  # as _path: resolved in full only past a link
         elif prefix and found is not None and found < len(parts):
             # a folder on the way is missing (a collection's intents folder,
             # mostly): nothing below it, and no stat or walk to learn that
             log.debug("%r list %r: 0 key(s)", self, prefix)
             return
         root_real: str | None = None  # the root's real path + "/": only once a link is found
-        if start.is_file():
+        if os.path.isfile(start):
             listable = is_listable(prefix)
             log.debug("%r list %r: %d key(s)", self, prefix, int(listable))
             if listable:
@@ -1311,7 +1333,7 @@ class LocalStore:
         count = 0
         for dirpath, dirnames, filenames in os.walk(start, onerror=onerror):
             dirnames[:] = [d for d in dirnames if not d.startswith(RESERVED_PREFIX)]
-            rel = Path(dirpath).relative_to(self.root).as_posix()
+            rel = "." if dirpath == root else dirpath[len(base) :]  # below the root: os.walk joins onto start
             for name in filenames:
                 key = name if rel == "." else f"{rel}/{name}"
                 full = os.path.join(dirpath, name)
@@ -1348,13 +1370,13 @@ class _Staged:
     __slots__ = ("created", "durable", "key", "path", "tmp", "version")
 
     def __init__(
-        self, key: str, path: Path, tmp: str, created: list[Path], version: str, durable: bool
+        self, key: str, path: Path, tmp: str, created: list[str], version: str, durable: bool
     ) -> None:
         self.key, self.path, self.tmp, self.created = key, path, tmp, created
         self.version, self.durable = version, durable
 
 
-def _on_device(folder: Path, device: int) -> bool:
+def _on_device(folder: str, device: int) -> bool:
     """Whether ``folder`` is on the file system ``device``; True for a folder
     gone meanwhile (pruned by a later delete: nothing left to sync)."""
     try:
@@ -1363,6 +1385,18 @@ def _on_device(folder: Path, device: int) -> bool:
         return True
     except OSError:
         return False  # cannot tell: its fsync says what is wrong
+
+
+def _parent(path: str) -> str:
+    """The folder of ``path`` (an absolute, normalised path as text), as
+    ``Path(path).parent`` gives it, without building a Path."""
+    return path[: path.rfind(os.sep)] or os.sep
+
+
+def _depth(path: str) -> int:
+    """How deep ``path`` (absolute, normalised, as text) lies: its
+    separators, for sorting deepest first (as ``len(Path(path).parts)``)."""
+    return path.count(os.sep) if path != os.sep else 0
 
 
 def _close(fd: int | None) -> None:
@@ -1458,7 +1492,7 @@ class Staging:
         self._fd: int | None = None  # the root, opened before the first staged byte
         self._root_dev: int | None = None
         self._trusted = True  # the root's file system flushes with syncfs (checked with the descriptor)
-        self._devices: dict[Path, bool] = {}  # folder -> on another file system (this window)
+        self._devices: dict[str, bool] = {}  # folder -> on another file system (this window)
         self._since: float | None = None  # monotonic time of the oldest staged byte
         self._fsynced = 0  # documents of this window fsynced as written because they came first
 
@@ -1502,7 +1536,9 @@ class Staging:
             # a folder on another file system than the root (a mount below
             # it): syncfs of the root would not flush it, so fsync as written
             durable = store._syncs() and (
-                early or not self._trusted or self._elsewhere(created[-1].parent if created else path.parent)
+                early
+                or not self._trusted
+                or self._elsewhere(_parent(created[-1] if created else os.fspath(path)))
             )
             data = bytes(data)
             try:
@@ -1527,7 +1563,7 @@ class Staging:
         what it has (an eighth of :attr:`LocalStore.temp_max_age`)."""
         return self.store.temp_max_age / 8
 
-    def _elsewhere(self, folder: Path) -> bool:
+    def _elsewhere(self, folder: str) -> bool:
         """Whether ``folder`` (an existing one) is on another file system than
         the root; one stat per folder and flush window (a flat collection's
         new items all hang below the collection's folder)."""
