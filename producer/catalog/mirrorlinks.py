@@ -70,9 +70,15 @@ def mirror_assets(collection_id: str, mirror_keys: Iterable[str]) -> dict[str, d
     for key in sorted(set(mirror_keys)):
         if not key.startswith(f"{collection_id}/"):
             raise ValueError(f"mirror file {key!r} is not inside collection {collection_id!r}")
-        name, href, title = _asset_text(collection_id, key)
-        out[name] = {"href": href, "type": MIRROR_MEDIA_TYPE, "title": title, "roles": [MIRROR_ROLE]}
+        name, asset = _asset(collection_id, key)
+        out[name] = asset
     return out
+
+
+def _asset(collection_id: str, key: str) -> tuple[str, dict[str, Any]]:
+    """The asset key of mirror file ``key`` and a fresh asset linking it."""
+    name, href, title = _asset_text(collection_id, key)
+    return name, {"href": href, "type": MIRROR_MEDIA_TYPE, "title": title, "roles": [MIRROR_ROLE]}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -111,19 +117,14 @@ def carried(collection: dict[str, Any] | None, assets: dict[str, dict[str, Any]]
 def carries(collection: dict[str, Any], collection_id: str, key: str) -> bool:
     """Whether ``collection`` holds the asset of mirror file ``key`` exactly
     so: ``bool(carried(collection, mirror_assets(collection_id, [key])))``
-    without building the asset dict and the set (one mirror file: the
+    without the sorting, the outer dict and the set (one mirror file: the
     sink's check per partition written). False for a file outside the
     collection (no asset links it)."""
     current = collection.get("assets")
     if not isinstance(current, dict) or not key.startswith(f"{collection_id}/"):
         return False
-    name, href, title = _asset_text(collection_id, key)
-    return current.get(name) == {
-        "href": href,
-        "type": MIRROR_MEDIA_TYPE,
-        "title": title,
-        "roles": [MIRROR_ROLE],
-    }
+    name, asset = _asset(collection_id, key)
+    return current.get(name) == asset
 
 
 def linked_mirror_keys(collection_key: str, collection: dict[str, Any]) -> list[str]:
