@@ -111,7 +111,7 @@ def relative_to_item(item_location: str, root_url: str, href: str) -> str:
         # way below gives, with one normalisation each (a normalised
         # absolute path is its own abspath) and the item's only when needed
         path, root_path = posixpath.normpath(href), posixpath.normpath(root_url)
-        if not path.startswith(root_path.rstrip("/") + "/") or "//" in path:
+        if not _under(path, root_path):
             return href  # outside the catalog: whatever the item's location
         if item_location[:1] == "/" and "://" not in item_location:
             return _relative(path, posixpath.normpath(item_location))
@@ -144,10 +144,15 @@ def _relative_to_item(item_location: str, root_url: str, href: str) -> str:
         item_path = posixpath.abspath(item_path)
     if origin != root_origin or origin != item_origin:
         return href
-    root_dir = root_path.rstrip("/") + "/"
-    if not path.startswith(root_dir) or "//" in path:
+    if not _under(path, root_path):
         return href
     return _relative(path, item_path)
+
+
+def _under(path: str, root_path: str) -> bool:
+    """Whether ``path`` lies below the folder ``root_path`` (with no empty
+    component that would make a relative href of it wrong)."""
+    return path.startswith(root_path.rstrip("/") + "/") and "//" not in path
 
 
 def _map_assets(
