@@ -185,18 +185,29 @@ def _calendar(d: Path) -> Path:
         _two_grids,
         _calendar,
         _attribute_types,
+        lambda d: _curved(d / "curved.nc"),
     ],
 )
+@pytest.mark.parametrize("block", [None, 1024])
 def test_a_netcdf4_read_by_ranges_gives_the_item_of_the_whole_fetch(
-    s3_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write: Callable[[Path], Path]
+    s3_server: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    write: Callable[[Path], Path],
+    block: int | None,
 ) -> None:
     """A regular lat/lon grid with two variables, many variables, data in
     a group (the root-group error lists the groups, through h5netcdf's
     handle), a grid_mapping naming a missing variable (restored from
     h5netcdf's handle to be named), a curvilinear grid, two grids, a
     360-day calendar, attributes of every type: the same item, or the
-    same error, as the whole fetch (netCDF4 from memory) gives."""
+    same error, as the whole fetch (netCDF4 from memory) gives; in blocks
+    of 4 MiB (one block for these files) and of 1 KiB (reads across
+    blocks, read ahead, larger than the blocks kept)."""
+    (tmp_path / "data").mkdir()
     path = write(tmp_path / "data")
+    if block is not None:
+        monkeypatch.setattr(datacube, "RANGED_BLOCK", block)
     assert path.read_bytes()[:4] == b"\x89HDF"
     whole, ranged, ranges = _both(s3_server, path, monkeypatch, stats=True)
     assert ranged == whole
@@ -220,6 +231,37 @@ def test_a_classic_netcdf_above_the_threshold_is_fetched_whole(
     assert ranged == whole and isinstance(whole, dict)
     assert ranges == ["bytes=0-7", None], ranges
     assert "xarray:open_kwargs" not in whole["assets"]["data"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_ranged_file_reads_what_the_bytes_hold(monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    """Reads at random places and of random lengths (within a block, across
+    blocks, past the end, larger than the blocks kept, in order so that
+    blocks are read ahead) give the object's bytes, a block at most a request."""
+    monkeypatch.setattr(datacube, "RANGED_BLOCK", 100)
+    rng = np.random.default_rng(seed)
+    body = rng.integers(0, 256, 10_000 + seed * 37, dtype="u1").tobytes()
+    asked: list[list[tuple[int, int]]] = []
+
+    def fetch(ranges: list[tuple[int, int]]) -> list[bytes]:
+        asked.append(ranges)
+        return [body[start:end] for start, end in ranges]
+
+    raw = datacube._RangedFile(fetch, len(body))
+    for i in range(300):
+        if i % 3 == 0:  # reading on in order
+            start = raw.tell()
+        else:
+            start = int(rng.integers(0, len(body) + 50))
+        length = int(rng.choice([1, 7, 99, 100, 101, 250, 900, 2000]))
+        raw.seek(start)
+        assert raw.read(length) == body[start : start + length], (start, length)
+    raw.seek(-10, 2)
+    buffer = bytearray(20)
+    assert raw.readinto(buffer) == 10 and bytes(buffer[:10]) == body[-10:]
+    for ranges in asked:  # never more than a block a request
+        assert all(0 < end - start <= 100 for start, end in ranges), ranges
+    assert any(len(ranges) > 1 for ranges in asked)  # some read ahead, or straight through
 
 
 def _large(path: Path, rows: int = 2000, cols: int = 5000) -> Path:
@@ -365,6 +407,26 @@ print(json.dumps(["no error", "", 0, 0]))
 """
 
 
+def _curved(path: Path, n: int = 100) -> Path:
+    """A NetCDF-4 of 2-D ``n`` x ``n`` lat/lon (read as the item is built,
+    not when the file is opened) and a data variable on them."""
+    r, c = np.arange(n, dtype=float)[:, None] / n, np.arange(n, dtype=float)[None, :] / n
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("y", n)
+        nc.createDimension("x", n)
+        nc.time_coverage_start = "2024-05-01T00:00:00Z"
+        lat = nc.createVariable("lat", "f8", ("y", "x"))
+        lat.units = "degrees_north"
+        lat[:] = 20.0 + 30.0 * r + 0 * c
+        lon = nc.createVariable("lon", "f8", ("y", "x"))
+        lon.units = "degrees_east"
+        lon[:] = -60.0 + 40.0 * c + 5.0 * r**2
+        sst = nc.createVariable("sst", "f4", ("y", "x"))
+        sst.coordinates = "lat lon"
+        sst[:] = 280.0
+    return path
+
+
 @pytest.mark.parametrize("skip", [1, 2, 4, None])
 def test_a_503_during_the_ranged_read_is_a_storage_failure_naming_the_product(
     s3_server: Any, tmp_path: Path, skip: int | None
@@ -376,7 +438,7 @@ def test_a_503_during_the_ranged_read_is_a_storage_failure_naming_the_product(
     ("not a readable NetCDF file (corrupt...)", never retried) or worse. It
     is the retryable storage failure a whole fetch gives, naming the product;
     the process exits as Python does (run apart: an abort would kill it)."""
-    path = cubes.write_curvilinear(tmp_path / "data")
+    path = _curved(tmp_path / "curved.nc")
     url, key = _put(s3_server, path, "cube_20240501.nc")
     options = {**s3_server.storage_options, "client_kwargs": dict(s3_server.storage_options["client_kwargs"])}
     options["config_kwargs"] = {"retries": {"max_attempts": 1, "mode": "standard"}}

@@ -48,6 +48,7 @@ import math
 import os
 import re
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -408,16 +409,26 @@ RANGED_BLOCK = 4 * 1024 * 1024
 #: blocks of a NetCDF-4 read by ranges kept in memory (least recently used
 #: dropped): at most this many times :data:`RANGED_BLOCK` bytes held
 RANGED_BLOCKS = 8
+#: a block missed right after the last one fetched (the data read in order,
+#: as statistics read it) brings this many more with it, all fetched at once
+#: (in parallel): the reads of a variable do not wait a round trip per block
+RANGED_AHEAD = 4
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
 class _RangedFile(io.RawIOBase):
-    """A read-only file object over ``fetch(start, end)`` (the bytes of an
-    object of ``size`` bytes from ``start`` to ``end`` excluded), read in
-    blocks of :data:`RANGED_BLOCK` bytes of which the last
-    :data:`RANGED_BLOCKS` are kept: what h5py reads a NetCDF-4 on an object
-    store through.
+    """A read-only file object over ``fetch(ranges)`` (the bytes of each
+    ``(start, end)`` range, ``end`` excluded, of an object of ``size``
+    bytes; several ranges are fetched at once): what h5py reads a NetCDF-4
+    on an object store through.
+
+    Reads come from blocks of :data:`RANGED_BLOCK` bytes, the last
+    :data:`RANGED_BLOCKS` kept (least recently used dropped), so that the
+    scattered small reads of an HDF5 header cost a request per block; a
+    block missed right after the last fetched brings :data:`RANGED_AHEAD`
+    more with it; a read larger than the blocks kept goes straight through,
+    in parts of a block fetched at once, and is not kept.
 
     h5py reads a Python file object through callbacks, and what it makes of
     an exception raised in one is an HDF5 error that no longer says it was
@@ -427,34 +438,52 @@ class _RangedFile(io.RawIOBase):
     the whole file: it is kept and served from then on (as
     :func:`_fetch_whole` does)."""
 
-    def __init__(self, fetch: Callable[[int, int], bytes], size: int) -> None:
-        import fsspec.caching  # noqa: PLC0415
-
+    def __init__(self, fetch: Callable[[list[tuple[int, int]]], list[bytes]], size: int) -> None:
         super().__init__()
         self._fetch = fetch
         self._size = size
         self._pos = 0
         self._whole: bytes | None = None
+        self._blocks: OrderedDict[int, bytes] = OrderedDict()
+        self._next = -1  # the block after the last fetched
         self.failure: BaseException | None = None
-        self._cache = fsspec.caching.BlockCache(RANGED_BLOCK, self._block, size, maxblocks=RANGED_BLOCKS)
 
-    def _block(self, start: int, end: int) -> bytes:
-        end = min(end, self._size)  # the last block is asked for whole
+    def _get(self, ranges: list[tuple[int, int]]) -> list[bytes]:
         if self._whole is not None:
-            return self._whole[start:end]
+            return [self._whole[start:end] for start, end in ranges]
         if self.failure is not None:
             raise OSError("an earlier read of this file failed")
         try:
-            data = bytes(self._fetch(start, end))
-            if len(data) == self._size and end - start != self._size:  # Range ignored
-                self._whole = data
-                return data[start:end]
-            if len(data) != end - start:
-                raise OSError(f"asked for bytes {start}-{end - 1}, got {len(data)}")
+            parts = [bytes(part) for part in self._fetch(ranges)]
+            for (start, end), part in zip(ranges, parts, strict=True):
+                if len(part) == self._size and end - start != self._size:  # Range ignored
+                    self._whole = part
+                    return [part[s:e] for s, e in ranges]
+                if len(part) != end - start:
+                    raise OSError(f"asked for bytes {start}-{end - 1}, got {len(part)}")
         except BaseException as exc:
             self.failure = exc
             raise
-        return data
+        return parts
+
+    def _load(self, first: int, last: int) -> None:
+        """Blocks ``first`` to ``last`` (at most :data:`RANGED_BLOCKS`) in
+        :attr:`_blocks`, the most recently used."""
+        block = RANGED_BLOCK
+        missing = [b for b in range(first, last + 1) if b not in self._blocks]
+        if missing and missing[0] == self._next:
+            count = (self._size + block - 1) // block
+            room = RANGED_BLOCKS - (last + 1 - first)
+            ahead = range(last + 1, min(count, last + 1 + min(RANGED_AHEAD, room)))
+            missing += [b for b in ahead if b not in self._blocks]
+        if missing:
+            parts = self._get([(b * block, min((b + 1) * block, self._size)) for b in missing])
+            self._blocks.update(zip(missing, parts, strict=True))
+            self._next = missing[-1] + 1
+        for b in range(first, last + 1):
+            self._blocks.move_to_end(b)
+        while len(self._blocks) > RANGED_BLOCKS:
+            self._blocks.popitem(last=False)
 
     def readable(self) -> bool:
         return True
@@ -471,11 +500,22 @@ class _RangedFile(io.RawIOBase):
         return self._pos
 
     def read(self, size: int | None = -1) -> bytes:
-        end = self._size if size is None or size < 0 else min(self._size, self._pos + size)
-        if self._pos >= end:
+        start = self._pos
+        end = self._size if size is None or size < 0 else min(self._size, start + size)
+        if start >= end:
             return b""
-        data = self._cache._fetch(self._pos, end)
-        self._pos += len(data)
+        block = RANGED_BLOCK
+        first, last = start // block, (end - 1) // block
+        if last - first + 1 > RANGED_BLOCKS:  # straight through, not kept
+            data = b"".join(self._get([(s, min(s + block, end)) for s in range(start, end, block)]))
+        else:
+            self._load(first, last)
+            if first == last:
+                data = self._blocks[first][start - first * block : end - first * block]
+            else:
+                joined = b"".join(self._blocks[b] for b in range(first, last + 1))
+                data = joined[start - first * block : end - first * block]
+        self._pos = end
         return data
 
     def readinto(self, buffer: Any) -> int:
@@ -483,6 +523,20 @@ class _RangedFile(io.RawIOBase):
         data = self.read(len(view))
         view[: len(data)] = data
         return len(data)
+
+
+def _ranges_of(fs: Any, path: str) -> Callable[[list[tuple[int, int]]], list[bytes]]:
+    """``fetch(ranges)`` for :class:`_RangedFile`: one range with one
+    request, several at once (``fs.cat_ranges``, concurrent on an
+    asynchronous file system such as s3fs)."""
+
+    def fetch(ranges: list[tuple[int, int]]) -> list[bytes]:
+        if len(ranges) == 1:
+            return [fs.cat_file(path, start=ranges[0][0], end=ranges[0][1])]
+        starts, ends = [s for s, _ in ranges], [e for _, e in ranges]
+        return list(fs.cat_ranges([path] * len(ranges), starts, ends, on_error="raise"))
+
+    return fetch
 
 
 def _open_ranged(
@@ -500,7 +554,7 @@ def _open_ranged(
     import h5netcdf  # noqa: PLC0415 (heavy, large remote NetCDF-4 only)
     import xarray as xr  # noqa: PLC0415
 
-    raw = _RangedFile(lambda start, end: fs.cat_file(path, start=start, end=end), size)
+    raw = _RangedFile(_ranges_of(fs, path), size)
     stack.callback(raw.close)
 
     def settle() -> ProducerError | None:
