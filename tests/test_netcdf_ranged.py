@@ -501,3 +501,56 @@ def test_a_missing_object_read_by_ranges_is_not_found(
     bucket = s3_server.new_bucket()
     with pytest.raises(InputError, match="not found"):
         create_item(f"s3://{bucket}/nothing.nc", ExtractOptions(storage_options=s3_server.storage_options))
+
+
+def test_a_truncated_netcdf4_read_by_ranges_is_refused_as_truncated(
+    s3_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HDF5 checks its own end of file (the completeness check reads only
+    classic headers): a NetCDF-4 cut short is the input error of the whole
+    fetch, here saying it is truncated; nothing read beyond the end."""
+    body = cubes.write_curvilinear(tmp_path / "data").read_bytes()
+    cut = tmp_path / "cut.nc"
+    cut.write_bytes(body[: len(body) // 2])
+    whole, ranged, _ = _both(s3_server, cut, monkeypatch)
+    assert whole[0] == ranged[0] == "InputError", (whole, ranged)
+    assert "not a readable NetCDF file" in whole[1] and "not a readable NetCDF file" in ranged[1]
+    assert "truncated file" in ranged[1] and "cut.nc" in ranged[1], ranged
+
+
+def test_a_netcdf4_on_a_server_that_ignores_range_is_described_from_its_one_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python -m http.server`` answers the whole file to a ``Range``
+    request: the probe of the first bytes brought it all, and it is opened
+    from those bytes (one GET), as before."""
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    www = tmp_path / "www"
+    path = cubes.write_two_variables(www)
+    gets: list[str] = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            gets.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(www)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/{path.name}"
+    try:
+        monkeypatch.setattr(datacube, "RANGED_ABOVE", WHOLE)
+        whole = create_item(url).to_dict()
+        gets.clear()
+        monkeypatch.setattr(datacube, "RANGED_ABOVE", 0)
+        ranged = create_item(url).to_dict()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert ranged == whole
+    assert gets == [f"/{path.name}"], gets
