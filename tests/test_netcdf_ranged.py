@@ -264,6 +264,34 @@ def test_the_ranged_file_reads_what_the_bytes_hold(monkeypatch: pytest.MonkeyPat
     assert any(len(ranges) > 1 for ranges in asked)  # some read ahead, or straight through
 
 
+def test_the_ranged_file_reads_ahead_only_what_is_read_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A header running into its second block costs that block alone; data
+    read in order (a third block after the second) is fetched
+    RANGED_AHEAD blocks at a time, in one call (concurrent requests)."""
+    monkeypatch.setattr(datacube, "RANGED_BLOCK", 100)
+    body = bytes(range(256)) * 40
+    asked: list[list[int]] = []
+
+    def fetch(ranges: list[tuple[int, int]]) -> list[bytes]:
+        asked.append([start // 100 for start, _ in ranges])
+        return [body[start:end] for start, end in ranges]
+
+    raw = datacube._RangedFile(fetch, len(body))
+    raw.seek(10)
+    raw.read(150)  # blocks 0 and 1: the first miss, nothing to read on from
+    raw.seek(5000)
+    raw.read(10)  # elsewhere
+    raw.seek(180)
+    raw.read(30)  # block 1 (kept), block 2: not after the last fetched (50), nothing ahead
+    assert asked == [[0, 1], [50], [2]], asked
+    for start in range(300, 1500, 50):  # in order from block 3
+        raw.seek(start)
+        assert raw.read(50) == body[start : start + 50]
+    ahead = [blocks for blocks in asked[3:] if len(blocks) > 1]
+    assert ahead and all(len(blocks) == 1 + datacube.RANGED_AHEAD for blocks in ahead[:-1]), asked
+    assert len(asked) < 3 + 12, asked  # fewer calls than blocks
+
+
 def _large(path: Path, rows: int = 2000, cols: int = 5000) -> Path:
     """A NetCDF-4 whose data (``rows`` x ``cols`` float32 of noise, in
     chunks, not compressible) dominates: small 1-D lat/lon and time."""

@@ -409,8 +409,9 @@ RANGED_BLOCK = 4 * 1024 * 1024
 #: blocks of a NetCDF-4 read by ranges kept in memory (least recently used
 #: dropped): at most this many times :data:`RANGED_BLOCK` bytes held
 RANGED_BLOCKS = 8
-#: a block missed right after the last one fetched (the data read in order,
-#: as statistics read it) brings this many more with it, all fetched at once
+#: a block missed right after the last one fetched, for the second time in a
+#: row (the data read in order, as statistics read it; not a header that runs
+#: into its second block) brings this many more with it, all fetched at once
 #: (in parallel): the reads of a variable do not wait a round trip per block
 RANGED_AHEAD = 4
 
@@ -425,9 +426,8 @@ class _RangedFile(io.RawIOBase):
 
     Reads come from blocks of :data:`RANGED_BLOCK` bytes, the last
     :data:`RANGED_BLOCKS` kept (least recently used dropped), so that the
-    scattered small reads of an HDF5 header cost a request per block; a
-    block missed right after the last fetched brings :data:`RANGED_AHEAD`
-    more with it; a read larger than the blocks kept goes straight through,
+    scattered small reads of an HDF5 header cost a request per block; the
+    blocks of data read in order are read ahead (:data:`RANGED_AHEAD`); a read larger than the blocks kept goes straight through,
     in parts of a block fetched at once, and is not kept.
 
     h5py reads a Python file object through callbacks, and what it makes of
@@ -446,6 +446,7 @@ class _RangedFile(io.RawIOBase):
         self._whole: bytes | None = None
         self._blocks: OrderedDict[int, bytes] = OrderedDict()
         self._next = -1  # the block after the last fetched
+        self._streak = 0  # misses in a row, each of the block after the last fetched
         self.failure: BaseException | None = None
 
     def _get(self, ranges: list[tuple[int, int]]) -> list[bytes]:
@@ -471,7 +472,9 @@ class _RangedFile(io.RawIOBase):
         :attr:`_blocks`, the most recently used."""
         block = RANGED_BLOCK
         missing = [b for b in range(first, last + 1) if b not in self._blocks]
-        if missing and missing[0] == self._next:
+        if missing:
+            self._streak = self._streak + 1 if missing[0] == self._next else 0
+        if missing and self._streak >= 2:
             count = (self._size + block - 1) // block
             room = RANGED_BLOCKS - (last + 1 - first)
             ahead = range(last + 1, min(count, last + 1 + min(RANGED_AHEAD, room)))
