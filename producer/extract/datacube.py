@@ -43,10 +43,12 @@ register never imports this module.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -159,6 +161,11 @@ class _Opened:
     groups: Callable[[], list[str]] = field(default=lambda: [])
     #: ``file:checksum`` of a NetCDF fetched whole (the bytes opened), when asked for
     checksum: str | None = None
+    #: called once the item is built (or its build failed): the error to raise
+    #: instead, for a NetCDF read by ranges (:class:`_RangedFile`) whose reads
+    #: failed (a storage failure, whatever h5py made of it) or whose object
+    #: changed while it was read; ``None`` when the reads were sound
+    settle: Callable[[], ProducerError | None] = field(default=lambda: None)
 
 
 #: how the cube is decoded: values as stored, so that nothing is computed
@@ -215,19 +222,27 @@ def _restore_grid_mappings(ds: Any, seen: list[str], handle: Any) -> None:
     """Put back, into the encoding of each variable of ``ds``, the
     ``grid_mapping`` attribute xarray dropped because it names a variable
     the file lacks (``seen``: its warnings), read from ``handle`` (an open
-    netCDF4 Dataset, or a zarr Group): :func:`_missing_grid_mapping` then
-    names it."""
+    netCDF4 Dataset, an h5netcdf File, or a zarr Group):
+    :func:`_missing_grid_mapping` then names it."""
     if not any("grid_mapping" in message for message in seen):
         return
     for name, var in ds.variables.items():
-        if hasattr(handle, "variables"):  # netCDF4
+        if hasattr(handle, "variables"):  # netCDF4, h5netcdf
             stored = handle.variables.get(str(name))
-            raw = stored.__dict__.get("grid_mapping") if stored is not None else None
+            raw = _attrs_of(stored).get("grid_mapping") if stored is not None else None
         else:  # zarr
             stored = handle.get(str(name))
             raw = stored.attrs.get("grid_mapping") if stored is not None else None
         if raw and "grid_mapping" not in var.attrs and "grid_mapping" not in var.encoding:
             var.encoding["grid_mapping"] = str(raw)
+
+
+def _attrs_of(stored: Any) -> Mapping[str, Any]:
+    """The attributes of a variable or group of an open netCDF4 Dataset
+    (its ``__dict__``) or h5netcdf File (its ``attrs``)."""
+    if type(stored).__module__.startswith("netCDF4"):
+        return dict(stored.__dict__)
+    return stored.attrs
 
 
 #: bytes per request when a remote NetCDF is fetched whole: each request
@@ -277,11 +292,22 @@ def _fetch_whole(fs: Any, path: str, size: int, info: Mapping[str, Any] | None =
 def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _Opened:
     """Open a NetCDF (classic or NetCDF-4) with xarray's netCDF4 engine.
 
-    A local file is opened where it is. An object (``s3://``...) is fetched
-    once through fsspec (with ``options.storage_options``) and opened from
-    memory: netCDF4 cannot read through a Python file object, and the header
-    of a NetCDF-4 file is scattered through it. The classic-format
-    completeness check runs on the bytes before anything else.
+    A local file is opened where it is. An object (``s3://``...) is read
+    through fsspec (with ``options.storage_options``):
+
+    - a NetCDF-4 (HDF5) object larger than :data:`RANGED_ABOVE` bytes, its
+      checksum not asked for, is read by ranges (:func:`_open_ranged`:
+      h5netcdf through a block-cached file object): its header, its
+      coordinates and what the item reads of its data, never the whole file,
+      nor the file held in memory;
+    - any other (classic NetCDF, a small file, a checksum asked for: it
+      hashes the bytes fetched) is fetched once, whole (:func:`_fetch_whole`),
+      and opened from memory with netCDF4 (which cannot read through a
+      Python file object; on memory it is the faster engine).
+
+    The classic-format completeness check runs on the object's bytes before
+    anything else, on either path. The item's ``xarray:open_kwargs`` say
+    ``engine: h5netcdf`` for a NetCDF-4 object on either path.
     """
     import netCDF4  # noqa: PLC0415 (heavy, datacubes only)
     import xarray as xr  # noqa: PLC0415 (heavy, datacubes only)
@@ -322,6 +348,7 @@ def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _O
         )
     except (ImportError, ValueError) as exc:
         raise InputError(f"{redact(location)}: no filesystem for this URL ({exc})") from None
+    data: bytes | None = None
     try:
         info = fs.info(path)
         if info.get("type") == "directory":
@@ -329,11 +356,20 @@ def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _O
         size = int(info.get("size") or 0)
         if size == 0:
             raise InputError(f"{redact(location)}: object is empty (0 bytes); was it completely written?")
-        data = _fetch_whole(fs, path, size, info)
+        if size > RANGED_ABOVE and not options.checksum:
+            head = bytes(fs.cat_file(path, start=0, end=8))
+            if len(head) == size:  # a server that ignores Range: the whole file is in
+                data = head
+            elif not head.startswith(_HDF5_MAGIC):
+                data = _fetch_whole(fs, path, size, info)
+        else:
+            data = _fetch_whole(fs, path, size, info)
     except ProducerError:
         raise
     except Exception as exc:
         raise storage_failure(location, exc) from None
+    if data is None:
+        return _open_ranged(location, fs, path, size, info, stack)
     _check_magic(data[:8], location)
     check_netcdf_complete(lambda start, length: data[start : start + length], size, location)
     try:
@@ -352,10 +388,223 @@ def _open_netcdf(location: str, options: ExtractOptions, stack: ExitStack) -> _O
     return _Opened(
         ds,
         size,
-        {"engine": "h5netcdf"} if data[:4] == b"\x89HDF" else {},
+        {"engine": "h5netcdf"} if data.startswith(_HDF5_MAGIC) else {},
         lambda: _group_paths(handle),
         sha256_multihash_of(data) if options.checksum else None,  # not a second download to hash it
     )
+
+
+#: a remote NetCDF-4 (HDF5) file larger than this many bytes is read by
+#: ranges (:func:`_open_ranged`), never whole: its header, its coordinates
+#: and what the item reads of its data come a block at a time. At or below
+#: it, and for classic NetCDF (its data is contiguous, one request fetches
+#: it), the file is fetched whole and netCDF4 opens it from memory (faster
+#: on memory); so is any file whose ``file:checksum`` is asked for (every
+#: byte is read to hash it: one download serves both)
+RANGED_ABOVE = 64 * 1024 * 1024
+#: bytes of one block of a NetCDF-4 read by ranges: one request each, so
+#: that the scattered small reads of its header cost a request per block,
+#: not per read
+RANGED_BLOCK = 4 * 1024 * 1024
+#: blocks of a NetCDF-4 read by ranges kept in memory (least recently used
+#: dropped): at most this many times :data:`RANGED_BLOCK` bytes held
+RANGED_BLOCKS = 8
+#: a block missed right after the last one fetched, for the second time in a
+#: row (the data read in order, as statistics read it; not a header that runs
+#: into its second block) brings this many more with it, all fetched at once
+#: (in parallel): the reads of a variable do not wait a round trip per block
+RANGED_AHEAD = 4
+
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+class _RangedFile(io.RawIOBase):
+    """A read-only file object over ``fetch(ranges)`` (the bytes of each
+    ``(start, end)`` range, ``end`` excluded, of an object of ``size``
+    bytes; several ranges are fetched at once): what h5py reads a NetCDF-4
+    on an object store through.
+
+    Reads come from blocks of :data:`RANGED_BLOCK` bytes, the last
+    :data:`RANGED_BLOCKS` kept (least recently used dropped), so that the
+    scattered small reads of an HDF5 header cost a request per block; the
+    blocks of data read in order are read ahead (:data:`RANGED_AHEAD`); a read larger than the blocks kept goes straight through,
+    in parts of a block fetched at once, and is not kept.
+
+    h5py reads a Python file object through callbacks, and what it makes of
+    an exception raised in one is an HDF5 error that no longer says it was
+    the storage: the first failure is kept in :attr:`failure` (and every
+    later read fails at once, no request made), for the caller to raise it
+    as the storage failure it was. A server that ignores ``Range`` answers
+    the whole file: it is kept and served from then on (as
+    :func:`_fetch_whole` does)."""
+
+    def __init__(self, fetch: Callable[[list[tuple[int, int]]], list[bytes]], size: int) -> None:
+        super().__init__()
+        self._fetch = fetch
+        self._size = size
+        self._pos = 0
+        self._whole: bytes | None = None
+        self._blocks: OrderedDict[int, bytes] = OrderedDict()
+        self._next = -1  # the block after the last fetched
+        self._streak = 0  # misses in a row, each of the block after the last fetched
+        self.failure: BaseException | None = None
+
+    def _get(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        if self._whole is not None:
+            return [self._whole[start:end] for start, end in ranges]
+        if self.failure is not None:
+            raise OSError("an earlier read of this file failed")
+        try:
+            parts = [bytes(part) for part in self._fetch(ranges)]
+            for (start, end), part in zip(ranges, parts, strict=True):
+                if len(part) == self._size and end - start != self._size:  # Range ignored
+                    self._whole = part
+                    return [part[s:e] for s, e in ranges]
+                if len(part) != end - start:
+                    raise OSError(f"asked for bytes {start}-{end - 1}, got {len(part)}")
+        except BaseException as exc:
+            self.failure = exc
+            raise
+        return parts
+
+    def _load(self, first: int, last: int) -> None:
+        """Blocks ``first`` to ``last`` (at most :data:`RANGED_BLOCKS`) in
+        :attr:`_blocks`, the most recently used."""
+        block = RANGED_BLOCK
+        missing = [b for b in range(first, last + 1) if b not in self._blocks]
+        if missing:
+            self._streak = self._streak + 1 if missing[0] == self._next else 0
+        if missing and self._streak >= 2:
+            count = (self._size + block - 1) // block
+            room = RANGED_BLOCKS - (last + 1 - first)
+            ahead = range(last + 1, min(count, last + 1 + min(RANGED_AHEAD, room)))
+            missing += [b for b in ahead if b not in self._blocks]
+        if missing:
+            parts = self._get([(b * block, min((b + 1) * block, self._size)) for b in missing])
+            self._blocks.update(zip(missing, parts, strict=True))
+            self._next = missing[-1] + 1
+        for b in range(first, last + 1):
+            self._blocks.move_to_end(b)
+        while len(self._blocks) > RANGED_BLOCKS:
+            self._blocks.popitem(last=False)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        start = self._pos
+        end = self._size if size is None or size < 0 else min(self._size, start + size)
+        if start >= end:
+            return b""
+        block = RANGED_BLOCK
+        first, last = start // block, (end - 1) // block
+        if last - first + 1 > RANGED_BLOCKS:  # straight through, not kept
+            data = b"".join(self._get([(s, min(s + block, end)) for s in range(start, end, block)]))
+        else:
+            self._load(first, last)
+            if first == last:
+                data = self._blocks[first][start - first * block : end - first * block]
+            else:
+                joined = b"".join(self._blocks[b] for b in range(first, last + 1))
+                data = joined[start - first * block : end - first * block]
+        self._pos = end
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+
+def _ranges_of(fs: Any, path: str) -> Callable[[list[tuple[int, int]]], list[bytes]]:
+    """``fetch(ranges)`` for :class:`_RangedFile`: one range with one
+    request, several at once (``fs.cat_ranges``, concurrent on an
+    asynchronous file system such as s3fs)."""
+
+    def fetch(ranges: list[tuple[int, int]]) -> list[bytes]:
+        if len(ranges) == 1:
+            return [fs.cat_file(path, start=ranges[0][0], end=ranges[0][1])]
+        starts, ends = [s for s, _ in ranges], [e for _, e in ranges]
+        return list(fs.cat_ranges([path] * len(ranges), starts, ends, on_error="raise"))
+
+    return fetch
+
+
+def _open_ranged(
+    location: str, fs: Any, path: str, size: int, info: Mapping[str, Any], stack: ExitStack
+) -> _Opened:
+    """Open the NetCDF-4 (HDF5) object ``path`` of ``fs`` (``info``: its
+    ``fs.info``, ``size`` bytes) with xarray's h5netcdf engine through a
+    :class:`_RangedFile`: what the item needs is read, never the whole file.
+
+    The object is looked at again once the item is built (:attr:`_Opened.settle`):
+    overwritten meanwhile, its blocks may come from two versions, so that is
+    a storage failure (retried), as for :func:`_fetch_whole`'s parts; so is
+    any failed read, whatever h5py or the code reading the cube made of it.
+    """
+    import h5netcdf  # noqa: PLC0415 (heavy, large remote NetCDF-4 only)
+    import xarray as xr  # noqa: PLC0415
+
+    raw = _RangedFile(_ranges_of(fs, path), size)
+    stack.callback(raw.close)
+
+    def settle() -> ProducerError | None:
+        if raw.failure is not None:
+            return storage_failure(location, raw.failure)
+        try:
+            fs.invalidate_cache(path)
+            now = fs.info(path)
+        except Exception as exc:
+            return storage_failure(location, exc)
+        if _version_of(now) != _version_of(info):
+            return storage_failure(
+                location,
+                OSError(
+                    "the object changed while it was read by ranges (overwritten meanwhile): register it "
+                    "again once its writer has finished"
+                ),
+            )
+        return None
+
+    def read(start: int, length: int) -> bytes:
+        raw.seek(start)
+        return raw.read(length)
+
+    def instead(exc: Exception) -> ProducerError:
+        """What to raise for ``exc``, raised while the file was opened."""
+        failure = settle()
+        if failure is not None:
+            return failure
+        if isinstance(exc, ProducerError):
+            return exc
+        return _unreadable(location, "NetCDF file", exc)
+
+    seen: list[str] = []
+    try:
+        _check_magic(read(0, 8), location)
+        check_netcdf_complete(read, size, location)
+        # phony_dims "sort": dimensions HDF5 datasets lack named as netCDF-C names them
+        handle = h5netcdf.File(raw, "r", decode_vlen_strings=True, phony_dims="sort")
+        stack.callback(handle.close)
+        with _quiet_references(seen):
+            ds = xr.open_dataset(xr.backends.H5NetCDFStore(handle), **_DECODE)
+        stack.callback(ds.close)
+        _restore_grid_mappings(ds, seen, handle)
+    except Exception as exc:
+        raise instead(exc) from None
+    return _Opened(ds, size, {"engine": "h5netcdf"}, lambda: _group_paths(handle), None, settle)
 
 
 #: at most this many groups are named in a message
@@ -364,11 +613,12 @@ _GROUPS_NAMED = 10
 
 def _group_paths(handle: Any) -> list[str]:
     """Paths (``/data``, ``/data/sub``) of the groups below ``handle`` (an
-    open netCDF4 Dataset or Group) that hold variables, depth first."""
+    open netCDF4 Dataset or Group, or h5netcdf File or Group) that hold
+    variables, depth first."""
     out: list[str] = []
     for group in handle.groups.values():
         if group.variables:
-            out.append(str(group.path))
+            out.append(str(group.path if type(group).__module__.startswith("netCDF4") else group.name))
         out.extend(_group_paths(group))
     return out
 
@@ -2224,11 +2474,24 @@ def create_item(
     with ExitStack() as stack:
         opened = (_open_zarr if zarr else _open_netcdf)(location, options, stack)
         try:
-            return _build(opened, location, shown, options, zarr)
-        except ProducerError:
+            item = _build(opened, location, shown, options, zarr)
+        except Exception as exc:
+            # a read that failed (or an object overwritten) is what went wrong,
+            # whatever the reading code made of it
+            failure = opened.settle()
+            if failure is not None:
+                raise failure from None
+            if isinstance(exc, ProducerError):
+                raise
+            if isinstance(exc, (ValueError, KeyError, TypeError, OSError, RuntimeError, ArithmeticError)):
+                raise InputError(
+                    f"{redact(shown)}: cannot read datacube metadata: {redact(str(exc))}"
+                ) from exc
             raise
-        except (ValueError, KeyError, TypeError, OSError, RuntimeError, ArithmeticError) as exc:
-            raise InputError(f"{redact(shown)}: cannot read datacube metadata: {redact(str(exc))}") from exc
+        failure = opened.settle()
+        if failure is not None:
+            raise failure
+        return item
 
 
 def _time_fix(ds: Any, time: _Time | None) -> str:
