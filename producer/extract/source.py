@@ -165,13 +165,22 @@ class _GuardedFile:
         self.close()
 
 
+#: fsspec protocols whose paths start with a bucket (or container) name
+_BUCKET_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
+
+
 class GuardedOpener:
     """rasterio opener (its ``FileContainer`` protocol) over an fsspec
     filesystem: every call that touches storage records its exception in
     :attr:`errors` instead of raising into GDAL.
 
     ``known`` maps the product path to its size, read (with a HEAD) before
-    GDAL is involved, so GDAL's stat of the product costs no request.
+    GDAL is involved, so GDAL's stat of the product costs no request;
+    ``details`` (optional) maps it to that HEAD's whole answer
+    (``fs.info``), which an S3 file opened on it takes instead of a HEAD
+    of its own (:meth:`open`). The size of a bare bucket (rasterio's check
+    of an opener asks ``size("test")``) is 0 without a request: no bucket
+    is a file, and another account's bucket of that name answers 403.
     Directory listings (GDAL looks for sidecar files) that fail answer
     "empty", as GDAL's own ``/vsis3/`` does. Listings that succeed are kept
     in ``listings`` (:attr:`ExtractOptions.listings`: the register call's)
@@ -180,9 +189,22 @@ class GuardedOpener:
     would answer later stats (see :func:`producer.urls.product_storage_options`).
     """
 
-    def __init__(self, fs: Any, known: dict[str, int], block_size: int, listings: dict | None = None) -> None:
+    def __init__(
+        self,
+        fs: Any,
+        known: dict[str, int],
+        block_size: int,
+        listings: dict | None = None,
+        details: dict[str, dict] | None = None,
+    ) -> None:
         self.fs: Any = fs
         self.known = dict(known)
+        self.details = dict(details or {})
+        protocols = {
+            str(p) for p in (fs.protocol if isinstance(fs.protocol, tuple | list) else (fs.protocol,))
+        }
+        self._buckets = bool(_BUCKET_PROTOCOLS & protocols)  # paths start with a bucket name
+        self._s3 = "s3" in protocols  # s3fs: its files take a size and the HEAD's answer
         self.block_size = block_size
         self.listings = listings
         self.errors: list[BaseException] = []
@@ -204,7 +226,15 @@ class GuardedOpener:
             spare[1].seek(0)
             return spare[1]  # the probe's handle: its first block is already here
         try:
-            handle = self.fs.open(path, "rb", block_size=self.block_size)
+            details = self.details.get(path) if self._s3 else None
+            if details is not None:
+                # the HEAD made before GDAL: s3fs's file would make the same
+                # HEAD again to learn the size (and, with local_expiry_check,
+                # the ETag it checks each range read against: this one's)
+                handle = self.fs.open(path, "rb", block_size=self.block_size, size=int(details["size"]))
+                handle.details = details
+            else:
+                handle = self.fs.open(path, "rb", block_size=self.block_size)
         except Exception as exc:
             self.errors.append(exc)
             raise FileNotFoundError(path) from None
@@ -247,6 +277,8 @@ class GuardedOpener:
     def size(self, path: str) -> int:
         if path in self.known:
             return self.known[path]
+        if self._buckets and "/" not in path.strip("/"):  # a bucket: no file, no request
+            return 0
         return int(self._guard(0, self.fs.size, path) or 0)
 
     def rm(self, path: str) -> None:
@@ -287,7 +319,11 @@ def _object_store_opener(path: str, options: ExtractOptions) -> GuardedOpener:
     if size == 0:
         raise InputError(f"{_redacted(path)}: object is empty (0 bytes); was it completely written?")
     opener = GuardedOpener(
-        fs, {fs_path: size}, PIXEL_BLOCK if options.stats else HEADER_BLOCK, options.listings
+        fs,
+        {fs_path: size},
+        PIXEL_BLOCK if options.stats else HEADER_BLOCK,
+        options.listings,
+        details={fs_path: info},
     )
     probe = opener.open(fs_path)
     probe.read(1)
