@@ -153,3 +153,38 @@ def test_an_s3_product_is_read_with_one_head_and_no_request_for_another_bucket(
     item = json.loads((catalog_dir / "c/cog_20240105/cog_20240105.json").read_text())
     assert item["assets"]["data"]["file:size"] == (tmp_path / "cog_20240105.tif").stat().st_size
     assert producer.validate_catalog(str(catalog_dir)) == []
+
+
+def test_the_folder_of_an_s3_geotiff_is_listed_beside_its_first_reads(s3_server, tmp_path, catalog_dir):
+    """GDAL lists a product's folder on open (side-car files): that LIST goes
+    out with the product's HEAD, not after its first block came back. The
+    HEAD is held until the LIST arrives (a register that lists only when
+    GDAL asks waits out the hold), and a side-car in that folder is still
+    read (its .aux.xml)."""
+    from tests.faultproxy import FaultProxy
+
+    bucket = s3_server.new_bucket()
+    path = rasters.write_cog(tmp_path)
+    url = upload(s3_server, bucket, path, "data/cog_20240105.tif")
+    s3_server.client().put_object(
+        Bucket=bucket,
+        Key="data/cog_20240105.tif.aux.xml",
+        Body=b'<PAMDataset><Metadata><MDI key="SIDECAR">seen</MDI></Metadata></PAMDataset>',
+    )
+    with FaultProxy(s3_server.endpoint_url) as proxy:
+        hold = proxy.add("HEAD", r"/data/cog_20240105\.tif$", "hold", until=rf"^/{bucket}/?$")
+        (res,) = producer.register(
+            [url],
+            catalog=str(catalog_dir),
+            collection="c",
+            storage_options=_proxied_options(s3_server, proxy),
+        )
+        trace = list(proxy.trace)
+    lines = [f"{m} {p} {q}" for m, p, q in trace]
+    assert res.ok and res.action == "created", res.error
+    assert hold.hits == 1 and hold.expired == 0, lines
+    assert len([q for m, p, q in trace if "list-type" in q]) == 1, lines  # GDAL's own look: no second LIST
+    assert [p for m, p, _ in trace if p.endswith(".aux.xml")], lines  # the side-car, found and read
+    import threading
+
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("producer-")]
