@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import re
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,6 +135,9 @@ class LatencyProxy:
         self.counts: Counter[str] = Counter()
         #: every request as ``(method, path, query)``, for request-count tests and traces
         self.trace: list[tuple[str, str, str]] = []
+        #: every request as ``(method, path, query, start, end)``: ``time.perf_counter()``
+        #: when its head arrived and when its answer was written back (None: no answer)
+        self.timeline: list[tuple[str, str, str, float, float | None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
@@ -167,10 +171,14 @@ class LatencyProxy:
                 if (_get(headers, b"expect") or b"").lower() == b"100-continue":
                     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                     await writer.drain()
+                started = time.perf_counter()
                 body = await _read_body(reader, headers) or b""
                 name, path = method.decode(), unquote(urlsplit(target.decode()).path)
                 self.counts[name] += 1
-                self.trace.append((name, path, urlsplit(target.decode()).query))
+                query = urlsplit(target.decode()).query
+                self.trace.append((name, path, query))
+                entry = len(self.timeline)
+                self.timeline.append((name, path, query, started, None))
                 delay = self.delay
                 fault = next((f.fault for f in self.faults if f.fires(name, path)), None)
                 if fault is not None and fault.startswith("delay:"):
@@ -187,6 +195,7 @@ class LatencyProxy:
                         + _SLOWDOWN
                     )
                     await writer.drain()
+                    self.timeline[entry] = (name, path, query, started, time.perf_counter())
                     continue
                 if up is None:
                     up = await self._upstream()
@@ -211,6 +220,7 @@ class LatencyProxy:
                 else:
                     writer.write(_message(rfirst, rheaders, rbody))
                 await writer.drain()
+                self.timeline[entry] = (name, path, query, started, time.perf_counter())
                 conn = (_get(rheaders, b"connection") or b"").lower()
                 closes = conn == b"close" or (rfirst.startswith(b"HTTP/1.0") and conn != b"keep-alive")
                 if closes and up is not None:

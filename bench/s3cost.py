@@ -21,6 +21,14 @@ the clock starts, as in a long-running writer; the third opens one per call
 (this process) and the server's CPU (the moto process). Writes nothing but
 the catalogs on the local S3 (dropped afterwards) and, without ``--quick``
 or with ``--write``, its section of BENCHMARKS.md.
+
+``--timeline``: instead, one register per per-item shape ("one by one" and
+"one by one, URL"), each into a seeded catalog after a warm-up register,
+printed request by request as the proxy saw them (method, document kind,
+start and end in ms from the register's start) with the product's
+extraction (``extract.create_item``) as a row of its own: which request
+waits on which. ``--repeats N`` (with ``--timeline``): N registers per
+shape, their wall times (ms per register: min, median) and request counts.
 """
 
 from __future__ import annotations
@@ -110,6 +118,94 @@ def measure(
     }
 
 
+def _timeline_kind(method: str, path: str, query: str) -> str:
+    """:func:`_request_kind`, naming the product's requests (``product``)."""
+    if "/products-" in path or "products-" in query:
+        return f"{method} product" + (" (list)" if "list-type" in query else "")
+    return _request_kind(method, path, query)
+
+
+def timeline(
+    s3: Any,
+    proxy: LatencyProxy,
+    name: str,
+    files: list[str],
+    by_url: bool,
+    show: bool = True,
+    s3_products: bool = False,
+) -> list[float]:
+    """One register per file of ``files`` (one product each) into a seeded
+    catalog, after one warm-up register; prints the first one's requests
+    as the proxy saw them, with the extraction's span; returns each
+    register's wall time in ms."""
+    import producer
+    import producer.extract
+    from producer.store import open_store
+
+    catalog = s3.url(name)
+    options = {
+        **s3.storage_options,
+        "client_kwargs": {**s3.storage_options["client_kwargs"], "endpoint_url": proxy.endpoint_url},
+    }
+    store = open_store(catalog, options)
+    store.fs.connect()
+    warm = str(c.cog_path(WARM_COG))
+    if s3_products:  # read in place on S3 through the proxy, as the event handler's products are
+
+        def upload(path: str) -> str:
+            key = f"products-{name}/{Path(path).name}"
+            s3.client().put_object(Bucket=s3.bucket, Key=key, Body=Path(path).read_bytes())
+            return f"s3://{s3.bucket}/{key}"
+
+        warm, files = upload(warm), [upload(path) for path in files]
+
+    def one(path: str) -> None:
+        if by_url:
+            results = producer.register(
+                [path], catalog=catalog, collection=c.COLLECTION, storage_options=dict(options)
+            )
+        else:
+            results = producer.register([path], catalog=store, collection=c.COLLECTION)
+        assert all(r.ok for r in results), [r.error for r in results]
+
+    one(warm)  # seed: the catalog, the collection and one item
+    one(warm)  # warm-up (an unchanged item): clients, modules, caches
+    spans: list[tuple[float, float]] = []
+    create_item = producer.extract.create_item
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return create_item(*args, **kwargs)
+        finally:
+            spans.append((start, time.perf_counter()))
+
+    walls: list[float] = []
+    producer.extract.create_item = timed  # type: ignore[attr-defined]
+    try:
+        for n, path in enumerate(files):
+            spans.clear()
+            first = len(proxy.timeline)
+            t0 = time.perf_counter()
+            one(path)
+            t1 = time.perf_counter()
+            walls.append(1000 * (t1 - t0))
+            if n or not show:
+                continue
+            rows = [
+                (_timeline_kind(m, p, q), start, end) for m, p, q, start, end in proxy.timeline[first:]
+            ] + [("extraction (create_item)", start, end) for start, end in spans]
+            rows.sort(key=lambda row: row[1])
+            log(f"  {name}: one register, {1000 * (t1 - t0):.0f} ms, {len(proxy.timeline) - first} requests")
+            for what, start, end in rows:
+                stop = f"{1000 * (end - t0):7.1f}" if end is not None else "      ?"
+                log(f"    {what:28s} {1000 * (start - t0):7.1f} {stop}")
+    finally:
+        producer.extract.create_item = create_item  # type: ignore[attr-defined]
+    s3.drop(name)
+    return walls
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="24 items (CI smoke test), prints only")
@@ -117,7 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-ms", type=float, default=30.0)
     ap.add_argument("--write", action=argparse.BooleanOptionalAction, default=None)
     ap.add_argument("--out", type=Path, default=c.BENCHMARKS_MD)
+    ap.add_argument("--timeline", action="store_true", help="one register's requests, as they overlap")
+    ap.add_argument("--repeats", type=int, default=1, help="with --timeline: registers per shape")
     args = ap.parse_args(argv)
+    if args.timeline:
+        return main_timeline(args)
     n = args.items or (24 if args.quick else 100)
     write = (not args.quick) if args.write is None else args.write
     log(f"{'quick' if args.quick else 'full'} run on {c.machine_note()}")
@@ -173,6 +273,30 @@ def main(argv: list[str] | None = None) -> int:
             args.out,
         )
         log(f"updated {args.out}")
+    return 0
+
+
+def main_timeline(args: argparse.Namespace) -> int:
+    files = c.ensure_cogs(max(1, args.repeats), log)
+    if not c.cog_path(WARM_COG).exists():
+        c._write_cog(WARM_COG)
+    log(
+        f"timeline on {c.machine_note()}; +{args.latency_ms:.0f} ms per request; load {os.getloadavg()[0]:.2f}"
+    )
+    log("    request (kind)               start     end   (ms from the register's start)")
+    with c.S3Process() as s3, LatencyProxy(s3.endpoint_url, args.latency_ms / 1000.0) as proxy:
+        shapes = (
+            ("one by one", False, False),
+            ("one by one, URL", True, False),
+            ("one by one, URL, S3 product", True, True),
+        )
+        for label, by_url, s3_products in shapes:
+            name = f"s3time-{'s3p' if s3_products else 'url' if by_url else 'single'}"
+            walls = sorted(timeline(s3, proxy, name, files[: args.repeats], by_url, s3_products=s3_products))
+            log(
+                f"  {label}: {len(walls)} registers, ms per register min {walls[0]:.0f}, "
+                f"median {walls[len(walls) // 2]:.0f}; load {os.getloadavg()[0]:.2f}"
+            )
     return 0
 
 

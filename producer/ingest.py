@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -243,6 +244,68 @@ def _seed_intents(store: Store, collection: str, listed: dict[str, tuple[float, 
     listed[collection] = (time.monotonic(), keys)
 
 
+def _layout_beside_extraction(
+    read_layout: Callable[[], Layout],
+    source: str,
+    store_url: str,
+    options: ExtractOptions,
+    early: dict[str, tuple[Any, BaseException | None]],
+) -> Layout:
+    """``read_layout()`` (:func:`collection_layout`: the collection's GET,
+    with the root's and the intents' beside it) on a thread of its own while
+    this one extracts ``source`` into ``early`` (:func:`_extract_early`): on
+    a remote catalog one round trip overlaps the product's reading (GDAL and
+    network reads release the GIL) instead of preceding it.
+
+    Nothing is written meanwhile: the reads only seed the batch's
+    compare-and-swap (:attr:`Committer.seeded`, stale at worst: a retry).
+    Errors keep their order: what ``read_layout`` raises (a ``partition``
+    the collection does not record) is raised, the extraction's result then
+    unused, as when it ran first; a product's own error is kept in ``early``
+    and reported by :func:`_prepare` as if it had extracted it there, before
+    preflight reads anything that failed here. The thread is joined before
+    this returns, however the extraction ends."""
+    out: dict[str, Any] = {}
+
+    def read() -> None:
+        try:
+            out["layout"] = read_layout()
+        except BaseException as exc:  # raised by the caller, after the join
+            out["error"] = exc
+
+    reader = threading.Thread(
+        target=contextvars.copy_context().run, args=(read,), name="producer-catalog-read", daemon=True
+    )
+    reader.start()
+    try:
+        _extract_early(source, store_url, options, early)
+    finally:
+        reader.join()
+    if "error" in out:
+        early.clear()  # unused: the register raises
+        raise out["error"]
+    layout: Layout = out["layout"]
+    return layout
+
+
+def _extract_early(
+    source: str, store_url: str, options: ExtractOptions, early: dict[str, tuple[Any, BaseException | None]]
+) -> None:
+    """``extract.create_item(source, options)`` into ``early[source]`` (the
+    item, or the exception it raised), for :func:`_prepare` to take instead
+    of extracting; nothing when ``source`` is refused before extraction
+    (:func:`_check_product`, its id): :func:`_prepare` says why."""
+    try:
+        _check_product(source, store_url)
+        make_item_id(source, options)
+    except Exception:
+        return
+    try:
+        early[source] = (extract.create_item(source, options), None)
+    except Exception as exc:  # the product's own error: _prepare raises it where it extracts
+        early[source] = (None, exc)
+
+
 # --- register -------------------------------------------------------------------
 
 
@@ -320,9 +383,19 @@ def register_products(
     store = open_catalog(catalog, options.catalog_storage_options, options.catalog_storage_option_name)
     seen: dict[str, tuple[bytes, str, float, dict | None]] = {}
     listed: dict[str, tuple[float, list[str]]] = {}
-    layout = collection_layout(
-        store, collection, options.partition, options.max_links, seen, listed, options.ack == "durable"
-    )
+    early: dict[str, tuple[Any, BaseException | None]] = {}
+
+    def read_layout() -> Layout:
+        return collection_layout(
+            store, collection, options.partition, options.max_links, seen, listed, options.ack == "durable"
+        )
+
+    if len(sources) == 1 and not grouping and not is_local(store):
+        # one product into a remote catalog (an event's register): its
+        # extraction runs while the catalog's reads are on their way
+        layout = _layout_beside_extraction(read_layout, sources[0], store.url, extract_options, early)
+    else:
+        layout = read_layout()
     if grouping:
         grouping.check_layout(layout, collection)
         # an explicit mapping names every source; else the paths given
@@ -370,6 +443,7 @@ def register_products(
                     sinks,
                     grouping,
                     options.workers,
+                    early,
                 )
             finally:  # the batch's creations of new items are over, however it ended
                 committer.finish_creations()
@@ -425,10 +499,18 @@ class _Extraction:
     store_url: str
     clock: Callable[[], datetime]
     validate: Callable[[dict, str], None]
+    #: products extracted already (:func:`_extract_early`), taken once by
+    #: :func:`_prepare`; never sent to a worker process
+    early: dict[str, tuple[Any, BaseException | None]] | None = None
 
     @classmethod
     def of(
-        cls, committer: Committer, collection: str, options: ExtractOptions, coll_title: str
+        cls,
+        committer: Committer,
+        collection: str,
+        options: ExtractOptions,
+        coll_title: str,
+        early: dict[str, tuple[Any, BaseException | None]] | None = None,
     ) -> _Extraction:
         return cls(
             collection,
@@ -438,6 +520,7 @@ class _Extraction:
             committer.store.url,
             committer.clock,
             committer.validate,
+            early or None,
         )
 
     def store_path(self, key: str) -> str:
@@ -513,9 +596,15 @@ def _prepare(source: str, job: _Extraction) -> tuple[RegisterResult, str | None,
     try:
         _check_product(source, job.store_url)
         result.id = make_item_id(source, options)  # known even if extraction fails
-        item = extract.create_item(
-            source, options
-        )  # rasterio loads here, not at import (see extract/__init__)
+        done = job.early.pop(source, None) if job.early else None
+        if done is None:
+            item = extract.create_item(
+                source, options
+            )  # rasterio loads here, not at import (see extract/__init__)
+        elif done[1] is not None:  # extracted beside the catalog's reads: its error, raised here
+            raise done[1]
+        else:
+            item = done[0]
         doc = item.to_dict(include_self_link=False, transform_hrefs=False)
         result.id = doc["id"]
         layout = job.layout
@@ -613,6 +702,7 @@ def _register_chunk(
     sinks: Sequence[Sink] = (),
     grouping: Grouping | None = None,
     workers: int = 1,
+    early: dict[str, tuple[Any, BaseException | None]] | None = None,
 ) -> list[RegisterResult]:
     """Register one batch: extract and validate every product, check the
     parents and the sinks (nothing written so far), then write the root if
@@ -643,7 +733,7 @@ def _register_chunk(
         )
     else:
         results, prepared = _prepare_chunk(
-            chunk, committer, collection, options, coll_title, progress, done, total, workers
+            chunk, committer, collection, options, coll_title, progress, done, total, workers, early
         )
     if not prepared:
         return results
@@ -866,13 +956,15 @@ def _prepare_chunk(
     done: int,
     total: int,
     workers: int = 1,
+    early: dict[str, tuple[Any, BaseException | None]] | None = None,
 ) -> tuple[list[RegisterResult], Prepared]:
-    """Extract and validate each product (:func:`_extract_each`). Returns
-    every result, in order, and the products ready to be written."""
+    """Extract and validate each product (:func:`_extract_each`; ``early``:
+    see :func:`_extract_early`). Returns every result, in order, and the
+    products ready to be written."""
     results: list[RegisterResult] = []
     prepared: Prepared = []
     for result, entry in _extract_each(
-        chunk, committer, collection, options, coll_title, progress, done, total, workers
+        chunk, committer, collection, options, coll_title, progress, done, total, workers, early=early
     ):
         results.append(result)
         if entry is not None:
@@ -891,6 +983,7 @@ def _extract_each(
     total: int,
     workers: int = 1,
     before_fork: Callable[[], None] | None = None,
+    early: dict[str, tuple[Any, BaseException | None]] | None = None,
 ) -> Iterator[tuple[RegisterResult, tuple[RegisterResult, str, dict] | None]]:
     """Extract and validate each product (:func:`_prepare`), by worker
     threads (or processes) when the batch is large enough (``workers``: see
@@ -902,7 +995,7 @@ def _extract_each(
     ``progress`` per product. ``before_fork``: see :func:`producer.parallel.prepare_all`."""
     seen: dict[str, str] = {}  # item id -> the first product that maps to it
 
-    job = _Extraction.of(committer, collection, options, coll_title)
+    job = _Extraction.of(committer, collection, options, coll_title, early)
 
     def broken(source: str, exc: BaseException) -> tuple[RegisterResult, str | None, dict | None]:
         result = RegisterResult(source=source)

@@ -12,6 +12,7 @@ match a rule, which get the rule's fault instead::
         proxy.add("GET", r"\\.json$", "slowbody")        # headers, a few bytes, then nothing
         proxy.add("GET", r"\\.json$", "badsig")          # 403 SignatureDoesNotMatch, as S3 words it
         proxy.add("GET", r"\\.tif$", "trickle")          # the body a byte at a time, never silent long
+        proxy.add("GET", r"/collection\\.json$", "hold", until=r"\\.tif$")  # forwarded once a .tif request came
 
 Rules match the HTTP method (``"*"`` for any) and a regular expression
 searched in the request path (``/<bucket>/<key>``, URL-decoded, without the
@@ -22,7 +23,11 @@ matching requests through before it fires. A ``slowbody`` rule forwards the
 :attr:`FaultProxy.trickle_interval` seconds (no read timeout ever fires). The proxy
 counts requests per method, records the ``Range`` header of every GET and
 adds up the bytes of GET answers per path (:attr:`FaultProxy.get_bytes`), so
-tests can check that extraction read headers only.
+tests can check that extraction read headers only. A ``hold`` rule keeps its
+request (unanswered) until a request whose path matches its ``until``
+arrives, then forwards it; after :attr:`FaultProxy.hold_seconds` without one
+it forwards it anyway and counts that in the rule's ``expired``: which
+requests a client sends while another is on its way, by order, not timing.
 
 Nothing is written anywhere; the proxy listens on 127.0.0.1 only.
 """
@@ -41,7 +46,7 @@ from urllib.parse import unquote, urlsplit
 
 __all__ = ["FaultProxy", "Rule"]
 
-FAULTS = ("503", "403", "reset", "stall", "slowbody", "badsig", "trickle")
+FAULTS = ("503", "403", "reset", "stall", "slowbody", "badsig", "trickle", "hold")
 #: bytes of the body a ``slowbody`` answer sends before it stalls
 SLOWBODY_BYTES = 8
 
@@ -105,7 +110,12 @@ class Rule:
     skip: int = 0
     hits: int = 0
     seen: int = 0
+    #: ``hold``: the path pattern of the request that releases a held one
+    until: str | None = None
+    #: ``hold``: requests forwarded because nothing released them in time
+    expired: int = 0
     _regex: Any = field(default=None, repr=False)
+    _arrived: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def matches(self, method: str, path: str) -> bool:
         if self.limit is not None and self.hits >= self.limit:
@@ -139,6 +149,8 @@ class FaultProxy:
         self.trace: list[tuple[str, str, str]] = []
         #: seconds between two bytes of a ``trickle`` answer
         self.trickle_interval = 0.2
+        #: seconds a ``hold`` rule keeps a request when nothing releases it
+        self.hold_seconds = 5.0
         self._lock = threading.Lock()
         self._release = threading.Event()  # set on stop: stalled handlers give up
         self._server: ThreadingHTTPServer | None = None
@@ -146,13 +158,24 @@ class FaultProxy:
 
     # --- rules -----------------------------------------------------------------
 
-    def add(self, method: str, pattern: str, fault: str, limit: int | None = None, skip: int = 0) -> Rule:
+    def add(
+        self,
+        method: str,
+        pattern: str,
+        fault: str,
+        limit: int | None = None,
+        skip: int = 0,
+        until: str | None = None,
+    ) -> Rule:
         """Add a rule; returns it (its ``hits`` count how often it fired).
         ``skip`` lets that many matching requests through first (a fault in
-        the middle of a read); ``limit`` stops it after that many faults."""
+        the middle of a read); ``limit`` stops it after that many faults;
+        ``until`` (``hold`` only, required there): see the module's doc."""
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; use one of {FAULTS}")
-        rule = Rule(method.upper(), pattern, fault, limit, skip)
+        if (fault == "hold") != (until is not None):
+            raise ValueError("a hold rule, and only one, takes until= (the pattern that releases it)")
+        rule = Rule(method.upper(), pattern, fault, limit, skip, until=until)
         with self._lock:
             self.rules.append(rule)
         return rule
@@ -222,6 +245,12 @@ class FaultProxy:
                     return
                 if rule.fault == "trickle":
                     self._trickle()
+                    return
+                if rule.fault == "hold":
+                    if not rule._arrived.wait(proxy.hold_seconds):
+                        with proxy._lock:
+                            rule.expired += 1
+                    self._pass(self._request_body)
                     return
                 if rule.fault == "badsig":
                     status, body = 403, _bad_signature(self.command, urlsplit(self.path).path, self.headers)
@@ -294,6 +323,9 @@ class FaultProxy:
                 path = unquote(urlsplit(self.path).path)
                 with proxy._lock:
                     proxy.trace.append((self.command, path, unquote(urlsplit(self.path).query)))
+                    for held in proxy.rules:  # a request that releases held ones
+                        if held.until is not None and re.search(held.until, path):
+                            held._arrived.set()
                 if self.command == "GET":
                     with proxy._lock:
                         proxy.get_ranges.append((path, self.headers.get("Range")))
@@ -302,6 +334,10 @@ class FaultProxy:
                     self._request_body = body
                     self._fault(rule)
                     return
+                self._pass(body)
+
+            def _pass(self, body: bytes) -> None:
+                path = unquote(urlsplit(self.path).path)
                 resp, data = self._upstream(body)
                 self._send_head(resp, data)
                 if self.command == "GET":

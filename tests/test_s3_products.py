@@ -114,3 +114,77 @@ def test_a_corrupt_s3_product_is_named_by_its_url_not_gdals_handle(s3_server, tm
     [result] = producer.register(url, catalog=str(catalog_dir), collection="c")
     assert result.error_type == "input" and "not a readable raster" in result.error, result.error
     assert "vsiriopener" not in result.error and result.error.count(url) >= 2, result.error
+
+
+def _proxied_options(s3_server, proxy):
+    return {
+        **s3_server.storage_options,
+        "client_kwargs": {**s3_server.storage_options["client_kwargs"], "endpoint_url": proxy.endpoint_url},
+    }
+
+
+def test_an_s3_product_is_read_with_one_head_and_no_request_for_another_bucket(
+    s3_server, tmp_path, catalog_dir
+):
+    """The product's HEAD (size, a folder, an empty object) serves the open
+    file too: no second HEAD of it; rasterio's check of the opener
+    (``size("test")``) costs no request either: on AWS it is a HEAD of
+    somebody else's bucket named ``test``, which answers 403 (here: the
+    proxy's 403 for any request to a bucket ``test``)."""
+    from tests.faultproxy import FaultProxy
+
+    bucket = s3_server.new_bucket()
+    url = upload(s3_server, bucket, rasters.write_cog(tmp_path), "data/cog_20240105.tif")
+    with FaultProxy(s3_server.endpoint_url) as proxy:
+        foreign = proxy.add("*", r"^/test(/|$)", "403")
+        (res,) = producer.register(
+            [url],
+            catalog=str(catalog_dir),
+            collection="c",
+            storage_options=_proxied_options(s3_server, proxy),
+        )
+        trace = list(proxy.trace)
+    lines = [f"{m} {p} {q}" for m, p, q in trace]
+    assert res.ok and res.action == "created", res.error
+    assert foreign.hits == 0, lines
+    product = f"/{bucket}/data/cog_20240105.tif"
+    assert [m for m, p, _ in trace if p == product and m == "HEAD"] == ["HEAD"], lines
+    assert [m for m, p, _ in trace if p == product and m == "GET"], lines  # read, through the one HEAD
+    item = json.loads((catalog_dir / "c/cog_20240105/cog_20240105.json").read_text())
+    assert item["assets"]["data"]["file:size"] == (tmp_path / "cog_20240105.tif").stat().st_size
+    assert producer.validate_catalog(str(catalog_dir)) == []
+
+
+def test_the_folder_of_an_s3_geotiff_is_listed_beside_its_first_reads(s3_server, tmp_path, catalog_dir):
+    """GDAL lists a product's folder on open (side-car files): that LIST goes
+    out with the product's HEAD, not after its first block came back. The
+    HEAD is held until the LIST arrives (a register that lists only when
+    GDAL asks waits out the hold), and a side-car in that folder is still
+    read (its .aux.xml)."""
+    from tests.faultproxy import FaultProxy
+
+    bucket = s3_server.new_bucket()
+    path = rasters.write_cog(tmp_path)
+    url = upload(s3_server, bucket, path, "data/cog_20240105.tif")
+    s3_server.client().put_object(
+        Bucket=bucket,
+        Key="data/cog_20240105.tif.aux.xml",
+        Body=b'<PAMDataset><Metadata><MDI key="SIDECAR">seen</MDI></Metadata></PAMDataset>',
+    )
+    with FaultProxy(s3_server.endpoint_url) as proxy:
+        hold = proxy.add("HEAD", r"/data/cog_20240105\.tif$", "hold", until=rf"^/{bucket}/?$")
+        (res,) = producer.register(
+            [url],
+            catalog=str(catalog_dir),
+            collection="c",
+            storage_options=_proxied_options(s3_server, proxy),
+        )
+        trace = list(proxy.trace)
+    lines = [f"{m} {p} {q}" for m, p, q in trace]
+    assert res.ok and res.action == "created", res.error
+    assert hold.hits == 1 and hold.expired == 0, lines
+    assert len([q for m, p, q in trace if "list-type" in q]) == 1, lines  # GDAL's own look: no second LIST
+    assert [p for m, p, _ in trace if p.endswith(".aux.xml")], lines  # the side-car, found and read
+    import threading
+
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("producer-")]

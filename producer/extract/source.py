@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import threading
 import time
 import warnings
 from contextlib import AbstractContextManager, ExitStack, nullcontext
@@ -165,13 +166,28 @@ class _GuardedFile:
         self.close()
 
 
+#: products whose folder GDAL lists on open (GeoTIFFs: the event path's COGs),
+#: listed beside their first reads (:func:`_list_beside`)
+_LISTED_SUFFIXES = (".tif", ".tiff")
+#: GDAL config option that turns GDAL's listing of a product's folder off
+_READDIR = "GDAL_DISABLE_READDIR_ON_OPEN"
+
+#: fsspec protocols whose paths start with a bucket (or container) name
+_BUCKET_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
+
+
 class GuardedOpener:
     """rasterio opener (its ``FileContainer`` protocol) over an fsspec
     filesystem: every call that touches storage records its exception in
     :attr:`errors` instead of raising into GDAL.
 
     ``known`` maps the product path to its size, read (with a HEAD) before
-    GDAL is involved, so GDAL's stat of the product costs no request.
+    GDAL is involved, so GDAL's stat of the product costs no request;
+    ``details`` (optional) maps it to that HEAD's whole answer
+    (``fs.info``), which an S3 file opened on it takes instead of a HEAD
+    of its own (:meth:`open`). The size of a bare bucket (rasterio's check
+    of an opener asks ``size("test")``) is 0 without a request: no bucket
+    is a file, and another account's bucket of that name answers 403.
     Directory listings (GDAL looks for sidecar files) that fail answer
     "empty", as GDAL's own ``/vsis3/`` does. Listings that succeed are kept
     in ``listings`` (:attr:`ExtractOptions.listings`: the register call's)
@@ -180,9 +196,26 @@ class GuardedOpener:
     would answer later stats (see :func:`producer.urls.product_storage_options`).
     """
 
-    def __init__(self, fs: Any, known: dict[str, int], block_size: int, listings: dict | None = None) -> None:
+    def __init__(
+        self,
+        fs: Any,
+        known: dict[str, int],
+        block_size: int,
+        listings: dict | None = None,
+        details: dict[str, dict] | None = None,
+    ) -> None:
         self.fs: Any = fs
         self.known = dict(known)
+        self.details = dict(details or {})
+        #: folder -> its names, listed beside the product's first reads
+        #: (:func:`_object_store_opener`): what GDAL's listing of it gets,
+        #: without a request ([] when that listing failed, as :meth:`ls` says)
+        self.prefetched: dict[str, list[str]] = {}
+        protocols = {
+            str(p) for p in (fs.protocol if isinstance(fs.protocol, tuple | list) else (fs.protocol,))
+        }
+        self._buckets = bool(_BUCKET_PROTOCOLS & protocols)  # paths start with a bucket name
+        self._s3 = "s3" in protocols  # s3fs: its files take a size and the HEAD's answer
         self.block_size = block_size
         self.listings = listings
         self.errors: list[BaseException] = []
@@ -204,7 +237,15 @@ class GuardedOpener:
             spare[1].seek(0)
             return spare[1]  # the probe's handle: its first block is already here
         try:
-            handle = self.fs.open(path, "rb", block_size=self.block_size)
+            details = self.details.get(path) if self._s3 else None
+            if details is not None:
+                # the HEAD made before GDAL: s3fs's file would make the same
+                # HEAD again to learn the size (and, with local_expiry_check,
+                # the ETag it checks each range read against: this one's)
+                handle = self.fs.open(path, "rb", block_size=self.block_size, size=int(details["size"]))
+                handle.details = details
+            else:
+                handle = self.fs.open(path, "rb", block_size=self.block_size)
         except Exception as exc:
             self.errors.append(exc)
             raise FileNotFoundError(path) from None
@@ -226,16 +267,24 @@ class GuardedOpener:
         return path not in self.known and bool(self._guard(False, self.fs.isdir, path))
 
     def ls(self, path: str) -> list[str]:
+        if path in self.prefetched:
+            return list(self.prefetched[path])
         key = (str(self.fs.protocol), path)
         if self.listings is not None and key in self.listings:
             return list(self.listings[key])
+        names = self.list_folder(path)
+        return [] if names is None else list(names)
+
+    def list_folder(self, path: str) -> list[str] | None:
+        """The names in folder ``path`` (kept in :attr:`listings`), or None
+        when the listing fails."""
         try:
             names = [os.path.basename(str(p).rstrip("/")) for p in self.fs.ls(path, detail=False)]
         except Exception:
-            return []
+            return None
         if self.listings is not None:
-            self.listings[key] = names
-        return list(names)
+            self.listings[(str(self.fs.protocol), path)] = names
+        return names
 
     def mtime(self, path: str) -> int:
         return 0
@@ -247,6 +296,8 @@ class GuardedOpener:
     def size(self, path: str) -> int:
         if path in self.known:
             return self.known[path]
+        if self._buckets and "/" not in path.strip("/"):  # a bucket: no file, no request
+            return 0
         return int(self._guard(0, self.fs.size, path) or 0)
 
     def rm(self, path: str) -> None:
@@ -277,25 +328,57 @@ def _object_store_opener(path: str, options: ExtractOptions) -> GuardedOpener:
         # a connection reset in the middle of a body is then the product's
         # retryable storage error, not retried here
         fs.retries = 1
+    opener = GuardedOpener(fs, {}, PIXEL_BLOCK if options.stats else HEADER_BLOCK, options.listings)
+    lister = _list_beside(opener, fs_path)
     try:
-        info = fs.info(fs_path)
-    except Exception as exc:
-        raise storage_failure(path, exc) from None
-    if info.get("type") == "directory":
-        raise InputError(f"{_redacted(path)}: is a folder (prefix), not a raster file")
-    size = int(info.get("size") or 0)
-    if size == 0:
-        raise InputError(f"{_redacted(path)}: object is empty (0 bytes); was it completely written?")
-    opener = GuardedOpener(
-        fs, {fs_path: size}, PIXEL_BLOCK if options.stats else HEADER_BLOCK, options.listings
-    )
-    probe = opener.open(fs_path)
-    probe.read(1)
+        try:
+            info = fs.info(fs_path)
+        except Exception as exc:
+            raise storage_failure(path, exc) from None
+        if info.get("type") == "directory":
+            raise InputError(f"{_redacted(path)}: is a folder (prefix), not a raster file")
+        size = int(info.get("size") or 0)
+        if size == 0:
+            raise InputError(f"{_redacted(path)}: object is empty (0 bytes); was it completely written?")
+        opener.known[fs_path] = size
+        opener.details[fs_path] = info
+        probe = opener.open(fs_path)
+        probe.read(1)
+    finally:
+        if lister is not None:
+            lister.join()
     if opener.errors:
         probe.close()
         raise_read_errors(opener, path)
     opener._spare = (fs_path, probe)
     return opener
+
+
+def _list_beside(opener: GuardedOpener, fs_path: str) -> threading.Thread | None:
+    """Start listing the folder of the GeoTIFF ``fs_path`` on a thread
+    (joined by the caller) into :attr:`GuardedOpener.prefetched`: GDAL lists
+    it on open to find side-car files (``GDAL_DISABLE_READDIR_ON_OPEN``
+    unset, as for every product on an object store), one request after the
+    product's first reads; this way it goes out with them. None when GDAL
+    would not list it (the option set by the caller, another format, a
+    listing of this call has it already, a product at the bucket's top)."""
+    folder = fs_path.rpartition("/")[0]
+    if not folder or (opener._buckets and "/" not in folder.strip("/")):
+        return None
+    if not fs_path.lower().endswith(_LISTED_SUFFIXES):
+        return None
+    if os.environ.get(_READDIR) or (rasterio.env.hasenv() and _READDIR in rasterio.env.getenv()):
+        return None
+    if opener.listings is not None and (str(opener.fs.protocol), folder) in opener.listings:
+        return None
+
+    def run() -> None:
+        names = opener.list_folder(folder)
+        opener.prefetched[folder] = [] if names is None else names
+
+    lister = threading.Thread(target=run, name="producer-sidecar-list", daemon=True)
+    lister.start()
+    return lister
 
 
 def _env_without_aws_session() -> AbstractContextManager[Any]:
