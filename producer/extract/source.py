@@ -238,13 +238,24 @@ class GuardedOpener:
             return spare[1]  # the probe's handle: its first block is already here
         try:
             details = self.details.get(path) if self._s3 else None
-            if details is not None:
+            handle = None
+            if details is not None and details.get("ETag"):
                 # the HEAD made before GDAL: s3fs's file would make the same
-                # HEAD again to learn the size (and, with local_expiry_check,
-                # the ETag it checks each range read against: this one's)
+                # HEAD again to learn the size and the ETag each range read
+                # is tied to (If-Match; with local_expiry_check, compared
+                # with each answer's): this one's. Given a size, s3fs ties
+                # its reads to nothing: the ETag is put back here, or the
+                # file makes its own HEAD (an object rewritten between two
+                # reads must fail them, not mix two versions in one item)
                 handle = self.fs.open(path, "rb", block_size=self.block_size, size=int(details["size"]))
                 handle.details = details
-            else:
+                if not getattr(self.fs, "local_expiry_check", False):
+                    if isinstance(getattr(handle, "read_kw", None), dict):
+                        handle.read_kw = {**handle.read_kw, "IfMatch": details["ETag"]}
+                    else:  # an s3fs that reads otherwise: its own HEAD, its own check
+                        handle.close()
+                        handle = None
+            if handle is None:
                 handle = self.fs.open(path, "rb", block_size=self.block_size)
         except Exception as exc:
             self.errors.append(exc)
