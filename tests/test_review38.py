@@ -11,16 +11,21 @@ Real files, real S3 (moto); faults are injected at s3fs's request level
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Any
 
+import netCDF4
 import numpy as np
 import pytest
 import rasterio
 from rasterio.transform import from_origin
 
+import producer.extract.datacube as datacube
 from producer.errors import ProducerError, StoreError
 from producer.extract import ExtractOptions, create_item
+from tests import cubes
+from tests.test_netcdf_ranged import _both, _put, _through
 
 
 def _noise_tif(path: Path, seed: int, size: int = 1200) -> Path:
@@ -91,3 +96,133 @@ def test_an_s3_raster_overwritten_between_its_reads_gives_no_item_of_two_version
     local = create_item(str(tmp_path / "new" / "noise_20240501.tif"), ExtractOptions(stats=True)).to_dict()
     stats = item["assets"]["data"]["bands"][0]["statistics"]
     assert stats == local["assets"]["data"]["bands"][0]["statistics"]
+
+
+# --- nc38: a NetCDF-4 on S3 read by ranges -------------------------------------------------
+
+
+def _live_blocks() -> int:
+    """Bytes held by the block caches of every :class:`_RangedFile` alive."""
+    gc.collect()
+    held = 0
+    for obj in gc.get_objects():
+        if isinstance(obj, datacube._RangedFile):
+            held += sum(len(b) for b in obj._blocks.values()) + len(obj._whole or b"")
+    return held
+
+
+def test_the_threshold_is_strict_a_file_at_it_is_fetched_whole_one_byte_above_read_by_ranges(
+    s3_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.faultproxy import FaultProxy
+
+    path = cubes.write_two_variables(tmp_path / "data")
+    url, key = _put(s3_server, path)
+    size = path.stat().st_size
+    seen = {}
+    for above in (size, size - 1):
+        monkeypatch.setattr(datacube, "RANGED_ABOVE", above)
+        with FaultProxy(s3_server.endpoint_url) as proxy:
+            item = create_item(
+                url, ExtractOptions(storage_options=_through(proxy, s3_server.storage_options))
+            )
+            seen[above] = ([r for p, r in proxy.get_ranges if p == key], item.to_dict())
+    assert seen[size][0] == [None], seen[size][0]  # one GET of the whole object
+    assert seen[size - 1][0][0] == "bytes=0-7", seen[size - 1][0]  # the ranged path's probe
+    assert None not in seen[size - 1][0]
+    assert seen[size][1] == seen[size - 1][1]
+
+
+def test_a_netcdf4_classic_model_file_read_by_ranges_gives_the_item_of_the_whole_fetch(
+    s3_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NETCDF4_CLASSIC: HDF5 on disk (read by ranges with h5netcdf), the
+    classic data model (no groups, no NC_STRING)."""
+    src = cubes.write_two_variables(tmp_path / "src")
+    path = tmp_path / "data" / "classic_model_20240501.nc"
+    path.parent.mkdir()
+    with netCDF4.Dataset(src) as a, netCDF4.Dataset(path, "w", format="NETCDF4_CLASSIC") as b:
+        b.setncatts(a.__dict__)
+        for name, dim in a.dimensions.items():
+            b.createDimension(name, None if dim.isunlimited() else len(dim))
+        for name, var in a.variables.items():
+            out = b.createVariable(
+                name, var.dtype, var.dimensions, fill_value=getattr(var, "_FillValue", None)
+            )
+            out.setncatts({k: v for k, v in var.__dict__.items() if k != "_FillValue"})
+            out[:] = var[:]
+    assert path.read_bytes()[:4] == b"\x89HDF"
+    whole, ranged, ranges = _both(s3_server, path, monkeypatch, stats=True)
+    assert isinstance(whole, dict), whole
+    assert ranged == whole
+    assert ranges[0] == "bytes=0-7", ranges
+
+
+def test_bytes_after_the_hdf5_end_of_file_change_nothing_read_by_ranges(
+    s3_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An object larger than its superblock's end of file (junk appended,
+    a user block of zeros after it): HDF5 reads it as the whole fetch does;
+    the asset's size is the object's."""
+    body = cubes.write_curvilinear(tmp_path / "src").read_bytes()
+    path = tmp_path / "data" / "padded.nc"
+    path.parent.mkdir()
+    path.write_bytes(body + b"\x00junk" * 3000)
+    whole, ranged, _ = _both(s3_server, path, monkeypatch)
+    assert ranged == whole
+    if isinstance(whole, dict):
+        assert whole["assets"]["data"]["file:size"] == path.stat().st_size
+
+
+def test_the_ranged_file_seeks_and_reads_at_its_edges(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SEEK_END with a negative offset, a read past the end (nothing, no
+    request), a read larger than the blocks kept in the middle of blocks
+    kept (their bytes, the blocks kept still served without a request)."""
+    monkeypatch.setattr(datacube, "RANGED_BLOCK", 100)
+    body = bytes(range(256)) * 20
+    asked: list[list[tuple[int, int]]] = []
+
+    def fetch(ranges: list[tuple[int, int]]) -> list[bytes]:
+        asked.append(ranges)
+        return [body[start:end] for start, end in ranges]
+
+    raw = datacube._RangedFile(fetch, len(body))
+    assert raw.seek(-7, 2) == len(body) - 7 and raw.read() == body[-7:]
+    assert raw.seek(10, 2) == len(body) + 10
+    calls = len(asked)
+    assert raw.read(5) == b"" and raw.read() == b"" and len(asked) == calls
+    raw.seek(1000)
+    assert raw.read(300) == body[1000:1300]  # blocks 10-12 kept
+    raw.seek(950)
+    big = 100 * (datacube.RANGED_BLOCKS + 3)
+    assert raw.read(big) == body[950 : 950 + big]
+    calls = len(asked)
+    raw.seek(1050)
+    assert raw.read(100) == body[1050:1150] and len(asked) == calls  # still kept
+    raw.seek(-3, 1)
+    assert raw.tell() == 1147 and raw.read(3) == body[1147:1150]
+
+
+def test_the_block_cache_is_released_with_the_item_and_with_its_error(
+    s3_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing keeps the blocks read once the item is built, nor once its
+    error is raised: a caller keeps each failed product's exception (a
+    register's results do), and a batch of large NetCDFs that fail must not
+    hold RANGED_BLOCKS blocks each."""
+    monkeypatch.setattr(datacube, "RANGED_ABOVE", 0)
+    monkeypatch.setattr(datacube, "RANGED_BLOCK", 1024)
+    good, _ = _put(s3_server, cubes.write_curvilinear(tmp_path / "a"))
+    bad, _ = _put(s3_server, cubes.write_data_in_group(tmp_path / "b"))
+    options = ExtractOptions(storage_options=s3_server.storage_options)
+    before = _live_blocks()
+    item = create_item(good, options)
+    assert item.bbox and _live_blocks() == before
+    errors = []
+    for _ in range(3):
+        try:
+            create_item(bad, options)
+        except ProducerError as exc:
+            errors.append(exc)  # kept, with its traceback
+    assert len(errors) == 3 and "/data" in str(errors[0])
+    assert _live_blocks() == before

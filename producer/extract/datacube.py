@@ -494,6 +494,14 @@ class _RangedFile(io.RawIOBase):
     def seekable(self) -> bool:
         return True
 
+    def close(self) -> None:
+        """Closed, its blocks dropped: the error of a product (kept by the
+        caller, with its traceback, whose frames hold this file) keeps no
+        bytes of it."""
+        self._blocks.clear()
+        self._whole = None
+        super().close()
+
     def tell(self) -> int:
         return self._pos
 
