@@ -12,6 +12,7 @@ Real files, real S3 (moto); faults are injected at s3fs's request level
 from __future__ import annotations
 
 import gc
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 import producer.extract.datacube as datacube
-from producer.errors import ProducerError, StoreError
+from producer.errors import InputError, ProducerError, StoreError
 from producer.extract import ExtractOptions, create_item
 from tests import cubes
 from tests.test_netcdf_ranged import _both, _put, _through
@@ -226,3 +227,126 @@ def test_the_block_cache_is_released_with_the_item_and_with_its_error(
             errors.append(exc)  # kept, with its traceback
     assert len(errors) == 3 and "/data" in str(errors[0])
     assert _live_blocks() == before
+
+
+def test_two_large_netcdfs_read_by_ranges_at_once_on_two_threads(
+    s3_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """h5py's global lock is held around its callbacks, whose reads wait
+    on s3fs's loop: two products read by ranges at once (small blocks: many
+    callbacks) finish, each with its own item, as read one after the other."""
+    from tests.test_netcdf_ranged import _curved
+
+    monkeypatch.setattr(datacube, "RANGED_ABOVE", 0)
+    monkeypatch.setattr(datacube, "RANGED_BLOCK", 2048)
+    urls = [_put(s3_server, _curved(tmp_path / f"c{n}_2024050{n + 1}.nc", 60 + 20 * n))[0] for n in range(2)]
+    options = ExtractOptions(storage_options=s3_server.storage_options, stats=True)
+    alone = [create_item(url, options).to_dict() for url in urls]
+    out: dict[int, Any] = {}
+    start = threading.Barrier(2)
+
+    def run(n: int) -> None:
+        start.wait()
+        try:
+            out[n] = create_item(urls[n], options).to_dict()
+        except BaseException as exc:
+            out[n] = exc
+
+    threads = [threading.Thread(target=run, args=(n,), daemon=True) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads), "deadlocked"
+    assert [out[0], out[1]] == alone
+
+
+def test_a_build_that_fails_on_an_object_overwritten_meanwhile_is_the_storage_failure(
+    s3_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Data in a group is refused (an input error, not retried) once the
+    file is read; rewritten while it was read, the refusal may come of
+    blocks of two files: the change is what is raised (retried)."""
+    import s3fs
+
+    path = cubes.write_data_in_group(tmp_path / "data")
+    body = path.read_bytes()
+    url, key = _put(s3_server, path, "grouped.nc")
+    bucket, name = key.strip("/").split("/", 1)
+    monkeypatch.setattr(datacube, "RANGED_ABOVE", 0)
+    monkeypatch.setattr(datacube, "RANGED_BLOCK", 1024)
+    options = ExtractOptions(storage_options=s3_server.storage_options)
+    with pytest.raises(InputError, match="/data"):
+        create_item(url, options)
+    original = s3fs.S3FileSystem._cat_file
+    calls: list[Any] = []
+    client = s3_server.client()
+
+    async def overwritten(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs.get("start"))
+        if len(calls) == 2:  # after the probe
+            client.put_object(Bucket=bucket, Key=name, Body=body + b"\x00")
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_cat_file", overwritten)
+    s3fs.S3FileSystem.clear_instance_cache()
+    with pytest.raises(StoreError, match="changed while it was read"):
+        create_item(url, options)
+
+
+@pytest.mark.parametrize("when", [1, 2, 3])
+def test_an_object_deleted_while_read_by_ranges_is_not_found_and_names_no_secret(
+    s3_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: int
+) -> None:
+    """Deleted after its HEAD, before the probe (1), after the probe (2),
+    after the first block (3): "not found" (the event path then looks and
+    skips a product gone), with the product named and the storage options'
+    secret in no message of the error or its causes."""
+    import s3fs
+
+    path = cubes.write_curvilinear(tmp_path / "data")
+    url, key = _put(s3_server, path, "gone.nc")
+    bucket, name = key.strip("/").split("/", 1)
+    monkeypatch.setattr(datacube, "RANGED_ABOVE", 0)
+    monkeypatch.setattr(datacube, "RANGED_BLOCK", 1024)
+    original = s3fs.S3FileSystem._cat_file
+    calls: list[Any] = []
+    client = s3_server.client()
+
+    async def deleted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs.get("start"))
+        if len(calls) == when:
+            client.delete_object(Bucket=bucket, Key=name)
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_cat_file", deleted)
+    s3fs.S3FileSystem.clear_instance_cache()
+    secret = "S3cr3t-never-printed-0123456789"
+    options = {**s3_server.storage_options, "secret": secret}
+    with pytest.raises(InputError, match="not found") as caught:
+        create_item(url, ExtractOptions(storage_options=options))
+    assert "gone.nc" in str(caught.value)
+    exc: BaseException | None = caught.value
+    while exc is not None:
+        assert secret not in str(exc) and secret not in repr(exc)
+        exc = exc.__cause__ or exc.__context__
+
+
+def test_a_corrupt_hdf5_read_by_ranges_names_no_secret(
+    s3_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = cubes.write_curvilinear(tmp_path / "data").read_bytes()
+    path = tmp_path / "bad" / "corrupt.nc"
+    path.parent.mkdir()
+    path.write_bytes(body[:8] + bytes(len(body) - 8))  # the magic, then zeros
+    url, _ = _put(s3_server, path)
+    monkeypatch.setattr(datacube, "RANGED_ABOVE", 0)
+    secret = "S3cr3t-never-printed-0123456789"
+    options = {**s3_server.storage_options, "secret": secret}
+    with pytest.raises(InputError) as caught:
+        create_item(url, ExtractOptions(storage_options=options))
+    assert "corrupt.nc" in str(caught.value)
+    exc: BaseException | None = caught.value
+    while exc is not None:
+        assert secret not in str(exc) and secret not in repr(exc)
+        exc = exc.__cause__ or exc.__context__
