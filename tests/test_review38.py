@@ -11,8 +11,10 @@ Real files, real S3 (moto); faults are injected at s3fs's request level
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +24,14 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
+import producer
 import producer.extract.datacube as datacube
+import producer.ingest as ingest
 from producer.errors import InputError, ProducerError, StoreError
 from producer.extract import ExtractOptions, create_item
-from tests import cubes
+from tests import cubes, rasters
 from tests.test_netcdf_ranged import _both, _put, _through
+from tests.test_register_overlap import _keys, _upload
 
 
 def _noise_tif(path: Path, seed: int, size: int = 1200) -> Path:
@@ -350,3 +355,186 @@ def test_a_corrupt_hdf5_read_by_ranges_names_no_secret(
     while exc is not None:
         assert secret not in str(exc) and secret not in repr(exc)
         exc = exc.__cause__ or exc.__context__
+
+
+# --- ev38: one product extracted beside the catalog's reads ----------------------------------
+
+_CALLER: contextvars.ContextVar[str] = contextvars.ContextVar("_CALLER", default="unset")
+
+
+@pytest.fixture
+def seeded_s3(s3_server: Any, tmp_path: Path) -> tuple[str, str]:
+    """A catalog on S3 holding one item, and a second product on S3 (its
+    URL), as tests/test_register_overlap.py's ``seeded``."""
+    import uuid
+
+    prefix = f"rv38-{uuid.uuid4().hex[:8]}"
+    first = _upload(s3_server, rasters.write_wgs84(tmp_path), f"{prefix}-data/a/wgs84_20240301.tif")
+    (res,) = producer.register(
+        [first], catalog=s3_server.url(prefix), collection="c", storage_options=s3_server.storage_options
+    )
+    assert res.ok, res.error
+    second = _upload(s3_server, rasters.write_utm(tmp_path), f"{prefix}-data/b/utm_20240513.tif")
+    return prefix, second
+
+
+def _producer_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("producer-")]
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, SystemExit])
+def test_a_base_exception_on_the_catalog_reading_thread_reaches_the_caller_nothing_written(
+    s3_server: Any, seeded_s3: tuple[str, str], monkeypatch: pytest.MonkeyPatch, raised: type[BaseException]
+) -> None:
+    prefix, url = seeded_s3
+    before = _keys(s3_server, prefix)
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise raised()
+
+    monkeypatch.setattr(ingest, "collection_layout", interrupted)
+    with pytest.raises(raised):
+        producer.register(
+            [url], catalog=s3_server.url(prefix), collection="c", storage_options=s3_server.storage_options
+        )
+    assert not _producer_threads()
+    assert _keys(s3_server, prefix) == before
+
+
+def test_an_interrupt_in_the_extraction_waits_for_the_catalog_read_and_leaves_no_thread(
+    s3_server: Any, seeded_s3: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KeyboardInterrupt in the product's extraction (this thread) while the
+    catalog's read is still on its way: raised once that read is over (the
+    thread joined, none left), nothing written; the reading thread saw the
+    caller's context variables."""
+    prefix, url = seeded_s3
+    before = _keys(s3_server, prefix)
+    real = ingest.collection_layout
+    seen: list[str] = []
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        seen.append(f"{threading.current_thread().name}: {_CALLER.get()}")
+        time.sleep(0.5)
+        out = real(*args, **kwargs)
+        seen.append("done")
+        return out
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ingest, "collection_layout", slow)
+    monkeypatch.setattr(producer.extract, "create_item", interrupted)
+    token = _CALLER.set("the caller's")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            producer.register(
+                [url],
+                catalog=s3_server.url(prefix),
+                collection="c",
+                storage_options=s3_server.storage_options,
+            )
+    finally:
+        _CALLER.reset(token)
+    assert seen == ["producer-catalog-read: the caller's", "done"], seen
+    assert not _producer_threads()
+    assert _keys(s3_server, prefix) == before
+
+
+def test_a_catalog_file_given_as_the_product_is_refused_unread(
+    s3_server: Any, seeded_s3: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catalog's own item document (and its collection) named as the
+    one product: refused as before, never handed to the extraction."""
+    prefix, _ = seeded_s3
+    before = _keys(s3_server, prefix)
+    item = next(k for k in before if k.endswith(".json") and "/c/" in k and not k.endswith("collection.json"))
+    extracted: list[str] = []
+    real = producer.extract.create_item
+
+    def counted(source: str, *args: Any, **kwargs: Any) -> Any:
+        extracted.append(source)
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(producer.extract, "create_item", counted)
+    for key in (item, f"{prefix}/c/collection.json"):
+        (res,) = producer.register(
+            [f"s3://{s3_server.bucket}/{key}"],
+            catalog=s3_server.url(prefix),
+            collection="c",
+            storage_options=s3_server.storage_options,
+            expand=False,
+        )
+        assert not res.ok and res.error_type == "input", (res.error_type, res.error)
+    assert extracted == []
+    assert _keys(s3_server, prefix) == before
+
+
+def test_one_product_into_a_new_partitioned_s3_collection_lands_in_its_period(
+    s3_server: Any, tmp_path: Path
+) -> None:
+    """The partition key comes of the item's datetime, read from the early
+    extraction: the same key as a local catalog gives; a dry run writes nothing."""
+    import uuid
+
+    prefix = f"part-{uuid.uuid4().hex[:8]}"
+    url = _upload(s3_server, rasters.write_utm(tmp_path), f"{prefix}-data/utm_20240513.tif")
+    (dry,) = producer.register(
+        [url],
+        catalog=s3_server.url(prefix),
+        collection="c",
+        storage_options=s3_server.storage_options,
+        partition="year",
+        dry_run=True,
+    )
+    assert dry.ok, dry.error
+    assert _keys(s3_server, prefix) == {}
+    (res,) = producer.register(
+        [url],
+        catalog=s3_server.url(prefix),
+        collection="c",
+        storage_options=s3_server.storage_options,
+        partition="year",
+    )
+    (local,) = producer.register(
+        [url],
+        catalog=str(tmp_path / "cat"),
+        collection="c",
+        storage_options=s3_server.storage_options,
+        partition="year",
+    )
+    assert res.ok and local.ok, (res.error, local.error)
+    assert res.href.split(prefix, 1)[1] == local.href.split(str(tmp_path / "cat"), 1)[1]
+    assert "2024" in res.href and res.href == dry.href
+    assert producer.validate_catalog(s3_server.url(prefix), storage_options=s3_server.storage_options) == []
+
+
+@pytest.mark.parametrize("pattern", ["folder", "glob"])
+def test_a_folder_or_glob_matching_one_s3_product_is_registered(
+    s3_server: Any, seeded_s3: tuple[str, str], pattern: str
+) -> None:
+    prefix, url = seeded_s3
+    folder = url.rsplit("/", 1)[0]
+    given = folder + "/" if pattern == "folder" else folder + "/*.tif"
+    (res,) = producer.register(
+        [given], catalog=s3_server.url(prefix), collection="c", storage_options=s3_server.storage_options
+    )
+    assert res.ok and res.action == "created" and res.source == url, (res.source, res.error)
+    assert not _producer_threads()
+
+
+def test_a_bare_bucket_as_the_product_is_refused_as_a_folder(
+    s3_server: Any, seeded_s3: tuple[str, str]
+) -> None:
+    prefix, _ = seeded_s3
+    before = _keys(s3_server, prefix)
+    other = s3_server.new_bucket()
+    (res,) = producer.register(
+        [f"s3://{other}"],
+        catalog=s3_server.url(prefix),
+        collection="c",
+        storage_options=s3_server.storage_options,
+        expand=False,
+    )
+    assert not res.ok and res.error_type == "input", (res.error_type, res.error)
+    assert _keys(s3_server, prefix) == before
