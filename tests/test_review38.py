@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import gc
+import json
 import threading
 import time
 from pathlib import Path
@@ -538,3 +539,56 @@ def test_a_bare_bucket_as_the_product_is_refused_as_a_folder(
     )
     assert not res.ok and res.error_type == "input", (res.error_type, res.error)
     assert _keys(s3_server, prefix) == before
+
+
+def test_two_registers_of_large_netcdfs_into_s3_catalogs_at_once(
+    s3_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both changes at once, twice: two threads each register one NetCDF-4
+    read by ranges (h5py's lock) into an S3 catalog of its own, each
+    extraction beside its catalog's reads (s3fs's one loop for all)."""
+    import uuid
+
+    from tests.test_netcdf_ranged import _curved
+
+    monkeypatch.setattr(datacube, "RANGED_ABOVE", 0)
+    monkeypatch.setattr(datacube, "RANGED_BLOCK", 2048)
+    runs = []
+    for n in range(2):
+        prefix = f"rv38nc-{uuid.uuid4().hex[:8]}"
+        path = _curved(tmp_path / f"cube{n}_2024050{n + 1}.nc", 60 + 20 * n)
+        runs.append((prefix, _upload(s3_server, path, f"{prefix}-data/{path.name}")))
+    out: dict[int, Any] = {}
+    start = threading.Barrier(2)
+
+    def run(n: int) -> None:
+        prefix, url = runs[n]
+        start.wait()
+        try:
+            (out[n],) = producer.register(
+                [url],
+                catalog=s3_server.url(prefix),
+                collection="c",
+                storage_options=s3_server.storage_options,
+            )
+        except BaseException as exc:
+            out[n] = exc
+
+    threads = [threading.Thread(target=run, args=(n,), daemon=True) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    assert not any(t.is_alive() for t in threads), "deadlocked"
+    for n, (prefix, url) in enumerate(runs):
+        res = out[n]
+        assert not isinstance(res, BaseException) and res.ok and res.action == "created", res
+        assert (
+            producer.validate_catalog(s3_server.url(prefix), storage_options=s3_server.storage_options) == []
+        )
+        expected = create_item(url, ExtractOptions(storage_options=s3_server.storage_options)).to_dict()
+        bucket_key = res.href.split(f"s3://{s3_server.bucket}/", 1)[1]
+        body = s3_server.client().get_object(Bucket=s3_server.bucket, Key=bucket_key)["Body"].read()
+        stored = json.loads(body)
+        assert stored["bbox"] == expected["bbox"] and stored["id"] == expected["id"]
+    assert not _producer_threads()
