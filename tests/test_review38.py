@@ -592,3 +592,33 @@ def test_two_registers_of_large_netcdfs_into_s3_catalogs_at_once(
         stored = json.loads(body)
         assert stored["bbox"] == expected["bbox"] and stored["id"] == expected["id"]
     assert not _producer_threads()
+
+
+def test_products_in_a_versioned_bucket_are_read_without_a_false_change(
+    s3_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A versioned bucket (HEADs answer a VersionId; the object written
+    twice, so it has an older version too): a NetCDF-4 read by ranges is
+    not "changed while it was read", a GeoTIFF's range reads tied to the
+    ETag get the latest version's bytes; both as their local copies give."""
+    monkeypatch.setattr(datacube, "RANGED_ABOVE", 0)
+    monkeypatch.setattr(datacube, "RANGED_BLOCK", 1024)
+    bucket = s3_server.new_bucket()
+    client = s3_server.client()
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v2").mkdir()
+    nc = cubes.write_curvilinear(tmp_path / "v2")
+    tifs = [_noise_tif(tmp_path / v / "noise_20240501.tif", seed) for seed, v in ((1, "v1"), (2, "v2"))]
+    client.put_object(Bucket=bucket, Key=nc.name, Body=b"\x89HDF\r\n\x1a\n an older version")
+    client.put_object(Bucket=bucket, Key=nc.name, Body=nc.read_bytes())
+    for tif in tifs:
+        client.put_object(Bucket=bucket, Key=tif.name, Body=tif.read_bytes())
+    assert "VersionId" in client.head_object(Bucket=bucket, Key=nc.name)
+    options = ExtractOptions(storage_options=s3_server.storage_options, stats=True)
+    local = ExtractOptions(stats=True)
+    for path in (nc, tifs[1]):
+        remote = create_item(f"s3://{bucket}/{path.name}", options).to_dict()
+        here = create_item(str(path), local).to_dict()
+        assert remote["bbox"] == here["bbox"]
+        assert remote["assets"]["data"].get("bands") == here["assets"]["data"].get("bands")
