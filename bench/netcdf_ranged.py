@@ -54,33 +54,14 @@ print(json.dumps({"wall": wall, "cpu": cpu, "rss_mb": (after - before) / 1024, "
 
 
 def _write(path: Path, megabytes: int) -> Path:
-    import netCDF4
-    import numpy as np
+    from tests import cubes
 
     if path.exists():
         return path
     cols = 10000
     rows = max(500, megabytes * 1_000_000 // (4 * cols) // 500 * 500)
-    rng = np.random.default_rng(7)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with netCDF4.Dataset(path, "w") as nc:
-        nc.createDimension("time", 1)
-        nc.createDimension("lat", rows)
-        nc.createDimension("lon", cols)
-        time = nc.createVariable("time", "f8", ("time",))
-        time.units = "days since 2024-05-01"
-        time[:] = [0.0]
-        lat = nc.createVariable("lat", "f8", ("lat",))
-        lat.units = "degrees_north"
-        lat[:] = np.linspace(60.0, 20.0, rows)
-        lon = nc.createVariable("lon", "f8", ("lon",))
-        lon.units = "degrees_east"
-        lon[:] = np.linspace(-30.0, 70.0, cols)
-        t2m = nc.createVariable("t2m", "f4", ("time", "lat", "lon"), chunksizes=(1, 500, 1000))
-        t2m.units = "K"
-        for start in range(0, rows, 500):
-            t2m[0, start : start + 500] = rng.random((500, cols), dtype="f4")
-    return path
+    return cubes.write_noise_t2m(path, rows, cols)
 
 
 def main() -> None:

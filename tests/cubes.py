@@ -323,3 +323,58 @@ def write_data_in_group(dirpath: str | os.PathLike[str]) -> Path:
         lon[:], lon.units = np.linspace(10, 11, 4), "degrees_east"
         group.createVariable("t", "f4", ("lat", "lon"))[:] = 1
     return path
+
+
+def write_noise_t2m(path: str | os.PathLike[str], rows: int, cols: int) -> Path:
+    """A NetCDF-4 at ``path`` whose data dominates: ``t2m``, ``rows`` x
+    ``cols`` float32 of noise (not compressible) in chunks of 500 x 1000,
+    on small 1-D lat/lon (60N-20N, 30W-70E) and one time (2024-05-01); the
+    data is written 500 rows at a time (never held whole). ``rows`` a
+    multiple of 500."""
+    import netCDF4
+
+    rng = np.random.default_rng(7)
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("time", 1)
+        nc.createDimension("lat", rows)
+        nc.createDimension("lon", cols)
+        time = nc.createVariable("time", "f8", ("time",))
+        time.units = "days since 2024-05-01"
+        time[:] = [0.0]
+        lat = nc.createVariable("lat", "f8", ("lat",))
+        lat.units = "degrees_north"
+        lat[:] = np.linspace(60.0, 20.0, rows)
+        lon = nc.createVariable("lon", "f8", ("lon",))
+        lon.units = "degrees_east"
+        lon[:] = np.linspace(-30.0, 70.0, cols)
+        t2m = nc.createVariable("t2m", "f4", ("time", "lat", "lon"), chunksizes=(1, 500, 1000))
+        t2m.units = "K"
+        for start in range(0, rows, 500):
+            t2m[0, start : start + 500] = rng.random((500, cols), dtype="f4")
+    return Path(path)
+
+
+def write_utm_grid_mapping(path: str | os.PathLike[str], grid_mapping: str, **attrs: str) -> Path:
+    """A 5 x 4 UTM (EPSG:32632) x/y grid at ``path`` whose variable ``v``
+    names ``grid_mapping`` (the CRS is in the variable ``crs``: any other
+    name is one the file lacks); ``attrs``: global attributes."""
+    import netCDF4
+    from pyproj import CRS
+
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("y", 4)
+        nc.createDimension("x", 5)
+        x = nc.createVariable("x", "f8", ("x",))
+        x.standard_name, x.units = "projection_x_coordinate", "m"
+        x[:] = 500000.0 + 100.0 * np.arange(5)
+        y = nc.createVariable("y", "f8", ("y",))
+        y.standard_name, y.units = "projection_y_coordinate", "m"
+        y[:] = 5000000.0 - 100.0 * np.arange(4)
+        crs = nc.createVariable("crs", "i4")
+        crs.crs_wkt = CRS.from_epsg(32632).to_wkt()
+        v = nc.createVariable("v", "f4", ("y", "x"))
+        v.grid_mapping = grid_mapping
+        v[:] = np.ones((4, 5), "f4")
+        for name, value in attrs.items():
+            nc.setncattr(name, value)
+    return Path(path)

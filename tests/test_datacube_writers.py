@@ -22,30 +22,14 @@ from producer.cli import main
 from producer.errors import InputError, NoGeoreferenceError
 from producer.extract import ExtractOptions, create_item
 from producer.extract.datetimes import cf_datetimes, from_acdd, from_tags
+from tests import cubes
 
 # --------------------------------------------------------------------------- grid_mapping
 
 
 def _utm_with_grid_mapping(path: Path, grid_mapping: str) -> Path:
     """A UTM x/y grid whose variable names ``grid_mapping`` (the CRS is in ``crs``)."""
-    from pyproj import CRS
-
-    with netCDF4.Dataset(path, "w") as nc:
-        nc.createDimension("y", 4)
-        nc.createDimension("x", 5)
-        x = nc.createVariable("x", "f8", ("x",))
-        x.standard_name, x.units = "projection_x_coordinate", "m"
-        x[:] = 500000.0 + 100.0 * np.arange(5)
-        y = nc.createVariable("y", "f8", ("y",))
-        y.standard_name, y.units = "projection_y_coordinate", "m"
-        y[:] = 5000000.0 - 100.0 * np.arange(4)
-        crs = nc.createVariable("crs", "i4")
-        crs.crs_wkt = CRS.from_epsg(32632).to_wkt()
-        v = nc.createVariable("v", "f4", ("y", "x"))
-        v.grid_mapping = grid_mapping
-        v[:] = np.ones((4, 5), "f4")
-        nc.time_coverage_start = "2024-05-01"
-    return path
+    return cubes.write_utm_grid_mapping(path, grid_mapping, time_coverage_start="2024-05-01")
 
 
 def test_grid_mapping_naming_a_missing_variable_names_it_and_the_crs_variable(tmp_path: Path) -> None:

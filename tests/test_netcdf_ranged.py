@@ -75,26 +75,8 @@ def _both(
 def _grid_mapping_typo(dirpath: Path) -> Path:
     """A UTM x/y grid whose variable's ``grid_mapping`` names a variable
     the file lacks (xarray drops it; the restore puts it back, to name it)."""
-    from pyproj import CRS
-
     dirpath.mkdir(parents=True, exist_ok=True)
-    path = dirpath / "gm_typo.nc"
-    with netCDF4.Dataset(path, "w") as nc:
-        nc.createDimension("y", 4)
-        nc.createDimension("x", 5)
-        x = nc.createVariable("x", "f8", ("x",))
-        x.standard_name, x.units = "projection_x_coordinate", "m"
-        x[:] = 500000.0 + 100.0 * np.arange(5)
-        y = nc.createVariable("y", "f8", ("y",))
-        y.standard_name, y.units = "projection_y_coordinate", "m"
-        y[:] = 5000000.0 - 100.0 * np.arange(4)
-        crs = nc.createVariable("crs", "i4")
-        crs.crs_wkt = CRS.from_epsg(32632).to_wkt()
-        v = nc.createVariable("v", "f4", ("y", "x"))
-        v.grid_mapping = "crs_utm"
-        v[:] = np.ones((4, 5), "f4")
-        nc.time_coverage_start = "2024-05-01"
-    return path
+    return cubes.write_utm_grid_mapping(dirpath / "gm_typo.nc", "crs_utm", time_coverage_start="2024-05-01")
 
 
 def _attribute_types(dirpath: Path) -> Path:
@@ -295,25 +277,7 @@ def test_the_ranged_file_reads_ahead_only_what_is_read_in_order(monkeypatch: pyt
 def _large(path: Path, rows: int = 2000, cols: int = 5000) -> Path:
     """A NetCDF-4 whose data (``rows`` x ``cols`` float32 of noise, in
     chunks, not compressible) dominates: small 1-D lat/lon and time."""
-    rng = np.random.default_rng(7)
-    with netCDF4.Dataset(path, "w") as nc:
-        nc.createDimension("time", 1)
-        nc.createDimension("lat", rows)
-        nc.createDimension("lon", cols)
-        time = nc.createVariable("time", "f8", ("time",))
-        time.units = "days since 2024-05-01"
-        time[:] = [0.0]
-        lat = nc.createVariable("lat", "f8", ("lat",))
-        lat.units = "degrees_north"
-        lat[:] = np.linspace(60.0, 20.0, rows)
-        lon = nc.createVariable("lon", "f8", ("lon",))
-        lon.units = "degrees_east"
-        lon[:] = np.linspace(-30.0, 70.0, cols)
-        t2m = nc.createVariable("t2m", "f4", ("time", "lat", "lon"), chunksizes=(1, 500, 1000))
-        t2m.units = "K"
-        for start in range(0, rows, 500):
-            t2m[0, start : start + 500] = rng.random((500, cols), dtype="f4")
-    return path
+    return cubes.write_noise_t2m(path, rows, cols)
 
 
 @pytest.fixture(scope="module")
