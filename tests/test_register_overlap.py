@@ -45,7 +45,13 @@ def _keys(s3_server: Any, prefix: str) -> dict[str, str]:
 @pytest.fixture
 def seeded(s3_server: Any, tmp_path: Path) -> tuple[str, str]:
     """A catalog on S3 holding one item, and a second product on S3 (its URL)."""
-    prefix = f"overlap-{uuid.uuid4().hex[:8]}"
+    return seed_catalog(s3_server, tmp_path, "overlap")
+
+
+def seed_catalog(s3_server: Any, tmp_path: Path, tag: str) -> tuple[str, str]:
+    """The prefix of a new catalog on S3 (``<tag>-<random>``) holding one
+    item, and the URL of a second product on S3, beside it."""
+    prefix = f"{tag}-{uuid.uuid4().hex[:8]}"
     first = _upload(s3_server, rasters.write_wgs84(tmp_path), f"{prefix}-data/a/wgs84_20240301.tif")
     (res,) = producer.register(
         [first], catalog=s3_server.url(prefix), collection="c", storage_options=s3_server.storage_options

@@ -32,7 +32,7 @@ from producer.errors import InputError, ProducerError, StoreError
 from producer.extract import ExtractOptions, create_item
 from tests import cubes, rasters
 from tests.test_netcdf_ranged import _both, _put, _through
-from tests.test_register_overlap import _keys, _upload
+from tests.test_register_overlap import _keys, _upload, seed_catalog
 
 
 def _noise_tif(path: Path, seed: int, size: int = 1200) -> Path:
@@ -239,6 +239,29 @@ def test_the_block_cache_is_released_with_the_item_and_with_its_error(
     assert _live_blocks() == before
 
 
+def _at_once(run: Any, timeout: float) -> list[Any]:
+    """``[run(0), run(1)]`` run on two threads released together (a
+    barrier), each result or the exception it raised; fails when either
+    thread is still running after ``timeout`` seconds (a deadlock)."""
+    out: dict[int, Any] = {}
+    start = threading.Barrier(2)
+
+    def one(n: int) -> None:
+        start.wait()
+        try:
+            out[n] = run(n)
+        except BaseException as exc:
+            out[n] = exc
+
+    threads = [threading.Thread(target=one, args=(n,), daemon=True) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    assert not any(t.is_alive() for t in threads), "deadlocked"
+    return [out[0], out[1]]
+
+
 def test_two_large_netcdfs_read_by_ranges_at_once_on_two_threads(
     s3_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -252,23 +275,8 @@ def test_two_large_netcdfs_read_by_ranges_at_once_on_two_threads(
     urls = [_put(s3_server, _curved(tmp_path / f"c{n}_2024050{n + 1}.nc", 60 + 20 * n))[0] for n in range(2)]
     options = ExtractOptions(storage_options=s3_server.storage_options, stats=True)
     alone = [create_item(url, options).to_dict() for url in urls]
-    out: dict[int, Any] = {}
-    start = threading.Barrier(2)
-
-    def run(n: int) -> None:
-        start.wait()
-        try:
-            out[n] = create_item(urls[n], options).to_dict()
-        except BaseException as exc:
-            out[n] = exc
-
-    threads = [threading.Thread(target=run, args=(n,), daemon=True) for n in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not any(t.is_alive() for t in threads), "deadlocked"
-    assert [out[0], out[1]] == alone
+    out = _at_once(lambda n: create_item(urls[n], options).to_dict(), 120)
+    assert out == alone
 
 
 def test_a_build_that_fails_on_an_object_overwritten_meanwhile_is_the_storage_failure(
@@ -371,16 +379,7 @@ _CALLER: contextvars.ContextVar[str] = contextvars.ContextVar("_CALLER", default
 def seeded_s3(s3_server: Any, tmp_path: Path) -> tuple[str, str]:
     """A catalog on S3 holding one item, and a second product on S3 (its
     URL), as tests/test_register_overlap.py's ``seeded``."""
-    import uuid
-
-    prefix = f"rv38-{uuid.uuid4().hex[:8]}"
-    first = _upload(s3_server, rasters.write_wgs84(tmp_path), f"{prefix}-data/a/wgs84_20240301.tif")
-    (res,) = producer.register(
-        [first], catalog=s3_server.url(prefix), collection="c", storage_options=s3_server.storage_options
-    )
-    assert res.ok, res.error
-    second = _upload(s3_server, rasters.write_utm(tmp_path), f"{prefix}-data/b/utm_20240513.tif")
-    return prefix, second
+    return seed_catalog(s3_server, tmp_path, "rv38")
 
 
 def _producer_threads() -> list[str]:
@@ -562,28 +561,15 @@ def test_two_registers_of_large_netcdfs_into_s3_catalogs_at_once(
         prefix = f"rv38nc-{uuid.uuid4().hex[:8]}"
         path = _curved(tmp_path / f"cube{n}_2024050{n + 1}.nc", 60 + 20 * n)
         runs.append((prefix, _upload(s3_server, path, f"{prefix}-data/{path.name}")))
-    out: dict[int, Any] = {}
-    start = threading.Barrier(2)
 
-    def run(n: int) -> None:
+    def run(n: int) -> Any:
         prefix, url = runs[n]
-        start.wait()
-        try:
-            (out[n],) = producer.register(
-                [url],
-                catalog=s3_server.url(prefix),
-                collection="c",
-                storage_options=s3_server.storage_options,
-            )
-        except BaseException as exc:
-            out[n] = exc
+        (result,) = producer.register(
+            [url], catalog=s3_server.url(prefix), collection="c", storage_options=s3_server.storage_options
+        )
+        return result
 
-    threads = [threading.Thread(target=run, args=(n,), daemon=True) for n in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(180)
-    assert not any(t.is_alive() for t in threads), "deadlocked"
+    out = _at_once(run, 180)
     for n, (prefix, url) in enumerate(runs):
         res = out[n]
         assert not isinstance(res, BaseException) and res.ok and res.action == "created", res
